@@ -1,0 +1,160 @@
+// Command ferry-vmm is Ferry's reference KVM VMM.
+//
+//	ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK]
+//
+// It boots a PVH kernel and exits with the guest's power-off code; a guest
+// failure (triple fault, KVM internal error) prints a register dump and
+// exits with status 1. Usage errors exit with status 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/control"
+	"github.com/ferryvm/ferry/vmm/memory"
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:]))
+}
+
+const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL]
+
+Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine.
+SIZE takes binary units: 512M, 8G (a plain number means MiB).
+`
+
+func realMain(args []string) int {
+	if len(args) == 0 || args[0] != "run" {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("ferry-vmm run", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
+	kernel := fs.String("kernel", "", "PVH ELF kernel to boot (required)")
+	memStr := fs.String("mem", "", "guest RAM size, e.g. 1G (required)")
+	cpus := fs.Int("cpus", 1, "number of vCPUs")
+	cmdline := fs.String("cmdline", "", "guest command line")
+	serial := fs.String("serial", "-", "where the guest's COM1 output goes: a file, or - for stdout")
+	sock := fs.String("control", "", "unix socket for JSON-lines control commands")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected arguments: %q", fs.Args())
+	}
+	if *kernel == "" || *memStr == "" {
+		return usageError("-kernel and -mem are required")
+	}
+	size, err := memory.ParseSize(*memStr)
+	if err != nil {
+		return usageError("-mem: %v", err)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return usageError("-log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	out, closeOut, err := openSerial(*serial)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
+		return 1
+	}
+	defer closeOut()
+	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out, Log: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
+		return 1
+	}
+	defer vm.Close()
+	return run(vm, *sock, log)
+}
+
+func usageError(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "ferry-vmm run: "+format+"\n\n", args...)
+	fmt.Fprint(os.Stderr, usage)
+	return 2
+}
+
+// run serves the control socket and stdin while the VM runs.
+func run(vm *vmm.VM, sock string, log *slog.Logger) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
+	if sock != "" {
+		srv, err := control.NewServer(sock, log)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-vmm: control socket:", err)
+			return 1
+		}
+		vm.Serve(srv)
+		wg.Go(func() {
+			if err := srv.Serve(srvCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("control socket", "err", err)
+			}
+		})
+	}
+	if isTerminal(os.Stdin) {
+		go feedInput(srvCtx, os.Stdin, vm) // ends with the process: stdin reads cannot be cancelled
+	}
+	code, err := vm.Run(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func openSerial(path string) (io.Writer, func(), error) {
+	if path == "-" {
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-serial: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// feedInput copies terminal input into the UART's receive FIFO, waiting
+// while the guest has not drained it.
+func feedInput(ctx context.Context, in io.Reader, vm *vmm.VM) {
+	buf := make([]byte, 256)
+	for ctx.Err() == nil {
+		n, err := in.Read(buf)
+		for pending := buf[:n]; len(pending) > 0 && ctx.Err() == nil; {
+			pending = pending[vm.UART().Enqueue(pending):]
+			if len(pending) > 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

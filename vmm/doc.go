@@ -1,0 +1,14 @@
+// Package vmm is Ferry's reference x86-64 KVM virtual machine monitor: it
+// assembles guest RAM (vmm/memory), vCPUs (vmm/vcpu), the PVH boot path
+// (vmm/arch/x86) and devices (vmm/devices) into a VM that later issues
+// migrate through the framework's VMM contract.
+//
+// A VM is built in three steps: New checks the kernel and the memory size
+// before touching /dev/kvm (so bad input fails fast and clearly), then
+// creates the KVM VM, RAM slots and devices and loads the kernel; Run starts
+// the vCPUs and returns when the guest powers off, fails or is stopped.
+//
+// Port map: 0x3f8-0x3ff COM1 (8250 UART), 0xf4 power-off (a 32-bit write
+// of v ends the VM with exit code v&0xff). Interrupts are not routed yet:
+// the test guest polls.
+package vmm

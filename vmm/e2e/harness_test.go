@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/vmm/kvm"
+)
+
+// repoRoot finds the directory holding go.mod above the test's directory.
+func repoRoot(t testing.TB) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// binaries returns bin/ferry-vmm and bin/guest.elf, failing when they were
+// not built: `make test` builds them, so their absence is a real error.
+func binaries(t testing.TB) (vmmBin, guest string) {
+	root := repoRoot(t)
+	vmmBin, guest = filepath.Join(root, "bin", "ferry-vmm"), filepath.Join(root, "bin", "guest.elf")
+	for _, p := range []string{vmmBin, guest} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is missing: run `make` (or `make test`) first", p)
+		}
+	}
+	return vmmBin, guest
+}
+
+// needKVM skips the test, loudly, when KVM cannot be used here.
+func needKVM(t testing.TB, what string) {
+	if err := kvm.Available(); err != nil {
+		t.Skipf("SKIPPED (KVM unavailable): %s did not run: %v", what, err)
+	}
+}
+
+// guestRun is a ferry-vmm process with its serial output split into lines.
+type guestRun struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	lines   chan string
+	mu      sync.Mutex
+	log     []string
+	stderr  strings.Builder
+	done    chan struct{}
+	waitErr error
+	control string
+}
+
+// startVMM runs `ferry-vmm run` with args and collects its output.
+func startVMM(t testing.TB, args ...string) *guestRun {
+	vmmBin, _ := binaries(t)
+	r := &guestRun{t: t, lines: make(chan string, 4096), done: make(chan struct{})}
+	r.cmd = exec.Command(vmmBin, append([]string{"run"}, args...)...)
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r.cmd.Stderr = &lockedWriter{mu: &r.mu, b: &r.stderr}
+	stdout, err := r.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			r.mu.Lock()
+			r.log = append(r.log, line)
+			r.mu.Unlock()
+			select {
+			case r.lines <- line:
+			default: // a test that stopped reading does not block the guest
+			}
+		}
+		r.waitErr = r.cmd.Wait()
+		close(r.lines)
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		r.kill()
+		if t.Failed() {
+			t.Logf("ferry-vmm serial output:\n%s\nstderr:\n%s", r.output(), r.errors())
+		}
+	})
+	return r
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (r *guestRun) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.log, "\n")
+}
+
+func (r *guestRun) errors() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
+
+func (r *guestRun) kill() {
+	if r.cmd.Process != nil {
+		syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	<-r.done
+}
+
+// waitLine returns the first line matching re within d, failing otherwise.
+func (r *guestRun) waitLine(re *regexp.Regexp, d time.Duration) []string {
+	r.t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				r.t.Fatalf("ferry-vmm exited (%v) before printing a line matching %q", r.waitErr, re)
+			}
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-timer.C:
+			r.t.Fatalf("no line matching %q within %v", re, d)
+		}
+	}
+}
+
+// exitCode waits (up to d) for the process and returns its exit status.
+func (r *guestRun) exitCode(d time.Duration) int {
+	r.t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(d):
+		r.t.Fatalf("ferry-vmm still running after %v", d)
+	}
+	if r.waitErr == nil {
+		return 0
+	}
+	if ee, ok := r.waitErr.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	r.t.Fatalf("wait: %v", r.waitErr)
+	return -1
+}
+
+// drain discards serial lines until the process exits.
+func (r *guestRun) drain() {
+	for range r.lines {
+	}
+}
+
+var tickRE = regexp.MustCompile(`^tick (\d+) live=(\d+) free=(\d+) verify=(\S+)`)
+
+// waitTicks waits for n ticks, each verify=ok, failing on any other verdict.
+func (r *guestRun) waitTicks(n int, d time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(d)
+	for i := 0; i < n; i++ {
+		m := r.waitLine(tickRE, time.Until(deadline))
+		if m[4] != "ok" {
+			r.t.Fatalf("guest verification failed: %s", strings.Join(m, " "))
+		}
+	}
+}
+
+func (r *guestRun) String() string { return fmt.Sprintf("ferry-vmm %v", r.cmd.Args) }

@@ -1,0 +1,344 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/vmm/arch/x86"
+	"github.com/ferryvm/ferry/vmm/arch/x86/pvh"
+	"github.com/ferryvm/ferry/vmm/bus"
+	"github.com/ferryvm/ferry/vmm/devices/poweroff"
+	"github.com/ferryvm/ferry/vmm/devices/uart"
+	"github.com/ferryvm/ferry/vmm/kvm"
+	"github.com/ferryvm/ferry/vmm/memory"
+	"github.com/ferryvm/ferry/vmm/vcpu"
+)
+
+// Fixed guest-physical addresses KVM needs on Intel hosts, inside the
+// 32-bit MMIO hole and clear of any device (Firecracker's choice).
+const (
+	tssGPA         = 0xfffb_d000
+	identityMapGPA = 0xfffb_c000
+)
+
+// Port-I/O device addresses.
+const (
+	COM1Base     = 0x3f8
+	PowerOffPort = 0xf4
+)
+
+// MaxCPUs bounds -cpus; the boot path starts vCPU 0 only in this version,
+// the others wait in KVM's wait-for-SIPI state like real application processors.
+const MaxCPUs = 64
+
+// Config is what a VM is built from.
+type Config struct {
+	Kernel  string    // path of a PVH ELF
+	Memory  uint64    // bytes of guest RAM
+	CPUs    int       // vCPU count, 1..MaxCPUs
+	Cmdline string    // guest command line
+	Serial  io.Writer // receives the guest's COM1 output
+	Log     *slog.Logger
+}
+
+// State is where a VM is in its life.
+type State string
+
+// The VM states reported by Status.
+const (
+	StateCreated State = "created"
+	StateRunning State = "running"
+	StatePaused  State = "paused"
+	StateStopped State = "stopped"
+)
+
+// VM is one virtual machine.
+type VM struct {
+	cfg    Config
+	log    *slog.Logger
+	kernel *pvh.Kernel
+	image  []byte
+
+	sys  *kvm.System
+	kvm  *kvm.VM
+	mem  *memory.Guest
+	pio  bus.Bus
+	mmio bus.Bus
+	uart *uart.UART
+	gate *vcpu.Gate
+
+	mu       sync.Mutex
+	state    State
+	started  time.Time
+	exitCode int
+	exitErr  error
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New validates cfg and builds the VM: guest RAM, the KVM VM, devices and
+// the loaded kernel. The vCPUs start in Run.
+func New(cfg Config) (*VM, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Serial == nil {
+		cfg.Serial = io.Discard
+	}
+	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
+		return nil, fmt.Errorf("vCPU count %d out of range: 1 to %d", cfg.CPUs, MaxCPUs)
+	}
+	if _, err := memory.Layout(cfg.Memory); err != nil {
+		return nil, err
+	}
+	image, err := os.ReadFile(cfg.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	kernel, err := pvh.Parse(image)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
+	}
+	v := &VM{cfg: cfg, log: cfg.Log, kernel: kernel, image: image, state: StateCreated,
+		gate: vcpu.NewGate(), stopped: make(chan struct{})}
+	if err := v.build(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *VM) build() error {
+	var err error
+	if v.sys, err = kvm.Open(); err != nil {
+		return err
+	}
+	if v.kvm, err = v.sys.CreateVM(); err != nil {
+		return err
+	}
+	if err := v.kvm.SetTSSAddr(tssGPA); err != nil {
+		return err
+	}
+	if err := v.kvm.SetIdentityMapAddr(identityMapGPA); err != nil {
+		return err
+	}
+	if err := v.kvm.CreateIRQChip(); err != nil {
+		return err
+	}
+	if err := v.kvm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return err
+	}
+	if v.mem, err = memory.New(v.cfg.Memory); err != nil {
+		return err
+	}
+	for slot, r := range v.mem.Regions() {
+		host, err := v.mem.Slice(r.GPA, r.Size)
+		if err != nil {
+			return err
+		}
+		if err := v.kvm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot: uint32(slot), Guest_phys_addr: r.GPA, Memory_size: r.Size,
+			Userspace_addr: hostAddr(host),
+		}); err != nil {
+			return err
+		}
+	}
+	if err := v.load(); err != nil {
+		return err
+	}
+	return v.attachDevices()
+}
+
+// load copies the kernel and the boot structures into guest RAM.
+func (v *VM) load() error {
+	var ram []pvh.Region
+	for _, r := range v.mem.Regions() {
+		ram = append(ram, pvh.Region{GPA: r.GPA, Size: r.Size})
+	}
+	if err := v.kernel.Load(v.image, v.mem, ram); err != nil {
+		return fmt.Errorf("load kernel %s: %w", v.cfg.Kernel, err)
+	}
+	v.image = nil
+	if err := pvh.WriteStartInfo(v.mem, v.cfg.Cmdline, ram); err != nil {
+		return err
+	}
+	return x86.WriteBootGDT(v.mem)
+}
+
+func (v *VM) attachDevices() error {
+	v.uart = uart.New(v.cfg.Serial)
+	if err := v.pio.Register("com1", COM1Base, 8, v.uart); err != nil {
+		return err
+	}
+	return v.pio.Register("poweroff", PowerOffPort, 4, poweroff.New(func(code int) {
+		v.finish(code, nil)
+	}))
+}
+
+// Memory is the guest's RAM.
+func (v *VM) Memory() *memory.Guest { return v.mem }
+
+// UART is the guest's COM1, for feeding it input.
+func (v *VM) UART() *uart.UART { return v.uart }
+
+// finish records how the VM ended (first caller wins) and stops the vCPUs.
+func (v *VM) finish(code int, err error) {
+	v.stopOnce.Do(func() {
+		v.mu.Lock()
+		v.exitCode, v.exitErr, v.state = code, err, StateStopped
+		v.mu.Unlock()
+		v.gate.Stop()
+		close(v.stopped)
+	})
+}
+
+// Stop ends the VM as if powered off with exit code 0; Run then returns.
+func (v *VM) Stop() { v.finish(0, nil) }
+
+// Run boots the vCPUs and blocks until the guest powers off (its exit code,
+// nil), fails (a *vcpu.FatalError), or ctx ends or Stop is called (0, nil).
+func (v *VM) Run(ctx context.Context) (int, error) {
+	supported, err := v.sys.SupportedCPUID()
+	if err != nil {
+		return 1, err
+	}
+	var cpus []*vcpu.VCPU
+	for id := 0; id < v.cfg.CPUs; id++ {
+		c, err := vcpu.Start(v.kvm, v.gate, vcpu.Config{
+			ID: id, PIO: &v.pio, MMIO: &v.mmio, Log: v.log,
+			Setup: func(k *kvm.VCPU) error { return v.setupVCPU(k, supported) },
+		})
+		if err != nil {
+			v.finish(1, err)
+			break
+		}
+		cpus = append(cpus, c)
+	}
+	v.mu.Lock()
+	if v.state == StateCreated {
+		v.state, v.started = StateRunning, time.Now()
+	}
+	v.mu.Unlock()
+	stopOnCancel := context.AfterFunc(ctx, v.Stop)
+	defer stopOnCancel()
+	var wg sync.WaitGroup
+	for _, c := range cpus {
+		wg.Go(func() {
+			if err := c.Wait(); err != nil {
+				v.finish(1, err)
+			}
+		})
+	}
+	wg.Wait()
+	v.finish(0, nil) // every vCPU returned on its own: nothing left to run
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.exitCode, v.exitErr
+}
+
+// setupVCPU runs on the vCPU's thread: CPUID before MSRs (KVM drops MSRs
+// that the guest's CPUID does not advertise), then the boot registers.
+func (v *VM) setupVCPU(k *kvm.VCPU, supported []kvm.CPUIDEntry2) error {
+	tscKHz, err := k.TSCKHz()
+	if err != nil {
+		v.log.Warn("no TSC frequency from KVM; the guest will calibrate", "err", err)
+		tscKHz = 0
+	}
+	if err := k.SetCPUID2(x86.CPUID(supported, k.ID(), v.cfg.CPUs, tscKHz)); err != nil {
+		return err
+	}
+	if err := k.SetMSRs(x86.BootMSRs()); err != nil {
+		return err
+	}
+	if k.ID() != 0 {
+		return nil // application processors wait for INIT/SIPI
+	}
+	sregs, err := k.Sregs()
+	if err != nil {
+		return err
+	}
+	regs, sregs := x86.PVHEntry(v.kernel.Entry, pvh.StartInfoGPA, sregs)
+	if err := k.SetSregs(sregs); err != nil {
+		return err
+	}
+	if err := k.SetRegs(regs); err != nil {
+		return err
+	}
+	return k.SetFPU(x86.BootFPU())
+}
+
+// Pause parks every vCPU; it returns once none is inside the guest.
+func (v *VM) Pause(ctx context.Context) error {
+	v.mu.Lock()
+	st := v.state
+	v.mu.Unlock()
+	if st != StateRunning && st != StatePaused {
+		return fmt.Errorf("cannot pause a VM that is %s", st)
+	}
+	if err := v.gate.Pause(ctx); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	v.setStateIf(StateRunning, StatePaused)
+	return nil
+}
+
+// Resume lets a paused VM run again.
+func (v *VM) Resume() error {
+	v.mu.Lock()
+	st := v.state
+	v.mu.Unlock()
+	if st != StatePaused && st != StateRunning {
+		return fmt.Errorf("cannot resume a VM that is %s", st)
+	}
+	v.gate.Resume()
+	v.setStateIf(StatePaused, StateRunning)
+	return nil
+}
+
+func (v *VM) setStateIf(from, to State) {
+	v.mu.Lock()
+	if v.state == from {
+		v.state = to
+	}
+	v.mu.Unlock()
+}
+
+// Status is a snapshot of the VM for the control socket.
+type Status struct {
+	State       State  `json:"state"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	VCPUs       int    `json:"vcpus"`
+	UptimeMS    int64  `json:"uptime_ms"`
+}
+
+// Status reports the VM's state.
+func (v *VM) Status() Status {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := Status{State: v.state, MemoryBytes: v.cfg.Memory, VCPUs: v.cfg.CPUs}
+	if !v.started.IsZero() {
+		s.UptimeMS = time.Since(v.started).Milliseconds()
+	}
+	return s
+}
+
+// Close releases guest RAM and the KVM file descriptors. Call after Run.
+func (v *VM) Close() error {
+	var errs []error
+	if v.kvm != nil {
+		errs = append(errs, v.kvm.Close())
+	}
+	if v.sys != nil {
+		errs = append(errs, v.sys.Close())
+	}
+	if v.mem != nil {
+		errs = append(errs, v.mem.Close())
+	}
+	return errors.Join(errs...)
+}
