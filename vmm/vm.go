@@ -97,6 +97,9 @@ func New(cfg Config) (*VM, error) {
 	if _, err := memory.Layout(cfg.Memory); err != nil {
 		return nil, err
 	}
+	if err := memory.FitsHost(cfg.Memory); err != nil {
+		return nil, err
+	}
 	image, err := os.ReadFile(cfg.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)

@@ -25,8 +25,8 @@ func New(size uint64) (*Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if host, err := HostMemory(); err == nil && size > host {
-		return nil, fmt.Errorf("memory size %s is more than this host has (%s)", FormatSize(size), FormatSize(host))
+	if err := FitsHost(size); err != nil {
+		return nil, err
 	}
 	fd, err := unix.MemfdCreate("ferry-guest-ram", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -75,6 +75,18 @@ func (g *Guest) Slice(gpa, n uint64) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("guest physical range %#x+%#x is not RAM", gpa, n)
+}
+
+// FitsHost fails when size is more than the host's physical memory.
+func FitsHost(size uint64) error {
+	host, err := HostMemory()
+	if err != nil {
+		return nil // no /proc/meminfo: let the kernel decide later
+	}
+	if size > host {
+		return fmt.Errorf("memory size %s is more than this host has (%s)", FormatSize(size), FormatSize(host))
+	}
+	return nil
 }
 
 // HostMemory returns the host's MemTotal in bytes.

@@ -90,14 +90,20 @@ func ParseSize(s string) (uint64, error) {
 	return v << shift, nil
 }
 
-// FormatSize prints a byte count with the largest binary unit that divides it.
+// FormatSize prints a byte count in the largest binary unit it reaches:
+// exactly when that unit divides it, else to one decimal.
 func FormatSize(n uint64) string {
 	for _, u := range []struct {
 		shift uint
 		name  string
 	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
-		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+		switch {
+		case n < 1<<u.shift:
+			continue
+		case n%(1<<u.shift) == 0:
 			return fmt.Sprintf("%d %s", n>>u.shift, u.name)
+		default:
+			return fmt.Sprintf("%.1f %s", float64(n)/float64(uint64(1)<<u.shift), u.name)
 		}
 	}
 	return fmt.Sprintf("%d bytes", n)
