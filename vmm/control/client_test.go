@@ -1,0 +1,115 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCall(t *testing.T) {
+	path, _ := startServer(t, map[string]HandlerFunc{
+		"echo": func(ctx context.Context, args json.RawMessage) (any, error) { return args, nil },
+		"hang": func(ctx context.Context, _ json.RawMessage) (any, error) { <-ctx.Done(); return nil, ctx.Err() },
+	})
+	ctx := context.Background()
+
+	var st statusResult
+	if err := Call(ctx, path, "status", nil, &st); err != nil || st != (statusResult{"running", 42}) {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	var echo map[string]int
+	if err := Call(ctx, path, "echo", map[string]int{"a": 1}, &echo); err != nil || echo["a"] != 1 {
+		t.Fatalf("echo = %v, %v", echo, err)
+	}
+	if err := Call(ctx, path, "status", nil, nil); err != nil {
+		t.Fatalf("nil result: %v", err)
+	}
+	var n int
+	if err := Call(ctx, path, "status", nil, &n); err == nil || !strings.Contains(err.Error(), "decode result") {
+		t.Fatalf("result type mismatch: %v", err)
+	}
+
+	err := Call(ctx, path, "nope", nil, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Cmd != "nope" || !strings.HasPrefix(re.Message, `unknown command "nope"; known: `) {
+		t.Fatalf("unknown command: %v", err)
+	}
+	if err.Error() != "nope: "+re.Message {
+		t.Fatalf("RemoteError text %q", err.Error())
+	}
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := Call(short, path, "hang", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hanging handler: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Call took %v past its deadline", d)
+	}
+
+	if err := Call(ctx, path, "echo", strings.Repeat("x", MaxLine), nil); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("oversized args: %v", err)
+	}
+	if err := Call(ctx, path, "echo", make(chan int), nil); err == nil || !strings.Contains(err.Error(), "encode args") {
+		t.Fatalf("unencodable args: %v", err)
+	}
+	if err := Call(ctx, path, "", nil, nil); err == nil {
+		t.Fatal("empty command accepted")
+	}
+}
+
+func TestCallNoServer(t *testing.T) {
+	err := Call(context.Background(), filepath.Join(t.TempDir(), "none.sock"), "status", nil, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "connect to control socket") {
+		t.Fatalf("Call without a server = %v", err)
+	}
+}
+
+// fakeServer answers every connection's first line with reply (which may be
+// empty: close without answering).
+func fakeServer(t *testing.T, reply string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fake.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte(reply))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return path
+}
+
+func TestCallBadServers(t *testing.T) {
+	tests := []struct {
+		name, reply, wantErr string
+	}{
+		{"closes without answering", "", "server closed the connection without answering"},
+		{"not JSON", "hello\n", "malformed response"},
+		{"ok false without reason", `{"ok":false}` + "\n", "x: failed (the server gave no reason)"},
+	}
+	for _, tt := range tests {
+		err := Call(context.Background(), fakeServer(t, tt.reply), "x", nil, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s: Call = %v, want %q", tt.name, err, tt.wantErr)
+		}
+	}
+}

@@ -1,0 +1,25 @@
+// Package control is the VMM's control socket: newline-delimited JSON over a
+// unix stream socket, one response line for each request line.
+//
+//	client                                   server (ferry-vmm)
+//	  │ connect(path)                           │ socket mode 0600
+//	  │ {"cmd":"status"}\n ───────────────────► │ DecodeRequest, look up handler,
+//	  │                                         │ call it with a 30 s deadline
+//	  │ ◄─────── {"ok":true,"result":{...}}\n   │
+//	  │ {"cmd":"pause","args":{...}}\n ───────► │
+//	  │ ◄─────── {"ok":false,"error":"..."}\n   │
+//	  │ close                                   │
+//
+// A connection may carry any number of requests, answered in order. A line
+// that is not a valid request gets an error response and the connection
+// stays usable; a line longer than [MaxLine] gets an error response and the
+// connection is closed. Blank lines are ignored.
+//
+// [Server] serves registered [HandlerFunc]s; [Call] is the one-shot client
+// used by tests and the migrate CLI.
+//
+// What it cannot do: authenticate (access is by file permission only: the
+// socket is made 0600 right after bind, so keep it in a directory only the
+// VMM's user can enter), push events to clients, or interrupt a handler
+// that ignores its context (Serve waits for it).
+package control

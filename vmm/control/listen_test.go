@@ -1,0 +1,116 @@
+package control
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNewServerSocketMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	s, err := NewServer(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+	}
+}
+
+func TestNewServerReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // a crashed VMM leaves the file behind
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket missing: %v", err)
+	}
+	s, err := NewServer(path, nil)
+	if err != nil {
+		t.Fatalf("NewServer over a stale socket: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("Close left the socket: %v", err)
+	}
+}
+
+func TestNewServerRefusesLiveSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = NewServer(path, nil)
+	if err == nil || !strings.Contains(err.Error(), "another process is listening on "+path) {
+		t.Fatalf("NewServer on a live socket = %v", err)
+	}
+	// The live socket still works.
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("live socket broken: %v", err)
+	}
+	c.Close()
+}
+
+func TestNewServerRefusesOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(file, nil); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Fatalf("NewServer over a regular file = %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep me" {
+		t.Fatal("regular file was touched")
+	}
+	if _, err := NewServer(dir, nil); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Fatalf("NewServer over a directory = %v", err)
+	}
+}
+
+func TestNewServerPathErrors(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
+	if _, err := NewServer(long, nil); err == nil || !strings.Contains(err.Error(), "at most 107") {
+		t.Fatalf("long path: %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "ctl.sock")
+	if _, err := NewServer(missing, nil); err == nil {
+		t.Fatal("NewServer in a missing directory succeeded")
+	}
+}
+
+func TestCloseLeavesAReplacedSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	s, err := NewServer(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone removes our socket and starts their own at the same path.
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("Close removed a socket it did not create: %v", err)
+	}
+}
