@@ -186,3 +186,19 @@ func (m *fakeMem) Slice(gpa, n uint64) ([]byte, error) {
 	}
 	return m.buf[gpa : gpa+n], nil
 }
+
+// ramLayout splits size bytes of guest RAM around the 32-bit MMIO hole the
+// way vmm/memory.Layout does: [0, min(size, 3 GiB)) and, if size is
+// larger, the rest from 4 GiB. It returns nil for size 0.
+func ramLayout(size uint64) []Region {
+	if size == 0 {
+		return nil
+	}
+	if size <= MMIOHoleStart {
+		return []Region{{GPA: 0, Size: size}}
+	}
+	return []Region{
+		{GPA: 0, Size: MMIOHoleStart},
+		{GPA: MMIOHoleEnd, Size: size - MMIOHoleStart},
+	}
+}

@@ -51,22 +51,6 @@ func (r Region) contains(gpa, end uint64) bool {
 	return gpa >= r.GPA && end <= r.End()
 }
 
-// RAMLayout splits size bytes of guest RAM around the 32-bit MMIO hole the
-// way the reference VMM lays it out: [0, min(size, 3 GiB)) and, if size is
-// larger, the rest from 4 GiB. It returns nil for size 0.
-func RAMLayout(size uint64) []Region {
-	if size == 0 {
-		return nil
-	}
-	if size <= MMIOHoleStart {
-		return []Region{{GPA: 0, Size: size}}
-	}
-	return []Region{
-		{GPA: 0, Size: MMIOHoleStart},
-		{GPA: MMIOHoleEnd, Size: size - MMIOHoleStart},
-	}
-}
-
 // checkRAM verifies that ram is non-empty, sorted, non-overlapping, free of
 // empty or wrapping regions, starts at 0 and stays out of the MMIO hole.
 func checkRAM(ram []Region) error {

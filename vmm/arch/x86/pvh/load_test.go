@@ -37,7 +37,7 @@ func TestLoadErrors(t *testing.T) {
 	img := make([]byte, 0x100)
 	seg := func(gpa, size uint64) Segment { return Segment{GPA: gpa, FileSize: 0x10, MemSize: size} }
 	small := []Region{{0, 64 << 20}}
-	big := RAMLayout(8 << 30)
+	big := ramLayout(8 << 30)
 	tests := []struct {
 		name    string
 		k       Kernel
@@ -165,7 +165,7 @@ func TestCheckRAM(t *testing.T) {
 		wantErr string
 	}{
 		{"one region", []Region{{0, 1 << 30}}, ""},
-		{"split around the hole", RAMLayout(6 << 30), ""},
+		{"split around the hole", ramLayout(6 << 30), ""},
 		{"empty", nil, "no guest RAM"},
 		{"not at 0", []Region{{0x1000, 1 << 20}}, "must start at 0"},
 		{"zero size", []Region{{0, 1 << 20}, {2 << 20, 0}}, "empty or wraps"},
@@ -181,7 +181,7 @@ func TestCheckRAM(t *testing.T) {
 	}
 }
 
-func TestRAMLayout(t *testing.T) {
+func TestRAMLayoutHelper(t *testing.T) {
 	tests := []struct {
 		size uint64
 		want []Region
@@ -193,14 +193,14 @@ func TestRAMLayout(t *testing.T) {
 		{8 << 30, []Region{{0, 3 << 30}, {4 << 30, 5 << 30}}},
 	}
 	for _, tt := range tests {
-		got := RAMLayout(tt.size)
+		got := ramLayout(tt.size)
 		if len(got) != len(tt.want) {
-			t.Errorf("RAMLayout(%#x) = %v, want %v", tt.size, got, tt.want)
+			t.Errorf("ramLayout(%#x) = %v, want %v", tt.size, got, tt.want)
 			continue
 		}
 		for i := range got {
 			if got[i] != tt.want[i] {
-				t.Errorf("RAMLayout(%#x) = %v, want %v", tt.size, got, tt.want)
+				t.Errorf("ramLayout(%#x) = %v, want %v", tt.size, got, tt.want)
 			}
 		}
 	}

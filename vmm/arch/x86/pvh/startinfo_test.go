@@ -26,7 +26,7 @@ func TestWriteStartInfo(t *testing.T) {
 		},
 		{
 			name: "split around the MMIO hole",
-			ram:  RAMLayout(5 << 30),
+			ram:  ramLayout(5 << 30),
 			want: []MemmapEntry{
 				{0, 0xA0000, E820RAM},
 				{0xA0000, 0x60000, E820Reserved},
