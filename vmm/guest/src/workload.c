@@ -85,8 +85,8 @@ int workloads_step(u64 now)
 		__asm__ volatile("ud2");
 	}
 	if (cfg.crash == 'p') {
-		kprintf("crash: writing to unmapped address 0xdead0000bad0\n");
-		*(volatile u64 *)0xdead0000bad0UL = 1;
+		kprintf("crash: writing to unmapped address 0x7dead000bad0\n");
+		*(volatile u64 *)0x7dead000bad0UL = 1;
 	}
 	if (cfg.dirty)
 		busy |= dirty_step(now);
