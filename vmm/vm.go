@@ -331,9 +331,15 @@ func (v *VM) Status() Status {
 	return s
 }
 
-// Close releases guest RAM and the KVM file descriptors. Call after Run.
+// Close flushes the guest's serial output and releases guest RAM and the
+// KVM file descriptors. Call after Run.
 func (v *VM) Close() error {
 	var errs []error
+	if v.uart != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		errs = append(errs, v.uart.Close(ctx))
+		cancel()
+	}
 	if v.kvm != nil {
 		errs = append(errs, v.kvm.Close())
 	}

@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -113,7 +112,7 @@ func run(vm *vmm.VM, sock string, log *slog.Logger) int {
 		})
 	}
 	if isTerminal(os.Stdin) {
-		go feedInput(srvCtx, os.Stdin, vm) // ends with the process: stdin reads cannot be cancelled
+		go vm.UART().Feed(srvCtx, os.Stdin) // ends with the process: stdin reads cannot be cancelled
 	}
 	code, err := vm.Run(ctx)
 	if err != nil {
@@ -139,22 +138,4 @@ func openSerial(path string) (io.Writer, func(), error) {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// feedInput copies terminal input into the UART's receive FIFO, waiting
-// while the guest has not drained it.
-func feedInput(ctx context.Context, in io.Reader, vm *vmm.VM) {
-	buf := make([]byte, 256)
-	for ctx.Err() == nil {
-		n, err := in.Read(buf)
-		for pending := buf[:n]; len(pending) > 0 && ctx.Err() == nil; {
-			pending = pending[vm.UART().Enqueue(pending):]
-			if len(pending) > 0 {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }

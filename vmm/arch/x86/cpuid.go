@@ -20,7 +20,7 @@ func CPUID(supported []kvm.CPUIDEntry2, id, ncpus int, tscKHz uint32) []kvm.CPUI
 		switch e.Function {
 		case 0x1:
 			e.Ebx = e.Ebx&0xff | uint32(id)<<24 | uint32(ncpus)<<16 | 8<<8 // APIC id, logical CPUs, CLFLUSH 64 bytes
-			e.Ecx |= 1 << 31                                                      // running under a hypervisor
+			e.Ecx |= 1 << 31                                               // running under a hypervisor
 			if ncpus > 1 {
 				e.Edx |= 1 << 28 // HTT: the logical-CPU count above is meaningful
 			}

@@ -8,8 +8,9 @@ import (
 )
 
 // BootGDTGPA is where the VMM writes the GDT that describes the PVH entry
-// segments, below the start_info page (x86/pvh.StartInfoGPA).
-const BootGDTGPA = 0x5000
+// segments: in the boot-info page that x86/pvh protects, after the largest
+// memory map (pvh.MemmapGPA + 128*24 = 0x6c40) and before the command line.
+const BootGDTGPA = 0x6f00
 
 // Selectors of the boot GDT.
 const (

@@ -5,7 +5,8 @@
  * kprintf understands %d %i %u %x %X %p %s %c %% with the l/ll/z length
  * modifiers, a field width and the '0' and '-' flags; nothing else (no
  * floats, no precision). Lines longer than 256 bytes are cut.
- * Output only: input is never read. Each byte costs a port write (a VM exit),
+ * Lines end in a bare \n (no \r). Output only: input is never read.
+ * Each byte costs a port write (a VM exit),
  * so keep hot paths quiet.
  */
 #include <stdarg.h>
@@ -35,11 +36,8 @@ void serial_write(const char *s, u64 n)
 		u32 spins = 0;
 		while (!(inb(COM1 + 5) & UART_LSR_THRE) && ++spins < 1000000)
 			cpu_relax();
-		for (u32 i = 0; i < fifo_depth && n > 0; i++, n--) {
-			if (*s == '\n')
-				outb(COM1, '\r');
+		for (u32 i = 0; i < fifo_depth && n > 0; i++, n--)
 			outb(COM1, (u8)*s++);
-		}
 	}
 }
 
