@@ -18,38 +18,73 @@ func set[T any](c *VCPU, req uintptr, name string, v T) error {
 	return nil
 }
 
-func (c *VCPU) Regs() (Regs, error)        { return get[Regs](c, ioctlGetRegs, "KVM_GET_REGS") }
-func (c *VCPU) SetRegs(r Regs) error       { return set(c, ioctlSetRegs, "KVM_SET_REGS", r) }
-func (c *VCPU) Sregs() (Sregs, error)      { return get[Sregs](c, ioctlGetSregs, "KVM_GET_SREGS") }
-func (c *VCPU) SetSregs(s Sregs) error     { return set(c, ioctlSetSregs, "KVM_SET_SREGS", s) }
-func (c *VCPU) FPU() (FPU, error)          { return get[FPU](c, ioctlGetFPU, "KVM_GET_FPU") }
-func (c *VCPU) SetFPU(f FPU) error         { return set(c, ioctlSetFPU, "KVM_SET_FPU", f) }
+// Regs issues KVM_GET_REGS.
+func (c *VCPU) Regs() (Regs, error) { return get[Regs](c, ioctlGetRegs, "KVM_GET_REGS") }
+
+// SetRegs issues KVM_SET_REGS.
+func (c *VCPU) SetRegs(r Regs) error { return set(c, ioctlSetRegs, "KVM_SET_REGS", r) }
+
+// Sregs issues KVM_GET_SREGS.
+func (c *VCPU) Sregs() (Sregs, error) { return get[Sregs](c, ioctlGetSregs, "KVM_GET_SREGS") }
+
+// SetSregs issues KVM_SET_SREGS.
+func (c *VCPU) SetSregs(s Sregs) error { return set(c, ioctlSetSregs, "KVM_SET_SREGS", s) }
+
+// FPU issues KVM_GET_FPU.
+func (c *VCPU) FPU() (FPU, error) { return get[FPU](c, ioctlGetFPU, "KVM_GET_FPU") }
+
+// SetFPU issues KVM_SET_FPU.
+func (c *VCPU) SetFPU(f FPU) error { return set(c, ioctlSetFPU, "KVM_SET_FPU", f) }
+
+// LAPIC issues KVM_GET_LAPIC.
 func (c *VCPU) LAPIC() (LAPICState, error) { return get[LAPICState](c, ioctlGetLAPIC, "KVM_GET_LAPIC") }
+
+// SetLAPIC issues KVM_SET_LAPIC.
 func (c *VCPU) SetLAPIC(l LAPICState) error {
 	return set(c, ioctlSetLAPIC, "KVM_SET_LAPIC", l)
 }
+
+// MPState issues KVM_GET_MP_STATE.
 func (c *VCPU) MPState() (MPState, error) {
 	return get[MPState](c, ioctlGetMPState, "KVM_GET_MP_STATE")
 }
+
+// SetMPState issues KVM_SET_MP_STATE.
 func (c *VCPU) SetMPState(m MPState) error {
 	return set(c, ioctlSetMPState, "KVM_SET_MP_STATE", m)
 }
+
+// Events issues KVM_GET_VCPU_EVENTS.
 func (c *VCPU) Events() (VCPUEvents, error) {
 	return get[VCPUEvents](c, ioctlGetVCPUEvents, "KVM_GET_VCPU_EVENTS")
 }
+
+// SetEvents issues KVM_SET_VCPU_EVENTS.
 func (c *VCPU) SetEvents(e VCPUEvents) error {
 	return set(c, ioctlSetVCPUEvents, "KVM_SET_VCPU_EVENTS", e)
 }
+
+// DebugRegs issues KVM_GET_DEBUGREGS.
 func (c *VCPU) DebugRegs() (DebugRegs, error) {
 	return get[DebugRegs](c, ioctlGetDebugRegs, "KVM_GET_DEBUGREGS")
 }
+
+// SetDebugRegs issues KVM_SET_DEBUGREGS.
 func (c *VCPU) SetDebugRegs(d DebugRegs) error {
 	return set(c, ioctlSetDebugRegs, "KVM_SET_DEBUGREGS", d)
 }
-func (c *VCPU) Xsave() (Xsave, error)  { return get[Xsave](c, ioctlGetXsave, "KVM_GET_XSAVE") }
+
+// Xsave issues KVM_GET_XSAVE.
+func (c *VCPU) Xsave() (Xsave, error) { return get[Xsave](c, ioctlGetXsave, "KVM_GET_XSAVE") }
+
+// SetXsave issues KVM_SET_XSAVE.
 func (c *VCPU) SetXsave(x Xsave) error { return set(c, ioctlSetXsave, "KVM_SET_XSAVE", x) }
-func (c *VCPU) XCRs() (XCRs, error)    { return get[XCRs](c, ioctlGetXCRs, "KVM_GET_XCRS") }
-func (c *VCPU) SetXCRs(x XCRs) error   { return set(c, ioctlSetXCRs, "KVM_SET_XCRS", x) }
+
+// XCRs issues KVM_GET_XCRS.
+func (c *VCPU) XCRs() (XCRs, error) { return get[XCRs](c, ioctlGetXCRs, "KVM_GET_XCRS") }
+
+// SetXCRs issues KVM_SET_XCRS.
+func (c *VCPU) SetXCRs(x XCRs) error { return set(c, ioctlSetXCRs, "KVM_SET_XCRS", x) }
 
 // SetCPUID2 sets the vCPU's CPUID leaves (at most MaxCPUIDEntries).
 func (c *VCPU) SetCPUID2(entries []CPUIDEntry2) error {
