@@ -6,8 +6,7 @@
  * modifiers, a field width and the '0' and '-' flags; nothing else (no
  * floats, no precision). Lines longer than 256 bytes are cut.
  * Lines end in a bare \n (no \r). Output only: input is never read.
- * Each byte costs a port write (a VM exit),
- * so keep hot paths quiet.
+ * Each byte costs a port write (a VM exit), so keep hot paths quiet.
  */
 #include <stdarg.h>
 #include "guest.h"
