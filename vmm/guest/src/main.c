@@ -25,6 +25,7 @@ static const char *const vector_names[32] = {
 
 void guest_fault(u64 vector, u64 err, u64 rip, u64 cr2, u64 cs, u64 rsp) NORETURN;
 void guest_main(u64 start_info, u64 tsc_entry, u64 tsc_ring3) NORETURN;
+void selftest(void);
 
 void guest_fault(u64 vector, u64 err, u64 rip, u64 cr2, u64 cs, u64 rsp)
 {
@@ -87,6 +88,8 @@ void guest_main(u64 start_info, u64 tsc_entry, u64 tsc_ring3)
 	kprintf("boot: ring 0 took %lu us, identity map %lu GiB with %s pages\n", tsc_to_us(tsc_ring3 - tsc_entry),
 		boot.map_limit / GIB, boot.map_pages);
 	mem_init();
+	if (cmdline_find(boot.cmdline, "selftest", &(struct str){0}) == 0)
+		selftest();
 	workloads_setup();
 	kprintf("setup: %lu ms since entry\n", tsc_to_ms(rdtsc() - tsc_entry));
 	kprintf("ready\n");

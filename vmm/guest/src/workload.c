@@ -4,15 +4,20 @@
  * meta_alloc shared by the workloads.
  *
  * Each kind runs at most once (a repeated kind is a setup error). The
- * crash kinds fault on the first step after "ready".
+ * crash kinds act on the first step after "ready": crash:ud and crash:pf
+ * fault, crash:verify flips one bit of a live tagged page so that the next
+ * tick reports verify=FAIL.
  */
 #include "workload.h"
 #include "buddy.h"
 #include "cmdline.h"
+#include "tag.h"
 
 static struct {
 	int hog, dirty, kv;
-	char crash;         /* 0, 'u' (ud2) or 'p' (page fault) */
+	char crash;         /* 0, 'u' (ud2), 'p' (page fault), 'v' (corrupt) */
+	u64 canary;         /* crash:verify's tagged page, 0 if none */
+	int crash_armed;
 	u64 hog_mib, dirty_mib, dirty_rate, kv_mib, kv_rate;
 } cfg;
 
@@ -59,9 +64,11 @@ void workloads_parse(const char *spec, u64 n)
 			cfg.crash = 'u';
 		} else if (str_eq(name.p, name.n, "crash") && str_eq(arg.p, arg.n, "pf")) {
 			cfg.crash = 'p';
+		} else if (str_eq(name.p, name.n, "crash") && str_eq(arg.p, arg.n, "verify")) {
+			cfg.crash = 'v';
 		} else {
 			fatal("unknown workload item (want idle, hog:<MiB>, dirty:<MiB>@<MiB/s>, "
-			      "kv:<MiB>[@<ops/s>], crash:ud, crash:pf)");
+			      "kv:<MiB>[@<ops/s>], crash:ud, crash:pf, crash:verify)");
 		}
 	}
 }
@@ -74,6 +81,13 @@ void workloads_setup(void)
 		dirty_setup(cfg.dirty_mib, cfg.dirty_rate);
 	if (cfg.kv)
 		kv_setup(cfg.kv_mib, cfg.kv_rate);
+	if (cfg.crash == 'v') {
+		u64 pfn = buddy_alloc(0);
+		if (pfn == BUDDY_NONE)
+			fatal("crash:verify: no page");
+		cfg.canary = pfn << PAGE_SHIFT;
+		tag_fill(cfg.canary, 1);
+	}
 }
 
 /* workloads_step does what is due and reports whether it did anything. */
@@ -88,6 +102,11 @@ int workloads_step(u64 now)
 		kprintf("crash: writing to unmapped address 0x7dead000bad0\n");
 		*(volatile u64 *)0x7dead000bad0UL = 1;
 	}
+	if (cfg.crash == 'v' && cfg.crash_armed == 0) {
+		kprintf("crash: corrupting word 100 of live page 0x%lx\n", cfg.canary);
+		((volatile u64 *)cfg.canary)[100] ^= 1;
+		cfg.crash_armed = 1;
+	}
 	if (cfg.dirty)
 		busy |= dirty_step(now);
 	if (cfg.kv)
@@ -97,6 +116,8 @@ int workloads_step(u64 now)
 
 void workloads_verify(void)
 {
+	if (cfg.canary)
+		tag_verify(cfg.canary, 1, "crash:verify");
 	if (cfg.dirty)
 		dirty_verify();
 	if (cfg.kv)
@@ -105,7 +126,7 @@ void workloads_verify(void)
 
 u64 workloads_live(void)
 {
-	return (cfg.dirty ? dirty_live() : 0) + (cfg.kv ? kv_live() : 0);
+	return (cfg.dirty ? dirty_live() : 0) + (cfg.kv ? kv_live() : 0) + (cfg.canary ? 1 : 0);
 }
 
 /* workloads_report prints the counters of the running workloads. */

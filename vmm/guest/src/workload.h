@@ -1,6 +1,6 @@
 /*
  * workload.h — the workloads chosen with workload=<a>,<b>,... (README.md):
- * idle, hog:<MiB>, dirty:<MiB>@<MiB/s>, kv:<MiB>[@<ops/s>], crash:ud|pf.
+ * idle, hog:<MiB>, dirty:<MiB>@<MiB/s>, kv:<MiB>[@<ops/s>], crash:ud|pf|verify.
  * Each keeps its own record of what it wrote, so verification never trusts
  * the data pages themselves.
  */
