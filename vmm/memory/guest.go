@@ -15,6 +15,7 @@ type Guest struct {
 	fd      int
 	mapping []byte
 	regions []Region
+	dirty   []uint64 // VMM writes, see dirty.go
 }
 
 // New creates size bytes of guest RAM. It refuses sizes beyond the host's
@@ -41,7 +42,8 @@ func New(size uint64) (*Guest, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("map guest memory: %w", err)
 	}
-	return &Guest{fd: fd, mapping: m, regions: regions}, nil
+	pages := size / PageSize
+	return &Guest{fd: fd, mapping: m, regions: regions, dirty: make([]uint64, (pages+63)/64)}, nil
 }
 
 // Close unmaps and closes guest RAM. Slices returned earlier become invalid.

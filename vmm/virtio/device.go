@@ -1,0 +1,62 @@
+package virtio
+
+// Feature bits the transport knows.
+const (
+	FVersion1 = 1 << 32
+)
+
+// Device status bits.
+const (
+	StatusAcknowledge = 1
+	StatusDriver      = 2
+	StatusDriverOK    = 4
+	StatusFeaturesOK  = 8
+	StatusNeedsReset  = 0x40
+	StatusFailed      = 0x80
+)
+
+// Interrupt status bits.
+const (
+	InterruptUsed   = 1
+	InterruptConfig = 2
+)
+
+// Device is a virtio device behind a Transport.
+//
+// The transport calls these methods with none of its locks held, from vCPU
+// threads; a device serialises them with its own lock. After Reset returns
+// the device must not touch the queues it was given at Activate.
+type Device interface {
+	// ID is the virtio device ID (5 for the balloon).
+	ID() uint32
+	// Features are the feature bits offered; the transport adds VERSION_1.
+	Features() uint64
+	// QueueSizes gives the maximum size of each queue, by index.
+	QueueSizes() []uint16
+	// ReadConfig and WriteConfig access the device config space at offset.
+	ReadConfig(offset uint64, data []byte)
+	WriteConfig(offset uint64, data []byte)
+	// Activate hands over the queues and negotiated features when the
+	// driver sets DRIVER_OK; an error marks the device NEEDS_RESET.
+	Activate(queues []*Queue, features uint64) error
+	// Notify reports that the driver kicked queue index q.
+	Notify(q int)
+	// Reset returns the device to its initial state (driver wrote 0 to
+	// Status, or the transport failed it).
+	Reset()
+}
+
+// Signaller is what a device uses to reach its driver.
+type Signaller interface {
+	// SignalUsed raises the used-buffer interrupt.
+	SignalUsed()
+	// ConfigChanged bumps the config generation and raises the
+	// config-change interrupt.
+	ConfigChanged()
+	// Fail puts the device into NEEDS_RESET, logging reason, and raises
+	// the config-change interrupt as the spec asks. Queue notifications
+	// stop reaching the device; a device that calls Fail stops using its
+	// queues itself (the transport does not call Reset, which would take
+	// the device's lock) until the driver resets it.
+	Fail(reason string)
+}

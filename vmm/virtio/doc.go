@@ -1,0 +1,24 @@
+// Package virtio implements the device side of virtio over MMIO (version 2
+// register layout) with split virtqueues, for the reference VMM's devices.
+//
+//	guest driver                         VMM (this package)
+//	  writes registers at base+off ───►  Transport (bus.Device): features,
+//	                                     status, queue setup, config space
+//	  QueueNotify(n) ─────────────────►  Device.Notify(n) ─► Queue.Pop chains
+//	                                     Queue.Push ─► used ring (+ dirty mark)
+//	  polls InterruptStatus  ◄─────────  Transport.SignalUsed / ConfigChanged
+//
+// Every value that comes from the guest is checked: queue sizes and ring
+// addresses (alignment, inside guest RAM), descriptor indices, chain
+// lengths and loops, buffer addresses and lengths, and the available index
+// (a driver cannot claim more buffers than the ring holds). A violation
+// puts the device into NEEDS_RESET with a logged reason; the VMM never
+// panics and never touches host memory outside guest RAM.
+//
+// Every byte the device writes into guest RAM (used ring entries, used
+// index, device-writable buffers) goes through Memory.MarkDirty, because
+// KVM's dirty log only sees writes made by the guest's vCPUs.
+//
+// Not implemented: legacy (version 1) MMIO, packed rings, indirect
+// descriptors and event-index suppression; they are not offered.
+package virtio
