@@ -97,3 +97,28 @@ func run(t *testing.T, cpu *kvm.VCPU) uint32 {
 	t.Fatal("KVM_RUN interrupted 100 times in a row")
 	return 0
 }
+
+func TestTSCKHz(t *testing.T) {
+	sys, err := kvm.Open()
+	if err != nil {
+		t.Skipf("SKIPPED (KVM unavailable): TestTSCKHz did not run: %v", err)
+	}
+	defer sys.Close()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, err := sys.CreateVM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	cpu, err := vm.CreateVCPU(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	khz, err := cpu.TSCKHz()
+	t.Logf("TSC %d kHz, err %v", khz, err)
+	if err != nil || khz < 100_000 {
+		t.Errorf("TSC frequency %d kHz (%v)", khz, err)
+	}
+}

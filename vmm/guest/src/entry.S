@@ -138,6 +138,22 @@ pvh_start32:
 2:	movl %eax, boot_pml4
 	movl %eax, %cr3
 
+	/* The hypervisor's TSC frequency (leaf 0x40000010), read here because
+	 * ring-3 CPUID does not trap under PVM: there it shows the host's leaves. */
+	movl $0x40000000, %eax
+	xorl %ecx, %ecx
+	cpuid
+	xorl %edx, %edx
+	cmpl $0x40000010, %eax
+	jb 3f
+	cmpl $0x400000ff, %eax
+	ja 3f
+	movl $0x40000010, %eax
+	xorl %ecx, %ecx
+	cpuid
+	movl %eax, %edx
+3:	movl %edx, boot_hv_tsc_khz
+
 	movl %cr4, %eax
 	orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
 	movl %eax, %cr4
@@ -268,6 +284,9 @@ tss_iomap:
 	.byte 0xff                   /* the CPU may read one byte past the end */
 tss_end:
 
+	.globl boot_hv_tsc_khz
+boot_hv_tsc_khz:                /* kHz from CPUID 0x40000010 in ring 0, or 0 */
+	.long 0
 	.globl boot_pml4, fault_busy
 boot_pml4:
 	.quad 0

@@ -17,17 +17,12 @@ const char *tsc_source;
 #define PIT_MS 40UL
 #define PLAUSIBLE(khz) ((khz) >= 100000UL && (khz) <= 10000000UL)
 
+/* Read by the ring-0 stub: CPUID from ring 3 may not reach the hypervisor. */
+extern u32 boot_hv_tsc_khz;
+
 static u64 from_hypervisor(void)
 {
-	u32 r[4];
-	cpuid(1, 0, r);
-	if (!(r[2] & (1U << 31)))   /* no hypervisor present bit */
-		return 0;
-	cpuid(0x40000000, 0, r);
-	if (r[0] < 0x40000010 || r[0] > 0x400000ff)
-		return 0;
-	cpuid(0x40000010, 0, r);
-	return r[0];
+	return boot_hv_tsc_khz;
 }
 
 static u64 from_cpuid_15_16(const char **src)
