@@ -41,3 +41,29 @@ func TestMarkDirty(t *testing.T) {
 		t.Error("TakeDirty did not clear")
 	}
 }
+
+func TestDiscard(t *testing.T) {
+	g, err := New(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	b, _ := g.Slice(0x10000, 3*PageSize)
+	for i := range b {
+		b[i] = 0x5a
+	}
+	if err := g.Discard(0x11000, PageSize); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0x5a || b[PageSize] != 0 || b[PageSize+100] != 0 || b[2*PageSize] != 0x5a {
+		t.Errorf("after discard: %x %x %x", b[0], b[PageSize], b[2*PageSize])
+	}
+	if !g.IsDirty(0x11000) || g.IsDirty(0x10000) {
+		t.Error("discarded page not marked dirty (or its neighbour was)")
+	}
+	for _, bad := range [][2]uint64{{0x11001, PageSize}, {0x11000, 100}, {64 << 20, PageSize}} {
+		if err := g.Discard(bad[0], bad[1]); err == nil {
+			t.Errorf("Discard(%#x, %#x) succeeded", bad[0], bad[1])
+		}
+	}
+}

@@ -111,3 +111,24 @@ func HostMemory() (uint64, error) {
 	}
 	return 0, fmt.Errorf("no MemTotal in /proc/meminfo")
 }
+
+// Discard gives the host pages backing guest physical [gpa, gpa+n) back
+// (fallocate PUNCH_HOLE): they cost no host memory and read as zero until
+// written again. The range must be page-aligned and inside one region.
+// The VMM marks the range dirty: its content changed without a vCPU write.
+func (g *Guest) Discard(gpa, n uint64) error {
+	if gpa%PageSize != 0 || n%PageSize != 0 {
+		return fmt.Errorf("discard %#x+%#x: not page-aligned", gpa, n)
+	}
+	for _, r := range g.regions {
+		if r.Contains(gpa, n) {
+			off := r.Offset + gpa - r.GPA
+			if err := unix.Fallocate(g.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
+				return fmt.Errorf("discard %#x+%#x: %w", gpa, n, err)
+			}
+			g.MarkDirty(gpa, n)
+			return nil
+		}
+	}
+	return fmt.Errorf("discard %#x+%#x: not guest RAM", gpa, n)
+}
