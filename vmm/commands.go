@@ -1,18 +1,27 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/ferryvm/ferry/vmm/control"
+	"github.com/ferryvm/ferry/vmm/devices/balloon"
 )
 
 // Serve registers the VM's control commands on s:
 //
-//	status  → Status
-//	pause   → parks the vCPUs, then returns Status
-//	resume  → runs them again, then returns Status
-//	quit    → stops the VM (Run returns 0), then returns Status
+//	status                         → Status
+//	pause, resume, quit            → Status after the change
+//	balloon [{"target_mib": N}]    → balloon target and actual size
+//	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
+//	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
+//	hint-start                     → {"cmd_id"}: a new free page hint session
+//	hint-wait [{"timeout_ms"}]     → waits for the guest's STOP; the session summary
+//	hint-stop, hint-done           → the session summary after STOP / DONE
 func (v *VM) Serve(s *control.Server) {
 	s.Handle("status", func(context.Context, json.RawMessage) (any, error) {
 		return v.Status(), nil
@@ -33,4 +42,114 @@ func (v *VM) Serve(s *control.Server) {
 		v.Stop()
 		return v.Status(), nil
 	})
+	v.serveBalloon(s)
+}
+
+// timeoutArgs is the optional argument of the waiting commands.
+type timeoutArgs struct {
+	TimeoutMS int64 `json:"timeout_ms"`
+}
+
+// decodeArgs decodes a command's arguments strictly; absent args leave dst alone.
+func decodeArgs(raw json.RawMessage, dst any) error {
+	if len(bytes.TrimSpace(raw)) == 0 || string(raw) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("bad arguments: %w", err)
+	}
+	return nil
+}
+
+// withTimeout bounds ctx by the request's timeout_ms (default def).
+func withTimeout(ctx context.Context, raw json.RawMessage, def time.Duration) (context.Context, context.CancelFunc, error) {
+	var a timeoutArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	d := def
+	if a.TimeoutMS < 0 {
+		return nil, nil, errors.New("timeout_ms must not be negative")
+	} else if a.TimeoutMS > 0 {
+		d = time.Duration(a.TimeoutMS) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
+}
+
+func (v *VM) serveBalloon(s *control.Server) {
+	dev := func() (*balloon.Device, error) {
+		if v.balloon == nil {
+			return nil, errors.New("this VM has no balloon device (started with -no-balloon)")
+		}
+		return v.balloon, nil
+	}
+	s.Handle("balloon", func(_ context.Context, raw json.RawMessage) (any, error) {
+		b, err := dev()
+		if err != nil {
+			return nil, err
+		}
+		var a struct {
+			TargetMiB *uint64 `json:"target_mib"`
+		}
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		if a.TargetMiB == nil {
+			return b.Target(), nil
+		}
+		if *a.TargetMiB > v.cfg.Memory>>20 {
+			return nil, fmt.Errorf("target_mib %d is more than the guest's %d MiB", *a.TargetMiB, v.cfg.Memory>>20)
+		}
+		return b.SetTarget(uint32(*a.TargetMiB << 8)), nil
+	})
+	s.Handle("balloon-wait", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitActual(ctx) })
+	})
+	s.Handle("balloon-stats", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.RefreshStats(ctx) })
+	})
+	s.Handle("hint-start", func(context.Context, json.RawMessage) (any, error) {
+		b, err := dev()
+		if err != nil {
+			return nil, err
+		}
+		id, err := b.StartHint()
+		return map[string]uint32{"cmd_id": id}, err
+	})
+	s.Handle("hint-wait", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitHint(ctx) })
+	})
+	s.Handle("hint-stop", func(context.Context, json.RawMessage) (any, error) {
+		b, err := dev()
+		if err != nil {
+			return nil, err
+		}
+		return b.StopHint(), nil
+	})
+	s.Handle("hint-done", func(context.Context, json.RawMessage) (any, error) {
+		b, err := dev()
+		if err != nil {
+			return nil, err
+		}
+		return b.DoneHint(), nil
+	})
+}
+
+// waitOn runs a waiting balloon call under the request's timeout (10 s by
+// default, bounded by the server's own deadline).
+func waitOn(ctx context.Context, raw json.RawMessage, dev func() (*balloon.Device, error),
+	call func(context.Context, *balloon.Device) (any, error)) (any, error) {
+	b, err := dev()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, err := withTimeout(ctx, raw, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	return call(ctx, b)
 }

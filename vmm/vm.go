@@ -7,17 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferryvm/ferry/vmm/arch/x86"
 	"github.com/ferryvm/ferry/vmm/arch/x86/pvh"
 	"github.com/ferryvm/ferry/vmm/bus"
+	"github.com/ferryvm/ferry/vmm/devices/balloon"
 	"github.com/ferryvm/ferry/vmm/devices/poweroff"
 	"github.com/ferryvm/ferry/vmm/devices/uart"
 	"github.com/ferryvm/ferry/vmm/kvm"
 	"github.com/ferryvm/ferry/vmm/memory"
 	"github.com/ferryvm/ferry/vmm/vcpu"
+	"github.com/ferryvm/ferry/vmm/virtio"
 )
 
 // Fixed guest-physical addresses KVM needs on Intel hosts, inside the
@@ -27,10 +30,15 @@ const (
 	identityMapGPA = 0xfffb_c000
 )
 
-// Port-I/O device addresses.
+// Device addresses.
 const (
 	COM1Base     = 0x3f8
 	PowerOffPort = 0xf4
+	// VirtioMMIOBase is the first virtio-mmio window, in the 32-bit MMIO
+	// hole; device i sits at VirtioMMIOBase + i*virtio.MMIOSize with GSI
+	// VirtioFirstGSI + i.
+	VirtioMMIOBase = 0xd000_0000
+	VirtioFirstGSI = 5
 )
 
 // MaxCPUs bounds -cpus; the boot path starts vCPU 0 only in this version,
@@ -39,12 +47,13 @@ const MaxCPUs = 64
 
 // Config is what a VM is built from.
 type Config struct {
-	Kernel  string    // path of a PVH ELF
-	Memory  uint64    // bytes of guest RAM
-	CPUs    int       // vCPU count, 1..MaxCPUs
-	Cmdline string    // guest command line
-	Serial  io.Writer // receives the guest's COM1 output
-	Log     *slog.Logger
+	Kernel    string    // path of a PVH ELF
+	Memory    uint64    // bytes of guest RAM
+	CPUs      int       // vCPU count, 1..MaxCPUs
+	Cmdline   string    // guest command line
+	Serial    io.Writer // receives the guest's COM1 output
+	NoBalloon bool      // leave out the virtio-balloon device
+	Log       *slog.Logger
 }
 
 // State is where a VM is in its life.
@@ -72,6 +81,10 @@ type VM struct {
 	mmio bus.Bus
 	uart *uart.UART
 	gate *vcpu.Gate
+
+	balloon          *balloon.Device // nil with Config.NoBalloon
+	balloonTransport *virtio.Transport
+	cmdline          string // Config.Cmdline plus the devices' words
 
 	mu       sync.Mutex
 	state    State
@@ -152,10 +165,10 @@ func (v *VM) build() error {
 			return err
 		}
 	}
-	if err := v.load(); err != nil {
+	if err := v.attachDevices(); err != nil {
 		return err
 	}
-	return v.attachDevices()
+	return v.load()
 }
 
 // load copies the kernel and the boot structures into guest RAM.
@@ -168,7 +181,7 @@ func (v *VM) load() error {
 		return fmt.Errorf("load kernel %s: %w", v.cfg.Kernel, err)
 	}
 	v.image = nil
-	if err := pvh.WriteStartInfo(v.mem, v.cfg.Cmdline, ram); err != nil {
+	if err := pvh.WriteStartInfo(v.mem, v.cmdline, ram); err != nil {
 		return err
 	}
 	return x86.WriteBootGDT(v.mem)
@@ -179,10 +192,45 @@ func (v *VM) attachDevices() error {
 	if err := v.pio.Register("com1", COM1Base, 8, v.uart); err != nil {
 		return err
 	}
-	return v.pio.Register("poweroff", PowerOffPort, 4, poweroff.New(func(code int) {
+	if err := v.pio.Register("poweroff", PowerOffPort, 4, poweroff.New(func(code int) {
 		v.finish(code, nil)
-	}))
+	})); err != nil {
+		return err
+	}
+	v.cmdline = v.cfg.Cmdline
+	if v.cfg.NoBalloon {
+		return nil
+	}
+	v.balloon = balloon.New(v.mem, v.log)
+	tr, err := v.attachVirtio("balloon", 0, v.balloon)
+	if err != nil {
+		return err
+	}
+	v.balloon.SetSignaller(tr)
+	v.balloonTransport = tr
+	return nil
 }
+
+// attachVirtio places a virtio device in MMIO window i, wires its
+// interrupt line and announces it on the guest's command line.
+func (v *VM) attachVirtio(name string, i int, dev virtio.Device) (*virtio.Transport, error) {
+	base := uint64(VirtioMMIOBase + i*virtio.MMIOSize)
+	gsi := uint32(VirtioFirstGSI + i)
+	irq := func() { // an edge on the in-kernel IOAPIC; the test guest polls instead
+		if err := v.kvm.IRQLine(gsi, true); err == nil {
+			v.kvm.IRQLine(gsi, false)
+		}
+	}
+	tr := virtio.NewTransport(name, dev, v.mem, irq, v.log)
+	if err := v.mmio.Register(name, base, virtio.MMIOSize, tr); err != nil {
+		return nil, err
+	}
+	v.cmdline = strings.TrimSpace(v.cmdline + " " + virtio.CmdlineArg(base, gsi))
+	return tr, nil
+}
+
+// Balloon is the VM's virtio-balloon device, or nil.
+func (v *VM) Balloon() *balloon.Device { return v.balloon }
 
 // Memory is the guest's RAM.
 func (v *VM) Memory() *memory.Guest { return v.mem }

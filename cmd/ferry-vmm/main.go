@@ -30,7 +30,7 @@ func main() {
 	os.Exit(realMain(os.Args[1:]))
 }
 
-const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL]
+const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL] [-no-balloon]
 
 Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine.
 SIZE takes binary units: 512M, 8G (a plain number means MiB).
@@ -50,6 +50,7 @@ func realMain(args []string) int {
 	serial := fs.String("serial", "-", "where the guest's COM1 output goes: a file, or - for stdout")
 	sock := fs.String("control", "", "unix socket for JSON-lines control commands")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	noBalloon := fs.Bool("no-balloon", false, "leave out the virtio-balloon device")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -75,7 +76,8 @@ func realMain(args []string) int {
 		return 1
 	}
 	defer closeOut()
-	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out, Log: log})
+	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out,
+		NoBalloon: *noBalloon, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
 		return 1

@@ -1,0 +1,357 @@
+package balloon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ferryvm/ferry/vmm/virtio"
+)
+
+// DeviceID is virtio-balloon's device id.
+const DeviceID = 5
+
+// Feature bits.
+const (
+	FMustTellHost  = 1 << 0
+	FStatsVQ       = 1 << 1
+	FDeflateOnOOM  = 1 << 2
+	FFreePageHint  = 1 << 3
+	FPagePoison    = 1 << 4
+	FPageReporting = 1 << 5
+
+	offered = FStatsVQ | FDeflateOnOOM | FFreePageHint | FPageReporting
+)
+
+// QueueSize is the size offered for every queue (QEMU uses 1024 for the
+// hint queue; Linux needs >= 32 for reporting).
+const QueueSize = 1024
+
+const pfnShift = 12
+
+// Memory is guest RAM as the balloon needs it.
+type Memory interface {
+	virtio.Memory
+	// Discard punches [gpa, gpa+n) out of guest RAM (it reads as zero).
+	Discard(gpa, n uint64) error
+}
+
+// HintSink receives hinted ranges: [gpa, gpa+n) was free in the guest
+// when it was hinted in session cmdID. Called with the device's lock held,
+// from a vCPU thread: it must be quick and must not call back into the
+// device.
+type HintSink interface {
+	HintRange(cmdID uint32, gpa, n uint64)
+}
+
+// Device is a virtio-balloon device. Create it with New, wrap it in a
+// virtio.Transport and hand that to SetSignaller.
+type Device struct {
+	mem Memory
+	log *slog.Logger
+
+	mu       sync.Mutex
+	changed  *sync.Cond // broadcast on session and stats changes
+	sig      virtio.Signaller
+	features uint64
+	q        queues
+	target   uint32 // num_pages (config, host-written)
+	actual   uint32 // actual (config, driver-written)
+	hint     session
+	sink     HintSink
+	stats    Stats
+	statsReq *virtio.Chain // the stats buffer the device holds
+	inflated uint64        // pages punched by inflation, net of deflation
+	reported uint64        // bytes punched by free page reporting
+}
+
+type queues struct {
+	inflate, deflate, stats, hint, report *virtio.Queue
+}
+
+// New returns a balloon device over guest RAM.
+func New(mem Memory, log *slog.Logger) *Device {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Device{mem: mem, log: log, hint: newSession()}
+	d.changed = sync.NewCond(&d.mu)
+	return d
+}
+
+// SetSignaller connects the device to its transport; call once, before
+// the guest runs.
+func (d *Device) SetSignaller(s virtio.Signaller) { d.sig = s }
+
+// SetHintSink directs hinted ranges to s (nil: only count them).
+func (d *Device) SetHintSink(s HintSink) {
+	d.mu.Lock()
+	d.sink = s
+	d.mu.Unlock()
+}
+
+// ID implements virtio.Device.
+func (d *Device) ID() uint32 { return DeviceID }
+
+// Features implements virtio.Device.
+func (d *Device) Features() uint64 { return offered }
+
+// QueueSizes implements virtio.Device: inflate, deflate, stats, free page
+// hint, reporting, as numbered when every offered feature is negotiated.
+func (d *Device) QueueSizes() []uint16 {
+	return []uint16{QueueSize, QueueSize, QueueSize, QueueSize, QueueSize}
+}
+
+// config returns the 16-byte config space: num_pages, actual,
+// free_page_hint_cmd_id, poison_val (0: PAGE_POISON is not offered).
+func (d *Device) config() []byte {
+	var b [16]byte
+	binary.LittleEndian.PutUint32(b[0:], d.target)
+	binary.LittleEndian.PutUint32(b[4:], d.actual)
+	binary.LittleEndian.PutUint32(b[8:], d.hint.config)
+	return b[:12]
+}
+
+// ReadConfig implements virtio.Device.
+func (d *Device) ReadConfig(off uint64, data []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	virtio.CopyConfig(data, d.config(), off)
+}
+
+// WriteConfig implements virtio.Device; only actual is driver-writable.
+func (d *Device) WriteConfig(off uint64, data []byte) {
+	if off != 4 || len(data) != 4 {
+		return
+	}
+	d.mu.Lock()
+	d.actual = binary.LittleEndian.Uint32(data)
+	d.mu.Unlock()
+	d.changed.Broadcast()
+}
+
+// Activate implements virtio.Device. Queue numbers are compacted by the
+// negotiated features, as Linux numbers them (virt-facts 1.3).
+func (d *Device) Activate(qs []*virtio.Queue, features uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := 0
+	take := func(want bool) (*virtio.Queue, error) {
+		if !want {
+			return nil, nil
+		}
+		q := qs[next]
+		next++
+		if !q.Ready {
+			return nil, fmt.Errorf("queue %d not set up by the driver", next-1)
+		}
+		return q, nil
+	}
+	var err error
+	var q queues
+	for _, t := range []struct {
+		dst  **virtio.Queue
+		want bool
+	}{{&q.inflate, true}, {&q.deflate, true}, {&q.stats, features&FStatsVQ != 0},
+		{&q.hint, features&FFreePageHint != 0}, {&q.report, features&FPageReporting != 0}} {
+		if *t.dst, err = take(t.want); err != nil {
+			return err
+		}
+	}
+	d.q, d.features = q, features
+	d.log.Info("balloon: driver ready", "features", fmt.Sprintf("%#x", features))
+	return nil
+}
+
+// Reset implements virtio.Device. A reset guest has freed its hinted pages.
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.q, d.features, d.actual, d.statsReq = queues{}, 0, 0, nil
+	if d.hint.state != Idle {
+		d.hint.done()
+	}
+	d.changed.Broadcast()
+}
+
+// Notify implements virtio.Device: it drains the kicked queue.
+func (d *Device) Notify(idx int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var err error
+	used := false
+	switch q := d.queueAt(idx); {
+	case q == nil:
+		return
+	case q == d.q.inflate:
+		used, err = d.drain(q, d.inflate)
+	case q == d.q.deflate:
+		used, err = d.drain(q, d.deflate)
+	case q == d.q.stats:
+		err = d.takeStats()
+	case q == d.q.hint:
+		used, err = d.drain(q, d.hintBuf)
+	case q == d.q.report:
+		used, err = d.drain(q, d.report)
+	}
+	if err != nil {
+		d.q = queues{}
+		d.sig.Fail(err.Error())
+		return
+	}
+	if used {
+		d.sig.SignalUsed()
+	}
+	d.changed.Broadcast()
+}
+
+func (d *Device) queueAt(idx int) *virtio.Queue {
+	n := 0
+	for _, q := range []*virtio.Queue{d.q.inflate, d.q.deflate, d.q.stats, d.q.hint, d.q.report} {
+		if q == nil {
+			continue
+		}
+		if n == idx {
+			return q
+		}
+		n++
+	}
+	return nil
+}
+
+// drain pops every available chain, handles it and returns it used.
+func (d *Device) drain(q *virtio.Queue, handle func(virtio.Chain) error) (bool, error) {
+	used := false
+	for i := 0; i < int(q.Size)+1; i++ { // at most one ring's worth per kick
+		c, ok, err := q.Pop(d.mem)
+		if err != nil || !ok {
+			return used, err
+		}
+		if err := handle(c); err != nil {
+			return used, err
+		}
+		if err := q.Push(d.mem, c.Head, 0); err != nil {
+			return used, err
+		}
+		used = true
+	}
+	return used, nil
+}
+
+// errGuest marks protocol violations that fail the device.
+var errGuest = errors.New("balloon")
+
+// pfns calls fn for each run of consecutive PFNs in the chain's readable
+// buffers (le32 PFN arrays).
+func (d *Device) pfns(c virtio.Chain, fn func(gpa, n uint64) error) error {
+	var runStart, runLen uint64
+	flush := func() error {
+		if runLen == 0 {
+			return nil
+		}
+		err := fn(runStart<<pfnShift, runLen<<pfnShift)
+		runLen = 0
+		return err
+	}
+	for _, desc := range c.Descs {
+		if desc.Write || desc.Len%4 != 0 {
+			return fmt.Errorf("%w: PFN buffer of %d bytes (writable=%v)", errGuest, desc.Len, desc.Write)
+		}
+		b, err := d.mem.Slice(desc.Addr, uint64(desc.Len))
+		if err != nil {
+			return err
+		}
+		for i := 0; i+4 <= len(b); i += 4 {
+			pfn := uint64(binary.LittleEndian.Uint32(b[i:]))
+			if runLen > 0 && pfn == runStart+runLen {
+				runLen++
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			runStart, runLen = pfn, 1
+		}
+	}
+	return flush()
+}
+
+func (d *Device) inflate(c virtio.Chain) error {
+	return d.pfns(c, func(gpa, n uint64) error {
+		if err := d.mem.Discard(gpa, n); err != nil {
+			d.log.Warn("balloon: inflate of a page that is not RAM ignored", "err", err)
+			return nil
+		}
+		d.inflated += n >> pfnShift
+		return nil
+	})
+}
+
+func (d *Device) deflate(c virtio.Chain) error {
+	return d.pfns(c, func(gpa, n uint64) error {
+		d.inflated -= min(d.inflated, n>>pfnShift)
+		return nil
+	})
+}
+
+// hintBuf handles one chain on the free page hint queue: a 4-byte command
+// (readable) or hinted free pages (writable buffers the device never writes).
+func (d *Device) hintBuf(c virtio.Chain) error {
+	for _, desc := range c.Descs {
+		if !desc.Write {
+			if desc.Len != 4 {
+				return fmt.Errorf("%w: hint command buffer of %d bytes, want 4", errGuest, desc.Len)
+			}
+			b, err := d.mem.Slice(desc.Addr, 4)
+			if err != nil {
+				return err
+			}
+			d.hint.outBuf(binary.LittleEndian.Uint32(b))
+			continue
+		}
+		if desc.Len == 0 || !d.hint.inBuf(uint64(desc.Len)) {
+			continue
+		}
+		if d.sink != nil {
+			d.sink.HintRange(d.hint.id, desc.Addr, uint64(desc.Len))
+		}
+	}
+	return nil
+}
+
+// report punches reported free pages out and completes the buffers.
+func (d *Device) report(c virtio.Chain) error {
+	for _, desc := range c.Descs {
+		start := (desc.Addr + 4095) &^ 4095
+		end := (desc.Addr + uint64(desc.Len)) &^ 4095
+		if end <= start {
+			continue
+		}
+		if err := d.mem.Discard(start, end-start); err != nil {
+			d.log.Warn("balloon: reported range not discarded", "err", err)
+			continue
+		}
+		d.reported += end - start
+	}
+	return nil
+}
+
+// waitChanged waits on d.changed (d.mu held) until cond or ctx ends.
+func (d *Device) waitChanged(ctx context.Context, cond func() bool) error {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.changed.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	for !cond() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d.changed.Wait()
+	}
+	return nil
+}

@@ -1,0 +1,24 @@
+// Package balloon is the reference VMM's virtio-balloon device (device ID
+// 5) with statistics, deflate-on-OOM, free page hinting and free page
+// reporting, behind a virtio-mmio transport.
+//
+// Free page hinting is what migration uses. The host drives a session:
+//
+//	host                       config cmd_id       guest driver
+//	StartHint ───────────────► 0x8000000N ───────► sees a new id (config irq)
+//	                  (Requested) ◄── OUT [id] ─── echoes it        → Active
+//	sink.HintRange(id, gpa, n) ◄─── IN 4 MiB ───── free blocks, one by one
+//	                           ◄── OUT [STOP] ─── no more free blocks
+//	StopHint ────────────────► 0 (STOP) ─────────► stops hinting, keeps blocks
+//	DoneHint ────────────────► 1 (DONE) ─────────► frees the hinted blocks
+//
+// Hints are accepted only while the session is Active, i.e. after the
+// guest echoed the current id: buffers queued for an older id are used
+// and ignored (counted as stale). A cmd_id is never reused: ids grow from
+// 0x80000000, wrapping back to 0x80000000, and 0 and 1 are never ids.
+//
+// Inflated and reported pages are punched out of the memfd; the device
+// never writes hinted pages. What it cannot know: whether the guest keeps
+// its promise not to touch hinted pages before DONE — migration must not
+// rely on it (a later dirty-log sync catches every write).
+package balloon

@@ -1,0 +1,192 @@
+package balloon
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/ferryvm/ferry/vmm/virtio"
+)
+
+// The host's side: balloon target, statistics and hint sessions. These are
+// called from the control socket and the migration code, never from vCPUs.
+
+// StartHint publishes a fresh command id and raises a config interrupt;
+// hints flow to the sink once the guest echoes it.
+func (d *Device) StartHint() (uint32, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.q.hint == nil {
+		return 0, fmt.Errorf("the guest driver has not negotiated FREE_PAGE_HINT")
+	}
+	id, err := d.hint.start()
+	if err != nil {
+		return 0, err
+	}
+	d.sig.ConfigChanged()
+	d.changed.Broadcast()
+	return id, nil
+}
+
+// WaitHint blocks until the guest sent STOP for the current session (it
+// ran out of free blocks) or ctx ends; it returns the session summary
+// either way, with ctx's error in the second case.
+func (d *Device) WaitHint(ctx context.Context) (HintSummary, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.waitChanged(ctx, func() bool {
+		return d.hint.guestStopped || d.hint.state == Idle || d.q.hint == nil
+	})
+	return d.hint.summary(), err
+}
+
+// StopHint ends the session: the guest stops hinting but keeps the blocks.
+// Hints still in flight are ignored from here on.
+func (d *Device) StopHint() HintSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.hint.config
+	d.hint.stop()
+	if d.hint.config != old && d.sig != nil {
+		d.sig.ConfigChanged()
+	}
+	d.changed.Broadcast()
+	return d.hint.summary()
+}
+
+// DoneHint tells the guest to take every hinted block back. Call it when
+// migration no longer needs the hints: at the end, on cancel, on errors,
+// and on the destination after restore.
+func (d *Device) DoneHint() HintSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sum := d.hint.summary()
+	old := d.hint.config
+	d.hint.done()
+	if d.hint.config != old && d.sig != nil {
+		d.sig.ConfigChanged()
+	}
+	d.changed.Broadcast()
+	sum.State = d.hint.state.String()
+	return sum
+}
+
+// HintStatus returns the current session's summary.
+func (d *Device) HintStatus() HintSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hint.summary()
+}
+
+// Target is the balloon size the host asked for and the size the guest
+// reports, in 4 KiB pages, and the pages inflation punched out.
+type Target struct {
+	TargetPages uint32 `json:"target_pages"`
+	ActualPages uint32 `json:"actual_pages"`
+	Inflated    uint64 `json:"inflated_pages"`
+	Reported    uint64 `json:"reported_bytes"`
+	Features    uint64 `json:"features"`
+}
+
+// SetTarget asks the guest to grow or shrink the balloon to pages.
+func (d *Device) SetTarget(pages uint32) Target {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.target != pages {
+		d.target = pages
+		if d.sig != nil {
+			d.sig.ConfigChanged()
+		}
+	}
+	return d.targetLocked()
+}
+
+// Target reports the balloon's size.
+func (d *Device) Target() Target {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.targetLocked()
+}
+
+func (d *Device) targetLocked() Target {
+	return Target{TargetPages: d.target, ActualPages: d.actual, Inflated: d.inflated,
+		Reported: d.reported, Features: d.features}
+}
+
+// WaitActual blocks until the guest reports actual == target or ctx ends.
+func (d *Device) WaitActual(ctx context.Context) (Target, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.waitChanged(ctx, func() bool { return d.actual == d.target })
+	return d.targetLocked(), err
+}
+
+// Stats is the last memory statistics report from the guest.
+type Stats struct {
+	Updated time.Time         `json:"updated"`
+	Values  map[string]uint64 `json:"values"`
+}
+
+var statNames = []string{"swap-in", "swap-out", "major-faults", "minor-faults", "free-memory",
+	"total-memory", "available-memory", "disk-caches", "hugetlb-allocations", "hugetlb-failures"}
+
+// takeStats pops the guest's stats buffer, parses it and keeps it, so the
+// next refresh can hand it back.
+func (d *Device) takeStats() error {
+	q := d.q.stats
+	c, ok, err := q.Pop(d.mem)
+	if err != nil || !ok {
+		return err
+	}
+	if d.statsReq != nil { // a second buffer: give the old one back
+		if err := q.Push(d.mem, d.statsReq.Head, 0); err != nil {
+			return err
+		}
+	}
+	d.statsReq = &c
+	vals := map[string]uint64{}
+	for _, desc := range c.Descs {
+		if desc.Write {
+			continue
+		}
+		b, err := d.mem.Slice(desc.Addr, uint64(desc.Len))
+		if err != nil {
+			return err
+		}
+		for i := 0; i+10 <= len(b); i += 10 {
+			tag, val := binary.LittleEndian.Uint16(b[i:]), binary.LittleEndian.Uint64(b[i+2:])
+			name := fmt.Sprintf("tag-%d", tag) // unknown tags are kept, by number
+			if int(tag) < len(statNames) {
+				name = statNames[tag]
+			}
+			vals[name] = val
+		}
+	}
+	d.stats = Stats{Updated: time.Now(), Values: vals}
+	return nil
+}
+
+// RefreshStats asks the guest for fresh statistics and waits for them
+// until ctx ends; it returns the newest it has either way.
+func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.q.stats == nil {
+		return d.stats, fmt.Errorf("the guest driver has not negotiated STATS_VQ")
+	}
+	if d.statsReq != nil {
+		if err := d.q.stats.Push(d.mem, d.statsReq.Head, 0); err != nil {
+			d.q = queues{}
+			d.sig.Fail(err.Error())
+			return d.stats, err
+		}
+		d.statsReq = nil
+		d.sig.SignalUsed()
+	}
+	before := d.stats.Updated
+	err := d.waitChanged(ctx, func() bool { return d.stats.Updated.After(before) || d.q.stats == nil })
+	return d.stats, err
+}
+
+var _ virtio.Device = (*Device)(nil)
