@@ -1,43 +1,38 @@
 package virtio
 
 import (
-	"encoding/binary"
 	"strings"
 	"testing"
+
+	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
 )
 
-func newTest(t *testing.T) (*fakeDriver, *echoDevice, *int) {
-	mem := newFlatMem(1 << 20)
-	dev := &echoDevice{mem: mem}
-	irqs := new(int)
-	tr := NewTransport("echo", dev, mem, func() { *irqs++ }, nil)
-	dev.sig = tr
-	return &fakeDriver{t: t, tr: tr, mem: mem}, dev, irqs
-}
-
 func TestRegisters(t *testing.T) {
-	d, _, _ := newTest(t)
-	if d.r(regMagic) != 0x74726976 || d.r(regVersion) != 2 || d.r(regDeviceID) != 42 {
-		t.Fatalf("magic %#x version %d id %d", d.r(regMagic), d.r(regVersion), d.r(regDeviceID))
+	d, _, _, _ := newTest(t)
+	if d.Reg(regMagic) != 0x74726976 || d.Reg(regVersion) != 2 || d.Reg(regDeviceID) != 42 {
+		t.Fatalf("magic %#x version %d id %d", d.Reg(regMagic), d.Reg(regVersion), d.Reg(regDeviceID))
 	}
-	d.w(regDeviceFeaturesSel, 0)
-	lo := d.r(regDeviceFeatures)
-	d.w(regDeviceFeaturesSel, 1)
-	hi := d.r(regDeviceFeatures)
+	d.SetReg(regDeviceFeaturesSel, 0)
+	lo := d.Reg(regDeviceFeatures)
+	d.SetReg(regDeviceFeaturesSel, 1)
+	hi := d.Reg(regDeviceFeatures)
 	if lo != 1<<3 || hi != 1 {
 		t.Errorf("features lo %#x hi %#x, want bit 3 and VERSION_1", lo, hi)
 	}
-	d.w(regQueueSel, 0)
-	if d.r(regQueueNumMax) != 8 {
-		t.Errorf("QueueNumMax %d", d.r(regQueueNumMax))
+	d.SetReg(regQueueSel, 0)
+	if d.Reg(regQueueNumMax) != 8 {
+		t.Errorf("QueueNumMax %d", d.Reg(regQueueNumMax))
 	}
-	d.w(regQueueSel, 1)
-	if d.r(regQueueNumMax) != 0 {
+	d.SetReg(regQueueSel, 1)
+	if d.Reg(regQueueNumMax) != 0 {
 		t.Error("absent queue 1 has a size")
+	}
+	if d.Config(0) != 0x04030201 || d.Config(4) != 0 {
+		t.Errorf("config %#x %#x", d.Config(0), d.Config(4))
 	}
 	// Narrow register accesses read as zero and write nothing.
 	b := []byte{0xff, 0xff}
-	d.tr.Read(regMagic, b)
+	d.Dev.Read(regMagic, b)
 	if b[0] != 0 || b[1] != 0 {
 		t.Error("2-byte register read returned data")
 	}
@@ -54,57 +49,47 @@ func TestFeatureNegotiation(t *testing.T) {
 		{"no VERSION_1", 1 << 3, false},
 		{"not offered", FVersion1 | 1<<5, false},
 	} {
-		d, _, _ := newTest(t)
-		d.w(regStatus, StatusAcknowledge|StatusDriver)
-		d.w(regDriverFeaturesSel, 0)
-		d.w(regDriverFeatures, uint32(tc.features))
-		d.w(regDriverFeaturesSel, 1)
-		d.w(regDriverFeatures, uint32(tc.features>>32))
-		d.w(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK)
-		if got := d.r(regStatus)&StatusFeaturesOK != 0; got != tc.ok {
-			t.Errorf("%s: FEATURES_OK = %v, want %v", tc.name, got, tc.ok)
+		d, _, dev, _ := newTest(t)
+		if ok := d.Setup(tc.features, 1, 8, 0x10000); ok != tc.ok {
+			t.Errorf("%s: FEATURES_OK = %v, want %v", tc.name, ok, tc.ok)
+		}
+		if (dev.q != nil) != tc.ok {
+			t.Errorf("%s: activated = %v", tc.name, dev.q != nil)
 		}
 	}
 }
 
 func TestQueueRoundTrip(t *testing.T) {
-	d, dev, irqs := newTest(t)
-	d.setup(FVersion1, 0x10000, 8)
+	d, _, dev, irqs := newTest(t)
+	d.Setup(FVersion1, 1, 8, 0x10000)
 	if dev.q == nil {
 		t.Fatal("device not activated at DRIVER_OK")
 	}
-	// Wrap the ring several times: 3 chains of (readable 16 B -> writable 100 B).
+	// Wrap the ring several times: chains of (readable 16 B -> writable 100 B).
 	for i := 0; i < 20; i++ {
-		head := uint16(i*2) % 8
-		d.putDesc(head, 0x40000, 16, descFNext, (head+1)%8)
-		d.putDesc((head+1)%8, 0x50000+uint64(i)*0x1000, 100, descFWrite, 0)
-		d.offer(head)
-		if got := d.usedIdx(); got != uint16(i+1) {
-			t.Fatalf("round %d: used idx %d", i, got)
+		buf := 0x50000 + uint64(i)*0x1000
+		head := d.Add(0, virtiotest.Buf{Addr: 0x40000, Len: 16}, virtiotest.Buf{Addr: buf, Len: 100, Write: true})
+		d.Kick(0)
+		used := d.Used(0)
+		if len(used) != 1 || used[0].ID != uint32(head) || used[0].Len != 100 {
+			t.Fatalf("round %d: used %+v, want head %d len 100", i, used, head)
 		}
-		id, n := d.usedElem(uint16(i))
-		if id != uint32(head) || n != 100 {
-			t.Fatalf("round %d: used elem id %d len %d", i, id, n)
-		}
-		if d.mem.b[0x50000+uint64(i)*0x1000] != 0xab {
-			t.Fatal("writable buffer not written")
-		}
-		if !d.mem.dirty[(0x50000+uint64(i)*0x1000)/4096] {
-			t.Fatal("device write not marked dirty")
+		if d.Mem.B[buf] != 0xab || !d.Mem.Dirty[buf/4096] {
+			t.Fatal("writable buffer not written or not marked dirty")
 		}
 	}
-	if !d.mem.dirty[d.used/4096] {
+	if !d.Mem.Dirty[d.UsedRing(0)/4096] {
 		t.Error("used ring not marked dirty")
 	}
-	if *irqs != 20 || d.r(regInterruptStatus) != InterruptUsed {
-		t.Errorf("irqs %d status %#x", *irqs, d.r(regInterruptStatus))
+	if *irqs != 20 || d.Reg(regInterruptStatus) != InterruptUsed {
+		t.Errorf("irqs %d status %#x", *irqs, d.Reg(regInterruptStatus))
 	}
-	d.w(regInterruptACK, InterruptUsed)
-	if d.r(regInterruptStatus) != 0 {
+	d.SetReg(regInterruptACK, InterruptUsed)
+	if d.Reg(regInterruptStatus) != 0 {
 		t.Error("ACK did not clear")
 	}
-	d.w(regStatus, 0)
-	if dev.resets == 0 || d.r(regStatus) != 0 || d.r(regQueueReady) != 0 {
+	d.SetReg(regStatus, 0)
+	if dev.resets == 0 || d.Reg(regStatus) != 0 || d.Reg(regQueueReady) != 0 {
 		t.Error("reset did not reach device or queue")
 	}
 }
@@ -112,44 +97,40 @@ func TestQueueRoundTrip(t *testing.T) {
 func TestHostileQueues(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		build func(d *fakeDriver)
+		build func(d *virtiotest.Driver)
 		want  string
 	}{
-		{"head out of range", func(d *fakeDriver) { d.offer(9) }, "out of a ring"},
-		{"loop", func(d *fakeDriver) {
-			d.putDesc(0, 0x40000, 8, descFNext, 1)
-			d.putDesc(1, 0x40000, 8, descFNext, 0)
-			d.offer(0)
+		{"head out of range", func(d *virtiotest.Driver) { d.Offer(0, 9) }, "out of a ring"},
+		{"loop", func(d *virtiotest.Driver) {
+			d.PutDesc(0, 0, 0x40000, 8, descFNext, 1)
+			d.PutDesc(0, 1, 0x40000, 8, descFNext, 0)
+			d.Offer(0, 0)
 		}, "loop"},
-		{"buffer outside RAM", func(d *fakeDriver) { d.putDesc(0, 0xfff00, 0x1000, descFWrite, 0); d.offer(0) }, "not in guest RAM"},
-		{"huge length", func(d *fakeDriver) { d.putDesc(0, 0x1000, 0xffffffff, 0, 0); d.offer(0) }, "not in guest RAM"},
-		{"address wraps", func(d *fakeDriver) { d.putDesc(0, ^uint64(0)-4, 16, 0, 0); d.offer(0) }, "not in guest RAM"},
-		{"indirect", func(d *fakeDriver) { d.putDesc(0, 0x40000, 32, descFIndirect, 0); d.offer(0) }, "indirect"},
-		{"avail idx jump", func(d *fakeDriver) {
-			binary.LittleEndian.PutUint16(d.mem.b[d.avail+2:], 100)
-			d.w(regQueueNotify, 0)
-		}, "moved by 100"},
+		{"buffer outside RAM", func(d *virtiotest.Driver) { d.PutDesc(0, 0, 0xfff00, 0x1000, descFWrite, 0); d.Offer(0, 0) }, "not in guest RAM"},
+		{"huge length", func(d *virtiotest.Driver) { d.PutDesc(0, 0, 0x1000, 0xffffffff, 0, 0); d.Offer(0, 0) }, "not in guest RAM"},
+		{"address wraps", func(d *virtiotest.Driver) { d.PutDesc(0, 0, ^uint64(0)-4, 16, 0, 0); d.Offer(0, 0) }, "not in guest RAM"},
+		{"indirect", func(d *virtiotest.Driver) { d.PutDesc(0, 0, 0x40000, 32, descFIndirect, 0); d.Offer(0, 0) }, "indirect"},
+		{"avail idx jump", func(d *virtiotest.Driver) { d.SetAvailIdx(0, 100) }, "moved by 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, dev, _ := newTest(t)
-			d.setup(FVersion1, 0x10000, 8)
+			d, tr, dev, _ := newTest(t)
+			d.Setup(FVersion1, 1, 8, 0x10000)
 			tc.build(d)
-			st, reason := d.tr.Status()
+			st, reason := tr.Status()
 			if st&StatusNeedsReset == 0 || !strings.Contains(reason, tc.want) {
 				t.Fatalf("status %#x reason %q, want NEEDS_RESET with %q", st, reason, tc.want)
 			}
-			if d.r(regInterruptStatus)&InterruptConfig == 0 {
+			if d.Reg(regInterruptStatus)&InterruptConfig == 0 {
 				t.Error("no config interrupt on NEEDS_RESET")
 			}
 			before := dev.notify
-			d.w(regQueueNotify, 0)
+			d.Kick(0)
 			if dev.notify != before {
 				t.Error("notify reached a failed device")
 			}
 			// A reset recovers the device.
-			d.availIdx = 0
-			d.setup(FVersion1, 0x10000, 8)
-			if st, _ := d.tr.Status(); st&StatusNeedsReset != 0 {
+			d.Setup(FVersion1, 1, 8, 0x20000)
+			if st, _ := tr.Status(); st&StatusNeedsReset != 0 {
 				t.Error("NEEDS_RESET survived a reset")
 			}
 		})
@@ -167,18 +148,18 @@ func TestBadQueueSetup(t *testing.T) {
 		{"misaligned desc", 8, 0x10008, 0x11000},
 		{"rings outside RAM", 8, 0xfffff0, 0x11000},
 	} {
-		d, _, _ := newTest(t)
-		d.w(regStatus, StatusAcknowledge|StatusDriver)
-		d.w(regQueueSel, 0)
-		d.w(regQueueNum, tc.num)
-		d.w(regQueueDescLow, uint32(tc.desc))
-		d.w(regQueueDriverLow, 0x10800)
-		d.w(regQueueDeviceLow, uint32(tc.used))
-		d.w(regQueueReady, 1)
-		if d.r(regQueueReady) != 0 {
+		d, tr, _, _ := newTest(t)
+		d.SetReg(regStatus, StatusAcknowledge|StatusDriver)
+		d.SetReg(regQueueSel, 0)
+		d.SetReg(regQueueNum, tc.num)
+		d.SetReg(regQueueDescLow, uint32(tc.desc))
+		d.SetReg(regQueueDriverLow, 0x10800)
+		d.SetReg(regQueueDeviceLow, uint32(tc.used))
+		d.SetReg(regQueueReady, 1)
+		if d.Reg(regQueueReady) != 0 {
 			t.Errorf("%s: queue became ready", tc.name)
 		}
-		if st, _ := d.tr.Status(); st&StatusNeedsReset == 0 {
+		if st, _ := tr.Status(); st&StatusNeedsReset == 0 {
 			t.Errorf("%s: no NEEDS_RESET", tc.name)
 		}
 	}
@@ -189,17 +170,17 @@ func TestBadQueueSetup(t *testing.T) {
 func FuzzQueue(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0, 0, 0}, []byte{0, 0, 0x40, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, avail, desc []byte) {
-		mem := newFlatMem(1 << 16)
+		mem := virtiotest.NewMem(1 << 16)
 		q := &Queue{MaxSize: 8, Size: 8, DescAddr: 0x1000, AvailAddr: 0x2000, UsedAddr: 0x3000, Ready: true}
-		copy(mem.b[0x1000:0x1080], desc)
-		copy(mem.b[0x2000:0x2016], avail)
+		copy(mem.B[0x1000:0x1080], desc)
+		copy(mem.B[0x2000:0x2016], avail)
 		for i := 0; i < 20; i++ {
 			c, ok, err := q.Pop(mem)
 			if err != nil || !ok {
 				return
 			}
 			for _, d := range c.Descs {
-				if d.Addr+uint64(d.Len) > uint64(len(mem.b)) || d.Addr+uint64(d.Len) < d.Addr {
+				if d.Addr+uint64(d.Len) > uint64(len(mem.B)) || d.Addr+uint64(d.Len) < d.Addr {
 					t.Fatalf("descriptor outside RAM: %+v", d)
 				}
 			}

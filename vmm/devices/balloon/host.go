@@ -167,6 +167,13 @@ func (d *Device) takeStats() error {
 	return nil
 }
 
+// LastStats returns the newest statistics without asking for more.
+func (d *Device) LastStats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
 // RefreshStats asks the guest for fresh statistics and waits for them
 // until ctx ends; it returns the newest it has either way.
 func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {

@@ -1,0 +1,238 @@
+package balloon
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/vmm/virtio"
+	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
+)
+
+type rangeSink struct{ got [][3]uint64 }
+
+func (s *rangeSink) HintRange(id uint32, gpa, n uint64) {
+	s.got = append(s.got, [3]uint64{uint64(id), gpa, n})
+}
+
+const (
+	ringBase = 0x10000  // queues' rings: 64 KiB each
+	bufBase  = 0x100000 // small buffers
+	blocks   = 0x400000 // 4 MiB blocks from here
+	ramSize  = 64 << 20
+	cmdBuf   = bufBase
+	stopBuf  = bufBase + 0x10
+)
+
+type fixture struct {
+	dev  *Device
+	tr   *virtio.Transport
+	drv  *virtiotest.Driver
+	mem  *virtiotest.Mem
+	sink *rangeSink
+}
+
+func newFixture(t *testing.T, features uint64) *fixture {
+	mem := virtiotest.NewMem(ramSize)
+	dev := New(mem, nil)
+	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
+	dev.SetSignaller(tr)
+	sink := &rangeSink{}
+	dev.SetHintSink(sink)
+	f := &fixture{dev: dev, tr: tr, drv: &virtiotest.Driver{T: t, Dev: tr, Mem: mem}, mem: mem, sink: sink}
+	n := 2
+	for _, b := range []uint64{FStatsVQ, FFreePageHint, FPageReporting} {
+		if features&b != 0 {
+			n++
+		}
+	}
+	if !f.drv.Setup(features|virtio.FVersion1, n, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	return f
+}
+
+// hintRound plays Linux's driver for one round: echo id, hint nblocks
+// 4 MiB blocks, STOP.
+func (f *fixture) hintRound(qi int, id uint32, firstBlock, nblocks int) {
+	f.drv.PutLE32(cmdBuf, id)
+	f.drv.Add(qi, virtiotest.Buf{Addr: cmdBuf, Len: 4})
+	for i := 0; i < nblocks; i++ {
+		f.drv.Add(qi, virtiotest.Buf{Addr: uint64(blocks + (firstBlock+i)<<22), Len: 4 << 20, Write: true})
+	}
+	f.drv.PutLE32(stopBuf, CmdIDStop)
+	f.drv.Add(qi, virtiotest.Buf{Addr: stopBuf, Len: 4})
+	f.drv.Kick(qi)
+}
+
+func TestHintSessionCompactedQueues(t *testing.T) {
+	// Without STATS_VQ the hint queue is number 2, as Linux numbers it.
+	f := newFixture(t, FFreePageHint)
+	if got := f.drv.Config(8); got != CmdIDDone {
+		t.Fatalf("initial cmd_id %#x, want DONE", got)
+	}
+	id, err := f.dev.StartHint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.drv.Config(8) != id || f.drv.Reg(0x060)&virtio.InterruptConfig == 0 {
+		t.Fatalf("config cmd_id %#x (want %#x) or no config interrupt", f.drv.Config(8), id)
+	}
+	// A block queued before the echo is ignored.
+	f.drv.Add(2, virtiotest.Buf{Addr: blocks + 7<<22, Len: 4 << 20, Write: true})
+	f.hintRound(2, id, 0, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	sum, err := f.dev.WaitHint(ctx)
+	if err != nil || sum.Ranges != 3 || sum.Bytes != 12<<20 || !sum.GuestStopped || sum.Stale != 1 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	if len(f.sink.got) != 3 || f.sink.got[0] != [3]uint64{uint64(id), blocks, 4 << 20} {
+		t.Fatalf("sink got %v", f.sink.got)
+	}
+	if used := f.drv.Used(2); len(used) != 6 {
+		t.Errorf("%d buffers used, want all 6", len(used))
+	}
+	for p := uint64(blocks / 4096); p < (blocks+3<<22)/4096; p++ {
+		if f.mem.Dirty[p] || f.mem.Discarded[p] {
+			t.Fatalf("hinted page %#x touched by the device", p*4096)
+		}
+	}
+	if !f.mem.Dirty[f.drv.UsedRing(2)/4096] {
+		t.Error("used ring write not marked dirty")
+	}
+	f.dev.StopHint()
+	if f.drv.Config(8) != CmdIDStop {
+		t.Errorf("after stop cmd_id %#x", f.drv.Config(8))
+	}
+	f.dev.DoneHint()
+	if f.drv.Config(8) != CmdIDDone {
+		t.Errorf("after done cmd_id %#x", f.drv.Config(8))
+	}
+}
+
+func TestHintsAfterStopDropped(t *testing.T) {
+	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
+	id, _ := f.dev.StartHint()
+	f.drv.PutLE32(cmdBuf, id)
+	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4})
+	f.drv.Add(3, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
+	f.drv.Kick(3)
+	f.dev.StopHint() // the host stops: blocks in flight must not count
+	f.drv.Add(3, virtiotest.Buf{Addr: blocks + 1<<22, Len: 4 << 20, Write: true})
+	f.drv.Kick(3)
+	if sum := f.dev.HintStatus(); sum.Ranges != 1 || sum.Stale != 1 || sum.State != "stopped" {
+		t.Fatalf("summary %+v", sum)
+	}
+	if _, err := f.dev.StartHint(); err != nil {
+		t.Fatalf("restart after stop: %v", err)
+	}
+	if id2 := f.drv.Config(8); id2 == id || id2 < CmdIDFirst {
+		t.Errorf("second id %#x after %#x", id2, id)
+	}
+}
+
+func TestInflateDeflate(t *testing.T) {
+	f := newFixture(t, FStatsVQ)
+	f.dev.SetTarget(4)
+	pfns := []uint32{0x800, 0x801, 0x802, 0x900}
+	for i, p := range pfns {
+		binary.LittleEndian.PutUint32(f.mem.B[bufBase+4*i:], p)
+		copy(f.mem.B[uint64(p)<<12:], "guest data")
+	}
+	f.drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 16})
+	f.drv.Kick(0)
+	for _, p := range pfns {
+		if !f.mem.Discarded[uint64(p)] || f.mem.B[uint64(p)<<12] != 0 {
+			t.Errorf("inflated pfn %#x not discarded", p)
+		}
+	}
+	if f.mem.Discarded[0x803] {
+		t.Error("a page next to the balloon was discarded")
+	}
+	f.drv.SetConfig(4, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if tg, err := f.dev.WaitActual(ctx); err != nil || tg.ActualPages != 4 || tg.Inflated != 4 {
+		t.Fatalf("target %+v, %v", tg, err)
+	}
+	f.drv.Add(1, virtiotest.Buf{Addr: bufBase, Len: 8})
+	f.drv.Kick(1)
+	if tg := f.dev.Target(); tg.Inflated != 2 {
+		t.Errorf("after deflating 2: %+v", tg)
+	}
+	if len(f.drv.Used(0)) != 1 || len(f.drv.Used(1)) != 1 {
+		t.Error("inflate/deflate buffers not returned")
+	}
+}
+
+func TestStats(t *testing.T) {
+	f := newFixture(t, FStatsVQ)
+	put := func(free uint64) {
+		b := f.mem.B[bufBase:]
+		binary.LittleEndian.PutUint16(b, 4) // free-memory
+		binary.LittleEndian.PutUint64(b[2:], free)
+		binary.LittleEndian.PutUint16(b[10:], 99) // unknown tag: kept by number
+		binary.LittleEndian.PutUint64(b[12:], 7)
+		f.drv.Add(2, virtiotest.Buf{Addr: bufBase, Len: 20})
+		f.drv.Kick(2)
+	}
+	put(100)
+	if st := f.dev.LastStats(); st.Values["free-memory"] != 100 || st.Values["tag-99"] != 7 {
+		t.Fatalf("first stats %+v", st)
+	}
+	// Ask for fresh stats; the (sequential) fake guest answers afterwards.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := f.dev.RefreshStats(ctx); err == nil {
+		t.Fatal("RefreshStats returned before the guest answered")
+	}
+	if len(f.drv.Used(2)) != 1 {
+		t.Fatal("stats buffer not handed back to the guest")
+	}
+	put(200)
+	if st := f.dev.LastStats(); st.Values["free-memory"] != 200 {
+		t.Fatalf("refreshed stats %+v", st)
+	}
+}
+
+func TestReporting(t *testing.T) {
+	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
+	f.mem.B[blocks] = 1
+	f.drv.Add(4, virtiotest.Buf{Addr: blocks, Len: 2 << 20, Write: true},
+		virtiotest.Buf{Addr: blocks + 4<<20, Len: 2 << 20, Write: true})
+	f.drv.Kick(4)
+	if !f.mem.Discarded[blocks/4096] || !f.mem.Discarded[(blocks+4<<20)/4096+511] || f.mem.B[blocks] != 0 {
+		t.Error("reported ranges not discarded")
+	}
+	if tg := f.dev.Target(); tg.Reported != 4<<20 {
+		t.Errorf("reported %d bytes", tg.Reported)
+	}
+	if len(f.drv.Used(4)) != 1 {
+		t.Error("report not completed")
+	}
+}
+
+func TestBadHintCommandFailsDevice(t *testing.T) {
+	f := newFixture(t, FFreePageHint)
+	f.dev.StartHint()
+	f.drv.Add(2, virtiotest.Buf{Addr: cmdBuf, Len: 8})
+	f.drv.Kick(2)
+	if st, reason := f.tr.Status(); st&virtio.StatusNeedsReset == 0 {
+		t.Fatalf("status %#x (%s), want NEEDS_RESET", st, reason)
+	}
+	// The host side must not hang on a failed device.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := f.dev.WaitHint(ctx); err != nil {
+		t.Errorf("WaitHint on a failed device: %v", err)
+	}
+}
+
+func TestHintWithoutFeature(t *testing.T) {
+	f := newFixture(t, FStatsVQ)
+	if _, err := f.dev.StartHint(); err == nil {
+		t.Fatal("StartHint without FREE_PAGE_HINT succeeded")
+	}
+}
