@@ -153,17 +153,8 @@ func (v *VM) build() error {
 	if v.mem, err = memory.New(v.cfg.Memory); err != nil {
 		return err
 	}
-	for slot, r := range v.mem.Regions() {
-		host, err := v.mem.Slice(r.GPA, r.Size)
-		if err != nil {
-			return err
-		}
-		if err := v.kvm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-			Slot: uint32(slot), Guest_phys_addr: r.GPA, Memory_size: r.Size,
-			Userspace_addr: hostAddr(host),
-		}); err != nil {
-			return err
-		}
+	if err := v.setSlots(0); err != nil {
+		return err
 	}
 	if err := v.attachDevices(); err != nil {
 		return err
