@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/memory"
 )
 
 // BenchmarkBootToFirstTick measures `ferry-vmm run` to the guest's first
@@ -67,4 +71,50 @@ func rssShmemKiB(tb testing.TB, pid int) int {
 		}
 	}
 	return 0
+}
+
+// BenchmarkHintSession measures a free page hint session on a mostly free
+// guest: from StartHint to the guest's STOP (target: 8 GiB in < 100 ms).
+func BenchmarkHintSession(b *testing.B) {
+	needKVM(b, "BenchmarkHintSession")
+	_, guest := binaries(b)
+	for _, size := range []uint64{1 << 30, 8 << 30} {
+		b.Run(memory.FormatSize(size), func(b *testing.B) {
+			serial := newLineWriter()
+			vm, err := vmm.New(vmm.Config{Kernel: guest, Memory: size, CPUs: 1, Cmdline: "workload=idle", Serial: serial})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer vm.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan struct{})
+			go func() { vm.Run(ctx); close(done) }()
+			defer func() { vm.Stop(); <-done }()
+			serial.wait(b, regexp.MustCompile(`^ready`), 60*time.Second)
+			dev := vm.Balloon()
+			var total time.Duration
+			var bytes uint64
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if _, err := dev.StartHint(); err != nil {
+					b.Fatal(err)
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+				sum, err := dev.WaitHint(wctx)
+				wcancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				bytes += sum.Bytes
+				dev.StopHint()
+				dev.DoneHint()
+				serial.wait(b, regexp.MustCompile(`^balloon: done released=`), 30*time.Second)
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/session")
+			b.ReportMetric(float64(bytes>>20)/float64(b.N), "MiB-hinted")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
