@@ -1,0 +1,179 @@
+// Package transport is the transport plugin kind: how the migration engine
+// moves guest pages and small messages between a source and a destination.
+//
+//	source VMM process              plugin process (source)       plugin process (dest)
+//	engine ── SendPages(runs) ──►   reads pages from the memfd ═══► writes pages into the memfd
+//	       ── SendMessage(m) ──►    ─────────────── message ──────► RecvMessage ──► engine
+//	       ◄─ RecvMessage ─────     ◄────────────── message ───────  SendMessage ◄── engine
+//
+// Guest RAM bytes never cross the plugin RPC: the plugin maps the same
+// files as the VMM (their descriptors are handed over when the plugin
+// starts) and the RPC carries only page runs, messages of at most
+// MaxMessage bytes, and acknowledgements.
+//
+// The package holds the Go interface (this file), the go-plugin glue
+// (plugin.go), the gRPC client and server shims, a closure-based mock and a
+// conformance suite (transporttest) that every transport passes in process
+// and over real gRPC.
+package transport
+
+import (
+	"context"
+	"errors"
+	"os"
+)
+
+// APIVersion is the transport plugin protocol version (go-plugin's
+// ProtocolVersion); host and plugin must agree.
+const APIVersion = 1
+
+// MaxMessage bounds a message payload.
+const MaxMessage = 1 << 20
+
+// Role is which end of a migration a transport serves. 0 is invalid.
+type Role int
+
+const (
+	RoleSend    Role = 1 // source: dials, sends pages
+	RoleReceive Role = 2 // destination: listens, writes pages
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleSend:
+		return "send"
+	case RoleReceive:
+		return "receive"
+	}
+	return "invalid"
+}
+
+// Info describes a transport implementation.
+type Info struct {
+	Name    string // as used in the job file: transport "<name>" { ... }
+	Version string
+}
+
+// AttrType is the type of a configuration attribute. 0 is invalid.
+type AttrType int
+
+const (
+	TypeString   AttrType = 1
+	TypeNumber   AttrType = 2 // integer
+	TypeBool     AttrType = 3
+	TypeDuration AttrType = 4 // string in the job ("50ms"), int64 nanoseconds in Config
+	TypeSize     AttrType = 5 // string in the job ("1GiB"), int64 bytes in Config
+)
+
+// Attribute is one attribute of a plugin's configuration block.
+type Attribute struct {
+	Name     string
+	Type     AttrType
+	Required bool
+	Default  any // string, int64 or bool per Type; nil: no default
+	Doc      string
+}
+
+// Schema is the configuration block a transport accepts. The job parser
+// decodes the block against it (unknown attributes are errors), so the
+// plugin only receives well-typed values.
+type Schema []Attribute
+
+// Config is a decoded configuration block: attribute name → string,
+// int64 or bool (durations and sizes as int64). Absent optional
+// attributes carry their default or are missing.
+type Config map[string]any
+
+// RAMRegion is one region of guest RAM as a transport sees it: the
+// plugin maps File (an index into OpenRequest.Files) at Offset.
+type RAMRegion struct {
+	GPA    uint64
+	Size   uint64
+	File   int
+	Offset uint64
+}
+
+// OpenRequest starts one migration session.
+type OpenRequest struct {
+	Role   Role
+	Config Config
+	// RAM is the guest memory layout, in page-index order (framework.Layout).
+	RAM []RAMRegion
+	// Files back RAM: in process, the VMM's files; over gRPC the plugin
+	// receives them at startup and the host sends only indices.
+	Files []*os.File
+}
+
+// Kind says what a page run carries. 0 is invalid.
+type Kind int
+
+const (
+	KindData Kind = 1 // page contents, read from guest RAM when sent
+	KindZero Kind = 2 // pages that are all zero: the destination zeroes them
+)
+
+// PageRun is Count consecutive pages from page index First.
+type PageRun struct {
+	First uint64
+	Count uint64
+	Kind  Kind
+}
+
+// Message is a small, ordered, reliable message between the two engines.
+type Message struct {
+	Kind    uint32 // the engine's message type; 0 is invalid
+	Payload []byte // at most MaxMessage bytes
+}
+
+// Stats counts a session's traffic.
+type Stats struct {
+	BytesWire  uint64 // bytes written to (send) or read from (receive) the network, framing included
+	PagesData  uint64 // data pages sent or received
+	PagesZero  uint64 // zero pages sent or received
+	Compressed uint64 // data pages that went compressed
+}
+
+// Transport moves pages and messages for one migration at a time.
+//
+// Concurrency: Open, SendPages, Flush and Close are called from one
+// goroutine; SendMessage and RecvMessage may each be called from one
+// other goroutine concurrently with those; Stats from any goroutine.
+// Every call that blocks honours its context.
+type Transport interface {
+	// Info describes the implementation; it needs no Open.
+	Info(ctx context.Context) (Info, error)
+	// Schema describes the configuration block; it needs no Open.
+	Schema(ctx context.Context) (Schema, error)
+	// Open starts the session: RoleSend connects to the destination,
+	// RoleReceive listens and returns once the source connected (or ctx
+	// ended). The plugin maps the RAM files here.
+	Open(ctx context.Context, req OpenRequest) error
+	// SendPages queues page runs for sending (RoleSend). Data pages are
+	// read from guest RAM at some moment before the next Flush returns;
+	// the engine relies on the dirty log, not on a snapshot, for pages
+	// the guest changes meanwhile. Runs must lie inside RAM.
+	SendPages(ctx context.Context, runs []PageRun) error
+	// Flush returns once the destination has written every page queued
+	// before the call into its guest RAM (RoleSend). Pages of one Flush
+	// interval never overtake those of an earlier one.
+	Flush(ctx context.Context) error
+	// SendMessage sends m after every message sent before it.
+	SendMessage(ctx context.Context, m Message) error
+	// RecvMessage returns the next message from the other side.
+	RecvMessage(ctx context.Context) (Message, error)
+	// Stats reports traffic so far.
+	Stats(ctx context.Context) (Stats, error)
+	// Close ends the session and releases the RAM mappings; pending
+	// sends are abandoned. The transport may be Opened again.
+	Close() error
+}
+
+// Error classes that cross the plugin boundary, so callers can tell a
+// dead plugin from a failed operation (errors.Is).
+var (
+	ErrNotSupported = errors.New("not supported by this transport")
+	ErrPluginGone   = errors.New("transport plugin process is gone")
+	ErrClosed       = errors.New("transport session closed by the peer")
+	ErrBadConfig    = errors.New("bad transport configuration")
+	ErrProtocol     = errors.New("transport protocol violation")
+)

@@ -1,0 +1,116 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/bitmap"
+)
+
+// PageSize is the unit of migration.
+const PageSize = 4096
+
+// Region is a range of guest RAM backed by a memfd (or any mappable file).
+type Region struct {
+	GPA    uint64 // guest physical address of the first byte
+	Size   uint64 // bytes, a multiple of PageSize
+	Fd     int    // file descriptor of the backing file; owned by the VMM
+	Offset uint64 // offset of GPA's byte in that file, a multiple of PageSize
+}
+
+// Layout is the guest RAM of a VM, in page-index order.
+type Layout []Region
+
+// Pages is the number of pages in the layout.
+func (l Layout) Pages() uint64 {
+	var n uint64
+	for _, r := range l {
+		n += r.Size / PageSize
+	}
+	return n
+}
+
+// Locate returns the region holding page p and p's byte offset inside it.
+func (l Layout) Locate(p uint64) (Region, uint64, bool) {
+	for _, r := range l {
+		n := r.Size / PageSize
+		if p < n {
+			return r, p * PageSize, true
+		}
+		p -= n
+	}
+	return Region{}, 0, false
+}
+
+// Check reports whether the layout is well formed: page-aligned, sizes
+// non-zero, guest addresses increasing without overlap.
+func (l Layout) Check() error {
+	var end uint64
+	for i, r := range l {
+		if r.Size == 0 || r.Size%PageSize != 0 || r.GPA%PageSize != 0 || r.Offset%PageSize != 0 {
+			return fmt.Errorf("RAM region %d (%#x+%#x at offset %#x) is not page-aligned", i, r.GPA, r.Size, r.Offset)
+		}
+		if i > 0 && r.GPA < end {
+			return fmt.Errorf("RAM region %d at %#x overlaps or precedes region %d", i, r.GPA, i-1)
+		}
+		end = r.GPA + r.Size
+	}
+	return nil
+}
+
+// Same reports whether two layouts describe the same guest addresses
+// (files and offsets may differ), with an error saying how they differ.
+func (l Layout) Same(o Layout) error {
+	if len(l) != len(o) {
+		return fmt.Errorf("%d RAM regions here, %d on the other side", len(l), len(o))
+	}
+	for i := range l {
+		if l[i].GPA != o[i].GPA || l[i].Size != o[i].Size {
+			return fmt.Errorf("RAM region %d is %#x+%#x here, %#x+%#x on the other side",
+				i, l[i].GPA, l[i].Size, o[i].GPA, o[i].Size)
+		}
+	}
+	return nil
+}
+
+// Source is the VMM side of a VM being migrated away.
+//
+// The engine calls these from one goroutine, except Memory, whose result
+// it reads concurrently while the guest runs. Errors abort the migration;
+// the engine then resumes the VM if it paused it.
+type Source interface {
+	// RAM describes guest memory. It must not change during a migration.
+	RAM() Layout
+	// Memory returns the VMM's mapping of region i (len = Size), for
+	// zero-page detection. The guest may write it concurrently.
+	Memory(i int) []byte
+	// StartDirtyLog begins logging writes to guest RAM: by vCPUs (KVM's
+	// log) and by the VMM itself (device DMA, used rings).
+	StartDirtyLog() error
+	// SyncDirtyLog ORs into dst every page written since the previous
+	// sync (or StartDirtyLog) and begins a new epoch: a write after
+	// SyncDirtyLog returns is reported by the next one.
+	SyncDirtyLog(dst *bitmap.Bitmap) error
+	// StopDirtyLog ends logging.
+	StopDirtyLog() error
+	// Pause stops the vCPUs (and device activity that writes guest RAM).
+	Pause(ctx context.Context) error
+	// Resume undoes Pause.
+	Resume() error
+	// SaveState returns the VM's state (vCPUs, devices) as an opaque,
+	// versioned blob. The VM is paused.
+	SaveState(ctx context.Context) ([]byte, error)
+}
+
+// Target is the VMM side of a VM being migrated in. Guest RAM is written
+// by the transport directly into the files of RAM(); the engine calls
+// LoadState once every page has arrived, then Resume after the source
+// committed.
+type Target interface {
+	RAM() Layout
+	// LoadState restores a blob made by the source's SaveState. It must
+	// reject a blob it does not understand (magic, version, CRC).
+	LoadState(ctx context.Context, state []byte) error
+	// Resume starts the migrated VM.
+	Resume() error
+}
