@@ -25,6 +25,23 @@ void buddy_free(u64 pfn, u32 order);
 u64 buddy_free_count(u32 order);
 u64 buddy_free_pages(void);
 
+/* Free page hinting (balloon_hint.c). buddy_hint_take removes a free
+ * order-10 block and marks it hinted (BUDDY_NONE when there is none);
+ * until buddy_hint_release frees them all, allocating, freeing or touching
+ * (buddy_check_touch) a hinted block prints "balloon: ASSERT ..." and
+ * powers off with EXIT_VERIFY. buddy_hint_release returns pages released. */
+u64 buddy_hint_take(void);
+u64 buddy_hint_release(void);
+u64 buddy_hinted_pages(void);
+void buddy_check_touch(u64 pfn, u32 order, const char *op);
+
+/* Free page reporting: buddy_report_take removes a free block of exactly
+ * order (>= BUDDY_REPORT_ORDER) not reported since it was last allocated,
+ * split or merged; buddy_report_put frees it back marked reported. */
+#define BUDDY_REPORT_ORDER 9
+u64 buddy_report_take(u32 order);
+void buddy_report_put(u64 pfn, u32 order);
+
 static inline void *pfn_to_ptr(u64 pfn) { return (void *)(pfn << PAGE_SHIFT); }
 static inline u64 ptr_to_pfn(const void *p) { return (u64)p >> PAGE_SHIFT; }
 

@@ -5,8 +5,10 @@
  *     verified (an overlap fails the tags), half freed and reallocated,
  *     then all freed: the free counts per order must come back exactly
  *     (every buddy merged again);
- *   - the command-line parsers, including virtio_mmio.device=, which has no
- *     other user yet.
+ *   - the balloon's allocator hooks: hinted blocks leave the free lists and
+ *     all come back on release; a reported block is not offered for
+ *     reporting again until it was allocated (then it is);
+ *   - the command-line parsers, including virtio_mmio.device=.
  * It writes the pages it allocates, so it costs host memory; leave it off
  * in migration measurements.
  */
@@ -76,9 +78,46 @@ static void check_cmdline(void)
 		fatal("selftest: virtio_mmio.device parser found %u devices", n);
 }
 
+static void check_hint_report(void)
+{
+	u64 free = buddy_free_pages(), n10 = buddy_free_count(BUDDY_MAX_ORDER), got[4];
+	if (n10 < 4)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (buddy_hint_take() == BUDDY_NONE)
+			fatal("selftest: buddy_hint_take failed with %lu order-10 blocks", n10);
+	if (buddy_free_count(BUDDY_MAX_ORDER) != n10 - 3 || buddy_hinted_pages() != 3UL << BUDDY_MAX_ORDER)
+		fatal("selftest: hinted blocks still counted free");
+	if (buddy_hint_release() != 3UL << BUDDY_MAX_ORDER || buddy_free_pages() != free)
+		fatal("selftest: hint release lost pages");
+	for (int i = 0; i < 2; i++)
+		got[i] = buddy_report_take(BUDDY_MAX_ORDER);
+	for (int i = 0; i < 2; i++)
+		buddy_report_put(got[i], BUDDY_MAX_ORDER);
+	got[2] = buddy_report_take(BUDDY_MAX_ORDER);
+	if (got[2] == got[0] || got[2] == got[1] || got[2] == BUDDY_NONE)
+		fatal("selftest: a reported block was offered for reporting again");
+	buddy_report_put(got[2], BUDDY_MAX_ORDER);
+	u64 a = buddy_alloc(BUDDY_MAX_ORDER);   /* lowest: got[0], loses its mark */
+	buddy_free(a, BUDDY_MAX_ORDER);
+	got[3] = buddy_report_take(BUDDY_MAX_ORDER);
+	if (got[3] != a)
+		fatal("selftest: an allocated-then-freed block was not offered for reporting (0x%lx, 0x%lx)", got[3], a);
+	buddy_free(got[3], BUDDY_MAX_ORDER);
+	for (int i = 0; i < 3; i++) {           /* clear the marks we left */
+		u64 b = buddy_alloc(BUDDY_MAX_ORDER);
+		got[i] = b;
+	}
+	for (int i = 0; i < 3; i++)
+		buddy_free(got[i], BUDDY_MAX_ORDER);
+	if (buddy_free_pages() != free)
+		fatal("selftest: reporting hooks lost pages");
+}
+
 void selftest(void)
 {
 	check_cmdline();
 	check_buddy();
-	kprintf("selftest: ok (cmdline, virtio_mmio.device, %d buddy allocations)\n", 2 * OPS);
+	check_hint_report();
+	kprintf("selftest: ok (cmdline, virtio_mmio.device, %d buddy allocations, hint/report hooks)\n", 2 * OPS);
 }

@@ -6,6 +6,7 @@
  * the first bad word of the page.
  */
 #include "tag.h"
+#include "buddy.h"
 
 #define WORDS (PAGE_SIZE / 8)
 
@@ -28,6 +29,7 @@ void tag_fill(u64 addr, u64 version)
 {
 	u64 *w = (u64 *)addr;
 	u64 seed = seed_of(addr, version);
+	buddy_check_touch(addr >> PAGE_SHIFT, 0, "write");
 	w[0] = TAG_MAGIC;
 	w[1] = addr;
 	w[2] = version;
@@ -48,6 +50,7 @@ void tag_verify(u64 addr, u64 version, const char *who)
 {
 	const u64 *w = (const u64 *)addr;
 	u64 seed = seed_of(addr, version);
+	buddy_check_touch(addr >> PAGE_SHIFT, 0, "read");
 	u64 bad = w[0] ^ TAG_MAGIC;
 	bad |= w[1] ^ addr;
 	bad |= w[2] ^ version;
