@@ -28,7 +28,8 @@ GUEST_LDFLAGS  := -m elf_x86_64 -nostdlib -static -z max-page-size=0x1000 \
 	-z noexecstack --no-warn-rwx-segments -T $(GUEST_SRC)/guest.ld
 
 GUEST_C_SRCS := main.c serial.c lib.c cmdline.c virtio_cmdline.c time.c \
-	mem.c buddy.c tag.c workload.c wl_hog.c wl_dirty.c wl_kv.c selftest.c
+	mem.c buddy.c tag.c workload.c wl_hog.c wl_dirty.c wl_kv.c selftest.c \
+	virtio_mmio.c virtqueue.c balloon.c balloon_hint.c
 GUEST_OBJS := $(GUEST_BUILD)/entry.o $(GUEST_C_SRCS:%.c=$(GUEST_BUILD)/%.o)
 
 $(GUEST_ELF): $(GUEST_OBJS) $(GUEST_SRC)/guest.ld

@@ -10,6 +10,7 @@
  * It cannot sleep: ring 3 has no hlt, so idle time is a pause loop.
  */
 #include "guest.h"
+#include "balloon.h"
 #include "buddy.h"
 #include "cmdline.h"
 #include "mem.h"
@@ -67,6 +68,8 @@ static void NORETURN run(u64 exit_after)
 			kprintf("exit_after=%lu: verify=ok, powering off\n", exit_after);
 			poweroff(EXIT_OK);
 		}
+		if (now >= balloon_next_poll)
+			balloon_poll(now);
 		if (!workloads_step(now))
 			cpu_relax();
 	}
@@ -90,6 +93,7 @@ void guest_main(u64 start_info, u64 tsc_entry, u64 tsc_ring3)
 	mem_init();
 	if (cmdline_find(boot.cmdline, "selftest", &(struct str){0}) == 0)
 		selftest();
+	balloon_probe(boot.cmdline);
 	workloads_setup();
 	kprintf("setup: %lu ms since entry\n", tsc_to_ms(rdtsc() - tsc_entry));
 	kprintf("ready\n");

@@ -10,6 +10,7 @@
  * missed work beyond one second is dropped.
  */
 #include "workload.h"
+#include "balloon.h"
 #include "buddy.h"
 #include "tag.h"
 
@@ -39,7 +40,7 @@ void dirty_setup(u64 mib, u64 mib_per_s)
 			struct dblock *b = &blocks[nblocks++];
 			u32 vo;
 			b->order = k;
-			b->pfn = buddy_alloc(k);
+			b->pfn = wl_alloc(k);
 			if (b->pfn == BUDDY_NONE)
 				fatal("dirty: out of memory for a %lu MiB working set", mib);
 			b->vers = meta_alloc(4UL << k, &vo);
@@ -90,9 +91,13 @@ int dirty_step(u64 now)
 
 void dirty_verify(void)
 {
-	for (u64 i = 0; i < nblocks; i++)
-		for (u64 j = 0; j < (1UL << blocks[i].order); j++)
+	for (u64 i = 0; i < nblocks; i++) {
+		for (u64 j = 0; j < (1UL << blocks[i].order); j++) {
 			tag_verify((blocks[i].pfn + j) << PAGE_SHIFT, blocks[i].vers[j], "dirty");
+			if ((j & 255) == 255)
+				balloon_maybe_poll();   /* answer hint sessions during long verifies */
+		}
+	}
 }
 
 u64 dirty_live(void) { return npages; }

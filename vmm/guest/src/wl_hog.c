@@ -30,7 +30,7 @@ void hog_run(u64 mib)
 	u32 order = BUDDY_MAX_ORDER;
 	while (got < want && n < cap_blocks) {
 		order = MIN(order, floor_log2(want - got));
-		u64 pfn = buddy_alloc(order);
+		u64 pfn = wl_alloc(order);
 		if (pfn == BUDDY_NONE) {
 			if (order == 0)
 				break;

@@ -16,6 +16,7 @@
  * It cannot grow the table or exceed 2^32 keys.
  */
 #include "workload.h"
+#include "balloon.h"
 #include "buddy.h"
 #include "tag.h"
 
@@ -80,7 +81,7 @@ static void op(u32 key, int allow_change)
 			n_del++;
 		}
 	} else if (s->key == 0 && live + (1UL << key % 3) <= budget) {
-		u64 pfn = buddy_alloc(key % 3);
+		u64 pfn = wl_alloc(key % 3);
 		if (pfn == BUDDY_NONE) {
 			n_oom++;
 			return;
@@ -134,6 +135,8 @@ void kv_verify(void)
 		struct kv_slot *s = slot(i);
 		if (s->key != 0)
 			tag_verify_block(s->pfn, s->order, s->version, "kv");
+		if ((i & 255) == 255)
+			balloon_maybe_poll();   /* answer hint sessions during long verifies */
 	}
 }
 

@@ -6,16 +6,18 @@
  * Each kind runs at most once (a repeated kind is a setup error). The
  * crash kinds act on the first step after "ready": crash:ud and crash:pf
  * fault, crash:verify flips one bit of a live tagged page so that the next
- * tick reports verify=FAIL.
+ * tick reports verify=FAIL, crash:hint takes a 4 MiB block as if for a free
+ * page hint and then writes to it, which must trip "balloon: ASSERT".
  */
 #include "workload.h"
+#include "balloon.h"
 #include "buddy.h"
 #include "cmdline.h"
 #include "tag.h"
 
 static struct {
 	int hog, dirty, kv;
-	char crash;         /* 0, 'u' (ud2), 'p' (page fault), 'v' (corrupt) */
+	char crash;         /* 0, 'u' (ud2), 'p' (page fault), 'v' (corrupt), 'h' (hinted) */
 	u64 canary;         /* crash:verify's tagged page, 0 if none */
 	int crash_armed;
 	u64 hog_mib, dirty_mib, dirty_rate, kv_mib, kv_rate;
@@ -66,9 +68,11 @@ void workloads_parse(const char *spec, u64 n)
 			cfg.crash = 'p';
 		} else if (str_eq(name.p, name.n, "crash") && str_eq(arg.p, arg.n, "verify")) {
 			cfg.crash = 'v';
+		} else if (str_eq(name.p, name.n, "crash") && str_eq(arg.p, arg.n, "hint")) {
+			cfg.crash = 'h';
 		} else {
 			fatal("unknown workload item (want idle, hog:<MiB>, dirty:<MiB>@<MiB/s>, "
-			      "kv:<MiB>[@<ops/s>], crash:ud, crash:pf, crash:verify)");
+			      "kv:<MiB>[@<ops/s>], crash:ud, crash:pf, crash:verify, crash:hint)");
 		}
 	}
 }
@@ -82,7 +86,7 @@ void workloads_setup(void)
 	if (cfg.kv)
 		kv_setup(cfg.kv_mib, cfg.kv_rate);
 	if (cfg.crash == 'v') {
-		u64 pfn = buddy_alloc(0);
+		u64 pfn = wl_alloc(0);
 		if (pfn == BUDDY_NONE)
 			fatal("crash:verify: no page");
 		cfg.canary = pfn << PAGE_SHIFT;
@@ -106,6 +110,11 @@ int workloads_step(u64 now)
 		kprintf("crash: corrupting word 100 of live page 0x%lx\n", cfg.canary);
 		((volatile u64 *)cfg.canary)[100] ^= 1;
 		cfg.crash_armed = 1;
+	}
+	if (cfg.crash == 'h') {
+		u64 pfn = buddy_hint_take();
+		kprintf("crash: writing to hinted block 0x%lx\n", pfn << PAGE_SHIFT);
+		tag_fill(pfn << PAGE_SHIFT, 1);
 	}
 	if (cfg.dirty)
 		busy |= dirty_step(now);
@@ -161,10 +170,18 @@ u64 pacer_due(struct pacer *p, u64 now, u64 max)
 	return due;
 }
 
+u64 wl_alloc(u32 order)
+{
+	u64 pfn = buddy_alloc(order);
+	if (pfn == BUDDY_NONE && balloon_oom(1UL << order) > 0)
+		pfn = buddy_alloc(order);
+	return pfn;
+}
+
 void *meta_alloc(u64 bytes, u32 *order)
 {
 	*order = order_for_pages(ALIGN_UP(bytes, PAGE_SIZE) >> PAGE_SHIFT);
-	u64 pfn = buddy_alloc(*order);
+	u64 pfn = wl_alloc(*order);
 	if (pfn == BUDDY_NONE)
 		fatal("out of memory for %lu bytes of workload bookkeeping", bytes);
 	return memset(pfn_to_ptr(pfn), 0, bytes);

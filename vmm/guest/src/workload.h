@@ -43,6 +43,10 @@ struct pacer {
 void pacer_start(struct pacer *p, u64 rate, u64 now);
 u64 pacer_due(struct pacer *p, u64 now, u64 max);
 
+/* wl_alloc: buddy_alloc for workloads; when it fails and the balloon holds
+ * pages with DEFLATE_ON_OOM negotiated, deflate some and try once more. */
+u64 wl_alloc(u32 order);
+
 /* meta_alloc: zeroed workload bookkeeping of at most 4 MiB (not live data). */
 void *meta_alloc(u64 bytes, u32 *order);
 
