@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// migrate runs Send and Receive against each other and returns both results.
+func migrate(t *testing.T, src, dst *fakeVM, opt Options, tweak func(*pipe)) (Report, error, Report, error) {
+	t.Helper()
+	s, r := newPipe(src, dst)
+	if tweak != nil {
+		tweak(s.p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rrep Report
+	var rerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rrep, rerr = Receive(ctx, dst, r, opt) })
+	srep, serr := Send(ctx, src, s, opt)
+	wg.Wait()
+	return srep, serr, rrep, rerr
+}
+
+const mib = 1 << 20
+
+func twoRegions(t *testing.T) (*fakeVM, *fakeVM) {
+	layout := [][2]uint64{{0, 4 * mib}, {1 << 32, 2 * mib}}
+	return newFakeVM(t, layout...), newFakeVM(t, layout...)
+}
+
+func TestMigrateCopiesEveryPage(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p += 3 {
+		src.write(p, 0x11) // data pages; the others stay holes
+	}
+	copy(dst.mem, bytes.Repeat([]byte{0xee}, len(dst.mem))) // stale destination: zero runs must clear it
+	srep, serr, rrep, rerr := migrate(t, src, dst, Options{}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if !bytes.Equal(src.mem, dst.mem) {
+		t.Fatal("destination memory differs from the source")
+	}
+	if string(dst.loaded) != "fake-state-v1" || dst.resumed != 1 || src.resumed != 0 || !src.paused {
+		t.Errorf("state %q dst resumed %d src resumed %d src paused %v", dst.loaded, dst.resumed, src.resumed, src.paused)
+	}
+	pages := src.layout.Pages()
+	if srep.PagesSent != (pages+2)/3 || srep.PagesSent+srep.PagesZero < pages || srep.Status != "completed" || rrep.Status != "completed" {
+		t.Errorf("report %+v", srep)
+	}
+}
+
+// TestWritesDuringMigrationArrive writes pages at the worst moments: right
+// after each dirty sync and continuously from a guest goroutine; every page
+// must arrive with its final content.
+func TestWritesDuringMigrationArrive(t *testing.T) {
+	src, dst := twoRegions(t)
+	pages := src.layout.Pages()
+	stop := make(chan struct{})
+	var guest sync.WaitGroup
+	src.onSync = func(n int) {
+		if n < 6 {
+			src.write(uint64(n*7)%pages, byte(0x40+n)) // just after a sync
+		}
+	}
+	guest.Go(func() {
+		for i := uint64(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src.write((i*13)%pages, byte(i))
+			if i%64 == 0 {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	})
+	_, serr, _, rerr := migrate(t, src, dst, Options{MaxDowntime: time.Millisecond, MaxPasses: 5}, nil)
+	close(stop)
+	guest.Wait()
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	for p := uint64(0); p < pages; p++ {
+		a, b := src.mem[p*4096:(p+1)*4096], dst.mem[p*4096:(p+1)*4096]
+		if !bytes.Equal(a, b) {
+			t.Fatalf("page %d: source %x.. destination %x..", p, a[:4], b[:4])
+		}
+	}
+}
+
+func TestFailuresResumeSource(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(src, dst *fakeVM, p *pipe)
+		want  string
+	}{
+		{"transport fails mid-pass", func(_, _ *fakeVM, p *pipe) {
+			p.failPages = func([]transport.PageRun) error { return errInjected }
+		}, "injected"},
+		{"save state fails", func(src, _ *fakeVM, _ *pipe) { src.failSave = errInjected }, "save state"},
+		{"destination cannot load", func(_, dst *fakeVM, _ *pipe) { dst.failLoad = errInjected }, "load state"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := twoRegions(t)
+			for p := uint64(0); p < src.layout.Pages(); p++ {
+				src.write(p, 0x22)
+			}
+			_, serr, _, rerr := migrate(t, src, dst, Options{}, func(p *pipe) { tc.setup(src, dst, p) })
+			if serr == nil || !strings.Contains(serr.Error(), tc.want) || rerr == nil {
+				t.Fatalf("send %v / receive %v, want both to fail with %q", serr, rerr, tc.want)
+			}
+			if src.paused {
+				t.Error("source left paused after a failed migration")
+			}
+			if dst.resumed != 0 {
+				t.Error("destination resumed after a failed migration")
+			}
+		})
+	}
+}
+
+func TestLayoutMismatchRefused(t *testing.T) {
+	src := newFakeVM(t, [2]uint64{0, 4 * mib})
+	dst := newFakeVM(t, [2]uint64{0, 8 * mib})
+	_, serr, _, rerr := migrate(t, src, dst, Options{}, nil)
+	if rerr == nil || !strings.Contains(rerr.Error(), "same memory size") || serr == nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if src.paused || src.resumed != 0 {
+		t.Error("source paused or resumed for a migration that never started")
+	}
+}
+
+func TestMaxPassesBoundsNonConvergence(t *testing.T) {
+	src, dst := twoRegions(t)
+	src.onSync = func(int) { // every page dirty again after every sync
+		for p := uint64(0); p < src.layout.Pages(); p++ {
+			src.mu.Lock()
+			src.dirty.Set(p)
+			src.mu.Unlock()
+		}
+	}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{MaxDowntime: time.Nanosecond, MaxPasses: 3}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if srep.Passes != 4 { // 3 live passes + stop-and-copy
+		t.Errorf("passes = %d, want 4", srep.Passes)
+	}
+}
+
+func TestBandwidthCap(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x33)
+	}
+	start := time.Now()
+	_, serr, _, rerr := migrate(t, src, dst, Options{Bandwidth: 24 * mib}, nil) // 6 MiB at 24 MiB/s
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("6 MiB at 24 MiB/s took %v", d)
+	}
+}
+
+func TestIsZero(t *testing.T) {
+	p := make([]byte, framework.PageSize)
+	if !isZero(p) {
+		t.Fatal("zero page not zero")
+	}
+	for _, i := range []int{0, 7, 8, 63, 64, 4095} {
+		p[i] = 1
+		if isZero(p) {
+			t.Errorf("byte %d set, isZero true", i)
+		}
+		p[i] = 0
+	}
+}
+
+func FuzzDecodeHello(f *testing.F) {
+	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}))
+	f.Fuzz(func(t *testing.T, b []byte) { decodeHello(b) })
+}
+
+func FuzzDecodeStateChunk(f *testing.F) {
+	f.Add(encodeStateChunk(10, 0, []byte("abc")))
+	f.Fuzz(func(t *testing.T, b []byte) { decodeStateChunk(b) })
+}

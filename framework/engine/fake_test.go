@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// memfdRAM is guest RAM in a memfd, mapped, for fakes.
+func memfdRAM(t *testing.T, size int) (int, []byte) {
+	fd, err := unix.MemfdCreate("test-ram", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(m); unix.Close(fd) })
+	return fd, m
+}
+
+// fakeVM is a Source or Target over memfd RAM with a software dirty log:
+// the test's "guest" writes through Write, which marks pages.
+type fakeVM struct {
+	t      *testing.T
+	layout framework.Layout
+	mem    []byte // whole memfd; regions are contiguous in it
+
+	mu       sync.Mutex
+	logging  bool
+	dirty    *bitmap.Bitmap
+	paused   bool
+	resumed  int
+	state    []byte
+	loaded   []byte
+	failSave error
+	failLoad error
+	onSync   func(n int) // called after each SyncDirtyLog (n-th)
+	syncs    int
+}
+
+func newFakeVM(t *testing.T, regions ...[2]uint64) *fakeVM {
+	var total uint64
+	for _, r := range regions {
+		total += r[1]
+	}
+	fd, m := memfdRAM(t, int(total))
+	v := &fakeVM{t: t, mem: m, state: []byte("fake-state-v1")}
+	var off uint64
+	for _, r := range regions {
+		v.layout = append(v.layout, framework.Region{GPA: r[0], Size: r[1], Fd: fd, Offset: off})
+		off += r[1]
+	}
+	v.dirty = bitmap.New(v.layout.Pages())
+	return v
+}
+
+func (v *fakeVM) RAM() framework.Layout { return v.layout }
+func (v *fakeVM) Memory(i int) []byte {
+	r := v.layout[i]
+	return v.mem[r.Offset : r.Offset+r.Size]
+}
+func (v *fakeVM) StartDirtyLog() error { v.mu.Lock(); v.logging = true; v.mu.Unlock(); return nil }
+func (v *fakeVM) StopDirtyLog() error  { v.mu.Lock(); v.logging = false; v.mu.Unlock(); return nil }
+func (v *fakeVM) SyncDirtyLog(dst *bitmap.Bitmap) error {
+	v.mu.Lock()
+	dst.Or(v.dirty)
+	v.dirty.ClearAll()
+	v.syncs++
+	n, hook := v.syncs, v.onSync
+	v.mu.Unlock()
+	if hook != nil {
+		hook(n)
+	}
+	return nil
+}
+func (v *fakeVM) Pause(context.Context) error {
+	v.mu.Lock()
+	v.paused = true
+	v.mu.Unlock()
+	return nil
+}
+func (v *fakeVM) Resume() error {
+	v.mu.Lock()
+	v.paused = false
+	v.resumed++
+	v.mu.Unlock()
+	return nil
+}
+func (v *fakeVM) SaveState(context.Context) ([]byte, error) { return v.state, v.failSave }
+func (v *fakeVM) LoadState(_ context.Context, b []byte) error {
+	if v.failLoad != nil {
+		return v.failLoad
+	}
+	v.loaded = append([]byte(nil), b...)
+	return nil
+}
+
+// write is a guest write of fill to page p (page index), logged if on.
+// A paused guest writes nothing.
+func (v *fakeVM) write(p uint64, fill byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.paused {
+		return
+	}
+	pg := v.mem[p*framework.PageSize : (p+1)*framework.PageSize]
+	for i := range pg {
+		pg[i] = fill
+	}
+	pg[0] = byte(p) // distinguishes pages with the same fill
+	if v.logging {
+		v.dirty.Set(p)
+	}
+}
+
+// pipe is an in-process transport pair over channels: the receiving half
+// writes pages straight into the destination's memory.
+type pipe struct {
+	toDst, toSrc chan transport.Message
+	src, dst     *fakeVM
+	mu           sync.Mutex
+	stats        transport.Stats
+	failPages    func(runs []transport.PageRun) error // injected failure
+}
+
+func newPipe(src, dst *fakeVM) (*pipeEnd, *pipeEnd) {
+	p := &pipe{toDst: make(chan transport.Message, 64), toSrc: make(chan transport.Message, 64), src: src, dst: dst}
+	return &pipeEnd{p: p, send: true}, &pipeEnd{p: p}
+}
+
+type pipeEnd struct {
+	p      *pipe
+	send   bool
+	closed bool
+}
+
+func (e *pipeEnd) Info(context.Context) (transport.Info, error) {
+	return transport.Info{Name: "pipe"}, nil
+}
+func (e *pipeEnd) Schema(context.Context) (transport.Schema, error) { return nil, nil }
+func (e *pipeEnd) Open(_ context.Context, req transport.OpenRequest) error {
+	if (req.Role == transport.RoleSend) != e.send || len(req.Files) == 0 {
+		return fmt.Errorf("pipe: bad open %+v", req.Role)
+	}
+	return nil
+}
+func (e *pipeEnd) SendPages(_ context.Context, runs []transport.PageRun) error {
+	p := e.p
+	if p.failPages != nil {
+		if err := p.failPages(runs); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range runs {
+		lo, hi := r.First*framework.PageSize, (r.First+r.Count)*framework.PageSize
+		if r.Kind == transport.KindZero {
+			clear(p.dst.mem[lo:hi])
+			p.stats.PagesZero += r.Count
+			continue
+		}
+		copy(p.dst.mem[lo:hi], p.src.mem[lo:hi])
+		p.stats.PagesData += r.Count
+		p.stats.BytesWire += hi - lo
+	}
+	return nil
+}
+func (e *pipeEnd) Flush(context.Context) error { return nil }
+func (e *pipeEnd) SendMessage(ctx context.Context, m transport.Message) error {
+	ch := e.p.toSrc
+	if e.send {
+		ch = e.p.toDst
+	}
+	select {
+	case ch <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (e *pipeEnd) RecvMessage(ctx context.Context) (transport.Message, error) {
+	ch := e.p.toDst
+	if e.send {
+		ch = e.p.toSrc
+	}
+	select {
+	case m := <-ch:
+		return m, nil
+	case <-ctx.Done():
+		return transport.Message{}, ctx.Err()
+	}
+}
+func (e *pipeEnd) Stats(context.Context) (transport.Stats, error) {
+	e.p.mu.Lock()
+	defer e.p.mu.Unlock()
+	return e.p.stats, nil
+}
+func (e *pipeEnd) Close() error { e.closed = true; return nil }
+
+var errInjected = errors.New("injected failure")

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// live runs the bulk pass and dirty passes until the estimated downtime
+// fits MaxDowntime or MaxPasses is reached. The dirty log is on.
+func (s *sender) live(ctx context.Context) error {
+	toSend := bitmap.New(s.layout.Pages())
+	toSend.SetAll()
+	// Pages written from here on are caught by the first sync below.
+	if err := s.src.SyncDirtyLog(bitmap.New(s.layout.Pages())); err != nil {
+		return fmt.Errorf("sync dirty log: %w", err)
+	}
+	s.capStart = time.Now()
+	for s.pass = 1; ; s.pass++ {
+		s.phase = PhaseDirty
+		if s.pass == 1 {
+			s.phase = PhaseBulk
+		}
+		if err := s.sendPass(ctx, toSend, true); err != nil {
+			return err
+		}
+		toSend.ClearAll()
+		if err := s.src.SyncDirtyLog(toSend); err != nil {
+			return fmt.Errorf("sync dirty log: %w", err)
+		}
+		s.remaining = toSend.Count()
+		s.estimate = s.estimateDowntime(s.remaining)
+		s.progress()
+		s.opt.Log.Info("pass done", "pass", s.pass, "dirty", s.remaining, "estimate", s.estimate)
+		if s.estimate <= s.opt.MaxDowntime || s.pass >= s.opt.MaxPasses {
+			s.pending = toSend
+			return nil
+		}
+	}
+}
+
+// estimateDowntime is how long sending n pages (as data) would take at the
+// last measured rate, plus a margin for the state and the handshake.
+func (s *sender) estimateDowntime(n uint64) time.Duration {
+	const overhead = 2 * time.Millisecond
+	rate := s.rate
+	if rate <= 0 {
+		rate = 100_000 // ~400 MB/s until measured
+	}
+	return overhead + time.Duration(float64(n)/rate*float64(time.Second))
+}
+
+// switchOver pauses the VM, sends the last pages and the state, and waits
+// for the destination's LOADED. It reports whether COMMIT went out (from
+// then on the VM belongs to the destination).
+func (s *sender) switchOver(ctx context.Context) (bool, error) {
+	s.phase = PhaseStop
+	paused := time.Now()
+	if err := s.src.Pause(ctx); err != nil {
+		s.src.Resume() // a partial pause must not leave vCPUs stuck
+		return false, fmt.Errorf("pause: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if err := s.src.Resume(); err != nil {
+				s.opt.Log.Error("resume after failed migration", "err", err)
+			}
+		}
+	}()
+	if err := s.src.SyncDirtyLog(s.pending); err != nil {
+		return false, fmt.Errorf("final dirty sync: %w", err)
+	}
+	if err := s.sendPass(ctx, s.pending, false); err != nil {
+		return false, err
+	}
+	s.phase = PhaseState
+	state, err := s.src.SaveState(ctx)
+	if err != nil {
+		return false, fmt.Errorf("save state: %w", err)
+	}
+	s.rep.StateBytes = len(state)
+	for off := 0; off < len(state) || off == 0; off += stateChunk {
+		end := min(off+stateChunk, len(state))
+		chunk := encodeStateChunk(uint64(len(state)), uint64(off), state[off:end])
+		if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgState, Payload: chunk}); err != nil {
+			return false, fmt.Errorf("send state: %w", err)
+		}
+		if end == len(state) {
+			break
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.await(lctx, msgLoaded); err != nil {
+		return false, fmt.Errorf("waiting for the destination to load: %w", err)
+	}
+	// The destination has everything. From COMMIT on, it owns the VM.
+	committed = true
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgCommit}); err != nil {
+		return true, fmt.Errorf("send COMMIT (the destination holds the complete VM, paused; the source stays paused): %w", err)
+	}
+	s.rep.DowntimeMS = time.Since(paused).Milliseconds()
+	s.rep.Passes = s.pass + 1
+	return true, nil
+}
+
+// sendPass sends every page set in set: zero runs as markers, the rest as
+// data; it ends with a Flush so the next pass cannot overtake it.
+func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) error {
+	started, dataBefore := time.Now(), s.rep.PagesSent
+	s.remaining = set.Count()
+	// Hole knowledge is only as fresh as the dirty sync that began this
+	// pass: a page the guest populated since is in the next sync anyway.
+	for i := range s.holes {
+		s.holes[i].valid = false
+	}
+	var runs []transport.PageRun
+	var batched uint64
+	flush := func() error {
+		if len(runs) == 0 {
+			return nil
+		}
+		if err := s.tr.SendPages(ctx, runs); err != nil {
+			return fmt.Errorf("send pages (pass %d): %w", s.pass, err)
+		}
+		s.remaining -= min(s.remaining, batched)
+		runs, batched = runs[:0], 0
+		if capped {
+			return s.throttle(ctx)
+		}
+		return nil
+	}
+	var err error
+	for i, r := range s.layout {
+		base, n := s.base[i], r.Size/framework.PageSize
+		for p := set.NextSet(base); p < base+n && err == nil; {
+			end := min(set.NextClear(p), base+n)
+			for ; p < end && err == nil; p++ {
+				kind := s.classify(i, p-base)
+				runs = appendRun(runs, p, kind)
+				if kind == transport.KindData {
+					s.rep.PagesSent++
+					s.capBytes += framework.PageSize
+				} else {
+					s.rep.PagesZero++
+				}
+				if batched++; batched >= batchPages {
+					err = flush()
+					s.progress()
+				}
+			}
+			p = set.NextSet(end)
+		}
+	}
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.tr.Flush(ctx); err != nil {
+		return fmt.Errorf("flush pass %d: %w", s.pass, err)
+	}
+	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
+		s.rate = float64(sent) / secs
+	}
+	return nil
+}
+
+// classify says whether page off (index inside region i) must travel.
+func (s *sender) classify(i int, page uint64) transport.Kind {
+	off := page * framework.PageSize
+	if s.holes[i].hole(int64(s.layout[i].Offset + off)) {
+		return transport.KindZero
+	}
+	if isZero(s.mem[i][off : off+framework.PageSize]) {
+		return transport.KindZero
+	}
+	return transport.KindData
+}
+
+// appendRun adds page p of kind k, extending the last run when it can.
+func appendRun(runs []transport.PageRun, p uint64, k transport.Kind) []transport.PageRun {
+	if n := len(runs); n > 0 && runs[n-1].Kind == k && runs[n-1].First+runs[n-1].Count == p {
+		runs[n-1].Count++
+		return runs
+	}
+	return append(runs, transport.PageRun{First: p, Count: 1, Kind: k})
+}
+
+// throttle sleeps as needed to keep live page data under the bandwidth cap.
+func (s *sender) throttle(ctx context.Context) error {
+	if s.opt.Bandwidth == 0 {
+		return nil
+	}
+	due := time.Duration(float64(s.capBytes) / float64(s.opt.Bandwidth) * float64(time.Second))
+	wait := due - time.Since(s.capStart)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// progress reports the current state to the caller.
+func (s *sender) progress() {
+	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
+		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.rate * framework.PageSize,
+		EstDowntime: s.estimate, Elapsed: time.Since(s.start), TotalPages: s.layout.Pages()}
+	if st, err := s.tr.Stats(context.Background()); err == nil {
+		p.BytesWire = st.BytesWire
+	}
+	s.opt.Progress(p)
+}

@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Options tune one migration.
+type Options struct {
+	// MaxDowntime is the pause the source may take for the last pass and
+	// the state: the engine switches over once its estimate is below it.
+	MaxDowntime time.Duration
+	// Bandwidth caps page traffic during the live passes, bytes per
+	// second of page data; 0 means unlimited. The final pass is not capped.
+	Bandwidth uint64
+	// MaxPasses bounds the live passes; then the engine switches over
+	// whatever the estimate says.
+	MaxPasses int
+	// Transport configures the transport (decoded from the job).
+	Transport transport.Config
+	// Progress receives events from the engine's goroutine; keep it quick.
+	Progress func(Progress)
+	Log      *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxDowntime <= 0 {
+		o.MaxDowntime = 300 * time.Millisecond
+	}
+	if o.MaxPasses <= 0 {
+		o.MaxPasses = 30
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Progress == nil {
+		o.Progress = func(Progress) {}
+	}
+}
+
+// Phases reported in Progress.Phase.
+const (
+	PhaseSetup   = "setup"
+	PhaseBulk    = "bulk"
+	PhaseDirty   = "dirty"
+	PhaseStop    = "stop-and-copy"
+	PhaseState   = "state"
+	PhaseDone    = "done"
+	PhaseWaiting = "waiting" // destination: waiting for pages and state
+)
+
+// Progress is a snapshot of a migration in flight.
+type Progress struct {
+	Phase        string        `json:"phase"`
+	Pass         int           `json:"pass"`
+	Remaining    uint64        `json:"remaining_pages"` // still to send in this pass (or dirty after it)
+	PagesSent    uint64        `json:"pages_sent"`
+	PagesZero    uint64        `json:"pages_zero"`
+	PagesSkipped uint64        `json:"pages_skipped"`
+	BytesWire    uint64        `json:"bytes_wire"`
+	Throughput   float64       `json:"throughput_bps"` // page data bytes per second, last pass
+	EstDowntime  time.Duration `json:"est_downtime_ns"`
+	Elapsed      time.Duration `json:"elapsed_ns"`
+	TotalPages   uint64        `json:"total_pages"`
+}
+
+// Report is the outcome of one migration, on either side.
+type Report struct {
+	Status       string            `json:"status"` // completed, failed, cancelled
+	Error        string            `json:"error,omitempty"`
+	TotalMS      int64             `json:"total_ms"`
+	DowntimeMS   int64             `json:"downtime_ms"`
+	BytesWire    uint64            `json:"bytes_wire"`
+	PagesSent    uint64            `json:"pages_sent"` // data pages
+	PagesZero    uint64            `json:"pages_zero"`
+	PagesSkipped uint64            `json:"pages_skipped"`
+	SkippedBy    map[string]uint64 `json:"pages_skipped_by,omitempty"`
+	Passes       int               `json:"passes"`
+	ThroughputMB float64           `json:"throughput_mbps"` // average MB/s of bytes on the wire
+	TotalPages   uint64            `json:"total_pages"`
+	StateBytes   int               `json:"state_bytes"`
+}
