@@ -63,3 +63,16 @@ func (c *VCPU) runFailEntry() *RunFailEntry { return (*RunFailEntry)(c.exitUnion
 func (c *VCPU) runSystemEvent() *RunSystemEvent {
 	return (*RunSystemEvent)(c.exitUnion())
 }
+
+// ioctlBytes issues an ioctl whose argument is a variable-size structure
+// held in b (KVM_GET_XSAVE2 and KVM_SET_XSAVE beyond 4 KiB).
+func ioctlBytes(fd int, req uintptr, b []byte) (uintptr, error) {
+	// The kernel reads and/or writes at most len(b) bytes at the slice's
+	// start (callers size b from KVM_CAP_XSAVE2); the slice stays alive
+	// for the call.
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	if errno != 0 {
+		return r, errno
+	}
+	return r, nil
+}

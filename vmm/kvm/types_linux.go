@@ -127,11 +127,13 @@ const (
 	ioctlGetDebugRegs  = C.KVM_GET_DEBUGREGS
 	ioctlSetDebugRegs  = C.KVM_SET_DEBUGREGS
 	ioctlGetXsave      = C.KVM_GET_XSAVE
+	ioctlGetXsave2     = C.KVM_GET_XSAVE2
 	ioctlSetXsave      = C.KVM_SET_XSAVE
 	ioctlGetXCRs       = C.KVM_GET_XCRS
 	ioctlSetXCRs       = C.KVM_SET_XCRS
 	ioctlGetTSCKHz     = C.KVM_GET_TSC_KHZ
 	ioctlSetTSCKHz     = C.KVM_SET_TSC_KHZ
+	ioctlKVMClockCtrl  = C.KVM_KVMCLOCK_CTRL
 )
 
 // APIVersion is the only KVM API version that exists.
@@ -191,6 +193,15 @@ const (
 	SystemEventCrash          = C.KVM_SYSTEM_EVENT_CRASH
 	MPStateRunnable           = C.KVM_MP_STATE_RUNNABLE
 	CPUIDFlagSignificantIndex = C.KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+	ClockTSCStable            = C.KVM_CLOCK_TSC_STABLE
+	ClockRealtime             = C.KVM_CLOCK_REALTIME
+	ClockHostTSC              = C.KVM_CLOCK_HOST_TSC
+	IRQChipPICMaster          = C.KVM_IRQCHIP_PIC_MASTER
+	IRQChipPICSlave           = C.KVM_IRQCHIP_PIC_SLAVE
+	IRQChipIOAPIC             = C.KVM_IRQCHIP_IOAPIC
+
+	// XsaveSize is sizeof(struct kvm_xsave), the legacy KVM_GET_XSAVE size.
+	XsaveSize = C.sizeof_struct_kvm_xsave
 
 	MaxCPUIDEntries = C.FERRY_MAX_CPUID
 	MaxMSREntries   = C.FERRY_MAX_MSRS

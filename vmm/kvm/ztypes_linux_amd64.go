@@ -55,11 +55,13 @@ const (
 	ioctlGetDebugRegs  = 0x8080aea1
 	ioctlSetDebugRegs  = 0x4080aea2
 	ioctlGetXsave      = 0x9000aea4
+	ioctlGetXsave2     = 0x9000aecf
 	ioctlSetXsave      = 0x5000aea5
 	ioctlGetXCRs       = 0x8188aea6
 	ioctlSetXCRs       = 0x4188aea7
 	ioctlGetTSCKHz     = 0xaea3
 	ioctlSetTSCKHz     = 0xaea2
+	ioctlKVMClockCtrl  = 0xaead
 )
 
 const APIVersion = 0xc
@@ -115,6 +117,14 @@ const (
 	SystemEventCrash          = 0x3
 	MPStateRunnable           = 0x0
 	CPUIDFlagSignificantIndex = 0x1
+	ClockTSCStable            = 0x2
+	ClockRealtime             = 0x4
+	ClockHostTSC              = 0x8
+	IRQChipPICMaster          = 0x0
+	IRQChipPICSlave           = 0x1
+	IRQChipIOAPIC             = 0x2
+
+	XsaveSize = 0x1000
 
 	MaxCPUIDEntries = 0x100
 	MaxMSREntries   = 0x100
