@@ -26,11 +26,11 @@ func TestCoerce(t *testing.T) {
 		t.Errorf("got %#v", got)
 	}
 	for _, bad := range []string{`{}`, `{"listen":1}`, `{"listen":"x","streams":1.5}`, `{"listen":"x","nope":1}`, `{"listen":"x","tls":"yes"}`} {
+		in = nil
 		json.Unmarshal([]byte(bad), &in)
 		if _, err := Coerce(schema, in); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: err %v, want ErrBadConfig", bad, err)
 		}
-		in = nil
 	}
 	_, err = Coerce(schema, map[string]any{"a": 1, "b": 2})
 	if err == nil || !strings.Contains(err.Error(), `unknown attribute "a"`) || !strings.Contains(err.Error(), "missing required") {
