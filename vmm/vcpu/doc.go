@@ -8,8 +8,15 @@
 //	      ▼                     ▼
 //	wait until all parked   KVM_RUN returns EINTR (after completing any
 //	                        pending I/O) ──► checkpoint: park until resumed
+//	                                              │
+//	  VCPU.Do(fn) ──► queue ──────────────────────┴─► fn(kvm.VCPU) on the
+//	                                                  vCPU's own thread
 //
-// The loop never leaves KVM_RUN with an I/O half done: KVM finishes a
-// pending IN or MMIO read at the start of the next KVM_RUN, before it looks
-// at immediate_exit, so a parked vCPU's registers are complete.
+// A parked vCPU never has an I/O half done. KVM finishes an IN or an MMIO
+// read (writing the register, advancing RIP) only at the next KVM_RUN,
+// before it looks at immediate_exit. A vCPU that was handling an I/O exit
+// in user space when the pause came therefore enters KVM_RUN once more with
+// immediate_exit set, which completes the access and returns EINTR without
+// running guest code; only then does it park. Functions passed to Do (state
+// save and restore) thus see a whole, quiet vCPU.
 package vcpu

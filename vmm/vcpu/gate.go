@@ -26,24 +26,46 @@ func NewGate() *Gate {
 
 func (g *Gate) add(c *VCPU) {
 	g.mu.Lock()
+	c.gate = g
 	g.vcpus = append(g.vcpus, c)
 	g.running++
 	g.mu.Unlock()
 }
 
-func (g *Gate) done() {
+func (g *Gate) done(c *VCPU) {
 	g.mu.Lock()
+	c.exited = true
+	for _, r := range c.reqs {
+		r.done <- errVCPUExited
+	}
+	c.reqs = nil
 	g.running--
 	g.cond.Broadcast()
 	g.mu.Unlock()
 }
 
-// checkpoint parks the calling vCPU while the gate is paused; it reports
-// false when the vCPU must stop.
-func (g *Gate) checkpoint() bool {
+// checkpoint parks the calling vCPU c while the gate is paused, running
+// the functions Do queues for it on its thread; it reports false when the
+// vCPU must stop. A vCPU whose last exit left an I/O to complete is not
+// parked: checkpoint sets immediate_exit and lets it enter KVM_RUN once
+// more, which completes the I/O and returns EINTR without running guest
+// code, so a parked vCPU's state is always whole.
+func (g *Gate) checkpoint(c *VCPU) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for g.paused && !g.stopped {
+		if c.ioPending {
+			c.k.SetImmediateExit(true)
+			return true
+		}
+		if len(c.reqs) > 0 {
+			r := c.reqs[0]
+			c.reqs = c.reqs[1:]
+			g.mu.Unlock()
+			r.done <- r.fn(c.k)
+			g.mu.Lock()
+			continue
+		}
 		g.parked++
 		g.cond.Broadcast()
 		g.cond.Wait()
@@ -77,10 +99,17 @@ func (g *Gate) Pause(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Resume lets parked vCPUs run again.
+// Resume lets parked vCPUs run again. Functions queued by Do that have not
+// started fail.
 func (g *Gate) Resume() {
 	g.mu.Lock()
 	g.paused = false
+	for _, c := range g.vcpus {
+		for _, r := range c.reqs {
+			r.done <- errNotPaused
+		}
+		c.reqs = nil
+	}
 	g.cond.Broadcast()
 	g.mu.Unlock()
 }

@@ -14,10 +14,11 @@ func TestGate(t *testing.T) {
 	var steps [3]atomic.Int64
 	var wg sync.WaitGroup
 	for i := range steps {
-		g.add(&VCPU{}) // no KVM vCPU: kicks are no-ops, loops spin through checkpoints
+		c := &VCPU{} // no KVM vCPU: kicks are no-ops, loops spin through checkpoints
+		g.add(c)
 		wg.Go(func() {
-			defer g.done()
-			for g.checkpoint() {
+			defer g.done(c)
+			for g.checkpoint(c) {
 				steps[i].Add(1)
 				time.Sleep(time.Millisecond)
 			}

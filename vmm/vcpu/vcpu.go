@@ -31,6 +31,13 @@ type VCPU struct {
 	k    *kvm.VCPU
 	tid  atomic.Int32 // OS thread id while the loop runs, 0 otherwise
 	done chan error
+
+	// ioPending is set, on the vCPU's thread only, after an I/O or MMIO
+	// exit: KVM completes that access at the next KVM_RUN.
+	ioPending bool
+	// reqs and exited are guarded by the gate's lock (see Do).
+	reqs   []request
+	exited bool
 }
 
 // Start creates the vCPU on a new locked OS thread, runs its Setup and
@@ -57,7 +64,7 @@ func Start(vm *kvm.VM, gate *Gate, cfg Config) (*VCPU, error) {
 		ready <- nil
 		err = c.loop()
 		c.tid.Store(0)
-		gate.done()
+		gate.done(c)
 		k.Close()
 		c.done <- err
 	}()
@@ -99,8 +106,9 @@ func (e *FatalError) Error() string {
 func (c *VCPU) loop() error {
 	log := c.cfg.Log
 	unhandled := map[uint64]bool{}
-	for c.gate.checkpoint() {
+	for c.gate.checkpoint(c) {
 		exit, err := c.k.Run()
+		c.ioPending = false // KVM_RUN completed any access left from the last exit
 		if errors.Is(err, kvm.ErrInterrupted) {
 			c.k.SetImmediateExit(false)
 			continue
@@ -108,6 +116,7 @@ func (c *VCPU) loop() error {
 		if err != nil {
 			return c.fatal(err.Error())
 		}
+		c.ioPending = exit == kvm.ExitIO || exit == kvm.ExitMMIO
 		switch exit {
 		case kvm.ExitIO:
 			port, out, size, data, err := c.k.IO()
