@@ -1,0 +1,34 @@
+// Package state is the byte format of a saved VM: the opaque blob that
+// framework.Source.SaveState returns and framework.Target.LoadState takes.
+// It knows the container — header, typed sections, checksum — and offers
+// the bounds-checked little-endian Writer and Reader that each component
+// (vCPU, irqchip, devices) uses for its own section payload, next to that
+// component's code.
+//
+// Layout (all integers little-endian):
+//
+//	offset 0                                   16
+//	┌─────────────────┬─────────┬───────┬───────┐
+//	│ magic "FERRYVMS"│ version │ flags │ count │   header
+//	│      8 bytes    │   u16   │  u16  │  u32  │   version 1, flags 0
+//	├─────────────────┴─────────┴───────┴───────┤
+//	│ section 1: type u16 │ flags u16 │ id u32 │ length u32 │ payload … │
+//	│ section 2: …                                                     │
+//	│ …          count sections, back to back, no padding              │
+//	├───────────────────────────────────────────┤
+//	│ CRC-32C (Castagnoli) u32 of every byte above                      │
+//	└───────────────────────────────────────────┘
+//
+// A section's type says what its payload is (SectionType; 0 is invalid);
+// id tells instances apart (the vCPU index, the virtio-mmio window). The
+// payload formats are fixed by the container version: a change to any of
+// them bumps Version, and a reader refuses versions it does not know,
+// saying which one it got and which it reads, rather than guess.
+//
+// Decode checks, in order: the minimum length, the magic, the version,
+// the total size bound (MaxSize), the CRC, then every section header
+// against the bytes that remain (and MaxSections), the type, and that
+// nothing trails the last section. Payloads are decoded by their owners
+// with a Reader, which fails on any read past the end and on leftover
+// bytes, so no length from the blob is ever trusted.
+package state
