@@ -99,6 +99,15 @@ func (s *sender) switchOver(ctx context.Context) (bool, error) {
 	if err := s.await(lctx, msgLoaded); err != nil {
 		return false, fmt.Errorf("waiting for the destination to load: %w", err)
 	}
+	if s.opt.VerifyPages {
+		if err := s.sendHashes(ctx); err != nil {
+			return false, fmt.Errorf("send page hashes: %w", err)
+		}
+		if err := s.awaitVerified(ctx); err != nil {
+			return false, err
+		}
+		s.rep.PagesChecked = s.layout.Pages()
+	}
 	// The destination has everything. From COMMIT on, it owns the VM.
 	committed = true
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgCommit}); err != nil {

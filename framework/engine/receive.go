@@ -56,6 +56,9 @@ func receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	defer tr.Close()
 	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
 	err = r.loop(ctx)
+	if r.check != nil {
+		r.check.close()
+	}
 	if err != nil && !r.abortedBySource {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(err.Error())})
@@ -72,6 +75,7 @@ type receiver struct {
 	start           time.Time
 	state           []byte
 	stateGot        uint64
+	check           *checker // page-exact check in progress
 	helloSeen       bool
 	loaded          bool
 	abortedBySource bool
@@ -110,6 +114,8 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 		return false, r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
 	case m.Kind == msgState && r.helloSeen && !r.loaded:
 		return false, r.stateChunk(ctx, m.Payload)
+	case m.Kind == msgHashes && r.loaded:
+		return false, r.hashes(ctx, m.Payload)
 	case m.Kind == msgCommit && r.loaded:
 		if err := r.dst.Resume(); err != nil {
 			return false, fmt.Errorf("resume the migrated VM: %w", err)
@@ -143,4 +149,21 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	}
 	r.loaded = true
 	return r.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded})
+}
+
+// hashes checks a chunk of the source's page hashes; after the last one
+// it answers VERIFIED.
+func (r *receiver) hashes(ctx context.Context, payload []byte) error {
+	if r.check == nil {
+		c, err := newChecker(r.layout)
+		if err != nil {
+			return err
+		}
+		r.check = c
+	}
+	done, err := r.check.chunk(payload)
+	if err != nil || !done {
+		return err
+	}
+	return r.tr.SendMessage(ctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()})
 }

@@ -18,6 +18,10 @@ type Options struct {
 	// MaxPasses bounds the live passes; then the engine switches over
 	// whatever the estimate says.
 	MaxPasses int
+	// VerifyPages turns on the page-exact check (a test mode): before the
+	// destination may run, it compares a hash of every page with the
+	// paused source's; any difference aborts and the source resumes.
+	VerifyPages bool
 	// Transport configures the transport (decoded from the job).
 	Transport transport.Config
 	// Progress receives events from the engine's goroutine; keep it quick.
@@ -81,4 +85,5 @@ type Report struct {
 	ThroughputMB float64           `json:"throughput_mbps"` // average MB/s of bytes on the wire
 	TotalPages   uint64            `json:"total_pages"`
 	StateBytes   int               `json:"state_bytes"`
+	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages compared
 }

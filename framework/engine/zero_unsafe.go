@@ -14,3 +14,16 @@ func isZero(page []byte) bool {
 	}
 	return true
 }
+
+// pageHash is a fast 64-bit hash of a page for the page-exact check:
+// both sides compute it, so it must not depend on the process.
+func pageHash(page []byte) uint64 {
+	// Same alignment argument as isZero.
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(page))), len(page)/8)
+	h := uint64(0x9e3779b97f4a7c15)
+	for i, w := range words {
+		h = (h ^ (w + uint64(i))) * 0xff51afd7ed558ccd
+		h ^= h >> 29
+	}
+	return h
+}

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The page-exact check (Options.VerifyPages, a test mode): after LOADED the
+// paused source sends a hash of every page; the destination compares them
+// with its own RAM before it may run, and answers VERIFIED with the number
+// of differing pages. Any difference aborts the migration: the source
+// resumes and the destination never starts.
+
+const (
+	msgHashes   = 7 // source → destination: page hashes from page First
+	msgVerified = 8 // destination → source: mismatches u64, first mismatching page u64
+	hashChunk   = (transport.MaxMessage - 16) / 8
+)
+
+// sendHashes streams the hash of every source page.
+func (s *sender) sendHashes(ctx context.Context) error {
+	var page uint64
+	buf := make([]byte, 0, 16+8*hashChunk)
+	flush := func(first uint64) error {
+		if len(buf) == 16 {
+			return nil
+		}
+		binary.LittleEndian.PutUint64(buf, first)
+		binary.LittleEndian.PutUint64(buf[8:], uint64(len(buf)-16)/8)
+		err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHashes, Payload: buf})
+		buf = buf[:16]
+		return err
+	}
+	buf = buf[:16]
+	first := uint64(0)
+	for i := range s.layout {
+		m := s.mem[i]
+		for off := 0; off < len(m); off += framework.PageSize {
+			buf = binary.LittleEndian.AppendUint64(buf, pageHash(m[off:off+framework.PageSize]))
+			page++
+			if (len(buf)-16)/8 == hashChunk {
+				if err := flush(first); err != nil {
+					return err
+				}
+				first = page
+			}
+		}
+	}
+	return flush(first)
+}
+
+// awaitVerified waits for the destination's verdict.
+func (s *sender) awaitVerified(ctx context.Context) error {
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	select {
+	case m, ok := <-s.msgs:
+		switch {
+		case !ok:
+			return fmt.Errorf("destination went away during the page check: %w", transport.ErrClosed)
+		case m.Kind == msgAbort:
+			return fmt.Errorf("destination aborted: %s", m.Payload)
+		case m.Kind != msgVerified || len(m.Payload) != 16:
+			return fmt.Errorf("%w: message %d instead of VERIFIED", errMalformed, m.Kind)
+		}
+		if bad := binary.LittleEndian.Uint64(m.Payload); bad != 0 {
+			return fmt.Errorf("page-exact check failed: %d pages differ between source and destination (first: page %d)",
+				bad, binary.LittleEndian.Uint64(m.Payload[8:]))
+		}
+		return nil
+	case <-vctx.Done():
+		return vctx.Err()
+	}
+}
+
+// checker compares hashes against the destination's RAM.
+type checker struct {
+	maps     [][]byte
+	layout   framework.Layout
+	next     uint64 // next page expected
+	bad      uint64
+	firstBad uint64
+}
+
+func newChecker(l framework.Layout) (*checker, error) {
+	c := &checker{layout: l, firstBad: ^uint64(0)}
+	for _, r := range l {
+		m, err := unix.Mmap(r.Fd, int64(r.Offset), int(r.Size), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("map guest RAM for the page check: %w", err)
+		}
+		c.maps = append(c.maps, m)
+	}
+	return c, nil
+}
+
+func (c *checker) close() {
+	for _, m := range c.maps {
+		unix.Munmap(m)
+	}
+}
+
+// chunk checks one HASHES message; done is true after the last page.
+func (c *checker) chunk(b []byte) (done bool, err error) {
+	if len(b) < 16 {
+		return false, fmt.Errorf("%w: HASHES of %d bytes", errMalformed, len(b))
+	}
+	first, n := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+	total := c.layout.Pages()
+	if first != c.next || n > total-first || uint64(len(b)-16) != 8*n {
+		return false, fmt.Errorf("%w: HASHES for pages %d+%d, expected from %d", errMalformed, first, n, c.next)
+	}
+	for i := uint64(0); i < n; i++ {
+		p := first + i
+		r, off, _ := c.layout.Locate(p)
+		idx := 0
+		for c.layout[idx] != r {
+			idx++
+		}
+		if pageHash(c.maps[idx][off:off+framework.PageSize]) != binary.LittleEndian.Uint64(b[16+8*i:]) {
+			c.bad++
+			c.firstBad = min(c.firstBad, p)
+		}
+	}
+	c.next += n
+	return c.next == total, nil
+}
+
+func (c *checker) verdict() []byte {
+	b := binary.LittleEndian.AppendUint64(nil, c.bad)
+	return binary.LittleEndian.AppendUint64(b, c.firstBad)
+}
