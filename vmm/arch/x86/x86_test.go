@@ -84,3 +84,30 @@ func TestPVHEntry(t *testing.T) {
 		t.Errorf("GDT data type %#x, sregs %#x", typ, s.Ds.Type)
 	}
 }
+
+func TestMigrationMSRs(t *testing.T) {
+	got := MigrationMSRs([]uint32{0x10, MSRTSCDeadline, 0x174, 0x2ff, 0x4b564d00, 0xfe})
+	if got[len(got)-1] != MSRTSCDeadline {
+		t.Errorf("TSC deadline not last: %#x", got)
+	}
+	seen := map[uint32]int{}
+	for _, m := range got {
+		seen[m]++
+	}
+	for m, n := range seen {
+		if n != 1 {
+			t.Errorf("MSR %#x listed %d times", m, n)
+		}
+	}
+	for _, m := range []uint32{0x10, 0x174, 0x4b564d00, 0x2ff, 0x250, 0x26f, 0x20f, 0xc0000103} {
+		if seen[m] != 1 {
+			t.Errorf("MSR %#x missing", m)
+		}
+	}
+	if seen[0xfe] != 0 {
+		t.Error("read-only MTRRcap listed")
+	}
+	if l := MigrationMSRs([]uint32{0x10}); l[len(l)-1] == MSRTSCDeadline {
+		t.Error("TSC deadline added although KVM does not list it")
+	}
+}
