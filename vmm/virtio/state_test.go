@@ -1,0 +1,141 @@
+package virtio
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/vmm/state"
+	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
+)
+
+// migrate saves tr, copies guest RAM, and restores into a fresh transport
+// and device; the returned driver continues where d left off.
+func migrate(t *testing.T, d *virtiotest.Driver, tr *Transport) (*virtiotest.Driver, *Transport, *echoDevice, *int) {
+	t.Helper()
+	b, err := tr.Save().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s TransportState
+	if err := s.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s, tr.Save()) {
+		t.Fatalf("decoded %+v, saved %+v", s, tr.Save())
+	}
+	mem := virtiotest.NewMem(len(d.Mem.B))
+	copy(mem.B, d.Mem.B)
+	dev := &echoDevice{mem: mem}
+	irqs := new(int)
+	tr2 := NewTransport("echo", dev, mem, func() { *irqs++ }, nil)
+	dev.sig = tr2
+	if err := tr2.Restore(s); err != nil {
+		t.Fatal(err)
+	}
+	d2 := *d
+	d2.Dev, d2.Mem = tr2, mem
+	return &d2, tr2, dev, irqs
+}
+
+func TestTransportSaveRestore(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.Setup(FVersion1, 1, 8, 0x10000)
+	for i := 0; i < 11; i++ { // wrap the ring once, leave the indices mid-ring
+		d.Add(0, virtiotest.Buf{Addr: 0x50000, Len: 8, Write: true})
+		d.Kick(0)
+		d.Used(0)
+	}
+	d.SetReg(regQueueSel, 0)
+	d2, tr2, dev2, irqs := migrate(t, d, tr)
+	if dev2.q == nil {
+		t.Fatal("restored device was not activated")
+	}
+	if *irqs != 1 {
+		t.Errorf("restore raised %d interrupts, want 1 (used interrupt pending)", *irqs)
+	}
+	if got, want := tr2.Save(), tr.Save(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored state %+v, want %+v", got, want)
+	}
+	if d2.Reg(regStatus) != StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK || d2.Reg(regQueueReady) != 1 {
+		t.Fatal("registers not restored")
+	}
+	for i := 0; i < 10; i++ {
+		head := d2.Add(0, virtiotest.Buf{Addr: 0x50000, Len: 8, Write: true})
+		d2.Kick(0)
+		if used := d2.Used(0); len(used) != 1 || used[0].ID != uint32(head) || used[0].Len != 8 {
+			t.Fatalf("after restore, round %d: used %+v", i, used)
+		}
+	}
+}
+
+func TestTransportRestoreBeforeDriverOK(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.SetReg(regStatus, StatusAcknowledge|StatusDriver)
+	_, tr2, dev2, _ := migrate(t, d, tr)
+	if dev2.q != nil {
+		t.Fatal("a device the driver had not brought up was activated")
+	}
+	if st, _ := tr2.Status(); st != StatusAcknowledge|StatusDriver {
+		t.Fatalf("status %#x", st)
+	}
+}
+
+func TestTransportRestoreRejects(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.Setup(FVersion1, 1, 8, 0x10000)
+	good := tr.Save()
+	for _, tc := range []struct {
+		name string
+		edit func(s *TransportState)
+		want string
+	}{
+		{"queue count", func(s *TransportState) { s.Queues = append(s.Queues, QueueState{}) }, "2 queues saved"},
+		{"status bits", func(s *TransportState) { s.Status |= 0x100 }, "unknown bits"},
+		{"features", func(s *TransportState) { s.DrvFeatures |= 1 << 20 }, "not offered"},
+		{"no VERSION_1", func(s *TransportState) { s.DrvFeatures = 0 }, "not offered"},
+		{"queue too big", func(s *TransportState) { s.Queues[0].Size = 16 }, "at most 8"},
+		{"ring outside RAM", func(s *TransportState) { s.Queues[0].UsedAddr = 1 << 40 }, "not in guest RAM"},
+		{"in flight", func(s *TransportState) { s.Queues[0].NextAvail = 9 }, "in flight"},
+		{"interrupt bits", func(s *TransportState) { s.IntStatus = 4 }, "interrupt status"},
+	} {
+		s := good
+		s.Queues = append([]QueueState(nil), good.Queues...)
+		tc.edit(&s)
+		_, tr2, _, _ := newTest(t)
+		if err := tr2.Restore(s); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Restore = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestTransportStateDecodeErrors(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.Setup(FVersion1, 1, 8, 0x10000)
+	good, _ := tr.Save().MarshalBinary()
+	for _, b := range [][]byte{nil, good[:len(good)-1], append(append([]byte{}, good...), 1)} {
+		var s TransportState
+		if err := s.UnmarshalBinary(b); err == nil || !errors.Is(err, state.ErrBadState) {
+			t.Errorf("%d bytes: %v", len(b), err)
+		}
+	}
+}
+
+func FuzzTransportState(f *testing.F) {
+	good, _ := TransportState{Status: 15, DrvFeatures: FVersion1, FailReason: "x",
+		Queues: []QueueState{{Size: 8, Ready: true, DescAddr: 0x10000, AvailAddr: 0x10080, UsedAddr: 0x18000}}}.MarshalBinary()
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s TransportState
+		if err := s.UnmarshalBinary(b); err != nil {
+			return
+		}
+		again, err := s.MarshalBinary()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("does not re-encode: %v", err)
+		}
+		_, tr, _, _ := newTest(t)
+		_ = tr.Restore(s) // must not panic, whatever it says
+	})
+}
