@@ -1,0 +1,36 @@
+// Package wire is the frame format the network transports speak between a
+// source and a destination: every byte on a migration stream is a frame,
+// and every frame starts with the same checked header.
+//
+//	0       4     5      6       7       8            12                  20
+//	┌───────┬─────┬──────┬───────┬───────┬────────────┬───────────────────┐
+//	│ magic │ ver │ type │ flags │ rsvd  │ length u32 │ seq u64           │ payload (length bytes)
+//	│"FRYW" │  1  │ 1..7 │       │  0    │            │                   │
+//	└───────┴─────┴──────┴───────┴───────┴────────────┴───────────────────┘
+//	big-endian; length counts the payload only.
+//
+//	type    payload                                                     seq
+//	HELLO   session[16] stream u16 streams u16 pagesize u32              0
+//	        nregions u32, then nregions × (gpa u64, size u64)
+//	PAGES   first u64 count u32 rsvd u32, then the pages:                batch number
+//	        count×4096 raw bytes, or an lz4 block (flags&Compressed)
+//	ZERO    first u64 count u32 rsvd u32                                 batch number
+//	ACK     (none)                                                       last batch written
+//	MSG     kind u32, then at most transport.MaxMessage bytes            0
+//	BYE     reason (UTF-8, at most MaxReason bytes)                      0
+//	ABORT   code u32, then reason (at most MaxReason bytes)              0
+//
+// A session is one or more TCP (or other byte) streams. The source opens
+// each with HELLO; the destination answers HELLO (accepted) or ABORT
+// (refused, with a code and a reason). Then the source sends PAGES and
+// ZERO frames numbered 1, 2, 3... per stream, and the destination answers
+// ACK n once every batch up to n of that stream is in guest RAM. MSG
+// frames travel on stream 0 in both directions. BYE ends a session
+// normally, ABORT says why it failed.
+//
+// The Decoder checks magic, version, type, flags, the reserved fields and
+// every length before it reads a payload, so a hostile or torn stream
+// costs at most MaxPayload bytes of buffer and yields an error that wraps
+// transport.ErrProtocol. Page indices are not checked against guest RAM
+// here: that is the transport's job, as only it knows the layout.
+package wire

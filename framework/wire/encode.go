@@ -1,0 +1,139 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Run is the page range of a PAGES or ZERO frame.
+type Run struct {
+	First uint64 // page index
+	Count uint32 // pages
+}
+
+// Code says why a session was aborted. 0 is invalid.
+type Code uint32
+
+// Abort codes.
+const (
+	CodeProtocol Code = 1 // the peer sent a frame that breaks this format
+	CodeLayout   Code = 2 // the two sides' guest RAM layouts differ
+	CodeRejected Code = 3 // the stream does not belong to the session being accepted
+	CodeFailed   Code = 4 // this side failed or gave up (I/O error, closed by its engine)
+)
+
+var codeNames = [...]string{"invalid", "protocol violation", "RAM layout mismatch", "stream rejected", "peer failed"}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code(%d)", uint32(c))
+}
+
+func appendHeader(dst []byte, h Header) []byte {
+	var b [HeaderSize]byte
+	h.Put(b[:])
+	return append(dst, b[:]...)
+}
+
+func appendRun(dst []byte, r Run) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, r.First)
+	dst = binary.BigEndian.AppendUint32(dst, r.Count)
+	return binary.BigEndian.AppendUint32(dst, 0)
+}
+
+// AppendPagesHeader appends the header and run of a PAGES frame whose
+// page data (dataLen bytes: Count pages raw, or one lz4 block if
+// compressed) the caller writes right after it, e.g. with writev.
+func AppendPagesHeader(dst []byte, seq uint64, r Run, compressed bool, dataLen int) ([]byte, error) {
+	if r.Count == 0 || r.Count > MaxPagesPerFrame || r.First+uint64(r.Count) < r.First {
+		return dst, fmt.Errorf("%w: PAGES run %d+%d (at most %d pages)", ErrTooLong, r.First, r.Count, MaxPagesPerFrame)
+	}
+	raw := int(r.Count) * PageSize
+	if (!compressed && dataLen != raw) || (compressed && (dataLen <= 0 || dataLen > raw)) {
+		return dst, fmt.Errorf("%w: %d bytes of data for %d pages (compressed %v)", ErrMalformed, dataLen, r.Count, compressed)
+	}
+	var fl Flags
+	if compressed {
+		fl = FlagCompressed
+	}
+	dst = appendHeader(dst, Header{Type: TypePages, Flags: fl, Length: uint32(RunSize + dataLen), Seq: seq})
+	return appendRun(dst, r), nil
+}
+
+// AppendPages appends a whole PAGES frame.
+func AppendPages(dst []byte, seq uint64, r Run, compressed bool, data []byte) ([]byte, error) {
+	dst, err := AppendPagesHeader(dst, seq, r, compressed, len(data))
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, data...), nil
+}
+
+// AppendZero appends a ZERO frame.
+func AppendZero(dst []byte, seq uint64, r Run) ([]byte, error) {
+	if r.Count == 0 || r.Count > MaxZeroPages || r.First+uint64(r.Count) < r.First {
+		return dst, fmt.Errorf("%w: ZERO run %d+%d (at most %d pages)", ErrTooLong, r.First, r.Count, MaxZeroPages)
+	}
+	dst = appendHeader(dst, Header{Type: TypeZero, Length: RunSize, Seq: seq})
+	return appendRun(dst, r), nil
+}
+
+// AppendAck appends an ACK of every batch up to seq.
+func AppendAck(dst []byte, seq uint64) []byte {
+	return appendHeader(dst, Header{Type: TypeAck, Seq: seq})
+}
+
+// AppendMsgHeader appends the header and kind of a MSG frame whose
+// payload (n bytes) the caller writes right after it.
+func AppendMsgHeader(dst []byte, kind uint32, n int) ([]byte, error) {
+	if kind == 0 || n < 0 || n > transport.MaxMessage {
+		return dst, fmt.Errorf("%w: message of kind %d with %d bytes (at most %d)", ErrTooLong, kind, n, transport.MaxMessage)
+	}
+	dst = appendHeader(dst, Header{Type: TypeMsg, Length: uint32(msgFixed + n)})
+	return binary.BigEndian.AppendUint32(dst, kind), nil
+}
+
+// AppendMsg appends a whole MSG frame.
+func AppendMsg(dst []byte, kind uint32, payload []byte) ([]byte, error) {
+	dst, err := AppendMsgHeader(dst, kind, len(payload))
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, payload...), nil
+}
+
+// AppendBye appends a BYE frame; a reason over MaxReason bytes is cut.
+func AppendBye(dst []byte, reason string) []byte {
+	reason = clip(reason)
+	dst = appendHeader(dst, Header{Type: TypeBye, Length: uint32(len(reason))})
+	return append(dst, reason...)
+}
+
+// AppendAbort appends an ABORT frame; a reason over MaxReason bytes is cut.
+// A zero code is sent as CodeFailed.
+func AppendAbort(dst []byte, code Code, reason string) []byte {
+	if code == 0 {
+		code = CodeFailed
+	}
+	reason = clip(reason)
+	dst = appendHeader(dst, Header{Type: TypeAbort, Length: uint32(abortFixed + len(reason))})
+	dst = binary.BigEndian.AppendUint32(dst, uint32(code))
+	return append(dst, reason...)
+}
+
+// clip cuts s to at most MaxReason bytes at a rune boundary.
+func clip(s string) string {
+	if len(s) <= MaxReason {
+		return s
+	}
+	cut := MaxReason
+	for cut > MaxReason-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut-- // s[cut] continues a rune that began before the cut
+	}
+	return s[:cut]
+}

@@ -1,0 +1,133 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Magic opens every frame.
+const Magic = "FRYW"
+
+// Version is the frame format version; a decoder accepts only its own.
+const Version = 1
+
+// Sizes and limits. Every length read from the wire is checked against
+// them before anything is allocated or read.
+const (
+	HeaderSize       = 20      // fixed frame header
+	RunSize          = 16      // first u64, count u32, reserved u32 of PAGES and ZERO
+	PageSize         = 4096    // bytes per page
+	MaxPagesPerFrame = 4096    // pages in one PAGES frame (16 MiB)
+	MaxZeroPages     = 1 << 20 // pages in one ZERO frame (4 GiB)
+	MaxStreams       = 64      // streams in one session
+	MaxRegions       = 1024    // RAM regions in a HELLO
+	MaxReason        = 1024    // bytes of a BYE or ABORT reason
+	SessionSize      = 16      // bytes of a session id
+	helloFixed       = SessionSize + 12
+	msgFixed         = 4
+	abortFixed       = 4
+	maxHello         = helloFixed + MaxRegions*16
+	maxPagesPayload  = RunSize + MaxPagesPerFrame*PageSize
+	maxMsgPayload    = msgFixed + transport.MaxMessage
+	// MaxPayload bounds the payload of any frame.
+	MaxPayload = maxPagesPayload
+)
+
+// Type is a frame type. 0 is invalid.
+type Type uint8
+
+// Frame types.
+const (
+	TypeHello Type = 1 // opens a stream (source) or accepts it (destination)
+	TypePages Type = 2 // page contents
+	TypeZero  Type = 3 // pages that are all zero
+	TypeAck   Type = 4 // batches up to Seq are in guest RAM
+	TypeMsg   Type = 5 // an engine message
+	TypeBye   Type = 6 // normal end of the session
+	TypeAbort Type = 7 // the session failed; code and reason
+)
+
+var typeNames = [...]string{"invalid", "HELLO", "PAGES", "ZERO", "ACK", "MSG", "BYE", "ABORT"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Flags qualify a frame. Only PAGES defines one; every other bit must be 0.
+type Flags uint8
+
+// FlagCompressed marks a PAGES payload that is one lz4 block.
+const FlagCompressed Flags = 1 << 0
+
+// Header is the fixed part of a frame.
+type Header struct {
+	Type   Type
+	Flags  Flags
+	Length uint32 // payload bytes after the header
+	Seq    uint64 // batch number (PAGES, ZERO, ACK), else 0
+}
+
+// Put writes h into b[:HeaderSize].
+func (h Header) Put(b []byte) {
+	_ = b[HeaderSize-1]
+	copy(b, Magic)
+	b[4], b[5], b[6], b[7] = Version, byte(h.Type), byte(h.Flags), 0
+	binary.BigEndian.PutUint32(b[8:], h.Length)
+	binary.BigEndian.PutUint64(b[12:], h.Seq)
+}
+
+// ParseHeader decodes and checks a header: magic, version, type, flags,
+// the reserved byte, and the payload length against the bounds of the type.
+func ParseHeader(b []byte) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, fmt.Errorf("%w: header of %d bytes", ErrTruncated, len(b))
+	}
+	if string(b[:4]) != Magic {
+		return Header{}, fmt.Errorf("%w %q (want %q)", ErrBadMagic, b[:4], Magic)
+	}
+	if b[4] != Version {
+		return Header{}, fmt.Errorf("%w %d (this side speaks %d)", ErrBadVersion, b[4], Version)
+	}
+	h := Header{Type: Type(b[5]), Flags: Flags(b[6]),
+		Length: binary.BigEndian.Uint32(b[8:]), Seq: binary.BigEndian.Uint64(b[12:])}
+	if h.Type == 0 || int(h.Type) >= len(typeNames) {
+		return Header{}, fmt.Errorf("%w %d", ErrBadType, b[5])
+	}
+	if b[7] != 0 {
+		return Header{}, fmt.Errorf("%w: reserved header byte is %#x", ErrMalformed, b[7])
+	}
+	if h.Flags != 0 && (h.Type != TypePages || h.Flags&^FlagCompressed != 0) {
+		return Header{}, fmt.Errorf("%w: flags %#x on %v", ErrMalformed, uint8(h.Flags), h.Type)
+	}
+	lo, hi := lengthBounds(h.Type)
+	if h.Length < lo || h.Length > hi {
+		return Header{}, fmt.Errorf("%w: %v payload of %d bytes (allowed %d..%d)", ErrTooLong, h.Type, h.Length, lo, hi)
+	}
+	return h, nil
+}
+
+// lengthBounds is the payload length range each type allows.
+func lengthBounds(t Type) (lo, hi uint32) {
+	switch t {
+	case TypeHello:
+		return helloFixed, maxHello
+	case TypePages:
+		return RunSize + 1, maxPagesPayload
+	case TypeZero:
+		return RunSize, RunSize
+	case TypeAck:
+		return 0, 0
+	case TypeMsg:
+		return msgFixed, maxMsgPayload
+	case TypeBye:
+		return 0, MaxReason
+	case TypeAbort:
+		return abortFixed, abortFixed + MaxReason
+	}
+	return 1, 0
+}

@@ -1,0 +1,85 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Region is one RAM region as HELLO describes it: guest address and size.
+type Region struct {
+	GPA  uint64
+	Size uint64
+}
+
+// Hello opens (source) or accepts (destination) one stream of a session.
+type Hello struct {
+	Session  [SessionSize]byte // random, the same on every stream of a session
+	Stream   uint16            // this stream's index, < Streams
+	Streams  uint16            // streams in the session, 1..MaxStreams
+	PageSize uint32            // bytes per page of the sender
+	RAM      []Region          // the sender's guest RAM layout, in page-index order
+}
+
+// FormatLayout renders a layout for error messages: "[0x0+0x8000000 0x100000000+0x40000000]".
+func FormatLayout(rs []Region) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%#x+%#x", r.GPA, r.Size)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// AppendHello appends a HELLO frame.
+func AppendHello(dst []byte, h Hello) ([]byte, error) {
+	if err := h.check(); err != nil {
+		return dst, err
+	}
+	n := helloFixed + 16*len(h.RAM)
+	dst = appendHeader(dst, Header{Type: TypeHello, Length: uint32(n)})
+	dst = append(dst, h.Session[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, h.Stream)
+	dst = binary.BigEndian.AppendUint16(dst, h.Streams)
+	dst = binary.BigEndian.AppendUint32(dst, h.PageSize)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(h.RAM)))
+	for _, r := range h.RAM {
+		dst = binary.BigEndian.AppendUint64(dst, r.GPA)
+		dst = binary.BigEndian.AppendUint64(dst, r.Size)
+	}
+	return dst, nil
+}
+
+func (h Hello) check() error {
+	if h.Streams == 0 || h.Streams > MaxStreams || h.Stream >= h.Streams {
+		return fmt.Errorf("%w: HELLO for stream %d of %d (at most %d streams)", ErrMalformed, h.Stream, h.Streams, MaxStreams)
+	}
+	if len(h.RAM) > MaxRegions {
+		return fmt.Errorf("%w: HELLO with %d RAM regions (at most %d)", ErrTooLong, len(h.RAM), MaxRegions)
+	}
+	return nil
+}
+
+// parseHello decodes a HELLO payload whose length ParseHeader checked.
+func parseHello(b []byte) (Hello, error) {
+	var h Hello
+	copy(h.Session[:], b)
+	b = b[SessionSize:]
+	h.Stream = binary.BigEndian.Uint16(b)
+	h.Streams = binary.BigEndian.Uint16(b[2:])
+	h.PageSize = binary.BigEndian.Uint32(b[4:])
+	n := binary.BigEndian.Uint32(b[8:])
+	b = b[12:]
+	if uint64(n)*16 != uint64(len(b)) {
+		return Hello{}, fmt.Errorf("%w: HELLO says %d RAM regions but carries %d bytes of them", ErrMalformed, n, len(b))
+	}
+	h.RAM = make([]Region, n)
+	for i := range h.RAM {
+		h.RAM[i] = Region{GPA: binary.BigEndian.Uint64(b[16*i:]), Size: binary.BigEndian.Uint64(b[16*i+8:])}
+	}
+	return h, h.check()
+}
