@@ -186,7 +186,7 @@ func patch(b []byte, off int, p ...byte) []byte {
 
 func FuzzBalloonState(f *testing.F) {
 	good, _ := State{Features: FStatsVQ, Queues: 7, StatsHeld: true, StatsHead: 3,
-		Hint: HintState{State: Stopped, ID: CmdIDFirst, LastID: CmdIDFirst, Config: CmdIDStop},
+		Hint:  HintState{State: Stopped, ID: CmdIDFirst, LastID: CmdIDFirst, Config: CmdIDStop},
 		Stats: Stats{Updated: time.Unix(5, 0), Values: map[string]uint64{"free-memory": 9}}}.MarshalBinary()
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {
