@@ -1,0 +1,127 @@
+package job
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/**/*.golden from the current output")
+
+// tcpSchema stands in for the TCP transport's schema.
+var tcpSchema = transport.Schema{
+	{Name: "listen", Type: transport.TypeString, Required: true, Doc: "address the destination listens on and the source dials"},
+	{Name: "streams", Type: transport.TypeNumber, Default: int64(2), Doc: "parallel connections"},
+	{Name: "compress", Type: transport.TypeString, Default: "lz4", Doc: `"lz4" or "none"`},
+	{Name: "connect_timeout", Type: transport.TypeDuration, Default: "10s", Doc: "how long the source tries to connect"},
+}
+
+// hintSchema stands in for a hint provider's schema; a distinct named
+// type, as the hint kind may declare it.
+type hintSchemaType []transport.Attribute
+
+var hintSchema = hintSchemaType{
+	{Name: "deadline", Type: transport.TypeDuration, Default: "300ms"},
+	{Name: "chunk", Type: transport.TypeSize, Default: "4MiB"},
+	{Name: "enabled", Type: transport.TypeBool, Default: true},
+}
+
+var (
+	knownTransports = []string{"tcp", "rdma"}
+	knownHints      = []string{"balloon", "pagemap"}
+)
+
+// load runs every step the migrate command runs on a job file: Parse,
+// CheckPlugins, then Decode of each plugin block that names a known plugin.
+func load(name string, src []byte) (*Job, hcl.Diagnostics) {
+	j, diags := Parse(name, src)
+	if j == nil {
+		return nil, diags
+	}
+	diags = append(diags, j.CheckPlugins(knownTransports, knownHints)...)
+	if j.Transport.Name == "tcp" {
+		diags = append(diags, j.Transport.Decode(tcpSchema)...)
+	}
+	for i := range j.Hints {
+		if h := &j.Hints[i]; h.Name == "balloon" || h.Name == "pagemap" {
+			diags = append(diags, h.Decode(hintSchema)...)
+		}
+	}
+	return j, diags
+}
+
+// TestErrors loads each testdata/errors/*.hcl and compares the formatted
+// diagnostics with its .golden file.
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		file   string
+		errors int // how many diagnostics the file must give
+	}{
+		{"unknown_block", 3},
+		{"unknown_attribute", 5},
+		{"missing_required", 3},
+		{"bad_duration", 3},
+		{"bad_size", 2},
+		{"bad_bandwidth", 1},
+		{"duplicate_transport", 3},
+		{"wrong_type", 5},
+		{"unknown_plugin", 3},
+		{"unknown_plugin_attribute", 3},
+		{"bad_label", 4},
+		{"out_of_range", 5},
+		{"not_constant", 3},
+		{"syntax", 1},
+		{"tabs_unicode", 1},
+		{"everything", 12},
+	}
+	listed := map[string]bool{}
+	for _, c := range cases {
+		listed[c.file+".hcl"] = true
+		t.Run(c.file, func(t *testing.T) {
+			name := filepath.Join("testdata", "errors", c.file+".hcl")
+			src, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, diags := load(name, src)
+			var b strings.Builder
+			if err := FormatDiagnostics(&b, map[string][]byte{name: src}, diags); err != nil {
+				t.Fatal(err)
+			}
+			if len(diags) != c.errors || !diags.HasErrors() {
+				t.Errorf("got %d diagnostics, want %d errors:\n%s", len(diags), c.errors, b.String())
+			}
+			compare(t, strings.TrimSuffix(name, ".hcl")+".golden", b.String())
+		})
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "errors", "*.hcl"))
+	for _, f := range files {
+		if !listed[filepath.Base(f)] {
+			t.Errorf("%s is not in the table of TestErrors", f)
+		}
+	}
+}
+
+// compare checks got against the golden file, or rewrites it with -update.
+func compare(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s--- want\n%s", golden, got, want)
+	}
+}

@@ -1,0 +1,45 @@
+package job
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse checks that no input makes any step panic, and that a job
+// that comes through every step without errors satisfies the documented
+// bounds.
+func FuzzParse(f *testing.F) {
+	for _, pattern := range []string{"../../configs/*.hcl", "testdata/errors/*.hcl"} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			if src, err := os.ReadFile(file); err == nil {
+				f.Add(src)
+			}
+		}
+	}
+	f.Add([]byte("source { control = \"\\u0000\" }\nhint \"balloon\" { chunk = \"8191PiB\" }"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		j, diags := load("f.hcl", src)
+		if err := FormatDiagnostics(io.Discard, map[string][]byte{"f.hcl": src}, diags); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range diags {
+			if d.Summary == "" {
+				t.Fatalf("diagnostic without a summary: %+v", d)
+			}
+		}
+		if j == nil || diags.HasErrors() {
+			return
+		}
+		l := j.Limits
+		if j.Source.Control == "" || j.Destination.Control == "" || j.Transport.Name == "" ||
+			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses {
+			t.Fatalf("accepted a job out of bounds: %+v", j)
+		}
+		if j.Transport.Name == "tcp" && j.Transport.Config["listen"] == nil {
+			t.Fatalf("accepted a tcp block without listen: %+v", j.Transport.Config)
+		}
+	})
+}

@@ -1,0 +1,261 @@
+package job
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The fixed parts of a job file, described like a plugin's schema so
+// that they decode the same way.
+var (
+	topSchema = []transport.Attribute{
+		{Name: "plugin_dir", Type: transport.TypeString, Doc: "directory holding the plugin binaries"},
+	}
+	endpointSchema = []transport.Attribute{
+		{Name: "control", Type: transport.TypeString, Required: true, Doc: "path of the VMM's control socket"},
+	}
+	limitsSchema = []transport.Attribute{
+		{Name: "max_downtime", Type: transport.TypeDuration, Default: DefaultMaxDowntime},
+		{Name: "bandwidth", Type: transport.TypeString, Default: "0"},
+		{Name: "max_passes", Type: transport.TypeNumber, Default: int64(DefaultMaxPasses)},
+	}
+	blockTypes    = []string{"source", "destination", "transport", "limits", "hint"}
+	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
+)
+
+// Parse reads a job file: its structure, the source, destination and
+// limits blocks, and the transport and hint blocks' names, whose bodies
+// are kept for Plugin.Decode. filename is only used in diagnostics.
+//
+// The Job is nil only if src is not valid HCL. Otherwise it is returned
+// even when diags has errors, filled as far as the file allowed, so the
+// caller can go on to CheckPlugins and Decode and report every mistake at
+// once; it must not run a job that came with errors.
+func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
+	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unreadable job file", Detail: "The HCL parser returned no native-syntax body."})
+	}
+	p := &parser{
+		job:   &Job{File: filename, Limits: Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses}},
+		diags: diags,
+		first: map[string]hcl.Range{},
+		typos: map[string]bool{},
+	}
+	p.top(body)
+	for _, b := range body.Blocks {
+		p.block(b)
+	}
+	p.require(body)
+	sortDiags(p.diags)
+	return p.job, p.diags
+}
+
+type parser struct {
+	job   *Job
+	diags hcl.Diagnostics
+	first map[string]hcl.Range // block type, or hint name, → where it was first given
+	typos map[string]bool      // block types suggested for a misspelt block
+}
+
+func (p *parser) errorf(subject hcl.Range, summary, format string, args ...any) {
+	p.diags = append(p.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  subject.Ptr(),
+	})
+}
+
+// top decodes the top-level attributes.
+func (p *parser) top(body *hclsyntax.Body) {
+	attrs := hcl.Attributes{}
+	for name, a := range body.Attributes {
+		if slices.Contains(blockTypes, name) {
+			p.errorf(a.NameRange, "Unsupported argument", "%s is a block, not an argument: write %s { ... } without \"=\".", name, name)
+			continue
+		}
+		attrs[name] = a.AsHCLAttribute()
+	}
+	cfg, diags := decodeAttrs(attrs, topSchema, "job file", body.MissingItemRange())
+	p.diags = append(p.diags, diags...)
+	if dir, ok := cfg["plugin_dir"].(string); ok {
+		if strings.TrimSpace(dir) == "" {
+			p.errorf(attrs["plugin_dir"].Expr.Range(), "Empty plugin_dir",
+				"plugin_dir is empty: remove it to use the default, plugins/ beside the migrate binary.")
+		}
+		p.job.PluginDir = dir
+	}
+}
+
+// block decodes one top-level block.
+func (p *parser) block(b *hclsyntax.Block) {
+	switch b.Type {
+	case "source", "destination", "limits":
+		if !p.once(b) {
+			return
+		}
+		p.noLabels(b)
+		switch b.Type {
+		case "source":
+			p.job.Source = p.endpoint(b)
+		case "destination":
+			p.job.Destination = p.endpoint(b)
+		default:
+			p.limits(b)
+		}
+	case "transport":
+		if !p.once(b) {
+			return
+		}
+		if pl, ok := p.plugin(b, KindTransport); ok {
+			p.job.Transport = pl
+		}
+	case "hint":
+		pl, ok := p.plugin(b, KindHint)
+		if !ok {
+			return
+		}
+		if r, dup := p.first["hint "+pl.Name]; dup {
+			p.errorf(pl.LabelRange, "Duplicate hint block",
+				"The hint provider %q is already configured on %s; give each provider one block.", pl.Name, line(r))
+			return
+		}
+		p.first["hint "+pl.Name] = pl.Range
+		p.job.Hints = append(p.job.Hints, pl)
+	default:
+		hint := didYouMean(b.Type, blockTypes)
+		if slices.Contains(names(topSchema), b.Type) {
+			hint = fmt.Sprintf(" %s is an argument: write %s = \"...\".", b.Type, b.Type)
+		}
+		if t := closest(b.Type, blockTypes); t != "" {
+			p.typos[t] = true
+		}
+		p.errorf(b.DefRange(), "Unsupported block type", "Blocks of type %q are not expected in a job file.%s Allowed: %s.",
+			b.Type, hint, list(blockTypes))
+	}
+}
+
+// once reports a second block of b's type and returns false for it.
+func (p *parser) once(b *hclsyntax.Block) bool {
+	if r, dup := p.first[b.Type]; dup {
+		what := map[string]string{"transport": "a job uses one transport"}[b.Type]
+		if what == "" {
+			what = "a job has one " + b.Type + " block"
+		}
+		p.errorf(b.DefRange(), "Duplicate "+b.Type+" block", "A %s block is already given on %s; %s.", b.Type, line(r), what)
+		return false
+	}
+	p.first[b.Type] = b.DefRange()
+	return true
+}
+
+func (p *parser) noLabels(b *hclsyntax.Block) {
+	if len(b.Labels) > 0 {
+		p.errorf(hcl.RangeBetween(b.LabelRanges[0], b.LabelRanges[len(b.LabelRanges)-1]),
+			"Extraneous label for "+b.Type, "A %s block takes no label: write %s { ... }.", b.Type, b.Type)
+	}
+}
+
+// plugin reads the header of a transport or hint block.
+func (p *parser) plugin(b *hclsyntax.Block, kind string) (Plugin, bool) {
+	example := map[string]string{KindTransport: "tcp", KindHint: "balloon"}[kind]
+	switch {
+	case len(b.Labels) == 0:
+		p.errorf(b.DefRange(), "Missing name for "+kind, "Name the %s plugin: write %s %q { ... }.", kind, kind, example)
+		return Plugin{}, false
+	case len(b.Labels) > 1:
+		p.errorf(hcl.RangeBetween(b.LabelRanges[1], b.LabelRanges[len(b.LabelRanges)-1]),
+			"Extraneous label for "+kind, "A %s block takes one label, the plugin's name: write %s %q { ... }.", kind, kind, example)
+		return Plugin{}, false
+	case !validName(b.Labels[0]):
+		p.errorf(b.LabelRanges[0], "Invalid "+kind+" name",
+			"%q is not a plugin name: names are up to 64 letters, digits, \"_\" and \"-\", starting with a letter, like %q.", b.Labels[0], example)
+		return Plugin{}, false
+	}
+	return Plugin{Kind: kind, Name: b.Labels[0], Body: b.Body, Range: b.DefRange(), LabelRange: b.LabelRanges[0]}, true
+}
+
+func (p *parser) endpoint(b *hclsyntax.Block) Endpoint {
+	attrs, diags := attributes(b.Body, b.Type+" block", endpointSchema)
+	cfg, more := decodeAttrs(attrs, endpointSchema, b.Type+" block", b.DefRange())
+	p.diags = append(p.diags, append(diags, more...)...)
+	control, ok := cfg["control"].(string)
+	if ok && strings.TrimSpace(control) == "" {
+		p.errorf(attrs["control"].Expr.Range(), "Empty control socket path",
+			"%s.control is empty: give the path of the %s VMM's control socket, like %q.", b.Type, b.Type, exampleSocket[b.Type])
+	}
+	return Endpoint{Control: control}
+}
+
+func (p *parser) limits(b *hclsyntax.Block) {
+	attrs, diags := attributes(b.Body, "limits block", limitsSchema)
+	cfg, more := decodeAttrs(attrs, limitsSchema, "limits block", b.DefRange())
+	p.diags = append(p.diags, append(diags, more...)...)
+	l := &p.job.Limits
+	if v, ok := cfg["max_downtime"].(int64); ok {
+		if d := time.Duration(v); d > 0 && d < MaxMaxDowntime {
+			l.MaxDowntime = d
+		} else {
+			p.errorf(attrs["max_downtime"].Expr.Range(), "Invalid max_downtime",
+				"max_downtime is %v; it must be more than 0 and less than 1h (QEMU's default is 300ms).", d)
+		}
+	}
+	if v, ok := cfg["bandwidth"].(string); ok {
+		if n, err := ParseBandwidth(v); err == nil {
+			l.Bandwidth = n
+		} else {
+			p.errorf(attrs["bandwidth"].Expr.Range(), "Invalid bandwidth", "%v", err)
+		}
+	}
+	if v, ok := cfg["max_passes"].(int64); ok {
+		if v >= 1 && v <= MaxMaxPasses {
+			l.MaxPasses = int(v)
+		} else {
+			p.errorf(attrs["max_passes"].Expr.Range(), "Invalid max_passes",
+				"max_passes is %d; it must be between 1 and %d.", v, MaxMaxPasses)
+		}
+	}
+}
+
+// require reports the blocks every job needs and this one lacks, unless
+// a misspelt block already drew a "did you mean" for it.
+func (p *parser) require(body *hclsyntax.Body) {
+	for _, need := range []struct{ typ, example string }{
+		{"source", `source { control = "/run/ferry/src.sock" }, the control socket of the VMM the guest leaves`},
+		{"destination", `destination { control = "/run/ferry/dst.sock" }, the control socket of the VMM the guest moves to`},
+		{"transport", `a transport block naming the plugin that moves the pages, like transport "tcp" { listen = "127.0.0.1:7070" }`},
+	} {
+		if _, ok := p.first[need.typ]; !ok && !p.typos[need.typ] {
+			p.errorf(body.MissingItemRange(), "Missing "+need.typ+" block", "A job needs %s.", need.example)
+		}
+	}
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// line names where r starts, for a diagnostic about the same file.
+func line(r hcl.Range) string {
+	return fmt.Sprintf("line %d", r.Start.Line)
+}

@@ -1,0 +1,92 @@
+package job
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// checkSchema reports the first mistake in a plugin's schema.
+func checkSchema(schema []transport.Attribute) error {
+	seen := map[string]bool{}
+	for i, at := range schema {
+		switch {
+		case !hclsyntax.ValidIdentifier(at.Name):
+			return fmt.Errorf("attribute %d has the name %q, which is not an HCL identifier", i, at.Name)
+		case seen[at.Name]:
+			return fmt.Errorf("attribute %q is described twice", at.Name)
+		case at.Type < transport.TypeString || at.Type > transport.TypeSize:
+			return fmt.Errorf("attribute %q has the unknown type %d", at.Name, at.Type)
+		case at.Required && at.Default != nil:
+			return fmt.Errorf("attribute %q is required and has a default", at.Name)
+		}
+		seen[at.Name] = true
+		if _, err := normalizeDefault(at); err != nil {
+			return fmt.Errorf("attribute %q: default: %w", at.Name, err)
+		}
+	}
+	return nil
+}
+
+// normalizeDefault converts at.Default to at's Config type. Durations and
+// sizes may be given as strings ("10s", "1GiB") or as int64.
+func normalizeDefault(at transport.Attribute) (any, error) {
+	switch d := at.Default.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		switch at.Type {
+		case transport.TypeString:
+			return d, nil
+		case transport.TypeDuration:
+			v, err := ParseDuration(d)
+			return int64(v), err
+		case transport.TypeSize:
+			v, err := ParseSize(d)
+			return int64(v), err
+		}
+	case bool:
+		if at.Type == transport.TypeBool {
+			return d, nil
+		}
+	case int:
+		return normalizeDefault(transport.Attribute{Type: at.Type, Default: int64(d)})
+	case time.Duration:
+		if at.Type == transport.TypeDuration && d >= 0 {
+			return int64(d), nil
+		}
+	case int64:
+		switch {
+		case at.Type == transport.TypeNumber:
+			return d, nil
+		case (at.Type == transport.TypeDuration || at.Type == transport.TypeSize) && d >= 0:
+			return d, nil
+		}
+	case uint64:
+		if at.Type == transport.TypeSize && d <= math.MaxInt64 {
+			return int64(d), nil
+		}
+	}
+	return nil, fmt.Errorf("%#v (%T) is not %s", at.Default, at.Default, typeName(at.Type))
+}
+
+// typeName describes a type for a diagnostic.
+func typeName(t transport.AttrType) string {
+	switch t {
+	case transport.TypeString:
+		return "a string"
+	case transport.TypeNumber:
+		return "a whole number"
+	case transport.TypeBool:
+		return "true or false"
+	case transport.TypeDuration:
+		return `a duration like "50ms"`
+	case transport.TypeSize:
+		return `a size like "512MiB"`
+	}
+	return "of an unknown type"
+}

@@ -1,0 +1,12 @@
+source      { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" {
+  listen          = "127.0.0.1:7070"
+  connect_timeout = "5 s"
+}
+hint "balloon" {
+  deadline = "-300ms"
+}
+limits {
+  max_downtime = "50"
+}

@@ -1,0 +1,8 @@
+sorce {
+  control = "/run/ferry/src.sock"
+}
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+plugin_dir {
+}
+migration "x" {}
