@@ -22,6 +22,7 @@ import (
 //	hint-start                     → {"cmd_id"}: a new free page hint session
 //	hint-wait [{"timeout_ms"}]     → waits for the guest's STOP; the session summary
 //	hint-stop, hint-done           → the session summary after STOP / DONE
+//	state-save, state-load         → see serveState (state_commands.go)
 func (v *VM) Serve(s *control.Server) {
 	s.Handle("status", func(context.Context, json.RawMessage) (any, error) {
 		return v.Status(), nil
@@ -43,6 +44,7 @@ func (v *VM) Serve(s *control.Server) {
 		return v.Status(), nil
 	})
 	v.serveBalloon(s)
+	v.serveState(s)
 }
 
 // timeoutArgs is the optional argument of the waiting commands.

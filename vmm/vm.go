@@ -54,6 +54,10 @@ type Config struct {
 	Serial    io.Writer // receives the guest's COM1 output
 	NoBalloon bool      // leave out the virtio-balloon device
 	Log       *slog.Logger
+	// Incoming builds a migration target: no Kernel or Cmdline; RAM,
+	// devices and parked vCPUs wait for the guest's memory and LoadState,
+	// and the guest runs from Resume on (see incoming.go).
+	Incoming bool
 }
 
 // State is where a VM is in its life.
@@ -86,6 +90,11 @@ type VM struct {
 	balloonTransport *virtio.Transport
 	cmdline          string // Config.Cmdline plus the devices' words
 
+	cpus     []*vcpu.VCPU  // set once, under mu, when the vCPUs start
+	cpusDone chan struct{} // closed when every vCPU loop has returned
+	stateMu  sync.Mutex    // serialises SaveState and LoadState
+	msrs     []uint32      // MSRs to save, from KVM's list (state.go)
+
 	mu       sync.Mutex
 	state    State
 	started  time.Time
@@ -113,16 +122,23 @@ func New(cfg Config) (*VM, error) {
 	if err := memory.FitsHost(cfg.Memory); err != nil {
 		return nil, err
 	}
-	image, err := os.ReadFile(cfg.Kernel)
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+	v := &VM{cfg: cfg, log: cfg.Log, state: StateCreated,
+		gate: vcpu.NewGate(), stopped: make(chan struct{}), cpusDone: make(chan struct{})}
+	if cfg.Incoming {
+		if err := checkIncoming(cfg); err != nil {
+			return nil, err
+		}
+		v.state = StateIncoming
+	} else {
+		image, err := os.ReadFile(cfg.Kernel)
+		if err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		if v.kernel, err = pvh.Parse(image); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
+		}
+		v.image = image
 	}
-	kernel, err := pvh.Parse(image)
-	if err != nil {
-		return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
-	}
-	v := &VM{cfg: cfg, log: cfg.Log, kernel: kernel, image: image, state: StateCreated,
-		gate: vcpu.NewGate(), stopped: make(chan struct{})}
 	if err := v.build(); err != nil {
 		v.Close()
 		return nil, err
@@ -158,6 +174,9 @@ func (v *VM) build() error {
 	}
 	if err := v.attachDevices(); err != nil {
 		return err
+	}
+	if v.cfg.Incoming {
+		return v.startIncoming()
 	}
 	return v.load()
 }
@@ -245,22 +264,16 @@ func (v *VM) Stop() { v.finish(0, nil) }
 
 // Run boots the vCPUs and blocks until the guest powers off (its exit code,
 // nil), fails (a *vcpu.FatalError), or ctx ends or Stop is called (0, nil).
+//
+// An incoming VM's vCPUs already exist, parked: Run only waits, and the
+// guest starts at the Resume after LoadState.
 func (v *VM) Run(ctx context.Context) (int, error) {
-	supported, err := v.sys.SupportedCPUID()
-	if err != nil {
-		return 1, err
-	}
-	var cpus []*vcpu.VCPU
-	for id := 0; id < v.cfg.CPUs; id++ {
-		c, err := vcpu.Start(v.kvm, v.gate, vcpu.Config{
-			ID: id, PIO: &v.pio, MMIO: &v.mmio, Log: v.log,
-			Setup: func(k *kvm.VCPU) error { return v.setupVCPU(k, supported) },
-		})
+	if !v.cfg.Incoming {
+		supported, err := v.sys.SupportedCPUID()
 		if err != nil {
-			v.finish(1, err)
-			break
+			return 1, err
 		}
-		cpus = append(cpus, c)
+		v.startVCPUs(func(k *kvm.VCPU) error { return v.setupVCPU(k, supported) })
 	}
 	v.mu.Lock()
 	if v.state == StateCreated {
@@ -269,19 +282,43 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 	v.mu.Unlock()
 	stopOnCancel := context.AfterFunc(ctx, v.Stop)
 	defer stopOnCancel()
-	var wg sync.WaitGroup
-	for _, c := range cpus {
-		wg.Go(func() {
-			if err := c.Wait(); err != nil {
-				v.finish(1, err)
-			}
-		})
-	}
-	wg.Wait()
-	v.finish(0, nil) // every vCPU returned on its own: nothing left to run
+	<-v.cpusDone
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.exitCode, v.exitErr
+}
+
+// startVCPUs creates every vCPU, running setup on its thread, and a
+// goroutine that ends the VM when they have all returned (closing
+// cpusDone). A vCPU that cannot be created ends the VM with its error.
+func (v *VM) startVCPUs(setup func(*kvm.VCPU) error) {
+	var cpus []*vcpu.VCPU
+	for id := 0; id < v.cfg.CPUs; id++ {
+		c, err := vcpu.Start(v.kvm, v.gate, vcpu.Config{
+			ID: id, PIO: &v.pio, MMIO: &v.mmio, Log: v.log, Setup: setup,
+		})
+		if err != nil {
+			v.finish(1, err)
+			break
+		}
+		cpus = append(cpus, c)
+	}
+	v.mu.Lock()
+	v.cpus = cpus
+	v.mu.Unlock()
+	go func() {
+		var wg sync.WaitGroup
+		for _, c := range cpus {
+			wg.Go(func() {
+				if err := c.Wait(); err != nil {
+					v.finish(1, err)
+				}
+			})
+		}
+		wg.Wait()
+		v.finish(0, nil) // every vCPU returned on its own: nothing left to run
+		close(v.cpusDone)
+	}()
 }
 
 // setupVCPU runs on the vCPU's thread: CPUID before MSRs (KVM drops MSRs
@@ -335,11 +372,21 @@ func (v *VM) Resume() error {
 	v.mu.Lock()
 	st := v.state
 	v.mu.Unlock()
+	if st == StateIncoming {
+		return fmt.Errorf("cannot resume an incoming VM before its state is loaded (state-load, or LoadState)")
+	}
 	if st != StatePaused && st != StateRunning {
 		return fmt.Errorf("cannot resume a VM that is %s", st)
 	}
 	v.gate.Resume()
-	v.setStateIf(StatePaused, StateRunning)
+	v.mu.Lock()
+	if v.state == StatePaused {
+		v.state = StateRunning
+		if v.started.IsZero() { // an incoming VM's guest starts here
+			v.started = time.Now()
+		}
+	}
+	v.mu.Unlock()
 	return nil
 }
 
@@ -371,8 +418,16 @@ func (v *VM) Status() Status {
 }
 
 // Close flushes the guest's serial output and releases guest RAM and the
-// KVM file descriptors. Call after Run.
+// KVM file descriptors. Call after Run; vCPUs still parked (an incoming VM
+// that never ran) are stopped first.
 func (v *VM) Close() error {
+	v.mu.Lock()
+	started := v.cpus != nil
+	v.mu.Unlock()
+	if started {
+		v.Stop()
+		<-v.cpusDone
+	}
 	var errs []error
 	if v.uart != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

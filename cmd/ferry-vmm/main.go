@@ -1,10 +1,15 @@
 // Command ferry-vmm is Ferry's reference KVM VMM.
 //
 //	ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK]
+//	ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK
 //
 // It boots a PVH kernel and exits with the guest's power-off code; a guest
 // failure (triple fault, KVM internal error) prints a register dump and
 // exits with status 1. Usage errors exit with status 2.
+//
+// With -incoming it boots nothing: it builds an empty VM of the given
+// shape and waits for a migration, or for guest RAM and the control
+// commands state-load and resume (a cold migration or snapshot restore).
 package main
 
 import (
@@ -31,8 +36,11 @@ func main() {
 }
 
 const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL] [-no-balloon]
+       ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK [-log-level LEVEL] [-no-balloon]
 
-Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine.
+Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine,
+or with -incoming waits, with the same -mem, -cpus and -no-balloon as the
+source, for a migrated guest (control commands state-load, then resume).
 SIZE takes binary units: 512M, 8G (a plain number means MiB).
 `
 
@@ -51,13 +59,21 @@ func realMain(args []string) int {
 	sock := fs.String("control", "", "unix socket for JSON-lines control commands")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	noBalloon := fs.Bool("no-balloon", false, "leave out the virtio-balloon device")
+	incoming := fs.Bool("incoming", false, "boot nothing: wait for a migrated guest (needs -control)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		return usageError("unexpected arguments: %q", fs.Args())
 	}
-	if *kernel == "" || *memStr == "" {
+	switch {
+	case *incoming && (*kernel != "" || *cmdline != ""):
+		return usageError("-incoming takes no -kernel or -cmdline: they arrive with the guest's memory")
+	case *incoming && *sock == "":
+		return usageError("-incoming needs -control: the state arrives through it")
+	case *incoming && *memStr == "":
+		return usageError("-mem is required")
+	case !*incoming && (*kernel == "" || *memStr == ""):
 		return usageError("-kernel and -mem are required")
 	}
 	size, err := memory.ParseSize(*memStr)
@@ -77,7 +93,7 @@ func realMain(args []string) int {
 	}
 	defer closeOut()
 	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out,
-		NoBalloon: *noBalloon, Log: log})
+		NoBalloon: *noBalloon, Log: log, Incoming: *incoming})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
 		return 1

@@ -1,0 +1,105 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ferryvm/ferry/vmm/control"
+	"github.com/ferryvm/ferry/vmm/state"
+)
+
+// serveState registers the state commands, a cold-migration and snapshot
+// path (guest RAM travels separately):
+//
+//	state-save {"path": FILE}  paused VM → {"path", "bytes"}; FILE is written 0600
+//	state-load {"path": FILE}  incoming VM → Status (paused; resume runs it)
+func (v *VM) serveState(s *control.Server) {
+	s.Handle("state-save", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		path, err := statePath(raw)
+		if err != nil {
+			return nil, err
+		}
+		blob, err := v.SaveState(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(path, blob); err != nil {
+			return nil, fmt.Errorf("state-save: %w", err)
+		}
+		return map[string]any{"path": path, "bytes": len(blob)}, nil
+	})
+	s.Handle("state-load", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		path, err := statePath(raw)
+		if err != nil {
+			return nil, err
+		}
+		blob, err := readBounded(path, state.MaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("state-load: %w", err)
+		}
+		if err := v.LoadState(ctx, blob); err != nil {
+			return nil, err
+		}
+		return v.Status(), nil
+	})
+}
+
+func statePath(raw json.RawMessage) (string, error) {
+	var a struct {
+		Path string `json:"path"`
+	}
+	if err := decodeArgs(raw, &a); err != nil {
+		return "", err
+	}
+	if a.Path == "" {
+		return "", errors.New(`missing argument: {"path": FILE}`)
+	}
+	return filepath.Clean(a.Path), nil
+}
+
+// writeFileAtomic writes b to path through a 0600 temporary file in the
+// same directory, renamed over path once complete and synced: a reader
+// never sees a half-written state, and nobody else can read it.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than a state blob may be (%d bytes)", path, max)
+	}
+	return b, nil
+}
