@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ferryvm/ferry/vmm/arch/x86"
 	"github.com/ferryvm/ferry/vmm/devices/balloon"
 	"github.com/ferryvm/ferry/vmm/devices/uart"
 	"github.com/ferryvm/ferry/vmm/kvm"
@@ -182,7 +183,13 @@ func (v *VM) LoadState(ctx context.Context, blob []byte) error {
 	}
 	xsave := v.kvm.XsaveSize2()
 	for i, c := range cpus {
-		if err := c.Do(ctx, func(k *kvm.VCPU) error { return vcpu.RestoreState(k, s.vcpus[i], xsave) }); err != nil {
+		if err := c.Do(ctx, func(k *kvm.VCPU) error {
+			if err := vcpu.RestoreState(k, s.vcpus[i], xsave); err != nil {
+				return err
+			}
+			v.checkTSC(k, s.vcpus[i])
+			return nil
+		}); err != nil {
 			return fmt.Errorf("load state of vCPU %d: %w", i, err)
 		}
 	}
@@ -194,6 +201,31 @@ func (v *VM) LoadState(ctx context.Context, blob []byte) error {
 	}
 	v.setStateIf(StateIncoming, StatePaused)
 	return nil
+}
+
+// checkTSC reads back the TSC a vCPU restore wrote and warns when KVM did
+// not take it: PVM ignores TSC writes and gives the guest the host's TSC,
+// so a restored guest's TSC moves on by the time in transit on the same
+// host, and by the hosts' TSC difference between hosts.
+func (v *VM) checkTSC(k *kvm.VCPU, s vcpu.State) {
+	var saved uint64
+	for _, m := range s.MSRs {
+		if m.Index == x86.MSRTSC {
+			saved = m.Data
+		}
+	}
+	got, err := k.GetMSRs([]uint32{x86.MSRTSC})
+	if err != nil || len(got) != 1 || s.TSCKHz == 0 {
+		return
+	}
+	skew := int64(got[0].Data - saved)
+	ms := skew / int64(s.TSCKHz)
+	if ms > 1000 || ms < -1000 {
+		v.log.Warn("KVM did not take the saved TSC (PVM keeps the guest's TSC at the host's): the guest's TSC jumps",
+			"vcpu", k.ID(), "jump_ms", ms)
+	} else {
+		v.log.Debug("TSC restored", "vcpu", k.ID(), "skew_ms", ms)
+	}
 }
 
 func (v *VM) restoreKVM(s *savedVM) error {
