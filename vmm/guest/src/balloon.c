@@ -5,10 +5,11 @@
  *
  * Like Linux: the config (num_pages, free_page_hint_cmd_id) is re-read only
  * after InterruptStatus shows a config change; inflate/deflate send at most
- * 256 le32 PFNs per buffer, one buffer at a time, wait for it to be used
- * and then write `actual`; deflated pages go back to the allocator only
- * after the device used the buffer (so MUST_TELL_HOST is honoured and is
- * accepted when offered). PAGE_POISON is never accepted: this guest does
+ * 256 le32 PFNs per buffer, one buffer at a time, and write `actual` once
+ * the device used it; deflated pages go back to the allocator only then
+ * (so MUST_TELL_HOST is honoured and is accepted when offered). Waiting is
+ * bounded per poll (2 ms), so a slow device delays the balloon, never the
+ * workloads. PAGE_POISON is never accepted: this guest does
  * not poison free pages. Inflated pages come from the buddy allocator as
  * blocks of up to 256 pages and are remembered on a stack of pages:
  *
@@ -33,7 +34,7 @@ enum { S_SWAP_IN, S_SWAP_OUT, S_MAJFLT, S_MINFLT, S_MEMFREE, S_MEMTOT, S_AVAIL, 
 #define STACK_SLOTS (PAGE_SIZE / 8 - 1)
 #define RUN_SHIFT 40
 #define INFLATE_RESERVE 256             /* pages left free, without DEFLATE_ON_OOM */
-#define WAIT_US 2000000UL               /* per inflate/deflate buffer */
+#define OOM_WAIT_US 100000UL            /* for the device to use a deflate on OOM */
 #define RESIZE_BUDGET_US 2000           /* per poll */
 #define PUFF_RETRY_US 200000UL          /* Linux: msleep(200) when out of puff */
 
@@ -65,40 +66,58 @@ u32 balloon_check_config(void)
 	return isr;
 }
 
-/* balloon_wait_used waits for token on a queue with one buffer in flight,
- * kicking again every 100 ms (a kick may be lost across migration). */
-int balloon_wait_used(struct virtq *vq, u64 token, u64 timeout_us)
-{
-	u64 start = rdtsc(), rekick = start + us_to_tsc(100000);
-	for (;;) {
-		u64 t = vq_get_used(vq, NULL);
-		if (t == token)
-			return 0;
-		if (t != 0)
-			fatal("balloon: queue %u returned token 0x%lx, waiting for 0x%lx", vq->index, t, token);
-		u64 now = rdtsc();
-		if (now - start > us_to_tsc(timeout_us)) {
-			kprintf("balloon: queue %u: device did not use the buffer in %lu ms, balloon stops\n",
-				vq->index, timeout_us / 1000);
-			balloon.dead = 1;
-			return -1;
-		}
-		if (now > rekick) {
-			vm_write(vq->dev, VM_QUEUE_NOTIFY, vq->index);
-			rekick = now + us_to_tsc(100000);
-		}
-		cpu_relax();
-	}
-}
+/* ---- One inflate or deflate buffer in flight at a time. ----------------- */
 
-/* tell_host sends n PFNs from balloon.pfns and waits for the device. */
-static int tell_host(struct virtq *vq, u32 n)
+/* submit sends n PFNs from balloon.pfns on vq; complete() finishes it. */
+static void submit(struct virtq *vq, u32 n)
 {
 	struct vq_sg sg = {(u64)balloon.pfns, n * 4};
 	if (vq_add(vq, &sg, 1, 0, 1) != 0)
 		fatal("balloon: queue %u full", vq->index);
 	vq_kick(vq);
-	return balloon_wait_used(vq, 1, WAIT_US);
+	balloon.busy_vq = vq;
+	balloon.busy_n = n;
+	balloon.busy_kick = rdtsc();
+}
+
+/* complete reports whether nothing is in flight (any finished buffer is
+ * accounted first: actual updated, deflated pages freed). A buffer unused
+ * after 100 ms is kicked again: a kick may be lost across migration. */
+static int complete(void)
+{
+	struct virtq *vq = balloon.busy_vq;
+	if (!vq)
+		return 1;
+	u64 t = vq_get_used(vq, NULL);
+	if (t == 0) {
+		u64 now = rdtsc();
+		if (now - balloon.busy_kick > us_to_tsc(100000)) {
+			vm_write(vq->dev, VM_QUEUE_NOTIFY, vq->index);
+			balloon.busy_kick = now;
+		}
+		return 0;
+	}
+	if (vq == &balloon.inflate_vq) {
+		balloon.actual += balloon.busy_n;
+	} else {
+		for (u32 i = 0; i < balloon.busy_n; i++)
+			buddy_free(balloon.pfns[i], 0);
+		balloon.actual -= balloon.busy_n;
+	}
+	balloon.busy_vq = NULL;
+	write_actual();
+	return 1;
+}
+
+/* wait_complete spins on complete() until end (TSC). */
+static int wait_complete(u64 end)
+{
+	while (!complete()) {
+		if (rdtsc() > end)
+			return 0;
+		cpu_relax();
+	}
+	return 1;
 }
 
 /* ---- The stack of inflated runs. --------------------------------------- */
@@ -152,6 +171,8 @@ static u32 stack_pop(u32 at, u32 max)
 
 static u32 floor_log2(u64 x) { return 63 - __builtin_clzl(x); }
 
+/* inflate_batch takes up to want pages (at most 256) out of the allocator
+ * and submits them; returns how many (0: out of puff). */
 static u32 inflate_batch(u32 want)
 {
 	u32 n = 0;
@@ -171,13 +192,13 @@ static u32 inflate_batch(u32 want)
 		for (u64 i = 0; i < (1UL << o); i++)
 			balloon.pfns[n++] = (u32)(pfn + i);
 	}
-	if (n == 0 || tell_host(&balloon.inflate_vq, n) != 0)
-		return 0;
-	balloon.actual += n;
-	write_actual();
+	if (n)
+		submit(&balloon.inflate_vq, n);
 	return n;
 }
 
+/* deflate_batch submits up to want (at most 256) inflated pages; they go
+ * back to the allocator when the device has used the buffer. */
 static u32 deflate_batch(u32 want)
 {
 	u32 n = 0;
@@ -188,23 +209,18 @@ static u32 deflate_batch(u32 want)
 			break;
 		n += k;
 	}
-	if (n == 0 || tell_host(&balloon.deflate_vq, n) != 0)
-		return 0;
-	for (u32 i = 0; i < n; i++)
-		buddy_free(balloon.pfns[i], 0);
-	balloon.actual -= n;
-	write_actual();
+	if (n)
+		submit(&balloon.deflate_vq, n);
 	return n;
 }
 
+/* resize_step moves towards the target for at most RESIZE_BUDGET_US. */
 static void resize_step(u64 now)
 {
 	u64 end = now + us_to_tsc(RESIZE_BUDGET_US);
-	while (balloon.resize && !balloon.dead) {
-		u32 n;
+	while (wait_complete(end) && balloon.resize) {
 		if (balloon.target > balloon.actual) {
-			n = inflate_batch(balloon.target - balloon.actual);
-			if (n == 0) {
+			if (inflate_batch(balloon.target - balloon.actual) == 0) {
 				if (!puff_said++)
 					kprintf("balloon: out of puff at actual=%u target=%u free=%lu\n", balloon.actual,
 						balloon.target, buddy_free_pages());
@@ -212,25 +228,29 @@ static void resize_step(u64 now)
 				return;
 			}
 		} else if (balloon.target < balloon.actual) {
-			n = deflate_batch(balloon.actual - balloon.target);
+			deflate_batch(balloon.actual - balloon.target);
 		} else {
 			balloon.resize = 0;
 			kprintf("balloon: actual=%u pages (%u MiB) target=%u free=%lu\n", balloon.actual,
 				balloon.actual >> 8, balloon.target, buddy_free_pages());
 			return;
 		}
-		if (n == 0 || rdtsc() > end)
-			return;
 	}
 }
 
+/* balloon_oom deflates up to 256 pages (Linux: VIRTIO_BALLOON_OOM_NR_PAGES)
+ * and waits for the device at most OOM_WAIT_US. */
 u64 balloon_oom(u64 pages)
 {
-	if (!balloon_present || !balloon.oom || balloon.dead || balloon.actual == 0 || polling)
+	if (!balloon_present || !balloon.oom || polling)
 		return 0;
 	static u64 events, said_at;
+	u64 now = rdtsc(), end = now + us_to_tsc(OOM_WAIT_US);
+	if (!wait_complete(end) || balloon.actual == 0)
+		return 0;
 	u32 n = deflate_batch(MAX(pages, BALLOON_PFNS_MAX));
-	u64 now = rdtsc();
+	if (n == 0 || !wait_complete(end))
+		return 0;
 	events++;
 	if (said_at == 0 || now - said_at > tsc_hz()) {    /* at most a line a second */
 		kprintf("balloon: oom: deflated %u pages, actual=%u, oom events=%lu\n", n, balloon.actual, events);
@@ -370,7 +390,7 @@ void balloon_probe(const char *cmdline)
 void balloon_poll(u64 now)
 {
 	balloon_next_poll = now + us_to_tsc(balloon_poll_us);
-	if (!balloon_present || balloon.dead || polling)
+	if (!balloon_present || polling)
 		return;
 	polling = 1;
 	balloon_check_config();
@@ -380,7 +400,7 @@ void balloon_poll(u64 now)
 	}
 	if (balloon.hint)
 		balloon_hint_poll();
-	if (balloon.resize && now >= balloon.resize_after)
+	if ((balloon.resize && now >= balloon.resize_after) || balloon.busy_vq)
 		resize_step(now);
 	if (balloon.report)
 		balloon_report_poll(now);

@@ -48,6 +48,9 @@ struct balloon {
 	int resize;                             /* config changed: move towards target */
 	u64 resize_after;                       /* TSC: out of puff, retry then */
 	u32 *pfns;                              /* one PFN array, one request at a time */
+	struct virtq *busy_vq;                  /* inflate or deflate buffer in flight */
+	u32 busy_n;                             /* its PFNs */
+	u64 busy_kick;                          /* TSC of its last kick */
 	u64 *stack;                             /* top page of the inflated-pages stack */
 	u32 stack_n;                            /* entries in the top page */
 	struct balloon_stat *stat_buf;
@@ -62,7 +65,6 @@ struct balloon {
 	u64 report_batch[BALLOON_REPORT_CAPACITY];      /* pfn | order << 56 */
 	u32 report_n;                           /* blocks in flight, 0 = idle */
 	u64 report_pages;                       /* reported in this pass */
-	int dead;                               /* device stopped answering */
 };
 
 extern struct balloon balloon;
@@ -98,6 +100,5 @@ void balloon_report_poll(u64 now);
 
 /* balloon.c helpers shared with balloon_hint.c */
 u32 balloon_check_config(void);         /* poll ISR; on a config change re-read it */
-int balloon_wait_used(struct virtq *vq, u64 token, u64 timeout_us);
 
 #endif
