@@ -25,8 +25,9 @@ var (
 	tickRE   = regexp.MustCompile(`^tick \d+ live=\d+ free=\d+ verify=ok$`)
 	udRE     = regexp.MustCompile(`^exception vector=6 \(#UD\) rip=0x[0-9a-f]+ cr2=0x[0-9a-f]+ err=0x[0-9a-f]+`)
 	pfRE     = regexp.MustCompile(`^exception vector=14 \(#PF\) rip=0x[0-9a-f]+ cr2=0x7dead000bad0 err=0x[0-9a-f]+`)
-	failRE   = regexp.MustCompile(`verify=FAIL|^exception |^fatal: `)
+	failRE   = regexp.MustCompile(`verify=FAIL|^exception |^fatal: |^balloon: ASSERT`)
 	verifyRE = regexp.MustCompile(`^verify=FAIL addr=0x[0-9a-f]+ want=0x[0-9a-f]+ got=0x[0-9a-f]+ `)
+	assertRE = regexp.MustCompile(`^balloon: ASSERT write of 0x[0-9a-f]+ \(order 0\) inside hinted block 0x[0-9a-f]+ before DONE$`)
 	hogRE    = regexp.MustCompile(`^hog: touched 256 MiB in \d+ ms \(\d+ MB/s\)$`)
 	readyRE  = regexp.MustCompile(`^ready$`)
 )
@@ -72,16 +73,18 @@ type qemuRun struct {
 	err   error // from Wait, valid after done
 }
 
-// startQEMU boots the guest with cmdline in a 1 GiB microvm. QEMU runs in
-// its own process group, killed when ctx ends or the test finishes.
-func startQEMU(t *testing.T, ctx context.Context, elf, qemu, cmdline string) *qemuRun {
+// startQEMU boots the guest with cmdline in a 1 GiB microvm, with extra
+// QEMU arguments appended. QEMU runs in its own process group, killed when
+// ctx ends or the test finishes.
+func startQEMU(t *testing.T, ctx context.Context, elf, qemu, cmdline string, extra ...string) *qemuRun {
 	t.Helper()
 	r := &qemuRun{lines: make(chan string, 1024), done: make(chan struct{})}
-	r.cmd = exec.CommandContext(ctx, qemu,
+	args := append([]string{
 		"-accel", "kvm", "-machine", "microvm,acpi=off", "-m", "1G",
 		"-kernel", elf, "-append", cmdline,
 		"-nodefaults", "-no-reboot", "-serial", "stdio", "-display", "none",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}, extra...)
+	r.cmd = exec.CommandContext(ctx, qemu, args...)
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r.cmd.Cancel = func() error { return syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL) }
 	r.cmd.WaitDelay = 5 * time.Second
@@ -119,6 +122,13 @@ func startQEMU(t *testing.T, ctx context.Context, elf, qemu, cmdline string) *qe
 		}
 	})
 	return r
+}
+
+// output returns the serial lines seen so far.
+func (r *qemuRun) output() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.log...)
 }
 
 // next returns the next serial line, or fails the test when the output
@@ -185,10 +195,11 @@ func TestQEMUHogTicks(t *testing.T) {
 }
 
 // TestQEMUCrash boots guests that fail on purpose and checks the report and
-// QEMU's exit status; the last case is the clean power-off of exit_after
-// after the guest's self-test.
+// QEMU's exit status (crash:hint writes to a block held for a free page
+// hint, which the allocator must catch); the last case is the clean
+// power-off of exit_after after the guest's self-test.
 func TestQEMUCrash(t *testing.T) {
-	elf, qemu := needQEMU(t, "TestQEMUCrash (crash:ud, crash:pf, crash:verify, selftest exit_after=1 under QEMU)")
+	elf, qemu := needQEMU(t, "TestQEMUCrash (crash:ud, crash:pf, crash:verify, crash:hint, selftest exit_after=1 under QEMU)")
 	for _, tc := range []struct {
 		cmdline string
 		want    *regexp.Regexp
@@ -197,6 +208,7 @@ func TestQEMUCrash(t *testing.T) {
 		{"workload=crash:ud", udRE, qemuStatusFault},
 		{"workload=crash:pf", pfRE, qemuStatusFault},
 		{"workload=crash:verify", verifyRE, qemuStatusVerify},
+		{"workload=crash:hint", assertRE, qemuStatusVerify},
 		{"selftest workload=kv:16 exit_after=1", regexp.MustCompile(`^exit_after=1: verify=ok, powering off$`), qemuStatusOK},
 	} {
 		t.Run(tc.cmdline, func(t *testing.T) {
