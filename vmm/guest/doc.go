@@ -8,6 +8,9 @@
 // (boot, ports, exit codes, command-line words, output lines) that the VMM
 // and the tests rely on.
 //
-// The Go code here is only qemu_test.go, which boots bin/guest.elf under
-// QEMU as an independent check of the guest itself.
+// The Go code here is only tests: qemu_test.go boots bin/guest.elf under
+// QEMU as an independent check of the guest itself, and balloon_test.go
+// (with the QMP client in qmp_test.go) uses QEMU's virtio-balloon as the
+// outside peer of the guest's balloon driver, including live migration
+// with free page hints between two QEMUs.
 package guest
