@@ -1,0 +1,84 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+func TestConfig(t *testing.T) {
+	good := func(mod func(transport.Config)) transport.Config {
+		c := transport.Config{"listen": "127.0.0.1:7070"}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	bad := []struct {
+		name string
+		cfg  transport.Config
+		says string
+	}{
+		{"missing listen", transport.Config{}, "listen is required"},
+		{"listen not a string", good(func(c transport.Config) { c["listen"] = int64(7) }), "must be a string"},
+		{"listen without port", good(func(c transport.Config) { c["listen"] = "10.0.0.1" }), "not host:port"},
+		{"listen port 0", good(func(c transport.Config) { c["listen"] = "10.0.0.1:0" }), "fixed port"},
+		{"unknown key", good(func(c transport.Config) { c["stream"] = int64(2) }), `unknown attribute "stream"`},
+		{"streams 0", good(func(c transport.Config) { c["streams"] = int64(0) }), "from 1 to 16"},
+		{"streams 17", good(func(c transport.Config) { c["streams"] = int64(17) }), "from 1 to 16"},
+		{"streams string", good(func(c transport.Config) { c["streams"] = "2" }), "from 1 to 16"},
+		{"compress zstd", good(func(c transport.Config) { c["compress"] = "zstd" }), `"lz4" or "none"`},
+		{"timeout negative", good(func(c transport.Config) { c["connect_timeout"] = int64(-1) }), "positive duration"},
+		{"timeout junk", good(func(c transport.Config) { c["connect_timeout"] = "soon" }), "positive duration"},
+	}
+	for _, c := range bad {
+		_, err := parseConfig(c.cfg)
+		if !errors.Is(err, transport.ErrBadConfig) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want ErrBadConfig saying %q", c.name, err, c.says)
+		}
+	}
+	cfg, err := parseConfig(good(nil))
+	if err != nil || cfg.streams != 2 || !cfg.compress || cfg.connectTimeout != 10*time.Second {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	cfg, err = parseConfig(good(func(c transport.Config) {
+		c["streams"], c["compress"], c["connect_timeout"] = int64(16), "none", "1m"
+	}))
+	if err != nil || cfg.streams != 16 || cfg.compress || cfg.connectTimeout != time.Minute {
+		t.Fatalf("explicit: %+v %v", cfg, err)
+	}
+	// The schema's defaults are valid values of their own attributes.
+	withDefaults := good(nil)
+	for _, a := range schema {
+		if a.Default != nil {
+			withDefaults[a.Name] = a.Default
+		}
+	}
+	if _, err := parseConfig(withDefaults); err != nil {
+		t.Fatalf("schema defaults: %v", err)
+	}
+	// Open checks the config before it touches anything.
+	err = New(nil).Open(context.Background(), transport.OpenRequest{Role: transport.RoleSend, Config: transport.Config{}})
+	if !errors.Is(err, transport.ErrBadConfig) {
+		t.Fatalf("Open with an empty config: %v", err)
+	}
+}
+
+func TestInfoSchema(t *testing.T) {
+	tr := New(nil)
+	info, err := tr.Info(context.Background())
+	if err != nil || info.Name != "tcp" {
+		t.Fatalf("%+v %v", info, err)
+	}
+	s, err := tr.Schema(context.Background())
+	if err != nil || len(s) != 4 || s[0].Name != "listen" || !s[0].Required {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if err := tr.SendPages(context.Background(), nil); err == nil {
+		t.Fatal("SendPages without Open succeeded")
+	}
+}

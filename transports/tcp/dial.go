@@ -1,0 +1,159 @@
+package tcp
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// Socket buffer sizes asked for on every connection; the kernel caps them.
+const sockBuffer = 4 << 20
+
+// openSend connects the source's streams: it dials every stream (the
+// destination may start listening a moment later), sends HELLO on each and
+// waits for the destination's HELLO on each, all within connect_timeout.
+func openSend(ctx context.Context, s *session) error {
+	if _, err := rand.Read(s.id[:]); err != nil {
+		return fmt.Errorf("session id: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
+	defer cancel()
+	for i := range s.cfg.streams {
+		c, err := dialRetry(ctx, s.cfg.listen, s.cfg.connectTimeout)
+		if err != nil {
+			closeStreams(s.streams)
+			return err
+		}
+		s.streams = append(s.streams, newStream(i, c))
+	}
+	if err := handshake(ctx, s); err != nil {
+		closeStreams(s.streams)
+		return err
+	}
+	s.log.Info("connected", "destination", s.cfg.listen, "streams", len(s.streams), "compress", s.cfg.compress)
+	return nil
+}
+
+func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
+	var d net.Dialer
+	wait := 20 * time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			tc := c.(*net.TCPConn)
+			tune(tc)
+			return tc, nil
+		}
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
+					addr, timeout, err, transport.ErrClosed)
+			}
+			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// tune sets what every stream wants: big socket buffers, no Nagle delay
+// for ACKs and messages.
+func tune(c *net.TCPConn) {
+	c.SetNoDelay(true)
+	c.SetReadBuffer(sockBuffer)
+	c.SetWriteBuffer(sockBuffer)
+}
+
+// handshake sends the source's HELLO on every stream and checks the
+// destination's answers. ctx ending cuts every read and write short.
+func handshake(ctx context.Context, s *session) error {
+	stop := deadlineOnCancel(ctx, s.streams)
+	defer stop()
+	for _, st := range s.streams {
+		h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
+		b, err := wire.AppendHello(nil, h)
+		if err == nil {
+			_, err = st.conn.Write(b)
+		}
+		if err != nil {
+			return handshakeErr(ctx, st, err)
+		}
+	}
+	for _, st := range s.streams {
+		f, err := st.dec.Next()
+		if err != nil {
+			return handshakeErr(ctx, st, err)
+		}
+		switch {
+		case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
+			return fmt.Errorf("the destination refused the session: %w", peerEnded(st, f))
+		case f.Type != wire.TypeHello || f.Hello.Session != s.id || int(f.Hello.Stream) != st.idx:
+			return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
+				transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
+		case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
+			return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
+		}
+	}
+	return nil
+}
+
+// deadlineOnCancel makes every stream's reads and writes fail once ctx
+// ends; the returned stop clears the deadlines again.
+func deadlineOnCancel(ctx context.Context, sts []*stream) (stop func()) {
+	set := func(t time.Time) {
+		for _, st := range sts {
+			st.conn.SetDeadline(t)
+		}
+	}
+	if d, ok := ctx.Deadline(); ok {
+		set(d)
+	}
+	var mu sync.Mutex
+	stopped := false
+	after := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			set(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		after()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		set(time.Time{})
+	}
+}
+
+func handshakeErr(ctx context.Context, st *stream, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("stream %d: handshake: %w", st.idx, ctx.Err())
+	}
+	return fmt.Errorf("handshake: %w", connErr(st, err))
+}
+
+// layoutErr names both layouts.
+func layoutErr(ours, theirs []wire.Region, we, they string) error {
+	return fmt.Errorf("%w: the %s has %s, the %s has %s (start both VMs with the same memory size)",
+		ErrLayoutMismatch, we, wire.FormatLayout(ours), they, wire.FormatLayout(theirs))
+}
+
+func closeStreams(sts []*stream) {
+	for _, st := range sts {
+		st.conn.Close()
+	}
+}

@@ -1,0 +1,32 @@
+// Package tcp is Ferry's TCP transport: it moves guest pages and engine
+// messages between a source and a destination over one or more TCP
+// connections, in the frame format of framework/wire.
+//
+//	source (RoleSend)                                  destination (RoleReceive)
+//	SendPages ─ split into batches of ≤256 pages,      listen; accept the N streams of one
+//	            aligned to a 256-page grid; batch        session; check each HELLO's RAM layout
+//	            k goes to stream k mod N
+//	    ┌ queue ─ writer 0 ─ lz4? ─ writev ═══ stream 0 ══► reader 0 ─ bounds check ─ RAM (mmap)
+//	    │                 MSG ◄──────────────── (both ways) ───────────► MSG        └ ACK ─┐
+//	    └ queue ─ writer 1 ─ lz4? ─ writev ═══ stream 1 ══► reader 1 ─ bounds check ─ RAM  │
+//	Flush ─ waits until every stream's ACK covers what was queued ◄──────────────────────┘
+//
+// Page bytes never get copied in user space on the source: raw batches
+// are written with writev straight from a read-only mapping of the guest
+// RAM files; the destination reads (or decompresses) them straight into a
+// writable mapping and punches holes for ZERO runs so it stays sparse.
+//
+// Ordering: a page index always travels on the same stream (the grid),
+// and each stream is FIFO, so a later send of a page never overtakes an
+// earlier one, within a Flush interval or across. Flush waits for the
+// ACKs; a Flush cut short by its context is finished by the next
+// SendPages or Flush before anything new is queued.
+//
+// Failure: any error on any stream fails the whole session; the side that
+// saw it sends ABORT with a reason on the streams still usable and closes
+// them all. Calls then return the error: it wraps transport.ErrProtocol
+// for frames that break the format or the layout, transport.ErrClosed
+// when the peer went away or gave up.
+//
+// The package is a plain Go package; cmd/ wraps it in a go-plugin server.
+package tcp

@@ -1,0 +1,158 @@
+//go:build linux
+
+package tcp
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// vm is a test guest's RAM: memfds, their test-side mappings and the
+// region list a transport is opened with.
+type vm struct {
+	files []*os.File
+	mem   [][]byte // per region
+	ram   []transport.RAMRegion
+}
+
+// testLayout is two regions split around a hole, in one memfd at
+// different offsets, like a VMM with RAM above and below 4 GiB.
+var testLayout = []transport.RAMRegion{
+	{GPA: 0, Size: 3 << 20, File: 0, Offset: 0},
+	{GPA: 1 << 32, Size: 2 << 20, File: 0, Offset: 4 << 20},
+}
+
+func newVM(t testing.TB, layout []transport.RAMRegion) *vm {
+	t.Helper()
+	var size uint64
+	for _, r := range layout {
+		size = max(size, r.Offset+r.Size)
+	}
+	fd, err := unix.MemfdCreate("ferry-test-ram", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "ferry-test-ram")
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	v := &vm{files: []*os.File{f}, ram: layout}
+	for _, r := range layout {
+		m, err := unix.Mmap(fd, int64(r.Offset), int(r.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.mem = append(v.mem, m)
+	}
+	t.Cleanup(func() {
+		for _, m := range v.mem {
+			unix.Munmap(m)
+		}
+		f.Close()
+	})
+	return v
+}
+
+// page returns the bytes of page p (page index across regions).
+func (v *vm) page(p uint64) []byte {
+	for i, r := range v.ram {
+		n := r.Size / pageSize
+		if p < n {
+			return v.mem[i][p*pageSize : (p+1)*pageSize]
+		}
+		p -= n
+	}
+	panic("page outside RAM")
+}
+
+func (v *vm) pages() uint64 {
+	var n uint64
+	for _, r := range v.ram {
+		n += r.Size / pageSize
+	}
+	return n
+}
+
+func (v *vm) request(role transport.Role, cfg transport.Config) transport.OpenRequest {
+	return transport.OpenRequest{Role: role, Config: cfg, RAM: v.ram, Files: v.files}
+}
+
+// fill writes page p: random bytes, a compressible pattern, or a byte.
+func fillRandom(b []byte, r *rand.Rand) {
+	for i := 0; i+8 <= len(b); i += 8 {
+		u := r.Uint64()
+		b[i], b[i+1], b[i+2], b[i+3], b[i+4], b[i+5], b[i+6], b[i+7] =
+			byte(u), byte(u>>8), byte(u>>16), byte(u>>24), byte(u>>32), byte(u>>40), byte(u>>48), byte(u>>56)
+	}
+}
+
+func fillCompressible(b []byte, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := 0; i < len(b); i += pageSize {
+		fillRandom(b[i:i+pageSize/4], r)
+		clear(b[i+pageSize/4 : i+pageSize])
+	}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Warn, Output: testWriter{t}})
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+
+func cfg(addr string, streams int, compress string) transport.Config {
+	return transport.Config{"listen": addr, "streams": int64(streams), "compress": compress,
+		"connect_timeout": int64(5 * time.Second)}
+}
+
+// openPair opens a receiving and a sending transport on src and dst.
+func openPair(t testing.TB, src, dst *vm, c transport.Config) (send, recv *Transport) {
+	t.Helper()
+	send, recv = New(testLogger(t)), New(testLogger(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var rerr error
+	wg.Go(func() { rerr = recv.Open(ctx, dst.request(transport.RoleReceive, c)) })
+	serr := send.Open(ctx, src.request(transport.RoleSend, c))
+	wg.Wait()
+	if serr != nil || rerr != nil {
+		send.Close()
+		recv.Close()
+		t.Fatalf("open: send %v, receive %v", serr, rerr)
+	}
+	t.Cleanup(func() {
+		send.Close()
+		recv.Close()
+	})
+	return send, recv
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

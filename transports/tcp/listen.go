@@ -1,0 +1,187 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// maxPending bounds connections that are accepted but not yet part of a
+// complete session (port scanners, stale attempts of an earlier try).
+const maxPending = 4 * maxStreams
+
+// acceptor gathers the streams of one session on the destination: the
+// first session whose every stream said HELLO wins; a HELLO with another
+// RAM layout fails Open at once (the migration cannot work).
+type acceptor struct {
+	s       *session
+	mu      sync.Mutex
+	conns   map[*net.TCPConn]bool // every accepted connection still open
+	groups  map[[wire.SessionSize]byte][]*stream
+	winner  []*stream
+	err     error
+	settled chan struct{} // closed once winner or err is set
+	wg      sync.WaitGroup
+}
+
+// openReceive listens and returns once a source connected all its streams.
+func openReceive(ctx context.Context, s *session) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
+	}
+	s.log.Info("waiting for the source", "listen", ln.Addr().String())
+	a := &acceptor{s: s, conns: map[*net.TCPConn]bool{}, groups: map[[wire.SessionSize]byte][]*stream{},
+		settled: make(chan struct{})}
+	a.wg.Go(func() { a.acceptLoop(ln) })
+	select {
+	case <-a.settled:
+	case <-ctx.Done():
+		a.settle(nil, fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, ctx.Err()))
+	}
+	ln.Close()
+	a.mu.Lock()
+	for c := range a.conns {
+		if !slices.ContainsFunc(a.winner, func(st *stream) bool { return st.conn == c }) {
+			c.Close()
+		}
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	if a.err != nil {
+		closeStreams(a.winner)
+		return a.err
+	}
+	s.streams = a.winner
+	if err := a.accept(ctx); err != nil {
+		closeStreams(s.streams)
+		return err
+	}
+	s.log.Info("source connected", "streams", len(s.streams), "from", s.streams[0].conn.RemoteAddr().String())
+	return nil
+}
+
+func (a *acceptor) acceptLoop(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return // closed by openReceive
+		}
+		tc := c.(*net.TCPConn)
+		a.mu.Lock()
+		full := len(a.conns) >= maxPending
+		if !full {
+			a.conns[tc] = true
+		}
+		a.mu.Unlock()
+		if full {
+			a.s.log.Warn("too many pending connections, dropping one", "from", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
+		tune(tc)
+		a.wg.Go(func() { a.hello(tc) })
+	}
+}
+
+// hello reads one connection's HELLO and files it under its session.
+func (a *acceptor) hello(c *net.TCPConn) {
+	st := newStream(0, c)
+	c.SetDeadline(time.Now().Add(a.s.cfg.connectTimeout))
+	f, err := st.dec.Next()
+	from := c.RemoteAddr().String()
+	switch {
+	case err != nil:
+		a.drop(c, protocolCode(err), fmt.Sprintf("no HELLO: %v", err))
+		return
+	case f.Type != wire.TypeHello:
+		a.drop(c, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))
+		return
+	case int(f.Hello.Streams) > maxStreams:
+		a.drop(c, wire.CodeRejected, fmt.Sprintf("%d streams, this transport takes at most %d", f.Hello.Streams, maxStreams))
+		return
+	}
+	h := f.Hello
+	if !slices.Equal(h.RAM, a.s.ram.layout) || h.PageSize != pageSize {
+		err := layoutErr(a.s.ram.layout, h.RAM, "destination", "source")
+		a.drop(c, wire.CodeLayout, err.Error())
+		a.settle(nil, fmt.Errorf("refused the source at %s: %w", from, err))
+		return
+	}
+	st.idx = int(h.Stream)
+	a.mu.Lock()
+	g := a.groups[h.Session]
+	if g == nil {
+		g = make([]*stream, h.Streams)
+		a.groups[h.Session] = g
+	}
+	ok := len(g) == int(h.Streams) && g[st.idx] == nil && a.winner == nil && a.err == nil
+	if ok {
+		g[st.idx] = st
+	}
+	complete := ok && !slices.Contains(g, nil)
+	a.mu.Unlock()
+	if !ok {
+		a.drop(c, wire.CodeRejected, fmt.Sprintf("stream %d of %d of session %x does not fit the session being accepted", h.Stream, h.Streams, h.Session))
+		return
+	}
+	a.s.log.Debug("stream connected", "from", from, "stream", h.Stream, "streams", h.Streams)
+	if complete {
+		a.s.id = h.Session
+		a.settle(g, nil)
+	}
+}
+
+// settle records the outcome once: a complete session or an error.
+func (a *acceptor) settle(winner []*stream, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.winner != nil || a.err != nil {
+		return
+	}
+	a.winner, a.err = winner, err
+	close(a.settled)
+}
+
+// drop refuses a connection, telling the peer why when code is set.
+func (a *acceptor) drop(c *net.TCPConn, code wire.Code, reason string) {
+	a.s.log.Warn("refused a connection", "from", c.RemoteAddr().String(), "reason", reason)
+	if code != 0 {
+		c.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+		c.Write(wire.AppendAbort(nil, code, reason))
+	}
+	c.Close()
+	a.mu.Lock()
+	delete(a.conns, c)
+	a.mu.Unlock()
+}
+
+// accept answers HELLO on every stream of the winning session.
+func (a *acceptor) accept(ctx context.Context) error {
+	s := a.s
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
+	defer cancel()
+	stop := deadlineOnCancel(ctx, s.streams)
+	defer stop()
+	for _, st := range s.streams {
+		h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
+		b, err := wire.AppendHello(nil, h)
+		if err == nil {
+			_, err = st.conn.Write(b)
+		}
+		if err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}
+			return fmt.Errorf("answer HELLO: %w", connErr(st, err))
+		}
+	}
+	return nil
+}

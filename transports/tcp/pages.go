@@ -1,0 +1,142 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// sendPages implements SendPages: it checks every run, waits for an
+// unfinished Flush, then queues the runs as batches.
+func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error {
+	for _, r := range runs {
+		if r.Kind != transport.KindData && r.Kind != transport.KindZero {
+			return fmt.Errorf("send pages: run %d+%d has kind %d", r.First, r.Count, r.Kind)
+		}
+		if r.Count == 0 || r.First >= s.ram.pages || r.Count > s.ram.pages-r.First {
+			return fmt.Errorf("send pages: run %d+%d is outside guest RAM (%d pages)", r.First, r.Count, s.ram.pages)
+		}
+	}
+	if err := s.waitFlush(ctx); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		for p, end := r.First, r.First+r.Count; p < end; {
+			reg := s.ram.find(p)
+			gridEnd := (p/batchPages + 1) * batchPages
+			n := min(end, reg.first+reg.pages, gridEnd) - p
+			b := batch{kind: r.Kind, first: p, count: uint32(n)}
+			if r.Kind == transport.KindData {
+				off := (p - reg.first) * pageSize
+				b.data = reg.mem[off : off+n*pageSize]
+			}
+			if err := s.enqueue(ctx, s.streams[(p/batchPages)%uint64(len(s.streams))], b); err != nil {
+				return err
+			}
+			p += n
+		}
+	}
+	return nil
+}
+
+func (s *session) enqueue(ctx context.Context, st *stream, b batch) error {
+	b.seq = st.queued + 1
+	select {
+	case st.queue <- b:
+		st.queued = b.seq
+		return nil
+	case <-s.done:
+		return s.error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush implements Flush.
+func (s *session) flush(ctx context.Context) error {
+	if err := s.error(); err != nil {
+		return err
+	}
+	s.flushTarget = s.flushTarget[:0]
+	for _, st := range s.streams {
+		s.flushTarget = append(s.flushTarget, st.queued)
+	}
+	s.flushPending = true
+	return s.waitFlush(ctx)
+}
+
+// waitFlush waits until the last Flush's batches are acknowledged.
+func (s *session) waitFlush(ctx context.Context) error {
+	for s.flushPending {
+		done := true
+		for i, st := range s.streams {
+			if st.acked.Load() < s.flushTarget[i] {
+				done = false
+				break
+			}
+		}
+		if done {
+			s.flushPending = false
+			return nil
+		}
+		select {
+		case <-s.ackNote:
+		case <-s.done:
+			return s.error()
+		case <-ctx.Done():
+			return fmt.Errorf("flush: %w", ctx.Err())
+		}
+	}
+	return s.error()
+}
+
+// ackLoop reads what the destination sends on a stream: ACKs, and on
+// stream 0 messages.
+func (s *session) ackLoop(st *stream) {
+	for {
+		f, err := st.dec.Next()
+		if err != nil {
+			s.fail(connErr(st, err), protocolCode(err))
+			return
+		}
+		switch {
+		case f.Type == wire.TypeAck:
+			if f.Seq < st.acked.Load() || f.Seq > st.sent.Load() {
+				s.fail(fmt.Errorf("%w: stream %d: ACK %d, but %d were sent and %d acknowledged",
+					transport.ErrProtocol, st.idx, f.Seq, st.sent.Load(), st.acked.Load()), wire.CodeProtocol)
+				return
+			}
+			st.acked.Store(f.Seq)
+			select {
+			case s.ackNote <- struct{}{}:
+			default:
+			}
+		case f.Type == wire.TypeMsg && st.idx == 0:
+			if err := s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
+				s.fail(err, wire.CodeProtocol)
+				return
+			}
+		case f.Type == wire.TypeBye:
+			s.peerBye(st, f)
+			return
+		case f.Type == wire.TypeAbort:
+			s.fail(peerEnded(st, f), 0)
+			return
+		default:
+			s.fail(fmt.Errorf("%w: stream %d: unexpected %v from the destination", transport.ErrProtocol, st.idx, f.Type), wire.CodeProtocol)
+			return
+		}
+	}
+}
+
+// protocolCode is the ABORT code for a read error: the peer broke the
+// format, or (0) the connection is gone and there is nobody to tell.
+func protocolCode(err error) wire.Code {
+	if errors.Is(err, transport.ErrProtocol) {
+		return wire.CodeProtocol
+	}
+	return wire.CodeFailed
+}

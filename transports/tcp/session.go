@@ -1,0 +1,235 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// goodbyeTimeout bounds writing a BYE or ABORT to a peer that may have
+// stopped reading.
+const goodbyeTimeout = 500 * time.Millisecond
+
+// errLocalClose is a session's error after Close.
+var errLocalClose = errors.New("tcp transport: session closed")
+
+// counters are a session's Stats.
+type counters struct {
+	wire, data, zero, compressed atomic.Uint64
+}
+
+func (c *counters) reset() {
+	c.wire.Store(0)
+	c.data.Store(0)
+	c.zero.Store(0)
+	c.compressed.Store(0)
+}
+
+// session is one open migration: its streams, mapped RAM and goroutines.
+type session struct {
+	role    transport.Role
+	log     hclog.Logger
+	cfg     config
+	ram     *ram
+	id      [wire.SessionSize]byte
+	streams []*stream
+	stats   *counters
+	msgs    msgQueue
+
+	done   chan struct{} // closed when the session fails or closes
+	failMu sync.Mutex
+	err    error
+	wg     sync.WaitGroup
+	byes   atomic.Int32 // streams on which the peer said BYE
+
+	// Send side, used by the engine's goroutine only.
+	flushTarget  []uint64      // per stream, the ACK the last Flush waits for
+	flushPending bool          // the last Flush has not seen its ACKs yet
+	ackNote      chan struct{} // a stream's ACK advanced
+}
+
+// stream is one connection of a session.
+type stream struct {
+	idx    int
+	conn   *net.TCPConn
+	dec    *wire.Decoder
+	wlock  chan struct{} // held while one frame is written
+	broken atomic.Bool   // a write stopped inside a frame
+
+	// Send side.
+	queue  chan batch
+	queued uint64        // last batch number queued (engine goroutine)
+	sent   atomic.Uint64 // last batch number the writer started to write
+	acked  atomic.Uint64 // last batch number the destination acknowledged
+	w      writer
+
+	// Receive side: the next batch number expected.
+	next uint64
+}
+
+func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
+	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats,
+		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: newMsgQueue()}
+}
+
+func newStream(idx int, c *net.TCPConn) *stream {
+	return &stream{idx: idx, conn: c, dec: wire.NewDecoder(c), wlock: make(chan struct{}, 1), next: 1}
+}
+
+// error returns why the session ended, or nil while it runs.
+func (s *session) error() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.err
+}
+
+// fail ends the session with err (the first error wins): it tells the
+// peer why with an ABORT of code (0: no ABORT) on every stream still
+// whole, then winds the connections down.
+func (s *session) fail(err error, code wire.Code) {
+	if !s.end(err) {
+		return
+	}
+	if errors.Is(err, transport.ErrClosed) {
+		s.log.Info("session ended by the peer", "error", err)
+	} else {
+		s.log.Error("session failed", "error", err)
+	}
+	var last []byte
+	if code != 0 {
+		last = wire.AppendAbort(nil, code, err.Error())
+	}
+	s.windDown(last)
+}
+
+// end records err as the session's error and closes done, unless the
+// session had already ended; it reports whether it did.
+func (s *session) end(err error) bool {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	s.err = err
+	close(s.done)
+	return true
+}
+
+// windDown runs once done is closed: it bounds every read and write in
+// flight, writes last (BYE or ABORT, if any) on every stream still whole
+// and half-closes them. Readers then drain what the peer still sends
+// until its end of stream or the deadline, so that no unread data makes
+// the final close reset the connection under frames the peer has yet to
+// read (a BYE after the last message, say).
+func (s *session) windDown(last []byte) {
+	deadline := time.Now().Add(goodbyeTimeout)
+	for _, st := range s.streams {
+		st.conn.SetDeadline(deadline)
+	}
+	for _, st := range s.streams {
+		if last == nil || st.broken.Load() || !st.lockUntil(deadline) {
+			continue
+		}
+		if n, err := st.conn.Write(last); err != nil && n > 0 {
+			st.broken.Store(true)
+		}
+		st.unlock()
+	}
+	for _, st := range s.streams {
+		st.conn.CloseWrite()
+	}
+}
+
+// close ends the session from this side: BYE to the peer if it is still
+// running, then every goroutine joined, every connection closed and the
+// RAM unmapped.
+func (s *session) close() error {
+	if s.end(errLocalClose) {
+		s.windDown(wire.AppendBye(nil, "closed by the "+s.role.String()+" side"))
+	} else {
+		s.windDown(nil) // bounds what an earlier failure left running
+	}
+	s.wg.Wait()
+	closeStreams(s.streams)
+	return s.ram.unmap()
+}
+
+// peerBye counts a BYE: the session ends once every stream said it, so
+// that whatever the peer sent before its BYE on each stream (the last
+// message on stream 0) is taken in first.
+func (s *session) peerBye(st *stream, f wire.Frame) {
+	if int(s.byes.Add(1)) == len(s.streams) {
+		s.fail(peerEnded(st, f), 0)
+	}
+}
+
+// connErr classifies an error from reading or writing stream st.
+func connErr(st *stream, err error) error {
+	switch {
+	case errors.Is(err, transport.ErrProtocol):
+		return fmt.Errorf("stream %d: %w", st.idx, err)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("stream %d: the peer closed the connection: %w", st.idx, transport.ErrClosed)
+	}
+	return fmt.Errorf("stream %d: connection lost (%w): %w", st.idx, err, transport.ErrClosed)
+}
+
+// peerEnded turns a BYE or ABORT from the peer into the session's error.
+func peerEnded(st *stream, f wire.Frame) error {
+	if f.Type == wire.TypeBye {
+		return fmt.Errorf("stream %d: the peer ended the session (%s): %w", st.idx, f.Reason, transport.ErrClosed)
+	}
+	if f.Code == wire.CodeLayout {
+		return fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, f.Reason, transport.ErrClosed)
+	}
+	return fmt.Errorf("stream %d: the peer aborted the session (%v: %s): %w", st.idx, f.Code, f.Reason, transport.ErrClosed)
+}
+
+// lock takes the stream's write lock, unless ctx or the session ends first.
+func (st *stream) lock(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case st.wlock <- struct{}{}:
+	case <-done:
+		return errSessionDone
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done: // nothing goes after the BYE or ABORT
+		st.unlock()
+		return errSessionDone
+	default:
+		return nil
+	}
+}
+
+// lockUntil takes the write lock if it frees up before deadline.
+func (st *stream) lockUntil(deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case st.wlock <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (st *stream) unlock() { <-st.wlock }
+
+// errSessionDone stands for "the session ended": callers return the
+// session's error instead.
+var errSessionDone = errors.New("session ended")
+
+// noCancel is the context of writes that only the session's end cuts short.
+var noCancel = context.Background()

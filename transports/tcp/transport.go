@@ -1,0 +1,183 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Name and Version describe this transport (transport.Info).
+const (
+	Name    = "tcp"
+	Version = "0.1.0"
+)
+
+// ErrLayoutMismatch is the error of a session refused because the source
+// and destination guest RAM layouts differ.
+var ErrLayoutMismatch = errors.New("guest RAM layouts of source and destination differ")
+
+var errNotOpen = errors.New("tcp transport: no session is open")
+
+// Transport is the TCP transport. It serves one session at a time and
+// may be opened again after Close.
+type Transport struct {
+	log   hclog.Logger
+	mu    sync.Mutex // guards s
+	s     *session
+	stats counters
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New returns a Transport that logs to log (nil: nowhere).
+func New(log hclog.Logger) *Transport {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Transport{log: log.Named(Name)}
+}
+
+// Info implements transport.Transport.
+func (t *Transport) Info(context.Context) (transport.Info, error) {
+	return transport.Info{Name: Name, Version: Version}, nil
+}
+
+// Schema implements transport.Transport.
+func (t *Transport) Schema(context.Context) (transport.Schema, error) {
+	return append(transport.Schema(nil), schema...), nil
+}
+
+// Open implements transport.Transport: RoleSend dials the destination's
+// listen address, RoleReceive listens there until the source connected.
+func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
+	t.mu.Lock()
+	busy := t.s != nil
+	t.mu.Unlock()
+	if busy {
+		return errors.New("tcp transport: a session is already open; Close it first")
+	}
+	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
+		return fmt.Errorf("tcp transport: open with role %v", req.Role)
+	}
+	cfg, err := parseConfig(req.Config)
+	if err != nil {
+		return err
+	}
+	m, err := mapRAM(req, req.Role == transport.RoleReceive)
+	if err != nil {
+		return fmt.Errorf("tcp transport: %w", err)
+	}
+	t.stats.reset()
+	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
+	if req.Role == transport.RoleSend {
+		err = openSend(ctx, s)
+	} else {
+		err = openReceive(ctx, s)
+	}
+	if err != nil {
+		m.unmap()
+		return fmt.Errorf("tcp transport: %w", err)
+	}
+	s.start()
+	t.mu.Lock()
+	t.s = s
+	t.mu.Unlock()
+	return nil
+}
+
+// start runs the session's goroutines: on the source a writer and an ACK
+// reader per stream, on the destination a reader per stream.
+func (s *session) start() {
+	for _, st := range s.streams {
+		if s.role == transport.RoleReceive {
+			s.wg.Go(func() { s.readLoop(st) })
+			continue
+		}
+		st.queue = make(chan batch, queueDepth)
+		if s.cfg.compress {
+			st.w.comp = &compressor{}
+		}
+		s.wg.Go(func() { s.writeLoop(st) })
+		s.wg.Go(func() { s.ackLoop(st) })
+	}
+}
+
+func (t *Transport) session() (*session, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.s == nil {
+		return nil, errNotOpen
+	}
+	return t.s, nil
+}
+
+func (t *Transport) sender(what string) (*session, error) {
+	s, err := t.session()
+	if err == nil && s.role != transport.RoleSend {
+		err = fmt.Errorf("tcp transport: %s on the receiving side: %w", what, transport.ErrNotSupported)
+	}
+	return s, err
+}
+
+// SendPages implements transport.Transport.
+func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	s, err := t.sender("SendPages")
+	if err != nil {
+		return err
+	}
+	if err := s.error(); err != nil {
+		return err
+	}
+	return s.sendPages(ctx, runs)
+}
+
+// Flush implements transport.Transport.
+func (t *Transport) Flush(ctx context.Context) error {
+	s, err := t.sender("Flush")
+	if err != nil {
+		return err
+	}
+	return s.flush(ctx)
+}
+
+// SendMessage implements transport.Transport.
+func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	return s.sendMessage(ctx, m)
+}
+
+// RecvMessage implements transport.Transport.
+func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) {
+	s, err := t.session()
+	if err != nil {
+		return transport.Message{}, err
+	}
+	return s.recvMessage(ctx)
+}
+
+// Stats implements transport.Transport; after Close it reports the last session.
+func (t *Transport) Stats(context.Context) (transport.Stats, error) {
+	return transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(),
+		PagesZero: t.stats.zero.Load(), Compressed: t.stats.compressed.Load()}, nil
+}
+
+// Close implements transport.Transport: it ends the session, joins its
+// goroutines and unmaps guest RAM. Closing a closed Transport is a no-op.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	s := t.s
+	t.s = nil
+	t.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.close()
+}

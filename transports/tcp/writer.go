@@ -1,0 +1,105 @@
+package tcp
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// Batching: a batch is at most batchPages pages and never crosses a
+// multiple of batchPages (the grid that keeps each page on one stream).
+const (
+	batchPages = 256
+	queueDepth = 32 // batches waiting per stream
+)
+
+// batch is one frame to send: pages [first, first+count) of kind.
+type batch struct {
+	seq   uint64
+	kind  transport.Kind
+	first uint64
+	count uint32
+	data  []byte // KindData: the pages, in the read-only mapping
+}
+
+// writer is a send stream's scratch space, reused for every frame.
+type writer struct {
+	prefix [wire.HeaderSize + wire.RunSize]byte
+	vec    [2][]byte
+	bufs   net.Buffers
+	comp   *compressor
+}
+
+// writeLoop sends the stream's batches until the session ends.
+func (s *session) writeLoop(st *stream) {
+	for {
+		select {
+		case b := <-st.queue:
+			if err := s.writeBatch(st, b); err != nil {
+				if err != errSessionDone {
+					s.fail(err, wire.CodeFailed)
+				}
+				return
+			}
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *session) writeBatch(st *stream, b batch) error {
+	w := &st.w
+	run := wire.Run{First: b.first, Count: b.count}
+	var hdr, payload []byte
+	var err error
+	compressed := false
+	if b.kind == transport.KindZero {
+		hdr, err = wire.AppendZero(w.prefix[:0], b.seq, run)
+	} else {
+		payload = b.data
+		if w.comp != nil {
+			if c, ok := w.comp.compress(b.data); ok {
+				payload, compressed = c, true
+			}
+		}
+		hdr, err = wire.AppendPagesHeader(w.prefix[:0], b.seq, run, compressed, len(payload))
+	}
+	if err != nil {
+		return fmt.Errorf("stream %d: encode batch %d: %w", st.idx, b.seq, err)
+	}
+	if err := st.lock(noCancel, s.done); err != nil {
+		return err
+	}
+	w.vec[0], w.vec[1] = hdr, payload
+	w.bufs = w.vec[:]
+	if payload == nil {
+		w.bufs = w.vec[:1]
+	}
+	// Count before the write: once it is out, the ACK and a Flush that
+	// waits for it may come back before WriteTo returns.
+	total := uint64(len(hdr) + len(payload))
+	s.count(b, compressed, total)
+	st.sent.Store(b.seq)
+	n, err := w.bufs.WriteTo(st.conn)
+	st.unlock()
+	if err != nil {
+		s.stats.wire.Add(^(total - uint64(n) - 1)) // only n bytes went out
+		st.broken.Store(n > 0)
+		return connErr(st, err)
+	}
+	return nil
+}
+
+func (s *session) count(b batch, compressed bool, wireBytes uint64) {
+	s.stats.wire.Add(wireBytes)
+	if b.kind == transport.KindZero {
+		s.stats.zero.Add(uint64(b.count))
+		return
+	}
+	s.stats.data.Add(uint64(b.count))
+	if compressed {
+		s.stats.compressed.Add(uint64(b.count))
+	}
+}
