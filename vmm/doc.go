@@ -8,6 +8,12 @@
 // creates the KVM VM, RAM slots and devices and loads the kernel; Run starts
 // the vCPUs and returns when the guest powers off, fails or is stopped.
 //
+// Migration: a paused VM's SaveState returns its state as a vmm/state blob
+// (vCPUs, in-kernel irqchip, PIT and kvmclock, devices; not RAM). A VM
+// built with Config.Incoming has RAM, devices and parked vCPUs but no
+// kernel; once its RAM holds the source's, LoadState and Resume run the
+// guest on (incoming.go, loadstate.go).
+//
 // Port map: 0x3f8-0x3ff COM1 (8250 UART), 0xf4 power-off (a 32-bit write
 // of v ends the VM with exit code v&0xff). Interrupts are not routed yet:
 // the test guest polls.

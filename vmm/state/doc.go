@@ -25,6 +25,23 @@
 // them bumps Version, and a reader refuses versions it does not know,
 // saying which one it got and which it reads, rather than guess.
 //
+// Sections of version 1, in the order vmm.VM.SaveState writes them:
+//
+//	type             id          payload                           owner
+//	1 machine        0           RAM size, vCPUs, balloon, regions vmm (machine.go)
+//	2 vcpu           index       vcpu.State                        vmm/vcpu (state_codec.go)
+//	4 pit            0           struct kvm_pit_state2             vmm (savestate.go)
+//	3 clock          0           struct kvm_clock_data
+//	5 irqchip        0, 1, 2     struct kvm_irqchip: PIC master, PIC slave, IOAPIC
+//	6 uart           0 (COM1)    uart.State (its own magic + CRC)  vmm/devices/uart
+//	7 virtio-mmio    window      virtio.TransportState             vmm/virtio (state.go)
+//	8 balloon        window      balloon.State                     vmm/devices/balloon
+//
+// LoadState restores them in the order virt-facts 6 gives: vCPUs (each on
+// its own thread: TSC rate, CPUID, MP state, regs, sregs, XSAVE, XCRs,
+// debug regs, LAPIC, MSRs with the TSC deadline last, events), then PIT,
+// clock and irqchips, then the devices, the transport before the balloon.
+//
 // Decode checks, in order: the minimum length, the magic, the version,
 // the total size bound (MaxSize), the CRC, then every section header
 // against the bytes that remain (and MaxSections), the type, and that
