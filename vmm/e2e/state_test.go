@@ -132,6 +132,19 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	for range 3 {
 		last, _ = src.tick(t, 10*time.Second)
 	}
+	// A free page hint session the guest answered: it holds the hinted
+	// blocks until DONE, which the target must send after LoadState.
+	hintID, err := src.vm.Balloon().StartHint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	sum, err := src.vm.Balloon().WaitHint(wctx)
+	wcancel()
+	if err != nil || sum.Ranges == 0 {
+		t.Fatalf("hint session %#x: %+v, %v", hintID, sum, err)
+	}
+	last, _ = src.tick(t, 10*time.Second)
 	if err := src.vm.Pause(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -167,16 +180,46 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 		t.Fatal(err)
 	}
 	dst.tick(t, 10*time.Second)
+	// The target sent DONE: the guest took its hinted blocks back. The
+	// next session id follows the source's, never reusing one.
+	dst.saw(t, balloonDoneRE)
+	if id, err := dst.vm.Balloon().StartHint(); err != nil || id != hintID+1 {
+		t.Errorf("target's next hint id %#x (%v), want %#x", id, err, hintID+1)
+	}
+	dst.vm.Balloon().StopHint()
+	dst.vm.Balloon().DoneHint()
 
-	// The source was only paused: it runs on as if nothing happened.
+	// The source was only paused: it runs on as if nothing happened, and
+	// gets its blocks back with DONE, as after a failed migration.
 	if err := src.vm.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	src.vm.Balloon().DoneHint()
 	if n, _ := src.tick(t, 10*time.Second); n != last+1 && n != last+2 {
 		t.Fatalf("source resumed at tick %d after %d", n, last)
 	}
 	src.tick(t, 10*time.Second)
+	src.saw(t, balloonDoneRE)
 	return low, high
+}
+
+var balloonDoneRE = regexp.MustCompile(`^balloon: done released=\d+`)
+
+// saw checks that the guest printed a line matching re, now or within a
+// few seconds.
+func (p *inProcessVM) saw(t *testing.T, re *regexp.Regexp) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		p.serial.mu.Lock()
+		for _, l := range p.serial.all {
+			if re.MatchString(l) {
+				p.serial.mu.Unlock()
+				return
+			}
+		}
+		p.serial.mu.Unlock()
+	}
+	t.Fatalf("the guest printed no line matching %q", re)
 }
 
 // checkTicksContinue checks that the restored guest's ticks carry on from
