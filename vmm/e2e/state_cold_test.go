@@ -216,3 +216,28 @@ func TestStateColdMigration(t *testing.T) {
 		}
 	}
 }
+
+// TestIncomingBadInput checks ferry-vmm's refusals around -incoming.
+func TestIncomingBadInput(t *testing.T) {
+	_, guest := binaries(t)
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"kernel", []string{"-incoming", "-kernel", guest, "-mem", "1G", "-control", sock}, "takes no -kernel"},
+		{"cmdline", []string{"-incoming", "-cmdline", "x", "-mem", "1G", "-control", sock}, "takes no -kernel or -cmdline"},
+		{"no control", []string{"-incoming", "-mem", "1G"}, "needs -control"},
+		{"no mem", []string{"-incoming", "-control", sock}, "-mem is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startVMM(t, tc.args...)
+			go r.drain()
+			code := r.exitCode(30 * time.Second)
+			if stderr := r.errors(); code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
