@@ -6,13 +6,17 @@ export PATH := $(dir $(GO)):$(PATH)
 
 .PHONY: all test demo bench godefs clean FORCE
 
-all: bin/ferry-vmm bin/guest.elf
+all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo bin/plugins/ferry-transport-tcp
 
 include vmm/guest/guest.mk
 
-bin/ferry-vmm: FORCE
+bin/ferry-vmm bin/migrate bin/ferry-demo: FORCE
 	@mkdir -p bin
-	$(GO) build -o $@ ./cmd/ferry-vmm
+	$(GO) build -o $@ ./cmd/$(notdir $@)
+
+bin/plugins/%: FORCE
+	@mkdir -p bin/plugins
+	$(GO) build -o $@ ./cmd/$(notdir $@)
 
 # Unit tests, then the end-to-end tests on real KVM (they skip loudly
 # without /dev/kvm or QEMU, naming what did not run).

@@ -44,6 +44,7 @@ func (v *VM) Serve(s *control.Server) {
 		return v.Status(), nil
 	})
 	v.serveBalloon(s)
+	v.serveMigration(s)
 	v.serveState(s)
 }
 

@@ -23,9 +23,6 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	err := receive(ctx, dst, tr, opt, layout, &rep, start)
 	rep.TotalMS = time.Since(start).Milliseconds()
 	rep.TotalPages = layout.Pages()
-	if st, serr := tr.Stats(context.WithoutCancel(ctx)); serr == nil {
-		rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
-	}
 	switch {
 	case err == nil:
 		rep.Status = "completed"
@@ -53,7 +50,14 @@ func receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: opt.Transport, RAM: ram, Files: files}); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
-	defer tr.Close()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if st, err := tr.Stats(sctx); err == nil {
+			rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
+		}
+		cancel()
+		tr.Close()
+	}()
 	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
 	err = r.loop(ctx)
 	if r.check != nil {

@@ -49,9 +49,6 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	err := s.run(ctx)
 	s.rep.TotalMS = time.Since(s.start).Milliseconds()
 	s.rep.TotalPages = s.layout.Pages()
-	if st, serr := tr.Stats(context.WithoutCancel(ctx)); serr == nil {
-		s.rep.BytesWire = st.BytesWire
-	}
 	if secs := time.Since(s.start).Seconds(); secs > 0 {
 		s.rep.ThroughputMB = float64(s.rep.BytesWire) / secs / 1e6
 	}
@@ -92,7 +89,10 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files}); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
-	defer s.tr.Close()
+	defer func() {
+		s.captureStats()
+		s.tr.Close()
+	}()
 	rctx, stopRecv := context.WithCancel(ctx)
 	s.msgs, s.recvErr = make(chan transport.Message, 4), make(chan error, 1)
 	go s.receive(rctx)
@@ -188,4 +188,13 @@ func (s *sender) abort(cause error) {
 		msg = msg[:4096]
 	}
 	_ = s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
+}
+
+// captureStats records the transport's byte count while the session is open.
+func (s *sender) captureStats() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if st, err := s.tr.Stats(ctx); err == nil {
+		s.rep.BytesWire = st.BytesWire
+	}
 }

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/engine"
+)
+
+// progress shows the source's progress: a redrawn bar on a terminal, a
+// plain line per second (and per phase change) otherwise.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	last  time.Time
+	phase string
+	drawn bool
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		p.tty = err == nil
+	}
+	return p
+}
+
+func (p *progress) update(pr engine.Progress) {
+	if pr.Phase == "" {
+		return
+	}
+	if !p.tty && pr.Phase == p.phase && time.Since(p.last) < time.Second {
+		return
+	}
+	p.phase, p.last = pr.Phase, time.Now()
+	done := 0.0
+	if pr.TotalPages > 0 {
+		done = float64(pr.PagesSent+pr.PagesZero+pr.PagesSkipped) / float64(pr.TotalPages)
+	}
+	line := fmt.Sprintf("%-13s pass %-2d %s %5.1f GB/s  dirty %d  est. downtime %v  wire %.1f MiB",
+		pr.Phase, pr.Pass, bar(min(done, 1), 20), pr.Throughput/1e9, pr.Remaining,
+		pr.EstDowntime.Round(time.Millisecond), float64(pr.BytesWire)/(1<<20))
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.drawn = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}
+
+func bar(frac float64, width int) string {
+	n := int(frac * float64(width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}

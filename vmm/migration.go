@@ -1,0 +1,122 @@
+package vmm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/engine"
+)
+
+// The VM as the migration engine sees it: framework.Source on the sending
+// side, framework.Target on the receiving side. Page index i of the
+// framework is memfd page i: the regions are laid out back to back in one
+// memfd, in order.
+
+// migrationVM adapts a VM to framework.Source and framework.Target.
+type migrationVM struct{ v *VM }
+
+var (
+	_ framework.Source = migrationVM{}
+	_ framework.Target = migrationVM{}
+)
+
+// RAM implements framework.Source and framework.Target.
+func (m migrationVM) RAM() framework.Layout {
+	var l framework.Layout
+	for _, r := range m.v.mem.Regions() {
+		l = append(l, framework.Region{GPA: r.GPA, Size: r.Size, Fd: m.v.mem.Fd(), Offset: r.Offset})
+	}
+	return l
+}
+
+// Memory implements framework.Source.
+func (m migrationVM) Memory(i int) []byte {
+	r := m.v.mem.Regions()[i]
+	return m.v.mem.Host()[r.Offset : r.Offset+r.Size]
+}
+
+// StartDirtyLog implements framework.Source.
+func (m migrationVM) StartDirtyLog() error { return m.v.EnableDirtyLog() }
+
+// SyncDirtyLog implements framework.Source.
+func (m migrationVM) SyncDirtyLog(dst *bitmap.Bitmap) error { return m.v.SyncDirtyLog(dst.Words()) }
+
+// StopDirtyLog implements framework.Source.
+func (m migrationVM) StopDirtyLog() error { return m.v.DisableDirtyLog() }
+
+// Pause implements framework.Source.
+func (m migrationVM) Pause(ctx context.Context) error { return m.v.Pause(ctx) }
+
+// Resume implements framework.Source and framework.Target.
+func (m migrationVM) Resume() error { return m.v.Resume() }
+
+// SaveState implements framework.Source.
+func (m migrationVM) SaveState(ctx context.Context) ([]byte, error) { return m.v.SaveState(ctx) }
+
+// LoadState implements framework.Target.
+func (m migrationVM) LoadState(ctx context.Context, b []byte) error { return m.v.LoadState(ctx, b) }
+
+// Migration is the state of the VM's current or last migration.
+type Migration struct {
+	Role     string          `json:"role"` // send or receive
+	Done     bool            `json:"done"`
+	Progress engine.Progress `json:"progress"`
+	Report   *engine.Report  `json:"report,omitempty"`
+}
+
+// migration tracks one migration at a time.
+type migration struct {
+	mu     sync.Mutex
+	cur    *Migration
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// begin registers a new migration; it fails while one is running.
+func (mg *migration) begin(role string, cancel context.CancelFunc) error {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.cur != nil && !mg.cur.Done {
+		return fmt.Errorf("a migration (%s) is already running", mg.cur.Role)
+	}
+	mg.cur, mg.cancel, mg.done = &Migration{Role: role}, cancel, make(chan struct{})
+	return nil
+}
+
+func (mg *migration) progress(p engine.Progress) {
+	mg.mu.Lock()
+	mg.cur.Progress = p
+	mg.mu.Unlock()
+}
+
+func (mg *migration) finish(rep engine.Report) {
+	mg.mu.Lock()
+	mg.cur.Done, mg.cur.Report = true, &rep
+	close(mg.done)
+	mg.mu.Unlock()
+}
+
+// status returns a copy of the current migration, or nil.
+func (mg *migration) status() *Migration {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.cur == nil {
+		return nil
+	}
+	c := *mg.cur
+	return &c
+}
+
+// cancelRunning stops a running migration (the source resumes).
+func (mg *migration) cancelRunning() bool {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.cur == nil || mg.cur.Done {
+		return false
+	}
+	mg.cancel()
+	return true
+}
