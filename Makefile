@@ -1,10 +1,11 @@
 # Ferry build. `make` builds bin/; `make test` runs every test; `make demo`
-# boots the test guest; `make bench` runs the benchmarks.
+# migrates a live test guest between two VMMs; `make bench` runs the
+# benchmarks.
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all test demo bench godefs clean FORCE
+.PHONY: all test demo boot-demo bench godefs clean FORCE
 
 all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo bin/plugins/ferry-transport-tcp
 
@@ -24,10 +25,15 @@ test: all
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-# A 1 GiB guest runs the 2016 "finished hog" workload, keeps a 64 MiB
-# working set dirty, verifies its memory every tick and powers off after 8 s.
-DEMO_WORKLOAD ?= hog:512,dirty:64@32
+# Migrates a live 1 GiB guest (finished hog, a dirty working set, a
+# key-value store) between two ferry-vmm processes with configs/demo.hcl,
+# and shows it verifying its memory on the destination.
 demo: all
+	./bin/ferry-demo -config configs/demo.hcl
+
+# Boots the test guest alone and shows its output for 8 s.
+DEMO_WORKLOAD ?= hog:512,dirty:64@32
+boot-demo: all
 	./bin/ferry-vmm run -kernel bin/guest.elf -mem 1G -cmdline "workload=$(DEMO_WORKLOAD) exit_after=8"
 
 bench: all
