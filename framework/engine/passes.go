@@ -99,7 +99,9 @@ func (s *sender) switchOver(ctx context.Context) (bool, error) {
 	if err := s.await(lctx, msgLoaded); err != nil {
 		return false, fmt.Errorf("waiting for the destination to load: %w", err)
 	}
+	s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
 	if s.opt.VerifyPages {
+		verifyStart := time.Now()
 		if err := s.sendHashes(ctx); err != nil {
 			return false, fmt.Errorf("send page hashes: %w", err)
 		}
@@ -107,13 +109,13 @@ func (s *sender) switchOver(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		s.rep.PagesChecked = s.layout.Pages()
+		s.rep.VerifyMS = time.Since(verifyStart).Milliseconds()
 	}
 	// The destination has everything. From COMMIT on, it owns the VM.
 	committed = true
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgCommit}); err != nil {
 		return true, fmt.Errorf("send COMMIT (the destination holds the complete VM, paused; the source stays paused): %w", err)
 	}
-	s.rep.DowntimeMS = time.Since(paused).Milliseconds()
 	s.rep.Passes = s.pass + 1
 	return true, nil
 }

@@ -75,7 +75,7 @@ type Report struct {
 	Status       string            `json:"status"` // completed, failed, cancelled
 	Error        string            `json:"error,omitempty"`
 	TotalMS      int64             `json:"total_ms"`
-	DowntimeMS   int64             `json:"downtime_ms"`
+	DowntimeMS   int64             `json:"downtime_ms"` // pause until the destination loaded the state
 	BytesWire    uint64            `json:"bytes_wire"`
 	PagesSent    uint64            `json:"pages_sent"` // data pages
 	PagesZero    uint64            `json:"pages_zero"`
@@ -86,4 +86,5 @@ type Report struct {
 	TotalPages   uint64            `json:"total_pages"`
 	StateBytes   int               `json:"state_bytes"`
 	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages compared
+	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 }

@@ -42,8 +42,13 @@ func (s *sender) sendHashes(ctx context.Context) error {
 	first := uint64(0)
 	for i := range s.layout {
 		m := s.mem[i]
+		s.holes[i].valid = false
 		for off := 0; off < len(m); off += framework.PageSize {
-			buf = binary.LittleEndian.AppendUint64(buf, pageHash(m[off:off+framework.PageSize]))
+			h := zeroPageHash
+			if !s.holes[i].hole(int64(s.layout[i].Offset) + int64(off)) {
+				h = pageHash(m[off : off+framework.PageSize])
+			}
+			buf = binary.LittleEndian.AppendUint64(buf, h)
 			page++
 			if (len(buf)-16)/8 == hashChunk {
 				if err := flush(first); err != nil {
@@ -80,9 +85,14 @@ func (s *sender) awaitVerified(ctx context.Context) error {
 	}
 }
 
+// zeroPageHash is the hash of an all-zero page: holes hash to it without
+// being read (reading a hole would fault in a page for nothing).
+var zeroPageHash = pageHash(make([]byte, framework.PageSize))
+
 // checker compares hashes against the destination's RAM.
 type checker struct {
 	maps     [][]byte
+	holes    []holes
 	layout   framework.Layout
 	next     uint64 // next page expected
 	bad      uint64
@@ -98,6 +108,7 @@ func newChecker(l framework.Layout) (*checker, error) {
 			return nil, fmt.Errorf("map guest RAM for the page check: %w", err)
 		}
 		c.maps = append(c.maps, m)
+		c.holes = append(c.holes, holes{fd: r.Fd})
 	}
 	return c, nil
 }
@@ -125,7 +136,11 @@ func (c *checker) chunk(b []byte) (done bool, err error) {
 		for c.layout[idx] != r {
 			idx++
 		}
-		if pageHash(c.maps[idx][off:off+framework.PageSize]) != binary.LittleEndian.Uint64(b[16+8*i:]) {
+		h := zeroPageHash
+		if !c.holes[idx].hole(int64(r.Offset + off)) {
+			h = pageHash(c.maps[idx][off : off+framework.PageSize])
+		}
+		if h != binary.LittleEndian.Uint64(b[16+8*i:]) {
 			c.bad++
 			c.firstBad = min(c.firstBad, p)
 		}

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// pair is a source VMM running the test guest and a destination VMM
+// waiting with -incoming, plus a job file connecting them.
+type pair struct {
+	t        testing.TB
+	src, dst *guestRun
+	dir      string
+	job      string
+	mem      string
+}
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// jobExtra is spliced into the job file (e.g. a limits block).
+func startPair(t testing.TB, mem, workload, transportExtra, jobExtra string) *pair {
+	_, guest := binaries(t)
+	p := &pair{t: t, dir: t.TempDir(), mem: mem}
+	p.src = startVMM(t, "-kernel", guest, "-mem", mem, "-control", filepath.Join(p.dir, "src.sock"),
+		"-cmdline", "workload="+workload)
+	p.src.control = filepath.Join(p.dir, "src.sock")
+	p.newDestination()
+	p.job = filepath.Join(p.dir, "job.hcl")
+	job := fmt.Sprintf(`source      { control = %q }
+destination { control = %q }
+transport "tcp" {
+  listen  = "127.0.0.1:%d"
+  streams = 2
+%s
+}
+%s
+`, p.src.control, filepath.Join(p.dir, "dst.sock"), freePort(t), transportExtra, jobExtra)
+	if err := os.WriteFile(p.job, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.src.waitLine(regexp.MustCompile(`^ready`), 120*time.Second)
+	p.src.waitTicks(2, 30*time.Second)
+	return p
+}
+
+// newDestination (re)starts the incoming VMM.
+func (p *pair) newDestination() {
+	sock := filepath.Join(p.dir, "dst.sock")
+	os.Remove(sock)
+	p.dst = startVMM(p.t, "-incoming", "-mem", p.mem, "-control", sock)
+	p.dst.control = sock
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) { // wait for the control socket
+		var st vmm.Status
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := control.Call(ctx, sock, "status", nil, &st)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatal("destination control socket never came up")
+}
+
+// migrateReport is the part of migrate -json the tests look at.
+type migrateReport struct {
+	Status       string `json:"status"`
+	Error        string `json:"error"`
+	TotalMS      int64  `json:"total_ms"`
+	DowntimeMS   int64  `json:"downtime_ms"`
+	BytesWire    uint64 `json:"bytes_wire"`
+	PagesSent    uint64 `json:"pages_sent"`
+	PagesZero    uint64 `json:"pages_zero"`
+	PagesSkipped uint64 `json:"pages_skipped"`
+	Passes       int    `json:"passes"`
+	PagesChecked uint64 `json:"pages_checked"`
+	TotalPages   uint64 `json:"total_pages"`
+}
+
+// migrate runs bin/migrate on the pair's job with the page-exact check and
+// returns its report and exit error. during runs while it is in flight.
+func (p *pair) migrate(during func(cmd *exec.Cmd)) (migrateReport, error) {
+	root := repoRoot(p.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "migrate"), "-config", p.job, "-json", "-verify-pages")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	if during != nil {
+		during(cmd)
+	}
+	err := cmd.Wait()
+	var rep migrateReport
+	if jerr := json.Unmarshal([]byte(out.String()), &rep); jerr != nil {
+		p.t.Fatalf("migrate printed no JSON report (%v): stdout %q stderr %q", jerr, out.String(), errb.String())
+	}
+	p.t.Logf("migrate: %+v (exit %v)\n%s", rep, err, errb.String())
+	return rep, err
+}
+
+func (r *guestRun) state(t testing.TB) vmm.State {
+	var st vmm.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := control.Call(ctx, r.control, "status", nil, &st); err != nil {
+		t.Fatalf("%s status: %v", r.control, err)
+	}
+	return st.State
+}
+
+// TestMigrate moves running guests between two ferry-vmm processes over
+// the TCP plugin with the page-exact check on; the guest must go on
+// verifying on the destination and the source must end.
+func TestMigrate(t *testing.T) {
+	needKVM(t, "TestMigrate (live migration between two ferry-vmm processes)")
+	for _, tc := range []struct {
+		name, mem, workload string
+	}{
+		{"idle", "1G", "idle"},
+		{"after hog", "1G", "hog:768"},
+		{"dirtying", "1G", "dirty:128@64"},
+		{"kv churn", "1G", "kv:256"},
+		{"above 4 GiB", "6G", "hog:5120,dirty:64@32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPair(t, tc.mem, tc.workload, "", "")
+			rep, err := p.migrate(nil)
+			if err != nil || rep.Status != "completed" {
+				t.Fatalf("migration %s: %v", rep.Status, err)
+			}
+			if rep.PagesChecked != rep.TotalPages || rep.TotalPages == 0 {
+				t.Errorf("page-exact check covered %d of %d pages", rep.PagesChecked, rep.TotalPages)
+			}
+			p.dst.waitTicks(3, 30*time.Second)
+			go p.src.drain()
+			if code := p.src.exitCode(30 * time.Second); code != 0 {
+				t.Errorf("source VMM exit code %d after handing over", code)
+			}
+		})
+	}
+}
+
+// TestMigrateDestinationKilled kills the destination mid-migration: the
+// source must keep running and verifying, and a retry must succeed.
+func TestMigrateDestinationKilled(t *testing.T) {
+	needKVM(t, "TestMigrateDestinationKilled")
+	p := startPair(t, "1G", "dirty:256@64", "", `limits { bandwidth = "64MiB/s" }`)
+	rep, err := p.migrate(func(*exec.Cmd) {
+		time.Sleep(time.Second)
+		p.dst.kill()
+	})
+	if err == nil || rep.Status == "completed" {
+		t.Fatalf("migration to a killed destination reported %s", rep.Status)
+	}
+	if st := p.src.state(t); st != vmm.StateRunning {
+		t.Fatalf("source is %s after a failed migration, want running", st)
+	}
+	p.src.waitTicks(2, 30*time.Second)
+	p.newDestination()
+	if rep, err := p.migrate(nil); err != nil || rep.Status != "completed" {
+		t.Fatalf("retry: %s, %v", rep.Status, err)
+	}
+	p.dst.waitTicks(2, 30*time.Second)
+}
