@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,7 +170,7 @@ func TestMigrate(t *testing.T) {
 // source must keep running and verifying, and a retry must succeed.
 func TestMigrateDestinationKilled(t *testing.T) {
 	needKVM(t, "TestMigrateDestinationKilled")
-	p := startPair(t, "1G", "dirty:256@64", "", `limits { bandwidth = "64MiB/s" }`)
+	p := startPair(t, "1G", "dirty:256@16", "", `limits { bandwidth = "64MiB/s" }`)
 	rep, err := p.migrate(func(*exec.Cmd) {
 		time.Sleep(time.Second)
 		p.dst.kill()
@@ -185,4 +187,66 @@ func TestMigrateDestinationKilled(t *testing.T) {
 		t.Fatalf("retry: %s, %v", rep.Status, err)
 	}
 	p.dst.waitTicks(2, 30*time.Second)
+}
+
+// TestMigratePluginKilled kills the source's transport plugin process
+// mid-migration: the source keeps running, and a retry succeeds.
+func TestMigratePluginKilled(t *testing.T) {
+	needKVM(t, "TestMigratePluginKilled")
+	p := startPair(t, "1G", "dirty:256@16", "", `limits { bandwidth = "64MiB/s" }`)
+	killed := 0
+	rep, err := p.migrate(func(*exec.Cmd) {
+		time.Sleep(time.Second)
+		for _, pid := range childPids(t, p.src.cmd.Process.Pid, "ferry-transpor") {
+			syscall.Kill(pid, syscall.SIGKILL)
+			killed++
+		}
+	})
+	if killed == 0 {
+		t.Fatal("no transport plugin process found under the source VMM")
+	}
+	if err == nil || rep.Status == "completed" {
+		t.Fatalf("migration with a killed plugin reported %s", rep.Status)
+	}
+	if st := p.src.state(t); st != vmm.StateRunning {
+		t.Fatalf("source is %s after a failed migration, want running", st)
+	}
+	p.src.waitTicks(2, 30*time.Second)
+	go p.dst.drain()
+	p.dst.exitCode(30 * time.Second) // the destination gave up with an error
+	p.newDestination()
+	if rep, err := p.migrate(nil); err != nil || rep.Status != "completed" {
+		t.Fatalf("retry: %s, %v", rep.Status, err)
+	}
+	p.dst.waitTicks(2, 30*time.Second)
+}
+
+// childPids lists the children of ppid whose command name starts with comm
+// (/proc/PID/stat truncates names to 15 characters).
+func childPids(t testing.TB, ppid int, comm string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || close < open {
+			continue
+		}
+		fields := strings.Fields(string(b[close+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) && strings.HasPrefix(string(b[open+1:close]), comm) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
