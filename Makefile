@@ -5,7 +5,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all test demo boot-demo bench godefs clean FORCE
+.PHONY: all test demo boot-demo bench godefs proto clean FORCE
 
 all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo bin/plugins/ferry-transport-tcp
 
@@ -43,6 +43,23 @@ bench: all
 # linux-libc-dev); the output is committed so builds need neither.
 godefs:
 	cd vmm/kvm && (echo "//go:build linux && amd64"; echo; $(GO) tool cgo -godefs types_linux.go) | gofmt > ztypes_linux_amd64.go && rm -rf _obj
+
+# Regenerate the transport plugin's gRPC code (needs /usr/bin/protoc); the
+# generators are pinned to the protobuf and grpc versions in go.mod and
+# installed in bin/tools; the output is committed so builds need neither.
+PROTOC ?= protoc
+PROTOC_GEN_GO ?= google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
+PROTOC_GEN_GO_GRPC ?= google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.3.0
+proto:
+	@mkdir -p bin/tools
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	$(PROTOC) -I framework/transport/proto \
+	  --plugin=protoc-gen-go=bin/tools/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=bin/tools/protoc-gen-go-grpc \
+	  --go_out=paths=source_relative:framework/transport/proto \
+	  --go-grpc_out=paths=source_relative:framework/transport/proto \
+	  framework/transport/proto/transport.proto
 
 clean:
 	rm -rf bin vmm/guest/build
