@@ -1,20 +1,3 @@
-// Package transport is the transport plugin kind: how the migration engine
-// moves guest pages and small messages between a source and a destination.
-//
-//	source VMM process              plugin process (source)       plugin process (dest)
-//	engine ── SendPages(runs) ──►   reads pages from the memfd ═══► writes pages into the memfd
-//	       ── SendMessage(m) ──►    ─────────────── message ──────► RecvMessage ──► engine
-//	       ◄─ RecvMessage ─────     ◄────────────── message ───────  SendMessage ◄── engine
-//
-// Guest RAM bytes never cross the plugin RPC: the plugin maps the same
-// files as the VMM (their descriptors are handed over when the plugin
-// starts) and the RPC carries only page runs, messages of at most
-// MaxMessage bytes, and acknowledgements.
-//
-// The package holds the Go interface (this file), the go-plugin glue
-// (plugin.go), the gRPC client and server shims, a closure-based mock and a
-// conformance suite (transporttest) that every transport passes in process
-// and over real gRPC.
 package transport
 
 import (

@@ -1,0 +1,33 @@
+// Package transport is the transport plugin kind: how the migration engine
+// moves guest pages and small messages between a source and a destination.
+//
+//	source VMM process              plugin process (source)       plugin process (dest)
+//	engine ── SendPages(runs) ──►   reads pages from the memfd ═══► writes pages into the memfd
+//	       ── SendMessage(m) ──►    ─────────────── message ──────► RecvMessage ──► engine
+//	       ◄─ RecvMessage ─────     ◄────────────── message ───────  SendMessage ◄── engine
+//
+// Guest RAM bytes never cross the plugin RPC: the plugin maps the same
+// files as the VMM (their descriptors are handed over when the plugin
+// starts) and the RPC carries only page runs, messages of at most
+// MaxMessage bytes, and acknowledgements.
+//
+// The package holds the Go interface (transport.go), the go-plugin glue
+// (plugin.go, launch.go), the gRPC client and server shims (client.go,
+// server.go, convert.go, status.go), a closure-based mock (mock.go) and a
+// conformance suite (transporttest) that every transport passes in process
+// and over real gRPC. The loopback subpackage is a transport for tests.
+//
+// One plugin process, as Launch starts it:
+//
+//	host process                                  plugin process (Serve)
+//	Launch(ctx, path, files) ── exec ───────────► fd 0-2  go-plugin stdio
+//	  files[0] ─── exec.Cmd.ExtraFiles ─────────► fd 3    files[0]  (FERRY_TRANSPORT_FILES=n)
+//	  files[n-1] ───────────────────────────────► fd 3+n-1
+//	Transport (grpcClient) ══ gRPC, unix socket ═► grpcServer ── impl transport.Transport
+//	  Open: RAMRegion.File = launch index          OpenRequest.Files = the inherited files
+//	  error ◄── status code = error class ◄──────  ErrNotSupported → Unimplemented, ...
+//	  Close: Stats, Close RPC, kill the process;   a later Info/Schema/Open starts a fresh one
+//
+// A plugin that exits or crashes turns every later call into an error
+// wrapping ErrPluginGone; Close (and then Open) starts over.
+package transport

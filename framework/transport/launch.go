@@ -1,0 +1,229 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// defaultStartTimeout bounds a plugin's start when ctx has no deadline.
+const defaultStartTimeout = time.Minute
+
+// Launch starts the transport plugin binary at path and returns the
+// Transport it serves. files are the guest RAM files (engine.RAMFiles):
+// the plugin receives files[i] as descriptor 3+i, and OpenRequest.Files
+// must be these files or others open on the same inodes. ctx bounds the
+// start only; logger (nil: hclog.Default) receives the plugin's logs.
+//
+// Close stops the plugin process and waits for it; a later Info, Schema
+// or Open starts a fresh one with the same files. Stats after Close
+// reports the last session's totals. If the process dies, every call
+// fails with ErrPluginGone until Close.
+func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Logger) (Transport, error) {
+	if logger == nil {
+		logger = hclog.Default().Named(PluginName)
+	}
+	l := &launched{path: path, files: files, logger: logger}
+	if _, err := l.get(ctx, true); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// launched is the Transport Launch returns: a grpcClient to the current
+// plugin process, started on demand.
+type launched struct {
+	path   string
+	files  []*os.File
+	logger hclog.Logger
+
+	mu   sync.Mutex
+	cur  *process // nil: not running
+	last Stats    // the last Stats seen, for Stats after Close
+}
+
+type process struct {
+	pc   *plugin.Client
+	c    *grpcClient
+	stop context.CancelFunc // ends exec.CommandContext's context
+}
+
+// start runs one plugin process. ctx may kill it until the handshake is
+// done, never after.
+func (l *launched) start(ctx context.Context) (*process, error) {
+	procCtx, stop := context.WithCancel(context.Background())
+	abort := context.AfterFunc(ctx, stop)
+	cmd := exec.CommandContext(procCtx, l.path)
+	cmd.ExtraFiles = l.files
+	cmd.Env = []string{envFiles + "=" + strconv.Itoa(len(l.files)), envLogLevel + "=" + l.logger.GetLevel().String()}
+	timeout := defaultStartTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugin.PluginSet{PluginName: &GRPCPlugin{Files: l.files}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           l.logger,
+		StartTimeout:     timeout,
+	})
+	fail := func(err error) (*process, error) {
+		pc.Kill()
+		stop()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("start transport plugin %s: %w", l.path, err)
+	}
+	rpc, err := pc.Client()
+	if err != nil {
+		return fail(err)
+	}
+	if !abort() {
+		return fail(errors.New("cancelled during start"))
+	}
+	raw, err := rpc.Dispense(PluginName)
+	if err != nil {
+		return fail(err)
+	}
+	c, ok := raw.(*grpcClient)
+	if !ok {
+		return fail(fmt.Errorf("dispensed a %T", raw))
+	}
+	return &process{pc: pc, c: c, stop: stop}, nil
+}
+
+// get returns the client of the running process, starting one if spawn
+// is set and none runs.
+func (l *launched) get(ctx context.Context, spawn bool) (*grpcClient, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur == nil {
+		if !spawn {
+			return nil, fmt.Errorf("%w: closed (Open starts it again)", ErrPluginGone)
+		}
+		p, err := l.start(ctx)
+		if err != nil {
+			return nil, err
+		}
+		l.cur = p
+	}
+	return l.cur.c, nil
+}
+
+// Info implements Transport.Info.
+func (l *launched) Info(ctx context.Context) (Info, error) {
+	c, err := l.get(ctx, true)
+	if err != nil {
+		return Info{}, err
+	}
+	return c.Info(ctx)
+}
+
+// Schema implements Transport.Schema.
+func (l *launched) Schema(ctx context.Context) (Schema, error) {
+	c, err := l.get(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return c.Schema(ctx)
+}
+
+// Open implements Transport.Open.
+func (l *launched) Open(ctx context.Context, req OpenRequest) error {
+	c, err := l.get(ctx, true)
+	if err != nil {
+		return err
+	}
+	return c.Open(ctx, req)
+}
+
+// SendPages implements Transport.SendPages.
+func (l *launched) SendPages(ctx context.Context, runs []PageRun) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.SendPages(ctx, runs)
+}
+
+// Flush implements Transport.Flush.
+func (l *launched) Flush(ctx context.Context) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.Flush(ctx)
+}
+
+// SendMessage implements Transport.SendMessage.
+func (l *launched) SendMessage(ctx context.Context, m Message) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.SendMessage(ctx, m)
+}
+
+// RecvMessage implements Transport.RecvMessage.
+func (l *launched) RecvMessage(ctx context.Context) (Message, error) {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return Message{}, err
+	}
+	return c.RecvMessage(ctx)
+}
+
+// Stats implements Transport.Stats; without a running process it
+// returns the last stats seen.
+func (l *launched) Stats(ctx context.Context) (Stats, error) {
+	l.mu.Lock()
+	p := l.cur
+	last := l.last
+	l.mu.Unlock()
+	if p == nil {
+		return last, nil
+	}
+	st, err := p.c.Stats(ctx)
+	if err == nil {
+		l.mu.Lock()
+		l.last = st
+		l.mu.Unlock()
+	}
+	return st, err
+}
+
+// Close implements Transport.Close: it records the session's stats, ends
+// the session, then stops the plugin process and waits for it and for
+// go-plugin's goroutines. A process already gone is not an error.
+func (l *launched) Close() error {
+	l.mu.Lock()
+	p := l.cur
+	l.cur = nil
+	l.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	defer p.stop()
+	defer p.pc.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	if st, err := p.c.Stats(ctx); err == nil {
+		l.mu.Lock()
+		l.last = st
+		l.mu.Unlock()
+	}
+	if err := p.c.Close(); err != nil && !errors.Is(err, ErrPluginGone) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package transport
+
+import "context"
+
+// Mock is a Transport made of closures, for tests of code that uses a
+// transport. A nil closure makes its method fail with ErrNotSupported.
+type Mock struct {
+	InfoFunc        func(ctx context.Context) (Info, error)
+	SchemaFunc      func(ctx context.Context) (Schema, error)
+	OpenFunc        func(ctx context.Context, req OpenRequest) error
+	SendPagesFunc   func(ctx context.Context, runs []PageRun) error
+	FlushFunc       func(ctx context.Context) error
+	SendMessageFunc func(ctx context.Context, m Message) error
+	RecvMessageFunc func(ctx context.Context) (Message, error)
+	StatsFunc       func(ctx context.Context) (Stats, error)
+	CloseFunc       func() error
+}
+
+var _ Transport = (*Mock)(nil)
+
+// Info implements Transport.Info.
+func (m *Mock) Info(ctx context.Context) (Info, error) {
+	if m.InfoFunc == nil {
+		return Info{}, ErrNotSupported
+	}
+	return m.InfoFunc(ctx)
+}
+
+// Schema implements Transport.Schema.
+func (m *Mock) Schema(ctx context.Context) (Schema, error) {
+	if m.SchemaFunc == nil {
+		return nil, ErrNotSupported
+	}
+	return m.SchemaFunc(ctx)
+}
+
+// Open implements Transport.Open.
+func (m *Mock) Open(ctx context.Context, req OpenRequest) error {
+	if m.OpenFunc == nil {
+		return ErrNotSupported
+	}
+	return m.OpenFunc(ctx, req)
+}
+
+// SendPages implements Transport.SendPages.
+func (m *Mock) SendPages(ctx context.Context, runs []PageRun) error {
+	if m.SendPagesFunc == nil {
+		return ErrNotSupported
+	}
+	return m.SendPagesFunc(ctx, runs)
+}
+
+// Flush implements Transport.Flush.
+func (m *Mock) Flush(ctx context.Context) error {
+	if m.FlushFunc == nil {
+		return ErrNotSupported
+	}
+	return m.FlushFunc(ctx)
+}
+
+// SendMessage implements Transport.SendMessage.
+func (m *Mock) SendMessage(ctx context.Context, msg Message) error {
+	if m.SendMessageFunc == nil {
+		return ErrNotSupported
+	}
+	return m.SendMessageFunc(ctx, msg)
+}
+
+// RecvMessage implements Transport.RecvMessage.
+func (m *Mock) RecvMessage(ctx context.Context) (Message, error) {
+	if m.RecvMessageFunc == nil {
+		return Message{}, ErrNotSupported
+	}
+	return m.RecvMessageFunc(ctx)
+}
+
+// Stats implements Transport.Stats.
+func (m *Mock) Stats(ctx context.Context) (Stats, error) {
+	if m.StatsFunc == nil {
+		return Stats{}, ErrNotSupported
+	}
+	return m.StatsFunc(ctx)
+}
+
+// Close implements Transport.Close.
+func (m *Mock) Close() error {
+	if m.CloseFunc == nil {
+		return ErrNotSupported
+	}
+	return m.CloseFunc()
+}
