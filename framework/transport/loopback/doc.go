@@ -1,0 +1,28 @@
+// Package loopback is a small transport for tests: NewPipe connects two
+// transports in one process through net.Pipe, New connects two processes
+// through a unix socket (config "socket": the receiver listens, the
+// sender dials). Both copy pages between the two sides' guest RAM files
+// with pread/pwrite, so the conformance suite (transporttest) can run
+// against them in process and, wrapped as a plugin, over real gRPC.
+//
+// The byte stream, one frame after another, big-endian:
+//
+//	frame  = type u8 | length u32 | body (length <= 1 MiB + 17)
+//	HELLO  1  "FLBK" | version u16 | role u8 | regions u32 | (gpa u64 | size u64)*
+//	PAGES  2  first u64 | count u64 | kind u8 | count*4096 bytes if data (count <= 256)
+//	FLUSH  3  seq u64          sender → receiver, after the pages it covers
+//	ACK    4  seq u64          receiver → sender, once those pages are written
+//	MSG    5  kind u32 | payload (<= transport.MaxMessage)
+//	BYE    6  (empty)          either side, on Close
+//
+//	sender                              receiver
+//	HELLO ─────────────────────────────► check magic, version, role, layout
+//	      ◄───────────────────────────── HELLO
+//	PAGES PAGES FLUSH(n) ──────────────► pwrite into guest RAM, in order
+//	      ◄───────────────────────────── ACK(n): Flush(n) returns
+//	MSG ◄──────────────────────────────► MSG   (either way, any time)
+//
+// The receiver checks every frame: its length, its type for the
+// receiver's role, and that every run lies inside guest RAM; anything
+// else ends the session with transport.ErrProtocol.
+package loopback

@@ -1,0 +1,35 @@
+package loopback_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/framework/transport/transporttest"
+)
+
+func TestPipe(t *testing.T) {
+	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
+		s, r := loopback.NewPipe()
+		return s, r, nil, transport.Config{"zero_punch": true}
+	})
+}
+
+func TestSocket(t *testing.T) {
+	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
+		cfg := transport.Config{"socket": SocketPath(t)}
+		return loopback.New(), loopback.New(), cfg, cfg
+	})
+}
+
+// SocketPath returns a unix socket path short enough for sun_path.
+func SocketPath(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "ferry-loop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s")
+}

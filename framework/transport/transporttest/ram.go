@@ -1,0 +1,132 @@
+package transporttest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+const pageSize = framework.PageSize
+
+// Layout is the guest RAM layout the suite uses: 8 MiB at GPA 0 in RAM
+// file 0, and 4 MiB at GPA 4 GiB in RAM file 1 from offset 1 MiB.
+var Layout = []transport.RAMRegion{
+	{GPA: 0, Size: 8 << 20, File: 0, Offset: 0},
+	{GPA: 4 << 30, Size: 4 << 20, File: 1, Offset: 1 << 20},
+}
+
+var fileSizes = []int64{8 << 20, 5 << 20}
+
+// RAM is the guest memory of one test: the same Layout over the
+// sender's and the receiver's own memfds. The suite closes the files
+// when the test ends.
+type RAM struct {
+	Layout     []transport.RAMRegion
+	Send, Recv []*os.File
+}
+
+// Pages is the number of guest pages.
+func (r RAM) Pages() uint64 { return transport.Pages(r.Layout) }
+
+func newRAM(t *testing.T) RAM {
+	t.Helper()
+	return RAM{Layout: Layout, Send: memfds(t, "send"), Recv: memfds(t, "recv")}
+}
+
+func memfds(t *testing.T, side string) []*os.File {
+	t.Helper()
+	var files []*os.File
+	for i, size := range fileSizes {
+		name := fmt.Sprintf("ferry-transporttest-%s-%d", side, i)
+		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatalf("memfd_create: %v", err)
+		}
+		f := os.NewFile(uintptr(fd), name)
+		t.Cleanup(func() { f.Close() })
+		if err := f.Truncate(size); err != nil {
+			t.Fatalf("size memfd: %v", err)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// locate returns the file and byte offset of page p.
+func (r RAM) locate(files []*os.File, p uint64) (*os.File, int64) {
+	for _, g := range r.Layout {
+		n := g.Size / pageSize
+		if p < n {
+			return files[g.File], int64(g.Offset + p*pageSize)
+		}
+		p -= n
+	}
+	panic(fmt.Sprintf("page %d outside the suite's RAM", p))
+}
+
+func (r RAM) page(t *testing.T, files []*os.File, p uint64) []byte {
+	t.Helper()
+	f, off := r.locate(files, p)
+	b := make([]byte, pageSize)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatalf("read page %d: %v", p, err)
+	}
+	return b
+}
+
+func (r RAM) setPage(t *testing.T, files []*os.File, p uint64, b []byte) {
+	t.Helper()
+	f, off := r.locate(files, p)
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatalf("write page %d: %v", p, err)
+	}
+}
+
+// fill writes every page of files: page p gets gen(p).
+func (r RAM) fill(t *testing.T, files []*os.File, gen func(p uint64) []byte) {
+	t.Helper()
+	var p uint64
+	for _, g := range r.Layout {
+		buf := make([]byte, 0, g.Size)
+		for i := uint64(0); i < g.Size/pageSize; i++ {
+			buf = append(buf, gen(p+i)...)
+		}
+		if _, err := files[g.File].WriteAt(buf, int64(g.Offset)); err != nil {
+			t.Fatalf("fill RAM: %v", err)
+		}
+		p += g.Size / pageSize
+	}
+}
+
+// receiverFill is the receiver's content before a test: never a page a
+// sender sends.
+func receiverFill(p uint64) []byte {
+	return bytes.Repeat([]byte{0xEE, byte(p), byte(p >> 8), 0x5A}, pageSize/4)
+}
+
+// expect checks the receiver's pages: want[p] for every page in want,
+// receiverFill for the others (the destination wrote nowhere else).
+func (r RAM) expect(t *testing.T, want map[uint64][]byte) {
+	t.Helper()
+	bad := 0
+	for p := uint64(0); p < r.Pages(); p++ {
+		w, sent := want[p]
+		if !sent {
+			w = receiverFill(p)
+		}
+		if got := r.page(t, r.Recv, p); !bytes.Equal(got, w) {
+			if bad++; bad <= 5 {
+				t.Errorf("receiver page %d (sent: %v) differs from what it should hold (first bytes %x, want %x)", p, sent, got[:8], w[:8])
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d pages differ in all", bad)
+	}
+}

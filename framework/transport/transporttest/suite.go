@@ -1,0 +1,146 @@
+package transporttest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Harness makes a fresh, unopened pair of transports for one test: the
+// sender and the receiver, and the configuration blocks the suite opens
+// them with. ram is the guest memory the suite will open them over
+// (ram.Send for the sender, ram.Recv for the receiver); a harness that
+// starts plugin processes hands those files to transport.Launch. The
+// suite closes both transports when the test ends; a harness registers
+// its own cleanup (t.Cleanup) for anything else.
+type Harness func(t *testing.T, ram RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config)
+
+// Run runs the conformance suite against the transports h makes, one
+// fresh pair per subtest.
+func Run(t *testing.T, h Harness) {
+	for _, c := range []struct {
+		name string
+		fn   func(t *testing.T, p *pair)
+	}{
+		{"InfoSchema", testInfoSchema},
+		{"Pages", testPages},
+		{"FlushIntervals", testFlushIntervals},
+		{"BadRuns", testBadRuns},
+		{"Messages", testMessages},
+		{"MessageLimits", testMessageLimits},
+		{"Stats", testStats},
+		{"Reopen", testReopen},
+		{"PeerClose", testPeerClose},
+		{"Deadlines", testDeadlines},
+		{"OpenDeadline", testOpenDeadline},
+		{"Concurrent", testConcurrent},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.fn(t, newPair(t, h))
+		})
+	}
+}
+
+// opTimeout bounds every call the suite makes.
+const opTimeout = 30 * time.Second
+
+// pair is one test's transports and RAM.
+type pair struct {
+	t                *testing.T
+	ram              RAM
+	send, recv       transport.Transport
+	sendCfg, recvCfg transport.Config
+}
+
+func newPair(t *testing.T, h Harness) *pair {
+	p := &pair{t: t, ram: newRAM(t)}
+	p.send, p.recv, p.sendCfg, p.recvCfg = h(t, p.ram)
+	t.Cleanup(func() {
+		p.send.Close()
+		p.recv.Close()
+	})
+	return p
+}
+
+// ctx returns a context that ends after opTimeout or with the test.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), opTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+func (p *pair) request(role transport.Role) transport.OpenRequest {
+	if role == transport.RoleSend {
+		return transport.OpenRequest{Role: role, Config: p.sendCfg, RAM: p.ram.Layout, Files: p.ram.Send}
+	}
+	return transport.OpenRequest{Role: role, Config: p.recvCfg, RAM: p.ram.Layout, Files: p.ram.Recv}
+}
+
+// open opens the receiver (in a goroutine: it returns once the sender
+// connected) and then the sender, retrying until the receiver listens.
+func (p *pair) open() {
+	t := p.t
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- p.recv.Open(c, p.request(transport.RoleReceive)) }()
+	var err error
+	for {
+		a, stop := context.WithTimeout(c, 5*time.Second)
+		err = p.send.Open(a, p.request(transport.RoleSend))
+		stop()
+		if err == nil || c.Err() != nil || errors.Is(err, transport.ErrPluginGone) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		cancel()
+		<-recvErr
+		t.Fatalf("open sender: %v", err)
+	}
+	if err := <-recvErr; err != nil {
+		t.Fatalf("open receiver: %v", err)
+	}
+}
+
+// closeBoth closes the sender, then the receiver.
+func (p *pair) closeBoth() {
+	p.t.Helper()
+	if err := p.send.Close(); err != nil {
+		p.t.Errorf("close sender: %v", err)
+	}
+	if err := p.recv.Close(); err != nil {
+		p.t.Errorf("close receiver: %v", err)
+	}
+}
+
+// sendAndFlush sends runs in one SendPages call and flushes.
+func (p *pair) sendAndFlush(runs []transport.PageRun) {
+	p.t.Helper()
+	if err := p.send.SendPages(ctx(p.t), runs); err != nil {
+		p.t.Fatalf("SendPages: %v", err)
+	}
+	if err := p.send.Flush(ctx(p.t)); err != nil {
+		p.t.Fatalf("Flush: %v", err)
+	}
+}
+
+// bounded runs fn and fails the test if it has not returned within d.
+func bounded(t *testing.T, what string, d time.Duration, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v", what, d)
+	}
+}
