@@ -1,0 +1,195 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+func memfd(t *testing.T, name string, size int64, content string, at int64) *os.File {
+	t.Helper()
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(content), at); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestLaunchHandsOverFiles checks that the RAM files reach the plugin
+// process as fds 3, 4, ... and that OpenRequest.Files are matched to
+// them by inode, whatever their order and descriptors on the host.
+func TestLaunchHandsOverFiles(t *testing.T) {
+	a := memfd(t, "ram-a", 1<<20, "region-in-file-a", 0)
+	b := memfd(t, "ram-b", 2<<20, "region-in-file-b", 1<<20)
+	tr := launch(t, "ferry-transport-files", []*os.File{a, b})
+
+	// The host passes different *os.File values (dups, as engine.RAMFiles
+	// makes) in the opposite order.
+	dupB, dupA := dup(t, b), dup(t, a)
+	ram := []transport.RAMRegion{
+		{GPA: 0, Size: 1 << 20, File: 1, Offset: 0},             // a
+		{GPA: 1 << 30, Size: 1 << 20, File: 0, Offset: 1 << 20}, // b
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, RAM: ram, Files: []*os.File{dupB, dupA}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.RecvMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "fd3:region-in-file-a;fd4:region-in-file-b;"; string(m.Payload) != want {
+		t.Errorf("plugin saw %q, want %q", m.Payload, want)
+	}
+
+	// A file the plugin never received is refused before any RPC.
+	other := memfd(t, "ram-other", 1<<20, "x", 0)
+	err = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend,
+		RAM: []transport.RAMRegion{{Size: 1 << 20}}, Files: []*os.File{other}})
+	if !errors.Is(err, transport.ErrBadConfig) || !strings.Contains(err.Error(), "Launch") {
+		t.Errorf("Open with a file not handed over = %v; want ErrBadConfig naming Launch", err)
+	}
+	// Without Files, indices are launch indices.
+	byIndex := []transport.RAMRegion{{GPA: 0, Size: 1 << 20, File: 1, Offset: 1 << 20}} // b
+	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, RAM: byIndex}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := tr.RecvMessage(ctx); err != nil || string(m.Payload) != "fd4:region-in-file-b;" {
+		t.Errorf("RecvMessage = %q, %v", m.Payload, err)
+	}
+}
+
+func dup(t *testing.T, f *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := os.NewFile(uintptr(fd), f.Name())
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestPluginGone: once the plugin process dies, every call fails with
+// ErrPluginGone, fast; Close then Info starts a fresh process.
+func TestPluginGone(t *testing.T) {
+	tr := launch(t, "ferry-transport-crash", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := tr.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A RecvMessage in flight when the process dies ends too.
+	recvErr := make(chan error, 1)
+	go func() {
+		_, err := tr.RecvMessage(ctx)
+		recvErr <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := tr.Flush(ctx); !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("Flush that kills the plugin = %v; want ErrPluginGone", err)
+	}
+	if err := <-recvErr; !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("RecvMessage in flight = %v; want ErrPluginGone", err)
+	}
+	start := time.Now()
+	if _, err := tr.Info(ctx); !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("Info after the crash = %v; want ErrPluginGone", err)
+	}
+	if err := tr.SendMessage(ctx, transport.Message{Kind: 1}); !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("SendMessage after the crash = %v; want ErrPluginGone", err)
+	}
+	if _, err := tr.Stats(ctx); !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("Stats after the crash = %v; want ErrPluginGone", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("calls after the crash took %v", d)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close after the crash: %v", err)
+	}
+	if err := tr.Flush(ctx); !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("Flush after Close = %v; want ErrPluginGone", err)
+	}
+	if info, err := tr.Info(ctx); err != nil || info.Name != "crash" {
+		t.Errorf("Info after Close (a fresh process) = %+v, %v", info, err)
+	}
+}
+
+// TestLaunchNoLeak: Launch and Close leave no goroutines and no child
+// processes behind.
+func TestLaunchNoLeak(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func() {
+		tr, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Schema(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run() // warm up: gRPC and go-plugin start some process-wide goroutines once
+	before := runtime.NumGoroutine()
+	for range 3 {
+		run()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after three Launch/Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+}
+
+// children lists this process's live child processes.
+func children(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/children", os.Getpid()))
+	if err != nil {
+		t.Skipf("cannot list children: %v", err)
+	}
+	return strings.Fields(string(b))
+}
+
+// TestLaunchCancelled: a context that ends during the start kills the
+// plugin and says so.
+func TestLaunchCancelled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
+	}
+	_, err = transport.Launch(context.Background(), "/nonexistent/plugin", nil, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
+		t.Errorf("Launch of a missing binary = %v", err)
+	}
+}
