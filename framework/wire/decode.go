@@ -10,9 +10,10 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// readBufferSize is the Decoder's read-ahead; page data larger than it
-// is read straight into the caller's buffer.
-const readBufferSize = 64 << 10
+// readBufferSize is the Decoder's read-ahead: enough for runs of small
+// frames (ZERO, ACK); page data goes straight into the caller's buffer,
+// so a small read-ahead also copies less of it twice.
+const readBufferSize = 8 << 10
 
 // growStep is how much a payload buffer grows at a time while its bytes
 // arrive, so that a frame claiming more than it carries costs little.
