@@ -14,9 +14,6 @@ import (
 	"github.com/ferryvm/ferry/framework/wire"
 )
 
-// Socket buffer sizes asked for on every connection; the kernel caps them.
-const sockBuffer = 4 << 20
-
 // openSend connects the source's streams: it dials every stream (the
 // destination may start listening a moment later), sends HELLO on each and
 // waits for the destination's HELLO on each, all within connect_timeout.
@@ -69,12 +66,12 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 	}
 }
 
-// tune sets what every stream wants: big socket buffers, no Nagle delay
-// for ACKs and messages.
+// tune sets what every stream wants: no Nagle delay for ACKs and
+// messages. Socket buffers are left to the kernel's autotuning, which
+// grows them further than a fixed size would (and measured faster on
+// loopback than 4 MiB buffers).
 func tune(c *net.TCPConn) {
 	c.SetNoDelay(true)
-	c.SetReadBuffer(sockBuffer)
-	c.SetWriteBuffer(sockBuffer)
 }
 
 // handshake sends the source's HELLO on every stream and checks the
