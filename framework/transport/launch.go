@@ -45,6 +45,8 @@ type launched struct {
 	files  []*os.File
 	logger hclog.Logger
 
+	starting sync.Mutex // one start at a time, without holding mu
+
 	mu   sync.Mutex
 	cur  *process // nil: not running
 	last Stats    // the last Stats seen, for Stats after Close
@@ -105,19 +107,34 @@ func (l *launched) start(ctx context.Context) (*process, error) {
 // get returns the client of the running process, starting one if spawn
 // is set and none runs.
 func (l *launched) get(ctx context.Context, spawn bool) (*grpcClient, error) {
+	if c := l.running(); c != nil || !spawn {
+		if c == nil {
+			return nil, fmt.Errorf("%w: closed (Open starts it again)", ErrPluginGone)
+		}
+		return c, nil
+	}
+	l.starting.Lock()
+	defer l.starting.Unlock()
+	if c := l.running(); c != nil {
+		return c, nil
+	}
+	p, err := l.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.cur = p
+	l.mu.Unlock()
+	return p.c, nil
+}
+
+func (l *launched) running() *grpcClient {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cur == nil {
-		if !spawn {
-			return nil, fmt.Errorf("%w: closed (Open starts it again)", ErrPluginGone)
-		}
-		p, err := l.start(ctx)
-		if err != nil {
-			return nil, err
-		}
-		l.cur = p
+		return nil
 	}
-	return l.cur.c, nil
+	return l.cur.c
 }
 
 // Info implements Transport.Info.

@@ -3,7 +3,6 @@ package transport_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -164,19 +163,9 @@ func TestLaunchNoLeak(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before, %d after three Launch/Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-	if kids := children(t); len(kids) > 0 {
-		t.Errorf("child processes left: %v", kids)
+	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
+		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
-}
-
-// children lists this process's live child processes.
-func children(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/children", os.Getpid()))
-	if err != nil {
-		t.Skipf("cannot list children: %v", err)
-	}
-	return strings.Fields(string(b))
 }
 
 // TestLaunchCancelled: a context that ends during the start kills the

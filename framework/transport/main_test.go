@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +37,9 @@ func TestMain(m *testing.M) {
 		transport.Serve(impl())
 		os.Exit(0)
 	}
+	if filepath.Base(os.Args[0]) == hostName {
+		os.Exit(host())
+	}
 	os.Exit(runTests(m))
 }
 
@@ -50,7 +55,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(pluginDir)
-	for name := range plugins {
+	for _, name := range append(slices.Collect(maps.Keys(plugins)), hostName) {
 		if err := os.Symlink(exe, filepath.Join(pluginDir, name)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

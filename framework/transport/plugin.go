@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -72,6 +73,7 @@ func Serve(impl Transport) {
 		log.Error("transport plugin cannot start", "error", err)
 		os.Exit(1)
 	}
+	go watchParent(log, os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
@@ -89,6 +91,18 @@ func Logger(name string) hclog.Logger {
 		level = hclog.Info
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})
+}
+
+// watchParent exits the process once its parent (the host) is gone and
+// it was re-parented: go-plugin only stops a plugin the host kills, and an
+// orphan would keep guest RAM and its sockets open.
+func watchParent(log hclog.Logger, ppid int, every time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() != ppid {
+			log.Error("the host process is gone; exiting", "host_pid", ppid)
+			os.Exit(2)
+		}
+	}
 }
 
 // inheritedFiles wraps the descriptors Launch handed over (fd 3+i is
