@@ -144,10 +144,12 @@ type Transport interface {
 	SendMessage(ctx context.Context, m Message) error
 	// RecvMessage returns the next message from the other side.
 	RecvMessage(ctx context.Context) (Message, error)
-	// Stats reports traffic so far.
+	// Stats reports traffic so far; after Close, the last session's totals.
 	Stats(ctx context.Context) (Stats, error)
-	// Close ends the session and releases the RAM mappings; pending
-	// sends are abandoned. The transport may be Opened again.
+	// Close ends the session and releases the RAM mappings; pending page
+	// sends are abandoned, but a message sent before Close still reaches
+	// the peer (the engine sends ABORT, then closes). The transport may be
+	// Opened again (a launched plugin restarts for it).
 	Close() error
 }
 
