@@ -89,20 +89,45 @@ func handshake(ctx context.Context, s *session) error {
 			return handshakeErr(ctx, st, err)
 		}
 	}
-	for _, st := range s.streams {
-		f, err := st.dec.Next()
-		if err != nil {
-			return handshakeErr(ctx, st, err)
+	// When the destination refuses, the stream that carries its reason
+	// may not be the first to fail: after a failure, look briefly at the
+	// others' answers for an ABORT.
+	var first error
+	for i, st := range s.streams {
+		err := checkAnswer(s, st)
+		if errors.Is(err, errRefused) {
+			first = err
+			break
 		}
-		switch {
-		case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
-			return fmt.Errorf("the destination refused the session: %w", peerEnded(st, f))
-		case f.Type != wire.TypeHello || f.Hello.Session != s.id || int(f.Hello.Stream) != st.idx:
-			return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
-				transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
-		case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
-			return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
+		if err != nil && first == nil {
+			first = err
+			for _, o := range s.streams[i+1:] {
+				o.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
+			}
 		}
+	}
+	if first != nil && ctx.Err() != nil && !errors.Is(first, errRefused) {
+		return fmt.Errorf("handshake: %w", ctx.Err())
+	}
+	return first
+}
+
+// errRefused marks a handshake the destination answered with ABORT or BYE.
+var errRefused = errors.New("the destination refused the session")
+
+// checkAnswer reads the destination's answer to stream st's HELLO.
+func checkAnswer(s *session, st *stream) error {
+	f, err := st.dec.Next()
+	switch {
+	case err != nil:
+		return fmt.Errorf("handshake: %w", connErr(st, err))
+	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
+		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
+	case f.Type != wire.TypeHello || f.Hello.Session != s.id || int(f.Hello.Stream) != st.idx:
+		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
+			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
+	case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
+		return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
 	}
 	return nil
 }
