@@ -39,8 +39,16 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// jobExtra is spliced into the job file (e.g. a limits block).
+// startPair boots a source running workload and an incoming destination;
+// transportExtra goes into the transport block, jobExtra after it (e.g. a
+// limits block).
 func startPair(t testing.TB, mem, workload, transportExtra, jobExtra string) *pair {
+	return startPairListen(t, mem, workload, "127.0.0.1:"+itoa(freePort(t)), transportExtra, jobExtra)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func startPairListen(t testing.TB, mem, workload, listen, transportExtra, jobExtra string) *pair {
 	_, guest := binaries(t)
 	p := &pair{t: t, dir: t.TempDir(), mem: mem}
 	p.src = startVMM(t, "-kernel", guest, "-mem", mem, "-control", filepath.Join(p.dir, "src.sock"),
@@ -51,11 +59,11 @@ func startPair(t testing.TB, mem, workload, transportExtra, jobExtra string) *pa
 	job := fmt.Sprintf(`source      { control = %q }
 destination { control = %q }
 transport "tcp" {
-  listen  = "127.0.0.1:%d"
+  listen  = %q
 %s
 }
 %s
-`, p.src.control, filepath.Join(p.dir, "dst.sock"), freePort(t), transportExtra, jobExtra)
+`, p.src.control, filepath.Join(p.dir, "dst.sock"), listen, transportExtra, jobExtra)
 	if err := os.WriteFile(p.job, []byte(job), 0o600); err != nil {
 		t.Fatal(err)
 	}
