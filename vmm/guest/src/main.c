@@ -50,10 +50,22 @@ static void config(void)
 
 static void NORETURN run(u64 exit_after)
 {
-	u64 hz = tsc_hz(), start = rdtsc(), next = start, ticks = 0;
+	u64 hz = tsc_hz(), start = rdtsc(), next = start, ticks = 0, last = start;
 	u64 deadline = exit_after ? start + exit_after * hz : 0;
 	for (;;) {
 		u64 now = rdtsc();
+		if (now < last) {
+			/* The TSC went backwards (seen after QEMU migrations under
+			 * nested KVM here): move the schedule with it, or ticks and
+			 * balloon polls would stop for as long as the jump. */
+			u64 back = last - now;
+			kprintf("time: TSC went back %lu us\n", tsc_to_us(back));
+			next -= back;
+			if (deadline)
+				deadline -= back;
+			balloon_next_poll = now;
+		}
+		last = now;
 		if (now >= next) {
 			workloads_verify();
 			kprintf("tick %lu live=%lu free=%lu verify=ok\n", ++ticks, workloads_live(), buddy_free_pages());
