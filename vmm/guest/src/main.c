@@ -2,8 +2,9 @@
  * main.c — ring-3 entry of the test guest: read the boot information, find
  * the TSC frequency, set up the allocator and the workloads, print "ready",
  * then loop for ever: run due workload steps, and once a second verify all
- * live data and print a tick. Also the report for CPU exceptions, which the
- * ring-0 stub forwards here (entry.S).
+ * live data and print a tick; every balloon_poll_us it polls the virtio
+ * balloon, if there is one (balloon.c). Also the report for CPU exceptions,
+ * which the ring-0 stub forwards here (entry.S).
  *
  * Output contract (README.md): banner, "ready", then
  * "tick <n> live=<pages> free=<pages> verify=ok" at least once a second.

@@ -4,7 +4,7 @@
  * microvm (acpi=off) and Ferry's VMM append them. <size> takes an optional
  * K/M/G suffix (memparse); <base> and <irq> are decimal or 0x-hex.
  *
- * Ready for the virtio-mmio driver of a later issue; nothing calls it yet.
+ * balloon_probe (balloon.c) hands each word to virtio_mmio_probe.
  * Malformed words are skipped, not reported.
  */
 #include "cmdline.h"
