@@ -113,6 +113,8 @@ int workloads_step(u64 now)
 	}
 	if (cfg.crash == 'h') {
 		u64 pfn = buddy_hint_take();
+		if (pfn == BUDDY_NONE)
+			fatal("crash:hint: no free 4 MiB block");
 		kprintf("crash: writing to hinted block 0x%lx\n", pfn << PAGE_SHIFT);
 		tag_fill(pfn << PAGE_SHIFT, 1);
 	}
