@@ -21,6 +21,7 @@ const (
 // config is a checked configuration block.
 type config struct {
 	listen         string
+	connect        string // where the source dials; listen when empty
 	streams        int
 	compress       bool
 	connectTimeout time.Duration
@@ -29,6 +30,8 @@ type config struct {
 var schema = transport.Schema{
 	{Name: "listen", Type: transport.TypeString, Required: true,
 		Doc: `address the destination listens on and the source connects to, "host:port"`},
+	{Name: "connect", Type: transport.TypeString,
+		Doc: `address the source dials when it differs from listen (NAT, a proxy), "host:port"; default: listen`},
 	{Name: "streams", Type: transport.TypeNumber, Default: int64(defaultStreams),
 		Doc: "parallel TCP connections, 1..16; the destination follows the source's count"},
 	{Name: "compress", Type: transport.TypeString, Default: "lz4",
@@ -47,7 +50,7 @@ func parseConfig(c transport.Config) (config, error) {
 	cfg := config{streams: defaultStreams, compress: true, connectTimeout: defaultConnectTimeout}
 	for k := range c {
 		if !slices.ContainsFunc(schema, func(a transport.Attribute) bool { return a.Name == k }) {
-			return cfg, badConfig("unknown attribute %q (the tcp transport knows listen, streams, compress, connect_timeout)", k)
+			return cfg, badConfig("unknown attribute %q (the tcp transport knows listen, connect, streams, compress, connect_timeout)", k)
 		}
 	}
 	v, ok := c["listen"]
@@ -62,6 +65,16 @@ func parseConfig(c transport.Config) (config, error) {
 		return cfg, err
 	}
 	cfg.listen = s
+	if v, ok := c["connect"]; ok {
+		s, ok := v.(string)
+		if !ok {
+			return cfg, badConfig("connect must be a string, not %T", v)
+		}
+		if err := checkAddr(s); err != nil {
+			return cfg, fmt.Errorf("connect: %w", err)
+		}
+		cfg.connect = s
+	}
 	if v, ok := c["streams"]; ok {
 		n, ok := asInt(v)
 		if !ok || n < 1 || n > maxStreams {

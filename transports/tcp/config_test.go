@@ -75,10 +75,24 @@ func TestInfoSchema(t *testing.T) {
 		t.Fatalf("%+v %v", info, err)
 	}
 	s, err := tr.Schema(context.Background())
-	if err != nil || len(s) != 4 || s[0].Name != "listen" || !s[0].Required {
+	if err != nil || len(s) != 5 || s[0].Name != "listen" || !s[0].Required {
 		t.Fatalf("%+v %v", s, err)
 	}
 	if err := tr.SendPages(context.Background(), nil); err == nil {
 		t.Fatal("SendPages without Open succeeded")
+	}
+}
+
+func TestConnectAddress(t *testing.T) {
+	cfg, err := parseConfig(transport.Config{"listen": "0.0.0.0:7070", "connect": "10.1.2.3:7070"})
+	if err != nil || cfg.dialAddr() != "10.1.2.3:7070" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	cfg, err = parseConfig(transport.Config{"listen": "127.0.0.1:7070"})
+	if err != nil || cfg.dialAddr() != "127.0.0.1:7070" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	if _, err := parseConfig(transport.Config{"listen": "127.0.0.1:7070", "connect": "nowhere"}); err == nil {
+		t.Fatal("bad connect address accepted")
 	}
 }

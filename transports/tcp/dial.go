@@ -24,7 +24,7 @@ func openSend(ctx context.Context, s *session) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
 	for i := range s.cfg.streams {
-		c, err := dialRetry(ctx, s.cfg.listen, s.cfg.connectTimeout)
+		c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
 		if err != nil {
 			closeStreams(s.streams)
 			return err
@@ -35,7 +35,7 @@ func openSend(ctx context.Context, s *session) error {
 		closeStreams(s.streams)
 		return err
 	}
-	s.log.Info("connected", "destination", s.cfg.listen, "streams", len(s.streams), "compress", s.cfg.compress)
+	s.log.Info("connected", "destination", s.cfg.dialAddr(), "streams", len(s.streams), "compress", s.cfg.compress)
 	return nil
 }
 
@@ -178,4 +178,12 @@ func closeStreams(sts []*stream) {
 	for _, st := range sts {
 		st.conn.Close()
 	}
+}
+
+// dialAddr is where the source connects: connect if set, else listen.
+func (c config) dialAddr() string {
+	if c.connect != "" {
+		return c.connect
+	}
+	return c.listen
 }
