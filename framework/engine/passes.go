@@ -15,9 +15,10 @@ import (
 func (s *sender) live(ctx context.Context) error {
 	toSend := bitmap.New(s.layout.Pages())
 	toSend.SetAll()
-	// Pages written from here on are caught by the first sync below.
-	if err := s.src.SyncDirtyLog(bitmap.New(s.layout.Pages())); err != nil {
-		return fmt.Errorf("sync dirty log: %w", err)
+	// Pages written from here on are caught by the first sync below; the
+	// bulk pass's hints belong to this epoch.
+	if err := s.sync(bitmap.New(s.layout.Pages())); err != nil {
+		return err
 	}
 	s.capStart = time.Now()
 	for s.pass = 1; ; s.pass++ {
@@ -25,12 +26,14 @@ func (s *sender) live(ctx context.Context) error {
 		if s.pass == 1 {
 			s.phase = PhaseBulk
 		}
+		s.hints.request(ctx, s.gen)
+		s.hints.wait(ctx)
 		if err := s.sendPass(ctx, toSend, true); err != nil {
 			return err
 		}
 		toSend.ClearAll()
-		if err := s.src.SyncDirtyLog(toSend); err != nil {
-			return fmt.Errorf("sync dirty log: %w", err)
+		if err := s.sync(toSend); err != nil {
+			return err
 		}
 		s.remaining = toSend.Count()
 		s.estimate = s.estimateDowntime(s.remaining)
@@ -72,8 +75,8 @@ func (s *sender) switchOver(ctx context.Context) (bool, error) {
 			}
 		}
 	}()
-	if err := s.src.SyncDirtyLog(s.pending); err != nil {
-		return false, fmt.Errorf("final dirty sync: %w", err)
+	if err := s.sync(s.pending); err != nil {
+		return false, fmt.Errorf("final %w", err)
 	}
 	if err := s.sendPass(ctx, s.pending, false); err != nil {
 		return false, err
@@ -152,16 +155,23 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		for p := set.NextSet(base); p < base+n && err == nil; {
 			end := min(set.NextClear(p), base+n)
 			for ; p < end && err == nil; p++ {
-				kind := s.classify(i, p-base)
-				runs = appendRun(runs, p, kind)
-				if kind == transport.KindData {
-					s.rep.PagesSent++
-					s.capBytes += framework.PageSize
+				if who, ok := s.hints.skip(p); ok {
+					runs = appendRun(runs, p, transport.KindZero)
+					s.rep.PagesSkipped++
+					s.hints.stats[who].Skipped++
 				} else {
-					s.rep.PagesZero++
+					kind := s.classify(i, p-base)
+					runs = appendRun(runs, p, kind)
+					if kind == transport.KindData {
+						s.rep.PagesSent++
+						s.capBytes += framework.PageSize
+					} else {
+						s.rep.PagesZero++
+					}
 				}
 				if batched++; batched >= batchPages {
 					err = flush()
+					s.hints.drain() // late answers of this generation still help
 					s.progress()
 				}
 			}
@@ -180,6 +190,17 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate = float64(sent) / secs
 	}
+	return nil
+}
+
+// sync harvests the dirty log into dst and begins a new epoch: hints of
+// the previous generation no longer apply.
+func (s *sender) sync(dst *bitmap.Bitmap) error {
+	if err := s.src.SyncDirtyLog(dst); err != nil {
+		return fmt.Errorf("dirty sync: %w", err)
+	}
+	s.gen++
+	s.hints.invalidate(s.gen)
 	return nil
 }
 

@@ -22,6 +22,10 @@ type Options struct {
 	// destination may run, it compares a hash of every page with the
 	// paused source's; any difference aborts and the source resumes.
 	VerifyPages bool
+	// Hints are the configured hint providers, already Configured; the
+	// engine asks them in every live pass and closes their windows (final)
+	// when Send returns, whatever happened.
+	Hints []HintSource
 	// Transport configures the transport (decoded from the job).
 	Transport transport.Config
 	// Progress receives events from the engine's goroutine; keep it quick.
@@ -87,4 +91,5 @@ type Report struct {
 	StateBytes   int               `json:"state_bytes"`
 	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages compared
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
+	Hints        []HintStats       `json:"hints,omitempty"`
 }

@@ -37,6 +37,8 @@ type sender struct {
 	estimate  time.Duration
 	remaining uint64
 	pending   *bitmap.Bitmap // pages dirtied during the last live pass
+	gen       uint64         // dirty syncs so far: the current hint generation
+	hints     *hinter
 }
 
 // Send migrates src's VM through tr, which must not be open yet. On
@@ -46,7 +48,18 @@ type sender struct {
 func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup}
+	s.hints = newHinter(opt.Hints, s.layout.Pages(), opt.Log.Info)
 	err := s.run(ctx)
+	s.hints.close(true)
+	s.rep.Hints = s.hints.stats
+	for _, st := range s.hints.stats {
+		if st.Skipped > 0 {
+			if s.rep.SkippedBy == nil {
+				s.rep.SkippedBy = map[string]uint64{}
+			}
+			s.rep.SkippedBy[st.Name] += st.Skipped
+		}
+	}
 	s.rep.TotalMS = time.Since(s.start).Milliseconds()
 	s.rep.TotalPages = s.layout.Pages()
 	if secs := time.Since(s.start).Seconds(); secs > 0 {

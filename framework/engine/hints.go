@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/hint"
+)
+
+// Hint merging (invariants 1 and 2).
+//
+// After dirty sync number g the engine asks every live provider for the
+// hints of generation g, each under its own deadline, and waits for the
+// answers until every provider finished or its deadline passed. Ranges of
+// generation g mark pages of the pass that sync g began as skippable: when
+// the pass reaches such a page it sends a zero run instead of reading it.
+// A batch that arrives after sync g+1 is dropped and counted (stale): a
+// page written after the request is in sync g+1's dirty set and travels
+// in full. The final, paused pass asks for no hints: everything stale is
+// dropped there too.
+
+// HintSource is one configured provider for the engine.
+type HintSource struct {
+	Name     string
+	Provider hint.Provider
+	Meaning  hint.Meaning
+	Deadline time.Duration // per request; 0 means 300 ms
+}
+
+// HintStats is what one provider contributed to a migration.
+type HintStats struct {
+	Name      string `json:"name"`
+	Meaning   string `json:"meaning"`
+	Status    string `json:"status"` // ok, crashed, not-supported, failed: <reason>
+	Requests  int    `json:"requests"`
+	Ranges    uint64 `json:"ranges"`
+	Skipped   uint64 `json:"pages_skipped"`  // pages sent as zero runs thanks to it
+	Stale     uint64 `json:"ranges_stale"`   // arrived after a later dirty sync
+	Invalid   uint64 `json:"ranges_invalid"` // outside RAM, empty or overflowing
+	Late      int    `json:"requests_late"`  // requests that ran past their deadline
+	SlowestMS int64  `json:"slowest_ms"`     // longest answer
+}
+
+// hintBatch is ranges from provider src for generation gen.
+type hintBatch struct {
+	src    int
+	gen    uint64
+	ranges []hint.Range
+	done   bool // the request ended (err says how)
+	err    error
+	took   time.Duration
+}
+
+// hinter runs the providers for the sender.
+type hinter struct {
+	srcs    []HintSource
+	stats   []HintStats
+	dead    []bool
+	pending int // requests of the current generation still running
+	gen     uint64
+	batches chan hintBatch
+	reason  []uint8 // per page: 0 none, i+1 skippable thanks to provider i (current generation)
+	log     func(msg string, args ...any)
+}
+
+func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinter {
+	h := &hinter{srcs: srcs, dead: make([]bool, len(srcs)), batches: make(chan hintBatch, 64), log: log}
+	for _, s := range srcs {
+		h.stats = append(h.stats, HintStats{Name: s.Name, Meaning: s.Meaning.String(), Status: "ok"})
+	}
+	if len(srcs) > 0 {
+		h.reason = make([]uint8, pages)
+	}
+	return h
+}
+
+// request starts generation gen: forget the previous generation's marks
+// and ask every live provider asynchronously.
+func (h *hinter) request(ctx context.Context, gen uint64) {
+	h.gen = gen
+	clear(h.reason)
+	for i, s := range h.srcs {
+		if h.dead[i] {
+			continue
+		}
+		d := s.Deadline
+		if d <= 0 {
+			d = 300 * time.Millisecond
+		}
+		h.pending++
+		h.stats[i].Requests++
+		go h.ask(ctx, i, gen, time.Now().Add(d))
+	}
+}
+
+// ask runs one Hints call; its batches and its end go to h.batches. A
+// provider that ignores its context is abandoned at the deadline (wait
+// stops counting it); its goroutine ends when the call does.
+func (h *hinter) ask(ctx context.Context, i int, gen uint64, deadline time.Time) {
+	start := time.Now()
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	send := func(b hintBatch) error {
+		select {
+		case h.batches <- b:
+			return nil
+		case <-hctx.Done():
+			return hctx.Err()
+		}
+	}
+	err := h.srcs[i].Provider.Hints(hctx, hint.Request{Generation: gen, Deadline: deadline}, func(r []hint.Range) error {
+		return send(hintBatch{src: i, gen: gen, ranges: append([]hint.Range(nil), r...)})
+	})
+	// The end marker must get through even after the deadline.
+	select {
+	case h.batches <- hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}:
+	case <-ctx.Done():
+	}
+}
+
+// wait collects answers until every request of the current generation
+// ended or the longest deadline passed.
+func (h *hinter) wait(ctx context.Context) {
+	if h.pending == 0 {
+		return
+	}
+	var longest time.Duration
+	for _, s := range h.srcs {
+		longest = max(longest, s.Deadline)
+	}
+	if longest <= 0 {
+		longest = 300 * time.Millisecond
+	}
+	t := time.NewTimer(longest + 20*time.Millisecond)
+	defer t.Stop()
+	for h.pending > 0 {
+		select {
+		case b := <-h.batches:
+			h.apply(b)
+		case <-t.C:
+			h.abandonPending()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// drain applies whatever arrived, without waiting.
+func (h *hinter) drain() {
+	for {
+		select {
+		case b := <-h.batches:
+			h.apply(b)
+		default:
+			return
+		}
+	}
+}
+
+// abandonPending counts requests still running past their deadline as late.
+func (h *hinter) abandonPending() {
+	h.pending = 0 // their end markers are ignored as stale generations or counted below
+}
+
+func (h *hinter) apply(b hintBatch) {
+	st := &h.stats[b.src]
+	if b.done {
+		if b.gen == h.gen && h.pending > 0 {
+			h.pending--
+		}
+		st.SlowestMS = max(st.SlowestMS, b.took.Milliseconds())
+		deadline := h.srcs[b.src].Deadline
+		if deadline <= 0 {
+			deadline = 300 * time.Millisecond
+		}
+		if b.took > deadline+10*time.Millisecond {
+			st.Late++
+		}
+		h.ended(b.src, b.err)
+		return
+	}
+	if b.gen != h.gen {
+		st.Stale += uint64(len(b.ranges))
+		return
+	}
+	pages := uint64(len(h.reason))
+	for _, r := range b.ranges {
+		if r.Count == 0 || r.First >= pages || r.Count > pages-r.First {
+			st.Invalid++
+			continue
+		}
+		st.Ranges++
+		for p := r.First; p < r.First+r.Count; p++ {
+			if h.reason[p] == 0 {
+				h.reason[p] = uint8(b.src + 1)
+			}
+		}
+	}
+}
+
+// ended classifies how a request ended.
+func (h *hinter) ended(i int, err error) {
+	st := &h.stats[i]
+	switch {
+	case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, hint.ErrPluginGone):
+		if !h.dead[i] {
+			h.log("hint provider crashed; no more hints from it in this migration", "provider", h.srcs[i].Name, "err", err)
+		}
+		h.dead[i], st.Status = true, "crashed"
+	case errors.Is(err, hint.ErrNotSupported):
+		if !h.dead[i] {
+			h.log("hint provider not supported here", "provider", h.srcs[i].Name, "err", err)
+		}
+		h.dead[i], st.Status = true, "not-supported"
+	default:
+		if st.Status == "ok" {
+			st.Status = fmt.Sprintf("failed: %v", err)
+			h.log("hint request failed; its hints are lost", "provider", h.srcs[i].Name, "err", err)
+		}
+	}
+}
+
+// skip reports whether page p may go as a zero run, and for whom.
+func (h *hinter) skip(p uint64) (int, bool) {
+	if h.reason == nil || h.reason[p] == 0 {
+		return 0, false
+	}
+	return int(h.reason[p]) - 1, true
+}
+
+// invalidate drops every mark: a dirty sync just began a new epoch.
+func (h *hinter) invalidate(gen uint64) {
+	h.gen = gen
+	clear(h.reason)
+	h.pending = 0
+}
+
+// close ends every provider's hint window.
+func (h *hinter) close(final bool) {
+	for i, s := range h.srcs {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.Provider.Close(ctx, final); err != nil && !h.dead[i] {
+			h.log("closing hint provider", "provider", s.Name, "err", err)
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/hint"
+)
+
+// funcProvider is a hint provider made of a Hints function.
+type funcProvider struct {
+	hints  func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
+	closed atomic.Int32
+}
+
+func (f *funcProvider) Info(context.Context) (hint.Info, error) {
+	return hint.Info{Name: "fake", Meaning: hint.MeaningFree}, nil
+}
+func (f *funcProvider) Schema(context.Context) (hint.Schema, error) { return nil, nil }
+func (f *funcProvider) Configure(context.Context, hint.Config, hint.VM, hint.Host) error {
+	return nil
+}
+func (f *funcProvider) Hints(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+	return f.hints(ctx, req, emit)
+}
+func (f *funcProvider) Close(context.Context, bool) error { f.closed.Add(1); return nil }
+
+func source(name string, p hint.Provider, d time.Duration) HintSource {
+	return HintSource{Name: name, Provider: p, Meaning: hint.MeaningFree, Deadline: d}
+}
+
+// samePages fails the test unless source and destination RAM agree.
+func samePages(t *testing.T, src, dst *fakeVM) {
+	t.Helper()
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		if !bytes.Equal(src.mem[p*4096:(p+1)*4096], dst.mem[p*4096:(p+1)*4096]) {
+			t.Fatalf("page %d differs: source %x.. destination %x..", p, src.mem[p*4096:p*4096+4], dst.mem[p*4096:p*4096+4])
+		}
+	}
+}
+
+// TestHintsSkipPages: hinted pages go as zero runs and are counted.
+func TestHintsSkipPages(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x55)
+	}
+	// Pages 0..511 are "free" in the guest: their contents do not matter.
+	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+		return emit([]hint.Range{{First: 0, Count: 512}})
+	}}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if srep.PagesSkipped != 512 || srep.SkippedBy["fake"] != 512 || srep.PagesSent != src.layout.Pages()-512 {
+		t.Fatalf("report %+v", srep)
+	}
+	if dst.mem[0] != 0 || dst.mem[511*4096+100] != 0 {
+		t.Error("skipped pages did not arrive as zero")
+	}
+	if !bytes.Equal(src.mem[512*4096:], dst.mem[512*4096:]) {
+		t.Error("pages not hinted differ")
+	}
+	if prov.closed.Load() == 0 {
+		t.Error("hint window not closed")
+	}
+}
+
+// TestHintedPageReusedArrives is invariant 1: the guest reuses a hinted
+// page after the hint was requested, at the worst moments; it must arrive
+// with its final content.
+func TestHintedPageReusedArrives(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// run is the provider: it may write through vm before or after emitting.
+		run func(vm *fakeVM, ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
+	}{
+		{"written after the request, before the hint is applied", func(vm *fakeVM, ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			vm.write(7, byte(0x70+req.Generation)) // the guest took the page back meanwhile
+			return emit([]hint.Range{{First: 0, Count: 64}})
+		}},
+		{"written after the hint was applied", func(vm *fakeVM, ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			err := emit([]hint.Range{{First: 0, Count: 64}})
+			vm.write(9, byte(0x90+req.Generation))
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := twoRegions(t)
+			for p := uint64(0); p < src.layout.Pages(); p++ {
+				src.write(p, 0x11)
+			}
+			prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+				return tc.run(src, ctx, req, emit)
+			}}
+			_, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond,
+				Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
+			if serr != nil || rerr != nil {
+				t.Fatalf("send %v / receive %v", serr, rerr)
+			}
+			for _, p := range []uint64{7, 9} {
+				if src.mem[p*4096+1] != 0x11 && !bytes.Equal(src.mem[p*4096:(p+1)*4096], dst.mem[p*4096:(p+1)*4096]) {
+					t.Fatalf("reused page %d lost its final content", p)
+				}
+			}
+		})
+	}
+}
+
+// TestStaleHintsDropped: a provider that answers after the next dirty sync
+// must have its ranges dropped, and the pages travel.
+func TestStaleHintsDropped(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x22)
+	}
+	synced := make(chan struct{}, 16)
+	src.onSync = func(n int) { synced <- struct{}{} }
+	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+		if req.Generation != 1 {
+			return nil
+		}
+		<-synced // the bulk-pass sync
+		<-synced // wait for the sync that ends the bulk pass: now the hint is stale
+		src.write(3, 0x33)
+		emit([]hint.Range{{First: 0, Count: 64}})
+		return nil
+	}}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond,
+		Hints: []HintSource{source("slow", prov, 2*time.Second)}}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	samePages(t, src, dst)
+	if srep.Hints[0].Stale == 0 || srep.PagesSkipped != 0 {
+		t.Errorf("stale hints applied: %+v", srep.Hints[0])
+	}
+}
+
+// TestMisbehavingProviders is invariant 2: lying, hanging and crashing
+// providers cost their hints, never the migration or a page.
+func TestMisbehavingProviders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hints  func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
+		check  func(t *testing.T, st HintStats)
+		budget time.Duration
+	}{
+		{"lying", func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			return emit([]hint.Range{{First: 1 << 40, Count: 10}, {First: 5, Count: ^uint64(0)}, {First: 3, Count: 0}})
+		}, func(t *testing.T, st HintStats) {
+			if st.Invalid != 3*uint64(st.Requests) || st.Skipped != 0 {
+				t.Errorf("%+v", st)
+			}
+		}, 5 * time.Second},
+		{"hanging, ignoring its context", func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			time.Sleep(3 * time.Second)
+			return nil
+		}, func(t *testing.T, st HintStats) {}, 2500 * time.Millisecond},
+		{"crashed", func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			return hint.ErrPluginGone
+		}, func(t *testing.T, st HintStats) {
+			if st.Status != "crashed" || st.Requests != 1 {
+				t.Errorf("crashed provider asked again or not reported: %+v", st)
+			}
+		}, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := twoRegions(t)
+			for p := uint64(0); p < src.layout.Pages(); p += 2 {
+				src.write(p, 0x66)
+			}
+			prov := &funcProvider{hints: tc.hints}
+			start := time.Now()
+			srep, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 4, MaxDowntime: time.Nanosecond,
+				Hints: []HintSource{source(tc.name, prov, 100*time.Millisecond)}}, nil)
+			if serr != nil || rerr != nil {
+				t.Fatalf("send %v / receive %v", serr, rerr)
+			}
+			if d := time.Since(start); d > tc.budget {
+				t.Errorf("migration took %v with a %s provider", d, tc.name)
+			}
+			samePages(t, src, dst)
+			tc.check(t, srep.Hints[0])
+		})
+	}
+}
