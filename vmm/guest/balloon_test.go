@@ -89,7 +89,7 @@ func balloonArgs(qmp, props string) []string {
 // negotiated features.
 func bootBalloon(t *testing.T, ctx context.Context, cmdline, props string, ticks int, extra ...string) (*qemuRun, *qmpClient, uint64) {
 	t.Helper()
-	elf, qemu := needQEMU(t, t.Name()+" (virtio-balloon under QEMU)")
+	elf, qemu := needQEMU(t, t.Name()+" (the guest balloon driver against QEMU's virtio-balloon)")
 	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
 	args := append(append(tscArgs(t), balloonArgs(qmpPath, props)...), extra...)
 	r := startQEMU(t, ctx, elf, qemu, cmdline, args...)
