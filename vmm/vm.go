@@ -47,13 +47,14 @@ const MaxCPUs = 64
 
 // Config is what a VM is built from.
 type Config struct {
-	Kernel    string    // path of a PVH ELF
-	Memory    uint64    // bytes of guest RAM
-	CPUs      int       // vCPU count, 1..MaxCPUs
-	Cmdline   string    // guest command line
-	Serial    io.Writer // receives the guest's COM1 output
-	NoBalloon bool      // leave out the virtio-balloon device
-	Log       *slog.Logger
+	Kernel          string    // path of a PVH ELF
+	Memory          uint64    // bytes of guest RAM
+	CPUs            int       // vCPU count, 1..MaxCPUs
+	Cmdline         string    // guest command line
+	Serial          io.Writer // receives the guest's COM1 output
+	NoBalloon       bool      // leave out the virtio-balloon device
+	NoPageReporting bool      // the balloon offers no free page reporting
+	Log             *slog.Logger
 	// Incoming builds a migration target: no Kernel or Cmdline; RAM,
 	// devices and parked vCPUs wait for the guest's memory and LoadState,
 	// and the guest runs from Resume on (see incoming.go).
@@ -212,6 +213,9 @@ func (v *VM) attachDevices() error {
 		return nil
 	}
 	v.balloon = balloon.New(v.mem, v.log)
+	if v.cfg.NoPageReporting {
+		v.balloon.WithoutReporting()
+	}
 	tr, err := v.attachVirtio("balloon", 0, v.balloon)
 	if err != nil {
 		return err

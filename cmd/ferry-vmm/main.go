@@ -35,8 +35,8 @@ func main() {
 	os.Exit(realMain(os.Args[1:]))
 }
 
-const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL] [-no-balloon]
-       ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK [-log-level LEVEL] [-no-balloon]
+const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL] [-no-balloon] [-no-page-reporting]
+       ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK [-log-level LEVEL] [-no-balloon] [-no-page-reporting]
 
 Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine,
 or with -incoming waits, with the same -mem, -cpus and -no-balloon as the
@@ -59,6 +59,7 @@ func realMain(args []string) int {
 	sock := fs.String("control", "", "unix socket for JSON-lines control commands")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	noBalloon := fs.Bool("no-balloon", false, "leave out the virtio-balloon device")
+	noReporting := fs.Bool("no-page-reporting", false, "the balloon offers no free page reporting (freed guest memory stays populated)")
 	incoming := fs.Bool("incoming", false, "boot nothing: wait for a migrated guest (needs -control)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -93,7 +94,7 @@ func realMain(args []string) int {
 	}
 	defer closeOut()
 	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out,
-		NoBalloon: *noBalloon, Log: log, Incoming: *incoming})
+		NoBalloon: *noBalloon, NoPageReporting: *noReporting, Log: log, Incoming: *incoming})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
 		return 1

@@ -66,6 +66,8 @@ type Device struct {
 	statsReq *virtio.Chain // the stats buffer the device holds
 	inflated uint64        // pages punched by inflation, net of deflation
 	reported uint64        // bytes punched by free page reporting
+
+	noReporting bool // set before the guest runs; see WithoutReporting
 }
 
 type queues struct {
@@ -97,7 +99,17 @@ func (d *Device) SetHintSink(s HintSink) {
 func (d *Device) ID() uint32 { return DeviceID }
 
 // Features implements virtio.Device.
-func (d *Device) Features() uint64 { return offered }
+func (d *Device) Features() uint64 {
+	if d.noReporting {
+		return offered &^ FPageReporting
+	}
+	return offered
+}
+
+// WithoutReporting leaves free page reporting out of the offered features
+// (as in the 2016 setting: memory a guest frees stays populated). Call it
+// before the guest starts.
+func (d *Device) WithoutReporting() { d.noReporting = true }
 
 // QueueSizes implements virtio.Device: inflate, deflate, stats, free page
 // hint, reporting, as numbered when every offered feature is negotiated.
