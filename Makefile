@@ -44,7 +44,7 @@ bench: all
 godefs:
 	cd vmm/kvm && (echo "//go:build linux && amd64"; echo; $(GO) tool cgo -godefs types_linux.go) | gofmt > ztypes_linux_amd64.go && rm -rf _obj
 
-# Regenerate the transport plugin's gRPC code (needs /usr/bin/protoc); the
+# Regenerate the transport and hint plugins' gRPC code (needs /usr/bin/protoc); the
 # generators are pinned to the protobuf and grpc versions in go.mod and
 # installed in bin/tools; the output is committed so builds need neither.
 PROTOC ?= protoc
@@ -60,6 +60,12 @@ proto:
 	  --go_out=paths=source_relative:framework/transport/proto \
 	  --go-grpc_out=paths=source_relative:framework/transport/proto \
 	  framework/transport/proto/transport.proto
+	$(PROTOC) -I framework/hint/proto \
+	  --plugin=protoc-gen-go=bin/tools/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=bin/tools/protoc-gen-go-grpc \
+	  --go_out=paths=source_relative:framework/hint/proto \
+	  --go-grpc_out=paths=source_relative:framework/hint/proto \
+	  framework/hint/proto/hint.proto
 
 clean:
 	rm -rf bin vmm/guest/build
