@@ -265,3 +265,28 @@ func childPids(t testing.TB, ppid int, comm string) []int {
 	}
 	return pids
 }
+
+// TestMigrateCancelled interrupts migrate (Ctrl-C): the migration is
+// cancelled, the source keeps running, and the job can run again.
+func TestMigrateCancelled(t *testing.T) {
+	needKVM(t, "TestMigrateCancelled")
+	p := startPair(t, "1G", "dirty:256@16", "", `limits { bandwidth = "32MiB/s" }`)
+	rep, err := p.migrate(func(cmd *exec.Cmd) {
+		time.Sleep(time.Second)
+		cmd.Process.Signal(os.Interrupt)
+	})
+	if err == nil || rep.Status != "cancelled" {
+		t.Fatalf("interrupted migration reported %q (%v), want cancelled", rep.Status, err)
+	}
+	if st := p.src.state(t); st != vmm.StateRunning {
+		t.Fatalf("source is %s after a cancelled migration, want running", st)
+	}
+	p.src.waitTicks(2, 30*time.Second)
+	go p.dst.drain()
+	p.dst.exitCode(30 * time.Second)
+	p.newDestination()
+	if rep, err := p.migrateOpts(false, nil); err != nil || rep.Status != "completed" {
+		t.Fatalf("retry: %s, %v", rep.Status, err)
+	}
+	p.dst.waitTicks(2, 30*time.Second)
+}
