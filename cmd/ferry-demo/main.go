@@ -26,10 +26,21 @@ func main() {
 	config := flag.String("config", "configs/demo.hcl", "the migration job")
 	mem := flag.String("mem", "1G", "guest RAM")
 	workload := flag.String("workload", "hog:512,dirty:64@32,kv:32", "guest workload")
+	tbl := flag.Bool("table", false, "also run the 2016 table: idle and after-hog guests migrated between two network namespaces over a 10 Gbit/s veth pair, with no hints and with each provider")
+	tableMem := flag.String("table-mem", "8G", "guest RAM for the table")
+	tableHog := flag.Int("table-hog", 7168, "MiB the table's memory hog touches and frees")
+	tableJSON := flag.String("table-json", "", "also write the table's rows as JSON to this file")
 	flag.Parse()
 	if err := demo(*bin, *config, *mem, *workload); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-demo:", err)
 		os.Exit(1)
+	}
+	if *tbl {
+		fmt.Printf("== the 2016 table (%s guest, a few minutes)\n", *tableMem)
+		if err := table(*bin, *tableMem, *tableHog, *tableJSON); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-demo:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -90,9 +101,20 @@ func demo(bin, config, mem, workload string) error {
 // start runs a VMM, echoing its serial lines with a prefix and sending
 // them to the returned channel.
 func start(ctx context.Context, name, path string, args ...string) (*exec.Cmd, <-chan string, error) {
-	cmd := exec.CommandContext(ctx, path, args...)
+	return startEcho(ctx, name, append([]string{path}, args...))
+}
+
+// startQuiet is start without echoing the guest's lines.
+func startQuiet(ctx context.Context, argv []string) (*exec.Cmd, <-chan string, error) {
+	return startEcho(ctx, "", argv)
+}
+
+func startEcho(ctx context.Context, name string, argv []string) (*exec.Cmd, <-chan string, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = os.Stderr
+	if name != "" {
+		cmd.Stderr = os.Stderr
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +126,9 @@ func start(ctx context.Context, name, path string, args ...string) (*exec.Cmd, <
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			fmt.Printf("[%s] %s\n", name, sc.Text())
+			if name != "" {
+				fmt.Printf("[%s] %s\n", name, sc.Text())
+			}
 			select {
 			case lines <- sc.Text():
 			default:
