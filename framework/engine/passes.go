@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -159,7 +160,15 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 					runs = appendRun(runs, p, transport.KindZero)
 					s.rep.PagesSkipped++
 					s.hints.stats[who].Skipped++
+					if m := s.opt.Hints[who].Meaning; m == hint.MeaningFree || m == hint.MeaningUnused {
+						s.freeSent.Set(p)
+					} else {
+						s.freeSent.Clear(p)
+					}
 				} else {
+					if s.freeSent != nil {
+						s.freeSent.Clear(p)
+					}
 					kind := s.classify(i, p-base)
 					runs = appendRun(runs, p, kind)
 					if kind == transport.KindData {

@@ -89,7 +89,8 @@ type Report struct {
 	ThroughputMB float64           `json:"throughput_mbps"` // average MB/s of bytes on the wire
 	TotalPages   uint64            `json:"total_pages"`
 	StateBytes   int               `json:"state_bytes"`
-	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages compared
+	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages covered
+	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: not compared
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
 }

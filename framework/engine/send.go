@@ -38,6 +38,7 @@ type sender struct {
 	remaining uint64
 	pending   *bitmap.Bitmap // pages dirtied during the last live pass
 	gen       uint64         // dirty syncs so far: the current hint generation
+	freeSent  *bitmap.Bitmap // pages whose last send was a skip on a free/unused hint
 	hints     *hinter
 }
 
@@ -49,6 +50,9 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	opt.defaults()
 	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup}
 	s.hints = newHinter(opt.Hints, s.layout.Pages(), opt.Log.Info)
+	if len(opt.Hints) > 0 {
+		s.freeSent = bitmap.New(s.layout.Pages())
+	}
 	err := s.run(ctx)
 	s.hints.close(true)
 	s.rep.Hints = s.hints.stats

@@ -25,5 +25,8 @@ func pageHash(page []byte) uint64 {
 		h = (h ^ (w + uint64(i))) * 0xff51afd7ed558ccd
 		h ^= h >> 29
 	}
+	if h == hashFree {
+		h = 1 // hashFree is reserved for "free at switch-over: not compared"
+	}
 	return h
 }
