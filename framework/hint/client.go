@@ -1,0 +1,249 @@
+package hint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ferryvm/ferry/framework/hint/proto"
+)
+
+// grpcClient is the host side of a hint plugin: Provider over the
+// plugin's gRPC service, and the server of the Host it calls back.
+type grpcClient struct {
+	rpc    pb.ProviderClient
+	broker *plugin.GRPCBroker // nil: Host callbacks are not offered
+	// files are the RAM files the plugin process received at start, in
+	// launch order: VM.Files are matched against them.
+	files []*os.File
+	// done is closed when the plugin process has exited (go-plugin
+	// cancels the context it hands to GRPCClient).
+	done <-chan struct{}
+	gone atomic.Bool
+
+	mu   sync.Mutex
+	host *hostService // the Host of the current hint window; nil: none
+}
+
+var _ Provider = (*grpcClient)(nil)
+
+// Info implements Provider.Info.
+func (c *grpcClient) Info(ctx context.Context) (Info, error) {
+	if err := c.alive(); err != nil {
+		return Info{}, err
+	}
+	r, err := c.rpc.Info(ctx, &pb.InfoRequest{}, recvLimit)
+	if err != nil {
+		return Info{}, c.fail(ctx, err)
+	}
+	return Info{Name: r.GetName(), Version: r.GetVersion(), Meaning: Meaning(r.GetMeaning())}, nil
+}
+
+// Schema implements Provider.Schema.
+func (c *grpcClient) Schema(ctx context.Context) (Schema, error) {
+	if err := c.alive(); err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.Schema(ctx, &pb.SchemaRequest{}, recvLimit)
+	if err != nil {
+		return nil, c.fail(ctx, err)
+	}
+	return schemaFromProto(r), nil
+}
+
+// Configure implements Provider.Configure. The RAM files travel as
+// indices into the files the plugin received at start; vm.Files, when
+// set, are matched to those by identity (the same open file or the same
+// inode). A non-nil host is served to the plugin through the broker until
+// Close(final), the next Configure, or the plugin's end; the previous
+// window's Host stops being served here.
+func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host) error {
+	if err := c.alive(); err != nil {
+		return err
+	}
+	pcfg, err := configToProto(cfg)
+	if err != nil {
+		return err
+	}
+	pvm, err := c.vmToProto(vm)
+	if err != nil {
+		return err
+	}
+	c.setHost(nil)
+	req := &pb.ConfigureRequest{Config: pcfg, Vm: pvm}
+	if host != nil && c.broker != nil {
+		hs, err := serveHost(c.broker, host)
+		if err != nil {
+			return err
+		}
+		c.setHost(hs)
+		req.HostBrokerId = hs.id
+	}
+	if _, err := c.rpc.Configure(ctx, req, recvLimit); err != nil {
+		c.setHost(nil)
+		return c.fail(ctx, err)
+	}
+	return nil
+}
+
+func (c *grpcClient) vmToProto(vm VM) (*pb.VM, error) {
+	out := &pb.VM{Id: vm.ID, Pid: int64(vm.PID)}
+	for i, r := range vm.RAM {
+		idx, err := c.launchIndex(vm.Files, r.File)
+		if err != nil {
+			return nil, fmt.Errorf("RAM region %d: %w", i, err)
+		}
+		out.Ram = append(out.Ram, &pb.Region{Gpa: r.GPA, Size: r.Size, HostAddr: r.HostAddr,
+			File: uint32(idx), Offset: r.Offset})
+	}
+	return out, nil
+}
+
+// launchIndex maps a region's file (an index into files, or into the
+// launch files when files is nil) to the index of the same file among
+// those the plugin received at start.
+func (c *grpcClient) launchIndex(files []*os.File, file int) (int, error) {
+	if files == nil {
+		if file < 0 || file >= len(c.files) {
+			return 0, fmt.Errorf("%w: file %d, but the plugin received %d files at start", ErrBadConfig, file, len(c.files))
+		}
+		return file, nil
+	}
+	if file < 0 || file >= len(files) {
+		return 0, fmt.Errorf("%w: file %d of %d", ErrBadConfig, file, len(files))
+	}
+	f := files[file]
+	var fi os.FileInfo
+	for i, l := range c.files {
+		if l == f {
+			return i, nil
+		}
+		if fi == nil {
+			var err error
+			if fi, err = f.Stat(); err != nil {
+				return 0, fmt.Errorf("%w: stat RAM file %d: %v", ErrBadConfig, file, err)
+			}
+		}
+		if li, err := l.Stat(); err == nil && os.SameFile(fi, li) {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: RAM file %d (%s) was not handed to the plugin at start; pass it to Launch", ErrBadConfig, file, f.Name())
+}
+
+// Hints implements Provider.Hints: every stream message becomes one emit
+// call. req.Deadline, when set, bounds the call as well as ctx. If emit
+// fails, the stream is cancelled and its error returned.
+func (c *grpcClient) Hints(ctx context.Context, req Request, emit func([]Range) error) error {
+	if err := c.alive(); err != nil {
+		return err
+	}
+	var cancel context.CancelFunc
+	pr := &pb.HintsRequest{Generation: req.Generation}
+	if req.Deadline.IsZero() {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
+		pr.DeadlineUnixNano = req.Deadline.UnixNano()
+	}
+	defer cancel()
+	stream, err := c.rpc.Hints(ctx, pr, recvLimit)
+	if err != nil {
+		return c.fail(ctx, err)
+	}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return c.fail(ctx, err)
+		}
+		if len(r.GetRanges()) == 0 {
+			continue
+		}
+		if err := emit(rangesFromProto(r.GetRanges())); err != nil {
+			return err
+		}
+	}
+}
+
+// Close implements Provider.Close. After a final Close the host stops
+// serving the window's Host (the plugin's Close has used it by then).
+func (c *grpcClient) Close(ctx context.Context, final bool) error {
+	if final {
+		defer c.setHost(nil)
+	}
+	if err := c.alive(); err != nil {
+		return err
+	}
+	_, err := c.rpc.Close(ctx, &pb.CloseRequest{Final: final}, recvLimit)
+	return c.fail(ctx, err)
+}
+
+// setHost makes hs the served Host and stops the previous one.
+func (c *grpcClient) setHost(hs *hostService) {
+	c.mu.Lock()
+	old := c.host
+	c.host = hs
+	c.mu.Unlock()
+	old.stop()
+}
+
+// alive returns an ErrPluginGone error once the plugin process is known
+// to be gone.
+func (c *grpcClient) alive() error {
+	if !c.gone.Load() {
+		select {
+		case <-c.done:
+			c.gone.Store(true)
+		default:
+			return nil
+		}
+	}
+	return &classError{class: ErrPluginGone, msg: ErrPluginGone.Error()}
+}
+
+// fail turns an RPC error into an error of its class. Deadline and
+// cancellation of the caller's own context keep their context class.
+// Unavailable means the plugin is gone; so does Canceled while the
+// caller's context is live and the process has exited. Once the process
+// has exited, every later call fails with ErrPluginGone without an RPC.
+// Other codes map back to their class (status.go).
+func (c *grpcClient) fail(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+		return &classError{class: ctx.Err(), msg: st.Message()}
+	}
+	if (st.Code() == codes.Unavailable || st.Code() == codes.Canceled) && (c.gone.Load() || c.exited()) {
+		c.gone.Store(true)
+		return &classError{class: ErrPluginGone, msg: ErrPluginGone.Error() + ": " + st.Message()}
+	}
+	return fromStatus(st)
+}
+
+// exited waits briefly for the process-exit signal: an RPC can fail a
+// moment before go-plugin has reaped the process.
+func (c *grpcClient) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
+	}
+}

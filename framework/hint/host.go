@@ -1,0 +1,206 @@
+package hint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ferryvm/ferry/framework/hint/proto"
+)
+
+// The Host service: the VMM's capabilities, served by the host process
+// and called back by the plugin through go-plugin's broker.
+//
+//	host process                                  plugin process
+//	grpcClient.Configure(host h)
+//	  id := broker.NextId()
+//	  broker.Accept(id) ── conn info (broker stream) ──► broker.Dial(id)
+//	  serve hostServer{h} on it                         hostClient implements Host
+//	  Configure RPC (host_broker_id = id) ────────────► impl.Configure(..., hostClient)
+//	h.BalloonHint ◄── BalloonHint RPC ◄──────────────── provider calls host.BalloonHint
+//	Close(final) RPC ───────────────────────────────► impl.Close; then the plugin
+//	  then the host stops serving id                    closes its connection
+
+// hostServer is the host side: it serves a Host implementation to the
+// plugin, turning errors into status codes by class.
+type hostServer struct {
+	pb.UnimplementedHostServer
+	impl Host
+}
+
+// BalloonHint implements pb.HostServer: the session's ranges in messages
+// of at most maxRangesPerMessage, then the session's error, if any.
+func (s *hostServer) BalloonHint(_ *pb.BalloonHintRequest, stream pb.Host_BalloonHintServer) error {
+	rs, err := s.impl.BalloonHint(stream.Context())
+	for len(rs) > 0 {
+		n := min(len(rs), maxRangesPerMessage)
+		if serr := stream.Send(&pb.BalloonHintResponse{Ranges: gpaRangesToProto(rs[:n])}); serr != nil {
+			return serr
+		}
+		rs = rs[n:]
+	}
+	return toStatus(err)
+}
+
+// BalloonDone implements pb.HostServer.
+func (s *hostServer) BalloonDone(ctx context.Context, _ *pb.BalloonDoneRequest) (*pb.BalloonDoneResponse, error) {
+	return &pb.BalloonDoneResponse{}, toStatus(s.impl.BalloonDone(ctx))
+}
+
+// CMMABits implements pb.HostServer: at most MaxCMMABits values, and never
+// more than asked for.
+func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb.CMMABitsResponse, error) {
+	count := int(min(req.GetCount(), MaxCMMABits))
+	first, values, err := s.impl.CMMABits(ctx, req.GetStartGfn(), count)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
+}
+
+// hostService is one Host served to the plugin under a broker id.
+type hostService struct {
+	id     uint32
+	srv    *grpc.Server
+	served chan struct{}
+}
+
+// serveHost serves h under a fresh broker id; the plugin may dial it as
+// soon as this returns.
+func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
+	id := broker.NextId()
+	ln, err := broker.Accept(id)
+	if err != nil {
+		return nil, fmt.Errorf("serve the VMM's capabilities to the hint plugin: %w", err)
+	}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage))
+	pb.RegisterHostServer(srv, &hostServer{impl: h})
+	hs := &hostService{id: id, srv: srv, served: make(chan struct{})}
+	go func() {
+		defer close(hs.served)
+		srv.Serve(ln)
+	}()
+	return hs, nil
+}
+
+// stop ends every call in flight, closes the listener and waits for the
+// serving goroutine. Nil is a no-op.
+func (hs *hostService) stop() {
+	if hs == nil {
+		return
+	}
+	hs.srv.Stop()
+	<-hs.served
+}
+
+// hostClient is the plugin side: Host over the host's gRPC service of
+// one hint window. Once the window is over (Close(final), or the next
+// Configure) its calls fail with ErrNotSupported: the VMM offers its
+// capabilities to a provider only while a window is open.
+type hostClient struct {
+	rpc    pb.HostClient
+	conn   *grpc.ClientConn
+	closed atomic.Bool
+}
+
+// errWindowClosed is what a Host call gets after its window ended.
+var errWindowClosed = &classError{class: ErrNotSupported,
+	msg: "not supported: the VMM's capabilities end with the hint window (Close(final) or a new Configure)"}
+
+// close ends the window's connection; nil is a no-op.
+func (h *hostClient) close() {
+	if h == nil {
+		return
+	}
+	h.closed.Store(true)
+	h.conn.Close()
+}
+
+// check is errWindowClosed once the window ended, else err.
+func (h *hostClient) check(err error) error {
+	if h.closed.Load() {
+		return errWindowClosed
+	}
+	return err
+}
+
+var _ Host = (*hostClient)(nil)
+
+// recvLimit bounds every message a client accepts (go-plugin's
+// connections allow 2 GiB by default).
+var recvLimit = grpc.MaxCallRecvMsgSize(maxMessage)
+
+// BalloonHint implements Host.BalloonHint.
+func (h *hostClient) BalloonHint(ctx context.Context) ([]GPARange, error) {
+	if err := h.check(nil); err != nil {
+		return nil, err
+	}
+	stream, err := h.rpc.BalloonHint(ctx, &pb.BalloonHintRequest{}, recvLimit)
+	if err != nil {
+		return nil, h.check(hostError(ctx, err))
+	}
+	var out []GPARange
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, h.check(hostError(ctx, err))
+		}
+		out = append(out, gpaRangesFromProto(r.GetRanges())...)
+	}
+}
+
+// BalloonDone implements Host.BalloonDone.
+func (h *hostClient) BalloonDone(ctx context.Context) error {
+	if err := h.check(nil); err != nil {
+		return err
+	}
+	_, err := h.rpc.BalloonDone(ctx, &pb.BalloonDoneRequest{}, recvLimit)
+	if err != nil {
+		return h.check(hostError(ctx, err))
+	}
+	return nil
+}
+
+// CMMABits implements Host.CMMABits; it asks for at most MaxCMMABits
+// values.
+func (h *hostClient) CMMABits(ctx context.Context, startGFN uint64, count int) (uint64, []byte, error) {
+	if err := h.check(nil); err != nil {
+		return 0, nil, err
+	}
+	count = max(0, min(count, MaxCMMABits))
+	r, err := h.rpc.CMMABits(ctx, &pb.CMMABitsRequest{StartGfn: startGFN, Count: uint32(count)}, recvLimit)
+	if err != nil {
+		return 0, nil, h.check(hostError(ctx, err))
+	}
+	if len(r.GetValues()) > count {
+		return 0, nil, fmt.Errorf("host returned %d CMMA values for %d frames", len(r.GetValues()), count)
+	}
+	return r.GetFirst(), r.GetValues(), nil
+}
+
+// hostError turns an RPC error from the host into an error of its class
+// with the host's text; the caller's own deadline or cancellation keeps
+// its context class. A host that is gone (Unavailable) is ErrPluginGone.
+func hostError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+		return &classError{class: ctx.Err(), msg: st.Message()}
+	}
+	return fromStatus(st)
+}

@@ -1,0 +1,136 @@
+package hint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// defaultStartTimeout bounds a plugin's start when ctx has no deadline.
+const defaultStartTimeout = time.Minute
+
+// Plugin is a hint provider running in its own process, started by
+// Launch. It implements Provider over gRPC; Kill stops the process.
+//
+// A Plugin is one process for its whole life: Close (the Provider's) ends
+// a hint window and leaves the process running; Kill ends the process.
+// Once the process is gone — killed, crashed or exited — every call fails
+// fast with an error wrapping ErrPluginGone, and nothing restarts it: a
+// dead provider means no hints, never a stalled migration. Launch a new
+// Plugin to try again.
+type Plugin struct {
+	path string
+	pc   *plugin.Client
+	c    *grpcClient
+	stop context.CancelFunc // ends exec.CommandContext's context
+	once sync.Once
+}
+
+var _ Provider = (*Plugin)(nil)
+
+// Launch starts the hint provider plugin binary at path and returns the
+// Provider it serves. files are the guest RAM files: the plugin receives
+// files[i] as descriptor 3+i, and the VM passed to Configure must name
+// these files or others open on the same inodes (VM.Files), or use their
+// indices (VM.Files nil). ctx bounds the start only; logger (nil:
+// hclog.Default) receives the plugin's logs with their levels.
+//
+// The caller must Kill the plugin when done with it, after Close(ctx,
+// true) so the provider can give the guest its pages back.
+func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Logger) (*Plugin, error) {
+	if logger == nil {
+		logger = hclog.Default().Named(PluginName)
+	}
+	procCtx, stop := context.WithCancel(context.Background())
+	abort := context.AfterFunc(ctx, stop)
+	cmd := exec.CommandContext(procCtx, path)
+	cmd.ExtraFiles = files
+	cmd.Env = []string{envFiles + "=" + strconv.Itoa(len(files)), envLogLevel + "=" + logger.GetLevel().String()}
+	timeout := defaultStartTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugin.PluginSet{PluginName: &GRPCPlugin{Files: files}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           logger,
+		StartTimeout:     timeout,
+	})
+	fail := func(err error) (*Plugin, error) {
+		pc.Kill()
+		stop()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("start hint plugin %s: %w", path, err)
+	}
+	rpc, err := pc.Client()
+	if err != nil {
+		return fail(err)
+	}
+	if !abort() {
+		return fail(errors.New("cancelled during start"))
+	}
+	raw, err := rpc.Dispense(PluginName)
+	if err != nil {
+		return fail(err)
+	}
+	c, ok := raw.(*grpcClient)
+	if !ok {
+		return fail(fmt.Errorf("dispensed a %T", raw))
+	}
+	return &Plugin{path: path, pc: pc, c: c, stop: stop}, nil
+}
+
+// Path is the plugin binary's path, as given to Launch.
+func (p *Plugin) Path() string { return p.path }
+
+// Done is closed once the plugin process has exited, for whatever reason.
+func (p *Plugin) Done() <-chan struct{} { return p.c.done }
+
+// Kill stops the plugin process and waits for it: go-plugin asks it to
+// exit and kills it after two seconds if it has not. It then stops
+// serving the Host and waits for go-plugin's goroutines. Calls in flight
+// fail with ErrPluginGone, and so do later ones. Kill is idempotent and
+// safe to call from any goroutine.
+func (p *Plugin) Kill() {
+	p.once.Do(func() {
+		p.c.gone.Store(true)
+		p.pc.Kill()
+		p.stop()
+		p.c.setHost(nil)
+	})
+}
+
+// Info implements Provider.Info.
+func (p *Plugin) Info(ctx context.Context) (Info, error) { return p.c.Info(ctx) }
+
+// Schema implements Provider.Schema.
+func (p *Plugin) Schema(ctx context.Context) (Schema, error) { return p.c.Schema(ctx) }
+
+// Configure implements Provider.Configure (see grpcClient.Configure: the
+// host is served to the plugin through go-plugin's broker).
+func (p *Plugin) Configure(ctx context.Context, cfg Config, vm VM, host Host) error {
+	return p.c.Configure(ctx, cfg, vm, host)
+}
+
+// Hints implements Provider.Hints. It returns when the plugin's stream
+// ends, when ctx ends or req.Deadline passes (whether or not the plugin
+// honours them), or when the process dies (ErrPluginGone).
+func (p *Plugin) Hints(ctx context.Context, req Request, emit func([]Range) error) error {
+	return p.c.Hints(ctx, req, emit)
+}
+
+// Close implements Provider.Close: it ends the hint window; the process
+// keeps running until Kill.
+func (p *Plugin) Close(ctx context.Context, final bool) error { return p.c.Close(ctx, final) }

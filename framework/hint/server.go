@@ -1,0 +1,201 @@
+package hint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	pb "github.com/ferryvm/ferry/framework/hint/proto"
+)
+
+// errEmitAfterReturn is what emit returns once Hints has returned: a
+// provider goroutine left running must not write to a finished stream.
+var errEmitAfterReturn = errors.New("emit called after Hints returned; the ranges were dropped")
+
+// grpcServer is the plugin side: it serves a Provider implementation over
+// gRPC, turning errors into status codes by class, and connects the
+// implementation to the host's Host service.
+type grpcServer struct {
+	pb.UnimplementedProviderServer
+	impl Provider
+	// files are the RAM files this process received at start; a Region's
+	// File indexes them.
+	files  []*os.File
+	broker *plugin.GRPCBroker // nil: no Host callbacks (in-process tests)
+
+	// The contract's one engine goroutine: Configure and Hints enter main
+	// one at a time. A Hints the host abandoned (its context ended) may
+	// still run in impl when the next call arrives; that call waits for
+	// it, bounded by its own context. Close enters closing instead: it
+	// may interrupt a running Hints.
+	main, closing chan struct{}
+
+	mu   sync.Mutex
+	host *hostClient // the host's Host service of the current window; nil: none
+}
+
+func newServer(impl Provider, files []*os.File, broker *plugin.GRPCBroker) *grpcServer {
+	return &grpcServer{impl: impl, files: files, broker: broker,
+		main: make(chan struct{}, 1), closing: make(chan struct{}, 1)}
+}
+
+// enter takes sem, or fails when ctx ends first; leave gives it back.
+func enter(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return toStatus(fmt.Errorf("waiting for the provider's previous call: %w", ctx.Err()))
+	}
+}
+
+func leave(sem chan struct{}) { <-sem }
+
+// Info implements pb.ProviderServer.
+func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
+	info, err := s.impl.Info(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.InfoResponse{Name: info.Name, Version: info.Version, Meaning: pb.Meaning(info.Meaning)}, nil
+}
+
+// Schema implements pb.ProviderServer.
+func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.SchemaResponse, error) {
+	schema, err := s.impl.Schema(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := schemaToProto(schema)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return r, nil
+}
+
+// Configure implements pb.ProviderServer: region file indices become this
+// process's inherited files, and the host's broker id a Host.
+func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	cfg, err := configFromProto(req.GetConfig())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	vm, err := vmFromProto(req.GetVm(), s.files)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := enter(ctx, s.main); err != nil {
+		return nil, err
+	}
+	defer leave(s.main)
+	host, hc, err := s.dialHost(req.GetHostBrokerId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.swapHost(hc)
+	if err := s.impl.Configure(ctx, cfg, vm, host); err != nil {
+		s.swapHost(nil) // the host stops serving a window that did not start
+		return nil, toStatus(err)
+	}
+	return &pb.ConfigureResponse{}, nil
+}
+
+// dialHost connects to the Host the host serves under broker id id; id 0
+// (or no broker) is a host without capabilities. go-plugin's Dial waits
+// at most 5 s for the host's address, which the host sent before the
+// Configure RPC.
+func (s *grpcServer) dialHost(id uint32) (Host, *hostClient, error) {
+	if id == 0 || s.broker == nil {
+		return &MockHost{}, nil, nil
+	}
+	conn, err := s.broker.Dial(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reach the VMM's capabilities (broker id %d): %w", id, err)
+	}
+	hc := &hostClient{rpc: pb.NewHostClient(conn), conn: conn}
+	return hc, hc, nil
+}
+
+// swapHost makes h the current window's Host and ends the previous one.
+func (s *grpcServer) swapHost(h *hostClient) {
+	s.mu.Lock()
+	old := s.host
+	s.host = h
+	s.mu.Unlock()
+	old.close()
+}
+
+// Hints implements pb.ProviderServer: the implementation's emit calls
+// become stream messages of at most maxRangesPerMessage ranges.
+func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer) error {
+	ctx := stream.Context()
+	r := Request{Generation: req.GetGeneration()}
+	if d := req.GetDeadlineUnixNano(); d != 0 {
+		r.Deadline = time.Unix(0, d)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, r.Deadline)
+		defer cancel()
+	}
+	if err := enter(ctx, s.main); err != nil {
+		return err
+	}
+	defer leave(s.main)
+	e := &emitter{ctx: ctx, stream: stream}
+	err := s.impl.Hints(ctx, r, e.emit)
+	e.end()
+	return toStatus(err)
+}
+
+// emitter sends one Hints call's ranges; after end it refuses them.
+type emitter struct {
+	ctx    context.Context
+	mu     sync.Mutex // one Send at a time; end waits for a Send in flight
+	stream pb.Provider_HintsServer
+	ended  bool
+}
+
+func (e *emitter) emit(rs []Range) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ended {
+		return errEmitAfterReturn
+	}
+	for len(rs) > 0 {
+		n := min(len(rs), maxRangesPerMessage)
+		if err := e.stream.Send(&pb.HintsResponse{Ranges: rangesToProto(rs[:n])}); err != nil {
+			if e.ctx.Err() != nil {
+				return fmt.Errorf("send hints to the host: %w", e.ctx.Err())
+			}
+			return fmt.Errorf("send hints to the host: %w", err)
+		}
+		rs = rs[n:]
+	}
+	return nil
+}
+
+func (e *emitter) end() {
+	e.mu.Lock()
+	e.ended = true
+	e.mu.Unlock()
+}
+
+// Close implements pb.ProviderServer. A final Close also ends the
+// window's Host, after the implementation's Close (which may still need
+// it: a balloon provider sends DONE there); later Host calls fail with
+// ErrNotSupported.
+func (s *grpcServer) Close(ctx context.Context, req *pb.CloseRequest) (*pb.CloseResponse, error) {
+	if err := enter(ctx, s.closing); err != nil {
+		return nil, err
+	}
+	defer leave(s.closing)
+	err := s.impl.Close(ctx, req.GetFinal())
+	if req.GetFinal() {
+		s.swapHost(nil)
+	}
+	return &pb.CloseResponse{}, toStatus(err)
+}
