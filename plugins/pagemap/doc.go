@@ -53,6 +53,17 @@
 //
 // The provider opens its own description of each RAM file, so its lseek
 // calls never move the file offset the VMM and the other plugins share.
+// Each call holds the file's inode lock for its walk of the page cache, so
+// a punch (fallocate) by the VMM waits at most for one call.
+//
+// # Cost
+//
+// BenchmarkPagemap, 8 GiB, this machine (2 vCPUs, Linux 6.18, nested):
+// untouched 4 µs; 5% of the pages written at random places (about 100 000
+// extents, the worst case) 127 ms with file holes alone, 135 ms with the
+// page-table veto through PAGEMAP_SCAN, 240 ms reading pagemap entries.
+// That is the price of two syscalls per extent; guests whose memory is in
+// large extents cost proportionally less.
 //
 // The package is a plain Go package; cmd/ferry-hint-pagemap serves it
 // over go-plugin.
