@@ -7,7 +7,10 @@ export PATH := $(dir $(GO)):$(PATH)
 
 .PHONY: all test demo boot-demo bench godefs proto clean FORCE
 
-all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo bin/plugins/ferry-transport-tcp
+# Plugin binaries, built into bin/plugins/ from cmd/<name>.
+PLUGINS := ferry-transport-tcp ferry-hint-balloon
+
+all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS))
 
 include vmm/guest/guest.mk
 

@@ -29,6 +29,8 @@ type MigrateArgs struct {
 	MaxPasses     int            `json:"max_passes,omitempty"`
 	// VerifyPages turns on the engine's page-exact check (a test mode).
 	VerifyPages bool `json:"verify_pages,omitempty"`
+	// Hints are the hint providers (migrate-send only).
+	Hints []HintArgs `json:"hints,omitempty"`
 }
 
 // serveMigration registers the migration commands:
@@ -93,7 +95,11 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 		var rep engine.Report
 		var err error
 		if role == transport.RoleSend {
+			hs := v.startHints(ctx, a.Hints)
+			opt.Hints = hs.sources
 			rep, err = engine.Send(ctx, migrationVM{v}, tr, opt)
+			rep.Hints = append(rep.Hints, hs.failed...)
+			hs.close()
 		} else {
 			rep, err = engine.Receive(ctx, migrationVM{v}, tr, opt)
 		}

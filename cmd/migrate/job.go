@@ -13,12 +13,22 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm"
 )
 
 // Plugin binaries are named <prefix><name> in the plugin directory.
-const transportPrefix = "ferry-transport-"
+const (
+	transportPrefix = "ferry-transport-"
+	hintPrefix      = "ferry-hint-"
+)
+
+// deadlineAttr is the attribute every hint block accepts; the engine, not
+// the provider, enforces it.
+var deadlineAttr = transport.Attribute{Name: "deadline", Type: transport.TypeDuration,
+	Default: int64(300 * time.Millisecond), Doc: "how long the engine waits for the provider's hints in each pass"}
 
 // loadJob reads and checks the job, prints every problem it finds, and
 // returns the job with its plugins resolved, or nil and an exit status.
@@ -36,7 +46,7 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 	}
 	dir := resolvePluginDir(flagDir, j.PluginDir, path)
 	transports := discover(dir, transportPrefix)
-	diags = append(diags, j.CheckPlugins(transports, nil)...)
+	diags = append(diags, j.CheckPlugins(transports, discover(dir, hintPrefix))...)
 	ps := pluginSet{dir: dir}
 	if !diags.HasErrors() {
 		ps.transport, _ = filepath.Abs(filepath.Join(dir, transportPrefix+j.Transport.Name))
@@ -46,6 +56,17 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 			return nil, ps, 1
 		}
 		diags = append(diags, j.Transport.Decode(schema)...)
+		for i := range j.Hints {
+			h := &j.Hints[i]
+			path, _ := filepath.Abs(filepath.Join(dir, hintPrefix+h.Name))
+			schema, err := hintSchema(path)
+			if err != nil {
+				fmt.Fprintf(stderr, "migrate: hint plugin %s: %v\n", path, err)
+				return nil, ps, 1
+			}
+			diags = append(diags, h.Decode(append(schema, deadlineAttr))...)
+			ps.hints = append(ps.hints, path)
+		}
 	}
 	if diags.HasErrors() {
 		job.FormatDiagnostics(stderr, sources, diags)
@@ -88,4 +109,36 @@ func transportSchema(path string) (transport.Schema, error) {
 	}
 	defer tr.Close()
 	return tr.Schema(ctx)
+}
+
+// hintSchema starts a hint provider just long enough to ask its schema.
+func hintSchema(path string) ([]transport.Attribute, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := hint.Launch(ctx, path, nil, hclog.NewNullLogger())
+	if err != nil {
+		return nil, err
+	}
+	defer p.Kill()
+	s, err := p.Schema(ctx)
+	return []transport.Attribute(s), err
+}
+
+// hintArgs turns the job's decoded hint blocks into the VMM's arguments.
+func hintArgs(j *job.Job, p pluginSet) []vmm.HintArgs {
+	var out []vmm.HintArgs
+	for i, h := range j.Hints {
+		cfg := map[string]any{}
+		var deadline int64
+		for k, v := range h.Config {
+			if k == deadlineAttr.Name {
+				deadline, _ = v.(int64)
+				continue
+			}
+			cfg[k] = v
+		}
+		out = append(out, vmm.HintArgs{Name: h.Name, Plugin: p.hints[i], Config: cfg,
+			DeadlineMS: time.Duration(deadline).Milliseconds()})
+	}
+	return out
 }

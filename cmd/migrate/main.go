@@ -75,7 +75,7 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 	rep := report{Report: engine.Report{Status: "failed"}}
 	args := vmm.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
-		VerifyPages: verify}
+		VerifyPages: verify, Hints: hintArgs(j, p)}
 	call := func(sock, cmd string, a, res any) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -156,13 +156,18 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "  skipped     %d by %s\n", n, reason)
 	}
 	fmt.Fprintf(w, "passes        %d\n", r.Passes)
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "hint %-8s %s: %d pages skipped, %d ranges (%d stale, %d invalid), %d requests, slowest %d ms\n",
+			h.Name, h.Status, h.Skipped, h.Ranges, h.Stale, h.Invalid, h.Requests, h.SlowestMS)
+	}
 	fmt.Fprintf(w, "throughput    %.1f MB/s\n", r.ThroughputMB)
 }
 
 // pluginSet is where the job's plugins were found.
 type pluginSet struct {
 	dir       string
-	transport string // absolute path of the transport plugin
+	transport string   // absolute path of the transport plugin
+	hints     []string // absolute paths of the hint providers, in job order
 }
 
 func resolvePluginDir(flagDir, jobDir, jobFile string) string {

@@ -49,10 +49,15 @@ func startPair(t testing.TB, mem, workload, transportExtra, jobExtra string) *pa
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func startPairListen(t testing.TB, mem, workload, listen, transportExtra, jobExtra string) *pair {
+	return startPairArgs(t, mem, workload, listen, transportExtra, jobExtra, nil)
+}
+
+// startPairArgs is startPairListen with extra ferry-vmm flags for the source.
+func startPairArgs(t testing.TB, mem, workload, listen, transportExtra, jobExtra string, srcArgs []string) *pair {
 	_, guest := binaries(t)
 	p := &pair{t: t, dir: t.TempDir(), mem: mem}
-	p.src = startVMM(t, "-kernel", guest, "-mem", mem, "-control", filepath.Join(p.dir, "src.sock"),
-		"-cmdline", "workload="+workload)
+	p.src = startVMM(t, append([]string{"-kernel", guest, "-mem", mem, "-control", filepath.Join(p.dir, "src.sock"),
+		"-cmdline", "workload=" + workload}, srcArgs...)...)
 	p.src.control = filepath.Join(p.dir, "src.sock")
 	p.newDestination()
 	p.job = filepath.Join(p.dir, "job.hcl")
@@ -94,17 +99,23 @@ func (p *pair) newDestination() {
 
 // migrateReport is the part of migrate -json the tests look at.
 type migrateReport struct {
-	Status       string `json:"status"`
-	Error        string `json:"error"`
-	TotalMS      int64  `json:"total_ms"`
-	DowntimeMS   int64  `json:"downtime_ms"`
-	BytesWire    uint64 `json:"bytes_wire"`
-	PagesSent    uint64 `json:"pages_sent"`
-	PagesZero    uint64 `json:"pages_zero"`
-	PagesSkipped uint64 `json:"pages_skipped"`
-	Passes       int    `json:"passes"`
-	PagesChecked uint64 `json:"pages_checked"`
-	TotalPages   uint64 `json:"total_pages"`
+	Status       string            `json:"status"`
+	Error        string            `json:"error"`
+	TotalMS      int64             `json:"total_ms"`
+	DowntimeMS   int64             `json:"downtime_ms"`
+	BytesWire    uint64            `json:"bytes_wire"`
+	PagesSent    uint64            `json:"pages_sent"`
+	PagesZero    uint64            `json:"pages_zero"`
+	PagesSkipped uint64            `json:"pages_skipped"`
+	Passes       int               `json:"passes"`
+	PagesChecked uint64            `json:"pages_checked"`
+	TotalPages   uint64            `json:"total_pages"`
+	SkippedBy    map[string]uint64 `json:"pages_skipped_by"`
+	Hints        []struct {
+		Name    string `json:"name"`
+		Status  string `json:"status"`
+		Skipped uint64 `json:"pages_skipped"`
+	} `json:"hints"`
 }
 
 // migrate runs bin/migrate on the pair's job with the page-exact check and
