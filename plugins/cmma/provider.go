@@ -33,8 +33,8 @@ type Provider struct {
 
 	mu          sync.Mutex // guards the fields below
 	w           *window
-	unsupported bool // the host said ErrNotSupported; no more calls to it
-	said        bool // and the provider said so in its log
+	unsupported error // why the host has no CMMA; no more calls to it
+	said        bool  // the provider said so in its log
 }
 
 // window is one Configure..Close.
@@ -81,7 +81,7 @@ func (p *Provider) Configure(_ context.Context, cfg hint.Config, vm hint.VM, hos
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	p.mu.Lock()
 	old := p.w
-	p.w, p.unsupported = w, false // another host may have CMMA
+	p.w, p.unsupported = w, nil // another host may have CMMA
 	p.mu.Unlock()
 	if old != nil {
 		old.cancel()
@@ -101,7 +101,9 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 	switch {
 	case w == nil:
 		return errNotConfigured
-	case unsupported || w.host == nil:
+	case unsupported != nil:
+		return p.notSupported(unsupported)
+	case w.host == nil:
 		return p.notSupported(errors.New("the VMM offers no host capabilities"))
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -146,7 +148,7 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 // returns the error Hints ends with.
 func (p *Provider) notSupported(cause error) error {
 	p.mu.Lock()
-	p.unsupported = true
+	p.unsupported = cause
 	say := !p.said
 	p.said = true
 	p.mu.Unlock()

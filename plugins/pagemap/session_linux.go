@@ -123,7 +123,7 @@ func openSession(_ context.Context, c config, vm hint.VM, log hclog.Logger) (_ *
 		if err != nil {
 			return nil, err
 		}
-		log.Info("RAM region", "index", i, "size", r.Size, "mapping", kind.String(), "veto_by_page_tables", veto)
+		log.Info("RAM region", "index", i, "size", fmt.Sprintf("%d MiB", r.Size>>20), "mapping", kind.String(), "veto_by_page_tables", veto)
 		if kind == mapUnknown {
 			log.Info("trusting the VM contract: guest RAM is mapped MAP_SHARED", "index", i, "reason", why)
 		}
