@@ -8,7 +8,7 @@ export PATH := $(dir $(GO)):$(PATH)
 .PHONY: all test demo boot-demo bench godefs proto clean FORCE
 
 # Plugin binaries, built into bin/plugins/ from cmd/<name>.
-PLUGINS := ferry-transport-tcp ferry-hint-balloon
+PLUGINS := ferry-transport-tcp ferry-hint-balloon ferry-hint-pagemap ferry-hint-cmma
 
 all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS))
 
