@@ -2,6 +2,7 @@ package hinttest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,6 +52,34 @@ func Exempt(reason string, tests ...string) Option {
 	}
 }
 
+// Only skips every subtest but the named ones, saying why: for example
+// providers that can only describe themselves without ending the test.
+func Only(reason string, tests ...string) Option {
+	return func(o *options) {
+		for _, c := range suite {
+			if !slices.Contains(tests, c.name) {
+				o.exempt[c.name] = reason
+			}
+		}
+	}
+}
+
+// suite is the subtests, in order.
+var suite = []struct {
+	name string
+	fn   func(t *testing.T, s *session)
+}{
+	{"Info", testInfo},
+	{"Schema", testSchema},
+	{"Hints", testHints},
+	{"Cancel", testCancel},
+	{"EmitError", testEmitError},
+	{"Close", testClose},
+	{"CloseDuringHints", testCloseDuringHints},
+	{"Reconfigure", testReconfigure},
+	{"HostNotSupported", testHostNotSupported},
+}
+
 // Run runs the conformance suite against the providers f makes, one
 // fresh provider (and fresh guest RAM) per subtest.
 func Run(t *testing.T, f Factory, opts ...Option) {
@@ -58,20 +87,7 @@ func Run(t *testing.T, f Factory, opts ...Option) {
 	for _, opt := range opts {
 		opt(o)
 	}
-	for _, c := range []struct {
-		name string
-		fn   func(t *testing.T, s *session)
-	}{
-		{"Info", testInfo},
-		{"Schema", testSchema},
-		{"Hints", testHints},
-		{"Cancel", testCancel},
-		{"EmitError", testEmitError},
-		{"Close", testClose},
-		{"CloseDuringHints", testCloseDuringHints},
-		{"Reconfigure", testReconfigure},
-		{"HostNotSupported", testHostNotSupported},
-	} {
+	for _, c := range suite {
 		t.Run(c.name, func(t *testing.T) {
 			if why, ok := o.exempt[c.name]; ok {
 				t.Skip("exempt: " + why)

@@ -87,7 +87,7 @@ func testCancel(t *testing.T, s *session) {
 	if a.took > after+slack {
 		t.Errorf("Hints returned %v after its context was cancelled", a.took-after)
 	}
-	if a.err != nil && !(c.Err() != nil && ctxErr(a.err)) {
+	if a.err != nil && !(ended(c) && ctxErr(a.err)) {
 		t.Errorf("Hints = %v; want nil, or the context's error once it was cancelled", a.err)
 	}
 	s.checkRanges("cancelled request", a.ranges, s.meaning())
@@ -170,10 +170,10 @@ func testHostNotSupported(t *testing.T, s *session) {
 		dl := time.Now().Add(deadline)
 		c, cancel := context.WithDeadline(context.Background(), dl)
 		a := s.hints(c, hint.Request{Generation: gen, Deadline: dl}, deadline+slack, nil)
-		ended := c.Err() != nil
+		over := ended(c)
 		cancel()
 		switch {
-		case a.err == nil, ended && ctxErr(a.err):
+		case a.err == nil, over && ctxErr(a.err):
 		case errors.Is(a.err, hint.ErrNotSupported):
 			if len(a.ranges) > 0 {
 				t.Errorf("generation %d: Hints said ErrNotSupported but emitted %d ranges", gen, len(a.ranges))
