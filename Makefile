@@ -22,6 +22,10 @@ bin/plugins/%: FORCE
 	@mkdir -p bin/plugins
 	$(GO) build -o $@ ./cmd/$(notdir $@)
 
+# The example hint providers (plugins/example), for tests and docs/PLUGINS.md.
+HINT_EXAMPLES = $(addprefix bin/plugins/ferry-hint-example-,static liar hang crash)
+all: $(HINT_EXAMPLES)
+
 # Unit tests, then the end-to-end tests on real KVM (they skip loudly
 # without /dev/kvm or QEMU, naming what did not run).
 test: all

@@ -1,0 +1,92 @@
+// Package crash is an example hint provider whose process dies: it calls
+// os.Exit(3) in Configure or in Hints, as the configuration says. Tests
+// use it to show that a dead provider costs its hints, never the
+// migration.
+//
+//	hint "example-crash" { when = "configure" }
+//
+// Run it only as a plugin process (cmd/ferry-hint-example-crash): in
+// process it ends the program that called it.
+package crash
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Name is the provider's name: the label of its job block, and the
+// binary ferry-hint-example-crash.
+const Name = "example-crash"
+
+// When the process exits.
+const (
+	WhenConfigure = "configure"
+	WhenHints     = "hints" // the default
+)
+
+// ExitCode is the status the process exits with.
+const ExitCode = 3
+
+// Provider implements hint.Provider.
+type Provider struct {
+	log  hclog.Logger
+	exit func(code int) // os.Exit; tests replace it
+
+	mu   sync.Mutex
+	when string
+}
+
+// New returns an unconfigured provider that logs to log.
+func New(log hclog.Logger) *Provider { return &Provider{log: log, exit: os.Exit} }
+
+// Info implements hint.Provider.Info.
+func (p *Provider) Info(context.Context) (hint.Info, error) {
+	return hint.Info{Name: Name, Version: "1", Meaning: hint.MeaningFree}, nil
+}
+
+// Schema implements hint.Provider.Schema.
+func (p *Provider) Schema(context.Context) (hint.Schema, error) {
+	return hint.Schema{{Name: "when", Type: transport.TypeString, Default: WhenHints,
+		Doc: `when the process exits: "configure" or "hints"`}}, nil
+}
+
+// Configure implements hint.Provider.Configure: the process exits here
+// when "when" is "configure".
+func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+	when, _ := cfg["when"].(string)
+	switch when {
+	case "":
+		when = WhenHints
+	case WhenConfigure, WhenHints:
+	default:
+		return fmt.Errorf("%w: when %q: want %q or %q", hint.ErrBadConfig, when, WhenConfigure, WhenHints)
+	}
+	p.mu.Lock()
+	p.when = when
+	p.mu.Unlock()
+	if when == WhenConfigure {
+		p.die("Configure")
+	}
+	return nil
+}
+
+// Hints implements hint.Provider.Hints: the process exits here.
+func (p *Provider) Hints(context.Context, hint.Request, func([]hint.Range) error) error {
+	p.die("Hints")
+	return nil
+}
+
+// Close implements hint.Provider.Close.
+func (p *Provider) Close(context.Context, bool) error { return nil }
+
+func (p *Provider) die(in string) {
+	p.log.Error("exiting on purpose", "in", in, "status", ExitCode)
+	p.exit(ExitCode)
+}

@@ -1,0 +1,98 @@
+// Package hang is an example hint provider that never answers: in mode
+// "ctx" (the default) Hints waits until its context ends and returns its
+// error, as a slow provider does; in mode "ignore" Hints never returns
+// at all, whatever its context says, as a stuck provider does. Tests use
+// it to show that the engine waits for no provider past its deadline.
+//
+//	hint "example-hang" { mode = "ignore" }
+//
+// Info, Schema, Configure and Close answer at once, in both modes.
+package hang
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Name is the provider's name: the label of its job block, and the
+// binary ferry-hint-example-hang.
+const Name = "example-hang"
+
+// Modes.
+const (
+	ModeCtx    = "ctx"    // Hints returns when its context ends
+	ModeIgnore = "ignore" // Hints never returns
+)
+
+// Provider implements hint.Provider.
+type Provider struct {
+	log     hclog.Logger
+	release chan struct{}
+	once    sync.Once
+
+	mu   sync.Mutex
+	mode string // "": not configured
+}
+
+// New returns an unconfigured provider that logs to log.
+func New(log hclog.Logger) *Provider { return &Provider{log: log, release: make(chan struct{})} }
+
+// Info implements hint.Provider.Info.
+func (p *Provider) Info(context.Context) (hint.Info, error) {
+	return hint.Info{Name: Name, Version: "1", Meaning: hint.MeaningFree}, nil
+}
+
+// Schema implements hint.Provider.Schema.
+func (p *Provider) Schema(context.Context) (hint.Schema, error) {
+	return hint.Schema{{Name: "mode", Type: transport.TypeString, Default: ModeCtx,
+		Doc: `"ctx": Hints returns when its context ends; "ignore": Hints never returns`}}, nil
+}
+
+// Configure implements hint.Provider.Configure.
+func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+	mode, _ := cfg["mode"].(string)
+	switch mode {
+	case "":
+		mode = ModeCtx
+	case ModeCtx, ModeIgnore:
+	default:
+		return fmt.Errorf("%w: mode %q: want %q or %q", hint.ErrBadConfig, mode, ModeCtx, ModeIgnore)
+	}
+	p.mu.Lock()
+	p.mode = mode
+	p.mu.Unlock()
+	return nil
+}
+
+// Hints implements hint.Provider.Hints, never with a hint.
+func (p *Provider) Hints(ctx context.Context, req hint.Request, _ func([]hint.Range) error) error {
+	p.mu.Lock()
+	mode := p.mode
+	p.mu.Unlock()
+	if mode == ModeIgnore {
+		p.log.Warn("hanging on purpose, ignoring the deadline", "generation", req.Generation)
+		<-p.release
+		return nil
+	}
+	p.log.Debug("waiting for the deadline on purpose", "generation", req.Generation)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.release:
+		return nil
+	}
+}
+
+// Close implements hint.Provider.Close; it does not end a hanging Hints.
+func (p *Provider) Close(context.Context, bool) error { return nil }
+
+// Release ends every Hints call, running or to come, at once: for tests
+// that check that nothing was left running. The plugin binary never
+// calls it.
+func (p *Provider) Release() { p.once.Do(func() { close(p.release) }) }

@@ -1,0 +1,98 @@
+package hang_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/hint/hinttest"
+	"github.com/ferryvm/ferry/plugins/example/hang"
+)
+
+const pluginName = "ferry-hint-example-hang"
+
+func TestMain(m *testing.M) {
+	hinttest.Main(m, map[string]func() hint.Provider{
+		pluginName: func() hint.Provider { return hang.New(hint.Logger(hang.Name)) },
+	})
+}
+
+// newInProcess is a provider released when the test ends.
+func newInProcess(t *testing.T) hint.Provider {
+	p := hang.New(hclog.NewNullLogger())
+	t.Cleanup(p.Release)
+	return p
+}
+
+var ignore = hinttest.WithConfig(hint.Config{"mode": hang.ModeIgnore})
+
+// TestConformance: mode "ctx" keeps the whole contract (it returns at
+// the deadline, empty-handed). Mode "ignore" breaks it by design in
+// process; as a plugin the host side still returns at every deadline,
+// and only a second window, which must wait for the stuck call, fails.
+func TestConformance(t *testing.T) {
+	t.Run("ctx/InProcess", func(t *testing.T) {
+		hinttest.Run(t, func(t *testing.T, _ hint.VM, _ hint.Host) hint.Provider { return newInProcess(t) })
+	})
+	t.Run("ignore/InProcess", func(t *testing.T) {
+		hinttest.Run(t, func(t *testing.T, _ hint.VM, _ hint.Host) hint.Provider { return newInProcess(t) },
+			ignore, hinttest.Only("in process nothing can stop a call that ignores its context", "Info", "Schema"))
+	})
+	for _, mode := range []string{hang.ModeCtx, hang.ModeIgnore} {
+		t.Run(mode+"/Plugin", func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("-short: plugin processes")
+			}
+			opts := []hinttest.Option{hinttest.WithConfig(hint.Config{"mode": mode})}
+			if mode == hang.ModeIgnore {
+				opts = append(opts, hinttest.Exempt("a new window waits for the stuck Hints call", "Reconfigure"))
+			}
+			hinttest.Run(t, func(t *testing.T, vm hint.VM, _ hint.Host) hint.Provider {
+				return hinttest.Launch(t, pluginName, vm.Files)
+			}, opts...)
+		})
+	}
+}
+
+// TestIgnoreAsPlugin: a plugin stuck in Hints costs each request its
+// deadline and nothing more, and Kill ends it.
+func TestIgnoreAsPlugin(t *testing.T) {
+	ram := hinttest.NewRAM(t)
+	p := hinttest.Launch(t, pluginName, ram.VM.Files)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Configure(ctx, hint.Config{"mode": hang.ModeIgnore}, ram.VM, nil); err != nil {
+		t.Fatal(err)
+	}
+	for gen := uint64(1); gen <= 3; gen++ {
+		start := time.Now()
+		dl := start.Add(100 * time.Millisecond)
+		err := p.Hints(ctx, hint.Request{Generation: gen, Deadline: dl}, func([]hint.Range) error { return nil })
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 400*time.Millisecond {
+			t.Errorf("generation %d: %v after %v; want DeadlineExceeded at 100ms", gen, err, time.Since(start))
+		}
+	}
+	if err := p.Close(ctx, true); err != nil {
+		t.Errorf("Close(final) while Hints hangs: %v", err)
+	}
+	start := time.Now()
+	p.Kill()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Kill took %v", d)
+	}
+	if _, err := p.Info(ctx); !errors.Is(err, hint.ErrPluginGone) {
+		t.Errorf("Info after Kill = %v; want ErrPluginGone", err)
+	}
+}
+
+// TestBadMode: an unknown mode is a configuration error.
+func TestBadMode(t *testing.T) {
+	err := hang.New(hclog.NewNullLogger()).Configure(context.Background(), hint.Config{"mode": "sometimes"}, hint.VM{}, nil)
+	if !errors.Is(err, hint.ErrBadConfig) {
+		t.Errorf("mode sometimes = %v; want ErrBadConfig", err)
+	}
+}

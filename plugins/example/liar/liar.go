@@ -1,0 +1,169 @@
+// Package liar is an example hint provider that reports what it must
+// not, to show that the engine counts and drops malformed answers and
+// that a lie about zero pages cannot corrupt the guest. Its ranges claim
+// MeaningZero; the lie in the configuration chooses what it reports:
+//
+//	outside  ranges past the last page of RAM, or straddling it
+//	absurd   empty ranges and ranges whose end overflows 64 bits
+//	overlap  the zero pages, each range twice and overlapped by another
+//	         (well-formed: true, just redundant)
+//	inuse    the pages that hold data, as zero
+//	late     the zero pages, 50 ms after Hints returned
+//	all      every one of the above in one answer (the default)
+//
+//	hint "example-liar" { lie = "inuse" }
+//
+// It reads the RAM files to tell zero pages from data.
+package liar
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Name is the provider's name: the label of its job block, and the
+// binary ferry-hint-example-liar.
+const Name = "example-liar"
+
+// Lies.
+const (
+	LieOutside = "outside"
+	LieAbsurd  = "absurd"
+	LieOverlap = "overlap"
+	LieInUse   = "inuse"
+	LieLate    = "late"
+	LieAll     = "all"
+)
+
+var lies = []string{LieOutside, LieAbsurd, LieOverlap, LieInUse, LieLate, LieAll}
+
+// LateDelay is how long after Hints returned a late answer comes.
+const LateDelay = 50 * time.Millisecond
+
+// Provider implements hint.Provider.
+type Provider struct {
+	log  hclog.Logger
+	late sync.WaitGroup // late answers on their way
+
+	mu  sync.Mutex
+	vm  *hint.VM // nil: not configured
+	lie string
+}
+
+// New returns an unconfigured provider that logs to log.
+func New(log hclog.Logger) *Provider { return &Provider{log: log} }
+
+// Info implements hint.Provider.Info.
+func (p *Provider) Info(context.Context) (hint.Info, error) {
+	return hint.Info{Name: Name, Version: "1", Meaning: hint.MeaningZero}, nil
+}
+
+// Schema implements hint.Provider.Schema.
+func (p *Provider) Schema(context.Context) (hint.Schema, error) {
+	return hint.Schema{{Name: "lie", Type: transport.TypeString, Default: LieAll,
+		Doc: "what to report: outside, absurd, overlap, inuse, late or all"}}, nil
+}
+
+// Configure implements hint.Provider.Configure.
+func (p *Provider) Configure(_ context.Context, cfg hint.Config, vm hint.VM, _ hint.Host) error {
+	lie, _ := cfg["lie"].(string)
+	if lie == "" {
+		lie = LieAll
+	}
+	if !slices.Contains(lies, lie) {
+		return fmt.Errorf("%w: lie %q: want one of %v", hint.ErrBadConfig, lie, lies)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.vm, p.lie = &vm, lie
+	return nil
+}
+
+// Hints implements hint.Provider.Hints, untruthfully.
+func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+	p.mu.Lock()
+	vm, lie := p.vm, p.lie
+	p.mu.Unlock()
+	if vm == nil {
+		return fmt.Errorf("%s: Hints before Configure", Name)
+	}
+	zero, data, err := Scan(ctx, *vm)
+	if err != nil {
+		return err
+	}
+	var out []hint.Range
+	has := func(l string) bool { return lie == l || lie == LieAll }
+	if has(LieOutside) {
+		out = append(out, Outside(vm.Pages())...)
+	}
+	if has(LieAbsurd) {
+		out = append(out, Absurd()...)
+	}
+	if has(LieOverlap) {
+		out = append(out, Overlap(zero)...)
+	}
+	if has(LieInUse) {
+		out = append(out, data...)
+	}
+	if has(LieLate) {
+		p.late.Add(1)
+		go func() {
+			defer p.late.Done()
+			time.Sleep(LateDelay)
+			err := emit(zero)
+			p.log.Warn("answered late on purpose", "generation", req.Generation, "ranges", len(zero), "emit", fmt.Sprint(err))
+		}()
+	}
+	p.log.Warn("lying on purpose", "lie", lie, "generation", req.Generation, "ranges", len(out))
+	if len(out) == 0 {
+		return nil
+	}
+	return emit(out)
+}
+
+// Close implements hint.Provider.Close; it waits for the late answers.
+func (p *Provider) Close(context.Context, bool) error {
+	p.late.Wait()
+	return nil
+}
+
+// Outside is what lie "outside" reports for a guest of pages pages:
+// ranges that start at or past the end of RAM, or run over it.
+func Outside(pages uint64) []hint.Range {
+	out := []hint.Range{{First: pages, Count: 1}, {First: pages + 1000, Count: 10}, {First: 1 << 40, Count: 1 << 20}}
+	if pages > 0 {
+		out = append(out, hint.Range{First: pages - 1, Count: 2})
+	}
+	return out
+}
+
+// Absurd is what lie "absurd" reports: empty ranges and ranges whose end
+// does not fit in 64 bits.
+func Absurd() []hint.Range {
+	return []hint.Range{
+		{First: 0, Count: 0}, {First: 1, Count: math.MaxUint64}, {First: math.MaxUint64, Count: 1},
+		{First: math.MaxUint64 - 1, Count: 3}, {First: math.MaxUint64, Count: math.MaxUint64},
+	}
+}
+
+// Overlap is what lie "overlap" reports for the zero ranges zero: each
+// twice, and all but its first page once more.
+func Overlap(zero []hint.Range) []hint.Range {
+	var out []hint.Range
+	for _, r := range zero {
+		out = append(out, r, r)
+		if r.Count > 1 {
+			out = append(out, hint.Range{First: r.First + 1, Count: r.Count - 1})
+		}
+	}
+	return out
+}
