@@ -232,6 +232,15 @@ func (h *hinter) skip(p uint64) (int, bool) {
 	return int(h.reason[p]) - 1, true
 }
 
+// extent is how many pages from p (before end) carry p's mark.
+func (h *hinter) extent(p, end uint64) uint64 {
+	m, q := h.reason[p], p+1
+	for q < end && h.reason[q] == m {
+		q++
+	}
+	return q - p
+}
+
 // invalidate drops every mark: a dirty sync just began a new epoch.
 func (h *hinter) invalidate(gen uint64) {
 	h.gen = gen

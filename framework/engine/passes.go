@@ -135,7 +135,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.holes[i].valid = false
 	}
 	var runs []transport.PageRun
-	var batched uint64
+	var cost, pages uint64 // of the batch being built: data pages + zero runs, and all pages
 	flush := func() error {
 		if len(runs) == 0 {
 			return nil
@@ -143,8 +143,8 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		if err := s.tr.SendPages(ctx, runs); err != nil {
 			return fmt.Errorf("send pages (pass %d): %w", s.pass, err)
 		}
-		s.remaining -= min(s.remaining, batched)
-		runs, batched = runs[:0], 0
+		s.remaining -= min(s.remaining, pages)
+		runs, cost, pages = runs[:0], 0, 0
 		if capped {
 			return s.throttle(ctx)
 		}
@@ -155,30 +155,16 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		base, n := s.base[i], r.Size/framework.PageSize
 		for p := set.NextSet(base); p < base+n && err == nil; {
 			end := min(set.NextClear(p), base+n)
-			for ; p < end && err == nil; p++ {
-				if who, ok := s.hints.skip(p); ok {
-					runs = appendRun(runs, p, transport.KindZero)
-					s.rep.PagesSkipped++
-					s.hints.stats[who].Skipped++
-					if m := s.opt.Hints[who].Meaning; m == hint.MeaningFree || m == hint.MeaningUnused {
-						s.freeSent.Set(p)
-					} else {
-						s.freeSent.Clear(p)
-					}
+			for p < end && err == nil {
+				k, kind := s.stretch(i, p, end)
+				runs = appendRun(runs, p, k, kind)
+				if kind == transport.KindData {
+					cost += k
 				} else {
-					if s.freeSent != nil {
-						s.freeSent.Clear(p)
-					}
-					kind := s.classify(i, p-base)
-					runs = appendRun(runs, p, kind)
-					if kind == transport.KindData {
-						s.rep.PagesSent++
-						s.capBytes += framework.PageSize
-					} else {
-						s.rep.PagesZero++
-					}
+					cost++
 				}
-				if batched++; batched >= batchPages {
+				p, pages = p+k, pages+k
+				if cost >= batchPages {
 					err = flush()
 					s.hints.drain() // late answers of this generation still help
 					s.progress()
@@ -213,25 +199,50 @@ func (s *sender) sync(dst *bitmap.Bitmap) error {
 	return nil
 }
 
-// classify says whether page off (index inside region i) must travel.
-func (s *sender) classify(i int, page uint64) transport.Kind {
-	off := page * framework.PageSize
-	if s.holes[i].hole(int64(s.layout[i].Offset + off)) {
-		return transport.KindZero
-	}
-	if isZero(s.mem[i][off : off+framework.PageSize]) {
-		return transport.KindZero
-	}
-	return transport.KindData
-}
-
-// appendRun adds page p of kind k, extending the last run when it can.
-func appendRun(runs []transport.PageRun, p uint64, k transport.Kind) []transport.PageRun {
-	if n := len(runs); n > 0 && runs[n-1].Kind == k && runs[n-1].First+runs[n-1].Count == p {
-		runs[n-1].Count++
+// appendRun adds n pages from p of kind k, extending the last run when it can.
+func appendRun(runs []transport.PageRun, p, n uint64, k transport.Kind) []transport.PageRun {
+	if l := len(runs); l > 0 && runs[l-1].Kind == k && runs[l-1].First+runs[l-1].Count == p {
+		runs[l-1].Count += n
 		return runs
 	}
-	return append(runs, transport.PageRun{First: p, Count: 1, Kind: k})
+	return append(runs, transport.PageRun{First: p, Count: n, Kind: k})
+}
+
+// stretch classifies pages from p (in region i, before end) and returns
+// how many in a row share the answer, with their kind, and counts them:
+// a run a provider hinted (one provider), a hole of the memory file, or
+// one populated page checked word by word.
+func (s *sender) stretch(i int, p, end uint64) (uint64, transport.Kind) {
+	if who, ok := s.hints.skip(p); ok {
+		n := s.hints.extent(p, end)
+		s.rep.PagesSkipped += n
+		s.hints.stats[who].Skipped += n
+		if m := s.opt.Hints[who].Meaning; m == hint.MeaningFree || m == hint.MeaningUnused {
+			s.freeSent.SetRange(p, n)
+		} else {
+			s.freeSent.ClearRange(p, n)
+		}
+		return n, transport.KindZero
+	}
+	r, base := s.layout[i], s.base[i]
+	off := int64(r.Offset + (p-base)*framework.PageSize)
+	n, kind := uint64(1), transport.KindData
+	switch h := &s.holes[i]; {
+	case h.hole(off):
+		dataPage := base + uint64(h.dataStart-int64(r.Offset))/framework.PageSize
+		n, kind = max(1, min(end, dataPage)-p), transport.KindZero
+		s.rep.PagesZero += n
+	case isZero(s.mem[i][off-int64(r.Offset) : off-int64(r.Offset)+framework.PageSize]):
+		kind = transport.KindZero
+		s.rep.PagesZero++
+	default:
+		s.rep.PagesSent++
+		s.capBytes += framework.PageSize
+	}
+	if s.freeSent != nil {
+		s.freeSent.ClearRange(p, n)
+	}
+	return n, kind
 }
 
 // throttle sleeps as needed to keep live page data under the bandwidth cap.

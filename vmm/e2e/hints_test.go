@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +49,35 @@ func TestMigrateAllHintBlocks(t *testing.T) {
 		t.Errorf("provider statuses %v", statuses)
 	}
 	p.dst.waitTicks(3, 30*time.Second)
+}
+
+// TestMigrate8GiBHints: an idle 8 GiB guest with the pagemap provider sends
+// almost nothing, and an 8 GiB guest after hog:6144 with the balloon
+// provider sends within 10% of its live memory (what the guest itself
+// reports as not free).
+func TestMigrate8GiBHints(t *testing.T) {
+	needKVM(t, "TestMigrate8GiBHints")
+	for _, tc := range []struct {
+		name, workload, hints string
+	}{
+		{"idle with pagemap", "idle", `hint "pagemap" {}`},
+		{"after hog with balloon", "hog:6144", `hint "balloon" { deadline = "500ms" }`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPairArgs(t, "8G", tc.workload, "127.0.0.1:"+itoa(freePort(t)), "", tc.hints, []string{"-no-page-reporting"})
+			m := p.src.waitLine(tickRE, 30*time.Second)
+			free, _ := strconv.ParseUint(m[3], 10, 64)
+			live := (8<<30)/4096 - free // pages the guest does not count as free
+			rep, err := p.migrateOpts(false, nil)
+			if err != nil || rep.Status != "completed" {
+				t.Fatalf("migration %s: %v", rep.Status, err)
+			}
+			t.Logf("guest live memory %d KiB; on the wire %d KiB; %d pages sent, %d skipped, %d zero",
+				live*4, rep.BytesWire>>10, rep.PagesSent, rep.PagesSkipped, rep.PagesZero)
+			if limit := live * 4096 * 11 / 10; rep.BytesWire > limit {
+				t.Errorf("%d bytes on the wire, more than 110%% of the guest's %d bytes of live memory", rep.BytesWire, live*4096)
+			}
+			p.dst.waitTicks(2, 60*time.Second)
+		})
+	}
 }
