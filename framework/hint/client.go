@@ -30,8 +30,9 @@ type grpcClient struct {
 	done <-chan struct{}
 	gone atomic.Bool
 
-	mu   sync.Mutex
-	host *hostService // the Host of the current hint window; nil: none
+	mu     sync.Mutex
+	host   *hostService // the Host of the current hint window; nil: none
+	killed bool         // no Host is served any more
 }
 
 var _ Provider = (*grpcClient)(nil)
@@ -190,13 +191,27 @@ func (c *grpcClient) Close(ctx context.Context, final bool) error {
 	return c.fail(ctx, err)
 }
 
-// setHost makes hs the served Host and stops the previous one.
+// setHost makes hs the served Host and stops the previous one. After
+// kill nothing is served: hs is stopped at once (a Configure that raced
+// with Kill).
 func (c *grpcClient) setHost(hs *hostService) {
 	c.mu.Lock()
 	old := c.host
 	c.host = hs
+	if c.killed {
+		c.host = nil
+		defer hs.stop()
+	}
 	c.mu.Unlock()
 	old.stop()
+}
+
+// kill stops serving the Host for good: the plugin is being killed.
+func (c *grpcClient) kill() {
+	c.mu.Lock()
+	c.killed = true
+	c.mu.Unlock()
+	c.setHost(nil)
 }
 
 // alive returns an ErrPluginGone error once the plugin process is known

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -157,5 +161,39 @@ func TestInfoValidate(t *testing.T) {
 		if bad.Validate() == nil {
 			t.Errorf("%+v passed Validate", bad)
 		}
+	}
+}
+
+// TestHostAfterKill: a Host served by a Configure that raced with Kill is
+// stopped at once, not left serving.
+func TestHostAfterKill(t *testing.T) {
+	serve := func() *hostService {
+		ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &hostService{srv: grpc.NewServer(), served: make(chan struct{})}
+		go func() {
+			defer close(hs.served)
+			hs.srv.Serve(ln)
+		}()
+		return hs
+	}
+	c := &grpcClient{}
+	first := serve()
+	c.setHost(first)
+	c.kill()
+	late := serve()
+	c.setHost(late)
+	for name, hs := range map[string]*hostService{"the window's Host": first, "a Host served after Kill": late} {
+		select {
+		case <-hs.served:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s still served after Kill", name)
+			hs.stop()
+		}
+	}
+	if c.host != nil {
+		t.Error("a Host is recorded after Kill")
 	}
 }

@@ -108,7 +108,7 @@ func (p *Plugin) Kill() {
 		p.c.gone.Store(true)
 		p.pc.Kill()
 		p.stop()
-		p.c.setHost(nil)
+		p.c.kill()
 	})
 }
 
