@@ -8,7 +8,7 @@ import (
 
 // TestPluginsDoc: the walk-through in docs/PLUGINS.md shows the example's
 // source verbatim: every Go block before its Testing section appears in
-// static.go or in the plugin's main.go.
+// doc.go, static.go or the plugin's main.go.
 func TestPluginsDoc(t *testing.T) {
 	read := func(path string) string {
 		t.Helper()
@@ -24,7 +24,7 @@ func TestPluginsDoc(t *testing.T) {
 	if start < 0 || end < start {
 		t.Fatal("docs/PLUGINS.md has no walk-through section")
 	}
-	sources := read("static.go") + read("../../../cmd/ferry-hint-example-static/main.go")
+	sources := read("doc.go") + read("static.go") + read("../../../cmd/ferry-hint-example-static/main.go")
 	blocks := 0
 	for _, part := range strings.Split(doc[start:end], "```go\n")[1:] {
 		block, _, ok := strings.Cut(part, "```\n")
