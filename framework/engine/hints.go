@@ -186,12 +186,9 @@ func (h *hinter) apply(b hintBatch) {
 		st.Stale += uint64(len(b.ranges))
 		return
 	}
-	pages := uint64(len(h.reason))
-	for _, r := range b.ranges {
-		if r.Count == 0 || r.First >= pages || r.Count > pages-r.First {
-			st.Invalid++
-			continue
-		}
+	ok, dropped := hint.CheckRanges(b.ranges, uint64(len(h.reason)))
+	st.Invalid += dropped
+	for _, r := range ok {
 		st.Ranges++
 		for p := r.First; p < r.First+r.Count; p++ {
 			if h.reason[p] == 0 {

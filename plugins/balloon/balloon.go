@@ -72,7 +72,7 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 		p.mu.Unlock()
 		return fmt.Errorf("the VM has no virtio-balloon with free page hinting: %w", err)
 	}
-	ranges := PageRanges(ram, gpas)
+	ranges := hint.VM{RAM: ram}.PageRanges(gpas)
 	for len(ranges) > 0 {
 		n := min(len(ranges), 4096)
 		if eerr := emit(ranges[:n]); eerr != nil {
@@ -96,28 +96,4 @@ func (p *Provider) Close(ctx context.Context, final bool) error {
 		return nil
 	}
 	return err
-}
-
-// PageRanges converts guest physical ranges to page-index ranges over ram
-// (regions laid end to end). Parts outside RAM are dropped; partial pages
-// at the edges are left out (a hint must cover whole pages).
-func PageRanges(ram []hint.Region, gpas []hint.GPARange) []hint.Range {
-	var out []hint.Range
-	for _, g := range gpas {
-		lo := (g.GPA + 4095) &^ 4095
-		hi := (g.GPA + g.Size) &^ 4095
-		if g.GPA+g.Size < g.GPA {
-			continue
-		}
-		var base uint64
-		for _, r := range ram {
-			s, e := max(lo, r.GPA), min(hi, r.GPA+r.Size)
-			if s < e {
-				first := base + (s-r.GPA)/4096
-				out = append(out, hint.Range{First: first, Count: (e - s) / 4096})
-			}
-			base += r.Size / 4096
-		}
-	}
-	return out
 }

@@ -12,7 +12,7 @@ import (
 var ram = []hint.Region{{GPA: 0, Size: 0xC000_0000}, {GPA: 1 << 32, Size: 1 << 30}}
 
 func TestPageRanges(t *testing.T) {
-	got := PageRanges(ram, []hint.GPARange{
+	got := hint.VM{RAM: ram}.PageRanges([]hint.GPARange{
 		{GPA: 0x40_0000, Size: 4 << 20},   // low RAM
 		{GPA: 1 << 32, Size: 4 << 20},     // first high page = page 0xC0000
 		{GPA: 0xBFFF_F000, Size: 0x2000},  // runs into the hole: one page kept
