@@ -39,6 +39,7 @@ type HintStats struct {
 	Skipped   uint64 `json:"pages_skipped"`  // pages sent as zero runs thanks to it
 	Stale     uint64 `json:"ranges_stale"`   // arrived after a later dirty sync
 	Invalid   uint64 `json:"ranges_invalid"` // outside RAM, empty or overflowing
+	Wrong     uint64 `json:"pages_wrong"`    // "zero" pages that held data: sent anyway
 	Late      int    `json:"requests_late"`  // requests that ran past their deadline
 	SlowestMS int64  `json:"slowest_ms"`     // longest answer
 }

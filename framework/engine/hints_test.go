@@ -182,3 +182,24 @@ func TestMisbehavingProviders(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroHintsAreChecked: a provider that calls pages with data "zero"
+// cannot make them arrive as zeros.
+func TestZeroHintsAreChecked(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < 64; p++ {
+		src.write(p, 0x77)
+	}
+	liar := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+		return emit([]hint.Range{{First: 0, Count: src.layout.Pages()}}) // "all zero"
+	}}
+	hs := HintSource{Name: "liar", Provider: liar, Meaning: hint.MeaningZero, Deadline: 100 * time.Millisecond}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, Hints: []HintSource{hs}}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	samePages(t, src, dst)
+	if srep.Hints[0].Wrong < 64 || srep.PagesFree != 0 {
+		t.Errorf("wrong pages %d, free %d", srep.Hints[0].Wrong, srep.PagesFree)
+	}
+}

@@ -215,6 +215,16 @@ func appendRun(runs []transport.PageRun, p, n uint64, k transport.Kind) []transp
 func (s *sender) stretch(i int, p, end uint64) (uint64, transport.Kind) {
 	if who, ok := s.hints.skip(p); ok {
 		n := s.hints.extent(p, end)
+		if s.opt.Hints[who].Meaning == hint.MeaningZero {
+			// "Zero" is checkable for the price of a hole lookup (or one
+			// page read): a provider that calls a page with data zero is
+			// caught here, and the page travels.
+			var zero bool
+			if n, zero = s.zeroStretch(i, p, n); !zero {
+				s.hints.stats[who].Wrong++
+				return s.plain(i, p)
+			}
+		}
 		s.rep.PagesSkipped += n
 		s.hints.stats[who].Skipped += n
 		if m := s.opt.Hints[who].Meaning; m == hint.MeaningFree || m == hint.MeaningUnused {
@@ -223,6 +233,29 @@ func (s *sender) stretch(i int, p, end uint64) (uint64, transport.Kind) {
 			s.freeSent.ClearRange(p, n)
 		}
 		return n, transport.KindZero
+	}
+	return s.plain(i, p, end)
+}
+
+// zeroStretch reports whether page p really is zero (a hole of the memory
+// file, or a populated page of zeros), and for how many of the next n
+// pages the same holds cheaply (the hole's extent).
+func (s *sender) zeroStretch(i int, p, n uint64) (uint64, bool) {
+	r, base := s.layout[i], s.base[i]
+	off := int64(r.Offset + (p-base)*framework.PageSize)
+	if h := &s.holes[i]; h.hole(off) {
+		dataPage := base + uint64(h.dataStart-int64(r.Offset))/framework.PageSize
+		return max(1, min(p+n, dataPage)-p), true
+	}
+	return 1, isZero(s.mem[i][off-int64(r.Offset) : off-int64(r.Offset)+framework.PageSize])
+}
+
+// plain classifies pages from p without hints: a hole of the memory file
+// (its whole extent before end), or one populated page checked word by word.
+func (s *sender) plain(i int, p uint64, ends ...uint64) (uint64, transport.Kind) {
+	end := p + 1
+	if len(ends) > 0 {
+		end = ends[0]
 	}
 	r, base := s.layout[i], s.base[i]
 	off := int64(r.Offset + (p-base)*framework.PageSize)
