@@ -81,3 +81,40 @@ func TestMigrate8GiBHints(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateMisbehavingProviders is invariant 2 with real plugin
+// processes: a liar, a provider that hangs ignoring its context, and one
+// that crashes, beside the balloon. The migration completes within its
+// deadline budget, the page-exact check passes, and the report names
+// what each provider did.
+func TestMigrateMisbehavingProviders(t *testing.T) {
+	needKVM(t, "TestMigrateMisbehavingProviders")
+	hints := `hint "balloon" { deadline = "500ms" }
+hint "example-liar" { lie = "all" }
+hint "example-hang" {
+  mode     = "ignore"
+  deadline = "200ms"
+}
+hint "example-crash" { when = "hints" }
+`
+	p := startPairArgs(t, "1G", "hog:512,kv:32", "127.0.0.1:"+itoa(freePort(t)), "", hints, []string{"-no-page-reporting"})
+	start := time.Now()
+	rep, err := p.migrate(nil)
+	if err != nil || rep.Status != "completed" {
+		t.Fatalf("migration %s: %v", rep.Status, err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("migration took %v with misbehaving providers", d)
+	}
+	statuses := map[string]string{}
+	for _, h := range rep.Hints {
+		statuses[h.Name] = h.Status
+	}
+	if statuses["balloon"] != "ok" || statuses["example-crash"] != "crashed" {
+		t.Errorf("provider statuses %v", statuses)
+	}
+	if rep.SkippedBy["balloon"] == 0 {
+		t.Error("the balloon's hints were lost to the misbehaving providers")
+	}
+	p.dst.waitTicks(3, 30*time.Second)
+}
