@@ -7,8 +7,10 @@ export PATH := $(dir $(GO)):$(PATH)
 
 .PHONY: all test demo boot-demo bench godefs proto clean FORCE
 
-# Plugin binaries, built into bin/plugins/ from cmd/<name>.
-PLUGINS := ferry-transport-tcp ferry-hint-balloon ferry-hint-pagemap ferry-hint-cmma
+# Plugin binaries, built into bin/plugins/ from cmd/<name>; the example
+# hint providers (plugins/example) serve tests and docs/PLUGINS.md.
+PLUGINS := ferry-transport-tcp ferry-hint-balloon ferry-hint-pagemap ferry-hint-cmma \
+	$(addprefix ferry-hint-example-,static liar hang crash)
 
 all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS))
 
@@ -21,10 +23,6 @@ bin/ferry-vmm bin/migrate bin/ferry-demo: FORCE
 bin/plugins/%: FORCE
 	@mkdir -p bin/plugins
 	$(GO) build -o $@ ./cmd/$(notdir $@)
-
-# The example hint providers (plugins/example), for tests and docs/PLUGINS.md.
-HINT_EXAMPLES = $(addprefix bin/plugins/ferry-hint-example-,static liar hang crash)
-all: $(HINT_EXAMPLES)
 
 # Unit tests, then the end-to-end tests on real KVM (they skip loudly
 # without /dev/kvm or QEMU, naming what did not run).
