@@ -2,14 +2,12 @@ package transport
 
 import (
 	"context"
-	"fmt"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
@@ -34,10 +32,6 @@ const (
 	// envLogLevel is the host logger's level, for Logger.
 	envLogLevel = "FERRY_TRANSPORT_LOG_LEVEL"
 )
-
-// firstFile is the descriptor of files[0] in the plugin process:
-// exec.Cmd.ExtraFiles start after stdin, stdout and stderr.
-const firstFile = 3
 
 // GRPCPlugin is the go-plugin plugin of the transport kind (gRPC only).
 // In a plugin process Impl is served; on the host, GRPCClient returns the
@@ -68,12 +62,12 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *gr
 // handed over reach impl in OpenRequest.Files.
 func Serve(impl Transport) {
 	log := Logger(PluginName)
-	files, err := inheritedFiles()
+	files, err := plugproc.InheritedFiles(envFiles)
 	if err != nil {
 		log.Error("transport plugin cannot start", "error", err)
 		os.Exit(1)
 	}
-	go watchParent(log, os.Getppid(), time.Second)
+	go plugproc.WatchParent(log, os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
@@ -85,47 +79,4 @@ func Serve(impl Transport) {
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
 // with their levels, filtered at the host logger's level.
-func Logger(name string) hclog.Logger {
-	level := hclog.LevelFromString(os.Getenv(envLogLevel))
-	if level == hclog.NoLevel {
-		level = hclog.Info
-	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})
-}
-
-// watchParent exits the process once its parent (the host) is gone and
-// it was re-parented: go-plugin only stops a plugin the host kills, and an
-// orphan would keep guest RAM and its sockets open.
-func watchParent(log hclog.Logger, ppid int, every time.Duration) {
-	for range time.Tick(every) {
-		if os.Getppid() != ppid {
-			log.Error("the host process is gone; exiting", "host_pid", ppid)
-			os.Exit(2)
-		}
-	}
-}
-
-// inheritedFiles wraps the descriptors Launch handed over (fd 3+i is
-// file i). They are marked close-on-exec so the plugin's own children do
-// not inherit guest RAM, and live as long as the process.
-func inheritedFiles() ([]*os.File, error) {
-	v := os.Getenv(envFiles)
-	if v == "" {
-		return nil, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 1024 {
-		return nil, fmt.Errorf("%s=%q: want a count of RAM files", envFiles, v)
-	}
-	files := make([]*os.File, n)
-	for i := range files {
-		fd := firstFile + i
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, fmt.Errorf("RAM file %d (fd %d) was not inherited: %w", i, fd, err)
-		}
-		unix.CloseOnExec(fd)
-		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("guest-ram-%d", i))
-	}
-	return files, nil
-}
+func Logger(name string) hclog.Logger { return plugproc.Logger(name, envLogLevel) }

@@ -1,0 +1,67 @@
+// Package plugproc holds what every plugin kind's process needs the same
+// way: the logger that carries levels across go-plugin, the guest RAM
+// files inherited from the host, and exiting when the host is gone.
+package plugproc
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+// FirstFile is the descriptor of the first inherited RAM file in a plugin
+// process (exec.Cmd.ExtraFiles start after stdin, stdout, stderr).
+const FirstFile = 3
+
+// Logger returns the logger a plugin process should log through: JSON on
+// stderr, which go-plugin turns back into records of the host's logger
+// with their levels, at the level the host put in levelEnv.
+func Logger(name, levelEnv string) hclog.Logger {
+	level := hclog.LevelFromString(os.Getenv(levelEnv))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})
+}
+
+// WatchParent exits the process once its parent (the host) is gone and
+// it was re-parented: go-plugin only stops a plugin the host kills, and an
+// orphan would keep guest RAM open.
+func WatchParent(log hclog.Logger, ppid int, every time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() != ppid {
+			log.Error("the host process is gone; exiting", "host_pid", ppid)
+			os.Exit(2)
+		}
+	}
+}
+
+// InheritedFiles wraps the descriptors the host handed over (fd
+// FirstFile+i is file i; countEnv says how many). They are marked
+// close-on-exec so the plugin's own children do not inherit guest RAM,
+// and live as long as the process.
+func InheritedFiles(countEnv string) ([]*os.File, error) {
+	v := os.Getenv(countEnv)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1024 {
+		return nil, fmt.Errorf("%s=%q: want a count of RAM files", countEnv, v)
+	}
+	files := make([]*os.File, n)
+	for i := range files {
+		fd := FirstFile + i
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("RAM file %d (fd %d) was not inherited: %w", i, fd, err)
+		}
+		unix.CloseOnExec(fd)
+		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("guest-ram-%d", i))
+	}
+	return files, nil
+}
