@@ -79,7 +79,7 @@ func testDeadlines(t *testing.T, p *pair) {
 }
 
 // testOpenDeadline: a receiver nobody connects to gives up with its
-// context, and opens normally afterwards.
+// context, and opens normally after Close.
 func testOpenDeadline(t *testing.T, p *pair) {
 	c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	var err error
@@ -89,6 +89,12 @@ func testOpenDeadline(t *testing.T, p *pair) {
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("receiver Open without a sender = %v; want context.DeadlineExceeded", err)
+	}
+	// Over gRPC the plugin's side of the abandoned Open may still be
+	// waiting (cancellation travels after the caller's deadline); a sender
+	// connecting now could be taken by it. Close ends it for sure.
+	if err := p.recv.Close(); err != nil {
+		t.Errorf("Close after a failed Open: %v", err)
 	}
 	p.open()
 	exchange(t, p, 2)
