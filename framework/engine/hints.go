@@ -63,7 +63,10 @@ type hinter struct {
 	gen     uint64
 	batches chan hintBatch
 	reason  []uint8 // per page: 0 none, i+1 skippable thanks to provider i (current generation)
-	log     func(msg string, args ...any)
+
+	scanFrom, scanAt uint64 // nextMarked's memory: no mark in [scanFrom, scanAt)
+	scanValid        bool
+	log              func(msg string, args ...any)
 }
 
 func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinter {
@@ -82,6 +85,7 @@ func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinte
 func (h *hinter) request(ctx context.Context, gen uint64) {
 	h.gen = gen
 	clear(h.reason)
+	h.scanValid = false
 	for i, s := range h.srcs {
 		if h.dead[i] {
 			continue
@@ -187,6 +191,7 @@ func (h *hinter) apply(b hintBatch) {
 		st.Stale += uint64(len(b.ranges))
 		return
 	}
+	h.scanValid = false
 	ok, dropped := hint.CheckRanges(b.ranges, uint64(len(h.reason)))
 	st.Invalid += dropped
 	for _, r := range ok {
@@ -239,10 +244,30 @@ func (h *hinter) extent(p, end uint64) uint64 {
 	return q - p
 }
 
+// nextMarked is the first page in [p, end) some provider marked, or end.
+// Passes ask in increasing order, so the last answer is remembered: a scan
+// covers each page once per pass (marks a late batch adds ahead of the
+// remembered answer only cost them credit, never correctness).
+func (h *hinter) nextMarked(p, end uint64) uint64 {
+	if h.reason == nil {
+		return end
+	}
+	if h.scanValid && p >= h.scanFrom && p <= h.scanAt {
+		return min(h.scanAt, end)
+	}
+	q := p
+	for q < uint64(len(h.reason)) && h.reason[q] == 0 {
+		q++
+	}
+	h.scanFrom, h.scanAt, h.scanValid = p, q, true
+	return min(q, end)
+}
+
 // invalidate drops every mark: a dirty sync just began a new epoch.
 func (h *hinter) invalidate(gen uint64) {
 	h.gen = gen
 	clear(h.reason)
+	h.scanValid = false
 	h.pending = 0
 }
 

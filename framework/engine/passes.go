@@ -262,8 +262,10 @@ func (s *sender) plain(i int, p uint64, ends ...uint64) (uint64, transport.Kind)
 	n, kind := uint64(1), transport.KindData
 	switch h := &s.holes[i]; {
 	case h.hole(off):
+		// The stretch stops at the next hinted page too, so hints keep
+		// their credit (and free pages stay exempt from the page check).
 		dataPage := base + uint64(h.dataStart-int64(r.Offset))/framework.PageSize
-		n, kind = max(1, min(end, dataPage)-p), transport.KindZero
+		n, kind = max(1, min(end, dataPage, s.hints.nextMarked(p, end))-p), transport.KindZero
 		s.rep.PagesZero += n
 	case isZero(s.mem[i][off-int64(r.Offset) : off-int64(r.Offset)+framework.PageSize]):
 		kind = transport.KindZero
