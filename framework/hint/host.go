@@ -73,21 +73,33 @@ type hostService struct {
 }
 
 // serveHost serves h under a fresh broker id; the plugin may dial it as
-// soon as this returns.
+// soon as this returns. The server takes the broker's options, so it
+// speaks the same mutual TLS as the plugin's own channel (AutoMTLS,
+// plugproc.Start): only the plugin process can call the Host.
 func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
 	id := broker.NextId()
-	ln, err := broker.Accept(id)
-	if err != nil {
-		return nil, fmt.Errorf("serve the VMM's capabilities to the hint plugin: %w", err)
-	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage))
-	pb.RegisterHostServer(srv, &hostServer{impl: h})
-	hs := &hostService{id: id, srv: srv, served: make(chan struct{})}
+	hs := &hostService{id: id, served: make(chan struct{})}
+	made := make(chan *grpc.Server, 1)
 	go func() {
 		defer close(hs.served)
-		srv.Serve(ln)
+		broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+			srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessage))...)
+			pb.RegisterHostServer(srv, &hostServer{impl: h})
+			made <- srv
+			return srv
+		})
 	}()
-	return hs, nil
+	select {
+	case hs.srv = <-made:
+		return hs, nil
+	case <-hs.served: // AcceptAndServe only logs why it could not listen
+		select {
+		case hs.srv = <-made:
+			return hs, nil
+		default:
+		}
+		return nil, errors.New("serve the VMM's capabilities to the hint plugin: the broker could not listen")
+	}
 }
 
 // stop ends every call in flight, closes the listener and waits for the

@@ -2,20 +2,16 @@ package hint
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-)
 
-// defaultStartTimeout bounds a plugin's start when ctx has no deadline.
-const defaultStartTimeout = time.Minute
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
+)
 
 // Plugin is a hint provider running in its own process, started by
 // Launch. It implements Provider over gRPC; Kill stops the process.
@@ -28,9 +24,8 @@ const defaultStartTimeout = time.Minute
 // Plugin to try again.
 type Plugin struct {
 	path string
-	pc   *plugin.Client
+	proc *plugproc.Process
 	c    *grpcClient
-	stop context.CancelFunc // ends exec.CommandContext's context
 	once sync.Once
 }
 
@@ -41,7 +36,8 @@ var _ Provider = (*Plugin)(nil)
 // files[i] as descriptor 3+i, and the VM passed to Configure must name
 // these files or others open on the same inodes (VM.Files), or use their
 // indices (VM.Files nil). ctx bounds the start only; logger (nil:
-// hclog.Default) receives the plugin's logs with their levels.
+// hclog.Default) receives the plugin's logs with their levels. The
+// channel is plugproc.Start's: AutoMTLS and a private socket directory.
 //
 // The caller must Kill the plugin when done with it, after Close(ctx,
 // true) so the provider can give the guest its pages back.
@@ -49,47 +45,25 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 	if logger == nil {
 		logger = hclog.Default().Named(PluginName)
 	}
-	procCtx, stop := context.WithCancel(context.Background())
-	abort := context.AfterFunc(ctx, stop)
-	cmd := exec.CommandContext(procCtx, path)
-	cmd.ExtraFiles = files
-	cmd.Env = []string{envFiles + "=" + strconv.Itoa(len(files)), envLogLevel + "=" + logger.GetLevel().String()}
-	timeout := defaultStartTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
-	}
-	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{PluginName: &GRPCPlugin{Files: files}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           logger,
-		StartTimeout:     timeout,
+	p, err := plugproc.Start(ctx, plugproc.Config{
+		Kind:      "hint",
+		Path:      path,
+		Files:     files,
+		Env:       []string{envFiles + "=" + strconv.Itoa(len(files)), envLogLevel + "=" + logger.GetLevel().String()},
+		Handshake: Handshake,
+		Plugins:   plugin.PluginSet{PluginName: &GRPCPlugin{Files: files}},
+		Dispense:  PluginName,
+		Logger:    logger,
 	})
-	fail := func(err error) (*Plugin, error) {
-		pc.Kill()
-		stop()
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
-		return nil, fmt.Errorf("start hint plugin %s: %w", path, err)
-	}
-	rpc, err := pc.Client()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	if !abort() {
-		return fail(errors.New("cancelled during start"))
-	}
-	raw, err := rpc.Dispense(PluginName)
-	if err != nil {
-		return fail(err)
-	}
-	c, ok := raw.(*grpcClient)
+	c, ok := p.Raw.(*grpcClient)
 	if !ok {
-		return fail(fmt.Errorf("dispensed a %T", raw))
+		p.Kill()
+		return nil, fmt.Errorf("start hint plugin %s: dispensed a %T", path, p.Raw)
 	}
-	return &Plugin{path: path, pc: pc, c: c, stop: stop}, nil
+	return &Plugin{path: path, proc: p, c: c}, nil
 }
 
 // Path is the plugin binary's path, as given to Launch.
@@ -106,8 +80,7 @@ func (p *Plugin) Done() <-chan struct{} { return p.c.done }
 func (p *Plugin) Kill() {
 	p.once.Do(func() {
 		p.c.gone.Store(true)
-		p.pc.Kill()
-		p.stop()
+		p.proc.Kill()
 		p.c.kill()
 	})
 }

@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-)
 
-// defaultStartTimeout bounds a plugin's start when ctx has no deadline.
-const defaultStartTimeout = time.Minute
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
+)
 
 // Launch starts the transport plugin binary at path and returns the
 // Transport it serves. files are the guest RAM files (engine.RAMFiles):
@@ -53,55 +50,33 @@ type launched struct {
 }
 
 type process struct {
-	pc   *plugin.Client
+	proc *plugproc.Process
 	c    *grpcClient
-	stop context.CancelFunc // ends exec.CommandContext's context
 }
 
-// start runs one plugin process. ctx may kill it until the handshake is
-// done, never after.
+// start runs one plugin process (plugproc.Start: AutoMTLS, a private
+// socket directory). ctx may kill it until the handshake is done, never
+// after.
 func (l *launched) start(ctx context.Context) (*process, error) {
-	procCtx, stop := context.WithCancel(context.Background())
-	abort := context.AfterFunc(ctx, stop)
-	cmd := exec.CommandContext(procCtx, l.path)
-	cmd.ExtraFiles = l.files
-	cmd.Env = []string{envFiles + "=" + strconv.Itoa(len(l.files)), envLogLevel + "=" + l.logger.GetLevel().String()}
-	timeout := defaultStartTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
-	}
-	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{PluginName: &GRPCPlugin{Files: l.files}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           l.logger,
-		StartTimeout:     timeout,
+	p, err := plugproc.Start(ctx, plugproc.Config{
+		Kind:      "transport",
+		Path:      l.path,
+		Files:     l.files,
+		Env:       []string{envFiles + "=" + strconv.Itoa(len(l.files)), envLogLevel + "=" + l.logger.GetLevel().String()},
+		Handshake: Handshake,
+		Plugins:   plugin.PluginSet{PluginName: &GRPCPlugin{Files: l.files}},
+		Dispense:  PluginName,
+		Logger:    l.logger,
 	})
-	fail := func(err error) (*process, error) {
-		pc.Kill()
-		stop()
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
-		return nil, fmt.Errorf("start transport plugin %s: %w", l.path, err)
-	}
-	rpc, err := pc.Client()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	if !abort() {
-		return fail(errors.New("cancelled during start"))
-	}
-	raw, err := rpc.Dispense(PluginName)
-	if err != nil {
-		return fail(err)
-	}
-	c, ok := raw.(*grpcClient)
+	c, ok := p.Raw.(*grpcClient)
 	if !ok {
-		return fail(fmt.Errorf("dispensed a %T", raw))
+		p.Kill()
+		return nil, fmt.Errorf("start transport plugin %s: dispensed a %T", l.path, p.Raw)
 	}
-	return &process{pc: pc, c: c, stop: stop}, nil
+	return &process{proc: p, c: c}, nil
 }
 
 // get returns the client of the running process, starting one if spawn
@@ -230,8 +205,7 @@ func (l *launched) Close() error {
 	if p == nil {
 		return nil
 	}
-	defer p.stop()
-	defer p.pc.Kill()
+	defer p.proc.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	if st, err := p.c.Stats(ctx); err == nil {

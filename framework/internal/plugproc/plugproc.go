@@ -1,6 +1,15 @@
-// Package plugproc holds what every plugin kind's process needs the same
-// way: the logger that carries levels across go-plugin, the guest RAM
-// files inherited from the host, and exiting when the host is gone.
+// Package plugproc holds what every plugin kind needs the same way: on
+// the host, starting the plugin process over a private, mutually
+// authenticated channel (Start); in the plugin, the logger that carries
+// levels across go-plugin, the guest RAM files inherited from the host,
+// and exiting when the host is gone.
+//
+//	host (VMM)                          plugin process
+//	Start ── exec, fds 3.. = guest RAM ──► InheritedFiles
+//	      ── PLUGIN_CLIENT_CERT (AutoMTLS) ─► own one-time cert
+//	      ◄── handshake line: socket, cert ──
+//	      ══ gRPC over TLS 1.2+, both certs pinned ══
+//	socket dir: $TMPDIR/plugin-dirNNN, mode 0700, removed on exit
 package plugproc
 
 import (
@@ -10,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,10 +40,15 @@ func Logger(name, levelEnv string) hclog.Logger {
 
 // WatchParent exits the process once its parent (the host) is gone and
 // it was re-parented: go-plugin only stops a plugin the host kills, and an
-// orphan would keep guest RAM open.
+// orphan would keep guest RAM open. It removes the private socket
+// directory the host made for this process (Start) first, which a host
+// that died cannot do any more.
 func WatchParent(log hclog.Logger, ppid int, every time.Duration) {
 	for range time.Tick(every) {
 		if os.Getppid() != ppid {
+			// Before logging: a write to the dead host's stderr pipe
+			// ends the process with SIGPIPE.
+			removeDir(os.Getenv(plugin.EnvUnixSocketDir))
 			log.Error("the host process is gone; exiting", "host_pid", ppid)
 			os.Exit(2)
 		}

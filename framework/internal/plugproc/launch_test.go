@@ -1,0 +1,170 @@
+package plugproc_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/transport"
+	pb "github.com/ferryvm/ferry/framework/transport/proto"
+)
+
+// envOpened names a file the test plugin creates when its Open runs.
+const envOpened = "FERRY_TEST_OPENED"
+
+// TestMain serves a transport plugin when the test binary is started as
+// one (envOpened set), else runs the tests.
+func TestMain(m *testing.M) {
+	if marker := os.Getenv(envOpened); marker != "" {
+		transport.Serve(&transport.Mock{
+			OpenFunc: func(context.Context, transport.OpenRequest) error {
+				return os.WriteFile(marker, []byte("opened"), 0o600)
+			},
+			CloseFunc: func() error { return nil },
+		})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func start(t *testing.T, files []*os.File, marker string) *plugproc.Process {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := plugproc.Start(ctx, plugproc.Config{
+		Kind: "transport", Path: exe, Files: files,
+		Env:       []string{envOpened + "=" + marker, "FERRY_TRANSPORT_FILES=" + fmt.Sprint(len(files))},
+		Handshake: transport.Handshake,
+		Plugins:   plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{Files: files}},
+		Dispense:  transport.PluginName,
+		Logger:    hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testWriter{t}}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	return p
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// TestChannelPrivate is finding 5 of issue 8: under umask 000 the
+// plugin's socket directory is still 0700, and a local client that
+// reaches the socket without the host's one-time certificate cannot call
+// Open (which would make the plugin map the guest RAM it inherited).
+func TestChannelPrivate(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	ram, err := unix.MemfdCreate("guest-ram", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(ram), "guest-ram")
+	defer f.Close()
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "opened")
+	p := start(t, []*os.File{f}, marker)
+
+	st, err := os.Stat(p.SocketDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o700 {
+		t.Errorf("socket directory %s has mode %#o, want 0700", p.SocketDir, perm)
+	}
+	addr := p.Client.ReattachConfig().Addr
+	if addr.Network() != "unix" || filepath.Dir(addr.String()) != p.SocketDir {
+		t.Fatalf("plugin listens on %s %s, want a socket in %s", addr.Network(), addr, p.SocketDir)
+	}
+
+	strangers := map[string]credentials.TransportCredentials{
+		"plain gRPC":         insecure.NewCredentials(),
+		"TLS without a cert": credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}),
+		"TLS with own cert":  credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{selfSigned(t)}}),
+	}
+	for name, creds := range strangers {
+		conn, err := grpc.Dial("unix://"+addr.String(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err = pb.NewTransportClient(conn).Open(ctx, &pb.OpenRequest{Role: pb.Role(transport.RoleSend),
+			Ram: []*pb.RAMRegion{{Size: 1 << 20}}})
+		cancel()
+		conn.Close()
+		if err == nil {
+			t.Errorf("%s: Open over the plugin's socket succeeded", name)
+		}
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the plugin's Open ran for a stranger (marker: %v)", err)
+	}
+
+	// The host's own client, with the one-time certificate, gets through.
+	tr := p.Raw.(transport.Transport)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend,
+		RAM: []transport.RAMRegion{{Size: 1 << 20}}}); err != nil {
+		t.Fatalf("the host's Open: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the host's Open did not reach the plugin: %v", err)
+	}
+	p.Kill()
+	if _, err := os.Stat(p.SocketDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket directory after Kill: %v, want it removed", err)
+	}
+}
+
+// TestSocketDirRemovedOnCrash: a plugin killed by a signal leaves no
+// socket directory behind, before anyone calls Kill.
+func TestSocketDirRemovedOnCrash(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	if p.Pid() <= 0 {
+		t.Fatalf("Pid = %d", p.Pid())
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := os.Stat(p.SocketDir)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket directory %s still there 10 s after the plugin died (%v)", p.SocketDir, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !p.Client.Exited() {
+		t.Error("go-plugin does not know the plugin exited")
+	}
+}

@@ -1,0 +1,108 @@
+package plugproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin/runner"
+)
+
+// runner is go-plugin's process runner interface.
+type runner = goplugin.Runner
+
+// cmdRunner runs a plugin as a child process, like go-plugin's own
+// (internal) command runner, and removes the process's socket directory
+// as soon as the process has exited. go-plugin only creates a private
+// socket directory, and hands it to the plugin, when a RunnerFunc
+// starts the process: that is why Start uses this runner.
+type cmdRunner struct {
+	log    hclog.Logger
+	cmd    *exec.Cmd
+	dir    string
+	stdout io.ReadCloser
+	stderr io.ReadCloser
+	pid    int
+}
+
+var _ runner = (*cmdRunner)(nil)
+
+// newCmdRunner makes dir private (os.MkdirTemp already asks for 0700,
+// which a umask can only narrow) and prepares cmd's output pipes.
+func newCmdRunner(log hclog.Logger, cmd *exec.Cmd, dir string) (*cmdRunner, error) {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("plugin socket directory: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	return &cmdRunner{log: log, cmd: cmd, dir: dir, stdout: stdout, stderr: stderr}, nil
+}
+
+// Start implements runner.Runner.Start.
+func (r *cmdRunner) Start(context.Context) error {
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	r.pid = r.cmd.Process.Pid
+	r.log.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid, "socket_dir", r.dir)
+	return nil
+}
+
+// Wait implements runner.AttachedRunner.Wait: once the process is gone
+// nobody listens in its socket directory any more, so it is removed.
+func (r *cmdRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	removeDir(r.dir)
+	return err
+}
+
+// Kill implements runner.AttachedRunner.Kill; a process already gone is
+// not an error.
+func (r *cmdRunner) Kill(context.Context) error {
+	if r.cmd.Process == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// Stdout implements runner.Runner.Stdout.
+func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
+
+// Stderr implements runner.Runner.Stderr.
+func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
+
+// Name implements runner.Runner.Name.
+func (r *cmdRunner) Name() string { return r.cmd.Path }
+
+// ID implements runner.AttachedRunner.ID.
+func (r *cmdRunner) ID() string { return fmt.Sprint(r.pid) }
+
+// Diagnose implements runner.Runner.Diagnose.
+func (r *cmdRunner) Diagnose(context.Context) string {
+	return "the plugin binary may be for another architecture, not executable, " +
+		"or not a Ferry plugin of this kind (it did not complete go-plugin's handshake)"
+}
+
+// PluginToHost implements runner.AddrTranslator: host and plugin share
+// the file system, so addresses are the same on both sides.
+func (r *cmdRunner) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// HostToPlugin implements runner.AddrTranslator.
+func (r *cmdRunner) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
