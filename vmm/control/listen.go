@@ -6,8 +6,11 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxSocketPath is the longest path a unix socket address holds on Linux
@@ -17,22 +20,23 @@ const maxSocketPath = 107
 // listen binds a unix stream socket at path with mode 0600. A socket file
 // left behind by a dead process is replaced; a socket someone is listening
 // on, or any other kind of file, is left alone and reported.
+//
+// The socket is never reachable with the caller's umask: it is bound in
+// a fresh 0700 directory next to path, made 0600 there, and renamed into
+// place without replacing anything (RENAME_NOREPLACE). Because of that
+// detour a path must leave room for the directory's name: at most
+// maxSocketPath-bindSlack bytes.
 func listen(path string) (*net.UnixListener, os.FileInfo, error) {
-	if len(path) > maxSocketPath {
-		return nil, nil, fmt.Errorf("control socket path %q is %d bytes; a unix socket path may have at most %d", path, len(path), maxSocketPath)
+	if len(path) > maxSocketPath-bindSlack {
+		return nil, nil, fmt.Errorf("control socket path %q is %d bytes; it may have at most %d (a unix socket path holds %d, and the socket is first bound in a private directory next to it)",
+			path, len(path), maxSocketPath-bindSlack, maxSocketPath)
 	}
 	if err := removeStale(path); err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := bindPrivate(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on control socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false) // Server removes the file itself, if still its own
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		os.Remove(path)
-		return nil, nil, fmt.Errorf("restrict control socket: %w", err)
+		return nil, nil, err
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -40,6 +44,59 @@ func listen(path string) (*net.UnixListener, os.FileInfo, error) {
 		return nil, nil, fmt.Errorf("stat control socket: %w", err)
 	}
 	return ln, fi, nil
+}
+
+// bindSlack is how much longer than the final path the socket's path
+// while it is bound may be: "/" + ".ctl" + MkdirTemp's up to 10 digits +
+// "/s", rounded up.
+const bindSlack = 20
+
+// bindPrivate binds the socket in a private directory in path's
+// directory, restricts it and renames it to path.
+func bindPrivate(path string) (*net.UnixListener, error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
+	if err != nil {
+		return nil, fmt.Errorf("make a private directory for the control socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o700); err != nil { // MkdirTemp's 0700 minus the umask
+		return nil, fmt.Errorf("restrict control socket directory: %w", err)
+	}
+	bound := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false) // Server removes the file itself, if still its own
+	if err := os.Chmod(bound, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict control socket: %w", err)
+	}
+	if err := renameNoReplace(bound, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// renameNoReplace moves the bound socket to path unless something took
+// path since removeStale looked.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// A file system without RENAME_NOREPLACE: a hard link also
+		// refuses to replace.
+		if err = os.Link(from, to); err == nil {
+			return nil
+		}
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s appeared while the control socket was being made; stop whoever creates it or choose another path", to)
+	}
+	if err != nil {
+		return fmt.Errorf("move control socket into place: %w", err)
+	}
+	return nil
 }
 
 // removeStale removes path if it is a unix socket nobody listens on.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNewServerSocketMode(t *testing.T) {
@@ -21,6 +23,61 @@ func TestNewServerSocketMode(t *testing.T) {
 	}
 	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+	}
+}
+
+// TestNewServerSocketModeUmask000: the socket is made 0600 before it
+// is reachable, so even under umask 000 no one else can connect in a
+// window; the private directory it was bound in is gone afterwards.
+func TestNewServerSocketModeUmask000(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ctl.sock")
+	s, err := NewServer(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v under umask 000, want a socket with 0600", fi.Mode())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("directory holds %v; want only the socket", entries)
+	}
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the socket at its final path: %v", err)
+	}
+	conn.Close()
+}
+
+// TestNewServerDoesNotReplace: a file that appears at the path between
+// the stale check and the rename is kept, and the error says so.
+func TestNewServerDoesNotReplace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ctl.sock")
+	if err := os.WriteFile(path, []byte("someone's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmpLn, err := bindPrivate(path)
+	if err == nil {
+		tmpLn.Close()
+		t.Fatal("bindPrivate replaced an existing file")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "someone's" {
+		t.Errorf("the file at the path now holds %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %v after the failure; want only the file", entries)
 	}
 }
 
@@ -85,7 +142,7 @@ func TestNewServerRefusesOtherFiles(t *testing.T) {
 
 func TestNewServerPathErrors(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
-	if _, err := NewServer(long, nil); err == nil || !strings.Contains(err.Error(), "at most 107") {
+	if _, err := NewServer(long, nil); err == nil || !strings.Contains(err.Error(), "at most 87") {
 		t.Fatalf("long path: %v", err)
 	}
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "ctl.sock")
