@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -47,20 +48,34 @@ func listen(path string) (*net.UnixListener, os.FileInfo, error) {
 }
 
 // bindSlack is how much longer than the final path the socket's path
-// while it is bound may be: "/" + ".ctl" + MkdirTemp's up to 10 digits +
-// "/s", rounded up.
-const bindSlack = 20
+// while it is bound is: "/.c" + 4 hex digits + "/s" (privateDir).
+const bindSlack = 9
+
+// privateDir makes a fresh directory of mode 0700 in dir, with a short
+// name so the socket bound in it fits sun_path.
+func privateDir(dir string) (string, error) {
+	for range 100 {
+		p := filepath.Join(dir, fmt.Sprintf(".c%04x", rand.N(0x10000)))
+		err := os.Mkdir(p, 0o700)
+		if err == nil {
+			return p, os.Chmod(p, 0o700) // 0700 minus the umask
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("100 names taken in %s", dir)
+}
 
 // bindPrivate binds the socket in a private directory in path's
 // directory, restricts it and renames it to path.
 func bindPrivate(path string) (*net.UnixListener, error) {
-	tmp, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
+	tmp, err := privateDir(filepath.Dir(path))
+	if tmp != "" {
+		defer os.RemoveAll(tmp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("make a private directory for the control socket: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o700); err != nil { // MkdirTemp's 0700 minus the umask
-		return nil, fmt.Errorf("restrict control socket directory: %w", err)
 	}
 	bound := filepath.Join(tmp, "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})

@@ -142,7 +142,7 @@ func TestNewServerRefusesOtherFiles(t *testing.T) {
 
 func TestNewServerPathErrors(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
-	if _, err := NewServer(long, nil); err == nil || !strings.Contains(err.Error(), "at most 87") {
+	if _, err := NewServer(long, nil); err == nil || !strings.Contains(err.Error(), "at most 98") {
 		t.Fatalf("long path: %v", err)
 	}
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "ctl.sock")
