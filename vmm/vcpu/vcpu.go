@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/vmm/bus"
+	"github.com/ferryvm/ferry/vmm/guestlog"
 	"github.com/ferryvm/ferry/vmm/kvm"
 )
 
@@ -105,7 +106,10 @@ func (e *FatalError) Error() string {
 
 func (c *VCPU) loop() error {
 	log := c.cfg.Log
-	unhandled := map[uint64]bool{}
+	// A guest can touch unbacked ports and addresses as often as it likes:
+	// the first access is logged, then counts (guestlog).
+	glog := guestlog.New(log, 0)
+	defer glog.Stop()
 	for c.gate.checkpoint(c) {
 		exit, err := c.k.Run()
 		c.ioPending = false // KVM_RUN completed any access left from the last exit
@@ -130,9 +134,8 @@ func (c *VCPU) loop() error {
 				} else {
 					ok = c.cfg.PIO.Read(uint64(port), data[i:i+size])
 				}
-				if !ok && !unhandled[uint64(port)] && log != nil {
-					unhandled[uint64(port)] = true
-					log.Debug("port access with no device", "port", fmt.Sprintf("%#x", port), "out", out, "size", size)
+				if !ok {
+					glog.Log(slog.LevelDebug, "port access with no device", "port", fmt.Sprintf("%#x", port), "out", out, "size", size)
 				}
 			}
 		case kvm.ExitMMIO:
@@ -143,9 +146,8 @@ func (c *VCPU) loop() error {
 			} else {
 				ok = c.cfg.MMIO.Read(addr, data)
 			}
-			if !ok && !unhandled[addr] && log != nil {
-				unhandled[addr] = true
-				log.Warn("MMIO access with no device", "addr", fmt.Sprintf("%#x", addr), "write", write, "size", len(data))
+			if !ok {
+				glog.Warn("MMIO access with no device", "addr", fmt.Sprintf("%#x", addr), "write", write, "size", len(data))
 			}
 		case kvm.ExitHLT:
 			if log != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+
+	"github.com/ferryvm/ferry/vmm/guestlog"
 )
 
 // MMIO register offsets (virtio-mmio version 2).
@@ -47,8 +49,8 @@ const (
 type Transport struct {
 	dev  Device
 	mem  Memory
-	irq  func() // raises the device's interrupt line; may be nil
-	log  *slog.Logger
+	irq  func()            // raises the device's interrupt line; may be nil
+	glog *guestlog.Limiter // what the driver can trigger at will
 	name string
 
 	mu          sync.Mutex
@@ -66,10 +68,7 @@ type Transport struct {
 // NewTransport wraps dev. irq is called (without locks held) whenever an
 // interrupt status bit becomes set.
 func NewTransport(name string, dev Device, mem Memory, irq func(), log *slog.Logger) *Transport {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	t := &Transport{dev: dev, mem: mem, irq: irq, log: log, name: name}
+	t := &Transport{dev: dev, mem: mem, irq: irq, glog: guestlog.New(log, 0), name: name}
 	for _, max := range dev.QueueSizes() {
 		t.queues = append(t.queues, &Queue{MaxSize: max})
 	}
@@ -244,7 +243,7 @@ func (t *Transport) setStatus(v uint32) func() {
 	old := t.status
 	if v&^old&StatusFeaturesOK != 0 {
 		if t.drvFeatures&^t.offered() != 0 || t.drvFeatures&FVersion1 == 0 {
-			t.log.Warn("virtio: driver features refused", "device", t.name,
+			t.glog.Warn("virtio: driver features refused", "device", t.name,
 				"driver", fmt.Sprintf("%#x", t.drvFeatures), "offered", fmt.Sprintf("%#x", t.offered()))
 			v &^= StatusFeaturesOK // the driver reads it back and gives up
 		}
@@ -297,7 +296,7 @@ func (t *Transport) Fail(reason string) {
 
 func (t *Transport) failLocked(reason string) func() {
 	if t.status&StatusNeedsReset == 0 {
-		t.log.Error("virtio: device needs reset", "device", t.name, "reason", reason)
+		t.glog.Error("virtio: device needs reset", "device", t.name, "reason", reason)
 		t.failReason = reason
 	}
 	t.status |= StatusNeedsReset

@@ -1,6 +1,8 @@
 package virtio
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -189,4 +191,28 @@ func FuzzQueue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFailuresRateLimited: a driver that breaks its queue, resets and
+// breaks it again in a loop (or keeps offering features the device does
+// not have) gets one log line per kind, not one per round.
+func TestFailuresRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	mem := virtiotest.NewMem(1 << 20)
+	dev := &echoDevice{mem: mem}
+	tr := NewTransport("echo", dev, mem, nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	dev.sig = tr
+	d := &virtiotest.Driver{T: t, Dev: tr, Mem: mem}
+	for range 100 {
+		d.Setup(FVersion1, 1, 8, 0x10000)
+		d.Offer(0, 9) // head out of range: NEEDS_RESET
+		d.SetReg(regStatus, 0)
+		d.Setup(FVersion1|1<<40, 1, 8, 0x10000) // refused
+		d.SetReg(regStatus, 0)
+	}
+	for _, msg := range []string{"needs reset", "features refused"} {
+		if n := strings.Count(buf.String(), msg); n != 1 {
+			t.Errorf("%d lines about %q after 100 rounds; want 1\n%s", n, msg, buf.String())
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/ferryvm/ferry/vmm/guestlog"
 	"github.com/ferryvm/ferry/vmm/virtio"
 )
 
@@ -50,8 +51,9 @@ type HintSink interface {
 // Device is a virtio-balloon device. Create it with New, wrap it in a
 // virtio.Transport and hand that to SetSignaller.
 type Device struct {
-	mem Memory
-	log *slog.Logger
+	mem  Memory
+	log  *slog.Logger
+	glog *guestlog.Limiter // what the guest can trigger at will
 
 	mu       sync.Mutex
 	changed  *sync.Cond // broadcast on session and stats changes
@@ -79,7 +81,7 @@ func New(mem Memory, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{mem: mem, log: log, hint: newSession()}
+	d := &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession()}
 	d.changed = sync.NewCond(&d.mu)
 	return d
 }
@@ -174,7 +176,7 @@ func (d *Device) Activate(qs []*virtio.Queue, features uint64) error {
 		}
 	}
 	d.q, d.features = q, features
-	d.log.Info("balloon: driver ready", "features", fmt.Sprintf("%#x", features))
+	d.glog.Info("balloon: driver ready", "features", fmt.Sprintf("%#x", features))
 	return nil
 }
 
@@ -294,7 +296,7 @@ func (d *Device) pfns(c virtio.Chain, fn func(gpa, n uint64) error) error {
 func (d *Device) inflate(c virtio.Chain) error {
 	return d.pfns(c, func(gpa, n uint64) error {
 		if err := d.mem.Discard(gpa, n); err != nil {
-			d.log.Warn("balloon: inflate of a page that is not RAM ignored", "err", err)
+			d.glog.Warn("balloon: inflate of a page that is not RAM ignored", "err", err)
 			return nil
 		}
 		d.inflated += n >> pfnShift
@@ -324,7 +326,14 @@ func (d *Device) hintBuf(c virtio.Chain) error {
 			d.hint.outBuf(binary.LittleEndian.Uint32(b))
 			continue
 		}
-		if desc.Len == 0 || !d.hint.inBuf(uint64(desc.Len)) {
+		if desc.Len == 0 {
+			continue
+		}
+		if ok, dropped := d.hint.inBuf(uint64(desc.Len)); !ok {
+			if dropped {
+				d.glog.Warn("balloon: hint ranges over the per-session cap dropped",
+					"cmd_id", fmt.Sprintf("%#x", d.hint.id), "cap", d.hint.limit(), "dropped", d.hint.dropped)
+			}
 			continue
 		}
 		if d.sink != nil {
@@ -343,7 +352,7 @@ func (d *Device) report(c virtio.Chain) error {
 			continue
 		}
 		if err := d.mem.Discard(start, end-start); err != nil {
-			d.log.Warn("balloon: reported range not discarded", "err", err)
+			d.glog.Warn("balloon: reported range not discarded", "err", err)
 			continue
 		}
 		d.reported += end - start

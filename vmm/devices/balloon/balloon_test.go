@@ -3,9 +3,14 @@ package balloon
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/vmm/guestlog"
 	"github.com/ferryvm/ferry/vmm/virtio"
 	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
 )
@@ -234,5 +239,97 @@ func TestHintWithoutFeature(t *testing.T) {
 	f := newFixture(t, FStatsVQ)
 	if _, err := f.dev.StartHint(); err == nil {
 		t.Fatal("StartHint without FREE_PAGE_HINT succeeded")
+	}
+}
+
+// logLines collects a device's log, one string per record.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (l *logLines) matching(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func newLoggedFixture(t *testing.T, features uint64) (*fixture, *logLines) {
+	f := newFixture(t, features)
+	logs := &logLines{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	f.dev.log, f.dev.glog = log, guestlog.New(log, time.Minute)
+	t.Cleanup(f.dev.glog.Stop)
+	return f, logs
+}
+
+// TestHintRangesCapped: a guest that hints past the per-session cap has
+// the rest dropped, counted in the summary and logged once.
+func TestHintRangesCapped(t *testing.T) {
+	f, logs := newLoggedFixture(t, FFreePageHint)
+	f.dev.hint.max = 3
+	id, err := f.dev.StartHint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hintRound(2, id, 0, 10)
+	sum := f.dev.HintStatus()
+	if sum.Ranges != 3 || sum.Dropped != 7 || !sum.GuestStopped {
+		t.Errorf("summary %+v; want 3 ranges, 7 dropped, guest stopped", sum)
+	}
+	if len(f.sink.got) != 3 {
+		t.Errorf("sink got %d ranges, want the 3 under the cap", len(f.sink.got))
+	}
+	if got := logs.matching("cap"); len(got) != 1 || !strings.Contains(got[0], "dropped=1") {
+		t.Errorf("cap warnings %q; want one, for the first dropped range", got)
+	}
+	// The next session starts with a fresh count.
+	f.dev.StopHint()
+	id2, _ := f.dev.StartHint()
+	f.hintRound(2, id2, 0, 2)
+	if sum := f.dev.HintStatus(); sum.Ranges != 2 || sum.Dropped != 0 {
+		t.Errorf("next session %+v; want 2 ranges, none dropped", sum)
+	}
+}
+
+// failingDiscard is guest RAM whose pages cannot be punched (as for a
+// PFN that is not RAM on a real VMM).
+type failingDiscard struct{ Memory }
+
+func (failingDiscard) Discard(gpa, n uint64) error { return errors.New("not RAM") }
+
+// TestGuestWarningsRateLimited: a guest that inflates and reports pages
+// that cannot be discarded, in a loop, gets one log line per kind, not
+// one per buffer.
+func TestGuestWarningsRateLimited(t *testing.T) {
+	f, logs := newLoggedFixture(t, FPageReporting)
+	f.dev.mem = failingDiscard{f.mem}
+	binary.LittleEndian.PutUint32(f.mem.B[bufBase:], 0x900)
+	for range 1000 {
+		f.drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+		f.drv.Kick(0)
+		f.drv.Add(2, virtiotest.Buf{Addr: blocks, Len: 1 << 20, Write: true})
+		f.drv.Kick(2)
+	}
+	for _, msg := range []string{"not RAM ignored", "not discarded"} {
+		if got := logs.matching(msg); len(got) != 1 {
+			t.Errorf("%d lines about %q after 1000 bad buffers; want 1", len(got), msg)
+		}
+	}
+	if st, reason := f.tr.Status(); st&virtio.StatusNeedsReset != 0 {
+		t.Errorf("the device failed (%s); pages it cannot discard are ignored, not fatal", reason)
 	}
 }

@@ -16,6 +16,11 @@
 // guest echoed the current id: buffers queued for an older id are used
 // and ignored (counted as stale). A cmd_id is never reused: ids grow from
 // 0x80000000, wrapping back to 0x80000000, and 0 and 1 are never ids.
+// A session accepts at most MaxHintRanges ranges; the rest are dropped
+// and counted (HintSummary.Dropped), so a guest that hints endlessly
+// cannot grow the VMM's memory. What the guest can trigger at will
+// (pages it cannot discard, hints past the cap, re-activation) is logged
+// through a guestlog.Limiter: the first time, then a count.
 //
 // Inflated and reported pages are punched out of the memfd; the device
 // never writes hinted pages. What it cannot know: whether the guest keeps

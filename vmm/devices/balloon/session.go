@@ -46,7 +46,18 @@ type HintSummary struct {
 	Bytes        uint64 `json:"bytes"`
 	GuestStopped bool   `json:"guest_stopped"` // the guest sent STOP for this id
 	Stale        uint64 `json:"stale"`         // buffers ignored: wrong id or not active
+	// Dropped counts ranges past MaxHintRanges in this session: the
+	// guest kept hinting after it had hinted more blocks than any guest
+	// RAM this VMM runs can hold. Not saved with the device state.
+	Dropped uint64 `json:"dropped,omitempty"`
 }
+
+// MaxHintRanges bounds the ranges one hint session accepts, so that a
+// guest that hints endlessly cannot grow the VMM's memory without bound
+// (each accepted range is kept until the session's hints are taken).
+// Linux hints free blocks of 4 MiB (pageblock order on x86-64): 1<<18
+// of them cover 1 TiB of guest RAM, and keep about 6 MiB on the host.
+const MaxHintRanges = 1 << 18
 
 // session is the host's side of the free page hint protocol. It is pure
 // state, driven by the device under its lock, so it can be table-tested.
@@ -59,6 +70,8 @@ type session struct {
 	bytes        uint64
 	guestStopped bool
 	stale        uint64
+	dropped      uint64 // ranges refused by the cap
+	max          uint64 // the cap on ranges; 0: MaxHintRanges (tests lower it)
 }
 
 func newSession() session { return session{config: CmdIDDone} }
@@ -74,7 +87,7 @@ func (s *session) start() (uint32, error) {
 		id = CmdIDFirst
 	}
 	s.lastID, s.id, s.config, s.state = id, id, id, Requested
-	s.ranges, s.bytes, s.guestStopped, s.stale = 0, 0, false, 0
+	s.ranges, s.bytes, s.guestStopped, s.stale, s.dropped = 0, 0, false, 0, 0
 	return id, nil
 }
 
@@ -110,18 +123,31 @@ func (s *session) outBuf(id uint32) {
 	}
 }
 
-// inBuf reports whether a hinted range may be used, counting it.
-func (s *session) inBuf(n uint64) bool {
-	if s.state != Active {
+// inBuf reports whether a hinted range may be used, counting it, and
+// whether it was refused by the MaxHintRanges cap.
+func (s *session) inBuf(n uint64) (ok, dropped bool) {
+	switch {
+	case s.state != Active:
 		s.stale++
-		return false
+		return false, false
+	case s.ranges >= s.limit():
+		s.dropped++
+		return false, true
 	}
 	s.ranges++
 	s.bytes += n
-	return true
+	return true, false
+}
+
+// limit is the cap on accepted ranges per session.
+func (s *session) limit() uint64 {
+	if s.max == 0 {
+		return MaxHintRanges
+	}
+	return s.max
 }
 
 func (s *session) summary() HintSummary {
 	return HintSummary{CmdID: s.id, State: s.state.String(), Ranges: s.ranges, Bytes: s.bytes,
-		GuestStopped: s.guestStopped, Stale: s.stale}
+		GuestStopped: s.guestStopped, Stale: s.stale, Dropped: s.dropped}
 }

@@ -79,7 +79,7 @@ func TestSession(t *testing.T) {
 				case "stopid":
 					s.outBuf(CmdIDStop)
 				case "in":
-					ok = s.inBuf(4 << 20)
+					ok, _ = s.inBuf(4 << 20)
 				}
 				if ok != st.ok || s.state != st.state || s.config != st.config {
 					t.Fatalf("step %d %s: ok=%v state=%s config=%#x; want ok=%v state=%s config=%#x",
