@@ -38,19 +38,20 @@ var (
 )
 
 // load runs every step the migrate command runs on a job file: Parse,
-// CheckPlugins, then Decode of each plugin block that names a known plugin.
+// CheckPlugins, then Decode of each plugin block (duplicates included)
+// that names a known plugin.
 func load(name string, src []byte) (*Job, hcl.Diagnostics) {
 	j, diags := Parse(name, src)
 	if j == nil {
 		return nil, diags
 	}
 	diags = append(diags, j.CheckPlugins(knownTransports, knownHints)...)
-	if j.Transport.Name == "tcp" {
-		diags = append(diags, j.Transport.Decode(tcpSchema)...)
-	}
-	for i := range j.Hints {
-		if h := &j.Hints[i]; h.Name == "balloon" || h.Name == "pagemap" {
-			diags = append(diags, h.Decode(hintSchema)...)
+	for _, p := range j.Blocks() {
+		switch {
+		case p.Kind == KindTransport && p.Name == "tcp":
+			diags = append(diags, p.Decode(tcpSchema)...)
+		case p.Kind == KindHint && (p.Name == "balloon" || p.Name == "pagemap"):
+			diags = append(diags, p.Decode(hintSchema)...)
 		}
 	}
 	return j, diags
@@ -79,6 +80,8 @@ func TestErrors(t *testing.T) {
 		{"syntax", 1},
 		{"tabs_unicode", 1},
 		{"everything", 12},
+		{"duplicate_bodies", 9},
+		{"same_socket", 1},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"sort"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -36,11 +37,37 @@ type Job struct {
 	Transport   Plugin   // the transport "<name>" block
 	Hints       []Plugin // the hint "<name>" blocks, in file order, names unique
 	Limits      Limits
+
+	// duplicates are plugin blocks Parse reported as a second transport
+	// block or a second block for one hint provider: Blocks lists them
+	// so that their bodies are checked too.
+	duplicates []Plugin
+}
+
+// Blocks returns every transport and hint block of the job that names a
+// plugin, in file order: Transport, Hints, and the duplicates Parse
+// already reported, whose mistakes Decode reports as well (their Config
+// is never used). Decode each block whose plugin exists to report every
+// error of a job in one run.
+func (j *Job) Blocks() []*Plugin {
+	var out []*Plugin
+	if j.Transport.Body != nil {
+		out = append(out, &j.Transport)
+	}
+	for i := range j.Hints {
+		out = append(out, &j.Hints[i])
+	}
+	for i := range j.duplicates {
+		out = append(out, &j.duplicates[i])
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Range.Start.Byte < out[b].Range.Start.Byte })
+	return out
 }
 
 // Endpoint is one VMM taking part in the migration.
 type Endpoint struct {
-	Control string // path of the VMM's control socket, never empty
+	Control      string    // path of the VMM's control socket, never empty
+	ControlRange hcl.Range // where control is given, for diagnostics
 }
 
 // Plugin is a transport or hint block. Parse keeps its body; Decode

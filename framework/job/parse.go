@@ -2,6 +2,7 @@ package job
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -58,6 +59,7 @@ func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
 		p.block(b)
 	}
 	p.require(body)
+	p.distinctEndpoints()
 	sortDiags(p.diags)
 	return p.job, p.diags
 }
@@ -99,28 +101,35 @@ func (p *parser) top(body *hclsyntax.Body) {
 	}
 }
 
-// block decodes one top-level block.
+// block decodes one top-level block. A block that is a duplicate is
+// still decoded, into nothing, so that its own mistakes are reported in
+// the same run.
 func (p *parser) block(b *hclsyntax.Block) {
 	switch b.Type {
 	case "source", "destination", "limits":
-		if !p.once(b) {
-			return
-		}
+		first := p.once(b)
 		p.noLabels(b)
+		var scratch Job
+		j := p.job
+		if !first {
+			j = &scratch
+		}
 		switch b.Type {
 		case "source":
-			p.job.Source = p.endpoint(b)
+			j.Source = p.endpoint(b)
 		case "destination":
-			p.job.Destination = p.endpoint(b)
+			j.Destination = p.endpoint(b)
 		default:
-			p.limits(b)
+			p.limits(b, &j.Limits)
 		}
 	case "transport":
-		if !p.once(b) {
-			return
-		}
-		if pl, ok := p.plugin(b, KindTransport); ok {
+		first := p.once(b)
+		pl, ok := p.plugin(b, KindTransport)
+		switch {
+		case ok && first:
 			p.job.Transport = pl
+		case ok:
+			p.job.duplicates = append(p.job.duplicates, pl)
 		}
 	case "hint":
 		pl, ok := p.plugin(b, KindHint)
@@ -130,6 +139,7 @@ func (p *parser) block(b *hclsyntax.Block) {
 		if r, dup := p.first["hint "+pl.Name]; dup {
 			p.errorf(pl.LabelRange, "Duplicate hint block",
 				"The hint provider %q is already configured on %s; give each provider one block.", pl.Name, line(r))
+			p.job.duplicates = append(p.job.duplicates, pl)
 			return
 		}
 		p.first["hint "+pl.Name] = pl.Range
@@ -175,14 +185,14 @@ func (p *parser) plugin(b *hclsyntax.Block, kind string) (Plugin, bool) {
 	case len(b.Labels) == 0:
 		p.errorf(b.DefRange(), "Missing name for "+kind, "Name the %s plugin: write %s %q { ... }.", kind, kind, example)
 		return Plugin{}, false
-	case len(b.Labels) > 1:
-		p.errorf(hcl.RangeBetween(b.LabelRanges[1], b.LabelRanges[len(b.LabelRanges)-1]),
-			"Extraneous label for "+kind, "A %s block takes one label, the plugin's name: write %s %q { ... }.", kind, kind, example)
-		return Plugin{}, false
 	case !validName(b.Labels[0]):
 		p.errorf(b.LabelRanges[0], "Invalid "+kind+" name",
 			"%q is not a plugin name: names are up to 64 letters, digits, \"_\" and \"-\", starting with a letter, like %q.", b.Labels[0], example)
 		return Plugin{}, false
+	}
+	if len(b.Labels) > 1 { // reported, and the block is still decoded for the plugin it names
+		p.errorf(hcl.RangeBetween(b.LabelRanges[1], b.LabelRanges[len(b.LabelRanges)-1]),
+			"Extraneous label for "+kind, "A %s block takes one label, the plugin's name: write %s %q { ... }.", kind, kind, example)
 	}
 	return Plugin{Kind: kind, Name: b.Labels[0], Body: b.Body, Range: b.DefRange(), LabelRange: b.LabelRanges[0]}, true
 }
@@ -196,14 +206,42 @@ func (p *parser) endpoint(b *hclsyntax.Block) Endpoint {
 		p.errorf(attrs["control"].Expr.Range(), "Empty control socket path",
 			"%s.control is empty: give the path of the %s VMM's control socket, like %q.", b.Type, b.Type, exampleSocket[b.Type])
 	}
-	return Endpoint{Control: control}
+	e := Endpoint{Control: control}
+	if a := attrs["control"]; a != nil {
+		e.ControlRange = a.Expr.Range()
+	}
+	return e
 }
 
-func (p *parser) limits(b *hclsyntax.Block) {
+// distinctEndpoints reports a destination whose control socket is the
+// source's: the same path once cleaned (a/./b, a//b and a/b are one).
+// It cannot see links: the caller, which can look at the files, checks
+// that too.
+func (p *parser) distinctEndpoints() {
+	src, dst := p.job.Source, p.job.Destination
+	if src.Control == "" || dst.Control == "" || filepath.Clean(src.Control) != filepath.Clean(dst.Control) {
+		return
+	}
+	p.diags = append(p.diags, SameSocket(dst, src.Control))
+}
+
+// SameSocket is the diagnostic for a destination whose control socket is
+// the source's (srcPath, as the source block gives it), at the
+// destination's control attribute.
+func SameSocket(dst Endpoint, srcPath string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Source and destination are the same VMM",
+		Detail: fmt.Sprintf("destination.control %q is the source's control socket %q: a migration needs two VMMs. Give the control socket of the VMM the guest moves to.",
+			dst.Control, srcPath),
+		Subject: dst.ControlRange.Ptr(),
+	}
+}
+
+func (p *parser) limits(b *hclsyntax.Block, l *Limits) {
 	attrs, diags := attributes(b.Body, "limits block", limitsSchema)
 	cfg, more := decodeAttrs(attrs, limitsSchema, "limits block", b.DefRange())
 	p.diags = append(p.diags, append(diags, more...)...)
-	l := &p.job.Limits
 	if v, ok := cfg["max_downtime"].(int64); ok {
 		if d := time.Duration(v); d > 0 && d < MaxMaxDowntime {
 			l.MaxDowntime = d

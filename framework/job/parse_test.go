@@ -1,6 +1,8 @@
 package job
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -123,5 +125,37 @@ hint "cmma" {}`))
 	var empty Job
 	if d := empty.CheckPlugins(nil, nil); len(d) != 0 {
 		t.Errorf("a job without plugin blocks: %v", d)
+	}
+}
+
+// TestSameSocket: a destination whose control socket is the source's,
+// written another way, is refused at destination.control.
+func TestSameSocket(t *testing.T) {
+	for _, tc := range []struct {
+		src, dst string
+		same     bool
+	}{
+		{"/run/ferry/vm.sock", "/run/ferry/vm.sock", true},
+		{"/run/ferry/vm.sock", "/run/ferry/./vm.sock", true},
+		{"/run/ferry/vm.sock", "/run//ferry/../ferry/vm.sock", true},
+		{"vm.sock", "./vm.sock", true},
+		{"/run/ferry/src.sock", "/run/ferry/dst.sock", false},
+		{"/run/ferry/vm.sock", "run/ferry/vm.sock", false}, // relative: another file unless cwd is /
+	} {
+		src := fmt.Sprintf("source { control = %q }\ndestination { control = %q }\ntransport \"tcp\" {}\n", tc.src, tc.dst)
+		_, diags := Parse("job.hcl", []byte(src))
+		var got []string
+		for _, d := range diags {
+			got = append(got, d.Summary)
+		}
+		if same := slices.Contains(got, "Source and destination are the same VMM"); same != tc.same {
+			t.Errorf("%q and %q: diagnostics %q; want same=%v", tc.src, tc.dst, got, tc.same)
+			continue
+		}
+		if tc.same {
+			if d := diags[0]; d.Subject == nil || d.Subject.Start.Line != 2 || d.Subject.Start.Column != 25 {
+				t.Errorf("%q and %q: reported at %v, want destination.control (2:25)", tc.src, tc.dst, d.Subject)
+			}
+		}
 	}
 }
