@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ var deadlineAttr = transport.Attribute{Name: "deadline", Type: transport.TypeDur
 
 // loadJob reads and checks the job, prints every problem it finds, and
 // returns the job with its plugins resolved, or nil and an exit status.
+// Every check runs whatever the others found, so one run reports every
+// mistake: each plugin block whose plugin exists is decoded against the
+// schema that plugin reports, even when other blocks are wrong, and a
+// plugin that cannot report its schema is one error at its block.
 func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -45,35 +50,78 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 		return nil, pluginSet{}, 2
 	}
 	dir := resolvePluginDir(flagDir, j.PluginDir, path)
-	transports := discover(dir, transportPrefix)
-	diags = append(diags, j.CheckPlugins(transports, discover(dir, hintPrefix))...)
+	transports, hints := discover(dir, transportPrefix), discover(dir, hintPrefix)
+	diags = append(diags, j.CheckPlugins(transports, hints)...)
+	diags = append(diags, sameSocketFile(j)...)
 	ps := pluginSet{dir: dir}
-	if !diags.HasErrors() {
-		ps.transport, _ = filepath.Abs(filepath.Join(dir, transportPrefix+j.Transport.Name))
-		schema, err := transportSchema(ps.transport)
-		if err != nil {
-			fmt.Fprintf(stderr, "migrate: transport plugin %s: %v\n", ps.transport, err)
-			return nil, ps, 1
-		}
-		diags = append(diags, j.Transport.Decode(schema)...)
-		for i := range j.Hints {
-			h := &j.Hints[i]
-			path, _ := filepath.Abs(filepath.Join(dir, hintPrefix+h.Name))
-			schema, err := hintSchema(path)
-			if err != nil {
-				fmt.Fprintf(stderr, "migrate: hint plugin %s: %v\n", path, err)
-				return nil, ps, 1
-			}
-			diags = append(diags, h.Decode(append(schema, deadlineAttr))...)
-			ps.hints = append(ps.hints, path)
-		}
+	ps.transport, _ = filepath.Abs(filepath.Join(dir, transportPrefix+j.Transport.Name))
+	for _, h := range j.Hints {
+		p, _ := filepath.Abs(filepath.Join(dir, hintPrefix+h.Name))
+		ps.hints = append(ps.hints, p)
 	}
+	diags = append(diags, decodeBlocks(j, dir, transports, hints)...)
 	if diags.HasErrors() {
 		job.FormatDiagnostics(stderr, sources, diags)
 		fmt.Fprintf(stderr, "migrate: %s has %d error(s); nothing was started\n", path, countErrors(diags))
 		return nil, ps, 2
 	}
 	return j, ps, 0
+}
+
+// decodeBlocks decodes every plugin block (duplicates included) whose
+// plugin is in dir, asking each plugin binary once for its schema.
+func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	type answer struct {
+		schema []transport.Attribute
+		err    error
+	}
+	asked := map[string]answer{}
+	for _, b := range j.Blocks() {
+		prefix, known, lookup := hintPrefix, hints, hintSchema
+		if b.Kind == job.KindTransport {
+			prefix, known, lookup = transportPrefix, transports, transportSchema
+		}
+		if !slices.Contains(known, b.Name) { // CheckPlugins reported it
+			continue
+		}
+		path, _ := filepath.Abs(filepath.Join(dir, prefix+b.Name))
+		a, ok := asked[path]
+		if !ok {
+			a.schema, a.err = lookup(path)
+			asked[path] = a
+			if a.err != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Plugin did not describe its configuration",
+					Detail: fmt.Sprintf("migrate started the %s plugin %s to ask which arguments its block takes, and got: %v. Check that it is a Ferry %s plugin built for this machine.",
+						b.Kind, path, strings.Join(strings.Fields(a.err.Error()), " "), b.Kind),
+					Subject: b.LabelRange.Ptr(),
+				})
+			}
+		}
+		if a.err != nil {
+			continue
+		}
+		diags = append(diags, b.Decode(a.schema)...)
+	}
+	return diags
+}
+
+// sameSocketFile reports a destination control socket that is the
+// source's by another name (a symbolic or hard link): Parse compares the
+// paths only. Paths that do not exist yet are not compared.
+func sameSocketFile(j *job.Job) hcl.Diagnostics {
+	src, dst := j.Source.Control, j.Destination.Control
+	if src == "" || dst == "" || filepath.Clean(src) == filepath.Clean(dst) {
+		return nil // missing, or Parse reported it
+	}
+	a, errA := os.Stat(src)
+	b, errB := os.Stat(dst)
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		return nil
+	}
+	return hcl.Diagnostics{job.SameSocket(j.Destination, src)}
 }
 
 func countErrors(d hcl.Diagnostics) int {
@@ -100,7 +148,7 @@ func discover(dir, prefix string) []string {
 }
 
 // transportSchema starts the plugin just long enough to ask its schema.
-func transportSchema(path string) (transport.Schema, error) {
+func transportSchema(path string) ([]transport.Attribute, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	tr, err := transport.Launch(ctx, path, nil, hclog.NewNullLogger())
@@ -121,7 +169,7 @@ func hintSchema(path string) ([]transport.Attribute, error) {
 	}
 	defer p.Kill()
 	s, err := p.Schema(ctx)
-	return []transport.Attribute(s), err
+	return append([]transport.Attribute(s), deadlineAttr), err
 }
 
 // hintArgs turns the job's decoded hint blocks into the VMM's arguments.

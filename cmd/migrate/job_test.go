@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The test binary doubles as plugin binaries: TestMain links it under
+// these names, and a process started under one of them serves that
+// plugin instead of running tests.
+var testPlugins = map[string]func(){
+	"ferry-transport-tcp": func() {
+		transport.Serve(&transport.Mock{SchemaFunc: func(context.Context) (transport.Schema, error) {
+			return transport.Schema{
+				{Name: "listen", Type: transport.TypeString, Required: true},
+				{Name: "streams", Type: transport.TypeNumber, Default: int64(2)},
+			}, nil
+		}})
+	},
+	"ferry-hint-balloon": func() {
+		hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
+			return hint.Schema{{Name: "chunk", Type: transport.TypeSize, Default: "4MiB"}}, nil
+		}})
+	},
+	"ferry-hint-broken": func() { os.Exit(1) }, // never completes the handshake
+}
+
+var testPluginDir string
+
+func TestMain(m *testing.M) {
+	if serve, ok := testPlugins[filepath.Base(os.Args[0])]; ok {
+		serve()
+		os.Exit(0)
+	}
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	testPluginDir, err = os.MkdirTemp("", "ferry-migrate-plugins")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(testPluginDir)
+	for name := range testPlugins {
+		if err := os.Symlink(exe, filepath.Join(testPluginDir, name)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// TestLoadJobReportsEverything: whatever is wrong in one block, every
+// other block is still checked, and the run reports each mistake.
+func TestLoadJobReportsEverything(t *testing.T) {
+	const ends = "source { control = \"/run/ferry/src.sock\" }\ndestination { control = \"/run/ferry/dst.sock\" }\n"
+	for _, tc := range []struct {
+		name string
+		job  string
+		want []string // one line each, in order
+	}{
+		{"unknown hint hides nothing", ends + `transport "tcp" { streams = "many" }
+hint "ballon" {}
+hint "balloon" { chunk = "lots" }
+`, []string{
+			`job.hcl:3:1: Missing required argument: The transport "tcp" block needs listen`,
+			`job.hcl:3:29: Wrong type for streams`,
+			`job.hcl:4:6: Unknown hint plugin: There is no hint plugin "ballon"`,
+			`job.hcl:5:26: Invalid chunk`,
+			`migrate: job.hcl has 4 error(s); nothing was started`,
+		}},
+		{"a plugin without a schema hides nothing", ends + `transport "tcp" {
+  listen = "127.0.0.1:7070"
+  port   = 1
+}
+hint "broken" {}
+hint "balloon" { chunk = "lots" }
+`, []string{
+			`job.hcl:5:3: Unsupported argument: An argument named "port"`,
+			`job.hcl:7:6: Plugin did not describe its configuration: migrate started the hint plugin`,
+			`job.hcl:8:26: Invalid chunk`,
+			`migrate: job.hcl has 3 error(s); nothing was started`,
+		}},
+		{"duplicates are checked inside", ends + `transport "tcp" { listen = "127.0.0.1:7070" }
+transport "tcp" { streams = "many" }
+hint "balloon" {}
+hint "balloon" { chunk = "lots" }
+`, []string{
+			`job.hcl:4:1: Duplicate transport block`,
+			`job.hcl:4:1: Missing required argument`,
+			`job.hcl:4:29: Wrong type for streams`,
+			`job.hcl:6:6: Duplicate hint block`,
+			`job.hcl:6:26: Invalid chunk`,
+			`migrate: job.hcl has 5 error(s); nothing was started`,
+		}},
+		{"same socket, cleaned", `source { control = "/run/ferry/vm.sock" }
+destination { control = "/run/ferry/../ferry/vm.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+`, []string{
+			`job.hcl:2:25: Source and destination are the same VMM`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, code := loadJobText(t, tc.job)
+			if code != 2 {
+				t.Errorf("exit status %d, want 2", code)
+			}
+			if !matchLines(got, tc.want) {
+				t.Errorf("output:\n%s\nwant lines starting with:\n%s", got, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestLoadJobSameSocketFile: a destination that reaches the source's
+// socket through a symbolic link is refused at its control attribute.
+func TestLoadJobSameSocketFile(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "src.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	link := filepath.Join(dir, "dst.sock")
+	if err := os.Symlink(sock, link); err != nil {
+		t.Fatal(err)
+	}
+	got, code := loadJobText(t, fmt.Sprintf("source { control = %q }\ndestination { control = %q }\ntransport \"tcp\" { listen = \"127.0.0.1:7070\" }\n", sock, link))
+	want := []string{`job.hcl:2:25: Source and destination are the same VMM`, `migrate: job.hcl has 1 error(s)`}
+	if code != 2 || !matchLines(got, want) {
+		t.Errorf("status %d, output:\n%s\nwant lines starting with:\n%s", code, got, strings.Join(want, "\n"))
+	}
+}
+
+// TestLoadJobGood: a correct job loads, with its plugins resolved.
+func TestLoadJobGood(t *testing.T) {
+	got, code := loadJobText(t, `source { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+hint "balloon" {}
+`)
+	if code != 0 || got != "" {
+		t.Errorf("status %d, output %q; want 0 and nothing", code, got)
+	}
+}
+
+// loadJobText runs loadJob on src as job.hcl in the current directory's
+// terms (diagnostics name "job.hcl").
+func loadJobText(t *testing.T, src string) (string, int) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("job.hcl", []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	_, _, code := loadJob("job.hcl", testPluginDir, &out)
+	return out.String(), code
+}
+
+// matchLines reports whether the unindented lines of out start with
+// want, in order and with nothing else.
+func matchLines(out string, want []string) bool {
+	var heads []string
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" && !strings.HasPrefix(l, " ") {
+			heads = append(heads, l)
+		}
+	}
+	if len(heads) != len(want) {
+		return false
+	}
+	for i := range want {
+		if !strings.HasPrefix(heads[i], want[i]) {
+			return false
+		}
+	}
+	return true
+}
