@@ -68,7 +68,10 @@ func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 		defer cancel()
 	}
 	dev.WaitHint(wctx) // the guest's STOP, or the (shortened) deadline
-	dev.StopHint()
+	if sum := dev.StopHint(); sum.Dropped > 0 {
+		h.v.log.Warn("balloon: the guest hinted more ranges than a session takes; the rest were dropped (their pages are sent)",
+			"cmd_id", fmt.Sprintf("%#x", id), "ranges", sum.Ranges, "dropped", sum.Dropped)
+	}
 	return c.session(id), nil
 }
 
