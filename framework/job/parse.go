@@ -114,13 +114,17 @@ func (p *parser) block(b *hclsyntax.Block) {
 		if !first {
 			j = &scratch
 		}
-		switch b.Type {
-		case "source":
+		switch {
+		case b.Type == "source":
 			j.Source = p.endpoint(b)
-		case "destination":
+		case b.Type == "destination":
 			j.Destination = p.endpoint(b)
-		default:
-			p.limits(b, &j.Limits)
+		case first:
+			p.limits(b)
+		default: // checked, then forgotten
+			kept := p.job.Limits
+			p.limits(b)
+			p.job.Limits = kept
 		}
 	case "transport":
 		first := p.once(b)
@@ -238,10 +242,11 @@ func SameSocket(dst Endpoint, srcPath string) *hcl.Diagnostic {
 	}
 }
 
-func (p *parser) limits(b *hclsyntax.Block, l *Limits) {
+func (p *parser) limits(b *hclsyntax.Block) {
 	attrs, diags := attributes(b.Body, "limits block", limitsSchema)
 	cfg, more := decodeAttrs(attrs, limitsSchema, "limits block", b.DefRange())
 	p.diags = append(p.diags, append(diags, more...)...)
+	l := &p.job.Limits
 	if v, ok := cfg["max_downtime"].(int64); ok {
 		if d := time.Duration(v); d > 0 && d < MaxMaxDowntime {
 			l.MaxDowntime = d
