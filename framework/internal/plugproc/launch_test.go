@@ -164,7 +164,10 @@ func TestSocketDirRemovedOnCrash(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !p.Client.Exited() {
-		t.Error("go-plugin does not know the plugin exited")
+	for !p.Client.Exited() { // go-plugin learns it right after the runner's Wait
+		if time.Now().After(deadline) {
+			t.Fatal("go-plugin does not know the plugin exited")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

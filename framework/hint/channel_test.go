@@ -1,0 +1,92 @@
+package hint_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	pb "github.com/ferryvm/ferry/framework/hint/proto"
+)
+
+// TestChannelPrivate: a hint plugin started under umask 000 keeps its
+// socket in a 0700 directory, a client without the host's certificate
+// cannot call it, the host's own calls (Host callbacks over the broker
+// included) work, and Kill leaves no directory behind.
+func TestChannelPrivate(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	kids, err := childPIDs()
+	if err != nil || len(kids) != 1 {
+		t.Fatalf("children %v, %v; want the plugin", kids, err)
+	}
+	dir := socketDir(t, kids[0])
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory %s: %v, %v; want mode 0700", dir, st.Mode(), err)
+	}
+	socks, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(socks) != 1 {
+		t.Fatalf("socket directory holds %v; want the plugin's socket", socks)
+	}
+	conn, err := grpc.Dial("unix://"+socks[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = pb.NewProviderClient(conn).Configure(cctx, &pb.ConfigureRequest{})
+	ccancel()
+	if err == nil {
+		t.Fatal("a client without TLS configured the plugin")
+	}
+
+	var done atomic.Int32
+	if err := p.Configure(ctx, nil, hint.VM{}, fakeBalloon(&done)); err != nil {
+		t.Fatalf("the host's Configure: %v", err)
+	}
+	// The Host the VMM serves to the plugin listens in the same directory.
+	if socks, _ := filepath.Glob(filepath.Join(dir, "*")); len(socks) != 2 {
+		t.Errorf("socket directory holds %v after Configure; want the plugin's and the host's", socks)
+	}
+	if _, err := collect(t, p, 1); err != nil {
+		t.Fatalf("hints through the Host callback: %v", err)
+	}
+	p.Close(ctx, true)
+	p.Kill()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("socket directory after Kill: %v; want it removed", err)
+	}
+}
+
+// socketDir reads the socket directory the host gave process pid.
+func socketDir(t *testing.T, pid string) string {
+	t.Helper()
+	env, err := os.ReadFile("/proc/" + pid + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if v, ok := strings.CutPrefix(string(kv), "PLUGIN_UNIX_SOCKET_DIR="); ok {
+			return v
+		}
+	}
+	t.Fatal("the plugin has no PLUGIN_UNIX_SOCKET_DIR")
+	return ""
+}
