@@ -82,8 +82,12 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 			cmd.Stdin = spec.Stdin
 			cmd.ExtraFiles = cfg.Files
 			r, err := newCmdRunner(l, cmd, socketDir)
+			if err != nil {
+				removeDir(socketDir)
+				return nil, err
+			}
 			run = r
-			return r, err
+			return r, nil
 		},
 	})
 	fail := func(err error) (*Process, error) {
