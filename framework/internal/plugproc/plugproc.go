@@ -15,7 +15,9 @@ package plugproc
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,7 +45,12 @@ func Logger(name, levelEnv string) hclog.Logger {
 // orphan would keep guest RAM open. It removes the private socket
 // directory the host made for this process (Start) first, which a host
 // that died cannot do any more.
+//
+// Once it runs, a log write to the dead host's stderr fails with EPIPE
+// instead of killing the process with SIGPIPE, so the plugin gets to
+// clean up however much it logs in its last interval.
 func WatchParent(log hclog.Logger, ppid int, every time.Duration) {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	for range time.Tick(every) {
 		if os.Getppid() != ppid {
 			// Before logging: a write to the dead host's stderr pipe
