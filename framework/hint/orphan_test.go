@@ -84,6 +84,7 @@ func TestPluginExitsWithHost(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the host did not start its plugin within 30s")
 	}
+	dir := socketDir(t, pid)
 	cmd.Process.Kill()
 	cmd.Wait()
 	deadline := time.Now().Add(10 * time.Second)
@@ -93,6 +94,10 @@ func TestPluginExitsWithHost(t *testing.T) {
 			t.Fatalf("plugin %s still runs 10s after its host was killed", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Nobody else could remove the plugin's socket directory.
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("socket directory %s after the orphan exited: %v; want it removed", dir, err)
 	}
 }
 
