@@ -15,7 +15,8 @@ import (
 // Serve registers the VM's control commands on s:
 //
 //	status                         → Status
-//	pause, resume, quit            → Status after the change
+//	pause, resume, quit            → Status after the change; refused while
+//	                                 a migration owns the VM (runlock.go)
 //	balloon [{"target_mib": N}]    → balloon target and actual size
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
@@ -39,8 +40,10 @@ func (v *VM) Serve(s *control.Server) {
 		}
 		return v.Status(), nil
 	})
-	s.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
-		v.Stop()
+	s.Handle("quit", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		if err := v.outside(ctx, "quit", func(context.Context) error { v.Stop(); return nil }); err != nil {
+			return nil, err
+		}
 		return v.Status(), nil
 	})
 	v.serveBalloon(s)
