@@ -111,10 +111,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		}
 		tr.Close()
 		closeAll(files)
-		own.release(func() { // the outcome, the report and the release are one step
-			v.migrationDone(role, err)
-			mg.finish(rep)
-		})
+		v.endMigration(own, mg, role, rep, err)
 	}()
 	return mg.status(), nil
 }
@@ -155,6 +152,17 @@ func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Opt
 		return nil, nil, fmt.Errorf("transport plugin %s: %w", a.Plugin, err)
 	}
 	return tr, files, nil
+}
+
+// endMigration applies the outcome, publishes the report and gives the
+// VM back to the control commands, in one step under the run lock:
+// whoever sees the report sees the VM's final state, and no pause or
+// resume can slip in between.
+func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Role, rep engine.Report, err error) {
+	own.release(func() {
+		v.migrationDone(role, err)
+		mg.finish(rep)
+	})
 }
 
 // migrationDone applies the outcome: a source that handed its VM over
