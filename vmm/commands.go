@@ -69,6 +69,10 @@ func decodeArgs(raw json.RawMessage, dst any) error {
 	return nil
 }
 
+// maxTimeoutMS bounds timeout_ms (an hour; the control server's handler
+// deadline is shorter anyway), so the duration cannot overflow.
+const maxTimeoutMS = 3600 * 1000
+
 // withTimeout bounds ctx by the request's timeout_ms (default def).
 func withTimeout(ctx context.Context, raw json.RawMessage, def time.Duration) (context.Context, context.CancelFunc, error) {
 	var a timeoutArgs
@@ -76,8 +80,8 @@ func withTimeout(ctx context.Context, raw json.RawMessage, def time.Duration) (c
 		return nil, nil, err
 	}
 	d := def
-	if a.TimeoutMS < 0 {
-		return nil, nil, errors.New("timeout_ms must not be negative")
+	if a.TimeoutMS < 0 || a.TimeoutMS > maxTimeoutMS {
+		return nil, nil, fmt.Errorf("timeout_ms %d out of range: 0 (the default, %v) to %d", a.TimeoutMS, def, int64(maxTimeoutMS))
 	} else if a.TimeoutMS > 0 {
 		d = time.Duration(a.TimeoutMS) * time.Millisecond
 	}

@@ -73,12 +73,9 @@ const StateMigrated State = "migrated"
 // resume in progress), starts the transport plugin and runs the engine
 // in the background until it finishes.
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
-	var a MigrateArgs
-	if err := decodeArgs(raw, &a); err != nil {
+	a, err := parseMigrateArgs(raw)
+	if err != nil {
 		return nil, err
-	}
-	if !filepath.IsAbs(a.Plugin) {
-		return nil, fmt.Errorf("plugin must be an absolute path, got %q", a.Plugin)
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
 		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log}
@@ -114,6 +111,29 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		v.endMigration(own, mg, role, rep, err)
 	}()
 	return mg.status(), nil
+}
+
+// maxDowntimeMS bounds max_downtime_ms (a day), so the duration cannot
+// overflow.
+const maxDowntimeMS = 24 * 3600 * 1000
+
+// parseMigrateArgs decodes and checks the argument of migrate-send and
+// migrate-incoming. Hint providers are checked when they start: one that
+// cannot costs its hints, not the migration.
+func parseMigrateArgs(raw json.RawMessage) (MigrateArgs, error) {
+	var a MigrateArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return MigrateArgs{}, err
+	}
+	switch {
+	case !filepath.IsAbs(a.Plugin):
+		return MigrateArgs{}, fmt.Errorf("plugin must be an absolute path, got %q", a.Plugin)
+	case a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS:
+		return MigrateArgs{}, fmt.Errorf("max_downtime_ms %d out of range: 0 (the default) to %d", a.MaxDowntimeMS, maxDowntimeMS)
+	case a.MaxPasses < 0:
+		return MigrateArgs{}, fmt.Errorf("max_passes %d must not be negative (0 is the default)", a.MaxPasses)
+	}
+	return a, nil
 }
 
 // canMigrate says whether a VM in state st can start a migration in role.
