@@ -91,6 +91,17 @@ type migration struct {
 	cur    *Migration
 	cancel context.CancelFunc
 	done   chan struct{}
+	own    *migrationOwner // the current migration's hold on the VM (set by claim)
+}
+
+// owner is the current (or last) migration's hold on the VM's run state,
+// or nil. Its do fails with errNotOwner once released: a command that
+// decides how a migration ends (migrate-resolve) runs its change through
+// owner().do and then owner().release.
+func (mg *migration) owner() *migrationOwner {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	return mg.own
 }
 
 // begin registers a new migration; it fails while one is running.

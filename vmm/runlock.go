@@ -108,6 +108,9 @@ func (v *VM) claim(ctx context.Context, mg *migration, role string, cancel conte
 		return nil, err
 	}
 	v.owner = &migrationOwner{v: v, mg: mg}
+	mg.mu.Lock()
+	mg.own = v.owner
+	mg.mu.Unlock()
 	return v.owner, nil
 }
 

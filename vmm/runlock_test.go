@@ -194,3 +194,36 @@ func TestClaimBounded(t *testing.T) {
 		t.Fatalf("second claim: %v", err)
 	}
 }
+
+// TestOwnerDecides is how a command that decides a migration's end
+// (migrate-resolve) uses the lock: it finds the owner through the
+// migration, runs its change as the owner while everybody else is still
+// refused, then releases; afterwards the owner can change nothing.
+func TestOwnerDecides(t *testing.T) {
+	v := fakeVM(StateRunning)
+	mg := &migration{}
+	own := claimFake(t, v, mg, engine.PhaseStop)
+	if err := (migrationVM{v: v, own: own}).Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o := mg.owner()
+	if o != own {
+		t.Fatal("migration.owner is not the claim's owner")
+	}
+	if err := v.Resume(); err == nil {
+		t.Fatal("resume from outside went through before the decision")
+	}
+	if err := o.do(context.Background(), func(context.Context) error { return v.resume() }); err != nil {
+		t.Fatalf("the owner's decision: %v", err)
+	}
+	o.release(func() { mg.finish(engine.Report{Status: "failed"}) })
+	if st := v.Status().State; st != StateRunning {
+		t.Fatalf("state %s after the decision to resume here", st)
+	}
+	if err := o.do(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, errNotOwner) {
+		t.Fatalf("owner after release: %v, want errNotOwner", err)
+	}
+	if err := v.Pause(context.Background()); err != nil {
+		t.Fatalf("pause after release: %v", err)
+	}
+}
