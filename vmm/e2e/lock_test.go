@@ -140,6 +140,9 @@ func (c *spamChain) migrate(i int, src, dst *guestRun) bool {
 	dstSpam.stop()
 	c.checkSpam(i, "source", srcSpam, srcAccepted, srcLast)
 	c.checkSpam(i, "destination", dstSpam, dstAccepted, dstLast)
+	if srcRep.Status == "exited" {
+		t.Fatalf("migration %d: the source VMM exited: %s", i, srcRep.Error)
+	}
 	if srcRep.Status == "completed" {
 		if st := src.state(t); st != vmm.StateMigrated {
 			t.Fatalf("migration %d completed but the source is %s: the guest may run twice", i, st)
@@ -191,6 +194,11 @@ func (c *spamChain) follow(i int, side string, r *guestRun) (report migrateRepor
 			Report *migrateReport `json:"report"`
 		}
 		if err := call(r.control, "migrate-status", nil, &st); err != nil {
+			select {
+			case <-r.done: // a destination whose migration failed exits
+				return migrateReport{Status: "exited", Error: err.Error()}, lastRunning
+			default:
+			}
 			c.t.Fatalf("migration %d: %s migrate-status: %v", i, side, err)
 		}
 		if st.Done && st.Report != nil {
