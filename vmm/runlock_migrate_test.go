@@ -138,8 +138,29 @@ func spamRunState(v *VM, stop chan struct{}, wg *sync.WaitGroup) {
 	})
 }
 
+// spamControl sends pause and resume through a control socket (call,
+// from serveFake) until stop is closed.
+func spamControl(call func(cmd string, args any) error, stop chan struct{}, wg *sync.WaitGroup) {
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cmd := "resume"
+			if rand.IntN(2) == 0 {
+				cmd = "pause"
+			}
+			call(cmd, nil)
+			time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+		}
+	})
+}
+
 // TestMigrationsUnderRunStateSpam migrates a fake VM along a chain while
-// two goroutines per VM pause and resume it: every migration ends, within
+// two goroutines per VM pause and resume it, one in process and one
+// through the control socket: every migration ends, within
 // a bound, completed with the source migrated and paused for good and the
 // destination running, or failed with the source running and the
 // destination stopped. Without the run lock a resume after the engine's
@@ -156,8 +177,9 @@ func TestMigrationsUnderRunStateSpam(t *testing.T) {
 		dst := fakeWithRAM(t, StateIncoming)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		for _, v := range []*VM{src, src, dst, dst} {
+		for _, v := range []*VM{src, dst} {
 			spamRunState(v, stop, &wg)
+			spamControl(serveFake(t, v), stop, &wg)
 		}
 		rep := migrateFakes(t, src, dst)
 		close(stop)
