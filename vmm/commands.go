@@ -34,8 +34,8 @@ func (v *VM) Serve(s *control.Server) {
 		}
 		return v.Status(), nil
 	})
-	s.Handle("resume", func(context.Context, json.RawMessage) (any, error) {
-		if err := v.Resume(); err != nil {
+	s.Handle("resume", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		if err := v.outside(ctx, "resume", func(context.Context) error { return v.resume() }); err != nil {
 			return nil, err
 		}
 		return v.Status(), nil

@@ -372,7 +372,9 @@ func (v *VM) Pause(ctx context.Context) error {
 }
 
 // Resume lets a paused VM run again; it is refused while a migration owns
-// the VM and after one handed it over (runlock.go).
+// the VM and after one handed it over (runlock.go). It waits for a pause
+// or state change in progress, each bounded (the control command's
+// resume waits under its request's deadline).
 func (v *VM) Resume() error {
 	return v.outside(context.Background(), "resume", func(context.Context) error { return v.resume() })
 }
