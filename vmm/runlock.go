@@ -22,15 +22,22 @@ import (
 //	                      ▲                    save / load
 //	                      │
 //	engine via migrationVM ── owner.do(ctx, fn)
-//	migrate-resolve       ──┘    ▲
+//	                             ▲
 //	                             │ claim (migrate-send, migrate-incoming)
 //	                             │ ... release (the migration finished)
+//	resolving a migration's end ── v.runLocked(ctx, fn), or the owner's do
+//	                               if the migration kept its hold
 //
 // The check and the change happen under the same lock, so a resume that
 // passed the check has finished before a migration can claim the VM, and
 // a resume that comes later is refused, not queued behind the engine's
 // pause. Holders are bounded: a control command by its handler's
 // deadline, a pause by pauseTimeout, the engine's calls by its own.
+//
+// Lock order: the run lock first, then v.mu or a migration's mu; never
+// wait for the run lock while holding either (a command that decides a
+// migration's end takes the run lock through runLocked, then looks at
+// the migration).
 //
 // Not covered: the guest powering off or failing (the VM stops whatever
 // the lock says), and Stop from the process's own shutdown (SIGTERM):
@@ -60,10 +67,22 @@ func errHandedOver(cmd string) error {
 	return fmt.Errorf("the VM was handed to the destination (state %s): %s is refused; quit ends this VMM", StateMigrated, cmd)
 }
 
+// stateRefusal is why cmd, a run-state change from outside a migration,
+// is refused in state st, or nil. A VM handed to a destination must never
+// run here again; quit still ends it.
+func stateRefusal(st State, cmd string) error {
+	switch {
+	case st == StateMigrated && cmd != "quit":
+		return errHandedOver(cmd)
+	}
+	return nil
+}
+
 // outside runs fn, a run-state change asked for by anybody but a
 // migration (cmd names it in errors), under the run lock. It is refused
-// while a migration owns the VM, and, except for quit, once the VM was
-// handed to a destination: that VM must never run here again.
+// while a migration owns the VM and in the states stateRefusal names.
+// fn must use the unexported pause, resume, saveState and loadState: the
+// exported ones take the run lock themselves.
 func (v *VM) outside(ctx context.Context, cmd string, fn func(context.Context) error) error {
 	if err := v.run.lock(ctx); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
@@ -72,10 +91,23 @@ func (v *VM) outside(ctx context.Context, cmd string, fn func(context.Context) e
 	if v.owner != nil {
 		return v.owner.refuse(cmd)
 	}
-	if cmd != "quit" && v.Status().State == StateMigrated {
-		return errHandedOver(cmd)
+	if err := stateRefusal(v.Status().State, cmd); err != nil {
+		return err
 	}
 	return fn(ctx)
+}
+
+// runLocked runs fn under the run lock with no check of its own, for a
+// command that decides by itself whether it may change the run state
+// (one that resolves how a migration ended). It fails only when ctx ends
+// before the lock is free. Like outside's fn, fn must not call the
+// exported Pause, Resume, SaveState or LoadState.
+func (v *VM) runLocked(ctx context.Context, fn func(ctx context.Context, owner *migrationOwner) error) error {
+	if err := v.run.lock(ctx); err != nil {
+		return err
+	}
+	defer v.run.unlock()
+	return fn(ctx, v.owner)
 }
 
 // migrationOwner is a migration's hold on the VM's run state, from claim

@@ -227,3 +227,48 @@ func TestOwnerDecides(t *testing.T) {
 		t.Fatalf("pause after release: %v", err)
 	}
 }
+
+// TestRunLockedDecides: a command that decides by itself (how a
+// migration whose handover is unknown ends) runs under the run lock and
+// sees the owner, if any; control commands wait for it and then see its
+// result.
+func TestRunLockedDecides(t *testing.T) {
+	v := fakeVM(StatePaused)
+	entered, decide := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- v.runLocked(context.Background(), func(_ context.Context, owner *migrationOwner) error {
+			if owner != nil {
+				return errors.New("an owner without a migration")
+			}
+			close(entered)
+			<-decide
+			v.mu.Lock()
+			v.state = StateMigrated // the decision: the guest runs elsewhere
+			v.mu.Unlock()
+			return nil
+		})
+	}()
+	<-entered
+	resumed := make(chan error, 1)
+	go func() { resumed <- v.Resume() }()
+	select {
+	case err := <-resumed:
+		t.Fatalf("resume did not wait for the decision: %v", err)
+	case <-time.After(30 * time.Millisecond):
+	}
+	close(decide)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-resumed; err == nil || !strings.Contains(err.Error(), "handed to the destination") {
+		t.Fatalf("resume after the decision: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	v.run.lock(context.Background())
+	defer v.run.unlock()
+	if err := v.runLocked(ctx, func(context.Context, *migrationOwner) error { return nil }); err == nil {
+		t.Fatal("runLocked ran while the lock was held")
+	}
+}
