@@ -15,7 +15,8 @@ import (
 // Serve registers the VM's control commands on s:
 //
 //	status                         → Status
-//	pause, resume, quit            → Status after the change
+//	pause, resume, quit            → Status after the change; refused while
+//	                                 a migration owns the VM (runlock.go)
 //	balloon [{"target_mib": N}]    → balloon target and actual size
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
@@ -33,14 +34,16 @@ func (v *VM) Serve(s *control.Server) {
 		}
 		return v.Status(), nil
 	})
-	s.Handle("resume", func(context.Context, json.RawMessage) (any, error) {
-		if err := v.Resume(); err != nil {
+	s.Handle("resume", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		if err := v.outside(ctx, "resume", func(context.Context) error { return v.resume() }); err != nil {
 			return nil, err
 		}
 		return v.Status(), nil
 	})
-	s.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
-		v.Stop()
+	s.Handle("quit", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		if err := v.outside(ctx, "quit", func(context.Context) error { v.Stop(); return nil }); err != nil {
+			return nil, err
+		}
 		return v.Status(), nil
 	})
 	v.serveBalloon(s)
@@ -66,6 +69,10 @@ func decodeArgs(raw json.RawMessage, dst any) error {
 	return nil
 }
 
+// maxTimeoutMS bounds timeout_ms (an hour; the control server's handler
+// deadline is shorter anyway), so the duration cannot overflow.
+const maxTimeoutMS = 3600 * 1000
+
 // withTimeout bounds ctx by the request's timeout_ms (default def).
 func withTimeout(ctx context.Context, raw json.RawMessage, def time.Duration) (context.Context, context.CancelFunc, error) {
 	var a timeoutArgs
@@ -73,8 +80,8 @@ func withTimeout(ctx context.Context, raw json.RawMessage, def time.Duration) (c
 		return nil, nil, err
 	}
 	d := def
-	if a.TimeoutMS < 0 {
-		return nil, nil, errors.New("timeout_ms must not be negative")
+	if a.TimeoutMS < 0 || a.TimeoutMS > maxTimeoutMS {
+		return nil, nil, fmt.Errorf("timeout_ms %d out of range: 0 (the default, %v) to %d", a.TimeoutMS, def, int64(maxTimeoutMS))
 	} else if a.TimeoutMS > 0 {
 		d = time.Duration(a.TimeoutMS) * time.Millisecond
 	}

@@ -14,6 +14,13 @@
 // kernel; once its RAM holds the source's, LoadState and Resume run the
 // guest on (incoming.go, loadstate.go).
 //
+// Run state: one lock serialises pause, resume, quit, state-save and
+// state-load, and a migration owns the VM from migrate-send or
+// migrate-incoming accepted until it has finished; meanwhile those
+// commands are refused and only the engine (through migrationVM) changes
+// the run state. A source that handed its VM over is StateMigrated and
+// never runs again here (runlock.go has the diagram).
+//
 // Port map: 0x3f8-0x3ff COM1 (8250 UART), 0xf4 power-off (a 32-bit write
 // of v ends the VM with exit code v&0xff). Interrupts are not routed yet:
 // the test guest polls.

@@ -161,8 +161,15 @@ func (s *savedVM) section(sec state.Section) error {
 // time the VM spent in transit is not seen by it.
 //
 // A failed LoadState leaves the VM incoming but partly loaded: discard it
-// (the source still has the guest).
+// (the source still has the guest). A migration loads through
+// migrationVM; LoadState itself is refused while a migration owns the VM
+// (runlock.go).
 func (v *VM) LoadState(ctx context.Context, blob []byte) error {
+	return v.outside(ctx, "state-load", func(ctx context.Context) error { return v.loadState(ctx, blob) })
+}
+
+// loadState does LoadState's work; the caller holds the run lock.
+func (v *VM) loadState(ctx context.Context, blob []byte) error {
 	v.stateMu.Lock()
 	defer v.stateMu.Unlock()
 	v.mu.Lock()

@@ -39,13 +39,19 @@ type MigrateArgs struct {
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
 //	migrate-status               → Migration (progress, and the report when done)
 //	migrate-cancel               → cancels a running migration (the source keeps running)
+//
+// From migrate-send or migrate-incoming accepted until the migration has
+// finished, the migration owns the VM: pause, resume, quit, state-save and
+// state-load are refused (runlock.go); status, migrate-status and
+// migrate-cancel work. migrate-status reports done only together with the
+// VM's final state (migrated, running, or stopped).
 func (v *VM) serveMigration(s *control.Server) {
 	mg := &migration{}
-	s.Handle("migrate-send", func(_ context.Context, raw json.RawMessage) (any, error) {
-		return v.startMigration(mg, raw, transport.RoleSend)
+	s.Handle("migrate-send", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return v.startMigration(ctx, mg, raw, transport.RoleSend)
 	})
-	s.Handle("migrate-incoming", func(_ context.Context, raw json.RawMessage) (any, error) {
-		return v.startMigration(mg, raw, transport.RoleReceive)
+	s.Handle("migrate-incoming", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return v.startMigration(ctx, mg, raw, transport.RoleReceive)
 	})
 	s.Handle("migrate-status", func(context.Context, json.RawMessage) (any, error) {
 		if st := mg.status(); st != nil {
@@ -62,60 +68,92 @@ func (v *VM) serveMigration(s *control.Server) {
 // paused here until quit.
 const StateMigrated State = "migrated"
 
-func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
-	var a MigrateArgs
-	if err := decodeArgs(raw, &a); err != nil {
+// startMigration checks the arguments, makes the migration the owner of
+// the VM's run state (runlock.go; reqCtx bounds the wait for a pause or
+// resume in progress), starts the transport plugin and runs the engine
+// in the background until it finishes.
+func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
+	a, err := parseMigrateArgs(raw)
+	if err != nil {
 		return nil, err
-	}
-	if !filepath.IsAbs(a.Plugin) {
-		return nil, fmt.Errorf("plugin must be an absolute path, got %q", a.Plugin)
-	}
-	switch st := v.Status().State; {
-	case role == transport.RoleSend && st != StateRunning:
-		return nil, fmt.Errorf("cannot migrate a VM that is %s", st)
-	case role == transport.RoleReceive && !v.cfg.Incoming:
-		return nil, errors.New("this VM was not started with -incoming")
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
 		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := mg.begin(role.String(), cancel); err != nil {
+	own, err := v.claim(reqCtx, mg, role.String(), cancel, func(st State) error { return v.canMigrate(role, st) })
+	if err != nil {
 		cancel()
 		return nil, err
 	}
 	opt.Progress = mg.progress
 	tr, files, err := v.launchTransport(ctx, a, &opt)
 	if err != nil {
-		mg.finish(engine.Report{Status: "failed", Error: err.Error()})
+		own.release(func() { mg.finish(engine.Report{Status: "failed", Error: err.Error()}) })
 		cancel()
 		return nil, err
 	}
 	go func() {
 		defer cancel()
+		m := migrationVM{v: v, own: own}
 		var rep engine.Report
 		var err error
 		if role == transport.RoleSend {
 			hs := v.startHints(ctx, a.Hints)
 			opt.Hints = hs.sources
-			rep, err = engine.Send(ctx, migrationVM{v}, tr, opt)
+			rep, err = engine.Send(ctx, m, tr, opt)
 			rep.Hints = append(rep.Hints, hs.failed...)
 			hs.close()
 		} else {
-			rep, err = engine.Receive(ctx, migrationVM{v}, tr, opt)
+			rep, err = engine.Receive(ctx, m, tr, opt)
 		}
 		tr.Close()
 		closeAll(files)
-		mg.finish(rep)
-		v.migrationDone(role, err)
+		v.endMigration(own, mg, role, rep, err)
 	}()
 	return mg.status(), nil
+}
+
+// maxDowntimeMS bounds max_downtime_ms (a day), so the duration cannot
+// overflow.
+const maxDowntimeMS = 24 * 3600 * 1000
+
+// parseMigrateArgs decodes and checks the argument of migrate-send and
+// migrate-incoming. Hint providers are checked when they start: one that
+// cannot costs its hints, not the migration.
+func parseMigrateArgs(raw json.RawMessage) (MigrateArgs, error) {
+	var a MigrateArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return MigrateArgs{}, err
+	}
+	switch {
+	case !filepath.IsAbs(a.Plugin):
+		return MigrateArgs{}, fmt.Errorf("plugin must be an absolute path, got %q", a.Plugin)
+	case a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS:
+		return MigrateArgs{}, fmt.Errorf("max_downtime_ms %d out of range: 0 (the default) to %d", a.MaxDowntimeMS, maxDowntimeMS)
+	case a.MaxPasses < 0:
+		return MigrateArgs{}, fmt.Errorf("max_passes %d must not be negative (0 is the default)", a.MaxPasses)
+	}
+	return a, nil
+}
+
+// canMigrate says whether a VM in state st can start a migration in role.
+func (v *VM) canMigrate(role transport.Role, st State) error {
+	switch {
+	case role == transport.RoleSend && st != StateRunning:
+		return fmt.Errorf("cannot migrate a VM that is %s", st)
+	case role == transport.RoleReceive && !v.cfg.Incoming:
+		return errors.New("this VM was not started with -incoming")
+	case role == transport.RoleReceive && st != StateIncoming:
+		return fmt.Errorf("this VM is %s: only a VM that holds no guest yet can receive one (start a new ferry-vmm -incoming)", st)
+	}
+	return nil
 }
 
 // launchTransport starts the plugin with the guest RAM files and checks
 // the transport block against its schema. The files stay open until the
 // transport is closed (the client checks Open's files against them).
 func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Options) (transport.Transport, []*os.File, error) {
-	files, _, err := engine.RAMFiles(migrationVM{v}.RAM())
+	files, _, err := engine.RAMFiles(migrationVM{v: v}.RAM())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,6 +172,17 @@ func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Opt
 		return nil, nil, fmt.Errorf("transport plugin %s: %w", a.Plugin, err)
 	}
 	return tr, files, nil
+}
+
+// endMigration applies the outcome, publishes the report and gives the
+// VM back to the control commands, in one step under the run lock:
+// whoever sees the report sees the VM's final state, and no pause or
+// resume can slip in between.
+func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Role, rep engine.Report, err error) {
+	own.release(func() {
+		v.migrationDone(role, err)
+		mg.finish(rep)
+	})
 }
 
 // migrationDone applies the outcome: a source that handed its VM over

@@ -36,7 +36,7 @@ func (v *VM) startHints(ctx context.Context, args []HintArgs) *hintSet {
 	if len(args) == 0 {
 		return hs
 	}
-	files, _, err := engine.RAMFiles(migrationVM{v}.RAM())
+	files, _, err := engine.RAMFiles(migrationVM{v: v}.RAM())
 	if err != nil {
 		for _, a := range args {
 			hs.failed = append(hs.failed, engine.HintStats{Name: a.Name, Status: "failed: " + err.Error()})

@@ -15,8 +15,14 @@ import (
 // framework is memfd page i: the regions are laid out back to back in one
 // memfd, in order.
 
-// migrationVM adapts a VM to framework.Source and framework.Target.
-type migrationVM struct{ v *VM }
+// migrationVM adapts a VM to framework.Source and framework.Target. Its
+// run-state changes go through the migration's hold on the run lock
+// (runlock.go), so they are the only ones while it runs; own is nil only
+// for RAM, which changes nothing.
+type migrationVM struct {
+	v   *VM
+	own *migrationOwner
+}
 
 var (
 	_ framework.Source = migrationVM{}
@@ -48,16 +54,28 @@ func (m migrationVM) SyncDirtyLog(dst *bitmap.Bitmap) error { return m.v.SyncDir
 func (m migrationVM) StopDirtyLog() error { return m.v.DisableDirtyLog() }
 
 // Pause implements framework.Source.
-func (m migrationVM) Pause(ctx context.Context) error { return m.v.Pause(ctx) }
+func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v.pause) }
 
 // Resume implements framework.Source and framework.Target.
-func (m migrationVM) Resume() error { return m.v.Resume() }
+func (m migrationVM) Resume() error {
+	return m.own.do(context.Background(), func(context.Context) error { return m.v.resume() })
+}
 
 // SaveState implements framework.Source.
-func (m migrationVM) SaveState(ctx context.Context) ([]byte, error) { return m.v.SaveState(ctx) }
+func (m migrationVM) SaveState(ctx context.Context) ([]byte, error) {
+	var blob []byte
+	err := m.own.do(ctx, func(ctx context.Context) error {
+		var err error
+		blob, err = m.v.saveState(ctx)
+		return err
+	})
+	return blob, err
+}
 
 // LoadState implements framework.Target.
-func (m migrationVM) LoadState(ctx context.Context, b []byte) error { return m.v.LoadState(ctx, b) }
+func (m migrationVM) LoadState(ctx context.Context, b []byte) error {
+	return m.own.do(ctx, func(ctx context.Context) error { return m.v.loadState(ctx, b) })
+}
 
 // Migration is the state of the VM's current or last migration.
 type Migration struct {
@@ -73,6 +91,17 @@ type migration struct {
 	cur    *Migration
 	cancel context.CancelFunc
 	done   chan struct{}
+	own    *migrationOwner // the current migration's hold on the VM (set by claim)
+}
+
+// owner is the current (or last) migration's hold on the VM's run state,
+// or nil. Its do fails with errNotOwner once released: a command that
+// decides how a migration ends (migrate-resolve) runs its change through
+// owner().do and then owner().release.
+func (mg *migration) owner() *migrationOwner {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	return mg.own
 }
 
 // begin registers a new migration; it fails while one is running.

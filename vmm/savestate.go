@@ -13,8 +13,10 @@ import (
 // SaveState returns the paused VM's state as a blob (vmm/state): the
 // machine's shape, every vCPU, the in-kernel PIT, kvmclock and interrupt
 // controllers, the UART, and the virtio-mmio transport and balloon. Guest
-// RAM is not in it; it travels separately. It implements
-// framework.Source.SaveState.
+// RAM is not in it; it travels separately. A migration saves through
+// migrationVM (framework.Source.SaveState); SaveState itself is refused
+// while a migration owns the VM and after one handed it over
+// (runlock.go): a copy of a VM that runs elsewhere must not be made.
 //
 // The VM must be paused (Pause) and stay paused until SaveState returns;
 // saving changes nothing the guest can see, so the VM may be resumed
@@ -22,6 +24,17 @@ import (
 // balloon calls (balloon target, hint sessions) must not run concurrently:
 // their device and transport state are saved one after the other.
 func (v *VM) SaveState(ctx context.Context) ([]byte, error) {
+	var blob []byte
+	err := v.outside(ctx, "state-save", func(ctx context.Context) error {
+		var err error
+		blob, err = v.saveState(ctx)
+		return err
+	})
+	return blob, err
+}
+
+// saveState does SaveState's work; the caller holds the run lock.
+func (v *VM) saveState(ctx context.Context) ([]byte, error) {
 	v.stateMu.Lock()
 	defer v.stateMu.Unlock()
 	v.mu.Lock()

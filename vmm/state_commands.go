@@ -18,31 +18,46 @@ import (
 //
 //	state-save {"path": FILE}  paused VM → {"path", "bytes"}; FILE is written 0600
 //	state-load {"path": FILE}  incoming VM → Status (paused; resume runs it)
+//
+// Both are refused while a migration owns the VM, and state-save once it
+// was handed over (runlock.go); the file is written or read under the
+// run lock, so the VM cannot change state in between.
 func (v *VM) serveState(s *control.Server) {
 	s.Handle("state-save", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
-		blob, err := v.SaveState(ctx)
+		var n int
+		err = v.outside(ctx, "state-save", func(ctx context.Context) error {
+			blob, err := v.saveState(ctx)
+			if err != nil {
+				return err
+			}
+			n = len(blob)
+			if err := writeFileAtomic(path, blob); err != nil {
+				return fmt.Errorf("state-save: %w", err)
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(path, blob); err != nil {
-			return nil, fmt.Errorf("state-save: %w", err)
-		}
-		return map[string]any{"path": path, "bytes": len(blob)}, nil
+		return map[string]any{"path": path, "bytes": n}, nil
 	})
 	s.Handle("state-load", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
-		blob, err := readBounded(path, state.MaxSize)
+		err = v.outside(ctx, "state-load", func(ctx context.Context) error {
+			blob, err := readBounded(path, state.MaxSize)
+			if err != nil {
+				return fmt.Errorf("state-load: %w", err)
+			}
+			return v.loadState(ctx, blob)
+		})
 		if err != nil {
-			return nil, fmt.Errorf("state-load: %w", err)
-		}
-		if err := v.LoadState(ctx, blob); err != nil {
 			return nil, err
 		}
 		return v.Status(), nil

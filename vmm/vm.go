@@ -91,10 +91,12 @@ type VM struct {
 	balloonTransport *virtio.Transport
 	cmdline          string // Config.Cmdline plus the devices' words
 
-	cpus     []*vcpu.VCPU  // set once, under mu, when the vCPUs start
-	cpusDone chan struct{} // closed when every vCPU loop has returned
-	stateMu  sync.Mutex    // serialises SaveState and LoadState
-	msrs     []uint32      // MSRs to save, from KVM's list (state.go)
+	cpus     []*vcpu.VCPU    // set once, under mu, when the vCPUs start
+	cpusDone chan struct{}   // closed when every vCPU loop has returned
+	stateMu  sync.Mutex      // serialises SaveState and LoadState
+	run      runLock         // serialises run-state changes (runlock.go)
+	owner    *migrationOwner // the migration that owns the VM, or nil; guarded by run
+	msrs     []uint32        // MSRs to save, from KVM's list (state.go)
 
 	mu       sync.Mutex
 	state    State
@@ -124,7 +126,7 @@ func New(cfg Config) (*VM, error) {
 		return nil, err
 	}
 	v := &VM{cfg: cfg, log: cfg.Log, state: StateCreated,
-		gate: vcpu.NewGate(), stopped: make(chan struct{}), cpusDone: make(chan struct{})}
+		gate: vcpu.NewGate(), run: newRunLock(), stopped: make(chan struct{}), cpusDone: make(chan struct{})}
 	if cfg.Incoming {
 		if err := checkIncoming(cfg); err != nil {
 			return nil, err
@@ -356,23 +358,49 @@ func (v *VM) setupVCPU(k *kvm.VCPU, supported []kvm.CPUIDEntry2) error {
 	return k.SetFPU(x86.BootFPU())
 }
 
-// Pause parks every vCPU; it returns once none is inside the guest.
+// pauseTimeout bounds a pause: vCPUs park within microseconds unless one
+// is stuck in a device's handler, and a stuck pause must not hold the run
+// lock (or a migration's switch-over) for ever.
+const pauseTimeout = 5 * time.Second
+
+// Pause parks every vCPU; it returns once none is inside the guest. It is
+// refused while a migration owns the VM and after one handed it over
+// (runlock.go). If not every vCPU parked in time (ctx, at most
+// pauseTimeout), the VM runs on and Pause fails.
 func (v *VM) Pause(ctx context.Context) error {
+	return v.outside(ctx, "pause", v.pause)
+}
+
+// Resume lets a paused VM run again; it is refused while a migration owns
+// the VM and after one handed it over (runlock.go). It waits for a pause
+// or state change in progress, each bounded (the control command's
+// resume waits under its request's deadline).
+func (v *VM) Resume() error {
+	return v.outside(context.Background(), "resume", func(context.Context) error { return v.resume() })
+}
+
+// pause does Pause's work; the caller holds the run lock.
+func (v *VM) pause(ctx context.Context) error {
 	v.mu.Lock()
 	st := v.state
 	v.mu.Unlock()
 	if st != StateRunning && st != StatePaused {
 		return fmt.Errorf("cannot pause a VM that is %s", st)
 	}
+	ctx, cancel := context.WithTimeout(ctx, pauseTimeout)
+	defer cancel()
 	if err := v.gate.Pause(ctx); err != nil {
+		if st == StateRunning { // the pause stays requested: withdraw it, the VM runs as its state says
+			v.gate.Resume()
+		}
 		return fmt.Errorf("pause: %w", err)
 	}
 	v.setStateIf(StateRunning, StatePaused)
 	return nil
 }
 
-// Resume lets a paused VM run again.
-func (v *VM) Resume() error {
+// resume does Resume's work; the caller holds the run lock.
+func (v *VM) resume() error {
 	v.mu.Lock()
 	st := v.state
 	v.mu.Unlock()

@@ -86,7 +86,7 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}
 	if err := call(j.Source.Control, "migrate-send", args, nil); err != nil {
-		call(j.Destination.Control, "quit", nil, nil) // nothing will connect to it
+		call(j.Destination.Control, "migrate-cancel", nil, nil) // nothing will connect to it; it exits (quit is refused while it waits)
 		rep.Error = err.Error()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}

@@ -19,4 +19,12 @@
 // immediate_exit set, which completes the access and returns EINTR without
 // running guest code; only then does it park. Functions passed to Do (state
 // save and restore) thus see a whole, quiet vCPU.
+//
+// Races the gate settles (gate_test.go): a Resume that overtakes a
+// waiting Pause makes it return ErrResumed (it used to wait for a park
+// that never came); a vCPU that starts while paused parks before it
+// enters the guest; one that returns while a Pause waits counts as
+// parked; a Pause whose context ends leaves the pause requested, so its
+// caller resumes if it wants the vCPUs running. The gate does not order
+// its callers: vmm serialises pause and resume above it (vmm/runlock.go).
 package vcpu

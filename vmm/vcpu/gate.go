@@ -2,18 +2,31 @@ package vcpu
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
+// ErrResumed is returned by a Pause that a Resume overtook before every
+// vCPU had parked: the vCPUs run, and the caller's pause did not happen.
+var ErrResumed = errors.New("the vCPUs were resumed before every one of them parked")
+
 // Gate holds the vCPUs of one VM at a checkpoint while paused, and tells
 // them to return when stopped.
+//
+// Every method may be called from any goroutine at any time, also while
+// vCPUs start (a vCPU that joins a paused gate parks at its first
+// checkpoint, before it enters the guest) or return. The gate does not
+// order callers: Pause and Resume from two callers race like any two
+// writes, and a VM that must not be resumed by one party while another
+// pauses it serialises them above the gate (vmm's run lock).
 type Gate struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	paused  bool
 	stopped bool
 	parked  int
-	running int // vCPU loops that have not returned
+	running int    // vCPU loops that have not returned
+	resumes uint64 // Resume calls so far: a Pause in progress gives up when it changes
 	vcpus   []*VCPU
 }
 
@@ -80,30 +93,43 @@ func (g *Gate) kickAll() {
 	}
 }
 
-// Pause stops every vCPU at its checkpoint and returns once all are parked
-// (or have returned), or when ctx ends (the pause then stays requested).
+// Pause stops every vCPU at its checkpoint and returns nil once all are
+// parked (or have returned, or the gate is stopped). It returns early
+// with ctx's error when ctx ends first: the pause then stays requested
+// and the vCPUs park as they reach their checkpoints, so a caller that
+// wants them running again must call Resume. It returns ErrResumed when a
+// Resume came first: then nothing is paused and the vCPUs run.
 func (g *Gate) Pause(ctx context.Context) error {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.paused = true
 	g.kickAll()
+	resumes := g.resumes
 	stopWait := context.AfterFunc(ctx, func() {
 		g.mu.Lock()
 		g.cond.Broadcast()
 		g.mu.Unlock()
 	})
-	defer stopWait()
-	for g.parked < g.running && !g.stopped && ctx.Err() == nil {
+	defer stopWait() // does not wait for the function, which takes g.mu
+	for g.parked < g.running && !g.stopped {
+		switch {
+		case g.resumes != resumes:
+			return ErrResumed
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
 		g.cond.Wait()
 	}
-	g.mu.Unlock()
-	return ctx.Err()
+	return nil
 }
 
-// Resume lets parked vCPUs run again. Functions queued by Do that have not
-// started fail.
+// Resume lets parked vCPUs run again and makes a Pause still waiting for
+// them return ErrResumed. Functions queued by Do that have not started
+// fail.
 func (g *Gate) Resume() {
 	g.mu.Lock()
 	g.paused = false
+	g.resumes++
 	for _, c := range g.vcpus {
 		for _, r := range c.reqs {
 			r.done <- errNotPaused

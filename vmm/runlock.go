@@ -1,0 +1,193 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// The run lock serialises every change to the VM's run state: pause,
+// resume, quit, state-save and state-load, from the control socket, from
+// in-process callers of the exported methods, and from a migration. A
+// migration owns the VM from the moment migrate-send or migrate-incoming
+// is accepted until it has finished; while it does, only its owner
+// changes the run state and everybody else is refused:
+//
+//	control: pause, resume, quit,      v.outside(ctx, cmd, fn)
+//	state-save, state-load;            refused while a migration owns the
+//	VM.Pause/Resume/SaveState/...      VM, or once it was handed over
+//	                      │
+//	                      ▼
+//	                 run lock (one holder) ──► pause / resume / stop /
+//	                      ▲                    save / load
+//	                      │
+//	engine via migrationVM ── owner.do(ctx, fn)
+//	                             ▲
+//	                             │ claim (migrate-send, migrate-incoming)
+//	                             │ ... release (the migration finished)
+//	resolving a migration's end ── v.runLocked(ctx, fn), or the owner's do
+//	                               if the migration kept its hold
+//
+// The check and the change happen under the same lock, so a resume that
+// passed the check has finished before a migration can claim the VM, and
+// a resume that comes later is refused, not queued behind the engine's
+// pause. Holders are bounded: a control command by its handler's
+// deadline, a pause by pauseTimeout, the engine's calls by its own.
+//
+// Lock order: the run lock first, then v.mu or a migration's mu; never
+// wait for the run lock while holding either (a command that decides a
+// migration's end takes the run lock through runLocked, then looks at
+// the migration).
+//
+// Not covered: the guest powering off or failing (the VM stops whatever
+// the lock says), and Stop from the process's own shutdown (SIGTERM):
+// both end the VM, they do not run it twice. A source VMM that is killed
+// mid-migration leaves its destination to the migration's own timeouts.
+
+// runLock is a mutex that can be waited for under a context.
+type runLock chan struct{}
+
+func newRunLock() runLock { return make(runLock, 1) }
+
+// lock takes the run lock or fails when ctx ends first.
+func (l runLock) lock(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("another pause, resume or state change is still running: %w", ctx.Err())
+	}
+}
+
+func (l runLock) unlock() { <-l }
+
+// errHandedOver refuses run-state changes on a VM that a migration handed
+// to its destination (StateMigrated).
+func errHandedOver(cmd string) error {
+	return fmt.Errorf("the VM was handed to the destination (state %s): %s is refused; quit ends this VMM", StateMigrated, cmd)
+}
+
+// stateRefusal is why cmd, a run-state change from outside a migration,
+// is refused in state st, or nil. A VM handed to a destination must never
+// run here again; quit still ends it.
+func stateRefusal(st State, cmd string) error {
+	switch {
+	case st == StateMigrated && cmd != "quit":
+		return errHandedOver(cmd)
+	}
+	return nil
+}
+
+// outside runs fn, a run-state change asked for by anybody but a
+// migration (cmd names it in errors), under the run lock. It is refused
+// while a migration owns the VM and in the states stateRefusal names.
+// fn must use the unexported pause, resume, saveState and loadState: the
+// exported ones take the run lock themselves.
+func (v *VM) outside(ctx context.Context, cmd string, fn func(context.Context) error) error {
+	if err := v.run.lock(ctx); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	defer v.run.unlock()
+	if v.owner != nil {
+		return v.owner.refuse(cmd)
+	}
+	if err := stateRefusal(v.Status().State, cmd); err != nil {
+		return err
+	}
+	return fn(ctx)
+}
+
+// runLocked runs fn under the run lock with no check of its own, for a
+// command that decides by itself whether it may change the run state
+// (one that resolves how a migration ended). It fails only when ctx ends
+// before the lock is free. Like outside's fn, fn must not call the
+// exported Pause, Resume, SaveState or LoadState.
+func (v *VM) runLocked(ctx context.Context, fn func(ctx context.Context, owner *migrationOwner) error) error {
+	if err := v.run.lock(ctx); err != nil {
+		return err
+	}
+	defer v.run.unlock()
+	return fn(ctx, v.owner)
+}
+
+// migrationOwner is a migration's hold on the VM's run state, from claim
+// to release. Its methods may be called from any goroutine.
+type migrationOwner struct {
+	v  *VM
+	mg *migration // says what the migration is doing, for refusals
+}
+
+// errNotOwner is what an owner's do returns after release.
+var errNotOwner = errors.New("the migration no longer owns the VM")
+
+// claim makes a new migration the owner of v's run state. Under the run
+// lock it checks that no migration owns the VM and that check (the
+// role's precondition on the VM's state) passes, then registers the
+// migration in mg (cancel cancels it) and returns the owner. ctx bounds
+// the wait for a run-state change in progress.
+func (v *VM) claim(ctx context.Context, mg *migration, role string, cancel context.CancelFunc, check func(State) error) (*migrationOwner, error) {
+	if err := v.run.lock(ctx); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer v.run.unlock()
+	if v.owner != nil {
+		return nil, v.owner.refuse("migrate-" + role)
+	}
+	if err := check(v.Status().State); err != nil {
+		return nil, err
+	}
+	if err := mg.begin(role, cancel); err != nil {
+		return nil, err
+	}
+	v.owner = &migrationOwner{v: v, mg: mg}
+	mg.mu.Lock()
+	mg.own = v.owner
+	mg.mu.Unlock()
+	return v.owner, nil
+}
+
+// do runs fn, a run-state change of the owning migration (the engine's
+// pause, resume, save and load; a resolve command's decision), under the
+// run lock. It fails with errNotOwner after release, and when ctx ends
+// before the lock was free.
+func (o *migrationOwner) do(ctx context.Context, fn func(context.Context) error) error {
+	if err := o.v.run.lock(ctx); err != nil {
+		return err
+	}
+	defer o.v.run.unlock()
+	if o.v.owner != o {
+		return errNotOwner
+	}
+	return fn(ctx)
+}
+
+// release ends the ownership, after which the control commands work
+// again. fn, if not nil, runs under the run lock first, still as the
+// owner: the migration's last word (the VM's final state, the report) and
+// the release are one step, so nobody sees the report without the final
+// state or slips a resume in between. Releasing twice is harmless.
+func (o *migrationOwner) release(fn func()) {
+	o.v.run.lock(context.Background()) // every holder is bounded (see above)
+	defer o.v.run.unlock()
+	if o.v.owner != o {
+		return
+	}
+	if fn != nil {
+		fn()
+	}
+	o.v.owner = nil
+}
+
+// refuse is the error for cmd while o owns the VM.
+func (o *migrationOwner) refuse(cmd string) error {
+	st := o.mg.status()
+	phase := "starting"
+	if st != nil && st.Progress.Phase != "" {
+		phase = st.Progress.Phase
+	}
+	role := "?"
+	if st != nil {
+		role = st.Role
+	}
+	return fmt.Errorf("the VM is migrating (%s, phase %s): %s is refused; migrate-cancel is the only way out", role, phase, cmd)
+}
