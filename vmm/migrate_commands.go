@@ -29,6 +29,12 @@ type MigrateArgs struct {
 	MaxPasses     int            `json:"max_passes,omitempty"`
 	// VerifyPages turns on the engine's page-exact check (a test mode).
 	VerifyPages bool `json:"verify_pages,omitempty"`
+	// SwitchoverTimeoutMS bounds the switch-over (engine.Options.SwitchoverTimeout);
+	// both sides need the same value. 0: the engine's default.
+	SwitchoverTimeoutMS int64 `json:"switchover_timeout_ms,omitempty"`
+	// IncomingTimeoutMS bounds how long migrate-incoming waits for the
+	// source to connect; 0 waits until migrate-cancel.
+	IncomingTimeoutMS int64 `json:"incoming_timeout_ms,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
 }
@@ -37,10 +43,13 @@ type MigrateArgs struct {
 //
 //	migrate-send MigrateArgs     → starts sending this VM; poll migrate-status
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
-//	migrate-status               → Migration (progress, and the report when done)
-//	migrate-cancel               → cancels a running migration (the source keeps running)
+//	migrate-status               → Migration (progress, side, and the report when done)
+//	migrate-cancel               → cancels a running migration (the source keeps running,
+//	                               unless COMMIT was already written: then handover-unknown)
+//	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 func (v *VM) serveMigration(s *control.Server) {
 	mg := &migration{}
+	v.serveResolve(s, mg)
 	s.Handle("migrate-send", func(_ context.Context, raw json.RawMessage) (any, error) {
 		return v.startMigration(mg, raw, transport.RoleSend)
 	})
@@ -77,7 +86,9 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 		return nil, errors.New("this VM was not started with -incoming")
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
-		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log}
+		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log,
+		SwitchoverTimeout: time.Duration(a.SwitchoverTimeoutMS) * time.Millisecond,
+		IncomingTimeout:   time.Duration(a.IncomingTimeoutMS) * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := mg.begin(role.String(), cancel); err != nil {
 		cancel()
@@ -86,7 +97,7 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 	opt.Progress = mg.progress
 	tr, files, err := v.launchTransport(ctx, a, &opt)
 	if err != nil {
-		mg.finish(engine.Report{Status: "failed", Error: err.Error()})
+		mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}))
 		cancel()
 		return nil, err
 	}
@@ -105,8 +116,8 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 		}
 		tr.Close()
 		closeAll(files)
-		mg.finish(rep)
-		v.migrationDone(role, err)
+		side := sideAfter(role, rep)
+		v.migrationDone(role, side, err, func() { mg.finish(rep, side) })
 	}()
 	return mg.status(), nil
 }
@@ -136,22 +147,33 @@ func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Opt
 	return tr, files, nil
 }
 
-// migrationDone applies the outcome: a source that handed its VM over
-// stays paused until quit (or stops by itself after a grace period); a
-// destination that failed exits with the error.
-func (v *VM) migrationDone(role transport.Role, err error) {
-	switch {
-	case role == transport.RoleSend && err == nil:
+// migrationDone applies the outcome, then records it (record) so that
+// migrate-status never reports a side before the VM is in its state. A
+// source that handed its VM over stays paused until quit, for as long as
+// that takes: nothing here stops it. A handover-unknown leaves the VM
+// paused on either side until migrate-resolve. A destination that failed
+// exits with the error.
+func (v *VM) migrationDone(role transport.Role, side Side, err error, record func()) {
+	switch side {
+	case SideMigrated:
 		v.setStateIf(StatePaused, StateMigrated)
-		v.log.Info("migration completed: the VM now runs on the destination")
-		time.AfterFunc(time.Minute, v.Stop) // nobody asked for the report: go anyway
-	case role == transport.RoleSend:
-		v.log.Warn("migration failed; the VM keeps running here", "err", err)
-	case err != nil:
+		v.log.Info("migration completed: the VM now runs on the destination; paused here until quit")
+	case SideUnknown:
+		v.setStateIf(StatePaused, StateHandoverUnknown)
+		v.log.Error("handover unknown: the VM stays paused here until migrate-resolve (see docs/HANDOVER.md)",
+			"role", role.String(), "err", err)
+	case SideFailed:
+		record()
 		v.finish(1, fmt.Errorf("incoming migration failed: %w", err))
-	default:
-		v.log.Info("incoming migration completed: the VM runs here")
+		return
+	case SideRunning:
+		if role == transport.RoleSend {
+			v.log.Warn("migration failed; the VM keeps running here", "err", err)
+		} else {
+			v.log.Info("incoming migration completed: the VM runs here")
+		}
 	}
+	record()
 }
 
 // hclogFor adapts the VMM's slog logger for go-plugin.
