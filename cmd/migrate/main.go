@@ -116,7 +116,8 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 	}
 	if err := call(j.Source.Control, "migrate-send", args, nil); err != nil {
 		rep.Error = err.Error()
-		rs.cleanup() // nothing will connect to the destination
+		cancelMigration(j.Destination.Control) // nothing will connect to it
+		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
 	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second)

@@ -35,6 +35,7 @@ const (
 	verdictManual                       // not decidable from here: nothing is resumed
 	verdictBothRun                      // both sides report running: a bug, said loudly
 	verdictCancelDst                    // the destination still waits: cancel it, then ask again
+	verdictIdle                         // the source cannot be asked, and the destination holds nothing
 )
 
 // plan decides from both sides what to do. It is the whole policy, and a
@@ -75,11 +76,16 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 		return nil, verdictManual
 	}
 	// The source cannot be asked: whether it runs is unknown, so the
-	// destination must not be moved either.
-	if dst == vmm.SideRunning {
+	// destination must not be moved either (a cancel never runs it).
+	switch dst {
+	case vmm.SideRunning:
 		return nil, verdictMoved
+	case vmm.SideUnknown:
+		return nil, verdictManual
+	case vmm.SideMigrating:
+		return nil, verdictCancelDst
 	}
-	return nil, verdictManual
+	return nil, verdictIdle
 }
 
 // resolver asks and moves the two VMMs of one job.
@@ -113,11 +119,15 @@ func (r *resolver) call(sock, action string, res *vmm.ResolveResult) error {
 // known to run on exactly one side.
 func (r *resolver) resolve() (verdict, error) {
 	deadline := time.Now().Add(r.wait)
+	var said string
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
 		steps, v := plan(s.Side, d.Side)
-		fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
+		if now := fmt.Sprintf("source %s, destination %s", s.Side, d.Side); now != said {
+			fmt.Fprintf(r.out, "migrate: resolving: %s\n", now)
+			said = now
+		}
 		switch {
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			if v == verdictCancelDst {
@@ -127,6 +137,8 @@ func (r *resolver) resolve() (verdict, error) {
 			continue
 		case v == verdictWait || v == verdictCancelDst:
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("a side is still migrating after %v", r.wait))
+		case v == verdictIdle:
+			return v, fmt.Errorf("source %s: %w; the destination holds no guest (%s)", r.src, serr, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
 		case v == verdictBothRun:
