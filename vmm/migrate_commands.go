@@ -84,6 +84,10 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 		return nil, fmt.Errorf("cannot migrate a VM that is %s", st)
 	case role == transport.RoleReceive && !v.cfg.Incoming:
 		return nil, errors.New("this VM was not started with -incoming")
+	case role == transport.RoleReceive && st != StateIncoming:
+		// A destination left handover-unknown may hold the only running
+		// copy's state: never load another guest over it.
+		return nil, fmt.Errorf("cannot receive into a VM that is %s (start a new -incoming VMM)", st)
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
 		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log,
