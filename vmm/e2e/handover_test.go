@@ -31,6 +31,8 @@ type msgProxy struct {
 	drop     uint32 // engine message kind
 	dropped  atomic.Bool
 	unparsed atomic.Bool // a stream that was not wire frames (encrypted?)
+	stall    atomic.Bool // stop reading both ways, as a stopped peer would
+	closed   atomic.Bool
 	mu       sync.Mutex
 	conns    []net.Conn
 	wg       sync.WaitGroup
@@ -74,6 +76,9 @@ func (p *msgProxy) frames(dst, src net.Conn, toDst bool) {
 	defer src.Close()
 	hdr := make([]byte, wire.HeaderSize)
 	for {
+		for p.stall.Load() && !p.closed.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if _, err := io.ReadFull(src, hdr); err != nil {
 			return
 		}
@@ -108,6 +113,9 @@ func (p *msgProxy) cutAll() {
 }
 
 func (p *msgProxy) close() {
+	if p.closed.Swap(true) {
+		return
+	}
 	p.l.Close()
 	p.cutAll()
 	p.wg.Wait()
