@@ -116,7 +116,8 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 	}
 	if err := call(j.Source.Control, "migrate-send", args, nil); err != nil {
 		rep.Error = err.Error()
-		cancelMigration(j.Destination.Control) // nothing will connect to it
+		cancelMigration(j.Source.Control) // in case the call got through after all
+		cancelMigration(j.Destination.Control)
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
@@ -152,7 +153,7 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 // finishCompleted collects the destination's report and ends the source,
 // whose guest now runs on the destination.
 func finishCompleted(j *job.Job, rep report) (report, error) {
-	dst, derr := follow(context.Background(), j.Destination.Control, nil, 0)
+	dst, derr := waitDone(j.Destination.Control, 30*time.Second)
 	if dst.Report != nil {
 		rep.Destination = dst.Report
 	}
@@ -166,6 +167,25 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}
 	return rep, nil
+}
+
+// waitDone polls migrate-status until the migration is done, for at most
+// d; unlike follow it never cancels anything.
+func waitDone(sock string, d time.Duration) (vmm.Migration, error) {
+	var st vmm.Migration
+	for end := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := callControl(ctx, sock, "migrate-status", nil, &st)
+		cancel()
+		switch {
+		case err != nil:
+			return st, fmt.Errorf("%s: %w", sock, err)
+		case st.Done:
+			return st, nil
+		case time.Now().After(end):
+			return st, fmt.Errorf("%s: the migration is not done after %v", sock, d)
+		}
+	}
 }
 
 // follow polls migrate-status until the migration is done. When ctx ends

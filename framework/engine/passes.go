@@ -148,7 +148,6 @@ func (s *sender) commit(ctx context.Context) error {
 	if err := s.ho.move(HandoverCommitting); err != nil {
 		return err
 	}
-	s.progress()
 	cctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
 	defer cancel()
 	s.rep.Passes = s.pass + 1
@@ -364,7 +363,9 @@ func (s *sender) progress() {
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
 		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.rate * framework.PageSize,
 		EstDowntime: s.estimate, Elapsed: time.Since(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
-	if st, err := s.tr.Stats(context.Background()); err == nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // a hung plugin costs the figure, not the migration
+	defer cancel()
+	if st, err := s.tr.Stats(ctx); err == nil {
 		p.BytesWire = st.BytesWire
 	}
 	s.opt.Progress(p)
