@@ -56,7 +56,7 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 			return nil, verdictWait
 		}
 		return nil, verdictManual
-	case src == vmm.SideRunning, src == vmm.SideNone:
+	case src == vmm.SideRunning:
 		switch dst {
 		case vmm.SideUnknown:
 			return []step{{false, vmm.ResolveDiscard}}, verdictSource
@@ -75,8 +75,10 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 		}
 		return nil, verdictManual
 	}
-	// The source cannot be asked: whether it runs is unknown, so the
-	// destination must not be moved either (a cancel never runs it).
+	// The source cannot be asked, or has no migration (a VMM started
+	// anew at the same socket holds no copy of this guest): whether the
+	// guest lives there is unknown, so the destination must not be moved
+	// either (a cancel never runs it).
 	switch dst {
 	case vmm.SideRunning:
 		return nil, verdictMoved
@@ -137,8 +139,10 @@ func (r *resolver) resolve() (verdict, error) {
 			continue
 		case v == verdictWait || v == verdictCancelDst:
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("a side is still migrating after %v", r.wait))
-		case v == verdictIdle:
+		case v == verdictIdle && serr != nil:
 			return v, fmt.Errorf("source %s: %w; the destination holds no guest (%s)", r.src, serr, d.Side)
+		case v == verdictIdle:
+			return v, nil
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
 		case v == verdictBothRun:

@@ -15,7 +15,7 @@ func TestPlan(t *testing.T) {
 	for _, s := range sides {
 		for _, d := range sides {
 			steps, v := plan(s, d)
-			srcRuns, dstRuns := s == vmm.SideRunning || s == vmm.SideNone, d == vmm.SideRunning
+			srcRuns, dstRuns := s == vmm.SideRunning, d == vmm.SideRunning
 			for i, st := range steps {
 				if st.src && i != len(steps)-1 {
 					t.Errorf("%s/%s: the source is moved before the destination: %v", s, d, steps)
@@ -36,7 +36,7 @@ func TestPlan(t *testing.T) {
 			}
 			// An unreachable side is never guessed about: only its partner
 			// already running (or nothing) is acceptable.
-			if (s == sideUnreachable || d == sideUnreachable) && len(steps) > 0 {
+			if (s == sideUnreachable || s == vmm.SideNone || d == sideUnreachable) && len(steps) > 0 {
 				t.Errorf("%s/%s: plan %v moves a side while the other cannot be asked", s, d, steps)
 			}
 		}
@@ -53,6 +53,8 @@ func TestPlan(t *testing.T) {
 		{vmm.SideRunning, vmm.SideMigrating, verdictCancelDst, 0},
 		{vmm.SideMigrated, vmm.SideUnknown, verdictMoved, 1},
 		{sideUnreachable, vmm.SideUnknown, verdictManual, 0},
+		{vmm.SideNone, vmm.SideUnknown, verdictManual, 0},
+		{vmm.SideNone, vmm.SideMigrating, verdictCancelDst, 0},
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)
