@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -171,6 +173,18 @@ func TestHandoverTable(t *testing.T) {
 			if to == HandoverUnknown && from != HandoverCommitting && from != HandoverLoaded {
 				t.Errorf("%s → unknown", from)
 			}
+		}
+	}
+}
+
+// TestProtocol1Refused: a version-1 source (no RUNNING) is refused in the
+// handshake, before any page moves; so is a newer one.
+func TestProtocol1Refused(t *testing.T) {
+	for _, v := range []uint32{1, protocolVersion + 1} {
+		b := encodeHello(framework.Layout{{GPA: 0, Size: 4096}})
+		binary.LittleEndian.PutUint32(b, v)
+		if _, err := decodeHello(b); err == nil || !strings.Contains(err.Error(), "engine protocol") {
+			t.Errorf("version %d: %v", v, err)
 		}
 	}
 }
