@@ -1,10 +1,14 @@
 package vmm
 
 import (
+	"context"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/vcpu"
 )
 
 func TestSideAfter(t *testing.T) {
@@ -46,6 +50,69 @@ func TestResolveTarget(t *testing.T) {
 		got, err := resolveTarget(c.role, c.action)
 		if got != c.want || (err == nil) != (c.want != "") {
 			t.Errorf("%q %q: %q, %v; want %q", c.role, c.action, got, err, c.want)
+		}
+	}
+}
+
+// bareVM is a VM without KVM: enough state for the resolve commands.
+func bareVM(state State) *VM {
+	v := &VM{gate: vcpu.NewGate(), stopped: make(chan struct{}), cpusDone: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
+	v.state = state
+	return v
+}
+
+// unknownMigration is a finished migration whose handover is unknown.
+func unknownMigration(role transport.Role) *migration {
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown}
+	return &migration{cur: &Migration{Role: role.String(), Done: true, Side: SideUnknown, Report: &rep}}
+}
+
+func TestResolve(t *testing.T) {
+	for _, c := range []struct {
+		role    transport.Role
+		actions []string
+		side    Side
+		state   State
+		errs    int // how many of the actions fail
+		stopped bool
+	}{
+		{transport.RoleSend, []string{ResolveQuery}, SideUnknown, StateHandoverUnknown, 0, false},
+		{transport.RoleSend, []string{ResolveResume}, SideRunning, StateRunning, 0, false},
+		{transport.RoleSend, []string{ResolveMigrated, ResolveMigrated}, SideMigrated, StateMigrated, 0, false},
+		{transport.RoleSend, []string{ResolveMigrated, ResolveResume}, SideMigrated, StateMigrated, 1, false},
+		{transport.RoleSend, []string{ResolveDiscard}, SideUnknown, StateHandoverUnknown, 1, false},
+		{transport.RoleReceive, []string{ResolveResume, ResolveDiscard}, SideRunning, StateRunning, 1, false},
+		{transport.RoleReceive, []string{ResolveDiscard, ResolveResume}, SideDiscarded, StateDiscarded, 1, true},
+		{transport.RoleReceive, []string{ResolveMigrated}, SideUnknown, StateHandoverUnknown, 1, false},
+	} {
+		v, mg := bareVM(StateHandoverUnknown), unknownMigration(c.role)
+		errs := 0
+		var res ResolveResult
+		for _, a := range c.actions {
+			var err error
+			if res, err = v.resolve(mg, a); err != nil {
+				errs++
+			}
+		}
+		if res.Side != c.side || v.Status().State != c.state || errs != c.errs {
+			t.Errorf("%s %v: side %s, state %s, %d errors; want %s, %s, %d",
+				c.role, c.actions, res.Side, v.Status().State, errs, c.side, c.state, c.errs)
+		}
+		if c.stopped {
+			select {
+			case <-v.stopped:
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s %v: the VMM did not end after discard", c.role, c.actions)
+			}
+		}
+		// The plain commands refuse a VM whose handover is unknown.
+		if c.state == StateHandoverUnknown {
+			if err := v.Resume(); err == nil {
+				t.Errorf("%s: resume of a handover-unknown VM succeeded", c.role)
+			}
+			if err := v.Pause(context.Background()); err == nil {
+				t.Errorf("%s: pause of a handover-unknown VM succeeded", c.role)
+			}
 		}
 	}
 }
