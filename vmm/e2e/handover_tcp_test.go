@@ -122,6 +122,7 @@ func TestHandoverOverTCP(t *testing.T) {
 		srcStatus, dstStat string
 		dstRuns            bool
 	}{
+		{"nothing lost", true, 0, engine.StatusCompleted, engine.StatusCompleted, true},
 		{"COMMIT lost", true, engine.MsgCommit, engine.StatusHandoverUnknown, engine.StatusHandoverUnknown, false},
 		{"RUNNING lost", false, engine.MsgRunning, engine.StatusHandoverUnknown, engine.StatusCompleted, true},
 	} {
@@ -131,14 +132,15 @@ func TestHandoverOverTCP(t *testing.T) {
 			proxy := newMsgProxy(t, listen, tc.toDst, tc.kind)
 			srep, serr, rrep, rerr := migrateTCP(t, src, dst, listen, proxy.addr(),
 				engine.Options{SwitchoverTimeout: 2 * time.Second}, nil)
-			if proxy.unparsed.Load() || !proxy.dropped.Load() {
+			if proxy.unparsed.Load() || proxy.dropped.Load() != (tc.kind != 0) {
 				t.Fatalf("proxy: unparsed %v, dropped %v", proxy.unparsed.Load(), proxy.dropped.Load())
 			}
 			if srep.Status != tc.srcStatus || rrep.Status != tc.dstStat {
 				t.Fatalf("source %s (%v), destination %s (%v); want %s, %s", srep.Status, serr, rrep.Status, rerr,
 					tc.srcStatus, tc.dstStat)
 			}
-			if !errors.Is(serr, engine.ErrHandoverUnknown) || src.runs() || dst.runs() != tc.dstRuns {
+			if errors.Is(serr, engine.ErrHandoverUnknown) != (tc.srcStatus == engine.StatusHandoverUnknown) ||
+				src.runs() || dst.runs() != tc.dstRuns {
 				t.Fatalf("source runs %v (%v), destination runs %v", src.runs(), serr, dst.runs())
 			}
 		})
