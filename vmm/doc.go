@@ -19,7 +19,7 @@
 //	                           ├──────► running           (failed: resumed)
 //	                           └──────► handover-unknown ─► running | migrated
 //	destination:  incoming ─► paused ─► running
-//	                           └──────► handover-unknown ─► running | discarded (exits)
+//	                           └──────► handover-unknown ─► running | discarded (until quit)
 //
 // handover-unknown is left only through migrate-resolve; pause and resume
 // refuse it, and no timer ends a VM that may hold the only copy of a guest.

@@ -3,9 +3,7 @@ package vmm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -21,17 +19,20 @@ import (
 //	source       handover-unknown ─ resume ──►   running   (the destination was discarded)
 //	                              └ migrated ─►  migrated  (the destination runs it; quit later)
 //	destination  handover-unknown ─ resume ──►   running   (the source was told "migrated")
-//	                              └ discard ──►  discarded (never runs; the VMM exits)
+//	                              └ discard ──►  discarded (never runs; stays until quit)
 //
 // The caller (migrate) must ask both sides first and move the source
-// only after the destination confirmed: exactly one side may run.
+// only after the destination confirmed: exactly one side may run. A
+// discarded destination stays (paused, refusing to run) until quit, so a
+// later "migrate -resolve" can still see that it was discarded and not
+// lost: a VMM that is gone proves nothing.
 
 // StateHandoverUnknown: the VM is paused; the other side of the migration
 // may run it. Only migrate-resolve changes this state.
 const StateHandoverUnknown State = "handover-unknown"
 
 // StateDiscarded: an incoming VM told it will never run (migrate-resolve
-// discard); the VMM is about to exit.
+// discard); it stays, paused, until quit.
 const StateDiscarded State = "discarded"
 
 // Side is where this VMM stands after its last migration.
@@ -44,7 +45,7 @@ const (
 	SideRunning   Side = "running"          // the guest runs here
 	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
 	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
-	SideDiscarded Side = "discarded"        // destination: will never run; the VMM exits
+	SideDiscarded Side = "discarded"        // destination: will never run; quit it
 	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
 )
 
@@ -52,7 +53,7 @@ const (
 const (
 	ResolveQuery    = "query"    // report the side, change nothing
 	ResolveResume   = "resume"   // either side: run the guest here
-	ResolveDiscard  = "discard"  // destination: never run it; exit
+	ResolveDiscard  = "discard"  // destination: never run it (then quit it)
 	ResolveMigrated = "migrated" // source: the guest runs on the destination; stay paused for good
 )
 
@@ -68,10 +69,6 @@ type ResolveResult struct {
 	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
 	VM       State           `json:"vm_state"`
 }
-
-// discardExitDelay lets the discard reply reach the caller before the VMM
-// exits. The guest can no longer run during it (StateDiscarded).
-const discardExitDelay = 200 * time.Millisecond
 
 // sideAfter is the side a finished migration leaves this VMM on.
 func sideAfter(role transport.Role, rep engine.Report) Side {
@@ -140,10 +137,7 @@ func (v *VM) resolve(mg *migration, action string) (ResolveResult, error) {
 		v.log.Info("handover resolved: the VM runs on the destination; paused here until quit")
 	case SideDiscarded:
 		v.setStateIf(StateHandoverUnknown, StateDiscarded)
-		v.log.Info("handover resolved: the VM runs on the source; discarded here")
-		time.AfterFunc(discardExitDelay, func() {
-			v.finish(1, errors.New("incoming migration discarded by migrate-resolve: the guest runs on the source"))
-		})
+		v.log.Info("handover resolved: the VM runs on the source; discarded here, paused until quit")
 	}
 	mg.cur.Side = want
 	return res(), nil

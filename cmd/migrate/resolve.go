@@ -19,11 +19,15 @@ import (
 // sideUnreachable stands for a VMM whose control socket did not answer.
 const sideUnreachable vmm.Side = "unreachable"
 
-// step is one migrate-resolve call: on the source (src) or the destination.
+// step is one migrate-resolve call (or actionQuit) on the source (src)
+// or the destination.
 type step struct {
 	src    bool
 	action string
 }
+
+// actionQuit ends a discarded destination's VMM (the control command quit).
+const actionQuit = "quit"
 
 // verdict is what a plan leads to.
 type verdict int
@@ -49,8 +53,10 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 		case vmm.SideRunning:
 			return []step{{true, vmm.ResolveMigrated}}, verdictMoved
 		case vmm.SideUnknown:
-			return []step{{false, vmm.ResolveDiscard}, {true, vmm.ResolveResume}}, verdictSource
-		case vmm.SideDiscarded, vmm.SideFailed:
+			return []step{{false, vmm.ResolveDiscard}, {true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
+		case vmm.SideDiscarded:
+			return []step{{true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
+		case vmm.SideFailed:
 			return []step{{true, vmm.ResolveResume}}, verdictSource
 		case vmm.SideMigrating:
 			return nil, verdictWait
@@ -59,7 +65,9 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 	case src == vmm.SideRunning:
 		switch dst {
 		case vmm.SideUnknown:
-			return []step{{false, vmm.ResolveDiscard}}, verdictSource
+			return []step{{false, vmm.ResolveDiscard}, {false, actionQuit}}, verdictSource
+		case vmm.SideDiscarded:
+			return []step{{false, actionQuit}}, verdictSource
 		case vmm.SideMigrating:
 			return nil, verdictCancelDst
 		case vmm.SideRunning:
@@ -159,6 +167,14 @@ func (r *resolver) resolve() (verdict, error) {
 
 // do carries out one step and checks that the side confirmed it.
 func (r *resolver) do(st step) error {
+	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := callControl(ctx, r.dst, "quit", nil, nil); err != nil {
+			fmt.Fprintf(r.out, "migrate: quit the discarded destination %s: %v\n", r.dst, err)
+		}
+		return nil
+	}
 	sock, want := r.dst, map[string]vmm.Side{vmm.ResolveDiscard: vmm.SideDiscarded, vmm.ResolveResume: vmm.SideRunning}[st.action]
 	if st.src {
 		sock = r.src

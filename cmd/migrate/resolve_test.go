@@ -16,9 +16,15 @@ func TestPlan(t *testing.T) {
 		for _, d := range sides {
 			steps, v := plan(s, d)
 			srcRuns, dstRuns := s == vmm.SideRunning, d == vmm.SideRunning
-			for i, st := range steps {
-				if st.src && i != len(steps)-1 {
+			srcMoved := false
+			for _, st := range steps {
+				if st.src {
+					srcMoved = true
+				} else if srcMoved && st.action != actionQuit {
 					t.Errorf("%s/%s: the source is moved before the destination: %v", s, d, steps)
+				}
+				if st.action == actionQuit && (st.src || (d != vmm.SideUnknown && d != vmm.SideDiscarded)) {
+					t.Errorf("%s/%s: quits a side that may hold the guest: %v", s, d, steps)
 				}
 				if st.action == vmm.ResolveResume {
 					if st.src {
@@ -47,9 +53,10 @@ func TestPlan(t *testing.T) {
 		n    int
 	}{
 		{vmm.SideUnknown, vmm.SideRunning, verdictMoved, 1},
-		{vmm.SideUnknown, vmm.SideUnknown, verdictSource, 2},
+		{vmm.SideUnknown, vmm.SideUnknown, verdictSource, 3},
+		{vmm.SideUnknown, vmm.SideDiscarded, verdictSource, 2},
 		{vmm.SideUnknown, sideUnreachable, verdictManual, 0},
-		{vmm.SideRunning, vmm.SideUnknown, verdictSource, 1},
+		{vmm.SideRunning, vmm.SideUnknown, verdictSource, 2},
 		{vmm.SideRunning, vmm.SideMigrating, verdictCancelDst, 0},
 		{vmm.SideMigrated, vmm.SideUnknown, verdictMoved, 1},
 		{sideUnreachable, vmm.SideUnknown, verdictManual, 0},

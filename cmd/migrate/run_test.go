@@ -163,7 +163,7 @@ func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
 	if err == nil || rep.Resolved != "source" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
-	want := []string{"receive resolve discard", "send resolve resume"}
+	want := []string{"receive resolve discard", "send resolve resume", "receive quit"}
 	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("resolution calls %q, want %q", got, want)
 	}
@@ -259,7 +259,7 @@ func TestResolveMain(t *testing.T) {
 	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 	}
-	if got := c.resolutions(); len(got) != 2 || got[0] != "receive resolve discard" {
+	if got := c.resolutions(); len(got) != 3 || got[0] != "receive resolve discard" || got[1] != "send resolve resume" {
 		t.Fatalf("resolution calls %q", got)
 	}
 	if !strings.Contains(out.String(), "runs on the source") {
