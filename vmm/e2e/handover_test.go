@@ -232,7 +232,8 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 				break
 			}
 		}
-		syscall.Kill(p.dst.cmd.Process.Pid, syscall.SIGSTOP)
+		// The whole process group: the VMM and its transport plugin.
+		syscall.Kill(-p.dst.cmd.Process.Pid, syscall.SIGSTOP)
 		stoppedAt = time.Now()
 		for time.Since(stoppedAt) < 30*time.Second {
 			if p.src.state(t) == vmm.StateRunning {
@@ -242,7 +243,7 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
-	syscall.Kill(p.dst.cmd.Process.Pid, syscall.SIGCONT)
+	syscall.Kill(-p.dst.cmd.Process.Pid, syscall.SIGCONT)
 	if err == nil || rep.Status == engine.StatusCompleted {
 		t.Fatalf("migration to a stopped destination reported %s", rep.Status)
 	}
