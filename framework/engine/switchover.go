@@ -29,13 +29,13 @@ func (s *sender) switchOver(ctx context.Context) error {
 	} else {
 		err = fmt.Errorf("pause: %w", err)
 	}
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
+	}
 	if err == nil && s.opt.VerifyPages {
 		err = s.pageCheck(ctx)
 	}
 	if err != nil {
-		if sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
-		}
 		// A partial pause must not leave vCPUs stuck either.
 		if rerr := s.src.Resume(); rerr != nil {
 			s.opt.Log.Error("resume after failed migration", "err", rerr)
