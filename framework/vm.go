@@ -77,7 +77,9 @@ func (l Layout) Same(o Layout) error {
 //
 // The engine calls these from one goroutine, except Memory, whose result
 // it reads concurrently while the guest runs. Errors abort the migration;
-// the engine then resumes the VM if it paused it.
+// the engine then resumes the VM if it paused it, unless it had started
+// writing COMMIT: then the VM stays paused (handover unknown, see
+// engine.ErrHandoverUnknown) until the caller resolves it.
 type Source interface {
 	// RAM describes guest memory. It must not change during a migration.
 	RAM() Layout

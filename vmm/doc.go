@@ -12,7 +12,17 @@
 // (vCPUs, in-kernel irqchip, PIT and kvmclock, devices; not RAM). A VM
 // built with Config.Incoming has RAM, devices and parked vCPUs but no
 // kernel; once its RAM holds the source's, LoadState and Resume run the
-// guest on (incoming.go, loadstate.go).
+// guest on (incoming.go, loadstate.go). A migration's handover ends each
+// side in a state (handover.go):
+//
+//	source:       running ─► paused ─► migrated          (RUNNING came: quit it)
+//	                           ├──────► running           (failed: resumed)
+//	                           └──────► handover-unknown ─► running | migrated
+//	destination:  incoming ─► paused ─► running
+//	                           └──────► handover-unknown ─► running | discarded (until quit)
+//
+// handover-unknown is left only through migrate-resolve; pause and resume
+// refuse it, and no timer ends a VM that may hold the only copy of a guest.
 //
 // Run state: one lock serialises pause, resume, quit, state-save and
 // state-load, and a migration owns the VM from migrate-send or

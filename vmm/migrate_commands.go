@@ -29,6 +29,12 @@ type MigrateArgs struct {
 	MaxPasses     int            `json:"max_passes,omitempty"`
 	// VerifyPages turns on the engine's page-exact check (a test mode).
 	VerifyPages bool `json:"verify_pages,omitempty"`
+	// SwitchoverTimeoutMS bounds the switch-over (engine.Options.SwitchoverTimeout);
+	// both sides need the same value. 0: the engine's default.
+	SwitchoverTimeoutMS int64 `json:"switchover_timeout_ms,omitempty"`
+	// IncomingTimeoutMS bounds how long migrate-incoming waits for the
+	// source to connect; 0 waits until migrate-cancel.
+	IncomingTimeoutMS int64 `json:"incoming_timeout_ms,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
 }
@@ -37,16 +43,20 @@ type MigrateArgs struct {
 //
 //	migrate-send MigrateArgs     → starts sending this VM; poll migrate-status
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
-//	migrate-status               → Migration (progress, and the report when done)
-//	migrate-cancel               → cancels a running migration (the source keeps running)
+//	migrate-status               → Migration (progress, side, and the report when done)
+//	migrate-cancel               → cancels a running migration (the source keeps running,
+//	                               unless COMMIT was already written: then handover-unknown)
+//	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 //
 // From migrate-send or migrate-incoming accepted until the migration has
 // finished, the migration owns the VM: pause, resume, quit, state-save and
-// state-load are refused (runlock.go); status, migrate-status and
-// migrate-cancel work. migrate-status reports done only together with the
-// VM's final state (migrated, running, or stopped).
+// state-load are refused (runlock.go); status, migrate-status,
+// migrate-cancel and migrate-resolve work. migrate-status reports done
+// only together with the VM's final state (migrated, running,
+// handover-unknown or stopped).
 func (v *VM) serveMigration(s *control.Server) {
 	mg := &migration{}
+	v.serveResolve(s, mg)
 	s.Handle("migrate-send", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return v.startMigration(ctx, mg, raw, transport.RoleSend)
 	})
@@ -78,7 +88,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		return nil, err
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
-		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log}
+		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log,
+		SwitchoverTimeout: time.Duration(a.SwitchoverTimeoutMS) * time.Millisecond,
+		IncomingTimeout:   time.Duration(a.IncomingTimeoutMS) * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	own, err := v.claim(reqCtx, mg, role.String(), cancel, func(st State) error { return v.canMigrate(role, st) })
 	if err != nil {
@@ -88,7 +100,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	opt.Progress = mg.progress
 	tr, files, err := v.launchTransport(ctx, a, &opt)
 	if err != nil {
-		own.release(func() { mg.finish(engine.Report{Status: "failed", Error: err.Error()}) })
+		own.release(func() { mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{})) })
 		cancel()
 		return nil, err
 	}
@@ -132,6 +144,10 @@ func parseMigrateArgs(raw json.RawMessage) (MigrateArgs, error) {
 		return MigrateArgs{}, fmt.Errorf("max_downtime_ms %d out of range: 0 (the default) to %d", a.MaxDowntimeMS, maxDowntimeMS)
 	case a.MaxPasses < 0:
 		return MigrateArgs{}, fmt.Errorf("max_passes %d must not be negative (0 is the default)", a.MaxPasses)
+	case a.SwitchoverTimeoutMS < 0 || a.SwitchoverTimeoutMS > maxDowntimeMS:
+		return MigrateArgs{}, fmt.Errorf("switchover_timeout_ms %d out of range: 0 (the default) to %d", a.SwitchoverTimeoutMS, maxDowntimeMS)
+	case a.IncomingTimeoutMS < 0 || a.IncomingTimeoutMS > maxDowntimeMS:
+		return MigrateArgs{}, fmt.Errorf("incoming_timeout_ms %d out of range: 0 (the default) to %d", a.IncomingTimeoutMS, maxDowntimeMS)
 	}
 	return a, nil
 }
@@ -179,28 +195,39 @@ func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Opt
 // whoever sees the report sees the VM's final state, and no pause or
 // resume can slip in between.
 func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Role, rep engine.Report, err error) {
+	side := sideAfter(role, rep)
 	own.release(func() {
-		v.migrationDone(role, err)
-		mg.finish(rep)
+		v.migrationDone(role, side, err, func() { mg.finish(rep, side) })
 	})
 }
 
-// migrationDone applies the outcome: a source that handed its VM over
-// stays paused until quit (or stops by itself after a grace period); a
-// destination that failed exits with the error.
-func (v *VM) migrationDone(role transport.Role, err error) {
-	switch {
-	case role == transport.RoleSend && err == nil:
+// migrationDone applies the outcome, then records it (record) so that
+// migrate-status never reports a side before the VM is in its state. A
+// source that handed its VM over stays paused until quit, for as long as
+// that takes: nothing here stops it. A handover-unknown leaves the VM
+// paused on either side until migrate-resolve. A destination that failed
+// exits with the error.
+func (v *VM) migrationDone(role transport.Role, side Side, err error, record func()) {
+	switch side {
+	case SideMigrated:
 		v.setStateIf(StatePaused, StateMigrated)
-		v.log.Info("migration completed: the VM now runs on the destination")
-		time.AfterFunc(time.Minute, v.Stop) // nobody asked for the report: go anyway
-	case role == transport.RoleSend:
-		v.log.Warn("migration failed; the VM keeps running here", "err", err)
-	case err != nil:
+		v.log.Info("migration completed: the VM now runs on the destination; paused here until quit")
+	case SideUnknown:
+		v.setStateIf(StatePaused, StateHandoverUnknown)
+		v.log.Error("handover unknown: the VM stays paused here until migrate-resolve (see docs/HANDOVER.md)",
+			"role", role.String(), "err", err)
+	case SideFailed:
+		record()
 		v.finish(1, fmt.Errorf("incoming migration failed: %w", err))
-	default:
-		v.log.Info("incoming migration completed: the VM runs here")
+		return
+	case SideRunning:
+		if role == transport.RoleSend {
+			v.log.Warn("migration failed; the VM keeps running here", "err", err)
+		} else {
+			v.log.Info("incoming migration completed: the VM runs here")
+		}
 	}
+	record()
 }
 
 // hclogFor adapts the VMM's slog logger for go-plugin.

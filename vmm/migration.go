@@ -79,8 +79,12 @@ func (m migrationVM) LoadState(ctx context.Context, b []byte) error {
 
 // Migration is the state of the VM's current or last migration.
 type Migration struct {
-	Role     string          `json:"role"` // send or receive
-	Done     bool            `json:"done"`
+	Role string `json:"role"` // send or receive
+	Done bool   `json:"done"`
+	// Side is where this VMM stands: migrating until the engine is done,
+	// then running, migrated, failed or handover-unknown; migrate-resolve
+	// moves handover-unknown on.
+	Side     Side            `json:"side"`
 	Progress engine.Progress `json:"progress"`
 	Report   *engine.Report  `json:"report,omitempty"`
 }
@@ -111,7 +115,7 @@ func (mg *migration) begin(role string, cancel context.CancelFunc) error {
 	if mg.cur != nil && !mg.cur.Done {
 		return fmt.Errorf("a migration (%s) is already running", mg.cur.Role)
 	}
-	mg.cur, mg.cancel, mg.done = &Migration{Role: role}, cancel, make(chan struct{})
+	mg.cur, mg.cancel, mg.done = &Migration{Role: role, Side: SideMigrating}, cancel, make(chan struct{})
 	return nil
 }
 
@@ -121,9 +125,9 @@ func (mg *migration) progress(p engine.Progress) {
 	mg.mu.Unlock()
 }
 
-func (mg *migration) finish(rep engine.Report) {
+func (mg *migration) finish(rep engine.Report, side Side) {
 	mg.mu.Lock()
-	mg.cur.Done, mg.cur.Report = true, &rep
+	mg.cur.Done, mg.cur.Report, mg.cur.Side = true, &rep, side
 	close(mg.done)
 	mg.mu.Unlock()
 }

@@ -74,6 +74,12 @@ func stateRefusal(st State, cmd string) error {
 	switch {
 	case st == StateMigrated && cmd != "quit":
 		return errHandedOver(cmd)
+	case st == StateHandoverUnknown:
+		// Paused, and perhaps the only copy of the guest: quit too would lose it.
+		return fmt.Errorf("the handover of this VM is unknown (state %s): %s is refused; "+
+			"run migrate -resolve -config JOB, or migrate-resolve on both sides (docs/HANDOVER.md)", st, cmd)
+	case st == StateDiscarded && cmd != "quit":
+		return fmt.Errorf("this incoming VM was discarded (the guest runs on the source): %s is refused; quit ends this VMM", cmd)
 	}
 	return nil
 }

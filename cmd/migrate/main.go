@@ -1,18 +1,23 @@
 // Command migrate runs a live migration described by a job file:
 //
 //	migrate -config job.hcl [-json]
+//	migrate -resolve -config job.hcl
 //
 // It validates the job (HCL diagnostics with file:line:col), checks the
 // transport block against the schema the transport plugin reports, tells
 // the destination VMM to listen and the source VMM to send (through their
-// control sockets), shows progress, and ends with a report. Ctrl-C cancels:
-// the source keeps running.
+// control sockets), shows progress, and ends with a report.
+//
+// Ctrl-C or SIGTERM cancels in every phase: the source keeps running and
+// the destination is cancelled (it exits); a second signal ends migrate at
+// once. If the handover ends unknown (docs/HANDOVER.md), migrate resolves
+// it at once: it asks both VMMs and runs the guest on exactly one of them.
+// -resolve does only that, for when an earlier migrate could not.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,12 +42,16 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	verify := fs.Bool("verify-pages", false, "test mode: compare a hash of every page on both sides before the destination runs")
 	pluginDir := fs.String("plugin-dir", "", "where plugins live (default: the job's plugin_dir, else plugins/ beside this binary)")
+	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages]")
+		fmt.Fprintln(stderr, "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages]\n       migrate -resolve -config job.hcl")
 		return 2
+	}
+	if *resolveOnly {
+		return resolveMain(*cfgPath, stdout, stderr)
 	}
 	j, plugins, code := loadJob(*cfgPath, *pluginDir, stderr)
 	if j == nil {
@@ -50,7 +59,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := run(ctx, j, plugins, *verify, newProgress(stderr))
+	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
+	rep, err := run(ctx, j, plugins, *verify, newProgress(stderr), stderr)
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
@@ -64,65 +74,134 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 // report is what migrate prints: the source's engine report plus what
-// the destination saw.
+// the destination saw, and how an unknown handover was resolved.
 type report struct {
 	engine.Report
 	Destination *engine.Report `json:"destination,omitempty"`
+	// Resolved says where the guest runs after a handover-unknown was
+	// resolved: "destination" or "source"; empty if nothing was resolved.
+	Resolved string `json:"resolved,omitempty"`
+}
+
+// callControl is one control call under ctx.
+func callControl(ctx context.Context, sock, cmd string, args, res any) error {
+	return control.Call(ctx, sock, cmd, args, res)
+}
+
+// cancelMigration asks sock to cancel its migration; it is not cancelled
+// by Ctrl-C, it is what Ctrl-C does.
+func cancelMigration(sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	callControl(ctx, sock, "migrate-cancel", nil, nil)
 }
 
 // run drives both VMMs through one migration.
-func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progress) (report, error) {
-	rep := report{Report: engine.Report{Status: "failed"}}
+func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progress, log io.Writer) (report, error) {
+	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := vmm.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
+		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
 		VerifyPages: verify, Hints: hintArgs(j, p)}
 	call := func(sock, cmd string, a, res any) error {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return control.Call(cctx, sock, cmd, a, res)
+		return callControl(cctx, sock, cmd, a, res)
 	}
+	rs := newResolver(j, log)
 	if err := call(j.Destination.Control, "migrate-incoming", args, nil); err != nil {
 		rep.Error = err.Error()
+		rs.cleanup()
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}
 	if err := call(j.Source.Control, "migrate-send", args, nil); err != nil {
-		call(j.Destination.Control, "migrate-cancel", nil, nil) // nothing will connect to it; it exits (quit is refused while it waits)
 		rep.Error = err.Error()
+		cancelMigration(j.Source.Control) // in case the call got through after all
+		cancelMigration(j.Destination.Control)
+		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
-	src, err := follow(ctx, j.Source.Control, call, prog)
+	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second)
 	prog.finish()
 	if src.Report != nil {
 		rep.Report = *src.Report
 	}
 	if err != nil {
 		rep.Error = err.Error()
+		rs.cleanup()
 		return rep, err
 	}
-	dst, derr := follow(context.WithoutCancel(ctx), j.Destination.Control, call, nil)
+	switch rep.Status {
+	case engine.StatusCompleted:
+		return finishCompleted(j, rep)
+	case engine.StatusHandoverUnknown:
+		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
+		v, rerr := rs.resolve()
+		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source"}[v]
+		if v == verdictMoved {
+			return finishCompleted(j, rep)
+		}
+		if rerr != nil {
+			return rep, rerr
+		}
+		return rep, fmt.Errorf("migration failed in the handover: %s (resolved: the guest runs on the source)", rep.Error)
+	}
+	rs.cleanup()
+	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
+}
+
+// finishCompleted collects the destination's report and ends the source,
+// whose guest now runs on the destination.
+func finishCompleted(j *job.Job, rep report) (report, error) {
+	dst, derr := waitDone(j.Destination.Control, 30*time.Second)
 	if dst.Report != nil {
 		rep.Destination = dst.Report
 	}
-	if rep.Status != "completed" {
-		return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
+	if derr == nil && dst.Side != vmm.SideRunning {
+		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	if derr != nil || dst.Report == nil || dst.Report.Status != "completed" {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	callControl(ctx, j.Source.Control, "quit", nil, nil) // the VM lives on the destination now
+	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}
-	call(j.Source.Control, "quit", nil, nil) // the VM lives on the destination now
 	return rep, nil
 }
 
-// follow polls migrate-status until the migration is done; on ctx's end it
-// cancels the migration once and keeps following until it stopped.
-func follow(ctx context.Context, sock string, call func(string, string, any, any) error, prog *progress) (vmm.Migration, error) {
+// waitDone polls migrate-status until the migration is done, for at most
+// d; unlike follow it never cancels anything.
+func waitDone(sock string, d time.Duration) (vmm.Migration, error) {
+	var st vmm.Migration
+	for end := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := callControl(ctx, sock, "migrate-status", nil, &st)
+		cancel()
+		switch {
+		case err != nil:
+			return st, fmt.Errorf("%s: %w", sock, err)
+		case st.Done:
+			return st, nil
+		case time.Now().After(end):
+			return st, fmt.Errorf("%s: the migration is not done after %v", sock, d)
+		}
+	}
+}
+
+// follow polls migrate-status until the migration is done. When ctx ends
+// it cancels the migration once and keeps following for at most grace
+// (0: until done).
+func follow(ctx context.Context, sock string, prog *progress, grace time.Duration) (vmm.Migration, error) {
 	var st vmm.Migration
 	cancelled := false
+	var deadline time.Time
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.Now().Add(24 * time.Hour)
-	for time.Now().Before(deadline) {
-		if err := call(sock, "migrate-status", nil, &st); err != nil {
+	for {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := callControl(sctx, sock, "migrate-status", nil, &st)
+		cancel()
+		if err != nil {
 			return st, fmt.Errorf("%s: %w", sock, err)
 		}
 		if prog != nil {
@@ -132,19 +211,28 @@ func follow(ctx context.Context, sock string, call func(string, string, any, any
 			return st, nil
 		}
 		if ctx.Err() != nil && !cancelled {
-			cancelled = true
-			call(sock, "migrate-cancel", nil, nil)
+			cancelled, deadline = true, time.Now().Add(grace)
+			cancelMigration(sock)
+		}
+		if cancelled && grace > 0 && time.Now().After(deadline) {
+			return st, fmt.Errorf("%s: the migration did not stop within %v of the cancel", sock, grace)
+		}
+		done := ctx.Done()
+		if cancelled {
+			done = nil // cancelled once; now only the ticker paces the polls
 		}
 		select {
 		case <-tick.C:
-		case <-ctx.Done():
+		case <-done:
 		}
 	}
-	return st, errors.New("migration did not finish within 24 hours")
 }
 
 func printReport(w io.Writer, r report) {
 	fmt.Fprintf(w, "status        %s\n", r.Status)
+	if r.Resolved != "" {
+		fmt.Fprintf(w, "resolved      the guest runs on the %s\n", r.Resolved)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "error         %s\n", r.Error)
 	}

@@ -1,23 +1,53 @@
 // Package engine is Ferry's pre-copy migration engine: Send runs on the
 // source beside a framework.Source, Receive on the destination beside a
-// framework.Target, and a transport.Transport connects them.
+// framework.Target, and a transport.Transport connects them. Protocol 2:
 //
 //	source (Send)                                   destination (Receive)
-//	HELLO(layout) ───────────────────────────────►  check layout
+//	                                                wait ≤ IncomingTimeout for a source
+//	HELLO(v2, layout) ───────────────────────────►  check version and layout
 //	              ◄─────────────────────────────── READY (or ABORT: reason)
 //	dirty log on; pass 1: every page (bulk)
 //	pass n: pages dirtied during pass n-1 ══ pages ═► written into guest RAM
 //	  Flush after every pass (pass n+1 never overtakes pass n)
 //	until estimated downtime <= max_downtime or max_passes:
-//	pause; final sync; last pass; Flush
-//	STATE(blob, chunked) ────────────────────────►  LoadState
-//	              ◄─────────────────────────────── LOADED (or ABORT: reason)
+//	pause ┐ final sync; last pass; Flush          │
+//	      │ STATE(blob, chunked) ─────────────────►  LoadState
+//	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
+//	                                                          covers pause..LOADED)
 //	COMMIT ──────────────────────────────────────►  Resume
-//	source stays paused: the VM lives on the destination
+//	              ◄─────────────────────────────── RUNNING (or ABORT: will not run)
+//	source stays paused for good: the VM lives on the destination
 //
-// Any failure before LOADED arrives resumes the source as if nothing had
-// happened and sends ABORT; the destination then fails with a clear error.
+// Handover states (type Handover, one transition table: handoverNext):
+//
+//	source:       live ─► switchover ─► committing ─► completed
+//	                │          │             ├──────► handover-unknown
+//	                └──────────┴─────────────┴──────► failed (the source resumed)
+//	destination:  waiting ─► receiving ─► loaded ─► running
+//	                │            │           ├────► handover-unknown
+//	                └────────────┴───────────┴────► failed (never runs; ABORT sent)
+//
+// What each side does when something fails:
+//   - source, before it starts writing COMMIT (pause, final pass, state,
+//     LOADED, page check, or the switch-over deadline): resumes the VM and
+//     sends ABORT. An ABORT in answer to COMMIT (the destination's vCPUs
+//     would not run) resumes it too.
+//   - source, after it started writing COMMIT and before RUNNING (broken
+//     stream, SwitchoverTimeout, cancel): handover-unknown, VM paused.
+//   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
+//     silent stream (SwitchoverTimeout) without COMMIT or ABORT:
+//     handover-unknown, VM paused.
+//
+// handover-unknown is final for the engine: Send and Receive return an
+// error wrapping ErrHandoverUnknown and never resume or discard the VM on
+// their own. Whoever drives the migration asks both sides and resumes
+// exactly one (the VMM's migrate-resolve; docs/HANDOVER.md).
+//
 // Zero pages go as zero runs, never as 4 KiB each: holes in the source's
 // memory files are found with SEEK_DATA, populated pages are checked word
 // by word.
+//
+// What it cannot do: tell a destination that is merely slow from one that
+// is gone (both are bounded by the deadlines above), or resolve an unknown
+// handover by itself: only someone who can reach both sides can.
 package engine

@@ -15,7 +15,7 @@ import (
 )
 
 // memfdRAM is guest RAM in a memfd, mapped, for fakes.
-func memfdRAM(t *testing.T, size int) (int, []byte) {
+func memfdRAM(t testing.TB, size int) (int, []byte) {
 	fd, err := unix.MemfdCreate("test-ram", unix.MFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -34,24 +34,25 @@ func memfdRAM(t *testing.T, size int) (int, []byte) {
 // fakeVM is a Source or Target over memfd RAM with a software dirty log:
 // the test's "guest" writes through Write, which marks pages.
 type fakeVM struct {
-	t      *testing.T
+	t      testing.TB
 	layout framework.Layout
 	mem    []byte // whole memfd; regions are contiguous in it
 
-	mu       sync.Mutex
-	logging  bool
-	dirty    *bitmap.Bitmap
-	paused   bool
-	resumed  int
-	state    []byte
-	loaded   []byte
-	failSave error
-	failLoad error
-	onSync   func(n int) // called after each SyncDirtyLog (n-th)
-	syncs    int
+	mu         sync.Mutex
+	logging    bool
+	dirty      *bitmap.Bitmap
+	paused     bool
+	resumed    int
+	state      []byte
+	loaded     []byte
+	failSave   error
+	failLoad   error
+	failResume error       // the destination's vCPUs will not run
+	onSync     func(n int) // called after each SyncDirtyLog (n-th)
+	syncs      int
 }
 
-func newFakeVM(t *testing.T, regions ...[2]uint64) *fakeVM {
+func newFakeVM(t testing.TB, regions ...[2]uint64) *fakeVM {
 	var total uint64
 	for _, r := range regions {
 		total += r[1]
@@ -94,6 +95,10 @@ func (v *fakeVM) Pause(context.Context) error {
 }
 func (v *fakeVM) Resume() error {
 	v.mu.Lock()
+	if v.failResume != nil {
+		v.mu.Unlock()
+		return v.failResume
+	}
 	v.paused = false
 	v.resumed++
 	v.mu.Unlock()
@@ -134,12 +139,23 @@ type pipe struct {
 	mu           sync.Mutex
 	stats        transport.Stats
 	failPages    func(runs []transport.PageRun) error // injected failure
+	// filter sees every message before it travels (toDst: source →
+	// destination); drop loses it, cut then breaks the connection.
+	filter     func(toDst bool, m transport.Message) (drop, cut bool)
+	stallFlush func() bool   // true: this Flush blocks until its ctx ends
+	stallOpen  bool          // the receiving Open waits for a source that never comes
+	broken     chan struct{} // closed when the connection is cut
+	cutOnce    sync.Once
 }
 
 func newPipe(src, dst *fakeVM) (*pipeEnd, *pipeEnd) {
-	p := &pipe{toDst: make(chan transport.Message, 64), toSrc: make(chan transport.Message, 64), src: src, dst: dst}
+	p := &pipe{toDst: make(chan transport.Message, 64), toSrc: make(chan transport.Message, 64), src: src, dst: dst,
+		broken: make(chan struct{})}
 	return &pipeEnd{p: p, send: true}, &pipeEnd{p: p}
 }
+
+// cut breaks the connection: every Send and Recv fails from now on.
+func (p *pipe) cut() { p.cutOnce.Do(func() { close(p.broken) }) }
 
 type pipeEnd struct {
 	p      *pipe
@@ -151,9 +167,13 @@ func (e *pipeEnd) Info(context.Context) (transport.Info, error) {
 	return transport.Info{Name: "pipe"}, nil
 }
 func (e *pipeEnd) Schema(context.Context) (transport.Schema, error) { return nil, nil }
-func (e *pipeEnd) Open(_ context.Context, req transport.OpenRequest) error {
+func (e *pipeEnd) Open(ctx context.Context, req transport.OpenRequest) error {
 	if (req.Role == transport.RoleSend) != e.send || len(req.Files) == 0 {
 		return fmt.Errorf("pipe: bad open %+v", req.Role)
+	}
+	if !e.send && e.p.stallOpen {
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	return nil
 }
@@ -179,15 +199,36 @@ func (e *pipeEnd) SendPages(_ context.Context, runs []transport.PageRun) error {
 	}
 	return nil
 }
-func (e *pipeEnd) Flush(context.Context) error { return nil }
+func (e *pipeEnd) Flush(ctx context.Context) error {
+	if e.p.stallFlush != nil && e.p.stallFlush() {
+		<-ctx.Done() // a destination that stopped reading
+		return ctx.Err()
+	}
+	return nil
+}
 func (e *pipeEnd) SendMessage(ctx context.Context, m transport.Message) error {
 	ch := e.p.toSrc
 	if e.send {
 		ch = e.p.toDst
 	}
+	if e.p.filter != nil {
+		if drop, cut := e.p.filter(e.send, m); drop {
+			if cut {
+				e.p.cut()
+			}
+			return nil // written, as far as the sender can tell
+		}
+	}
+	select {
+	case <-e.p.broken:
+		return transport.ErrClosed
+	default:
+	}
 	select {
 	case ch <- m:
 		return nil
+	case <-e.p.broken:
+		return transport.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -198,8 +239,15 @@ func (e *pipeEnd) RecvMessage(ctx context.Context) (transport.Message, error) {
 		ch = e.p.toSrc
 	}
 	select {
+	case <-e.p.broken:
+		return transport.Message{}, transport.ErrClosed
+	default:
+	}
+	select {
 	case m := <-ch:
 		return m, nil
+	case <-e.p.broken:
+		return transport.Message{}, transport.ErrClosed
 	case <-ctx.Done():
 		return transport.Message{}, ctx.Err()
 	}

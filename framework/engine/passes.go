@@ -58,72 +58,6 @@ func (s *sender) estimateDowntime(n uint64) time.Duration {
 	return overhead + time.Duration(float64(n)/rate*float64(time.Second))
 }
 
-// switchOver pauses the VM, sends the last pages and the state, and waits
-// for the destination's LOADED. It reports whether COMMIT went out (from
-// then on the VM belongs to the destination).
-func (s *sender) switchOver(ctx context.Context) (bool, error) {
-	s.phase = PhaseStop
-	paused := time.Now()
-	if err := s.src.Pause(ctx); err != nil {
-		s.src.Resume() // a partial pause must not leave vCPUs stuck
-		return false, fmt.Errorf("pause: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			if err := s.src.Resume(); err != nil {
-				s.opt.Log.Error("resume after failed migration", "err", err)
-			}
-		}
-	}()
-	if err := s.sync(s.pending); err != nil {
-		return false, fmt.Errorf("final %w", err)
-	}
-	if err := s.sendPass(ctx, s.pending, false); err != nil {
-		return false, err
-	}
-	s.phase = PhaseState
-	state, err := s.src.SaveState(ctx)
-	if err != nil {
-		return false, fmt.Errorf("save state: %w", err)
-	}
-	s.rep.StateBytes = len(state)
-	for off := 0; off < len(state) || off == 0; off += stateChunk {
-		end := min(off+stateChunk, len(state))
-		chunk := encodeStateChunk(uint64(len(state)), uint64(off), state[off:end])
-		if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgState, Payload: chunk}); err != nil {
-			return false, fmt.Errorf("send state: %w", err)
-		}
-		if end == len(state) {
-			break
-		}
-	}
-	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := s.await(lctx, msgLoaded); err != nil {
-		return false, fmt.Errorf("waiting for the destination to load: %w", err)
-	}
-	s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
-	if s.opt.VerifyPages {
-		verifyStart := time.Now()
-		if err := s.sendHashes(ctx); err != nil {
-			return false, fmt.Errorf("send page hashes: %w", err)
-		}
-		if err := s.awaitVerified(ctx); err != nil {
-			return false, err
-		}
-		s.rep.PagesChecked = s.layout.Pages()
-		s.rep.VerifyMS = time.Since(verifyStart).Milliseconds()
-	}
-	// The destination has everything. From COMMIT on, it owns the VM.
-	committed = true
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgCommit}); err != nil {
-		return true, fmt.Errorf("send COMMIT (the destination holds the complete VM, paused; the source stays paused): %w", err)
-	}
-	s.rep.Passes = s.pass + 1
-	return true, nil
-}
-
 // sendPass sends every page set in set: zero runs as markers, the rest as
 // data; it ends with a Flush so the next pass cannot overtake it.
 func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) error {
@@ -304,8 +238,10 @@ func (s *sender) throttle(ctx context.Context) error {
 func (s *sender) progress() {
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
 		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.rate * framework.PageSize,
-		EstDowntime: s.estimate, Elapsed: time.Since(s.start), TotalPages: s.layout.Pages()}
-	if st, err := s.tr.Stats(context.Background()); err == nil {
+		EstDowntime: s.estimate, Elapsed: time.Since(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // a hung plugin costs the figure, not the migration
+	defer cancel()
+	if st, err := s.tr.Stats(ctx); err == nil {
 		p.BytesWire = st.BytesWire
 	}
 	s.opt.Progress(p)

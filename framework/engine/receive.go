@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,64 +10,92 @@ import (
 )
 
 // Receive accepts one incoming migration into dst through tr, which must
-// not be open yet: it waits for the source, checks that both sides have
-// the same RAM layout, lets the transport write pages, loads the state and,
-// once the source committed, resumes the VM. Any error leaves dst not
-// running; the caller should then discard it.
+// not be open yet: it waits for the source (at most IncomingTimeout),
+// checks that both sides have the same RAM layout, lets the transport
+// write pages, loads the state and answers LOADED; on COMMIT it resumes
+// the VM and answers RUNNING.
+//
+// A failure before LOADED, an ABORT, or a VM that will not resume leaves
+// dst not running and tells the source (ABORT); the caller should then
+// discard dst. If the stream ends (or goes quiet for SwitchoverTimeout)
+// after LOADED and before COMMIT, the source may have written COMMIT:
+// Receive leaves dst paused and returns an error wrapping
+// ErrHandoverUnknown. The caller must then neither resume nor discard
+// dst until the source was asked (docs/HANDOVER.md).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	start := time.Now()
 	var rep Report
 	layout := dst.RAM()
-	err := receive(ctx, dst, tr, opt, layout, &rep, start)
+	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
+	r.ho.h = HandoverWaiting
+	err := r.run(ctx, &rep)
+	if err != nil && !r.ho.get().Final() {
+		_ = r.ho.move(HandoverFailed)
+	}
+	rep.Handover = r.ho.get()
 	rep.TotalMS = time.Since(start).Milliseconds()
 	rep.TotalPages = layout.Pages()
-	switch {
-	case err == nil:
-		rep.Status = "completed"
-	case errors.Is(err, context.Canceled):
-		rep.Status, rep.Error = "cancelled", err.Error()
-	default:
-		rep.Status, rep.Error = "failed", err.Error()
+	rep.Status = status(err)
+	if err != nil {
+		rep.Error = err.Error()
 	}
 	opt.Progress(Progress{Phase: PhaseDone, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
-		PagesZero: rep.PagesZero, Elapsed: time.Since(start), TotalPages: rep.TotalPages})
+		PagesZero: rep.PagesZero, Elapsed: time.Since(start), TotalPages: rep.TotalPages, Handover: rep.Handover})
 	return rep, err
 }
 
-func receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options,
-	layout framework.Layout, rep *Report, start time.Time) error {
-	if err := layout.Check(); err != nil {
+func (r *receiver) run(ctx context.Context, rep *Report) error {
+	if err := r.layout.Check(); err != nil {
 		return err
 	}
-	files, ram, err := RAMFiles(layout)
+	files, ram, err := RAMFiles(r.layout)
 	if err != nil {
 		return err
 	}
 	defer closeFiles(files)
-	opt.Progress(Progress{Phase: PhaseWaiting, TotalPages: layout.Pages()})
-	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: opt.Transport, RAM: ram, Files: files}); err != nil {
-		return fmt.Errorf("open transport: %w", err)
+	r.progress(PhaseWaiting)
+	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files}); err != nil {
+		return err
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if st, err := tr.Stats(sctx); err == nil {
+		if st, err := r.tr.Stats(sctx); err == nil {
 			rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
 		}
 		cancel()
-		tr.Close()
+		r.tr.Close()
 	}()
-	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
 	err = r.loop(ctx)
 	if r.check != nil {
 		r.check.close()
 	}
-	if err != nil && !r.abortedBySource {
+	if err != nil && !r.abortedBySource && r.ho.get() != HandoverUnknown {
+		// This side will never run the VM: the source may resume.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(err.Error())})
+		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(err.Error())})
 		cancel()
 	}
 	return err
+}
+
+// open opens the transport, waiting at most IncomingTimeout for a source.
+func (r *receiver) open(ctx context.Context, req transport.OpenRequest) error {
+	octx := ctx
+	if r.opt.IncomingTimeout > 0 {
+		var cancel context.CancelFunc
+		octx, cancel = context.WithTimeout(ctx, r.opt.IncomingTimeout)
+		defer cancel()
+	}
+	err := r.tr.Open(octx, req)
+	switch {
+	case err == nil:
+		return nil
+	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
+		return fmt.Errorf("no source connected within incoming_timeout %v (is the source's transport address right?): %w",
+			r.opt.IncomingTimeout, err)
+	}
+	return fmt.Errorf("open transport: %w", err)
 }
 
 type receiver struct {
@@ -80,17 +107,26 @@ type receiver struct {
 	state           []byte
 	stateGot        uint64
 	check           *checker // page-exact check in progress
-	helloSeen       bool
-	loaded          bool
+	ho              handoverState
 	abortedBySource bool
 }
 
-// loop handles the source's messages until COMMIT (nil) or a failure.
+func (r *receiver) progress(phase string) {
+	r.opt.Progress(Progress{Phase: phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
+}
+
+// loop handles the source's messages until the VM runs (nil) or a
+// failure. Once LOADED is out, a silent or broken stream makes the
+// handover unknown.
 func (r *receiver) loop(ctx context.Context) error {
 	for {
-		m, err := r.tr.RecvMessage(ctx)
+		m, err := r.recv(ctx)
 		if err != nil {
-			return fmt.Errorf("migration stream: %w", err)
+			err = fmt.Errorf("migration stream: %w", err)
+			if r.ho.get() == HandoverLoaded {
+				return r.unknown(err)
+			}
+			return err
 		}
 		done, err := r.handle(ctx, m)
 		if err != nil || done {
@@ -99,34 +135,81 @@ func (r *receiver) loop(ctx context.Context) error {
 	}
 }
 
+// recv waits for the next message; after LOADED at most SwitchoverTimeout.
+func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
+	if r.ho.get() != HandoverLoaded {
+		return r.tr.RecvMessage(ctx)
+	}
+	rctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	defer cancel()
+	return r.tr.RecvMessage(rctx)
+}
+
+// unknown records that the source may or may not have committed: the VM
+// stays paused here.
+func (r *receiver) unknown(cause error) error {
+	if err := r.ho.move(HandoverUnknown); err != nil {
+		return err
+	}
+	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
+	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
+}
+
+// handle applies one message from the source. It reports done once the
+// VM runs; an error ends the migration (the caller tells the source).
 func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
-	switch {
+	switch h := r.ho.get(); {
 	case m.Kind == msgAbort:
 		r.abortedBySource = true
 		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
-	case m.Kind == msgHello && !r.helloSeen:
-		h, err := decodeHello(m.Payload)
-		if err != nil {
-			return false, err
-		}
-		if err := r.layout.Same(h.layout()); err != nil {
-			return false, fmt.Errorf("the source's RAM layout does not match this VM's: %w "+
-				"(start the destination with the same memory size as the source)", err)
-		}
-		r.helloSeen = true
-		r.opt.Progress(Progress{Phase: PhaseBulk, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start)})
-		return false, r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
-	case m.Kind == msgState && r.helloSeen && !r.loaded:
+	case m.Kind == msgHello && h == HandoverWaiting:
+		return false, r.hello(ctx, m.Payload)
+	case m.Kind == msgState && h == HandoverReceiving:
 		return false, r.stateChunk(ctx, m.Payload)
-	case m.Kind == msgHashes && r.loaded:
+	case m.Kind == msgHashes && h == HandoverLoaded:
 		return false, r.hashes(ctx, m.Payload)
-	case m.Kind == msgCommit && r.loaded:
-		if err := r.dst.Resume(); err != nil {
-			return false, fmt.Errorf("resume the migrated VM: %w", err)
-		}
-		return true, nil
+	case m.Kind == msgCommit && h == HandoverLoaded:
+		return true, r.commit(ctx)
 	}
-	return false, fmt.Errorf("%w: unexpected message %d (hello=%v loaded=%v)", errMalformed, m.Kind, r.helloSeen, r.loaded)
+	return false, fmt.Errorf("%w: unexpected message %d in handover state %s", errMalformed, m.Kind, r.ho.get())
+}
+
+// hello checks the source's layout and answers READY.
+func (r *receiver) hello(ctx context.Context, payload []byte) error {
+	h, err := decodeHello(payload)
+	if err != nil {
+		return err
+	}
+	if err := r.layout.Same(h.layout()); err != nil {
+		return fmt.Errorf("the source's RAM layout does not match this VM's: %w "+
+			"(start the destination with the same memory size as the source)", err)
+	}
+	if err := r.ho.move(HandoverReceiving); err != nil {
+		return err
+	}
+	r.progress(PhaseBulk)
+	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
+}
+
+// commit runs the VM and answers RUNNING. If the VM will not resume, the
+// migration fails here (and the source, told by ABORT, resumes). A lost
+// RUNNING is the source's problem to resolve: the VM runs here.
+func (r *receiver) commit(ctx context.Context) error {
+	if err := r.dst.Resume(); err != nil {
+		if merr := r.ho.move(HandoverFailed); merr != nil {
+			return merr
+		}
+		return fmt.Errorf("resume the migrated VM: %w", err)
+	}
+	if err := r.ho.move(HandoverRunning); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	defer cancel()
+	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgRunning}); err != nil {
+		r.opt.Log.Warn("the VM runs here, but RUNNING did not reach the source; it stays paused until resolved", "err", err)
+	}
+	return nil
 }
 
 // stateChunk collects the state blob; when complete it loads it and
@@ -138,7 +221,7 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	}
 	if r.state == nil {
 		r.state = make([]byte, total)
-		r.opt.Progress(Progress{Phase: PhaseState, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start)})
+		r.progress(PhaseState)
 	}
 	if uint64(len(r.state)) != total || off != r.stateGot {
 		return fmt.Errorf("%w: STATE chunk at %d of %d, expected %d of %d", errMalformed, off, total, r.stateGot, len(r.state))
@@ -151,8 +234,14 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	if err := r.dst.LoadState(ctx, r.state); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
-	r.loaded = true
-	return r.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded})
+	// From the first byte of LOADED on, the source may commit.
+	if err := r.ho.move(HandoverLoaded); err != nil {
+		return err
+	}
+	if err := r.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
+		return r.unknown(fmt.Errorf("send LOADED: %w", err))
+	}
+	return nil
 }
 
 // hashes checks a chunk of the source's page hashes; after the last one

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -26,6 +28,17 @@ type Options struct {
 	// engine asks them in every live pass and closes their windows (final)
 	// when Send returns, whatever happened.
 	Hints []HintSource
+	// SwitchoverTimeout bounds the switch-over: from the pause through
+	// the final pass, its Flush, the state and the destination's LOADED.
+	// When it passes, the source aborts and resumes. It also bounds the
+	// wait for RUNNING after COMMIT (then the handover is unknown, never
+	// resumed) and, on the destination, the wait for COMMIT after LOADED.
+	// The page check (VerifyPages) is not under it. Default 5 s.
+	SwitchoverTimeout time.Duration
+	// IncomingTimeout bounds how long Receive waits for a source to
+	// connect (the transport's Open); the transport then stops listening.
+	// 0 waits until ctx ends.
+	IncomingTimeout time.Duration
 	// Transport configures the transport (decoded from the job).
 	Transport transport.Config
 	// Progress receives events from the engine's goroutine; keep it quick.
@@ -37,6 +50,9 @@ func (o *Options) defaults() {
 	if o.MaxDowntime <= 0 {
 		o.MaxDowntime = 300 * time.Millisecond
 	}
+	if o.SwitchoverTimeout <= 0 {
+		o.SwitchoverTimeout = DefaultSwitchoverTimeout
+	}
 	if o.MaxPasses <= 0 {
 		o.MaxPasses = 30
 	}
@@ -47,6 +63,19 @@ func (o *Options) defaults() {
 		o.Progress = func(Progress) {}
 	}
 }
+
+// DefaultSwitchoverTimeout is Options.SwitchoverTimeout when unset.
+const DefaultSwitchoverTimeout = 5 * time.Second
+
+// Report.Status values.
+const (
+	StatusCompleted = "completed" // source: RUNNING arrived; destination: the VM runs
+	StatusFailed    = "failed"    // the source runs the VM, the destination never will
+	StatusCancelled = "cancelled" // as failed, on the caller's request
+	// StatusHandoverUnknown: the VM is paused on this side and the other
+	// side may run it; resolve it (docs/HANDOVER.md). Never on its own.
+	StatusHandoverUnknown = "handover-unknown"
+)
 
 // Phases reported in Progress.Phase.
 const (
@@ -72,12 +101,14 @@ type Progress struct {
 	EstDowntime  time.Duration `json:"est_downtime_ns"`
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	TotalPages   uint64        `json:"total_pages"`
+	Handover     Handover      `json:"handover,omitempty"`
 }
 
 // Report is the outcome of one migration, on either side.
 type Report struct {
-	Status       string            `json:"status"` // completed, failed, cancelled
+	Status       string            `json:"status"` // Status*: completed, failed, cancelled, handover-unknown
 	Error        string            `json:"error,omitempty"`
+	Handover     Handover          `json:"handover,omitempty"` // this side's last handover state
 	TotalMS      int64             `json:"total_ms"`
 	DowntimeMS   int64             `json:"downtime_ms"` // pause until the destination loaded the state
 	BytesWire    uint64            `json:"bytes_wire"`
@@ -93,4 +124,17 @@ type Report struct {
 	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: not compared
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
+}
+
+// status is Report.Status for Send's or Receive's error.
+func status(err error) string {
+	switch {
+	case err == nil:
+		return StatusCompleted
+	case errors.Is(err, ErrHandoverUnknown):
+		return StatusHandoverUnknown
+	case errors.Is(err, context.Canceled):
+		return StatusCancelled
+	}
+	return StatusFailed
 }

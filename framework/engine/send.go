@@ -40,15 +40,24 @@ type sender struct {
 	gen       uint64         // dirty syncs so far: the current hint generation
 	freeSent  *bitmap.Bitmap // pages whose last send was a skip on a free/unused hint
 	hints     *hinter
+	ho        handoverState
 }
 
-// Send migrates src's VM through tr, which must not be open yet. On
-// success the VM stays paused (it now runs on the destination) and the
-// caller should end it; on any failure before the destination confirmed
-// the load, Send resumes the VM and returns the error with the report.
+// Send migrates src's VM through tr, which must not be open yet.
+//
+// On success (the destination answered COMMIT with RUNNING) the VM stays
+// paused, for good: it runs on the destination, and the caller should end
+// it. On any failure before COMMIT is written, Send resumes the VM and
+// returns the error. If the connection ends after COMMIT was (being)
+// written and before RUNNING, Send cannot know whether the destination
+// runs the VM: it leaves the VM paused and returns an error wrapping
+// ErrHandoverUnknown (Report.Status "handover-unknown"). The caller must
+// then neither resume nor end the VM until the destination was asked
+// (docs/HANDOVER.md); Send never does either on a timer.
 func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup}
+	s.ho.h = HandoverLive
 	s.hints = newHinter(opt.Hints, s.layout.Pages(), opt.Log.Info)
 	if len(opt.Hints) > 0 {
 		s.freeSent = bitmap.New(s.layout.Pages())
@@ -69,13 +78,13 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	if secs := time.Since(s.start).Seconds(); secs > 0 {
 		s.rep.ThroughputMB = float64(s.rep.BytesWire) / secs / 1e6
 	}
-	switch {
-	case err == nil:
-		s.rep.Status = "completed"
-	case errors.Is(err, context.Canceled):
-		s.rep.Status, s.rep.Error = "cancelled", err.Error()
-	default:
-		s.rep.Status, s.rep.Error = "failed", err.Error()
+	if err != nil && !s.ho.get().Final() {
+		_ = s.ho.move(HandoverFailed)
+	}
+	s.rep.Handover = s.ho.get()
+	s.rep.Status = status(err)
+	if err != nil {
+		s.rep.Error = err.Error()
 	}
 	s.phase = PhaseDone
 	s.progress()
@@ -120,10 +129,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.handshake(ctx); err != nil {
 		return err
 	}
-	committed := false
 	defer func() {
-		if !committed {
-			s.abort(err)
+		if err != nil && s.ho.get() != HandoverUnknown {
+			s.abort(err) // the destination must not wait for a COMMIT that never comes
 		}
 	}()
 	if err := s.src.StartDirtyLog(); err != nil {
@@ -133,8 +141,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.live(ctx); err != nil {
 		return err
 	}
-	committed, err = s.switchOver(ctx)
-	return err
+	return s.switchOver(ctx)
 }
 
 func closeFiles(files []*os.File) {
@@ -162,23 +169,34 @@ func (s *sender) receive(ctx context.Context) {
 	}
 }
 
-// await returns the next message from the destination; ABORT becomes an error.
-func (s *sender) await(ctx context.Context, want uint32) error {
+// errDestinationAborted marks an ABORT from the destination: it will
+// never run the VM.
+var errDestinationAborted = errors.New("destination aborted")
+
+// next returns the next message from the destination; ABORT becomes an
+// error wrapping errDestinationAborted.
+func (s *sender) next(ctx context.Context) (transport.Message, error) {
 	select {
 	case m, ok := <-s.msgs:
 		if !ok {
-			return fmt.Errorf("destination went away: %w", transport.ErrClosed)
+			return m, fmt.Errorf("destination went away: %w", transport.ErrClosed)
 		}
 		if m.Kind == msgAbort {
-			return fmt.Errorf("destination aborted: %s", m.Payload)
+			return m, fmt.Errorf("%w: %s", errDestinationAborted, m.Payload)
 		}
-		if m.Kind != want {
-			return fmt.Errorf("%w: message %d from the destination, want %d", errMalformed, m.Kind, want)
-		}
-		return nil
+		return m, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return transport.Message{}, ctx.Err()
 	}
+}
+
+// await waits for a message of kind want; anything else is an error.
+func (s *sender) await(ctx context.Context, want uint32) error {
+	m, err := s.next(ctx)
+	if err == nil && m.Kind != want {
+		err = fmt.Errorf("%w: message %d from the destination, want %d", errMalformed, m.Kind, want)
+	}
+	return err
 }
 
 func (s *sender) handshake(ctx context.Context) error {

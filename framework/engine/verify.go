@@ -19,9 +19,7 @@ import (
 // resumes and the destination never starts.
 
 const (
-	msgHashes   = 7 // source → destination: page hashes from page First
-	msgVerified = 8 // destination → source: mismatches u64, first mismatching page u64
-	hashChunk   = (transport.MaxMessage - 16) / 8
+	hashChunk = (transport.MaxMessage - 16) / 8
 )
 
 // sendHashes streams the hash of every source page.

@@ -35,7 +35,9 @@ func FuzzParse(f *testing.F) {
 		}
 		l := j.Limits
 		if j.Source.Control == "" || j.Destination.Control == "" || j.Transport.Name == "" ||
-			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses {
+			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses ||
+			l.SwitchoverTimeout <= 0 || l.SwitchoverTimeout >= MaxSwitchoverTimeout ||
+			l.IncomingTimeout <= 0 || l.IncomingTimeout >= MaxIncomingTimeout {
 			t.Fatalf("accepted a job out of bounds: %+v", j)
 		}
 		if j.Transport.Name == "tcp" && j.Transport.Config["listen"] == nil {

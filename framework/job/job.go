@@ -15,6 +15,16 @@ const (
 	MaxMaxDowntime     = time.Hour              // max_downtime must stay below this
 	DefaultMaxPasses   = 30
 	MaxMaxPasses       = 1000
+
+	// DefaultSwitchoverTimeout bounds the switch-over (pause, final pass,
+	// state, LOADED) unless the job says otherwise; engine.Options has
+	// the same default.
+	DefaultSwitchoverTimeout = 5 * time.Second
+	MaxSwitchoverTimeout     = time.Hour
+	// DefaultIncomingTimeout bounds how long the destination waits for
+	// its source to connect.
+	DefaultIncomingTimeout = 2 * time.Minute
+	MaxIncomingTimeout     = 24 * time.Hour
 )
 
 // Plugin kinds, as the block types that configure them.
@@ -87,4 +97,18 @@ type Limits struct {
 	MaxDowntime time.Duration // longest pause of the guest at switch-over; 0 < MaxDowntime < 1h
 	Bandwidth   uint64        // bytes per second on the wire; 0 is unlimited
 	MaxPasses   int           // pre-copy passes over guest RAM before stop-and-copy is forced; 1..1000
+	// SwitchoverTimeout bounds the switch-over: from the pause through the
+	// final pass, the state and the destination's LOADED; then the source
+	// aborts and runs again. It also bounds the wait for RUNNING after
+	// COMMIT (then the handover is unknown). 0 < SwitchoverTimeout < 1h.
+	SwitchoverTimeout time.Duration
+	// IncomingTimeout bounds how long the destination waits for its
+	// source to connect; it then stops listening and exits. 0 < it < 24h.
+	IncomingTimeout time.Duration
+}
+
+// defaultLimits are the limits of a job without a limits block.
+func defaultLimits() Limits {
+	return Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses,
+		SwitchoverTimeout: DefaultSwitchoverTimeout, IncomingTimeout: DefaultIncomingTimeout}
 }

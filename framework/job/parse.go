@@ -26,6 +26,10 @@ var (
 		{Name: "max_downtime", Type: transport.TypeDuration, Default: DefaultMaxDowntime},
 		{Name: "bandwidth", Type: transport.TypeString, Default: "0"},
 		{Name: "max_passes", Type: transport.TypeNumber, Default: int64(DefaultMaxPasses)},
+		{Name: "switchover_timeout", Type: transport.TypeDuration, Default: int64(DefaultSwitchoverTimeout),
+			Doc: "longest switch-over (pause, final pass, state, LOADED) before the source aborts and runs again"},
+		{Name: "incoming_timeout", Type: transport.TypeDuration, Default: int64(DefaultIncomingTimeout),
+			Doc: "how long the destination waits for its source to connect"},
 	}
 	blockTypes    = []string{"source", "destination", "transport", "limits", "hint"}
 	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
@@ -49,7 +53,7 @@ func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unreadable job file", Detail: "The HCL parser returned no native-syntax body."})
 	}
 	p := &parser{
-		job:   &Job{File: filename, Limits: Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses}},
+		job:   &Job{File: filename, Limits: defaultLimits()},
 		diags: diags,
 		first: map[string]hcl.Range{},
 		typos: map[string]bool{},
@@ -270,6 +274,24 @@ func (p *parser) limits(b *hclsyntax.Block) {
 				"max_passes is %d; it must be between 1 and %d.", v, MaxMaxPasses)
 		}
 	}
+	p.timeout(cfg, attrs, "switchover_timeout", MaxSwitchoverTimeout, &l.SwitchoverTimeout,
+		"the source aborts and runs again when the switch-over takes longer")
+	p.timeout(cfg, attrs, "incoming_timeout", MaxIncomingTimeout, &l.IncomingTimeout,
+		"the destination stops listening when no source connected by then")
+}
+
+// timeout checks a duration limit: more than 0 and less than max.
+func (p *parser) timeout(cfg map[string]any, attrs hcl.Attributes, name string, max time.Duration, dst *time.Duration, what string) {
+	v, ok := cfg[name].(int64)
+	if !ok {
+		return
+	}
+	if d := time.Duration(v); d > 0 && d < max {
+		*dst = d
+		return
+	}
+	p.errorf(attrs[name].Expr.Range(), "Invalid "+name,
+		"%s is %v; it must be more than 0 and less than %v (%s).", name, time.Duration(v), max, what)
 }
 
 // require reports the blocks every job needs and this one lacks, unless

@@ -17,7 +17,8 @@ destination { control = "/d.sock" }
 		check     func(t *testing.T, j *Job)
 	}{
 		{"defaults", ends + `transport "tcp" {}`, func(t *testing.T, j *Job) {
-			want := Limits{MaxDowntime: 300 * time.Millisecond, Bandwidth: 0, MaxPasses: 30}
+			want := Limits{MaxDowntime: 300 * time.Millisecond, Bandwidth: 0, MaxPasses: 30,
+				SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute}
 			if j.Limits != want || j.PluginDir != "" || len(j.Hints) != 0 {
 				t.Errorf("limits %+v, plugin_dir %q, hints %d; want %+v, \"\", 0", j.Limits, j.PluginDir, len(j.Hints), want)
 			}
@@ -39,8 +40,11 @@ limits {
   max_downtime = "1.5s"
   bandwidth    = "1GiB/s"
   max_passes   = 1000
+  switchover_timeout = "2s"
+  incoming_timeout   = "30s"
 }`, func(t *testing.T, j *Job) {
-			want := Limits{MaxDowntime: 1500 * time.Millisecond, Bandwidth: 1 << 30, MaxPasses: 1000}
+			want := Limits{MaxDowntime: 1500 * time.Millisecond, Bandwidth: 1 << 30, MaxPasses: 1000,
+				SwitchoverTimeout: 2 * time.Second, IncomingTimeout: 30 * time.Second}
 			if j.Limits != want || j.PluginDir != "/opt/ferry" {
 				t.Errorf("limits %+v, plugin_dir %q; want %+v, /opt/ferry", j.Limits, j.PluginDir, want)
 			}
@@ -57,7 +61,7 @@ limits {
   bandwidth    = 1000
   max_passes   = 1
 }`, func(t *testing.T, j *Job) {
-			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1}); j.Limits != want {
+			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute}); j.Limits != want {
 				t.Errorf("limits %+v, want %+v", j.Limits, want)
 			}
 		}},

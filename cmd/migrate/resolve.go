@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/vmm"
+)
+
+// Resolving a handover (docs/HANDOVER.md): ask both sides, then move at
+// most one of them to running. The destination is always moved first, and
+// the source only after the destination confirmed; a side that cannot be
+// asked is never guessed about.
+
+// sideUnreachable stands for a VMM whose control socket did not answer.
+const sideUnreachable vmm.Side = "unreachable"
+
+// step is one migrate-resolve call (or actionQuit) on the source (src)
+// or the destination.
+type step struct {
+	src    bool
+	action string
+}
+
+// actionQuit ends a discarded destination's VMM (the control command quit).
+const actionQuit = "quit"
+
+// verdict is what a plan leads to.
+type verdict int
+
+const (
+	verdictWait      verdict = iota + 1 // a side is still migrating: ask again shortly
+	verdictSource                       // the guest runs (or will run) on the source
+	verdictMoved                        // the guest runs on the destination
+	verdictManual                       // not decidable from here: nothing is resumed
+	verdictBothRun                      // both sides report running: a bug, said loudly
+	verdictCancelDst                    // the destination still waits: cancel it, then ask again
+	verdictIdle                         // the source cannot be asked, and the destination holds nothing
+)
+
+// plan decides from both sides what to do. It is the whole policy, and a
+// pure function (TestPlan covers every pair).
+func plan(src, dst vmm.Side) ([]step, verdict) {
+	switch {
+	case src == vmm.SideMigrating:
+		return nil, verdictWait
+	case src == vmm.SideUnknown:
+		switch dst {
+		case vmm.SideRunning:
+			return []step{{true, vmm.ResolveMigrated}}, verdictMoved
+		case vmm.SideUnknown:
+			return []step{{false, vmm.ResolveDiscard}, {true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
+		case vmm.SideDiscarded:
+			return []step{{true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
+		case vmm.SideFailed:
+			return []step{{true, vmm.ResolveResume}}, verdictSource
+		case vmm.SideMigrating:
+			return nil, verdictWait
+		}
+		return nil, verdictManual
+	case src == vmm.SideRunning:
+		switch dst {
+		case vmm.SideUnknown:
+			return []step{{false, vmm.ResolveDiscard}, {false, actionQuit}}, verdictSource
+		case vmm.SideDiscarded:
+			return []step{{false, actionQuit}}, verdictSource
+		case vmm.SideMigrating:
+			return nil, verdictCancelDst
+		case vmm.SideRunning:
+			return nil, verdictBothRun
+		}
+		return nil, verdictSource
+	case src == vmm.SideMigrated:
+		switch dst {
+		case vmm.SideUnknown:
+			return []step{{false, vmm.ResolveResume}}, verdictMoved
+		case vmm.SideRunning:
+			return nil, verdictMoved
+		}
+		return nil, verdictManual
+	}
+	// The source cannot be asked, or has no migration (a VMM started
+	// anew at the same socket holds no copy of this guest): whether the
+	// guest lives there is unknown, so the destination must not be moved
+	// either (a cancel never runs it).
+	switch dst {
+	case vmm.SideRunning:
+		return nil, verdictMoved
+	case vmm.SideUnknown:
+		return nil, verdictManual
+	case vmm.SideMigrating:
+		return nil, verdictCancelDst
+	}
+	return nil, verdictIdle
+}
+
+// resolver asks and moves the two VMMs of one job.
+type resolver struct {
+	src, dst string // control sockets
+	jobFile  string
+	wait     time.Duration // how long a side may stay "migrating"
+	out      io.Writer
+}
+
+// query asks one side; an error means unreachable.
+func (r *resolver) query(sock string) (vmm.ResolveResult, error) {
+	var res vmm.ResolveResult
+	err := r.call(sock, vmm.ResolveQuery, &res)
+	if err != nil {
+		res.Side = sideUnreachable
+	}
+	return res, err
+}
+
+// call runs migrate-resolve on sock. It is not cancelled by Ctrl-C: a
+// resolution half done is worse than one that takes its 10 s.
+func (r *resolver) call(sock, action string, res *vmm.ResolveResult) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return callControl(ctx, sock, "migrate-resolve", vmm.ResolveArgs{Action: action}, res)
+}
+
+// resolve asks both sides until it can decide, then carries the plan
+// out. It returns the verdict reached and an error when the guest is not
+// known to run on exactly one side.
+func (r *resolver) resolve() (verdict, error) {
+	deadline := time.Now().Add(r.wait)
+	var said string
+	for {
+		s, serr := r.query(r.src)
+		d, derr := r.query(r.dst)
+		steps, v := plan(s.Side, d.Side)
+		if now := fmt.Sprintf("source %s, destination %s", s.Side, d.Side); now != said {
+			fmt.Fprintf(r.out, "migrate: resolving: %s\n", now)
+			said = now
+		}
+		switch {
+		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
+			if v == verdictCancelDst {
+				cancelMigration(r.dst)
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		case v == verdictWait || v == verdictCancelDst:
+			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("a side is still migrating after %v", r.wait))
+		case v == verdictIdle && serr != nil:
+			return v, fmt.Errorf("source %s: %w; the destination holds no guest (%s)", r.src, serr, d.Side)
+		case v == verdictIdle:
+			return v, nil
+		case v == verdictManual:
+			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
+		case v == verdictBothRun:
+			return v, fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs: stop one of them now", r.src, r.dst)
+		}
+		for _, st := range steps {
+			if err := r.do(st); err != nil {
+				return verdictManual, r.manual(s.Side, d.Side, err)
+			}
+		}
+		return v, nil
+	}
+}
+
+// do carries out one step and checks that the side confirmed it.
+func (r *resolver) do(st step) error {
+	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := callControl(ctx, r.dst, "quit", nil, nil); err != nil {
+			fmt.Fprintf(r.out, "migrate: quit the discarded destination %s: %v\n", r.dst, err)
+		}
+		return nil
+	}
+	sock, want := r.dst, map[string]vmm.Side{vmm.ResolveDiscard: vmm.SideDiscarded, vmm.ResolveResume: vmm.SideRunning}[st.action]
+	if st.src {
+		sock = r.src
+		want = map[string]vmm.Side{vmm.ResolveMigrated: vmm.SideMigrated, vmm.ResolveResume: vmm.SideRunning}[st.action]
+	}
+	var res vmm.ResolveResult
+	if err := r.call(sock, st.action, &res); err != nil {
+		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
+	}
+	if res.Side != want {
+		return fmt.Errorf("%s on %s left it %s, not %s", st.action, sock, res.Side, want)
+	}
+	fmt.Fprintf(r.out, "migrate: resolved: %s is now %s\n", sock, res.Side)
+	return nil
+}
+
+// manual explains why nothing (more) was resumed and what to run.
+func (r *resolver) manual(src, dst vmm.Side, cause error) error {
+	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
+Nothing more was resumed: the guest must run on exactly one side.
+When both control sockets answer again, run:
+    migrate -resolve -config %s
+Only if the destination host is gone for good and the guest never ran there, run the source with:
+    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
+Only if the source is gone for good and the destination is handover-unknown, run the destination with:
+    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
+`, src, dst, cause, r.jobFile, r.src, r.dst)
+	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return fmt.Errorf("no side to run the guest")
+}
+
+func newResolver(j *job.Job, out io.Writer) *resolver {
+	return &resolver{src: j.Source.Control, dst: j.Destination.Control, jobFile: j.File,
+		wait: j.Limits.SwitchoverTimeout + 10*time.Second, out: out}
+}
+
+// cleanup is resolve after a failure or a cancel: the source runs (or
+// never stopped), so a destination still waiting is cancelled and one
+// left handover-unknown is discarded. It only reports problems.
+func (r *resolver) cleanup() {
+	if _, err := r.resolve(); err != nil {
+		fmt.Fprintln(r.out, "migrate: cleaning up:", err)
+	}
+}
+
+// resolveMain is migrate -resolve: read the job, resolve, say the outcome.
+func resolveMain(path string, stdout, stderr io.Writer) int {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return 2
+	}
+	j, diags := job.Parse(path, src)
+	if j == nil || diags.HasErrors() {
+		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
+		return 2
+	}
+	v, err := newResolver(j, stderr).resolve()
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "migrate:", err)
+		return 1
+	case v == verdictMoved:
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		callControl(ctx, j.Source.Control, "quit", nil, nil)
+		fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
+	default:
+		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
+	}
+	return 0
+}

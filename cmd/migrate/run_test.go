@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// fakeVMM answers the migration commands of one side from a script: the
+// migration is done (with its status and side) after polls status calls,
+// or when cancelled. It records every call in order.
+type fakeVMM struct {
+	t      *testing.T
+	role   string
+	sock   string
+	stop   context.CancelFunc
+	served chan struct{}
+
+	mu     sync.Mutex
+	calls  *[]string // shared by both sides: the order across them matters
+	polls  int       // migrate-status calls before done (-1: never on its own)
+	status string    // engine report status when done
+	side   vmm.Side  // side when done
+	done   bool
+}
+
+func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
+	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: vmm.SideMigrating}
+	f.sock = filepath.Join(t.TempDir(), role+".sock")
+	srv, err := control.NewServer(f.sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := func(s string) { mu.Lock(); *f.calls = append(*f.calls, f.role+" "+s); mu.Unlock() }
+	ok := func(cmd string) {
+		srv.Handle(cmd, func(context.Context, json.RawMessage) (any, error) { log(cmd); return nil, nil })
+	}
+	ok("migrate-incoming")
+	ok("migrate-send")
+	srv.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
+		log("quit")
+		go f.kill()
+		return nil, nil
+	})
+	srv.Handle("migrate-cancel", func(context.Context, json.RawMessage) (any, error) {
+		log("migrate-cancel")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.done {
+			f.done, f.status = true, engine.StatusCancelled
+			f.side = map[string]vmm.Side{"send": vmm.SideRunning, "receive": vmm.SideFailed}[f.role]
+		}
+		return nil, nil
+	})
+	srv.Handle("migrate-status", func(context.Context, json.RawMessage) (any, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.polls > 0 {
+			f.polls--
+		} else if f.polls == 0 {
+			f.done = true
+		}
+		m := vmm.Migration{Role: f.role, Done: f.done, Side: vmm.SideMigrating}
+		if f.done {
+			m.Side, m.Report = f.side, &engine.Report{Status: f.status}
+		}
+		return m, nil
+	})
+	srv.Handle("migrate-resolve", func(_ context.Context, raw json.RawMessage) (any, error) {
+		var a vmm.ResolveArgs
+		json.Unmarshal(raw, &a)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		side := f.side
+		if !f.done {
+			side = vmm.SideMigrating
+		}
+		if a.Action != vmm.ResolveQuery {
+			log("resolve " + a.Action)
+			if side != vmm.SideUnknown {
+				return nil, errors.New("nothing to resolve")
+			}
+			f.side = map[string]vmm.Side{vmm.ResolveResume: vmm.SideRunning, vmm.ResolveDiscard: vmm.SideDiscarded,
+				vmm.ResolveMigrated: vmm.SideMigrated}[a.Action]
+			side = f.side
+		}
+		return vmm.ResolveResult{Role: f.role, Side: side}, nil
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	f.stop, f.served = stop, make(chan struct{})
+	go func() { srv.Serve(ctx); close(f.served) }()
+	t.Cleanup(f.kill)
+	return f
+}
+
+// kill makes the fake VMM unreachable, as if its process ended.
+func (f *fakeVMM) kill() { f.stop(); <-f.served }
+
+func (f *fakeVMM) finishWith(polls int, status string, side vmm.Side) {
+	f.mu.Lock()
+	f.polls, f.status, f.side = polls, status, side
+	f.done = polls == 0
+	f.mu.Unlock()
+}
+
+func fakeJob(src, dst *fakeVMM) *job.Job {
+	return &job.Job{File: "job.hcl", Source: job.Endpoint{Control: src.sock}, Destination: job.Endpoint{Control: dst.sock},
+		Limits: job.Limits{SwitchoverTimeout: time.Second, IncomingTimeout: time.Minute}}
+}
+
+type runCase struct {
+	calls    []string
+	mu       sync.Mutex
+	src, dst *fakeVMM
+}
+
+func newRunCase(t *testing.T) *runCase {
+	c := &runCase{}
+	c.src = newFakeVMM(t, "send", &c.calls, &c.mu)
+	c.dst = newFakeVMM(t, "receive", &c.calls, &c.mu)
+	return c
+}
+
+func (c *runCase) run(ctx context.Context, t *testing.T) (report, error, string) {
+	var out strings.Builder
+	rep, err := run(ctx, fakeJob(c.src, c.dst), pluginSet{}, false, newProgress(io.Discard), &out)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Logf("calls %q; err %v\n%s", c.calls, err, out.String())
+	return rep, err, out.String()
+}
+
+// resolutions lists the calls that move a side, in order.
+func (c *runCase) resolutions() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.calls {
+		if strings.Contains(s, "resolve") || strings.HasSuffix(s, "quit") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	rep, err, _ := c.run(context.Background(), t)
+	if err == nil || rep.Resolved != "source" {
+		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
+	}
+	want := []string{"receive resolve discard", "send resolve resume", "receive quit"}
+	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+}
+
+func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.dst.finishWith(0, engine.StatusCompleted, vmm.SideRunning)
+	rep, err, _ := c.run(context.Background(), t)
+	if err != nil || rep.Resolved != "destination" {
+		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
+	}
+	want := []string{"send resolve migrated", "send quit"}
+	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+}
+
+func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	go func() {
+		for { // the destination dies once the source is sending
+			c.mu.Lock()
+			n := len(c.calls)
+			c.mu.Unlock()
+			if n >= 2 {
+				c.dst.kill()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	_, err, out := c.run(context.Background(), t)
+	if err == nil || len(c.resolutions()) != 0 {
+		t.Fatalf("err %v, resolution calls %q: want an error and no side moved", err, c.resolutions())
+	}
+	if !strings.Contains(out, "migrate -resolve -config job.hcl") || !strings.Contains(out, c.src.sock) {
+		t.Errorf("no instructions in the output:\n%s", out)
+	}
+}
+
+// TestRunInterrupted: Ctrl-C while the source sends cancels the source,
+// then the destination, and migrate returns promptly.
+func TestRunInterrupted(t *testing.T) {
+	c := newRunCase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err, _ := c.run(ctx, t)
+	if err == nil || rep.Status != engine.StatusCancelled {
+		t.Fatalf("status %q, err %v", rep.Status, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("an interrupted migrate took %v", d)
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: want both sides cancelled", calls)
+	}
+}
+
+// TestRunSourceUnreachableCleansDestination: migrate-send fails (a wrong
+// source socket); the destination, already listening, is cancelled.
+func TestRunSourceUnreachableCleansDestination(t *testing.T) {
+	c := newRunCase(t)
+	c.src.kill()
+	_, err, _ := c.run(context.Background(), t)
+	if err == nil {
+		t.Fatal("run succeeded without a source")
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if !strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: the destination was not cancelled", calls)
+	}
+}
+
+func TestResolveMain(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	path := filepath.Join(t.TempDir(), "job.hcl")
+	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
+	}
+	if got := c.resolutions(); len(got) != 3 || got[0] != "receive resolve discard" || got[1] != "send resolve resume" {
+		t.Fatalf("resolution calls %q", got)
+	}
+	if !strings.Contains(out.String(), "runs on the source") {
+		t.Errorf("output %q", out.String())
+	}
+}

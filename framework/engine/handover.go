@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Handover is where one side of a migration stands in handing the VM
+// over. Each side moves only along the table in handoverNext, and the
+// package doc draws it. 0 is invalid.
+type Handover uint8
+
+// Source states.
+const (
+	HandoverInvalid    Handover = iota
+	HandoverLive                // source: pre-copy passes, the VM runs here
+	HandoverSwitchover          // source: paused; final pass, state, waiting for LOADED
+	HandoverCommitting          // source: COMMIT written (or being written), waiting for RUNNING
+	HandoverCompleted           // source: RUNNING arrived; the VM runs on the destination, paused here for good
+	HandoverFailed              // either side: gave up; the source runs again, the destination never will
+
+	HandoverWaiting   // destination: waiting for the source to connect
+	HandoverReceiving // destination: pages and state arriving
+	HandoverLoaded    // destination: state loaded, LOADED sent, waiting for COMMIT
+	HandoverRunning   // destination: COMMIT arrived and the vCPUs run
+
+	// HandoverUnknown: the connection ended between COMMIT written
+	// (source) or LOADED sent (destination) and RUNNING: this side cannot
+	// know whether the other runs the VM. It stays paused and never
+	// resumes, discards or exits on its own; see ErrHandoverUnknown.
+	HandoverUnknown
+)
+
+var handoverNames = [...]string{
+	HandoverInvalid: "invalid", HandoverLive: "live", HandoverSwitchover: "switchover",
+	HandoverCommitting: "committing", HandoverCompleted: "completed", HandoverFailed: "failed",
+	HandoverWaiting: "waiting", HandoverReceiving: "receiving", HandoverLoaded: "loaded",
+	HandoverRunning: "running", HandoverUnknown: "handover-unknown",
+}
+
+// String implements fmt.Stringer.
+func (h Handover) String() string {
+	if int(h) < len(handoverNames) {
+		return handoverNames[h]
+	}
+	return fmt.Sprintf("handover(%d)", uint8(h))
+}
+
+// MarshalText implements encoding.TextMarshaler: JSON carries the name.
+func (h Handover) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *Handover) UnmarshalText(b []byte) error {
+	for i, n := range handoverNames {
+		if n == string(b) {
+			*h = Handover(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown handover state %q", b)
+}
+
+// handoverNext is the one table of allowed transitions. Completed,
+// Failed, Running and Unknown are final for the engine: what happens to
+// an unknown handover is decided outside it (the VMM's migrate-resolve).
+var handoverNext = map[Handover][]Handover{
+	HandoverLive:       {HandoverSwitchover, HandoverFailed},
+	HandoverSwitchover: {HandoverCommitting, HandoverFailed},
+	HandoverCommitting: {HandoverCompleted, HandoverUnknown, HandoverFailed},
+	HandoverWaiting:    {HandoverReceiving, HandoverFailed},
+	HandoverReceiving:  {HandoverLoaded, HandoverFailed},
+	HandoverLoaded:     {HandoverRunning, HandoverUnknown, HandoverFailed},
+	HandoverCompleted:  nil,
+	HandoverFailed:     nil,
+	HandoverRunning:    nil,
+	HandoverUnknown:    nil,
+	HandoverInvalid:    nil,
+}
+
+// Final reports whether the engine is done with this state.
+func (h Handover) Final() bool {
+	return h == HandoverCompleted || h == HandoverFailed || h == HandoverRunning || h == HandoverUnknown
+}
+
+// canMove reports whether from → to is in the table.
+func canMove(from, to Handover) bool {
+	for _, n := range handoverNext[from] {
+		if n == to {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrHandoverUnknown is returned (wrapped) by Send and Receive when the
+// connection ended inside the handover window: the source wrote COMMIT
+// but no RUNNING came back, or the destination sent LOADED and no COMMIT
+// (or ABORT) came. The VM is paused on this side and must stay so until
+// someone asks both sides and resumes exactly one (docs/HANDOVER.md).
+var ErrHandoverUnknown = errors.New("handover unknown: the VM is paused here and may or may not run on the other side")
+
+// handoverState is a Handover that changes only along the table, under
+// a lock, so a reader (progress, status) sees a consistent value.
+type handoverState struct {
+	mu sync.Mutex
+	h  Handover
+}
+
+// move changes the state; a transition outside the table is a bug in
+// the engine and returns an error instead of moving.
+func (s *handoverState) move(to Handover) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !canMove(s.h, to) {
+		return fmt.Errorf("engine bug: handover %s → %s is not allowed", s.h, to)
+	}
+	s.h = to
+	return nil
+}
+
+func (s *handoverState) get() Handover {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.h
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// lose returns a pipe tweak that drops the first message of kind (in the
+// given direction) and, with cut, breaks the connection right then.
+func lose(toDst bool, kind uint32, cut bool) func(*pipe) {
+	return func(p *pipe) {
+		p.filter = func(d bool, m transport.Message) (bool, bool) {
+			return d == toDst && m.Kind == kind, cut
+		}
+	}
+}
+
+// handoverCase is one way the handover can go, and what each side must
+// do about it.
+type handoverCase struct {
+	name      string
+	setup     func(src, dst *fakeVM) func(*pipe)
+	srcStatus string // and Report.Status of the destination:
+	dstStatus string
+	srcRuns   bool // the source resumed (else: paused, never resumed)
+	dstRuns   bool // the destination resumed
+}
+
+func TestHandover(t *testing.T) {
+	for _, tc := range []handoverCase{
+		{"completed", func(*fakeVM, *fakeVM) func(*pipe) { return nil },
+			StatusCompleted, StatusCompleted, false, true},
+		// COMMIT is written but never arrives: nobody may run the VM.
+		{"COMMIT lost, connection cut", func(*fakeVM, *fakeVM) func(*pipe) { return lose(true, msgCommit, true) },
+			StatusHandoverUnknown, StatusHandoverUnknown, false, false},
+		{"COMMIT lost, connection silent", func(*fakeVM, *fakeVM) func(*pipe) { return lose(true, msgCommit, false) },
+			StatusHandoverUnknown, StatusHandoverUnknown, false, false},
+		// The destination runs the VM, the source cannot know.
+		{"RUNNING lost, connection cut", func(*fakeVM, *fakeVM) func(*pipe) { return lose(false, msgRunning, true) },
+			StatusHandoverUnknown, StatusCompleted, false, true},
+		{"RUNNING lost, connection silent", func(*fakeVM, *fakeVM) func(*pipe) { return lose(false, msgRunning, false) },
+			StatusHandoverUnknown, StatusCompleted, false, true},
+		// LOADED never reaches the source: it resumes; the destination
+		// cannot know that and waits to be resolved.
+		{"LOADED lost, connection cut", func(*fakeVM, *fakeVM) func(*pipe) { return lose(false, msgLoaded, true) },
+			StatusFailed, StatusHandoverUnknown, true, false},
+		{"destination cannot resume", func(_, dst *fakeVM) func(*pipe) {
+			dst.failResume = errInjected
+			return nil
+		}, StatusFailed, StatusFailed, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runHandoverCase(t, tc) })
+	}
+}
+
+func runHandoverCase(t *testing.T, tc handoverCase) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p += 5 {
+		src.write(p, 0x55)
+	}
+	opt := Options{SwitchoverTimeout: 300 * time.Millisecond}
+	srep, serr, rrep, rerr := migrate(t, src, dst, opt, tc.setup(src, dst))
+	if srep.Status != tc.srcStatus || rrep.Status != tc.dstStatus {
+		t.Fatalf("status source %q (%v) destination %q (%v), want %q and %q",
+			srep.Status, serr, rrep.Status, rerr, tc.srcStatus, tc.dstStatus)
+	}
+	if (tc.srcStatus == StatusHandoverUnknown) != errors.Is(serr, ErrHandoverUnknown) ||
+		(tc.dstStatus == StatusHandoverUnknown) != errors.Is(rerr, ErrHandoverUnknown) {
+		t.Errorf("errors %v / %v do not match the statuses", serr, rerr)
+	}
+	if srcRuns := src.resumed > 0; srcRuns != tc.srcRuns || src.paused == tc.srcRuns {
+		t.Errorf("source resumed %d times, paused %v; want running %v", src.resumed, src.paused, tc.srcRuns)
+	}
+	if dstRuns := dst.resumed > 0; dstRuns != tc.dstRuns {
+		t.Errorf("destination resumed %d times; want running %v", dst.resumed, tc.dstRuns)
+	}
+	if src.resumed > 0 && dst.resumed > 0 {
+		t.Error("both sides run the VM")
+	}
+}
+
+// TestHandoverStatesReported checks the final handover states in the
+// reports, as the VMM's migrate-status shows them.
+func TestHandoverStatesReported(t *testing.T) {
+	src, dst := twoRegions(t)
+	srep, _, rrep, _ := migrate(t, src, dst, Options{SwitchoverTimeout: 300 * time.Millisecond}, lose(true, msgCommit, true))
+	if srep.Handover != HandoverUnknown || rrep.Handover != HandoverUnknown {
+		t.Fatalf("handover source %s destination %s, want handover-unknown on both", srep.Handover, rrep.Handover)
+	}
+	b, _ := json.Marshal(srep)
+	if !strings.Contains(string(b), `"handover":"handover-unknown"`) {
+		t.Errorf("report JSON %s", b)
+	}
+}
+
+// TestSwitchoverDeadline stalls the final pass's Flush (a destination
+// that stopped reading at the pause): the source must give up and run
+// again when the switch-over deadline passes, not whenever the stream
+// recovers.
+func TestSwitchoverDeadline(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x66)
+	}
+	const deadline = 300 * time.Millisecond
+	var resumedAt time.Time
+	start := time.Now()
+	srep, serr, _, rerr := migrate(t, src, dst, Options{SwitchoverTimeout: deadline}, func(p *pipe) {
+		p.stallFlush = func() bool {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return src.paused
+		}
+	})
+	src.mu.Lock()
+	resumed, paused := src.resumed, src.paused
+	src.mu.Unlock()
+	resumedAt = time.Now()
+	if serr == nil || !strings.Contains(serr.Error(), "switchover_timeout") || srep.Status != StatusFailed {
+		t.Fatalf("send %v (%s), want a switch-over deadline failure", serr, srep.Status)
+	}
+	if resumed != 1 || paused {
+		t.Errorf("source resumed %d times, paused %v", resumed, paused)
+	}
+	if rerr == nil || dst.resumed != 0 {
+		t.Errorf("destination: %v, resumed %d", rerr, dst.resumed)
+	}
+	if d := resumedAt.Sub(start); d > 5*time.Second {
+		t.Errorf("the migration took %v with a %v switch-over deadline", d, deadline)
+	}
+}
+
+// TestIncomingTimeout: a destination whose source never connects stops
+// waiting after IncomingTimeout.
+func TestIncomingTimeout(t *testing.T) {
+	_, dst := twoRegions(t)
+	_, r := newPipe(dst, dst)
+	r.p.stallOpen = true
+	start := time.Now()
+	rep, err := Receive(t.Context(), dst, r, Options{IncomingTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "incoming_timeout") || rep.Status != StatusFailed {
+		t.Fatalf("receive: %v (%s)", err, rep.Status)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("waited %v with a 200ms incoming timeout", d)
+	}
+}
+
+func TestHandoverTable(t *testing.T) {
+	for h := HandoverInvalid; h <= HandoverUnknown; h++ {
+		if _, ok := handoverNext[h]; !ok {
+			t.Errorf("%s has no row in the transition table", h)
+		}
+		if h.Final() != (len(handoverNext[h]) == 0 && h != HandoverInvalid) {
+			t.Errorf("%s: Final %v but %d transitions", h, h.Final(), len(handoverNext[h]))
+		}
+		var back Handover
+		if err := back.UnmarshalText([]byte(h.String())); err != nil || back != h {
+			t.Errorf("%s does not round-trip: %v", h, err)
+		}
+	}
+	// The one rule the whole design rests on: nothing leaves "unknown"
+	// inside the engine, and nothing but committing and loaded reach it.
+	for from, tos := range handoverNext {
+		for _, to := range tos {
+			if to == HandoverUnknown && from != HandoverCommitting && from != HandoverLoaded {
+				t.Errorf("%s → unknown", from)
+			}
+		}
+	}
+}
+
+// TestProtocol1Refused: a version-1 source (no RUNNING) is refused in the
+// handshake, before any page moves; so is a newer one.
+func TestProtocol1Refused(t *testing.T) {
+	for _, v := range []uint32{1, protocolVersion + 1} {
+		b := encodeHello(framework.Layout{{GPA: 0, Size: 4096}})
+		binary.LittleEndian.PutUint32(b, v)
+		if _, err := decodeHello(b); err == nil || !strings.Contains(err.Error(), "engine protocol") {
+			t.Errorf("version %d: %v", v, err)
+		}
+	}
+}

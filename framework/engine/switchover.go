@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The source's side of the handover: pause, the last pages and the state
+// under the switch-over deadline, then COMMIT and RUNNING (see doc.go).
+
+// switchOver pauses the VM and hands it over: final pass, state and
+// LOADED under the switch-over deadline, then COMMIT and RUNNING (commit).
+// Any failure before COMMIT resumes the VM.
+func (s *sender) switchOver(ctx context.Context) error {
+	if err := s.ho.move(HandoverSwitchover); err != nil {
+		return err
+	}
+	s.phase = PhaseStop
+	paused := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
+	defer cancel()
+	err := s.src.Pause(sctx)
+	if err == nil {
+		err = s.toDestination(sctx, paused)
+	} else {
+		err = fmt.Errorf("pause: %w", err)
+	}
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
+	}
+	if err == nil && s.opt.VerifyPages {
+		err = s.pageCheck(ctx)
+	}
+	if err != nil {
+		// A partial pause must not leave vCPUs stuck either.
+		if rerr := s.src.Resume(); rerr != nil {
+			s.opt.Log.Error("resume after failed migration", "err", rerr)
+		}
+		return err
+	}
+	return s.commit(ctx)
+}
+
+// toDestination sends the last pages and the state of the paused VM and
+// waits for the destination's LOADED; ctx carries the switch-over deadline,
+// which the final Flush honours too.
+func (s *sender) toDestination(ctx context.Context, paused time.Time) error {
+	if err := s.sync(s.pending); err != nil {
+		return fmt.Errorf("final %w", err)
+	}
+	if err := s.sendPass(ctx, s.pending, false); err != nil {
+		return err
+	}
+	s.phase = PhaseState
+	state, err := s.src.SaveState(ctx)
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	s.rep.StateBytes = len(state)
+	for off := 0; off < len(state) || off == 0; off += stateChunk {
+		end := min(off+stateChunk, len(state))
+		chunk := encodeStateChunk(uint64(len(state)), uint64(off), state[off:end])
+		if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgState, Payload: chunk}); err != nil {
+			return fmt.Errorf("send state: %w", err)
+		}
+		if end == len(state) {
+			break
+		}
+	}
+	if err := s.await(ctx, msgLoaded); err != nil {
+		return fmt.Errorf("waiting for the destination to load: %w", err)
+	}
+	s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
+	return nil
+}
+
+// pageCheck runs the page-exact check (a test mode, not under the
+// switch-over deadline).
+func (s *sender) pageCheck(ctx context.Context) error {
+	verifyStart := time.Now()
+	if err := s.sendHashes(ctx); err != nil {
+		return fmt.Errorf("send page hashes: %w", err)
+	}
+	if err := s.awaitVerified(ctx); err != nil {
+		return err
+	}
+	s.rep.PagesChecked = s.layout.Pages()
+	s.rep.VerifyMS = time.Since(verifyStart).Milliseconds()
+	return nil
+}
+
+// commit writes COMMIT and waits for RUNNING. From the first byte of
+// COMMIT on, the destination may run the VM: a lost connection or a
+// timeout leaves the VM paused here (HandoverUnknown); only an ABORT
+// (the destination will never run it) resumes it.
+func (s *sender) commit(ctx context.Context) error {
+	if err := s.ho.move(HandoverCommitting); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
+	defer cancel()
+	s.rep.Passes = s.pass + 1
+	if err := s.tr.SendMessage(cctx, transport.Message{Kind: msgCommit}); err != nil {
+		return s.unknown(fmt.Errorf("send COMMIT: %w", err))
+	}
+	m, err := s.next(cctx)
+	switch {
+	case errors.Is(err, errDestinationAborted):
+		if merr := s.ho.move(HandoverFailed); merr != nil {
+			return merr
+		}
+		if rerr := s.src.Resume(); rerr != nil {
+			return fmt.Errorf("%w; resume here: %v", err, rerr)
+		}
+		return fmt.Errorf("the destination could not run the VM, it runs here again: %w", err)
+	case err != nil:
+		return s.unknown(fmt.Errorf("waiting for RUNNING: %w", err))
+	case m.Kind != msgRunning:
+		return s.unknown(fmt.Errorf("%w: message %d from the destination instead of RUNNING", errMalformed, m.Kind))
+	}
+	return s.ho.move(HandoverCompleted)
+}
+
+// unknown records that the handover's outcome is unknown: the VM stays
+// paused here.
+func (s *sender) unknown(cause error) error {
+	if err := s.ho.move(HandoverUnknown); err != nil {
+		return err
+	}
+	s.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
+	return fmt.Errorf("%w (after COMMIT: %v)", ErrHandoverUnknown, cause)
+}

@@ -1,0 +1,174 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// Resolving a handover whose outcome is unknown (docs/HANDOVER.md).
+//
+// When the engine ends in engine.HandoverUnknown, the VM stays paused in
+// StateHandoverUnknown: pause and resume refuse it, and nothing here
+// resumes, discards or stops it on a timer. Only migrate-resolve moves it:
+//
+//	source       handover-unknown ─ resume ──►   running   (the destination was discarded)
+//	                              └ migrated ─►  migrated  (the destination runs it; quit later)
+//	destination  handover-unknown ─ resume ──►   running   (the source was told "migrated")
+//	                              └ discard ──►  discarded (never runs; stays until quit)
+//
+// The caller (migrate) must ask both sides first and move the source
+// only after the destination confirmed: exactly one side may run. A
+// discarded destination stays (paused, refusing to run) until quit, so a
+// later "migrate -resolve" can still see that it was discarded and not
+// lost: a VMM that is gone proves nothing.
+
+// StateHandoverUnknown: the VM is paused; the other side of the migration
+// may run it. Only migrate-resolve changes this state.
+const StateHandoverUnknown State = "handover-unknown"
+
+// StateDiscarded: an incoming VM told it will never run (migrate-resolve
+// discard); it stays, paused, until quit.
+const StateDiscarded State = "discarded"
+
+// Side is where this VMM stands after its last migration.
+type Side string
+
+// Sides reported by migrate-status and migrate-resolve.
+const (
+	SideNone      Side = "none"             // no migration has run
+	SideMigrating Side = "migrating"        // a migration is running
+	SideRunning   Side = "running"          // the guest runs here
+	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
+	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
+	SideDiscarded Side = "discarded"        // destination: will never run; quit it
+	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
+)
+
+// Resolve actions (ResolveArgs.Action).
+const (
+	ResolveQuery    = "query"    // report the side, change nothing
+	ResolveResume   = "resume"   // either side: run the guest here
+	ResolveDiscard  = "discard"  // destination: never run it (then quit it)
+	ResolveMigrated = "migrated" // source: the guest runs on the destination; stay paused for good
+)
+
+// ResolveArgs is the argument of migrate-resolve.
+type ResolveArgs struct {
+	Action string `json:"action"`
+}
+
+// ResolveResult is what migrate-resolve answers: this side after the action.
+type ResolveResult struct {
+	Role     string          `json:"role,omitempty"` // send or receive; empty if no migration ran
+	Side     Side            `json:"side"`
+	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
+	VM       State           `json:"vm_state"`
+}
+
+// sideAfter is the side a finished migration leaves this VMM on.
+func sideAfter(role transport.Role, rep engine.Report) Side {
+	switch {
+	case rep.Status == engine.StatusHandoverUnknown:
+		return SideUnknown
+	case role == transport.RoleSend && rep.Status == engine.StatusCompleted:
+		return SideMigrated
+	case role == transport.RoleSend:
+		return SideRunning
+	case rep.Status == engine.StatusCompleted:
+		return SideRunning
+	}
+	return SideFailed
+}
+
+func (v *VM) serveResolve(s *control.Server, mg *migration) {
+	s.Handle("migrate-resolve", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var a ResolveArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return v.resolve(ctx, mg, a.Action)
+	})
+}
+
+// resolve applies one action under the VM's run lock (runlock.go) and
+// then the migration's lock, so two callers cannot both move the same
+// side and no pause, resume or migration can slip in between. ctx bounds
+// the wait for the run lock.
+func (v *VM) resolve(ctx context.Context, mg *migration, action string) (res ResolveResult, err error) {
+	lerr := v.runLocked(ctx, func(context.Context, *migrationOwner) error {
+		res, err = v.resolveLocked(mg, action)
+		return nil
+	})
+	if lerr != nil {
+		return ResolveResult{}, fmt.Errorf("migrate-resolve: %w", lerr)
+	}
+	return res, err
+}
+
+// resolveLocked is resolve's work; the caller holds the run lock.
+func (v *VM) resolveLocked(mg *migration, action string) (ResolveResult, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	res := func() ResolveResult {
+		r := ResolveResult{Side: SideNone, VM: v.Status().State}
+		if mg.cur != nil {
+			r.Role, r.Side, r.Handover = mg.cur.Role, mg.cur.Side, mg.cur.Progress.Handover
+			if mg.cur.Report != nil {
+				r.Handover = mg.cur.Report.Handover
+			}
+		}
+		return r
+	}
+	if action == ResolveQuery {
+		return res(), nil
+	}
+	cur := res()
+	want, err := resolveTarget(cur.Role, action)
+	if err != nil {
+		return cur, err
+	}
+	switch {
+	case cur.Side == want:
+		return cur, nil // done before: the caller may retry safely
+	case cur.Side != SideUnknown:
+		return cur, fmt.Errorf("nothing to resolve: this side is %s, not %s", cur.Side, SideUnknown)
+	}
+	switch want {
+	case SideRunning:
+		v.setStateIf(StateHandoverUnknown, StatePaused)
+		if err := v.resume(); err != nil {
+			v.setStateIf(StatePaused, StateHandoverUnknown)
+			return res(), fmt.Errorf("resume: %w (still %s)", err, SideUnknown)
+		}
+		v.log.Warn("handover resolved: the VM runs here")
+	case SideMigrated:
+		v.setStateIf(StateHandoverUnknown, StateMigrated)
+		v.log.Info("handover resolved: the VM runs on the destination; paused here until quit")
+	case SideDiscarded:
+		v.setStateIf(StateHandoverUnknown, StateDiscarded)
+		v.log.Info("handover resolved: the VM runs on the source; discarded here, paused until quit")
+	}
+	mg.cur.Side = want
+	return res(), nil
+}
+
+// resolveTarget is the side an action leads to, for this role.
+func resolveTarget(role, action string) (Side, error) {
+	switch {
+	case action == ResolveResume:
+		return SideRunning, nil
+	case action == ResolveDiscard && role == transport.RoleReceive.String():
+		return SideDiscarded, nil
+	case action == ResolveMigrated && role == transport.RoleSend.String():
+		return SideMigrated, nil
+	case action == ResolveDiscard || action == ResolveMigrated:
+		return "", fmt.Errorf("%q is not an action for the %s side (source: resume, migrated; destination: resume, discard)",
+			action, role)
+	}
+	return "", fmt.Errorf("unknown action %q: want query, resume, discard (destination) or migrated (source)", action)
+}
