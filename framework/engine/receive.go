@@ -47,7 +47,7 @@ func receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	}
 	defer closeFiles(files)
 	opt.Progress(Progress{Phase: PhaseWaiting, TotalPages: layout.Pages()})
-	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: opt.Transport, RAM: ram, Files: files}); err != nil {
+	if err := openTransport(ctx, tr, transport.OpenRequest{Role: transport.RoleReceive, Config: opt.Transport, RAM: ram, Files: files, Credentials: opt.Credentials}, rep); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
 	defer func() {
