@@ -92,7 +92,7 @@ func TestSecureMinted(t *testing.T) {
 func TestSecureStranger(t *testing.T) {
 	src, dst, _ := MintCredentials(false)
 	other, otherDst, _ := MintCredentials(false) // another job's
-	otherDst.PeerRoots = dst.PeerRoots            // trusts our source, but our source does not pin it
+	otherDst.PeerRoots = dst.PeerRoots           // trusts our source, but our source does not pin it
 	for name, c := range map[string]struct{ src, dst Credentials }{
 		"stranger source":      {other, dst},
 		"stranger destination": {src, otherDst},
