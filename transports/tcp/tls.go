@@ -89,6 +89,9 @@ func (a *acceptor) authenticate(c *net.TCPConn) *stream {
 	if err == nil && ad != nil {
 		return newStream(0, sc, c)
 	}
+	if ad == nil && !over {
+		err = fmt.Errorf("closed before it authenticated, to make room for newer connections (%d pending): %w", maxPending, err)
+	}
 	if !over {
 		a.refused.note(a.s.log, c.RemoteAddr(), err)
 	}
