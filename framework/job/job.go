@@ -36,6 +36,7 @@ type Job struct {
 	Transport   Plugin   // the transport "<name>" block
 	Hints       []Plugin // the hint "<name>" blocks, in file order, names unique
 	Limits      Limits
+	Security    Security // the security block; default: minted keys, encryption on
 }
 
 // Endpoint is one VMM taking part in the migration.

@@ -26,7 +26,7 @@ var (
 		{Name: "bandwidth", Type: transport.TypeString, Default: "0"},
 		{Name: "max_passes", Type: transport.TypeNumber, Default: int64(DefaultMaxPasses)},
 	}
-	blockTypes    = []string{"source", "destination", "transport", "limits", "hint"}
+	blockTypes    = []string{"source", "destination", "transport", "limits", "hint", "security"}
 	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
 )
 
@@ -48,7 +48,8 @@ func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unreadable job file", Detail: "The HCL parser returned no native-syntax body."})
 	}
 	p := &parser{
-		job:   &Job{File: filename, Limits: Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses}},
+		job: &Job{File: filename, Limits: Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses},
+			Security: Security{Encryption: true}},
 		diags: diags,
 		first: map[string]hcl.Range{},
 		typos: map[string]bool{},
@@ -114,6 +115,11 @@ func (p *parser) block(b *hclsyntax.Block) {
 			p.job.Destination = p.endpoint(b)
 		default:
 			p.limits(b)
+		}
+	case "security":
+		if p.once(b) {
+			p.noLabels(b)
+			p.security(b)
 		}
 	case "transport":
 		if !p.once(b) {
