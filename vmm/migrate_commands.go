@@ -31,6 +31,9 @@ type MigrateArgs struct {
 	VerifyPages bool `json:"verify_pages,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
+	// Credentials are this side's trust material for the session (its
+	// key, the peer's roots); without them the transport refuses to open.
+	Credentials *transport.Credentials `json:"credentials,omitempty"`
 }
 
 // serveMigration registers the migration commands:
@@ -77,7 +80,7 @@ func (v *VM) startMigration(mg *migration, raw json.RawMessage, role transport.R
 		return nil, errors.New("this VM was not started with -incoming")
 	}
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
-		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log}
+		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log, Credentials: a.credentials()}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := mg.begin(role.String(), cancel); err != nil {
 		cancel()
@@ -177,4 +180,12 @@ func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// credentials returns the arguments' credentials, none when absent.
+func (a MigrateArgs) credentials() transport.Credentials {
+	if a.Credentials == nil {
+		return transport.Credentials{}
+	}
+	return *a.Credentials
 }
