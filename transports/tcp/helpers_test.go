@@ -168,13 +168,21 @@ func cfg(addr string, streams int, compress string) transport.Config {
 // openPair opens a receiving and a sending transport on src and dst.
 func openPair(t testing.TB, src, dst *vm, c transport.Config) (send, recv *Transport) {
 	t.Helper()
+	return openPairPlain(t, src, dst, c, false)
+}
+
+// openPairPlain is openPair, with frames in the clear if plain.
+func openPairPlain(t testing.TB, src, dst *vm, c transport.Config, plain bool) (send, recv *Transport) {
+	t.Helper()
 	send, recv = New(testLogger(t)), New(testLogger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var rerr error
-	wg.Go(func() { rerr = recv.Open(ctx, dst.request(transport.RoleReceive, c)) })
-	serr := send.Open(ctx, src.request(transport.RoleSend, c))
+	sreq, rreq := src.request(transport.RoleSend, c), dst.request(transport.RoleReceive, c)
+	sreq.Credentials.Plaintext, rreq.Credentials.Plaintext = plain, plain
+	wg.Go(func() { rerr = recv.Open(ctx, rreq) })
+	serr := send.Open(ctx, sreq)
 	wg.Wait()
 	if serr != nil || rerr != nil {
 		send.Close()
