@@ -7,8 +7,10 @@ import (
 )
 
 // APIVersion is the transport plugin protocol version (go-plugin's
-// ProtocolVersion); host and plugin must agree.
-const APIVersion = 1
+// ProtocolVersion); host and plugin must agree. 2: Open carries
+// Credentials, which a version-1 plugin would ignore (and run the session
+// unauthenticated), so the host refuses it.
+const APIVersion = 2
 
 // MaxMessage bounds a message payload.
 const MaxMessage = 1 << 20

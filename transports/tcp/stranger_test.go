@@ -161,3 +161,20 @@ func realSource(t *testing.T, src *vm, recv *Transport, addr string, wait func()
 		t.Fatalf("destination received %q, %v", m.Payload, err)
 	}
 }
+
+// TestSilentConnectionDropped: a connection that never completes its
+// handshake is closed after handshakeBound, without a byte in reply.
+func TestSilentConnectionDropped(t *testing.T) {
+	dst := newVM(t, testLayout)
+	addr := freeAddr(t)
+	var logs strings.Builder
+	openReceiver(t, dst, addr, &logs)
+	c := dialUntil(t, addr)
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(handshakeBound + 5*time.Second))
+	got, err := io.ReadAll(c)
+	if d := time.Since(start); err != nil || len(got) != 0 || d < handshakeBound-time.Second || d > handshakeBound+2*time.Second {
+		t.Fatalf("after %v: read %q, %v; want the destination to close the connection after about %v", d, got, err, handshakeBound)
+	}
+}
