@@ -27,7 +27,7 @@ type memVM struct {
 	mem []byte
 }
 
-func newMemVM(b *testing.B, size int, fill bool) *memVM {
+func newMemVM(b testing.TB, size int, fill bool) *memVM {
 	fd, err := unix.MemfdCreate("bench-ram", unix.MFD_CLOEXEC)
 	if err != nil {
 		b.Fatal(err)
