@@ -80,8 +80,6 @@ func (a *acceptor) acceptLoop(ln net.Listener) {
 		}
 		tc := c.(*net.TCPConn)
 		if !a.admit(tc) {
-			a.s.log.Warn("every pending connection is authenticated, refusing one more", "from", c.RemoteAddr().String())
-			c.Close()
 			continue
 		}
 		tune(tc)

@@ -51,11 +51,17 @@ type admission struct {
 }
 
 // admit records a newly accepted connection. With the pending slots
-// full it closes the oldest unauthenticated one to make room; it
-// reports false when every pending connection is authenticated.
+// full it closes the oldest unauthenticated one to make room. It closes c
+// and reports false once the session is settled (openReceive has swept,
+// or is about to sweep, the pending connections), or when every pending
+// connection is authenticated.
 func (a *acceptor) admit(c *net.TCPConn) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.winner != nil || a.err != nil {
+		c.Close()
+		return false
+	}
 	if len(a.conns) >= maxPending {
 		var oldest *net.TCPConn
 		for o, ad := range a.conns {
@@ -64,6 +70,8 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 			}
 		}
 		if oldest == nil {
+			a.s.log.Warn("every pending connection is authenticated, refusing one more", "from", c.RemoteAddr().String())
+			c.Close()
 			return false
 		}
 		delete(a.conns, oldest)
