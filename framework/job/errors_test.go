@@ -79,6 +79,7 @@ func TestErrors(t *testing.T) {
 		{"syntax", 1},
 		{"tabs_unicode", 1},
 		{"everything", 12},
+		{"bad_security", 4},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {
