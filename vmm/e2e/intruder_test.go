@@ -36,19 +36,19 @@ func TestMigrateIntruder(t *testing.T) {
 		return vmm.MigrateArgs{Plugin: plugin, Transport: map[string]any{"listen": listen, "connect_timeout": int64(30 * time.Second)},
 			VerifyPages: true, Credentials: &c}
 	}
-	call(t, p.dst.control, "migrate-incoming", args(dst))
-	call(t, in.control, "migrate-send", args(stranger))
-	if rep := waitMigration(t, in.control); rep.Status == "completed" {
+	ctlCallAuth(t, p.dst.control, "migrate-incoming", args(dst))
+	ctlCallAuth(t, in.control, "migrate-send", args(stranger))
+	if rep := waitMigrationAuth(t, in.control); rep.Status == "completed" {
 		t.Fatalf("the intruder's migration completed: %+v", rep)
 	}
 	if st := in.state(t); st != vmm.StateRunning {
 		t.Fatalf("the intruder is %s after its refused migration, want running", st)
 	}
-	call(t, p.src.control, "migrate-send", args(src))
-	if rep := waitMigration(t, p.src.control); rep.Status != "completed" || rep.Encryption != "tls1.3" {
+	ctlCallAuth(t, p.src.control, "migrate-send", args(src))
+	if rep := waitMigrationAuth(t, p.src.control); rep.Status != "completed" || rep.Encryption != "tls1.3" {
 		t.Fatalf("the real source: %+v", rep)
 	}
-	if rep := waitMigration(t, p.dst.control); rep.Status != "completed" {
+	if rep := waitMigrationAuth(t, p.dst.control); rep.Status != "completed" {
 		t.Fatalf("the destination: %+v", rep)
 	}
 	for range 3 {
@@ -59,7 +59,7 @@ func TestMigrateIntruder(t *testing.T) {
 	}
 }
 
-func call(t *testing.T, sock, cmd string, args any) {
+func ctlCallAuth(t *testing.T, sock, cmd string, args any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -68,14 +68,14 @@ func call(t *testing.T, sock, cmd string, args any) {
 	}
 }
 
-// waitMigration polls migrate-status until the migration on sock ended.
-func waitMigration(t *testing.T, sock string) engineReport {
+// waitMigrationAuth polls migrate-status until the migration on sock ended.
+func waitMigrationAuth(t *testing.T, sock string) authReport {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var st struct {
 			Done   bool          `json:"done"`
-			Report *engineReport `json:"report"`
+			Report *authReport `json:"report"`
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := control.Call(ctx, sock, "migrate-status", nil, &st)
@@ -90,10 +90,10 @@ func waitMigration(t *testing.T, sock string) engineReport {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("the migration on %s did not end within 2 minutes", sock)
-	return engineReport{}
+	return authReport{}
 }
 
-type engineReport struct {
+type authReport struct {
 	Status     string `json:"status"`
 	Error      string `json:"error"`
 	Encryption string `json:"encryption"`
