@@ -22,7 +22,9 @@ import (
 //
 // The destination parses nothing from a connection before its handshake
 // succeeded: a stranger cannot get a HELLO read, so it never meets the
-// layout check nor an ABORT that would name the layout. It cannot hold
+// layout check nor an ABORT that would name the layout (what it does see
+// is TLS's own: the destination's certificate, sent before the client's
+// is checked, and an alert). It cannot hold
 // the acceptor either: a handshake has handshakeBound, and when the
 // pending slots are full the oldest unauthenticated connection makes
 // room for the new one. Refusals are logged once per remote host and
