@@ -42,6 +42,7 @@ func TestIntruder(t *testing.T) {
 	if !errors.Is(err, transport.ErrUnauthenticated) {
 		t.Fatalf("the intruder's Send = %v; want ErrUnauthenticated", err)
 	}
+	t.Logf("the intruder: %v", err)
 	rep, err := engine.Send(ctx, src, tcp.New(nil), engine.Options{Transport: cfg, Credentials: srcCreds})
 	wg.Wait()
 	if err != nil || rerr != nil {

@@ -47,7 +47,7 @@ func mint(name string) (certPEM, keyPEM []byte, err error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
+		Subject:      pkix.Name{CommonName: fmt.Sprintf("%s %032x", name, serial)}, // unique: no other job's certificate looks like its issuer
 		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     now.Add(MintValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
