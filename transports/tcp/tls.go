@@ -28,7 +28,10 @@ import (
 // the acceptor either: a handshake has handshakeBound, and when the
 // pending slots are full the oldest unauthenticated connection makes
 // room for the new one. Refusals are logged once per remote host and
-// summed up when Open returns.
+// summed up when Open returns. What this cannot stop: a flood of more
+// than maxPending new connections within one handshake time evicts the
+// real source's too, and its Open fails (it keeps running; the job can
+// be run again); filtering such a flood is the network's job.
 
 // handshakeBound bounds a pending connection's TLS handshake on the
 // destination (connect_timeout, if shorter).
