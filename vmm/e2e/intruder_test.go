@@ -74,7 +74,7 @@ func waitMigrationAuth(t *testing.T, sock string) authReport {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var st struct {
-			Done   bool          `json:"done"`
+			Done   bool        `json:"done"`
 			Report *authReport `json:"report"`
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
