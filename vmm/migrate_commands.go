@@ -37,6 +37,9 @@ type MigrateArgs struct {
 	IncomingTimeoutMS int64 `json:"incoming_timeout_ms,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
+	// Credentials are this side's trust material for the session (its
+	// key, the peer's roots); without them the transport refuses to open.
+	Credentials *transport.Credentials `json:"credentials,omitempty"`
 }
 
 // serveMigration registers the migration commands:
@@ -90,7 +93,8 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	opt := engine.Options{MaxDowntime: time.Duration(a.MaxDowntimeMS) * time.Millisecond,
 		Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses, VerifyPages: a.VerifyPages, Log: v.log,
 		SwitchoverTimeout: time.Duration(a.SwitchoverTimeoutMS) * time.Millisecond,
-		IncomingTimeout:   time.Duration(a.IncomingTimeoutMS) * time.Millisecond}
+		IncomingTimeout:   time.Duration(a.IncomingTimeoutMS) * time.Millisecond,
+		Credentials:       a.credentials()}
 	ctx, cancel := context.WithCancel(context.Background())
 	own, err := v.claim(reqCtx, mg, role.String(), cancel, func(st State) error { return v.canMigrate(role, st) })
 	if err != nil {
@@ -100,7 +104,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	opt.Progress = mg.progress
 	tr, files, err := v.launchTransport(ctx, a, &opt)
 	if err != nil {
-		own.release(func() { mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{})) })
+		own.release(func() {
+			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}))
+		})
 		cancel()
 		return nil, err
 	}
@@ -253,4 +259,12 @@ func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// credentials returns the arguments' credentials, none when absent.
+func (a MigrateArgs) credentials() transport.Credentials {
+	if a.Credentials == nil {
+		return transport.Credentials{}
+	}
+	return *a.Credentials
 }

@@ -80,6 +80,10 @@ func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
 		t.Fatal(err)
 	}
 	send, recv := loopback.NewPipe()
+	srcCreds, dstCreds, err := transport.MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	smg, dmg := &migration{}, &migration{}
@@ -100,12 +104,12 @@ func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		opt := engine.Options{Transport: cfg, Progress: dmg.progress}
+		opt := engine.Options{Transport: cfg, Progress: dmg.progress, Credentials: dstCreds}
 		rep, err := engine.Receive(ctx, lockTarget{migrationVM{v: dst, own: down}}, recv, opt)
 		recv.Close()
 		dst.endMigration(down, dmg, transport.RoleReceive, rep, err)
 	})
-	opt := engine.Options{Transport: cfg, Progress: smg.progress, MaxDowntime: time.Second}
+	opt := engine.Options{Transport: cfg, Progress: smg.progress, MaxDowntime: time.Second, Credentials: srcCreds}
 	rep, err := engine.Send(ctx, lockSource{migrationVM{v: src, own: sown}}, send, opt)
 	send.Close()
 	src.endMigration(sown, smg, transport.RoleSend, rep, err)

@@ -103,18 +103,23 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progre
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
 		VerifyPages: verify, Hints: hintArgs(j, p)}
+	srcCreds, dstCreds, err := credentials(j)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep, err
+	}
 	call := func(sock, cmd string, a, res any) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return callControl(cctx, sock, cmd, a, res)
 	}
 	rs := newResolver(j, log)
-	if err := call(j.Destination.Control, "migrate-incoming", args, nil); err != nil {
+	if err := call(j.Destination.Control, "migrate-incoming", withCredentials(args, dstCreds), nil); err != nil {
 		rep.Error = err.Error()
 		rs.cleanup()
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}
-	if err := call(j.Source.Control, "migrate-send", args, nil); err != nil {
+	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()
 		cancelMigration(j.Source.Control) // in case the call got through after all
 		cancelMigration(j.Destination.Control)
@@ -244,6 +249,9 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "  skipped     %d by %s\n", n, reason)
 	}
 	fmt.Fprintf(w, "passes        %d\n", r.Passes)
+	if r.Encryption != "" {
+		fmt.Fprintf(w, "encryption    %s\n", r.Encryption)
+	}
 	for _, h := range r.Hints {
 		fmt.Fprintf(w, "hint %-8s %s: %d pages skipped, %d ranges (%d stale, %d invalid), %d requests, slowest %d ms\n",
 			h.Name, h.Status, h.Skipped, h.Ranges, h.Stale, h.Invalid, h.Requests, h.SlowestMS)

@@ -55,7 +55,8 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	}
 	defer closeFiles(files)
 	r.progress(PhaseWaiting)
-	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files}); err != nil {
+	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
+		Credentials: r.opt.Credentials}, rep); err != nil {
 		return err
 	}
 	defer func() {
@@ -79,15 +80,16 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	return err
 }
 
-// open opens the transport, waiting at most IncomingTimeout for a source.
-func (r *receiver) open(ctx context.Context, req transport.OpenRequest) error {
+// open opens the transport within IncomingTimeout and records in rep how
+// the session is protected.
+func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Report) error {
 	octx := ctx
 	if r.opt.IncomingTimeout > 0 {
 		var cancel context.CancelFunc
 		octx, cancel = context.WithTimeout(ctx, r.opt.IncomingTimeout)
 		defer cancel()
 	}
-	err := r.tr.Open(octx, req)
+	err := openTransport(octx, r.tr, req, rep)
 	switch {
 	case err == nil:
 		return nil

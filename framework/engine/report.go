@@ -41,6 +41,10 @@ type Options struct {
 	IncomingTimeout time.Duration
 	// Transport configures the transport (decoded from the job).
 	Transport transport.Config
+	// Credentials authenticate the two sides to each other (and encrypt
+	// the session unless Plaintext); the transport refuses to open
+	// without them.
+	Credentials transport.Credentials
 	// Progress receives events from the engine's goroutine; keep it quick.
 	Progress func(Progress)
 	Log      *slog.Logger
@@ -124,6 +128,26 @@ type Report struct {
 	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: not compared
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
+	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS or EncryptionOff, once the transport was opened
+}
+
+// Report.Encryption values: how the session's stream was protected.
+const (
+	EncryptionTLS = "tls1.3"
+	EncryptionOff = "off (authenticated only)"
+)
+
+// openTransport opens tr with req and records in rep how the session
+// is protected.
+func openTransport(ctx context.Context, tr transport.Transport, req transport.OpenRequest, rep *Report) error {
+	if err := tr.Open(ctx, req); err != nil {
+		return err
+	}
+	rep.Encryption = EncryptionTLS
+	if req.Credentials.Plaintext {
+		rep.Encryption = EncryptionOff
+	}
+	return nil
 }
 
 // status is Report.Status for Send's or Receive's error.

@@ -112,7 +112,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 			return fmt.Errorf("memory of region %d is %d bytes, layout says %d", i, len(s.mem[i]), r.Size)
 		}
 	}
-	if err := s.tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files}); err != nil {
+	if err := openTransport(ctx, s.tr, transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials}, &s.rep); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
 	defer func() {

@@ -82,6 +82,7 @@ func TestErrors(t *testing.T) {
 		{"everything", 12},
 		{"duplicate_bodies", 9},
 		{"same_socket", 1},
+		{"bad_security", 4},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

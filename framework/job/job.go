@@ -47,6 +47,7 @@ type Job struct {
 	Transport   Plugin   // the transport "<name>" block
 	Hints       []Plugin // the hint "<name>" blocks, in file order, names unique
 	Limits      Limits
+	Security    Security // the security block; default: minted keys, encryption on
 
 	// duplicates are plugin blocks Parse reported as a second transport
 	// block or a second block for one hint provider: Blocks lists them

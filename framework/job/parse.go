@@ -31,7 +31,7 @@ var (
 		{Name: "incoming_timeout", Type: transport.TypeDuration, Default: int64(DefaultIncomingTimeout),
 			Doc: "how long the destination waits for its source to connect"},
 	}
-	blockTypes    = []string{"source", "destination", "transport", "limits", "hint"}
+	blockTypes    = []string{"source", "destination", "transport", "limits", "hint", "security"}
 	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
 )
 
@@ -53,7 +53,7 @@ func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unreadable job file", Detail: "The HCL parser returned no native-syntax body."})
 	}
 	p := &parser{
-		job:   &Job{File: filename, Limits: defaultLimits()},
+		job:   &Job{File: filename, Limits: defaultLimits(), Security: Security{Encryption: true}},
 		diags: diags,
 		first: map[string]hcl.Range{},
 		typos: map[string]bool{},
@@ -129,6 +129,11 @@ func (p *parser) block(b *hclsyntax.Block) {
 			kept := p.job.Limits
 			p.limits(b)
 			p.job.Limits = kept
+		}
+	case "security":
+		if p.once(b) {
+			p.noLabels(b)
+			p.security(b)
 		}
 	case "transport":
 		first := p.once(b)

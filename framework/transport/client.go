@@ -80,7 +80,7 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 		}
 		ram[i] = &pb.RAMRegion{Gpa: r.GPA, Size: r.Size, File: uint32(idx), Offset: r.Offset}
 	}
-	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram})
+	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram, Credentials: credsToProto(req.Credentials)})
 	return c.fail(ctx, err)
 }
 

@@ -121,3 +121,11 @@ func statsToProto(s Stats) *pb.StatsResponse {
 func statsFromProto(s *pb.StatsResponse) Stats {
 	return Stats{BytesWire: s.GetBytesWire(), PagesData: s.GetPagesData(), PagesZero: s.GetPagesZero(), Compressed: s.GetCompressed()}
 }
+
+func credsToProto(c Credentials) *pb.Credentials {
+	return &pb.Credentials{Certificate: c.Certificate, Key: c.Key, PeerRoots: c.PeerRoots, Plaintext: c.Plaintext}
+}
+
+func credsFromProto(c *pb.Credentials) Credentials {
+	return Credentials{Certificate: c.GetCertificate(), Key: c.GetKey(), PeerRoots: c.GetPeerRoots(), Plaintext: c.GetPlaintext()}
+}

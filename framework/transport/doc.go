@@ -11,6 +11,12 @@
 // starts) and the RPC carries only page runs, messages of at most
 // MaxMessage bytes, and acknowledgements.
 //
+// Every session is authenticated (see Transport): OpenRequest.Credentials
+// carry this side's key and the peer's roots (credentials.go;
+// MintCredentials makes a pair per job), and Secure (secure.go) is the
+// mutual TLS 1.3 handshake a stream transport runs before it reads a byte
+// of the peer's frames.
+//
 // The package holds the Go interface (transport.go), the go-plugin glue
 // (plugin.go, launch.go), the gRPC client and server shims (client.go,
 // server.go, convert.go, status.go), a closure-based mock (mock.go) and a

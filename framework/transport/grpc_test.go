@@ -17,7 +17,7 @@ import (
 // with its class and its text.
 func TestErrorClassesOverGRPC(t *testing.T) {
 	for _, class := range []error{
-		transport.ErrNotSupported, transport.ErrBadConfig, transport.ErrProtocol, transport.ErrClosed,
+		transport.ErrNotSupported, transport.ErrBadConfig, transport.ErrProtocol, transport.ErrClosed, transport.ErrUnauthenticated,
 		transport.ErrPluginGone, context.DeadlineExceeded, context.Canceled, nil,
 	} {
 		var want error = fmt.Errorf("flush: peer said no: %w", class)
@@ -91,6 +91,8 @@ func TestConversions(t *testing.T) {
 		Role:   transport.RoleReceive,
 		Config: transport.Config{"addr": "10.0.0.1:7000", "streams": int64(8), "tls": false, "timeout": int64(-1)},
 		RAM:    []transport.RAMRegion{{GPA: 1 << 32, Size: 1 << 21, File: 1, Offset: 4096}},
+		Credentials: transport.Credentials{Certificate: []byte("cert"), Key: []byte("key"),
+			PeerRoots: []byte("roots"), Plaintext: true},
 	}
 	if err := tr.Open(ctx, req); err != nil {
 		t.Fatal(err)

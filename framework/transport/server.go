@@ -93,7 +93,8 @@ func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRes
 	}
 	defer leave(s.main)
 	s.newEpoch()
-	err = s.impl.Open(ctx, OpenRequest{Role: Role(req.GetRole()), Config: cfg, RAM: ram, Files: s.files})
+	err = s.impl.Open(ctx, OpenRequest{Role: Role(req.GetRole()), Config: cfg, RAM: ram, Files: s.files,
+		Credentials: credsFromProto(req.GetCredentials())})
 	return &pb.OpenResponse{}, toStatus(err)
 }
 

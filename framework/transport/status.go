@@ -17,6 +17,7 @@ var classes = []struct {
 	{ErrNotSupported, codes.Unimplemented},
 	{ErrBadConfig, codes.InvalidArgument},
 	{ErrProtocol, codes.DataLoss},
+	{ErrUnauthenticated, codes.Unauthenticated},
 	{ErrClosed, codes.Aborted},
 	{ErrPluginGone, codes.Unavailable},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

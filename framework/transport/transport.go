@@ -7,8 +7,10 @@ import (
 )
 
 // APIVersion is the transport plugin protocol version (go-plugin's
-// ProtocolVersion); host and plugin must agree.
-const APIVersion = 1
+// ProtocolVersion); host and plugin must agree. 2: Open carries
+// Credentials, which a version-1 plugin would ignore (and run the session
+// unauthenticated), so the host refuses it.
+const APIVersion = 2
 
 // MaxMessage bounds a message payload.
 const MaxMessage = 1 << 20
@@ -85,6 +87,9 @@ type OpenRequest struct {
 	// Files back RAM: in process, the VMM's files; over gRPC the plugin
 	// receives them at startup and the host sends only indices.
 	Files []*os.File
+	// Credentials authenticate the peer (and this side to it); every
+	// session needs them (see Transport).
+	Credentials Credentials
 }
 
 // Kind says what a page run carries. 0 is invalid.
@@ -122,14 +127,23 @@ type Stats struct {
 // goroutine; SendMessage and RecvMessage may each be called from one
 // other goroutine concurrently with those; Stats from any goroutine.
 // Every call that blocks honours its context.
+//
+// Authentication: a transport authenticates the peer with
+// OpenRequest.Credentials before it parses anything the peer sent, and
+// encrypts the session unless Credentials.Plaintext; a peer that fails is
+// refused and learns nothing about this side (no layout, no reason
+// beyond the refusal), and on the receiving side it cannot end or delay
+// the session of the real source: Open keeps waiting for it. Open
+// without usable credentials fails with ErrBadConfig. Secure does the
+// handshake for stream transports.
 type Transport interface {
 	// Info describes the implementation; it needs no Open.
 	Info(ctx context.Context) (Info, error)
 	// Schema describes the configuration block; it needs no Open.
 	Schema(ctx context.Context) (Schema, error)
 	// Open starts the session: RoleSend connects to the destination,
-	// RoleReceive listens and returns once the source connected (or ctx
-	// ended). The plugin maps the RAM files here.
+	// RoleReceive listens and returns once the source connected and
+	// proved its credentials (or ctx ended). The plugin maps the RAM files here.
 	Open(ctx context.Context, req OpenRequest) error
 	// SendPages queues page runs for sending (RoleSend). Data pages are
 	// read from guest RAM at some moment before the next Flush returns;

@@ -3,6 +3,8 @@
 package tcp
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"syscall"
@@ -39,9 +41,35 @@ func BenchmarkLoopback(b *testing.B) {
 	}
 }
 
+// BenchmarkEncryption is BenchmarkLoopback's incompressible case with
+// TLS 1.3 (AES-GCM) and with plaintext after the authenticating handshake.
+func BenchmarkEncryption(b *testing.B) {
+	src := newVM(b, benchLayout)
+	fillBench(src.mem[0], false)
+	dst := newVM(b, benchLayout)
+	for i := 0; i < len(dst.mem[0]); i += pageSize {
+		dst.mem[0][i] = 1
+	}
+	for _, streams := range []int{1, 2, 4} {
+		for _, mode := range []string{"tls", "plaintext"} {
+			b.Run(fmt.Sprintf("streams=%d/%s", streams, mode), func(b *testing.B) {
+				benchLoopbackPlain(b, src, dst, streams, "none", mode == "plaintext")
+			})
+		}
+	}
+}
+
 func benchLoopback(b *testing.B, src, dst *vm, streams int, comp string) {
-	send, _ := openPair(b, src, dst, cfg(freeAddr(b), streams, comp))
-	ctx := ctxT(b)
+	benchLoopbackPlain(b, src, dst, streams, comp, false)
+}
+
+func benchLoopbackPlain(b *testing.B, src, dst *vm, streams int, comp string, plain bool) {
+	send, recv := openPairPlain(b, src, dst, cfg(freeAddr(b), streams, comp), plain)
+	if c, _ := recv.s.streams[0].conn.(*tls.Conn); c != nil {
+		b.Logf("cipher suite %s", tls.CipherSuiteName(c.ConnectionState().CipherSuite))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a busy machine takes long
+	defer cancel()
 	runs := make([]transport.PageRun, 0, 1)
 	pages := src.pages()
 	b.SetBytes(benchRAM)

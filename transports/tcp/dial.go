@@ -29,7 +29,13 @@ func openSend(ctx context.Context, s *session) error {
 			closeStreams(s.streams)
 			return err
 		}
-		s.streams = append(s.streams, newStream(i, c))
+		sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+		if err != nil {
+			c.Close()
+			closeStreams(s.streams)
+			return authErr(ctx, i, err)
+		}
+		s.streams = append(s.streams, newStream(i, sc, c))
 	}
 	if err := handshake(ctx, s); err != nil {
 		closeStreams(s.streams)
@@ -176,7 +182,7 @@ func layoutErr(ours, theirs []wire.Region, we, they string) error {
 
 func closeStreams(sts []*stream) {
 	for _, st := range sts {
-		st.conn.Close()
+		st.raw.Close()
 	}
 }
 

@@ -11,10 +11,29 @@
 //	    └ queue ─ writer 1 ─ lz4? ─ writev ═══ stream 1 ══► reader 1 ─ bounds check ─ RAM  │
 //	Flush ─ waits until every stream's ACK covers what was queued ◄──────────────────────┘
 //
+// Every stream opens with authentication (tls.go, transport.Secure):
+//
+//	source (TLS client)                              destination (TLS server)
+//	dial ──────────────────────────────────────────► accept; pending slot (64; full: evict
+//	                                                  the oldest unauthenticated one)
+//	ClientHello ───────────────────────────────────► ServerHello … CertificateRequest, Finished
+//	Certificate, CertificateVerify, Finished ──────► verify against the peer roots (≤ 3 s);
+//	                                                  failed: close, no reply, logged once per host
+//	read go-ahead ◄───────────── go-ahead (in TLS) ─  only now is anything read from the peer
+//	HELLO ═════════════════════════════════════════► layout check (ABORT only to this peer)
+//	      ◄═════════════════════════════════════════ HELLO
+//	═══ frames inside TLS 1.3 (AES-GCM), or with Credentials.Plaintext on the bare socket ═══
+//
+// The go-ahead orders the plaintext switch: nothing raw travels before the
+// other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
+//
 // Page bytes never get copied in user space on the source: raw batches
 // are written with writev straight from a read-only mapping of the guest
 // RAM files; the destination reads (or decompresses) them straight into a
 // writable mapping and punches holes for ZERO runs so it stays sparse.
+// That holds in plaintext mode; with encryption the TLS layer seals and
+// opens through its own buffers (docs/BENCHMARKS.md has the cost). Stats
+// count frame bytes, not TLS record overhead.
 //
 // Ordering: a page index always travels on the same stream (the grid),
 // and each stream is FIFO, so a later send of a page never overtakes an

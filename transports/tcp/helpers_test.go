@@ -84,7 +84,44 @@ func (v *vm) pages() uint64 {
 }
 
 func (v *vm) request(role transport.Role, cfg transport.Config) transport.OpenRequest {
-	return transport.OpenRequest{Role: role, Config: cfg, RAM: v.ram, Files: v.files}
+	return transport.OpenRequest{Role: role, Config: cfg, RAM: v.ram, Files: v.files, Credentials: creds(role)}
+}
+
+// testCreds are the package's tests' job credentials: [0] the source's.
+var testCreds = sync.OnceValue(func() [2]transport.Credentials {
+	src, dst, err := transport.MintCredentials(false)
+	if err != nil {
+		panic(err)
+	}
+	return [2]transport.Credentials{src, dst}
+})
+
+func creds(role transport.Role) transport.Credentials {
+	if role == transport.RoleSend {
+		return testCreds()[0]
+	}
+	return testCreds()[1]
+}
+
+// secureRaw authenticates a hand-driven connection as role with the
+// tests' credentials (or c, when given).
+func secureRaw(t testing.TB, c net.Conn, role transport.Role, cr ...transport.Credentials) net.Conn {
+	t.Helper()
+	use := creds(role)
+	if len(cr) > 0 {
+		use = cr[0]
+	}
+	cfg, err := use.TLSConfig(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, role, cfg, use.Plaintext)
+	if err != nil {
+		t.Fatalf("authenticate a raw %v peer: %v", role, err)
+	}
+	return sc
 }
 
 // fill writes page p: random bytes, a compressible pattern, or a byte.
@@ -131,13 +168,21 @@ func cfg(addr string, streams int, compress string) transport.Config {
 // openPair opens a receiving and a sending transport on src and dst.
 func openPair(t testing.TB, src, dst *vm, c transport.Config) (send, recv *Transport) {
 	t.Helper()
+	return openPairPlain(t, src, dst, c, false)
+}
+
+// openPairPlain is openPair, with frames in the clear if plain.
+func openPairPlain(t testing.TB, src, dst *vm, c transport.Config, plain bool) (send, recv *Transport) {
+	t.Helper()
 	send, recv = New(testLogger(t)), New(testLogger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	var rerr error
-	wg.Go(func() { rerr = recv.Open(ctx, dst.request(transport.RoleReceive, c)) })
-	serr := send.Open(ctx, src.request(transport.RoleSend, c))
+	sreq, rreq := src.request(transport.RoleSend, c), dst.request(transport.RoleReceive, c)
+	sreq.Credentials.Plaintext, rreq.Credentials.Plaintext = plain, plain
+	wg.Go(func() { rerr = recv.Open(ctx, rreq) })
+	serr := send.Open(ctx, sreq)
 	wg.Wait()
 	if serr != nil || rerr != nil {
 		send.Close()

@@ -50,6 +50,7 @@ func dialRaw(t *testing.T, addr string, layout []wire.Region, streams int) *rawP
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
+		c = secureRaw(t, c, transport.RoleSend)
 		b, _ := wire.AppendHello(nil, wire.Hello{Session: id, Stream: uint16(i), Streams: uint16(streams), PageSize: pageSize, RAM: layout})
 		if _, err := c.Write(b); err != nil {
 			t.Fatal(err)
@@ -128,7 +129,7 @@ func TestHostileSource(t *testing.T) {
 			before := [][]byte{bytes.Clone(dst.mem[0]), bytes.Clone(dst.mem[1])}
 			recv, p := receiveFrom(t, dst, 1)
 			p.conns[0].Write(c.frames)
-			p.conns[0].(*net.TCPConn).CloseWrite()
+			p.conns[0].(interface{ CloseWrite() error }).CloseWrite()
 			_, err := recv.RecvMessage(ctxT(t))
 			if !errors.Is(err, c.want) {
 				t.Fatalf("destination: %v, want %v", err, c.want)
@@ -245,7 +246,7 @@ func TestLayoutMismatch(t *testing.T) {
 
 // fakeDestination accepts one source stream, answers its HELLO and hands
 // the connection to fn.
-func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, d *wire.Decoder)) (*Transport, context.Context) {
+func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn, d *wire.Decoder)) (*Transport, context.Context) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -263,6 +264,8 @@ func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, d *wire.Decoder)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	raw := c
+	c = secureRaw(t, c, transport.RoleReceive)
 	d := wire.NewDecoder(c)
 	f, err := d.Next()
 	if err != nil {
@@ -274,7 +277,7 @@ func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, d *wire.Decoder)
 	if serr != nil {
 		t.Fatal(serr)
 	}
-	go fn(c, d)
+	go fn(c, raw.(*net.TCPConn), d)
 	return send, ctx
 }
 
@@ -284,7 +287,7 @@ func TestHostileDestination(t *testing.T) {
 	src := newVM(t, testLayout)
 	all := []transport.PageRun{{First: 0, Count: src.pages(), Kind: transport.KindData}}
 	t.Run("ACK beyond what was sent", func(t *testing.T) {
-		send, ctx := fakeDestination(t, src, func(c net.Conn, d *wire.Decoder) { c.Write(wire.AppendAck(nil, 1000)) })
+		send, ctx := fakeDestination(t, src, func(c net.Conn, raw *net.TCPConn, d *wire.Decoder) { c.Write(wire.AppendAck(nil, 1000)) })
 		err := send.SendPages(ctx, all)
 		if err == nil {
 			err = send.Flush(ctx)
@@ -294,10 +297,10 @@ func TestHostileDestination(t *testing.T) {
 		}
 	})
 	t.Run("killed mid-stream", func(t *testing.T) {
-		send, ctx := fakeDestination(t, src, func(c net.Conn, d *wire.Decoder) {
+		send, ctx := fakeDestination(t, src, func(c net.Conn, raw *net.TCPConn, d *wire.Decoder) {
 			d.Next()
-			c.(*net.TCPConn).SetLinger(0) // reset, as a killed process's kernel may
-			c.Close()
+			raw.SetLinger(0) // reset, as a killed process's kernel may
+			raw.Close()
 		})
 		err := send.SendPages(ctx, all)
 		for err == nil {
@@ -314,7 +317,7 @@ func TestHostileDestination(t *testing.T) {
 		}
 	})
 	t.Run("silent", func(t *testing.T) {
-		send, ctx := fakeDestination(t, src, func(c net.Conn, d *wire.Decoder) {})
+		send, ctx := fakeDestination(t, src, func(c net.Conn, raw *net.TCPConn, d *wire.Decoder) {})
 		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
 		err := send.SendPages(short, all)

@@ -13,16 +13,19 @@ import (
 )
 
 // maxPending bounds connections that are accepted but not yet part of a
-// complete session (port scanners, stale attempts of an earlier try).
+// complete session (port scanners, strangers, stale attempts of an
+// earlier try); see admit for what happens when they are all taken.
 const maxPending = 4 * maxStreams
 
-// acceptor gathers the streams of one session on the destination: the
-// first session whose every stream said HELLO wins; a HELLO with another
-// RAM layout fails Open at once (the migration cannot work).
+// acceptor gathers the streams of one session on the destination: each
+// connection authenticates first (tls.go); then the first session whose
+// every stream said HELLO wins; a HELLO with another RAM layout from an
+// authenticated source fails Open at once (the migration cannot work).
 type acceptor struct {
 	s       *session
 	mu      sync.Mutex
-	conns   map[*net.TCPConn]bool // every accepted connection still open
+	conns   map[*net.TCPConn]*admission // every accepted connection still open
+	refused refusals
 	groups  map[[wire.SessionSize]byte][]*stream
 	winner  []*stream
 	err     error
@@ -38,7 +41,7 @@ func openReceive(ctx context.Context, s *session) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	a := &acceptor{s: s, conns: map[*net.TCPConn]bool{}, groups: map[[wire.SessionSize]byte][]*stream{},
+	a := &acceptor{s: s, conns: map[*net.TCPConn]*admission{}, groups: map[[wire.SessionSize]byte][]*stream{},
 		settled: make(chan struct{})}
 	a.wg.Go(func() { a.acceptLoop(ln) })
 	select {
@@ -49,12 +52,13 @@ func openReceive(ctx context.Context, s *session) error {
 	ln.Close()
 	a.mu.Lock()
 	for c := range a.conns {
-		if !slices.ContainsFunc(a.winner, func(st *stream) bool { return st.conn == c }) {
+		if !slices.ContainsFunc(a.winner, func(st *stream) bool { return st.raw == c }) {
 			c.Close()
 		}
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
+	a.refused.summary(s.log)
 	if a.err != nil {
 		closeStreams(a.winner)
 		return a.err
@@ -75,43 +79,40 @@ func (a *acceptor) acceptLoop(ln net.Listener) {
 			return // closed by openReceive
 		}
 		tc := c.(*net.TCPConn)
-		a.mu.Lock()
-		full := len(a.conns) >= maxPending
-		if !full {
-			a.conns[tc] = true
-		}
-		a.mu.Unlock()
-		if full {
-			a.s.log.Warn("too many pending connections, dropping one", "from", c.RemoteAddr().String())
-			c.Close()
+		if !a.admit(tc) {
 			continue
 		}
 		tune(tc)
-		a.wg.Go(func() { a.hello(tc) })
+		a.wg.Go(func() {
+			if st := a.authenticate(tc); st != nil {
+				a.hello(st)
+			}
+		})
 	}
 }
 
-// hello reads one connection's HELLO and files it under its session.
-func (a *acceptor) hello(c *net.TCPConn) {
-	st := newStream(0, c)
+// hello reads an authenticated connection's HELLO and files it under
+// its session.
+func (a *acceptor) hello(st *stream) {
+	c := st.conn
 	c.SetDeadline(time.Now().Add(a.s.cfg.connectTimeout))
 	f, err := st.dec.Next()
 	from := c.RemoteAddr().String()
 	switch {
 	case err != nil:
-		a.drop(c, protocolCode(err), fmt.Sprintf("no HELLO: %v", err))
+		a.drop(st, protocolCode(err), fmt.Sprintf("no HELLO: %v", err))
 		return
 	case f.Type != wire.TypeHello:
-		a.drop(c, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))
+		a.drop(st, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))
 		return
 	case int(f.Hello.Streams) > maxStreams:
-		a.drop(c, wire.CodeRejected, fmt.Sprintf("%d streams, this transport takes at most %d", f.Hello.Streams, maxStreams))
+		a.drop(st, wire.CodeRejected, fmt.Sprintf("%d streams, this transport takes at most %d", f.Hello.Streams, maxStreams))
 		return
 	}
 	h := f.Hello
 	if !slices.Equal(h.RAM, a.s.ram.layout) || h.PageSize != pageSize {
 		err := layoutErr(a.s.ram.layout, h.RAM, "destination", "source")
-		a.drop(c, wire.CodeLayout, err.Error())
+		a.drop(st, wire.CodeLayout, err.Error())
 		a.settle(nil, fmt.Errorf("refused the source at %s: %w", from, err))
 		return
 	}
@@ -129,7 +130,7 @@ func (a *acceptor) hello(c *net.TCPConn) {
 	complete := ok && !slices.Contains(g, nil)
 	a.mu.Unlock()
 	if !ok {
-		a.drop(c, wire.CodeRejected, fmt.Sprintf("stream %d of %d of session %x does not fit the session being accepted", h.Stream, h.Streams, h.Session))
+		a.drop(st, wire.CodeRejected, fmt.Sprintf("stream %d of %d of session %x does not fit the session being accepted", h.Stream, h.Streams, h.Session))
 		return
 	}
 	a.s.log.Debug("stream connected", "from", from, "stream", h.Stream, "streams", h.Streams)
@@ -150,17 +151,15 @@ func (a *acceptor) settle(winner []*stream, err error) {
 	close(a.settled)
 }
 
-// drop refuses a connection, telling the peer why when code is set.
-func (a *acceptor) drop(c *net.TCPConn, code wire.Code, reason string) {
-	a.s.log.Warn("refused a connection", "from", c.RemoteAddr().String(), "reason", reason)
+// drop refuses an authenticated connection, telling the peer why when
+// code is set.
+func (a *acceptor) drop(st *stream, code wire.Code, reason string) {
+	a.s.log.Warn("refused a connection", "from", st.conn.RemoteAddr().String(), "reason", reason)
 	if code != 0 {
-		c.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-		c.Write(wire.AppendAbort(nil, code, reason))
+		st.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+		st.conn.Write(wire.AppendAbort(nil, code, reason))
 	}
-	c.Close()
-	a.mu.Lock()
-	delete(a.conns, c)
-	a.mu.Unlock()
+	a.forget(st.raw)
 }
 
 // accept answers HELLO on every stream of the winning session.

@@ -120,7 +120,7 @@ func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
 
 // writeCtx writes bufs to c; if ctx ends first, the write is cut short
 // through a past deadline, which is then cleared.
-func writeCtx(ctx context.Context, c *net.TCPConn, bufs net.Buffers) (int64, error) {
+func writeCtx(ctx context.Context, c net.Conn, bufs net.Buffers) (int64, error) {
 	var mu sync.Mutex
 	finished, cut := false, false
 	stop := context.AfterFunc(ctx, func() {

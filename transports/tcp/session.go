@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,8 @@ type session struct {
 	role    transport.Role
 	log     hclog.Logger
 	cfg     config
+	auth    *tls.Config // from the OpenRequest's credentials
+	plain   bool        // frames travel in the clear after the TLS handshake
 	ram     *ram
 	id      [wire.SessionSize]byte
 	streams []*stream
@@ -61,7 +64,8 @@ type session struct {
 // stream is one connection of a session.
 type stream struct {
 	idx    int
-	conn   *net.TCPConn
+	conn   net.Conn     // frames: the TLS connection, or raw when plaintext
+	raw    *net.TCPConn // the socket: half-close and close go here, never blocked by TLS
 	dec    *wire.Decoder
 	wlock  chan struct{} // held while one frame is written
 	broken atomic.Bool   // a write stopped inside a frame
@@ -82,8 +86,8 @@ func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats
 		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: newMsgQueue()}
 }
 
-func newStream(idx int, c *net.TCPConn) *stream {
-	return &stream{idx: idx, conn: c, dec: wire.NewDecoder(c), wlock: make(chan struct{}, 1), next: 1}
+func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
+	return &stream{idx: idx, conn: c, raw: raw, dec: wire.NewDecoder(c), wlock: make(chan struct{}, 1), next: 1}
 }
 
 // error returns why the session ended, or nil while it runs.
@@ -145,8 +149,11 @@ func (s *session) windDown(last []byte) {
 		}
 		st.unlock()
 	}
+	// Half-close the socket itself: a TLS close_notify could block on a
+	// peer that stopped reading; the frames' BYE and ABORT already say
+	// whether the stream ended on purpose.
 	for _, st := range s.streams {
-		st.conn.CloseWrite()
+		st.raw.CloseWrite()
 	}
 }
 

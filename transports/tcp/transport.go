@@ -54,6 +54,7 @@ func (t *Transport) Schema(context.Context) (transport.Schema, error) {
 
 // Open implements transport.Transport: RoleSend dials the destination's
 // listen address, RoleReceive listens there until the source connected.
+// Every stream is authenticated first (see tls.go).
 func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	t.mu.Lock()
 	busy := t.s != nil
@@ -68,12 +69,17 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		return err
 	}
+	auth, err := req.Credentials.TLSConfig(req.Role)
+	if err != nil {
+		return fmt.Errorf("tcp transport: %w", err)
+	}
 	m, err := mapRAM(req, req.Role == transport.RoleReceive)
 	if err != nil {
 		return fmt.Errorf("tcp transport: %w", err)
 	}
 	t.stats.reset()
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
+	s.auth, s.plain = auth, req.Credentials.Plaintext
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {

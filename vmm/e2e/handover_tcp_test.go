@@ -101,12 +101,19 @@ func migrateTCP(t *testing.T, src, dst *memVM, listen, connect string, opt engin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	opt.Transport = cfg
+	// The proxy reads frames: authenticated, but in the clear.
+	srcCreds, dstCreds, err := transport.MintCredentials(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sopt, dopt := opt, opt
+	sopt.Credentials, dopt.Credentials = srcCreds, dstCreds
 	var rrep engine.Report
 	var rerr error
 	var wg sync.WaitGroup
-	wg.Go(func() { rrep, rerr = engine.Receive(ctx, dst, tcp.New(log), opt) })
+	wg.Go(func() { rrep, rerr = engine.Receive(ctx, dst, tcp.New(log), dopt) })
 	time.Sleep(100 * time.Millisecond) // the destination listens
-	srep, serr := engine.Send(ctx, src, tcp.New(log), opt)
+	srep, serr := engine.Send(ctx, src, tcp.New(log), sopt)
 	if afterSend != nil {
 		afterSend()
 	}

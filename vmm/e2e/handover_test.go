@@ -20,7 +20,8 @@ import (
 )
 
 // msgProxy forwards TCP connections to target frame by frame (the
-// framework/wire format, so it needs a plaintext stream) and loses one
+// framework/wire format after the TLS records of the authenticating
+// handshake, so it needs encryption off) and loses one
 // engine message: the first MSG of kind drop in the chosen direction is
 // swallowed and every connection is cut at once, as if the network
 // failed exactly then.
@@ -79,7 +80,16 @@ func (p *msgProxy) frames(dst, src net.Conn, toDst bool) {
 		for p.stall.Load() && !p.closed.Load() {
 			time.Sleep(5 * time.Millisecond)
 		}
-		if _, err := io.ReadFull(src, hdr); err != nil {
+		if _, err := io.ReadFull(src, hdr[:tlsHeader]); err != nil {
+			return
+		}
+		if isTLSRecord(hdr) { // the authenticating handshake, before the frames
+			if !copyTLSRecord(dst, src, hdr[:tlsHeader]) {
+				return
+			}
+			continue
+		}
+		if _, err := io.ReadFull(src, hdr[tlsHeader:]); err != nil {
 			return
 		}
 		n := binary.BigEndian.Uint32(hdr[8:])
@@ -101,6 +111,26 @@ func (p *msgProxy) frames(dst, src net.Conn, toDst bool) {
 		}
 		hdr = hdr[:wire.HeaderSize]
 	}
+}
+
+// tlsHeader is the size of a TLS record header: content type, version, length.
+const tlsHeader = 5
+
+// isTLSRecord tells a TLS record (handshake, alert, change_cipher_spec or
+// application data of TLS 1.2/1.3 framing) from a wire frame, which
+// starts with wire.Magic.
+func isTLSRecord(h []byte) bool {
+	return h[0] >= 0x14 && h[0] <= 0x17 && h[1] == 0x03
+}
+
+// copyTLSRecord forwards one TLS record whose header is h.
+func copyTLSRecord(dst, src net.Conn, h []byte) bool {
+	body := make([]byte, binary.BigEndian.Uint16(h[3:]))
+	if _, err := io.ReadFull(src, body); err != nil {
+		return false
+	}
+	_, err := dst.Write(append(append([]byte(nil), h...), body...))
+	return err == nil
 }
 
 func (p *msgProxy) cutAll() {
@@ -164,10 +194,9 @@ func TestHandoverLostMessage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			listen := "127.0.0.1:" + itoa(freePort(t))
 			proxy := newMsgProxy(t, listen, tc.toDst, tc.kind)
-			// The proxy reads frames: plaintext only (see the note in
-			// docs/HANDOVER.md on encrypted transports).
+			// The proxy reads frames: authenticated, but in the clear.
 			p := startPairListen(t, "256M", "dirty:64@16", listen, "  connect = \""+proxy.addr()+"\"",
-				`limits { switchover_timeout = "3s" }`)
+				`limits { switchover_timeout = "3s" }`+"\nsecurity { encryption = false }")
 			rep, err := p.migrateOpts(false, nil)
 			if proxy.unparsed.Load() {
 				t.Fatal("the proxy saw a stream that is not plaintext wire frames")

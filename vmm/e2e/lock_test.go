@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -126,14 +127,20 @@ func (c *spamChain) migrate(i int, src, dst *guestRun) bool {
 	t := c.t
 	args := vmm.MigrateArgs{Plugin: c.plugin, MaxDowntimeMS: 100,
 		Transport: map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", freePort(t))}}
+	srcCreds, dstCreds, err := transport.MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcArgs, dstArgs := args, args
+	srcArgs.Credentials, dstArgs.Credentials = &srcCreds, &dstCreds
 	srcSpam, dstSpam := startSpam(src.control), startSpam(dst.control)
 	defer srcSpam.stop()
 	defer dstSpam.stop()
-	if err := call(dst.control, "migrate-incoming", args, nil); err != nil {
+	if err := call(dst.control, "migrate-incoming", dstArgs, nil); err != nil {
 		t.Fatalf("migration %d: migrate-incoming: %v", i, err)
 	}
 	dstAccepted := time.Now()
-	srcAccepted := c.send(i, src, args)
+	srcAccepted := c.send(i, src, srcArgs)
 	srcRep, srcLast := c.follow(i, "source", src)
 	dstRep, dstLast := c.follow(i, "destination", dst)
 	srcSpam.stop()

@@ -2,6 +2,7 @@ package loopback
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -56,6 +57,20 @@ func connectPipe(ctx context.Context, rv chan net.Conn, role transport.Role) (ne
 		b.Close()
 		return nil, fmt.Errorf("loopback: waiting for the sender: %w", ctx.Err())
 	}
+}
+
+// authenticate runs transport.Secure on c within helloTimeout and ctx:
+// nothing from the peer is parsed before its certificate checked out.
+// It closes c on failure.
+func authenticate(ctx context.Context, c net.Conn, req transport.OpenRequest, cfg *tls.Config, helloTimeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, req.Role, cfg, req.Credentials.Plaintext)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("loopback: %w", err)
+	}
+	return sc, nil
 }
 
 // handshake exchanges HELLOs (the sender speaks first, so it works on a

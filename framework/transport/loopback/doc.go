@@ -5,6 +5,11 @@
 // with pread/pwrite, so the conformance suite (transporttest) can run
 // against them in process and, wrapped as a plugin, over real gRPC.
 //
+// Every session starts with transport.Secure: a TLS 1.3 handshake with
+// the OpenRequest's credentials (mutual, pinned or CA roots); the frames
+// below then travel inside TLS, or in the clear after it with
+// Credentials.Plaintext.
+//
 // The byte stream, one frame after another, big-endian:
 //
 //	frame  = type u8 | length u32 | body (length <= 1 MiB + 17)
@@ -16,6 +21,8 @@
 //	BYE    6  (empty)          either side, on Close
 //
 //	sender                              receiver
+//	TLS 1.3 handshake ◄────────────────► verify the peer's certificate
+//	      ◄───────────────────────────── go-ahead (inside TLS)
 //	HELLO ─────────────────────────────► check magic, version, role, layout
 //	      ◄───────────────────────────── HELLO
 //	PAGES PAGES FLUSH(n) ──────────────► pwrite into guest RAM, in order

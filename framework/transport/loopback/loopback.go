@@ -89,12 +89,19 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		return err
 	}
+	tlsCfg, err := req.Credentials.TLSConfig(req.Role)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
 	r, err := newRAM(req, o.punch)
 	if err != nil {
 		return err
 	}
 	conn, err := t.connect(ctx, req.Role, o)
 	if err != nil {
+		return err
+	}
+	if conn, err = authenticate(ctx, conn, req, tlsCfg, o.helloTimeout); err != nil {
 		return err
 	}
 	if err := handshake(ctx, conn, req.Role, req.RAM, o.helloTimeout); err != nil {

@@ -591,18 +591,88 @@ func (x *RAMRegion) GetOffset() uint64 {
 	return 0
 }
 
+// Credentials mirror transport.Credentials: PEM bytes.
+type Credentials struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`              // this side's chain, leaf first
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                              // this side's private key
+	PeerRoots     []byte                 `protobuf:"bytes,3,opt,name=peer_roots,json=peerRoots,proto3" json:"peer_roots,omitempty"` // what the peer's certificate must chain to
+	Plaintext     bool                   `protobuf:"varint,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`                 // authenticate, but do not encrypt
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credentials) Reset() {
+	*x = Credentials{}
+	mi := &file_transport_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credentials) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credentials) ProtoMessage() {}
+
+func (x *Credentials) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credentials.ProtoReflect.Descriptor instead.
+func (*Credentials) Descriptor() ([]byte, []int) {
+	return file_transport_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Credentials) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *Credentials) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Credentials) GetPeerRoots() []byte {
+	if x != nil {
+		return x.PeerRoots
+	}
+	return nil
+}
+
+func (x *Credentials) GetPlaintext() bool {
+	if x != nil {
+		return x.Plaintext
+	}
+	return false
+}
+
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          Role                   `protobuf:"varint,1,opt,name=role,proto3,enum=ferry.transport.v1.Role" json:"role,omitempty"`
 	Config        map[string]*Value      `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Ram           []*RAMRegion           `protobuf:"bytes,3,rep,name=ram,proto3" json:"ram,omitempty"`
+	Credentials   *Credentials           `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_transport_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +684,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_transport_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +697,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{7}
+	return file_transport_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpenRequest) GetRole() Role {
@@ -651,6 +721,13 @@ func (x *OpenRequest) GetRam() []*RAMRegion {
 	return nil
 }
 
+func (x *OpenRequest) GetCredentials() *Credentials {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
 type OpenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -659,7 +736,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_transport_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +748,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_transport_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +761,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{8}
+	return file_transport_proto_rawDescGZIP(), []int{9}
 }
 
 type PageRun struct {
@@ -698,7 +775,7 @@ type PageRun struct {
 
 func (x *PageRun) Reset() {
 	*x = PageRun{}
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +787,7 @@ func (x *PageRun) String() string {
 func (*PageRun) ProtoMessage() {}
 
 func (x *PageRun) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +800,7 @@ func (x *PageRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRun.ProtoReflect.Descriptor instead.
 func (*PageRun) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{9}
+	return file_transport_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PageRun) GetFirst() uint64 {
@@ -756,7 +833,7 @@ type SendPagesRequest struct {
 
 func (x *SendPagesRequest) Reset() {
 	*x = SendPagesRequest{}
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +845,7 @@ func (x *SendPagesRequest) String() string {
 func (*SendPagesRequest) ProtoMessage() {}
 
 func (x *SendPagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +858,7 @@ func (x *SendPagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendPagesRequest.ProtoReflect.Descriptor instead.
 func (*SendPagesRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{10}
+	return file_transport_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SendPagesRequest) GetRuns() []*PageRun {
@@ -799,7 +876,7 @@ type SendPagesResponse struct {
 
 func (x *SendPagesResponse) Reset() {
 	*x = SendPagesResponse{}
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_transport_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +888,7 @@ func (x *SendPagesResponse) String() string {
 func (*SendPagesResponse) ProtoMessage() {}
 
 func (x *SendPagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_transport_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +901,7 @@ func (x *SendPagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendPagesResponse.ProtoReflect.Descriptor instead.
 func (*SendPagesResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{11}
+	return file_transport_proto_rawDescGZIP(), []int{12}
 }
 
 type FlushRequest struct {
@@ -835,7 +912,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_transport_proto_msgTypes[12]
+	mi := &file_transport_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +924,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[12]
+	mi := &file_transport_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +937,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{12}
+	return file_transport_proto_rawDescGZIP(), []int{13}
 }
 
 type FlushResponse struct {
@@ -871,7 +948,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_transport_proto_msgTypes[13]
+	mi := &file_transport_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +960,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[13]
+	mi := &file_transport_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +973,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{13}
+	return file_transport_proto_rawDescGZIP(), []int{14}
 }
 
 type Message struct {
@@ -909,7 +986,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_transport_proto_msgTypes[14]
+	mi := &file_transport_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +998,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[14]
+	mi := &file_transport_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1011,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{14}
+	return file_transport_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Message) GetKind() uint32 {
@@ -960,7 +1037,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_transport_proto_msgTypes[15]
+	mi := &file_transport_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1049,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[15]
+	mi := &file_transport_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1062,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{15}
+	return file_transport_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SendMessageRequest) GetMessage() *Message {
@@ -1003,7 +1080,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_transport_proto_msgTypes[16]
+	mi := &file_transport_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1092,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[16]
+	mi := &file_transport_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1105,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{16}
+	return file_transport_proto_rawDescGZIP(), []int{17}
 }
 
 type RecvMessageRequest struct {
@@ -1041,7 +1118,7 @@ type RecvMessageRequest struct {
 
 func (x *RecvMessageRequest) Reset() {
 	*x = RecvMessageRequest{}
-	mi := &file_transport_proto_msgTypes[17]
+	mi := &file_transport_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1130,7 @@ func (x *RecvMessageRequest) String() string {
 func (*RecvMessageRequest) ProtoMessage() {}
 
 func (x *RecvMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[17]
+	mi := &file_transport_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1143,7 @@ func (x *RecvMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecvMessageRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{17}
+	return file_transport_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RecvMessageRequest) GetAck() uint64 {
@@ -1086,7 +1163,7 @@ type RecvMessageResponse struct {
 
 func (x *RecvMessageResponse) Reset() {
 	*x = RecvMessageResponse{}
-	mi := &file_transport_proto_msgTypes[18]
+	mi := &file_transport_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1175,7 @@ func (x *RecvMessageResponse) String() string {
 func (*RecvMessageResponse) ProtoMessage() {}
 
 func (x *RecvMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[18]
+	mi := &file_transport_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1188,7 @@ func (x *RecvMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvMessageResponse.ProtoReflect.Descriptor instead.
 func (*RecvMessageResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{18}
+	return file_transport_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecvMessageResponse) GetSeq() uint64 {
@@ -1136,7 +1213,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_transport_proto_msgTypes[19]
+	mi := &file_transport_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1225,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[19]
+	mi := &file_transport_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1238,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{19}
+	return file_transport_proto_rawDescGZIP(), []int{20}
 }
 
 type StatsResponse struct {
@@ -1176,7 +1253,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_transport_proto_msgTypes[20]
+	mi := &file_transport_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1265,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[20]
+	mi := &file_transport_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1278,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{20}
+	return file_transport_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatsResponse) GetBytesWire() uint64 {
@@ -1240,7 +1317,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_transport_proto_msgTypes[21]
+	mi := &file_transport_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1329,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[21]
+	mi := &file_transport_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1342,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{21}
+	return file_transport_proto_rawDescGZIP(), []int{22}
 }
 
 type CloseResponse struct {
@@ -1276,7 +1353,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_transport_proto_msgTypes[22]
+	mi := &file_transport_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1365,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[22]
+	mi := &file_transport_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1378,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{22}
+	return file_transport_proto_rawDescGZIP(), []int{23}
 }
 
 var File_transport_proto protoreflect.FileDescriptor
@@ -1334,11 +1411,18 @@ const file_transport_proto_rawDesc = "" +
 	"\x03gpa\x18\x01 \x01(\x04R\x03gpa\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
 	"\x04file\x18\x03 \x01(\rR\x04file\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x04R\x06offset\"\x87\x02\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\"~\n" +
+	"\vCredentials\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1d\n" +
+	"\n" +
+	"peer_roots\x18\x03 \x01(\fR\tpeerRoots\x12\x1c\n" +
+	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xca\x02\n" +
 	"\vOpenRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.ferry.transport.v1.RoleR\x04role\x12C\n" +
 	"\x06config\x18\x02 \x03(\v2+.ferry.transport.v1.OpenRequest.ConfigEntryR\x06config\x12/\n" +
-	"\x03ram\x18\x03 \x03(\v2\x1d.ferry.transport.v1.RAMRegionR\x03ram\x1aT\n" +
+	"\x03ram\x18\x03 \x03(\v2\x1d.ferry.transport.v1.RAMRegionR\x03ram\x12A\n" +
+	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x1aT\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.ferry.transport.v1.ValueR\x05value:\x028\x01\"\x0e\n" +
@@ -1415,7 +1499,7 @@ func file_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_transport_proto_goTypes = []any{
 	(Role)(0),                   // 0: ferry.transport.v1.Role
 	(AttrType)(0),               // 1: ferry.transport.v1.AttrType
@@ -1427,59 +1511,61 @@ var file_transport_proto_goTypes = []any{
 	(*Attribute)(nil),           // 7: ferry.transport.v1.Attribute
 	(*SchemaResponse)(nil),      // 8: ferry.transport.v1.SchemaResponse
 	(*RAMRegion)(nil),           // 9: ferry.transport.v1.RAMRegion
-	(*OpenRequest)(nil),         // 10: ferry.transport.v1.OpenRequest
-	(*OpenResponse)(nil),        // 11: ferry.transport.v1.OpenResponse
-	(*PageRun)(nil),             // 12: ferry.transport.v1.PageRun
-	(*SendPagesRequest)(nil),    // 13: ferry.transport.v1.SendPagesRequest
-	(*SendPagesResponse)(nil),   // 14: ferry.transport.v1.SendPagesResponse
-	(*FlushRequest)(nil),        // 15: ferry.transport.v1.FlushRequest
-	(*FlushResponse)(nil),       // 16: ferry.transport.v1.FlushResponse
-	(*Message)(nil),             // 17: ferry.transport.v1.Message
-	(*SendMessageRequest)(nil),  // 18: ferry.transport.v1.SendMessageRequest
-	(*SendMessageResponse)(nil), // 19: ferry.transport.v1.SendMessageResponse
-	(*RecvMessageRequest)(nil),  // 20: ferry.transport.v1.RecvMessageRequest
-	(*RecvMessageResponse)(nil), // 21: ferry.transport.v1.RecvMessageResponse
-	(*StatsRequest)(nil),        // 22: ferry.transport.v1.StatsRequest
-	(*StatsResponse)(nil),       // 23: ferry.transport.v1.StatsResponse
-	(*CloseRequest)(nil),        // 24: ferry.transport.v1.CloseRequest
-	(*CloseResponse)(nil),       // 25: ferry.transport.v1.CloseResponse
-	nil,                         // 26: ferry.transport.v1.OpenRequest.ConfigEntry
+	(*Credentials)(nil),         // 10: ferry.transport.v1.Credentials
+	(*OpenRequest)(nil),         // 11: ferry.transport.v1.OpenRequest
+	(*OpenResponse)(nil),        // 12: ferry.transport.v1.OpenResponse
+	(*PageRun)(nil),             // 13: ferry.transport.v1.PageRun
+	(*SendPagesRequest)(nil),    // 14: ferry.transport.v1.SendPagesRequest
+	(*SendPagesResponse)(nil),   // 15: ferry.transport.v1.SendPagesResponse
+	(*FlushRequest)(nil),        // 16: ferry.transport.v1.FlushRequest
+	(*FlushResponse)(nil),       // 17: ferry.transport.v1.FlushResponse
+	(*Message)(nil),             // 18: ferry.transport.v1.Message
+	(*SendMessageRequest)(nil),  // 19: ferry.transport.v1.SendMessageRequest
+	(*SendMessageResponse)(nil), // 20: ferry.transport.v1.SendMessageResponse
+	(*RecvMessageRequest)(nil),  // 21: ferry.transport.v1.RecvMessageRequest
+	(*RecvMessageResponse)(nil), // 22: ferry.transport.v1.RecvMessageResponse
+	(*StatsRequest)(nil),        // 23: ferry.transport.v1.StatsRequest
+	(*StatsResponse)(nil),       // 24: ferry.transport.v1.StatsResponse
+	(*CloseRequest)(nil),        // 25: ferry.transport.v1.CloseRequest
+	(*CloseResponse)(nil),       // 26: ferry.transport.v1.CloseResponse
+	nil,                         // 27: ferry.transport.v1.OpenRequest.ConfigEntry
 }
 var file_transport_proto_depIdxs = []int32{
 	1,  // 0: ferry.transport.v1.Attribute.type:type_name -> ferry.transport.v1.AttrType
 	3,  // 1: ferry.transport.v1.Attribute.default:type_name -> ferry.transport.v1.Value
 	7,  // 2: ferry.transport.v1.SchemaResponse.attributes:type_name -> ferry.transport.v1.Attribute
 	0,  // 3: ferry.transport.v1.OpenRequest.role:type_name -> ferry.transport.v1.Role
-	26, // 4: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
+	27, // 4: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
 	9,  // 5: ferry.transport.v1.OpenRequest.ram:type_name -> ferry.transport.v1.RAMRegion
-	2,  // 6: ferry.transport.v1.PageRun.kind:type_name -> ferry.transport.v1.PageKind
-	12, // 7: ferry.transport.v1.SendPagesRequest.runs:type_name -> ferry.transport.v1.PageRun
-	17, // 8: ferry.transport.v1.SendMessageRequest.message:type_name -> ferry.transport.v1.Message
-	17, // 9: ferry.transport.v1.RecvMessageResponse.message:type_name -> ferry.transport.v1.Message
-	3,  // 10: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.transport.v1.Value
-	4,  // 11: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
-	6,  // 12: ferry.transport.v1.Transport.Schema:input_type -> ferry.transport.v1.SchemaRequest
-	10, // 13: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
-	13, // 14: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
-	15, // 15: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
-	18, // 16: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
-	20, // 17: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
-	22, // 18: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
-	24, // 19: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
-	5,  // 20: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
-	8,  // 21: ferry.transport.v1.Transport.Schema:output_type -> ferry.transport.v1.SchemaResponse
-	11, // 22: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
-	14, // 23: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
-	16, // 24: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
-	19, // 25: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
-	21, // 26: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
-	23, // 27: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
-	25, // 28: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 6: ferry.transport.v1.OpenRequest.credentials:type_name -> ferry.transport.v1.Credentials
+	2,  // 7: ferry.transport.v1.PageRun.kind:type_name -> ferry.transport.v1.PageKind
+	13, // 8: ferry.transport.v1.SendPagesRequest.runs:type_name -> ferry.transport.v1.PageRun
+	18, // 9: ferry.transport.v1.SendMessageRequest.message:type_name -> ferry.transport.v1.Message
+	18, // 10: ferry.transport.v1.RecvMessageResponse.message:type_name -> ferry.transport.v1.Message
+	3,  // 11: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.transport.v1.Value
+	4,  // 12: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
+	6,  // 13: ferry.transport.v1.Transport.Schema:input_type -> ferry.transport.v1.SchemaRequest
+	11, // 14: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
+	14, // 15: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
+	16, // 16: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
+	19, // 17: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
+	21, // 18: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
+	23, // 19: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
+	25, // 20: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
+	5,  // 21: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
+	8,  // 22: ferry.transport.v1.Transport.Schema:output_type -> ferry.transport.v1.SchemaResponse
+	12, // 23: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
+	15, // 24: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
+	17, // 25: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
+	20, // 26: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
+	22, // 27: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
+	24, // 28: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
+	26, // 29: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_transport_proto_init() }
@@ -1498,7 +1584,7 @@ func file_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,8 @@ func Run(t *testing.T, h Harness) {
 		{"Deadlines", testDeadlines},
 		{"OpenDeadline", testOpenDeadline},
 		{"Concurrent", testConcurrent},
+		{"NoCredentials", testNoCredentials},
+		{"Strangers", testStrangers},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newPair(t, h))
@@ -53,10 +55,16 @@ type pair struct {
 	ram              RAM
 	send, recv       transport.Transport
 	sendCfg, recvCfg transport.Config
+	// creds are minted for this pair: [0] the sender's, [1] the receiver's.
+	creds [2]transport.Credentials
 }
 
 func newPair(t *testing.T, h Harness) *pair {
 	p := &pair{t: t, ram: newRAM(t)}
+	var err error
+	if p.creds[0], p.creds[1], err = transport.MintCredentials(false); err != nil {
+		t.Fatal(err)
+	}
 	p.send, p.recv, p.sendCfg, p.recvCfg = h(t, p.ram)
 	t.Cleanup(func() {
 		p.send.Close()
@@ -74,9 +82,9 @@ func ctx(t *testing.T) context.Context {
 
 func (p *pair) request(role transport.Role) transport.OpenRequest {
 	if role == transport.RoleSend {
-		return transport.OpenRequest{Role: role, Config: p.sendCfg, RAM: p.ram.Layout, Files: p.ram.Send}
+		return transport.OpenRequest{Role: role, Config: p.sendCfg, RAM: p.ram.Layout, Files: p.ram.Send, Credentials: p.creds[0]}
 	}
-	return transport.OpenRequest{Role: role, Config: p.recvCfg, RAM: p.ram.Layout, Files: p.ram.Recv}
+	return transport.OpenRequest{Role: role, Config: p.recvCfg, RAM: p.ram.Layout, Files: p.ram.Recv, Credentials: p.creds[1]}
 }
 
 // open opens the receiver (in a goroutine: it returns once the sender

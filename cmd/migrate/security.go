@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm"
+)
+
+// credentials returns what each side of the job gets through its own
+// control socket: fresh keys minted for this job (the default), or the
+// operator's files named in the security block, read here. Each side gets
+// its own key and the roots it checks the other against, nothing more.
+func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
+	s := j.Security
+	if s.Minted() {
+		return transport.MintCredentials(!s.Encryption)
+	}
+	files := map[string][]byte{}
+	for _, p := range []string{s.SourceCert, s.SourceKey, s.DestinationCert, s.DestinationKey, s.CAFile} {
+		if p == "" {
+			continue
+		}
+		path := p
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(j.File), path)
+		}
+		if files[p], err = os.ReadFile(path); err != nil {
+			return src, dst, fmt.Errorf("security block: %w", err)
+		}
+	}
+	srcRoots, dstRoots := files[s.DestinationCert], files[s.SourceCert] // no CA: pin the other's certificate
+	if s.CAFile != "" {
+		srcRoots, dstRoots = files[s.CAFile], files[s.CAFile]
+	}
+	src = transport.Credentials{Certificate: files[s.SourceCert], Key: files[s.SourceKey], PeerRoots: srcRoots, Plaintext: !s.Encryption}
+	dst = transport.Credentials{Certificate: files[s.DestinationCert], Key: files[s.DestinationKey], PeerRoots: dstRoots, Plaintext: !s.Encryption}
+	if _, err := src.TLSConfig(transport.RoleSend); err != nil {
+		return src, dst, fmt.Errorf("security block: source: %w", err)
+	}
+	if _, err := dst.TLSConfig(transport.RoleReceive); err != nil {
+		return src, dst, fmt.Errorf("security block: destination: %w", err)
+	}
+	return src, dst, nil
+}
+
+// withCredentials returns a copy of args that carries c.
+func withCredentials(args vmm.MigrateArgs, c transport.Credentials) vmm.MigrateArgs {
+	args.Credentials = &c
+	return args
+}

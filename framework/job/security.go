@@ -1,0 +1,73 @@
+package job
+
+import (
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Security is the security block: how the two sides authenticate each
+// other and whether pages travel encrypted. The zero value is not the
+// default: Parse sets Encryption.
+type Security struct {
+	// Encryption off still authenticates the peer (a TLS 1.3 handshake);
+	// only the frames after it travel in the clear. The report says so.
+	Encryption bool
+	// Operator files, paths as written (relative ones are relative to the
+	// job file). All empty: migrate mints fresh credentials for the job.
+	// Otherwise the four certificate and key files are all given; CAFile,
+	// if given, is the root both sides check the other's certificate
+	// against, else each side pins the other's certificate.
+	CAFile          string
+	SourceCert      string
+	SourceKey       string
+	DestinationCert string
+	DestinationKey  string
+
+	Range hcl.Range // the block, for diagnostics about its files
+}
+
+// Minted reports whether migrate mints credentials (no file is named).
+func (s Security) Minted() bool {
+	return s.CAFile == "" && s.SourceCert == "" && s.SourceKey == "" && s.DestinationCert == "" && s.DestinationKey == ""
+}
+
+var securitySchema = []transport.Attribute{
+	{Name: "encryption", Type: transport.TypeBool, Default: true,
+		Doc: "encrypt pages (TLS 1.3); false still authenticates the peer"},
+	{Name: "ca_file", Type: transport.TypeString, Doc: "PEM CA both sides trust (default: each pins the other's certificate)"},
+	{Name: "source_cert", Type: transport.TypeString, Doc: "PEM certificate chain of the source"},
+	{Name: "source_key", Type: transport.TypeString, Doc: "PEM private key of the source"},
+	{Name: "destination_cert", Type: transport.TypeString, Doc: "PEM certificate chain of the destination"},
+	{Name: "destination_key", Type: transport.TypeString, Doc: "PEM private key of the destination"},
+}
+
+func (p *parser) security(b *hclsyntax.Block) {
+	attrs, diags := attributes(b.Body, "security block", securitySchema)
+	cfg, more := decodeAttrs(attrs, securitySchema, "security block", b.DefRange())
+	p.diags = append(p.diags, append(diags, more...)...)
+	s := &p.job.Security
+	s.Range = b.DefRange()
+	if v, ok := cfg["encryption"].(bool); ok {
+		s.Encryption = v
+	}
+	for name, dst := range map[string]*string{"ca_file": &s.CAFile, "source_cert": &s.SourceCert,
+		"source_key": &s.SourceKey, "destination_cert": &s.DestinationCert, "destination_key": &s.DestinationKey} {
+		v, ok := cfg[name].(string)
+		if !ok {
+			continue
+		}
+		if strings.TrimSpace(v) == "" {
+			p.errorf(attrs[name].Expr.Range(), "Empty "+name, "%s is empty: name a PEM file, or remove it.", name)
+		}
+		*dst = v
+	}
+	if !s.Minted() && (s.SourceCert == "" || s.SourceKey == "" || s.DestinationCert == "" || s.DestinationKey == "") {
+		p.errorf(b.DefRange(), "Incomplete security files",
+			"Operator certificates need all of source_cert, source_key, destination_cert and destination_key "+
+				"(ca_file is optional); name none of them to let migrate mint fresh keys for this job.")
+	}
+}

@@ -1,0 +1,33 @@
+package vmm
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// TestMigrateArgsCredentials: credentials survive the control socket's
+// JSON whole; without them the engine gets none (and the transport
+// refuses to open).
+func TestMigrateArgsCredentials(t *testing.T) {
+	src, _, err := transport.MintCredentials(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(MigrateArgs{Plugin: "/bin/true", Credentials: &src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a MigrateArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.credentials(); !reflect.DeepEqual(got, src) {
+		t.Errorf("credentials after JSON: %+v, want %+v", got, src)
+	}
+	if !(MigrateArgs{}).credentials().Empty() {
+		t.Error("arguments without credentials gave some")
+	}
+}
