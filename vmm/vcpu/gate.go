@@ -87,9 +87,15 @@ func (g *Gate) checkpoint(c *VCPU) bool {
 	return !g.stopped
 }
 
+// kickAll kicks every vCPU whose loop still runs; the caller holds g.mu.
+// An exited vCPU is skipped: its thread closes the KVM vCPU (and unmaps
+// its kvm_run, which kick writes) right after done, so kicking it could
+// fault. done marks it under g.mu, so the check cannot race the close.
 func (g *Gate) kickAll() {
 	for _, c := range g.vcpus {
-		c.kick()
+		if !c.exited {
+			c.kick()
+		}
 	}
 }
 
