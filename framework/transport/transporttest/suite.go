@@ -39,6 +39,10 @@ func Run(t *testing.T, h Harness) {
 		{"Concurrent", testConcurrent},
 		{"NoCredentials", testNoCredentials},
 		{"Strangers", testStrangers},
+		// Authenticated but in the clear: the same pages must arrive.
+		{"PagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testPages(t, p) }},
+		{"FlushIntervalsPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testFlushIntervals(t, p) }},
+		{"MessagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testMessages(t, p) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newPair(t, h))
@@ -71,6 +75,14 @@ func newPair(t *testing.T, h Harness) *pair {
 		p.recv.Close()
 	})
 	return p
+}
+
+// plaintext mints the pair's credentials again with Plaintext set.
+func (p *pair) plaintext() {
+	var err error
+	if p.creds[0], p.creds[1], err = transport.MintCredentials(true); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 // ctx returns a context that ends after opTimeout or with the test.
