@@ -181,7 +181,7 @@ func resolveQuery(sock string) (vmm.ResolveResult, bool) {
 // handover is unknown on the source, migrate resolves it at once, and
 // exactly one VMM runs the guest, which goes on verifying its memory.
 func TestHandoverLostMessage(t *testing.T) {
-	needKVM(t, "TestHandoverLostMessage (a proxy drops COMMIT / RUNNING)")
+	needProven(t, "TestHandoverLostMessage (a proxy drops COMMIT / RUNNING)")
 	for _, tc := range []struct {
 		name      string
 		toDst     bool
@@ -240,7 +240,7 @@ func TestHandoverLostMessage(t *testing.T) {
 // TestSwitchoverDeadlineDestinationStopped stops the destination (SIGSTOP)
 // at the pause: the source must run again within switchover_timeout + 1 s.
 func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
-	needKVM(t, "TestSwitchoverDeadlineDestinationStopped")
+	needProven(t, "TestSwitchoverDeadlineDestinationStopped")
 	const deadline = 2 * time.Second
 	// One capped live pass while the guest rewrites 128 MiB: the final,
 	// uncapped pass has enough to send that the stop lands inside it.

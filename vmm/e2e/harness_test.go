@@ -54,6 +54,22 @@ func needKVM(t testing.TB, what string) {
 	}
 }
 
+// unprovenEnv turns on the end-to-end tests that were written on a machine
+// without /dev/kvm and have not yet passed on real KVM (see needProven).
+const unprovenEnv = "FERRY_E2E_UNPROVEN"
+
+// needProven skips, loudly, a KVM test that has never passed on real KVM
+// unless FERRY_E2E_UNPROVEN=1: it was written in a session whose machine
+// had no /dev/kvm and only ran under an emulated (TCG) KVM, too slow for
+// its timing. The first session with KVM runs it, fixes what fails and
+// removes this call (issue 8).
+func needProven(t testing.TB, what string) {
+	needKVM(t, what)
+	if os.Getenv(unprovenEnv) == "" {
+		t.Skipf("SKIPPED (not yet proven on real KVM): %s did not run; run it with %s=1 and remove needProven once it passes", what, unprovenEnv)
+	}
+}
+
 // guestRun is a ferry-vmm process with its serial output split into lines.
 type guestRun struct {
 	t       testing.TB

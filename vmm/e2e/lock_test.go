@@ -29,7 +29,7 @@ import (
 // resume a few ms after the switch-over pause left both VMs running, and
 // one racing the pause hung the migration.
 func TestMigrateUnderControlSpam(t *testing.T) {
-	needKVM(t, "TestMigrateUnderControlSpam (100 migrations under pause/resume spam)")
+	needProven(t, "TestMigrateUnderControlSpam (100 migrations under pause/resume spam)")
 	n := 100
 	if testing.Short() {
 		n = 20
