@@ -7,7 +7,6 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,49 +25,18 @@ import (
 // swallowed and every connection is cut at once, as if the network
 // failed exactly then.
 type msgProxy struct {
-	l        net.Listener
-	target   string
+	tcpProxy
 	toDst    bool   // drop source → destination (else destination → source)
 	drop     uint32 // engine message kind
 	dropped  atomic.Bool
 	unparsed atomic.Bool // a stream that was not wire frames (encrypted?)
 	stall    atomic.Bool // stop reading both ways, as a stopped peer would
-	closed   atomic.Bool
-	mu       sync.Mutex
-	conns    []net.Conn
-	wg       sync.WaitGroup
 }
 
 func newMsgProxy(t testing.TB, target string, toDst bool, kind uint32) *msgProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &msgProxy{l: l, target: target, toDst: toDst, drop: kind}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
+	p := &msgProxy{toDst: toDst, drop: kind}
+	p.start(t, target, p.frames)
 	return p
-}
-
-func (p *msgProxy) addr() string { return p.l.Addr().String() }
-
-func (p *msgProxy) accept() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		d, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, d)
-		p.mu.Unlock()
-		p.wg.Go(func() { p.frames(d, c, true) })
-		p.wg.Go(func() { p.frames(c, d, false) })
-	}
 }
 
 // frames copies whole frames from src to dst; toDst is source → destination.
@@ -131,24 +99,6 @@ func copyTLSRecord(dst, src net.Conn, h []byte) bool {
 	}
 	_, err := dst.Write(append(append([]byte(nil), h...), body...))
 	return err == nil
-}
-
-func (p *msgProxy) cutAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *msgProxy) close() {
-	if p.closed.Swap(true) {
-		return
-	}
-	p.l.Close()
-	p.cutAll()
-	p.wg.Wait()
 }
 
 // freshTicks forgets the lines printed so far, then waits for n new

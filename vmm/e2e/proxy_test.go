@@ -15,14 +15,10 @@ import (
 // faultProxy forwards TCP connections from its own port to target and can
 // cut or corrupt the source → destination direction after some bytes.
 type faultProxy struct {
-	l       net.Listener
-	target  string
-	mu      sync.Mutex
-	conns   []net.Conn
+	tcpProxy
 	fault   atomic.Int32 // 0 none, 1 cut, 2 corrupt
 	after   int64        // bytes forwarded before the fault
 	forward atomic.Int64
-	wg      sync.WaitGroup
 }
 
 const (
@@ -32,35 +28,9 @@ const (
 )
 
 func newFaultProxy(t testing.TB, target string) *faultProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &faultProxy{l: l, target: target}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
+	p := &faultProxy{}
+	p.start(t, target, p.pipe)
 	return p
-}
-
-func (p *faultProxy) addr() string { return p.l.Addr().String() }
-
-func (p *faultProxy) accept() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		d, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, d)
-		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(d, c, true) })
-		p.wg.Go(func() { p.pipe(c, d, false) })
-	}
 }
 
 // pipe copies src to dst; downstream is source → destination.
@@ -99,7 +69,51 @@ func (p *faultProxy) pipe(dst, src net.Conn, downstream bool) {
 	}
 }
 
-func (p *faultProxy) cutAll() {
+// tcpProxy is what the test proxies share: it listens, dials target
+// for every connection it accepts and runs copy once each way (toDst:
+// source → destination); cutAll closes every connection at once.
+type tcpProxy struct {
+	l      net.Listener
+	target string
+	closed atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+// start listens on a free loopback port; the test's cleanup closes it.
+func (p *tcpProxy) start(t testing.TB, target string, copy func(dst, src net.Conn, toDst bool)) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.l, p.target = l, target
+	p.wg.Go(func() { p.accept(copy) })
+	t.Cleanup(p.close)
+}
+
+func (p *tcpProxy) addr() string { return p.l.Addr().String() }
+
+func (p *tcpProxy) accept(copy func(dst, src net.Conn, toDst bool)) {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		d, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, d)
+		p.mu.Unlock()
+		p.wg.Go(func() { copy(d, c, true) })
+		p.wg.Go(func() { copy(c, d, false) })
+	}
+}
+
+func (p *tcpProxy) cutAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
@@ -108,7 +122,10 @@ func (p *faultProxy) cutAll() {
 	p.conns = nil
 }
 
-func (p *faultProxy) close() {
+func (p *tcpProxy) close() {
+	if p.closed.Swap(true) {
+		return
+	}
 	p.l.Close()
 	p.cutAll()
 	p.wg.Wait()
