@@ -31,7 +31,8 @@ const (
 // protocolVersion is the engine protocol; HELLO carries it. Version 2
 // added RUNNING: a version-1 source would take the destination's answer
 // to COMMIT for nothing, so both sides must speak the same version (a
-// mismatch is refused in the handshake, before any page moves).
+// mismatch is refused in the handshake, before any page moves). The rule
+// and the golden tests: docs/ARCHITECTURE.md#versions.
 const protocolVersion = 2
 
 // Limits the destination applies to what the source says.
@@ -72,7 +73,8 @@ func decodeHello(b []byte) (hello, error) {
 	h.Pages = binary.LittleEndian.Uint64(b[4:])
 	n := binary.LittleEndian.Uint32(b[12:])
 	if h.Version != protocolVersion {
-		return h, fmt.Errorf("source speaks engine protocol %d, this destination %d", h.Version, protocolVersion)
+		return h, fmt.Errorf("source speaks engine protocol %d, this destination %d: both VMMs must speak the same one "+
+			"(docs/ARCHITECTURE.md#versions); upgrade the older side", h.Version, protocolVersion)
 	}
 	if n > maxRegions || uint64(len(b)) != 16+16*uint64(n) {
 		return h, fmt.Errorf("%w: HELLO with %d regions in %d bytes", errMalformed, n, len(b))
