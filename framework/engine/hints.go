@@ -9,7 +9,7 @@ import (
 	"github.com/ferryvm/ferry/framework/hint"
 )
 
-// Hint merging (invariants 1 and 2).
+// Hint merging (invariants 1 and 2, docs/ARCHITECTURE.md#invariants).
 //
 // After dirty sync number g the engine asks every live provider for the
 // hints of generation g, each under its own deadline, and waits for the

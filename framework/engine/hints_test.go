@@ -72,7 +72,7 @@ func TestHintsSkipPages(t *testing.T) {
 	}
 }
 
-// TestHintedPageReusedArrives is invariant 1: the guest reuses a hinted
+// TestHintedPageReusedArrives is invariant 1 (docs/ARCHITECTURE.md#invariant-1): the guest reuses a hinted
 // page after the hint was requested, at the worst moments; it must arrive
 // with its final content.
 func TestHintedPageReusedArrives(t *testing.T) {
@@ -134,7 +134,7 @@ func TestStaleHintsDropped(t *testing.T) {
 	}
 }
 
-// TestMisbehavingProviders is invariant 2: lying, hanging and crashing
+// TestMisbehavingProviders is invariant 2 (docs/ARCHITECTURE.md#invariant-2): lying, hanging and crashing
 // providers cost their hints, never the migration or a page.
 func TestMisbehavingProviders(t *testing.T) {
 	for _, tc := range []struct {

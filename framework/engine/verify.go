@@ -89,7 +89,8 @@ func (s *sender) awaitVerified(ctx context.Context) error {
 
 // hashFree marks a page that was free at switch-over (its last send was a
 // skip on a free/unused hint): the guest does not care about its contents,
-// so the destination does not compare it (invariant 4).
+// so the destination does not compare it (invariant 4,
+// docs/ARCHITECTURE.md#invariant-4).
 const hashFree = 0
 
 // zeroPageHash is the hash of an all-zero page: holes hash to it without

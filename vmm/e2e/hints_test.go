@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestMigrateWithBalloonHints is invariant 1 on the real guest: a guest
+// TestMigrateWithBalloonHints is invariant 1 (docs/ARCHITECTURE.md#invariant-1) on the real guest: a guest
 // that freed a large hog and keeps churning its key-value store is
 // migrated with balloon hints and the page-exact check; the hinted pages
 // stay home, every page that matters arrives, and the guest goes on
@@ -82,7 +82,7 @@ func TestMigrate8GiBHints(t *testing.T) {
 	}
 }
 
-// TestMigrateMisbehavingProviders is invariant 2 with real plugin
+// TestMigrateMisbehavingProviders is invariant 2 (docs/ARCHITECTURE.md#invariant-2) with real plugin
 // processes: a liar, a provider that hangs ignoring its context, and one
 // that crashes, beside the balloon. The migration completes within its
 // deadline budget, the page-exact check passes, and the report names
