@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -130,5 +132,38 @@ func checkDecode(t *testing.T, b []byte, g goldenFrame) {
 	}
 	if _, err := d.Next(); err == nil || err.Error() != "EOF" {
 		t.Fatalf("after the only frame: %v, want EOF", err)
+	}
+}
+
+// TestVersionCompat is the wire rule of docs/ARCHITECTURE.md#versions: a
+// decoder reads its own version and the previous one, and refuses any
+// other, naming both. Version 1 has no predecessor; once Version is 2,
+// today's goldens must be kept in testdata/v1/ and still decode.
+func TestVersionCompat(t *testing.T) {
+	good := mustFrame(AppendHello(nil, goldenFrames()[0].want.Hello))
+	for _, v := range []byte{0, Version + 1} {
+		b := bytes.Clone(good)
+		b[4] = v
+		_, err := NewDecoder(bytes.NewReader(b)).Next()
+		if !errors.Is(err, ErrBadVersion) || !strings.Contains(err.Error(), fmt.Sprintf("%d (this side speaks %d)", v, Version)) {
+			t.Errorf("version %d: %v, want ErrBadVersion naming %d and %d", v, err, v, Version)
+		}
+	}
+	if Version == 1 {
+		return
+	}
+	prev := filepath.Join("testdata", fmt.Sprintf("v%d", Version-1))
+	files, _ := filepath.Glob(filepath.Join(prev, "*.golden"))
+	if len(files) == 0 {
+		t.Fatalf("no goldens of the previous wire version in %s: keep them when Version changes", prev)
+	}
+	for _, f := range files {
+		dump, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewDecoder(bytes.NewReader(undump(t, string(dump)))).Next(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

@@ -22,8 +22,9 @@
 // A section's type says what its payload is (SectionType; 0 is invalid);
 // id tells instances apart (the vCPU index, the virtio-mmio window). The
 // payload formats are fixed by the container version: a change to any of
-// them bumps Version, and a reader refuses versions it does not know,
-// saying which one it got and which it reads, rather than guess.
+// them bumps Version. A reader reads the current and the previous version
+// (MinVersion; the rule is in docs/ARCHITECTURE.md#versions) and refuses
+// any other, saying which one it got and which it reads, rather than guess.
 //
 // Sections of version 1, in the order vmm.VM.SaveState writes them:
 //

@@ -10,9 +10,16 @@ import (
 // Magic starts every state blob.
 const Magic = "FERRYVMS"
 
-// Version is the only container version this build reads and writes.
-// Version 0 is reserved as invalid.
+// Version is the container version this build writes. Version 0 is
+// reserved as invalid.
 const Version = 1
+
+// MinVersion is the oldest container version Decode reads. The rule
+// (docs/ARCHITECTURE.md#versions): a destination reads the current and the
+// previous version, so MinVersion is Version-1 once there is a previous
+// one; TestVersionCompat holds it to that and to the previous version's
+// golden blob.
+const MinVersion = 1
 
 // Limits on what Decode accepts.
 const (
@@ -116,8 +123,8 @@ func Decode(b []byte) ([]Section, error) {
 		return nil, bad("version 0 is invalid")
 	case v > Version:
 		return nil, bad("version %d is newer than this build reads (%d): upgrade the destination VMM", v, Version)
-	case v != Version:
-		return nil, bad("version %d is no longer read by this build (it reads %d)", v, Version)
+	case v < MinVersion:
+		return nil, bad("version %d is no longer read by this build (it reads %d to %d)", v, MinVersion, Version)
 	}
 	if len(b) > MaxSize {
 		return nil, bad("%d bytes, more than the %d a state blob may have", len(b), MaxSize)
