@@ -10,7 +10,8 @@ import (
 )
 
 // APIVersion is the hint plugin protocol version (go-plugin's
-// ProtocolVersion); host and plugin must agree.
+// ProtocolVersion); host and plugin must agree. The rule and its tests:
+// docs/ARCHITECTURE.md#versions.
 const APIVersion = 1
 
 // Meaning says what a provider's ranges promise about their pages. 0 is

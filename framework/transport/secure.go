@@ -12,6 +12,8 @@ import (
 
 // goAhead is what the destination sends, inside TLS, once its handshake
 // has finished; the source sends nothing of its own before reading it.
+// Its "/1" changes only together with APIVersion
+// (docs/ARCHITECTURE.md#versions).
 var goAhead = []byte("FERRY-GO-AHEAD/1")
 
 // Secure authenticates the peer on c with a TLS 1.3 handshake (cfg from
@@ -73,7 +75,8 @@ func exchangeGoAhead(ctx context.Context, tc *tls.Conn, role Role) error {
 		return fmt.Errorf("waiting for the destination to accept us: %w", err)
 	}
 	if !bytes.Equal(got, goAhead) {
-		return fmt.Errorf("the destination answered %q after the handshake", got)
+		return fmt.Errorf("the destination answered %q after the handshake, want %q: "+
+			"both sides need transport plugins of API version %d (docs/ARCHITECTURE.md#versions)", got, goAhead, APIVersion)
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,5 +118,37 @@ func TestCredentialsUnusable(t *testing.T) {
 		if _, err := c.TLSConfig(RoleSend); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: TLSConfig = %v; want ErrBadConfig", name, err)
 		}
+	}
+}
+
+// TestSecureGoAheadVersion: a destination whose go-ahead is not this
+// version's (docs/ARCHITECTURE.md#versions: it changes only with the
+// transport API) is refused by the source, naming both.
+func TestSecureGoAheadVersion(t *testing.T) {
+	src, dst, err := MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, a := tcpPair(t)
+	dcfg, err := dst.TLSConfig(RoleReceive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg, err := src.TLSConfig(RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := []byte("FERRY-GO-AHEAD/0")
+	go func() {
+		tc := tls.Server(a, dcfg)
+		if tc.HandshakeContext(ctx) == nil {
+			tc.Write(other)
+		}
+	}()
+	_, err = Secure(ctx, d, RoleSend, scfg, false)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", other)) || !strings.Contains(err.Error(), fmt.Sprintf("%q", goAhead)) {
+		t.Fatalf("Secure = %v, want a refusal naming %q and %q", err, other, goAhead)
 	}
 }

@@ -9,7 +9,8 @@ import (
 // APIVersion is the transport plugin protocol version (go-plugin's
 // ProtocolVersion); host and plugin must agree. 2: Open carries
 // Credentials, which a version-1 plugin would ignore (and run the session
-// unauthenticated), so the host refuses it.
+// unauthenticated), so the host refuses it. The rule and its tests:
+// docs/ARCHITECTURE.md#versions.
 const APIVersion = 2
 
 // MaxMessage bounds a message payload.

@@ -10,7 +10,9 @@ import (
 // Magic opens every frame.
 const Magic = "FRYW"
 
-// Version is the frame format version; a decoder accepts only its own.
+// Version is the frame format version. The rule
+// (docs/ARCHITECTURE.md#versions): a decoder reads its own version and the
+// previous one; version 1 is the first, so today it reads 1 alone.
 const Version = 1
 
 // Sizes and limits. Every length read from the wire is checked against
