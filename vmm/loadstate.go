@@ -144,7 +144,8 @@ func (s *savedVM) section(sec state.Section) error {
 //
 // The whole blob is decoded and checked (magic, version, CRC, every
 // section, the machine's shape against this VM) before anything is
-// applied. Then, in this order (virt-facts 6.1, 6.2):
+// applied. Then, in this order (vcpu.RestoreState gives the reasons for
+// the vCPU's own order):
 //
 //  1. each vCPU on its own thread (vcpu.RestoreState: TSC rate, CPUID, MP
 //     state, registers, XSAVE, XCRs, debug registers, LAPIC, MSRs, events);
@@ -154,7 +155,8 @@ func (s *savedVM) section(sec state.Section) error {
 //     with the restored queues), balloon; device interrupts pending at
 //     save time are raised again on the restored interrupt controllers;
 //  4. a balloon hint session still open is ended with DONE, so the guest
-//     takes back blocks it hinted to the source (virt-facts 10.2).
+//     takes back blocks it hinted to the source (a guest holds hinted
+//     blocks until the device says DONE: vmm/devices/balloon/session.go).
 //
 // kvmclock is set to the saved value (no KVM_CLOCK_REALTIME), as the TSC
 // is: the guest's clocks continue from the moment of the save, and the

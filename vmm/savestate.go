@@ -106,7 +106,8 @@ func (v *VM) saveVCPUs(ctx context.Context, cpus []*vcpu.VCPU) ([]state.Section,
 // irqChips are the in-kernel interrupt controllers, by KVM chip id.
 var irqChips = []uint32{kvm.IRQChipPICMaster, kvm.IRQChipPICSlave, kvm.IRQChipIOAPIC}
 
-// saveKVM saves the VM-wide in-kernel devices (virt-facts 6.2).
+// saveKVM saves the VM-wide in-kernel devices; VM.LoadState restores
+// them after the vCPUs (loadstate.go).
 func (v *VM) saveKVM() ([]state.Section, error) {
 	pit, err := v.kvm.PIT2()
 	if err != nil {

@@ -38,7 +38,8 @@
 //	7 virtio-mmio    window      virtio.TransportState             vmm/virtio (state.go)
 //	8 balloon        window      balloon.State                     vmm/devices/balloon
 //
-// LoadState restores them in the order virt-facts 6 gives: vCPUs (each on
+// LoadState restores them in this order (vmm.VM.LoadState and
+// vcpu.RestoreState give the reasons): vCPUs (each on
 // its own thread: TSC rate, CPUID, MP state, regs, sregs, XSAVE, XCRs,
 // debug regs, LAPIC, MSRs with the TSC deadline last, events), then PIT,
 // clock and irqchips, then the devices, the transport before the balloon.

@@ -11,7 +11,7 @@ import (
 )
 
 // State is everything KVM holds for one x86 vCPU that a migration must
-// carry (virt-facts 6.1, Firecracker's VcpuState): the registers, the
+// carry (as Firecracker's VcpuState): the registers, the
 // XSAVE area (x87, SSE, AVX... all in one, so no separate FPU), the LAPIC,
 // the MSRs KVM accepts from the migration list, pending events, the
 // multiprocessing state, the CPUID the vCPU was given and its TSC rate.
@@ -119,8 +119,8 @@ func readableMSRs(k *kvm.VCPU, msrs []uint32) ([]kvm.MSREntry, error) {
 const tscScalingPPM = 250
 
 // RestoreState writes s into a vCPU that has not run yet, on its thread.
-// xsaveSize is kvm.VM.XsaveSize2 on the target. The order, with the
-// reasons from virt-facts 6.1:
+// xsaveSize is kvm.VM.XsaveSize2 on the target. The order, with its
+// reasons:
 //
 //  1. KVM_SET_TSC_KHZ, when the rates differ by more than 250 ppm, before
 //     anything reads or writes the TSC.

@@ -3,7 +3,8 @@ package x86
 // MSRs that matter for migration beyond the boot list.
 const (
 	// MSRTSCDeadline is IA32_TSC_DEADLINE: restore it after IA32_TSC and
-	// the LAPIC, or the timer it arms may be lost (virt-facts 6.1).
+	// the LAPIC, or the timer it arms may be lost (vcpu.RestoreState has
+	// the whole order and its reasons).
 	MSRTSCDeadline = 0x6e0
 	// MSRTSC is IA32_TSC.
 	MSRTSC = msrTSC

@@ -148,7 +148,9 @@ func (d *Device) WriteConfig(off uint64, data []byte) {
 }
 
 // Activate implements virtio.Device. Queue numbers are compacted by the
-// negotiated features, as Linux numbers them (virt-facts 1.3).
+// negotiated features, as Linux numbers them: virtio_balloon.c's
+// init_vqs names only the queues of negotiated features, and virtio-mmio's
+// vm_find_vqs gives indices to named queues only.
 func (d *Device) Activate(qs []*virtio.Queue, features uint64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
