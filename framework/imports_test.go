@@ -2,8 +2,6 @@ package framework_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -68,13 +66,9 @@ func forbiddenTree(imp string) string {
 	return ""
 }
 
-// goTool is the go command of the toolchain running the test.
+// goTool is the go command. go test puts its own GOROOT/bin first on the
+// test's PATH, so this is the toolchain running the test.
 func goTool(t *testing.T) string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := exec.LookPath(p); err == nil {
-			return p
-		}
-	}
 	p, err := exec.LookPath("go")
 	if err != nil {
 		t.Skipf("no go command: %v", err)
