@@ -189,7 +189,7 @@ func (o *migrationOwner) refuse(cmd string) error {
 	st := o.mg.status()
 	phase := "starting"
 	if st != nil && st.Progress.Phase != "" {
-		phase = st.Progress.Phase
+		phase = st.Progress.Phase.String()
 	}
 	role := "?"
 	if st != nil {

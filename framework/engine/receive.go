@@ -27,11 +27,11 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	start := time.Now()
 	var rep Report
 	layout := dst.RAM()
-	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
+	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start, phase: PhaseWaiting}
 	r.ho.h = HandoverWaiting
 	err := r.run(ctx, &rep)
 	if err != nil && !r.ho.get().Final() {
-		_ = r.ho.move(HandoverFailed)
+		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
 	rep.TotalMS = time.Since(start).Milliseconds()
@@ -40,7 +40,8 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	opt.Progress(Progress{Phase: PhaseDone, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
+	r.phase = PhaseDone // from any phase (phaseNext)
+	opt.Progress(Progress{Phase: r.phase, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
 		PagesZero: rep.PagesZero, Elapsed: time.Since(start), TotalPages: rep.TotalPages, Handover: rep.Handover})
 	return rep, err
 }
@@ -54,7 +55,7 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer closeFiles(files)
-	r.progress(PhaseWaiting)
+	r.progress()
 	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}, rep); err != nil {
 		return err
@@ -71,13 +72,31 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	if r.check != nil {
 		r.check.close()
 	}
-	if err != nil && !r.abortedBySource && r.ho.get() != HandoverUnknown {
-		// This side will never run the VM: the source may resume.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(err.Error())})
-		cancel()
+	if err != nil {
+		r.giveUp(err)
 	}
 	return err
+}
+
+// giveUp ends a failed migration: from a state that is not final, this
+// side fails and tells the source (ABORT), which may then resume. A
+// final state already says what happened: failed on the source's ABORT
+// (nothing to tell), or handover-unknown (the source may have
+// committed: never ABORT).
+func (r *receiver) giveUp(cause error) {
+	if r.ho.get().Final() {
+		return
+	}
+	if err := r.ho.move(HandoverFailed); err != nil {
+		r.opt.Log.Error("give up", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	msg := cause.Error()
+	if len(msg) > maxAbortReason {
+		msg = msg[:maxAbortReason]
+	}
+	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
 }
 
 // open opens the transport within IncomingTimeout and records in rep how
@@ -100,21 +119,36 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 	return fmt.Errorf("open transport: %w", err)
 }
 
+// receiver is one incoming migration. Its state is ho: what may arrive
+// next is receiverAccepts[ho] (messages.go), and whether to tell the
+// source when it fails is ho too (giveUp).
 type receiver struct {
-	tr              transport.Transport
-	dst             framework.Target
-	layout          framework.Layout
-	opt             Options
-	start           time.Time
-	state           []byte
-	stateGot        uint64
-	check           *checker // page-exact check in progress
-	ho              handoverState
-	abortedBySource bool
+	tr       transport.Transport
+	dst      framework.Target
+	layout   framework.Layout
+	opt      Options
+	start    time.Time
+	phase    Phase
+	state    []byte
+	stateGot uint64
+	check    *checker // page-exact check in progress
+	ho       handoverState
 }
 
-func (r *receiver) progress(phase string) {
-	r.opt.Progress(Progress{Phase: phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
+// setPhase moves to phase p along phaseNext and tells the caller.
+func (r *receiver) setPhase(p Phase) {
+	next, err := nextPhase(r.phase, p)
+	if err != nil {
+		r.opt.Log.Error("progress", "err", err)
+	}
+	if next != r.phase {
+		r.phase = next
+		r.progress()
+	}
+}
+
+func (r *receiver) progress() {
+	r.opt.Progress(Progress{Phase: r.phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
 }
 
 // loop handles the source's messages until the VM runs (nil) or a
@@ -160,20 +194,26 @@ func (r *receiver) unknown(cause error) error {
 // handle applies one message from the source. It reports done once the
 // VM runs; an error ends the migration (the caller tells the source).
 func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
-	switch h := r.ho.get(); {
-	case m.Kind == msgAbort:
-		r.abortedBySource = true
+	if h := r.ho.get(); !receiverTakes(h, m.Kind) {
+		return false, fmt.Errorf("%w: unexpected %s in handover state %s", errMalformed, msgName(m.Kind), h)
+	}
+	switch m.Kind {
+	case msgAbort:
+		// The source will not commit: failed, and nothing to tell it.
+		if err := r.ho.move(HandoverFailed); err != nil {
+			return false, err
+		}
 		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
-	case m.Kind == msgHello && h == HandoverWaiting:
+	case msgHello:
 		return false, r.hello(ctx, m.Payload)
-	case m.Kind == msgState && h == HandoverReceiving:
+	case msgState:
 		return false, r.stateChunk(ctx, m.Payload)
-	case m.Kind == msgHashes && h == HandoverLoaded:
+	case msgHashes:
 		return false, r.hashes(ctx, m.Payload)
-	case m.Kind == msgCommit && h == HandoverLoaded:
+	case msgCommit:
 		return true, r.commit(ctx)
 	}
-	return false, fmt.Errorf("%w: unexpected message %d in handover state %s", errMalformed, m.Kind, r.ho.get())
+	return false, fmt.Errorf("engine bug: %s is in receiverAccepts but not handled", msgName(m.Kind))
 }
 
 // hello checks the source's layout and answers READY.
@@ -189,7 +229,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err := r.ho.move(HandoverReceiving); err != nil {
 		return err
 	}
-	r.progress(PhaseBulk)
+	r.setPhase(PhaseBulk)
 	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
 }
 
@@ -198,10 +238,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 // RUNNING is the source's problem to resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
 	if err := r.dst.Resume(); err != nil {
-		if merr := r.ho.move(HandoverFailed); merr != nil {
-			return merr
-		}
-		return fmt.Errorf("resume the migrated VM: %w", err)
+		return fmt.Errorf("resume the migrated VM: %w", err) // giveUp: failed, ABORT
 	}
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
@@ -223,7 +260,7 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	}
 	if r.state == nil {
 		r.state = make([]byte, total)
-		r.progress(PhaseState)
+		r.setPhase(PhaseState)
 	}
 	if uint64(len(r.state)) != total || off != r.stateGot {
 		return fmt.Errorf("%w: STATE chunk at %d of %d, expected %d of %d", errMalformed, off, total, r.stateGot, len(r.state))
