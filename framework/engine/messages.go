@@ -62,8 +62,8 @@ func msgName(kind uint32) string {
 }
 
 // receiverAccepts is the one table of what the destination takes from
-// the source in each of its handover states; ABORT is taken in every
-// state that is not final, and anything else ends the migration as
+// the source in each of its handover states; ABORT is taken in each of
+// them (the states not listed are the source's or final), and anything else ends the migration as
 // malformed. The source reads its answers in order instead (await):
 // READY after HELLO, LOADED after the last STATE, VERIFIED after the
 // last HASHES, RUNNING after COMMIT, or ABORT in place of any of them.
@@ -76,7 +76,8 @@ var receiverAccepts = map[Handover][]uint32{
 // receiverTakes reports whether the destination takes kind in state h.
 func receiverTakes(h Handover, kind uint32) bool {
 	if kind == msgAbort {
-		return !h.Final() && h != HandoverInvalid
+		_, receiving := receiverAccepts[h]
+		return receiving
 	}
 	return oneOf(kind, receiverAccepts[h])
 }

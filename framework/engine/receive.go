@@ -24,25 +24,22 @@ import (
 // dst until the source was asked (docs/HANDOVER.md).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
-	start := time.Now()
 	var rep Report
-	layout := dst.RAM()
-	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start, phase: PhaseWaiting}
-	r.ho.h = HandoverWaiting
+	r := newReceiver(dst, tr, opt)
 	err := r.run(ctx, &rep)
 	if err != nil && !r.ho.get().Final() {
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
-	rep.TotalMS = time.Since(start).Milliseconds()
-	rep.TotalPages = layout.Pages()
+	rep.TotalMS = time.Since(r.start).Milliseconds()
+	rep.TotalPages = r.layout.Pages()
 	rep.Status = status(err)
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	r.phase = PhaseDone // from any phase (phaseNext)
 	opt.Progress(Progress{Phase: r.phase, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
-		PagesZero: rep.PagesZero, Elapsed: time.Since(start), TotalPages: rep.TotalPages, Handover: rep.Handover})
+		PagesZero: rep.PagesZero, Elapsed: time.Since(r.start), TotalPages: rep.TotalPages, Handover: rep.Handover})
 	return rep, err
 }
 
@@ -133,6 +130,13 @@ type receiver struct {
 	stateGot uint64
 	check    *checker // page-exact check in progress
 	ho       handoverState
+}
+
+// newReceiver is a receiver waiting for its source; opt has its defaults.
+func newReceiver(dst framework.Target, tr transport.Transport, opt Options) *receiver {
+	r := &receiver{tr: tr, dst: dst, layout: dst.RAM(), opt: opt, start: time.Now(), phase: PhaseWaiting}
+	r.ho.h = HandoverWaiting
+	return r
 }
 
 // setPhase moves to phase p along phaseNext and tells the caller.
