@@ -12,8 +12,10 @@
 // (vCPUs, in-kernel irqchip, PIT and kvmclock, devices; not RAM). A VM
 // built with Config.Incoming has RAM, devices and parked vCPUs but no
 // kernel; once its RAM holds the source's, LoadState and Resume run the
-// guest on (incoming.go, loadstate.go). A migration's handover ends each
-// side in a state (handover.go):
+// guest on (incoming.go, loadstate.go). The VM's states, the table of
+// allowed transitions and the commands each state refuses are in
+// lifecycle.go. A migration's handover ends each side in a state
+// (handover.go):
 //
 //	source:       running ─► paused ─► migrated          (RUNNING came: quit it)
 //	                           ├──────► running           (failed: resumed)

@@ -27,14 +27,6 @@ import (
 // later "migrate -resolve" can still see that it was discarded and not
 // lost: a VMM that is gone proves nothing.
 
-// StateHandoverUnknown: the VM is paused; the other side of the migration
-// may run it. Only migrate-resolve changes this state.
-const StateHandoverUnknown State = "handover-unknown"
-
-// StateDiscarded: an incoming VM told it will never run (migrate-resolve
-// discard); it stays, paused, until quit.
-const StateDiscarded State = "discarded"
-
 // Side is where this VMM stands after its last migration.
 type Side string
 

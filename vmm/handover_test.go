@@ -13,7 +13,7 @@ import (
 func TestSideAfter(t *testing.T) {
 	for _, c := range []struct {
 		role   transport.Role
-		status string
+		status engine.Status
 		want   Side
 	}{
 		{transport.RoleSend, engine.StatusCompleted, SideMigrated},

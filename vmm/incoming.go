@@ -21,9 +21,6 @@ import (
 // change. No kernel is loaded and no command line is written: both are in
 // the guest RAM that arrives.
 
-// StateIncoming is the state of an incoming VM until LoadState succeeds.
-const StateIncoming State = "incoming"
-
 func checkIncoming(cfg Config) error {
 	if cfg.Kernel != "" || cfg.Cmdline != "" {
 		return errors.New("an incoming VM takes no kernel or command line: they arrive with the guest's memory")

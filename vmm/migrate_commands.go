@@ -77,10 +77,6 @@ func (v *VM) serveMigration(s *control.Server) {
 	})
 }
 
-// StateMigrated: the VM was handed to a migration destination; it stays
-// paused here until quit.
-const StateMigrated State = "migrated"
-
 // startMigration checks the arguments, makes the migration the owner of
 // the VM's run state (runlock.go; reqCtx bounds the wait for a pause or
 // resume in progress), starts the transport plugin and runs the engine

@@ -61,32 +61,10 @@ func (l runLock) lock(ctx context.Context) error {
 
 func (l runLock) unlock() { <-l }
 
-// errHandedOver refuses run-state changes on a VM that a migration handed
-// to its destination (StateMigrated).
-func errHandedOver(cmd string) error {
-	return fmt.Errorf("the VM was handed to the destination (state %s): %s is refused; quit ends this VMM", StateMigrated, cmd)
-}
-
-// stateRefusal is why cmd, a run-state change from outside a migration,
-// is refused in state st, or nil. A VM handed to a destination must never
-// run here again; quit still ends it.
-func stateRefusal(st State, cmd string) error {
-	switch {
-	case st == StateMigrated && cmd != "quit":
-		return errHandedOver(cmd)
-	case st == StateHandoverUnknown:
-		// Paused, and perhaps the only copy of the guest: quit too would lose it.
-		return fmt.Errorf("the handover of this VM is unknown (state %s): %s is refused; "+
-			"run migrate -resolve -config JOB, or migrate-resolve on both sides (docs/HANDOVER.md)", st, cmd)
-	case st == StateDiscarded && cmd != "quit":
-		return fmt.Errorf("this incoming VM was discarded (the guest runs on the source): %s is refused; quit ends this VMM", cmd)
-	}
-	return nil
-}
-
 // outside runs fn, a run-state change asked for by anybody but a
 // migration (cmd names it in errors), under the run lock. It is refused
-// while a migration owns the VM and in the states stateRefusal names.
+// while a migration owns the VM and in the states stateRefusal names
+// (lifecycle.go).
 // fn must use the unexported pause, resume, saveState and loadState: the
 // exported ones take the run lock themselves.
 func (v *VM) outside(ctx context.Context, cmd string, fn func(context.Context) error) error {
@@ -189,7 +167,7 @@ func (o *migrationOwner) refuse(cmd string) error {
 	st := o.mg.status()
 	phase := "starting"
 	if st != nil && st.Progress.Phase != "" {
-		phase = st.Progress.Phase
+		phase = st.Progress.Phase.String()
 	}
 	role := "?"
 	if st != nil {

@@ -44,7 +44,7 @@ func serveFake(t *testing.T, v *VM) func(cmd string, args any) error {
 }
 
 // claimFake makes a send migration own v, in phase, as migrate-send does.
-func claimFake(t *testing.T, v *VM, mg *migration, phase string) *migrationOwner {
+func claimFake(t *testing.T, v *VM, mg *migration, phase engine.Phase) *migrationOwner {
 	own, err := v.claim(context.Background(), mg, "send", func() {}, func(st State) error { return v.canMigrate(transport.RoleSend, st) })
 	if err != nil {
 		t.Fatal(err)

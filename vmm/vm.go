@@ -61,17 +61,6 @@ type Config struct {
 	Incoming bool
 }
 
-// State is where a VM is in its life.
-type State string
-
-// The VM states reported by Status.
-const (
-	StateCreated State = "created"
-	StateRunning State = "running"
-	StatePaused  State = "paused"
-	StateStopped State = "stopped"
-)
-
 // VM is one virtual machine.
 type VM struct {
 	cfg    Config
@@ -258,7 +247,8 @@ func (v *VM) UART() *uart.UART { return v.uart }
 func (v *VM) finish(code int, err error) {
 	v.stopOnce.Do(func() {
 		v.mu.Lock()
-		v.exitCode, v.exitErr, v.state = code, err, StateStopped
+		v.exitCode, v.exitErr = code, err
+		_ = v.moveLocked(StateStopped) // from every state but stopped
 		v.mu.Unlock()
 		v.gate.Stop()
 		close(v.stopped)
@@ -282,8 +272,8 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 		v.startVCPUs(func(k *kvm.VCPU) error { return v.setupVCPU(k, supported) })
 	}
 	v.mu.Lock()
-	if v.state == StateCreated {
-		v.state, v.started = StateRunning, time.Now()
+	if v.state == StateCreated && v.moveLocked(StateRunning) == nil {
+		v.started = time.Now()
 	}
 	v.mu.Unlock()
 	stopOnCancel := context.AfterFunc(ctx, v.Stop)
@@ -395,8 +385,8 @@ func (v *VM) pause(ctx context.Context) error {
 		}
 		return fmt.Errorf("pause: %w", err)
 	}
-	v.setStateIf(StateRunning, StatePaused)
-	return nil
+	_, err := v.setStateIf(StateRunning, StatePaused)
+	return err
 }
 
 // resume does Resume's work; the caller holds the run lock.
@@ -412,22 +402,17 @@ func (v *VM) resume() error {
 	}
 	v.gate.Resume()
 	v.mu.Lock()
-	if v.state == StatePaused {
-		v.state = StateRunning
-		if v.started.IsZero() { // an incoming VM's guest starts here
-			v.started = time.Now()
-		}
+	defer v.mu.Unlock()
+	if v.state != StatePaused {
+		return nil
 	}
-	v.mu.Unlock()
+	if err := v.moveLocked(StateRunning); err != nil {
+		return err
+	}
+	if v.started.IsZero() { // an incoming VM's guest starts here
+		v.started = time.Now()
+	}
 	return nil
-}
-
-func (v *VM) setStateIf(from, to State) {
-	v.mu.Lock()
-	if v.state == from {
-		v.state = to
-	}
-	v.mu.Unlock()
 }
 
 // Status is a snapshot of the VM for the control socket.

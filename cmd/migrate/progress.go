@@ -18,7 +18,7 @@ type progress struct {
 	w     io.Writer
 	tty   bool
 	last  time.Time
-	phase string
+	phase engine.Phase
 	drawn bool
 }
 

@@ -29,10 +29,10 @@ type fakeVMM struct {
 	served chan struct{}
 
 	mu     sync.Mutex
-	calls  *[]string // shared by both sides: the order across them matters
-	polls  int       // migrate-status calls before done (-1: never on its own)
-	status string    // engine report status when done
-	side   vmm.Side  // side when done
+	calls  *[]string     // shared by both sides: the order across them matters
+	polls  int           // migrate-status calls before done (-1: never on its own)
+	status engine.Status // engine report status when done
+	side   vmm.Side      // side when done
 	done   bool
 }
 
@@ -108,7 +108,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 // kill makes the fake VMM unreachable, as if its process ended.
 func (f *fakeVMM) kill() { f.stop(); <-f.served }
 
-func (f *fakeVMM) finishWith(polls int, status string, side vmm.Side) {
+func (f *fakeVMM) finishWith(polls int, status engine.Status, side vmm.Side) {
 	f.mu.Lock()
 	f.polls, f.status, f.side = polls, status, side
 	f.done = polls == 0

@@ -1,6 +1,7 @@
 // Package engine is Ferry's pre-copy migration engine: Send runs on the
 // source beside a framework.Source, Receive on the destination beside a
-// framework.Target, and a transport.Transport connects them. Protocol 2:
+// framework.Target, and a transport.Transport connects them. Protocol 2;
+// every message kind, its payload and its bounds are in messages.go:
 //
 //	source (Send)                                   destination (Receive)
 //	                                                wait ≤ IncomingTimeout for a source
@@ -14,9 +15,16 @@
 //	      │ STATE(blob, chunked) ─────────────────►  LoadState
 //	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
 //	                                                          covers pause..LOADED)
+//	page check (VerifyPages only; not under the switch-over deadline):
+//	  HASHES(first, n, n × hash) ─ … ─────────────►  compare with own RAM
+//	              ◄─────────────────────────────── VERIFIED(differ, first) (or ABORT)
+//	  differ > 0: the source resumes and sends ABORT
 //	COMMIT ──────────────────────────────────────►  Resume
 //	              ◄─────────────────────────────── RUNNING (or ABORT: will not run)
 //	source stays paused for good: the VM lives on the destination
+//
+//	ABORT(reason) may come from either side at any step before the
+//	handover ends; whoever sends it will never run the VM.
 //
 // Handover states (type Handover, one transition table: handoverNext):
 //
@@ -25,7 +33,21 @@
 //	                └──────────┴─────────────┴──────► failed (the source resumed)
 //	destination:  waiting ─► receiving ─► loaded ─► running
 //	                │            │           ├────► handover-unknown
-//	                └────────────┴───────────┴────► failed (never runs; ABORT sent)
+//	                └────────────┴───────────┴────► failed (never runs; ABORT sent
+//	                                                unless the source aborted)
+//
+// The destination's handover state is all it knows: what it takes next
+// is receiverAccepts (waiting: HELLO; receiving: STATE; loaded: HASHES,
+// COMMIT; ABORT in each), anything else ends the migration as malformed;
+// whether it answers a failure with ABORT is whether its state was
+// final (giveUp). The source reads its answers in order (await).
+//
+// Progress (type Phase, one table: phaseNext) refines the handover state
+// for the caller: setup, bulk, dirty (live), stop-and-copy, state
+// (switchover), done; on the destination waiting, bulk, state, done.
+// Report.Status (type Status) says how it ended: completed, failed,
+// cancelled or handover-unknown. The transport's counters are polled on
+// a timer (progress.go), never per batch.
 //
 // What each side does when something fails:
 //   - source, before it starts writing COMMIT (pause, final pass, state,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -138,6 +139,7 @@ type pipe struct {
 	src, dst     *fakeVM
 	mu           sync.Mutex
 	stats        transport.Stats
+	statsCalls   atomic.Int64                         // Stats calls, both ends
 	failPages    func(runs []transport.PageRun) error // injected failure
 	// filter sees every message before it travels (toDst: source →
 	// destination); drop loses it, cut then breaks the connection.
@@ -253,6 +255,7 @@ func (e *pipeEnd) RecvMessage(ctx context.Context) (transport.Message, error) {
 	}
 }
 func (e *pipeEnd) Stats(context.Context) (transport.Stats, error) {
+	e.p.statsCalls.Add(1)
 	e.p.mu.Lock()
 	defer e.p.mu.Unlock()
 	return e.p.stats, nil

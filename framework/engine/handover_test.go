@@ -27,8 +27,8 @@ func lose(toDst bool, kind uint32, cut bool) func(*pipe) {
 type handoverCase struct {
 	name      string
 	setup     func(src, dst *fakeVM) func(*pipe)
-	srcStatus string // and Report.Status of the destination:
-	dstStatus string
+	srcStatus Status // and Report.Status of the destination:
+	dstStatus Status
 	srcRuns   bool // the source resumed (else: paused, never resumed)
 	dstRuns   bool // the destination resumed
 }

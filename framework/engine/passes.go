@@ -23,9 +23,10 @@ func (s *sender) live(ctx context.Context) error {
 	}
 	s.capStart = time.Now()
 	for s.pass = 1; ; s.pass++ {
-		s.phase = PhaseDirty
 		if s.pass == 1 {
-			s.phase = PhaseBulk
+			s.setPhase(PhaseBulk)
+		} else {
+			s.setPhase(PhaseDirty)
 		}
 		s.hints.request(ctx, s.gen)
 		s.hints.wait(ctx)
@@ -38,7 +39,8 @@ func (s *sender) live(ctx context.Context) error {
 		}
 		s.remaining = toSend.Count()
 		s.estimate = s.estimateDowntime(s.remaining)
-		s.progress()
+		s.stats.poll(ctx) // once per pass (and on the ticker)
+		s.progress(true)
 		s.opt.Log.Info("pass done", "pass", s.pass, "dirty", s.remaining, "estimate", s.estimate)
 		if s.estimate <= s.opt.MaxDowntime || s.pass >= s.opt.MaxPasses {
 			s.pending = toSend
@@ -101,7 +103,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 				if cost >= batchPages {
 					err = flush()
 					s.hints.drain() // late answers of this generation still help
-					s.progress()
+					s.progress(false)
 				}
 			}
 			p = set.NextSet(end)
@@ -234,15 +236,37 @@ func (s *sender) throttle(ctx context.Context) error {
 	}
 }
 
-// progress reports the current state to the caller.
-func (s *sender) progress() {
+// setPhase moves to phase p along phaseNext and tells the caller. A
+// move outside the table is an engine bug: logged, and the phase stays.
+func (s *sender) setPhase(p Phase) {
+	next, err := nextPhase(s.phase, p)
+	if err != nil {
+		s.opt.Log.Error("progress", "err", err)
+	}
+	if next != s.phase {
+		s.phase = next
+		s.progress(true)
+	}
+}
+
+// progress reports the current state to the caller: always when force,
+// else at most once per statsInterval. Bytes on the wire are the
+// poller's last figure (at the end, the final count); it never calls
+// the transport itself.
+func (s *sender) progress(force bool) {
+	now := time.Now()
+	if !force && now.Sub(s.lastProg) < statsInterval {
+		return
+	}
+	s.lastProg = now
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
 		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.rate * framework.PageSize,
-		EstDowntime: s.estimate, Elapsed: time.Since(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // a hung plugin costs the figure, not the migration
-	defer cancel()
-	if st, err := s.tr.Stats(ctx); err == nil {
-		p.BytesWire = st.BytesWire
+		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
+	switch {
+	case s.phase == PhaseDone:
+		p.BytesWire = s.rep.BytesWire
+	case s.stats != nil:
+		p.BytesWire = s.stats.get().BytesWire
 	}
 	s.opt.Progress(p)
 }

@@ -8,26 +8,6 @@ import (
 	"github.com/ferryvm/ferry/framework"
 )
 
-// Engine message kinds (transport.Message.Kind), all of them. 0 is invalid.
-const (
-	msgHello    = 1 // source → destination: protocol version, RAM layout
-	msgReady    = 2 // destination → source: layout accepted
-	msgState    = 3 // source → destination: a chunk of the state blob
-	msgLoaded   = 4 // destination → source: state loaded, VM ready to run
-	msgCommit   = 5 // source → destination: run it
-	msgAbort    = 6 // either way: a reason; the sender of ABORT will never run the VM
-	msgHashes   = 7 // source → destination: page hashes from page First (page check)
-	msgVerified = 8 // destination → source: mismatches u64, first mismatching page u64
-	msgRunning  = 9 // destination → source: the VM's vCPUs run here (protocol 2)
-)
-
-// MsgCommit and MsgRunning are the handover messages' kinds, exported
-// for tests outside the package that watch a plaintext stream.
-const (
-	MsgCommit  = msgCommit
-	MsgRunning = msgRunning
-)
-
 // protocolVersion is the engine protocol; HELLO carries it. Version 2
 // added RUNNING: a version-1 source would take the destination's answer
 // to COMMIT for nothing, so both sides must speak the same version (a

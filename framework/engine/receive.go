@@ -24,24 +24,22 @@ import (
 // dst until the source was asked (docs/HANDOVER.md).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
-	start := time.Now()
 	var rep Report
-	layout := dst.RAM()
-	r := &receiver{tr: tr, dst: dst, layout: layout, opt: opt, start: start}
-	r.ho.h = HandoverWaiting
+	r := newReceiver(dst, tr, opt)
 	err := r.run(ctx, &rep)
 	if err != nil && !r.ho.get().Final() {
-		_ = r.ho.move(HandoverFailed)
+		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
-	rep.TotalMS = time.Since(start).Milliseconds()
-	rep.TotalPages = layout.Pages()
+	rep.TotalMS = time.Since(r.start).Milliseconds()
+	rep.TotalPages = r.layout.Pages()
 	rep.Status = status(err)
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	opt.Progress(Progress{Phase: PhaseDone, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
-		PagesZero: rep.PagesZero, Elapsed: time.Since(start), TotalPages: rep.TotalPages, Handover: rep.Handover})
+	r.phase = PhaseDone // from any phase (phaseNext)
+	opt.Progress(Progress{Phase: r.phase, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
+		PagesZero: rep.PagesZero, Elapsed: time.Since(r.start), TotalPages: rep.TotalPages, Handover: rep.Handover})
 	return rep, err
 }
 
@@ -54,7 +52,7 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer closeFiles(files)
-	r.progress(PhaseWaiting)
+	r.progress()
 	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}, rep); err != nil {
 		return err
@@ -71,11 +69,8 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	if r.check != nil {
 		r.check.close()
 	}
-	if err != nil && !r.abortedBySource && r.ho.get() != HandoverUnknown {
-		// This side will never run the VM: the source may resume.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(err.Error())})
-		cancel()
+	if err != nil {
+		r.giveUp(err)
 	}
 	return err
 }
@@ -98,23 +93,6 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 			r.opt.IncomingTimeout, err)
 	}
 	return fmt.Errorf("open transport: %w", err)
-}
-
-type receiver struct {
-	tr              transport.Transport
-	dst             framework.Target
-	layout          framework.Layout
-	opt             Options
-	start           time.Time
-	state           []byte
-	stateGot        uint64
-	check           *checker // page-exact check in progress
-	ho              handoverState
-	abortedBySource bool
-}
-
-func (r *receiver) progress(phase string) {
-	r.opt.Progress(Progress{Phase: phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
 }
 
 // loop handles the source's messages until the VM runs (nil) or a
@@ -147,35 +125,6 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 	return r.tr.RecvMessage(rctx)
 }
 
-// unknown records that the source may or may not have committed: the VM
-// stays paused here.
-func (r *receiver) unknown(cause error) error {
-	if err := r.ho.move(HandoverUnknown); err != nil {
-		return err
-	}
-	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
-	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
-}
-
-// handle applies one message from the source. It reports done once the
-// VM runs; an error ends the migration (the caller tells the source).
-func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
-	switch h := r.ho.get(); {
-	case m.Kind == msgAbort:
-		r.abortedBySource = true
-		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
-	case m.Kind == msgHello && h == HandoverWaiting:
-		return false, r.hello(ctx, m.Payload)
-	case m.Kind == msgState && h == HandoverReceiving:
-		return false, r.stateChunk(ctx, m.Payload)
-	case m.Kind == msgHashes && h == HandoverLoaded:
-		return false, r.hashes(ctx, m.Payload)
-	case m.Kind == msgCommit && h == HandoverLoaded:
-		return true, r.commit(ctx)
-	}
-	return false, fmt.Errorf("%w: unexpected message %d in handover state %s", errMalformed, m.Kind, r.ho.get())
-}
-
 // hello checks the source's layout and answers READY.
 func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	h, err := decodeHello(payload)
@@ -189,7 +138,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err := r.ho.move(HandoverReceiving); err != nil {
 		return err
 	}
-	r.progress(PhaseBulk)
+	r.setPhase(PhaseBulk)
 	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
 }
 
@@ -198,10 +147,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 // RUNNING is the source's problem to resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
 	if err := r.dst.Resume(); err != nil {
-		if merr := r.ho.move(HandoverFailed); merr != nil {
-			return merr
-		}
-		return fmt.Errorf("resume the migrated VM: %w", err)
+		return fmt.Errorf("resume the migrated VM: %w", err) // giveUp: failed, ABORT
 	}
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
@@ -223,7 +169,7 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	}
 	if r.state == nil {
 		r.state = make([]byte, total)
-		r.progress(PhaseState)
+		r.setPhase(PhaseState)
 	}
 	if uint64(len(r.state)) != total || off != r.stateGot {
 		return fmt.Errorf("%w: STATE chunk at %d of %d, expected %d of %d", errMalformed, off, total, r.stateGot, len(r.state))

@@ -65,9 +65,9 @@ func FuzzReceive(f *testing.F) {
 		dst.resumed, dst.paused = 0, true
 		dst.mu.Unlock()
 		end := &sinkEnd{pipeEnd: &pipeEnd{p: &pipe{}}}
-		r := &receiver{tr: end, dst: dst, layout: dst.layout, opt: Options{}}
-		r.opt.defaults()
-		r.ho.h = HandoverWaiting
+		opt := Options{}
+		opt.defaults()
+		r := newReceiver(dst, end, opt)
 		var wasLoaded bool
 		for _, m := range fuzzMessages(b) {
 			before := r.ho.get()

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -45,7 +44,10 @@ type Options struct {
 	// the session unless Plaintext); the transport refuses to open
 	// without them.
 	Credentials transport.Credentials
-	// Progress receives events from the engine's goroutine; keep it quick.
+	// Progress receives events from the engine's goroutine; keep it
+	// quick. The source sends at most one per 250 ms from its send loop
+	// plus one per pass and per phase change; bytes on the wire are the
+	// transport's count from its last poll (progress.go).
 	Progress func(Progress)
 	Log      *slog.Logger
 }
@@ -71,30 +73,9 @@ func (o *Options) defaults() {
 // DefaultSwitchoverTimeout is Options.SwitchoverTimeout when unset.
 const DefaultSwitchoverTimeout = 5 * time.Second
 
-// Report.Status values.
-const (
-	StatusCompleted = "completed" // source: RUNNING arrived; destination: the VM runs
-	StatusFailed    = "failed"    // the source runs the VM, the destination never will
-	StatusCancelled = "cancelled" // as failed, on the caller's request
-	// StatusHandoverUnknown: the VM is paused on this side and the other
-	// side may run it; resolve it (docs/HANDOVER.md). Never on its own.
-	StatusHandoverUnknown = "handover-unknown"
-)
-
-// Phases reported in Progress.Phase.
-const (
-	PhaseSetup   = "setup"
-	PhaseBulk    = "bulk"
-	PhaseDirty   = "dirty"
-	PhaseStop    = "stop-and-copy"
-	PhaseState   = "state"
-	PhaseDone    = "done"
-	PhaseWaiting = "waiting" // destination: waiting for pages and state
-)
-
 // Progress is a snapshot of a migration in flight.
 type Progress struct {
-	Phase        string        `json:"phase"`
+	Phase        Phase         `json:"phase"`
 	Pass         int           `json:"pass"`
 	Remaining    uint64        `json:"remaining_pages"` // still to send in this pass (or dirty after it)
 	PagesSent    uint64        `json:"pages_sent"`
@@ -110,7 +91,7 @@ type Progress struct {
 
 // Report is the outcome of one migration, on either side.
 type Report struct {
-	Status       string            `json:"status"` // Status*: completed, failed, cancelled, handover-unknown
+	Status       Status            `json:"status"` // completed, failed, cancelled, handover-unknown
 	Error        string            `json:"error,omitempty"`
 	Handover     Handover          `json:"handover,omitempty"` // this side's last handover state
 	TotalMS      int64             `json:"total_ms"`
@@ -148,17 +129,4 @@ func openTransport(ctx context.Context, tr transport.Transport, req transport.Op
 		rep.Encryption = EncryptionOff
 	}
 	return nil
-}
-
-// status is Report.Status for Send's or Receive's error.
-func status(err error) string {
-	switch {
-	case err == nil:
-		return StatusCompleted
-	case errors.Is(err, ErrHandoverUnknown):
-		return StatusHandoverUnknown
-	case errors.Is(err, context.Canceled):
-		return StatusCancelled
-	}
-	return StatusFailed
 }

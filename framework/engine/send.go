@@ -27,7 +27,9 @@ type sender struct {
 
 	start     time.Time
 	pass      int
-	phase     string
+	phase     Phase
+	lastProg  time.Time    // last progress event of the send loop
+	stats     *statsPoller // the transport's counters, while it is open
 	rep       Report
 	rate      float64 // data pages per second, last measured
 	msgs      chan transport.Message
@@ -86,8 +88,7 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	if err != nil {
 		s.rep.Error = err.Error()
 	}
-	s.phase = PhaseDone
-	s.progress()
+	s.setPhase(PhaseDone)
 	return s.rep, err
 }
 
@@ -115,7 +116,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := openTransport(ctx, s.tr, transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials}, &s.rep); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
+	s.stats = startStats(ctx, s.tr)
 	defer func() {
+		s.stats.close() // joined before the last count and Close
 		s.captureStats()
 		s.tr.Close()
 	}()
@@ -219,13 +222,14 @@ func (s *sender) abort(cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	msg := cause.Error()
-	if len(msg) > 4096 {
-		msg = msg[:4096]
+	if len(msg) > maxAbortReason {
+		msg = msg[:maxAbortReason]
 	}
 	_ = s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
 }
 
-// captureStats records the transport's byte count while the session is open.
+// captureStats records the transport's byte count while the session is
+// open: the last Stats call of a migration.
 func (s *sender) captureStats() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

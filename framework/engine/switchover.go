@@ -19,7 +19,7 @@ func (s *sender) switchOver(ctx context.Context) error {
 	if err := s.ho.move(HandoverSwitchover); err != nil {
 		return err
 	}
-	s.phase = PhaseStop
+	s.setPhase(PhaseStop)
 	paused := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
 	defer cancel()
@@ -55,7 +55,7 @@ func (s *sender) toDestination(ctx context.Context, paused time.Time) error {
 	if err := s.sendPass(ctx, s.pending, false); err != nil {
 		return err
 	}
-	s.phase = PhaseState
+	s.setPhase(PhaseState)
 	state, err := s.src.SaveState(ctx)
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)

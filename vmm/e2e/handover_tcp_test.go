@@ -126,7 +126,7 @@ func TestHandoverOverTCP(t *testing.T) {
 		name               string
 		toDst              bool
 		kind               uint32
-		srcStatus, dstStat string
+		srcStatus, dstStat engine.Status
 		dstRuns            bool
 	}{
 		{"nothing lost", true, 0, engine.StatusCompleted, engine.StatusCompleted, true},

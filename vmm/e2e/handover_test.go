@@ -154,7 +154,7 @@ func TestHandoverLostMessage(t *testing.T) {
 			if !proxy.dropped.Load() {
 				t.Fatalf("the proxy never saw message %d (migrate: %s, %v)", tc.kind, rep.Status, err)
 			}
-			if rep.Status != engine.StatusHandoverUnknown {
+			if rep.Status != string(engine.StatusHandoverUnknown) {
 				t.Fatalf("status %q, want %s", rep.Status, engine.StatusHandoverUnknown)
 			}
 			if tc.runsOnDst {
@@ -223,7 +223,7 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 		}
 	})
 	syscall.Kill(-p.dst.cmd.Process.Pid, syscall.SIGCONT)
-	if err == nil || rep.Status == engine.StatusCompleted {
+	if err == nil || rep.Status == string(engine.StatusCompleted) {
 		t.Fatalf("migration to a stopped destination reported %s", rep.Status)
 	}
 	t.Logf("source ran again %v after the destination was stopped at the pause", resumedAfter)
@@ -244,7 +244,7 @@ func TestMigrateWrongConnect(t *testing.T) {
 	start := time.Now()
 	rep, err := p.migrateOpts(false, nil)
 	took := time.Since(start)
-	if err == nil || rep.Status == engine.StatusCompleted {
+	if err == nil || rep.Status == string(engine.StatusCompleted) {
 		t.Fatalf("migration to a wrong address reported %s", rep.Status)
 	}
 	if took > 7*time.Second {

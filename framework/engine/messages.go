@@ -1,0 +1,83 @@
+package engine
+
+import "fmt"
+
+// Every engine message kind (transport.Message.Kind), its direction, its
+// payload and the bound the reader applies; the package doc draws when
+// each one travels. Pages do not travel as messages: the transport moves
+// them (SendPages, Flush). 0 is invalid. Numbers never change meaning
+// (engine protocol 2; protocol.go).
+const (
+	// HELLO, source → destination, first: u32 protocol version, u64
+	// pages, u32 region count n ≤ maxRegions, n × (u64 GPA, u64 size);
+	// exactly 16+16n bytes (encodeHello, decodeHello).
+	msgHello = 1
+	// READY, destination → source: empty; the layout matches.
+	msgReady = 2
+	// STATE, source → destination, after the final pass: u64 total, u64
+	// offset, data; chunks of ≤ stateChunk in order, total ≤
+	// maxStateBytes (encodeStateChunk, decodeStateChunk).
+	msgState = 3
+	// LOADED, destination → source: empty; the state is loaded, the VM
+	// could run here. From its first byte on the source may commit.
+	msgLoaded = 4
+	// COMMIT, source → destination: empty; run the VM.
+	msgCommit = 5
+	// ABORT, either way, any time before the handover ends: the reason,
+	// text of ≤ maxAbortReason bytes (longer ones are cut by the sender).
+	// Whoever sends it will never run the VM.
+	msgAbort = 6
+	// HASHES, source → destination, after LOADED with VerifyPages: u64
+	// first page, u64 count n ≤ hashChunk, n × u64 page hash; chunks in
+	// page order covering every page once (sendHashes, checker.chunk).
+	msgHashes = 7
+	// VERIFIED, destination → source, after the last HASHES: u64 pages
+	// that differ, u64 first differing page (^0 if none); exactly 16
+	// bytes (checker.verdict, awaitVerified).
+	msgVerified = 8
+	// RUNNING, destination → source, protocol 2: empty; the VM's vCPUs
+	// run here.
+	msgRunning = 9
+)
+
+// MsgCommit and MsgRunning are the handover messages' kinds, exported
+// for tests outside the package that watch a plaintext stream.
+const (
+	MsgCommit  = msgCommit
+	MsgRunning = msgRunning
+)
+
+// maxAbortReason bounds an ABORT's reason as sent.
+const maxAbortReason = 4096
+
+var msgNames = [...]string{msgHello: "HELLO", msgReady: "READY", msgState: "STATE", msgLoaded: "LOADED",
+	msgCommit: "COMMIT", msgAbort: "ABORT", msgHashes: "HASHES", msgVerified: "VERIFIED", msgRunning: "RUNNING"}
+
+// msgName names a message kind for errors and logs.
+func msgName(kind uint32) string {
+	if kind < uint32(len(msgNames)) && msgNames[kind] != "" {
+		return msgNames[kind]
+	}
+	return fmt.Sprintf("message %d", kind)
+}
+
+// receiverAccepts is the one table of what the destination takes from
+// the source in each of its handover states; ABORT is taken in each of
+// them (the states not listed are the source's or final), and anything else ends the migration as
+// malformed. The source reads its answers in order instead (await):
+// READY after HELLO, LOADED after the last STATE, VERIFIED after the
+// last HASHES, RUNNING after COMMIT, or ABORT in place of any of them.
+var receiverAccepts = map[Handover][]uint32{
+	HandoverWaiting:   {msgHello},
+	HandoverReceiving: {msgState},
+	HandoverLoaded:    {msgHashes, msgCommit},
+}
+
+// receiverTakes reports whether the destination takes kind in state h.
+func receiverTakes(h Handover, kind uint32) bool {
+	if kind == msgAbort {
+		_, receiving := receiverAccepts[h]
+		return receiving
+	}
+	return oneOf(kind, receiverAccepts[h])
+}

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The destination's state machine: its state is its Handover (ho), what
+// it takes in each state is receiverAccepts (messages.go), and how it
+// ends a failed migration follows from the state (giveUp).
+
+// receiver is one incoming migration. Its state is ho: what may arrive
+// next is receiverAccepts[ho] (messages.go), and whether to tell the
+// source when it fails is ho too (giveUp).
+type receiver struct {
+	tr       transport.Transport
+	dst      framework.Target
+	layout   framework.Layout
+	opt      Options
+	start    time.Time
+	phase    Phase
+	state    []byte
+	stateGot uint64
+	check    *checker // page-exact check in progress
+	ho       handoverState
+}
+
+// newReceiver is a receiver waiting for its source; opt has its defaults.
+func newReceiver(dst framework.Target, tr transport.Transport, opt Options) *receiver {
+	r := &receiver{tr: tr, dst: dst, layout: dst.RAM(), opt: opt, start: time.Now(), phase: PhaseWaiting}
+	r.ho.h = HandoverWaiting
+	return r
+}
+
+// setPhase moves to phase p along phaseNext and tells the caller.
+func (r *receiver) setPhase(p Phase) {
+	next, err := nextPhase(r.phase, p)
+	if err != nil {
+		r.opt.Log.Error("progress", "err", err)
+	}
+	if next != r.phase {
+		r.phase = next
+		r.progress()
+	}
+}
+
+func (r *receiver) progress() {
+	r.opt.Progress(Progress{Phase: r.phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
+}
+
+// unknown records that the source may or may not have committed: the VM
+// stays paused here.
+func (r *receiver) unknown(cause error) error {
+	if err := r.ho.move(HandoverUnknown); err != nil {
+		return err
+	}
+	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
+	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
+}
+
+// handle applies one message from the source. It reports done once the
+// VM runs; an error ends the migration (the caller tells the source).
+func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
+	if h := r.ho.get(); !receiverTakes(h, m.Kind) {
+		return false, fmt.Errorf("%w: unexpected %s in handover state %s", errMalformed, msgName(m.Kind), h)
+	}
+	switch m.Kind {
+	case msgAbort:
+		// The source will not commit: failed, and nothing to tell it.
+		if err := r.ho.move(HandoverFailed); err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
+	case msgHello:
+		return false, r.hello(ctx, m.Payload)
+	case msgState:
+		return false, r.stateChunk(ctx, m.Payload)
+	case msgHashes:
+		return false, r.hashes(ctx, m.Payload)
+	case msgCommit:
+		return true, r.commit(ctx)
+	}
+	return false, fmt.Errorf("engine bug: %s is in receiverAccepts but not handled", msgName(m.Kind))
+}
+
+// giveUp ends a failed migration: from a state that is not final, this
+// side fails and tells the source (ABORT), which may then resume. A
+// final state already says what happened: failed on the source's ABORT
+// (nothing to tell), or handover-unknown (the source may have
+// committed: never ABORT).
+func (r *receiver) giveUp(cause error) {
+	if r.ho.get().Final() {
+		return
+	}
+	if err := r.ho.move(HandoverFailed); err != nil {
+		r.opt.Log.Error("give up", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	msg := cause.Error()
+	if len(msg) > maxAbortReason {
+		msg = msg[:maxAbortReason]
+	}
+	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
+}
