@@ -87,6 +87,7 @@ func children(t *testing.T) []string {
 // records is a slog.Handler that keeps every record, for tests of what
 // reaches the log. The handlers WithAttrs makes share the records.
 type records struct {
+	min   slog.Level  // Enabled from this level on
 	attrs []slog.Attr // With's
 	s     *recordStore
 }
@@ -102,9 +103,9 @@ type record struct {
 	attrs map[string]string
 }
 
-func newRecords() *records { return &records{s: &recordStore{}} }
+func newRecords() *records { return &records{min: slog.LevelDebug - 4, s: &recordStore{}} }
 
-func (h *records) Enabled(context.Context, slog.Level) bool { return true }
+func (h *records) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
 
 func (h *records) Handle(_ context.Context, r slog.Record) error {
 	rec := record{level: r.Level, msg: r.Message, attrs: map[string]string{}}
@@ -119,7 +120,7 @@ func (h *records) Handle(_ context.Context, r slog.Record) error {
 }
 
 func (h *records) WithAttrs(as []slog.Attr) slog.Handler {
-	return &records{attrs: append(append([]slog.Attr(nil), h.attrs...), as...), s: h.s}
+	return &records{min: h.min, attrs: append(append([]slog.Attr(nil), h.attrs...), as...), s: h.s}
 }
 
 func (h *records) WithGroup(string) slog.Handler { return h }
