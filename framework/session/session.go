@@ -96,9 +96,9 @@ func (s *Session) launchTransport(ctx context.Context) error {
 		return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
 	}
 	s.tr = tr
-	schema, err := tr.Schema(ctx)
+	sch, err := tr.Schema(ctx)
 	if err == nil {
-		s.spec.Engine.Transport, err = transport.Coerce(schema, p.Config)
+		s.spec.Engine.Transport, err = transport.Coerce(sch, p.Config)
 	}
 	if err != nil {
 		return fmt.Errorf("transport plugin %s: %w", p.Path, err)
