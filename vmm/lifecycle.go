@@ -3,6 +3,8 @@ package vmm
 import (
 	"fmt"
 	"slices"
+
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // The VM's lifecycle: every state, the one table of allowed transitions
@@ -31,8 +33,9 @@ import (
 // copy of the guest); migrate-send and migrate-incoming check their own
 // preconditions (canMigrate: running; incoming).
 
-// State is where a VM is in its life. "" is not a state.
-type State string
+// State is where a VM is in its life (the control socket's api.State).
+// "" is not a state.
+type State = api.State
 
 // The VM states reported by Status, all of them.
 const (
