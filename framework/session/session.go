@@ -1,0 +1,208 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// Plugin is one plugin of a migration: the absolute path of its binary
+// and its job block, checked against the schema the plugin reports.
+type Plugin struct {
+	Path   string
+	Config map[string]any
+}
+
+// Hint is one hint provider of a migration (Send only).
+type Hint struct {
+	Name     string
+	Plugin   Plugin
+	Deadline time.Duration // per request; 0: the engine's default
+}
+
+// Spec is everything a migration needs besides the VM.
+type Spec struct {
+	Transport Plugin
+	// Hints are the hint providers (Send only; Receive ignores them). A
+	// provider that fails costs its hints, never the migration.
+	Hints []Hint
+	// Engine holds limits, credentials and test modes; the session fills
+	// its Transport, Hints, Log and Progress.
+	Engine engine.Options
+	// Log receives the session's and the plugins' logs; nil: slog.Default().
+	Log *slog.Logger
+	// Progress receives the engine's events on the engine's goroutine
+	// (the one that called Send or Receive); keep it quick. nil: none.
+	Progress func(engine.Progress)
+	// Name names the VM to hint providers (hint.VM.ID, for their logs);
+	// "": "ferry[PID]".
+	Name string
+}
+
+// HintStartTimeout bounds the start of one hint provider: its process,
+// Info, Schema and Configure.
+const HintStartTimeout = 30 * time.Second
+
+// Check validates what Open checks before starting anything: the
+// transport plugin's path must be absolute. Hint providers are checked
+// when they start: one that cannot costs its hints, not the migration.
+func Check(spec Spec) error {
+	return checkPath(spec.Transport.Path)
+}
+
+func checkPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("plugin must be an absolute path, got %q", path)
+	}
+	return nil
+}
+
+// Send migrates src away: Open, then Session.Send. host offers the VMM's
+// capabilities to hint providers; nil offers none (providers that need
+// one report not-supported). The report is the engine's, with the
+// providers that could not start added to Report.Hints; when the
+// transport cannot start the report says failed and nothing was sent.
+func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) (engine.Report, error) {
+	s, err := Open(ctx, src.RAM(), spec)
+	if err != nil {
+		return failed(err), err
+	}
+	return s.Send(ctx, src, host)
+}
+
+// Receive migrates a VM into dst: Open, then Session.Receive.
+func Receive(ctx context.Context, dst framework.Target, spec Spec) (engine.Report, error) {
+	s, err := Open(ctx, dst.RAM(), spec)
+	if err != nil {
+		return failed(err), err
+	}
+	return s.Receive(ctx, dst)
+}
+
+func failed(err error) engine.Report {
+	return engine.Report{Status: engine.StatusFailed, Error: err.Error()}
+}
+
+// Session is one migration whose transport plugin runs and whose job
+// block was accepted: Open starts it, Send or Receive runs it once and
+// ends it, Close ends it without running. A VMM that must answer "did
+// it start" before the migration runs (a control command) calls Open
+// itself, then Send or Receive on another goroutine.
+type Session struct {
+	spec  Spec
+	files []*os.File            // the guest RAM files every plugin gets
+	ram   []transport.RAMRegion // the layout, naming files by index
+	tr    transport.Transport
+	once  sync.Once
+	used  bool
+}
+
+// Open starts the transport plugin with the files of ram
+// (engine.RAMFiles) and checks spec.Transport.Config against the schema
+// it reports. ctx bounds the start; cancelling it later kills nothing.
+// On error nothing is left running or open.
+func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error) {
+	if err := Check(spec); err != nil {
+		return nil, err
+	}
+	if spec.Log == nil {
+		spec.Log = slog.Default()
+	}
+	if spec.Name == "" {
+		spec.Name = fmt.Sprintf("ferry[%d]", os.Getpid())
+	}
+	files, regions, err := engine.RAMFiles(ram)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{spec: spec, files: files, ram: regions}
+	if err := s.launchTransport(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// launchTransport starts the plugin and coerces its block.
+func (s *Session) launchTransport(ctx context.Context) error {
+	p := s.spec.Transport
+	tr, err := transport.Launch(ctx, p.Path, s.files, hclogFor(s.spec.Log, p.Path))
+	if err != nil {
+		return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
+	}
+	s.tr = tr
+	schema, err := tr.Schema(ctx)
+	if err == nil {
+		s.spec.Engine.Transport, err = transport.Coerce(schema, p.Config)
+	}
+	if err != nil {
+		return fmt.Errorf("transport plugin %s: %w", p.Path, err)
+	}
+	return nil
+}
+
+// errUsed: a Session runs one migration.
+var errUsed = errors.New("session: Send or Receive already called, or Close")
+
+// Send starts the hint providers, runs engine.Send and then ends the
+// session (Close). src must be the VM whose RAM was given to Open.
+func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host) (engine.Report, error) {
+	if s.used {
+		return failed(errUsed), errUsed
+	}
+	s.used = true
+	defer s.Close()
+	hs := s.startHints(ctx, src, host)
+	defer hs.close()
+	opt := s.options()
+	opt.Hints = hs.sources
+	rep, err := engine.Send(ctx, src, s.tr, opt)
+	rep.Hints = append(rep.Hints, hs.failed...)
+	return rep, err
+}
+
+// Receive runs engine.Receive into dst and then ends the session
+// (Close). dst must be the VM whose RAM was given to Open.
+func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Report, error) {
+	if s.used {
+		return failed(errUsed), errUsed
+	}
+	s.used = true
+	defer s.Close()
+	return engine.Receive(ctx, dst, s.tr, s.options())
+}
+
+func (s *Session) options() engine.Options {
+	opt := s.spec.Engine
+	opt.Log = s.spec.Log
+	opt.Progress = s.spec.Progress
+	return opt
+}
+
+// Close stops the transport plugin (waiting for its process) and closes
+// the RAM files. It is idempotent; Send and Receive call it.
+func (s *Session) Close() {
+	s.once.Do(func() {
+		s.used = true
+		if s.tr != nil {
+			s.tr.Close()
+		}
+		closeAll(s.files)
+	})
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
