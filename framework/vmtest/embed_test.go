@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -23,16 +22,6 @@ import (
 // migrates over the real TCP transport plugin, with the real balloon
 // hint provider calling back into the VMM's hint.Host.
 
-// freeAddr is a free 127.0.0.1 port.
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // specs returns both sides' specs for a migration over TCP on addr, with
 // fresh credentials and, if balloon, the balloon provider.
 func specs(t *testing.T, balloon bool) (src, dst session.Spec) {
@@ -42,7 +31,7 @@ func specs(t *testing.T, balloon bool) (src, dst session.Spec) {
 		t.Fatal(err)
 	}
 	tcp := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
-		Config: map[string]any{"listen": freeAddr(t), "streams": 2}}
+		Config: map[string]any{"listen": localAddr(), "streams": 2}}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	src = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true}}
 	dst = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: dstCreds, VerifyPages: true,
