@@ -52,12 +52,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // run runs Receive and Send concurrently, as two VMM processes would.
-func run(t *testing.T, src, dst *vmtest.VM, sspec, dspec session.Spec) (srep engine.Report, serr error, drep engine.Report, derr error) {
+func run(src, dst *vmtest.VM, sspec, dspec session.Spec) (srep engine.Report, serr error, drep engine.Report, derr error) {
+	return runCtx(context.Background(), src, dst, sspec, dspec)
+}
+
+// runCtx is run with the source's context sctx.
+func runCtx(sctx context.Context, src, dst *vmtest.VM, sspec, dspec session.Spec) (srep engine.Report, serr error, drep engine.Report, derr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	sctx, scancel := context.WithTimeout(sctx, time.Minute)
+	defer scancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { drep, derr = session.Receive(ctx, dst, dspec) })
-	srep, serr = session.Send(ctx, src, src, sspec)
+	srep, serr = session.Send(sctx, src, src, sspec)
 	wg.Wait()
 	return srep, serr, drep, derr
 }
@@ -102,7 +109,7 @@ func TestEmbedMigration(t *testing.T) {
 	dst := newVM(t, vmtest.Options{Incoming: true})
 	sspec, dspec := specs(t, true)
 	stopDevice := device(src)
-	srep, serr, drep, derr := run(t, src, dst, sspec, dspec)
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	writes := stopDevice()
 	if serr != nil || derr != nil || srep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
 		t.Fatalf("source %s (%v), destination %s (%v)", srep.Status, serr, drep.Status, derr)
@@ -149,7 +156,7 @@ func TestEmbedRefused(t *testing.T) {
 	// The destination keeps listening for its real source after a refused
 	// connection, until IncomingTimeout (or its driver cancels it).
 	dspec.Engine.IncomingTimeout = 2 * time.Second
-	srep, serr, drep, derr := run(t, src, dst, sspec, dspec)
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	t.Logf("source: %v; destination: %v", serr, derr)
 	if serr == nil || derr == nil || srep.Status != engine.StatusFailed || drep.Status != engine.StatusFailed {
 		t.Fatalf("source %s, destination %s", srep.Status, drep.Status)
@@ -166,13 +173,37 @@ func TestEmbedLoadFails(t *testing.T) {
 	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond})
 	dst := newVM(t, vmtest.Options{Incoming: true, FailLoad: errors.New("unknown device")})
 	sspec, dspec := specs(t, true)
-	srep, serr, drep, derr := run(t, src, dst, sspec, dspec)
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	t.Logf("source: %v; destination: %v", serr, derr)
 	if srep.Status != engine.StatusFailed || drep.Status != engine.StatusFailed {
 		t.Fatalf("source %s, destination %s", srep.Status, drep.Status)
 	}
 	if c := src.Counters(); c.Pauses != 1 || c.Resumes != 1 {
 		t.Errorf("source paused %d times, resumed %d times; want once each", c.Pauses, c.Resumes)
+	}
+	checkSourceRuns(t, src, dst)
+}
+
+// TestEmbedCancel: the source's driver cancels during the bulk pass; the
+// guest runs on, never paused, and the destination gives up.
+func TestEmbedCancel(t *testing.T) {
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond})
+	dst := newVM(t, vmtest.Options{Incoming: true})
+	sspec, dspec := specs(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sspec.Progress = func(p engine.Progress) {
+		if p.Phase == engine.PhaseBulk {
+			cancel()
+		}
+	}
+	srep, serr, drep, derr := runCtx(ctx, src, dst, sspec, dspec)
+	t.Logf("source: %v; destination: %v", serr, derr)
+	if !errors.Is(serr, context.Canceled) || srep.Status != engine.StatusCancelled || drep.Status != engine.StatusFailed {
+		t.Fatalf("source %s (%v), destination %s", srep.Status, serr, drep.Status)
+	}
+	if c := src.Counters(); c.Pauses != 0 {
+		t.Errorf("the source paused %d times", c.Pauses)
 	}
 	checkSourceRuns(t, src, dst)
 }
@@ -191,7 +222,7 @@ func TestEmbedForgottenWrites(t *testing.T) {
 	}})
 	dst := newVM(t, vmtest.Options{Incoming: true})
 	sspec, dspec := specs(t, false)
-	srep, serr, drep, derr := run(t, src, dst, sspec, dspec)
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	t.Logf("source: %v; destination: %v", serr, derr)
 	if srep.Status != engine.StatusFailed || drep.Status != engine.StatusFailed {
 		t.Fatalf("source %s, destination %s: the lost page went unnoticed", srep.Status, drep.Status)
