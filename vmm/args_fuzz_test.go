@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -73,7 +74,7 @@ func FuzzCommandArgs(f *testing.F) {
 // checkDecodeArgs: decodeArgs is strict (no unknown fields), and what it
 // accepts re-encodes to something it accepts again, with the same value.
 func checkDecodeArgs(t *testing.T, raw json.RawMessage) {
-	for _, dst := range []any{&timeoutArgs{}, &MigrateArgs{}, &struct {
+	for _, dst := range []any{&timeoutArgs{}, &api.MigrateArgs{}, &struct {
 		Path string `json:"path"`
 	}{}, &struct {
 		TargetMiB *uint64 `json:"target_mib"`

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -35,59 +36,24 @@ const StateHandoverUnknown State = "handover-unknown"
 // discard); it stays, paused, until quit.
 const StateDiscarded State = "discarded"
 
-// Side is where this VMM stands after its last migration.
-type Side string
-
-// Sides reported by migrate-status and migrate-resolve.
-const (
-	SideNone      Side = "none"             // no migration has run
-	SideMigrating Side = "migrating"        // a migration is running
-	SideRunning   Side = "running"          // the guest runs here
-	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
-	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
-	SideDiscarded Side = "discarded"        // destination: will never run; quit it
-	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
-)
-
-// Resolve actions (ResolveArgs.Action).
-const (
-	ResolveQuery    = "query"    // report the side, change nothing
-	ResolveResume   = "resume"   // either side: run the guest here
-	ResolveDiscard  = "discard"  // destination: never run it (then quit it)
-	ResolveMigrated = "migrated" // source: the guest runs on the destination; stay paused for good
-)
-
-// ResolveArgs is the argument of migrate-resolve.
-type ResolveArgs struct {
-	Action string `json:"action"`
-}
-
-// ResolveResult is what migrate-resolve answers: this side after the action.
-type ResolveResult struct {
-	Role     string          `json:"role,omitempty"` // send or receive; empty if no migration ran
-	Side     Side            `json:"side"`
-	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
-	VM       State           `json:"vm_state"`
-}
-
 // sideAfter is the side a finished migration leaves this VMM on.
-func sideAfter(role transport.Role, rep engine.Report) Side {
+func sideAfter(role transport.Role, rep engine.Report) api.Side {
 	switch {
 	case rep.Status == engine.StatusHandoverUnknown:
-		return SideUnknown
+		return api.SideUnknown
 	case role == transport.RoleSend && rep.Status == engine.StatusCompleted:
-		return SideMigrated
+		return api.SideMigrated
 	case role == transport.RoleSend:
-		return SideRunning
+		return api.SideRunning
 	case rep.Status == engine.StatusCompleted:
-		return SideRunning
+		return api.SideRunning
 	}
-	return SideFailed
+	return api.SideFailed
 }
 
 func (v *VM) serveResolve(s *control.Server, mg *migration) {
 	s.Handle("migrate-resolve", func(ctx context.Context, raw json.RawMessage) (any, error) {
-		var a ResolveArgs
+		var a api.ResolveArgs
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
@@ -99,23 +65,23 @@ func (v *VM) serveResolve(s *control.Server, mg *migration) {
 // then the migration's lock, so two callers cannot both move the same
 // side and no pause, resume or migration can slip in between. ctx bounds
 // the wait for the run lock.
-func (v *VM) resolve(ctx context.Context, mg *migration, action string) (res ResolveResult, err error) {
+func (v *VM) resolve(ctx context.Context, mg *migration, action string) (res api.ResolveResult, err error) {
 	lerr := v.runLocked(ctx, func(context.Context, *migrationOwner) error {
 		res, err = v.resolveLocked(mg, action)
 		return nil
 	})
 	if lerr != nil {
-		return ResolveResult{}, fmt.Errorf("migrate-resolve: %w", lerr)
+		return api.ResolveResult{}, fmt.Errorf("migrate-resolve: %w", lerr)
 	}
 	return res, err
 }
 
 // resolveLocked is resolve's work; the caller holds the run lock.
-func (v *VM) resolveLocked(mg *migration, action string) (ResolveResult, error) {
+func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	res := func() ResolveResult {
-		r := ResolveResult{Side: SideNone, VM: v.Status().State}
+	res := func() api.ResolveResult {
+		r := api.ResolveResult{Side: api.SideNone, VM: v.Status().State}
 		if mg.cur != nil {
 			r.Role, r.Side, r.Handover = mg.cur.Role, mg.cur.Side, mg.cur.Progress.Handover
 			if mg.cur.Report != nil {
@@ -124,7 +90,7 @@ func (v *VM) resolveLocked(mg *migration, action string) (ResolveResult, error) 
 		}
 		return r
 	}
-	if action == ResolveQuery {
+	if action == api.ResolveQuery {
 		return res(), nil
 	}
 	cur := res()
@@ -135,21 +101,21 @@ func (v *VM) resolveLocked(mg *migration, action string) (ResolveResult, error) 
 	switch {
 	case cur.Side == want:
 		return cur, nil // done before: the caller may retry safely
-	case cur.Side != SideUnknown:
-		return cur, fmt.Errorf("nothing to resolve: this side is %s, not %s", cur.Side, SideUnknown)
+	case cur.Side != api.SideUnknown:
+		return cur, fmt.Errorf("nothing to resolve: this side is %s, not %s", cur.Side, api.SideUnknown)
 	}
 	switch want {
-	case SideRunning:
+	case api.SideRunning:
 		v.setStateIf(StateHandoverUnknown, StatePaused)
 		if err := v.resume(); err != nil {
 			v.setStateIf(StatePaused, StateHandoverUnknown)
-			return res(), fmt.Errorf("resume: %w (still %s)", err, SideUnknown)
+			return res(), fmt.Errorf("resume: %w (still %s)", err, api.SideUnknown)
 		}
 		v.log.Warn("handover resolved: the VM runs here")
-	case SideMigrated:
+	case api.SideMigrated:
 		v.setStateIf(StateHandoverUnknown, StateMigrated)
 		v.log.Info("handover resolved: the VM runs on the destination; paused here until quit")
-	case SideDiscarded:
+	case api.SideDiscarded:
 		v.setStateIf(StateHandoverUnknown, StateDiscarded)
 		v.log.Info("handover resolved: the VM runs on the source; discarded here, paused until quit")
 	}
@@ -158,15 +124,15 @@ func (v *VM) resolveLocked(mg *migration, action string) (ResolveResult, error) 
 }
 
 // resolveTarget is the side an action leads to, for this role.
-func resolveTarget(role, action string) (Side, error) {
+func resolveTarget(role, action string) (api.Side, error) {
 	switch {
-	case action == ResolveResume:
-		return SideRunning, nil
-	case action == ResolveDiscard && role == transport.RoleReceive.String():
-		return SideDiscarded, nil
-	case action == ResolveMigrated && role == transport.RoleSend.String():
-		return SideMigrated, nil
-	case action == ResolveDiscard || action == ResolveMigrated:
+	case action == api.ResolveResume:
+		return api.SideRunning, nil
+	case action == api.ResolveDiscard && role == transport.RoleReceive.String():
+		return api.SideDiscarded, nil
+	case action == api.ResolveMigrated && role == transport.RoleSend.String():
+		return api.SideMigrated, nil
+	case action == api.ResolveDiscard || action == api.ResolveMigrated:
 		return "", fmt.Errorf("%q is not an action for the %s side (source: resume, migrated; destination: resume, discard)",
 			action, role)
 	}

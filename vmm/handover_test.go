@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/vcpu"
 )
 
@@ -14,16 +15,16 @@ func TestSideAfter(t *testing.T) {
 	for _, c := range []struct {
 		role   transport.Role
 		status string
-		want   Side
+		want   api.Side
 	}{
-		{transport.RoleSend, engine.StatusCompleted, SideMigrated},
-		{transport.RoleSend, engine.StatusFailed, SideRunning},
-		{transport.RoleSend, engine.StatusCancelled, SideRunning},
-		{transport.RoleSend, engine.StatusHandoverUnknown, SideUnknown},
-		{transport.RoleReceive, engine.StatusCompleted, SideRunning},
-		{transport.RoleReceive, engine.StatusFailed, SideFailed},
-		{transport.RoleReceive, engine.StatusCancelled, SideFailed},
-		{transport.RoleReceive, engine.StatusHandoverUnknown, SideUnknown},
+		{transport.RoleSend, engine.StatusCompleted, api.SideMigrated},
+		{transport.RoleSend, engine.StatusFailed, api.SideRunning},
+		{transport.RoleSend, engine.StatusCancelled, api.SideRunning},
+		{transport.RoleSend, engine.StatusHandoverUnknown, api.SideUnknown},
+		{transport.RoleReceive, engine.StatusCompleted, api.SideRunning},
+		{transport.RoleReceive, engine.StatusFailed, api.SideFailed},
+		{transport.RoleReceive, engine.StatusCancelled, api.SideFailed},
+		{transport.RoleReceive, engine.StatusHandoverUnknown, api.SideUnknown},
 	} {
 		if got := sideAfter(c.role, engine.Report{Status: c.status}); got != c.want {
 			t.Errorf("%s %s: side %s, want %s", c.role, c.status, got, c.want)
@@ -35,16 +36,16 @@ func TestResolveTarget(t *testing.T) {
 	send, recv := transport.RoleSend.String(), transport.RoleReceive.String()
 	for _, c := range []struct {
 		role, action string
-		want         Side
+		want         api.Side
 	}{
-		{send, ResolveResume, SideRunning},
-		{send, ResolveMigrated, SideMigrated},
-		{send, ResolveDiscard, ""},
-		{recv, ResolveResume, SideRunning},
-		{recv, ResolveDiscard, SideDiscarded},
-		{recv, ResolveMigrated, ""},
+		{send, api.ResolveResume, api.SideRunning},
+		{send, api.ResolveMigrated, api.SideMigrated},
+		{send, api.ResolveDiscard, ""},
+		{recv, api.ResolveResume, api.SideRunning},
+		{recv, api.ResolveDiscard, api.SideDiscarded},
+		{recv, api.ResolveMigrated, ""},
 		{recv, "run", ""},
-		{"", ResolveDiscard, ""},
+		{"", api.ResolveDiscard, ""},
 	} {
 		got, err := resolveTarget(c.role, c.action)
 		if got != c.want || (err == nil) != (c.want != "") {
@@ -63,29 +64,29 @@ func bareVM(state State) *VM {
 // unknownMigration is a finished migration whose handover is unknown.
 func unknownMigration(role transport.Role) *migration {
 	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown}
-	return &migration{cur: &Migration{Role: role.String(), Done: true, Side: SideUnknown, Report: &rep}}
+	return &migration{cur: &api.Migration{Role: role.String(), Done: true, Side: api.SideUnknown, Report: &rep}}
 }
 
 func TestResolve(t *testing.T) {
 	for _, c := range []struct {
 		role    transport.Role
 		actions []string
-		side    Side
+		side    api.Side
 		state   State
 		errs    int // how many of the actions fail
 	}{
-		{transport.RoleSend, []string{ResolveQuery}, SideUnknown, StateHandoverUnknown, 0},
-		{transport.RoleSend, []string{ResolveResume}, SideRunning, StateRunning, 0},
-		{transport.RoleSend, []string{ResolveMigrated, ResolveMigrated}, SideMigrated, StateMigrated, 0},
-		{transport.RoleSend, []string{ResolveMigrated, ResolveResume}, SideMigrated, StateMigrated, 1},
-		{transport.RoleSend, []string{ResolveDiscard}, SideUnknown, StateHandoverUnknown, 1},
-		{transport.RoleReceive, []string{ResolveResume, ResolveDiscard}, SideRunning, StateRunning, 1},
-		{transport.RoleReceive, []string{ResolveDiscard, ResolveResume}, SideDiscarded, StateDiscarded, 1},
-		{transport.RoleReceive, []string{ResolveMigrated}, SideUnknown, StateHandoverUnknown, 1},
+		{transport.RoleSend, []string{api.ResolveQuery}, api.SideUnknown, StateHandoverUnknown, 0},
+		{transport.RoleSend, []string{api.ResolveResume}, api.SideRunning, StateRunning, 0},
+		{transport.RoleSend, []string{api.ResolveMigrated, api.ResolveMigrated}, api.SideMigrated, StateMigrated, 0},
+		{transport.RoleSend, []string{api.ResolveMigrated, api.ResolveResume}, api.SideMigrated, StateMigrated, 1},
+		{transport.RoleSend, []string{api.ResolveDiscard}, api.SideUnknown, StateHandoverUnknown, 1},
+		{transport.RoleReceive, []string{api.ResolveResume, api.ResolveDiscard}, api.SideRunning, StateRunning, 1},
+		{transport.RoleReceive, []string{api.ResolveDiscard, api.ResolveResume}, api.SideDiscarded, StateDiscarded, 1},
+		{transport.RoleReceive, []string{api.ResolveMigrated}, api.SideUnknown, StateHandoverUnknown, 1},
 	} {
 		v, mg := bareVM(StateHandoverUnknown), unknownMigration(c.role)
 		errs := 0
-		var res ResolveResult
+		var res api.ResolveResult
 		for _, a := range c.actions {
 			var err error
 			if res, err = v.resolve(context.Background(), mg, a); err != nil {

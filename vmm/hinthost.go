@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -87,15 +86,4 @@ func (h hintHost) BalloonDone(context.Context) error {
 // CMMABits implements hint.Host: CMMA is an s390 facility.
 func (h hintHost) CMMABits(context.Context, uint64, int) (uint64, []byte, error) {
 	return 0, nil, fmt.Errorf("%w: CMMA is s390-only; this is an x86-64 VM", hint.ErrNotSupported)
-}
-
-// hintVM describes the VM to providers: this process, RAM with the host
-// addresses it is mapped at, and the RAM files (files[i] for File i).
-func (v *VM) hintVM(files []*os.File) hint.VM {
-	vm := hint.VM{ID: fmt.Sprintf("ferry-vmm[%d]", os.Getpid()), PID: os.Getpid(), Files: files}
-	for _, r := range v.mem.Regions() {
-		host, _ := v.mem.Slice(r.GPA, r.Size)
-		vm.RAM = append(vm.RAM, hint.Region{GPA: r.GPA, Size: r.Size, HostAddr: hostAddr(host), File: 0, Offset: r.Offset})
-	}
-	return vm
 }

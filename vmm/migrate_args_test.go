@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // TestMigrateArgsCredentials: credentials survive the control socket's
@@ -16,18 +17,18 @@ func TestMigrateArgsCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := json.Marshal(MigrateArgs{Plugin: "/bin/true", Credentials: &src})
+	raw, err := json.Marshal(api.MigrateArgs{Plugin: "/bin/true", Credentials: &src})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a MigrateArgs
+	var a api.MigrateArgs
 	if err := decodeArgs(raw, &a); err != nil {
 		t.Fatal(err)
 	}
-	if got := a.credentials(); !reflect.DeepEqual(got, src) {
+	if got := sessionSpec(a).Engine.Credentials; !reflect.DeepEqual(got, src) {
 		t.Errorf("credentials after JSON: %+v, want %+v", got, src)
 	}
-	if !(MigrateArgs{}).credentials().Empty() {
+	if !sessionSpec(api.MigrateArgs{}).Engine.Credentials.Empty() {
 		t.Error("arguments without credentials gave some")
 	}
 }

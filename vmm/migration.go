@@ -8,6 +8,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // The VM as the migration engine sees it: framework.Source on the sending
@@ -77,22 +78,10 @@ func (m migrationVM) LoadState(ctx context.Context, b []byte) error {
 	return m.own.do(ctx, func(ctx context.Context) error { return m.v.loadState(ctx, b) })
 }
 
-// Migration is the state of the VM's current or last migration.
-type Migration struct {
-	Role string `json:"role"` // send or receive
-	Done bool   `json:"done"`
-	// Side is where this VMM stands: migrating until the engine is done,
-	// then running, migrated, failed or handover-unknown; migrate-resolve
-	// moves handover-unknown on.
-	Side     Side            `json:"side"`
-	Progress engine.Progress `json:"progress"`
-	Report   *engine.Report  `json:"report,omitempty"`
-}
-
 // migration tracks one migration at a time.
 type migration struct {
 	mu     sync.Mutex
-	cur    *Migration
+	cur    *api.Migration
 	cancel context.CancelFunc
 	done   chan struct{}
 	own    *migrationOwner // the current migration's hold on the VM (set by claim)
@@ -115,7 +104,7 @@ func (mg *migration) begin(role string, cancel context.CancelFunc) error {
 	if mg.cur != nil && !mg.cur.Done {
 		return fmt.Errorf("a migration (%s) is already running", mg.cur.Role)
 	}
-	mg.cur, mg.cancel, mg.done = &Migration{Role: role, Side: SideMigrating}, cancel, make(chan struct{})
+	mg.cur, mg.cancel, mg.done = &api.Migration{Role: role, Side: api.SideMigrating}, cancel, make(chan struct{})
 	return nil
 }
 
@@ -125,7 +114,7 @@ func (mg *migration) progress(p engine.Progress) {
 	mg.mu.Unlock()
 }
 
-func (mg *migration) finish(rep engine.Report, side Side) {
+func (mg *migration) finish(rep engine.Report, side api.Side) {
 	mg.mu.Lock()
 	mg.cur.Done, mg.cur.Report, mg.cur.Side = true, &rep, side
 	close(mg.done)
@@ -133,7 +122,7 @@ func (mg *migration) finish(rep engine.Report, side Side) {
 }
 
 // status returns a copy of the current migration, or nil.
-func (mg *migration) status() *Migration {
+func (mg *migration) status() *api.Migration {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur == nil {

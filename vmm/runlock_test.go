@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 	"github.com/ferryvm/ferry/vmm/vcpu"
 )
@@ -95,7 +96,7 @@ func TestRefusedWhileMigrating(t *testing.T) {
 	}
 	own.release(func() {
 		v.setStateIf(StatePaused, StateMigrated)
-		mg.finish(engine.Report{Status: "completed"}, SideMigrated)
+		mg.finish(engine.Report{Status: "completed"}, api.SideMigrated)
 	})
 	if err := m.Resume(); !errors.Is(err, errNotOwner) {
 		t.Errorf("owner's resume after release: %v, want errNotOwner", err)
@@ -216,7 +217,7 @@ func TestOwnerDecides(t *testing.T) {
 	if err := o.do(context.Background(), func(context.Context) error { return v.resume() }); err != nil {
 		t.Fatalf("the owner's decision: %v", err)
 	}
-	o.release(func() { mg.finish(engine.Report{Status: "failed"}, SideRunning) })
+	o.release(func() { mg.finish(engine.Report{Status: "failed"}, api.SideRunning) })
 	if st := v.Status().State; st != StateRunning {
 		t.Fatalf("state %s after the decision to resume here", st)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/arch/x86"
 	"github.com/ferryvm/ferry/vmm/arch/x86/pvh"
 	"github.com/ferryvm/ferry/vmm/bus"
@@ -61,8 +62,8 @@ type Config struct {
 	Incoming bool
 }
 
-// State is where a VM is in its life.
-type State string
+// State is where a VM is in its life (the control socket's api.State).
+type State = api.State
 
 // The VM states reported by Status.
 const (

@@ -17,7 +17,7 @@ import (
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // Plugin binaries are named <prefix><name> in the plugin directory.
@@ -173,8 +173,8 @@ func hintSchema(path string) ([]transport.Attribute, error) {
 }
 
 // hintArgs turns the job's decoded hint blocks into the VMM's arguments.
-func hintArgs(j *job.Job, p pluginSet) []vmm.HintArgs {
-	var out []vmm.HintArgs
+func hintArgs(j *job.Job, p pluginSet) []api.HintArgs {
+	var out []api.HintArgs
 	for i, h := range j.Hints {
 		cfg := map[string]any{}
 		var deadline int64
@@ -185,7 +185,7 @@ func hintArgs(j *job.Job, p pluginSet) []vmm.HintArgs {
 			}
 			cfg[k] = v
 		}
-		out = append(out, vmm.HintArgs{Name: h.Name, Plugin: p.hints[i], Config: cfg,
+		out = append(out, api.HintArgs{Name: h.Name, Plugin: p.hints[i], Config: cfg,
 			DeadlineMS: time.Duration(deadline).Milliseconds()})
 	}
 	return out

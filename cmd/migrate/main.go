@@ -29,7 +29,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -99,7 +99,7 @@ func cancelMigration(sock string) {
 // run drives both VMMs through one migration.
 func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progress, log io.Writer) (report, error) {
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
-	args := vmm.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
+	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
 		VerifyPages: verify, Hints: hintArgs(j, p)}
@@ -162,7 +162,7 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 	if dst.Report != nil {
 		rep.Destination = dst.Report
 	}
-	if derr == nil && dst.Side != vmm.SideRunning {
+	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -176,8 +176,8 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 
 // waitDone polls migrate-status until the migration is done, for at most
 // d; unlike follow it never cancels anything.
-func waitDone(sock string, d time.Duration) (vmm.Migration, error) {
-	var st vmm.Migration
+func waitDone(sock string, d time.Duration) (api.Migration, error) {
+	var st api.Migration
 	for end := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := callControl(ctx, sock, "migrate-status", nil, &st)
@@ -196,8 +196,8 @@ func waitDone(sock string, d time.Duration) (vmm.Migration, error) {
 // follow polls migrate-status until the migration is done. When ctx ends
 // it cancels the migration once and keeps following for at most grace
 // (0: until done).
-func follow(ctx context.Context, sock string, prog *progress, grace time.Duration) (vmm.Migration, error) {
-	var st vmm.Migration
+func follow(ctx context.Context, sock string, prog *progress, grace time.Duration) (api.Migration, error) {
+	var st api.Migration
 	cancelled := false
 	var deadline time.Time
 	tick := time.NewTicker(100 * time.Millisecond)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/job"
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // Resolving a handover (docs/HANDOVER.md): ask both sides, then move at
@@ -17,7 +17,7 @@ import (
 // asked is never guessed about.
 
 // sideUnreachable stands for a VMM whose control socket did not answer.
-const sideUnreachable vmm.Side = "unreachable"
+const sideUnreachable api.Side = "unreachable"
 
 // step is one migrate-resolve call (or actionQuit) on the source (src)
 // or the destination.
@@ -44,41 +44,41 @@ const (
 
 // plan decides from both sides what to do. It is the whole policy, and a
 // pure function (TestPlan covers every pair).
-func plan(src, dst vmm.Side) ([]step, verdict) {
+func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
-	case src == vmm.SideMigrating:
+	case src == api.SideMigrating:
 		return nil, verdictWait
-	case src == vmm.SideUnknown:
+	case src == api.SideUnknown:
 		switch dst {
-		case vmm.SideRunning:
-			return []step{{true, vmm.ResolveMigrated}}, verdictMoved
-		case vmm.SideUnknown:
-			return []step{{false, vmm.ResolveDiscard}, {true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
-		case vmm.SideDiscarded:
-			return []step{{true, vmm.ResolveResume}, {false, actionQuit}}, verdictSource
-		case vmm.SideFailed:
-			return []step{{true, vmm.ResolveResume}}, verdictSource
-		case vmm.SideMigrating:
+		case api.SideRunning:
+			return []step{{true, api.ResolveMigrated}}, verdictMoved
+		case api.SideUnknown:
+			return []step{{false, api.ResolveDiscard}, {true, api.ResolveResume}, {false, actionQuit}}, verdictSource
+		case api.SideDiscarded:
+			return []step{{true, api.ResolveResume}, {false, actionQuit}}, verdictSource
+		case api.SideFailed:
+			return []step{{true, api.ResolveResume}}, verdictSource
+		case api.SideMigrating:
 			return nil, verdictWait
 		}
 		return nil, verdictManual
-	case src == vmm.SideRunning:
+	case src == api.SideRunning:
 		switch dst {
-		case vmm.SideUnknown:
-			return []step{{false, vmm.ResolveDiscard}, {false, actionQuit}}, verdictSource
-		case vmm.SideDiscarded:
+		case api.SideUnknown:
+			return []step{{false, api.ResolveDiscard}, {false, actionQuit}}, verdictSource
+		case api.SideDiscarded:
 			return []step{{false, actionQuit}}, verdictSource
-		case vmm.SideMigrating:
+		case api.SideMigrating:
 			return nil, verdictCancelDst
-		case vmm.SideRunning:
+		case api.SideRunning:
 			return nil, verdictBothRun
 		}
 		return nil, verdictSource
-	case src == vmm.SideMigrated:
+	case src == api.SideMigrated:
 		switch dst {
-		case vmm.SideUnknown:
-			return []step{{false, vmm.ResolveResume}}, verdictMoved
-		case vmm.SideRunning:
+		case api.SideUnknown:
+			return []step{{false, api.ResolveResume}}, verdictMoved
+		case api.SideRunning:
 			return nil, verdictMoved
 		}
 		return nil, verdictManual
@@ -88,11 +88,11 @@ func plan(src, dst vmm.Side) ([]step, verdict) {
 	// guest lives there is unknown, so the destination must not be moved
 	// either (a cancel never runs it).
 	switch dst {
-	case vmm.SideRunning:
+	case api.SideRunning:
 		return nil, verdictMoved
-	case vmm.SideUnknown:
+	case api.SideUnknown:
 		return nil, verdictManual
-	case vmm.SideMigrating:
+	case api.SideMigrating:
 		return nil, verdictCancelDst
 	}
 	return nil, verdictIdle
@@ -107,9 +107,9 @@ type resolver struct {
 }
 
 // query asks one side; an error means unreachable.
-func (r *resolver) query(sock string) (vmm.ResolveResult, error) {
-	var res vmm.ResolveResult
-	err := r.call(sock, vmm.ResolveQuery, &res)
+func (r *resolver) query(sock string) (api.ResolveResult, error) {
+	var res api.ResolveResult
+	err := r.call(sock, api.ResolveQuery, &res)
 	if err != nil {
 		res.Side = sideUnreachable
 	}
@@ -118,10 +118,10 @@ func (r *resolver) query(sock string) (vmm.ResolveResult, error) {
 
 // call runs migrate-resolve on sock. It is not cancelled by Ctrl-C: a
 // resolution half done is worse than one that takes its 10 s.
-func (r *resolver) call(sock, action string, res *vmm.ResolveResult) error {
+func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return callControl(ctx, sock, "migrate-resolve", vmm.ResolveArgs{Action: action}, res)
+	return callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: action}, res)
 }
 
 // resolve asks both sides until it can decide, then carries the plan
@@ -175,12 +175,12 @@ func (r *resolver) do(st step) error {
 		}
 		return nil
 	}
-	sock, want := r.dst, map[string]vmm.Side{vmm.ResolveDiscard: vmm.SideDiscarded, vmm.ResolveResume: vmm.SideRunning}[st.action]
+	sock, want := r.dst, map[string]api.Side{api.ResolveDiscard: api.SideDiscarded, api.ResolveResume: api.SideRunning}[st.action]
 	if st.src {
 		sock = r.src
-		want = map[string]vmm.Side{vmm.ResolveMigrated: vmm.SideMigrated, vmm.ResolveResume: vmm.SideRunning}[st.action]
+		want = map[string]api.Side{api.ResolveMigrated: api.SideMigrated, api.ResolveResume: api.SideRunning}[st.action]
 	}
-	var res vmm.ResolveResult
+	var res api.ResolveResult
 	if err := r.call(sock, st.action, &res); err != nil {
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
 	}
@@ -192,7 +192,7 @@ func (r *resolver) do(st step) error {
 }
 
 // manual explains why nothing (more) was resumed and what to run.
-func (r *resolver) manual(src, dst vmm.Side, cause error) error {
+func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
 When both control sockets answer again, run:

@@ -3,19 +3,19 @@ package main
 import (
 	"testing"
 
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // TestPlan covers every pair of sides: whatever the plan, at most one
 // side ends up running, and the source is moved only after the
 // destination (its step comes last).
 func TestPlan(t *testing.T) {
-	sides := []vmm.Side{vmm.SideNone, vmm.SideMigrating, vmm.SideRunning, vmm.SideUnknown,
-		vmm.SideMigrated, vmm.SideDiscarded, vmm.SideFailed, sideUnreachable}
+	sides := []api.Side{api.SideNone, api.SideMigrating, api.SideRunning, api.SideUnknown,
+		api.SideMigrated, api.SideDiscarded, api.SideFailed, sideUnreachable}
 	for _, s := range sides {
 		for _, d := range sides {
 			steps, v := plan(s, d)
-			srcRuns, dstRuns := s == vmm.SideRunning, d == vmm.SideRunning
+			srcRuns, dstRuns := s == api.SideRunning, d == api.SideRunning
 			srcMoved := false
 			for _, st := range steps {
 				if st.src {
@@ -23,17 +23,17 @@ func TestPlan(t *testing.T) {
 				} else if srcMoved && st.action != actionQuit {
 					t.Errorf("%s/%s: the source is moved before the destination: %v", s, d, steps)
 				}
-				if st.action == actionQuit && (st.src || (d != vmm.SideUnknown && d != vmm.SideDiscarded)) {
+				if st.action == actionQuit && (st.src || (d != api.SideUnknown && d != api.SideDiscarded)) {
 					t.Errorf("%s/%s: quits a side that may hold the guest: %v", s, d, steps)
 				}
-				if st.action == vmm.ResolveResume {
+				if st.action == api.ResolveResume {
 					if st.src {
 						srcRuns = true
 					} else {
 						dstRuns = true
 					}
 				}
-				if st.action == vmm.ResolveDiscard {
+				if st.action == api.ResolveDiscard {
 					dstRuns = false
 				}
 			}
@@ -42,26 +42,26 @@ func TestPlan(t *testing.T) {
 			}
 			// An unreachable side is never guessed about: only its partner
 			// already running (or nothing) is acceptable.
-			if (s == sideUnreachable || s == vmm.SideNone || d == sideUnreachable) && len(steps) > 0 {
+			if (s == sideUnreachable || s == api.SideNone || d == sideUnreachable) && len(steps) > 0 {
 				t.Errorf("%s/%s: plan %v moves a side while the other cannot be asked", s, d, steps)
 			}
 		}
 	}
 	for _, c := range []struct {
-		s, d vmm.Side
+		s, d api.Side
 		want verdict
 		n    int
 	}{
-		{vmm.SideUnknown, vmm.SideRunning, verdictMoved, 1},
-		{vmm.SideUnknown, vmm.SideUnknown, verdictSource, 3},
-		{vmm.SideUnknown, vmm.SideDiscarded, verdictSource, 2},
-		{vmm.SideUnknown, sideUnreachable, verdictManual, 0},
-		{vmm.SideRunning, vmm.SideUnknown, verdictSource, 2},
-		{vmm.SideRunning, vmm.SideMigrating, verdictCancelDst, 0},
-		{vmm.SideMigrated, vmm.SideUnknown, verdictMoved, 1},
-		{sideUnreachable, vmm.SideUnknown, verdictManual, 0},
-		{vmm.SideNone, vmm.SideUnknown, verdictManual, 0},
-		{vmm.SideNone, vmm.SideMigrating, verdictCancelDst, 0},
+		{api.SideUnknown, api.SideRunning, verdictMoved, 1},
+		{api.SideUnknown, api.SideUnknown, verdictSource, 3},
+		{api.SideUnknown, api.SideDiscarded, verdictSource, 2},
+		{api.SideUnknown, sideUnreachable, verdictManual, 0},
+		{api.SideRunning, api.SideUnknown, verdictSource, 2},
+		{api.SideRunning, api.SideMigrating, verdictCancelDst, 0},
+		{api.SideMigrated, api.SideUnknown, verdictMoved, 1},
+		{sideUnreachable, api.SideUnknown, verdictManual, 0},
+		{api.SideNone, api.SideUnknown, verdictManual, 0},
+		{api.SideNone, api.SideMigrating, verdictCancelDst, 0},
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)

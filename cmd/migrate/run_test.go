@@ -14,7 +14,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -32,12 +32,12 @@ type fakeVMM struct {
 	calls  *[]string // shared by both sides: the order across them matters
 	polls  int       // migrate-status calls before done (-1: never on its own)
 	status string    // engine report status when done
-	side   vmm.Side  // side when done
+	side   api.Side  // side when done
 	done   bool
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
-	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: vmm.SideMigrating}
+	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: api.SideMigrating}
 	f.sock = filepath.Join(t.TempDir(), role+".sock")
 	srv, err := control.NewServer(f.sock, nil)
 	if err != nil {
@@ -60,7 +60,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		defer f.mu.Unlock()
 		if !f.done {
 			f.done, f.status = true, engine.StatusCancelled
-			f.side = map[string]vmm.Side{"send": vmm.SideRunning, "receive": vmm.SideFailed}[f.role]
+			f.side = map[string]api.Side{"send": api.SideRunning, "receive": api.SideFailed}[f.role]
 		}
 		return nil, nil
 	})
@@ -72,31 +72,31 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		} else if f.polls == 0 {
 			f.done = true
 		}
-		m := vmm.Migration{Role: f.role, Done: f.done, Side: vmm.SideMigrating}
+		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating}
 		if f.done {
 			m.Side, m.Report = f.side, &engine.Report{Status: f.status}
 		}
 		return m, nil
 	})
 	srv.Handle("migrate-resolve", func(_ context.Context, raw json.RawMessage) (any, error) {
-		var a vmm.ResolveArgs
+		var a api.ResolveArgs
 		json.Unmarshal(raw, &a)
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		side := f.side
 		if !f.done {
-			side = vmm.SideMigrating
+			side = api.SideMigrating
 		}
-		if a.Action != vmm.ResolveQuery {
+		if a.Action != api.ResolveQuery {
 			log("resolve " + a.Action)
-			if side != vmm.SideUnknown {
+			if side != api.SideUnknown {
 				return nil, errors.New("nothing to resolve")
 			}
-			f.side = map[string]vmm.Side{vmm.ResolveResume: vmm.SideRunning, vmm.ResolveDiscard: vmm.SideDiscarded,
-				vmm.ResolveMigrated: vmm.SideMigrated}[a.Action]
+			f.side = map[string]api.Side{api.ResolveResume: api.SideRunning, api.ResolveDiscard: api.SideDiscarded,
+				api.ResolveMigrated: api.SideMigrated}[a.Action]
 			side = f.side
 		}
-		return vmm.ResolveResult{Role: f.role, Side: side}, nil
+		return api.ResolveResult{Role: f.role, Side: side}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})
@@ -108,7 +108,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 // kill makes the fake VMM unreachable, as if its process ended.
 func (f *fakeVMM) kill() { f.stop(); <-f.served }
 
-func (f *fakeVMM) finishWith(polls int, status string, side vmm.Side) {
+func (f *fakeVMM) finishWith(polls int, status string, side api.Side) {
 	f.mu.Lock()
 	f.polls, f.status, f.side = polls, status, side
 	f.done = polls == 0
@@ -157,8 +157,8 @@ func (c *runCase) resolutions() []string {
 
 func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
 	c := newRunCase(t)
-	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
-	c.dst.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 	rep, err, _ := c.run(context.Background(), t)
 	if err == nil || rep.Resolved != "source" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
@@ -171,8 +171,8 @@ func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
 
 func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 	c := newRunCase(t)
-	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
-	c.dst.finishWith(0, engine.StatusCompleted, vmm.SideRunning)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 	rep, err, _ := c.run(context.Background(), t)
 	if err != nil || rep.Resolved != "destination" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
@@ -185,7 +185,7 @@ func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 
 func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
 	c := newRunCase(t)
-	c.src.finishWith(2, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
 	go func() {
 		for { // the destination dies once the source is sending
 			c.mu.Lock()
@@ -248,8 +248,8 @@ func TestRunSourceUnreachableCleansDestination(t *testing.T) {
 
 func TestResolveMain(t *testing.T) {
 	c := newRunCase(t)
-	c.src.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
-	c.dst.finishWith(0, engine.StatusHandoverUnknown, vmm.SideUnknown)
+	c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 	path := filepath.Join(t.TempDir(), "job.hcl")
 	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
 	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // credentials returns what each side of the job gets through its own
@@ -48,7 +48,7 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 }
 
 // withCredentials returns a copy of args that carries c.
-func withCredentials(args vmm.MigrateArgs, c transport.Credentials) vmm.MigrateArgs {
+func withCredentials(args api.MigrateArgs, c transport.Credentials) api.MigrateArgs {
 	args.Credentials = &c
 	return args
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
@@ -71,7 +72,8 @@ func checkPath(path string) error {
 // capabilities to hint providers; nil offers none (providers that need
 // one report not-supported). The report is the engine's, with the
 // providers that could not start added to Report.Hints; when the
-// transport cannot start the report says failed and nothing was sent.
+// transport cannot start the report says failed (cancelled if ctx was)
+// and nothing was sent.
 func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) (engine.Report, error) {
 	s, err := Open(ctx, src.RAM(), spec)
 	if err != nil {
@@ -89,8 +91,14 @@ func Receive(ctx context.Context, dst framework.Target, spec Spec) (engine.Repor
 	return s.Receive(ctx, dst)
 }
 
+// failed is the report of a session that ended before the engine ran:
+// cancelled if ctx was, like the engine's.
 func failed(err error) engine.Report {
-	return engine.Report{Status: engine.StatusFailed, Error: err.Error()}
+	st := engine.StatusFailed
+	if errors.Is(err, context.Canceled) {
+		st = engine.StatusCancelled
+	}
+	return engine.Report{Status: st, Error: err.Error()}
 }
 
 // Session is one migration whose transport plugin runs and whose job
@@ -104,7 +112,7 @@ type Session struct {
 	ram   []transport.RAMRegion // the layout, naming files by index
 	tr    transport.Transport
 	once  sync.Once
-	used  bool
+	used  atomic.Bool // Send, Receive or Close was called
 }
 
 // Open starts the transport plugin with the files of ram
@@ -157,10 +165,9 @@ var errUsed = errors.New("session: Send or Receive already called, or Close")
 // Send starts the hint providers, runs engine.Send and then ends the
 // session (Close). src must be the VM whose RAM was given to Open.
 func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host) (engine.Report, error) {
-	if s.used {
+	if !s.used.CompareAndSwap(false, true) {
 		return failed(errUsed), errUsed
 	}
-	s.used = true
 	defer s.Close()
 	hs := s.startHints(ctx, src, host)
 	defer hs.close()
@@ -174,10 +181,9 @@ func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host
 // Receive runs engine.Receive into dst and then ends the session
 // (Close). dst must be the VM whose RAM was given to Open.
 func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Report, error) {
-	if s.used {
+	if !s.used.CompareAndSwap(false, true) {
 		return failed(errUsed), errUsed
 	}
-	s.used = true
 	defer s.Close()
 	return engine.Receive(ctx, dst, s.tr, s.options())
 }
@@ -190,10 +196,12 @@ func (s *Session) options() engine.Options {
 }
 
 // Close stops the transport plugin (waiting for its process) and closes
-// the RAM files. It is idempotent; Send and Receive call it.
+// the RAM files. It is idempotent; Send and Receive call it. Call it for
+// a Session that will not run, not to stop one that runs: cancel the
+// context given to Send or Receive for that.
 func (s *Session) Close() {
 	s.once.Do(func() {
-		s.used = true
+		s.used.Store(true)
 		if s.tr != nil {
 			s.tr.Close()
 		}

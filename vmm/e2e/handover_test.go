@@ -15,6 +15,7 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -119,11 +120,11 @@ func (r *guestRun) freshTicks(n int, d time.Duration) {
 }
 
 // resolveQuery asks a VMM where it stands; ok is false if it did not answer.
-func resolveQuery(sock string) (vmm.ResolveResult, bool) {
-	var res vmm.ResolveResult
+func resolveQuery(sock string) (api.ResolveResult, bool) {
+	var res api.ResolveResult
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := control.Call(ctx, sock, "migrate-resolve", vmm.ResolveArgs{Action: vmm.ResolveQuery}, &res)
+	err := control.Call(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res)
 	return res, err == nil
 }
 
@@ -166,7 +167,7 @@ func TestHandoverLostMessage(t *testing.T) {
 				if code := p.src.exitCode(30 * time.Second); code != 0 {
 					t.Errorf("source exited %d after it was told migrated", code)
 				}
-				if res, ok := resolveQuery(p.dst.control); !ok || res.Side != vmm.SideRunning {
+				if res, ok := resolveQuery(p.dst.control); !ok || res.Side != api.SideRunning {
 					t.Errorf("destination %+v (answered %v)", res, ok)
 				}
 				return
@@ -203,7 +204,7 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 	var resumedAfter time.Duration
 	rep, err := p.migrateOpts(false, func(*exec.Cmd) {
 		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-			var st vmm.Migration
+			var st api.Migration
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			cerr := control.Call(ctx, p.src.control, "migrate-status", nil, &st)
 			cancel()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -32,8 +33,8 @@ func TestMigrateIntruder(t *testing.T) {
 	}
 	stranger, _, _ := transport.MintCredentials(false)
 	plugin := filepath.Join(repoRoot(t), "bin", "plugins", "ferry-transport-tcp")
-	args := func(c transport.Credentials) vmm.MigrateArgs {
-		return vmm.MigrateArgs{Plugin: plugin, Transport: map[string]any{"listen": listen, "connect_timeout": int64(30 * time.Second)},
+	args := func(c transport.Credentials) api.MigrateArgs {
+		return api.MigrateArgs{Plugin: plugin, Transport: map[string]any{"listen": listen, "connect_timeout": int64(30 * time.Second)},
 			VerifyPages: true, Credentials: &c}
 	}
 	ctlCallAuth(t, p.dst.control, "migrate-incoming", args(dst))

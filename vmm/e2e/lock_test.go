@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm"
+	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
@@ -125,7 +126,7 @@ func call(sock, cmd string, args, res any) error {
 // sockets, checks its outcome and reports whether it completed.
 func (c *spamChain) migrate(i int, src, dst *guestRun) bool {
 	t := c.t
-	args := vmm.MigrateArgs{Plugin: c.plugin, MaxDowntimeMS: 100,
+	args := api.MigrateArgs{Plugin: c.plugin, MaxDowntimeMS: 100,
 		Transport: map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", freePort(t))}}
 	srcCreds, dstCreds, err := transport.MintCredentials(false)
 	if err != nil {
@@ -176,7 +177,7 @@ func (c *spamChain) migrate(i int, src, dst *guestRun) bool {
 
 // send starts the migration on the source; a pause from the spam may
 // have landed just before, which migrate-send refuses: resume and retry.
-func (c *spamChain) send(i int, src *guestRun, args vmm.MigrateArgs) time.Time {
+func (c *spamChain) send(i int, src *guestRun, args api.MigrateArgs) time.Time {
 	for attempt := 0; ; attempt++ {
 		err := call(src.control, "migrate-send", args, nil)
 		if err == nil {

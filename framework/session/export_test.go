@@ -1,0 +1,4 @@
+package session
+
+// HclogFor is hclogFor, for the tests of the plugin log adapter.
+var HclogFor = hclogFor

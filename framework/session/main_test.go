@@ -1,0 +1,184 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+)
+
+// The test binary doubles as the plugin binaries: TestMain links it
+// under the names below, and a process started under one of them serves
+// that plugin instead of running tests.
+var plugins = map[string]func(){
+	transportName:         func() { transport.Serve(loopback.New()) },
+	"ferry-hint-balloon":  func() { hint.Serve(balloonProvider()) },
+	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
+	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },
+	"ferry-hint-badblock": func() { hint.Serve(badBlockProvider()) },
+}
+
+// transportName is the loopback transport (its "socket" block attribute
+// names the unix socket the receiver listens on).
+const transportName = "ferry-transport-loopback"
+
+// pluginDir holds the links; set by TestMain.
+var pluginDir string
+
+func plugin(name string) string { return filepath.Join(pluginDir, name) }
+
+func TestMain(m *testing.M) {
+	if serve := plugins[filepath.Base(os.Args[0])]; serve != nil {
+		serve()
+		os.Exit(0)
+	}
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	exe, err := os.Executable()
+	if err == nil {
+		pluginDir, err = os.MkdirTemp("", "ferry-session-plugins")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(pluginDir)
+	for name := range plugins {
+		if err := os.Symlink(exe, plugin(name)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// balloonProvider hints, as free, what the embedder's BalloonHint
+// reports, and gives it back (BalloonDone) when its window closes for
+// good: a provider that calls back into the embedder's capability.
+// Configure first checks the VM it is given: its PID's memory at each
+// region's HostAddr must hold what the region's file holds.
+func balloonProvider() hint.Provider {
+	var mu sync.Mutex // gRPC serves each call on a goroutine of its own
+	var vm hint.VM
+	var host hint.Host
+	get := func() (hint.VM, hint.Host) { mu.Lock(); defer mu.Unlock(); return vm, host }
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "balloon", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) {
+			return hint.Schema{{Name: "label", Type: transport.TypeString, Required: true}}, nil
+		},
+		ConfigureFunc: func(_ context.Context, _ hint.Config, v hint.VM, h hint.Host) error {
+			mu.Lock()
+			vm, host = v, h
+			mu.Unlock()
+			return checkVM(v)
+		},
+		HintsFunc: func(ctx context.Context, _ hint.Request, emit func([]hint.Range) error) error {
+			vm, host := get()
+			rs, err := host.BalloonHint(ctx)
+			if err != nil {
+				return err
+			}
+			return emit(pageRanges(vm, rs))
+		},
+		CloseFunc: func(ctx context.Context, final bool) error {
+			if _, host := get(); final {
+				return host.BalloonDone(ctx)
+			}
+			return nil
+		},
+	}
+}
+
+// checkVM reads the first page of each region through /proc/PID/mem at
+// its HostAddr and through its file, and wants the same bytes.
+func checkVM(vm hint.VM) error {
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", vm.PID))
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	for i, r := range vm.RAM {
+		a, b := make([]byte, 4096), make([]byte, 4096)
+		if _, err := mem.ReadAt(a, int64(r.HostAddr)); err != nil {
+			return fmt.Errorf("region %d: read VMM memory at %#x: %w", i, r.HostAddr, err)
+		}
+		if _, err := vm.Files[r.File].ReadAt(b, int64(r.Offset)); err != nil {
+			return fmt.Errorf("region %d: read file: %w", i, err)
+		}
+		if string(a) != string(b) {
+			return fmt.Errorf("region %d: HostAddr %#x does not map file %d offset %#x", i, r.HostAddr, r.File, r.Offset)
+		}
+	}
+	return nil
+}
+
+// pageRanges turns guest-physical ranges into framework page ranges.
+func pageRanges(vm hint.VM, rs []hint.GPARange) []hint.Range {
+	var out []hint.Range
+	for _, g := range rs {
+		var base uint64
+		for _, r := range vm.RAM {
+			if g.GPA >= r.GPA && g.GPA+g.Size <= r.GPA+r.Size {
+				out = append(out, hint.Range{First: base + (g.GPA-r.GPA)/4096, Count: g.Size / 4096})
+			}
+			base += r.Size / 4096
+		}
+	}
+	return out
+}
+
+// cmmaProvider needs the host's CMMA bits, which the tests' hosts lack:
+// its Configure fails with ErrNotSupported.
+func cmmaProvider() hint.Provider {
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "cmma", Version: "test", Meaning: hint.MeaningUnused}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(ctx context.Context, _ hint.Config, _ hint.VM, h hint.Host) error {
+			if h == nil {
+				return fmt.Errorf("%w: no host", hint.ErrNotSupported)
+			}
+			_, _, err := h.CMMABits(ctx, 0, 1)
+			return err
+		},
+	}
+}
+
+// loggerProvider logs one message at each level from Info (with a
+// key/value pair), then fails it: its logs are all it is for.
+func loggerProvider() hint.Provider {
+	log := hint.Logger("logger")
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			log.Trace("trace message", "n", 0)
+			log.Debug("debug message", "n", 1)
+			log.Info("info message", "n", 2)
+			log.Warn("warn message", "n", 3)
+			log.Error("error message", "n", 4)
+			return hint.Info{}, errors.New("logger: done logging")
+		},
+	}
+}
+
+// badBlockProvider's schema has no attributes: any block is refused.
+func badBlockProvider() hint.Provider {
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "badblock", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+	}
+}

@@ -1,0 +1,144 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/session"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// specs returns the two sides' specs of one loopback migration over a
+// socket in dir, with fresh credentials.
+func specs(t *testing.T, dir string, log *slog.Logger) (send, recv session.Spec) {
+	t.Helper()
+	src, dst, err := transport.MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := session.Plugin{Path: plugin(transportName), Config: map[string]any{"socket": filepath.Join(dir, "s")}}
+	send = session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: src}}
+	recv = session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: dst}}
+	return send, recv
+}
+
+// receive opens the destination's session (so its transport listens once
+// the engine opens it) and runs Receive on a goroutine.
+func receive(t *testing.T, dst *fakeVM, spec session.Spec, sock string) <-chan result {
+	t.Helper()
+	s, err := session.Open(context.Background(), dst.RAM(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan result, 1)
+	go func() {
+		rep, err := s.Receive(context.Background(), dst)
+		out <- result{rep, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the destination never listened")
+		}
+	}
+}
+
+type result struct {
+	rep engine.Report
+	err error
+}
+
+// TestSendReceive: a whole migration through two sessions, the transport
+// and the providers in their own processes. The balloon provider calls
+// back into the embedder's host and its free pages are skipped; a
+// provider the host cannot serve, one that is not there and one whose
+// block is wrong cost their hints only, each reported. Afterwards no
+// plugin process, file or goroutine is left.
+func TestSendReceive(t *testing.T) {
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	lk := startLeakCheck(t)
+	host := &balloonHost{free: []hint.GPARange{{GPA: 8 * page, Size: 4 * page}, {GPA: 1<<20 + 2*page, Size: page}}}
+	sendSpec.Hints = []session.Hint{
+		{Name: "balloon", Plugin: session.Plugin{Path: plugin("ferry-hint-balloon"), Config: map[string]any{"label": "x"}}, Deadline: 5 * time.Second},
+		{Name: "cmma", Plugin: session.Plugin{Path: plugin("ferry-hint-cmma")}},
+		{Name: "missing", Plugin: session.Plugin{Path: filepath.Join(dir, "no-such-plugin")}},
+		{Name: "badblock", Plugin: session.Plugin{Path: plugin("ferry-hint-badblock"), Config: map[string]any{"nope": 1}}},
+	}
+	var phases []engine.Progress
+	sendSpec.Progress = func(p engine.Progress) { phases = append(phases, p) }
+
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	rep, err := session.Send(context.Background(), src, host, sendSpec)
+	if err != nil {
+		t.Fatalf("send: %v (%+v)", err, rep)
+	}
+	r := <-got
+	if r.err != nil || r.rep.Status != engine.StatusCompleted {
+		t.Fatalf("receive: %v (%+v)", r.err, r.rep)
+	}
+	checkHints(t, rep, map[string]string{"balloon": "ok", "cmma": "not-supported: ", "missing": "failed: ", "badblock": "failed: "})
+	if rep.PagesSkipped != 5 || rep.SkippedBy["balloon"] != 5 {
+		t.Errorf("skipped %d pages (%v), want the balloon's 5", rep.PagesSkipped, rep.SkippedBy)
+	}
+	if hints, done := host.calls(); hints == 0 || done != 1 {
+		t.Errorf("host: %d BalloonHint, %d BalloonDone calls; want some and 1", hints, done)
+	}
+	checkRAM(t, src, dst, []uint64{8, 9, 10, 11, 66})
+	if len(phases) == 0 {
+		t.Error("Progress was never called")
+	}
+	if dst.resumed != 1 || string(dst.state) != "fake-state-v1" || !src.paused {
+		t.Errorf("after the handover: destination resumed %d times with state %q, source paused %v", dst.resumed, dst.state, src.paused)
+	}
+	lk.check(t)
+}
+
+// checkHints wants one HintStats per provider whose Status starts as
+// given.
+func checkHints(t *testing.T, rep engine.Report, want map[string]string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, h := range rep.Hints {
+		w, ok := want[h.Name]
+		if !ok || seen[h.Name] || !strings.HasPrefix(h.Status, w) {
+			t.Errorf("hint %s: status %q, want one, starting %q", h.Name, h.Status, w)
+		}
+		seen[h.Name] = true
+	}
+	if len(seen) != len(want) {
+		t.Errorf("hint stats %+v, want one for each of %v", rep.Hints, want)
+	}
+}
+
+// checkRAM wants the destination's RAM to equal the source's, except
+// for the free pages, which arrive as zero.
+func checkRAM(t *testing.T, src, dst *fakeVM, free []uint64) {
+	t.Helper()
+	isFree := map[uint64]bool{}
+	for _, p := range free {
+		isFree[p] = true
+	}
+	zero := make([]byte, page)
+	for p := uint64(0); p < uint64(len(src.mem)/page); p++ {
+		want := src.mem[p*page : (p+1)*page]
+		if isFree[p] {
+			want = zero
+		}
+		if !bytes.Equal(dst.mem[p*page:(p+1)*page], want) {
+			t.Errorf("page %d differs on the destination (free: %v)", p, isFree[p])
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package api
+
+import (
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// MigrateArgs is the argument of migrate-send and migrate-incoming.
+type MigrateArgs struct {
+	// Plugin is the absolute path of the transport plugin binary.
+	Plugin string `json:"plugin"`
+	// Transport is the job's transport block; it is checked against the
+	// schema the plugin reports.
+	Transport     map[string]any `json:"transport"`
+	MaxDowntimeMS int64          `json:"max_downtime_ms,omitempty"`
+	Bandwidth     uint64         `json:"bandwidth,omitempty"` // bytes per second, 0 unlimited
+	MaxPasses     int            `json:"max_passes,omitempty"`
+	// VerifyPages turns on the engine's page-exact check (a test mode).
+	VerifyPages bool `json:"verify_pages,omitempty"`
+	// SwitchoverTimeoutMS bounds the switch-over (engine.Options.SwitchoverTimeout);
+	// both sides need the same value. 0: the engine's default.
+	SwitchoverTimeoutMS int64 `json:"switchover_timeout_ms,omitempty"`
+	// IncomingTimeoutMS bounds how long migrate-incoming waits for the
+	// source to connect; 0 waits until migrate-cancel.
+	IncomingTimeoutMS int64 `json:"incoming_timeout_ms,omitempty"`
+	// Hints are the hint providers (migrate-send only).
+	Hints []HintArgs `json:"hints,omitempty"`
+	// Credentials are this side's trust material for the session (its
+	// key, the peer's roots); without them the transport refuses to open.
+	Credentials *transport.Credentials `json:"credentials,omitempty"`
+}
+
+// HintArgs configures one hint provider of a migration (migrate-send).
+type HintArgs struct {
+	Name       string         `json:"name"`
+	Plugin     string         `json:"plugin"` // absolute path of the provider binary
+	Config     map[string]any `json:"config,omitempty"`
+	DeadlineMS int64          `json:"deadline_ms,omitempty"`
+}
+
+// State is where a VM is in its life (vmm.State*: running, paused,
+// migrated, handover-unknown, ...), as status and migrate-resolve report it.
+type State string
+
+// Migration is the state of the VM's current or last migration
+// (migrate-status).
+type Migration struct {
+	Role string `json:"role"` // send or receive
+	Done bool   `json:"done"`
+	// Side is where this VMM stands: migrating until the engine is done,
+	// then running, migrated, failed or handover-unknown; migrate-resolve
+	// moves handover-unknown on.
+	Side     Side            `json:"side"`
+	Progress engine.Progress `json:"progress"`
+	Report   *engine.Report  `json:"report,omitempty"`
+}
+
+// Side is where this VMM stands after its last migration.
+type Side string
+
+// Sides reported by migrate-status and migrate-resolve.
+const (
+	SideNone      Side = "none"             // no migration has run
+	SideMigrating Side = "migrating"        // a migration is running
+	SideRunning   Side = "running"          // the guest runs here
+	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
+	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
+	SideDiscarded Side = "discarded"        // destination: will never run; quit it
+	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
+)
+
+// Resolve actions (ResolveArgs.Action).
+const (
+	ResolveQuery    = "query"    // report the side, change nothing
+	ResolveResume   = "resume"   // either side: run the guest here
+	ResolveDiscard  = "discard"  // destination: never run it (then quit it)
+	ResolveMigrated = "migrated" // source: the guest runs on the destination; stay paused for good
+)
+
+// ResolveArgs is the argument of migrate-resolve.
+type ResolveArgs struct {
+	Action string `json:"action"`
+}
+
+// ResolveResult is what migrate-resolve answers: this side after the action.
+type ResolveResult struct {
+	Role     string          `json:"role,omitempty"` // send or receive; empty if no migration ran
+	Side     Side            `json:"side"`
+	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
+	VM       State           `json:"vm_state"`
+}

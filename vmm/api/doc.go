@@ -1,0 +1,15 @@
+// Package api holds the arguments and answers of the reference VMM's
+// migration commands on its control socket (vmm/control's JSON lines),
+// so a client such as cmd/migrate speaks to a ferry-vmm without linking
+// the VMM and its KVM code. It imports only framework types.
+//
+//	migrate ──control socket──► ferry-vmm
+//	  migrate-send, migrate-incoming  MigrateArgs (HintArgs) ─► Migration
+//	  migrate-status                                         ─► Migration
+//	  migrate-cancel                                         ─► {"cancelled": bool}
+//	  migrate-resolve                 ResolveArgs            ─► ResolveResult
+//
+// What the VMM does with them (ownership of the VM, outcomes, the
+// handover) is documented in package vmm; the values of State are vmm's
+// VM states.
+package api
