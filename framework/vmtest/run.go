@@ -98,12 +98,16 @@ func (v *VM) pageOf(gpa uint64) (uint64, bool) {
 // flight when Pause returns, and Write fails until Resume.
 func (v *VM) Pause(context.Context) error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.state != StateRunning {
+		v.mu.Unlock()
 		return fmt.Errorf("pause: the VM is %s", v.state)
 	}
 	v.state = StatePaused
 	v.count.Pauses++
+	v.mu.Unlock()
+	if v.opt.OnPause != nil {
+		v.opt.OnPause()
+	}
 	return nil
 }
 
@@ -111,16 +115,42 @@ func (v *VM) Pause(context.Context) error {
 // (again). A destination must have loaded its state first.
 func (v *VM) Resume() error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.opt.FailResume != nil {
-		return v.opt.FailResume
+	if err := v.opt.FailResume; err != nil {
+		v.mu.Unlock()
+		return err
 	}
 	if v.state != StatePaused {
+		v.mu.Unlock()
 		return fmt.Errorf("resume: the VM is %s", v.state)
 	}
 	v.state = StateRunning
 	v.count.Resumes++
+	v.mu.Unlock()
+	if v.opt.OnResume != nil {
+		v.opt.OnResume()
+	}
 	return nil
+}
+
+// MarkDirty reports the pages of [gpa, gpa+size) dirty in the VMM's own
+// log without writing them, in any state, as a VMM that cannot track a
+// device precisely must: reporting too much is always safe, too little
+// never is. It does nothing while logging is off.
+func (v *VM) MarkDirty(gpa, size uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.logging {
+		return
+	}
+	end := gpa + size
+	for i, r := range v.layout {
+		lo, hi := max(gpa, r.GPA), min(end, r.GPA+r.Size)
+		if lo < hi && end > gpa { // every page the range touches
+			first := (lo - r.GPA) / framework.PageSize
+			last := (hi - r.GPA - 1) / framework.PageSize
+			v.vmmLog.SetRange(v.base[i]+first, last-first+1)
+		}
+	}
 }
 
 // StartDirtyLog implements framework.Source: both logs start empty.

@@ -51,6 +51,9 @@ type Options struct {
 	// OnSync, if set, runs after every SyncDirtyLog with its number
 	// (1, 2, ...), outside the VM's lock: a test may Write from it.
 	OnSync func(n int)
+	// OnPause and OnResume, if set, run after a successful Pause or
+	// Resume, outside the VM's lock.
+	OnPause, OnResume func()
 }
 
 // State is where the fake VM is in its life.

@@ -81,6 +81,20 @@ func TestDirtyLog(t *testing.T) {
 	}
 }
 
+// TestMarkDirty: every page the range touches, across the gap.
+func TestMarkDirty(t *testing.T) {
+	v := newVM(t, vmtest.Options{})
+	v.MarkDirty(0, 1) // logging off: nothing
+	v.StartDirtyLog()
+	v.Pause(context.Background())
+	v.MarkDirty(4<<20-1, 64<<20-(4<<20-1)+framework.PageSize+1) // last page of region 0 .. page 1 of region 1
+	b := bitmap.New(v.Pages())
+	v.SyncDirtyLog(b)
+	if b.Count() != 3 || !b.Test(1023) || !b.Test(1024) || !b.Test(1025) {
+		t.Fatalf("dirty: %d pages", b.Count())
+	}
+}
+
 // TestForgetOwnWrites: the broken VMM's log misses Write.
 func TestForgetOwnWrites(t *testing.T) {
 	v := newVM(t, vmtest.Options{ForgetOwnWrites: true})
