@@ -97,37 +97,39 @@ func (v *VM) pageOf(gpa uint64) (uint64, bool) {
 // Pause implements framework.Source: the writer stops; no write is in
 // flight when Pause returns, and Write fails until Resume.
 func (v *VM) Pause(context.Context) error {
-	v.mu.Lock()
-	if v.state != StateRunning {
-		v.mu.Unlock()
-		return fmt.Errorf("pause: the VM is %s", v.state)
-	}
-	v.state = StatePaused
-	v.count.Pauses++
-	v.mu.Unlock()
-	if v.opt.OnPause != nil {
-		v.opt.OnPause()
-	}
-	return nil
+	return v.move("pause", StateRunning, StatePaused, nil, func(c *Counters) { c.Pauses++ }, v.opt.OnPause)
 }
 
 // Resume implements framework.Source and framework.Target: the VM runs
 // (again). A destination must have loaded its state first.
 func (v *VM) Resume() error {
+	return v.move("resume", StatePaused, StateRunning, v.opt.FailResume, func(c *Counters) { c.Resumes++ }, v.opt.OnResume)
+}
+
+// move is the one lifecycle transition of Pause and Resume (LoadState
+// moves incoming to paused, Close anything to closed):
+//
+//	incoming ─LoadState─► paused ◄─Pause── running
+//	                        └─────Resume──►
+//
+// It fails with fail, if set, or if the VM is not in from; otherwise it
+// counts and then runs hook, outside the lock.
+func (v *VM) move(op string, from, to State, fail error, count func(*Counters), hook func()) error {
 	v.mu.Lock()
-	if err := v.opt.FailResume; err != nil {
+	switch {
+	case fail != nil:
 		v.mu.Unlock()
-		return err
-	}
-	if v.state != StatePaused {
+		return fail
+	case v.state != from:
+		st := v.state
 		v.mu.Unlock()
-		return fmt.Errorf("resume: the VM is %s", v.state)
+		return fmt.Errorf("%s: the VM is %s, not %s", op, st, from)
 	}
-	v.state = StateRunning
-	v.count.Resumes++
+	v.state = to
+	count(&v.count)
 	v.mu.Unlock()
-	if v.opt.OnResume != nil {
-		v.opt.OnResume()
+	if hook != nil {
+		hook()
 	}
 	return nil
 }
