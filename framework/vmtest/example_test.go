@@ -80,7 +80,7 @@ func Example() {
 	logger := slog.New(slog.DiscardHandler) // the VMM's logger: the session's and the plugins' lines
 	srcSpec := session.Spec{
 		Transport: tcp,
-		Hints: []session.Hint{{Name: "balloon", Deadline: time.Second,
+		Hints: []session.Hint{{Name: "balloon", Deadline: 2 * time.Second,
 			Plugin: session.Plugin{Path: filepath.Join(dir, "ferry-hint-balloon")}}},
 		Engine:   engine.Options{Credentials: srcCreds, MaxDowntime: 100 * time.Millisecond},
 		Progress: func(p engine.Progress) { last = p }, // on Send's goroutine; keep it quick
