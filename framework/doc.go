@@ -7,5 +7,11 @@
 // the regions of RAM() laid end to end, 4 KiB per page, so page p of a VM
 // with regions r0, r1 is in r1 when p >= r0.Size/4096.
 //
+// Most VMMs do not drive the engine themselves: framework/session starts
+// the plugins a job names (transport and hint providers), checks and
+// configures them, runs engine.Send or engine.Receive and tears them
+// down; the VMM supplies the Source or Target and, optionally, the
+// capabilities hint providers call back into (hint.Host).
+//
 // framework imports nothing from plugins/, transports/, vmm/ or cmd/.
 package framework

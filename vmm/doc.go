@@ -24,6 +24,14 @@
 // handover-unknown is left only through migrate-resolve; pause and resume
 // refuse it, and no timer ends a VM that may hold the only copy of a guest.
 //
+// The migration itself runs in framework/session, as in any VMM that
+// embeds Ferry: migrate_commands.go turns the control socket's arguments
+// (vmm/api) into a session.Spec, opens the session (the transport plugin
+// starts, or the command fails) and runs Send or Receive with
+// migrationVM (migration.go: the VM as framework.Source and Target) and
+// hintHost (hinthost.go: the balloon capability providers call back
+// into); the outcome decides the VM's state (handover.go).
+//
 // Run state: one lock serialises pause, resume, quit, state-save and
 // state-load, and a migration owns the VM from migrate-send or
 // migrate-incoming accepted until it has finished; meanwhile those

@@ -27,7 +27,8 @@
 // Concurrency: Send and Receive block until the migration is over and
 // the plugins are gone. The Source's or Target's methods run as the
 // engine calls them (framework.Source: one goroutine, except Memory);
-// Spec.Progress runs on the goroutine that called Send or Receive; the
+// Spec.Progress is engine.Options.Progress, called by the engine while
+// Send or Receive runs, never after; the
 // hint.Host's methods run on go-plugin's broker goroutines, concurrently
 // with the engine, while a provider's hint window is open — never after
 // Send returned. Plugin logs go to Spec.Log from go-plugin's goroutines,
@@ -36,7 +37,8 @@
 //
 // Failure: a transport that cannot start, or rejects its block, fails
 // the migration before anything is sent (Send and Receive return a
-// failed Report and the error; the VM was never paused). A hint provider
+// failed Report, cancelled if ctx was, and the error; the VM was never
+// touched). A hint provider
 // that cannot start costs its hints only. Once the engine runs, its
 // Report and error are returned unchanged (see engine.Send for who
 // resumes the VM). Cancelling ctx ends the engine (engine.Send,

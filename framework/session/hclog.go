@@ -65,17 +65,24 @@ func slogLevel(h hclog.Level) slog.Level {
 }
 
 // Log implements hclog.Logger. It drops go-plugin's "timestamp" pair
-// (slog stamps the record itself).
+// (slog stamps the record itself) and renames a "plugin" key (go-plugin
+// puts the binary's path there) to "path", so the record's plugin
+// attribute stays the one name.
 func (s *slogLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || (level != hclog.NoLevel && level < s.level) {
 		return
 	}
 	kv := append([]any(nil), s.args...)
 	for i := 0; i < len(args); i += 2 {
-		if k, ok := args[i].(string); ok && k == "timestamp" && i+1 < len(args) {
+		pair := args[i:min(i+2, len(args))]
+		switch k, _ := pair[0].(string); {
+		case len(pair) < 2:
+		case k == "timestamp":
 			continue
+		case k == "plugin":
+			pair = []any{"path", pair[1]}
 		}
-		kv = append(kv, args[i:min(i+2, len(args))]...)
+		kv = append(kv, pair...)
 	}
 	s.l.Log(context.Background(), slogLevel(level), msg, kv...)
 }

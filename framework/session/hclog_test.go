@@ -29,6 +29,9 @@ func TestPluginLogs(t *testing.T) {
 			runLogger(t, slog.New(logs))
 			seen := map[string]int{}
 			for _, r := range logs.get() {
+				if len(r.dups) > 0 {
+					t.Errorf("record %q has attributes %v twice", r.msg, r.dups)
+				}
 				if strings.Contains(r.msg, "[INFO]") || strings.Contains(r.msg, "[WARN]") || strings.Contains(r.msg, "{") {
 					t.Errorf("a formatted plugin line reached slog: %q", r.msg)
 				}
@@ -71,8 +74,9 @@ func runLogger(t *testing.T, log *slog.Logger) {
 }
 
 // TestAdapter: the adapter's own contract, without a plugin: With's
-// pairs come first, go-plugin's timestamp is dropped, levels below the
-// handler's are not forwarded, names do not reach the record.
+// pairs come first, go-plugin's timestamp is dropped and its plugin
+// path renamed, levels below the handler's are not forwarded, names do
+// not reach the record.
 func TestAdapter(t *testing.T) {
 	logs := newRecords()
 	logs.min = slog.LevelInfo
@@ -82,7 +86,7 @@ func TestAdapter(t *testing.T) {
 	}
 	l = l.Named("ferry-hint-y").With("a", 1)
 	l.Debug("dropped")
-	l.Warn("kept", "b", 2, "timestamp", "2026-12-04T19:14:31.861Z")
+	l.Warn("kept", "b", 2, "timestamp", "2026-12-04T19:14:31.861Z", "plugin", "/x/ferry-hint-y")
 	l.StandardLogger(nil).Print("standard line")
 	got := logs.get()
 	if len(got) != 2 {
@@ -90,7 +94,7 @@ func TestAdapter(t *testing.T) {
 	}
 	r := got[0]
 	if r.msg != "kept" || r.level != slog.LevelWarn || r.attrs["a"] != "1" || r.attrs["b"] != "2" ||
-		r.attrs["plugin"] != "ferry-hint-y" || r.attrs["timestamp"] != "" {
+		r.attrs["plugin"] != "ferry-hint-y" || r.attrs["path"] != "/x/ferry-hint-y" || r.attrs["timestamp"] != "" {
 		t.Errorf("record %+v", r)
 	}
 	if got[1].msg != "standard line" || got[1].level != slog.LevelInfo {

@@ -67,11 +67,11 @@ func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hi
 	if err != nil {
 		return hint.Info{}, err
 	}
-	schema, err := p.Schema(ctx)
+	sch, err := p.Schema(ctx)
 	if err != nil {
 		return hint.Info{}, err
 	}
-	cfg, err := transport.Coerce(transport.Schema(schema), h.Plugin.Config)
+	cfg, err := transport.Coerce(transport.Schema(sch), h.Plugin.Config)
 	if err != nil {
 		return hint.Info{}, err
 	}

@@ -101,6 +101,7 @@ type record struct {
 	level slog.Level
 	msg   string
 	attrs map[string]string
+	dups  []string // keys that came more than once
 }
 
 func newRecords() *records { return &records{min: slog.LevelDebug - 4, s: &recordStore{}} }
@@ -112,7 +113,13 @@ func (h *records) Handle(_ context.Context, r slog.Record) error {
 	for _, a := range h.attrs {
 		rec.attrs[a.Key] = a.Value.String()
 	}
-	r.Attrs(func(a slog.Attr) bool { rec.attrs[a.Key] = a.Value.String(); return true })
+	r.Attrs(func(a slog.Attr) bool {
+		if _, ok := rec.attrs[a.Key]; ok {
+			rec.dups = append(rec.dups, a.Key)
+		}
+		rec.attrs[a.Key] = a.Value.String()
+		return true
+	})
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
 	h.s.all = append(h.s.all, rec)

@@ -6,67 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/transport"
 )
-
-// Plugin is one plugin of a migration: the absolute path of its binary
-// and its job block, checked against the schema the plugin reports.
-type Plugin struct {
-	Path   string
-	Config map[string]any
-}
-
-// Hint is one hint provider of a migration (Send only).
-type Hint struct {
-	Name     string
-	Plugin   Plugin
-	Deadline time.Duration // per request; 0: the engine's default
-}
-
-// Spec is everything a migration needs besides the VM.
-type Spec struct {
-	Transport Plugin
-	// Hints are the hint providers (Send only; Receive ignores them). A
-	// provider that fails costs its hints, never the migration.
-	Hints []Hint
-	// Engine holds limits, credentials and test modes; the session fills
-	// its Transport, Hints, Log and Progress.
-	Engine engine.Options
-	// Log receives the session's and the plugins' logs; nil: slog.Default().
-	Log *slog.Logger
-	// Progress receives the engine's events on the engine's goroutine
-	// (the one that called Send or Receive); keep it quick. nil: none.
-	Progress func(engine.Progress)
-	// Name names the VM to hint providers (hint.VM.ID, for their logs);
-	// "": "ferry[PID]".
-	Name string
-}
-
-// HintStartTimeout bounds the start of one hint provider: its process,
-// Info, Schema and Configure.
-const HintStartTimeout = 30 * time.Second
-
-// Check validates what Open checks before starting anything: the
-// transport plugin's path must be absolute. Hint providers are checked
-// when they start: one that cannot costs its hints, not the migration.
-func Check(spec Spec) error {
-	return checkPath(spec.Transport.Path)
-}
-
-func checkPath(path string) error {
-	if !filepath.IsAbs(path) {
-		return fmt.Errorf("plugin must be an absolute path, got %q", path)
-	}
-	return nil
-}
 
 // Send migrates src away: Open, then Session.Send. host offers the VMM's
 // capabilities to hint providers; nil offers none (providers that need
@@ -149,9 +96,9 @@ func (s *Session) launchTransport(ctx context.Context) error {
 		return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
 	}
 	s.tr = tr
-	schema, err := tr.Schema(ctx)
+	sch, err := tr.Schema(ctx)
 	if err == nil {
-		s.spec.Engine.Transport, err = transport.Coerce(schema, p.Config)
+		s.spec.Engine.Transport, err = transport.Coerce(sch, p.Config)
 	}
 	if err != nil {
 		return fmt.Errorf("transport plugin %s: %w", p.Path, err)

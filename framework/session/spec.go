@@ -1,0 +1,61 @@
+package session
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+)
+
+// Plugin is one plugin of a migration: the absolute path of its binary
+// and its job block, checked against the schema the plugin reports.
+type Plugin struct {
+	Path   string
+	Config map[string]any
+}
+
+// Hint is one hint provider of a migration (Send only).
+type Hint struct {
+	Name     string
+	Plugin   Plugin
+	Deadline time.Duration // per request; 0: the engine's default
+}
+
+// Spec is everything a migration needs besides the VM.
+type Spec struct {
+	Transport Plugin
+	// Hints are the hint providers (Send only; Receive ignores them). A
+	// provider that fails costs its hints, never the migration.
+	Hints []Hint
+	// Engine holds limits, credentials and test modes; the session fills
+	// its Transport, Hints, Log and Progress.
+	Engine engine.Options
+	// Log receives the session's and the plugins' logs; nil: slog.Default().
+	Log *slog.Logger
+	// Progress receives the engine's events (engine.Options.Progress);
+	// keep it quick. nil: none.
+	Progress func(engine.Progress)
+	// Name names the VM to hint providers (hint.VM.ID, for their logs);
+	// "": "ferry[PID]".
+	Name string
+}
+
+// HintStartTimeout bounds the start of one hint provider: its process,
+// Info, Schema and Configure.
+const HintStartTimeout = 30 * time.Second
+
+// Check validates what Open checks before starting anything: the
+// transport plugin's path must be absolute. Hint providers are checked
+// when they start: one that cannot costs its hints, not the migration.
+func Check(spec Spec) error {
+	return checkPath(spec.Transport.Path)
+}
+
+func checkPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("plugin must be an absolute path, got %q", path)
+	}
+	return nil
+}
