@@ -5,18 +5,26 @@
 // Ferry must provide, in a few hundred lines (docs/EMBEDDING.md).
 //
 //	          *vmtest.VM
-//	┌──────────────────────────────────────────────────────────┐
-//	│ writer goroutine ("vCPU" + "device"), stopped by Pause   │
-//	│   │ vCPU writes ─► vcpuLog ┐                             │
-//	│   │ Write (VMM's own) ─► vmmLog ┼─► SyncDirtyLog ORs both │
-//	│   ▼                             ┘                        │
-//	│ region 0: memfd 0, mmap MAP_SHARED   GPA 0               │
-//	│            ... gap (no RAM) ...                          │
-//	│ region 1: memfd 1, mmap MAP_SHARED   GPA 64 MiB          │
-//	│ free pages (Options.Free): poisoned, never written while │
-//	│   a balloon hint window is open (BalloonHint..Done)      │
-//	│ state blob: magic, version, write sequence, free pages, CRC
-//	└──────────────────────────────────────────────────────────┘
+//	┌─────────────────────────────────────────────────────────────┐
+//	│ writer goroutine ("vCPU" and "device"), stopped by Pause    │
+//	│   vCPU writes ───────► vcpuLog ─┐                           │
+//	│   Write (VMM's own) ──► vmmLog ─┴─► SyncDirtyLog ORs both   │
+//	│ region 0: memfd 0, mmap MAP_SHARED, GPA 0                   │
+//	│           ... gap (no RAM) ...                              │
+//	│ region 1: memfd 1, mmap MAP_SHARED, GPA 64 MiB              │
+//	│ free pages (Options.Free): poisoned; never written while    │
+//	│   a balloon hint window is open (BalloonHint..BalloonDone)  │
+//	│ state blob: magic, version, write sequence, free pages, CRC │
+//	└─────────────────────────────────────────────────────────────┘
+//
+// Its life, one transition function (move):
+//
+//	New ─► running ◄─Resume── paused ◄─LoadState── incoming ◄─ New{Incoming}
+//	          └──────Pause──────►
+//
+// Hooks (OnSync, OnPause, OnResume) and faults (FailSave, FailLoad,
+// FailResume, ForgetOwnWrites) let tests place events exactly: a write
+// right after a given dirty sync, a proxy stalled at the pause.
 //
 // Every page the guest owns carries a self-describing record (page index,
 // write sequence, a pattern derived from both), so Verify can check one
