@@ -8,87 +8,57 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
-	"github.com/ferryvm/ferry/framework"
-	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
 	"github.com/ferryvm/ferry/transports/tcp"
 )
 
 // The handover over the real TCP transport and the frame proxy, without
-// KVM: memfd "VMs" whose pause and resume are counted. These run where
-// the KVM tests of handover_test.go cannot, and check the proxy itself.
+// KVM: vmtest VMs (memfd RAM, no guest writes) whose pause and resume are
+// counted. These run where the KVM tests of handover_test.go cannot, and
+// check the proxy itself.
 
-// memVM is a framework.Source and framework.Target over one memfd.
+// memVM is a vmtest.VM that remembers when it last resumed.
 type memVM struct {
-	fd      int
-	mem     []byte
-	onPause func()
-	// dirtyWhenPaused: the final sync reports every page, so the final
-	// pass has the whole RAM to send.
-	dirtyWhenPaused bool
-
+	*vmtest.VM
 	mu        sync.Mutex
-	paused    bool
-	resumes   int
 	resumedAt time.Time
 }
 
-func newMemVM(t *testing.T, size int) *memVM {
-	fd, err := unix.MemfdCreate("handover-test", unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		t.Fatal(err)
-	}
-	m, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Munmap(m); unix.Close(fd) })
-	for i := 0; i < size; i += 4096 * 3 {
-		m[i] = byte(i / 4096)
-	}
-	return &memVM{fd: fd, mem: m}
+// memOpts: a destination (incoming), or a source whose final sync
+// reports every page (dirtyWhenPaused: the final pass has the whole RAM
+// to send) and that calls onPause when it paused.
+type memOpts struct {
+	incoming, dirtyWhenPaused bool
+	onPause                   func()
 }
 
-func (v *memVM) RAM() framework.Layout {
-	return framework.Layout{{GPA: 0, Size: uint64(len(v.mem)), Fd: v.fd}}
-}
-func (v *memVM) Memory(int) []byte    { return v.mem }
-func (v *memVM) StartDirtyLog() error { return nil }
-func (v *memVM) SyncDirtyLog(b *bitmap.Bitmap) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.paused && v.dirtyWhenPaused {
-		b.SetAll()
+// newMemVM is a VM of size bytes of RAM in one region.
+func newMemVM(t *testing.T, size int, o memOpts) *memVM {
+	m := &memVM{}
+	vm, err := vmtest.New(vmtest.Options{Regions: []vmtest.Region{{GPA: 0, Size: uint64(size)}}, Incoming: o.incoming,
+		OnPause: func() {
+			if o.dirtyWhenPaused {
+				m.MarkDirty(0, uint64(size))
+			}
+			if o.onPause != nil {
+				o.onPause()
+			}
+		},
+		OnResume: func() { m.mu.Lock(); m.resumedAt = time.Now(); m.mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	t.Cleanup(func() { vm.Close() })
+	m.VM = vm
+	return m
 }
-func (v *memVM) StopDirtyLog() error                       { return nil }
-func (v *memVM) SaveState(context.Context) ([]byte, error) { return []byte("memvm-state"), nil }
-func (v *memVM) LoadState(context.Context, []byte) error   { return nil }
-func (v *memVM) Pause(context.Context) error {
-	v.mu.Lock()
-	v.paused = true
-	v.mu.Unlock()
-	if v.onPause != nil {
-		v.onPause()
-	}
-	return nil
-}
-func (v *memVM) Resume() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.paused = false
-	v.resumes++
-	v.resumedAt = time.Now()
-	return nil
-}
-func (v *memVM) runs() bool { v.mu.Lock(); defer v.mu.Unlock(); return v.resumes > 0 && !v.paused }
+
+// runs: the VM was resumed (a source after a failure, a destination
+// after COMMIT) and runs.
+func (v *memVM) runs() bool { return v.State() == vmtest.StateRunning && v.Counters().Resumes > 0 }
 
 // migrateTCP runs engine.Send and engine.Receive over the TCP transport,
 // the source connecting through proxy.
@@ -134,7 +104,7 @@ func TestHandoverOverTCP(t *testing.T) {
 		{"RUNNING lost", false, engine.MsgRunning, engine.StatusHandoverUnknown, engine.StatusCompleted, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, dst := newMemVM(t, 8<<20), newMemVM(t, 8<<20)
+			src, dst := newMemVM(t, 8<<20, memOpts{}), newMemVM(t, 8<<20, memOpts{incoming: true})
 			listen := "127.0.0.1:" + itoa(freePort(t))
 			proxy := newMsgProxy(t, listen, tc.toDst, tc.kind)
 			srep, serr, rrep, rerr := migrateTCP(t, src, dst, listen, proxy.addr(),
@@ -157,16 +127,15 @@ func TestHandoverOverTCP(t *testing.T) {
 // TestSwitchoverDeadlineOverTCP: the destination stops reading at the
 // pause (as under SIGSTOP); the source runs again within the deadline + 1 s.
 func TestSwitchoverDeadlineOverTCP(t *testing.T) {
-	src, dst := newMemVM(t, 64<<20), newMemVM(t, 64<<20)
 	listen := "127.0.0.1:" + itoa(freePort(t))
 	proxy := newMsgProxy(t, listen, true, 0)
 	var pausedAt time.Time
-	src.onPause = func() {
+	src := newMemVM(t, 64<<20, memOpts{dirtyWhenPaused: true, onPause: func() {
 		pausedAt = time.Now()
 		proxy.stall.Store(true)
-	}
+	}})
+	dst := newMemVM(t, 64<<20, memOpts{incoming: true})
 	const deadline = time.Second
-	src.dirtyWhenPaused = true
 	var took, returned time.Duration
 	srep, serr, _, rerr := migrateTCP(t, src, dst, listen, proxy.addr(),
 		engine.Options{SwitchoverTimeout: deadline, MaxPasses: 1}, func() {

@@ -1,0 +1,75 @@
+package vmtest_test
+
+import (
+	"fmt"
+	"go/build"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The real plugin binaries, built once per test binary from this module's
+// cmd/ (an embedder ships them, e.g. as `make` leaves them in bin/plugins).
+var (
+	buildOnce sync.Once
+	builtDir  string
+	buildErr  error
+)
+
+// pluginNames are the binaries the embedding tests and the example use.
+var pluginNames = []string{"ferry-transport-tcp", "ferry-hint-balloon"}
+
+// pluginDir builds the plugins into a temporary directory (removed by
+// TestMain) and returns it.
+func pluginDir() (string, error) {
+	buildOnce.Do(func() { builtDir, buildErr = buildPlugins() })
+	return builtDir, buildErr
+}
+
+func buildPlugins() (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	}
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if err != nil || root == "." {
+		return "", fmt.Errorf("find the module root with %s env GOMOD: %v", goBin, err)
+	}
+	dir, err := os.MkdirTemp("", "vmtest-plugins")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", dir + "/"}
+	for _, n := range pluginNames {
+		args = append(args, "./cmd/"+n)
+	}
+	cmd := exec.Command(goBin, args...)
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("build the plugins: %v\n%s", err, out)
+	}
+	return dir, nil
+}
+
+// plugins is pluginDir for a test.
+func plugins(t testing.TB) string {
+	t.Helper()
+	dir, err := pluginDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
