@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -184,9 +185,9 @@ func (v *VM) launchTransport(ctx context.Context, a MigrateArgs, opt *engine.Opt
 		closeAll(files)
 		return nil, nil, fmt.Errorf("start transport plugin %s: %w", a.Plugin, err)
 	}
-	schema, err := tr.Schema(ctx)
+	sch, err := tr.Schema(ctx)
 	if err == nil {
-		opt.Transport, err = transport.Coerce(schema, a.Transport)
+		opt.Transport, err = schema.Coerce(sch, a.Transport)
 	}
 	if err != nil {
 		tr.Close()

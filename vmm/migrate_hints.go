@@ -10,7 +10,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // HintArgs configures one hint provider of a migration (migrate-send).
@@ -77,11 +77,11 @@ func (v *VM) startHint(ctx context.Context, a HintArgs, files []*os.File, vm hin
 	if err != nil {
 		return fail(err)
 	}
-	schema, err := p.Schema(sctx)
+	sch, err := p.Schema(sctx)
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := transport.Coerce(transport.Schema(schema), a.Config)
+	cfg, err := schema.Coerce(sch, a.Config)
 	if err != nil {
 		return fail(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -18,16 +19,16 @@ import (
 // plugin instead of running tests.
 var testPlugins = map[string]func(){
 	"ferry-transport-tcp": func() {
-		transport.Serve(&transport.Mock{SchemaFunc: func(context.Context) (transport.Schema, error) {
-			return transport.Schema{
-				{Name: "listen", Type: transport.TypeString, Required: true},
-				{Name: "streams", Type: transport.TypeNumber, Default: int64(2)},
+		transport.Serve(&transport.Mock{SchemaFunc: func(context.Context) (schema.Schema, error) {
+			return schema.Schema{
+				{Name: "listen", Type: schema.TypeString, Required: true},
+				{Name: "streams", Type: schema.TypeNumber, Default: int64(2)},
 			}, nil
 		}})
 	},
 	"ferry-hint-balloon": func() {
 		hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
-			return hint.Schema{{Name: "chunk", Type: transport.TypeSize, Default: "4MiB"}}, nil
+			return hint.Schema{{Name: "chunk", Type: schema.TypeSize, Default: "4MiB"}}, nil
 		}})
 	},
 	"ferry-hint-broken": func() { os.Exit(1) }, // never completes the handshake

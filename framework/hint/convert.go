@@ -5,7 +5,7 @@ import (
 	"os"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Conversions between the Go types and their protobuf messages. Enum
@@ -89,9 +89,9 @@ func schemaToProto(s Schema) (*pb.SchemaResponse, error) {
 func schemaFromProto(r *pb.SchemaResponse) Schema {
 	var s Schema
 	for _, a := range r.GetAttributes() {
-		s = append(s, transport.Attribute{
+		s = append(s, schema.Attribute{
 			Name:     a.GetName(),
-			Type:     transport.AttrType(a.GetType()),
+			Type:     schema.AttrType(a.GetType()),
 			Required: a.GetRequired(),
 			Default:  valueFromProto(a.GetDefault()),
 			Doc:      a.GetDoc(),

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -50,7 +51,7 @@ func (c *grpcClient) Info(ctx context.Context) (Info, error) {
 }
 
 // Schema implements Transport.Schema.
-func (c *grpcClient) Schema(ctx context.Context) (Schema, error) {
+func (c *grpcClient) Schema(ctx context.Context) (schema.Schema, error) {
 	if err := c.alive(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -38,7 +39,7 @@ func valueFromProto(v *pb.Value) any {
 	return nil
 }
 
-func configToProto(c Config) (map[string]*pb.Value, error) {
+func configToProto(c schema.Config) (map[string]*pb.Value, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -53,11 +54,11 @@ func configToProto(c Config) (map[string]*pb.Value, error) {
 	return out, nil
 }
 
-func configFromProto(m map[string]*pb.Value) (Config, error) {
+func configFromProto(m map[string]*pb.Value) (schema.Config, error) {
 	if m == nil {
 		return nil, nil
 	}
-	out := make(Config, len(m))
+	out := make(schema.Config, len(m))
 	for k, v := range m {
 		x := valueFromProto(v)
 		if x == nil {
@@ -68,7 +69,7 @@ func configFromProto(m map[string]*pb.Value) (Config, error) {
 	return out, nil
 }
 
-func schemaToProto(s Schema) (*pb.SchemaResponse, error) {
+func schemaToProto(s schema.Schema) (*pb.SchemaResponse, error) {
 	out := &pb.SchemaResponse{}
 	for _, a := range s {
 		pa := &pb.Attribute{Name: a.Name, Type: pb.AttrType(a.Type), Required: a.Required, Doc: a.Doc}
@@ -84,12 +85,12 @@ func schemaToProto(s Schema) (*pb.SchemaResponse, error) {
 	return out, nil
 }
 
-func schemaFromProto(r *pb.SchemaResponse) Schema {
-	var s Schema
+func schemaFromProto(r *pb.SchemaResponse) schema.Schema {
+	var s schema.Schema
 	for _, a := range r.GetAttributes() {
-		s = append(s, Attribute{
+		s = append(s, schema.Attribute{
 			Name:     a.GetName(),
-			Type:     AttrType(a.GetType()),
+			Type:     schema.AttrType(a.GetType()),
 			Required: a.GetRequired(),
 			Default:  valueFromProto(a.GetDefault()),
 			Doc:      a.GetDoc(),

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Launch starts the transport plugin binary at path and returns the
@@ -122,7 +123,7 @@ func (l *launched) Info(ctx context.Context) (Info, error) {
 }
 
 // Schema implements Transport.Schema.
-func (l *launched) Schema(ctx context.Context) (Schema, error) {
+func (l *launched) Schema(ctx context.Context) (schema.Schema, error) {
 	c, err := l.get(ctx, true)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/transporttest"
 	"github.com/ferryvm/ferry/transports/tcp"
@@ -27,8 +28,8 @@ func TestConformance(t *testing.T) {
 		compress string
 	}{{"streams=1/none", 1, "none"}, {"streams=4/lz4", 4, "lz4"}} {
 		t.Run(c.name, func(t *testing.T) {
-			transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-				cfg := transport.Config{"listen": freeAddr(t), "streams": c.streams, "compress": c.compress}
+			transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+				cfg := schema.Config{"listen": freeAddr(t), "streams": c.streams, "compress": c.compress}
 				log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 				return tcp.New(log), tcp.New(log), cfg, cfg
 			})
@@ -73,8 +74,8 @@ func TestConformancePlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: plugin processes")
 	}
-	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-		cfg := transport.Config{"listen": freeAddr(t), "streams": int64(2), "compress": "lz4"}
+	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+		cfg := schema.Config{"listen": freeAddr(t), "streams": int64(2), "compress": "lz4"}
 		return launch(t, ram.Send), launch(t, ram.Recv), cfg, cfg
 	})
 }

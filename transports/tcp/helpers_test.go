@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -83,7 +84,7 @@ func (v *vm) pages() uint64 {
 	return n
 }
 
-func (v *vm) request(role transport.Role, cfg transport.Config) transport.OpenRequest {
+func (v *vm) request(role transport.Role, cfg schema.Config) transport.OpenRequest {
 	return transport.OpenRequest{Role: role, Config: cfg, RAM: v.ram, Files: v.files, Credentials: creds(role)}
 }
 
@@ -160,19 +161,19 @@ type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
 
-func cfg(addr string, streams int, compress string) transport.Config {
-	return transport.Config{"listen": addr, "streams": int64(streams), "compress": compress,
+func cfg(addr string, streams int, compress string) schema.Config {
+	return schema.Config{"listen": addr, "streams": int64(streams), "compress": compress,
 		"connect_timeout": int64(5 * time.Second)}
 }
 
 // openPair opens a receiving and a sending transport on src and dst.
-func openPair(t testing.TB, src, dst *vm, c transport.Config) (send, recv *Transport) {
+func openPair(t testing.TB, src, dst *vm, c schema.Config) (send, recv *Transport) {
 	t.Helper()
 	return openPairPlain(t, src, dst, c, false)
 }
 
 // openPairPlain is openPair, with frames in the clear if plain.
-func openPairPlain(t testing.TB, src, dst *vm, c transport.Config, plain bool) (send, recv *Transport) {
+func openPairPlain(t testing.TB, src, dst *vm, c schema.Config, plain bool) (send, recv *Transport) {
 	t.Helper()
 	send, recv = New(testLogger(t)), New(testLogger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

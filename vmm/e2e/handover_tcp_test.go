@@ -13,6 +13,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/tcp"
 )
@@ -95,7 +96,7 @@ func (v *memVM) runs() bool { v.mu.Lock(); defer v.mu.Unlock(); return v.resumes
 // afterSend, if set, runs when Send returned, before Receive is awaited.
 func migrateTCP(t *testing.T, src, dst *memVM, listen, connect string, opt engine.Options,
 	afterSend func()) (engine.Report, error, engine.Report, error) {
-	cfg := transport.Config{"listen": listen, "connect": connect, "streams": int64(2), "compress": "none",
+	cfg := schema.Config{"listen": listen, "connect": connect, "streams": int64(2), "compress": "none",
 		"connect_timeout": int64(5 * time.Second)}
 	log := hclog.NewNullLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
