@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // grpcClient is the host side of a hint plugin: Provider over the
@@ -54,11 +56,11 @@ func (c *grpcClient) Schema(ctx context.Context) (Schema, error) {
 	if err := c.alive(); err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Schema(ctx, &pb.SchemaRequest{}, recvLimit)
+	r, err := c.rpc.Schema(ctx, &schemapb.SchemaRequest{}, recvLimit)
 	if err != nil {
 		return nil, c.fail(ctx, err)
 	}
-	return schemaFromProto(r), nil
+	return schemaconv.SchemaFromProto(r), nil
 }
 
 // Configure implements Provider.Configure. The RAM files travel as
@@ -71,7 +73,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 	if err := c.alive(); err != nil {
 		return err
 	}
-	pcfg, err := configToProto(cfg)
+	pcfg, err := schemaconv.ConfigToProto(cfg)
 	if err != nil {
 		return err
 	}

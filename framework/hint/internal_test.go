@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
-	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // TestMessageSizes: the largest message of every stream or reply stays
@@ -44,9 +43,6 @@ func TestEnumsMatch(t *testing.T) {
 	for _, c := range []struct{ got, want int32 }{
 		{int32(pb.Meaning_MEANING_FREE), int32(MeaningFree)}, {int32(pb.Meaning_MEANING_ZERO), int32(MeaningZero)},
 		{int32(pb.Meaning_MEANING_UNUSED), int32(MeaningUnused)},
-		{int32(pb.AttrType_ATTR_TYPE_STRING), int32(schema.TypeString)}, {int32(pb.AttrType_ATTR_TYPE_NUMBER), int32(schema.TypeNumber)},
-		{int32(pb.AttrType_ATTR_TYPE_BOOL), int32(schema.TypeBool)}, {int32(pb.AttrType_ATTR_TYPE_DURATION), int32(schema.TypeDuration)},
-		{int32(pb.AttrType_ATTR_TYPE_SIZE), int32(schema.TypeSize)},
 	} {
 		if c.got != c.want {
 			t.Errorf("enum %d on the wire, %d in Go", c.got, c.want)

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // errEmitAfterReturn is what emit returns once Hints has returned: a
@@ -66,12 +68,12 @@ func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoRespo
 }
 
 // Schema implements pb.ProviderServer.
-func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.SchemaResponse, error) {
+func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
 	schema, err := s.impl.Schema(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := schemaToProto(schema)
+	r, err := schemaconv.SchemaToProto(schema)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -81,7 +83,7 @@ func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.Schem
 // Configure implements pb.ProviderServer: region file indices become this
 // process's inherited files, and the host's broker id a Host.
 func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
-	cfg, err := configFromProto(req.GetConfig())
+	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	"github.com/ferryvm/ferry/framework/schema"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -55,11 +57,11 @@ func (c *grpcClient) Schema(ctx context.Context) (schema.Schema, error) {
 	if err := c.alive(); err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Schema(ctx, &pb.SchemaRequest{})
+	r, err := c.rpc.Schema(ctx, &schemapb.SchemaRequest{})
 	if err != nil {
 		return nil, c.fail(ctx, err)
 	}
-	return schemaFromProto(r), nil
+	return schemaconv.SchemaFromProto(r), nil
 }
 
 // Open implements Transport.Open. The RAM files travel as indices into
@@ -69,7 +71,7 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 	if err := c.alive(); err != nil {
 		return err
 	}
-	cfg, err := configToProto(req.Config)
+	cfg, err := schemaconv.ConfigToProto(req.Config)
 	if err != nil {
 		return err
 	}

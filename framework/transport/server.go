@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -61,12 +63,12 @@ func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoRespo
 }
 
 // Schema implements pb.TransportServer.
-func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.SchemaResponse, error) {
+func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
 	schema, err := s.impl.Schema(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := schemaToProto(schema)
+	r, err := schemaconv.SchemaToProto(schema)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -76,7 +78,7 @@ func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.Schem
 // Open implements pb.TransportServer: region file indices become this
 // process's inherited files.
 func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse, error) {
-	cfg, err := configFromProto(req.GetConfig())
+	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
 	if err != nil {
 		return nil, toStatus(err)
 	}

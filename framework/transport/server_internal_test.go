@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ferryvm/ferry/framework/schema"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -31,9 +30,6 @@ func TestEnumsMatch(t *testing.T) {
 	for _, c := range []struct{ got, want int32 }{
 		{int32(pb.Role_ROLE_SEND), int32(RoleSend)}, {int32(pb.Role_ROLE_RECEIVE), int32(RoleReceive)},
 		{int32(pb.PageKind_PAGE_KIND_DATA), int32(KindData)}, {int32(pb.PageKind_PAGE_KIND_ZERO), int32(KindZero)},
-		{int32(pb.AttrType_ATTR_TYPE_STRING), int32(schema.TypeString)}, {int32(pb.AttrType_ATTR_TYPE_NUMBER), int32(schema.TypeNumber)},
-		{int32(pb.AttrType_ATTR_TYPE_BOOL), int32(schema.TypeBool)}, {int32(pb.AttrType_ATTR_TYPE_DURATION), int32(schema.TypeDuration)},
-		{int32(pb.AttrType_ATTR_TYPE_SIZE), int32(schema.TypeSize)},
 	} {
 		if c.got != c.want {
 			t.Errorf("enum %d on the wire, %d in Go", c.got, c.want)
