@@ -59,8 +59,8 @@ func TestStatusClasses(t *testing.T) {
 		if class == nil {
 			in = errors.New("balloon hint: no class")
 		}
-		st, _ := status.FromError(toStatus(in))
-		out := fromStatus(st)
+		st, _ := status.FromError(classes.ToStatus(in))
+		out := classes.FromStatus(st)
 		if out.Error() != in.Error() || (class != nil && !errors.Is(out, class)) {
 			t.Errorf("%v came back as %v (%s)", in, out, st.Code())
 		}
@@ -70,8 +70,8 @@ func TestStatusClasses(t *testing.T) {
 			}
 		}
 	}
-	if toStatus(nil) != nil {
-		t.Error("toStatus(nil) is not nil")
+	if classes.ToStatus(nil) != nil {
+		t.Error("classes.ToStatus(nil) is not nil")
 	}
 }
 

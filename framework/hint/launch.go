@@ -70,7 +70,7 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 func (p *Plugin) Path() string { return p.path }
 
 // Done is closed once the plugin process has exited, for whatever reason.
-func (p *Plugin) Done() <-chan struct{} { return p.c.done }
+func (p *Plugin) Done() <-chan struct{} { return p.c.proc.Done() }
 
 // Kill stops the plugin process and waits for it: go-plugin asks it to
 // exit and kills it after two seconds if it has not. It then stops
@@ -79,7 +79,7 @@ func (p *Plugin) Done() <-chan struct{} { return p.c.done }
 // safe to call from any goroutine.
 func (p *Plugin) Kill() {
 	p.once.Do(func() {
-		p.c.gone.Store(true)
+		p.c.proc.SetGone()
 		p.proc.Kill()
 		p.c.kill()
 	})

@@ -2,6 +2,7 @@ package hint
 
 import (
 	"context"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
 	"time"
@@ -69,7 +70,7 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 // GRPCClient implements plugin.GRPCPlugin; ctx ends when the plugin
 // process exits. The broker is where Configure serves the Host.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: pb.NewProviderClient(c), broker: broker, files: p.Files, done: ctx.Done()}, nil
+	return &grpcClient{rpc: pb.NewProviderClient(c), broker: broker, files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}, nil
 }
 
 // Serve runs a hint provider plugin process serving impl until the host

@@ -52,7 +52,7 @@ func enter(ctx context.Context, sem chan struct{}) error {
 	case sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return toStatus(fmt.Errorf("waiting for the provider's previous call: %w", ctx.Err()))
+		return classes.ToStatus(fmt.Errorf("waiting for the provider's previous call: %w", ctx.Err()))
 	}
 }
 
@@ -62,7 +62,7 @@ func leave(sem chan struct{}) { <-sem }
 func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
 	info, err := s.impl.Info(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.InfoResponse{Name: info.Name, Version: info.Version, Meaning: pb.Meaning(info.Meaning)}, nil
 }
@@ -71,11 +71,11 @@ func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoRespo
 func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
 	schema, err := s.impl.Schema(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	r, err := schemaconv.SchemaToProto(schema)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return r, nil
 }
@@ -85,11 +85,11 @@ func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*sc
 func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
 	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	vm, err := vmFromProto(req.GetVm(), s.files)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	if err := enter(ctx, s.main); err != nil {
 		return nil, err
@@ -97,12 +97,12 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*
 	defer leave(s.main)
 	host, hc, err := s.dialHost(req.GetHostBrokerId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	s.swapHost(hc)
 	if err := s.impl.Configure(ctx, cfg, vm, host); err != nil {
 		s.swapHost(nil) // the host stops serving a window that did not start
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.ConfigureResponse{}, nil
 }
@@ -150,7 +150,7 @@ func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer)
 	e := &emitter{ctx: ctx, stream: stream}
 	err := s.impl.Hints(ctx, r, e.emit)
 	e.end()
-	return toStatus(err)
+	return classes.ToStatus(err)
 }
 
 // emitter sends one Hints call's ranges; after end it refuses them.
@@ -199,5 +199,5 @@ func (s *grpcServer) Close(ctx context.Context, req *pb.CloseRequest) (*pb.Close
 	if req.GetFinal() {
 		s.swapHost(nil)
 	}
-	return &pb.CloseResponse{}, toStatus(err)
+	return &pb.CloseResponse{}, classes.ToStatus(err)
 }

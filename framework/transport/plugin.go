@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
 	"time"
@@ -54,7 +55,7 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 // GRPCClient implements plugin.GRPCPlugin; ctx ends when the plugin
 // process exits.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, done: ctx.Done()}, nil
+	return &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}, nil
 }
 
 // Serve runs a transport plugin process serving impl until the host

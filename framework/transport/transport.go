@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 
+	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/schema"
 )
 
@@ -146,5 +147,5 @@ var (
 	ErrPluginGone   = errors.New("transport plugin process is gone")
 	ErrClosed       = errors.New("transport session closed by the peer")
 	ErrBadConfig    = schema.NewErrBadConfig("bad transport configuration")
-	ErrProtocol     = errors.New("transport protocol violation")
+	ErrProtocol     = errclass.ErrProtocol // also wire.ErrProtocol
 )
