@@ -2,16 +2,15 @@ package hint
 
 import (
 	"context"
-	"github.com/ferryvm/ferry/framework/internal/errclass"
-	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
 
 // PluginName is the name the hint kind is dispensed under.
@@ -26,6 +25,10 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieKey:   "FERRY_HINT_PLUGIN",
 	MagicCookieValue: "a5f046c221df13e3411eabeb26c7eeb9",
 }
+
+// kind is what framework/internal/plugproc needs to launch and serve
+// plugins of this kind.
+var kind = plugproc.Kind{Name: PluginName, Handshake: Handshake, FilesEnv: envFiles, LevelEnv: envLogLevel}
 
 // Environment of a plugin process, set by Launch.
 const (
@@ -77,22 +80,10 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, 
 // stops it. Call it from the plugin's main; the RAM files the host handed
 // over reach impl in VM.Files, and Host calls go back to the host.
 func Serve(impl Provider) {
-	log := Logger(PluginName)
-	files, err := plugproc.InheritedFiles(envFiles)
-	if err != nil {
-		log.Error("hint plugin cannot start", "error", err)
-		os.Exit(1)
-	}
-	go plugproc.WatchParent(log, os.Getppid(), time.Second)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          log,
-	})
+	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
 }
 
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
 // with their levels, filtered at the host logger's level.
-func Logger(name string) hclog.Logger { return plugproc.Logger(name, envLogLevel) }
+func Logger(name string) hclog.Logger { return kind.Logger(name) }

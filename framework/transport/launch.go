@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -55,27 +53,13 @@ type process struct {
 	c    *grpcClient
 }
 
-// start runs one plugin process (plugproc.Start: AutoMTLS, a private
+// start runs one plugin process (plugproc.Launch: AutoMTLS, a private
 // socket directory). ctx may kill it until the handshake is done, never
 // after.
 func (l *launched) start(ctx context.Context) (*process, error) {
-	p, err := plugproc.Start(ctx, plugproc.Config{
-		Kind:      "transport",
-		Path:      l.path,
-		Files:     l.files,
-		Env:       []string{envFiles + "=" + strconv.Itoa(len(l.files)), envLogLevel + "=" + l.logger.GetLevel().String()},
-		Handshake: Handshake,
-		Plugins:   plugin.PluginSet{PluginName: &GRPCPlugin{Files: l.files}},
-		Dispense:  PluginName,
-		Logger:    l.logger,
-	})
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, &GRPCPlugin{Files: l.files}, l.logger)
 	if err != nil {
 		return nil, err
-	}
-	c, ok := p.Raw.(*grpcClient)
-	if !ok {
-		p.Kill()
-		return nil, fmt.Errorf("start transport plugin %s: dispensed a %T", l.path, p.Raw)
 	}
 	return &process{proc: p, c: c}, nil
 }

@@ -2,15 +2,14 @@ package transport
 
 import (
 	"context"
-	"github.com/ferryvm/ferry/framework/internal/errclass"
-	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -25,6 +24,10 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieKey:   "FERRY_TRANSPORT_PLUGIN",
 	MagicCookieValue: "5d0a3f1e9c7b4e28a6b1c0d7f2e4a913",
 }
+
+// kind is what framework/internal/plugproc needs to launch and serve
+// plugins of this kind.
+var kind = plugproc.Kind{Name: PluginName, Handshake: Handshake, FilesEnv: envFiles, LevelEnv: envLogLevel}
 
 // Environment of a plugin process, set by Launch.
 const (
@@ -62,22 +65,10 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *gr
 // stops it. Call it from the plugin's main; the RAM files the host
 // handed over reach impl in OpenRequest.Files.
 func Serve(impl Transport) {
-	log := Logger(PluginName)
-	files, err := plugproc.InheritedFiles(envFiles)
-	if err != nil {
-		log.Error("transport plugin cannot start", "error", err)
-		os.Exit(1)
-	}
-	go plugproc.WatchParent(log, os.Getppid(), time.Second)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          log,
-	})
+	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
 }
 
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
 // with their levels, filtered at the host logger's level.
-func Logger(name string) hclog.Logger { return plugproc.Logger(name, envLogLevel) }
+func Logger(name string) hclog.Logger { return kind.Logger(name) }
