@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ferryvm/ferry/framework/internal/plugintest"
+	"github.com/ferryvm/ferry/framework/plugintest"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"

@@ -14,19 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 func memfd(t *testing.T, name string, size int64, content uint64, at int64) *os.File {
 	t.Helper()
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := plugintest.Memfd(t, name, size)
 	if _, err := f.WriteAt(binary.LittleEndian.AppendUint64(nil, content), at); err != nil {
 		t.Fatal(err)
 	}
@@ -190,10 +183,10 @@ func TestKill(t *testing.T) {
 // their level, and a provider whose capability is missing says so once
 // while it keeps answering without hints.
 func TestProviderLogsOnce(t *testing.T) {
-	sink := &logSink{t: t}
+	sink := plugintest.NewLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, hclogTo(sink))
+	p, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-balloon"), nil, sink.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +218,7 @@ func TestLaunchNoLeak(t *testing.T) {
 	defer cancel()
 	var done atomic.Int32
 	run := func() {
-		p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, testLogger(t))
+		p, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-balloon"), nil, plugintest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +249,7 @@ func TestLaunchNoLeak(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before, %d after three Launch/Kill:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
+	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
 		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }
@@ -266,21 +259,21 @@ func TestLaunchNoLeak(t *testing.T) {
 func TestLaunchFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	_, err := hint.Launch(ctx, pluginDir+"/ferry-hint-zero", nil, testLogger(t))
+	_, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-zero"), nil, plugintest.Logger(t))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
 	}
-	_, err = hint.Launch(context.Background(), "/nonexistent/plugin", nil, testLogger(t))
+	_, err = hint.Launch(context.Background(), "/nonexistent/plugin", nil, plugintest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
 		t.Errorf("Launch of a missing binary = %v", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if p, err := hint.Launch(ctx, pluginDir+"/"+transportName, nil, testLogger(t)); err == nil {
+	if p, err := hint.Launch(ctx, plugintest.Path(t, transportName), nil, plugintest.Logger(t)); err == nil {
 		p.Kill()
 		t.Error("a transport plugin was accepted as a hint provider")
 	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
+	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
 		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }

@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ferryvm/ferry/framework/internal/plugintest"
+	"github.com/ferryvm/ferry/framework/plugintest"
 
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"

@@ -11,20 +11,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
 func memfd(t *testing.T, name string, size int64, content string, at int64) *os.File {
 	t.Helper()
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := plugintest.Memfd(t, name, size)
 	if _, err := f.WriteAt([]byte(content), at); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +132,7 @@ func TestLaunchNoLeak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	run := func() {
-		tr, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
+		tr, err := transport.Launch(ctx, plugintest.Path(t, "ferry-transport-loopback"), nil, plugintest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +156,7 @@ func TestLaunchNoLeak(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before, %d after three Launch/Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
+	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
 		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }
@@ -173,11 +166,11 @@ func TestLaunchNoLeak(t *testing.T) {
 func TestLaunchCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	_, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
+	_, err := transport.Launch(ctx, plugintest.Path(t, "ferry-transport-loopback"), nil, plugintest.Logger(t))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
 	}
-	_, err = transport.Launch(context.Background(), "/nonexistent/plugin", nil, testLogger(t))
+	_, err = transport.Launch(context.Background(), "/nonexistent/plugin", nil, plugintest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
 		t.Errorf("Launch of a missing binary = %v", err)
 	}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
@@ -39,28 +39,11 @@ func newVM(t testing.TB, layout []transport.RAMRegion) *vm {
 	for _, r := range layout {
 		size = max(size, r.Offset+r.Size)
 	}
-	fd, err := unix.MemfdCreate("ferry-test-ram", unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), "ferry-test-ram")
-	if err := f.Truncate(int64(size)); err != nil {
-		t.Fatal(err)
-	}
+	f := plugintest.Memfd(t, "ferry-test-ram", int64(size))
 	v := &vm{files: []*os.File{f}, ram: layout}
 	for _, r := range layout {
-		m, err := unix.Mmap(fd, int64(r.Offset), int(r.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.mem = append(v.mem, m)
+		v.mem = append(v.mem, plugintest.Map(t, f, int64(r.Offset), int64(r.Size)))
 	}
-	t.Cleanup(func() {
-		for _, m := range v.mem {
-			unix.Munmap(m)
-		}
-		f.Close()
-	})
 	return v
 }
 

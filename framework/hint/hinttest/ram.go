@@ -6,10 +6,9 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 const pageSize = framework.PageSize
@@ -40,24 +39,10 @@ func NewRAM(t testing.TB) *RAM {
 	t.Helper()
 	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid()}}
 	for i, size := range fileSizes {
-		name := fmt.Sprintf("ferry-hinttest-%d", i)
-		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-		if err != nil {
-			t.Fatalf("memfd_create: %v", err)
-		}
-		f := os.NewFile(uintptr(fd), name)
-		t.Cleanup(func() { f.Close() })
-		if err := f.Truncate(size); err != nil {
-			t.Fatalf("size memfd: %v", err)
-		}
-		r.VM.Files = append(r.VM.Files, f)
+		r.VM.Files = append(r.VM.Files, plugintest.Memfd(t, fmt.Sprintf("ferry-hinttest-%d", i), size))
 	}
 	for _, g := range Layout {
-		m, err := unix.Mmap(int(r.VM.Files[g.File].Fd()), int64(g.Offset), int(g.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			t.Fatalf("map guest RAM: %v", err)
-		}
-		t.Cleanup(func() { unix.Munmap(m) })
+		m := plugintest.Map(t, r.VM.Files[g.File], int64(g.Offset), int64(g.Size))
 		g.HostAddr = hostAddr(m)
 		r.VM.RAM = append(r.VM.RAM, g)
 		r.Mem = append(r.Mem, m)

@@ -6,9 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -43,17 +42,7 @@ func memfds(t *testing.T, side string) []*os.File {
 	t.Helper()
 	var files []*os.File
 	for i, size := range fileSizes {
-		name := fmt.Sprintf("ferry-transporttest-%s-%d", side, i)
-		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-		if err != nil {
-			t.Fatalf("memfd_create: %v", err)
-		}
-		f := os.NewFile(uintptr(fd), name)
-		t.Cleanup(func() { f.Close() })
-		if err := f.Truncate(size); err != nil {
-			t.Fatalf("size memfd: %v", err)
-		}
-		files = append(files, f)
+		files = append(files, plugintest.Memfd(t, fmt.Sprintf("ferry-transporttest-%s-%d", side, i), size))
 	}
 	return files
 }
