@@ -12,6 +12,7 @@ import (
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
 	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
@@ -97,7 +98,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 func (c *grpcClient) vmToProto(vm VM) (*pb.VM, error) {
 	out := &pb.VM{Id: vm.ID, Pid: int64(vm.PID)}
 	for i, r := range vm.RAM {
-		idx, err := c.launchIndex(vm.Files, r.File)
+		idx, err := plugproc.FileIndex(c.files, vm.Files, r.File, ErrBadConfig)
 		if err != nil {
 			return nil, fmt.Errorf("RAM region %d: %w", i, err)
 		}
@@ -105,38 +106,6 @@ func (c *grpcClient) vmToProto(vm VM) (*pb.VM, error) {
 			File: uint32(idx), Offset: r.Offset})
 	}
 	return out, nil
-}
-
-// launchIndex maps a region's file (an index into files, or into the
-// launch files when files is nil) to the index of the same file among
-// those the plugin received at start.
-func (c *grpcClient) launchIndex(files []*os.File, file int) (int, error) {
-	if files == nil {
-		if file < 0 || file >= len(c.files) {
-			return 0, fmt.Errorf("%w: file %d, but the plugin received %d files at start", ErrBadConfig, file, len(c.files))
-		}
-		return file, nil
-	}
-	if file < 0 || file >= len(files) {
-		return 0, fmt.Errorf("%w: file %d of %d", ErrBadConfig, file, len(files))
-	}
-	f := files[file]
-	var fi os.FileInfo
-	for i, l := range c.files {
-		if l == f {
-			return i, nil
-		}
-		if fi == nil {
-			var err error
-			if fi, err = f.Stat(); err != nil {
-				return 0, fmt.Errorf("%w: stat RAM file %d: %v", ErrBadConfig, file, err)
-			}
-		}
-		if li, err := l.Stat(); err == nil && os.SameFile(fi, li) {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: RAM file %d (%s) was not handed to the plugin at start; pass it to Launch", ErrBadConfig, file, f.Name())
 }
 
 // Hints implements Provider.Hints: every stream message becomes one emit

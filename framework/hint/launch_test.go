@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,41 +232,20 @@ func TestLaunchNoLeak(t *testing.T) {
 		}
 		p.Kill()
 	}
-	run() // warm up: gRPC and go-plugin start some process-wide goroutines once
-	before := runtime.NumGoroutine()
-	for range 3 {
-		run()
-	}
+	plugintest.NoLeaks(t, run)
 	if done.Load() != 4 {
 		t.Errorf("BalloonDone reached the VMM %d times in 4 windows", done.Load())
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before, %d after three Launch/Kill:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
-	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
-		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }
 
 // TestLaunchFails: a context that ends during the start kills the plugin
 // and says so; a missing binary is named; a transport plugin is refused.
 func TestLaunchFails(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	_, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-zero"), nil, plugintest.Logger(t))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
-	}
-	_, err = hint.Launch(context.Background(), "/nonexistent/plugin", nil, plugintest.Logger(t))
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
-		t.Errorf("Launch of a missing binary = %v", err)
-	}
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	plugintest.LaunchFails(t, plugintest.Path(t, "ferry-hint-zero"), func(ctx context.Context, path string) error {
+		_, err := hint.Launch(ctx, path, nil, plugintest.Logger(t))
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if p, err := hint.Launch(ctx, plugintest.Path(t, transportName), nil, plugintest.Logger(t)); err == nil {
 		p.Kill()

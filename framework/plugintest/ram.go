@@ -1,6 +1,7 @@
 package plugintest
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -33,4 +34,36 @@ func Map(t testing.TB, f *os.File, off, size int64) []byte {
 	}
 	t.Cleanup(func() { unix.Munmap(m) })
 	return m
+}
+
+// Region is one region of the conformance suites' guest RAM (SuiteRAM):
+// GPA and Size in bytes, backed by memfd File from Offset.
+type Region struct {
+	GPA, Size uint64
+	File      int
+	Offset    uint64
+}
+
+// SuiteRAM is the guest RAM layout both conformance suites (hinttest,
+// transporttest) use: 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA
+// 4 GiB in RAM file 1 from offset 1 MiB, so a plugin meets two files,
+// a gap in guest physical addresses and a region that does not start its
+// file.
+var SuiteRAM = []Region{
+	{GPA: 0, Size: 8 << 20, File: 0, Offset: 0},
+	{GPA: 4 << 30, Size: 4 << 20, File: 1, Offset: 1 << 20},
+}
+
+// suiteFileSizes are the sizes of SuiteRAM's files.
+var suiteFileSizes = []int64{8 << 20, 5 << 20}
+
+// SuiteMemfds returns SuiteRAM's files, never written, named prefix-0,
+// prefix-1; they are closed when the test ends.
+func SuiteMemfds(t testing.TB, prefix string) []*os.File {
+	t.Helper()
+	var files []*os.File
+	for i, size := range suiteFileSizes {
+		files = append(files, Memfd(t, fmt.Sprintf("%s-%d", prefix, i), size))
+	}
+	return files
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	"github.com/ferryvm/ferry/framework/schema"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
@@ -74,7 +75,7 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 	}
 	ram := make([]*pb.RAMRegion, len(req.RAM))
 	for i, r := range req.RAM {
-		idx, err := c.launchIndex(req, r.File)
+		idx, err := plugproc.FileIndex(c.files, req.Files, r.File, ErrBadConfig)
 		if err != nil {
 			return fmt.Errorf("RAM region %d: %w", i, err)
 		}
@@ -82,37 +83,6 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 	}
 	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram, Credentials: credsToProto(req.Credentials)})
 	return c.proc.Fail(ctx, err)
-}
-
-// launchIndex maps req.RAM[i].File to the index of the same file among
-// those the plugin received at start.
-func (c *grpcClient) launchIndex(req OpenRequest, file int) (int, error) {
-	if req.Files == nil {
-		if file < 0 || file >= len(c.files) {
-			return 0, fmt.Errorf("%w: file %d, but the plugin received %d files at start", ErrBadConfig, file, len(c.files))
-		}
-		return file, nil
-	}
-	if file < 0 || file >= len(req.Files) {
-		return 0, fmt.Errorf("%w: file %d of %d", ErrBadConfig, file, len(req.Files))
-	}
-	f := req.Files[file]
-	var fi os.FileInfo
-	for i, l := range c.files {
-		if l == f {
-			return i, nil
-		}
-		if fi == nil {
-			var err error
-			if fi, err = f.Stat(); err != nil {
-				return 0, fmt.Errorf("%w: stat RAM file %d: %v", ErrBadConfig, file, err)
-			}
-		}
-		if li, err := l.Stat(); err == nil && os.SameFile(fi, li) {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: RAM file %d (%s) was not handed to the plugin at start; pass it to Launch", ErrBadConfig, file, f.Name())
 }
 
 // SendPages implements Transport.SendPages, in RPCs of at most

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -143,35 +142,15 @@ func TestLaunchNoLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run() // warm up: gRPC and go-plugin start some process-wide goroutines once
-	before := runtime.NumGoroutine()
-	for range 3 {
-		run()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before, %d after three Launch/Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
-	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
-		t.Errorf("child processes left: %v (%v)", kids, err)
-	}
+	plugintest.NoLeaks(t, run)
+
 }
 
 // TestLaunchCancelled: a context that ends during the start kills the
 // plugin and says so.
 func TestLaunchCancelled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	_, err := transport.Launch(ctx, plugintest.Path(t, "ferry-transport-loopback"), nil, plugintest.Logger(t))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
-	}
-	_, err = transport.Launch(context.Background(), "/nonexistent/plugin", nil, plugintest.Logger(t))
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
-		t.Errorf("Launch of a missing binary = %v", err)
-	}
+	plugintest.LaunchFails(t, plugintest.Path(t, "ferry-transport-loopback"), func(ctx context.Context, path string) error {
+		_, err := transport.Launch(ctx, path, nil, plugintest.Logger(t))
+		return err
+	})
 }

@@ -1,23 +1,17 @@
 package transport
 
 import (
-	"context"
-
 	"google.golang.org/grpc/codes"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
 )
 
 // classes maps the error classes that cross the plugin boundary to gRPC
-// status codes, both ways (framework/internal/errclass does the mapping).
-// The first class an error matches wins.
-var classes = errclass.Table{
-	{Err: ErrNotSupported, Code: codes.Unimplemented},
-	{Err: ErrBadConfig, Code: codes.InvalidArgument},
-	{Err: ErrProtocol, Code: codes.DataLoss},
-	{Err: ErrUnauthenticated, Code: codes.Unauthenticated},
-	{Err: ErrClosed, Code: codes.Aborted},
-	{Err: ErrPluginGone, Code: codes.Unavailable},
-	{Err: context.DeadlineExceeded, Code: codes.DeadlineExceeded},
-	{Err: context.Canceled, Code: codes.Canceled},
-}
+// status codes, both ways (framework/internal/errclass does the mapping):
+// the classes every kind has, and a transport's protocol violation,
+// failed authentication and peer-closed session. The first class an
+// error matches wins.
+var classes = errclass.NewTable(ErrNotSupported, ErrBadConfig, ErrPluginGone,
+	errclass.Class{Err: ErrProtocol, Code: codes.DataLoss},
+	errclass.Class{Err: ErrUnauthenticated, Code: codes.Unauthenticated},
+	errclass.Class{Err: ErrClosed, Code: codes.Aborted})

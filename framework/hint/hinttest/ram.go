@@ -13,15 +13,16 @@ import (
 
 const pageSize = framework.PageSize
 
-// Layout is the guest RAM layout the suite uses: 8 MiB at GPA 0 in RAM
-// file 0, and 4 MiB at GPA 4 GiB in RAM file 1 from offset 1 MiB.
-// HostAddr is filled in when NewRAM maps it.
-var Layout = []hint.Region{
-	{GPA: 0, Size: 8 << 20, File: 0, Offset: 0},
-	{GPA: 4 << 30, Size: 4 << 20, File: 1, Offset: 1 << 20},
-}
-
-var fileSizes = []int64{8 << 20, 5 << 20}
+// Layout is the guest RAM layout the suite uses (plugintest.SuiteRAM):
+// 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA 4 GiB in RAM file 1
+// from offset 1 MiB. HostAddr is filled in when NewRAM maps it.
+var Layout = func() []hint.Region {
+	var l []hint.Region
+	for _, g := range plugintest.SuiteRAM {
+		l = append(l, hint.Region{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset})
+	}
+	return l
+}()
 
 // RAM is the guest memory of one test: memfds mapped in this process,
 // which plays the VMM. The suite unmaps and closes it when the test ends.
@@ -37,10 +38,7 @@ type RAM struct {
 // documentation for which pages hold data).
 func NewRAM(t testing.TB) *RAM {
 	t.Helper()
-	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid()}}
-	for i, size := range fileSizes {
-		r.VM.Files = append(r.VM.Files, plugintest.Memfd(t, fmt.Sprintf("ferry-hinttest-%d", i), size))
-	}
+	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid(), Files: plugintest.SuiteMemfds(t, "ferry-hinttest")}}
 	for _, g := range Layout {
 		m := plugintest.Map(t, r.VM.Files[g.File], int64(g.Offset), int64(g.Size))
 		g.HostAddr = hostAddr(m)

@@ -21,6 +21,16 @@ type Class struct {
 	Code codes.Code
 }
 
+// NewTable returns a kind's classes: not supported (Unimplemented), bad
+// configuration (InvalidArgument), the kind's own classes, plugin gone
+// (Unavailable), then the context's DeadlineExceeded and Canceled.
+func NewTable(notSupported, badConfig, gone error, own ...Class) Table {
+	t := Table{{notSupported, codes.Unimplemented}, {badConfig, codes.InvalidArgument}}
+	t = append(t, own...)
+	return append(t, Class{gone, codes.Unavailable},
+		Class{context.DeadlineExceeded, codes.DeadlineExceeded}, Class{context.Canceled, codes.Canceled})
+}
+
 // Table is a kind's error classes. An error takes the code of the first
 // class it matches (errors.Is); a code maps back to the first class with
 // that code.
@@ -66,10 +76,15 @@ func (t Table) FromRPC(ctx context.Context, err error) error {
 	if !ok {
 		return err
 	}
-	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+	if ownEnd(ctx, st) {
 		return New(ctx.Err(), st.Message())
 	}
 	return t.FromStatus(st)
+}
+
+// ownEnd reports whether st is the end of the caller's own context.
+func ownEnd(ctx context.Context, st *status.Status) bool {
+	return ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded)
 }
 
 // Error is an error that came back over gRPC (or stands for one): the

@@ -14,8 +14,7 @@ var (
 	errA    = errors.New("a")
 	errB    = errors.New("b")
 	errGone = errors.New("gone")
-	table   = Table{{errA, codes.Unimplemented}, {errB, codes.InvalidArgument}, {errGone, codes.Unavailable},
-		{context.DeadlineExceeded, codes.DeadlineExceeded}, {context.Canceled, codes.Canceled}}
+	table   = NewTable(errA, errB, errGone)
 )
 
 // TestTableRoundTrip: every class survives ToStatus and FromStatus with

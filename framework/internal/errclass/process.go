@@ -60,15 +60,9 @@ func (p *Process) Alive() error {
 // broke before the exit was seen) is still the plugin-gone class if the
 // table says so. nil stays nil.
 func (p *Process) Fail(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
 	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
-		return New(ctx.Err(), st.Message())
+	if err == nil || !ok || ownEnd(ctx, st) {
+		return p.table.FromRPC(ctx, err)
 	}
 	if (st.Code() == codes.Unavailable || st.Code() == codes.Canceled) && (p.gone.Load() || p.exited()) {
 		p.gone.Store(true)
