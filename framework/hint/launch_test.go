@@ -17,12 +17,7 @@ import (
 )
 
 func memfd(t *testing.T, name string, size int64, content uint64, at int64) *os.File {
-	t.Helper()
-	f := plugintest.Memfd(t, name, size)
-	if _, err := f.WriteAt(binary.LittleEndian.AppendUint64(nil, content), at); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return plugintest.MemfdWith(t, name, size, binary.LittleEndian.AppendUint64(nil, content), at)
 }
 
 func dup(t *testing.T, f *os.File) *os.File {

@@ -27,16 +27,10 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 // kind is what framework/internal/plugproc needs to launch and serve
-// plugins of this kind.
-var kind = plugproc.Kind{Name: PluginName, Handshake: Handshake, FilesEnv: envFiles, LevelEnv: envLogLevel}
-
-// Environment of a plugin process, set by Launch.
-const (
-	// envFiles is how many RAM files the plugin received, at fds 3, 4, ...
-	envFiles = "FERRY_HINT_FILES"
-	// envLogLevel is the host logger's level, for Logger.
-	envLogLevel = "FERRY_HINT_LOG_LEVEL"
-)
+// plugins of this kind; a plugin process finds the number of RAM files
+// it inherited in FERRY_HINT_FILES and the host's log level in
+// FERRY_HINT_LOG_LEVEL.
+var kind = plugproc.NewKind(PluginName, "FERRY_HINT", Handshake)
 
 // Message bounds (STYLE: chunk any stream to <= 1 MiB).
 const (

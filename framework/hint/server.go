@@ -69,15 +69,8 @@ func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoRespo
 
 // Schema implements pb.ProviderServer.
 func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
-	schema, err := s.impl.Schema(ctx)
-	if err != nil {
-		return nil, classes.ToStatus(err)
-	}
-	r, err := schemaconv.SchemaToProto(schema)
-	if err != nil {
-		return nil, classes.ToStatus(err)
-	}
-	return r, nil
+	r, err := schemaconv.SchemaResponse(s.impl.Schema(ctx))
+	return r, classes.ToStatus(err)
 }
 
 // Configure implements pb.ProviderServer: region file indices become this

@@ -67,3 +67,22 @@ func SuiteMemfds(t testing.TB, prefix string) []*os.File {
 	}
 	return files
 }
+
+// MemfdWith is Memfd with content written at offset at.
+func MemfdWith(t testing.TB, name string, size int64, content []byte, at int64) *os.File {
+	t.Helper()
+	f := Memfd(t, name, size)
+	if _, err := f.WriteAt(content, at); err != nil {
+		t.Fatalf("write memfd: %v", err)
+	}
+	return f
+}
+
+// SuiteLayout is SuiteRAM in a plugin kind's region type, made by conv.
+func SuiteLayout[R any](conv func(Region) R) []R {
+	out := make([]R, len(SuiteRAM))
+	for i, g := range SuiteRAM {
+		out[i] = conv(g)
+	}
+	return out
+}

@@ -15,12 +15,7 @@ import (
 )
 
 func memfd(t *testing.T, name string, size int64, content string, at int64) *os.File {
-	t.Helper()
-	f := plugintest.Memfd(t, name, size)
-	if _, err := f.WriteAt([]byte(content), at); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return plugintest.MemfdWith(t, name, size, []byte(content), at)
 }
 
 // TestLaunchHandsOverFiles checks that the RAM files reach the plugin

@@ -6,9 +6,6 @@ import (
 	"os"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
@@ -64,15 +61,8 @@ func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoRespo
 
 // Schema implements pb.TransportServer.
 func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
-	schema, err := s.impl.Schema(ctx)
-	if err != nil {
-		return nil, classes.ToStatus(err)
-	}
-	r, err := schemaconv.SchemaToProto(schema)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	return r, nil
+	r, err := schemaconv.SchemaResponse(s.impl.Schema(ctx))
+	return r, classes.ToStatus(err)
 }
 
 // Open implements pb.TransportServer: region file indices become this

@@ -16,13 +16,9 @@ const pageSize = framework.PageSize
 // Layout is the guest RAM layout the suite uses (plugintest.SuiteRAM):
 // 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA 4 GiB in RAM file 1
 // from offset 1 MiB. HostAddr is filled in when NewRAM maps it.
-var Layout = func() []hint.Region {
-	var l []hint.Region
-	for _, g := range plugintest.SuiteRAM {
-		l = append(l, hint.Region{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset})
-	}
-	return l
-}()
+var Layout = plugintest.SuiteLayout(func(g plugintest.Region) hint.Region {
+	return hint.Region{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
+})
 
 // RAM is the guest memory of one test: memfds mapped in this process,
 // which plays the VMM. The suite unmaps and closes it when the test ends.

@@ -24,6 +24,12 @@ type Kind struct {
 	LevelEnv  string // the host logger's level, for Logger
 }
 
+// NewKind returns the Kind called name whose processes' environment
+// variables start with envPrefix: envPrefix_FILES, envPrefix_LOG_LEVEL.
+func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
+	return Kind{Name: name, Handshake: hs, FilesEnv: envPrefix + "_FILES", LevelEnv: envPrefix + "_LOG_LEVEL"}
+}
+
 // Launch starts one plugin process of kind k from the binary at path
 // (Start: AutoMTLS, a private socket directory), handing it files, and
 // returns the process and the client p dispensed, which must be a C. p

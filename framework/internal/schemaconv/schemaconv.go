@@ -99,6 +99,15 @@ func SchemaToProto(s schema.Schema) (*pb.SchemaResponse, error) {
 	return out, nil
 }
 
+// SchemaResponse answers a Schema RPC with what a plugin's Schema
+// returned: its error as it is, or the converted schema.
+func SchemaResponse(s schema.Schema, err error) (*pb.SchemaResponse, error) {
+	if err != nil {
+		return nil, err
+	}
+	return SchemaToProto(s)
+}
+
 // SchemaFromProto converts a Schema RPC's answer back.
 func SchemaFromProto(r *pb.SchemaResponse) schema.Schema {
 	var s schema.Schema

@@ -59,3 +59,18 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("nil config = %v, %v", c, err)
 	}
 }
+
+// TestSchemaResponse: a plugin's error passes as it is; a schema whose
+// default cannot travel is ErrBadConfig.
+func TestSchemaResponse(t *testing.T) {
+	boom := errors.New("boom")
+	if _, err := SchemaResponse(nil, boom); err != boom {
+		t.Errorf("plugin error = %v", err)
+	}
+	if _, err := SchemaResponse(schema.Schema{{Name: "x", Type: schema.TypeNumber, Default: 1.5}}, nil); !errors.Is(err, schema.ErrBadConfig) {
+		t.Errorf("float default = %v; want ErrBadConfig", err)
+	}
+	if r, err := SchemaResponse(schema.Schema{{Name: "x", Type: schema.TypeBool}}, nil); err != nil || len(r.GetAttributes()) != 1 {
+		t.Errorf("good schema = %v, %v", r, err)
+	}
+}

@@ -16,13 +16,9 @@ const pageSize = framework.PageSize
 // Layout is the guest RAM layout the suite uses (plugintest.SuiteRAM):
 // 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA 4 GiB in RAM file 1
 // from offset 1 MiB.
-var Layout = func() []transport.RAMRegion {
-	var l []transport.RAMRegion
-	for _, g := range plugintest.SuiteRAM {
-		l = append(l, transport.RAMRegion{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset})
-	}
-	return l
-}()
+var Layout = plugintest.SuiteLayout(func(g plugintest.Region) transport.RAMRegion {
+	return transport.RAMRegion{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
+})
 
 // RAM is the guest memory of one test: the same Layout over the
 // sender's and the receiver's own memfds. The suite closes the files
