@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 func tctx(t *testing.T) context.Context {
@@ -108,14 +108,7 @@ func TestMockDefaults(t *testing.T) {
 // cross gRPC unchanged; the plugin sees its own files.
 func TestConversions(t *testing.T) {
 	info := hint.Info{Name: "pagemap", Version: "2.1", Meaning: hint.MeaningZero}
-	want := hint.Schema{
-		{Name: "path", Type: schema.TypeString, Required: true, Doc: "where"},
-		{Name: "chunk", Type: schema.TypeNumber, Default: int64(4)},
-		{Name: "scan", Type: schema.TypeBool, Default: true},
-		{Name: "every", Type: schema.TypeDuration, Default: int64(time.Second)},
-		{Name: "window", Type: schema.TypeSize},
-		{Name: "future", Type: schema.AttrType(9)}, // invalid types pass through for Validate to catch
-	}
+	want := plugintest.SampleSchema()
 	files := []*os.File{os.Stdin, os.Stdout}
 	var gotCfg hint.Config
 	var gotVM hint.VM

@@ -10,25 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 func memfd(t *testing.T, name string, size int64, content uint64, at int64) *os.File {
 	return plugintest.MemfdWith(t, name, size, binary.LittleEndian.AppendUint64(nil, content), at)
-}
-
-func dup(t *testing.T, f *os.File) *os.File {
-	t.Helper()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := os.NewFile(uintptr(fd), f.Name())
-	t.Cleanup(func() { d.Close() })
-	return d
 }
 
 // collect runs one Hints call and returns every range.
@@ -53,7 +40,7 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 
 	// The host passes different *os.File values (dups) in the opposite
 	// order.
-	vm := hint.VM{PID: 777, Files: []*os.File{dup(t, b), dup(t, a)}, RAM: []hint.Region{
+	vm := hint.VM{PID: 777, Files: []*os.File{plugintest.Dup(t, b), plugintest.Dup(t, a)}, RAM: []hint.Region{
 		{GPA: 0, Size: 1 << 20, HostAddr: 0x7000_0000, File: 1, Offset: 0},             // a
 		{GPA: 1 << 30, Size: 1 << 20, HostAddr: 0x8000_0000, File: 0, Offset: 1 << 20}, // b
 	}}

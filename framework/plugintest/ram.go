@@ -86,3 +86,16 @@ func SuiteLayout[R any](conv func(Region) R) []R {
 	}
 	return out
 }
+
+// Dup returns a second descriptor of f (close-on-exec), closed when the
+// test ends: the same open file under another number, as a VMM may hold.
+func Dup(t testing.TB, f *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := os.NewFile(uintptr(fd), f.Name())
+	t.Cleanup(func() { d.Close() })
+	return d
+}

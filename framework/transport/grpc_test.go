@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
@@ -66,14 +67,7 @@ func TestMockDefaults(t *testing.T) {
 // TestConversions: schema, config, RAM and stats cross gRPC unchanged;
 // the plugin sees its own files.
 func TestConversions(t *testing.T) {
-	want := schema.Schema{
-		{Name: "addr", Type: schema.TypeString, Required: true, Doc: "where"},
-		{Name: "streams", Type: schema.TypeNumber, Default: int64(4)},
-		{Name: "tls", Type: schema.TypeBool, Default: true},
-		{Name: "timeout", Type: schema.TypeDuration, Default: int64(time.Second)},
-		{Name: "window", Type: schema.TypeSize},
-		{Name: "future", Type: schema.AttrType(9)}, // invalid types pass through for Validate to catch
-	}
+	want := plugintest.SampleSchema()
 	files := []*os.File{os.Stdin, os.Stdout}
 	stats := transport.Stats{BytesWire: 1 << 40, PagesData: 3, PagesZero: 5, Compressed: 2}
 	var got transport.OpenRequest

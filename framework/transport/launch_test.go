@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
@@ -28,7 +26,7 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 
 	// The host passes different *os.File values (dups, as engine.RAMFiles
 	// makes) in the opposite order.
-	dupB, dupA := dup(t, b), dup(t, a)
+	dupB, dupA := plugintest.Dup(t, b), plugintest.Dup(t, a)
 	ram := []transport.RAMRegion{
 		{GPA: 0, Size: 1 << 20, File: 1, Offset: 0},             // a
 		{GPA: 1 << 30, Size: 1 << 20, File: 0, Offset: 1 << 20}, // b
@@ -61,17 +59,6 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 	if m, err := tr.RecvMessage(ctx); err != nil || string(m.Payload) != "fd4:region-in-file-b;" {
 		t.Errorf("RecvMessage = %q, %v", m.Payload, err)
 	}
-}
-
-func dup(t *testing.T, f *os.File) *os.File {
-	t.Helper()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := os.NewFile(uintptr(fd), f.Name())
-	t.Cleanup(func() { d.Close() })
-	return d
 }
 
 // TestPluginGone: once the plugin process dies, every call fails with

@@ -13,9 +13,8 @@ import (
 
 const pageSize = framework.PageSize
 
-// Layout is the guest RAM layout the suite uses (plugintest.SuiteRAM):
-// 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA 4 GiB in RAM file 1
-// from offset 1 MiB. HostAddr is filled in when NewRAM maps it.
+// Layout is plugintest.SuiteRAM in hint regions (8 MiB at GPA 0 in
+// file 0, 4 MiB at 4 GiB in file 1 from 1 MiB); NewRAM fills HostAddr.
 var Layout = plugintest.SuiteLayout(func(g plugintest.Region) hint.Region {
 	return hint.Region{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
 })

@@ -13,9 +13,8 @@ import (
 
 const pageSize = framework.PageSize
 
-// Layout is the guest RAM layout the suite uses (plugintest.SuiteRAM):
-// 8 MiB at GPA 0 in RAM file 0, and 4 MiB at GPA 4 GiB in RAM file 1
-// from offset 1 MiB.
+// Layout is the suite's guest RAM, plugintest.SuiteRAM as transport
+// regions.
 var Layout = plugintest.SuiteLayout(func(g plugintest.Region) transport.RAMRegion {
 	return transport.RAMRegion{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
 })
