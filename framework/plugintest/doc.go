@@ -12,7 +12,10 @@
 //	Logger, NewLog        a host logger: warnings to the test log, a plugin's data race fails the test
 //	Host, PluginExitsWithHost, ChildPIDs, SocketDir
 //	                      a plugin whose host was killed exits and leaves no socket directory
-//	Memfd, Map            guest RAM for tests: memfds, shared mappings, gone when the test ends
+//	NoLeaks, LaunchFails  launch and teardown leak no goroutine or process; a failed start says why
+//	Memfd, MemfdWith, Map, Dup, SuiteRAM, SuiteMemfds, SuiteLayout
+//	                      guest RAM for tests: memfds, shared mappings, the suites' layout; gone when the test ends
+//	SampleSchema          a schema with every attribute type, for conversion tests
 //	CheckGolden, CheckMethods
 //	                      wire compatibility of the plugin protocols with an older build
 package plugintest
