@@ -53,8 +53,8 @@ bench: all
 godefs:
 	cd vmm/kvm && (echo "//go:build linux && amd64"; echo; $(GO) tool cgo -godefs types_linux.go) | gofmt > ztypes_linux_amd64.go && rm -rf _obj
 
-# Regenerate the transport and hint plugins' gRPC code (needs /usr/bin/protoc); the
-# generators are pinned to the protobuf and grpc versions in go.mod and
+# Regenerate the plugin protocols' gRPC code: the shared schema messages and
+# the transport and hint kinds (needs /usr/bin/protoc); the generators are pinned to the protobuf and grpc versions in go.mod and
 # installed in bin/tools; the output is committed so builds need neither.
 PROTOC ?= protoc
 PROTOC_GEN_GO ?= google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
@@ -63,17 +63,13 @@ proto:
 	@mkdir -p bin/tools
 	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
-	$(PROTOC) -I framework/transport/proto \
+	$(PROTOC) -I . \
 	  --plugin=protoc-gen-go=bin/tools/protoc-gen-go \
 	  --plugin=protoc-gen-go-grpc=bin/tools/protoc-gen-go-grpc \
-	  --go_out=paths=source_relative:framework/transport/proto \
-	  --go-grpc_out=paths=source_relative:framework/transport/proto \
-	  framework/transport/proto/transport.proto
-	$(PROTOC) -I framework/hint/proto \
-	  --plugin=protoc-gen-go=bin/tools/protoc-gen-go \
-	  --plugin=protoc-gen-go-grpc=bin/tools/protoc-gen-go-grpc \
-	  --go_out=paths=source_relative:framework/hint/proto \
-	  --go-grpc_out=paths=source_relative:framework/hint/proto \
+	  --go_out=paths=source_relative:. \
+	  --go-grpc_out=paths=source_relative:. \
+	  framework/schema/proto/schema.proto \
+	  framework/transport/proto/transport.proto \
 	  framework/hint/proto/hint.proto
 
 clean:

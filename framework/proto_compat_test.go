@@ -24,8 +24,8 @@ var pluginKinds = []struct {
 	api  int
 	file protoreflect.FileDescriptor
 }{
-	{"transport", transport.APIVersion, tpb.File_transport_proto},
-	{"hint", hint.APIVersion, hpb.File_hint_proto},
+	{"transport", transport.APIVersion, tpb.File_framework_transport_proto_transport_proto},
+	{"hint", hint.APIVersion, hpb.File_framework_hint_proto_hint_proto},
 }
 
 // TestProtoGolden is the proto rule of docs/ARCHITECTURE.md#versions. It

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/vmm/memory"
@@ -73,9 +74,9 @@ func fakeWithRAM(t *testing.T, st State) *VM {
 // migrateFakes migrates src to dst through the run lock as startMigration
 // does and returns the source's report.
 func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
-	schema, _ := loopback.NewPipe()
-	sch, _ := schema.Schema(context.Background())
-	cfg, err := transport.Coerce(sch, map[string]any{})
+	tr, _ := loopback.NewPipe()
+	sch, _ := tr.Schema(context.Background())
+	cfg, err := schema.Coerce(sch, map[string]any{})
 	if err != nil {
 		t.Fatal(err)
 	}

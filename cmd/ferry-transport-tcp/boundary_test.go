@@ -17,6 +17,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/tcp"
 )
@@ -82,7 +83,7 @@ func BenchmarkPluginBoundary(b *testing.B) {
 				l, _ := net.Listen("tcp", "127.0.0.1:0")
 				port := l.Addr().(*net.TCPAddr).Port
 				l.Close()
-				cfg := transport.Config{"listen": "127.0.0.1:" + strconv.Itoa(port), "streams": int64(2),
+				cfg := schema.Config{"listen": "127.0.0.1:" + strconv.Itoa(port), "streams": int64(2),
 					"compress": "none", "connect_timeout": int64(10 * time.Second)}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				srcCreds, dstCreds, _ := transport.MintCredentials(true) // the boundary, not the cipher, is measured

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/tcp"
 )
@@ -26,7 +27,7 @@ func TestIntruder(t *testing.T) {
 		intruder.mem[i] ^= 0x5a
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := transport.Config{"listen": "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "streams": int64(2),
+	cfg := schema.Config{"listen": "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "streams": int64(2),
 		"connect_timeout": int64(10 * time.Second)}
 	l.Close()
 	srcCreds, dstCreds, _ := transport.MintCredentials(false)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 )
@@ -28,7 +29,7 @@ const (
 
 // deadlineAttr is the attribute every hint block accepts; the engine, not
 // the provider, enforces it.
-var deadlineAttr = transport.Attribute{Name: "deadline", Type: transport.TypeDuration,
+var deadlineAttr = schema.Attribute{Name: "deadline", Type: schema.TypeDuration,
 	Default: int64(300 * time.Millisecond), Doc: "how long the engine waits for the provider's hints in each pass"}
 
 // loadJob reads and checks the job, prints every problem it finds, and
@@ -73,7 +74,7 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	type answer struct {
-		schema []transport.Attribute
+		schema []schema.Attribute
 		err    error
 	}
 	asked := map[string]answer{}
@@ -148,7 +149,7 @@ func discover(dir, prefix string) []string {
 }
 
 // transportSchema starts the plugin just long enough to ask its schema.
-func transportSchema(path string) ([]transport.Attribute, error) {
+func transportSchema(path string) ([]schema.Attribute, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	tr, err := transport.Launch(ctx, path, nil, hclog.NewNullLogger())
@@ -160,7 +161,7 @@ func transportSchema(path string) ([]transport.Attribute, error) {
 }
 
 // hintSchema starts a hint provider just long enough to ask its schema.
-func hintSchema(path string) ([]transport.Attribute, error) {
+func hintSchema(path string) ([]schema.Attribute, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	p, err := hint.Launch(ctx, path, nil, hclog.NewNullLogger())
@@ -169,7 +170,7 @@ func hintSchema(path string) ([]transport.Attribute, error) {
 	}
 	defer p.Kill()
 	s, err := p.Schema(ctx)
-	return append([]transport.Attribute(s), deadlineAttr), err
+	return append([]schema.Attribute(s), deadlineAttr), err
 }
 
 // hintArgs turns the job's decoded hint blocks into the VMM's arguments.

@@ -10,59 +10,34 @@ import (
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// The test binary doubles as plugin binaries: TestMain links it under
-// these names, and a process started under one of them serves that
-// plugin instead of running tests.
-var testPlugins = map[string]func(){
-	"ferry-transport-tcp": func() {
-		transport.Serve(&transport.Mock{SchemaFunc: func(context.Context) (transport.Schema, error) {
-			return transport.Schema{
-				{Name: "listen", Type: transport.TypeString, Required: true},
-				{Name: "streams", Type: transport.TypeNumber, Default: int64(2)},
+// The test binary doubles as plugin binaries (plugintest.Main): started
+// under one of these names, it serves that plugin instead of running
+// tests.
+var testPlugins = map[string]func() int{
+	"ferry-transport-tcp": func() int {
+		transport.Serve(&transport.Mock{SchemaFunc: func(context.Context) (schema.Schema, error) {
+			return schema.Schema{
+				{Name: "listen", Type: schema.TypeString, Required: true},
+				{Name: "streams", Type: schema.TypeNumber, Default: int64(2)},
 			}, nil
 		}})
+		return 0
 	},
-	"ferry-hint-balloon": func() {
+	"ferry-hint-balloon": func() int {
 		hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
-			return hint.Schema{{Name: "chunk", Type: transport.TypeSize, Default: "4MiB"}}, nil
+			return hint.Schema{{Name: "chunk", Type: schema.TypeSize, Default: "4MiB"}}, nil
 		}})
+		return 0
 	},
-	"ferry-hint-broken": func() { os.Exit(1) }, // never completes the handshake
+	"ferry-hint-broken": func() int { return 1 }, // never completes the handshake
 }
 
-var testPluginDir string
-
-func TestMain(m *testing.M) {
-	if serve, ok := testPlugins[filepath.Base(os.Args[0])]; ok {
-		serve()
-		os.Exit(0)
-	}
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	exe, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	testPluginDir, err = os.MkdirTemp("", "ferry-migrate-plugins")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(testPluginDir)
-	for name := range testPlugins {
-		if err := os.Symlink(exe, filepath.Join(testPluginDir, name)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { plugintest.Main(m, testPlugins) }
 
 // TestLoadJobReportsEverything: whatever is wrong in one block, every
 // other block is still checked, and the run reports each mistake.
@@ -169,7 +144,7 @@ func loadJobText(t *testing.T, src string) (string, int) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	_, _, code := loadJob("job.hcl", testPluginDir, &out)
+	_, _, code := loadJob("job.hcl", plugintest.Dir(), &out)
 	return out.String(), code
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -168,7 +169,7 @@ type pipeEnd struct {
 func (e *pipeEnd) Info(context.Context) (transport.Info, error) {
 	return transport.Info{Name: "pipe"}, nil
 }
-func (e *pipeEnd) Schema(context.Context) (transport.Schema, error) { return nil, nil }
+func (e *pipeEnd) Schema(context.Context) (schema.Schema, error) { return nil, nil }
 func (e *pipeEnd) Open(ctx context.Context, req transport.OpenRequest) error {
 	if (req.Role == transport.RoleSend) != e.send || len(req.Files) == 0 {
 		return fmt.Errorf("pipe: bad open %+v", req.Role)

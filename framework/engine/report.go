@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -39,7 +40,7 @@ type Options struct {
 	// 0 waits until ctx ends.
 	IncomingTimeout time.Duration
 	// Transport configures the transport (decoded from the job).
-	Transport transport.Config
+	Transport schema.Config
 	// Credentials authenticate the two sides to each other (and encrypt
 	// the session unless Plaintext); the transport refuses to open
 	// without them.

@@ -1,11 +1,9 @@
 package hint_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/hint"
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // TestChannelPrivate: a hint plugin started under umask 000 keeps its
@@ -27,16 +26,16 @@ func TestChannelPrivate(t *testing.T) {
 	defer unix.Umask(old)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, testLogger(t))
+	p, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-balloon"), nil, plugintest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Kill()
-	kids, err := childPIDs()
+	kids, err := plugintest.ChildPIDs()
 	if err != nil || len(kids) != 1 {
 		t.Fatalf("children %v, %v; want the plugin", kids, err)
 	}
-	dir := socketDir(t, kids[0])
+	dir := plugintest.SocketDir(t, kids[0])
 	st, err := os.Stat(dir)
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("socket directory %s: %v, %v; want mode 0700", dir, st.Mode(), err)
@@ -73,20 +72,4 @@ func TestChannelPrivate(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("socket directory after Kill: %v; want it removed", err)
 	}
-}
-
-// socketDir reads the socket directory the host gave process pid.
-func socketDir(t *testing.T, pid string) string {
-	t.Helper()
-	env, err := os.ReadFile("/proc/" + pid + "/environ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range bytes.Split(env, []byte{0}) {
-		if v, ok := strings.CutPrefix(string(kv), "PLUGIN_UNIX_SOCKET_DIR="); ok {
-			return v
-		}
-	}
-	t.Fatal("the plugin has no PLUGIN_UNIX_SOCKET_DIR")
-	return ""
 }

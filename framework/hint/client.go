@@ -7,14 +7,14 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // grpcClient is the host side of a hint plugin: Provider over the
@@ -25,10 +25,9 @@ type grpcClient struct {
 	// files are the RAM files the plugin process received at start, in
 	// launch order: VM.Files are matched against them.
 	files []*os.File
-	// done is closed when the plugin process has exited (go-plugin
-	// cancels the context it hands to GRPCClient).
-	done <-chan struct{}
-	gone atomic.Bool
+	// proc is the plugin process: whether it is gone, and how RPC
+	// errors map to classes.
+	proc *errclass.Process
 
 	mu     sync.Mutex
 	host   *hostService // the Host of the current hint window; nil: none
@@ -39,26 +38,26 @@ var _ Provider = (*grpcClient)(nil)
 
 // Info implements Provider.Info.
 func (c *grpcClient) Info(ctx context.Context) (Info, error) {
-	if err := c.alive(); err != nil {
+	if err := c.proc.Alive(); err != nil {
 		return Info{}, err
 	}
 	r, err := c.rpc.Info(ctx, &pb.InfoRequest{}, recvLimit)
 	if err != nil {
-		return Info{}, c.fail(ctx, err)
+		return Info{}, c.proc.Fail(ctx, err)
 	}
 	return Info{Name: r.GetName(), Version: r.GetVersion(), Meaning: Meaning(r.GetMeaning())}, nil
 }
 
 // Schema implements Provider.Schema.
 func (c *grpcClient) Schema(ctx context.Context) (Schema, error) {
-	if err := c.alive(); err != nil {
+	if err := c.proc.Alive(); err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Schema(ctx, &pb.SchemaRequest{}, recvLimit)
+	r, err := c.rpc.Schema(ctx, &schemapb.SchemaRequest{}, recvLimit)
 	if err != nil {
-		return nil, c.fail(ctx, err)
+		return nil, c.proc.Fail(ctx, err)
 	}
-	return schemaFromProto(r), nil
+	return schemaconv.SchemaFromProto(r), nil
 }
 
 // Configure implements Provider.Configure. The RAM files travel as
@@ -68,10 +67,10 @@ func (c *grpcClient) Schema(ctx context.Context) (Schema, error) {
 // Close(final), the next Configure, or the plugin's end; the previous
 // window's Host stops being served here.
 func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host) error {
-	if err := c.alive(); err != nil {
+	if err := c.proc.Alive(); err != nil {
 		return err
 	}
-	pcfg, err := configToProto(cfg)
+	pcfg, err := schemaconv.ConfigToProto(cfg)
 	if err != nil {
 		return err
 	}
@@ -91,7 +90,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 	}
 	if _, err := c.rpc.Configure(ctx, req, recvLimit); err != nil {
 		c.setHost(nil)
-		return c.fail(ctx, err)
+		return c.proc.Fail(ctx, err)
 	}
 	return nil
 }
@@ -99,7 +98,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 func (c *grpcClient) vmToProto(vm VM) (*pb.VM, error) {
 	out := &pb.VM{Id: vm.ID, Pid: int64(vm.PID)}
 	for i, r := range vm.RAM {
-		idx, err := c.launchIndex(vm.Files, r.File)
+		idx, err := plugproc.FileIndex(c.files, vm.Files, r.File, ErrBadConfig)
 		if err != nil {
 			return nil, fmt.Errorf("RAM region %d: %w", i, err)
 		}
@@ -109,43 +108,11 @@ func (c *grpcClient) vmToProto(vm VM) (*pb.VM, error) {
 	return out, nil
 }
 
-// launchIndex maps a region's file (an index into files, or into the
-// launch files when files is nil) to the index of the same file among
-// those the plugin received at start.
-func (c *grpcClient) launchIndex(files []*os.File, file int) (int, error) {
-	if files == nil {
-		if file < 0 || file >= len(c.files) {
-			return 0, fmt.Errorf("%w: file %d, but the plugin received %d files at start", ErrBadConfig, file, len(c.files))
-		}
-		return file, nil
-	}
-	if file < 0 || file >= len(files) {
-		return 0, fmt.Errorf("%w: file %d of %d", ErrBadConfig, file, len(files))
-	}
-	f := files[file]
-	var fi os.FileInfo
-	for i, l := range c.files {
-		if l == f {
-			return i, nil
-		}
-		if fi == nil {
-			var err error
-			if fi, err = f.Stat(); err != nil {
-				return 0, fmt.Errorf("%w: stat RAM file %d: %v", ErrBadConfig, file, err)
-			}
-		}
-		if li, err := l.Stat(); err == nil && os.SameFile(fi, li) {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: RAM file %d (%s) was not handed to the plugin at start; pass it to Launch", ErrBadConfig, file, f.Name())
-}
-
 // Hints implements Provider.Hints: every stream message becomes one emit
 // call. req.Deadline, when set, bounds the call as well as ctx. If emit
 // fails, the stream is cancelled and its error returned.
 func (c *grpcClient) Hints(ctx context.Context, req Request, emit func([]Range) error) error {
-	if err := c.alive(); err != nil {
+	if err := c.proc.Alive(); err != nil {
 		return err
 	}
 	var cancel context.CancelFunc
@@ -159,7 +126,7 @@ func (c *grpcClient) Hints(ctx context.Context, req Request, emit func([]Range) 
 	defer cancel()
 	stream, err := c.rpc.Hints(ctx, pr, recvLimit)
 	if err != nil {
-		return c.fail(ctx, err)
+		return c.proc.Fail(ctx, err)
 	}
 	for {
 		r, err := stream.Recv()
@@ -167,7 +134,7 @@ func (c *grpcClient) Hints(ctx context.Context, req Request, emit func([]Range) 
 			return nil
 		}
 		if err != nil {
-			return c.fail(ctx, err)
+			return c.proc.Fail(ctx, err)
 		}
 		if len(r.GetRanges()) == 0 {
 			continue
@@ -184,11 +151,11 @@ func (c *grpcClient) Close(ctx context.Context, final bool) error {
 	if final {
 		defer c.setHost(nil)
 	}
-	if err := c.alive(); err != nil {
+	if err := c.proc.Alive(); err != nil {
 		return err
 	}
 	_, err := c.rpc.Close(ctx, &pb.CloseRequest{Final: final}, recvLimit)
-	return c.fail(ctx, err)
+	return c.proc.Fail(ctx, err)
 }
 
 // setHost makes hs the served Host and stops the previous one. After
@@ -212,53 +179,4 @@ func (c *grpcClient) kill() {
 	c.killed = true
 	c.mu.Unlock()
 	c.setHost(nil)
-}
-
-// alive returns an ErrPluginGone error once the plugin process is known
-// to be gone.
-func (c *grpcClient) alive() error {
-	if !c.gone.Load() {
-		select {
-		case <-c.done:
-			c.gone.Store(true)
-		default:
-			return nil
-		}
-	}
-	return &classError{class: ErrPluginGone, msg: ErrPluginGone.Error()}
-}
-
-// fail turns an RPC error into an error of its class. Deadline and
-// cancellation of the caller's own context keep their context class.
-// Unavailable means the plugin is gone; so does Canceled while the
-// caller's context is live and the process has exited. Once the process
-// has exited, every later call fails with ErrPluginGone without an RPC.
-// Other codes map back to their class (status.go).
-func (c *grpcClient) fail(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
-		return &classError{class: ctx.Err(), msg: st.Message()}
-	}
-	if (st.Code() == codes.Unavailable || st.Code() == codes.Canceled) && (c.gone.Load() || c.exited()) {
-		c.gone.Store(true)
-		return &classError{class: ErrPluginGone, msg: ErrPluginGone.Error() + ": " + st.Message()}
-	}
-	return fromStatus(st)
-}
-
-// exited waits briefly for the process-exit signal: an RPC can fail a
-// moment before go-plugin has reaped the process.
-func (c *grpcClient) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	case <-time.After(100 * time.Millisecond):
-		return false
-	}
 }

@@ -5,100 +5,13 @@ import (
 	"os"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // Conversions between the Go types and their protobuf messages. Enum
 // values are the same numbers on both sides and pass through unchanged,
 // invalid ones included: the engine (or the job parser, for a schema)
-// rejects them, exactly as it would in process.
-
-func valueToProto(name string, v any) (*pb.Value, error) {
-	switch x := v.(type) {
-	case string:
-		return &pb.Value{Value: &pb.Value_StringValue{StringValue: x}}, nil
-	case int64:
-		return &pb.Value{Value: &pb.Value_NumberValue{NumberValue: x}}, nil
-	case int:
-		return &pb.Value{Value: &pb.Value_NumberValue{NumberValue: int64(x)}}, nil
-	case bool:
-		return &pb.Value{Value: &pb.Value_BoolValue{BoolValue: x}}, nil
-	}
-	return nil, fmt.Errorf("%w: attribute %q: %v is a %T, want string, int64 or bool", ErrBadConfig, name, v, v)
-}
-
-// valueFromProto returns nil for a Value with nothing set.
-func valueFromProto(v *pb.Value) any {
-	switch x := v.GetValue().(type) {
-	case *pb.Value_StringValue:
-		return x.StringValue
-	case *pb.Value_NumberValue:
-		return x.NumberValue
-	case *pb.Value_BoolValue:
-		return x.BoolValue
-	}
-	return nil
-}
-
-func configToProto(c Config) (map[string]*pb.Value, error) {
-	if c == nil {
-		return nil, nil
-	}
-	out := make(map[string]*pb.Value, len(c))
-	for k, v := range c {
-		pv, err := valueToProto(k, v)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = pv
-	}
-	return out, nil
-}
-
-func configFromProto(m map[string]*pb.Value) (Config, error) {
-	if m == nil {
-		return nil, nil
-	}
-	out := make(Config, len(m))
-	for k, v := range m {
-		x := valueFromProto(v)
-		if x == nil {
-			return nil, fmt.Errorf("%w: attribute %q has no value", ErrBadConfig, k)
-		}
-		out[k] = x
-	}
-	return out, nil
-}
-
-func schemaToProto(s Schema) (*pb.SchemaResponse, error) {
-	out := &pb.SchemaResponse{}
-	for _, a := range s {
-		pa := &pb.Attribute{Name: a.Name, Type: pb.AttrType(a.Type), Required: a.Required, Doc: a.Doc}
-		if a.Default != nil {
-			d, err := valueToProto(a.Name, a.Default)
-			if err != nil {
-				return nil, fmt.Errorf("schema default: %w", err)
-			}
-			pa.Default = d
-		}
-		out.Attributes = append(out.Attributes, pa)
-	}
-	return out, nil
-}
-
-func schemaFromProto(r *pb.SchemaResponse) Schema {
-	var s Schema
-	for _, a := range r.GetAttributes() {
-		s = append(s, transport.Attribute{
-			Name:     a.GetName(),
-			Type:     transport.AttrType(a.GetType()),
-			Required: a.GetRequired(),
-			Default:  valueFromProto(a.GetDefault()),
-			Doc:      a.GetDoc(),
-		})
-	}
-	return s
-}
+// rejects them, exactly as it would in process. Schemas and configuration
+// values convert in framework/internal/schemaconv, shared with transports.
 
 // vmFromProto rebuilds the VM in the plugin process: region file indices
 // name the files this process received at start.

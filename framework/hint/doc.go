@@ -21,7 +21,12 @@
 // status.go), closure-based mocks of both (mock.go), helpers the engine
 // and providers share (check.go: CheckRanges, VM.PageRanges, ...) and the
 // conformance suite every provider passes in process and over real gRPC
-// (hinttest).
+// (hinttest). The configuration model (framework/schema), its protobuf
+// messages (framework/schema/proto), the error-class mapping
+// (framework/internal/errclass), process start and serving
+// (framework/internal/plugproc) and the test helpers (framework/plugintest)
+// are shared with transports; the lifecycle is the hint kind's own (one
+// process per Launch, never restarted).
 //
 // One plugin process, as Launch starts it:
 //

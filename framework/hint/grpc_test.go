@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 func tctx(t *testing.T) context.Context {
@@ -108,21 +108,14 @@ func TestMockDefaults(t *testing.T) {
 // cross gRPC unchanged; the plugin sees its own files.
 func TestConversions(t *testing.T) {
 	info := hint.Info{Name: "pagemap", Version: "2.1", Meaning: hint.MeaningZero}
-	schema := hint.Schema{
-		{Name: "path", Type: transport.TypeString, Required: true, Doc: "where"},
-		{Name: "chunk", Type: transport.TypeNumber, Default: int64(4)},
-		{Name: "scan", Type: transport.TypeBool, Default: true},
-		{Name: "every", Type: transport.TypeDuration, Default: int64(time.Second)},
-		{Name: "window", Type: transport.TypeSize},
-		{Name: "future", Type: transport.AttrType(9)}, // invalid types pass through for Validate to catch
-	}
+	want := plugintest.SampleSchema()
 	files := []*os.File{os.Stdin, os.Stdout}
 	var gotCfg hint.Config
 	var gotVM hint.VM
 	var gotReq hint.Request
 	p := overGRPC(t, &hint.Mock{
 		InfoFunc:   func(context.Context) (hint.Info, error) { return info, nil },
-		SchemaFunc: func(context.Context) (hint.Schema, error) { return schema, nil },
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return want, nil },
 		ConfigureFunc: func(_ context.Context, cfg hint.Config, vm hint.VM, _ hint.Host) error {
 			gotCfg, gotVM = cfg, vm
 			return nil
@@ -136,8 +129,8 @@ func TestConversions(t *testing.T) {
 	if got, err := p.Info(ctx); err != nil || got != info {
 		t.Errorf("Info = %+v, %v", got, err)
 	}
-	if s, err := p.Schema(ctx); err != nil || !reflect.DeepEqual(s, schema) {
-		t.Errorf("Schema = %#v, %v\nwant %#v", s, err, schema)
+	if s, err := p.Schema(ctx); err != nil || !reflect.DeepEqual(s, want) {
+		t.Errorf("Schema = %#v, %v\nwant %#v", s, err, want)
 	}
 	cfg := hint.Config{"path": "/proc", "chunk": int64(8), "scan": false, "every": int64(-1)}
 	vm := hint.VM{ID: "vm-7", PID: 4242, RAM: []hint.Region{

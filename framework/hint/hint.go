@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // APIVersion is the hint plugin protocol version (go-plugin's
@@ -49,13 +49,13 @@ type Info struct {
 	Meaning Meaning
 }
 
-// Schema is the provider's configuration block (same attribute model as
+// Schema is the provider's configuration block (framework/schema, as for
 // transports; the job parser decodes it). Every provider's block also
 // accepts `deadline`, which the engine handles; providers do not declare it.
-type Schema []transport.Attribute
+type Schema = schema.Schema
 
-// Config is a decoded configuration block (see transport.Config).
-type Config = transport.Config
+// Config is a decoded configuration block (see schema.Config).
+type Config = schema.Config
 
 // Region is one region of guest RAM as a provider sees it.
 type Region struct {
@@ -142,5 +142,5 @@ type Provider interface {
 var (
 	ErrNotSupported = errors.New("not supported")
 	ErrPluginGone   = errors.New("hint plugin process is gone")
-	ErrBadConfig    = errors.New("bad hint provider configuration")
+	ErrBadConfig    = schema.NewErrBadConfig("bad hint provider configuration")
 )

@@ -9,10 +9,9 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
 )
 
 // The Host service: the VMM's capabilities, served by the host process
@@ -46,12 +45,12 @@ func (s *hostServer) BalloonHint(_ *pb.BalloonHintRequest, stream pb.Host_Balloo
 		}
 		rs = rs[n:]
 	}
-	return toStatus(err)
+	return classes.ToStatus(err)
 }
 
 // BalloonDone implements pb.HostServer.
 func (s *hostServer) BalloonDone(ctx context.Context, _ *pb.BalloonDoneRequest) (*pb.BalloonDoneResponse, error) {
-	return &pb.BalloonDoneResponse{}, toStatus(s.impl.BalloonDone(ctx))
+	return &pb.BalloonDoneResponse{}, classes.ToStatus(s.impl.BalloonDone(ctx))
 }
 
 // CMMABits implements pb.HostServer: at most MaxCMMABits values, and never
@@ -60,7 +59,7 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 	count := int(min(req.GetCount(), MaxCMMABits))
 	first, values, err := s.impl.CMMABits(ctx, req.GetStartGfn(), count)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
 }
@@ -123,8 +122,8 @@ type hostClient struct {
 }
 
 // errWindowClosed is what a Host call gets after its window ended.
-var errWindowClosed = &classError{class: ErrNotSupported,
-	msg: "not supported: the VMM's capabilities end with the hint window (Close(final) or a new Configure)"}
+var errWindowClosed = errclass.New(ErrNotSupported,
+	"not supported: the VMM's capabilities end with the hint window (Close(final) or a new Configure)")
 
 // close ends the window's connection; nil is a no-op.
 func (h *hostClient) close() {
@@ -156,7 +155,7 @@ func (h *hostClient) BalloonHint(ctx context.Context) ([]GPARange, error) {
 	}
 	stream, err := h.rpc.BalloonHint(ctx, &pb.BalloonHintRequest{}, recvLimit)
 	if err != nil {
-		return nil, h.check(hostError(ctx, err))
+		return nil, h.check(classes.FromRPC(ctx, err))
 	}
 	var out []GPARange
 	for {
@@ -165,7 +164,7 @@ func (h *hostClient) BalloonHint(ctx context.Context) ([]GPARange, error) {
 			return out, nil
 		}
 		if err != nil {
-			return out, h.check(hostError(ctx, err))
+			return out, h.check(classes.FromRPC(ctx, err))
 		}
 		out = append(out, gpaRangesFromProto(r.GetRanges())...)
 	}
@@ -178,7 +177,7 @@ func (h *hostClient) BalloonDone(ctx context.Context) error {
 	}
 	_, err := h.rpc.BalloonDone(ctx, &pb.BalloonDoneRequest{}, recvLimit)
 	if err != nil {
-		return h.check(hostError(ctx, err))
+		return h.check(classes.FromRPC(ctx, err))
 	}
 	return nil
 }
@@ -192,27 +191,10 @@ func (h *hostClient) CMMABits(ctx context.Context, startGFN uint64, count int) (
 	count = max(0, min(count, MaxCMMABits))
 	r, err := h.rpc.CMMABits(ctx, &pb.CMMABitsRequest{StartGfn: startGFN, Count: uint32(count)}, recvLimit)
 	if err != nil {
-		return 0, nil, h.check(hostError(ctx, err))
+		return 0, nil, h.check(classes.FromRPC(ctx, err))
 	}
 	if len(r.GetValues()) > count {
 		return 0, nil, fmt.Errorf("host returned %d CMMA values for %d frames", len(r.GetValues()), count)
 	}
 	return r.GetFirst(), r.GetValues(), nil
-}
-
-// hostError turns an RPC error from the host into an error of its class
-// with the host's text; the caller's own deadline or cancellation keeps
-// its context class. A host that is gone (Unavailable) is ErrPluginGone.
-func hostError(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
-		return &classError{class: ctx.Err(), msg: st.Message()}
-	}
-	return fromStatus(st)
 }

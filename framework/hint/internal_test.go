@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // TestMessageSizes: the largest message of every stream or reply stays
@@ -44,9 +43,6 @@ func TestEnumsMatch(t *testing.T) {
 	for _, c := range []struct{ got, want int32 }{
 		{int32(pb.Meaning_MEANING_FREE), int32(MeaningFree)}, {int32(pb.Meaning_MEANING_ZERO), int32(MeaningZero)},
 		{int32(pb.Meaning_MEANING_UNUSED), int32(MeaningUnused)},
-		{int32(pb.AttrType_ATTR_TYPE_STRING), int32(transport.TypeString)}, {int32(pb.AttrType_ATTR_TYPE_NUMBER), int32(transport.TypeNumber)},
-		{int32(pb.AttrType_ATTR_TYPE_BOOL), int32(transport.TypeBool)}, {int32(pb.AttrType_ATTR_TYPE_DURATION), int32(transport.TypeDuration)},
-		{int32(pb.AttrType_ATTR_TYPE_SIZE), int32(transport.TypeSize)},
 	} {
 		if c.got != c.want {
 			t.Errorf("enum %d on the wire, %d in Go", c.got, c.want)
@@ -63,8 +59,8 @@ func TestStatusClasses(t *testing.T) {
 		if class == nil {
 			in = errors.New("balloon hint: no class")
 		}
-		st, _ := status.FromError(toStatus(in))
-		out := fromStatus(st)
+		st, _ := status.FromError(classes.ToStatus(in))
+		out := classes.FromStatus(st)
 		if out.Error() != in.Error() || (class != nil && !errors.Is(out, class)) {
 			t.Errorf("%v came back as %v (%s)", in, out, st.Code())
 		}
@@ -74,8 +70,8 @@ func TestStatusClasses(t *testing.T) {
 			}
 		}
 	}
-	if toStatus(nil) != nil {
-		t.Error("toStatus(nil) is not nil")
+	if classes.ToStatus(nil) != nil {
+		t.Error("classes.ToStatus(nil) is not nil")
 	}
 }
 

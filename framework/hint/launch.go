@@ -2,13 +2,10 @@ package hint
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
@@ -37,7 +34,7 @@ var _ Provider = (*Plugin)(nil)
 // these files or others open on the same inodes (VM.Files), or use their
 // indices (VM.Files nil). ctx bounds the start only; logger (nil:
 // hclog.Default) receives the plugin's logs with their levels. The
-// channel is plugproc.Start's: AutoMTLS and a private socket directory.
+// channel is plugproc.Launch's: AutoMTLS and a private socket directory.
 //
 // The caller must Kill the plugin when done with it, after Close(ctx,
 // true) so the provider can give the guest its pages back.
@@ -45,23 +42,9 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 	if logger == nil {
 		logger = hclog.Default().Named(PluginName)
 	}
-	p, err := plugproc.Start(ctx, plugproc.Config{
-		Kind:      "hint",
-		Path:      path,
-		Files:     files,
-		Env:       []string{envFiles + "=" + strconv.Itoa(len(files)), envLogLevel + "=" + logger.GetLevel().String()},
-		Handshake: Handshake,
-		Plugins:   plugin.PluginSet{PluginName: &GRPCPlugin{Files: files}},
-		Dispense:  PluginName,
-		Logger:    logger,
-	})
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, path, files, &GRPCPlugin{Files: files}, logger)
 	if err != nil {
 		return nil, err
-	}
-	c, ok := p.Raw.(*grpcClient)
-	if !ok {
-		p.Kill()
-		return nil, fmt.Errorf("start hint plugin %s: dispensed a %T", path, p.Raw)
 	}
 	return &Plugin{path: path, proc: p, c: c}, nil
 }
@@ -70,7 +53,7 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 func (p *Plugin) Path() string { return p.path }
 
 // Done is closed once the plugin process has exited, for whatever reason.
-func (p *Plugin) Done() <-chan struct{} { return p.c.done }
+func (p *Plugin) Done() <-chan struct{} { return p.c.proc.Done() }
 
 // Kill stops the plugin process and waits for it: go-plugin asks it to
 // exit and kills it after two seconds if it has not. It then stops
@@ -79,7 +62,7 @@ func (p *Plugin) Done() <-chan struct{} { return p.c.done }
 // safe to call from any goroutine.
 func (p *Plugin) Kill() {
 	p.once.Do(func() {
-		p.c.gone.Store(true)
+		p.c.proc.SetGone()
 		p.proc.Kill()
 		p.c.kill()
 	})

@@ -5,43 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 func memfd(t *testing.T, name string, size int64, content uint64, at int64) *os.File {
-	t.Helper()
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt(binary.LittleEndian.AppendUint64(nil, content), at); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func dup(t *testing.T, f *os.File) *os.File {
-	t.Helper()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := os.NewFile(uintptr(fd), f.Name())
-	t.Cleanup(func() { d.Close() })
-	return d
+	return plugintest.MemfdWith(t, name, size, binary.LittleEndian.AppendUint64(nil, content), at)
 }
 
 // collect runs one Hints call and returns every range.
@@ -66,7 +40,7 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 
 	// The host passes different *os.File values (dups) in the opposite
 	// order.
-	vm := hint.VM{PID: 777, Files: []*os.File{dup(t, b), dup(t, a)}, RAM: []hint.Region{
+	vm := hint.VM{PID: 777, Files: []*os.File{plugintest.Dup(t, b), plugintest.Dup(t, a)}, RAM: []hint.Region{
 		{GPA: 0, Size: 1 << 20, HostAddr: 0x7000_0000, File: 1, Offset: 0},             // a
 		{GPA: 1 << 30, Size: 1 << 20, HostAddr: 0x8000_0000, File: 0, Offset: 1 << 20}, // b
 	}}
@@ -190,10 +164,10 @@ func TestKill(t *testing.T) {
 // their level, and a provider whose capability is missing says so once
 // while it keeps answering without hints.
 func TestProviderLogsOnce(t *testing.T) {
-	sink := &logSink{t: t}
+	sink := plugintest.NewLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, hclogTo(sink))
+	p, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-balloon"), nil, sink.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +199,7 @@ func TestLaunchNoLeak(t *testing.T) {
 	defer cancel()
 	var done atomic.Int32
 	run := func() {
-		p, err := hint.Launch(ctx, pluginDir+"/ferry-hint-balloon", nil, testLogger(t))
+		p, err := hint.Launch(ctx, plugintest.Path(t, "ferry-hint-balloon"), nil, plugintest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,47 +214,26 @@ func TestLaunchNoLeak(t *testing.T) {
 		}
 		p.Kill()
 	}
-	run() // warm up: gRPC and go-plugin start some process-wide goroutines once
-	before := runtime.NumGoroutine()
-	for range 3 {
-		run()
-	}
+	plugintest.NoLeaks(t, run)
 	if done.Load() != 4 {
 		t.Errorf("BalloonDone reached the VMM %d times in 4 windows", done.Load())
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before, %d after three Launch/Kill:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
-		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }
 
 // TestLaunchFails: a context that ends during the start kills the plugin
 // and says so; a missing binary is named; a transport plugin is refused.
 func TestLaunchFails(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	plugintest.LaunchFails(t, plugintest.Path(t, "ferry-hint-zero"), func(ctx context.Context, path string) error {
+		_, err := hint.Launch(ctx, path, nil, plugintest.Logger(t))
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := hint.Launch(ctx, pluginDir+"/ferry-hint-zero", nil, testLogger(t))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
-	}
-	_, err = hint.Launch(context.Background(), "/nonexistent/plugin", nil, testLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
-		t.Errorf("Launch of a missing binary = %v", err)
-	}
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if p, err := hint.Launch(ctx, pluginDir+"/"+transportName, nil, testLogger(t)); err == nil {
+	if p, err := hint.Launch(ctx, plugintest.Path(t, transportName), nil, plugintest.Logger(t)); err == nil {
 		p.Kill()
 		t.Error("a transport plugin was accepted as a hint provider")
 	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
+	if kids, err := plugintest.ChildPIDs(); err != nil || len(kids) > 0 {
 		t.Errorf("child processes left: %v (%v)", kids, err)
 	}
 }

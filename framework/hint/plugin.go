@@ -2,15 +2,15 @@ package hint
 
 import (
 	"context"
-	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
 
 // PluginName is the name the hint kind is dispensed under.
@@ -26,13 +26,11 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "a5f046c221df13e3411eabeb26c7eeb9",
 }
 
-// Environment of a plugin process, set by Launch.
-const (
-	// envFiles is how many RAM files the plugin received, at fds 3, 4, ...
-	envFiles = "FERRY_HINT_FILES"
-	// envLogLevel is the host logger's level, for Logger.
-	envLogLevel = "FERRY_HINT_LOG_LEVEL"
-)
+// kind is what framework/internal/plugproc needs to launch and serve
+// plugins of this kind; a plugin process finds the number of RAM files
+// it inherited in FERRY_HINT_FILES and the host's log level in
+// FERRY_HINT_LOG_LEVEL.
+var kind = plugproc.NewKind(PluginName, "FERRY_HINT", Handshake)
 
 // Message bounds (STYLE: chunk any stream to <= 1 MiB).
 const (
@@ -69,29 +67,17 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 // GRPCClient implements plugin.GRPCPlugin; ctx ends when the plugin
 // process exits. The broker is where Configure serves the Host.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: pb.NewProviderClient(c), broker: broker, files: p.Files, done: ctx.Done()}, nil
+	return &grpcClient{rpc: pb.NewProviderClient(c), broker: broker, files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}, nil
 }
 
 // Serve runs a hint provider plugin process serving impl until the host
 // stops it. Call it from the plugin's main; the RAM files the host handed
 // over reach impl in VM.Files, and Host calls go back to the host.
 func Serve(impl Provider) {
-	log := Logger(PluginName)
-	files, err := plugproc.InheritedFiles(envFiles)
-	if err != nil {
-		log.Error("hint plugin cannot start", "error", err)
-		os.Exit(1)
-	}
-	go plugproc.WatchParent(log, os.Getppid(), time.Second)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          log,
-	})
+	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
 }
 
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
 // with their levels, filtered at the host logger's level.
-func Logger(name string) hclog.Logger { return plugproc.Logger(name, envLogLevel) }
+func Logger(name string) hclog.Logger { return kind.Logger(name) }

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // errEmitAfterReturn is what emit returns once Hints has returned: a
@@ -50,7 +52,7 @@ func enter(ctx context.Context, sem chan struct{}) error {
 	case sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return toStatus(fmt.Errorf("waiting for the provider's previous call: %w", ctx.Err()))
+		return classes.ToStatus(fmt.Errorf("waiting for the provider's previous call: %w", ctx.Err()))
 	}
 }
 
@@ -60,34 +62,27 @@ func leave(sem chan struct{}) { <-sem }
 func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
 	info, err := s.impl.Info(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.InfoResponse{Name: info.Name, Version: info.Version, Meaning: pb.Meaning(info.Meaning)}, nil
 }
 
 // Schema implements pb.ProviderServer.
-func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.SchemaResponse, error) {
-	schema, err := s.impl.Schema(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	r, err := schemaToProto(schema)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return r, nil
+func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
+	r, err := schemaconv.SchemaResponse(s.impl.Schema(ctx))
+	return r, classes.ToStatus(err)
 }
 
 // Configure implements pb.ProviderServer: region file indices become this
 // process's inherited files, and the host's broker id a Host.
 func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
-	cfg, err := configFromProto(req.GetConfig())
+	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	vm, err := vmFromProto(req.GetVm(), s.files)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	if err := enter(ctx, s.main); err != nil {
 		return nil, err
@@ -95,12 +90,12 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*
 	defer leave(s.main)
 	host, hc, err := s.dialHost(req.GetHostBrokerId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	s.swapHost(hc)
 	if err := s.impl.Configure(ctx, cfg, vm, host); err != nil {
 		s.swapHost(nil) // the host stops serving a window that did not start
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.ConfigureResponse{}, nil
 }
@@ -148,7 +143,7 @@ func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer)
 	e := &emitter{ctx: ctx, stream: stream}
 	err := s.impl.Hints(ctx, r, e.emit)
 	e.end()
-	return toStatus(err)
+	return classes.ToStatus(err)
 }
 
 // emitter sends one Hints call's ranges; after end it refuses them.
@@ -197,5 +192,5 @@ func (s *grpcServer) Close(ctx context.Context, req *pb.CloseRequest) (*pb.Close
 	if req.GetFinal() {
 		s.swapHost(nil)
 	}
-	return &pb.CloseResponse{}, toStatus(err)
+	return &pb.CloseResponse{}, classes.ToStatus(err)
 }

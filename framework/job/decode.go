@@ -11,10 +11,10 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
-// Decode checks the plugin's block against schema, the configuration
+// Decode checks the plugin's block against sch, the configuration
 // block its plugin reports, and on success sets p.Config: attributes the
 // schema does not name, required attributes that are missing, values of
 // the wrong type and bad durations or sizes each give a diagnostic at the
@@ -22,16 +22,16 @@ import (
 // plugin got wrong (bad names, duplicate names, defaults of the wrong
 // type) is one diagnostic on the block's label.
 //
-// schema is []transport.Attribute, so a transport.Schema goes as it is,
-// and so does any other kind's schema type defined as a slice of
-// transport.Attribute. A Plugin without a Body (Parse found no such
+// sch is []schema.Attribute, so a schema.Schema (which both plugin
+// kinds report) goes as it is, and so does any other type defined as a
+// slice of schema.Attribute. A Plugin without a Body (Parse found no such
 // block) decodes to nothing.
-func (p *Plugin) Decode(schema []transport.Attribute) hcl.Diagnostics {
+func (p *Plugin) Decode(sch []schema.Attribute) hcl.Diagnostics {
 	if p.Body == nil {
 		return nil
 	}
 	where := fmt.Sprintf("%s %q block", p.Kind, p.Name)
-	if err := checkSchema(schema); err != nil {
+	if err := checkSchema(sch); err != nil {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Plugin reports a bad schema",
@@ -40,8 +40,8 @@ func (p *Plugin) Decode(schema []transport.Attribute) hcl.Diagnostics {
 			Subject: p.LabelRange.Ptr(),
 		}}
 	}
-	attrs, diags := attributes(p.Body, where, schema)
-	cfg, more := decodeAttrs(attrs, schema, where, p.Range)
+	attrs, diags := attributes(p.Body, where, sch)
+	cfg, more := decodeAttrs(attrs, sch, where, p.Range)
 	diags = append(diags, more...)
 	sortDiags(diags)
 	if !diags.HasErrors() {
@@ -52,7 +52,7 @@ func (p *Plugin) Decode(schema []transport.Attribute) hcl.Diagnostics {
 
 // attributes returns the attributes of body and a diagnostic for each
 // nested block, which no attribute schema allows.
-func attributes(body hcl.Body, where string, schema []transport.Attribute) (hcl.Attributes, hcl.Diagnostics) {
+func attributes(body hcl.Body, where string, sch []schema.Attribute) (hcl.Attributes, hcl.Diagnostics) {
 	sb, ok := body.(*hclsyntax.Body)
 	if !ok {
 		return body.JustAttributes()
@@ -63,7 +63,7 @@ func attributes(body hcl.Body, where string, schema []transport.Attribute) (hcl.
 			Severity: hcl.DiagError,
 			Summary:  "Unsupported block type",
 			Detail: fmt.Sprintf("Blocks of type %q are not expected in the %s, which takes only arguments (name = value): %s.",
-				b.Type, where, list(names(schema))),
+				b.Type, where, list(names(sch))),
 			Subject: b.DefRange().Ptr(),
 		})
 	}
@@ -76,11 +76,11 @@ func attributes(body hcl.Body, where string, schema []transport.Attribute) (hcl.
 
 // decodeAttrs decodes attrs against schema into a Config. missing is
 // where a missing required attribute is reported (the block header).
-func decodeAttrs(attrs hcl.Attributes, schema []transport.Attribute, where string, missing hcl.Range) (transport.Config, hcl.Diagnostics) {
+func decodeAttrs(attrs hcl.Attributes, sch []schema.Attribute, where string, missing hcl.Range) (schema.Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	cfg := transport.Config{}
-	known := make(map[string]transport.Attribute, len(schema))
-	for _, at := range schema {
+	cfg := schema.Config{}
+	known := make(map[string]schema.Attribute, len(sch))
+	for _, at := range sch {
 		known[at.Name] = at
 	}
 	failed := map[string]bool{} // attributes given but wrong
@@ -88,14 +88,14 @@ func decodeAttrs(attrs hcl.Attributes, schema []transport.Attribute, where strin
 	for _, a := range sorted(attrs) {
 		at, ok := known[a.Name]
 		if !ok {
-			if t := closest(a.Name, names(schema)); t != "" {
+			if t := closest(a.Name, names(sch)); t != "" {
 				typos[t] = true
 			}
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Unsupported argument",
 				Detail: fmt.Sprintf("An argument named %q is not expected in the %s.%s Allowed: %s.",
-					a.Name, where, didYouMean(a.Name, names(schema)), list(names(schema))),
+					a.Name, where, didYouMean(a.Name, names(sch)), list(names(sch))),
 				Subject: a.NameRange.Ptr(),
 			})
 			continue
@@ -107,7 +107,7 @@ func decodeAttrs(attrs hcl.Attributes, schema []transport.Attribute, where strin
 			cfg[a.Name] = v
 		}
 	}
-	for _, at := range schema {
+	for _, at := range sch {
 		if _, set := cfg[at.Name]; set || failed[at.Name] {
 			continue
 		}
@@ -129,7 +129,7 @@ func decodeAttrs(attrs hcl.Attributes, schema []transport.Attribute, where strin
 
 // decodeValue evaluates a (constants only: no variables, no functions)
 // and converts it to t's Config type. Null is "not set": nil, no error.
-func decodeValue(a *hcl.Attribute, t transport.AttrType) (any, hcl.Diagnostics) {
+func decodeValue(a *hcl.Attribute, t schema.AttrType) (any, hcl.Diagnostics) {
 	v, diags := a.Expr.Value(nil)
 	if diags.HasErrors() || v.IsNull() {
 		return nil, diags
@@ -143,16 +143,16 @@ func decodeValue(a *hcl.Attribute, t transport.AttrType) (any, hcl.Diagnostics) 
 			Context:  a.Range.Ptr(),
 		})
 	}
-	want := map[transport.AttrType]cty.Type{
-		transport.TypeString: cty.String, transport.TypeDuration: cty.String, transport.TypeSize: cty.String,
-		transport.TypeNumber: cty.Number, transport.TypeBool: cty.Bool,
+	want := map[schema.AttrType]cty.Type{
+		schema.TypeString: cty.String, schema.TypeDuration: cty.String, schema.TypeSize: cty.String,
+		schema.TypeNumber: cty.Number, schema.TypeBool: cty.Bool,
 	}[t]
 	cv, err := convert.Convert(v, want)
 	if err != nil || !cv.IsWhollyKnown() || cv.IsNull() {
 		return bad("Wrong type for "+a.Name, fmt.Sprintf("%s must be %s, not %s.", a.Name, typeName(t), article(v.Type().FriendlyName())))
 	}
 	switch t {
-	case transport.TypeNumber:
+	case schema.TypeNumber:
 		f := cv.AsBigFloat()
 		if !f.IsInt() {
 			return bad("Wrong type for "+a.Name, fmt.Sprintf("%s must be a whole number, not %s.", a.Name, f.Text('g', 10)))
@@ -162,15 +162,15 @@ func decodeValue(a *hcl.Attribute, t transport.AttrType) (any, hcl.Diagnostics) 
 			return bad("Invalid "+a.Name, fmt.Sprintf("%s = %s is out of range.", a.Name, f.Text('g', 10)))
 		}
 		return n, diags
-	case transport.TypeBool:
+	case schema.TypeBool:
 		return cv.True(), diags
-	case transport.TypeDuration:
+	case schema.TypeDuration:
 		d, err := ParseDuration(cv.AsString())
 		if err != nil {
 			return bad("Invalid "+a.Name, err.Error())
 		}
 		return int64(d), diags
-	case transport.TypeSize:
+	case schema.TypeSize:
 		n, err := ParseSize(cv.AsString())
 		if err != nil {
 			return bad("Invalid "+a.Name, err.Error())
@@ -195,9 +195,9 @@ func docSuffix(doc string) string {
 	return ": " + doc
 }
 
-func names(schema []transport.Attribute) []string {
-	n := make([]string, len(schema))
-	for i, at := range schema {
+func names(sch []schema.Attribute) []string {
+	n := make([]string, len(sch))
+	for i, at := range sch {
 		n[i] = at.Name
 	}
 	return n

@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/json"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // pluginBlock parses a transport block with body and returns it undecoded.
@@ -29,24 +29,24 @@ transport "tcp" {
 }
 
 func TestDecode(t *testing.T) {
-	all := transport.Schema{
-		{Name: "s", Type: transport.TypeString, Default: "dflt"},
-		{Name: "n", Type: transport.TypeNumber, Default: int64(7)},
-		{Name: "b", Type: transport.TypeBool, Default: false},
-		{Name: "d", Type: transport.TypeDuration, Default: "10s"},
-		{Name: "z", Type: transport.TypeSize, Default: int64(4096)},
-		{Name: "r", Type: transport.TypeString, Required: true},
-		{Name: "o", Type: transport.TypeNumber}, // optional, no default
+	all := schema.Schema{
+		{Name: "s", Type: schema.TypeString, Default: "dflt"},
+		{Name: "n", Type: schema.TypeNumber, Default: int64(7)},
+		{Name: "b", Type: schema.TypeBool, Default: false},
+		{Name: "d", Type: schema.TypeDuration, Default: "10s"},
+		{Name: "z", Type: schema.TypeSize, Default: int64(4096)},
+		{Name: "r", Type: schema.TypeString, Required: true},
+		{Name: "o", Type: schema.TypeNumber}, // optional, no default
 	}
 	for _, c := range []struct {
 		name   string
 		body   string
-		schema transport.Schema
-		want   transport.Config
+		schema schema.Schema
+		want   schema.Config
 		errs   []string // summaries, in order; nil: success
 	}{
 		{"defaults", `r = "x"`, all,
-			transport.Config{"s": "dflt", "n": int64(7), "b": false, "d": int64(10 * time.Second), "z": int64(4096), "r": "x"}, nil},
+			schema.Config{"s": "dflt", "n": int64(7), "b": false, "d": int64(10 * time.Second), "z": int64(4096), "r": "x"}, nil},
 		{"every type", `
 r = "x"
 s = "hello"
@@ -55,23 +55,23 @@ b = true
 d = "1.5s"
 z = "1GiB"
 o = 9`, all,
-			transport.Config{"s": "hello", "n": int64(-3), "b": true, "d": int64(1500 * time.Millisecond), "z": int64(1 << 30), "r": "x", "o": int64(9)}, nil},
+			schema.Config{"s": "hello", "n": int64(-3), "b": true, "d": int64(1500 * time.Millisecond), "z": int64(1 << 30), "r": "x", "o": int64(9)}, nil},
 		{"conversions as in terraform", `
 r = 5
 n = "12"
 b = "true"
 z = 8192`, all,
-			transport.Config{"s": "dflt", "n": int64(12), "b": true, "d": int64(10 * time.Second), "z": int64(8192), "r": "5"}, nil},
+			schema.Config{"s": "dflt", "n": int64(12), "b": true, "d": int64(10 * time.Second), "z": int64(8192), "r": "5"}, nil},
 		{"null is unset", `
 r = "x"
 s = null`, all,
-			transport.Config{"s": "dflt", "n": int64(7), "b": false, "d": int64(10 * time.Second), "z": int64(4096), "r": "x"}, nil},
+			schema.Config{"s": "dflt", "n": int64(7), "b": false, "d": int64(10 * time.Second), "z": int64(4096), "r": "x"}, nil},
 		{"required null is missing", `r = null`, all, nil, []string{"Missing required argument"}},
-		{"time.Duration and uint64 defaults", ``, transport.Schema{
-			{Name: "d", Type: transport.TypeDuration, Default: 2 * time.Second},
-			{Name: "z", Type: transport.TypeSize, Default: uint64(1 << 20)},
-			{Name: "n", Type: transport.TypeNumber, Default: 3},
-		}, transport.Config{"d": int64(2 * time.Second), "z": int64(1 << 20), "n": int64(3)}, nil},
+		{"time.Duration and uint64 defaults", ``, schema.Schema{
+			{Name: "d", Type: schema.TypeDuration, Default: 2 * time.Second},
+			{Name: "z", Type: schema.TypeSize, Default: uint64(1 << 20)},
+			{Name: "n", Type: schema.TypeNumber, Default: 3},
+		}, schema.Config{"d": int64(2 * time.Second), "z": int64(1 << 20), "n": int64(3)}, nil},
 		{"empty schema", `x = 1`, nil, nil, []string{"Unsupported argument"}},
 		{"every error at once", `
 o = 1.5
@@ -83,13 +83,13 @@ q = 1
 blk {}`, all, nil, []string{
 			"Missing required argument", "Wrong type for o", "Invalid n", "Wrong type for s",
 			"Invalid d", "Invalid z", "Unsupported argument", "Unsupported block type"}},
-		{"schema: bad name", ``, transport.Schema{{Name: "a b", Type: transport.TypeString}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: twice", ``, transport.Schema{{Name: "a", Type: transport.TypeString}, {Name: "a", Type: transport.TypeBool}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: bad type", ``, transport.Schema{{Name: "a", Type: 0}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: required default", ``, transport.Schema{{Name: "a", Type: transport.TypeString, Required: true, Default: "x"}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: default type", ``, transport.Schema{{Name: "a", Type: transport.TypeString, Default: 3}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: bad duration default", ``, transport.Schema{{Name: "a", Type: transport.TypeDuration, Default: "soon"}}, nil, []string{"Plugin reports a bad schema"}},
-		{"schema: negative size default", ``, transport.Schema{{Name: "a", Type: transport.TypeSize, Default: int64(-1)}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: bad name", ``, schema.Schema{{Name: "a b", Type: schema.TypeString}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: twice", ``, schema.Schema{{Name: "a", Type: schema.TypeString}, {Name: "a", Type: schema.TypeBool}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: bad type", ``, schema.Schema{{Name: "a", Type: 0}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: required default", ``, schema.Schema{{Name: "a", Type: schema.TypeString, Required: true, Default: "x"}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: default type", ``, schema.Schema{{Name: "a", Type: schema.TypeString, Default: 3}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: bad duration default", ``, schema.Schema{{Name: "a", Type: schema.TypeDuration, Default: "soon"}}, nil, []string{"Plugin reports a bad schema"}},
+		{"schema: negative size default", ``, schema.Schema{{Name: "a", Type: schema.TypeSize, Default: int64(-1)}}, nil, []string{"Plugin reports a bad schema"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := pluginBlock(t, c.body)
@@ -119,7 +119,7 @@ func TestDecodeAnyBody(t *testing.T) {
 		return p, p.Decode(tcpSchema)
 	}
 	p, diags := decode(`{"listen": "127.0.0.1:1", "streams": 4}`)
-	want := transport.Config{"listen": "127.0.0.1:1", "streams": int64(4), "compress": "lz4", "connect_timeout": int64(10 * time.Second)}
+	want := schema.Config{"listen": "127.0.0.1:1", "streams": int64(4), "compress": "lz4", "connect_timeout": int64(10 * time.Second)}
 	if diags.HasErrors() || !maps.Equal(p.Config, want) {
 		t.Errorf("decoded %#v, %v; want %#v", p.Config, diags, want)
 	}

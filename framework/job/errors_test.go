@@ -9,27 +9,27 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/**/*.golden from the current output")
 
 // tcpSchema stands in for the TCP transport's schema.
-var tcpSchema = transport.Schema{
-	{Name: "listen", Type: transport.TypeString, Required: true, Doc: "address the destination listens on and the source dials"},
-	{Name: "streams", Type: transport.TypeNumber, Default: int64(2), Doc: "parallel connections"},
-	{Name: "compress", Type: transport.TypeString, Default: "lz4", Doc: `"lz4" or "none"`},
-	{Name: "connect_timeout", Type: transport.TypeDuration, Default: "10s", Doc: "how long the source tries to connect"},
+var tcpSchema = schema.Schema{
+	{Name: "listen", Type: schema.TypeString, Required: true, Doc: "address the destination listens on and the source dials"},
+	{Name: "streams", Type: schema.TypeNumber, Default: int64(2), Doc: "parallel connections"},
+	{Name: "compress", Type: schema.TypeString, Default: "lz4", Doc: `"lz4" or "none"`},
+	{Name: "connect_timeout", Type: schema.TypeDuration, Default: "10s", Doc: "how long the source tries to connect"},
 }
 
 // hintSchema stands in for a hint provider's schema; a distinct named
 // type, as the hint kind may declare it.
-type hintSchemaType []transport.Attribute
+type hintSchemaType []schema.Attribute
 
 var hintSchema = hintSchemaType{
-	{Name: "deadline", Type: transport.TypeDuration, Default: "300ms"},
-	{Name: "chunk", Type: transport.TypeSize, Default: "4MiB"},
-	{Name: "enabled", Type: transport.TypeBool, Default: true},
+	{Name: "deadline", Type: schema.TypeDuration, Default: "300ms"},
+	{Name: "chunk", Type: schema.TypeSize, Default: "4MiB"},
+	{Name: "enabled", Type: schema.TypeBool, Default: true},
 }
 
 var (

@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Defaults and bounds of the limits block.
@@ -84,10 +84,10 @@ type Endpoint struct {
 // Plugin is a transport or hint block. Parse keeps its body; Decode
 // checks it against the plugin's schema and fills Config.
 type Plugin struct {
-	Kind   string           // KindTransport or KindHint
-	Name   string           // the block label: which plugin
-	Body   hcl.Body         // the block's body, for Decode; nil if Parse found no block
-	Config transport.Config // the decoded body, set by Decode
+	Kind   string        // KindTransport or KindHint
+	Name   string        // the block label: which plugin
+	Body   hcl.Body      // the block's body, for Decode; nil if Parse found no block
+	Config schema.Config // the decoded body, set by Decode
 
 	Range      hcl.Range // the block header: transport "tcp"
 	LabelRange hcl.Range // the label: "tcp"

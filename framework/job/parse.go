@@ -10,25 +10,25 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // The fixed parts of a job file, described like a plugin's schema so
 // that they decode the same way.
 var (
-	topSchema = []transport.Attribute{
-		{Name: "plugin_dir", Type: transport.TypeString, Doc: "directory holding the plugin binaries"},
+	topSchema = []schema.Attribute{
+		{Name: "plugin_dir", Type: schema.TypeString, Doc: "directory holding the plugin binaries"},
 	}
-	endpointSchema = []transport.Attribute{
-		{Name: "control", Type: transport.TypeString, Required: true, Doc: "path of the VMM's control socket"},
+	endpointSchema = []schema.Attribute{
+		{Name: "control", Type: schema.TypeString, Required: true, Doc: "path of the VMM's control socket"},
 	}
-	limitsSchema = []transport.Attribute{
-		{Name: "max_downtime", Type: transport.TypeDuration, Default: DefaultMaxDowntime},
-		{Name: "bandwidth", Type: transport.TypeString, Default: "0"},
-		{Name: "max_passes", Type: transport.TypeNumber, Default: int64(DefaultMaxPasses)},
-		{Name: "switchover_timeout", Type: transport.TypeDuration, Default: int64(DefaultSwitchoverTimeout),
+	limitsSchema = []schema.Attribute{
+		{Name: "max_downtime", Type: schema.TypeDuration, Default: DefaultMaxDowntime},
+		{Name: "bandwidth", Type: schema.TypeString, Default: "0"},
+		{Name: "max_passes", Type: schema.TypeNumber, Default: int64(DefaultMaxPasses)},
+		{Name: "switchover_timeout", Type: schema.TypeDuration, Default: int64(DefaultSwitchoverTimeout),
 			Doc: "longest switch-over (pause, final pass, state, LOADED) before the source aborts and runs again"},
-		{Name: "incoming_timeout", Type: transport.TypeDuration, Default: int64(DefaultIncomingTimeout),
+		{Name: "incoming_timeout", Type: schema.TypeDuration, Default: int64(DefaultIncomingTimeout),
 			Doc: "how long the destination waits for its source to connect"},
 	}
 	blockTypes    = []string{"source", "destination", "transport", "limits", "hint", "security"}

@@ -7,19 +7,19 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // checkSchema reports the first mistake in a plugin's schema.
-func checkSchema(schema []transport.Attribute) error {
+func checkSchema(sch []schema.Attribute) error {
 	seen := map[string]bool{}
-	for i, at := range schema {
+	for i, at := range sch {
 		switch {
 		case !hclsyntax.ValidIdentifier(at.Name):
 			return fmt.Errorf("attribute %d has the name %q, which is not an HCL identifier", i, at.Name)
 		case seen[at.Name]:
 			return fmt.Errorf("attribute %q is described twice", at.Name)
-		case at.Type < transport.TypeString || at.Type > transport.TypeSize:
+		case at.Type < schema.TypeString || at.Type > schema.TypeSize:
 			return fmt.Errorf("attribute %q has the unknown type %d", at.Name, at.Type)
 		case at.Required && at.Default != nil:
 			return fmt.Errorf("attribute %q is required and has a default", at.Name)
@@ -34,40 +34,40 @@ func checkSchema(schema []transport.Attribute) error {
 
 // normalizeDefault converts at.Default to at's Config type. Durations and
 // sizes may be given as strings ("10s", "1GiB") or as int64.
-func normalizeDefault(at transport.Attribute) (any, error) {
+func normalizeDefault(at schema.Attribute) (any, error) {
 	switch d := at.Default.(type) {
 	case nil:
 		return nil, nil
 	case string:
 		switch at.Type {
-		case transport.TypeString:
+		case schema.TypeString:
 			return d, nil
-		case transport.TypeDuration:
+		case schema.TypeDuration:
 			v, err := ParseDuration(d)
 			return int64(v), err
-		case transport.TypeSize:
+		case schema.TypeSize:
 			v, err := ParseSize(d)
 			return int64(v), err
 		}
 	case bool:
-		if at.Type == transport.TypeBool {
+		if at.Type == schema.TypeBool {
 			return d, nil
 		}
 	case int:
-		return normalizeDefault(transport.Attribute{Type: at.Type, Default: int64(d)})
+		return normalizeDefault(schema.Attribute{Type: at.Type, Default: int64(d)})
 	case time.Duration:
-		if at.Type == transport.TypeDuration && d >= 0 {
+		if at.Type == schema.TypeDuration && d >= 0 {
 			return int64(d), nil
 		}
 	case int64:
 		switch {
-		case at.Type == transport.TypeNumber:
+		case at.Type == schema.TypeNumber:
 			return d, nil
-		case (at.Type == transport.TypeDuration || at.Type == transport.TypeSize) && d >= 0:
+		case (at.Type == schema.TypeDuration || at.Type == schema.TypeSize) && d >= 0:
 			return d, nil
 		}
 	case uint64:
-		if at.Type == transport.TypeSize && d <= math.MaxInt64 {
+		if at.Type == schema.TypeSize && d <= math.MaxInt64 {
 			return int64(d), nil
 		}
 	}
@@ -75,17 +75,17 @@ func normalizeDefault(at transport.Attribute) (any, error) {
 }
 
 // typeName describes a type for a diagnostic.
-func typeName(t transport.AttrType) string {
+func typeName(t schema.AttrType) string {
 	switch t {
-	case transport.TypeString:
+	case schema.TypeString:
 		return "a string"
-	case transport.TypeNumber:
+	case schema.TypeNumber:
 		return "a whole number"
-	case transport.TypeBool:
+	case schema.TypeBool:
 		return "true or false"
-	case transport.TypeDuration:
+	case schema.TypeDuration:
 		return `a duration like "50ms"`
-	case transport.TypeSize:
+	case schema.TypeSize:
 		return `a size like "512MiB"`
 	}
 	return "of an unknown type"

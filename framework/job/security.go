@@ -6,7 +6,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Security is the security block: how the two sides authenticate each
@@ -35,14 +35,14 @@ func (s Security) Minted() bool {
 	return s.CAFile == "" && s.SourceCert == "" && s.SourceKey == "" && s.DestinationCert == "" && s.DestinationKey == ""
 }
 
-var securitySchema = []transport.Attribute{
-	{Name: "encryption", Type: transport.TypeBool, Default: true,
+var securitySchema = []schema.Attribute{
+	{Name: "encryption", Type: schema.TypeBool, Default: true,
 		Doc: "encrypt pages (TLS 1.3); false still authenticates the peer"},
-	{Name: "ca_file", Type: transport.TypeString, Doc: "PEM CA both sides trust (default: each pins the other's certificate)"},
-	{Name: "source_cert", Type: transport.TypeString, Doc: "PEM certificate chain of the source"},
-	{Name: "source_key", Type: transport.TypeString, Doc: "PEM private key of the source"},
-	{Name: "destination_cert", Type: transport.TypeString, Doc: "PEM certificate chain of the destination"},
-	{Name: "destination_key", Type: transport.TypeString, Doc: "PEM private key of the destination"},
+	{Name: "ca_file", Type: schema.TypeString, Doc: "PEM CA both sides trust (default: each pins the other's certificate)"},
+	{Name: "source_cert", Type: schema.TypeString, Doc: "PEM certificate chain of the source"},
+	{Name: "source_key", Type: schema.TypeString, Doc: "PEM private key of the source"},
+	{Name: "destination_cert", Type: schema.TypeString, Doc: "PEM certificate chain of the destination"},
+	{Name: "destination_key", Type: schema.TypeString, Doc: "PEM private key of the destination"},
 }
 
 func (p *parser) security(b *hclsyntax.Block) {

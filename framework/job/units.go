@@ -49,7 +49,7 @@ const sizeUnitList = "B, KiB, MiB, GiB, TiB, PiB or K, M, G, T, P; decimal KB, M
 // an optional unit ("512MiB", "1.5GiB", "1G", "100MB", "4096", "0").
 // Single letters and the *iB units are binary (K = 1024), the *B units
 // decimal (MB = 10^6). The result is a whole number of bytes no larger
-// than math.MaxInt64, so it always fits a transport.Config value.
+// than math.MaxInt64, so it always fits a schema.Config value.
 func ParseSize(s string) (uint64, error) {
 	n, why := parseBytes(s)
 	if why != "" {

@@ -7,7 +7,7 @@
 //	  │                                              │
 //	  ├─ Open: Check(spec); engine.RAMFiles(RAM) ────┤  dup the VMM's memfds
 //	  │        transport.Launch(files); Schema;      │  error: Report failed,
-//	  │        transport.Coerce(Transport.Config)    │  nothing left running
+//	  │        schema.Coerce(Transport.Config)       │  nothing left running
 //	  │                                              │
 //	  ├─ for each Hint, under HintStartTimeout:      │
 //	  │    hint.Launch(files); Info; Schema;         │

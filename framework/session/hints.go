@@ -8,7 +8,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // hintSet is the providers started for one migration.
@@ -71,7 +71,7 @@ func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hi
 	if err != nil {
 		return hint.Info{}, err
 	}
-	cfg, err := transport.Coerce(transport.Schema(sch), h.Plugin.Config)
+	cfg, err := schema.Coerce(sch, h.Plugin.Config)
 	if err != nil {
 		return hint.Info{}, err
 	}

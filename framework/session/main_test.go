@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 )
@@ -76,7 +77,7 @@ func balloonProvider() hint.Provider {
 			return hint.Info{Name: "balloon", Version: "test", Meaning: hint.MeaningFree}, nil
 		},
 		SchemaFunc: func(context.Context) (hint.Schema, error) {
-			return hint.Schema{{Name: "label", Type: transport.TypeString, Required: true}}, nil
+			return hint.Schema{{Name: "label", Type: schema.TypeString, Required: true}}, nil
 		},
 		ConfigureFunc: func(_ context.Context, _ hint.Config, v hint.VM, h hint.Host) error {
 			mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -98,7 +99,7 @@ func (s *Session) launchTransport(ctx context.Context) error {
 	s.tr = tr
 	sch, err := tr.Schema(ctx)
 	if err == nil {
-		s.spec.Engine.Transport, err = transport.Coerce(sch, p.Config)
+		s.spec.Engine.Transport, err = schema.Coerce(sch, p.Config)
 	}
 	if err != nil {
 		return fmt.Errorf("transport plugin %s: %w", p.Path, err)

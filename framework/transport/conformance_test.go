@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/transport/transporttest"
@@ -18,7 +19,7 @@ import (
 // TestConformanceGRPCInProcess runs both sides of an in-process pipe
 // through the gRPC client and server, without processes.
 func TestConformanceGRPCInProcess(t *testing.T) {
-	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
+	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
 		s, r := loopback.NewPipe()
 		return overGRPC(t, s, ram.Send), overGRPC(t, r, ram.Recv), nil, nil
 	})
@@ -69,8 +70,8 @@ func TestConformancePlugin(t *testing.T) {
 			if testing.Short() && c.recvPl {
 				t.Skip("-short: only the sender as a plugin")
 			}
-			transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-				cfg := transport.Config{"socket": socketPath(t)}
+			transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+				cfg := schema.Config{"socket": socketPath(t)}
 				send, recv = loopback.New(), loopback.New()
 				if c.sendPlugin {
 					send = launch(t, "ferry-transport-loopback", ram.Send)

@@ -23,6 +23,15 @@
 // conformance suite (transporttest) that every transport passes in process
 // and over real gRPC. The loopback subpackage is a transport for tests.
 //
+// What both plugin kinds share lives outside it: the configuration model
+// (framework/schema: Schema, Attribute, Config, Coerce) and its protobuf
+// messages (framework/schema/proto, ferry.schema.v1), the error-class
+// mapping (framework/internal/errclass; this package lists its classes in
+// status.go), process start and serving (framework/internal/plugproc),
+// and the test helpers (framework/plugintest). What is left here is the
+// transport's own: its contract, its messages, and its lifecycle (Launch
+// restarts the process on demand after Close).
+//
 // One plugin process, as Launch starts it:
 //
 //	host process                                  plugin process (Serve)

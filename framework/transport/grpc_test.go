@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -65,31 +67,24 @@ func TestMockDefaults(t *testing.T) {
 // TestConversions: schema, config, RAM and stats cross gRPC unchanged;
 // the plugin sees its own files.
 func TestConversions(t *testing.T) {
-	schema := transport.Schema{
-		{Name: "addr", Type: transport.TypeString, Required: true, Doc: "where"},
-		{Name: "streams", Type: transport.TypeNumber, Default: int64(4)},
-		{Name: "tls", Type: transport.TypeBool, Default: true},
-		{Name: "timeout", Type: transport.TypeDuration, Default: int64(time.Second)},
-		{Name: "window", Type: transport.TypeSize},
-		{Name: "future", Type: transport.AttrType(9)}, // invalid types pass through for Validate to catch
-	}
+	want := plugintest.SampleSchema()
 	files := []*os.File{os.Stdin, os.Stdout}
 	stats := transport.Stats{BytesWire: 1 << 40, PagesData: 3, PagesZero: 5, Compressed: 2}
 	var got transport.OpenRequest
 	tr := overGRPC(t, &transport.Mock{
-		SchemaFunc: func(context.Context) (transport.Schema, error) { return schema, nil },
+		SchemaFunc: func(context.Context) (schema.Schema, error) { return want, nil },
 		OpenFunc:   func(_ context.Context, r transport.OpenRequest) error { got = r; return nil },
 		StatsFunc:  func(context.Context) (transport.Stats, error) { return stats, nil },
 	}, files)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := tr.Schema(ctx)
-	if err != nil || !reflect.DeepEqual(s, schema) {
-		t.Errorf("Schema = %#v, %v\nwant %#v", s, err, schema)
+	if err != nil || !reflect.DeepEqual(s, want) {
+		t.Errorf("Schema = %#v, %v\nwant %#v", s, err, want)
 	}
 	req := transport.OpenRequest{
 		Role:   transport.RoleReceive,
-		Config: transport.Config{"addr": "10.0.0.1:7000", "streams": int64(8), "tls": false, "timeout": int64(-1)},
+		Config: schema.Config{"addr": "10.0.0.1:7000", "streams": int64(8), "tls": false, "timeout": int64(-1)},
 		RAM:    []transport.RAMRegion{{GPA: 1 << 32, Size: 1 << 21, File: 1, Offset: 4096}},
 		Credentials: transport.Credentials{Certificate: []byte("cert"), Key: []byte("key"),
 			PeerRoots: []byte("roots"), Plaintext: true},
@@ -104,7 +99,7 @@ func TestConversions(t *testing.T) {
 	if st, err := tr.Stats(ctx); err != nil || st != stats {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
-	err = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: transport.Config{"x": 1.5}})
+	err = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: schema.Config{"x": 1.5}})
 	if !errors.Is(err, transport.ErrBadConfig) {
 		t.Errorf("Open with a float attribute = %v; want ErrBadConfig", err)
 	}

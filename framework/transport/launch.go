@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Launch starts the transport plugin binary at path and returns the
@@ -54,27 +53,13 @@ type process struct {
 	c    *grpcClient
 }
 
-// start runs one plugin process (plugproc.Start: AutoMTLS, a private
+// start runs one plugin process (plugproc.Launch: AutoMTLS, a private
 // socket directory). ctx may kill it until the handshake is done, never
 // after.
 func (l *launched) start(ctx context.Context) (*process, error) {
-	p, err := plugproc.Start(ctx, plugproc.Config{
-		Kind:      "transport",
-		Path:      l.path,
-		Files:     l.files,
-		Env:       []string{envFiles + "=" + strconv.Itoa(len(l.files)), envLogLevel + "=" + l.logger.GetLevel().String()},
-		Handshake: Handshake,
-		Plugins:   plugin.PluginSet{PluginName: &GRPCPlugin{Files: l.files}},
-		Dispense:  PluginName,
-		Logger:    l.logger,
-	})
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, &GRPCPlugin{Files: l.files}, l.logger)
 	if err != nil {
 		return nil, err
-	}
-	c, ok := p.Raw.(*grpcClient)
-	if !ok {
-		p.Kill()
-		return nil, fmt.Errorf("start transport plugin %s: dispensed a %T", l.path, p.Raw)
 	}
 	return &process{proc: p, c: c}, nil
 }
@@ -122,7 +107,7 @@ func (l *launched) Info(ctx context.Context) (Info, error) {
 }
 
 // Schema implements Transport.Schema.
-func (l *launched) Schema(ctx context.Context) (Schema, error) {
+func (l *launched) Schema(ctx context.Context) (schema.Schema, error) {
 	c, err := l.get(ctx, true)
 	if err != nil {
 		return nil, err

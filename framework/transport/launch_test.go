@@ -4,31 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
 func memfd(t *testing.T, name string, size int64, content string, at int64) *os.File {
-	t.Helper()
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte(content), at); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return plugintest.MemfdWith(t, name, size, []byte(content), at)
 }
 
 // TestLaunchHandsOverFiles checks that the RAM files reach the plugin
@@ -41,7 +26,7 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 
 	// The host passes different *os.File values (dups, as engine.RAMFiles
 	// makes) in the opposite order.
-	dupB, dupA := dup(t, b), dup(t, a)
+	dupB, dupA := plugintest.Dup(t, b), plugintest.Dup(t, a)
 	ram := []transport.RAMRegion{
 		{GPA: 0, Size: 1 << 20, File: 1, Offset: 0},             // a
 		{GPA: 1 << 30, Size: 1 << 20, File: 0, Offset: 1 << 20}, // b
@@ -74,17 +59,6 @@ func TestLaunchHandsOverFiles(t *testing.T) {
 	if m, err := tr.RecvMessage(ctx); err != nil || string(m.Payload) != "fd4:region-in-file-b;" {
 		t.Errorf("RecvMessage = %q, %v", m.Payload, err)
 	}
-}
-
-func dup(t *testing.T, f *os.File) *os.File {
-	t.Helper()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := os.NewFile(uintptr(fd), f.Name())
-	t.Cleanup(func() { d.Close() })
-	return d
 }
 
 // TestPluginGone: once the plugin process dies, every call fails with
@@ -139,7 +113,7 @@ func TestLaunchNoLeak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	run := func() {
-		tr, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
+		tr, err := transport.Launch(ctx, plugintest.Path(t, "ferry-transport-loopback"), nil, plugintest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,35 +124,15 @@ func TestLaunchNoLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run() // warm up: gRPC and go-plugin start some process-wide goroutines once
-	before := runtime.NumGoroutine()
-	for range 3 {
-		run()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines before, %d after three Launch/Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
-	if kids, err := childPIDs(); err != nil || len(kids) > 0 {
-		t.Errorf("child processes left: %v (%v)", kids, err)
-	}
+	plugintest.NoLeaks(t, run)
+
 }
 
 // TestLaunchCancelled: a context that ends during the start kills the
 // plugin and says so.
 func TestLaunchCancelled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	_, err := transport.Launch(ctx, pluginDir+"/ferry-transport-loopback", nil, testLogger(t))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Launch with an expired context = %v; want DeadlineExceeded", err)
-	}
-	_, err = transport.Launch(context.Background(), "/nonexistent/plugin", nil, testLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/plugin") {
-		t.Errorf("Launch of a missing binary = %v", err)
-	}
+	plugintest.LaunchFails(t, plugintest.Path(t, "ferry-transport-loopback"), func(ctx context.Context, path string) error {
+		_, err := transport.Launch(ctx, path, nil, plugintest.Logger(t))
+		return err
+	})
 }

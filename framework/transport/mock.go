@@ -1,12 +1,16 @@
 package transport
 
-import "context"
+import (
+	"context"
+
+	"github.com/ferryvm/ferry/framework/schema"
+)
 
 // Mock is a Transport made of closures, for tests of code that uses a
 // transport. A nil closure makes its method fail with ErrNotSupported.
 type Mock struct {
 	InfoFunc        func(ctx context.Context) (Info, error)
-	SchemaFunc      func(ctx context.Context) (Schema, error)
+	SchemaFunc      func(ctx context.Context) (schema.Schema, error)
 	OpenFunc        func(ctx context.Context, req OpenRequest) error
 	SendPagesFunc   func(ctx context.Context, runs []PageRun) error
 	FlushFunc       func(ctx context.Context) error
@@ -27,7 +31,7 @@ func (m *Mock) Info(ctx context.Context) (Info, error) {
 }
 
 // Schema implements Transport.Schema.
-func (m *Mock) Schema(ctx context.Context) (Schema, error) {
+func (m *Mock) Schema(ctx context.Context) (schema.Schema, error) {
 	if m.SchemaFunc == nil {
 		return nil, ErrNotSupported
 	}

@@ -2,14 +2,14 @@ package transport
 
 import (
 	"context"
-	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"os"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -25,13 +25,11 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "5d0a3f1e9c7b4e28a6b1c0d7f2e4a913",
 }
 
-// Environment of a plugin process, set by Launch.
-const (
-	// envFiles is how many RAM files the plugin received, at fds 3, 4, ...
-	envFiles = "FERRY_TRANSPORT_FILES"
-	// envLogLevel is the host logger's level, for Logger.
-	envLogLevel = "FERRY_TRANSPORT_LOG_LEVEL"
-)
+// kind is what framework/internal/plugproc needs to launch and serve
+// plugins of this kind; a plugin process finds the number of RAM files
+// it inherited in FERRY_TRANSPORT_FILES and the host's log level in
+// FERRY_TRANSPORT_LOG_LEVEL.
+var kind = plugproc.NewKind(PluginName, "FERRY_TRANSPORT", Handshake)
 
 // GRPCPlugin is the go-plugin plugin of the transport kind (gRPC only).
 // In a plugin process Impl is served; on the host, GRPCClient returns the
@@ -54,29 +52,17 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 // GRPCClient implements plugin.GRPCPlugin; ctx ends when the plugin
 // process exits.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, done: ctx.Done()}, nil
+	return &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}, nil
 }
 
 // Serve runs a transport plugin process serving impl until the host
 // stops it. Call it from the plugin's main; the RAM files the host
 // handed over reach impl in OpenRequest.Files.
 func Serve(impl Transport) {
-	log := Logger(PluginName)
-	files, err := plugproc.InheritedFiles(envFiles)
-	if err != nil {
-		log.Error("transport plugin cannot start", "error", err)
-		os.Exit(1)
-	}
-	go plugproc.WatchParent(log, os.Getppid(), time.Second)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Files: files}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          log,
-	})
+	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
 }
 
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
 // with their levels, filtered at the host logger's level.
-func Logger(name string) hclog.Logger { return plugproc.Logger(name, envLogLevel) }
+func Logger(name string) hclog.Logger { return kind.Logger(name) }

@@ -6,9 +6,8 @@ import (
 	"os"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	"github.com/ferryvm/ferry/framework/internal/schemaconv"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -45,7 +44,7 @@ func enter(ctx context.Context, sem chan struct{}) error {
 	case sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return toStatus(ctx.Err())
+		return classes.ToStatus(ctx.Err())
 	}
 }
 
@@ -55,35 +54,28 @@ func leave(sem chan struct{}) { <-sem }
 func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
 	info, err := s.impl.Info(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return &pb.InfoResponse{Name: info.Name, Version: info.Version}, nil
 }
 
 // Schema implements pb.TransportServer.
-func (s *grpcServer) Schema(ctx context.Context, _ *pb.SchemaRequest) (*pb.SchemaResponse, error) {
-	schema, err := s.impl.Schema(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	r, err := schemaToProto(schema)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	return r, nil
+func (s *grpcServer) Schema(ctx context.Context, _ *schemapb.SchemaRequest) (*schemapb.SchemaResponse, error) {
+	r, err := schemaconv.SchemaResponse(s.impl.Schema(ctx))
+	return r, classes.ToStatus(err)
 }
 
 // Open implements pb.TransportServer: region file indices become this
 // process's inherited files.
 func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse, error) {
-	cfg, err := configFromProto(req.GetConfig())
+	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	ram := make([]RAMRegion, len(req.GetRam()))
 	for i, r := range req.GetRam() {
 		if int(r.GetFile()) >= len(s.files) {
-			return nil, toStatus(fmt.Errorf("%w: RAM region %d uses file %d, but the plugin received %d files at start",
+			return nil, classes.ToStatus(fmt.Errorf("%w: RAM region %d uses file %d, but the plugin received %d files at start",
 				ErrBadConfig, i, r.GetFile(), len(s.files)))
 		}
 		ram[i] = RAMRegion{GPA: r.GetGpa(), Size: r.GetSize(), File: int(r.GetFile()), Offset: r.GetOffset()}
@@ -95,7 +87,7 @@ func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRes
 	s.newEpoch()
 	err = s.impl.Open(ctx, OpenRequest{Role: Role(req.GetRole()), Config: cfg, RAM: ram, Files: s.files,
 		Credentials: credsFromProto(req.GetCredentials())})
-	return &pb.OpenResponse{}, toStatus(err)
+	return &pb.OpenResponse{}, classes.ToStatus(err)
 }
 
 // SendPages implements pb.TransportServer.
@@ -104,7 +96,7 @@ func (s *grpcServer) SendPages(ctx context.Context, req *pb.SendPagesRequest) (*
 		return nil, err
 	}
 	defer leave(s.main)
-	return &pb.SendPagesResponse{}, toStatus(s.impl.SendPages(ctx, runsFromProto(req.GetRuns())))
+	return &pb.SendPagesResponse{}, classes.ToStatus(s.impl.SendPages(ctx, runsFromProto(req.GetRuns())))
 }
 
 // Flush implements pb.TransportServer.
@@ -113,20 +105,20 @@ func (s *grpcServer) Flush(ctx context.Context, _ *pb.FlushRequest) (*pb.FlushRe
 		return nil, err
 	}
 	defer leave(s.main)
-	return &pb.FlushResponse{}, toStatus(s.impl.Flush(ctx))
+	return &pb.FlushResponse{}, classes.ToStatus(s.impl.Flush(ctx))
 }
 
 // SendMessage implements pb.TransportServer.
 func (s *grpcServer) SendMessage(ctx context.Context, req *pb.SendMessageRequest) (*pb.SendMessageResponse, error) {
 	m := req.GetMessage()
 	if m == nil {
-		return nil, toStatus(fmt.Errorf("%w: SendMessage without a message", ErrProtocol))
+		return nil, classes.ToStatus(fmt.Errorf("%w: SendMessage without a message", ErrProtocol))
 	}
 	if err := enter(ctx, s.send); err != nil {
 		return nil, err
 	}
 	defer leave(s.send)
-	return &pb.SendMessageResponse{}, toStatus(s.impl.SendMessage(ctx, Message{Kind: m.GetKind(), Payload: m.GetPayload()}))
+	return &pb.SendMessageResponse{}, classes.ToStatus(s.impl.SendMessage(ctx, Message{Kind: m.GetKind(), Payload: m.GetPayload()}))
 }
 
 // RecvMessage implements pb.TransportServer. The message last returned
@@ -148,7 +140,7 @@ func (s *grpcServer) RecvMessage(ctx context.Context, req *pb.RecvMessageRequest
 
 	m, err := s.impl.RecvMessage(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,7 +156,7 @@ func (s *grpcServer) RecvMessage(ctx context.Context, req *pb.RecvMessageRequest
 func (s *grpcServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
 	st, err := s.impl.Stats(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, classes.ToStatus(err)
 	}
 	return statsToProto(st), nil
 }
@@ -176,7 +168,7 @@ func (s *grpcServer) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseRe
 	}
 	defer leave(s.main)
 	s.newEpoch()
-	return &pb.CloseResponse{}, toStatus(s.impl.Close())
+	return &pb.CloseResponse{}, classes.ToStatus(s.impl.Close())
 }
 
 // newEpoch forgets the pending message: it belonged to the last session.

@@ -30,9 +30,6 @@ func TestEnumsMatch(t *testing.T) {
 	for _, c := range []struct{ got, want int32 }{
 		{int32(pb.Role_ROLE_SEND), int32(RoleSend)}, {int32(pb.Role_ROLE_RECEIVE), int32(RoleReceive)},
 		{int32(pb.PageKind_PAGE_KIND_DATA), int32(KindData)}, {int32(pb.PageKind_PAGE_KIND_ZERO), int32(KindZero)},
-		{int32(pb.AttrType_ATTR_TYPE_STRING), int32(TypeString)}, {int32(pb.AttrType_ATTR_TYPE_NUMBER), int32(TypeNumber)},
-		{int32(pb.AttrType_ATTR_TYPE_BOOL), int32(TypeBool)}, {int32(pb.AttrType_ATTR_TYPE_DURATION), int32(TypeDuration)},
-		{int32(pb.AttrType_ATTR_TYPE_SIZE), int32(TypeSize)},
 	} {
 		if c.got != c.want {
 			t.Errorf("enum %d on the wire, %d in Go", c.got, c.want)
@@ -77,25 +74,6 @@ func TestRecvMessageRedelivers(t *testing.T) {
 	}
 	if seq, kind := recv(2); seq != 4 || kind != 4 {
 		t.Errorf("after Close: seq %d kind %d; want a new message (4, 4)", seq, kind)
-	}
-}
-
-func TestSchemaValidate(t *testing.T) {
-	good := Schema{{Name: "a", Type: TypeString, Default: "x"}, {Name: "b", Type: TypeSize, Default: int64(1)}, {Name: "c", Type: TypeBool}}
-	if err := good.Validate(); err != nil {
-		t.Errorf("valid schema: %v", err)
-	}
-	for _, bad := range []Schema{
-		{{Name: "", Type: TypeString}},
-		{{Name: "a", Type: TypeString}, {Name: "a", Type: TypeBool}},
-		{{Name: "a", Type: 0}},
-		{{Name: "a", Type: TypeNumber, Default: 3}},
-		{{Name: "a", Type: TypeDuration, Default: "1s"}},
-		{{Name: "a", Type: TypeBool, Default: "true"}},
-	} {
-		if bad.Validate() == nil {
-			t.Errorf("%+v passed Validate", bad)
-		}
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // APIVersion is the transport plugin protocol version (go-plugin's
@@ -40,36 +43,6 @@ type Info struct {
 	Version string
 }
 
-// AttrType is the type of a configuration attribute. 0 is invalid.
-type AttrType int
-
-const (
-	TypeString   AttrType = 1
-	TypeNumber   AttrType = 2 // integer
-	TypeBool     AttrType = 3
-	TypeDuration AttrType = 4 // string in the job ("50ms"), int64 nanoseconds in Config
-	TypeSize     AttrType = 5 // string in the job ("1GiB"), int64 bytes in Config
-)
-
-// Attribute is one attribute of a plugin's configuration block.
-type Attribute struct {
-	Name     string
-	Type     AttrType
-	Required bool
-	Default  any // string, int64 or bool per Type; nil: no default
-	Doc      string
-}
-
-// Schema is the configuration block a transport accepts. The job parser
-// decodes the block against it (unknown attributes are errors), so the
-// plugin only receives well-typed values.
-type Schema []Attribute
-
-// Config is a decoded configuration block: attribute name → string,
-// int64 or bool (durations and sizes as int64). Absent optional
-// attributes carry their default or are missing.
-type Config map[string]any
-
 // RAMRegion is one region of guest RAM as a transport sees it: the
 // plugin maps File (an index into OpenRequest.Files) at Offset.
 type RAMRegion struct {
@@ -82,7 +55,7 @@ type RAMRegion struct {
 // OpenRequest starts one migration session.
 type OpenRequest struct {
 	Role   Role
-	Config Config
+	Config schema.Config
 	// RAM is the guest memory layout, in page-index order (framework.Layout).
 	RAM []RAMRegion
 	// Files back RAM: in process, the VMM's files; over gRPC the plugin
@@ -141,7 +114,7 @@ type Transport interface {
 	// Info describes the implementation; it needs no Open.
 	Info(ctx context.Context) (Info, error)
 	// Schema describes the configuration block; it needs no Open.
-	Schema(ctx context.Context) (Schema, error)
+	Schema(ctx context.Context) (schema.Schema, error)
 	// Open starts the session: RoleSend connects to the destination,
 	// RoleReceive listens and returns once the source connected and
 	// proved its credentials (or ctx ended). The plugin maps the RAM files here.
@@ -174,6 +147,6 @@ var (
 	ErrNotSupported = errors.New("not supported by this transport")
 	ErrPluginGone   = errors.New("transport plugin process is gone")
 	ErrClosed       = errors.New("transport session closed by the peer")
-	ErrBadConfig    = errors.New("bad transport configuration")
-	ErrProtocol     = errors.New("transport protocol violation")
+	ErrBadConfig    = schema.NewErrBadConfig("bad transport configuration")
+	ErrProtocol     = errclass.ErrProtocol // also wire.ErrProtocol
 )

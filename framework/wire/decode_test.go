@@ -7,8 +7,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // frameWith returns a valid frame of type t with header bytes patched by fix.
@@ -45,7 +43,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown PAGES flag", frameWith(t, TypePages, func(b []byte) { b[6] = 2 }), ErrMalformed},
 		{"oversized PAGES", frameWith(t, TypePages, setLen(MaxPayload+1)), ErrTooLong},
 		{"huge length", frameWith(t, TypePages, setLen(0xffffffff)), ErrTooLong},
-		{"oversized MSG", frameWith(t, TypeMsg, setLen(4+transport.MaxMessage+1)), ErrTooLong},
+		{"oversized MSG", frameWith(t, TypeMsg, setLen(4+MaxMessage+1)), ErrTooLong},
 		{"oversized HELLO", frameWith(t, TypeHello, setLen(maxHello+16)), ErrTooLong},
 		{"oversized BYE", frameWith(t, TypeBye, setLen(MaxReason+1)), ErrTooLong},
 		{"ACK with payload", frameWith(t, TypeAck, setLen(1)), ErrTooLong},
@@ -70,7 +68,7 @@ func TestDecodeErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := decodeAll(c.input)
-			if !errors.Is(err, c.want) || !errors.Is(err, transport.ErrProtocol) {
+			if !errors.Is(err, c.want) || !errors.Is(err, ErrProtocol) {
 				t.Fatalf("got %v, want %v (and ErrProtocol)", err, c.want)
 			}
 		})
@@ -112,7 +110,7 @@ func TestTruncated(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, ErrTruncated) || !errors.Is(err, transport.ErrProtocol) {
+		if !errors.Is(err, ErrTruncated) || !errors.Is(err, ErrProtocol) {
 			t.Fatalf("cut at %d (after %d frames): %v, want ErrTruncated", cut, len(fs), err)
 		}
 	}
@@ -194,7 +192,7 @@ func TestReadPagesMisuse(t *testing.T) {
 }
 
 func TestEncoderLimits(t *testing.T) {
-	if _, err := AppendMsg(nil, 1, make([]byte, transport.MaxMessage+1)); err == nil {
+	if _, err := AppendMsg(nil, 1, make([]byte, MaxMessage+1)); err == nil {
 		t.Error("AppendMsg over MaxMessage")
 	}
 	if _, err := AppendMsg(nil, 0, nil); err == nil {

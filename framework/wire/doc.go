@@ -16,7 +16,7 @@
 //	        count×4096 raw bytes, or an lz4 block (flags&Compressed)
 //	ZERO    first u64 count u32 rsvd u32                                 batch number
 //	ACK     (none)                                                       last batch written
-//	MSG     kind u32, then at most transport.MaxMessage bytes            0
+//	MSG     kind u32, then at most MaxMessage bytes                      0
 //	BYE     reason (UTF-8, at most MaxReason bytes)                      0
 //	ABORT   code u32, then reason (at most MaxReason bytes)              0
 //
@@ -31,6 +31,8 @@
 // The Decoder checks magic, version, type, flags, the reserved fields and
 // every length before it reads a payload, so a hostile or torn stream
 // costs at most MaxPayload bytes of buffer and yields an error that wraps
-// transport.ErrProtocol. Page indices are not checked against guest RAM
+// ErrProtocol (which is transport.ErrProtocol). MaxMessage is
+// transport.MaxMessage, a test in framework/transport checks it; the
+// package imports nothing from the plugin kinds. Page indices are not checked against guest RAM
 // here: that is the transport's job, as only it knows the layout.
 package wire

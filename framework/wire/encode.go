@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
-
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // Run is the page range of a PAGES or ZERO frame.
@@ -91,8 +89,8 @@ func AppendAck(dst []byte, seq uint64) []byte {
 // AppendMsgHeader appends the header and kind of a MSG frame whose
 // payload (n bytes) the caller writes right after it.
 func AppendMsgHeader(dst []byte, kind uint32, n int) ([]byte, error) {
-	if kind == 0 || n < 0 || n > transport.MaxMessage {
-		return dst, fmt.Errorf("%w: message of kind %d with %d bytes (at most %d)", ErrTooLong, kind, n, transport.MaxMessage)
+	if kind == 0 || n < 0 || n > MaxMessage {
+		return dst, fmt.Errorf("%w: message of kind %d with %d bytes (at most %d)", ErrTooLong, kind, n, MaxMessage)
 	}
 	dst = appendHeader(dst, Header{Type: TypeMsg, Length: uint32(msgFixed + n)})
 	return binary.BigEndian.AppendUint32(dst, kind), nil

@@ -3,8 +3,6 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
-
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // Magic opens every frame.
@@ -27,12 +25,13 @@ const (
 	MaxRegions       = 1024    // RAM regions in a HELLO
 	MaxReason        = 1024    // bytes of a BYE or ABORT reason
 	SessionSize      = 16      // bytes of a session id
+	MaxMessage       = 1 << 20 // bytes of a MSG payload after its kind: transport.MaxMessage
 	helloFixed       = SessionSize + 12
 	msgFixed         = 4
 	abortFixed       = 4
 	maxHello         = helloFixed + MaxRegions*16
 	maxPagesPayload  = RunSize + MaxPagesPerFrame*PageSize
-	maxMsgPayload    = msgFixed + transport.MaxMessage
+	maxMsgPayload    = msgFixed + MaxMessage
 	// MaxPayload bounds the payload of any frame.
 	MaxPayload = maxPagesPayload
 )

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"testing"
-
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // fuzzPages is reused across fuzz inputs: PAGES data lands here.
@@ -56,7 +54,7 @@ func FuzzDecoder(f *testing.F) {
 }
 
 func isProtocol(err error) bool {
-	return errors.Is(err, transport.ErrProtocol)
+	return errors.Is(err, ErrProtocol)
 }
 
 func checkBounds(t *testing.T, f Frame) {
@@ -64,7 +62,7 @@ func checkBounds(t *testing.T, f Frame) {
 	switch {
 	case f.Length > MaxPayload:
 		t.Fatalf("payload length %d accepted", f.Length)
-	case len(f.Payload) > transport.MaxMessage:
+	case len(f.Payload) > MaxMessage:
 		t.Fatalf("message of %d bytes accepted", len(f.Payload))
 	case len(f.Reason) > MaxReason:
 		t.Fatalf("reason of %d bytes accepted", len(f.Reason))

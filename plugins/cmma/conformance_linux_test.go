@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/hint/hinttest"
@@ -19,31 +15,10 @@ import (
 // provider as a plugin process, as cmd/ferry-hint-cmma does.
 const pluginName = "ferry-hint-cmma"
 
-var pluginDir string
-
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == pluginName {
-		hint.Serve(New(hint.Logger(hint.PluginName)))
-		os.Exit(0)
-	}
-	os.Exit(runTests(m))
-}
-
-// runTests links the test binary as the plugin and runs the tests.
-func runTests(m *testing.M) int {
-	exe, err := os.Executable()
-	if err == nil {
-		pluginDir, err = os.MkdirTemp("", "ferry-cmma-plugin")
-	}
-	if err == nil {
-		defer os.RemoveAll(pluginDir)
-		err = os.Symlink(exe, filepath.Join(pluginDir, pluginName))
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	hinttest.Main(m, map[string]func() hint.Provider{
+		pluginName: func() hint.Provider { return New(hint.Logger(hint.PluginName)) },
+	})
 }
 
 // s390Host is a VMM with CMMA for the suite's RAM: the frames of pages
@@ -83,15 +58,7 @@ func TestConformance(t *testing.T) {
 			t.Skip("-short: plugin processes")
 		}
 		hinttest.Run(t, func(t *testing.T, vm hint.VM, _ hint.Host) hint.Provider {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			p, err := hint.Launch(ctx, filepath.Join(pluginDir, pluginName), vm.Files,
-				hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: os.Stderr}))
-			if err != nil {
-				t.Fatalf("launch: %v", err)
-			}
-			t.Cleanup(p.Kill)
-			return p
+			return hinttest.Launch(t, pluginName, vm.Files)
 		}, hinttest.WithHost(s390Host))
 	})
 }
@@ -105,17 +72,12 @@ func TestPluginNotSupported(t *testing.T) {
 	ram := hinttest.NewRAM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := hint.Launch(ctx, filepath.Join(pluginDir, pluginName), ram.VM.Files,
-		hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: os.Stderr}))
-	if err != nil {
-		t.Fatalf("launch: %v", err)
-	}
-	defer p.Kill()
+	p := hinttest.Launch(t, pluginName, ram.VM.Files)
 	if err := p.Configure(ctx, nil, ram.VM, &x86Host{}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
 	n := 0
-	err = p.Hints(ctx, hint.Request{Generation: 1}, func(rs []hint.Range) error { n += len(rs); return nil })
+	err := p.Hints(ctx, hint.Request{Generation: 1}, func(rs []hint.Range) error { n += len(rs); return nil })
 	if !errors.Is(err, hint.ErrNotSupported) || n != 0 {
 		t.Fatalf("Hints over gRPC on x86: %v, %d ranges", err, n)
 	}

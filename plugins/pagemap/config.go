@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Classification methods (the `method` attribute).
@@ -24,8 +24,8 @@ const (
 	MethodPagemap = "pagemap"
 )
 
-var schema = hint.Schema{
-	{Name: "method", Type: transport.TypeString, Default: MethodAuto,
+var configSchema = hint.Schema{
+	{Name: "method", Type: schema.TypeString, Default: MethodAuto,
 		Doc: `"auto" (default), "seek" (file holes only; MAP_SHARED guest RAM) or "pagemap" (file holes confirmed by the VMM's /proc/PID/pagemap)`},
 }
 
@@ -46,7 +46,7 @@ func parseConfig(c hint.Config) (config, error) {
 		if k == "deadline" { // the engine's; tolerated if it is passed on
 			continue
 		}
-		if !slices.ContainsFunc(schema, func(a transport.Attribute) bool { return a.Name == k }) {
+		if !slices.ContainsFunc(configSchema, func(a schema.Attribute) bool { return a.Name == k }) {
 			return cfg, badConfig("unknown attribute %q (the pagemap provider knows method)", k)
 		}
 	}

@@ -10,21 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // newMemfd returns a memfd of size bytes, never written.
 func newMemfd(t testing.TB, size int64) *os.File {
 	t.Helper()
-	fd, err := unix.MemfdCreate("ferry-pagemap-test", unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatalf("memfd_create: %v", err)
-	}
-	f := os.NewFile(uintptr(fd), "memfd:ferry-pagemap-test")
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatalf("truncate: %v", err)
-	}
-	return f
+	return plugintest.Memfd(t, "ferry-pagemap-test", size)
 }
 
 // pwritePages writes a non-zero byte into each page with pwrite (the page

@@ -44,7 +44,7 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 
 // Schema implements hint.Provider.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
-	return append(hint.Schema(nil), schema...), nil
+	return append(hint.Schema(nil), configSchema...), nil
 }
 
 // Configure implements hint.Provider: it checks the block, opens its own

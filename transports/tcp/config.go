@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -27,16 +28,16 @@ type config struct {
 	connectTimeout time.Duration
 }
 
-var schema = transport.Schema{
-	{Name: "listen", Type: transport.TypeString, Required: true,
+var configSchema = schema.Schema{
+	{Name: "listen", Type: schema.TypeString, Required: true,
 		Doc: `address the destination listens on and the source connects to, "host:port"`},
-	{Name: "connect", Type: transport.TypeString,
+	{Name: "connect", Type: schema.TypeString,
 		Doc: `address the source dials when it differs from listen (NAT, a proxy), "host:port"; default: listen`},
-	{Name: "streams", Type: transport.TypeNumber, Default: int64(defaultStreams),
+	{Name: "streams", Type: schema.TypeNumber, Default: int64(defaultStreams),
 		Doc: "parallel TCP connections, 1..16; the destination follows the source's count"},
-	{Name: "compress", Type: transport.TypeString, Default: "lz4",
+	{Name: "compress", Type: schema.TypeString, Default: "lz4",
 		Doc: `"lz4" (per batch, skipped while pages do not compress) or "none"`},
-	{Name: "connect_timeout", Type: transport.TypeDuration, Default: int64(defaultConnectTimeout),
+	{Name: "connect_timeout", Type: schema.TypeDuration, Default: int64(defaultConnectTimeout),
 		Doc: "how long the source keeps trying to connect, and the bound on each handshake"},
 }
 
@@ -46,10 +47,10 @@ func badConfig(format string, args ...any) error {
 
 // parseConfig checks a block against the schema; absent optional
 // attributes take their defaults.
-func parseConfig(c transport.Config) (config, error) {
+func parseConfig(c schema.Config) (config, error) {
 	cfg := config{streams: defaultStreams, compress: true, connectTimeout: defaultConnectTimeout}
 	for k := range c {
-		if !slices.ContainsFunc(schema, func(a transport.Attribute) bool { return a.Name == k }) {
+		if !slices.ContainsFunc(configSchema, func(a schema.Attribute) bool { return a.Name == k }) {
 			return cfg, badConfig("unknown attribute %q (the tcp transport knows listen, connect, streams, compress, connect_timeout)", k)
 		}
 	}

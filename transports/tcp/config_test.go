@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
 func TestConfig(t *testing.T) {
-	good := func(mod func(transport.Config)) transport.Config {
-		c := transport.Config{"listen": "127.0.0.1:7070"}
+	good := func(mod func(schema.Config)) schema.Config {
+		c := schema.Config{"listen": "127.0.0.1:7070"}
 		if mod != nil {
 			mod(c)
 		}
@@ -20,20 +21,20 @@ func TestConfig(t *testing.T) {
 	}
 	bad := []struct {
 		name string
-		cfg  transport.Config
+		cfg  schema.Config
 		says string
 	}{
-		{"missing listen", transport.Config{}, "listen is required"},
-		{"listen not a string", good(func(c transport.Config) { c["listen"] = int64(7) }), "must be a string"},
-		{"listen without port", good(func(c transport.Config) { c["listen"] = "10.0.0.1" }), "not host:port"},
-		{"listen port 0", good(func(c transport.Config) { c["listen"] = "10.0.0.1:0" }), "fixed port"},
-		{"unknown key", good(func(c transport.Config) { c["stream"] = int64(2) }), `unknown attribute "stream"`},
-		{"streams 0", good(func(c transport.Config) { c["streams"] = int64(0) }), "from 1 to 16"},
-		{"streams 17", good(func(c transport.Config) { c["streams"] = int64(17) }), "from 1 to 16"},
-		{"streams string", good(func(c transport.Config) { c["streams"] = "2" }), "from 1 to 16"},
-		{"compress zstd", good(func(c transport.Config) { c["compress"] = "zstd" }), `"lz4" or "none"`},
-		{"timeout negative", good(func(c transport.Config) { c["connect_timeout"] = int64(-1) }), "positive duration"},
-		{"timeout junk", good(func(c transport.Config) { c["connect_timeout"] = "soon" }), "positive duration"},
+		{"missing listen", schema.Config{}, "listen is required"},
+		{"listen not a string", good(func(c schema.Config) { c["listen"] = int64(7) }), "must be a string"},
+		{"listen without port", good(func(c schema.Config) { c["listen"] = "10.0.0.1" }), "not host:port"},
+		{"listen port 0", good(func(c schema.Config) { c["listen"] = "10.0.0.1:0" }), "fixed port"},
+		{"unknown key", good(func(c schema.Config) { c["stream"] = int64(2) }), `unknown attribute "stream"`},
+		{"streams 0", good(func(c schema.Config) { c["streams"] = int64(0) }), "from 1 to 16"},
+		{"streams 17", good(func(c schema.Config) { c["streams"] = int64(17) }), "from 1 to 16"},
+		{"streams string", good(func(c schema.Config) { c["streams"] = "2" }), "from 1 to 16"},
+		{"compress zstd", good(func(c schema.Config) { c["compress"] = "zstd" }), `"lz4" or "none"`},
+		{"timeout negative", good(func(c schema.Config) { c["connect_timeout"] = int64(-1) }), "positive duration"},
+		{"timeout junk", good(func(c schema.Config) { c["connect_timeout"] = "soon" }), "positive duration"},
 	}
 	for _, c := range bad {
 		_, err := parseConfig(c.cfg)
@@ -45,7 +46,7 @@ func TestConfig(t *testing.T) {
 	if err != nil || cfg.streams != 2 || !cfg.compress || cfg.connectTimeout != 10*time.Second {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
-	cfg, err = parseConfig(good(func(c transport.Config) {
+	cfg, err = parseConfig(good(func(c schema.Config) {
 		c["streams"], c["compress"], c["connect_timeout"] = int64(16), "none", "1m"
 	}))
 	if err != nil || cfg.streams != 16 || cfg.compress || cfg.connectTimeout != time.Minute {
@@ -53,7 +54,7 @@ func TestConfig(t *testing.T) {
 	}
 	// The schema's defaults are valid values of their own attributes.
 	withDefaults := good(nil)
-	for _, a := range schema {
+	for _, a := range configSchema {
 		if a.Default != nil {
 			withDefaults[a.Name] = a.Default
 		}
@@ -62,7 +63,7 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("schema defaults: %v", err)
 	}
 	// Open checks the config before it touches anything.
-	err = New(nil).Open(context.Background(), transport.OpenRequest{Role: transport.RoleSend, Config: transport.Config{}})
+	err = New(nil).Open(context.Background(), transport.OpenRequest{Role: transport.RoleSend, Config: schema.Config{}})
 	if !errors.Is(err, transport.ErrBadConfig) {
 		t.Fatalf("Open with an empty config: %v", err)
 	}
@@ -84,15 +85,15 @@ func TestInfoSchema(t *testing.T) {
 }
 
 func TestConnectAddress(t *testing.T) {
-	cfg, err := parseConfig(transport.Config{"listen": "0.0.0.0:7070", "connect": "10.1.2.3:7070"})
+	cfg, err := parseConfig(schema.Config{"listen": "0.0.0.0:7070", "connect": "10.1.2.3:7070"})
 	if err != nil || cfg.dialAddr() != "10.1.2.3:7070" {
 		t.Fatalf("%+v %v", cfg, err)
 	}
-	cfg, err = parseConfig(transport.Config{"listen": "127.0.0.1:7070"})
+	cfg, err = parseConfig(schema.Config{"listen": "127.0.0.1:7070"})
 	if err != nil || cfg.dialAddr() != "127.0.0.1:7070" {
 		t.Fatalf("%+v %v", cfg, err)
 	}
-	if _, err := parseConfig(transport.Config{"listen": "127.0.0.1:7070", "connect": "nowhere"}); err == nil {
+	if _, err := parseConfig(schema.Config{"listen": "127.0.0.1:7070", "connect": "nowhere"}); err == nil {
 		t.Fatal("bad connect address accepted")
 	}
 }

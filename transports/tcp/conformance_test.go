@@ -4,15 +4,15 @@ package tcp_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/transporttest"
 	"github.com/ferryvm/ferry/transports/tcp"
@@ -27,8 +27,8 @@ func TestConformance(t *testing.T) {
 		compress string
 	}{{"streams=1/none", 1, "none"}, {"streams=4/lz4", 4, "lz4"}} {
 		t.Run(c.name, func(t *testing.T) {
-			transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-				cfg := transport.Config{"listen": freeAddr(t), "streams": c.streams, "compress": c.compress}
+			transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+				cfg := schema.Config{"listen": freeAddr(t), "streams": c.streams, "compress": c.compress}
 				log := hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 				return tcp.New(log), tcp.New(log), cfg, cfg
 			})
@@ -40,31 +40,10 @@ func TestConformance(t *testing.T) {
 // transport as a go-plugin process, as cmd/ferry-transport-tcp does.
 const pluginName = "ferry-transport-tcp"
 
-var pluginDir string
-
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == pluginName {
-		transport.Serve(tcp.New(transport.Logger(tcp.Name)))
-		os.Exit(0)
-	}
-	os.Exit(runTests(m))
-}
-
-// runTests links the test binary as the plugin and runs the tests.
-func runTests(m *testing.M) int {
-	exe, err := os.Executable()
-	if err == nil {
-		pluginDir, err = os.MkdirTemp("", "ferry-tcp-plugin")
-	}
-	if err == nil {
-		defer os.RemoveAll(pluginDir)
-		err = os.Symlink(exe, filepath.Join(pluginDir, pluginName))
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	plugintest.Main(m, transporttest.Roles(map[string]func() transport.Transport{
+		pluginName: func() transport.Transport { return tcp.New(transport.Logger(tcp.Name)) },
+	}))
 }
 
 // TestConformancePlugin runs the suite with both sides in plugin
@@ -73,8 +52,8 @@ func TestConformancePlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: plugin processes")
 	}
-	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-		cfg := transport.Config{"listen": freeAddr(t), "streams": int64(2), "compress": "lz4"}
+	transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+		cfg := schema.Config{"listen": freeAddr(t), "streams": int64(2), "compress": "lz4"}
 		return launch(t, ram.Send), launch(t, ram.Recv), cfg, cfg
 	})
 }
@@ -84,7 +63,7 @@ func launch(t *testing.T, files []*os.File) transport.Transport {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testOutput{t}})
-	tr, err := transport.Launch(ctx, filepath.Join(pluginDir, pluginName), files, log)
+	tr, err := transport.Launch(ctx, plugintest.Path(t, pluginName), files, log)
 	if err != nil {
 		t.Fatalf("launch the plugin: %v", err)
 	}

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -38,28 +39,11 @@ func newVM(t testing.TB, layout []transport.RAMRegion) *vm {
 	for _, r := range layout {
 		size = max(size, r.Offset+r.Size)
 	}
-	fd, err := unix.MemfdCreate("ferry-test-ram", unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), "ferry-test-ram")
-	if err := f.Truncate(int64(size)); err != nil {
-		t.Fatal(err)
-	}
+	f := plugintest.Memfd(t, "ferry-test-ram", int64(size))
 	v := &vm{files: []*os.File{f}, ram: layout}
 	for _, r := range layout {
-		m, err := unix.Mmap(fd, int64(r.Offset), int(r.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.mem = append(v.mem, m)
+		v.mem = append(v.mem, plugintest.Map(t, f, int64(r.Offset), int64(r.Size)))
 	}
-	t.Cleanup(func() {
-		for _, m := range v.mem {
-			unix.Munmap(m)
-		}
-		f.Close()
-	})
 	return v
 }
 
@@ -83,7 +67,7 @@ func (v *vm) pages() uint64 {
 	return n
 }
 
-func (v *vm) request(role transport.Role, cfg transport.Config) transport.OpenRequest {
+func (v *vm) request(role transport.Role, cfg schema.Config) transport.OpenRequest {
 	return transport.OpenRequest{Role: role, Config: cfg, RAM: v.ram, Files: v.files, Credentials: creds(role)}
 }
 
@@ -160,19 +144,19 @@ type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
 
-func cfg(addr string, streams int, compress string) transport.Config {
-	return transport.Config{"listen": addr, "streams": int64(streams), "compress": compress,
+func cfg(addr string, streams int, compress string) schema.Config {
+	return schema.Config{"listen": addr, "streams": int64(streams), "compress": compress,
 		"connect_timeout": int64(5 * time.Second)}
 }
 
 // openPair opens a receiving and a sending transport on src and dst.
-func openPair(t testing.TB, src, dst *vm, c transport.Config) (send, recv *Transport) {
+func openPair(t testing.TB, src, dst *vm, c schema.Config) (send, recv *Transport) {
 	t.Helper()
 	return openPairPlain(t, src, dst, c, false)
 }
 
 // openPairPlain is openPair, with frames in the clear if plain.
-func openPairPlain(t testing.TB, src, dst *vm, c transport.Config, plain bool) (send, recv *Transport) {
+func openPairPlain(t testing.TB, src, dst *vm, c schema.Config, plain bool) (send, recv *Transport) {
 	t.Helper()
 	send, recv = New(testLogger(t)), New(testLogger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -48,8 +49,8 @@ func (t *Transport) Info(context.Context) (transport.Info, error) {
 }
 
 // Schema implements transport.Transport.
-func (t *Transport) Schema(context.Context) (transport.Schema, error) {
-	return append(transport.Schema(nil), schema...), nil
+func (t *Transport) Schema(context.Context) (schema.Schema, error) {
+	return append(schema.Schema(nil), configSchema...), nil
 }
 
 // Open implements transport.Transport: RoleSend dials the destination's

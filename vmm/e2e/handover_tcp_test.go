@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
 	"github.com/ferryvm/ferry/transports/tcp"
@@ -65,7 +66,7 @@ func (v *memVM) runs() bool { return v.State() == vmtest.StateRunning && v.Count
 // afterSend, if set, runs when Send returned, before Receive is awaited.
 func migrateTCP(t *testing.T, src, dst *memVM, listen, connect string, opt engine.Options,
 	afterSend func()) (engine.Report, error, engine.Report, error) {
-	cfg := transport.Config{"listen": listen, "connect": connect, "streams": int64(2), "compress": "none",
+	cfg := schema.Config{"listen": listen, "connect": connect, "streams": int64(2), "compress": "none",
 		"connect_timeout": int64(5 * time.Second)}
 	log := hclog.NewNullLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -6,23 +6,18 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 const pageSize = framework.PageSize
 
-// Layout is the guest RAM layout the suite uses: 8 MiB at GPA 0 in RAM
-// file 0, and 4 MiB at GPA 4 GiB in RAM file 1 from offset 1 MiB.
-// HostAddr is filled in when NewRAM maps it.
-var Layout = []hint.Region{
-	{GPA: 0, Size: 8 << 20, File: 0, Offset: 0},
-	{GPA: 4 << 30, Size: 4 << 20, File: 1, Offset: 1 << 20},
-}
-
-var fileSizes = []int64{8 << 20, 5 << 20}
+// Layout is plugintest.SuiteRAM in hint regions (8 MiB at GPA 0 in
+// file 0, 4 MiB at 4 GiB in file 1 from 1 MiB); NewRAM fills HostAddr.
+var Layout = plugintest.SuiteLayout(func(g plugintest.Region) hint.Region {
+	return hint.Region{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
+})
 
 // RAM is the guest memory of one test: memfds mapped in this process,
 // which plays the VMM. The suite unmaps and closes it when the test ends.
@@ -38,26 +33,9 @@ type RAM struct {
 // documentation for which pages hold data).
 func NewRAM(t testing.TB) *RAM {
 	t.Helper()
-	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid()}}
-	for i, size := range fileSizes {
-		name := fmt.Sprintf("ferry-hinttest-%d", i)
-		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-		if err != nil {
-			t.Fatalf("memfd_create: %v", err)
-		}
-		f := os.NewFile(uintptr(fd), name)
-		t.Cleanup(func() { f.Close() })
-		if err := f.Truncate(size); err != nil {
-			t.Fatalf("size memfd: %v", err)
-		}
-		r.VM.Files = append(r.VM.Files, f)
-	}
+	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid(), Files: plugintest.SuiteMemfds(t, "ferry-hinttest")}}
 	for _, g := range Layout {
-		m, err := unix.Mmap(int(r.VM.Files[g.File].Fd()), int64(g.Offset), int(g.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			t.Fatalf("map guest RAM: %v", err)
-		}
-		t.Cleanup(func() { unix.Munmap(m) })
+		m := plugintest.Map(t, r.VM.Files[g.File], int64(g.Offset), int64(g.Size))
 		g.HostAddr = hostAddr(m)
 		r.VM.RAM = append(r.VM.RAM, g)
 		r.Mem = append(r.Mem, m)

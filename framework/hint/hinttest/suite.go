@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Factory makes a fresh, unconfigured provider for one test. vm is the
@@ -28,7 +28,7 @@ type options struct {
 }
 
 // WithConfig is the provider's configuration block, as the job file would
-// give it; the suite fills in the schema's defaults (transport.Coerce)
+// give it; the suite fills in the schema's defaults (schema.Coerce)
 // and configures the provider with the result. Without it: the defaults.
 func WithConfig(cfg hint.Config) Option {
 	return func(o *options) { o.config = cfg }
@@ -151,9 +151,9 @@ func ctx(t *testing.T) context.Context {
 // config decodes the test's configuration against the provider's schema.
 func (s *session) config() hint.Config {
 	s.t.Helper()
-	var schema hint.Schema
+	var sch hint.Schema
 	err := within(s.t, "Schema", opTimeout+slack, func() (err error) {
-		schema, err = s.p.Schema(ctx(s.t))
+		sch, err = s.p.Schema(ctx(s.t))
 		return err
 	})
 	if err != nil {
@@ -163,7 +163,7 @@ func (s *session) config() hint.Config {
 	for k, v := range s.o.config {
 		in[k] = v
 	}
-	cfg, err := transport.Coerce(transport.Schema(schema), in)
+	cfg, err := schema.Coerce(sch, in)
 	if err != nil {
 		s.t.Fatalf("the test's configuration does not fit the provider's schema: %v", err)
 	}

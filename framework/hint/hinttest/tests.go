@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // testInfo: Info needs no Configure, is stable, and names a usable
@@ -36,23 +35,23 @@ func testInfo(t *testing.T, s *session) {
 // testSchema: the schema is well formed, leaves `deadline` to the engine,
 // and the test's configuration decodes against it.
 func testSchema(t *testing.T, s *session) {
-	var schema hint.Schema
+	var sch hint.Schema
 	err := within(t, "Schema", opTimeout+slack, func() (err error) {
-		schema, err = s.p.Schema(ctx(t))
+		sch, err = s.p.Schema(ctx(t))
 		return err
 	})
 	if err != nil {
 		t.Fatalf("Schema before Configure: %v", err)
 	}
-	if err := transport.Schema(schema).Validate(); err != nil {
+	if err := sch.Validate(); err != nil {
 		t.Errorf("Schema: %v", err)
 	}
-	for _, a := range schema {
+	for _, a := range sch {
 		if a.Name == "deadline" {
 			t.Errorf("the schema declares %q: every hint block has it, and the engine handles it", a.Name)
 		}
 	}
-	if again, err := s.p.Schema(ctx(t)); err != nil || !reflect.DeepEqual(again, schema) {
+	if again, err := s.p.Schema(ctx(t)); err != nil || !reflect.DeepEqual(again, sch) {
 		t.Errorf("Schema changed between calls: %v (%v)", again, err)
 	}
 	s.config()

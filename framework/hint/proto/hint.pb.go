@@ -2,11 +2,12 @@
 // versions:
 // 	protoc-gen-go v1.36.6
 // 	protoc        v3.21.12
-// source: hint.proto
+// source: framework/hint/proto/hint.proto
 
 package proto
 
 import (
+	proto "github.com/ferryvm/ferry/framework/schema/proto"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -57,11 +58,11 @@ func (x Meaning) String() string {
 }
 
 func (Meaning) Descriptor() protoreflect.EnumDescriptor {
-	return file_hint_proto_enumTypes[0].Descriptor()
+	return file_framework_hint_proto_hint_proto_enumTypes[0].Descriptor()
 }
 
 func (Meaning) Type() protoreflect.EnumType {
-	return &file_hint_proto_enumTypes[0]
+	return &file_framework_hint_proto_hint_proto_enumTypes[0]
 }
 
 func (x Meaning) Number() protoreflect.EnumNumber {
@@ -70,166 +71,8 @@ func (x Meaning) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Meaning.Descriptor instead.
 func (Meaning) EnumDescriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{0}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{0}
 }
-
-type AttrType int32
-
-const (
-	AttrType_ATTR_TYPE_INVALID  AttrType = 0
-	AttrType_ATTR_TYPE_STRING   AttrType = 1
-	AttrType_ATTR_TYPE_NUMBER   AttrType = 2 // int64
-	AttrType_ATTR_TYPE_BOOL     AttrType = 3
-	AttrType_ATTR_TYPE_DURATION AttrType = 4 // int64 nanoseconds
-	AttrType_ATTR_TYPE_SIZE     AttrType = 5 // int64 bytes
-)
-
-// Enum value maps for AttrType.
-var (
-	AttrType_name = map[int32]string{
-		0: "ATTR_TYPE_INVALID",
-		1: "ATTR_TYPE_STRING",
-		2: "ATTR_TYPE_NUMBER",
-		3: "ATTR_TYPE_BOOL",
-		4: "ATTR_TYPE_DURATION",
-		5: "ATTR_TYPE_SIZE",
-	}
-	AttrType_value = map[string]int32{
-		"ATTR_TYPE_INVALID":  0,
-		"ATTR_TYPE_STRING":   1,
-		"ATTR_TYPE_NUMBER":   2,
-		"ATTR_TYPE_BOOL":     3,
-		"ATTR_TYPE_DURATION": 4,
-		"ATTR_TYPE_SIZE":     5,
-	}
-)
-
-func (x AttrType) Enum() *AttrType {
-	p := new(AttrType)
-	*p = x
-	return p
-}
-
-func (x AttrType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (AttrType) Descriptor() protoreflect.EnumDescriptor {
-	return file_hint_proto_enumTypes[1].Descriptor()
-}
-
-func (AttrType) Type() protoreflect.EnumType {
-	return &file_hint_proto_enumTypes[1]
-}
-
-func (x AttrType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use AttrType.Descriptor instead.
-func (AttrType) EnumDescriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{1}
-}
-
-// Value is one typed configuration value. Durations and sizes travel as
-// number. Exactly one field is set; none set is an error.
-type Value struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Value:
-	//
-	//	*Value_StringValue
-	//	*Value_NumberValue
-	//	*Value_BoolValue
-	Value         isValue_Value `protobuf_oneof:"value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Value) Reset() {
-	*x = Value{}
-	mi := &file_hint_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Value) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Value) ProtoMessage() {}
-
-func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Value.ProtoReflect.Descriptor instead.
-func (*Value) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *Value) GetValue() isValue_Value {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-func (x *Value) GetStringValue() string {
-	if x != nil {
-		if x, ok := x.Value.(*Value_StringValue); ok {
-			return x.StringValue
-		}
-	}
-	return ""
-}
-
-func (x *Value) GetNumberValue() int64 {
-	if x != nil {
-		if x, ok := x.Value.(*Value_NumberValue); ok {
-			return x.NumberValue
-		}
-	}
-	return 0
-}
-
-func (x *Value) GetBoolValue() bool {
-	if x != nil {
-		if x, ok := x.Value.(*Value_BoolValue); ok {
-			return x.BoolValue
-		}
-	}
-	return false
-}
-
-type isValue_Value interface {
-	isValue_Value()
-}
-
-type Value_StringValue struct {
-	StringValue string `protobuf:"bytes,1,opt,name=string_value,json=stringValue,proto3,oneof"`
-}
-
-type Value_NumberValue struct {
-	NumberValue int64 `protobuf:"varint,2,opt,name=number_value,json=numberValue,proto3,oneof"`
-}
-
-type Value_BoolValue struct {
-	BoolValue bool `protobuf:"varint,3,opt,name=bool_value,json=boolValue,proto3,oneof"`
-}
-
-func (*Value_StringValue) isValue_Value() {}
-
-func (*Value_NumberValue) isValue_Value() {}
-
-func (*Value_BoolValue) isValue_Value() {}
 
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -239,7 +82,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_hint_proto_msgTypes[1]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +94,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[1]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +107,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{1}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{0}
 }
 
 type InfoResponse struct {
@@ -278,7 +121,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_hint_proto_msgTypes[2]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +133,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[2]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +146,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{2}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -327,162 +170,6 @@ func (x *InfoResponse) GetMeaning() Meaning {
 	return Meaning_MEANING_INVALID
 }
 
-type SchemaRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SchemaRequest) Reset() {
-	*x = SchemaRequest{}
-	mi := &file_hint_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SchemaRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SchemaRequest) ProtoMessage() {}
-
-func (x *SchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SchemaRequest.ProtoReflect.Descriptor instead.
-func (*SchemaRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{3}
-}
-
-type Attribute struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          AttrType               `protobuf:"varint,2,opt,name=type,proto3,enum=ferry.hint.v1.AttrType" json:"type,omitempty"`
-	Required      bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
-	Default       *Value                 `protobuf:"bytes,4,opt,name=default,proto3" json:"default,omitempty"` // absent: no default
-	Doc           string                 `protobuf:"bytes,5,opt,name=doc,proto3" json:"doc,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Attribute) Reset() {
-	*x = Attribute{}
-	mi := &file_hint_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Attribute) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Attribute) ProtoMessage() {}
-
-func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
-func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *Attribute) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Attribute) GetType() AttrType {
-	if x != nil {
-		return x.Type
-	}
-	return AttrType_ATTR_TYPE_INVALID
-}
-
-func (x *Attribute) GetRequired() bool {
-	if x != nil {
-		return x.Required
-	}
-	return false
-}
-
-func (x *Attribute) GetDefault() *Value {
-	if x != nil {
-		return x.Default
-	}
-	return nil
-}
-
-func (x *Attribute) GetDoc() string {
-	if x != nil {
-		return x.Doc
-	}
-	return ""
-}
-
-type SchemaResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SchemaResponse) Reset() {
-	*x = SchemaResponse{}
-	mi := &file_hint_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SchemaResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SchemaResponse) ProtoMessage() {}
-
-func (x *SchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SchemaResponse.ProtoReflect.Descriptor instead.
-func (*SchemaResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *SchemaResponse) GetAttributes() []*Attribute {
-	if x != nil {
-		return x.Attributes
-	}
-	return nil
-}
-
 // Region is a region of guest RAM: mapped by the VMM (pid) at host_addr,
 // backed by the file the plugin received at start with index file (fd
 // 3+file in the plugin process) at offset.
@@ -499,7 +186,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_hint_proto_msgTypes[6]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +198,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[6]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +211,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{6}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Region) GetGpa() uint64 {
@@ -573,7 +260,7 @@ type VM struct {
 
 func (x *VM) Reset() {
 	*x = VM{}
-	mi := &file_hint_proto_msgTypes[7]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +272,7 @@ func (x *VM) String() string {
 func (*VM) ProtoMessage() {}
 
 func (x *VM) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[7]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +285,7 @@ func (x *VM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VM.ProtoReflect.Descriptor instead.
 func (*VM) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{7}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VM) GetId() string {
@@ -623,9 +310,9 @@ func (x *VM) GetRam() []*Region {
 }
 
 type ConfigureRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Config map[string]*Value      `protobuf:"bytes,1,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Vm     *VM                    `protobuf:"bytes,2,opt,name=vm,proto3" json:"vm,omitempty"`
+	state  protoimpl.MessageState  `protogen:"open.v1"`
+	Config map[string]*proto.Value `protobuf:"bytes,1,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Vm     *VM                     `protobuf:"bytes,2,opt,name=vm,proto3" json:"vm,omitempty"`
 	// host_broker_id is the go-plugin broker id the host serves the Host
 	// service under; 0: the host offers no capabilities.
 	HostBrokerId  uint32 `protobuf:"varint,3,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
@@ -635,7 +322,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_hint_proto_msgTypes[8]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +334,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[8]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,10 +347,10 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{8}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *ConfigureRequest) GetConfig() map[string]*Value {
+func (x *ConfigureRequest) GetConfig() map[string]*proto.Value {
 	if x != nil {
 		return x.Config
 	}
@@ -692,7 +379,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_hint_proto_msgTypes[9]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +391,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[9]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +404,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{9}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{5}
 }
 
 type HintsRequest struct {
@@ -732,7 +419,7 @@ type HintsRequest struct {
 
 func (x *HintsRequest) Reset() {
 	*x = HintsRequest{}
-	mi := &file_hint_proto_msgTypes[10]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +431,7 @@ func (x *HintsRequest) String() string {
 func (*HintsRequest) ProtoMessage() {}
 
 func (x *HintsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[10]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +444,7 @@ func (x *HintsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintsRequest.ProtoReflect.Descriptor instead.
 func (*HintsRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{10}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HintsRequest) GetGeneration() uint64 {
@@ -785,7 +472,7 @@ type Range struct {
 
 func (x *Range) Reset() {
 	*x = Range{}
-	mi := &file_hint_proto_msgTypes[11]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +484,7 @@ func (x *Range) String() string {
 func (*Range) ProtoMessage() {}
 
 func (x *Range) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[11]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +497,7 @@ func (x *Range) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Range.ProtoReflect.Descriptor instead.
 func (*Range) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{11}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Range) GetFirst() uint64 {
@@ -836,7 +523,7 @@ type HintsResponse struct {
 
 func (x *HintsResponse) Reset() {
 	*x = HintsResponse{}
-	mi := &file_hint_proto_msgTypes[12]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +535,7 @@ func (x *HintsResponse) String() string {
 func (*HintsResponse) ProtoMessage() {}
 
 func (x *HintsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[12]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +548,7 @@ func (x *HintsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintsResponse.ProtoReflect.Descriptor instead.
 func (*HintsResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{12}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HintsResponse) GetRanges() []*Range {
@@ -880,7 +567,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_hint_proto_msgTypes[13]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +579,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[13]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +592,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{13}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CloseRequest) GetFinal() bool {
@@ -923,7 +610,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_hint_proto_msgTypes[14]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +622,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[14]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +635,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{14}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{10}
 }
 
 type GPARange struct {
@@ -961,7 +648,7 @@ type GPARange struct {
 
 func (x *GPARange) Reset() {
 	*x = GPARange{}
-	mi := &file_hint_proto_msgTypes[15]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +660,7 @@ func (x *GPARange) String() string {
 func (*GPARange) ProtoMessage() {}
 
 func (x *GPARange) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[15]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +673,7 @@ func (x *GPARange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPARange.ProtoReflect.Descriptor instead.
 func (*GPARange) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{15}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GPARange) GetGpa() uint64 {
@@ -1011,7 +698,7 @@ type BalloonHintRequest struct {
 
 func (x *BalloonHintRequest) Reset() {
 	*x = BalloonHintRequest{}
-	mi := &file_hint_proto_msgTypes[16]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +710,7 @@ func (x *BalloonHintRequest) String() string {
 func (*BalloonHintRequest) ProtoMessage() {}
 
 func (x *BalloonHintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[16]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +723,7 @@ func (x *BalloonHintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonHintRequest.ProtoReflect.Descriptor instead.
 func (*BalloonHintRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{16}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{12}
 }
 
 type BalloonHintResponse struct {
@@ -1048,7 +735,7 @@ type BalloonHintResponse struct {
 
 func (x *BalloonHintResponse) Reset() {
 	*x = BalloonHintResponse{}
-	mi := &file_hint_proto_msgTypes[17]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +747,7 @@ func (x *BalloonHintResponse) String() string {
 func (*BalloonHintResponse) ProtoMessage() {}
 
 func (x *BalloonHintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[17]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +760,7 @@ func (x *BalloonHintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonHintResponse.ProtoReflect.Descriptor instead.
 func (*BalloonHintResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{17}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BalloonHintResponse) GetRanges() []*GPARange {
@@ -1091,7 +778,7 @@ type BalloonDoneRequest struct {
 
 func (x *BalloonDoneRequest) Reset() {
 	*x = BalloonDoneRequest{}
-	mi := &file_hint_proto_msgTypes[18]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +790,7 @@ func (x *BalloonDoneRequest) String() string {
 func (*BalloonDoneRequest) ProtoMessage() {}
 
 func (x *BalloonDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[18]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +803,7 @@ func (x *BalloonDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonDoneRequest.ProtoReflect.Descriptor instead.
 func (*BalloonDoneRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{18}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{14}
 }
 
 type BalloonDoneResponse struct {
@@ -1127,7 +814,7 @@ type BalloonDoneResponse struct {
 
 func (x *BalloonDoneResponse) Reset() {
 	*x = BalloonDoneResponse{}
-	mi := &file_hint_proto_msgTypes[19]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +826,7 @@ func (x *BalloonDoneResponse) String() string {
 func (*BalloonDoneResponse) ProtoMessage() {}
 
 func (x *BalloonDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[19]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +839,7 @@ func (x *BalloonDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonDoneResponse.ProtoReflect.Descriptor instead.
 func (*BalloonDoneResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{19}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{15}
 }
 
 type CMMABitsRequest struct {
@@ -1165,7 +852,7 @@ type CMMABitsRequest struct {
 
 func (x *CMMABitsRequest) Reset() {
 	*x = CMMABitsRequest{}
-	mi := &file_hint_proto_msgTypes[20]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +864,7 @@ func (x *CMMABitsRequest) String() string {
 func (*CMMABitsRequest) ProtoMessage() {}
 
 func (x *CMMABitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[20]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +877,7 @@ func (x *CMMABitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CMMABitsRequest.ProtoReflect.Descriptor instead.
 func (*CMMABitsRequest) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{20}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CMMABitsRequest) GetStartGfn() uint64 {
@@ -1217,7 +904,7 @@ type CMMABitsResponse struct {
 
 func (x *CMMABitsResponse) Reset() {
 	*x = CMMABitsResponse{}
-	mi := &file_hint_proto_msgTypes[21]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +916,7 @@ func (x *CMMABitsResponse) String() string {
 func (*CMMABitsResponse) ProtoMessage() {}
 
 func (x *CMMABitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hint_proto_msgTypes[21]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +929,7 @@ func (x *CMMABitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CMMABitsResponse.ProtoReflect.Descriptor instead.
 func (*CMMABitsResponse) Descriptor() ([]byte, []int) {
-	return file_hint_proto_rawDescGZIP(), []int{21}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CMMABitsResponse) GetFirst() uint64 {
@@ -1259,34 +946,16 @@ func (x *CMMABitsResponse) GetValues() []byte {
 	return nil
 }
 
-var File_hint_proto protoreflect.FileDescriptor
+var File_framework_hint_proto_hint_proto protoreflect.FileDescriptor
 
-const file_hint_proto_rawDesc = "" +
+const file_framework_hint_proto_hint_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"hint.proto\x12\rferry.hint.v1\"{\n" +
-	"\x05Value\x12#\n" +
-	"\fstring_value\x18\x01 \x01(\tH\x00R\vstringValue\x12#\n" +
-	"\fnumber_value\x18\x02 \x01(\x03H\x00R\vnumberValue\x12\x1f\n" +
-	"\n" +
-	"bool_value\x18\x03 \x01(\bH\x00R\tboolValueB\a\n" +
-	"\x05value\"\r\n" +
+	"\x1fframework/hint/proto/hint.proto\x12\rferry.hint.v1\x1a#framework/schema/proto/schema.proto\"\r\n" +
 	"\vInfoRequest\"n\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x120\n" +
-	"\ameaning\x18\x03 \x01(\x0e2\x16.ferry.hint.v1.MeaningR\ameaning\"\x0f\n" +
-	"\rSchemaRequest\"\xaa\x01\n" +
-	"\tAttribute\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x17.ferry.hint.v1.AttrTypeR\x04type\x12\x1a\n" +
-	"\brequired\x18\x03 \x01(\bR\brequired\x12.\n" +
-	"\adefault\x18\x04 \x01(\v2\x14.ferry.hint.v1.ValueR\adefault\x12\x10\n" +
-	"\x03doc\x18\x05 \x01(\tR\x03doc\"J\n" +
-	"\x0eSchemaResponse\x128\n" +
-	"\n" +
-	"attributes\x18\x01 \x03(\v2\x18.ferry.hint.v1.AttributeR\n" +
-	"attributes\"w\n" +
+	"\ameaning\x18\x03 \x01(\x0e2\x16.ferry.hint.v1.MeaningR\ameaning\"w\n" +
 	"\x06Region\x12\x10\n" +
 	"\x03gpa\x18\x01 \x01(\x04R\x03gpa\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
@@ -1296,14 +965,14 @@ const file_hint_proto_rawDesc = "" +
 	"\x02VM\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12'\n" +
-	"\x03ram\x18\x03 \x03(\v2\x15.ferry.hint.v1.RegionR\x03ram\"\xf1\x01\n" +
+	"\x03ram\x18\x03 \x03(\v2\x15.ferry.hint.v1.RegionR\x03ram\"\xf3\x01\n" +
 	"\x10ConfigureRequest\x12C\n" +
 	"\x06config\x18\x01 \x03(\v2+.ferry.hint.v1.ConfigureRequest.ConfigEntryR\x06config\x12!\n" +
 	"\x02vm\x18\x02 \x01(\v2\x11.ferry.hint.v1.VMR\x02vm\x12$\n" +
-	"\x0ehost_broker_id\x18\x03 \x01(\rR\fhostBrokerId\x1aO\n" +
+	"\x0ehost_broker_id\x18\x03 \x01(\rR\fhostBrokerId\x1aQ\n" +
 	"\vConfigEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
-	"\x05value\x18\x02 \x01(\v2\x14.ferry.hint.v1.ValueR\x05value:\x028\x01\"\x13\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"\x13\n" +
 	"\x11ConfigureResponse\"\\\n" +
 	"\fHintsRequest\x12\x1e\n" +
 	"\n" +
@@ -1336,17 +1005,10 @@ const file_hint_proto_rawDesc = "" +
 	"\x0fMEANING_INVALID\x10\x00\x12\x10\n" +
 	"\fMEANING_FREE\x10\x01\x12\x10\n" +
 	"\fMEANING_ZERO\x10\x02\x12\x12\n" +
-	"\x0eMEANING_UNUSED\x10\x03*\x8d\x01\n" +
-	"\bAttrType\x12\x15\n" +
-	"\x11ATTR_TYPE_INVALID\x10\x00\x12\x14\n" +
-	"\x10ATTR_TYPE_STRING\x10\x01\x12\x14\n" +
-	"\x10ATTR_TYPE_NUMBER\x10\x02\x12\x12\n" +
-	"\x0eATTR_TYPE_BOOL\x10\x03\x12\x16\n" +
-	"\x12ATTR_TYPE_DURATION\x10\x04\x12\x12\n" +
-	"\x0eATTR_TYPE_SIZE\x10\x052\xec\x02\n" +
+	"\x0eMEANING_UNUSED\x10\x032\xf0\x02\n" +
 	"\bProvider\x12?\n" +
-	"\x04Info\x12\x1a.ferry.hint.v1.InfoRequest\x1a\x1b.ferry.hint.v1.InfoResponse\x12E\n" +
-	"\x06Schema\x12\x1c.ferry.hint.v1.SchemaRequest\x1a\x1d.ferry.hint.v1.SchemaResponse\x12N\n" +
+	"\x04Info\x12\x1a.ferry.hint.v1.InfoRequest\x1a\x1b.ferry.hint.v1.InfoResponse\x12I\n" +
+	"\x06Schema\x12\x1e.ferry.schema.v1.SchemaRequest\x1a\x1f.ferry.schema.v1.SchemaResponse\x12N\n" +
 	"\tConfigure\x12\x1f.ferry.hint.v1.ConfigureRequest\x1a .ferry.hint.v1.ConfigureResponse\x12D\n" +
 	"\x05Hints\x12\x1b.ferry.hint.v1.HintsRequest\x1a\x1c.ferry.hint.v1.HintsResponse0\x01\x12B\n" +
 	"\x05Close\x12\x1b.ferry.hint.v1.CloseRequest\x1a\x1c.ferry.hint.v1.CloseResponse2\x81\x02\n" +
@@ -1356,106 +1018,96 @@ const file_hint_proto_rawDesc = "" +
 	"\bCMMABits\x12\x1e.ferry.hint.v1.CMMABitsRequest\x1a\x1f.ferry.hint.v1.CMMABitsResponseB/Z-github.com/ferryvm/ferry/framework/hint/protob\x06proto3"
 
 var (
-	file_hint_proto_rawDescOnce sync.Once
-	file_hint_proto_rawDescData []byte
+	file_framework_hint_proto_hint_proto_rawDescOnce sync.Once
+	file_framework_hint_proto_hint_proto_rawDescData []byte
 )
 
-func file_hint_proto_rawDescGZIP() []byte {
-	file_hint_proto_rawDescOnce.Do(func() {
-		file_hint_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_hint_proto_rawDesc), len(file_hint_proto_rawDesc)))
+func file_framework_hint_proto_hint_proto_rawDescGZIP() []byte {
+	file_framework_hint_proto_hint_proto_rawDescOnce.Do(func() {
+		file_framework_hint_proto_hint_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_framework_hint_proto_hint_proto_rawDesc), len(file_framework_hint_proto_hint_proto_rawDesc)))
 	})
-	return file_hint_proto_rawDescData
+	return file_framework_hint_proto_hint_proto_rawDescData
 }
 
-var file_hint_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hint_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
-var file_hint_proto_goTypes = []any{
-	(Meaning)(0),                // 0: ferry.hint.v1.Meaning
-	(AttrType)(0),               // 1: ferry.hint.v1.AttrType
-	(*Value)(nil),               // 2: ferry.hint.v1.Value
-	(*InfoRequest)(nil),         // 3: ferry.hint.v1.InfoRequest
-	(*InfoResponse)(nil),        // 4: ferry.hint.v1.InfoResponse
-	(*SchemaRequest)(nil),       // 5: ferry.hint.v1.SchemaRequest
-	(*Attribute)(nil),           // 6: ferry.hint.v1.Attribute
-	(*SchemaResponse)(nil),      // 7: ferry.hint.v1.SchemaResponse
-	(*Region)(nil),              // 8: ferry.hint.v1.Region
-	(*VM)(nil),                  // 9: ferry.hint.v1.VM
-	(*ConfigureRequest)(nil),    // 10: ferry.hint.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),   // 11: ferry.hint.v1.ConfigureResponse
-	(*HintsRequest)(nil),        // 12: ferry.hint.v1.HintsRequest
-	(*Range)(nil),               // 13: ferry.hint.v1.Range
-	(*HintsResponse)(nil),       // 14: ferry.hint.v1.HintsResponse
-	(*CloseRequest)(nil),        // 15: ferry.hint.v1.CloseRequest
-	(*CloseResponse)(nil),       // 16: ferry.hint.v1.CloseResponse
-	(*GPARange)(nil),            // 17: ferry.hint.v1.GPARange
-	(*BalloonHintRequest)(nil),  // 18: ferry.hint.v1.BalloonHintRequest
-	(*BalloonHintResponse)(nil), // 19: ferry.hint.v1.BalloonHintResponse
-	(*BalloonDoneRequest)(nil),  // 20: ferry.hint.v1.BalloonDoneRequest
-	(*BalloonDoneResponse)(nil), // 21: ferry.hint.v1.BalloonDoneResponse
-	(*CMMABitsRequest)(nil),     // 22: ferry.hint.v1.CMMABitsRequest
-	(*CMMABitsResponse)(nil),    // 23: ferry.hint.v1.CMMABitsResponse
-	nil,                         // 24: ferry.hint.v1.ConfigureRequest.ConfigEntry
+var file_framework_hint_proto_hint_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_framework_hint_proto_hint_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_framework_hint_proto_hint_proto_goTypes = []any{
+	(Meaning)(0),                 // 0: ferry.hint.v1.Meaning
+	(*InfoRequest)(nil),          // 1: ferry.hint.v1.InfoRequest
+	(*InfoResponse)(nil),         // 2: ferry.hint.v1.InfoResponse
+	(*Region)(nil),               // 3: ferry.hint.v1.Region
+	(*VM)(nil),                   // 4: ferry.hint.v1.VM
+	(*ConfigureRequest)(nil),     // 5: ferry.hint.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),    // 6: ferry.hint.v1.ConfigureResponse
+	(*HintsRequest)(nil),         // 7: ferry.hint.v1.HintsRequest
+	(*Range)(nil),                // 8: ferry.hint.v1.Range
+	(*HintsResponse)(nil),        // 9: ferry.hint.v1.HintsResponse
+	(*CloseRequest)(nil),         // 10: ferry.hint.v1.CloseRequest
+	(*CloseResponse)(nil),        // 11: ferry.hint.v1.CloseResponse
+	(*GPARange)(nil),             // 12: ferry.hint.v1.GPARange
+	(*BalloonHintRequest)(nil),   // 13: ferry.hint.v1.BalloonHintRequest
+	(*BalloonHintResponse)(nil),  // 14: ferry.hint.v1.BalloonHintResponse
+	(*BalloonDoneRequest)(nil),   // 15: ferry.hint.v1.BalloonDoneRequest
+	(*BalloonDoneResponse)(nil),  // 16: ferry.hint.v1.BalloonDoneResponse
+	(*CMMABitsRequest)(nil),      // 17: ferry.hint.v1.CMMABitsRequest
+	(*CMMABitsResponse)(nil),     // 18: ferry.hint.v1.CMMABitsResponse
+	nil,                          // 19: ferry.hint.v1.ConfigureRequest.ConfigEntry
+	(*proto.Value)(nil),          // 20: ferry.schema.v1.Value
+	(*proto.SchemaRequest)(nil),  // 21: ferry.schema.v1.SchemaRequest
+	(*proto.SchemaResponse)(nil), // 22: ferry.schema.v1.SchemaResponse
 }
-var file_hint_proto_depIdxs = []int32{
+var file_framework_hint_proto_hint_proto_depIdxs = []int32{
 	0,  // 0: ferry.hint.v1.InfoResponse.meaning:type_name -> ferry.hint.v1.Meaning
-	1,  // 1: ferry.hint.v1.Attribute.type:type_name -> ferry.hint.v1.AttrType
-	2,  // 2: ferry.hint.v1.Attribute.default:type_name -> ferry.hint.v1.Value
-	6,  // 3: ferry.hint.v1.SchemaResponse.attributes:type_name -> ferry.hint.v1.Attribute
-	8,  // 4: ferry.hint.v1.VM.ram:type_name -> ferry.hint.v1.Region
-	24, // 5: ferry.hint.v1.ConfigureRequest.config:type_name -> ferry.hint.v1.ConfigureRequest.ConfigEntry
-	9,  // 6: ferry.hint.v1.ConfigureRequest.vm:type_name -> ferry.hint.v1.VM
-	13, // 7: ferry.hint.v1.HintsResponse.ranges:type_name -> ferry.hint.v1.Range
-	17, // 8: ferry.hint.v1.BalloonHintResponse.ranges:type_name -> ferry.hint.v1.GPARange
-	2,  // 9: ferry.hint.v1.ConfigureRequest.ConfigEntry.value:type_name -> ferry.hint.v1.Value
-	3,  // 10: ferry.hint.v1.Provider.Info:input_type -> ferry.hint.v1.InfoRequest
-	5,  // 11: ferry.hint.v1.Provider.Schema:input_type -> ferry.hint.v1.SchemaRequest
-	10, // 12: ferry.hint.v1.Provider.Configure:input_type -> ferry.hint.v1.ConfigureRequest
-	12, // 13: ferry.hint.v1.Provider.Hints:input_type -> ferry.hint.v1.HintsRequest
-	15, // 14: ferry.hint.v1.Provider.Close:input_type -> ferry.hint.v1.CloseRequest
-	18, // 15: ferry.hint.v1.Host.BalloonHint:input_type -> ferry.hint.v1.BalloonHintRequest
-	20, // 16: ferry.hint.v1.Host.BalloonDone:input_type -> ferry.hint.v1.BalloonDoneRequest
-	22, // 17: ferry.hint.v1.Host.CMMABits:input_type -> ferry.hint.v1.CMMABitsRequest
-	4,  // 18: ferry.hint.v1.Provider.Info:output_type -> ferry.hint.v1.InfoResponse
-	7,  // 19: ferry.hint.v1.Provider.Schema:output_type -> ferry.hint.v1.SchemaResponse
-	11, // 20: ferry.hint.v1.Provider.Configure:output_type -> ferry.hint.v1.ConfigureResponse
-	14, // 21: ferry.hint.v1.Provider.Hints:output_type -> ferry.hint.v1.HintsResponse
-	16, // 22: ferry.hint.v1.Provider.Close:output_type -> ferry.hint.v1.CloseResponse
-	19, // 23: ferry.hint.v1.Host.BalloonHint:output_type -> ferry.hint.v1.BalloonHintResponse
-	21, // 24: ferry.hint.v1.Host.BalloonDone:output_type -> ferry.hint.v1.BalloonDoneResponse
-	23, // 25: ferry.hint.v1.Host.CMMABits:output_type -> ferry.hint.v1.CMMABitsResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 1: ferry.hint.v1.VM.ram:type_name -> ferry.hint.v1.Region
+	19, // 2: ferry.hint.v1.ConfigureRequest.config:type_name -> ferry.hint.v1.ConfigureRequest.ConfigEntry
+	4,  // 3: ferry.hint.v1.ConfigureRequest.vm:type_name -> ferry.hint.v1.VM
+	8,  // 4: ferry.hint.v1.HintsResponse.ranges:type_name -> ferry.hint.v1.Range
+	12, // 5: ferry.hint.v1.BalloonHintResponse.ranges:type_name -> ferry.hint.v1.GPARange
+	20, // 6: ferry.hint.v1.ConfigureRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
+	1,  // 7: ferry.hint.v1.Provider.Info:input_type -> ferry.hint.v1.InfoRequest
+	21, // 8: ferry.hint.v1.Provider.Schema:input_type -> ferry.schema.v1.SchemaRequest
+	5,  // 9: ferry.hint.v1.Provider.Configure:input_type -> ferry.hint.v1.ConfigureRequest
+	7,  // 10: ferry.hint.v1.Provider.Hints:input_type -> ferry.hint.v1.HintsRequest
+	10, // 11: ferry.hint.v1.Provider.Close:input_type -> ferry.hint.v1.CloseRequest
+	13, // 12: ferry.hint.v1.Host.BalloonHint:input_type -> ferry.hint.v1.BalloonHintRequest
+	15, // 13: ferry.hint.v1.Host.BalloonDone:input_type -> ferry.hint.v1.BalloonDoneRequest
+	17, // 14: ferry.hint.v1.Host.CMMABits:input_type -> ferry.hint.v1.CMMABitsRequest
+	2,  // 15: ferry.hint.v1.Provider.Info:output_type -> ferry.hint.v1.InfoResponse
+	22, // 16: ferry.hint.v1.Provider.Schema:output_type -> ferry.schema.v1.SchemaResponse
+	6,  // 17: ferry.hint.v1.Provider.Configure:output_type -> ferry.hint.v1.ConfigureResponse
+	9,  // 18: ferry.hint.v1.Provider.Hints:output_type -> ferry.hint.v1.HintsResponse
+	11, // 19: ferry.hint.v1.Provider.Close:output_type -> ferry.hint.v1.CloseResponse
+	14, // 20: ferry.hint.v1.Host.BalloonHint:output_type -> ferry.hint.v1.BalloonHintResponse
+	16, // 21: ferry.hint.v1.Host.BalloonDone:output_type -> ferry.hint.v1.BalloonDoneResponse
+	18, // 22: ferry.hint.v1.Host.CMMABits:output_type -> ferry.hint.v1.CMMABitsResponse
+	15, // [15:23] is the sub-list for method output_type
+	7,  // [7:15] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
-func init() { file_hint_proto_init() }
-func file_hint_proto_init() {
-	if File_hint_proto != nil {
+func init() { file_framework_hint_proto_hint_proto_init() }
+func file_framework_hint_proto_hint_proto_init() {
+	if File_framework_hint_proto_hint_proto != nil {
 		return
-	}
-	file_hint_proto_msgTypes[0].OneofWrappers = []any{
-		(*Value_StringValue)(nil),
-		(*Value_NumberValue)(nil),
-		(*Value_BoolValue)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hint_proto_rawDesc), len(file_hint_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   23,
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framework_hint_proto_hint_proto_rawDesc), len(file_framework_hint_proto_hint_proto_rawDesc)),
+			NumEnums:      1,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
-		GoTypes:           file_hint_proto_goTypes,
-		DependencyIndexes: file_hint_proto_depIdxs,
-		EnumInfos:         file_hint_proto_enumTypes,
-		MessageInfos:      file_hint_proto_msgTypes,
+		GoTypes:           file_framework_hint_proto_hint_proto_goTypes,
+		DependencyIndexes: file_framework_hint_proto_hint_proto_depIdxs,
+		EnumInfos:         file_framework_hint_proto_hint_proto_enumTypes,
+		MessageInfos:      file_framework_hint_proto_hint_proto_msgTypes,
 	}.Build()
-	File_hint_proto = out.File
-	file_hint_proto_goTypes = nil
-	file_hint_proto_depIdxs = nil
+	File_framework_hint_proto_hint_proto = out.File
+	file_framework_hint_proto_hint_proto_goTypes = nil
+	file_framework_hint_proto_hint_proto_depIdxs = nil
 }

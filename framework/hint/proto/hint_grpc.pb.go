@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.3.0
 // - protoc             v3.21.12
-// source: hint.proto
+// source: framework/hint/proto/hint.proto
 
 package proto
 
 import (
 	context "context"
+	proto "github.com/ferryvm/ferry/framework/schema/proto"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -33,7 +34,7 @@ type ProviderClient interface {
 	// Info describes the provider; it needs no Configure.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Schema describes the configuration block; it needs no Configure.
-	Schema(ctx context.Context, in *SchemaRequest, opts ...grpc.CallOption) (*SchemaResponse, error)
+	Schema(ctx context.Context, in *proto.SchemaRequest, opts ...grpc.CallOption) (*proto.SchemaResponse, error)
 	// Configure starts a hint window over the RAM files the plugin received
 	// at start.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
@@ -61,8 +62,8 @@ func (c *providerClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *providerClient) Schema(ctx context.Context, in *SchemaRequest, opts ...grpc.CallOption) (*SchemaResponse, error) {
-	out := new(SchemaResponse)
+func (c *providerClient) Schema(ctx context.Context, in *proto.SchemaRequest, opts ...grpc.CallOption) (*proto.SchemaResponse, error) {
+	out := new(proto.SchemaResponse)
 	err := c.cc.Invoke(ctx, Provider_Schema_FullMethodName, in, out, opts...)
 	if err != nil {
 		return nil, err
@@ -127,7 +128,7 @@ type ProviderServer interface {
 	// Info describes the provider; it needs no Configure.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Schema describes the configuration block; it needs no Configure.
-	Schema(context.Context, *SchemaRequest) (*SchemaResponse, error)
+	Schema(context.Context, *proto.SchemaRequest) (*proto.SchemaResponse, error)
 	// Configure starts a hint window over the RAM files the plugin received
 	// at start.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
@@ -146,7 +147,7 @@ type UnimplementedProviderServer struct {
 func (UnimplementedProviderServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
 }
-func (UnimplementedProviderServer) Schema(context.Context, *SchemaRequest) (*SchemaResponse, error) {
+func (UnimplementedProviderServer) Schema(context.Context, *proto.SchemaRequest) (*proto.SchemaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Schema not implemented")
 }
 func (UnimplementedProviderServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
@@ -190,7 +191,7 @@ func _Provider_Info_Handler(srv interface{}, ctx context.Context, dec func(inter
 }
 
 func _Provider_Schema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SchemaRequest)
+	in := new(proto.SchemaRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -202,7 +203,7 @@ func _Provider_Schema_Handler(srv interface{}, ctx context.Context, dec func(int
 		FullMethod: Provider_Schema_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ProviderServer).Schema(ctx, req.(*SchemaRequest))
+		return srv.(ProviderServer).Schema(ctx, req.(*proto.SchemaRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -295,7 +296,7 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "hint.proto",
+	Metadata: "framework/hint/proto/hint.proto",
 }
 
 const (
@@ -495,5 +496,5 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "hint.proto",
+	Metadata: "framework/hint/proto/hint.proto",
 }

@@ -2,7 +2,10 @@
 // the host, starting the plugin process over a private, mutually
 // authenticated channel (Start); in the plugin, the logger that carries
 // levels across go-plugin, the guest RAM files inherited from the host,
-// and exiting when the host is gone.
+// and exiting when the host is gone. A kind describes itself once (Kind:
+// its name, handshake and environment variables) and gets Launch, Serve
+// and Logger from it; FileIndex matches the RAM files a request names to
+// the ones the process inherited.
 //
 //	host (VMM)                          plugin process
 //	Start ── exec, fds 3.. = guest RAM ──► InheritedFiles

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -19,12 +20,12 @@ const Version = "1.0.0"
 var errNotOpen = errors.New("loopback: no open session")
 
 // common attributes of both flavours.
-var commonSchema = transport.Schema{
-	{Name: "hello_timeout", Type: transport.TypeDuration, Default: int64(10 * time.Second),
+var commonSchema = schema.Schema{
+	{Name: "hello_timeout", Type: schema.TypeDuration, Default: int64(10 * time.Second),
 		Doc: "how long Open waits for the peer's HELLO once connected"},
-	{Name: "queue", Type: transport.TypeSize, Default: int64(64 << 20),
+	{Name: "queue", Type: schema.TypeSize, Default: int64(64 << 20),
 		Doc: "bytes of received messages held until RecvMessage takes them; more ends the session"},
-	{Name: "zero_punch", Type: transport.TypeBool, Default: false,
+	{Name: "zero_punch", Type: schema.TypeBool, Default: false,
 		Doc: "zero pages by punching holes in the destination's RAM files instead of writing zeros"},
 }
 
@@ -39,7 +40,7 @@ type options struct {
 // Transport is a loopback transport; see New and NewPipe.
 type Transport struct {
 	info    transport.Info
-	schema  transport.Schema
+	schema  schema.Schema
 	connect func(ctx context.Context, role transport.Role, o options) (net.Conn, error)
 
 	mu   sync.Mutex
@@ -52,7 +53,7 @@ var _ transport.Transport = (*Transport)(nil)
 // New returns a transport that connects two processes through the unix
 // socket named by the "socket" attribute.
 func New() *Transport {
-	schema := append(transport.Schema{{Name: "socket", Type: transport.TypeString, Required: true,
+	schema := append(schema.Schema{{Name: "socket", Type: schema.TypeString, Required: true,
 		Doc: "path of the unix socket: the receiver listens there, the sender dials it"}}, commonSchema...)
 	return &Transport{info: transport.Info{Name: "loopback", Version: Version}, schema: schema, connect: connectSocket}
 }
@@ -73,8 +74,8 @@ func NewPipe() (send, recv *Transport) {
 func (t *Transport) Info(context.Context) (transport.Info, error) { return t.info, nil }
 
 // Schema implements transport.Transport.Schema.
-func (t *Transport) Schema(context.Context) (transport.Schema, error) {
-	return append(transport.Schema(nil), t.schema...), nil
+func (t *Transport) Schema(context.Context) (schema.Schema, error) {
+	return append(schema.Schema(nil), t.schema...), nil
 }
 
 // Open implements transport.Transport.Open.
@@ -114,8 +115,8 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	return nil
 }
 
-func (t *Transport) options(c transport.Config) (options, error) {
-	c, err := transport.Coerce(t.schema, c)
+func (t *Transport) options(c schema.Config) (options, error) {
+	c, err := schema.Coerce(t.schema, c)
 	if err != nil {
 		return options{}, err
 	}

@@ -5,21 +5,22 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/transport/transporttest"
 )
 
 func TestPipe(t *testing.T) {
-	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
+	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
 		s, r := loopback.NewPipe()
-		return s, r, nil, transport.Config{"zero_punch": true}
+		return s, r, nil, schema.Config{"zero_punch": true}
 	})
 }
 
 func TestSocket(t *testing.T) {
-	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config) {
-		cfg := transport.Config{"socket": SocketPath(t)}
+	transporttest.Run(t, func(t *testing.T, _ transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
+		cfg := schema.Config{"socket": SocketPath(t)}
 		return loopback.New(), loopback.New(), cfg, cfg
 	})
 }

@@ -2,11 +2,12 @@
 // versions:
 // 	protoc-gen-go v1.36.6
 // 	protoc        v3.21.12
-// source: transport.proto
+// source: framework/transport/proto/transport.proto
 
 package proto
 
 import (
+	proto "github.com/ferryvm/ferry/framework/schema/proto"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -54,11 +55,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_transport_proto_enumTypes[0].Descriptor()
+	return file_framework_transport_proto_transport_proto_enumTypes[0].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_transport_proto_enumTypes[0]
+	return &file_framework_transport_proto_transport_proto_enumTypes[0]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -67,65 +68,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{0}
-}
-
-type AttrType int32
-
-const (
-	AttrType_ATTR_TYPE_INVALID  AttrType = 0
-	AttrType_ATTR_TYPE_STRING   AttrType = 1
-	AttrType_ATTR_TYPE_NUMBER   AttrType = 2 // int64
-	AttrType_ATTR_TYPE_BOOL     AttrType = 3
-	AttrType_ATTR_TYPE_DURATION AttrType = 4 // int64 nanoseconds
-	AttrType_ATTR_TYPE_SIZE     AttrType = 5 // int64 bytes
-)
-
-// Enum value maps for AttrType.
-var (
-	AttrType_name = map[int32]string{
-		0: "ATTR_TYPE_INVALID",
-		1: "ATTR_TYPE_STRING",
-		2: "ATTR_TYPE_NUMBER",
-		3: "ATTR_TYPE_BOOL",
-		4: "ATTR_TYPE_DURATION",
-		5: "ATTR_TYPE_SIZE",
-	}
-	AttrType_value = map[string]int32{
-		"ATTR_TYPE_INVALID":  0,
-		"ATTR_TYPE_STRING":   1,
-		"ATTR_TYPE_NUMBER":   2,
-		"ATTR_TYPE_BOOL":     3,
-		"ATTR_TYPE_DURATION": 4,
-		"ATTR_TYPE_SIZE":     5,
-	}
-)
-
-func (x AttrType) Enum() *AttrType {
-	p := new(AttrType)
-	*p = x
-	return p
-}
-
-func (x AttrType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (AttrType) Descriptor() protoreflect.EnumDescriptor {
-	return file_transport_proto_enumTypes[1].Descriptor()
-}
-
-func (AttrType) Type() protoreflect.EnumType {
-	return &file_transport_proto_enumTypes[1]
-}
-
-func (x AttrType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use AttrType.Descriptor instead.
-func (AttrType) EnumDescriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{1}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{0}
 }
 
 type PageKind int32
@@ -161,11 +104,11 @@ func (x PageKind) String() string {
 }
 
 func (PageKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_transport_proto_enumTypes[2].Descriptor()
+	return file_framework_transport_proto_transport_proto_enumTypes[1].Descriptor()
 }
 
 func (PageKind) Type() protoreflect.EnumType {
-	return &file_transport_proto_enumTypes[2]
+	return &file_framework_transport_proto_transport_proto_enumTypes[1]
 }
 
 func (x PageKind) Number() protoreflect.EnumNumber {
@@ -174,108 +117,8 @@ func (x PageKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PageKind.Descriptor instead.
 func (PageKind) EnumDescriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{2}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{1}
 }
-
-// Value is one typed configuration value. Durations and sizes travel as
-// number. Exactly one field is set; none set is an error.
-type Value struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Value:
-	//
-	//	*Value_StringValue
-	//	*Value_NumberValue
-	//	*Value_BoolValue
-	Value         isValue_Value `protobuf_oneof:"value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Value) Reset() {
-	*x = Value{}
-	mi := &file_transport_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Value) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Value) ProtoMessage() {}
-
-func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Value.ProtoReflect.Descriptor instead.
-func (*Value) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *Value) GetValue() isValue_Value {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-func (x *Value) GetStringValue() string {
-	if x != nil {
-		if x, ok := x.Value.(*Value_StringValue); ok {
-			return x.StringValue
-		}
-	}
-	return ""
-}
-
-func (x *Value) GetNumberValue() int64 {
-	if x != nil {
-		if x, ok := x.Value.(*Value_NumberValue); ok {
-			return x.NumberValue
-		}
-	}
-	return 0
-}
-
-func (x *Value) GetBoolValue() bool {
-	if x != nil {
-		if x, ok := x.Value.(*Value_BoolValue); ok {
-			return x.BoolValue
-		}
-	}
-	return false
-}
-
-type isValue_Value interface {
-	isValue_Value()
-}
-
-type Value_StringValue struct {
-	StringValue string `protobuf:"bytes,1,opt,name=string_value,json=stringValue,proto3,oneof"`
-}
-
-type Value_NumberValue struct {
-	NumberValue int64 `protobuf:"varint,2,opt,name=number_value,json=numberValue,proto3,oneof"`
-}
-
-type Value_BoolValue struct {
-	BoolValue bool `protobuf:"varint,3,opt,name=bool_value,json=boolValue,proto3,oneof"`
-}
-
-func (*Value_StringValue) isValue_Value() {}
-
-func (*Value_NumberValue) isValue_Value() {}
-
-func (*Value_BoolValue) isValue_Value() {}
 
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -285,7 +128,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_transport_proto_msgTypes[1]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +140,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[1]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +153,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{1}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{0}
 }
 
 type InfoResponse struct {
@@ -323,7 +166,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_transport_proto_msgTypes[2]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +178,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[2]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +191,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{2}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -365,162 +208,6 @@ func (x *InfoResponse) GetVersion() string {
 	return ""
 }
 
-type SchemaRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SchemaRequest) Reset() {
-	*x = SchemaRequest{}
-	mi := &file_transport_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SchemaRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SchemaRequest) ProtoMessage() {}
-
-func (x *SchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SchemaRequest.ProtoReflect.Descriptor instead.
-func (*SchemaRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{3}
-}
-
-type Attribute struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          AttrType               `protobuf:"varint,2,opt,name=type,proto3,enum=ferry.transport.v1.AttrType" json:"type,omitempty"`
-	Required      bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
-	Default       *Value                 `protobuf:"bytes,4,opt,name=default,proto3" json:"default,omitempty"` // absent: no default
-	Doc           string                 `protobuf:"bytes,5,opt,name=doc,proto3" json:"doc,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Attribute) Reset() {
-	*x = Attribute{}
-	mi := &file_transport_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Attribute) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Attribute) ProtoMessage() {}
-
-func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
-func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *Attribute) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Attribute) GetType() AttrType {
-	if x != nil {
-		return x.Type
-	}
-	return AttrType_ATTR_TYPE_INVALID
-}
-
-func (x *Attribute) GetRequired() bool {
-	if x != nil {
-		return x.Required
-	}
-	return false
-}
-
-func (x *Attribute) GetDefault() *Value {
-	if x != nil {
-		return x.Default
-	}
-	return nil
-}
-
-func (x *Attribute) GetDoc() string {
-	if x != nil {
-		return x.Doc
-	}
-	return ""
-}
-
-type SchemaResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SchemaResponse) Reset() {
-	*x = SchemaResponse{}
-	mi := &file_transport_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SchemaResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SchemaResponse) ProtoMessage() {}
-
-func (x *SchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SchemaResponse.ProtoReflect.Descriptor instead.
-func (*SchemaResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *SchemaResponse) GetAttributes() []*Attribute {
-	if x != nil {
-		return x.Attributes
-	}
-	return nil
-}
-
 // RAMRegion is a region of guest RAM in the file the plugin received at
 // start with index file (fd 3+file in the plugin process).
 type RAMRegion struct {
@@ -535,7 +222,7 @@ type RAMRegion struct {
 
 func (x *RAMRegion) Reset() {
 	*x = RAMRegion{}
-	mi := &file_transport_proto_msgTypes[6]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +234,7 @@ func (x *RAMRegion) String() string {
 func (*RAMRegion) ProtoMessage() {}
 
 func (x *RAMRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[6]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +247,7 @@ func (x *RAMRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RAMRegion.ProtoReflect.Descriptor instead.
 func (*RAMRegion) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{6}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RAMRegion) GetGpa() uint64 {
@@ -604,7 +291,7 @@ type Credentials struct {
 
 func (x *Credentials) Reset() {
 	*x = Credentials{}
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +303,7 @@ func (x *Credentials) String() string {
 func (*Credentials) ProtoMessage() {}
 
 func (x *Credentials) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +316,7 @@ func (x *Credentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credentials.ProtoReflect.Descriptor instead.
 func (*Credentials) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{7}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Credentials) GetCertificate() []byte {
@@ -661,18 +348,18 @@ func (x *Credentials) GetPlaintext() bool {
 }
 
 type OpenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          Role                   `protobuf:"varint,1,opt,name=role,proto3,enum=ferry.transport.v1.Role" json:"role,omitempty"`
-	Config        map[string]*Value      `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Ram           []*RAMRegion           `protobuf:"bytes,3,rep,name=ram,proto3" json:"ram,omitempty"`
-	Credentials   *Credentials           `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Role          Role                    `protobuf:"varint,1,opt,name=role,proto3,enum=ferry.transport.v1.Role" json:"role,omitempty"`
+	Config        map[string]*proto.Value `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Ram           []*RAMRegion            `protobuf:"bytes,3,rep,name=ram,proto3" json:"ram,omitempty"`
+	Credentials   *Credentials            `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +371,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +384,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{8}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OpenRequest) GetRole() Role {
@@ -707,7 +394,7 @@ func (x *OpenRequest) GetRole() Role {
 	return Role_ROLE_INVALID
 }
 
-func (x *OpenRequest) GetConfig() map[string]*Value {
+func (x *OpenRequest) GetConfig() map[string]*proto.Value {
 	if x != nil {
 		return x.Config
 	}
@@ -736,7 +423,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +435,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +448,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{9}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{5}
 }
 
 type PageRun struct {
@@ -775,7 +462,7 @@ type PageRun struct {
 
 func (x *PageRun) Reset() {
 	*x = PageRun{}
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +474,7 @@ func (x *PageRun) String() string {
 func (*PageRun) ProtoMessage() {}
 
 func (x *PageRun) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +487,7 @@ func (x *PageRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRun.ProtoReflect.Descriptor instead.
 func (*PageRun) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{10}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PageRun) GetFirst() uint64 {
@@ -833,7 +520,7 @@ type SendPagesRequest struct {
 
 func (x *SendPagesRequest) Reset() {
 	*x = SendPagesRequest{}
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +532,7 @@ func (x *SendPagesRequest) String() string {
 func (*SendPagesRequest) ProtoMessage() {}
 
 func (x *SendPagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +545,7 @@ func (x *SendPagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendPagesRequest.ProtoReflect.Descriptor instead.
 func (*SendPagesRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{11}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SendPagesRequest) GetRuns() []*PageRun {
@@ -876,7 +563,7 @@ type SendPagesResponse struct {
 
 func (x *SendPagesResponse) Reset() {
 	*x = SendPagesResponse{}
-	mi := &file_transport_proto_msgTypes[12]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +575,7 @@ func (x *SendPagesResponse) String() string {
 func (*SendPagesResponse) ProtoMessage() {}
 
 func (x *SendPagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[12]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +588,7 @@ func (x *SendPagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendPagesResponse.ProtoReflect.Descriptor instead.
 func (*SendPagesResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{12}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{8}
 }
 
 type FlushRequest struct {
@@ -912,7 +599,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_transport_proto_msgTypes[13]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +611,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[13]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +624,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{13}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{9}
 }
 
 type FlushResponse struct {
@@ -948,7 +635,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_transport_proto_msgTypes[14]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +647,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[14]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +660,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{14}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{10}
 }
 
 type Message struct {
@@ -986,7 +673,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_transport_proto_msgTypes[15]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +685,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[15]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +698,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{15}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Message) GetKind() uint32 {
@@ -1037,7 +724,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_transport_proto_msgTypes[16]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +736,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[16]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +749,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{16}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SendMessageRequest) GetMessage() *Message {
@@ -1080,7 +767,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_transport_proto_msgTypes[17]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +779,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[17]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +792,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{17}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{13}
 }
 
 type RecvMessageRequest struct {
@@ -1118,7 +805,7 @@ type RecvMessageRequest struct {
 
 func (x *RecvMessageRequest) Reset() {
 	*x = RecvMessageRequest{}
-	mi := &file_transport_proto_msgTypes[18]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +817,7 @@ func (x *RecvMessageRequest) String() string {
 func (*RecvMessageRequest) ProtoMessage() {}
 
 func (x *RecvMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[18]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +830,7 @@ func (x *RecvMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecvMessageRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{18}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecvMessageRequest) GetAck() uint64 {
@@ -1163,7 +850,7 @@ type RecvMessageResponse struct {
 
 func (x *RecvMessageResponse) Reset() {
 	*x = RecvMessageResponse{}
-	mi := &file_transport_proto_msgTypes[19]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +862,7 @@ func (x *RecvMessageResponse) String() string {
 func (*RecvMessageResponse) ProtoMessage() {}
 
 func (x *RecvMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[19]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +875,7 @@ func (x *RecvMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvMessageResponse.ProtoReflect.Descriptor instead.
 func (*RecvMessageResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{19}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecvMessageResponse) GetSeq() uint64 {
@@ -1213,7 +900,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_transport_proto_msgTypes[20]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +912,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[20]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +925,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{20}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{16}
 }
 
 type StatsResponse struct {
@@ -1253,7 +940,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_transport_proto_msgTypes[21]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +952,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[21]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +965,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{21}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatsResponse) GetBytesWire() uint64 {
@@ -1317,7 +1004,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_transport_proto_msgTypes[22]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1016,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[22]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1029,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{22}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{18}
 }
 
 type CloseResponse struct {
@@ -1353,7 +1040,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_transport_proto_msgTypes[23]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1052,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[23]
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,35 +1065,18 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{23}
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{19}
 }
 
-var File_transport_proto protoreflect.FileDescriptor
+var File_framework_transport_proto_transport_proto protoreflect.FileDescriptor
 
-const file_transport_proto_rawDesc = "" +
+const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\n" +
-	"\x0ftransport.proto\x12\x12ferry.transport.v1\"{\n" +
-	"\x05Value\x12#\n" +
-	"\fstring_value\x18\x01 \x01(\tH\x00R\vstringValue\x12#\n" +
-	"\fnumber_value\x18\x02 \x01(\x03H\x00R\vnumberValue\x12\x1f\n" +
-	"\n" +
-	"bool_value\x18\x03 \x01(\bH\x00R\tboolValueB\a\n" +
-	"\x05value\"\r\n" +
+	")framework/transport/proto/transport.proto\x12\x12ferry.transport.v1\x1a#framework/schema/proto/schema.proto\"\r\n" +
 	"\vInfoRequest\"<\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\x0f\n" +
-	"\rSchemaRequest\"\xb4\x01\n" +
-	"\tAttribute\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1c.ferry.transport.v1.AttrTypeR\x04type\x12\x1a\n" +
-	"\brequired\x18\x03 \x01(\bR\brequired\x123\n" +
-	"\adefault\x18\x04 \x01(\v2\x19.ferry.transport.v1.ValueR\adefault\x12\x10\n" +
-	"\x03doc\x18\x05 \x01(\tR\x03doc\"O\n" +
-	"\x0eSchemaResponse\x12=\n" +
-	"\n" +
-	"attributes\x18\x01 \x03(\v2\x1d.ferry.transport.v1.AttributeR\n" +
-	"attributes\"]\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"]\n" +
 	"\tRAMRegion\x12\x10\n" +
 	"\x03gpa\x18\x01 \x01(\x04R\x03gpa\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
@@ -1417,15 +1087,15 @@ const file_transport_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
 	"peer_roots\x18\x03 \x01(\fR\tpeerRoots\x12\x1c\n" +
-	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xca\x02\n" +
+	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xc7\x02\n" +
 	"\vOpenRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.ferry.transport.v1.RoleR\x04role\x12C\n" +
 	"\x06config\x18\x02 \x03(\v2+.ferry.transport.v1.OpenRequest.ConfigEntryR\x06config\x12/\n" +
 	"\x03ram\x18\x03 \x03(\v2\x1d.ferry.transport.v1.RAMRegionR\x03ram\x12A\n" +
-	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x1aT\n" +
+	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x1aQ\n" +
 	"\vConfigEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.ferry.transport.v1.ValueR\x05value:\x028\x01\"\x0e\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"\x0e\n" +
 	"\fOpenResponse\"g\n" +
 	"\aPageRun\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x14\n" +
@@ -1463,21 +1133,14 @@ const file_transport_proto_rawDesc = "" +
 	"\x04Role\x12\x10\n" +
 	"\fROLE_INVALID\x10\x00\x12\r\n" +
 	"\tROLE_SEND\x10\x01\x12\x10\n" +
-	"\fROLE_RECEIVE\x10\x02*\x8d\x01\n" +
-	"\bAttrType\x12\x15\n" +
-	"\x11ATTR_TYPE_INVALID\x10\x00\x12\x14\n" +
-	"\x10ATTR_TYPE_STRING\x10\x01\x12\x14\n" +
-	"\x10ATTR_TYPE_NUMBER\x10\x02\x12\x12\n" +
-	"\x0eATTR_TYPE_BOOL\x10\x03\x12\x16\n" +
-	"\x12ATTR_TYPE_DURATION\x10\x04\x12\x12\n" +
-	"\x0eATTR_TYPE_SIZE\x10\x05*I\n" +
+	"\fROLE_RECEIVE\x10\x02*I\n" +
 	"\bPageKind\x12\x15\n" +
 	"\x11PAGE_KIND_INVALID\x10\x00\x12\x12\n" +
 	"\x0ePAGE_KIND_DATA\x10\x01\x12\x12\n" +
-	"\x0ePAGE_KIND_ZERO\x10\x022\xf6\x05\n" +
+	"\x0ePAGE_KIND_ZERO\x10\x022\xf0\x05\n" +
 	"\tTransport\x12I\n" +
-	"\x04Info\x12\x1f.ferry.transport.v1.InfoRequest\x1a .ferry.transport.v1.InfoResponse\x12O\n" +
-	"\x06Schema\x12!.ferry.transport.v1.SchemaRequest\x1a\".ferry.transport.v1.SchemaResponse\x12I\n" +
+	"\x04Info\x12\x1f.ferry.transport.v1.InfoRequest\x1a .ferry.transport.v1.InfoResponse\x12I\n" +
+	"\x06Schema\x12\x1e.ferry.schema.v1.SchemaRequest\x1a\x1f.ferry.schema.v1.SchemaResponse\x12I\n" +
 	"\x04Open\x12\x1f.ferry.transport.v1.OpenRequest\x1a .ferry.transport.v1.OpenResponse\x12X\n" +
 	"\tSendPages\x12$.ferry.transport.v1.SendPagesRequest\x1a%.ferry.transport.v1.SendPagesResponse\x12L\n" +
 	"\x05Flush\x12 .ferry.transport.v1.FlushRequest\x1a!.ferry.transport.v1.FlushResponse\x12^\n" +
@@ -1487,113 +1150,103 @@ const file_transport_proto_rawDesc = "" +
 	"\x05Close\x12 .ferry.transport.v1.CloseRequest\x1a!.ferry.transport.v1.CloseResponseB4Z2github.com/ferryvm/ferry/framework/transport/protob\x06proto3"
 
 var (
-	file_transport_proto_rawDescOnce sync.Once
-	file_transport_proto_rawDescData []byte
+	file_framework_transport_proto_transport_proto_rawDescOnce sync.Once
+	file_framework_transport_proto_transport_proto_rawDescData []byte
 )
 
-func file_transport_proto_rawDescGZIP() []byte {
-	file_transport_proto_rawDescOnce.Do(func() {
-		file_transport_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)))
+func file_framework_transport_proto_transport_proto_rawDescGZIP() []byte {
+	file_framework_transport_proto_transport_proto_rawDescOnce.Do(func() {
+		file_framework_transport_proto_transport_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_framework_transport_proto_transport_proto_rawDesc), len(file_framework_transport_proto_transport_proto_rawDesc)))
 	})
-	return file_transport_proto_rawDescData
+	return file_framework_transport_proto_transport_proto_rawDescData
 }
 
-var file_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
-var file_transport_proto_goTypes = []any{
-	(Role)(0),                   // 0: ferry.transport.v1.Role
-	(AttrType)(0),               // 1: ferry.transport.v1.AttrType
-	(PageKind)(0),               // 2: ferry.transport.v1.PageKind
-	(*Value)(nil),               // 3: ferry.transport.v1.Value
-	(*InfoRequest)(nil),         // 4: ferry.transport.v1.InfoRequest
-	(*InfoResponse)(nil),        // 5: ferry.transport.v1.InfoResponse
-	(*SchemaRequest)(nil),       // 6: ferry.transport.v1.SchemaRequest
-	(*Attribute)(nil),           // 7: ferry.transport.v1.Attribute
-	(*SchemaResponse)(nil),      // 8: ferry.transport.v1.SchemaResponse
-	(*RAMRegion)(nil),           // 9: ferry.transport.v1.RAMRegion
-	(*Credentials)(nil),         // 10: ferry.transport.v1.Credentials
-	(*OpenRequest)(nil),         // 11: ferry.transport.v1.OpenRequest
-	(*OpenResponse)(nil),        // 12: ferry.transport.v1.OpenResponse
-	(*PageRun)(nil),             // 13: ferry.transport.v1.PageRun
-	(*SendPagesRequest)(nil),    // 14: ferry.transport.v1.SendPagesRequest
-	(*SendPagesResponse)(nil),   // 15: ferry.transport.v1.SendPagesResponse
-	(*FlushRequest)(nil),        // 16: ferry.transport.v1.FlushRequest
-	(*FlushResponse)(nil),       // 17: ferry.transport.v1.FlushResponse
-	(*Message)(nil),             // 18: ferry.transport.v1.Message
-	(*SendMessageRequest)(nil),  // 19: ferry.transport.v1.SendMessageRequest
-	(*SendMessageResponse)(nil), // 20: ferry.transport.v1.SendMessageResponse
-	(*RecvMessageRequest)(nil),  // 21: ferry.transport.v1.RecvMessageRequest
-	(*RecvMessageResponse)(nil), // 22: ferry.transport.v1.RecvMessageResponse
-	(*StatsRequest)(nil),        // 23: ferry.transport.v1.StatsRequest
-	(*StatsResponse)(nil),       // 24: ferry.transport.v1.StatsResponse
-	(*CloseRequest)(nil),        // 25: ferry.transport.v1.CloseRequest
-	(*CloseResponse)(nil),       // 26: ferry.transport.v1.CloseResponse
-	nil,                         // 27: ferry.transport.v1.OpenRequest.ConfigEntry
+var file_framework_transport_proto_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_framework_transport_proto_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_framework_transport_proto_transport_proto_goTypes = []any{
+	(Role)(0),                    // 0: ferry.transport.v1.Role
+	(PageKind)(0),                // 1: ferry.transport.v1.PageKind
+	(*InfoRequest)(nil),          // 2: ferry.transport.v1.InfoRequest
+	(*InfoResponse)(nil),         // 3: ferry.transport.v1.InfoResponse
+	(*RAMRegion)(nil),            // 4: ferry.transport.v1.RAMRegion
+	(*Credentials)(nil),          // 5: ferry.transport.v1.Credentials
+	(*OpenRequest)(nil),          // 6: ferry.transport.v1.OpenRequest
+	(*OpenResponse)(nil),         // 7: ferry.transport.v1.OpenResponse
+	(*PageRun)(nil),              // 8: ferry.transport.v1.PageRun
+	(*SendPagesRequest)(nil),     // 9: ferry.transport.v1.SendPagesRequest
+	(*SendPagesResponse)(nil),    // 10: ferry.transport.v1.SendPagesResponse
+	(*FlushRequest)(nil),         // 11: ferry.transport.v1.FlushRequest
+	(*FlushResponse)(nil),        // 12: ferry.transport.v1.FlushResponse
+	(*Message)(nil),              // 13: ferry.transport.v1.Message
+	(*SendMessageRequest)(nil),   // 14: ferry.transport.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),  // 15: ferry.transport.v1.SendMessageResponse
+	(*RecvMessageRequest)(nil),   // 16: ferry.transport.v1.RecvMessageRequest
+	(*RecvMessageResponse)(nil),  // 17: ferry.transport.v1.RecvMessageResponse
+	(*StatsRequest)(nil),         // 18: ferry.transport.v1.StatsRequest
+	(*StatsResponse)(nil),        // 19: ferry.transport.v1.StatsResponse
+	(*CloseRequest)(nil),         // 20: ferry.transport.v1.CloseRequest
+	(*CloseResponse)(nil),        // 21: ferry.transport.v1.CloseResponse
+	nil,                          // 22: ferry.transport.v1.OpenRequest.ConfigEntry
+	(*proto.Value)(nil),          // 23: ferry.schema.v1.Value
+	(*proto.SchemaRequest)(nil),  // 24: ferry.schema.v1.SchemaRequest
+	(*proto.SchemaResponse)(nil), // 25: ferry.schema.v1.SchemaResponse
 }
-var file_transport_proto_depIdxs = []int32{
-	1,  // 0: ferry.transport.v1.Attribute.type:type_name -> ferry.transport.v1.AttrType
-	3,  // 1: ferry.transport.v1.Attribute.default:type_name -> ferry.transport.v1.Value
-	7,  // 2: ferry.transport.v1.SchemaResponse.attributes:type_name -> ferry.transport.v1.Attribute
-	0,  // 3: ferry.transport.v1.OpenRequest.role:type_name -> ferry.transport.v1.Role
-	27, // 4: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
-	9,  // 5: ferry.transport.v1.OpenRequest.ram:type_name -> ferry.transport.v1.RAMRegion
-	10, // 6: ferry.transport.v1.OpenRequest.credentials:type_name -> ferry.transport.v1.Credentials
-	2,  // 7: ferry.transport.v1.PageRun.kind:type_name -> ferry.transport.v1.PageKind
-	13, // 8: ferry.transport.v1.SendPagesRequest.runs:type_name -> ferry.transport.v1.PageRun
-	18, // 9: ferry.transport.v1.SendMessageRequest.message:type_name -> ferry.transport.v1.Message
-	18, // 10: ferry.transport.v1.RecvMessageResponse.message:type_name -> ferry.transport.v1.Message
-	3,  // 11: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.transport.v1.Value
-	4,  // 12: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
-	6,  // 13: ferry.transport.v1.Transport.Schema:input_type -> ferry.transport.v1.SchemaRequest
-	11, // 14: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
-	14, // 15: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
-	16, // 16: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
-	19, // 17: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
-	21, // 18: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
-	23, // 19: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
-	25, // 20: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
-	5,  // 21: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
-	8,  // 22: ferry.transport.v1.Transport.Schema:output_type -> ferry.transport.v1.SchemaResponse
-	12, // 23: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
-	15, // 24: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
-	17, // 25: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
-	20, // 26: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
-	22, // 27: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
-	24, // 28: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
-	26, // 29: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+var file_framework_transport_proto_transport_proto_depIdxs = []int32{
+	0,  // 0: ferry.transport.v1.OpenRequest.role:type_name -> ferry.transport.v1.Role
+	22, // 1: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
+	4,  // 2: ferry.transport.v1.OpenRequest.ram:type_name -> ferry.transport.v1.RAMRegion
+	5,  // 3: ferry.transport.v1.OpenRequest.credentials:type_name -> ferry.transport.v1.Credentials
+	1,  // 4: ferry.transport.v1.PageRun.kind:type_name -> ferry.transport.v1.PageKind
+	8,  // 5: ferry.transport.v1.SendPagesRequest.runs:type_name -> ferry.transport.v1.PageRun
+	13, // 6: ferry.transport.v1.SendMessageRequest.message:type_name -> ferry.transport.v1.Message
+	13, // 7: ferry.transport.v1.RecvMessageResponse.message:type_name -> ferry.transport.v1.Message
+	23, // 8: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
+	2,  // 9: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
+	24, // 10: ferry.transport.v1.Transport.Schema:input_type -> ferry.schema.v1.SchemaRequest
+	6,  // 11: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
+	9,  // 12: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
+	11, // 13: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
+	14, // 14: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
+	16, // 15: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
+	18, // 16: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
+	20, // 17: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
+	3,  // 18: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
+	25, // 19: ferry.transport.v1.Transport.Schema:output_type -> ferry.schema.v1.SchemaResponse
+	7,  // 20: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
+	10, // 21: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
+	12, // 22: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
+	15, // 23: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
+	17, // 24: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
+	19, // 25: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
+	21, // 26: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
+	18, // [18:27] is the sub-list for method output_type
+	9,  // [9:18] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
-func init() { file_transport_proto_init() }
-func file_transport_proto_init() {
-	if File_transport_proto != nil {
+func init() { file_framework_transport_proto_transport_proto_init() }
+func file_framework_transport_proto_transport_proto_init() {
+	if File_framework_transport_proto_transport_proto != nil {
 		return
-	}
-	file_transport_proto_msgTypes[0].OneofWrappers = []any{
-		(*Value_StringValue)(nil),
-		(*Value_NumberValue)(nil),
-		(*Value_BoolValue)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   25,
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framework_transport_proto_transport_proto_rawDesc), len(file_framework_transport_proto_transport_proto_rawDesc)),
+			NumEnums:      2,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_transport_proto_goTypes,
-		DependencyIndexes: file_transport_proto_depIdxs,
-		EnumInfos:         file_transport_proto_enumTypes,
-		MessageInfos:      file_transport_proto_msgTypes,
+		GoTypes:           file_framework_transport_proto_transport_proto_goTypes,
+		DependencyIndexes: file_framework_transport_proto_transport_proto_depIdxs,
+		EnumInfos:         file_framework_transport_proto_transport_proto_enumTypes,
+		MessageInfos:      file_framework_transport_proto_transport_proto_msgTypes,
 	}.Build()
-	File_transport_proto = out.File
-	file_transport_proto_goTypes = nil
-	file_transport_proto_depIdxs = nil
+	File_framework_transport_proto_transport_proto = out.File
+	file_framework_transport_proto_transport_proto_goTypes = nil
+	file_framework_transport_proto_transport_proto_depIdxs = nil
 }

@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.3.0
 // - protoc             v3.21.12
-// source: transport.proto
+// source: framework/transport/proto/transport.proto
 
 package proto
 
 import (
 	context "context"
+	proto "github.com/ferryvm/ferry/framework/schema/proto"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -37,7 +38,7 @@ type TransportClient interface {
 	// Info describes the implementation; it needs no Open.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Schema describes the configuration block; it needs no Open.
-	Schema(ctx context.Context, in *SchemaRequest, opts ...grpc.CallOption) (*SchemaResponse, error)
+	Schema(ctx context.Context, in *proto.SchemaRequest, opts ...grpc.CallOption) (*proto.SchemaResponse, error)
 	// Open starts a session over the RAM files the plugin received at start.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
 	// SendPages queues one batch of page runs (the host splits large ones).
@@ -74,8 +75,8 @@ func (c *transportClient) Info(ctx context.Context, in *InfoRequest, opts ...grp
 	return out, nil
 }
 
-func (c *transportClient) Schema(ctx context.Context, in *SchemaRequest, opts ...grpc.CallOption) (*SchemaResponse, error) {
-	out := new(SchemaResponse)
+func (c *transportClient) Schema(ctx context.Context, in *proto.SchemaRequest, opts ...grpc.CallOption) (*proto.SchemaResponse, error) {
+	out := new(proto.SchemaResponse)
 	err := c.cc.Invoke(ctx, Transport_Schema_FullMethodName, in, out, opts...)
 	if err != nil {
 		return nil, err
@@ -153,7 +154,7 @@ type TransportServer interface {
 	// Info describes the implementation; it needs no Open.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Schema describes the configuration block; it needs no Open.
-	Schema(context.Context, *SchemaRequest) (*SchemaResponse, error)
+	Schema(context.Context, *proto.SchemaRequest) (*proto.SchemaResponse, error)
 	// Open starts a session over the RAM files the plugin received at start.
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
 	// SendPages queues one batch of page runs (the host splits large ones).
@@ -181,7 +182,7 @@ type UnimplementedTransportServer struct {
 func (UnimplementedTransportServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
 }
-func (UnimplementedTransportServer) Schema(context.Context, *SchemaRequest) (*SchemaResponse, error) {
+func (UnimplementedTransportServer) Schema(context.Context, *proto.SchemaRequest) (*proto.SchemaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Schema not implemented")
 }
 func (UnimplementedTransportServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
@@ -237,7 +238,7 @@ func _Transport_Info_Handler(srv interface{}, ctx context.Context, dec func(inte
 }
 
 func _Transport_Schema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SchemaRequest)
+	in := new(proto.SchemaRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func _Transport_Schema_Handler(srv interface{}, ctx context.Context, dec func(in
 		FullMethod: Transport_Schema_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(TransportServer).Schema(ctx, req.(*SchemaRequest))
+		return srv.(TransportServer).Schema(ctx, req.(*proto.SchemaRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -425,5 +426,5 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "transport.proto",
+	Metadata: "framework/transport/proto/transport.proto",
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -13,21 +14,21 @@ func testInfoSchema(t *testing.T, p *pair) {
 	for _, side := range []struct {
 		name string
 		tr   transport.Transport
-		cfg  transport.Config
+		cfg  schema.Config
 	}{{"sender", p.send, p.sendCfg}, {"receiver", p.recv, p.recvCfg}} {
 		info, err := side.tr.Info(ctx(t))
 		if err != nil || info.Name == "" {
 			t.Errorf("%s: Info before Open = %+v, %v; want a name", side.name, info, err)
 		}
-		schema, err := side.tr.Schema(ctx(t))
+		sch, err := side.tr.Schema(ctx(t))
 		if err != nil {
 			t.Errorf("%s: Schema before Open: %v", side.name, err)
 			continue
 		}
-		if err := schema.Validate(); err != nil {
+		if err := sch.Validate(); err != nil {
 			t.Errorf("%s: malformed schema: %v", side.name, err)
 		}
-		if _, err := transport.Coerce(schema, side.cfg); err != nil {
+		if _, err := schema.Coerce(sch, side.cfg); err != nil {
 			t.Errorf("%s: the harness's config does not fit the schema: %v", side.name, err)
 		}
 	}

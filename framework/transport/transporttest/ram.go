@@ -6,22 +6,18 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
 const pageSize = framework.PageSize
 
-// Layout is the guest RAM layout the suite uses: 8 MiB at GPA 0 in RAM
-// file 0, and 4 MiB at GPA 4 GiB in RAM file 1 from offset 1 MiB.
-var Layout = []transport.RAMRegion{
-	{GPA: 0, Size: 8 << 20, File: 0, Offset: 0},
-	{GPA: 4 << 30, Size: 4 << 20, File: 1, Offset: 1 << 20},
-}
-
-var fileSizes = []int64{8 << 20, 5 << 20}
+// Layout is the suite's guest RAM, plugintest.SuiteRAM as transport
+// regions.
+var Layout = plugintest.SuiteLayout(func(g plugintest.Region) transport.RAMRegion {
+	return transport.RAMRegion{GPA: g.GPA, Size: g.Size, File: g.File, Offset: g.Offset}
+})
 
 // RAM is the guest memory of one test: the same Layout over the
 // sender's and the receiver's own memfds. The suite closes the files
@@ -36,26 +32,8 @@ func (r RAM) Pages() uint64 { return transport.Pages(r.Layout) }
 
 func newRAM(t *testing.T) RAM {
 	t.Helper()
-	return RAM{Layout: Layout, Send: memfds(t, "send"), Recv: memfds(t, "recv")}
-}
-
-func memfds(t *testing.T, side string) []*os.File {
-	t.Helper()
-	var files []*os.File
-	for i, size := range fileSizes {
-		name := fmt.Sprintf("ferry-transporttest-%s-%d", side, i)
-		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-		if err != nil {
-			t.Fatalf("memfd_create: %v", err)
-		}
-		f := os.NewFile(uintptr(fd), name)
-		t.Cleanup(func() { f.Close() })
-		if err := f.Truncate(size); err != nil {
-			t.Fatalf("size memfd: %v", err)
-		}
-		files = append(files, f)
-	}
-	return files
+	return RAM{Layout: Layout, Send: plugintest.SuiteMemfds(t, "ferry-transporttest-send"),
+		Recv: plugintest.SuiteMemfds(t, "ferry-transporttest-recv")}
 }
 
 // locate returns the file and byte offset of page p.

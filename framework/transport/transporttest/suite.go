@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -16,7 +17,7 @@ import (
 // starts plugin processes hands those files to transport.Launch. The
 // suite closes both transports when the test ends; a harness registers
 // its own cleanup (t.Cleanup) for anything else.
-type Harness func(t *testing.T, ram RAM) (send, recv transport.Transport, sendCfg, recvCfg transport.Config)
+type Harness func(t *testing.T, ram RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config)
 
 // Run runs the conformance suite against the transports h makes, one
 // fresh pair per subtest.
@@ -58,7 +59,7 @@ type pair struct {
 	t                *testing.T
 	ram              RAM
 	send, recv       transport.Transport
-	sendCfg, recvCfg transport.Config
+	sendCfg, recvCfg schema.Config
 	// creds are minted for this pair: [0] the sender's, [1] the receiver's.
 	creds [2]transport.Credentials
 }

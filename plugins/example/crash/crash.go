@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Name is the provider's name: the label of its job block, and the
@@ -44,7 +44,7 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
-	return hint.Schema{{Name: "when", Type: transport.TypeString, Default: WhenHints,
+	return hint.Schema{{Name: "when", Type: schema.TypeString, Default: WhenHints,
 		Doc: `when the process exits: "configure" or "hints"`}}, nil
 }
 

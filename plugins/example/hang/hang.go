@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Name is the provider's name: the label of its job block, and the
@@ -41,7 +41,7 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
-	return hint.Schema{{Name: "mode", Type: transport.TypeString, Default: ModeCtx,
+	return hint.Schema{{Name: "mode", Type: schema.TypeString, Default: ModeCtx,
 		Doc: `"ctx": Hints returns when its context ends; "ignore": Hints never returns`}}, nil
 }
 

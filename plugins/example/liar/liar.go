@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Name is the provider's name: the label of its job block, and the
@@ -53,7 +53,7 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
-	return hint.Schema{{Name: "lie", Type: transport.TypeString, Default: LieAll,
+	return hint.Schema{{Name: "lie", Type: schema.TypeString, Default: LieAll,
 		Doc: "what to report: outside, absurd, overlap, inuse, late or all"}}, nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/hint"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Name is the provider's name: the label of its job block, and the
@@ -42,7 +42,7 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 	return hint.Schema{{
 		Name:    "ranges",
-		Type:    transport.TypeString,
+		Type:    schema.TypeString,
 		Default: "",
 		Doc:     `guest physical ranges to report free: "START-END,..." (hex or decimal, END exclusive; partial pages are left out)`,
 	}}, nil

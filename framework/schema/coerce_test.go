@@ -1,4 +1,4 @@
-package transport
+package schema
 
 import (
 	"encoding/json"

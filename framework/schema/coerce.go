@@ -1,4 +1,4 @@
-package transport
+package schema
 
 import (
 	"encoding/json"
@@ -85,20 +85,4 @@ func coerceValue(a Attribute, v any) (any, error) {
 		return nil, fmt.Errorf("attribute %q has an invalid type %d in the schema", a.Name, a.Type)
 	}
 	return nil, fmt.Errorf("attribute %q: %v (%T) is not a %s", a.Name, v, v, a.Type)
-}
-
-func (t AttrType) String() string {
-	switch t {
-	case TypeString:
-		return "string"
-	case TypeNumber:
-		return "number"
-	case TypeBool:
-		return "bool"
-	case TypeDuration:
-		return "duration"
-	case TypeSize:
-		return "size"
-	}
-	return fmt.Sprintf("AttrType(%d)", int(t))
 }

@@ -1,0 +1,6 @@
+
+
+method"
+auto*how
+
+chunk

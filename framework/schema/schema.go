@@ -1,0 +1,62 @@
+package schema
+
+import "fmt"
+
+// AttrType is the type of a configuration attribute. 0 is invalid.
+type AttrType int
+
+const (
+	TypeString   AttrType = 1
+	TypeNumber   AttrType = 2 // integer
+	TypeBool     AttrType = 3
+	TypeDuration AttrType = 4 // string in the job ("50ms"), int64 nanoseconds in Config
+	TypeSize     AttrType = 5 // string in the job ("1GiB"), int64 bytes in Config
+)
+
+// Attribute is one attribute of a plugin's configuration block.
+type Attribute struct {
+	Name     string
+	Type     AttrType
+	Required bool
+	Default  any // string, int64 or bool per Type; nil: no default
+	Doc      string
+}
+
+// Schema is the configuration block a plugin accepts. The job parser
+// decodes the block against it (unknown attributes are errors), so the
+// plugin only receives well-typed values.
+type Schema []Attribute
+
+// Config is a decoded configuration block: attribute name → string,
+// int64 or bool (durations and sizes as int64). Absent optional
+// attributes carry their default or are missing.
+type Config map[string]any
+
+func (t AttrType) String() string {
+	switch t {
+	case TypeString:
+		return "string"
+	case TypeNumber:
+		return "number"
+	case TypeBool:
+		return "bool"
+	case TypeDuration:
+		return "duration"
+	case TypeSize:
+		return "size"
+	}
+	return fmt.Sprintf("AttrType(%d)", int(t))
+}
+
+// goType is the Go type Config holds for t, "" when t is invalid.
+func (t AttrType) goType() string {
+	switch t {
+	case TypeString:
+		return "string"
+	case TypeNumber, TypeDuration, TypeSize:
+		return "int64"
+	case TypeBool:
+		return "bool"
+	}
+	return ""
+}

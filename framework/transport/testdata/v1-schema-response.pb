@@ -1,0 +1,12 @@
+
+
+listen*where
+
+streams"όÿÿÿÿÿÿÿÿ
+
+tls"
+
+timeout"€”λά
+
+window"
+1GiB
