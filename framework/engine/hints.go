@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
@@ -29,21 +27,6 @@ type HintSource struct {
 	Deadline time.Duration // per request; 0 means 300 ms
 }
 
-// HintStats is what one provider contributed to a migration.
-type HintStats struct {
-	Name      string `json:"name"`
-	Meaning   string `json:"meaning"`
-	Status    string `json:"status"` // ok, crashed, not-supported, failed: <reason>
-	Requests  int    `json:"requests"`
-	Ranges    uint64 `json:"ranges"`
-	Skipped   uint64 `json:"pages_skipped"`  // pages sent as zero runs thanks to it
-	Stale     uint64 `json:"ranges_stale"`   // arrived after a later dirty sync
-	Invalid   uint64 `json:"ranges_invalid"` // outside RAM, empty or overflowing
-	Wrong     uint64 `json:"pages_wrong"`    // "zero" pages that held data: sent anyway
-	Late      int    `json:"requests_late"`  // requests that ran past their deadline
-	SlowestMS int64  `json:"slowest_ms"`     // longest answer
-}
-
 // hintBatch is ranges from provider src for generation gen.
 type hintBatch struct {
 	src    int
@@ -66,13 +49,14 @@ type hinter struct {
 
 	scanFrom, scanAt uint64 // nextMarked's memory: no mark in [scanFrom, scanAt)
 	scanValid        bool
+	open             []map[uint64]bool // per provider: generations asked and not ended (hintstats.go)
 	log              func(msg string, args ...any)
 }
 
 func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinter {
 	h := &hinter{srcs: srcs, dead: make([]bool, len(srcs)), batches: make(chan hintBatch, 64), log: log}
 	for _, s := range srcs {
-		h.stats = append(h.stats, HintStats{Name: s.Name, Meaning: s.Meaning.String(), Status: "ok"})
+		h.stats = append(h.stats, HintStats{Name: s.Name, Meaning: s.Meaning.String(), Status: HintOK})
 	}
 	if len(srcs) > 0 {
 		h.reason = make([]uint8, pages)
@@ -86,17 +70,13 @@ func (h *hinter) request(ctx context.Context, gen uint64) {
 	h.gen = gen
 	clear(h.reason)
 	h.scanValid = false
-	for i, s := range h.srcs {
+	for i := range h.srcs {
 		if h.dead[i] {
 			continue
 		}
-		d := s.Deadline
-		if d <= 0 {
-			d = 300 * time.Millisecond
-		}
 		h.pending++
-		h.stats[i].Requests++
-		go h.ask(ctx, i, gen, time.Now().Add(d))
+		h.opened(i, gen)
+		go h.ask(ctx, i, gen, time.Now().Add(h.deadline(i)))
 	}
 }
 
@@ -165,9 +145,11 @@ func (h *hinter) drain() {
 	}
 }
 
-// abandonPending counts requests still running past their deadline as late.
+// abandonPending stops waiting for requests still running past their
+// deadline; their end markers are counted when they come (requestEnded),
+// or as hung when Send ends (finish).
 func (h *hinter) abandonPending() {
-	h.pending = 0 // their end markers are ignored as stale generations or counted below
+	h.pending = 0
 }
 
 func (h *hinter) apply(b hintBatch) {
@@ -176,15 +158,7 @@ func (h *hinter) apply(b hintBatch) {
 		if b.gen == h.gen && h.pending > 0 {
 			h.pending--
 		}
-		st.SlowestMS = max(st.SlowestMS, b.took.Milliseconds())
-		deadline := h.srcs[b.src].Deadline
-		if deadline <= 0 {
-			deadline = 300 * time.Millisecond
-		}
-		if b.took > deadline+10*time.Millisecond {
-			st.Late++
-		}
-		h.ended(b.src, b.err)
+		h.requestEnded(b)
 		return
 	}
 	if b.gen != h.gen {
@@ -200,29 +174,6 @@ func (h *hinter) apply(b hintBatch) {
 			if h.reason[p] == 0 {
 				h.reason[p] = uint8(b.src + 1)
 			}
-		}
-	}
-}
-
-// ended classifies how a request ended.
-func (h *hinter) ended(i int, err error) {
-	st := &h.stats[i]
-	switch {
-	case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-	case errors.Is(err, hint.ErrPluginGone):
-		if !h.dead[i] {
-			h.log("hint provider crashed; no more hints from it in this migration", "provider", h.srcs[i].Name, "err", err)
-		}
-		h.dead[i], st.Status = true, "crashed"
-	case errors.Is(err, hint.ErrNotSupported):
-		if !h.dead[i] {
-			h.log("hint provider not supported here", "provider", h.srcs[i].Name, "err", err)
-		}
-		h.dead[i], st.Status = true, "not-supported"
-	default:
-		if st.Status == "ok" {
-			st.Status = fmt.Sprintf("failed: %v", err)
-			h.log("hint request failed; its hints are lost", "provider", h.srcs[i].Name, "err", err)
 		}
 	}
 }

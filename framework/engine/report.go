@@ -24,6 +24,12 @@ type Options struct {
 	// destination may run, it compares a hash of every page with the
 	// paused source's; any difference aborts and the source resumes.
 	VerifyPages bool
+	// VerifyFree makes the page check strict (implies VerifyPages): pages
+	// skipped on free or unused hints are compared too, instead of being
+	// trusted (verify.go). Their contents differ from the zeros the
+	// destination holds unless the guest zeroes the memory it frees, so
+	// strict mode tests providers; it is not for production guests.
+	VerifyFree bool
 	// Hints are the configured hint providers, already Configured; the
 	// engine asks them in every live pass and closes their windows (final)
 	// when Send returns, whatever happened.
@@ -62,6 +68,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxPasses <= 0 {
 		o.MaxPasses = 30
+	}
+	if o.VerifyFree {
+		o.VerifyPages = true
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -107,7 +116,8 @@ type Report struct {
 	TotalPages   uint64            `json:"total_pages"`
 	StateBytes   int               `json:"state_bytes"`
 	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages covered
-	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: not compared
+	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: compared only when VerifyStrict
+	VerifyStrict bool              `json:"verify_strict,omitempty"` // the page check compared free pages too (Options.VerifyFree)
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
 	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS or EncryptionOff, once the transport was opened

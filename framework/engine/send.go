@@ -66,7 +66,7 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	}
 	err := s.run(ctx)
 	s.hints.close(true)
-	s.rep.Hints = s.hints.stats
+	s.rep.Hints = s.hints.finish()
 	for _, st := range s.hints.stats {
 		if st.Skipped > 0 {
 			if s.rep.SkippedBy == nil {

@@ -82,6 +82,7 @@ func (s *sender) toDestination(ctx context.Context, paused time.Time) error {
 // switch-over deadline).
 func (s *sender) pageCheck(ctx context.Context) error {
 	verifyStart := time.Now()
+	s.rep.VerifyStrict = s.opt.VerifyFree
 	if err := s.sendHashes(ctx); err != nil {
 		return fmt.Errorf("send page hashes: %w", err)
 	}

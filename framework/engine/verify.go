@@ -17,6 +17,14 @@ import (
 // with its own RAM before it may run, and answers VERIFIED with the number
 // of differing pages. Any difference aborts the migration: the source
 // resumes and the destination never starts.
+//
+// A page whose last send was a skip on a free or unused hint goes as
+// hashFree, which the destination does not compare: the check trusts the
+// provider that the guest does not care about it. In strict mode
+// (Options.VerifyFree) the source sends such a page's real hash instead,
+// so the destination (which holds zeros there) compares it like any
+// other: a provider that called a used page free is caught before the
+// destination runs. The destination needs no mode of its own.
 
 const (
 	hashChunk = (transport.MaxMessage - 16) / 8
@@ -45,8 +53,12 @@ func (s *sender) sendHashes(ctx context.Context) error {
 			h := zeroPageHash
 			switch {
 			case s.freeSent != nil && s.freeSent.Test(page):
-				h = hashFree
 				s.rep.PagesFree++
+				if !s.opt.VerifyFree {
+					h = hashFree
+				} else if !s.holes[i].hole(int64(s.layout[i].Offset) + int64(off)) {
+					h = pageHash(m[off : off+framework.PageSize])
+				}
 			case !s.holes[i].hole(int64(s.layout[i].Offset) + int64(off)):
 				h = pageHash(m[off : off+framework.PageSize])
 			}
@@ -78,13 +90,24 @@ func (s *sender) awaitVerified(ctx context.Context) error {
 			return fmt.Errorf("%w: message %d instead of VERIFIED", errMalformed, m.Kind)
 		}
 		if bad := binary.LittleEndian.Uint64(m.Payload); bad != 0 {
-			return fmt.Errorf("page-exact check failed: %d pages differ between source and destination (first: page %d)",
-				bad, binary.LittleEndian.Uint64(m.Payload[8:]))
+			return s.checkFailed(bad, binary.LittleEndian.Uint64(m.Payload[8:]))
 		}
 		return nil
 	case <-vctx.Done():
 		return vctx.Err()
 	}
+}
+
+// checkFailed is the error of a page check that found bad pages, first
+// the first of them; it says when that page had been skipped as free.
+func (s *sender) checkFailed(bad, first uint64) error {
+	err := fmt.Errorf("page-exact check failed: %d pages differ between source and destination (first: page %d)", bad, first)
+	if s.opt.VerifyFree && s.freeSent != nil && first < s.freeSent.Len() && s.freeSent.Test(first) {
+		err = fmt.Errorf("%w; that page was skipped on a free hint: strict mode found a page hinted free that "+
+			"does not read on the source as it arrived (zero) — a provider claimed a page the guest uses, "+
+			"or the guest does not zero the pages it frees", err)
+	}
+	return err
 }
 
 // hashFree marks a page that was free at switch-over (its last send was a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -24,6 +25,9 @@ type Plugin struct {
 	proc *plugproc.Process
 	c    *grpcClient
 	once sync.Once
+	// killed: this host ended the process (Kill); its calls' errors are
+	// not crashes.
+	killed atomic.Bool
 }
 
 var _ Provider = (*Plugin)(nil)
@@ -52,6 +56,13 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 // Path is the plugin binary's path, as given to Launch.
 func (p *Plugin) Path() string { return p.path }
 
+// Exit says how the process ended (Exited false while it runs): its
+// exit status and the last line it logged at level ERROR.
+func (p *Plugin) Exit() (exited bool, status, lastError string) {
+	x := p.proc.Exit()
+	return x.Exited, x.Status, x.LastError
+}
+
 // Done is closed once the plugin process has exited, for whatever reason.
 func (p *Plugin) Done() <-chan struct{} { return p.c.proc.Done() }
 
@@ -62,6 +73,7 @@ func (p *Plugin) Done() <-chan struct{} { return p.c.proc.Done() }
 // safe to call from any goroutine.
 func (p *Plugin) Kill() {
 	p.once.Do(func() {
+		p.killed.Store(true)
 		p.c.proc.SetGone()
 		p.proc.Kill()
 		p.c.kill()
@@ -69,22 +81,29 @@ func (p *Plugin) Kill() {
 }
 
 // Info implements Provider.Info.
-func (p *Plugin) Info(ctx context.Context) (Info, error) { return p.c.Info(ctx) }
+func (p *Plugin) Info(ctx context.Context) (Info, error) {
+	info, err := p.c.Info(ctx)
+	return info, p.exitErr(err)
+}
 
 // Schema implements Provider.Schema.
-func (p *Plugin) Schema(ctx context.Context) (Schema, error) { return p.c.Schema(ctx) }
+func (p *Plugin) Schema(ctx context.Context) (Schema, error) {
+	s, err := p.c.Schema(ctx)
+	return s, p.exitErr(err)
+}
 
 // Configure implements Provider.Configure (see grpcClient.Configure: the
 // host is served to the plugin through go-plugin's broker).
 func (p *Plugin) Configure(ctx context.Context, cfg Config, vm VM, host Host) error {
-	return p.c.Configure(ctx, cfg, vm, host)
+	return p.exitErr(p.c.Configure(ctx, cfg, vm, host))
 }
 
 // Hints implements Provider.Hints. It returns when the plugin's stream
 // ends, when ctx ends or req.Deadline passes (whether or not the plugin
-// honours them), or when the process dies (ErrPluginGone).
+// honours them), or when the process dies (ErrPluginGone; an *ExitError
+// when it ended on its own, with its exit status and last error line).
 func (p *Plugin) Hints(ctx context.Context, req Request, emit func([]Range) error) error {
-	return p.c.Hints(ctx, req, emit)
+	return p.exitErr(p.c.Hints(ctx, req, emit))
 }
 
 // Close implements Provider.Close: it ends the hint window; the process

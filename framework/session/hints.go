@@ -20,19 +20,16 @@ type hintSet struct {
 
 // startHints launches and configures every provider, one after the
 // other. A provider that fails to start costs its hints, not the
-// migration: it is killed, logged and reported in failed.
+// migration: it is killed, logged and reported in failed, with what
+// happened where (startFailure).
 func (s *Session) startHints(ctx context.Context, src framework.Source, host hint.Host) *hintSet {
 	hs := &hintSet{}
 	vm := s.hintVM(src)
 	for _, h := range s.spec.Hints {
-		p, hsrc, err := s.startHint(ctx, h, vm, host)
+		p, hsrc, stage, err := s.startHint(ctx, h, vm, host)
 		if err != nil {
-			status := "failed: " + err.Error()
-			if errors.Is(err, hint.ErrNotSupported) {
-				status = "not-supported: " + err.Error()
-			}
-			s.spec.Log.Warn("hint provider not used", "provider", h.Name, "err", err)
-			hs.failed = append(hs.failed, engine.HintStats{Name: h.Name, Status: status})
+			s.spec.Log.Warn("hint provider not used", "provider", h.Name, "stage", stage, "err", err)
+			hs.failed = append(hs.failed, startFailure(h, stage, err))
 			continue
 		}
 		hs.sources = append(hs.sources, hsrc)
@@ -41,41 +38,63 @@ func (s *Session) startHints(ctx context.Context, src framework.Source, host hin
 	return hs
 }
 
-// startHint starts one provider under HintStartTimeout: process, Info,
-// Schema, its block, Configure. On error its process is gone.
-func (s *Session) startHint(ctx context.Context, h Hint, vm hint.VM, host hint.Host) (*hint.Plugin, engine.HintSource, error) {
-	if err := checkPath(h.Plugin.Path); err != nil {
-		return nil, engine.HintSource{}, err
+// startFailure reports a provider that did not start, the way the engine
+// reports one that fails later (engine.HintStats): crashed with its exit
+// status and last error line, hung when its start or Configure ran past
+// its bound, not-supported, or failed.
+func startFailure(h Hint, stage string, err error) engine.HintStats {
+	st := engine.HintStats{Name: h.Name, Stage: stage, Status: "failed: " + err.Error()}
+	var ee *hint.ExitError
+	switch {
+	case errors.As(err, &ee):
+		st.Status, st.ExitStatus, st.LastError = engine.HintCrashed, ee.Status, ee.LastError
+	case errors.Is(err, hint.ErrPluginGone):
+		st.Status = engine.HintCrashed
+	case errors.Is(err, context.DeadlineExceeded):
+		st.Status, st.DeadlineMS = engine.HintHung, h.startTimeout().Milliseconds()
+	case errors.Is(err, hint.ErrNotSupported):
+		st.Status = engine.HintNotSupported + ": " + err.Error()
 	}
-	sctx, cancel := context.WithTimeout(ctx, HintStartTimeout)
+	return st
+}
+
+// startHint starts one provider under its start timeout: process, Info,
+// Schema, its block (stage "start"), Configure ("configure"). On error
+// its process is gone.
+func (s *Session) startHint(ctx context.Context, h Hint, vm hint.VM, host hint.Host) (*hint.Plugin, engine.HintSource, string, error) {
+	if err := checkPath(h.Plugin.Path); err != nil {
+		return nil, engine.HintSource{}, engine.StageStart, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, h.startTimeout())
 	defer cancel()
 	p, err := hint.Launch(sctx, h.Plugin.Path, s.files, hclogFor(s.spec.Log, h.Plugin.Path))
 	if err != nil {
-		return nil, engine.HintSource{}, err
+		return nil, engine.HintSource{}, engine.StageStart, err
 	}
-	info, err := configure(sctx, p, h, vm, host)
+	info, stage, err := configure(sctx, p, h, vm, host)
 	if err != nil {
 		p.Kill()
-		return nil, engine.HintSource{}, err
+		return nil, engine.HintSource{}, stage, err
 	}
-	return p, engine.HintSource{Name: h.Name, Provider: p, Meaning: info.Meaning, Deadline: h.Deadline}, nil
+	return p, engine.HintSource{Name: h.Name, Provider: p, Meaning: info.Meaning, Deadline: h.Deadline}, "", nil
 }
 
-// configure asks a started provider who it is and configures it.
-func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hint.Host) (hint.Info, error) {
+// configure asks a started provider who it is and configures it; stage
+// says which step failed.
+func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hint.Host) (hint.Info, string, error) {
 	info, err := p.Info(ctx)
 	if err != nil {
-		return hint.Info{}, err
+		return hint.Info{}, engine.StageStart, err
 	}
 	sch, err := p.Schema(ctx)
 	if err != nil {
-		return hint.Info{}, err
+		return hint.Info{}, engine.StageStart, err
 	}
 	cfg, err := schema.Coerce(sch, h.Plugin.Config)
 	if err != nil {
-		return hint.Info{}, err
+		return hint.Info{}, engine.StageStart, err
 	}
-	return info, p.Configure(ctx, cfg, vm, host)
+	return info, engine.StageConfigure, p.Configure(ctx, cfg, vm, host)
 }
 
 // close stops the provider processes; the engine already closed their

@@ -21,6 +21,17 @@ type Hint struct {
 	Name     string
 	Plugin   Plugin
 	Deadline time.Duration // per request; 0: the engine's default
+	// StartTimeout bounds the provider's start: process, Info, Schema
+	// and Configure; 0: HintStartTimeout. One that runs past it is
+	// reported hung (stage start or configure) and not used.
+	StartTimeout time.Duration
+}
+
+func (h Hint) startTimeout() time.Duration {
+	if h.StartTimeout > 0 {
+		return h.StartTimeout
+	}
+	return HintStartTimeout
 }
 
 // Spec is everything a migration needs besides the VM.
@@ -42,8 +53,8 @@ type Spec struct {
 	Name string
 }
 
-// HintStartTimeout bounds the start of one hint provider: its process,
-// Info, Schema and Configure.
+// HintStartTimeout bounds the start of one hint provider (its process,
+// Info, Schema and Configure) unless Hint.StartTimeout says otherwise.
 const HintStartTimeout = 30 * time.Second
 
 // Check validates what Open checks before starting anything: the

@@ -37,6 +37,7 @@ type Process struct {
 	SocketDir string
 
 	pid  int
+	run  *cmdRunner
 	stop context.CancelFunc // ends exec.CommandContext's context
 }
 
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, stop: stop}, nil
+	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, run: run, stop: stop}, nil
 }
 
 // Kill stops the process and waits for it and for go-plugin's

@@ -26,6 +26,7 @@ type cmdRunner struct {
 	dir    string
 	stdout io.ReadCloser
 	stderr io.ReadCloser
+	tail   *stderrTail // stderr as go-plugin reads it, and how the process ended
 	pid    int
 }
 
@@ -45,7 +46,7 @@ func newCmdRunner(log hclog.Logger, cmd *exec.Cmd, dir string) (*cmdRunner, erro
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{log: log, cmd: cmd, dir: dir, stdout: stdout, stderr: stderr}, nil
+	return &cmdRunner{log: log, cmd: cmd, dir: dir, stdout: stdout, stderr: stderr, tail: newStderrTail(stderr)}, nil
 }
 
 // Start implements runner.Runner.Start.
@@ -62,6 +63,9 @@ func (r *cmdRunner) Start(context.Context) error {
 // nobody listens in its socket directory any more, so it is removed.
 func (r *cmdRunner) Wait(context.Context) error {
 	err := r.cmd.Wait()
+	if ps := r.cmd.ProcessState; ps != nil {
+		r.tail.setExit(ps.String())
+	}
 	removeDir(r.dir)
 	return err
 }
@@ -82,7 +86,8 @@ func (r *cmdRunner) Kill(context.Context) error {
 func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
 
 // Stderr implements runner.Runner.Stderr.
-func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
+// It is the tail that remembers the plugin's last error line (Exit).
+func (r *cmdRunner) Stderr() io.ReadCloser { return r.tail }
 
 // Name implements runner.Runner.Name.
 func (r *cmdRunner) Name() string { return r.cmd.Path }
