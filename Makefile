@@ -10,7 +10,7 @@ export PATH := $(dir $(GO)):$(PATH)
 # Plugin binaries, built into bin/plugins/ from cmd/<name>; the example
 # hint providers (plugins/example) serve tests and docs/PLUGINS.md.
 PLUGINS := ferry-transport-tcp ferry-hint-balloon ferry-hint-pagemap ferry-hint-cmma \
-	$(addprefix ferry-hint-example-,static liar hang crash)
+	$(addprefix ferry-hint-example-,static liar liar-free hang crash)
 
 all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS))
 

@@ -29,7 +29,11 @@ func (s *Session) startHints(ctx context.Context, src framework.Source, host hin
 		p, hsrc, stage, err := s.startHint(ctx, h, vm, host)
 		if err != nil {
 			s.spec.Log.Warn("hint provider not used", "provider", h.Name, "stage", stage, "err", err)
-			hs.failed = append(hs.failed, startFailure(h, stage, err))
+			st := startFailure(h, stage, err)
+			if hsrc.Meaning != 0 {
+				st.Meaning = hsrc.Meaning.String()
+			}
+			hs.failed = append(hs.failed, st)
 			continue
 		}
 		hs.sources = append(hs.sources, hsrc)
@@ -74,7 +78,7 @@ func (s *Session) startHint(ctx context.Context, h Hint, vm hint.VM, host hint.H
 	info, stage, err := configure(sctx, p, h, vm, host)
 	if err != nil {
 		p.Kill()
-		return nil, engine.HintSource{}, stage, err
+		return nil, engine.HintSource{Meaning: info.Meaning}, stage, err
 	}
 	return p, engine.HintSource{Name: h.Name, Provider: p, Meaning: info.Meaning, Deadline: h.Deadline}, "", nil
 }

@@ -6,5 +6,8 @@
 //
 //	hint "example-hang" { mode = "ignore" }
 //
-// Info, Schema, Configure and Close answer at once, in both modes.
+// In mode "configure" Configure itself waits until its context ends, as a
+// provider that hangs while it starts; the report says hung, stage
+// configure. Info, Schema and Close answer at once in every mode, and
+// Configure does in the other two.
 package hang

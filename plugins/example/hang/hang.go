@@ -19,6 +19,9 @@ const Name = "example-hang"
 const (
 	ModeCtx    = "ctx"    // Hints returns when its context ends
 	ModeIgnore = "ignore" // Hints never returns
+	// ModeConfigure: Configure returns only when its context ends (then
+	// Hints as in ModeCtx): a provider that hangs while it starts.
+	ModeConfigure = "configure"
 )
 
 // Provider implements hint.Provider.
@@ -42,22 +45,30 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 	return hint.Schema{{Name: "mode", Type: schema.TypeString, Default: ModeCtx,
-		Doc: `"ctx": Hints returns when its context ends; "ignore": Hints never returns`}}, nil
+		Doc: `"ctx": Hints returns when its context ends; "ignore": Hints never returns; "configure": Configure returns when its context ends`}}, nil
 }
 
 // Configure implements hint.Provider.Configure.
-func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+func (p *Provider) Configure(ctx context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
 	mode, _ := cfg["mode"].(string)
 	switch mode {
 	case "":
 		mode = ModeCtx
-	case ModeCtx, ModeIgnore:
+	case ModeCtx, ModeIgnore, ModeConfigure:
 	default:
-		return fmt.Errorf("%w: mode %q: want %q or %q", hint.ErrBadConfig, mode, ModeCtx, ModeIgnore)
+		return fmt.Errorf("%w: mode %q: want %q, %q or %q", hint.ErrBadConfig, mode, ModeCtx, ModeIgnore, ModeConfigure)
 	}
 	p.mu.Lock()
 	p.mode = mode
 	p.mu.Unlock()
+	if mode == ModeConfigure {
+		p.log.Warn("hanging in Configure on purpose, until its context ends")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.release:
+		}
+	}
 	return nil
 }
 

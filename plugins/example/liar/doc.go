@@ -13,5 +13,12 @@
 //
 //	hint "example-liar" { lie = "inuse" }
 //
+// NewFree (binary ferry-hint-example-liar-free, block "example-liar-free")
+// is the same liar claiming MeaningFree, "inuse" by default: it calls the
+// pages that hold data free. The engine believes free hints without
+// looking (docs/PLUGINS.md says who may claim them); only the strict page
+// check (migrate -verify-pages=strict) catches this lie, before the
+// destination runs.
+//
 // It reads the RAM files to tell zero pages from data.
 package liar

@@ -18,6 +18,11 @@ import (
 // binary ferry-hint-example-liar.
 const Name = "example-liar"
 
+// NameFree is the name of the liar that claims MeaningFree (NewFree),
+// binary ferry-hint-example-liar-free: its lies are believed without a
+// check, except by the strict page check (engine.Options.VerifyFree).
+const NameFree = "example-liar-free"
+
 // Lies.
 const (
 	LieOutside = "outside"
@@ -35,8 +40,11 @@ const LateDelay = 50 * time.Millisecond
 
 // Provider implements hint.Provider.
 type Provider struct {
-	log  hclog.Logger
-	late sync.WaitGroup // late answers on their way
+	log     hclog.Logger
+	name    string
+	meaning hint.Meaning
+	deflt   string         // the lie when the block names none
+	late    sync.WaitGroup // late answers on their way
 
 	mu  sync.Mutex
 	vm  *hint.VM // nil: not configured
@@ -44,16 +52,25 @@ type Provider struct {
 }
 
 // New returns an unconfigured provider that logs to log.
-func New(log hclog.Logger) *Provider { return &Provider{log: log} }
+func New(log hclog.Logger) *Provider {
+	return &Provider{log: log, name: Name, meaning: hint.MeaningZero, deflt: LieAll}
+}
+
+// NewFree returns the liar whose ranges claim MeaningFree: the guest does
+// not care about those pages, so the engine skips them unchecked. Its
+// default lie is "inuse": the pages that hold data, called free.
+func NewFree(log hclog.Logger) *Provider {
+	return &Provider{log: log, name: NameFree, meaning: hint.MeaningFree, deflt: LieInUse}
+}
 
 // Info implements hint.Provider.Info.
 func (p *Provider) Info(context.Context) (hint.Info, error) {
-	return hint.Info{Name: Name, Version: "1", Meaning: hint.MeaningZero}, nil
+	return hint.Info{Name: p.name, Version: "1", Meaning: p.meaning}, nil
 }
 
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
-	return hint.Schema{{Name: "lie", Type: schema.TypeString, Default: LieAll,
+	return hint.Schema{{Name: "lie", Type: schema.TypeString, Default: p.deflt,
 		Doc: "what to report: outside, absurd, overlap, inuse, late or all"}}, nil
 }
 
@@ -61,7 +78,7 @@ func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 func (p *Provider) Configure(_ context.Context, cfg hint.Config, vm hint.VM, _ hint.Host) error {
 	lie, _ := cfg["lie"].(string)
 	if lie == "" {
-		lie = LieAll
+		lie = p.deflt
 	}
 	if !slices.Contains(lies, lie) {
 		return fmt.Errorf("%w: lie %q: want one of %v", hint.ErrBadConfig, lie, lies)
@@ -78,7 +95,7 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 	vm, lie := p.vm, p.lie
 	p.mu.Unlock()
 	if vm == nil {
-		return fmt.Errorf("%s: Hints before Configure", Name)
+		return fmt.Errorf("%s: Hints before Configure", p.name)
 	}
 	zero, data, err := Scan(ctx, *vm)
 	if err != nil {
