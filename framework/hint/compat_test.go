@@ -39,6 +39,6 @@ func TestWireCompatV1(t *testing.T) {
 	} {
 		plugintest.CheckGolden(t, file, want)
 	}
-	plugintest.CheckMethods(t, pb.Provider_ServiceDesc, "ferry.hint.v1.Provider", []string{"Info", "Schema", "Configure", "Close"}, []string{"Hints"})
+	plugintest.CheckMethods(t, pb.Provider_ServiceDesc, "ferry.hint.v1.Provider", []string{"Info", "Schema", "Configure", "Close", "Validate"}, []string{"Hints"})
 	plugintest.CheckMethods(t, pb.Host_ServiceDesc, "ferry.hint.v1.Host", []string{"BalloonDone", "CMMABits"}, []string{"BalloonHint"})
 }

@@ -10,6 +10,8 @@ type Mock struct {
 	ConfigureFunc func(ctx context.Context, cfg Config, vm VM, host Host) error
 	HintsFunc     func(ctx context.Context, req Request, emit func([]Range) error) error
 	CloseFunc     func(ctx context.Context, final bool) error
+	// ValidateFunc is Validator.Validate (validate.go).
+	ValidateFunc func(ctx context.Context, cfg Config) error
 }
 
 var _ Provider = (*Mock)(nil)

@@ -2,10 +2,12 @@ package job
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -37,9 +39,26 @@ var (
 	knownHints      = []string{"balloon", "pagemap"}
 )
 
+// pagemapChecks stands in for a provider's own checks (hint.Validator):
+// what its schema cannot say.
+func pagemapChecks(cfg schema.Config) []schema.Problem {
+	var out []schema.Problem
+	if chunk, _ := cfg["chunk"].(int64); chunk%4096 != 0 {
+		out = append(out, schema.Problem{Attribute: "chunk", Message: fmt.Sprintf("must be a multiple of 4 KiB, not %d bytes", chunk)})
+	}
+	if cfg["enabled"] == false && cfg["chunk"] != int64(4<<20) {
+		out = append(out, schema.Problem{Message: "a disabled provider takes no chunk"})
+	}
+	if d, _ := cfg["deadline"].(int64); cfg["enabled"] == false && d < int64(time.Second) {
+		out = append(out, schema.Problem{Attribute: "deadline", Message: "must be at least 1s when enabled is false"})
+	}
+	return out
+}
+
 // load runs every step the migrate command runs on a job file: Parse,
 // CheckPlugins, then Decode of each plugin block (duplicates included)
-// that names a known plugin.
+// that names a known plugin, and the provider's own checks (here
+// pagemap's) of each block that decoded.
 func load(name string, src []byte) (*Job, hcl.Diagnostics) {
 	j, diags := Parse(name, src)
 	if j == nil {
@@ -51,7 +70,11 @@ func load(name string, src []byte) (*Job, hcl.Diagnostics) {
 		case p.Kind == KindTransport && p.Name == "tcp":
 			diags = append(diags, p.Decode(tcpSchema)...)
 		case p.Kind == KindHint && (p.Name == "balloon" || p.Name == "pagemap"):
-			diags = append(diags, p.Decode(hintSchema)...)
+			more := p.Decode(hintSchema)
+			diags = append(diags, more...)
+			if p.Name == "pagemap" && !more.HasErrors() {
+				diags = append(diags, p.Problems(pagemapChecks(p.Config))...)
+			}
 		}
 	}
 	return j, diags
@@ -83,6 +106,9 @@ func TestErrors(t *testing.T) {
 		{"duplicate_bodies", 9},
 		{"same_socket", 1},
 		{"bad_security", 4},
+		{"hidden_by_unknown_label", 4},
+		{"hidden_by_duplicate", 3},
+		{"provider_problems", 3},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

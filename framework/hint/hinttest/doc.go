@@ -21,6 +21,8 @@
 //
 //	Info             name usable as a job label, valid meaning, no Configure needed
 //	Schema           valid, no "deadline" (the engine's), the test config decodes
+//	Validate         the test config passes the provider's own checks (hint.Validate;
+//	                 a provider without them, or a plugin older than the RPC, passes)
 //	Hints            three generations, each within its deadline + slack; every
 //	                 range inside RAM; MeaningZero ranges read as zero
 //	Cancel           Hints returns soon after its context is cancelled

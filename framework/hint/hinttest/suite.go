@@ -71,6 +71,7 @@ var suite = []struct {
 }{
 	{"Info", testInfo},
 	{"Schema", testSchema},
+	{"Validate", testValidate},
 	{"Hints", testHints},
 	{"Cancel", testCancel},
 	{"EmitError", testEmitError},

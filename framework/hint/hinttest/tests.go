@@ -57,6 +57,19 @@ func testSchema(t *testing.T, s *session) {
 	s.config()
 }
 
+// testValidate: the test's configuration passes the provider's own checks
+// (hint.Validate: nil when it has none), before any Configure, twice, in
+// time; problems it reports are ErrBadConfig.
+func testValidate(t *testing.T, s *session) {
+	cfg := s.config()
+	for range 2 {
+		err := within(t, "Validate", opTimeout+slack, func() error { return hint.Validate(ctx(t), s.p, cfg) })
+		if err != nil {
+			t.Fatalf("Validate of the test's configuration, before Configure: %v", err)
+		}
+	}
+}
+
 // testHints: three generations, each answered within its deadline, with
 // ranges inside RAM (and zero, for MeaningZero).
 func testHints(t *testing.T, s *session) {

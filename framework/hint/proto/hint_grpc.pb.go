@@ -25,6 +25,7 @@ const (
 	Provider_Configure_FullMethodName = "/ferry.hint.v1.Provider/Configure"
 	Provider_Hints_FullMethodName     = "/ferry.hint.v1.Provider/Hints"
 	Provider_Close_FullMethodName     = "/ferry.hint.v1.Provider/Close"
+	Provider_Validate_FullMethodName  = "/ferry.hint.v1.Provider/Validate"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -43,6 +44,13 @@ type ProviderClient interface {
 	Hints(ctx context.Context, in *HintsRequest, opts ...grpc.CallOption) (Provider_HintsClient, error)
 	// Close ends the hint window; the plugin keeps running.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// Validate checks a block already decoded against the schema for what a
+	// schema cannot say (relations between attributes, enumerations,
+	// ranges), before anything starts; it needs no Configure. A plugin built
+	// before this RPC existed answers UNIMPLEMENTED, which hosts treat as
+	// "nothing beyond the schema to check" (added within ferry.hint.v1;
+	// hint plugin API 1 unchanged).
+	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error)
 }
 
 type providerClient struct {
@@ -121,6 +129,15 @@ func (c *providerClient) Close(ctx context.Context, in *CloseRequest, opts ...gr
 	return out, nil
 }
 
+func (c *providerClient) Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error) {
+	out := new(ValidateResponse)
+	err := c.cc.Invoke(ctx, Provider_Validate_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility
@@ -137,6 +154,13 @@ type ProviderServer interface {
 	Hints(*HintsRequest, Provider_HintsServer) error
 	// Close ends the hint window; the plugin keeps running.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// Validate checks a block already decoded against the schema for what a
+	// schema cannot say (relations between attributes, enumerations,
+	// ranges), before anything starts; it needs no Configure. A plugin built
+	// before this RPC existed answers UNIMPLEMENTED, which hosts treat as
+	// "nothing beyond the schema to check" (added within ferry.hint.v1;
+	// hint plugin API 1 unchanged).
+	Validate(context.Context, *ValidateRequest) (*ValidateResponse, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -158,6 +182,9 @@ func (UnimplementedProviderServer) Hints(*HintsRequest, Provider_HintsServer) er
 }
 func (UnimplementedProviderServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedProviderServer) Validate(context.Context, *ValidateRequest) (*ValidateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Validate not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 
@@ -265,6 +292,24 @@ func _Provider_Close_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_Validate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Validate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Validate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Validate(ctx, req.(*ValidateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -287,6 +332,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _Provider_Close_Handler,
+		},
+		{
+			MethodName: "Validate",
+			Handler:    _Provider_Validate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
