@@ -134,7 +134,7 @@ func sessionSpec(a api.MigrateArgs) session.Spec {
 	spec := session.Spec{
 		Transport: session.Plugin{Path: a.Plugin, Config: a.Transport},
 		Engine: engine.Options{MaxDowntime: ms(a.MaxDowntimeMS), Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses,
-			VerifyPages: a.VerifyPages, SwitchoverTimeout: ms(a.SwitchoverTimeoutMS),
+			VerifyPages: a.VerifyPages, VerifyFree: a.VerifyFree, SwitchoverTimeout: ms(a.SwitchoverTimeoutMS),
 			IncomingTimeout: ms(a.IncomingTimeoutMS)},
 		Name: fmt.Sprintf("ferry-vmm[%d]", os.Getpid()),
 	}

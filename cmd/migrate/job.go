@@ -70,7 +70,9 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 }
 
 // decodeBlocks decodes every plugin block (duplicates included) whose
-// plugin is in dir, asking each plugin binary once for its schema.
+// plugin is in dir, asking each plugin binary once for its schema, and
+// has each hint provider check each of its blocks that decoded
+// (validateHint).
 func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	type answer struct {
@@ -104,7 +106,11 @@ func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagno
 		if a.err != nil {
 			continue
 		}
-		diags = append(diags, b.Decode(a.schema)...)
+		more := b.Decode(a.schema)
+		diags = append(diags, more...)
+		if b.Kind == job.KindHint && !more.HasErrors() {
+			diags = append(diags, validateHint(b, path)...) // the provider's own checks (hint.Validator)
+		}
 	}
 	return diags
 }

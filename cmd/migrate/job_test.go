@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,6 +36,25 @@ var testPlugins = map[string]func() int{
 		return 0
 	},
 	"ferry-hint-broken": func() int { return 1 }, // never completes the handshake
+	// gpa checks a relation its schema cannot say (hint.Validator).
+	"ferry-hint-gpa": func() int {
+		hint.Serve(&hint.Mock{
+			SchemaFunc: func(context.Context) (hint.Schema, error) {
+				return hint.Schema{{Name: "min_gpa", Type: schema.TypeNumber, Default: int64(0)},
+					{Name: "max_gpa", Type: schema.TypeNumber, Required: true}}, nil
+			},
+			ValidateFunc: func(_ context.Context, cfg hint.Config) error {
+				if lo, hi := cfg["min_gpa"].(int64), cfg["max_gpa"].(int64); hi <= lo {
+					return schema.Problemf("max_gpa", "must be above min_gpa (%#x), not %#x", lo, hi)
+				}
+				if _, ok := cfg["deadline"]; ok {
+					return errors.New("the engine's deadline reached the provider")
+				}
+				return nil
+			},
+		})
+		return 0
+	},
 }
 
 func TestMain(m *testing.M) { plugintest.Main(m, testPlugins) }
@@ -82,6 +102,21 @@ hint "balloon" { chunk = "lots" }
 			`job.hcl:6:26: Invalid chunk`,
 			`migrate: job.hcl has 5 error(s); nothing was started`,
 		}},
+		{"a provider's own checks, with every other error", ends + `transport "tcp" { streams = "many" }
+hint "gpa" {
+  min_gpa  = 8192
+  max_gpa  = 4096
+  deadline = "1s"
+}
+hint "gpa" { max_gpa = 0 }
+`, []string{
+			`job.hcl:3:1: Missing required argument`,
+			`job.hcl:3:29: Wrong type for streams`,
+			`job.hcl:6:14: Invalid max_gpa: must be above min_gpa (0x2000), not 0x1000.`,
+			`job.hcl:9:6: Duplicate hint block`,
+			`job.hcl:9:24: Invalid max_gpa: must be above min_gpa (0x0), not 0x0.`,
+			`migrate: job.hcl has 5 error(s); nothing was started`,
+		}},
 		{"same socket, cleaned", `source { control = "/run/ferry/vm.sock" }
 destination { control = "/run/ferry/../ferry/vm.sock" }
 transport "tcp" { listen = "127.0.0.1:7070" }
@@ -123,12 +158,19 @@ func TestLoadJobSameSocketFile(t *testing.T) {
 	}
 }
 
-// TestLoadJobGood: a correct job loads, with its plugins resolved.
+// TestLoadJobGood: a correct job loads, with its plugins resolved; a
+// provider without checks of its own (balloon here) has nothing to add,
+// and one with them (gpa) is asked without the engine's deadline.
 func TestLoadJobGood(t *testing.T) {
 	got, code := loadJobText(t, `source { control = "/run/ferry/src.sock" }
 destination { control = "/run/ferry/dst.sock" }
 transport "tcp" { listen = "127.0.0.1:7070" }
 hint "balloon" {}
+hint "gpa" {
+  min_gpa  = 4096
+  max_gpa  = 8192
+  deadline = "1s"
+}
 `)
 	if code != 0 || got != "" {
 		t.Errorf("status %d, output %q; want 0 and nothing", code, got)

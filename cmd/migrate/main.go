@@ -40,14 +40,15 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "job file (HCL), e.g. configs/demo.hcl (required)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	verify := fs.Bool("verify-pages", false, "test mode: compare a hash of every page on both sides before the destination runs")
+	var verify verifyMode
+	fs.Var(&verify, "verify-pages", "test mode: compare a hash of every page on both sides before the destination runs, except pages\nhinted free (trusted); =strict compares those too (they must read as the zeros the destination holds)")
 	pluginDir := fs.String("plugin-dir", "", "where plugins live (default: the job's plugin_dir, else plugins/ beside this binary)")
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages]\n       migrate -resolve -config job.hcl")
+		fmt.Fprintln(stderr, "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n       migrate -resolve -config job.hcl")
 		return 2
 	}
 	if *resolveOnly {
@@ -60,7 +61,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	rep, err := run(ctx, j, plugins, *verify, newProgress(stderr), stderr)
+	rep, err := run(ctx, j, plugins, verify, newProgress(stderr), stderr)
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
@@ -97,12 +98,12 @@ func cancelMigration(sock string) {
 }
 
 // run drives both VMMs through one migration.
-func run(ctx context.Context, j *job.Job, p pluginSet, verify bool, prog *progress, log io.Writer) (report, error) {
+func run(ctx context.Context, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (report, error) {
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
-		VerifyPages: verify, Hints: hintArgs(j, p)}
+		VerifyPages: verify != verifyOff, VerifyFree: verify == verifyStrict, Hints: hintArgs(j, p)}
 	srcCreds, dstCreds, err := credentials(j)
 	if err != nil {
 		rep.Error = err.Error()
@@ -253,8 +254,14 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "encryption    %s\n", r.Encryption)
 	}
 	for _, h := range r.Hints {
-		fmt.Fprintf(w, "hint %-8s %s: %d pages skipped, %d ranges (%d stale, %d invalid), %d requests, slowest %d ms\n",
-			h.Name, h.Status, h.Skipped, h.Ranges, h.Stale, h.Invalid, h.Requests, h.SlowestMS)
+		printHint(w, h)
+	}
+	if r.PagesChecked > 0 {
+		trust := "trusted, not compared"
+		if r.VerifyStrict {
+			trust = "compared too (strict)"
+		}
+		fmt.Fprintf(w, "page check    %d pages equal; %d free at switch-over: %s\n", r.PagesChecked, r.PagesFree, trust)
 	}
 	fmt.Fprintf(w, "throughput    %.1f MB/s\n", r.ThroughputMB)
 }

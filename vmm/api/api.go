@@ -17,6 +17,9 @@ type MigrateArgs struct {
 	MaxPasses     int            `json:"max_passes,omitempty"`
 	// VerifyPages turns on the engine's page-exact check (a test mode).
 	VerifyPages bool `json:"verify_pages,omitempty"`
+	// VerifyFree makes the page check strict (engine.Options.VerifyFree):
+	// pages skipped on free hints are compared too. Implies VerifyPages.
+	VerifyFree bool `json:"verify_free,omitempty"`
 	// SwitchoverTimeoutMS bounds the switch-over (engine.Options.SwitchoverTimeout);
 	// both sides need the same value. 0: the engine's default.
 	SwitchoverTimeoutMS int64 `json:"switchover_timeout_ms,omitempty"`

@@ -2,7 +2,6 @@ package crash
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 
@@ -51,13 +50,12 @@ func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 // Configure implements hint.Provider.Configure: the process exits here
 // when "when" is "configure".
 func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+	if err := p.Validate(context.Background(), cfg); err != nil {
+		return err
+	}
 	when, _ := cfg["when"].(string)
-	switch when {
-	case "":
+	if when == "" {
 		when = WhenHints
-	case WhenConfigure, WhenHints:
-	default:
-		return fmt.Errorf("%w: when %q: want %q or %q", hint.ErrBadConfig, when, WhenConfigure, WhenHints)
 	}
 	p.mu.Lock()
 	p.when = when
@@ -66,6 +64,17 @@ func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hi
 		p.die("Configure")
 	}
 	return nil
+}
+
+// Validate implements hint.Validator: when must be "configure" or
+// "hints". It never exits the process.
+func (p *Provider) Validate(_ context.Context, cfg hint.Config) error {
+	switch when, _ := cfg["when"].(string); when {
+	case "", WhenConfigure, WhenHints:
+		return nil
+	default:
+		return schema.Problemf("when", "want %q or %q, not %q", WhenConfigure, WhenHints, when)
+	}
 }
 
 // Hints implements hint.Provider.Hints: the process exits here.

@@ -2,7 +2,6 @@ package hang
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,13 +49,12 @@ func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 
 // Configure implements hint.Provider.Configure.
 func (p *Provider) Configure(ctx context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+	if err := p.Validate(ctx, cfg); err != nil {
+		return err
+	}
 	mode, _ := cfg["mode"].(string)
-	switch mode {
-	case "":
+	if mode == "" {
 		mode = ModeCtx
-	case ModeCtx, ModeIgnore, ModeConfigure:
-	default:
-		return fmt.Errorf("%w: mode %q: want %q, %q or %q", hint.ErrBadConfig, mode, ModeCtx, ModeIgnore, ModeConfigure)
 	}
 	p.mu.Lock()
 	p.mode = mode
@@ -70,6 +68,17 @@ func (p *Provider) Configure(ctx context.Context, cfg hint.Config, _ hint.VM, _ 
 		}
 	}
 	return nil
+}
+
+// Validate implements hint.Validator: mode must be one of the modes. It
+// answers at once in every mode.
+func (p *Provider) Validate(_ context.Context, cfg hint.Config) error {
+	switch mode, _ := cfg["mode"].(string); mode {
+	case "", ModeCtx, ModeIgnore, ModeConfigure:
+		return nil
+	default:
+		return schema.Problemf("mode", "want %q, %q or %q, not %q", ModeCtx, ModeIgnore, ModeConfigure, mode)
+	}
 }
 
 // Hints implements hint.Provider.Hints, never with a hint.

@@ -76,16 +76,24 @@ func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 
 // Configure implements hint.Provider.Configure.
 func (p *Provider) Configure(_ context.Context, cfg hint.Config, vm hint.VM, _ hint.Host) error {
+	if err := p.Validate(context.Background(), cfg); err != nil {
+		return err
+	}
 	lie, _ := cfg["lie"].(string)
 	if lie == "" {
 		lie = p.deflt
 	}
-	if !slices.Contains(lies, lie) {
-		return fmt.Errorf("%w: lie %q: want one of %v", hint.ErrBadConfig, lie, lies)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.vm, p.lie = &vm, lie
+	return nil
+}
+
+// Validate implements hint.Validator: lie must be one of the lies.
+func (p *Provider) Validate(_ context.Context, cfg hint.Config) error {
+	if lie, _ := cfg["lie"].(string); lie != "" && !slices.Contains(lies, lie) {
+		return schema.Problemf("lie", "want one of %v, not %q", lies, lie)
+	}
 	return nil
 }
 
