@@ -115,6 +115,28 @@ func TestNoHost(t *testing.T) {
 	lk.check(t)
 }
 
+// TestProviderRefusesItsBlock: a provider whose own checks refuse its
+// block is not configured; the report says failed, at start, with its
+// reason, and the migration completes without it.
+func TestProviderRefusesItsBlock(t *testing.T) {
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "refuses", Plugin: session.Plugin{Path: plugin("ferry-hint-refuses")}}}
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	r := <-got
+	if err != nil || r.err != nil {
+		t.Fatalf("send: %v; receive: %v", err, r.err)
+	}
+	checkHints(t, rep, map[string]string{"refuses": "failed: max_gpa: must be above min_gpa"})
+	if h := rep.Hints[0]; h.Stage != engine.StageStart || h.Meaning != "free" {
+		t.Errorf("%+v", h)
+	}
+	checkRAM(t, src, dst, nil)
+}
+
 // TestSessionOnce: a Session runs one migration; Close after Open
 // leaves nothing behind.
 func TestSessionOnce(t *testing.T) {

@@ -83,8 +83,8 @@ func (s *Session) startHint(ctx context.Context, h Hint, vm hint.VM, host hint.H
 	return p, engine.HintSource{Name: h.Name, Provider: p, Meaning: info.Meaning, Deadline: h.Deadline}, "", nil
 }
 
-// configure asks a started provider who it is and configures it; stage
-// says which step failed.
+// configure asks a started provider who it is, has it check its block
+// (hint.Validate) and configures it; stage says which step failed.
 func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hint.Host) (hint.Info, string, error) {
 	info, err := p.Info(ctx)
 	if err != nil {
@@ -95,8 +95,11 @@ func configure(ctx context.Context, p hint.Provider, h Hint, vm hint.VM, host hi
 		return hint.Info{}, engine.StageStart, err
 	}
 	cfg, err := schema.Coerce(sch, h.Plugin.Config)
+	if err == nil {
+		err = hint.Validate(ctx, p, cfg) // the provider's own checks, if it has any
+	}
 	if err != nil {
-		return hint.Info{}, engine.StageStart, err
+		return info, engine.StageStart, err
 	}
 	return info, engine.StageConfigure, p.Configure(ctx, cfg, vm, host)
 }

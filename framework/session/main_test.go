@@ -24,6 +24,7 @@ var plugins = map[string]func(){
 	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
 	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },
 	"ferry-hint-badblock": func() { hint.Serve(badBlockProvider()) },
+	"ferry-hint-refuses":  func() { hint.Serve(refusesProvider()) },
 }
 
 // transportName is the loopback transport (its "socket" block attribute
@@ -181,5 +182,23 @@ func badBlockProvider() hint.Provider {
 			return hint.Info{Name: "badblock", Version: "test", Meaning: hint.MeaningFree}, nil
 		},
 		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+	}
+}
+
+// refusesProvider's own checks (hint.Validator) refuse every block; its
+// Configure would fail the test's migration by crashing.
+func refusesProvider() hint.Provider {
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "refuses", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+		ValidateFunc: func(context.Context, hint.Config) error {
+			return schema.Problemf("max_gpa", "must be above min_gpa")
+		},
+		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error {
+			os.Exit(7) // never reached: Validate refused the block
+			return nil
+		},
 	}
 }
