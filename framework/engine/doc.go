@@ -18,6 +18,8 @@
 //	page check (VerifyPages only; not under the switch-over deadline):
 //	  HASHES(first, n, n × hash) ─ … ─────────────►  compare with own RAM
 //	              ◄─────────────────────────────── VERIFIED(differ, first) (or ABORT)
+//	  (pages skipped on free hints hash as 0, not compared, unless
+//	  VerifyFree, the strict check, sends their real hash: verify.go)
 //	  differ > 0: the source resumes and sends ABORT
 //	COMMIT ──────────────────────────────────────►  Resume
 //	              ◄─────────────────────────────── RUNNING (or ABORT: will not run)

@@ -110,7 +110,7 @@ hint "example-crash" { when = "hints" }
 	for _, h := range rep.Hints {
 		statuses[h.Name] = h.Status
 	}
-	if statuses["balloon"] != "ok" || statuses["example-crash"] != "crashed" {
+	if statuses["balloon"] != "ok" || statuses["example-crash"] != "crashed" || statuses["example-hang"] != "hung" {
 		t.Errorf("provider statuses %v", statuses)
 	}
 	if rep.SkippedBy["balloon"] == 0 {
