@@ -18,7 +18,7 @@ func (j *Job) CheckPlugins(transports, hints []string) hcl.Diagnostics {
 		if p.Name == "" || slices.Contains(known, p.Name) {
 			return
 		}
-		avail := "none were found: put the plugin binaries in plugin_dir or a directory of plugin_path"
+		avail := "none were found: put the plugin binaries in plugin_dir"
 		if len(known) > 0 {
 			known = slices.Sorted(slices.Values(known))
 			avail = "available: " + list(known)
