@@ -3,7 +3,9 @@ package schema
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +101,24 @@ func TestParseAddress(t *testing.T) {
 			t.Errorf("ParseAddress(%q) = %#x, %v; want %#x, ok %v", c.in, got, err, c.want, c.ok)
 		}
 	}
+}
+
+// FuzzParseAddress: no input panics; what parses fits a Config int64,
+// and a hexadecimal result reads back the same.
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{"0x1000000", "16M", "0x", "0x_1", "1.5K", "8191PiB", "0xffffffffffffffff", " 4096 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseAddress(s)
+		if err != nil {
+			return
+		}
+		if n > math.MaxInt64 {
+			t.Fatalf("ParseAddress(%q) = %#x: does not fit an int64", s, n)
+		}
+		if back, err := ParseAddress(fmt.Sprintf("%#x", n)); err != nil || back != n {
+			t.Fatalf("ParseAddress(%q) = %#x, which reads back as %#x, %v", s, n, back, err)
+		}
+	})
 }
