@@ -33,7 +33,10 @@ const ScanChunk = 1 << 20
 // makes it all resident on the source host. pread of a hole returns
 // zeros and allocates nothing (TestScanLeavesHolesAlone measures both).
 //
-// A view is a value; its methods may run concurrently. The guest keeps
+// Data and Scan move the file offset, which the descriptor shares with
+// the VMM's (it is the same open file): nothing in Ferry reads or writes
+// guest RAM at the file offset, and a provider must not either (ReadAt
+// is pread). A view is a value; its methods may run concurrently. The guest keeps
 // running while a provider reads, so contents may change under it: that
 // is safe, because a page written after the hint request travels anyway
 // (docs/ARCHITECTURE.md, invariant 1).
