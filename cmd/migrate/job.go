@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,17 +50,18 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 		job.FormatDiagnostics(stderr, sources, diags)
 		return nil, pluginSet{}, 2
 	}
-	dir := resolvePluginDir(flagDir, j.PluginDir, path)
-	transports, hints := discover(dir, transportPrefix), discover(dir, hintPrefix)
+	dirs := searchPath(j, flagDir)
+	diags = append(diags, missingDirs(j, dirs)...)
+	ps := pluginSet{dirs: dirs,
+		transports: job.FindPlugins(dirs, transportPrefix), hintPaths: job.FindPlugins(dirs, hintPrefix)}
+	transports, hints := names(ps.transports), names(ps.hintPaths)
 	diags = append(diags, j.CheckPlugins(transports, hints)...)
 	diags = append(diags, sameSocketFile(j)...)
-	ps := pluginSet{dir: dir}
-	ps.transport, _ = filepath.Abs(filepath.Join(dir, transportPrefix+j.Transport.Name))
+	ps.transport = ps.transports[j.Transport.Name]
 	for _, h := range j.Hints {
-		p, _ := filepath.Abs(filepath.Join(dir, hintPrefix+h.Name))
-		ps.hints = append(ps.hints, p)
+		ps.hints = append(ps.hints, ps.hintPaths[h.Name])
 	}
-	diags = append(diags, decodeBlocks(j, dir, transports, hints)...)
+	diags = append(diags, decodeBlocks(j, ps)...)
 	if diags.HasErrors() {
 		job.FormatDiagnostics(stderr, sources, diags)
 		fmt.Fprintf(stderr, "migrate: %s has %d error(s); nothing was started\n", path, countErrors(diags))
@@ -70,10 +71,10 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 }
 
 // decodeBlocks decodes every plugin block (duplicates included) whose
-// plugin is in dir, asking each plugin binary once for its schema, and
+// plugin was found, asking each plugin binary once for its schema, and
 // has each hint provider check each of its blocks that decoded
 // (validateHint).
-func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
+func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	type answer struct {
 		schema []schema.Attribute
@@ -81,14 +82,14 @@ func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagno
 	}
 	asked := map[string]answer{}
 	for _, b := range j.Blocks() {
-		prefix, known, lookup := hintPrefix, hints, hintSchema
+		found, lookup := ps.hintPaths, hintSchema
 		if b.Kind == job.KindTransport {
-			prefix, known, lookup = transportPrefix, transports, transportSchema
+			found, lookup = ps.transports, transportSchema
 		}
-		if !slices.Contains(known, b.Name) { // CheckPlugins reported it
+		path, ok := found[b.Name]
+		if !ok { // CheckPlugins reported it
 			continue
 		}
-		path, _ := filepath.Abs(filepath.Join(dir, prefix+b.Name))
 		a, ok := asked[path]
 		if !ok {
 			a.schema, a.err = lookup(path)
@@ -141,17 +142,62 @@ func countErrors(d hcl.Diagnostics) int {
 	return n
 }
 
-// discover lists plugin names (without prefix) found in dir.
-func discover(dir, prefix string) []string {
-	entries, _ := os.ReadDir(dir)
-	var names []string
-	for _, e := range entries {
-		if n, ok := strings.CutPrefix(e.Name(), prefix); ok && !e.IsDir() && n != "" {
-			names = append(names, n)
+// searchPath is where migrate looks for plugins: the job's plugin_path,
+// then -plugin-dir if given, else the job's plugin_dir, else plugins/
+// beside the migrate binary. Every directory is absolute.
+func searchPath(j *job.Job, flagDir string) []string {
+	var dirs []string
+	if flagDir != "" {
+		jj := *j
+		jj.PluginDir = ""
+		dirs = jj.SearchPath(flagDir)
+	} else {
+		dirs = j.SearchPath(defaultPluginDir())
+	}
+	for i, d := range dirs {
+		if abs, err := filepath.Abs(d); err == nil {
+			dirs[i] = abs
 		}
 	}
-	sort.Strings(names)
-	return names
+	return dirs
+}
+
+// defaultPluginDir is plugins/ beside the migrate binary.
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}
+
+// missingDirs reports each plugin_path entry that is not a directory, at
+// the entry (dirs starts with plugin_path's, resolved).
+func missingDirs(j *job.Job, dirs []string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for i, d := range j.PluginPath {
+		st, err := os.Stat(dirs[i])
+		if err == nil && st.IsDir() {
+			continue
+		}
+		why := "it is not a directory"
+		if err != nil {
+			why = strings.TrimPrefix(err.Error(), "stat "+dirs[i]+": ")
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Plugin directory not found",
+			Detail: fmt.Sprintf("plugin_path names %q (%s): %s. Give a directory that holds plugin binaries (relative paths are the job file's), or remove the entry.",
+				d, dirs[i], why),
+			Subject: j.PluginPathRanges[i].Ptr(),
+		})
+	}
+	return diags
+}
+
+// names returns the sorted keys of found.
+func names(found map[string]string) []string {
+	return slices.Sorted(maps.Keys(found))
 }
 
 // transportSchema starts the plugin just long enough to ask its schema.

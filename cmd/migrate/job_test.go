@@ -14,6 +14,7 @@ import (
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
 )
 
 // The test binary doubles as plugin binaries (plugintest.Main): started
@@ -55,6 +56,8 @@ var testPlugins = map[string]func() int{
 		})
 		return 0
 	},
+	// a real transport, for TestOutOfTreeProvider's migration
+	"ferry-transport-loopback": func() int { transport.Serve(loopback.New()); return 0 },
 }
 
 func TestMain(m *testing.M) { plugintest.Main(m, testPlugins) }

@@ -23,7 +23,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -42,7 +41,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	var verify verifyMode
 	fs.Var(&verify, "verify-pages", "test mode: compare a hash of every page on both sides before the destination runs, except pages\nhinted free (trusted); =strict compares those too (they must read as the zeros the destination holds)")
-	pluginDir := fs.String("plugin-dir", "", "where plugins live (default: the job's plugin_dir, else plugins/ beside this binary)")
+	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -268,23 +267,9 @@ func printReport(w io.Writer, r report) {
 
 // pluginSet is where the job's plugins were found.
 type pluginSet struct {
-	dir       string
-	transport string   // absolute path of the transport plugin
-	hints     []string // absolute paths of the hint providers, in job order
-}
-
-func resolvePluginDir(flagDir, jobDir, jobFile string) string {
-	switch {
-	case flagDir != "":
-		return flagDir
-	case jobDir != "" && filepath.IsAbs(jobDir):
-		return jobDir
-	case jobDir != "":
-		return filepath.Join(filepath.Dir(jobFile), jobDir)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "plugins"
-	}
-	return filepath.Join(filepath.Dir(exe), "plugins")
+	dirs       []string          // the search path, absolute, in order
+	transports map[string]string // every transport plugin found: name → path
+	hintPaths  map[string]string // every hint provider found: name → path
+	transport  string            // absolute path of the job's transport plugin
+	hints      []string          // absolute paths of the job's hint providers, in job order
 }

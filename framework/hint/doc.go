@@ -45,4 +45,38 @@
 // ErrPluginGone, at once; nothing restarts it. Errors cross the boundary
 // by class both ways: a provider's ErrNotSupported reaches the engine as
 // ErrNotSupported, and so does a Host's reach the provider.
+//
+// # Writing a provider
+//
+// Everything a provider author needs, in one place (the long form, with
+// a complete example and an out-of-tree module, is docs/PLUGINS.md):
+//
+//   - Implement Provider in a plain Go package (no go-plugin, no gRPC);
+//     serve it from a three-line main: Serve(New(Logger(name))). The
+//     binary is ferry-hint-<Info.Name>.
+//   - Describe the job block with Schema (framework/schema attributes:
+//     string, number, bool, duration, size, and TypeAddress for guest
+//     physical addresses, written "0x1000000" or "16M"); Configure gets
+//     the values as Config (int64 for numbers, durations, sizes and
+//     addresses). A bad block is an error wrapping ErrBadConfig; a
+//     capability the VMM lacks (ErrNotSupported) means no hints, never a
+//     failed Configure.
+//   - Report page indices: PageSize (4096) pages of the RAM regions laid
+//     end to end. VM.Page and VM.GPA convert one address or page,
+//     VM.PageRanges guest physical ranges, VM.Pages is the total, and
+//     VM.Regions gives each region's RAMView: First (its first page
+//     index), Page, PageGPA.
+//   - Read guest RAM only through RAMView (ReadAt, Data, Scan: pread and
+//     SEEK_DATA/SEEK_HOLE), never through a mapping of VM.Files: reading
+//     a hole of the guest's memfd through a MAP_SHARED mapping allocates
+//     it on the host (64 MiB of reads, 64 MiB resident), pread does not.
+//   - Answer by the deadline: Request.AnswerBy (the deadline minus a
+//     margin) and Request.Context; what arrives after Request.Deadline is
+//     dropped and counted as late.
+//   - Log through Logger(name) (an hclog.Logger): each record reaches the
+//     VMM's log at its level, filtered at the VMM's level, durations as
+//     durations. go-plugin owns stdout.
+//   - Test with hinttest: Run in process and over gRPC (Main, Launch).
+//   - Install the binary in a directory the job names in plugin_path
+//     (framework/job), or in the plugin directory.
 package hint

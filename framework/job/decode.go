@@ -144,7 +144,7 @@ func decodeValue(a *hcl.Attribute, t schema.AttrType) (any, hcl.Diagnostics) {
 		})
 	}
 	want := map[schema.AttrType]cty.Type{
-		schema.TypeString: cty.String, schema.TypeDuration: cty.String, schema.TypeSize: cty.String,
+		schema.TypeString: cty.String, schema.TypeDuration: cty.String, schema.TypeSize: cty.String, schema.TypeAddress: cty.String,
 		schema.TypeNumber: cty.Number, schema.TypeBool: cty.Bool,
 	}[t]
 	cv, err := convert.Convert(v, want)
@@ -172,6 +172,12 @@ func decodeValue(a *hcl.Attribute, t schema.AttrType) (any, hcl.Diagnostics) {
 		return int64(d), diags
 	case schema.TypeSize:
 		n, err := ParseSize(cv.AsString())
+		if err != nil {
+			return bad("Invalid "+a.Name, err.Error())
+		}
+		return int64(n), diags
+	case schema.TypeAddress:
+		n, err := ParseAddress(cv.AsString())
 		if err != nil {
 			return bad("Invalid "+a.Name, err.Error())
 		}

@@ -34,6 +34,13 @@ var hintSchema = hintSchemaType{
 	{Name: "enabled", Type: schema.TypeBool, Default: true},
 }
 
+// rdmaSchema stands in for a transport with address attributes.
+var rdmaSchema = schema.Schema{
+	{Name: "base", Type: schema.TypeAddress, Default: "0x100000"},
+	{Name: "limit", Type: schema.TypeAddress},
+	{Name: "align", Type: schema.TypeAddress, Default: int64(4096)},
+}
+
 var (
 	knownTransports = []string{"tcp", "rdma"}
 	knownHints      = []string{"balloon", "pagemap"}
@@ -69,6 +76,8 @@ func load(name string, src []byte) (*Job, hcl.Diagnostics) {
 		switch {
 		case p.Kind == KindTransport && p.Name == "tcp":
 			diags = append(diags, p.Decode(tcpSchema)...)
+		case p.Kind == KindTransport && p.Name == "rdma":
+			diags = append(diags, p.Decode(rdmaSchema)...)
 		case p.Kind == KindHint && (p.Name == "balloon" || p.Name == "pagemap"):
 			more := p.Decode(hintSchema)
 			diags = append(diags, more...)
@@ -109,6 +118,9 @@ func TestErrors(t *testing.T) {
 		{"hidden_by_unknown_label", 4},
 		{"hidden_by_duplicate", 3},
 		{"provider_problems", 3},
+		{"bad_plugin_path", 2},
+		{"bad_plugin_path_string", 1},
+		{"bad_address", 3},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,6 +33,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if j == nil || diags.HasErrors() {
 			return
+		}
+		for i, d := range j.PluginPath {
+			if strings.TrimSpace(d) == "" || len(j.PluginPathRanges) != len(j.PluginPath) {
+				t.Fatalf("plugin_path entry %d %q accepted (%d ranges for %d entries)", i, d, len(j.PluginPathRanges), len(j.PluginPath))
+			}
 		}
 		l := j.Limits
 		if j.Source.Control == "" || j.Destination.Control == "" || j.Transport.Name == "" ||

@@ -41,6 +41,12 @@ type Job struct {
 	// the caller resolves relative paths and the default (plugins/ beside
 	// the migrate binary).
 	PluginDir string
+	// PluginPath is the plugin_path attribute as written: directories
+	// searched for plugins in order, before PluginDir (or its default),
+	// so a job can add a third party's plugins to Ferry's own. Never
+	// holds "". PluginPathRanges[i] is where PluginPath[i] is written.
+	PluginPath       []string
+	PluginPathRanges []hcl.Range
 
 	Source      Endpoint // the VMM the guest leaves
 	Destination Endpoint // the VMM the guest moves to

@@ -18,6 +18,9 @@ import (
 var (
 	topSchema = []schema.Attribute{
 		{Name: "plugin_dir", Type: schema.TypeString, Doc: "directory holding the plugin binaries"},
+		// plugin_path is a list, which no attribute type is: top decodes
+		// it itself (pluginPath); it is here to be named as allowed.
+		{Name: "plugin_path", Type: schema.TypeString, Doc: "directories searched for plugins, in order, before plugin_dir"},
 	}
 	endpointSchema = []schema.Attribute{
 		{Name: "control", Type: schema.TypeString, Required: true, Doc: "path of the VMM's control socket"},
@@ -93,6 +96,10 @@ func (p *parser) top(body *hclsyntax.Body) {
 			continue
 		}
 		attrs[name] = a.AsHCLAttribute()
+	}
+	if a := attrs["plugin_path"]; a != nil {
+		delete(attrs, "plugin_path")
+		p.pluginPath(a)
 	}
 	cfg, diags := decodeAttrs(attrs, topSchema, "job file", body.MissingItemRange())
 	p.diags = append(p.diags, diags...)

@@ -9,8 +9,9 @@ import (
 
 // CheckPlugins reports every plugin block that names a plugin the caller
 // did not find: transports and hints are the names of the transport and
-// hint plugins available (those discovered in the plugin directory). A
-// block whose name Parse already refused is not reported again.
+// hint plugins available (those on the job's SearchPath, as FindPlugins
+// lists them). A block whose name Parse already refused is not reported
+// again.
 func (j *Job) CheckPlugins(transports, hints []string) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	check := func(p *Plugin, known []string) {

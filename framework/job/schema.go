@@ -19,7 +19,7 @@ func checkSchema(sch []schema.Attribute) error {
 			return fmt.Errorf("attribute %d has the name %q, which is not an HCL identifier", i, at.Name)
 		case seen[at.Name]:
 			return fmt.Errorf("attribute %q is described twice", at.Name)
-		case at.Type < schema.TypeString || at.Type > schema.TypeSize:
+		case at.Type < schema.TypeString || at.Type > schema.TypeAddress:
 			return fmt.Errorf("attribute %q has the unknown type %d", at.Name, at.Type)
 		case at.Required && at.Default != nil:
 			return fmt.Errorf("attribute %q is required and has a default", at.Name)
@@ -32,8 +32,9 @@ func checkSchema(sch []schema.Attribute) error {
 	return nil
 }
 
-// normalizeDefault converts at.Default to at's Config type. Durations and
-// sizes may be given as strings ("10s", "1GiB") or as int64.
+// normalizeDefault converts at.Default to at's Config type. Durations,
+// sizes and addresses may be given as strings ("10s", "1GiB",
+// "0x1000000") or as int64.
 func normalizeDefault(at schema.Attribute) (any, error) {
 	switch d := at.Default.(type) {
 	case nil:
@@ -47,6 +48,9 @@ func normalizeDefault(at schema.Attribute) (any, error) {
 			return int64(v), err
 		case schema.TypeSize:
 			v, err := ParseSize(d)
+			return int64(v), err
+		case schema.TypeAddress:
+			v, err := ParseAddress(d)
 			return int64(v), err
 		}
 	case bool:
@@ -63,11 +67,11 @@ func normalizeDefault(at schema.Attribute) (any, error) {
 		switch {
 		case at.Type == schema.TypeNumber:
 			return d, nil
-		case (at.Type == schema.TypeDuration || at.Type == schema.TypeSize) && d >= 0:
+		case (at.Type == schema.TypeDuration || at.Type == schema.TypeSize || at.Type == schema.TypeAddress) && d >= 0:
 			return d, nil
 		}
 	case uint64:
-		if at.Type == schema.TypeSize && d <= math.MaxInt64 {
+		if (at.Type == schema.TypeSize || at.Type == schema.TypeAddress) && d <= math.MaxInt64 {
 			return int64(d), nil
 		}
 	}
@@ -87,6 +91,8 @@ func typeName(t schema.AttrType) string {
 		return `a duration like "50ms"`
 	case schema.TypeSize:
 		return `a size like "512MiB"`
+	case schema.TypeAddress:
+		return `an address like "0x1000000" or "16M"`
 	}
 	return "of an unknown type"
 }

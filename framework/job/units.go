@@ -1,117 +1,27 @@
 package job
 
 import (
-	"errors"
-	"fmt"
-	"math/big"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/ferryvm/ferry/framework/schema"
 )
 
-const durationUnits = "ns, us, ms, s, m, h"
+// The units themselves live in framework/schema, so that a plugin's
+// Config means the same whether it came from a job file (Decode) or from
+// JSON (schema.Coerce).
 
-// ParseDuration reads a duration as written in a job file: a decimal
-// number and a unit ("50ms", "1.5s", "1m30s"), or "0". Negative durations
-// are refused.
-func ParseDuration(s string) (time.Duration, error) {
-	t := strings.TrimSpace(s)
-	if t == "" {
-		return 0, errors.New(`empty duration: write a number and a unit, like "50ms"`)
-	}
-	if _, err := strconv.ParseFloat(t, 64); err == nil && t != "0" {
-		return 0, fmt.Errorf("duration %q has no unit: write %q or %q (units: %s)", s, t+"ms", t+"s", durationUnits)
-	}
-	d, err := time.ParseDuration(t)
-	if err != nil {
-		return 0, fmt.Errorf(`invalid duration %q: write a number and a unit, like "50ms" or "1.5s" (units: %s)`, s, durationUnits)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("duration %q is negative: durations count forward from zero", s)
-	}
-	return d, nil
-}
+// ParseDuration reads a duration as written in a job file
+// (schema.ParseDuration): "50ms", "1.5s", "1m30s" or "0".
+func ParseDuration(s string) (time.Duration, error) { return schema.ParseDuration(s) }
 
-// sizeUnits maps a unit to its bytes. A single letter is binary, like
-// QEMU and most VM tooling ("1G" = 1 GiB); "MB" is decimal.
-var sizeUnits = map[string]int64{
-	"": 1, "B": 1,
-	"K": 1 << 10, "KiB": 1 << 10, "KB": 1e3, "kB": 1e3,
-	"M": 1 << 20, "MiB": 1 << 20, "MB": 1e6,
-	"G": 1 << 30, "GiB": 1 << 30, "GB": 1e9,
-	"T": 1 << 40, "TiB": 1 << 40, "TB": 1e12,
-	"P": 1 << 50, "PiB": 1 << 50, "PB": 1e15,
-}
+// ParseSize reads a size as written in a job file (schema.ParseSize):
+// "512MiB", "1G" (binary), "100MB" (decimal), "4096".
+func ParseSize(s string) (uint64, error) { return schema.ParseSize(s) }
 
-const sizeUnitList = "B, KiB, MiB, GiB, TiB, PiB or K, M, G, T, P; decimal KB, MB, GB, TB, PB"
+// ParseAddress reads an address as written in a job file
+// (schema.ParseAddress): "0x1000000", or a size like "16M".
+func ParseAddress(s string) (uint64, error) { return schema.ParseAddress(s) }
 
-// ParseSize reads a size as written in a job file: a decimal number and
-// an optional unit ("512MiB", "1.5GiB", "1G", "100MB", "4096", "0").
-// Single letters and the *iB units are binary (K = 1024), the *B units
-// decimal (MB = 10^6). The result is a whole number of bytes no larger
-// than math.MaxInt64, so it always fits a schema.Config value.
-func ParseSize(s string) (uint64, error) {
-	n, why := parseBytes(s)
-	if why != "" {
-		return 0, fmt.Errorf(`invalid size %q: %s; write a number and a unit, like "512MiB" or "1GiB" (units: %s)`, s, why, sizeUnitList)
-	}
-	return n, nil
-}
-
-// ParseBandwidth reads a rate in bytes per second: a size with an
-// optional "/s" ("1GiB/s", "100MB/s", "0"). 0 means unlimited.
-func ParseBandwidth(s string) (uint64, error) {
-	t := strings.TrimSuffix(strings.TrimSpace(s), "/s")
-	n, why := parseBytes(t)
-	if why != "" {
-		return 0, fmt.Errorf(`invalid bandwidth %q: %s; write bytes per second, like "1GiB/s" or "100MB/s", or "0" for unlimited (units: %s)`, s, why, sizeUnitList)
-	}
-	return n, nil
-}
-
-// parseBytes is ParseSize without the wording: it returns why s is not a
-// size, or "".
-func parseBytes(s string) (uint64, string) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.TrimSpace(t[i:])
-	if !isDecimal(num) {
-		return 0, "it does not start with a number"
-	}
-	mult, ok := sizeUnits[unit]
-	if !ok {
-		return 0, fmt.Sprintf("unknown unit %q%s", unit, bitsHint(unit))
-	}
-	r, _ := new(big.Rat).SetString(num) // isDecimal vetted num
-	r.Mul(r, new(big.Rat).SetInt64(mult))
-	if !r.IsInt() {
-		return 0, "not a whole number of bytes"
-	}
-	if n := r.Num(); n.IsInt64() {
-		return uint64(n.Int64()), ""
-	}
-	return 0, "too large (at most 8 EiB)"
-}
-
-// isDecimal reports whether s is digits with at most one inner dot.
-func isDecimal(s string) bool {
-	dot := strings.IndexByte(s, '.')
-	if dot >= 0 {
-		if strings.IndexByte(s[dot+1:], '.') >= 0 || dot == 0 || dot == len(s)-1 {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// bitsHint explains, for a unit that looks like bits, that sizes are bytes.
-func bitsHint(unit string) string {
-	u := strings.ToLower(unit)
-	if strings.Contains(u, "bit") || strings.HasSuffix(unit, "b") && len(unit) > 1 {
-		return ` (sizes count bytes, not bits: 10 Gbit/s is "1250MB/s")`
-	}
-	return ""
-}
+// ParseBandwidth reads a rate in bytes per second
+// (schema.ParseBandwidth): "1GiB/s", "100MB/s", or "0" for unlimited.
+func ParseBandwidth(s string) (uint64, error) { return schema.ParseBandwidth(s) }

@@ -3,8 +3,12 @@ package schema
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCoerce(t *testing.T) {
@@ -36,4 +40,85 @@ func TestCoerce(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown attribute "a"`) || !strings.Contains(err.Error(), "missing required") {
 		t.Errorf("all problems at once: %v", err)
 	}
+}
+
+// TestCoerceUnits: durations, sizes and addresses come as numbers (JSON,
+// int64) or as the job file writes them; Config holds int64 either way,
+// and what does not fit is ErrBadConfig naming the attribute.
+func TestCoerceUnits(t *testing.T) {
+	sch := Schema{
+		{Name: "base", Type: TypeAddress, Default: int64(0x1000000)},
+		{Name: "chunk", Type: TypeSize},
+		{Name: "wait", Type: TypeDuration},
+		{Name: "n", Type: TypeNumber},
+	}
+	for _, c := range []struct {
+		in   map[string]any
+		want Config
+		err  string
+	}{
+		{map[string]any{}, Config{"base": int64(0x1000000)}, ""},
+		{map[string]any{"base": "16M", "chunk": "1MiB", "wait": "150ms"},
+			Config{"base": int64(16 << 20), "chunk": int64(1 << 20), "wait": int64(150e6)}, ""},
+		{map[string]any{"base": float64(4096), "chunk": json.Number("8192"), "wait": 2 * time.Second},
+			Config{"base": int64(4096), "chunk": int64(8192), "wait": int64(2e9)}, ""},
+		{map[string]any{"base": "0X1_0000", "n": -3}, Config{"base": int64(0x10000), "n": int64(-3)}, ""},
+		{map[string]any{"base": "0xfffff"}, Config{"base": int64(0xfffff)}, ""},
+		{map[string]any{"base": "16 megs"}, nil, `attribute "base": invalid address "16 megs": unknown unit "megs"`},
+		{map[string]any{"base": "0x"}, nil, "not a hexadecimal number"},
+		{map[string]any{"base": "0x8000000000000000"}, nil, "too large"},
+		{map[string]any{"base": -1}, nil, `attribute "base": -1 is negative`},
+		{map[string]any{"chunk": "1 gigabit"}, nil, "bytes, not bits"},
+		{map[string]any{"wait": "50"}, nil, `has no unit: write "50ms"`},
+		{map[string]any{"n": "3"}, nil, `attribute "n": 3 (string) is not a number`},
+	} {
+		got, err := Coerce(sch, c.in)
+		if c.err != "" {
+			if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("Coerce(%v): %v, want ErrBadConfig containing %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, c.want) {
+			t.Errorf("Coerce(%v) = %#v, %v; want %#v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestParseAddress(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0x1000000", 0x1000000, true}, {" 0xFFFF ", 0xffff, true}, {"0x7fffffffffffffff", 1<<63 - 1, true},
+		{"0", 0, true}, {"4096", 4096, true}, {"16M", 16 << 20, true}, {"4GiB", 4 << 30, true}, {"1.5K", 1536, true},
+		{"", 0, false}, {"0x", 0, false}, {"0xg", 0, false}, {"-0x10", 0, false}, {"0x10000000000000000", 0, false},
+		{"16 megs", 0, false}, {"0.5", 0, false},
+	} {
+		got, err := ParseAddress(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseAddress(%q) = %#x, %v; want %#x, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzParseAddress: no input panics; what parses fits a Config int64,
+// and a hexadecimal result reads back the same.
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{"0x1000000", "16M", "0x", "0x_1", "1.5K", "8191PiB", "0xffffffffffffffff", " 4096 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseAddress(s)
+		if err != nil {
+			return
+		}
+		if n > math.MaxInt64 {
+			t.Fatalf("ParseAddress(%q) = %#x: does not fit an int64", s, n)
+		}
+		if back, err := ParseAddress(fmt.Sprintf("%#x", n)); err != nil || back != n {
+			t.Fatalf("ParseAddress(%q) = %#x, which reads back as %#x, %v", s, n, back, err)
+		}
+	})
 }

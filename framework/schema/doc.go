@@ -10,10 +10,13 @@
 //	  required, default    }
 //
 // Values come in three Go types only: string (TypeString), int64
-// (TypeNumber, TypeDuration in nanoseconds, TypeSize in bytes) and bool
-// (TypeBool). Validate checks a plugin's own schema; Coerce checks and
-// types a configuration that crossed a JSON boundary and fills in
-// defaults. Both plugin kinds carry schemas and values over gRPC as the
+// (TypeNumber, TypeDuration in nanoseconds, TypeSize in bytes,
+// TypeAddress) and bool (TypeBool). The job file writes durations, sizes
+// and addresses as strings ("50ms", "1GiB", "0x1000000" or "16M");
+// ParseDuration, ParseSize and ParseAddress read them, for framework/job
+// and for Coerce. Validate checks a plugin's own schema; Coerce checks
+// and types a configuration that crossed a JSON boundary (or was written
+// by hand, units as strings) and fills in defaults. Both plugin kinds carry schemas and values over gRPC as the
 // messages of framework/schema/proto (ferry.schema.v1).
 //
 // The package does no I/O and knows nothing of plugins or gRPC, so plugin

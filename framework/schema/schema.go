@@ -11,6 +11,10 @@ const (
 	TypeBool     AttrType = 3
 	TypeDuration AttrType = 4 // string in the job ("50ms"), int64 nanoseconds in Config
 	TypeSize     AttrType = 5 // string in the job ("1GiB"), int64 bytes in Config
+	// TypeAddress is an address or offset (a guest physical address):
+	// a string in the job, hexadecimal ("0x1000000") or a size ("16M"),
+	// int64 in Config (0 to math.MaxInt64).
+	TypeAddress AttrType = 6
 )
 
 // Attribute is one attribute of a plugin's configuration block.
@@ -28,7 +32,7 @@ type Attribute struct {
 type Schema []Attribute
 
 // Config is a decoded configuration block: attribute name → string,
-// int64 or bool (durations and sizes as int64). Absent optional
+// int64 or bool (durations, sizes and addresses as int64). Absent optional
 // attributes carry their default or are missing.
 type Config map[string]any
 
@@ -44,6 +48,8 @@ func (t AttrType) String() string {
 		return "duration"
 	case TypeSize:
 		return "size"
+	case TypeAddress:
+		return "address"
 	}
 	return fmt.Sprintf("AttrType(%d)", int(t))
 }
@@ -53,7 +59,7 @@ func (t AttrType) goType() string {
 	switch t {
 	case TypeString:
 		return "string"
-	case TypeNumber, TypeDuration, TypeSize:
+	case TypeNumber, TypeDuration, TypeSize, TypeAddress:
 		return "int64"
 	case TypeBool:
 		return "bool"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
@@ -81,10 +82,22 @@ func (s *slogLogger) Log(level hclog.Level, msg string, args ...any) {
 			continue
 		case k == "plugin":
 			pair = []any{"path", pair[1]}
+		default:
+			pair = []any{pair[0], whole(pair[1])}
 		}
 		kv = append(kv, pair...)
 	}
 	s.l.Log(context.Background(), slogLevel(level), msg, kv...)
+}
+
+// whole returns a float64 that holds a whole number as an int64: go-plugin
+// decodes the plugin's JSON numbers into float64, and slog would print
+// a count of 1048576 pages as 1.048576e+06.
+func whole(v any) any {
+	if f, ok := v.(float64); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int64(f)
+	}
+	return v
 }
 
 func (s *slogLogger) Trace(msg string, args ...any) { s.Log(hclog.Trace, msg, args...) }

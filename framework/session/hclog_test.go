@@ -1,9 +1,11 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,6 +60,24 @@ func TestPluginLogs(t *testing.T) {
 	}
 }
 
+// TestPluginLogValues: a duration a plugin logs reads as a duration, a
+// count as a whole number, not as the float64 go-plugin decodes.
+func TestPluginLogValues(t *testing.T) {
+	logs := newRecords()
+	logs.min = slog.LevelInfo
+	runLogger(t, slog.New(logs))
+	for _, r := range logs.get() {
+		if r.msg != "info message" {
+			continue
+		}
+		if r.attrs["took"] != "148ms" || r.attrs["pages"] != "1048576" || r.attrs["n"] != "2" {
+			t.Errorf("took=%q pages=%q n=%q; want 148ms, 1048576, 2", r.attrs["took"], r.attrs["pages"], r.attrs["n"])
+		}
+		return
+	}
+	t.Error("the info message did not arrive")
+}
+
 // runLogger starts the logger plugin through the session's adapter,
 // asks its Info (which logs) and stops it.
 func runLogger(t *testing.T, log *slog.Logger) {
@@ -100,4 +120,39 @@ func TestAdapter(t *testing.T) {
 	if got[1].msg != "standard line" || got[1].level != slog.LevelInfo {
 		t.Errorf("standard logger's record %+v", got[1])
 	}
+}
+
+// TestPluginLogsAtDebug: a host logging the way ferry-vmm -log-level
+// debug does (slog's text handler at LevelDebug) gets the plugin's debug
+// records, not its trace ones, and its durations as durations.
+func TestPluginLogsAtDebug(t *testing.T) {
+	var out syncBuffer
+	runLogger(t, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	text := out.String()
+	for _, want := range []string{`level=DEBUG msg="debug message" plugin=ferry-hint-logger`, ` took=148ms`, ` pages=1048576`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in the host's log:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "trace message") {
+		t.Errorf("a trace record passed a debug handler:\n%s", text)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for go-plugin's log goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -160,14 +161,15 @@ func cmmaProvider() hint.Provider {
 }
 
 // loggerProvider logs one message at each level from Info (with a
-// key/value pair), then fails it: its logs are all it is for.
+// key/value pair; the info message also a duration and a large count),
+// then fails it: its logs are all it is for.
 func loggerProvider() hint.Provider {
 	log := hint.Logger("logger")
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
 			log.Trace("trace message", "n", 0)
 			log.Debug("debug message", "n", 1)
-			log.Info("info message", "n", 2)
+			log.Info("info message", "n", 2, "took", 148*time.Millisecond, "pages", 1<<20)
 			log.Warn("warn message", "n", 3)
 			log.Error("error message", "n", 4)
 			return hint.Info{}, errors.New("logger: done logging")

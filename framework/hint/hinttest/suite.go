@@ -28,8 +28,10 @@ type options struct {
 }
 
 // WithConfig is the provider's configuration block, as the job file would
-// give it; the suite fills in the schema's defaults (schema.Coerce)
-// and configures the provider with the result. Without it: the defaults.
+// give it (durations, sizes and addresses as strings, "300ms", "1MiB",
+// "0x1000", or already typed as int64); the suite types it and fills in
+// the schema's defaults (schema.Coerce) and configures the provider with
+// the result. Without it: the defaults.
 func WithConfig(cfg hint.Config) Option {
 	return func(o *options) { o.config = cfg }
 }

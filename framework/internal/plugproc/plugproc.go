@@ -34,13 +34,15 @@ const FirstFile = 3
 
 // Logger returns the logger a plugin process should log through: JSON on
 // stderr, which go-plugin turns back into records of the host's logger
-// with their levels, at the level the host put in levelEnv.
+// with their levels, at the level the host put in levelEnv (the host
+// logger's: a host logging at debug gets the plugin's debug records).
+// time.Duration values are written as durations ("148ms").
 func Logger(name, levelEnv string) hclog.Logger {
 	level := hclog.LevelFromString(os.Getenv(levelEnv))
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})
+	return readable{hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})}
 }
 
 // WatchParent exits the process once its parent (the host) is gone and

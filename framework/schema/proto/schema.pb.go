@@ -30,6 +30,7 @@ const (
 	AttrType_ATTR_TYPE_BOOL     AttrType = 3
 	AttrType_ATTR_TYPE_DURATION AttrType = 4 // int64 nanoseconds
 	AttrType_ATTR_TYPE_SIZE     AttrType = 5 // int64 bytes
+	AttrType_ATTR_TYPE_ADDRESS  AttrType = 6 // int64 (a guest physical address); hosts before it refuse the schema
 )
 
 // Enum value maps for AttrType.
@@ -41,6 +42,7 @@ var (
 		3: "ATTR_TYPE_BOOL",
 		4: "ATTR_TYPE_DURATION",
 		5: "ATTR_TYPE_SIZE",
+		6: "ATTR_TYPE_ADDRESS",
 	}
 	AttrType_value = map[string]int32{
 		"ATTR_TYPE_INVALID":  0,
@@ -49,6 +51,7 @@ var (
 		"ATTR_TYPE_BOOL":     3,
 		"ATTR_TYPE_DURATION": 4,
 		"ATTR_TYPE_SIZE":     5,
+		"ATTR_TYPE_ADDRESS":  6,
 	}
 )
 
@@ -79,8 +82,8 @@ func (AttrType) EnumDescriptor() ([]byte, []int) {
 	return file_framework_schema_proto_schema_proto_rawDescGZIP(), []int{0}
 }
 
-// Value is one typed configuration value. Durations and sizes travel as
-// number. Exactly one field is set; none set is an error.
+// Value is one typed configuration value. Durations, sizes and addresses
+// travel as number. Exactly one field is set; none set is an error.
 type Value struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Value:
@@ -357,14 +360,15 @@ const file_framework_schema_proto_schema_proto_rawDesc = "" +
 	"\x0eSchemaResponse\x12:\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1a.ferry.schema.v1.AttributeR\n" +
-	"attributes*\x8d\x01\n" +
+	"attributes*\xa4\x01\n" +
 	"\bAttrType\x12\x15\n" +
 	"\x11ATTR_TYPE_INVALID\x10\x00\x12\x14\n" +
 	"\x10ATTR_TYPE_STRING\x10\x01\x12\x14\n" +
 	"\x10ATTR_TYPE_NUMBER\x10\x02\x12\x12\n" +
 	"\x0eATTR_TYPE_BOOL\x10\x03\x12\x16\n" +
 	"\x12ATTR_TYPE_DURATION\x10\x04\x12\x12\n" +
-	"\x0eATTR_TYPE_SIZE\x10\x05B1Z/github.com/ferryvm/ferry/framework/schema/protob\x06proto3"
+	"\x0eATTR_TYPE_SIZE\x10\x05\x12\x15\n" +
+	"\x11ATTR_TYPE_ADDRESS\x10\x06B1Z/github.com/ferryvm/ferry/framework/schema/protob\x06proto3"
 
 var (
 	file_framework_schema_proto_schema_proto_rawDescOnce sync.Once

@@ -1,0 +1,4 @@
+plugin_path = "/opt/kvzero/bin"
+source      { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
