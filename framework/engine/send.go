@@ -66,6 +66,7 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	}
 	err := s.run(ctx)
 	s.hints.close(true)
+	s.hints.finish()
 	s.rep.Hints = s.hints.stats
 	for _, st := range s.hints.stats {
 		if st.Skipped > 0 {
