@@ -234,3 +234,53 @@ func TestLateProviderNeverDelaysPass(t *testing.T) {
 		t.Errorf("late provider %+v", st)
 	}
 }
+
+// TestHintHold: with Options.HintHold a pass holds its first page for a
+// provider still answering, up to the hold and never past the provider's
+// deadline; an answer within the hold covers the first pages.
+func TestHintHold(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		answer     time.Duration // when the provider answers
+		hold       time.Duration
+		skipped    bool
+		min, limit time.Duration // bounds on the first SendPages
+	}{
+		{"answer within the hold", 50 * time.Millisecond, 5 * time.Second, true, 50 * time.Millisecond, 4 * time.Second},
+		{"hold shorter than the answer", 3 * time.Second, 100 * time.Millisecond, false, 100 * time.Millisecond, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := twoRegions(t)
+			pages := src.layout.Pages()
+			for p := uint64(0); p < pages; p++ {
+				src.write(p, 0x41)
+			}
+			prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+				select {
+				case <-time.After(tc.answer):
+					return emit([]hint.Range{{First: 0, Count: 256}})
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}}
+			start := time.Now()
+			var first atomic.Int64
+			srep, serr, _, rerr := migrate(t, src, dst, Options{HintHold: tc.hold,
+				Hints: []HintSource{source("p", prov, 4*time.Second)}}, func(p *pipe) {
+				p.failPages = func([]transport.PageRun) error {
+					first.CompareAndSwap(0, int64(time.Since(start)))
+					return nil
+				}
+			})
+			if serr != nil || rerr != nil {
+				t.Fatalf("send %v / receive %v", serr, rerr)
+			}
+			if f := time.Duration(first.Load()); f < tc.min || f > tc.limit {
+				t.Errorf("first pages after %v, want within [%v, %v]", f, tc.min, tc.limit)
+			}
+			if got := srep.PagesSkipped == 256; got != tc.skipped {
+				t.Errorf("skipped %d pages", srep.PagesSkipped)
+			}
+		})
+	}
+}

@@ -83,6 +83,7 @@ type hinter struct {
 
 // call is one provider's Hints call in flight.
 type call struct {
+	gen      uint64 // the generation it was asked for
 	running  bool
 	again    bool // cancelled by a sync: ask for the current generation when it ended
 	cancel   context.CancelFunc
@@ -127,7 +128,7 @@ func (h *hinter) request(ctx context.Context, gen uint64) {
 func (h *hinter) start(ctx context.Context, i int) {
 	deadline := time.Now().Add(h.deadline(i))
 	hctx, cancel := context.WithDeadline(ctx, deadline)
-	h.calls[i] = call{running: true, cancel: cancel, deadline: deadline}
+	h.calls[i] = call{gen: h.gen, running: true, cancel: cancel, deadline: deadline}
 	h.stats[i].Requests++
 	go h.ask(ctx, hctx, i, h.gen, deadline)
 }
@@ -216,6 +217,38 @@ func (h *hinter) apply(b hintBatch) {
 		st.Ranges++
 		h.marks[b.src].SetRange(r.First, r.Count)
 	}
+}
+
+// hold waits, applying what arrives, until no call for the current
+// generation is running within its deadline, or d passed (Options.HintHold).
+func (h *hinter) hold(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for h.answering() {
+		select {
+		case b := <-h.batches:
+			h.apply(b)
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// answering reports whether a call for the current generation (or one
+// that is asked again when its cancelled call ends) may still answer.
+func (h *hinter) answering() bool {
+	now := time.Now()
+	for _, c := range h.calls {
+		if c.running && (c.gen == h.gen || c.again) && now.Before(c.deadline) {
+			return true
+		}
+	}
+	return false
 }
 
 // finish cancels the calls still running and applies what they send

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,37 +32,6 @@ func source(name string, p hint.Provider, d time.Duration) HintSource {
 	return HintSource{Name: name, Provider: p, Meaning: hint.MeaningFree, Deadline: d}
 }
 
-// hintsFirst returns a Progress hook that holds the bulk pass's start
-// until answered is closed (the provider has emitted): the engine no
-// longer waits for providers, so a test that wants a provider's hints
-// applied from the bulk pass's first page on lets them in first. The
-// source asks before it reports PhaseBulk.
-func hintsFirst(t *testing.T, answered <-chan struct{}) func(Progress) {
-	var once sync.Once
-	return func(p Progress) {
-		if p.Phase == PhaseBulk && p.Handover == HandoverLive { // the source's
-			once.Do(func() {
-				select {
-				case <-answered:
-				case <-time.After(10 * time.Second):
-					t.Error("the provider never answered")
-				}
-			})
-		}
-	}
-}
-
-// answers wraps a provider's Hints so that answered closes once its
-// first call returned.
-func answers(hints func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error) (*funcProvider, <-chan struct{}) {
-	answered := make(chan struct{})
-	var once sync.Once
-	return &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
-		defer once.Do(func() { close(answered) })
-		return hints(ctx, req, emit)
-	}}, answered
-}
-
 // samePages fails the test unless source and destination RAM agree.
 func samePages(t *testing.T, src, dst *fakeVM) {
 	t.Helper()
@@ -81,10 +49,10 @@ func TestHintsSkipPages(t *testing.T) {
 		src.write(p, 0x55)
 	}
 	// Pages 0..511 are "free" in the guest: their contents do not matter.
-	prov, answered := answers(func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 		return emit([]hint.Range{{First: 0, Count: 512}})
-	})
-	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, Progress: hintsFirst(t, answered),
+	}}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, HintHold: 5 * time.Second, // the pass outruns the answer
 		Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
 	if serr != nil || rerr != nil {
 		t.Fatalf("send %v / receive %v", serr, rerr)
@@ -128,10 +96,10 @@ func TestHintedPageReusedArrives(t *testing.T) {
 			for p := uint64(0); p < src.layout.Pages(); p++ {
 				src.write(p, 0x11)
 			}
-			prov, answered := answers(func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 				return tc.run(src, ctx, req, emit)
-			})
-			_, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond, Progress: hintsFirst(t, answered),
+			}}
+			_, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond, HintHold: 5 * time.Second,
 				Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
 			if serr != nil || rerr != nil {
 				t.Fatalf("send %v / receive %v", serr, rerr)
@@ -222,11 +190,11 @@ func TestZeroHintsAreChecked(t *testing.T) {
 	for p := uint64(0); p < 64; p++ {
 		src.write(p, 0x77)
 	}
-	liar, answered := answers(func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+	liar := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 		return emit([]hint.Range{{First: 0, Count: src.layout.Pages()}}) // "all zero"
-	})
+	}}
 	hs := HintSource{Name: "liar", Provider: liar, Meaning: hint.MeaningZero, Deadline: 100 * time.Millisecond}
-	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, Progress: hintsFirst(t, answered), Hints: []HintSource{hs}}, nil)
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, HintHold: 5 * time.Second, Hints: []HintSource{hs}}, nil)
 	if serr != nil || rerr != nil {
 		t.Fatalf("send %v / receive %v", serr, rerr)
 	}

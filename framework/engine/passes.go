@@ -31,6 +31,7 @@ func (s *sender) live(ctx context.Context) error {
 		} else {
 			s.setPhase(PhaseDirty)
 		}
+		s.hints.hold(ctx, s.opt.HintHold) // 0: not at all
 		if err := s.sendPass(ctx, toSend, true); err != nil {
 			return err
 		}
