@@ -67,6 +67,7 @@ func cpuNow() time.Duration {
 // CPU time during it (bulk-ms, bulk-cpu-ms), per migration:
 //   - hinted: every page hinted free by a provider (2048 ranges of 4 MiB,
 //     as a balloon reports them), answered before the pass starts;
+//   - hinted-late50ms: the same provider answers after 50 ms;
 //   - holes: no provider, nothing populated;
 //   - data1pct: no provider, every 100th page populated with data.
 //
@@ -75,9 +76,11 @@ func BenchmarkBulkPass8GiB(b *testing.B) {
 	const size = 8 << 30
 	for _, tc := range []struct {
 		name  string
-		data  uint64 // every data-th page holds data; 0: none
-		hints bool
-	}{{"hinted", 0, true}, {"holes", 0, false}, {"data1pct", 100, false}} {
+		data  uint64        // every data-th page holds data; 0: none
+		hints bool          // a provider hints every page
+		late  time.Duration // it answers this late (and the pass is not held for it)
+	}{{"hinted", 0, true, 0}, {"hinted-late50ms", 0, true, 50 * time.Millisecond},
+		{"holes", 0, false, 0}, {"data1pct", 100, false, 0}} {
 		b.Run(tc.name, func(b *testing.B) {
 			src := newFakeVM(b, [2]uint64{0, size})
 			pages := src.layout.Pages()
@@ -95,17 +98,25 @@ func BenchmarkBulkPass8GiB(b *testing.B) {
 						if req.Generation != 1 {
 							return nil
 						}
+						select {
+						case <-time.After(tc.late):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
 						var rs []hint.Range
 						for p := uint64(0); p < pages; p += 1024 {
 							rs = append(rs, hint.Range{First: p, Count: 1024})
 						}
 						err := emit(rs)
-						close(emitted)
+						if tc.late == 0 {
+							close(emitted)
+						}
 						return err
 					}}
 					opt.Hints = []HintSource{source("balloon", prov, time.Second)}
-				} else {
-					close(emitted)
+				}
+				if !tc.hints || tc.late > 0 {
+					close(emitted) // the pass starts without waiting for it
 				}
 				var wallAt time.Time
 				var cpuAt time.Duration
@@ -131,7 +142,7 @@ func BenchmarkBulkPass8GiB(b *testing.B) {
 				if err != nil {
 					b.Fatalf("send: %v (%+v)", err, rep)
 				}
-				if tc.hints && rep.PagesSkipped != pages {
+				if tc.hints && tc.late == 0 && rep.PagesSkipped != pages {
 					b.Fatalf("skipped %d pages of %d", rep.PagesSkipped, pages)
 				}
 			}
