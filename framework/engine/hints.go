@@ -162,9 +162,16 @@ func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time
 	err := h.srcs[i].Provider.Hints(hctx, hint.Request{Generation: gen, Deadline: deadline}, func(r []hint.Range) error {
 		return send(hintBatch{src: i, gen: gen, ranges: append([]hint.Range(nil), r...)})
 	})
-	// The end marker must get through even after the deadline.
+	// The end marker must get through even after the deadline (and,
+	// when there is room, after the migration's end).
+	end := hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}
 	select {
-	case h.batches <- hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}:
+	case h.batches <- end:
+		return
+	default:
+	}
+	select {
+	case h.batches <- end:
 	case <-ctx.Done():
 	}
 }
@@ -266,6 +273,10 @@ func (h *hinter) finish() {
 			}
 		}
 	}
+	var cancelled <-chan struct{} // a call's end may be lost once the migration's ctx ended
+	if h.ctx != nil {
+		cancelled = h.ctx.Done()
+	}
 	t := time.NewTimer(time.Until(last))
 	defer t.Stop()
 	for h.running() {
@@ -273,6 +284,9 @@ func (h *hinter) finish() {
 		case b := <-h.batches:
 			h.apply(b)
 		case <-t.C:
+			return
+		case <-cancelled:
+			h.poll()
 			return
 		}
 	}
