@@ -114,9 +114,9 @@ func TestHintedPageReusedArrives(t *testing.T) {
 }
 
 // TestStaleHintsDropped: a batch of an older generation (it arrived after
-// a later dirty sync) marks nothing and is counted. In a migration this
-// cannot even happen through emit, whose context ends at the deadline the
-// pass waits for; the generation check is the second line of defence.
+// a later dirty sync) marks nothing and is counted. In a migration it
+// happens when a batch is still queued at a sync (the sync cancels the
+// call, so later ones cannot be emitted): TestHintOfOlderGenerationDropped.
 func TestStaleHintsDropped(t *testing.T) {
 	h := newHinter([]HintSource{source("slow", &funcProvider{}, time.Second)}, 100, func(string, ...any) {})
 	h.invalidate(1)
