@@ -101,41 +101,35 @@ func (b *Bitmap) AndNot(o *Bitmap) {
 }
 
 // NextSet returns the first set page >= p, or Len() if there is none.
-func (b *Bitmap) NextSet(p uint64) uint64 {
-	if p >= b.n {
-		return b.n
-	}
-	w := p / 64
-	word := b.words[w] &^ (1<<(p%64) - 1)
-	for {
-		if word != 0 {
-			return min(w*64+uint64(bits.TrailingZeros64(word)), b.n)
-		}
-		w++
-		if w >= uint64(len(b.words)) {
-			return b.n
-		}
-		word = b.words[w]
-	}
-}
+func (b *Bitmap) NextSet(p uint64) uint64 { return b.NextSetIn(p, b.n) }
 
 // NextClear returns the first clear page >= p, or Len() if there is none.
-func (b *Bitmap) NextClear(p uint64) uint64 {
-	if p >= b.n {
-		return b.n
+func (b *Bitmap) NextClear(p uint64) uint64 { return b.NextClearIn(p, b.n) }
+
+// NextSetIn returns the first set page in [p, end), or end (clipped to
+// Len()) if there is none. It reads only the words of [p, end), so a
+// caller that walks a range in pieces pays for each word once.
+func (b *Bitmap) NextSetIn(p, end uint64) uint64 { return b.next(p, end, 0) }
+
+// NextClearIn returns the first clear page in [p, end), or end (clipped
+// to Len()) if there is none; it reads only the words of [p, end).
+func (b *Bitmap) NextClearIn(p, end uint64) uint64 { return b.next(p, end, ^uint64(0)) }
+
+// next finds the first page in [p, end) whose bit differs from flip's.
+func (b *Bitmap) next(p, end, flip uint64) uint64 {
+	end = min(end, b.n)
+	if p >= end {
+		return end
 	}
-	w := p / 64
-	word := ^b.words[w] &^ (1<<(p%64) - 1)
-	for {
-		if word != 0 {
-			return min(w*64+uint64(bits.TrailingZeros64(word)), b.n)
+	w, last := p/64, (end-1)/64
+	word := (b.words[w] ^ flip) &^ (1<<(p%64) - 1)
+	for word == 0 {
+		if w++; w > last {
+			return end
 		}
-		w++
-		if w >= uint64(len(b.words)) {
-			return b.n
-		}
-		word = ^b.words[w]
+		word = b.words[w] ^ flip
 	}
+	return min(w*64+uint64(bits.TrailingZeros64(word)), end)
 }
 
 // Runs calls fn for each maximal run of set pages, in order, until fn

@@ -71,6 +71,44 @@ func TestAgainstModel(t *testing.T) {
 	}
 }
 
+// TestNextIn checks NextSetIn and NextClearIn against a []bool model for
+// every start and end around word boundaries.
+func TestNextIn(t *testing.T) {
+	for _, n := range []uint64{1, 63, 64, 65, 200} {
+		r := rand.New(rand.NewPCG(n, 2))
+		b, model := New(n), make([]bool, n)
+		for p := range model {
+			if r.IntN(3) == 0 {
+				b.Set(uint64(p))
+				model[p] = true
+			}
+		}
+		b.SetRange(n/2, n/4) // a long run too
+		for q := n / 2; q < n/2+n/4; q++ {
+			model[q] = true
+		}
+		for p := uint64(0); p <= n+1; p++ {
+			for end := uint64(0); end <= n+70; end++ {
+				wantSet, wantClear := min(end, n), min(end, n)
+				for q := p; q < min(end, n); q++ {
+					if model[q] && wantSet == min(end, n) {
+						wantSet = q
+					}
+					if !model[q] && wantClear == min(end, n) {
+						wantClear = q
+					}
+				}
+				if got := b.NextSetIn(p, end); got != wantSet {
+					t.Fatalf("n=%d NextSetIn(%d, %d) = %d, want %d", n, p, end, got, wantSet)
+				}
+				if got := b.NextClearIn(p, end); got != wantClear {
+					t.Fatalf("n=%d NextClearIn(%d, %d) = %d, want %d", n, p, end, got, wantClear)
+				}
+			}
+		}
+	}
+}
+
 func TestRangeWrap(t *testing.T) {
 	b := New(100)
 	b.SetRange(90, ^uint64(0))
@@ -80,6 +118,16 @@ func TestRangeWrap(t *testing.T) {
 	b.SetRange(200, 5)
 	if b.Count() != 10 {
 		t.Error("SetRange past the end changed bits")
+	}
+}
+
+// BenchmarkNextClear8GiB is one run over an all-set 8 GiB bitmap: the
+// cost of finding where a hinted or to-send stretch ends.
+func BenchmarkNextClear8GiB(b *testing.B) {
+	bm := New(8 << 30 >> 12)
+	bm.SetAll()
+	for i := 0; i < b.N; i++ {
+		bm.NextClear(0)
 	}
 }
 

@@ -69,7 +69,11 @@
 //
 // Zero pages go as zero runs, never as 4 KiB each: holes in the source's
 // memory files are found with SEEK_DATA, populated pages are checked word
-// by word.
+// by word. Every page of a pass is classified in one place, the
+// classifier (classify.go: hinted, hole, zero, data runs); sendPass only
+// consumes the runs. Hint providers are asked right after each dirty
+// sync and never waited for: their answers apply, as they arrive, to the
+// pages the pass has not reached (hints.go).
 //
 // What it cannot do: tell a destination that is merely slow from one that
 // is gone (both are bounded by the deadlines above), or resolve an unknown

@@ -65,6 +65,25 @@ func (h *holes) hole(off int64) bool {
 	return off < h.dataStart
 }
 
+// at reports whether file offset off is in a hole and the offset where
+// that answer ends (the next data, or the end of the populated extent);
+// 1<<62 stands for "the end of the file". One query serves an extent.
+func (h *holes) at(off int64) (hole bool, until int64) {
+	if h.broken {
+		return false, 1 << 62
+	}
+	if !h.valid || off < h.q || off >= h.dataEnd {
+		h.refresh(off)
+		if h.broken {
+			return false, 1 << 62
+		}
+	}
+	if off < h.dataStart {
+		return true, h.dataStart
+	}
+	return false, h.dataEnd
+}
+
 func (h *holes) refresh(off int64) {
 	h.q, h.valid = off, true
 	d, err := unix.Seek(h.fd, off, unix.SEEK_DATA)

@@ -2,22 +2,32 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/hint"
 )
 
 // Hint merging (invariants 1 and 2, docs/ARCHITECTURE.md#invariants).
 //
 // After dirty sync number g the engine asks every live provider for the
-// hints of generation g, each under its own deadline, and waits for the
-// answers until every provider finished or its deadline passed. Ranges of
-// generation g mark pages of the pass that sync g began as skippable: when
-// the pass reaches such a page it sends a zero run instead of reading it.
-// A batch that arrives after sync g+1 is dropped and counted (stale): a
-// page written after the request is in sync g+1's dirty set and travels
-// in full. The final, paused pass asks for no hints: everything stale is
-// dropped there too.
+// hints of generation g, each under its own deadline, and does not wait:
+// the pass starts sending at once, and batches are applied as they arrive
+// (poll, between the classifier's runs). Ranges of generation g mark pages
+// of the pass that sync g began as skippable; the classifier (classify.go)
+// walks in page order, so a mark only changes pages the pass has not yet
+// reached: pages already sent stay sent. A batch of an older generation
+// (it arrived after sync g+1) is dropped and counted (stale): a page
+// written after the request is in sync g+1's dirty set and travels in
+// full. A sync cancels the requests still running (their hints can only
+// be stale now); a provider is asked again once its cancelled call ended,
+// so it has at most one call at a time. The final, paused pass asks for
+// no hints: everything stale is dropped there too.
+//
+//	sync g ─► request(g) ─► ask ─► Provider.Hints ─► batches (chan)
+//	            pass g: classifier ◄── poll/apply: marks[provider] (bitmaps)
+//	sync g+1 ─► invalidate: marks cleared, running calls cancelled
 
 // HintSource is one configured provider for the engine.
 type HintSource struct {
@@ -37,57 +47,88 @@ type hintBatch struct {
 	took   time.Duration
 }
 
-// hinter runs the providers for the sender.
+// hinter runs the providers for the sender. Only the sender's goroutine
+// calls its methods; ask goroutines talk to it through batches.
 type hinter struct {
 	srcs    []HintSource
 	stats   []HintStats
 	dead    []bool
-	pending int // requests of the current generation still running
 	gen     uint64
+	open    bool            // the current generation was requested: answers are wanted
+	ctx     context.Context // the migration's, for calls started by apply
 	batches chan hintBatch
-	reason  []uint8 // per page: 0 none, i+1 skippable thanks to provider i (current generation)
+	calls   []call           // per provider: its running Hints call, if any
+	marks   []*bitmap.Bitmap // per provider: pages it marked skippable (current generation)
 
 	scanFrom, scanAt uint64 // nextMarked's memory: no mark in [scanFrom, scanAt)
 	scanValid        bool
-	open             []map[uint64]bool // per provider: generations asked and not ended (hintstats.go)
 	log              func(msg string, args ...any)
 }
 
+// call is one provider's Hints call in flight.
+type call struct {
+	gen      uint64 // the generation it was asked for
+	running  bool
+	again    bool // cancelled by a sync: ask for the current generation when it ended
+	cancel   context.CancelFunc
+	deadline time.Time // when the engine stops listening to it
+}
+
 func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinter {
-	h := &hinter{srcs: srcs, dead: make([]bool, len(srcs)), batches: make(chan hintBatch, 64), log: log}
+	h := &hinter{srcs: srcs, dead: make([]bool, len(srcs)), calls: make([]call, len(srcs)),
+		batches: make(chan hintBatch, 64), log: log}
 	for _, s := range srcs {
 		h.stats = append(h.stats, HintStats{Name: s.Name, Meaning: s.Meaning.String(), Status: HintOK})
-	}
-	if len(srcs) > 0 {
-		h.reason = make([]uint8, pages)
+		h.marks = append(h.marks, bitmap.New(pages))
 	}
 	return h
 }
 
-// request starts generation gen: forget the previous generation's marks
-// and ask every live provider asynchronously.
+// request asks every live provider for generation gen (the current one,
+// begun by invalidate) without waiting for an answer. A provider whose
+// cancelled call has not ended yet is asked when it has (apply).
 func (h *hinter) request(ctx context.Context, gen uint64) {
-	h.gen = gen
-	clear(h.reason)
-	h.scanValid = false
+	h.gen, h.open, h.ctx = gen, true, ctx
 	for i := range h.srcs {
-		if h.dead[i] {
-			continue
+		switch {
+		case h.dead[i]:
+		case h.calls[i].running:
+			h.calls[i].again = true
+		default:
+			h.start(ctx, i)
 		}
-		h.pending++
-		h.opened(i, gen)
-		go h.ask(ctx, i, gen, time.Now().Add(h.deadline(i)))
 	}
 }
 
-// ask runs one Hints call; its batches and its end go to h.batches. A
-// provider that ignores its context is abandoned at the deadline (wait
-// stops counting it); its goroutine ends when the call does.
-func (h *hinter) ask(ctx context.Context, i int, gen uint64, deadline time.Time) {
-	start := time.Now()
+// start runs one Hints call of provider i for the current generation.
+func (h *hinter) start(ctx context.Context, i int) {
+	deadline := time.Now().Add(h.deadline(i))
 	hctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
+	h.calls[i] = call{gen: h.gen, running: true, cancel: cancel, deadline: deadline}
+	h.stats[i].Requests++
+	h.stats[i].DeadlineMS = h.deadline(i).Milliseconds()
+	go h.ask(ctx, hctx, i, h.gen, deadline)
+}
+
+// ask runs one Hints call under hctx (its deadline, or a sync's cancel);
+// its batches and its end go to h.batches. A provider that ignores its
+// context is no longer listened to after the deadline (poll drops its
+// late batches as stale or ignores them after finish); its goroutine ends
+// when the call does.
+func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time.Time) {
+	start := time.Now()
 	send := func(b hintBatch) error {
+		// Past the deadline nothing is listened to. A batch emitted after a
+		// sync cancelled the call still gets in when there is room, to be
+		// counted (it is stale, never applied).
+		if err := hctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		select {
+		case h.batches <- b:
+			return nil
+		default:
+		}
 		select {
 		case h.batches <- b:
 			return nil
@@ -98,43 +139,26 @@ func (h *hinter) ask(ctx context.Context, i int, gen uint64, deadline time.Time)
 	err := h.srcs[i].Provider.Hints(hctx, hint.Request{Generation: gen, Deadline: deadline}, func(r []hint.Range) error {
 		return send(hintBatch{src: i, gen: gen, ranges: append([]hint.Range(nil), r...)})
 	})
-	// The end marker must get through even after the deadline.
+	// The end marker must get through even after the deadline (and,
+	// when there is room, after the migration's end).
+	end := hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}
 	select {
-	case h.batches <- hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}:
+	case h.batches <- end:
+		return
+	default:
+	}
+	select {
+	case h.batches <- end:
 	case <-ctx.Done():
 	}
 }
 
-// wait collects answers until every request of the current generation
-// ended or the longest deadline passed.
-func (h *hinter) wait(ctx context.Context) {
-	if h.pending == 0 {
+// poll applies whatever arrived, without waiting; cheap when nothing did,
+// so the send loop calls it between runs.
+func (h *hinter) poll() {
+	if len(h.batches) == 0 {
 		return
 	}
-	var longest time.Duration
-	for _, s := range h.srcs {
-		longest = max(longest, s.Deadline)
-	}
-	if longest <= 0 {
-		longest = 300 * time.Millisecond
-	}
-	t := time.NewTimer(longest + 20*time.Millisecond)
-	defer t.Stop()
-	for h.pending > 0 {
-		select {
-		case b := <-h.batches:
-			h.apply(b)
-		case <-t.C:
-			h.abandonPending()
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// drain applies whatever arrived, without waiting.
-func (h *hinter) drain() {
 	for {
 		select {
 		case b := <-h.batches:
@@ -145,81 +169,169 @@ func (h *hinter) drain() {
 	}
 }
 
-// abandonPending stops waiting for requests still running past their
-// deadline; their end markers are counted when they come (requestEnded),
-// or as hung when Send ends (finish).
-func (h *hinter) abandonPending() {
-	h.pending = 0
-}
-
+// apply takes one batch: ranges of the current generation mark pages;
+// an end marker frees the provider for its next request.
 func (h *hinter) apply(b hintBatch) {
 	st := &h.stats[b.src]
 	if b.done {
-		if b.gen == h.gen && h.pending > 0 {
-			h.pending--
+		c := &h.calls[b.src]
+		if c.running {
+			c.cancel()
+			c.running = false
 		}
 		h.requestEnded(b)
+		if c.again && h.open && !h.dead[b.src] && h.ctx.Err() == nil {
+			h.start(h.ctx, b.src)
+		}
 		return
 	}
+	// Malformed is a property of the ranges, whatever their generation.
+	ok, dropped := hint.CheckRanges(b.ranges, h.marks[b.src].Len())
+	st.Invalid += dropped
 	if b.gen != h.gen {
-		st.Stale += uint64(len(b.ranges))
+		st.Stale += uint64(len(ok))
 		return
 	}
 	h.scanValid = false
-	ok, dropped := hint.CheckRanges(b.ranges, uint64(len(h.reason)))
-	st.Invalid += dropped
 	for _, r := range ok {
 		st.Ranges++
-		for p := r.First; p < r.First+r.Count; p++ {
-			if h.reason[p] == 0 {
-				h.reason[p] = uint8(b.src + 1)
+		h.marks[b.src].SetRange(r.First, r.Count)
+	}
+}
+
+// hold waits, applying what arrives, until no call for the current
+// generation is running within its deadline, or d passed (Options.HintHold).
+func (h *hinter) hold(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for h.answering() {
+		select {
+		case b := <-h.batches:
+			h.apply(b)
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// answering reports whether a call for the current generation (or one
+// that is asked again when its cancelled call ends) may still answer.
+func (h *hinter) answering() bool {
+	now := time.Now()
+	for _, c := range h.calls {
+		if c.running && (c.gen == h.gen || c.again) && now.Before(c.deadline) {
+			return true
+		}
+	}
+	return false
+}
+
+// collect cancels the calls still running and applies what they send
+// until they end or their deadlines pass: every answer is counted before
+// the report (finish). Nothing it applies can skip a page (no pass follows).
+func (h *hinter) collect() {
+	h.open = false
+	var last time.Time
+	for i := range h.calls {
+		if c := &h.calls[i]; c.running {
+			c.cancel()
+			c.again = false
+			if c.deadline.After(last) {
+				last = c.deadline
 			}
 		}
 	}
+	var cancelled <-chan struct{} // a call's end may be lost once the migration's ctx ended
+	if h.ctx != nil {
+		cancelled = h.ctx.Done()
+	}
+	t := time.NewTimer(time.Until(last))
+	defer t.Stop()
+	for h.running() {
+		select {
+		case b := <-h.batches:
+			h.apply(b)
+		case <-t.C:
+			return
+		case <-cancelled:
+			h.poll()
+			return
+		}
+	}
+	h.poll()
 }
 
-// skip reports whether page p may go as a zero run, and for whom.
+// running reports whether a call is still running and within its deadline.
+func (h *hinter) running() bool {
+	now := time.Now()
+	for _, c := range h.calls {
+		if c.running && now.Before(c.deadline) {
+			return true
+		}
+	}
+	return false
+}
+
+// skip reports whether page p may go as a zero run, and for whom: the
+// first provider (in configuration order) that marked it.
 func (h *hinter) skip(p uint64) (int, bool) {
-	if h.reason == nil || h.reason[p] == 0 {
-		return 0, false
+	for i, m := range h.marks {
+		if m.Test(p) {
+			return i, true
+		}
 	}
-	return int(h.reason[p]) - 1, true
+	return 0, false
 }
 
-// extent is how many pages from p (before end) carry p's mark.
-func (h *hinter) extent(p, end uint64) uint64 {
-	m, q := h.reason[p], p+1
-	for q < end && h.reason[q] == m {
-		q++
+// extent is how many pages from p (before end) provider who, which marked
+// p, keeps marking before another provider ahead of it in configuration
+// order takes over: word-at-a-time, so a hinted stretch costs its words.
+func (h *hinter) extent(who int, p, end uint64) uint64 {
+	end = h.marks[who].NextClearIn(p, end)
+	for _, m := range h.marks[:who] {
+		end = m.NextSetIn(p, end)
 	}
-	return q - p
+	return end - p
 }
 
 // nextMarked is the first page in [p, end) some provider marked, or end.
-// Passes ask in increasing order, so the last answer is remembered: a scan
-// covers each page once per pass (marks a late batch adds ahead of the
-// remembered answer only cost them credit, never correctness).
+// Passes ask in increasing order, so the answer is remembered until the
+// next batch is applied: a scan reads each word once per pass.
 func (h *hinter) nextMarked(p, end uint64) uint64 {
-	if h.reason == nil {
+	if len(h.marks) == 0 {
 		return end
 	}
-	if h.scanValid && p >= h.scanFrom && p <= h.scanAt {
+	if h.scanValid && p >= h.scanFrom && p < h.scanAt {
 		return min(h.scanAt, end)
 	}
-	q := p
-	for q < uint64(len(h.reason)) && h.reason[q] == 0 {
-		q++
+	q := end
+	for _, m := range h.marks {
+		q = m.NextSetIn(p, q)
 	}
 	h.scanFrom, h.scanAt, h.scanValid = p, q, true
-	return min(q, end)
+	return q
 }
 
-// invalidate drops every mark: a dirty sync just began a new epoch.
+// invalidate begins generation gen (a dirty sync just began a new epoch):
+// every mark is dropped and the calls still running are cancelled, since
+// whatever they send now is stale.
 func (h *hinter) invalidate(gen uint64) {
-	h.gen = gen
-	clear(h.reason)
+	h.gen, h.open = gen, false
+	for _, m := range h.marks {
+		m.ClearAll()
+	}
 	h.scanValid = false
-	h.pending = 0
+	for i := range h.calls {
+		if c := &h.calls[i]; c.running {
+			c.cancel()
+			c.again = false
+		}
+	}
 }
 
 // close ends every provider's hint window.

@@ -52,7 +52,7 @@ func TestHintsSkipPages(t *testing.T) {
 	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 		return emit([]hint.Range{{First: 0, Count: 512}})
 	}}
-	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true,
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, HintHold: 5 * time.Second, // the pass outruns the answer
 		Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
 	if serr != nil || rerr != nil {
 		t.Fatalf("send %v / receive %v", serr, rerr)
@@ -99,7 +99,7 @@ func TestHintedPageReusedArrives(t *testing.T) {
 			prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 				return tc.run(src, ctx, req, emit)
 			}}
-			_, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond,
+			_, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond, HintHold: 5 * time.Second,
 				Hints: []HintSource{source("fake", prov, 100*time.Millisecond)}}, nil)
 			if serr != nil || rerr != nil {
 				t.Fatalf("send %v / receive %v", serr, rerr)
@@ -114,9 +114,9 @@ func TestHintedPageReusedArrives(t *testing.T) {
 }
 
 // TestStaleHintsDropped: a batch of an older generation (it arrived after
-// a later dirty sync) marks nothing and is counted. In a migration this
-// cannot even happen through emit, whose context ends at the deadline the
-// pass waits for; the generation check is the second line of defence.
+// a later dirty sync) marks nothing and is counted. In a migration it
+// happens when a batch is still queued at a sync (the sync cancels the
+// call, so later ones cannot be emitted): TestHintOfOlderGenerationDropped.
 func TestStaleHintsDropped(t *testing.T) {
 	h := newHinter([]HintSource{source("slow", &funcProvider{}, time.Second)}, 100, func(string, ...any) {})
 	h.invalidate(1)
@@ -194,7 +194,7 @@ func TestZeroHintsAreChecked(t *testing.T) {
 		return emit([]hint.Range{{First: 0, Count: src.layout.Pages()}}) // "all zero"
 	}}
 	hs := HintSource{Name: "liar", Provider: liar, Meaning: hint.MeaningZero, Deadline: 100 * time.Millisecond}
-	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, Hints: []HintSource{hs}}, nil)
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, HintHold: 5 * time.Second, Hints: []HintSource{hs}}, nil)
 	if serr != nil || rerr != nil {
 		t.Fatalf("send %v / receive %v", serr, rerr)
 	}

@@ -14,7 +14,10 @@ import (
 //
 //	request ─► answered by its deadline ............ on time
 //	        ─► ended by its deadline (no answer) ... hung
-//	        ─► still running when Send ended ....... hung
+//	        ─► still running past its deadline
+//	           when Send ended ..................... hung
+//	        ─► cut short by a sync or Send's end,
+//	           before its deadline ................. cancelled (no verdict)
 //	        ─► answered on its own, after it ....... late
 //	        ─► process gone ........................ crashed (exit status, last error line)
 //
@@ -40,6 +43,9 @@ type HintStats struct {
 	Wrong    uint64 `json:"pages_wrong"`    // "zero" pages that held data: sent anyway
 	Late     int    `json:"requests_late"`  // requests answered on their own, after their deadline
 	Hung     int    `json:"requests_hung"`  // requests not answered by their deadline: ended by it, or never
+	// Cancelled counts requests cut short before their deadline by a
+	// later dirty sync or by the migration's end: no verdict either way.
+	Cancelled int `json:"requests_cancelled"`
 	// SlowestMS is the longest request, answered or not.
 	SlowestMS int64 `json:"slowest_ms"`
 	// DeadlineMS is the deadline of each request.
@@ -79,26 +85,10 @@ func (h *hinter) deadline(i int) time.Duration {
 	return 300 * time.Millisecond
 }
 
-// opened records that provider i was asked for generation gen.
-func (h *hinter) opened(i int, gen uint64) {
-	if h.open == nil {
-		h.open = make([]map[uint64]bool, len(h.srcs))
-	}
-	if h.open[i] == nil {
-		h.open[i] = map[uint64]bool{}
-	}
-	h.open[i][gen] = true
-	h.stats[i].Requests++
-	h.stats[i].DeadlineMS = h.deadline(i).Milliseconds()
-}
-
 // requestEnded counts how the request b ends ended: on time, hung (ended
 // by its deadline) or late (answered after it); errors go to ended.
 func (h *hinter) requestEnded(b hintBatch) {
 	st := &h.stats[b.src]
-	if h.open != nil && h.open[b.src] != nil {
-		delete(h.open[b.src], b.gen)
-	}
 	st.SlowestMS = max(st.SlowestMS, b.took.Milliseconds())
 	switch {
 	case errors.Is(b.err, context.DeadlineExceeded):
@@ -107,6 +97,8 @@ func (h *hinter) requestEnded(b hintBatch) {
 			h.log("hint provider did not answer by its deadline", "provider", h.srcs[b.src].Name,
 				"deadline", h.deadline(b.src).String(), "generation", b.gen)
 		}
+	case errors.Is(b.err, context.Canceled):
+		st.Cancelled++
 	case b.err == nil && b.took > h.deadline(b.src)+lateSlack:
 		st.Late++
 	}
@@ -140,17 +132,17 @@ func (h *hinter) ended(i int, err error) {
 	}
 }
 
-// finish counts the requests still running as hung and sets each
-// provider's status from its counts; Send calls it once, at the end.
+// finish collects the answers of the calls still running (collect),
+// counts a call that is still running past its deadline as hung, and sets
+// each provider's status from its counts; Send calls it once, at the end.
 func (h *hinter) finish() []HintStats {
-	h.drain()
+	h.collect()
+	now := time.Now()
 	for i := range h.stats {
 		st := &h.stats[i]
-		if h.open != nil {
-			if n := len(h.open[i]); n > 0 && !h.dead[i] {
-				st.Hung += n
-				st.SlowestMS = max(st.SlowestMS, h.deadline(i).Milliseconds())
-			}
+		if c := h.calls[i]; c.running && !h.dead[i] && !now.Before(c.deadline) {
+			st.Hung++
+			st.SlowestMS = max(st.SlowestMS, h.deadline(i).Milliseconds())
 		}
 		if st.Status != HintOK {
 			continue

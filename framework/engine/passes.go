@@ -23,13 +23,15 @@ func (s *sender) live(ctx context.Context) error {
 	}
 	s.capStart = time.Now()
 	for s.pass = 1; ; s.pass++ {
+		// The pass does not wait for answers: they are applied as they
+		// arrive, to the pages it has not reached yet (hints.go).
+		s.hints.request(ctx, s.gen)
 		if s.pass == 1 {
 			s.setPhase(PhaseBulk)
 		} else {
 			s.setPhase(PhaseDirty)
 		}
-		s.hints.request(ctx, s.gen)
-		s.hints.wait(ctx)
+		s.hints.hold(ctx, s.opt.HintHold) // 0: not at all
 		if err := s.sendPass(ctx, toSend, true); err != nil {
 			return err
 		}
@@ -60,16 +62,13 @@ func (s *sender) estimateDowntime(n uint64) time.Duration {
 	return overhead + time.Duration(float64(n)/rate*float64(time.Second))
 }
 
-// sendPass sends every page set in set: zero runs as markers, the rest as
-// data; it ends with a Flush so the next pass cannot overtake it.
+// sendPass sends every page set in set as the classifier's runs (zero
+// runs as markers, the rest as data), applying hints as they arrive; it
+// ends with a Flush so the next pass cannot overtake it.
 func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) error {
 	started, dataBefore := time.Now(), s.rep.PagesSent
 	s.remaining = set.Count()
-	// Hole knowledge is only as fresh as the dirty sync that began this
-	// pass: a page the guest populated since is in the next sync anyway.
-	for i := range s.holes {
-		s.holes[i].valid = false
-	}
+	c := s.classify(set)
 	var runs []transport.PageRun
 	var cost, pages uint64 // of the batch being built: data pages + zero runs, and all pages
 	flush := func() error {
@@ -86,33 +85,27 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		}
 		return nil
 	}
-	var err error
-	for i, r := range s.layout {
-		base, n := s.base[i], r.Size/framework.PageSize
-		for p := set.NextSet(base); p < base+n && err == nil; {
-			end := min(set.NextClear(p), base+n)
-			for p < end && err == nil {
-				k, kind := s.stretch(i, p, end)
-				runs = appendRun(runs, p, k, kind)
-				if kind == transport.KindData {
-					cost += k
-				} else {
-					cost++
-				}
-				p, pages = p+k, pages+k
-				if cost >= batchPages {
-					err = flush()
-					s.hints.drain() // late answers of this generation still help
-					s.progress(false)
-				}
+	for {
+		s.hints.poll()
+		r, ok := c.next(batchPages - cost)
+		if !ok {
+			break
+		}
+		s.count(r)
+		runs = appendRun(runs, r.first, r.count, r.wire())
+		if pages += r.count; r.wire() == transport.KindData {
+			cost += r.count
+		} else {
+			cost++
+		}
+		if cost >= batchPages {
+			if err := flush(); err != nil {
+				return err
 			}
-			p = set.NextSet(end)
+			s.progress(false)
 		}
 	}
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
+	if err := flush(); err != nil {
 		return err
 	}
 	if err := s.tr.Flush(ctx); err != nil {
@@ -122,6 +115,36 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.rate = float64(sent) / secs
 	}
 	return nil
+}
+
+// count records a run in the report, the providers' stats and the page
+// check's free set (a page whose last send was a skip on a free or unused
+// hint is not compared).
+func (s *sender) count(r run) {
+	free := false
+	switch r.kind {
+	case runHinted:
+		s.rep.PagesSkipped += r.count
+		s.hints.stats[r.who].Skipped += r.count
+		m := s.opt.Hints[r.who].Meaning
+		free = m == hint.MeaningFree || m == hint.MeaningUnused
+	case runHole, runZero:
+		s.rep.PagesZero += r.count
+	case runWrong:
+		s.hints.stats[r.who].Wrong += r.count
+		fallthrough
+	case runData:
+		s.rep.PagesSent += r.count
+		s.capBytes += r.count * framework.PageSize
+	}
+	if s.freeSent == nil {
+		return
+	}
+	if free {
+		s.freeSent.SetRange(r.first, r.count)
+	} else {
+		s.freeSent.ClearRange(r.first, r.count)
+	}
 }
 
 // sync harvests the dirty log into dst and begins a new epoch: hints of
@@ -142,78 +165,6 @@ func appendRun(runs []transport.PageRun, p, n uint64, k transport.Kind) []transp
 		return runs
 	}
 	return append(runs, transport.PageRun{First: p, Count: n, Kind: k})
-}
-
-// stretch classifies pages from p (in region i, before end) and returns
-// how many in a row share the answer, with their kind, and counts them:
-// a run a provider hinted (one provider), a hole of the memory file, or
-// one populated page checked word by word.
-func (s *sender) stretch(i int, p, end uint64) (uint64, transport.Kind) {
-	if who, ok := s.hints.skip(p); ok {
-		n := s.hints.extent(p, end)
-		if s.opt.Hints[who].Meaning == hint.MeaningZero {
-			// "Zero" is checkable for the price of a hole lookup (or one
-			// page read): a provider that calls a page with data zero is
-			// caught here, and the page travels.
-			var zero bool
-			if n, zero = s.zeroStretch(i, p, n); !zero {
-				s.hints.stats[who].Wrong++
-				return s.plain(i, p)
-			}
-		}
-		s.rep.PagesSkipped += n
-		s.hints.stats[who].Skipped += n
-		if m := s.opt.Hints[who].Meaning; m == hint.MeaningFree || m == hint.MeaningUnused {
-			s.freeSent.SetRange(p, n)
-		} else {
-			s.freeSent.ClearRange(p, n)
-		}
-		return n, transport.KindZero
-	}
-	return s.plain(i, p, end)
-}
-
-// zeroStretch reports whether page p really is zero (a hole of the memory
-// file, or a populated page of zeros), and for how many of the next n
-// pages the same holds cheaply (the hole's extent).
-func (s *sender) zeroStretch(i int, p, n uint64) (uint64, bool) {
-	r, base := s.layout[i], s.base[i]
-	off := int64(r.Offset + (p-base)*framework.PageSize)
-	if h := &s.holes[i]; h.hole(off) {
-		dataPage := base + uint64(h.dataStart-int64(r.Offset))/framework.PageSize
-		return max(1, min(p+n, dataPage)-p), true
-	}
-	return 1, isZero(s.mem[i][off-int64(r.Offset) : off-int64(r.Offset)+framework.PageSize])
-}
-
-// plain classifies pages from p without hints: a hole of the memory file
-// (its whole extent before end), or one populated page checked word by word.
-func (s *sender) plain(i int, p uint64, ends ...uint64) (uint64, transport.Kind) {
-	end := p + 1
-	if len(ends) > 0 {
-		end = ends[0]
-	}
-	r, base := s.layout[i], s.base[i]
-	off := int64(r.Offset + (p-base)*framework.PageSize)
-	n, kind := uint64(1), transport.KindData
-	switch h := &s.holes[i]; {
-	case h.hole(off):
-		// The stretch stops at the next hinted page too, so hints keep
-		// their credit (and free pages stay exempt from the page check).
-		dataPage := base + uint64(h.dataStart-int64(r.Offset))/framework.PageSize
-		n, kind = max(1, min(end, dataPage, s.hints.nextMarked(p, end))-p), transport.KindZero
-		s.rep.PagesZero += n
-	case isZero(s.mem[i][off-int64(r.Offset) : off-int64(r.Offset)+framework.PageSize]):
-		kind = transport.KindZero
-		s.rep.PagesZero++
-	default:
-		s.rep.PagesSent++
-		s.capBytes += framework.PageSize
-	}
-	if s.freeSent != nil {
-		s.freeSent.ClearRange(p, n)
-	}
-	return n, kind
 }
 
 // throttle sleeps as needed to keep live page data under the bandwidth cap.

@@ -34,6 +34,13 @@ type Options struct {
 	// engine asks them in every live pass and closes their windows (final)
 	// when Send returns, whatever happened.
 	Hints []HintSource
+	// HintHold is how long a live pass may hold back its first page for
+	// providers still answering its generation: it starts once every
+	// provider's call ended, its deadline passed or HintHold passed. 0,
+	// the default, sends at once; answers then apply to the pages the
+	// pass has not reached yet. Worth it only where a pass is shorter
+	// than the providers' answer (small guests, tests counting skips).
+	HintHold time.Duration
 	// SwitchoverTimeout bounds the switch-over: from the pause through
 	// the final pass, its Flush, the state and the destination's LOADED.
 	// When it passes, the source aborts and resumes. It also bounds the

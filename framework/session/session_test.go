@@ -77,6 +77,7 @@ func TestSendReceive(t *testing.T) {
 		{Name: "missing", Plugin: session.Plugin{Path: filepath.Join(dir, "no-such-plugin")}},
 		{Name: "badblock", Plugin: session.Plugin{Path: plugin("ferry-hint-badblock"), Config: map[string]any{"nope": 1}}},
 	}
+	sendSpec.Engine.HintHold = 5 * time.Second // the pass is shorter than the balloon's answer: hold it
 	var phases []engine.Progress
 	sendSpec.Progress = func(p engine.Progress) { phases = append(phases, p) }
 

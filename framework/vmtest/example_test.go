@@ -82,7 +82,9 @@ func Example() {
 		Transport: tcp,
 		Hints: []session.Hint{{Name: "balloon", Deadline: 2 * time.Second,
 			Plugin: session.Plugin{Path: filepath.Join(dir, "ferry-hint-balloon")}}},
-		Engine:   engine.Options{Credentials: srcCreds, MaxDowntime: 100 * time.Millisecond},
+		// HintHold: a guest this small is sent before the balloon answers;
+		// hold each pass for it (a large guest would start at once).
+		Engine:   engine.Options{Credentials: srcCreds, MaxDowntime: 100 * time.Millisecond, HintHold: 2 * time.Second},
 		Progress: func(p engine.Progress) { last = p }, // on Send's goroutine; keep it quick
 		Log:      logger,
 	}
