@@ -364,12 +364,16 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 			p.ram.setPage(t, p.ram.Send, q, want[q])
 			urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: d})
 		}
-		if err := p.send.SendPagesUrgent(ctx(t), urgent); err != nil {
+		// Flush covers the bulk pages; a marker page sent urgently after
+		// the round's pages covers those (urgent pages land in order).
+		marker := []transport.PageRun{{First: uint64(3050 + round), Count: 1, Kind: d}}
+		if err := p.send.SendPagesUrgent(ctx(t), append(urgent, marker...)); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.send.Flush(ctx(t)); err != nil {
 			t.Fatal(err)
 		}
+		l.await(t, marker, opTimeout)
 		for q, w := range want {
 			if !bytes.Equal(p.ram.page(t, p.ram.Recv, q), w) {
 				t.Errorf("round %d: page %d does not hold the urgent copy queued last", round, q)
