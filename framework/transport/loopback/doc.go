@@ -37,8 +37,9 @@
 // the one frame being written (<= 1 MiB) and what the kernel buffered,
 // never for the rest of a SendPages call. Bulk PAGES frames are numbered
 // by their order on the connection; "after" is the number of bulk frames
-// queued when the urgent frame was, and the receiver applies
-// transport.Lane's rule with it (one lane).
+// written before the urgent frame was, and the receiver applies
+// transport.Lane's rule with it (one lane; on one ordered connection it
+// never drops anything).
 //
 // The receiver checks every frame: its length, its type for the
 // receiver's role, and that every run lies inside guest RAM; anything

@@ -151,16 +151,6 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 			return err
 		}
 	}
-	// Every frame of the call counts as queued now: an urgent frame sent
-	// meanwhile overtakes them (transport.Lane).
-	var frames uint64
-	for _, r := range runs {
-		frames++
-		if r.Kind == transport.KindData {
-			frames += (r.Count - 1) / pagesPerFrame
-		}
-	}
-	s.bulkQueued.Add(frames)
 	for _, r := range runs {
 		step := r.Count
 		if r.Kind == transport.KindData {
@@ -172,6 +162,8 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 			if err := s.send(ctx, func(b []byte) ([]byte, error) { return s.appendRun(b, chunk) }); err != nil {
 				return err
 			}
+			// A frame counts as queued once written (see urgent.go).
+			s.bulkQueued.Add(1)
 			first, left = first+n, left-n
 		}
 	}

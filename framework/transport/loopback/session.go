@@ -40,7 +40,7 @@ type session struct {
 	err     error               // why the session ended; nil while it runs
 
 	// The urgent path: bulkQueued counts the bulk PAGES frames the
-	// sender queued, bulkSeen those the receiver applied (the reader's
+	// sender wrote, bulkSeen those the receiver applied (the reader's
 	// own); lane orders them against urgent copies; landed feeds Landed.
 	bulkQueued atomic.Uint64
 	bulkSeen   uint64

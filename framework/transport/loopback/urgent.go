@@ -43,7 +43,11 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 
 // SendPagesUrgent implements transport.Transport.SendPagesUrgent: each
 // frame is read and written before it returns, tagged with the bulk
-// frames queued so far.
+// frames written so far. SendPages has no queue here (a frame is queued
+// when it is written) and the one connection keeps frames in order, so
+// every bulk frame tagged as earlier arrives before the urgent one and
+// the receiver's Lane never has to drop a copy; it is there to enforce
+// the rule should either change.
 func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
 	s := t.session()
 	if s == nil {
@@ -57,13 +61,12 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 			return err
 		}
 	}
-	after := s.bulkQueued.Load()
 	for _, r := range runs {
 		for first, left := r.First, r.Count; left > 0; {
 			n := min(left, pagesPerFrame)
 			chunk := transport.PageRun{First: first, Count: n, Kind: r.Kind}
 			err := s.send(ctx, func(b []byte) ([]byte, error) {
-				b = binary.BigEndian.AppendUint64(appendHeader(b, frameUPage), after)
+				b = binary.BigEndian.AppendUint64(appendHeader(b, frameUPage), s.bulkQueued.Load())
 				b, err := s.appendRunBody(b, chunk)
 				if err != nil {
 					return nil, err
