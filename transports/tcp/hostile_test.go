@@ -345,3 +345,56 @@ func TestHostileDestination(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileUrgent: the urgent stream and the bulk grid are checked
+// like everything else: urgent pages across the bulk grid or outside RAM,
+// an ACK on the urgent stream, and a bulk batch on a stream that does not
+// carry its pages each fail the destination with ErrProtocol, tell the
+// source why, and write nothing.
+func TestHostileUrgent(t *testing.T) {
+	n := uint64(0)
+	for _, r := range testLayout {
+		n += r.Size / pageSize
+	}
+	pages := func(seq, first uint64, count uint32) []byte {
+		b, _ := wire.AppendPages(nil, seq, wire.Run{First: first, Count: count}, false, junk(int(count)*pageSize, first))
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		urgent bool // on the urgent stream, else on bulk stream 0
+		frames []byte
+	}{
+		{"urgent pages across the grid", true, pages(0, batchPages-1, 2)},
+		{"urgent pages outside RAM", true, pages(0, n, 1)},
+		{"urgent zero outside RAM", true, mustZero(0, n-1, 2)},
+		{"ACK on the urgent stream", true, wire.AppendAck(nil, 1)},
+		{"bulk batch of stream 1 on stream 0", false, pages(1, batchPages, 1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dst := newVM(t, testLayout)
+			before := [][]byte{bytes.Clone(dst.mem[0]), bytes.Clone(dst.mem[1])}
+			recv, p := receiveFrom(t, dst, 2)
+			i := 0
+			if c.urgent {
+				i = len(p.conns) - 1
+			}
+			p.conns[i].Write(c.frames)
+			_, err := recv.RecvUrgent(ctxT(t))
+			if !errors.Is(err, transport.ErrProtocol) {
+				t.Fatalf("destination: %v, want ErrProtocol", err)
+			}
+			p.conns[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+			f, ferr := p.decs[i].Next()
+			if ferr != nil || f.Type != wire.TypeAbort || f.Code != wire.CodeProtocol {
+				t.Fatalf("source got %v %v %q, want ABORT", f.Type, ferr, f.Reason)
+			}
+			recv.Close()
+			for r := range dst.mem {
+				if !bytes.Equal(dst.mem[r], before[r]) {
+					t.Fatalf("region %d was written", r)
+				}
+			}
+		})
+	}
+}
