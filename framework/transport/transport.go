@@ -114,9 +114,13 @@ type Stats struct {
 //
 // The urgent path: SendUrgent, RecvUrgent, SendPagesUrgent and Landed
 // carry post-copy's page requests and their answers. Nothing of the
-// urgent path ever waits behind bulk data: not behind pages queued with
+// urgent path waits behind bulk data: not behind pages queued with
 // SendPages (however many are queued or in flight), nor behind ordinary
-// messages. Its ordering rules:
+// messages. (A transport that shares one connection between the paths,
+// like loopback, may make an urgent frame wait for the one bulk frame
+// being written and what the kernel already buffered, never for more;
+// tcp gives the urgent path a connection of its own.) Its ordering
+// rules:
 //   - Urgent messages arrive in the order they were sent, each exactly
 //     once; they have no order relative to ordinary messages or pages
 //     (either may overtake the other).
@@ -131,7 +135,9 @@ type Stats struct {
 //     would on one stream). So the page's final bytes are always those
 //     of the copy queued last, and a page's writes never go backwards.
 //     Data is read from the source's RAM when sent (after the call), so
-//     the bytes are at least as new as the queueing.
+//     the bytes are at least as new as the queueing. A SendPages call
+//     that runs concurrently with SendPagesUrgent is ordered against it
+//     run by run, as the transport queues them (one batch at a time).
 //   - Landed reports every write of guest RAM once it is complete, from
 //     both paths, at most once per write, in the order the writes of a
 //     page completed; a page written twice is reported twice. A fault
@@ -141,6 +147,14 @@ type Stats struct {
 //
 // Flush covers pages queued with SendPages only; the destination learns
 // of urgent pages through Landed.
+//
+// Errors on the urgent path: SendPagesUrgent on the receiving side and
+// Landed on the sending side fail with ErrNotSupported (and a transport
+// without an urgent path fails all four so); invalid runs and messages
+// are refused as in SendPages and SendMessage, and the session goes on;
+// once the session ended (the peer closed it or is gone: ErrClosed; a
+// broken format: ErrProtocol) every call returns its error, after
+// RecvUrgent and Landed handed out what arrived before the end.
 //
 // Authentication: a transport authenticates the peer with
 // OpenRequest.Credentials before it parses anything the peer sent, and
