@@ -55,6 +55,20 @@ func (k *sink) RecvMessage(ctx context.Context) (transport.Message, error) {
 func (k *sink) Stats(context.Context) (transport.Stats, error) { return transport.Stats{}, nil }
 func (k *sink) Close() error                                   { return nil }
 
+// The urgent path (post-copy) is not part of this benchmark.
+func (k *sink) SendUrgent(context.Context, transport.Message) error {
+	return transport.ErrNotSupported
+}
+func (k *sink) RecvUrgent(context.Context) (transport.Message, error) {
+	return transport.Message{}, transport.ErrNotSupported
+}
+func (k *sink) SendPagesUrgent(context.Context, []transport.PageRun) error {
+	return transport.ErrNotSupported
+}
+func (k *sink) Landed(context.Context) ([]transport.PageRun, error) {
+	return nil, transport.ErrNotSupported
+}
+
 // cpuNow is the process's user+system CPU time.
 func cpuNow() time.Duration {
 	var ru syscall.Rusage

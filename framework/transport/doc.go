@@ -6,6 +6,13 @@
 //	       ── SendMessage(m) ──►    ─────────────── message ──────► RecvMessage ──► engine
 //	       ◄─ RecvMessage ─────     ◄────────────── message ───────  SendMessage ◄── engine
 //
+// Post-copy adds the urgent path (API version 3): SendUrgent/RecvUrgent
+// carry page requests both ways and SendPagesUrgent the requested pages,
+// never behind bulk pages or ordinary messages; Landed tells the
+// destination which runs are completely written, from both paths. The
+// ordering rules are Transport's; Lane and LandedQueue (urgent.go) are
+// the destination-side helpers implementations share.
+//
 // Guest RAM bytes never cross the plugin RPC: the plugin maps the same
 // files as the VMM (their descriptors are handed over when the plugin
 // starts) and the RPC carries only page runs, messages of at most

@@ -24,6 +24,18 @@
 //	      ◄═════════════════════════════════════════ HELLO
 //	═══ frames inside TLS 1.3 (AES-GCM), or with Credentials.Plaintext on the bare socket ═══
 //
+// One more connection, the urgent stream, carries the urgent path
+// (transport API 3, urgent.go): opened after the bulk streams to the same
+// address, with the same credentials, handshake and TCP_NODELAY, its
+// HELLO flagged wire.FlagUrgent. Urgent messages travel on it both ways
+// and urgent pages from the source; no bulk frame and no queue ever sits
+// in front of them. On the destination each bulk stream has a
+// transport.Lane: an urgent page is staged, then written under its
+// stream's lane, and a bulk copy queued before it is dropped when it
+// arrives; bulk batches are staged too once urgent pages arrived, so the
+// lane is never held across a network read. Landed reports every write
+// from both paths.
+//
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
 //

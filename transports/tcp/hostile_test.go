@@ -32,12 +32,13 @@ func wireLayout(ram []transport.RAMRegion) []wire.Region {
 	return l
 }
 
-// dialRaw connects as a source with the given layout and completes the handshake.
+// dialRaw connects as a source with the given layout and completes the
+// handshake: streams bulk streams, then the urgent one (the last conn).
 func dialRaw(t *testing.T, addr string, layout []wire.Region, streams int) *rawPeer {
 	t.Helper()
 	p := &rawPeer{}
 	id := [16]byte{1, 2, 3}
-	for i := range streams {
+	for i := range streams + 1 {
 		var c net.Conn
 		var err error
 		for range 100 {
@@ -51,7 +52,11 @@ func dialRaw(t *testing.T, addr string, layout []wire.Region, streams int) *rawP
 		}
 		t.Cleanup(func() { c.Close() })
 		c = secureRaw(t, c, transport.RoleSend)
-		b, _ := wire.AppendHello(nil, wire.Hello{Session: id, Stream: uint16(i), Streams: uint16(streams), PageSize: pageSize, RAM: layout})
+		h := wire.Hello{Session: id, Stream: uint16(i), Streams: uint16(streams), PageSize: pageSize, RAM: layout}
+		if i == streams {
+			h.Stream, h.Urgent = 0, true
+		}
+		b, _ := wire.AppendHello(nil, h)
 		if _, err := c.Write(b); err != nil {
 			t.Fatal(err)
 		}
@@ -244,8 +249,8 @@ func TestLayoutMismatch(t *testing.T) {
 	t.Logf("source: %v\ndestination: %v", serr, rerr)
 }
 
-// fakeDestination accepts one source stream, answers its HELLO and hands
-// the connection to fn.
+// fakeDestination accepts one source stream and the urgent one, answers
+// their HELLOs and hands the bulk connection to fn.
 func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn, d *wire.Decoder)) (*Transport, context.Context) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -266,13 +271,24 @@ func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn
 	t.Cleanup(func() { c.Close() })
 	raw := c
 	c = secureRaw(t, c, transport.RoleReceive)
-	d := wire.NewDecoder(c)
-	f, err := d.Next()
+	u, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := wire.AppendHello(nil, f.Hello)
-	c.Write(b)
+	t.Cleanup(func() { u.Close() })
+	u = secureRaw(t, u, transport.RoleReceive)
+	d := wire.NewDecoder(c)
+	for _, x := range []struct {
+		c net.Conn
+		d *wire.Decoder
+	}{{c, d}, {u, wire.NewDecoder(u)}} {
+		f, err := x.d.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := wire.AppendHello(nil, f.Hello)
+		x.c.Write(b)
+	}
 	wg.Wait()
 	if serr != nil {
 		t.Fatal(serr)
@@ -328,4 +344,57 @@ func TestHostileDestination(t *testing.T) {
 			t.Fatalf("got %v, want a deadline error", err)
 		}
 	})
+}
+
+// TestHostileUrgent: the urgent stream and the bulk grid are checked
+// like everything else: urgent pages across the bulk grid or outside RAM,
+// an ACK on the urgent stream, and a bulk batch on a stream that does not
+// carry its pages each fail the destination with ErrProtocol, tell the
+// source why, and write nothing.
+func TestHostileUrgent(t *testing.T) {
+	n := uint64(0)
+	for _, r := range testLayout {
+		n += r.Size / pageSize
+	}
+	pages := func(seq, first uint64, count uint32) []byte {
+		b, _ := wire.AppendPages(nil, seq, wire.Run{First: first, Count: count}, false, junk(int(count)*pageSize, first))
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		urgent bool // on the urgent stream, else on bulk stream 0
+		frames []byte
+	}{
+		{"urgent pages across the grid", true, pages(0, batchPages-1, 2)},
+		{"urgent pages outside RAM", true, pages(0, n, 1)},
+		{"urgent zero outside RAM", true, mustZero(0, n-1, 2)},
+		{"ACK on the urgent stream", true, wire.AppendAck(nil, 1)},
+		{"bulk batch of stream 1 on stream 0", false, pages(1, batchPages, 1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dst := newVM(t, testLayout)
+			before := [][]byte{bytes.Clone(dst.mem[0]), bytes.Clone(dst.mem[1])}
+			recv, p := receiveFrom(t, dst, 2)
+			i := 0
+			if c.urgent {
+				i = len(p.conns) - 1
+			}
+			p.conns[i].Write(c.frames)
+			_, err := recv.RecvUrgent(ctxT(t))
+			if !errors.Is(err, transport.ErrProtocol) {
+				t.Fatalf("destination: %v, want ErrProtocol", err)
+			}
+			p.conns[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+			f, ferr := p.decs[i].Next()
+			if ferr != nil || f.Type != wire.TypeAbort || f.Code != wire.CodeProtocol {
+				t.Fatalf("source got %v %v %q, want ABORT", f.Type, ferr, f.Reason)
+			}
+			recv.Close()
+			for r := range dst.mem {
+				if !bytes.Equal(dst.mem[r], before[r]) {
+					t.Fatalf("region %d was written", r)
+				}
+			}
+		})
+	}
 }

@@ -162,6 +162,8 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 			if err := s.send(ctx, func(b []byte) ([]byte, error) { return s.appendRun(b, chunk) }); err != nil {
 				return err
 			}
+			// A frame counts as queued once written (see urgent.go).
+			s.bulkQueued.Add(1)
 			first, left = first+n, left-n
 		}
 	}
@@ -170,10 +172,20 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 
 // appendRun builds the PAGES frame of one chunk, reading data pages.
 func (s *session) appendRun(b []byte, r transport.PageRun) ([]byte, error) {
-	b = appendPagesHeader(b, r)
+	b, err := s.appendRunBody(appendHeader(b, framePages), r)
+	if err != nil {
+		return nil, err
+	}
+	return finish(b), nil
+}
+
+// appendRunBody appends a PAGES body (of a PAGES or UPAGES frame),
+// reading data pages.
+func (s *session) appendRunBody(b []byte, r transport.PageRun) ([]byte, error) {
+	b = appendRunFields(b, r)
 	if r.Kind == transport.KindZero {
 		s.pagesZero.Add(r.Count)
-		return finish(b), nil
+		return b, nil
 	}
 	n, size := len(b), int(r.Count*framework.PageSize)
 	b = slices.Grow(b, size)[:n+size]
@@ -181,7 +193,7 @@ func (s *session) appendRun(b []byte, r transport.PageRun) ([]byte, error) {
 		return nil, err
 	}
 	s.pagesData.Add(r.Count)
-	return finish(b), nil
+	return b, nil
 }
 
 // Flush implements transport.Transport.Flush.
