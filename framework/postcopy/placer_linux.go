@@ -1,0 +1,98 @@
+package postcopy
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/internal/uffd"
+)
+
+// Placer carries out Actions on real guest RAM through a userfaultfd.
+// It never reads or writes guest RAM itself: the kernel places pages.
+type Placer struct {
+	FD  *uffd.FD
+	Map Mapping
+	// Requester asks the source for pages; it must not block (see Actions).
+	Requester func(first, count uint64) error
+}
+
+// Register prepares m for the fault service: it drops the guest
+// mapping's page-table entries (the page cache stays), so that every
+// access to a page the service has not placed faults, then registers
+// every region for MISSING and MINOR faults. Call it before any thread
+// may touch guest RAM after the switch.
+func Register(fd *uffd.FD, m Mapping) error {
+	for i, r := range m {
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.Host, uintptr(r.Size), unix.MADV_DONTNEED); errno != 0 {
+			return fmt.Errorf("region %d: madvise(DONTNEED): %w", i, errno)
+		}
+		if err := fd.Register(r.Host, uintptr(r.Size), uffd.ModeMissing|uffd.ModeMinor); err != nil {
+			return fmt.Errorf("region %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Unregister ends userfaultfd on m (after Service.Settle).
+func Unregister(fd *uffd.FD, m Mapping) error {
+	var errs []error
+	for _, r := range m {
+		errs = append(errs, fd.Unregister(r.Host, uintptr(r.Size)))
+	}
+	return errors.Join(errs...)
+}
+
+// Request implements Actions.Request.
+func (p *Placer) Request(first, count uint64) error { return p.Requester(first, count) }
+
+// Continue implements Actions.Continue.
+func (p *Placer) Continue(first, count uint64) error {
+	return p.Map.each(first, count, func(r Region, off, n uint64) error {
+		return p.FD.Continue(r.Host+uintptr(off), uintptr(n))
+	})
+}
+
+// Wake implements Actions.Wake.
+func (p *Placer) Wake(first, count uint64) error {
+	return p.Map.each(first, count, func(r Region, off, n uint64) error {
+		return p.FD.Wake(r.Host+uintptr(off), uintptr(n))
+	})
+}
+
+// Zero implements Actions.Zero, page by page: a page whose memfd still
+// holds an older copy (ZEROPAGE finds it present) is discarded first, so
+// the guest never sees that copy.
+func (p *Placer) Zero(first, count uint64) error {
+	return p.Map.each(first, count, func(r Region, off, n uint64) error {
+		for o := off; o < off+n; o += PageSize {
+			err := p.FD.Zeropage(r.Host+uintptr(o), PageSize)
+			if errors.Is(err, uffd.ErrExist) {
+				if err = punch(r, o, PageSize); err == nil {
+					err = p.FD.Zeropage(r.Host+uintptr(o), PageSize)
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Discard implements Actions.Discard: it punches the pages out of the
+// memfd (none of them is mapped in the guest).
+func (p *Placer) Discard(first, count uint64) error {
+	return p.Map.each(first, count, func(r Region, off, n uint64) error {
+		return punch(r, off, n)
+	})
+}
+
+func punch(r Region, off, n uint64) error {
+	err := unix.Fallocate(r.Fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Offset+int64(off), int64(n))
+	if err != nil {
+		return fmt.Errorf("discard %#x+%#x of the memfd: %w", r.Offset+int64(off), n, err)
+	}
+	return nil
+}
