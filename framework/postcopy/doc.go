@@ -21,6 +21,8 @@
 //
 //	placed: a fault only wakes (it raced with the placement); data or a
 //	zero run for a placed page is an error: the guest owns the page.
+//	reconnect (a broken connection resumed): requested pages are asked
+//	for again; Missing lists the absent and requested ones for the source.
 //	settle (the end): landed stays in the memfd, zero-known is discarded,
 //	absent or requested is an error; then the caller unregisters.
 //
@@ -44,6 +46,13 @@
 // Register drops the guest mapping's page-table entries first, so a page
 // received before the switch still faults once and is checked against
 // its state: a stale copy (dirtied) is never mapped.
+//
+// Go and page faults: a goroutine blocked in a page fault keeps its P
+// (the runtime hands a P off only around syscalls, such as KVM_RUN), so
+// with GOMAXPROCS device threads stuck on faults the fault loop cannot run
+// until sysmon preempts one (10 ms or more). A destination sets GOMAXPROCS
+// to at least the CPUs it wants plus the threads that may touch guest RAM
+// outside a syscall (docs/POSTCOPY.md has the measurement).
 //
 // Fault latency is measured from reading the fault to the resolving
 // ioctl's return; Stats reports p50/p99/max, pages requested and pages

@@ -67,6 +67,35 @@ func (s *Service) Settle() error {
 	return s.run(Settle, 0, uint64(len(s.m.pages)))
 }
 
+// Reconnect reports that the connection to the source was re-established:
+// pages requested before are asked for again (the request or its answer
+// may have been lost); the source sends each at most once more.
+func (s *Service) Reconnect() error {
+	return s.run(Reconnect, 0, uint64(len(s.m.pages)))
+}
+
+// Run is Count consecutive pages from First.
+type Run struct{ First, Count uint64 }
+
+// Missing returns the pages not held here yet (absent or requested), the
+// list a destination sends when it resumes a broken post-copy.
+func (s *Service) Missing() []Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Run
+	for p, st := range s.m.pages {
+		if st != Absent && st != Requested {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].First+out[n-1].Count == uint64(p) {
+			out[n-1].Count++
+			continue
+		}
+		out = append(out, Run{First: uint64(p), Count: 1})
+	}
+	return out
+}
+
 // Fault reports a fault on page p read at time at (Run calls it).
 func (s *Service) Fault(p uint64, at time.Time) error {
 	s.mu.Lock()

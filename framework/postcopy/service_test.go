@@ -177,3 +177,22 @@ var errNet = errors.New("network down")
 type failing struct{ fakeActions }
 
 func (failing) Request(uint64, uint64) error { return errNet }
+
+// After a reconnect, pages in flight are asked for again, and the
+// missing list names exactly the pages not held.
+func TestReconnect(t *testing.T) {
+	s, f := newFake(8)
+	must(t, s.Landed(0, 2))
+	must(t, s.Zero(6, 2))
+	must(t, s.Fault(3, time.Now()))
+	must(t, s.Fault(4, time.Now()))
+	must(t, s.Landed(4, 1))
+	f.take()
+	if got, want := s.Missing(), []Run{{2, 2}, {5, 1}}; !slices.Equal(got, want) {
+		t.Fatalf("missing %v, want %v", got, want)
+	}
+	must(t, s.Reconnect())
+	expect(t, f, "request 3+1")
+	must(t, s.Landed(3, 1))
+	expect(t, f, "continue 3+1")
+}

@@ -34,10 +34,11 @@ const (
 	ZeroRun            // a zero or free run covers it
 	Dirtied            // dirtied on the source before the switch: the copy here is stale
 	Settle             // post-copy ends: leave every page readable without userfaultfd
+	Reconnect          // the connection to the source was re-established: requests in flight were lost
 	numEvents
 )
 
-var eventNames = [numEvents]string{"invalid", "fault", "landed", "zero", "dirtied", "settle"}
+var eventNames = [numEvents]string{"invalid", "fault", "landed", "zero", "dirtied", "settle", "reconnect"}
 
 func (e Event) String() string {
 	if e < numEvents {
@@ -84,12 +85,14 @@ var table = [numStates][numEvents]transition{
 		LandedRun: {Landed, None},
 		ZeroRun:   {ZeroKnown, None},
 		Dirtied:   {Absent, None},
+		Reconnect: {Absent, None},
 		// Settle: not allowed, the page never arrived.
 	},
 	Requested: {
 		Fault:     {Requested, None}, // already in flight: never asked twice
 		LandedRun: {Placed, Continue},
-		ZeroRun:   {Placed, Zero}, // the zero run overtook the answer: resolved locally
+		ZeroRun:   {Placed, Zero},       // the zero run overtook the answer: resolved locally
+		Reconnect: {Requested, Request}, // the request or its answer may be lost: ask again
 		// Dirtied: not allowed, dirty runs come before the switch, faults after.
 		// Settle: not allowed, the answer has not arrived.
 	},
@@ -99,6 +102,7 @@ var table = [numStates][numEvents]transition{
 		ZeroRun:   {ZeroKnown, None},
 		Dirtied:   {Absent, None},
 		Settle:    {Placed, Discard}, // a hole reads as zero once unregistered
+		Reconnect: {ZeroKnown, None},
 	},
 	Landed: {
 		Fault:     {Placed, Continue},
@@ -106,10 +110,12 @@ var table = [numStates][numEvents]transition{
 		ZeroRun:   {ZeroKnown, None}, // the later run wins; the memfd still holds the old data
 		Dirtied:   {Absent, None},
 		Settle:    {Placed, None}, // the memfd holds it; unregistered, it maps normally
+		Reconnect: {Landed, None},
 	},
 	Placed: {
-		Fault:  {Placed, Wake}, // raced with the placement, or a second thread
-		Settle: {Placed, None},
+		Fault:     {Placed, Wake}, // raced with the placement, or a second thread
+		Settle:    {Placed, None},
+		Reconnect: {Placed, None},
 		// LandedRun, ZeroRun: not allowed, the transport wrote (or would
 		// write) a page the guest already owns. Dirtied: not allowed.
 	},
