@@ -21,7 +21,11 @@ type Stats struct {
 	FaultP99us float64 `json:"fault_p99_us"`
 	FaultMaxus float64 `json:"fault_max_us"`
 	// Pages per state now (absent, requested, zero-known, landed, placed).
-	Absent, Requested, ZeroKnown, Landed, Placed uint64
+	Absent    uint64 `json:"pages_absent"`
+	Requested uint64 `json:"pages_in_flight"`
+	ZeroKnown uint64 `json:"pages_zero_known"`
+	Landed    uint64 `json:"pages_landed"`
+	Placed    uint64 `json:"pages_placed"`
 }
 
 // maxSamples bounds the latency samples kept (a reservoir beyond it).

@@ -21,14 +21,15 @@ const Needed = FeatureMissingShmem | FeatureMinorShmem
 //
 // Concurrency: the resolving calls (Copy, Zeropage, Continue, Wake),
 // Register and Unregister may be called from any goroutine; Wait and Read
-// from one goroutine at a time; Interrupt from any goroutine; Close once,
-// after the other calls returned.
+// from one goroutine at a time; Interrupt from any goroutine at any time;
+// Close after the other calls returned (a second Close does nothing).
 type FD struct {
 	fd       int
 	stop     int // eventfd: readable once Interrupt was called
 	features uint64
 	ioctls   uint64
-	close    sync.Once
+	mu       sync.Mutex // orders Interrupt against Close: never write to a closed (reused) fd number
+	closed   bool
 }
 
 // Available reports whether this process can open a userfaultfd with the
@@ -163,20 +164,27 @@ func (u *FD) Unregister(addr, length uintptr) error {
 }
 
 // Interrupt makes a Wait in progress, and every later one, return
-// ErrStopped. It may be called from any goroutine, more than once.
+// ErrStopped. It may be called from any goroutine, more than once, even
+// after Close (then it does nothing).
 func (u *FD) Interrupt() {
-	var one = [8]byte{1}
-	_, _ = unix.Write(u.stop, one[:])
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.closed {
+		one := [8]byte{1}
+		_, _ = unix.Write(u.stop, one[:])
+	}
 }
 
 // Close releases the descriptor; registered ranges are unregistered and
 // waiting threads woken by the kernel.
 func (u *FD) Close() error {
-	var err error
-	u.close.Do(func() {
-		err = errors.Join(unix.Close(u.fd), unix.Close(u.stop))
-	})
-	return err
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	return errors.Join(unix.Close(u.fd), unix.Close(u.stop))
 }
 
 // Wait blocks until an event can be read (nil), Interrupt was called

@@ -261,3 +261,16 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// Interrupt after Close does nothing (it must not write to a reused fd
+// number), and Close twice is harmless.
+func TestInterruptAfterClose(t *testing.T) {
+	u := open(t)
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u.Interrupt()
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
