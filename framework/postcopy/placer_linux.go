@@ -44,6 +44,23 @@ func Unregister(fd *uffd.FD, m Mapping) error {
 	return errors.Join(errs...)
 }
 
+// Populate makes [addr, addr+length) of the guest mapping m safe for the
+// calling goroutine to touch in user mode while post-copy runs: pages the
+// service has placed need nothing; otherwise the thread faults them in
+// inside a syscall (uffd.Populate) and waits there for the service. A
+// device thread calls it before it reads or writes guest RAM with copy,
+// bytes functions or any other code Go cannot preempt: blocked on a fault
+// in such code, it would hold up the next garbage collection and, with
+// it, the fault loop. vCPUs need nothing: KVM faults inside KVM_RUN.
+func (s *Service) Populate(m Mapping, addr uintptr, length uint64, write bool) error {
+	first, ok1 := m.Page(uint64(addr))
+	last, ok2 := m.Page(uint64(addr) + length - 1)
+	if length == 0 || (ok1 && ok2 && s.placed(first, last-first+1)) {
+		return nil
+	}
+	return uffd.Populate(addr, uintptr(length), write)
+}
+
 // Request implements Actions.Request.
 func (p *Placer) Request(first, count uint64) error { return p.Requester(first, count) }
 

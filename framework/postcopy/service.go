@@ -127,6 +127,18 @@ func (s *Service) Fault(p uint64, at time.Time) error {
 	return nil
 }
 
+// placed reports whether pages [first, first+count) all belong to the guest.
+func (s *Service) placed(first, count uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := first; p < first+count; p++ {
+		if p >= uint64(len(s.m.pages)) || s.m.pages[p] != Placed {
+			return false
+		}
+	}
+	return true
+}
+
 // State returns page p's state (for tests and diagnostics).
 func (s *Service) State(p uint64) State {
 	s.mu.Lock()

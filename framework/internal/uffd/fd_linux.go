@@ -30,6 +30,7 @@ type FD struct {
 	ioctls   uint64
 	mu       sync.Mutex // orders Interrupt against Close: never write to a closed (reused) fd number
 	closed   bool
+	raw      [64]rawMsg // Read's buffer
 }
 
 // Available reports whether this process can open a userfaultfd with the

@@ -62,7 +62,7 @@ func (u *FD) Copy(dst uintptr, src []byte) error {
 // Read reads up to len(buf) pending events without blocking and returns
 // how many it stored; 0 means none was pending (call Wait).
 func (u *FD) Read(buf []Event) (int, error) {
-	var raw [64]rawMsg
+	raw := &u.raw // allocated with u: the fault loop must not allocate per read
 	want := min(len(buf), len(raw))
 	if want == 0 {
 		return 0, nil

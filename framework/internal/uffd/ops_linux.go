@@ -61,3 +61,29 @@ func resolveError(op string, at uintptr, err error) error {
 	}
 	return fmt.Errorf("userfaultfd %s at %#x: %w", op, at, err)
 }
+
+// Populate faults [addr, addr+length) in from inside a syscall
+// (madvise MADV_POPULATE_READ or _WRITE, Linux 5.14): on a registered
+// range the calling thread waits for the fault service like any faulting
+// thread, but it waits in a syscall, where the Go runtime can stop it for
+// a garbage collection. A goroutine blocked on a fault in user mode
+// inside non-preemptible code (copy, bytes.Equal: assembly) cannot be
+// stopped, and a collection started meanwhile stops the fault loop too:
+// the process deadlocks (docs/POSTCOPY.md). Touch guest RAM in user mode
+// only after Populate, unless the pages are known to be placed.
+func Populate(addr, length uintptr, write bool) error {
+	advice := uintptr(unix.MADV_POPULATE_READ)
+	if write {
+		advice = unix.MADV_POPULATE_WRITE
+	}
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_MADVISE, addr, length, advice)
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR, unix.EAGAIN:
+			continue
+		}
+		return fmt.Errorf("populate %#x+%#x: %w", addr, length, errno)
+	}
+}

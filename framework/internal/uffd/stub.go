@@ -32,6 +32,7 @@ func Available() error { return errPlatform }
 // Open always fails here.
 func Open(uint64) (*FD, error) { return nil, errPlatform }
 
+func Populate(uintptr, uintptr, bool) error         { return errPlatform }
 func Addr([]byte) uintptr                           { return 0 }
 func (*FD) Features() uint64                        { return 0 }
 func (*FD) Register(uintptr, uintptr, uint64) error { return errPlatform }
