@@ -47,12 +47,14 @@
 // received before the switch still faults once and is checked against
 // its state: a stale copy (dirtied) is never mapped.
 //
-// Go and page faults: a goroutine blocked in a page fault keeps its P
-// (the runtime hands a P off only around syscalls, such as KVM_RUN), so
-// with GOMAXPROCS device threads stuck on faults the fault loop cannot run
-// until sysmon preempts one (10 ms or more). A destination sets GOMAXPROCS
-// to at least the CPUs it wants plus the threads that may touch guest RAM
-// outside a syscall (docs/POSTCOPY.md has the measurement).
+// Go and page faults: a goroutine blocked on a fault in user mode keeps
+// its P and, inside code Go cannot preempt (copy, bytes.Equal: assembly),
+// cannot be stopped for a garbage collection; the collection then stops
+// the fault loop as well, and the process deadlocks. Device threads
+// therefore call Service.Populate before touching guest RAM: placed pages
+// cost nothing, others are faulted in from inside a syscall, where a
+// waiting thread holds no P and does not stop a collection. vCPUs fault
+// inside KVM_RUN, a syscall, and need nothing.
 //
 // Fault latency is measured from reading the fault to the resolving
 // ioctl's return; Stats reports p50/p99/max, pages requested and pages

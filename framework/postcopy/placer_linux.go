@@ -71,10 +71,28 @@ func (p *Placer) Continue(first, count uint64) error {
 	})
 }
 
-// Wake implements Actions.Wake.
+// Wake implements Actions.Wake. Usually the fault raced with the
+// placement and the page is mapped: CONTINUE finds it present and the
+// waiters are woken. If the VMM dropped the page-table entry since
+// (MADV_DONTNEED) the page is mapped again from the memfd, and if the
+// memfd page was punched out it becomes a zero page: what the kernel
+// would do without userfaultfd, and never a fault that repeats forever.
 func (p *Placer) Wake(first, count uint64) error {
 	return p.Map.each(first, count, func(r Region, off, n uint64) error {
-		return p.FD.Wake(r.Host+uintptr(off), uintptr(n))
+		for o := off; o < off+n; o += PageSize {
+			addr := r.Host + uintptr(o)
+			err := p.FD.Continue(addr, PageSize)
+			if errors.Is(err, unix.EFAULT) { // not in the memfd: a hole
+				err = p.FD.Zeropage(addr, PageSize)
+			}
+			if errors.Is(err, uffd.ErrExist) {
+				err = p.FD.Wake(addr, PageSize)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -224,10 +224,6 @@ func kernelGuest(t *testing.T, guest []byte, sink int, order []uint64, done chan
 // Every page ends right, nothing hangs, and the latency figures come out.
 func TestRealFaults(t *testing.T) {
 	const pages = 4096
-	// A thread blocked in a page fault keeps its P (Go hands off a P only
-	// for syscalls): leave one per device thread, or the fault loop waits
-	// for sysmon's 10 ms preemption (docs/POSTCOPY.md).
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 2))
 	fd, guest, alias := ramPair(t, pages)
 	u, err := uffd.Open(uffd.Needed)
 	if errors.Is(err, uffd.ErrPermission) || errors.Is(err, uffd.ErrNotSupported) {

@@ -23,6 +23,8 @@ import (
 // docs/POSTCOPY.md.
 func TestRealRoundTrip(t *testing.T) {
 	const n = 2000
+	// The timed thread faults in user mode (plain loads, preemptible Go
+	// code, no Populate) and keeps its P while it waits: leave one spare.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 1))
 	fd, guest, alias := ramPair(t, 3*n)
 	u, err := uffd.Open(uffd.Needed)

@@ -113,7 +113,7 @@ var table = [numStates][numEvents]transition{
 		Reconnect: {Landed, None},
 	},
 	Placed: {
-		Fault:     {Placed, Wake}, // raced with the placement, or a second thread
+		Fault:     {Placed, Wake}, // raced with the placement, or the VMM dropped its mapping (Placer.Wake)
 		Settle:    {Placed, None},
 		Reconnect: {Placed, None},
 		// LandedRun, ZeroRun: not allowed, the transport wrote (or would
