@@ -22,6 +22,11 @@
 // resolving call wakes the threads waiting on its range, except when it
 // fails with ErrExist: then call Wake.
 //
+// Populate faults a range in from inside a syscall (MADV_POPULATE_*):
+// Go code that is about to touch registered memory with code the runtime
+// cannot preempt (copy, bytes.Equal) waits there instead, so a garbage
+// collection never waits on a thread that waits on the fault service.
+//
 // Permissions: creating a descriptor that sees kernel faults needs root or
 // CAP_SYS_PTRACE, or vm.unprivileged_userfaultfd=1, or read-write access
 // to /dev/userfaultfd. Open tries userfaultfd(2), then /dev/userfaultfd,
@@ -34,6 +39,8 @@
 // ztypes_linux_amd64.go, and checked by abi_test.go. unsafe appears only
 // in ioctl_unsafe.go.
 //
-// Measured here (TestRoundTrip, kernel 6.18, 2 cores shared with other
-// builds): see docs/POSTCOPY.md "Destination fault service".
+// Measured here (TestRoundTrip, kernel 6.18, 2 cores under a load of
+// about 16): a fault's round trip as the faulting thread sees it, MISSING
+// + COPY p50 23-24 us, MINOR + CONTINUE p50 23-80 us; docs/POSTCOPY.md
+// "Destination fault service" has the p99s and the service's figures.
 package uffd
