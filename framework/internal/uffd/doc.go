@@ -41,6 +41,6 @@
 //
 // Measured here (TestRoundTrip, kernel 6.18, 2 cores under a load of
 // about 16): a fault's round trip as the faulting thread sees it, MISSING
-// + COPY p50 23-24 us, MINOR + CONTINUE p50 23-80 us; docs/POSTCOPY.md
+// + COPY p50 23-32 us, MINOR + CONTINUE p50 23-80 us; docs/POSTCOPY.md
 // "Destination fault service" has the p99s and the service's figures.
 package uffd
