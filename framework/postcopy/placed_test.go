@@ -77,3 +77,16 @@ func TestPlacedRefault(t *testing.T) {
 		t.Errorf("%d faults on placed pages, want %d", st.Spurious, pages)
 	}
 }
+
+// Available answers at once: nil as root here, or the permission error.
+func TestAvailable(t *testing.T) {
+	start := time.Now()
+	err := postcopy.Available()
+	if err != nil && !errors.Is(err, uffd.ErrPermission) && !errors.Is(err, uffd.ErrNotSupported) {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Available took %v", d)
+	}
+	t.Logf("Available: %v", err)
+}

@@ -18,6 +18,15 @@ type Placer struct {
 	Requester func(first, count uint64) error
 }
 
+// Available reports whether this process may serve post-copy faults:
+// a userfaultfd that traps kernel faults, with MISSING and MINOR on
+// shared memory. The error (uffd.ErrPermission, uffd.ErrNotSupported)
+// says what to change; a destination calls it before a migration starts,
+// so a post-copy job fails at once instead of after the switch. Code
+// outside framework/ cannot import framework/internal/uffd; this is its
+// way in.
+func Available() error { return uffd.Available() }
+
 // Register prepares m for the fault service: it drops the guest
 // mapping's page-table entries (the page cache stays), so that every
 // access to a page the service has not placed faults, then registers
