@@ -48,10 +48,11 @@ bench: all
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 	./bin/ferry-demo -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json
 
-# Regenerate the KVM structures from the kernel headers (needs cgo and
+# Regenerate the KVM and userfaultfd structures from the kernel headers (needs cgo and
 # linux-libc-dev); the output is committed so builds need neither.
 godefs:
 	cd vmm/kvm && (echo "//go:build linux && amd64"; echo; $(GO) tool cgo -godefs types_linux.go) | gofmt > ztypes_linux_amd64.go && rm -rf _obj
+	cd framework/internal/uffd && (echo "//go:build linux && amd64"; echo; $(GO) tool cgo -godefs types_linux.go) | gofmt > ztypes_linux_amd64.go && rm -rf _obj
 
 # Regenerate the plugin protocols' gRPC code: the shared schema messages and
 # the transport and hint kinds (needs /usr/bin/protoc); the generators are pinned to the protobuf and grpc versions in go.mod and

@@ -1,0 +1,209 @@
+package postcopy
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Actions carry out the page-state machine's decisions on pages
+// [first, first+count). The service calls them one at a time, holding its
+// lock, so they must be quick: Request must not block on the network
+// (queue the request for the goroutine that sends it urgently). An error
+// ends the fault service (Run returns it).
+type Actions interface {
+	Request(first, count uint64) error  // ask the source for the pages on the urgent path
+	Zero(first, count uint64) error     // place zero pages (UFFDIO_ZEROPAGE) and wake waiters
+	Continue(first, count uint64) error // map landed pages (UFFDIO_CONTINUE) and wake waiters
+	Wake(first, count uint64) error     // wake waiters on pages already placed
+	Discard(first, count uint64) error  // drop the memfd's copy so the pages read as zero
+}
+
+// Service is the destination's fault service: the page-state machine
+// (state.go) fed by faults (Run, Fault) and by the transport (Landed,
+// Zero) and the engine (Dirtied, Settle), acting through Actions.
+//
+// Concurrency: every method may be called from any goroutine; events are
+// applied, and their actions carried out, one at a time in call order.
+type Service struct {
+	mu      sync.Mutex
+	m       machine
+	act     Actions
+	waiting map[uint64]time.Time // requested pages: when the first fault was read
+	lat     latencies
+	st      Stats
+	ops     []Op // scratch
+}
+
+// New returns a service for a guest of pages pages, all Absent.
+func New(pages uint64, act Actions) *Service {
+	return &Service{m: newMachine(pages), act: act, waiting: make(map[uint64]time.Time)}
+}
+
+// Landed reports pages whose data the transport wrote completely into the
+// memfd: waiting faults are resolved (CONTINUE), other pages are mapped
+// on their first fault. A page the guest already owns is an error.
+func (s *Service) Landed(first, count uint64) error {
+	return s.run(LandedRun, first, count)
+}
+
+// Zero reports pages that a zero or free run covers: faults on them are
+// resolved locally (ZEROPAGE), waiting ones at once.
+func (s *Service) Zero(first, count uint64) error {
+	return s.run(ZeroRun, first, count)
+}
+
+// Dirtied reports pages dirtied on the source after they were sent (the
+// final dirty set at the switch): they must arrive again, and a fault on
+// them waits for the new copy. Only before faults are served.
+func (s *Service) Dirtied(first, count uint64) error {
+	return s.run(Dirtied, first, count)
+}
+
+// Settle ends post-copy: every page must have arrived; zero-known pages
+// are discarded from the memfd so that, once the caller unregisters the
+// range, every page reads right without userfaultfd.
+func (s *Service) Settle() error {
+	return s.run(Settle, 0, uint64(len(s.m.pages)))
+}
+
+// Reconnect reports that the connection to the source was re-established:
+// pages requested before are asked for again (the request or its answer
+// may have been lost); the source sends each at most once more.
+func (s *Service) Reconnect() error {
+	return s.run(Reconnect, 0, uint64(len(s.m.pages)))
+}
+
+// Run is Count consecutive pages from First.
+type Run struct{ First, Count uint64 }
+
+// Missing returns the pages not held here yet (absent or requested), the
+// list a destination sends when it resumes a broken post-copy.
+func (s *Service) Missing() []Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Run
+	for p, st := range s.m.pages {
+		if st != Absent && st != Requested {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].First+out[n-1].Count == uint64(p) {
+			out[n-1].Count++
+			continue
+		}
+		out = append(out, Run{First: uint64(p), Count: 1})
+	}
+	return out
+}
+
+// Fault reports a fault on page p read at time at (Run calls it).
+func (s *Service) Fault(p uint64, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p >= uint64(len(s.m.pages)) {
+		return fmt.Errorf("%w: fault on page %d, guest has %d", ErrRange, p, len(s.m.pages))
+	}
+	before := s.m.pages[p]
+	s.st.Faults++
+	switch before {
+	case Absent:
+		s.st.PagesRequested++
+		s.waiting[p] = at
+	case Requested:
+		s.st.Duplicate++
+	case ZeroKnown:
+		s.st.PagesZeroLocal++
+	case Landed:
+		s.st.PagesLandLocal++
+	case Placed:
+		s.st.Spurious++
+	}
+	if err := s.apply(Fault, p, 1); err != nil {
+		return err
+	}
+	if before == ZeroKnown || before == Landed {
+		s.lat.add(time.Since(at))
+	}
+	return nil
+}
+
+// placed reports whether pages [first, first+count) all belong to the guest.
+func (s *Service) placed(first, count uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := first; p < first+count; p++ {
+		if p >= uint64(len(s.m.pages)) || s.m.pages[p] != Placed {
+			return false
+		}
+	}
+	return true
+}
+
+// State returns page p's state (for tests and diagnostics).
+func (s *Service) State(p uint64) State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.pages[p]
+}
+
+// Stats returns the counters and latency figures so far.
+func (s *Service) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	s.lat.fill(&st)
+	n := s.m.count()
+	st.Absent, st.Requested, st.ZeroKnown, st.Landed, st.Placed = n[Absent], n[Requested], n[ZeroKnown], n[Landed], n[Placed]
+	return st
+}
+
+// run applies a run event under the lock.
+func (s *Service) run(e Event, first, count uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(e, first, count)
+}
+
+// apply moves the pages, carries out the actions in order and, for
+// pages that were waiting on the network, records their fault latency.
+// s.mu is held.
+func (s *Service) apply(e Event, first, count uint64) error {
+	ops, err := s.m.apply(e, first, count, s.ops[:0])
+	s.ops = ops[:0]
+	for _, op := range ops {
+		if aerr := s.do(op); aerr != nil {
+			return fmt.Errorf("%v pages %d+%d on %v: %w", op.Action, op.First, op.Count, e, aerr)
+		}
+		if e == LandedRun || e == ZeroRun { // a Continue or Zero here resolves Requested pages
+			s.resolved(op)
+		}
+	}
+	return err
+}
+
+func (s *Service) do(op Op) error {
+	switch op.Action {
+	case Request:
+		return s.act.Request(op.First, op.Count)
+	case Zero:
+		return s.act.Zero(op.First, op.Count)
+	case Continue:
+		return s.act.Continue(op.First, op.Count)
+	case Wake:
+		return s.act.Wake(op.First, op.Count)
+	case Discard:
+		return s.act.Discard(op.First, op.Count)
+	}
+	return fmt.Errorf("%w: action %v", ErrTransition, op.Action)
+}
+
+// resolved records the latency of the waiting pages op placed.
+func (s *Service) resolved(op Op) {
+	now := time.Now()
+	for p := op.First; p < op.First+op.Count; p++ {
+		if at, ok := s.waiting[p]; ok {
+			s.lat.add(now.Sub(at))
+			delete(s.waiting, p)
+		}
+	}
+}
