@@ -126,6 +126,7 @@ func TestStrictCatchesFreeLie(t *testing.T) {
 		sspec, dspec := specs(t, false)
 		sspec.Hints = []session.Hint{exampleHint(t, "example-liar-free", nil, time.Second)}
 		sspec.Engine.VerifyFree = strict
+		sspec.Engine.HintHold = 5 * time.Second // a small guest: the bulk pass would end before the lie arrives
 		srep, serr, drep, derr := run(src, dst, sspec, dspec)
 		t.Logf("strict %v: source %s (%v), destination %s (%v); %d pages free at switch-over",
 			strict, srep.Status, serr, drep.Status, derr, srep.PagesFree)
