@@ -20,7 +20,7 @@ var (
 )
 
 // pluginNames are the binaries the embedding tests and the example use.
-var pluginNames = []string{"ferry-transport-tcp", "ferry-hint-balloon"}
+var pluginNames = []string{"ferry-transport-tcp", "ferry-hint-balloon", "ferry-hint-example-static"}
 
 // pluginDir builds the plugins into a temporary directory (removed by
 // TestMain) and returns it.
