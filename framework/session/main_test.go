@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -19,12 +20,24 @@ import (
 // under the names below, and a process started under one of them serves
 // that plugin instead of running tests.
 var plugins = map[string]func(){
-	transportName:         func() { transport.Serve(loopback.New()) },
-	"ferry-hint-balloon":  func() { hint.Serve(balloonProvider()) },
-	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
-	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },
-	"ferry-hint-badblock": func() { hint.Serve(badBlockProvider()) },
+	transportName:          func() { transport.Serve(loopback.New()) },
+	"ferry-hint-balloon":   func() { hint.Serve(balloonProvider()) },
+	"ferry-hint-cmma":      func() { hint.Serve(cmmaProvider()) },
+	"ferry-hint-logger":    func() { hint.Serve(loggerProvider()) },
+	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
+	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(slowStart)) },
+	"ferry-hint-slowexit": func() {
+		hint.Serve(quietProvider(0))
+		time.Sleep(slowExit) // go-plugin waits for the process to exit
+	},
 }
+
+// How long the slow providers take to answer Info, and to exit once
+// stopped.
+const (
+	slowStart = 600 * time.Millisecond
+	slowExit  = 1500 * time.Millisecond
+)
 
 // transportName is the loopback transport (its "socket" block attribute
 // names the unix socket the receiver listens on).
@@ -138,6 +151,24 @@ func pageRanges(vm hint.VM, rs []hint.GPARange) []hint.Range {
 		}
 	}
 	return out
+}
+
+// quietProvider hints nothing, after answering Info in infoDelay; it
+// logs when Info begins and ends.
+func quietProvider(infoDelay time.Duration) hint.Provider {
+	log := hint.Logger("quiet")
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			log.Info("info begins", "pid", os.Getpid())
+			time.Sleep(infoDelay)
+			log.Info("info ends", "pid", os.Getpid())
+			return hint.Info{Name: "quiet", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc:    func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
+		HintsFunc:     func(context.Context, hint.Request, func([]hint.Range) error) error { return nil },
+		CloseFunc:     func(context.Context, bool) error { return nil },
+	}
 }
 
 // cmmaProvider needs the host's CMMA bits, which the tests' hosts lack:

@@ -26,7 +26,8 @@ type Hint struct {
 // Spec is everything a migration needs besides the VM.
 type Spec struct {
 	Transport Plugin
-	// Hints are the hint providers (Send only; Receive ignores them). A
+	// Hints are the hint providers (Send only: Open starts them, Receive
+	// stops them unused, so leave them out of a receiving session). A
 	// provider that fails costs its hints, never the migration.
 	Hints []Hint
 	// Engine holds limits, credentials and test modes; the session fills
@@ -42,8 +43,8 @@ type Spec struct {
 	Name string
 }
 
-// HintStartTimeout bounds the start of one hint provider: its process,
-// Info, Schema and Configure.
+// HintStartTimeout bounds the start of one hint provider (its process,
+// Info and Schema) and, again, its Configure once Send gave it the VM.
 const HintStartTimeout = 30 * time.Second
 
 // Check validates what Open checks before starting anything: the
