@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -69,28 +70,64 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 	return j, ps, 0
 }
 
-// decodeBlocks decodes every plugin block (duplicates included) whose
-// plugin is in dir, asking each plugin binary once for its schema.
-func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	type answer struct {
-		schema []schema.Attribute
-		err    error
+// schemaAnswer is one plugin binary's answer to "which arguments does
+// your block take".
+type schemaAnswer struct {
+	schema []schema.Attribute
+	err    error
+}
+
+// blockPlugin is the binary of block b in dir and how to ask it for its
+// schema; ok is false if dir has no such plugin (CheckPlugins reported it).
+func blockPlugin(b *job.Plugin, dir string, transports, hints []string) (path string, lookup func(string) ([]schema.Attribute, error), ok bool) {
+	prefix, known, lookup := hintPrefix, hints, hintSchema
+	if b.Kind == job.KindTransport {
+		prefix, known, lookup = transportPrefix, transports, transportSchema
 	}
-	asked := map[string]answer{}
-	for _, b := range j.Blocks() {
-		prefix, known, lookup := hintPrefix, hints, hintSchema
-		if b.Kind == job.KindTransport {
-			prefix, known, lookup = transportPrefix, transports, transportSchema
-		}
-		if !slices.Contains(known, b.Name) { // CheckPlugins reported it
+	path, _ = filepath.Abs(filepath.Join(dir, prefix+b.Name))
+	return path, lookup, slices.Contains(known, b.Name)
+}
+
+// askSchemas starts every plugin the blocks name, each binary once and
+// all at the same time, and returns their answers by path.
+func askSchemas(blocks []*job.Plugin, dir string, transports, hints []string) map[string]schemaAnswer {
+	answers := map[string]schemaAnswer{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, b := range blocks {
+		path, lookup, ok := blockPlugin(b, dir, transports, hints)
+		if !ok || seen[path] {
 			continue
 		}
-		path, _ := filepath.Abs(filepath.Join(dir, prefix+b.Name))
-		a, ok := asked[path]
-		if !ok {
+		seen[path] = true
+		wg.Go(func() {
+			var a schemaAnswer
 			a.schema, a.err = lookup(path)
-			asked[path] = a
+			mu.Lock()
+			answers[path] = a
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return answers
+}
+
+// decodeBlocks decodes every plugin block (duplicates included) whose
+// plugin is in dir, asking each plugin binary once for its schema, all
+// of them at the same time.
+func decodeBlocks(j *job.Job, dir string, transports, hints []string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	answers := askSchemas(j.Blocks(), dir, transports, hints)
+	reported := map[string]bool{}
+	for _, b := range j.Blocks() {
+		path, _, ok := blockPlugin(b, dir, transports, hints)
+		if !ok { // CheckPlugins reported it
+			continue
+		}
+		a := answers[path]
+		if !reported[path] {
+			reported[path] = true
 			if a.err != nil {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,

@@ -135,7 +135,7 @@ func newRunCase(t *testing.T) *runCase {
 
 func (c *runCase) run(ctx context.Context, t *testing.T) (report, error, string) {
 	var out strings.Builder
-	rep, err := run(ctx, fakeJob(c.src, c.dst), pluginSet{}, false, newProgress(io.Discard), &out)
+	rep, err := run(ctx, time.Now(), fakeJob(c.src, c.dst), pluginSet{}, false, newProgress(io.Discard), &out)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t.Logf("calls %q; err %v\n%s", c.calls, err, out.String())
