@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/plugintest"
@@ -35,6 +36,29 @@ var testPlugins = map[string]func() int{
 		return 0
 	},
 	"ferry-hint-broken": func() int { return 1 }, // never completes the handshake
+	"ferry-hint-slowa":  slowSchema,
+	"ferry-hint-slowb":  slowSchema,
+}
+
+// slowSchemaTime is how long the slow providers take to report their
+// schema; they note when they begin and end in the file named by
+// $FERRY_TEST_SCHEMA_LOG.
+const slowSchemaTime = 500 * time.Millisecond
+
+func slowSchema() int {
+	note := func(what string) {
+		if f, err := os.OpenFile(os.Getenv("FERRY_TEST_SCHEMA_LOG"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(f, what, os.Getpid())
+			f.Close()
+		}
+	}
+	hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
+		note("begin")
+		time.Sleep(slowSchemaTime)
+		note("end")
+		return nil, nil
+	}})
+	return 0
 }
 
 func TestMain(m *testing.M) { plugintest.Main(m, testPlugins) }
@@ -132,6 +156,34 @@ hint "balloon" {}
 `)
 	if code != 0 || got != "" {
 		t.Errorf("status %d, output %q; want 0 and nothing", code, got)
+	}
+}
+
+// TestLoadJobAsksAtOnce: migrate asks every plugin for its schema at
+// the same time: of two providers that each take slowSchemaTime, the
+// second is asked before the first answered.
+func TestLoadJobAsksAtOnce(t *testing.T) {
+	notes := filepath.Join(t.TempDir(), "notes")
+	t.Setenv("FERRY_TEST_SCHEMA_LOG", notes)
+	start := time.Now()
+	got, code := loadJobText(t, `source { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+hint "slowa" {}
+hint "slowb" {}
+`)
+	took := time.Since(start)
+	if code != 0 || got != "" {
+		t.Fatalf("status %d, output %q; want 0 and nothing", code, got)
+	}
+	b, err := os.ReadFile(notes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(b))
+	t.Logf("loadJob took %v; the providers' notes: %q", took, lines)
+	if len(lines) != 8 || lines[0] != "begin" || lines[2] != "begin" {
+		t.Errorf("the slow providers' schema calls, in order: %q; want both to begin before either ends", lines)
 	}
 }
 
