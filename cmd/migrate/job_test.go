@@ -40,21 +40,27 @@ var testPlugins = map[string]func() int{
 	"ferry-hint-slowb":  slowSchema,
 }
 
-// slowSchemaTime is how long the slow providers take to report their
-// schema; they note when they begin and end in the file named by
-// $FERRY_TEST_SCHEMA_LOG.
-const slowSchemaTime = 500 * time.Millisecond
+// slowSchemaWait is how long a slow provider's Schema waits for the
+// other one to be asked too: they note when they begin and end in the
+// file named by $FERRY_TEST_SCHEMA_LOG, and each answers once both
+// began (asked one after the other, the first answers after the wait).
+const slowSchemaWait = 5 * time.Second
 
 func slowSchema() int {
+	notes := os.Getenv("FERRY_TEST_SCHEMA_LOG")
 	note := func(what string) {
-		if f, err := os.OpenFile(os.Getenv("FERRY_TEST_SCHEMA_LOG"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		if f, err := os.OpenFile(notes, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
 			fmt.Fprintln(f, what, os.Getpid())
 			f.Close()
 		}
 	}
 	hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
 		note("begin")
-		time.Sleep(slowSchemaTime)
+		for end := time.Now().Add(slowSchemaWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(notes); strings.Count(string(b), "begin") >= 2 {
+				break
+			}
+		}
 		note("end")
 		return nil, nil
 	}})
@@ -160,8 +166,9 @@ hint "balloon" {}
 }
 
 // TestLoadJobAsksAtOnce: migrate asks every plugin for its schema at
-// the same time: of two providers that each take slowSchemaTime, the
-// second is asked before the first answered.
+// the same time: of two providers, the second is asked before the first
+// answered (each answers only once both were asked, or after
+// slowSchemaWait).
 func TestLoadJobAsksAtOnce(t *testing.T) {
 	notes := filepath.Join(t.TempDir(), "notes")
 	t.Setenv("FERRY_TEST_SCHEMA_LOG", notes)

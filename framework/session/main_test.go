@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,19 +26,36 @@ var plugins = map[string]func(){
 	"ferry-hint-cmma":      func() { hint.Serve(cmmaProvider()) },
 	"ferry-hint-logger":    func() { hint.Serve(loggerProvider()) },
 	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
-	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(slowStart)) },
+	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
 	"ferry-hint-slowexit": func() {
-		hint.Serve(quietProvider(0))
+		hint.Serve(quietProvider(func() {}))
 		time.Sleep(slowExit) // go-plugin waits for the process to exit
 	},
 }
 
-// How long the slow providers take to answer Info, and to exit once
-// stopped.
+// How long a slowstart provider's Info waits for the other one to be
+// asked too (meetOthers), and how long a slowexit provider takes to exit
+// once stopped.
 const (
-	slowStart = 600 * time.Millisecond
+	slowStart = 5 * time.Second
 	slowExit  = 1500 * time.Millisecond
 )
+
+// meetOthers notes "begin" in the file $FERRY_TEST_MEET names and waits
+// until two did, or slowStart: providers started at the same time meet
+// at once; started one after the other, the first waits it out.
+func meetOthers() {
+	path := os.Getenv("FERRY_TEST_MEET")
+	if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		fmt.Fprintln(f, "begin")
+		f.Close()
+	}
+	for end := time.Now().Add(slowStart); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(path); strings.Count(string(b), "begin") >= 2 {
+			return
+		}
+	}
+}
 
 // transportName is the loopback transport (its "socket" block attribute
 // names the unix socket the receiver listens on).
@@ -153,14 +171,14 @@ func pageRanges(vm hint.VM, rs []hint.GPARange) []hint.Range {
 	return out
 }
 
-// quietProvider hints nothing, after answering Info in infoDelay; it
-// logs when Info begins and ends.
-func quietProvider(infoDelay time.Duration) hint.Provider {
+// quietProvider hints nothing; its Info runs wait and logs when it
+// begins and ends.
+func quietProvider(wait func()) hint.Provider {
 	log := hint.Logger("quiet")
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
 			log.Info("info begins", "pid", os.Getpid())
-			time.Sleep(infoDelay)
+			wait()
 			log.Info("info ends", "pid", os.Getpid())
 			return hint.Info{Name: "quiet", Version: "test", Meaning: hint.MeaningFree}, nil
 		},

@@ -12,11 +12,12 @@ import (
 )
 
 // TestSetupConcurrent: the providers start at the same time: of two
-// that each take slowStart to answer Info, the second begins before the
-// first ends (their logs say), and SetupMS covers their start.
+// whose Info waits for the other's (meetOthers), the second begins
+// before the first ends (their logs say), and SetupMS covers their start.
 func TestSetupConcurrent(t *testing.T) {
 	dir := t.TempDir()
 	logs := newRecords()
+	t.Setenv("FERRY_TEST_MEET", filepath.Join(dir, "meet"))
 	sendSpec, recvSpec := specs(t, dir, slog.New(logs))
 	sendSpec.Hints = []session.Hint{
 		{Name: "slow1", Plugin: session.Plugin{Path: plugin("ferry-hint-slowstart")}},
@@ -35,8 +36,8 @@ func TestSetupConcurrent(t *testing.T) {
 	checkHints(t, rep, map[string]string{"slow1": "ok", "slow2": "ok"})
 	setup := time.Duration(rep.SetupMS) * time.Millisecond
 	t.Logf("setup %v, total %d ms, wall %v", setup, rep.TotalMS, wall)
-	if setup < slowStart {
-		t.Errorf("setup_ms %d: want at least the providers' start (%v)", rep.SetupMS, slowStart)
+	if setup <= 0 || setup > wall {
+		t.Errorf("setup_ms %d: want the providers' start, within the wall time %v", rep.SetupMS, wall)
 	}
 	var order []string
 	for _, r := range logs.get() {
