@@ -39,6 +39,8 @@ func BenchmarkSessionWall(b *testing.B) {
 			b.Fatalf("source %s (%v), destination %s (%v)", srep.Status, serr, drep.Status, derr)
 		}
 		total += time.Duration(srep.TotalMS) * time.Millisecond
+		b.Logf("source: setup %d, total %d = connect %d + bulk %d + dirty %d (%d passes) + switch-over %d + teardown %d ms",
+			srep.SetupMS, srep.TotalMS, srep.ConnectMS, srep.BulkMS, srep.DirtyMS, srep.Passes, srep.SwitchoverMS, srep.TeardownMS)
 		s, t := benchSetupTeardown(srep)
 		setup += s
 		teardown += t
