@@ -54,8 +54,10 @@ func (v *VM) serveMigration(s *control.Server) {
 // startMigration checks the arguments, makes the migration the owner of
 // the VM's run state (runlock.go; reqCtx bounds the wait for a pause or
 // resume in progress), opens the session (framework/session: the
-// transport plugin starts and accepts its block, or the command fails)
-// and runs it in the background until it finishes.
+// transport plugin starts and accepts its block, or the command fails;
+// the hint providers start at the same time) and runs it in the
+// background until it finishes: the report is published as soon as the
+// engine returns, and the plugins are stopped after it.
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
 	spec, err := v.migrateSpec(raw)
 	if err != nil {
@@ -68,6 +70,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		return nil, err
 	}
 	spec.Progress = mg.progress
+	if role == transport.RoleReceive {
+		spec.Hints = nil // a destination asks no provider (session.Open would start them)
+	}
 	m := migrationVM{v: v, own: own}
 	s, err := session.Open(ctx, m.RAM(), spec)
 	if err != nil {
@@ -77,7 +82,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		cancel()
 		return nil, err
 	}
+	v.plugins.Add(1)
 	go func() {
+		defer v.plugins.Done()
 		defer cancel()
 		var rep engine.Report
 		var err error
@@ -86,7 +93,8 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		} else {
 			rep, err = s.Receive(ctx, m)
 		}
-		v.endMigration(own, mg, role, rep, err)
+		v.endMigration(own, mg, role, rep, err) // the report is out: migrate-status says done
+		s.Close()                               // then the plugin processes are stopped and waited for
 	}()
 	return mg.status(), nil
 }

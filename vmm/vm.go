@@ -63,10 +63,13 @@ type Config struct {
 
 // VM is one virtual machine.
 type VM struct {
-	cfg    Config
-	log    *slog.Logger
-	kernel *pvh.Kernel
-	image  []byte
+	cfg Config
+	log *slog.Logger
+	// plugins counts migrations whose plugin processes are still being
+	// stopped (after their report): Close waits for them.
+	plugins sync.WaitGroup
+	kernel  *pvh.Kernel
+	image   []byte
 
 	sys  *kvm.System
 	kvm  *kvm.VM
@@ -445,6 +448,7 @@ func (v *VM) Close() error {
 		v.Stop()
 		<-v.cpusDone
 	}
+	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit
 	var errs []error
 	if v.uart != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

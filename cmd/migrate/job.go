@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,30 +71,65 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 	return j, ps, 0
 }
 
+// schemaAnswer is one plugin binary's answer to "which arguments does
+// your block take".
+type schemaAnswer struct {
+	schema []schema.Attribute
+	err    error
+}
+
+// blockPlugin is the binary of block b and how to ask it for its schema;
+// ok is false if no such plugin was found (CheckPlugins reported it).
+func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(string) ([]schema.Attribute, error), ok bool) {
+	found, lookup := ps.hintPaths, hintSchema
+	if b.Kind == job.KindTransport {
+		found, lookup = ps.transports, transportSchema
+	}
+	path, ok = found[b.Name]
+	return path, lookup, ok
+}
+
+// askSchemas starts every plugin the blocks name, each binary once and
+// all at the same time, and returns their answers by path.
+func askSchemas(blocks []*job.Plugin, ps pluginSet) map[string]schemaAnswer {
+	answers := map[string]schemaAnswer{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, b := range blocks {
+		path, lookup, ok := blockPlugin(b, ps)
+		if !ok || seen[path] {
+			continue
+		}
+		seen[path] = true
+		wg.Go(func() {
+			var a schemaAnswer
+			a.schema, a.err = lookup(path)
+			mu.Lock()
+			answers[path] = a
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return answers
+}
+
 // decodeBlocks decodes every plugin block (duplicates included) whose
-// plugin was found, asking each plugin binary once for its schema, and
-// has each hint provider check each of its blocks that decoded
-// (validateHint).
+// plugin was found, asking each plugin binary once for its schema, all
+// of them at the same time, and has each hint provider check each of its
+// blocks that decoded (validateHint).
 func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	type answer struct {
-		schema []schema.Attribute
-		err    error
-	}
-	asked := map[string]answer{}
+	answers := askSchemas(j.Blocks(), ps)
+	reported := map[string]bool{}
 	for _, b := range j.Blocks() {
-		found, lookup := ps.hintPaths, hintSchema
-		if b.Kind == job.KindTransport {
-			found, lookup = ps.transports, transportSchema
-		}
-		path, ok := found[b.Name]
+		path, _, ok := blockPlugin(b, ps)
 		if !ok { // CheckPlugins reported it
 			continue
 		}
-		a, ok := asked[path]
-		if !ok {
-			a.schema, a.err = lookup(path)
-			asked[path] = a
+		a := answers[path]
+		if !reported[path] {
+			reported[path] = true
 			if a.err != nil {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,

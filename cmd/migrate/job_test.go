@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/plugintest"
@@ -58,6 +59,35 @@ var testPlugins = map[string]func() int{
 	},
 	// a real transport, for TestOutOfTreeProvider's migration
 	"ferry-transport-loopback": func() int { transport.Serve(loopback.New()); return 0 },
+	"ferry-hint-slowa":         slowSchema,
+	"ferry-hint-slowb":         slowSchema,
+}
+
+// slowSchemaWait is how long a slow provider's Schema waits for the
+// other one to be asked too: they note when they begin and end in the
+// file named by $FERRY_TEST_SCHEMA_LOG, and each answers once both
+// began (asked one after the other, the first answers after the wait).
+const slowSchemaWait = 5 * time.Second
+
+func slowSchema() int {
+	notes := os.Getenv("FERRY_TEST_SCHEMA_LOG")
+	note := func(what string) {
+		if f, err := os.OpenFile(notes, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(f, what, os.Getpid())
+			f.Close()
+		}
+	}
+	hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
+		note("begin")
+		for end := time.Now().Add(slowSchemaWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(notes); strings.Count(string(b), "begin") >= 2 {
+				break
+			}
+		}
+		note("end")
+		return nil, nil
+	}})
+	return 0
 }
 
 func TestMain(m *testing.M) { plugintest.Main(m, testPlugins) }
@@ -177,6 +207,35 @@ hint "gpa" {
 `)
 	if code != 0 || got != "" {
 		t.Errorf("status %d, output %q; want 0 and nothing", code, got)
+	}
+}
+
+// TestLoadJobAsksAtOnce: migrate asks every plugin for its schema at
+// the same time: of two providers, the second is asked before the first
+// answered (each answers only once both were asked, or after
+// slowSchemaWait).
+func TestLoadJobAsksAtOnce(t *testing.T) {
+	notes := filepath.Join(t.TempDir(), "notes")
+	t.Setenv("FERRY_TEST_SCHEMA_LOG", notes)
+	start := time.Now()
+	got, code := loadJobText(t, `source { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+hint "slowa" {}
+hint "slowb" {}
+`)
+	took := time.Since(start)
+	if code != 0 || got != "" {
+		t.Fatalf("status %d, output %q; want 0 and nothing", code, got)
+	}
+	b, err := os.ReadFile(notes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(b))
+	t.Logf("loadJob took %v; the providers' notes: %q", took, lines)
+	if len(lines) != 8 || lines[0] != "begin" || lines[2] != "begin" {
+		t.Errorf("the slow providers' schema calls, in order: %q; want both to begin before either ends", lines)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
+	start := time.Now()
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "job file (HCL), e.g. configs/demo.hcl (required)")
@@ -60,7 +61,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	rep, err := run(ctx, j, plugins, verify, newProgress(stderr), stderr)
+	rep, err := run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
+	rep.WallMS = time.Since(start).Milliseconds()
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
@@ -81,7 +83,14 @@ type report struct {
 	// Resolved says where the guest runs after a handover-unknown was
 	// resolved: "destination" or "source"; empty if nothing was resolved.
 	Resolved string `json:"resolved,omitempty"`
+	// WallMS is migrate's own run, from its start to this report: about
+	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
+	WallMS int64 `json:"wall_ms"`
 }
+
+// statusPoll is how often migrate asks a VMM for its migration's status:
+// a report is seen at most this late.
+const statusPoll = 20 * time.Millisecond
 
 // callControl is one control call under ctx.
 func callControl(ctx context.Context, sock, cmd string, args, res any) error {
@@ -96,8 +105,10 @@ func cancelMigration(sock string) {
 	callControl(ctx, sock, "migrate-cancel", nil, nil)
 }
 
-// run drives both VMMs through one migration.
-func run(ctx context.Context, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (report, error) {
+// run drives both VMMs through one migration; start is when migrate
+// began: the source's SetupMS grows by the time until it was told to
+// send (migrate's checks, the destination's start).
+func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (report, error) {
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
@@ -119,6 +130,7 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify verifyMode, prog *
 		rs.cleanup()
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}
+	told := time.Now()
 	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()
 		cancelMigration(j.Source.Control) // in case the call got through after all
@@ -130,6 +142,7 @@ func run(ctx context.Context, j *job.Job, p pluginSet, verify verifyMode, prog *
 	prog.finish()
 	if src.Report != nil {
 		rep.Report = *src.Report
+		rep.SetupMS += told.Sub(start).Milliseconds()
 	}
 	if err != nil {
 		rep.Error = err.Error()
@@ -178,7 +191,7 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 // d; unlike follow it never cancels anything.
 func waitDone(sock string, d time.Duration) (api.Migration, error) {
 	var st api.Migration
-	for end := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+	for end := time.Now().Add(d); ; time.Sleep(statusPoll) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := callControl(ctx, sock, "migrate-status", nil, &st)
 		cancel()
@@ -200,7 +213,7 @@ func follow(ctx context.Context, sock string, prog *progress, grace time.Duratio
 	var st api.Migration
 	cancelled := false
 	var deadline time.Time
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(statusPoll)
 	defer tick.Stop()
 	for {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -241,7 +254,9 @@ func printReport(w io.Writer, r report) {
 	if r.Error != "" {
 		fmt.Fprintf(w, "error         %s\n", r.Error)
 	}
-	fmt.Fprintf(w, "total         %d ms\n", r.TotalMS)
+	fmt.Fprintf(w, "setup         %d ms (plugins started and configured, before total)\n", r.SetupMS)
+	fmt.Fprintf(w, "total         %d ms: connect %d, bulk %d, dirty passes %d, switch-over %d, teardown %d\n",
+		r.TotalMS, r.ConnectMS, r.BulkMS, r.DirtyMS, r.SwitchoverMS, r.TeardownMS)
 	fmt.Fprintf(w, "downtime      %d ms\n", r.DowntimeMS)
 	fmt.Fprintf(w, "bytes on wire %d (%.1f MiB)\n", r.BytesWire, float64(r.BytesWire)/(1<<20))
 	fmt.Fprintf(w, "pages         %d sent, %d zero, %d skipped of %d\n", r.PagesSent, r.PagesZero, r.PagesSkipped, r.TotalPages)
@@ -263,6 +278,9 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "page check    %d pages equal; %d free at switch-over: %s\n", r.PagesChecked, r.PagesFree, trust)
 	}
 	fmt.Fprintf(w, "throughput    %.1f MB/s\n", r.ThroughputMB)
+	if r.WallMS > 0 {
+		fmt.Fprintf(w, "migrate       %d ms of wall time\n", r.WallMS)
+	}
 }
 
 // pluginSet is where the job's plugins were found.

@@ -43,8 +43,8 @@ func (p *progress) update(pr engine.Progress) {
 	if pr.TotalPages > 0 {
 		done = float64(pr.PagesSent+pr.PagesZero+pr.PagesSkipped) / float64(pr.TotalPages)
 	}
-	line := fmt.Sprintf("%-13s pass %-2d %s %5.1f GB/s  dirty %d  est. downtime %v  wire %.1f MiB",
-		pr.Phase, pr.Pass, bar(min(done, 1), 20), pr.Throughput/1e9, pr.Remaining,
+	line := fmt.Sprintf("%-13s pass %-2d %s %s  dirty %d  est. downtime %v  wire %.1f MiB",
+		pr.Phase, pr.Pass, bar(min(done, 1), 20), rate(pr.Throughput), pr.Remaining,
 		pr.EstDowntime.Round(time.Millisecond), float64(pr.BytesWire)/(1<<20))
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
@@ -59,6 +59,16 @@ func (p *progress) finish() {
 		fmt.Fprintln(p.w)
 		p.drawn = false
 	}
+}
+
+// rate formats page data per second (Progress.Throughput: the current
+// rate of the pass in progress) in a fixed width: GB/s from 1 GB/s up,
+// MB/s below, so a slow link does not read as 0.0 GB/s.
+func rate(bps float64) string {
+	if bps >= 1e9 {
+		return fmt.Sprintf("%5.2f GB/s", bps/1e9)
+	}
+	return fmt.Sprintf("%5.0f MB/s", bps/1e6)
 }
 
 func bar(frac float64, width int) string {

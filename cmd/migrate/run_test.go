@@ -34,6 +34,10 @@ type fakeVMM struct {
 	status engine.Status // engine report status when done
 	side   api.Side      // side when done
 	done   bool
+	// doneAfter, if set, ends the migration that long after migrate-send
+	// (sent), with that as its report's total_ms.
+	doneAfter time.Duration
+	sent      time.Time
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -48,7 +52,13 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		srv.Handle(cmd, func(context.Context, json.RawMessage) (any, error) { log(cmd); return nil, nil })
 	}
 	ok("migrate-incoming")
-	ok("migrate-send")
+	srv.Handle("migrate-send", func(context.Context, json.RawMessage) (any, error) {
+		log("migrate-send")
+		f.mu.Lock()
+		f.sent = time.Now()
+		f.mu.Unlock()
+		return nil, nil
+	})
 	srv.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
 		log("quit")
 		go f.kill()
@@ -67,14 +77,17 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 	srv.Handle("migrate-status", func(context.Context, json.RawMessage) (any, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.polls > 0 {
+		switch {
+		case f.doneAfter > 0:
+			f.done = f.done || !f.sent.IsZero() && time.Since(f.sent) >= f.doneAfter
+		case f.polls > 0:
 			f.polls--
-		} else if f.polls == 0 {
+		case f.polls == 0:
 			f.done = true
 		}
 		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating}
 		if f.done {
-			m.Side, m.Report = f.side, &engine.Report{Status: f.status}
+			m.Side, m.Report = f.side, &engine.Report{Status: f.status, TotalMS: f.doneAfter.Milliseconds()}
 		}
 		return m, nil
 	})
@@ -135,7 +148,7 @@ func newRunCase(t *testing.T) *runCase {
 
 func (c *runCase) run(ctx context.Context, t *testing.T) (report, error, string) {
 	var out strings.Builder
-	rep, err := run(ctx, fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), &out)
+	rep, err := run(ctx, time.Now(), fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), &out)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t.Logf("calls %q; err %v\n%s", c.calls, err, out.String())
@@ -180,6 +193,32 @@ func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 	want := []string{"send resolve migrated", "send quit"}
 	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+}
+
+// TestRunWall: migrate's own wall time is at most the source's setup_ms
+// and total_ms plus 50 ms: it sees the report within a status poll and
+// adds little after it (the destination's report, the source's quit).
+// The best of three runs counts: a loaded machine can stall any one.
+func TestRunWall(t *testing.T) {
+	best := time.Hour
+	for range 3 {
+		c := newRunCase(t)
+		c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
+		c.src.doneAfter = 300 * time.Millisecond
+		c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		start := time.Now()
+		rep, err := run(context.Background(), start, fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), io.Discard)
+		wall := time.Since(start)
+		if err != nil || rep.Status != engine.StatusCompleted {
+			t.Fatalf("err %v, report %+v", err, rep)
+		}
+		slack := wall - time.Duration(rep.SetupMS+rep.TotalMS)*time.Millisecond
+		t.Logf("wall %v, setup_ms %d, total_ms %d: %v beyond them", wall, rep.SetupMS, rep.TotalMS, slack)
+		best = min(best, slack)
+	}
+	if best > 50*time.Millisecond {
+		t.Errorf("migrate took at least %v beyond setup_ms + total_ms, want at most 50 ms", best)
 	}
 }
 

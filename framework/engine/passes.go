@@ -196,6 +196,7 @@ func (s *sender) setPhase(p Phase) {
 	}
 	if next != s.phase {
 		s.phase = next
+		s.clock.enter(next, time.Now())
 		s.progress(true)
 	}
 }
@@ -211,7 +212,7 @@ func (s *sender) progress(force bool) {
 	}
 	s.lastProg = now
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
-		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.rate * framework.PageSize,
+		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.meter.rate(now, s.pass, s.rep.PagesSent, s.rate) * framework.PageSize,
 		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
 	switch {
 	case s.phase == PhaseDone:

@@ -31,7 +31,9 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
-	rep.TotalMS = time.Since(r.start).Milliseconds()
+	end := time.Now()
+	r.clock.fill(&rep, end)
+	rep.TotalMS = end.Sub(r.start).Milliseconds()
 	rep.TotalPages = r.layout.Pages()
 	rep.Status = status(err)
 	if err != nil {
@@ -66,6 +68,7 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		r.tr.Close()
 	}()
 	err = r.loop(ctx)
+	r.clock.workDone(time.Now())
 	if r.check != nil {
 		r.check.close()
 	}

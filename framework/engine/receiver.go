@@ -27,12 +27,14 @@ type receiver struct {
 	stateGot uint64
 	check    *checker // page-exact check in progress
 	ho       handoverState
+	clock    phaseClock // where the time goes (timing.go)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
 func newReceiver(dst framework.Target, tr transport.Transport, opt Options) *receiver {
 	r := &receiver{tr: tr, dst: dst, layout: dst.RAM(), opt: opt, start: time.Now(), phase: PhaseWaiting}
 	r.ho.h = HandoverWaiting
+	r.clock = newPhaseClock(r.phase, r.start)
 	return r
 }
 
@@ -44,6 +46,7 @@ func (r *receiver) setPhase(p Phase) {
 	}
 	if next != r.phase {
 		r.phase = next
+		r.clock.enter(next, time.Now())
 		r.progress()
 	}
 }

@@ -99,7 +99,7 @@ type Progress struct {
 	PagesZero    uint64        `json:"pages_zero"`
 	PagesSkipped uint64        `json:"pages_skipped"`
 	BytesWire    uint64        `json:"bytes_wire"`
-	Throughput   float64       `json:"throughput_bps"` // page data bytes per second, last pass
+	Throughput   float64       `json:"throughput_bps"` // page data bytes per second now: over the last statsInterval of this pass (timing.go)
 	EstDowntime  time.Duration `json:"est_downtime_ns"`
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	TotalPages   uint64        `json:"total_pages"`
@@ -108,11 +108,24 @@ type Progress struct {
 
 // Report is the outcome of one migration, on either side.
 type Report struct {
-	Status       Status            `json:"status"` // completed, failed, cancelled, handover-unknown
-	Error        string            `json:"error,omitempty"`
-	Handover     Handover          `json:"handover,omitempty"` // this side's last handover state
-	TotalMS      int64             `json:"total_ms"`
-	DowntimeMS   int64             `json:"downtime_ms"` // pause until the destination loaded the state
+	Status     Status   `json:"status"` // completed, failed, cancelled, handover-unknown
+	Error      string   `json:"error,omitempty"`
+	Handover   Handover `json:"handover,omitempty"` // this side's last handover state
+	TotalMS    int64    `json:"total_ms"`           // the engine's run: ConnectMS + BulkMS + DirtyMS + SwitchoverMS + TeardownMS (docs/JOBS.md)
+	DowntimeMS int64    `json:"downtime_ms"`        // pause until the destination loaded the state
+	// SetupMS is the time before the engine ran, not in TotalMS: plugin
+	// processes started, schemas checked, providers configured (set by
+	// framework/session; in migrate's report also migrate's own checks
+	// and the destination's start).
+	SetupMS      int64 `json:"setup_ms"`
+	ConnectMS    int64 `json:"connect_ms"`    // the engine's setup phase: transport open, handshake (destination: waiting for the source and its pages)
+	BulkMS       int64 `json:"bulk_ms"`       // the bulk pass (destination: pages arriving)
+	DirtyMS      int64 `json:"dirty_ms"`      // every dirty pass
+	SwitchoverMS int64 `json:"switchover_ms"` // stop-and-copy and the state, through the handover's answer
+	// TeardownMS is the end of TotalMS: after the handover was decided
+	// (or the migration failed), closing hint windows, the last counters
+	// and the transport's session. Plugin processes exit after the report.
+	TeardownMS   int64             `json:"teardown_ms"`
 	BytesWire    uint64            `json:"bytes_wire"`
 	PagesSent    uint64            `json:"pages_sent"` // data pages
 	PagesZero    uint64            `json:"pages_zero"`

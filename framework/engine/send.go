@@ -43,6 +43,8 @@ type sender struct {
 	freeSent  *bitmap.Bitmap // pages whose last send was a skip on a free/unused hint
 	hints     *hinter
 	ho        handoverState
+	clock     phaseClock // where the time goes (timing.go)
+	meter     rateMeter  // Progress.Throughput
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
@@ -59,12 +61,14 @@ type sender struct {
 func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup}
+	s.clock = newPhaseClock(s.phase, s.start)
 	s.ho.h = HandoverLive
 	s.hints = newHinter(opt.Hints, s.layout.Pages(), opt.Log.Info)
 	if len(opt.Hints) > 0 {
 		s.freeSent = bitmap.New(s.layout.Pages())
 	}
 	err := s.run(ctx)
+	s.clock.workDone(time.Now()) // if run ended before it marked it
 	s.hints.close(true)
 	s.rep.Hints = s.hints.finish()
 	for _, st := range s.hints.stats {
@@ -75,7 +79,9 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 			s.rep.SkippedBy[st.Name] += st.Skipped
 		}
 	}
-	s.rep.TotalMS = time.Since(s.start).Milliseconds()
+	end := time.Now()
+	s.clock.fill(&s.rep, end)
+	s.rep.TotalMS = end.Sub(s.start).Milliseconds()
 	s.rep.TotalPages = s.layout.Pages()
 	if secs := time.Since(s.start).Seconds(); secs > 0 {
 		s.rep.ThroughputMB = float64(s.rep.BytesWire) / secs / 1e6
@@ -141,6 +147,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 		return fmt.Errorf("start dirty log: %w", err)
 	}
 	defer s.src.StopDirtyLog()
+	defer func() { s.clock.workDone(time.Now()) }() // the first deferred call to run: teardown begins
 	if err := s.live(ctx); err != nil {
 		return err
 	}

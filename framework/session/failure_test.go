@@ -74,6 +74,7 @@ func TestCancelReceive(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || rep.Status != engine.StatusCancelled {
 		t.Errorf("cancelled receive: %v, %+v", err, rep)
 	}
+	s.Close()
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancel took %v", d)
 	}

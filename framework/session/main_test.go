@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,12 +21,41 @@ import (
 // under the names below, and a process started under one of them serves
 // that plugin instead of running tests.
 var plugins = map[string]func(){
-	transportName:         func() { transport.Serve(loopback.New()) },
-	"ferry-hint-balloon":  func() { hint.Serve(balloonProvider()) },
-	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
-	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },
-	"ferry-hint-badblock": func() { hint.Serve(badBlockProvider()) },
-	"ferry-hint-refuses":  func() { hint.Serve(refusesProvider()) },
+	transportName:          func() { transport.Serve(loopback.New()) },
+	"ferry-hint-balloon":   func() { hint.Serve(balloonProvider()) },
+	"ferry-hint-cmma":      func() { hint.Serve(cmmaProvider()) },
+	"ferry-hint-logger":    func() { hint.Serve(loggerProvider()) },
+	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
+	"ferry-hint-refuses":   func() { hint.Serve(refusesProvider()) },
+	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
+	"ferry-hint-slowexit": func() {
+		hint.Serve(quietProvider(func() {}))
+		time.Sleep(slowExit) // go-plugin waits for the process to exit
+	},
+}
+
+// How long a slowstart provider's Info waits for the other one to be
+// asked too (meetOthers), and how long a slowexit provider takes to exit
+// once stopped.
+const (
+	slowStart = 5 * time.Second
+	slowExit  = 1500 * time.Millisecond
+)
+
+// meetOthers notes "begin" in the file $FERRY_TEST_MEET names and waits
+// until two did, or slowStart: providers started at the same time meet
+// at once; started one after the other, the first waits it out.
+func meetOthers() {
+	path := os.Getenv("FERRY_TEST_MEET")
+	if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		fmt.Fprintln(f, "begin")
+		f.Close()
+	}
+	for end := time.Now().Add(slowStart); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(path); strings.Count(string(b), "begin") >= 2 {
+			return
+		}
+	}
 }
 
 // transportName is the loopback transport (its "socket" block attribute
@@ -140,6 +170,24 @@ func pageRanges(vm hint.VM, rs []hint.GPARange) []hint.Range {
 		}
 	}
 	return out
+}
+
+// quietProvider hints nothing; its Info runs wait and logs when it
+// begins and ends.
+func quietProvider(wait func()) hint.Provider {
+	log := hint.Logger("quiet")
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			log.Info("info begins", "pid", os.Getpid())
+			wait()
+			log.Info("info ends", "pid", os.Getpid())
+			return hint.Info{Name: "quiet", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc:    func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
+		HintsFunc:     func(context.Context, hint.Request, func([]hint.Range) error) error { return nil },
+		CloseFunc:     func(context.Context, bool) error { return nil },
+	}
 }
 
 // cmmaProvider needs the host's CMMA bits, which the tests' hosts lack:

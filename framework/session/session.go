@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
@@ -16,10 +17,11 @@ import (
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// Send migrates src away: Open, then Session.Send. host offers the VMM's
-// capabilities to hint providers; nil offers none (providers that need
-// one report not-supported). The report is the engine's, with the
-// providers that could not start added to Report.Hints; when the
+// Send migrates src away: Open, Session.Send, then Close: it returns
+// once every plugin process is gone. host offers the VMM's capabilities
+// to hint providers; nil offers none (providers that need one report
+// not-supported). The report is the engine's, with the providers that
+// could not start added to Report.Hints and SetupMS set; when the
 // transport cannot start the report says failed (cancelled if ctx was)
 // and nothing was sent.
 func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) (engine.Report, error) {
@@ -27,15 +29,17 @@ func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) 
 	if err != nil {
 		return failed(err), err
 	}
+	defer s.Close()
 	return s.Send(ctx, src, host)
 }
 
-// Receive migrates a VM into dst: Open, then Session.Receive.
+// Receive migrates a VM into dst: Open, Session.Receive, then Close.
 func Receive(ctx context.Context, dst framework.Target, spec Spec) (engine.Report, error) {
 	s, err := Open(ctx, dst.RAM(), spec)
 	if err != nil {
 		return failed(err), err
 	}
+	defer s.Close()
 	return s.Receive(ctx, dst)
 }
 
@@ -51,23 +55,31 @@ func failed(err error) engine.Report {
 
 // Session is one migration whose transport plugin runs and whose job
 // block was accepted: Open starts it, Send or Receive runs it once and
-// ends it, Close ends it without running. A VMM that must answer "did
-// it start" before the migration runs (a control command) calls Open
-// itself, then Send or Receive on another goroutine.
+// returns its report at once, Close waits until its plugins are gone.
+// A VMM that must answer "did it start" before the migration runs (a
+// control command) calls Open itself, then Send or Receive on another
+// goroutine, then Close.
 type Session struct {
-	spec  Spec
-	files []*os.File            // the guest RAM files every plugin gets
-	ram   []transport.RAMRegion // the layout, naming files by index
-	tr    transport.Transport
-	once  sync.Once
-	used  atomic.Bool // Send, Receive or Close was called
+	spec   Spec
+	files  []*os.File            // the guest RAM files every plugin gets
+	ram    []transport.RAMRegion // the layout, naming files by index
+	tr     transport.Transport
+	hints  *hintSet      // the providers, starting since Open
+	opened time.Duration // how long Open took: part of SetupMS
+	used   atomic.Bool   // Send, Receive or Close was called
+	once   sync.Once     // the teardown was started
+	done   chan struct{} // closed when the teardown is over
 }
 
 // Open starts the transport plugin with the files of ram
 // (engine.RAMFiles) and checks spec.Transport.Config against the schema
-// it reports. ctx bounds the start; cancelling it later kills nothing.
-// On error nothing is left running or open.
+// it reports. Every hint provider of spec starts at the same time, in
+// the background (Send configures them; Receive stops them unused, so a
+// receiving session should name none). ctx bounds the transport's
+// start; cancelling it later kills nothing. On error nothing is left
+// running or open.
 func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error) {
+	start := time.Now()
 	if err := Check(spec); err != nil {
 		return nil, err
 	}
@@ -81,11 +93,13 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{spec: spec, files: files, ram: regions}
+	s := &Session{spec: spec, files: files, ram: regions, done: make(chan struct{})}
+	s.hints = s.startHints(ctx)
 	if err := s.launchTransport(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
+	s.opened = time.Since(start)
 	return s, nil
 }
 
@@ -110,31 +124,50 @@ func (s *Session) launchTransport(ctx context.Context) error {
 // errUsed: a Session runs one migration.
 var errUsed = errors.New("session: Send or Receive already called, or Close")
 
-// Send starts the hint providers, runs engine.Send and then ends the
-// session (Close). src must be the VM whose RAM was given to Open.
+// Send waits for the hint providers (configuring each with src and host
+// as soon as it runs), runs engine.Send and returns its report without
+// waiting for the plugin processes to exit: they are stopped in the
+// background, and Close waits for that. src must be the VM whose RAM
+// was given to Open.
 func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host) (engine.Report, error) {
 	if !s.used.CompareAndSwap(false, true) {
 		return failed(errUsed), errUsed
 	}
-	defer s.Close()
-	hs := s.startHints(ctx, src, host)
-	defer hs.close()
+	defer s.release()
+	start := time.Now()
+	sources, failedHints := s.hints.ready(ctx, s.hintVM(src), host)
 	opt := s.options()
-	opt.Hints = hs.sources
-	rep, err := engine.Send(ctx, src, s.tr, opt)
-	rep.Hints = append(rep.Hints, hs.failed...)
+	opt.Hints = sources
+	setup := s.opened + time.Since(start)
+	rep, err := engine.Send(ctx, src, engineTransport{s.tr}, opt)
+	rep.Hints = append(rep.Hints, failedHints...)
+	rep.SetupMS = setup.Milliseconds()
 	return rep, err
 }
 
-// Receive runs engine.Receive into dst and then ends the session
-// (Close). dst must be the VM whose RAM was given to Open.
+// Receive runs engine.Receive into dst and returns its report without
+// waiting for the transport's process to exit (Close waits). dst must
+// be the VM whose RAM was given to Open.
 func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Report, error) {
 	if !s.used.CompareAndSwap(false, true) {
 		return failed(errUsed), errUsed
 	}
-	defer s.Close()
-	return engine.Receive(ctx, dst, s.tr, s.options())
+	defer s.release()
+	start := time.Now()
+	s.hints.cancel() // a receiving session has no use for providers: they stop on their own
+	setup := s.opened + time.Since(start)
+	rep, err := engine.Receive(ctx, dst, engineTransport{s.tr}, s.options())
+	rep.SetupMS = setup.Milliseconds()
+	return rep, err
 }
+
+// engineTransport is the transport as the engine sees it: its Close
+// (the engine's last call) is left to the session's teardown, which
+// closes the transport and stops its process after the report.
+type engineTransport struct{ transport.Transport }
+
+// Close implements transport.Transport.Close: nothing yet (teardown).
+func (engineTransport) Close() error { return nil }
 
 func (s *Session) options() engine.Options {
 	opt := s.spec.Engine
@@ -143,18 +176,39 @@ func (s *Session) options() engine.Options {
 	return opt
 }
 
-// Close stops the transport plugin (waiting for its process) and closes
-// the RAM files. It is idempotent; Send and Receive call it. Call it for
-// a Session that will not run, not to stop one that runs: cancel the
-// context given to Send or Receive for that.
+// Close ends the session and waits until it is over: the transport is
+// closed, every plugin process (transport, providers) has been stopped
+// and waited for, and the RAM files are closed. After Send or Receive
+// it waits for the teardown they started; for a Session that will not
+// run it does the teardown itself. It is idempotent and safe from any
+// goroutine. To stop a migration that runs, cancel the context given to
+// Send or Receive instead.
 func (s *Session) Close() {
+	s.release()
+	<-s.done
+}
+
+// release starts the teardown in the background, once.
+func (s *Session) release() {
 	s.once.Do(func() {
 		s.used.Store(true)
-		if s.tr != nil {
-			s.tr.Close()
-		}
-		closeAll(s.files)
+		go s.teardown()
 	})
+}
+
+// teardown closes the transport and stops every plugin process at once,
+// then closes the RAM files.
+func (s *Session) teardown() {
+	defer close(s.done)
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Go(s.hints.stop)
+	if s.tr != nil {
+		wg.Go(func() { s.tr.Close() })
+	}
+	wg.Wait()
+	closeAll(s.files)
+	s.spec.Log.Debug("session: plugins stopped", "ms", sinceMS(start))
 }
 
 func closeAll(files []*os.File) {

@@ -31,7 +31,8 @@ func specs(t *testing.T, dir string, log *slog.Logger) (send, recv session.Spec)
 }
 
 // receive opens the destination's session (so its transport listens once
-// the engine opens it) and runs Receive on a goroutine.
+// the engine opens it) and runs Receive on a goroutine, then Close: the
+// result comes once its plugin is gone.
 func receive(t *testing.T, dst *fakeVM, spec session.Spec, sock string) <-chan result {
 	t.Helper()
 	s, err := session.Open(context.Background(), dst.RAM(), spec)
@@ -41,6 +42,7 @@ func receive(t *testing.T, dst *fakeVM, spec session.Spec, sock string) <-chan r
 	out := make(chan result, 1)
 	go func() {
 		rep, err := s.Receive(context.Background(), dst)
+		s.Close()
 		out <- result{rep, err}
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {

@@ -37,7 +37,8 @@ func (h Hint) startTimeout() time.Duration {
 // Spec is everything a migration needs besides the VM.
 type Spec struct {
 	Transport Plugin
-	// Hints are the hint providers (Send only; Receive ignores them). A
+	// Hints are the hint providers (Send only: Open starts them, Receive
+	// stops them unused, so leave them out of a receiving session). A
 	// provider that fails costs its hints, never the migration.
 	Hints []Hint
 	// Engine holds limits, credentials and test modes; the session fills
@@ -54,7 +55,8 @@ type Spec struct {
 }
 
 // HintStartTimeout bounds the start of one hint provider (its process,
-// Info, Schema and Configure) unless Hint.StartTimeout says otherwise.
+// Info, Schema, its block) and, again, its Configure once Send gave it
+// the VM, unless Hint.StartTimeout says otherwise.
 const HintStartTimeout = 30 * time.Second
 
 // Check validates what Open checks before starting anything: the

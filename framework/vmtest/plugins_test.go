@@ -19,9 +19,10 @@ var (
 	buildErr  error
 )
 
-// pluginNames are the binaries the embedding tests, the example and the
-// report tests (report_test.go: misbehaving example providers) use.
-var pluginNames = []string{"ferry-transport-tcp", "ferry-hint-balloon",
+// pluginNames are the binaries the embedding tests, the example, the
+// setup benchmark and the report tests (report_test.go: misbehaving
+// example providers) use.
+var pluginNames = []string{"ferry-transport-tcp", "ferry-hint-balloon", "ferry-hint-example-static",
 	"ferry-hint-example-hang", "ferry-hint-example-crash", "ferry-hint-example-liar-free"}
 
 // pluginDir builds the plugins into a temporary directory (removed by

@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// TestThroughputInBulk: the progress events of the bulk pass carry the
+// current rate, not the last pass's (which, in the bulk pass, is none:
+// the line showed 0.0 GB/s until the pass ended).
+func TestThroughputInBulk(t *testing.T) {
+	old := statsInterval
+	statsInterval = 20 * time.Millisecond
+	t.Cleanup(func() { statsInterval = old })
+	layout := [2]uint64{0, 32 * mib}
+	src, dst := newFakeVM(t, layout), newFakeVM(t, layout)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x21) // all data: 4 batches of 2048 pages
+	}
+	var mu sync.Mutex
+	var bulk []Progress
+	opt := Options{MaxPasses: 2, Progress: func(p Progress) {
+		if p.Phase == PhaseBulk {
+			mu.Lock()
+			bulk = append(bulk, p)
+			mu.Unlock()
+		}
+	}}
+	_, serr, _, rerr := migrate(t, src, dst, opt, func(p *pipe) {
+		p.failPages = func([]transport.PageRun) error {
+			time.Sleep(15 * time.Millisecond) // a batch takes time, as on a real link
+			return nil
+		}
+	})
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	// Events before the first batch went have no rate to show; the last
+	// one ends the pass: the ones between are mid-pass.
+	var mid []Progress
+	for _, p := range bulk[:len(bulk)-1] {
+		if p.PagesSent > 0 {
+			mid = append(mid, p)
+		}
+	}
+	if len(mid) < 2 {
+		t.Fatalf("%d progress events mid-way through the bulk pass, want some: %+v", len(mid), bulk)
+	}
+	for _, p := range mid {
+		// 2048 pages per >= 15 ms: at most ~560 MB/s, and far above 0.
+		if p.Throughput < 10e6 || p.Throughput > 1e9 {
+			t.Errorf("mid-bulk event at %v (%d pages sent): throughput %.0f B/s, want the current rate",
+				p.Elapsed, p.PagesSent, p.Throughput)
+		}
+	}
+}
+
+// TestRateMeter: the rate over the last window of the pass in progress,
+// the last pass's until a window has passed.
+func TestRateMeter(t *testing.T) {
+	old := statsInterval
+	statsInterval = 100 * time.Millisecond
+	t.Cleanup(func() { statsInterval = old })
+	var m rateMeter
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	steps := []struct {
+		at   time.Duration
+		pass int
+		sent uint64
+		last float64
+		want float64
+	}{
+		{0, 1, 0, 0, 0},                      // the pass begins: nothing known
+		{10 * time.Millisecond, 1, 50, 0, 0}, // too short a window
+		{50 * time.Millisecond, 1, 500, 0, 10000},
+		{100 * time.Millisecond, 1, 1000, 0, 10000}, // a window closes
+		{110 * time.Millisecond, 1, 1100, 0, 10000}, // too short: the last window's
+		{200 * time.Millisecond, 1, 3000, 0, 20000},
+		{210 * time.Millisecond, 2, 3000, 20000, 20000}, // a new pass: the last pass's rate first
+		{260 * time.Millisecond, 2, 3100, 20000, 2000},
+	}
+	for i, s := range steps {
+		if got := m.rate(at(s.at), s.pass, s.sent, s.last); got != s.want {
+			t.Errorf("step %d: rate %v, want %v", i, got, s.want)
+		}
+	}
+}
+
+// TestPhaseTimes: the phase times add up to total_ms (within rounding),
+// each phase that ran has its share, and teardown follows the work.
+func TestPhaseTimes(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x33)
+	}
+	srep, serr, rrep, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond}, func(p *pipe) {
+		p.failPages = func([]transport.PageRun) error { time.Sleep(2 * time.Millisecond); return nil }
+	})
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	for _, r := range []Report{srep, rrep} {
+		sum := r.ConnectMS + r.BulkMS + r.DirtyMS + r.SwitchoverMS + r.TeardownMS
+		if sum > r.TotalMS || sum < r.TotalMS-5 {
+			t.Errorf("phases %d+%d+%d+%d+%d = %d ms, total %d ms", r.ConnectMS, r.BulkMS, r.DirtyMS, r.SwitchoverMS, r.TeardownMS, sum, r.TotalMS)
+		}
+	}
+	if srep.BulkMS < 2 || srep.Passes < 2 {
+		t.Errorf("source: bulk %d ms over %d passes, want the bulk pass's batches timed", srep.BulkMS, srep.Passes)
+	}
+	if srep.SetupMS != 0 {
+		t.Errorf("setup_ms %d: the engine has no setup of its own to report (framework/session sets it)", srep.SetupMS)
+	}
+}

@@ -1,0 +1,86 @@
+package session_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/session"
+)
+
+// TestSetupConcurrent: the providers start at the same time: of two
+// whose Info waits for the other's (meetOthers), the second begins
+// before the first ends (their logs say), and SetupMS covers their start.
+func TestSetupConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	logs := newRecords()
+	t.Setenv("FERRY_TEST_MEET", filepath.Join(dir, "meet"))
+	sendSpec, recvSpec := specs(t, dir, slog.New(logs))
+	sendSpec.Hints = []session.Hint{
+		{Name: "slow1", Plugin: session.Plugin{Path: plugin("ferry-hint-slowstart")}},
+		{Name: "slow2", Plugin: session.Plugin{Path: plugin("ferry-hint-slowstart")}},
+	}
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	lk := startLeakCheck(t)
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	start := time.Now()
+	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	wall := time.Since(start)
+	if r := <-got; err != nil || r.err != nil {
+		t.Fatalf("send: %v; receive: %v", err, r.err)
+	}
+	checkHints(t, rep, map[string]string{"slow1": "ok", "slow2": "ok"})
+	setup := time.Duration(rep.SetupMS) * time.Millisecond
+	t.Logf("setup %v, total %d ms, wall %v", setup, rep.TotalMS, wall)
+	if setup <= 0 || setup > wall {
+		t.Errorf("setup_ms %d: want the providers' start, within the wall time %v", rep.SetupMS, wall)
+	}
+	var order []string
+	for _, r := range logs.get() {
+		if strings.HasPrefix(r.msg, "info ") {
+			order = append(order, r.msg+" "+r.attrs["pid"])
+		}
+	}
+	if len(order) != 4 || !strings.HasPrefix(order[1], "info begins") {
+		t.Errorf("the providers' Info calls, in order: %q; want both to begin before either ends", order)
+	}
+	lk.check(t)
+}
+
+// TestReportBeforeExit: Session.Send returns its report without waiting
+// for a provider whose process takes slowExit to exit; Close waits for
+// it, and then nothing is left.
+func TestReportBeforeExit(t *testing.T) {
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "slowexit", Plugin: session.Plugin{Path: plugin("ferry-hint-slowexit")}}}
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	lk := startLeakCheck(t)
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	s, err := session.Open(context.Background(), src.RAM(), sendSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Send(context.Background(), src, nil)
+	sent := time.Now()
+	if r := <-got; err != nil || r.err != nil {
+		t.Fatalf("send: %v; receive: %v", err, r.err)
+	}
+	checkHints(t, rep, map[string]string{"slowexit": "ok"})
+	s.Close()
+	closed := time.Since(sent)
+	t.Logf("teardown_ms %d; Close returned %v after the report", rep.TeardownMS, closed)
+	if closed < slowExit/2 {
+		t.Errorf("Close returned %v after the report: the report waited for the provider's exit (%v)", closed, slowExit)
+	}
+	if rep.TeardownMS >= slowExit.Milliseconds()/2 {
+		t.Errorf("teardown_ms %d: the provider's exit is in it", rep.TeardownMS)
+	}
+	s.Close() // again: at once
+	lk.check(t)
+}
