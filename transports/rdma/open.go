@@ -292,4 +292,3 @@ func randomKey() uint64 {
 	rand.Read(b[:])
 	return binary.LittleEndian.Uint64(b[:]) >> 1
 }
-

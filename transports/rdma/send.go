@@ -287,6 +287,17 @@ func (s *session) flush(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	// A write the target refused completes with an error at the source
+	// only (sockets), while the COMMIT behind it is still acknowledged:
+	// the batch counts only once every operation completed without one.
+	for snd.inflight.Load() > 0 {
+		if err := s.waitProgress(ctx); err != nil {
+			return fmt.Errorf("flush batch %d: %w", c.seq, err)
+		}
+	}
+	if err := s.error(); err != nil {
+		return fmt.Errorf("flush batch %d: %w", c.seq, err)
+	}
 	snd.seq++
 	snd.zeros, snd.pages = 0, 0
 	snd.resetRanges()
