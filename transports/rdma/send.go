@@ -39,7 +39,7 @@ type sender struct {
 	zeros, pages   uint64 // its zero frames and data pages so far
 	dlo, dhi       uint64 // page range its data runs cover
 	zlo, zhi       uint64 // page range its zero runs cover
-	commitEarly    bool   // tests only: COMMIT before the batch's writes (must be caught)
+	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
 	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	commitInFlight bool
@@ -290,7 +290,7 @@ func (s *session) flush(ctx context.Context) error {
 	// A write the target refused completes with an error at the source
 	// only (sockets), while the COMMIT behind it is still acknowledged:
 	// the batch counts only once every operation completed without one.
-	for snd.inflight.Load() > 0 {
+	for snd.inflight.Load() > 0 && !snd.commitEarly {
 		if err := s.waitProgress(ctx); err != nil {
 			return fmt.Errorf("flush batch %d: %w", c.seq, err)
 		}
