@@ -264,3 +264,18 @@ func (e *pipeEnd) Stats(context.Context) (transport.Stats, error) {
 func (e *pipeEnd) Close() error { e.closed = true; return nil }
 
 var errInjected = errors.New("injected failure")
+
+// The urgent path (transport API 3) is post-copy's; the engine does not
+// use it yet.
+func (e *pipeEnd) SendUrgent(context.Context, transport.Message) error {
+	return transport.ErrNotSupported
+}
+func (e *pipeEnd) RecvUrgent(context.Context) (transport.Message, error) {
+	return transport.Message{}, transport.ErrNotSupported
+}
+func (e *pipeEnd) SendPagesUrgent(context.Context, []transport.PageRun) error {
+	return transport.ErrNotSupported
+}
+func (e *pipeEnd) Landed(context.Context) ([]transport.PageRun, error) {
+	return nil, transport.ErrNotSupported
+}

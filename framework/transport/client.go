@@ -32,8 +32,9 @@ type grpcClient struct {
 	// proc is the plugin process: whether it is gone, and how RPC
 	// errors map to classes.
 	proc *errclass.Process
-	// ack is the seq of the last message RecvMessage returned.
-	ack atomic.Uint64
+	// ack is the seq of the last message RecvMessage returned; uack and
+	// lack the same for RecvUrgent and Landed.
+	ack, uack, lack atomic.Uint64
 }
 
 var _ Transport = (*grpcClient)(nil)
@@ -140,6 +141,69 @@ func (c *grpcClient) RecvMessage(ctx context.Context) (Message, error) {
 	}
 	c.ack.Store(r.GetSeq())
 	return Message{Kind: m.GetKind(), Payload: m.GetPayload()}, nil
+}
+
+// SendUrgent implements Transport.SendUrgent; payload bounds as SendMessage.
+func (c *grpcClient) SendUrgent(ctx context.Context, m Message) error {
+	if err := c.proc.Alive(); err != nil {
+		return err
+	}
+	if len(m.Payload) > MaxMessage {
+		return fmt.Errorf("urgent message of %d bytes exceeds the %d-byte limit (transport.MaxMessage)", len(m.Payload), MaxMessage)
+	}
+	_, err := c.rpc.SendUrgent(ctx, &pb.SendUrgentRequest{Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}})
+	return c.proc.Fail(ctx, err)
+}
+
+// RecvUrgent implements Transport.RecvUrgent as a long poll that
+// acknowledges the previous message, like RecvMessage.
+func (c *grpcClient) RecvUrgent(ctx context.Context) (Message, error) {
+	if err := c.proc.Alive(); err != nil {
+		return Message{}, err
+	}
+	r, err := c.rpc.RecvUrgent(ctx, &pb.RecvUrgentRequest{Ack: c.uack.Load()})
+	if err != nil {
+		return Message{}, c.proc.Fail(ctx, err)
+	}
+	m := r.GetMessage()
+	if m == nil || len(m.GetPayload()) > MaxMessage {
+		return Message{}, fmt.Errorf("%w: plugin returned a malformed urgent message", ErrProtocol)
+	}
+	c.uack.Store(r.GetSeq())
+	return Message{Kind: m.GetKind(), Payload: m.GetPayload()}, nil
+}
+
+// SendPagesUrgent implements Transport.SendPagesUrgent, in RPCs of at
+// most maxRunsPerCall runs, like SendPages.
+func (c *grpcClient) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
+	if err := c.proc.Alive(); err != nil {
+		return err
+	}
+	for len(runs) > 0 {
+		n := min(len(runs), maxRunsPerCall)
+		if _, err := c.rpc.SendPagesUrgent(ctx, &pb.SendPagesUrgentRequest{Runs: runsToProto(runs[:n])}); err != nil {
+			return c.proc.Fail(ctx, err)
+		}
+		runs = runs[n:]
+	}
+	return nil
+}
+
+// Landed implements Transport.Landed as a long poll that acknowledges
+// the previous answer, so a cancelled call loses no runs.
+func (c *grpcClient) Landed(ctx context.Context) ([]PageRun, error) {
+	if err := c.proc.Alive(); err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.Landed(ctx, &pb.LandedRequest{Ack: c.lack.Load()})
+	if err != nil {
+		return nil, c.proc.Fail(ctx, err)
+	}
+	if len(r.GetRuns()) > MaxLanded {
+		return nil, fmt.Errorf("%w: plugin returned %d landed runs (at most %d)", ErrProtocol, len(r.GetRuns()), MaxLanded)
+	}
+	c.lack.Store(r.GetSeq())
+	return runsFromProto(r.GetRuns()), nil
 }
 
 // Stats implements Transport.Stats.

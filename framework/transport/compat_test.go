@@ -44,5 +44,7 @@ func TestWireCompatV1(t *testing.T) {
 		plugintest.CheckGolden(t, file, want)
 	}
 	plugintest.CheckMethods(t, pb.Transport_ServiceDesc, "ferry.transport.v1.Transport",
-		[]string{"Info", "Schema", "Open", "SendPages", "Flush", "SendMessage", "RecvMessage", "Stats", "Close"}, nil)
+		// The first nine since v1, unchanged; API 3 appended the urgent path's four.
+		[]string{"Info", "Schema", "Open", "SendPages", "Flush", "SendMessage", "RecvMessage", "Stats", "Close",
+			"SendUrgent", "RecvUrgent", "SendPagesUrgent", "Landed"}, nil)
 }

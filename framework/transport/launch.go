@@ -160,6 +160,42 @@ func (l *launched) RecvMessage(ctx context.Context) (Message, error) {
 	return c.RecvMessage(ctx)
 }
 
+// SendUrgent implements Transport.SendUrgent.
+func (l *launched) SendUrgent(ctx context.Context, m Message) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.SendUrgent(ctx, m)
+}
+
+// RecvUrgent implements Transport.RecvUrgent.
+func (l *launched) RecvUrgent(ctx context.Context) (Message, error) {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return Message{}, err
+	}
+	return c.RecvUrgent(ctx)
+}
+
+// SendPagesUrgent implements Transport.SendPagesUrgent.
+func (l *launched) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.SendPagesUrgent(ctx, runs)
+}
+
+// Landed implements Transport.Landed.
+func (l *launched) Landed(ctx context.Context) ([]PageRun, error) {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.Landed(ctx)
+}
+
 // Stats implements Transport.Stats; without a running process it
 // returns the last stats seen.
 func (l *launched) Stats(ctx context.Context) (Stats, error) {

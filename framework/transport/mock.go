@@ -18,6 +18,11 @@ type Mock struct {
 	RecvMessageFunc func(ctx context.Context) (Message, error)
 	StatsFunc       func(ctx context.Context) (Stats, error)
 	CloseFunc       func() error
+
+	SendUrgentFunc      func(ctx context.Context, m Message) error
+	RecvUrgentFunc      func(ctx context.Context) (Message, error)
+	SendPagesUrgentFunc func(ctx context.Context, runs []PageRun) error
+	LandedFunc          func(ctx context.Context) ([]PageRun, error)
 }
 
 var _ Transport = (*Mock)(nil)
@@ -92,4 +97,36 @@ func (m *Mock) Close() error {
 		return ErrNotSupported
 	}
 	return m.CloseFunc()
+}
+
+// SendUrgent implements Transport.SendUrgent.
+func (m *Mock) SendUrgent(ctx context.Context, msg Message) error {
+	if m.SendUrgentFunc == nil {
+		return ErrNotSupported
+	}
+	return m.SendUrgentFunc(ctx, msg)
+}
+
+// RecvUrgent implements Transport.RecvUrgent.
+func (m *Mock) RecvUrgent(ctx context.Context) (Message, error) {
+	if m.RecvUrgentFunc == nil {
+		return Message{}, ErrNotSupported
+	}
+	return m.RecvUrgentFunc(ctx)
+}
+
+// SendPagesUrgent implements Transport.SendPagesUrgent.
+func (m *Mock) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
+	if m.SendPagesUrgentFunc == nil {
+		return ErrNotSupported
+	}
+	return m.SendPagesUrgentFunc(ctx, runs)
+}
+
+// Landed implements Transport.Landed.
+func (m *Mock) Landed(ctx context.Context) ([]PageRun, error) {
+	if m.LandedFunc == nil {
+		return nil, ErrNotSupported
+	}
+	return m.LandedFunc(ctx)
 }

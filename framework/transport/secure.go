@@ -12,9 +12,10 @@ import (
 
 // goAhead is what the destination sends, inside TLS, once its handshake
 // has finished; the source sends nothing of its own before reading it.
-// Its "/1" changes only together with APIVersion
-// (docs/ARCHITECTURE.md#versions).
-var goAhead = []byte("FERRY-GO-AHEAD/1")
+// Its number changes only together with APIVersion
+// (docs/ARCHITECTURE.md#versions): "/1" was transport API 2, "/2" is API 3,
+// whose sessions add an urgent stream a version-2 peer would never open.
+var goAhead = []byte("FERRY-GO-AHEAD/2")
 
 // Secure authenticates the peer on c with a TLS 1.3 handshake (cfg from
 // Credentials.TLSConfig; RoleReceive is the server) and returns the

@@ -140,7 +140,7 @@ func TestSecureGoAheadVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := []byte("FERRY-GO-AHEAD/0")
+	other := []byte("FERRY-GO-AHEAD/1") // transport API 2's
 	go func() {
 		tc := tls.Server(a, dcfg)
 		if tc.HandshakeContext(ctx) == nil {

@@ -20,22 +20,33 @@ type grpcServer struct {
 	// RAMRegion's File indexes them.
 	files []*os.File
 
-	// The contract's goroutines, one call in impl at a time each: main
-	// for Open, SendPages, Flush and Close, send for SendMessage, recv
-	// for RecvMessage. A call the host abandoned (its context ended) may
-	// still be running here when the host's next call arrives; that call
-	// waits for it.
-	main, send, recv chan struct{}
+	// The contract's lanes, one call in impl at a time each: main for
+	// Open, SendPages, Flush and Close, send for SendMessage, recv for
+	// RecvMessage, usend for SendUrgent and SendPagesUrgent, urecv for
+	// RecvUrgent, landed for Landed. A call the host abandoned (its
+	// context ended) may still be running here when the host's next call
+	// arrives; that call waits for it.
+	main, send, recv, usend, urecv, landed chan struct{}
 
-	mu      sync.Mutex
-	seq     uint64                  // seq of the last message taken from impl
-	pending *pb.RecvMessageResponse // last message returned, until acknowledged
-	epoch   uint64                  // bumped by Open and Close: drops pending
+	mu    sync.Mutex
+	epoch uint64 // bumped by Open and Close: drops every pending answer
+	// The long polls: the last answer of each stays pending until the
+	// host acknowledges its seq.
+	msgs, urgent replay[*pb.RecvMessageResponse]
+	lands        replay[*pb.LandedResponse]
+}
+
+// replay is one long poll's answer waiting for its acknowledgement.
+type replay[R any] struct {
+	seq     uint64 // seq of the last answer taken from impl
+	pending R      // last answer returned, until acknowledged
+	pseq    uint64 // its seq; 0: none pending
 }
 
 func newServer(impl Transport, files []*os.File) *grpcServer {
-	return &grpcServer{impl: impl, files: files,
-		main: make(chan struct{}, 1), send: make(chan struct{}, 1), recv: make(chan struct{}, 1)}
+	sem := func() chan struct{} { return make(chan struct{}, 1) }
+	return &grpcServer{impl: impl, files: files, main: sem(), send: sem(), recv: sem(),
+		usend: sem(), urecv: sem(), landed: sem()}
 }
 
 // enter takes sem, or fails when ctx ends first; leave gives it back.
@@ -125,31 +136,99 @@ func (s *grpcServer) SendMessage(ctx context.Context, req *pb.SendMessageRequest
 // stays pending until a request acknowledges its seq; a request that does
 // not (the host never saw the answer) gets it again.
 func (s *grpcServer) RecvMessage(ctx context.Context, req *pb.RecvMessageRequest) (*pb.RecvMessageResponse, error) {
-	if err := enter(ctx, s.recv); err != nil {
-		return nil, err
+	return longPoll(ctx, s, s.recv, &s.msgs, req.GetAck(), func(ctx context.Context, seq uint64) (*pb.RecvMessageResponse, error) {
+		m, err := s.impl.RecvMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.RecvMessageResponse{Seq: seq, Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}}, nil
+	})
+}
+
+// longPoll runs one long poll in lane sem: the answer last returned by r
+// stays pending until a request acknowledges its seq (a request that does
+// not gets it again); otherwise take fetches the next answer from impl
+// and numbers it seq.
+func longPoll[R any](ctx context.Context, s *grpcServer, sem chan struct{}, r *replay[R], ack uint64,
+	take func(ctx context.Context, seq uint64) (R, error)) (R, error) {
+	var zero R
+	if err := enter(ctx, sem); err != nil {
+		return zero, err
 	}
-	defer leave(s.recv)
+	defer leave(sem)
 	s.mu.Lock()
-	if p := s.pending; p != nil && req.GetAck() < p.GetSeq() {
+	if r.pseq != 0 && ack < r.pseq {
+		p := r.pending
 		s.mu.Unlock()
 		return p, nil
 	}
-	s.pending = nil
+	r.pending, r.pseq = zero, 0
 	epoch := s.epoch
+	seq := r.seq + 1
 	s.mu.Unlock()
 
-	m, err := s.impl.RecvMessage(ctx)
+	a, err := take(ctx, seq)
 	if err != nil {
-		return nil, classes.ToStatus(err)
+		return zero, classes.ToStatus(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.seq++
-	r := &pb.RecvMessageResponse{Seq: s.seq, Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}}
+	r.seq = seq
 	if epoch == s.epoch {
-		s.pending = r
+		r.pending, r.pseq = a, seq
 	}
-	return r, nil
+	return a, nil
+}
+
+// SendUrgent implements pb.TransportServer.
+func (s *grpcServer) SendUrgent(ctx context.Context, req *pb.SendUrgentRequest) (*pb.SendUrgentResponse, error) {
+	m := req.GetMessage()
+	if m == nil {
+		return nil, classes.ToStatus(fmt.Errorf("%w: SendUrgent without a message", ErrProtocol))
+	}
+	if err := enter(ctx, s.usend); err != nil {
+		return nil, err
+	}
+	defer leave(s.usend)
+	return &pb.SendUrgentResponse{}, classes.ToStatus(s.impl.SendUrgent(ctx, Message{Kind: m.GetKind(), Payload: m.GetPayload()}))
+}
+
+// RecvUrgent implements pb.TransportServer, acknowledged like RecvMessage.
+func (s *grpcServer) RecvUrgent(ctx context.Context, req *pb.RecvUrgentRequest) (*pb.RecvUrgentResponse, error) {
+	r, err := longPoll(ctx, s, s.urecv, &s.urgent, req.GetAck(), func(ctx context.Context, seq uint64) (*pb.RecvMessageResponse, error) {
+		m, err := s.impl.RecvUrgent(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.RecvMessageResponse{Seq: seq, Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RecvUrgentResponse{Seq: r.GetSeq(), Message: r.GetMessage()}, nil
+}
+
+// SendPagesUrgent implements pb.TransportServer.
+func (s *grpcServer) SendPagesUrgent(ctx context.Context, req *pb.SendPagesUrgentRequest) (*pb.SendPagesUrgentResponse, error) {
+	if err := enter(ctx, s.usend); err != nil {
+		return nil, err
+	}
+	defer leave(s.usend)
+	return &pb.SendPagesUrgentResponse{}, classes.ToStatus(s.impl.SendPagesUrgent(ctx, runsFromProto(req.GetRuns())))
+}
+
+// Landed implements pb.TransportServer, acknowledged like RecvMessage.
+func (s *grpcServer) Landed(ctx context.Context, req *pb.LandedRequest) (*pb.LandedResponse, error) {
+	return longPoll(ctx, s, s.landed, &s.lands, req.GetAck(), func(ctx context.Context, seq uint64) (*pb.LandedResponse, error) {
+		runs, err := s.impl.Landed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(runs) > MaxLanded {
+			return nil, fmt.Errorf("%w: the transport returned %d landed runs (at most %d)", ErrProtocol, len(runs), MaxLanded)
+		}
+		return &pb.LandedResponse{Seq: seq, Runs: runsToProto(runs)}, nil
+	})
 }
 
 // Stats implements pb.TransportServer.
@@ -171,10 +250,12 @@ func (s *grpcServer) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseRe
 	return &pb.CloseResponse{}, classes.ToStatus(s.impl.Close())
 }
 
-// newEpoch forgets the pending message: it belonged to the last session.
+// newEpoch forgets the pending answers: they belonged to the last session.
 func (s *grpcServer) newEpoch() {
 	s.mu.Lock()
 	s.epoch++
-	s.pending = nil
+	s.msgs.pending, s.msgs.pseq = nil, 0
+	s.urgent.pending, s.urgent.pseq = nil, 0
+	s.lands.pending, s.lands.pseq = nil, 0
 	s.mu.Unlock()
 }

@@ -12,9 +12,15 @@ import (
 // APIVersion is the transport plugin protocol version (go-plugin's
 // ProtocolVersion); host and plugin must agree. 2: Open carries
 // Credentials, which a version-1 plugin would ignore (and run the session
-// unauthenticated), so the host refuses it. The rule and its tests:
-// docs/ARCHITECTURE.md#versions.
-const APIVersion = 2
+// unauthenticated), so the host refuses it. 3: the urgent path
+// (SendUrgent, RecvUrgent, SendPagesUrgent, Landed), which a version-2
+// plugin does not serve (post-copy's page requests would wait forever).
+// The rule and its tests: docs/ARCHITECTURE.md#versions.
+const APIVersion = 3
+
+// MaxLanded bounds the runs one Landed call returns; more wait for the
+// next call.
+const MaxLanded = 1 << 15
 
 // MaxMessage bounds a message payload.
 const MaxMessage = 1 << 20
@@ -98,9 +104,43 @@ type Stats struct {
 // Transport moves pages and messages for one migration at a time.
 //
 // Concurrency: Open, SendPages, Flush and Close are called from one
-// goroutine; SendMessage and RecvMessage may each be called from one
-// other goroutine concurrently with those; Stats from any goroutine.
-// Every call that blocks honours its context.
+// goroutine (the main one); SendMessage and RecvMessage may each be
+// called from one other goroutine concurrently with those; Stats from any
+// goroutine. The urgent path has three more lanes, each one goroutine at
+// a time and each concurrent with every other lane: SendUrgent and
+// SendPagesUrgent share one (the urgent sender), RecvUrgent has one, and
+// Landed has one. Every call that blocks honours its context; Close
+// (main lane) makes every call blocked in another lane return.
+//
+// The urgent path: SendUrgent, RecvUrgent, SendPagesUrgent and Landed
+// carry post-copy's page requests and their answers. Nothing of the
+// urgent path ever waits behind bulk data: not behind pages queued with
+// SendPages (however many are queued or in flight), nor behind ordinary
+// messages. Its ordering rules:
+//   - Urgent messages arrive in the order they were sent, each exactly
+//     once; they have no order relative to ordinary messages or pages
+//     (either may overtake the other).
+//   - Urgent page runs are written in the order they were queued among
+//     themselves; they may overtake bulk pages queued before them.
+//   - Per page, the destination applies writes in the source's queue
+//     order across both paths: when a page was queued in bulk (SendPages)
+//     and then urgently (SendPagesUrgent) and the urgent copy lands
+//     first, the earlier-queued bulk copy is dropped when it arrives (not
+//     written, not reported by Landed); a bulk copy queued after the
+//     urgent one is written after it (the later queueing wins, as it
+//     would on one stream). So the page's final bytes are always those
+//     of the copy queued last, and a page's writes never go backwards.
+//     Data is read from the source's RAM when sent (after the call), so
+//     the bytes are at least as new as the queueing.
+//   - Landed reports every write of guest RAM once it is complete, from
+//     both paths, at most once per write, in the order the writes of a
+//     page completed; a page written twice is reported twice. A fault
+//     service that maps a page into the guest (UFFDIO_CONTINUE) after
+//     its last expected write was reported never sees the page change
+//     under the guest.
+//
+// Flush covers pages queued with SendPages only; the destination learns
+// of urgent pages through Landed.
 //
 // Authentication: a transport authenticates the peer with
 // OpenRequest.Credentials before it parses anything the peer sent, and
@@ -132,6 +172,31 @@ type Transport interface {
 	SendMessage(ctx context.Context, m Message) error
 	// RecvMessage returns the next message from the other side.
 	RecvMessage(ctx context.Context) (Message, error)
+	// SendUrgent sends m on the urgent path (either role), after every
+	// urgent message sent before it and behind no pages or ordinary
+	// messages. Payload bounds and errors are SendMessage's.
+	SendUrgent(ctx context.Context, m Message) error
+	// RecvUrgent returns the next urgent message from the other side, in
+	// their order. Messages that arrived before the session ended are
+	// still returned, then the session's error (ErrClosed when the peer
+	// ended it or is gone).
+	RecvUrgent(ctx context.Context) (Message, error)
+	// SendPagesUrgent queues page runs on the urgent path (RoleSend):
+	// pages the destination asked for. Data pages are read from guest RAM
+	// when sent. The runs are checked like SendPages's (all refused if
+	// one is invalid) and never wait behind bulk pages, queued or in
+	// flight; the call returns once they are handed to the network (no
+	// Flush needed or implied). Per-page ordering against SendPages: see
+	// the urgent path rules above.
+	SendPagesUrgent(ctx context.Context, runs []PageRun) error
+	// Landed blocks until page runs have been completely written into
+	// guest RAM (RoleReceive), from either path, since the previous call,
+	// and returns them (at most MaxLanded runs, in completion order; the
+	// rest wait for the next call). Writes are recorded from the first
+	// Landed call of a session on (pages written before it are covered by
+	// Flush on the source). Once the session ended, the runs recorded
+	// before its end are returned first, then its error.
+	Landed(ctx context.Context) ([]PageRun, error)
 	// Stats reports traffic so far; after Close, the last session's totals.
 	Stats(ctx context.Context) (Stats, error)
 	// Close ends the session and releases the RAM mappings; pending page

@@ -42,8 +42,9 @@ func init() {
 
 // TestPluginAPIVersionRefused is the plugin API rule of
 // docs/ARCHITECTURE.md#versions: exact match. A transport built for the
-// previous API (1: it would ignore Open's credentials, invariant 7) or a
-// newer one is not started, and the error names both versions.
+// previous API (2: it has no urgent path, so post-copy's page requests
+// would go unanswered; 1 before it ignored Open's credentials, invariant 7)
+// or a newer one is not started, and the error names both versions.
 func TestPluginAPIVersionRefused(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {

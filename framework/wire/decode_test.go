@@ -169,7 +169,7 @@ func TestSkipUnreadPages(t *testing.T) {
 		}
 		types = append(types, f.Type.String())
 	}
-	if got := strings.Join(types, " "); got != "HELLO PAGES PAGES ZERO ACK MSG BYE ABORT" {
+	if got := strings.Join(types, " "); got != "HELLO HELLO PAGES PAGES ZERO ACK MSG BYE ABORT" {
 		t.Fatalf("frames %q", got)
 	}
 }
@@ -214,5 +214,30 @@ func TestEncoderLimits(t *testing.T) {
 	fs, err := decodeAll(AppendAbort(nil, 0, long))
 	if err != io.EOF || len(fs) != 1 || len(fs[0].Reason) > MaxReason || !strings.HasPrefix(long, fs[0].Reason) || fs[0].Code != CodeFailed {
 		t.Fatalf("long reason: %v %+v", err, fs)
+	}
+}
+
+// TestUrgentFlag: FlagUrgent is valid on HELLO alone, and an urgent HELLO
+// names stream 0.
+func TestUrgentFlag(t *testing.T) {
+	h := Header{Type: TypeHello, Flags: FlagUrgent, Length: helloFixed}
+	var b [HeaderSize]byte
+	h.Put(b[:])
+	if _, err := ParseHeader(b[:]); err != nil {
+		t.Fatalf("urgent HELLO header: %v", err)
+	}
+	for _, bad := range []Header{
+		{Type: TypeHello, Flags: FlagCompressed, Length: helloFixed},
+		{Type: TypeHello, Flags: FlagUrgent | FlagCompressed, Length: helloFixed},
+		{Type: TypePages, Flags: FlagUrgent, Length: RunSize + 1},
+		{Type: TypeMsg, Flags: FlagUrgent, Length: msgFixed},
+	} {
+		bad.Put(b[:])
+		if _, err := ParseHeader(b[:]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%v with flags %#x: %v, want ErrMalformed", bad.Type, uint8(bad.Flags), err)
+		}
+	}
+	if _, err := AppendHello(nil, Hello{Stream: 1, Streams: 2, Urgent: true}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("urgent HELLO for stream 1: %v, want ErrMalformed", err)
 	}
 }

@@ -28,6 +28,15 @@
 // frames travel on stream 0 in both directions. BYE ends a session
 // normally, ABORT says why it failed.
 //
+// A session may add one urgent stream (transport API 3): its HELLO
+// carries FlagUrgent, stream 0 and the number of bulk streams. On it, MSG
+// frames travel both ways (urgent messages), and the source sends PAGES
+// and ZERO frames whose seq is not a batch number of their own but the
+// last batch number the source had queued on the bulk stream carrying
+// those pages (the destination drops a bulk copy of a page with a batch
+// number up to that one once the urgent copy landed); nothing on it is
+// acknowledged.
+//
 // The Decoder checks magic, version, type, flags, the reserved fields and
 // every length before it reads a payload, so a hostile or torn stream
 // costs at most MaxPayload bytes of buffer and yields an error that wraps

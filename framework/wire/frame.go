@@ -59,11 +59,19 @@ func (t Type) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
-// Flags qualify a frame. Only PAGES defines one; every other bit must be 0.
+// Flags qualify a frame. PAGES defines FlagCompressed and HELLO
+// FlagUrgent; every other bit must be 0.
 type Flags uint8
 
-// FlagCompressed marks a PAGES payload that is one lz4 block.
-const FlagCompressed Flags = 1 << 0
+const (
+	// FlagCompressed marks a PAGES payload that is one lz4 block.
+	FlagCompressed Flags = 1 << 0
+	// FlagUrgent marks the HELLO of a session's urgent stream (added with
+	// transport API 3; a reader without it refuses the frame as
+	// malformed, and the secure channel's go-ahead keeps such peers apart
+	// before any frame).
+	FlagUrgent Flags = 1 << 1
+)
 
 // Header is the fixed part of a frame.
 type Header struct {
@@ -102,7 +110,7 @@ func ParseHeader(b []byte) (Header, error) {
 	if b[7] != 0 {
 		return Header{}, fmt.Errorf("%w: reserved header byte is %#x", ErrMalformed, b[7])
 	}
-	if h.Flags != 0 && (h.Type != TypePages || h.Flags&^FlagCompressed != 0) {
+	if h.Flags != 0 && !(h.Type == TypePages && h.Flags&^FlagCompressed == 0 || h.Type == TypeHello && h.Flags == FlagUrgent) {
 		return Header{}, fmt.Errorf("%w: flags %#x on %v", ErrMalformed, uint8(h.Flags), h.Type)
 	}
 	lo, hi := lengthBounds(h.Type)

@@ -50,12 +50,15 @@ func goldenFrames() []goldenFrame {
 	hello := Hello{Session: [16]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
 		Stream: 1, Streams: 2, PageSize: PageSize,
 		RAM: []Region{{0, 0xc0000000}, {0x100000000, 0x40000000}}}
+	urgent := hello
+	urgent.Stream, urgent.Urgent = 0, true
 	raw := patternPages(1, false)
 	two := patternPages(2, true)
 	comp := compressForTest(two)
 	msg := []byte("state chunk")
 	return []goldenFrame{
 		{"hello", mustFrame(AppendHello(nil, hello)), Frame{Header: Header{Type: TypeHello, Length: 60}, Hello: hello}, nil},
+		{"hello_urgent", mustFrame(AppendHello(nil, urgent)), Frame{Header: Header{Type: TypeHello, Flags: FlagUrgent, Length: 60}, Hello: urgent}, nil},
 		{"pages_raw", mustFrame(AppendPages(nil, 7, Run{First: 0x12345, Count: 1}, false, raw)),
 			Frame{Header: Header{Type: TypePages, Length: RunSize + PageSize, Seq: 7}, Run: Run{0x12345, 1}, DataLen: PageSize}, raw},
 		{"pages_lz4", mustFrame(AppendPages(nil, 8, Run{First: 0x200, Count: 2}, true, comp)),

@@ -19,6 +19,9 @@ type Hello struct {
 	Streams  uint16            // streams in the session, 1..MaxStreams
 	PageSize uint32            // bytes per page of the sender
 	RAM      []Region          // the sender's guest RAM layout, in page-index order
+	// Urgent marks the session's urgent stream (header flag FlagUrgent):
+	// beside the Streams bulk streams, with Stream 0.
+	Urgent bool
 }
 
 // FormatLayout renders a layout for error messages: "[0x0+0x8000000 0x100000000+0x40000000]".
@@ -41,7 +44,11 @@ func AppendHello(dst []byte, h Hello) ([]byte, error) {
 		return dst, err
 	}
 	n := helloFixed + 16*len(h.RAM)
-	dst = appendHeader(dst, Header{Type: TypeHello, Length: uint32(n)})
+	var fl Flags
+	if h.Urgent {
+		fl = FlagUrgent
+	}
+	dst = appendHeader(dst, Header{Type: TypeHello, Flags: fl, Length: uint32(n)})
 	dst = append(dst, h.Session[:]...)
 	dst = binary.BigEndian.AppendUint16(dst, h.Stream)
 	dst = binary.BigEndian.AppendUint16(dst, h.Streams)
@@ -55,7 +62,7 @@ func AppendHello(dst []byte, h Hello) ([]byte, error) {
 }
 
 func (h Hello) check() error {
-	if h.Streams == 0 || h.Streams > MaxStreams || h.Stream >= h.Streams {
+	if h.Streams == 0 || h.Streams > MaxStreams || h.Stream >= h.Streams || h.Urgent && h.Stream != 0 {
 		return fmt.Errorf("%w: HELLO for stream %d of %d (at most %d streams)", ErrMalformed, h.Stream, h.Streams, MaxStreams)
 	}
 	if len(h.RAM) > MaxRegions {

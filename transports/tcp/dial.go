@@ -37,8 +37,22 @@ func openSend(ctx context.Context, s *session) error {
 		}
 		s.streams = append(s.streams, newStream(i, sc, c))
 	}
-	if err := handshake(ctx, s); err != nil {
+	// The urgent stream: the same address, credentials and handshake.
+	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
+	if err != nil {
 		closeStreams(s.streams)
+		return err
+	}
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	if err != nil {
+		c.Close()
+		closeStreams(s.streams)
+		return authErr(ctx, len(s.streams), err)
+	}
+	s.urgent = newStream(len(s.streams), sc, c)
+	s.urgent.urgent = true
+	if err := handshake(ctx, s); err != nil {
+		closeStreams(s.all())
 		return err
 	}
 	s.log.Info("connected", "destination", s.cfg.dialAddr(), "streams", len(s.streams), "compress", s.cfg.compress)
@@ -83,11 +97,11 @@ func tune(c *net.TCPConn) {
 // handshake sends the source's HELLO on every stream and checks the
 // destination's answers. ctx ending cuts every read and write short.
 func handshake(ctx context.Context, s *session) error {
-	stop := deadlineOnCancel(ctx, s.streams)
+	all := s.all()
+	stop := deadlineOnCancel(ctx, all)
 	defer stop()
-	for _, st := range s.streams {
-		h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
-		b, err := wire.AppendHello(nil, h)
+	for _, st := range all {
+		b, err := wire.AppendHello(nil, s.hello(st))
 		if err == nil {
 			_, err = st.conn.Write(b)
 		}
@@ -99,7 +113,7 @@ func handshake(ctx context.Context, s *session) error {
 	// may not be the first to fail: after a failure, look briefly at the
 	// others' answers for an ABORT.
 	var first error
-	for i, st := range s.streams {
+	for i, st := range all {
 		err := checkAnswer(s, st)
 		if errors.Is(err, errRefused) {
 			first = err
@@ -107,7 +121,7 @@ func handshake(ctx context.Context, s *session) error {
 		}
 		if err != nil && first == nil {
 			first = err
-			for _, o := range s.streams[i+1:] {
+			for _, o := range all[i+1:] {
 				o.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 			}
 		}
@@ -129,13 +143,23 @@ func checkAnswer(s *session, st *stream) error {
 		return fmt.Errorf("handshake: %w", connErr(st, err))
 	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
 		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
-	case f.Type != wire.TypeHello || f.Hello.Session != s.id || int(f.Hello.Stream) != st.idx:
+	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Stream != s.hello(st).Stream || f.Hello.Urgent != st.urgent:
 		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
 			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
 	case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
 		return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
 	}
 	return nil
+}
+
+// hello is the HELLO either side sends on stream st: a bulk stream's
+// index, or the urgent stream's flag with index 0.
+func (s *session) hello(st *stream) wire.Hello {
+	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
+	if st.urgent {
+		h.Stream, h.Urgent = 0, true
+	}
+	return h
 }
 
 // deadlineOnCancel makes every stream's reads and writes fail once ctx

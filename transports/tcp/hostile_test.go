@@ -32,12 +32,13 @@ func wireLayout(ram []transport.RAMRegion) []wire.Region {
 	return l
 }
 
-// dialRaw connects as a source with the given layout and completes the handshake.
+// dialRaw connects as a source with the given layout and completes the
+// handshake: streams bulk streams, then the urgent one (the last conn).
 func dialRaw(t *testing.T, addr string, layout []wire.Region, streams int) *rawPeer {
 	t.Helper()
 	p := &rawPeer{}
 	id := [16]byte{1, 2, 3}
-	for i := range streams {
+	for i := range streams + 1 {
 		var c net.Conn
 		var err error
 		for range 100 {
@@ -51,7 +52,11 @@ func dialRaw(t *testing.T, addr string, layout []wire.Region, streams int) *rawP
 		}
 		t.Cleanup(func() { c.Close() })
 		c = secureRaw(t, c, transport.RoleSend)
-		b, _ := wire.AppendHello(nil, wire.Hello{Session: id, Stream: uint16(i), Streams: uint16(streams), PageSize: pageSize, RAM: layout})
+		h := wire.Hello{Session: id, Stream: uint16(i), Streams: uint16(streams), PageSize: pageSize, RAM: layout}
+		if i == streams {
+			h.Stream, h.Urgent = 0, true
+		}
+		b, _ := wire.AppendHello(nil, h)
 		if _, err := c.Write(b); err != nil {
 			t.Fatal(err)
 		}
@@ -244,8 +249,8 @@ func TestLayoutMismatch(t *testing.T) {
 	t.Logf("source: %v\ndestination: %v", serr, rerr)
 }
 
-// fakeDestination accepts one source stream, answers its HELLO and hands
-// the connection to fn.
+// fakeDestination accepts one source stream and the urgent one, answers
+// their HELLOs and hands the bulk connection to fn.
 func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn, d *wire.Decoder)) (*Transport, context.Context) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -266,13 +271,24 @@ func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn
 	t.Cleanup(func() { c.Close() })
 	raw := c
 	c = secureRaw(t, c, transport.RoleReceive)
-	d := wire.NewDecoder(c)
-	f, err := d.Next()
+	u, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := wire.AppendHello(nil, f.Hello)
-	c.Write(b)
+	t.Cleanup(func() { u.Close() })
+	u = secureRaw(t, u, transport.RoleReceive)
+	d := wire.NewDecoder(c)
+	for _, x := range []struct {
+		c net.Conn
+		d *wire.Decoder
+	}{{c, d}, {u, wire.NewDecoder(u)}} {
+		f, err := x.d.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := wire.AppendHello(nil, f.Hello)
+		x.c.Write(b)
+	}
 	wg.Wait()
 	if serr != nil {
 		t.Fatal(serr)

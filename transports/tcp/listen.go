@@ -63,9 +63,10 @@ func openReceive(ctx context.Context, s *session) error {
 		closeStreams(a.winner)
 		return a.err
 	}
-	s.streams = a.winner
+	n := len(a.winner) - 1
+	s.streams, s.urgent = a.winner[:n:n], a.winner[n]
 	if err := a.accept(ctx); err != nil {
-		closeStreams(s.streams)
+		closeStreams(s.all())
 		return err
 	}
 	s.log.Info("source connected", "streams", len(s.streams), "from", s.streams[0].conn.RemoteAddr().String())
@@ -116,14 +117,19 @@ func (a *acceptor) hello(st *stream) {
 		a.settle(nil, fmt.Errorf("refused the source at %s: %w", from, err))
 		return
 	}
+	// A session's group holds its bulk streams by index, then its urgent
+	// stream; it is complete once every one of them said HELLO.
 	st.idx = int(h.Stream)
+	if h.Urgent {
+		st.idx, st.urgent = int(h.Streams), true
+	}
 	a.mu.Lock()
 	g := a.groups[h.Session]
 	if g == nil {
-		g = make([]*stream, h.Streams)
+		g = make([]*stream, int(h.Streams)+1)
 		a.groups[h.Session] = g
 	}
-	ok := len(g) == int(h.Streams) && g[st.idx] == nil && a.winner == nil && a.err == nil
+	ok := len(g) == int(h.Streams)+1 && g[st.idx] == nil && a.winner == nil && a.err == nil
 	if ok {
 		g[st.idx] = st
 	}
@@ -167,11 +173,11 @@ func (a *acceptor) accept(ctx context.Context) error {
 	s := a.s
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
-	stop := deadlineOnCancel(ctx, s.streams)
+	all := s.all()
+	stop := deadlineOnCancel(ctx, all)
 	defer stop()
-	for _, st := range s.streams {
-		h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
-		b, err := wire.AppendHello(nil, h)
+	for _, st := range all {
+		b, err := wire.AppendHello(nil, s.hello(st))
 		if err == nil {
 			_, err = st.conn.Write(b)
 		}

@@ -61,14 +61,21 @@ func (q *msgQueue) pop() (transport.Message, bool) {
 // recvMessage implements RecvMessage: messages that arrived before the
 // session ended are still delivered, then the session's error.
 func (s *session) recvMessage(ctx context.Context) (transport.Message, error) {
+	return s.recvFrom(ctx, &s.msgs)
+}
+
+// recvFrom takes the next message of q (ordinary or urgent): those that
+// arrived before the session ended are still delivered, then the
+// session's error.
+func (s *session) recvFrom(ctx context.Context, q *msgQueue) (transport.Message, error) {
 	for {
-		if m, ok := s.msgs.pop(); ok {
+		if m, ok := q.pop(); ok {
 			return m, nil
 		}
 		select {
-		case <-s.msgs.note:
+		case <-q.note:
 		case <-s.done:
-			if m, ok := s.msgs.pop(); ok {
+			if m, ok := q.pop(); ok {
 				return m, nil
 			}
 			return transport.Message{}, s.error()

@@ -43,10 +43,10 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 }
 
 func (s *session) enqueue(ctx context.Context, st *stream, b batch) error {
-	b.seq = st.queued + 1
+	b.seq = st.queued.Load() + 1
 	select {
 	case st.queue <- b:
-		st.queued = b.seq
+		st.queued.Store(b.seq)
 		return nil
 	case <-s.done:
 		return s.error()
@@ -62,7 +62,7 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	s.flushTarget = s.flushTarget[:0]
 	for _, st := range s.streams {
-		s.flushTarget = append(s.flushTarget, st.queued)
+		s.flushTarget = append(s.flushTarget, st.queued.Load())
 	}
 	s.flushPending = true
 	return s.waitFlush(ctx)

@@ -57,29 +57,81 @@ func (s *session) readLoop(st *stream) {
 	}
 }
 
-// writePages puts one PAGES or ZERO frame into guest RAM.
+// writePages puts one PAGES or ZERO frame into guest RAM, under the
+// stream's Lane: pages an urgent copy overtook are dropped (see
+// transport.Lane), and every write is reported to Landed. Until urgent
+// pages arrived, data is read from the socket straight into guest RAM;
+// from then on it is staged first, so that the lane is never held while
+// the network is read and an urgent write waits for a copy at most.
 func (s *session) writePages(st *stream, f wire.Frame) error {
 	if f.Seq != st.next {
 		return fmt.Errorf("%w: stream %d: batch %d where %d was due", transport.ErrProtocol, st.idx, f.Seq, st.next)
 	}
-	reg, mem, err := s.ram.span(f.Run.First, uint64(f.Run.Count))
+	first, count := f.Run.First, uint64(f.Run.Count)
+	reg, mem, err := s.ram.span(first, count)
 	if err != nil {
 		return fmt.Errorf("stream %d: batch %d: %w", st.idx, f.Seq, err)
 	}
-	st.next++
-	if f.Type == wire.TypeZero {
-		reg.zero(mem, f.Run.First)
-		s.stats.zero.Add(uint64(f.Run.Count))
-		return nil
+	if (first/batchPages)%uint64(len(s.streams)) != uint64(st.idx) || first/batchPages != (first+count-1)/batchPages {
+		return fmt.Errorf("%w: stream %d: batch %d (pages %d+%d) belongs to another stream", transport.ErrProtocol, st.idx, f.Seq, first, count)
 	}
-	if err := st.dec.ReadPages(mem); err != nil {
+	st.next++
+	lane := &s.lanes[st.idx]
+	land := func(kind transport.Kind) func(a, n uint64) error {
+		return func(a, n uint64) error {
+			s.landed.Push(transport.PageRun{First: a, Count: n, Kind: kind})
+			return nil
+		}
+	}
+	if f.Type == wire.TypeZero {
+		lane.Lock()
+		err := lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
+			reg.zero(mem[(a-first)*pageSize:(a-first+n)*pageSize], a)
+			return land(transport.KindZero)(a, n)
+		})
+		lane.Unlock()
+		s.stats.zero.Add(count)
+		return err
+	}
+	if !s.urgentSeen.Load() {
+		lane.Lock()
+		if !s.urgentSeen.Load() { // no urgent page can have overtaken this batch
+			err := st.dec.ReadPages(mem)
+			if err == nil {
+				err = lane.Bulk(f.Seq, first, count, land(transport.KindData))
+			}
+			lane.Unlock()
+			if err != nil {
+				return connErr(st, err)
+			}
+			s.countData(f)
+			return nil
+		}
+		lane.Unlock()
+	}
+	n := int(count) * pageSize
+	if cap(st.staging) < n {
+		st.staging = make([]byte, n)
+	}
+	buf := st.staging[:n]
+	if err := st.dec.ReadPages(buf); err != nil {
 		return connErr(st, err)
 	}
+	lane.Lock()
+	err = lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
+		copy(mem[(a-first)*pageSize:(a-first+n)*pageSize], buf[(a-first)*pageSize:])
+		return land(transport.KindData)(a, n)
+	})
+	lane.Unlock()
+	s.countData(f)
+	return err
+}
+
+func (s *session) countData(f wire.Frame) {
 	s.stats.data.Add(uint64(f.Run.Count))
 	if f.Flags&wire.FlagCompressed != 0 {
 		s.stats.compressed.Add(uint64(f.Run.Count))
 	}
-	return nil
 }
 
 // ack tells the source that every batch up to seq is in guest RAM.

@@ -45,9 +45,18 @@ type session struct {
 	plain   bool        // frames travel in the clear after the TLS handshake
 	ram     *ram
 	id      [wire.SessionSize]byte
-	streams []*stream
+	streams []*stream // the bulk streams
+	urgent  *stream   // the urgent stream (urgent.go)
 	stats   *counters
 	msgs    msgQueue
+	umsgs   msgQueue // urgent messages received
+
+	// Receive side of the urgent path: one Lane per bulk stream orders
+	// its pages against urgent copies; landed feeds Landed; urgentSeen
+	// switches the bulk readers to staged writes once urgent pages came.
+	lanes      []transport.Lane
+	landed     transport.LandedQueue
+	urgentSeen atomic.Bool
 
 	done   chan struct{} // closed when the session fails or closes
 	failMu sync.Mutex
@@ -72,18 +81,22 @@ type stream struct {
 
 	// Send side.
 	queue  chan batch
-	queued uint64        // last batch number queued (engine goroutine)
+	queued atomic.Uint64 // last batch number queued (written by the engine goroutine, read by the urgent sender)
 	sent   atomic.Uint64 // last batch number the writer started to write
 	acked  atomic.Uint64 // last batch number the destination acknowledged
 	w      writer
 
-	// Receive side: the next batch number expected.
-	next uint64
+	// Receive side: the next batch number expected, and the buffer a
+	// batch is staged in once urgent pages may overtake it.
+	next    uint64
+	staging []byte
+
+	urgent bool // the session's urgent stream
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
 	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats,
-		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: newMsgQueue()}
+		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: newMsgQueue(), umsgs: newMsgQueue()}
 }
 
 func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
@@ -126,6 +139,7 @@ func (s *session) end(err error) bool {
 	}
 	s.err = err
 	close(s.done)
+	s.landed.End(err)
 	return true
 }
 
@@ -137,10 +151,11 @@ func (s *session) end(err error) bool {
 // read (a BYE after the last message, say).
 func (s *session) windDown(last []byte) {
 	deadline := time.Now().Add(goodbyeTimeout)
-	for _, st := range s.streams {
+	all := s.all()
+	for _, st := range all {
 		st.conn.SetDeadline(deadline)
 	}
-	for _, st := range s.streams {
+	for _, st := range all {
 		if last == nil || st.broken.Load() || !st.lockUntil(deadline) {
 			continue
 		}
@@ -152,7 +167,7 @@ func (s *session) windDown(last []byte) {
 	// Half-close the socket itself: a TLS close_notify could block on a
 	// peer that stopped reading; the frames' BYE and ABORT already say
 	// whether the stream ended on purpose.
-	for _, st := range s.streams {
+	for _, st := range all {
 		st.raw.CloseWrite()
 	}
 }
@@ -167,7 +182,7 @@ func (s *session) close() error {
 		s.windDown(nil) // bounds what an earlier failure left running
 	}
 	s.wg.Wait()
-	closeStreams(s.streams)
+	closeStreams(s.all())
 	return s.ram.unmap()
 }
 
@@ -175,9 +190,17 @@ func (s *session) close() error {
 // that whatever the peer sent before its BYE on each stream (the last
 // message on stream 0) is taken in first.
 func (s *session) peerBye(st *stream, f wire.Frame) {
-	if int(s.byes.Add(1)) == len(s.streams) {
+	if int(s.byes.Add(1)) == len(s.all()) {
 		s.fail(peerEnded(st, f), 0)
 	}
+}
+
+// all is every stream of the session: the bulk ones, then the urgent one.
+func (s *session) all() []*stream {
+	if s.urgent == nil {
+		return s.streams
+	}
+	return append(s.streams[:len(s.streams):len(s.streams)], s.urgent)
 }
 
 // connErr classifies an error from reading or writing stream st.

@@ -98,8 +98,13 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 }
 
 // start runs the session's goroutines: on the source a writer and an ACK
-// reader per stream, on the destination a reader per stream.
+// reader per bulk stream, on the destination a reader per bulk stream; on
+// both a reader of the urgent stream.
 func (s *session) start() {
+	s.lanes = make([]transport.Lane, len(s.streams))
+	if s.urgent != nil { // Open always has one; the fuzz test feeds a bulk stream alone
+		s.wg.Go(func() { s.urgentLoop(s.urgent) })
+	}
 	for _, st := range s.streams {
 		if s.role == transport.RoleReceive {
 			s.wg.Go(func() { s.readLoop(st) })

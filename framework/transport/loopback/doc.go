@@ -19,6 +19,8 @@
 //	ACK    4  seq u64          receiver → sender, once those pages are written
 //	MSG    5  kind u32 | payload (<= transport.MaxMessage)
 //	BYE    6  (empty)          either side, on Close
+//	UMSG   7  kind u32 | payload   an urgent message, either way
+//	UPAGES 8  after u64 | a PAGES body   urgent pages, sender → receiver
 //
 //	sender                              receiver
 //	TLS 1.3 handshake ◄────────────────► verify the peer's certificate
@@ -28,6 +30,15 @@
 //	PAGES PAGES FLUSH(n) ──────────────► pwrite into guest RAM, in order
 //	      ◄───────────────────────────── ACK(n): Flush(n) returns
 //	MSG ◄──────────────────────────────► MSG   (either way, any time)
+//
+// The urgent path shares the one connection: SendUrgent and
+// SendPagesUrgent write their frames between bulk frames (the write lock
+// is handed over in arrival order), so an urgent frame waits for at most
+// the one frame being written (<= 1 MiB) and what the kernel buffered,
+// never for the rest of a SendPages call. Bulk PAGES frames are numbered
+// by their order on the connection; "after" is the number of bulk frames
+// queued when the urgent frame was, and the receiver applies
+// transport.Lane's rule with it (one lane).
 //
 // The receiver checks every frame: its length, its type for the
 // receiver's role, and that every run lies inside guest RAM; anything

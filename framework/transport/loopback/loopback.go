@@ -151,6 +151,16 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 			return err
 		}
 	}
+	// Every frame of the call counts as queued now: an urgent frame sent
+	// meanwhile overtakes them (transport.Lane).
+	var frames uint64
+	for _, r := range runs {
+		frames++
+		if r.Kind == transport.KindData {
+			frames += (r.Count - 1) / pagesPerFrame
+		}
+	}
+	s.bulkQueued.Add(frames)
 	for _, r := range runs {
 		step := r.Count
 		if r.Kind == transport.KindData {
@@ -170,10 +180,20 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 
 // appendRun builds the PAGES frame of one chunk, reading data pages.
 func (s *session) appendRun(b []byte, r transport.PageRun) ([]byte, error) {
-	b = appendPagesHeader(b, r)
+	b, err := s.appendRunBody(appendHeader(b, framePages), r)
+	if err != nil {
+		return nil, err
+	}
+	return finish(b), nil
+}
+
+// appendRunBody appends a PAGES body (of a PAGES or UPAGES frame),
+// reading data pages.
+func (s *session) appendRunBody(b []byte, r transport.PageRun) ([]byte, error) {
+	b = appendRunFields(b, r)
 	if r.Kind == transport.KindZero {
 		s.pagesZero.Add(r.Count)
-		return finish(b), nil
+		return b, nil
 	}
 	n, size := len(b), int(r.Count*framework.PageSize)
 	b = slices.Grow(b, size)[:n+size]
@@ -181,7 +201,7 @@ func (s *session) appendRun(b []byte, r transport.PageRun) ([]byte, error) {
 		return nil, err
 	}
 	s.pagesData.Add(r.Count)
-	return finish(b), nil
+	return b, nil
 }
 
 // Flush implements transport.Transport.Flush.

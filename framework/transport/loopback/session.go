@@ -3,6 +3,7 @@ package loopback
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -33,8 +35,17 @@ type session struct {
 	changed chan struct{} // closed and replaced when anything below changes
 	acked   uint64
 	msgs    []transport.Message
-	queued  int
-	err     error // why the session ended; nil while it runs
+	umsgs   []transport.Message // urgent ones
+	queued  int                 // payload bytes in msgs and umsgs
+	err     error               // why the session ended; nil while it runs
+
+	// The urgent path: bulkQueued counts the bulk PAGES frames the
+	// sender queued, bulkSeen those the receiver applied (the reader's
+	// own); lane orders them against urgent copies; landed feeds Landed.
+	bulkQueued atomic.Uint64
+	bulkSeen   uint64
+	lane       transport.Lane
+	landed     transport.LandedQueue
 
 	readerDone chan struct{}
 	bytesWire  atomic.Uint64
@@ -56,6 +67,7 @@ func (s *session) fail(err error) {
 	if s.err == nil {
 		s.err = err
 		s.notify()
+		s.landed.End(err)
 	}
 	s.mu.Unlock()
 	s.conn.Close()
@@ -179,12 +191,32 @@ func (s *session) handle(typ byte, body []byte) error {
 		if err != nil {
 			return err
 		}
-		if r.Kind == transport.KindZero {
-			s.pagesZero.Add(r.Count)
-			return s.ram.zero(r.First, r.Count)
+		s.bulkSeen++
+		s.count(r)
+		s.lane.Lock()
+		defer s.lane.Unlock()
+		return s.lane.Bulk(s.bulkSeen, r.First, r.Count, func(first, n uint64) error {
+			sub := transport.PageRun{First: first, Count: n, Kind: r.Kind}
+			if r.Kind == transport.KindData {
+				data := data[(first-r.First)*framework.PageSize : (first-r.First+n)*framework.PageSize]
+				return s.apply(sub, data)
+			}
+			return s.apply(sub, nil)
+		})
+	case typ == frameUPage && s.role == transport.RoleReceive:
+		if len(body) < 8 {
+			return fmt.Errorf("%w: UPAGES of %d bytes", transport.ErrProtocol, len(body))
 		}
-		s.pagesData.Add(r.Count)
-		return s.ram.write(r.First, data)
+		after := binary.BigEndian.Uint64(body)
+		r, data, err := parsePages(body[8:], s.ram.pages)
+		if err != nil {
+			return err
+		}
+		s.count(r)
+		s.lane.Lock()
+		defer s.lane.Unlock()
+		s.lane.Urgent(r.First, r.Count, after)
+		return s.apply(r, data)
 	case typ == frameFlush && s.role == transport.RoleReceive:
 		seq, err := parseSeq(body)
 		if err != nil {
@@ -201,7 +233,7 @@ func (s *session) handle(typ byte, body []byte) error {
 		s.notify()
 		s.mu.Unlock()
 		return nil
-	case typ == frameMsg:
+	case typ == frameMsg || typ == frameUMsg:
 		m, err := parseMsg(body)
 		if err != nil {
 			return err
@@ -211,7 +243,11 @@ func (s *session) handle(typ byte, body []byte) error {
 		if s.queued+len(m.Payload) > s.queue {
 			return fmt.Errorf("%w: the peer sent more than %d bytes of messages nobody received", transport.ErrProtocol, s.queue)
 		}
-		s.msgs = append(s.msgs, m)
+		if typ == frameUMsg {
+			s.umsgs = append(s.umsgs, m)
+		} else {
+			s.msgs = append(s.msgs, m)
+		}
 		s.queued += len(m.Payload)
 		s.notify()
 		return nil
@@ -244,4 +280,26 @@ func (s *session) wait(ctx context.Context, ready func() bool) error {
 
 func (s *session) stats() transport.Stats {
 	return transport.Stats{BytesWire: s.bytesWire.Load(), PagesData: s.pagesData.Load(), PagesZero: s.pagesZero.Load()}
+}
+
+func (s *session) count(r transport.PageRun) {
+	if r.Kind == transport.KindZero {
+		s.pagesZero.Add(r.Count)
+	} else {
+		s.pagesData.Add(r.Count)
+	}
+}
+
+// apply writes one run into guest RAM and reports it to Landed.
+func (s *session) apply(r transport.PageRun, data []byte) error {
+	var err error
+	if r.Kind == transport.KindZero {
+		err = s.ram.zero(r.First, r.Count)
+	} else {
+		err = s.ram.write(r.First, data)
+	}
+	if err == nil {
+		s.landed.Push(r)
+	}
+	return err
 }

@@ -17,15 +17,17 @@ const (
 	frameAck   = 4
 	frameMsg   = 5
 	frameBye   = 6
+	frameUMsg  = 7 // an urgent message
+	frameUPage = 8 // urgent pages: after u64, then a PAGES body
 )
 
 const (
 	magic         = "FLBK"
-	version       = 1
+	version       = 2   // 2: the urgent frames (transport API 3)
 	headerLen     = 5   // type u8, length u32
 	pagesHeader   = 17  // first u64, count u64, kind u8
 	pagesPerFrame = 256 // data pages in one frame: 1 MiB
-	maxBody       = pagesHeader + pagesPerFrame*framework.PageSize
+	maxBody       = 8 + pagesHeader + pagesPerFrame*framework.PageSize
 	maxRegions    = (maxBody - 11) / 16 // regions in one HELLO
 	frameBufSize  = headerLen + maxBody // the largest frame
 )
@@ -111,9 +113,8 @@ func parseSeq(body []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(body), nil
 }
 
-// appendPagesHeader starts a PAGES frame; data pages follow.
-func appendPagesHeader(b []byte, r transport.PageRun) []byte {
-	b = appendHeader(b, framePages)
+// appendRunFields appends the run of a PAGES body; data pages follow.
+func appendRunFields(b []byte, r transport.PageRun) []byte {
 	b = binary.BigEndian.AppendUint64(b, r.First)
 	b = binary.BigEndian.AppendUint64(b, r.Count)
 	return append(b, byte(r.Kind))
@@ -140,7 +141,11 @@ func parsePages(body []byte, pages uint64) (transport.PageRun, []byte, error) {
 }
 
 func appendMsg(b []byte, m transport.Message) []byte {
-	b = binary.BigEndian.AppendUint32(appendHeader(b, frameMsg), m.Kind)
+	return appendMsgOf(b, frameMsg, m)
+}
+
+func appendMsgOf(b []byte, typ byte, m transport.Message) []byte {
+	b = binary.BigEndian.AppendUint32(appendHeader(b, typ), m.Kind)
 	return finish(append(b, m.Payload...))
 }
 

@@ -1068,6 +1068,360 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{19}
 }
 
+type SendUrgentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendUrgentRequest) Reset() {
+	*x = SendUrgentRequest{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendUrgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendUrgentRequest) ProtoMessage() {}
+
+func (x *SendUrgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendUrgentRequest.ProtoReflect.Descriptor instead.
+func (*SendUrgentRequest) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SendUrgentRequest) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type SendUrgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendUrgentResponse) Reset() {
+	*x = SendUrgentResponse{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendUrgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendUrgentResponse) ProtoMessage() {}
+
+func (x *SendUrgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendUrgentResponse.ProtoReflect.Descriptor instead.
+func (*SendUrgentResponse) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{21}
+}
+
+type RecvUrgentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ack is the seq of the last urgent message the host received (0: none yet).
+	Ack           uint64 `protobuf:"varint,1,opt,name=ack,proto3" json:"ack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvUrgentRequest) Reset() {
+	*x = RecvUrgentRequest{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvUrgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvUrgentRequest) ProtoMessage() {}
+
+func (x *RecvUrgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvUrgentRequest.ProtoReflect.Descriptor instead.
+func (*RecvUrgentRequest) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RecvUrgentRequest) GetAck() uint64 {
+	if x != nil {
+		return x.Ack
+	}
+	return 0
+}
+
+type RecvUrgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // increases by one per urgent message of the plugin process
+	Message       *Message               `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvUrgentResponse) Reset() {
+	*x = RecvUrgentResponse{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvUrgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvUrgentResponse) ProtoMessage() {}
+
+func (x *RecvUrgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvUrgentResponse.ProtoReflect.Descriptor instead.
+func (*RecvUrgentResponse) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RecvUrgentResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RecvUrgentResponse) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type SendPagesUrgentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*PageRun             `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPagesUrgentRequest) Reset() {
+	*x = SendPagesUrgentRequest{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPagesUrgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPagesUrgentRequest) ProtoMessage() {}
+
+func (x *SendPagesUrgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPagesUrgentRequest.ProtoReflect.Descriptor instead.
+func (*SendPagesUrgentRequest) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SendPagesUrgentRequest) GetRuns() []*PageRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type SendPagesUrgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendPagesUrgentResponse) Reset() {
+	*x = SendPagesUrgentResponse{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendPagesUrgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendPagesUrgentResponse) ProtoMessage() {}
+
+func (x *SendPagesUrgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendPagesUrgentResponse.ProtoReflect.Descriptor instead.
+func (*SendPagesUrgentResponse) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{25}
+}
+
+type LandedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ack is the seq of the last answer the host received (0: none yet).
+	Ack           uint64 `protobuf:"varint,1,opt,name=ack,proto3" json:"ack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LandedRequest) Reset() {
+	*x = LandedRequest{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LandedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LandedRequest) ProtoMessage() {}
+
+func (x *LandedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LandedRequest.ProtoReflect.Descriptor instead.
+func (*LandedRequest) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LandedRequest) GetAck() uint64 {
+	if x != nil {
+		return x.Ack
+	}
+	return 0
+}
+
+type LandedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`  // increases by one per answer of the plugin process
+	Runs          []*PageRun             `protobuf:"bytes,2,rep,name=runs,proto3" json:"runs,omitempty"` // at most transport.MaxLanded
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LandedResponse) Reset() {
+	*x = LandedResponse{}
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LandedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LandedResponse) ProtoMessage() {}
+
+func (x *LandedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_transport_proto_transport_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LandedResponse.ProtoReflect.Descriptor instead.
+func (*LandedResponse) Descriptor() ([]byte, []int) {
+	return file_framework_transport_proto_transport_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *LandedResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LandedResponse) GetRuns() []*PageRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
 var File_framework_transport_proto_transport_proto protoreflect.FileDescriptor
 
 const file_framework_transport_proto_transport_proto_rawDesc = "" +
@@ -1129,7 +1483,23 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"compressed\x18\x04 \x01(\x04R\n" +
 	"compressed\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse*9\n" +
+	"\rCloseResponse\"J\n" +
+	"\x11SendUrgentRequest\x125\n" +
+	"\amessage\x18\x01 \x01(\v2\x1b.ferry.transport.v1.MessageR\amessage\"\x14\n" +
+	"\x12SendUrgentResponse\"%\n" +
+	"\x11RecvUrgentRequest\x12\x10\n" +
+	"\x03ack\x18\x01 \x01(\x04R\x03ack\"]\n" +
+	"\x12RecvUrgentResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
+	"\amessage\x18\x02 \x01(\v2\x1b.ferry.transport.v1.MessageR\amessage\"I\n" +
+	"\x16SendPagesUrgentRequest\x12/\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1b.ferry.transport.v1.PageRunR\x04runs\"\x19\n" +
+	"\x17SendPagesUrgentResponse\"!\n" +
+	"\rLandedRequest\x12\x10\n" +
+	"\x03ack\x18\x01 \x01(\x04R\x03ack\"S\n" +
+	"\x0eLandedResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12/\n" +
+	"\x04runs\x18\x02 \x03(\v2\x1b.ferry.transport.v1.PageRunR\x04runs*9\n" +
 	"\x04Role\x12\x10\n" +
 	"\fROLE_INVALID\x10\x00\x12\r\n" +
 	"\tROLE_SEND\x10\x01\x12\x10\n" +
@@ -1137,7 +1507,7 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\bPageKind\x12\x15\n" +
 	"\x11PAGE_KIND_INVALID\x10\x00\x12\x12\n" +
 	"\x0ePAGE_KIND_DATA\x10\x01\x12\x12\n" +
-	"\x0ePAGE_KIND_ZERO\x10\x022\xf0\x05\n" +
+	"\x0ePAGE_KIND_ZERO\x10\x022\xe7\b\n" +
 	"\tTransport\x12I\n" +
 	"\x04Info\x12\x1f.ferry.transport.v1.InfoRequest\x1a .ferry.transport.v1.InfoResponse\x12I\n" +
 	"\x06Schema\x12\x1e.ferry.schema.v1.SchemaRequest\x1a\x1f.ferry.schema.v1.SchemaResponse\x12I\n" +
@@ -1147,7 +1517,13 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\vSendMessage\x12&.ferry.transport.v1.SendMessageRequest\x1a'.ferry.transport.v1.SendMessageResponse\x12^\n" +
 	"\vRecvMessage\x12&.ferry.transport.v1.RecvMessageRequest\x1a'.ferry.transport.v1.RecvMessageResponse\x12L\n" +
 	"\x05Stats\x12 .ferry.transport.v1.StatsRequest\x1a!.ferry.transport.v1.StatsResponse\x12L\n" +
-	"\x05Close\x12 .ferry.transport.v1.CloseRequest\x1a!.ferry.transport.v1.CloseResponseB4Z2github.com/ferryvm/ferry/framework/transport/protob\x06proto3"
+	"\x05Close\x12 .ferry.transport.v1.CloseRequest\x1a!.ferry.transport.v1.CloseResponse\x12[\n" +
+	"\n" +
+	"SendUrgent\x12%.ferry.transport.v1.SendUrgentRequest\x1a&.ferry.transport.v1.SendUrgentResponse\x12[\n" +
+	"\n" +
+	"RecvUrgent\x12%.ferry.transport.v1.RecvUrgentRequest\x1a&.ferry.transport.v1.RecvUrgentResponse\x12j\n" +
+	"\x0fSendPagesUrgent\x12*.ferry.transport.v1.SendPagesUrgentRequest\x1a+.ferry.transport.v1.SendPagesUrgentResponse\x12O\n" +
+	"\x06Landed\x12!.ferry.transport.v1.LandedRequest\x1a\".ferry.transport.v1.LandedResponseB4Z2github.com/ferryvm/ferry/framework/transport/protob\x06proto3"
 
 var (
 	file_framework_transport_proto_transport_proto_rawDescOnce sync.Once
@@ -1162,68 +1538,88 @@ func file_framework_transport_proto_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_framework_transport_proto_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_framework_transport_proto_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_framework_transport_proto_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_framework_transport_proto_transport_proto_goTypes = []any{
-	(Role)(0),                    // 0: ferry.transport.v1.Role
-	(PageKind)(0),                // 1: ferry.transport.v1.PageKind
-	(*InfoRequest)(nil),          // 2: ferry.transport.v1.InfoRequest
-	(*InfoResponse)(nil),         // 3: ferry.transport.v1.InfoResponse
-	(*RAMRegion)(nil),            // 4: ferry.transport.v1.RAMRegion
-	(*Credentials)(nil),          // 5: ferry.transport.v1.Credentials
-	(*OpenRequest)(nil),          // 6: ferry.transport.v1.OpenRequest
-	(*OpenResponse)(nil),         // 7: ferry.transport.v1.OpenResponse
-	(*PageRun)(nil),              // 8: ferry.transport.v1.PageRun
-	(*SendPagesRequest)(nil),     // 9: ferry.transport.v1.SendPagesRequest
-	(*SendPagesResponse)(nil),    // 10: ferry.transport.v1.SendPagesResponse
-	(*FlushRequest)(nil),         // 11: ferry.transport.v1.FlushRequest
-	(*FlushResponse)(nil),        // 12: ferry.transport.v1.FlushResponse
-	(*Message)(nil),              // 13: ferry.transport.v1.Message
-	(*SendMessageRequest)(nil),   // 14: ferry.transport.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),  // 15: ferry.transport.v1.SendMessageResponse
-	(*RecvMessageRequest)(nil),   // 16: ferry.transport.v1.RecvMessageRequest
-	(*RecvMessageResponse)(nil),  // 17: ferry.transport.v1.RecvMessageResponse
-	(*StatsRequest)(nil),         // 18: ferry.transport.v1.StatsRequest
-	(*StatsResponse)(nil),        // 19: ferry.transport.v1.StatsResponse
-	(*CloseRequest)(nil),         // 20: ferry.transport.v1.CloseRequest
-	(*CloseResponse)(nil),        // 21: ferry.transport.v1.CloseResponse
-	nil,                          // 22: ferry.transport.v1.OpenRequest.ConfigEntry
-	(*proto.Value)(nil),          // 23: ferry.schema.v1.Value
-	(*proto.SchemaRequest)(nil),  // 24: ferry.schema.v1.SchemaRequest
-	(*proto.SchemaResponse)(nil), // 25: ferry.schema.v1.SchemaResponse
+	(Role)(0),                       // 0: ferry.transport.v1.Role
+	(PageKind)(0),                   // 1: ferry.transport.v1.PageKind
+	(*InfoRequest)(nil),             // 2: ferry.transport.v1.InfoRequest
+	(*InfoResponse)(nil),            // 3: ferry.transport.v1.InfoResponse
+	(*RAMRegion)(nil),               // 4: ferry.transport.v1.RAMRegion
+	(*Credentials)(nil),             // 5: ferry.transport.v1.Credentials
+	(*OpenRequest)(nil),             // 6: ferry.transport.v1.OpenRequest
+	(*OpenResponse)(nil),            // 7: ferry.transport.v1.OpenResponse
+	(*PageRun)(nil),                 // 8: ferry.transport.v1.PageRun
+	(*SendPagesRequest)(nil),        // 9: ferry.transport.v1.SendPagesRequest
+	(*SendPagesResponse)(nil),       // 10: ferry.transport.v1.SendPagesResponse
+	(*FlushRequest)(nil),            // 11: ferry.transport.v1.FlushRequest
+	(*FlushResponse)(nil),           // 12: ferry.transport.v1.FlushResponse
+	(*Message)(nil),                 // 13: ferry.transport.v1.Message
+	(*SendMessageRequest)(nil),      // 14: ferry.transport.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),     // 15: ferry.transport.v1.SendMessageResponse
+	(*RecvMessageRequest)(nil),      // 16: ferry.transport.v1.RecvMessageRequest
+	(*RecvMessageResponse)(nil),     // 17: ferry.transport.v1.RecvMessageResponse
+	(*StatsRequest)(nil),            // 18: ferry.transport.v1.StatsRequest
+	(*StatsResponse)(nil),           // 19: ferry.transport.v1.StatsResponse
+	(*CloseRequest)(nil),            // 20: ferry.transport.v1.CloseRequest
+	(*CloseResponse)(nil),           // 21: ferry.transport.v1.CloseResponse
+	(*SendUrgentRequest)(nil),       // 22: ferry.transport.v1.SendUrgentRequest
+	(*SendUrgentResponse)(nil),      // 23: ferry.transport.v1.SendUrgentResponse
+	(*RecvUrgentRequest)(nil),       // 24: ferry.transport.v1.RecvUrgentRequest
+	(*RecvUrgentResponse)(nil),      // 25: ferry.transport.v1.RecvUrgentResponse
+	(*SendPagesUrgentRequest)(nil),  // 26: ferry.transport.v1.SendPagesUrgentRequest
+	(*SendPagesUrgentResponse)(nil), // 27: ferry.transport.v1.SendPagesUrgentResponse
+	(*LandedRequest)(nil),           // 28: ferry.transport.v1.LandedRequest
+	(*LandedResponse)(nil),          // 29: ferry.transport.v1.LandedResponse
+	nil,                             // 30: ferry.transport.v1.OpenRequest.ConfigEntry
+	(*proto.Value)(nil),             // 31: ferry.schema.v1.Value
+	(*proto.SchemaRequest)(nil),     // 32: ferry.schema.v1.SchemaRequest
+	(*proto.SchemaResponse)(nil),    // 33: ferry.schema.v1.SchemaResponse
 }
 var file_framework_transport_proto_transport_proto_depIdxs = []int32{
 	0,  // 0: ferry.transport.v1.OpenRequest.role:type_name -> ferry.transport.v1.Role
-	22, // 1: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
+	30, // 1: ferry.transport.v1.OpenRequest.config:type_name -> ferry.transport.v1.OpenRequest.ConfigEntry
 	4,  // 2: ferry.transport.v1.OpenRequest.ram:type_name -> ferry.transport.v1.RAMRegion
 	5,  // 3: ferry.transport.v1.OpenRequest.credentials:type_name -> ferry.transport.v1.Credentials
 	1,  // 4: ferry.transport.v1.PageRun.kind:type_name -> ferry.transport.v1.PageKind
 	8,  // 5: ferry.transport.v1.SendPagesRequest.runs:type_name -> ferry.transport.v1.PageRun
 	13, // 6: ferry.transport.v1.SendMessageRequest.message:type_name -> ferry.transport.v1.Message
 	13, // 7: ferry.transport.v1.RecvMessageResponse.message:type_name -> ferry.transport.v1.Message
-	23, // 8: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
-	2,  // 9: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
-	24, // 10: ferry.transport.v1.Transport.Schema:input_type -> ferry.schema.v1.SchemaRequest
-	6,  // 11: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
-	9,  // 12: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
-	11, // 13: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
-	14, // 14: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
-	16, // 15: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
-	18, // 16: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
-	20, // 17: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
-	3,  // 18: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
-	25, // 19: ferry.transport.v1.Transport.Schema:output_type -> ferry.schema.v1.SchemaResponse
-	7,  // 20: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
-	10, // 21: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
-	12, // 22: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
-	15, // 23: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
-	17, // 24: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
-	19, // 25: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
-	21, // 26: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 8: ferry.transport.v1.SendUrgentRequest.message:type_name -> ferry.transport.v1.Message
+	13, // 9: ferry.transport.v1.RecvUrgentResponse.message:type_name -> ferry.transport.v1.Message
+	8,  // 10: ferry.transport.v1.SendPagesUrgentRequest.runs:type_name -> ferry.transport.v1.PageRun
+	8,  // 11: ferry.transport.v1.LandedResponse.runs:type_name -> ferry.transport.v1.PageRun
+	31, // 12: ferry.transport.v1.OpenRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
+	2,  // 13: ferry.transport.v1.Transport.Info:input_type -> ferry.transport.v1.InfoRequest
+	32, // 14: ferry.transport.v1.Transport.Schema:input_type -> ferry.schema.v1.SchemaRequest
+	6,  // 15: ferry.transport.v1.Transport.Open:input_type -> ferry.transport.v1.OpenRequest
+	9,  // 16: ferry.transport.v1.Transport.SendPages:input_type -> ferry.transport.v1.SendPagesRequest
+	11, // 17: ferry.transport.v1.Transport.Flush:input_type -> ferry.transport.v1.FlushRequest
+	14, // 18: ferry.transport.v1.Transport.SendMessage:input_type -> ferry.transport.v1.SendMessageRequest
+	16, // 19: ferry.transport.v1.Transport.RecvMessage:input_type -> ferry.transport.v1.RecvMessageRequest
+	18, // 20: ferry.transport.v1.Transport.Stats:input_type -> ferry.transport.v1.StatsRequest
+	20, // 21: ferry.transport.v1.Transport.Close:input_type -> ferry.transport.v1.CloseRequest
+	22, // 22: ferry.transport.v1.Transport.SendUrgent:input_type -> ferry.transport.v1.SendUrgentRequest
+	24, // 23: ferry.transport.v1.Transport.RecvUrgent:input_type -> ferry.transport.v1.RecvUrgentRequest
+	26, // 24: ferry.transport.v1.Transport.SendPagesUrgent:input_type -> ferry.transport.v1.SendPagesUrgentRequest
+	28, // 25: ferry.transport.v1.Transport.Landed:input_type -> ferry.transport.v1.LandedRequest
+	3,  // 26: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
+	33, // 27: ferry.transport.v1.Transport.Schema:output_type -> ferry.schema.v1.SchemaResponse
+	7,  // 28: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
+	10, // 29: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
+	12, // 30: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
+	15, // 31: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
+	17, // 32: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
+	19, // 33: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
+	21, // 34: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
+	23, // 35: ferry.transport.v1.Transport.SendUrgent:output_type -> ferry.transport.v1.SendUrgentResponse
+	25, // 36: ferry.transport.v1.Transport.RecvUrgent:output_type -> ferry.transport.v1.RecvUrgentResponse
+	27, // 37: ferry.transport.v1.Transport.SendPagesUrgent:output_type -> ferry.transport.v1.SendPagesUrgentResponse
+	29, // 38: ferry.transport.v1.Transport.Landed:output_type -> ferry.transport.v1.LandedResponse
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_framework_transport_proto_transport_proto_init() }
@@ -1237,7 +1633,7 @@ func file_framework_transport_proto_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framework_transport_proto_transport_proto_rawDesc), len(file_framework_transport_proto_transport_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,15 +20,19 @@ import (
 const _ = grpc.SupportPackageIsVersion7
 
 const (
-	Transport_Info_FullMethodName        = "/ferry.transport.v1.Transport/Info"
-	Transport_Schema_FullMethodName      = "/ferry.transport.v1.Transport/Schema"
-	Transport_Open_FullMethodName        = "/ferry.transport.v1.Transport/Open"
-	Transport_SendPages_FullMethodName   = "/ferry.transport.v1.Transport/SendPages"
-	Transport_Flush_FullMethodName       = "/ferry.transport.v1.Transport/Flush"
-	Transport_SendMessage_FullMethodName = "/ferry.transport.v1.Transport/SendMessage"
-	Transport_RecvMessage_FullMethodName = "/ferry.transport.v1.Transport/RecvMessage"
-	Transport_Stats_FullMethodName       = "/ferry.transport.v1.Transport/Stats"
-	Transport_Close_FullMethodName       = "/ferry.transport.v1.Transport/Close"
+	Transport_Info_FullMethodName            = "/ferry.transport.v1.Transport/Info"
+	Transport_Schema_FullMethodName          = "/ferry.transport.v1.Transport/Schema"
+	Transport_Open_FullMethodName            = "/ferry.transport.v1.Transport/Open"
+	Transport_SendPages_FullMethodName       = "/ferry.transport.v1.Transport/SendPages"
+	Transport_Flush_FullMethodName           = "/ferry.transport.v1.Transport/Flush"
+	Transport_SendMessage_FullMethodName     = "/ferry.transport.v1.Transport/SendMessage"
+	Transport_RecvMessage_FullMethodName     = "/ferry.transport.v1.Transport/RecvMessage"
+	Transport_Stats_FullMethodName           = "/ferry.transport.v1.Transport/Stats"
+	Transport_Close_FullMethodName           = "/ferry.transport.v1.Transport/Close"
+	Transport_SendUrgent_FullMethodName      = "/ferry.transport.v1.Transport/SendUrgent"
+	Transport_RecvUrgent_FullMethodName      = "/ferry.transport.v1.Transport/RecvUrgent"
+	Transport_SendPagesUrgent_FullMethodName = "/ferry.transport.v1.Transport/SendPagesUrgent"
+	Transport_Landed_FullMethodName          = "/ferry.transport.v1.Transport/Landed"
 )
 
 // TransportClient is the client API for Transport service.
@@ -56,6 +60,18 @@ type TransportClient interface {
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Close ends the session; the plugin keeps running.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// SendUrgent sends one urgent message after those sent before it.
+	SendUrgent(ctx context.Context, in *SendUrgentRequest, opts ...grpc.CallOption) (*SendUrgentResponse, error)
+	// RecvUrgent long-polls for the next urgent message, acknowledging the
+	// last one the host received exactly as RecvMessage does.
+	RecvUrgent(ctx context.Context, in *RecvUrgentRequest, opts ...grpc.CallOption) (*RecvUrgentResponse, error)
+	// SendPagesUrgent queues one batch of page runs on the urgent path (the
+	// host splits large ones).
+	SendPagesUrgent(ctx context.Context, in *SendPagesUrgentRequest, opts ...grpc.CallOption) (*SendPagesUrgentResponse, error)
+	// Landed long-polls for page runs written into guest RAM since the last
+	// call; the request acknowledges the last answer the host received, so
+	// a cancelled call loses no runs (the plugin returns them again).
+	Landed(ctx context.Context, in *LandedRequest, opts ...grpc.CallOption) (*LandedResponse, error)
 }
 
 type transportClient struct {
@@ -147,6 +163,42 @@ func (c *transportClient) Close(ctx context.Context, in *CloseRequest, opts ...g
 	return out, nil
 }
 
+func (c *transportClient) SendUrgent(ctx context.Context, in *SendUrgentRequest, opts ...grpc.CallOption) (*SendUrgentResponse, error) {
+	out := new(SendUrgentResponse)
+	err := c.cc.Invoke(ctx, Transport_SendUrgent_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *transportClient) RecvUrgent(ctx context.Context, in *RecvUrgentRequest, opts ...grpc.CallOption) (*RecvUrgentResponse, error) {
+	out := new(RecvUrgentResponse)
+	err := c.cc.Invoke(ctx, Transport_RecvUrgent_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *transportClient) SendPagesUrgent(ctx context.Context, in *SendPagesUrgentRequest, opts ...grpc.CallOption) (*SendPagesUrgentResponse, error) {
+	out := new(SendPagesUrgentResponse)
+	err := c.cc.Invoke(ctx, Transport_SendPagesUrgent_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *transportClient) Landed(ctx context.Context, in *LandedRequest, opts ...grpc.CallOption) (*LandedResponse, error) {
+	out := new(LandedResponse)
+	err := c.cc.Invoke(ctx, Transport_Landed_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransportServer is the server API for Transport service.
 // All implementations must embed UnimplementedTransportServer
 // for forward compatibility
@@ -172,6 +224,18 @@ type TransportServer interface {
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Close ends the session; the plugin keeps running.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// SendUrgent sends one urgent message after those sent before it.
+	SendUrgent(context.Context, *SendUrgentRequest) (*SendUrgentResponse, error)
+	// RecvUrgent long-polls for the next urgent message, acknowledging the
+	// last one the host received exactly as RecvMessage does.
+	RecvUrgent(context.Context, *RecvUrgentRequest) (*RecvUrgentResponse, error)
+	// SendPagesUrgent queues one batch of page runs on the urgent path (the
+	// host splits large ones).
+	SendPagesUrgent(context.Context, *SendPagesUrgentRequest) (*SendPagesUrgentResponse, error)
+	// Landed long-polls for page runs written into guest RAM since the last
+	// call; the request acknowledges the last answer the host received, so
+	// a cancelled call loses no runs (the plugin returns them again).
+	Landed(context.Context, *LandedRequest) (*LandedResponse, error)
 	mustEmbedUnimplementedTransportServer()
 }
 
@@ -205,6 +269,18 @@ func (UnimplementedTransportServer) Stats(context.Context, *StatsRequest) (*Stat
 }
 func (UnimplementedTransportServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedTransportServer) SendUrgent(context.Context, *SendUrgentRequest) (*SendUrgentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendUrgent not implemented")
+}
+func (UnimplementedTransportServer) RecvUrgent(context.Context, *RecvUrgentRequest) (*RecvUrgentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecvUrgent not implemented")
+}
+func (UnimplementedTransportServer) SendPagesUrgent(context.Context, *SendPagesUrgentRequest) (*SendPagesUrgentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SendPagesUrgent not implemented")
+}
+func (UnimplementedTransportServer) Landed(context.Context, *LandedRequest) (*LandedResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Landed not implemented")
 }
 func (UnimplementedTransportServer) mustEmbedUnimplementedTransportServer() {}
 
@@ -381,6 +457,78 @@ func _Transport_Close_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Transport_SendUrgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendUrgentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).SendUrgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_SendUrgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).SendUrgent(ctx, req.(*SendUrgentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Transport_RecvUrgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecvUrgentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).RecvUrgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_RecvUrgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).RecvUrgent(ctx, req.(*RecvUrgentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Transport_SendPagesUrgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendPagesUrgentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).SendPagesUrgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_SendPagesUrgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).SendPagesUrgent(ctx, req.(*SendPagesUrgentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Transport_Landed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LandedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).Landed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_Landed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).Landed(ctx, req.(*LandedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Transport_ServiceDesc is the grpc.ServiceDesc for Transport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -423,6 +571,22 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _Transport_Close_Handler,
+		},
+		{
+			MethodName: "SendUrgent",
+			Handler:    _Transport_SendUrgent_Handler,
+		},
+		{
+			MethodName: "RecvUrgent",
+			Handler:    _Transport_RecvUrgent_Handler,
+		},
+		{
+			MethodName: "SendPagesUrgent",
+			Handler:    _Transport_SendPagesUrgent_Handler,
+		},
+		{
+			MethodName: "Landed",
+			Handler:    _Transport_Landed_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

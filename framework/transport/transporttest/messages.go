@@ -3,7 +3,6 @@ package transporttest
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -21,45 +20,11 @@ func messages(tag byte, n int) []transport.Message {
 	return ms
 }
 
-// exchange sends out from one side while the other receives them, both
-// ways at once, and checks order and contents.
+// exchange sends n messages from each side while the other receives
+// them, both ways at once, and checks order and contents.
 func exchange(t *testing.T, p *pair, n int) {
 	t.Helper()
-	errs := make(chan error, 4)
-	send := func(tr transport.Transport, ms []transport.Message) {
-		for _, m := range ms {
-			if err := tr.SendMessage(ctx(t), m); err != nil {
-				errs <- fmt.Errorf("SendMessage kind %d: %w", m.Kind, err)
-				return
-			}
-		}
-		errs <- nil
-	}
-	recv := func(tr transport.Transport, ms []transport.Message) {
-		for i, want := range ms {
-			got, err := tr.RecvMessage(ctx(t))
-			if err != nil {
-				errs <- fmt.Errorf("RecvMessage %d: %w", i, err)
-				return
-			}
-			if got.Kind != want.Kind || !bytes.Equal(got.Payload, want.Payload) {
-				errs <- fmt.Errorf("message %d: kind %d, %d bytes; want kind %d, %d bytes (out of order or corrupt)",
-					i, got.Kind, len(got.Payload), want.Kind, len(want.Payload))
-				return
-			}
-		}
-		errs <- nil
-	}
-	down, up := messages('d', n), messages('u', n)
-	go send(p.send, down)
-	go recv(p.recv, down)
-	go send(p.recv, up)
-	go recv(p.send, up)
-	for range 4 {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
+	exchangeOn(t, p, n, false)
 }
 
 func testMessages(t *testing.T, p *pair) {

@@ -44,6 +44,14 @@ func Run(t *testing.T, h Harness) {
 		{"PagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testPages(t, p) }},
 		{"FlushIntervalsPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testFlushIntervals(t, p) }},
 		{"MessagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testMessages(t, p) }},
+		// The urgent path (transport API 3).
+		{"UrgentMessages", testUrgentMessages},
+		{"UrgentPages", testUrgentPages},
+		{"UrgentOvertakes", testUrgentOvertakes},
+		{"UrgentOrdering", testUrgentOrdering},
+		{"UrgentClosed", testUrgentClosed},
+		{"UrgentMessagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentMessages(t, p) }},
+		{"UrgentOvertakesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentOvertakes(t, p) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newPair(t, h))

@@ -1,0 +1,92 @@
+package loopback
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// SendUrgent implements transport.Transport.SendUrgent.
+func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
+	s := t.session()
+	switch {
+	case s == nil:
+		return errNotOpen
+	case m.Kind == 0:
+		return errors.New("loopback: message kind 0 is invalid")
+	case len(m.Payload) > transport.MaxMessage:
+		return fmt.Errorf("loopback: urgent message of %d bytes exceeds transport.MaxMessage (%d)", len(m.Payload), transport.MaxMessage)
+	}
+	return s.send(ctx, func(b []byte) ([]byte, error) { return appendMsgOf(b, frameUMsg, m), nil })
+}
+
+// RecvUrgent implements transport.Transport.RecvUrgent. Messages that
+// arrived before the session ended are still returned.
+func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
+	s := t.session()
+	if s == nil {
+		return transport.Message{}, errNotOpen
+	}
+	if err := s.wait(ctx, func() bool { return len(s.umsgs) > 0 }); err != nil {
+		return transport.Message{}, err
+	}
+	defer s.mu.Unlock()
+	m := s.umsgs[0]
+	s.umsgs[0] = transport.Message{}
+	s.umsgs = s.umsgs[1:]
+	s.queued -= len(m.Payload)
+	return m, nil
+}
+
+// SendPagesUrgent implements transport.Transport.SendPagesUrgent: each
+// frame is read and written before it returns, tagged with the bulk
+// frames queued so far.
+func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
+	s := t.session()
+	if s == nil {
+		return errNotOpen
+	}
+	if s.role != transport.RoleSend {
+		return fmt.Errorf("%w: SendPagesUrgent on the receiving side", transport.ErrNotSupported)
+	}
+	for _, r := range runs {
+		if err := r.Check(s.ram.pages); err != nil {
+			return err
+		}
+	}
+	after := s.bulkQueued.Load()
+	for _, r := range runs {
+		for first, left := r.First, r.Count; left > 0; {
+			n := min(left, pagesPerFrame)
+			chunk := transport.PageRun{First: first, Count: n, Kind: r.Kind}
+			err := s.send(ctx, func(b []byte) ([]byte, error) {
+				b = binary.BigEndian.AppendUint64(appendHeader(b, frameUPage), after)
+				b, err := s.appendRunBody(b, chunk)
+				if err != nil {
+					return nil, err
+				}
+				return finish(b), nil
+			})
+			if err != nil {
+				return err
+			}
+			first, left = first+n, left-n
+		}
+	}
+	return nil
+}
+
+// Landed implements transport.Transport.Landed.
+func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	s := t.session()
+	if s == nil {
+		return nil, errNotOpen
+	}
+	if s.role != transport.RoleReceive {
+		return nil, fmt.Errorf("%w: Landed on the sending side", transport.ErrNotSupported)
+	}
+	return s.landed.Wait(ctx)
+}

@@ -1,0 +1,185 @@
+package transport
+
+import (
+	"context"
+	"sync"
+)
+
+// Helpers for the destination side of the urgent path, shared by the
+// transports: a Lane applies the per-page ordering rule of Transport
+// between one bulk stream and the urgent path, a LandedQueue records
+// completed writes for Landed.
+
+// Lane orders the writes of the pages one bulk stream (lane) carries
+// against urgent copies of the same pages. The source numbers the lane's
+// bulk batches 1, 2, 3... in queue order and tags each urgent run with
+// the last batch number it had queued on the lane ("after"); the
+// destination then drops a page of bulk batch seq if an urgent copy
+// tagged after >= seq already landed: that bulk copy was queued before
+// the urgent one and must not overwrite it.
+//
+// The caller holds Lock around the whole of Urgent or Bulk and the
+// writes they cover, so that a bulk write and an urgent write of the
+// same page never interleave.
+type Lane struct {
+	sync.Mutex
+	done uint64            // last bulk batch applied
+	rec  map[uint64]uint64 // page → the after of its latest urgent copy, while > done
+	fifo []laneRec         // rec's entries in after order, to prune them
+}
+
+type laneRec struct{ page, after uint64 }
+
+// Urgent notes that pages [first, first+count), tagged after, are being
+// written on the urgent path (call with the lane locked, before or after
+// the write, as long as the lock is held throughout).
+func (l *Lane) Urgent(first, count, after uint64) {
+	if after <= l.done {
+		return // every bulk batch queued before it is applied already
+	}
+	if l.rec == nil {
+		l.rec = map[uint64]uint64{}
+	}
+	for p := first; p < first+count; p++ {
+		l.rec[p] = after
+		l.fifo = append(l.fifo, laneRec{p, after})
+	}
+}
+
+// Bulk applies bulk batch seq covering pages [first, first+count): write
+// is called for each sub-run not overtaken by an urgent copy, in order
+// (call with the lane locked). Batches must come in seq order.
+func (l *Lane) Bulk(seq, first, count uint64, write func(first, count uint64) error) error {
+	if len(l.rec) == 0 {
+		l.done = seq
+		return write(first, count)
+	}
+	start := first
+	for p := first; p < first+count; p++ {
+		if a, ok := l.rec[p]; ok && seq <= a {
+			if p > start {
+				if err := write(start, p-start); err != nil {
+					return err
+				}
+			}
+			start = p + 1
+		}
+	}
+	if end := first + count; end > start {
+		if err := write(start, end-start); err != nil {
+			return err
+		}
+	}
+	l.done = seq
+	n := 0
+	for _, r := range l.fifo {
+		if r.after > seq {
+			break
+		}
+		if l.rec[r.page] == r.after {
+			delete(l.rec, r.page)
+		}
+		n++
+	}
+	l.fifo = l.fifo[n:]
+	if len(l.fifo) == 0 {
+		l.fifo = nil
+	}
+	return nil
+}
+
+// Overtaken reports whether a bulk copy of page p in batch seq would be
+// dropped now (for tests and diagnostics; call with the lane locked).
+func (l *Lane) Overtaken(p, seq uint64) bool {
+	a, ok := l.rec[p]
+	return ok && seq <= a
+}
+
+// LandedQueue records the page runs written into guest RAM for Landed.
+// It records nothing until the first Wait (Landed's first call), so a
+// session that never asks costs nothing; adjacent runs of one kind merge.
+type LandedQueue struct {
+	mu    sync.Mutex
+	armed bool
+	runs  []PageRun
+	err   error
+	note  chan struct{}
+}
+
+func (q *LandedQueue) init() {
+	if q.note == nil {
+		q.note = make(chan struct{}, 1)
+	}
+}
+
+func (q *LandedQueue) wake() {
+	select {
+	case q.note <- struct{}{}:
+	default:
+	}
+}
+
+// Push records a completed write.
+func (q *LandedQueue) Push(r PageRun) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.armed {
+		return
+	}
+	q.init()
+	if n := len(q.runs); n > 0 {
+		last := &q.runs[n-1]
+		if last.Kind == r.Kind && last.First+last.Count == r.First {
+			last.Count += r.Count
+			return
+		}
+	}
+	q.runs = append(q.runs, r)
+	q.wake()
+}
+
+// End records that the session ended with err: Wait returns what was
+// recorded, then err.
+func (q *LandedQueue) End(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.init()
+	if q.err == nil {
+		q.err = err
+	}
+	q.wake()
+}
+
+// Wait implements Landed: it arms the queue, then blocks until runs were
+// recorded (returns at most MaxLanded of them), the session ended, or
+// ctx did.
+func (q *LandedQueue) Wait(ctx context.Context) ([]PageRun, error) {
+	q.mu.Lock()
+	q.armed = true
+	q.init()
+	note := q.note
+	q.mu.Unlock()
+	for {
+		q.mu.Lock()
+		if len(q.runs) > 0 {
+			n := min(len(q.runs), MaxLanded)
+			out := append([]PageRun(nil), q.runs[:n]...)
+			q.runs = append(q.runs[:0], q.runs[n:]...)
+			if len(q.runs) > 0 {
+				q.wake()
+			}
+			q.mu.Unlock()
+			return out, nil
+		}
+		err := q.err
+		q.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-note:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

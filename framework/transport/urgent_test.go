@@ -1,0 +1,98 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestLane is the per-page rule of the urgent path: a bulk copy queued
+// before an urgent one that already landed is dropped, one queued after
+// it is written; pages not overtaken are written as they come.
+func TestLane(t *testing.T) {
+	var l Lane
+	var wrote []PageRun
+	write := func(first, n uint64) error {
+		wrote = append(wrote, PageRun{First: first, Count: n, Kind: KindData})
+		return nil
+	}
+	l.Lock()
+	defer l.Unlock()
+	if err := l.Bulk(1, 0, 8, write); err != nil || !slices.Equal(wrote, []PageRun{{0, 8, KindData}}) {
+		t.Fatalf("batch 1 without urgent pages wrote %v, %v", wrote, err)
+	}
+	// Batches 2..4 are queued on the source; then pages 20 and 22..23
+	// go urgently (after 4) and land first.
+	l.Urgent(20, 1, 4)
+	l.Urgent(22, 2, 4)
+	// Urgent after a batch that is already applied: nothing to drop.
+	l.Urgent(3, 1, 1)
+	if l.Overtaken(3, 2) {
+		t.Error("page 3 sent urgently after batch 1 (applied) would drop batch 2's copy")
+	}
+	wrote = nil
+	if err := l.Bulk(2, 16, 8, write); err != nil {
+		t.Fatal(err)
+	}
+	if want := []PageRun{{16, 4, KindData}, {21, 1, KindData}}; !slices.Equal(wrote, want) {
+		t.Errorf("batch 2 (queued before the urgent copies) wrote %v, want %v", wrote, want)
+	}
+	wrote = nil
+	if err := l.Bulk(4, 20, 4, write); err != nil {
+		t.Fatal(err)
+	}
+	if want := []PageRun{{21, 1, KindData}}; !slices.Equal(wrote, want) {
+		t.Errorf("batch 4 (the last one queued before) wrote %v, want %v", wrote, want)
+	}
+	// Batch 5 was queued after the urgent copies: it wins.
+	wrote = nil
+	if err := l.Bulk(5, 20, 4, write); err != nil {
+		t.Fatal(err)
+	}
+	if want := []PageRun{{20, 4, KindData}}; !slices.Equal(wrote, want) {
+		t.Errorf("batch 5 (queued after) wrote %v, want %v", wrote, want)
+	}
+	if len(l.rec) != 0 || len(l.fifo) != 0 {
+		t.Errorf("records left once every batch before them was applied: %v %v", l.rec, l.fifo)
+	}
+	// A write error stops the batch and is returned.
+	boom := errors.New("boom")
+	if err := l.Bulk(6, 0, 1, func(uint64, uint64) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Bulk = %v, want the write's error", err)
+	}
+}
+
+// TestLandedQueue: nothing is recorded before the first Wait; then runs
+// merge, come back at most MaxLanded at a time, and after End the rest
+// comes first, then the error.
+func TestLandedQueue(t *testing.T) {
+	var q LandedQueue
+	q.Push(PageRun{0, 1, KindData}) // not armed: dropped
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	if _, err := q.Wait(c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on an empty queue = %v", err)
+	}
+	cancel()
+	q.Push(PageRun{10, 2, KindData})
+	q.Push(PageRun{12, 3, KindData}) // merges
+	q.Push(PageRun{15, 1, KindZero}) // another kind: a new run
+	got, err := q.Wait(context.Background())
+	if want := []PageRun{{10, 5, KindData}, {15, 1, KindZero}}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Wait = %v, %v; want %v", got, err, want)
+	}
+	for i := range MaxLanded + 3 {
+		q.Push(PageRun{uint64(2 * i), 1, KindData})
+	}
+	q.End(ErrClosed)
+	if got, err := q.Wait(context.Background()); err != nil || len(got) != MaxLanded {
+		t.Fatalf("first Wait after a flood: %d runs, %v", len(got), err)
+	}
+	if got, err := q.Wait(context.Background()); err != nil || len(got) != 3 {
+		t.Fatalf("second Wait: %d runs, %v", len(got), err)
+	}
+	if _, err := q.Wait(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait after End = %v", err)
+	}
+}

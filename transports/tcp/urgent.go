@@ -1,0 +1,233 @@
+package tcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// The urgent path (transport API 3) runs on the session's urgent stream:
+// one more connection to the same address, with the same credentials and
+// handshake (Secure, then HELLO with wire.FlagUrgent) and TCP_NODELAY like
+// every stream. Nothing bulk ever travels on it, and nobody queues for it:
+// SendUrgent and SendPagesUrgent write their frames themselves, so an
+// urgent frame waits at most for the urgent frame being written before it.
+//
+//	source                                   destination
+//	SendPagesUrgent ─ PAGES/ZERO (seq: the ─► urgentLoop: stage, then under the
+//	  bulk batch it overtakes on its lane)     page's Lane write, record for Landed
+//	SendUrgent ─────── MSG ─────────────────► umsgs → RecvUrgent
+//	RecvUrgent ◄─ umsgs ◄─ urgentLoop ◄──MSG── SendUrgent
+//
+// Urgent pages are split on the bulk grid (batchPages), so each frame's
+// pages belong to one bulk stream, whose last queued batch number the
+// frame carries as its seq (transport.Lane explains the rule).
+
+// SendUrgent implements transport.Transport.
+func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if m.Kind == 0 || len(m.Payload) > transport.MaxMessage {
+		return fmt.Errorf("send urgent: kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), transport.MaxMessage)
+	}
+	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
+	if err != nil {
+		return fmt.Errorf("send urgent: %w", err)
+	}
+	return s.writeUrgent(ctx, net.Buffers{hdr, m.Payload})
+}
+
+// RecvUrgent implements transport.Transport.
+func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
+	s, err := t.session()
+	if err != nil {
+		return transport.Message{}, err
+	}
+	return s.recvFrom(ctx, &s.umsgs)
+}
+
+// SendPagesUrgent implements transport.Transport: the runs are checked,
+// split on the bulk grid and written to the urgent stream before it
+// returns, data pages read from guest RAM as they are written.
+func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
+	s, err := t.sender("SendPagesUrgent")
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if err := r.Check(s.ram.pages); err != nil {
+			return fmt.Errorf("send pages urgently: %w", err)
+		}
+	}
+	var hdr [wire.HeaderSize + wire.RunSize]byte
+	for _, r := range runs {
+		for p, end := r.First, r.First+r.Count; p < end; {
+			reg := s.ram.find(p)
+			cell := p / batchPages
+			n := min(end, reg.first+reg.pages, (cell+1)*batchPages) - p
+			after := s.streams[cell%uint64(len(s.streams))].queued.Load()
+			run := wire.Run{First: p, Count: uint32(n)}
+			var b net.Buffers
+			if r.Kind == transport.KindZero {
+				h, err := wire.AppendZero(hdr[:0], after, run)
+				if err != nil {
+					return err
+				}
+				b = net.Buffers{h}
+				s.stats.zero.Add(n)
+			} else {
+				off := (p - reg.first) * pageSize
+				data := reg.mem[off : off+n*pageSize]
+				h, err := wire.AppendPagesHeader(hdr[:0], after, run, false, len(data))
+				if err != nil {
+					return err
+				}
+				b = net.Buffers{h, data}
+				s.stats.data.Add(n)
+			}
+			if err := s.writeUrgent(ctx, b); err != nil {
+				return err
+			}
+			p += n
+		}
+	}
+	return nil
+}
+
+// Landed implements transport.Transport.
+func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	s, err := t.session()
+	if err != nil {
+		return nil, err
+	}
+	if s.role != transport.RoleReceive {
+		return nil, fmt.Errorf("tcp transport: Landed on the sending side: %w", transport.ErrNotSupported)
+	}
+	return s.landed.Wait(ctx)
+}
+
+// writeUrgent writes one frame on the urgent stream. As for messages, a
+// write ctx cuts short inside the frame tears the stream and fails the
+// session.
+func (s *session) writeUrgent(ctx context.Context, b net.Buffers) error {
+	if err := s.error(); err != nil {
+		return err
+	}
+	st := s.urgent
+	if st == nil {
+		return fmt.Errorf("tcp transport: the session has no urgent stream: %w", transport.ErrNotSupported)
+	}
+	if err := st.lock(ctx, s.done); err != nil {
+		if err == errSessionDone {
+			return s.error()
+		}
+		return err
+	}
+	defer st.unlock()
+	n, err := writeCtx(ctx, st.conn, b)
+	if s.role == transport.RoleSend {
+		s.stats.wire.Add(uint64(n))
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && n == 0 {
+		return ctx.Err()
+	}
+	st.broken.Store(n > 0)
+	err = fmt.Errorf("send urgent: %w", err)
+	if ctx.Err() == nil {
+		err = connErr(st, err)
+	}
+	s.fail(err, wire.CodeFailed)
+	return err
+}
+
+// urgentLoop reads the urgent stream: messages on both sides, and on the
+// destination urgent pages.
+func (s *session) urgentLoop(st *stream) {
+	for {
+		f, err := st.dec.Next()
+		if err != nil {
+			s.fail(connErr(st, err), protocolCode(err))
+			return
+		}
+		if s.role == transport.RoleReceive {
+			s.stats.wire.Add(wire.HeaderSize + uint64(f.Length))
+		}
+		switch {
+		case f.Type == wire.TypeMsg:
+			err = s.umsgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.role == transport.RoleReceive:
+			err = s.writeUrgentPages(st, f)
+		case f.Type == wire.TypeBye:
+			s.peerBye(st, f)
+			return
+		case f.Type == wire.TypeAbort:
+			s.fail(peerEnded(st, f), 0)
+			return
+		default:
+			err = fmt.Errorf("%w: urgent stream: unexpected %v from the %v", transport.ErrProtocol, f.Type, peerRole(s.role))
+		}
+		if err != nil {
+			s.fail(err, protocolCode(err))
+			return
+		}
+	}
+}
+
+func peerRole(r transport.Role) string {
+	if r == transport.RoleSend {
+		return "destination"
+	}
+	return "source"
+}
+
+// writeUrgentPages puts one urgent PAGES or ZERO frame into guest RAM:
+// data is staged first, then written under its lane, whose rule then
+// drops older bulk copies of the same pages.
+func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
+	first, count := f.Run.First, uint64(f.Run.Count)
+	reg, mem, err := s.ram.span(first, count)
+	if err != nil {
+		return fmt.Errorf("urgent stream: %w", err)
+	}
+	if first/batchPages != (first+count-1)/batchPages {
+		return fmt.Errorf("%w: urgent stream: pages %d+%d cross the bulk grid", transport.ErrProtocol, first, count)
+	}
+	s.urgentSeen.Store(true) // before taking the lane: see writePages
+	kind := transport.KindZero
+	var buf []byte
+	if f.Type == wire.TypePages {
+		kind = transport.KindData
+		n := int(count) * pageSize
+		if cap(st.staging) < n {
+			st.staging = make([]byte, n)
+		}
+		buf = st.staging[:n]
+		if err := st.dec.ReadPages(buf); err != nil {
+			return connErr(st, err)
+		}
+	}
+	lane := &s.lanes[(first/batchPages)%uint64(len(s.streams))]
+	lane.Lock()
+	lane.Urgent(first, count, f.Seq)
+	if kind == transport.KindZero {
+		reg.zero(mem, first)
+	} else {
+		copy(mem, buf)
+	}
+	s.landed.Push(transport.PageRun{First: first, Count: count, Kind: kind})
+	lane.Unlock()
+	if kind == transport.KindZero {
+		s.stats.zero.Add(count)
+	} else {
+		s.countData(f)
+	}
+	return nil
+}
