@@ -134,6 +134,18 @@ type testOutput struct{ t *testing.T }
 
 func (w testOutput) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
 
+// fabricProviders reports which software providers work on loopback.
+func fabricProviders() map[string]error { return fabric.Providers("127.0.0.1", softProviders...) }
+
+func freeAddrB(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func freeAddr(t *testing.T, host string) string {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
