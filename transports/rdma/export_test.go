@@ -12,3 +12,14 @@ func (t *Transport) Corrupt(key, base uint64) {
 		r.rbase += base
 	}
 }
+
+// CompletionMode says how the open session commits batches.
+func (t *Transport) CompletionMode() string {
+	if t.s.caps.DeliveryComplete {
+		return "delivery-complete"
+	}
+	if t.s.caps.SAW {
+		return "send-after-write"
+	}
+	return "none"
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/rdma"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
 // memfd returns a sparse memfd of size bytes and its read-write mapping.
@@ -121,6 +122,9 @@ func TestVisibleAtFlush(t *testing.T) {
 	for _, p := range providers(t) {
 		t.Run(p, func(t *testing.T) {
 			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.CompletionMode(); m != "send-after-write" {
+				t.Errorf("the session commits by %s, want send-after-write (all software providers here have FI_ORDER_SAW)", m)
+			}
 			if bad := batches(t, s, 64); bad != 0 {
 				t.Fatalf("%d of 64 batches were not visible when Flush returned", bad)
 			}
@@ -222,5 +226,27 @@ func TestWrongKeyOrOffset(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDeliveryComplete runs the visibility check with endpoints opened
+// without FI_ORDER_SAW, as on a provider that lacks it: writes carry
+// FI_DELIVERY_COMPLETE and the COMMIT waits for their completions.
+func TestDeliveryComplete(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			fabric.ForceDeliveryComplete(true)
+			defer fabric.ForceDeliveryComplete(false)
+			if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
+				t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
+			}
+			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.CompletionMode(); m != "delivery-complete" {
+				t.Fatalf("the session commits by %s, want delivery-complete", m)
+			}
+			if bad := batches(t, s, 32); bad != 0 {
+				t.Fatalf("%d of 32 batches were not visible when Flush returned", bad)
+			}
+		})
 	}
 }

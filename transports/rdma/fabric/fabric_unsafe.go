@@ -315,6 +315,17 @@ func (e *Endpoint) Close() {
 	e.f = nil
 }
 
+// ForceDeliveryComplete makes later Listen and Connect calls open
+// endpoints without FI_ORDER_SAW, with FI_DELIVERY_COMPLETE writes (for
+// tests of that path where providers have both; not for concurrent use).
+func ForceDeliveryComplete(on bool) {
+	if on {
+		C.fe_force_dc = 1
+	} else {
+		C.fe_force_dc = 0
+	}
+}
+
 // Providers returns which of names offer an FI_EP_MSG endpoint with FI_RMA
 // on host, each with the reason when not.
 func Providers(host string, names ...string) map[string]error {

@@ -18,6 +18,8 @@
 #include <rdma/fi_rma.h>
 
 #define FE_VERSION FI_VERSION(1, 9)
+
+int fe_force_dc = 0;
 #define FE_MR_ASKED (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY)
 
 struct fe {
@@ -64,7 +66,7 @@ static struct fi_info *hints(const char *prov, int saw) {
 static int getinfo(const char *prov, const char *node, const char *service, uint64_t flags,
 		struct fi_info **out, int *saw, char *err, size_t errlen) {
 	int rc = -FI_ENODATA;
-	for (int s = 1; s >= 0; s--) {
+	for (int s = fe_force_dc ? 0 : 1; s >= 0; s--) {
 		struct fi_info *h = hints(prov, s);
 		if (!h) return fail(err, errlen, -FI_ENOMEM, "fi_allocinfo");
 		rc = fi_getinfo(FE_VERSION, node, service, flags, h, out);

@@ -28,6 +28,10 @@ typedef struct {
 	uint64_t flags; // FI_SEND, FI_RECV, FI_WRITE, ...
 } fe_comp;
 
+// fe_force_dc makes later opens skip FI_ORDER_SAW and use
+// FI_DELIVERY_COMPLETE (tests of that path on providers that have both).
+extern int fe_force_dc;
+
 int fe_listen(const char *prov, const char *host, fe **out, char *err, size_t errlen);
 int fe_port(fe *f, int *port, char *err, size_t errlen);
 // fe_wait_connreq: 1 with *req and the peer's param data, 0 on timeout.

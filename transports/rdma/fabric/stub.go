@@ -76,6 +76,9 @@ func (e *Endpoint) PeerGone() bool { return true }
 // Close does nothing.
 func (e *Endpoint) Close() {}
 
+// ForceDeliveryComplete does nothing.
+func ForceDeliveryComplete(bool) {}
+
 // Providers reports every name as not supported.
 func Providers(host string, names ...string) map[string]error {
 	out := map[string]error{}
