@@ -20,8 +20,10 @@ import (
 // the destination (connect_timeout, if shorter).
 const handshakeBound = 3 * time.Second
 
-// maxPending bounds connections being authenticated at once; more are
-// closed at once (filtering a flood is the network's job).
+// maxPending bounds connections being authenticated at once; one more
+// closes the oldest. A flood of more than maxPending new connections
+// within one handshake time can still evict the real source's (its Open
+// fails, the job can be run again): filtering that is the network's job.
 const maxPending = 32
 
 // openSend connects the source: control channel, authentication, HELLO,
@@ -155,7 +157,7 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 	}
 	won := make(chan result, 1)
 	var mu sync.Mutex
-	pending := map[*net.TCPConn]bool{}
+	pending := map[*net.TCPConn]time.Time{}
 	settled := false
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -166,12 +168,15 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 			}
 			c := nc.(*net.TCPConn)
 			mu.Lock()
-			if settled || len(pending) >= maxPending {
+			if settled {
 				mu.Unlock()
 				c.Close()
 				continue
 			}
-			pending[c] = true
+			if len(pending) >= maxPending {
+				evictOldest(pending) // its handshake fails; newer callers get a chance
+			}
+			pending[c] = time.Now()
 			mu.Unlock()
 			wg.Go(func() {
 				sc, err := s.admit(c)
@@ -212,6 +217,18 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 	}
 	s.ctrl, s.raw = r.sc, r.c
 	return r.c, nil
+}
+
+// evictOldest closes the connection that has been pending longest.
+func evictOldest(pending map[*net.TCPConn]time.Time) {
+	var oldest *net.TCPConn
+	for c, since := range pending {
+		if oldest == nil || since.Before(pending[oldest]) {
+			oldest = c
+		}
+	}
+	oldest.Close()
+	delete(pending, oldest)
 }
 
 // admit authenticates c and reads its HELLO within handshakeBound.
