@@ -1,3 +1,5 @@
+//go:build linux && cgo && !nolibfabric
+
 // shim.c: libfabric FI_EP_MSG + FI_RMA for transports/rdma (see shim.h).
 #include "shim.h"
 
