@@ -12,13 +12,29 @@ export PATH := $(dir $(GO)):$(PATH)
 PLUGINS := ferry-transport-tcp ferry-hint-balloon ferry-hint-pagemap ferry-hint-cmma \
 	$(addprefix ferry-hint-example-,static liar liar-free hang crash)
 
-all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS))
+all: bin/ferry-vmm bin/guest.elf bin/migrate bin/ferry-demo $(addprefix bin/plugins/,$(PLUGINS)) bin/plugins/ferry-transport-rdma
+
+# The RDMA transport is the one cgo package (transports/rdma/fabric, over
+# libfabric). Without cgo or libfabric's headers it is skipped, and the
+# tests build its stub (tag nolibfabric), which says "not supported".
+LIBFABRIC_MISSING := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] || { echo "cgo is off (CGO_ENABLED=0)"; exit 0; }; \
+	printf '\043include <rdma/fabric.h>\n' | $$($(GO) env CC) -E - >/dev/null 2>&1 || \
+	echo "libfabric headers are missing (apt-get install libfabric-dev)")
+GOTAGS := $(if $(LIBFABRIC_MISSING),-tags nolibfabric)
 
 include vmm/guest/guest.mk
 
 bin/ferry-vmm bin/migrate bin/ferry-demo: FORCE
 	@mkdir -p bin
 	$(GO) build -o $@ ./cmd/$(notdir $@)
+
+bin/plugins/ferry-transport-rdma: FORCE
+	@mkdir -p bin/plugins
+ifeq ($(LIBFABRIC_MISSING),)
+	$(GO) build -o $@ ./cmd/ferry-transport-rdma
+else
+	@echo "skipped ferry-transport-rdma: $(LIBFABRIC_MISSING)"
+endif
 
 bin/plugins/%: FORCE
 	@mkdir -p bin/plugins
@@ -27,8 +43,8 @@ bin/plugins/%: FORCE
 # Unit tests, then the end-to-end tests on real KVM (they skip loudly
 # without /dev/kvm or QEMU, naming what did not run).
 test: all
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) vet $(GOTAGS) ./...
+	$(GO) test $(GOTAGS) -count=1 -timeout 20m ./...
 
 # Migrates a live 1 GiB guest (finished hog, a dirty working set, a
 # key-value store) between two ferry-vmm processes with configs/demo.hcl,
@@ -45,7 +61,7 @@ boot-demo: all
 	./bin/ferry-vmm run -kernel bin/guest.elf -mem 1G -cmdline "workload=$(DEMO_WORKLOAD) exit_after=8"
 
 bench: all
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
+	$(GO) test $(GOTAGS) -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 	./bin/ferry-demo -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json
 
 # Regenerate the KVM and userfaultfd structures from the kernel headers (needs cgo and

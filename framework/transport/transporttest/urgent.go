@@ -128,6 +128,7 @@ func (p *pair) prime(l *landedLog, q uint64) {
 
 func testUrgentMessages(t *testing.T, p *pair) {
 	p.open()
+	p.skipWithoutUrgent()
 	exchangeOn(t, p, 13, true)
 	for _, m := range []transport.Message{
 		{Kind: 1, Payload: make([]byte, transport.MaxMessage+1)},
@@ -164,6 +165,7 @@ func testUrgentMessages(t *testing.T, p *pair) {
 
 func testUrgentPages(t *testing.T, p *pair) {
 	p.open()
+	p.skipWithoutUrgent()
 	n := p.ram.Pages()
 	l := p.collectLanded()
 	d, z := transport.KindData, transport.KindZero
@@ -221,6 +223,7 @@ func testUrgentPages(t *testing.T, p *pair) {
 // urgentP50 (median) and urgentMax, and Landed reports the page.
 func testUrgentOvertakes(t *testing.T, p *pair) {
 	p.open()
+	p.skipWithoutUrgent()
 	const bulkPages = 2048 // region 0: the bulk transfer; requests go to region 1
 	n := p.ram.Pages()
 	p.ram.fill(t, p.ram.Send, random(31))
@@ -315,6 +318,7 @@ func testUrgentOvertakes(t *testing.T, p *pair) {
 // however the two race; and Landed reports every write.
 func testUrgentOrdering(t *testing.T, p *pair) {
 	p.open()
+	p.skipWithoutUrgent()
 	l := p.collectLanded()
 	p.prime(l, 0)
 	d := transport.KindData
@@ -391,6 +395,7 @@ func testUrgentClosed(t *testing.T, p *pair) {
 		closer, other transport.Transport
 	}{{"sender closes", p.send, p.recv}, {"receiver closes", p.recv, p.send}} {
 		p.open()
+		p.skipWithoutUrgent()
 		var l *landedLog
 		if dir.closer == p.send {
 			l = p.collectLanded()
@@ -492,5 +497,17 @@ func exchangeOn(t *testing.T, p *pair, n int, urgent bool) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// skipWithoutUrgent skips the test, loudly, when the open sender's
+// transport has no urgent path: the contract lets a transport return
+// ErrNotSupported there. The probe is a message SendUrgent must refuse
+// anyway (kind 0), so a transport with the path sees nothing.
+func (p *pair) skipWithoutUrgent() {
+	p.t.Helper()
+	err := p.send.SendUrgent(ctx(p.t), transport.Message{Kind: 0})
+	if errors.Is(err, transport.ErrNotSupported) {
+		p.t.Skipf("SKIPPED: this transport has no urgent path: %v", err)
 	}
 }

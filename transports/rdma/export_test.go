@@ -1,0 +1,25 @@
+package rdma
+
+// SetCommitEarly makes the sender commit each batch before its writes, a
+// broken transport the visibility test must catch.
+func (t *Transport) SetCommitEarly() { t.commitEarly = true }
+
+// Corrupt changes the destination's key (or base) the open sender writes
+// with, as a buggy or hostile source would.
+func (t *Transport) Corrupt(key, base uint64) {
+	for _, r := range t.s.ram.regions {
+		r.rkey ^= key
+		r.rbase += base
+	}
+}
+
+// CompletionMode says how the open session commits batches.
+func (t *Transport) CompletionMode() string {
+	if t.s.caps.DeliveryComplete {
+		return "delivery-complete"
+	}
+	if t.s.caps.SAW {
+		return "send-after-write"
+	}
+	return "none"
+}

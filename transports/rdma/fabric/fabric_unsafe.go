@@ -1,0 +1,341 @@
+//go:build linux && cgo && !nolibfabric
+
+package fabric
+
+/*
+#cgo LDFLAGS: -lfabric
+#include <stdlib.h>
+#include <rdma/fabric.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Supported reports whether this build can open a fabric.
+const Supported = true
+
+// Registration access bits.
+const (
+	AccessSend        Access = C.FI_SEND
+	AccessRecv        Access = C.FI_RECV
+	AccessWrite       Access = C.FI_WRITE
+	AccessRemoteWrite Access = C.FI_REMOTE_WRITE
+)
+
+// tick bounds each blocking C call, so contexts are checked this often.
+const tick = 20
+
+const errLen = 512
+
+type errBuf [errLen]C.char
+
+func (b *errBuf) ptr() *C.char { return &b[0] }
+func (b *errBuf) err(what string, rc C.int) error {
+	msg := C.GoString(b.ptr())
+	if msg == "" {
+		msg = C.GoString(C.fe_strerror(rc))
+	}
+	return fmt.Errorf("%s: %s", what, msg)
+}
+
+// Listener is a passive endpoint waiting for one connection.
+type Listener struct {
+	f    *C.fe
+	prov string
+}
+
+// Listen opens a passive endpoint of provider prov on host, at a port the
+// provider picks (Port).
+func Listen(prov, host string) (*Listener, error) {
+	cp, ch := C.CString(prov), C.CString(host)
+	defer C.free(unsafe.Pointer(cp))
+	defer C.free(unsafe.Pointer(ch))
+	var eb errBuf
+	var f *C.fe
+	if rc := C.fe_listen(cp, ch, &f, eb.ptr(), errLen); rc != 0 {
+		C.fe_close(f)
+		return nil, eb.err("listen with provider "+prov, rc)
+	}
+	return &Listener{f: f, prov: prov}, nil
+}
+
+// Port is the port the listener is bound to.
+func (l *Listener) Port() (int, error) {
+	var eb errBuf
+	var p C.int
+	if rc := C.fe_port(l.f, &p, eb.ptr(), errLen); rc != 0 {
+		return 0, eb.err("port", rc)
+	}
+	return int(p), nil
+}
+
+// Accept waits for a connection request whose parameter data check
+// accepts (others are rejected and waiting goes on), builds its endpoint,
+// runs prepare on it (register memory, post receives) and accepts it.
+// The listener is used up either way: Close it.
+func (l *Listener) Accept(ctx context.Context, check func(param []byte) bool, prepare func(*Endpoint) error) (*Endpoint, error) {
+	var eb errBuf
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var req *C.fe_info
+		param := make([]byte, 256)
+		n := C.size_t(len(param))
+		rc := C.fe_wait_connreq(l.f, tick, &req, (*C.uint8_t)(unsafe.Pointer(&param[0])), &n, eb.ptr(), errLen)
+		if rc < 0 {
+			return nil, eb.err("wait for a connection", rc)
+		}
+		if rc == 0 {
+			continue
+		}
+		if !check(param[:n]) {
+			C.fe_reject(l.f, req)
+			continue
+		}
+		if rc := C.fe_accept_prepare(l.f, req, eb.ptr(), errLen); rc != 0 {
+			return nil, eb.err("accept", rc)
+		}
+		e := &Endpoint{f: l.f}
+		l.f = nil // the endpoint owns the fabric now
+		e.caps = caps(e.f)
+		if err := prepare(e); err != nil {
+			e.Close()
+			return nil, err
+		}
+		if rc := C.fe_accept(e.f, eb.ptr(), errLen); rc != 0 {
+			e.Close()
+			return nil, eb.err("accept", rc)
+		}
+		if err := e.waitConnected(ctx); err != nil {
+			e.Close()
+			return nil, err
+		}
+		return e, nil
+	}
+}
+
+// Close releases the listener (a no-op once Accept took it over).
+func (l *Listener) Close() {
+	if l.f != nil {
+		C.fe_close(l.f)
+		l.f = nil
+	}
+}
+
+// Endpoint is one connected message endpoint.
+type Endpoint struct {
+	mu   sync.Mutex // guards f against Close
+	f    *C.fe
+	caps Caps
+	mrs  []*MR
+}
+
+// Connect connects to a listener of provider prov at host:port, sending
+// param (at most 256 bytes) with the request.
+func Connect(ctx context.Context, prov, host string, port int, param []byte) (*Endpoint, error) {
+	cp, ch, cs := C.CString(prov), C.CString(host), C.CString(strconv.Itoa(port))
+	defer C.free(unsafe.Pointer(cp))
+	defer C.free(unsafe.Pointer(ch))
+	defer C.free(unsafe.Pointer(cs))
+	cparam := C.CBytes(param)
+	defer C.free(cparam)
+	var eb errBuf
+	var f *C.fe
+	if rc := C.fe_connect(cp, ch, cs, (*C.uint8_t)(cparam), C.size_t(len(param)), &f, eb.ptr(), errLen); rc != 0 {
+		C.fe_close(f)
+		return nil, eb.err(fmt.Sprintf("connect to %s:%d with provider %s", host, port, prov), rc)
+	}
+	e := &Endpoint{f: f}
+	e.caps = caps(f)
+	if err := e.waitConnected(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Endpoint) waitConnected(ctx context.Context) error {
+	var eb errBuf
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rc := C.fe_wait_connected(e.f, tick, eb.ptr(), errLen)
+		if rc == 1 {
+			return nil
+		}
+		if rc < 0 {
+			return eb.err("connect", rc)
+		}
+	}
+}
+
+func caps(f *C.fe) Caps {
+	var c C.fe_caps
+	C.fe_get_caps(f, &c)
+	m := uint64(c.mr_mode)
+	return Caps{Provider: C.GoString(&c.prov[0]), Domain: C.GoString(&c.domain[0]), MRMode: m,
+		Local: m&C.FI_MR_LOCAL != 0, VirtAddr: m&C.FI_MR_VIRT_ADDR != 0, ProvKey: m&C.FI_MR_PROV_KEY != 0,
+		SAW: c.saw != 0, DeliveryComplete: c.delivery_complete != 0,
+		TxSize: int(c.tx_size), RxSize: int(c.rx_size), KeySize: int(c.key_size)}
+}
+
+// Caps is what the endpoint's provider offers.
+func (e *Endpoint) Caps() Caps { return e.caps }
+
+// MR is one memory registration.
+type MR struct {
+	mr   unsafe.Pointer
+	desc unsafe.Pointer
+	key  uint64
+	base uintptr
+	size int
+}
+
+// Key is the registration's key, to give the peer.
+func (m *MR) Key() uint64 { return m.key }
+
+// Base is the address a peer writes to for mem[0] (see Caps.VirtAddr).
+func (m *MR) Base(virtAddr bool) uint64 {
+	if virtAddr {
+		return uint64(m.base)
+	}
+	return 0
+}
+
+// Register registers mem (memory outside the Go heap: a mapping) once for
+// the endpoint's lifetime. key is used unless the provider picks keys.
+func (e *Endpoint) Register(mem []byte, access Access, key uint64) (*MR, error) {
+	if len(mem) == 0 {
+		return nil, errors.New("register: empty memory")
+	}
+	var eb errBuf
+	m := &MR{base: uintptr(unsafe.Pointer(&mem[0])), size: len(mem)}
+	var k C.uint64_t
+	// mem is a mapping, not Go heap: it may be handed to C and kept there.
+	rc := C.fe_mr_reg(e.f, unsafe.Pointer(&mem[0]), C.size_t(len(mem)), C.uint64_t(access), C.uint64_t(key),
+		&m.mr, &k, &m.desc, eb.ptr(), errLen)
+	if rc != 0 {
+		return nil, eb.err(fmt.Sprintf("register %d bytes", len(mem)), rc)
+	}
+	m.key = uint64(k)
+	e.mrs = append(e.mrs, m)
+	return m, nil
+}
+
+// local returns the address and descriptor of b, which lies inside m.
+func (m *MR) local(b []byte) (unsafe.Pointer, unsafe.Pointer, error) {
+	p := uintptr(unsafe.Pointer(&b[0]))
+	if p < m.base || p+uintptr(len(b)) > m.base+uintptr(m.size) {
+		return nil, nil, errors.New("buffer outside its registration")
+	}
+	// b lies inside the registered mapping (checked above), not Go heap.
+	return unsafe.Pointer(&b[0]), m.desc, nil
+}
+
+func post(rc C.int, what string) error {
+	switch {
+	case rc == 0:
+		return nil
+	case rc == -C.FI_EAGAIN:
+		return ErrAgain
+	}
+	return fmt.Errorf("%s: %s (%d)", what, C.GoString(C.fe_strerror(rc)), int(rc))
+}
+
+// Write posts an RMA write of b (inside m) to the peer's raddr under key.
+func (e *Endpoint) Write(b []byte, m *MR, raddr, key, ctx uint64) error {
+	p, d, err := m.local(b)
+	if err != nil {
+		return err
+	}
+	return post(C.fe_write(e.f, p, C.size_t(len(b)), d, C.uint64_t(raddr), C.uint64_t(key), C.uint64_t(ctx)), "fi_write")
+}
+
+// Send posts a message from b (inside m).
+func (e *Endpoint) Send(b []byte, m *MR, ctx uint64) error {
+	p, d, err := m.local(b)
+	if err != nil {
+		return err
+	}
+	return post(C.fe_send(e.f, p, C.size_t(len(b)), d, C.uint64_t(ctx)), "fi_send")
+}
+
+// Recv posts a receive buffer b (inside m).
+func (e *Endpoint) Recv(b []byte, m *MR, ctx uint64) error {
+	p, d, err := m.local(b)
+	if err != nil {
+		return err
+	}
+	return post(C.fe_recv(e.f, p, C.size_t(len(b)), d, C.uint64_t(ctx)), "fi_recv")
+}
+
+// Poll fills out with completions, waiting up to wait for the first. A
+// failed operation is an *OpError.
+func (e *Endpoint) Poll(out []Completion, wait time.Duration) (int, error) {
+	var eb errBuf
+	var cs [64]C.fe_comp
+	n := min(len(out), len(cs))
+	rc := C.fe_poll(e.f, &cs[0], C.int(n), C.int(wait.Milliseconds()), eb.ptr(), errLen)
+	if rc < 0 {
+		return 0, &OpError{Ctx: uint64(cs[0].ctx), Code: int(rc), Msg: C.GoString(eb.ptr())}
+	}
+	for i := range int(rc) {
+		out[i] = Completion{Ctx: uint64(cs[i].ctx), Len: uint64(cs[i].len), Flags: uint64(cs[i].flags)}
+	}
+	return int(rc), nil
+}
+
+// PeerGone reports whether the peer has disconnected.
+func (e *Endpoint) PeerGone() bool { return C.fe_shutdown_seen(e.f) != 0 }
+
+// Close releases the registrations and the endpoint. No call may be in
+// flight.
+func (e *Endpoint) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.f == nil {
+		return
+	}
+	for _, m := range e.mrs {
+		C.fe_mr_close(m.mr)
+	}
+	e.mrs = nil
+	C.fe_close(e.f)
+	e.f = nil
+}
+
+// ForceDeliveryComplete makes later Listen and Connect calls open
+// endpoints without FI_ORDER_SAW, with FI_DELIVERY_COMPLETE writes (for
+// tests of that path where providers have both; not for concurrent use).
+func ForceDeliveryComplete(on bool) {
+	if on {
+		C.fe_force_dc = 1
+	} else {
+		C.fe_force_dc = 0
+	}
+}
+
+// Providers returns which of names offer an FI_EP_MSG endpoint with FI_RMA
+// on host, each with the reason when not.
+func Providers(host string, names ...string) map[string]error {
+	out := map[string]error{}
+	for _, n := range names {
+		l, err := Listen(n, host)
+		if err == nil {
+			l.Close()
+		}
+		out[n] = err
+	}
+	return out
+}

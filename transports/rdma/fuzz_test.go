@@ -1,0 +1,83 @@
+package rdma
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// FuzzSetup feeds arbitrary bytes to the setup frame reader and the
+// OFFER, HELLO layout and COMMIT decoders: they return ErrProtocol (or a
+// read error), never panic, never allocate past maxSetup.
+func FuzzSetup(f *testing.F) {
+	var b bytes.Buffer
+	writeSetup(&b, setupOffer, offer{port: 7070, layout: []wire.Region{{GPA: 0, Size: 1 << 20}}}.append(nil))
+	f.Add(b.Bytes())
+	b.Reset()
+	writeSetup(&b, setupRefuse, []byte("no"))
+	f.Add(b.Bytes())
+	c := make([]byte, commitSize)
+	commit{seq: 1, zeros: 2, pages: 3}.put(c)
+	f.Add(c)
+	f.Add([]byte("FRDM\x00\x01\x00\x02\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if p, err := readSetup(bytes.NewReader(in), setupOffer); err == nil {
+			if _, err := parseOffer(p); err != nil && !errors.Is(err, transport.ErrProtocol) {
+				t.Fatalf("parseOffer: %v is not ErrProtocol", err)
+			}
+		}
+		if _, _, err := parseLayout(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("parseLayout: %v is not ErrProtocol", err)
+		}
+		if _, err := parseCommit(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("parseCommit: %v is not ErrProtocol", err)
+		}
+		regs := []*region{{}, {}}
+		if err := parseKeys(in, regs); err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("parseKeys: %v is not ErrProtocol", err)
+		}
+	})
+}
+
+// TestSetupFrames: round trips, and the bad cases named.
+func TestSetupFrames(t *testing.T) {
+	o := offer{port: 9, layout: []wire.Region{{GPA: 0, Size: 4096}, {GPA: 1 << 32, Size: 8192}}}
+	o.nonce[3] = 7
+	var b bytes.Buffer
+	if err := writeSetup(&b, setupOffer, o.append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := readSetup(bytes.NewReader(b.Bytes()), setupOffer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseOffer(p)
+	if err != nil || got.port != 9 || got.nonce != o.nonce || !sameLayout(got.layout, o.layout) {
+		t.Fatalf("OFFER round trip: %+v %v", got, err)
+	}
+	for name, in := range map[string][]byte{
+		"bad magic":   append([]byte("XRDM"), b.Bytes()[4:]...),
+		"bad version": append([]byte("FRDM\x00\x02"), b.Bytes()[6:]...),
+		"wrong type":  append([]byte("FRDM\x00\x01\x00\x03"), b.Bytes()[8:]...),
+		"too long":    []byte("FRDM\x00\x01\x00\x02\x7f\xff\xff\xff"),
+	} {
+		if _, err := readSetup(bytes.NewReader(in), setupOffer); !errors.Is(err, transport.ErrProtocol) {
+			t.Errorf("%s: %v; want ErrProtocol", name, err)
+		}
+	}
+	if _, err := readSetup(bytes.NewReader(b.Bytes()[:20]), setupOffer); err == nil {
+		t.Error("truncated: accepted")
+	}
+	c := make([]byte, commitSize)
+	commit{seq: 5, zeros: 6, pages: 7}.put(c)
+	if cm, err := parseCommit(c); err != nil || cm != (commit{5, 6, 7}) {
+		t.Errorf("COMMIT round trip: %+v %v", cm, err)
+	}
+	c[0] = 'X'
+	if _, err := parseCommit(c); !errors.Is(err, transport.ErrProtocol) {
+		t.Errorf("COMMIT bad magic: %v", err)
+	}
+}

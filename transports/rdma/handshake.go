@@ -1,0 +1,170 @@
+package rdma
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// The setup frames travel inside the authenticated control channel,
+// before its wire frames:
+//
+//	source                                   destination
+//	HELLO  layout                 ────────►  layout check (REFUSE reason)
+//	                              ◄────────  OFFER  nonce, fabric port
+//	fi_connect(param = nonce)     ════════►  accepts only that nonce
+//	                              ◄────────  KEYS   base and key per region
+//
+// Each frame: magic "FRDM", version u16, type u16, length u32, payload.
+const (
+	setupMagic   = "FRDM"
+	setupVersion = 1
+	setupHeader  = 12
+	maxSetup     = 16 + 8 + wire.MaxRegions*16
+	nonceSize    = 16
+)
+
+type setupType uint16
+
+const (
+	setupHello  setupType = 1
+	setupOffer  setupType = 2
+	setupKeys   setupType = 3
+	setupRefuse setupType = 4
+)
+
+func writeSetup(w io.Writer, t setupType, payload []byte) error {
+	b := make([]byte, setupHeader, setupHeader+len(payload))
+	copy(b, setupMagic)
+	binary.BigEndian.PutUint16(b[4:], setupVersion)
+	binary.BigEndian.PutUint16(b[6:], uint16(t))
+	binary.BigEndian.PutUint32(b[8:], uint32(len(payload)))
+	_, err := w.Write(append(b, payload...))
+	return err
+}
+
+// readSetup reads one setup frame of type want (or REFUSE, returned as an
+// error), checking magic, version and length before reading the payload.
+func readSetup(r io.Reader, want setupType) ([]byte, error) {
+	var h [setupHeader]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, fmt.Errorf("read %v: %w", want, err)
+	}
+	t, n := setupType(binary.BigEndian.Uint16(h[6:])), binary.BigEndian.Uint32(h[8:])
+	switch {
+	case string(h[:4]) != setupMagic:
+		return nil, fmt.Errorf("%w: setup frame magic %q (is the peer an rdma transport?)", transport.ErrProtocol, h[:4])
+	case binary.BigEndian.Uint16(h[4:]) != setupVersion:
+		return nil, fmt.Errorf("%w: setup version %d, this side speaks %d", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]), setupVersion)
+	case n > maxSetup:
+		return nil, fmt.Errorf("%w: setup frame of %d bytes", transport.ErrProtocol, n)
+	case t != want && t != setupRefuse:
+		return nil, fmt.Errorf("%w: setup frame type %d, want %d", transport.ErrProtocol, t, want)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return nil, fmt.Errorf("read %v: %w", want, err)
+	}
+	if t == setupRefuse {
+		return nil, fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, p, transport.ErrClosed)
+	}
+	return p, nil
+}
+
+func (t setupType) String() string {
+	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE"}[min(int(t), 4)]
+}
+
+func appendLayout(b []byte, l []wire.Region) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(l)))
+	for _, r := range l {
+		b = binary.BigEndian.AppendUint64(b, r.GPA)
+		b = binary.BigEndian.AppendUint64(b, r.Size)
+	}
+	return b
+}
+
+func parseLayout(b []byte) ([]wire.Region, []byte, error) {
+	if len(b) < 4 {
+		return nil, nil, fmt.Errorf("%w: truncated layout", transport.ErrProtocol)
+	}
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if n > wire.MaxRegions || uint64(len(b)) < uint64(n)*16 {
+		return nil, nil, fmt.Errorf("%w: layout of %d regions in %d bytes", transport.ErrProtocol, n, len(b))
+	}
+	l := make([]wire.Region, n)
+	for i := range l {
+		l[i] = wire.Region{GPA: binary.BigEndian.Uint64(b), Size: binary.BigEndian.Uint64(b[8:])}
+		b = b[16:]
+	}
+	return l, b, nil
+}
+
+// ErrLayoutMismatch is the error of a session refused because the source
+// and destination guest RAM layouts differ.
+var ErrLayoutMismatch = errors.New("guest RAM layouts of source and destination differ")
+
+func layoutErr(ours, theirs []wire.Region, we, they string) error {
+	return fmt.Errorf("%w: the %s has %s, the %s has %s (start both VMs with the same memory size)",
+		ErrLayoutMismatch, we, wire.FormatLayout(ours), they, wire.FormatLayout(theirs))
+}
+
+// offer is the destination's OFFER: the nonce the fabric connection must
+// carry and the fabric listener's port.
+type offer struct {
+	nonce  [nonceSize]byte
+	port   uint16
+	layout []wire.Region
+}
+
+func (o offer) append(b []byte) []byte {
+	b = append(b, o.nonce[:]...)
+	b = binary.BigEndian.AppendUint16(b, o.port)
+	return appendLayout(b, o.layout)
+}
+
+func parseOffer(b []byte) (offer, error) {
+	var o offer
+	if len(b) < nonceSize+2 {
+		return o, fmt.Errorf("%w: truncated OFFER", transport.ErrProtocol)
+	}
+	copy(o.nonce[:], b)
+	o.port = binary.BigEndian.Uint16(b[nonceSize:])
+	l, rest, err := parseLayout(b[nonceSize+2:])
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%w: %d bytes after OFFER", transport.ErrProtocol, len(rest))
+	}
+	o.layout = l
+	return o, err
+}
+
+// appendKeys encodes each region's registration: base address and key.
+func appendKeys(b []byte, regs []*region, virtAddr bool) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(regs)))
+	for _, r := range regs {
+		b = binary.BigEndian.AppendUint64(b, r.mr.Base(virtAddr))
+		b = binary.BigEndian.AppendUint64(b, r.mr.Key())
+	}
+	return b
+}
+
+// parseKeys sets the peer's base and key on each region.
+func parseKeys(b []byte, regs []*region) error {
+	if len(b) != 4+16*len(regs) || binary.BigEndian.Uint32(b) != uint32(len(regs)) {
+		return fmt.Errorf("%w: KEYS of %d bytes for %d regions", transport.ErrProtocol, len(b), len(regs))
+	}
+	b = b[4:]
+	for _, r := range regs {
+		r.rbase, r.rkey = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+		b = b[16:]
+	}
+	return nil
+}
+
+func sameLayout(a, b []wire.Region) bool { return slices.Equal(a, b) }

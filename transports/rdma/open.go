@@ -1,0 +1,311 @@
+package rdma
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// handshakeBound bounds a pending connection's TLS handshake and HELLO on
+// the destination (connect_timeout, if shorter).
+const handshakeBound = 3 * time.Second
+
+// maxPending bounds connections being authenticated at once; one more
+// closes the oldest. A flood of more than maxPending new connections
+// within one handshake time can still evict the real source's (its Open
+// fails, the job can be run again): filtering that is the network's job.
+const maxPending = 32
+
+// openSend connects the source: control channel, authentication, HELLO,
+// the fabric connection carrying the OFFER's nonce, then the KEYS.
+func openSend(ctx context.Context, s *session) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
+	defer cancel()
+	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
+	if err != nil {
+		return err
+	}
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("the destination refused this job's credentials, or is not this job's destination "+
+			"(each side needs the credentials migrate made for this job): %w", err)
+	}
+	s.ctrl, s.raw = sc, c
+	if err := s.setupSend(ctx); err != nil {
+		c.Close()
+		if s.ep != nil {
+			s.ep.Close()
+			s.ep = nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", err, ctx.Err())
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *session) setupSend(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.layout)); err != nil {
+		return fmt.Errorf("send HELLO: %w", err)
+	}
+	p, err := readSetup(s.ctrl, setupOffer)
+	if err != nil {
+		return err
+	}
+	o, err := parseOffer(p)
+	if err != nil {
+		return err
+	}
+	if !sameLayout(o.layout, s.ram.layout) {
+		return layoutErr(s.ram.layout, o.layout, "source", "destination")
+	}
+	host, _, _ := net.SplitHostPort(s.cfg.dialAddr())
+	s.ep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.port), o.nonce[:])
+	if err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	s.caps = s.ep.Caps()
+	if err := s.snd.register(s); err != nil {
+		return err
+	}
+	p, err = readSetup(s.ctrl, setupKeys)
+	if err != nil {
+		return err
+	}
+	if err := parseKeys(p, s.ram.regions); err != nil {
+		return err
+	}
+	s.dec = wire.NewDecoder(s.ctrl)
+	return nil
+}
+
+func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
+	var d net.Dialer
+	wait := 20 * time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			tc := c.(*net.TCPConn)
+			tc.SetNoDelay(true)
+			return tc, nil
+		}
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
+					addr, timeout, err, transport.ErrClosed)
+			}
+			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// openReceive listens until an authenticated source with the same layout
+// said HELLO, then sets up the fabric connection with it.
+func openReceive(ctx context.Context, s *session) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
+	}
+	s.log.Info("waiting for the source", "listen", ln.Addr().String())
+	c, err := acceptSource(ctx, s, ln)
+	ln.Close()
+	if err != nil {
+		return err
+	}
+	if err := s.setupReceive(ctx); err != nil {
+		c.Close()
+		if s.ep != nil {
+			s.ep.Close()
+			s.ep = nil
+		}
+		return err
+	}
+	s.log.Info("source connected", "from", c.RemoteAddr().String(), "provider", s.caps.Provider,
+		"saw", s.caps.SAW, "delivery_complete", s.caps.DeliveryComplete)
+	return nil
+}
+
+// acceptSource accepts connections, each authenticated in its own
+// goroutine within handshakeBound; the first that authenticates and says
+// HELLO with our layout wins. A stranger learns nothing and cannot end
+// the wait; an authenticated source with another layout fails Open.
+func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPConn, error) {
+	type result struct {
+		c   *net.TCPConn
+		sc  net.Conn
+		err error
+	}
+	won := make(chan result, 1)
+	var mu sync.Mutex
+	pending := map[*net.TCPConn]time.Time{}
+	settled := false
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c := nc.(*net.TCPConn)
+			mu.Lock()
+			if settled {
+				mu.Unlock()
+				c.Close()
+				continue
+			}
+			if len(pending) >= maxPending {
+				evictOldest(pending) // its handshake fails; newer callers get a chance
+			}
+			pending[c] = time.Now()
+			mu.Unlock()
+			wg.Go(func() {
+				sc, err := s.admit(c)
+				mu.Lock()
+				defer mu.Unlock()
+				delete(pending, c)
+				if settled || (err != nil && !errors.Is(err, ErrLayoutMismatch)) {
+					if err != nil {
+						s.log.Warn("refused a connection", "from", c.RemoteAddr().String(), "error", err)
+					}
+					c.Close()
+					return
+				}
+				settled = true
+				won <- result{c, sc, err}
+			})
+		}
+	})
+	var r result
+	select {
+	case r = <-won:
+	case <-ctx.Done():
+		r.err = fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, ctx.Err())
+	}
+	ln.Close()
+	mu.Lock()
+	settled = true
+	for c := range pending {
+		c.Close()
+	}
+	mu.Unlock()
+	wg.Wait()
+	if r.err != nil {
+		if r.c != nil {
+			r.c.Close()
+		}
+		return nil, r.err
+	}
+	s.ctrl, s.raw = r.sc, r.c
+	return r.c, nil
+}
+
+// evictOldest closes the connection that has been pending longest.
+func evictOldest(pending map[*net.TCPConn]time.Time) {
+	var oldest *net.TCPConn
+	for c, since := range pending {
+		if oldest == nil || since.Before(pending[oldest]) {
+			oldest = c
+		}
+	}
+	oldest.Close()
+	delete(pending, oldest)
+}
+
+// admit authenticates c and reads its HELLO within handshakeBound.
+func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
+	c.SetNoDelay(true)
+	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
+	defer c.SetDeadline(time.Time{})
+	p, err := readSetup(sc, setupHello)
+	if err != nil {
+		return nil, err
+	}
+	l, rest, err := parseLayout(p)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%w: %d bytes after HELLO", transport.ErrProtocol, len(rest))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !sameLayout(l, s.ram.layout) {
+		err := layoutErr(s.ram.layout, l, "destination", "source")
+		writeSetup(sc, setupRefuse, []byte(err.Error()))
+		return sc, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
+	}
+	return sc, nil
+}
+
+// setupReceive opens the fabric listener, OFFERs it with a fresh nonce,
+// accepts the one connection carrying that nonce, registers guest RAM
+// for remote writes and sends the KEYS.
+func (s *session) setupReceive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	host, _, _ := net.SplitHostPort(s.cfg.listen)
+	l, err := fabric.Listen(s.cfg.provider, host)
+	if err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	defer l.Close()
+	port, err := l.Port()
+	if err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	o := offer{port: uint16(port), layout: s.ram.layout}
+	if _, err := rand.Read(o.nonce[:]); err != nil {
+		return err
+	}
+	if err := writeSetup(s.ctrl, setupOffer, o.append(nil)); err != nil {
+		return fmt.Errorf("send OFFER: %w", err)
+	}
+	s.ep, err = l.Accept(ctx, func(p []byte) bool {
+		return len(p) >= nonceSize && subtle.ConstantTimeCompare(p[:nonceSize], o.nonce[:]) == 1
+	}, func(e *fabric.Endpoint) error {
+		s.caps = e.Caps()
+		return s.rcv.register(s, e)
+	})
+	if err != nil {
+		return fmt.Errorf("fabric: waiting for the source's connection on port %d: %w", port, err)
+	}
+	if err := writeSetup(s.ctrl, setupKeys, appendKeys(nil, s.ram.regions, s.caps.VirtAddr)); err != nil {
+		return fmt.Errorf("send KEYS: %w", err)
+	}
+	s.dec = wire.NewDecoder(s.ctrl)
+	return nil
+}
+
+// randomKey is a registration key nobody outside the session can guess,
+// used where the provider lets the caller choose keys.
+func randomKey() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) >> 1
+}

@@ -1,0 +1,167 @@
+package rdma
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// Receive buffers for COMMITs: the source has one in flight at a time;
+// a few spare slots absorb nothing but a misbehaving peer.
+const (
+	recvSlots = 4
+	slotSize  = 64
+	ctxSlot0  = 100
+)
+
+// receiver is the destination's state: the batch being assembled.
+type receiver struct {
+	buf   []byte
+	bufMR *fabric.MR
+	mu    sync.Mutex
+	next  uint64  // the batch expected next
+	cm    *commit // its COMMIT, once arrived
+	zeros uint64  // its zero frames applied
+}
+
+// register registers guest RAM for remote writes and posts the receive
+// buffers; it runs before the fabric connection is accepted.
+func (rcv *receiver) register(s *session, e *fabric.Endpoint) error {
+	c := e.Caps()
+	s.punch = c.Provider != "verbs" && !c.Local
+	for i, r := range s.ram.regions {
+		key := randomKey()
+		if c.KeySize > 0 && c.KeySize < 8 {
+			key &= 1<<(8*c.KeySize) - 1
+		}
+		mr, err := e.Register(r.mem, fabric.AccessRemoteWrite, key)
+		if err != nil {
+			return fmt.Errorf("register guest RAM region %d (%d MiB) for remote writes: %w%s", i, len(r.mem)>>20, err, memlockHint(c))
+		}
+		r.mr = mr
+	}
+	b, err := unix.Mmap(-1, 0, recvSlots*slotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	rcv.buf, rcv.next = b, 1
+	if rcv.bufMR, err = e.Register(b, fabric.AccessRecv, randomKey()); err != nil {
+		return fmt.Errorf("register receive buffers: %w", err)
+	}
+	for i := range recvSlots {
+		if err := e.Recv(rcv.slot(i), rcv.bufMR, uint64(ctxSlot0+i)); err != nil {
+			return fmt.Errorf("post receive: %w", err)
+		}
+	}
+	return nil
+}
+
+func (rcv *receiver) slot(i int) []byte { return rcv.buf[i*slotSize : (i+1)*slotSize] }
+
+func (rcv *receiver) release() {
+	if rcv.buf != nil {
+		unix.Munmap(rcv.buf)
+		rcv.buf = nil
+	}
+}
+
+// pollReceive takes COMMITs from the fabric endpoint; it also drives the
+// provider's progress for the source's writes.
+func (s *session) pollReceive() {
+	var cs [8]fabric.Completion
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, err := s.ep.Poll(cs[:], 10*time.Millisecond)
+		if err != nil {
+			// A write outside the registration or with a wrong key makes
+			// the provider drop the connection (tcp, net) or fail it.
+			s.fail(fmt.Errorf("fabric: the connection failed (a write with a wrong key or outside guest RAM ends it): %w: %w",
+				err, transport.ErrClosed), wire.CodeFailed)
+			return
+		}
+		for _, c := range cs[:n] {
+			i := int(c.Ctx) - ctxSlot0
+			if i < 0 || i >= recvSlots || c.Len > slotSize {
+				s.fail(fmt.Errorf("%w: unexpected completion %+v", transport.ErrProtocol, c), wire.CodeProtocol)
+				return
+			}
+			cm, err := parseCommit(s.rcv.slot(i)[:c.Len])
+			if err == nil {
+				err = s.ep.Recv(s.rcv.slot(i), s.rcv.bufMR, c.Ctx)
+			}
+			if err == nil {
+				err = s.committed(cm)
+			}
+			if err != nil {
+				s.fail(err, wire.CodeProtocol)
+				return
+			}
+		}
+	}
+}
+
+// committed records batch cm's COMMIT: its writes are visible now.
+func (s *session) committed(cm commit) error {
+	r := &s.rcv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cm.seq != r.next || r.cm != nil || cm.pages > s.ram.pages {
+		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
+	}
+	r.cm = &cm
+	s.stats.data.Add(cm.pages)
+	s.stats.wire.Add(cm.pages*pageSize + commitSize)
+	return s.ackIfDone()
+}
+
+// receiveCtrl applies the source's ZERO frames.
+func (s *session) receiveCtrl(f wire.Frame) error {
+	if f.Type != wire.TypeZero {
+		return fmt.Errorf("%w: the source sent %v on the control channel", transport.ErrProtocol, f.Type)
+	}
+	run := transport.PageRun{First: f.Run.First, Count: uint64(f.Run.Count), Kind: transport.KindZero}
+	if err := run.Check(s.ram.pages); err != nil {
+		return fmt.Errorf("%w: %w", transport.ErrProtocol, err)
+	}
+	r := &s.rcv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f.Seq != r.next || (r.cm != nil && r.zeros >= r.cm.zeros) {
+		return fmt.Errorf("%w: ZERO frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
+	}
+	s.ram.spans(run.First, run.Count, func(g *region, off, n uint64) error {
+		g.zero(off, n, s.punch)
+		return nil
+	})
+	r.zeros++
+	s.stats.zero.Add(run.Count)
+	return s.ackIfDone()
+}
+
+// ackIfDone acknowledges the batch once its COMMIT arrived and all its
+// zero frames were applied (r.mu held).
+func (s *session) ackIfDone() error {
+	r := &s.rcv
+	if r.cm == nil || r.zeros < r.cm.zeros {
+		return nil
+	}
+	seq := r.cm.seq
+	r.next, r.cm, r.zeros = seq+1, nil, 0
+	s.wg.Go(func() { // the ACK goes out of the reader's way
+		if err := s.writeFrame(context.Background(), wire.AppendAck(nil, seq)); err != nil {
+			s.log.Debug("ACK not sent", "batch", seq, "error", err)
+		}
+	})
+	return nil
+}

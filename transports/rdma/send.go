@@ -1,0 +1,326 @@
+package rdma
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// writeChunk is the most one fi_write carries.
+const writeChunk = 1 << 20
+
+// Completion contexts on the source.
+const (
+	ctxWrite  = 1
+	ctxCommit = 2
+)
+
+// sender is the source's state: writes in flight, the batch being
+// built, the last acknowledged batch.
+type sender struct {
+	buf      []byte // registered, holds the COMMIT being sent
+	bufMR    *fabric.MR
+	maxIn    int64
+	inflight atomic.Int64 // writes and COMMIT posted, not completed
+	progress chan struct{}
+	acked    atomic.Uint64
+	ackNote  chan struct{}
+
+	// Engine goroutine only.
+	seq            uint64 // batch being built
+	zeros, pages   uint64 // its zero frames and data pages so far
+	dlo, dhi       uint64 // page range its data runs cover
+	zlo, zhi       uint64 // page range its zero runs cover
+	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
+	deferred       []func() error
+	committed      atomic.Uint64 // last batch whose COMMIT was posted
+	commitInFlight bool
+	mu             sync.Mutex
+}
+
+func (snd *sender) register(s *session) error {
+	for i, r := range s.ram.regions {
+		mr, err := s.ep.Register(r.mem, fabric.AccessWrite, randomKey())
+		if err != nil {
+			return fmt.Errorf("register guest RAM region %d (%d MiB) for the provider: %w%s", i, len(r.mem)>>20, err, memlockHint(s.caps))
+		}
+		r.mr = mr
+	}
+	b, err := unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	snd.buf = b
+	if snd.bufMR, err = s.ep.Register(b, fabric.AccessSend, randomKey()); err != nil {
+		return fmt.Errorf("register the send buffer: %w", err)
+	}
+	snd.maxIn = int64(min(max(s.caps.TxSize-1, 1), 64))
+	snd.progress = make(chan struct{}, 1)
+	snd.ackNote = make(chan struct{}, 1)
+	snd.seq = 1
+	snd.resetRanges()
+	return nil
+}
+
+func (snd *sender) release() {
+	if snd.buf != nil {
+		unix.Munmap(snd.buf)
+		snd.buf = nil
+	}
+}
+
+func (snd *sender) resetRanges() {
+	snd.dlo, snd.dhi, snd.zlo, snd.zhi = ^uint64(0), 0, ^uint64(0), 0
+}
+
+func overlaps(first, count, lo, hi uint64) bool { return first < hi && first+count > lo }
+
+// poll runs on the source for the session: it drives the provider's
+// progress and counts completions; a failed write fails the session.
+func (s *session) pollSend() {
+	var cs [32]fabric.Completion
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, err := s.ep.Poll(cs[:], 10*time.Millisecond)
+		if err != nil {
+			s.fail(fmt.Errorf("fabric: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
+			return
+		}
+		for _, c := range cs[:n] {
+			s.snd.inflight.Add(-1)
+			if c.Ctx == ctxCommit {
+				s.snd.mu.Lock()
+				s.snd.commitInFlight = false
+				s.snd.mu.Unlock()
+			}
+		}
+		if n > 0 {
+			select {
+			case s.snd.progress <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// waitProgress waits for a completion, the session's end or ctx.
+func (s *session) waitProgress(ctx context.Context) error {
+	t := time.NewTimer(5 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.snd.progress:
+	case <-t.C:
+	case <-s.done:
+		return s.error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// sendPages implements SendPages: data runs become fi_writes from guest
+// RAM straight into the destination's, zero runs ZERO frames on the
+// control channel. A run that overlaps a run of the other kind in the
+// same batch commits the batch first, so the later one wins.
+func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error {
+	for _, r := range runs {
+		if err := r.Check(s.ram.pages); err != nil {
+			return fmt.Errorf("send pages: %w", err)
+		}
+	}
+	snd := &s.snd
+	for _, r := range runs {
+		if err := s.error(); err != nil {
+			return err
+		}
+		var err error
+		if r.Kind == transport.KindData {
+			if overlaps(r.First, r.Count, snd.zlo, snd.zhi) {
+				err = s.flush(ctx)
+			}
+			if err == nil {
+				err = s.writeRun(ctx, r)
+			}
+		} else {
+			if overlaps(r.First, r.Count, snd.dlo, snd.dhi) {
+				err = s.flush(ctx)
+			}
+			if err == nil {
+				err = s.zeroRun(ctx, r)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
+	snd := &s.snd
+	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
+	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
+		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
+			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
+			write := func() error { return s.ep.Write(chunk, g.mr, g.rbase+b, g.rkey, ctxWrite) }
+			if snd.commitEarly {
+				snd.deferred = append(snd.deferred, write)
+			} else if err := s.post(ctx, write); err != nil {
+				return fmt.Errorf("write pages: %w", err)
+			}
+			s.stats.wire.Add(uint64(len(chunk)))
+		}
+		snd.pages += n
+		s.stats.data.Add(n)
+		return nil
+	})
+}
+
+// post posts one operation, waiting for room in the queue.
+func (s *session) post(ctx context.Context, op func() error) error {
+	snd := &s.snd
+	for {
+		if snd.inflight.Load() < snd.maxIn {
+			snd.inflight.Add(1)
+			err := op()
+			if err == nil {
+				return nil
+			}
+			snd.inflight.Add(-1)
+			if err != fabric.ErrAgain {
+				s.fail(fmt.Errorf("fabric: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
+				return s.error()
+			}
+		}
+		if err := s.waitProgress(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) zeroRun(ctx context.Context, r transport.PageRun) error {
+	snd := &s.snd
+	snd.zlo, snd.zhi = min(snd.zlo, r.First), max(snd.zhi, r.First+r.Count)
+	for first, left := r.First, r.Count; left > 0; {
+		n := min(left, wire.MaxZeroPages)
+		f, err := wire.AppendZero(nil, snd.seq, wire.Run{First: first, Count: uint32(n)})
+		if err != nil {
+			return err
+		}
+		if err := s.writeFrame(ctx, f); err != nil {
+			return fmt.Errorf("send zero pages: %w", err)
+		}
+		snd.zeros++
+		first, left = first+n, left-n
+	}
+	s.stats.zero.Add(r.Count)
+	return nil
+}
+
+// flush implements Flush: the batch's COMMIT after its writes, then the
+// destination's ACK.
+func (s *session) flush(ctx context.Context) error {
+	snd := &s.snd
+	if err := s.error(); err != nil {
+		return err
+	}
+	if snd.pages == 0 && snd.zeros == 0 {
+		return nil
+	}
+	if s.caps.DeliveryComplete {
+		// Without send-after-write ordering the COMMIT may go only once
+		// every write is visible at the target (FI_DELIVERY_COMPLETE).
+		for snd.inflight.Load() > 0 {
+			if err := s.waitProgress(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	for {
+		snd.mu.Lock()
+		busy := snd.commitInFlight
+		snd.mu.Unlock()
+		if !busy {
+			break
+		}
+		if err := s.waitProgress(ctx); err != nil {
+			return err
+		}
+	}
+	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages}
+	c.put(snd.buf)
+	snd.mu.Lock()
+	snd.commitInFlight = true
+	snd.mu.Unlock()
+	snd.committed.Store(c.seq)
+	if err := s.post(ctx, func() error { return s.ep.Send(snd.buf[:commitSize], snd.bufMR, ctxCommit) }); err != nil {
+		return fmt.Errorf("commit batch %d: %w", c.seq, err)
+	}
+	for _, w := range snd.deferred { // tests only (commitEarly)
+		if err := s.post(ctx, w); err != nil {
+			return err
+		}
+	}
+	snd.deferred = nil
+	s.stats.wire.Add(commitSize)
+	for snd.acked.Load() < c.seq {
+		select {
+		case <-snd.ackNote:
+		case <-s.done:
+			if snd.acked.Load() >= c.seq {
+				break
+			}
+			return fmt.Errorf("flush batch %d: %w", c.seq, s.error())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// A write the target refused completes with an error at the source
+	// only (sockets), while the COMMIT behind it is still acknowledged:
+	// the batch counts only once every operation completed without one.
+	for snd.inflight.Load() > 0 && !snd.commitEarly {
+		if err := s.waitProgress(ctx); err != nil {
+			return fmt.Errorf("flush batch %d: %w", c.seq, err)
+		}
+	}
+	if err := s.error(); err != nil {
+		return fmt.Errorf("flush batch %d: %w", c.seq, err)
+	}
+	snd.seq++
+	snd.zeros, snd.pages = 0, 0
+	snd.resetRanges()
+	return nil
+}
+
+// sendCtrl handles the destination's own control frames: ACK.
+func (s *session) sendCtrl(f wire.Frame) error {
+	if c := s.snd.committed.Load(); f.Type != wire.TypeAck || f.Seq > c {
+		return fmt.Errorf("%w: the destination sent %v %d (batch %d was the last committed)", transport.ErrProtocol, f.Type, f.Seq, c)
+	}
+	s.snd.acked.Store(f.Seq)
+	select {
+	case s.snd.ackNote <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func memlockHint(c fabric.Caps) string {
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) != nil || c.Provider != "verbs" {
+		return ""
+	}
+	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover guest RAM; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
+}

@@ -1,0 +1,182 @@
+package rdma
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// goodbyeTimeout bounds writing a BYE or ABORT to a peer that may have
+// stopped reading.
+const goodbyeTimeout = 500 * time.Millisecond
+
+var errLocalClose = errors.New("rdma transport: session closed")
+
+// counters are a session's Stats.
+type counters struct{ wire, data, zero atomic.Uint64 }
+
+// session is one open migration: the control channel, the fabric
+// endpoint, the mapped RAM and the goroutines that serve them.
+type session struct {
+	role  transport.Role
+	log   hclog.Logger
+	cfg   config
+	auth  *tls.Config
+	plain bool
+	ram   *ram
+	stats *counters
+	msgs  msgQueue
+
+	ctrl  net.Conn     // TLS (or raw after the handshake, plaintext)
+	raw   *net.TCPConn // the socket under ctrl
+	dec   *wire.Decoder
+	wlock sync.Mutex // one frame at a time on ctrl
+	ep    *fabric.Endpoint
+	caps  fabric.Caps
+	punch bool // zero pages by punching holes (not with pinning providers)
+
+	done   chan struct{}
+	failMu sync.Mutex
+	err    error
+	wg     sync.WaitGroup
+
+	snd sender   // RoleSend
+	rcv receiver // RoleReceive
+}
+
+func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
+	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: newMsgQueue(), done: make(chan struct{})}
+}
+
+func (s *session) error() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.err
+}
+
+// fail ends the session with err (the first error wins), telling the
+// peer with an ABORT of code (0: none).
+func (s *session) fail(err error, code wire.Code) {
+	s.failMu.Lock()
+	first := s.err == nil
+	if first {
+		s.err = err
+		close(s.done)
+	}
+	s.failMu.Unlock()
+	if !first {
+		return
+	}
+	if errors.Is(err, transport.ErrClosed) || err == errLocalClose {
+		s.log.Info("session ended", "error", err)
+	} else {
+		s.log.Error("session failed", "error", err)
+	}
+	var last []byte
+	switch {
+	case err == errLocalClose:
+		last = wire.AppendBye(nil, "closed by the "+s.role.String()+" side")
+	case code != 0:
+		last = wire.AppendAbort(nil, code, err.Error())
+	}
+	s.ctrl.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+	if last != nil {
+		s.wlock.Lock()
+		s.ctrl.Write(last)
+		s.wlock.Unlock()
+	}
+	s.raw.CloseWrite()
+	s.ctrl.SetReadDeadline(time.Now().Add(goodbyeTimeout))
+}
+
+// writeFrame writes one control frame (header and payload).
+func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
+	if err := s.error(); err != nil {
+		return err
+	}
+	s.wlock.Lock()
+	defer s.wlock.Unlock()
+	stop := context.AfterFunc(ctx, func() { s.ctrl.SetWriteDeadline(time.Unix(1, 0)) })
+	b := net.Buffers(bufs)
+	n, err := b.WriteTo(s.ctrl)
+	s.stats.wire.Add(uint64(n))
+	if !stop() {
+		if n == 0 && ctx.Err() != nil && err != nil {
+			s.ctrl.SetWriteDeadline(time.Time{})
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("control channel: %w: %w", err, transport.ErrClosed)
+		go s.fail(err, 0) // fail takes wlock
+		return err
+	}
+	return nil
+}
+
+// close ends the session from this side and releases everything.
+func (s *session) close() error {
+	s.fail(errLocalClose, 0)
+	s.wg.Wait()
+	s.raw.Close()
+	if s.ep != nil {
+		s.ep.Close() // deregisters RAM before it is unmapped
+	}
+	s.snd.release()
+	s.rcv.release()
+	return s.ram.unmap()
+}
+
+// readCtrl reads the peer's control frames until the session ends;
+// handle takes the role's own frames.
+func (s *session) readCtrl(handle func(wire.Frame) error) {
+	for {
+		f, err := s.dec.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, transport.ErrProtocol):
+				s.fail(fmt.Errorf("control channel: %w", err), wire.CodeProtocol)
+			case errors.Is(err, io.EOF):
+				s.fail(fmt.Errorf("the peer closed the control channel: %w", transport.ErrClosed), 0)
+			default:
+				s.fail(fmt.Errorf("control channel lost (%w): %w", err, transport.ErrClosed), 0)
+			}
+			return
+		}
+		if s.role == transport.RoleReceive {
+			s.stats.wire.Add(uint64(wire.HeaderSize + f.Length))
+		}
+		switch f.Type {
+		case wire.TypeMsg:
+			err = s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+		case wire.TypeBye:
+			err = fmt.Errorf("the peer ended the session (%s): %w", f.Reason, transport.ErrClosed)
+		case wire.TypeAbort:
+			err = fmt.Errorf("the peer aborted the session (%v: %s): %w", f.Code, f.Reason, transport.ErrClosed)
+		default:
+			err = handle(f)
+		}
+		if err != nil {
+			code := wire.CodeFailed
+			if errors.Is(err, transport.ErrClosed) {
+				code = 0
+			} else if errors.Is(err, transport.ErrProtocol) {
+				code = wire.CodeProtocol
+			}
+			s.fail(err, code)
+			return
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package rdma_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/rdma"
+)
+
+// TestIdleStrangers: connections that never say a word, more than the
+// destination keeps pending, neither stop the real source nor end the
+// destination's wait.
+func TestIdleStrangers(t *testing.T) {
+	p := providers(t)[0]
+	sf, _ := memfd(t, "send", 1<<20)
+	df, _ := memfd(t, "recv", 1<<20)
+	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
+	sc, rc, _ := transport.MintCredentials(false)
+	cfg := schema.Config{"provider": p, "listen": freeAddr(t, "127.0.0.1"), "cleartext_pages": true}
+	send, recv := rdma.New(nil), rdma.New(nil)
+	defer send.Close()
+	defer recv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var rerr error
+	wg.Go(func() {
+		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
+	})
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for len(idle) < 40 && ctx.Err() == nil {
+		c, err := net.Dial("tcp", cfg["listen"].(string))
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		idle = append(idle, c)
+	}
+	err := send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
+	wg.Wait()
+	if err != nil || rerr != nil {
+		t.Fatalf("with %d idle strangers: send %v, receive %v", len(idle), err, rerr)
+	}
+}

@@ -1,0 +1,188 @@
+package rdma
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// Name and Version describe this transport (transport.Info).
+const (
+	Name    = "rdma"
+	Version = "0.1.0"
+)
+
+var errNotOpen = errors.New("rdma transport: no session is open")
+
+// Transport is the RDMA transport. It serves one session at a time and
+// may be opened again after Close.
+type Transport struct {
+	log   hclog.Logger
+	mu    sync.Mutex
+	s     *session
+	stats counters
+
+	commitEarly bool // tests only: see sender.commitEarly
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New returns a Transport that logs to log (nil: nowhere).
+func New(log hclog.Logger) *Transport {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Transport{log: log.Named(Name)}
+}
+
+// Info implements transport.Transport.
+func (t *Transport) Info(context.Context) (transport.Info, error) {
+	return transport.Info{Name: Name, Version: Version}, nil
+}
+
+// Schema implements transport.Transport.
+func (t *Transport) Schema(context.Context) (schema.Schema, error) {
+	return append(schema.Schema(nil), configSchema...), nil
+}
+
+// Open implements transport.Transport: RoleSend dials the destination's
+// control address, authenticates, then connects the fabric endpoint the
+// destination offered; RoleReceive listens until such a source came.
+func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
+	t.mu.Lock()
+	busy := t.s != nil
+	t.mu.Unlock()
+	if busy {
+		return errors.New("rdma transport: a session is already open; Close it first")
+	}
+	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
+		return fmt.Errorf("rdma transport: open with role %v", req.Role)
+	}
+	cfg, err := parseConfig(req.Config)
+	if err != nil {
+		return err
+	}
+	auth, err := req.Credentials.TLSConfig(req.Role)
+	if err != nil {
+		return fmt.Errorf("rdma transport: %w", err)
+	}
+	if !req.Credentials.Plaintext && !cfg.cleartextPages {
+		return badConfig("RDMA writes move page contents unencrypted; set cleartext_pages = true in the transport block " +
+			"to accept that (messages, zero runs and keys stay inside TLS), or use the tcp transport")
+	}
+	if !fabric.Supported {
+		return fmt.Errorf("rdma transport: %w: %w", fabric.ErrNotSupported, transport.ErrNotSupported)
+	}
+	m, err := mapRAM(req, req.Role == transport.RoleReceive)
+	if err != nil {
+		return fmt.Errorf("rdma transport: %w", err)
+	}
+	t.stats.wire.Store(0)
+	t.stats.data.Store(0)
+	t.stats.zero.Store(0)
+	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
+	s.auth, s.plain = auth, req.Credentials.Plaintext
+	s.snd.commitEarly = t.commitEarly
+	if req.Role == transport.RoleSend {
+		err = openSend(ctx, s)
+	} else {
+		err = openReceive(ctx, s)
+	}
+	if err != nil {
+		s.snd.release()
+		s.rcv.release()
+		m.unmap()
+		return fmt.Errorf("rdma transport: %w", err)
+	}
+	if req.Role == transport.RoleSend {
+		s.wg.Go(s.pollSend)
+		s.wg.Go(func() { s.readCtrl(s.sendCtrl) })
+	} else {
+		s.wg.Go(s.pollReceive)
+		s.wg.Go(func() { s.readCtrl(s.receiveCtrl) })
+	}
+	t.mu.Lock()
+	t.s = s
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *Transport) session() (*session, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.s == nil {
+		return nil, errNotOpen
+	}
+	return t.s, nil
+}
+
+func (t *Transport) sender(what string) (*session, error) {
+	s, err := t.session()
+	if err == nil && s.role != transport.RoleSend {
+		err = fmt.Errorf("rdma transport: %s on the receiving side: %w", what, transport.ErrNotSupported)
+	}
+	return s, err
+}
+
+// SendPages implements transport.Transport.
+func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	s, err := t.sender("SendPages")
+	if err != nil {
+		return err
+	}
+	if err := s.error(); err != nil {
+		return err
+	}
+	return s.sendPages(ctx, runs)
+}
+
+// Flush implements transport.Transport.
+func (t *Transport) Flush(ctx context.Context) error {
+	s, err := t.sender("Flush")
+	if err != nil {
+		return err
+	}
+	return s.flush(ctx)
+}
+
+// SendMessage implements transport.Transport.
+func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	return s.sendMessage(ctx, m)
+}
+
+// RecvMessage implements transport.Transport.
+func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) {
+	s, err := t.session()
+	if err != nil {
+		return transport.Message{}, err
+	}
+	return s.recvMessage(ctx)
+}
+
+// Stats implements transport.Transport; after Close it reports the last session.
+func (t *Transport) Stats(context.Context) (transport.Stats, error) {
+	return transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(), PagesZero: t.stats.zero.Load()}, nil
+}
+
+// Close implements transport.Transport.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	s := t.s
+	t.s = nil
+	t.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.close()
+}
