@@ -18,7 +18,7 @@ import (
 	"github.com/ferryvm/ferry/vmm/control"
 )
 
-// TestMigrateUnderControlSpam is issue 8's finding 3: control commands
+// TestMigrateUnderControlSpam (docs/ARCHITECTURE.md#invariant-8): control commands
 // that change the run state, sent while a migration runs, must not leave
 // the guest running twice or hang the migration. One guest is migrated
 // along a chain of ferry-vmm processes (100 times, 20 with -short) while

@@ -48,7 +48,8 @@ func (p *Process) Pid() int { return p.pid }
 // Start runs one plugin process and dispenses cfg.Dispense from it.
 // ctx may kill the process until the handshake is done, never after.
 //
-// The channel to the plugin is what finding 5 of issue 8 asked for:
+// The channel to the plugin is private (docs/ARCHITECTURE.md#invariant-7:
+// only the job's real parties may reach guest RAM):
 //   - go-plugin's AutoMTLS: host and plugin each mint a one-time
 //     certificate at start and trust only the other's, so a local client
 //     that reaches a socket cannot call the plugin (and so cannot make it

@@ -72,7 +72,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestChannelPrivate is finding 5 of issue 8: under umask 000 the
+// TestChannelPrivate (docs/ARCHITECTURE.md#invariant-7): under umask 000 the
 // plugin's socket directory is still 0700, and a local client that
 // reaches the socket without the host's one-time certificate cannot call
 // Open (which would make the plugin map the guest RAM it inherited).
