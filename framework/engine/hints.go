@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/bitmap"
@@ -336,11 +337,20 @@ func (h *hinter) invalidate(gen uint64) {
 
 // close ends every provider's hint window.
 func (h *hinter) close(final bool) {
+	var wg sync.WaitGroup
 	for i, s := range h.srcs {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.Provider.Close(ctx, final); err != nil && !h.dead[i] {
-			h.log("closing hint provider", "provider", s.Name, "err", err)
-		}
-		cancel()
+		dead := h.dead[i]
+		wg.Go(func() { // all at once: a hung provider costs closeTimeout, not one per provider
+			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			defer cancel()
+			if err := s.Provider.Close(ctx, final); err != nil && !dead {
+				h.log("closing hint provider", "provider", s.Name, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 }
+
+// closeTimeout bounds a provider's Close (its hint window ending: the
+// balloon provider lets the guest take its pages back).
+const closeTimeout = 5 * time.Second

@@ -12,8 +12,9 @@ import (
 
 // funcProvider is a hint provider made of a Hints function.
 type funcProvider struct {
-	hints  func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
-	closed atomic.Int32
+	hints    func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
+	closed   atomic.Int32
+	closeFor time.Duration // how long Close takes
 }
 
 func (f *funcProvider) Info(context.Context) (hint.Info, error) {
@@ -26,7 +27,31 @@ func (f *funcProvider) Configure(context.Context, hint.Config, hint.VM, hint.Hos
 func (f *funcProvider) Hints(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 	return f.hints(ctx, req, emit)
 }
-func (f *funcProvider) Close(context.Context, bool) error { f.closed.Add(1); return nil }
+func (f *funcProvider) Close(context.Context, bool) error {
+	time.Sleep(f.closeFor)
+	f.closed.Add(1)
+	return nil
+}
+
+// TestCloseAllAtOnce: ending the hint windows of slow providers costs the
+// slowest one, not their sum (the report waits for it: teardown_ms).
+func TestCloseAllAtOnce(t *testing.T) {
+	var srcs []HintSource
+	for range 4 {
+		srcs = append(srcs, HintSource{Name: "slow", Provider: &funcProvider{closeFor: 200 * time.Millisecond}})
+	}
+	h := newHinter(srcs, 16, func(string, ...any) {})
+	start := time.Now()
+	h.close(true)
+	if took := time.Since(start); took > 600*time.Millisecond {
+		t.Errorf("closing 4 providers of 200 ms each took %v: one after another", took)
+	}
+	for _, s := range srcs {
+		if n := s.Provider.(*funcProvider).closed.Load(); n != 1 {
+			t.Errorf("closed %d times", n)
+		}
+	}
+}
 
 func source(name string, p hint.Provider, d time.Duration) HintSource {
 	return HintSource{Name: name, Provider: p, Meaning: hint.MeaningFree, Deadline: d}
