@@ -115,7 +115,7 @@ func (s *session) ackLoop(st *stream) {
 			default:
 			}
 		case f.Type == wire.TypeMsg && st.idx == 0:
-			if err := s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
+			if err := s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
 				s.fail(err, wire.CodeProtocol)
 				return
 			}

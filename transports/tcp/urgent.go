@@ -48,7 +48,7 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.recvFrom(ctx, &s.umsgs)
+	return s.umsgs.Recv(ctx, s.done, s.error)
 }
 
 // SendPagesUrgent implements transport.Transport: the runs are checked,
@@ -162,7 +162,7 @@ func (s *session) urgentLoop(st *stream) {
 		}
 		switch {
 		case f.Type == wire.TypeMsg:
-			err = s.umsgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			err = s.umsgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.role == transport.RoleReceive:
 			err = s.writeUrgentPages(st, f)
 		case f.Type == wire.TypeBye:
