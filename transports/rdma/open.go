@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/netdial"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -93,29 +94,15 @@ func (s *session) setupSend(ctx context.Context) error {
 	return nil
 }
 
+// dialRetry dials addr until ctx ends (netdial.Retry) and tunes the
+// connection.
 func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	var d net.Dialer
-	wait := 20 * time.Millisecond
-	for {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			tc := c.(*net.TCPConn)
-			tc.SetNoDelay(true)
-			return tc, nil
-		}
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
-					addr, timeout, err, transport.ErrClosed)
-			}
-			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	c, err := netdial.Retry(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
 	}
+	c.SetNoDelay(true)
+	return c, nil
 }
 
 // openReceive listens until an authenticated source with the same layout

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/netdial"
 )
 
 // openSend connects the source's streams: it dials every stream (the
@@ -59,31 +60,15 @@ func openSend(ctx context.Context, s *session) error {
 	return nil
 }
 
+// dialRetry dials addr until ctx ends (netdial.Retry) and tunes the
+// connection.
 func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	var d net.Dialer
-	wait := 20 * time.Millisecond
-	for {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			tc := c.(*net.TCPConn)
-			tune(tc)
-			return tc, nil
-		}
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
-					addr, timeout, err, transport.ErrClosed)
-			}
-			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	c, err := netdial.Retry(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
 	}
+	tune(c)
+	return c, nil
 }
 
 // tune sets what every stream wants: no Nagle delay for ACKs and
