@@ -60,7 +60,7 @@ func openSend(ctx context.Context, s *session) error {
 func (s *session) setupSend(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.layout)); err != nil {
+	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.Layout)); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
@@ -71,8 +71,8 @@ func (s *session) setupSend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !sameLayout(o.layout, s.ram.layout) {
-		return layoutErr(s.ram.layout, o.layout, "source", "destination")
+	if !sameLayout(o.layout, s.ram.Layout) {
+		return layoutErr(s.ram.Layout, o.layout, "source", "destination")
 	}
 	host, _, _ := net.SplitHostPort(s.cfg.dialAddr())
 	s.ep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.port), o.nonce[:])
@@ -240,8 +240,8 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !sameLayout(l, s.ram.layout) {
-		err := layoutErr(s.ram.layout, l, "destination", "source")
+	if !sameLayout(l, s.ram.Layout) {
+		err := layoutErr(s.ram.Layout, l, "destination", "source")
 		writeSetup(sc, setupRefuse, []byte(err.Error()))
 		return sc, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
 	}
@@ -266,7 +266,7 @@ func (s *session) setupReceive(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fabric: %w", err)
 	}
-	o := offer{port: uint16(port), layout: s.ram.layout}
+	o := offer{port: uint16(port), layout: s.ram.Layout}
 	if _, err := rand.Read(o.nonce[:]); err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/internal/guestram"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
@@ -28,33 +27,22 @@ type region struct {
 
 // ram is a session's guest RAM.
 type ram struct {
-	maps    []guestram.Mapping
-	regions []*region
-	layout  []wire.Region
-	pages   uint64
+	guestram.RAM // Layout, Pages, Unmap
+	regions      []*region
 }
 
 // mapRAM maps the request's guest RAM (guestram.Map): read-only to
 // send, read-write to receive.
 func mapRAM(req transport.OpenRequest, writable bool) (*ram, error) {
-	ms, layout, err := guestram.Map(req, writable)
+	g, err := guestram.Map(req, writable)
 	if err != nil {
 		return nil, err
 	}
-	m := &ram{maps: ms, layout: layout}
-	for _, g := range ms {
-		m.regions = append(m.regions, &region{first: g.First, pages: g.Pages, mem: g.Mem, file: g.File, off: g.Off})
-		m.pages += g.Pages
-	}
-	return m, nil
+	return &ram{RAM: g, regions: guestram.Wrap(g.Maps, newRegion)}, nil
 }
 
-// unmap releases every mapping. No goroutine may use them afterwards;
-// a second call does nothing.
-func (m *ram) unmap() error {
-	err := guestram.Unmap(m.maps)
-	m.maps = nil
-	return err
+func newRegion(g guestram.Mapping) *region {
+	return &region{first: g.First, pages: g.Pages, mem: g.Mem, file: g.File, off: g.Off}
 }
 
 // spans calls fn for each piece of run [first, first+count) that lies in

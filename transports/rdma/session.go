@@ -137,7 +137,7 @@ func (s *session) close() error {
 	}
 	s.snd.release()
 	s.rcv.release()
-	return s.ram.unmap()
+	return s.ram.Unmap()
 }
 
 // readCtrl reads the peer's control frames until the session ends;

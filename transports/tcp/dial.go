@@ -131,8 +131,8 @@ func checkAnswer(s *session, st *stream) error {
 	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Stream != s.hello(st).Stream || f.Hello.Urgent != st.urgent:
 		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
 			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
-	case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
-		return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
+	case !slices.Equal(f.Hello.RAM, s.ram.Layout) || f.Hello.PageSize != pageSize:
+		return layoutErr(s.ram.Layout, f.Hello.RAM, "source", "destination")
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func checkAnswer(s *session, st *stream) error {
 // hello is the HELLO either side sends on stream st: a bulk stream's
 // index, or the urgent stream's flag with index 0.
 func (s *session) hello(st *stream) wire.Hello {
-	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
+	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.Layout}
 	if st.urgent {
 		h.Stream, h.Urgent = 0, true
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/internal/guestram"
 )
 
@@ -26,36 +25,25 @@ type region struct {
 
 // ram is the guest RAM of a session, mapped from the request's files.
 type ram struct {
-	maps    []guestram.Mapping
-	regions []*region
-	layout  []wire.Region
-	pages   uint64
+	guestram.RAM // Layout, Pages, Unmap
+	regions      []*region
 }
 
 // mapRAM maps the request's guest RAM (guestram.Map): read-only to
 // send, read-write to receive.
 func mapRAM(req transport.OpenRequest, writable bool) (*ram, error) {
-	ms, layout, err := guestram.Map(req, writable)
+	g, err := guestram.Map(req, writable)
 	if err != nil {
 		return nil, err
 	}
-	m := &ram{maps: ms, layout: layout}
-	for _, g := range ms {
-		m.regions = append(m.regions, &region{first: g.First, pages: g.Pages, mem: g.Mem, file: g.File, off: g.Off})
-		m.pages += g.Pages
-	}
-	return m, nil
+	return &ram{RAM: g, regions: guestram.Wrap(g.Maps, newRegion)}, nil
 }
 
-// unmap releases every mapping. No goroutine may use them afterwards;
-// a second call does nothing.
-func (m *ram) unmap() error {
-	err := guestram.Unmap(m.maps)
-	m.maps = nil
-	return err
+func newRegion(g guestram.Mapping) *region {
+	return &region{first: g.First, pages: g.Pages, mem: g.Mem, file: g.File, off: g.Off}
 }
 
-// find returns the region holding page p; p < m.pages.
+// find returns the region holding page p; p < m.Pages.
 func (m *ram) find(p uint64) *region {
 	i := sort.Search(len(m.regions), func(i int) bool { return m.regions[i].first+m.regions[i].pages > p })
 	return m.regions[i]
@@ -64,8 +52,8 @@ func (m *ram) find(p uint64) *region {
 // span returns the bytes of pages [first, first+count) if they lie
 // inside one region; a frame must never reach outside guest RAM.
 func (m *ram) span(first, count uint64) (*region, []byte, error) {
-	if count == 0 || first >= m.pages || count > m.pages-first {
-		return nil, nil, fmt.Errorf("%w: pages %d+%d are outside guest RAM (%d pages)", transport.ErrProtocol, first, count, m.pages)
+	if count == 0 || first >= m.Pages || count > m.Pages-first {
+		return nil, nil, fmt.Errorf("%w: pages %d+%d are outside guest RAM (%d pages)", transport.ErrProtocol, first, count, m.Pages)
 	}
 	r := m.find(first)
 	off := first - r.first

@@ -184,7 +184,7 @@ func (s *session) close() error {
 	}
 	s.wg.Wait()
 	closeStreams(s.all())
-	return s.ram.unmap()
+	return s.ram.Unmap()
 }
 
 // peerBye counts a BYE: the session ends once every stream said it, so

@@ -60,7 +60,7 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 		return err
 	}
 	for _, r := range runs {
-		if err := r.Check(s.ram.pages); err != nil {
+		if err := r.Check(s.ram.Pages); err != nil {
 			return fmt.Errorf("send pages urgently: %w", err)
 		}
 	}

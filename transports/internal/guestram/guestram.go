@@ -24,42 +24,53 @@ type Mapping struct {
 	Off   int64 // file offset of Mem[0]
 }
 
+// RAM is a request's guest RAM, mapped.
+type RAM struct {
+	Maps   []Mapping     // in guest page order
+	Layout []wire.Region // what a HELLO carries
+	Pages  uint64        // guest pages in all of Maps
+}
+
 // Map checks req's RAM layout and maps every region: read-only to
-// send, read-write (writable) to receive. It returns the mappings in
-// guest page order and the layout a HELLO carries. On error nothing
-// stays mapped. The caller releases the mappings with Unmap.
-func Map(req transport.OpenRequest, writable bool) ([]Mapping, []wire.Region, error) {
+// send, read-write (writable) to receive. On error nothing stays
+// mapped. The caller releases the mappings with Unmap.
+func Map(req transport.OpenRequest, writable bool) (RAM, error) {
 	if len(req.RAM) == 0 || len(req.RAM) > wire.MaxRegions {
-		return nil, nil, fmt.Errorf("%d RAM regions (want 1..%d)", len(req.RAM), wire.MaxRegions)
+		return RAM{}, fmt.Errorf("%d RAM regions (want 1..%d)", len(req.RAM), wire.MaxRegions)
 	}
 	l := make(framework.Layout, len(req.RAM))
 	for i, r := range req.RAM {
 		l[i] = framework.Region{GPA: r.GPA, Size: r.Size, Offset: r.Offset}
 	}
 	if err := l.Check(); err != nil {
-		return nil, nil, err
+		return RAM{}, err
 	}
 	prot := unix.PROT_READ
 	if writable {
 		prot |= unix.PROT_WRITE
 	}
-	var (
-		ms     []Mapping
-		layout []wire.Region
-		pages  uint64
-	)
+	var g RAM
 	for i, r := range req.RAM {
 		m, err := mapRegion(req.Files, i, r, prot)
 		if err != nil {
-			Unmap(ms)
-			return nil, nil, err
+			g.Unmap()
+			return RAM{}, err
 		}
-		m.First = pages
-		pages += m.Pages
-		ms = append(ms, m)
-		layout = append(layout, wire.Region{GPA: r.GPA, Size: r.Size})
+		m.First = g.Pages
+		g.Pages += m.Pages
+		g.Maps = append(g.Maps, m)
+		g.Layout = append(g.Layout, wire.Region{GPA: r.GPA, Size: r.Size})
 	}
-	return ms, layout, nil
+	return g, nil
+}
+
+// Wrap returns wrap(m) for each of ms: a transport's own region type.
+func Wrap[R any](ms []Mapping, wrap func(Mapping) R) []R {
+	rs := make([]R, len(ms))
+	for i, m := range ms {
+		rs[i] = wrap(m)
+	}
+	return rs
 }
 
 func mapRegion(files []*os.File, i int, r transport.RAMRegion, prot int) (Mapping, error) {
@@ -87,14 +98,16 @@ func mapRegion(files []*os.File, i int, r transport.RAMRegion, prot int) (Mappin
 	return m, nil
 }
 
-// Unmap releases the mappings of ms; no goroutine may use them afterwards.
-func Unmap(ms []Mapping) error {
+// Unmap releases every mapping; no goroutine may use them afterwards.
+// A second call does nothing.
+func (g *RAM) Unmap() error {
 	var errs []error
-	for _, m := range ms {
+	for _, m := range g.Maps {
 		if m.Mem != nil {
 			errs = append(errs, unix.Munmap(m.Mem))
 		}
 	}
+	g.Maps = nil
 	return errors.Join(errs...)
 }
 

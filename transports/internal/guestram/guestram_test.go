@@ -27,11 +27,15 @@ func TestMap(t *testing.T) {
 		{GPA: 0, Size: 2 * PageSize, Offset: 0},
 		{GPA: 1 << 32, Size: 6 * PageSize, Offset: 2 * PageSize},
 	}}
-	ms, layout, err := Map(req, true)
+	g, err := Map(req, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Unmap(ms)
+	defer g.Unmap()
+	ms, layout := g.Maps, g.Layout
+	if g.Pages != 8 {
+		t.Fatalf("%d pages, want 8", g.Pages)
+	}
 	if len(ms) != 2 || ms[1].First != 2 || ms[1].Pages != 6 || len(ms[1].Mem) != 6*PageSize || ms[1].Off != 2*PageSize {
 		t.Fatalf("mappings %+v", ms)
 	}
@@ -57,7 +61,7 @@ func TestMapRefuses(t *testing.T) {
 		{"past the end", []transport.RAMRegion{{Size: 4 * PageSize, Offset: PageSize}}, "runs past the end"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := Map(transport.OpenRequest{Files: []*os.File{f}, RAM: tc.ram}, false)
+			_, err := Map(transport.OpenRequest{Files: []*os.File{f}, RAM: tc.ram}, false)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Map = %v, want %q", err, tc.want)
 			}
