@@ -17,8 +17,8 @@ func (s *session) recvMessage(ctx context.Context) (transport.Message, error) {
 // sendMessage implements SendMessage over the control channel (inside
 // TLS unless the credentials are plaintext).
 func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
-	if m.Kind == 0 || len(m.Payload) > transport.MaxMessage {
-		return fmt.Errorf("send message: kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), transport.MaxMessage)
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("send message: %w", err)
 	}
 	hdr, err := wire.AppendMsgHeader(nil, m.Kind, len(m.Payload))
 	if err != nil {

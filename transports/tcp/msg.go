@@ -20,8 +20,8 @@ func (s *session) recvMessage(ctx context.Context) (transport.Message, error) {
 // sendMessage implements SendMessage on stream 0. A write that ctx cuts
 // short inside the frame tears the stream, and so fails the session.
 func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
-	if m.Kind == 0 || len(m.Payload) > transport.MaxMessage {
-		return fmt.Errorf("send message: kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), transport.MaxMessage)
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("send message: %w", err)
 	}
 	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
 	if err != nil {

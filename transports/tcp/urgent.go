@@ -32,8 +32,8 @@ func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
 	if err != nil {
 		return err
 	}
-	if m.Kind == 0 || len(m.Payload) > transport.MaxMessage {
-		return fmt.Errorf("send urgent: kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), transport.MaxMessage)
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("send urgent: %w", err)
 	}
 	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
 	if err != nil {
