@@ -43,3 +43,13 @@ func (r PageRun) Check(pages uint64) error {
 	}
 	return nil
 }
+
+// Check reports whether m may be sent: a kind other than 0 and at most
+// MaxMessage payload bytes. Transports call it in SendMessage and
+// SendUrgent before anything is written.
+func (m Message) Check() error {
+	if m.Kind == 0 || len(m.Payload) > MaxMessage {
+		return fmt.Errorf("kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), MaxMessage)
+	}
+	return nil
+}

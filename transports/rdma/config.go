@@ -1,14 +1,11 @@
 package rdma
 
 import (
-	"fmt"
-	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/schema"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/internal/netcfg"
 )
 
 const defaultConnectTimeout = 10 * time.Second
@@ -39,9 +36,8 @@ var configSchema = schema.Schema{
 // knownProviders are the providers this transport is written and tested for.
 var knownProviders = []string{"verbs", "tcp", "sockets", "net"}
 
-func badConfig(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{transport.ErrBadConfig}, args...)...)
-}
+// badConfig is an error wrapping transport.ErrBadConfig.
+var badConfig = netcfg.Bad
 
 // parseConfig checks a block against the schema.
 func parseConfig(c schema.Config) (config, error) {
@@ -56,30 +52,12 @@ func parseConfig(c schema.Config) (config, error) {
 		return cfg, badConfig("provider must be one of %q, not %v (fi_info -l lists what libfabric has here)", knownProviders, c["provider"])
 	}
 	cfg.provider = p
-	l, ok := c["listen"].(string)
-	if !ok {
-		return cfg, badConfig(`listen is required: the address the destination listens on, e.g. "10.0.0.2:7070"`)
-	}
-	if err := checkAddr(l); err != nil {
+	var err error
+	if cfg.listen, cfg.connect, err = netcfg.Addrs(c); err != nil {
 		return cfg, err
 	}
-	cfg.listen = l
-	if v, ok := c["connect"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return cfg, badConfig("connect must be a string, not %T", v)
-		}
-		if err := checkAddr(s); err != nil {
-			return cfg, fmt.Errorf("connect: %w", err)
-		}
-		cfg.connect = s
-	}
-	if v, ok := c["connect_timeout"]; ok {
-		d, ok := asDuration(v)
-		if !ok || d <= 0 {
-			return cfg, badConfig(`connect_timeout must be a positive duration such as "10s", not %v`, v)
-		}
-		cfg.connectTimeout = d
+	if cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout); err != nil {
+		return cfg, err
 	}
 	if v, ok := c["cleartext_pages"]; ok {
 		b, ok := v.(bool)
@@ -89,32 +67,6 @@ func parseConfig(c schema.Config) (config, error) {
 		cfg.cleartextPages = b
 	}
 	return cfg, nil
-}
-
-func checkAddr(s string) error {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return badConfig("address %q is not host:port: %v", s, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return badConfig("address %q needs a fixed port from 1 to 65535 (the source must know it)", s)
-	}
-	return nil
-}
-
-func asDuration(v any) (time.Duration, bool) {
-	switch d := v.(type) {
-	case time.Duration:
-		return d, true
-	case int64:
-		return time.Duration(d), true
-	case int:
-		return time.Duration(d), true
-	case string:
-		p, err := time.ParseDuration(d)
-		return p, err == nil
-	}
-	return 0, false
 }
 
 // dialAddr is where the source connects: connect if set, else listen.

@@ -1,7 +1,6 @@
 package rdma_test
 
 import (
-	"context"
 	"net"
 	"os"
 	"strings"
@@ -111,28 +110,11 @@ func TestConformancePlugin(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			transporttest.Run(t, func(t *testing.T, ram transporttest.RAM) (send, recv transport.Transport, sendCfg, recvCfg schema.Config) {
 				cfg := config(t, p)
-				return launch(t, ram.Send), launch(t, ram.Recv), cfg, cfg
+				return transporttest.Launch(t, pluginName, ram.Send), transporttest.Launch(t, pluginName, ram.Recv), cfg, cfg
 			})
 		})
 	}
 }
-
-func launch(t *testing.T, files []*os.File) transport.Transport {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	log := hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testOutput{t}})
-	tr, err := transport.Launch(ctx, plugintest.Path(t, pluginName), files, log)
-	if err != nil {
-		t.Fatalf("launch the plugin: %v", err)
-	}
-	t.Cleanup(func() { tr.Close() })
-	return tr
-}
-
-type testOutput struct{ t *testing.T }
-
-func (w testOutput) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
 
 // fabricProviders reports which software providers work on loopback.
 func fabricProviders() map[string]error { return fabric.Providers("127.0.0.1", softProviders...) }

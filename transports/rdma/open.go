@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/netdial"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -59,7 +60,7 @@ func openSend(ctx context.Context, s *session) error {
 func (s *session) setupSend(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.layout)); err != nil {
+	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.Layout)); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
@@ -70,8 +71,8 @@ func (s *session) setupSend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !sameLayout(o.layout, s.ram.layout) {
-		return layoutErr(s.ram.layout, o.layout, "source", "destination")
+	if !sameLayout(o.layout, s.ram.Layout) {
+		return layoutErr(s.ram.Layout, o.layout, "source", "destination")
 	}
 	host, _, _ := net.SplitHostPort(s.cfg.dialAddr())
 	s.ep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.port), o.nonce[:])
@@ -93,29 +94,15 @@ func (s *session) setupSend(ctx context.Context) error {
 	return nil
 }
 
+// dialRetry dials addr until ctx ends (netdial.Retry) and tunes the
+// connection.
 func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	var d net.Dialer
-	wait := 20 * time.Millisecond
-	for {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			tc := c.(*net.TCPConn)
-			tc.SetNoDelay(true)
-			return tc, nil
-		}
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
-					addr, timeout, err, transport.ErrClosed)
-			}
-			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	c, err := netdial.Retry(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
 	}
+	c.SetNoDelay(true)
+	return c, nil
 }
 
 // openReceive listens until an authenticated source with the same layout
@@ -253,8 +240,8 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !sameLayout(l, s.ram.layout) {
-		err := layoutErr(s.ram.layout, l, "destination", "source")
+	if !sameLayout(l, s.ram.Layout) {
+		err := layoutErr(s.ram.Layout, l, "destination", "source")
 		writeSetup(sc, setupRefuse, []byte(err.Error()))
 		return sc, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
 	}
@@ -279,7 +266,7 @@ func (s *session) setupReceive(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fabric: %w", err)
 	}
-	o := offer{port: uint16(port), layout: s.ram.layout}
+	o := offer{port: uint16(port), layout: s.ram.Layout}
 	if _, err := rand.Read(o.nonce[:]); err != nil {
 		return err
 	}

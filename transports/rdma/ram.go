@@ -1,8 +1,6 @@
 package rdma
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"sort"
 
@@ -10,7 +8,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/guestram"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -29,60 +27,22 @@ type region struct {
 
 // ram is a session's guest RAM.
 type ram struct {
-	regions []*region
-	layout  []wire.Region
-	pages   uint64
+	guestram.RAM // Layout, Pages, Unmap
+	regions      []*region
 }
 
-// mapRAM checks the layout and maps every region (read-write to receive).
+// mapRAM maps the request's guest RAM (guestram.Map): read-only to
+// send, read-write to receive.
 func mapRAM(req transport.OpenRequest, writable bool) (*ram, error) {
-	if len(req.RAM) == 0 || len(req.RAM) > wire.MaxRegions {
-		return nil, fmt.Errorf("%d RAM regions (want 1..%d)", len(req.RAM), wire.MaxRegions)
-	}
-	l := make(framework.Layout, len(req.RAM))
-	for i, r := range req.RAM {
-		l[i] = framework.Region{GPA: r.GPA, Size: r.Size, Offset: r.Offset}
-	}
-	if err := l.Check(); err != nil {
+	g, err := guestram.Map(req, writable)
+	if err != nil {
 		return nil, err
 	}
-	prot := unix.PROT_READ
-	if writable {
-		prot |= unix.PROT_WRITE
-	}
-	m := &ram{}
-	for i, r := range req.RAM {
-		if r.File < 0 || r.File >= len(req.Files) || req.Files[r.File] == nil {
-			m.unmap()
-			return nil, fmt.Errorf("RAM region %d names file %d of %d", i, r.File, len(req.Files))
-		}
-		f := req.Files[r.File]
-		st, err := f.Stat()
-		if err != nil || r.Offset+r.Size < r.Offset || r.Offset+r.Size > uint64(st.Size()) {
-			m.unmap()
-			return nil, fmt.Errorf("RAM region %d (%#x bytes at %#x) runs past the end of %s", i, r.Size, r.Offset, f.Name())
-		}
-		mem, err := unix.Mmap(int(f.Fd()), int64(r.Offset), int(r.Size), prot, unix.MAP_SHARED)
-		if err != nil {
-			m.unmap()
-			return nil, fmt.Errorf("map RAM region %d: %w", i, err)
-		}
-		m.regions = append(m.regions, &region{first: m.pages, pages: r.Size / pageSize, mem: mem, file: f, off: int64(r.Offset)})
-		m.pages += r.Size / pageSize
-		m.layout = append(m.layout, wire.Region{GPA: r.GPA, Size: r.Size})
-	}
-	return m, nil
+	return &ram{RAM: g, regions: guestram.Wrap(g.Maps, newRegion)}, nil
 }
 
-func (m *ram) unmap() error {
-	var errs []error
-	for _, r := range m.regions {
-		if r.mem != nil {
-			errs = append(errs, unix.Munmap(r.mem))
-			r.mem = nil
-		}
-	}
-	return errors.Join(errs...)
+func newRegion(g guestram.Mapping) *region {
+	return &region{first: g.First, pages: g.Pages, mem: g.Mem, file: g.File, off: g.Off}
 }
 
 // spans calls fn for each piece of run [first, first+count) that lies in

@@ -116,7 +116,7 @@ func (s *session) committed(cm commit) error {
 	r := &s.rcv
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cm.seq != r.next || r.cm != nil || cm.pages > s.ram.pages {
+	if cm.seq != r.next || r.cm != nil || cm.pages > s.ram.Pages {
 		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
 	}
 	r.cm = &cm
@@ -131,7 +131,7 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 		return fmt.Errorf("%w: the source sent %v on the control channel", transport.ErrProtocol, f.Type)
 	}
 	run := transport.PageRun{First: f.Run.First, Count: uint64(f.Run.Count), Kind: transport.KindZero}
-	if err := run.Check(s.ram.pages); err != nil {
+	if err := run.Check(s.ram.Pages); err != nil {
 		return fmt.Errorf("%w: %w", transport.ErrProtocol, err)
 	}
 	r := &s.rcv

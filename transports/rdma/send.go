@@ -136,7 +136,7 @@ func (s *session) waitProgress(ctx context.Context) error {
 // same batch commits the batch first, so the later one wins.
 func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error {
 	for _, r := range runs {
-		if err := r.Check(s.ram.pages); err != nil {
+		if err := r.Check(s.ram.Pages); err != nil {
 			return fmt.Errorf("send pages: %w", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/inbox"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -37,7 +38,7 @@ type session struct {
 	plain bool
 	ram   *ram
 	stats *counters
-	msgs  msgQueue
+	msgs  inbox.Queue
 
 	ctrl  net.Conn     // TLS (or raw after the handshake, plaintext)
 	raw   *net.TCPConn // the socket under ctrl
@@ -57,7 +58,7 @@ type session struct {
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
-	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: newMsgQueue(), done: make(chan struct{})}
+	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: inbox.New(), done: make(chan struct{})}
 }
 
 func (s *session) error() error {
@@ -136,7 +137,7 @@ func (s *session) close() error {
 	}
 	s.snd.release()
 	s.rcv.release()
-	return s.ram.unmap()
+	return s.ram.Unmap()
 }
 
 // readCtrl reads the peer's control frames until the session ends;
@@ -160,7 +161,7 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 		}
 		switch f.Type {
 		case wire.TypeMsg:
-			err = s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			err = s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case wire.TypeBye:
 			err = fmt.Errorf("the peer ended the session (%s): %w", f.Reason, transport.ErrClosed)
 		case wire.TypeAbort:

@@ -98,7 +98,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		s.snd.release()
 		s.rcv.release()
-		m.unmap()
+		m.Unmap()
 		return fmt.Errorf("rdma transport: %w", err)
 	}
 	if req.Role == transport.RoleSend {

@@ -1,15 +1,11 @@
 package tcp
 
 import (
-	"fmt"
-	"net"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/schema"
-	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/internal/netcfg"
 )
 
 // Configuration defaults and limits.
@@ -41,9 +37,8 @@ var configSchema = schema.Schema{
 		Doc: "how long the source keeps trying to connect, and the bound on each handshake"},
 }
 
-func badConfig(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{transport.ErrBadConfig}, args...)...)
-}
+// badConfig is an error wrapping transport.ErrBadConfig.
+var badConfig = netcfg.Bad
 
 // parseConfig checks a block against the schema; absent optional
 // attributes take their defaults.
@@ -54,30 +49,12 @@ func parseConfig(c schema.Config) (config, error) {
 			return cfg, badConfig("unknown attribute %q (the tcp transport knows listen, connect, streams, compress, connect_timeout)", k)
 		}
 	}
-	v, ok := c["listen"]
-	if !ok {
-		return cfg, badConfig(`listen is required: the address the destination listens on, e.g. "10.0.0.2:7070"`)
-	}
-	s, ok := v.(string)
-	if !ok {
-		return cfg, badConfig("listen must be a string, not %T", v)
-	}
-	if err := checkAddr(s); err != nil {
+	var err error
+	if cfg.listen, cfg.connect, err = netcfg.Addrs(c); err != nil {
 		return cfg, err
 	}
-	cfg.listen = s
-	if v, ok := c["connect"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			return cfg, badConfig("connect must be a string, not %T", v)
-		}
-		if err := checkAddr(s); err != nil {
-			return cfg, fmt.Errorf("connect: %w", err)
-		}
-		cfg.connect = s
-	}
 	if v, ok := c["streams"]; ok {
-		n, ok := asInt(v)
+		n, ok := netcfg.AsInt(v)
 		if !ok || n < 1 || n > maxStreams {
 			return cfg, badConfig("streams must be a number from 1 to %d, not %v", maxStreams, v)
 		}
@@ -92,56 +69,8 @@ func parseConfig(c schema.Config) (config, error) {
 			return cfg, badConfig(`compress must be "lz4" or "none", not %v`, v)
 		}
 	}
-	if v, ok := c["connect_timeout"]; ok {
-		d, ok := asDuration(v)
-		if !ok || d <= 0 {
-			return cfg, badConfig(`connect_timeout must be a positive duration such as "10s", not %v`, v)
-		}
-		cfg.connectTimeout = d
+	if cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
-}
-
-func checkAddr(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return badConfig("listen %q is not host:port: %v", s, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return badConfig("listen %q needs a fixed port from 1 to 65535 (the source must know it)", s)
-	}
-	if strings.ContainsAny(host, " /") {
-		return badConfig("listen %q has a bad host", s)
-	}
-	return nil
-}
-
-// asInt accepts the integer types a Config may carry in process.
-func asInt(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	}
-	return 0, false
-}
-
-// asDuration accepts int64 nanoseconds (the Config form), a
-// time.Duration, or a string such as "10s".
-func asDuration(v any) (time.Duration, bool) {
-	switch d := v.(type) {
-	case time.Duration:
-		return d, true
-	case string:
-		p, err := time.ParseDuration(d)
-		return p, err == nil
-	}
-	n, ok := asInt(v)
-	return time.Duration(n), ok
 }

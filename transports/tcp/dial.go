@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/netdial"
 )
 
 // openSend connects the source's streams: it dials every stream (the
@@ -59,31 +60,15 @@ func openSend(ctx context.Context, s *session) error {
 	return nil
 }
 
+// dialRetry dials addr until ctx ends (netdial.Retry) and tunes the
+// connection.
 func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	var d net.Dialer
-	wait := 20 * time.Millisecond
-	for {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			tc := c.(*net.TCPConn)
-			tune(tc)
-			return tc, nil
-		}
-		if ctx.Err() != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("nothing accepted a connection at %s within %v (is the destination listening there?): %w: %w",
-					addr, timeout, err, transport.ErrClosed)
-			}
-			return nil, fmt.Errorf("connect to %s: %w", addr, ctx.Err())
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	c, err := netdial.Retry(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
 	}
+	tune(c)
+	return c, nil
 }
 
 // tune sets what every stream wants: no Nagle delay for ACKs and
@@ -146,8 +131,8 @@ func checkAnswer(s *session, st *stream) error {
 	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Stream != s.hello(st).Stream || f.Hello.Urgent != st.urgent:
 		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
 			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
-	case !slices.Equal(f.Hello.RAM, s.ram.layout) || f.Hello.PageSize != pageSize:
-		return layoutErr(s.ram.layout, f.Hello.RAM, "source", "destination")
+	case !slices.Equal(f.Hello.RAM, s.ram.Layout) || f.Hello.PageSize != pageSize:
+		return layoutErr(s.ram.Layout, f.Hello.RAM, "source", "destination")
 	}
 	return nil
 }
@@ -155,7 +140,7 @@ func checkAnswer(s *session, st *stream) error {
 // hello is the HELLO either side sends on stream st: a bulk stream's
 // index, or the urgent stream's flag with index 0.
 func (s *session) hello(st *stream) wire.Hello {
-	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.layout}
+	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.Layout}
 	if st.urgent {
 		h.Stream, h.Urgent = 0, true
 	}

@@ -111,8 +111,8 @@ func (a *acceptor) hello(st *stream) {
 		return
 	}
 	h := f.Hello
-	if !slices.Equal(h.RAM, a.s.ram.layout) || h.PageSize != pageSize {
-		err := layoutErr(a.s.ram.layout, h.RAM, "destination", "source")
+	if !slices.Equal(h.RAM, a.s.ram.Layout) || h.PageSize != pageSize {
+		err := layoutErr(a.s.ram.Layout, h.RAM, "destination", "source")
 		a.drop(st, wire.CodeLayout, err.Error())
 		a.settle(nil, fmt.Errorf("refused the source at %s: %w", from, err))
 		return

@@ -16,8 +16,8 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 		if r.Kind != transport.KindData && r.Kind != transport.KindZero {
 			return fmt.Errorf("send pages: run %d+%d has kind %d", r.First, r.Count, r.Kind)
 		}
-		if r.Count == 0 || r.First >= s.ram.pages || r.Count > s.ram.pages-r.First {
-			return fmt.Errorf("send pages: run %d+%d is outside guest RAM (%d pages)", r.First, r.Count, s.ram.pages)
+		if r.Count == 0 || r.First >= s.ram.Pages || r.Count > s.ram.Pages-r.First {
+			return fmt.Errorf("send pages: run %d+%d is outside guest RAM (%d pages)", r.First, r.Count, s.ram.Pages)
 		}
 	}
 	if err := s.waitFlush(ctx); err != nil {
@@ -115,7 +115,7 @@ func (s *session) ackLoop(st *stream) {
 			default:
 			}
 		case f.Type == wire.TypeMsg && st.idx == 0:
-			if err := s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
+			if err := s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
 				s.fail(err, wire.CodeProtocol)
 				return
 			}

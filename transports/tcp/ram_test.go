@@ -12,8 +12,8 @@ import (
 func FuzzSpan(f *testing.F) {
 	m := &ram{}
 	for _, pages := range []uint64{3, 1, 5} {
-		m.regions = append(m.regions, &region{first: m.pages, pages: pages, mem: make([]byte, pages*pageSize)})
-		m.pages += pages
+		m.regions = append(m.regions, &region{first: m.Pages, pages: pages, mem: make([]byte, pages*pageSize)})
+		m.Pages += pages
 	}
 	f.Add(uint64(0), uint64(1))
 	f.Add(uint64(2), uint64(2))

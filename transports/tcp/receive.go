@@ -29,7 +29,7 @@ func (s *session) readLoop(st *stream) {
 			err = s.writePages(st, f)
 			last, unacked = f.Seq, unacked+1
 		case f.Type == wire.TypeMsg && st.idx == 0:
-			err = s.msgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			err = s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case f.Type == wire.TypeBye:
 			s.peerBye(st, f)
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/inbox"
 )
 
 // goodbyeTimeout bounds writing a BYE or ABORT to a peer that may have
@@ -48,8 +49,8 @@ type session struct {
 	streams []*stream // the bulk streams
 	urgent  *stream   // the urgent stream (urgent.go)
 	stats   *counters
-	msgs    msgQueue
-	umsgs   msgQueue // urgent messages received
+	msgs    inbox.Queue
+	umsgs   inbox.Queue // urgent messages received
 
 	// Receive side of the urgent path: one Lane per bulk stream orders
 	// its pages against urgent copies; landed feeds Landed; urgentSeen
@@ -96,7 +97,7 @@ type stream struct {
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
 	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats,
-		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: newMsgQueue(), umsgs: newMsgQueue()}
+		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: inbox.New(), umsgs: inbox.New()}
 }
 
 func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
@@ -183,7 +184,7 @@ func (s *session) close() error {
 	}
 	s.wg.Wait()
 	closeStreams(s.all())
-	return s.ram.unmap()
+	return s.ram.Unmap()
 }
 
 // peerBye counts a BYE: the session ends once every stream said it, so

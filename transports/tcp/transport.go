@@ -87,7 +87,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		err = openReceive(ctx, s)
 	}
 	if err != nil {
-		m.unmap()
+		m.Unmap()
 		return fmt.Errorf("tcp transport: %w", err)
 	}
 	s.start()

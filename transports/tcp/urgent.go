@@ -32,8 +32,8 @@ func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
 	if err != nil {
 		return err
 	}
-	if m.Kind == 0 || len(m.Payload) > transport.MaxMessage {
-		return fmt.Errorf("send urgent: kind %d with %d bytes (kind 0 is invalid, at most %d bytes)", m.Kind, len(m.Payload), transport.MaxMessage)
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("send urgent: %w", err)
 	}
 	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
 	if err != nil {
@@ -48,7 +48,7 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.recvFrom(ctx, &s.umsgs)
+	return s.umsgs.Recv(ctx, s.done, s.error)
 }
 
 // SendPagesUrgent implements transport.Transport: the runs are checked,
@@ -60,7 +60,7 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 		return err
 	}
 	for _, r := range runs {
-		if err := r.Check(s.ram.pages); err != nil {
+		if err := r.Check(s.ram.Pages); err != nil {
 			return fmt.Errorf("send pages urgently: %w", err)
 		}
 	}
@@ -162,7 +162,7 @@ func (s *session) urgentLoop(st *stream) {
 		}
 		switch {
 		case f.Type == wire.TypeMsg:
-			err = s.umsgs.push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			err = s.umsgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.role == transport.RoleReceive:
 			err = s.writeUrgentPages(st, f)
 		case f.Type == wire.TypeBye:

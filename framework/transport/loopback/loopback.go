@@ -220,15 +220,23 @@ func (t *Transport) Flush(ctx context.Context) error {
 // SendMessage implements transport.Transport.SendMessage.
 func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error {
 	s := t.session()
+	if err := sendable(s, m, "message"); err != nil {
+		return err
+	}
+	return s.send(ctx, func(b []byte) ([]byte, error) { return appendMsg(b, m), nil })
+}
+
+// sendable checks m for SendMessage and SendUrgent; what names it in errors.
+func sendable(s *session, m transport.Message, what string) error {
 	switch {
 	case s == nil:
 		return errNotOpen
 	case m.Kind == 0:
 		return errors.New("loopback: message kind 0 is invalid")
 	case len(m.Payload) > transport.MaxMessage:
-		return fmt.Errorf("loopback: message of %d bytes exceeds transport.MaxMessage (%d)", len(m.Payload), transport.MaxMessage)
+		return fmt.Errorf("loopback: %s of %d bytes exceeds transport.MaxMessage (%d)", what, len(m.Payload), transport.MaxMessage)
 	}
-	return s.send(ctx, func(b []byte) ([]byte, error) { return appendMsg(b, m), nil })
+	return nil
 }
 
 // RecvMessage implements transport.Transport.RecvMessage. Messages that
@@ -238,13 +246,19 @@ func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) 
 	if s == nil {
 		return transport.Message{}, errNotOpen
 	}
-	if err := s.wait(ctx, func() bool { return len(s.msgs) > 0 }); err != nil {
+	return s.recvFrom(ctx, &s.msgs)
+}
+
+// recvFrom takes the oldest message of q (s.msgs or s.umsgs), waiting
+// until there is one or the session ended.
+func (s *session) recvFrom(ctx context.Context, q *[]transport.Message) (transport.Message, error) {
+	if err := s.wait(ctx, func() bool { return len(*q) > 0 }); err != nil {
 		return transport.Message{}, err
 	}
 	defer s.mu.Unlock()
-	m := s.msgs[0]
-	s.msgs[0] = transport.Message{}
-	s.msgs = s.msgs[1:]
+	m := (*q)[0]
+	(*q)[0] = transport.Message{}
+	*q = (*q)[1:]
 	s.queued -= len(m.Payload)
 	return m, nil
 }

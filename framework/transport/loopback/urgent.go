@@ -3,7 +3,6 @@ package loopback
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -12,13 +11,8 @@ import (
 // SendUrgent implements transport.Transport.SendUrgent.
 func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
 	s := t.session()
-	switch {
-	case s == nil:
-		return errNotOpen
-	case m.Kind == 0:
-		return errors.New("loopback: message kind 0 is invalid")
-	case len(m.Payload) > transport.MaxMessage:
-		return fmt.Errorf("loopback: urgent message of %d bytes exceeds transport.MaxMessage (%d)", len(m.Payload), transport.MaxMessage)
+	if err := sendable(s, m, "urgent message"); err != nil {
+		return err
 	}
 	return s.send(ctx, func(b []byte) ([]byte, error) { return appendMsgOf(b, frameUMsg, m), nil })
 }
@@ -30,15 +24,7 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 	if s == nil {
 		return transport.Message{}, errNotOpen
 	}
-	if err := s.wait(ctx, func() bool { return len(s.umsgs) > 0 }); err != nil {
-		return transport.Message{}, err
-	}
-	defer s.mu.Unlock()
-	m := s.umsgs[0]
-	s.umsgs[0] = transport.Message{}
-	s.umsgs = s.umsgs[1:]
-	s.queued -= len(m.Payload)
-	return m, nil
+	return s.recvFrom(ctx, &s.umsgs)
 }
 
 // SendPagesUrgent implements transport.Transport.SendPagesUrgent: each

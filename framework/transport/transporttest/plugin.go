@@ -1,6 +1,16 @@
 package transporttest
 
-import "github.com/ferryvm/ferry/framework/transport"
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/transport"
+)
 
 // Roles turns transports into plugintest.Main roles that serve them
 // through transport.Serve, as a transport's cmd/ main does: a test binary
@@ -18,3 +28,24 @@ func Roles(plugins map[string]func() transport.Transport) map[string]func() int 
 	}
 	return roles
 }
+
+// Launch starts the plugin role name (see Roles) with files through
+// transport.Launch, as a VMM does, failing t if it has not started
+// within 30 s. The host side logs warnings and errors to t.Log; the
+// plugin is closed when the test ends.
+func Launch(t *testing.T, name string, files []*os.File) transport.Transport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testOutput{t}})
+	tr, err := transport.Launch(ctx, plugintest.Path(t, name), files, log)
+	if err != nil {
+		t.Fatalf("launch the plugin: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+type testOutput struct{ t *testing.T }
+
+func (w testOutput) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }

@@ -1,0 +1,55 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+func TestOrderAndDeliveryAfterEnd(t *testing.T) {
+	q := New()
+	for k := uint32(1); k <= 3; k++ {
+		if err := q.Push(transport.Message{Kind: k, Payload: []byte{byte(k)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	close(done)
+	end := errors.New("ended")
+	for k := uint32(1); k <= 3; k++ {
+		m, err := q.Recv(context.Background(), done, func() error { return end })
+		if err != nil || m.Kind != k {
+			t.Fatalf("Recv = %v, %v; want kind %d", m.Kind, err, k)
+		}
+	}
+	if _, err := q.Recv(context.Background(), done, func() error { return end }); err != end {
+		t.Fatalf("Recv after the last message = %v, want the session's error", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	q := New()
+	for i := 0; i < MaxMsgs; i++ {
+		if err := q.Push(transport.Message{Kind: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Push(transport.Message{Kind: 1}); !errors.Is(err, transport.ErrProtocol) {
+		t.Fatalf("message %d: %v, want ErrProtocol", MaxMsgs+1, err)
+	}
+	q = New()
+	if err := q.Push(transport.Message{Kind: 1, Payload: make([]byte, MaxBytes+1)}); !errors.Is(err, transport.ErrProtocol) {
+		t.Fatalf("%d bytes: %v, want ErrProtocol", MaxBytes+1, err)
+	}
+}
+
+func TestRecvContext(t *testing.T) {
+	q := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := q.Recv(ctx, make(chan struct{}), nil); err != context.Canceled {
+		t.Fatalf("Recv = %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,11 @@
+// Package netcfg parses the transport-block attributes that every
+// network transport in transports/ shares, so that tcp and rdma accept
+// and refuse them alike:
+//
+//	listen          "host:port", required: where the destination listens
+//	connect         "host:port", optional: where the source dials instead
+//	connect_timeout duration (int64 ns, time.Duration or "10s"), > 0
+//
+// Each transport still owns its schema, its other attributes and its
+// list of known attributes. Every error wraps transport.ErrBadConfig.
+package netcfg
