@@ -116,3 +116,34 @@ type Target interface {
 	// Resume starts the migrated VM.
 	Resume() error
 }
+
+// PostcopyTarget is a Target that can run the migrated VM before all of
+// its RAM arrived (post-copy, docs/POSTCOPY.md). A Target without it is
+// migrated by pre-copy only: the destination tells the source so in the
+// handshake.
+type PostcopyTarget interface {
+	Target
+	// GuestMemory returns region i as the guest reaches it: the VMM's
+	// MAP_SHARED mapping of the region's file that KVM and the device
+	// threads use (len = Size). During post-copy the engine registers it
+	// with userfaultfd; it must stay mapped until Receive returns.
+	GuestMemory(i int) []byte
+	// Postcopy is called with a Toucher once the engine registered guest
+	// memory, before Resume, and with nil once every page arrived (at the
+	// latest before Receive returns). While a Toucher is set, code that
+	// reads or writes guest memory in user mode (device emulation; not
+	// the vCPUs, whose faults happen inside KVM_RUN) calls Touch first.
+	Postcopy(t Toucher)
+}
+
+// Toucher makes guest memory safe to reach from Go code during
+// post-copy.
+type Toucher interface {
+	// Touch returns once every page of b (part of a GuestMemory slice) is
+	// present: pages that have not arrived are faulted in inside a system
+	// call, so the calling goroutine never waits on a fault in user mode,
+	// where it could hold up the garbage collector and, with it, the
+	// fault service (docs/POSTCOPY.md, "Go and page faults"). write says
+	// the caller will write. Placed pages cost a lookup.
+	Touch(b []byte, write bool) error
+}

@@ -36,7 +36,7 @@ func (k *sink) Flush(context.Context) error { return nil }
 func (k *sink) SendMessage(_ context.Context, m transport.Message) error {
 	switch m.Kind {
 	case msgHello:
-		k.replies <- transport.Message{Kind: msgReady}
+		k.replies <- transport.Message{Kind: msgReady, Payload: encodeReady(0, "")}
 	case msgState:
 		k.replies <- transport.Message{Kind: msgLoaded}
 	case msgCommit:

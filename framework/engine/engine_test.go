@@ -193,7 +193,7 @@ func TestIsZero(t *testing.T) {
 }
 
 func FuzzDecodeHello(f *testing.F) {
-	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}))
+	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0))
 	f.Fuzz(func(t *testing.T, b []byte) { decodeHello(b) })
 }
 

@@ -30,6 +30,19 @@ const (
 	// know whether the other runs the VM. It stays paused and never
 	// resumes, discards or exits on its own; see ErrHandoverUnknown.
 	HandoverUnknown
+
+	// HandoverPostcopy: COMMIT was answered with RUNNING in post-copy.
+	// The VM runs on the destination while the source, paused for good,
+	// sends the pages it still owes (on request and in the background).
+	// Neither side may resume or discard its copy: each holds pages the
+	// other lacks. Both sides pass through it.
+	HandoverPostcopy
+	// HandoverPostcopyBroken: post-copy stopped before every page
+	// arrived and could not be resumed within ReconnectTimeout. The
+	// source keeps its paused copy (never resumed on its own); the
+	// destination's guest waits on the pages it lacks. See
+	// ErrPostcopyBroken.
+	HandoverPostcopyBroken
 )
 
 var handoverNames = [...]string{
@@ -37,6 +50,7 @@ var handoverNames = [...]string{
 	HandoverCommitting: "committing", HandoverCompleted: "completed", HandoverFailed: "failed",
 	HandoverWaiting: "waiting", HandoverReceiving: "receiving", HandoverLoaded: "loaded",
 	HandoverRunning: "running", HandoverUnknown: "handover-unknown",
+	HandoverPostcopy: "postcopy", HandoverPostcopyBroken: "postcopy-broken",
 }
 
 // String implements fmt.Stringer.
@@ -67,20 +81,26 @@ func (h *Handover) UnmarshalText(b []byte) error {
 var handoverNext = map[Handover][]Handover{
 	HandoverLive:       {HandoverSwitchover, HandoverFailed},
 	HandoverSwitchover: {HandoverCommitting, HandoverFailed},
-	HandoverCommitting: {HandoverCompleted, HandoverUnknown, HandoverFailed},
+	HandoverCommitting: {HandoverCompleted, HandoverPostcopy, HandoverUnknown, HandoverFailed},
 	HandoverWaiting:    {HandoverReceiving, HandoverFailed},
 	HandoverReceiving:  {HandoverLoaded, HandoverFailed},
-	HandoverLoaded:     {HandoverRunning, HandoverUnknown, HandoverFailed},
-	HandoverCompleted:  nil,
-	HandoverFailed:     nil,
-	HandoverRunning:    nil,
-	HandoverUnknown:    nil,
-	HandoverInvalid:    nil,
+	HandoverLoaded:     {HandoverRunning, HandoverPostcopy, HandoverUnknown, HandoverFailed},
+	// Post-copy ends completed (source) or running (destination) once
+	// every page arrived, or broken; never failed: the VM has run on the
+	// destination.
+	HandoverPostcopy:       {HandoverCompleted, HandoverRunning, HandoverPostcopyBroken},
+	HandoverPostcopyBroken: nil,
+	HandoverCompleted:      nil,
+	HandoverFailed:         nil,
+	HandoverRunning:        nil,
+	HandoverUnknown:        nil,
+	HandoverInvalid:        nil,
 }
 
 // Final reports whether the engine is done with this state.
 func (h Handover) Final() bool {
-	return h == HandoverCompleted || h == HandoverFailed || h == HandoverRunning || h == HandoverUnknown
+	return h == HandoverCompleted || h == HandoverFailed || h == HandoverRunning || h == HandoverUnknown ||
+		h == HandoverPostcopyBroken
 }
 
 // canMove reports whether from → to is in the table.
@@ -99,6 +119,14 @@ func canMove(from, to Handover) bool {
 // (or ABORT) came. The VM is paused on this side and must stay so until
 // someone asks both sides and resumes exactly one (docs/HANDOVER.md).
 var ErrHandoverUnknown = errors.New("handover unknown: the VM is paused here and may or may not run on the other side")
+
+// ErrPostcopyBroken is returned (wrapped) by Send and Receive when
+// post-copy stopped before every page arrived and the transport could
+// not be opened again within ReconnectTimeout (or ctx ended). The VM has
+// run on the destination: the source's paused copy must never be resumed
+// (it is stale), and the destination cannot finish without it. Keep both
+// until someone decides; a destination VMM that died lost the VM.
+var ErrPostcopyBroken = errors.New("post-copy broken: the VM ran on the destination, which lacks pages this source holds")
 
 // handoverState is a Handover that changes only along the table, under
 // a lock, so a reader (progress, status) sees a consistent value.

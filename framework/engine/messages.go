@@ -1,6 +1,10 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
+)
 
 // Every engine message kind (transport.Message.Kind), its direction, its
 // payload and the bound the reader applies; the package doc draws when
@@ -36,9 +40,41 @@ const (
 	// bytes (checker.verdict, awaitVerified).
 	msgVerified = 8
 	// RUNNING, destination → source, protocol 2: empty; the VM's vCPUs
-	// run here.
+	// run here (in post-copy: with faults served).
 	msgRunning = 9
+
+	// Post-copy, protocol 3 (postcopy.go draws the exchange). A run list
+	// is u32 flags (bit 0: the last chunk), u32 count n ≤ maxRunsPerMsg,
+	// then n × (u64 first page, u64 count); runs non-empty, increasing,
+	// not overlapping, inside RAM; exactly 8+16n bytes (encodeRuns,
+	// decodeRuns).
+
+	// POSTCOPY, source → destination, after the final pass was flushed
+	// and before STATE: a run list, in chunks, of the pages the
+	// destination does not hold (never sent, or dirtied after their last
+	// send). Every other page's last copy is in its RAM. After the last
+	// chunk the destination registers guest RAM with userfaultfd.
+	msgPostcopy = 10
+	// REQUEST, destination → source, on the urgent path: one chunk of a
+	// run list (flags 0) of pages faulted on and asked for.
+	msgRequest = 11
+	// SETTLED, destination → source, after RUNNING in post-copy: every
+	// page arrived and the fault service ended; u64 pages that differed
+	// when checked on arrival, u64 first of them (^0 if none), both 0/^0
+	// without the page check; exactly 16 bytes like VERIFIED.
+	msgSettled = 12
+	// RESUME, source → destination, first on a connection opened again
+	// after post-copy broke (instead of HELLO): u32 protocol version,
+	// u64 pages; exactly 12 bytes.
+	msgResume = 13
+	// MISSING, destination → source, the answer to RESUME: a run list,
+	// in chunks, of the pages the destination does not hold yet; the
+	// source owes them again.
+	msgMissing = 14
 )
+
+// maxRunsPerMsg bounds the runs of one run-list chunk.
+const maxRunsPerMsg = (transport.MaxMessage - 8) / 16
 
 // MsgCommit and MsgRunning are the handover messages' kinds, exported
 // for tests outside the package that watch a plaintext stream.
@@ -51,7 +87,8 @@ const (
 const maxAbortReason = 4096
 
 var msgNames = [...]string{msgHello: "HELLO", msgReady: "READY", msgState: "STATE", msgLoaded: "LOADED",
-	msgCommit: "COMMIT", msgAbort: "ABORT", msgHashes: "HASHES", msgVerified: "VERIFIED", msgRunning: "RUNNING"}
+	msgCommit: "COMMIT", msgAbort: "ABORT", msgHashes: "HASHES", msgVerified: "VERIFIED", msgRunning: "RUNNING",
+	msgPostcopy: "POSTCOPY", msgRequest: "REQUEST", msgSettled: "SETTLED", msgResume: "RESUME", msgMissing: "MISSING"}
 
 // msgName names a message kind for errors and logs.
 func msgName(kind uint32) string {

@@ -9,9 +9,9 @@ import "fmt"
 // Each side moves only along phaseNext. JSON and text carry the name; ""
 // is the zero value and not a phase.
 //
-//	source:       setup ─► bulk ─► dirty ─┬─► stop-and-copy ─► state ─► done
+//	source:       setup ─► bulk ─► dirty ─┬─► stop-and-copy ─► state ─► [postcopy] ─► done
 //	                         └────────────┘  (dirty repeats)
-//	destination:  waiting ─► bulk ─► state ─► done
+//	destination:  waiting ─► bulk ─► state ─► [postcopy] ─► done
 //	either side:  any phase ─► done (the migration ended, however)
 type Phase string
 
@@ -24,21 +24,25 @@ const (
 	PhaseState   Phase = "state"
 	PhaseDone    Phase = "done"
 	PhaseWaiting Phase = "waiting" // destination: waiting for pages and state
+	// PhasePostcopy: the VM runs on the destination; the pages it still
+	// lacks arrive on request and in the background.
+	PhasePostcopy Phase = "postcopy"
 )
 
-var phases = []Phase{PhaseSetup, PhaseBulk, PhaseDirty, PhaseStop, PhaseState, PhaseDone, PhaseWaiting}
+var phases = []Phase{PhaseSetup, PhaseBulk, PhaseDirty, PhaseStop, PhaseState, PhaseDone, PhaseWaiting, PhasePostcopy}
 
 // phaseNext is the one table of allowed phase changes (besides → done,
 // allowed from every phase, and staying, as dirty does pass after pass). Bulk → stop-and-copy: a bulk pass that met
 // the downtime goal (or max_passes 1); bulk → state: the destination.
 var phaseNext = map[Phase][]Phase{
-	PhaseSetup:   {PhaseBulk},
-	PhaseBulk:    {PhaseDirty, PhaseStop, PhaseState},
-	PhaseDirty:   {PhaseStop},
-	PhaseStop:    {PhaseState},
-	PhaseWaiting: {PhaseBulk},
-	PhaseState:   nil,
-	PhaseDone:    nil,
+	PhaseSetup:    {PhaseBulk},
+	PhaseBulk:     {PhaseDirty, PhaseStop, PhaseState},
+	PhaseDirty:    {PhaseStop},
+	PhaseStop:     {PhaseState},
+	PhaseWaiting:  {PhaseBulk},
+	PhaseState:    {PhasePostcopy},
+	PhasePostcopy: nil,
+	PhaseDone:     nil,
 }
 
 // Valid reports whether p is one of the Phase constants.

@@ -11,9 +11,29 @@ import (
 // protocolVersion is the engine protocol; HELLO carries it. Version 2
 // added RUNNING: a version-1 source would take the destination's answer
 // to COMMIT for nothing, so both sides must speak the same version (a
-// mismatch is refused in the handshake, before any page moves). The rule
-// and the golden tests: docs/ARCHITECTURE.md#versions.
-const protocolVersion = 2
+// mismatch is refused in the handshake, before any page moves). Version
+// 3 added post-copy: HELLO's and READY's flags and the messages from
+// POSTCOPY to MISSING (messages.go). The rule and the golden tests:
+// docs/ARCHITECTURE.md#versions.
+const protocolVersion = 3
+
+// HELLO's flags.
+const (
+	// helloMaySwitch: the source may switch to post-copy (its mode is
+	// not off, or the operator may ask), so the destination checks now
+	// that it could serve faults.
+	helloMaySwitch = 1 << 0
+)
+
+// READY's flags.
+const (
+	// readyPostcopy: the destination can serve post-copy faults (its
+	// Target is a framework.PostcopyTarget and userfaultfd works). When
+	// the source asked and it cannot, READY's text says why.
+	readyPostcopy = 1 << 0
+	// maxReadyReason bounds that text.
+	maxReadyReason = 1024
+)
 
 // Limits the destination applies to what the source says.
 const (
@@ -29,11 +49,14 @@ type hello struct {
 	Version uint32
 	Pages   uint64
 	Layout  []regionDesc
+	Flags   uint32 // helloMaySwitch
 }
 
 type regionDesc struct{ GPA, Size uint64 }
 
-func encodeHello(l framework.Layout) []byte {
+// encodeHello writes HELLO: u32 version, u64 pages, u32 region count n,
+// n × (u64 GPA, u64 size), u32 flags; exactly 20+16n bytes.
+func encodeHello(l framework.Layout, flags uint32) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, protocolVersion)
 	b = binary.LittleEndian.AppendUint64(b, l.Pages())
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(l)))
@@ -41,7 +64,7 @@ func encodeHello(l framework.Layout) []byte {
 		b = binary.LittleEndian.AppendUint64(b, r.GPA)
 		b = binary.LittleEndian.AppendUint64(b, r.Size)
 	}
-	return b
+	return binary.LittleEndian.AppendUint32(b, flags)
 }
 
 func decodeHello(b []byte) (hello, error) {
@@ -56,14 +79,79 @@ func decodeHello(b []byte) (hello, error) {
 		return h, fmt.Errorf("source speaks engine protocol %d, this destination %d: both VMMs must speak the same one "+
 			"(docs/ARCHITECTURE.md#versions); upgrade the older side", h.Version, protocolVersion)
 	}
-	if n > maxRegions || uint64(len(b)) != 16+16*uint64(n) {
+	if n > maxRegions || uint64(len(b)) != 20+16*uint64(n) {
 		return h, fmt.Errorf("%w: HELLO with %d regions in %d bytes", errMalformed, n, len(b))
 	}
 	for i := uint32(0); i < n; i++ {
 		o := 16 + 16*i
 		h.Layout = append(h.Layout, regionDesc{binary.LittleEndian.Uint64(b[o:]), binary.LittleEndian.Uint64(b[o+8:])})
 	}
+	h.Flags = binary.LittleEndian.Uint32(b[16+16*n:])
 	return h, nil
+}
+
+// encodeReady writes READY: u32 flags, then (when the source may switch
+// and post-copy is not ready here) why not, at most maxReadyReason bytes.
+func encodeReady(flags uint32, why string) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, flags)
+	if len(why) > maxReadyReason {
+		why = why[:maxReadyReason]
+	}
+	return append(b, why...)
+}
+
+func decodeReady(b []byte) (flags uint32, why string, err error) {
+	if len(b) < 4 || len(b) > 4+maxReadyReason {
+		return 0, "", fmt.Errorf("%w: READY of %d bytes", errMalformed, len(b))
+	}
+	return binary.LittleEndian.Uint32(b), string(b[4:]), nil
+}
+
+// Run-list flags (messages.go).
+const runsLast = 1 << 0
+
+// pageRun is Count pages from First in a run list.
+type pageRun struct{ First, Count uint64 }
+
+// encodeRuns writes one run-list chunk; len(runs) ≤ maxRunsPerMsg.
+func encodeRuns(runs []pageRun, last bool) []byte {
+	var flags uint32
+	if last {
+		flags = runsLast
+	}
+	b := make([]byte, 0, 8+16*len(runs))
+	b = binary.LittleEndian.AppendUint32(b, flags)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(runs)))
+	for _, r := range runs {
+		b = binary.LittleEndian.AppendUint64(b, r.First)
+		b = binary.LittleEndian.AppendUint64(b, r.Count)
+	}
+	return b
+}
+
+// decodeRuns reads one run-list chunk for a guest of pages pages. after
+// is where the previous chunk of the same list ended (0 for the first
+// or a lone chunk): runs must be non-empty, increasing from there, not
+// overlapping and inside RAM. It returns the runs (appended to dst), the
+// last flag and where this chunk ends.
+func decodeRuns(dst []pageRun, b []byte, pages, after uint64) ([]pageRun, bool, uint64, error) {
+	if len(b) < 8 {
+		return dst, false, after, fmt.Errorf("%w: run list of %d bytes", errMalformed, len(b))
+	}
+	flags, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	if flags&^runsLast != 0 || n > maxRunsPerMsg || uint64(len(b)) != 8+16*uint64(n) {
+		return dst, false, after, fmt.Errorf("%w: run list with flags %#x and %d runs in %d bytes", errMalformed, flags, n, len(b))
+	}
+	for i := uint32(0); i < n; i++ {
+		o := 8 + 16*i
+		r := pageRun{binary.LittleEndian.Uint64(b[o:]), binary.LittleEndian.Uint64(b[o+8:])}
+		if r.Count == 0 || r.First < after || r.First > pages || r.Count > pages-r.First {
+			return dst, false, after, fmt.Errorf("%w: run %d+%d (after page %d, guest has %d)", errMalformed, r.First, r.Count, after, pages)
+		}
+		after = r.First + r.Count
+		dst = append(dst, r)
+	}
+	return dst, flags&runsLast != 0, after, nil
 }
 
 // layout turns a HELLO's regions into a Layout for comparison.

@@ -142,7 +142,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 		return err
 	}
 	r.setPhase(PhaseBulk)
-	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady})
+	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(0, "")})
 }
 
 // commit runs the VM and answers RUNNING. If the VM will not resume, the

@@ -64,6 +64,24 @@ type Options struct {
 	// transport's count from its last poll (progress.go).
 	Progress func(Progress)
 	Log      *slog.Logger
+
+	// Postcopy says when the source switches to post-copy (postcopy.go):
+	// never (the default), when pre-copy will not converge, or after the
+	// bulk pass. The destination needs no setting: it follows the source.
+	Postcopy PostcopyMode
+	// StartPostcopy, if set, switches an ongoing pre-copy to post-copy
+	// when it receives or is closed (like QEMU's migrate-start-postcopy):
+	// the pass in progress stops at its next batch and the switch-over
+	// begins. It is honoured in every Postcopy mode, "off" included: the
+	// operator asked.
+	StartPostcopy <-chan struct{}
+	// ReconnectTimeout bounds how long either side keeps trying to open
+	// the transport again after the connection broke during post-copy
+	// (the source dials, the destination listens). Until then the source
+	// keeps its paused copy and the destination keeps the guest running
+	// on the pages it holds. Default 10 minutes; when it passes, Send and
+	// Receive return ErrPostcopyBroken and neither side resumes on its own.
+	ReconnectTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -79,6 +97,9 @@ func (o *Options) defaults() {
 	if o.VerifyFree {
 		o.VerifyPages = true
 	}
+	if o.ReconnectTimeout <= 0 {
+		o.ReconnectTimeout = DefaultReconnectTimeout
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -89,6 +110,9 @@ func (o *Options) defaults() {
 
 // DefaultSwitchoverTimeout is Options.SwitchoverTimeout when unset.
 const DefaultSwitchoverTimeout = 5 * time.Second
+
+// DefaultReconnectTimeout is Options.ReconnectTimeout when unset.
+const DefaultReconnectTimeout = 10 * time.Minute
 
 // Progress is a snapshot of a migration in flight.
 type Progress struct {
@@ -141,7 +165,32 @@ type Report struct {
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
 	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS or EncryptionOff, once the transport was opened
+
+	// Post-copy (postcopy.go). Mode is set on both sides once the
+	// handshake ran: ModePrecopy, or ModePostcopy from the switch on.
+	Mode       string `json:"mode,omitempty"`
+	PostcopyMS int64  `json:"postcopy_ms"` // from RUNNING (the VM runs on the destination) until the last page arrived
+	// Pages that went over the network after the switch: asked for by a
+	// fault (both sides count them: the destination its requests, the
+	// source the pages it answered urgently) and pushed in the background.
+	PagesRequested uint64 `json:"pages_requested"`
+	PagesPushed    uint64 `json:"pages_pushed"`
+	// Destination: faults resolved without the network (a zero or free
+	// run, or data that landed before the fault), and the fault latency
+	// from reading the fault to placing the page.
+	PagesZeroLocal uint64 `json:"pages_zero_local"`
+	PagesLandLocal uint64 `json:"pages_landed_local"`
+	FaultP50US     int64  `json:"fault_p50_us"`
+	FaultP99US     int64  `json:"fault_p99_us"`
+	FaultMaxUS     int64  `json:"fault_max_us"`
+	Reconnects     int    `json:"reconnects"` // times post-copy resumed over a new connection
 }
+
+// Report.Mode values.
+const (
+	ModePrecopy  = "precopy"
+	ModePostcopy = "postcopy"
+)
 
 // Report.Encryption values: how the session's stream was protected.
 const (

@@ -210,7 +210,7 @@ func (s *sender) await(ctx context.Context, want uint32) error {
 }
 
 func (s *sender) handshake(ctx context.Context) error {
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout)}); err != nil {
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, 0)}); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)

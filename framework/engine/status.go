@@ -18,9 +18,14 @@ const (
 	// StatusHandoverUnknown: the VM is paused on this side and the other
 	// side may run it; resolve it (docs/HANDOVER.md). Never on its own.
 	StatusHandoverUnknown Status = "handover-unknown"
+	// StatusPostcopyBroken: post-copy could not finish. The VM ran on
+	// the destination with pages the source still holds: the source
+	// keeps its paused copy and must never resume it; the destination's
+	// guest waits on the pages it lacks. See ErrPostcopyBroken.
+	StatusPostcopyBroken Status = "postcopy-broken"
 )
 
-var statuses = []Status{StatusCompleted, StatusFailed, StatusCancelled, StatusHandoverUnknown}
+var statuses = []Status{StatusCompleted, StatusFailed, StatusCancelled, StatusHandoverUnknown, StatusPostcopyBroken}
 
 // Valid reports whether s is one of the Status constants.
 func (s Status) Valid() bool { return oneOf(s, statuses) }
@@ -42,6 +47,8 @@ func status(err error) Status {
 		return StatusCompleted
 	case errors.Is(err, ErrHandoverUnknown):
 		return StatusHandoverUnknown
+	case errors.Is(err, ErrPostcopyBroken):
+		return StatusPostcopyBroken
 	case errors.Is(err, context.Canceled):
 		return StatusCancelled
 	}

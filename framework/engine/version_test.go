@@ -43,7 +43,7 @@ func readGolden(t *testing.T, name string) []byte {
 // (docs/ARCHITECTURE.md#versions).
 func TestHelloGolden(t *testing.T) {
 	name := fmt.Sprintf("hello_v%d.golden", protocolVersion)
-	b := encodeHello(goldenLayout)
+	b := encodeHello(goldenLayout, helloMaySwitch)
 	if *update {
 		if err := os.WriteFile(filepath.Join("testdata", name), []byte(hex.Dump(b)), 0o644); err != nil {
 			t.Fatal(err)
@@ -57,22 +57,25 @@ func TestHelloGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Version != protocolVersion || h.Pages != goldenLayout.Pages() || goldenLayout.Same(h.layout()) != nil {
+	if h.Version != protocolVersion || h.Pages != goldenLayout.Pages() || goldenLayout.Same(h.layout()) != nil || h.Flags != helloMaySwitch {
 		t.Fatalf("decoded %+v", h)
 	}
 }
 
 // TestHelloCompatPrevious: the rule for the engine protocol is an exact
-// match (docs/ARCHITECTURE.md#versions). A version-1 source's HELLO,
-// written by the code of commit 206800e^ (testdata/hello_v1.golden), is
-// refused before any page moves, and the destination's ABORT names both
-// versions, so the source reports why.
+// match (docs/ARCHITECTURE.md#versions). The HELLOs of the previous
+// versions, written by the code of commit 206800e^ (hello_v1.golden) and
+// eb8045f (hello_v2.golden), are refused before any page moves, and the
+// destination's ABORT names both versions, so the source reports why.
 func TestHelloCompatPrevious(t *testing.T) {
-	v1 := readGolden(t, "hello_v1.golden")
-	_, err := decodeHello(v1)
-	if err == nil || !strings.Contains(err.Error(), "engine protocol 1") || !strings.Contains(err.Error(), fmt.Sprintf("this destination %d", protocolVersion)) {
-		t.Fatalf("decode v1 HELLO: %v, want a refusal naming versions 1 and %d", err, protocolVersion)
+	for v := 1; v < protocolVersion; v++ {
+		old := readGolden(t, fmt.Sprintf("hello_v%d.golden", v))
+		_, err := decodeHello(old)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("engine protocol %d", v)) || !strings.Contains(err.Error(), fmt.Sprintf("this destination %d", protocolVersion)) {
+			t.Fatalf("decode v%d HELLO: %v, want a refusal naming versions %d and %d", v, err, v, protocolVersion)
+		}
 	}
+	v1 := readGolden(t, "hello_v1.golden")
 
 	dst := newFakeVM(t, [2]uint64{0, 64 << 10})
 	src, r := newPipe(dst, dst)

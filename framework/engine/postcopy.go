@@ -1,0 +1,62 @@
+package engine
+
+// Post-copy (docs/POSTCOPY.md): the source switches early, the VM runs on
+// the destination, and the pages it still lacks arrive on request (a
+// fault's page, on the transport's urgent path) and in the background.
+//
+//	source                                   destination
+//	HELLO (flags: may switch) ────────────►
+//	                          ◄──────────── READY (flags: post-copy ready, or why not)
+//	pre-copy passes (pages) ──────────────►
+//	pause; last zero/free runs, Flush ────►
+//	POSTCOPY chunks (absent runs) ────────►  register guest RAM (userfaultfd)
+//	STATE chunks ─────────────────────────►  LoadState
+//	                          ◄──────────── LOADED
+//	[HASHES ... ◄── VERIFIED]                (page check: pages held now)
+//	COMMIT ───────────────────────────────►  Resume: the VM runs, faults served
+//	                          ◄──────────── RUNNING
+//	urgent pages, background pages ───────►  ◄── REQUEST (urgent path)
+//	                          ◄──────────── SETTLED (every page arrived)
+//
+// After a broken connection (post-copy only) the source opens the
+// transport again and sends RESUME instead of HELLO; the destination
+// answers MISSING, the pages it does not hold, and the source owes them
+// again.
+
+// PostcopyMode says when the source switches to post-copy. "" is off.
+type PostcopyMode string
+
+// Options.Postcopy values.
+const (
+	// PostcopyOff: pre-copy only (the default), unless StartPostcopy.
+	PostcopyOff PostcopyMode = "off"
+	// PostcopyAuto: switch when pre-copy will not converge: the estimated
+	// downtime did not fall for postcopyStall passes, MaxPasses was
+	// reached, or the guest dirties pages faster than the link moves them.
+	PostcopyAuto PostcopyMode = "auto"
+	// PostcopyAlways: switch after the bulk pass.
+	PostcopyAlways PostcopyMode = "always"
+)
+
+var postcopyModes = []PostcopyMode{PostcopyOff, PostcopyAuto, PostcopyAlways}
+
+// String implements fmt.Stringer.
+func (m PostcopyMode) String() string {
+	if m == "" {
+		return string(PostcopyOff)
+	}
+	return string(m)
+}
+
+// Valid reports whether m is "" or one of the modes.
+func (m PostcopyMode) Valid() bool { return m == "" || oneOf(m, postcopyModes) }
+
+// MarshalText implements encoding.TextMarshaler.
+func (m PostcopyMode) MarshalText() ([]byte, error) {
+	return marshalName(m, postcopyModes, "post-copy mode")
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *PostcopyMode) UnmarshalText(b []byte) error {
+	return unmarshalName(m, b, postcopyModes, "post-copy mode")
+}
