@@ -134,6 +134,11 @@ type PostcopyTarget interface {
 	// reads or writes guest memory in user mode (device emulation; not
 	// the vCPUs, whose faults happen inside KVM_RUN) calls Touch first.
 	Postcopy(t Toucher)
+	// Halt stops the vCPUs and every device thread for good: post-copy
+	// broke and cannot resume. The engine calls it before it closes the
+	// userfaultfd, which would otherwise let threads waiting on a missing
+	// page read it as zeros. The VM must never run again.
+	Halt() error
 }
 
 // Toucher makes guest memory safe to reach from Go code during
