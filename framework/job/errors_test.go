@@ -121,6 +121,8 @@ func TestErrors(t *testing.T) {
 		{"bad_plugin_path", 2},
 		{"bad_plugin_path_string", 1},
 		{"bad_address", 3},
+		{"bad_postcopy", 2},
+		{"bad_postcopy_type", 2},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

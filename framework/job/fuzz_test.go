@@ -43,7 +43,8 @@ func FuzzParse(f *testing.F) {
 		if j.Source.Control == "" || j.Destination.Control == "" || j.Transport.Name == "" ||
 			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses ||
 			l.SwitchoverTimeout <= 0 || l.SwitchoverTimeout >= MaxSwitchoverTimeout ||
-			l.IncomingTimeout <= 0 || l.IncomingTimeout >= MaxIncomingTimeout {
+			l.IncomingTimeout <= 0 || l.IncomingTimeout >= MaxIncomingTimeout ||
+			l.Postcopy == "" || !l.Postcopy.Valid() || l.ReconnectTimeout <= 0 || l.ReconnectTimeout >= MaxReconnectTimeout {
 			t.Fatalf("accepted a job out of bounds: %+v", j)
 		}
 		if j.Transport.Name == "tcp" && j.Transport.Config["listen"] == nil {

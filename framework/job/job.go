@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/schema"
 )
 
@@ -25,6 +26,11 @@ const (
 	// its source to connect.
 	DefaultIncomingTimeout = 2 * time.Minute
 	MaxIncomingTimeout     = 24 * time.Hour
+	// DefaultReconnectTimeout bounds how long a post-copy whose
+	// connection broke tries to reconnect; engine.Options has the same
+	// default.
+	DefaultReconnectTimeout = engine.DefaultReconnectTimeout
+	MaxReconnectTimeout     = 24 * time.Hour
 )
 
 // Plugin kinds, as the block types that configure them.
@@ -112,10 +118,18 @@ type Limits struct {
 	// IncomingTimeout bounds how long the destination waits for its
 	// source to connect; it then stops listening and exits. 0 < it < 24h.
 	IncomingTimeout time.Duration
+	// Postcopy says when the source switches to post-copy: off (the
+	// default), auto or always (engine.Options.Postcopy). Never "".
+	Postcopy engine.PostcopyMode
+	// ReconnectTimeout bounds how long both sides try to open the
+	// transport again after the connection broke during post-copy
+	// (engine.Options.ReconnectTimeout). 0 < it < 24h.
+	ReconnectTimeout time.Duration
 }
 
 // defaultLimits are the limits of a job without a limits block.
 func defaultLimits() Limits {
 	return Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses,
-		SwitchoverTimeout: DefaultSwitchoverTimeout, IncomingTimeout: DefaultIncomingTimeout}
+		SwitchoverTimeout: DefaultSwitchoverTimeout, IncomingTimeout: DefaultIncomingTimeout,
+		Postcopy: engine.PostcopyOff, ReconnectTimeout: DefaultReconnectTimeout}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/schema"
 )
 
@@ -33,6 +34,10 @@ var (
 			Doc: "longest switch-over (pause, final pass, state, LOADED) before the source aborts and runs again"},
 		{Name: "incoming_timeout", Type: schema.TypeDuration, Default: int64(DefaultIncomingTimeout),
 			Doc: "how long the destination waits for its source to connect"},
+		{Name: "postcopy", Type: schema.TypeString, Default: string(engine.PostcopyOff),
+			Doc: `when the source switches to post-copy: "off", "auto" or "always"`},
+		{Name: "reconnect_timeout", Type: schema.TypeDuration, Default: int64(DefaultReconnectTimeout),
+			Doc: "how long a post-copy whose connection broke tries to reconnect"},
 	}
 	blockTypes    = []string{"source", "destination", "transport", "limits", "hint", "security"}
 	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
@@ -290,6 +295,24 @@ func (p *parser) limits(b *hclsyntax.Block) {
 		"the source aborts and runs again when the switch-over takes longer")
 	p.timeout(cfg, attrs, "incoming_timeout", MaxIncomingTimeout, &l.IncomingTimeout,
 		"the destination stops listening when no source connected by then")
+	p.postcopy(cfg, attrs, l)
+	p.timeout(cfg, attrs, "reconnect_timeout", MaxReconnectTimeout, &l.ReconnectTimeout,
+		"after that a post-copy whose connection broke stops for good")
+}
+
+// postcopy checks the post-copy mode: one of engine's modes.
+func (p *parser) postcopy(cfg map[string]any, attrs hcl.Attributes, l *Limits) {
+	v, ok := cfg["postcopy"].(string)
+	if !ok {
+		return
+	}
+	var m engine.PostcopyMode
+	if err := m.UnmarshalText([]byte(v)); err != nil || m == "" {
+		p.errorf(attrs["postcopy"].Expr.Range(), "Invalid postcopy",
+			"postcopy is %q; it must be \"off\" (pre-copy only, the default), \"auto\" (switch to post-copy when pre-copy will not converge) or \"always\" (switch after the first pass).", v)
+		return
+	}
+	l.Postcopy = m
 }
 
 // timeout checks a duration limit: more than 0 and less than max.

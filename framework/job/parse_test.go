@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
 )
 
 func TestParse(t *testing.T) {
@@ -18,7 +20,8 @@ destination { control = "/d.sock" }
 	}{
 		{"defaults", ends + `transport "tcp" {}`, func(t *testing.T, j *Job) {
 			want := Limits{MaxDowntime: 300 * time.Millisecond, Bandwidth: 0, MaxPasses: 30,
-				SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute}
+				SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
+				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute}
 			if j.Limits != want || j.PluginDir != "" || len(j.Hints) != 0 {
 				t.Errorf("limits %+v, plugin_dir %q, hints %d; want %+v, \"\", 0", j.Limits, j.PluginDir, len(j.Hints), want)
 			}
@@ -42,9 +45,12 @@ limits {
   max_passes   = 1000
   switchover_timeout = "2s"
   incoming_timeout   = "30s"
+  postcopy           = "auto"
+  reconnect_timeout  = "1m"
 }`, func(t *testing.T, j *Job) {
 			want := Limits{MaxDowntime: 1500 * time.Millisecond, Bandwidth: 1 << 30, MaxPasses: 1000,
-				SwitchoverTimeout: 2 * time.Second, IncomingTimeout: 30 * time.Second}
+				SwitchoverTimeout: 2 * time.Second, IncomingTimeout: 30 * time.Second,
+				Postcopy: engine.PostcopyAuto, ReconnectTimeout: time.Minute}
 			if j.Limits != want || j.PluginDir != "/opt/ferry" {
 				t.Errorf("limits %+v, plugin_dir %q; want %+v, /opt/ferry", j.Limits, j.PluginDir, want)
 			}
@@ -61,8 +67,24 @@ limits {
   bandwidth    = 1000
   max_passes   = 1
 }`, func(t *testing.T, j *Job) {
-			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute}); j.Limits != want {
+			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
+				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute}); j.Limits != want {
 				t.Errorf("limits %+v, want %+v", j.Limits, want)
+			}
+		}},
+		{"postcopy modes", ends + `transport "tcp" {}
+limits {
+  postcopy          = "always"
+  reconnect_timeout = "23h59m"
+}`, func(t *testing.T, j *Job) {
+			if j.Limits.Postcopy != engine.PostcopyAlways || j.Limits.ReconnectTimeout != 23*time.Hour+59*time.Minute {
+				t.Errorf("postcopy %q, reconnect_timeout %v; want always, 23h59m", j.Limits.Postcopy, j.Limits.ReconnectTimeout)
+			}
+		}},
+		{"postcopy off written out", ends + `transport "tcp" {}
+limits { postcopy = "off" }`, func(t *testing.T, j *Job) {
+			if j.Limits.Postcopy != engine.PostcopyOff {
+				t.Errorf("postcopy %q, want off", j.Limits.Postcopy)
 			}
 		}},
 		{"limits just below 1h", ends + `transport "tcp" {}

@@ -1,0 +1,8 @@
+source      { control = "/run/ferry/src.sock" }
+destination { control = "/run/ferry/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+
+limits {
+  postcopy          = "hybrid"
+  reconnect_timeout = "0s"
+}
