@@ -33,6 +33,8 @@ func sideAfter(role transport.Role, rep engine.Report) api.Side {
 	switch {
 	case rep.Status == engine.StatusHandoverUnknown:
 		return api.SideUnknown
+	case rep.Status == engine.StatusPostcopyBroken:
+		return api.SidePostcopyBroken
 	case role == transport.RoleSend && rep.Status == engine.StatusCompleted:
 		return api.SideMigrated
 	case role == transport.RoleSend:

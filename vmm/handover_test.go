@@ -25,6 +25,8 @@ func TestSideAfter(t *testing.T) {
 		{transport.RoleReceive, engine.StatusFailed, api.SideFailed},
 		{transport.RoleReceive, engine.StatusCancelled, api.SideFailed},
 		{transport.RoleReceive, engine.StatusHandoverUnknown, api.SideUnknown},
+		{transport.RoleSend, engine.StatusPostcopyBroken, api.SidePostcopyBroken},
+		{transport.RoleReceive, engine.StatusPostcopyBroken, api.SidePostcopyBroken},
 	} {
 		if got := sideAfter(c.role, engine.Report{Status: c.status}); got != c.want {
 			t.Errorf("%s %s: side %s, want %s", c.role, c.status, got, c.want)

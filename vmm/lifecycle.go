@@ -16,7 +16,8 @@ import (
 //	created ──Run──► running ◄──resume── paused ◄──LoadState── incoming
 //	                    │  └────pause──────►│                  (-incoming)
 //	                    │                   ├─► migrated          (source: RUNNING came)
-//	                    │                   └─► handover-unknown  (either side)
+//	                    │                   ├─► handover-unknown  (either side)
+//	                    │                   └─► postcopy-broken   (source: post-copy could not finish)
 //	                    │    handover-unknown ─► paused (resolve resume: then running,
 //	                    │                    │          or back on failure)
 //	                    │                    ├─► migrated  (resolve migrated, source)
@@ -55,6 +56,10 @@ const (
 	// StateDiscarded: an incoming VM told it will never run
 	// (migrate-resolve discard); it stays, paused, until quit.
 	StateDiscarded State = "discarded"
+	// StatePostcopyBroken: a source whose post-copy could not finish: the
+	// guest ran on the destination, so this paused copy is older than
+	// what it ran on. It is never resumed; quit ends the VMM.
+	StatePostcopyBroken State = "postcopy-broken"
 )
 
 // stateNext is the one table of allowed transitions; → stopped is
@@ -63,10 +68,11 @@ var stateNext = map[State][]State{
 	StateCreated:         {StateRunning},
 	StateIncoming:        {StatePaused},
 	StateRunning:         {StatePaused},
-	StatePaused:          {StateRunning, StateMigrated, StateHandoverUnknown},
+	StatePaused:          {StateRunning, StateMigrated, StateHandoverUnknown, StatePostcopyBroken},
 	StateHandoverUnknown: {StatePaused, StateMigrated, StateDiscarded},
 	StateMigrated:        nil,
 	StateDiscarded:       nil,
+	StatePostcopyBroken:  nil,
 	StateStopped:         nil,
 }
 
@@ -95,6 +101,10 @@ var refusals = map[State]refusal{
 		// Paused, and perhaps the only copy of the guest: quit too would lose it.
 		return fmt.Errorf("the handover of this VM is unknown (state %s): %s is refused; "+
 			"run migrate -resolve -config JOB, or migrate-resolve on both sides (docs/HANDOVER.md)", st, cmd)
+	}},
+	StatePostcopyBroken: {allow: []string{"quit"}, why: func(st State, cmd string) error {
+		return fmt.Errorf("post-copy of this VM broke (state %s): the guest ran on the destination and this copy is older; "+
+			"%s is refused, it never runs again here; quit ends this VMM (docs/JOBS.md, Post-copy)", st, cmd)
 	}},
 	StateDiscarded: {allow: []string{"quit"}, why: func(_ State, cmd string) error {
 		return fmt.Errorf("this incoming VM was discarded (the guest runs on the source): %s is refused; quit ends this VMM", cmd)

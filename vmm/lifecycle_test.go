@@ -7,7 +7,7 @@ import (
 )
 
 var allStates = []State{StateCreated, StateIncoming, StateRunning, StatePaused, StateStopped,
-	StateMigrated, StateHandoverUnknown, StateDiscarded}
+	StateMigrated, StateHandoverUnknown, StateDiscarded, StatePostcopyBroken}
 
 // TestStateTable pins every allowed transition; all others are refused.
 func TestStateTable(t *testing.T) {
@@ -21,6 +21,7 @@ func TestStateTable(t *testing.T) {
 		{StateHandoverUnknown, StatePaused}:    true,
 		{StateHandoverUnknown, StateMigrated}:  true,
 		{StateHandoverUnknown, StateDiscarded}: true,
+		{StatePaused, StatePostcopyBroken}:     true,
 	}
 	if len(stateNext) != len(allStates) {
 		t.Fatalf("stateNext has %d rows for %d states", len(stateNext), len(allStates))
@@ -65,11 +66,14 @@ func TestRefusals(t *testing.T) {
 		StateMigrated:        {"pause", "resume", "state-save", "state-load"},
 		StateHandoverUnknown: cmds,
 		StateDiscarded:       {"pause", "resume", "state-save", "state-load"},
+		StatePostcopyBroken:  {"pause", "resume", "state-save", "state-load"},
 	}
 	texts := map[State]string{
 		StateMigrated:        "the VM was handed to the destination (state migrated): resume is refused; quit ends this VMM",
 		StateHandoverUnknown: "the handover of this VM is unknown (state handover-unknown): resume is refused; run migrate -resolve -config JOB, or migrate-resolve on both sides (docs/HANDOVER.md)",
 		StateDiscarded:       "this incoming VM was discarded (the guest runs on the source): resume is refused; quit ends this VMM",
+		StatePostcopyBroken: "post-copy of this VM broke (state postcopy-broken): the guest ran on the destination and this copy is older; " +
+			"resume is refused, it never runs again here; quit ends this VMM (docs/JOBS.md, Post-copy)",
 	}
 	for _, st := range allStates {
 		for _, cmd := range cmds {

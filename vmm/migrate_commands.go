@@ -24,6 +24,8 @@ import (
 //	migrate-cancel               → cancels a running migration (the source keeps running,
 //	                               unless COMMIT was already written: then handover-unknown)
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
+//	migrate-start-postcopy       → StartPostcopyResult: switch the running migration-send to
+//	                               post-copy now (postcopy.go)
 //
 // From migrate-send or migrate-incoming accepted until the migration has
 // finished, the migration owns the VM: pause, resume, quit, state-save and
@@ -49,6 +51,7 @@ func (v *VM) serveMigration(s *control.Server) {
 	s.Handle("migrate-cancel", func(context.Context, json.RawMessage) (any, error) {
 		return map[string]bool{"cancelled": mg.cancelRunning()}, nil
 	})
+	s.Handle("migrate-start-postcopy", mg.handleStartPostcopy)
 }
 
 // startMigration checks the arguments, makes the migration the owner of
@@ -70,6 +73,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		return nil, err
 	}
 	spec.Progress = mg.progress
+	if role == transport.RoleSend {
+		spec.Engine.StartPostcopy = mg.switchable()
+	}
 	if role == transport.RoleReceive {
 		spec.Hints = nil // a destination asks no provider (session.Open would start them)
 	}
@@ -120,6 +126,10 @@ func parseMigrateArgs(raw json.RawMessage) (api.MigrateArgs, error) {
 		return api.MigrateArgs{}, fmt.Errorf("switchover_timeout_ms %d out of range: 0 (the default) to %d", a.SwitchoverTimeoutMS, maxDowntimeMS)
 	case a.IncomingTimeoutMS < 0 || a.IncomingTimeoutMS > maxDowntimeMS:
 		return api.MigrateArgs{}, fmt.Errorf("incoming_timeout_ms %d out of range: 0 (the default) to %d", a.IncomingTimeoutMS, maxDowntimeMS)
+	case a.ReconnectTimeoutMS < 0 || a.ReconnectTimeoutMS > maxDowntimeMS:
+		return api.MigrateArgs{}, fmt.Errorf("reconnect_timeout_ms %d out of range: 0 (the default) to %d", a.ReconnectTimeoutMS, maxDowntimeMS)
+	case !a.Postcopy.Valid():
+		return api.MigrateArgs{}, fmt.Errorf("postcopy %q: want off, auto or always", string(a.Postcopy))
 	}
 	return a, session.Check(sessionSpec(a))
 }
@@ -143,7 +153,7 @@ func sessionSpec(a api.MigrateArgs) session.Spec {
 		Transport: session.Plugin{Path: a.Plugin, Config: a.Transport},
 		Engine: engine.Options{MaxDowntime: ms(a.MaxDowntimeMS), Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses,
 			VerifyPages: a.VerifyPages, VerifyFree: a.VerifyFree, SwitchoverTimeout: ms(a.SwitchoverTimeoutMS),
-			IncomingTimeout: ms(a.IncomingTimeoutMS)},
+			IncomingTimeout: ms(a.IncomingTimeoutMS), Postcopy: a.Postcopy, ReconnectTimeout: ms(a.ReconnectTimeoutMS)},
 		Name: fmt.Sprintf("ferry-vmm[%d]", os.Getpid()),
 	}
 	if a.Credentials != nil {
@@ -199,6 +209,15 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 		record()
 		v.finish(1, fmt.Errorf("incoming migration failed: %w", err))
 		return
+	case api.SidePostcopyBroken:
+		if role == transport.RoleReceive { // Halt already stopped the vCPUs for good
+			record()
+			v.finish(1, fmt.Errorf("post-copy broke, the VM was halted for good: %w", err))
+			return
+		}
+		v.setStateIf(StatePaused, StatePostcopyBroken)
+		v.log.Error("post-copy broke: the guest ran on the destination; this paused copy is older and is never resumed; quit ends this VMM",
+			"err", err)
 	case api.SideRunning:
 		if role == transport.RoleSend {
 			v.log.Warn("migration failed; the VM keeps running here", "err", err)

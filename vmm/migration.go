@@ -85,6 +85,11 @@ type migration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	own    *migrationOwner // the current migration's hold on the VM (set by claim)
+	// toPostcopy is the running migrate-send's manual switch
+	// (engine.Options.StartPostcopy), closed once by migrate-start-postcopy
+	// (askedPostcopy); nil before a migrate-send (postcopy.go).
+	toPostcopy    chan struct{}
+	askedPostcopy bool
 }
 
 // owner is the current (or last) migration's hold on the VM's run state,
@@ -105,6 +110,7 @@ func (mg *migration) begin(role string, cancel context.CancelFunc) error {
 		return fmt.Errorf("a migration (%s) is already running", mg.cur.Role)
 	}
 	mg.cur, mg.cancel, mg.done = &api.Migration{Role: role, Side: api.SideMigrating}, cancel, make(chan struct{})
+	mg.toPostcopy, mg.askedPostcopy = nil, false // a new migrate-send makes its own (switchable)
 	return nil
 }
 

@@ -2,6 +2,7 @@
 //
 //	migrate -config job.hcl [-json]
 //	migrate -resolve -config job.hcl
+//	migrate -start-postcopy -config job.hcl
 //
 // It validates the job (HCL diagnostics with file:line:col), checks the
 // transport block against the schema the transport plugin reports, tells
@@ -13,6 +14,9 @@
 // once. If the handover ends unknown (docs/HANDOVER.md), migrate resolves
 // it at once: it asks both VMMs and runs the guest on exactly one of them.
 // -resolve does only that, for when an earlier migrate could not.
+// -start-postcopy, run next to the migrate that drives the job, switches
+// its migration to post-copy now (the source VMM's migrate-start-postcopy,
+// like QEMU's) and prints what happened.
 package main
 
 import (
@@ -44,12 +48,20 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&verify, "verify-pages", "test mode: compare a hash of every page on both sides before the destination runs, except pages\nhinted free (trusted); =strict compares those too (they must read as the zeros the destination holds)")
 	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
+	startPC := fs.Bool("start-postcopy", false, "only switch the job's running migration to post-copy now (run it next to the migrate driving the job)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n       migrate -resolve -config job.hcl")
+		fmt.Fprintln(stderr, usage)
 		return 2
+	}
+	if *resolveOnly && *startPC {
+		fmt.Fprintln(stderr, "migrate: -resolve and -start-postcopy are separate commands: give one\n"+usage)
+		return 2
+	}
+	if *startPC {
+		return startPostcopyMain(*cfgPath, stdout, stderr)
 	}
 	if *resolveOnly {
 		return resolveMain(*cfgPath, stdout, stderr)
@@ -74,6 +86,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +
+	"       migrate -resolve -config job.hcl\n" +
+	"       migrate -start-postcopy -config job.hcl"
 
 // report is what migrate prints: the source's engine report plus what
 // the destination saw, and how an unknown handover was resolved.
@@ -113,6 +129,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
+		Postcopy: j.Limits.Postcopy, ReconnectTimeoutMS: j.Limits.ReconnectTimeout.Milliseconds(),
 		VerifyPages: verify != verifyOff, VerifyFree: verify == verifyStrict, Hints: hintArgs(j, p)}
 	srcCreds, dstCreds, err := credentials(j)
 	if err != nil {

@@ -26,6 +26,14 @@ type MigrateArgs struct {
 	// IncomingTimeoutMS bounds how long migrate-incoming waits for the
 	// source to connect; 0 waits until migrate-cancel.
 	IncomingTimeoutMS int64 `json:"incoming_timeout_ms,omitempty"`
+	// Postcopy says when the source switches to post-copy
+	// (engine.Options.Postcopy: "off", "auto", "always"; "" is off). The
+	// destination follows its source and ignores it.
+	Postcopy engine.PostcopyMode `json:"postcopy,omitempty"`
+	// ReconnectTimeoutMS bounds how long both sides try to reconnect after
+	// the connection broke in post-copy (engine.Options.ReconnectTimeout).
+	// 0: the engine's default.
+	ReconnectTimeoutMS int64 `json:"reconnect_timeout_ms,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
 	// Credentials are this side's trust material for the session (its
@@ -70,6 +78,11 @@ const (
 	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
 	SideDiscarded Side = "discarded"        // destination: will never run; quit it
 	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
+	// SidePostcopyBroken: post-copy could not finish (engine
+	// StatusPostcopyBroken). Source: paused for good with a copy older
+	// than what the guest ran on; never resumed. Destination: its vCPUs
+	// were stopped for good; the VMM exits.
+	SidePostcopyBroken Side = "postcopy-broken"
 )
 
 // Resolve actions (ResolveArgs.Action).
@@ -91,4 +104,17 @@ type ResolveResult struct {
 	Side     Side            `json:"side"`
 	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
 	VM       State           `json:"vm_state"`
+}
+
+// StartPostcopyResult is what migrate-start-postcopy answers (source
+// only): it switches the running outgoing migration to post-copy
+// (engine.Options.StartPostcopy), like QEMU's migrate-start-postcopy.
+type StartPostcopyResult struct {
+	// Requested is true when this call asked for the switch, false when
+	// an earlier call already had: nothing changed.
+	Requested bool `json:"requested"`
+	// Phase is the migration's phase when the call came.
+	Phase engine.Phase `json:"phase"`
+	// Message says what happened, in a sentence for the operator.
+	Message string `json:"message"`
 }

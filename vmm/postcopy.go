@@ -1,0 +1,75 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// The manual switch to post-copy (migrate-start-postcopy, like QEMU's
+// migrate-start-postcopy): every migrate-send gets a channel that the
+// engine watches (engine.Options.StartPostcopy); the command closes it.
+//
+//	migrate-send ── mg.switchable() ──► chan ──► engine.Options.StartPostcopy
+//	migrate-start-postcopy ── close(chan), once ──┘  (a second call: no-op)
+
+// switchable makes the channel that switches the migration being started
+// to post-copy when closed; the caller hands it to the engine.
+func (mg *migration) switchable() <-chan struct{} {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	mg.toPostcopy, mg.askedPostcopy = make(chan struct{}), false
+	return mg.toPostcopy
+}
+
+// handleStartPostcopy is the control command migrate-start-postcopy: no
+// arguments, answers api.StartPostcopyResult.
+func (mg *migration) handleStartPostcopy(_ context.Context, raw json.RawMessage) (any, error) {
+	if err := decodeArgs(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return mg.startPostcopy()
+}
+
+// startPostcopy is migrate-start-postcopy's work: it asks the running outgoing
+// migration to switch to post-copy. A second call changes nothing and
+// says so; without a running outgoing migration it is an error.
+func (mg *migration) startPostcopy() (api.StartPostcopyResult, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	switch {
+	case mg.cur == nil:
+		return api.StartPostcopyResult{}, errors.New("no migration is running on this VM: start one with migrate-send (migrate -config JOB) first")
+	case mg.cur.Done:
+		st := "done"
+		if mg.cur.Report != nil {
+			st = mg.cur.Report.Status.String()
+		}
+		return api.StartPostcopyResult{}, fmt.Errorf("no migration is running on this VM: the last one already ended (%s)", st)
+	case mg.cur.Role != transport.RoleSend.String():
+		return api.StartPostcopyResult{}, errors.New("this VMM receives the migration: run migrate-start-postcopy on the source VMM")
+	case mg.toPostcopy == nil:
+		return api.StartPostcopyResult{}, errors.New("the migration is still starting: try again in a moment")
+	}
+	res := api.StartPostcopyResult{Phase: mg.cur.Progress.Phase}
+	if mg.askedPostcopy {
+		res.Message = "post-copy was already requested; nothing changed"
+		return res, nil
+	}
+	close(mg.toPostcopy)
+	mg.askedPostcopy, res.Requested = true, true
+	switch res.Phase {
+	case engine.PhasePostcopy:
+		res.Message = "the migration is already in post-copy"
+	case engine.PhaseStop, engine.PhaseState:
+		res.Message = fmt.Sprintf("requested, but the switch-over had already begun (phase %s): it ends as that switch-over decides", res.Phase)
+	default:
+		res.Message = "requested: the source switches to post-copy at its next batch of pages"
+	}
+	return res, nil
+}

@@ -1,0 +1,132 @@
+package vmm
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// startPostcopyCaller serves migrate-start-postcopy for mg on a real
+// control socket and returns a function that calls it.
+func startPostcopyCaller(t *testing.T, mg *migration) func() (api.StartPostcopyResult, error) {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	s, err := control.NewServer(sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Handle("migrate-start-postcopy", mg.handleStartPostcopy)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() (api.StartPostcopyResult, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var res api.StartPostcopyResult
+		err := control.Call(ctx, sock, "migrate-start-postcopy", nil, &res)
+		return res, err
+	}
+}
+
+// TestStartPostcopy: migrate-start-postcopy closes the running
+// migrate-send's channel (what the engine watches) once; a second call
+// is a no-op that says so; without a running outgoing migration it fails
+// with a sentence saying why.
+func TestStartPostcopy(t *testing.T) {
+	mg := &migration{}
+	call := startPostcopyCaller(t, mg)
+	if _, err := call(); err == nil || !strings.Contains(err.Error(), "no migration is running") {
+		t.Errorf("before any migration: %v", err)
+	}
+
+	v := fakeVM(StateRunning)
+	own := claimFake(t, v, mg, engine.PhaseDirty)
+	ch := mg.switchable() // what startMigration hands to the engine
+	select {
+	case <-ch:
+		t.Fatal("the channel is closed before the command")
+	default:
+	}
+	res, err := call()
+	if err != nil || !res.Requested || res.Phase != engine.PhaseDirty || !strings.Contains(res.Message, "switches to post-copy") {
+		t.Fatalf("first call: %+v, %v", res, err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("the command did not close the engine's channel")
+	}
+	res, err = call()
+	if err != nil || res.Requested || !strings.Contains(res.Message, "already requested") {
+		t.Errorf("second call: %+v, %v; want a no-op that says so", res, err)
+	}
+
+	own.release(func() { mg.finish(engine.Report{Status: engine.StatusCompleted}, api.SideMigrated) })
+	if _, err := call(); err == nil || !strings.Contains(err.Error(), "already ended (completed)") {
+		t.Errorf("after the migration: %v", err)
+	}
+
+	// A new migration gets a new channel, not the closed one.
+	own = claimFake(t, v, mg, engine.PhaseBulk)
+	if ch2 := mg.switchable(); ch2 == ch {
+		t.Error("a new migration reuses the closed channel")
+	}
+	if res, err := call(); err != nil || !res.Requested {
+		t.Errorf("first call in the second migration: %+v, %v", res, err)
+	}
+	own.release(func() { mg.finish(engine.Report{Status: engine.StatusFailed}, api.SideRunning) })
+}
+
+// TestStartPostcopyRefusals: the destination, a migration still
+// starting, and arguments are refused; a switch-over already under way
+// is said plainly.
+func TestStartPostcopyRefusals(t *testing.T) {
+	mg := &migration{}
+	call := startPostcopyCaller(t, mg)
+	v := fakeWithRAM(t, StateIncoming)
+	own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), func() {},
+		func(st State) error { return v.canMigrate(transport.RoleReceive, st) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(); err == nil || !strings.Contains(err.Error(), "run migrate-start-postcopy on the source") {
+		t.Errorf("on the destination: %v", err)
+	}
+	own.release(func() { mg.finish(engine.Report{Status: engine.StatusFailed}, api.SideFailed) })
+
+	v = fakeVM(StateRunning)
+	own = claimFake(t, v, mg, engine.PhaseSetup)
+	if _, err := call(); err == nil || !strings.Contains(err.Error(), "still starting") {
+		t.Errorf("before the engine got its channel: %v", err)
+	}
+	mg.switchable()
+	mg.progress(engine.Progress{Phase: engine.PhaseStop})
+	if res, err := call(); err != nil || !res.Requested || !strings.Contains(res.Message, "switch-over had already begun") {
+		t.Errorf("in stop-and-copy: %+v, %v", res, err)
+	}
+	if _, err := mg.handleStartPostcopy(context.Background(), []byte(`{"now":true}`)); err == nil {
+		t.Error("arguments accepted")
+	}
+	own.release(func() { mg.finish(engine.Report{Status: engine.StatusFailed}, api.SideRunning) })
+}
+
+// TestMigrateArgsPostcopy: the job's post-copy limits reach the engine;
+// a mode the engine does not know and a negative timeout are refused.
+func TestMigrateArgsPostcopy(t *testing.T) {
+	a := api.MigrateArgs{Postcopy: engine.PostcopyAuto, ReconnectTimeoutMS: 60000}
+	if o := sessionSpec(a).Engine; o.Postcopy != engine.PostcopyAuto || o.ReconnectTimeout != time.Minute {
+		t.Errorf("engine options %q, %v; want auto, 1m", o.Postcopy, o.ReconnectTimeout)
+	}
+	for _, raw := range []string{`{"plugin":"/bin/true","postcopy":"hybrid"}`, `{"plugin":"/bin/true","reconnect_timeout_ms":-1}`} {
+		if _, err := parseMigrateArgs([]byte(raw)); err == nil {
+			t.Errorf("%s accepted", raw)
+		}
+	}
+}
