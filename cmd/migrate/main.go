@@ -181,6 +181,11 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		}
 		return rep, fmt.Errorf("migration failed in the handover: %s (resolved: the guest runs on the source)", rep.Error)
 	}
+	if rep.Status == engine.StatusPostcopyBroken {
+		// Nothing to clean up or resolve: no side may run the guest again.
+		fmt.Fprint(log, postcopyBrokenText(j.Source.Control, j.Destination.Control))
+		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", rep.Status, rep.Error)
+	}
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
 }
@@ -281,6 +286,7 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "  skipped     %d by %s\n", n, reason)
 	}
 	fmt.Fprintf(w, "passes        %d\n", r.Passes)
+	printPostcopy(w, r)
 	if r.Encryption != "" {
 		fmt.Fprintf(w, "encryption    %s\n", r.Encryption)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
 )
@@ -49,4 +50,36 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 		phase = fmt.Sprintf(" (phase %s)", res.Phase)
 	}
 	return fmt.Sprintf("%s on the source %s%s: %s", what, sock, phase, res.Message)
+}
+
+// postcopyBrokenText says, for status postcopy-broken, where the guest is
+// and what not to do (docs/JOBS.md, Post-copy).
+func postcopyBrokenText(src, dst string) string {
+	return fmt.Sprintf(`migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
+held, and the connection did not come back within reconnect_timeout (or the destination VMM died).
+The guest is lost: the destination %s stopped its vCPUs for good, and the source %s keeps a paused copy
+that is older than what the guest ran on.
+Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
+would not. Keep the source VMM only to inspect that copy; quit ends it:
+    echo '{"cmd":"quit"}' | socat - UNIX-CONNECT:%s
+`, dst, src, src)
+}
+
+// printPostcopy prints the post-copy part of the report, when the
+// migration switched: the source's counts, and the destination's fault
+// statistics when its report came back.
+func printPostcopy(w io.Writer, r report) {
+	if r.Mode != engine.ModePostcopy {
+		return
+	}
+	fmt.Fprintf(w, "mode          postcopy: %d ms from the guest running on the destination to its last page, %d reconnects\n",
+		r.PostcopyMS, r.Reconnects)
+	fmt.Fprintf(w, "post-copy     %d pages requested by faults, %d pushed in the background\n", r.PagesRequested, r.PagesPushed)
+	d := r.Destination
+	if d == nil {
+		fmt.Fprintln(w, "faults        not known here: the destination's report did not come back")
+		return
+	}
+	fmt.Fprintf(w, "faults        %d requested, %d resolved as zero locally, %d landed before the fault; latency p50 %d us, p99 %d us, max %d us (destination)\n",
+		d.PagesRequested, d.PagesZeroLocal, d.PagesLandLocal, d.FaultP50US, d.FaultP99US, d.FaultMaxUS)
 }

@@ -104,3 +104,93 @@ func TestStartPostcopyFlags(t *testing.T) {
 		t.Errorf("bad job: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestReportPostcopy: the text report names the post-copy keys when the
+// migration switched, with the destination's fault statistics, and
+// leaves them out of a pre-copy.
+func TestReportPostcopy(t *testing.T) {
+	r := report{Report: engine.Report{Status: engine.StatusCompleted, Mode: engine.ModePostcopy, PostcopyMS: 1234,
+		PagesRequested: 17, PagesPushed: 9000, Reconnects: 1},
+		Destination: &engine.Report{Mode: engine.ModePostcopy, PagesRequested: 18, PagesZeroLocal: 50000, PagesLandLocal: 300,
+			FaultP50US: 45, FaultP99US: 900, FaultMaxUS: 3000}}
+	var b strings.Builder
+	printReport(&b, r)
+	for _, want := range []string{
+		"mode          postcopy: 1234 ms from the guest running on the destination to its last page, 1 reconnects\n",
+		"post-copy     17 pages requested by faults, 9000 pushed in the background\n",
+		"faults        18 requested, 50000 resolved as zero locally, 300 landed before the fault; latency p50 45 us, p99 900 us, max 3000 us (destination)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	r.Destination = nil
+	b.Reset()
+	printReport(&b, r)
+	if !strings.Contains(b.String(), "faults        not known here") {
+		t.Errorf("report without the destination's:\n%s", b.String())
+	}
+	r.Mode = engine.ModePrecopy
+	b.Reset()
+	printReport(&b, r)
+	if strings.Contains(b.String(), "post-copy") || strings.Contains(b.String(), "mode ") {
+		t.Errorf("a pre-copy report prints post-copy lines:\n%s", b.String())
+	}
+}
+
+// TestProgressPostcopy: the post-copy phase says where the guest runs and
+// what is still to arrive.
+func TestProgressPostcopy(t *testing.T) {
+	var out strings.Builder
+	newProgress(&out).update(engine.Progress{Phase: engine.PhasePostcopy, TotalPages: 1000, Remaining: 256,
+		Throughput: 4e7, BytesWire: 3 << 20})
+	want := "postcopy      guest runs on the destination [##############......]    40 MB/s  to arrive 256 pages (1.0 MiB)  wire 3.0 MiB\n"
+	if out.String() != want {
+		t.Errorf("line %q\nwant %q", out.String(), want)
+	}
+}
+
+// TestRunPostcopyBroken: a source that ends postcopy-broken gets the
+// plain sentence (where the guest is, what not to do), an error, and no
+// clean-up: neither side is cancelled, resolved or resumed.
+func TestRunPostcopyBroken(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	rep, err, out := c.run(context.Background(), t)
+	if err == nil || rep.Status != engine.StatusPostcopyBroken || !strings.Contains(err.Error(), "the guest is lost") {
+		t.Fatalf("status %s, err %v", rep.Status, err)
+	}
+	for _, want := range []string{"post-copy broke and could not resume", "Do not resume the source's copy", c.src.sock, c.dst.sock} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, call := range c.calls {
+		if call != "receive migrate-incoming" && call != "send migrate-send" {
+			t.Errorf("call %q after post-copy broke; want none", call)
+		}
+	}
+}
+
+// TestResolveMainPostcopyBroken: -resolve after a broken post-copy moves
+// nothing and says the guest is lost.
+func TestResolveMainPostcopyBroken(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+	path := filepath.Join(t.TempDir(), "job.hcl")
+	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "Do not resume the source's copy") {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
+	}
+	if got := c.resolutions(); len(got) != 0 {
+		t.Errorf("resolution calls %q, want none", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
 )
 
@@ -43,15 +44,30 @@ func (p *progress) update(pr engine.Progress) {
 	if pr.TotalPages > 0 {
 		done = float64(pr.PagesSent+pr.PagesZero+pr.PagesSkipped) / float64(pr.TotalPages)
 	}
-	line := fmt.Sprintf("%-13s pass %-2d %s %s  dirty %d  est. downtime %v  wire %.1f MiB",
-		pr.Phase, pr.Pass, bar(min(done, 1), 20), rate(pr.Throughput), pr.Remaining,
-		pr.EstDowntime.Round(time.Millisecond), float64(pr.BytesWire)/(1<<20))
+	line := progressLine(pr, done)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.drawn = true
 	} else {
 		fmt.Fprintln(p.w, line)
 	}
+}
+
+// progressLine is one progress line. In post-copy the guest runs on the
+// destination: the line says so and counts the pages still to arrive
+// (Remaining) instead of dirty pages and a downtime estimate.
+func progressLine(pr engine.Progress, done float64) string {
+	if pr.Phase == engine.PhasePostcopy {
+		if pr.TotalPages > 0 {
+			done = 1 - float64(min(pr.Remaining, pr.TotalPages))/float64(pr.TotalPages)
+		}
+		return fmt.Sprintf("%-13s guest runs on the destination %s %s  to arrive %d pages (%.1f MiB)  wire %.1f MiB",
+			pr.Phase, bar(min(done, 1), 20), rate(pr.Throughput), pr.Remaining,
+			float64(pr.Remaining*framework.PageSize)/(1<<20), float64(pr.BytesWire)/(1<<20))
+	}
+	return fmt.Sprintf("%-13s pass %-2d %s %s  dirty %d  est. downtime %v  wire %.1f MiB",
+		pr.Phase, pr.Pass, bar(min(done, 1), 20), rate(pr.Throughput), pr.Remaining,
+		pr.EstDowntime.Round(time.Millisecond), float64(pr.BytesWire)/(1<<20))
 }
 
 func (p *progress) finish() {

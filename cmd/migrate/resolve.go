@@ -40,12 +40,15 @@ const (
 	verdictBothRun                      // both sides report running: a bug, said loudly
 	verdictCancelDst                    // the destination still waits: cancel it, then ask again
 	verdictIdle                         // the source cannot be asked, and the destination holds nothing
+	verdictLost                         // post-copy broke: no side may run the guest again
 )
 
 // plan decides from both sides what to do. It is the whole policy, and a
 // pure function (TestPlan covers every pair).
 func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
+	case src == api.SidePostcopyBroken || dst == api.SidePostcopyBroken:
+		return nil, verdictLost
 	case src == api.SideMigrating:
 		return nil, verdictWait
 	case src == api.SideUnknown:
@@ -151,6 +154,9 @@ func (r *resolver) resolve() (verdict, error) {
 			return v, fmt.Errorf("source %s: %w; the destination holds no guest (%s)", r.src, serr, d.Side)
 		case v == verdictIdle:
 			return v, nil
+		case v == verdictLost:
+			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst))
+			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
 		case v == verdictBothRun:

@@ -11,7 +11,7 @@ import (
 // destination (its step comes last).
 func TestPlan(t *testing.T) {
 	sides := []api.Side{api.SideNone, api.SideMigrating, api.SideRunning, api.SideUnknown,
-		api.SideMigrated, api.SideDiscarded, api.SideFailed, sideUnreachable}
+		api.SideMigrated, api.SideDiscarded, api.SideFailed, api.SidePostcopyBroken, sideUnreachable}
 	for _, s := range sides {
 		for _, d := range sides {
 			steps, v := plan(s, d)
@@ -62,6 +62,9 @@ func TestPlan(t *testing.T) {
 		{sideUnreachable, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideMigrating, verdictCancelDst, 0},
+		{api.SidePostcopyBroken, api.SideRunning, verdictLost, 0},
+		{api.SidePostcopyBroken, sideUnreachable, verdictLost, 0},
+		{sideUnreachable, api.SidePostcopyBroken, verdictLost, 0},
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)
