@@ -19,9 +19,11 @@
 //
 //	source:       running ─► paused ─► migrated          (RUNNING came: quit it)
 //	                           ├──────► running           (failed: resumed)
-//	                           └──────► handover-unknown ─► running | migrated
+//	                           ├──────► handover-unknown ─► running | migrated
+//	                           └──────► postcopy-broken    (post-copy could not finish: never runs again)
 //	destination:  incoming ─► paused ─► running
-//	                           └──────► handover-unknown ─► running | discarded (until quit)
+//	                           ├──────► handover-unknown ─► running | discarded (until quit)
+//	                           └──────► (post-copy broke: Halt) stopped, the VMM exits
 //
 // handover-unknown is left only through migrate-resolve; pause and resume
 // refuse it, and no timer ends a VM that may hold the only copy of a guest.
@@ -33,6 +35,14 @@
 // migrationVM (migration.go: the VM as framework.Source and Target) and
 // hintHost (hinthost.go: the balloon capability providers call back
 // into); the outcome decides the VM's state (handover.go).
+//
+// Post-copy: migrationVM is also a framework.PostcopyTarget. The engine
+// registers GuestMemory (the mapping KVM's slots use) with userfaultfd
+// and hands over a Toucher; the devices reach guest RAM only through
+// guestRAM (guestram.go), which touches first while one is set, and
+// never for ranges they only validate. migrate-start-postcopy closes the
+// running migrate-send's StartPostcopy channel (postcopy.go). None of it
+// has run on KVM yet: the unit tests use memfd RAM and fake Touchers.
 //
 // Run state: one lock serialises pause, resume, quit, state-save and
 // state-load, and a migration owns the VM from migrate-send or

@@ -26,8 +26,9 @@ type migrationVM struct {
 }
 
 var (
-	_ framework.Source = migrationVM{}
-	_ framework.Target = migrationVM{}
+	_ framework.Source         = migrationVM{}
+	_ framework.Target         = migrationVM{}
+	_ framework.PostcopyTarget = migrationVM{}
 )
 
 // RAM implements framework.Source and framework.Target.
@@ -44,6 +45,18 @@ func (m migrationVM) Memory(i int) []byte {
 	r := m.v.mem.Regions()[i]
 	return m.v.mem.Host()[r.Offset : r.Offset+r.Size]
 }
+
+// GuestMemory implements framework.PostcopyTarget: region i of the one
+// MAP_SHARED mapping that KVM's memory slots (setSlots) and the device
+// code (guestRAM) use. It stays mapped until the VM is closed.
+func (m migrationVM) GuestMemory(i int) []byte { return m.Memory(i) }
+
+// Postcopy implements framework.PostcopyTarget: from now on (until t is
+// nil) the devices' accesses to guest RAM call t.Touch first (guestram.go).
+func (m migrationVM) Postcopy(t framework.Toucher) { m.v.ram.setToucher(t) }
+
+// Halt implements framework.PostcopyTarget (vmm/postcopy.go).
+func (m migrationVM) Halt() error { return m.v.halt() }
 
 // StartDirtyLog implements framework.Source.
 func (m migrationVM) StartDirtyLog() error { return m.v.EnableDirtyLog() }

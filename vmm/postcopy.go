@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -72,4 +73,38 @@ func (mg *migration) startPostcopy() (api.StartPostcopyResult, error) {
 		res.Message = "requested: the source switches to post-copy at its next batch of pages"
 	}
 	return res, nil
+}
+
+// haltTimeout bounds Halt's wait for the vCPU loops to return.
+const haltTimeout = 5 * time.Second
+
+// errPostcopyHalted is how a VM halted by post-copy ends (Run's error).
+var errPostcopyHalted = errors.New("post-copy broke: the VM was halted for good and never runs again")
+
+// halt is framework.PostcopyTarget's Halt: post-copy broke for good and
+// the engine is about to close the userfaultfd, after which a page that
+// never came would read as zeros. Device code gets errHalted from guest
+// RAM from now on; the VM ends (stopped, so Run returns and the VMM
+// exits with errPostcopyHalted) and its vCPUs are kicked out of KVM_RUN.
+// It returns once every vCPU loop returned, or fails after haltTimeout.
+//
+// A vCPU waiting on a missing page inside KVM_RUN leaves it on the kick's
+// signal on kernels whose KVM faults are interruptible (KVM returns EINTR
+// for a pending signal while it waits on a fault); not tested here: this
+// machine has no /dev/kvm.
+func (v *VM) halt() error {
+	v.ram.halt()
+	v.finish(1, errPostcopyHalted)
+	v.mu.Lock()
+	started := v.cpus != nil
+	v.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-v.cpusDone:
+		return nil
+	case <-time.After(haltTimeout):
+		return fmt.Errorf("halt: vCPUs still inside KVM_RUN %v after they were told to stop", haltTimeout)
+	}
 }

@@ -74,6 +74,7 @@ type VM struct {
 	sys  *kvm.System
 	kvm  *kvm.VM
 	mem  *memory.Guest
+	ram  *guestRAM // mem as the devices reach it: touched first during post-copy (guestram.go)
 	pio  bus.Bus
 	mmio bus.Bus
 	uart *uart.UART
@@ -164,6 +165,7 @@ func (v *VM) build() error {
 	if v.mem, err = memory.New(v.cfg.Memory); err != nil {
 		return err
 	}
+	v.ram = &guestRAM{Guest: v.mem}
 	if err := v.setSlots(0); err != nil {
 		return err
 	}
@@ -206,7 +208,7 @@ func (v *VM) attachDevices() error {
 	if v.cfg.NoBalloon {
 		return nil
 	}
-	v.balloon = balloon.New(v.mem, v.log)
+	v.balloon = balloon.New(v.ram, v.log)
 	if v.cfg.NoPageReporting {
 		v.balloon.WithoutReporting()
 	}
@@ -229,7 +231,7 @@ func (v *VM) attachVirtio(name string, i int, dev virtio.Device) (*virtio.Transp
 			v.kvm.IRQLine(gsi, false)
 		}
 	}
-	tr := virtio.NewTransport(name, dev, v.mem, irq, v.log)
+	tr := virtio.NewTransport(name, dev, v.ram, irq, v.log)
 	if err := v.mmio.Register(name, base, virtio.MMIOSize, tr); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,26 @@ type Memory interface {
 	MarkDirty(gpa, n uint64)
 }
 
+// Checker is implemented by a Memory whose Slice does more than check
+// bounds (the VMM's guest RAM during post-copy brings the pages in first,
+// vmm/guestram.go). A queue checks the ranges it only validates, never
+// reads (ring geometry, descriptor buffers), with Check instead.
+type Checker interface {
+	// Check returns the error Slice would for [gpa, gpa+n), without
+	// reaching the bytes.
+	Check(gpa, n uint64) error
+}
+
+// inRAM checks that [gpa, gpa+n) is RAM without reaching its bytes where
+// mem allows (Checker).
+func inRAM(mem Memory, gpa, n uint64) error {
+	if c, ok := mem.(Checker); ok {
+		return c.Check(gpa, n)
+	}
+	_, err := mem.Slice(gpa, n)
+	return err
+}
+
 // Descriptor flags (split ring).
 const (
 	descFNext     = 1
@@ -75,7 +95,7 @@ func (q *Queue) validate(mem Memory) error {
 		name      string
 		addr, len uint64
 	}{{"descriptor table", q.DescAddr, 16 * n}, {"available ring", q.AvailAddr, 6 + 2*n}, {"used ring", q.UsedAddr, 6 + 8*n}} {
-		if _, err := mem.Slice(r.addr, r.len); err != nil {
+		if err := inRAM(mem, r.addr, r.len); err != nil {
 			return queueErr("%s at %#x+%#x is not in guest RAM", r.name, r.addr, r.len)
 		}
 	}
@@ -136,7 +156,7 @@ func (q *Queue) walk(mem Memory, head uint16) (Chain, error) {
 		if flags&descFIndirect != 0 {
 			return c, queueErr("indirect descriptor %d, but INDIRECT_DESC was not offered", idx)
 		}
-		if _, err := mem.Slice(addr, uint64(length)); err != nil {
+		if err := inRAM(mem, addr, uint64(length)); err != nil {
 			return c, queueErr("descriptor %d buffer %#x+%#x is not in guest RAM", idx, addr, length)
 		}
 		c.Descs = append(c.Descs, Desc{Addr: addr, Len: length, Write: flags&descFWrite != 0})
