@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Post-copy on real KVM (issue 10, docs/JOBS.md "Post-copy"). Every test
+// here was written on a machine without /dev/kvm, while the engine's
+// post-copy was being written in parallel: none of them has ever run.
+// They are gated behind needProven (FERRY_E2E_UNPROVEN=1); the first
+// session with KVM runs them, fixes what fails and removes the gate.
+// Each runs with the page-exact check on (-verify-pages), which in
+// post-copy checks every page as it lands on the destination.
+
+// postcopyKeys are the report keys of a post-copy (docs/JOBS.md).
+type postcopyKeys struct {
+	Mode           string `json:"mode"`
+	PostcopyMS     int64  `json:"postcopy_ms"`
+	PagesRequested uint64 `json:"pages_requested"`
+	PagesPushed    uint64 `json:"pages_pushed"`
+	PagesZeroLocal uint64 `json:"pages_zero_local"`
+	PagesLandLocal uint64 `json:"pages_landed_local"`
+	FaultP50US     int64  `json:"fault_p50_us"`
+	FaultP99US     int64  `json:"fault_p99_us"`
+	FaultMaxUS     int64  `json:"fault_max_us"`
+	Reconnects     int    `json:"reconnects"`
+}
+
+// postcopyReport is migrate -json's report with the post-copy keys of
+// both sides.
+type postcopyReport struct {
+	migrateReport
+	postcopyKeys
+	Destination *struct {
+		Status string `json:"status"`
+		postcopyKeys
+	} `json:"destination"`
+}
+
+// migratePostcopy runs bin/migrate -json -verify-pages on the pair's job
+// and returns the report with its post-copy keys; during runs while
+// migrate is in flight.
+func (p *pair) migratePostcopy(during func(cmd *exec.Cmd)) (postcopyReport, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(p.t), "bin", "migrate"), "-config", p.job, "-json", "-verify-pages")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	if during != nil {
+		during(cmd)
+	}
+	err := cmd.Wait()
+	var rep postcopyReport
+	if jerr := json.Unmarshal([]byte(out.String()), &rep); jerr != nil {
+		p.t.Fatalf("migrate printed no JSON report (%v): stdout %q stderr %q", jerr, out.String(), errb.String())
+	}
+	p.t.Logf("migrate: %+v (exit %v)\n%s", rep, err, errb.String())
+	return rep, err
+}
+
+// checkPostcopy fails unless the migration completed in post-copy with
+// both reports, and the guest goes on verifying on the destination.
+func (p *pair) checkPostcopy(rep postcopyReport, err error) {
+	p.t.Helper()
+	if err != nil || rep.Status != "completed" {
+		p.t.Fatalf("migration %s (%s): %v", rep.Status, rep.Error, err)
+	}
+	if rep.Mode != "postcopy" || rep.Destination == nil || rep.Destination.Mode != "postcopy" {
+		p.t.Fatalf("mode %q (destination %+v): the migration did not switch to post-copy", rep.Mode, rep.Destination)
+	}
+	p.dst.waitTicks(3, 60*time.Second)
+}
+
+// TestPostcopyAutoNonConverging is the issue's non-converging guest: 1 GiB
+// dirtying 512 MiB at 2000 MiB/s over a 40 MB/s link never converges in
+// pre-copy (4.6 GB sent in 120 s and still going). With postcopy = "auto"
+// it must complete, put at most 1.15x guest RAM on the wire, and the guest
+// must keep verifying on the destination.
+//
+// Never run: written without /dev/kvm, gated by needProven.
+func TestPostcopyAutoNonConverging(t *testing.T) {
+	needProven(t, "TestPostcopyAutoNonConverging (post-copy auto on dirty:512@2000 at 40MB/s)")
+	p := startPair(t, "1G", "dirty:512@2000", "", `limits {
+  bandwidth = "40MB/s"
+  postcopy  = "auto"
+}`)
+	rep, err := p.migratePostcopy(nil)
+	p.checkPostcopy(rep, err)
+	if limit := uint64(1<<30) * 115 / 100; rep.BytesWire > limit {
+		t.Errorf("%d bytes on the wire, more than 1.15x the guest's 1 GiB (%d)", rep.BytesWire, limit)
+	}
+	t.Logf("post-copy %d ms, %d requested, %d pushed; destination faults p50 %d us p99 %d us max %d us",
+		rep.PostcopyMS, rep.PagesRequested, rep.PagesPushed,
+		rep.Destination.FaultP50US, rep.Destination.FaultP99US, rep.Destination.FaultMaxUS)
+}
+
+// TestPostcopyAlwaysKVBalloon: postcopy = "always" with the balloon's
+// hints on a guest churning its key-value store: hints stay on in
+// post-copy (the balloon still skips pages) and the guest keeps
+// verifying its store on the destination.
+//
+// Never run: written without /dev/kvm, gated by needProven.
+func TestPostcopyAlwaysKVBalloon(t *testing.T) {
+	needProven(t, "TestPostcopyAlwaysKVBalloon (post-copy always, kv:256, balloon hints)")
+	p := startPairArgs(t, "1G", "kv:256", "127.0.0.1:"+itoa(freePort(t)), "", `hint "balloon" { deadline = "500ms" }
+limits { postcopy = "always" }`, []string{"-no-page-reporting"})
+	rep, err := p.migratePostcopy(nil)
+	p.checkPostcopy(rep, err)
+	if rep.SkippedBy["balloon"] == 0 {
+		t.Errorf("the balloon skipped nothing: hints were lost in post-copy (%+v)", rep.Hints)
+	}
+}
+
+// TestPostcopyHogBalloonZeroLocal: after hog:768 the guest's freed memory
+// is hinted by the balloon; in post-copy a fault on such a page must be
+// resolved on the destination (a zero or free run arrived before the
+// switch), not over the network: pages_requested stays small and
+// pages_zero_local is not.
+//
+// Never run: written without /dev/kvm, gated by needProven.
+func TestPostcopyHogBalloonZeroLocal(t *testing.T) {
+	needProven(t, "TestPostcopyHogBalloonZeroLocal (post-copy always, hog:768, balloon hints)")
+	p := startPairArgs(t, "1G", "hog:768", "127.0.0.1:"+itoa(freePort(t)), "", `hint "balloon" { deadline = "500ms" }
+limits { postcopy = "always" }`, []string{"-no-page-reporting"})
+	rep, err := p.migratePostcopy(nil)
+	p.checkPostcopy(rep, err)
+	d := rep.Destination
+	t.Logf("destination: %d requested, %d zero locally, %d landed locally; balloon skipped %d",
+		d.PagesRequested, d.PagesZeroLocal, d.PagesLandLocal, rep.SkippedBy["balloon"])
+	if limit := rep.TotalPages / 50; d.PagesRequested > limit {
+		t.Errorf("%d pages requested over the network, want at most %d (2%% of %d): free pages were not resolved locally",
+			d.PagesRequested, limit, rep.TotalPages)
+	}
+	if rep.SkippedBy["balloon"] < 512<<8 {
+		t.Errorf("the balloon skipped %d pages, want most of the hog's 768 MiB", rep.SkippedBy["balloon"])
+	}
+}
+
+// TestPostcopyManualSwitch: a job with postcopy = "off" (the default) on
+// the non-converging guest is switched by hand, migrate -start-postcopy
+// next to the running migrate, as QEMU's migrate-start-postcopy; a
+// second request changes nothing and says so.
+//
+// Never run: written without /dev/kvm, gated by needProven.
+func TestPostcopyManualSwitch(t *testing.T) {
+	needProven(t, "TestPostcopyManualSwitch (migrate -start-postcopy on dirty:512@2000 at 40MB/s)")
+	p := startPair(t, "1G", "dirty:512@2000", "", `limits { bandwidth = "40MB/s" }`)
+	bin := filepath.Join(repoRoot(t), "bin", "migrate")
+	rep, err := p.migratePostcopy(func(*exec.Cmd) {
+		time.Sleep(5 * time.Second) // well into pre-copy
+		for i, want := range []string{"post-copy requested", "post-copy already requested"} {
+			out, err := exec.Command(bin, "-start-postcopy", "-config", p.job).CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), want) {
+				t.Errorf("migrate -start-postcopy #%d: %v: %s", i+1, err, out)
+			}
+		}
+	})
+	p.checkPostcopy(rep, err)
+}
