@@ -69,6 +69,8 @@ func dump(j *job.Job) string {
 	fmt.Fprintf(&b, "limits.max_downtime: %v\n", j.Limits.MaxDowntime)
 	fmt.Fprintf(&b, "limits.bandwidth: %d bytes/s\n", j.Limits.Bandwidth)
 	fmt.Fprintf(&b, "limits.max_passes: %d\n", j.Limits.MaxPasses)
+	fmt.Fprintf(&b, "limits.postcopy: %s\n", j.Limits.Postcopy)
+	fmt.Fprintf(&b, "limits.reconnect_timeout: %v\n", j.Limits.ReconnectTimeout)
 	return b.String()
 }
 
