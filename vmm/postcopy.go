@@ -62,11 +62,12 @@ func (mg *migration) startPostcopy() (api.StartPostcopyResult, error) {
 		res.Message = "post-copy was already requested; nothing changed"
 		return res, nil
 	}
-	close(mg.toPostcopy)
-	mg.askedPostcopy, res.Requested = true, true
+	close(mg.toPostcopy) // harmless once the switch happened: the engine no longer watches it
+	mg.askedPostcopy = true
+	res.Requested = res.Phase != engine.PhasePostcopy
 	switch res.Phase {
 	case engine.PhasePostcopy:
-		res.Message = "the migration is already in post-copy"
+		res.Message = "the migration already switched to post-copy; nothing changed"
 	case engine.PhaseStop, engine.PhaseState:
 		res.Message = fmt.Sprintf("requested, but the switch-over had already begun (phase %s): it ends as that switch-over decides", res.Phase)
 	default:

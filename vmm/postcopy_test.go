@@ -111,6 +111,11 @@ func TestStartPostcopyRefusals(t *testing.T) {
 	if res, err := call(); err != nil || !res.Requested || !strings.Contains(res.Message, "switch-over had already begun") {
 		t.Errorf("in stop-and-copy: %+v, %v", res, err)
 	}
+	mg.switchable()
+	mg.progress(engine.Progress{Phase: engine.PhasePostcopy})
+	if res, err := call(); err != nil || res.Requested || !strings.Contains(res.Message, "already switched") {
+		t.Errorf("in post-copy (auto switched): %+v, %v", res, err)
+	}
 	if _, err := mg.handleStartPostcopy(context.Background(), []byte(`{"now":true}`)); err == nil {
 		t.Error("arguments accepted")
 	}

@@ -43,7 +43,7 @@ func startPostcopyMain(path string, stdout, stderr io.Writer) int {
 func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 	what := "post-copy requested"
 	if !res.Requested {
-		what = "post-copy already requested"
+		what = "nothing to do"
 	}
 	phase := ""
 	if res.Phase != "" {

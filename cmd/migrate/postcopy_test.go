@@ -63,7 +63,7 @@ func TestStartPostcopyMain(t *testing.T) {
 	path := writeJob(t, sock)
 	for i, want := range []string{
 		"post-copy requested on the source " + sock + " (phase dirty): requested: the source switches to post-copy at its next batch of pages\n",
-		"post-copy already requested on the source " + sock + " (phase dirty): post-copy was already requested; nothing changed\n",
+		"nothing to do on the source " + sock + " (phase dirty): post-copy was already requested; nothing changed\n",
 	} {
 		var out, errb strings.Builder
 		if code := realMain([]string{"-start-postcopy", "-config", path}, &out, &errb); code != 0 {

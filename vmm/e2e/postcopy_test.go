@@ -157,7 +157,7 @@ func TestPostcopyManualSwitch(t *testing.T) {
 	bin := filepath.Join(repoRoot(t), "bin", "migrate")
 	rep, err := p.migratePostcopy(func(*exec.Cmd) {
 		time.Sleep(5 * time.Second) // well into pre-copy
-		for i, want := range []string{"post-copy requested", "post-copy already requested"} {
+		for i, want := range []string{"post-copy requested", "nothing to do"} {
 			out, err := exec.Command(bin, "-start-postcopy", "-config", p.job).CombinedOutput()
 			if err != nil || !strings.HasPrefix(string(out), want) {
 				t.Errorf("migrate -start-postcopy #%d: %v: %s", i+1, err, out)
