@@ -47,16 +47,16 @@ type sender struct {
 	meter     rateMeter  // Progress.Throughput
 
 	// Post-copy (postcopy_send.go).
-	openReq   transport.OpenRequest // to open the transport again after post-copy broke
-	trOpen    bool                  // the transport has a session
-	wireBase  uint64                // bytes on the wire of sessions closed before this one
-	stopRecv  context.CancelFunc    // ends the receive goroutine of this session
-	pcReady   bool                  // READY said the destination can serve post-copy
-	pcAsked   bool                  // StartPostcopy fired (honoured or not)
-	pcWhy     string                // why the switch to post-copy happens; "" while pre-copy
-	pcUnsent  *bitmap.Bitmap        // at the switch: pages the live passes still owed
-	pcStalls  int                   // passes in a row whose estimate did not fall
-	pc        *postcopy             // from the switch on
+	openReq  transport.OpenRequest // to open the transport again after post-copy broke
+	trOpen   bool                  // the transport has a session
+	wireBase uint64                // bytes on the wire of sessions closed before this one
+	stopRecv context.CancelFunc    // ends the receive goroutine of this session
+	pcReady  bool                  // READY said the destination can serve post-copy
+	pcAsked  bool                  // StartPostcopy fired (honoured or not)
+	pcWhy    string                // why the switch to post-copy happens; "" while pre-copy
+	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
+	pcStalls int                   // passes in a row whose estimate did not fall
+	pc       *postcopy             // from the switch on
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
