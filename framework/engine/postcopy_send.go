@@ -141,6 +141,7 @@ type postcopy struct {
 	zeroBase  uint64
 
 	settled   *transport.Message // SETTLED seen while pushing the last pages
+	serveGone bool               // the request server's session ended with nothing owed
 	serveStop context.CancelFunc
 	serveDone chan struct{}
 	serveErr  chan error // the request server's end (1 buffered)
@@ -258,7 +259,7 @@ func (s *sender) page(p uint64) []byte {
 // urgent path until stopServing or the session's end.
 func (pc *postcopy) startServing(ctx context.Context) {
 	ctx, stop := context.WithCancel(ctx)
-	pc.serveStop, pc.serveDone, pc.serveErr = stop, make(chan struct{}), make(chan error, 1)
+	pc.serveStop, pc.serveDone, pc.serveErr, pc.serveGone = stop, make(chan struct{}), make(chan error, 1), false
 	go pc.serve(ctx, pc.serveDone, pc.serveErr)
 }
 
@@ -592,8 +593,11 @@ func (pc *postcopy) push(ctx context.Context) error {
 			return err
 		}
 	}
+	// The destination may answer SETTLED and end the session before this
+	// Flush's answer: SETTLED decides (settle reads what arrived before
+	// the end; without it, the broken session is seen there).
 	if err := s.tr.Flush(ctx); err != nil {
-		return linkError{fmt.Errorf("flush pushed pages: %w", err)}
+		s.opt.Log.Info("post-copy: the last Flush failed; waiting for what the destination said", "err", err)
 	}
 	pc.report()
 	s.progress(true)
@@ -615,6 +619,10 @@ func (pc *postcopy) poll() error {
 		}
 		return pc.unexpected(m)
 	case err := <-pc.serveErr:
+		if isLink(err) && pc.owedCount() == 0 {
+			pc.serveGone = true // SETTLED may be on its way: settle decides
+			return nil
+		}
 		return err
 	default:
 		return nil
@@ -639,16 +647,29 @@ func (pc *postcopy) settle(ctx context.Context, running time.Time) (done bool, e
 	if pc.settled != nil {
 		m, pc.settled = *pc.settled, nil
 	} else {
-		var ok bool
-		select {
-		case m, ok = <-s.msgs:
-			if !ok {
-				return false, linkError{fmt.Errorf("destination went away before SETTLED: %w", transport.ErrClosed)}
+		// A session that ended shows on both: the request server may see
+		// it first, but a SETTLED that arrived before the end is still
+		// delivered on msgs, which decides.
+		serveErr := pc.serveErr
+		if pc.serveGone {
+			serveErr = nil
+		}
+		for waiting := true; waiting; {
+			var ok bool
+			select {
+			case m, ok = <-s.msgs:
+				if !ok {
+					return false, linkError{fmt.Errorf("destination went away before SETTLED: %w", transport.ErrClosed)}
+				}
+				waiting = false
+			case err := <-serveErr:
+				if !isLink(err) {
+					return false, err
+				}
+				serveErr = nil
+			case <-ctx.Done():
+				return false, ctx.Err()
 			}
-		case err := <-pc.serveErr:
-			return false, err
-		case <-ctx.Done():
-			return false, ctx.Err()
 		}
 	}
 	if m.Kind != msgSettled {

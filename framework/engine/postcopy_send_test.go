@@ -1,0 +1,608 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+)
+
+// scriptDst is a scripted destination speaking engine protocol 3 over a
+// loopback transport, enough of one to drive the source's post-copy: it
+// answers READY (post-copy ready or not), lets pages land, reads the
+// POSTCOPY list, answers LOADED, VERIFIED and RUNNING, sends REQUESTs on
+// the urgent path, watches every write after the switch (Landed) and
+// answers SETTLED once every absent page landed. It can cut the
+// connection after RUNNING and open it again (RESUME, MISSING).
+type scriptDst struct {
+	t       *testing.T
+	vm, src *fakeVM
+	tr      *loopback.Transport
+	req     transport.OpenRequest
+
+	notReady string // READY without post-copy, with this reason
+	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
+	requester  func(ctx context.Context, d *scriptDst)
+	onSrcPages func(n int64) // the source's n-th SendPages call is about to go
+	cutAfter   int           // close the connection after this many pages landed in post-copy (0: never)
+	reopen     bool          // and open it again (else: never)
+
+	mu        sync.Mutex
+	absent    *bitmap.Bitmap // the POSTCOPY list
+	landed    map[uint64]int // post-copy writes per page
+	problems  []string
+	gotAbort  string
+	postcopy  bool
+	settled   bool
+	resumes   int
+	missing   uint64 // pages listed in MISSING, all reconnects
+	armedOnce bool
+
+	allLanded chan struct{}
+	cut       chan struct{}
+}
+
+func newScriptDst(t *testing.T, src *fakeVM, creds transport.Credentials) *scriptDst {
+	vm := newFakeVM(t, regionsOf(src.layout)...)
+	files, ram, err := RAMFiles(vm.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFiles(files) })
+	d := &scriptDst{t: t, vm: vm, src: src, landed: map[uint64]int{}, allLanded: make(chan struct{}), cut: make(chan struct{})}
+	d.req = transport.OpenRequest{Role: transport.RoleReceive, RAM: ram, Files: files, Credentials: creds}
+	return d
+}
+
+func regionsOf(l framework.Layout) [][2]uint64 {
+	var out [][2]uint64
+	for _, r := range l {
+		out = append(out, [2]uint64{r.GPA, r.Size})
+	}
+	return out
+}
+
+func (d *scriptDst) problem(format string, args ...any) {
+	d.mu.Lock()
+	d.problems = append(d.problems, fmt.Sprintf(format, args...))
+	d.mu.Unlock()
+}
+
+// run is the destination's side; it returns when the migration ended
+// here (SETTLED sent, pre-copy's RUNNING sent, an ABORT, or the cut
+// without reopen).
+func (d *scriptDst) run(ctx context.Context) error {
+	if err := d.tr.Open(ctx, d.req); err != nil {
+		return err
+	}
+	defer func() { d.tr.Close() }()
+	m, err := d.tr.RecvMessage(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := decodeHello(m.Payload)
+	if err != nil {
+		return err
+	}
+	flags, why := uint32(readyPostcopy), ""
+	if d.notReady != "" || h.Flags&helloMaySwitch == 0 {
+		flags, why = 0, d.notReady
+	}
+	if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)}); err != nil {
+		return err
+	}
+	var absentRuns []pageRun
+	var after uint64
+	var state []byte
+	pages := d.vm.layout.Pages()
+	for {
+		m, err := d.tr.RecvMessage(ctx)
+		if err != nil {
+			return err
+		}
+		switch m.Kind {
+		case msgAbort:
+			d.mu.Lock()
+			d.gotAbort = string(m.Payload)
+			d.mu.Unlock()
+			return nil
+		case msgPostcopy:
+			var last bool
+			if absentRuns, last, after, err = decodeRuns(absentRuns, m.Payload, pages, after); err != nil {
+				return err
+			}
+			if last {
+				d.mu.Lock()
+				d.postcopy = true
+				d.absent = bitmap.New(pages)
+				for _, r := range absentRuns {
+					d.absent.SetRange(r.First, r.Count)
+				}
+				d.mu.Unlock()
+				d.arm()
+				go d.watch(ctx)
+			}
+		case msgState:
+			total, _, data, err := decodeStateChunk(m.Payload)
+			if err != nil {
+				return err
+			}
+			if state = append(state, data...); uint64(len(state)) == total {
+				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
+					return err
+				}
+			}
+		case msgHashes:
+			first, n := binary.LittleEndian.Uint64(m.Payload), binary.LittleEndian.Uint64(m.Payload[8:])
+			if first+n == pages {
+				v := binary.LittleEndian.AppendUint64(nil, 0)
+				v = binary.LittleEndian.AppendUint64(v, ^uint64(0))
+				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgVerified, Payload: v}); err != nil {
+					return err
+				}
+			}
+		case msgCommit:
+			d.vm.Resume()
+			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
+				return err
+			}
+			d.mu.Lock()
+			post := d.postcopy
+			d.mu.Unlock()
+			if !post {
+				return nil
+			}
+			return d.serve(ctx)
+		default:
+			return fmt.Errorf("scripted destination: unexpected %s", msgName(m.Kind))
+		}
+	}
+}
+
+// arm makes Landed record from now on (its first call arms it).
+func (d *scriptDst) arm() {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.tr.Landed(done)
+}
+
+// watch records every post-copy write until the session ends.
+func (d *scriptDst) watch(ctx context.Context) {
+	for {
+		runs, err := d.tr.Landed(ctx)
+		if err != nil {
+			return
+		}
+		d.mu.Lock()
+		for _, r := range runs {
+			for p := r.First; p < r.First+r.Count; p++ {
+				d.landed[p]++
+				switch {
+				case !d.absent.Test(p):
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed in post-copy but was not absent", p))
+				case d.landed[p] > 1:
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed %d times in post-copy", p, d.landed[p]))
+				}
+				a, b := d.src.mem[p*framework.PageSize:(p+1)*framework.PageSize], d.vm.mem[p*framework.PageSize:(p+1)*framework.PageSize]
+				if !bytes.Equal(a, b) {
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed with %x.., the source holds %x..", p, b[:4], a[:4]))
+				}
+			}
+		}
+		n := len(d.landed)
+		all := uint64(n) == d.absent.Count()
+		cut := d.cutAfter > 0 && n >= d.cutAfter
+		if cut {
+			d.cutAfter = 0
+		}
+		d.mu.Unlock()
+		if cut {
+			close(d.cut)
+		}
+		if all {
+			close(d.allLanded)
+			return
+		}
+	}
+}
+
+// notLanded is the absent pages that did not land yet.
+func (d *scriptDst) notLanded() []pageRun {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []pageRun
+	d.absent.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			if d.landed[p] == 0 {
+				if l := len(out); l > 0 && out[l-1].First+out[l-1].Count == p {
+					out[l-1].Count++
+				} else {
+					out = append(out, pageRun{p, 1})
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// serve runs post-copy here: the requester, the cut and reopen, SETTLED.
+func (d *scriptDst) serve(ctx context.Context) error {
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	if d.requester != nil {
+		wg.Go(func() { d.requester(rctx, d) })
+	}
+	for {
+		select {
+		case <-d.allLanded:
+			v := binary.LittleEndian.AppendUint64(nil, 0)
+			v = binary.LittleEndian.AppendUint64(v, ^uint64(0))
+			d.mu.Lock()
+			d.settled = true
+			d.mu.Unlock()
+			return d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v})
+		case <-d.cut:
+			d.cut = nil
+			d.tr.Close()
+			if !d.reopen {
+				<-ctx.Done() // the source must give up on its own
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond) // the watcher drains what landed before the end
+			if err := d.resume(ctx); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// resume opens the transport again and answers the source's RESUME with
+// MISSING.
+func (d *scriptDst) resume(ctx context.Context) error {
+	if err := d.tr.Open(ctx, d.req); err != nil {
+		return err
+	}
+	d.arm()
+	go d.watch(ctx)
+	m, err := d.tr.RecvMessage(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Kind != msgResume {
+		return fmt.Errorf("scripted destination: %s after reopening, want RESUME", msgName(m.Kind))
+	}
+	if pages, err := decodeResume(m.Payload); err != nil || pages != d.vm.layout.Pages() {
+		return fmt.Errorf("RESUME for %d pages: %v", pages, err)
+	}
+	missing := d.notLanded()
+	d.mu.Lock()
+	d.resumes++
+	for _, r := range missing {
+		d.missing += r.Count
+	}
+	d.mu.Unlock()
+	for i := 0; i == 0 || i < len(missing); i += maxRunsPerMsg {
+		end := min(i+maxRunsPerMsg, len(missing))
+		if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgMissing, Payload: encodeRuns(missing[i:end], end == len(missing))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// request sends one REQUEST for runs on the urgent path.
+func (d *scriptDst) request(ctx context.Context, runs []pageRun) error {
+	return d.tr.SendUrgent(ctx, transport.Message{Kind: msgRequest, Payload: encodeRuns(runs, false)})
+}
+
+// check fails t on every problem the destination saw, on a page that
+// did not land exactly once, and on memory that differs from the source.
+func (d *scriptDst) check(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, p := range d.problems {
+		if i == 10 {
+			t.Errorf("... %d more", len(d.problems)-10)
+			break
+		}
+		t.Error(p)
+	}
+	if d.absent == nil {
+		t.Fatal("no POSTCOPY list arrived")
+	}
+	d.absent.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			if d.landed[p] != 1 {
+				t.Errorf("absent page %d landed %d times in post-copy, want exactly once", p, d.landed[p])
+				return false
+			}
+		}
+		return true
+	})
+	if !bytes.Equal(d.src.mem, d.vm.mem) {
+		for p := uint64(0); p < d.vm.layout.Pages(); p++ {
+			a, b := d.src.mem[p*framework.PageSize:(p+1)*framework.PageSize], d.vm.mem[p*framework.PageSize:(p+1)*framework.PageSize]
+			if !bytes.Equal(a, b) {
+				t.Fatalf("page %d differs at the end: source %x.. destination %x..", p, a[:4], b[:4])
+			}
+		}
+	}
+}
+
+// pcRun is one source against one scripted destination.
+type pcRun struct {
+	srep  Report
+	serr  error
+	derr  error
+	logs  *logBuf
+	tr    *sendHook
+	start time.Time
+}
+
+// logBuf is a slog handler's output, safe for concurrent use.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// sendHook is the source's transport with a hook on SendPages.
+type sendHook struct {
+	transport.Transport
+	sendPages atomic.Int64
+	onPages   func(n int64)
+}
+
+func (h *sendHook) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	n := h.sendPages.Add(1)
+	if h.onPages != nil {
+		h.onPages(n)
+	}
+	return h.Transport.SendPages(ctx, runs)
+}
+
+// runPostcopy migrates src to a scripted destination set up by setup.
+func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst)) (*scriptDst, pcRun) {
+	t.Helper()
+	scred, dcred, err := transport.MintCredentials(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, recv := loopback.NewPipe()
+	d := newScriptDst(t, src, dcred)
+	d.tr = recv
+	if setup != nil {
+		setup(d)
+	}
+	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: send, onPages: d.onSrcPages}, start: time.Now()}
+	opt.Credentials = scred
+	opt.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	dctx, dstop := context.WithCancel(ctx)
+	wg.Go(func() { r.derr = d.run(dctx) })
+	r.srep, r.serr = Send(ctx, src, r.tr, opt)
+	if r.serr != nil {
+		dstop() // a destination waiting on a source that gave up
+	}
+	wg.Wait()
+	dstop()
+	if testing.Verbose() {
+		t.Logf("source log:\n%s", r.logs)
+	}
+	return d, r
+}
+
+// dataGuest is a guest whose every page holds data.
+func dataGuest(t *testing.T, size uint64) *fakeVM {
+	src := newFakeVM(t, [2]uint64{0, size})
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x11)
+	}
+	return src
+}
+
+// TestPostcopyAlways: mode "always" switches after the bulk pass; the
+// pages dirtied during it are absent, some are asked for, the rest
+// pushed; each lands exactly once with the source's bytes.
+func TestPostcopyAlways(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	pages := src.layout.Pages()
+	src.onSync = func(n int) {
+		if n == 2 { // just after the bulk pass's sync: the final sync finds these
+			for p := uint64(100); p < 3100; p++ {
+				src.write(p, 0x5a)
+			}
+			for p := uint64(3200); p < 3300; p++ { // zero pages now: they go as zero runs at the switch
+				src.mu.Lock()
+				clear(src.mem[p*framework.PageSize : (p+1)*framework.PageSize])
+				src.dirty.Set(p)
+				src.mu.Unlock()
+			}
+		}
+	}
+	var asked atomic.Int64
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, VerifyPages: true}, func(d *scriptDst) {
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			for _, p := range []uint64{2000, 2001, 2002, 500, 3050, 150} {
+				if d.request(ctx, []pageRun{{p, 1}}) == nil {
+					asked.Add(1)
+				}
+			}
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	srep := r.srep
+	if srep.Mode != ModePostcopy || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted {
+		t.Errorf("mode %q status %q handover %v", srep.Mode, srep.Status, srep.Handover)
+	}
+	if got := d.absent.Count(); got != 3000 {
+		t.Errorf("%d absent pages, want the 3000 data pages dirtied during the bulk pass", got)
+	}
+	if srep.PagesRequested+srep.PagesPushed != 3000 || srep.PagesRequested > 6 {
+		t.Errorf("requested %d + pushed %d, want 3000 (at most 6 asked)", srep.PagesRequested, srep.PagesPushed)
+	}
+	if srep.Passes != 2 || srep.PagesChecked != pages || !src.paused || src.resumed != 0 || d.vm.resumed != 1 {
+		t.Errorf("passes %d checked %d; source paused %v resumed %d; destination resumed %d",
+			srep.Passes, srep.PagesChecked, src.paused, src.resumed, d.vm.resumed)
+	}
+	if !strings.Contains(r.logs.String(), "after the bulk pass") {
+		t.Errorf("the log does not say why it switched:\n%s", r.logs)
+	}
+	t.Logf("requested %d pushed %d postcopy %d ms downtime %d ms", srep.PagesRequested, srep.PagesPushed, srep.PostcopyMS, srep.DowntimeMS)
+}
+
+// TestPostcopyAlwaysNotReady: "always" and a destination that cannot
+// serve post-copy: the migration fails before any page moved, naming the
+// destination's reason, and the VM never stopped here.
+func TestPostcopyAlwaysNotReady(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) {
+		d.notReady = "userfaultfd: operation not permitted (sysctl vm.unprivileged_userfaultfd=0)"
+	})
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "vm.unprivileged_userfaultfd=0") {
+		t.Fatalf("send: %v, want the destination's reason", r.serr)
+	}
+	if r.tr.sendPages.Load() != 0 {
+		t.Errorf("%d SendPages calls before failing", r.tr.sendPages.Load())
+	}
+	if src.paused || src.resumed != 0 || r.srep.Status != StatusFailed || r.srep.Mode != ModePrecopy {
+		t.Errorf("source paused %v resumed %d status %q mode %q", src.paused, src.resumed, r.srep.Status, r.srep.Mode)
+	}
+	if !strings.Contains(d.gotAbort, "userfaultfd") {
+		t.Errorf("the destination was told %q", d.gotAbort)
+	}
+}
+
+// TestPostcopyNotReadyStaysPrecopy: "auto" and a manual request against
+// a destination that cannot serve post-copy: pre-copy, logged.
+func TestPostcopyNotReadyStaysPrecopy(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	start := make(chan struct{})
+	close(start)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, StartPostcopy: start}, func(d *scriptDst) {
+		d.notReady = "not a PostcopyTarget"
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	if r.srep.Mode != ModePrecopy || d.absent != nil || !bytes.Equal(src.mem, d.vm.mem) {
+		t.Errorf("mode %q, absent list %v", r.srep.Mode, d.absent != nil)
+	}
+	logs := r.logs.String()
+	if !strings.Contains(logs, "not a PostcopyTarget") || !strings.Contains(logs, "post-copy was asked for") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// TestPostcopyAutoNonConverging: the guest dirties more pages during
+// each pass than the capped link moved: "auto" switches.
+func TestPostcopyAutoNonConverging(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	pages := src.layout.Pages()
+	src.onSync = func(n int) {
+		if n < 2 {
+			return
+		}
+		for p := uint64(0); p < min(pages, uint64(n)*300); p++ { // more every pass
+			src.write(p, byte(n))
+		}
+	}
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 64 * mib, MaxDowntime: time.Microsecond, MaxPasses: 20}, nil)
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || !strings.Contains(r.logs.String(), "dirties faster than the link moves") {
+		t.Errorf("mode %q, log:\n%s", r.srep.Mode, r.logs)
+	}
+	if r.srep.Passes > 4 {
+		t.Errorf("%d passes before switching", r.srep.Passes)
+	}
+}
+
+// TestPostcopyWhy: each reason of mode "auto", and none while pre-copy
+// converges.
+func TestPostcopyWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		pass, stalls  int
+		estimate      time.Duration
+		sent, dirtied uint64
+		want          string
+		mode          PostcopyMode
+		notReady      bool
+	}{
+		{name: "converged", pass: 30, stalls: 5, estimate: time.Millisecond, sent: 1, dirtied: 9, mode: PostcopyAuto},
+		{name: "max passes", pass: 30, estimate: time.Second, mode: PostcopyAuto, want: "max_passes (30)"},
+		{name: "stalled", pass: 5, stalls: postcopyStall, estimate: time.Second, mode: PostcopyAuto, want: "has not fallen for 3 passes"},
+		{name: "stalling", pass: 5, stalls: postcopyStall - 1, estimate: time.Second, mode: PostcopyAuto},
+		{name: "outrun", pass: 2, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto, want: "dirties faster"},
+		{name: "bulk pass not a rate", pass: 1, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto},
+		{name: "always", pass: 1, estimate: time.Millisecond, mode: PostcopyAlways, want: "after the bulk pass"},
+		{name: "off", pass: 30, stalls: 9, estimate: time.Second, sent: 1, dirtied: 9, mode: PostcopyOff},
+		{name: "not ready", pass: 30, estimate: time.Second, mode: PostcopyAuto, notReady: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sender{opt: Options{Postcopy: tc.mode}, pass: tc.pass, pcStalls: tc.stalls, estimate: tc.estimate, pcReady: !tc.notReady}
+			s.opt.defaults()
+			got := s.postcopyWhy(tc.sent, tc.dirtied)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPostcopyManualMidBulk: StartPostcopy closes during the bulk pass:
+// the pass stops at its next batch and the pages it had not sent yet
+// are owed.
+func TestPostcopyManualMidBulk(t *testing.T) {
+	src := dataGuest(t, 32*mib) // 4 batches of data
+	start := make(chan struct{})
+	d, r := runPostcopy(t, src, Options{StartPostcopy: start}, func(d *scriptDst) {
+		d.onSrcPages = func(n int64) {
+			if n == 1 {
+				close(start)
+			}
+		}
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			d.request(ctx, []pageRun{{8000, 3}, {8100, 1}})
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || r.srep.Passes != 2 {
+		t.Errorf("mode %q passes %d", r.srep.Mode, r.srep.Passes)
+	}
+	if n := d.absent.Count(); n < 6000 {
+		t.Errorf("%d absent pages: the bulk pass did not stop at its first batches", n)
+	}
+	if !strings.Contains(r.logs.String(), "operator asked") {
+		t.Errorf("log:\n%s", r.logs)
+	}
+}
