@@ -573,7 +573,7 @@ func (pc *postcopy) push(ctx context.Context) error {
 		}
 		out = pc.wire(runs, out[:0])
 		if err := s.tr.SendPages(ctx, out); err != nil {
-			return linkError{fmt.Errorf("push pages: %w", err)}
+			return pc.pushFailed(fmt.Errorf("push pages: %w", err))
 		}
 		for _, r := range out {
 			if r.Kind == transport.KindData {
@@ -583,7 +583,7 @@ func (pc *postcopy) push(ctx context.Context) error {
 		}
 		if unflushed >= pushFlushBytes {
 			if err := s.tr.Flush(ctx); err != nil {
-				return linkError{fmt.Errorf("flush pushed pages: %w", err)}
+				return pc.pushFailed(fmt.Errorf("flush pushed pages: %w", err))
 			}
 			unflushed = 0
 		}
@@ -602,6 +602,18 @@ func (pc *postcopy) push(ctx context.Context) error {
 	pc.report()
 	s.progress(true)
 	return nil
+}
+
+// pushFailed is push's error for a failed SendPages or Flush: a
+// linkError, unless nothing is owed any more: then the destination may
+// have answered SETTLED and ended the session already, and settle
+// decides (nil).
+func (pc *postcopy) pushFailed(err error) error {
+	if pc.owedCount() == 0 {
+		pc.s.opt.Log.Info("post-copy: sending the last pages failed; waiting for what the destination said", "err", err)
+		return nil
+	}
+	return linkError{err}
 }
 
 // poll looks, without waiting, at what the destination said and at the

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,7 @@ type scriptDst struct {
 
 	allLanded chan struct{}
 	cut       chan struct{}
+	watching  chan struct{} // closed when the watcher of the session ended
 }
 
 func newScriptDst(t *testing.T, src *fakeVM, creds transport.Credentials) *scriptDst {
@@ -131,7 +134,7 @@ func (d *scriptDst) run(ctx context.Context) error {
 				}
 				d.mu.Unlock()
 				d.arm()
-				go d.watch(ctx)
+				d.startWatch(ctx)
 			}
 		case msgState:
 			total, _, data, err := decodeStateChunk(m.Payload)
@@ -175,6 +178,15 @@ func (d *scriptDst) arm() {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	d.tr.Landed(done)
+}
+
+func (d *scriptDst) startWatch(ctx context.Context) {
+	done := make(chan struct{})
+	d.watching = done
+	go func() {
+		defer close(done)
+		d.watch(ctx)
+	}()
 }
 
 // watch records every post-copy write until the session ends.
@@ -245,6 +257,7 @@ func (d *scriptDst) serve(ctx context.Context) error {
 	if d.requester != nil {
 		wg.Go(func() { d.requester(rctx, d) })
 	}
+	cut := d.cut
 	for {
 		select {
 		case <-d.allLanded:
@@ -254,14 +267,14 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			d.settled = true
 			d.mu.Unlock()
 			return d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v})
-		case <-d.cut:
-			d.cut = nil
+		case <-cut:
+			cut = nil
 			d.tr.Close()
 			if !d.reopen {
 				<-ctx.Done() // the source must give up on its own
 				return nil
 			}
-			time.Sleep(20 * time.Millisecond) // the watcher drains what landed before the end
+			<-d.watching // it drained what landed before the end
 			if err := d.resume(ctx); err != nil {
 				return err
 			}
@@ -278,7 +291,7 @@ func (d *scriptDst) resume(ctx context.Context) error {
 		return err
 	}
 	d.arm()
-	go d.watch(ctx)
+	d.startWatch(ctx)
 	m, err := d.tr.RecvMessage(ctx)
 	if err != nil {
 		return err
@@ -604,5 +617,102 @@ func TestPostcopyManualMidBulk(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "operator asked") {
 		t.Errorf("log:\n%s", r.logs)
+	}
+}
+
+// flood asks for random runs of pages that have not landed, until ctx
+// ends; failed sends (the session is being reopened) are ignored.
+func flood(ctx context.Context, d *scriptDst) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pages := d.vm.layout.Pages()
+	for i := 0; ctx.Err() == nil; i++ {
+		p := rng.Uint64N(pages - 8)
+		n := 1 + rng.Uint64N(8)
+		d.request(ctx, []pageRun{{p, n}})
+		if i%8 == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// allDirtyAfterBulk makes every page of src dirty (new data) right after
+// the bulk pass: in "always" every page is absent at the switch.
+func allDirtyAfterBulk(src *fakeVM) {
+	src.onSync = func(n int) {
+		if n == 2 {
+			for p := uint64(0); p < src.layout.Pages(); p++ {
+				src.write(p, 0x77)
+			}
+		}
+	}
+}
+
+// TestPostcopyRequestsRacePushes: requests flood in for random pages
+// while the pusher sends the same ones: every page still lands exactly
+// once (the owed bitmap under one lock), whichever path took it.
+func TestPostcopyRequestsRacePushes(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+		d.requester = flood
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	pages := src.layout.Pages()
+	if d.absent.Count() != pages || r.srep.PagesRequested+r.srep.PagesPushed != pages {
+		t.Errorf("absent %d, requested %d + pushed %d, want %d", d.absent.Count(), r.srep.PagesRequested, r.srep.PagesPushed, pages)
+	}
+	if r.srep.PagesRequested == 0 || r.srep.PagesPushed == 0 || !strings.Contains(r.logs.String(), "requests_for_queued_pages") {
+		t.Errorf("requested %d pushed %d: the paths did not race", r.srep.PagesRequested, r.srep.PagesPushed)
+	}
+	t.Logf("requested %d pushed %d in %d ms", r.srep.PagesRequested, r.srep.PagesPushed, r.srep.PostcopyMS)
+}
+
+// TestPostcopyReconnect: the destination ends the connection after
+// RUNNING and opens it again: the source reopens its transport, sends
+// RESUME, owes the MISSING pages again and completes.
+func TestPostcopyReconnect(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+		d.cutAfter, d.reopen = 1000, true
+		d.requester = flood
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Reconnects != 1 || d.resumes != 1 || d.missing == 0 || r.srep.Status != StatusCompleted {
+		t.Errorf("reconnects %d, resumes %d, missing %d, status %q", r.srep.Reconnects, d.resumes, d.missing, r.srep.Status)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+	t.Logf("missing %d of %d; requested %d pushed %d; bytes %d", d.missing, src.layout.Pages(), r.srep.PagesRequested, r.srep.PagesPushed, r.srep.BytesWire)
+}
+
+// TestPostcopyReconnectTimeout: the destination never comes back: after
+// ReconnectTimeout the source gives up with ErrPostcopyBroken and keeps
+// its copy paused, never resumed.
+func TestPostcopyReconnectTimeout(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	start := time.Now()
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 300 * time.Millisecond}, func(d *scriptDst) {
+		d.cutAfter = 500
+	})
+	if !errors.Is(r.serr, ErrPostcopyBroken) || !strings.Contains(r.serr.Error(), "must never be resumed") {
+		t.Fatalf("send: %v, want ErrPostcopyBroken", r.serr)
+	}
+	if r.srep.Status != StatusPostcopyBroken || r.srep.Handover != HandoverPostcopyBroken || r.srep.Mode != ModePostcopy {
+		t.Errorf("status %q handover %v mode %q", r.srep.Status, r.srep.Handover, r.srep.Mode)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+	if d.settled || time.Since(start) > 10*time.Second {
+		t.Errorf("settled %v after %v", d.settled, time.Since(start))
 	}
 }
