@@ -22,7 +22,7 @@ import (
 //	    hinted / hole / zero ─► KindZero runs now (SendPages, Flush): faults there stay local
 //	    the rest             ─► absent: POSTCOPY run list; the owed bitmap of post-copy
 //	serve REQUESTs (own goroutine, urgent path) ─► STATE ─► LOADED ─► [HASHES/VERIFIED] ─► COMMIT ─► RUNNING
-//	push the rest in the background (main goroutine, SendPages, Flush every pushFlushBytes)
+//	push the rest in the background (main goroutine, SendPages of pushFlushBytes, each Flushed)
 //	owed empty ─► Flush ─► SETTLED: completed (differences: a loud error, never a resume here)
 //	broken connection ─► Close, Open again (backoff, ReconnectTimeout) ─► RESUME ─► MISSING: owed again
 //
@@ -40,25 +40,36 @@ const (
 	// bandwidth).
 	postcopyStall = 3
 
-	// pushFlushBytes: the background pusher Flushes after this many
-	// bytes of page data, so at most that much is queued and not written
-	// when a fault finds its page already queued in bulk: it waits for
-	// at most pushFlushBytes to drain (3.4 ms at 10 Gbit/s). Measured
-	// with BenchmarkPushFlush on loopback: see its comment.
-	pushFlushBytes = 4 << 20
+	// pushFlushBytes: the background pusher sends batches of this many
+	// bytes (pushBatchPages) and Flushes after each, so at most that much
+	// is queued and not written when a fault finds its page already
+	// queued in bulk: it waits for at most pushFlushBytes to drain (1.7
+	// ms at 10 Gbit/s). BenchmarkPushFlush on loopback (2 cores, load
+	// 7): Flushing every 2 MiB keeps the unflushed rate (2.4-2.7 GB/s);
+	// every 1 MiB lost up to half of it (1.3-2.3 GB/s), 256 KiB 1.2-1.4
+	// GB/s; 4 and 8 MiB gained nothing measurable but double the wait.
+	pushFlushBytes = 2 << 20
+	pushBatchPages = pushFlushBytes / framework.PageSize
 
 	// zeroCheckPages: at the switch, owed sets up to this many pages are
 	// classified with the zero check (every populated page read while
 	// the VM is paused); larger ones only by hints and holes, and their
-	// zero pages go as zero runs when pushed or asked for. Measured with
-	// BenchmarkOwedClassify: see its comment.
-	zeroCheckPages = 64 << 10
+	// zero pages go as zero runs when pushed or asked for (a fault on one
+	// of those then costs a round trip). BenchmarkOwedClassify, 256 MiB,
+	// 2 cores under load: with the check 234-428 ns per data page and
+	// 280-778 ns per populated zero page, without it 89-193 and 45 ns
+	// (SEEK_HOLE walks the memfd's pages). 32 Ki pages (128 MiB) thus
+	// add at most about 25 ms to the pause.
+	zeroCheckDefault = 32 << 10
 
 	// Reconnect backoff after post-copy broke: the first retry after
 	// reconnectMin, doubling up to reconnectMax.
 	reconnectMin = 50 * time.Millisecond
 	reconnectMax = 2 * time.Second
 )
+
+// zeroCheckPages is zeroCheckDefault; a variable for tests.
+var zeroCheckPages uint64 = zeroCheckDefault
 
 // maySwitch reports whether this migration may switch to post-copy, so
 // HELLO asks the destination whether it can.
@@ -558,7 +569,8 @@ func (pc *postcopy) run(ctx context.Context) error {
 }
 
 // push sends the owed pages in batches, from where the last request
-// left off, Flushing every pushFlushBytes and at the end.
+// left off, Flushing every pushFlushBytes and at the end. The bandwidth
+// cap applies (the urgent path is not capped).
 func (pc *postcopy) push(ctx context.Context) error {
 	s := pc.s
 	var unflushed uint64
@@ -568,7 +580,7 @@ func (pc *postcopy) push(ctx context.Context) error {
 		if err := pc.poll(); err != nil {
 			return err
 		}
-		if runs = pc.take(batchPages, runs[:0]); len(runs) == 0 {
+		if runs = pc.take(pushBatchPages, runs[:0]); len(runs) == 0 {
 			break
 		}
 		out = pc.wire(runs, out[:0])

@@ -436,8 +436,24 @@ func dataGuest(t *testing.T, size uint64) *fakeVM {
 
 // TestPostcopyAlways: mode "always" switches after the bulk pass; the
 // pages dirtied during it are absent, some are asked for, the rest
-// pushed; each lands exactly once with the source's bytes.
+// pushed; each lands exactly once with the source's bytes. Zero pages
+// dirtied then go as zero runs at the switch when the owed set is small
+// enough to read (zeroCheckPages), else when they are pushed.
 func TestPostcopyAlways(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		check  uint64
+		absent uint64
+	}{{"zero-checked", zeroCheckDefault, 3000}, {"too many to read", 1000, 3100}} {
+		t.Run(tc.name, func(t *testing.T) {
+			zeroCheckPages = tc.check
+			t.Cleanup(func() { zeroCheckPages = zeroCheckDefault })
+			testPostcopyAlways(t, tc.absent)
+		})
+	}
+}
+
+func testPostcopyAlways(t *testing.T, absent uint64) {
 	src := dataGuest(t, 16*mib)
 	pages := src.layout.Pages()
 	src.onSync = func(n int) {
@@ -445,7 +461,7 @@ func TestPostcopyAlways(t *testing.T) {
 			for p := uint64(100); p < 3100; p++ {
 				src.write(p, 0x5a)
 			}
-			for p := uint64(3200); p < 3300; p++ { // zero pages now: they go as zero runs at the switch
+			for p := uint64(3200); p < 3300; p++ { // populated zero pages now
 				src.mu.Lock()
 				clear(src.mem[p*framework.PageSize : (p+1)*framework.PageSize])
 				src.dirty.Set(p)
@@ -471,11 +487,14 @@ func TestPostcopyAlways(t *testing.T) {
 	if srep.Mode != ModePostcopy || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted {
 		t.Errorf("mode %q status %q handover %v", srep.Mode, srep.Status, srep.Handover)
 	}
-	if got := d.absent.Count(); got != 3000 {
-		t.Errorf("%d absent pages, want the 3000 data pages dirtied during the bulk pass", got)
+	if got := d.absent.Count(); got != absent {
+		t.Errorf("%d absent pages, want %d", got, absent)
 	}
-	if srep.PagesRequested+srep.PagesPushed != 3000 || srep.PagesRequested > 6 {
-		t.Errorf("requested %d + pushed %d, want 3000 (at most 6 asked)", srep.PagesRequested, srep.PagesPushed)
+	if srep.PagesRequested+srep.PagesPushed != absent || srep.PagesRequested > 6 {
+		t.Errorf("requested %d + pushed %d, want %d (at most 6 asked)", srep.PagesRequested, srep.PagesPushed, absent)
+	}
+	if srep.PagesZero != 100 { // the zeroed pages: at the switch, or pushed as zero runs
+		t.Errorf("%d pages went as zero runs, want the 100 zeroed ones", srep.PagesZero)
 	}
 	if srep.Passes != 2 || srep.PagesChecked != pages || !src.paused || src.resumed != 0 || d.vm.resumed != 1 {
 		t.Errorf("passes %d checked %d; source paused %v resumed %d; destination resumed %d",
@@ -714,5 +733,114 @@ func TestPostcopyReconnectTimeout(t *testing.T) {
 	}
 	if d.settled || time.Since(start) > 10*time.Second {
 		t.Errorf("settled %v after %v", d.settled, time.Since(start))
+	}
+}
+
+// BenchmarkOwedClassify is the cost of classifying an owed set at the
+// switch, while the VM is paused, per page: with the zero check
+// (classifier.next, reads every populated page) and without it
+// (nextUnread: hints and holes only), on data pages and on populated
+// zero pages (the zero check's worst case: a whole page read).
+func BenchmarkOwedClassify(b *testing.B) {
+	const size = 256 * mib
+	for _, content := range []string{"data", "zero"} {
+		v := newFakeVM(b, [2]uint64{0, size})
+		for p := uint64(0); p < v.layout.Pages(); p++ {
+			pg := v.mem[p*framework.PageSize : (p+1)*framework.PageSize]
+			pg[framework.PageSize-1] = 1 // populated
+			if content == "data" {
+				pg[0] = 1
+			} else {
+				pg[framework.PageSize-1] = 0
+			}
+		}
+		s := &sender{layout: v.layout, mem: [][]byte{v.mem}, holes: []holes{{fd: v.layout[0].Fd}}, base: []uint64{0},
+			hints: newHinter(nil, v.layout.Pages(), func(string, ...any) {})}
+		set := bitmap.New(v.layout.Pages())
+		set.SetAll()
+		for _, check := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/zerocheck=%v", content, check), func(b *testing.B) {
+				for b.Loop() {
+					c := s.classify(set)
+					next := c.next
+					if !check {
+						next = c.nextUnread
+					}
+					for {
+						if _, ok := next(batchPages); !ok {
+							break
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(set.Count()), "ns/page")
+			})
+		}
+	}
+}
+
+// BenchmarkPushFlush is the pusher's throughput on loopback when it
+// Flushes every N bytes of page data (pushFlushBytes), and the wait of a
+// page queued at the start of a flush interval (the interval's length).
+func BenchmarkPushFlush(b *testing.B) {
+	const size = 64 * mib
+	src := newFakeVM(b, [2]uint64{0, size})
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.mem[p*framework.PageSize] = 1
+	}
+	dst := newFakeVM(b, [2]uint64{0, size})
+	scred, dcred, err := transport.MintCredentials(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	open := func(v *fakeVM, role transport.Role, creds transport.Credentials, tr *loopback.Transport) error {
+		files, ram, err := RAMFiles(v.layout)
+		if err != nil {
+			return err
+		}
+		b.Cleanup(func() { closeFiles(files) })
+		return tr.Open(context.Background(), transport.OpenRequest{Role: role, RAM: ram, Files: files, Credentials: creds})
+	}
+	for _, every := range []uint64{mib / 4, mib / 2, 1 * mib, 2 * mib, 4 * mib, 8 * mib, 16 * mib, size} {
+		b.Run(fmt.Sprintf("every=%dKiB", every>>10), func(b *testing.B) {
+			send, recv := loopback.NewPipe()
+			errc := make(chan error, 1)
+			go func() { errc <- open(dst, transport.RoleReceive, dcred, recv) }()
+			if err := open(src, transport.RoleSend, scred, send); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			defer recv.Close()
+			defer send.Close()
+			ctx := context.Background()
+			var interval time.Duration
+			var intervals int
+			for b.Loop() {
+				var unflushed uint64
+				t0 := time.Now()
+				batch := min(every/framework.PageSize, batchPages)
+				for p := uint64(0); p < src.layout.Pages(); p += batch {
+					if err := send.SendPages(ctx, []transport.PageRun{{First: p, Count: batch, Kind: transport.KindData}}); err != nil {
+						b.Fatal(err)
+					}
+					if unflushed += batch * framework.PageSize; unflushed >= every {
+						if err := send.Flush(ctx); err != nil {
+							b.Fatal(err)
+						}
+						interval += time.Since(t0)
+						intervals++
+						t0, unflushed = time.Now(), 0
+					}
+				}
+				if err := send.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(size)
+			if intervals > 0 {
+				b.ReportMetric(float64(interval.Microseconds())/float64(intervals), "us/interval")
+			}
+		})
 	}
 }
