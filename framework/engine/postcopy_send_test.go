@@ -37,6 +37,8 @@ type scriptDst struct {
 	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
 	requester  func(ctx context.Context, d *scriptDst)
 	onSrcPages func(n int64) // the source's n-th SendPages call is about to go
+	failLoad   bool          // answer the state with ABORT instead of LOADED
+	silentRun  bool          // on COMMIT, end the session without RUNNING
 	cutAfter   int           // close the connection after this many pages landed in post-copy (0: never)
 	reopen     bool          // and open it again (else: never)
 
@@ -142,6 +144,9 @@ func (d *scriptDst) run(ctx context.Context) error {
 				return err
 			}
 			if state = append(state, data...); uint64(len(state)) == total {
+				if d.failLoad {
+					return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("load state: injected")})
+				}
 				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
 					return err
 				}
@@ -156,6 +161,9 @@ func (d *scriptDst) run(ctx context.Context) error {
 				}
 			}
 		case msgCommit:
+			if d.silentRun {
+				return nil // the deferred Close ends the session
+			}
 			d.vm.Resume()
 			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
 				return err
@@ -695,7 +703,16 @@ func TestPostcopyRequestsRacePushes(t *testing.T) {
 func TestPostcopyReconnect(t *testing.T) {
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
-	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+	var mu sync.Mutex
+	var events []Progress
+	opt := Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, Progress: func(p Progress) {
+		if p.Phase == PhasePostcopy {
+			mu.Lock()
+			events = append(events, p)
+			mu.Unlock()
+		}
+	}}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
 		d.cutAfter, d.reopen = 1000, true
 		d.requester = flood
 	})
@@ -703,6 +720,16 @@ func TestPostcopyReconnect(t *testing.T) {
 		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
 	}
 	d.check(t)
+	// The bulk pass, the absent pages and what was resent, over two
+	// sessions: the first one's bytes count too.
+	if r.srep.BytesWire < 2*16*mib {
+		t.Errorf("%d bytes on the wire: the first session's are lost", r.srep.BytesWire)
+	}
+	mu.Lock()
+	if len(events) == 0 || events[0].Remaining == 0 || events[0].Handover != HandoverPostcopy {
+		t.Errorf("post-copy progress events: %+v", events)
+	}
+	mu.Unlock()
 	if r.srep.Reconnects != 1 || d.resumes != 1 || d.missing == 0 || r.srep.Status != StatusCompleted {
 		t.Errorf("reconnects %d, resumes %d, missing %d, status %q", r.srep.Reconnects, d.resumes, d.missing, r.srep.Status)
 	}
@@ -843,4 +870,56 @@ func BenchmarkPushFlush(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPostcopyFailsBeforeCommit: the destination cannot load the state
+// after the switch: the source resumes, as in pre-copy.
+func TestPostcopyFailsBeforeCommit(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.failLoad = true })
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "load state: injected") {
+		t.Fatalf("send: %v", r.serr)
+	}
+	if src.paused || src.resumed != 1 || r.srep.Handover != HandoverFailed || r.srep.Status != StatusFailed || r.srep.Mode != ModePostcopy {
+		t.Errorf("source paused %v resumed %d; handover %v status %q mode %q", src.paused, src.resumed, r.srep.Handover, r.srep.Status, r.srep.Mode)
+	}
+}
+
+// TestPostcopyNoRunning: COMMIT written, the session ends without
+// RUNNING: the handover is unknown and the VM stays paused, as in
+// pre-copy.
+func TestPostcopyNoRunning(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.silentRun = true })
+	if !errors.Is(r.serr, ErrHandoverUnknown) || r.srep.Status != StatusHandoverUnknown {
+		t.Fatalf("send: %v, status %q", r.serr, r.srep.Status)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+}
+
+// TestResumeEncoding: RESUME is exactly 12 bytes and checked.
+func TestResumeEncoding(t *testing.T) {
+	b := encodeResume(12345)
+	if len(b) != 12 {
+		t.Fatalf("RESUME of %d bytes", len(b))
+	}
+	if pages, err := decodeResume(b); err != nil || pages != 12345 {
+		t.Fatalf("%d %v", pages, err)
+	}
+	if _, err := decodeResume(b[:11]); !errors.Is(err, errMalformed) {
+		t.Errorf("short RESUME: %v", err)
+	}
+	old := append([]byte{2, 0, 0, 0}, b[4:]...)
+	if _, err := decodeResume(old); err == nil || !strings.Contains(err.Error(), "protocol 2") {
+		t.Errorf("RESUME of protocol 2: %v", err)
+	}
+}
+
+func FuzzDecodeResume(f *testing.F) {
+	f.Add(encodeResume(1))
+	f.Fuzz(func(t *testing.T, b []byte) { decodeResume(b) })
 }
