@@ -311,7 +311,8 @@ func (pc *postcopy) serve(ctx context.Context, done chan<- struct{}, errc chan<-
 		if got = pc.claim(req, got[:0]); len(got) == 0 {
 			continue
 		}
-		if err := s.tr.SendPagesUrgent(ctx, pc.wire(got, out[:0])); err != nil {
+		out = pc.wire(got, out[:0])
+		if err := s.tr.SendPagesUrgent(ctx, out); err != nil {
 			if ctx.Err() == nil {
 				errc <- linkError{fmt.Errorf("answering page requests: %w", err)}
 			}
