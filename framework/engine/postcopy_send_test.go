@@ -38,13 +38,15 @@ type scriptDst struct {
 	notReady string // READY without post-copy, with this reason
 	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
 	requester  func(ctx context.Context, d *scriptDst)
-	onSrcPages func(n int64)  // the source's n-th SendPages call is about to go
-	failLoad   bool           // answer the state with ABORT instead of LOADED
-	free       [2]uint64      // pages [free[0], free[1]) are free in the guest: not compared at the end
-	onLand     func(p uint64) // called for each page landed in post-copy, under mu
-	silentRun  bool           // on COMMIT, end the session without RUNNING
-	cutAfter   int            // close the connection after this many pages landed in post-copy (0: never)
-	reopen     bool           // and open it again (else: never)
+	onSrcPages func(n int64)       // the source's n-th SendPages call is about to go
+	failLoad   bool                // answer the state with ABORT instead of LOADED
+	free       [2]uint64           // pages [free[0], free[1]) are free in the guest: not compared at the end
+	onLand     func(p uint64)      // called for each page landed in post-copy, under mu
+	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
+	killSrc    func()              // at the cut, instead of closing here: end the source's side
+	silentRun  bool                // on COMMIT, end the session without RUNNING
+	cutAfter   int                 // close the connection after this many pages landed in post-copy (0: never)
+	reopen     bool                // and open it again (else: never)
 
 	mu        sync.Mutex
 	absent    *bitmap.Bitmap // the POSTCOPY list
@@ -284,6 +286,10 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			return d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v})
 		case <-cut:
 			cut = nil
+			if d.killSrc != nil {
+				d.killSrc()
+				<-d.watching // the session ends from the other side
+			}
 			d.tr.Close()
 			if !d.reopen {
 				<-ctx.Done() // the source must give up on its own
@@ -423,7 +429,12 @@ func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst
 	if setup != nil {
 		setup(d)
 	}
-	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: send, onPages: d.onSrcPages}, start: time.Now()}
+	var srcTr transport.Transport = send
+	if d.srcTr != nil {
+		srcTr = d.srcTr
+		opt.Transport = d.req.Config
+	}
+	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: srcTr, onPages: d.onSrcPages}, start: time.Now()}
 	opt.Credentials = scred
 	opt.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
