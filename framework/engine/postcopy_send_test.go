@@ -205,6 +205,13 @@ func (d *scriptDst) startWatch(ctx context.Context) {
 
 // watch records every post-copy write until the session ends.
 func (d *scriptDst) watch(ctx context.Context) {
+	d.mu.Lock()
+	none := d.absent.Count() == 0 && len(d.landed) == 0
+	d.mu.Unlock()
+	if none {
+		close(d.allLanded)
+		return
+	}
 	for {
 		runs, err := d.tr.Landed(ctx)
 		if err != nil {
@@ -1041,4 +1048,19 @@ func TestPostcopyRequestLatency(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("%d requests while pushing: p50 %v p99 %v max %v; requested %d pushed %d in %d ms",
 		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], r.srep.PagesRequested, r.srep.PagesPushed, r.srep.PostcopyMS)
+}
+
+// TestPostcopyNothingAbsent: "always" on a guest that wrote nothing
+// during the bulk pass: one empty POSTCOPY chunk, nothing to push, and
+// the source still waits for SETTLED.
+func TestPostcopyNothingAbsent(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, nil)
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if d.absent.Count() != 0 || !d.settled || r.srep.Mode != ModePostcopy || r.srep.PagesPushed != 0 || r.srep.Handover != HandoverCompleted {
+		t.Errorf("absent %d settled %v mode %q pushed %d handover %v", d.absent.Count(), d.settled, r.srep.Mode, r.srep.PagesPushed, r.srep.Handover)
+	}
 }
