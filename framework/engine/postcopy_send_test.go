@@ -40,6 +40,8 @@ type scriptDst struct {
 	requester  func(ctx context.Context, d *scriptDst)
 	onSrcPages func(n int64)       // the source's n-th SendPages call is about to go
 	failLoad   bool                // answer the state with ABORT instead of LOADED
+	loadFaults []pageRun           // asked for (and waited for) before LOADED, as a LoadState that faults
+	settleBad  bool                // SETTLED says 3 pages differed, the first 42
 	free       [2]uint64           // pages [free[0], free[1]) are free in the guest: not compared at the end
 	onLand     func(p uint64)      // called for each page landed in post-copy, under mu
 	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
@@ -153,6 +155,9 @@ func (d *scriptDst) run(ctx context.Context) error {
 				if d.failLoad {
 					return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("load state: injected")})
 				}
+				if err := d.faultAtLoad(ctx); err != nil {
+					return err
+				}
 				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
 					return err
 				}
@@ -185,6 +190,34 @@ func (d *scriptDst) run(ctx context.Context) error {
 			return fmt.Errorf("scripted destination: unexpected %s", msgName(m.Kind))
 		}
 	}
+}
+
+// faultAtLoad asks for loadFaults and waits until they landed.
+func (d *scriptDst) faultAtLoad(ctx context.Context) error {
+	if len(d.loadFaults) == 0 {
+		return nil
+	}
+	if err := d.request(ctx, d.loadFaults); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, r := range d.loadFaults {
+		for p := r.First; p < r.First+r.Count; p++ {
+			for {
+				d.mu.Lock()
+				n := d.landed[p]
+				d.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("page %d asked for during LoadState never landed", p)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}
+	return nil
 }
 
 // arm makes Landed record from now on (its first call arms it).
@@ -287,6 +320,9 @@ func (d *scriptDst) serve(ctx context.Context) error {
 		case <-d.allLanded:
 			v := binary.LittleEndian.AppendUint64(nil, 0)
 			v = binary.LittleEndian.AppendUint64(v, ^uint64(0))
+			if d.settleBad {
+				v = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 3), 42)
+			}
 			d.mu.Lock()
 			d.settled = true
 			d.mu.Unlock()
@@ -1062,5 +1098,38 @@ func TestPostcopyNothingAbsent(t *testing.T) {
 	d.check(t)
 	if d.absent.Count() != 0 || !d.settled || r.srep.Mode != ModePostcopy || r.srep.PagesPushed != 0 || r.srep.Handover != HandoverCompleted {
 		t.Errorf("absent %d settled %v mode %q pushed %d handover %v", d.absent.Count(), d.settled, r.srep.Mode, r.srep.PagesPushed, r.srep.Handover)
+	}
+}
+
+// TestPostcopyFaultsDuringLoad: the destination's LoadState faults
+// before LOADED: the source answers from the moment the POSTCOPY list
+// is out, before the state, and those pages are not pushed again.
+func TestPostcopyFaultsDuringLoad(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) {
+		d.loadFaults = []pageRun{{10, 2}, {1500, 1}}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.PagesRequested != 3 || r.srep.PagesPushed != src.layout.Pages()-3 {
+		t.Errorf("requested %d pushed %d", r.srep.PagesRequested, r.srep.PagesPushed)
+	}
+}
+
+// TestPostcopySettledDiffers: SETTLED reports pages that differed on
+// arrival: a loud error naming the first, the handover completed (the
+// VM runs there) and the source never resumed.
+func TestPostcopySettledDiffers(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.settleBad = true })
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "3 pages differed") || !strings.Contains(r.serr.Error(), "first: page 42") {
+		t.Fatalf("send: %v", r.serr)
+	}
+	if r.srep.Handover != HandoverCompleted || !src.paused || src.resumed != 0 {
+		t.Errorf("handover %v; source paused %v resumed %d", r.srep.Handover, src.paused, src.resumed)
 	}
 }
