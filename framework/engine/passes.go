@@ -12,7 +12,9 @@ import (
 )
 
 // live runs the bulk pass and dirty passes until the estimated downtime
-// fits MaxDowntime or MaxPasses is reached. The dirty log is on.
+// fits MaxDowntime or MaxPasses is reached, or until it is time to switch
+// to post-copy (then s.pcWhy says why and s.pcUnsent holds the pages the
+// passes still owe). The dirty log is on.
 func (s *sender) live(ctx context.Context) error {
 	toSend := bitmap.New(s.layout.Pages())
 	toSend.SetAll()
@@ -22,6 +24,7 @@ func (s *sender) live(ctx context.Context) error {
 		return err
 	}
 	s.capStart = time.Now()
+	var last time.Duration // the previous pass's estimate
 	for s.pass = 1; ; s.pass++ {
 		// The pass does not wait for answers: they are applied as they
 		// arrive, to the pages it has not reached yet (hints.go).
@@ -32,18 +35,35 @@ func (s *sender) live(ctx context.Context) error {
 			s.setPhase(PhaseDirty)
 		}
 		s.hints.hold(ctx, s.opt.HintHold) // 0: not at all
-		if err := s.sendPass(ctx, toSend, true); err != nil {
+		sentBefore := s.rep.PagesSent
+		stopped, err := s.sendPass(ctx, toSend, true)
+		if err != nil {
 			return err
 		}
+		if stopped { // the operator asked: toSend holds what the pass had not sent
+			s.pcWhy, s.pcUnsent = fmt.Sprintf("the operator asked (StartPostcopy) during pass %d", s.pass), toSend
+			return nil
+		}
+		sent := s.rep.PagesSent - sentBefore
 		toSend.ClearAll()
 		if err := s.sync(toSend); err != nil {
 			return err
 		}
 		s.remaining = toSend.Count()
 		s.estimate = s.estimateDowntime(s.remaining)
+		if s.pass > 1 && s.estimate >= last {
+			s.pcStalls++
+		} else {
+			s.pcStalls = 0
+		}
+		last = s.estimate
 		s.stats.poll(ctx) // once per pass (and on the ticker)
 		s.progress(true)
 		s.opt.Log.Info("pass done", "pass", s.pass, "dirty", s.remaining, "estimate", s.estimate)
+		if why := s.postcopyWhy(sent, s.remaining); why != "" {
+			s.pcWhy, s.pcUnsent = why, toSend
+			return nil
+		}
 		if s.estimate <= s.opt.MaxDowntime || s.pass >= s.opt.MaxPasses {
 			s.pending = toSend
 			return nil
@@ -64,8 +84,11 @@ func (s *sender) estimateDowntime(n uint64) time.Duration {
 
 // sendPass sends every page set in set as the classifier's runs (zero
 // runs as markers, the rest as data), applying hints as they arrive; it
-// ends with a Flush so the next pass cannot overtake it.
-func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) error {
+// ends with a Flush so the next pass cannot overtake it. A live (capped)
+// pass stops between two batches when the operator asks for post-copy
+// (switchAsked): it then reports stopped, with set reduced to the pages
+// it had not sent, and no Flush (the switch flushes).
+func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) (stopped bool, err error) {
 	started, dataBefore := time.Now(), s.rep.PagesSent
 	s.remaining = set.Count()
 	c := s.classify(set)
@@ -100,21 +123,25 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		}
 		if cost >= batchPages {
 			if err := flush(); err != nil {
-				return err
+				return false, err
 			}
 			s.progress(false)
+			if capped && s.switchAsked() {
+				set.ClearRange(0, c.p) // classified and sent
+				return true, nil
+			}
 		}
 	}
 	if err := flush(); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.tr.Flush(ctx); err != nil {
-		return fmt.Errorf("flush pass %d: %w", s.pass, err)
+		return false, fmt.Errorf("flush pass %d: %w", s.pass, err)
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate = float64(sent) / secs
 	}
-	return nil
+	return false, nil
 }
 
 // count records a run in the report, the providers' stats and the page
@@ -218,7 +245,12 @@ func (s *sender) progress(force bool) {
 	case s.phase == PhaseDone:
 		p.BytesWire = s.rep.BytesWire
 	case s.stats != nil:
-		p.BytesWire = s.stats.get().BytesWire
+		p.BytesWire = s.wireBase + s.stats.get().BytesWire
+	default:
+		p.BytesWire = s.wireBase
+	}
+	if s.pc != nil {
+		p.Remaining = s.pc.owedCount()
 	}
 	s.opt.Progress(p)
 }

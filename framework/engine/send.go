@@ -45,9 +45,28 @@ type sender struct {
 	ho        handoverState
 	clock     phaseClock // where the time goes (timing.go)
 	meter     rateMeter  // Progress.Throughput
+
+	// Post-copy (postcopy_send.go).
+	openReq  transport.OpenRequest // to open the transport again after post-copy broke
+	trOpen   bool                  // the transport has a session
+	wireBase uint64                // bytes on the wire of sessions closed before this one
+	stopRecv context.CancelFunc    // ends the receive goroutine of this session
+	pcReady  bool                  // READY said the destination can serve post-copy
+	pcAsked  bool                  // StartPostcopy fired (honoured or not)
+	pcWhy    string                // why the switch to post-copy happens; "" while pre-copy
+	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
+	pcStalls int                   // passes in a row whose estimate did not fall
+	pc       *postcopy             // from the switch on
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
+//
+// In post-copy (Options.Postcopy, StartPostcopy) the VM runs on the
+// destination from RUNNING on while Send still sends the pages it owes;
+// Send returns once the destination said every page arrived (SETTLED).
+// From RUNNING on Send never resumes the VM: if the connection breaks it
+// opens the transport again for up to ReconnectTimeout, and then gives
+// up with an error wrapping ErrPostcopyBroken, leaving the VM paused.
 //
 // On success (the destination answered COMMIT with RUNNING) the VM stays
 // paused, for good: it runs on the destination, and the caller should end
@@ -119,28 +138,27 @@ func (s *sender) run(ctx context.Context) (err error) {
 			return fmt.Errorf("memory of region %d is %d bytes, layout says %d", i, len(s.mem[i]), r.Size)
 		}
 	}
-	if err := openTransport(ctx, s.tr, transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials}, &s.rep); err != nil {
+	s.openReq = transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials}
+	if err := openTransport(ctx, s.tr, s.openReq, &s.rep); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}
+	s.trOpen = true
 	s.stats = startStats(ctx, s.tr)
 	defer func() {
 		s.stats.close() // joined before the last count and Close
 		s.captureStats()
-		s.tr.Close()
+		s.closeTransport(false)
 	}()
-	rctx, stopRecv := context.WithCancel(ctx)
-	s.msgs, s.recvErr = make(chan transport.Message, 4), make(chan error, 1)
-	go s.receive(rctx)
-	defer func() {
-		stopRecv()
-		<-s.recvErr // joined: receive returns on rctx
-	}()
+	s.startReceive(ctx)
+	defer s.stopReceive() // joined: receive returns on its context
 	if err := s.handshake(ctx); err != nil {
 		return err
 	}
 	defer func() {
-		if err != nil && s.ho.get() != HandoverUnknown {
-			s.abort(err) // the destination must not wait for a COMMIT that never comes
+		// The destination must not wait for a COMMIT that never comes;
+		// after RUNNING in post-copy there is nothing to abort.
+		if h := s.ho.get(); err != nil && (h == HandoverLive || h == HandoverSwitchover || h == HandoverFailed) {
+			s.abort(err)
 		}
 	}()
 	if err := s.src.StartDirtyLog(); err != nil {
@@ -151,6 +169,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.live(ctx); err != nil {
 		return err
 	}
+	if s.pcWhy != "" {
+		return s.switchToPostcopy(ctx)
+	}
 	return s.switchOver(ctx)
 }
 
@@ -160,20 +181,39 @@ func closeFiles(files []*os.File) {
 	}
 }
 
+// startReceive starts forwarding the destination's messages of the
+// transport's session to s.msgs (closed when the session or ctx ends).
+func (s *sender) startReceive(ctx context.Context) {
+	rctx, stop := context.WithCancel(ctx)
+	msgs, errc := make(chan transport.Message, 4), make(chan error, 1)
+	s.msgs, s.recvErr, s.stopRecv = msgs, errc, stop
+	go s.receive(rctx, msgs, errc)
+}
+
+// stopReceive ends the receive goroutine and joins it; idempotent.
+func (s *sender) stopReceive() {
+	if s.stopRecv == nil {
+		return
+	}
+	s.stopRecv()
+	<-s.recvErr
+	s.stopRecv = nil
+}
+
 // receive forwards the destination's messages until ctx ends.
-func (s *sender) receive(ctx context.Context) {
+func (s *sender) receive(ctx context.Context, msgs chan<- transport.Message, errc chan<- error) {
 	for {
 		m, err := s.tr.RecvMessage(ctx)
 		if err != nil {
-			close(s.msgs)
-			s.recvErr <- err
+			close(msgs)
+			errc <- err
 			return
 		}
 		select {
-		case s.msgs <- m:
+		case msgs <- m:
 		case <-ctx.Done():
-			close(s.msgs)
-			s.recvErr <- ctx.Err()
+			close(msgs)
+			errc <- ctx.Err()
 			return
 		}
 	}
@@ -209,15 +249,47 @@ func (s *sender) await(ctx context.Context, want uint32) error {
 	return err
 }
 
+// handshake sends HELLO and reads READY. When this side may switch to
+// post-copy, READY says whether the destination can serve it: in mode
+// "always" a destination that cannot fails the migration here, before
+// any page moved (the VM keeps running here); otherwise pre-copy goes
+// on and the reason is logged once.
 func (s *sender) handshake(ctx context.Context) error {
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, 0)}); err != nil {
+	var flags uint32
+	if s.maySwitch() {
+		flags = helloMaySwitch
+	}
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := s.await(hctx, msgReady); err != nil {
+	m, err := s.next(hctx)
+	if err == nil && m.Kind != msgReady {
+		err = fmt.Errorf("%w: %s from the destination instead of READY", errMalformed, msgName(m.Kind))
+	}
+	var rflags uint32
+	var why string
+	if err == nil {
+		rflags, why, err = decodeReady(m.Payload)
+	}
+	if err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
+	s.rep.Mode = ModePrecopy
+	s.pcReady = flags != 0 && rflags&readyPostcopy != 0
+	if flags == 0 || s.pcReady {
+		return nil
+	}
+	if why == "" {
+		why = "it gave no reason"
+	}
+	if s.opt.Postcopy == PostcopyAlways {
+		err := fmt.Errorf("postcopy = \"always\", but the destination cannot serve post-copy: %s (nothing was sent; the VM keeps running here)", why)
+		s.abort(err)
+		return err
+	}
+	s.opt.Log.Warn("the destination cannot serve post-copy: this migration stays pre-copy", "mode", s.opt.Postcopy.String(), "why", why)
 	return nil
 }
 
@@ -236,11 +308,35 @@ func (s *sender) abort(cause error) {
 }
 
 // captureStats records the transport's byte count while the session is
-// open: the last Stats call of a migration.
+// open: the last Stats call of a migration. Sessions closed before (post-
+// copy's reconnects) count in wireBase.
 func (s *sender) captureStats() {
+	s.rep.BytesWire = s.wireBase
+	if !s.trOpen {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if st, err := s.tr.Stats(ctx); err == nil {
-		s.rep.BytesWire = st.BytesWire
+		s.rep.BytesWire = s.wireBase + st.BytesWire
+	}
+}
+
+// closeTransport ends the transport's session, if it has one; with
+// count, it adds the session's bytes on the wire to wireBase (the last
+// close follows captureStats instead).
+func (s *sender) closeTransport(count bool) {
+	if !s.trOpen {
+		return
+	}
+	s.trOpen = false
+	s.tr.Close()
+	if !count {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	if st, err := s.tr.Stats(ctx); err == nil { // after Close: the session's totals
+		s.wireBase += st.BytesWire
 	}
 }

@@ -52,9 +52,19 @@ func (s *sender) toDestination(ctx context.Context, paused time.Time) error {
 	if err := s.sync(s.pending); err != nil {
 		return fmt.Errorf("final %w", err)
 	}
-	if err := s.sendPass(ctx, s.pending, false); err != nil {
+	if _, err := s.sendPass(ctx, s.pending, false); err != nil {
 		return err
 	}
+	if err := s.sendState(ctx); err != nil {
+		return err
+	}
+	s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
+	return nil
+}
+
+// sendState saves the paused VM's state, sends it in STATE chunks and
+// waits for the destination's LOADED.
+func (s *sender) sendState(ctx context.Context) error {
 	s.setPhase(PhaseState)
 	state, err := s.src.SaveState(ctx)
 	if err != nil {
@@ -74,7 +84,6 @@ func (s *sender) toDestination(ctx context.Context, paused time.Time) error {
 	if err := s.await(ctx, msgLoaded); err != nil {
 		return fmt.Errorf("waiting for the destination to load: %w", err)
 	}
-	s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
 	return nil
 }
 
@@ -97,7 +106,8 @@ func (s *sender) pageCheck(ctx context.Context) error {
 // commit writes COMMIT and waits for RUNNING. From the first byte of
 // COMMIT on, the destination may run the VM: a lost connection or a
 // timeout leaves the VM paused here (HandoverUnknown); only an ABORT
-// (the destination will never run it) resumes it.
+// (the destination will never run it) resumes it. In post-copy RUNNING
+// moves the handover to HandoverPostcopy: the pages are still owed.
 func (s *sender) commit(ctx context.Context) error {
 	if err := s.ho.move(HandoverCommitting); err != nil {
 		return err
@@ -109,6 +119,9 @@ func (s *sender) commit(ctx context.Context) error {
 		return s.unknown(fmt.Errorf("send COMMIT: %w", err))
 	}
 	m, err := s.next(cctx)
+	if err != nil || m.Kind != msgRunning {
+		s.pc.stopServing() // post-copy: no more answers, whatever happens now
+	}
 	switch {
 	case errors.Is(err, errDestinationAborted):
 		if merr := s.ho.move(HandoverFailed); merr != nil {
@@ -122,6 +135,9 @@ func (s *sender) commit(ctx context.Context) error {
 		return s.unknown(fmt.Errorf("waiting for RUNNING: %w", err))
 	case m.Kind != msgRunning:
 		return s.unknown(fmt.Errorf("%w: message %d from the destination instead of RUNNING", errMalformed, m.Kind))
+	}
+	if s.pc != nil { // the VM runs there; pages still owed (postcopy_send.go)
+		return s.ho.move(HandoverPostcopy)
 	}
 	return s.ho.move(HandoverCompleted)
 }

@@ -1,0 +1,837 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The source's side of post-copy (postcopy.go draws the exchange).
+//
+//	live passes ─► switch? (postcopyWhy: mode, operator, convergence)
+//	pause ─► final sync ─► owed = pages the passes still owed ∪ dirtied since
+//	  owed, classified without the guest running:
+//	    hinted / hole / zero ─► KindZero runs now (SendPages, Flush): faults there stay local
+//	    the rest             ─► absent: POSTCOPY run list; the owed bitmap of post-copy
+//	serve REQUESTs (own goroutine, urgent path) ─► STATE ─► LOADED ─► [HASHES/VERIFIED] ─► COMMIT ─► RUNNING
+//	push the rest in the background (main goroutine, SendPages of pushFlushBytes, each Flushed)
+//	owed empty ─► Flush ─► SETTLED: completed (differences: a loud error, never a resume here)
+//	broken connection ─► Close, Open again (backoff, ReconnectTimeout) ─► RESUME ─► MISSING: owed again
+//
+// Exactly once: every absent page is queued once, on whichever path
+// takes it first from the owed bitmap (under postcopy.mu); a REQUEST for
+// a page no longer owed is not answered again (the fault waits for the
+// queued copy). A page is owed again only when the destination lists it
+// in MISSING after a reconnect: that copy never landed.
+
+const (
+	// postcopyStall: in mode "auto", this many passes in a row whose
+	// estimated downtime did not fall mean pre-copy will not converge.
+	// Fewer would switch on one noisy measurement; more would keep
+	// sending the same hot pages (each stalled pass costs a pass of
+	// bandwidth).
+	postcopyStall = 3
+
+	// pushFlushBytes: the background pusher sends batches of this many
+	// bytes (pushBatchPages) and Flushes after each, so at most that much
+	// is queued and not written when a fault finds its page already
+	// queued in bulk: it waits for at most pushFlushBytes to drain (1.7
+	// ms at 10 Gbit/s). BenchmarkPushFlush on loopback (2 cores, load
+	// 7): Flushing every 2 MiB keeps the unflushed rate (2.4-2.7 GB/s);
+	// every 1 MiB lost up to half of it (1.3-2.3 GB/s), 256 KiB 1.2-1.4
+	// GB/s; 4 and 8 MiB gained nothing measurable but double the wait.
+	pushFlushBytes = 2 << 20
+	pushBatchPages = pushFlushBytes / framework.PageSize
+
+	// zeroCheckPages: at the switch, owed sets up to this many pages are
+	// classified with the zero check (every populated page read while
+	// the VM is paused); larger ones only by hints and holes, and their
+	// zero pages go as zero runs when pushed or asked for (a fault on one
+	// of those then costs a round trip). BenchmarkOwedClassify, 256 MiB,
+	// 2 cores under load: with the check 234-428 ns per data page and
+	// 280-778 ns per populated zero page, without it 89-193 and 45 ns
+	// (SEEK_HOLE walks the memfd's pages). 32 Ki pages (128 MiB) thus
+	// add at most about 25 ms to the pause.
+	zeroCheckDefault = 32 << 10
+
+	// Reconnect backoff after post-copy broke: the first retry after
+	// reconnectMin, doubling up to reconnectMax.
+	reconnectMin = 50 * time.Millisecond
+	reconnectMax = 2 * time.Second
+)
+
+// zeroCheckPages is zeroCheckDefault; a variable for tests.
+var zeroCheckPages uint64 = zeroCheckDefault
+
+// maySwitch reports whether this migration may switch to post-copy, so
+// HELLO asks the destination whether it can.
+func (s *sender) maySwitch() bool {
+	return s.opt.Postcopy == PostcopyAuto || s.opt.Postcopy == PostcopyAlways || s.opt.StartPostcopy != nil
+}
+
+// switchAsked reports whether the operator asked for post-copy
+// (StartPostcopy received or closed) and the destination can serve it.
+// It fires once; a request the destination cannot serve is logged and
+// pre-copy goes on.
+func (s *sender) switchAsked() bool {
+	if s.opt.StartPostcopy == nil || s.pcAsked {
+		return false
+	}
+	select {
+	case <-s.opt.StartPostcopy:
+	default:
+		return false
+	}
+	s.pcAsked = true
+	if !s.pcReady {
+		s.opt.Log.Warn("post-copy was asked for, but the destination cannot serve it (see READY): pre-copy goes on")
+		return false
+	}
+	return true
+}
+
+// postcopyWhy decides after a live pass whether to switch to post-copy
+// and says why ("" to go on as pre-copy). sent is the data pages the
+// pass sent, dirtied the pages the guest wrote meanwhile.
+func (s *sender) postcopyWhy(sent, dirtied uint64) string {
+	if s.switchAsked() {
+		return fmt.Sprintf("the operator asked (StartPostcopy) after pass %d", s.pass)
+	}
+	if !s.pcReady {
+		return ""
+	}
+	switch s.opt.Postcopy {
+	case PostcopyAlways:
+		return fmt.Sprintf("postcopy = %q: after the bulk pass", PostcopyAlways)
+	case PostcopyAuto:
+		if s.estimate <= s.opt.MaxDowntime {
+			return "" // pre-copy converged
+		}
+		switch {
+		case s.pass >= s.opt.MaxPasses:
+			return fmt.Sprintf("max_passes (%d) reached with the estimated downtime %v above max_downtime %v",
+				s.opt.MaxPasses, s.estimate, s.opt.MaxDowntime)
+		case s.pcStalls >= postcopyStall:
+			return fmt.Sprintf("the estimated downtime (%v) has not fallen for %d passes", s.estimate, s.pcStalls)
+		// The bulk pass's length is the guest's size, not a rate: from
+		// the first dirty pass on, a pass that saw more pages dirtied than
+		// it sent means the guest dirties faster than the link moves.
+		case s.pass > 1 && dirtied > sent:
+			return fmt.Sprintf("the guest dirtied %d pages during pass %d, which sent %d: it dirties faster than the link moves",
+				dirtied, s.pass, sent)
+		}
+	}
+	return ""
+}
+
+// postcopy is the source's state from the switch on. The owed bitmap
+// and the counters are shared by the main goroutine (pusher) and the
+// request server, under mu.
+type postcopy struct {
+	s     *sender
+	pages uint64
+
+	mu        sync.Mutex
+	owed      *bitmap.Bitmap // absent pages not queued yet
+	left      uint64         // owed.Count()
+	next      uint64         // where the pusher goes on: after the last request (pre-paging)
+	requested uint64         // pages queued on the urgent path
+	pushed    uint64         // pages queued by the pusher
+	again     uint64         // requested pages not owed any more: not sent again
+	dataPages uint64         // of requested+pushed, sent as data
+	zeroPages uint64         // and as zero runs
+	sentBase  uint64         // Report.PagesSent and PagesZero at the switch
+	zeroBase  uint64
+
+	settled   *transport.Message // SETTLED seen while pushing the last pages
+	serveGone bool               // the request server's session ended with nothing owed
+	serveStop context.CancelFunc
+	serveDone chan struct{}
+	serveErr  chan error // the request server's end (1 buffered)
+}
+
+func newPostcopy(s *sender, absent *bitmap.Bitmap) *postcopy {
+	return &postcopy{s: s, pages: absent.Len(), owed: absent, left: absent.Count(),
+		sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
+}
+
+// owedCount is the number of pages still owed; safe on nil.
+func (pc *postcopy) owedCount() uint64 {
+	if pc == nil {
+		return 0
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.left
+}
+
+// claim takes the owed pages of a request out of owed (they are queued
+// by the caller) and returns them; pages not owed any more are counted
+// and left alone. The pusher goes on after the request.
+func (pc *postcopy) claim(req []pageRun, dst []pageRun) []pageRun {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for _, r := range req {
+		end := r.First + r.Count
+		for p := r.First; p < end; {
+			q := pc.owed.NextSetIn(p, end)
+			pc.again += q - p
+			if q == end {
+				break
+			}
+			e := pc.owed.NextClearIn(q, end)
+			pc.owed.ClearRange(q, e-q)
+			pc.left -= e - q
+			pc.requested += e - q
+			dst = append(dst, pageRun{q, e - q})
+			p = e
+		}
+		pc.next = end % pc.pages
+	}
+	return dst
+}
+
+// take takes up to n owed pages for the pusher, from where it goes on
+// (wrapping around), out of owed.
+func (pc *postcopy) take(n uint64, dst []pageRun) []pageRun {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for n > 0 && pc.left > 0 {
+		p := pc.owed.NextSet(pc.next)
+		if p == pc.pages {
+			p = pc.owed.NextSet(0)
+		}
+		e := min(pc.owed.NextClearIn(p, pc.pages), p+n)
+		pc.owed.ClearRange(p, e-p)
+		pc.left -= e - p
+		pc.pushed += e - p
+		n -= e - p
+		dst = append(dst, pageRun{p, e - p})
+		pc.next = e % pc.pages
+	}
+	return dst
+}
+
+// owe makes runs owed again (MISSING after a reconnect).
+func (pc *postcopy) owe(runs []pageRun) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for _, r := range runs {
+		pc.owed.SetRange(r.First, r.Count)
+	}
+	pc.left = pc.owed.Count()
+	if len(runs) > 0 {
+		pc.next = runs[0].First
+	}
+}
+
+// wire turns claimed runs into transport runs: a page that reads all
+// zero (the source is paused: it stays so) goes as a zero run.
+func (pc *postcopy) wire(runs []pageRun, dst []transport.PageRun) []transport.PageRun {
+	var data, zero uint64
+	for _, r := range runs {
+		for p := r.First; p < r.First+r.Count; p++ {
+			k := transport.KindData
+			if isZero(pc.s.page(p)) {
+				k = transport.KindZero
+				zero++
+			} else {
+				data++
+			}
+			dst = appendRun(dst, p, 1, k)
+		}
+	}
+	pc.mu.Lock()
+	pc.dataPages += data
+	pc.zeroPages += zero
+	pc.mu.Unlock()
+	return dst
+}
+
+// page is guest page p of the source.
+func (s *sender) page(p uint64) []byte {
+	i := len(s.base) - 1
+	for s.base[i] > p {
+		i--
+	}
+	off := (p - s.base[i]) * framework.PageSize
+	return s.mem[i][off : off+framework.PageSize]
+}
+
+// startServing starts answering the destination's REQUESTs on the
+// urgent path until stopServing or the session's end.
+func (pc *postcopy) startServing(ctx context.Context) {
+	ctx, stop := context.WithCancel(ctx)
+	pc.serveStop, pc.serveDone, pc.serveErr, pc.serveGone = stop, make(chan struct{}), make(chan error, 1), false
+	go pc.serve(ctx, pc.serveDone, pc.serveErr)
+}
+
+// stopServing ends the request server and joins it; safe on nil and
+// when it is not running.
+func (pc *postcopy) stopServing() {
+	if pc == nil || pc.serveStop == nil {
+		return
+	}
+	pc.serveStop()
+	<-pc.serveDone
+	pc.serveStop = nil
+}
+
+// serve answers REQUESTs: the owed pages among them go at once on the
+// urgent path; the others are already queued.
+func (pc *postcopy) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
+	defer close(done)
+	s := pc.s
+	var req, got []pageRun
+	var out []transport.PageRun
+	for {
+		m, err := s.tr.RecvUrgent(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				errc <- linkError{fmt.Errorf("reading page requests: %w", err)}
+			}
+			return
+		}
+		if m.Kind != msgRequest {
+			errc <- fmt.Errorf("%w: %s on the urgent path, want REQUEST", errMalformed, msgName(m.Kind))
+			return
+		}
+		if req, _, _, err = decodeRuns(req[:0], m.Payload, pc.pages, 0); err != nil {
+			errc <- fmt.Errorf("page request: %w", err)
+			return
+		}
+		if got = pc.claim(req, got[:0]); len(got) == 0 {
+			continue
+		}
+		out = pc.wire(got, out[:0])
+		if err := s.tr.SendPagesUrgent(ctx, out); err != nil {
+			if ctx.Err() == nil {
+				errc <- linkError{fmt.Errorf("answering page requests: %w", err)}
+			}
+			return
+		}
+	}
+}
+
+// linkError is a failure of the connection (or the transport's
+// session): post-copy reconnects. Every other error after RUNNING ends
+// post-copy for good.
+type linkError struct{ err error }
+
+func (e linkError) Error() string { return e.err.Error() }
+func (e linkError) Unwrap() error { return e.err }
+
+func isLink(err error) bool {
+	var l linkError
+	return errors.As(err, &l)
+}
+
+// switchToPostcopy pauses the VM and hands it over in post-copy: the
+// zero runs and the absent list under the switch-over deadline, then the
+// state and LOADED (the downtime), the page check, COMMIT and RUNNING,
+// and post-copy proper. A failure before COMMIT resumes the VM here, as
+// in pre-copy; after RUNNING the VM is never resumed here.
+func (s *sender) switchToPostcopy(ctx context.Context) error {
+	s.opt.Log.Info("switching to post-copy", "why", s.pcWhy, "pass", s.pass)
+	s.rep.Mode = ModePostcopy
+	if err := s.ho.move(HandoverSwitchover); err != nil {
+		return err
+	}
+	s.setPhase(PhaseStop)
+	paused := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
+	defer cancel()
+	err := s.src.Pause(sctx)
+	if err == nil {
+		err = s.postcopyOut(ctx, sctx)
+	} else {
+		err = fmt.Errorf("pause: %w", err)
+	}
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
+	}
+	if err == nil {
+		s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
+		if s.opt.VerifyPages {
+			err = s.pageCheck(ctx)
+		}
+	}
+	defer s.pc.report()
+	if err != nil {
+		s.pc.stopServing()
+		if rerr := s.src.Resume(); rerr != nil {
+			s.opt.Log.Error("resume after failed migration", "err", rerr)
+		}
+		return err
+	}
+	if err := s.commit(ctx); err != nil {
+		return err
+	}
+	s.setPhase(PhasePostcopy)
+	return s.pc.run(ctx)
+}
+
+// postcopyOut sends what the paused source owes: zero runs now, the
+// absent list (POSTCOPY), then serves requests and sends the state.
+// sctx carries the switch-over deadline; ctx outlives it.
+func (s *sender) postcopyOut(ctx, sctx context.Context) error {
+	pages := s.layout.Pages()
+	owed := s.pcUnsent
+	if owed == nil {
+		owed = bitmap.New(pages)
+	}
+	// Hints of the current generation still hold for the pages not
+	// written since it began (the final sync below says which were): an
+	// interrupted pass had not reached them.
+	s.hints.poll()
+	snap := make([]*bitmap.Bitmap, len(s.hints.marks))
+	for i, m := range s.hints.marks {
+		snap[i] = bitmap.New(pages)
+		snap[i].Or(m)
+	}
+	dirty := bitmap.New(pages)
+	if err := s.sync(dirty); err != nil {
+		return fmt.Errorf("final %w", err)
+	}
+	for i, m := range s.hints.marks {
+		m.Or(snap[i])
+		m.AndNot(dirty)
+	}
+	s.hints.scanValid = false
+	owed.Or(dirty)
+	s.remaining = owed.Count()
+
+	absent, err := s.sendOwedZeros(sctx, owed)
+	if err != nil {
+		return err
+	}
+	for i := range s.hints.marks { // no hint applies after the pause any more
+		s.hints.marks[i].ClearAll()
+	}
+	s.hints.scanValid = false
+	if err := s.sendAbsent(sctx, absent); err != nil {
+		return err
+	}
+	s.pc = newPostcopy(s, absent)
+	s.remaining = s.pc.left
+	s.opt.Log.Info("post-copy: absent pages", "pages", s.pc.left)
+	// From here on the destination may fault (its LoadState too).
+	s.pc.startServing(ctx)
+	return s.sendState(sctx)
+}
+
+// sendOwedZeros classifies the owed pages: hinted, hole and zero pages go
+// as zero runs now (Flushed); it returns the rest, the absent set. Only
+// sets of at most zeroCheckPages are zero-checked.
+func (s *sender) sendOwedZeros(ctx context.Context, owed *bitmap.Bitmap) (*bitmap.Bitmap, error) {
+	absent := bitmap.New(owed.Len())
+	c := s.classify(owed)
+	next := c.next
+	if owed.Count() > zeroCheckPages {
+		next = c.nextUnread
+	}
+	var runs []transport.PageRun
+	for {
+		r, ok := next(batchPages)
+		if !ok {
+			break
+		}
+		if r.wire() == transport.KindZero {
+			s.count(r)
+			runs = appendRun(runs, r.first, r.count, transport.KindZero)
+			if len(runs) >= batchPages {
+				if err := s.tr.SendPages(ctx, runs); err != nil {
+					return nil, fmt.Errorf("send zero runs at the switch: %w", err)
+				}
+				runs = runs[:0]
+			}
+			continue
+		}
+		if r.kind == runWrong {
+			s.hints.stats[r.who].Wrong += r.count
+		}
+		if s.freeSent != nil {
+			s.freeSent.ClearRange(r.first, r.count) // its last send will be data
+		}
+		absent.SetRange(r.first, r.count)
+	}
+	if len(runs) > 0 {
+		if err := s.tr.SendPages(ctx, runs); err != nil {
+			return nil, fmt.Errorf("send zero runs at the switch: %w", err)
+		}
+	}
+	if err := s.tr.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("flush at the switch: %w", err)
+	}
+	return absent, nil
+}
+
+// nextUnread is classifier.next without reading guest RAM: hinted
+// stretches and holes as usual, every populated page as data (a "zero"
+// provider's populated pages too, unchecked: they travel and the
+// provider is not blamed).
+func (c *classifier) nextUnread(uint64) (run, bool) {
+	for c.region < len(c.layout) {
+		if c.p >= c.setEnd {
+			p := c.set.NextSetIn(c.p, c.regionE)
+			if p == c.regionE {
+				c.nextRegion()
+				continue
+			}
+			c.p, c.setEnd = p, c.set.NextClearIn(p, c.regionE)
+		}
+		p, end := c.p, c.setEnd
+		var r run
+		if who, ok := c.hints.skip(p); ok {
+			n := c.hints.extent(who, p, end)
+			r = run{first: p, count: n, kind: runHinted, who: who}
+			if c.hints.srcs[who].Meaning == hint.MeaningZero {
+				hole, stateEnd := c.state(p)
+				r.count = min(p+n, stateEnd) - p
+				if !hole {
+					r.kind = runData
+				}
+			}
+		} else {
+			end = c.hints.nextMarked(p, end)
+			hole, stateEnd := c.state(p)
+			r = run{first: p, count: min(end, stateEnd) - p, kind: runData}
+			if hole {
+				r.kind = runHole
+			}
+		}
+		c.p += r.count
+		return r, true
+	}
+	return run{}, false
+}
+
+// sendAbsent sends the POSTCOPY run list of absent, in chunks of at
+// most maxRunsPerMsg runs, the last flagged (an empty list is one empty
+// last chunk).
+func (s *sender) sendAbsent(ctx context.Context, absent *bitmap.Bitmap) error {
+	var runs []pageRun
+	absent.Runs(func(first, n uint64) bool {
+		runs = append(runs, pageRun{first, n})
+		return true
+	})
+	for i := 0; i == 0 || i < len(runs); i += maxRunsPerMsg {
+		end := min(i+maxRunsPerMsg, len(runs))
+		m := transport.Message{Kind: msgPostcopy, Payload: encodeRuns(runs[i:end], end == len(runs))}
+		if err := s.tr.SendMessage(ctx, m); err != nil {
+			return fmt.Errorf("send the absent pages (POSTCOPY): %w", err)
+		}
+	}
+	return nil
+}
+
+// report copies the post-copy counters into the report; safe on nil.
+func (pc *postcopy) report() {
+	if pc == nil {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	s := pc.s
+	s.rep.PagesRequested, s.rep.PagesPushed = pc.requested, pc.pushed
+	s.rep.PagesSent = pc.sentBase + pc.dataPages
+	s.rep.PagesZero = pc.zeroBase + pc.zeroPages
+}
+
+// run is post-copy proper, from RUNNING: push the owed pages, wait for
+// SETTLED, reconnect after a broken connection.
+func (pc *postcopy) run(ctx context.Context) error {
+	s := pc.s
+	running := time.Now()
+	s.capStart, s.capBytes = running, 0 // the cap applies to the pusher, from now
+	for {
+		err := pc.push(ctx)
+		if err == nil {
+			var done bool
+			if done, err = pc.settle(ctx, running); done {
+				return err
+			}
+		}
+		if !isLink(err) || ctx.Err() != nil {
+			return pc.broken(err)
+		}
+		if err := pc.reconnect(ctx, err); err != nil {
+			return err
+		}
+	}
+}
+
+// push sends the owed pages in batches, from where the last request
+// left off, Flushing every pushFlushBytes and at the end. The bandwidth
+// cap applies (the urgent path is not capped).
+func (pc *postcopy) push(ctx context.Context) error {
+	s := pc.s
+	var unflushed uint64
+	var runs []pageRun
+	var out []transport.PageRun
+	for {
+		if err := pc.poll(); err != nil {
+			return err
+		}
+		if runs = pc.take(pushBatchPages, runs[:0]); len(runs) == 0 {
+			break
+		}
+		out = pc.wire(runs, out[:0])
+		if err := s.tr.SendPages(ctx, out); err != nil {
+			return pc.pushFailed(fmt.Errorf("push pages: %w", err))
+		}
+		for _, r := range out {
+			if r.Kind == transport.KindData {
+				unflushed += r.Count * framework.PageSize
+				s.capBytes += r.Count * framework.PageSize
+			}
+		}
+		if unflushed >= pushFlushBytes {
+			if err := s.tr.Flush(ctx); err != nil {
+				return pc.pushFailed(fmt.Errorf("flush pushed pages: %w", err))
+			}
+			unflushed = 0
+		}
+		pc.report()
+		s.progress(false)
+		if err := s.throttle(ctx); err != nil {
+			return err
+		}
+	}
+	// The destination may answer SETTLED and end the session before this
+	// Flush's answer: SETTLED decides (settle reads what arrived before
+	// the end; without it, the broken session is seen there).
+	if err := s.tr.Flush(ctx); err != nil {
+		s.opt.Log.Info("post-copy: the last Flush failed; waiting for what the destination said", "err", err)
+	}
+	pc.report()
+	s.progress(true)
+	return nil
+}
+
+// pushFailed is push's error for a failed SendPages or Flush: a
+// linkError, unless nothing is owed any more: then the destination may
+// have answered SETTLED and ended the session already, and settle
+// decides (nil).
+func (pc *postcopy) pushFailed(err error) error {
+	if pc.owedCount() == 0 {
+		pc.s.opt.Log.Info("post-copy: sending the last pages failed; waiting for what the destination said", "err", err)
+		return nil
+	}
+	return linkError{err}
+}
+
+// poll looks, without waiting, at what the destination said and at the
+// request server: a broken session is a linkError.
+func (pc *postcopy) poll() error {
+	s := pc.s
+	select {
+	case m, ok := <-s.msgs:
+		if !ok {
+			return linkError{fmt.Errorf("destination went away: %w", transport.ErrClosed)}
+		}
+		if m.Kind == msgSettled && pc.owedCount() == 0 {
+			pc.settled = &m // the last pages landed before our Flush
+			return nil
+		}
+		return pc.unexpected(m)
+	case err := <-pc.serveErr:
+		if isLink(err) && pc.owedCount() == 0 {
+			pc.serveGone = true // SETTLED may be on its way: settle decides
+			return nil
+		}
+		return err
+	default:
+		return nil
+	}
+}
+
+// unexpected is the error for a message from the destination in post-
+// copy that is not a SETTLED we wait for.
+func (pc *postcopy) unexpected(m transport.Message) error {
+	if m.Kind == msgAbort {
+		return fmt.Errorf("%w in post-copy: %s", errDestinationAborted, m.Payload)
+	}
+	return fmt.Errorf("%w: %s from the destination in post-copy (%d pages still owed)", errMalformed, msgName(m.Kind), pc.owedCount())
+}
+
+// settle waits for SETTLED once every owed page was queued and Flushed.
+// done means post-copy ended: completed, with err set if the destination
+// found pages that differ.
+func (pc *postcopy) settle(ctx context.Context, running time.Time) (done bool, err error) {
+	s := pc.s
+	var m transport.Message
+	if pc.settled != nil {
+		m, pc.settled = *pc.settled, nil
+	} else {
+		// A session that ended shows on both: the request server may see
+		// it first, but a SETTLED that arrived before the end is still
+		// delivered on msgs, which decides.
+		serveErr := pc.serveErr
+		if pc.serveGone {
+			serveErr = nil
+		}
+		for waiting := true; waiting; {
+			var ok bool
+			select {
+			case m, ok = <-s.msgs:
+				if !ok {
+					return false, linkError{fmt.Errorf("destination went away before SETTLED: %w", transport.ErrClosed)}
+				}
+				waiting = false
+			case err := <-serveErr:
+				if !isLink(err) {
+					return false, err
+				}
+				serveErr = nil
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+	}
+	if m.Kind != msgSettled {
+		return false, pc.unexpected(m)
+	}
+	if len(m.Payload) != 16 {
+		return false, fmt.Errorf("%w: SETTLED of %d bytes", errMalformed, len(m.Payload))
+	}
+	s.rep.PostcopyMS = time.Since(running).Milliseconds()
+	pc.stopServing()
+	pc.report()
+	if err := s.ho.move(HandoverCompleted); err != nil {
+		return true, err
+	}
+	bad, first := binary.LittleEndian.Uint64(m.Payload), binary.LittleEndian.Uint64(m.Payload[8:])
+	if bad != 0 {
+		err := fmt.Errorf("post-copy page check failed: %d pages differed from the source's when they landed on the destination "+
+			"(first: page %d); the VM runs on the destination with them, this paused copy is not resumed", bad, first)
+		s.opt.Log.Error("post-copy page check failed", "pages", bad, "first", first)
+		return true, err
+	}
+	s.opt.Log.Info("post-copy completed", "postcopy_ms", s.rep.PostcopyMS, "requested", s.rep.PagesRequested,
+		"pushed", s.rep.PagesPushed, "requests_for_queued_pages", pc.again)
+	return true, nil
+}
+
+// broken ends post-copy for good: the VM ran on the destination and this
+// copy is stale.
+func (pc *postcopy) broken(cause error) error {
+	pc.stopServing()
+	pc.report()
+	if err := pc.s.ho.move(HandoverPostcopyBroken); err != nil {
+		pc.s.opt.Log.Error("post-copy broken", "err", err)
+	}
+	err := fmt.Errorf("%w (%d pages still owed): %v. The VM ran on the destination: this paused copy must never be resumed; "+
+		"if the destination VMM is gone, the VM is lost", ErrPostcopyBroken, pc.owedCount(), cause)
+	pc.s.opt.Log.Error("post-copy broken", "err", err)
+	return err
+}
+
+// reconnect opens the transport again after the connection broke, with
+// a backoff, until ReconnectTimeout passes or ctx ends; on success the
+// destination's MISSING pages are owed again and post-copy goes on.
+func (pc *postcopy) reconnect(ctx context.Context, cause error) error {
+	s := pc.s
+	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
+	pc.stopServing()
+	s.stopReceive()
+	s.stats.close()
+	s.stats = nil
+	s.closeTransport(true)
+	rctx, cancel := context.WithTimeout(ctx, s.opt.ReconnectTimeout)
+	defer cancel()
+	wait := reconnectMin
+	for attempt := 1; ; attempt++ {
+		final, err := pc.reopen(ctx, rctx)
+		if err == nil {
+			s.rep.Reconnects++
+			s.opt.Log.Info("post-copy: reconnected", "attempt", attempt, "owed", pc.owedCount())
+			return nil
+		}
+		if final {
+			return pc.broken(err)
+		}
+		s.opt.Log.Warn("post-copy: reconnect failed", "attempt", attempt, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-rctx.Done():
+		}
+		t.Stop()
+		if rctx.Err() != nil {
+			if ctx.Err() != nil {
+				return pc.broken(fmt.Errorf("%w (reconnecting after: %v)", ctx.Err(), cause))
+			}
+			return pc.broken(fmt.Errorf("could not reconnect within reconnect_timeout %v (last try: %v; the connection broke with: %v)",
+				s.opt.ReconnectTimeout, err, cause))
+		}
+		wait = min(2*wait, reconnectMax)
+	}
+}
+
+// reopen opens the transport (the same OpenRequest), sends RESUME and
+// reads MISSING. final means the destination refused for good (ABORT or
+// a malformed answer). ctx is the migration's, rctx bounds this try.
+func (pc *postcopy) reopen(ctx, rctx context.Context) (final bool, err error) {
+	s := pc.s
+	if err := openTransport(rctx, s.tr, s.openReq, &s.rep); err != nil {
+		return false, fmt.Errorf("open transport: %w", err)
+	}
+	s.trOpen = true
+	s.startReceive(ctx)
+	fail := func(final bool, err error) (bool, error) {
+		s.stopReceive()
+		s.closeTransport(true)
+		return final, err
+	}
+	if err := s.tr.SendMessage(rctx, transport.Message{Kind: msgResume, Payload: encodeResume(pc.pages)}); err != nil {
+		return fail(false, fmt.Errorf("send RESUME: %w", err))
+	}
+	var missing []pageRun
+	var after uint64
+	for last := false; !last; {
+		m, err := s.next(rctx)
+		switch {
+		case errors.Is(err, errDestinationAborted):
+			return fail(true, err)
+		case err != nil:
+			return fail(false, fmt.Errorf("waiting for MISSING: %w", err))
+		case m.Kind != msgMissing:
+			return fail(true, fmt.Errorf("%w: %s from the destination instead of MISSING", errMalformed, msgName(m.Kind)))
+		}
+		if missing, last, after, err = decodeRuns(missing, m.Payload, pc.pages, after); err != nil {
+			return fail(true, fmt.Errorf("MISSING: %w", err))
+		}
+	}
+	pc.owe(missing)
+	s.stats = startStats(ctx, s.tr)
+	pc.startServing(ctx)
+	return false, nil
+}
+
+// encodeResume writes RESUME: u32 protocol version, u64 pages; exactly
+// 12 bytes.
+func encodeResume(pages uint64) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, protocolVersion)
+	return binary.LittleEndian.AppendUint64(b, pages)
+}
+
+// decodeResume reads RESUME; a version other than protocolVersion is
+// refused like HELLO's. The caller compares pages with its own.
+func decodeResume(b []byte) (pages uint64, err error) {
+	if len(b) != 12 {
+		return 0, fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
+	}
+	if v := binary.LittleEndian.Uint32(b); v != protocolVersion {
+		return 0, fmt.Errorf("source resumes with engine protocol %d, this destination speaks %d", v, protocolVersion)
+	}
+	return binary.LittleEndian.Uint64(b[4:]), nil
+}

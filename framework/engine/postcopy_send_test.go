@@ -1,0 +1,1135 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+)
+
+// scriptDst is a scripted destination speaking engine protocol 3 over a
+// loopback transport, enough of one to drive the source's post-copy: it
+// answers READY (post-copy ready or not), lets pages land, reads the
+// POSTCOPY list, answers LOADED, VERIFIED and RUNNING, sends REQUESTs on
+// the urgent path, watches every write after the switch (Landed) and
+// answers SETTLED once every absent page landed. It can cut the
+// connection after RUNNING and open it again (RESUME, MISSING).
+type scriptDst struct {
+	t       *testing.T
+	vm, src *fakeVM
+	tr      *loopback.Transport
+	req     transport.OpenRequest
+
+	notReady string // READY without post-copy, with this reason
+	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
+	requester  func(ctx context.Context, d *scriptDst)
+	onSrcPages func(n int64)       // the source's n-th SendPages call is about to go
+	failLoad   bool                // answer the state with ABORT instead of LOADED
+	loadFaults []pageRun           // asked for (and waited for) before LOADED, as a LoadState that faults
+	settleBad  bool                // SETTLED says 3 pages differed, the first 42
+	free       [2]uint64           // pages [free[0], free[1]) are free in the guest: not compared at the end
+	onLand     func(p uint64)      // called for each page landed in post-copy, under mu
+	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
+	killSrc    func()              // at the cut, instead of closing here: end the source's side
+	silentRun  bool                // on COMMIT, end the session without RUNNING
+	cutAfter   int                 // close the connection after this many pages landed in post-copy (0: never)
+	reopen     bool                // and open it again (else: never)
+
+	mu        sync.Mutex
+	absent    *bitmap.Bitmap // the POSTCOPY list
+	landed    map[uint64]int // post-copy writes per page
+	problems  []string
+	gotAbort  string
+	postcopy  bool
+	settled   bool
+	resumes   int
+	missing   uint64 // pages listed in MISSING, all reconnects
+	armedOnce bool
+
+	allLanded chan struct{}
+	cut       chan struct{}
+	watching  chan struct{} // closed when the watcher of the session ended
+}
+
+func newScriptDst(t *testing.T, src *fakeVM, creds transport.Credentials) *scriptDst {
+	vm := newFakeVM(t, regionsOf(src.layout)...)
+	files, ram, err := RAMFiles(vm.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFiles(files) })
+	d := &scriptDst{t: t, vm: vm, src: src, landed: map[uint64]int{}, allLanded: make(chan struct{}), cut: make(chan struct{})}
+	d.req = transport.OpenRequest{Role: transport.RoleReceive, RAM: ram, Files: files, Credentials: creds}
+	return d
+}
+
+func regionsOf(l framework.Layout) [][2]uint64 {
+	var out [][2]uint64
+	for _, r := range l {
+		out = append(out, [2]uint64{r.GPA, r.Size})
+	}
+	return out
+}
+
+func (d *scriptDst) problem(format string, args ...any) {
+	d.mu.Lock()
+	d.problems = append(d.problems, fmt.Sprintf(format, args...))
+	d.mu.Unlock()
+}
+
+// run is the destination's side; it returns when the migration ended
+// here (SETTLED sent, pre-copy's RUNNING sent, an ABORT, or the cut
+// without reopen).
+func (d *scriptDst) run(ctx context.Context) error {
+	if err := d.tr.Open(ctx, d.req); err != nil {
+		return err
+	}
+	defer func() { d.tr.Close() }()
+	m, err := d.tr.RecvMessage(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := decodeHello(m.Payload)
+	if err != nil {
+		return err
+	}
+	flags, why := uint32(readyPostcopy), ""
+	if d.notReady != "" || h.Flags&helloMaySwitch == 0 {
+		flags, why = 0, d.notReady
+	}
+	if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)}); err != nil {
+		return err
+	}
+	var absentRuns []pageRun
+	var after uint64
+	var state []byte
+	pages := d.vm.layout.Pages()
+	for {
+		m, err := d.tr.RecvMessage(ctx)
+		if err != nil {
+			return err
+		}
+		switch m.Kind {
+		case msgAbort:
+			d.mu.Lock()
+			d.gotAbort = string(m.Payload)
+			d.mu.Unlock()
+			return nil
+		case msgPostcopy:
+			var last bool
+			if absentRuns, last, after, err = decodeRuns(absentRuns, m.Payload, pages, after); err != nil {
+				return err
+			}
+			if last {
+				d.mu.Lock()
+				d.postcopy = true
+				d.absent = bitmap.New(pages)
+				for _, r := range absentRuns {
+					d.absent.SetRange(r.First, r.Count)
+				}
+				d.mu.Unlock()
+				d.arm()
+				d.startWatch(ctx)
+			}
+		case msgState:
+			total, _, data, err := decodeStateChunk(m.Payload)
+			if err != nil {
+				return err
+			}
+			if state = append(state, data...); uint64(len(state)) == total {
+				if d.failLoad {
+					return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("load state: injected")})
+				}
+				if err := d.faultAtLoad(ctx); err != nil {
+					return err
+				}
+				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
+					return err
+				}
+			}
+		case msgHashes:
+			first, n := binary.LittleEndian.Uint64(m.Payload), binary.LittleEndian.Uint64(m.Payload[8:])
+			if first+n == pages {
+				v := binary.LittleEndian.AppendUint64(nil, 0)
+				v = binary.LittleEndian.AppendUint64(v, ^uint64(0))
+				if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgVerified, Payload: v}); err != nil {
+					return err
+				}
+			}
+		case msgCommit:
+			if d.silentRun {
+				return nil // the deferred Close ends the session
+			}
+			d.vm.Resume()
+			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
+				return err
+			}
+			d.mu.Lock()
+			post := d.postcopy
+			d.mu.Unlock()
+			if !post {
+				return nil
+			}
+			return d.serve(ctx)
+		default:
+			return fmt.Errorf("scripted destination: unexpected %s", msgName(m.Kind))
+		}
+	}
+}
+
+// faultAtLoad asks for loadFaults and waits until they landed.
+func (d *scriptDst) faultAtLoad(ctx context.Context) error {
+	if len(d.loadFaults) == 0 {
+		return nil
+	}
+	if err := d.request(ctx, d.loadFaults); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, r := range d.loadFaults {
+		for p := r.First; p < r.First+r.Count; p++ {
+			for {
+				d.mu.Lock()
+				n := d.landed[p]
+				d.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("page %d asked for during LoadState never landed", p)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}
+	return nil
+}
+
+// arm makes Landed record from now on (its first call arms it).
+func (d *scriptDst) arm() {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.tr.Landed(done)
+}
+
+func (d *scriptDst) startWatch(ctx context.Context) {
+	done := make(chan struct{})
+	d.watching = done
+	go func() {
+		defer close(done)
+		d.watch(ctx)
+	}()
+}
+
+// watch records every post-copy write until the session ends.
+func (d *scriptDst) watch(ctx context.Context) {
+	d.mu.Lock()
+	none := d.absent.Count() == 0 && len(d.landed) == 0
+	d.mu.Unlock()
+	if none {
+		close(d.allLanded)
+		return
+	}
+	for {
+		runs, err := d.tr.Landed(ctx)
+		if err != nil {
+			return
+		}
+		d.mu.Lock()
+		for _, r := range runs {
+			for p := r.First; p < r.First+r.Count; p++ {
+				d.landed[p]++
+				if d.onLand != nil {
+					d.onLand(p)
+				}
+				switch {
+				case !d.absent.Test(p):
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed in post-copy but was not absent", p))
+				case d.landed[p] > 1:
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed %d times in post-copy", p, d.landed[p]))
+				}
+				a, b := d.src.mem[p*framework.PageSize:(p+1)*framework.PageSize], d.vm.mem[p*framework.PageSize:(p+1)*framework.PageSize]
+				if !bytes.Equal(a, b) {
+					d.problems = append(d.problems, fmt.Sprintf("page %d landed with %x.., the source holds %x..", p, b[:4], a[:4]))
+				}
+			}
+		}
+		n := len(d.landed)
+		all := uint64(n) == d.absent.Count()
+		cut := d.cutAfter > 0 && n >= d.cutAfter
+		if cut {
+			d.cutAfter = 0
+		}
+		d.mu.Unlock()
+		if cut {
+			close(d.cut)
+		}
+		if all {
+			close(d.allLanded)
+			return
+		}
+	}
+}
+
+// notLanded is the absent pages that did not land yet.
+func (d *scriptDst) notLanded() []pageRun {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []pageRun
+	d.absent.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			if d.landed[p] == 0 {
+				if l := len(out); l > 0 && out[l-1].First+out[l-1].Count == p {
+					out[l-1].Count++
+				} else {
+					out = append(out, pageRun{p, 1})
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// serve runs post-copy here: the requester, the cut and reopen, SETTLED.
+func (d *scriptDst) serve(ctx context.Context) error {
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	if d.requester != nil {
+		wg.Go(func() { d.requester(rctx, d) })
+	}
+	cut := d.cut
+	for {
+		select {
+		case <-d.allLanded:
+			v := binary.LittleEndian.AppendUint64(nil, 0)
+			v = binary.LittleEndian.AppendUint64(v, ^uint64(0))
+			if d.settleBad {
+				v = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 3), 42)
+			}
+			d.mu.Lock()
+			d.settled = true
+			d.mu.Unlock()
+			return d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v})
+		case <-cut:
+			cut = nil
+			if d.killSrc != nil {
+				d.killSrc()
+				<-d.watching // the session ends from the other side
+			}
+			d.tr.Close()
+			if !d.reopen {
+				<-ctx.Done() // the source must give up on its own
+				return nil
+			}
+			<-d.watching // it drained what landed before the end
+			if err := d.resume(ctx); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// resume opens the transport again and answers the source's RESUME with
+// MISSING.
+func (d *scriptDst) resume(ctx context.Context) error {
+	if err := d.tr.Open(ctx, d.req); err != nil {
+		return err
+	}
+	d.arm()
+	d.startWatch(ctx)
+	m, err := d.tr.RecvMessage(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Kind != msgResume {
+		return fmt.Errorf("scripted destination: %s after reopening, want RESUME", msgName(m.Kind))
+	}
+	if pages, err := decodeResume(m.Payload); err != nil || pages != d.vm.layout.Pages() {
+		return fmt.Errorf("RESUME for %d pages: %v", pages, err)
+	}
+	missing := d.notLanded()
+	d.mu.Lock()
+	d.resumes++
+	for _, r := range missing {
+		d.missing += r.Count
+	}
+	d.mu.Unlock()
+	for i := 0; i == 0 || i < len(missing); i += maxRunsPerMsg {
+		end := min(i+maxRunsPerMsg, len(missing))
+		if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgMissing, Payload: encodeRuns(missing[i:end], end == len(missing))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// request sends one REQUEST for runs on the urgent path.
+func (d *scriptDst) request(ctx context.Context, runs []pageRun) error {
+	return d.tr.SendUrgent(ctx, transport.Message{Kind: msgRequest, Payload: encodeRuns(runs, false)})
+}
+
+// check fails t on every problem the destination saw, on a page that
+// did not land exactly once, and on memory that differs from the source.
+func (d *scriptDst) check(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, p := range d.problems {
+		if i == 10 {
+			t.Errorf("... %d more", len(d.problems)-10)
+			break
+		}
+		t.Error(p)
+	}
+	if d.absent == nil {
+		t.Fatal("no POSTCOPY list arrived")
+	}
+	d.absent.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			if d.landed[p] != 1 {
+				t.Errorf("absent page %d landed %d times in post-copy, want exactly once", p, d.landed[p])
+				return false
+			}
+		}
+		return true
+	})
+	if !bytes.Equal(d.src.mem, d.vm.mem) {
+		for p := uint64(0); p < d.vm.layout.Pages(); p++ {
+			if p >= d.free[0] && p < d.free[1] {
+				continue
+			}
+			a, b := d.src.mem[p*framework.PageSize:(p+1)*framework.PageSize], d.vm.mem[p*framework.PageSize:(p+1)*framework.PageSize]
+			if !bytes.Equal(a, b) {
+				t.Fatalf("page %d differs at the end: source %x.. destination %x..", p, a[:4], b[:4])
+			}
+		}
+	}
+}
+
+// pcRun is one source against one scripted destination.
+type pcRun struct {
+	srep  Report
+	serr  error
+	derr  error
+	logs  *logBuf
+	tr    *sendHook
+	start time.Time
+}
+
+// logBuf is a slog handler's output, safe for concurrent use.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// sendHook is the source's transport with a hook on SendPages.
+type sendHook struct {
+	transport.Transport
+	sendPages atomic.Int64
+	onPages   func(n int64)
+}
+
+func (h *sendHook) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	n := h.sendPages.Add(1)
+	if h.onPages != nil {
+		h.onPages(n)
+	}
+	return h.Transport.SendPages(ctx, runs)
+}
+
+// runPostcopy migrates src to a scripted destination set up by setup.
+func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst)) (*scriptDst, pcRun) {
+	t.Helper()
+	scred, dcred, err := transport.MintCredentials(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, recv := loopback.NewPipe()
+	d := newScriptDst(t, src, dcred)
+	d.tr = recv
+	if setup != nil {
+		setup(d)
+	}
+	var srcTr transport.Transport = send
+	if d.srcTr != nil {
+		srcTr = d.srcTr
+		opt.Transport = d.req.Config
+	}
+	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: srcTr, onPages: d.onSrcPages}, start: time.Now()}
+	opt.Credentials = scred
+	opt.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	dctx, dstop := context.WithCancel(ctx)
+	wg.Go(func() { r.derr = d.run(dctx) })
+	r.srep, r.serr = Send(ctx, src, r.tr, opt)
+	if r.serr != nil {
+		dstop() // a destination waiting on a source that gave up
+	}
+	wg.Wait()
+	dstop()
+	if testing.Verbose() {
+		t.Logf("source log:\n%s", r.logs)
+	}
+	return d, r
+}
+
+// dataGuest is a guest whose every page holds data.
+func dataGuest(t *testing.T, size uint64) *fakeVM {
+	src := newFakeVM(t, [2]uint64{0, size})
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x11)
+	}
+	return src
+}
+
+// TestPostcopyAlways: mode "always" switches after the bulk pass; the
+// pages dirtied during it are absent, some are asked for, the rest
+// pushed; each lands exactly once with the source's bytes. Zero pages
+// dirtied then go as zero runs at the switch when the owed set is small
+// enough to read (zeroCheckPages), else when they are pushed.
+func TestPostcopyAlways(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		check  uint64
+		absent uint64
+	}{{"zero-checked", zeroCheckDefault, 3000}, {"too many to read", 1000, 3100}} {
+		t.Run(tc.name, func(t *testing.T) {
+			zeroCheckPages = tc.check
+			t.Cleanup(func() { zeroCheckPages = zeroCheckDefault })
+			testPostcopyAlways(t, tc.absent)
+		})
+	}
+}
+
+func testPostcopyAlways(t *testing.T, absent uint64) {
+	src := dataGuest(t, 16*mib)
+	pages := src.layout.Pages()
+	src.onSync = func(n int) {
+		if n == 2 { // just after the bulk pass's sync: the final sync finds these
+			for p := uint64(100); p < 3100; p++ {
+				src.write(p, 0x5a)
+			}
+			for p := uint64(3200); p < 3300; p++ { // populated zero pages now
+				src.mu.Lock()
+				clear(src.mem[p*framework.PageSize : (p+1)*framework.PageSize])
+				src.dirty.Set(p)
+				src.mu.Unlock()
+			}
+		}
+	}
+	var asked atomic.Int64
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, VerifyPages: true}, func(d *scriptDst) {
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			for _, p := range []uint64{2000, 2001, 2002, 500, 3050, 150} {
+				if d.request(ctx, []pageRun{{p, 1}}) == nil {
+					asked.Add(1)
+				}
+			}
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	srep := r.srep
+	if srep.Mode != ModePostcopy || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted {
+		t.Errorf("mode %q status %q handover %v", srep.Mode, srep.Status, srep.Handover)
+	}
+	if got := d.absent.Count(); got != absent {
+		t.Errorf("%d absent pages, want %d", got, absent)
+	}
+	if srep.PagesRequested+srep.PagesPushed != absent || srep.PagesRequested > 6 {
+		t.Errorf("requested %d + pushed %d, want %d (at most 6 asked)", srep.PagesRequested, srep.PagesPushed, absent)
+	}
+	if srep.PagesZero != 100 { // the zeroed pages: at the switch, or pushed as zero runs
+		t.Errorf("%d pages went as zero runs, want the 100 zeroed ones", srep.PagesZero)
+	}
+	if srep.Passes != 2 || srep.PagesChecked != pages || !src.paused || src.resumed != 0 || d.vm.resumed != 1 {
+		t.Errorf("passes %d checked %d; source paused %v resumed %d; destination resumed %d",
+			srep.Passes, srep.PagesChecked, src.paused, src.resumed, d.vm.resumed)
+	}
+	if !strings.Contains(r.logs.String(), "after the bulk pass") {
+		t.Errorf("the log does not say why it switched:\n%s", r.logs)
+	}
+	t.Logf("requested %d pushed %d postcopy %d ms downtime %d ms", srep.PagesRequested, srep.PagesPushed, srep.PostcopyMS, srep.DowntimeMS)
+}
+
+// TestPostcopyAlwaysNotReady: "always" and a destination that cannot
+// serve post-copy: the migration fails before any page moved, naming the
+// destination's reason, and the VM never stopped here.
+func TestPostcopyAlwaysNotReady(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) {
+		d.notReady = "userfaultfd: operation not permitted (sysctl vm.unprivileged_userfaultfd=0)"
+	})
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "vm.unprivileged_userfaultfd=0") {
+		t.Fatalf("send: %v, want the destination's reason", r.serr)
+	}
+	if r.tr.sendPages.Load() != 0 {
+		t.Errorf("%d SendPages calls before failing", r.tr.sendPages.Load())
+	}
+	if src.paused || src.resumed != 0 || r.srep.Status != StatusFailed || r.srep.Mode != ModePrecopy {
+		t.Errorf("source paused %v resumed %d status %q mode %q", src.paused, src.resumed, r.srep.Status, r.srep.Mode)
+	}
+	if !strings.Contains(d.gotAbort, "userfaultfd") {
+		t.Errorf("the destination was told %q", d.gotAbort)
+	}
+}
+
+// TestPostcopyNotReadyStaysPrecopy: "auto" and a manual request against
+// a destination that cannot serve post-copy: pre-copy, logged.
+func TestPostcopyNotReadyStaysPrecopy(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	start := make(chan struct{})
+	close(start)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, StartPostcopy: start}, func(d *scriptDst) {
+		d.notReady = "not a PostcopyTarget"
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	if r.srep.Mode != ModePrecopy || d.absent != nil || !bytes.Equal(src.mem, d.vm.mem) {
+		t.Errorf("mode %q, absent list %v", r.srep.Mode, d.absent != nil)
+	}
+	logs := r.logs.String()
+	if !strings.Contains(logs, "not a PostcopyTarget") || !strings.Contains(logs, "post-copy was asked for") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// TestPostcopyAutoNonConverging: the guest dirties more pages during
+// each pass than the capped link moved: "auto" switches.
+func TestPostcopyAutoNonConverging(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	pages := src.layout.Pages()
+	src.onSync = func(n int) {
+		if n < 2 {
+			return
+		}
+		for p := uint64(0); p < min(pages, uint64(n)*300); p++ { // more every pass
+			src.write(p, byte(n))
+		}
+	}
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 64 * mib, MaxDowntime: time.Microsecond, MaxPasses: 20}, nil)
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || !strings.Contains(r.logs.String(), "dirties faster than the link moves") {
+		t.Errorf("mode %q, log:\n%s", r.srep.Mode, r.logs)
+	}
+	if r.srep.Passes > 4 {
+		t.Errorf("%d passes before switching", r.srep.Passes)
+	}
+}
+
+// TestPostcopyWhy: each reason of mode "auto", and none while pre-copy
+// converges.
+func TestPostcopyWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		pass, stalls  int
+		estimate      time.Duration
+		sent, dirtied uint64
+		want          string
+		mode          PostcopyMode
+		notReady      bool
+	}{
+		{name: "converged", pass: 30, stalls: 5, estimate: time.Millisecond, sent: 1, dirtied: 9, mode: PostcopyAuto},
+		{name: "max passes", pass: 30, estimate: time.Second, mode: PostcopyAuto, want: "max_passes (30)"},
+		{name: "stalled", pass: 5, stalls: postcopyStall, estimate: time.Second, mode: PostcopyAuto, want: "has not fallen for 3 passes"},
+		{name: "stalling", pass: 5, stalls: postcopyStall - 1, estimate: time.Second, mode: PostcopyAuto},
+		{name: "outrun", pass: 2, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto, want: "dirties faster"},
+		{name: "bulk pass not a rate", pass: 1, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto},
+		{name: "always", pass: 1, estimate: time.Millisecond, mode: PostcopyAlways, want: "after the bulk pass"},
+		{name: "off", pass: 30, stalls: 9, estimate: time.Second, sent: 1, dirtied: 9, mode: PostcopyOff},
+		{name: "not ready", pass: 30, estimate: time.Second, mode: PostcopyAuto, notReady: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sender{opt: Options{Postcopy: tc.mode}, pass: tc.pass, pcStalls: tc.stalls, estimate: tc.estimate, pcReady: !tc.notReady}
+			s.opt.defaults()
+			got := s.postcopyWhy(tc.sent, tc.dirtied)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPostcopyManualMidBulk: StartPostcopy closes during the bulk pass:
+// the pass stops at its next batch and the pages it had not sent yet
+// are owed.
+func TestPostcopyManualMidBulk(t *testing.T) {
+	src := dataGuest(t, 32*mib) // 4 batches of data
+	start := make(chan struct{})
+	d, r := runPostcopy(t, src, Options{StartPostcopy: start}, func(d *scriptDst) {
+		d.onSrcPages = func(n int64) {
+			if n == 1 {
+				close(start)
+			}
+		}
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			d.request(ctx, []pageRun{{8000, 3}, {8100, 1}})
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || r.srep.Passes != 2 {
+		t.Errorf("mode %q passes %d", r.srep.Mode, r.srep.Passes)
+	}
+	if n := d.absent.Count(); n < 6000 {
+		t.Errorf("%d absent pages: the bulk pass did not stop at its first batches", n)
+	}
+	if !strings.Contains(r.logs.String(), "operator asked") {
+		t.Errorf("log:\n%s", r.logs)
+	}
+}
+
+// flood asks for random runs of pages that have not landed, until ctx
+// ends; failed sends (the session is being reopened) are ignored.
+func flood(ctx context.Context, d *scriptDst) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pages := d.vm.layout.Pages()
+	for i := 0; ctx.Err() == nil; i++ {
+		p := rng.Uint64N(pages - 8)
+		n := 1 + rng.Uint64N(8)
+		d.request(ctx, []pageRun{{p, n}})
+		if i%8 == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// allDirtyAfterBulk makes every page of src dirty (new data) right after
+// the bulk pass: in "always" every page is absent at the switch.
+func allDirtyAfterBulk(src *fakeVM) {
+	src.onSync = func(n int) {
+		if n == 2 {
+			for p := uint64(0); p < src.layout.Pages(); p++ {
+				src.write(p, 0x77)
+			}
+		}
+	}
+}
+
+// TestPostcopyRequestsRacePushes: requests flood in for random pages
+// while the pusher sends the same ones: every page still lands exactly
+// once (the owed bitmap under one lock), whichever path took it.
+func TestPostcopyRequestsRacePushes(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+		d.requester = flood
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	pages := src.layout.Pages()
+	if d.absent.Count() != pages || r.srep.PagesRequested+r.srep.PagesPushed != pages {
+		t.Errorf("absent %d, requested %d + pushed %d, want %d", d.absent.Count(), r.srep.PagesRequested, r.srep.PagesPushed, pages)
+	}
+	if r.srep.PagesRequested == 0 || r.srep.PagesPushed == 0 || !strings.Contains(r.logs.String(), "requests_for_queued_pages") {
+		t.Errorf("requested %d pushed %d: the paths did not race", r.srep.PagesRequested, r.srep.PagesPushed)
+	}
+	t.Logf("requested %d pushed %d in %d ms", r.srep.PagesRequested, r.srep.PagesPushed, r.srep.PostcopyMS)
+}
+
+// TestPostcopyReconnect: the destination ends the connection after
+// RUNNING and opens it again: the source reopens its transport, sends
+// RESUME, owes the MISSING pages again and completes.
+func TestPostcopyReconnect(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	var mu sync.Mutex
+	var events []Progress
+	opt := Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, Progress: func(p Progress) {
+		if p.Phase == PhasePostcopy {
+			mu.Lock()
+			events = append(events, p)
+			mu.Unlock()
+		}
+	}}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+		d.cutAfter, d.reopen = 1000, true
+		d.requester = flood
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	// The bulk pass, the absent pages and what was resent, over two
+	// sessions: the first one's bytes count too.
+	if r.srep.BytesWire < 2*16*mib {
+		t.Errorf("%d bytes on the wire: the first session's are lost", r.srep.BytesWire)
+	}
+	mu.Lock()
+	if len(events) == 0 || events[0].Remaining == 0 || events[0].Handover != HandoverPostcopy {
+		t.Errorf("post-copy progress events: %+v", events)
+	}
+	mu.Unlock()
+	if r.srep.Reconnects != 1 || d.resumes != 1 || d.missing == 0 || r.srep.Status != StatusCompleted {
+		t.Errorf("reconnects %d, resumes %d, missing %d, status %q", r.srep.Reconnects, d.resumes, d.missing, r.srep.Status)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+	t.Logf("missing %d of %d; requested %d pushed %d; bytes %d", d.missing, src.layout.Pages(), r.srep.PagesRequested, r.srep.PagesPushed, r.srep.BytesWire)
+}
+
+// TestPostcopyReconnectTimeout: the destination never comes back: after
+// ReconnectTimeout the source gives up with ErrPostcopyBroken and keeps
+// its copy paused, never resumed.
+func TestPostcopyReconnectTimeout(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	start := time.Now()
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 300 * time.Millisecond}, func(d *scriptDst) {
+		d.cutAfter = 500
+	})
+	if !errors.Is(r.serr, ErrPostcopyBroken) || !strings.Contains(r.serr.Error(), "must never be resumed") {
+		t.Fatalf("send: %v, want ErrPostcopyBroken", r.serr)
+	}
+	if r.srep.Status != StatusPostcopyBroken || r.srep.Handover != HandoverPostcopyBroken || r.srep.Mode != ModePostcopy {
+		t.Errorf("status %q handover %v mode %q", r.srep.Status, r.srep.Handover, r.srep.Mode)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+	if d.settled || time.Since(start) > 10*time.Second {
+		t.Errorf("settled %v after %v", d.settled, time.Since(start))
+	}
+}
+
+// BenchmarkOwedClassify is the cost of classifying an owed set at the
+// switch, while the VM is paused, per page: with the zero check
+// (classifier.next, reads every populated page) and without it
+// (nextUnread: hints and holes only), on data pages and on populated
+// zero pages (the zero check's worst case: a whole page read).
+func BenchmarkOwedClassify(b *testing.B) {
+	const size = 256 * mib
+	for _, content := range []string{"data", "zero"} {
+		v := newFakeVM(b, [2]uint64{0, size})
+		for p := uint64(0); p < v.layout.Pages(); p++ {
+			pg := v.mem[p*framework.PageSize : (p+1)*framework.PageSize]
+			pg[framework.PageSize-1] = 1 // populated
+			if content == "data" {
+				pg[0] = 1
+			} else {
+				pg[framework.PageSize-1] = 0
+			}
+		}
+		s := &sender{layout: v.layout, mem: [][]byte{v.mem}, holes: []holes{{fd: v.layout[0].Fd}}, base: []uint64{0},
+			hints: newHinter(nil, v.layout.Pages(), func(string, ...any) {})}
+		set := bitmap.New(v.layout.Pages())
+		set.SetAll()
+		for _, check := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/zerocheck=%v", content, check), func(b *testing.B) {
+				for b.Loop() {
+					c := s.classify(set)
+					next := c.next
+					if !check {
+						next = c.nextUnread
+					}
+					for {
+						if _, ok := next(batchPages); !ok {
+							break
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(set.Count()), "ns/page")
+			})
+		}
+	}
+}
+
+// BenchmarkPushFlush is the pusher's throughput on loopback when it
+// Flushes every N bytes of page data (pushFlushBytes), and the wait of a
+// page queued at the start of a flush interval (the interval's length).
+func BenchmarkPushFlush(b *testing.B) {
+	const size = 64 * mib
+	src := newFakeVM(b, [2]uint64{0, size})
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.mem[p*framework.PageSize] = 1
+	}
+	dst := newFakeVM(b, [2]uint64{0, size})
+	scred, dcred, err := transport.MintCredentials(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	open := func(v *fakeVM, role transport.Role, creds transport.Credentials, tr *loopback.Transport) error {
+		files, ram, err := RAMFiles(v.layout)
+		if err != nil {
+			return err
+		}
+		b.Cleanup(func() { closeFiles(files) })
+		return tr.Open(context.Background(), transport.OpenRequest{Role: role, RAM: ram, Files: files, Credentials: creds})
+	}
+	for _, every := range []uint64{mib / 4, mib / 2, 1 * mib, 2 * mib, 4 * mib, 8 * mib, 16 * mib, size} {
+		b.Run(fmt.Sprintf("every=%dKiB", every>>10), func(b *testing.B) {
+			send, recv := loopback.NewPipe()
+			errc := make(chan error, 1)
+			go func() { errc <- open(dst, transport.RoleReceive, dcred, recv) }()
+			if err := open(src, transport.RoleSend, scred, send); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			defer recv.Close()
+			defer send.Close()
+			ctx := context.Background()
+			var interval time.Duration
+			var intervals int
+			for b.Loop() {
+				var unflushed uint64
+				t0 := time.Now()
+				batch := min(every/framework.PageSize, batchPages)
+				for p := uint64(0); p < src.layout.Pages(); p += batch {
+					if err := send.SendPages(ctx, []transport.PageRun{{First: p, Count: batch, Kind: transport.KindData}}); err != nil {
+						b.Fatal(err)
+					}
+					if unflushed += batch * framework.PageSize; unflushed >= every {
+						if err := send.Flush(ctx); err != nil {
+							b.Fatal(err)
+						}
+						interval += time.Since(t0)
+						intervals++
+						t0, unflushed = time.Now(), 0
+					}
+				}
+				if err := send.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(size)
+			if intervals > 0 {
+				b.ReportMetric(float64(interval.Microseconds())/float64(intervals), "us/interval")
+			}
+		})
+	}
+}
+
+// TestPostcopyFailsBeforeCommit: the destination cannot load the state
+// after the switch: the source resumes, as in pre-copy.
+func TestPostcopyFailsBeforeCommit(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.failLoad = true })
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "load state: injected") {
+		t.Fatalf("send: %v", r.serr)
+	}
+	if src.paused || src.resumed != 1 || r.srep.Handover != HandoverFailed || r.srep.Status != StatusFailed || r.srep.Mode != ModePostcopy {
+		t.Errorf("source paused %v resumed %d; handover %v status %q mode %q", src.paused, src.resumed, r.srep.Handover, r.srep.Status, r.srep.Mode)
+	}
+}
+
+// TestPostcopyNoRunning: COMMIT written, the session ends without
+// RUNNING: the handover is unknown and the VM stays paused, as in
+// pre-copy.
+func TestPostcopyNoRunning(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.silentRun = true })
+	if !errors.Is(r.serr, ErrHandoverUnknown) || r.srep.Status != StatusHandoverUnknown {
+		t.Fatalf("send: %v, status %q", r.serr, r.srep.Status)
+	}
+	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+}
+
+// TestResumeEncoding: RESUME is exactly 12 bytes and checked.
+func TestResumeEncoding(t *testing.T) {
+	b := encodeResume(12345)
+	if len(b) != 12 {
+		t.Fatalf("RESUME of %d bytes", len(b))
+	}
+	if pages, err := decodeResume(b); err != nil || pages != 12345 {
+		t.Fatalf("%d %v", pages, err)
+	}
+	if _, err := decodeResume(b[:11]); !errors.Is(err, errMalformed) {
+		t.Errorf("short RESUME: %v", err)
+	}
+	old := append([]byte{2, 0, 0, 0}, b[4:]...)
+	if _, err := decodeResume(old); err == nil || !strings.Contains(err.Error(), "protocol 2") {
+		t.Errorf("RESUME of protocol 2: %v", err)
+	}
+}
+
+func FuzzDecodeResume(f *testing.F) {
+	f.Add(encodeResume(1))
+	f.Fuzz(func(t *testing.T, b []byte) { decodeResume(b) })
+}
+
+// TestPostcopyHintsAtSwitch: pages a provider hinted free that the
+// interrupted bulk pass had not reached go as zero runs at the switch,
+// not as absent pages, unless the guest wrote them after the hint.
+func TestPostcopyHintsAtSwitch(t *testing.T) {
+	src := dataGuest(t, 32*mib)
+	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+		return emit([]hint.Range{{First: 6000, Count: 2000}})
+	}}
+	start := make(chan struct{})
+	opt := Options{StartPostcopy: start, HintHold: 5 * time.Second, Hints: []HintSource{source("fake", prov, time.Second)}}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+		d.free = [2]uint64{6000, 8000}
+		d.onSrcPages = func(n int64) {
+			if n == 1 {
+				for p := uint64(7000); p < 7100; p++ { // written after the hint: they travel
+					src.write(p, 0x66)
+				}
+				close(start)
+			}
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t) // the written ones were compared as they landed
+	if want := uint64(8192 - 2048 - 2000 + 100); d.absent.Count() != want {
+		t.Errorf("%d absent pages, want %d", d.absent.Count(), want)
+	}
+	for p := uint64(6000); p < 8000; p++ {
+		if hinted := p < 7000 || p >= 7100; d.absent.Test(p) == hinted {
+			t.Fatalf("page %d absent %v", p, d.absent.Test(p))
+		}
+	}
+	if r.srep.PagesSkipped != 1900 || r.srep.SkippedBy["fake"] != 1900 {
+		t.Errorf("skipped %d (%v), want 1900", r.srep.PagesSkipped, r.srep.SkippedBy)
+	}
+}
+
+// TestPostcopyRequestLatency measures, on loopback, the time from a
+// REQUEST to its page landing while the pusher keeps sending (capped at
+// 32 MiB/s, 2 MiB per Flush): the source's part of a network fault.
+func TestPostcopyRequestLatency(t *testing.T) {
+	src := dataGuest(t, 32*mib)
+	allDirtyAfterBulk(src)
+	var lat []time.Duration
+	var waiting atomic.Uint64
+	landed := make(chan struct{}, 1)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 32 * mib}, func(d *scriptDst) {
+		d.onLand = func(p uint64) {
+			if p+1 == waiting.Load() {
+				select {
+				case landed <- struct{}{}:
+				default:
+				}
+			}
+		}
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			pages := d.vm.layout.Pages()
+			for len(lat) < 200 && ctx.Err() == nil {
+				p := rng.Uint64N(pages)
+				d.mu.Lock()
+				done := d.landed[p] > 0
+				d.mu.Unlock()
+				if done {
+					continue
+				}
+				waiting.Store(p + 1)
+				t0 := time.Now()
+				if d.request(ctx, []pageRun{{p, 1}}) != nil {
+					return
+				}
+				select {
+				case <-landed:
+					lat = append(lat, time.Since(t0))
+				case <-time.After(2 * time.Second):
+					t.Errorf("page %d never landed", p)
+					return
+				case <-ctx.Done():
+					return
+				}
+				waiting.Store(0)
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if len(lat) < 20 { // -race on a loaded machine: the pusher may finish first
+		t.Fatalf("only %d requests measured", len(lat))
+	}
+	slices.Sort(lat)
+	t.Logf("%d requests while pushing: p50 %v p99 %v max %v; requested %d pushed %d in %d ms",
+		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], r.srep.PagesRequested, r.srep.PagesPushed, r.srep.PostcopyMS)
+}
+
+// TestPostcopyNothingAbsent: "always" on a guest that wrote nothing
+// during the bulk pass: one empty POSTCOPY chunk, nothing to push, and
+// the source still waits for SETTLED.
+func TestPostcopyNothingAbsent(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, nil)
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if d.absent.Count() != 0 || !d.settled || r.srep.Mode != ModePostcopy || r.srep.PagesPushed != 0 || r.srep.Handover != HandoverCompleted {
+		t.Errorf("absent %d settled %v mode %q pushed %d handover %v", d.absent.Count(), d.settled, r.srep.Mode, r.srep.PagesPushed, r.srep.Handover)
+	}
+}
+
+// TestPostcopyFaultsDuringLoad: the destination's LoadState faults
+// before LOADED: the source answers from the moment the POSTCOPY list
+// is out, before the state, and those pages are not pushed again.
+func TestPostcopyFaultsDuringLoad(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) {
+		d.loadFaults = []pageRun{{10, 2}, {1500, 1}}
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.PagesRequested != 3 || r.srep.PagesPushed != src.layout.Pages()-3 {
+		t.Errorf("requested %d pushed %d", r.srep.PagesRequested, r.srep.PagesPushed)
+	}
+}
+
+// TestPostcopySettledDiffers: SETTLED reports pages that differed on
+// arrival: a loud error naming the first, the handover completed (the
+// VM runs there) and the source never resumed.
+func TestPostcopySettledDiffers(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.settleBad = true })
+	if r.serr == nil || !strings.Contains(r.serr.Error(), "3 pages differed") || !strings.Contains(r.serr.Error(), "first: page 42") {
+		t.Fatalf("send: %v", r.serr)
+	}
+	if r.srep.Handover != HandoverCompleted || !src.paused || src.resumed != 0 {
+		t.Errorf("handover %v; source paused %v resumed %d", r.srep.Handover, src.paused, src.resumed)
+	}
+}
