@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -636,4 +639,177 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// helloReady opens s's transport, sends HELLO with flags and returns
+// READY's flags and text; then it aborts.
+func helloReady(t *testing.T, s *script, flags uint32) (uint32, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	must(t, s.tr.Open(ctx, s.req))
+	defer s.tr.Close()
+	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}))
+	m, err := s.tr.RecvMessage(ctx)
+	must(t, err)
+	if m.Kind != msgReady {
+		t.Fatalf("%s instead of READY: %q", msgName(m.Kind), m.Payload)
+	}
+	got, why, err := decodeReady(m.Payload)
+	must(t, err)
+	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("test done")}))
+	return got, why
+}
+
+// plainTarget hides a VM's post-copy methods.
+type plainTarget struct{ framework.Target }
+
+// READY says whether post-copy can be served: not for a Target that is
+// not a PostcopyTarget, yes for a vmtest VM with userfaultfd; without
+// the HELLO flag it says nothing.
+func TestPostcopyReady(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		plain bool
+		hello uint32
+		flags uint32
+		why   string
+	}{
+		{"not a PostcopyTarget", true, helloMaySwitch, 0, "not a framework.PostcopyTarget"},
+		{"ready", false, helloMaySwitch, readyPostcopy, ""},
+		{"not asked", false, 0, 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+			var target framework.Target = dst
+			if c.plain {
+				target = plainTarget{dst}
+			}
+			wait := receiveAsync(context.Background(), target, rcv, opt)
+			flags, why := helloReady(t, s, c.hello)
+			if flags != c.flags || !strings.Contains(why, c.why) || (c.why == "" && why != "") {
+				t.Errorf("READY %#x %q, want %#x %q", flags, why, c.flags, c.why)
+			}
+			if _, err := wait(); err == nil || !strings.Contains(err.Error(), "source aborted") {
+				t.Errorf("Receive: %v", err)
+			}
+		})
+	}
+}
+
+// TestPostcopyReadyNobody: as user nobody (no userfaultfd allowed),
+// READY says post-copy cannot be served, and why.
+func TestPostcopyReadyNobody(t *testing.T) {
+	if os.Getenv("FERRY_PC_CHILD") == "1" {
+		s, dst, rcv, opt := pcSetupNoUffd(t)
+		wait := receiveAsync(context.Background(), dst, rcv, opt)
+		flags, why := helloReady(t, s, helloMaySwitch)
+		wait()
+		fmt.Printf("flags=%#x\nwhy=%s\n", flags, why)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root to start a child as nobody")
+	}
+	if b, _ := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd"); strings.TrimSpace(string(b)) != "0" {
+		t.Skip("SKIPPED: vm.unprivileged_userfaultfd is not 0, nobody may use userfaultfd")
+	}
+	dir, err := os.MkdirTemp("", "pc-ready")
+	must(t, err)
+	defer os.RemoveAll(dir)
+	self, err := os.ReadFile(os.Args[0])
+	must(t, err)
+	bin := dir + "/engine.test"
+	must(t, os.WriteFile(bin, self, 0o755))
+	must(t, os.Chmod(dir, 0o755))
+	cmd := exec.Command(bin, "-test.run=^TestPostcopyReadyNobody$", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "FERRY_PC_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, want := range []string{"flags=0x0", "why=", "vm.unprivileged_userfaultfd", "--- PASS"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("child output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("as nobody:\n%s", out)
+}
+
+// pcSetupNoUffd is pcSetup without the userfaultfd check.
+func pcSetupNoUffd(t *testing.T) (*script, *vmtest.VM, *loopback.Transport, Options) {
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	scr, rcv := loopback.NewPipe()
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	return newScript(t, src, scr, sc), dst, rcv, Options{Credentials: dc}
+}
+
+// A source that may switch but does not: pre-copy as before, the landed
+// lane discards its runs and ends with the migration.
+func TestPostcopyReadyButPrecopy(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	failed := runScript(func() {
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch))
+		if flags, _, _ := decodeReady(s.recv(ctx, msgReady)); flags != readyPostcopy {
+			t.Errorf("READY %#x", flags)
+		}
+		all := bitmap.New(s.pages)
+		all.SetAll()
+		must(t, s.src.Pause(ctx))
+		must(t, s.tr.SendPages(ctx, s.runs(all, s.free.Test)))
+		must(t, s.tr.Flush(ctx))
+		state, err := s.src.SaveState(ctx)
+		must(t, err)
+		s.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
+		s.recv(ctx, msgLoaded)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+	})
+	rep, err := wait()
+	if failed || err != nil || rep.Mode != ModePrecopy || rep.Handover != HandoverRunning || rep.PagesRequested != 0 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	s.tr.Close()
+	must(t, dst.Pause(ctx))
+	checkPages(t, s, dst, 0, ^uint64(0))
+	if n := uffdOpen(); n != 0 {
+		t.Errorf("%d userfaultfds open", n)
+	}
+}
+
+// Requests queue without blocking and leave sorted, merged, in chunks.
+func TestRequesterMerges(t *testing.T) {
+	q := newRequester()
+	for _, r := range [][2]uint64{{9, 1}, {3, 2}, {5, 1}, {4, 3}, {20, 1}} {
+		must(t, q.Request(r[0], r[1]))
+	}
+	if got, want := q.take(), []pageRun{{3, 4}, {9, 1}, {20, 1}}; !slices.Equal(got, want) {
+		t.Fatalf("take %v, want %v", got, want)
+	}
+	must(t, q.Request(1, 1))
+	q.clear()
+	if got := q.take(); len(got) != 0 {
+		t.Fatalf("after clear: %v", got)
+	}
+}
+
+func TestDecodeResume(t *testing.T) {
+	must(t, decodeResume(testResume(77), 77))
+	for _, b := range [][]byte{testResume(76), testResume(77)[:11], append(testResume(77), 0),
+		binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, 2), 77)} {
+		if err := decodeResume(b, 77); !errors.Is(err, errMalformed) {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
 }
