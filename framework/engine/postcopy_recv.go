@@ -651,6 +651,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			}
 			cause = fmt.Errorf("landed pages: %w", s.feed.err)
 		case err := <-s.reqDone:
+			s.reqDone <- err // stopSession reads it again
 			cause = err
 		case <-ctx.Done():
 			return ctx.Err()
