@@ -840,7 +840,7 @@ func (pc *pcRecv) broken(cause error) error {
 	}
 	r.opt.Log.Error("post-copy broken: the VM is halted here and lacks pages the source holds", "err", cause,
 		"pages_missing", pc.svc.Pending())
-	return fmt.Errorf("%w: %v", ErrPostcopyBroken, cause)
+	return fmt.Errorf("%w: %w", ErrPostcopyBroken, cause)
 }
 
 // closeUffd stops the fault loop and closes the userfaultfd.

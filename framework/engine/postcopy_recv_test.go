@@ -20,6 +20,7 @@ import (
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/internal/uffd"
+	"github.com/ferryvm/ferry/framework/postcopy"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
@@ -811,5 +812,41 @@ func TestDecodeResume(t *testing.T) {
 		if err := decodeResume(b, 77); !errors.Is(err, errMalformed) {
 			t.Errorf("%x: %v", b, err)
 		}
+	}
+}
+
+// A source that breaks the exactly-once rule (a page the guest already
+// owns arrives again) ends post-copy for good: the fault service stops,
+// the VM halts before the userfaultfd closes; never ABORT.
+func TestPostcopySecondCopyBreaks(t *testing.T) {
+	before := uffdOpen()
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const p = 10 // never sent, not free
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		if dst.Page(p) == nil { // requested, answered, placed
+			t.Error("Page failed")
+		}
+		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		if m, err := s.tr.RecvMessage(ctx); err == nil {
+			t.Errorf("the destination sent %s", msgName(m.Kind))
+		}
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, ErrPostcopyBroken) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverPostcopyBroken {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	if notes := dst.HaltNotes(); dst.State() != vmtest.StateHalted || len(notes) != 1 || notes[0] != fmt.Sprint(before+1) {
+		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)
 	}
 }
