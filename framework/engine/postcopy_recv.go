@@ -700,6 +700,20 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	pc.req.clear()
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	// A fault service that failed cannot serve the guest any more: no
+	// use waiting for a source.
+	loopFailed := make(chan error, 1)
+	if ld := pc.loopDone; ld != nil {
+		go func() {
+			select {
+			case err := <-ld:
+				ld <- err
+				loopFailed <- err
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+	}
 	last := cause
 	for rctx.Err() == nil {
 		err := pc.resume(rctx)
@@ -720,6 +734,11 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 		case <-time.After(100 * time.Millisecond):
 		case <-rctx.Done():
 		}
+	}
+	select {
+	case err := <-loopFailed:
+		return fmt.Errorf("fault service: %w", err)
+	default:
 	}
 	return fmt.Errorf("no source resumed post-copy within reconnect_timeout %v (%v): %w", r.opt.ReconnectTimeout, last, rctx.Err())
 }
@@ -847,9 +866,8 @@ func (pc *pcRecv) broken(cause error) error {
 func (pc *pcRecv) closeUffd() {
 	if pc.stopLoop != nil {
 		pc.stopLoop()
-		err := <-pc.loopDone
-		pc.loopDone <- err
-		pc.stopLoop = nil
+		<-pc.loopDone
+		pc.stopLoop, pc.loopDone = nil, nil // a nil channel: selects on it wait forever
 	}
 	if pc.u != nil {
 		pc.u.Close()
