@@ -850,3 +850,57 @@ func TestPostcopySecondCopyBreaks(t *testing.T) {
 		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)
 	}
 }
+
+// landedOnly is a transport whose Landed returns batches from a channel.
+type landedOnly struct {
+	transport.Transport
+	c chan []transport.PageRun
+}
+
+func (l landedOnly) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	select {
+	case b, ok := <-l.c:
+		if !ok {
+			return nil, transport.ErrClosed
+		}
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// The landed lane's drain at POSTCOPY: it waits for a first return (the
+// lane was armed before the bulk pages), discards pre-copy's runs until
+// the lane is quiet, and from then on keeps every run for the service.
+func TestLandedDrain(t *testing.T) {
+	tr := landedOnly{c: make(chan []transport.PageRun)}
+	f := newLandedFeed(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.run(ctx, tr)
+	<-f.entered
+	// Nothing landed yet: the drain cannot tell the lane was armed.
+	short, stop := context.WithTimeout(ctx, 30*time.Millisecond)
+	var buf []transport.PageRun
+	if err := f.drain(short, &buf); err == nil || !strings.Contains(err.Error(), "never reported a landed page") {
+		t.Fatalf("drain without a landed page: %v", err)
+	}
+	stop()
+	tr.c <- []transport.PageRun{{First: 1, Count: 2, Kind: transport.KindData}} // pre-copy: discarded
+	tr.c <- []transport.PageRun{{First: 7, Count: 1, Kind: transport.KindData}} // a stale report, late: discarded
+	if err := f.drain(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr.c <- []transport.PageRun{{First: 9, Count: 1, Kind: transport.KindZero}} // post-copy's
+	tr.c <- nil                                                                 // taken once the batch above was handed on
+	f.mu.Lock()
+	if len(buf) != 1 || buf[0].First != 9 {
+		t.Errorf("kept %v", buf)
+	}
+	f.mu.Unlock()
+	close(tr.c)
+	<-f.done
+	if !errors.Is(f.err, transport.ErrClosed) || f.fatal {
+		t.Fatalf("lane ended with %v (fatal %v)", f.err, f.fatal)
+	}
+}
