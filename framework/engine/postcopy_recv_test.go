@@ -904,3 +904,57 @@ func TestLandedDrain(t *testing.T) {
 		t.Fatalf("lane ended with %v (fatal %v)", f.err, f.fatal)
 	}
 }
+
+// resumeScript opens the script's transport again after a break, sends
+// RESUME and returns the pages MISSING lists.
+func (s *script) resume(ctx context.Context) *bitmap.Bitmap {
+	must(s.t, s.tr.Open(ctx, s.req))
+	s.send(ctx, msgResume, testResume(s.pages))
+	got := bitmap.New(s.pages)
+	var after uint64
+	for last := false; !last; {
+		var runs []pageRun
+		var err error
+		runs, last, after, err = decodeRuns(nil, s.recv(ctx, msgMissing), s.pages, after)
+		must(s.t, err)
+		for _, r := range runs {
+			got.SetRange(r.First, r.Count)
+		}
+	}
+	return got
+}
+
+// The connection breaks right after COMMIT, before the source read
+// RUNNING: the destination runs the VM anyway and waits for the source;
+// the source, which wrote COMMIT, resumes post-copy with RESUME.
+func TestPostcopyBreakAtCommit(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		s.send(ctx, msgCommit, nil)
+		s.tr.Close()
+		got := s.resume(ctx)
+		want := bitmap.New(s.pages)
+		want.Or(s.absent)
+		if diff := bitmapDiff(got, want); diff != "" {
+			t.Errorf("MISSING differs from the absent pages: %s", diff)
+		}
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning || dst.Counters().Resumes != 1 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
