@@ -65,6 +65,12 @@ func (r *receiver) unknown(cause error) error {
 		return err
 	}
 	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
+	if r.pc != nil && r.pc.on {
+		// The VM never ran here, and this side lacks the absent pages:
+		// only the source can resume it.
+		r.opt.Log.Error("post-copy: this destination lacks pages the source holds and never ran the VM; " +
+			"it must not be resumed: resolve by resuming the source")
+	}
 	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
 }
 
