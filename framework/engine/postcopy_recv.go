@@ -87,15 +87,16 @@ type pcRecv struct {
 
 	sess *pcSession // the current transport session's goroutines
 
-	u        *uffd.FD
-	m        postcopy.Mapping
-	svc      *postcopy.Service
-	req      *requester
-	check    *landCheck
-	stopLoop context.CancelFunc
-	loopDone chan error // the fault loop's end (buffered)
-	arrived  chan struct{}
-	arriveMu sync.Once
+	u         *uffd.FD
+	m         postcopy.Mapping
+	svc       *postcopy.Service
+	req       *requester
+	check     *landCheck
+	stopLoop  context.CancelFunc
+	loopDone  chan error // the fault loop's end (buffered)
+	arrived   chan struct{}
+	arriveMu  sync.Once
+	committed chan struct{} // closed at COMMIT: watchSetup stops
 
 	touching   bool // Postcopy(toucher) was called and not undone yet
 	resumedAt  time.Time
@@ -478,8 +479,41 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 	}
 	pc.startRequests()
 	pc.noteArrived()
+	pc.committed = make(chan struct{})
+	go pc.watchSetup(pc.sess, pc.loopDone, pc.committed)
 	r.opt.Log.Info("post-copy: fault service on", "absent_pages", r.layout.Pages()-pc.held(), "absent_runs", len(pc.absent))
 	return nil
+}
+
+// errPostcopySetup classes a post-copy goroutine that failed before
+// COMMIT: the migration fails (the VM never ran here; the source
+// resumes).
+var errPostcopySetup = errors.New("post-copy failed before the switch")
+
+// watchSetup ends the receiver's wait for the source's next message
+// when the fault service fails before COMMIT (a fault during LoadState
+// would otherwise wait for ever); from COMMIT on, wait watches it
+// itself. A session that ends is not its business: the wait for the
+// next message fails on its own, as in pre-copy (after LOADED: the
+// handover is unknown).
+func (pc *pcRecv) watchSetup(s *pcSession, loopDone chan error, committed chan struct{}) {
+	feedDone := s.feed.done
+	for {
+		select {
+		case err := <-loopDone:
+			loopDone <- err
+			pc.r.stopLoop(fmt.Errorf("%w: fault loop: %w", errPostcopySetup, err))
+			return
+		case <-feedDone:
+			if s.feed.fatal {
+				pc.r.stopLoop(fmt.Errorf("%w: %w", errPostcopySetup, s.feed.err))
+				return
+			}
+			feedDone = nil
+		case <-committed:
+			return
+		}
+	}
 }
 
 // held is the pages the destination holds at POSTCOPY.
@@ -580,6 +614,7 @@ func (t toucher) Touch(b []byte, write bool) error {
 // or post-copy broke for good (ErrPostcopyBroken, the VM halted).
 func (pc *pcRecv) commit(ctx context.Context) error {
 	r := pc.r
+	close(pc.committed) // from here on, wait watches the goroutines
 	if err := pc.failedEarly(); err != nil {
 		return err // before RUNNING: the source resumes (giveUp: ABORT)
 	}
@@ -654,7 +689,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			s.reqDone <- err // stopSession reads it again
 			cause = err
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 		if err := pc.reconnect(ctx, cause); err != nil {
 			return err

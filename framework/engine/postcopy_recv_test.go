@@ -958,3 +958,36 @@ func TestPostcopyBreakAtCommit(t *testing.T) {
 	}
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
 }
+
+// Before COMMIT, a failing fault service ends the migration at once
+// (the VM never ran here): the destination fails and tells the source.
+func TestPostcopyFailsBeforeCommit(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const p = 10 // never sent: a device reads it during the load
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		// The destination's VMM touches the page before COMMIT (as a
+		// LoadState might): requested, answered, placed.
+		must(t, uffd.Populate(sliceAddr(dst.GuestMemory(0)[p*framework.PageSize:]), framework.PageSize, false))
+		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		m, err := s.tr.RecvMessage(ctx)
+		if err != nil || m.Kind != msgAbort {
+			t.Errorf("got %s %q, %v; want ABORT", msgName(m.Kind), m.Payload, err)
+		}
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, errPostcopySetup) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverFailed {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	if dst.Counters().Resumes != 0 || uffdOpen() != 0 {
+		t.Errorf("resumed %d, userfaultfds open %d", dst.Counters().Resumes, uffdOpen())
+	}
+}

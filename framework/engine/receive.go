@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,7 +73,10 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		cancel()
 		r.tr.Close()
 	}()
-	err = r.loop(ctx)
+	lctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	r.stopLoop = stop
+	err = r.loop(lctx)
 	r.clock.workDone(time.Now())
 	if err != nil {
 		r.giveUp(err)
@@ -113,6 +117,9 @@ func (r *receiver) loop(ctx context.Context) error {
 	for {
 		m, err := r.recv(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errPostcopySetup) {
+				return cause // the VM never ran here: fail, and tell the source (giveUp)
+			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
 				return r.unknown(err)

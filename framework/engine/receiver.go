@@ -29,8 +29,9 @@ type receiver struct {
 	ho       handoverState
 	clock    phaseClock // where the time goes (timing.go)
 	openReq  transport.OpenRequest
-	mode     string  // Report.Mode once the handshake ran
-	pc       *pcRecv // post-copy, when READY said this side can serve one (postcopy_recv.go)
+	mode     string                  // Report.Mode once the handshake ran
+	pc       *pcRecv                 // post-copy, when READY said this side can serve one (postcopy_recv.go)
+	stopLoop context.CancelCauseFunc // ends loop's wait with a cause (post-copy's goroutines failing before COMMIT)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
