@@ -96,7 +96,8 @@ type pcRecv struct {
 	loopDone  chan error // the fault loop's end (buffered)
 	arrived   chan struct{}
 	arriveMu  sync.Once
-	committed chan struct{} // closed at COMMIT: watchSetup stops
+	committed chan struct{} // closed at COMMIT (or the end): watchSetup stops
+	commitMu  sync.Once
 
 	touching   bool // Postcopy(toucher) was called and not undone yet
 	resumedAt  time.Time
@@ -614,7 +615,7 @@ func (t toucher) Touch(b []byte, write bool) error {
 // or post-copy broke for good (ErrPostcopyBroken, the VM halted).
 func (pc *pcRecv) commit(ctx context.Context) error {
 	r := pc.r
-	close(pc.committed) // from here on, wait watches the goroutines
+	pc.stopWatch() // from here on, wait watches the goroutines
 	if err := pc.failedEarly(); err != nil {
 		return err // before RUNNING: the source resumes (giveUp: ABORT)
 	}
@@ -910,9 +911,17 @@ func (pc *pcRecv) closeUffd() {
 	}
 }
 
+// stopWatch stops watchSetup, once.
+func (pc *pcRecv) stopWatch() {
+	if pc.committed != nil {
+		pc.commitMu.Do(func() { close(pc.committed) })
+	}
+}
+
 // close releases what is left: after a pre-copy end, a failure before
 // the switch (the guest never ran here) or any end of post-copy.
 func (pc *pcRecv) close() {
+	pc.stopWatch()
 	pc.stopSession()
 	pc.closeUffd() // closing it unregisters guest RAM
 	if pc.touching {
