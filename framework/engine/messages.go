@@ -106,7 +106,7 @@ func msgName(kind uint32) string {
 // last HASHES, RUNNING after COMMIT, or ABORT in place of any of them.
 var receiverAccepts = map[Handover][]uint32{
 	HandoverWaiting:   {msgHello},
-	HandoverReceiving: {msgState},
+	HandoverReceiving: {msgPostcopy, msgState},
 	HandoverLoaded:    {msgHashes, msgCommit},
 }
 

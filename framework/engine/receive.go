@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,6 +32,10 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
+	rep.Mode = r.mode
+	if r.pc != nil {
+		r.pc.fill(&rep)
+	}
 	end := time.Now()
 	r.clock.fill(&rep, end)
 	rep.TotalMS = end.Sub(r.start).Milliseconds()
@@ -55,8 +60,9 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	}
 	defer closeFiles(files)
 	r.progress()
-	if err := r.open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
-		Credentials: r.opt.Credentials}, rep); err != nil {
+	r.openReq = transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
+		Credentials: r.opt.Credentials}
+	if err := r.open(ctx, r.openReq, rep); err != nil {
 		return err
 	}
 	defer func() {
@@ -67,13 +73,19 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		cancel()
 		r.tr.Close()
 	}()
-	err = r.loop(ctx)
+	lctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	r.stopLoop = stop
+	err = r.loop(lctx)
 	r.clock.workDone(time.Now())
-	if r.check != nil {
-		r.check.close()
-	}
 	if err != nil {
 		r.giveUp(err)
+	}
+	if r.pc != nil {
+		r.pc.close()
+	}
+	if r.check != nil {
+		r.check.close()
 	}
 	return err
 }
@@ -105,6 +117,9 @@ func (r *receiver) loop(ctx context.Context) error {
 	for {
 		m, err := r.recv(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errPostcopySetup) {
+				return cause // the VM never ran here: fail, and tell the source (giveUp)
+			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
 				return r.unknown(err)
@@ -141,14 +156,35 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err := r.ho.move(HandoverReceiving); err != nil {
 		return err
 	}
+	r.mode = ModePrecopy
 	r.setPhase(PhaseBulk)
-	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(0, "")})
+	var flags uint32
+	var why string
+	if h.Flags&helloMaySwitch != 0 {
+		if why = r.postcopyWhyNot(); why == "" {
+			flags = readyPostcopy
+			// Arm the landed lane before READY: the source sends pages
+			// only after it, and a post-copy page can only be fed to the
+			// fault service if the transport records it (from the first
+			// Landed call of the session on). Pre-copy's runs are
+			// discarded (the source's Flush covers them); at POSTCOPY
+			// the lane is drained and then feeds the service.
+			r.pc = newPCRecv(ctx, r)
+			r.pc.startSession(ctx, nil)
+		} else {
+			r.opt.Log.Warn("the source may switch to post-copy, but this destination cannot serve it", "why", why)
+		}
+	}
+	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)})
 }
 
 // commit runs the VM and answers RUNNING. If the VM will not resume, the
 // migration fails here (and the source, told by ABORT, resumes). A lost
 // RUNNING is the source's problem to resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
+	if r.pc != nil && r.pc.on {
+		return r.pc.commit(ctx)
+	}
 	if err := r.dst.Resume(); err != nil {
 		return fmt.Errorf("resume the migrated VM: %w", err) // giveUp: failed, ABORT
 	}
@@ -202,6 +238,9 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 		c, err := newChecker(r.layout)
 		if err != nil {
 			return err
+		}
+		if r.pc != nil && r.pc.on {
+			c.deferred = r.pc.check.deferHash // absent pages: compared when they land
 		}
 		r.check = c
 	}

@@ -28,6 +28,10 @@ type receiver struct {
 	check    *checker // page-exact check in progress
 	ho       handoverState
 	clock    phaseClock // where the time goes (timing.go)
+	openReq  transport.OpenRequest
+	mode     string                  // Report.Mode once the handshake ran
+	pc       *pcRecv                 // post-copy, when READY said this side can serve one (postcopy_recv.go)
+	stopLoop context.CancelCauseFunc // ends loop's wait with a cause (post-copy's goroutines failing before COMMIT)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
@@ -62,6 +66,12 @@ func (r *receiver) unknown(cause error) error {
 		return err
 	}
 	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
+	if r.pc != nil && r.pc.on {
+		// The VM never ran here, and this side lacks the absent pages:
+		// only the source can resume it.
+		r.opt.Log.Error("post-copy: this destination lacks pages the source holds and never ran the VM; " +
+			"it must not be resumed: resolve by resuming the source")
+	}
 	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
 }
 
@@ -80,6 +90,8 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
 	case msgHello:
 		return false, r.hello(ctx, m.Payload)
+	case msgPostcopy:
+		return false, r.postcopyChunk(ctx, m.Payload)
 	case msgState:
 		return false, r.stateChunk(ctx, m.Payload)
 	case msgHashes:
@@ -96,8 +108,8 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 // (nothing to tell), or handover-unknown (the source may have
 // committed: never ABORT).
 func (r *receiver) giveUp(cause error) {
-	if r.ho.get().Final() {
-		return
+	if h := r.ho.get(); h.Final() || h == HandoverPostcopy {
+		return // post-copy ends running or broken, never with ABORT (postcopy_recv.go)
 	}
 	if err := r.ho.move(HandoverFailed); err != nil {
 		r.opt.Log.Error("give up", "err", err)

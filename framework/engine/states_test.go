@@ -80,11 +80,13 @@ func TestPhaseTable(t *testing.T) {
 func TestReceiverAccepts(t *testing.T) {
 	want := map[Handover][]uint32{
 		HandoverWaiting:   {msgHello, msgAbort},
-		HandoverReceiving: {msgState, msgAbort},
+		HandoverReceiving: {msgPostcopy, msgState, msgAbort},
 		HandoverLoaded:    {msgHashes, msgCommit, msgAbort},
 	}
-	for h := HandoverInvalid; h <= HandoverUnknown; h++ {
-		for k := uint32(0); k <= msgRunning+1; k++ {
+	// Post-copy: POSTCOPY before STATE; RESUME only as the first message
+	// of a re-opened connection (postcopy_recv.go), never in this table.
+	for h := HandoverInvalid; h <= HandoverPostcopyBroken; h++ {
+		for k := uint32(0); k <= msgMissing+1; k++ {
 			if got := receiverTakes(h, k); got != oneOf(k, want[h]) {
 				t.Errorf("%s takes %s: %v", h, msgName(k), got)
 			}

@@ -25,6 +25,7 @@ type Op struct {
 // machine holds every page's state; the caller serialises access.
 type machine struct {
 	pages []State
+	n     [numStates]uint64 // pages per state, kept by every move
 }
 
 func newMachine(pages uint64) machine {
@@ -32,7 +33,33 @@ func newMachine(pages uint64) machine {
 	for i := range m.pages {
 		m.pages[i] = Absent
 	}
+	m.n[Absent] = pages
 	return m
+}
+
+// hold moves pages [first, first+count), all Absent, to s (Landed or
+// ZeroKnown) without actions: the pages the destination already holds
+// when post-copy begins. It fills the run in one step (no per-page
+// table lookup) and fails, moving nothing, if a page is not Absent.
+func (m *machine) hold(first, count uint64, s State) error {
+	if s != Landed && s != ZeroKnown {
+		return fmt.Errorf("%w: hold as %v", ErrTransition, s)
+	}
+	if first > uint64(len(m.pages)) || count > uint64(len(m.pages))-first {
+		return fmt.Errorf("%w: pages %d+%d, guest has %d", ErrRange, first, count, len(m.pages))
+	}
+	run := m.pages[first : first+count]
+	for i, st := range run {
+		if st != Absent {
+			return fmt.Errorf("page %d: %w: hold in state %v", first+uint64(i), ErrTransition, st)
+		}
+	}
+	for i := range run {
+		run[i] = s
+	}
+	m.n[Absent] -= count
+	m.n[s] += count
+	return nil
 }
 
 // apply moves pages [first, first+count) on e and appends the actions to
@@ -48,6 +75,8 @@ func (m *machine) apply(e Event, first, count uint64, ops []Op) ([]Op, error) {
 		if err != nil {
 			return ops, fmt.Errorf("page %d: %w", p, err)
 		}
+		m.n[m.pages[p]]--
+		m.n[t.next]++
 		m.pages[p] = t.next
 		if t.act == None {
 			continue
@@ -62,10 +91,4 @@ func (m *machine) apply(e Event, first, count uint64, ops []Op) ([]Op, error) {
 }
 
 // count returns how many pages are in each state.
-func (m *machine) count() [numStates]uint64 {
-	var n [numStates]uint64
-	for _, s := range m.pages {
-		n[s]++
-	}
-	return n
-}
+func (m *machine) count() [numStates]uint64 { return m.n }

@@ -67,6 +67,30 @@ func (s *Service) Settle() error {
 	return s.run(Settle, 0, uint64(len(s.m.pages)))
 }
 
+// Hold seeds pages [first, first+count), all still Absent, as held
+// before any fault is served: data already in the memfd (zero false:
+// Landed, mapped with CONTINUE on the first fault) or a hole known to
+// be zero (zero true: ZeroKnown, ZEROPAGE). It takes one step per run,
+// not per page, and carries out no action.
+func (s *Service) Hold(first, count uint64, zero bool) error {
+	st := Landed
+	if zero {
+		st = ZeroKnown
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.hold(first, count, st)
+}
+
+// Pending returns how many pages have not arrived yet (absent or
+// requested): post-copy is over when it is 0. It costs a lock, not a
+// walk over the pages.
+func (s *Service) Pending() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.n[Absent] + s.m.n[Requested]
+}
+
 // Reconnect reports that the connection to the source was re-established:
 // pages requested before are asked for again (the request or its answer
 // may have been lost); the source sends each at most once more.

@@ -196,3 +196,32 @@ func TestReconnect(t *testing.T) {
 	must(t, s.Landed(3, 1))
 	expect(t, f, "continue 3+1")
 }
+
+// The per-state counts follow every move, and Hold seeds runs of
+// Absent pages only.
+func TestCountsAndHold(t *testing.T) {
+	s, f := newFake(10)
+	must(t, s.Hold(0, 3, false))
+	must(t, s.Hold(5, 2, true))
+	if err := s.Hold(2, 2, false); !errors.Is(err, ErrTransition) {
+		t.Fatalf("hold over a held page: %v", err)
+	}
+	if s.State(3) != Absent {
+		t.Fatal("a failed hold moved pages")
+	}
+	if err := s.Hold(9, 2, false); !errors.Is(err, ErrRange) {
+		t.Fatalf("hold past the end: %v", err)
+	}
+	if n := s.Pending(); n != 5 {
+		t.Fatalf("pending %d, want 5", n)
+	}
+	must(t, s.Fault(1, time.Now()))
+	must(t, s.Fault(5, time.Now()))
+	must(t, s.Fault(8, time.Now()))
+	expect(t, f, "continue 1+1", "zero 5+1", "request 8+1")
+	must(t, s.Landed(8, 2))
+	st := s.Stats()
+	if s.Pending() != 3 || st.Absent != 3 || st.Landed != 3 || st.Placed != 3 || st.ZeroKnown != 1 || st.Requested != 0 {
+		t.Fatalf("pending %d, stats %+v", s.Pending(), st)
+	}
+}

@@ -15,6 +15,9 @@ const maxReported = 8
 // docs/ARCHITECTURE.md): every page it owns holds a valid record of
 // itself. Free pages are not checked.
 func (v *VM) Verify() error {
+	if err := v.touchAll(); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.state == StateIncoming || v.state == StateClosed {
@@ -48,6 +51,11 @@ func Equal(a, b *VM) error {
 	}
 	if err := a.layout.Same(b.layout); err != nil {
 		return fmt.Errorf("compare: %w", err)
+	}
+	for _, v := range []*VM{a, b} {
+		if err := v.touchAll(); err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -87,9 +95,13 @@ func (v *VM) Free() *bitmap.Bitmap {
 	return c
 }
 
-// Page returns a copy of page p.
+// Page returns a copy of page p (nil if the page could not be touched
+// during post-copy).
 func (v *VM) Page(p uint64) []byte {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.touchLocked(p, false) != nil {
+		return nil
+	}
 	return bytes.Clone(v.page(p))
 }

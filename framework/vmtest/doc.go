@@ -21,6 +21,7 @@
 //
 //	New ─► running ◄─Resume── paused ◄─LoadState── incoming ◄─ New{Incoming}
 //	          └──────Pause──────►
+//	any state ─Halt─► halted (for good; post-copy broke)
 //
 // Hooks (OnSync, OnPause, OnResume) and faults (FailSave, FailLoad,
 // FailResume, ForgetOwnWrites) let tests place events exactly: a write
@@ -30,6 +31,14 @@
 // write sequence, a pattern derived from both), so Verify can check one
 // VM's live memory on its own (invariant 4, the guest's own check) and
 // Equal can compare two VMs page by page, leaving out free pages.
+//
+// Post-copy (framework.PostcopyTarget, postcopy.go): GuestMemory is the
+// VM's own mapping, which the engine registers with userfaultfd; while
+// the engine's Toucher is set, the writer, Write, Page, Verify and Equal
+// touch each page first, outside the lock (a goroutine never waits on a
+// missing page in user mode, and Halt never waits for one that does);
+// Halt stops the VM for good (StateHalted). Seq tells a test which pages
+// the guest wrote after a moment (their records carry a later sequence).
 //
 // What it cannot do: model vCPU state, devices, or KVM's dirty log; its
 // "vCPU" writes whole pages under a lock, so a reader sees torn pages

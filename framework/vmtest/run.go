@@ -35,6 +35,9 @@ func (v *VM) writer() {
 			if v.free.Test(p) {
 				continue // the guest's free pages: not its data
 			}
+			if v.touchLocked(p, true) != nil || v.state != StateRunning || v.free.Test(p) {
+				continue // halted or paused while it waited for the page
+			}
 			log := v.vcpuLog
 			if v.seq%2 == 1 {
 				log = v.vmmLog
@@ -78,6 +81,12 @@ func (v *VM) Write(gpa uint64) error {
 		return fmt.Errorf("write %#x: not guest RAM", gpa)
 	case v.free.Test(p) && v.window:
 		return fmt.Errorf("write %#x: %w", gpa, ErrHinted)
+	}
+	if err := v.touchLocked(p, true); err != nil {
+		return fmt.Errorf("write %#x: %w", gpa, err)
+	}
+	if v.state != StateRunning {
+		return fmt.Errorf("write %#x: %w (%s)", gpa, ErrPaused, v.state)
 	}
 	v.free.Clear(p)
 	v.writeLocked(p, v.vmmLog)

@@ -54,6 +54,10 @@ type Options struct {
 	// OnPause and OnResume, if set, run after a successful Pause or
 	// Resume, outside the VM's lock.
 	OnPause, OnResume func()
+	// OnHalt, if set, runs inside Halt (under the VM's lock); what it
+	// returns is kept for HaltNotes (a test records there what it saw,
+	// such as whether a userfaultfd was still open).
+	OnHalt func() string
 }
 
 // State is where the fake VM is in its life.
@@ -77,6 +81,8 @@ func (s State) String() string {
 		return "running"
 	case StateClosed:
 		return "closed"
+	case StateHalted:
+		return "halted"
 	}
 	return "invalid"
 }
@@ -99,6 +105,8 @@ type VM struct {
 	window   bool   // a balloon hint window is open (BalloonHint until BalloonDone)
 	reported uint64 // pages the last BalloonHint reported
 	count    Counters
+	toucher  framework.Toucher // set during post-copy (postcopy.go)
+	halts    []string          // OnHalt's answers
 
 	stop chan struct{}
 	done chan struct{}
@@ -109,6 +117,8 @@ type Counters struct {
 	Pauses, Resumes, Saves, Loads int
 	HintSessions, HintDones       int
 	Writes                        uint64 // pages written, by the writer and Write
+	Postcopies, Halts             int    // Postcopy calls with a Toucher, Halt calls
+	TouchErrors                   int    // Toucher.Touch calls that failed
 }
 
 // New makes a fake VM. Call Close when done.

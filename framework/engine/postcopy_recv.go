@@ -1,0 +1,949 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/internal/uffd"
+	"github.com/ferryvm/ferry/framework/postcopy"
+	"github.com/ferryvm/ferry/framework/transport"
+)
+
+// The destination side of post-copy (postcopy.go draws the exchange,
+// docs/POSTCOPY.md the fault service).
+//
+//	HELLO may-switch ─► check: PostcopyTarget, userfaultfd, GuestMemory sizes
+//	READY ◄─ (landed lane armed first: Landed called in a loop, runs discarded)
+//	POSTCOPY chunks ─► absent runs; after the last: drain the landed lane,
+//	                   open the userfaultfd, seed the Service (memfd holes
+//	                   zero-known, other held pages landed, absent stay
+//	                   absent), Register, start the fault loop, the landed
+//	                   lane feeds the Service, the request sender runs
+//	STATE, LOADED, [HASHES: held pages now, absent ones when they land]
+//	COMMIT ─► Postcopy(toucher), Resume, RUNNING; wait until every page
+//	          arrived; Settle, Unregister, Postcopy(nil), close, SETTLED
+//
+// The goroutines of one transport session: the landed lane (Landed →
+// the page check on arrival → Service.Landed/Zero) and the request
+// sender (Service's Request queue → REQUEST on the urgent path). The
+// fault loop (Service.Run) lives as long as the userfaultfd. When the
+// session breaks after RUNNING, the guest keeps running on what it
+// holds; the old session's landed runs are drained into the Service,
+// the transport is opened again and the source's RESUME is answered
+// with MISSING. Giving up halts the VM before the userfaultfd closes.
+
+// drainQuiet is how long the landed lane must have waited in one Landed
+// call, with nothing returned, before POSTCOPY's switch takes its runs
+// as post-copy's: Landed has no marker for the source's last Flush, and
+// a run written before it (a stale copy of a page dirtied since) must
+// not reach the fault service. The source sends nothing after POSTCOPY
+// until asked (or until RUNNING), so what lands in pre-copy is drained
+// by then; the quiet wait covers a lane that was slow to take it.
+const drainQuiet = 10 * time.Millisecond
+
+// pcDrainTimeout bounds the wait on the old session's landed lane after
+// the connection broke: it returns what landed, then its error, once the
+// transport noticed the end; after that the transport is closed anyway.
+const pcDrainTimeout = 5 * time.Second
+
+// postcopyWhyNot says why this destination cannot serve post-copy
+// faults, or "" if it can: checked at HELLO when the source may switch.
+func (r *receiver) postcopyWhyNot() string {
+	pt, ok := r.dst.(framework.PostcopyTarget)
+	if !ok {
+		return "the destination VMM does not support post-copy (its Target is not a framework.PostcopyTarget)"
+	}
+	if err := postcopy.Available(); err != nil {
+		return err.Error()
+	}
+	for i, reg := range r.layout {
+		if m := pt.GuestMemory(i); uint64(len(m)) != reg.Size || len(m) == 0 {
+			return fmt.Sprintf("the destination VMM's guest memory %d is %d bytes, its RAM region %d bytes", i, len(m), reg.Size)
+		}
+	}
+	return ""
+}
+
+// pcRecv is a destination's post-copy, from a READY that said it could
+// serve one to its end.
+type pcRecv struct {
+	r   *receiver
+	pt  framework.PostcopyTarget
+	ctx context.Context // Receive's: the sessions' goroutines end with it
+
+	absent []pageRun // POSTCOPY's runs so far
+	after  uint64    // where the last POSTCOPY chunk ended
+	on     bool      // the last POSTCOPY chunk arrived: the VM will run here before every page did
+
+	sess *pcSession // the current transport session's goroutines
+
+	u         *uffd.FD
+	m         postcopy.Mapping
+	svc       *postcopy.Service
+	req       *requester
+	check     *landCheck
+	stopLoop  context.CancelFunc
+	loopDone  chan error // the fault loop's end (buffered)
+	arrived   chan struct{}
+	arriveMu  sync.Once
+	committed chan struct{} // closed at COMMIT (or the end): watchSetup stops
+	commitMu  sync.Once
+
+	touching   bool // Postcopy(toucher) was called and not undone yet
+	resumedAt  time.Time
+	doneAt     time.Time
+	reconnects int
+}
+
+// newPCRecv starts a post-copy after a READY that said this side can
+// serve one; the caller starts the first session before sending READY.
+func newPCRecv(ctx context.Context, r *receiver) *pcRecv {
+	return &pcRecv{r: r, pt: r.dst.(framework.PostcopyTarget), ctx: ctx, arrived: make(chan struct{})}
+}
+
+// pcSession is the goroutines of one transport session: the landed lane
+// and, once post-copy is on, the request sender.
+type pcSession struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	feed    *landedFeed
+	reqDone chan error // the request sender's end (buffered); nil until started
+}
+
+// startSession starts the landed lane on r.tr and returns once its first
+// Landed call is about to begin: the transport records writes only from
+// the first Landed call of a session on, and the source sends pages only
+// after what the caller sends next (READY, or MISSING after RESUME).
+func (pc *pcRecv) startSession(ctx context.Context, sink func([]transport.PageRun) error) {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &pcSession{ctx: sctx, cancel: cancel, feed: newLandedFeed(sink)}
+	go s.feed.run(sctx, pc.r.tr)
+	<-s.feed.entered
+	pc.sess = s
+}
+
+// startRequests starts the request sender of the current session.
+func (pc *pcRecv) startRequests() {
+	s := pc.sess
+	s.reqDone = make(chan error, 1)
+	go func() { s.reqDone <- pc.req.run(s.ctx, pc.r.tr) }()
+}
+
+// stopSession ends the current session's goroutines and waits for them.
+func (pc *pcRecv) stopSession() {
+	s := pc.sess
+	if s == nil {
+		return
+	}
+	s.cancel()
+	<-s.feed.done
+	if s.reqDone != nil {
+		<-s.reqDone
+		s.reqDone <- errSessionStopped // a later select sees it ended
+	}
+	pc.sess = nil
+}
+
+var errSessionStopped = errors.New("post-copy session stopped")
+
+// landedFeed is the landed lane: one goroutine calling Landed in a loop
+// and handing each batch to sink, under mu so that the sink can be
+// changed between two batches. A nil sink discards (pre-copy: the
+// source's Flush covers those pages).
+type landedFeed struct {
+	mu       sync.Mutex
+	sink     func([]transport.PageRun) error
+	entered  chan struct{} // closed as the first Landed call begins
+	returned chan struct{} // closed once a Landed call returned runs
+	retOnce  sync.Once
+	since    atomic.Int64 // when the Landed call in progress began (unix ns), 0 between calls
+	done     chan struct{}
+	err      error // why it ended (read after done)
+	fatal    bool  // err is the sink's (the fault service's), not the session's
+}
+
+func newLandedFeed(sink func([]transport.PageRun) error) *landedFeed {
+	return &landedFeed{sink: sink, entered: make(chan struct{}), returned: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
+	defer close(f.done)
+	first := true
+	for {
+		f.since.Store(time.Now().UnixNano())
+		if first {
+			close(f.entered)
+			first = false
+		}
+		runs, err := tr.Landed(ctx)
+		f.since.Store(0)
+		if len(runs) > 0 {
+			f.retOnce.Do(func() { close(f.returned) })
+			f.mu.Lock()
+			var serr error
+			if f.sink != nil {
+				serr = f.sink(runs)
+			}
+			f.mu.Unlock()
+			if serr != nil {
+				f.err, f.fatal = serr, true
+				return
+			}
+		}
+		if err != nil {
+			f.err = err
+			return
+		}
+	}
+}
+
+// setSink changes where batches go, between two batches.
+func (f *landedFeed) setSink(sink func([]transport.PageRun) error) {
+	f.mu.Lock()
+	f.sink = sink
+	f.mu.Unlock()
+}
+
+// drain waits until a Landed call returned (bulk pages always land
+// before POSTCOPY, so one does: that proves the lane was armed before
+// them) and then until one call has waited drainQuiet with nothing to
+// return; then it switches the sink to buf, atomically against the
+// call's return, and returns. Every write reported from then on is
+// post-copy's (the source sends nothing after POSTCOPY until asked).
+func (f *landedFeed) drain(ctx context.Context, buf *[]transport.PageRun) error {
+	select {
+	case <-f.returned:
+	case <-f.done:
+		return fmt.Errorf("the transport's landed pages ended before post-copy: %w", f.err)
+	case <-ctx.Done():
+		return fmt.Errorf("the transport never reported a landed page before POSTCOPY "+
+			"(its urgent path may be missing): %w", ctx.Err())
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		if at := f.since.Load(); at != 0 && time.Since(time.Unix(0, at)) >= drainQuiet {
+			f.mu.Lock()
+			if f.since.Load() == at { // still the same quiet call
+				f.sink = func(runs []transport.PageRun) error { *buf = append(*buf, runs...); return nil }
+				f.mu.Unlock()
+				return nil
+			}
+			f.mu.Unlock()
+		}
+		select {
+		case <-t.C:
+		case <-f.done:
+			return fmt.Errorf("the transport's landed pages ended before post-copy: %w", f.err)
+		case <-ctx.Done():
+			return fmt.Errorf("the transport's landed pages never went quiet before post-copy: %w", ctx.Err())
+		}
+	}
+}
+
+// requester queues the fault service's page requests (Actions.Request
+// must not block) and sends them, batched, as REQUEST messages on the
+// urgent path from one goroutine.
+type requester struct {
+	mu   sync.Mutex
+	runs []pageRun
+	note chan struct{}
+	msgs atomic.Uint64 // REQUEST messages sent
+}
+
+func newRequester() *requester { return &requester{note: make(chan struct{}, 1)} }
+
+// Request queues pages [first, first+count); it never blocks.
+func (q *requester) Request(first, count uint64) error {
+	q.mu.Lock()
+	q.runs = append(q.runs, pageRun{first, count})
+	q.mu.Unlock()
+	select {
+	case q.note <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// clear drops what is queued: after a reconnect the service asks again
+// for every page in flight.
+func (q *requester) clear() {
+	q.mu.Lock()
+	q.runs = nil
+	q.mu.Unlock()
+}
+
+// take returns the queued runs sorted and merged (overlaps too).
+func (q *requester) take() []pageRun {
+	q.mu.Lock()
+	runs := q.runs
+	q.runs = nil
+	q.mu.Unlock()
+	slices.SortFunc(runs, func(a, b pageRun) int {
+		switch {
+		case a.First < b.First:
+			return -1
+		case a.First > b.First:
+			return 1
+		}
+		return 0
+	})
+	out := runs[:0]
+	for _, r := range runs {
+		if n := len(out); n > 0 && out[n-1].First+out[n-1].Count >= r.First {
+			out[n-1].Count = max(out[n-1].Count, r.First+r.Count-out[n-1].First)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// run sends the queued requests until ctx ends or a send fails.
+func (q *requester) run(ctx context.Context, tr transport.Transport) error {
+	for {
+		select {
+		case <-q.note:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		runs := q.take()
+		for len(runs) > 0 {
+			n := min(len(runs), maxRunsPerMsg)
+			if err := tr.SendUrgent(ctx, transport.Message{Kind: msgRequest, Payload: encodeRuns(runs[:n], false)}); err != nil {
+				return fmt.Errorf("send REQUEST: %w", err)
+			}
+			q.msgs.Add(1)
+			runs = runs[n:]
+		}
+	}
+}
+
+// landCheck is the page check of pages that arrive after POSTCOPY: the
+// hashes HASHES brings for pages still absent are kept, and each such
+// page is compared when it lands, before the fault service may map it.
+// absent is kept whether or not the source checks pages (it does not
+// say before HASHES).
+type landCheck struct {
+	mu     sync.Mutex
+	layout framework.Layout
+	absent *bitmap.Bitmap    // absent at POSTCOPY, not landed yet
+	want   map[uint64]uint64 // their hashes, from HASHES
+	bad    uint64            // pages that differed on arrival
+	first  uint64            // the first of them, ^0 if none
+	buf    []byte            // one page, for pread
+	log    func(p, h, want uint64)
+}
+
+func newLandCheck(l framework.Layout, absent []pageRun, log func(p, h, want uint64)) *landCheck {
+	c := &landCheck{layout: l, absent: bitmap.New(l.Pages()), want: map[uint64]uint64{}, first: ^uint64(0),
+		buf: make([]byte, framework.PageSize), log: log}
+	for _, a := range absent {
+		c.absent.SetRange(a.First, a.Count)
+	}
+	return c
+}
+
+// deferHash keeps page p's hash if p has not landed yet (the checker
+// then skips it) and reports whether it did.
+func (c *landCheck) deferHash(p, h uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.absent.Test(p) {
+		return false
+	}
+	c.want[p] = h
+	return true
+}
+
+// landed checks the absent pages of a run that landed completely,
+// reading data pages from the memfd (never through the guest mapping).
+func (c *landCheck) landed(r transport.PageRun) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := c.absent.NextSetIn(r.First, r.First+r.Count); p < r.First+r.Count; p = c.absent.NextSetIn(p+1, r.First+r.Count) {
+		c.absent.Clear(p)
+		want, ok := c.want[p]
+		if !ok {
+			continue
+		}
+		delete(c.want, p)
+		if want == hashFree {
+			continue
+		}
+		h := zeroPageHash
+		if r.Kind == transport.KindData {
+			reg, off, _ := c.layout.Locate(p)
+			if _, err := unix.Pread(reg.Fd, c.buf, int64(reg.Offset+off)); err != nil {
+				return fmt.Errorf("page check: read page %d from guest RAM: %w", p, err)
+			}
+			h = pageHash(c.buf)
+		}
+		if h != want {
+			c.bad++
+			c.first = min(c.first, p)
+			c.log(p, h, want)
+		}
+	}
+	return nil
+}
+
+// verdict is SETTLED's payload: pages that differed on arrival and the
+// first of them (^0 if none).
+func (c *landCheck) verdict() (uint64, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bad, c.first
+}
+
+// postcopyChunk takes one POSTCOPY chunk; after the last it sets up the
+// fault service.
+func (r *receiver) postcopyChunk(ctx context.Context, payload []byte) error {
+	pc := r.pc
+	if pc == nil {
+		return fmt.Errorf("%w: POSTCOPY, but this destination said it cannot serve post-copy", errMalformed)
+	}
+	if pc.on {
+		return fmt.Errorf("%w: POSTCOPY after its last chunk", errMalformed)
+	}
+	runs, last, after, err := decodeRuns(pc.absent, payload, r.layout.Pages(), pc.after)
+	if err != nil {
+		return err
+	}
+	pc.absent, pc.after = runs, after
+	if !last {
+		return nil
+	}
+	pc.on = true
+	r.mode = ModePostcopy
+	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	defer cancel()
+	return pc.setup(sctx)
+}
+
+// setup turns the fault service on: after the last POSTCOPY chunk,
+// before STATE.
+func (pc *pcRecv) setup(ctx context.Context) error {
+	r := pc.r
+	// The landed lane was armed before READY; bulk pages landed since,
+	// so a call returns: from then on every write is reported. Runs
+	// reported after the drain are post-copy's: buffered until the
+	// service exists, then fed to it.
+	var early []transport.PageRun
+	if err := pc.sess.feed.drain(ctx, &early); err != nil {
+		return err
+	}
+	u, err := uffd.Open(uffd.Needed)
+	if err != nil {
+		return fmt.Errorf("post-copy: %w", err)
+	}
+	pc.u = u
+	for i, reg := range r.layout {
+		g := pc.pt.GuestMemory(i)
+		if uint64(len(g)) != reg.Size || len(g) == 0 {
+			return fmt.Errorf("post-copy: guest memory %d is %d bytes, the region %d", i, len(g), reg.Size)
+		}
+		pc.m = append(pc.m, postcopy.Region{Host: sliceAddr(g), Size: reg.Size, Fd: reg.Fd, Offset: int64(reg.Offset)})
+	}
+	pc.req = newRequester()
+	pc.svc = postcopy.New(r.layout.Pages(), &postcopy.Placer{FD: u, Map: pc.m, Requester: pc.req.Request})
+	if err := pc.seed(); err != nil {
+		return fmt.Errorf("post-copy: %w", err)
+	}
+	pc.check = newLandCheck(r.layout, pc.absent, func(p, h, want uint64) {
+		r.opt.Log.Error("page check: a page arrived after the switch with other contents than the source's",
+			"page", p, "hash", h, "source_hash", want)
+	})
+	if err := postcopy.Register(u, pc.m); err != nil {
+		return fmt.Errorf("post-copy: %w", err)
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	pc.stopLoop, pc.loopDone = stop, make(chan error, 1)
+	go func() { pc.loopDone <- pc.svc.Run(lctx, u, pc.m) }()
+	// Now the lane feeds the service, the early runs first.
+	pc.sess.feed.mu.Lock()
+	err = pc.feedRuns(early)
+	pc.sess.feed.sink = pc.feedRuns
+	pc.sess.feed.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	pc.startRequests()
+	pc.noteArrived()
+	pc.committed = make(chan struct{})
+	go pc.watchSetup(pc.sess, pc.loopDone, pc.committed)
+	r.opt.Log.Info("post-copy: fault service on", "absent_pages", r.layout.Pages()-pc.held(), "absent_runs", len(pc.absent))
+	return nil
+}
+
+// errPostcopySetup classes a post-copy goroutine that failed before
+// COMMIT: the migration fails (the VM never ran here; the source
+// resumes).
+var errPostcopySetup = errors.New("post-copy failed before the switch")
+
+// watchSetup ends the receiver's wait for the source's next message
+// when the fault service fails before COMMIT (a fault during LoadState
+// would otherwise wait for ever); from COMMIT on, wait watches it
+// itself. A session that ends is not its business: the wait for the
+// next message fails on its own, as in pre-copy (after LOADED: the
+// handover is unknown).
+func (pc *pcRecv) watchSetup(s *pcSession, loopDone chan error, committed chan struct{}) {
+	feedDone := s.feed.done
+	for {
+		select {
+		case err := <-loopDone:
+			loopDone <- err
+			pc.r.stopLoop(fmt.Errorf("%w: fault loop: %w", errPostcopySetup, err))
+			return
+		case <-feedDone:
+			if s.feed.fatal {
+				pc.r.stopLoop(fmt.Errorf("%w: %w", errPostcopySetup, s.feed.err))
+				return
+			}
+			feedDone = nil
+		case <-committed:
+			return
+		}
+	}
+}
+
+// held is the pages the destination holds at POSTCOPY.
+func (pc *pcRecv) held() uint64 {
+	n := pc.r.layout.Pages()
+	for _, a := range pc.absent {
+		n -= a.Count
+	}
+	return n
+}
+
+// seed tells the service which pages are held: every page outside the
+// absent runs, zero-known where the memfd has a hole (SEEK_DATA /
+// SEEK_HOLE, one query per extent), landed elsewhere. One call per
+// extent, not per page.
+func (pc *pcRecv) seed() error {
+	var p uint64
+	for _, a := range append(pc.absent, pageRun{First: pc.r.layout.Pages()}) {
+		if err := pc.seedHeld(p, a.First); err != nil {
+			return err
+		}
+		p = a.First + a.Count
+	}
+	return nil
+}
+
+// seedHeld seeds held pages [from, to).
+func (pc *pcRecv) seedHeld(from, to uint64) error {
+	var base uint64
+	for _, reg := range pc.r.layout {
+		n := reg.Size / framework.PageSize
+		lo, hi := max(from, base), min(to, base+n)
+		h := holes{fd: reg.Fd}
+		for p := lo; p < hi; {
+			off := int64(reg.Offset + (p-base)*framework.PageSize)
+			hole, until := h.at(off)
+			end := hi
+			if u := uint64(until-int64(reg.Offset)) / framework.PageSize; until < 1<<62 && base+u < end {
+				end = max(base+u, p+1)
+			}
+			if err := pc.svc.Hold(p, end-p, hole); err != nil {
+				return err
+			}
+			p = end
+		}
+		base += n
+	}
+	return nil
+}
+
+// feedRuns hands landed runs to the page check, then to the service.
+// Called by the landed lane with its lock held.
+func (pc *pcRecv) feedRuns(runs []transport.PageRun) error {
+	for _, run := range runs {
+		if err := pc.check.landed(run); err != nil {
+			return err
+		}
+		var err error
+		if run.Kind == transport.KindZero {
+			err = pc.svc.Zero(run.First, run.Count)
+		} else {
+			err = pc.svc.Landed(run.First, run.Count)
+		}
+		if err != nil {
+			return fmt.Errorf("post-copy: pages %d+%d landed: %w", run.First, run.Count, err)
+		}
+	}
+	pc.noteArrived()
+	return nil
+}
+
+// noteArrived closes arrived once no page is absent or requested.
+func (pc *pcRecv) noteArrived() {
+	if pc.svc.Pending() == 0 {
+		pc.arriveMu.Do(func() { close(pc.arrived) })
+	}
+}
+
+// toucher is the framework.Toucher of a post-copy: Service.Populate over
+// the registered mapping.
+type toucher struct {
+	svc *postcopy.Service
+	m   postcopy.Mapping
+}
+
+// Touch implements framework.Toucher.
+func (t toucher) Touch(b []byte, write bool) error {
+	if len(b) == 0 {
+		return nil
+	}
+	start := sliceAddr(b) &^ (framework.PageSize - 1)
+	end := (sliceAddr(b) + uintptr(len(b)) + framework.PageSize - 1) &^ (framework.PageSize - 1)
+	return t.svc.Populate(t.m, start, uint64(end-start), write)
+}
+
+// commit runs the VM here before every page arrived: COMMIT in
+// post-copy. It returns once every page arrived and SETTLED went out,
+// or post-copy broke for good (ErrPostcopyBroken, the VM halted).
+func (pc *pcRecv) commit(ctx context.Context) error {
+	r := pc.r
+	pc.stopWatch() // from here on, wait watches the goroutines
+	if err := pc.failedEarly(); err != nil {
+		return err // before RUNNING: the source resumes (giveUp: ABORT)
+	}
+	pc.pt.Postcopy(toucher{svc: pc.svc, m: pc.m})
+	pc.touching = true
+	if err := pc.pt.Resume(); err != nil {
+		return fmt.Errorf("resume the migrated VM: %w", err)
+	}
+	if err := r.ho.move(HandoverPostcopy); err != nil {
+		return err
+	}
+	pc.resumedAt = time.Now()
+	r.setPhase(PhasePostcopy)
+	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	err := r.tr.SendMessage(sctx, transport.Message{Kind: msgRunning})
+	cancel()
+	if err != nil {
+		// The source learns it from RESUME: a source that reconnects
+		// committed.
+		r.opt.Log.Warn("post-copy: the VM runs here, but RUNNING did not reach the source", "err", err)
+		if err := pc.reconnect(ctx, err); err != nil {
+			return pc.broken(err)
+		}
+	}
+	if err := pc.wait(ctx); err != nil {
+		return pc.broken(err)
+	}
+	return pc.finish(ctx)
+}
+
+// failedEarly reports a post-copy goroutine that ended before COMMIT.
+func (pc *pcRecv) failedEarly() error {
+	select {
+	case err := <-pc.loopDone:
+		pc.loopDone <- err
+		return fmt.Errorf("post-copy fault loop ended before the switch: %w", err)
+	case <-pc.sess.feed.done:
+		return fmt.Errorf("post-copy: the transport's landed pages ended before the switch: %w", pc.sess.feed.err)
+	case err := <-pc.sess.reqDone:
+		pc.sess.reqDone <- err
+		return fmt.Errorf("post-copy: page requests failed before the switch: %w", err)
+	default:
+		return nil
+	}
+}
+
+// wait serves post-copy until every page arrived, reconnecting after a
+// broken connection; an error means post-copy broke for good.
+func (pc *pcRecv) wait(ctx context.Context) error {
+	r := pc.r
+	tick := time.NewTicker(statsInterval)
+	defer tick.Stop()
+	for {
+		s := pc.sess
+		var cause error
+		select {
+		case <-pc.arrived:
+			pc.doneAt = time.Now()
+			return nil
+		case <-tick.C:
+			pc.progress()
+			continue
+		case err := <-pc.loopDone:
+			pc.loopDone <- err
+			return fmt.Errorf("fault service: %w", err)
+		case <-s.feed.done:
+			if s.feed.fatal {
+				return s.feed.err
+			}
+			cause = fmt.Errorf("landed pages: %w", s.feed.err)
+		case err := <-s.reqDone:
+			s.reqDone <- err // stopSession reads it again
+			cause = err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if err := pc.reconnect(ctx, cause); err != nil {
+			return err
+		}
+		r.opt.Log.Info("post-copy resumed over a new connection", "reconnects", pc.reconnects)
+	}
+}
+
+func (pc *pcRecv) progress() {
+	r := pc.r
+	r.opt.Progress(Progress{Phase: r.phase, Remaining: pc.svc.Pending(), TotalPages: r.layout.Pages(),
+		Elapsed: time.Since(r.start), Handover: r.ho.get()})
+}
+
+// reconnect resumes post-copy after the session broke: the old
+// session's landed runs go to the service, the transport is opened
+// again until ReconnectTimeout, the source's RESUME is answered with
+// MISSING, requests in flight are asked for again. The guest keeps
+// running on what it holds meanwhile. An error means it gave up.
+func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
+	r := pc.r
+	r.opt.Log.Warn("post-copy: the connection broke; the VM keeps running here; waiting for the source to reconnect",
+		"err", cause, "pages_missing", pc.svc.Pending(), "reconnect_timeout", r.opt.ReconnectTimeout)
+	deadline := time.Now().Add(r.opt.ReconnectTimeout)
+	if s := pc.sess; s != nil {
+		// Drain the old lane: once the session ended it returns what
+		// landed, then its error.
+		select {
+		case <-s.feed.done:
+		case <-time.After(pcDrainTimeout):
+		case <-ctx.Done():
+		}
+	}
+	r.tr.Close() // ends the old lane if it still waits
+	if s := pc.sess; s != nil {
+		<-s.feed.done
+		if s.feed.fatal {
+			pc.stopSession()
+			return s.feed.err
+		}
+		pc.stopSession()
+	}
+	pc.req.clear()
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// A fault service that failed cannot serve the guest any more: no
+	// use waiting for a source.
+	loopFailed := make(chan error, 1)
+	if ld := pc.loopDone; ld != nil {
+		go func() {
+			select {
+			case err := <-ld:
+				ld <- err
+				loopFailed <- err
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+	}
+	last := cause
+	for rctx.Err() == nil {
+		err := pc.resume(rctx)
+		if err == nil {
+			pc.reconnects++
+			return nil
+		}
+		last = err
+		r.opt.Log.Warn("post-copy: reconnect failed", "err", err)
+		if s := pc.sess; s != nil {
+			pc.stopSession()
+			if s.feed.fatal {
+				return s.feed.err
+			}
+		}
+		r.tr.Close()
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-rctx.Done():
+		}
+	}
+	select {
+	case err := <-loopFailed:
+		return fmt.Errorf("fault service: %w", err)
+	default:
+	}
+	return fmt.Errorf("no source resumed post-copy within reconnect_timeout %v (%v): %w", r.opt.ReconnectTimeout, last, rctx.Err())
+}
+
+// resume opens the transport again and runs the RESUME/MISSING exchange.
+func (pc *pcRecv) resume(ctx context.Context) error {
+	r := pc.r
+	var rep Report
+	if err := openTransport(ctx, r.tr, r.openReq, &rep); err != nil {
+		return fmt.Errorf("open transport again: %w", err)
+	}
+	m, err := r.tr.RecvMessage(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for RESUME: %w", err)
+	}
+	if m.Kind != msgResume {
+		return fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
+	}
+	if err := decodeResume(m.Payload, r.layout.Pages()); err != nil {
+		return err
+	}
+	// Arm the new lane before MISSING: the source sends pages after it.
+	// pc.svc and the check survive; only the session is new.
+	pc.startSession(pc.ctx, pc.feedRuns)
+	missing := pc.svc.Missing()
+	runs := make([]pageRun, len(missing))
+	for i, m := range missing {
+		runs[i] = pageRun{m.First, m.Count}
+	}
+	for {
+		n := min(len(runs), maxRunsPerMsg)
+		if err := r.tr.SendMessage(ctx, transport.Message{Kind: msgMissing, Payload: encodeRuns(runs[:n], n == len(runs))}); err != nil {
+			return fmt.Errorf("send MISSING: %w", err)
+		}
+		runs = runs[n:]
+		if len(runs) == 0 {
+			break
+		}
+	}
+	pc.startRequests()
+	if err := pc.svc.Reconnect(); err != nil {
+		return fmt.Errorf("post-copy: ask again for pages in flight: %w", err)
+	}
+	return nil
+}
+
+// decodeResume checks a RESUME: u32 protocol version, u64 pages; exactly
+// 12 bytes (the source's encodeResume writes it).
+func decodeResume(b []byte, pages uint64) error {
+	if len(b) != 12 {
+		return fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
+	}
+	if v := binary.LittleEndian.Uint32(b); v != protocolVersion {
+		return fmt.Errorf("%w: RESUME for engine protocol %d, this destination speaks %d", errMalformed, v, protocolVersion)
+	}
+	if n := binary.LittleEndian.Uint64(b[4:]); n != pages {
+		return fmt.Errorf("%w: RESUME for a guest of %d pages, this one has %d", errMalformed, n, pages)
+	}
+	return nil
+}
+
+// finish ends a post-copy in which every page arrived: the service
+// settles, guest RAM leaves userfaultfd, SETTLED goes out.
+func (pc *pcRecv) finish(ctx context.Context) error {
+	r := pc.r
+	if err := pc.svc.Settle(); err != nil {
+		return pc.broken(fmt.Errorf("settle: %w", err))
+	}
+	if err := postcopy.Unregister(pc.u, pc.m); err != nil {
+		return pc.broken(fmt.Errorf("unregister: %w", err))
+	}
+	pc.pt.Postcopy(nil)
+	pc.touching = false
+	pc.closeUffd()
+	bad, first := pc.check.verdict()
+	payload := binary.LittleEndian.AppendUint64(nil, bad)
+	payload = binary.LittleEndian.AppendUint64(payload, first)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+		err := r.tr.SendMessage(sctx, transport.Message{Kind: msgSettled, Payload: payload})
+		cancel()
+		if err == nil {
+			break
+		}
+		// Every page is here; the source only waits to hear it.
+		if rerr := pc.reconnect(ctx, fmt.Errorf("send SETTLED: %w", err)); rerr != nil {
+			r.opt.Log.Warn("post-copy: every page arrived and the VM runs here, but SETTLED did not reach the source", "err", rerr)
+			break
+		}
+	}
+	pc.stopSession()
+	if err := r.ho.move(HandoverRunning); err != nil {
+		return err
+	}
+	if bad > 0 {
+		return fmt.Errorf("page-exact check failed after the switch: %d pages differed from the source's when they arrived "+
+			"(first: page %d); the VM runs here with them", bad, first)
+	}
+	return nil
+}
+
+// broken gives post-copy up: the VM halts FIRST (threads waiting on a
+// missing page would otherwise read it as zeros once the userfaultfd
+// closes), then the userfaultfd closes. Never ABORT: the VM ran here.
+func (pc *pcRecv) broken(cause error) error {
+	r := pc.r
+	if err := pc.pt.Halt(); err != nil {
+		r.opt.Log.Error("post-copy broken: halt the VM", "err", err)
+	}
+	pc.closeUffd()
+	if pc.touching {
+		pc.pt.Postcopy(nil)
+		pc.touching = false
+	}
+	pc.stopSession()
+	if err := r.ho.move(HandoverPostcopyBroken); err != nil {
+		r.opt.Log.Error("post-copy broken", "err", err)
+	}
+	r.opt.Log.Error("post-copy broken: the VM is halted here and lacks pages the source holds", "err", cause,
+		"pages_missing", pc.svc.Pending())
+	return fmt.Errorf("%w: %w", ErrPostcopyBroken, cause)
+}
+
+// closeUffd stops the fault loop and closes the userfaultfd.
+func (pc *pcRecv) closeUffd() {
+	if pc.stopLoop != nil {
+		pc.stopLoop()
+		<-pc.loopDone
+		pc.stopLoop, pc.loopDone = nil, nil // a nil channel: selects on it wait forever
+	}
+	if pc.u != nil {
+		pc.u.Close()
+		pc.u = nil
+	}
+}
+
+// stopWatch stops watchSetup, once.
+func (pc *pcRecv) stopWatch() {
+	if pc.committed != nil {
+		pc.commitMu.Do(func() { close(pc.committed) })
+	}
+}
+
+// close releases what is left: after a pre-copy end, a failure before
+// the switch (the guest never ran here) or any end of post-copy.
+func (pc *pcRecv) close() {
+	pc.stopWatch()
+	pc.stopSession()
+	pc.closeUffd() // closing it unregisters guest RAM
+	if pc.touching {
+		pc.pt.Postcopy(nil)
+		pc.touching = false
+	}
+}
+
+// fill writes the destination's post-copy figures into rep.
+func (pc *pcRecv) fill(rep *Report) {
+	if !pc.on || pc.svc == nil {
+		return
+	}
+	st := pc.svc.Stats()
+	rep.PagesRequested, rep.PagesZeroLocal, rep.PagesLandLocal = st.PagesRequested, st.PagesZeroLocal, st.PagesLandLocal
+	rep.FaultP50US, rep.FaultP99US, rep.FaultMaxUS = int64(st.FaultP50us), int64(st.FaultP99us), int64(st.FaultMaxus)
+	rep.Reconnects = pc.reconnects
+	if !pc.resumedAt.IsZero() {
+		end := pc.doneAt
+		if end.IsZero() {
+			end = time.Now()
+		}
+		rep.PostcopyMS = end.Sub(pc.resumedAt).Milliseconds()
+	}
+}

@@ -1,0 +1,993 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/internal/uffd"
+	"github.com/ferryvm/ferry/framework/postcopy"
+	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// The destination's post-copy against a scripted source speaking engine
+// protocol 3 over loopback pipes, into a vmtest VM with a real
+// userfaultfd: the destination's guest runs (WriteEvery) and faults
+// while pages are still arriving.
+
+// pcRegions: 1024 pages in two regions.
+var pcRegions = []vmtest.Region{{GPA: 0, Size: 1 << 20}, {GPA: 64 << 20, Size: 3 << 20}}
+
+// pcFree: the source guest's free pages (balloon hints): pages 16-63
+// and 300-331. Free pages travel as zero runs.
+var pcFree = []hint.GPARange{{GPA: 16 << 12, Size: 48 << 12}, {GPA: 64<<20 + (300-256)<<12, Size: 32 << 12}}
+
+func needUffd(t *testing.T) {
+	t.Helper()
+	if err := uffd.Available(); err != nil {
+		t.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
+	}
+}
+
+// script is the scripted source.
+type script struct {
+	t      *testing.T
+	src    *vmtest.VM
+	tr     *loopback.Transport
+	req    transport.OpenRequest
+	layout framework.Layout
+	pages  uint64
+	free   *bitmap.Bitmap
+
+	absent   *bitmap.Bitmap // what POSTCOPY lists
+	neverZ   *bitmap.Bitmap // absent free pages (answered with zero runs)
+	lateLeft int            // requests still to answer late
+
+	sendMu    sync.Mutex // held around marking pages queued and sending them
+	mu        sync.Mutex
+	queued    *bitmap.Bitmap // owed pages queued once (urgent or pushed)
+	requested *bitmap.Bitmap // pages named in REQUESTs
+	requests  int
+}
+
+func newScript(t *testing.T, src *vmtest.VM, tr *loopback.Transport, creds transport.Credentials) *script {
+	files, ram, err := RAMFiles(src.RAM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFiles(files) })
+	pages := src.RAM().Pages()
+	s := &script{t: t, src: src, tr: tr, layout: src.RAM(), pages: pages, free: src.Free(),
+		req:    transport.OpenRequest{Role: transport.RoleSend, RAM: ram, Files: files, Credentials: creds},
+		absent: bitmap.New(pages), neverZ: bitmap.New(pages), queued: bitmap.New(pages), requested: bitmap.New(pages)}
+	return s
+}
+
+func (s *script) gpa(p uint64) uint64 {
+	r, off, _ := s.layout.Locate(p)
+	return r.GPA + off
+}
+
+func (s *script) send(ctx context.Context, kind uint32, payload []byte) {
+	s.t.Helper()
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: kind, Payload: payload}); err != nil {
+		s.t.Errorf("script: send %s: %v", msgName(kind), err)
+		panic(errScript)
+	}
+}
+
+var errScript = errors.New("script failed")
+
+func (s *script) recv(ctx context.Context, kind uint32) []byte {
+	s.t.Helper()
+	m, err := s.tr.RecvMessage(ctx)
+	if err != nil || m.Kind != kind {
+		s.t.Errorf("script: want %s, got %s %q, %v", msgName(kind), msgName(m.Kind), m.Payload, err)
+		panic(errScript)
+	}
+	return m.Payload
+}
+
+// runs turns the pages of set (in [0, pages)) into runs, data or zero
+// by the source's free pages.
+func (s *script) runs(set *bitmap.Bitmap, zero func(p uint64) bool) []transport.PageRun {
+	var out []transport.PageRun
+	set.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			k := transport.KindData
+			if zero(p) {
+				k = transport.KindZero
+			}
+			if l := len(out); l > 0 && out[l-1].Kind == k && out[l-1].First+out[l-1].Count == p {
+				out[l-1].Count++
+				continue
+			}
+			out = append(out, transport.PageRun{First: p, Count: 1, Kind: k})
+		}
+		return true
+	})
+	return out
+}
+
+// precopy runs the handshake and the bulk pass: every page but the
+// never-sent ones goes (free ones as zero runs), then the stale ones are
+// written on the source, which pauses; Flush; POSTCOPY in two chunks;
+// STATE; LOADED; with hashes, HASHES and VERIFIED.
+func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool) {
+	must(s.t, s.tr.Open(ctx, s.req))
+	s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch))
+	flags, why, err := decodeReady(s.recv(ctx, msgReady))
+	if err != nil || flags&readyPostcopy == 0 {
+		s.t.Errorf("READY: flags %#x %q %v", flags, why, err)
+		panic(errScript)
+	}
+	bulk := bitmap.New(s.pages)
+	bulk.SetAll()
+	for _, p := range never {
+		bulk.Clear(p)
+		s.absent.Set(p)
+		if s.free.Test(p) {
+			s.neverZ.Set(p)
+		}
+	}
+	must(s.t, s.tr.SendPages(ctx, s.runs(bulk, s.free.Test)))
+	for _, p := range stale {
+		must(s.t, s.src.Write(s.gpa(p)))
+		s.absent.Set(p)
+	}
+	must(s.t, s.src.Pause(ctx))
+	must(s.t, s.tr.Flush(ctx))
+	var list []pageRun
+	s.absent.Runs(func(first, n uint64) bool { list = append(list, pageRun{first, n}); return true })
+	half := len(list) / 2
+	s.send(ctx, msgPostcopy, encodeRuns(list[:half], false))
+	s.send(ctx, msgPostcopy, encodeRuns(list[half:], true))
+	state, err := s.src.SaveState(ctx)
+	must(s.t, err)
+	s.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
+	s.recv(ctx, msgLoaded)
+	if !hashes {
+		return
+	}
+	b := make([]byte, 16, 16+8*s.pages)
+	for p := range s.pages {
+		h := uint64(hashFree)
+		if !s.free.Test(p) {
+			h = pageHash(s.src.Page(p))
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	binary.LittleEndian.PutUint64(b[8:], s.pages)
+	s.send(ctx, msgHashes, b)
+	v := s.recv(ctx, msgVerified)
+	if binary.LittleEndian.Uint64(v) != 0 {
+		s.t.Errorf("VERIFIED: %d pages differ", binary.LittleEndian.Uint64(v))
+	}
+}
+
+// take marks the owed pages of [first, first+n) queued and returns the
+// ones it took (each owed page once: the rule that keeps the guest safe).
+func (s *script) take(first, n uint64, requested bool) *bitmap.Bitmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := bitmap.New(s.pages)
+	for p := first; p < first+n; p++ {
+		if requested {
+			s.requested.Set(p)
+		}
+		if s.absent.Test(p) && !s.queued.Test(p) {
+			s.queued.Set(p)
+			got.Set(p)
+		}
+	}
+	return got
+}
+
+func (s *script) untake(b *bitmap.Bitmap) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.Runs(func(first, n uint64) bool { s.queued.ClearRange(first, n); return true })
+}
+
+// serve answers REQUESTs on the urgent path until the session ends; the
+// first lateLeft are answered 30 ms late. Absent free pages go as zero
+// runs.
+func (s *script) serve(ctx context.Context) {
+	for {
+		m, err := s.tr.RecvUrgent(ctx)
+		if err != nil {
+			return
+		}
+		runs, _, _, err := decodeRuns(nil, m.Payload, s.pages, 0)
+		if err != nil || m.Kind != msgRequest || binary.LittleEndian.Uint32(m.Payload) != 0 {
+			s.t.Errorf("script: bad REQUEST %d %x: %v", m.Kind, m.Payload, err)
+			return
+		}
+		s.mu.Lock()
+		s.requests++
+		late := s.lateLeft > 0
+		s.lateLeft--
+		s.mu.Unlock()
+		if late {
+			time.Sleep(30 * time.Millisecond)
+		}
+		s.sendMu.Lock()
+		got := bitmap.New(s.pages)
+		for _, r := range runs {
+			got.Or(s.take(r.First, r.Count, true))
+		}
+		if err := s.tr.SendPagesUrgent(ctx, s.runs(got, s.neverZ.Test)); err != nil {
+			s.untake(got)
+			s.sendMu.Unlock()
+			return
+		}
+		s.sendMu.Unlock()
+	}
+}
+
+// push sends every owed page not queued yet, in the background path.
+func (s *script) push(ctx context.Context) {
+	for p := uint64(0); p < s.pages; p += 16 {
+		s.sendMu.Lock()
+		got := s.take(p, min(16, s.pages-p), false)
+		if err := s.tr.SendPages(ctx, s.runs(got, s.neverZ.Test)); err != nil {
+			s.sendMu.Unlock()
+			s.t.Errorf("script: push: %v", err)
+			panic(errScript)
+		}
+		s.sendMu.Unlock()
+	}
+}
+
+// settled reads SETTLED: pages that differed on arrival, the first.
+func (s *script) settled(ctx context.Context) (uint64, uint64) {
+	b := s.recv(ctx, msgSettled)
+	if len(b) != 16 {
+		s.t.Errorf("SETTLED of %d bytes", len(b))
+		panic(errScript)
+	}
+	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+}
+
+// testResume is RESUME as the source writes it: u32 version, u64 pages.
+func testResume(pages uint64) []byte {
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, protocolVersion), pages)
+}
+
+// pcSetup makes the source and destination VMs, the pipe and the script.
+func pcSetup(t *testing.T, dopt vmtest.Options) (*script, *vmtest.VM, *loopback.Transport, Options) {
+	needUffd(t)
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dopt.Regions, dopt.Incoming = pcRegions, true
+	dst, err := vmtest.New(dopt)
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	scr, rcv := loopback.NewPipe()
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	opt := Options{Credentials: dc, Transport: schema.Config{"zero_punch": true}, SwitchoverTimeout: 10 * time.Second,
+		Log: testLogger(t)}
+	return newScript(t, src, scr, sc), dst, rcv, opt
+}
+
+// receiveAsync runs Receive on its own goroutine.
+func receiveAsync(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) func() (Report, error) {
+	var rep Report
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, err = Receive(ctx, dst, tr, opt)
+	}()
+	return func() (Report, error) { <-done; return rep, err }
+}
+
+// runScript runs fn, turning the script's panics into a failed test.
+func runScript(fn func()) (failed bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != errScript {
+				panic(r)
+			}
+			failed = true
+		}
+	}()
+	fn()
+	return false
+}
+
+// checkPages: every page the destination's guest owns holds the
+// source's bytes, unless the guest wrote it after it resumed (a record
+// with a later sequence); free pages hold zeros.
+func checkPages(t *testing.T, s *script, dst *vmtest.VM, savedSeq uint64, except uint64) {
+	t.Helper()
+	must(t, dst.Verify())
+	bad := 0
+	zero := make([]byte, framework.PageSize)
+	for p := range s.pages {
+		if p == except {
+			continue
+		}
+		got := dst.Page(p)
+		switch {
+		case s.free.Test(p):
+			if !bytes.Equal(got, zero) {
+				bad++
+				t.Errorf("free page %d is not zero", p)
+			}
+		case bytes.Equal(got, s.src.Page(p)):
+		case binary.LittleEndian.Uint64(got[8:]) > savedSeq:
+		default:
+			if bad++; bad < 5 {
+				t.Errorf("page %d: seq %d, the source's seq %d", p, binary.LittleEndian.Uint64(got[8:]),
+					binary.LittleEndian.Uint64(s.src.Page(p)[8:]))
+			}
+		}
+	}
+}
+
+// pcPages is which pages the tests leave out of the bulk pass or make
+// stale: every 7th page never sent (including free ones), every 11th
+// dirtied after it was sent.
+func pcPages(s *script) (never, stale []uint64) {
+	for p := range s.pages {
+		switch {
+		case p%7 == 3:
+			never = append(never, p)
+		case p%11 == 5 && !s.free.Test(p):
+			stale = append(stale, p)
+		}
+	}
+	return never, stale
+}
+
+// TestPostcopyReceive: the whole destination side against a scripted
+// source: the guest runs and faults during post-copy, zero pages and
+// landed pages fault locally, a request is answered late, a zero run
+// arrives after its fault, every page ends with the source's bytes.
+func TestPostcopyReceive(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	s.lateLeft = 3
+	var prog []Progress
+	var progMu sync.Mutex
+	opt.Progress = func(p Progress) { progMu.Lock(); prog = append(prog, p); progMu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const zp, fz = 20, 17 // a free page sent as a zero run (a hole here); a free page never sent
+	var savedSeq uint64
+	var bad, first uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, true)
+		savedSeq = s.src.Seq()
+		go s.serve(ctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		if dst.State() != vmtest.StateRunning {
+			t.Errorf("destination %v after RUNNING", dst.State())
+		}
+		// The guest's device code reads a zero page (a hole: resolved
+		// locally) and a free page never sent (requested, answered late
+		// with a zero run), while its vCPU writes and faults.
+		if pg := dst.Page(zp); pg == nil || !bytes.Equal(pg, make([]byte, framework.PageSize)) {
+			t.Errorf("zero page %d reads %x...", zp, pg[:8])
+		}
+		if pg := dst.Page(fz); pg == nil || !bytes.Equal(pg, make([]byte, framework.PageSize)) {
+			t.Error("the free page answered with a zero run does not read zero")
+		}
+		time.Sleep(50 * time.Millisecond) // the guest faults on its own
+		s.push(ctx)
+		bad, first = s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Receive: %v", err)
+	}
+	if bad != 0 || first != ^uint64(0) {
+		t.Errorf("SETTLED %d, %d", bad, first)
+	}
+	if rep.Mode != ModePostcopy || rep.Handover != HandoverRunning || rep.Status != StatusCompleted {
+		t.Errorf("report %+v", rep)
+	}
+	if rep.PagesZeroLocal == 0 || rep.PagesRequested == 0 || rep.PagesLandLocal == 0 || rep.FaultMaxUS == 0 {
+		t.Errorf("fault figures %+v", rep)
+	}
+	s.mu.Lock()
+	if s.requested.Test(zp) {
+		t.Errorf("page %d, a hole here, was requested", zp)
+	}
+	s.free.Runs(func(first, n uint64) bool {
+		for p := first; p < first+n; p++ {
+			if s.requested.Test(p) && !s.neverZ.Test(p) {
+				t.Errorf("free page %d, sent as a zero run, was requested", p)
+			}
+		}
+		return true
+	})
+	if !s.requested.Test(fz) {
+		t.Errorf("page %d was not requested", fz)
+	}
+	t.Logf("requests %d (pages %d), report: requested %d, zero-local %d, landed-local %d, fault p50 %d us p99 %d us max %d us, postcopy %d ms",
+		s.requests, s.requested.Count(), rep.PagesRequested, rep.PagesZeroLocal, rep.PagesLandLocal,
+		rep.FaultP50US, rep.FaultP99US, rep.FaultMaxUS, rep.PostcopyMS)
+	s.mu.Unlock()
+	if c := dst.Counters(); c.Postcopies != 1 || c.TouchErrors != 0 || c.Writes == 0 {
+		t.Errorf("destination counters %+v", c)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+	progMu.Lock()
+	defer progMu.Unlock()
+	seen := false
+	for _, p := range prog {
+		seen = seen || p.Phase == PhasePostcopy
+	}
+	if !seen {
+		t.Error("no progress in the post-copy phase")
+	}
+}
+
+// A page that arrives after the switch with other bytes than the
+// source hashed is caught when it lands: SETTLED names it, Receive
+// fails loudly, the VM runs here.
+func TestPostcopyLandingCheck(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.VerifyPages = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const wrong = 10 // never sent, not free
+	var bad, first uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, true)
+		go s.serve(ctx)
+		r, off, _ := s.layout.Locate(wrong)
+		idx := 0
+		for s.layout[idx] != r {
+			idx++
+		}
+		s.src.Memory(idx)[off+100] ^= 0xff // after HASHES: the copy that travels is wrong
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		s.push(ctx)
+		bad, first = s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if bad != 1 || first != wrong {
+		t.Errorf("SETTLED %d, %d; want 1, %d", bad, first, wrong)
+	}
+	if err == nil || !strings.Contains(err.Error(), "page-exact check failed after the switch") || rep.Handover != HandoverRunning {
+		t.Fatalf("Receive: %v, handover %v", err, rep.Handover)
+	}
+	if dst.State() != vmtest.StateRunning {
+		t.Errorf("destination %v", dst.State())
+	}
+}
+
+// The connection breaks after RUNNING; the source opens it again and
+// sends RESUME; MISSING lists exactly the pages not held; post-copy
+// completes over the new connection.
+func TestPostcopyReconnect(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		sctx, stop := context.WithCancel(ctx)
+		go s.serve(sctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		// Push part of what is owed, let the guest fault a while, then
+		// break the connection with nothing in the middle of a send.
+		for p := uint64(0); p < s.pages/3; p += 16 {
+			s.sendMu.Lock()
+			got := s.take(p, 16, false)
+			must(t, s.tr.SendPages(ctx, s.runs(got, s.neverZ.Test)))
+			s.sendMu.Unlock()
+		}
+		time.Sleep(30 * time.Millisecond)
+		s.sendMu.Lock()
+		s.tr.Close()
+		stop()
+		s.mu.Lock()
+		want := bitmap.New(s.pages)
+		want.Or(s.absent)
+		want.AndNot(s.queued)
+		s.mu.Unlock()
+		s.sendMu.Unlock()
+		time.Sleep(50 * time.Millisecond) // the guest runs on what it holds
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages))
+		got := bitmap.New(s.pages)
+		var after uint64
+		for last := false; !last; {
+			var runs []pageRun
+			var err error
+			runs, last, after, err = decodeRuns(nil, s.recv(ctx, msgMissing), s.pages, after)
+			must(t, err)
+			for _, r := range runs {
+				got.SetRange(r.First, r.Count)
+			}
+		}
+		if diff := bitmapDiff(got, want); diff != "" {
+			t.Errorf("MISSING differs from the pages never sent: %s", diff)
+		}
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
+
+func bitmapDiff(got, want *bitmap.Bitmap) string {
+	var b strings.Builder
+	n := 0
+	for p := range got.Len() {
+		if got.Test(p) != want.Test(p) {
+			if n++; n <= 8 {
+				fmt.Fprintf(&b, "page %d: listed %v; ", p, got.Test(p))
+			}
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d pages: %s", n, b.String())
+}
+
+// uffdOpen counts this process's open userfaultfd descriptors.
+func uffdOpen() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.Contains(l, "userfaultfd") {
+			n++
+		}
+	}
+	return n
+}
+
+// The source goes away after RUNNING and never comes back: after
+// ReconnectTimeout the destination halts the VM, and only then closes
+// the userfaultfd; ErrPostcopyBroken, never ABORT.
+func TestPostcopyReconnectTimeout(t *testing.T) {
+	before := uffdOpen()
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4,
+		OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
+	opt.ReconnectTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		time.Sleep(20 * time.Millisecond)
+		s.tr.Close()
+	})
+	start := time.Now()
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, ErrPostcopyBroken) || rep.Status != StatusPostcopyBroken || rep.Handover != HandoverPostcopyBroken {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+	notes := dst.HaltNotes()
+	if dst.State() != vmtest.StateHalted || len(notes) != 1 || notes[0] != fmt.Sprint(before+1) {
+		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)
+	}
+	if n := uffdOpen(); n != before {
+		t.Errorf("%d userfaultfds open after Receive, %d before", n, before)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testLogger logs to the test at Info and above.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// helloReady opens s's transport, sends HELLO with flags and returns
+// READY's flags and text; then it aborts.
+func helloReady(t *testing.T, s *script, flags uint32) (uint32, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	must(t, s.tr.Open(ctx, s.req))
+	defer s.tr.Close()
+	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}))
+	m, err := s.tr.RecvMessage(ctx)
+	must(t, err)
+	if m.Kind != msgReady {
+		t.Fatalf("%s instead of READY: %q", msgName(m.Kind), m.Payload)
+	}
+	got, why, err := decodeReady(m.Payload)
+	must(t, err)
+	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("test done")}))
+	return got, why
+}
+
+// plainTarget hides a VM's post-copy methods.
+type plainTarget struct{ framework.Target }
+
+// READY says whether post-copy can be served: not for a Target that is
+// not a PostcopyTarget, yes for a vmtest VM with userfaultfd; without
+// the HELLO flag it says nothing.
+func TestPostcopyReady(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		plain bool
+		hello uint32
+		flags uint32
+		why   string
+	}{
+		{"not a PostcopyTarget", true, helloMaySwitch, 0, "not a framework.PostcopyTarget"},
+		{"ready", false, helloMaySwitch, readyPostcopy, ""},
+		{"not asked", false, 0, 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+			var target framework.Target = dst
+			if c.plain {
+				target = plainTarget{dst}
+			}
+			wait := receiveAsync(context.Background(), target, rcv, opt)
+			flags, why := helloReady(t, s, c.hello)
+			if flags != c.flags || !strings.Contains(why, c.why) || (c.why == "" && why != "") {
+				t.Errorf("READY %#x %q, want %#x %q", flags, why, c.flags, c.why)
+			}
+			if _, err := wait(); err == nil || !strings.Contains(err.Error(), "source aborted") {
+				t.Errorf("Receive: %v", err)
+			}
+		})
+	}
+}
+
+// TestPostcopyReadyNobody: as user nobody (no userfaultfd allowed),
+// READY says post-copy cannot be served, and why.
+func TestPostcopyReadyNobody(t *testing.T) {
+	if os.Getenv("FERRY_PC_CHILD") == "1" {
+		s, dst, rcv, opt := pcSetupNoUffd(t)
+		wait := receiveAsync(context.Background(), dst, rcv, opt)
+		flags, why := helloReady(t, s, helloMaySwitch)
+		wait()
+		fmt.Printf("flags=%#x\nwhy=%s\n", flags, why)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root to start a child as nobody")
+	}
+	if b, _ := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd"); strings.TrimSpace(string(b)) != "0" {
+		t.Skip("SKIPPED: vm.unprivileged_userfaultfd is not 0, nobody may use userfaultfd")
+	}
+	dir, err := os.MkdirTemp("", "pc-ready")
+	must(t, err)
+	defer os.RemoveAll(dir)
+	self, err := os.ReadFile(os.Args[0])
+	must(t, err)
+	bin := dir + "/engine.test"
+	must(t, os.WriteFile(bin, self, 0o755))
+	must(t, os.Chmod(dir, 0o755))
+	cmd := exec.Command(bin, "-test.run=^TestPostcopyReadyNobody$", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "FERRY_PC_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, want := range []string{"flags=0x0", "why=", "vm.unprivileged_userfaultfd", "--- PASS"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("child output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("as nobody:\n%s", out)
+}
+
+// pcSetupNoUffd is pcSetup without the userfaultfd check.
+func pcSetupNoUffd(t *testing.T) (*script, *vmtest.VM, *loopback.Transport, Options) {
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	scr, rcv := loopback.NewPipe()
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	return newScript(t, src, scr, sc), dst, rcv, Options{Credentials: dc}
+}
+
+// A source that may switch but does not: pre-copy as before, the landed
+// lane discards its runs and ends with the migration.
+func TestPostcopyReadyButPrecopy(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	failed := runScript(func() {
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch))
+		if flags, _, _ := decodeReady(s.recv(ctx, msgReady)); flags != readyPostcopy {
+			t.Errorf("READY %#x", flags)
+		}
+		all := bitmap.New(s.pages)
+		all.SetAll()
+		must(t, s.src.Pause(ctx))
+		must(t, s.tr.SendPages(ctx, s.runs(all, s.free.Test)))
+		must(t, s.tr.Flush(ctx))
+		state, err := s.src.SaveState(ctx)
+		must(t, err)
+		s.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
+		s.recv(ctx, msgLoaded)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+	})
+	rep, err := wait()
+	if failed || err != nil || rep.Mode != ModePrecopy || rep.Handover != HandoverRunning || rep.PagesRequested != 0 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	s.tr.Close()
+	must(t, dst.Pause(ctx))
+	checkPages(t, s, dst, 0, ^uint64(0))
+	if n := uffdOpen(); n != 0 {
+		t.Errorf("%d userfaultfds open", n)
+	}
+}
+
+// Requests queue without blocking and leave sorted, merged, in chunks.
+func TestRequesterMerges(t *testing.T) {
+	q := newRequester()
+	for _, r := range [][2]uint64{{9, 1}, {3, 2}, {5, 1}, {4, 3}, {20, 1}} {
+		must(t, q.Request(r[0], r[1]))
+	}
+	if got, want := q.take(), []pageRun{{3, 4}, {9, 1}, {20, 1}}; !slices.Equal(got, want) {
+		t.Fatalf("take %v, want %v", got, want)
+	}
+	must(t, q.Request(1, 1))
+	q.clear()
+	if got := q.take(); len(got) != 0 {
+		t.Fatalf("after clear: %v", got)
+	}
+}
+
+func TestDecodeResume(t *testing.T) {
+	must(t, decodeResume(testResume(77), 77))
+	for _, b := range [][]byte{testResume(76), testResume(77)[:11], append(testResume(77), 0),
+		binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, 2), 77)} {
+		if err := decodeResume(b, 77); !errors.Is(err, errMalformed) {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
+}
+
+// A source that breaks the exactly-once rule (a page the guest already
+// owns arrives again) ends post-copy for good: the fault service stops,
+// the VM halts before the userfaultfd closes; never ABORT.
+func TestPostcopySecondCopyBreaks(t *testing.T) {
+	before := uffdOpen()
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const p = 10 // never sent, not free
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		if dst.Page(p) == nil { // requested, answered, placed
+			t.Error("Page failed")
+		}
+		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		if m, err := s.tr.RecvMessage(ctx); err == nil {
+			t.Errorf("the destination sent %s", msgName(m.Kind))
+		}
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, ErrPostcopyBroken) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverPostcopyBroken {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	if notes := dst.HaltNotes(); dst.State() != vmtest.StateHalted || len(notes) != 1 || notes[0] != fmt.Sprint(before+1) {
+		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)
+	}
+}
+
+// landedOnly is a transport whose Landed returns batches from a channel.
+type landedOnly struct {
+	transport.Transport
+	c chan []transport.PageRun
+}
+
+func (l landedOnly) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	select {
+	case b, ok := <-l.c:
+		if !ok {
+			return nil, transport.ErrClosed
+		}
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// The landed lane's drain at POSTCOPY: it waits for a first return (the
+// lane was armed before the bulk pages), discards pre-copy's runs until
+// the lane is quiet, and from then on keeps every run for the service.
+func TestLandedDrain(t *testing.T) {
+	tr := landedOnly{c: make(chan []transport.PageRun)}
+	f := newLandedFeed(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.run(ctx, tr)
+	<-f.entered
+	// Nothing landed yet: the drain cannot tell the lane was armed.
+	short, stop := context.WithTimeout(ctx, 30*time.Millisecond)
+	var buf []transport.PageRun
+	if err := f.drain(short, &buf); err == nil || !strings.Contains(err.Error(), "never reported a landed page") {
+		t.Fatalf("drain without a landed page: %v", err)
+	}
+	stop()
+	tr.c <- []transport.PageRun{{First: 1, Count: 2, Kind: transport.KindData}} // pre-copy: discarded
+	tr.c <- []transport.PageRun{{First: 7, Count: 1, Kind: transport.KindData}} // a stale report, late: discarded
+	if err := f.drain(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr.c <- []transport.PageRun{{First: 9, Count: 1, Kind: transport.KindZero}} // post-copy's
+	tr.c <- nil                                                                 // taken once the batch above was handed on
+	f.mu.Lock()
+	if len(buf) != 1 || buf[0].First != 9 {
+		t.Errorf("kept %v", buf)
+	}
+	f.mu.Unlock()
+	close(tr.c)
+	<-f.done
+	if !errors.Is(f.err, transport.ErrClosed) || f.fatal {
+		t.Fatalf("lane ended with %v (fatal %v)", f.err, f.fatal)
+	}
+}
+
+// resumeScript opens the script's transport again after a break, sends
+// RESUME and returns the pages MISSING lists.
+func (s *script) resume(ctx context.Context) *bitmap.Bitmap {
+	must(s.t, s.tr.Open(ctx, s.req))
+	s.send(ctx, msgResume, testResume(s.pages))
+	got := bitmap.New(s.pages)
+	var after uint64
+	for last := false; !last; {
+		var runs []pageRun
+		var err error
+		runs, last, after, err = decodeRuns(nil, s.recv(ctx, msgMissing), s.pages, after)
+		must(s.t, err)
+		for _, r := range runs {
+			got.SetRange(r.First, r.Count)
+		}
+	}
+	return got
+}
+
+// The connection breaks right after COMMIT, before the source read
+// RUNNING: the destination runs the VM anyway and waits for the source;
+// the source, which wrote COMMIT, resumes post-copy with RESUME.
+func TestPostcopyBreakAtCommit(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		s.send(ctx, msgCommit, nil)
+		s.tr.Close()
+		got := s.resume(ctx)
+		want := bitmap.New(s.pages)
+		want.Or(s.absent)
+		if diff := bitmapDiff(got, want); diff != "" {
+			t.Errorf("MISSING differs from the absent pages: %s", diff)
+		}
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning || dst.Counters().Resumes != 1 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
+
+// Before COMMIT, a failing fault service ends the migration at once
+// (the VM never ran here): the destination fails and tells the source.
+func TestPostcopyFailsBeforeCommit(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	const p = 10 // never sent: a device reads it during the load
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		// The destination's VMM touches the page before COMMIT (as a
+		// LoadState might): requested, answered, placed.
+		must(t, uffd.Populate(sliceAddr(dst.GuestMemory(0)[p*framework.PageSize:]), framework.PageSize, false))
+		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		m, err := s.tr.RecvMessage(ctx)
+		if err != nil || m.Kind != msgAbort {
+			t.Errorf("got %s %q, %v; want ABORT", msgName(m.Kind), m.Payload, err)
+		}
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, errPostcopySetup) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverFailed {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	if dst.Counters().Resumes != 0 || uffdOpen() != 0 {
+		t.Errorf("resumed %d, userfaultfds open %d", dst.Counters().Resumes, uffdOpen())
+	}
+}
