@@ -793,7 +793,7 @@ func (pc *pcRecv) resume(ctx context.Context) error {
 	if m.Kind != msgResume {
 		return fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
 	}
-	if err := decodeResume(m.Payload, r.layout.Pages()); err != nil {
+	if err := checkResume(m.Payload, r.layout.Pages()); err != nil {
 		return err
 	}
 	// Arm the new lane before MISSING: the source sends pages after it.
@@ -821,16 +821,13 @@ func (pc *pcRecv) resume(ctx context.Context) error {
 	return nil
 }
 
-// decodeResume checks a RESUME: u32 protocol version, u64 pages; exactly
-// 12 bytes (the source's encodeResume writes it).
-func decodeResume(b []byte, pages uint64) error {
-	if len(b) != 12 {
-		return fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
+// checkResume checks a RESUME (decodeResume) for a guest of pages pages.
+func checkResume(b []byte, pages uint64) error {
+	n, err := decodeResume(b)
+	if err != nil {
+		return err
 	}
-	if v := binary.LittleEndian.Uint32(b); v != protocolVersion {
-		return fmt.Errorf("%w: RESUME for engine protocol %d, this destination speaks %d", errMalformed, v, protocolVersion)
-	}
-	if n := binary.LittleEndian.Uint64(b[4:]); n != pages {
+	if n != pages {
 		return fmt.Errorf("%w: RESUME for a guest of %d pages, this one has %d", errMalformed, n, pages)
 	}
 	return nil

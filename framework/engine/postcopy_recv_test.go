@@ -493,7 +493,7 @@ func TestPostcopyLandingCheck(t *testing.T) {
 // The connection breaks after RUNNING; the source opens it again and
 // sends RESUME; MISSING lists exactly the pages not held; post-copy
 // completes over the new connection.
-func TestPostcopyReconnect(t *testing.T) {
+func TestPostcopyRecvReconnect(t *testing.T) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -587,7 +587,7 @@ func uffdOpen() int {
 // The source goes away after RUNNING and never comes back: after
 // ReconnectTimeout the destination halts the VM, and only then closes
 // the userfaultfd; ErrPostcopyBroken, never ABORT.
-func TestPostcopyReconnectTimeout(t *testing.T) {
+func TestPostcopyRecvReconnectTimeout(t *testing.T) {
 	before := uffdOpen()
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4,
 		OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
@@ -805,13 +805,16 @@ func TestRequesterMerges(t *testing.T) {
 	}
 }
 
-func TestDecodeResume(t *testing.T) {
-	must(t, decodeResume(testResume(77), 77))
-	for _, b := range [][]byte{testResume(76), testResume(77)[:11], append(testResume(77), 0),
-		binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, 2), 77)} {
-		if err := decodeResume(b, 77); !errors.Is(err, errMalformed) {
+func TestCheckResume(t *testing.T) {
+	must(t, checkResume(testResume(77), 77))
+	for _, b := range [][]byte{testResume(76), testResume(77)[:11], append(testResume(77), 0)} {
+		if err := checkResume(b, 77); !errors.Is(err, errMalformed) {
 			t.Errorf("%x: %v", b, err)
 		}
+	}
+	old := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, 2), 77)
+	if err := checkResume(old, 77); err == nil || !strings.Contains(err.Error(), "protocol 2") {
+		t.Errorf("a protocol-2 RESUME: %v", err)
 	}
 }
 
@@ -961,7 +964,7 @@ func TestPostcopyBreakAtCommit(t *testing.T) {
 
 // Before COMMIT, a failing fault service ends the migration at once
 // (the VM never ran here): the destination fails and tells the source.
-func TestPostcopyFailsBeforeCommit(t *testing.T) {
+func TestPostcopyRecvFailsBeforeCommit(t *testing.T) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

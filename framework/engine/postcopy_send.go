@@ -135,7 +135,7 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 // postcopy is the source's state from the switch on. The owed bitmap
 // and the counters are shared by the main goroutine (pusher) and the
 // request server, under mu.
-type postcopy struct {
+type pcSend struct {
 	s     *sender
 	pages uint64
 
@@ -158,13 +158,13 @@ type postcopy struct {
 	serveErr  chan error // the request server's end (1 buffered)
 }
 
-func newPostcopy(s *sender, absent *bitmap.Bitmap) *postcopy {
-	return &postcopy{s: s, pages: absent.Len(), owed: absent, left: absent.Count(),
+func newPostcopy(s *sender, absent *bitmap.Bitmap) *pcSend {
+	return &pcSend{s: s, pages: absent.Len(), owed: absent, left: absent.Count(),
 		sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
 }
 
 // owedCount is the number of pages still owed; safe on nil.
-func (pc *postcopy) owedCount() uint64 {
+func (pc *pcSend) owedCount() uint64 {
 	if pc == nil {
 		return 0
 	}
@@ -176,7 +176,7 @@ func (pc *postcopy) owedCount() uint64 {
 // claim takes the owed pages of a request out of owed (they are queued
 // by the caller) and returns them; pages not owed any more are counted
 // and left alone. The pusher goes on after the request.
-func (pc *postcopy) claim(req []pageRun, dst []pageRun) []pageRun {
+func (pc *pcSend) claim(req []pageRun, dst []pageRun) []pageRun {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, r := range req {
@@ -201,7 +201,7 @@ func (pc *postcopy) claim(req []pageRun, dst []pageRun) []pageRun {
 
 // take takes up to n owed pages for the pusher, from where it goes on
 // (wrapping around), out of owed.
-func (pc *postcopy) take(n uint64, dst []pageRun) []pageRun {
+func (pc *pcSend) take(n uint64, dst []pageRun) []pageRun {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for n > 0 && pc.left > 0 {
@@ -221,7 +221,7 @@ func (pc *postcopy) take(n uint64, dst []pageRun) []pageRun {
 }
 
 // owe makes runs owed again (MISSING after a reconnect).
-func (pc *postcopy) owe(runs []pageRun) {
+func (pc *pcSend) owe(runs []pageRun) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, r := range runs {
@@ -235,7 +235,7 @@ func (pc *postcopy) owe(runs []pageRun) {
 
 // wire turns claimed runs into transport runs: a page that reads all
 // zero (the source is paused: it stays so) goes as a zero run.
-func (pc *postcopy) wire(runs []pageRun, dst []transport.PageRun) []transport.PageRun {
+func (pc *pcSend) wire(runs []pageRun, dst []transport.PageRun) []transport.PageRun {
 	var data, zero uint64
 	for _, r := range runs {
 		for p := r.First; p < r.First+r.Count; p++ {
@@ -268,7 +268,7 @@ func (s *sender) page(p uint64) []byte {
 
 // startServing starts answering the destination's REQUESTs on the
 // urgent path until stopServing or the session's end.
-func (pc *postcopy) startServing(ctx context.Context) {
+func (pc *pcSend) startServing(ctx context.Context) {
 	ctx, stop := context.WithCancel(ctx)
 	pc.serveStop, pc.serveDone, pc.serveErr, pc.serveGone = stop, make(chan struct{}), make(chan error, 1), false
 	go pc.serve(ctx, pc.serveDone, pc.serveErr)
@@ -276,7 +276,7 @@ func (pc *postcopy) startServing(ctx context.Context) {
 
 // stopServing ends the request server and joins it; safe on nil and
 // when it is not running.
-func (pc *postcopy) stopServing() {
+func (pc *pcSend) stopServing() {
 	if pc == nil || pc.serveStop == nil {
 		return
 	}
@@ -287,7 +287,7 @@ func (pc *postcopy) stopServing() {
 
 // serve answers REQUESTs: the owed pages among them go at once on the
 // urgent path; the others are already queued.
-func (pc *postcopy) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
+func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
 	defer close(done)
 	s := pc.s
 	var req, got []pageRun
@@ -534,7 +534,7 @@ func (s *sender) sendAbsent(ctx context.Context, absent *bitmap.Bitmap) error {
 }
 
 // report copies the post-copy counters into the report; safe on nil.
-func (pc *postcopy) report() {
+func (pc *pcSend) report() {
 	if pc == nil {
 		return
 	}
@@ -548,7 +548,7 @@ func (pc *postcopy) report() {
 
 // run is post-copy proper, from RUNNING: push the owed pages, wait for
 // SETTLED, reconnect after a broken connection.
-func (pc *postcopy) run(ctx context.Context) error {
+func (pc *pcSend) run(ctx context.Context) error {
 	s := pc.s
 	running := time.Now()
 	s.capStart, s.capBytes = running, 0 // the cap applies to the pusher, from now
@@ -572,7 +572,7 @@ func (pc *postcopy) run(ctx context.Context) error {
 // push sends the owed pages in batches, from where the last request
 // left off, Flushing every pushFlushBytes and at the end. The bandwidth
 // cap applies (the urgent path is not capped).
-func (pc *postcopy) push(ctx context.Context) error {
+func (pc *pcSend) push(ctx context.Context) error {
 	s := pc.s
 	var unflushed uint64
 	var runs []pageRun
@@ -621,7 +621,7 @@ func (pc *postcopy) push(ctx context.Context) error {
 // linkError, unless nothing is owed any more: then the destination may
 // have answered SETTLED and ended the session already, and settle
 // decides (nil).
-func (pc *postcopy) pushFailed(err error) error {
+func (pc *pcSend) pushFailed(err error) error {
 	if pc.owedCount() == 0 {
 		pc.s.opt.Log.Info("post-copy: sending the last pages failed; waiting for what the destination said", "err", err)
 		return nil
@@ -631,7 +631,7 @@ func (pc *postcopy) pushFailed(err error) error {
 
 // poll looks, without waiting, at what the destination said and at the
 // request server: a broken session is a linkError.
-func (pc *postcopy) poll() error {
+func (pc *pcSend) poll() error {
 	s := pc.s
 	select {
 	case m, ok := <-s.msgs:
@@ -656,7 +656,7 @@ func (pc *postcopy) poll() error {
 
 // unexpected is the error for a message from the destination in post-
 // copy that is not a SETTLED we wait for.
-func (pc *postcopy) unexpected(m transport.Message) error {
+func (pc *pcSend) unexpected(m transport.Message) error {
 	if m.Kind == msgAbort {
 		return fmt.Errorf("%w in post-copy: %s", errDestinationAborted, m.Payload)
 	}
@@ -666,7 +666,7 @@ func (pc *postcopy) unexpected(m transport.Message) error {
 // settle waits for SETTLED once every owed page was queued and Flushed.
 // done means post-copy ended: completed, with err set if the destination
 // found pages that differ.
-func (pc *postcopy) settle(ctx context.Context, running time.Time) (done bool, err error) {
+func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err error) {
 	s := pc.s
 	var m transport.Message
 	if pc.settled != nil {
@@ -723,7 +723,7 @@ func (pc *postcopy) settle(ctx context.Context, running time.Time) (done bool, e
 
 // broken ends post-copy for good: the VM ran on the destination and this
 // copy is stale.
-func (pc *postcopy) broken(cause error) error {
+func (pc *pcSend) broken(cause error) error {
 	pc.stopServing()
 	pc.report()
 	if err := pc.s.ho.move(HandoverPostcopyBroken); err != nil {
@@ -738,7 +738,7 @@ func (pc *postcopy) broken(cause error) error {
 // reconnect opens the transport again after the connection broke, with
 // a backoff, until ReconnectTimeout passes or ctx ends; on success the
 // destination's MISSING pages are owed again and post-copy goes on.
-func (pc *postcopy) reconnect(ctx context.Context, cause error) error {
+func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s := pc.s
 	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
 	pc.stopServing()
@@ -780,7 +780,7 @@ func (pc *postcopy) reconnect(ctx context.Context, cause error) error {
 // reopen opens the transport (the same OpenRequest), sends RESUME and
 // reads MISSING. final means the destination refused for good (ABORT or
 // a malformed answer). ctx is the migration's, rctx bounds this try.
-func (pc *postcopy) reopen(ctx, rctx context.Context) (final bool, err error) {
+func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s := pc.s
 	if err := openTransport(rctx, s.tr, s.openReq, &s.rep); err != nil {
 		return false, fmt.Errorf("open transport: %w", err)

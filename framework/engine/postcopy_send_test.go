@@ -764,7 +764,7 @@ func TestPostcopyRequestsRacePushes(t *testing.T) {
 // TestPostcopyReconnect: the destination ends the connection after
 // RUNNING and opens it again: the source reopens its transport, sends
 // RESUME, owes the MISSING pages again and completes.
-func TestPostcopyReconnect(t *testing.T) {
+func TestPostcopySendReconnect(t *testing.T) {
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	var mu sync.Mutex
@@ -806,7 +806,7 @@ func TestPostcopyReconnect(t *testing.T) {
 // TestPostcopyReconnectTimeout: the destination never comes back: after
 // ReconnectTimeout the source gives up with ErrPostcopyBroken and keeps
 // its copy paused, never resumed.
-func TestPostcopyReconnectTimeout(t *testing.T) {
+func TestPostcopySendReconnectTimeout(t *testing.T) {
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	start := time.Now()
@@ -938,7 +938,7 @@ func BenchmarkPushFlush(b *testing.B) {
 
 // TestPostcopyFailsBeforeCommit: the destination cannot load the state
 // after the switch: the source resumes, as in pre-copy.
-func TestPostcopyFailsBeforeCommit(t *testing.T) {
+func TestPostcopySendFailsBeforeCommit(t *testing.T) {
 	src := dataGuest(t, 8*mib)
 	allDirtyAfterBulk(src)
 	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.failLoad = true })
