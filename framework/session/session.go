@@ -139,7 +139,7 @@ func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host
 	opt := s.options()
 	opt.Hints = sources
 	setup := s.opened + time.Since(start)
-	rep, err := engine.Send(ctx, src, engineTransport{s.tr}, opt)
+	rep, err := engine.Send(ctx, src, &engineTransport{Transport: s.tr}, opt)
 	rep.Hints = append(rep.Hints, failedHints...)
 	rep.SetupMS = setup.Milliseconds()
 	return rep, err
@@ -156,18 +156,37 @@ func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Rep
 	start := time.Now()
 	s.hints.cancel() // a receiving session has no use for providers: they stop on their own
 	setup := s.opened + time.Since(start)
-	rep, err := engine.Receive(ctx, dst, engineTransport{s.tr}, s.options())
+	rep, err := engine.Receive(ctx, dst, &engineTransport{Transport: s.tr}, s.options())
 	rep.SetupMS = setup.Milliseconds()
 	return rep, err
 }
 
 // engineTransport is the transport as the engine sees it: its Close
-// (the engine's last call) is left to the session's teardown, which
-// closes the transport and stops its process after the report.
-type engineTransport struct{ transport.Transport }
+// (usually the engine's last call) is left to the session's teardown,
+// which closes the transport and stops its process after the report.
+// A post-copy that lost its connection closes the transport and opens
+// it again: that Open first closes it for real (ending the session and
+// its process, if it still runs), and the launched transport starts a
+// new process for the new session.
+type engineTransport struct {
+	transport.Transport
+	closed atomic.Bool // the engine called Close: a later Open is a reconnect
+}
 
-// Close implements transport.Transport.Close: nothing yet (teardown).
-func (engineTransport) Close() error { return nil }
+// Open implements transport.Transport.Open.
+func (t *engineTransport) Open(ctx context.Context, req transport.OpenRequest) error {
+	if t.closed.Swap(false) {
+		t.Transport.Close()
+	}
+	return t.Transport.Open(ctx, req)
+}
+
+// Close implements transport.Transport.Close: nothing yet (teardown),
+// unless the engine opens the transport again.
+func (t *engineTransport) Close() error {
+	t.closed.Store(true)
+	return nil
+}
 
 func (s *Session) options() engine.Options {
 	opt := s.spec.Engine

@@ -1,0 +1,263 @@
+package vmtest_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/plugintest"
+	"github.com/ferryvm/ferry/framework/postcopy"
+	"github.com/ferryvm/ferry/framework/session"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// Post-copy through the embedding API: both sides run the real engine
+// (session.Send and session.Receive) over the real TCP transport plugin,
+// the destination serves its guest's faults with a real userfaultfd, the
+// balloon provider's free pages travel as zero runs, and the page check
+// compares every page: held ones before COMMIT, the rest as they land.
+
+// needUffd skips when this process cannot serve post-copy faults.
+func needUffd(t *testing.T) {
+	t.Helper()
+	if err := postcopy.Available(); err != nil {
+		t.Skipf("POST-COPY NOT TESTED: userfaultfd is not available here: %v", err)
+	}
+}
+
+// postcopySpecs are specs with post-copy in mode, the bulk pass capped at
+// bandwidth (0: not capped) so that a switch finds pages still owed.
+func postcopySpecs(t *testing.T, mode engine.PostcopyMode, bandwidth uint64) (src, dst session.Spec) {
+	src, dst = specs(t, true)
+	src.Engine.Postcopy = mode
+	src.Engine.Bandwidth = bandwidth
+	src.Engine.ReconnectTimeout = 20 * time.Second
+	dst.Engine.ReconnectTimeout = 20 * time.Second
+	return src, dst
+}
+
+// toucher reads every free page of dst, and then every page, from its
+// own goroutine once dst runs, as a device model would (through the
+// engine's Toucher while post-copy runs): free pages fault locally, the
+// others may go over the network.
+func toucher(dst **vmtest.VM, free func() []uint64) (onResume func(), wait func()) {
+	var wg sync.WaitGroup
+	onResume = func() {
+		wg.Go(func() {
+			v := *dst
+			for _, p := range free() {
+				v.Page(p)
+			}
+			for p := range v.Pages() {
+				v.Page(p)
+			}
+		})
+	}
+	return onResume, wg.Wait
+}
+
+// checkPostcopy asserts a completed post-copy: both sides completed in
+// post-copy, the destination runs a guest whose every page is its own,
+// free pages arrived as zeros, the source is paused for good.
+func checkPostcopy(t *testing.T, src, dst *vmtest.VM, srep, drep engine.Report, serr, derr error) {
+	t.Helper()
+	t.Logf("source: %s %v, %d ms, downtime %d ms, post-copy %d ms, %d requested, %d pushed, %d skipped, %d reconnects",
+		srep.Status, serr, srep.TotalMS, srep.DowntimeMS, srep.PostcopyMS, srep.PagesRequested, srep.PagesPushed, srep.PagesSkipped, srep.Reconnects)
+	t.Logf("destination: %s %v, post-copy %d ms, %d requested, %d zero-local, %d landed-local, fault p50 %d us p99 %d us max %d us, %d reconnects",
+		drep.Status, derr, drep.PostcopyMS, drep.PagesRequested, drep.PagesZeroLocal, drep.PagesLandLocal,
+		drep.FaultP50US, drep.FaultP99US, drep.FaultMaxUS, drep.Reconnects)
+	if serr != nil || derr != nil || srep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
+		t.Fatalf("source %s (%v), destination %s (%v)", srep.Status, serr, drep.Status, derr)
+	}
+	if srep.Mode != engine.ModePostcopy || drep.Mode != engine.ModePostcopy {
+		t.Fatalf("mode: source %q, destination %q", srep.Mode, drep.Mode)
+	}
+	if src.State() != vmtest.StatePaused || src.Counters().Resumes != 0 || dst.State() != vmtest.StateRunning {
+		t.Fatalf("source %s (%+v), destination %s", src.State(), src.Counters(), dst.State())
+	}
+	if srep.PagesChecked == 0 {
+		t.Error("the page check did not run")
+	}
+	if err := dst.Verify(); err != nil {
+		t.Error(err)
+	}
+	free := src.Free()
+	for p := free.NextSet(0); p < free.Len(); p = free.NextSet(p + 1) {
+		if pg := dst.Page(p); !bytes.Equal(pg, make([]byte, len(pg))) {
+			t.Fatalf("free page %d arrived with data: it was sent", p)
+		}
+	}
+}
+
+// freePages lists the balloon's free pages of v.
+func freePages(v *vmtest.VM) []uint64 {
+	var out []uint64
+	f := v.Free()
+	for p := f.NextSet(0); p < f.Len(); p = f.NextSet(p + 1) {
+		out = append(out, p)
+	}
+	return out
+}
+
+// TestEmbedPostcopyAlways: "always" switches after the bulk pass; the
+// destination's guest writes as it runs and a device reads every page:
+// every fault on a free page is resolved locally, none is requested.
+func TestEmbedPostcopyAlways(t *testing.T) {
+	needUffd(t)
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+	var dst *vmtest.VM
+	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
+	sspec, dspec := postcopySpecs(t, engine.PostcopyAlways, 0)
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
+	wait()
+	checkPostcopy(t, src, dst, srep, drep, serr, derr)
+	if got := srep.SkippedBy["balloon"]; got == 0 {
+		t.Error("the balloon skipped nothing")
+	}
+}
+
+// TestEmbedPostcopyManual: the operator switches in the middle of a
+// capped bulk pass: most pages are still owed, the destination's guest
+// faults on them and they come on request or in the background, each
+// once; faults on free pages never go over the network.
+func TestEmbedPostcopyManual(t *testing.T) {
+	needUffd(t)
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+	var dst *vmtest.VM
+	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
+	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20) // 16 MiB at 8 MB/s: 2 s of bulk pass
+	start := make(chan struct{})
+	sspec.Engine.StartPostcopy = start
+	var once sync.Once
+	sspec.Progress = func(p engine.Progress) {
+		if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {
+			once.Do(func() { close(start) })
+		}
+	}
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
+	wait()
+	checkPostcopy(t, src, dst, srep, drep, serr, derr)
+	if drep.PagesRequested == 0 || srep.PagesRequested == 0 {
+		t.Errorf("no page was requested over the network (destination %d, source %d)", drep.PagesRequested, srep.PagesRequested)
+	}
+	if drep.PagesZeroLocal == 0 {
+		t.Error("no fault was resolved locally on a zero or free page")
+	}
+	if srep.PagesSent+srep.PagesRequested+srep.PagesPushed < src.Pages()-uint64(len(freePages(src))) {
+		t.Logf("note: %d sent, %d requested, %d pushed (zero runs make up the rest)", srep.PagesSent, srep.PagesRequested, srep.PagesPushed)
+	}
+}
+
+// TestEmbedPostcopyCut: the transport plugin process of one side (picked
+// at random) is killed at a random moment of post-copy; both sides open
+// the transport again (a new plugin process), the destination says which
+// pages it lacks, and the migration completes page-exact. 20 cuts (3
+// with -short).
+func TestEmbedPostcopyCut(t *testing.T) {
+	needUffd(t)
+	rounds := 20
+	if testing.Short() {
+		rounds = 3
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for round := range rounds {
+		delay := time.Duration(rng.IntN(300)) * time.Millisecond
+		side := rng.IntN(2) // 0: kill the source's plugin, 1: the destination's
+		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+			var dst *vmtest.VM
+			onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+			dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
+			sspec, dspec := postcopyCutSpecs(t)
+			start := make(chan struct{})
+			sspec.Engine.StartPostcopy = start
+			var once, cut sync.Once
+			sspec.Progress = func(p engine.Progress) {
+				if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {
+					once.Do(func() { close(start) })
+				}
+			}
+			// The cut is timed from the destination's post-copy phase; the
+			// pusher is capped, so post-copy lasts over a second.
+			var killed int
+			var cutWG sync.WaitGroup
+			dspec.Progress = func(p engine.Progress) {
+				if p.Phase != engine.PhasePostcopy {
+					return
+				}
+				cut.Do(func() {
+					cutWG.Go(func() {
+						time.Sleep(delay)
+						killed = killTransport(t, side)
+					})
+				})
+			}
+			srep, serr, drep, derr := run(src, dst, sspec, dspec)
+			cutWG.Wait()
+			wait()
+			t.Logf("killed %d transport process(es) of side %d after %v", killed, side, delay)
+			checkPostcopy(t, src, dst, srep, drep, serr, derr)
+			if killed > 0 && srep.Reconnects == 0 && drep.Reconnects == 0 {
+				t.Logf("the cut came after the last page (no reconnect needed)")
+			}
+		})
+	}
+}
+
+// killTransport kills the TCP transport plugin process of one side
+// (0: the source's, 1: the destination's, which runs from the link
+// postcopyCutSpecs made) and returns how many it killed.
+func killTransport(t *testing.T, side int) int {
+	pids, err := plugintest.ChildPIDs()
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	name := "ferry-transport-tcp"
+	if side == 1 {
+		name = dstPluginName
+	}
+	n := 0
+	for _, pid := range pids {
+		cmd, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(cmd), "\x00")
+		if filepath.Base(argv0) != name {
+			continue
+		}
+		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// dstPluginName is the destination's transport binary in the cut test: a
+// link to the TCP plugin, so the two sides' processes can be told apart.
+const dstPluginName = "dst-ferry-transport-tcp"
+
+// postcopyCutSpecs are postcopySpecs whose destination runs the TCP
+// plugin through a link named dstPluginName.
+func postcopyCutSpecs(t *testing.T) (src, dst session.Spec) {
+	src, dst = postcopySpecs(t, engine.PostcopyOff, 8<<20)
+	link := filepath.Join(t.TempDir(), dstPluginName)
+	if err := os.Symlink(dst.Transport.Path, link); err != nil {
+		t.Fatal(err)
+	}
+	dst.Transport.Path = link
+	return src, dst
+}
