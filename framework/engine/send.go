@@ -56,7 +56,7 @@ type sender struct {
 	pcWhy    string                // why the switch to post-copy happens; "" while pre-copy
 	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
 	pcStalls int                   // passes in a row whose estimate did not fall
-	pc       *pcSend             // from the switch on
+	pc       *pcSend               // from the switch on
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
