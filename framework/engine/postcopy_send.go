@@ -726,6 +726,11 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 func (pc *pcSend) broken(cause error) error {
 	pc.stopServing()
 	pc.report()
+	if pc.s.ho.get() == HandoverCommitting {
+		// COMMIT went out, RUNNING never came and no destination took
+		// the reconnect: it may never have received COMMIT.
+		return pc.s.unknown(fmt.Errorf("no RUNNING after COMMIT, and no destination resumed post-copy: %v", cause))
+	}
 	if err := pc.s.ho.move(HandoverPostcopyBroken); err != nil {
 		pc.s.opt.Log.Error("post-copy broken", "err", err)
 	}

@@ -131,6 +131,15 @@ func (s *sender) commit(ctx context.Context) error {
 			return fmt.Errorf("%w; resume here: %v", err, rerr)
 		}
 		return fmt.Errorf("the destination could not run the VM, it runs here again: %w", err)
+	case err != nil && s.pc != nil:
+		// Post-copy: a destination that got COMMIT runs the VM and waits
+		// for its pages, listening for this side to reconnect. If it
+		// answers RESUME with MISSING, it runs the VM; if none does
+		// within ReconnectTimeout, the handover is unknown (broken).
+		if rerr := s.pc.reconnect(ctx, fmt.Errorf("waiting for RUNNING: %w", err)); rerr != nil {
+			return rerr
+		}
+		return s.ho.move(HandoverPostcopy)
 	case err != nil:
 		return s.unknown(fmt.Errorf("waiting for RUNNING: %w", err))
 	case m.Kind != msgRunning:

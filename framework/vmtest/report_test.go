@@ -71,10 +71,12 @@ func TestReportMisbehaving(t *testing.T) {
 			}},
 		{"hang in Configure", func() session.Hint {
 			h := exampleHint(t, "example-hang", map[string]any{"mode": "configure"}, 0)
-			h.StartTimeout = 500 * time.Millisecond
+			// Long enough for the process to start on a loaded machine
+			// (at 500 ms it sometimes hung in start instead).
+			h.StartTimeout = 3 * time.Second
 			return h
 		}(), func(t *testing.T, h engine.HintStats) {
-			if h.Status != engine.HintHung || h.Stage != engine.StageConfigure || h.Requests != 0 || h.DeadlineMS != 500 {
+			if h.Status != engine.HintHung || h.Stage != engine.StageConfigure || h.Requests != 0 || h.DeadlineMS != 3000 {
 				t.Errorf("%+v", h)
 			}
 		}},
