@@ -3,23 +3,42 @@ package loopback
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
+// dialPatience bounds how long a sender waits for its receiver's socket
+// (within Open's context): the two sides start at about the same time.
+const dialPatience = 10 * time.Second
+
 // connectSocket listens on (receive) or dials (send) the unix socket.
-// The listener accepts one connection and removes the socket file.
+// The listener accepts one connection and removes the socket file. The
+// sender dials again while the socket is not there or refuses, until
+// ctx ends or dialPatience passed.
 func connectSocket(ctx context.Context, role transport.Role, o options) (net.Conn, error) {
 	if role == transport.RoleSend {
+		dctx, cancel := context.WithTimeout(ctx, dialPatience)
+		defer cancel()
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", o.socket)
-		if err != nil {
-			return nil, fmt.Errorf("loopback: dial: %w", err)
+		for {
+			c, err := d.DialContext(dctx, "unix", o.socket)
+			if err == nil {
+				return c, nil
+			}
+			if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) {
+				return nil, fmt.Errorf("loopback: dial: %w", err)
+			}
+			select {
+			case <-dctx.Done():
+				return nil, fmt.Errorf("loopback: dial: no receiver at %s: %w", o.socket, err)
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		return c, nil
 	}
 	ln, err := net.Listen("unix", o.socket)
 	if err != nil {
