@@ -29,6 +29,9 @@ type receiver struct {
 	next  uint64  // the batch expected next
 	cm    *commit // its COMMIT, once arrived
 	zeros uint64  // its zero frames applied
+	// Its RUNS frames taken, and the data runs and pages they named.
+	runFrames, runPages uint64
+	runs                []transport.PageRun
 }
 
 // register registers guest RAM for remote writes and posts the receive
@@ -116,7 +119,7 @@ func (s *session) committed(cm commit) error {
 	r := &s.rcv
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cm.seq != r.next || r.cm != nil || cm.pages > s.ram.Pages {
+	if cm.seq != r.next || r.cm != nil || r.runFrames > cm.runs { // pages are checked against the RUNS
 		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
 	}
 	r.cm = &cm
@@ -125,8 +128,11 @@ func (s *session) committed(cm commit) error {
 	return s.ackIfDone()
 }
 
-// receiveCtrl applies the source's ZERO frames.
+// receiveCtrl applies the source's ZERO frames and takes its RUNS.
 func (s *session) receiveCtrl(f wire.Frame) error {
+	if f.Type == wire.TypeMsg { // seq != 0: RUNS
+		return s.takeRuns(f)
+	}
 	if f.Type != wire.TypeZero {
 		return fmt.Errorf("%w: the source sent %v on the control channel", transport.ErrProtocol, f.Type)
 	}
@@ -146,6 +152,25 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 	})
 	r.zeros++
 	s.stats.zero.Add(run.Count)
+	s.landed.Push(run)
+	return s.ackIfDone()
+}
+
+// takeRuns records a RUNS frame: data runs the batch wrote, reported to
+// Landed at its COMMIT.
+func (s *session) takeRuns(f wire.Frame) error {
+	r := &s.rcv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f.Seq != r.next || (r.cm != nil && r.runFrames >= r.cm.runs) {
+		return fmt.Errorf("%w: RUNS frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
+	}
+	runs, n, err := parseRuns(f, s.ram.Pages, r.runs)
+	if err != nil {
+		return err
+	}
+	r.runs, r.runPages = runs, r.runPages+n
+	r.runFrames++
 	return s.ackIfDone()
 }
 
@@ -153,11 +178,18 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 // zero frames were applied (r.mu held).
 func (s *session) ackIfDone() error {
 	r := &s.rcv
-	if r.cm == nil || r.zeros < r.cm.zeros {
+	if r.cm == nil || r.zeros < r.cm.zeros || r.runFrames < r.cm.runs {
 		return nil
+	}
+	if r.runPages != r.cm.pages {
+		return fmt.Errorf("%w: batch %d: COMMIT of %d data pages, RUNS of %d", transport.ErrProtocol, r.cm.seq, r.cm.pages, r.runPages)
+	}
+	for _, run := range r.runs {
+		s.landed.Push(run)
 	}
 	seq := r.cm.seq
 	r.next, r.cm, r.zeros = seq+1, nil, 0
+	r.runFrames, r.runPages, r.runs = 0, 0, r.runs[:0]
 	s.wg.Go(func() { // the ACK goes out of the reader's way
 		if err := s.writeFrame(context.Background(), wire.AppendAck(nil, seq)); err != nil {
 			s.log.Debug("ACK not sent", "batch", seq, "error", err)

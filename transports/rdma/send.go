@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -32,13 +33,14 @@ type sender struct {
 	inflight atomic.Int64 // writes and COMMIT posted, not completed
 	progress chan struct{}
 	acked    atomic.Uint64
-	ackNote  chan struct{}
+	ackNote  notifier
 
 	// Engine goroutine only.
 	seq            uint64 // batch being built
 	zeros, pages   uint64 // its zero frames and data pages so far
 	dlo, dhi       uint64 // page range its data runs cover
 	zlo, zhi       uint64 // page range its zero runs cover
+	runs           []byte // its data runs, for the RUNS frames (commit.go)
 	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
 	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
@@ -64,7 +66,6 @@ func (snd *sender) register(s *session) error {
 	}
 	snd.maxIn = int64(min(max(s.caps.TxSize-1, 1), 64))
 	snd.progress = make(chan struct{}, 1)
-	snd.ackNote = make(chan struct{}, 1)
 	snd.seq = 1
 	snd.resetRanges()
 	return nil
@@ -151,11 +152,17 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 				err = s.flush(ctx)
 			}
 			if err == nil {
+				err = s.claim(ctx, r)
+			}
+			if err == nil {
 				err = s.writeRun(ctx, r)
 			}
 		} else {
 			if overlaps(r.First, r.Count, snd.dlo, snd.dhi) {
 				err = s.flush(ctx)
+			}
+			if err == nil {
+				err = s.claim(ctx, r)
 			}
 			if err == nil {
 				err = s.zeroRun(ctx, r)
@@ -168,9 +175,34 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 	return nil
 }
 
+// claim puts run r in the per-page order (order.claimBulk): when an
+// urgent copy of one of its pages, queued before, is not yet in guest
+// RAM, it commits the batch built so far (the urgent copy may wait for
+// it) and waits for that copy.
+func (s *session) claim(ctx context.Context, r transport.PageRun) error {
+	for {
+		it := s.ord.claimBulk(r)
+		if it == nil {
+			return nil
+		}
+		if err := s.flush(ctx); err != nil {
+			return err
+		}
+		if err := s.waitUrgentDone(ctx, it); err != nil {
+			return err
+		}
+	}
+}
+
 func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	snd := &s.snd
 	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
+	for first, left := r.First, r.Count; left > 0; {
+		n := min(left, 1<<31)
+		snd.runs = binary.BigEndian.AppendUint64(snd.runs, first)
+		snd.runs = binary.BigEndian.AppendUint32(snd.runs, uint32(n))
+		first, left = first+n, left-n
+	}
 	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
 		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
 			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
@@ -260,6 +292,17 @@ func (s *session) flush(ctx context.Context) error {
 		}
 	}
 	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages}
+	// The RUNS frames first: they take the control channel while the
+	// writes drain.
+	for b := snd.runs; len(b) > 0; {
+		n := min(len(b), maxRunsSize/runSize*runSize)
+		if err := s.writeFrame(ctx, appendRunsHeader(nil, c.seq, n), b[:n]); err != nil {
+			return fmt.Errorf("commit batch %d: %w", c.seq, err)
+		}
+		b = b[n:]
+		c.runs++
+	}
+	snd.runs = snd.runs[:0]
 	c.put(snd.buf)
 	snd.mu.Lock()
 	snd.commitInFlight = true
@@ -275,9 +318,13 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	snd.deferred = nil
 	s.stats.wire.Add(commitSize)
-	for snd.acked.Load() < c.seq {
+	for {
+		ch := snd.ackNote.wait()
+		if snd.acked.Load() >= c.seq {
+			break
+		}
 		select {
-		case <-snd.ackNote:
+		case <-ch:
 		case <-s.done:
 			if snd.acked.Load() >= c.seq {
 				break
@@ -301,6 +348,7 @@ func (s *session) flush(ctx context.Context) error {
 	snd.seq++
 	snd.zeros, snd.pages = 0, 0
 	snd.resetRanges()
+	s.ord.batchDone(snd.seq)
 	return nil
 }
 
@@ -310,10 +358,7 @@ func (s *session) sendCtrl(f wire.Frame) error {
 		return fmt.Errorf("%w: the destination sent %v %d (batch %d was the last committed)", transport.ErrProtocol, f.Type, f.Seq, c)
 	}
 	s.snd.acked.Store(f.Seq)
-	select {
-	case s.snd.ackNote <- struct{}{}:
-	default:
-	}
+	s.snd.ackNote.notify()
 	return nil
 }
 

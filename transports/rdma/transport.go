@@ -98,15 +98,23 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		s.snd.release()
 		s.rcv.release()
+		s.usnd.release()
+		s.urcv.release()
 		m.Unmap()
 		return fmt.Errorf("rdma transport: %w", err)
 	}
 	if req.Role == transport.RoleSend {
 		s.wg.Go(s.pollSend)
 		s.wg.Go(func() { s.readCtrl(s.sendCtrl) })
+		s.wg.Go(s.pollUrgentSend)
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.usendCtrl) })
+		s.wg.Go(s.urgentLoop)
 	} else {
 		s.wg.Go(s.pollReceive)
 		s.wg.Go(func() { s.readCtrl(s.receiveCtrl) })
+		s.wg.Go(s.pollUrgentReceive)
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.ureceiveCtrl) })
+		s.wg.Go(s.uackLoop)
 	}
 	t.mu.Lock()
 	t.s = s
