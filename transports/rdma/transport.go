@@ -29,7 +29,8 @@ type Transport struct {
 	s     *session
 	stats counters
 
-	commitEarly bool // tests only: see sender.commitEarly
+	commitEarly  bool // tests only: see sender.commitEarly
+	ucommitEarly bool // tests only: see usender.commitEarly
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -90,6 +91,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
 	s.auth, s.plain = auth, req.Credentials.Plaintext
 	s.snd.commitEarly = t.commitEarly
+	s.usnd.commitEarly = t.ucommitEarly
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {

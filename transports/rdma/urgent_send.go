@@ -39,6 +39,9 @@ type usender struct {
 	ackNote  notifier
 	// urgentLoop only: pages of COMMITs not yet acknowledged.
 	recent []urec
+
+	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
+	deferred    []func() error // commitEarly: the writes held back
 }
 
 type urec struct{ first, count, commit uint64 }
@@ -164,6 +167,12 @@ func (s *session) postUrgent(it *uitem) error {
 		}
 		err := s.postUCommit(list)
 		list = list[:0]
+		for _, w := range u.deferred { // tests only (commitEarly)
+			if err == nil {
+				err = s.upost(w)
+			}
+		}
+		u.deferred = nil
 		return err
 	}
 	for _, r := range it.runs {
@@ -224,7 +233,10 @@ func (s *session) uwrite(r transport.PageRun) error {
 	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
 		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
 			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
-			if err := s.upost(func() error { return s.uep.Write(chunk, g.umr, g.urbase+b, g.urkey, ctxUWrite) }); err != nil {
+			write := func() error { return s.uep.Write(chunk, g.umr, g.urbase+b, g.urkey, ctxUWrite) }
+			if s.usnd.commitEarly {
+				s.usnd.deferred = append(s.usnd.deferred, write)
+			} else if err := s.upost(write); err != nil {
 				return fmt.Errorf("write pages urgently: %w", err)
 			}
 			s.stats.wire.Add(uint64(len(chunk)))

@@ -1,0 +1,176 @@
+package rdma_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/rdma"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// urgentRounds sends n urgent runs of 1 MiB of fresh random pages and
+// reports how many were not completely in the destination's RAM when
+// Landed reported them.
+func urgentRounds(t *testing.T, s *session, n int) (bad int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm) // Landed records from its first call on
+	stop()
+	pages := uint64(len(s.src) / 4096)
+	const per = 256
+	for i := range n {
+		first := uint64(i*per) % (pages - per)
+		fillRandom(s.src[first*4096:(first+per)*4096], uint64(100+i))
+		run := transport.PageRun{First: first, Count: per, Kind: transport.KindData}
+		if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{run}); err != nil {
+			t.Fatalf("round %d: SendPagesUrgent: %v", i, err)
+		}
+		for got := uint64(0); got < per; {
+			runs, err := s.recv.Landed(ctx)
+			if err != nil {
+				t.Fatalf("round %d: Landed: %v", i, err)
+			}
+			for _, r := range runs {
+				if r.Kind != transport.KindData || r.First < first || r.First+r.Count > first+per {
+					t.Fatalf("round %d: Landed reported %+v; want pages of %+v", i, r, run)
+				}
+				got += r.Count
+			}
+		}
+		// Read the destination at once: every reported page must be there.
+		if !bytes.Equal(s.dst[first*4096:(first+per)*4096], s.src[first*4096:(first+per)*4096]) {
+			bad++
+		}
+	}
+	return bad
+}
+
+// TestUrgentVisibleAtLanded: every urgent page is in the destination's
+// RAM when Landed reports it (the urgent COMMIT comes after its writes);
+// the same check catches a sender that commits before its writes.
+func TestUrgentVisibleAtLanded(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.UrgentCompletionMode(); m != "send-after-write" {
+				t.Errorf("urgent pages are committed by %s, want send-after-write (all software providers here have FI_ORDER_SAW)", m)
+			}
+			if bad := urgentRounds(t, s, 64); bad != 0 {
+				t.Fatalf("%d of 64 urgent runs were not visible when Landed reported them", bad)
+			}
+			early := rdma.New(nil)
+			early.SetUrgentCommitEarly()
+			s = open(t, p, 0, 64<<20, early)
+			bad := urgentRounds(t, s, 16)
+			t.Logf("urgent commit before writes: %d of 16 runs caught incomplete at Landed", bad)
+			if bad == 0 {
+				t.Fatal("the check did not catch a sender that commits urgent pages before their writes")
+			}
+		})
+	}
+}
+
+// TestUrgentDeliveryComplete: the same with endpoints opened without
+// FI_ORDER_SAW: urgent writes carry FI_DELIVERY_COMPLETE and their
+// COMMIT waits for their completions.
+func TestUrgentDeliveryComplete(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			fabric.ForceDeliveryComplete(true)
+			defer fabric.ForceDeliveryComplete(false)
+			if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
+				t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
+			}
+			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.UrgentCompletionMode(); m != "delivery-complete" {
+				t.Fatalf("urgent pages are committed by %s, want delivery-complete", m)
+			}
+			if bad := urgentRounds(t, s, 32); bad != 0 {
+				t.Fatalf("%d of 32 urgent runs were not visible when Landed reported them", bad)
+			}
+		})
+	}
+}
+
+// TestUrgentHeldBehindBatch: an urgent copy of a page that the bulk
+// batch being built carries waits for that batch's ACK (SendPagesUrgent
+// returns at once), lands after the bulk copy and wins; Landed reports
+// the bulk write, then the urgent one.
+func TestUrgentHeldBehindBatch(t *testing.T) {
+	p := providers(t)[0]
+	s := open(t, p, 0, 16<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm)
+	stop()
+	const q = 100
+	page := func(b []byte) []byte { return b[q*4096 : (q+1)*4096] }
+	fillRandom(s.src, 1)
+	if err := s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1024, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(page(s.src), 2)
+	urgent := bytes.Clone(page(s.src))
+	other := transport.PageRun{First: 2000, Count: 1, Kind: transport.KindData} // queued behind the held one
+	if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}, other}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if bytes.Equal(page(s.dst), urgent) {
+		t.Error("the urgent copy went out before the bulk batch carrying the page was acknowledged")
+	}
+	if err := s.send.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var landed []transport.PageRun
+	for !containsPage(landed, other.First) {
+		runs, err := s.recv.Landed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		landed = append(landed, runs...)
+	}
+	if !bytes.Equal(page(s.dst), urgent) {
+		t.Error("the page does not hold the urgent copy queued last")
+	}
+	var order []int
+	for i, r := range landed {
+		if containsPage([]transport.PageRun{r}, q) {
+			order = append(order, i)
+		}
+	}
+	if len(order) != 2 || !containsPage(landed[order[1]:order[1]+1], q) || landed[order[0]].Count != 1024 {
+		t.Errorf("Landed reported %v; want the bulk run with page %d, then the urgent copy", landed, q)
+	}
+	// A bulk copy queued after the urgent one lands after it.
+	fillRandom(page(s.src), 3)
+	later := bytes.Clone(page(s.src))
+	if err := s.send.SendPages(ctx, []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.send.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(page(s.dst), later) {
+		t.Error("a bulk copy queued after the urgent one did not win")
+	}
+	if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 0, Count: 1, Kind: 9}}); err == nil || errors.Is(err, transport.ErrNotSupported) {
+		t.Errorf("SendPagesUrgent of an invalid run: %v; want a rejection", err)
+	}
+}
+
+func containsPage(runs []transport.PageRun, q uint64) bool {
+	for _, r := range runs {
+		if q >= r.First && q-r.First < r.Count {
+			return true
+		}
+	}
+	return false
+}
