@@ -40,7 +40,8 @@ type sender struct {
 	zeros, pages   uint64 // its zero frames and data pages so far
 	dlo, dhi       uint64 // page range its data runs cover
 	zlo, zhi       uint64 // page range its zero runs cover
-	runs           []byte // its data runs, for the RUNS frames (commit.go)
+	runs           []byte // its data runs not yet sent in RUNS frames (commit.go)
+	runFrames      uint64 // its RUNS frames sent
 	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
 	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
@@ -202,6 +203,11 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 		snd.runs = binary.BigEndian.AppendUint64(snd.runs, first)
 		snd.runs = binary.BigEndian.AppendUint32(snd.runs, uint32(n))
 		first, left = first+n, left-n
+		if len(snd.runs) >= maxRunsSize { // while the writes move
+			if err := s.sendRuns(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
 		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
@@ -291,18 +297,10 @@ func (s *session) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages}
-	// The RUNS frames first: they take the control channel while the
-	// writes drain.
-	for b := snd.runs; len(b) > 0; {
-		n := min(len(b), maxRunsSize/runSize*runSize)
-		if err := s.writeFrame(ctx, appendRunsHeader(nil, c.seq, n), b[:n]); err != nil {
-			return fmt.Errorf("commit batch %d: %w", c.seq, err)
-		}
-		b = b[n:]
-		c.runs++
+	if err := s.sendRuns(ctx); err != nil {
+		return fmt.Errorf("commit batch %d: %w", snd.seq, err)
 	}
-	snd.runs = snd.runs[:0]
+	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages, runs: snd.runFrames}
 	c.put(snd.buf)
 	snd.mu.Lock()
 	snd.commitInFlight = true
@@ -346,9 +344,24 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)
 	}
 	snd.seq++
-	snd.zeros, snd.pages = 0, 0
+	snd.zeros, snd.pages, snd.runFrames = 0, 0, 0
 	snd.resetRanges()
 	s.ord.batchDone(snd.seq)
+	return nil
+}
+
+// sendRuns sends the batch's data runs not yet sent, in RUNS frames.
+func (s *session) sendRuns(ctx context.Context) error {
+	snd := &s.snd
+	for b := snd.runs; len(b) > 0; {
+		n := min(len(b), maxRunsSize/runSize*runSize)
+		if err := s.writeFrame(ctx, appendRunsHeader(nil, snd.seq, n), b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+		snd.runFrames++
+	}
+	snd.runs = snd.runs[:0]
 	return nil
 }
 

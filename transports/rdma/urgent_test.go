@@ -174,3 +174,55 @@ func containsPage(runs []transport.PageRun, q uint64) bool {
 	}
 	return false
 }
+
+// TestLandedBulk: Landed reports every bulk write at its batch's COMMIT,
+// data runs named by several RUNS frames, and zero runs; each page once.
+func TestLandedBulk(t *testing.T) {
+	p := providers(t)[0]
+	s := open(t, p, 0, 128<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm)
+	stop()
+	fillRandom(s.src, 5)
+	pages := uint64(len(s.src) / 4096)
+	var data []transport.PageRun
+	for q := uint64(0); q < pages; q += 2 { // 16384 runs: more than one RUNS frame
+		data = append(data, transport.PageRun{First: q, Count: 1, Kind: transport.KindData})
+	}
+	zero := []transport.PageRun{{First: 1, Count: 1, Kind: transport.KindZero}, {First: 5, Count: 1, Kind: transport.KindZero}}
+	for _, batch := range [][]transport.PageRun{data, zero} {
+		if err := s.send.SendPages(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.send.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]transport.Kind{}
+	for uint64(len(seen)) < uint64(len(data)+len(zero)) {
+		runs, err := s.recv.Landed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			for q := r.First; q < r.First+r.Count; q++ {
+				if _, dup := seen[q]; dup {
+					t.Fatalf("page %d reported twice", q)
+				}
+				seen[q] = r.Kind
+			}
+		}
+	}
+	for _, r := range append(data, zero...) {
+		if seen[r.First] != r.Kind {
+			t.Errorf("page %d reported as %v; want %v", r.First, seen[r.First], r.Kind)
+		}
+	}
+	for q := uint64(0); q < pages; q += 2 {
+		if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
+			t.Fatalf("page %d differs", q)
+		}
+	}
+}
