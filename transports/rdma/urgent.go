@@ -15,39 +15,53 @@ import (
 //
 //	source                                        destination
 //	urgent channel: 2nd TCP + transport.Secure ─► RecvUrgent (MSG both ways)
-//	SendPagesUrgent ─ urgentLoop:
+//	SendPagesUrgent ─ urgentLoop, in queue order:
 //	  data ═ fi_write(RAM → RAM), urgent endpoint ═► guest RAM (registered
 //	                                                  on that endpoint too)
 //	  UCOMMIT useq, runs (fi_send after writes) ═══► data visible; zero runs
-//	                                                  applied; Landed
+//	                                                  applied; Landed, in order
 //	                                              ◄── ACK useq (urgent channel)
 //
-// Per-page order (transport.Transport's rules) cannot be kept the way
-// tcp keeps it: an RDMA write lands without the destination's CPU, so
-// the destination cannot drop a bulk copy that an urgent one overtook.
-// The source keeps it instead, by never having two copies of a page in
-// flight on different paths (order, below):
-//   - a bulk run waits until every urgent copy of its pages queued before
-//     it was acknowledged by the destination (it is in RAM, and reported
-//     to Landed, before the bulk write is posted);
-//   - an urgent run of a page that the current bulk batch carries (queued
-//     and not yet acknowledged) is held back until that batch's ACK: its
-//     bulk copy is then in RAM and reported, and the urgent copy lands
-//     after it. Urgent runs queued after a held one wait behind it (they
-//     land in queue order). SendPagesUrgent returns at once for those,
-//     and they go out after the next Flush of the bulk batch.
-// So every page's writes land in queue order, each exactly once: the
-// final bytes are those of the copy queued last, and Landed reports every
-// write (the bulk batch's data runs at its COMMIT, its zero runs as they
-// are applied, urgent runs at their UCOMMIT) after it is complete and in
-// that order. Nothing is dropped, so a page queued in bulk and then
-// urgently is reported twice where tcp may report it once.
+// The urgent endpoint is a second connection with its own domain, so
+// guest RAM is registered twice on each side (on verbs that pins it twice:
+// RLIMIT_MEMLOCK must cover twice guest RAM). At most uslots UCOMMITs are
+// unacknowledged (the destination's receive buffers).
 //
-// What this costs: an urgent copy of a page with a bulk copy in flight
-// waits for that bulk batch (its Flush). The engine never queues such a
-// page: in post-copy each owed page is queued exactly once, on one path,
-// and the pages of the final pre-copy pass are flushed before the switch
-// (docs/POSTCOPY.md); there the urgent path never waits behind bulk data.
+// Per-page order (transport.Transport's rules) cannot be kept the way
+// tcp keeps it, with transport.Lane dropping a bulk copy that an urgent
+// one overtook: an RDMA write lands without the destination's CPU, which
+// learns of it only at the COMMIT, too late to drop it. The source keeps
+// the order instead, by never having copies of a page in flight on both
+// paths at once (order.go), under one lock, run by run:
+//   - a bulk run whose pages have an urgent copy queued before it waits
+//     until that copy was acknowledged (it is in RAM and reported to
+//     Landed before the bulk write is posted); the batch built so far is
+//     committed first, as that copy may be held for it (next rule);
+//   - an urgent run of a page that the current bulk batch carries (queued,
+//     not yet acknowledged) is held until that batch's ACK: its bulk copy
+//     is then in RAM and reported, and the urgent copy lands after it.
+//     Urgent runs queued after a held one wait behind it (urgent runs land
+//     in queue order). SendPagesUrgent returns at once for such runs
+//     (they are queued, not yet handed to the network), and they go out
+//     when the source's next Flush of that batch is acknowledged;
+//   - among urgent runs, a page written again before its previous urgent
+//     copy was acknowledged waits for that ACK.
+// So every page's writes land in queue order, each one: the final bytes
+// are those of the copy queued last, a page's writes never go backwards,
+// and Landed reports every write once it is complete, in that order.
+// Nothing is dropped: a page queued in bulk and then urgently is written
+// and reported twice, where tcp may drop the bulk copy.
+//
+// What this costs, and why it is enough: an urgent copy of a page with a
+// bulk copy in flight waits for that bulk batch's Flush. The engine never
+// queues such a page: in post-copy each owed page is queued exactly once,
+// on one path, and the final pre-copy pass is flushed before the switch
+// (docs/POSTCOPY.md); so for the engine the urgent path never waits
+// behind bulk data. Bulk pages are reported by Landed at the COMMIT of
+// their batch, that is once the source's Flush committed them (tcp
+// reports them as they arrive): a post-copy background push must Flush
+// each chunk it queues, or a fault on a pushed page waits for the next
+// Flush.
 
 // SendUrgent implements transport.Transport.
 func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
@@ -77,7 +91,7 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 // SendPagesUrgent implements transport.Transport: the runs are checked
 // and queued in the per-page order; it returns once they were posted to
 // the urgent endpoint, or at once when they wait for a bulk batch (see
-// above).
+// above). Data pages are read from guest RAM when posted.
 func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
 	s, err := t.sender("SendPagesUrgent")
 	if err != nil {
