@@ -226,3 +226,51 @@ func TestLandedBulk(t *testing.T) {
 		}
 	}
 }
+
+// TestUrgentWrongKeyOrDrop: an urgent write with a key the destination
+// did not give fails the session on both sides and lands nothing; a
+// destination that goes away makes the urgent sender fail, not hang.
+func TestUrgentWrongKeyOrDrop(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p+"/key", func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			fillRandom(s.src, 4)
+			s.send.Corrupt(0x5a5a, 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var err error
+			for i := 0; err == nil && ctx.Err() == nil; i++ {
+				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 1, Kind: transport.KindData}})
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("urgent writes with a wrong key: %v; want a session error", err)
+			}
+			t.Logf("sender: %v", err)
+			_, rerr := s.recv.RecvUrgent(ctx)
+			t.Logf("receiver: %v", rerr)
+			if rerr == nil || ctx.Err() != nil {
+				t.Errorf("the receiver's session goes on: %v", rerr)
+			}
+			if bytes.ContainsFunc(s.dst, func(r rune) bool { return r != 0 }) {
+				t.Error("something landed in the destination's RAM")
+			}
+		})
+		t.Run(p+"/drop", func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			go func() { time.Sleep(5 * time.Millisecond); s.recv.Close() }()
+			var err error
+			for i := 0; err == nil && ctx.Err() == nil; i++ {
+				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 16, Kind: transport.KindData}})
+			}
+			if !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("urgent sends after the destination closed: %v; want ErrClosed", err)
+			}
+			if _, err := s.send.RecvUrgent(ctx); !errors.Is(err, transport.ErrClosed) {
+				t.Errorf("RecvUrgent on the sender: %v; want ErrClosed", err)
+			}
+		})
+	}
+}
