@@ -24,12 +24,29 @@ const (
 	commitSize    = 40
 )
 
+// A MARK has the COMMIT's layout with magic "FRYM": posted on the same
+// endpoint after the writes of the batch so far (FI_ORDER_SAW), it says
+// that the data runs of the batch's first runs RUNS frames are in guest
+// RAM, so Landed can report them before the batch's Flush; zeros and
+// pages are 0. The destination answers each MARK with a MARKED frame on
+// the control channel (a MSG with the batch's seq and kind markedKind),
+// which frees its receive buffer; the source keeps at most maxMarks
+// MARKs unanswered. Without FI_ORDER_SAW there are no MARKs.
+const (
+	markMagic = "FRYM"
+	maxMarks  = recvSlots - 2 // one buffer stays free for the COMMIT
+)
+
 type commit struct {
 	seq, zeros, pages, runs uint64
+	mark                    bool
 }
 
 func (c commit) put(b []byte) {
 	copy(b, commitMagic)
+	if c.mark {
+		copy(b, markMagic)
+	}
 	binary.BigEndian.PutUint32(b[4:], commitVersion)
 	binary.BigEndian.PutUint64(b[8:], c.seq)
 	binary.BigEndian.PutUint64(b[16:], c.zeros)
@@ -38,11 +55,11 @@ func (c commit) put(b []byte) {
 }
 
 func parseCommit(b []byte) (commit, error) {
-	if len(b) != commitSize || string(b[:4]) != commitMagic || binary.BigEndian.Uint32(b[4:]) != commitVersion {
+	if len(b) != commitSize || (string(b[:4]) != commitMagic && string(b[:4]) != markMagic) || binary.BigEndian.Uint32(b[4:]) != commitVersion {
 		return commit{}, fmt.Errorf("%w: malformed COMMIT (%d bytes, %x)", transport.ErrProtocol, len(b), b[:min(len(b), 8)])
 	}
 	return commit{seq: binary.BigEndian.Uint64(b[8:]), zeros: binary.BigEndian.Uint64(b[16:]),
-		pages: binary.BigEndian.Uint64(b[24:]), runs: binary.BigEndian.Uint64(b[32:])}, nil
+		pages: binary.BigEndian.Uint64(b[24:]), runs: binary.BigEndian.Uint64(b[32:]), mark: string(b[:4]) == markMagic}, nil
 }
 
 // A RUNS frame is a wire MSG frame on the control channel whose seq is
@@ -51,6 +68,7 @@ func parseCommit(b []byte) (commit, error) {
 // n × (first u64, count u32).
 const (
 	runsKind    = 1
+	markedKind  = 2 // MARKED: the answer to a MARK (no payload)
 	runSize     = 12
 	maxRunsSize = 64 << 10 // payload bytes per RUNS frame
 )
@@ -58,9 +76,15 @@ const (
 // appendRunsHeader writes the header of a RUNS frame of batch seq with
 // n payload bytes.
 func appendRunsHeader(b []byte, seq uint64, n int) []byte {
+	return appendInternal(b, seq, runsKind, n)
+}
+
+// appendInternal writes the header of a transport-internal MSG frame
+// (seq != 0) of kind with n payload bytes.
+func appendInternal(b []byte, seq uint64, kind uint32, n int) []byte {
 	var h [wire.HeaderSize + 4]byte
 	wire.Header{Type: wire.TypeMsg, Length: uint32(4 + n), Seq: seq}.Put(h[:])
-	binary.BigEndian.PutUint32(h[wire.HeaderSize:], runsKind)
+	binary.BigEndian.PutUint32(h[wire.HeaderSize:], kind)
 	return append(b, h[:]...)
 }
 

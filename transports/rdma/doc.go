@@ -14,6 +14,8 @@
 //	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once per endpoint)
 //	           zero  ─ ZERO seq (control) ────────► punched / cleared, Landed
 //	           runs  ─ RUNS seq (control) ────────► which data runs the batch wrote
+//	           end of each call: MARK seq k ══════► runs of the first k RUNS visible: Landed
+//	                                            ◄── MARKED seq (control)
 //	Flush:     COMMIT seq (fi_send after writes) ═► writes visible (FI_ORDER_SAW): Landed
 //	                                            ◄── ACK seq (control) when COMMIT,
 //	                                                ZEROs and RUNS are in
@@ -41,8 +43,11 @@
 // (different channels), so such a batch is committed in between.
 //
 // The urgent path (transport API 3) and its per-page ordering: urgent.go.
-// Landed reports bulk data runs at their batch's COMMIT (so at the source's
-// Flush), bulk zero runs as they are applied, urgent runs at their UCOMMIT.
+// Landed reports bulk data runs at the MARK that follows the SendPages
+// call that queued them (or at their batch's COMMIT, on the source's
+// Flush, where no MARK covered them: at most maxMarks MARKs wait for
+// their MARKED, and none are sent without FI_ORDER_SAW), bulk zero runs
+// as they are applied, urgent runs at their UCOMMIT.
 //
 // The fabric subpackage is the cgo shim; without cgo or libfabric, Open
 // returns ErrNotSupported. Providers: verbs (rdma-core hardware), and

@@ -78,7 +78,7 @@ func TestSetupFrames(t *testing.T) {
 	}
 	c := make([]byte, commitSize)
 	commit{seq: 5, zeros: 6, pages: 7, runs: 8}.put(c)
-	if cm, err := parseCommit(c); err != nil || cm != (commit{5, 6, 7, 8}) {
+	if cm, err := parseCommit(c); err != nil || cm != (commit{seq: 5, zeros: 6, pages: 7, runs: 8}) {
 		t.Errorf("COMMIT round trip: %+v %v", cm, err)
 	}
 	c[0] = 'X'

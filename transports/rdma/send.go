@@ -22,6 +22,7 @@ const writeChunk = 1 << 20
 const (
 	ctxWrite  = 1
 	ctxCommit = 2
+	ctxMark0  = 3 // + buffer index
 )
 
 // sender is the source's state: writes in flight, the batch being
@@ -42,7 +43,11 @@ type sender struct {
 	zlo, zhi       uint64 // page range its zero runs cover
 	runs           []byte // its data runs not yet sent in RUNS frames (commit.go)
 	runFrames      uint64 // its RUNS frames sent
-	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
+	markedPages    uint64 // its data pages a MARK covers
+	marksPosted    atomic.Uint64
+	marksDone      atomic.Uint64 // MARKED answers
+	markBusy       [maxMarks]atomic.Bool
+	commitEarly    bool // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
 	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	commitInFlight bool
@@ -102,6 +107,9 @@ func (s *session) pollSend() {
 		}
 		for _, c := range cs[:n] {
 			s.snd.inflight.Add(-1)
+			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
+				s.snd.markBusy[i].Store(false)
+			}
 			if c.Ctx == ctxCommit {
 				s.snd.mu.Lock()
 				s.snd.commitInFlight = false
@@ -173,6 +181,32 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 			return err
 		}
 	}
+	return s.mark(ctx)
+}
+
+// mark posts a MARK after the batch's writes so far, so that Landed
+// reports them before the Flush, unless the destination has maxMarks
+// unanswered or the provider lacks FI_ORDER_SAW.
+func (s *session) mark(ctx context.Context) error {
+	snd := &s.snd
+	posted := snd.marksPosted.Load()
+	i := int(posted % maxMarks)
+	if snd.pages == snd.markedPages || !s.caps.SAW || s.caps.DeliveryComplete || snd.commitEarly ||
+		posted-snd.marksDone.Load() >= maxMarks || snd.markBusy[i].Load() {
+		return nil
+	}
+	if err := s.sendRuns(ctx); err != nil {
+		return err
+	}
+	b := snd.buf[(1+i)*64 : (1+i)*64+commitSize]
+	commit{seq: snd.seq, runs: snd.runFrames, mark: true}.put(b)
+	snd.markBusy[i].Store(true)
+	snd.marksPosted.Add(1)
+	if err := s.post(ctx, func() error { return s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i)) }); err != nil {
+		return fmt.Errorf("mark batch %d: %w", snd.seq, err)
+	}
+	snd.markedPages = snd.pages
+	s.stats.wire.Add(commitSize)
 	return nil
 }
 
@@ -344,7 +378,7 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)
 	}
 	snd.seq++
-	snd.zeros, snd.pages, snd.runFrames = 0, 0, 0
+	snd.zeros, snd.pages, snd.runFrames, snd.markedPages = 0, 0, 0, 0
 	snd.resetRanges()
 	s.ord.batchDone(snd.seq)
 	return nil
@@ -365,8 +399,12 @@ func (s *session) sendRuns(ctx context.Context) error {
 	return nil
 }
 
-// sendCtrl handles the destination's own control frames: ACK.
+// sendCtrl handles the destination's own control frames: ACK, MARKED.
 func (s *session) sendCtrl(f wire.Frame) error {
+	if f.Type == wire.TypeMsg && f.Kind == markedKind && len(f.Payload) == 0 && s.snd.marksDone.Load() < s.snd.marksPosted.Load() {
+		s.snd.marksDone.Add(1)
+		return nil
+	}
 	if c := s.snd.committed.Load(); f.Type != wire.TypeAck || f.Seq > c {
 		return fmt.Errorf("%w: the destination sent %v %d (batch %d was the last committed)", transport.ErrProtocol, f.Type, f.Seq, c)
 	}

@@ -57,11 +57,12 @@ import (
 // queues such a page: in post-copy each owed page is queued exactly once,
 // on one path, and the final pre-copy pass is flushed before the switch
 // (docs/POSTCOPY.md); so for the engine the urgent path never waits
-// behind bulk data. Bulk pages are reported by Landed at the COMMIT of
-// their batch, that is once the source's Flush committed them (tcp
-// reports them as they arrive): a post-copy background push must Flush
-// each chunk it queues, or a fault on a pushed page waits for the next
-// Flush.
+// behind bulk data. Bulk pages are reported by Landed at the MARK sent
+// after the SendPages call that queued them (doc.go), without a Flush;
+// where a provider lacks FI_ORDER_SAW there are no MARKs and they are
+// reported at the Flush that commits them (tcp reports them as they
+// arrive), so a post-copy background push should Flush each chunk it
+// queues.
 
 // SendUrgent implements transport.Transport.
 func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {

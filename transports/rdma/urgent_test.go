@@ -274,3 +274,66 @@ func TestUrgentWrongKeyOrDrop(t *testing.T) {
 		})
 	}
 }
+
+// TestLandedBeforeFlush: bulk pages queued without a Flush reach Landed
+// (a MARK after their writes), as a post-copy background push needs; a
+// Flush later reports only what no MARK covered.
+func TestLandedBeforeFlush(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			arm, stop := context.WithTimeout(ctx, time.Millisecond)
+			s.recv.Landed(arm)
+			stop()
+			fillRandom(s.src, 6)
+			seen := map[uint64]int{}
+			take := func(want int) {
+				t.Helper()
+				for len(seen) < want {
+					runs, err := s.recv.Landed(ctx)
+					if err != nil {
+						t.Fatalf("Landed (%d of %d pages reported): %v", len(seen), want, err)
+					}
+					for _, r := range runs {
+						for q := r.First; q < r.First+r.Count; q++ {
+							seen[q]++
+							if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
+								t.Fatalf("page %d reported before it was in RAM", q)
+							}
+						}
+					}
+				}
+			}
+			for i := range 40 { // more chunks than MARKs may be unanswered
+				if err := s.send.SendPages(ctx, []transport.PageRun{{First: uint64(i * 64), Count: 64, Kind: transport.KindData}}); err != nil {
+					t.Fatal(err)
+				}
+				take((i + 1) * 64)
+			}
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.send.SendPages(ctx, []transport.PageRun{{First: 4000, Count: 8, Kind: transport.KindData}}); err != nil {
+				t.Fatal(err)
+			}
+			take(40*64 + 8)
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			arm, stop = context.WithTimeout(ctx, 100*time.Millisecond)
+			runs, _ := s.recv.Landed(arm)
+			stop()
+			for q, n := range seen {
+				if n != 1 {
+					t.Errorf("page %d reported %d times", q, n)
+				}
+			}
+			if len(runs) != 0 {
+				t.Errorf("the Flush reported %v again", runs)
+			}
+		})
+	}
+}
