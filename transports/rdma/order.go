@@ -17,10 +17,11 @@ type order struct {
 	// Urgent copies: the latest queued item per page, until it is known
 	// acknowledged; the items not yet posted, in queue order; and how
 	// many of those wait for a bulk batch.
-	upages map[uint64]*uitem
-	queue  []*uitem
-	held   int
-	acked  func() uint64 // the last urgent COMMIT the destination acknowledged
+	upages  map[uint64]*uitem
+	pruneAt int // prune upages when it grows to this size
+	queue   []*uitem
+	held    int
+	acked   func() uint64 // the last urgent COMMIT the destination acknowledged
 }
 
 // uitem is one SendPagesUrgent call's runs.
@@ -36,7 +37,22 @@ func (o *order) init(pages uint64, acked func() uint64) {
 	o.batch = make([]uint64, (pages+63)/64)
 	o.seq = 1
 	o.upages = map[uint64]*uitem{}
+	o.pruneAt = minPrune
 	o.acked = acked
+}
+
+// minPrune is the size upages may reach before acknowledged entries are
+// dropped outside claimBulk (when no bulk runs are queued).
+const minPrune = 4096
+
+// prune drops the upages entries whose copy is in guest RAM (o.mu held).
+func (o *order) prune() {
+	for p, it := range o.upages {
+		if o.done(it) {
+			delete(o.upages, p)
+		}
+	}
+	o.pruneAt = max(minPrune, 2*len(o.upages))
 }
 
 // done reports whether it is in guest RAM (o.mu held).
@@ -94,16 +110,11 @@ func (o *order) claimBulk(r transport.PageRun) *uitem {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.upages) > 0 {
-		var wait *uitem
+		o.prune()
 		for p, it := range o.upages {
-			if o.done(it) {
-				delete(o.upages, p)
-			} else if p >= r.First && p-r.First < r.Count && wait == nil {
-				wait = it
+			if p >= r.First && p-r.First < r.Count {
+				return it
 			}
-		}
-		if wait != nil {
-			return wait
 		}
 	}
 	o.mark(r.First, r.Count)
@@ -140,6 +151,9 @@ func (o *order) queueUrgent(runs []transport.PageRun) (*uitem, bool) {
 		for p := r.First; p < r.First+r.Count; p++ {
 			o.upages[p] = it
 		}
+	}
+	if len(o.upages) >= o.pruneAt {
+		o.prune()
 	}
 	o.queue = append(o.queue, it)
 	return it, o.held > 0
