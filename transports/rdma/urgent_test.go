@@ -67,8 +67,8 @@ func TestUrgentVisibleAtLanded(t *testing.T) {
 			early := rdma.New(nil)
 			early.SetUrgentCommitEarly()
 			s = open(t, p, 0, 64<<20, early)
-			bad := urgentRounds(t, s, 16)
-			t.Logf("urgent commit before writes: %d of 16 runs caught incomplete at Landed", bad)
+			bad := urgentRounds(t, s, 48)
+			t.Logf("urgent commit before writes: %d of 48 runs caught incomplete at Landed", bad)
 			if bad == 0 {
 				t.Fatal("the check did not catch a sender that commits urgent pages before their writes")
 			}
