@@ -122,7 +122,14 @@ func (o *order) claimBulk(r transport.PageRun) *uitem {
 	return nil
 }
 
-// acked records that bulk batch seq was acknowledged: its pages are in
+// marked reports whether the current bulk batch has runs claimed.
+func (o *order) marked() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.runs) > 0
+}
+
+// batchDone records that bulk batch seq was acknowledged: its pages are in
 // guest RAM; next is the batch built from now on.
 func (o *order) batchDone(next uint64) {
 	o.mu.Lock()

@@ -308,7 +308,9 @@ func (s *session) flush(ctx context.Context) error {
 	if err := s.error(); err != nil {
 		return err
 	}
-	if snd.pages == 0 && snd.zeros == 0 {
+	// A batch with runs claimed but none sent (SendPages failed between
+	// the two) is still committed: urgent copies may wait for its ACK.
+	if snd.pages == 0 && snd.zeros == 0 && !s.ord.marked() {
 		return nil
 	}
 	if s.caps.DeliveryComplete {
