@@ -70,6 +70,12 @@ func TestMigrate(t *testing.T) {
 			}
 			t.Logf("source %s (%d passes, %d bytes on the wire), destination %s",
 				srcRep.Status, srcRep.Passes, srcRep.BytesWire, dstRep.Status)
+			// Pages went by RDMA writes, in the clear: the report must not
+			// claim the session was encrypted.
+			if srcRep.Encryption != engine.EncryptionControl || dstRep.Encryption != engine.EncryptionControl {
+				t.Errorf("reports say encryption %q (source), %q (destination); want %q",
+					srcRep.Encryption, dstRep.Encryption, engine.EncryptionControl)
+			}
 			if err := vmtest.Equal(src, dst); err != nil {
 				t.Fatalf("pages differ: %v", err)
 			}

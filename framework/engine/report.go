@@ -164,7 +164,7 @@ type Report struct {
 	VerifyStrict bool              `json:"verify_strict,omitempty"` // the page check compared free pages too (Options.VerifyFree)
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
-	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS or EncryptionOff, once the transport was opened
+	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS, EncryptionControl or EncryptionOff, once the transport was opened
 
 	// Post-copy (postcopy.go). Mode is set on both sides once the
 	// handshake ran: ModePrecopy, or ModePostcopy from the switch on.
@@ -193,9 +193,13 @@ const (
 )
 
 // Report.Encryption values: how the session's stream was protected.
+// EncryptionControl: the job accepted (transport.CleartextPages) that
+// the transport moves page contents in the clear; only its control
+// channel (messages, the VM state) is encrypted.
 const (
-	EncryptionTLS = "tls1.3"
-	EncryptionOff = "off (authenticated only)"
+	EncryptionTLS     = "tls1.3"
+	EncryptionControl = "tls1.3 control channel only; pages in cleartext"
+	EncryptionOff     = "off (authenticated only)"
 )
 
 // openTransport opens tr with req and records in rep how the session
@@ -204,9 +208,17 @@ func openTransport(ctx context.Context, tr transport.Transport, req transport.Op
 	if err := tr.Open(ctx, req); err != nil {
 		return err
 	}
-	rep.Encryption = EncryptionTLS
-	if req.Credentials.Plaintext {
-		rep.Encryption = EncryptionOff
-	}
+	rep.Encryption = encryption(req)
 	return nil
+}
+
+// encryption says how a session opened with req is protected.
+func encryption(req transport.OpenRequest) string {
+	switch cleartext, _ := req.Config[transport.CleartextPages].(bool); {
+	case req.Credentials.Plaintext:
+		return EncryptionOff
+	case cleartext:
+		return EncryptionControl
+	}
+	return EncryptionTLS
 }

@@ -23,6 +23,15 @@ type Credentials struct {
 	Plaintext bool `json:"plaintext,omitempty"`
 }
 
+// CleartextPages is the boolean attribute of a transport's configuration
+// block by which a job accepts that the transport moves page contents
+// unencrypted although the credentials ask for encryption (RDMA writes
+// cannot be encrypted; the transport's messages stay inside TLS). A
+// transport that cannot encrypt pages declares it in its schema and opens
+// an encrypted session only with it set to true; the engine then reports
+// the session's encryption as covering its control channel only.
+const CleartextPages = "cleartext_pages"
+
 // ErrUnauthenticated is the class of a session refused because the peer
 // did not prove it holds credentials this side trusts (or refused ours).
 var ErrUnauthenticated = errors.New("the peer could not be authenticated")

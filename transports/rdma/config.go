@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/internal/netcfg"
 )
 
@@ -28,7 +29,7 @@ var configSchema = schema.Schema{
 		Doc: `address the source dials when it differs from listen, "host:port"; default: listen`},
 	{Name: "connect_timeout", Type: schema.TypeDuration, Default: int64(defaultConnectTimeout),
 		Doc: "how long the source keeps trying to connect, and the bound on each handshake"},
-	{Name: "cleartext_pages", Type: schema.TypeBool, Default: false,
+	{Name: transport.CleartextPages, Type: schema.TypeBool, Default: false,
 		Doc: "accept that page contents travel unencrypted (RDMA writes cannot be encrypted; messages and keys stay inside TLS); " +
 			"required unless the job's credentials are plaintext already"},
 }
@@ -59,7 +60,7 @@ func parseConfig(c schema.Config) (config, error) {
 	if cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout); err != nil {
 		return cfg, err
 	}
-	if v, ok := c["cleartext_pages"]; ok {
+	if v, ok := c[transport.CleartextPages]; ok {
 		b, ok := v.(bool)
 		if !ok {
 			return cfg, badConfig("cleartext_pages must be true or false, not %v", v)

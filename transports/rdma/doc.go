@@ -1,33 +1,53 @@
 // Package rdma is the RDMA transport: pages move as one-sided RDMA writes
 // through libfabric, straight from the source's guest RAM into the
 // destination's, with no copy by either CPU; messages, zero runs and
-// acknowledgements travel on an authenticated control channel.
+// acknowledgements travel on authenticated control channels.
 //
 //	source                                        destination
 //	control: TCP + transport.Secure (mutual TLS) ─► HELLO layout
-//	                                            ◄── OFFER nonce, fabric port
-//	fabric: fi_connect(nonce) ════════════════════► accepted only with the nonce
-//	                                            ◄── KEYS base+key per region (inside TLS)
-//	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once)
-//	           zero  ─ ZERO seq (control) ────────► punched / cleared
-//	Flush:     COMMIT seq (fi_send after writes) ═► writes visible (FI_ORDER_SAW)
-//	                                            ◄── ACK seq (control) when COMMIT
-//	                                                and the batch's ZEROs are in
-//	messages   ─ MSG (control, both ways) ────────► RecvMessage
+//	                                            ◄── OFFER nonces, fabric ports
+//	fabric: fi_connect(nonce) ════════════════════► bulk endpoint (that nonce only)
+//	fabric: fi_connect(unonce) ═══════════════════► urgent endpoint (that nonce only)
+//	                                            ◄── KEYS base+key per region and endpoint (inside TLS)
+//	urgent: 2nd TCP + transport.Secure, URGENT unonce ─► urgent channel
 //
-// Trust: the fabric port, the nonce and the registration keys are given
+//	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once per endpoint)
+//	           zero  ─ ZERO seq (control) ────────► punched / cleared, Landed
+//	           runs  ─ RUNS seq (control) ────────► which data runs the batch wrote
+//	           end of each call: MARK seq k ══════► runs of the first k RUNS visible: Landed
+//	                                            ◄── MARKED seq (control)
+//	Flush:     COMMIT seq (fi_send after writes) ═► writes visible (FI_ORDER_SAW): Landed
+//	                                            ◄── ACK seq (control) when COMMIT,
+//	                                                ZEROs and RUNS are in
+//	messages   ─ MSG (control, both ways) ────────► RecvMessage
+//	urgent     ─ MSG (urgent channel, both ways) ─► RecvUrgent
+//	SendPagesUrgent: fi_write on the urgent endpoint, then
+//	           UCOMMIT useq runs (fi_send after) ═► visible; zero runs applied: Landed
+//	                                            ◄── ACK useq (urgent channel)
+//
+// Trust: the fabric ports, the nonces and the registration keys are given
 // only inside the authenticated channel, so a stranger gets no key; a
-// fabric connection without the nonce is rejected. Page contents travel
+// fabric connection without its nonce is rejected, and so is an urgent
+// channel (which must also pass the TLS handshake). Page contents travel
 // unencrypted (RDMA cannot encrypt them), so Open requires either
-// plaintext credentials or cleartext_pages = true.
+// plaintext credentials or cleartext_pages = true (transport.CleartextPages,
+// which also makes the engine's report say so).
 //
 // Completion: with the default completion level a finished fi_write is
 // not yet visible at the target. Each batch ends with a COMMIT sent after
 // its writes on the same endpoint; the provider's FI_ORDER_SAW delivers it
 // after them. Providers without FI_ORDER_SAW are opened with
 // FI_DELIVERY_COMPLETE and the COMMIT waits for every write's completion.
+// Urgent pages are committed the same way on their own endpoint (UCOMMIT).
 // A zero run and a data run of the same page in one batch would race
 // (different channels), so such a batch is committed in between.
+//
+// The urgent path (transport API 3) and its per-page ordering: urgent.go.
+// Landed reports bulk data runs at the MARK that follows the SendPages
+// call that queued them (or at their batch's COMMIT, on the source's
+// Flush, where no MARK covered them: at most maxMarks MARKs wait for
+// their MARKED, and none are sent without FI_ORDER_SAW), bulk zero runs
+// as they are applied, urgent runs at their UCOMMIT.
 //
 // The fabric subpackage is the cgo shim; without cgo or libfabric, Open
 // returns ErrNotSupported. Providers: verbs (rdma-core hardware), and

@@ -4,12 +4,29 @@ package rdma
 // broken transport the visibility test must catch.
 func (t *Transport) SetCommitEarly() { t.commitEarly = true }
 
+// SetUrgentCommitEarly makes the sender post each urgent COMMIT before
+// its writes, a broken transport the urgent visibility test must catch.
+func (t *Transport) SetUrgentCommitEarly() { t.ucommitEarly = true }
+
+// UrgentCompletionMode says how the open session commits urgent pages.
+func (t *Transport) UrgentCompletionMode() string {
+	if t.s.ucaps.DeliveryComplete {
+		return "delivery-complete"
+	}
+	if t.s.ucaps.SAW {
+		return "send-after-write"
+	}
+	return "none"
+}
+
 // Corrupt changes the destination's key (or base) the open sender writes
 // with, as a buggy or hostile source would.
 func (t *Transport) Corrupt(key, base uint64) {
 	for _, r := range t.s.ram.regions {
 		r.rkey ^= key
 		r.rbase += base
+		r.urkey ^= key
+		r.urbase += base
 	}
 }
 

@@ -3,6 +3,7 @@ package rdma
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -32,6 +33,9 @@ func FuzzSetup(f *testing.F) {
 		if _, _, err := parseLayout(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
 			t.Fatalf("parseLayout: %v is not ErrProtocol", err)
 		}
+		if _, _, err := parseUCommit(in, 1<<20, nil); err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("parseUCommit: %v is not ErrProtocol", err)
+		}
 		if _, err := parseCommit(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
 			t.Fatalf("parseCommit: %v is not ErrProtocol", err)
 		}
@@ -44,8 +48,9 @@ func FuzzSetup(f *testing.F) {
 
 // TestSetupFrames: round trips, and the bad cases named.
 func TestSetupFrames(t *testing.T) {
-	o := offer{port: 9, layout: []wire.Region{{GPA: 0, Size: 4096}, {GPA: 1 << 32, Size: 8192}}}
+	o := offer{port: 9, uport: 11, layout: []wire.Region{{GPA: 0, Size: 4096}, {GPA: 1 << 32, Size: 8192}}}
 	o.nonce[3] = 7
+	o.unonce[5] = 8
 	var b bytes.Buffer
 	if err := writeSetup(&b, setupOffer, o.append(nil)); err != nil {
 		t.Fatal(err)
@@ -55,14 +60,14 @@ func TestSetupFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := parseOffer(p)
-	if err != nil || got.port != 9 || got.nonce != o.nonce || !sameLayout(got.layout, o.layout) {
+	if err != nil || got.port != 9 || got.uport != 11 || got.nonce != o.nonce || got.unonce != o.unonce || !sameLayout(got.layout, o.layout) {
 		t.Fatalf("OFFER round trip: %+v %v", got, err)
 	}
 	for name, in := range map[string][]byte{
 		"bad magic":   append([]byte("XRDM"), b.Bytes()[4:]...),
-		"bad version": append([]byte("FRDM\x00\x02"), b.Bytes()[6:]...),
-		"wrong type":  append([]byte("FRDM\x00\x01\x00\x03"), b.Bytes()[8:]...),
-		"too long":    []byte("FRDM\x00\x01\x00\x02\x7f\xff\xff\xff"),
+		"bad version": append([]byte("FRDM\x00\x01"), b.Bytes()[6:]...), // version 1: no urgent path
+		"wrong type":  append([]byte("FRDM\x00\x02\x00\x03"), b.Bytes()[8:]...),
+		"too long":    []byte("FRDM\x00\x02\x00\x02\x7f\xff\xff\xff"),
 	} {
 		if _, err := readSetup(bytes.NewReader(in), setupOffer); !errors.Is(err, transport.ErrProtocol) {
 			t.Errorf("%s: %v; want ErrProtocol", name, err)
@@ -72,12 +77,31 @@ func TestSetupFrames(t *testing.T) {
 		t.Error("truncated: accepted")
 	}
 	c := make([]byte, commitSize)
-	commit{seq: 5, zeros: 6, pages: 7}.put(c)
-	if cm, err := parseCommit(c); err != nil || cm != (commit{5, 6, 7}) {
+	commit{seq: 5, zeros: 6, pages: 7, runs: 8}.put(c)
+	if cm, err := parseCommit(c); err != nil || cm != (commit{seq: 5, zeros: 6, pages: 7, runs: 8}) {
 		t.Errorf("COMMIT round trip: %+v %v", cm, err)
 	}
 	c[0] = 'X'
 	if _, err := parseCommit(c); !errors.Is(err, transport.ErrProtocol) {
 		t.Errorf("COMMIT bad magic: %v", err)
+	}
+	runs := []transport.PageRun{{First: 3, Count: 2, Kind: transport.KindData}, {First: 9, Count: 1, Kind: transport.KindZero}}
+	u := make([]byte, uslotSize)
+	n := putUCommit(u, 4, runs)
+	if useq, got, err := parseUCommit(u[:n], 10, nil); err != nil || useq != 4 || !slices.Equal(got, runs) {
+		t.Errorf("urgent COMMIT round trip: %d %v %v", useq, got, err)
+	}
+	for name, in := range map[string][]byte{
+		"outside RAM": u[:n], // 10 pages: fine; 9 pages: the zero run lies outside
+		"truncated":   u[:n-1],
+		"no runs":     u[:ucommitHeader],
+	} {
+		pages := uint64(10)
+		if name == "outside RAM" {
+			pages = 9
+		}
+		if _, _, err := parseUCommit(in, pages, nil); !errors.Is(err, transport.ErrProtocol) {
+			t.Errorf("urgent COMMIT %s: %v; want ErrProtocol", name, err)
+		}
 	}
 }

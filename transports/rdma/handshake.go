@@ -16,16 +16,22 @@ import (
 //
 //	source                                   destination
 //	HELLO  layout                 ────────►  layout check (REFUSE reason)
-//	                              ◄────────  OFFER  nonce, fabric port
-//	fi_connect(param = nonce)     ════════►  accepts only that nonce
-//	                              ◄────────  KEYS   base and key per region
+//	                              ◄────────  OFFER  nonces, fabric ports
+//	fi_connect(param = nonce)     ════════►  bulk endpoint: only that nonce
+//	fi_connect(param = unonce)    ════════►  urgent endpoint: only that one
+//	                              ◄────────  KEYS   base and key per region,
+//	                                                for each endpoint
+//	second control connection (urgent channel), authenticated the same way:
+//	URGENT unonce                 ────────►  only with that nonce
+//	                              ◄────────  URGENT (accepted)
 //
 // Each frame: magic "FRDM", version u16, type u16, length u32, payload.
+// Version 2 added the urgent endpoint and channel.
 const (
 	setupMagic   = "FRDM"
-	setupVersion = 1
+	setupVersion = 2
 	setupHeader  = 12
-	maxSetup     = 16 + 8 + wire.MaxRegions*16
+	maxSetup     = 64 + 2*(4+wire.MaxRegions*16)
 	nonceSize    = 16
 )
 
@@ -36,6 +42,7 @@ const (
 	setupOffer  setupType = 2
 	setupKeys   setupType = 3
 	setupRefuse setupType = 4
+	setupUrgent setupType = 5
 )
 
 func writeSetup(w io.Writer, t setupType, payload []byte) error {
@@ -77,7 +84,7 @@ func readSetup(r io.Reader, want setupType) ([]byte, error) {
 }
 
 func (t setupType) String() string {
-	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE"}[min(int(t), 4)]
+	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT"}[min(int(t), 5)]
 }
 
 func appendLayout(b []byte, l []wire.Region) []byte {
@@ -115,28 +122,35 @@ func layoutErr(ours, theirs []wire.Region, we, they string) error {
 		ErrLayoutMismatch, we, wire.FormatLayout(ours), they, wire.FormatLayout(theirs))
 }
 
-// offer is the destination's OFFER: the nonce the fabric connection must
-// carry and the fabric listener's port.
+// offer is the destination's OFFER: the nonce the bulk fabric connection
+// must carry and its listener's port, the same for the urgent fabric
+// connection, whose nonce also admits the urgent control connection.
 type offer struct {
-	nonce  [nonceSize]byte
-	port   uint16
-	layout []wire.Region
+	nonce, unonce [nonceSize]byte
+	port, uport   uint16
+	layout        []wire.Region
 }
+
+const offerFixed = 2*nonceSize + 4
 
 func (o offer) append(b []byte) []byte {
 	b = append(b, o.nonce[:]...)
+	b = append(b, o.unonce[:]...)
 	b = binary.BigEndian.AppendUint16(b, o.port)
+	b = binary.BigEndian.AppendUint16(b, o.uport)
 	return appendLayout(b, o.layout)
 }
 
 func parseOffer(b []byte) (offer, error) {
 	var o offer
-	if len(b) < nonceSize+2 {
+	if len(b) < offerFixed {
 		return o, fmt.Errorf("%w: truncated OFFER", transport.ErrProtocol)
 	}
 	copy(o.nonce[:], b)
-	o.port = binary.BigEndian.Uint16(b[nonceSize:])
-	l, rest, err := parseLayout(b[nonceSize+2:])
+	copy(o.unonce[:], b[nonceSize:])
+	o.port = binary.BigEndian.Uint16(b[2*nonceSize:])
+	o.uport = binary.BigEndian.Uint16(b[2*nonceSize+2:])
+	l, rest, err := parseLayout(b[offerFixed:])
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%w: %d bytes after OFFER", transport.ErrProtocol, len(rest))
 	}
@@ -144,24 +158,33 @@ func parseOffer(b []byte) (offer, error) {
 	return o, err
 }
 
-// appendKeys encodes each region's registration: base address and key.
-func appendKeys(b []byte, regs []*region, virtAddr bool) []byte {
+// appendKeys encodes each region's registrations, the bulk endpoint's,
+// then the urgent endpoint's: base address and key.
+func appendKeys(b []byte, regs []*region, virtAddr, uvirtAddr bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(regs)))
 	for _, r := range regs {
 		b = binary.BigEndian.AppendUint64(b, r.mr.Base(virtAddr))
 		b = binary.BigEndian.AppendUint64(b, r.mr.Key())
 	}
+	for _, r := range regs {
+		b = binary.BigEndian.AppendUint64(b, r.umr.Base(uvirtAddr))
+		b = binary.BigEndian.AppendUint64(b, r.umr.Key())
+	}
 	return b
 }
 
-// parseKeys sets the peer's base and key on each region.
+// parseKeys sets the peer's bases and keys on each region.
 func parseKeys(b []byte, regs []*region) error {
-	if len(b) != 4+16*len(regs) || binary.BigEndian.Uint32(b) != uint32(len(regs)) {
+	if len(b) != 4+32*len(regs) || binary.BigEndian.Uint32(b) != uint32(len(regs)) {
 		return fmt.Errorf("%w: KEYS of %d bytes for %d regions", transport.ErrProtocol, len(b), len(regs))
 	}
 	b = b[4:]
 	for _, r := range regs {
 		r.rbase, r.rkey = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+		b = b[16:]
+	}
+	for _, r := range regs {
+		r.urbase, r.urkey = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
 		b = b[16:]
 	}
 	return nil

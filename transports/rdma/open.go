@@ -45,10 +45,7 @@ func openSend(ctx context.Context, s *session) error {
 	s.ctrl, s.raw = sc, c
 	if err := s.setupSend(ctx); err != nil {
 		c.Close()
-		if s.ep != nil {
-			s.ep.Close()
-			s.ep = nil
-		}
+		s.closeSetup()
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", err, ctx.Err())
 		}
@@ -83,6 +80,14 @@ func (s *session) setupSend(ctx context.Context) error {
 	if err := s.snd.register(s); err != nil {
 		return err
 	}
+	s.uep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.uport), o.unonce[:])
+	if err != nil {
+		return fmt.Errorf("fabric: urgent endpoint: %w", err)
+	}
+	s.ucaps = s.uep.Caps()
+	if err := s.usnd.register(s); err != nil {
+		return err
+	}
 	p, err = readSetup(s.ctrl, setupKeys)
 	if err != nil {
 		return err
@@ -91,6 +96,30 @@ func (s *session) setupSend(ctx context.Context) error {
 		return err
 	}
 	s.dec = wire.NewDecoder(s.ctrl)
+	return s.dialUrgent(ctx, o.unonce[:])
+}
+
+// dialUrgent opens the urgent channel: a second control connection,
+// authenticated like the first, that names the session by its nonce.
+func (s *session) dialUrgent(ctx context.Context, unonce []byte) error {
+	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
+	if err != nil {
+		return fmt.Errorf("urgent channel: %w", err)
+	}
+	s.uraw = c
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	if err != nil {
+		return fmt.Errorf("urgent channel: %w", err)
+	}
+	if err := writeSetup(sc, setupUrgent, unonce); err != nil {
+		return fmt.Errorf("urgent channel: %w", err)
+	}
+	if _, err := readSetup(sc, setupUrgent); err != nil {
+		return fmt.Errorf("urgent channel: %w", err)
+	}
+	s.uctrl, s.udec = sc, wire.NewDecoder(sc)
 	return nil
 }
 
@@ -113,18 +142,16 @@ func openReceive(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
+	defer ln.Close()
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	c, err := acceptSource(ctx, s, ln)
-	ln.Close()
+	c, sc, err := s.acceptOne(ctx, ln.(*net.TCPListener), s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 	}
-	if err := s.setupReceive(ctx); err != nil {
+	s.ctrl, s.raw = sc, c
+	if err := s.setupReceive(ctx, ln.(*net.TCPListener)); err != nil {
 		c.Close()
-		if s.ep != nil {
-			s.ep.Close()
-			s.ep = nil
-		}
+		s.closeSetup()
 		return err
 	}
 	s.log.Info("source connected", "from", c.RemoteAddr().String(), "provider", s.caps.Provider,
@@ -132,16 +159,20 @@ func openReceive(ctx context.Context, s *session) error {
 	return nil
 }
 
-// acceptSource accepts connections, each authenticated in its own
-// goroutine within handshakeBound; the first that authenticates and says
-// HELLO with our layout wins. A stranger learns nothing and cannot end
-// the wait; an authenticated source with another layout fails Open.
-func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPConn, error) {
+// acceptOne accepts connections on ln, each authenticated by admit in
+// its own goroutine within handshakeBound; the first that admit accepts
+// (or fails with an error decisive says ends the wait) wins. A stranger
+// learns nothing and cannot end the wait. ln stays open (the urgent
+// channel is accepted on it too); its accept loop is stopped by a
+// deadline, which is cleared again on return.
+func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func(*net.TCPConn) (net.Conn, error),
+	decisive func(error) bool) (*net.TCPConn, net.Conn, error) {
 	type result struct {
 		c   *net.TCPConn
 		sc  net.Conn
 		err error
 	}
+	ln.SetDeadline(time.Time{})
 	won := make(chan result, 1)
 	var mu sync.Mutex
 	pending := map[*net.TCPConn]time.Time{}
@@ -166,11 +197,11 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 			pending[c] = time.Now()
 			mu.Unlock()
 			wg.Go(func() {
-				sc, err := s.admit(c)
+				sc, err := admit(c)
 				mu.Lock()
 				defer mu.Unlock()
 				delete(pending, c)
-				if settled || (err != nil && !errors.Is(err, ErrLayoutMismatch)) {
+				if settled || (err != nil && (decisive == nil || !decisive(err))) {
 					if err != nil {
 						s.log.Warn("refused a connection", "from", c.RemoteAddr().String(), "error", err)
 					}
@@ -186,9 +217,9 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 	select {
 	case r = <-won:
 	case <-ctx.Done():
-		r.err = fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, ctx.Err())
+		r.err = ctx.Err()
 	}
-	ln.Close()
+	ln.SetDeadline(time.Unix(1, 0))
 	mu.Lock()
 	settled = true
 	for c := range pending {
@@ -196,14 +227,31 @@ func acceptSource(ctx context.Context, s *session, ln net.Listener) (*net.TCPCon
 	}
 	mu.Unlock()
 	wg.Wait()
+	ln.SetDeadline(time.Time{})
 	if r.err != nil {
 		if r.c != nil {
 			r.c.Close()
 		}
-		return nil, r.err
+		return nil, nil, r.err
 	}
-	s.ctrl, s.raw = r.sc, r.c
-	return r.c, nil
+	return r.c, r.sc, nil
+}
+
+// closeSetup releases the fabric endpoints and the urgent channel of a
+// session whose Open failed.
+func (s *session) closeSetup() {
+	if s.uraw != nil {
+		s.uraw.Close()
+		s.uraw, s.uctrl = nil, nil
+	}
+	if s.ep != nil {
+		s.ep.Close()
+		s.ep = nil
+	}
+	if s.uep != nil {
+		s.uep.Close()
+		s.uep = nil
+	}
 }
 
 // evictOldest closes the connection that has been pending longest.
@@ -248,10 +296,11 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
 	return sc, nil
 }
 
-// setupReceive opens the fabric listener, OFFERs it with a fresh nonce,
-// accepts the one connection carrying that nonce, registers guest RAM
-// for remote writes and sends the KEYS.
-func (s *session) setupReceive(ctx context.Context) error {
+// setupReceive opens the fabric listeners (bulk and urgent), OFFERs
+// them with fresh nonces, accepts the one connection carrying each nonce,
+// registers guest RAM for remote writes on both and sends the KEYS; then
+// it accepts the urgent channel on ln.
+func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
@@ -262,31 +311,81 @@ func (s *session) setupReceive(ctx context.Context) error {
 		return fmt.Errorf("fabric: %w", err)
 	}
 	defer l.Close()
+	ul, err := fabric.Listen(s.cfg.provider, host)
+	if err != nil {
+		return fmt.Errorf("fabric: urgent endpoint: %w", err)
+	}
+	defer ul.Close()
 	port, err := l.Port()
 	if err != nil {
 		return fmt.Errorf("fabric: %w", err)
 	}
-	o := offer{port: uint16(port), layout: s.ram.Layout}
+	uport, err := ul.Port()
+	if err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	o := offer{port: uint16(port), uport: uint16(uport), layout: s.ram.Layout}
 	if _, err := rand.Read(o.nonce[:]); err != nil {
+		return err
+	}
+	if _, err := rand.Read(o.unonce[:]); err != nil {
 		return err
 	}
 	if err := writeSetup(s.ctrl, setupOffer, o.append(nil)); err != nil {
 		return fmt.Errorf("send OFFER: %w", err)
 	}
-	s.ep, err = l.Accept(ctx, func(p []byte) bool {
-		return len(p) >= nonceSize && subtle.ConstantTimeCompare(p[:nonceSize], o.nonce[:]) == 1
-	}, func(e *fabric.Endpoint) error {
+	nonceIs := func(n []byte) func([]byte) bool {
+		return func(p []byte) bool { return len(p) >= nonceSize && subtle.ConstantTimeCompare(p[:nonceSize], n) == 1 }
+	}
+	s.ep, err = l.Accept(ctx, nonceIs(o.nonce[:]), func(e *fabric.Endpoint) error {
 		s.caps = e.Caps()
 		return s.rcv.register(s, e)
 	})
 	if err != nil {
 		return fmt.Errorf("fabric: waiting for the source's connection on port %d: %w", port, err)
 	}
-	if err := writeSetup(s.ctrl, setupKeys, appendKeys(nil, s.ram.regions, s.caps.VirtAddr)); err != nil {
+	s.uep, err = ul.Accept(ctx, nonceIs(o.unonce[:]), func(e *fabric.Endpoint) error {
+		s.ucaps = e.Caps()
+		return s.urcv.register(s, e)
+	})
+	if err != nil {
+		return fmt.Errorf("fabric: waiting for the source's urgent connection on port %d: %w", uport, err)
+	}
+	if err := writeSetup(s.ctrl, setupKeys, appendKeys(nil, s.ram.regions, s.caps.VirtAddr, s.ucaps.VirtAddr)); err != nil {
 		return fmt.Errorf("send KEYS: %w", err)
 	}
 	s.dec = wire.NewDecoder(s.ctrl)
+	c, sc, err := s.acceptOne(ctx, ln, func(c *net.TCPConn) (net.Conn, error) { return s.admitUrgent(c, o.unonce[:]) }, nil)
+	if err != nil {
+		return fmt.Errorf("waiting for the source's urgent channel: %w", err)
+	}
+	s.uraw, s.uctrl, s.udec = c, sc, wire.NewDecoder(sc)
 	return nil
+}
+
+// admitUrgent authenticates c as the session's urgent channel: the
+// job's credentials, then URGENT with the nonce given in the OFFER.
+func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (net.Conn, error) {
+	c.SetNoDelay(true)
+	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
+	defer c.SetDeadline(time.Time{})
+	p, err := readSetup(sc, setupUrgent)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(p, unonce) != 1 {
+		return nil, fmt.Errorf("%w: urgent channel with another session's nonce", transport.ErrProtocol)
+	}
+	if err := writeSetup(sc, setupUrgent, nil); err != nil {
+		return nil, err
+	}
+	return sc, nil
 }
 
 // randomKey is a registration key nobody outside the session can guess,

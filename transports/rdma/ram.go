@@ -23,6 +23,9 @@ type region struct {
 	off          int64
 	mr           *fabric.MR
 	rbase, rkey  uint64 // the peer's registration of this region (source)
+	// The same on the urgent endpoint (its own domain: registered again).
+	umr           *fabric.MR
+	urbase, urkey uint64
 }
 
 // ram is a session's guest RAM.

@@ -13,10 +13,10 @@ import (
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
-// Receive buffers for COMMITs: the source has one in flight at a time;
-// a few spare slots absorb nothing but a misbehaving peer.
+// Receive buffers for COMMITs and MARKs: the source has one COMMIT and
+// at most maxMarks MARKs unanswered.
 const (
-	recvSlots = 4
+	recvSlots = 16
 	slotSize  = 64
 	ctxSlot0  = 100
 )
@@ -29,6 +29,14 @@ type receiver struct {
 	next  uint64  // the batch expected next
 	cm    *commit // its COMMIT, once arrived
 	zeros uint64  // its zero frames applied
+	// Its RUNS frames taken, and the data runs and pages they named;
+	// where each frame's runs end in runs; the frames a MARK covered; the
+	// runs reported to Landed so far.
+	runFrames, runPages uint64
+	runs                []transport.PageRun
+	frameEnd            []int
+	markFrames          uint64
+	reported            int
 }
 
 // register registers guest RAM for remote writes and posts the receive
@@ -100,7 +108,9 @@ func (s *session) pollReceive() {
 			if err == nil {
 				err = s.ep.Recv(s.rcv.slot(i), s.rcv.bufMR, c.Ctx)
 			}
-			if err == nil {
+			if err == nil && cm.mark {
+				err = s.marked(cm)
+			} else if err == nil {
 				err = s.committed(cm)
 			}
 			if err != nil {
@@ -116,7 +126,7 @@ func (s *session) committed(cm commit) error {
 	r := &s.rcv
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cm.seq != r.next || r.cm != nil || cm.pages > s.ram.Pages {
+	if cm.seq != r.next || r.cm != nil || r.runFrames > cm.runs || r.markFrames > cm.runs { // pages are checked against the RUNS
 		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
 	}
 	r.cm = &cm
@@ -125,8 +135,11 @@ func (s *session) committed(cm commit) error {
 	return s.ackIfDone()
 }
 
-// receiveCtrl applies the source's ZERO frames.
+// receiveCtrl applies the source's ZERO frames and takes its RUNS.
 func (s *session) receiveCtrl(f wire.Frame) error {
+	if f.Type == wire.TypeMsg { // seq != 0: RUNS
+		return s.takeRuns(f)
+	}
 	if f.Type != wire.TypeZero {
 		return fmt.Errorf("%w: the source sent %v on the control channel", transport.ErrProtocol, f.Type)
 	}
@@ -146,18 +159,79 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 	})
 	r.zeros++
 	s.stats.zero.Add(run.Count)
+	s.landed.Push(run)
 	return s.ackIfDone()
+}
+
+// takeRuns records a RUNS frame: data runs the batch wrote, reported to
+// Landed at its COMMIT.
+func (s *session) takeRuns(f wire.Frame) error {
+	r := &s.rcv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f.Seq != r.next || (r.cm != nil && r.runFrames >= r.cm.runs) {
+		return fmt.Errorf("%w: RUNS frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
+	}
+	runs, n, err := parseRuns(f, s.ram.Pages, r.runs)
+	if err != nil {
+		return err
+	}
+	r.runs, r.runPages = runs, r.runPages+n
+	r.runFrames++
+	r.frameEnd = append(r.frameEnd, len(r.runs))
+	s.reportMarked()
+	return s.ackIfDone()
+}
+
+// marked records a MARK: the data runs of the batch's first cm.runs RUNS
+// frames are in guest RAM; it answers MARKED.
+func (s *session) marked(cm commit) error {
+	r := &s.rcv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cm.seq != r.next || r.cm != nil || cm.runs < r.markFrames || cm.zeros != 0 || cm.pages != 0 {
+		return fmt.Errorf("%w: MARK of batch %d (%d frames), expected batch %d", transport.ErrProtocol, cm.seq, cm.runs, r.next)
+	}
+	r.markFrames = cm.runs
+	s.reportMarked()
+	seq := cm.seq
+	s.wg.Go(func() {
+		if err := s.writeFrame(context.Background(), appendInternal(nil, seq, markedKind, 0)); err != nil {
+			s.log.Debug("MARKED not sent", "batch", seq, "error", err)
+		}
+	})
+	return nil
+}
+
+// reportMarked reports to Landed the runs of the RUNS frames that both
+// arrived and a MARK covered (r.mu held).
+func (s *session) reportMarked() {
+	r := &s.rcv
+	if k := min(r.runFrames, r.markFrames); k > 0 {
+		for _, run := range r.runs[r.reported:r.frameEnd[k-1]] {
+			s.landed.Push(run)
+		}
+		r.reported = max(r.reported, r.frameEnd[k-1])
+	}
 }
 
 // ackIfDone acknowledges the batch once its COMMIT arrived and all its
 // zero frames were applied (r.mu held).
 func (s *session) ackIfDone() error {
 	r := &s.rcv
-	if r.cm == nil || r.zeros < r.cm.zeros {
+	if r.cm == nil || r.zeros < r.cm.zeros || r.runFrames < r.cm.runs {
 		return nil
+	}
+	if r.runPages != r.cm.pages {
+		return fmt.Errorf("%w: batch %d: COMMIT of %d data pages, RUNS of %d", transport.ErrProtocol, r.cm.seq, r.cm.pages, r.runPages)
+	}
+	for _, run := range r.runs[r.reported:] {
+		s.landed.Push(run)
 	}
 	seq := r.cm.seq
 	r.next, r.cm, r.zeros = seq+1, nil, 0
+	r.runFrames, r.runPages, r.runs = 0, 0, r.runs[:0]
+	r.frameEnd, r.markFrames, r.reported = r.frameEnd[:0], 0, 0
 	s.wg.Go(func() { // the ACK goes out of the reader's way
 		if err := s.writeFrame(context.Background(), wire.AppendAck(nil, seq)); err != nil {
 			s.log.Debug("ACK not sent", "batch", seq, "error", err)

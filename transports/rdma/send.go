@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ const writeChunk = 1 << 20
 const (
 	ctxWrite  = 1
 	ctxCommit = 2
+	ctxMark0  = 3 // + buffer index
 )
 
 // sender is the source's state: writes in flight, the batch being
@@ -32,14 +34,20 @@ type sender struct {
 	inflight atomic.Int64 // writes and COMMIT posted, not completed
 	progress chan struct{}
 	acked    atomic.Uint64
-	ackNote  chan struct{}
+	ackNote  notifier
 
 	// Engine goroutine only.
 	seq            uint64 // batch being built
 	zeros, pages   uint64 // its zero frames and data pages so far
 	dlo, dhi       uint64 // page range its data runs cover
 	zlo, zhi       uint64 // page range its zero runs cover
-	commitEarly    bool   // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
+	runs           []byte // its data runs not yet sent in RUNS frames (commit.go)
+	runFrames      uint64 // its RUNS frames sent
+	markedPages    uint64 // its data pages a MARK covers
+	marksPosted    atomic.Uint64
+	marksDone      atomic.Uint64 // MARKED answers
+	markBusy       [maxMarks]atomic.Bool
+	commitEarly    bool // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
 	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	commitInFlight bool
@@ -64,7 +72,6 @@ func (snd *sender) register(s *session) error {
 	}
 	snd.maxIn = int64(min(max(s.caps.TxSize-1, 1), 64))
 	snd.progress = make(chan struct{}, 1)
-	snd.ackNote = make(chan struct{}, 1)
 	snd.seq = 1
 	snd.resetRanges()
 	return nil
@@ -100,6 +107,9 @@ func (s *session) pollSend() {
 		}
 		for _, c := range cs[:n] {
 			s.snd.inflight.Add(-1)
+			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
+				s.snd.markBusy[i].Store(false)
+			}
 			if c.Ctx == ctxCommit {
 				s.snd.mu.Lock()
 				s.snd.commitInFlight = false
@@ -151,11 +161,17 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 				err = s.flush(ctx)
 			}
 			if err == nil {
+				err = s.claim(ctx, r)
+			}
+			if err == nil {
 				err = s.writeRun(ctx, r)
 			}
 		} else {
 			if overlaps(r.First, r.Count, snd.dlo, snd.dhi) {
 				err = s.flush(ctx)
+			}
+			if err == nil {
+				err = s.claim(ctx, r)
 			}
 			if err == nil {
 				err = s.zeroRun(ctx, r)
@@ -165,12 +181,68 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 			return err
 		}
 	}
+	return s.mark(ctx)
+}
+
+// mark posts a MARK after the batch's writes so far, so that Landed
+// reports them before the Flush, unless the destination has maxMarks
+// unanswered or the provider lacks FI_ORDER_SAW.
+func (s *session) mark(ctx context.Context) error {
+	snd := &s.snd
+	posted := snd.marksPosted.Load()
+	i := int(posted % maxMarks)
+	if snd.pages == snd.markedPages || !s.caps.SAW || s.caps.DeliveryComplete || snd.commitEarly ||
+		posted-snd.marksDone.Load() >= maxMarks || snd.markBusy[i].Load() {
+		return nil
+	}
+	if err := s.sendRuns(ctx); err != nil {
+		return err
+	}
+	b := snd.buf[(1+i)*64 : (1+i)*64+commitSize]
+	commit{seq: snd.seq, runs: snd.runFrames, mark: true}.put(b)
+	snd.markBusy[i].Store(true)
+	snd.marksPosted.Add(1)
+	if err := s.post(ctx, func() error { return s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i)) }); err != nil {
+		return fmt.Errorf("mark batch %d: %w", snd.seq, err)
+	}
+	snd.markedPages = snd.pages
+	s.stats.wire.Add(commitSize)
 	return nil
+}
+
+// claim puts run r in the per-page order (order.claimBulk): when an
+// urgent copy of one of its pages, queued before, is not yet in guest
+// RAM, it commits the batch built so far (the urgent copy may wait for
+// it) and waits for that copy.
+func (s *session) claim(ctx context.Context, r transport.PageRun) error {
+	for {
+		it := s.ord.claimBulk(r)
+		if it == nil {
+			return nil
+		}
+		if err := s.flush(ctx); err != nil {
+			return err
+		}
+		if err := s.waitUrgentDone(ctx, it); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	snd := &s.snd
 	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
+	for first, left := r.First, r.Count; left > 0; {
+		n := min(left, 1<<31)
+		snd.runs = binary.BigEndian.AppendUint64(snd.runs, first)
+		snd.runs = binary.BigEndian.AppendUint32(snd.runs, uint32(n))
+		first, left = first+n, left-n
+		if len(snd.runs) >= maxRunsSize { // while the writes move
+			if err := s.sendRuns(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
 		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
 			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
@@ -236,7 +308,9 @@ func (s *session) flush(ctx context.Context) error {
 	if err := s.error(); err != nil {
 		return err
 	}
-	if snd.pages == 0 && snd.zeros == 0 {
+	// A batch with runs claimed but none sent (SendPages failed between
+	// the two) is still committed: urgent copies may wait for its ACK.
+	if snd.pages == 0 && snd.zeros == 0 && !s.ord.marked() {
 		return nil
 	}
 	if s.caps.DeliveryComplete {
@@ -259,7 +333,10 @@ func (s *session) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages}
+	if err := s.sendRuns(ctx); err != nil {
+		return fmt.Errorf("commit batch %d: %w", snd.seq, err)
+	}
+	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages, runs: snd.runFrames}
 	c.put(snd.buf)
 	snd.mu.Lock()
 	snd.commitInFlight = true
@@ -275,9 +352,13 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	snd.deferred = nil
 	s.stats.wire.Add(commitSize)
-	for snd.acked.Load() < c.seq {
+	for {
+		ch := snd.ackNote.wait()
+		if snd.acked.Load() >= c.seq {
+			break
+		}
 		select {
-		case <-snd.ackNote:
+		case <-ch:
 		case <-s.done:
 			if snd.acked.Load() >= c.seq {
 				break
@@ -299,21 +380,38 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)
 	}
 	snd.seq++
-	snd.zeros, snd.pages = 0, 0
+	snd.zeros, snd.pages, snd.runFrames, snd.markedPages = 0, 0, 0, 0
 	snd.resetRanges()
+	s.ord.batchDone(snd.seq)
 	return nil
 }
 
-// sendCtrl handles the destination's own control frames: ACK.
+// sendRuns sends the batch's data runs not yet sent, in RUNS frames.
+func (s *session) sendRuns(ctx context.Context) error {
+	snd := &s.snd
+	for b := snd.runs; len(b) > 0; {
+		n := min(len(b), maxRunsSize/runSize*runSize)
+		if err := s.writeFrame(ctx, appendRunsHeader(nil, snd.seq, n), b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+		snd.runFrames++
+	}
+	snd.runs = snd.runs[:0]
+	return nil
+}
+
+// sendCtrl handles the destination's own control frames: ACK, MARKED.
 func (s *session) sendCtrl(f wire.Frame) error {
+	if f.Type == wire.TypeMsg && f.Kind == markedKind && len(f.Payload) == 0 && s.snd.marksDone.Load() < s.snd.marksPosted.Load() {
+		s.snd.marksDone.Add(1)
+		return nil
+	}
 	if c := s.snd.committed.Load(); f.Type != wire.TypeAck || f.Seq > c {
 		return fmt.Errorf("%w: the destination sent %v %d (batch %d was the last committed)", transport.ErrProtocol, f.Type, f.Seq, c)
 	}
 	s.snd.acked.Store(f.Seq)
-	select {
-	case s.snd.ackNote <- struct{}{}:
-	default:
-	}
+	s.snd.ackNote.notify()
 	return nil
 }
 
@@ -322,5 +420,5 @@ func memlockHint(c fabric.Caps) string {
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) != nil || c.Provider != "verbs" {
 		return ""
 	}
-	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover guest RAM; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
+	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover twice guest RAM, registered on the bulk and the urgent endpoint; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
 }

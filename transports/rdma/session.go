@@ -55,10 +55,25 @@ type session struct {
 
 	snd sender   // RoleSend
 	rcv receiver // RoleReceive
+
+	// The urgent path (urgent.go): a second control connection and a
+	// second fabric endpoint.
+	uctrl  net.Conn
+	uraw   *net.TCPConn
+	udec   *wire.Decoder
+	uwlock sync.Mutex
+	uep    *fabric.Endpoint
+	ucaps  fabric.Caps
+	umsgs  inbox.Queue
+	landed transport.LandedQueue
+	byes   atomic.Int32 // BYEs from the peer: the session ends at the second (both channels)
+	ord    order        // RoleSend: per-page order of bulk and urgent copies
+	usnd   usender      // RoleSend
+	urcv   ureceiver    // RoleReceive
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
-	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: inbox.New(), done: make(chan struct{})}
+	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: inbox.New(), umsgs: inbox.New(), done: make(chan struct{})}
 }
 
 func (s *session) error() error {
@@ -75,6 +90,7 @@ func (s *session) fail(err error, code wire.Code) {
 	if first {
 		s.err = err
 		close(s.done)
+		s.landed.End(err)
 	}
 	s.failMu.Unlock()
 	if !first {
@@ -92,36 +108,53 @@ func (s *session) fail(err error, code wire.Code) {
 	case code != 0:
 		last = wire.AppendAbort(nil, code, err.Error())
 	}
-	s.ctrl.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-	if last != nil {
-		s.wlock.Lock()
-		s.ctrl.Write(last)
-		s.wlock.Unlock()
+	// Both channels: the last frame, then half-close; readers drain what
+	// the peer still sends until its end or the deadline.
+	for _, c := range []struct {
+		conn net.Conn
+		raw  *net.TCPConn
+		lock *sync.Mutex
+	}{{s.ctrl, s.raw, &s.wlock}, {s.uctrl, s.uraw, &s.uwlock}} {
+		if c.conn == nil {
+			continue
+		}
+		c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+		if last != nil {
+			c.lock.Lock()
+			c.conn.Write(last)
+			c.lock.Unlock()
+		}
+		c.raw.CloseWrite()
+		c.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 	}
-	s.raw.CloseWrite()
-	s.ctrl.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 }
 
 // writeFrame writes one control frame (header and payload).
 func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
+	return s.writeOn(ctx, s.ctrl, &s.wlock, "control channel", bufs...)
+}
+
+// writeOn writes one frame on conn (the control or the urgent channel),
+// holding lock.
+func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *sync.Mutex, what string, bufs ...[]byte) error {
 	if err := s.error(); err != nil {
 		return err
 	}
-	s.wlock.Lock()
-	defer s.wlock.Unlock()
-	stop := context.AfterFunc(ctx, func() { s.ctrl.SetWriteDeadline(time.Unix(1, 0)) })
+	lock.Lock()
+	defer lock.Unlock()
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
 	b := net.Buffers(bufs)
-	n, err := b.WriteTo(s.ctrl)
+	n, err := b.WriteTo(conn)
 	s.stats.wire.Add(uint64(n))
 	if !stop() {
 		if n == 0 && ctx.Err() != nil && err != nil {
-			s.ctrl.SetWriteDeadline(time.Time{})
+			conn.SetWriteDeadline(time.Time{})
 			return ctx.Err()
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("control channel: %w: %w", err, transport.ErrClosed)
-		go s.fail(err, 0) // fail takes wlock
+		err = fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
+		go s.fail(err, 0) // fail takes the lock
 		return err
 	}
 	return nil
@@ -132,27 +165,43 @@ func (s *session) close() error {
 	s.fail(errLocalClose, 0)
 	s.wg.Wait()
 	s.raw.Close()
+	if s.uraw != nil {
+		s.uraw.Close()
+	}
 	if s.ep != nil {
 		s.ep.Close() // deregisters RAM before it is unmapped
 	}
+	if s.uep != nil {
+		s.uep.Close()
+	}
 	s.snd.release()
 	s.rcv.release()
+	s.usnd.release()
+	s.urcv.release()
 	return s.ram.Unmap()
 }
 
 // readCtrl reads the peer's control frames until the session ends;
 // handle takes the role's own frames.
 func (s *session) readCtrl(handle func(wire.Frame) error) {
+	s.readFrames(s.dec, "control channel", &s.msgs, handle)
+}
+
+// readFrames reads one channel's frames until the session ends: engine
+// messages (MSG with seq 0) go to msgs, handle takes the role's own
+// frames. The session ends when the peer said BYE on both channels (so
+// that what it sent before on either is taken first), or at an ABORT.
+func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, handle func(wire.Frame) error) {
 	for {
-		f, err := s.dec.Next()
+		f, err := dec.Next()
 		if err != nil {
 			switch {
 			case errors.Is(err, transport.ErrProtocol):
-				s.fail(fmt.Errorf("control channel: %w", err), wire.CodeProtocol)
+				s.fail(fmt.Errorf("%s: %w", what, err), wire.CodeProtocol)
 			case errors.Is(err, io.EOF):
-				s.fail(fmt.Errorf("the peer closed the control channel: %w", transport.ErrClosed), 0)
+				s.fail(fmt.Errorf("the peer closed the %s: %w", what, transport.ErrClosed), 0)
 			default:
-				s.fail(fmt.Errorf("control channel lost (%w): %w", err, transport.ErrClosed), 0)
+				s.fail(fmt.Errorf("%s lost (%w): %w", what, err, transport.ErrClosed), 0)
 			}
 			return
 		}
@@ -161,8 +210,15 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 		}
 		switch f.Type {
 		case wire.TypeMsg:
-			err = s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			if f.Seq == 0 {
+				err = msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			} else {
+				err = handle(f)
+			}
 		case wire.TypeBye:
+			if s.byes.Add(1) < 2 {
+				return // the other channel still carries what the peer sent before
+			}
 			err = fmt.Errorf("the peer ended the session (%s): %w", f.Reason, transport.ErrClosed)
 		case wire.TypeAbort:
 			err = fmt.Errorf("the peer aborted the session (%v: %s): %w", f.Code, f.Reason, transport.ErrClosed)

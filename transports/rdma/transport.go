@@ -29,7 +29,8 @@ type Transport struct {
 	s     *session
 	stats counters
 
-	commitEarly bool // tests only: see sender.commitEarly
+	commitEarly  bool // tests only: see sender.commitEarly
+	ucommitEarly bool // tests only: see usender.commitEarly
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -90,6 +91,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
 	s.auth, s.plain = auth, req.Credentials.Plaintext
 	s.snd.commitEarly = t.commitEarly
+	s.usnd.commitEarly = t.ucommitEarly
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
@@ -98,15 +100,23 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		s.snd.release()
 		s.rcv.release()
+		s.usnd.release()
+		s.urcv.release()
 		m.Unmap()
 		return fmt.Errorf("rdma transport: %w", err)
 	}
 	if req.Role == transport.RoleSend {
 		s.wg.Go(s.pollSend)
 		s.wg.Go(func() { s.readCtrl(s.sendCtrl) })
+		s.wg.Go(s.pollUrgentSend)
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.usendCtrl) })
+		s.wg.Go(s.urgentLoop)
 	} else {
 		s.wg.Go(s.pollReceive)
 		s.wg.Go(func() { s.readCtrl(s.receiveCtrl) })
+		s.wg.Go(s.pollUrgentReceive)
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.ureceiveCtrl) })
+		s.wg.Go(s.uackLoop)
 	}
 	t.mu.Lock()
 	t.s = s

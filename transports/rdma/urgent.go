@@ -3,31 +3,163 @@ package rdma
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
 )
 
-// The urgent path of transport API 3 is not implemented yet: every call
-// returns ErrNotSupported, which the contract allows (post-copy then
-// needs another transport). What it takes here: bulk pages land through
-// RDMA writes the destination never sees, so transport.Lane cannot drop
-// a bulk copy that an urgent one overtook. Urgent pages would go as
-// writes on the same endpoint (FI_ORDER_WAW keeps them behind earlier
-// bulk writes of the same page, which bounds their wait by the writes in
-// flight), each followed by a notice for Landed, and bulk runs would be
-// announced on the control channel so COMMIT can report them to Landed.
-var errNoUrgent = fmt.Errorf("rdma transport: the urgent path (post-copy) is not implemented yet: %w", transport.ErrNotSupported)
+// The urgent path (transport API 3) has a channel and an endpoint of its
+// own, so nothing urgent waits behind bulk pages or ordinary messages:
+//
+//	source                                        destination
+//	urgent channel: 2nd TCP + transport.Secure ─► RecvUrgent (MSG both ways)
+//	SendPagesUrgent ─ urgentLoop, in queue order:
+//	  data ═ fi_write(RAM → RAM), urgent endpoint ═► guest RAM (registered
+//	                                                  on that endpoint too)
+//	  UCOMMIT useq, runs (fi_send after writes) ═══► data visible; zero runs
+//	                                                  applied; Landed, in order
+//	                                              ◄── ACK useq (urgent channel)
+//
+// The urgent endpoint is a second connection with its own domain, so
+// guest RAM is registered twice on each side (on verbs that pins it twice:
+// RLIMIT_MEMLOCK must cover twice guest RAM). At most uslots UCOMMITs are
+// unacknowledged (the destination's receive buffers).
+//
+// Per-page order (transport.Transport's rules) cannot be kept the way
+// tcp keeps it, with transport.Lane dropping a bulk copy that an urgent
+// one overtook: an RDMA write lands without the destination's CPU, which
+// learns of it only at the COMMIT, too late to drop it. The source keeps
+// the order instead, by never having copies of a page in flight on both
+// paths at once (order.go), under one lock, run by run:
+//   - a bulk run whose pages have an urgent copy queued before it waits
+//     until that copy was acknowledged (it is in RAM and reported to
+//     Landed before the bulk write is posted); the batch built so far is
+//     committed first, as that copy may be held for it (next rule);
+//   - an urgent run of a page that the current bulk batch carries (queued,
+//     not yet acknowledged) is held until that batch's ACK: its bulk copy
+//     is then in RAM and reported, and the urgent copy lands after it.
+//     Urgent runs queued after a held one wait behind it (urgent runs land
+//     in queue order). SendPagesUrgent returns at once for such runs
+//     (they are queued, not yet handed to the network), and they go out
+//     when the source's next Flush of that batch is acknowledged;
+//   - among urgent runs, a page written again before its previous urgent
+//     copy was acknowledged waits for that ACK.
+// So every page's writes land in queue order, each one: the final bytes
+// are those of the copy queued last, a page's writes never go backwards,
+// and Landed reports every write once it is complete, in that order.
+// Nothing is dropped: a page queued in bulk and then urgently is written
+// and reported twice, where tcp may drop the bulk copy.
+//
+// What this costs, and why it is enough: an urgent copy of a page with a
+// bulk copy in flight waits for that bulk batch's Flush. The engine never
+// queues such a page: in post-copy each owed page is queued exactly once,
+// on one path, and the final pre-copy pass is flushed before the switch
+// (docs/POSTCOPY.md); so for the engine the urgent path never waits
+// behind bulk data. Bulk pages are reported by Landed at the MARK sent
+// after the SendPages call that queued them (doc.go), without a Flush;
+// where a provider lacks FI_ORDER_SAW there are no MARKs and they are
+// reported at the Flush that commits them (tcp reports them as they
+// arrive), so a post-copy background push should Flush each chunk it
+// queues.
 
-// SendUrgent implements transport.Transport: not supported yet.
-func (t *Transport) SendUrgent(context.Context, transport.Message) error { return errNoUrgent }
-
-// RecvUrgent implements transport.Transport: not supported yet.
-func (t *Transport) RecvUrgent(context.Context) (transport.Message, error) {
-	return transport.Message{}, errNoUrgent
+// SendUrgent implements transport.Transport.
+func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("send urgent: %w", err)
+	}
+	hdr, err := wire.AppendMsgHeader(nil, m.Kind, len(m.Payload))
+	if err != nil {
+		return fmt.Errorf("send urgent: %w", err)
+	}
+	return s.writeOn(ctx, s.uctrl, &s.uwlock, "urgent channel", hdr, m.Payload)
 }
 
-// SendPagesUrgent implements transport.Transport: not supported yet.
-func (t *Transport) SendPagesUrgent(context.Context, []transport.PageRun) error { return errNoUrgent }
+// RecvUrgent implements transport.Transport.
+func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
+	s, err := t.session()
+	if err != nil {
+		return transport.Message{}, err
+	}
+	return s.umsgs.Recv(ctx, s.done, s.error)
+}
 
-// Landed implements transport.Transport: not supported yet.
-func (t *Transport) Landed(context.Context) ([]transport.PageRun, error) { return nil, errNoUrgent }
+// SendPagesUrgent implements transport.Transport: the runs are checked
+// and queued in the per-page order; it returns once they were posted to
+// the urgent endpoint, or at once when they wait for a bulk batch (see
+// above). Data pages are read from guest RAM when posted.
+func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
+	s, err := t.sender("SendPagesUrgent")
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if err := r.Check(s.ram.Pages); err != nil {
+			return fmt.Errorf("send pages urgently: %w", err)
+		}
+	}
+	if err := s.error(); err != nil {
+		return err
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	it, held := s.ord.queueUrgent(slices.Clone(runs))
+	select {
+	case s.usnd.kick <- struct{}{}:
+	default:
+	}
+	if held {
+		return nil
+	}
+	select {
+	case <-it.posted:
+		return it.err
+	case <-s.done:
+		return s.error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Landed implements transport.Transport.
+func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	s, err := t.session()
+	if err != nil {
+		return nil, err
+	}
+	if s.role != transport.RoleReceive {
+		return nil, fmt.Errorf("rdma transport: Landed on the sending side: %w", transport.ErrNotSupported)
+	}
+	return s.landed.Wait(ctx)
+}
+
+// notifier wakes every goroutine waiting for an event (an ACK).
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}

@@ -1,0 +1,348 @@
+package rdma
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// uslots bounds the urgent COMMITs in flight: the destination posts that
+// many receive buffers on the urgent endpoint, the source waits for an
+// ACK before it exceeds them.
+const uslots = 16
+
+// Completion contexts on the source's urgent endpoint.
+const (
+	ctxUWrite   = 1
+	ctxUCommit0 = 10 // + buffer index
+)
+
+// usender is the source's urgent path: the urgent endpoint's queue and
+// the COMMITs it posted.
+type usender struct {
+	buf      []byte // uslots COMMIT buffers of uslotSize, registered
+	bufMR    *fabric.MR
+	busy     [uslots]atomic.Bool // the buffer's send has not completed
+	maxIn    int64
+	inflight atomic.Int64
+	progress chan struct{}
+	kick     chan struct{}
+	posted   atomic.Uint64 // last COMMIT posted
+	acked    atomic.Uint64 // last COMMIT the destination acknowledged
+	ackNote  notifier
+	// urgentLoop only: pages of COMMITs not yet acknowledged.
+	recent []urec
+
+	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
+	deferred    []func() error // commitEarly: the writes held back
+}
+
+type urec struct{ first, count, commit uint64 }
+
+func (u *usender) register(s *session) error {
+	for i, r := range s.ram.regions {
+		mr, err := s.uep.Register(r.mem, fabric.AccessWrite, randomKey())
+		if err != nil {
+			return fmt.Errorf("register guest RAM region %d (%d MiB) on the urgent endpoint: %w%s", i, len(r.mem)>>20, err, memlockHint(s.ucaps))
+		}
+		r.umr = mr
+	}
+	b, err := unix.Mmap(-1, 0, uslots*uslotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	u.buf = b
+	if u.bufMR, err = s.uep.Register(b, fabric.AccessSend, randomKey()); err != nil {
+		return fmt.Errorf("register the urgent send buffers: %w", err)
+	}
+	u.maxIn = int64(min(max(s.ucaps.TxSize-1, 1), 64))
+	u.progress = make(chan struct{}, 1)
+	u.kick = make(chan struct{}, 1)
+	s.ord.init(s.ram.Pages, u.acked.Load)
+	return nil
+}
+
+func (u *usender) release() {
+	if u.buf != nil {
+		unix.Munmap(u.buf)
+		u.buf = nil
+	}
+}
+
+// pollUrgentSend drives the urgent endpoint's progress on the source and
+// counts its completions; a failed operation fails the session.
+func (s *session) pollUrgentSend() {
+	u := &s.usnd
+	var cs [32]fabric.Completion
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, err := s.uep.Poll(cs[:], 10*time.Millisecond)
+		if err != nil {
+			s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
+			return
+		}
+		for _, c := range cs[:n] {
+			u.inflight.Add(-1)
+			if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
+				u.busy[i].Store(false)
+			}
+		}
+		if n > 0 {
+			select {
+			case u.progress <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// usendCtrl takes the destination's frames on the urgent channel: ACK.
+func (s *session) usendCtrl(f wire.Frame) error {
+	u := &s.usnd
+	if p := u.posted.Load(); f.Type != wire.TypeAck || f.Seq > p {
+		return fmt.Errorf("%w: the destination sent %v %d on the urgent channel (urgent COMMIT %d was the last posted)", transport.ErrProtocol, f.Type, f.Seq, p)
+	}
+	if f.Seq > u.acked.Load() {
+		u.acked.Store(f.Seq)
+	}
+	u.ackNote.notify()
+	return nil
+}
+
+// urgentLoop posts the urgent items in queue order, each once the bulk
+// batch it waits for (if any) was acknowledged.
+func (s *session) urgentLoop() {
+	for {
+		it := s.ord.head()
+		if it == nil {
+			select {
+			case <-s.usnd.kick:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		for it.gate != 0 {
+			ch := s.snd.ackNote.wait()
+			if s.snd.acked.Load() >= it.gate {
+				break
+			}
+			select {
+			case <-ch:
+			case <-s.done:
+				s.ord.posted(it, 0, s.error())
+				return
+			}
+		}
+		err := s.postUrgent(it)
+		s.ord.posted(it, s.usnd.posted.Load(), err)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// postUrgent writes an item's data runs on the urgent endpoint, then its
+// runs in one or more COMMITs. A page written again before its previous
+// urgent copy was acknowledged waits for that ACK first (two writes of a
+// page are not ordered across COMMITs, nor against a zero run the
+// destination applies).
+func (s *session) postUrgent(it *uitem) error {
+	u := &s.usnd
+	var list []transport.PageRun
+	commit := func() error {
+		if len(list) == 0 {
+			return nil
+		}
+		err := s.postUCommit(list)
+		list = list[:0]
+		for _, w := range u.deferred { // tests only (commitEarly)
+			if err == nil {
+				err = s.upost(w)
+			}
+		}
+		u.deferred = nil
+		return err
+	}
+	for _, r := range it.runs {
+		for first, left := r.First, r.Count; left > 0; {
+			n := min(left, 1<<31)
+			piece := transport.PageRun{First: first, Count: n, Kind: r.Kind}
+			first, left = first+n, left-n
+			if c := u.conflict(piece); c != 0 {
+				if c > u.posted.Load() {
+					if err := commit(); err != nil {
+						return err
+					}
+				}
+				if err := s.waitUAck(c); err != nil {
+					return err
+				}
+			}
+			if len(list) == maxURuns {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+			if piece.Kind == transport.KindData {
+				if err := s.uwrite(piece); err != nil {
+					return err
+				}
+			}
+			list = append(list, piece)
+			u.recent = append(u.recent, urec{piece.First, piece.Count, u.posted.Load() + 1})
+		}
+	}
+	return commit()
+}
+
+// conflict returns the latest COMMIT not yet acknowledged (the pending
+// one included) that carries a page of r, or 0.
+func (u *usender) conflict(r transport.PageRun) uint64 {
+	acked := u.acked.Load()
+	var c uint64
+	n := 0
+	for _, e := range u.recent {
+		if e.commit <= acked {
+			continue
+		}
+		u.recent[n] = e
+		n++
+		if e.first < r.First+r.Count && r.First < e.first+e.count {
+			c = max(c, e.commit)
+		}
+	}
+	u.recent = u.recent[:n]
+	return c
+}
+
+// uwrite posts the writes of data run r on the urgent endpoint, straight
+// from guest RAM into the destination's.
+func (s *session) uwrite(r transport.PageRun) error {
+	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
+		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
+			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
+			write := func() error { return s.uep.Write(chunk, g.umr, g.urbase+b, g.urkey, ctxUWrite) }
+			if s.usnd.commitEarly {
+				s.usnd.deferred = append(s.usnd.deferred, write)
+			} else if err := s.upost(write); err != nil {
+				return fmt.Errorf("write pages urgently: %w", err)
+			}
+			s.stats.wire.Add(uint64(len(chunk)))
+		}
+		s.stats.data.Add(n)
+		return nil
+	})
+}
+
+// postUCommit sends the COMMIT of list after the writes posted before it.
+func (s *session) postUCommit(list []transport.PageRun) error {
+	u := &s.usnd
+	useq := u.posted.Load() + 1
+	for useq-u.acked.Load() > uslots {
+		if err := s.waitUAck(useq - uslots); err != nil {
+			return err
+		}
+	}
+	i := int(useq % uslots)
+	for u.busy[i].Load() || (s.ucaps.DeliveryComplete && u.inflight.Load() > 0) {
+		// Without send-after-write ordering the COMMIT goes only once
+		// every write is visible at the target (FI_DELIVERY_COMPLETE).
+		if err := s.waitUProgress(); err != nil {
+			return err
+		}
+	}
+	b := u.buf[i*uslotSize : (i+1)*uslotSize]
+	n := putUCommit(b, useq, list)
+	for _, r := range list {
+		if r.Kind == transport.KindZero {
+			s.stats.zero.Add(r.Count)
+		}
+	}
+	u.busy[i].Store(true)
+	u.posted.Store(useq)
+	if err := s.upost(func() error { return s.uep.Send(b[:n], u.bufMR, uint64(ctxUCommit0+i)) }); err != nil {
+		return fmt.Errorf("urgent commit %d: %w", useq, err)
+	}
+	s.stats.wire.Add(uint64(n))
+	return nil
+}
+
+// upost posts one operation on the urgent endpoint, waiting for room.
+func (s *session) upost(op func() error) error {
+	u := &s.usnd
+	for {
+		if u.inflight.Load() < u.maxIn {
+			u.inflight.Add(1)
+			err := op()
+			if err == nil {
+				return nil
+			}
+			u.inflight.Add(-1)
+			if err != fabric.ErrAgain {
+				s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
+				return s.error()
+			}
+		}
+		if err := s.waitUProgress(); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) waitUProgress() error {
+	t := time.NewTimer(5 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.usnd.progress:
+	case <-t.C:
+	case <-s.done:
+		return s.error()
+	}
+	return nil
+}
+
+// waitUAck waits until urgent COMMIT c was acknowledged.
+func (s *session) waitUAck(c uint64) error {
+	u := &s.usnd
+	for {
+		ch := u.ackNote.wait()
+		if u.acked.Load() >= c {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			return s.error()
+		}
+	}
+}
+
+// waitUrgentDone waits until urgent item it is in guest RAM (for a bulk
+// run queued after it).
+func (s *session) waitUrgentDone(ctx context.Context, it *uitem) error {
+	for {
+		select {
+		case <-it.posted:
+			if it.err != nil {
+				return it.err
+			}
+			return s.waitUAck(it.commit)
+		case <-s.done:
+			return s.error()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,339 @@
+package rdma_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/rdma"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// urgentRounds sends n urgent runs of 1 MiB of fresh random pages and
+// reports how many were not completely in the destination's RAM when
+// Landed reported them.
+func urgentRounds(t *testing.T, s *session, n int) (bad int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm) // Landed records from its first call on
+	stop()
+	pages := uint64(len(s.src) / 4096)
+	const per = 256
+	for i := range n {
+		first := uint64(i*per) % (pages - per)
+		fillRandom(s.src[first*4096:(first+per)*4096], uint64(100+i))
+		run := transport.PageRun{First: first, Count: per, Kind: transport.KindData}
+		if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{run}); err != nil {
+			t.Fatalf("round %d: SendPagesUrgent: %v", i, err)
+		}
+		for got := uint64(0); got < per; {
+			runs, err := s.recv.Landed(ctx)
+			if err != nil {
+				t.Fatalf("round %d: Landed: %v", i, err)
+			}
+			for _, r := range runs {
+				if r.Kind != transport.KindData || r.First < first || r.First+r.Count > first+per {
+					t.Fatalf("round %d: Landed reported %+v; want pages of %+v", i, r, run)
+				}
+				got += r.Count
+			}
+		}
+		// Read the destination at once: every reported page must be there.
+		if !bytes.Equal(s.dst[first*4096:(first+per)*4096], s.src[first*4096:(first+per)*4096]) {
+			bad++
+		}
+	}
+	return bad
+}
+
+// TestUrgentVisibleAtLanded: every urgent page is in the destination's
+// RAM when Landed reports it (the urgent COMMIT comes after its writes);
+// the same check catches a sender that commits before its writes.
+func TestUrgentVisibleAtLanded(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.UrgentCompletionMode(); m != "send-after-write" {
+				t.Errorf("urgent pages are committed by %s, want send-after-write (all software providers here have FI_ORDER_SAW)", m)
+			}
+			if bad := urgentRounds(t, s, 64); bad != 0 {
+				t.Fatalf("%d of 64 urgent runs were not visible when Landed reported them", bad)
+			}
+			early := rdma.New(nil)
+			early.SetUrgentCommitEarly()
+			s = open(t, p, 0, 64<<20, early)
+			bad := urgentRounds(t, s, 48)
+			t.Logf("urgent commit before writes: %d of 48 runs caught incomplete at Landed", bad)
+			if bad == 0 {
+				t.Fatal("the check did not catch a sender that commits urgent pages before their writes")
+			}
+		})
+	}
+}
+
+// TestUrgentDeliveryComplete: the same with endpoints opened without
+// FI_ORDER_SAW: urgent writes carry FI_DELIVERY_COMPLETE and their
+// COMMIT waits for their completions.
+func TestUrgentDeliveryComplete(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			fabric.ForceDeliveryComplete(true)
+			defer fabric.ForceDeliveryComplete(false)
+			if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
+				t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
+			}
+			s := open(t, p, 0, 64<<20, nil)
+			if m := s.send.UrgentCompletionMode(); m != "delivery-complete" {
+				t.Fatalf("urgent pages are committed by %s, want delivery-complete", m)
+			}
+			if bad := urgentRounds(t, s, 32); bad != 0 {
+				t.Fatalf("%d of 32 urgent runs were not visible when Landed reported them", bad)
+			}
+		})
+	}
+}
+
+// TestUrgentHeldBehindBatch: an urgent copy of a page that the bulk
+// batch being built carries waits for that batch's ACK (SendPagesUrgent
+// returns at once), lands after the bulk copy and wins; Landed reports
+// the bulk write, then the urgent one.
+func TestUrgentHeldBehindBatch(t *testing.T) {
+	p := providers(t)[0]
+	s := open(t, p, 0, 16<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm)
+	stop()
+	const q = 100
+	page := func(b []byte) []byte { return b[q*4096 : (q+1)*4096] }
+	fillRandom(s.src, 1)
+	if err := s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1024, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(page(s.src), 2)
+	urgent := bytes.Clone(page(s.src))
+	other := transport.PageRun{First: 2000, Count: 1, Kind: transport.KindData} // queued behind the held one
+	if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}, other}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if bytes.Equal(page(s.dst), urgent) {
+		t.Error("the urgent copy went out before the bulk batch carrying the page was acknowledged")
+	}
+	if err := s.send.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var landed []transport.PageRun
+	for !containsPage(landed, other.First) {
+		runs, err := s.recv.Landed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		landed = append(landed, runs...)
+	}
+	if !bytes.Equal(page(s.dst), urgent) {
+		t.Error("the page does not hold the urgent copy queued last")
+	}
+	var order []int
+	for i, r := range landed {
+		if containsPage([]transport.PageRun{r}, q) {
+			order = append(order, i)
+		}
+	}
+	if len(order) != 2 || !containsPage(landed[order[1]:order[1]+1], q) || landed[order[0]].Count != 1024 {
+		t.Errorf("Landed reported %v; want the bulk run with page %d, then the urgent copy", landed, q)
+	}
+	// A bulk copy queued after the urgent one lands after it.
+	fillRandom(page(s.src), 3)
+	later := bytes.Clone(page(s.src))
+	if err := s.send.SendPages(ctx, []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.send.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(page(s.dst), later) {
+		t.Error("a bulk copy queued after the urgent one did not win")
+	}
+	if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 0, Count: 1, Kind: 9}}); err == nil || errors.Is(err, transport.ErrNotSupported) {
+		t.Errorf("SendPagesUrgent of an invalid run: %v; want a rejection", err)
+	}
+}
+
+func containsPage(runs []transport.PageRun, q uint64) bool {
+	for _, r := range runs {
+		if q >= r.First && q-r.First < r.Count {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLandedBulk: Landed reports every bulk write at its batch's COMMIT,
+// data runs named by several RUNS frames, and zero runs; each page once.
+func TestLandedBulk(t *testing.T) {
+	p := providers(t)[0]
+	s := open(t, p, 0, 128<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm)
+	stop()
+	fillRandom(s.src, 5)
+	pages := uint64(len(s.src) / 4096)
+	var data []transport.PageRun
+	for q := uint64(0); q < pages; q += 2 { // 16384 runs: more than one RUNS frame
+		data = append(data, transport.PageRun{First: q, Count: 1, Kind: transport.KindData})
+	}
+	zero := []transport.PageRun{{First: 1, Count: 1, Kind: transport.KindZero}, {First: 5, Count: 1, Kind: transport.KindZero}}
+	for _, batch := range [][]transport.PageRun{data, zero} {
+		if err := s.send.SendPages(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.send.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]transport.Kind{}
+	for uint64(len(seen)) < uint64(len(data)+len(zero)) {
+		runs, err := s.recv.Landed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			for q := r.First; q < r.First+r.Count; q++ {
+				if _, dup := seen[q]; dup {
+					t.Fatalf("page %d reported twice", q)
+				}
+				seen[q] = r.Kind
+			}
+		}
+	}
+	for _, r := range append(data, zero...) {
+		if seen[r.First] != r.Kind {
+			t.Errorf("page %d reported as %v; want %v", r.First, seen[r.First], r.Kind)
+		}
+	}
+	for q := uint64(0); q < pages; q += 2 {
+		if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
+			t.Fatalf("page %d differs", q)
+		}
+	}
+}
+
+// TestUrgentWrongKeyOrDrop: an urgent write with a key the destination
+// did not give fails the session on both sides and lands nothing; a
+// destination that goes away makes the urgent sender fail, not hang.
+func TestUrgentWrongKeyOrDrop(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p+"/key", func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			fillRandom(s.src, 4)
+			s.send.Corrupt(0x5a5a, 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var err error
+			for i := 0; err == nil && ctx.Err() == nil; i++ {
+				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 1, Kind: transport.KindData}})
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("urgent writes with a wrong key: %v; want a session error", err)
+			}
+			t.Logf("sender: %v", err)
+			_, rerr := s.recv.RecvUrgent(ctx)
+			t.Logf("receiver: %v", rerr)
+			if rerr == nil || ctx.Err() != nil {
+				t.Errorf("the receiver's session goes on: %v", rerr)
+			}
+			if bytes.ContainsFunc(s.dst, func(r rune) bool { return r != 0 }) {
+				t.Error("something landed in the destination's RAM")
+			}
+		})
+		t.Run(p+"/drop", func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			go func() { time.Sleep(5 * time.Millisecond); s.recv.Close() }()
+			var err error
+			for i := 0; err == nil && ctx.Err() == nil; i++ {
+				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 16, Kind: transport.KindData}})
+			}
+			if !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("urgent sends after the destination closed: %v; want ErrClosed", err)
+			}
+			if _, err := s.send.RecvUrgent(ctx); !errors.Is(err, transport.ErrClosed) {
+				t.Errorf("RecvUrgent on the sender: %v; want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestLandedBeforeFlush: bulk pages queued without a Flush reach Landed
+// (a MARK after their writes), as a post-copy background push needs; a
+// Flush later reports only what no MARK covered.
+func TestLandedBeforeFlush(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			s := open(t, p, 0, 16<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			arm, stop := context.WithTimeout(ctx, time.Millisecond)
+			s.recv.Landed(arm)
+			stop()
+			fillRandom(s.src, 6)
+			seen := map[uint64]int{}
+			take := func(want int) {
+				t.Helper()
+				for len(seen) < want {
+					runs, err := s.recv.Landed(ctx)
+					if err != nil {
+						t.Fatalf("Landed (%d of %d pages reported): %v", len(seen), want, err)
+					}
+					for _, r := range runs {
+						for q := r.First; q < r.First+r.Count; q++ {
+							seen[q]++
+							if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
+								t.Fatalf("page %d reported before it was in RAM", q)
+							}
+						}
+					}
+				}
+			}
+			for i := range 40 { // more chunks than MARKs may be unanswered
+				if err := s.send.SendPages(ctx, []transport.PageRun{{First: uint64(i * 64), Count: 64, Kind: transport.KindData}}); err != nil {
+					t.Fatal(err)
+				}
+				take((i + 1) * 64)
+			}
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.send.SendPages(ctx, []transport.PageRun{{First: 4000, Count: 8, Kind: transport.KindData}}); err != nil {
+				t.Fatal(err)
+			}
+			take(40*64 + 8)
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			arm, stop = context.WithTimeout(ctx, 100*time.Millisecond)
+			runs, _ := s.recv.Landed(arm)
+			stop()
+			for q, n := range seen {
+				if n != 1 {
+					t.Errorf("page %d reported %d times", q, n)
+				}
+			}
+			if len(runs) != 0 {
+				t.Errorf("the Flush reported %v again", runs)
+			}
+		})
+	}
+}
