@@ -32,20 +32,22 @@
 // in front of them. On the destination each bulk stream has a
 // transport.Lane: an urgent page is staged, then written under its
 // stream's lane, and a bulk copy queued before it is dropped when it
-// arrives; bulk batches are staged too once urgent pages arrived, so the
-// lane is never held across a network read. Landed reports every write
-// from both paths.
+// arrives; bulk batches are staged too, so the lane is never held across
+// a network read. Landed reports every write from both paths.
 //
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
 //
 // Page bytes never get copied in user space on the source: raw batches
 // are written with writev straight from a read-only mapping of the guest
-// RAM files; the destination reads (or decompresses) them straight into a
-// writable mapping and punches holes for ZERO runs so it stays sparse.
-// That holds in plaintext mode; with encryption the TLS layer seals and
-// opens through its own buffers (docs/BENCHMARKS.md has the cost). Stats
-// count frame bytes, not TLS record overhead.
+// RAM files. The destination reads (or decompresses) each batch into its
+// stream's staging buffer, which stays hot, and writes it into the RAM
+// file with pwrite: the kernel fills fresh pages without a page fault per
+// page, the cost that bounded the receive side (docs/BENCHMARKS.md,
+// "End-to-end throughput"). ZERO runs punch holes so it stays sparse.
+// With encryption the TLS layer seals and opens through its own buffers
+// (docs/BENCHMARKS.md has the cost). Stats count frame bytes, not TLS
+// record overhead.
 //
 // Ordering: a page index always travels on the same stream (the grid),
 // and each stream is FIFO, so a later send of a page never overtakes an

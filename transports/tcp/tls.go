@@ -17,7 +17,7 @@ import (
 // handshake, mutual, against the OpenRequest's credentials; the source
 // is the TLS client. Frames then travel inside TLS, or, with
 // Credentials.Plaintext, on the socket itself (writev from the RAM
-// mapping, reads straight into it), after the go-ahead that makes the
+// mapping, reads into the staging buffer without TLS's record copy), after the go-ahead that makes the
 // switch safe (see Secure).
 //
 // The destination parses nothing from a connection before its handshake
