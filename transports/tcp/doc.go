@@ -6,7 +6,7 @@
 //	SendPages ─ split into batches of ≤256 pages,      listen; accept the N streams of one
 //	            aligned to a 256-page grid; batch        session; check each HELLO's RAM layout
 //	            k goes to stream k mod N
-//	    ┌ queue ─ writer 0 ─ lz4? ─ writev ═══ stream 0 ══► reader 0 ─ bounds check ─ RAM (mmap)
+//	    ┌ queue ─ writer 0 ─ lz4? ─ writev ═══ stream 0 ══► reader 0 ─ bounds check ─ RAM (pwrite)
 //	    │                 MSG ◄──────────────── (both ways) ───────────► MSG        └ ACK ─┐
 //	    └ queue ─ writer 1 ─ lz4? ─ writev ═══ stream 1 ══► reader 1 ─ bounds check ─ RAM  │
 //	Flush ─ waits until every stream's ACK covers what was queued ◄──────────────────────┘
@@ -38,14 +38,15 @@
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
 //
-// Page bytes never get copied in user space on the source: raw batches
-// are written with writev straight from a read-only mapping of the guest
-// RAM files. The destination reads (or decompresses) each batch into its
-// stream's staging buffer, which stays hot, and writes it into the RAM
-// file with pwrite: the kernel fills fresh pages without a page fault per
-// page, the cost that bounded the receive side (docs/BENCHMARKS.md,
-// "End-to-end throughput"). ZERO runs punch holes so it stays sparse.
-// With encryption the TLS layer seals and opens through its own buffers
+// Page bytes move through one buffer per stream on each side, never
+// through the mappings: the source reads a batch from the guest RAM file
+// with pread into its writer's buffer (then lz4, writev), the destination
+// reads (or decompresses) it into its stream's staging buffer and writes
+// it into the RAM file with pwrite. The kernel fills and reads the page
+// cache without a page fault per page, which here cost more than the
+// copies (docs/BENCHMARKS.md, "End-to-end throughput"); the buffers stay
+// hot. ZERO runs punch holes, so the destination stays sparse. With
+// encryption the TLS layer seals and opens through its own buffers
 // (docs/BENCHMARKS.md has the cost). Stats count frame bytes, not TLS
 // record overhead.
 //

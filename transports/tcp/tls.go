@@ -16,9 +16,9 @@ import (
 // Authentication. Every stream starts with transport.Secure: a TLS 1.3
 // handshake, mutual, against the OpenRequest's credentials; the source
 // is the TLS client. Frames then travel inside TLS, or, with
-// Credentials.Plaintext, on the socket itself (writev from the RAM
-// mapping, reads into the staging buffer without TLS's record copy), after the go-ahead that makes the
-// switch safe (see Secure).
+// Credentials.Plaintext, on the socket itself (writev of the batch
+// buffer, reads into the staging buffer, without TLS's record copies),
+// after the go-ahead that makes the switch safe (see Secure).
 //
 // The destination parses nothing from a connection before its handshake
 // succeeded: a stranger cannot get a HELLO read, so it never meets the
