@@ -74,6 +74,7 @@ type stream struct {
 	idx    int
 	conn   net.Conn     // frames: the TLS connection, or raw when plaintext
 	raw    *net.TCPConn // the socket: half-close and close go here, never blocked by TLS
+	rc     *recordConn  // under the TLS connection (nil in plaintext): gathers a batch's records
 	dec    *wire.Decoder
 	wlock  chan struct{} // held while one frame is written
 	broken atomic.Bool   // a write stopped inside a frame

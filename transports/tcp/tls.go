@@ -91,7 +91,7 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 func (a *acceptor) authenticate(c *net.TCPConn) *stream {
 	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, a.s.cfg.connectTimeout))
 	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleReceive, a.s.auth, a.s.plain)
+	sc, rc, err := secure(ctx, c, transport.RoleReceive, a.s.auth, a.s.plain)
 	a.mu.Lock()
 	ad := a.conns[c]
 	if err == nil && ad != nil {
@@ -100,7 +100,9 @@ func (a *acceptor) authenticate(c *net.TCPConn) *stream {
 	over := a.winner != nil || a.err != nil
 	a.mu.Unlock()
 	if err == nil && ad != nil {
-		return newStream(0, sc, c)
+		st := newStream(0, sc, c)
+		st.rc = rc
+		return st
 	}
 	if ad == nil && !over {
 		err = fmt.Errorf("closed before it authenticated, to make room for newer connections (%d pending): %w", maxPending, err)

@@ -83,11 +83,21 @@ func (s *session) writeBatch(st *stream, b batch) error {
 	total := uint64(len(hdr) + len(payload))
 	s.count(b, compressed, total)
 	st.sent.Store(b.seq)
+	if st.rc != nil {
+		st.rc.begin()
+	}
 	n, err := w.bufs.WriteTo(st.conn)
+	partial := n > 0
+	if st.rc != nil {
+		if e := st.rc.end(); e != nil && err == nil {
+			// Gathered records of this frame may be out, not all of it.
+			err, n, partial = e, 0, true
+		}
+	}
 	st.unlock()
 	if err != nil {
 		s.stats.wire.Add(^(total - uint64(n) - 1)) // only n bytes went out
-		st.broken.Store(n > 0)
+		st.broken.Store(partial)
 		return connErr(st, err)
 	}
 	return nil
