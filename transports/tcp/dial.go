@@ -30,13 +30,15 @@ func openSend(ctx context.Context, s *session) error {
 			closeStreams(s.streams)
 			return err
 		}
-		sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+		sc, rc, err := secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 		if err != nil {
 			c.Close()
 			closeStreams(s.streams)
 			return authErr(ctx, i, err)
 		}
-		s.streams = append(s.streams, newStream(i, sc, c))
+		st := newStream(i, sc, c)
+		st.rc = rc
+		s.streams = append(s.streams, st)
 	}
 	// The urgent stream: the same address, credentials and handshake.
 	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
@@ -44,13 +46,14 @@ func openSend(ctx context.Context, s *session) error {
 		closeStreams(s.streams)
 		return err
 	}
-	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	sc, rc, err := secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		c.Close()
 		closeStreams(s.streams)
 		return authErr(ctx, len(s.streams), err)
 	}
 	s.urgent = newStream(len(s.streams), sc, c)
+	s.urgent.rc = rc
 	s.urgent.urgent = true
 	if err := handshake(ctx, s); err != nil {
 		closeStreams(s.all())

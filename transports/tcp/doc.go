@@ -6,7 +6,7 @@
 //	SendPages ─ split into batches of ≤256 pages,      listen; accept the N streams of one
 //	            aligned to a 256-page grid; batch        session; check each HELLO's RAM layout
 //	            k goes to stream k mod N
-//	    ┌ queue ─ writer 0 ─ lz4? ─ writev ═══ stream 0 ══► reader 0 ─ bounds check ─ RAM (mmap)
+//	    ┌ queue ─ writer 0 ─ lz4? ─ writev ═══ stream 0 ══► reader 0 ─ bounds check ─ RAM (pwrite)
 //	    │                 MSG ◄──────────────── (both ways) ───────────► MSG        └ ACK ─┐
 //	    └ queue ─ writer 1 ─ lz4? ─ writev ═══ stream 1 ══► reader 1 ─ bounds check ─ RAM  │
 //	Flush ─ waits until every stream's ACK covers what was queued ◄──────────────────────┘
@@ -32,20 +32,23 @@
 // in front of them. On the destination each bulk stream has a
 // transport.Lane: an urgent page is staged, then written under its
 // stream's lane, and a bulk copy queued before it is dropped when it
-// arrives; bulk batches are staged too once urgent pages arrived, so the
-// lane is never held across a network read. Landed reports every write
-// from both paths.
+// arrives; bulk batches are staged too, so the lane is never held across
+// a network read. Landed reports every write from both paths.
 //
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
 //
-// Page bytes never get copied in user space on the source: raw batches
-// are written with writev straight from a read-only mapping of the guest
-// RAM files; the destination reads (or decompresses) them straight into a
-// writable mapping and punches holes for ZERO runs so it stays sparse.
-// That holds in plaintext mode; with encryption the TLS layer seals and
-// opens through its own buffers (docs/BENCHMARKS.md has the cost). Stats
-// count frame bytes, not TLS record overhead.
+// Page bytes move through one buffer per stream on each side, never
+// through the mappings: the source reads a batch from the guest RAM file
+// with pread into its writer's buffer (then lz4, writev), the destination
+// reads (or decompresses) it into its stream's staging buffer and writes
+// it into the RAM file with pwrite. The kernel fills and reads the page
+// cache without a page fault per page, which here cost more than the
+// copies (docs/BENCHMARKS.md, "End-to-end throughput"); the buffers stay
+// hot. ZERO runs punch holes, so the destination stays sparse. With
+// encryption the TLS layer seals and opens through its own buffers
+// (docs/BENCHMARKS.md has the cost). Stats count frame bytes, not TLS
+// record overhead.
 //
 // Ordering: a page index always travels on the same stream (the grid),
 // and each stream is FIFO, so a later send of a page never overtakes an

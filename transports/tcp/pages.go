@@ -30,8 +30,7 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 			n := min(end, reg.first+reg.pages, gridEnd) - p
 			b := batch{kind: r.Kind, first: p, count: uint32(n)}
 			if r.Kind == transport.KindData {
-				off := (p - reg.first) * pageSize
-				b.data = reg.mem[off : off+n*pageSize]
+				b.reg = reg
 			}
 			if err := s.enqueue(ctx, s.streams[(p/batchPages)%uint64(len(s.streams))], b); err != nil {
 				return err

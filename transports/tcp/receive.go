@@ -59,10 +59,12 @@ func (s *session) readLoop(st *stream) {
 
 // writePages puts one PAGES or ZERO frame into guest RAM, under the
 // stream's Lane: pages an urgent copy overtook are dropped (see
-// transport.Lane), and every write is reported to Landed. Until urgent
-// pages arrived, data is read from the socket straight into guest RAM;
-// from then on it is staged first, so that the lane is never held while
-// the network is read and an urgent write waits for a copy at most.
+// transport.Lane), and every write is reported to Landed. Data is read
+// (and decompressed) into the stream's staging buffer first, then
+// written into the RAM file (region.write): the buffer stays hot, the
+// file's fresh pages are filled by the kernel without a page fault each,
+// and the lane is never held while the network is read, so an urgent
+// write waits for a pwrite at most.
 func (s *session) writePages(st *stream, f wire.Frame) error {
 	if f.Seq != st.next {
 		return fmt.Errorf("%w: stream %d: batch %d where %d was due", transport.ErrProtocol, st.idx, f.Seq, st.next)
@@ -77,54 +79,38 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 	}
 	st.next++
 	lane := &s.lanes[st.idx]
-	land := func(kind transport.Kind) func(a, n uint64) error {
-		return func(a, n uint64) error {
-			s.landed.Push(transport.PageRun{First: a, Count: n, Kind: kind})
-			return nil
-		}
-	}
 	if f.Type == wire.TypeZero {
 		lane.Lock()
 		err := lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
 			reg.zero(mem[(a-first)*pageSize:(a-first+n)*pageSize], a)
-			return land(transport.KindZero)(a, n)
+			s.landed.Push(transport.PageRun{First: a, Count: n, Kind: transport.KindZero})
+			return nil
 		})
 		lane.Unlock()
 		s.stats.zero.Add(count)
 		return err
 	}
-	if !s.urgentSeen.Load() {
-		lane.Lock()
-		if !s.urgentSeen.Load() { // no urgent page can have overtaken this batch
-			err := st.dec.ReadPages(mem)
-			if err == nil {
-				err = lane.Bulk(f.Seq, first, count, land(transport.KindData))
-			}
-			lane.Unlock()
-			if err != nil {
-				return connErr(st, err)
-			}
-			s.countData(f)
-			return nil
-		}
-		lane.Unlock()
-	}
-	n := int(count) * pageSize
-	if cap(st.staging) < n {
-		st.staging = make([]byte, n)
-	}
-	buf := st.staging[:n]
+	buf := st.stage(int(count) * pageSize)
 	if err := st.dec.ReadPages(buf); err != nil {
 		return connErr(st, err)
 	}
 	lane.Lock()
 	err = lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
-		copy(mem[(a-first)*pageSize:(a-first+n)*pageSize], buf[(a-first)*pageSize:])
-		return land(transport.KindData)(a, n)
+		reg.write(buf[(a-first)*pageSize:(a-first+n)*pageSize], a)
+		s.landed.Push(transport.PageRun{First: a, Count: n, Kind: transport.KindData})
+		return nil
 	})
 	lane.Unlock()
 	s.countData(f)
 	return err
+}
+
+// stage returns the stream's staging buffer, n bytes long.
+func (st *stream) stage(n int) []byte {
+	if cap(st.staging) < n {
+		st.staging = make([]byte, n)
+	}
+	return st.staging[:n]
 }
 
 func (s *session) countData(f wire.Frame) {

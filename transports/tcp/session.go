@@ -53,11 +53,9 @@ type session struct {
 	umsgs   inbox.Queue // urgent messages received
 
 	// Receive side of the urgent path: one Lane per bulk stream orders
-	// its pages against urgent copies; landed feeds Landed; urgentSeen
-	// switches the bulk readers to staged writes once urgent pages came.
-	lanes      []transport.Lane
-	landed     transport.LandedQueue
-	urgentSeen atomic.Bool
+	// its pages against urgent copies; landed feeds Landed.
+	lanes  []transport.Lane
+	landed transport.LandedQueue
 
 	done   chan struct{} // closed when the session fails or closes
 	failMu sync.Mutex
@@ -76,6 +74,7 @@ type stream struct {
 	idx    int
 	conn   net.Conn     // frames: the TLS connection, or raw when plaintext
 	raw    *net.TCPConn // the socket: half-close and close go here, never blocked by TLS
+	rc     *recordConn  // under the TLS connection (nil in plaintext): gathers a batch's records
 	dec    *wire.Decoder
 	wlock  chan struct{} // held while one frame is written
 	broken atomic.Bool   // a write stopped inside a frame
@@ -87,8 +86,8 @@ type stream struct {
 	acked  atomic.Uint64 // last batch number the destination acknowledged
 	w      writer
 
-	// Receive side: the next batch number expected, and the buffer a
-	// batch is staged in once urgent pages may overtake it.
+	// Receive side: the next batch number expected, and the buffer each
+	// batch is read into before it is written into guest RAM.
 	next    uint64
 	staging []byte
 

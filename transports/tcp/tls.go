@@ -16,9 +16,9 @@ import (
 // Authentication. Every stream starts with transport.Secure: a TLS 1.3
 // handshake, mutual, against the OpenRequest's credentials; the source
 // is the TLS client. Frames then travel inside TLS, or, with
-// Credentials.Plaintext, on the socket itself (writev from the RAM
-// mapping, reads straight into it), after the go-ahead that makes the
-// switch safe (see Secure).
+// Credentials.Plaintext, on the socket itself (writev of the batch
+// buffer, reads into the staging buffer, without TLS's record copies),
+// after the go-ahead that makes the switch safe (see Secure).
 //
 // The destination parses nothing from a connection before its handshake
 // succeeded: a stranger cannot get a HELLO read, so it never meets the
@@ -91,7 +91,7 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 func (a *acceptor) authenticate(c *net.TCPConn) *stream {
 	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, a.s.cfg.connectTimeout))
 	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleReceive, a.s.auth, a.s.plain)
+	sc, rc, err := secure(ctx, c, transport.RoleReceive, a.s.auth, a.s.plain)
 	a.mu.Lock()
 	ad := a.conns[c]
 	if err == nil && ad != nil {
@@ -100,7 +100,9 @@ func (a *acceptor) authenticate(c *net.TCPConn) *stream {
 	over := a.winner != nil || a.err != nil
 	a.mu.Unlock()
 	if err == nil && ad != nil {
-		return newStream(0, sc, c)
+		st := newStream(0, sc, c)
+		st.rc = rc
+		return st
 	}
 	if ad == nil && !over {
 		err = fmt.Errorf("closed before it authenticated, to make room for newer connections (%d pending): %w", maxPending, err)

@@ -200,16 +200,11 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	if first/batchPages != (first+count-1)/batchPages {
 		return fmt.Errorf("%w: urgent stream: pages %d+%d cross the bulk grid", transport.ErrProtocol, first, count)
 	}
-	s.urgentSeen.Store(true) // before taking the lane: see writePages
 	kind := transport.KindZero
 	var buf []byte
 	if f.Type == wire.TypePages {
 		kind = transport.KindData
-		n := int(count) * pageSize
-		if cap(st.staging) < n {
-			st.staging = make([]byte, n)
-		}
-		buf = st.staging[:n]
+		buf = st.stage(int(count) * pageSize)
 		if err := st.dec.ReadPages(buf); err != nil {
 			return connErr(st, err)
 		}
@@ -220,7 +215,7 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	if kind == transport.KindZero {
 		reg.zero(mem, first)
 	} else {
-		copy(mem, buf)
+		reg.write(buf, first)
 	}
 	s.landed.Push(transport.PageRun{First: first, Count: count, Kind: kind})
 	lane.Unlock()

@@ -21,7 +21,7 @@ type batch struct {
 	kind  transport.Kind
 	first uint64
 	count uint32
-	data  []byte // KindData: the pages, in the read-only mapping
+	reg   *region // KindData: the region holding the pages
 }
 
 // writer is a send stream's scratch space, reused for every frame.
@@ -30,6 +30,7 @@ type writer struct {
 	vec    [2][]byte
 	bufs   net.Buffers
 	comp   *compressor
+	data   []byte // a batch's pages, read from the RAM file
 }
 
 // writeLoop sends the stream's batches until the session ends.
@@ -58,9 +59,9 @@ func (s *session) writeBatch(st *stream, b batch) error {
 	if b.kind == transport.KindZero {
 		hdr, err = wire.AppendZero(w.prefix[:0], b.seq, run)
 	} else {
-		payload = b.data
+		payload = w.read(b)
 		if w.comp != nil {
-			if c, ok := w.comp.compress(b.data); ok {
+			if c, ok := w.comp.compress(payload); ok {
 				payload, compressed = c, true
 			}
 		}
@@ -82,14 +83,38 @@ func (s *session) writeBatch(st *stream, b batch) error {
 	total := uint64(len(hdr) + len(payload))
 	s.count(b, compressed, total)
 	st.sent.Store(b.seq)
+	if st.rc != nil {
+		st.rc.begin()
+	}
 	n, err := w.bufs.WriteTo(st.conn)
+	partial := n > 0
+	if st.rc != nil {
+		if e := st.rc.end(); e != nil && err == nil {
+			// Gathered records of this frame may be out, not all of it.
+			err, n, partial = e, 0, true
+		}
+	}
 	st.unlock()
 	if err != nil {
 		s.stats.wire.Add(^(total - uint64(n) - 1)) // only n bytes went out
-		st.broken.Store(n > 0)
+		st.broken.Store(partial)
 		return connErr(st, err)
 	}
 	return nil
+}
+
+// read returns batch b's pages, read from the RAM file into the
+// writer's buffer (region.read): reading them through the mapping would
+// take a page fault per 64 KiB the first time (docs/BENCHMARKS.md,
+// "End-to-end throughput").
+func (w *writer) read(b batch) []byte {
+	n := int(b.count) * pageSize
+	if cap(w.data) < n {
+		w.data = make([]byte, batchPages*pageSize)
+	}
+	buf := w.data[:n]
+	b.reg.read(buf, b.first)
+	return buf
 }
 
 func (s *session) count(b batch, compressed bool, wireBytes uint64) {
