@@ -135,7 +135,7 @@ type Report struct {
 	Status     Status   `json:"status"` // completed, failed, cancelled, handover-unknown
 	Error      string   `json:"error,omitempty"`
 	Handover   Handover `json:"handover,omitempty"` // this side's last handover state
-	TotalMS    int64    `json:"total_ms"`           // the engine's run: ConnectMS + BulkMS + DirtyMS + SwitchoverMS + TeardownMS (docs/JOBS.md)
+	TotalMS    int64    `json:"total_ms"`           // the engine's run: ConnectMS + BulkMS + DirtyMS + SwitchoverMS (+ PostcopyMS) + TeardownMS (docs/JOBS.md)
 	DowntimeMS int64    `json:"downtime_ms"`        // pause until the destination loaded the state
 	// SetupMS is the time before the engine ran, not in TotalMS: plugin
 	// processes started, schemas checked, providers configured (set by
