@@ -5,7 +5,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all test demo boot-demo bench godefs proto clean FORCE
+.PHONY: all test demo boot-demo bench soak-postcopy godefs proto clean FORCE
 
 # Plugin binaries, built into bin/plugins/ from cmd/<name>; the example
 # hint providers (plugins/example) serve tests and docs/PLUGINS.md.
@@ -63,6 +63,12 @@ boot-demo: all
 bench: all
 	$(GO) test $(GOTAGS) -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 	./bin/ferry-demo -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json
+
+# Post-copy soak: 100 migrations of the fake VM over the real TCP plugin,
+# each with one side's transport process killed at a random moment of
+# post-copy; every one must reconnect and complete page-exact (issue 10).
+soak-postcopy: all
+	FERRY_POSTCOPY_CUTS=100 $(GO) test $(GOTAGS) -count=1 -run 'TestEmbedPostcopyCut$$' -timeout 60m ./framework/vmtest/
 
 # Regenerate the KVM and userfaultfd structures from the kernel headers (needs cgo and
 # linux-libc-dev); the output is committed so builds need neither.

@@ -162,12 +162,15 @@ func TestEmbedPostcopyManual(t *testing.T) {
 // at random) is killed at a random moment of post-copy; both sides open
 // the transport again (a new plugin process), the destination says which
 // pages it lacks, and the migration completes page-exact. 20 cuts (3
-// with -short).
+// with -short, FERRY_POSTCOPY_CUTS if set: `make soak-postcopy` runs 100).
 func TestEmbedPostcopyCut(t *testing.T) {
 	needUffd(t)
 	rounds := 20
 	if testing.Short() {
 		rounds = 3
+	}
+	if n, err := strconv.Atoi(os.Getenv("FERRY_POSTCOPY_CUTS")); err == nil && n > 0 {
+		rounds = n
 	}
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
