@@ -116,6 +116,9 @@ func (s *sender) commit(ctx context.Context) error {
 	defer cancel()
 	s.rep.Passes = s.pass + 1
 	if err := s.tr.SendMessage(cctx, transport.Message{Kind: msgCommit}); err != nil {
+		if s.pc != nil { // post-copy: COMMIT may have arrived (below)
+			return s.recommit(ctx, fmt.Errorf("send COMMIT: %w", err))
+		}
 		return s.unknown(fmt.Errorf("send COMMIT: %w", err))
 	}
 	m, err := s.next(cctx)
@@ -132,14 +135,7 @@ func (s *sender) commit(ctx context.Context) error {
 		}
 		return fmt.Errorf("the destination could not run the VM, it runs here again: %w", err)
 	case err != nil && s.pc != nil:
-		// Post-copy: a destination that got COMMIT runs the VM and waits
-		// for its pages, listening for this side to reconnect. If it
-		// answers RESUME with MISSING, it runs the VM; if none does
-		// within ReconnectTimeout, the handover is unknown (broken).
-		if rerr := s.pc.reconnect(ctx, fmt.Errorf("waiting for RUNNING: %w", err)); rerr != nil {
-			return rerr
-		}
-		return s.ho.move(HandoverPostcopy)
+		return s.recommit(ctx, fmt.Errorf("waiting for RUNNING: %w", err))
 	case err != nil:
 		return s.unknown(fmt.Errorf("waiting for RUNNING: %w", err))
 	case m.Kind != msgRunning:
@@ -149,6 +145,19 @@ func (s *sender) commit(ctx context.Context) error {
 		return s.ho.move(HandoverPostcopy)
 	}
 	return s.ho.move(HandoverCompleted)
+}
+
+// recommit settles a post-copy COMMIT whose answer was lost with the
+// connection: a destination that got COMMIT runs the VM and waits for
+// its pages, listening for this side to reconnect. If it answers RESUME
+// with MISSING, it runs the VM and post-copy goes on; if none does
+// within ReconnectTimeout, the handover is unknown.
+func (s *sender) recommit(ctx context.Context, cause error) error {
+	s.pc.stopServing()
+	if err := s.pc.reconnect(ctx, cause); err != nil {
+		return err
+	}
+	return s.ho.move(HandoverPostcopy)
 }
 
 // unknown records that the handover's outcome is unknown: the VM stays
