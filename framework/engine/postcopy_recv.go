@@ -532,8 +532,15 @@ func (pc *pcRecv) held() uint64 {
 // extent, not per page.
 func (pc *pcRecv) seed() error {
 	var p uint64
+	// One hole cursor per region for the whole walk: each SEEK_HOLE or
+	// SEEK_DATA answer serves every gap it covers (a fresh cursor per gap
+	// cost 0.9 s of downtime for 3500 gaps, BenchmarkPostcopyNonConverging).
+	hs := make([]holes, len(pc.r.layout))
+	for i, reg := range pc.r.layout {
+		hs[i] = holes{fd: reg.Fd}
+	}
 	for _, a := range append(pc.absent, pageRun{First: pc.r.layout.Pages()}) {
-		if err := pc.seedHeld(p, a.First); err != nil {
+		if err := pc.seedHeld(hs, p, a.First); err != nil {
 			return err
 		}
 		p = a.First + a.Count
@@ -541,13 +548,14 @@ func (pc *pcRecv) seed() error {
 	return nil
 }
 
-// seedHeld seeds held pages [from, to).
-func (pc *pcRecv) seedHeld(from, to uint64) error {
+// seedHeld seeds held pages [from, to), finding holes with hs (one per
+// region).
+func (pc *pcRecv) seedHeld(hs []holes, from, to uint64) error {
 	var base uint64
-	for _, reg := range pc.r.layout {
+	for i, reg := range pc.r.layout {
 		n := reg.Size / framework.PageSize
 		lo, hi := max(from, base), min(to, base+n)
-		h := holes{fd: reg.Fd}
+		h := &hs[i]
 		for p := lo; p < hi; {
 			off := int64(reg.Offset + (p-base)*framework.PageSize)
 			hole, until := h.at(off)
