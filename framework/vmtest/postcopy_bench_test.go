@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -38,6 +39,9 @@ func pcViaPlugin(b *testing.B, src, dst *vmtest.VM, sopt, dopt engine.Options) (
 	p := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
 		Config: map[string]any{"listen": localAddr(), "streams": 2}}
 	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("FERRY_BENCH_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	sspec := session.Spec{Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
 	sspec.Engine.Progress = nil
 	dspec := session.Spec{Transport: p, Log: log, Engine: dopt}
@@ -295,10 +299,11 @@ func BenchmarkPostcopyNonConverging(b *testing.B) {
 				mu.Unlock()
 				fc := float64(final*4096) / ncBandwidth * 1000
 				b.Logf("%s: mode %s, total %d ms (%.2fx RAM/bandwidth %.0f ms; wall %v), downtime %d ms (limit 300), wire %d B (%.2fx RAM), "+
-					"%d passes, sent %d, final pass ~%d pages (%.0f ms at the cap), requested %d, pushed %d, post-copy %d ms, guest writes %d",
+					"%d passes, sent %d, final pass ~%d pages (%.0f ms at the cap), requested %d, pushed %d, post-copy %d ms, guest writes %d; total = connect %d + bulk %d + dirty %d + switch-over %d + teardown %d ms",
 					mode, srep.Mode, srep.TotalMS, float64(srep.TotalMS)/ideal, ideal, wall.Round(time.Millisecond), srep.DowntimeMS,
 					srep.BytesWire, float64(srep.BytesWire)/ram, srep.Passes, srep.PagesSent, final, fc,
-					srep.PagesRequested, srep.PagesPushed, srep.PostcopyMS, writes)
+					srep.PagesRequested, srep.PagesPushed, srep.PostcopyMS, writes,
+					srep.ConnectMS, srep.BulkMS, srep.DirtyMS, srep.SwitchoverMS, srep.TeardownMS)
 				total += float64(srep.TotalMS)
 				down += float64(srep.DowntimeMS)
 				wire += float64(srep.BytesWire)
