@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/postcopy"
@@ -58,8 +60,8 @@ func BenchmarkPostcopyFaultsInProcess(b *testing.B) {
 		var drep engine.Report
 		var derr error
 		var wg sync.WaitGroup
-		wg.Go(func() { drep, derr = engine.Receive(ctx, dst, rdma.New(transport.Logger(rdma.Name)), dopt) })
-		srep, serr := engine.Send(ctx, src, rdma.New(transport.Logger(rdma.Name)), sopt)
+		wg.Go(func() { drep, derr = engine.Receive(ctx, dst, rdma.New(hclog.NewNullLogger()), dopt) })
+		srep, serr := engine.Send(ctx, src, rdma.New(hclog.NewNullLogger()), sopt)
 		wg.Wait()
 		return srep, drep, serr, derr
 	})
