@@ -2,11 +2,15 @@ package vmtest_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,4 +395,70 @@ func BenchmarkPostcopyHints(b *testing.B) {
 			b.ReportMetric(p50/n, "p50-us")
 		})
 	}
+}
+
+// BenchmarkPostcopyFaultsShaped is BenchmarkPostcopyFaultsTCPPlugin with
+// each side's TCP plugin in its own network namespace, joined by a veth
+// pair shaped with `tc tbf rate 10gbit` each way (as ferry-demo's 2016
+// table): 198.18.0.1 → 198.18.0.2. The engines stay in this process and
+// reach their plugins over go-plugin's unix sockets, which do not belong
+// to a network namespace. Needs root and iproute2; skips loudly without.
+func BenchmarkPostcopyFaultsShaped(b *testing.B) {
+	ns, err := newShapedLink()
+	if err != nil {
+		b.Skipf("SHAPED LINK NOT MEASURED: %v", err)
+	}
+	b.Cleanup(ns.remove)
+	dir := plugins(b)
+	wrap := func(name, netns string) string {
+		p := filepath.Join(b.TempDir(), name)
+		script := "#!/bin/sh\nexec ip netns exec " + netns + " " + filepath.Join(dir, "ferry-transport-tcp") + " \"$@\"\n"
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	srcPlugin, dstPlugin := wrap("src-ferry-transport-tcp", ns.a), wrap("dst-ferry-transport-tcp", ns.b)
+	benchFaults(b, "tcp-plugin-shaped-10gbit", func(b *testing.B, src, dst *vmtest.VM, sopt, dopt engine.Options) (engine.Report, engine.Report, error, error) {
+		cfg := map[string]any{"listen": ns.addrB + ":" + strconv.Itoa(7400+rand.IntN(500)), "streams": 2}
+		log := slog.New(slog.DiscardHandler)
+		sspec := session.Spec{Transport: session.Plugin{Path: srcPlugin, Config: cfg}, Log: log, Engine: sopt, Progress: sopt.Progress}
+		sspec.Engine.Progress = nil
+		dspec := session.Spec{Transport: session.Plugin{Path: dstPlugin, Config: cfg}, Log: log, Engine: dopt}
+		srep, serr, drep, derr := run(src, dst, sspec, dspec)
+		return srep, drep, serr, derr
+	})
+}
+
+// shapedLink is two network namespaces joined by a shaped veth pair.
+type shapedLink struct{ a, b, addrA, addrB string }
+
+func newShapedLink() (*shapedLink, error) {
+	id := os.Getpid()
+	n := &shapedLink{a: fmt.Sprintf("ferry-pcb-%d-a", id), b: fmt.Sprintf("ferry-pcb-%d-b", id), addrA: "198.18.0.1", addrB: "198.18.0.2"}
+	va, vb := fmt.Sprintf("fp%da", id%100000), fmt.Sprintf("fp%db", id%100000)
+	steps := [][]string{
+		{"ip", "netns", "add", n.a}, {"ip", "netns", "add", n.b},
+		{"ip", "link", "add", va, "type", "veth", "peer", "name", vb},
+		{"ip", "link", "set", va, "netns", n.a}, {"ip", "link", "set", vb, "netns", n.b},
+		{"ip", "-n", n.a, "addr", "add", n.addrA + "/24", "dev", va},
+		{"ip", "-n", n.b, "addr", "add", n.addrB + "/24", "dev", vb},
+		{"ip", "-n", n.a, "link", "set", va, "up"}, {"ip", "-n", n.b, "link", "set", vb, "up"},
+		{"ip", "-n", n.a, "link", "set", "lo", "up"}, {"ip", "-n", n.b, "link", "set", "lo", "up"},
+		{"tc", "-n", n.a, "qdisc", "add", "dev", va, "root", "tbf", "rate", "10gbit", "burst", "4mb", "latency", "10ms"},
+		{"tc", "-n", n.b, "qdisc", "add", "dev", vb, "root", "tbf", "rate", "10gbit", "burst", "4mb", "latency", "10ms"},
+	}
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			n.remove()
+			return nil, fmt.Errorf("network namespaces (root and iproute2 needed): %s: %v: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	return n, nil
+}
+
+// remove deletes both namespaces and with them the veth pair.
+func (n *shapedLink) remove() {
+	exec.Command("ip", "netns", "del", n.a).Run()
+	exec.Command("ip", "netns", "del", n.b).Run()
 }
