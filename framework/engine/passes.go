@@ -51,7 +51,7 @@ func (s *sender) live(ctx context.Context) error {
 		}
 		s.remaining = toSend.Count()
 		s.estimate = s.estimateDowntime(s.remaining)
-		if s.pass > 1 && s.estimate >= last {
+		if s.pass > 1 && s.estimate*10 >= last*9 { // fell by less than a tenth: no real progress
 			s.pcStalls++
 		} else {
 			s.pcStalls = 0

@@ -34,7 +34,9 @@ import (
 
 const (
 	// postcopyStall: in mode "auto", this many passes in a row whose
-	// estimated downtime did not fall mean pre-copy will not converge.
+	// estimated downtime did not fall by a tenth mean pre-copy will not
+	// converge (a random writer's dirty set shrinks a little each pass
+	// without ever converging: BenchmarkPostcopyNonConverging).
 	// Fewer would switch on one noisy measurement; more would keep
 	// sending the same hot pages (each stalled pass costs a pass of
 	// bandwidth).
@@ -120,7 +122,7 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 			return fmt.Sprintf("max_passes (%d) reached with the estimated downtime %v above max_downtime %v",
 				s.opt.MaxPasses, s.estimate, s.opt.MaxDowntime)
 		case s.pcStalls >= postcopyStall:
-			return fmt.Sprintf("the estimated downtime (%v) has not fallen for %d passes", s.estimate, s.pcStalls)
+			return fmt.Sprintf("the estimated downtime (%v) has not fallen by a tenth for %d passes", s.estimate, s.pcStalls)
 		// The bulk pass's length is the guest's size, not a rate: from
 		// the first dirty pass on, a pass that saw more pages dirtied than
 		// it sent means the guest dirties faster than the link moves.

@@ -661,7 +661,7 @@ func TestPostcopyWhy(t *testing.T) {
 	}{
 		{name: "converged", pass: 30, stalls: 5, estimate: time.Millisecond, sent: 1, dirtied: 9, mode: PostcopyAuto},
 		{name: "max passes", pass: 30, estimate: time.Second, mode: PostcopyAuto, want: "max_passes (30)"},
-		{name: "stalled", pass: 5, stalls: postcopyStall, estimate: time.Second, mode: PostcopyAuto, want: "has not fallen for 3 passes"},
+		{name: "stalled", pass: 5, stalls: postcopyStall, estimate: time.Second, mode: PostcopyAuto, want: "has not fallen by a tenth for 3 passes"},
 		{name: "stalling", pass: 5, stalls: postcopyStall - 1, estimate: time.Second, mode: PostcopyAuto},
 		{name: "outrun", pass: 2, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto, want: "dirties faster"},
 		{name: "bulk pass not a rate", pass: 1, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto},
