@@ -28,8 +28,7 @@ const (
 // sender is the source's state: writes in flight, the batch being
 // built, the last acknowledged batch.
 type sender struct {
-	buf      []byte // registered, holds the COMMIT being sent
-	bufMR    *fabric.MR
+	buffers  // holds the COMMIT being sent and the MARKs
 	maxIn    int64
 	inflight atomic.Int64 // writes and COMMIT posted, not completed
 	progress chan struct{}
@@ -55,20 +54,11 @@ type sender struct {
 }
 
 func (snd *sender) register(s *session) error {
-	for i, r := range s.ram.regions {
-		mr, err := s.ep.Register(r.mem, fabric.AccessWrite, randomKey())
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) for the provider: %w%s", i, len(r.mem)>>20, err, memlockHint(s.caps))
-		}
-		r.mr = mr
-	}
-	b, err := unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(s.ep, fabric.AccessWrite, "for the provider", func(r *region, mr *fabric.MR) { r.mr = mr }); err != nil {
 		return err
 	}
-	snd.buf = b
-	if snd.bufMR, err = s.ep.Register(b, fabric.AccessSend, randomKey()); err != nil {
-		return fmt.Errorf("register the send buffer: %w", err)
+	if err := snd.open(s.ep, pageSize, fabric.AccessSend, "the send buffer"); err != nil {
+		return err
 	}
 	snd.maxIn = int64(min(max(s.caps.TxSize-1, 1), 64))
 	snd.progress = make(chan struct{}, 1)
@@ -77,35 +67,19 @@ func (snd *sender) register(s *session) error {
 	return nil
 }
 
-func (snd *sender) release() {
-	if snd.buf != nil {
-		unix.Munmap(snd.buf)
-		snd.buf = nil
-	}
-}
-
 func (snd *sender) resetRanges() {
 	snd.dlo, snd.dhi, snd.zlo, snd.zhi = ^uint64(0), 0, ^uint64(0), 0
 }
 
 func overlaps(first, count, lo, hi uint64) bool { return first < hi && first+count > lo }
 
-// poll runs on the source for the session: it drives the provider's
-// progress and counts completions; a failed write fails the session.
+// pollSend runs on the source for the session: it drives the
+// provider's progress and counts completions; a failed write fails the
+// session.
 func (s *session) pollSend() {
 	var cs [32]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.ep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.ep, cs[:], "", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			s.snd.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
 				s.snd.markBusy[i].Store(false)
@@ -116,13 +90,9 @@ func (s *session) pollSend() {
 				s.snd.mu.Unlock()
 			}
 		}
-		if n > 0 {
-			select {
-			case s.snd.progress <- struct{}{}:
-			default:
-			}
-		}
-	}
+		wake(s.snd.progress)
+		return nil
+	})
 }
 
 // waitProgress waits for a completion, the session's end or ctx.

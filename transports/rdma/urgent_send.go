@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
@@ -27,8 +25,7 @@ const (
 // usender is the source's urgent path: the urgent endpoint's queue and
 // the COMMITs it posted.
 type usender struct {
-	buf      []byte // uslots COMMIT buffers of uslotSize, registered
-	bufMR    *fabric.MR
+	buffers                      // uslots COMMIT buffers of uslotSize
 	busy     [uslots]atomic.Bool // the buffer's send has not completed
 	maxIn    int64
 	inflight atomic.Int64
@@ -47,20 +44,11 @@ type usender struct {
 type urec struct{ first, count, commit uint64 }
 
 func (u *usender) register(s *session) error {
-	for i, r := range s.ram.regions {
-		mr, err := s.uep.Register(r.mem, fabric.AccessWrite, randomKey())
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) on the urgent endpoint: %w%s", i, len(r.mem)>>20, err, memlockHint(s.ucaps))
-		}
-		r.umr = mr
-	}
-	b, err := unix.Mmap(-1, 0, uslots*uslotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(s.uep, fabric.AccessWrite, "on the urgent endpoint", func(r *region, mr *fabric.MR) { r.umr = mr }); err != nil {
 		return err
 	}
-	u.buf = b
-	if u.bufMR, err = s.uep.Register(b, fabric.AccessSend, randomKey()); err != nil {
-		return fmt.Errorf("register the urgent send buffers: %w", err)
+	if err := u.open(s.uep, uslots*uslotSize, fabric.AccessSend, "the urgent send buffers"); err != nil {
+		return err
 	}
 	u.maxIn = int64(min(max(s.ucaps.TxSize-1, 1), 64))
 	u.progress = make(chan struct{}, 1)
@@ -69,42 +57,21 @@ func (u *usender) register(s *session) error {
 	return nil
 }
 
-func (u *usender) release() {
-	if u.buf != nil {
-		unix.Munmap(u.buf)
-		u.buf = nil
-	}
-}
-
 // pollUrgentSend drives the urgent endpoint's progress on the source and
 // counts its completions; a failed operation fails the session.
 func (s *session) pollUrgentSend() {
 	u := &s.usnd
 	var cs [32]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.uep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.uep, cs[:], "urgent endpoint: ", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			u.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
 				u.busy[i].Store(false)
 			}
 		}
-		if n > 0 {
-			select {
-			case u.progress <- struct{}{}:
-			default:
-			}
-		}
-	}
+		wake(u.progress)
+		return nil
+	})
 }
 
 // usendCtrl takes the destination's frames on the urgent channel: ACK.
