@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -25,20 +24,15 @@ const (
 // usender is the source's urgent path: the urgent endpoint's queue and
 // the COMMITs it posted.
 type usender struct {
-	buffers                      // uslots COMMIT buffers of uslotSize
-	busy     [uslots]atomic.Bool // the buffer's send has not completed
-	maxIn    int64
-	inflight atomic.Int64
-	progress chan struct{}
-	kick     chan struct{}
-	posted   atomic.Uint64 // last COMMIT posted
-	acked    atomic.Uint64 // last COMMIT the destination acknowledged
-	ackNote  notifier
+	buffers                     // uslots COMMIT buffers of uslotSize
+	busy    [uslots]atomic.Bool // the buffer's send has not completed
+	queue
+	kick    chan struct{}
+	posted  atomic.Uint64 // last COMMIT posted
+	acked   atomic.Uint64 // last COMMIT the destination acknowledged
+	ackNote notifier
 	// urgentLoop only: pages of COMMITs not yet acknowledged.
 	recent []urec
-
-	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
-	deferred    []func() error // commitEarly: the writes held back
 }
 
 type urec struct{ first, count, commit uint64 }
@@ -50,8 +44,7 @@ func (u *usender) register(s *session) error {
 	if err := u.open(s.uep, uslots*uslotSize, fabric.AccessSend, "the urgent send buffers"); err != nil {
 		return err
 	}
-	u.maxIn = int64(min(max(s.ucaps.TxSize-1, 1), 64))
-	u.progress = make(chan struct{}, 1)
+	u.queue.init("urgent endpoint: ", s.ucaps)
 	u.kick = make(chan struct{}, 1)
 	s.ord.init(s.ram.Pages, u.acked.Load)
 	return nil
@@ -197,20 +190,13 @@ func (u *usender) conflict(r transport.PageRun) uint64 {
 // uwrite posts the writes of data run r on the urgent endpoint, straight
 // from guest RAM into the destination's.
 func (s *session) uwrite(r transport.PageRun) error {
-	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
-		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
-			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
-			write := func() error { return s.uep.Write(chunk, g.umr, g.urbase+b, g.urkey, ctxUWrite) }
-			if s.usnd.commitEarly {
-				s.usnd.deferred = append(s.usnd.deferred, write)
-			} else if err := s.upost(write); err != nil {
-				return fmt.Errorf("write pages urgently: %w", err)
-			}
-			s.stats.wire.Add(uint64(len(chunk)))
-		}
-		s.stats.data.Add(n)
-		return nil
+	err := s.postWrites(context.Background(), &s.usnd.queue, r, nil, func(g *region, chunk []byte, at uint64) func() error {
+		return func() error { return s.uep.Write(chunk, g.umr, g.urbase+at, g.urkey, ctxUWrite) }
 	})
+	if err != nil {
+		return fmt.Errorf("write pages urgently: %w", err)
+	}
+	return nil
 }
 
 // postUCommit sends the COMMIT of list after the writes posted before it.
@@ -248,37 +234,10 @@ func (s *session) postUCommit(list []transport.PageRun) error {
 
 // upost posts one operation on the urgent endpoint, waiting for room.
 func (s *session) upost(op func() error) error {
-	u := &s.usnd
-	for {
-		if u.inflight.Load() < u.maxIn {
-			u.inflight.Add(1)
-			err := op()
-			if err == nil {
-				return nil
-			}
-			u.inflight.Add(-1)
-			if err != fabric.ErrAgain {
-				s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-				return s.error()
-			}
-		}
-		if err := s.waitUProgress(); err != nil {
-			return err
-		}
-	}
+	return s.postOn(context.Background(), &s.usnd.queue, op)
 }
 
-func (s *session) waitUProgress() error {
-	t := time.NewTimer(5 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-s.usnd.progress:
-	case <-t.C:
-	case <-s.done:
-		return s.error()
-	}
-	return nil
-}
+func (s *session) waitUProgress() error { return s.waitOn(context.Background(), &s.usnd.queue) }
 
 // waitUAck waits until urgent COMMIT c was acknowledged.
 func (s *session) waitUAck(c uint64) error {
