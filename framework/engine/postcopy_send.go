@@ -346,18 +346,7 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		return err
 	}
 	s.setPhase(PhaseStop)
-	paused := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
-	defer cancel()
-	err := s.src.Pause(sctx)
-	if err == nil {
-		err = s.postcopyOut(ctx, sctx)
-	} else {
-		err = fmt.Errorf("pause: %w", err)
-	}
-	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
-	}
+	paused, err := s.pauseAndSend(ctx, func(sctx context.Context, _ time.Time) error { return s.postcopyOut(ctx, sctx) })
 	if err == nil {
 		s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
 		if s.opt.VerifyPages {
