@@ -468,39 +468,31 @@ func (s *sender) sendOwedZeros(ctx context.Context, owed *bitmap.Bitmap) (*bitma
 // provider's populated pages too, unchecked: they travel and the
 // provider is not blamed).
 func (c *classifier) nextUnread(uint64) (run, bool) {
-	for c.region < len(c.layout) {
-		if c.p >= c.setEnd {
-			p := c.set.NextSetIn(c.p, c.regionE)
-			if p == c.regionE {
-				c.nextRegion()
-				continue
-			}
-			c.p, c.setEnd = p, c.set.NextClearIn(p, c.regionE)
-		}
-		p, end := c.p, c.setEnd
-		var r run
-		if who, ok := c.hints.skip(p); ok {
-			n := c.hints.extent(who, p, end)
-			r = run{first: p, count: n, kind: runHinted, who: who}
-			if c.hints.srcs[who].Meaning == hint.MeaningZero {
-				hole, stateEnd := c.state(p)
-				r.count = min(p+n, stateEnd) - p
-				if !hole {
-					r.kind = runData
-				}
-			}
-		} else {
-			end = c.hints.nextMarked(p, end)
-			hole, stateEnd := c.state(p)
-			r = run{first: p, count: min(end, stateEnd) - p, kind: runData}
-			if hole {
-				r.kind = runHole
-			}
-		}
-		c.p += r.count
-		return r, true
+	p, end, ok := c.stretch()
+	if !ok {
+		return run{}, false
 	}
-	return run{}, false
+	var r run
+	if who, ok := c.hints.skip(p); ok {
+		n := c.hints.extent(who, p, end)
+		r = run{first: p, count: n, kind: runHinted, who: who}
+		if c.hints.srcs[who].Meaning == hint.MeaningZero {
+			hole, stateEnd := c.state(p)
+			r.count = min(p+n, stateEnd) - p
+			if !hole {
+				r.kind = runData
+			}
+		}
+	} else {
+		end = c.hints.nextMarked(p, end)
+		hole, stateEnd := c.state(p)
+		r = run{first: p, count: min(end, stateEnd) - p, kind: runData}
+		if hole {
+			r.kind = runHole
+		}
+	}
+	c.p += r.count
+	return r, true
 }
 
 // sendAbsent sends the POSTCOPY run list of absent, in chunks of at
