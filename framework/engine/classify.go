@@ -82,20 +82,31 @@ func (s *sender) classify(set *bitmap.Bitmap) *classifier {
 // next returns the next run, at most budget (>= 1) pages of data, or
 // false at the end of the pass.
 func (c *classifier) next(budget uint64) (run, bool) {
-	for c.region < len(c.layout) {
-		if c.p >= c.setEnd {
-			p := c.set.NextSetIn(c.p, c.regionE)
-			if p == c.regionE {
-				c.nextRegion()
-				continue
-			}
-			c.p, c.setEnd = p, c.set.NextClearIn(p, c.regionE)
-		}
-		r := c.at(c.p, c.setEnd, max(budget, 1))
-		c.p += r.count
-		return r, true
+	p, end, ok := c.stretch()
+	if !ok {
+		return run{}, false
 	}
-	return run{}, false
+	r := c.at(p, end, max(budget, 1))
+	c.p += r.count
+	return r, true
+}
+
+// stretch returns the rest of the set stretch at the cursor, [p, end)
+// in one region, moving the cursor to the next stretch when it is past
+// this one; false at the end of the pass.
+func (c *classifier) stretch() (p, end uint64, ok bool) {
+	for c.region < len(c.layout) {
+		if c.p < c.setEnd {
+			return c.p, c.setEnd, true
+		}
+		p := c.set.NextSetIn(c.p, c.regionE)
+		if p == c.regionE {
+			c.nextRegion()
+			continue
+		}
+		c.p, c.setEnd = p, c.set.NextClearIn(p, c.regionE)
+	}
+	return 0, 0, false
 }
 
 func (c *classifier) nextRegion() {

@@ -3,9 +3,6 @@ package engine
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,31 +21,6 @@ func TestMain(m *testing.M) {
 	plugintest.Main(m, transporttest.Roles(map[string]func() transport.Transport{
 		loopbackPlugin: func() transport.Transport { return loopback.New() },
 	}))
-}
-
-// killPlugins kills this process's children running as the plugin role
-// name (by their pid) and returns how many.
-func killPlugins(t *testing.T, name string) int {
-	pids, err := plugintest.ChildPIDs()
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
-	n := 0
-	for _, pid := range pids {
-		cmd, err := os.ReadFile("/proc/" + pid + "/cmdline")
-		if err != nil {
-			continue
-		}
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if filepath.Base(argv0) != name {
-			continue
-		}
-		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, syscall.SIGKILL) == nil {
-			n++
-		}
-	}
-	return n
 }
 
 // TestPostcopyPluginKilled: the source's transport plugin process dies
@@ -74,7 +46,7 @@ func TestPostcopyPluginKilled(t *testing.T) {
 		d.req.Config = schema.Config{"socket": filepath.Join(dir, "s")}
 		d.srcTr = transporttest.Launch(t, loopbackPlugin, files)
 		d.cutAfter, d.reopen = 1000, true
-		d.killSrc = func() { killed = killPlugins(t, loopbackPlugin) }
+		d.killSrc = func() { killed = plugintest.KillChildren(t, loopbackPlugin) }
 		d.requester = flood
 	})
 	if r.serr != nil || r.derr != nil {

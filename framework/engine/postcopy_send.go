@@ -348,18 +348,7 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		return err
 	}
 	s.setPhase(PhaseStop)
-	paused := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
-	defer cancel()
-	err := s.src.Pause(sctx)
-	if err == nil {
-		err = s.postcopyOut(ctx, sctx)
-	} else {
-		err = fmt.Errorf("pause: %w", err)
-	}
-	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
-	}
+	paused, err := s.pauseAndSend(ctx, func(sctx context.Context, _ time.Time) error { return s.postcopyOut(ctx, sctx) })
 	if err == nil {
 		s.rep.DowntimeMS = time.Since(paused).Milliseconds() // without the page check
 		if s.opt.VerifyPages {
@@ -481,39 +470,31 @@ func (s *sender) sendOwedZeros(ctx context.Context, owed *bitmap.Bitmap) (*bitma
 // provider's populated pages too, unchecked: they travel and the
 // provider is not blamed).
 func (c *classifier) nextUnread(uint64) (run, bool) {
-	for c.region < len(c.layout) {
-		if c.p >= c.setEnd {
-			p := c.set.NextSetIn(c.p, c.regionE)
-			if p == c.regionE {
-				c.nextRegion()
-				continue
-			}
-			c.p, c.setEnd = p, c.set.NextClearIn(p, c.regionE)
-		}
-		p, end := c.p, c.setEnd
-		var r run
-		if who, ok := c.hints.skip(p); ok {
-			n := c.hints.extent(who, p, end)
-			r = run{first: p, count: n, kind: runHinted, who: who}
-			if c.hints.srcs[who].Meaning == hint.MeaningZero {
-				hole, stateEnd := c.state(p)
-				r.count = min(p+n, stateEnd) - p
-				if !hole {
-					r.kind = runData
-				}
-			}
-		} else {
-			end = c.hints.nextMarked(p, end)
-			hole, stateEnd := c.state(p)
-			r = run{first: p, count: min(end, stateEnd) - p, kind: runData}
-			if hole {
-				r.kind = runHole
-			}
-		}
-		c.p += r.count
-		return r, true
+	p, end, ok := c.stretch()
+	if !ok {
+		return run{}, false
 	}
-	return run{}, false
+	var r run
+	if who, ok := c.hints.skip(p); ok {
+		n := c.hints.extent(who, p, end)
+		r = run{first: p, count: n, kind: runHinted, who: who}
+		if c.hints.srcs[who].Meaning == hint.MeaningZero {
+			hole, stateEnd := c.state(p)
+			r.count = min(p+n, stateEnd) - p
+			if !hole {
+				r.kind = runData
+			}
+		}
+	} else {
+		end = c.hints.nextMarked(p, end)
+		hole, stateEnd := c.state(p)
+		r = run{first: p, count: min(end, stateEnd) - p, kind: runData}
+		if hole {
+			r.kind = runHole
+		}
+	}
+	c.p += r.count
+	return r, true
 }
 
 // sendAbsent sends the POSTCOPY run list of absent, in chunks of at

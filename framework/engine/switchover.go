@@ -20,18 +20,7 @@ func (s *sender) switchOver(ctx context.Context) error {
 		return err
 	}
 	s.setPhase(PhaseStop)
-	paused := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
-	defer cancel()
-	err := s.src.Pause(sctx)
-	if err == nil {
-		err = s.toDestination(sctx, paused)
-	} else {
-		err = fmt.Errorf("pause: %w", err)
-	}
-	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
-	}
+	_, err := s.pauseAndSend(ctx, s.toDestination)
 	if err == nil && s.opt.VerifyPages {
 		err = s.pageCheck(ctx)
 	}
@@ -43,6 +32,25 @@ func (s *sender) switchOver(ctx context.Context) error {
 		return err
 	}
 	return s.commit(ctx)
+}
+
+// pauseAndSend pauses the VM and runs send, both under the switch-over
+// deadline (sctx; ctx outlives it), send with the time the pause began,
+// which it returns; an error the deadline caused says so.
+func (s *sender) pauseAndSend(ctx context.Context, send func(sctx context.Context, paused time.Time) error) (time.Time, error) {
+	paused := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
+	defer cancel()
+	err := s.src.Pause(sctx)
+	if err == nil {
+		err = send(sctx, paused)
+	} else {
+		err = fmt.Errorf("pause: %w", err)
+	}
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("switch-over took longer than its deadline (switchover_timeout %v): %w", s.opt.SwitchoverTimeout, err)
+	}
+	return paused, err
 }
 
 // toDestination sends the last pages and the state of the paused VM and

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -104,6 +106,32 @@ func ChildPIDs() ([]string, error) {
 		pids = append(pids, strings.Fields(string(b))...)
 	}
 	return pids, nil
+}
+
+// KillChildren kills (SIGKILL) this process's children whose program
+// is named name (argv[0]'s base name: a plugin's binary) and returns how
+// many.
+func KillChildren(t testing.TB, name string) int {
+	pids, err := ChildPIDs()
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	n := 0
+	for _, pid := range pids {
+		cmd, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(cmd), "\x00")
+		if filepath.Base(argv0) != name {
+			continue
+		}
+		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // SocketDir reads the private socket directory the host gave plugin

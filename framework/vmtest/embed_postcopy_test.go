@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -226,30 +224,11 @@ func TestEmbedPostcopyCut(t *testing.T) {
 // (0: the source's, 1: the destination's, which runs from the link
 // postcopyCutSpecs made) and returns how many it killed.
 func killTransport(t *testing.T, side int) int {
-	pids, err := plugintest.ChildPIDs()
-	if err != nil {
-		t.Error(err)
-		return 0
-	}
 	name := "ferry-transport-tcp"
 	if side == 1 {
 		name = dstPluginName
 	}
-	n := 0
-	for _, pid := range pids {
-		cmd, err := os.ReadFile("/proc/" + pid + "/cmdline")
-		if err != nil {
-			continue
-		}
-		argv0, _, _ := strings.Cut(string(cmd), "\x00")
-		if filepath.Base(argv0) != name {
-			continue
-		}
-		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, syscall.SIGKILL) == nil {
-			n++
-		}
-	}
-	return n
+	return plugintest.KillChildren(t, name)
 }
 
 // dstPluginName is the destination's transport binary in the cut test: a

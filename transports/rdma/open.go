@@ -268,16 +268,8 @@ func evictOldest(pending map[*net.TCPConn]time.Time) {
 
 // admit authenticates c and reads its HELLO within handshakeBound.
 func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
-	c.SetNoDelay(true)
-	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
-	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
-	if err != nil {
-		return nil, err
-	}
-	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
 	defer c.SetDeadline(time.Time{})
-	p, err := readSetup(sc, setupHello)
+	sc, p, err := s.greet(c, setupHello)
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +286,22 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
 		return sc, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
 	}
 	return sc, nil
+}
+
+// greet authenticates c with the job's credentials and reads its first
+// setup message, of type want, both within handshakeBound. It leaves c's
+// deadline set, for the caller's answer; the caller clears it.
+func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error) {
+	c.SetNoDelay(true)
+	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
+	p, err := readSetup(sc, want)
+	return sc, p, err
 }
 
 // setupReceive opens the fabric listeners (bulk and urgent), OFFERs
@@ -366,16 +374,8 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 // admitUrgent authenticates c as the session's urgent channel: the
 // job's credentials, then URGENT with the nonce given in the OFFER.
 func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (net.Conn, error) {
-	c.SetNoDelay(true)
-	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
-	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
-	if err != nil {
-		return nil, err
-	}
-	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
 	defer c.SetDeadline(time.Time{})
-	p, err := readSetup(sc, setupUrgent)
+	sc, p, err := s.greet(c, setupUrgent)
 	if err != nil {
 		return nil, err
 	}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -23,8 +20,7 @@ const (
 
 // receiver is the destination's state: the batch being assembled.
 type receiver struct {
-	buf   []byte
-	bufMR *fabric.MR
+	buffers
 	mu    sync.Mutex
 	next  uint64  // the batch expected next
 	cm    *commit // its COMMIT, once arrived
@@ -44,65 +40,29 @@ type receiver struct {
 func (rcv *receiver) register(s *session, e *fabric.Endpoint) error {
 	c := e.Caps()
 	s.punch = c.Provider != "verbs" && !c.Local
-	for i, r := range s.ram.regions {
-		key := randomKey()
-		if c.KeySize > 0 && c.KeySize < 8 {
-			key &= 1<<(8*c.KeySize) - 1
-		}
-		mr, err := e.Register(r.mem, fabric.AccessRemoteWrite, key)
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) for remote writes: %w%s", i, len(r.mem)>>20, err, memlockHint(c))
-		}
-		r.mr = mr
-	}
-	b, err := unix.Mmap(-1, 0, recvSlots*slotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(e, fabric.AccessRemoteWrite, "for remote writes", func(r *region, mr *fabric.MR) { r.mr = mr }); err != nil {
 		return err
 	}
-	rcv.buf, rcv.next = b, 1
-	if rcv.bufMR, err = e.Register(b, fabric.AccessRecv, randomKey()); err != nil {
-		return fmt.Errorf("register receive buffers: %w", err)
+	rcv.next = 1
+	if err := rcv.open(e, recvSlots*slotSize, fabric.AccessRecv, "receive buffers"); err != nil {
+		return err
 	}
-	for i := range recvSlots {
-		if err := e.Recv(rcv.slot(i), rcv.bufMR, uint64(ctxSlot0+i)); err != nil {
-			return fmt.Errorf("post receive: %w", err)
-		}
-	}
-	return nil
+	return rcv.postRecvs(e, recvSlots, slotSize, ctxSlot0, "receive")
 }
 
 func (rcv *receiver) slot(i int) []byte { return rcv.buf[i*slotSize : (i+1)*slotSize] }
 
-func (rcv *receiver) release() {
-	if rcv.buf != nil {
-		unix.Munmap(rcv.buf)
-		rcv.buf = nil
-	}
-}
-
 // pollReceive takes COMMITs from the fabric endpoint; it also drives the
-// provider's progress for the source's writes.
+// provider's progress for the source's writes. A write outside the
+// registration or with a wrong key makes the provider drop the
+// connection (tcp, net) or fail it.
 func (s *session) pollReceive() {
 	var cs [8]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.ep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			// A write outside the registration or with a wrong key makes
-			// the provider drop the connection (tcp, net) or fail it.
-			s.fail(fmt.Errorf("fabric: the connection failed (a write with a wrong key or outside guest RAM ends it): %w: %w",
-				err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.ep, cs[:], "the connection failed (a write with a wrong key or outside guest RAM ends it): ", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			i := int(c.Ctx) - ctxSlot0
 			if i < 0 || i >= recvSlots || c.Len > slotSize {
-				s.fail(fmt.Errorf("%w: unexpected completion %+v", transport.ErrProtocol, c), wire.CodeProtocol)
-				return
+				return fmt.Errorf("%w: unexpected completion %+v", transport.ErrProtocol, c)
 			}
 			cm, err := parseCommit(s.rcv.slot(i)[:c.Len])
 			if err == nil {
@@ -114,11 +74,11 @@ func (s *session) pollReceive() {
 				err = s.committed(cm)
 			}
 			if err != nil {
-				s.fail(err, wire.CodeProtocol)
-				return
+				return err
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // committed records batch cm's COMMIT: its writes are visible now.
@@ -153,12 +113,8 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 	if f.Seq != r.next || (r.cm != nil && r.zeros >= r.cm.zeros) {
 		return fmt.Errorf("%w: ZERO frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
 	}
-	s.ram.spans(run.First, run.Count, func(g *region, off, n uint64) error {
-		g.zero(off, n, s.punch)
-		return nil
-	})
+	s.applyZero(run)
 	r.zeros++
-	s.stats.zero.Add(run.Count)
 	s.landed.Push(run)
 	return s.ackIfDone()
 }
@@ -201,6 +157,16 @@ func (s *session) marked(cm commit) error {
 		}
 	})
 	return nil
+}
+
+// applyZero zeroes the pages of run r in guest RAM (a zero run the source
+// sent on the control or the urgent path).
+func (s *session) applyZero(r transport.PageRun) {
+	s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
+		g.zero(off, n, s.punch)
+		return nil
+	})
+	s.stats.zero.Add(r.Count)
 }
 
 // reportMarked reports to Landed the runs of the RUNS frames that both

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,13 +27,12 @@ const (
 // sender is the source's state: writes in flight, the batch being
 // built, the last acknowledged batch.
 type sender struct {
-	buf      []byte // registered, holds the COMMIT being sent
-	bufMR    *fabric.MR
-	maxIn    int64
-	inflight atomic.Int64 // writes and COMMIT posted, not completed
-	progress chan struct{}
-	acked    atomic.Uint64
-	ackNote  notifier
+	buffers // holds the COMMIT being sent and the MARKs
+	// The bulk endpoint's operations in flight; with commitEarly (tests
+	// only) Flush also trusts the ACK alone (must be caught).
+	queue
+	acked   atomic.Uint64
+	ackNote notifier
 
 	// Engine goroutine only.
 	seq            uint64 // batch being built
@@ -47,41 +45,22 @@ type sender struct {
 	marksPosted    atomic.Uint64
 	marksDone      atomic.Uint64 // MARKED answers
 	markBusy       [maxMarks]atomic.Bool
-	commitEarly    bool // tests only: COMMIT before the batch's writes, Flush trusts the ACK alone (must be caught)
-	deferred       []func() error
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	commitInFlight bool
 	mu             sync.Mutex
 }
 
 func (snd *sender) register(s *session) error {
-	for i, r := range s.ram.regions {
-		mr, err := s.ep.Register(r.mem, fabric.AccessWrite, randomKey())
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) for the provider: %w%s", i, len(r.mem)>>20, err, memlockHint(s.caps))
-		}
-		r.mr = mr
-	}
-	b, err := unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(s.ep, fabric.AccessWrite, "for the provider", func(r *region, mr *fabric.MR) { r.mr = mr }); err != nil {
 		return err
 	}
-	snd.buf = b
-	if snd.bufMR, err = s.ep.Register(b, fabric.AccessSend, randomKey()); err != nil {
-		return fmt.Errorf("register the send buffer: %w", err)
+	if err := snd.open(s.ep, pageSize, fabric.AccessSend, "the send buffer"); err != nil {
+		return err
 	}
-	snd.maxIn = int64(min(max(s.caps.TxSize-1, 1), 64))
-	snd.progress = make(chan struct{}, 1)
+	snd.queue.init("", s.caps)
 	snd.seq = 1
 	snd.resetRanges()
 	return nil
-}
-
-func (snd *sender) release() {
-	if snd.buf != nil {
-		unix.Munmap(snd.buf)
-		snd.buf = nil
-	}
 }
 
 func (snd *sender) resetRanges() {
@@ -90,22 +69,13 @@ func (snd *sender) resetRanges() {
 
 func overlaps(first, count, lo, hi uint64) bool { return first < hi && first+count > lo }
 
-// poll runs on the source for the session: it drives the provider's
-// progress and counts completions; a failed write fails the session.
+// pollSend runs on the source for the session: it drives the
+// provider's progress and counts completions; a failed write fails the
+// session.
 func (s *session) pollSend() {
 	var cs [32]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.ep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.ep, cs[:], "", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			s.snd.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
 				s.snd.markBusy[i].Store(false)
@@ -116,29 +86,13 @@ func (s *session) pollSend() {
 				s.snd.mu.Unlock()
 			}
 		}
-		if n > 0 {
-			select {
-			case s.snd.progress <- struct{}{}:
-			default:
-			}
-		}
-	}
+		wake(s.snd.progress)
+		return nil
+	})
 }
 
 // waitProgress waits for a completion, the session's end or ctx.
-func (s *session) waitProgress(ctx context.Context) error {
-	t := time.NewTimer(5 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-s.snd.progress:
-	case <-t.C:
-	case <-s.done:
-		return s.error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
-}
+func (s *session) waitProgress(ctx context.Context) error { return s.waitOn(ctx, &s.snd.queue) }
 
 // sendPages implements SendPages: data runs become fi_writes from guest
 // RAM straight into the destination's, zero runs ZERO frames on the
@@ -243,43 +197,18 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 			}
 		}
 	}
-	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
-		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
-			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
-			write := func() error { return s.ep.Write(chunk, g.mr, g.rbase+b, g.rkey, ctxWrite) }
-			if snd.commitEarly {
-				snd.deferred = append(snd.deferred, write)
-			} else if err := s.post(ctx, write); err != nil {
-				return fmt.Errorf("write pages: %w", err)
-			}
-			s.stats.wire.Add(uint64(len(chunk)))
-		}
-		snd.pages += n
-		s.stats.data.Add(n)
-		return nil
+	err := s.postWrites(ctx, &snd.queue, r, &snd.pages, func(g *region, chunk []byte, at uint64) func() error {
+		return func() error { return s.ep.Write(chunk, g.mr, g.rbase+at, g.rkey, ctxWrite) }
 	})
+	if err != nil {
+		return fmt.Errorf("write pages: %w", err)
+	}
+	return nil
 }
 
 // post posts one operation, waiting for room in the queue.
 func (s *session) post(ctx context.Context, op func() error) error {
-	snd := &s.snd
-	for {
-		if snd.inflight.Load() < snd.maxIn {
-			snd.inflight.Add(1)
-			err := op()
-			if err == nil {
-				return nil
-			}
-			snd.inflight.Add(-1)
-			if err != fabric.ErrAgain {
-				s.fail(fmt.Errorf("fabric: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-				return s.error()
-			}
-		}
-		if err := s.waitProgress(ctx); err != nil {
-			return err
-		}
-	}
+	return s.postOn(ctx, &s.snd.queue, op)
 }
 
 func (s *session) zeroRun(ctx context.Context, r transport.PageRun) error {

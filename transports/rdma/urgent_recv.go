@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -20,8 +17,7 @@ const ctxUSlot0 = 200
 // ureceiver is the destination's urgent path: receive buffers for urgent
 // COMMITs and the last one applied.
 type ureceiver struct {
-	buf     []byte
-	bufMR   *fabric.MR
+	buffers
 	next    uint64 // the urgent COMMIT expected next (pollUrgentReceive only)
 	applied atomic.Uint64
 	ackNote chan struct{}
@@ -32,68 +28,32 @@ type ureceiver struct {
 // and posts its receive buffers; it runs before the connection is
 // accepted.
 func (u *ureceiver) register(s *session, e *fabric.Endpoint) error {
-	c := e.Caps()
-	for i, r := range s.ram.regions {
-		key := randomKey()
-		if c.KeySize > 0 && c.KeySize < 8 {
-			key &= 1<<(8*c.KeySize) - 1
-		}
-		mr, err := e.Register(r.mem, fabric.AccessRemoteWrite, key)
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) for urgent remote writes: %w%s", i, len(r.mem)>>20, err, memlockHint(c))
-		}
-		r.umr = mr
-	}
-	b, err := unix.Mmap(-1, 0, uslots*uslotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(e, fabric.AccessRemoteWrite, "for urgent remote writes", func(r *region, mr *fabric.MR) { r.umr = mr }); err != nil {
 		return err
 	}
-	u.buf, u.next = b, 1
+	u.next = 1
 	u.ackNote = make(chan struct{}, 1)
-	if u.bufMR, err = e.Register(b, fabric.AccessRecv, randomKey()); err != nil {
-		return fmt.Errorf("register urgent receive buffers: %w", err)
+	if err := u.open(e, uslots*uslotSize, fabric.AccessRecv, "urgent receive buffers"); err != nil {
+		return err
 	}
-	for i := range uslots {
-		if err := e.Recv(u.slot(i), u.bufMR, uint64(ctxUSlot0+i)); err != nil {
-			return fmt.Errorf("post urgent receive: %w", err)
-		}
-	}
-	return nil
+	return u.postRecvs(e, uslots, uslotSize, ctxUSlot0, "urgent receive")
 }
 
 func (u *ureceiver) slot(i int) []byte { return u.buf[i*uslotSize : (i+1)*uslotSize] }
-
-func (u *ureceiver) release() {
-	if u.buf != nil {
-		unix.Munmap(u.buf)
-		u.buf = nil
-	}
-}
 
 // pollUrgentReceive takes urgent COMMITs from the urgent endpoint (and
 // drives its progress): each one's runs are in guest RAM (data) or are
 // applied now (zero), reported to Landed in order, and acknowledged.
 func (s *session) pollUrgentReceive() {
 	var cs [8]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.uep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: the urgent connection failed (a write with a wrong key or outside guest RAM ends it): %w: %w",
-				err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.uep, cs[:], "the urgent connection failed (a write with a wrong key or outside guest RAM ends it): ", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			if err := s.ucommitted(c); err != nil {
-				s.fail(err, wire.CodeProtocol)
-				return
+				return err
 			}
 		}
-	}
+		return nil
+	})
 }
 
 func (s *session) ucommitted(c fabric.Completion) error {
@@ -115,11 +75,7 @@ func (s *session) ucommitted(c fabric.Completion) error {
 	}
 	for _, r := range runs {
 		if r.Kind == transport.KindZero {
-			s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
-				g.zero(off, n, s.punch)
-				return nil
-			})
-			s.stats.zero.Add(r.Count)
+			s.applyZero(r)
 		} else {
 			s.stats.data.Add(r.Count)
 			s.stats.wire.Add(r.Count * pageSize)
@@ -129,10 +85,7 @@ func (s *session) ucommitted(c fabric.Completion) error {
 	s.stats.wire.Add(c.Len)
 	u.next++
 	u.applied.Store(useq)
-	select {
-	case u.ackNote <- struct{}{}:
-	default:
-	}
+	wake(u.ackNote)
 	return nil
 }
 

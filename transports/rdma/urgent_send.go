@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -27,53 +24,30 @@ const (
 // usender is the source's urgent path: the urgent endpoint's queue and
 // the COMMITs it posted.
 type usender struct {
-	buf      []byte // uslots COMMIT buffers of uslotSize, registered
-	bufMR    *fabric.MR
-	busy     [uslots]atomic.Bool // the buffer's send has not completed
-	maxIn    int64
-	inflight atomic.Int64
-	progress chan struct{}
-	kick     chan struct{}
-	posted   atomic.Uint64 // last COMMIT posted
-	acked    atomic.Uint64 // last COMMIT the destination acknowledged
-	ackNote  notifier
+	buffers                     // uslots COMMIT buffers of uslotSize
+	busy    [uslots]atomic.Bool // the buffer's send has not completed
+	queue
+	kick    chan struct{}
+	posted  atomic.Uint64 // last COMMIT posted
+	acked   atomic.Uint64 // last COMMIT the destination acknowledged
+	ackNote notifier
 	// urgentLoop only: pages of COMMITs not yet acknowledged.
 	recent []urec
-
-	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
-	deferred    []func() error // commitEarly: the writes held back
 }
 
 type urec struct{ first, count, commit uint64 }
 
 func (u *usender) register(s *session) error {
-	for i, r := range s.ram.regions {
-		mr, err := s.uep.Register(r.mem, fabric.AccessWrite, randomKey())
-		if err != nil {
-			return fmt.Errorf("register guest RAM region %d (%d MiB) on the urgent endpoint: %w%s", i, len(r.mem)>>20, err, memlockHint(s.ucaps))
-		}
-		r.umr = mr
-	}
-	b, err := unix.Mmap(-1, 0, uslots*uslotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
+	if err := s.ram.register(s.uep, fabric.AccessWrite, "on the urgent endpoint", func(r *region, mr *fabric.MR) { r.umr = mr }); err != nil {
 		return err
 	}
-	u.buf = b
-	if u.bufMR, err = s.uep.Register(b, fabric.AccessSend, randomKey()); err != nil {
-		return fmt.Errorf("register the urgent send buffers: %w", err)
+	if err := u.open(s.uep, uslots*uslotSize, fabric.AccessSend, "the urgent send buffers"); err != nil {
+		return err
 	}
-	u.maxIn = int64(min(max(s.ucaps.TxSize-1, 1), 64))
-	u.progress = make(chan struct{}, 1)
+	u.queue.init("urgent endpoint: ", s.ucaps)
 	u.kick = make(chan struct{}, 1)
 	s.ord.init(s.ram.Pages, u.acked.Load)
 	return nil
-}
-
-func (u *usender) release() {
-	if u.buf != nil {
-		unix.Munmap(u.buf)
-		u.buf = nil
-	}
 }
 
 // pollUrgentSend drives the urgent endpoint's progress on the source and
@@ -81,30 +55,16 @@ func (u *usender) release() {
 func (s *session) pollUrgentSend() {
 	u := &s.usnd
 	var cs [32]fabric.Completion
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, err := s.uep.Poll(cs[:], 10*time.Millisecond)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		for _, c := range cs[:n] {
+	s.poll(s.uep, cs[:], "urgent endpoint: ", func(cs []fabric.Completion) error {
+		for _, c := range cs {
 			u.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
 				u.busy[i].Store(false)
 			}
 		}
-		if n > 0 {
-			select {
-			case u.progress <- struct{}{}:
-			default:
-			}
-		}
-	}
+		wake(u.progress)
+		return nil
+	})
 }
 
 // usendCtrl takes the destination's frames on the urgent channel: ACK.
@@ -230,20 +190,13 @@ func (u *usender) conflict(r transport.PageRun) uint64 {
 // uwrite posts the writes of data run r on the urgent endpoint, straight
 // from guest RAM into the destination's.
 func (s *session) uwrite(r transport.PageRun) error {
-	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
-		for b := off * pageSize; b < (off+n)*pageSize; b += writeChunk {
-			chunk := g.mem[b:min(b+writeChunk, (off+n)*pageSize)]
-			write := func() error { return s.uep.Write(chunk, g.umr, g.urbase+b, g.urkey, ctxUWrite) }
-			if s.usnd.commitEarly {
-				s.usnd.deferred = append(s.usnd.deferred, write)
-			} else if err := s.upost(write); err != nil {
-				return fmt.Errorf("write pages urgently: %w", err)
-			}
-			s.stats.wire.Add(uint64(len(chunk)))
-		}
-		s.stats.data.Add(n)
-		return nil
+	err := s.postWrites(context.Background(), &s.usnd.queue, r, nil, func(g *region, chunk []byte, at uint64) func() error {
+		return func() error { return s.uep.Write(chunk, g.umr, g.urbase+at, g.urkey, ctxUWrite) }
 	})
+	if err != nil {
+		return fmt.Errorf("write pages urgently: %w", err)
+	}
+	return nil
 }
 
 // postUCommit sends the COMMIT of list after the writes posted before it.
@@ -281,37 +234,10 @@ func (s *session) postUCommit(list []transport.PageRun) error {
 
 // upost posts one operation on the urgent endpoint, waiting for room.
 func (s *session) upost(op func() error) error {
-	u := &s.usnd
-	for {
-		if u.inflight.Load() < u.maxIn {
-			u.inflight.Add(1)
-			err := op()
-			if err == nil {
-				return nil
-			}
-			u.inflight.Add(-1)
-			if err != fabric.ErrAgain {
-				s.fail(fmt.Errorf("fabric: urgent endpoint: %w: %w", err, transport.ErrClosed), wire.CodeFailed)
-				return s.error()
-			}
-		}
-		if err := s.waitUProgress(); err != nil {
-			return err
-		}
-	}
+	return s.postOn(context.Background(), &s.usnd.queue, op)
 }
 
-func (s *session) waitUProgress() error {
-	t := time.NewTimer(5 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-s.usnd.progress:
-	case <-t.C:
-	case <-s.done:
-		return s.error()
-	}
-	return nil
-}
+func (s *session) waitUProgress() error { return s.waitOn(context.Background(), &s.usnd.queue) }
 
 // waitUAck waits until urgent COMMIT c was acknowledged.
 func (s *session) waitUAck(c uint64) error {

@@ -17,11 +17,7 @@ import (
 // Landed reported them.
 func urgentRounds(t *testing.T, s *session, n int) (bad int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	arm, stop := context.WithTimeout(ctx, time.Millisecond)
-	s.recv.Landed(arm) // Landed records from its first call on
-	stop()
+	ctx := armLanded(t, s)
 	pages := uint64(len(s.src) / 4096)
 	const per = 256
 	for i := range n {
@@ -49,6 +45,17 @@ func urgentRounds(t *testing.T, s *session, n int) (bad int) {
 		}
 	}
 	return bad
+}
+
+// armLanded makes Landed record (it records from its first call on) and
+// returns a context of a minute for the test.
+func armLanded(t *testing.T, s *session) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	arm, stop := context.WithTimeout(ctx, time.Millisecond)
+	s.recv.Landed(arm)
+	stop()
+	return ctx
 }
 
 // TestUrgentVisibleAtLanded: every urgent page is in the destination's
@@ -105,11 +112,7 @@ func TestUrgentDeliveryComplete(t *testing.T) {
 func TestUrgentHeldBehindBatch(t *testing.T) {
 	p := providers(t)[0]
 	s := open(t, p, 0, 16<<20, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	arm, stop := context.WithTimeout(ctx, time.Millisecond)
-	s.recv.Landed(arm)
-	stop()
+	ctx := armLanded(t, s)
 	const q = 100
 	page := func(b []byte) []byte { return b[q*4096 : (q+1)*4096] }
 	fillRandom(s.src, 1)
@@ -180,11 +183,7 @@ func containsPage(runs []transport.PageRun, q uint64) bool {
 func TestLandedBulk(t *testing.T) {
 	p := providers(t)[0]
 	s := open(t, p, 0, 128<<20, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	arm, stop := context.WithTimeout(ctx, time.Millisecond)
-	s.recv.Landed(arm)
-	stop()
+	ctx := armLanded(t, s)
 	fillRandom(s.src, 5)
 	pages := uint64(len(s.src) / 4096)
 	var data []transport.PageRun
@@ -282,11 +281,7 @@ func TestLandedBeforeFlush(t *testing.T) {
 	for _, p := range providers(t) {
 		t.Run(p, func(t *testing.T) {
 			s := open(t, p, 0, 16<<20, nil)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			arm, stop := context.WithTimeout(ctx, time.Millisecond)
-			s.recv.Landed(arm)
-			stop()
+			ctx := armLanded(t, s)
 			fillRandom(s.src, 6)
 			seen := map[uint64]int{}
 			take := func(want int) {
@@ -323,7 +318,7 @@ func TestLandedBeforeFlush(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(50 * time.Millisecond)
-			arm, stop = context.WithTimeout(ctx, 100*time.Millisecond)
+			arm, stop := context.WithTimeout(ctx, 100*time.Millisecond)
 			runs, _ := s.recv.Landed(arm)
 			stop()
 			for q, n := range seen {

@@ -1,0 +1,109 @@
+package rdma
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
+
+// What the four paths (bulk and urgent, each on the source and the
+// destination) do alike on their endpoint: register guest RAM, keep
+// registered buffers for COMMITs, poll completions.
+
+// register registers every guest RAM region on e for access and hands
+// each registration to keep. A registration the peer writes into
+// (fabric.AccessRemoteWrite) gets a key that fits the provider's key
+// size; what says what for, in the error.
+func (m *ram) register(e *fabric.Endpoint, access fabric.Access, what string, keep func(*region, *fabric.MR)) error {
+	c := e.Caps()
+	for i, r := range m.regions {
+		key := randomKey()
+		if access == fabric.AccessRemoteWrite && c.KeySize > 0 && c.KeySize < 8 {
+			key &= 1<<(8*c.KeySize) - 1
+		}
+		mr, err := e.Register(r.mem, access, key)
+		if err != nil {
+			return fmt.Errorf("register guest RAM region %d (%d MiB) %s: %w%s", i, len(r.mem)>>20, what, err, memlockHint(c))
+		}
+		keep(r, mr)
+	}
+	return nil
+}
+
+// buffers are anonymous memory registered on one endpoint: the COMMITs
+// (and MARKs) a side sends or receives.
+type buffers struct {
+	buf   []byte
+	bufMR *fabric.MR
+}
+
+// open maps size bytes and registers them on e for access; what names
+// them in the error.
+func (b *buffers) open(e *fabric.Endpoint, size int, access fabric.Access, what string) error {
+	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	b.buf = m
+	if b.bufMR, err = e.Register(m, access, randomKey()); err != nil {
+		return fmt.Errorf("register %s: %w", what, err)
+	}
+	return nil
+}
+
+// postRecvs posts the buffers as n receive slots of size bytes, slot i
+// with completion context ctx0+i; what names them in the error.
+func (b *buffers) postRecvs(e *fabric.Endpoint, n, size, ctx0 int, what string) error {
+	for i := range n {
+		if err := e.Recv(b.buf[i*size:(i+1)*size], b.bufMR, uint64(ctx0+i)); err != nil {
+			return fmt.Errorf("post %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+func (b *buffers) release() {
+	if b.buf != nil {
+		unix.Munmap(b.buf)
+		b.buf = nil
+	}
+}
+
+// poll polls ep until the session ends and hands each batch of
+// completions to take. A failed poll fails the session (what says which
+// endpoint and why that may be); an error from take fails it as a
+// protocol error.
+func (s *session) poll(ep *fabric.Endpoint, cs []fabric.Completion, what string, take func([]fabric.Completion) error) {
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, err := ep.Poll(cs, 10*time.Millisecond)
+		if err != nil {
+			s.fail(fmt.Errorf("fabric: %s%w: %w", what, err, transport.ErrClosed), wire.CodeFailed)
+			return
+		}
+		if n == 0 {
+			continue
+		}
+		if err := take(cs[:n]); err != nil {
+			s.fail(err, wire.CodeProtocol)
+			return
+		}
+	}
+}
+
+// wake sends on a notification channel of capacity 1 without blocking.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
