@@ -82,4 +82,5 @@ func printPostcopy(w io.Writer, r report) {
 	}
 	fmt.Fprintf(w, "faults        %d requested, %d resolved as zero locally, %d landed before the fault; latency p50 %d us, p99 %d us, max %d us (destination)\n",
 		d.PagesRequested, d.PagesZeroLocal, d.PagesLandLocal, d.FaultP50US, d.FaultP99US, d.FaultMaxUS)
+	fmt.Fprintf(w, "              over the network: p50 %d us, p99 %d us, max %d us\n", d.FaultNetP50US, d.FaultNetP99US, d.FaultNetMaxUS)
 }

@@ -112,13 +112,14 @@ func TestReportPostcopy(t *testing.T) {
 	r := report{Report: engine.Report{Status: engine.StatusCompleted, Mode: engine.ModePostcopy, PostcopyMS: 1234,
 		PagesRequested: 17, PagesPushed: 9000, Reconnects: 1},
 		Destination: &engine.Report{Mode: engine.ModePostcopy, PagesRequested: 18, PagesZeroLocal: 50000, PagesLandLocal: 300,
-			FaultP50US: 45, FaultP99US: 900, FaultMaxUS: 3000}}
+			FaultP50US: 45, FaultP99US: 900, FaultMaxUS: 3000, FaultNetP50US: 310, FaultNetP99US: 1200, FaultNetMaxUS: 3000}}
 	var b strings.Builder
 	printReport(&b, r)
 	for _, want := range []string{
 		"mode          postcopy: 1234 ms from the guest running on the destination to its last page, 1 reconnects\n",
 		"post-copy     17 pages requested by faults, 9000 pushed in the background\n",
 		"faults        18 requested, 50000 resolved as zero locally, 300 landed before the fault; latency p50 45 us, p99 900 us, max 3000 us (destination)\n",
+		"              over the network: p50 310 us, p99 1200 us, max 3000 us\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())

@@ -943,6 +943,7 @@ func (pc *pcRecv) fill(rep *Report) {
 	st := pc.svc.Stats()
 	rep.PagesRequested, rep.PagesZeroLocal, rep.PagesLandLocal = st.PagesRequested, st.PagesZeroLocal, st.PagesLandLocal
 	rep.FaultP50US, rep.FaultP99US, rep.FaultMaxUS = int64(st.FaultP50us), int64(st.FaultP99us), int64(st.FaultMaxus)
+	rep.FaultNetP50US, rep.FaultNetP99US, rep.FaultNetMaxUS = int64(st.NetP50us), int64(st.NetP99us), int64(st.NetMaxus)
 	rep.Reconnects = pc.reconnects
 	if !pc.resumedAt.IsZero() {
 		end := pc.doneAt

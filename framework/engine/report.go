@@ -183,7 +183,11 @@ type Report struct {
 	FaultP50US     int64  `json:"fault_p50_us"`
 	FaultP99US     int64  `json:"fault_p99_us"`
 	FaultMaxUS     int64  `json:"fault_max_us"`
-	Reconnects     int    `json:"reconnects"` // times post-copy resumed over a new connection
+	// The same for the faults that went over the network only.
+	FaultNetP50US int64 `json:"fault_net_p50_us"`
+	FaultNetP99US int64 `json:"fault_net_p99_us"`
+	FaultNetMaxUS int64 `json:"fault_net_max_us"`
+	Reconnects    int   `json:"reconnects"` // times post-copy resumed over a new connection
 }
 
 // Report.Mode values.

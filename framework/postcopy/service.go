@@ -30,7 +30,8 @@ type Service struct {
 	m       machine
 	act     Actions
 	waiting map[uint64]time.Time // requested pages: when the first fault was read
-	lat     latencies
+	lat     latencies            // every fault resolved
+	netLat  latencies            // faults that waited for the network
 	st      Stats
 	ops     []Op // scratch
 }
@@ -175,7 +176,8 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.st
-	s.lat.fill(&st)
+	st.FaultP50us, st.FaultP99us, st.FaultMaxus = s.lat.percentiles()
+	st.NetP50us, st.NetP99us, st.NetMaxus = s.netLat.percentiles()
 	n := s.m.count()
 	st.Absent, st.Requested, st.ZeroKnown, st.Landed, st.Placed = n[Absent], n[Requested], n[ZeroKnown], n[Landed], n[Placed]
 	return st
@@ -227,6 +229,7 @@ func (s *Service) resolved(op Op) {
 	for p := op.First; p < op.First+op.Count; p++ {
 		if at, ok := s.waiting[p]; ok {
 			s.lat.add(now.Sub(at))
+			s.netLat.add(now.Sub(at))
 			delete(s.waiting, p)
 		}
 	}

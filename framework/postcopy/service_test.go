@@ -225,3 +225,33 @@ func TestCountsAndHold(t *testing.T) {
 		t.Fatalf("pending %d, stats %+v", s.Pending(), st)
 	}
 }
+
+// TestNetLatency: the network percentiles count only faults that waited
+// for a landed or zero run; local faults count in the overall ones.
+func TestNetLatency(t *testing.T) {
+	s := New(4, &fakeActions{})
+	if err := s.Zero(2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Landed(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []uint64{0, 2, 3} { // local: landed, zero-known
+		if err := s.Fault(p, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Fault(1, time.Now().Add(-5*time.Millisecond)); err != nil { // waits for the network
+		t.Fatal(err)
+	}
+	if err := s.Landed(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.NetMaxus < 5000 || st.NetP50us < 5000 {
+		t.Errorf("network latency %v/%v us, want >= 5000 (the one requested fault)", st.NetP50us, st.NetMaxus)
+	}
+	if st.FaultP50us >= 5000 || st.FaultMaxus < 5000 {
+		t.Errorf("overall p50 %v us, max %v us: want the local fault in the median and the network one as max", st.FaultP50us, st.FaultMaxus)
+	}
+}

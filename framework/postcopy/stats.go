@@ -20,6 +20,11 @@ type Stats struct {
 	FaultP50us float64 `json:"fault_p50_us"`
 	FaultP99us float64 `json:"fault_p99_us"`
 	FaultMaxus float64 `json:"fault_max_us"`
+	// The same for the faults that went over the network only (the page
+	// was absent: requested, then placed when it landed).
+	NetP50us float64 `json:"fault_net_p50_us"`
+	NetP99us float64 `json:"fault_net_p99_us"`
+	NetMaxus float64 `json:"fault_net_max_us"`
 	// Pages per state now (absent, requested, zero-known, landed, placed).
 	Absent    uint64 `json:"pages_absent"`
 	Requested uint64 `json:"pages_in_flight"`
@@ -54,15 +59,14 @@ func (l *latencies) add(d time.Duration) {
 	}
 }
 
-// fill sets the percentile fields of st (zero with no samples).
-func (l *latencies) fill(st *Stats) {
+// percentiles returns p50, p99 and max in microseconds (zero with no
+// samples).
+func (l *latencies) percentiles() (p50, p99, maxUS float64) {
 	if len(l.samples) == 0 {
-		return
+		return 0, 0, 0
 	}
 	s := slices.Clone(l.samples)
 	slices.Sort(s)
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	st.FaultP50us = us(s[len(s)/2])
-	st.FaultP99us = us(s[min(len(s)-1, len(s)*99/100)])
-	st.FaultMaxus = us(l.max)
+	return us(s[len(s)/2]), us(s[min(len(s)-1, len(s)*99/100)]), us(l.max)
 }

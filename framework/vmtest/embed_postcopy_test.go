@@ -69,9 +69,9 @@ func checkPostcopy(t *testing.T, src, dst *vmtest.VM, srep, drep engine.Report, 
 	t.Helper()
 	t.Logf("source: %s %v, %d ms, downtime %d ms, post-copy %d ms, %d requested, %d pushed, %d skipped, %d reconnects",
 		srep.Status, serr, srep.TotalMS, srep.DowntimeMS, srep.PostcopyMS, srep.PagesRequested, srep.PagesPushed, srep.PagesSkipped, srep.Reconnects)
-	t.Logf("destination: %s %v, post-copy %d ms, %d requested, %d zero-local, %d landed-local, fault p50 %d us p99 %d us max %d us, %d reconnects",
+	t.Logf("destination: %s %v, post-copy %d ms, %d requested, %d zero-local, %d landed-local, fault p50 %d us p99 %d us max %d us (over the network: p50 %d us p99 %d us), %d reconnects",
 		drep.Status, derr, drep.PostcopyMS, drep.PagesRequested, drep.PagesZeroLocal, drep.PagesLandLocal,
-		drep.FaultP50US, drep.FaultP99US, drep.FaultMaxUS, drep.Reconnects)
+		drep.FaultP50US, drep.FaultP99US, drep.FaultMaxUS, drep.FaultNetP50US, drep.FaultNetP99US, drep.Reconnects)
 	if serr != nil || derr != nil || srep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
 		t.Fatalf("source %s (%v), destination %s (%v)", srep.Status, serr, drep.Status, derr)
 	}
