@@ -50,10 +50,13 @@ const (
 	// decodeRuns).
 
 	// POSTCOPY, source → destination, after the final pass was flushed
-	// and before STATE: a run list, in chunks, of the pages the
-	// destination does not hold (never sent, or dirtied after their last
-	// send). Every other page's last copy is in its RAM. After the last
-	// chunk the destination registers guest RAM with userfaultfd.
+	// and before STATE: u64 the pages queued with SendPages in this
+	// transport session (protocol 4), then a run list, in chunks, of the
+	// pages the destination does not hold (never sent, or dirtied after
+	// their last send). Every other page's last copy is in its RAM.
+	// After the last chunk the destination waits until its landed lane
+	// reported that many pages (the rest it reports is post-copy's),
+	// then registers guest RAM with userfaultfd.
 	msgPostcopy = 10
 	// REQUEST, destination → source, on the urgent path: one chunk of a
 	// run list (flags 0) of pages faulted on and asked for.

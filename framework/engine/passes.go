@@ -98,7 +98,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		if len(runs) == 0 {
 			return nil
 		}
-		if err := s.tr.SendPages(ctx, runs); err != nil {
+		if err := s.sendPages(ctx, runs); err != nil {
 			return fmt.Errorf("send pages (pass %d): %w", s.pass, err)
 		}
 		s.remaining -= min(s.remaining, pages)
@@ -142,6 +142,18 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.rate = float64(sent) / secs
 	}
 	return false, nil
+}
+
+// sendPages queues runs with the transport and counts their pages in
+// queued (the destination's landed lane reports each once).
+func (s *sender) sendPages(ctx context.Context, runs []transport.PageRun) error {
+	if err := s.tr.SendPages(ctx, runs); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		s.queued += r.Count
+	}
+	return nil
 }
 
 // count records a run in the report, the providers' stats and the page

@@ -24,7 +24,8 @@ import (
 //
 //	HELLO may-switch ─► check: PostcopyTarget, userfaultfd, GuestMemory sizes
 //	READY ◄─ (landed lane armed first: Landed called in a loop, runs discarded)
-//	POSTCOPY chunks ─► absent runs; after the last: drain the landed lane,
+//	POSTCOPY chunks ─► absent runs; after the last: drain the landed lane
+//	                   (until it reported the pages the source queued),
 //	                   open the userfaultfd, seed the Service (memfd holes
 //	                   zero-known, other held pages landed, absent stay
 //	                   absent), Register, start the fault loop, the landed
@@ -41,15 +42,6 @@ import (
 // holds; the old session's landed runs are drained into the Service,
 // the transport is opened again and the source's RESUME is answered
 // with MISSING. Giving up halts the VM before the userfaultfd closes.
-
-// drainQuiet is how long the landed lane must have waited in one Landed
-// call, with nothing returned, before POSTCOPY's switch takes its runs
-// as post-copy's: Landed has no marker for the source's last Flush, and
-// a run written before it (a stale copy of a page dirtied since) must
-// not reach the fault service. The source sends nothing after POSTCOPY
-// until asked (or until RUNNING), so what lands in pre-copy is drained
-// by then; the quiet wait covers a lane that was slow to take it.
-const drainQuiet = 10 * time.Millisecond
 
 // pcDrainTimeout bounds the wait on the old session's landed lane after
 // the connection broke: it returns what landed, then its error, once the
@@ -83,6 +75,7 @@ type pcRecv struct {
 
 	absent []pageRun // POSTCOPY's runs so far
 	after  uint64    // where the last POSTCOPY chunk ended
+	queued uint64    // POSTCOPY's count of pages the source queued before it
 	on     bool      // the last POSTCOPY chunk arrived: the VM will run here before every page did
 
 	sess *pcSession // the current transport session's goroutines
@@ -161,40 +154,43 @@ var errSessionStopped = errors.New("post-copy session stopped")
 // changed between two batches. A nil sink discards (pre-copy: the
 // source's Flush covers those pages).
 type landedFeed struct {
-	mu       sync.Mutex
-	sink     func([]transport.PageRun) error
-	entered  chan struct{} // closed as the first Landed call begins
-	returned chan struct{} // closed once a Landed call returned runs
-	retOnce  sync.Once
-	since    atomic.Int64 // when the Landed call in progress began (unix ns), 0 between calls
-	done     chan struct{}
-	err      error // why it ended (read after done)
-	fatal    bool  // err is the sink's (the fault service's), not the session's
+	mu      sync.Mutex
+	sink    func([]transport.PageRun) error
+	pages   uint64        // pages of every batch returned so far (under mu)
+	more    chan struct{} // signalled (non-blocking) after each batch
+	entered chan struct{} // closed as the first Landed call begins
+	done    chan struct{}
+	err     error // why it ended (read after done)
+	fatal   bool  // err is the sink's (the fault service's), not the session's
 }
 
 func newLandedFeed(sink func([]transport.PageRun) error) *landedFeed {
-	return &landedFeed{sink: sink, entered: make(chan struct{}), returned: make(chan struct{}), done: make(chan struct{})}
+	return &landedFeed{sink: sink, more: make(chan struct{}, 1), entered: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 	defer close(f.done)
 	first := true
 	for {
-		f.since.Store(time.Now().UnixNano())
 		if first {
 			close(f.entered)
 			first = false
 		}
 		runs, err := tr.Landed(ctx)
-		f.since.Store(0)
 		if len(runs) > 0 {
-			f.retOnce.Do(func() { close(f.returned) })
 			f.mu.Lock()
 			var serr error
 			if f.sink != nil {
 				serr = f.sink(runs)
 			}
+			for _, r := range runs {
+				f.pages += r.Count
+			}
 			f.mu.Unlock()
+			select {
+			case f.more <- struct{}{}:
+			default:
+			}
 			if serr != nil {
 				f.err, f.fatal = serr, true
 				return
@@ -214,39 +210,40 @@ func (f *landedFeed) setSink(sink func([]transport.PageRun) error) {
 	f.mu.Unlock()
 }
 
-// drain waits until a Landed call returned (bulk pages always land
-// before POSTCOPY, so one does: that proves the lane was armed before
-// them) and then until one call has waited drainQuiet with nothing to
-// return; then it switches the sink to buf, atomically against the
-// call's return, and returns. Every write reported from then on is
-// post-copy's (the source sends nothing after POSTCOPY until asked).
-func (f *landedFeed) drain(ctx context.Context, buf *[]transport.PageRun) error {
-	select {
-	case <-f.returned:
-	case <-f.done:
-		return fmt.Errorf("the transport's landed pages ended before post-copy: %w", f.err)
-	case <-ctx.Done():
-		return fmt.Errorf("the transport never reported a landed page before POSTCOPY "+
-			"(its urgent path may be missing): %w", ctx.Err())
-	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
+// drain waits until the lane reported want pages (POSTCOPY's count of
+// what the source queued before it: each is reported once, since the
+// lane was armed before the source sent any) and then, atomically
+// against the next batch, switches the sink to buf. Every write
+// reported from then on is post-copy's. More than want is a broken
+// transport or source: a stale pre-copy write could pass for a
+// post-copy page, so the switch fails (before COMMIT: the source
+// resumes).
+func (f *landedFeed) drain(ctx context.Context, want uint64, buf *[]transport.PageRun) error {
 	for {
-		if at := f.since.Load(); at != 0 && time.Since(time.Unix(0, at)) >= drainQuiet {
-			f.mu.Lock()
-			if f.since.Load() == at { // still the same quiet call
-				f.sink = func(runs []transport.PageRun) error { *buf = append(*buf, runs...); return nil }
-				f.mu.Unlock()
-				return nil
-			}
-			f.mu.Unlock()
+		f.mu.Lock()
+		got := f.pages
+		if got == want {
+			f.sink = func(runs []transport.PageRun) error { *buf = append(*buf, runs...); return nil }
+		}
+		f.mu.Unlock()
+		switch {
+		case got == want:
+			return nil
+		case got > want:
+			return fmt.Errorf("the transport reported %d pages landed before post-copy, the source queued %d", got, want)
 		}
 		select {
-		case <-t.C:
+		case <-f.more:
 		case <-f.done:
-			return fmt.Errorf("the transport's landed pages ended before post-copy: %w", f.err)
+			f.mu.Lock()
+			got = f.pages
+			f.mu.Unlock()
+			if got != want {
+				return fmt.Errorf("the transport's landed pages ended before post-copy, at %d of the %d the source queued: %w", got, want, f.err)
+			}
 		case <-ctx.Done():
-			return fmt.Errorf("the transport's landed pages never went quiet before post-copy: %w", ctx.Err())
+			return fmt.Errorf("the transport reported %d of the %d pages the source queued before post-copy "+
+				"(its landed lane may be missing writes): %w", got, want, ctx.Err())
 		}
 	}
 }
@@ -416,11 +413,11 @@ func (r *receiver) postcopyChunk(ctx context.Context, payload []byte) error {
 	if pc.on {
 		return fmt.Errorf("%w: POSTCOPY after its last chunk", errMalformed)
 	}
-	runs, last, after, err := decodeRuns(pc.absent, payload, r.layout.Pages(), pc.after)
+	runs, last, after, queued, err := decodePostcopy(pc.absent, payload, r.layout.Pages(), pc.after)
 	if err != nil {
 		return err
 	}
-	pc.absent, pc.after = runs, after
+	pc.absent, pc.after, pc.queued = runs, after, queued
 	if !last {
 		return nil
 	}
@@ -435,12 +432,13 @@ func (r *receiver) postcopyChunk(ctx context.Context, payload []byte) error {
 // before STATE.
 func (pc *pcRecv) setup(ctx context.Context) error {
 	r := pc.r
-	// The landed lane was armed before READY; bulk pages landed since,
-	// so a call returns: from then on every write is reported. Runs
-	// reported after the drain are post-copy's: buffered until the
-	// service exists, then fed to it.
+	// The landed lane was armed before READY, so it reports every page
+	// the source queued before POSTCOPY, and nothing of post-copy's can
+	// land before the source is asked or RUNNING. Runs reported after
+	// the drain are post-copy's: buffered until the service exists,
+	// then fed to it.
 	var early []transport.PageRun
-	if err := pc.sess.feed.drain(ctx, &early); err != nil {
+	if err := pc.sess.feed.drain(ctx, pc.queued, &early); err != nil {
 		return err
 	}
 	u, err := uffd.Open(uffd.Needed)

@@ -140,6 +140,7 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 	}
 	bulk := bitmap.New(s.pages)
 	bulk.SetAll()
+	queued := uint64(0)
 	for _, p := range never {
 		bulk.Clear(p)
 		s.absent.Set(p)
@@ -148,6 +149,7 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 		}
 	}
 	must(s.t, s.tr.SendPages(ctx, s.runs(bulk, s.free.Test)))
+	queued += bulk.Count()
 	for _, p := range stale {
 		must(s.t, s.src.Write(s.gpa(p)))
 		s.absent.Set(p)
@@ -157,8 +159,8 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 	var list []pageRun
 	s.absent.Runs(func(first, n uint64) bool { list = append(list, pageRun{first, n}); return true })
 	half := len(list) / 2
-	s.send(ctx, msgPostcopy, encodeRuns(list[:half], false))
-	s.send(ctx, msgPostcopy, encodeRuns(list[half:], true))
+	s.send(ctx, msgPostcopy, encodePostcopy(queued, list[:half], false))
+	s.send(ctx, msgPostcopy, encodePostcopy(queued, list[half:], true))
 	state, err := s.src.SaveState(ctx)
 	must(s.t, err)
 	s.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
@@ -872,9 +874,11 @@ func (l landedOnly) Landed(ctx context.Context) ([]transport.PageRun, error) {
 	}
 }
 
-// The landed lane's drain at POSTCOPY: it waits for a first return (the
-// lane was armed before the bulk pages), discards pre-copy's runs until
-// the lane is quiet, and from then on keeps every run for the service.
+// The landed lane's drain at POSTCOPY: it discards the runs of the
+// pages the source queued before POSTCOPY, however late the lane reports
+// them (a report that a 10 ms quiet wait once took for post-copy's
+// comes here 50 ms late), keeps every later run for the service, and
+// fails when the lane reports more than the source queued or ends short.
 func TestLandedDrain(t *testing.T) {
 	tr := landedOnly{c: make(chan []transport.PageRun)}
 	f := newLandedFeed(nil)
@@ -882,16 +886,24 @@ func TestLandedDrain(t *testing.T) {
 	defer cancel()
 	go f.run(ctx, tr)
 	<-f.entered
-	// Nothing landed yet: the drain cannot tell the lane was armed.
+	// Nothing landed yet of the 3 pages queued: the drain waits.
 	short, stop := context.WithTimeout(ctx, 30*time.Millisecond)
 	var buf []transport.PageRun
-	if err := f.drain(short, &buf); err == nil || !strings.Contains(err.Error(), "never reported a landed page") {
-		t.Fatalf("drain without a landed page: %v", err)
+	if err := f.drain(short, 3, &buf); err == nil || !strings.Contains(err.Error(), "reported 0 of the 3 pages") {
+		t.Fatalf("drain with nothing landed: %v", err)
 	}
 	stop()
 	tr.c <- []transport.PageRun{{First: 1, Count: 2, Kind: transport.KindData}} // pre-copy: discarded
-	tr.c <- []transport.PageRun{{First: 7, Count: 1, Kind: transport.KindData}} // a stale report, late: discarded
-	if err := f.drain(ctx, &buf); err != nil {
+	drained := make(chan error, 1)
+	go func() { drained <- f.drain(ctx, 3, &buf) }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-drained:
+		t.Fatalf("drain returned with a queued page unreported: %v", err)
+	default:
+	}
+	tr.c <- []transport.PageRun{{First: 7, Count: 1, Kind: transport.KindData}} // the late report: discarded
+	if err := <-drained; err != nil {
 		t.Fatal(err)
 	}
 	tr.c <- []transport.PageRun{{First: 9, Count: 1, Kind: transport.KindZero}} // post-copy's
@@ -905,6 +917,21 @@ func TestLandedDrain(t *testing.T) {
 	<-f.done
 	if !errors.Is(f.err, transport.ErrClosed) || f.fatal {
 		t.Fatalf("lane ended with %v (fatal %v)", f.err, f.fatal)
+	}
+
+	// More reported than queued: a stale write could pass for post-copy's.
+	tr = landedOnly{c: make(chan []transport.PageRun)}
+	f = newLandedFeed(nil)
+	go f.run(ctx, tr)
+	tr.c <- []transport.PageRun{{First: 1, Count: 5, Kind: transport.KindData}}
+	if err := f.drain(ctx, 4, &buf); err == nil || !strings.Contains(err.Error(), "reported 5 pages landed before post-copy, the source queued 4") {
+		t.Fatalf("drain past the count: %v", err)
+	}
+	// The session ends short of the count.
+	close(tr.c)
+	<-f.done
+	if err := f.drain(ctx, 6, &buf); err == nil || !strings.Contains(err.Error(), "at 5 of the 6") {
+		t.Fatalf("drain of an ended lane: %v", err)
 	}
 }
 

@@ -439,7 +439,7 @@ func (s *sender) sendOwedZeros(ctx context.Context, owed *bitmap.Bitmap) (*bitma
 			s.count(r)
 			runs = appendRun(runs, r.first, r.count, transport.KindZero)
 			if len(runs) >= batchPages {
-				if err := s.tr.SendPages(ctx, runs); err != nil {
+				if err := s.sendPages(ctx, runs); err != nil {
 					return nil, fmt.Errorf("send zero runs at the switch: %w", err)
 				}
 				runs = runs[:0]
@@ -455,7 +455,7 @@ func (s *sender) sendOwedZeros(ctx context.Context, owed *bitmap.Bitmap) (*bitma
 		absent.SetRange(r.first, r.count)
 	}
 	if len(runs) > 0 {
-		if err := s.tr.SendPages(ctx, runs); err != nil {
+		if err := s.sendPages(ctx, runs); err != nil {
 			return nil, fmt.Errorf("send zero runs at the switch: %w", err)
 		}
 	}
@@ -499,7 +499,9 @@ func (c *classifier) nextUnread(uint64) (run, bool) {
 
 // sendAbsent sends the POSTCOPY run list of absent, in chunks of at
 // most maxRunsPerMsg runs, the last flagged (an empty list is one empty
-// last chunk).
+// last chunk), each with the pages this session queued so far: every
+// one of them was flushed, so the destination's landed lane has them
+// all to report before it takes a run as post-copy's.
 func (s *sender) sendAbsent(ctx context.Context, absent *bitmap.Bitmap) error {
 	var runs []pageRun
 	absent.Runs(func(first, n uint64) bool {
@@ -508,7 +510,7 @@ func (s *sender) sendAbsent(ctx context.Context, absent *bitmap.Bitmap) error {
 	})
 	for i := 0; i == 0 || i < len(runs); i += maxRunsPerMsg {
 		end := min(i+maxRunsPerMsg, len(runs))
-		m := transport.Message{Kind: msgPostcopy, Payload: encodeRuns(runs[i:end], end == len(runs))}
+		m := transport.Message{Kind: msgPostcopy, Payload: encodePostcopy(s.queued, runs[i:end], end == len(runs))}
 		if err := s.tr.SendMessage(ctx, m); err != nil {
 			return fmt.Errorf("send the absent pages (POSTCOPY): %w", err)
 		}
@@ -568,7 +570,7 @@ func (pc *pcSend) push(ctx context.Context) error {
 			break
 		}
 		out = pc.wire(runs, out[:0])
-		if err := s.tr.SendPages(ctx, out); err != nil {
+		if err := s.sendPages(ctx, out); err != nil {
 			return pc.pushFailed(fmt.Errorf("push pages: %w", err))
 		}
 		for _, r := range out {
@@ -770,6 +772,7 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 // a malformed answer). ctx is the migration's, rctx bounds this try.
 func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s := pc.s
+	s.queued = 0
 	if err := openTransport(rctx, s.tr, s.openReq, &s.rep); err != nil {
 		return false, fmt.Errorf("open transport: %w", err)
 	}

@@ -132,8 +132,14 @@ func (d *scriptDst) run(ctx context.Context) error {
 			return nil
 		case msgPostcopy:
 			var last bool
-			if absentRuns, last, after, err = decodeRuns(absentRuns, m.Payload, pages, after); err != nil {
+			var queued uint64
+			if absentRuns, last, after, queued, err = decodePostcopy(absentRuns, m.Payload, pages, after); err != nil {
 				return err
+			}
+			// Every page queued before POSTCOPY was flushed: this side
+			// received exactly that many.
+			if st, err := d.tr.Stats(ctx); err != nil || st.PagesData+st.PagesZero != queued {
+				return fmt.Errorf("POSTCOPY says %d pages queued, the transport received %d data + %d zero (%v)", queued, st.PagesData, st.PagesZero, err)
 			}
 			if last {
 				d.mu.Lock()

@@ -13,9 +13,11 @@ import (
 // to COMMIT for nothing, so both sides must speak the same version (a
 // mismatch is refused in the handshake, before any page moves). Version
 // 3 added post-copy: HELLO's and READY's flags and the messages from
-// POSTCOPY to MISSING (messages.go). The rule and the golden tests:
-// docs/ARCHITECTURE.md#versions.
-const protocolVersion = 3
+// POSTCOPY to MISSING (messages.go). Version 4 added POSTCOPY's count of
+// queued pages: a version-3 destination could take a pre-copy write
+// that its landed lane reported late for a post-copy page. The rule
+// and the golden tests: docs/ARCHITECTURE.md#versions.
+const protocolVersion = 4
 
 // HELLO's flags.
 const (
@@ -152,6 +154,23 @@ func decodeRuns(dst []pageRun, b []byte, pages, after uint64) ([]pageRun, bool, 
 		dst = append(dst, r)
 	}
 	return dst, flags&runsLast != 0, after, nil
+}
+
+// encodePostcopy writes one POSTCOPY chunk (protocol 4): u64 the pages
+// the source queued with SendPages in this transport session, then a
+// run-list chunk.
+func encodePostcopy(queued uint64, runs []pageRun, last bool) []byte {
+	return append(binary.LittleEndian.AppendUint64(nil, queued), encodeRuns(runs, last)...)
+}
+
+// decodePostcopy reads one POSTCOPY chunk as decodeRuns does, and its
+// queued pages.
+func decodePostcopy(dst []pageRun, b []byte, pages, after uint64) (runs []pageRun, last bool, end, queued uint64, err error) {
+	if len(b) < 8 {
+		return dst, false, after, 0, fmt.Errorf("%w: POSTCOPY of %d bytes", errMalformed, len(b))
+	}
+	runs, last, end, err = decodeRuns(dst, b[8:], pages, after)
+	return runs, last, end, binary.LittleEndian.Uint64(b), err
 }
 
 // layout turns a HELLO's regions into a Layout for comparison.

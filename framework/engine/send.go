@@ -45,6 +45,7 @@ type sender struct {
 	ho        handoverState
 	clock     phaseClock // where the time goes (timing.go)
 	meter     rateMeter  // Progress.Throughput
+	queued    uint64     // pages handed to SendPages in this transport session (POSTCOPY carries it)
 
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
