@@ -28,7 +28,14 @@ import (
 //
 //	sync g ─► request(g) ─► ask ─► Provider.Hints ─► batches (chan)
 //	            pass g: classifier ◄── poll/apply: marks[provider] (bitmaps)
+//	            probe (auto post-copy): pages written since sync g unmarked, never marked again
 //	sync g+1 ─► invalidate: marks cleared, running calls cancelled
+//
+// A probe (sender.probe) reads the dirty log in the middle of a pass to
+// measure the dirty rate without beginning a generation, so that the
+// providers' answers to request g stay useful: the pages it saw written
+// lose their marks of generation g and go to the next pass (or the
+// post-copy owed set), just as a write after sync g+1 would.
 
 // HintSource is one configured provider for the engine.
 type HintSource struct {
@@ -60,6 +67,7 @@ type hinter struct {
 	batches chan hintBatch
 	calls   []call           // per provider: its running Hints call, if any
 	marks   []*bitmap.Bitmap // per provider: pages it marked skippable (current generation)
+	written *bitmap.Bitmap   // pages a probe saw written in the current generation; nil if none (probeWritten)
 
 	scanFrom, scanAt uint64 // nextMarked's memory: no mark in [scanFrom, scanAt)
 	scanValid        bool
@@ -194,10 +202,35 @@ func (h *hinter) apply(b hintBatch) {
 		return
 	}
 	h.scanValid = false
+	m := h.marks[b.src]
 	for _, r := range ok {
 		st.Ranges++
-		h.marks[b.src].SetRange(r.First, r.Count)
+		m.SetRange(r.First, r.Count)
+		if h.written == nil {
+			continue
+		}
+		for end, p := r.First+r.Count, h.written.NextSetIn(r.First, r.First+r.Count); p < end; p = h.written.NextSetIn(p+1, end) {
+			m.Clear(p)
+		}
 	}
+}
+
+// probeWritten takes the pages a probe of the dirty log saw written
+// since the current generation began (the probe is no new generation:
+// sender.probe). None of them may be skipped on this generation's
+// hints any more, whether the mark came before the probe or comes after
+// it: their marks are dropped now and later batches never set them.
+// Pages written after the probe are in the next sync's dirty set, as
+// for any hint.
+func (h *hinter) probeWritten(d *bitmap.Bitmap) {
+	if h.written == nil {
+		h.written = bitmap.New(d.Len())
+	}
+	h.written.Or(d)
+	for _, m := range h.marks {
+		m.AndNot(d)
+	}
+	h.scanValid = false
 }
 
 // hold waits, applying what arrives, until no call for the current
@@ -325,6 +358,9 @@ func (h *hinter) invalidate(gen uint64) {
 	h.gen, h.open = gen, false
 	for _, m := range h.marks {
 		m.ClearAll()
+	}
+	if h.written != nil {
+		h.written.ClearAll()
 	}
 	h.scanValid = false
 	for i := range h.calls {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/hint"
 )
 
@@ -226,5 +227,31 @@ func TestZeroHintsAreChecked(t *testing.T) {
 	samePages(t, src, dst)
 	if srep.Hints[0].Wrong < 64 || srep.PagesFree != 0 {
 		t.Errorf("wrong pages %d, free %d", srep.Hints[0].Wrong, srep.PagesFree)
+	}
+}
+
+// TestProbeWrittenNeverSkipped is invariant 1 across a probe (auto
+// post-copy's dirty-rate check in the middle of a pass): a page the probe
+// saw written since the generation began loses its mark, and a batch of
+// the same generation that arrives after the probe cannot mark it again;
+// the next sync begins a generation that may.
+func TestProbeWrittenNeverSkipped(t *testing.T) {
+	h := newHinter([]HintSource{source("p", &funcProvider{}, time.Second)}, 100, func(string, ...any) {})
+	h.invalidate(1)
+	h.apply(hintBatch{src: 0, gen: 1, ranges: []hint.Range{{First: 0, Count: 10}}})
+	written := bitmap.New(100)
+	written.Set(5)
+	written.Set(20)
+	h.probeWritten(written)
+	h.apply(hintBatch{src: 0, gen: 1, ranges: []hint.Range{{First: 15, Count: 10}}})
+	for p, want := range map[uint64]bool{4: true, 5: false, 16: true, 20: false, 24: true} {
+		if _, ok := h.skip(p); ok != want {
+			t.Errorf("page %d skippable %v, want %v", p, ok, want)
+		}
+	}
+	h.invalidate(2)
+	h.apply(hintBatch{src: 0, gen: 2, ranges: []hint.Range{{First: 20, Count: 1}}})
+	if _, ok := h.skip(20); !ok {
+		t.Error("a page written in generation 1 cannot be hinted in generation 2")
 	}
 }

@@ -18,6 +18,7 @@ import (
 func (s *sender) live(ctx context.Context) error {
 	toSend := bitmap.New(s.layout.Pages())
 	toSend.SetAll()
+	s.carry = bitmap.New(s.layout.Pages())
 	// Pages written from here on are caught by the first sync below; the
 	// bulk pass's hints belong to this epoch.
 	if err := s.sync(bitmap.New(s.layout.Pages())); err != nil {
@@ -36,12 +37,14 @@ func (s *sender) live(ctx context.Context) error {
 		}
 		s.hints.hold(ctx, s.opt.HintHold) // 0: not at all
 		sentBefore := s.rep.PagesSent
+		s.probeAt, s.probeSent = time.Now(), sentBefore
 		stopped, err := s.sendPass(ctx, toSend, true)
 		if err != nil {
 			return err
 		}
-		if stopped { // the operator asked: toSend holds what the pass had not sent
-			s.pcWhy, s.pcUnsent = fmt.Sprintf("the operator asked (StartPostcopy) during pass %d", s.pass), toSend
+		if stopped { // s.pcWhy says why; toSend holds what the pass had not sent
+			toSend.Or(s.carry)
+			s.pcUnsent = toSend
 			return nil
 		}
 		sent := s.rep.PagesSent - sentBefore
@@ -49,6 +52,8 @@ func (s *sender) live(ctx context.Context) error {
 		if err := s.sync(toSend); err != nil {
 			return err
 		}
+		toSend.Or(s.carry)
+		s.carry.ClearAll()
 		s.remaining = toSend.Count()
 		s.estimate = s.estimateDowntime(s.remaining)
 		if s.pass > 1 && s.estimate*10 >= last*9 { // fell by less than a tenth: no real progress
@@ -71,27 +76,110 @@ func (s *sender) live(ctx context.Context) error {
 	}
 }
 
+// A probe reads the dirty log in the middle of a live pass, in mode
+// "auto", to tell early whether the guest dirties pages faster than the
+// link moves them: a pass (the bulk pass above all) would otherwise run
+// to its end first, and every page it sent and the guest wrote again
+// would cost a second send. Each probe window lasts at least probeEvery
+// and probeMinPages data pages, so a window's counts are not noise and a
+// large guest's sync is not repeated too often.
+const (
+	probeEvery    = 500 * time.Millisecond
+	probeMinPages = 1024
+)
+
+// probe measures the window since the pass began or since the last
+// probe, at a batch boundary of a live pass whose classifier stands at
+// cursor in set: the dirty log is read (no new hint generation:
+// hinter.probeWritten), and the pages written since are sent again in
+// the next pass unless this pass has still to send them. It reports
+// whether to switch to post-copy now (s.pcWhy says why): the window saw
+// more pages written than sent, and sending those would not fit in
+// max_downtime.
+func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
+	if s.opt.Postcopy != PostcopyAuto || !s.pcReady {
+		return false, nil
+	}
+	window, sent := time.Since(s.probeAt), s.rep.PagesSent-s.probeSent
+	if window < probeEvery || sent < probeMinPages {
+		return false, nil
+	}
+	d := bitmap.New(s.layout.Pages())
+	if err := s.src.SyncDirtyLog(d); err != nil {
+		return false, fmt.Errorf("dirty sync (probe in pass %d): %w", s.pass, err)
+	}
+	s.probeAt, s.probeSent = time.Now(), s.rep.PagesSent
+	dirtied := d.Count()
+	s.hints.probeWritten(d)
+	ahead := bitmap.New(s.layout.Pages()) // this pass sends these, as data or zero: no mark skips them now
+	ahead.Or(set)
+	ahead.ClearRange(0, cursor)
+	d.AndNot(ahead)
+	s.carry.Or(d)
+
+	rate := s.rate
+	if rate <= 0 { // the bulk pass: its own window is the first measurement
+		rate = float64(sent) / window.Seconds()
+	}
+	s.opt.Log.Debug("probe", "pass", s.pass, "window", window, "sent", sent, "dirtied", dirtied)
+	if dirtied <= sent {
+		return false, nil
+	}
+	if est := downtimeAt(dirtied, rate); est > s.opt.MaxDowntime {
+		s.pcWhy = fmt.Sprintf("the guest dirtied %d pages in %v of pass %d, which sent %d: it dirties faster than the link moves (sending them would take %v, above max_downtime %v)",
+			dirtied, window.Round(time.Millisecond), s.pass, sent, est.Round(time.Millisecond), s.opt.MaxDowntime)
+		return true, nil
+	}
+	return false, nil
+}
+
 // estimateDowntime is how long sending n pages (as data) would take at the
 // last measured rate, plus a margin for the state and the handshake.
 func (s *sender) estimateDowntime(n uint64) time.Duration {
-	const overhead = 2 * time.Millisecond
 	rate := s.rate
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
+	return downtimeAt(n, rate)
+}
+
+// downtimeAt is how long sending n pages takes at rate pages per second,
+// plus a margin for the state and the handshake.
+func downtimeAt(n uint64, rate float64) time.Duration {
+	const overhead = 2 * time.Millisecond
 	return overhead + time.Duration(float64(n)/rate*float64(time.Second))
 }
+
+// batchLimit is the cost of one batch of a pass: batchPages, or under a
+// bandwidth cap what the cap moves in capBatchTime (at least
+// minCapBatch pages), so that the pass reaches a batch boundary, where it
+// reports progress, takes the operator's StartPostcopy and probes, every
+// capBatchTime or so rather than every 8 MiB (a second at 8 MiB/s).
+func (s *sender) batchLimit(capped bool) uint64 {
+	if !capped || s.opt.Bandwidth == 0 {
+		return batchPages
+	}
+	n := uint64(float64(s.opt.Bandwidth)*capBatchTime.Seconds()) / framework.PageSize
+	return min(max(n, minCapBatch), batchPages)
+}
+
+const (
+	capBatchTime = 100 * time.Millisecond
+	minCapBatch  = 256
+)
 
 // sendPass sends every page set in set as the classifier's runs (zero
 // runs as markers, the rest as data), applying hints as they arrive; it
 // ends with a Flush so the next pass cannot overtake it. A live (capped)
 // pass stops between two batches when the operator asks for post-copy
-// (switchAsked): it then reports stopped, with set reduced to the pages
-// it had not sent, and no Flush (the switch flushes).
+// (switchAsked) or a probe finds the guest outrunning the link (mode
+// "auto"): it then reports stopped, with s.pcWhy set, set reduced to the
+// pages it had not sent, and no Flush (the switch flushes).
 func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) (stopped bool, err error) {
 	started, dataBefore := time.Now(), s.rep.PagesSent
 	s.remaining = set.Count()
 	c := s.classify(set)
+	batch := s.batchLimit(capped)
 	var runs []transport.PageRun
 	var cost, pages uint64 // of the batch being built: data pages + zero runs, and all pages
 	flush := func() error {
@@ -110,7 +198,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	}
 	for {
 		s.hints.poll()
-		r, ok := c.next(batchPages - cost)
+		r, ok := c.next(batch - cost)
 		if !ok {
 			break
 		}
@@ -121,14 +209,21 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		} else {
 			cost++
 		}
-		if cost >= batchPages {
+		if cost >= batch {
 			if err := flush(); err != nil {
 				return false, err
 			}
 			s.progress(false)
 			if capped && s.switchAsked() {
+				s.pcWhy = fmt.Sprintf("the operator asked (StartPostcopy) during pass %d", s.pass)
 				set.ClearRange(0, c.p) // classified and sent
 				return true, nil
+			}
+			if capped {
+				if outrun, err := s.probe(set, c.p); err != nil || outrun {
+					set.ClearRange(0, c.p)
+					return outrun, err
+				}
 			}
 		}
 	}

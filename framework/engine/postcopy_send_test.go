@@ -1139,3 +1139,40 @@ func TestPostcopySettledDiffers(t *testing.T) {
 		t.Errorf("handover %v; source paused %v resumed %d", r.srep.Handover, src.paused, src.resumed)
 	}
 }
+
+// TestPostcopyAutoInBulk: a guest that dirties pages twice as fast as
+// the capped link moves them makes "auto" switch during the bulk pass,
+// at its first probe, instead of after it: the pages the pass had not
+// sent are owed once, the pages it sent and the guest wrote again are
+// owed again, and every page ends with the source's bytes (d.check
+// compares all of RAM).
+func TestPostcopyAutoInBulk(t *testing.T) {
+	src := dataGuest(t, 16*mib) // 4096 pages: the bulk pass alone would take 2 s
+	pages := src.layout.Pages()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { // ~4000 pages a second, random; a paused guest writes nothing
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := 0; ctx.Err() == nil; i++ {
+			src.write(rng.Uint64N(pages), byte(i))
+			if i%40 == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}()
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 8 * mib, MaxDowntime: 50 * time.Millisecond}, nil)
+	stop()
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || !strings.Contains(r.logs.String(), "of pass 1, which sent") {
+		t.Fatalf("mode %q: no switch during the bulk pass; log:\n%s", r.srep.Mode, r.logs)
+	}
+	// A switch after the bulk pass would send all 4096 pages, then the
+	// ~3000 the guest wrote meanwhile.
+	if sent := r.srep.PagesSent; sent > pages*3/2 {
+		t.Errorf("%d data pages sent for a guest of %d", sent, pages)
+	}
+	t.Logf("sent %d data pages for %d, %d absent at the switch", r.srep.PagesSent, pages, d.absent.Count())
+}

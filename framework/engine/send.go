@@ -39,6 +39,9 @@ type sender struct {
 	estimate  time.Duration
 	remaining uint64
 	pending   *bitmap.Bitmap // pages dirtied during the last live pass
+	carry     *bitmap.Bitmap // pages probes saw written that the pass in progress will not send again
+	probeAt   time.Time      // the current probe window began (pass start or last probe)
+	probeSent uint64         // PagesSent when it began
 	gen       uint64         // dirty syncs so far: the current hint generation
 	freeSent  *bitmap.Bitmap // pages whose last send was a skip on a free/unused hint
 	hints     *hinter
