@@ -21,8 +21,9 @@ import (
 //	migrate-send MigrateArgs     → starts sending this VM; poll migrate-status
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
 //	migrate-status               → Migration (progress, side, and the report when done)
-//	migrate-cancel               → cancels a running migration (the source keeps running,
-//	                               unless COMMIT was already written: then handover-unknown)
+//	migrate-cancel               → CancelResult: cancels a running migration (the source keeps
+//	                               running, unless COMMIT was already written: then handover-
+//	                               unknown); refused in post-copy, where it would lose the guest
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 //	migrate-start-postcopy       → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)
@@ -49,7 +50,7 @@ func (v *VM) serveMigration(s *control.Server) {
 		return nil, errors.New("no migration has run on this VM")
 	})
 	s.Handle("migrate-cancel", func(context.Context, json.RawMessage) (any, error) {
-		return map[string]bool{"cancelled": mg.cancelRunning()}, nil
+		return mg.cancelRunning(), nil
 	})
 	s.Handle("migrate-start-postcopy", mg.handleStartPostcopy)
 }

@@ -151,13 +151,24 @@ func (mg *migration) status() *api.Migration {
 	return &c
 }
 
-// cancelRunning stops a running migration (the source resumes).
-func (mg *migration) cancelRunning() bool {
+// cancelRunning stops a running migration (the source resumes) and
+// says so, or says why it did not: none runs, or the guest already runs
+// on the destination in post-copy, where stopping either side would lose
+// it (the engine ignores a cancel from its commit on: engine/hold.go;
+// this answer only reports what the last progress showed).
+func (mg *migration) cancelRunning() api.CancelResult {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur == nil || mg.cur.Done {
-		return false
+		return api.CancelResult{Why: "no migration is running"}
+	}
+	if p := mg.cur.Progress; p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy {
+		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}
 	}
 	mg.cancel()
-	return true
+	return api.CancelResult{Cancelled: true}
 }
+
+// errPostcopyNoCancel is migrate-cancel's answer in post-copy.
+const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +
+	"the migration ends when they all arrived, or as post-copy-broken when the connection stayed down for reconnect_timeout"

@@ -135,3 +135,35 @@ func TestMigrateArgsPostcopy(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelRefusedInPostcopy: migrate-cancel stops a migration in
+// pre-copy, and is refused, saying why, once it is in post-copy (the
+// engine would ignore it anyway: cancelling would lose the guest).
+func TestCancelRefusedInPostcopy(t *testing.T) {
+	for _, tc := range []struct {
+		p    engine.Progress
+		want bool
+	}{
+		{engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverLive}, true},
+		{engine.Progress{Phase: engine.PhaseStop, Handover: engine.HandoverSwitchover}, true},
+		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverPostcopy}, false},
+		{engine.Progress{Phase: engine.PhasePostcopy, Handover: engine.HandoverPostcopy}, false},
+	} {
+		mg := &migration{}
+		cancelled := false
+		if err := mg.begin("send", func() { cancelled = true }); err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(tc.p)
+		res := mg.cancelRunning()
+		if res.Cancelled != tc.want || cancelled != tc.want || res.Postcopy == tc.want {
+			t.Errorf("%s/%s: %+v, cancel called %v", tc.p.Phase, tc.p.Handover, res, cancelled)
+		}
+		if !tc.want && !strings.Contains(res.Why, "post-copy cannot be cancelled") {
+			t.Errorf("why: %q", res.Why)
+		}
+	}
+	if res := (&migration{}).cancelRunning(); res.Cancelled || res.Why != "no migration is running" {
+		t.Errorf("without a migration: %+v", res)
+	}
+}

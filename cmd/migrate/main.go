@@ -9,9 +9,11 @@
 // the destination VMM to listen and the source VMM to send (through their
 // control sockets), shows progress, and ends with a report.
 //
-// Ctrl-C or SIGTERM cancels in every phase: the source keeps running and
-// the destination is cancelled (it exits); a second signal ends migrate at
-// once. If the handover ends unknown (docs/HANDOVER.md), migrate resolves
+// Ctrl-C or SIGTERM cancels in every phase but post-copy: the source
+// keeps running and the destination is cancelled (it exits). In post-copy
+// the guest runs on the destination with pages only the source holds, so
+// the VMMs refuse the cancel and migrate says so and follows the migration
+// to its end. A second signal ends migrate at once (the VMMs go on). If the handover ends unknown (docs/HANDOVER.md), migrate resolves
 // it at once: it asks both VMMs and runs the guest on exactly one of them.
 // -resolve does only that, for when an earlier migrate could not.
 // -start-postcopy, run next to the migrate that drives the job, switches
@@ -113,12 +115,15 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 	return control.Call(ctx, sock, cmd, args, res)
 }
 
-// cancelMigration asks sock to cancel its migration; it is not cancelled
-// by Ctrl-C, it is what Ctrl-C does.
-func cancelMigration(sock string) {
+// cancelMigration asks sock to cancel its migration and returns its
+// answer (zero if it could not be asked); it is not cancelled by
+// Ctrl-C, it is what Ctrl-C does.
+func cancelMigration(sock string) api.CancelResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	callControl(ctx, sock, "migrate-cancel", nil, nil)
+	var res api.CancelResult
+	callControl(ctx, sock, "migrate-cancel", nil, &res)
+	return res
 }
 
 // run drives both VMMs through one migration; start is when migrate
@@ -155,7 +160,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
-	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second)
+	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 	prog.finish()
 	if src.Report != nil {
 		rep.Report = *src.Report
@@ -230,8 +235,9 @@ func waitDone(sock string, d time.Duration) (api.Migration, error) {
 
 // follow polls migrate-status until the migration is done. When ctx ends
 // it cancels the migration once and keeps following for at most grace
-// (0: until done).
-func follow(ctx context.Context, sock string, prog *progress, grace time.Duration) (api.Migration, error) {
+// (0: until done); a VMM that refuses the cancel because the migration
+// is in post-copy is followed to the end, with a line on log saying so.
+func follow(ctx context.Context, sock string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
 	var st api.Migration
 	cancelled := false
 	var deadline time.Time
@@ -252,7 +258,11 @@ func follow(ctx context.Context, sock string, prog *progress, grace time.Duratio
 		}
 		if ctx.Err() != nil && !cancelled {
 			cancelled, deadline = true, time.Now().Add(grace)
-			cancelMigration(sock)
+			if res := cancelMigration(sock); res.Postcopy {
+				prog.finish()
+				fmt.Fprintf(log, "migrate: %s: %s.\nmigrate: following it to the end; Ctrl-C again stops only this command (the VMMs finish the migration on their own).\n", sock, res.Why)
+				grace = 0
+			}
 		}
 		if cancelled && grace > 0 && time.Now().After(deadline) {
 			return st, fmt.Errorf("%s: the migration did not stop within %v of the cancel", sock, grace)

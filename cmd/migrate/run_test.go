@@ -38,6 +38,7 @@ type fakeVMM struct {
 	// (sent), with that as its report's total_ms.
 	doneAfter time.Duration
 	sent      time.Time
+	postcopy  bool // migrate-cancel is refused, as a VMM in post-copy refuses it
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -68,6 +69,9 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		log("migrate-cancel")
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.postcopy {
+			return api.CancelResult{Postcopy: true, Why: "post-copy cannot be cancelled: the guest runs on the destination"}, nil
+		}
 		if !f.done {
 			f.done, f.status = true, engine.StatusCancelled
 			f.side = map[string]api.Side{"send": api.SideRunning, "receive": api.SideFailed}[f.role]
@@ -265,6 +269,33 @@ func TestRunInterrupted(t *testing.T) {
 	c.mu.Unlock()
 	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want both sides cancelled", calls)
+	}
+}
+
+// TestRunInterruptedInPostcopy: Ctrl-C while the source is in post-copy:
+// the source refuses the cancel (the guest runs on the destination, which
+// needs its pages), migrate says so, does not cancel the destination,
+// and follows the migration to its end.
+func TestRunInterruptedInPostcopy(t *testing.T) {
+	c := newRunCase(t)
+	c.src.postcopy = true
+	c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
+	c.src.doneAfter = 1500 * time.Millisecond
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	rep, err, out := c.run(ctx, t)
+	if err != nil || rep.Status != engine.StatusCompleted {
+		t.Fatalf("status %q, err %v", rep.Status, err)
+	}
+	if !strings.Contains(out, "post-copy cannot be cancelled") || !strings.Contains(out, "following it to the end") {
+		t.Errorf("migrate did not say why it goes on:\n%s", out)
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
 	}
 }
 

@@ -356,6 +356,9 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		}
 	}
 	defer s.pc.report()
+	if err == nil && !s.held.hold() { // from COMMIT on, a cancel would lose the guest
+		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
+	}
 	if err != nil {
 		s.pc.stopServing()
 		if rerr := s.src.Resume(); rerr != nil {

@@ -47,6 +47,8 @@ type scriptDst struct {
 	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
 	killSrc    func()              // at the cut, instead of closing here: end the source's side
 	silentRun  bool                // on COMMIT, end the session without RUNNING
+	cancelRun  bool                // after RUNNING, cancel the source's Send (cancelSrc)
+	cancelSrc  context.CancelFunc  // set by runPostcopy
 	cutAfter   int                 // close the connection after this many pages landed in post-copy (0: never)
 	reopen     bool                // and open it again (else: never)
 
@@ -184,6 +186,9 @@ func (d *scriptDst) run(ctx context.Context) error {
 			d.vm.Resume()
 			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
 				return err
+			}
+			if d.cancelRun {
+				d.cancelSrc()
 			}
 			d.mu.Lock()
 			post := d.postcopy
@@ -490,8 +495,11 @@ func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst
 	defer cancel()
 	var wg sync.WaitGroup
 	dctx, dstop := context.WithCancel(ctx)
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	d.cancelSrc = scancel
 	wg.Go(func() { r.derr = d.run(dctx) })
-	r.srep, r.serr = Send(ctx, src, r.tr, opt)
+	r.srep, r.serr = Send(sctx, src, r.tr, opt)
 	if r.serr != nil {
 		dstop() // a destination waiting on a source that gave up
 	}
@@ -962,7 +970,9 @@ func TestPostcopySendFailsBeforeCommit(t *testing.T) {
 func TestPostcopyNoRunning(t *testing.T) {
 	src := dataGuest(t, 8*mib)
 	allDirtyAfterBulk(src)
-	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.silentRun = true })
+	// The source reconnects to ask (it cannot cancel: the guest may run
+	// there) until ReconnectTimeout, then calls the handover unknown.
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, ReconnectTimeout: time.Second}, func(d *scriptDst) { d.silentRun = true })
 	if !errors.Is(r.serr, ErrHandoverUnknown) || r.srep.Status != StatusHandoverUnknown {
 		t.Fatalf("send: %v, status %q", r.serr, r.srep.Status)
 	}
@@ -1175,4 +1185,31 @@ func TestPostcopyAutoInBulk(t *testing.T) {
 		t.Errorf("%d data pages sent for a guest of %d", sent, pages)
 	}
 	t.Logf("sent %d data pages for %d, %d absent at the switch", r.srep.PagesSent, pages, d.absent.Count())
+}
+
+// TestPostcopyCancelIgnored: a cancel of the source's Send after the
+// destination runs the guest in post-copy (migrate's Ctrl-C, the VMM's
+// migrate-cancel) must not stop the source serving pages: the guest
+// would be lost. Post-copy completes, page-exact, and the cancel is
+// logged as ignored.
+func TestPostcopyCancelIgnored(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 16 * mib}, func(d *scriptDst) {
+		d.cancelRun = true
+		d.requester = func(ctx context.Context, d *scriptDst) {
+			time.Sleep(50 * time.Millisecond) // after the cancel
+			d.request(ctx, []pageRun{{1000, 4}})
+		}
+	})
+	if r.serr != nil || r.derr != nil || r.srep.Status != StatusCompleted {
+		t.Fatalf("send: %v (status %q)\ndestination: %v", r.serr, r.srep.Status, r.derr)
+	}
+	d.check(t)
+	if !strings.Contains(r.logs.String(), "cancel ignored") {
+		t.Errorf("the cancel was not logged as ignored:\n%s", r.logs)
+	}
+	if src.resumed != 0 {
+		t.Error("the source resumed its copy")
+	}
 }

@@ -27,7 +27,11 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	opt.defaults()
 	var rep Report
 	r := newReceiver(dst, tr, opt)
-	err := r.run(ctx, &rep)
+	r.held = holdable(ctx, func(cause error) {
+		opt.Log.Warn("cancel ignored: the guest runs here in post-copy and still needs pages from the source; the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
+	})
+	err := r.run(r.held, &rep)
+	r.held.release()
 	if err != nil && !r.ho.get().Final() {
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}

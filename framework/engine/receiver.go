@@ -25,6 +25,7 @@ type receiver struct {
 	phase    Phase
 	state    []byte
 	stateGot uint64
+	held     *heldCtx // Receive's context: cancellable until COMMIT in post-copy (hold.go)
 	check    *checker // page-exact check in progress
 	ho       handoverState
 	clock    phaseClock // where the time goes (timing.go)
@@ -38,6 +39,7 @@ type receiver struct {
 func newReceiver(dst framework.Target, tr transport.Transport, opt Options) *receiver {
 	r := &receiver{tr: tr, dst: dst, layout: dst.RAM(), opt: opt, start: time.Now(), phase: PhaseWaiting}
 	r.ho.h = HandoverWaiting
+	r.held = holdable(context.Background(), func(error) {}) // Receive sets the caller's
 	r.clock = newPhaseClock(r.phase, r.start)
 	return r
 }

@@ -61,6 +61,7 @@ type sender struct {
 	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
 	pcStalls int                   // passes in a row whose estimate did not fall
 	pc       *pcSend               // from the switch on
+	held     *heldCtx              // Send's context: cancellable until COMMIT in post-copy (hold.go)
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
@@ -71,6 +72,10 @@ type sender struct {
 // From RUNNING on Send never resumes the VM: if the connection breaks it
 // opens the transport again for up to ReconnectTimeout, and then gives
 // up with an error wrapping ErrPostcopyBroken, leaving the VM paused.
+// From the moment it commits to post-copy (before writing COMMIT) ctx no
+// longer ends Send: a cancel or deadline then is logged and ignored, as
+// stopping would lose the guest (hold.go); Receive does the same from
+// COMMIT on.
 //
 // On success (the destination answered COMMIT with RUNNING) the VM stays
 // paused, for good: it runs on the destination, and the caller should end
@@ -90,7 +95,11 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	if len(opt.Hints) > 0 {
 		s.freeSent = bitmap.New(s.layout.Pages())
 	}
-	err := s.run(ctx)
+	s.held = holdable(ctx, func(cause error) {
+		s.opt.Log.Warn("cancel ignored: the guest runs on the destination in post-copy and needs the pages only this side holds; the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
+	})
+	err := s.run(s.held)
+	s.held.release()
 	s.clock.workDone(time.Now()) // if run ended before it marked it
 	s.hints.close(true)
 	s.rep.Hints = s.hints.finish()

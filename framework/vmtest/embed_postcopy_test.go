@@ -2,6 +2,7 @@ package vmtest_test
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -153,6 +154,38 @@ func TestEmbedPostcopyManual(t *testing.T) {
 	}
 	if srep.PagesSent+srep.PagesRequested+srep.PagesPushed < src.Pages()-uint64(len(freePages(src))) {
 		t.Logf("note: %d sent, %d requested, %d pushed (zero runs make up the rest)", srep.PagesSent, srep.PagesRequested, srep.PagesPushed)
+	}
+}
+
+// TestEmbedPostcopyCancelIgnored: both embedders cancel their contexts
+// the moment the guest runs on the destination in post-copy (an operator's
+// Ctrl-C reaching migrate-cancel on both VMMs). The migration carries
+// on to the end: cancelling either side then would lose the guest.
+func TestEmbedPostcopyCancelIgnored(t *testing.T) {
+	needUffd(t)
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+	sctx, scancel := context.WithCancel(context.Background())
+	dctx, dcancel := context.WithCancel(context.Background())
+	defer scancel()
+	defer dcancel()
+	var dst *vmtest.VM
+	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: func() {
+		scancel()
+		dcancel()
+		onResume()
+	}})
+	sspec, dspec := postcopySpecs(t, engine.PostcopyAlways, 16<<20) // the pusher takes a while
+	var srep, drep engine.Report
+	var serr, derr error
+	var wg sync.WaitGroup
+	wg.Go(func() { drep, derr = session.Receive(dctx, dst, dspec) })
+	srep, serr = session.Send(sctx, src, src, sspec)
+	wg.Wait()
+	wait()
+	checkPostcopy(t, src, dst, srep, drep, serr, derr)
+	if srep.PostcopyMS == 0 {
+		t.Error("post-copy took no time: the cancels came after it")
 	}
 }
 

@@ -66,6 +66,18 @@ type Migration struct {
 	Report   *engine.Report  `json:"report,omitempty"`
 }
 
+// CancelResult answers migrate-cancel.
+type CancelResult struct {
+	// Cancelled: the running migration was told to stop.
+	Cancelled bool `json:"cancelled"`
+	// Postcopy: refused because the migration is in post-copy (the guest
+	// runs on the destination; cancelling would lose it). Follow it to
+	// its end instead.
+	Postcopy bool `json:"postcopy,omitempty"`
+	// Why it was not cancelled, in words.
+	Why string `json:"why,omitempty"`
+}
+
 // Side is where this VMM stands after its last migration.
 type Side string
 

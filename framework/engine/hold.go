@@ -1,0 +1,70 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// A migration in post-copy cannot be cancelled: once the destination
+// runs the guest, the pages only the source holds are part of it, so
+// stopping either side would lose the guest (QEMU refuses migrate_cancel
+// in post-copy for the same reason). Send and Receive therefore run
+// under a heldCtx: it ends with the caller's context until the side
+// commits to post-copy (hold), and never after; a cancel after that is
+// logged and ignored. What still ends a post-copy: every page arrived,
+// or the connection stayed broken for ReconnectTimeout, or the process
+// dies.
+
+// heldCtx is a context that follows its parent's cancellation until
+// hold, and has no deadline of its own (the parent's deadline ends it
+// like a cancel, before hold). Values are the parent's.
+type heldCtx struct {
+	context.Context // the parent without its cancellation: values
+	done            chan struct{}
+	mu              sync.Mutex
+	err             error
+	held            bool
+	stop            func() bool
+}
+
+// holdable returns a context that ends with parent until hold; ignored
+// is called (once per cancel, on its own goroutine) when parent ends
+// after hold.
+func holdable(parent context.Context, ignored func(cause error)) *heldCtx {
+	c := &heldCtx{Context: context.WithoutCancel(parent), done: make(chan struct{})}
+	c.stop = context.AfterFunc(parent, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.held {
+			ignored(context.Cause(parent))
+			return
+		}
+		c.err = parent.Err()
+		close(c.done)
+	})
+	return c
+}
+
+func (c *heldCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *heldCtx) Done() <-chan struct{}       { return c.done }
+func (c *heldCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// hold detaches c from its parent for good; false if c already ended
+// (the caller was cancelled first and must behave as cancelled).
+func (c *heldCtx) hold() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false
+	}
+	c.held = true
+	return true
+}
+
+// release stops following the parent (the migration is over).
+func (c *heldCtx) release() { c.stop() }

@@ -1,0 +1,44 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHeldCtx: a heldCtx ends with its parent (cancel or deadline, with
+// the parent's error) until hold; after hold the parent's end is only
+// reported, and hold fails once the context ended.
+func TestHeldCtx(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	c := holdable(parent, func(error) { t.Error("ignored before hold") })
+	<-c.Done()
+	if !errors.Is(c.Err(), context.DeadlineExceeded) || c.hold() {
+		t.Fatalf("after the parent's deadline: err %v", c.Err())
+	}
+
+	parent, cancel = context.WithCancel(context.Background())
+	var ignored atomic.Int32
+	c = holdable(parent, func(cause error) {
+		if errors.Is(cause, context.Canceled) {
+			ignored.Add(1)
+		}
+	})
+	defer c.release()
+	if !c.hold() {
+		t.Fatal("hold failed on a live context")
+	}
+	cancel()
+	child, stop := context.WithTimeout(c, 50*time.Millisecond)
+	defer stop()
+	<-child.Done()
+	if c.Err() != nil || !errors.Is(child.Err(), context.DeadlineExceeded) {
+		t.Fatalf("held: err %v, child %v", c.Err(), child.Err())
+	}
+	if ignored.Load() != 1 {
+		t.Errorf("the ignored cancel was reported %d times", ignored.Load())
+	}
+}
