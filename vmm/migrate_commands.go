@@ -36,6 +36,9 @@ import (
 // handover-unknown or stopped).
 func (v *VM) serveMigration(s *control.Server) {
 	mg := &migration{}
+	v.mu.Lock()
+	v.mig = mg
+	v.mu.Unlock()
 	v.serveResolve(s, mg)
 	s.Handle("migrate-send", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return v.startMigration(ctx, mg, raw, transport.RoleSend)

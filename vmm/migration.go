@@ -8,6 +8,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
@@ -162,11 +163,46 @@ func (mg *migration) cancelRunning() api.CancelResult {
 	if mg.cur == nil || mg.cur.Done {
 		return api.CancelResult{Why: "no migration is running"}
 	}
-	if p := mg.cur.Progress; p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy {
+	if p := mg.cur.Progress; p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy ||
+		p.Mode == engine.ModePostcopy && p.Handover == engine.HandoverCommitting {
 		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}
 	}
 	mg.cancel()
 	return api.CancelResult{Cancelled: true}
+}
+
+// postcopySend returns, while this VMM sends a migration that switched
+// to post-copy (engine Progress.Mode), the channel closed when that
+// migration ends; nil otherwise.
+func (mg *migration) postcopySend() <-chan struct{} {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.cur == nil || mg.cur.Done || mg.cur.Role != transport.RoleSend.String() || mg.cur.Progress.Mode != engine.ModePostcopy {
+		return nil
+	}
+	return mg.done
+}
+
+// awaitPostcopySend holds the VMM's own shutdown (SIGTERM, SIGINT) while
+// it sends a migration in post-copy: the guest runs on the destination
+// and needs pages only this process holds, so exiting now would lose it.
+// The shutdown goes on once the migration ended (completed, or post-copy
+// broke after reconnect_timeout). A second signal kills the process at
+// once (cmd/ferry-vmm), which loses the guest.
+func (v *VM) awaitPostcopySend() {
+	v.mu.Lock()
+	mg := v.mig
+	v.mu.Unlock()
+	if mg == nil {
+		return
+	}
+	done := mg.postcopySend()
+	if done == nil {
+		return
+	}
+	v.log.Warn("shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
+		"this VMM exits once the migration ended (a second signal exits now and loses the guest)")
+	<-done
 }
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.

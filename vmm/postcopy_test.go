@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -165,5 +166,43 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 	}
 	if res := (&migration{}).cancelRunning(); res.Cancelled || res.Why != "no migration is running" {
 		t.Errorf("without a migration: %+v", res)
+	}
+}
+
+// TestShutdownWaitsForPostcopySend: the VMM's own shutdown waits while
+// it sends a migration in post-copy (exiting would lose the guest that
+// runs on the destination), and not otherwise: not in pre-copy, not on
+// the receiving side.
+func TestShutdownWaitsForPostcopySend(t *testing.T) {
+	for _, tc := range []struct {
+		role string
+		mode string
+		wait bool
+	}{{"send", engine.ModePostcopy, true}, {"send", engine.ModePrecopy, false}, {"receive", engine.ModePostcopy, false}} {
+		mg := &migration{}
+		v := &VM{log: slog.New(slog.DiscardHandler), mig: mg}
+		if err := mg.begin(tc.role, func() {}); err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: tc.mode})
+		returned := make(chan struct{})
+		go func() { v.awaitPostcopySend(); close(returned) }()
+		select {
+		case <-returned:
+			if tc.wait {
+				t.Fatalf("%s/%s: shutdown went on during post-copy", tc.role, tc.mode)
+			}
+			continue
+		case <-time.After(100 * time.Millisecond):
+			if !tc.wait {
+				t.Fatalf("%s/%s: shutdown waited", tc.role, tc.mode)
+			}
+		}
+		mg.finish(engine.Report{Status: engine.StatusCompleted}, api.SideMigrated)
+		select {
+		case <-returned:
+		case <-time.After(5 * time.Second):
+			t.Fatal("shutdown still waits after the migration ended")
+		}
 	}
 }

@@ -89,6 +89,7 @@ type VM struct {
 	stateMu  sync.Mutex      // serialises SaveState and LoadState
 	run      runLock         // serialises run-state changes (runlock.go)
 	owner    *migrationOwner // the migration that owns the VM, or nil; guarded by run
+	mig      *migration      // the control socket's migrations, or nil without one; set once by Serve
 	msrs     []uint32        // MSRs to save, from KVM's list (state.go)
 
 	mu       sync.Mutex
@@ -281,7 +282,10 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 		v.started = time.Now()
 	}
 	v.mu.Unlock()
-	stopOnCancel := context.AfterFunc(ctx, v.Stop)
+	stopOnCancel := context.AfterFunc(ctx, func() {
+		v.awaitPostcopySend()
+		v.Stop()
+	})
 	defer stopOnCancel()
 	<-v.cpusDone
 	v.mu.Lock()

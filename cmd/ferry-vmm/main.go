@@ -113,6 +113,10 @@ func usageError(format string, args ...any) int {
 func run(vm *vmm.VM, sock string, log *slog.Logger) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	// The first signal stops the VM (Run: not before an outgoing
+	// post-copy ended); the second gets the default action and ends the
+	// process at once.
+	context.AfterFunc(ctx, cancel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	srvCtx, stopSrv := context.WithCancel(context.Background())

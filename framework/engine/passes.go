@@ -347,7 +347,7 @@ func (s *sender) progress(force bool) {
 	s.lastProg = now
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
 		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.meter.rate(now, s.pass, s.rep.PagesSent, s.rate) * framework.PageSize,
-		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get()}
+		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get(), Mode: s.rep.Mode}
 	switch {
 	case s.phase == PhaseDone:
 		p.BytesWire = s.rep.BytesWire

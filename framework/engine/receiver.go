@@ -58,7 +58,7 @@ func (r *receiver) setPhase(p Phase) {
 }
 
 func (r *receiver) progress() {
-	r.opt.Progress(Progress{Phase: r.phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get()})
+	r.opt.Progress(Progress{Phase: r.phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode})
 }
 
 // unknown records that the source may or may not have committed: the VM

@@ -128,6 +128,12 @@ type Progress struct {
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	TotalPages   uint64        `json:"total_pages"`
 	Handover     Handover      `json:"handover,omitempty"`
+	// Mode is "postcopy" from the moment the source decided to switch
+	// (and on the destination from the last POSTCOPY chunk), else
+	// "precopy". In post-copy, from the commit on, the engine ignores its
+	// context: a VMM must neither cancel nor shut down a side whose
+	// Progress says postcopy until the migration ended (hold.go).
+	Mode string `json:"mode,omitempty"`
 }
 
 // Report is the outcome of one migration, on either side.

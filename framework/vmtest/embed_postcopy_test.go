@@ -176,6 +176,8 @@ func TestEmbedPostcopyCancelIgnored(t *testing.T) {
 		onResume()
 	}})
 	sspec, dspec := postcopySpecs(t, engine.PostcopyAlways, 16<<20) // the pusher takes a while
+	var modes sync.Map // phase → the Progress.Mode seen in it (what a VMM checks before a cancel or shutdown)
+	sspec.Progress = func(p engine.Progress) { modes.Store(p.Phase, p.Mode) }
 	var srep, drep engine.Report
 	var serr, derr error
 	var wg sync.WaitGroup
@@ -186,6 +188,11 @@ func TestEmbedPostcopyCancelIgnored(t *testing.T) {
 	checkPostcopy(t, src, dst, srep, drep, serr, derr)
 	if srep.PostcopyMS == 0 {
 		t.Error("post-copy took no time: the cancels came after it")
+	}
+	for phase, want := range map[engine.Phase]string{engine.PhaseBulk: engine.ModePrecopy, engine.PhaseStop: engine.ModePostcopy, engine.PhasePostcopy: engine.ModePostcopy} {
+		if got, _ := modes.Load(phase); got != want {
+			t.Errorf("progress in phase %s said mode %v, want %s", phase, got, want)
+		}
 	}
 }
 
