@@ -176,7 +176,7 @@ func TestEmbedPostcopyCancelIgnored(t *testing.T) {
 		onResume()
 	}})
 	sspec, dspec := postcopySpecs(t, engine.PostcopyAlways, 16<<20) // the pusher takes a while
-	var modes sync.Map // phase → the Progress.Mode seen in it (what a VMM checks before a cancel or shutdown)
+	var modes sync.Map                                              // phase → the Progress.Mode seen in it (what a VMM checks before a cancel or shutdown)
 	sspec.Progress = func(p engine.Progress) { modes.Store(p.Phase, p.Mode) }
 	var srep, drep engine.Report
 	var serr, derr error
