@@ -788,6 +788,55 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	return fmt.Errorf("no source resumed post-copy within reconnect_timeout %v (%v): %w", r.opt.ReconnectTimeout, last, rctx.Err())
 }
 
+// uncommitted handles a stream that broke (or went silent) after LOADED
+// and before COMMIT in post-copy. The source cannot tell whether its
+// COMMIT arrived, and in post-copy it cannot guess: it reconnects with
+// RESUME until reconnect_timeout (recommit). This side knows it never
+// got COMMIT, so it listens for that RESUME and answers ABORT: from then
+// on it never runs the VM, and the source resumes it at once instead of
+// both sides staying handover-unknown. Without a RESUME within
+// reconnect_timeout (or when ctx ends first) the handover is unknown,
+// as in pre-copy.
+func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
+	r := pc.r
+	r.opt.Log.Warn("post-copy: the stream broke after LOADED and before COMMIT; the VM never ran here; "+
+		"waiting for the source to reconnect and be told so", "err", cause, "reconnect_timeout", r.opt.ReconnectTimeout)
+	pc.stopSession()
+	r.tr.Close()
+	rctx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
+	defer cancel()
+	for rctx.Err() == nil {
+		var rep Report
+		err := openTransport(rctx, r.tr, r.openReq, &rep)
+		var m transport.Message
+		if err == nil {
+			m, err = r.tr.RecvMessage(rctx)
+		}
+		if err == nil && m.Kind == msgResume {
+			err = checkResume(m.Payload, r.layout.Pages())
+		} else if err == nil {
+			err = fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
+		}
+		if err == nil {
+			if merr := r.ho.move(HandoverFailed); merr != nil { // never runs here from now on
+				return merr
+			}
+			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
+			sctx, scancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+			serr := r.tr.SendMessage(sctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
+			scancel()
+			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (ABORT sent: %v)", cause, serr)
+		}
+		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
+		r.tr.Close()
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-rctx.Done():
+		}
+	}
+	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
+}
+
 // resume opens the transport again and runs the RESUME/MISSING exchange.
 func (pc *pcRecv) resume(ctx context.Context) error {
 	r := pc.r

@@ -989,6 +989,60 @@ func TestPostcopyBreakAtCommit(t *testing.T) {
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
 }
 
+// The connection breaks after LOADED and before COMMIT arrived (the
+// source may have written it): the destination, which knows it never
+// got COMMIT, waits for the source's RESUME and answers ABORT, so the
+// source resumes the VM at once instead of both sides waiting for a
+// resolve. The VM never runs here.
+func TestPostcopyBreakBeforeCommit(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var abort string
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close() // COMMIT lost with the connection
+		time.Sleep(50 * time.Millisecond)
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages))
+		abort = string(s.recv(ctx, msgAbort))
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err == nil || rep.Handover != HandoverFailed || rep.Status != StatusFailed || dst.Counters().Resumes != 0 {
+		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
+	}
+	if !strings.Contains(abort, "never received COMMIT") {
+		t.Errorf("ABORT said %q", abort)
+	}
+}
+
+// Nobody reconnects after a break before COMMIT: after ReconnectTimeout
+// the handover is unknown, as in pre-copy, and the VM never ran here.
+func TestPostcopyBreakBeforeCommitNobody(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close()
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !errors.Is(err, ErrHandoverUnknown) || rep.Handover != HandoverUnknown || dst.Counters().Resumes != 0 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+}
+
 // Before COMMIT, a failing fault service ends the migration at once
 // (the VM never ran here): the destination fails and tells the source.
 func TestPostcopyRecvFailsBeforeCommit(t *testing.T) {

@@ -749,6 +749,9 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 			s.opt.Log.Info("post-copy: reconnected", "attempt", attempt, "owed", pc.owedCount())
 			return nil
 		}
+		if final && errors.Is(err, errDestinationAborted) && s.ho.get() == HandoverCommitting {
+			return err // before RUNNING: a destination that never got COMMIT (recommit resumes here)
+		}
 		if final {
 			return pc.broken(err)
 		}

@@ -47,6 +47,7 @@ type scriptDst struct {
 	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
 	killSrc    func()              // at the cut, instead of closing here: end the source's side
 	silentRun  bool                // on COMMIT, end the session without RUNNING
+	abortRun   bool                // on COMMIT, end the session, then answer the source's RESUME with ABORT (as if COMMIT was lost)
 	cancelRun  bool                // after RUNNING, cancel the source's Send (cancelSrc)
 	cancelSrc  context.CancelFunc  // set by runPostcopy
 	cutAfter   int                 // close the connection after this many pages landed in post-copy (0: never)
@@ -182,6 +183,16 @@ func (d *scriptDst) run(ctx context.Context) error {
 		case msgCommit:
 			if d.silentRun {
 				return nil // the deferred Close ends the session
+			}
+			if d.abortRun {
+				d.tr.Close()
+				if err := d.tr.Open(ctx, d.req); err != nil {
+					return err
+				}
+				if m, err := d.tr.RecvMessage(ctx); err != nil || m.Kind != msgResume {
+					return fmt.Errorf("scripted destination: %s (%v) after reopening, want RESUME", msgName(m.Kind), err)
+				}
+				return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("never received COMMIT")})
 			}
 			d.vm.Resume()
 			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
@@ -977,6 +988,22 @@ func TestPostcopyNoRunning(t *testing.T) {
 		t.Fatalf("send: %v, status %q", r.serr, r.srep.Status)
 	}
 	if !src.paused || src.resumed != 0 {
+		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+}
+
+// TestPostcopyCommitLostResumes: the connection breaks at COMMIT and the
+// destination, reached again, says it never received it (ABORT): the
+// source resumes the VM at once (status failed), instead of waiting
+// ReconnectTimeout to call the handover unknown.
+func TestPostcopyCommitLostResumes(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.abortRun = true })
+	if r.serr == nil || r.srep.Status != StatusFailed || r.srep.Handover != HandoverFailed || !strings.Contains(r.serr.Error(), "never received") {
+		t.Fatalf("send: %v, status %q, handover %q", r.serr, r.srep.Status, r.srep.Handover)
+	}
+	if src.paused || src.resumed != 1 {
 		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
 	}
 }

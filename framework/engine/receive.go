@@ -126,6 +126,9 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
+				if r.pc != nil && r.pc.on {
+					return r.pc.uncommitted(ctx, err)
+				}
 				return r.unknown(err)
 			}
 			return err

@@ -158,11 +158,23 @@ func (s *sender) commit(ctx context.Context) error {
 // recommit settles a post-copy COMMIT whose answer was lost with the
 // connection: a destination that got COMMIT runs the VM and waits for
 // its pages, listening for this side to reconnect. If it answers RESUME
-// with MISSING, it runs the VM and post-copy goes on; if none does
-// within ReconnectTimeout, the handover is unknown.
+// with MISSING, it runs the VM and post-copy goes on; if it answers
+// ABORT, it never got COMMIT and will never run the VM, so the VM
+// resumes here (pcRecv.uncommitted); if none answers within
+// ReconnectTimeout, the handover is unknown.
 func (s *sender) recommit(ctx context.Context, cause error) error {
 	s.pc.stopServing()
-	if err := s.pc.reconnect(ctx, cause); err != nil {
+	err := s.pc.reconnect(ctx, cause)
+	if errors.Is(err, errDestinationAborted) {
+		if merr := s.ho.move(HandoverFailed); merr != nil {
+			return merr
+		}
+		if rerr := s.src.Resume(); rerr != nil {
+			return fmt.Errorf("%w; resume here: %v", err, rerr)
+		}
+		return fmt.Errorf("the connection broke around COMMIT (%v), and the destination never received it: the VM runs here again: %w", cause, err)
+	}
+	if err != nil {
 		return err
 	}
 	return s.ho.move(HandoverPostcopy)
