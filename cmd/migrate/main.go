@@ -15,13 +15,16 @@
 // the VMMs refuse the cancel and migrate says so and follows the migration
 // to its end. A second signal ends migrate at once (the VMMs go on). If the handover ends unknown (docs/HANDOVER.md), migrate resolves
 // it at once: it asks both VMMs and runs the guest on exactly one of them.
-// -resolve does only that, for when an earlier migrate could not.
+// -resolve does only that, for when an earlier migrate could not. A
+// migrate run for a job whose source VMM is already sending (an earlier
+// migrate ended early) follows that migration instead of starting one.
 // -start-postcopy, run next to the migrate that drives the job, switches
 // its migration to post-copy now (the source VMM's migrate-start-postcopy,
 // like QEMU's) and prints what happened.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -34,6 +37,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -147,6 +151,15 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		return callControl(cctx, sock, cmd, a, res)
 	}
 	rs := newResolver(j, log)
+	if st, ok := sending(j.Source.Control); ok {
+		// An earlier migrate of this job ended (killed, its terminal
+		// gone) while the VMMs went on: follow that migration.
+		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",
+			j.Source.Control, st.Progress.Phase, cmp.Or(st.Progress.Mode, engine.ModePrecopy))
+		src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+		prog.finish()
+		return conclude(j, rep, src, err, rs, log)
+	}
 	if err := call(j.Destination.Control, "migrate-incoming", withCredentials(args, dstCreds), nil); err != nil {
 		rep.Error = err.Error()
 		rs.cleanup()
@@ -163,8 +176,30 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 	prog.finish()
 	if src.Report != nil {
+		src.Report.SetupMS += told.Sub(start).Milliseconds()
+	}
+	return conclude(j, rep, src, err, rs, log)
+}
+
+// sending reports whether sock's VMM is sending a migration now (its
+// migrate-status says so), with that status.
+func sending(sock string) (api.Migration, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var st api.Migration
+	if err := callControl(ctx, sock, "migrate-status", nil, &st); err != nil { // none has run, or unreachable
+		return st, false
+	}
+	return st, st.Role == transport.RoleSend.String() && !st.Done
+}
+
+// conclude turns the source's last status (src, or the error that ended
+// following it) into migrate's report and outcome: the destination's
+// report when completed, a resolve when the handover is unknown, the
+// lost-guest text when post-copy broke, a cleanup otherwise.
+func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver, log io.Writer) (report, error) {
+	if src.Report != nil {
 		rep.Report = *src.Report
-		rep.SetupMS += told.Sub(start).Milliseconds()
 	}
 	if err != nil {
 		rep.Error = err.Error()

@@ -39,6 +39,9 @@ type fakeVMM struct {
 	doneAfter time.Duration
 	sent      time.Time
 	postcopy  bool // migrate-cancel is refused, as a VMM in post-copy refuses it
+	// running: a migration runs before any migrate-send (an earlier
+	// migrate started it); else migrate-status fails until one.
+	running bool
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -81,6 +84,9 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 	srv.Handle("migrate-status", func(context.Context, json.RawMessage) (any, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.sent.IsZero() && !f.running && !f.done && f.role == "send" {
+			return nil, errors.New("no migration has run on this VM")
+		}
 		switch {
 		case f.doneAfter > 0:
 			f.done = f.done || !f.sent.IsZero() && time.Since(f.sent) >= f.doneAfter
@@ -296,6 +302,29 @@ func TestRunInterruptedInPostcopy(t *testing.T) {
 	c.mu.Unlock()
 	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
+	}
+}
+
+// TestRunFollowsRunningMigration: migrate run again for a job whose
+// source already sends (the earlier migrate was killed, the VMMs went
+// on) follows that migration to its end and reports it, starting nothing.
+func TestRunFollowsRunningMigration(t *testing.T) {
+	c := newRunCase(t)
+	c.src.running = true
+	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, out := c.run(context.Background(), t)
+	if err != nil || rep.Status != engine.StatusCompleted || rep.Destination == nil {
+		t.Fatalf("status %q, err %v, destination report %v", rep.Status, err, rep.Destination != nil)
+	}
+	if !strings.Contains(out, "already sending a migration") {
+		t.Errorf("migrate did not say it follows a running migration:\n%s", out)
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if strings.Contains(calls, "migrate-incoming") || strings.Contains(calls, "migrate-send") {
+		t.Errorf("calls %s: a second migration was started", calls)
 	}
 }
 
