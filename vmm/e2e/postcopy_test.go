@@ -6,8 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // Post-copy on real KVM (issue 10, docs/JOBS.md "Post-copy"). Every test
@@ -163,6 +168,35 @@ func TestPostcopyManualSwitch(t *testing.T) {
 				t.Errorf("migrate -start-postcopy #%d: %v: %s", i+1, err, out)
 			}
 		}
+	})
+	p.checkPostcopy(rep, err)
+}
+
+// TestPostcopyInterrupted: Ctrl-C on migrate once the guest runs on the
+// destination in post-copy cancels nothing (cancelling would lose the
+// guest): the source VMM refuses, migrate says so and follows the
+// migration to completion, and a SIGTERM to the source VMM is deferred
+// until its last page went out.
+//
+// Never run: written without /dev/kvm, gated by needProven.
+func TestPostcopyInterrupted(t *testing.T) {
+	needProven(t, "TestPostcopyInterrupted (Ctrl-C and SIGTERM during post-copy)")
+	p := startPair(t, "1G", "dirty:512@2000", "", `limits {
+  bandwidth = "40MB/s"
+  postcopy  = "always"
+}`)
+	rep, err := p.migratePostcopy(func(cmd *exec.Cmd) {
+		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			var st api.Migration
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			cerr := control.Call(ctx, p.src.control, "migrate-status", nil, &st)
+			cancel()
+			if cerr == nil && st.Progress.Phase == engine.PhasePostcopy {
+				break
+			}
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		p.src.cmd.Process.Signal(syscall.SIGTERM) // deferred: post-copy goes on
 	})
 	p.checkPostcopy(rep, err)
 }
