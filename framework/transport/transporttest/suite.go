@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 		{"UrgentOvertakes", testUrgentOvertakes},
 		{"UrgentOrdering", testUrgentOrdering},
 		{"UrgentClosed", testUrgentClosed},
+		{"LandedCountsBulk", testLandedCountsBulk},
 		{"UrgentMessagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentMessages(t, p) }},
 		{"UrgentOvertakesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentOvertakes(t, p) }},
 	} {

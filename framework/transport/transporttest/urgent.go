@@ -386,6 +386,49 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 	}
 }
 
+// testLandedCountsBulk: Landed reports every page queued with SendPages,
+// data and zero runs alike, exactly once, once a Flush returned: the
+// engine counts on it (at post-copy's switch the destination waits until
+// its Landed reported as many pages as the source queued before POSTCOPY,
+// and takes everything after as post-copy's).
+func testLandedCountsBulk(t *testing.T, p *pair) {
+	p.open()
+	p.skipWithoutUrgent()
+	l := p.collectLanded()
+	p.prime(l, 0)
+	time.Sleep(200 * time.Millisecond) // a second priming copy, if any, reported by now
+	total := func() uint64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		var n uint64
+		for _, r := range l.runs {
+			n += r.Count
+		}
+		return n
+	}
+	base := total()
+	d, z := transport.KindData, transport.KindZero
+	runs := []transport.PageRun{{First: 1, Count: 100, Kind: d}, {First: 200, Count: 50, Kind: z}, {First: 300, Count: 1, Kind: d},
+		{First: 301, Count: 3, Kind: z}, {First: 1000, Count: 700, Kind: d}}
+	var queued uint64
+	for _, r := range runs {
+		queued += r.Count
+	}
+	p.sendAndFlush(runs)
+	deadline := time.Now().Add(opTimeout)
+	for total()-base < queued && time.Now().Before(deadline) {
+		select {
+		case <-l.note:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // anything reported twice would show by now
+	if got := total() - base; got != queued {
+		t.Fatalf("Landed reported %d pages for the %d queued with SendPages and flushed (zero runs count too, each page once)", got, queued)
+	}
+	l.await(t, runs, time.Second) // each page with its kind
+}
+
 // testUrgentClosed: an urgent message sent before Close still arrives;
 // then RecvUrgent and the receiver's Landed end with ErrClosed; a call
 // blocked on the closing side returns.
