@@ -140,7 +140,11 @@ type Stats struct {
 //     run by run, as the transport queues them (one batch at a time).
 //   - Landed reports every write of guest RAM once it is complete, from
 //     both paths, at most once per write, in the order the writes of a
-//     page completed; a page written twice is reported twice. A fault
+//     page completed; a page written twice is reported twice. Each page
+//     of every run queued with SendPages (zero runs too) is one write,
+//     reported exactly once: the engine counts on it (post-copy's switch
+//     waits until Landed reported as many pages as the source queued;
+//     conformance case LandedCountsBulk). A fault
 //     service that maps a page into the guest (UFFDIO_CONTINUE) after
 //     its last expected write was reported never sees the page change
 //     under the guest.
