@@ -142,9 +142,10 @@ type Stats struct {
 //     both paths, at most once per write, in the order the writes of a
 //     page completed; a page written twice is reported twice. Each page
 //     of every run queued with SendPages (zero runs too) is one write,
-//     reported exactly once: the engine counts on it (post-copy's switch
-//     waits until Landed reported as many pages as the source queued;
-//     conformance case LandedCountsBulk). A fault
+//     reported exactly once unless an urgent copy overtook it (below):
+//     the engine counts on it (post-copy's switch, before any urgent
+//     page, waits until Landed reported as many pages as the source
+//     queued; conformance case LandedCountsBulk). A fault
 //     service that maps a page into the guest (UFFDIO_CONTINUE) after
 //     its last expected write was reported never sees the page change
 //     under the guest.
