@@ -133,14 +133,17 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 	return false, nil
 }
 
-// estimateDowntime is how long sending n pages (as data) would take at the
-// last measured rate, plus a margin for the state and the handshake.
+// estimateDowntime is how long the switch-over would keep the VM paused
+// with n pages still to send: the final dirty sync (as long as the last
+// one took), the pages at the last measured rate, two round trips on
+// this link (the final pass's Flush and the state's LOADED; the
+// handshake measured one: HELLO to READY) and a margin for the state.
 func (s *sender) estimateDowntime(n uint64) time.Duration {
 	rate := s.rate
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
-	return downtimeAt(n, rate)
+	return s.syncTook + 2*s.rtt + downtimeAt(n, rate)
 }
 
 // downtimeAt is how long sending n pages takes at rate pages per second,
@@ -284,9 +287,11 @@ func (s *sender) count(r run) {
 // sync harvests the dirty log into dst and begins a new epoch: hints of
 // the previous generation no longer apply.
 func (s *sender) sync(dst *bitmap.Bitmap) error {
+	start := time.Now()
 	if err := s.src.SyncDirtyLog(dst); err != nil {
 		return fmt.Errorf("dirty sync: %w", err)
 	}
+	s.syncTook = time.Since(start)
 	s.gen++
 	s.hints.invalidate(s.gen)
 	return nil

@@ -46,9 +46,11 @@ type sender struct {
 	freeSent  *bitmap.Bitmap // pages whose last send was a skip on a free/unused hint
 	hints     *hinter
 	ho        handoverState
-	clock     phaseClock // where the time goes (timing.go)
-	meter     rateMeter  // Progress.Throughput
-	queued    uint64     // pages handed to SendPages in this transport session (POSTCOPY carries it)
+	clock     phaseClock    // where the time goes (timing.go)
+	meter     rateMeter     // Progress.Throughput
+	queued    uint64        // pages handed to SendPages in this transport session (POSTCOPY carries it)
+	syncTook  time.Duration // the last dirty sync (estimateDowntime)
+	rtt       time.Duration // HELLO to READY: a message round trip on this link (estimateDowntime)
 
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
@@ -272,12 +274,14 @@ func (s *sender) handshake(ctx context.Context) error {
 	if s.maySwitch() {
 		flags = helloMaySwitch
 	}
+	sent := time.Now()
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	m, err := s.next(hctx)
+	s.rtt = time.Since(sent)
 	if err == nil && m.Kind != msgReady {
 		err = fmt.Errorf("%w: %s from the destination instead of READY", errMalformed, msgName(m.Kind))
 	}

@@ -116,3 +116,16 @@ func TestPhaseTimes(t *testing.T) {
 		t.Errorf("setup_ms %d: the engine has no setup of its own to report (framework/session sets it)", srep.SetupMS)
 	}
 }
+
+// TestEstimateDowntime: the estimate is the final sync (as long as the
+// last), the pages at the measured rate, two round trips (Flush, LOADED)
+// and the margin for the state.
+func TestEstimateDowntime(t *testing.T) {
+	s := &sender{rate: 1000, syncTook: 3 * time.Millisecond, rtt: 2 * time.Millisecond}
+	if got, want := s.estimateDowntime(500), 3*time.Millisecond+4*time.Millisecond+2*time.Millisecond+500*time.Millisecond; got != want {
+		t.Errorf("estimate %v, want %v", got, want)
+	}
+	if got := (&sender{}).estimateDowntime(0); got != 2*time.Millisecond {
+		t.Errorf("nothing measured, nothing left: %v", got)
+	}
+}
