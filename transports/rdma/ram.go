@@ -23,8 +23,8 @@ type region struct {
 	off          int64
 	mr           *fabric.MR
 	rbase, rkey  uint64 // the peer's registration of this region (source)
-	// The same on the urgent endpoint (its own domain: registered again).
-	umr           *fabric.MR
+	// The peer's registration as the urgent endpoint addresses it: the
+	// same registration (one domain), given again in the KEYS.
 	urbase, urkey uint64
 }
 

@@ -349,5 +349,5 @@ func memlockHint(c fabric.Caps) string {
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) != nil || c.Provider != "verbs" {
 		return ""
 	}
-	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover twice guest RAM, registered on the bulk and the urgent endpoint; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
+	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover guest RAM, registered once for both endpoints, plus a few pages of buffers; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
 }

@@ -117,13 +117,16 @@ func batches(t *testing.T, s *session, n int) (bad int) {
 
 // TestVisibleAtFlush: over many batches, every page of a batch is in the
 // destination's RAM when Flush returns; the same check catches a sender
-// that commits before its writes.
+// that commits before its writes. Guest RAM is registered once per side.
 func TestVisibleAtFlush(t *testing.T) {
 	for _, p := range providers(t) {
 		t.Run(p, func(t *testing.T) {
 			s := open(t, p, 0, 64<<20, nil)
 			if m := s.send.CompletionMode(); m != "send-after-write" {
 				t.Errorf("the session commits by %s, want send-after-write (all software providers here have FI_ORDER_SAW)", m)
+			}
+			if !s.send.RegisteredOnce() {
+				t.Error("the destination registered guest RAM more than once (bulk and urgent endpoint keys differ)")
 			}
 			if bad := batches(t, s, 64); bad != 0 {
 				t.Fatalf("%d of 64 batches were not visible when Flush returned", bad)
