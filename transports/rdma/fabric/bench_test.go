@@ -26,25 +26,32 @@ import (
 //     anew for every iteration and writes it once, as a migration does
 //     (transports/rdma maps guest RAM at Open): every page is touched
 //     through a new mapping at both ends.
+//     "fresh-pop" also populates each 16 MiB of both mappings
+//     (MADV_POPULATE_READ, _WRITE) as it posts its first write, as
+//     transports/rdma does, instead of a page fault per page.
 //   - polling: "busy" polls both completion queues without waiting, one
 //     thread; "wait" has each side wait in fi_cq_sread (10 ms), the
 //     target on its own goroutine, as transports/rdma does.
 //
-// BenchmarkTransport (../bench_test.go) is comparable to fresh-wait.
+// BenchmarkTransport (../bench_test.go) is comparable to fresh-pop-wait.
 func BenchmarkRawWrite(b *testing.B) {
 	for _, prov := range softProviders {
-		for _, mode := range []struct {
-			name        string
-			fresh, wait bool
-		}{{"warm-busy", false, false}, {"warm-wait", false, true}, {"fresh-busy", true, false}, {"fresh-wait", true, true}} {
-			b.Run(prov+"/"+mode.name, func(b *testing.B) { rawWrite(b, prov, mode.fresh, mode.wait) })
+		for _, mode := range []rawMode{{"warm-busy", false, false, false}, {"warm-wait", false, false, true},
+			{"fresh-busy", true, false, false}, {"fresh-wait", true, false, true}, {"fresh-pop-wait", true, true, true}} {
+			b.Run(prov+"/"+mode.name, func(b *testing.B) { rawWrite(b, prov, mode) })
 		}
 	}
 }
 
-const rawSize, rawChunk, rawDepth = 1 << 30, 1 << 20, 64
+const rawSize, rawChunk, rawDepth, rawPopulate = 1 << 30, 1 << 20, 64, 16 << 20
 
-func rawWrite(b *testing.B, prov string, fresh, wait bool) {
+type rawMode struct {
+	name                  string
+	fresh, populate, wait bool
+}
+
+func rawWrite(b *testing.B, prov string, mode rawMode) {
+	fresh := mode.fresh
 	var src, dst []byte
 	var sf *os.File
 	if fresh {
@@ -59,7 +66,7 @@ func rawWrite(b *testing.B, prov string, fresh, wait bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rawWaiting(b, se, te, src, smr, dmr) // the first touch of every page, at both ends
+		rawWaiting(b, se, te, src, dst, smr, dmr, false) // the first touch of every page, at both ends
 		se.Close()
 		te.Close()
 	}
@@ -76,10 +83,10 @@ func rawWrite(b *testing.B, prov string, fresh, wait bool) {
 		}
 		b.StartTimer()
 		c0, t0 := cpuNow(), time.Now()
-		if wait {
-			rawWaiting(b, se, te, src, smr, dmr)
+		if mode.wait {
+			rawWaiting(b, se, te, src, dst, smr, dmr, mode.populate)
 		} else {
-			rawBusy(b, se, te, src, smr, dmr)
+			rawBusy(b, se, te, src, dst, smr, dmr, mode.populate)
 		}
 		secs += time.Since(t0).Seconds()
 		cpu += cpuNow() - c0
@@ -98,12 +105,12 @@ func rawWrite(b *testing.B, prov string, fresh, wait bool) {
 }
 
 // rawBusy posts the writes and polls both queues without waiting.
-func rawBusy(b *testing.B, se, te *Endpoint, src []byte, smr, dmr *MR) {
+func rawBusy(b *testing.B, se, te *Endpoint, src, dst []byte, smr, dmr *MR, populate bool) {
 	base := dmr.Base(se.Caps().VirtAddr)
 	var cs [64]Completion
 	posted, done := 0, 0
 	for done < rawSize/rawChunk {
-		posted = rawPost(b, se, src, smr, dmr, base, posted, done)
+		posted = rawPost(b, se, src, dst, smr, dmr, base, posted, done, populate)
 		n, err := se.Poll(cs[:], 0)
 		if err != nil {
 			b.Fatal(err)
@@ -117,7 +124,7 @@ func rawBusy(b *testing.B, se, te *Endpoint, src []byte, smr, dmr *MR) {
 
 // rawWaiting posts the writes and waits for completions in fi_cq_sread,
 // while a goroutine drives the target the same way.
-func rawWaiting(b *testing.B, se, te *Endpoint, src []byte, smr, dmr *MR) {
+func rawWaiting(b *testing.B, se, te *Endpoint, src, dst []byte, smr, dmr *MR, populate bool) {
 	base := dmr.Base(se.Caps().VirtAddr)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -138,7 +145,7 @@ func rawWaiting(b *testing.B, se, te *Endpoint, src []byte, smr, dmr *MR) {
 	var cs [64]Completion
 	posted, done := 0, 0
 	for done < rawSize/rawChunk {
-		posted = rawPost(b, se, src, smr, dmr, base, posted, done)
+		posted = rawPost(b, se, src, dst, smr, dmr, base, posted, done, populate)
 		n, err := se.Poll(cs[:], 10*time.Millisecond)
 		if err != nil {
 			b.Fatal(err)
@@ -149,9 +156,15 @@ func rawWaiting(b *testing.B, se, te *Endpoint, src []byte, smr, dmr *MR) {
 	wg.Wait()
 }
 
-// rawPost posts writes until rawDepth are in flight or the queue is full.
-func rawPost(b *testing.B, se *Endpoint, src []byte, smr, dmr *MR, base uint64, posted, done int) int {
+// rawPost posts writes until rawDepth are in flight or the queue is full;
+// with populate, each rawPopulate bytes of src and dst are populated as
+// their first write is posted.
+func rawPost(b *testing.B, se *Endpoint, src, dst []byte, smr, dmr *MR, base uint64, posted, done int, populate bool) int {
 	for posted < rawSize/rawChunk && posted-done < rawDepth {
+		if at := posted * rawChunk; populate && at%rawPopulate == 0 {
+			unix.Madvise(src[at:at+rawPopulate], unix.MADV_POPULATE_READ)
+			unix.Madvise(dst[at:at+rawPopulate], unix.MADV_POPULATE_WRITE)
+		}
 		err := se.Write(src[posted*rawChunk:(posted+1)*rawChunk], smr, base+uint64(posted*rawChunk), dmr.Key(), 1)
 		if err == ErrAgain {
 			break
