@@ -212,8 +212,8 @@ func TestSharedDomain(t *testing.T) {
 			acc := make(chan res, 1)
 			go func() {
 				var r res
-				any := func([]byte) bool { return true }
-				r.e, r.err = l.Accept(ctx, any, func(e *Endpoint) error {
+				accept := func([]byte) bool { return true }
+				r.e, r.err = l.Accept(ctx, accept, func(e *Endpoint) error {
 					var err error
 					if dmr, err = e.Register(dst, AccessRemoteWrite, 0x1234); err != nil {
 						return err
@@ -224,7 +224,7 @@ func TestSharedDomain(t *testing.T) {
 					return e.Recv(msg[:4096], mmr, 7)
 				})
 				if r.err == nil { // the urgent side registers nothing: dst and msg serve it too
-					r.ue, r.err = ul.Accept(ctx, any, func(e *Endpoint) error { return e.Recv(msg[4096:], mmr, 8) })
+					r.ue, r.err = ul.Accept(ctx, accept, func(e *Endpoint) error { return e.Recv(msg[4096:], mmr, 8) })
 				}
 				acc <- r
 			}()
