@@ -11,7 +11,7 @@
 //	                                            ◄── KEYS base+key per region and endpoint (inside TLS)
 //	urgent: 2nd TCP + transport.Secure, URGENT unonce ─► urgent channel
 //
-//	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once per endpoint)
+//	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once, one domain for both endpoints)
 //	           zero  ─ ZERO seq (control) ────────► punched / cleared, Landed
 //	           runs  ─ RUNS seq (control) ────────► which data runs the batch wrote
 //	           end of each call: MARK seq k ══════► runs of the first k RUNS visible: Landed

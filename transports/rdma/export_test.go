@@ -40,3 +40,16 @@ func (t *Transport) CompletionMode() string {
 	}
 	return "none"
 }
+
+// RegisteredOnce reports whether the open sender addresses the
+// destination's guest RAM with one registration from both endpoints (the
+// same base and key in both sets of the KEYS: the destination registered
+// it once, in the domain its endpoints share).
+func (t *Transport) RegisteredOnce() bool {
+	for _, r := range t.s.ram.regions {
+		if r.rkey != r.urkey || r.rbase != r.urbase {
+			return false
+		}
+	}
+	return true
+}

@@ -158,8 +158,11 @@ func parseOffer(b []byte) (offer, error) {
 	return o, err
 }
 
-// appendKeys encodes each region's registrations, the bulk endpoint's,
-// then the urgent endpoint's: base address and key.
+// appendKeys encodes each region's registration as the bulk endpoint
+// addresses it, then as the urgent endpoint does (base address and key
+// each). Both endpoints share one domain and one registration, so the
+// keys are the same; the second set stays so that either side may be of
+// the version before, which registered guest RAM once per endpoint.
 func appendKeys(b []byte, regs []*region, virtAddr, uvirtAddr bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(regs)))
 	for _, r := range regs {
@@ -167,8 +170,8 @@ func appendKeys(b []byte, regs []*region, virtAddr, uvirtAddr bool) []byte {
 		b = binary.BigEndian.AppendUint64(b, r.mr.Key())
 	}
 	for _, r := range regs {
-		b = binary.BigEndian.AppendUint64(b, r.umr.Base(uvirtAddr))
-		b = binary.BigEndian.AppendUint64(b, r.umr.Key())
+		b = binary.BigEndian.AppendUint64(b, r.mr.Base(uvirtAddr))
+		b = binary.BigEndian.AppendUint64(b, r.mr.Key())
 	}
 	return b
 }

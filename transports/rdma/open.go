@@ -80,7 +80,7 @@ func (s *session) setupSend(ctx context.Context) error {
 	if err := s.snd.register(s); err != nil {
 		return err
 	}
-	s.uep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.uport), o.unonce[:])
+	s.uep, err = fabric.ConnectShared(ctx, s.ep, host, int(o.uport), o.unonce[:])
 	if err != nil {
 		return fmt.Errorf("fabric: urgent endpoint: %w", err)
 	}
@@ -304,10 +304,11 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 	return sc, p, err
 }
 
-// setupReceive opens the fabric listeners (bulk and urgent), OFFERs
-// them with fresh nonces, accepts the one connection carrying each nonce,
-// registers guest RAM for remote writes on both and sends the KEYS; then
-// it accepts the urgent channel on ln.
+// setupReceive opens the fabric listeners (bulk and urgent, one fabric
+// and domain), OFFERs them with fresh nonces, accepts the one connection
+// carrying each nonce, registers guest RAM for remote writes once, in
+// the domain both endpoints share, and sends the KEYS; then it accepts
+// the urgent channel on ln.
 func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
@@ -319,7 +320,7 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 		return fmt.Errorf("fabric: %w", err)
 	}
 	defer l.Close()
-	ul, err := fabric.Listen(s.cfg.provider, host)
+	ul, err := fabric.ListenShared(l, host) // one domain: guest RAM registered once
 	if err != nil {
 		return fmt.Errorf("fabric: urgent endpoint: %w", err)
 	}

@@ -23,8 +23,8 @@ type region struct {
 	off          int64
 	mr           *fabric.MR
 	rbase, rkey  uint64 // the peer's registration of this region (source)
-	// The same on the urgent endpoint (its own domain: registered again).
-	umr           *fabric.MR
+	// The peer's registration as the urgent endpoint addresses it: the
+	// same registration (one domain), given again in the KEYS.
 	urbase, urkey uint64
 }
 
@@ -62,6 +62,34 @@ func (m *ram) spans(first, count uint64, fn func(r *region, off, n uint64) error
 		first, count = first+n, count-n
 	}
 	return nil
+}
+
+// populateMin is the smallest data run (pages) whose mapping is
+// populated before the provider copies it (populate).
+const populateMin = 16
+
+// pins says whether the provider pins registered memory (verbs, or any
+// provider that wants local registrations): its pages are all present
+// from registration on, so there is nothing to populate, and nothing may
+// be punched out from under the registration.
+func pins(c fabric.Caps) bool { return c.Provider == "verbs" || c.Local }
+
+// populate makes pages [off, off+n) of r present in this process's
+// mapping with one madvise (MADV_POPULATE_WRITE to be written,
+// MADV_POPULATE_READ to be read), where a software provider's socket copy
+// would otherwise take a page fault per page (per 16 pages when reading)
+// as it first touches them. It changes no byte: a page already present is
+// left alone, an absent one becomes a page of zeros, as the fault would
+// have made it. Measured here (nested virtualisation): a kernel copy
+// into a fresh 1 GiB mapping costs 3.2 CPU-s with its faults, 1.7 after
+// populating (0.3 of it the madvise); a copy out of it 0.65 and 0.5. On
+// kernels before 5.14 (EINVAL) it does nothing.
+func (r *region) populate(off, n uint64, write bool) {
+	advice := unix.MADV_POPULATE_READ
+	if write {
+		advice = unix.MADV_POPULATE_WRITE
+	}
+	unix.Madvise(r.mem[off*pageSize:(off+n)*pageSize], advice)
 }
 
 // zero makes pages [off, off+n) of r read as zeros. punch deallocates

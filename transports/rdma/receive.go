@@ -33,13 +33,15 @@ type receiver struct {
 	frameEnd            []int
 	markFrames          uint64
 	reported            int
+	scratch             []transport.PageRun // takeRuns only
 }
 
 // register registers guest RAM for remote writes and posts the receive
 // buffers; it runs before the fabric connection is accepted.
 func (rcv *receiver) register(s *session, e *fabric.Endpoint) error {
 	c := e.Caps()
-	s.punch = c.Provider != "verbs" && !c.Local
+	s.punch = !pins(c)
+	s.populate = !pins(c)
 	if err := s.ram.register(e, fabric.AccessRemoteWrite, "for remote writes", func(r *region, mr *fabric.MR) { r.mr = mr }); err != nil {
 		return err
 	}
@@ -120,19 +122,35 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 }
 
 // takeRuns records a RUNS frame: data runs the batch wrote, reported to
-// Landed at its COMMIT.
+// Landed at a MARK or the COMMIT. The source sends the frame naming a
+// large run before the run's writes, so its pages are populated here
+// ahead of them (ram.go), before the frame is taken: so before the
+// batch can be acknowledged (which frees urgent copies of its pages) and
+// before any later ZERO frame is applied, the populating never makes a
+// page present behind another path's back.
 func (s *session) takeRuns(f wire.Frame) error {
 	r := &s.rcv
+	runs, n, err := parseRuns(f, s.ram.Pages, r.scratch[:0]) // the control reader's own
+	r.scratch = runs
+	if err != nil {
+		return err
+	}
+	if s.populate {
+		for _, run := range runs {
+			if run.Count >= populateMin {
+				s.ram.spans(run.First, run.Count, func(g *region, off, n uint64) error {
+					g.populate(off, n, true)
+					return nil
+				})
+			}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if f.Seq != r.next || (r.cm != nil && r.runFrames >= r.cm.runs) {
 		return fmt.Errorf("%w: RUNS frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
 	}
-	runs, n, err := parseRuns(f, s.ram.Pages, r.runs)
-	if err != nil {
-		return err
-	}
-	r.runs, r.runPages = runs, r.runPages+n
+	r.runs, r.runPages = append(r.runs, runs...), r.runPages+n
 	r.runFrames++
 	r.frameEnd = append(r.frameEnd, len(r.runs))
 	s.reportMarked()

@@ -58,6 +58,7 @@ func (snd *sender) register(s *session) error {
 		return err
 	}
 	snd.queue.init("", s.caps)
+	s.populate = !pins(s.caps)
 	snd.seq = 1
 	snd.resetRanges()
 	return nil
@@ -195,6 +196,21 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 			if err := s.sendRuns(ctx); err != nil {
 				return err
 			}
+		}
+	}
+	// A large run is named before its writes go, so that the destination
+	// populates its pages ahead of them (receive.go, takeRuns), and its
+	// pages are populated here before the provider reads them (ram.go);
+	// the MARK or COMMIT after the writes still says when they are visible.
+	if r.Count >= populateMin {
+		if err := s.sendRuns(ctx); err != nil {
+			return err
+		}
+		if s.populate {
+			s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
+				g.populate(off, n, false)
+				return nil
+			})
 		}
 	}
 	err := s.postWrites(ctx, &snd.queue, r, &snd.pages, func(g *region, chunk []byte, at uint64) func() error {
@@ -349,5 +365,5 @@ func memlockHint(c fabric.Caps) string {
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &l) != nil || c.Provider != "verbs" {
 		return ""
 	}
-	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover twice guest RAM, registered on the bulk and the urgent endpoint; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
+	return fmt.Sprintf(" (verbs pins registered memory: RLIMIT_MEMLOCK is %d bytes and must cover guest RAM, registered once for both endpoints, plus a few pages of buffers; raise it with ulimit -l or LimitMEMLOCK=infinity)", l.Cur)
 }

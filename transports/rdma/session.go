@@ -40,13 +40,14 @@ type session struct {
 	stats *counters
 	msgs  inbox.Queue
 
-	ctrl  net.Conn     // TLS (or raw after the handshake, plaintext)
-	raw   *net.TCPConn // the socket under ctrl
-	dec   *wire.Decoder
-	wlock sync.Mutex // one frame at a time on ctrl
-	ep    *fabric.Endpoint
-	caps  fabric.Caps
-	punch bool // zero pages by punching holes (not with pinning providers)
+	ctrl     net.Conn     // TLS (or raw after the handshake, plaintext)
+	raw      *net.TCPConn // the socket under ctrl
+	dec      *wire.Decoder
+	wlock    sync.Mutex // one frame at a time on ctrl
+	ep       *fabric.Endpoint
+	caps     fabric.Caps
+	punch    bool // zero pages by punching holes (not with pinning providers)
+	populate bool // populate data runs' mappings ahead of the provider's copies (ram.go)
 
 	done   chan struct{}
 	failMu sync.Mutex

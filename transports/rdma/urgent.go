@@ -22,10 +22,11 @@ import (
 //	                                                  applied; Landed, in order
 //	                                              ◄── ACK useq (urgent channel)
 //
-// The urgent endpoint is a second connection with its own domain, so
-// guest RAM is registered twice on each side (on verbs that pins it twice:
-// RLIMIT_MEMLOCK must cover twice guest RAM). At most uslots UCOMMITs are
-// unacknowledged (the destination's receive buffers).
+// The urgent endpoint is a second connection in the bulk endpoint's
+// domain (fabric.ListenShared, ConnectShared), so guest RAM is registered
+// once on each side and serves both (on verbs: pinned once; RLIMIT_MEMLOCK
+// must cover guest RAM). At most uslots UCOMMITs are unacknowledged (the
+// destination's receive buffers).
 //
 // Per-page order (transport.Transport's rules) cannot be kept the way
 // tcp keeps it, with transport.Lane dropping a bulk copy that an urgent

@@ -24,13 +24,11 @@ type ureceiver struct {
 	runs    []transport.PageRun // scratch
 }
 
-// register registers guest RAM for remote writes on the urgent endpoint
-// and posts its receive buffers; it runs before the connection is
-// accepted.
+// register posts the urgent endpoint's receive buffers; it runs before
+// the connection is accepted. Guest RAM needs no registration of its own:
+// the endpoint is in the bulk endpoint's domain (receiver.register
+// registered it there once).
 func (u *ureceiver) register(s *session, e *fabric.Endpoint) error {
-	if err := s.ram.register(e, fabric.AccessRemoteWrite, "for urgent remote writes", func(r *region, mr *fabric.MR) { r.umr = mr }); err != nil {
-		return err
-	}
 	u.next = 1
 	u.ackNote = make(chan struct{}, 1)
 	if err := u.open(e, uslots*uslotSize, fabric.AccessRecv, "urgent receive buffers"); err != nil {

@@ -38,9 +38,8 @@ type usender struct {
 type urec struct{ first, count, commit uint64 }
 
 func (u *usender) register(s *session) error {
-	if err := s.ram.register(s.uep, fabric.AccessWrite, "on the urgent endpoint", func(r *region, mr *fabric.MR) { r.umr = mr }); err != nil {
-		return err
-	}
+	// Guest RAM was registered once, in the domain both endpoints share
+	// (sender.register): r.mr serves the urgent writes too.
 	if err := u.open(s.uep, uslots*uslotSize, fabric.AccessSend, "the urgent send buffers"); err != nil {
 		return err
 	}
@@ -191,7 +190,7 @@ func (u *usender) conflict(r transport.PageRun) uint64 {
 // from guest RAM into the destination's.
 func (s *session) uwrite(r transport.PageRun) error {
 	err := s.postWrites(context.Background(), &s.usnd.queue, r, nil, func(g *region, chunk []byte, at uint64) func() error {
-		return func() error { return s.uep.Write(chunk, g.umr, g.urbase+at, g.urkey, ctxUWrite) }
+		return func() error { return s.uep.Write(chunk, g.mr, g.urbase+at, g.urkey, ctxUWrite) }
 	})
 	if err != nil {
 		return fmt.Errorf("write pages urgently: %w", err)

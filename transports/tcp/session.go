@@ -91,7 +91,8 @@ type stream struct {
 	next    uint64
 	staging []byte
 
-	urgent bool // the session's urgent stream
+	urgent bool   // the session's urgent stream
+	flat   []byte // the urgent stream's scratch for one-record frames (under wlock)
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {

@@ -129,6 +129,9 @@ func (s *session) writeUrgent(ctx context.Context, b net.Buffers) error {
 		return err
 	}
 	defer st.unlock()
+	if st.rc != nil {
+		b = st.oneRecord(b)
+	}
 	n, err := writeCtx(ctx, st.conn, b)
 	if s.role == transport.RoleSend {
 		s.stats.wire.Add(uint64(n))
@@ -225,4 +228,28 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 		s.countData(f)
 	}
 	return nil
+}
+
+// maxUrgentFlat is the largest urgent frame written as one buffer: a TLS
+// record carries at most 16 KiB.
+const maxUrgentFlat = 16 << 10
+
+// oneRecord returns b as one buffer when it fits in a TLS record (a
+// one-page answer, a request), copied into the stream's scratch buffer
+// (call with the write lock held): net.Buffers on a TLS connection
+// writes each buffer as a record of its own, a write(2) each, and the
+// peer may wake for the header alone.
+func (st *stream) oneRecord(b net.Buffers) net.Buffers {
+	n := 0
+	for _, p := range b {
+		n += len(p)
+	}
+	if len(b) < 2 || n > maxUrgentFlat {
+		return b
+	}
+	st.flat = st.flat[:0]
+	for _, p := range b {
+		st.flat = append(st.flat, p...)
+	}
+	return net.Buffers{st.flat}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +33,20 @@ type FD struct {
 	mu       sync.Mutex // orders Interrupt against Close: never write to a closed (reused) fd number
 	closed   bool
 	raw      [64]rawMsg // Read's buffer
+
+	// Wait without a timeout parks in Go's network poller (file owns
+	// fd; ioctls use the number), so the waiting thread holds no P (a thread blocked in
+	// poll(2) keeps its P until sysmon retakes it, 20 us to 10 ms later,
+	// and with it the goroutines it readied: the fault loop's page
+	// requests; docs/BENCHMARKS.md "Where a network fault's time goes").
+	// rc is nil if the poller refused the descriptor: Wait then uses
+	// poll(2).
+	file    *os.File
+	rc      syscall.RawConn
+	ready   func(fd uintptr) bool // rc.Read's callback, made once
+	pfd     [1]unix.PollFd
+	perr    error
+	stopped atomic.Bool
 }
 
 // Available reports whether this process can open a userfaultfd with the
@@ -70,7 +86,36 @@ func Open(want uint64) (*FD, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("userfaultfd stop eventfd: %w", err)
 	}
-	return &FD{fd: fd, stop: stop, features: api.Features, ioctls: api.Ioctls}, nil
+	u := &FD{fd: fd, stop: stop, features: api.Features, ioctls: api.Ioctls}
+	u.openPoller()
+	return u, nil
+}
+
+// openPoller hands the descriptor to an os.File (which then owns it)
+// and registers it with Go's network poller, for Wait; if the poller
+// refuses it, Wait uses poll(2) alone.
+func (u *FD) openPoller() {
+	u.file = os.NewFile(uintptr(u.fd), "userfaultfd") // non-blocking: pollable
+	rc, err := u.file.SyscallConn()
+	if err != nil || u.file.SetReadDeadline(time.Time{}) != nil { // ErrNoDeadline: not in the poller
+		return
+	}
+	u.rc = rc
+	u.ready = func(uintptr) bool {
+		u.pfd[0] = unix.PollFd{Fd: int32(u.fd), Events: unix.POLLIN}
+		n, err := unix.Poll(u.pfd[:], 0)
+		switch {
+		case err == unix.EINTR:
+			return false
+		case err != nil:
+			u.perr = fmt.Errorf("userfaultfd poll: %w", err)
+			return true
+		case n > 0 && u.pfd[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0:
+			u.perr = fmt.Errorf("userfaultfd poll: revents %#x", u.pfd[0].Revents)
+			return true
+		}
+		return n > 0
+	}
 }
 
 // probe opens a throw-away descriptor and returns the features the
@@ -171,8 +216,10 @@ func (u *FD) Interrupt() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.closed {
+		u.stopped.Store(true)
 		one := [8]byte{1}
 		_, _ = unix.Write(u.stop, one[:])
+		_ = u.file.SetReadDeadline(time.Unix(1, 0)) // ends a Wait parked in the poller
 	}
 }
 
@@ -185,13 +232,16 @@ func (u *FD) Close() error {
 		return nil
 	}
 	u.closed = true
-	return errors.Join(unix.Close(u.fd), unix.Close(u.stop))
+	return errors.Join(u.file.Close(), unix.Close(u.stop))
 }
 
 // Wait blocks until an event can be read (nil), Interrupt was called
 // (ErrStopped) or timeout passed (ErrTimeout; a negative timeout waits
 // forever).
 func (u *FD) Wait(timeout time.Duration) error {
+	if timeout < 0 && u.rc != nil {
+		return u.waitPoller()
+	}
 	ms := -1
 	if timeout >= 0 {
 		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
@@ -215,4 +265,20 @@ func (u *FD) Wait(timeout time.Duration) error {
 		}
 		return nil
 	}
+}
+
+// waitPoller is Wait without a timeout, parked in Go's network poller.
+func (u *FD) waitPoller() error {
+	if u.stopped.Load() {
+		return ErrStopped
+	}
+	u.perr = nil
+	err := u.rc.Read(u.ready)
+	switch {
+	case u.stopped.Load() || errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrStopped
+	case err != nil:
+		return fmt.Errorf("userfaultfd wait: %w", err)
+	}
+	return u.perr
 }

@@ -159,6 +159,64 @@ func TestExistAndWake(t *testing.T) {
 	}
 }
 
+// TestWaitParked: a Wait without a timeout (parked in Go's network
+// poller) returns when a fault arrives, and an Interrupt from another
+// goroutine ends one in progress, on a goroutine locked to its thread
+// as the fault loop's is.
+func TestWaitParked(t *testing.T) {
+	u, r := open(t), newRAM(t, 1)
+	base := uffd.Addr(r.guest)
+	if err := u.Register(base, page, uffd.ModeMissing|uffd.ModeMinor); err != nil {
+		t.Fatal(err)
+	}
+	wait := func() chan error {
+		c := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			c <- u.Wait(-1)
+		}()
+		return c
+	}
+	waited := wait()
+	select {
+	case err := <-waited:
+		t.Fatalf("Wait returned %v before any fault", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	touched := make(chan error, 1)
+	go func() { touched <- uffd.Populate(base, page, false) }() // faults inside a syscall, waits for us
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("Wait after a fault: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return after a fault")
+	}
+	ev := make([]uffd.Event, 4)
+	if n, err := u.Read(ev); err != nil || n != 1 || uintptr(ev[0].Address)&^(page-1) != base {
+		t.Fatalf("Read: %d events %+v, %v", n, ev[:n], err)
+	}
+	if err := u.Zeropage(base, page); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-touched; err != nil {
+		t.Fatal(err)
+	}
+	waited = wait()
+	time.Sleep(20 * time.Millisecond)
+	u.Interrupt()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, uffd.ErrStopped) {
+			t.Fatalf("Wait interrupted: %v, want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Interrupt did not end a parked Wait")
+	}
+}
+
 // toucher reads the first byte of each page in order on its own locked
 // OS thread, as a VMM device thread would, timing each access.
 func toucher(mem []byte, pages []int, lat []time.Duration, sum *atomic.Uint64, done chan<- struct{}) {

@@ -180,94 +180,117 @@ func TestBadWrite(t *testing.T) {
 	}
 }
 
-// BenchmarkRawWrite is libfabric's own fi_write bandwidth on each
-// software provider, loopback: 1 GiB in 1 MiB writes, up to 64 in flight,
-// both ends polled by this process (go test -bench RawWrite
-// ./transports/rdma/fabric/).
-func BenchmarkRawWrite(b *testing.B) {
-	const size, chunk, depth = 1 << 30, 1 << 20, 64
+// TestSharedDomain: two connections whose endpoints share one domain at
+// each end (ListenShared, ConnectShared) use memory registered once per
+// side: the source writes from one registration through both endpoints
+// into the one registration of the target, each endpoint's message sees
+// its writes, and the registrations outlive the first endpoint closed.
+func TestSharedDomain(t *testing.T) {
 	for _, prov := range softProviders {
-		b.Run(prov, func(b *testing.B) {
-			src, dst, msg := mappingB(b, size), mappingB(b, size), mappingB(b, 4096)
-			for i := 0; i < size; i += 4096 {
-				src[i] = byte(i>>12) | 1
-			}
-			se, te, dmr := pairB(b, prov, dst, msg)
-			smr, err := se.Register(src, AccessWrite, 0x42)
+		t.Run(prov, func(t *testing.T) {
+			const size = 2 << 20
+			dst, msg := mapping(t, size), mapping(t, 8192)
+			l, err := Listen(prov, "127.0.0.1")
 			if err != nil {
-				b.Fatal(err)
+				t.Skipf("SKIPPED: provider %s does not work here: %v", prov, err)
 			}
-			base := dmr.Base(se.Caps().VirtAddr)
-			var cs [64]Completion
-			b.SetBytes(size)
-			b.ResetTimer()
-			for range b.N {
-				posted, done := 0, 0
-				for done < size/chunk {
-					for posted < size/chunk && posted-done < depth {
-						err := se.Write(src[posted*chunk:(posted+1)*chunk], smr, base+uint64(posted*chunk), dmr.Key(), 1)
-						if err == ErrAgain {
-							break
-						}
-						if err != nil {
-							b.Fatal(err)
-						}
-						posted++
+			defer l.Close()
+			ul, err := ListenShared(l, "127.0.0.1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ul.Close()
+			port, _ := l.Port()
+			uport, _ := ul.Port()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var dmr, mmr *MR
+			type res struct {
+				e, ue *Endpoint
+				err   error
+			}
+			acc := make(chan res, 1)
+			go func() {
+				var r res
+				accept := func([]byte) bool { return true }
+				r.e, r.err = l.Accept(ctx, accept, func(e *Endpoint) error {
+					var err error
+					if dmr, err = e.Register(dst, AccessRemoteWrite, 0x1234); err != nil {
+						return err
 					}
-					n, err := se.Poll(cs[:], 0)
-					if err != nil {
-						b.Fatal(err)
+					if mmr, err = e.Register(msg, AccessRecv, 0x1235); err != nil {
+						return err
 					}
-					done += n
-					if _, err := te.Poll(cs[:], 0); err != nil {
-						b.Fatal(err)
-					}
+					return e.Recv(msg[:4096], mmr, 7)
+				})
+				if r.err == nil { // the urgent side registers nothing: dst and msg serve it too
+					r.ue, r.err = ul.Accept(ctx, accept, func(e *Endpoint) error { return e.Recv(msg[4096:], mmr, 8) })
 				}
+				acc <- r
+			}()
+			src, err := Connect(ctx, prov, "127.0.0.1", port, []byte("a"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			b.StopTimer()
-			b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds()*8/1e9, "Gb/s")
+			usrc, err := ConnectShared(ctx, src, "127.0.0.1", uport, []byte("b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := <-acc
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			defer r.ue.Close()
+			defer usrc.Close()
+			buf := mapping(t, size+4096)
+			for i := range buf {
+				buf[i] = byte(i*5 + 1)
+			}
+			smr, err := src.Register(buf, AccessWrite|AccessSend, 0x99)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := dmr.Base(src.Caps().VirtAddr)
+			half := size / 2
+			copy(buf[size:], "bulk")
+			copy(buf[size+8:], "urgent")
+			if err := src.Write(buf[:half], smr, base, dmr.Key(), 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := usrc.Write(buf[half:size], smr, base+uint64(half), dmr.Key(), 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := src.Send(buf[size:size+4], smr, 2); err != nil {
+				t.Fatal(err)
+			}
+			if err := usrc.Send(buf[size+8:size+14], smr, 3); err != nil {
+				t.Fatal(err)
+			}
+			if err := wait(t, []*Endpoint{src, usrc, r.e, r.ue}, 2, 3, 7, 8); err != nil {
+				t.Fatal(err)
+			}
+			if string(msg[:4]) != "bulk" || string(msg[4096:4102]) != "urgent" || !bytes.Equal(dst, buf[:size]) {
+				t.Fatalf("messages %q %q, data equal %v", msg[:4], msg[4096:4102], bytes.Equal(dst, buf[:size]))
+			}
+			// The first endpoints go; the registrations stay for the others.
+			src.Close()
+			r.e.Close()
+			clear(dst)
+			if err := r.ue.Recv(msg[4096:], mmr, 9); err != nil {
+				t.Fatal(err)
+			}
+			if err := usrc.Write(buf[:size], smr, base, dmr.Key(), 4); err != nil {
+				t.Fatal(err)
+			}
+			if err := usrc.Send(buf[size+8:size+14], smr, 5); err != nil {
+				t.Fatal(err)
+			}
+			if err := wait(t, []*Endpoint{usrc, r.ue}, 4, 5, 9); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(dst, buf[:size]) {
+				t.Fatal("a write after the first endpoints closed did not land")
+			}
 		})
 	}
-}
-
-func mappingB(b *testing.B, n int) []byte {
-	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { unix.Munmap(m) })
-	return m
-}
-
-func pairB(b *testing.B, prov string, dst, msg []byte) (src, target *Endpoint, dmr *MR) {
-	l, err := Listen(prov, "127.0.0.1")
-	if err != nil {
-		b.Skipf("SKIPPED: provider %s: %v", prov, err)
-	}
-	defer l.Close()
-	port, _ := l.Port()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	acc := make(chan *Endpoint, 1)
-	go func() {
-		e, err := l.Accept(ctx, func([]byte) bool { return true }, func(e *Endpoint) error {
-			var err error
-			dmr, err = e.Register(dst, AccessRemoteWrite, 0x1234)
-			return err
-		})
-		if err != nil {
-			b.Error(err)
-		}
-		acc <- e
-	}()
-	src, err = Connect(ctx, prov, "127.0.0.1", port, []byte("x"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	target = <-acc
-	if target == nil {
-		b.FailNow()
-	}
-	b.Cleanup(func() { src.Close(); target.Close() })
-	return src, target, dmr
 }

@@ -51,21 +51,47 @@ func (b *errBuf) err(what string, rc C.int) error {
 type Listener struct {
 	f    *C.fe
 	prov string
+	dom  *domain
+}
+
+// domain is what the endpoints of one resource domain share on the Go
+// side: the registrations, closed with the last of them.
+type domain struct {
+	mu   sync.Mutex
+	refs int // endpoints open
+	mrs  []*MR
 }
 
 // Listen opens a passive endpoint of provider prov on host, at a port the
-// provider picks (Port).
-func Listen(prov, host string) (*Listener, error) {
+// provider picks (Port), in a fabric and domain of its own.
+func Listen(prov, host string) (*Listener, error) { return listen(prov, host, nil) }
+
+// ListenShared opens another passive endpoint of with's provider on host,
+// in with's fabric: the endpoints both accept share one domain, so
+// memory registered through either serves both (with's must be accepted
+// first: it opens the domain).
+func ListenShared(with *Listener, host string) (*Listener, error) {
+	if with.f == nil {
+		return nil, errors.New("listen: the listener to share with was closed")
+	}
+	return listen(with.prov, host, with)
+}
+
+func listen(prov, host string, with *Listener) (*Listener, error) {
 	cp, ch := C.CString(prov), C.CString(host)
 	defer C.free(unsafe.Pointer(cp))
 	defer C.free(unsafe.Pointer(ch))
 	var eb errBuf
-	var f *C.fe
-	if rc := C.fe_listen(cp, ch, &f, eb.ptr(), errLen); rc != 0 {
+	var f, share *C.fe
+	dom := &domain{}
+	if with != nil {
+		share, dom = with.f, with.dom
+	}
+	if rc := C.fe_listen(cp, ch, share, &f, eb.ptr(), errLen); rc != 0 {
 		C.fe_close(f)
 		return nil, eb.err("listen with provider "+prov, rc)
 	}
-	return &Listener{f: f, prov: prov}, nil
+	return &Listener{f: f, prov: prov, dom: dom}, nil
 }
 
 // Port is the port the listener is bound to.
@@ -105,7 +131,8 @@ func (l *Listener) Accept(ctx context.Context, check func(param []byte) bool, pr
 		if rc := C.fe_accept_prepare(l.f, req, eb.ptr(), errLen); rc != 0 {
 			return nil, eb.err("accept", rc)
 		}
-		e := &Endpoint{f: l.f}
+		e := &Endpoint{f: l.f, prov: l.prov, dom: l.dom}
+		l.dom.join()
 		l.f = nil // the endpoint owns the fabric now
 		e.caps = caps(e.f)
 		if err := prepare(e); err != nil {
@@ -136,13 +163,49 @@ func (l *Listener) Close() {
 type Endpoint struct {
 	mu   sync.Mutex // guards f against Close
 	f    *C.fe
+	prov string
 	caps Caps
-	mrs  []*MR
+	dom  *domain
+}
+
+func (d *domain) join() {
+	d.mu.Lock()
+	d.refs++
+	d.mu.Unlock()
+}
+
+// leave drops an endpoint; the last one closes the registrations.
+func (d *domain) leave() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refs--; d.refs > 0 {
+		return
+	}
+	for _, m := range d.mrs {
+		C.fe_mr_close(m.mr)
+	}
+	d.mrs = nil
 }
 
 // Connect connects to a listener of provider prov at host:port, sending
-// param (at most 256 bytes) with the request.
+// param (at most 256 bytes) with the request, in a fabric and domain of
+// its own.
 func Connect(ctx context.Context, prov, host string, port int, param []byte) (*Endpoint, error) {
+	return connect(ctx, prov, host, port, param, nil)
+}
+
+// ConnectShared connects another endpoint in with's domain (so memory
+// registered through either serves both) to a listener at host:port.
+func ConnectShared(ctx context.Context, with *Endpoint, host string, port int, param []byte) (*Endpoint, error) {
+	with.mu.Lock()
+	defer with.mu.Unlock()
+	if with.f == nil {
+		return nil, errors.New("connect: the endpoint to share with was closed")
+	}
+	return connect(ctx, with.prov, host, port, param, with)
+}
+
+func connect(ctx context.Context, prov, host string, port int, param []byte, with *Endpoint) (*Endpoint, error) {
 	cp, ch, cs := C.CString(prov), C.CString(host), C.CString(strconv.Itoa(port))
 	defer C.free(unsafe.Pointer(cp))
 	defer C.free(unsafe.Pointer(ch))
@@ -150,12 +213,17 @@ func Connect(ctx context.Context, prov, host string, port int, param []byte) (*E
 	cparam := C.CBytes(param)
 	defer C.free(cparam)
 	var eb errBuf
-	var f *C.fe
-	if rc := C.fe_connect(cp, ch, cs, (*C.uint8_t)(cparam), C.size_t(len(param)), &f, eb.ptr(), errLen); rc != 0 {
+	var f, share *C.fe
+	dom := &domain{}
+	if with != nil {
+		share, dom = with.f, with.dom
+	}
+	if rc := C.fe_connect(cp, ch, cs, (*C.uint8_t)(cparam), C.size_t(len(param)), share, &f, eb.ptr(), errLen); rc != 0 {
 		C.fe_close(f)
 		return nil, eb.err(fmt.Sprintf("connect to %s:%d with provider %s", host, port, prov), rc)
 	}
-	e := &Endpoint{f: f}
+	e := &Endpoint{f: f, prov: prov, dom: dom}
+	dom.join()
 	e.caps = caps(f)
 	if err := e.waitConnected(ctx); err != nil {
 		e.Close()
@@ -213,8 +281,10 @@ func (m *MR) Base(virtAddr bool) uint64 {
 	return 0
 }
 
-// Register registers mem (memory outside the Go heap: a mapping) once for
-// the endpoint's lifetime. key is used unless the provider picks keys.
+// Register registers mem (memory outside the Go heap: a mapping) in the
+// endpoint's domain, until the last endpoint of the domain is closed: it
+// serves every endpoint of the domain. key is used unless the provider
+// picks keys.
 func (e *Endpoint) Register(mem []byte, access Access, key uint64) (*MR, error) {
 	if len(mem) == 0 {
 		return nil, errors.New("register: empty memory")
@@ -229,7 +299,9 @@ func (e *Endpoint) Register(mem []byte, access Access, key uint64) (*MR, error) 
 		return nil, eb.err(fmt.Sprintf("register %d bytes", len(mem)), rc)
 	}
 	m.key = uint64(k)
-	e.mrs = append(e.mrs, m)
+	e.dom.mu.Lock()
+	e.dom.mrs = append(e.dom.mrs, m)
+	e.dom.mu.Unlock()
 	return m, nil
 }
 
@@ -299,18 +371,15 @@ func (e *Endpoint) Poll(out []Completion, wait time.Duration) (int, error) {
 // PeerGone reports whether the peer has disconnected.
 func (e *Endpoint) PeerGone() bool { return C.fe_shutdown_seen(e.f) != 0 }
 
-// Close releases the registrations and the endpoint. No call may be in
-// flight.
+// Close releases the endpoint and, if it is the last endpoint of its
+// domain, the registrations. No call may be in flight on it.
 func (e *Endpoint) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.f == nil {
 		return
 	}
-	for _, m := range e.mrs {
-		C.fe_mr_close(m.mr)
-	}
-	e.mrs = nil
+	e.dom.leave()
 	C.fe_close(e.f)
 	e.f = nil
 }

@@ -24,12 +24,20 @@
 int fe_force_dc = 0;
 #define FE_MR_ASKED (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY)
 
+// fe_dom is a fabric and its resource domain, shared by every fe opened
+// with another as share: memory registered once serves all their
+// endpoints (refs counts the fe that hold it).
+typedef struct {
+	struct fid_fabric *fabric;
+	struct fid_domain *domain; // opened with the first endpoint
+	int refs;
+} fe_dom;
+
 struct fe {
 	struct fi_info *info;    // the endpoint's (active) or the listener's (passive) info
-	struct fid_fabric *fabric;
+	fe_dom *dom;
 	struct fid_eq *eq;
 	struct fid_pep *pep;
-	struct fid_domain *domain;
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	int saw, dc, shutdown, cq_wait;
@@ -83,24 +91,35 @@ static int getinfo(const char *prov, const char *node, const char *service, uint
 	return rc;
 }
 
-static int open_eq(fe *f, char *err, size_t errlen) {
+// open_eq joins share's fabric and domain (or opens a fabric of its own)
+// and opens the event queue.
+static int open_eq(fe *f, fe *share, char *err, size_t errlen) {
 	struct fi_eq_attr a = {.size = 16, .wait_obj = FI_WAIT_UNSPEC};
-	int rc = fi_fabric(f->info->fabric_attr, &f->fabric, NULL);
-	if (rc) return fail(err, errlen, rc, "fi_fabric");
-	rc = fi_eq_open(f->fabric, &a, &f->eq, NULL);
+	int rc;
+	if (share) {
+		f->dom = share->dom;
+		f->dom->refs++;
+	} else {
+		f->dom = calloc(1, sizeof *f->dom);
+		if (!f->dom) return fail(err, errlen, -FI_ENOMEM, "calloc");
+		f->dom->refs = 1;
+		rc = fi_fabric(f->info->fabric_attr, &f->dom->fabric, NULL);
+		if (rc) return fail(err, errlen, rc, "fi_fabric");
+	}
+	rc = fi_eq_open(f->dom->fabric, &a, &f->eq, NULL);
 	if (rc) return fail(err, errlen, rc, "fi_eq_open");
 	return 0;
 }
 
-int fe_listen(const char *prov, const char *host, fe **out, char *err, size_t errlen) {
+int fe_listen(const char *prov, const char *host, fe *share, fe **out, char *err, size_t errlen) {
 	fe *f = calloc(1, sizeof *f);
 	if (!f) return fail(err, errlen, -FI_ENOMEM, "calloc");
 	*out = f;
 	int rc = getinfo(prov, host, "0", FI_SOURCE, &f->info, &f->saw, err, errlen);
 	if (rc) return rc;
 	f->dc = !f->saw;
-	if ((rc = open_eq(f, err, errlen))) return rc;
-	rc = fi_passive_ep(f->fabric, f->info, &f->pep, NULL);
+	if ((rc = open_eq(f, share, err, errlen))) return rc;
+	rc = fi_passive_ep(f->dom->fabric, f->info, &f->pep, NULL);
 	if (rc) return fail(err, errlen, rc, "fi_passive_ep");
 	rc = fi_pep_bind(f->pep, &f->eq->fid, 0);
 	if (rc) return fail(err, errlen, rc, "fi_pep_bind");
@@ -150,21 +169,25 @@ int fe_reject(fe *f, fe_info *req) {
 	return rc;
 }
 
-// open_ep builds domain, completion queue and endpoint from f->info.
+// open_ep builds completion queue and endpoint from f->info, in the
+// shared domain (opened here for the first endpoint).
 static int open_ep(fe *f, char *err, size_t errlen) {
-	int rc = fi_domain(f->fabric, f->info, &f->domain, NULL);
-	if (rc) return fail(err, errlen, rc, "fi_domain");
+	int rc;
+	if (!f->dom->domain) {
+		rc = fi_domain(f->dom->fabric, f->info, &f->dom->domain, NULL);
+		if (rc) return fail(err, errlen, rc, "fi_domain");
+	}
 	struct fi_cq_attr ca = {.size = f->info->tx_attr->size + f->info->rx_attr->size,
 		.format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_UNSPEC};
-	rc = fi_cq_open(f->domain, &ca, &f->cq, NULL);
+	rc = fi_cq_open(f->dom->domain, &ca, &f->cq, NULL);
 	if (rc == -FI_ENOSYS || rc == -FI_EINVAL) { // no wait object: poll
 		ca.wait_obj = FI_WAIT_NONE;
-		rc = fi_cq_open(f->domain, &ca, &f->cq, NULL);
+		rc = fi_cq_open(f->dom->domain, &ca, &f->cq, NULL);
 	} else {
 		f->cq_wait = 1;
 	}
 	if (rc) return fail(err, errlen, rc, "fi_cq_open");
-	rc = fi_endpoint(f->domain, f->info, &f->ep, NULL);
+	rc = fi_endpoint(f->dom->domain, f->info, &f->ep, NULL);
 	if (rc) return fail(err, errlen, rc, "fi_endpoint");
 	if ((rc = fi_ep_bind(f->ep, &f->eq->fid, 0))) return fail(err, errlen, rc, "fi_ep_bind eq");
 	if ((rc = fi_ep_bind(f->ep, &f->cq->fid, FI_TRANSMIT | FI_RECV))) return fail(err, errlen, rc, "fi_ep_bind cq");
@@ -185,14 +208,14 @@ int fe_accept(fe *f, char *err, size_t errlen) {
 }
 
 int fe_connect(const char *prov, const char *host, const char *port, const uint8_t *param, size_t paramlen,
-		fe **out, char *err, size_t errlen) {
+		fe *share, fe **out, char *err, size_t errlen) {
 	fe *f = calloc(1, sizeof *f);
 	if (!f) return fail(err, errlen, -FI_ENOMEM, "calloc");
 	*out = f;
 	int rc = getinfo(prov, host, port, 0, &f->info, &f->saw, err, errlen);
 	if (rc) return rc;
 	f->dc = !f->saw;
-	if ((rc = open_eq(f, err, errlen))) return rc;
+	if ((rc = open_eq(f, share, err, errlen))) return rc;
 	if ((rc = open_ep(f, err, errlen))) return rc;
 	rc = fi_connect(f->ep, f->info->dest_addr, param, paramlen);
 	return rc ? fail(err, errlen, rc, "fi_connect") : 0;
@@ -242,7 +265,7 @@ void fe_get_caps(fe *f, fe_caps *c) {
 int fe_mr_reg(fe *f, void *addr, size_t len, uint64_t access, uint64_t key, void **mr, uint64_t *outkey,
 		void **desc, char *err, size_t errlen) {
 	struct fid_mr *m;
-	int rc = fi_mr_reg(f->domain, addr, len, access, 0, key, 0, &m, NULL);
+	int rc = fi_mr_reg(f->dom->domain, addr, len, access, 0, key, 0, &m, NULL);
 	if (rc) return fail(err, errlen, rc, "fi_mr_reg");
 	*mr = m;
 	*outkey = fi_mr_key(m);
@@ -309,9 +332,12 @@ void fe_close(fe *f) {
 	if (f->ep) fi_close(&f->ep->fid);
 	if (f->pep) fi_close(&f->pep->fid);
 	if (f->cq) fi_close(&f->cq->fid);
-	if (f->domain) fi_close(&f->domain->fid);
 	if (f->eq) fi_close(&f->eq->fid);
-	if (f->fabric) fi_close(&f->fabric->fid);
+	if (f->dom && --f->dom->refs == 0) {
+		if (f->dom->domain) fi_close(&f->dom->domain->fid);
+		if (f->dom->fabric) fi_close(&f->dom->fabric->fid);
+		free(f->dom);
+	}
 	if (f->info) fi_freeinfo(f->info);
 	free(f);
 }

@@ -32,7 +32,10 @@ typedef struct {
 // FI_DELIVERY_COMPLETE (tests of that path on providers that have both).
 extern int fe_force_dc;
 
-int fe_listen(const char *prov, const char *host, fe **out, char *err, size_t errlen);
+// fe_listen and fe_connect open their own fabric and domain, or, with
+// share, join share's: every endpoint of one domain uses the memory
+// registered in it (closed with the last fe that holds it).
+int fe_listen(const char *prov, const char *host, fe *share, fe **out, char *err, size_t errlen);
 int fe_port(fe *f, int *port, char *err, size_t errlen);
 // fe_wait_connreq: 1 with *req and the peer's param data, 0 on timeout.
 int fe_wait_connreq(fe *f, int timeout_ms, fe_info **req, uint8_t *param, size_t *paramlen, char *err, size_t errlen);
@@ -42,7 +45,7 @@ int fe_reject(fe *f, fe_info *req);
 int fe_accept_prepare(fe *f, fe_info *req, char *err, size_t errlen);
 int fe_accept(fe *f, char *err, size_t errlen);
 int fe_connect(const char *prov, const char *host, const char *port, const uint8_t *param, size_t paramlen,
-	fe **out, char *err, size_t errlen);
+	fe *share, fe **out, char *err, size_t errlen);
 // fe_wait_connected: 1 connected, 0 timeout, <0 refused or failed.
 int fe_wait_connected(fe *f, int timeout_ms, char *err, size_t errlen);
 // fe_shutdown_seen: 1 if the peer disconnected (FI_SHUTDOWN), else 0.

@@ -24,6 +24,9 @@ type Listener struct{}
 // Listen returns ErrNotSupported.
 func Listen(prov, host string) (*Listener, error) { return nil, ErrNotSupported }
 
+// ListenShared returns ErrNotSupported.
+func ListenShared(*Listener, string) (*Listener, error) { return nil, ErrNotSupported }
+
 // Port returns ErrNotSupported.
 func (l *Listener) Port() (int, error) { return 0, ErrNotSupported }
 
@@ -40,6 +43,11 @@ type Endpoint struct{}
 
 // Connect returns ErrNotSupported.
 func Connect(context.Context, string, string, int, []byte) (*Endpoint, error) {
+	return nil, ErrNotSupported
+}
+
+// ConnectShared returns ErrNotSupported.
+func ConnectShared(context.Context, *Endpoint, string, int, []byte) (*Endpoint, error) {
 	return nil, ErrNotSupported
 }
 
