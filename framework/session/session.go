@@ -103,20 +103,26 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	return s, nil
 }
 
-// launchTransport starts the plugin and coerces its block.
+// launchTransport starts the plugin (or takes the in-process transport)
+// and coerces its block.
 func (s *Session) launchTransport(ctx context.Context) error {
 	p := s.spec.Transport
-	tr, err := transport.Launch(ctx, p.Path, s.files, hclogFor(s.spec.Log, p.Path))
-	if err != nil {
-		return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
+	name := "transport plugin " + p.Path
+	if tr := s.spec.TransportInProcess; tr != nil {
+		s.tr, name = tr, "in-process transport"
+	} else {
+		tr, err := transport.Launch(ctx, p.Path, s.files, hclogFor(s.spec.Log, p.Path))
+		if err != nil {
+			return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
+		}
+		s.tr = tr
 	}
-	s.tr = tr
-	sch, err := tr.Schema(ctx)
+	sch, err := s.tr.Schema(ctx)
 	if err == nil {
 		s.spec.Engine.Transport, err = schema.Coerce(sch, p.Config)
 	}
 	if err != nil {
-		return fmt.Errorf("transport plugin %s: %w", p.Path, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

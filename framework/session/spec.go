@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // Plugin is one plugin of a migration: the absolute path of its binary
@@ -36,7 +37,20 @@ func (h Hint) startTimeout() time.Duration {
 
 // Spec is everything a migration needs besides the VM.
 type Spec struct {
+	// Transport is the transport plugin, with its block (Config); the
+	// session starts Path as its own process.
 	Transport Plugin
+	// TransportInProcess, if set, is a transport linked into the VMM
+	// (transports/tcp.New(), say) that the session uses instead of
+	// starting Transport.Path; Transport.Config is its block, checked
+	// against its Schema all the same, and the session closes it at the
+	// end. No process boundary lies on its path: a post-copy page request
+	// crosses none, which takes a network fault from about a millisecond
+	// through the plugin to about 50 us here (docs/BENCHMARKS.md, "Where a
+	// network fault's time goes"). What it gives up: a transport that
+	// crashes or leaks takes the VMM with it, and it runs with the VMM's
+	// privileges.
+	TransportInProcess transport.Transport
 	// Hints are the hint providers (Send only: Open starts them, Receive
 	// stops them unused, so leave them out of a receiving session). A
 	// provider that fails costs its hints, never the migration.
@@ -63,6 +77,9 @@ const HintStartTimeout = 30 * time.Second
 // transport plugin's path must be absolute. Hint providers are checked
 // when they start: one that cannot costs its hints, not the migration.
 func Check(spec Spec) error {
+	if spec.TransportInProcess != nil {
+		return nil
+	}
 	return checkPath(spec.Transport.Path)
 }
 

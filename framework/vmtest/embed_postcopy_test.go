@@ -16,6 +16,7 @@ import (
 	"github.com/ferryvm/ferry/framework/postcopy"
 	"github.com/ferryvm/ferry/framework/session"
 	"github.com/ferryvm/ferry/framework/vmtest"
+	"github.com/ferryvm/ferry/transports/tcp"
 )
 
 // Post-copy through the embedding API: both sides run the real engine
@@ -193,6 +194,37 @@ func TestEmbedPostcopyCancelIgnored(t *testing.T) {
 		if got, _ := modes.Load(phase); got != want {
 			t.Errorf("progress in phase %s said mode %v, want %s", phase, got, want)
 		}
+	}
+}
+
+// TestEmbedPostcopyInProcess: the same manual switch with the TCP
+// transport linked into both "VMMs" (session.Spec.TransportInProcess)
+// instead of started as a plugin process: post-copy completes
+// page-exact, faults go over the network, and no process boundary lies
+// on a request's path (the latency is logged; BenchmarkPostcopyFaults*
+// measures it).
+func TestEmbedPostcopyInProcess(t *testing.T) {
+	needUffd(t)
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+	var dst *vmtest.VM
+	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
+	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20)
+	sspec.TransportInProcess, dspec.TransportInProcess = tcp.New(nil), tcp.New(nil)
+	sspec.Transport.Path, dspec.Transport.Path = "", "" // nothing to start
+	start := make(chan struct{})
+	sspec.Engine.StartPostcopy = start
+	var once sync.Once
+	sspec.Progress = func(p engine.Progress) {
+		if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {
+			once.Do(func() { close(start) })
+		}
+	}
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
+	wait()
+	checkPostcopy(t, src, dst, srep, drep, serr, derr)
+	if drep.PagesRequested == 0 {
+		t.Error("no page was requested over the network")
 	}
 }
 
