@@ -44,13 +44,20 @@ const (
 
 // meetOthers notes "begin" in the file $FERRY_TEST_MEET names and waits
 // until two did, or slowStart: providers started at the same time meet
-// at once; started one after the other, the first waits it out.
+// at once; started one after the other, the first waits it out. It
+// notes "end" as it returns: the file (appended to, so in the order the
+// notes were made) is the order of the calls across processes, which
+// their relayed logs are not.
 func meetOthers() {
 	path := os.Getenv("FERRY_TEST_MEET")
-	if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
-		fmt.Fprintln(f, "begin")
-		f.Close()
+	note := func(s string) {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(f, s)
+			f.Close()
+		}
 	}
+	note("begin")
+	defer note("end")
 	for end := time.Now().Add(slowStart); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if b, _ := os.ReadFile(path); strings.Count(string(b), "begin") >= 2 {
 			return
