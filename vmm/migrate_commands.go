@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/session"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/tcp"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -147,8 +149,15 @@ func (v *VM) migrateSpec(raw json.RawMessage) (session.Spec, error) {
 	}
 	spec := sessionSpec(a)
 	spec.Log = v.log
+	if v.cfg.TransportInProcess && filepath.Base(a.Plugin) == tcpPlugin {
+		spec.TransportInProcess = tcp.New(session.HCLog(v.log, tcpPlugin))
+	}
 	return spec, nil
 }
+
+// tcpPlugin is the TCP transport plugin's binary, which -transport-in-
+// process replaces with transports/tcp linked in.
+const tcpPlugin = "ferry-transport-tcp"
 
 // sessionSpec maps the control socket's arguments onto a session.
 func sessionSpec(a api.MigrateArgs) session.Spec {

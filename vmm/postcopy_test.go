@@ -206,3 +206,28 @@ func TestShutdownWaitsForPostcopySend(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportInProcess: with -transport-in-process a migration whose
+// plugin is ferry-transport-tcp runs transports/tcp in this process (no
+// plugin process on a post-copy request's path); other transports, and
+// every transport without the flag, stay plugins.
+func TestTransportInProcess(t *testing.T) {
+	for _, tc := range []struct {
+		flag   bool
+		plugin string
+		want   bool
+	}{
+		{true, "/opt/ferry/plugins/ferry-transport-tcp", true},
+		{true, "/opt/ferry/plugins/ferry-transport-rdma", false},
+		{false, "/opt/ferry/plugins/ferry-transport-tcp", false},
+	} {
+		v := &VM{cfg: Config{TransportInProcess: tc.flag}, log: slog.New(slog.DiscardHandler)}
+		spec, err := v.migrateSpec([]byte(`{"plugin":"` + tc.plugin + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := spec.TransportInProcess != nil; got != tc.want || spec.Transport.Path != tc.plugin {
+			t.Errorf("flag %v, plugin %s: in process %v, path %q", tc.flag, tc.plugin, got, spec.Transport.Path)
+		}
+	}
+}

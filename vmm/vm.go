@@ -54,7 +54,12 @@ type Config struct {
 	Serial          io.Writer // receives the guest's COM1 output
 	NoBalloon       bool      // leave out the virtio-balloon device
 	NoPageReporting bool      // the balloon offers no free page reporting
-	Log             *slog.Logger
+	// TransportInProcess: a migration whose transport plugin is
+	// ferry-transport-tcp runs transports/tcp inside this process instead
+	// (session.Spec.TransportInProcess): faster post-copy faults, no
+	// isolation from a transport crash.
+	TransportInProcess bool
+	Log                *slog.Logger
 	// Incoming builds a migration target: no Kernel or Cmdline; RAM,
 	// devices and parked vCPUs wait for the guest's memory and LoadState,
 	// and the guest runs from Resume on (see incoming.go).

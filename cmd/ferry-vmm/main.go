@@ -61,6 +61,7 @@ func realMain(args []string) int {
 	noBalloon := fs.Bool("no-balloon", false, "leave out the virtio-balloon device")
 	noReporting := fs.Bool("no-page-reporting", false, "the balloon offers no free page reporting (freed guest memory stays populated)")
 	incoming := fs.Bool("incoming", false, "boot nothing: wait for a migrated guest (needs -control)")
+	inProcess := fs.Bool("transport-in-process", false, "run the TCP transport (ferry-transport-tcp) inside this process instead of as a plugin:\npost-copy page requests cross no process boundary (faster faults), but a transport crash takes the VMM down")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -94,7 +95,7 @@ func realMain(args []string) int {
 	}
 	defer closeOut()
 	vm, err := vmm.New(vmm.Config{Kernel: *kernel, Memory: size, CPUs: *cpus, Cmdline: *cmdline, Serial: out,
-		NoBalloon: *noBalloon, NoPageReporting: *noReporting, Log: log, Incoming: *incoming})
+		NoBalloon: *noBalloon, NoPageReporting: *noReporting, Log: log, Incoming: *incoming, TransportInProcess: *inProcess})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
 		return 1

@@ -35,6 +35,11 @@ func hclogFor(l *slog.Logger, path string) hclog.Logger {
 	return &slogLogger{l: l.With("plugin", plugin), name: plugin, level: levelOf(l)}
 }
 
+// HCLog returns an hclog.Logger that forwards to l as a plugin's logs
+// are forwarded, named name: for a transport built in process
+// (Spec.TransportInProcess; transports/tcp.New takes one).
+func HCLog(l *slog.Logger, name string) hclog.Logger { return hclogFor(l, name) }
+
 // levels maps hclog's levels to slog's, most verbose first.
 var levels = []struct {
 	h hclog.Level
