@@ -9,7 +9,8 @@ package engine
 //	                          ◄──────────── READY (flags: post-copy ready, or why not)
 //	pre-copy passes (pages) ──────────────►
 //	pause; last zero/free runs, Flush ────►
-//	POSTCOPY chunks (absent runs) ────────►  register guest RAM (userfaultfd)
+//	POSTCOPY chunks (pages queued, absent runs) ►  landed lane drained to that count;
+//	                                         register guest RAM (userfaultfd)
 //	STATE chunks ─────────────────────────►  LoadState
 //	                          ◄──────────── LOADED
 //	[HASHES ... ◄── VERIFIED]                (page check: pages held now)
@@ -21,7 +22,14 @@ package engine
 // After a broken connection (post-copy only) the source opens the
 // transport again and sends RESUME instead of HELLO; the destination
 // answers MISSING, the pages it does not hold, and the source owes them
-// again.
+// again. A destination whose stream broke before COMMIT arrived answers
+// RESUME with ABORT instead: it never ran the VM and never will, so the
+// source resumes it.
+//
+// From its commit on (the source before it writes COMMIT, the
+// destination as COMMIT arrives) neither side can be cancelled: the
+// guest runs on the destination with pages only the source holds
+// (hold.go).
 
 // PostcopyMode says when the source switches to post-copy. "" is off.
 type PostcopyMode string
@@ -32,7 +40,8 @@ const (
 	PostcopyOff PostcopyMode = "off"
 	// PostcopyAuto: switch when pre-copy will not converge: the estimated
 	// downtime did not fall for postcopyStall passes, MaxPasses was
-	// reached, or the guest dirties pages faster than the link moves them.
+	// reached, or the guest dirties pages faster than the link moves them
+	// (after a pass, or at a probe in the middle of one: sender.probe).
 	PostcopyAuto PostcopyMode = "auto"
 	// PostcopyAlways: switch after the bulk pass.
 	PostcopyAlways PostcopyMode = "always"
