@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/internal/uffd"
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/postcopy"
 	"github.com/ferryvm/ferry/framework/session"
@@ -289,6 +290,9 @@ func TestEmbedPostcopyCut(t *testing.T) {
 				t.Logf("the cut came after the last page (no reconnect needed)")
 			}
 		})
+	}
+	if n := uffd.MissedWakeups(); n > 0 {
+		t.Logf("the fault loop found a fault the poller had not woken it for %d times (recovered within 20 ms each)", n)
 	}
 }
 
