@@ -3,6 +3,7 @@ package rdma_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -110,20 +111,35 @@ func openPair(b *testing.B, prov string, sf, df *os.File, size int) (send, recv 
 	return send, recv
 }
 
-// sendAll sends every page in runs of 4096 pages with a Flush every 64 MiB.
+// sendAll sends every page in runs of 4096 pages with a Flush every 64 MiB
+// (FERRY_BENCH_FLUSH_MIB: every that many MiB instead, a multiple of 16;
+// the engine flushes once per pass). FERRY_BENCH_TRACE=1 logs the time
+// spent in SendPages and in Flush per call.
 func sendAll(b *testing.B, send transport.Transport, size int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	pages := uint64(size / 4096)
-	for first := uint64(0); first < pages; first += 16384 {
-		for q := first; q < first+16384; q += 4096 {
+	every := uint64(16384)
+	if v, err := strconv.Atoi(os.Getenv("FERRY_BENCH_FLUSH_MIB")); err == nil && v >= 16 && v%16 == 0 {
+		every = uint64(v) << 8
+	}
+	trace := os.Getenv("FERRY_BENCH_TRACE") != ""
+	var tsp, tfl time.Duration
+	for first := uint64(0); first < pages; first += every {
+		t0 := time.Now()
+		for q := first; q < min(first+every, pages); q += 4096 {
 			if err := send.SendPages(ctx, []transport.PageRun{{First: q, Count: 4096, Kind: transport.KindData}}); err != nil {
 				b.Fatal(err)
 			}
 		}
+		t1 := time.Now()
 		if err := send.Flush(ctx); err != nil {
 			b.Fatal(err)
 		}
+		tsp, tfl = tsp+t1.Sub(t0), tfl+time.Since(t1)
+	}
+	if trace {
+		b.Logf("SendPages %v, Flush %v", tsp, tfl)
 	}
 }
 

@@ -74,18 +74,37 @@ func (b *buffers) release() {
 	}
 }
 
+// Poll waits: idle, and on a source while operations are in flight.
+// The software providers move a source's posted writes only inside a
+// call into the provider, and fi_cq_sread (tcp provider, libfabric 1.17)
+// does not wake when the socket can take more: once the engine stops
+// posting (in Flush) the rest of a batch moved one socket buffer per
+// timeout. Measured with BenchmarkTransport rdma-tcp-warm (2026-12-05
+// 04:24, load 5-8): Flush waited 630-770 ms per GiB at 10 ms, 120-150 at
+// 1 ms, at the same CPU per GiB. On verbs a completion wakes the wait,
+// so the shorter timeout costs nothing there.
+const (
+	pollIdle = 10 * time.Millisecond
+	pollBusy = time.Millisecond
+)
+
 // poll polls ep until the session ends and hands each batch of
-// completions to take. A failed poll fails the session (what says which
-// endpoint and why that may be); an error from take fails it as a
-// protocol error.
-func (s *session) poll(ep *fabric.Endpoint, cs []fabric.Completion, what string, take func([]fabric.Completion) error) {
+// completions to take; q, on a source, is the queue of ep's operations
+// (pollBusy while any is in flight), nil on a destination. A failed poll
+// fails the session (what says which endpoint and why that may be); an
+// error from take fails it as a protocol error.
+func (s *session) poll(ep *fabric.Endpoint, q *queue, cs []fabric.Completion, what string, take func([]fabric.Completion) error) {
 	for {
 		select {
 		case <-s.done:
 			return
 		default:
 		}
-		n, err := ep.Poll(cs, 10*time.Millisecond)
+		wait := pollIdle
+		if q != nil && q.inflight.Load() > 0 {
+			wait = pollBusy
+		}
+		n, err := ep.Poll(cs, wait)
 		if err != nil {
 			s.fail(fmt.Errorf("fabric: %s%w: %w", what, err, transport.ErrClosed), wire.CodeFailed)
 			return

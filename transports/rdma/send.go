@@ -75,7 +75,7 @@ func overlaps(first, count, lo, hi uint64) bool { return first < hi && first+cou
 // session.
 func (s *session) pollSend() {
 	var cs [32]fabric.Completion
-	s.poll(s.ep, cs[:], "", func(cs []fabric.Completion) error {
+	s.poll(s.ep, &s.snd.queue, cs[:], "", func(cs []fabric.Completion) error {
 		for _, c := range cs {
 			s.snd.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {

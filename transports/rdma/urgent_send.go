@@ -54,7 +54,7 @@ func (u *usender) register(s *session) error {
 func (s *session) pollUrgentSend() {
 	u := &s.usnd
 	var cs [32]fabric.Completion
-	s.poll(s.uep, cs[:], "urgent endpoint: ", func(cs []fabric.Completion) error {
+	s.poll(s.uep, &s.usnd.queue, cs[:], "urgent endpoint: ", func(cs []fabric.Completion) error {
 		for _, c := range cs {
 			u.inflight.Add(-1)
 			if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
