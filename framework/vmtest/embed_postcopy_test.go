@@ -131,12 +131,32 @@ func TestEmbedPostcopyAlways(t *testing.T) {
 // faults on them and they come on request or in the background, each
 // once; faults on free pages never go over the network.
 func TestEmbedPostcopyManual(t *testing.T) {
+	src, srep, drep := manualSwitch(t, nil)
+	if drep.PagesRequested == 0 || srep.PagesRequested == 0 {
+		t.Errorf("no page was requested over the network (destination %d, source %d)", drep.PagesRequested, srep.PagesRequested)
+	}
+	if drep.PagesZeroLocal == 0 {
+		t.Error("no fault was resolved locally on a zero or free page")
+	}
+	if srep.PagesSent+srep.PagesRequested+srep.PagesPushed < src.Pages()-uint64(len(freePages(src))) {
+		t.Logf("note: %d sent, %d requested, %d pushed (zero runs make up the rest)", srep.PagesSent, srep.PagesRequested, srep.PagesPushed)
+	}
+}
+
+// manualSwitch migrates a writing guest with the balloon's free pages,
+// capped at 8 MB/s (16 MiB: 2 s of bulk pass), switching to post-copy by
+// hand after the first 256 pages; setup may change the specs first. It
+// returns the source VM and both reports, checked by checkPostcopy.
+func manualSwitch(t *testing.T, setup func(sspec, dspec *session.Spec)) (*vmtest.VM, engine.Report, engine.Report) {
 	needUffd(t)
 	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
 	var dst *vmtest.VM
 	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
 	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
-	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20) // 16 MiB at 8 MB/s: 2 s of bulk pass
+	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20)
+	if setup != nil {
+		setup(&sspec, &dspec)
+	}
 	start := make(chan struct{})
 	sspec.Engine.StartPostcopy = start
 	var once sync.Once
@@ -148,15 +168,7 @@ func TestEmbedPostcopyManual(t *testing.T) {
 	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	wait()
 	checkPostcopy(t, src, dst, srep, drep, serr, derr)
-	if drep.PagesRequested == 0 || srep.PagesRequested == 0 {
-		t.Errorf("no page was requested over the network (destination %d, source %d)", drep.PagesRequested, srep.PagesRequested)
-	}
-	if drep.PagesZeroLocal == 0 {
-		t.Error("no fault was resolved locally on a zero or free page")
-	}
-	if srep.PagesSent+srep.PagesRequested+srep.PagesPushed < src.Pages()-uint64(len(freePages(src))) {
-		t.Logf("note: %d sent, %d requested, %d pushed (zero runs make up the rest)", srep.PagesSent, srep.PagesRequested, srep.PagesPushed)
-	}
+	return src, srep, drep
 }
 
 // TestEmbedPostcopyCancelIgnored: both embedders cancel their contexts
@@ -205,25 +217,10 @@ func TestEmbedPostcopyCancelIgnored(t *testing.T) {
 // on a request's path (the latency is logged; BenchmarkPostcopyFaults*
 // measures it).
 func TestEmbedPostcopyInProcess(t *testing.T) {
-	needUffd(t)
-	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
-	var dst *vmtest.VM
-	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
-	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
-	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20)
-	sspec.TransportInProcess, dspec.TransportInProcess = tcp.New(nil), tcp.New(nil)
-	sspec.Transport.Path, dspec.Transport.Path = "", "" // nothing to start
-	start := make(chan struct{})
-	sspec.Engine.StartPostcopy = start
-	var once sync.Once
-	sspec.Progress = func(p engine.Progress) {
-		if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {
-			once.Do(func() { close(start) })
-		}
-	}
-	srep, serr, drep, derr := run(src, dst, sspec, dspec)
-	wait()
-	checkPostcopy(t, src, dst, srep, drep, serr, derr)
+	_, _, drep := manualSwitch(t, func(sspec, dspec *session.Spec) {
+		sspec.TransportInProcess, dspec.TransportInProcess = tcp.New(nil), tcp.New(nil)
+		sspec.Transport.Path, dspec.Transport.Path = "", "" // nothing to start
+	})
 	if drep.PagesRequested == 0 {
 		t.Error("no page was requested over the network")
 	}
