@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -286,15 +287,7 @@ func (q *requester) take() []pageRun {
 	runs := q.runs
 	q.runs = nil
 	q.mu.Unlock()
-	slices.SortFunc(runs, func(a, b pageRun) int {
-		switch {
-		case a.First < b.First:
-			return -1
-		case a.First > b.First:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(runs, func(a, b pageRun) int { return cmp.Compare(a.First, b.First) })
 	out := runs[:0]
 	for _, r := range runs {
 		if n := len(out); n > 0 && out[n-1].First+out[n-1].Count >= r.First {
@@ -806,17 +799,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	rctx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
 	defer cancel()
 	for rctx.Err() == nil {
-		var rep Report
-		err := openTransport(rctx, r.tr, r.openReq, &rep)
-		var m transport.Message
-		if err == nil {
-			m, err = r.tr.RecvMessage(rctx)
-		}
-		if err == nil && m.Kind == msgResume {
-			err = checkResume(m.Payload, r.layout.Pages())
-		} else if err == nil {
-			err = fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
-		}
+		err := pc.acceptResume(rctx)
 		if err == nil {
 			if merr := r.ho.move(HandoverFailed); merr != nil { // never runs here from now on
 				return merr
@@ -837,8 +820,8 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
 }
 
-// resume opens the transport again and runs the RESUME/MISSING exchange.
-func (pc *pcRecv) resume(ctx context.Context) error {
+// acceptResume opens the transport again and reads the source's RESUME.
+func (pc *pcRecv) acceptResume(ctx context.Context) error {
 	r := pc.r
 	var rep Report
 	if err := openTransport(ctx, r.tr, r.openReq, &rep); err != nil {
@@ -851,7 +834,13 @@ func (pc *pcRecv) resume(ctx context.Context) error {
 	if m.Kind != msgResume {
 		return fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
 	}
-	if err := checkResume(m.Payload, r.layout.Pages()); err != nil {
+	return checkResume(m.Payload, r.layout.Pages())
+}
+
+// resume opens the transport again and runs the RESUME/MISSING exchange.
+func (pc *pcRecv) resume(ctx context.Context) error {
+	r := pc.r
+	if err := pc.acceptResume(ctx); err != nil {
 		return err
 	}
 	// Arm the new lane before MISSING: the source sends pages after it.

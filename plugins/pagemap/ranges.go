@@ -1,6 +1,7 @@
 package pagemap
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/ferryvm/ferry/framework/hint"
@@ -85,15 +86,7 @@ func subtract(a, b []hint.Range) []hint.Range {
 
 // merge sorts rs and joins the ranges that overlap or touch.
 func merge(rs []hint.Range) []hint.Range {
-	slices.SortFunc(rs, func(a, b hint.Range) int {
-		switch {
-		case a.First < b.First:
-			return -1
-		case a.First > b.First:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rs, func(a, b hint.Range) int { return cmp.Compare(a.First, b.First) })
 	out := rs[:0]
 	for _, r := range rs {
 		if n := len(out); n > 0 && out[n-1].First+out[n-1].Count >= r.First {
