@@ -74,7 +74,7 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, 
 // stops it. Call it from the plugin's main; the RAM files the host handed
 // over reach impl in VM.Files, and Host calls go back to the host.
 func Serve(impl Provider) {
-	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
+	kind.Serve(func(files []*os.File, _ *os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
 }
 
 // Logger returns the logger a plugin process should log through: JSON on

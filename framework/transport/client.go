@@ -32,9 +32,12 @@ type grpcClient struct {
 	// proc is the plugin process: whether it is gone, and how RPC
 	// errors map to classes.
 	proc *errclass.Process
-	// ack is the seq of the last message RecvMessage returned; uack and
-	// lack the same for RecvUrgent and Landed.
-	ack, uack, lack atomic.Uint64
+	// ack is the seq of the last message RecvMessage returned.
+	ack atomic.Uint64
+	// ch is the urgent channel (nil: the plugin has none, and the urgent
+	// path is not supported); sessions numbers the sessions on it.
+	ch       *chanClient
+	sessions atomic.Uint64
 }
 
 var _ Transport = (*grpcClient)(nil)
@@ -82,7 +85,12 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 		}
 		ram[i] = &pb.RAMRegion{Gpa: r.GPA, Size: r.Size, File: uint32(idx), Offset: r.Offset}
 	}
-	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram, Credentials: credsToProto(req.Credentials)})
+	session := c.sessions.Add(1)
+	if c.ch != nil {
+		c.ch.newSession(session)
+	}
+	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram, Credentials: credsToProto(req.Credentials),
+		UrgentSession: session})
 	return c.proc.Fail(ctx, err)
 }
 
@@ -143,67 +151,61 @@ func (c *grpcClient) RecvMessage(ctx context.Context) (Message, error) {
 	return Message{Kind: m.GetKind(), Payload: m.GetPayload()}, nil
 }
 
-// SendUrgent implements Transport.SendUrgent; payload bounds as SendMessage.
+// SendUrgent implements Transport.SendUrgent over the urgent channel;
+// payload bounds as SendMessage.
 func (c *grpcClient) SendUrgent(ctx context.Context, m Message) error {
-	if err := c.proc.Alive(); err != nil {
+	if err := c.urgent(); err != nil {
 		return err
 	}
 	if len(m.Payload) > MaxMessage {
 		return fmt.Errorf("urgent message of %d bytes exceeds the %d-byte limit (transport.MaxMessage)", len(m.Payload), MaxMessage)
 	}
-	_, err := c.rpc.SendUrgent(ctx, &pb.SendUrgentRequest{Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}})
-	return c.proc.Fail(ctx, err)
+	return c.ch.call(ctx, chanFrame{Type: fSend, Msg: m})
 }
 
-// RecvUrgent implements Transport.RecvUrgent as a long poll that
-// acknowledges the previous message, like RecvMessage.
+// RecvUrgent implements Transport.RecvUrgent over the urgent channel:
+// the plugin pushes urgent messages as they arrive.
 func (c *grpcClient) RecvUrgent(ctx context.Context) (Message, error) {
-	if err := c.proc.Alive(); err != nil {
+	if err := c.urgent(); err != nil {
 		return Message{}, err
 	}
-	r, err := c.rpc.RecvUrgent(ctx, &pb.RecvUrgentRequest{Ack: c.uack.Load()})
-	if err != nil {
-		return Message{}, c.proc.Fail(ctx, err)
-	}
-	m := r.GetMessage()
-	if m == nil || len(m.GetPayload()) > MaxMessage {
-		return Message{}, fmt.Errorf("%w: plugin returned a malformed urgent message", ErrProtocol)
-	}
-	c.uack.Store(r.GetSeq())
-	return Message{Kind: m.GetKind(), Payload: m.GetPayload()}, nil
+	return c.ch.recvUrgent(ctx)
 }
 
-// SendPagesUrgent implements Transport.SendPagesUrgent, in RPCs of at
-// most maxRunsPerCall runs, like SendPages.
+// SendPagesUrgent implements Transport.SendPagesUrgent over the urgent
+// channel, in calls of at most chanMaxRuns runs.
 func (c *grpcClient) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
-	if err := c.proc.Alive(); err != nil {
+	if err := c.urgent(); err != nil {
 		return err
 	}
 	for len(runs) > 0 {
-		n := min(len(runs), maxRunsPerCall)
-		if _, err := c.rpc.SendPagesUrgent(ctx, &pb.SendPagesUrgentRequest{Runs: runsToProto(runs[:n])}); err != nil {
-			return c.proc.Fail(ctx, err)
+		n := min(len(runs), chanMaxRuns)
+		if err := c.ch.call(ctx, chanFrame{Type: fSendPages, Runs: runs[:n]}); err != nil {
+			return err
 		}
 		runs = runs[n:]
 	}
 	return nil
 }
 
-// Landed implements Transport.Landed as a long poll that acknowledges
-// the previous answer, so a cancelled call loses no runs.
+// Landed implements Transport.Landed over the urgent channel: the plugin
+// pushes landed runs as they complete, once the first call asked.
 func (c *grpcClient) Landed(ctx context.Context) ([]PageRun, error) {
-	if err := c.proc.Alive(); err != nil {
+	if err := c.urgent(); err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.Landed(ctx, &pb.LandedRequest{Ack: c.lack.Load()})
-	if err != nil {
-		return nil, c.proc.Fail(ctx, err)
+	return c.ch.landed(ctx)
+}
+
+// urgent fails unless the process is alive and has an urgent channel.
+func (c *grpcClient) urgent() error {
+	if err := c.proc.Alive(); err != nil {
+		return err
 	}
-	if len(r.GetRuns()) > MaxLanded {
-		return nil, fmt.Errorf("%w: plugin returned %d landed runs (at most %d)", ErrProtocol, len(r.GetRuns()), MaxLanded)
+	if c.ch == nil {
+		return fmt.Errorf("%w: the plugin was started without its urgent channel (transport API %d)", ErrNotSupported, APIVersion)
 	}
-	c.lack.Store(r.GetSeq())
-	return runsFromProto(r.GetRuns()), nil
+	return nil
 }
 
 // Stats implements Transport.Stats.
@@ -223,6 +225,9 @@ func (c *grpcClient) Stats(ctx context.Context) (Stats, error) {
 func (c *grpcClient) Close() error {
 	if err := c.proc.Alive(); err != nil {
 		return err
+	}
+	if c.ch != nil {
+		c.ch.newSession(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()

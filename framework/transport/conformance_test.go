@@ -26,16 +26,24 @@ func TestConformanceGRPCInProcess(t *testing.T) {
 }
 
 // overGRPC serves impl through the plugin's gRPC server and client over a
-// unix socket, in this process.
+// unix socket, with an urgent channel between them, in this process.
 func overGRPC(t *testing.T, impl transport.Transport, files []*os.File) transport.Transport {
 	t.Helper()
-	p := &transport.GRPCPlugin{Impl: impl, Files: files}
+	hostEnd, plugEnd, err := transport.NewChannelPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostEnd.Close()
+	defer plugEnd.Close()
+	p := &transport.GRPCPlugin{Impl: impl, Files: files, Channel: plugEnd}
 	ln, err := net.Listen("unix", socketPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	p.GRPCServer(nil, s)
+	if err := p.GRPCServer(nil, s); err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -51,7 +59,8 @@ func overGRPC(t *testing.T, impl transport.Transport, files []*os.File) transpor
 		<-served
 		impl.Close()
 	})
-	c, err := p.GRPCClient(context.Background(), nil, conn)
+	host := &transport.GRPCPlugin{Files: files, Channel: hostEnd}
+	c, err := host.GRPCClient(context.Background(), nil, conn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,10 @@
 // never behind bulk pages or ordinary messages; Landed tells the
 // destination which runs are completely written, from both paths. The
 // ordering rules are Transport's; Lane and LandedQueue (urgent.go) are
-// the destination-side helpers implementations share.
+// the destination-side helpers implementations share. Between the host
+// and a plugin process the urgent path takes the urgent channel (API
+// version 4, channel.go: a socket pair the plugin inherits at start),
+// not gRPC, because it is the latency of a post-copy fault.
 //
 // Guest RAM bytes never cross the plugin RPC: the plugin maps the same
 // files as the VMM (their descriptors are handed over when the plugin
@@ -26,7 +29,8 @@
 //
 // The package holds the Go interface (transport.go), the go-plugin glue
 // (plugin.go, launch.go), the gRPC client and server shims (client.go,
-// server.go, convert.go, status.go), a closure-based mock (mock.go) and a
+// server.go, convert.go, status.go), the urgent channel (channel.go,
+// channel_host.go, channel_plugin.go), a closure-based mock (mock.go) and a
 // conformance suite (transporttest) that every transport passes in process
 // and over real gRPC. The loopback subpackage is a transport for tests.
 //

@@ -57,7 +57,16 @@ type process struct {
 // socket directory). ctx may kill it until the handshake is done, never
 // after.
 func (l *launched) start(ctx context.Context) (*process, error) {
-	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, &GRPCPlugin{Files: l.files}, l.logger)
+	host, plug, err := NewChannelPair()
+	if err != nil {
+		return nil, err
+	}
+	// The client dups host; the process inherits plug: neither copy
+	// here is needed after the start, and plug must be closed for the
+	// host to see the channel end when the process does.
+	defer host.Close()
+	defer plug.Close()
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, plug, &GRPCPlugin{Files: l.files, Channel: host}, l.logger)
 	if err != nil {
 		return nil, err
 	}

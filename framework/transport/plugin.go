@@ -27,39 +27,62 @@ var Handshake = plugin.HandshakeConfig{
 
 // kind is what framework/internal/plugproc needs to launch and serve
 // plugins of this kind; a plugin process finds the number of RAM files
-// it inherited in FERRY_TRANSPORT_FILES and the host's log level in
+// it inherited in FERRY_TRANSPORT_FILES, its urgent channel's descriptor
+// in FERRY_TRANSPORT_CHANNEL and the host's log level in
 // FERRY_TRANSPORT_LOG_LEVEL.
 var kind = plugproc.NewKind(PluginName, "FERRY_TRANSPORT", Handshake)
 
 // GRPCPlugin is the go-plugin plugin of the transport kind (gRPC only).
 // In a plugin process Impl is served; on the host, GRPCClient returns the
 // client. Files are the RAM files the plugin process received at start,
-// on both sides in the same order.
+// on both sides in the same order. Channel is this side's end of the
+// urgent channel (NewChannelPair; channel.go), which carries the urgent
+// path; without one, the urgent path is not supported.
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	Impl  Transport
-	Files []*os.File
+	Impl    Transport
+	Files   []*os.File
+	Channel *os.File
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer implements plugin.GRPCPlugin.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterTransportServer(s, newServer(p.Impl, p.Files))
+	var ch *chanServer
+	if p.Channel != nil {
+		conn, err := channelConn(p.Channel)
+		if err != nil {
+			return err
+		}
+		ch = newChanServer(p.Impl, conn)
+		go ch.serve()
+	}
+	pb.RegisterTransportServer(s, newServer(p.Impl, p.Files, ch))
 	return nil
 }
 
 // GRPCClient implements plugin.GRPCPlugin; ctx ends when the plugin
 // process exits.
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}, nil
+	gc := &grpcClient{rpc: pb.NewTransportClient(c), files: p.Files, proc: errclass.NewProcess(ctx.Done(), ErrPluginGone, classes)}
+	if p.Channel != nil {
+		conn, err := channelConn(p.Channel)
+		if err != nil {
+			return nil, err
+		}
+		gc.ch = newChanClient(conn, gc.proc)
+	}
+	return gc, nil
 }
 
 // Serve runs a transport plugin process serving impl until the host
 // stops it. Call it from the plugin's main; the RAM files the host
 // handed over reach impl in OpenRequest.Files.
 func Serve(impl Transport) {
-	kind.Serve(func(files []*os.File) plugin.Plugin { return &GRPCPlugin{Impl: impl, Files: files} })
+	kind.Serve(func(files []*os.File, channel *os.File) plugin.Plugin {
+		return &GRPCPlugin{Impl: impl, Files: files, Channel: channel}
+	})
 }
 
 // Logger returns the logger a plugin process should log through: JSON on

@@ -20,20 +20,21 @@ type grpcServer struct {
 	// RAMRegion's File indexes them.
 	files []*os.File
 
-	// The contract's lanes, one call in impl at a time each: main for
-	// Open, SendPages, Flush and Close, send for SendMessage, recv for
-	// RecvMessage, usend for SendUrgent and SendPagesUrgent, urecv for
-	// RecvUrgent, landed for Landed. A call the host abandoned (its
-	// context ended) may still be running here when the host's next call
-	// arrives; that call waits for it.
-	main, send, recv, usend, urecv, landed chan struct{}
+	// ch serves the urgent path (nil: the process has no urgent channel).
+	ch *chanServer
+
+	// The contract's lanes over gRPC, one call in impl at a time each:
+	// main for Open, SendPages, Flush and Close, send for SendMessage,
+	// recv for RecvMessage (the urgent lanes are ch's). A call the host
+	// abandoned (its context ended) may still be running here when the
+	// host's next call arrives; that call waits for it.
+	main, send, recv chan struct{}
 
 	mu    sync.Mutex
 	epoch uint64 // bumped by Open and Close: drops every pending answer
-	// The long polls: the last answer of each stays pending until the
-	// host acknowledges its seq.
-	msgs, urgent replay[*pb.RecvMessageResponse]
-	lands        replay[*pb.LandedResponse]
+	// The long poll's last answer stays pending until the host
+	// acknowledges its seq.
+	msgs replay[*pb.RecvMessageResponse]
 }
 
 // replay is one long poll's answer waiting for its acknowledgement.
@@ -43,10 +44,10 @@ type replay[R any] struct {
 	pseq    uint64 // its seq; 0: none pending
 }
 
-func newServer(impl Transport, files []*os.File) *grpcServer {
+// newServer serves impl; ch (nil: none) serves its urgent path.
+func newServer(impl Transport, files []*os.File, ch *chanServer) *grpcServer {
 	sem := func() chan struct{} { return make(chan struct{}, 1) }
-	return &grpcServer{impl: impl, files: files, main: sem(), send: sem(), recv: sem(),
-		usend: sem(), urecv: sem(), landed: sem()}
+	return &grpcServer{impl: impl, files: files, ch: ch, main: sem(), send: sem(), recv: sem()}
 }
 
 // enter takes sem, or fails when ctx ends first; leave gives it back.
@@ -96,6 +97,9 @@ func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRes
 	}
 	defer leave(s.main)
 	s.newEpoch()
+	if s.ch != nil {
+		s.ch.open(req.GetUrgentSession())
+	}
 	err = s.impl.Open(ctx, OpenRequest{Role: Role(req.GetRole()), Config: cfg, RAM: ram, Files: s.files,
 		Credentials: credsFromProto(req.GetCredentials())})
 	return &pb.OpenResponse{}, classes.ToStatus(err)
@@ -180,55 +184,28 @@ func longPoll[R any](ctx context.Context, s *grpcServer, sem chan struct{}, r *r
 	return a, nil
 }
 
-// SendUrgent implements pb.TransportServer.
-func (s *grpcServer) SendUrgent(ctx context.Context, req *pb.SendUrgentRequest) (*pb.SendUrgentResponse, error) {
-	m := req.GetMessage()
-	if m == nil {
-		return nil, classes.ToStatus(fmt.Errorf("%w: SendUrgent without a message", ErrProtocol))
-	}
-	if err := enter(ctx, s.usend); err != nil {
-		return nil, err
-	}
-	defer leave(s.usend)
-	return &pb.SendUrgentResponse{}, classes.ToStatus(s.impl.SendUrgent(ctx, Message{Kind: m.GetKind(), Payload: m.GetPayload()}))
+// errUrgentOverGRPC refuses the urgent path's RPCs of API 3: since API 4
+// it goes over the urgent channel (channel.go).
+var errUrgentOverGRPC = classes.ToStatus(fmt.Errorf("%w: since transport API 4 the urgent path goes over the plugin's urgent channel, not gRPC", ErrNotSupported))
+
+// SendUrgent implements pb.TransportServer: refused (errUrgentOverGRPC).
+func (s *grpcServer) SendUrgent(context.Context, *pb.SendUrgentRequest) (*pb.SendUrgentResponse, error) {
+	return nil, errUrgentOverGRPC
 }
 
-// RecvUrgent implements pb.TransportServer, acknowledged like RecvMessage.
-func (s *grpcServer) RecvUrgent(ctx context.Context, req *pb.RecvUrgentRequest) (*pb.RecvUrgentResponse, error) {
-	r, err := longPoll(ctx, s, s.urecv, &s.urgent, req.GetAck(), func(ctx context.Context, seq uint64) (*pb.RecvMessageResponse, error) {
-		m, err := s.impl.RecvUrgent(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &pb.RecvMessageResponse{Seq: seq, Message: &pb.Message{Kind: m.Kind, Payload: m.Payload}}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.RecvUrgentResponse{Seq: r.GetSeq(), Message: r.GetMessage()}, nil
+// RecvUrgent implements pb.TransportServer: refused (errUrgentOverGRPC).
+func (s *grpcServer) RecvUrgent(context.Context, *pb.RecvUrgentRequest) (*pb.RecvUrgentResponse, error) {
+	return nil, errUrgentOverGRPC
 }
 
-// SendPagesUrgent implements pb.TransportServer.
-func (s *grpcServer) SendPagesUrgent(ctx context.Context, req *pb.SendPagesUrgentRequest) (*pb.SendPagesUrgentResponse, error) {
-	if err := enter(ctx, s.usend); err != nil {
-		return nil, err
-	}
-	defer leave(s.usend)
-	return &pb.SendPagesUrgentResponse{}, classes.ToStatus(s.impl.SendPagesUrgent(ctx, runsFromProto(req.GetRuns())))
+// SendPagesUrgent implements pb.TransportServer: refused (errUrgentOverGRPC).
+func (s *grpcServer) SendPagesUrgent(context.Context, *pb.SendPagesUrgentRequest) (*pb.SendPagesUrgentResponse, error) {
+	return nil, errUrgentOverGRPC
 }
 
-// Landed implements pb.TransportServer, acknowledged like RecvMessage.
-func (s *grpcServer) Landed(ctx context.Context, req *pb.LandedRequest) (*pb.LandedResponse, error) {
-	return longPoll(ctx, s, s.landed, &s.lands, req.GetAck(), func(ctx context.Context, seq uint64) (*pb.LandedResponse, error) {
-		runs, err := s.impl.Landed(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(runs) > MaxLanded {
-			return nil, fmt.Errorf("%w: the transport returned %d landed runs (at most %d)", ErrProtocol, len(runs), MaxLanded)
-		}
-		return &pb.LandedResponse{Seq: seq, Runs: runsToProto(runs)}, nil
-	})
+// Landed implements pb.TransportServer: refused (errUrgentOverGRPC).
+func (s *grpcServer) Landed(context.Context, *pb.LandedRequest) (*pb.LandedResponse, error) {
+	return nil, errUrgentOverGRPC
 }
 
 // Stats implements pb.TransportServer.
@@ -247,6 +224,9 @@ func (s *grpcServer) Close(ctx context.Context, _ *pb.CloseRequest) (*pb.CloseRe
 	}
 	defer leave(s.main)
 	s.newEpoch()
+	if s.ch != nil {
+		s.ch.close()
+	}
 	return &pb.CloseResponse{}, classes.ToStatus(s.impl.Close())
 }
 
@@ -255,7 +235,5 @@ func (s *grpcServer) newEpoch() {
 	s.mu.Lock()
 	s.epoch++
 	s.msgs.pending, s.msgs.pseq = nil, 0
-	s.urgent.pending, s.urgent.pseq = nil, 0
-	s.lands.pending, s.lands.pseq = nil, 0
 	s.mu.Unlock()
 }

@@ -45,7 +45,7 @@ func TestRecvMessageRedelivers(t *testing.T) {
 	s := newServer(&Mock{
 		RecvMessageFunc: func(context.Context) (Message, error) { next++; return Message{Kind: next}, nil },
 		CloseFunc:       func() error { return nil },
-	}, nil)
+	}, nil, nil)
 	ctx := context.Background()
 	recv := func(ack uint64) (uint64, uint32) {
 		t.Helper()
@@ -97,63 +97,13 @@ func TestPageRunCheck(t *testing.T) {
 	}
 }
 
-// TestUrgentPollsRedeliver: RecvUrgent and Landed are acknowledged long
-// polls like RecvMessage: an answer the host never saw comes again, each
-// poll keeps its own seq, and Close forgets what is pending.
-func TestUrgentPollsRedeliver(t *testing.T) {
-	var nextMsg uint32
-	var nextRun uint64
-	s := newServer(&Mock{
-		RecvUrgentFunc: func(context.Context) (Message, error) { nextMsg++; return Message{Kind: nextMsg}, nil },
-		LandedFunc: func(context.Context) ([]PageRun, error) {
-			nextRun++
-			return []PageRun{{First: nextRun, Count: 1, Kind: KindData}}, nil
-		},
-		CloseFunc: func() error { return nil },
-	}, nil)
-	ctx := context.Background()
-	urgent := func(ack uint64) (uint64, uint32) {
-		t.Helper()
-		r, err := s.RecvUrgent(ctx, &pb.RecvUrgentRequest{Ack: ack})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.GetSeq(), r.GetMessage().GetKind()
-	}
-	landed := func(ack uint64) (uint64, uint64) {
-		t.Helper()
-		r, err := s.Landed(ctx, &pb.LandedRequest{Ack: ack})
-		if err != nil || len(r.GetRuns()) != 1 {
-			t.Fatalf("Landed = %v, %v", r, err)
-		}
-		return r.GetSeq(), r.GetRuns()[0].GetFirst()
-	}
-	for i, st := range []struct{ ack, seq, val uint64 }{{0, 1, 1}, {0, 1, 1}, {1, 2, 2}, {2, 3, 3}} {
-		if seq, kind := urgent(st.ack); seq != st.seq || uint64(kind) != st.val {
-			t.Errorf("RecvUrgent step %d: ack %d gave seq %d kind %d; want %d %d", i, st.ack, seq, kind, st.seq, st.val)
-		}
-		if seq, first := landed(st.ack); seq != st.seq || first != st.val {
-			t.Errorf("Landed step %d: ack %d gave seq %d run %d; want %d %d", i, st.ack, seq, first, st.seq, st.val)
-		}
-	}
-	if _, err := s.Close(ctx, &pb.CloseRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	if seq, kind := urgent(2); seq != 4 || kind != 4 {
-		t.Errorf("RecvUrgent after Close: seq %d kind %d; want (4, 4)", seq, kind)
-	}
-	if seq, first := landed(2); seq != 4 || first != 4 {
-		t.Errorf("Landed after Close: seq %d run %d; want (4, 4)", seq, first)
-	}
-}
-
-// TestLandedResponseSize: MaxLanded runs fit one RPC under 1 MiB.
-func TestLandedResponseSize(t *testing.T) {
+// TestLandedFrameSize: MaxLanded runs fit one urgent channel frame.
+func TestLandedFrameSize(t *testing.T) {
 	runs := make([]PageRun, MaxLanded)
 	for i := range runs {
-		runs[i] = PageRun{First: math.MaxUint64, Count: math.MaxUint64, Kind: KindZero}
+		runs[i] = PageRun{First: math.MaxUint64 - 1, Count: 1, Kind: KindData}
 	}
-	if n := proto.Size(&pb.LandedResponse{Seq: math.MaxUint64, Runs: runsToProto(runs)}); n > 1<<20 {
-		t.Errorf("a Landed answer of %d runs is %d bytes", MaxLanded, n)
+	if n := len(appendChanFrame(nil, chanFrame{Type: fLanded, Runs: runs})); n > chanHeaderSize+chanMaxBody {
+		t.Errorf("a fLanded frame of %d runs is %d bytes (body at most %d)", MaxLanded, n, chanMaxBody)
 	}
 }

@@ -15,8 +15,10 @@ import (
 // unauthenticated), so the host refuses it. 3: the urgent path
 // (SendUrgent, RecvUrgent, SendPagesUrgent, Landed), which a version-2
 // plugin does not serve (post-copy's page requests would wait forever).
-// The rule and its tests: docs/ARCHITECTURE.md#versions.
-const APIVersion = 3
+// 4: the urgent path goes over the urgent channel (channel.go), which a
+// version-3 plugin would not serve. The rule and its tests:
+// docs/ARCHITECTURE.md#versions.
+const APIVersion = 4
 
 // MaxLanded bounds the runs one Landed call returns; more wait for the
 // next call.

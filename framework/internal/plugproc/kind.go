@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,25 +23,39 @@ type Kind struct {
 	Handshake plugin.HandshakeConfig
 	FilesEnv  string // how many RAM files the plugin received, at fds 3, 4, ...
 	LevelEnv  string // the host logger's level, for Logger
+	// ChannelEnv names the descriptor of the plugin's end of a socket
+	// the host handed over besides the RAM files (Launch's channel); it
+	// is unset when the host handed none.
+	ChannelEnv string
 }
 
 // NewKind returns the Kind called name whose processes' environment
-// variables start with envPrefix: envPrefix_FILES, envPrefix_LOG_LEVEL.
+// variables start with envPrefix: envPrefix_FILES, envPrefix_LOG_LEVEL,
+// envPrefix_CHANNEL.
 func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
-	return Kind{Name: name, Handshake: hs, FilesEnv: envPrefix + "_FILES", LevelEnv: envPrefix + "_LOG_LEVEL"}
+	return Kind{Name: name, Handshake: hs, FilesEnv: envPrefix + "_FILES", LevelEnv: envPrefix + "_LOG_LEVEL",
+		ChannelEnv: envPrefix + "_CHANNEL"}
 }
 
 // Launch starts one plugin process of kind k from the binary at path
 // (Start: AutoMTLS, a private socket directory), handing it files, and
 // returns the process and the client p dispensed, which must be a C. p
-// is the kind's go-plugin plugin holding the same files.
-func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, p plugin.Plugin, logger hclog.Logger) (*Process, C, error) {
+// is the kind's go-plugin plugin holding the same files. channel, if not
+// nil, is handed over after the files (the plugin finds it with
+// InheritedChannel); the caller keeps its own copy open.
+func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, channel *os.File, p plugin.Plugin, logger hclog.Logger) (*Process, C, error) {
 	var none C
+	env := []string{k.FilesEnv + "=" + strconv.Itoa(len(files)), k.LevelEnv + "=" + logger.GetLevel().String()}
+	handed := files
+	if channel != nil {
+		env = append(env, k.ChannelEnv+"="+strconv.Itoa(FirstFile+len(files)))
+		handed = append(slices.Clip(files), channel)
+	}
 	proc, err := Start(ctx, Config{
 		Kind:      k.Name,
 		Path:      path,
-		Files:     files,
-		Env:       []string{k.FilesEnv + "=" + strconv.Itoa(len(files)), k.LevelEnv + "=" + logger.GetLevel().String()},
+		Files:     handed,
+		Env:       env,
 		Handshake: k.Handshake,
 		Plugins:   plugin.PluginSet{k.Name: p},
 		Dispense:  k.Name,
@@ -58,12 +73,17 @@ func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, p
 }
 
 // Serve runs a plugin process of kind k until the host stops it: it
-// takes the RAM files the host handed over (InheritedFiles), exits when
-// the host is gone (WatchParent), and serves the plugin newPlugin makes
-// for those files. Call it from the kind's Serve.
-func (k Kind) Serve(newPlugin func(files []*os.File) plugin.Plugin) {
+// takes the RAM files and the channel the host handed over
+// (InheritedFiles, InheritedChannel; channel is nil if it handed none),
+// exits when the host is gone (WatchParent), and serves the plugin
+// newPlugin makes for them. Call it from the kind's Serve.
+func (k Kind) Serve(newPlugin func(files []*os.File, channel *os.File) plugin.Plugin) {
 	log := k.Logger(k.Name)
 	files, err := InheritedFiles(k.FilesEnv)
+	var channel *os.File
+	if err == nil {
+		channel, err = InheritedChannel(k.ChannelEnv, len(files))
+	}
 	if err != nil {
 		log.Error(k.Name+" plugin cannot start", "error", err)
 		os.Exit(1)
@@ -71,7 +91,7 @@ func (k Kind) Serve(newPlugin func(files []*os.File) plugin.Plugin) {
 	go WatchParent(log, os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: k.Handshake,
-		Plugins:         plugin.PluginSet{k.Name: newPlugin(files)},
+		Plugins:         plugin.PluginSet{k.Name: newPlugin(files, channel)},
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          log,
 	})

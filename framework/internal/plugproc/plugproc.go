@@ -92,3 +92,27 @@ func InheritedFiles(countEnv string) ([]*os.File, error) {
 	}
 	return files, nil
 }
+
+// InheritedChannel wraps the socket the host handed over after the RAM
+// files (Launch's channel), whose descriptor channelEnv names; nil if
+// the variable is unset. It must be the descriptor right after the nfiles
+// RAM files and a socket; it is marked close-on-exec.
+func InheritedChannel(channelEnv string, nfiles int) (*os.File, error) {
+	v := os.Getenv(channelEnv)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd != FirstFile+nfiles {
+		return nil, fmt.Errorf("%s=%q: want descriptor %d, the one after the %d RAM files", channelEnv, v, FirstFile+nfiles, nfiles)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("channel (fd %d) was not inherited: %w", fd, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("channel (fd %d) is not a socket", fd)
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "plugin-channel"), nil
+}

@@ -348,11 +348,15 @@ func (x *Credentials) GetPlaintext() bool {
 }
 
 type OpenRequest struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Role          Role                    `protobuf:"varint,1,opt,name=role,proto3,enum=ferry.transport.v1.Role" json:"role,omitempty"`
-	Config        map[string]*proto.Value `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Ram           []*RAMRegion            `protobuf:"bytes,3,rep,name=ram,proto3" json:"ram,omitempty"`
-	Credentials   *Credentials            `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	state       protoimpl.MessageState  `protogen:"open.v1"`
+	Role        Role                    `protobuf:"varint,1,opt,name=role,proto3,enum=ferry.transport.v1.Role" json:"role,omitempty"`
+	Config      map[string]*proto.Value `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Ram         []*RAMRegion            `protobuf:"bytes,3,rep,name=ram,proto3" json:"ram,omitempty"`
+	Credentials *Credentials            `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// urgent_session numbers this session on the urgent channel (API 4):
+	// the plugin tags what it pushes on the channel with it, and the host
+	// drops what an earlier session pushed.
+	UrgentSession uint64 `protobuf:"varint,5,opt,name=urgent_session,json=urgentSession,proto3" json:"urgent_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -413,6 +417,13 @@ func (x *OpenRequest) GetCredentials() *Credentials {
 		return x.Credentials
 	}
 	return nil
+}
+
+func (x *OpenRequest) GetUrgentSession() uint64 {
+	if x != nil {
+		return x.UrgentSession
+	}
+	return 0
 }
 
 type OpenResponse struct {
@@ -1441,12 +1452,13 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
 	"peer_roots\x18\x03 \x01(\fR\tpeerRoots\x12\x1c\n" +
-	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xc7\x02\n" +
+	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xee\x02\n" +
 	"\vOpenRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.ferry.transport.v1.RoleR\x04role\x12C\n" +
 	"\x06config\x18\x02 \x03(\v2+.ferry.transport.v1.OpenRequest.ConfigEntryR\x06config\x12/\n" +
 	"\x03ram\x18\x03 \x03(\v2\x1d.ferry.transport.v1.RAMRegionR\x03ram\x12A\n" +
-	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x1aQ\n" +
+	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x12%\n" +
+	"\x0eurgent_session\x18\x05 \x01(\x04R\rurgentSession\x1aQ\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"\x0e\n" +

@@ -1,0 +1,266 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The urgent channel (transport API 4) carries the urgent path between
+// the host and a plugin process: SendUrgent, RecvUrgent, SendPagesUrgent
+// and Landed. It is one Unix stream socket per plugin process, created
+// by the host (NewChannelPair) and handed to the plugin at start as the
+// descriptor after the RAM files, so it is as private as they are.
+//
+// Why not gRPC, as for the other calls: a post-copy fault crosses the
+// host/plugin boundary four times (the destination's request out, the
+// source's request in, its page out, the destination's landed report
+// in), and each gRPC call between two processes cost 100-180 µs on the
+// reference machine against 27 µs for one write and one read on a
+// socket pair (docs/BENCHMARKS.md, "Where a network fault's time goes").
+// Here a call is one frame each way, and what the plugin receives is
+// pushed to the host as it arrives instead of being long-polled.
+//
+// Frames, little endian: a 16-byte header, then the body.
+//
+//	0  u32  body length, at most chanMaxBody
+//	4  u8   chanVersion
+//	5  u8   type
+//	6  u16  zero
+//	8  u64  tag: a call's id (fSend, fSendPages, fCancel, fReply) or a
+//	        session (fCredit, fUrgent, fLanded, fEnd)
+//
+// Host to plugin:
+//
+//	fSend       u32 message kind, payload          SendUrgent call
+//	fSendPages  runs (below)                       SendPagesUrgent call
+//	fCancel     empty                              the host gave up call tag
+//	fCredit     u8 lane, u32 n                     n more pushes wanted on lane
+//
+// Plugin to host:
+//
+//	fReply      u32 status code (0: ok), text      the end of call tag
+//	fUrgent     u32 message kind, payload          what RecvUrgent returns
+//	fLanded     runs                               what Landed returns
+//	fEnd        u8 lane, u32 status code, text     the lane's session ended
+//
+// A run is u64 first, u64 count, u32 kind (chanRunSize bytes). Status
+// codes are the gRPC codes of the transport's error classes (classes),
+// so an error means the same over the channel as over gRPC.
+//
+// Flow control: the plugin pushes on a lane (fUrgent or fLanded) only
+// while it holds credit; the host's first call on a lane in a session
+// grants chanWindow pushes, and it grants more as its callers consume
+// them. So the host holds at most chanWindow unconsumed pushes per lane,
+// and the plugin takes nothing off its transport that the host did not
+// ask for: Landed records from the first call on, as the contract says.
+const (
+	chanVersion    = 1
+	chanHeaderSize = 16
+	chanRunSize    = 20
+	// chanMaxBody bounds a frame's body: a full message plus its kind,
+	// or a reply's text.
+	chanMaxBody = MaxMessage + 4
+	// chanMaxRuns bounds the runs of one frame (fSendPages, fLanded).
+	chanMaxRuns = MaxLanded
+	// chanWindow is how many pushes per lane the host lets the plugin
+	// have outstanding.
+	chanWindow = 64
+	// chanMaxText bounds an error's text in fReply and fEnd.
+	chanMaxText = 4 << 10
+)
+
+// chanType is a frame's type.
+type chanType uint8
+
+const (
+	fSend chanType = 1 + iota
+	fSendPages
+	fCancel
+	fCredit
+	fReply
+	fUrgent
+	fLanded
+	fEnd
+)
+
+// chanLane is a lane the plugin pushes on.
+type chanLane uint8
+
+const (
+	laneUrgent chanLane = 0 // fUrgent: RecvUrgent
+	laneLanded chanLane = 1 // fLanded: Landed
+	numLanes            = 2
+)
+
+func (l chanLane) String() string {
+	if l == laneUrgent {
+		return "RecvUrgent"
+	}
+	return "Landed"
+}
+
+// chanFrame is one decoded frame; which fields are set depends on Type.
+type chanFrame struct {
+	Type chanType
+	Tag  uint64
+	Msg  Message   // fSend, fUrgent
+	Runs []PageRun // fSendPages, fLanded
+	Lane chanLane  // fCredit, fEnd
+	N    uint32    // fCredit: pushes granted
+	Code uint32    // fReply, fEnd: status code, 0 for none
+	Text string    // fReply, fEnd: the error's text
+}
+
+// NewChannelPair returns the two ends of a new urgent channel: the host
+// keeps host, and plugin is handed to the plugin process at start (and
+// closed by the host once the process has it). Both are close-on-exec.
+func NewChannelPair() (host, plugin *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("urgent channel: socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "urgent-channel-host"), os.NewFile(uintptr(fds[1]), "urgent-channel-plugin"), nil
+}
+
+// channelConn turns an end of the channel into a connection served by
+// Go's network poller; f stays the caller's to close.
+func channelConn(f *os.File) (*net.UnixConn, error) {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("urgent channel: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("urgent channel: descriptor is a %T, not a Unix socket", c)
+	}
+	return uc, nil
+}
+
+// appendChanFrame appends f's encoding to b.
+func appendChanFrame(b []byte, f chanFrame) []byte {
+	start := len(b)
+	b = append(b, make([]byte, chanHeaderSize)...)
+	hdr := b[start:]
+	hdr[4] = chanVersion
+	hdr[5] = byte(f.Type)
+	binary.LittleEndian.PutUint64(hdr[8:], f.Tag)
+	switch f.Type {
+	case fSend, fUrgent:
+		b = binary.LittleEndian.AppendUint32(b, f.Msg.Kind)
+		b = append(b, f.Msg.Payload...)
+	case fSendPages, fLanded:
+		for _, r := range f.Runs {
+			b = binary.LittleEndian.AppendUint64(b, r.First)
+			b = binary.LittleEndian.AppendUint64(b, r.Count)
+			b = binary.LittleEndian.AppendUint32(b, uint32(r.Kind))
+		}
+	case fCredit:
+		b = append(b, byte(f.Lane))
+		b = binary.LittleEndian.AppendUint32(b, f.N)
+	case fReply:
+		b = binary.LittleEndian.AppendUint32(b, f.Code)
+		b = append(b, clipText(f.Text)...)
+	case fEnd:
+		b = append(b, byte(f.Lane))
+		b = binary.LittleEndian.AppendUint32(b, f.Code)
+		b = append(b, clipText(f.Text)...)
+	}
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-chanHeaderSize))
+	return b
+}
+
+func clipText(s string) string {
+	if len(s) > chanMaxText {
+		return s[:chanMaxText]
+	}
+	return s
+}
+
+// chanReader decodes frames from one end of the channel.
+type chanReader struct {
+	r   *bufio.Reader
+	hdr [chanHeaderSize]byte
+}
+
+func newChanReader(r io.Reader) *chanReader { return &chanReader{r: bufio.NewReaderSize(r, 64<<10)} }
+
+// next reads one frame. A clean end before a header is io.EOF; anything
+// malformed wraps ErrProtocol, and the reader must not be used further.
+func (cr *chanReader) next() (chanFrame, error) {
+	if _, err := io.ReadFull(cr.r, cr.hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return chanFrame{}, fmt.Errorf("%w: urgent channel ended inside a frame header", ErrProtocol)
+		}
+		return chanFrame{}, err
+	}
+	n := binary.LittleEndian.Uint32(cr.hdr[0:])
+	if v := cr.hdr[4]; v != chanVersion {
+		return chanFrame{}, fmt.Errorf("%w: urgent channel frame version %d, want %d", ErrProtocol, v, chanVersion)
+	}
+	if binary.LittleEndian.Uint16(cr.hdr[6:]) != 0 {
+		return chanFrame{}, fmt.Errorf("%w: urgent channel frame header has nonzero reserved bits", ErrProtocol)
+	}
+	if n > chanMaxBody {
+		return chanFrame{}, fmt.Errorf("%w: urgent channel frame of %d bytes (at most %d)", ErrProtocol, n, chanMaxBody)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(cr.r, body); err != nil {
+		return chanFrame{}, fmt.Errorf("%w: urgent channel ended inside a %d-byte frame: %v", ErrProtocol, n, err)
+	}
+	return decodeChanFrame(chanType(cr.hdr[5]), binary.LittleEndian.Uint64(cr.hdr[8:]), body)
+}
+
+// decodeChanFrame decodes a frame's body; body becomes the frame's
+// payload (the caller must not reuse it).
+func decodeChanFrame(t chanType, tag uint64, body []byte) (chanFrame, error) {
+	f := chanFrame{Type: t, Tag: tag}
+	bad := func(why string) (chanFrame, error) {
+		return chanFrame{}, fmt.Errorf("%w: urgent channel frame type %d of %d bytes: %s", ErrProtocol, t, len(body), why)
+	}
+	switch t {
+	case fSend, fUrgent:
+		if len(body) < 4 {
+			return bad("shorter than a message kind")
+		}
+		f.Msg = Message{Kind: binary.LittleEndian.Uint32(body), Payload: body[4:]}
+	case fSendPages, fLanded:
+		if len(body)%chanRunSize != 0 || len(body)/chanRunSize > chanMaxRuns {
+			return bad(fmt.Sprintf("not a whole number of runs, or more than %d", chanMaxRuns))
+		}
+		f.Runs = make([]PageRun, len(body)/chanRunSize)
+		for i := range f.Runs {
+			r := body[i*chanRunSize:]
+			f.Runs[i] = PageRun{First: binary.LittleEndian.Uint64(r), Count: binary.LittleEndian.Uint64(r[8:]),
+				Kind: Kind(binary.LittleEndian.Uint32(r[16:]))}
+		}
+	case fCancel:
+		if len(body) != 0 {
+			return bad("a cancel has no body")
+		}
+	case fCredit:
+		if len(body) != 5 || chanLane(body[0]) >= numLanes {
+			return bad("want a lane and a count")
+		}
+		f.Lane, f.N = chanLane(body[0]), binary.LittleEndian.Uint32(body[1:])
+	case fReply:
+		if len(body) < 4 || len(body)-4 > chanMaxText {
+			return bad("want a status code and a short text")
+		}
+		f.Code, f.Text = binary.LittleEndian.Uint32(body), string(body[4:])
+	case fEnd:
+		if len(body) < 5 || chanLane(body[0]) >= numLanes || len(body)-5 > chanMaxText {
+			return bad("want a lane, a status code and a short text")
+		}
+		f.Lane, f.Code, f.Text = chanLane(body[0]), binary.LittleEndian.Uint32(body[1:]), string(body[5:])
+	default:
+		return bad("unknown type")
+	}
+	return f, nil
+}

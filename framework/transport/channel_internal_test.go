@@ -1,0 +1,289 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+)
+
+// chanPair is both ends of an urgent channel over impl, without gRPC:
+// open starts a session on both ends as Open would.
+type chanPair struct {
+	c    *chanClient
+	s    *chanServer
+	exit chan struct{} // closing it is the plugin process exiting
+}
+
+func newTestChannel(t *testing.T, impl Transport) *chanPair {
+	t.Helper()
+	hostEnd, plugEnd, err := NewChannelPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostEnd.Close()
+	defer plugEnd.Close()
+	hc, err := channelConn(hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := channelConn(plugEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &chanPair{s: newChanServer(impl, pc), exit: make(chan struct{})}
+	p.c = newChanClient(hc, errclass.NewProcess(p.exit, ErrPluginGone, classes))
+	go p.s.serve()
+	t.Cleanup(func() {
+		hc.Close()
+		pc.Close()
+	})
+	return p
+}
+
+func (p *chanPair) open(session uint64) {
+	p.c.newSession(session)
+	p.s.open(session)
+}
+
+func tctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestChannelFrames: every frame type survives encoding and decoding.
+func TestChannelFrames(t *testing.T) {
+	runs := []PageRun{{First: 1 << 40, Count: 3, Kind: KindData}, {First: 7, Count: 1, Kind: KindZero}}
+	for _, f := range []chanFrame{
+		{Type: fSend, Tag: 1, Msg: Message{Kind: 5, Payload: []byte("page 42")}},
+		{Type: fSend, Tag: 2, Msg: Message{Kind: 5, Payload: []byte{}}},
+		{Type: fSendPages, Tag: 3, Runs: runs},
+		{Type: fCancel, Tag: 4},
+		{Type: fCredit, Tag: 9, Lane: laneLanded, N: chanWindow},
+		{Type: fReply, Tag: 5, Code: 10, Text: "session closed by the peer"},
+		{Type: fReply, Tag: 6},
+		{Type: fUrgent, Tag: 9, Msg: Message{Kind: 7, Payload: bytes.Repeat([]byte{1}, MaxMessage)}},
+		{Type: fLanded, Tag: 9, Runs: runs},
+		{Type: fEnd, Tag: 9, Lane: laneUrgent, Code: 10, Text: "gone"},
+	} {
+		got, err := newChanReader(bytes.NewReader(appendChanFrame(nil, f))).next()
+		if err != nil {
+			t.Fatalf("%+v: %v", f.Type, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(f) {
+			t.Errorf("frame type %d: decoded %+v", f.Type, got)
+		}
+	}
+}
+
+// TestChannelRefusesMalformed: a header of another version, a body over
+// the bound, a run list that is not whole runs, an unknown type: each
+// is ErrProtocol, never a panic or a huge allocation.
+func TestChannelRefusesMalformed(t *testing.T) {
+	good := appendChanFrame(nil, chanFrame{Type: fLanded, Tag: 1, Runs: []PageRun{{1, 1, KindData}}})
+	for name, mutate := range map[string]func(b []byte) []byte{
+		"version":   func(b []byte) []byte { b[4] = chanVersion + 1; return b },
+		"reserved":  func(b []byte) []byte { b[6] = 1; return b },
+		"too long":  func(b []byte) []byte { b[0], b[1], b[2], b[3] = 0xff, 0xff, 0xff, 0x7f; return b },
+		"runs":      func(b []byte) []byte { b[0]--; return b[:len(b)-1] },
+		"type":      func(b []byte) []byte { b[5] = 99; return b },
+		"lane":      func([]byte) []byte { return appendChanFrame(nil, chanFrame{Type: fCredit, Lane: numLanes}) },
+		"truncated": func(b []byte) []byte { return b[:len(b)-3] },
+	} {
+		_, err := newChanReader(bytes.NewReader(mutate(bytes.Clone(good)))).next()
+		if !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want ErrProtocol", name, err)
+		}
+	}
+}
+
+// FuzzChannelFrame: whatever the bytes, next returns a frame or an
+// error, and a frame it returns encodes back to the same bytes.
+func FuzzChannelFrame(f *testing.F) {
+	f.Add(appendChanFrame(nil, chanFrame{Type: fSend, Tag: 1, Msg: Message{Kind: 1, Payload: []byte("x")}}))
+	f.Add(appendChanFrame(nil, chanFrame{Type: fLanded, Tag: 2, Runs: []PageRun{{1, 2, KindZero}}}))
+	f.Add(appendChanFrame(nil, chanFrame{Type: fEnd, Tag: 3, Lane: laneLanded, Code: 14, Text: "gone"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := newChanReader(bytes.NewReader(b)).next()
+		if err != nil {
+			return
+		}
+		if enc := appendChanFrame(nil, fr); !bytes.Equal(enc, b[:len(enc)]) {
+			t.Errorf("%x decoded to %+v, which encodes to %x", b, fr, enc)
+		}
+	})
+}
+
+// TestChannelCancelledLandedLosesNothing: a Landed call whose context
+// ends returns, and the runs that arrive after it wait for the next.
+func TestChannelCancelledLandedLosesNothing(t *testing.T) {
+	release := make(chan []PageRun)
+	p := newTestChannel(t, &Mock{LandedFunc: func(ctx context.Context) ([]PageRun, error) {
+		select {
+		case r := <-release:
+			return r, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}})
+	p.open(1)
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.c.landed(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Landed with nothing landed: %v", err)
+	}
+	want := []PageRun{{First: 9, Count: 2, Kind: KindData}}
+	release <- want
+	got, err := p.c.landed(tctx(t))
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Landed after a cancelled call: %v, %v; want %v", got, err, want)
+	}
+}
+
+// TestChannelCredit: the plugin takes at most chanWindow answers off its
+// transport that the host has not consumed, and more as it consumes.
+func TestChannelCredit(t *testing.T) {
+	var taken atomic.Int64
+	p := newTestChannel(t, &Mock{RecvUrgentFunc: func(context.Context) (Message, error) {
+		return Message{Kind: uint32(taken.Add(1))}, nil
+	}})
+	p.open(1)
+	if m, err := p.c.recvUrgent(tctx(t)); err != nil || m.Kind != 1 {
+		t.Fatalf("first RecvUrgent: %+v, %v", m, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := taken.Load(); n != chanWindow {
+		t.Fatalf("the plugin took %d messages with one consumed, want the window of %d", n, chanWindow)
+	}
+	for i := 2; i <= 3*chanWindow; i++ {
+		m, err := p.c.recvUrgent(tctx(t))
+		if err != nil || m.Kind != uint32(i) {
+			t.Fatalf("RecvUrgent %d: %+v, %v", i, m, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := taken.Load(); n > 4*chanWindow {
+		t.Fatalf("the plugin took %d messages with %d consumed", n, 3*chanWindow)
+	}
+}
+
+// TestChannelSessions: what an earlier session pushed is dropped, a new
+// session starts unarmed, and a call waiting across the change returns.
+func TestChannelSessions(t *testing.T) {
+	var mu sync.Mutex
+	kind := uint32(1)
+	p := newTestChannel(t, &Mock{RecvUrgentFunc: func(ctx context.Context) (Message, error) {
+		mu.Lock()
+		k := kind
+		mu.Unlock()
+		if k == 1 {
+			return Message{Kind: 1}, nil // session 1: a stream of 1s
+		}
+		<-ctx.Done()
+		return Message{}, ctx.Err()
+	}})
+	p.open(1)
+	if m, err := p.c.recvUrgent(tctx(t)); err != nil || m.Kind != 1 {
+		t.Fatalf("session 1: %+v, %v", m, err)
+	}
+	mu.Lock()
+	kind = 2
+	mu.Unlock()
+	p.open(2)
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if m, err := p.c.recvUrgent(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("session 2 returned %+v, %v: session 1's pushes leaked into it", m, err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := p.c.recvUrgent(tctx(t))
+		waiting <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.c.newSession(0)
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("RecvUrgent across Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RecvUrgent blocked across Close")
+	}
+}
+
+// TestChannelCallCancel: a SendUrgent the host gives up on is cancelled
+// in the plugin, and the next call runs after it.
+func TestChannelCallCancel(t *testing.T) {
+	var calls atomic.Int64
+	cancelled := make(chan struct{})
+	p := newTestChannel(t, &Mock{SendUrgentFunc: func(ctx context.Context, m Message) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done()
+			close(cancelled)
+			return ctx.Err()
+		}
+		return nil
+	}})
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.c.call(short, chanFrame{Type: fSend, Msg: Message{Kind: 1}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("blocked SendUrgent: %v", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the plugin's SendUrgent was never cancelled")
+	}
+	if err := p.c.call(tctx(t), chanFrame{Type: fSend, Msg: Message{Kind: 2}}); err != nil {
+		t.Fatalf("the next SendUrgent: %v", err)
+	}
+}
+
+// TestChannelErrorClasses: an error keeps its class across the channel,
+// on a call and at a lane's end.
+func TestChannelErrorClasses(t *testing.T) {
+	p := newTestChannel(t, &Mock{
+		SendPagesUrgentFunc: func(context.Context, []PageRun) error { return fmt.Errorf("%w: runs outside RAM", ErrProtocol) },
+		LandedFunc:          func(context.Context) ([]PageRun, error) { return nil, fmt.Errorf("%w: peer left", ErrClosed) },
+	})
+	p.open(1)
+	if err := p.c.call(tctx(t), chanFrame{Type: fSendPages, Runs: []PageRun{{1, 1, KindData}}}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("SendPagesUrgent: %v, want ErrProtocol", err)
+	}
+	if _, err := p.c.landed(tctx(t)); !errors.Is(err, ErrClosed) || err.Error() != "transport session closed by the peer: peer left" {
+		t.Errorf("Landed: %v, want ErrClosed with the plugin's text", err)
+	}
+}
+
+// TestChannelPluginGone: when the plugin process exits, calls waiting on
+// the channel return ErrPluginGone.
+func TestChannelPluginGone(t *testing.T) {
+	p := newTestChannel(t, &Mock{
+		RecvUrgentFunc: func(ctx context.Context) (Message, error) { <-ctx.Done(); return Message{}, ctx.Err() },
+		SendUrgentFunc: func(ctx context.Context, m Message) error { <-ctx.Done(); return ctx.Err() },
+	})
+	p.open(1)
+	errs := make(chan error, 2)
+	go func() { _, err := p.c.recvUrgent(tctx(t)); errs <- err }()
+	go func() { errs <- p.c.call(tctx(t), chanFrame{Type: fSend, Msg: Message{Kind: 1}}) }()
+	time.Sleep(20 * time.Millisecond)
+	close(p.exit)
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrPluginGone) {
+				t.Errorf("a call waiting when the plugin exited: %v, want ErrPluginGone", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call still waits after the plugin exited")
+		}
+	}
+}
