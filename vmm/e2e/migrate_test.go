@@ -54,6 +54,12 @@ func startPairListen(t testing.TB, mem, workload, listen, transportExtra, jobExt
 
 // startPairArgs is startPairListen with extra ferry-vmm flags for the source.
 func startPairArgs(t testing.TB, mem, workload, listen, transportExtra, jobExtra string, srcArgs []string) *pair {
+	return startPairTransport(t, "tcp", mem, workload, listen, transportExtra, jobExtra, srcArgs)
+}
+
+// startPairTransport is startPairArgs with a transport block named
+// transport (its listen, then transportExtra).
+func startPairTransport(t testing.TB, transport, mem, workload, listen, transportExtra, jobExtra string, srcArgs []string) *pair {
 	_, guest := binaries(t)
 	p := &pair{t: t, dir: t.TempDir(), mem: mem}
 	p.src = startVMM(t, append([]string{"-kernel", guest, "-mem", mem, "-control", filepath.Join(p.dir, "src.sock"),
@@ -63,12 +69,12 @@ func startPairArgs(t testing.TB, mem, workload, listen, transportExtra, jobExtra
 	p.job = filepath.Join(p.dir, "job.hcl")
 	job := fmt.Sprintf(`source      { control = %q }
 destination { control = %q }
-transport "tcp" {
+transport %q {
   listen  = %q
 %s
 }
 %s
-`, p.src.control, filepath.Join(p.dir, "dst.sock"), listen, transportExtra, jobExtra)
+`, p.src.control, filepath.Join(p.dir, "dst.sock"), transport, listen, transportExtra, jobExtra)
 	if err := os.WriteFile(p.job, []byte(job), 0o600); err != nil {
 		t.Fatal(err)
 	}

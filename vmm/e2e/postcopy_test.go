@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -161,7 +162,9 @@ func TestPostcopyManualSwitch(t *testing.T) {
 	p := startPair(t, "1G", "dirty:512@2000", "", `limits { bandwidth = "40MB/s" }`)
 	bin := filepath.Join(repoRoot(t), "bin", "migrate")
 	rep, err := p.migratePostcopy(func(*exec.Cmd) {
-		time.Sleep(5 * time.Second) // well into pre-copy
+		// Well into pre-copy: a dirty pass (a fixed sleep was not enough
+		// where plugins start slowly, e.g. under an emulated KVM).
+		p.src.waitPhase(t, 2*time.Minute, engine.PhaseDirty)
 		for i, want := range []string{"post-copy requested", "nothing to do"} {
 			out, err := exec.Command(bin, "-start-postcopy", "-config", p.job).CombinedOutput()
 			if err != nil || !strings.HasPrefix(string(out), want) {
@@ -186,17 +189,29 @@ func TestPostcopyInterrupted(t *testing.T) {
   postcopy  = "always"
 }`)
 	rep, err := p.migratePostcopy(func(cmd *exec.Cmd) {
-		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			var st api.Migration
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			cerr := control.Call(ctx, p.src.control, "migrate-status", nil, &st)
-			cancel()
-			if cerr == nil && st.Progress.Phase == engine.PhasePostcopy {
-				break
-			}
-		}
+		p.src.waitPhase(t, 2*time.Minute, engine.PhasePostcopy)
 		cmd.Process.Signal(syscall.SIGINT)
 		p.src.cmd.Process.Signal(syscall.SIGTERM) // deferred: post-copy goes on
 	})
 	p.checkPostcopy(rep, err)
+}
+
+// waitPhase waits until the VMM's migration is in one of phases; it fails
+// the test after timeout.
+func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engine.Phase) {
+	t.Helper()
+	var last engine.Phase
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		var st api.Migration
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := control.Call(ctx, r.control, "migrate-status", nil, &st)
+		cancel()
+		if err == nil {
+			last = st.Progress.Phase
+			if slices.Contains(phases, last) {
+				return
+			}
+		}
+	}
+	t.Fatalf("the migration never reached phase %v within %v (last seen %q)", phases, timeout, last)
 }
