@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,4 +217,56 @@ func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engi
 		}
 	}
 	t.Fatalf("the migration never reached phase %v within %v (last seen %q)", phases, timeout, last)
+}
+
+// TestPostcopyCut: the transport plugin process of one VMM (picked at
+// random) is killed at a random moment of post-copy; both VMMs open the
+// transport again (a new plugin process), the destination says which
+// pages it lacks, and the migration completes page-exact with the guest
+// verifying on the destination. 20 rounds, 3 with -short, or
+// FERRY_E2E_POSTCOPY_CUTS (the fake-VM soak, `make soak-postcopy`, runs
+// 100 rounds of the same through framework/session).
+func TestPostcopyCut(t *testing.T) {
+	needKVM(t, "TestPostcopyCut")
+	rounds := 20
+	if testing.Short() {
+		rounds = 3
+	}
+	if n, err := strconv.Atoi(os.Getenv("FERRY_E2E_POSTCOPY_CUTS")); err == nil && n > 0 {
+		rounds = n
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for round := range rounds {
+		delay := time.Duration(rng.IntN(1500)) * time.Millisecond
+		if round%5 == 0 {
+			delay = 0 // at once: around COMMIT and RUNNING
+		}
+		side := rng.IntN(2) // 0: the source's plugin, 1: the destination's
+		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			p := startPair(t, "256M", "dirty:64@200", "", `limits {
+  bandwidth = "16MB/s"
+  postcopy  = "always"
+}`)
+			var killed []int
+			rep, err := p.migratePostcopy(func(*exec.Cmd) {
+				p.src.waitPhase(t, 2*time.Minute, engine.PhasePostcopy)
+				time.Sleep(delay)
+				vm := p.src
+				if side == 1 {
+					vm = p.dst
+				}
+				killed = childPids(t, vm.cmd.Process.Pid, "ferry-transport")
+				for _, pid := range killed {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			t.Logf("killed %v (side %d) %v into post-copy; source reconnects %d", killed, side, delay, rep.Reconnects)
+			p.checkPostcopy(rep, err)
+			if rep.PagesChecked != rep.TotalPages {
+				t.Errorf("page-exact check covered %d of %d pages", rep.PagesChecked, rep.TotalPages)
+			}
+		})
+	}
 }
