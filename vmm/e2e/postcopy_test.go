@@ -187,8 +187,10 @@ func TestPostcopyManualSwitch(t *testing.T) {
 // Never run: written without /dev/kvm, gated by needProven.
 func TestPostcopyInterrupted(t *testing.T) {
 	needProven(t, "TestPostcopyInterrupted (Ctrl-C and SIGTERM during post-copy)")
-	p := startPair(t, "1G", "dirty:512@2000", "", `limits {
-  bandwidth = "40MB/s"
+	// 64 MiB written at 200 MiB/s over 16 MB/s: post-copy has seconds of
+	// pages to push after the bulk pass.
+	p := startPair(t, "256M", "dirty:64@200", "", `limits {
+  bandwidth = "16MB/s"
   postcopy  = "always"
 }`)
 	rep, err := p.migratePostcopy(func(cmd *exec.Cmd) {
