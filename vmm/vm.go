@@ -97,6 +97,11 @@ type VM struct {
 	mig      *migration      // the control socket's migrations, or nil without one; set once by Serve
 	msrs     []uint32        // MSRs to save, from KVM's list (state.go)
 
+	// manualProtect: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is on, and a sync
+	// re-protects what it read (dirty.go); tried once, by the first
+	// EnableDirtyLog (migrations are serialised by run).
+	manualProtect, manualProtectTried bool
+
 	mu       sync.Mutex
 	state    State
 	started  time.Time
