@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -263,4 +264,23 @@ func decodeChanFrame(t chanType, tag uint64, body []byte) (chanFrame, error) {
 		return bad("unknown type")
 	}
 	return f, nil
+}
+
+// chanWriter writes frames to one end of the channel, one at a time.
+type chanWriter struct {
+	mu   sync.Mutex
+	conn *net.UnixConn
+	buf  []byte // under mu
+}
+
+// write sends one frame; an error means the other end is gone.
+func (w *chanWriter) write(f chanFrame) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = appendChanFrame(w.buf[:0], f)
+	_, err := w.conn.Write(w.buf)
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil
+	}
+	return err
 }

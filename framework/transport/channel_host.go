@@ -20,9 +20,7 @@ import (
 type chanClient struct {
 	conn *net.UnixConn
 	proc *errclass.Process
-
-	wmu sync.Mutex // one frame written at a time
-	buf []byte     // under wmu
+	chanWriter
 
 	ids  atomic.Uint64 // call ids; 0 is none
 	dead chan struct{} // closed when the reader ended
@@ -45,7 +43,7 @@ type hostLane struct {
 }
 
 func newChanClient(conn *net.UnixConn, proc *errclass.Process) *chanClient {
-	c := &chanClient{conn: conn, proc: proc, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
+	c := &chanClient{conn: conn, proc: proc, chanWriter: chanWriter{conn: conn}, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
 	for i := range c.lanes {
 		c.lanes[i].note = make(chan struct{}, 1)
 	}
@@ -151,18 +149,6 @@ func (c *chanClient) gone(ctx context.Context) error {
 		return err
 	}
 	return c.proc.Fail(ctx, status.Error(codes.Unavailable, fmt.Sprintf("urgent channel to the plugin ended: %v", c.derr)))
-}
-
-// write sends one frame.
-func (c *chanClient) write(f chanFrame) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.buf = appendChanFrame(c.buf[:0], f)
-	_, err := c.conn.Write(c.buf)
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil
-	}
-	return err
 }
 
 // call runs one SendUrgent or SendPagesUrgent in the plugin and waits

@@ -17,9 +17,7 @@ import (
 type chanServer struct {
 	impl Transport
 	conn *net.UnixConn
-
-	wmu sync.Mutex // one frame written at a time
-	buf []byte     // under wmu
+	chanWriter
 
 	calls chan chanFrame // fSend and fSendPages, in order, to the sender
 
@@ -42,7 +40,7 @@ type pump struct {
 }
 
 func newChanServer(impl Transport, conn *net.UnixConn) *chanServer {
-	s := &chanServer{impl: impl, conn: conn, calls: make(chan chanFrame, 4), cancelled: map[uint64]bool{}}
+	s := &chanServer{impl: impl, conn: conn, chanWriter: chanWriter{conn: conn}, calls: make(chan chanFrame, 4), cancelled: map[uint64]bool{}}
 	s.sctx, s.stop = context.WithCancel(context.Background())
 	s.stop()
 	return s
@@ -217,16 +215,4 @@ func (s *chanServer) close() {
 	defer s.mu.Unlock()
 	s.stop()
 	s.session, s.pumps = 0, [numLanes]*pump{}
-}
-
-// write sends one frame; an error means the host is gone.
-func (s *chanServer) write(f chanFrame) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.buf = appendChanFrame(s.buf[:0], f)
-	_, err := s.conn.Write(s.buf)
-	if cap(s.buf) > 1<<20 {
-		s.buf = nil
-	}
-	return err
 }

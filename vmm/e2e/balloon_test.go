@@ -64,6 +64,26 @@ func (w *lineWriter) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []st
 	}
 }
 
+// runGuest runs the test guest in this process (one vCPU, mem bytes of
+// RAM, workload) and returns the VM, its serial lines and a context that
+// bounds the test (two minutes); the VM stops when the test ends.
+func runGuest(t *testing.T, mem uint64, workload string) (*vmm.VM, *lineWriter, context.Context) {
+	t.Helper()
+	_, guest := binaries(t)
+	serial := newLineWriter()
+	vm, err := vmm.New(vmm.Config{Kernel: guest, Memory: mem, CPUs: 1, Cmdline: "workload=" + workload, Serial: serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { _, err := vm.Run(ctx); done <- err }()
+	t.Cleanup(func() { vm.Stop(); <-done })
+	return vm, serial, ctx
+}
+
 // hintBitmap records hinted pages by memfd page number.
 type hintBitmap struct {
 	mem   *memory.Guest
@@ -88,19 +108,7 @@ func (h *hintBitmap) HintRange(_ uint32, gpa, n uint64) {
 // verifying its memory after it took the pages back.
 func TestHintedRangesStayClean(t *testing.T) {
 	needKVM(t, "TestHintedRangesStayClean (balloon hints vs the KVM dirty log)")
-	_, guest := binaries(t)
-	serial := newLineWriter()
-	vm, err := vmm.New(vmm.Config{Kernel: guest, Memory: 1 << 30, CPUs: 1,
-		Cmdline: "workload=hog:256,kv:32", Serial: serial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { _, err := vm.Run(ctx); done <- err }()
-	defer func() { vm.Stop(); <-done }()
+	vm, serial, ctx := runGuest(t, 1<<30, "hog:256,kv:32")
 	serial.wait(t, regexp.MustCompile(`^ready`), 60*time.Second)
 
 	hinted := &hintBitmap{mem: vm.Memory(), bits: make([]uint64, vm.DirtyWords())}

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"math/bits"
 	"regexp"
 	"testing"
 	"time"
-
-	"github.com/ferryvm/ferry/vmm"
 )
 
 // TestDirtyLogRearms: every sync re-protects what it reported, so a page
@@ -20,19 +17,7 @@ import (
 // drop to zero).
 func TestDirtyLogRearms(t *testing.T) {
 	needKVM(t, "TestDirtyLogRearms (KVM dirty log re-protection)")
-	_, guest := binaries(t)
-	serial := newLineWriter()
-	vm, err := vmm.New(vmm.Config{Kernel: guest, Memory: 256 << 20, CPUs: 1,
-		Cmdline: "workload=dirty:64@16", Serial: serial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { _, err := vm.Run(ctx); done <- err }()
-	defer func() { vm.Stop(); <-done }()
+	vm, serial, _ := runGuest(t, 256<<20, "dirty:64@16")
 	serial.wait(t, regexp.MustCompile(`^tick`), 60*time.Second)
 
 	if err := vm.EnableDirtyLog(); err != nil {
