@@ -155,19 +155,21 @@ limits { postcopy = "always" }`, []string{"-no-page-reporting"})
 }
 
 // TestPostcopyManualSwitch: a job with postcopy = "off" (the default) on
-// the non-converging guest is switched by hand, migrate -start-postcopy
-// next to the running migrate, as QEMU's migrate-start-postcopy; a
-// second request changes nothing and says so.
+// a guest that out-dirties its link (64 MiB rewritten at 200 MiB/s over
+// 16 MB/s) is switched by hand, migrate -start-postcopy next to the
+// running migrate, as QEMU's migrate-start-postcopy; a second request
+// changes nothing and says so.
 //
 // Never run: written without /dev/kvm, gated by needProven.
 func TestPostcopyManualSwitch(t *testing.T) {
-	needProven(t, "TestPostcopyManualSwitch (migrate -start-postcopy on dirty:512@2000 at 40MB/s)")
-	p := startPair(t, "1G", "dirty:512@2000", "", `limits { bandwidth = "40MB/s" }`)
+	needProven(t, "TestPostcopyManualSwitch (migrate -start-postcopy on dirty:64@200 at 16MB/s)")
+	p := startPair(t, "256M", "dirty:64@200", "", `limits { bandwidth = "16MB/s" }`)
 	bin := filepath.Join(repoRoot(t), "bin", "migrate")
 	rep, err := p.migratePostcopy(func(*exec.Cmd) {
-		// Well into pre-copy: a dirty pass (a fixed sleep was not enough
-		// where plugins start slowly, e.g. under an emulated KVM).
-		p.src.waitPhase(t, 2*time.Minute, engine.PhaseDirty)
+		// In pre-copy, pages moving (a fixed sleep was not enough where
+		// plugins start slowly, e.g. under an emulated KVM).
+		p.src.waitPhase(t, 2*time.Minute, engine.PhaseBulk, engine.PhaseDirty)
+		time.Sleep(time.Second)
 		for i, want := range []string{"post-copy requested", "nothing to do"} {
 			out, err := exec.Command(bin, "-start-postcopy", "-config", p.job).CombinedOutput()
 			if err != nil || !strings.HasPrefix(string(out), want) {
