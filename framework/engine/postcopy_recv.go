@@ -668,6 +668,7 @@ func (pc *pcRecv) failedEarly() error {
 // broken connection; an error means post-copy broke for good.
 func (pc *pcRecv) wait(ctx context.Context) error {
 	r := pc.r
+	r.pollStats() // pre-copy's traffic, should this session break before the first tick
 	tick := time.NewTicker(statsInterval)
 	defer tick.Stop()
 	for {
@@ -678,6 +679,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			pc.doneAt = time.Now()
 			return nil
 		case <-tick.C:
+			r.pollStats() // what a session that breaks had moved
 			pc.progress()
 			continue
 		case err := <-pc.loopDone:
@@ -726,7 +728,7 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 		case <-ctx.Done():
 		}
 	}
-	r.tr.Close() // ends the old lane if it still waits
+	r.closeSession() // ends the old lane if it still waits
 	if s := pc.sess; s != nil {
 		<-s.feed.done
 		if s.feed.fatal {
@@ -767,7 +769,7 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 				return s.feed.err
 			}
 		}
-		r.tr.Close()
+		r.closeSession()
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-rctx.Done():
@@ -795,7 +797,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	r.opt.Log.Warn("post-copy: the stream broke after LOADED and before COMMIT; the VM never ran here; "+
 		"waiting for the source to reconnect and be told so", "err", cause, "reconnect_timeout", r.opt.ReconnectTimeout)
 	pc.stopSession()
-	r.tr.Close()
+	r.closeSession()
 	rctx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
 	defer cancel()
 	for rctx.Err() == nil {
@@ -811,7 +813,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (ABORT sent: %v)", cause, serr)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
-		r.tr.Close()
+		r.closeSession()
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-rctx.Done():

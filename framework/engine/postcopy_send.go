@@ -736,9 +736,10 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
 	pc.stopServing()
 	s.stopReceive()
+	seen := s.stats.get()
 	s.stats.close()
 	s.stats = nil
-	s.closeTransport(true)
+	s.closeTransport(true, seen)
 	rctx, cancel := context.WithTimeout(ctx, s.opt.ReconnectTimeout)
 	defer cancel()
 	wait := reconnectMin
@@ -786,7 +787,7 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s.startReceive(ctx)
 	fail := func(final bool, err error) (bool, error) {
 		s.stopReceive()
-		s.closeTransport(true)
+		s.closeTransport(true, transport.Stats{})
 		return final, err
 	}
 	if err := s.tr.SendMessage(rctx, transport.Message{Kind: msgResume, Payload: encodeResume(pc.pages)}); err != nil {

@@ -38,20 +38,21 @@ type scriptDst struct {
 	notReady string // READY without post-copy, with this reason
 	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
 	requester  func(ctx context.Context, d *scriptDst)
-	onSrcPages func(n int64)       // the source's n-th SendPages call is about to go
-	failLoad   bool                // answer the state with ABORT instead of LOADED
-	loadFaults []pageRun           // asked for (and waited for) before LOADED, as a LoadState that faults
-	settleBad  bool                // SETTLED says 3 pages differed, the first 42
-	free       [2]uint64           // pages [free[0], free[1]) are free in the guest: not compared at the end
-	onLand     func(p uint64)      // called for each page landed in post-copy, under mu
-	srcTr      transport.Transport // the source's transport (nil: the other end of a loopback pipe)
-	killSrc    func()              // at the cut, instead of closing here: end the source's side
-	silentRun  bool                // on COMMIT, end the session without RUNNING
-	abortRun   bool                // on COMMIT, end the session, then answer the source's RESUME with ABORT (as if COMMIT was lost)
-	cancelRun  bool                // after RUNNING, cancel the source's Send (cancelSrc)
-	cancelSrc  context.CancelFunc  // set by runPostcopy
-	cutAfter   int                 // close the connection after this many pages landed in post-copy (0: never)
-	reopen     bool                // and open it again (else: never)
+	onSrcPages func(n int64)                                 // the source's n-th SendPages call is about to go
+	failLoad   bool                                          // answer the state with ABORT instead of LOADED
+	loadFaults []pageRun                                     // asked for (and waited for) before LOADED, as a LoadState that faults
+	settleBad  bool                                          // SETTLED says 3 pages differed, the first 42
+	free       [2]uint64                                     // pages [free[0], free[1]) are free in the guest: not compared at the end
+	onLand     func(p uint64)                                // called for each page landed in post-copy, under mu
+	srcTr      transport.Transport                           // the source's transport (nil: the other end of a loopback pipe)
+	wrapSrc    func(transport.Transport) transport.Transport // wraps the source's transport, if set
+	killSrc    func()                                        // at the cut, instead of closing here: end the source's side
+	silentRun  bool                                          // on COMMIT, end the session without RUNNING
+	abortRun   bool                                          // on COMMIT, end the session, then answer the source's RESUME with ABORT (as if COMMIT was lost)
+	cancelRun  bool                                          // after RUNNING, cancel the source's Send (cancelSrc)
+	cancelSrc  context.CancelFunc                            // set by runPostcopy
+	cutAfter   int                                           // close the connection after this many pages landed in post-copy (0: never)
+	reopen     bool                                          // and open it again (else: never)
 
 	mu        sync.Mutex
 	absent    *bitmap.Bitmap // the POSTCOPY list
@@ -499,6 +500,9 @@ func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst
 		srcTr = d.srcTr
 		opt.Transport = d.req.Config
 	}
+	if d.wrapSrc != nil {
+		srcTr = d.wrapSrc(srcTr)
+	}
 	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: srcTr, onPages: d.onSrcPages}, start: time.Now()}
 	opt.Credentials = scred
 	opt.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -784,6 +788,56 @@ func TestPostcopyRequestsRacePushes(t *testing.T) {
 		t.Errorf("requested %d pushed %d: the paths did not race", r.srep.PagesRequested, r.srep.PagesPushed)
 	}
 	t.Logf("requested %d pushed %d in %d ms", r.srep.PagesRequested, r.srep.PagesPushed, r.srep.PostcopyMS)
+}
+
+// statsGoneAfterClose is a transport whose Stats fails from Close until
+// the next Open: a plugin process that died with its session, behind
+// framework/session's transport (which defers the real Close).
+type statsGoneAfterClose struct {
+	transport.Transport
+	closed atomic.Bool
+}
+
+func (t *statsGoneAfterClose) Open(ctx context.Context, req transport.OpenRequest) error {
+	t.closed.Store(false)
+	return t.Transport.Open(ctx, req)
+}
+
+func (t *statsGoneAfterClose) Close() error {
+	t.closed.Store(true)
+	return t.Transport.Close()
+}
+
+func (t *statsGoneAfterClose) Stats(ctx context.Context) (transport.Stats, error) {
+	if t.closed.Load() {
+		return transport.Stats{}, transport.ErrPluginGone
+	}
+	return t.Transport.Stats(ctx)
+}
+
+// TestPostcopySendReconnectStatsGone: a session whose transport cannot
+// report its totals once closed (its plugin died) still counts in the
+// report's bytes on the wire, up to the last counters polled.
+func TestPostcopySendReconnectStatsGone(t *testing.T) {
+	old := statsInterval
+	statsInterval = 2 * time.Millisecond
+	t.Cleanup(func() { statsInterval = old })
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+		d.cutAfter, d.reopen = 1000, true
+		d.requester = flood
+		d.wrapSrc = func(tr transport.Transport) transport.Transport { return &statsGoneAfterClose{Transport: tr} }
+	})
+	if r.serr != nil || r.derr != nil || r.srep.Reconnects != 1 {
+		t.Fatalf("send: %v (reconnects %d)\ndestination: %v", r.serr, r.srep.Reconnects, r.derr)
+	}
+	d.check(t)
+	// The bulk pass alone is 16 MiB of the first session.
+	if r.srep.BytesWire < 16*mib+uint64(r.srep.PagesPushed+r.srep.PagesRequested)*4096/2 {
+		t.Errorf("%d bytes on the wire for a 16 MiB bulk pass and %d pages after it: the first session's are lost",
+			r.srep.BytesWire, r.srep.PagesPushed+r.srep.PagesRequested)
+	}
 }
 
 // TestPostcopyReconnect: the destination ends the connection after

@@ -76,8 +76,12 @@ func (p *statsPoller) poll(ctx context.Context) transport.Stats {
 	return p.last
 }
 
-// get returns the last counters without asking the transport.
+// get returns the last counters without asking the transport; zero on
+// nil.
 func (p *statsPoller) get() transport.Stats {
+	if p == nil {
+		return transport.Stats{}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.last

@@ -70,11 +70,8 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if st, err := r.tr.Stats(sctx); err == nil {
-			rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
-		}
-		cancel()
+		st := addStats(r.wireBase, r.pollStats()) // sessions before a reconnect too
+		rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
 		r.tr.Close()
 	}()
 	lctx, stop := context.WithCancelCause(ctx)

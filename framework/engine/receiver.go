@@ -33,6 +33,10 @@ type receiver struct {
 	mode     string                  // Report.Mode once the handshake ran
 	pc       *pcRecv                 // post-copy, when READY said this side can serve one (postcopy_recv.go)
 	stopLoop context.CancelCauseFunc // ends loop's wait with a cause (post-copy's goroutines failing before COMMIT)
+	// The traffic of sessions closed before the current one (post-copy's
+	// reconnects), and the current session's as last seen (seen): a
+	// transport whose plugin died cannot answer Stats any more.
+	wireBase, seen transport.Stats
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
@@ -123,4 +127,29 @@ func (r *receiver) giveUp(cause error) {
 		msg = msg[:maxAbortReason]
 	}
 	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
+}
+
+// pollStats asks the transport for the current session's traffic and
+// keeps the answer (seen); a failed call keeps the previous one.
+func (r *receiver) pollStats() transport.Stats {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	if st, err := r.tr.Stats(ctx); err == nil {
+		r.seen = st
+	}
+	return r.seen
+}
+
+// closeSession closes the transport's session and counts its traffic in
+// wireBase (post-copy: a broken connection opens a new one).
+func (r *receiver) closeSession() {
+	r.wireBase = addStats(r.wireBase, r.pollStats())
+	r.seen = transport.Stats{}
+	r.tr.Close()
+}
+
+// addStats is a + b, counter by counter.
+func addStats(a, b transport.Stats) transport.Stats {
+	return transport.Stats{BytesWire: a.BytesWire + b.BytesWire, PagesData: a.PagesData + b.PagesData,
+		PagesZero: a.PagesZero + b.PagesZero, Compressed: a.Compressed + b.Compressed}
 }

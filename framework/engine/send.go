@@ -162,7 +162,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	defer func() {
 		s.stats.close() // joined before the last count and Close
 		s.captureStats()
-		s.closeTransport(false)
+		s.closeTransport(false, transport.Stats{})
 	}()
 	s.startReceive(ctx)
 	defer s.stopReceive() // joined: receive returns on its context
@@ -341,8 +341,10 @@ func (s *sender) captureStats() {
 
 // closeTransport ends the transport's session, if it has one; with
 // count, it adds the session's bytes on the wire to wireBase (the last
-// close follows captureStats instead).
-func (s *sender) closeTransport(count bool) {
+// close follows captureStats instead): the transport's totals after
+// Close, or seen (the last counters polled) when it cannot answer, as
+// when its plugin process died.
+func (s *sender) closeTransport(count bool, seen transport.Stats) {
 	if !s.trOpen {
 		return
 	}
@@ -353,7 +355,8 @@ func (s *sender) closeTransport(count bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	if st, err := s.tr.Stats(ctx); err == nil { // after Close: the session's totals
-		s.wireBase += st.BytesWire
+	if st, err := s.tr.Stats(ctx); err == nil && st.BytesWire >= seen.BytesWire { // after Close: the session's totals
+		seen = st
 	}
+	s.wireBase += seen.BytesWire
 }
