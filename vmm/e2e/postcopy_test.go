@@ -240,7 +240,10 @@ func TestPostcopyCut(t *testing.T) {
 		rounds = n
 	}
 	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	if n, err := strconv.ParseInt(os.Getenv("FERRY_E2E_POSTCOPY_SEED"), 10, 64); err == nil {
+		seed = n // replay a run's rounds
+	}
+	t.Logf("seed %d (FERRY_E2E_POSTCOPY_SEED replays it)", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	for round := range rounds {
 		delay := time.Duration(rng.IntN(1500)) * time.Millisecond
@@ -249,9 +252,12 @@ func TestPostcopyCut(t *testing.T) {
 		}
 		side := rng.IntN(2) // 0: the source's plugin, 1: the destination's
 		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			// A reconnect that cannot succeed fails within 90 s, with
+			// both VMMs' logs, instead of the default 10 minutes.
 			p := startPair(t, "256M", "dirty:64@200", "", `limits {
-  bandwidth = "16MB/s"
-  postcopy  = "always"
+  bandwidth         = "16MB/s"
+  postcopy          = "always"
+  reconnect_timeout = "90s"
 }`)
 			var killed []int
 			rep, err := p.migratePostcopy(func(*exec.Cmd) {
