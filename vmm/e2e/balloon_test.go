@@ -64,14 +64,16 @@ func (w *lineWriter) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []st
 	}
 }
 
-// runGuest runs the test guest in this process (one vCPU, mem bytes of
-// RAM, workload) and returns the VM, its serial lines and a context that
-// bounds the test (two minutes); the VM stops when the test ends.
-func runGuest(t *testing.T, mem uint64, workload string) (*vmm.VM, *lineWriter, context.Context) {
+// runGuest runs the test guest in this process with cfg (one vCPU; the
+// kernel and serial filled in) and returns the VM, its serial lines and a
+// context that bounds the test (two minutes); the VM stops when the test
+// ends.
+func runGuest(t *testing.T, cfg vmm.Config) (*vmm.VM, *lineWriter, context.Context) {
 	t.Helper()
 	_, guest := binaries(t)
 	serial := newLineWriter()
-	vm, err := vmm.New(vmm.Config{Kernel: guest, Memory: mem, CPUs: 1, Cmdline: "workload=" + workload, Serial: serial})
+	cfg.Kernel, cfg.CPUs, cfg.Serial = guest, 1, serial
+	vm, err := vmm.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func (h *hintBitmap) HintRange(_ uint32, gpa, n uint64) {
 // verifying its memory after it took the pages back.
 func TestHintedRangesStayClean(t *testing.T) {
 	needKVM(t, "TestHintedRangesStayClean (balloon hints vs the KVM dirty log)")
-	vm, serial, ctx := runGuest(t, 1<<30, "hog:256,kv:32")
+	vm, serial, ctx := runGuest(t, vmm.Config{Memory: 1 << 30, Cmdline: "workload=hog:256,kv:32"})
 	serial.wait(t, regexp.MustCompile(`^ready`), 60*time.Second)
 
 	hinted := &hintBitmap{mem: vm.Memory(), bits: make([]uint64, vm.DirtyWords())}
