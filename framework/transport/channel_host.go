@@ -35,6 +35,7 @@ type chanClient struct {
 // hostLane is one pushed lane of the current session.
 type hostLane struct {
 	armed    bool          // credit granted in this session
+	credit   uint32        // pushes the plugin may still send
 	consumed uint32        // pushes taken since the last credit
 	msgs     []Message     // laneUrgent
 	runs     [][]PageRun   // laneLanded
@@ -77,7 +78,7 @@ func (c *chanClient) read() {
 				ch <- f
 			}
 		case fUrgent, fLanded, fEnd:
-			c.push(f)
+			err = c.push(f)
 		default:
 			err = fmt.Errorf("%w: the plugin sent urgent channel frame type %d", ErrProtocol, f.Type)
 		}
@@ -88,7 +89,9 @@ func (c *chanClient) read() {
 }
 
 // push queues a pushed frame on its lane if it is of the current session.
-func (c *chanClient) push(f chanFrame) {
+// A push beyond the credit granted breaks the channel: the host holds no
+// more than it asked for, whatever the plugin does.
+func (c *chanClient) push(f chanFrame) error {
 	lane := laneUrgent
 	switch f.Type {
 	case fLanded:
@@ -99,9 +102,15 @@ func (c *chanClient) push(f chanFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f.Tag != c.session || c.session == 0 {
-		return // an earlier session's
+		return nil // an earlier session's
 	}
 	l := &c.lanes[lane]
+	if f.Type != fEnd {
+		if l.credit == 0 {
+			return fmt.Errorf("%w: the plugin pushed on %s beyond the credit it was granted", ErrProtocol, lane)
+		}
+		l.credit--
+	}
 	switch f.Type {
 	case fUrgent:
 		l.msgs = append(l.msgs, f.Msg)
@@ -116,6 +125,7 @@ func (c *chanClient) push(f chanFrame) {
 	case l.note <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
 // codeOf is a status code from the channel, Unknown if it is none.
@@ -135,7 +145,7 @@ func (c *chanClient) newSession(session uint64) {
 	c.session = session
 	for i := range c.lanes {
 		l := &c.lanes[i]
-		l.armed, l.consumed, l.msgs, l.runs, l.end = false, 0, nil, nil, nil
+		l.armed, l.credit, l.consumed, l.msgs, l.runs, l.end = false, 0, 0, nil, nil, nil
 		select {
 		case l.note <- struct{}{}:
 		default:
@@ -209,6 +219,7 @@ func take[T any](ctx context.Context, c *chanClient, lane chanLane, get func(l *
 				grant, l.consumed = grant+l.consumed, 0
 			}
 		}
+		l.credit += grant
 		end := l.end
 		c.mu.Unlock()
 		if grant > 0 && session != 0 {

@@ -287,3 +287,46 @@ func TestChannelPluginGone(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelCreditEnforced: a plugin that pushes beyond the credit it
+// was granted breaks the channel (ErrProtocol) instead of growing the
+// host's queue.
+func TestChannelCreditEnforced(t *testing.T) {
+	hostEnd, plugEnd, err := NewChannelPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostEnd.Close()
+	defer plugEnd.Close()
+	hc, err := channelConn(hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := channelConn(plugEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	defer pc.Close()
+	c := newChanClient(hc, errclass.NewProcess(make(chan struct{}), ErrPluginGone, classes))
+	c.newSession(1)
+	go c.recvUrgent(tctx(t)) // grants the window
+	f, err := newChanReader(pc).next()
+	if err != nil || f.Type != fCredit || f.N != chanWindow {
+		t.Fatalf("first frame from the host: %+v, %v; want a credit of %d", f, err, chanWindow)
+	}
+	w := chanWriter{conn: pc}
+	for i := range chanWindow + 2 {
+		if w.write(chanFrame{Type: fUrgent, Tag: 1, Msg: Message{Kind: uint32(i + 1)}}) != nil {
+			break // the host hung up
+		}
+	}
+	select {
+	case <-c.dead:
+		if !errors.Is(c.derr, ErrProtocol) {
+			t.Errorf("channel ended with %v, want ErrProtocol", c.derr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host took pushes beyond its credit")
+	}
+}
