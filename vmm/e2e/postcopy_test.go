@@ -230,8 +230,13 @@ func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engi
 // verifying on the destination. 20 rounds, 3 with -short, or
 // FERRY_E2E_POSTCOPY_CUTS (the fake-VM soak, `make soak-postcopy`, runs
 // 100 rounds of the same through framework/session).
+//
+// Gated by needProven: under an emulated KVM (vmm/e2e/tcg, 2026-12-05)
+// two rounds that killed the source's plugin passed, and the first that
+// killed the destination's (seed 1796450605432884830, round 2) did not
+// finish within 30 minutes of emulated time.
 func TestPostcopyCut(t *testing.T) {
-	needKVM(t, "TestPostcopyCut")
+	needProven(t, "TestPostcopyCut (transport plugins killed during post-copy)")
 	rounds := 20
 	if testing.Short() {
 		rounds = 3
