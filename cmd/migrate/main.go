@@ -202,8 +202,24 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		rep.Report = *src.Report
 	}
 	if err != nil {
+		// Following the source failed (it stopped answering): what the
+		// two sides say now decides. A source that was told to shut down
+		// in post-copy exits as soon as its last page went out, possibly
+		// before its final status was read; the destination then runs the
+		// guest and holds the report that matters.
+		v, rerr := rs.resolve()
+		if v == verdictMoved {
+			fmt.Fprintf(log, "migrate: the source stopped answering (%v); the guest runs on the destination\n", err)
+			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
+			if rep.Mode == "" {
+				rep.Mode = src.Progress.Mode
+			}
+			return finishCompleted(j, rep)
+		}
+		if rerr != nil {
+			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
+		}
 		rep.Error = err.Error()
-		rs.cleanup()
 		return rep, err
 	}
 	switch rep.Status {

@@ -42,6 +42,10 @@ type fakeVMM struct {
 	// running: a migration runs before any migrate-send (an earlier
 	// migrate started it); else migrate-status fails until one.
 	running bool
+	// exitWhenDone: the VMM exits the moment its migration is done,
+	// before anyone reads that status (a source whose shutdown waited for
+	// post-copy to end).
+	exitWhenDone bool
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -95,7 +99,14 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		case f.polls == 0:
 			f.done = true
 		}
+		if f.done && f.exitWhenDone {
+			go f.kill()
+			return nil, errors.New("exiting")
+		}
 		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating}
+		if f.postcopy {
+			m.Progress.Mode = engine.ModePostcopy
+		}
 		if f.done {
 			m.Side, m.Report = f.side, &engine.Report{Status: f.status, TotalMS: f.doneAfter.Milliseconds()}
 		}
@@ -302,6 +313,27 @@ func TestRunInterruptedInPostcopy(t *testing.T) {
 	c.mu.Unlock()
 	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
+	}
+}
+
+// TestRunSourceExitsAfterPostcopy: the source VMM exits the moment its
+// post-copy ends (its shutdown was waiting for that), before migrate read
+// the final status; the destination runs the guest: migrate reports the
+// migration completed with the destination's report, not failed.
+func TestRunSourceExitsAfterPostcopy(t *testing.T) {
+	c := newRunCase(t)
+	c.src.postcopy, c.src.exitWhenDone = true, true
+	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, out := c.run(context.Background(), t)
+	if err != nil || rep.Status != engine.StatusCompleted || rep.Destination == nil || rep.Resolved != "destination" {
+		t.Fatalf("status %q, err %v, destination report %v, resolved %q", rep.Status, err, rep.Destination != nil, rep.Resolved)
+	}
+	if rep.Mode != engine.ModePostcopy {
+		t.Errorf("mode %q, want the source's last (postcopy)", rep.Mode)
+	}
+	if !strings.Contains(out, "the guest runs on the destination") {
+		t.Errorf("migrate did not say what happened:\n%s", out)
 	}
 }
 
