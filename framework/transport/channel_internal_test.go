@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,17 @@ type chanPair struct {
 
 func newTestChannel(t *testing.T, impl Transport) *chanPair {
 	t.Helper()
+	hc, pc := connPair(t)
+	p := &chanPair{s: newChanServer(impl, pc), exit: make(chan struct{})}
+	p.c = newChanClient(hc, errclass.NewProcess(p.exit, ErrPluginGone, classes))
+	go p.s.serve()
+	return p
+}
+
+// connPair is a new channel's two ends as connections, closed when the
+// test ends.
+func connPair(t *testing.T) (host, plugin *net.UnixConn) {
+	t.Helper()
 	hostEnd, plugEnd, err := NewChannelPair()
 	if err != nil {
 		t.Fatal(err)
@@ -37,14 +49,11 @@ func newTestChannel(t *testing.T, impl Transport) *chanPair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &chanPair{s: newChanServer(impl, pc), exit: make(chan struct{})}
-	p.c = newChanClient(hc, errclass.NewProcess(p.exit, ErrPluginGone, classes))
-	go p.s.serve()
 	t.Cleanup(func() {
 		hc.Close()
 		pc.Close()
 	})
-	return p
+	return hc, pc
 }
 
 func (p *chanPair) open(session uint64) {
@@ -292,22 +301,7 @@ func TestChannelPluginGone(t *testing.T) {
 // was granted breaks the channel (ErrProtocol) instead of growing the
 // host's queue.
 func TestChannelCreditEnforced(t *testing.T) {
-	hostEnd, plugEnd, err := NewChannelPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostEnd.Close()
-	defer plugEnd.Close()
-	hc, err := channelConn(hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := channelConn(plugEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	defer pc.Close()
+	hc, pc := connPair(t)
 	c := newChanClient(hc, errclass.NewProcess(make(chan struct{}), ErrPluginGone, classes))
 	c.newSession(1)
 	go c.recvUrgent(tctx(t)) // grants the window
