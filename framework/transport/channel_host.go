@@ -18,9 +18,8 @@ import (
 // plugin's frames: replies go to the waiting call, pushes to their
 // lane's queue.
 type chanClient struct {
-	conn *net.UnixConn
-	proc *errclass.Process
-	chanWriter
+	proc       *errclass.Process
+	chanWriter // and its conn, the channel
 
 	ids  atomic.Uint64 // call ids; 0 is none
 	dead chan struct{} // closed when the reader ended
@@ -44,7 +43,7 @@ type hostLane struct {
 }
 
 func newChanClient(conn *net.UnixConn, proc *errclass.Process) *chanClient {
-	c := &chanClient{conn: conn, proc: proc, chanWriter: chanWriter{conn: conn}, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
+	c := &chanClient{proc: proc, chanWriter: chanWriter{conn: conn}, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
 	for i := range c.lanes {
 		c.lanes[i].note = make(chan struct{}, 1)
 	}

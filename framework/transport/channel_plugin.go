@@ -15,9 +15,8 @@ import (
 // impl's RecvUrgent and Landed return (one pump goroutine per lane and
 // session, the lane's only caller).
 type chanServer struct {
-	impl Transport
-	conn *net.UnixConn
-	chanWriter
+	impl       Transport
+	chanWriter // and its conn, the channel
 
 	calls chan chanFrame // fSend and fSendPages, in order, to the sender
 
@@ -40,7 +39,7 @@ type pump struct {
 }
 
 func newChanServer(impl Transport, conn *net.UnixConn) *chanServer {
-	s := &chanServer{impl: impl, conn: conn, chanWriter: chanWriter{conn: conn}, calls: make(chan chanFrame, 4), cancelled: map[uint64]bool{}}
+	s := &chanServer{impl: impl, chanWriter: chanWriter{conn: conn}, calls: make(chan chanFrame, 4), cancelled: map[uint64]bool{}}
 	s.sctx, s.stop = context.WithCancel(context.Background())
 	s.stop()
 	return s

@@ -166,7 +166,7 @@ limits { postcopy = "always" }`, []string{"-no-page-reporting"})
 // Passed under an emulated KVM (2026-12-05); not yet run on real KVM.
 func TestPostcopyManualSwitch(t *testing.T) {
 	needKVM(t, "TestPostcopyManualSwitch (migrate -start-postcopy on dirty:64@200 at 16MB/s)")
-	p := startPair(t, "256M", "dirty:64@200", "", `limits { bandwidth = "16MB/s" }`)
+	p := startOutDirtying(t, "")
 	bin := filepath.Join(repoRoot(t), "bin", "migrate")
 	rep, err := p.migratePostcopy(func(*exec.Cmd) {
 		// In pre-copy, pages moving (a fixed sleep was not enough where
@@ -195,10 +195,7 @@ func TestPostcopyInterrupted(t *testing.T) {
 	needKVM(t, "TestPostcopyInterrupted (Ctrl-C and SIGTERM during post-copy)")
 	// 64 MiB written at 200 MiB/s over 16 MB/s: post-copy has seconds of
 	// pages to push after the bulk pass.
-	p := startPair(t, "256M", "dirty:64@200", "", `limits {
-  bandwidth = "16MB/s"
-  postcopy  = "always"
-}`)
+	p := startOutDirtying(t, `postcopy = "always"`)
 	rep, err := p.migratePostcopy(func(cmd *exec.Cmd) {
 		p.src.waitPhase(t, 2*time.Minute, engine.PhasePostcopy)
 		cmd.Process.Signal(syscall.SIGINT)
@@ -264,11 +261,8 @@ func TestPostcopyCut(t *testing.T) {
 		t.Run(strconv.Itoa(round), func(t *testing.T) {
 			// A reconnect that cannot succeed fails within 90 s, with
 			// both VMMs' logs, instead of the default 10 minutes.
-			p := startPair(t, "256M", "dirty:64@200", "", `limits {
-  bandwidth         = "16MB/s"
-  postcopy          = "always"
-  reconnect_timeout = "90s"
-}`)
+			p := startOutDirtying(t, `postcopy = "always"
+  reconnect_timeout = "90s"`)
 			var killed []int
 			rep, err := p.migratePostcopy(func(*exec.Cmd) {
 				p.src.waitPhase(t, 2*time.Minute, engine.PhasePostcopy)
@@ -289,4 +283,12 @@ func TestPostcopyCut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startOutDirtying starts a pair whose 256 MiB guest rewrites 64 MiB at
+// 200 MiB/s over a link capped at 16 MB/s: pre-copy never converges, and
+// post-copy has seconds of pages to push after the bulk pass. limits are
+// more lines of the job's limits block.
+func startOutDirtying(t *testing.T, limits string) *pair {
+	return startPair(t, "256M", "dirty:64@200", "", "limits {\n  bandwidth = \"16MB/s\"\n  "+limits+"\n}")
 }
