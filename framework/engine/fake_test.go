@@ -51,6 +51,7 @@ type fakeVM struct {
 	failLoad   error
 	failResume error       // the destination's vCPUs will not run
 	onSync     func(n int) // called after each SyncDirtyLog (n-th)
+	onPause    func()      // called in Pause, before the VM counts as paused
 	syncs      int
 }
 
@@ -90,6 +91,9 @@ func (v *fakeVM) SyncDirtyLog(dst *bitmap.Bitmap) error {
 	return nil
 }
 func (v *fakeVM) Pause(context.Context) error {
+	if v.onPause != nil {
+		v.onPause()
+	}
 	v.mu.Lock()
 	v.paused = true
 	v.mu.Unlock()

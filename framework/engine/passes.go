@@ -176,8 +176,9 @@ const (
 // ends with a Flush so the next pass cannot overtake it. A live (capped)
 // pass stops between two batches when the operator asks for post-copy
 // (switchAsked) or a probe finds the guest outrunning the link (mode
-// "auto"): it then reports stopped, with s.pcWhy set, set reduced to the
-// pages it had not sent, and no Flush (the switch flushes).
+// "auto"): it then reports stopped, with s.pcWhy set and set reduced to
+// the pages it had not sent, once the transport wrote what the pass had
+// queued (drainLive).
 func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) (stopped bool, err error) {
 	started, dataBefore := time.Now(), s.rep.PagesSent
 	s.remaining = set.Count()
@@ -220,12 +221,16 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 			if capped && s.switchAsked() {
 				s.pcWhy = fmt.Sprintf("the operator asked (StartPostcopy) during pass %d", s.pass)
 				set.ClearRange(0, c.p) // classified and sent
-				return true, nil
+				return true, s.drainLive(ctx)
 			}
 			if capped {
-				if outrun, err := s.probe(set, c.p); err != nil || outrun {
+				outrun, err := s.probe(set, c.p)
+				if err != nil {
+					return false, err
+				}
+				if outrun {
 					set.ClearRange(0, c.p)
-					return outrun, err
+					return true, s.drainLive(ctx)
 				}
 			}
 		}
@@ -240,6 +245,21 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.rate = float64(sent) / secs
 	}
 	return false, nil
+}
+
+// drainLive Flushes what a stopped pass queued while the guest still
+// runs. The switch pauses the guest next, and a transport's queue can
+// hold far more than the link moves in max_downtime (transports/tcp:
+// 32 batches per stream; behind a link slower than the cap, or an
+// emulated one, tens of MiB): drained after the pause, all of it would
+// be downtime. Pages the guest writes meanwhile are the final sync's.
+func (s *sender) drainLive(ctx context.Context) error {
+	start := time.Now()
+	if err := s.tr.Flush(ctx); err != nil {
+		return fmt.Errorf("flush pass %d before the switch: %w", s.pass, err)
+	}
+	s.opt.Log.Debug("pass stopped for post-copy: queue drained with the guest running", "pass", s.pass, "took", time.Since(start))
+	return nil
 }
 
 // sendPages queues runs with the transport and counts their pages in

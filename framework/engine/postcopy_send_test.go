@@ -740,6 +740,75 @@ func TestPostcopyManualMidBulk(t *testing.T) {
 	}
 }
 
+// TestPostcopySwitchDrainsLive: a pass stopped for post-copy has its
+// queued pages written before the guest pauses, so a deep transport
+// queue behind a slow link is not downtime (vmm/e2e saw a manual switch
+// wait out switchover_timeout behind ~25 MB queued at a 16 MB/s cap).
+// Both ways a pass stops: the operator's request and an "auto" probe.
+func TestPostcopySwitchDrainsLive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auto bool
+	}{{"operator", false}, {"auto", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := dataGuest(t, 16*mib)
+			q := &queueHook{}
+			opt := Options{Bandwidth: 64 * mib}
+			start := make(chan struct{})
+			if tc.auto {
+				opt.Postcopy, opt.Bandwidth, opt.MaxDowntime = PostcopyAuto, 8*mib, 50*time.Millisecond
+				defer outDirty(src)()
+			} else {
+				opt.StartPostcopy = start
+			}
+			var atPause atomic.Int64
+			atPause.Store(-1)
+			src.onPause = func() { atPause.CompareAndSwap(-1, q.unflushed.Load()) }
+			d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+				d.wrapSrc = func(tr transport.Transport) transport.Transport { q.Transport = tr; return q }
+				d.onSrcPages = func(n int64) {
+					if n == 2 && !tc.auto {
+						close(start)
+					}
+				}
+			})
+			if r.serr != nil || r.derr != nil {
+				t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+			}
+			d.check(t)
+			if r.srep.Mode != ModePostcopy || r.srep.Passes != 2 { // the bulk pass, then the switch
+				t.Fatalf("mode %q after %d passes: the bulk pass was not stopped", r.srep.Mode, r.srep.Passes)
+			}
+			if n := atPause.Load(); n != 0 {
+				t.Errorf("%d SendPages calls not yet Flushed when the guest paused", n)
+			}
+			if !strings.Contains(r.logs.String(), "queue drained with the guest running") {
+				t.Errorf("log:\n%s", r.logs)
+			}
+		})
+	}
+}
+
+// queueHook counts SendPages calls since the last Flush that returned.
+type queueHook struct {
+	transport.Transport
+	unflushed atomic.Int64
+}
+
+func (h *queueHook) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	h.unflushed.Add(1)
+	return h.Transport.SendPages(ctx, runs)
+}
+
+func (h *queueHook) Flush(ctx context.Context) error {
+	n := h.unflushed.Load()
+	err := h.Transport.Flush(ctx)
+	if err == nil {
+		h.unflushed.Add(-n)
+	}
+	return err
+}
+
 // flood asks for random runs of pages that have not landed, until ctx
 // ends; failed sends (the session is being reopened) are ignored.
 func flood(ctx context.Context, d *scriptDst) {
@@ -1240,17 +1309,8 @@ func TestPostcopySettledDiffers(t *testing.T) {
 func TestPostcopyAutoInBulk(t *testing.T) {
 	src := dataGuest(t, 16*mib) // 4096 pages: the bulk pass alone would take 2 s
 	pages := src.layout.Pages()
-	ctx, stop := context.WithCancel(context.Background())
+	stop := outDirty(src)
 	defer stop()
-	go func() { // ~4000 pages a second, random; a paused guest writes nothing
-		rng := rand.New(rand.NewPCG(3, 4))
-		for i := 0; ctx.Err() == nil; i++ {
-			src.write(rng.Uint64N(pages), byte(i))
-			if i%40 == 0 {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	}()
 	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 8 * mib, MaxDowntime: 50 * time.Millisecond}, nil)
 	stop()
 	if r.serr != nil || r.derr != nil {
@@ -1266,6 +1326,23 @@ func TestPostcopyAutoInBulk(t *testing.T) {
 		t.Errorf("%d data pages sent for a guest of %d", sent, pages)
 	}
 	t.Logf("sent %d data pages for %d, %d absent at the switch", r.srep.PagesSent, pages, d.absent.Count())
+}
+
+// outDirty writes random pages of src, about 4000 a second (twice what
+// 8 MiB/s moves), until stop is called; stop waits for the writer.
+func outDirty(src *fakeVM) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := 0; ctx.Err() == nil; i++ {
+			src.write(rng.Uint64N(src.layout.Pages()), byte(i))
+			if i%40 == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
 }
 
 // TestPostcopyCancelIgnored: a cancel of the source's Send after the
