@@ -39,12 +39,13 @@ func (p *progress) update(pr engine.Progress) {
 	if !p.tty && pr.Phase == p.phase && time.Since(p.last) < time.Second {
 		return
 	}
+	prev := p.phase
 	p.phase, p.last = pr.Phase, time.Now()
 	done := 0.0
 	if pr.TotalPages > 0 {
 		done = float64(pr.PagesSent+pr.PagesZero+pr.PagesSkipped) / float64(pr.TotalPages)
 	}
-	line := progressLine(pr, done)
+	line := progressLine(pr, prev, done)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.drawn = true
@@ -55,9 +56,11 @@ func (p *progress) update(pr engine.Progress) {
 
 // progressLine is one progress line. In post-copy the guest runs on the
 // destination: the line says so and counts the pages still to arrive
-// (Remaining) instead of dirty pages and a downtime estimate.
-func progressLine(pr engine.Progress, done float64) string {
-	if pr.Phase == engine.PhasePostcopy {
+// (Remaining) instead of dirty pages and a downtime estimate; so does
+// the last line (phase done) of a migration that was in post-copy (prev:
+// the phase of the line before).
+func progressLine(pr engine.Progress, prev engine.Phase, done float64) string {
+	if pr.Phase == engine.PhasePostcopy || pr.Phase == engine.PhaseDone && prev == engine.PhasePostcopy {
 		if pr.TotalPages > 0 {
 			done = 1 - float64(min(pr.Remaining, pr.TotalPages))/float64(pr.TotalPages)
 		}

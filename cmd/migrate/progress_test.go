@@ -28,3 +28,28 @@ func TestProgressShowsRate(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressPostcopyLastLine: once the guest ran on the destination,
+// the last line (phase done) keeps post-copy's form, with no downtime
+// estimate; a migration that ends from pre-copy keeps pre-copy's.
+func TestProgressPostcopyLastLine(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		phases []engine.Phase
+		want   string
+	}{
+		{"postcopy", []engine.Phase{engine.PhaseState, engine.PhasePostcopy, engine.PhaseDone}, "guest runs on the destination"},
+		{"precopy", []engine.Phase{engine.PhaseDirty, engine.PhaseStop, engine.PhaseDone}, "est. downtime"},
+		{"switch failed", []engine.Phase{engine.PhaseStop, engine.PhaseState, engine.PhaseDone}, "est. downtime"},
+	} {
+		var out strings.Builder
+		p := newProgress(&out)
+		for _, ph := range c.phases {
+			p.update(engine.Progress{Phase: ph, Mode: engine.ModePostcopy, TotalPages: 100})
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "done") || !strings.Contains(last, c.want) {
+			t.Errorf("%s: last line %q, want %q in it", c.name, last, c.want)
+		}
+	}
+}

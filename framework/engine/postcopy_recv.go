@@ -703,11 +703,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 	}
 }
 
-func (pc *pcRecv) progress() {
-	r := pc.r
-	r.opt.Progress(Progress{Phase: r.phase, Remaining: pc.svc.Pending(), TotalPages: r.layout.Pages(),
-		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode})
-}
+func (pc *pcRecv) progress() { pc.r.progressWith(pc.svc.Pending()) }
 
 // reconnect resumes post-copy after the session broke: the old
 // session's landed runs go to the service, the transport is opened

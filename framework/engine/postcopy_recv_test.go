@@ -494,9 +494,22 @@ func TestPostcopyLandingCheck(t *testing.T) {
 
 // The connection breaks after RUNNING; the source opens it again and
 // sends RESUME; MISSING lists exactly the pages not held; post-copy
-// completes over the new connection.
+// completes over the new connection. The destination's progress counts
+// the bytes of both sessions: it never goes back at the reconnect.
 func TestPostcopyRecvReconnect(t *testing.T) {
+	old := statsInterval
+	statsInterval = 5 * time.Millisecond
+	t.Cleanup(func() { statsInterval = old })
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	var mu sync.Mutex
+	var wire []uint64 // BytesWire of each post-copy progress report, then done's
+	opt.Progress = func(p Progress) {
+		if p.Phase == PhasePostcopy || p.Phase == PhaseDone {
+			mu.Lock()
+			wire = append(wire, p.BytesWire)
+			mu.Unlock()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
@@ -556,6 +569,16 @@ func TestPostcopyRecvReconnect(t *testing.T) {
 		t.Fatalf("Receive: %v, report %+v", err, rep)
 	}
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(wire) < 2 || slices.Max(wire[:len(wire)-1]) == 0 {
+		t.Fatalf("post-copy progress bytes on the wire: %v", wire)
+	}
+	for i := 1; i < len(wire); i++ {
+		if wire[i] < wire[i-1] {
+			t.Fatalf("progress bytes on the wire went back from %d to %d (report %d of %d)", wire[i-1], wire[i], i, len(wire))
+		}
+	}
 }
 
 func bitmapDiff(got, want *bitmap.Bitmap) string {

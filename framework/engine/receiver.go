@@ -61,8 +61,16 @@ func (r *receiver) setPhase(p Phase) {
 	}
 }
 
-func (r *receiver) progress() {
-	r.opt.Progress(Progress{Phase: r.phase, TotalPages: r.layout.Pages(), Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode})
+func (r *receiver) progress() { r.progressWith(0) }
+
+// progressWith reports the phase, remaining pages to arrive, and the
+// traffic of every session so far as last polled (a post-copy reconnect
+// does not restart it).
+func (r *receiver) progressWith(remaining uint64) {
+	st := addStats(r.wireBase, r.seen)
+	r.opt.Progress(Progress{Phase: r.phase, Remaining: remaining, TotalPages: r.layout.Pages(),
+		BytesWire: st.BytesWire, PagesSent: st.PagesData, PagesZero: st.PagesZero,
+		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode})
 }
 
 // unknown records that the source may or may not have committed: the VM
