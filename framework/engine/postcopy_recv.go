@@ -669,6 +669,10 @@ func (pc *pcRecv) failedEarly() error {
 func (pc *pcRecv) wait(ctx context.Context) error {
 	r := pc.r
 	r.pollStats() // pre-copy's traffic, should this session break before the first tick
+	// What a session that breaks had moved, polled in the background: a
+	// plugin slow to answer Stats never delays noticing the break.
+	poll := startStats(ctx, r.tr)
+	defer func() { poll.close() }()
 	tick := time.NewTicker(statsInterval)
 	defer tick.Stop()
 	for {
@@ -679,7 +683,9 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			pc.doneAt = time.Now()
 			return nil
 		case <-tick.C:
-			r.pollStats() // what a session that breaks had moved
+			if st := poll.get(); st.BytesWire >= r.seen.BytesWire { // a session's counters only grow
+				r.seen = st
+			}
 			pc.progress()
 			continue
 		case err := <-pc.loopDone:
@@ -696,9 +702,11 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
+		poll.close() // before the session it asks is closed
 		if err := pc.reconnect(ctx, cause); err != nil {
 			return err
 		}
+		poll = startStats(ctx, r.tr)
 		r.opt.Log.Info("post-copy resumed over a new connection", "reconnects", pc.reconnects)
 	}
 }
