@@ -73,8 +73,8 @@ type hostService struct {
 
 // serveHost serves h under a fresh broker id; the plugin may dial it as
 // soon as this returns. The server takes the broker's options, so it
-// speaks the same mutual TLS as the plugin's own channel (AutoMTLS,
-// plugproc.Start): only the plugin process can call the Host.
+// speaks the same mutual TLS as the plugin's own channel (one-time
+// certificates, plugproc.Start): only the plugin process can call the Host.
 func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
 	id := broker.NextId()
 	hs := &hostService{id: id, served: make(chan struct{})}

@@ -38,7 +38,8 @@ var _ Provider = (*Plugin)(nil)
 // these files or others open on the same inodes (VM.Files), or use their
 // indices (VM.Files nil). ctx bounds the start only; logger (nil:
 // hclog.Default) receives the plugin's logs with their levels. The
-// channel is plugproc.Launch's: AutoMTLS and a private socket directory.
+// channel is plugproc.Launch's: mutual TLS with one-time certificates
+// and a private socket directory.
 //
 // The caller must Kill the plugin when done with it, after Close(ctx,
 // true) so the provider can give the guest its pages back.

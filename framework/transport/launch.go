@@ -53,7 +53,7 @@ type process struct {
 	c    *grpcClient
 }
 
-// start runs one plugin process (plugproc.Launch: AutoMTLS, a private
+// start runs one plugin process (plugproc.Launch: mutual TLS, a private
 // socket directory). ctx may kill it until the handshake is done, never
 // after.
 func (l *launched) start(ctx context.Context) (*process, error) {

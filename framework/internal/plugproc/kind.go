@@ -38,7 +38,7 @@ func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
 }
 
 // Launch starts one plugin process of kind k from the binary at path
-// (Start: AutoMTLS, a private socket directory), handing it files, and
+// (Start: mutual TLS, a private socket directory), handing it files, and
 // returns the process and the client p dispensed, which must be a C. p
 // is the kind's go-plugin plugin holding the same files. channel, if not
 // nil, is handed over after the files (the plugin finds it with
@@ -93,6 +93,7 @@ func (k Kind) Serve(newPlugin func(files []*os.File, channel *os.File) plugin.Pl
 		HandshakeConfig: k.Handshake,
 		Plugins:         plugin.PluginSet{k.Name: newPlugin(files, channel)},
 		GRPCServer:      plugin.DefaultGRPCServer,
+		TLSProvider:     ServerTLS,
 		Logger:          log,
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,10 +52,12 @@ func (p *Process) Pid() int { return p.pid }
 //
 // The channel to the plugin is private (docs/ARCHITECTURE.md#invariant-7:
 // only the job's real parties may reach guest RAM):
-//   - go-plugin's AutoMTLS: host and plugin each mint a one-time
-//     certificate at start and trust only the other's, so a local client
-//     that reaches a socket cannot call the plugin (and so cannot make it
-//     map the guest RAM it inherited), nor can it serve the host;
+//   - mutual TLS 1.3 with two one-time certificates (tls.go: the host
+//     mints both, the plugin reads its own from an inherited pipe; the
+//     protocol is go-plugin's AutoMTLS), each side trusting only the
+//     other's, so a local client that reaches a socket cannot call the
+//     plugin (and so cannot make it map the guest RAM it inherited), nor
+//     can it serve the host;
 //   - every Unix socket of the process (the plugin's listener and the
 //     broker listeners on both sides) lives in a fresh directory of mode
 //     0700 whatever the umask; the directory is removed when the process
@@ -70,6 +74,17 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
+	pair, err := mintPairing()
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("start %s plugin %s: one-time certificates: %w", cfg.Kind, cfg.Path, err)
+	}
+	certPipe, err := pair.pipe()
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("start %s plugin %s: certificate pipe: %w", cfg.Kind, cfg.Path, err)
+	}
+	defer certPipe.Close() // the plugin has its copy once it started
 	var run *cmdRunner
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  cfg.Handshake,
@@ -77,12 +92,14 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           cfg.Logger,
 		StartTimeout:     timeout,
-		AutoMTLS:         true,
+		TLSConfig:        pair.host,
 		RunnerFunc: func(l hclog.Logger, spec *exec.Cmd, socketDir string) (runner, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)
 			cmd.Env = append(spec.Env, cfg.Env...)
+			cmd.Env = append(cmd.Env, clientCertEnv+"="+string(pair.hostPEM),
+				tlsEnv+"="+strconv.Itoa(FirstFile+len(cfg.Files)))
 			cmd.Stdin = spec.Stdin
-			cmd.ExtraFiles = cfg.Files
+			cmd.ExtraFiles = append(slices.Clip(cfg.Files), certPipe)
 			r, err := newCmdRunner(l, cmd, socketDir)
 			if err != nil {
 				removeDir(socketDir)

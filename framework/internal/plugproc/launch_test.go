@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,22 +28,36 @@ import (
 // envOpened names a file the test plugin creates when its Open runs.
 const envOpened = "FERRY_TEST_OPENED"
 
+// envAutoMTLS makes the test plugin serve as a plugin built before the
+// one-time certificate pairing: go-plugin's own AutoMTLS.
+const envAutoMTLS = "FERRY_TEST_AUTOMTLS"
+
 // TestMain serves a transport plugin when the test binary is started as
 // one (envOpened set), else runs the tests.
 func TestMain(m *testing.M) {
 	if marker := os.Getenv(envOpened); marker != "" {
-		transport.Serve(&transport.Mock{
+		mock := &transport.Mock{
 			OpenFunc: func(context.Context, transport.OpenRequest) error {
 				return os.WriteFile(marker, []byte("opened"), 0o600)
 			},
 			CloseFunc: func() error { return nil },
-		})
+			InfoFunc:  func(context.Context) (transport.Info, error) { return transport.Info{Name: "test-plugin"}, nil },
+		}
+		if os.Getenv(envAutoMTLS) != "" {
+			plugin.Serve(&plugin.ServeConfig{
+				HandshakeConfig: transport.Handshake,
+				Plugins:         plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{Impl: mock}},
+				GRPCServer:      plugin.DefaultGRPCServer,
+			})
+		} else {
+			transport.Serve(mock)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
-func start(t *testing.T, files []*os.File, marker string) *plugproc.Process {
+func start(t *testing.T, files []*os.File, marker string, env ...string) *plugproc.Process {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -52,7 +67,7 @@ func start(t *testing.T, files []*os.File, marker string) *plugproc.Process {
 	defer cancel()
 	p, err := plugproc.Start(ctx, plugproc.Config{
 		Kind: "transport", Path: exe, Files: files,
-		Env:       []string{envOpened + "=" + marker, "FERRY_TRANSPORT_FILES=" + fmt.Sprint(len(files))},
+		Env:       append([]string{envOpened + "=" + marker, "FERRY_TRANSPORT_FILES=" + fmt.Sprint(len(files))}, env...),
 		Handshake: transport.Handshake,
 		Plugins:   plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{Files: files}},
 		Dispense:  transport.PluginName,
@@ -170,4 +185,50 @@ func TestSocketDirRemovedOnCrash(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestPairingCompat: the one-time certificate pairing speaks go-plugin's
+// AutoMTLS on the wire, so a plugin built before it (go-plugin mints its
+// certificate) still starts from this host, and a plugin built with it
+// still starts from a host that uses go-plugin's AutoMTLS (it finds no
+// certificate pipe).
+func TestPairingCompat(t *testing.T) {
+	call := func(t *testing.T, tr transport.Transport) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if info, err := tr.Info(ctx); err != nil || info.Name != "test-plugin" {
+			t.Fatalf("Info = %+v, %v", info, err)
+		}
+	}
+	t.Run("old plugin", func(t *testing.T) {
+		p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envAutoMTLS+"=1")
+		call(t, p.Raw.(transport.Transport))
+	})
+	t.Run("old host", func(t *testing.T) {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), envOpened+"="+filepath.Join(t.TempDir(), "opened"))
+		pc := plugin.NewClient(&plugin.ClientConfig{
+			HandshakeConfig:  transport.Handshake,
+			Plugins:          plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{}},
+			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			Cmd:              cmd,
+			AutoMTLS:         true,
+			Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testWriter{t}}),
+		})
+		defer pc.Kill()
+		rpc, err := pc.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := rpc.Dispense(transport.PluginName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		call(t, raw.(transport.Transport))
+	})
 }

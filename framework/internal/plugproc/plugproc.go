@@ -9,9 +9,10 @@
 //
 //	host (VMM)                          plugin process
 //	Start ── exec, fds 3.. = guest RAM ──► InheritedFiles
-//	      ── PLUGIN_CLIENT_CERT (AutoMTLS) ─► own one-time cert
-//	      ◄── handshake line: socket, cert ──
-//	      ══ gRPC over TLS 1.2+, both certs pinned ══
+//	      ── PLUGIN_CLIENT_CERT, a pipe with ─► ServerTLS
+//	         the plugin's one-time cert and key (tls.go)
+//	      ◄── handshake line: socket ──
+//	      ══ gRPC over TLS 1.3, both certs pinned ══
 //	socket dir: $TMPDIR/plugin-dirNNN, mode 0700, removed on exit
 package plugproc
 
