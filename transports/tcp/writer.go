@@ -13,6 +13,10 @@ import (
 const (
 	batchPages = 256
 	queueDepth = 32 // batches waiting per stream
+	// zeroGather bounds the ZERO frames (36 bytes each) that go out in
+	// one write when they wait back to back (writeZeros): 16 KiB, one TLS
+	// record.
+	zeroGather = 16 << 10
 )
 
 // batch is one frame to send: pages [first, first+count) of kind.
@@ -31,23 +35,93 @@ type writer struct {
 	bufs   net.Buffers
 	comp   *compressor
 	data   []byte // a batch's pages, read from the RAM file
+	zeros  []byte // ZERO frames gathered for one write
 }
 
 // writeLoop sends the stream's batches until the session ends.
 func (s *session) writeLoop(st *stream) {
+	var next *batch // taken from the queue behind gathered zeros
 	for {
-		select {
-		case b := <-st.queue:
-			if err := s.writeBatch(st, b); err != nil {
-				if err != errSessionDone {
-					s.fail(err, wire.CodeFailed)
-				}
+		var b batch
+		if next != nil {
+			b, next = *next, nil
+		} else {
+			select {
+			case b = <-st.queue:
+			case <-s.done:
 				return
 			}
-		case <-s.done:
+		}
+		var err error
+		if b.kind == transport.KindZero {
+			next, err = s.writeZeros(st, b)
+		} else {
+			err = s.writeBatch(st, b)
+		}
+		if err != nil {
+			if err != errSessionDone {
+				s.fail(err, wire.CodeFailed)
+			}
 			return
 		}
 	}
+}
+
+// writeZeros writes ZERO batch b and every ZERO batch queued right behind
+// it (up to zeroGather bytes of frames) in one write, and returns the
+// batch of another kind it took from the queue, if any, to go next. An
+// idle guest's holes are a ZERO frame per batchPages cell, 8192 per
+// stream and 32 GiB over two streams: one write and one TLS record each
+// cost more than the frame (BenchmarkIdleGrowth, docs/BENCHMARKS.md).
+func (s *session) writeZeros(st *stream, b batch) (next *batch, err error) {
+	w := &st.w
+	buf, pages, last := w.zeros[:0], uint64(0), b
+	for {
+		if buf, err = wire.AppendZero(buf, b.seq, wire.Run{First: b.first, Count: b.count}); err != nil {
+			return nil, fmt.Errorf("stream %d: encode batch %d: %w", st.idx, b.seq, err)
+		}
+		pages, last = pages+uint64(b.count), b
+		if len(buf)+wire.HeaderSize+wire.RunSize > zeroGather {
+			break
+		}
+		var ok bool
+		select {
+		case b, ok = <-st.queue:
+		default:
+		}
+		if !ok {
+			break
+		}
+		if b.kind != transport.KindZero {
+			next = &b
+			break
+		}
+	}
+	w.zeros = buf
+	if err := st.lock(noCancel, s.done); err != nil {
+		return nil, err
+	}
+	// Counted before the write, as in writeBatch.
+	s.stats.wire.Add(uint64(len(buf)))
+	s.stats.zero.Add(pages)
+	st.sent.Store(last.seq)
+	if st.rc != nil {
+		st.rc.begin()
+	}
+	n, err := st.conn.Write(buf)
+	partial := n > 0
+	if st.rc != nil {
+		if e := st.rc.end(); e != nil && err == nil {
+			err, n, partial = e, 0, true
+		}
+	}
+	st.unlock()
+	if err != nil {
+		s.stats.wire.Add(^(uint64(len(buf)) - uint64(n) - 1))
+		st.broken.Store(partial)
+		return nil, connErr(st, err)
+	}
+	return next, nil
 }
 
 func (s *session) writeBatch(st *stream, b batch) error {
