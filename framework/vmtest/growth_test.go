@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +17,6 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
-	"github.com/ferryvm/ferry/framework/session"
 )
 
 // idleData is what an idle guest of any size holds in these benchmarks:
@@ -85,27 +82,11 @@ func (f *growthFigures) report(b *testing.B) {
 // destination holds its data and nothing else.
 func growthOnce(b *testing.B, size uint64) growthFigures {
 	src, dst := newIdleVM(b, size, idleData), newIdleVM(b, size, 0)
-	dir := plugins(b)
-	sopt, dopt := tputOptions(b, false)
-	tcpPlugin := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
-		Config: map[string]any{"listen": localAddr(), "streams": 2}}
-	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	before := childPlugins()
-	ds, err := session.Open(ctx, dst.RAM(), session.Spec{Transport: tcpPlugin, Log: log, Engine: dopt})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ds.Close()
-	dpid := newChild(b, before, childPlugins())
-	before = childPlugins()
-	ss, err := session.Open(ctx, src.RAM(), session.Spec{Transport: tcpPlugin, Log: log, Engine: sopt})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ss, ds, spid, dpid := openPluginPair(ctx, b, src.RAM(), dst.RAM(), false)
 	defer ss.Close()
-	spid := newChild(b, before, childPlugins())
+	defer ds.Close()
 
 	resetPeak(b)
 	rss0 := vmKiB(b, os.Getpid(), "VmHWM")

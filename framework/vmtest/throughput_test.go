@@ -208,29 +208,11 @@ func tputInProcess(b *testing.B, src, dst *vmtest.VM, plain bool) tputFigures {
 }
 
 func tputPlugins(b *testing.B, src, dst *vmtest.VM, plain bool) tputFigures {
-	dir := plugins(b)
-	sopt, dopt := tputOptions(b, plain)
-	tcpPlugin := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
-		Config: map[string]any{"listen": localAddr(), "streams": 2}}
-	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// The destination's session first, so the one new plugin process
-	// after each Open is that side's.
-	before := childPlugins()
-	ds, err := session.Open(ctx, dst.RAM(), session.Spec{Transport: tcpPlugin, Log: log, Engine: dopt})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ds.Close()
-	dpid := newChild(b, before, childPlugins())
-	before = childPlugins()
-	ss, err := session.Open(ctx, src.RAM(), session.Spec{Transport: tcpPlugin, Log: log, Engine: sopt})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ss, ds, spid, dpid := openPluginPair(ctx, b, src.RAM(), dst.RAM(), plain)
 	defer ss.Close()
-	spid := newChild(b, before, childPlugins())
+	defer ds.Close()
 
 	var f tputFigures
 	var derr error
@@ -246,6 +228,31 @@ func tputPlugins(b *testing.B, src, dst *vmtest.VM, plain bool) tputFigures {
 		b.Fatalf("source %s (%v), destination %s (%v)", rep.Status, serr, drep.Status, derr)
 	}
 	return f
+}
+
+// openPluginPair opens the sessions of a migration from src to dst over
+// the real TCP plugin (2 streams; TLS unless plain) and returns them
+// with each side's plugin process id. The caller closes both.
+func openPluginPair(ctx context.Context, b *testing.B, src, dst framework.Layout, plain bool) (ss, ds *session.Session, spid, dpid int) {
+	sopt, dopt := tputOptions(b, plain)
+	tcpPlugin := session.Plugin{Path: filepath.Join(plugins(b), "ferry-transport-tcp"),
+		Config: map[string]any{"listen": localAddr(), "streams": 2}}
+	log := slog.New(slog.DiscardHandler)
+	// The destination's session first, so the one new plugin process
+	// after each Open is that side's.
+	before := childPlugins()
+	ds, err := session.Open(ctx, dst, session.Spec{Transport: tcpPlugin, Log: log, Engine: dopt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dpid = newChild(b, before, childPlugins())
+	before = childPlugins()
+	ss, err = session.Open(ctx, src, session.Spec{Transport: tcpPlugin, Log: log, Engine: sopt})
+	if err != nil {
+		ds.Close()
+		b.Fatal(err)
+	}
+	return ss, ds, newChild(b, before, childPlugins()), dpid
 }
 
 // processCPU is this process's user and system time.

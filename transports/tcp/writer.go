@@ -101,27 +101,11 @@ func (s *session) writeZeros(st *stream, b batch) (next *batch, err error) {
 	if err := st.lock(noCancel, s.done); err != nil {
 		return nil, err
 	}
-	// Counted before the write, as in writeBatch.
 	s.stats.wire.Add(uint64(len(buf)))
 	s.stats.zero.Add(pages)
-	st.sent.Store(last.seq)
-	if st.rc != nil {
-		st.rc.begin()
-	}
-	n, err := st.conn.Write(buf)
-	partial := n > 0
-	if st.rc != nil {
-		if e := st.rc.end(); e != nil && err == nil {
-			err, n, partial = e, 0, true
-		}
-	}
-	st.unlock()
-	if err != nil {
-		s.stats.wire.Add(^(uint64(len(buf)) - uint64(n) - 1))
-		st.broken.Store(partial)
-		return nil, connErr(st, err)
-	}
-	return next, nil
+	w.vec[0] = buf
+	w.bufs = w.vec[:1]
+	return next, s.writeLocked(st, last.seq, uint64(len(buf)))
 }
 
 func (s *session) writeBatch(st *stream, b batch) error {
@@ -152,19 +136,26 @@ func (s *session) writeBatch(st *stream, b batch) error {
 	if payload == nil {
 		w.bufs = w.vec[:1]
 	}
-	// Count before the write: once it is out, the ACK and a Flush that
-	// waits for it may come back before WriteTo returns.
 	total := uint64(len(hdr) + len(payload))
 	s.count(b, compressed, total)
-	st.sent.Store(b.seq)
+	return s.writeLocked(st, b.seq, total)
+}
+
+// writeLocked writes w.bufs, total bytes of frames up to batch seq, on
+// the stream the caller locked, and unlocks it. The caller counted them
+// before: once they are out, the ACK and a Flush that waits for it may
+// come back before the write returns. On a failed write only the bytes
+// that went out stay counted.
+func (s *session) writeLocked(st *stream, seq, total uint64) error {
+	st.sent.Store(seq)
 	if st.rc != nil {
 		st.rc.begin()
 	}
-	n, err := w.bufs.WriteTo(st.conn)
+	n, err := st.w.bufs.WriteTo(st.conn)
 	partial := n > 0
 	if st.rc != nil {
 		if e := st.rc.end(); e != nil && err == nil {
-			// Gathered records of this frame may be out, not all of it.
+			// Gathered records of these frames may be out, not all of them.
 			err, n, partial = e, 0, true
 		}
 	}
