@@ -150,6 +150,7 @@ type pipe struct {
 	// destination); drop loses it, cut then breaks the connection.
 	filter     func(toDst bool, m transport.Message) (drop, cut bool)
 	stallFlush func() bool   // true: this Flush blocks until its ctx ends
+	slowFlush  func()        // runs inside every Flush (a transport still writing)
 	stallOpen  bool          // the receiving Open waits for a source that never comes
 	broken     chan struct{} // closed when the connection is cut
 	cutOnce    sync.Once
@@ -207,6 +208,9 @@ func (e *pipeEnd) SendPages(_ context.Context, runs []transport.PageRun) error {
 	return nil
 }
 func (e *pipeEnd) Flush(ctx context.Context) error {
+	if e.p.slowFlush != nil {
+		e.p.slowFlush()
+	}
 	if e.p.stallFlush != nil && e.p.stallFlush() {
 		<-ctx.Done() // a destination that stopped reading
 		return ctx.Err()

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
@@ -238,7 +239,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	if err := flush(); err != nil {
 		return false, err
 	}
-	if err := s.tr.Flush(ctx); err != nil {
+	if err := s.flushReporting(ctx); err != nil {
 		return false, fmt.Errorf("flush pass %d: %w", s.pass, err)
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
@@ -255,11 +256,48 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 // be downtime. Pages the guest writes meanwhile are the final sync's.
 func (s *sender) drainLive(ctx context.Context) error {
 	start := time.Now()
-	if err := s.tr.Flush(ctx); err != nil {
+	if err := s.flushReporting(ctx); err != nil {
 		return fmt.Errorf("flush pass %d before the switch: %w", s.pass, err)
 	}
 	s.opt.Log.Debug("pass stopped for post-copy: queue drained with the guest running", "pass", s.pass, "took", time.Since(start))
 	return nil
+}
+
+// flushReporting is tr.Flush, reporting progress every statsInterval
+// while it waits: behind a link slower than the pass queued (a capped
+// pass whose link is slower than its cap), a Flush can take seconds,
+// and the progress would stand still meanwhile. While it waits the
+// reported rate is what the transport wrote since the Flush began (its
+// data pages, from the stats poller), the only pages moving; without a
+// poller the reports come at the usual rate of the pass.
+//
+// The reporter runs beside the main goroutine while it is blocked in
+// Flush, and is joined before Flush's caller goes on: the sender's
+// fields have one writer at a time.
+func (s *sender) flushReporting(ctx context.Context) error {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(statsInterval)
+		defer t.Stop()
+		start, from := time.Now(), s.stats.get().PagesData
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				rate := -1.0 // the pass's
+				if s.stats != nil {
+					rate = float64(s.stats.get().PagesData-min(from, s.stats.get().PagesData)) / now.Sub(start).Seconds()
+				}
+				s.report(now, rate)
+			}
+		}
+	})
+	err := s.tr.Flush(ctx)
+	close(stop)
+	wg.Wait()
+	return err
 }
 
 // sendPages queues runs with the transport and counts their pages in
@@ -369,9 +407,18 @@ func (s *sender) progress(force bool) {
 	if !force && now.Sub(s.lastProg) < statsInterval {
 		return
 	}
+	s.report(now, -1)
+}
+
+// report reports the state at now; rate is data pages per second, or
+// negative for the pass's meter.
+func (s *sender) report(now time.Time, rate float64) {
 	s.lastProg = now
+	if rate < 0 {
+		rate = s.meter.rate(now, s.pass, s.rep.PagesSent, s.rate)
+	}
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
-		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: s.meter.rate(now, s.pass, s.rep.PagesSent, s.rate) * framework.PageSize,
+		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: rate * framework.PageSize,
 		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get(), Mode: s.rep.Mode}
 	switch {
 	case s.phase == PhaseDone:

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,5 +89,51 @@ func TestStatsOnTimer(t *testing.T) {
 	}
 	if max := int64(r.elapsed/every) + 1 + fixed; r.calls > max {
 		t.Errorf("%d Stats calls in %v: want at most %d", r.calls, r.elapsed, max)
+	}
+}
+
+// TestProgressDuringFlush: a Flush that takes a while (a transport still
+// writing what a pass queued behind a slow link) reports progress on the
+// timer, with the rate the transport writes at, instead of standing
+// still until it returns.
+func TestProgressDuringFlush(t *testing.T) {
+	old := statsInterval
+	statsInterval = 20 * time.Millisecond
+	t.Cleanup(func() { statsInterval = old })
+	layout := [2]uint64{0, 16 * mib}
+	src, dst := newFakeVM(t, layout), newFakeVM(t, layout)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x21)
+	}
+	var inFlush atomic.Bool
+	var during, moving atomic.Int64 // events while a Flush waits; those with a rate
+	opt := Options{MaxPasses: 1, Progress: func(p Progress) {
+		if inFlush.Load() && p.Phase == PhaseBulk {
+			during.Add(1)
+			if p.Throughput > 0 {
+				moving.Add(1)
+			}
+		}
+	}}
+	_, serr, _, rerr := migrate(t, src, dst, opt, func(p *pipe) {
+		var once sync.Once
+		p.slowFlush = func() {
+			once.Do(func() { // the bulk pass's Flush: 300 ms of writing
+				inFlush.Store(true)
+				defer inFlush.Store(false)
+				for range 15 {
+					time.Sleep(20 * time.Millisecond)
+					p.mu.Lock()
+					p.stats.PagesData += 100
+					p.mu.Unlock()
+				}
+			})
+		}
+	})
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if during.Load() < 3 || moving.Load() == 0 {
+		t.Errorf("%d progress events during a 300 ms Flush, %d with a rate: want several, with the transport's rate", during.Load(), moving.Load())
 	}
 }
