@@ -288,7 +288,8 @@ func (s *sender) flushReporting(ctx context.Context) error {
 			case now := <-t.C:
 				rate := -1.0 // the pass's
 				if s.stats != nil {
-					rate = float64(s.stats.get().PagesData-min(from, s.stats.get().PagesData)) / now.Sub(start).Seconds()
+					wrote := s.stats.get().PagesData
+					rate = float64(wrote-min(from, wrote)) / now.Sub(start).Seconds()
 				}
 				s.report(now, rate)
 			}

@@ -58,10 +58,12 @@ type Options struct {
 	// the session unless Plaintext); the transport refuses to open
 	// without them.
 	Credentials transport.Credentials
-	// Progress receives events from the engine's goroutine; keep it
-	// quick. The source sends at most one per 250 ms from its send loop
-	// plus one per pass and per phase change; bytes on the wire are the
-	// transport's count from its last poll (progress.go).
+	// Progress receives events one at a time, in order, from the
+	// engine's goroutine (or, while that one waits in a Flush, from a
+	// reporter it then joins); keep it quick. The source sends at most
+	// one per 250 ms from its send loop plus one per pass and per phase
+	// change; bytes on the wire are the transport's count from its last
+	// poll (progress.go).
 	Progress func(Progress)
 	Log      *slog.Logger
 
