@@ -497,9 +497,7 @@ func TestPostcopyLandingCheck(t *testing.T) {
 // completes over the new connection. The destination's progress counts
 // the bytes of both sessions: it never goes back at the reconnect.
 func TestPostcopyRecvReconnect(t *testing.T) {
-	old := statsInterval
-	statsInterval = 5 * time.Millisecond
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, 5*time.Millisecond)
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
 	var mu sync.Mutex
 	var wire []uint64 // BytesWire of each post-copy progress report, then done's

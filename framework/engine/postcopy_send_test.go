@@ -888,9 +888,7 @@ func (t *statsGoneAfterClose) Stats(ctx context.Context) (transport.Stats, error
 // report its totals once closed (its plugin died) still counts in the
 // report's bytes on the wire, up to the last counters polled.
 func TestPostcopySendReconnectStatsGone(t *testing.T) {
-	old := statsInterval
-	statsInterval = 2 * time.Millisecond
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, 2*time.Millisecond)
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {

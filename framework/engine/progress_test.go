@@ -20,9 +20,7 @@ type statsRun struct {
 
 func runStats(t *testing.T, size uint64, every, pause time.Duration) statsRun {
 	t.Helper()
-	old := statsInterval
-	statsInterval = every
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, every)
 	layout := [2]uint64{0, size}
 	src, dst := newFakeVM(t, layout), newFakeVM(t, layout)
 	for p := uint64(0); p < src.layout.Pages(); p++ {
@@ -97,9 +95,7 @@ func TestStatsOnTimer(t *testing.T) {
 // timer, with the rate the transport writes at, instead of standing
 // still until it returns.
 func TestProgressDuringFlush(t *testing.T) {
-	old := statsInterval
-	statsInterval = 20 * time.Millisecond
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, 20*time.Millisecond)
 	layout := [2]uint64{0, 16 * mib}
 	src, dst := newFakeVM(t, layout), newFakeVM(t, layout)
 	for p := uint64(0); p < src.layout.Pages(); p++ {
@@ -136,4 +132,11 @@ func TestProgressDuringFlush(t *testing.T) {
 	if during.Load() < 3 || moving.Load() == 0 {
 		t.Errorf("%d progress events during a 300 ms Flush, %d with a rate: want several, with the transport's rate", during.Load(), moving.Load())
 	}
+}
+
+// withStatsInterval sets statsInterval to d for the test.
+func withStatsInterval(t testing.TB, d time.Duration) {
+	old := statsInterval
+	statsInterval = d
+	t.Cleanup(func() { statsInterval = old })
 }

@@ -12,9 +12,7 @@ import (
 // current rate, not the last pass's (which, in the bulk pass, is none:
 // the line showed 0.0 GB/s until the pass ended).
 func TestThroughputInBulk(t *testing.T) {
-	old := statsInterval
-	statsInterval = 20 * time.Millisecond
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, 20*time.Millisecond)
 	layout := [2]uint64{0, 32 * mib}
 	src, dst := newFakeVM(t, layout), newFakeVM(t, layout)
 	for p := uint64(0); p < src.layout.Pages(); p++ {
@@ -61,9 +59,7 @@ func TestThroughputInBulk(t *testing.T) {
 // TestRateMeter: the rate over the last window of the pass in progress,
 // the last pass's until a window has passed.
 func TestRateMeter(t *testing.T) {
-	old := statsInterval
-	statsInterval = 100 * time.Millisecond
-	t.Cleanup(func() { statsInterval = old })
+	withStatsInterval(t, 100*time.Millisecond)
 	var m rateMeter
 	t0 := time.Unix(1000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
