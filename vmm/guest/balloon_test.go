@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/vmm/kvm"
+	"github.com/ferryvm/ferry/vmm/qmp"
 )
 
 // QEMU's virtio-balloon is the outside peer of the guest's driver: if the
@@ -87,13 +88,13 @@ func balloonArgs(qmp, props string) []string {
 // bootBalloon starts a guest with a balloon, connects QMP and waits for
 // the probe line, "ready" and ticks verify=ok ticks; it returns the
 // negotiated features.
-func bootBalloon(t *testing.T, ctx context.Context, cmdline, props string, ticks int, extra ...string) (*qemuRun, *qmpClient, uint64) {
+func bootBalloon(t *testing.T, ctx context.Context, cmdline, props string, ticks int, extra ...string) (*qemuRun, *qmp.Client, uint64) {
 	t.Helper()
 	elf, qemu := needQEMU(t, t.Name()+" (the guest balloon driver against QEMU's virtio-balloon)")
 	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
 	args := append(append(tscArgs(t), balloonArgs(qmpPath, props)...), extra...)
 	r := startQEMU(t, ctx, elf, qemu, cmdline, args...)
-	c, err := dialQMP(ctx, qmpPath, r.done)
+	c, err := qmp.Dial(ctx, qmpPath, r.done)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestQEMUBalloonMigration(t *testing.T) {
 	}
 }
 
-func migrateOnce(t *testing.T, hint bool) migrateInfo {
+func migrateOnce(t *testing.T, hint bool) qmp.MigrateInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	props := "free-page-hint=" + map[bool]string{true: "on", false: "off"}[hint]
@@ -209,7 +210,7 @@ func migrateOnce(t *testing.T, hint bool) migrateInfo {
 		t.Fatal(err)
 	}
 	mctx, mcancel := context.WithTimeout(ctx, 120*time.Second)
-	info, err := waitMigration(mctx, srcQMP)
+	info, err := qmp.WaitMigration(mctx, srcQMP)
 	mcancel()
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func migrateOnce(t *testing.T, hint bool) migrateInfo {
 }
 
 // queryBalloon returns QEMU's idea of the guest's size (RAM minus balloon).
-func queryBalloon(t *testing.T, ctx context.Context, c *qmpClient) int64 {
+func queryBalloon(t *testing.T, ctx context.Context, c *qmp.Client) int64 {
 	t.Helper()
 	var info struct {
 		Actual int64 `json:"actual"`
@@ -258,7 +259,7 @@ func queryBalloon(t *testing.T, ctx context.Context, c *qmpClient) int64 {
 }
 
 // setBalloon asks for a guest size and waits until QEMU reports it.
-func setBalloon(t *testing.T, ctx context.Context, c *qmpClient, size int64) time.Duration {
+func setBalloon(t *testing.T, ctx context.Context, c *qmp.Client, size int64) time.Duration {
 	t.Helper()
 	start := time.Now()
 	if err := c.Execute(ctx, "balloon", map[string]any{"value": size}, nil); err != nil {
