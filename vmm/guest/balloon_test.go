@@ -10,11 +10,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/ferryvm/ferry/vmm/kvm"
 	"github.com/ferryvm/ferry/vmm/qmp"
 )
 
@@ -37,52 +35,14 @@ var (
 	reportRE = regexp.MustCompile(`^balloon: report MiB=(\d+)$`)
 )
 
-// kvmTSCKHz is KVM's TSC frequency for a new vCPU (KVM_GET_TSC_KHZ), or 0.
-var kvmTSCKHz = sync.OnceValue(func() uint32 {
-	sys, err := kvm.Open()
-	if err != nil {
-		return 0
-	}
-	defer sys.Close()
-	vm, err := sys.CreateVM()
-	if err != nil {
-		return 0
-	}
-	defer vm.Close()
-	cpu, err := vm.CreateVCPU(0)
-	if err != nil {
-		return 0
-	}
-	defer cpu.Close()
-	khz, _ := cpu.TSCKHz()
-	return khz
-})
 
-// tscArgs makes QEMU publish the TSC frequency in CPUID 0x40000010, which
-// it does only with an explicit tsc-frequency (equal to KVM's here: no TSC
-// scaling under nested KVM). Without it the guest calibrates on the PIT,
-// which goes wrong under host load (5-10 GHz measured for 2.6 GHz): ticks,
-// balloon polls and report periods then stretch by that factor.
+// tscArgs is qmp.TSCArgs, saying so when KVM does not tell.
 func tscArgs(t *testing.T) []string {
-	khz := kvmTSCKHz()
-	if khz == 0 {
+	a := qmp.TSCArgs()
+	if a == nil {
 		t.Log("KVM_GET_TSC_KHZ failed: the guest will calibrate its TSC on the PIT")
-		return nil
 	}
-	return []string{"-cpu", fmt.Sprintf("qemu64,tsc-frequency=%d", uint64(khz)*1000)}
-}
-
-// balloonArgs are the QEMU arguments for a virtio-balloon on virtio-mmio
-// with a QMP socket. QEMU 7.2 makes virtio-mmio transports legacy
-// (version 1) unless told otherwise; the guest drives version 2 only.
-// The socket path must not contain ',' or '='.
-func balloonArgs(qmp, props string) []string {
-	return []string{
-		"-global", "virtio-mmio.force-legacy=false",
-		"-object", "iothread,id=io1",
-		"-device", "virtio-balloon-device,id=balloon0,iothread=io1," + props,
-		"-qmp", "unix:" + qmp + ",server=on,wait=off",
-	}
+	return a
 }
 
 // bootBalloon starts a guest with a balloon, connects QMP and waits for
@@ -92,7 +52,7 @@ func bootBalloon(t *testing.T, ctx context.Context, cmdline, props string, ticks
 	t.Helper()
 	elf, qemu := needQEMU(t, t.Name()+" (the guest balloon driver against QEMU's virtio-balloon)")
 	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
-	args := append(append(tscArgs(t), balloonArgs(qmpPath, props)...), extra...)
+	args := append(append(tscArgs(t), qmp.BalloonArgs(qmpPath, props)...), extra...)
 	r := startQEMU(t, ctx, elf, qemu, cmdline, args...)
 	c, err := qmp.Dial(ctx, qmpPath, r.done)
 	if err != nil {
