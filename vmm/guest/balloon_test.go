@@ -35,7 +35,6 @@ var (
 	reportRE = regexp.MustCompile(`^balloon: report MiB=(\d+)$`)
 )
 
-
 // tscArgs is qmp.TSCArgs, saying so when KVM does not tell.
 func tscArgs(t *testing.T) []string {
 	a := qmp.TSCArgs()
