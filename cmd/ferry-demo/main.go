@@ -3,7 +3,7 @@
 // the running guest with `migrate -config configs/demo.hcl`, and shows the
 // guest carrying on — still verifying its memory — on the destination.
 //
-//	ferry-demo [-bin DIR] [-config FILE] [-mem SIZE] [-workload W]
+//	ferry-demo [-bin DIR] [-config FILE] [-mem SIZE] [-workload W] [-demo=false] [-table [-table-mem SIZE] [-table-hog MiB] [-table-json FILE] [-table-qemu]]
 package main
 
 import (
@@ -30,14 +30,18 @@ func main() {
 	tableMem := flag.String("table-mem", "8G", "guest RAM for the table")
 	tableHog := flag.Int("table-hog", 7168, "MiB the table's memory hog touches and frees")
 	tableJSON := flag.String("table-json", "", "also write the table's rows as JSON to this file")
+	runDemo := flag.Bool("demo", true, "run the demo migration (-demo=false: the table alone)")
+	tableQEMU := flag.Bool("table-qemu", false, "also migrate the table's guests with QEMU (qemu-system-x86_64 -machine microvm, virtio-balloon free-page-hint off and on) over the same link")
 	flag.Parse()
-	if err := demo(*bin, *config, *mem, *workload); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-demo:", err)
-		os.Exit(1)
+	if *runDemo {
+		if err := demo(*bin, *config, *mem, *workload); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-demo:", err)
+			os.Exit(1)
+		}
 	}
 	if *tbl {
 		fmt.Printf("== the 2016 table (%s guest, a few minutes)\n", *tableMem)
-		if err := table(*bin, *tableMem, *tableHog, *tableJSON); err != nil {
+		if err := table(*bin, *tableMem, *tableHog, *tableJSON, *tableQEMU); err != nil {
 			fmt.Fprintln(os.Stderr, "ferry-demo:", err)
 			os.Exit(1)
 		}

@@ -36,7 +36,15 @@ var hintSets = []struct{ name, blocks string }{
 }
 
 // table runs every case and prints the table; rows go to jsonOut if set.
-func table(bin, mem string, hog int, jsonOut string) error {
+// withQEMU adds QEMU's rows (qemu.go) on the same guests and link.
+func table(bin, mem string, hog int, jsonOut string, withQEMU bool) error {
+	var qemu, qemuVersion string
+	if withQEMU {
+		var err error
+		if qemu, qemuVersion, err = qemuBinary(); err != nil {
+			return err
+		}
+	}
 	ns, err := newNetns()
 	if err != nil {
 		return err
@@ -57,8 +65,19 @@ func table(bin, mem string, hog int, jsonOut string) error {
 			fmt.Printf("   %-12s hints=%-8s %s\n", wl, hs.name, r.summary())
 			rows = append(rows, r)
 		}
+		for _, fph := range []bool{false, true} {
+			if qemu == "" {
+				break
+			}
+			r, err := qemuCase(qemu, bin, dir, ns, mem, wl, fph)
+			if err != nil {
+				r.Status, r.Error = "failed", err.Error()
+			}
+			fmt.Printf("   %-12s %-14s %s\n", wl, r.Hints, r.summary())
+			rows = append(rows, r)
+		}
 	}
-	printTable(os.Stdout, mem, rows)
+	printTable(os.Stdout, mem, qemuVersion, rows)
 	if jsonOut != "" {
 		b, _ := json.MarshalIndent(rows, "", "  ")
 		return os.WriteFile(jsonOut, b, 0o644)
@@ -129,8 +148,9 @@ limits { max_downtime = "50ms" }
 	return r, nil
 }
 
-// printTable prints the rows beside the 2016 proposal's figures.
-func printTable(w io.Writer, mem string, rows []row) {
+// printTable prints the rows beside the 2016 proposal's figures, and
+// QEMU's (qemuVersion, "" if it did not run) on the same guests and link.
+func printTable(w io.Writer, mem, qemuVersion string, rows []row) {
 	get := func(wl, hints string) row {
 		for _, r := range rows {
 			if strings.HasPrefix(r.Workload, wl) && r.Hints == hints {
@@ -151,6 +171,14 @@ func printTable(w io.Writer, mem string, rows []row) {
 	fmt.Fprintf(w, "%-26s %-21s %-21s\n", "2016 QEMU, balloon bitmap", "    421 ms        -", "    552 ms   361375 KB")
 	for _, hs := range hintSets {
 		fmt.Fprintf(w, "%-26s %-21s %-21s\n", "Ferry, hints: "+hs.name, cell(get("idle", hs.name)), cell(get("hog", hs.name)))
+	}
+	if qemuVersion != "" {
+		for _, fph := range []bool{false, true} {
+			name := "QEMU, free-page-hint " + map[bool]string{true: "on", false: "off"}[fph]
+			fmt.Fprintf(w, "%-26s %-21s %-21s\n", name, cell(get("idle", qemuHints(fph))), cell(get("hog", qemuHints(fph))))
+		}
+		fmt.Fprintf(w, "(QEMU: %s, microvm, the same guest and link, max-bandwidth unlimited, downtime-limit %d ms;\n"+
+			" its bytes are query-migrate's ram transferred, Ferry's bytes on the wire)\n", qemuVersion, qemuDowntimeMS)
 	}
 	fmt.Fprintln(w)
 }
