@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds initramfs.cpio.gz: busybox static, /init, and the modules for
-# KVM (kvm, kvm-amd + deps) and virtio-9p, taken from the Debian kernel
+# KVM (kvm, kvm-amd + deps), virtio-9p, and veth and tbf (network
+# namespaces joined by a shaped veth pair), taken from the Debian kernel
 # installed on this host (linux-image-amd64).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,7 @@ for a in sh stty mount umount insmod mkdir cat echo sleep poweroff chroot ip ls 
 done
 # insmod in dependency order, each module once
 : > "$T/modules/order"
-for m in kvm-amd 9p 9pnet_virtio virtio_pci; do
+for m in kvm-amd 9p 9pnet_virtio virtio_pci veth sch_tbf; do
 	modprobe -S "$KVER" --show-depends "$m" | awk '$1=="insmod"{print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
 	case "$ko" in

@@ -26,7 +26,7 @@ case "$REPO" in *[[:space:]]*) echo "REPO_DIR must not contain spaces" >&2; exit
 KVER=${KVER:-$(ls /lib/modules | grep -- '-amd64$' | sort -V | tail -1)}
 KERNEL=/boot/vmlinuz-$KVER
 [ -r "$KERNEL" ] || { echo "$KERNEL missing: apt-get install linux-image-amd64" >&2; exit 2; }
-if [ ! -f "$HERE/initramfs.cpio.gz" ] || [ "$HERE/init" -nt "$HERE/initramfs.cpio.gz" ]; then
+if [ ! -f "$HERE/initramfs.cpio.gz" ] || [ "$HERE/init" -nt "$HERE/initramfs.cpio.gz" ] || [ "$HERE/build-initramfs.sh" -nt "$HERE/initramfs.cpio.gz" ]; then
 	KVER=$KVER "$HERE/build-initramfs.sh" >&2
 fi
 
