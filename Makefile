@@ -60,9 +60,12 @@ DEMO_WORKLOAD ?= hog:512,dirty:64@32
 boot-demo: all
 	./bin/ferry-vmm run -kernel bin/guest.elf -mem 1G -cmdline "workload=$(DEMO_WORKLOAD) exit_after=8"
 
+# `make bench` also puts QEMU (microvm, free-page-hint off and on) in the
+# 2016 table, on the same guests and link, when qemu-system-x86_64 is here.
 bench: all
 	$(GO) test $(GOTAGS) -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
-	./bin/ferry-demo -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json
+	./bin/ferry-demo -demo=false -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json \
+		$$(command -v qemu-system-x86_64 >/dev/null && echo -table-qemu)
 
 # Post-copy soak: 100 migrations of the fake VM over the real TCP plugin,
 # each with one side's transport process killed at a random moment of
