@@ -85,6 +85,7 @@ func demo(bin, config, mem, workload string) error {
 	fmt.Printf("== migrate -config %s\n", config)
 	mig := exec.CommandContext(ctx, filepath.Join(bin, "migrate"), "-config", config)
 	mig.Stdout, mig.Stderr = os.Stdout, os.Stderr
+	mig.WaitDelay = 10 * time.Second // a killed migrate returns even if a child kept its output open
 	if err := mig.Run(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -132,6 +132,7 @@ limits { max_downtime = "50ms" }
 	mig := exec.CommandContext(ctx, filepath.Join(bin, "migrate"), "-config", job, "-json")
 	var stderr strings.Builder
 	mig.Stderr = &stderr
+	mig.WaitDelay = 10 * time.Second // a killed migrate returns even if a child kept its output open
 	out, err := mig.Output()
 	var rep struct {
 		Status     string `json:"status"`
