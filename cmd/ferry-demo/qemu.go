@@ -47,7 +47,7 @@ func qemuCase(qemu, bin, dir string, ns *netns, mem, workload string, fph bool) 
 	r := row{Workload: workload, Hints: qemuHints(fph)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	props := "free-page-hint=" + map[bool]string{true: "on", false: "off"}[fph]
+	props := "free-page-hint=" + onOff(fph)
 	args := func(sock string, extra ...string) []string {
 		a := []string{"-accel", "kvm", "-machine", "microvm,acpi=off", "-m", mem,
 			"-kernel", filepath.Join(bin, "guest.elf"), "-append", "workload=" + workload,
@@ -102,5 +102,13 @@ func qemuCase(qemu, bin, dir string, ns *netns, mem, workload string, fph bool) 
 }
 
 func qemuHints(fph bool) string {
-	return "qemu-fph-" + map[bool]string{true: "on", false: "off"}[fph]
+	return "qemu-fph-" + onOff(fph)
+}
+
+// onOff is how QEMU spells a boolean property.
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -175,7 +175,7 @@ func printTable(w io.Writer, mem, qemuVersion string, rows []row) {
 	}
 	if qemuVersion != "" {
 		for _, fph := range []bool{false, true} {
-			name := "QEMU, free-page-hint " + map[bool]string{true: "on", false: "off"}[fph]
+			name := "QEMU, free-page-hint " + onOff(fph)
 			fmt.Fprintf(w, "%-26s %-21s %-21s\n", name, cell(get("idle", qemuHints(fph))), cell(get("hog", qemuHints(fph))))
 		}
 		fmt.Fprintf(w, "(QEMU: %s, microvm, the same guest and link, max-bandwidth unlimited, downtime-limit %d ms;\n"+
