@@ -33,5 +33,17 @@ func Dump(k *kvm.VCPU) string {
 	seg("ss", s.Ss)
 	seg("tr", s.Tr)
 	fmt.Fprintf(&b, "  gdt=%x/%x idt=%x/%x", s.Gdt.Base, s.Gdt.Limit, s.Idt.Base, s.Idt.Limit)
+	if isResetState(r.Rip, s.Cs.Base, s.Cr0) {
+		b.WriteString("\n  (this is the CPU's reset state, not the state at the failure: KVM on AMD" +
+			" reinitializes a vCPU after a shutdown exit)")
+	}
 	return b.String()
+}
+
+// isResetState reports whether rip, cs.base and cr0 are those of an x86
+// CPU just out of reset (rip 0xfff0 in the segment at 0xffff0000, paging
+// and protection off): what KVM on AMD leaves after a shutdown exit.
+func isResetState(rip, csBase, cr0 uint64) bool {
+	const cr0PE, cr0PG = 1 << 0, 1 << 31
+	return rip == 0xfff0 && csBase == 0xffff0000 && cr0&(cr0PE|cr0PG) == 0
 }
