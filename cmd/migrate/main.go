@@ -219,6 +219,10 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if rerr != nil {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
+		if src.Report == nil && src.Progress.Phase != "" {
+			err = fmt.Errorf("the source stopped answering during the migration (%s, pass %d): %w", src.Progress.Phase, src.Progress.Pass, err)
+			fromProgress(&rep.Report, src.Progress)
+		}
 		rep.Error = err.Error()
 		return rep, err
 	}
@@ -244,6 +248,20 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	}
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
+}
+
+// fromProgress fills in a report the source never gave (it stopped
+// answering: its VMM exited or hangs) from its last progress, so the
+// report says how far the migration got instead of zeros. Durations
+// other than the total, the downtime and the hint counters stay unknown
+// (zero).
+func fromProgress(r *engine.Report, p engine.Progress) {
+	r.Passes, r.BytesWire, r.TotalPages = p.Pass, p.BytesWire, p.TotalPages
+	r.PagesSent, r.PagesZero, r.PagesSkipped = p.PagesSent, p.PagesZero, p.PagesSkipped
+	r.TotalMS, r.Mode = p.Elapsed.Milliseconds(), p.Mode
+	if r.TotalMS > 0 {
+		r.ThroughputMB = float64(p.BytesWire) / 1e6 / (float64(r.TotalMS) / 1e3)
+	}
 }
 
 // finishCompleted collects the destination's report and ends the source,

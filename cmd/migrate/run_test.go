@@ -42,6 +42,8 @@ type fakeVMM struct {
 	// running: a migration runs before any migrate-send (an earlier
 	// migrate started it); else migrate-status fails until one.
 	running bool
+	// progress is what migrate-status says while the migration runs.
+	progress engine.Progress
 	// exitWhenDone: the VMM exits the moment its migration is done,
 	// before anyone reads that status (a source whose shutdown waited for
 	// post-copy to end).
@@ -103,7 +105,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 			go f.kill()
 			return nil, errors.New("exiting")
 		}
-		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating}
+		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress}
 		if f.postcopy {
 			m.Progress.Mode = engine.ModePostcopy
 		}
@@ -368,6 +370,40 @@ func TestRunSourceUnreachableCleansDestination(t *testing.T) {
 	_, err, _ := c.run(context.Background(), t)
 	if err == nil {
 		t.Fatal("run succeeded without a source")
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if !strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: the destination was not cancelled", calls)
+	}
+}
+
+// TestRunSourceDiesMidway: the source VMM exits during a dirty pass (its
+// guest crashed, say) before any report. migrate says the source stopped
+// answering, in which pass, and reports how far the migration got from
+// the last progress instead of zeros; the destination is cancelled.
+func TestRunSourceDiesMidway(t *testing.T) {
+	c := newRunCase(t)
+	c.src.progress = engine.Progress{Phase: engine.PhaseDirty, Pass: 10, BytesWire: 150 << 20, PagesSent: 30000,
+		PagesZero: 500, PagesSkipped: 90000, TotalPages: 131072, Elapsed: 55 * time.Second}
+	go func() {
+		time.Sleep(3 * statusPoll)
+		c.src.kill()
+	}()
+	rep, err, _ := c.run(context.Background(), t)
+	if err == nil || !strings.Contains(err.Error(), "the source stopped answering during the migration (dirty, pass 10)") {
+		t.Fatalf("err %v: want one saying the source stopped answering in dirty pass 10", err)
+	}
+	if rep.Error != err.Error() || rep.Status != engine.StatusFailed {
+		t.Errorf("report status %s, error %q; want failed and the error", rep.Status, rep.Error)
+	}
+	if rep.Passes != 10 || rep.BytesWire != 150<<20 || rep.PagesSent != 30000 || rep.PagesZero != 500 ||
+		rep.PagesSkipped != 90000 || rep.TotalPages != 131072 || rep.TotalMS != 55000 {
+		t.Errorf("report %+v: want the counters of the last progress", rep.Report)
+	}
+	if want := float64(150<<20) / 1e6 / 55; rep.ThroughputMB < want*0.999 || rep.ThroughputMB > want*1.001 {
+		t.Errorf("throughput %.2f MB/s, want %.2f", rep.ThroughputMB, want)
 	}
 	c.mu.Lock()
 	calls := strings.Join(c.calls, ",")
