@@ -53,7 +53,7 @@ qemu-system-x86_64 \
 	-display none -no-reboot -nodefaults \
 	-kernel "$KERNEL" -initrd "$HERE/initramfs.cpio.gz" \
 	-append "console=ttyS0 panic=-1 mitigations=off ferry.repo=$REPO ${VM_APPEND:-}" \
-	-serial "file:$RUN/console.log" -serial "file:$RUN/out.log" \
+	-serial "file:$RUN/console.log" \
 	-virtfs "local,path=/usr,mount_tag=usr,security_model=passthrough,readonly=on,id=usr" \
 	-virtfs "local,path=/etc,mount_tag=etc,security_model=passthrough,readonly=on,id=etc" \
 	-virtfs "local,path=$REPO,mount_tag=repo,security_model=passthrough,id=repo" \
