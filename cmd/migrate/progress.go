@@ -13,7 +13,8 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 )
 
-// progress shows the source's progress: a redrawn bar on a terminal, a
+// progress shows the source's progress: a redrawn bar on a terminal
+// (when the line changed, at most ttyRedraw apart within a phase), a
 // plain line per second (and per phase change) otherwise.
 type progress struct {
 	w     io.Writer
@@ -21,7 +22,14 @@ type progress struct {
 	last  time.Time
 	phase engine.Phase
 	drawn bool
+	line  string // the line last drawn on the terminal
 }
+
+// ttyRedraw is how often a terminal's line may be redrawn within a phase.
+// The status is polled every statusPoll (20 ms); redrawing each poll
+// costs a slow console (a serial line, a remote terminal) far more than
+// anyone can read.
+const ttyRedraw = 100 * time.Millisecond
 
 func newProgress(w io.Writer) *progress {
 	p := &progress{w: w}
@@ -36,19 +44,25 @@ func (p *progress) update(pr engine.Progress) {
 	if pr.Phase == "" {
 		return
 	}
-	if !p.tty && pr.Phase == p.phase && time.Since(p.last) < time.Second {
+	every := time.Second
+	if p.tty {
+		every = ttyRedraw
+	}
+	if pr.Phase == p.phase && time.Since(p.last) < every {
 		return
 	}
-	prev := p.phase
-	p.phase, p.last = pr.Phase, time.Now()
 	done := 0.0
 	if pr.TotalPages > 0 {
 		done = float64(pr.PagesSent+pr.PagesZero+pr.PagesSkipped) / float64(pr.TotalPages)
 	}
-	line := progressLine(pr, prev, done)
+	line := progressLine(pr, p.phase, done)
+	if p.tty && line == p.line {
+		return
+	}
+	p.phase, p.last = pr.Phase, time.Now()
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.drawn = true
+		p.drawn, p.line = true, line
 	} else {
 		fmt.Fprintln(p.w, line)
 	}

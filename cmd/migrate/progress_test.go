@@ -53,3 +53,39 @@ func TestProgressPostcopyLastLine(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressTerminalRedraws: on a terminal the line is redrawn when it
+// changed and at most every ttyRedraw within a phase, not at every status
+// poll; a new phase is drawn at once.
+func TestProgressTerminalRedraws(t *testing.T) {
+	var out strings.Builder
+	p := &progress{w: &out, tty: true}
+	draws := func() int { return strings.Count(out.String(), "\r") }
+	pr := engine.Progress{Phase: engine.PhaseDirty, Pass: 3, TotalPages: 100, Throughput: 1e8}
+	for range 50 { // a second of polls, nothing changing
+		p.update(pr)
+	}
+	if n := draws(); n != 1 {
+		t.Fatalf("%d draws for 50 identical updates, want 1", n)
+	}
+	pr.Throughput = 2e8 // changed, but within ttyRedraw of the last draw
+	p.update(pr)
+	if n := draws(); n != 1 {
+		t.Errorf("%d draws after a change within %v, want 1", n, ttyRedraw)
+	}
+	p.last = p.last.Add(-ttyRedraw)
+	p.update(pr)
+	if n := draws(); n != 2 {
+		t.Errorf("%d draws after a change %v later, want 2", n, ttyRedraw)
+	}
+	p.last = p.last.Add(-ttyRedraw)
+	p.update(pr) // unchanged, and time to redraw: still nothing new to show
+	if n := draws(); n != 2 {
+		t.Errorf("%d draws for an unchanged line, want 2", n)
+	}
+	pr.Phase = engine.PhaseStop
+	p.update(pr)
+	if n := draws(); n != 3 || !strings.Contains(out.String(), "stop-and-copy") {
+		t.Errorf("%d draws, last %q: want the new phase drawn at once", n, out.String())
+	}
+}
