@@ -27,6 +27,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -219,7 +220,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if rerr != nil {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
-		if src.Report == nil && src.Progress.Phase != "" {
+		if sa := (stoppedAnswering{}); src.Report == nil && src.Progress.Phase != "" && errors.As(err, &sa) {
 			err = fmt.Errorf("the source stopped answering during the migration (%s, pass %d): %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
 		}
@@ -249,6 +250,13 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
 }
+
+// stoppedAnswering is follow's error when the VMM it follows stopped
+// answering its control socket (it exited, or hangs).
+type stoppedAnswering struct{ err error }
+
+func (e stoppedAnswering) Error() string { return e.err.Error() }
+func (e stoppedAnswering) Unwrap() error { return e.err }
 
 // fromProgress fills in a report the source never gave (it stopped
 // answering: its VMM exited or hangs) from its last progress, so the
@@ -317,7 +325,7 @@ func follow(ctx context.Context, sock string, prog *progress, grace time.Duratio
 		err := callControl(sctx, sock, "migrate-status", nil, &st)
 		cancel()
 		if err != nil {
-			return st, fmt.Errorf("%s: %w", sock, err)
+			return st, stoppedAnswering{fmt.Errorf("%s: %w", sock, err)}
 		}
 		if prog != nil {
 			prog.update(st.Progress)
