@@ -215,7 +215,9 @@ func (v *VM) loadState(ctx context.Context, blob []byte) error {
 // checkTSC reads back the TSC a vCPU restore wrote and warns when KVM did
 // not take it: PVM ignores TSC writes and gives the guest the host's TSC,
 // so a restored guest's TSC moves on by the time in transit on the same
-// host, and by the hosts' TSC difference between hosts.
+// host, and by the hosts' TSC difference between hosts. kvm_amd under
+// QEMU's TCG (its kernel marks the TSC unstable) was seen to jump too,
+// by 157 s (vmm/e2e/tcg/README.md); why is not known.
 func (v *VM) checkTSC(k *kvm.VCPU, s vcpu.State) {
 	var saved uint64
 	for _, m := range s.MSRs {
@@ -230,7 +232,7 @@ func (v *VM) checkTSC(k *kvm.VCPU, s vcpu.State) {
 	skew := int64(got[0].Data - saved)
 	ms := skew / int64(s.TSCKHz)
 	if ms > 1000 || ms < -1000 {
-		v.log.Warn("KVM did not take the saved TSC (PVM keeps the guest's TSC at the host's): the guest's TSC jumps",
+		v.log.Warn("KVM did not take the saved TSC (PVM keeps the guest's TSC at the host's; seen too under an emulator, whose kernel marks the TSC unstable): the guest's TSC jumps",
 			"vcpu", k.ID(), "jump_ms", ms)
 	} else {
 		v.log.Debug("TSC restored", "vcpu", k.ID(), "skew_ms", ms)
