@@ -114,12 +114,48 @@ func startVMM(t testing.TB, args ...string) *guestRun {
 		close(r.done)
 	}()
 	t.Cleanup(func() {
+		var threads string
+		if t.Failed() {
+			threads = threadDump(r.cmd.Process.Pid)
+		}
 		r.kill()
 		if t.Failed() {
-			t.Logf("ferry-vmm serial output:\n%s\nstderr:\n%s", r.output(), r.errors())
+			t.Logf("ferry-vmm serial output:\n%s\nstderr:\n%s\nthreads at the failure:\n%s", r.output(), r.errors(), threads)
 		}
 	})
 	return r
+}
+
+// threadDump describes every thread of process pid from /proc: state,
+// wait channel and, as root, the top of its kernel stack. It tells a
+// guest stuck in KVM_RUN (a vCPU thread under kvm_arch_vcpu_ioctl_run)
+// from a VMM blocked elsewhere, which the serial output cannot.
+func threadDump(pid int) string {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(tasks) == 0 {
+		return fmt.Sprintf("(process %d: no threads to show)", pid)
+	}
+	var b strings.Builder
+	for _, task := range tasks {
+		read := func(name string) string {
+			data, _ := os.ReadFile(filepath.Join(task, name))
+			return strings.TrimSpace(string(data))
+		}
+		state := ""
+		for _, l := range strings.Split(read("status"), "\n") {
+			if s, ok := strings.CutPrefix(l, "State:"); ok {
+				state = strings.TrimSpace(s)
+			}
+		}
+		fmt.Fprintf(&b, "tid %s %s, wchan %s\n", filepath.Base(task), state, read("wchan"))
+		stack := strings.Split(read("stack"), "\n")
+		for _, l := range stack[:min(len(stack), 8)] {
+			if l != "" {
+				fmt.Fprintf(&b, "    %s\n", l)
+			}
+		}
+	}
+	return b.String()
 }
 
 type lockedWriter struct {
@@ -211,3 +247,15 @@ func (r *guestRun) waitTicks(n int, d time.Duration) {
 }
 
 func (r *guestRun) String() string { return fmt.Sprintf("ferry-vmm %v", r.cmd.Args) }
+
+// TestThreadDump: the dump names every thread of a process, the main one
+// (tid = pid) included, with its state; a process that is gone says so.
+func TestThreadDump(t *testing.T) {
+	d := threadDump(os.Getpid())
+	if !strings.Contains(d, fmt.Sprintf("tid %d ", os.Getpid())) || !strings.Contains(d, ", wchan ") {
+		t.Errorf("dump of this process:\n%s\nwant a line for tid %d with its wait channel", d, os.Getpid())
+	}
+	if d := threadDump(1 << 30); !strings.Contains(d, "no threads") {
+		t.Errorf("dump of a process that does not exist: %q", d)
+	}
+}
