@@ -100,7 +100,7 @@ func (p *tcpProxy) accept(copy func(dst, src net.Conn, toDst bool)) {
 		if err != nil {
 			return
 		}
-		d, err := net.Dial("tcp", p.target)
+		d, err := dialTarget(p.target)
 		if err != nil {
 			c.Close()
 			continue
@@ -110,6 +110,24 @@ func (p *tcpProxy) accept(copy func(dst, src net.Conn, toDst bool)) {
 		p.mu.Unlock()
 		p.wg.Go(func() { copy(d, c, true) })
 		p.wg.Go(func() { copy(c, d, false) })
+	}
+}
+
+// dialTarget connects to the proxied address, retrying for a while when
+// nothing listens there yet: the client's connect already succeeded (to
+// the proxy), so a refusal here would reach it as a closed connection in
+// the middle of its handshake, which a real transport does not retry,
+// while without the proxy its connect would have been refused and
+// retried. Tests start the destination a moment before the source; on a
+// loaded machine that moment is not always enough.
+func dialTarget(target string) (net.Conn, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := net.Dial("tcp", target)
+		if err == nil || time.Now().After(deadline) {
+			return d, err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
