@@ -220,7 +220,8 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if rerr != nil {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
-		if sa := (stoppedAnswering{}); src.Report == nil && src.Progress.Phase != "" && errors.As(err, &sa) {
+		var silent stoppedAnswering
+		if src.Report == nil && src.Progress.Phase != "" && errors.As(err, &silent) {
 			err = fmt.Errorf("the source stopped answering during the migration (%s, pass %d): %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
 		}
