@@ -88,35 +88,80 @@ const (
 	pollBusy = time.Millisecond
 )
 
-// poll polls ep until the session ends and hands each batch of
-// completions to take; q, on a source, is the queue of ep's operations
-// (pollBusy while any is in flight), nil on a destination. A failed poll
-// fails the session (what says which endpoint and why that may be); an
-// error from take fails it as a protocol error.
-func (s *session) poll(ep *fabric.Endpoint, q *queue, cs []fabric.Completion, what string, take func([]fabric.Completion) error) {
+// poll polls q's endpoint until the session ends and hands each batch
+// of completions to q.take: waiting pollBusy while operations are in
+// flight, pollIdle otherwise, and not at all while a poster drives q. A
+// failed poll fails the session (q.name says which endpoint and why that
+// may be); an error from take fails it as a protocol error.
+func (s *session) poll(q *queue, cs []fabric.Completion) {
 	for {
 		select {
 		case <-s.done:
 			return
 		default:
 		}
-		wait := pollIdle
-		if q != nil && q.inflight.Load() > 0 {
-			wait = pollBusy
-		}
-		n, err := ep.Poll(cs, wait)
-		if err != nil {
-			s.fail(fmt.Errorf("fabric: %s%w: %w", what, err, transport.ErrClosed), wire.CodeFailed)
-			return
-		}
-		if n == 0 {
+		if q.driving.Load() {
+			if !s.standBy(q, cs) {
+				return
+			}
 			continue
 		}
-		if err := take(cs[:n]); err != nil {
-			s.fail(err, wire.CodeProtocol)
+		wait := pollIdle
+		if q.inflight.Load() > 0 {
+			wait = pollBusy
+		}
+		q.polling.Lock()
+		if q.driving.Load() { // a poster began to drive while this waited
+			q.polling.Unlock()
+			continue
+		}
+		ok := s.pollOnce(q, cs, wait)
+		q.polling.Unlock()
+		if !ok {
 			return
 		}
 	}
+}
+
+// standBy waits while a poster drives q, until it stops or the session
+// ends (false). Every pollIdle it moves what is posted with one Poll that
+// does not wait, in case the poster waits elsewhere longer than it
+// should.
+func (s *session) standBy(q *queue, cs []fabric.Completion) bool {
+	t := time.NewTimer(pollIdle)
+	defer t.Stop()
+	select {
+	case <-q.resume:
+	case <-s.done:
+		return false
+	case <-t.C:
+		if q.polling.TryLock() {
+			ok := s.pollOnce(q, cs, 0)
+			q.polling.Unlock()
+			return ok
+		}
+	}
+	return true
+}
+
+// pollOnce polls q's endpoint once, waiting up to wait for the first
+// completion, and hands what it got to q.take; the caller holds
+// q.polling. It reports false once the session failed (a failed poll
+// fails it with CodeFailed, an error from take with CodeProtocol).
+func (s *session) pollOnce(q *queue, cs []fabric.Completion, wait time.Duration) bool {
+	n, err := q.ep.Poll(cs, wait)
+	if err != nil {
+		s.fail(fmt.Errorf("fabric: %s%w: %w", q.name, err, transport.ErrClosed), wire.CodeFailed)
+		return false
+	}
+	if n == 0 {
+		return true
+	}
+	if err := q.take(cs[:n]); err != nil {
+		s.fail(err, wire.CodeProtocol)
+		return false
+	}
+	return true
 }
 
 // wake sends on a notification channel of capacity 1 without blocking.

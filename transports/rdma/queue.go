@@ -3,6 +3,7 @@ package rdma
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,20 +14,64 @@ import (
 
 // queue is one of the source's endpoints (bulk or urgent) as the paths
 // post to it: the operations posted and not yet completed, at most maxIn.
+// A destination's endpoint is a queue nothing is posted to (polled).
 type queue struct {
-	name     string // in errors: "" (bulk) or "urgent endpoint: "
+	name     string // in errors: "" (bulk), "urgent endpoint: ", or why a destination's failed
 	maxIn    int64
 	inflight atomic.Int64 // writes and COMMITs posted, not completed
 	progress chan struct{}
+
+	// Who polls ep's completions (handing them to take): the session's
+	// poller, except while a poster drives (drive). Then a poster that
+	// waits for room polls ep itself, so a completion wakes the thread
+	// that posts the next write, not the poller's thread, which would
+	// then have to wake the poster: two more context switches per
+	// completion, each a VM exit in a nested guest (BenchmarkTransport's
+	// switches/GiB). polling is held around every Poll of ep.
+	ep      *fabric.Endpoint
+	take    func([]fabric.Completion) error
+	driving atomic.Bool
+	polling sync.Mutex
+	resume  chan struct{} // the poster stopped driving
 
 	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
 	deferred    []func() error // commitEarly: the writes held back
 }
 
-func (q *queue) init(name string, c fabric.Caps) {
-	q.name = name
-	q.maxIn = int64(min(max(c.TxSize-1, 1), 64))
+func (q *queue) init(name string, ep *fabric.Endpoint, take func([]fabric.Completion) error) {
+	q.name, q.ep, q.take = name, ep, take
+	q.maxIn = int64(min(max(ep.Caps().TxSize-1, 1), 64))
 	q.progress = make(chan struct{}, 1)
+	q.resume = make(chan struct{}, 1)
+}
+
+// polled is a destination's endpoint ep as session.poll polls it: take
+// gets its completions, name begins a failed poll's error.
+func polled(name string, ep *fabric.Endpoint, take func([]fabric.Completion) error) *queue {
+	return &queue{name: name, ep: ep, take: take}
+}
+
+// drive makes the calling goroutine poll q's completions whenever it
+// waits on q (waitOn) until it calls standBack; the session's poller
+// stands back meanwhile. Only one goroutine may drive q, and only while
+// it keeps posting or waiting for completions: an operation posted but
+// not yet moved moves only inside a call into the provider (buffers.go).
+func (q *queue) drive() { q.driving.Store(true) }
+
+// away stands back while a driving poster waits for something other
+// than q's completions; back drives again.
+func (q *queue) away() (back func()) {
+	if !q.driving.Load() {
+		return func() {}
+	}
+	q.standBack()
+	return q.drive
+}
+
+// standBack hands q's polling back to the session's poller.
+func (q *queue) standBack() {
+	q.driving.Store(false)
+	wake(q.resume)
 }
 
 // postOn posts one operation on q, waiting for room.
@@ -51,7 +96,18 @@ func (s *session) postOn(ctx context.Context, q *queue, op func() error) error {
 }
 
 // waitOn waits for a completion on q (or 5ms), the session's end or ctx.
+// A driving poster polls q's endpoint itself when the poller is not in
+// a Poll (for up to pollBusy).
 func (s *session) waitOn(ctx context.Context, q *queue) error {
+	if q.driving.Load() && q.polling.TryLock() {
+		var cs [32]fabric.Completion
+		ok := s.pollOnce(q, cs[:], pollBusy)
+		q.polling.Unlock()
+		if !ok {
+			return s.error()
+		}
+		return ctx.Err()
+	}
 	t := time.NewTimer(5 * time.Millisecond)
 	defer t.Stop()
 	select {

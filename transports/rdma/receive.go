@@ -60,7 +60,7 @@ func (rcv *receiver) slot(i int) []byte { return rcv.buf[i*slotSize : (i+1)*slot
 // connection (tcp, net) or fail it.
 func (s *session) pollReceive() {
 	var cs [8]fabric.Completion
-	s.poll(s.ep, nil, cs[:], "the connection failed (a write with a wrong key or outside guest RAM ends it): ", func(cs []fabric.Completion) error {
+	s.poll(polled("the connection failed (a write with a wrong key or outside guest RAM ends it): ", s.ep, func(cs []fabric.Completion) error {
 		for _, c := range cs {
 			i := int(c.Ctx) - ctxSlot0
 			if i < 0 || i >= recvSlots || c.Len > slotSize {
@@ -80,7 +80,7 @@ func (s *session) pollReceive() {
 			}
 		}
 		return nil
-	})
+	}), cs[:])
 }
 
 // committed records batch cm's COMMIT: its writes are visible now.

@@ -57,7 +57,7 @@ func (snd *sender) register(s *session) error {
 	if err := snd.open(s.ep, pageSize, fabric.AccessSend, "the send buffer"); err != nil {
 		return err
 	}
-	snd.queue.init("", s.caps)
+	snd.queue.init("", s.ep, s.sendCompleted)
 	s.populate = !pins(s.caps)
 	snd.seq = 1
 	snd.resetRanges()
@@ -71,25 +71,28 @@ func (snd *sender) resetRanges() {
 func overlaps(first, count, lo, hi uint64) bool { return first < hi && first+count > lo }
 
 // pollSend runs on the source for the session: it drives the
-// provider's progress and counts completions; a failed write fails the
-// session.
+// provider's progress (unless the engine drives it, queue.drive) and
+// counts completions; a failed write fails the session.
 func (s *session) pollSend() {
 	var cs [32]fabric.Completion
-	s.poll(s.ep, &s.snd.queue, cs[:], "", func(cs []fabric.Completion) error {
-		for _, c := range cs {
-			s.snd.inflight.Add(-1)
-			if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
-				s.snd.markBusy[i].Store(false)
-			}
-			if c.Ctx == ctxCommit {
-				s.snd.mu.Lock()
-				s.snd.commitInFlight = false
-				s.snd.mu.Unlock()
-			}
+	s.poll(&s.snd.queue, cs[:])
+}
+
+// sendCompleted counts the bulk endpoint's completions cs.
+func (s *session) sendCompleted(cs []fabric.Completion) error {
+	for _, c := range cs {
+		s.snd.inflight.Add(-1)
+		if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
+			s.snd.markBusy[i].Store(false)
 		}
-		wake(s.snd.progress)
-		return nil
-	})
+		if c.Ctx == ctxCommit {
+			s.snd.mu.Lock()
+			s.snd.commitInFlight = false
+			s.snd.mu.Unlock()
+		}
+	}
+	wake(s.snd.progress)
+	return nil
 }
 
 // waitProgress waits for a completion, the session's end or ctx.
@@ -163,6 +166,30 @@ func (s *session) mark(ctx context.Context) error {
 	snd.markedPages = snd.pages
 	s.stats.wire.Add(commitSize)
 	return nil
+}
+
+// waitAck waits for the destination's ACK of batch seq, which comes on
+// the control channel: the session's poller moves what is still posted
+// meanwhile (with commitEarly, the writes after the COMMIT).
+func (s *session) waitAck(ctx context.Context, seq uint64) error {
+	snd := &s.snd
+	defer snd.away()()
+	for {
+		ch := snd.ackNote.wait()
+		if snd.acked.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			if snd.acked.Load() >= seq {
+				return nil
+			}
+			return fmt.Errorf("flush batch %d: %w", seq, s.error())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // claim puts run r in the per-page order (order.claimBulk): when an
@@ -297,22 +324,6 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	snd.deferred = nil
 	s.stats.wire.Add(commitSize)
-	for {
-		ch := snd.ackNote.wait()
-		if snd.acked.Load() >= c.seq {
-			break
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			if snd.acked.Load() >= c.seq {
-				break
-			}
-			return fmt.Errorf("flush batch %d: %w", c.seq, s.error())
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	// A write the target refused completes with an error at the source
 	// only (sockets), while the COMMIT behind it is still acknowledged:
 	// the batch counts only once every operation completed without one.
@@ -320,6 +331,9 @@ func (s *session) flush(ctx context.Context) error {
 		if err := s.waitProgress(ctx); err != nil {
 			return fmt.Errorf("flush batch %d: %w", c.seq, err)
 		}
+	}
+	if err := s.waitAck(ctx, c.seq); err != nil {
+		return err
 	}
 	if err := s.error(); err != nil {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)

@@ -150,6 +150,8 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 	if err := s.error(); err != nil {
 		return err
 	}
+	s.snd.drive()
+	defer s.snd.standBack()
 	return s.sendPages(ctx, runs)
 }
 
@@ -159,6 +161,8 @@ func (t *Transport) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.snd.drive()
+	defer s.snd.standBack()
 	return s.flush(ctx)
 }
 

@@ -44,14 +44,14 @@ func (u *ureceiver) slot(i int) []byte { return u.buf[i*uslotSize : (i+1)*uslotS
 // applied now (zero), reported to Landed in order, and acknowledged.
 func (s *session) pollUrgentReceive() {
 	var cs [8]fabric.Completion
-	s.poll(s.uep, nil, cs[:], "the urgent connection failed (a write with a wrong key or outside guest RAM ends it): ", func(cs []fabric.Completion) error {
+	s.poll(polled("the urgent connection failed (a write with a wrong key or outside guest RAM ends it): ", s.uep, func(cs []fabric.Completion) error {
 		for _, c := range cs {
 			if err := s.ucommitted(c); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}), cs[:])
 }
 
 func (s *session) ucommitted(c fabric.Completion) error {

@@ -43,7 +43,7 @@ func (u *usender) register(s *session) error {
 	if err := u.open(s.uep, uslots*uslotSize, fabric.AccessSend, "the urgent send buffers"); err != nil {
 		return err
 	}
-	u.queue.init("urgent endpoint: ", s.ucaps)
+	u.queue.init("urgent endpoint: ", s.uep, s.usendCompleted)
 	u.kick = make(chan struct{}, 1)
 	s.ord.init(s.ram.Pages, u.acked.Load)
 	return nil
@@ -52,18 +52,21 @@ func (u *usender) register(s *session) error {
 // pollUrgentSend drives the urgent endpoint's progress on the source and
 // counts its completions; a failed operation fails the session.
 func (s *session) pollUrgentSend() {
-	u := &s.usnd
 	var cs [32]fabric.Completion
-	s.poll(s.uep, &s.usnd.queue, cs[:], "urgent endpoint: ", func(cs []fabric.Completion) error {
-		for _, c := range cs {
-			u.inflight.Add(-1)
-			if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
-				u.busy[i].Store(false)
-			}
+	s.poll(&s.usnd.queue, cs[:])
+}
+
+// usendCompleted counts the urgent endpoint's completions cs.
+func (s *session) usendCompleted(cs []fabric.Completion) error {
+	u := &s.usnd
+	for _, c := range cs {
+		u.inflight.Add(-1)
+		if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
+			u.busy[i].Store(false)
 		}
-		wake(u.progress)
-		return nil
-	})
+	}
+	wake(u.progress)
+	return nil
 }
 
 // usendCtrl takes the destination's frames on the urgent channel: ACK.
@@ -257,6 +260,7 @@ func (s *session) waitUAck(c uint64) error {
 // waitUrgentDone waits until urgent item it is in guest RAM (for a bulk
 // run queued after it).
 func (s *session) waitUrgentDone(ctx context.Context, it *uitem) error {
+	defer s.snd.away()()
 	for {
 		select {
 		case <-it.posted:
