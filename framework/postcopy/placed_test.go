@@ -4,7 +4,9 @@ package postcopy_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -89,4 +91,64 @@ func TestAvailable(t *testing.T) {
 		t.Fatalf("Available took %v", d)
 	}
 	t.Logf("Available: %v", err)
+}
+
+// TestPopulateAfterSettle: Settle makes every page Placed while the range
+// is still registered, and a landed page is not mapped until its first
+// fault. Populate between Settle and Unregister must still fault it in
+// (inside the madvise, where the thread holds no P): a device thread that
+// trusted the Placed state would take that fault in user mode, in code
+// Go cannot preempt, and with GOMAXPROCS=1 (or during a garbage
+// collection) the fault loop could never serve it. Found as a hang of
+// BenchmarkPostcopyFaultsTCPPlugin at GOMAXPROCS=1 (3 in 50 runs): the
+// reader blocked in handle_userfault, the engine waiting for a P to
+// unregister the second region.
+func TestPopulateAfterSettle(t *testing.T) {
+	const pages = 4
+	fd, guest, alias := ramPair(t, pages)
+	u, err := uffd.Open(uffd.Needed)
+	if errors.Is(err, uffd.ErrPermission) || errors.Is(err, uffd.ErrNotSupported) {
+		t.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
+	}
+	must(t, err)
+	defer u.Close()
+	m := postcopy.Mapping{{Host: uffd.Addr(guest), Size: pages * page, Fd: fd}}
+	svc := postcopy.New(pages, &postcopy.Placer{FD: u, Map: m, Requester: func(uint64, uint64) error { return nil }})
+	for p := uint64(0); p < pages; p++ {
+		content(alias[p*page:(p+1)*page], p, 1)
+	}
+	must(t, svc.Landed(0, pages))
+	must(t, postcopy.Register(u, m))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	loopErr := make(chan error, 1)
+	go func() { loopErr <- svc.Run(ctx, u, m) }()
+
+	must(t, svc.Settle())
+	for p := uint64(0); p < pages; p++ {
+		addr := uffd.Addr(guest[p*page:])
+		must(t, svc.Populate(m, addr, page, false))
+		if !present(t, addr) {
+			t.Errorf("page %d: not mapped after Populate between Settle and Unregister (a user-mode access would fault)", p)
+		}
+	}
+	must(t, postcopy.Unregister(u, m))
+	cancel()
+	if err := <-loopErr; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}
+
+// present reads this process's page table entry for addr from
+// /proc/self/pagemap (bit 63: present).
+func present(t *testing.T, addr uintptr) bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	must(t, err)
+	defer f.Close()
+	var e [8]byte
+	if _, err := f.ReadAt(e[:], int64(addr/page)*8); err != nil {
+		t.Fatal(err)
+	}
+	return binary.LittleEndian.Uint64(e[:])&(1<<63) != 0
 }

@@ -55,8 +55,9 @@ func Unregister(fd *uffd.FD, m Mapping) error {
 
 // Populate makes [addr, addr+length) of the guest mapping m safe for the
 // calling goroutine to touch in user mode while post-copy runs: pages the
-// service has placed need nothing; otherwise the thread faults them in
-// inside a syscall (uffd.Populate) and waits there for the service. A
+// service has placed and mapped need nothing (until Settle: placed);
+// otherwise the thread faults them in inside a syscall (uffd.Populate)
+// and waits there for the service. A
 // device thread calls it before it reads or writes guest RAM with copy,
 // bytes functions or any other code Go cannot preempt: blocked on a fault
 // in such code, it would hold up the next garbage collection and, with

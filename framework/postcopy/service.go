@@ -34,6 +34,10 @@ type Service struct {
 	netLat  latencies            // faults that waited for the network
 	st      Stats
 	ops     []Op // scratch
+	// settled: Settle ran. Its Placed pages need not be mapped yet (they
+	// map normally once the range is unregistered), so Populate may no
+	// longer skip them (placed).
+	settled bool
 }
 
 // New returns a service for a guest of pages pages, all Absent.
@@ -65,7 +69,10 @@ func (s *Service) Dirtied(first, count uint64) error {
 // are discarded from the memfd so that, once the caller unregisters the
 // range, every page reads right without userfaultfd.
 func (s *Service) Settle() error {
-	return s.run(Settle, 0, uint64(len(s.m.pages)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settled = true
+	return s.apply(Settle, 0, uint64(len(s.m.pages)))
 }
 
 // Hold seeds pages [first, first+count), all still Absent, as held
@@ -152,10 +159,17 @@ func (s *Service) Fault(p uint64, at time.Time) error {
 	return nil
 }
 
-// placed reports whether pages [first, first+count) all belong to the guest.
+// placed reports whether pages [first, first+count) all belong to the
+// guest and are mapped: never after Settle, which makes pages Placed that
+// a user-mode access would still fault on until the caller unregisters
+// them; a device thread blocked there in non-preemptible code would hold
+// its P (and any garbage collection) against the fault loop.
 func (s *Service) placed(first, count uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.settled {
+		return false
+	}
 	for p := first; p < first+count; p++ {
 		if p >= uint64(len(s.m.pages)) || s.m.pages[p] != Placed {
 			return false
