@@ -22,24 +22,9 @@ import (
 // page, not wake the thread into the same fault forever.
 func TestPlacedRefault(t *testing.T) {
 	const pages = 4
-	fd, guest, alias := ramPair(t, pages)
-	u, err := uffd.Open(uffd.Needed)
-	if errors.Is(err, uffd.ErrPermission) || errors.Is(err, uffd.ErrNotSupported) {
-		t.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
-	}
-	must(t, err)
-	defer u.Close()
-	m := postcopy.Mapping{{Host: uffd.Addr(guest), Size: pages * page, Fd: fd}}
-	svc := postcopy.New(pages, &postcopy.Placer{FD: u, Map: m, Requester: func(uint64, uint64) error { return nil }})
-	for p := uint64(0); p < pages; p++ {
-		content(alias[p*page:(p+1)*page], p, 1)
-	}
-	must(t, svc.Landed(0, pages))
-	must(t, postcopy.Register(u, m))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	loopErr := make(chan error, 1)
-	go func() { loopErr <- svc.Run(ctx, u, m) }()
+	l := startLanded(t, pages)
+	fd, guest := l.fd, l.guest
+	ctx := l.ctx
 
 	read := func() [pages]byte {
 		var got [pages]byte
@@ -62,10 +47,7 @@ func TestPlacedRefault(t *testing.T) {
 	must(t, unix.Madvise(guest, unix.MADV_DONTNEED))
 	must(t, unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 2*page, page))
 	second := read()
-	cancel()
-	if err := <-loopErr; !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
+	l.stop(t)
 	for p := range pages {
 		want := first[p]
 		if p == 2 {
@@ -75,7 +57,7 @@ func TestPlacedRefault(t *testing.T) {
 			t.Errorf("page %d after refault: %#x, want %#x", p, second[p], want)
 		}
 	}
-	if st := svc.Stats(); st.Spurious != pages {
+	if st := l.svc.Stats(); st.Spurious != pages {
 		t.Errorf("%d faults on placed pages, want %d", st.Spurious, pages)
 	}
 }
@@ -105,25 +87,8 @@ func TestAvailable(t *testing.T) {
 // unregister the second region.
 func TestPopulateAfterSettle(t *testing.T) {
 	const pages = 4
-	fd, guest, alias := ramPair(t, pages)
-	u, err := uffd.Open(uffd.Needed)
-	if errors.Is(err, uffd.ErrPermission) || errors.Is(err, uffd.ErrNotSupported) {
-		t.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
-	}
-	must(t, err)
-	defer u.Close()
-	m := postcopy.Mapping{{Host: uffd.Addr(guest), Size: pages * page, Fd: fd}}
-	svc := postcopy.New(pages, &postcopy.Placer{FD: u, Map: m, Requester: func(uint64, uint64) error { return nil }})
-	for p := uint64(0); p < pages; p++ {
-		content(alias[p*page:(p+1)*page], p, 1)
-	}
-	must(t, svc.Landed(0, pages))
-	must(t, postcopy.Register(u, m))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	loopErr := make(chan error, 1)
-	go func() { loopErr <- svc.Run(ctx, u, m) }()
-
+	l := startLanded(t, pages)
+	svc, m, guest := l.svc, l.m, l.guest
 	must(t, svc.Settle())
 	for p := uint64(0); p < pages; p++ {
 		addr := uffd.Addr(guest[p*page:])
@@ -132,11 +97,8 @@ func TestPopulateAfterSettle(t *testing.T) {
 			t.Errorf("page %d: not mapped after Populate between Settle and Unregister (a user-mode access would fault)", p)
 		}
 	}
-	must(t, postcopy.Unregister(u, m))
-	cancel()
-	if err := <-loopErr; !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
+	must(t, postcopy.Unregister(l.u, m))
+	l.stop(t)
 }
 
 // present reads this process's page table entry for addr from
@@ -151,4 +113,49 @@ func present(t *testing.T, addr uintptr) bool {
 		t.Fatal(err)
 	}
 	return binary.LittleEndian.Uint64(e[:])&(1<<63) != 0
+}
+
+// landed is a registered guest of pages pages whose data all landed in
+// the memfd, with its service's fault loop running (startLanded).
+type landed struct {
+	fd      int
+	guest   []byte
+	u       *uffd.FD
+	m       postcopy.Mapping
+	svc     *postcopy.Service
+	ctx     context.Context
+	cancel  context.CancelFunc
+	loopErr chan error
+}
+
+func startLanded(t *testing.T, pages uint64) *landed {
+	t.Helper()
+	fd, guest, alias := ramPair(t, pages)
+	u, err := uffd.Open(uffd.Needed)
+	if errors.Is(err, uffd.ErrPermission) || errors.Is(err, uffd.ErrNotSupported) {
+		t.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
+	}
+	must(t, err)
+	t.Cleanup(func() { u.Close() })
+	l := &landed{fd: fd, guest: guest, u: u, loopErr: make(chan error, 1)}
+	l.m = postcopy.Mapping{{Host: uffd.Addr(guest), Size: pages * page, Fd: fd}}
+	l.svc = postcopy.New(pages, &postcopy.Placer{FD: u, Map: l.m, Requester: func(uint64, uint64) error { return nil }})
+	for p := uint64(0); p < pages; p++ {
+		content(alias[p*page:(p+1)*page], p, 1)
+	}
+	must(t, l.svc.Landed(0, pages))
+	must(t, postcopy.Register(u, l.m))
+	l.ctx, l.cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(l.cancel)
+	go func() { l.loopErr <- l.svc.Run(l.ctx, u, l.m) }()
+	return l
+}
+
+// stop ends the fault loop, which must end with the cancel alone.
+func (l *landed) stop(t *testing.T) {
+	t.Helper()
+	l.cancel()
+	if err := <-l.loopErr; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
 }
