@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -253,6 +254,54 @@ func TestChannelCallCancel(t *testing.T) {
 	}
 	if err := p.c.call(tctx(t), chanFrame{Type: fSend, Msg: Message{Kind: 2}}); err != nil {
 		t.Fatalf("the next SendUrgent: %v", err)
+	}
+}
+
+// TestChannelCallsOverlap: while call 1 runs, call 2 (sent after it)
+// waits for it, and the cancel of call 1 that comes after call 2 is still
+// read and applied; the calls run in the order they came. (A plugin that
+// ran calls on the goroutine reading the channel, to save a hand-off,
+// would fail here unless it handed reading on first.)
+func TestChannelCallsOverlap(t *testing.T) {
+	started := make(chan struct{})
+	var mu sync.Mutex
+	var ran []uint32
+	p := newTestChannel(t, &Mock{SendUrgentFunc: func(ctx context.Context, m Message) error {
+		if m.Kind == 1 {
+			close(started)
+			<-ctx.Done()
+		}
+		mu.Lock()
+		ran = append(ran, m.Kind)
+		mu.Unlock()
+		return ctx.Err()
+	}})
+	first, cancel := context.WithCancel(tctx(t))
+	firstErr := make(chan error, 1)
+	go func() { firstErr <- p.c.call(first, chanFrame{Type: fSend, Msg: Message{Kind: 1}}) }()
+	<-started
+	secondErr := make(chan error, 1)
+	go func() { secondErr <- p.c.call(tctx(t), chanFrame{Type: fSend, Msg: Message{Kind: 2}}) }()
+	time.Sleep(50 * time.Millisecond) // call 2's frame goes out before the cancel
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("call 1: %v", err)
+	}
+	select {
+	case err := <-secondErr:
+		if err != nil {
+			t.Fatalf("call 2: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("call 2 never ran: the cancel of call 1 was not read while call 2 waited")
+	}
+	if err := p.c.call(tctx(t), chanFrame{Type: fSend, Msg: Message{Kind: 3}}); err != nil {
+		t.Fatalf("call 3: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(ran, []uint32{1, 2, 3}) {
+		t.Errorf("calls ran in the order %v, want [1 2 3]", ran)
 	}
 }
 
