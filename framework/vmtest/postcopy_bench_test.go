@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,11 +119,19 @@ func switchEarly(opt *engine.Options, after uint64) {
 //
 // touches, after wait, holds how long each read of the shuffled pass took
 // as the reader saw it (Toucher, kernel wake-up, lock and copy included).
-func shuffledReader(dst **vmtest.VM, seed uint64, first func() []uint64) (onResume func(), wait func(), touches *[]time.Duration) {
+//
+// It also counts the context switches of this process and its transport
+// plugin processes while it reads (switches), each one a wake-up: a
+// steadier gauge of a fault path's hand-offs than its latency on a busy
+// machine.
+func shuffledReader(dst **vmtest.VM, seed uint64, first func() []uint64) (onResume func(), wait func(), touches *[]time.Duration, switches *int64) {
 	var wg sync.WaitGroup
 	var lat []time.Duration
+	var sw int64
 	onResume = func() {
 		wg.Go(func() {
+			s0 := allSwitches()
+			defer func() { sw = allSwitches() - s0 }()
 			v := *dst
 			if first != nil {
 				for _, p := range first() {
@@ -142,7 +151,32 @@ func shuffledReader(dst **vmtest.VM, seed uint64, first func() []uint64) (onResu
 			}
 		})
 	}
-	return onResume, wg.Wait, &lat
+	return onResume, wg.Wait, &lat, &sw
+}
+
+// allSwitches is the context switches so far of this process and of each
+// of its transport plugin processes (every thread's, /proc/pid/task).
+func allSwitches() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	n := ru.Nvcsw + ru.Nivcsw
+	for pid := range childPlugins() {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(line, ":")
+				if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+					c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					n += c
+				}
+			}
+		}
+	}
+	return n
 }
 
 // quantile is the q-quantile of d in microseconds (0 when empty).
@@ -188,13 +222,13 @@ func BenchmarkPostcopyFaultsLoopback(b *testing.B) {
 
 func benchFaults(b *testing.B, name string, side pcBenchSide) {
 	needUffdB(b)
-	var p50, p99, maxUS, np50, np99, nmax, rp50, rp99, req, local, pcMS float64
+	var p50, p99, maxUS, np50, np99, nmax, rp50, rp99, req, local, pcMS, sws float64
 	seed := uint64(0)
 	for b.Loop() {
 		seed++
 		src := newVM(b, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 16})
 		var dst *vmtest.VM
-		onResume, wait, touches := shuffledReader(&dst, seed, nil)
+		onResume, wait, touches, switches := shuffledReader(&dst, seed, nil)
 		dst = newVM(b, vmtest.Options{Incoming: true, OnResume: onResume})
 		sopt, dopt := pcBenchOptions(b)
 		sopt.Bandwidth = faultBandwidth
@@ -203,6 +237,9 @@ func benchFaults(b *testing.B, name string, side pcBenchSide) {
 		wait()
 		pcBenchCheck(b, src, dst, srep, drep, serr, derr)
 		r50, r99 := quantile(*touches, 0.5), quantile(*touches, 0.99)
+		perFault := float64(*switches) / float64(max(drep.PagesRequested, 1))
+		b.Logf("%s: %.1f context switches per network fault (all processes, while the reader read)", name, perFault)
+		sws += perFault
 		b.Logf("%s: network fault p50 %d us p99 %d us max %d us; every fault p50 %d us p99 %d us max %d us (reader: p50 %.0f us p99 %.0f us over %d reads), %d requested, %d pushed, %d zero-local, %d landed-local, post-copy %d ms; source total %d = connect %d + bulk %d + dirty %d + switch-over %d + teardown %d ms",
 			name, drep.FaultNetP50US, drep.FaultNetP99US, drep.FaultNetMaxUS, drep.FaultP50US, drep.FaultP99US, drep.FaultMaxUS, r50, r99, len(*touches), drep.PagesRequested, srep.PagesPushed,
 			drep.PagesZeroLocal, drep.PagesLandLocal, drep.PostcopyMS,
@@ -233,6 +270,7 @@ func benchFaults(b *testing.B, name string, side pcBenchSide) {
 	b.ReportMetric(req/n, "requested/op")
 	b.ReportMetric(local/n, "local/op")
 	b.ReportMetric(pcMS/n, "postcopy-ms/op")
+	b.ReportMetric(sws/n, "switches/fault")
 }
 
 // faultBandwidth caps the fault benchmarks' bulk pass and pusher: 1
@@ -296,7 +334,7 @@ func benchNonConverging(b *testing.B, mode engine.PostcopyMode) {
 	for b.Loop() {
 		src := newVM(b, vmtest.Options{Regions: nonConvergingRAM, WriteEvery: ncWriteEvery, WriteBatch: ncWriteBatch})
 		var dst *vmtest.VM
-		onResume, wait, _ := shuffledReader(&dst, 7, nil)
+		onResume, wait, _, _ := shuffledReader(&dst, 7, nil)
 		dst = newVM(b, vmtest.Options{Regions: nonConvergingRAM, Incoming: true, OnResume: onResume})
 		sopt, dopt := pcBenchOptions(b)
 		sopt.Postcopy, sopt.Bandwidth, sopt.MaxPasses = mode, ncBandwidth, ncMaxPasses
@@ -365,7 +403,7 @@ func BenchmarkPostcopyHints(b *testing.B) {
 			for b.Loop() {
 				src := newVM(b, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
 				var dst *vmtest.VM
-				onResume, wait, _ := shuffledReader(&dst, 3, func() []uint64 { return freePages(src) })
+				onResume, wait, _, _ := shuffledReader(&dst, 3, func() []uint64 { return freePages(src) })
 				dst = newVM(b, vmtest.Options{Incoming: true, OnResume: onResume})
 				dir := plugins(b)
 				sopt, dopt := pcBenchOptions(b)
