@@ -82,7 +82,7 @@ func TestAvailable(t *testing.T) {
 // trusted the Placed state would take that fault in user mode, in code
 // Go cannot preempt, and with GOMAXPROCS=1 (or during a garbage
 // collection) the fault loop could never serve it. Found as a hang of
-// BenchmarkPostcopyFaultsTCPPlugin at GOMAXPROCS=1 (3 in 50 runs): the
+// BenchmarkPostcopyFaultsTCPPlugin at GOMAXPROCS=1 (3 in 48 runs): the
 // reader blocked in handle_userfault, the engine waiting for a P to
 // unregister the second region.
 func TestPopulateAfterSettle(t *testing.T) {
