@@ -204,13 +204,6 @@ func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 	}
 }
 
-// setSink changes where batches go, between two batches.
-func (f *landedFeed) setSink(sink func([]transport.PageRun) error) {
-	f.mu.Lock()
-	f.sink = sink
-	f.mu.Unlock()
-}
-
 // drain waits until the lane reported want pages (POSTCOPY's count of
 // what the source queued before it: each is reported once, since the
 // lane was armed before the source sent any) and then, atomically

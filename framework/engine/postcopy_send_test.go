@@ -54,16 +54,15 @@ type scriptDst struct {
 	cutAfter   int                                           // close the connection after this many pages landed in post-copy (0: never)
 	reopen     bool                                          // and open it again (else: never)
 
-	mu        sync.Mutex
-	absent    *bitmap.Bitmap // the POSTCOPY list
-	landed    map[uint64]int // post-copy writes per page
-	problems  []string
-	gotAbort  string
-	postcopy  bool
-	settled   bool
-	resumes   int
-	missing   uint64 // pages listed in MISSING, all reconnects
-	armedOnce bool
+	mu       sync.Mutex
+	absent   *bitmap.Bitmap // the POSTCOPY list
+	landed   map[uint64]int // post-copy writes per page
+	problems []string
+	gotAbort string
+	postcopy bool
+	settled  bool
+	resumes  int
+	missing  uint64 // pages listed in MISSING, all reconnects
 
 	allLanded chan struct{}
 	cut       chan struct{}
@@ -88,12 +87,6 @@ func regionsOf(l framework.Layout) [][2]uint64 {
 		out = append(out, [2]uint64{r.GPA, r.Size})
 	}
 	return out
-}
-
-func (d *scriptDst) problem(format string, args ...any) {
-	d.mu.Lock()
-	d.problems = append(d.problems, fmt.Sprintf(format, args...))
-	d.mu.Unlock()
 }
 
 // run is the destination's side; it returns when the migration ended

@@ -136,13 +136,13 @@ func TestRunsMerge(t *testing.T) {
 // Settle needs every page; zero-known pages are discarded, landed ones
 // stay in the memfd.
 func TestSettle(t *testing.T) {
-	s, f := newFake(6)
+	s, _ := newFake(6)
 	must(t, s.Landed(0, 2))
 	must(t, s.Zero(2, 3))
 	if err := s.Settle(); !errors.Is(err, ErrTransition) {
 		t.Fatalf("settle with an absent page: %v", err)
 	}
-	s, f = newFake(6)
+	s, f := newFake(6)
 	must(t, s.Landed(0, 2))
 	must(t, s.Zero(2, 3))
 	must(t, s.Fault(5, time.Now()))

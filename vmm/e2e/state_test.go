@@ -128,9 +128,8 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	defer cancel()
 	src := runInProcess(t, ctx, vmm.Config{Kernel: guest, Memory: size, CPUs: 1, Cmdline: cmdline})
 	src.serial.wait(t, regexp.MustCompile(`^ready`), 90*time.Second)
-	var last uint64
 	for range 3 {
-		last, _ = src.tick(t, 10*time.Second)
+		src.tick(t, 10*time.Second)
 	}
 	// A free page hint session the guest answered: it holds the hinted
 	// blocks until DONE, which the target must send after LoadState.
@@ -144,7 +143,7 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	if err != nil || sum.Ranges == 0 {
 		t.Fatalf("hint session %#x: %+v, %v", hintID, sum, err)
 	}
-	last, _ = src.tick(t, 10*time.Second)
+	last, _ := src.tick(t, 10*time.Second)
 	if err := src.vm.Pause(ctx); err != nil {
 		t.Fatal(err)
 	}

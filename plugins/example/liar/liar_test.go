@@ -41,11 +41,10 @@ func TestConformance(t *testing.T) {
 // answer is one Hints call: the ranges it emitted, and those emitted
 // after it returned.
 type answer struct {
-	mu          sync.Mutex
-	ranges      []hint.Range
-	returned    bool
-	late        []hint.Range
-	lateRefused int
+	mu       sync.Mutex
+	ranges   []hint.Range
+	returned bool
+	late     []hint.Range
 }
 
 func (a *answer) emit(rs []hint.Range) error {
