@@ -373,3 +373,164 @@ func TestChannelCreditEnforced(t *testing.T) {
 		t.Fatal("the host took pushes beyond its credit")
 	}
 }
+
+// pushMock is a Transport that pushes (Pusher): the test holds the sinks
+// the channel armed and plays the transport's receiving goroutines.
+type pushMock struct {
+	Mock
+	mu     sync.Mutex
+	urgent []func(Message) error // one per PushUrgent, in order
+	landed []func([]PageRun)
+	ends   []func(error)
+	armed  chan struct{} // a lane was armed
+}
+
+func newPushMock() *pushMock { return &pushMock{armed: make(chan struct{}, 8)} }
+
+func (m *pushMock) PushUrgent(urgent func(Message) error, ended func(error)) error {
+	m.mu.Lock()
+	m.urgent, m.ends = append(m.urgent, urgent), append(m.ends, ended)
+	m.mu.Unlock()
+	m.armed <- struct{}{}
+	return nil
+}
+
+func (m *pushMock) PushLanded(landed func([]PageRun), ended func(error)) error {
+	m.mu.Lock()
+	m.landed, m.ends = append(m.landed, landed), append(m.ends, ended)
+	m.mu.Unlock()
+	m.armed <- struct{}{}
+	return nil
+}
+
+func (m *pushMock) waitArmed(t *testing.T) {
+	t.Helper()
+	select {
+	case <-m.armed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the channel did not arm the lane")
+	}
+}
+
+// TestChannelPushOrderAndCredit: with a pushing transport, what it hands
+// over before and beyond the host's credit reaches the host in order,
+// none of it lost and never past the credit (the host would end the
+// channel), and the end comes after the last message.
+func TestChannelPushOrderAndCredit(t *testing.T) {
+	impl := newPushMock()
+	p := newTestChannel(t, impl)
+	p.open(1)
+	first := make(chan Message, 1)
+	go func() {
+		m, _ := p.c.recvUrgent(tctx(t)) // the first call arms the lane
+		first <- m
+	}()
+	impl.waitArmed(t)
+	const n = 5 * chanWindow
+	for i := 1; i <= n; i++ { // far more than the window, before the host takes more
+		if err := impl.urgent[0](Message{Kind: uint32(i)}); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	impl.ends[0](ErrClosed)
+	if m := <-first; m.Kind != 1 {
+		t.Fatalf("first message: kind %d, want 1", m.Kind)
+	}
+	for i := 2; i <= n; i++ {
+		m, err := p.c.recvUrgent(tctx(t))
+		if err != nil || m.Kind != uint32(i) {
+			t.Fatalf("RecvUrgent %d: %+v, %v", i, m, err)
+		}
+	}
+	if _, err := p.c.recvUrgent(tctx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RecvUrgent after the last message: %v, want ErrClosed", err)
+	}
+}
+
+// TestChannelPushLandedMerges: landed runs waiting for credit or for the
+// writer go out merged, in order, and nothing of a closed session does.
+func TestChannelPushLandedMerges(t *testing.T) {
+	impl := newPushMock()
+	p := newTestChannel(t, impl)
+	p.open(1)
+	got := make(chan []PageRun, 1)
+	go func() {
+		runs, _ := p.c.landed(tctx(t))
+		got <- runs
+	}()
+	impl.waitArmed(t)
+	var want []PageRun
+	for i := range uint64(3 * chanWindow) {
+		impl.landed[0]([]PageRun{{First: 10 + i, Count: 1, Kind: KindData}})
+	}
+	want = append(want, PageRun{First: 10, Count: 3 * chanWindow, Kind: KindData})
+	impl.landed[0]([]PageRun{{First: 5, Count: 2, Kind: KindZero}})
+	want = append(want, PageRun{First: 5, Count: 2, Kind: KindZero})
+	var all []PageRun
+	all = append(all, <-got...)
+	for pages(all) < pages(want) {
+		runs, err := p.c.landed(tctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, runs...)
+	}
+	if fmt.Sprint(merge(all)) != fmt.Sprint(want) {
+		t.Fatalf("landed %v, want %v", merge(all), want)
+	}
+	// The window's worth may go one by one (the host takes them as they
+	// come); what waits for credit goes merged.
+	if len(all) > chanWindow+2 {
+		t.Errorf("%d runs for %d pushes of adjacent pages: waiting runs were not merged", len(all), 3*chanWindow+1)
+	}
+
+	p.open(2) // session 1's sinks now go nowhere
+	impl.landed[0]([]PageRun{{First: 99, Count: 1, Kind: KindData}})
+	go func() {
+		runs, _ := p.c.landed(tctx(t))
+		got <- runs
+	}()
+	impl.waitArmed(t)
+	impl.landed[1]([]PageRun{{First: 7, Count: 1, Kind: KindData}})
+	if runs := <-got; fmt.Sprint(runs) != fmt.Sprint([]PageRun{{First: 7, Count: 1, Kind: KindData}}) {
+		t.Fatalf("session 2's landed: %v; session 1's run must not leak into it", runs)
+	}
+}
+
+func pages(runs []PageRun) (n uint64) {
+	for _, r := range runs {
+		n += r.Count
+	}
+	return n
+}
+
+// merge joins adjacent runs of one kind.
+func merge(runs []PageRun) []PageRun {
+	var out []PageRun
+	for _, r := range runs {
+		if n := len(out); n > 0 && out[n-1].Kind == r.Kind && out[n-1].First+out[n-1].Count == r.First {
+			out[n-1].Count += r.Count
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestChannelPushFlood: a peer that floods urgent messages the host does
+// not take is refused (the transport then fails the session) once the
+// waiting ones pass the bound.
+func TestChannelPushFlood(t *testing.T) {
+	impl := newPushMock()
+	p := newTestChannel(t, impl)
+	p.open(1)
+	go p.c.recvUrgent(tctx(t))
+	impl.waitArmed(t)
+	var err error
+	for i := 0; i < chanWindow+pushMaxMsgs+1 && err == nil; i++ {
+		err = impl.urgent[0](Message{Kind: 1})
+	}
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("flooding pushes: %v, want ErrProtocol", err)
+	}
+}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -13,18 +14,21 @@ import (
 // host's SendUrgent and SendPagesUrgent calls on impl one at a time (the
 // urgent sender lane), and while the host holds credit it pushes what
 // impl's RecvUrgent and Landed return (one pump goroutine per lane and
-// session, the lane's only caller).
+// session, the lane's only caller), or, when impl is a Pusher, what impl
+// pushes (a pushLane per lane and session, written by impl's goroutines).
 type chanServer struct {
 	impl       Transport
-	chanWriter // and its conn, the channel
+	pusher     Pusher // impl, if it pushes
+	chanWriter        // and its conn, the channel
 
 	calls chan chanFrame // fSend and fSendPages, in order, to the sender
 
 	mu        sync.Mutex
-	session   uint64             // the current session's tag (Open), 0 after Close
-	stop      context.CancelFunc // ends the current session's pumps
-	sctx      context.Context    // the current session's pumps' context
-	pumps     [numLanes]*pump    // the current session's, started by its first credit
+	session   uint64              // the current session's tag (Open), 0 after Close
+	stop      context.CancelFunc  // ends the current session's pumps
+	sctx      context.Context     // the current session's pumps' context
+	pumps     [numLanes]*pump     // the current session's, started by its first credit
+	pushes    [numLanes]*pushLane // the same, when impl pushes
 	lanes     [numLanes]sync.Mutex
 	running   uint64             // the id of the call in impl, 0: none
 	cancelRun context.CancelFunc // cancels it
@@ -40,6 +44,7 @@ type pump struct {
 
 func newChanServer(impl Transport, conn *net.UnixConn) *chanServer {
 	s := &chanServer{impl: impl, chanWriter: chanWriter{conn: conn}, calls: make(chan chanFrame, 4), cancelled: map[uint64]bool{}}
+	s.pusher, _ = impl.(Pusher)
 	s.sctx, s.stop = context.WithCancel(context.Background())
 	s.stop()
 	return s
@@ -57,7 +62,7 @@ func (s *chanServer) serve() {
 		f, err := r.next()
 		if err != nil { // the host is gone or broke the format: end everything
 			s.mu.Lock()
-			s.stop()
+			s.endSession()
 			if s.cancelRun != nil {
 				s.cancelRun()
 			}
@@ -128,6 +133,10 @@ func (s *chanServer) credit(f chanFrame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f.Tag != s.session || s.sctx.Err() != nil {
+		return
+	}
+	if s.pusher != nil {
+		s.creditPush(f)
 		return
 	}
 	p := s.pumps[f.Lane]
@@ -203,15 +212,162 @@ func (s *chanServer) pump(ctx context.Context, session uint64, lane chanLane, p 
 func (s *chanServer) open(session uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stop()
+	s.endSession()
 	s.sctx, s.stop = context.WithCancel(context.Background())
-	s.session, s.pumps = session, [numLanes]*pump{}
+	s.session = session
 }
 
 // close ends the current session's pumps (Close, before impl.Close).
 func (s *chanServer) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endSession()
+	s.session = 0
+}
+
+// endSession stops the current session's pumps and pushes (call with
+// s.mu held): nothing more of it reaches the host.
+func (s *chanServer) endSession() {
 	s.stop()
-	s.session, s.pumps = 0, [numLanes]*pump{}
+	for _, pl := range s.pushes {
+		if pl != nil {
+			pl.mu.Lock()
+			pl.closed, pl.backlog = true, nil
+			pl.mu.Unlock()
+		}
+	}
+	s.pumps, s.pushes = [numLanes]*pump{}, [numLanes]*pushLane{}
+}
+
+// Limits on urgent messages a pushing transport handed over while the
+// host held no credit, as inbox's on a transport's own queue: past them
+// the peer is flooding and the transport fails the session.
+const (
+	pushMaxMsgs  = 4096
+	pushMaxBytes = 64 << 20
+)
+
+// pushLane is one lane of one session when impl pushes (Pusher): what
+// impl hands over waits in backlog, oldest first, until credit lets it
+// go, and whichever goroutine finds the lane idle (impl's, handing over;
+// serve's, granting credit) writes what may go. So an arrival on an idle
+// lane with credit is written by the goroutine that received it: no
+// other thread of the plugin wakes for it.
+type pushLane struct {
+	mu      sync.Mutex
+	lane    chanLane
+	session uint64
+	credit  uint64
+	backlog []chanFrame // fUrgent, fLanded (runs merged), fEnd last
+	bytes   int         // urgent payload bytes in backlog
+	writing bool        // a goroutine is writing the backlog
+	closed  bool        // the session is over here: drop everything
+}
+
+// creditPush grants credit on a lane of the current session when impl
+// pushes, arming the lane on its first grant (call with s.mu held).
+func (s *chanServer) creditPush(f chanFrame) {
+	pl := s.pushes[f.Lane]
+	if pl == nil {
+		pl = &pushLane{lane: f.Lane, session: s.session}
+		s.pushes[f.Lane] = pl
+		var err error
+		if f.Lane == laneUrgent {
+			err = s.pusher.PushUrgent(func(m Message) error { return s.pushUrgent(pl, m) }, func(err error) { s.pushEnd(pl, err) })
+		} else {
+			err = s.pusher.PushLanded(func(runs []PageRun) { s.pushLanded(pl, runs) }, func(err error) { s.pushEnd(pl, err) })
+		}
+		if err != nil {
+			s.pushEnd(pl, err)
+		}
+	}
+	pl.mu.Lock()
+	pl.credit += uint64(f.N)
+	s.flush(pl)
+}
+
+// pushUrgent is impl's urgent sink.
+func (s *chanServer) pushUrgent(pl *pushLane, m Message) error {
+	if len(m.Payload) > MaxMessage {
+		return fmt.Errorf("%w: an urgent message over transport.MaxMessage", ErrProtocol)
+	}
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return nil
+	}
+	if len(pl.backlog) >= pushMaxMsgs || pl.bytes+len(m.Payload) > pushMaxBytes {
+		pl.mu.Unlock()
+		return fmt.Errorf("%w: the peer sent more than %d urgent messages or %d bytes that the host did not take",
+			ErrProtocol, pushMaxMsgs, pushMaxBytes)
+	}
+	pl.backlog = append(pl.backlog, chanFrame{Type: fUrgent, Tag: pl.session, Msg: m})
+	pl.bytes += len(m.Payload)
+	s.flush(pl)
+	return nil
+}
+
+// pushLanded is impl's landed sink: runs join the last waiting frame
+// while it has room.
+func (s *chanServer) pushLanded(pl *pushLane, runs []PageRun) {
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return
+	}
+	for _, r := range runs {
+		n := len(pl.backlog)
+		if n == 0 || pl.backlog[n-1].Type != fLanded || len(pl.backlog[n-1].Runs) >= MaxLanded {
+			pl.backlog = append(pl.backlog, chanFrame{Type: fLanded, Tag: pl.session})
+			n++
+		}
+		last := &pl.backlog[n-1]
+		if k := len(last.Runs); k > 0 && last.Runs[k-1].Kind == r.Kind && last.Runs[k-1].First+last.Runs[k-1].Count == r.First {
+			last.Runs[k-1].Count += r.Count
+		} else {
+			last.Runs = append(last.Runs, r)
+		}
+	}
+	s.flush(pl)
+}
+
+// pushEnd is impl's end of the lane's session: fEnd goes after what
+// waits, without credit, as the pump's does.
+func (s *chanServer) pushEnd(pl *pushLane, err error) {
+	code, text := statusOf(err)
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return
+	}
+	pl.backlog = append(pl.backlog, chanFrame{Type: fEnd, Tag: pl.session, Lane: pl.lane, Code: code, Text: text})
+	s.flush(pl)
+}
+
+// flush writes the lane's backlog while credit allows, unless another
+// goroutine is at it (it will write what was just added). Call with
+// pl.mu held; it returns with pl.mu released.
+func (s *chanServer) flush(pl *pushLane) {
+	if pl.writing {
+		pl.mu.Unlock()
+		return
+	}
+	pl.writing = true
+	for !pl.closed && len(pl.backlog) > 0 && (pl.credit > 0 || pl.backlog[0].Type == fEnd) {
+		f := pl.backlog[0]
+		pl.backlog[0] = chanFrame{}
+		pl.backlog = pl.backlog[1:]
+		if f.Type != fEnd {
+			pl.credit--
+		}
+		pl.bytes -= len(f.Msg.Payload)
+		pl.mu.Unlock()
+		err := s.write(f)
+		pl.mu.Lock()
+		if err != nil || f.Type == fEnd {
+			pl.closed, pl.backlog = true, nil // the channel broke (serve ends all) or the lane did
+		}
+	}
+	pl.writing = false
+	pl.mu.Unlock()
 }

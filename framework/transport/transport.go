@@ -227,6 +227,32 @@ type Transport interface {
 	Close() error
 }
 
+// Pusher is what a Transport may implement besides, to hand the urgent
+// path's arrivals to a sink instead of to a goroutine blocked in
+// RecvUrgent or Landed. The plugin side of the urgent channel uses it
+// when the transport has it: a post-copy request (on the source) and its
+// page (on the destination) then reach the host from the goroutine that
+// received them, without waking another thread of the plugin first
+// (docs/BENCHMARKS.md, "Pushed, not pulled").
+//
+// PushUrgent and PushLanded take over their lane for the rest of the
+// current session, in place of RecvUrgent and Landed (the caller no
+// longer calls those): what they would have returned goes to the sink,
+// in the same order and under the same rules (PushLanded arms the lane
+// as Landed's first call does), and the session's end, the error they
+// would then return, goes to ended, once, after the last item. A sink
+// runs on one of the transport's own goroutines, possibly under its
+// locks: it must not call the transport and must not block for long (it
+// may write to a socket whose reader keeps reading), and it must not keep
+// the slice it is given. An error from the urgent sink (a flooding peer)
+// fails the session. Both return an error, and arm nothing, when no
+// session is open or the lane does not exist on this side (Landed's
+// errors).
+type Pusher interface {
+	PushUrgent(urgent func(Message) error, ended func(error)) error
+	PushLanded(landed func([]PageRun), ended func(error)) error
+}
+
 // Error classes that cross the plugin boundary, so callers can tell a
 // dead plugin from a failed operation (errors.Is).
 var (

@@ -98,12 +98,17 @@ func (l *Lane) Overtaken(p, seq uint64) bool {
 // LandedQueue records the page runs written into guest RAM for Landed.
 // It records nothing until the first Wait (Landed's first call), so a
 // session that never asks costs nothing; adjacent runs of one kind merge.
+// A transport that implements Pusher hands the runs to the pusher with
+// Attach and Deliver instead.
 type LandedQueue struct {
 	mu    sync.Mutex
 	armed bool
 	runs  []PageRun
 	err   error
 	note  chan struct{}
+
+	push  func([]PageRun) // the pusher's sink (Attach), nil: Wait takes the runs
+	ended func(error)     // the pusher's end, nil once called
 }
 
 func (q *LandedQueue) init() {
@@ -123,7 +128,7 @@ func (q *LandedQueue) wake() {
 func (q *LandedQueue) Push(r PageRun) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.armed {
+	if !q.armed || q.push != nil && q.err != nil { // a pusher heard the end: nothing comes after it
 		return
 	}
 	q.init()
@@ -139,7 +144,7 @@ func (q *LandedQueue) Push(r PageRun) {
 }
 
 // End records that the session ended with err: Wait returns what was
-// recorded, then err.
+// recorded, then err; a pusher gets what was recorded, then err.
 func (q *LandedQueue) End(err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -148,6 +153,54 @@ func (q *LandedQueue) End(err error) {
 		q.err = err
 	}
 	q.wake()
+	q.deliver()
+	q.end()
+}
+
+// Attach gives the queue to a pusher (Pusher.PushLanded): it arms the
+// queue as Landed's first call does, and from then on Deliver hands the
+// recorded runs to push (at most MaxLanded a call, in order, under the
+// queue's lock) and the session's end goes to ended, once, after them.
+// Wait must not be called any more.
+func (q *LandedQueue) Attach(push func([]PageRun), ended func(error)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.armed, q.push, q.ended = true, push, ended
+	q.deliver()
+	if q.err != nil {
+		q.end()
+	}
+}
+
+// Deliver hands the runs recorded so far to the pusher, if one attached
+// (without one, Wait takes them). The transport calls it right after an
+// urgent write, and after bulk writes whenever its input runs dry (and at
+// bounded intervals while it does not), so a burst of small writes goes
+// out as one report while a lone write is reported at once.
+func (q *LandedQueue) Deliver() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.deliver()
+}
+
+func (q *LandedQueue) deliver() {
+	if q.push == nil {
+		return
+	}
+	for rest := q.runs; len(rest) > 0; {
+		n := min(len(rest), MaxLanded)
+		q.push(rest[:n:n])
+		rest = rest[n:]
+	}
+	q.runs = q.runs[:0]
+}
+
+// end tells the pusher the session ended (q.err), once.
+func (q *LandedQueue) end() {
+	if q.ended != nil {
+		q.ended(q.err)
+		q.ended = nil
+	}
 }
 
 // Wait implements Landed: it arms the queue, then blocks until runs were

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -94,5 +95,47 @@ func TestLandedQueue(t *testing.T) {
 	}
 	if _, err := q.Wait(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Wait after End = %v", err)
+	}
+}
+
+// TestLandedQueueAttach: a pusher gets nothing recorded before it
+// attached (it arms the queue), then the runs at each Deliver, merged and
+// at most MaxLanded at a time, and the end once, after the last runs.
+func TestLandedQueueAttach(t *testing.T) {
+	var q LandedQueue
+	q.Push(PageRun{0, 1, KindData}) // not armed: dropped
+	var got [][]PageRun
+	var ends []error
+	q.Attach(func(runs []PageRun) { got = append(got, slices.Clone(runs)) }, func(err error) { ends = append(ends, err) })
+	q.Push(PageRun{10, 2, KindData})
+	q.Push(PageRun{12, 3, KindData}) // merges
+	if len(got) != 0 {
+		t.Fatalf("runs pushed before Deliver: %v", got)
+	}
+	q.Deliver()
+	if want := [][]PageRun{{{10, 5, KindData}}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Deliver pushed %v, want %v", got, want)
+	}
+	got = nil
+	for i := range MaxLanded + 3 {
+		q.Push(PageRun{uint64(2 * i), 1, KindData})
+	}
+	q.End(ErrClosed)
+	q.End(errors.New("a second end"))
+	q.Push(PageRun{1, 1, KindData})
+	q.Deliver()
+	if len(got) != 2 || len(got[0]) != MaxLanded || len(got[1]) != 3 {
+		t.Fatalf("after a flood and End: pushes of %d runs", len(got))
+	}
+	if len(ends) != 1 || !errors.Is(ends[0], ErrClosed) {
+		t.Fatalf("ends: %v, want one ErrClosed", ends)
+	}
+
+	var late LandedQueue // attached after the end: the end still comes, once
+	late.End(ErrClosed)
+	ends = nil
+	late.Attach(func([]PageRun) {}, func(err error) { ends = append(ends, err) })
+	if len(ends) != 1 || !errors.Is(ends[0], ErrClosed) {
+		t.Fatalf("ends of a queue attached after End: %v", ends)
 	}
 }

@@ -10,6 +10,11 @@ import (
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
+// deliverEvery bounds the frames a destination's channel reader takes
+// before it reports what landed to a pusher (LandedQueue.Deliver), even
+// while more input is already buffered.
+const deliverEvery = 16
+
 // Receive buffers for COMMITs and MARKs: the source has one COMMIT and
 // at most maxMarks MARKs unanswered.
 const (
@@ -79,6 +84,7 @@ func (s *session) pollReceive() {
 				return err
 			}
 		}
+		s.landed.Deliver()
 		return nil
 	}), cs[:])
 }

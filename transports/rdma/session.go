@@ -92,6 +92,7 @@ func (s *session) fail(err error, code wire.Code) {
 		s.err = err
 		close(s.done)
 		s.landed.End(err)
+		s.umsgs.End(err)
 	}
 	s.failMu.Unlock()
 	if !first {
@@ -192,8 +193,15 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 // messages (MSG with seq 0) go to msgs, handle takes the role's own
 // frames. The session ends when the peer said BYE on both channels (so
 // that what it sent before on either is taken first), or at an ABORT.
+//
+// On the destination it also reports what landed to a pusher
+// (transport.Pusher) when the input runs dry, or every deliverEvery
+// frames while it does not.
 func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, handle func(wire.Frame) error) {
-	for {
+	for frames := 1; ; frames++ {
+		if s.role == transport.RoleReceive && (dec.Buffered() == 0 || frames%deliverEvery == 0) {
+			s.landed.Deliver()
+		}
 		f, err := dec.Next()
 		if err != nil {
 			switch {

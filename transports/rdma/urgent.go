@@ -128,6 +128,32 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 	}
 }
 
+// PushUrgent implements transport.Pusher.
+func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(error)) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if err := s.umsgs.Attach(urgent, ended); err != nil {
+		s.fail(err, wire.CodeProtocol)
+		return err
+	}
+	return nil
+}
+
+// PushLanded implements transport.Pusher.
+func (t *Transport) PushLanded(landed func([]transport.PageRun), ended func(error)) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if s.role != transport.RoleReceive {
+		return fmt.Errorf("rdma transport: Landed on the sending side: %w", transport.ErrNotSupported)
+	}
+	s.landed.Attach(landed, ended)
+	return nil
+}
+
 // Landed implements transport.Transport.
 func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
 	s, err := t.session()

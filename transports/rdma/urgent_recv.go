@@ -80,6 +80,7 @@ func (s *session) ucommitted(c fabric.Completion) error {
 		}
 		s.landed.Push(r)
 	}
+	s.landed.Deliver()
 	s.stats.wire.Add(c.Len)
 	u.next++
 	u.applied.Store(useq)

@@ -11,12 +11,18 @@ import (
 // acknowledges, even while more input is already buffered.
 const ackEvery = 16
 
+// deliverEvery bounds the pages a destination stream writes before it
+// reports them to a pusher (LandedQueue.Deliver), even while more input
+// is already buffered: a page the guest waits for is reported soon, and a
+// burst of small batches is not reported one by one.
+const deliverEvery = 256
+
 // readLoop is a destination stream: it writes PAGES and ZERO batches
 // into guest RAM, in order, after checking that each lies inside one RAM
 // region, and acknowledges them; on stream 0 it also takes messages. Any
 // error fails the session: nothing outside guest RAM is ever written.
 func (s *session) readLoop(st *stream) {
-	var unacked, last uint64
+	var unacked, last, undelivered uint64
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
@@ -28,6 +34,10 @@ func (s *session) readLoop(st *stream) {
 		case f.Type == wire.TypePages || f.Type == wire.TypeZero:
 			err = s.writePages(st, f)
 			last, unacked = f.Seq, unacked+1
+			if undelivered += uint64(f.Run.Count); err == nil && (st.dec.Buffered() == 0 || undelivered >= deliverEvery) {
+				s.landed.Deliver()
+				undelivered = 0
+			}
 		case f.Type == wire.TypeMsg && st.idx == 0:
 			err = s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case f.Type == wire.TypeBye:

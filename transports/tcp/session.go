@@ -141,6 +141,7 @@ func (s *session) end(err error) bool {
 	s.err = err
 	close(s.done)
 	s.landed.End(err)
+	s.umsgs.End(err)
 	return true
 }
 

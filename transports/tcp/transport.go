@@ -33,7 +33,10 @@ type Transport struct {
 	stats counters
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport = (*Transport)(nil)
+	_ transport.Pusher    = (*Transport)(nil)
+)
 
 // New returns a Transport that logs to log (nil: nowhere).
 func New(log hclog.Logger) *Transport {

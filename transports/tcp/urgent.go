@@ -111,6 +111,32 @@ func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
 	return s.landed.Wait(ctx)
 }
 
+// PushUrgent implements transport.Pusher.
+func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(error)) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if err := s.umsgs.Attach(urgent, ended); err != nil {
+		s.fail(err, protocolCode(err))
+		return err
+	}
+	return nil
+}
+
+// PushLanded implements transport.Pusher.
+func (t *Transport) PushLanded(landed func([]transport.PageRun), ended func(error)) error {
+	s, err := t.session()
+	if err != nil {
+		return err
+	}
+	if s.role != transport.RoleReceive {
+		return fmt.Errorf("tcp transport: Landed on the sending side: %w", transport.ErrNotSupported)
+	}
+	s.landed.Attach(landed, ended)
+	return nil
+}
+
 // writeUrgent writes one frame on the urgent stream. As for messages, a
 // write ctx cuts short inside the frame tears the stream and fails the
 // session.
@@ -222,6 +248,7 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	}
 	s.landed.Push(transport.PageRun{First: first, Count: count, Kind: kind})
 	lane.Unlock()
+	s.landed.Deliver()
 	if kind == transport.KindZero {
 		s.stats.zero.Add(count)
 	} else {

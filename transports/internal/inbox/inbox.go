@@ -23,6 +23,12 @@ type Queue struct {
 	q     []transport.Message
 	bytes int
 	note  chan struct{} // a message arrived
+
+	// A pusher's (Attach): messages go to push as they arrive, the end
+	// to ended, once.
+	push  func(transport.Message) error
+	ended func(error)
+	err   error // End's, kept for a later Attach
 }
 
 // New returns an empty Queue.
@@ -34,6 +40,12 @@ func New() Queue { return Queue{note: make(chan struct{}, 1)} }
 func (q *Queue) Push(m transport.Message) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.push != nil {
+		if q.err != nil {
+			return nil // the session ended: the pusher heard the last of it
+		}
+		return q.push(m)
+	}
 	if len(q.q) >= MaxMsgs || q.bytes+len(m.Payload) > MaxBytes {
 		return fmt.Errorf("%w: the peer sent more than %d messages or %d bytes that were not received",
 			transport.ErrProtocol, MaxMsgs, MaxBytes)
@@ -79,5 +91,50 @@ func (q *Queue) Recv(ctx context.Context, done <-chan struct{}, ended func() err
 		case <-ctx.Done():
 			return transport.Message{}, ctx.Err()
 		}
+	}
+}
+
+// Attach gives the queue to a pusher (transport.Pusher.PushUrgent): the
+// messages held so far, then each one Push receives, go to push, in
+// order, on Push's goroutine and under the queue's lock (push's error is
+// Push's); the session's end (End) goes to ended, once, after the last
+// message. Recv and Pop must not be called any more. An error from push
+// while the held messages are handed over is returned.
+func (q *Queue) Attach(push func(transport.Message) error, ended func(error)) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.q) > 0 {
+		m := q.q[0]
+		q.q[0] = transport.Message{}
+		q.q = q.q[1:]
+		q.bytes -= len(m.Payload)
+		if err := push(m); err != nil {
+			return err
+		}
+	}
+	q.push, q.ended = push, ended
+	if q.err != nil {
+		q.end()
+	}
+	return nil
+}
+
+// End tells a pusher (Attach) that the session ended with err, after the
+// messages it already has; Push drops what comes later. Without a pusher
+// it only keeps err for one that attaches later (Recv learns of the end
+// from its done channel).
+func (q *Queue) End(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err == nil {
+		q.err = err
+	}
+	q.end()
+}
+
+func (q *Queue) end() {
+	if q.ended != nil {
+		q.ended(q.err)
+		q.ended = nil
 	}
 }

@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -51,5 +52,45 @@ func TestRecvContext(t *testing.T) {
 	cancel()
 	if _, err := q.Recv(ctx, make(chan struct{}), nil); err != context.Canceled {
 		t.Fatalf("Recv = %v, want context.Canceled", err)
+	}
+}
+
+// TestAttach: a pusher gets the messages held so far, then each as it
+// arrives, with Push's error its own, and the end once after the last;
+// Push drops what comes after the end.
+func TestAttach(t *testing.T) {
+	q := New()
+	for k := uint32(1); k <= 2; k++ {
+		if err := q.Push(transport.Message{Kind: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint32
+	var ends []error
+	refuse := errors.New("refused")
+	push := func(m transport.Message) error {
+		if m.Kind == 9 {
+			return refuse
+		}
+		got = append(got, m.Kind)
+		return nil
+	}
+	if err := q.Attach(push, func(err error) { ends = append(ends, err) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Push(transport.Message{Kind: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Push(transport.Message{Kind: 9}); err != refuse {
+		t.Fatalf("Push's error = %v, want the pusher's", err)
+	}
+	end := errors.New("ended")
+	q.End(end)
+	q.End(errors.New("again"))
+	if err := q.Push(transport.Message{Kind: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[1 2 3]" || len(ends) != 1 || ends[0] != end {
+		t.Fatalf("pushed %v, ends %v; want [1 2 3] and one end", got, ends)
 	}
 }
