@@ -383,6 +383,8 @@ type pushMock struct {
 	landed []func([]PageRun)
 	ends   []func(error)
 	armed  chan struct{} // a lane was armed
+
+	pullLanded bool // PushLanded says ErrNotSupported: Landed is called
 }
 
 func newPushMock() *pushMock { return &pushMock{armed: make(chan struct{}, 8)} }
@@ -396,6 +398,9 @@ func (m *pushMock) PushUrgent(urgent func(Message) error, ended func(error)) err
 }
 
 func (m *pushMock) PushLanded(landed func([]PageRun), ended func(error)) error {
+	if m.pullLanded {
+		return ErrNotSupported
+	}
 	m.mu.Lock()
 	m.landed, m.ends = append(m.landed, landed), append(m.ends, ended)
 	m.mu.Unlock()
@@ -532,5 +537,33 @@ func TestChannelPushFlood(t *testing.T) {
 	}
 	if !errors.Is(err, ErrProtocol) {
 		t.Fatalf("flooding pushes: %v, want ErrProtocol", err)
+	}
+}
+
+// TestChannelPushOneLane: a transport that pushes one lane and not the
+// other (ErrNotSupported) has the other pumped, as without a Pusher.
+func TestChannelPushOneLane(t *testing.T) {
+	impl := newPushMock()
+	impl.pullLanded = true
+	impl.LandedFunc = func(ctx context.Context) ([]PageRun, error) {
+		return []PageRun{{First: 3, Count: 1, Kind: KindZero}}, nil
+	}
+	p := newTestChannel(t, impl)
+	p.open(1)
+	runs, err := p.c.landed(tctx(t))
+	if err != nil || fmt.Sprint(runs) != fmt.Sprint([]PageRun{{First: 3, Count: 1, Kind: KindZero}}) {
+		t.Fatalf("Landed of a transport that pushes only urgent messages: %v, %v", runs, err)
+	}
+	got := make(chan Message, 1)
+	go func() {
+		m, _ := p.c.recvUrgent(tctx(t))
+		got <- m
+	}()
+	impl.waitArmed(t)
+	if err := impl.urgent[0](Message{Kind: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m.Kind != 4 {
+		t.Fatalf("pushed message: %+v", m)
 	}
 }

@@ -135,8 +135,7 @@ func (s *chanServer) credit(f chanFrame) {
 	if f.Tag != s.session || s.sctx.Err() != nil {
 		return
 	}
-	if s.pusher != nil {
-		s.creditPush(f)
+	if s.pusher != nil && s.pumps[f.Lane] == nil && s.creditPush(f) {
 		return
 	}
 	p := s.pumps[f.Lane]
@@ -265,18 +264,23 @@ type pushLane struct {
 }
 
 // creditPush grants credit on a lane of the current session when impl
-// pushes, arming the lane on its first grant (call with s.mu held).
-func (s *chanServer) creditPush(f chanFrame) {
+// pushes, arming the lane on its first grant (call with s.mu held). It
+// reports false, arming nothing, when impl does not push this lane
+// (ErrNotSupported): the lane's pump then calls impl.
+func (s *chanServer) creditPush(f chanFrame) bool {
 	pl := s.pushes[f.Lane]
 	if pl == nil {
 		pl = &pushLane{lane: f.Lane, session: s.session}
-		s.pushes[f.Lane] = pl
 		var err error
 		if f.Lane == laneUrgent {
 			err = s.pusher.PushUrgent(func(m Message) error { return s.pushUrgent(pl, m) }, func(err error) { s.pushEnd(pl, err) })
 		} else {
 			err = s.pusher.PushLanded(func(runs []PageRun) { s.pushLanded(pl, runs) }, func(err error) { s.pushEnd(pl, err) })
 		}
+		if errors.Is(err, ErrNotSupported) {
+			return false
+		}
+		s.pushes[f.Lane] = pl
 		if err != nil {
 			s.pushEnd(pl, err)
 		}
@@ -284,6 +288,7 @@ func (s *chanServer) creditPush(f chanFrame) {
 	pl.mu.Lock()
 	pl.credit += uint64(f.N)
 	s.flush(pl)
+	return true
 }
 
 // pushUrgent is impl's urgent sink.

@@ -246,8 +246,13 @@ type Transport interface {
 // may write to a socket whose reader keeps reading), and it must not keep
 // the slice it is given. An error from the urgent sink (a flooding peer)
 // fails the session. Both return an error, and arm nothing, when no
-// session is open or the lane does not exist on this side (Landed's
-// errors).
+// session is open; ErrNotSupported when this lane is not pushed here (or
+// does not exist on this side), and the caller then calls RecvUrgent or
+// Landed as without a Pusher (they say why if the lane does not exist).
+//
+// Only the plugin side of the urgent channel uses it. The engine calls
+// RecvUrgent and Landed: its callers' hand-offs cost nothing measurable
+// (docs/BENCHMARKS.md, "Pushed, not pulled").
 type Pusher interface {
 	PushUrgent(urgent func(Message) error, ended func(error)) error
 	PushLanded(landed func([]PageRun), ended func(error)) error
