@@ -60,7 +60,7 @@ func demo(bin, config, mem, workload string) error {
 	}
 	for _, sock := range []string{j.Source.Control, j.Destination.Control} {
 		if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-			return err
+			return fmt.Errorf("the directory of control socket %s (%s): %w", sock, config, err)
 		}
 		os.Remove(sock) // a stale socket from an earlier, killed demo
 	}
