@@ -131,13 +131,20 @@ func statusOf(err error) (uint32, string) {
 // pump on the first grant; credit for another session is stale.
 func (s *chanServer) credit(f chanFrame) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if f.Tag != s.session || s.sctx.Err() != nil {
+		s.mu.Unlock()
 		return
 	}
-	if s.pusher != nil && s.pumps[f.Lane] == nil && s.creditPush(f) {
-		return
+	if s.pusher != nil && s.pumps[f.Lane] == nil {
+		if pl := s.pushing(f.Lane); pl != nil {
+			s.mu.Unlock()
+			pl.mu.Lock()
+			pl.credit += uint64(f.N)
+			s.flush(pl) // outside s.mu: writes what waited for this credit
+			return
+		}
 	}
+	defer s.mu.Unlock()
 	p := s.pumps[f.Lane]
 	if p == nil {
 		p = &pump{more: make(chan struct{}, 1)}
@@ -263,32 +270,30 @@ type pushLane struct {
 	closed  bool        // the session is over here: drop everything
 }
 
-// creditPush grants credit on a lane of the current session when impl
-// pushes, arming the lane on its first grant (call with s.mu held). It
-// reports false, arming nothing, when impl does not push this lane
-// (ErrNotSupported): the lane's pump then calls impl.
-func (s *chanServer) creditPush(f chanFrame) bool {
-	pl := s.pushes[f.Lane]
-	if pl == nil {
-		pl = &pushLane{lane: f.Lane, session: s.session}
-		var err error
-		if f.Lane == laneUrgent {
-			err = s.pusher.PushUrgent(func(m Message) error { return s.pushUrgent(pl, m) }, func(err error) { s.pushEnd(pl, err) })
-		} else {
-			err = s.pusher.PushLanded(func(runs []PageRun) { s.pushLanded(pl, runs) }, func(err error) { s.pushEnd(pl, err) })
-		}
-		if errors.Is(err, ErrNotSupported) {
-			return false
-		}
-		s.pushes[f.Lane] = pl
-		if err != nil {
-			s.pushEnd(pl, err)
-		}
+// pushing is lane's pushLane in the current session when impl pushes
+// it, armed on the first call (call with s.mu held: impl's sinks take
+// nothing from the lane until the caller grants it credit). It is nil,
+// arming nothing, when impl does not push this lane (ErrNotSupported):
+// the lane's pump then calls impl.
+func (s *chanServer) pushing(lane chanLane) *pushLane {
+	if pl := s.pushes[lane]; pl != nil {
+		return pl
 	}
-	pl.mu.Lock()
-	pl.credit += uint64(f.N)
-	s.flush(pl)
-	return true
+	pl := &pushLane{lane: lane, session: s.session}
+	var err error
+	if lane == laneUrgent {
+		err = s.pusher.PushUrgent(func(m Message) error { return s.pushUrgent(pl, m) }, func(err error) { s.pushEnd(pl, err) })
+	} else {
+		err = s.pusher.PushLanded(func(runs []PageRun) { s.pushLanded(pl, runs) }, func(err error) { s.pushEnd(pl, err) })
+	}
+	if errors.Is(err, ErrNotSupported) {
+		return nil
+	}
+	s.pushes[lane] = pl
+	if err != nil {
+		s.pushEnd(pl, err)
+	}
+	return pl
 }
 
 // pushUrgent is impl's urgent sink.
