@@ -91,13 +91,13 @@ func (s *session) fail(err error, code wire.Code) {
 	if first {
 		s.err = err
 		close(s.done)
-		s.landed.End(err)
-		s.umsgs.End(err)
 	}
 	s.failMu.Unlock()
 	if !first {
 		return
 	}
+	s.landed.End(err) // outside failMu: a pusher's sink may write
+	s.umsgs.End(err)
 	if errors.Is(err, transport.ErrClosed) || err == errLocalClose {
 		s.log.Info("session ended", "error", err)
 	} else {

@@ -131,15 +131,17 @@ func (s *session) fail(err error, code wire.Code) {
 }
 
 // end records err as the session's error and closes done, unless the
-// session had already ended; it reports whether it did.
+// session had already ended; it reports whether it did. The urgent
+// lanes hear of it after failMu is released: a pusher's sink may write.
 func (s *session) end(err error) bool {
 	s.failMu.Lock()
-	defer s.failMu.Unlock()
 	if s.err != nil {
+		s.failMu.Unlock()
 		return false
 	}
 	s.err = err
 	close(s.done)
+	s.failMu.Unlock()
 	s.landed.End(err)
 	s.umsgs.End(err)
 	return true
