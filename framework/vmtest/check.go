@@ -13,7 +13,10 @@ const maxReported = 8
 
 // Verify is the guest's own check of its live memory (invariant 4 of
 // docs/ARCHITECTURE.md): every page it owns holds a valid record of
-// itself. Free pages are not checked.
+// itself, and every page this VM wrote still holds its last write there:
+// an older record, valid as it is, means a late copy (a migration's)
+// overwrote what the guest wrote (on a destination, after it resumed).
+// Free pages are not checked.
 func (v *VM) Verify() error {
 	if err := v.touchAll(); err != nil {
 		return fmt.Errorf("verify: %w", err)
@@ -29,7 +32,13 @@ func (v *VM) Verify() error {
 		if v.free.Test(p) {
 			continue
 		}
-		if err := checkPage(v.page(p), p); err != nil {
+		err := checkPage(v.page(p), p)
+		if last, ok := v.own[p]; ok && err == nil {
+			if seq := recordSeq(v.page(p)); seq != last {
+				err = fmt.Errorf("page %d holds the record of write %d, this VM's last write there was %d: a later copy overwrote it", p, seq, last)
+			}
+		}
+		if err != nil {
 			if bad++; bad <= maxReported {
 				errs = append(errs, err)
 			}

@@ -44,6 +44,9 @@ func poison(pg []byte) {
 	}
 }
 
+// recordSeq is the write sequence page record pg carries.
+func recordSeq(pg []byte) uint64 { return binary.LittleEndian.Uint64(pg[8:]) }
+
 // checkPage reports whether pg holds a valid record of page p.
 func checkPage(pg []byte, p uint64) error {
 	got := binary.LittleEndian.Uint64(pg[0:])

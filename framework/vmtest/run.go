@@ -54,6 +54,10 @@ func (v *VM) writeLocked(p uint64, log *bitmap.Bitmap) {
 	v.seq++
 	v.count.Writes++
 	fill(v.page(p), p, v.seq)
+	if v.own == nil {
+		v.own = map[uint64]uint64{}
+	}
+	v.own[p] = v.seq
 	if v.logging && !(log == v.vmmLog && v.opt.ForgetOwnWrites) {
 		log.Set(p)
 	}

@@ -116,6 +116,7 @@ func (v *VM) LoadState(_ context.Context, b []byte) error {
 		return fmt.Errorf("load state: %w", err)
 	}
 	v.seq = s.seq
+	v.own = nil // its RAM holds the source's writes now
 	v.free.ClearAll()
 	for _, r := range s.free {
 		v.free.SetRange(r[0], r[1])

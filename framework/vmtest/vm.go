@@ -98,6 +98,7 @@ type VM struct {
 	mu       sync.Mutex
 	state    State
 	seq      uint64 // writes so far; the next write's sequence is seq+1
+	own      map[uint64]uint64 // page -> the sequence of this VM's last write to it
 	logging  bool
 	vcpuLog  *bitmap.Bitmap // what KVM's dirty log would hold
 	vmmLog   *bitmap.Bitmap // the VMM's own writes (Write)
