@@ -22,6 +22,10 @@ import (
 //	SendUrgent ─────── MSG ─────────────────► umsgs → RecvUrgent
 //	RecvUrgent ◄─ umsgs ◄─ urgentLoop ◄──MSG── SendUrgent
 //
+// As a transport.Pusher (in its plugin process) the same loops hand each
+// message, and each landed run at LandedQueue.Deliver, to the urgent
+// channel themselves instead of queueing it for RecvUrgent and Landed.
+//
 // Urgent pages are split on the bulk grid (batchPages), so each frame's
 // pages belong to one bulk stream, whose last queued batch number the
 // frame carries as its seq (transport.Lane explains the rule).
