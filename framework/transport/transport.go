@@ -227,7 +227,7 @@ type Transport interface {
 	Close() error
 }
 
-// Pusher is what a Transport may implement besides, to hand the urgent
+// Pusher is an optional interface of a Transport: it hands the urgent
 // path's arrivals to a sink instead of to a goroutine blocked in
 // RecvUrgent or Landed. The plugin side of the urgent channel uses it
 // when the transport has it: a post-copy request (on the source) and its
@@ -240,7 +240,9 @@ type Transport interface {
 // longer calls those): what they would have returned goes to the sink,
 // in the same order and under the same rules (PushLanded arms the lane
 // as Landed's first call does), and the session's end, the error they
-// would then return, goes to ended, once, after the last item. A sink
+// would then return, goes to ended, once, after the last item. Landed
+// runs may be gathered before they go (a burst of writes as one call),
+// never held while the transport waits for input. A sink
 // runs on one of the transport's own goroutines, possibly under its
 // locks: it must not call the transport and must not block for long (it
 // may write to a socket whose reader keeps reading), and it must not keep

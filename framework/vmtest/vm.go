@@ -97,7 +97,7 @@ type VM struct {
 
 	mu       sync.Mutex
 	state    State
-	seq      uint64 // writes so far; the next write's sequence is seq+1
+	seq      uint64            // writes so far; the next write's sequence is seq+1
 	own      map[uint64]uint64 // page -> the sequence of this VM's last write to it
 	logging  bool
 	vcpuLog  *bitmap.Bitmap // what KVM's dirty log would hold
