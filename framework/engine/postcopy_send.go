@@ -134,23 +134,28 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 	return ""
 }
 
-// postcopy is the source's state from the switch on. The owed bitmap
-// and the counters are shared by the main goroutine (pusher) and the
-// request server, under mu.
+// pcSend is the source's state from the switch on. The owed set is
+// shared by the main goroutine (pusher), the request server and a
+// transport that answers requests itself (transport.Answerer); the
+// engine's own counters are under mu.
 type pcSend struct {
 	s     *sender
 	pages uint64
 
+	// owed: the absent pages nobody has queued yet, a new set for each
+	// transport session (renew), so that a transport session that ended
+	// can take nothing from the next one's.
+	owed *transport.Owed
+
 	mu        sync.Mutex
-	owed      *bitmap.Bitmap // absent pages not queued yet
-	left      uint64         // owed.Count()
-	next      uint64         // where the pusher goes on: after the last request (pre-paging)
-	requested uint64         // pages queued on the urgent path
-	pushed    uint64         // pages queued by the pusher
-	again     uint64         // requested pages not owed any more: not sent again
-	dataPages uint64         // of requested+pushed, sent as data
-	zeroPages uint64         // and as zero runs
-	sentBase  uint64         // Report.PagesSent and PagesZero at the switch
+	left      uint64               // pages owed: made owed, minus taken here and answered by the transport
+	requested uint64               // pages queued on the urgent path by the request server
+	pushed    uint64               // pages queued by the pusher
+	again     uint64               // requested pages not owed any more: not sent again
+	dataPages uint64               // of requested+pushed, sent as data
+	zeroPages uint64               // and as zero runs
+	answered  transport.OwedCounts // by the transport, in owed sets already renewed
+	sentBase  uint64               // Report.PagesSent and PagesZero at the switch
 	zeroBase  uint64
 
 	settled   *transport.Message // SETTLED seen while pushing the last pages
@@ -160,9 +165,58 @@ type pcSend struct {
 	serveErr  chan error // the request server's end (1 buffered)
 }
 
-func newPostcopy(s *sender, absent *bitmap.Bitmap) *pcSend {
-	return &pcSend{s: s, pages: absent.Len(), owed: absent, left: absent.Count(),
-		sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
+func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
+	owed, err := transport.NewOwed(absent.Len())
+	if err != nil {
+		return nil, fmt.Errorf("post-copy: %w", err)
+	}
+	pc := &pcSend{s: s, pages: absent.Len(), owed: owed, sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
+	absent.Runs(func(first, n uint64) bool {
+		pc.left += owed.Set(first, n)
+		return true
+	})
+	return pc, nil
+}
+
+// renew moves what is owed into a new set for the next transport
+// session (the old session is closed) and closes the old one.
+func (pc *pcSend) renew() error {
+	owed, err := transport.NewOwed(pc.pages)
+	if err != nil {
+		return fmt.Errorf("post-copy: %w", err)
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	old := pc.owed
+	pc.keepCounts()
+	pc.left = 0
+	for _, r := range old.Take(0, pc.pages, nil) {
+		pc.left += owed.Set(r.First, r.Count)
+	}
+	owed.SetResume(old.Resume())
+	old.Close()
+	pc.owed = owed
+	return nil
+}
+
+// close releases the owed set, once the transport is closed; safe on nil.
+func (pc *pcSend) close() {
+	if pc == nil {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.keepCounts()
+	pc.owed.Close()
+}
+
+// keepCounts adds the transport's counters in the owed set, which is
+// about to be closed, to answered (call with mu held).
+func (pc *pcSend) keepCounts() {
+	c := pc.owed.Counts()
+	pc.answered.Answered += c.Answered
+	pc.answered.AnsweredZero += c.AnsweredZero
+	pc.answered.Again += c.Again
 }
 
 // owedCount is the number of pages still owed; safe on nil.
@@ -172,31 +226,34 @@ func (pc *pcSend) owedCount() uint64 {
 	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.left
+	return pc.leftLocked()
+}
+
+func (pc *pcSend) leftLocked() uint64 {
+	if a := pc.owed.Counts().Answered; a < pc.left {
+		return pc.left - a
+	}
+	return 0
 }
 
 // claim takes the owed pages of a request out of owed (they are queued
 // by the caller) and returns them; pages not owed any more are counted
 // and left alone. The pusher goes on after the request.
-func (pc *pcSend) claim(req []pageRun, dst []pageRun) []pageRun {
+func (pc *pcSend) claim(req []transport.PageRun, dst []pageRun) []pageRun {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	var got []transport.PageRun
 	for _, r := range req {
-		end := r.First + r.Count
-		for p := r.First; p < end; {
-			q := pc.owed.NextSetIn(p, end)
-			pc.again += q - p
-			if q == end {
-				break
-			}
-			e := pc.owed.NextClearIn(q, end)
-			pc.owed.ClearRange(q, e-q)
-			pc.left -= e - q
-			pc.requested += e - q
-			dst = append(dst, pageRun{q, e - q})
-			p = e
+		got = pc.owed.Take(r.First, r.Count, got[:0])
+		var n uint64
+		for _, g := range got {
+			dst = append(dst, pageRun{g.First, g.Count})
+			n += g.Count
 		}
-		pc.next = end % pc.pages
+		pc.left -= n
+		pc.requested += n
+		pc.again += r.Count - n
+		pc.owed.SetResume((r.First + r.Count) % pc.pages)
 	}
 	return dst
 }
@@ -206,18 +263,21 @@ func (pc *pcSend) claim(req []pageRun, dst []pageRun) []pageRun {
 func (pc *pcSend) take(n uint64, dst []pageRun) []pageRun {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	for n > 0 && pc.left > 0 {
-		p := pc.owed.NextSet(pc.next)
+	var got []transport.PageRun
+	for n > 0 {
+		p := pc.owed.Next(pc.owed.Resume())
 		if p == pc.pages {
-			p = pc.owed.NextSet(0)
+			break // nothing owed
 		}
-		e := min(pc.owed.NextClearIn(p, pc.pages), p+n)
-		pc.owed.ClearRange(p, e-p)
-		pc.left -= e - p
-		pc.pushed += e - p
-		n -= e - p
-		dst = append(dst, pageRun{p, e - p})
-		pc.next = e % pc.pages
+		w := min(n, pc.pages-p)
+		got = pc.owed.Take(p, w, got[:0])
+		for _, g := range got {
+			dst = append(dst, pageRun{g.First, g.Count})
+			pc.left -= g.Count
+			pc.pushed += g.Count
+			n -= g.Count
+		}
+		pc.owed.SetResume((p + w) % pc.pages)
 	}
 	return dst
 }
@@ -227,11 +287,10 @@ func (pc *pcSend) owe(runs []pageRun) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, r := range runs {
-		pc.owed.SetRange(r.First, r.Count)
+		pc.left += pc.owed.Set(r.First, r.Count)
 	}
-	pc.left = pc.owed.Count()
 	if len(runs) > 0 {
-		pc.next = runs[0].First
+		pc.owed.SetResume(runs[0].First)
 	}
 }
 
@@ -292,8 +351,9 @@ func (pc *pcSend) stopServing() {
 func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
 	defer close(done)
 	s := pc.s
-	var req, got []pageRun
-	var out []transport.PageRun
+	pc.arm(ctx)
+	var got []pageRun
+	var req, out []transport.PageRun
 	for {
 		m, err := s.tr.RecvUrgent(ctx)
 		if err != nil {
@@ -306,7 +366,7 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 			errc <- fmt.Errorf("%w: %s on the urgent path, want REQUEST", errMalformed, msgName(m.Kind))
 			return
 		}
-		if req, _, _, err = decodeRuns(req[:0], m.Payload, pc.pages, 0); err != nil {
+		if req, err = transport.PageRequest(m.Payload, pc.pages, req[:0]); err != nil {
 			errc <- fmt.Errorf("page request: %w", err)
 			return
 		}
@@ -320,6 +380,27 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 			}
 			return
 		}
+	}
+}
+
+// arm lets a transport that answers page requests itself
+// (transport.Answerer) do so from now on in this session, with the
+// session's owed set; serve answers the requests that came before, and
+// all of them when the transport cannot.
+func (pc *pcSend) arm(ctx context.Context) {
+	a, ok := pc.s.tr.(transport.Answerer)
+	if !ok {
+		return
+	}
+	pc.mu.Lock()
+	owed := pc.owed
+	pc.mu.Unlock()
+	switch err := a.Answer(ctx, msgRequest, owed); {
+	case err == nil:
+		pc.s.opt.Log.Debug("post-copy: the transport answers page requests itself")
+	case errors.Is(err, transport.ErrNotSupported) || ctx.Err() != nil:
+	default:
+		pc.s.opt.Log.Warn("post-copy: the transport could not answer page requests itself; the engine does", "err", err)
 	}
 }
 
@@ -414,7 +495,9 @@ func (s *sender) postcopyOut(ctx, sctx context.Context) error {
 	if err := s.sendAbsent(sctx, absent); err != nil {
 		return err
 	}
-	s.pc = newPostcopy(s, absent)
+	if s.pc, err = newPostcopy(s, absent); err != nil {
+		return err
+	}
 	s.remaining = s.pc.left
 	s.opt.Log.Info("post-copy: absent pages", "pages", s.pc.left)
 	// From here on the destination may fault (its LoadState too).
@@ -529,9 +612,18 @@ func (pc *pcSend) report() {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	s := pc.s
-	s.rep.PagesRequested, s.rep.PagesPushed = pc.requested, pc.pushed
-	s.rep.PagesSent = pc.sentBase + pc.dataPages
-	s.rep.PagesZero = pc.zeroBase + pc.zeroPages
+	c := pc.owed.Counts()
+	answered, zero := pc.answered.Answered+c.Answered, pc.answered.AnsweredZero+c.AnsweredZero
+	s.rep.PagesRequested, s.rep.PagesPushed = pc.requested+answered, pc.pushed
+	s.rep.PagesSent = pc.sentBase + pc.dataPages + answered - zero
+	s.rep.PagesZero = pc.zeroBase + pc.zeroPages + zero
+}
+
+// againCount is the requested pages that were queued already.
+func (pc *pcSend) againCount() uint64 {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.again + pc.answered.Again + pc.owed.Counts().Again
 }
 
 // run is post-copy proper, from RUNNING: push the owed pages, wait for
@@ -705,7 +797,7 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 		return true, err
 	}
 	s.opt.Log.Info("post-copy completed", "postcopy_ms", s.rep.PostcopyMS, "requested", s.rep.PagesRequested,
-		"pushed", s.rep.PagesPushed, "requests_for_queued_pages", pc.again)
+		"pushed", s.rep.PagesPushed, "requests_for_queued_pages", pc.againCount())
 	return true, nil
 }
 
@@ -808,6 +900,9 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		if missing, last, after, err = decodeRuns(missing, m.Payload, pc.pages, after); err != nil {
 			return fail(true, fmt.Errorf("MISSING: %w", err))
 		}
+	}
+	if err := pc.renew(); err != nil {
+		return fail(true, err)
 	}
 	pc.owe(missing)
 	s.stats = startStats(ctx, s.tr)

@@ -1362,3 +1362,26 @@ func TestPostcopyCancelIgnored(t *testing.T) {
 		t.Error("the source resumed its copy")
 	}
 }
+
+// TestRequestFormat: the destination's REQUEST is the page request a
+// transport that answers requests itself decodes (transport.PageRequest).
+func TestRequestFormat(t *testing.T) {
+	runs := []pageRun{{3, 1}, {10, 200}, {5000, 7}}
+	var tr []transport.PageRun
+	for _, r := range runs {
+		tr = append(tr, transport.PageRun{First: r.First, Count: r.Count})
+	}
+	b := encodeRuns(runs, false)
+	if want := transport.AppendPageRequest(nil, tr); !bytes.Equal(b, want) {
+		t.Fatalf("REQUEST %x, transport.AppendPageRequest %x", b, want)
+	}
+	got, err := transport.PageRequest(b, 6000, nil)
+	if err != nil || len(got) != len(tr) {
+		t.Fatalf("PageRequest = %v, %v", got, err)
+	}
+	for i := range got {
+		if got[i] != tr[i] {
+			t.Errorf("run %d: %+v, want %+v", i, got[i], tr[i])
+		}
+	}
+}

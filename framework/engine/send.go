@@ -163,6 +163,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 		s.stats.close() // joined before the last count and Close
 		s.captureStats()
 		s.closeTransport(false, transport.Stats{})
+		s.pc.close() // the transport no longer takes from it
 	}()
 	s.startReceive(ctx)
 	defer s.stopReceive() // joined: receive returns on its context

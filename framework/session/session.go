@@ -179,6 +179,15 @@ type engineTransport struct {
 	closed atomic.Bool // the engine called Close: a later Open is a reconnect
 }
 
+// Answer implements transport.Answerer when the transport does.
+func (t *engineTransport) Answer(ctx context.Context, kind uint32, owed *transport.Owed) error {
+	a, ok := t.Transport.(transport.Answerer)
+	if !ok {
+		return fmt.Errorf("%w: the transport does not answer page requests itself", transport.ErrNotSupported)
+	}
+	return a.Answer(ctx, kind, owed)
+}
+
 // Open implements transport.Transport.Open.
 func (t *engineTransport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if t.closed.Swap(false) {

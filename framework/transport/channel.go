@@ -42,6 +42,8 @@ import (
 //	fSendPages  runs (below)                       SendPagesUrgent call
 //	fCancel     empty                              the host gave up call tag
 //	fCredit     u8 lane, u32 n                     n more pushes wanted on lane
+//	fAnswer     u32 kind, u64 pages; the owed      Answer call (API 5)
+//	            set's file rides along (SCM_RIGHTS)
 //
 // Plugin to host:
 //
@@ -61,7 +63,7 @@ import (
 // and the plugin takes nothing off its transport that the host did not
 // ask for: Landed records from the first call on, as the contract says.
 const (
-	chanVersion    = 1
+	chanVersion    = 2
 	chanHeaderSize = 16
 	chanRunSize    = 20
 	// chanMaxBody bounds a frame's body: a full message plus its kind,
@@ -88,6 +90,7 @@ const (
 	fUrgent
 	fLanded
 	fEnd
+	fAnswer
 )
 
 // chanLane is a lane the plugin pushes on.
@@ -116,6 +119,9 @@ type chanFrame struct {
 	N    uint32    // fCredit: pushes granted
 	Code uint32    // fReply, fEnd: status code, 0 for none
 	Text string    // fReply, fEnd: the error's text
+
+	Pages uint64   // fAnswer: the guest's pages (Msg.Kind is the request kind)
+	File  *os.File // fAnswer, as read: the owed set's file, not encoded
 }
 
 // NewChannelPair returns the two ends of a new urgent channel: the host
@@ -172,6 +178,9 @@ func appendChanFrame(b []byte, f chanFrame) []byte {
 		b = append(b, byte(f.Lane))
 		b = binary.LittleEndian.AppendUint32(b, f.Code)
 		b = append(b, clipText(f.Text)...)
+	case fAnswer:
+		b = binary.LittleEndian.AppendUint32(b, f.Msg.Kind)
+		b = binary.LittleEndian.AppendUint64(b, f.Pages)
 	}
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-chanHeaderSize))
 	return b
@@ -260,6 +269,11 @@ func decodeChanFrame(t chanType, tag uint64, body []byte) (chanFrame, error) {
 			return bad("want a lane, a status code and a short text")
 		}
 		f.Lane, f.Code, f.Text = chanLane(body[0]), binary.LittleEndian.Uint32(body[1:]), string(body[5:])
+	case fAnswer:
+		if len(body) != 12 {
+			return bad("want a message kind and a page count")
+		}
+		f.Msg.Kind, f.Pages = binary.LittleEndian.Uint32(body), binary.LittleEndian.Uint64(body[4:])
 	default:
 		return bad("unknown type")
 	}
@@ -274,13 +288,109 @@ type chanWriter struct {
 }
 
 // write sends one frame; an error means the other end is gone.
-func (w *chanWriter) write(f chanFrame) error {
+func (w *chanWriter) write(f chanFrame) error { return w.writeWith(f, nil) }
+
+// writeWith sends one frame with file's descriptor attached to its first
+// byte (SCM_RIGHTS) when file is not nil.
+func (w *chanWriter) writeWith(f chanFrame, file *os.File) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = appendChanFrame(w.buf[:0], f)
-	_, err := w.conn.Write(w.buf)
+	b := w.buf
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil
 	}
+	if file == nil {
+		_, err := w.conn.Write(b)
+		return err
+	}
+	n, _, err := w.conn.WriteMsgUnix(b, unix.UnixRights(int(file.Fd())), nil)
+	if err == nil && n < len(b) {
+		_, err = w.conn.Write(b[n:])
+	}
 	return err
+}
+
+// maxChanFiles bounds the descriptors a reader holds that no frame has
+// claimed yet.
+const maxChanFiles = 4
+
+// fdReader reads a channel end and keeps the descriptors that arrive
+// with the bytes (fAnswer's), in order, for the frame that claims them.
+// A descriptor arrives with the first byte of its frame, so no later
+// than the frame is decoded.
+type fdReader struct {
+	conn  *net.UnixConn
+	oob   []byte
+	files []*os.File
+	err   error // a control message that could not be taken
+}
+
+func newFDReader(conn *net.UnixConn) *fdReader {
+	return &fdReader{conn: conn, oob: make([]byte, unix.CmsgSpace(4*maxChanFiles))}
+}
+
+// Read implements io.Reader.
+func (r *fdReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, oobn, flags, _, err := r.conn.ReadMsgUnix(p, r.oob)
+	n = max(n, 0) // -1 with an error
+	if n == 0 && err == nil {
+		err = io.EOF // a stream socket's orderly end
+	}
+	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
+		r.take(r.oob[:oobn], flags)
+	}
+	if r.err != nil && n == 0 {
+		return 0, r.err
+	}
+	return n, err
+}
+
+// take keeps the descriptors of a control message; too many, or a
+// truncated message, break the channel (ErrProtocol).
+func (r *fdReader) take(oob []byte, flags int) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil && flags&unix.MSG_CTRUNC != 0 {
+		err = fmt.Errorf("control message truncated")
+	}
+	for _, m := range msgs {
+		fds, ferr := unix.ParseUnixRights(&m)
+		if ferr != nil {
+			err = ferr
+			continue
+		}
+		for _, fd := range fds {
+			if len(r.files) >= maxChanFiles {
+				unix.Close(fd)
+				err = fmt.Errorf("more than %d descriptors no frame claimed", maxChanFiles)
+				continue
+			}
+			unix.CloseOnExec(fd)
+			r.files = append(r.files, os.NewFile(uintptr(fd), "urgent-channel-file"))
+		}
+	}
+	if err != nil {
+		r.err = fmt.Errorf("%w: urgent channel: %v", ErrProtocol, err)
+	}
+}
+
+// file returns the oldest descriptor no frame claimed yet, nil if none.
+func (r *fdReader) file() *os.File {
+	if len(r.files) == 0 {
+		return nil
+	}
+	f := r.files[0]
+	r.files = r.files[1:]
+	return f
+}
+
+// close closes the descriptors no frame claimed.
+func (r *fdReader) close() {
+	for _, f := range r.files {
+		f.Close()
+	}
+	r.files = nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -162,7 +163,10 @@ func (c *chanClient) gone(ctx context.Context) error {
 
 // call runs one SendUrgent or SendPagesUrgent in the plugin and waits
 // for its reply; if ctx ends first, the plugin is told to cancel it.
-func (c *chanClient) call(ctx context.Context, f chanFrame) error {
+func (c *chanClient) call(ctx context.Context, f chanFrame) error { return c.callWith(ctx, f, nil) }
+
+// callWith is call with file's descriptor sent along with the frame.
+func (c *chanClient) callWith(ctx context.Context, f chanFrame, file *os.File) error {
 	f.Tag = c.ids.Add(1)
 	reply := make(chan chanFrame, 1)
 	c.mu.Lock()
@@ -173,7 +177,7 @@ func (c *chanClient) call(ctx context.Context, f chanFrame) error {
 		delete(c.waiting, f.Tag)
 		c.mu.Unlock()
 	}
-	if err := c.write(f); err != nil {
+	if err := c.writeWith(f, file); err != nil {
 		forget()
 		return c.gone(ctx)
 	}

@@ -82,6 +82,7 @@ func TestChannelFrames(t *testing.T) {
 		{Type: fUrgent, Tag: 9, Msg: Message{Kind: 7, Payload: bytes.Repeat([]byte{1}, MaxMessage)}},
 		{Type: fLanded, Tag: 9, Runs: runs},
 		{Type: fEnd, Tag: 9, Lane: laneUrgent, Code: 10, Text: "gone"},
+		{Type: fAnswer, Tag: 10, Msg: Message{Kind: 11}, Pages: 1 << 33},
 	} {
 		got, err := newChanReader(bytes.NewReader(appendChanFrame(nil, f))).next()
 		if err != nil {
@@ -565,5 +566,59 @@ func TestChannelPushOneLane(t *testing.T) {
 	}
 	if m := <-got; m.Kind != 4 {
 		t.Fatalf("pushed message: %+v", m)
+	}
+}
+
+// answerMock is a Mock that answers page requests itself.
+type answerMock struct {
+	Mock
+	got chan *Owed
+}
+
+func (m *answerMock) Answer(_ context.Context, kind uint32, owed *Owed) error {
+	if kind != 11 {
+		return fmt.Errorf("kind %d", kind)
+	}
+	m.got <- owed
+	return nil
+}
+
+// TestChannelAnswer: Answer sends the owed set's file along; the plugin
+// maps the same memory (a page the host makes owed, the plugin takes,
+// once), and the set ends with the session. A transport that does not
+// answer says ErrNotSupported.
+func TestChannelAnswer(t *testing.T) {
+	m := &answerMock{got: make(chan *Owed, 1)}
+	p := newTestChannel(t, m)
+	p.open(1)
+	host, err := NewOwed(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	if err := p.c.callWith(tctx(t), chanFrame{Type: fAnswer, Msg: Message{Kind: 11}, Pages: 1000}, host.File()); err != nil {
+		t.Fatalf("Answer over the channel: %v", err)
+	}
+	plug := <-m.got
+	host.Set(500, 3)
+	if got := plug.Take(0, 1000, nil); len(got) != 1 || got[0] != (PageRun{First: 500, Count: 3}) {
+		t.Fatalf("the plugin took %v, want [500+3]", got)
+	}
+	if n := host.Count(); n != 0 {
+		t.Fatalf("the host still sees %d pages owed", n)
+	}
+	p.open(2) // the next session: the plugin's mapping is closed
+	host.Set(7, 1)
+	if got := plug.Take(0, 1000, nil); len(got) != 0 {
+		t.Fatalf("an ended session's set took %v", got)
+	}
+	if err := p.c.callWith(tctx(t), chanFrame{Type: fAnswer, Msg: Message{Kind: 11}, Pages: 999}, host.File()); !errors.Is(err, ErrProtocol) {
+		t.Errorf("an owed set of another guest size: %v, want ErrProtocol", err)
+	}
+
+	q := newTestChannel(t, &Mock{})
+	q.open(1)
+	if err := q.c.callWith(tctx(t), chanFrame{Type: fAnswer, Msg: Message{Kind: 11}, Pages: 1000}, host.File()); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Answer to a transport without it: %v, want ErrNotSupported", err)
 	}
 }

@@ -33,6 +33,7 @@ type chanServer struct {
 	running   uint64             // the id of the call in impl, 0: none
 	cancelRun context.CancelFunc // cancels it
 	cancelled map[uint64]bool    // calls the host gave up before they started
+	owed      *Owed              // the current session's, once Answer armed it
 }
 
 // pump is one lane's pusher in one session.
@@ -57,9 +58,16 @@ func (s *chanServer) serve() {
 	defer s.conn.Close()
 	go s.sender()
 	defer close(s.calls)
-	r := newChanReader(s.conn)
+	fr := newFDReader(s.conn)
+	defer fr.close()
+	r := newChanReader(fr)
 	for {
 		f, err := r.next()
+		if err == nil && f.Type == fAnswer {
+			if f.File = fr.file(); f.File == nil {
+				err = fmt.Errorf("%w: urgent channel: an Answer call without its file", ErrProtocol)
+			}
+		}
 		if err != nil { // the host is gone or broke the format: end everything
 			s.mu.Lock()
 			s.endSession()
@@ -70,7 +78,7 @@ func (s *chanServer) serve() {
 			return
 		}
 		switch f.Type {
-		case fSend, fSendPages:
+		case fSend, fSendPages, fAnswer:
 			s.calls <- f
 		case fCancel:
 			s.mu.Lock()
@@ -103,10 +111,13 @@ func (s *chanServer) sender() {
 		s.running, s.cancelRun = f.Tag, cancel
 		s.mu.Unlock()
 		var err error
-		if f.Type == fSend {
+		switch f.Type {
+		case fSend:
 			err = s.impl.SendUrgent(ctx, f.Msg)
-		} else {
+		case fSendPages:
 			err = s.impl.SendPagesUrgent(ctx, f.Runs)
+		case fAnswer:
+			err = s.answer(ctx, f)
 		}
 		s.mu.Lock()
 		s.running, s.cancelRun = 0, nil
@@ -115,6 +126,33 @@ func (s *chanServer) sender() {
 		code, text := statusOf(err)
 		s.write(chanFrame{Type: fReply, Tag: f.Tag, Code: code, Text: text})
 	}
+}
+
+// answer maps the owed set the host sent and arms impl's Answerer with
+// it for the current session; the set is closed when the session ends.
+func (s *chanServer) answer(ctx context.Context, f chanFrame) error {
+	a, ok := s.impl.(Answerer)
+	if !ok {
+		f.File.Close()
+		return fmt.Errorf("%w: this transport does not answer page requests itself", ErrNotSupported)
+	}
+	owed, err := MapOwed(f.File, f.Pages)
+	if err != nil {
+		f.File.Close()
+		return err
+	}
+	s.mu.Lock()
+	if s.session == 0 {
+		s.mu.Unlock()
+		owed.Close()
+		return fmt.Errorf("%w: Answer without an open session", ErrClosed)
+	}
+	if s.owed != nil {
+		s.owed.Close()
+	}
+	s.owed = owed
+	s.mu.Unlock()
+	return a.Answer(ctx, f.Msg.Kind, owed)
 }
 
 // statusOf is err as the channel carries it: its class's status code
@@ -243,6 +281,10 @@ func (s *chanServer) endSession() {
 		}
 	}
 	s.pumps, s.pushes = [numLanes]*pump{}, [numLanes]*pushLane{}
+	if s.owed != nil { // impl may still hold it: a closed set is empty
+		s.owed.Close()
+		s.owed = nil
+	}
 }
 
 // Limits on urgent messages a pushing transport handed over while the

@@ -197,6 +197,16 @@ func (c *grpcClient) Landed(ctx context.Context) ([]PageRun, error) {
 	return c.ch.landed(ctx)
 }
 
+// Answer implements Answerer over the urgent channel: owed's file goes
+// to the plugin, which maps it and arms its transport, if that answers
+// requests itself (ErrNotSupported if not).
+func (c *grpcClient) Answer(ctx context.Context, kind uint32, owed *Owed) error {
+	if err := c.urgent(); err != nil {
+		return err
+	}
+	return c.ch.callWith(ctx, chanFrame{Type: fAnswer, Msg: Message{Kind: kind}, Pages: owed.Pages()}, owed.File())
+}
+
 // urgent fails unless the process is alive and has an urgent channel.
 func (c *grpcClient) urgent() error {
 	if err := c.proc.Alive(); err != nil {

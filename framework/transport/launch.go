@@ -196,6 +196,15 @@ func (l *launched) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
 	return c.SendPagesUrgent(ctx, runs)
 }
 
+// Answer implements Answerer.
+func (l *launched) Answer(ctx context.Context, kind uint32, owed *Owed) error {
+	c, err := l.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	return c.Answer(ctx, kind, owed)
+}
+
 // Landed implements Transport.Landed.
 func (l *launched) Landed(ctx context.Context) ([]PageRun, error) {
 	c, err := l.get(ctx, false)

@@ -2,7 +2,9 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
@@ -16,9 +18,11 @@ import (
 // (SendUrgent, RecvUrgent, SendPagesUrgent, Landed), which a version-2
 // plugin does not serve (post-copy's page requests would wait forever).
 // 4: the urgent path goes over the urgent channel (channel.go), which a
-// version-3 plugin would not serve. The rule and its tests:
+// version-3 plugin would not serve. 5: the urgent channel carries
+// Answer (version 2 of its frames), which a version-4 plugin would take
+// for a broken channel. The rule and its tests:
 // docs/ARCHITECTURE.md#versions.
-const APIVersion = 4
+const APIVersion = 5
 
 // MaxLanded bounds the runs one Landed call returns; more wait for the
 // next call.
@@ -259,6 +263,73 @@ type Pusher interface {
 	PushUrgent(urgent func(Message) error, ended func(error)) error
 	PushLanded(landed func([]PageRun), ended func(error)) error
 }
+
+// Answerer is an optional interface of a sending Transport: it answers
+// post-copy's page requests itself, from its own mapping of guest RAM,
+// as they arrive, instead of handing them to the engine through
+// RecvUrgent and waiting for its SendPagesUrgent. Through a plugin that
+// saves two crossings of the host/plugin boundary per network fault
+// (docs/BENCHMARKS.md, "The source's plugin answers").
+//
+// Answer arms the current session: from then on an urgent message of
+// kind is a page request (PageRequest's format). The transport takes the
+// requested pages that owed holds out of it (Owed.Take: whoever takes a
+// page sends it, exactly once), sends them as SendPagesUrgent would (an
+// all-zero page may go as a zero run), counts them in owed
+// (AddCounts), moves owed's resume point past the request, and does not
+// return the request from RecvUrgent. Requests that arrived before Answer
+// stay RecvUrgent's. A malformed request fails the session (ErrProtocol).
+//
+// Answer is called on the urgent sender's lane (with SendUrgent and
+// SendPagesUrgent). The transport may use owed until its session ends,
+// and not after Close returns: the caller closes owed after that. owed
+// is one session's: the caller gives a new one to the next session.
+// ErrNotSupported means the caller keeps answering (RecvUrgent).
+type Answerer interface {
+	Answer(ctx context.Context, kind uint32, owed *Owed) error
+}
+
+// PageRequest decodes a page request (the engine's REQUEST) for a guest
+// of pages pages and appends its runs to dst (Kind unset): u32 flags (0
+// or 1), u32 n <= MaxRequestRuns, then n runs of u64 first, u64 count,
+// non-empty, increasing and inside RAM, little endian. An error wraps
+// ErrProtocol.
+func PageRequest(b []byte, pages uint64, dst []PageRun) ([]PageRun, error) {
+	if len(b) < 8 {
+		return dst, fmt.Errorf("%w: page request of %d bytes", ErrProtocol, len(b))
+	}
+	flags, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	if flags > 1 || n > MaxRequestRuns || uint64(len(b)) != 8+16*uint64(n) {
+		return dst, fmt.Errorf("%w: page request with flags %#x and %d runs in %d bytes", ErrProtocol, flags, n, len(b))
+	}
+	var after uint64
+	for i := uint32(0); i < n; i++ {
+		o := 8 + 16*i
+		r := PageRun{First: binary.LittleEndian.Uint64(b[o:]), Count: binary.LittleEndian.Uint64(b[o+8:])}
+		if r.Count == 0 || r.First < after || r.First > pages || r.Count > pages-r.First {
+			return dst, fmt.Errorf("%w: page request run %d+%d (after page %d, guest has %d)", ErrProtocol, r.First, r.Count, after, pages)
+		}
+		after = r.First + r.Count
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+// AppendPageRequest appends the page request for runs (PageRequest's
+// format, flags 0; Kind is ignored) to b.
+func AppendPageRequest(b []byte, runs []PageRun) []byte {
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(runs)))
+	for _, r := range runs {
+		b = binary.LittleEndian.AppendUint64(b, r.First)
+		b = binary.LittleEndian.AppendUint64(b, r.Count)
+	}
+	return b
+}
+
+// MaxRequestRuns bounds the runs of one page request: as many as a
+// message holds.
+const MaxRequestRuns = (MaxMessage - 8) / 16
 
 // Error classes that cross the plugin boundary, so callers can tell a
 // dead plugin from a failed operation (errors.Is).

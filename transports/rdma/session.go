@@ -66,11 +66,13 @@ type session struct {
 	uep    *fabric.Endpoint
 	ucaps  fabric.Caps
 	umsgs  inbox.Queue
-	landed transport.LandedQueue
-	byes   atomic.Int32 // BYEs from the peer: the session ends at the second (both channels)
-	ord    order        // RoleSend: per-page order of bulk and urgent copies
-	usnd   usender      // RoleSend
-	urcv   ureceiver    // RoleReceive
+
+	answering transport.Armed // requests the urgent reader answers (Answer)
+	landed    transport.LandedQueue
+	byes      atomic.Int32 // BYEs from the peer: the session ends at the second (both channels)
+	ord       order        // RoleSend: per-page order of bulk and urgent copies
+	usnd      usender      // RoleSend
+	urcv      ureceiver    // RoleReceive
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
@@ -219,7 +221,9 @@ func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, 
 		}
 		switch f.Type {
 		case wire.TypeMsg:
-			if f.Seq == 0 {
+			if f.Seq == 0 && msgs == &s.umsgs && s.answering.Answers(f.Kind) {
+				err = s.answer(f.Payload)
+			} else if f.Seq == 0 {
 				err = msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 			} else {
 				err = handle(f)

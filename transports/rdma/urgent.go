@@ -128,6 +128,35 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 	}
 }
 
+// Answer implements transport.Answerer: the urgent channel's reader
+// queues the owed pages of each request itself (answer).
+func (t *Transport) Answer(_ context.Context, kind uint32, owed *transport.Owed) error {
+	s, err := t.sender("Answer")
+	if err != nil {
+		return err
+	}
+	return s.answering.Arm(kind, owed, s.ram.Pages)
+}
+
+// answer queues the owed pages of a request on the urgent endpoint, as
+// SendPagesUrgent does, without waiting for them to be posted (the
+// reader goes on reading; a failed post fails the session).
+func (s *session) answer(req []byte) error {
+	runs, err := s.answering.Claim(req, s.ram.Page)
+	if err != nil {
+		return fmt.Errorf("urgent channel: %w", err)
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	s.ord.queueUrgent(slices.Clone(runs))
+	select {
+	case s.usnd.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // PushUrgent implements transport.Pusher.
 func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(error)) error {
 	s, err := t.session()

@@ -110,6 +110,9 @@ func (s *session) urgentLoop() {
 		err := s.postUrgent(it)
 		s.ord.posted(it, s.usnd.posted.Load(), err)
 		if err != nil {
+			// Nobody may wait for the item (an answered request): the
+			// session ends, and the engine's reconnect resends its pages.
+			s.fail(fmt.Errorf("post urgent pages: %w", err), wire.CodeFailed)
 			return
 		}
 	}

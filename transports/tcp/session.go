@@ -52,6 +52,8 @@ type session struct {
 	msgs    inbox.Queue
 	umsgs   inbox.Queue // urgent messages received
 
+	answering transport.Armed // requests the urgent reader answers (Answer)
+
 	// Receive side of the urgent path: one Lane per bulk stream orders
 	// its pages against urgent copies; landed feeds Landed.
 	lanes  []transport.Lane

@@ -68,6 +68,11 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 			return fmt.Errorf("send pages urgently: %w", err)
 		}
 	}
+	return s.sendUrgentRuns(ctx, runs)
+}
+
+// sendUrgentRuns writes checked runs to the urgent stream.
+func (s *session) sendUrgentRuns(ctx context.Context, runs []transport.PageRun) error {
 	var hdr [wire.HeaderSize + wire.RunSize]byte
 	for _, r := range runs {
 		for p, end := r.First, r.First+r.Count; p < end; {
@@ -113,6 +118,29 @@ func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
 		return nil, fmt.Errorf("tcp transport: Landed on the sending side: %w", transport.ErrNotSupported)
 	}
 	return s.landed.Wait(ctx)
+}
+
+// Answer implements transport.Answerer: the urgent stream's reader
+// answers the requests itself (answer).
+func (t *Transport) Answer(_ context.Context, kind uint32, owed *transport.Owed) error {
+	s, err := t.sender("Answer")
+	if err != nil {
+		return err
+	}
+	return s.answering.Arm(kind, owed, s.ram.Pages)
+}
+
+// answer sends the owed pages of a request on the urgent stream, from
+// the reader's goroutine: the page leaves without another thread waking.
+func (s *session) answer(req []byte) error {
+	runs, err := s.answering.Claim(req, s.ram.Page)
+	if err != nil {
+		return fmt.Errorf("urgent stream: %w", err)
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	return s.sendUrgentRuns(context.Background(), runs)
 }
 
 // PushUrgent implements transport.Pusher.
@@ -194,6 +222,8 @@ func (s *session) urgentLoop(st *stream) {
 			s.stats.wire.Add(wire.HeaderSize + uint64(f.Length))
 		}
 		switch {
+		case f.Type == wire.TypeMsg && s.answering.Answers(f.Kind):
+			err = s.answer(f.Payload)
 		case f.Type == wire.TypeMsg:
 			err = s.umsgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.role == transport.RoleReceive:

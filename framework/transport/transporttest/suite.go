@@ -51,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"UrgentOrdering", testUrgentOrdering},
 		{"UrgentClosed", testUrgentClosed},
 		{"LandedCountsBulk", testLandedCountsBulk},
+		{"Answer", testAnswer},
 		{"UrgentMessagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentMessages(t, p) }},
 		{"UrgentOvertakesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testUrgentOvertakes(t, p) }},
 	} {

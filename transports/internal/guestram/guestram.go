@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 
 	"golang.org/x/sys/unix"
 
@@ -62,6 +63,13 @@ func Map(req transport.OpenRequest, writable bool) (RAM, error) {
 		g.Layout = append(g.Layout, wire.Region{GPA: r.GPA, Size: r.Size})
 	}
 	return g, nil
+}
+
+// Page returns the bytes of guest page p; p < Pages.
+func (g *RAM) Page(p uint64) []byte {
+	i := sort.Search(len(g.Maps), func(i int) bool { return g.Maps[i].First+g.Maps[i].Pages > p })
+	off := (p - g.Maps[i].First) * PageSize
+	return g.Maps[i].Mem[off : off+PageSize]
 }
 
 // Wrap returns wrap(m) for each of ms: a transport's own region type.
