@@ -21,15 +21,17 @@ import (
 //	  owed, classified without the guest running:
 //	    hinted / hole / zero ─► KindZero runs now (SendPages, Flush): faults there stay local
 //	    the rest             ─► absent: POSTCOPY run list; the owed bitmap of post-copy
-//	serve REQUESTs (own goroutine, urgent path) ─► STATE ─► LOADED ─► [HASHES/VERIFIED] ─► COMMIT ─► RUNNING
+//	serve REQUESTs (own goroutine, urgent path; the transport itself once
+//	  armed, transport.Answerer) ─► STATE ─► LOADED ─► [HASHES/VERIFIED] ─► COMMIT ─► RUNNING
 //	push the rest in the background (main goroutine, SendPages of pushFlushBytes, each Flushed)
 //	owed empty ─► Flush ─► SETTLED: completed (differences: a loud error, never a resume here)
 //	broken connection ─► Close, Open again (backoff, ReconnectTimeout) ─► RESUME ─► MISSING: owed again
 //
 // Exactly once: every absent page is queued once, on whichever path
-// takes it first from the owed bitmap (under postcopy.mu); a REQUEST for
-// a page no longer owed is not answered again (the fault waits for the
-// queued copy). A page is owed again only when the destination lists it
+// takes it first from the owed set (transport.Owed: an atomic and-not on
+// its bit, shared with a transport that answers requests itself, in its
+// plugin process too); a REQUEST for a page no longer owed is not
+// answered again (the fault waits for the queued copy). A page is owed again only when the destination lists it
 // in MISSING after a reconnect: that copy never landed.
 
 const (

@@ -43,6 +43,8 @@
 // (different channels), so such a batch is committed in between.
 //
 // The urgent path (transport API 3) and its per-page ordering: urgent.go.
+// Once armed (Answer, transport.Answerer), the urgent channel's reader
+// queues a page request's owed pages itself, as SendPagesUrgent would.
 // Landed reports bulk data runs at the MARK that follows the SendPages
 // call that queued them (or at their batch's COMMIT, on the source's
 // Flush, where no MARK covered them: at most maxMarks MARKs wait for

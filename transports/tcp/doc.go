@@ -33,7 +33,11 @@
 // transport.Lane: an urgent page is staged, then written under its
 // stream's lane, and a bulk copy queued before it is dropped when it
 // arrives; bulk batches are staged too, so the lane is never held across
-// a network read. Landed reports every write from both paths.
+// a network read. Landed reports every write from both paths. On the
+// source, once the engine armed it (Answer, transport.Answerer), the
+// urgent stream's reader answers a page request itself: it takes the
+// requested pages still owed from the shared owed set and writes them
+// back on the same stream, read from the mapping.
 //
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
