@@ -31,8 +31,9 @@ import (
 // takes it first from the owed set (transport.Owed: an atomic and-not on
 // its bit, shared with a transport that answers requests itself, in its
 // plugin process too); a REQUEST for a page no longer owed is not
-// answered again (the fault waits for the queued copy). A page is owed again only when the destination lists it
-// in MISSING after a reconnect: that copy never landed.
+// answered again (the fault waits for the queued copy). A page is owed
+// again only when the destination lists it in MISSING after a
+// reconnect: that copy never landed.
 
 const (
 	// postcopyStall: in mode "auto", this many passes in a row whose
@@ -399,7 +400,7 @@ func (pc *pcSend) arm(ctx context.Context) {
 	pc.mu.Unlock()
 	switch err := a.Answer(ctx, msgRequest, owed); {
 	case err == nil:
-		pc.s.opt.Log.Debug("post-copy: the transport answers page requests itself")
+		pc.s.opt.Log.Info("post-copy: the transport answers page requests itself")
 	case errors.Is(err, transport.ErrNotSupported) || ctx.Err() != nil:
 	default:
 		pc.s.opt.Log.Warn("post-copy: the transport could not answer page requests itself; the engine does", "err", err)
