@@ -409,6 +409,26 @@ func (m *pushMock) PushLanded(landed func([]PageRun), ended func(error)) error {
 	return nil
 }
 
+// landedSink, urgentSink and endSink return the i-th sink the channel
+// armed (another session may arm one meanwhile: read under mu).
+func (m *pushMock) landedSink(i int) func([]PageRun) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.landed[i]
+}
+
+func (m *pushMock) urgentSink(i int) func(Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.urgent[i]
+}
+
+func (m *pushMock) endSink(i int) func(error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ends[i]
+}
+
 func (m *pushMock) waitArmed(t *testing.T) {
 	t.Helper()
 	select {
@@ -434,11 +454,11 @@ func TestChannelPushOrderAndCredit(t *testing.T) {
 	impl.waitArmed(t)
 	const n = 5 * chanWindow
 	for i := 1; i <= n; i++ { // far more than the window, before the host takes more
-		if err := impl.urgent[0](Message{Kind: uint32(i)}); err != nil {
+		if err := impl.urgentSink(0)(Message{Kind: uint32(i)}); err != nil {
 			t.Fatalf("push %d: %v", i, err)
 		}
 	}
-	impl.ends[0](ErrClosed)
+	impl.endSink(0)(ErrClosed)
 	if m := <-first; m.Kind != 1 {
 		t.Fatalf("first message: kind %d, want 1", m.Kind)
 	}
@@ -467,10 +487,10 @@ func TestChannelPushLandedMerges(t *testing.T) {
 	impl.waitArmed(t)
 	var want []PageRun
 	for i := range uint64(3 * chanWindow) {
-		impl.landed[0]([]PageRun{{First: 10 + i, Count: 1, Kind: KindData}})
+		impl.landedSink(0)([]PageRun{{First: 10 + i, Count: 1, Kind: KindData}})
 	}
 	want = append(want, PageRun{First: 10, Count: 3 * chanWindow, Kind: KindData})
-	impl.landed[0]([]PageRun{{First: 5, Count: 2, Kind: KindZero}})
+	impl.landedSink(0)([]PageRun{{First: 5, Count: 2, Kind: KindZero}})
 	want = append(want, PageRun{First: 5, Count: 2, Kind: KindZero})
 	var all []PageRun
 	all = append(all, <-got...)
@@ -491,13 +511,13 @@ func TestChannelPushLandedMerges(t *testing.T) {
 	}
 
 	p.open(2) // session 1's sinks now go nowhere
-	impl.landed[0]([]PageRun{{First: 99, Count: 1, Kind: KindData}})
+	impl.landedSink(0)([]PageRun{{First: 99, Count: 1, Kind: KindData}})
 	go func() {
 		runs, _ := p.c.landed(tctx(t))
 		got <- runs
 	}()
 	impl.waitArmed(t)
-	impl.landed[1]([]PageRun{{First: 7, Count: 1, Kind: KindData}})
+	impl.landedSink(1)([]PageRun{{First: 7, Count: 1, Kind: KindData}})
 	if runs := <-got; fmt.Sprint(runs) != fmt.Sprint([]PageRun{{First: 7, Count: 1, Kind: KindData}}) {
 		t.Fatalf("session 2's landed: %v; session 1's run must not leak into it", runs)
 	}
@@ -534,7 +554,7 @@ func TestChannelPushFlood(t *testing.T) {
 	impl.waitArmed(t)
 	var err error
 	for i := 0; i < chanWindow+pushMaxMsgs+1 && err == nil; i++ {
-		err = impl.urgent[0](Message{Kind: 1})
+		err = impl.urgentSink(0)(Message{Kind: 1})
 	}
 	if !errors.Is(err, ErrProtocol) {
 		t.Fatalf("flooding pushes: %v, want ErrProtocol", err)
@@ -561,7 +581,7 @@ func TestChannelPushOneLane(t *testing.T) {
 		got <- m
 	}()
 	impl.waitArmed(t)
-	if err := impl.urgent[0](Message{Kind: 4}); err != nil {
+	if err := impl.urgentSink(0)(Message{Kind: 4}); err != nil {
 		t.Fatal(err)
 	}
 	if m := <-got; m.Kind != 4 {
