@@ -61,7 +61,7 @@ const (
 // NewOwed returns an empty owed set for a guest of pages pages, in a new
 // memory file (memfd).
 func NewOwed(pages uint64) (*Owed, error) {
-	if pages == 0 || pages > 1<<40 {
+	if pages == 0 || pages > maxOwedPages {
 		return nil, fmt.Errorf("owed set for %d pages", pages)
 	}
 	fd, err := unix.MemfdCreate("ferry-owed", unix.MFD_CLOEXEC)
@@ -91,6 +91,9 @@ func NewOwed(pages uint64) (*Owed, error) {
 // its header and size against a guest of pages pages. The Owed keeps f
 // and closes it with Close.
 func MapOwed(f *os.File, pages uint64) (*Owed, error) {
+	if pages == 0 || pages > maxOwedPages {
+		return nil, fmt.Errorf("%w: owed set for %d pages", ErrProtocol, pages)
+	}
 	var hdr [16]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		return nil, fmt.Errorf("owed set: %w", err)
@@ -110,6 +113,9 @@ func MapOwed(f *os.File, pages uint64) (*Owed, error) {
 	}
 	return mapOwed(f, pages)
 }
+
+// maxOwedPages bounds a set: 4 PiB of guest RAM, a 128 GiB set.
+const maxOwedPages = 1 << 40
 
 func owedSize(pages uint64) uint64 { return 8 * (owedHeader + (pages+63)/64) }
 

@@ -136,6 +136,9 @@ func TestMapOwedRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
+	if _, err := MapOwed(o.File(), 1<<63); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a page count that overflows the size: %v, want ErrProtocol", err)
+	}
 	if _, err := MapOwed(o.File(), 101); !errors.Is(err, ErrProtocol) {
 		t.Errorf("another guest size: %v, want ErrProtocol", err)
 	}
