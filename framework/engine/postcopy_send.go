@@ -151,13 +151,11 @@ type pcSend struct {
 	owed *transport.Owed
 
 	mu        sync.Mutex
-	left      uint64               // pages owed: made owed, minus taken here and answered by the transport
-	requested uint64               // pages queued on the urgent path by the request server
+	left      uint64               // pages owed: made owed, minus pushed and answered (owed's counts)
 	pushed    uint64               // pages queued by the pusher
-	again     uint64               // requested pages not owed any more: not sent again
-	dataPages uint64               // of requested+pushed, sent as data
+	dataPages uint64               // of pushed, sent as data
 	zeroPages uint64               // and as zero runs
-	answered  transport.OwedCounts // by the transport, in owed sets already renewed
+	answered  transport.OwedCounts // requests answered, in owed sets already renewed
 	sentBase  uint64               // Report.PagesSent and PagesZero at the switch
 	zeroBase  uint64
 
@@ -213,7 +211,7 @@ func (pc *pcSend) close() {
 	pc.owed.Close()
 }
 
-// keepCounts adds the transport's counters in the owed set, which is
+// keepCounts adds the answered counters of the owed set, which is
 // about to be closed, to answered (call with mu held).
 func (pc *pcSend) keepCounts() {
 	c := pc.owed.Counts()
@@ -237,28 +235,6 @@ func (pc *pcSend) leftLocked() uint64 {
 		return pc.left - a
 	}
 	return 0
-}
-
-// claim takes the owed pages of a request out of owed (they are queued
-// by the caller) and returns them; pages not owed any more are counted
-// and left alone. The pusher goes on after the request.
-func (pc *pcSend) claim(req []transport.PageRun, dst []pageRun) []pageRun {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	var got []transport.PageRun
-	for _, r := range req {
-		got = pc.owed.Take(r.First, r.Count, got[:0])
-		var n uint64
-		for _, g := range got {
-			dst = append(dst, pageRun{g.First, g.Count})
-			n += g.Count
-		}
-		pc.left -= n
-		pc.requested += n
-		pc.again += r.Count - n
-		pc.owed.SetResume((r.First + r.Count) % pc.pages)
-	}
-	return dst
 }
 
 // take takes up to n owed pages for the pusher, from where it goes on
@@ -297,7 +273,7 @@ func (pc *pcSend) owe(runs []pageRun) {
 	}
 }
 
-// wire turns claimed runs into transport runs: a page that reads all
+// wire turns the pusher's runs into transport runs: a page that reads all
 // zero (the source is paused: it stays so) goes as a zero run.
 func (pc *pcSend) wire(runs []pageRun, dst []transport.PageRun) []transport.PageRun {
 	var data, zero uint64
@@ -354,9 +330,8 @@ func (pc *pcSend) stopServing() {
 func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
 	defer close(done)
 	s := pc.s
-	pc.arm(ctx)
-	var got []pageRun
-	var req, out []transport.PageRun
+	owed := pc.arm(ctx)
+	var out []transport.PageRun
 	for {
 		m, err := s.tr.RecvUrgent(ctx)
 		if err != nil {
@@ -369,14 +344,15 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 			errc <- fmt.Errorf("%w: %s on the urgent path, want REQUEST", errMalformed, msgName(m.Kind))
 			return
 		}
-		if req, err = transport.PageRequest(m.Payload, pc.pages, req[:0]); err != nil {
+		// As a transport that answers requests itself does: the owed
+		// pages among them, each zero page as a zero run, counted in owed.
+		if out, err = owed.Claim(m.Payload, s.page, out[:0]); err != nil {
 			errc <- fmt.Errorf("page request: %w", err)
 			return
 		}
-		if got = pc.claim(req, got[:0]); len(got) == 0 {
+		if len(out) == 0 {
 			continue
 		}
-		out = pc.wire(got, out[:0])
 		if err := s.tr.SendPagesUrgent(ctx, out); err != nil {
 			if ctx.Err() == nil {
 				errc <- linkError{fmt.Errorf("answering page requests: %w", err)}
@@ -388,16 +364,17 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 
 // arm lets a transport that answers page requests itself
 // (transport.Answerer) do so from now on in this session, with the
-// session's owed set; serve answers the requests that came before, and
-// all of them when the transport cannot.
-func (pc *pcSend) arm(ctx context.Context) {
-	a, ok := pc.s.tr.(transport.Answerer)
-	if !ok {
-		return
-	}
+// session's owed set, which it returns; serve answers the requests that
+// came before, and all of them when the transport cannot. (The set
+// changes only in renew, between sessions, while nothing serves.)
+func (pc *pcSend) arm(ctx context.Context) *transport.Owed {
 	pc.mu.Lock()
 	owed := pc.owed
 	pc.mu.Unlock()
+	a, ok := pc.s.tr.(transport.Answerer)
+	if !ok {
+		return owed
+	}
 	switch err := a.Answer(ctx, msgRequest, owed); {
 	case err == nil:
 		pc.s.opt.Log.Info("post-copy: the transport answers page requests itself")
@@ -405,6 +382,7 @@ func (pc *pcSend) arm(ctx context.Context) {
 	default:
 		pc.s.opt.Log.Warn("post-copy: the transport could not answer page requests itself; the engine does", "err", err)
 	}
+	return owed
 }
 
 // linkError is a failure of the connection (or the transport's
@@ -617,7 +595,7 @@ func (pc *pcSend) report() {
 	s := pc.s
 	c := pc.owed.Counts()
 	answered, zero := pc.answered.Answered+c.Answered, pc.answered.AnsweredZero+c.AnsweredZero
-	s.rep.PagesRequested, s.rep.PagesPushed = pc.requested+answered, pc.pushed
+	s.rep.PagesRequested, s.rep.PagesPushed = answered, pc.pushed
 	s.rep.PagesSent = pc.sentBase + pc.dataPages + answered - zero
 	s.rep.PagesZero = pc.zeroBase + pc.zeroPages + zero
 }
@@ -626,7 +604,7 @@ func (pc *pcSend) report() {
 func (pc *pcSend) againCount() uint64 {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.again + pc.answered.Again + pc.owed.Counts().Again
+	return pc.answered.Again + pc.owed.Counts().Again
 }
 
 // run is post-copy proper, from RUNNING: push the owed pages, wait for

@@ -28,9 +28,9 @@ import (
 //	0   u64 magic "FRYOWED1"
 //	8   u64 pages
 //	16  u64 next: where the pusher goes on (the last request's end)
-//	24  u64 answered: pages a transport took for requests
+//	24  u64 answered: pages taken for requests (Claim)
 //	32  u64 answered as zero runs (of answered)
-//	40  u64 asked again: requested pages a transport found not owed
+//	40  u64 asked again: requested pages Claim found not owed
 //	48  16 bytes zero
 //	64  the bits: page p is bit p%64 of u64 word p/64
 //
@@ -254,19 +254,20 @@ func (o *Owed) span(first, n uint64, f func(w *uint64, mask uint64)) {
 	}
 }
 
-// OwedCounts are a transport's counters in the set, for the report.
+// OwedCounts are the set's counters of answered requests (Claim, by a
+// transport or by the engine's request server), for the report.
 type OwedCounts struct {
 	Answered     uint64 // pages taken for requests and sent
 	AnsweredZero uint64 // of Answered, sent as zero runs
 	Again        uint64 // requested pages that were not owed any more
 }
 
-// Counts reads the transport's counters.
+// Counts reads the counters.
 func (o *Owed) Counts() OwedCounts {
 	return OwedCounts{o.load(owedAnswered), o.load(owedAnsweredZero), o.load(owedAgain)}
 }
 
-// AddCounts adds c to the transport's counters.
+// AddCounts adds c to the counters.
 func (o *Owed) AddCounts(c OwedCounts) {
 	o.add(owedAnswered, c.Answered)
 	o.add(owedAnsweredZero, c.AnsweredZero)
@@ -305,7 +306,7 @@ func (o *Owed) store(i int, v uint64) {
 }
 
 // Claim answers a page request (PageRequest's format) from the set, as
-// an Answerer does: it takes the requested pages that are owed and
+// an Answerer does (and the engine, for the requests it answers): it takes the requested pages that are owed and
 // appends them to dst, a page that page(p) shows all zero as a KindZero
 // run and the others as KindData, merged where they touch; counts them
 // (AddCounts) and moves the resume point past each requested run. A
