@@ -34,6 +34,13 @@ import (
 //	48  16 bytes zero
 //	64  the bits: page p is bit p%64 of u64 word p/64
 //
+// The file is sealed against any change of size (F_SEAL_SHRINK,
+// F_SEAL_GROW, F_SEAL_SEAL) before anyone else sees it, and MapOwed
+// refuses one that is not: a process that shrank it under the other's
+// mapping would kill that process with SIGBUS, and the engine's process
+// is the VMM, which in post-copy holds the only copy of the pages not
+// yet sent.
+//
 // A process that maps it trusts the other with it as it trusts it with
 // guest RAM: a transport that sets bits makes the engine send pages
 // twice, one that clears them without sending makes faults wait; neither
@@ -64,7 +71,7 @@ func NewOwed(pages uint64) (*Owed, error) {
 	if pages == 0 || pages > maxOwedPages {
 		return nil, fmt.Errorf("owed set for %d pages", pages)
 	}
-	fd, err := unix.MemfdCreate("ferry-owed", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("ferry-owed", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("owed set: memfd_create: %w", err)
 	}
@@ -79,6 +86,10 @@ func NewOwed(pages uint64) (*Owed, error) {
 	if _, err := f.WriteAt(hdr[:], 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("owed set: %w", err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, owedSeals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("owed set: seal its size: %w", err)
 	}
 	o, err := mapOwed(f, pages)
 	if err != nil {
@@ -104,6 +115,13 @@ func MapOwed(f *os.File, pages uint64) (*Owed, error) {
 	if n := binary.LittleEndian.Uint64(hdr[8:]); n != pages {
 		return nil, fmt.Errorf("%w: owed set of %d pages for a guest of %d", ErrProtocol, n, pages)
 	}
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: owed set is not a sealable memory file: %v", ErrProtocol, err)
+	}
+	if seals&owedSeals != owedSeals {
+		return nil, fmt.Errorf("%w: owed set is not sealed against a change of size (seals %#x)", ErrProtocol, seals)
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("owed set: %w", err)
@@ -113,6 +131,9 @@ func MapOwed(f *os.File, pages uint64) (*Owed, error) {
 	}
 	return mapOwed(f, pages)
 }
+
+// owedSeals keep a set's size fixed for as long as it exists.
+const owedSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
 
 // maxOwedPages bounds a set: 4 PiB of guest RAM, a 128 GiB set.
 const maxOwedPages = 1 << 40

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -153,10 +154,49 @@ func TestMapOwedRefuses(t *testing.T) {
 	if _, err := MapOwed(f, 100); !errors.Is(err, ErrProtocol) {
 		t.Errorf("no magic: %v, want ErrProtocol", err)
 	}
-	if err := o.File().Truncate(int64(owedSize(100) + 8)); err != nil {
-		t.Fatal(err)
+	// Nobody can change its size: a plugin that shrank it would kill the
+	// engine's process (SIGBUS) under its mapping.
+	for _, size := range []int64{0, int64(owedSize(100) + 8)} {
+		if err := o.File().Truncate(size); !errors.Is(err, unix.EPERM) {
+			t.Errorf("resize the set to %d bytes: %v, want EPERM", size, err)
+		}
 	}
-	if _, err := MapOwed(o.File(), 100); !errors.Is(err, ErrProtocol) {
+	if _, err := MapOwed(rawOwed(t, 100, owedSize(100), 0), 100); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a set that is not sealed: %v, want ErrProtocol", err)
+	}
+	if _, err := MapOwed(rawOwed(t, 100, owedSize(100)+8, owedSeals), 100); !errors.Is(err, ErrProtocol) {
 		t.Errorf("wrong size: %v, want ErrProtocol", err)
 	}
+	if m, err := MapOwed(rawOwed(t, 100, owedSize(100), owedSeals), 100); err != nil {
+		t.Errorf("a well-formed set: %v", err)
+	} else {
+		m.Close()
+	}
+}
+
+// rawOwed is a memory file with an owed set's header for pages, size
+// bytes long, with seals added.
+func rawOwed(t *testing.T, pages, size uint64, seals int) *os.File {
+	t.Helper()
+	fd, err := unix.MemfdCreate("raw-owed", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "raw-owed")
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	var hdr [16]byte
+	binary.LittleEndian.PutUint64(hdr[0:], owedMagic)
+	binary.LittleEndian.PutUint64(hdr[8:], pages)
+	if _, err := f.WriteAt(hdr[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	if seals != 0 {
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
 }
