@@ -78,12 +78,9 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		cancel()
 		return nil, err
 	}
-	spec.Progress = mg.progress
+	spec.Role, spec.Progress = role, mg.progress
 	if role == transport.RoleSend {
 		spec.Engine.StartPostcopy = mg.switchable()
-	}
-	if role == transport.RoleReceive {
-		spec.Hints = nil // a destination asks no provider (session.Open would start them)
 	}
 	m := migrationVM{v: v, own: own}
 	s, err := session.Open(ctx, m.RAM(), spec)

@@ -36,7 +36,7 @@ func BenchmarkPostcopyFaultsPlugin(b *testing.B) {
 	benchRDMAFaults(b, func(b *testing.B, cfg map[string]any, src, dst *vmtest.VM, sopt, dopt engine.Options) (engine.Report, engine.Report, error, error) {
 		p := session.Plugin{Path: plugintest.Path(b, pluginName), Config: cfg}
 		log := slog.New(slog.DiscardHandler)
-		sspec := session.Spec{Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
+		sspec := session.Spec{Role: transport.RoleSend, Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
 		sspec.Engine.Progress = nil
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

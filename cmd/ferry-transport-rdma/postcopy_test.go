@@ -60,7 +60,7 @@ func TestMigratePostcopy(t *testing.T) {
 	defer cancel()
 	start := make(chan struct{})
 	var once sync.Once
-	sspec := session.Spec{Transport: plugin, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true,
+	sspec := session.Spec{Role: transport.RoleSend, Transport: plugin, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true,
 		Bandwidth: 8 << 20, StartPostcopy: start},
 		Progress: func(p engine.Progress) {
 			if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {

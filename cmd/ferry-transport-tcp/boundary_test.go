@@ -113,8 +113,8 @@ func transports(b *testing.B, mode, plugin string, src, dst *memVM) (transport.T
 	if mode == "in-process" {
 		return tcp.New(nil), tcp.New(nil)
 	}
-	launch := func(v *memVM) transport.Transport {
-		files, _, err := engine.RAMFiles(v.RAM())
+	launch := func(v *memVM, role transport.Role) transport.Transport {
+		files, _, err := engine.RAMFiles(v.RAM(), role)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -129,5 +129,5 @@ func transports(b *testing.B, mode, plugin string, src, dst *memVM) (transport.T
 		})
 		return tr
 	}
-	return launch(src), launch(dst)
+	return launch(src, transport.RoleSend), launch(dst, transport.RoleReceive)
 }

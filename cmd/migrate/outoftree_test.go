@@ -155,9 +155,9 @@ hint "zeroscan" {
 	}
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tr := session.Plugin{Path: ps.transport, Config: j.Transport.Config}
-	sspec := session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true,
+	sspec := session.Spec{Role: transport.RoleSend, Transport: tr, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true,
 		HintHold: 10 * time.Second}} // a tiny guest: let the provider answer before the bulk pass ends
-	dspec := session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: dstCreds, VerifyPages: true, IncomingTimeout: 30 * time.Second}}
+	dspec := session.Spec{Role: transport.RoleReceive, Transport: tr, Log: log, Engine: engine.Options{Credentials: dstCreds, VerifyPages: true, IncomingTimeout: 30 * time.Second}}
 	for _, h := range hintArgs(j, ps) {
 		sspec.Hints = append(sspec.Hints, session.Hint{Name: h.Name, Deadline: time.Duration(h.DeadlineMS) * time.Millisecond,
 			Plugin: session.Plugin{Path: h.Plugin, Config: h.Config}})

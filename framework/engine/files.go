@@ -10,33 +10,81 @@ import (
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// RAMFiles describes a layout to a transport: one duplicated *os.File per
-// distinct descriptor (the caller closes them when the transport is done;
-// the VMM's own descriptors stay open) and the regions referring to them
-// by index. Hand the files to transport.Launch for an out-of-process
-// transport; the engine passes the same order in OpenRequest.
-func RAMFiles(l framework.Layout) ([]*os.File, []transport.RAMRegion, error) {
+// RAMFiles describes a layout to a transport of the given role: one
+// *os.File per distinct descriptor (the caller closes them when the
+// transport is done; the VMM's own descriptors stay open) and the regions
+// referring to them by index. Hand the files to transport.Launch for an
+// out-of-process transport; the engine passes the same order in
+// OpenRequest.
+//
+// What a plugin can do to guest RAM follows what its side needs:
+//   - RoleSend: each file is a new, read-only open of the VMM's file
+//     (through /proc/self/fd). A sending transport or a hint provider only
+//     reads guest RAM, and on the source that RAM is the guest's: before
+//     the switch its running memory, in post-copy the only copy of the
+//     pages not yet sent. A plugin that writes, punches or truncates
+//     through its file by mistake gets EBADF or EINVAL, not a damaged
+//     guest.
+//   - RoleReceive: each file is a duplicate (the transport writes pages
+//     and punches holes), and the VMM's file is sealed against shrinking
+//     (F_SEAL_SHRINK) when it allows seals (a memfd created with
+//     MFD_ALLOW_SEALING): a plugin that truncated it would kill the VMM
+//     with SIGBUS at its next touch of guest RAM. ShrinkSealed reports
+//     whether a file is protected so.
+//
+// This guards against a plugin's mistakes, not its malice: a plugin runs
+// with the VMM's user, which may reopen a file through /proc for writing
+// or write the VMM's memory through /proc/PID/mem. Keeping a hostile
+// plugin out needs another user or a sandbox, which Ferry does not set up.
+func RAMFiles(l framework.Layout, role transport.Role) ([]*os.File, []transport.RAMRegion, error) {
+	if role != transport.RoleSend && role != transport.RoleReceive {
+		return nil, nil, fmt.Errorf("guest RAM files for %v: want RoleSend or RoleReceive", role)
+	}
 	index := map[int]int{}
 	var files []*os.File
 	var ram []transport.RAMRegion
 	for _, r := range l {
 		i, ok := index[r.Fd]
 		if !ok {
-			fd, err := unix.Dup(r.Fd)
+			f, err := ramFile(r.Fd, role, len(files))
 			if err != nil {
-				for _, f := range files {
-					f.Close()
-				}
-				return nil, nil, fmt.Errorf("dup guest RAM fd %d: %w", r.Fd, err)
+				closeFiles(files)
+				return nil, nil, err
 			}
-			unix.CloseOnExec(fd)
 			i = len(files)
 			index[r.Fd] = i
-			files = append(files, os.NewFile(uintptr(fd), fmt.Sprintf("guest-ram-%d", i)))
+			files = append(files, f)
 		}
 		ram = append(ram, transport.RAMRegion{GPA: r.GPA, Size: r.Size, File: i, Offset: r.Offset})
 	}
 	return files, ram, nil
+}
+
+// ramFile is RAMFiles' file i for descriptor fd.
+func ramFile(fd int, role transport.Role, i int) (*os.File, error) {
+	if role == transport.RoleSend {
+		ro, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open guest RAM fd %d read-only through /proc/self/fd: %w", fd, err)
+		}
+		return os.NewFile(uintptr(ro), fmt.Sprintf("guest-ram-%d (read-only)", i)), nil
+	}
+	// Best effort: a file that does not allow seals is reported by
+	// ShrinkSealed, not refused (a VMM may back RAM with files of its own).
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK)
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, fmt.Errorf("dup guest RAM fd %d: %w", fd, err)
+	}
+	unix.CloseOnExec(dup)
+	return os.NewFile(uintptr(dup), fmt.Sprintf("guest-ram-%d", i)), nil
+}
+
+// ShrinkSealed reports whether f is sealed against shrinking, so that
+// nobody holding it can truncate guest RAM under the VMM's mapping.
+func ShrinkSealed(f *os.File) bool {
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	return err == nil && seals&unix.F_SEAL_SHRINK != 0
 }
 
 // holes finds unpopulated (all-zero) ranges of a memory file with

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 func TestPostcopyPluginKilled(t *testing.T) {
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
-	files, _, err := RAMFiles(src.layout)
+	files, _, err := RAMFiles(src.layout, transport.RoleSend)
 	if err != nil {
 		t.Fatal(err)
 	}

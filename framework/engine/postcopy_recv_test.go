@@ -68,7 +68,7 @@ type script struct {
 }
 
 func newScript(t *testing.T, src *vmtest.VM, tr *loopback.Transport, creds transport.Credentials) *script {
-	files, ram, err := RAMFiles(src.RAM())
+	files, ram, err := RAMFiles(src.RAM(), transport.RoleSend)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ type scriptDst struct {
 
 func newScriptDst(t *testing.T, src *fakeVM, creds transport.Credentials) *scriptDst {
 	vm := newFakeVM(t, regionsOf(src.layout)...)
-	files, ram, err := RAMFiles(vm.layout)
+	files, ram, err := RAMFiles(vm.layout, transport.RoleReceive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1031,7 +1031,7 @@ func BenchmarkPushFlush(b *testing.B) {
 		b.Fatal(err)
 	}
 	open := func(v *fakeVM, role transport.Role, creds transport.Credentials, tr *loopback.Transport) error {
-		files, ram, err := RAMFiles(v.layout)
+		files, ram, err := RAMFiles(v.layout, role)
 		if err != nil {
 			return err
 		}

@@ -58,11 +58,16 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	if err := r.layout.Check(); err != nil {
 		return err
 	}
-	files, ram, err := RAMFiles(r.layout)
+	files, ram, err := RAMFiles(r.layout, transport.RoleReceive)
 	if err != nil {
 		return err
 	}
 	defer closeFiles(files)
+	for i, f := range files {
+		if !ShrinkSealed(f) {
+			r.opt.Log.Warn("guest RAM file is not sealed against shrinking: a transport plugin that truncated it would kill this process (create guest RAM with memfd_create(MFD_ALLOW_SEALING))", "file", i)
+		}
+	}
 	r.progress()
 	r.openReq = transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}

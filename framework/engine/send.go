@@ -136,7 +136,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.layout.Check(); err != nil {
 		return err
 	}
-	files, ram, err := RAMFiles(s.layout)
+	files, ram, err := RAMFiles(s.layout, transport.RoleSend)
 	if err != nil {
 		return err
 	}

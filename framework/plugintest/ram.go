@@ -99,3 +99,17 @@ func Dup(t testing.TB, f *os.File) *os.File {
 	t.Cleanup(func() { d.Close() })
 	return d
 }
+
+// ReadOnly opens f again, read-only (through /proc/self/fd), as a
+// sending VMM hands guest RAM to its plugins (engine.RAMFiles); the file
+// is closed when the test ends.
+func ReadOnly(t testing.TB, f *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open %s read-only: %v", f.Name(), err)
+	}
+	r := os.NewFile(uintptr(fd), f.Name()+" (read-only)")
+	t.Cleanup(func() { r.Close() })
+	return r
+}

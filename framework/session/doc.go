@@ -4,13 +4,14 @@
 // report, and tears everything down on every path, after the report.
 //
 //	Open(ctx, RAM, spec)                               │
-//	  ├─ Check(spec); engine.RAMFiles(RAM): dup the VMM's memfds
-//	  ├─ each Hint, on its own goroutine, under HintStartTimeout:
+//	  ├─ Check(spec); engine.RAMFiles(RAM, spec.Role): the VMM's memfds,
+//	  │    read-only to send; to receive, duplicates, sealed against shrinking
+//	  ├─ sending: each Hint, on its own goroutine, under HintStartTimeout:
 //	  │    hint.Launch(files); Info; Schema; Coerce; then waits for Send
 //	  └─ at the same time: transport.Launch(files); Schema;
 //	     schema.Coerce(Transport.Config); error: nothing left running
 //	Session.Send(ctx, src, host)                      Session.Receive(ctx, dst)
-//	  ├─ each provider: Configure(VM, host) as soon      ├─ providers: stopped unused
+//	  ├─ each provider: Configure(VM, host) as soon      │
 //	  │  as it runs; error: Report.Hints "failed: ..."   │
 //	  │  or "not-supported: ...", migration goes on      │
 //	  ├─ engine.Send(src, transport, options)            ├─ engine.Receive(dst, transport, options)

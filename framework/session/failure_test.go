@@ -158,3 +158,32 @@ func TestSessionOnce(t *testing.T) {
 	}
 	lk.check(t)
 }
+
+// TestSessionRole: Open needs the side it runs (it decides what the
+// plugins may do to guest RAM), and a session runs only that side.
+func TestSessionRole(t *testing.T) {
+	_, spec := specs(t, t.TempDir(), slog.New(newRecords()))
+	vm := newFakeVM(t)
+	lk := startLeakCheck(t)
+	none := spec
+	none.Role = 0
+	if s, err := session.Open(context.Background(), vm.RAM(), none); err == nil || !strings.Contains(err.Error(), "Spec.Role") {
+		t.Errorf("Open without a role: %v, want an error naming Spec.Role", err)
+		if s != nil {
+			s.Close()
+		}
+	}
+	s, err := session.Open(context.Background(), vm.RAM(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Send(context.Background(), vm, hint.Host(nil))
+	if err == nil || !strings.Contains(err.Error(), "opened to receive") || rep.Status != engine.StatusFailed {
+		t.Errorf("Send on a receiving session: %v (%+v), want a failed report saying it receives", err, rep)
+	}
+	if vm.paused || vm.resumed != 0 {
+		t.Error("the VM was touched")
+	}
+	s.Close()
+	lk.check(t)
+}

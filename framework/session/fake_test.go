@@ -33,7 +33,7 @@ const page = framework.PageSize
 func newFakeVM(t *testing.T) *fakeVM {
 	t.Helper()
 	sizes := []uint64{64 * page, 32 * page}
-	fd, err := unix.MemfdCreate("fake-ram", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("fake-ram", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		t.Fatal(err)
 	}

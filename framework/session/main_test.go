@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -27,6 +29,7 @@ var plugins = map[string]func(){
 	"ferry-hint-logger":    func() { hint.Serve(loggerProvider()) },
 	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
 	"ferry-hint-refuses":   func() { hint.Serve(refusesProvider()) },
+	"ferry-hint-vandal":    func() { hint.Serve(vandalProvider()) },
 	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
 	"ferry-hint-slowexit": func() {
 		hint.Serve(quietProvider(func() {}))
@@ -177,6 +180,44 @@ func pageRanges(vm hint.VM, rs []hint.GPARange) []hint.Range {
 		}
 	}
 	return out
+}
+
+// vandalProvider makes the mistakes a provider could make with the guest
+// RAM files it is given: at Configure it writes, punches, truncates and
+// maps each of them writable. Configure fails, naming what it managed
+// to do, if any of it worked; it hints nothing.
+func vandalProvider() hint.Provider {
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "vandal", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(_ context.Context, _ hint.Config, vm hint.VM, _ hint.Host) error {
+			var did []string
+			for i, f := range vm.Files {
+				fd := int(f.Fd())
+				if _, err := unix.Pwrite(fd, make([]byte, 4096), 4096); err == nil {
+					did = append(did, fmt.Sprintf("wrote file %d", i))
+				}
+				if unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 1<<20) == nil {
+					did = append(did, fmt.Sprintf("punched file %d", i))
+				}
+				if m, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
+					did = append(did, fmt.Sprintf("mapped file %d writable", i))
+					unix.Munmap(m)
+				}
+				if unix.Ftruncate(fd, 0) == nil {
+					did = append(did, fmt.Sprintf("truncated file %d", i))
+				}
+			}
+			if len(did) > 0 {
+				return fmt.Errorf("the provider %s", strings.Join(did, ", "))
+			}
+			return nil
+		},
+		HintsFunc: func(context.Context, hint.Request, func([]hint.Range) error) error { return nil },
+		CloseFunc: func(context.Context, bool) error { return nil },
+	}
 }
 
 // quietProvider hints nothing; its Info runs wait and logs when it

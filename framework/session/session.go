@@ -25,6 +25,7 @@ import (
 // transport cannot start the report says failed (cancelled if ctx was)
 // and nothing was sent.
 func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) (engine.Report, error) {
+	spec.Role = transport.RoleSend
 	s, err := Open(ctx, src.RAM(), spec)
 	if err != nil {
 		return failed(err), err
@@ -35,6 +36,7 @@ func Send(ctx context.Context, src framework.Source, host hint.Host, spec Spec) 
 
 // Receive migrates a VM into dst: Open, Session.Receive, then Close.
 func Receive(ctx context.Context, dst framework.Target, spec Spec) (engine.Report, error) {
+	spec.Role = transport.RoleReceive
 	s, err := Open(ctx, dst.RAM(), spec)
 	if err != nil {
 		return failed(err), err
@@ -71,15 +73,19 @@ type Session struct {
 	done   chan struct{} // closed when the teardown is over
 }
 
-// Open starts the transport plugin with the files of ram
-// (engine.RAMFiles) and checks spec.Transport.Config against the schema
-// it reports. Every hint provider of spec starts at the same time, in
-// the background (Send configures them; Receive stops them unused, so a
-// receiving session should name none). ctx bounds the transport's
+// Open starts the transport plugin with the files of ram for
+// spec.Role (engine.RAMFiles: read-only to send, writable to receive)
+// and checks spec.Transport.Config against the schema it reports. On
+// the sending side every hint provider of spec starts at the same time,
+// in the background (Send configures them); a receiving session starts
+// none. ctx bounds the transport's
 // start; cancelling it later kills nothing. On error nothing is left
 // running or open.
 func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error) {
 	start := time.Now()
+	if err := checkRole(spec.Role); err != nil {
+		return nil, err
+	}
 	if err := Check(spec); err != nil {
 		return nil, err
 	}
@@ -89,7 +95,10 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	if spec.Name == "" {
 		spec.Name = fmt.Sprintf("ferry[%d]", os.Getpid())
 	}
-	files, regions, err := engine.RAMFiles(ram)
+	if spec.Role == transport.RoleReceive {
+		spec.Hints = nil
+	}
+	files, regions, err := engine.RAMFiles(ram, spec.Role)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +136,17 @@ func (s *Session) launchTransport(ctx context.Context) error {
 	return nil
 }
 
+// use claims the session for its one migration, on side role.
+func (s *Session) use(role transport.Role) error {
+	if s.spec.Role != role {
+		return fmt.Errorf("session: opened to %v, so it cannot %v", s.spec.Role, role)
+	}
+	if !s.used.CompareAndSwap(false, true) {
+		return errUsed
+	}
+	return nil
+}
+
 // errUsed: a Session runs one migration.
 var errUsed = errors.New("session: Send or Receive already called, or Close")
 
@@ -136,8 +156,8 @@ var errUsed = errors.New("session: Send or Receive already called, or Close")
 // background, and Close waits for that. src must be the VM whose RAM
 // was given to Open.
 func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host) (engine.Report, error) {
-	if !s.used.CompareAndSwap(false, true) {
-		return failed(errUsed), errUsed
+	if err := s.use(transport.RoleSend); err != nil {
+		return failed(err), err
 	}
 	defer s.release()
 	start := time.Now()
@@ -155,12 +175,11 @@ func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host
 // waiting for the transport's process to exit (Close waits). dst must
 // be the VM whose RAM was given to Open.
 func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Report, error) {
-	if !s.used.CompareAndSwap(false, true) {
-		return failed(errUsed), errUsed
+	if err := s.use(transport.RoleReceive); err != nil {
+		return failed(err), err
 	}
 	defer s.release()
 	start := time.Now()
-	s.hints.cancel() // a receiving session has no use for providers: they stop on their own
 	setup := s.opened + time.Since(start)
 	rep, err := engine.Receive(ctx, dst, &engineTransport{Transport: s.tr}, s.options())
 	rep.SetupMS = setup.Milliseconds()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/session"
@@ -25,8 +27,8 @@ func specs(t *testing.T, dir string, log *slog.Logger) (send, recv session.Spec)
 		t.Fatal(err)
 	}
 	tr := session.Plugin{Path: plugin(transportName), Config: map[string]any{"socket": filepath.Join(dir, "s")}}
-	send = session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: src}}
-	recv = session.Spec{Transport: tr, Log: log, Engine: engine.Options{Credentials: dst}}
+	send = session.Spec{Role: transport.RoleSend, Transport: tr, Log: log, Engine: engine.Options{Credentials: src}}
+	recv = session.Spec{Role: transport.RoleReceive, Transport: tr, Log: log, Engine: engine.Options{Credentials: dst}}
 	return send, recv
 }
 
@@ -107,6 +109,44 @@ func TestSendReceive(t *testing.T) {
 		t.Errorf("after the handover: destination resumed %d times with state %q, source paused %v", dst.resumed, dst.state, src.paused)
 	}
 	lk.check(t)
+}
+
+// TestPluginsCannotDamageRAM: the files a sending session hands its
+// plugins are read-only, so a provider that writes, punches or truncates
+// guest RAM through them by mistake gets an error and the source's RAM
+// stays whole; a receiving session seals the destination's RAM against
+// shrinking before its transport gets it.
+func TestPluginsCannotDamageRAM(t *testing.T) {
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "vandal", Plugin: session.Plugin{Path: plugin("ferry-hint-vandal")}}}
+	sendSpec.Engine.HintHold = 5 * time.Second // the provider has configured before the first pass
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	before := bytes.Clone(src.mem)
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	if err != nil {
+		t.Fatalf("send: %v (%+v)", err, rep)
+	}
+	if r := <-got; r.err != nil || r.rep.Status != engine.StatusCompleted {
+		t.Fatalf("receive: %v (%+v)", r.err, r.rep)
+	}
+	checkHints(t, rep, map[string]string{"vandal": "ok"})
+	if !bytes.Equal(src.mem, before) {
+		t.Error("the source's guest RAM changed")
+	}
+	checkRAM(t, src, dst, nil)
+	var st unix.Stat_t
+	if err := unix.Fstat(src.fd, &st); err != nil || st.Size != int64(len(before)) {
+		t.Errorf("the source's RAM file is %d bytes (%v), want %d", st.Size, err, len(before))
+	}
+	if seals, err := unix.FcntlInt(uintptr(dst.fd), unix.F_GET_SEALS, 0); err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+		t.Errorf("the destination's RAM file has seals %#x (%v), want F_SEAL_SHRINK", seals, err)
+	}
+	if err := unix.Ftruncate(dst.fd, 0); err == nil {
+		t.Error("the destination's RAM file could be truncated")
+	}
 }
 
 // checkHints wants one HintStats per provider whose Status starts as

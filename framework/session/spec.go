@@ -37,6 +37,13 @@ func (h Hint) startTimeout() time.Duration {
 
 // Spec is everything a migration needs besides the VM.
 type Spec struct {
+	// Role is the side this session migrates: transport.RoleSend or
+	// transport.RoleReceive (Send and Receive, the functions, set it).
+	// Open needs it because it decides what the plugins may do to guest
+	// RAM (engine.RAMFiles): on the sending side every plugin gets
+	// read-only files; on the receiving side the transport gets writable
+	// ones and the RAM is sealed against shrinking.
+	Role transport.Role
 	// Transport is the transport plugin, with its block (Config); the
 	// session starts Path as its own process.
 	Transport Plugin
@@ -51,9 +58,9 @@ type Spec struct {
 	// crashes or leaks takes the VMM with it, and it runs with the VMM's
 	// privileges.
 	TransportInProcess transport.Transport
-	// Hints are the hint providers (Send only: Open starts them, Receive
-	// stops them unused, so leave them out of a receiving session). A
-	// provider that fails costs its hints, never the migration.
+	// Hints are the hint providers of a sending session (Open starts
+	// them; a receiving session starts none). A provider that fails
+	// costs its hints, never the migration.
 	Hints []Hint
 	// Engine holds limits, credentials and test modes; the session fills
 	// its Transport, Hints, Log and Progress.
@@ -73,14 +80,22 @@ type Spec struct {
 // the VM, unless Hint.StartTimeout says otherwise.
 const HintStartTimeout = 30 * time.Second
 
-// Check validates what Open checks before starting anything: the
-// transport plugin's path must be absolute. Hint providers are checked
-// when they start: one that cannot costs its hints, not the migration.
+// Check validates what Open checks of a job before starting anything:
+// the transport plugin's path must be absolute. (Open also wants
+// Spec.Role.) Hint providers are checked when they start: one that
+// cannot costs its hints, not the migration.
 func Check(spec Spec) error {
 	if spec.TransportInProcess != nil {
 		return nil
 	}
 	return checkPath(spec.Transport.Path)
+}
+
+func checkRole(r transport.Role) error {
+	if r != transport.RoleSend && r != transport.RoleReceive {
+		return fmt.Errorf("session: Spec.Role must be transport.RoleSend or transport.RoleReceive, got %v", r)
+	}
+	return nil
 }
 
 func checkPath(path string) error {

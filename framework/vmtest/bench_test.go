@@ -66,8 +66,8 @@ func benchSpecs(b *testing.B, dir string) (src, dst session.Spec) {
 	tcp := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
 		Config: map[string]any{"listen": localAddr(), "streams": 2}}
 	log := slog.New(slog.DiscardHandler)
-	src = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: srcCreds}}
-	dst = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: dstCreds,
+	src = session.Spec{Role: transport.RoleSend, Transport: tcp, Log: log, Engine: engine.Options{Credentials: srcCreds}}
+	dst = session.Spec{Role: transport.RoleReceive, Transport: tcp, Log: log, Engine: engine.Options{Credentials: dstCreds,
 		IncomingTimeout: 30 * time.Second}}
 	src.Hints = []session.Hint{
 		{Name: "balloon", Deadline: 5 * time.Second, Plugin: session.Plugin{Path: filepath.Join(dir, "ferry-hint-balloon")}},

@@ -33,8 +33,8 @@ func specs(t *testing.T, balloon bool) (src, dst session.Spec) {
 	tcp := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
 		Config: map[string]any{"listen": localAddr(), "streams": 2}}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	src = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true}}
-	dst = session.Spec{Transport: tcp, Log: log, Engine: engine.Options{Credentials: dstCreds, VerifyPages: true,
+	src = session.Spec{Role: transport.RoleSend, Transport: tcp, Log: log, Engine: engine.Options{Credentials: srcCreds, VerifyPages: true}}
+	dst = session.Spec{Role: transport.RoleReceive, Transport: tcp, Log: log, Engine: engine.Options{Credentials: dstCreds, VerifyPages: true,
 		IncomingTimeout: 30 * time.Second}}
 	if balloon {
 		src.Hints = []session.Hint{{Name: "balloon", Deadline: 5 * time.Second,

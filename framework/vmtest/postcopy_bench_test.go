@@ -47,9 +47,9 @@ func pcViaPlugin(b *testing.B, src, dst *vmtest.VM, sopt, dopt engine.Options) (
 	if os.Getenv("FERRY_BENCH_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	sspec := session.Spec{Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
+	sspec := session.Spec{Role: transport.RoleSend, Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
 	sspec.Engine.Progress = nil
-	dspec := session.Spec{Transport: p, Log: log, Engine: dopt}
+	dspec := session.Spec{Role: transport.RoleReceive, Transport: p, Log: log, Engine: dopt}
 	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	return srep, drep, serr, derr
 }
@@ -412,14 +412,14 @@ func BenchmarkPostcopyHints(b *testing.B) {
 				p := session.Plugin{Path: filepath.Join(dir, "ferry-transport-tcp"),
 					Config: map[string]any{"listen": localAddr(), "streams": 2}}
 				log := slog.New(slog.DiscardHandler)
-				sspec := session.Spec{Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
+				sspec := session.Spec{Role: transport.RoleSend, Transport: p, Log: log, Engine: sopt, Progress: sopt.Progress}
 				sspec.Engine.Progress = nil
 				if balloon {
 					sspec.Hints = []session.Hint{{Name: "balloon", Deadline: 5 * time.Second,
 						Plugin: session.Plugin{Path: filepath.Join(dir, "ferry-hint-balloon")}}}
 					sspec.Engine.HintHold = 5 * time.Second
 				}
-				dspec := session.Spec{Transport: p, Log: log, Engine: dopt}
+				dspec := session.Spec{Role: transport.RoleReceive, Transport: p, Log: log, Engine: dopt}
 				srep, serr, drep, derr := run(src, dst, sspec, dspec)
 				wait()
 				pcBenchCheck(b, src, dst, srep, drep, serr, derr)
@@ -467,9 +467,9 @@ func BenchmarkPostcopyFaultsShaped(b *testing.B) {
 	benchFaults(b, "tcp-plugin-shaped-10gbit", func(b *testing.B, src, dst *vmtest.VM, sopt, dopt engine.Options) (engine.Report, engine.Report, error, error) {
 		cfg := map[string]any{"listen": ns.addrB + ":" + strconv.Itoa(7400+rand.IntN(500)), "streams": 2}
 		log := slog.New(slog.DiscardHandler)
-		sspec := session.Spec{Transport: session.Plugin{Path: srcPlugin, Config: cfg}, Log: log, Engine: sopt, Progress: sopt.Progress}
+		sspec := session.Spec{Role: transport.RoleSend, Transport: session.Plugin{Path: srcPlugin, Config: cfg}, Log: log, Engine: sopt, Progress: sopt.Progress}
 		sspec.Engine.Progress = nil
-		dspec := session.Spec{Transport: session.Plugin{Path: dstPlugin, Config: cfg}, Log: log, Engine: dopt}
+		dspec := session.Spec{Role: transport.RoleReceive, Transport: session.Plugin{Path: dstPlugin, Config: cfg}, Log: log, Engine: dopt}
 		srep, serr, drep, derr := run(src, dst, sspec, dspec)
 		return srep, drep, serr, derr
 	})

@@ -241,13 +241,13 @@ func openPluginPair(ctx context.Context, b *testing.B, src, dst framework.Layout
 	// The destination's session first, so the one new plugin process
 	// after each Open is that side's.
 	before := childPlugins()
-	ds, err := session.Open(ctx, dst, session.Spec{Transport: tcpPlugin, Log: log, Engine: dopt})
+	ds, err := session.Open(ctx, dst, session.Spec{Role: transport.RoleReceive, Transport: tcpPlugin, Log: log, Engine: dopt})
 	if err != nil {
 		b.Fatal(err)
 	}
 	dpid = newChild(b, before, childPlugins())
 	before = childPlugins()
-	ss, err = session.Open(ctx, src, session.Spec{Transport: tcpPlugin, Log: log, Engine: sopt})
+	ss, err = session.Open(ctx, src, session.Spec{Role: transport.RoleSend, Transport: tcpPlugin, Log: log, Engine: sopt})
 	if err != nil {
 		ds.Close()
 		b.Fatal(err)

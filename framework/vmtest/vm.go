@@ -156,11 +156,13 @@ func New(opt Options) (*VM, error) {
 	return v, nil
 }
 
-// mapRAM creates and maps one memfd per region.
+// mapRAM creates and maps one memfd per region. The memfds allow seals
+// but carry none, so a receiving engine seals them against shrinking
+// itself (engine.RAMFiles), as it does a VMM's.
 func (v *VM) mapRAM() error {
 	var next uint64
 	for i, r := range v.opt.Regions {
-		fd, err := unix.MemfdCreate(fmt.Sprintf("vmtest-ram-%d", i), unix.MFD_CLOEXEC)
+		fd, err := unix.MemfdCreate(fmt.Sprintf("vmtest-ram-%d", i), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 		if err != nil {
 			return fmt.Errorf("guest RAM region %d: %w", i, err)
 		}

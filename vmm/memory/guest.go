@@ -29,13 +29,20 @@ func New(size uint64) (*Guest, error) {
 	if err := FitsHost(size); err != nil {
 		return nil, err
 	}
-	fd, err := unix.MemfdCreate("ferry-guest-ram", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("ferry-guest-ram", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("size guest memfd to %s: %w", FormatSize(size), err)
+	}
+	// Its size is fixed from here on: a plugin given the memfd (a
+	// migration's transport, which writes pages into it) cannot truncate
+	// it under our mapping, which would kill the VMM with SIGBUS.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("seal the size of guest memfd: %w", err)
 	}
 	m, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
 	if err != nil {

@@ -23,7 +23,8 @@ var Layout = plugintest.SuiteLayout(func(g plugintest.Region) hint.Region {
 // which plays the VMM. The suite unmaps and closes it when the test ends.
 type RAM struct {
 	// VM is what providers are configured with: this process's pid, the
-	// regions with the addresses they are mapped at, and the memfds.
+	// regions with the addresses they are mapped at, and the memfds,
+	// opened read-only as a VMM's session hands them to providers.
 	VM hint.VM
 	// Mem is this process's mapping of each region (len = Size).
 	Mem [][]byte
@@ -33,9 +34,13 @@ type RAM struct {
 // documentation for which pages hold data).
 func NewRAM(t testing.TB) *RAM {
 	t.Helper()
-	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid(), Files: plugintest.SuiteMemfds(t, "ferry-hinttest")}}
+	files := plugintest.SuiteMemfds(t, "ferry-hinttest")
+	r := &RAM{VM: hint.VM{ID: "hinttest-" + t.Name(), PID: os.Getpid()}}
+	for _, f := range files {
+		r.VM.Files = append(r.VM.Files, plugintest.ReadOnly(t, f))
+	}
 	for _, g := range Layout {
-		m := plugintest.Map(t, r.VM.Files[g.File], int64(g.Offset), int64(g.Size))
+		m := plugintest.Map(t, files[g.File], int64(g.Offset), int64(g.Size))
 		g.HostAddr = hostAddr(m)
 		r.VM.RAM = append(r.VM.RAM, g)
 		r.Mem = append(r.Mem, m)

@@ -76,13 +76,13 @@ func workload(pages uint64) []transport.PageRun {
 // and the receiver with receiverFill, and returns what the receiver
 // should hold after runs arrived.
 func (p *pair) prepare(seed uint64, runs []transport.PageRun) map[uint64][]byte {
-	p.ram.fill(p.t, p.ram.Send, random(seed))
+	p.ram.fill(p.t, p.ram.sendRW, random(seed))
 	p.ram.fill(p.t, p.ram.Recv, receiverFill)
 	want := map[uint64][]byte{}
 	for _, r := range runs {
 		for q := r.First; q < r.First+r.Count; q++ {
 			if r.Kind == transport.KindZero {
-				p.ram.setPage(p.t, p.ram.Send, q, make([]byte, pageSize))
+				p.ram.setPage(p.t, p.ram.sendRW, q, make([]byte, pageSize))
 				want[q] = make([]byte, pageSize)
 			} else {
 				want[q] = p.ram.page(p.t, p.ram.Send, q)
@@ -117,9 +117,9 @@ func testFlushIntervals(t *testing.T, p *pair) {
 	want := map[uint64][]byte{2100: make([]byte, pageSize)}
 	for q := uint64(10); q < 15; q++ {
 		want[q] = gen(q)
-		p.ram.setPage(t, p.ram.Send, q, want[q])
+		p.ram.setPage(t, p.ram.sendRW, q, want[q])
 	}
-	p.ram.setPage(t, p.ram.Send, 2100, make([]byte, pageSize))
+	p.ram.setPage(t, p.ram.sendRW, 2100, make([]byte, pageSize))
 	p.sendAndFlush([]transport.PageRun{{First: 10, Count: 5, Kind: d}, {First: 2100, Count: 1, Kind: transport.KindZero}})
 	p.ram.expect(t, want)
 }

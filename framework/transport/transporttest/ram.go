@@ -20,11 +20,14 @@ var Layout = plugintest.SuiteLayout(func(g plugintest.Region) transport.RAMRegio
 })
 
 // RAM is the guest memory of one test: the same Layout over the
-// sender's and the receiver's own memfds. The suite closes the files
-// when the test ends.
+// sender's and the receiver's own memfds. Send are the sender's files
+// opened read-only, as a sending VMM hands them to its transport
+// (engine.RAMFiles): a transport must never need to write the source's
+// RAM. The suite closes the files when the test ends.
 type RAM struct {
 	Layout     []transport.RAMRegion
 	Send, Recv []*os.File
+	sendRW     []*os.File // the sender's memfds, which the suite writes
 }
 
 // Pages is the number of guest pages.
@@ -32,8 +35,12 @@ func (r RAM) Pages() uint64 { return transport.Pages(r.Layout) }
 
 func newRAM(t *testing.T) RAM {
 	t.Helper()
-	return RAM{Layout: Layout, Send: plugintest.SuiteMemfds(t, "ferry-transporttest-send"),
+	r := RAM{Layout: Layout, sendRW: plugintest.SuiteMemfds(t, "ferry-transporttest-send"),
 		Recv: plugintest.SuiteMemfds(t, "ferry-transporttest-recv")}
+	for _, f := range r.sendRW {
+		r.Send = append(r.Send, plugintest.ReadOnly(t, f))
+	}
+	return r
 }
 
 // locate returns the file and byte offset of page p.

@@ -226,7 +226,7 @@ func testUrgentOvertakes(t *testing.T, p *pair) {
 	p.skipWithoutUrgent()
 	const bulkPages = 2048 // region 0: the bulk transfer; requests go to region 1
 	n := p.ram.Pages()
-	p.ram.fill(t, p.ram.Send, random(31))
+	p.ram.fill(t, p.ram.sendRW, random(31))
 	l := p.collectLanded()
 	p.prime(l, n-1)
 
@@ -326,13 +326,13 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 
 	// Later bulk wins.
 	q := uint64(77)
-	p.ram.setPage(t, p.ram.Send, q, gen(0))
+	p.ram.setPage(t, p.ram.sendRW, q, gen(0))
 	if err := p.send.SendPagesUrgent(ctx(t), []transport.PageRun{{First: q, Count: 1, Kind: d}}); err != nil {
 		t.Fatal(err)
 	}
 	l.await(t, []transport.PageRun{{First: q, Count: 1, Kind: d}}, opTimeout)
 	later := gen(0)
-	p.ram.setPage(t, p.ram.Send, q, later)
+	p.ram.setPage(t, p.ram.sendRW, q, later)
 	p.sendAndFlush([]transport.PageRun{{First: q, Count: 1, Kind: d}})
 	if !bytes.Equal(p.ram.page(t, p.ram.Recv, q), later) {
 		t.Errorf("page %d: a bulk copy queued after the urgent one did not win", q)
@@ -352,7 +352,7 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 	for round := range 5 {
 		pages := []uint64{uint64(2100 + 50*round), uint64(2900 - 30*round), uint64(1000 + round)}
 		for _, q := range pages {
-			p.ram.setPage(t, p.ram.Send, q, gen(q))
+			p.ram.setPage(t, p.ram.sendRW, q, gen(q))
 		}
 		bulk := []transport.PageRun{{First: 0, Count: 2048, Kind: d}}
 		for _, q := range pages {
@@ -365,7 +365,7 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 		var urgent []transport.PageRun
 		for _, q := range pages {
 			want[q] = gen(q)
-			p.ram.setPage(t, p.ram.Send, q, want[q])
+			p.ram.setPage(t, p.ram.sendRW, q, want[q])
 			urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: d})
 		}
 		// Flush covers the bulk pages; a marker page sent urgently after
