@@ -327,11 +327,12 @@ func (o *Owed) store(i int, v uint64) {
 }
 
 // Claim answers a page request (PageRequest's format) from the set, as
-// an Answerer does (and the engine, for the requests it answers): it takes the requested pages that are owed and
-// appends them to dst, a page that page(p) shows all zero as a KindZero
-// run and the others as KindData, merged where they touch; counts them
-// (AddCounts) and moves the resume point past each requested run. A
-// malformed request (ErrProtocol) takes nothing.
+// an Answerer does (and the engine, for the requests it answers): it
+// takes the requested pages that are owed and appends them to dst, a
+// page that page(p) shows all zero as a KindZero run and the others as
+// KindData, merged where they touch; counts them (AddCounts) and moves
+// the resume point past each requested run. A malformed request
+// (ErrProtocol) takes nothing.
 func (o *Owed) Claim(req []byte, page func(p uint64) []byte, dst []PageRun) ([]PageRun, error) {
 	runs, err := PageRequest(req, o.pages, nil)
 	if err != nil {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -199,4 +200,92 @@ func rawOwed(t *testing.T, pages, size uint64, seals int) *os.File {
 		}
 	}
 	return f
+}
+
+// FuzzClaim: whatever bytes arrive as a page request, Claim either
+// refuses them (ErrProtocol, nothing taken) or takes exactly the
+// requested pages that were owed, once, each reported with its kind,
+// and PageRequest's runs encode back to the same bytes.
+func FuzzClaim(f *testing.F) {
+	f.Add(uint16(100), uint64(0xf0f0f0f0f0f0), AppendPageRequest(nil, []PageRun{{First: 3, Count: 5}, {First: 40, Count: 60}}))
+	f.Add(uint16(1), uint64(1), AppendPageRequest(nil, []PageRun{{First: 0, Count: 1}}))
+	f.Add(uint16(64), uint64(0), AppendPageRequest(nil, []PageRun{{First: 10, Count: 1}, {First: 10, Count: 1}}))
+	f.Add(uint16(64), uint64(0), []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, n uint16, pattern uint64, req []byte) {
+		pages := uint64(n%512) + 1
+		o, err := NewOwed(pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		owed := make([]bool, pages)
+		for p := uint64(0); p < pages; p++ {
+			if pattern>>(p%64)&1 != 0 {
+				o.Set(p, 1)
+				owed[p] = true
+			}
+		}
+		zero := func(p uint64) bool { return p%3 == 0 }
+		page := func(p uint64) []byte {
+			b := make([]byte, 4096)
+			if !zero(p) {
+				b[4095] = 1
+			}
+			return b
+		}
+		runs, perr := PageRequest(req, pages, nil)
+		got, err := o.Claim(req, page, nil)
+		if (perr == nil) != (err == nil) {
+			t.Fatalf("PageRequest says %v, Claim %v", perr, err)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) || len(got) != 0 {
+				t.Fatalf("refused with %v (runs %v), want ErrProtocol and nothing", err, got)
+			}
+			for p := uint64(0); p < pages; p++ {
+				if left := o.Take(p, 1, nil); (len(left) == 1) != owed[p] {
+					t.Fatalf("page %d: owed %v before a refused request, taken now", p, owed[p])
+				}
+			}
+			return
+		}
+		if len(runs) > MaxRequestRuns {
+			t.Fatalf("%d runs, more than MaxRequestRuns", len(runs))
+		}
+		if req[0] == 0 && !bytes.Equal(AppendPageRequest(nil, runs), req) {
+			t.Fatalf("runs %v encode to other bytes", runs)
+		}
+		requested := make([]bool, pages)
+		var want uint64
+		for _, r := range runs {
+			for p := r.First; p < r.First+r.Count; p++ {
+				requested[p] = true
+				if owed[p] {
+					want++
+				}
+			}
+		}
+		claimed := make([]bool, pages)
+		var count uint64
+		for _, r := range got {
+			for p := r.First; p < r.First+r.Count; p++ {
+				if claimed[p] || !requested[p] || !owed[p] {
+					t.Fatalf("page %d claimed (again %v, requested %v, owed %v)", p, claimed[p], requested[p], owed[p])
+				}
+				if (r.Kind == KindZero) != zero(p) {
+					t.Fatalf("page %d claimed as %v", p, r.Kind)
+				}
+				claimed[p] = true
+				count++
+			}
+		}
+		if count != want {
+			t.Fatalf("claimed %d pages, %d requested ones were owed", count, want)
+		}
+		for p := uint64(0); p < pages; p++ {
+			if left := o.Take(p, 1, nil); (len(left) == 1) != (owed[p] && !requested[p]) {
+				t.Fatalf("page %d: still owed %v after the claim (owed %v, requested %v)", p, len(left) == 1, owed[p], requested[p])
+			}
+		}
+	})
 }
