@@ -1,5 +1,7 @@
 package rdma
 
+import "sync"
+
 // SetCommitEarly makes the sender commit each batch before its writes, a
 // broken transport the visibility test must catch.
 func (t *Transport) SetCommitEarly() { t.commitEarly = true }
@@ -53,3 +55,18 @@ func (t *Transport) RegisteredOnce() bool {
 	}
 	return true
 }
+
+// HoldUrgentAcks makes the open receiver hold back its urgent ACKs until
+// release is called.
+func (t *Transport) HoldUrgentAcks() (release func()) {
+	ch := make(chan struct{})
+	t.s.urcv.hold.Store(&ch)
+	return sync.OnceFunc(func() { close(ch) })
+}
+
+// AnsweredInline is how many answers the open sender's urgent channel
+// reader posted itself (postNow), not through its urgent sender.
+func (t *Transport) AnsweredInline() uint64 { return t.s.usnd.inline.Load() }
+
+// Uslots is how many urgent COMMITs may be unacknowledged.
+const Uslots = uslots

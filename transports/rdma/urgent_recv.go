@@ -22,6 +22,7 @@ type ureceiver struct {
 	applied atomic.Uint64
 	ackNote chan struct{}
 	runs    []transport.PageRun // scratch
+	hold    atomic.Pointer[chan struct{}] // tests: ACKs wait until it is closed
 }
 
 // register posts the urgent endpoint's receive buffers; it runs before
@@ -98,6 +99,13 @@ func (s *session) uackLoop() {
 		case <-u.ackNote:
 		case <-s.done:
 			return
+		}
+		if h := u.hold.Load(); h != nil {
+			select {
+			case <-*h:
+			case <-s.done:
+				return
+			}
 		}
 		if a := u.applied.Load(); a > sent {
 			if err := s.writeOn(context.Background(), s.uctrl, &s.uwlock, "urgent channel", wire.AppendAck(nil, a)); err != nil {

@@ -332,3 +332,93 @@ func TestLandedBeforeFlush(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerNeverWaitsForAck: the urgent channel's reader, which answers
+// page requests and also reads the destination's urgent ACKs, posts an
+// answer itself only when posting it waits for no ACK. With the ACKs held
+// back, an answer for a page in an unacknowledged COMMIT and more answers
+// than the destination has urgent receive slots go through the urgent
+// sender instead: the reader goes on reading (a message of another kind
+// still reaches RecvUrgent), and once the ACKs flow every page lands with
+// its last bytes.
+func TestAnswerNeverWaitsForAck(t *testing.T) {
+	p := providers(t)[0]
+	s := open(t, p, 0, 16<<20, nil)
+	ctx := armLanded(t, s)
+	fillRandom(s.src, 7)
+	owed, err := transport.NewOwed(uint64(len(s.src) / 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owed.Close()
+	const kind = 11
+	if err := s.send.Answer(ctx, kind, owed); err != nil {
+		t.Fatal(err)
+	}
+	landed := map[uint64]int{}
+	request := func(q uint64) {
+		t.Helper()
+		owed.Set(q, 1)
+		req := transport.AppendPageRequest(nil, []transport.PageRun{{First: q, Count: 1}})
+		if err := s.recv.SendUrgent(ctx, transport.Message{Kind: kind, Payload: req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	await := func(want map[uint64]int) {
+		t.Helper()
+		for {
+			done := true
+			for q, n := range want {
+				done = done && landed[q] >= n
+			}
+			if done {
+				return
+			}
+			runs, err := s.recv.Landed(ctx)
+			if err != nil {
+				t.Fatalf("Landed: %v (landed %v, want %v)", err, landed, want)
+			}
+			for _, r := range runs {
+				for q := r.First; q < r.First+r.Count; q++ {
+					landed[q]++
+				}
+			}
+		}
+	}
+
+	request(1)
+	await(map[uint64]int{1: 1})
+	if n := s.send.AnsweredInline(); n != 1 {
+		t.Fatalf("%d answers posted by the reader, want 1 (nothing waited before it)", n)
+	}
+	release := s.recv.HoldUrgentAcks()
+	defer release()
+	request(5)
+	await(map[uint64]int{5: 1}) // landed, not acknowledged
+	fillRandom(s.src[5*4096:6*4096], 8)
+	request(5) // in an unacknowledged COMMIT
+	want := map[uint64]int{5: 2}
+	for i := range uint64(2 * rdma.Uslots) {
+		request(100 + 2*i)
+		want[100+2*i] = 1
+	}
+	if err := s.recv.SendUrgent(ctx, transport.Message{Kind: kind + 1, Payload: []byte("still reading?")}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	m, err := s.send.RecvUrgent(rctx)
+	cancel()
+	if err != nil || m.Kind != kind+1 {
+		t.Fatalf("RecvUrgent with the ACKs held: kind %d, %v; the reader is stuck", m.Kind, err)
+	}
+	release()
+	await(want)
+	for q := range want {
+		if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
+			t.Errorf("page %d differs from the source's at the end", q)
+		}
+	}
+	if n := s.send.AnsweredInline(); n < 2 || n >= uint64(3+2*rdma.Uslots) {
+		t.Errorf("%d of %d answers posted by the reader: want some, not all", n, 3+2*rdma.Uslots)
+	}
+}
