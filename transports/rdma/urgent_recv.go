@@ -21,7 +21,7 @@ type ureceiver struct {
 	next    uint64 // the urgent COMMIT expected next (pollUrgentReceive only)
 	applied atomic.Uint64
 	ackNote chan struct{}
-	runs    []transport.PageRun // scratch
+	runs    []transport.PageRun           // scratch
 	hold    atomic.Pointer[chan struct{}] // tests: ACKs wait until it is closed
 }
 
