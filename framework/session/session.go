@@ -78,9 +78,8 @@ type Session struct {
 // and checks spec.Transport.Config against the schema it reports. On
 // the sending side every hint provider of spec starts at the same time,
 // in the background (Send configures them); a receiving session starts
-// none. ctx bounds the transport's
-// start; cancelling it later kills nothing. On error nothing is left
-// running or open.
+// none. ctx bounds the transport's start; cancelling it later kills
+// nothing. On error nothing is left running or open.
 func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error) {
 	start := time.Now()
 	if err := checkRole(spec.Role); err != nil {
