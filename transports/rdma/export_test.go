@@ -64,9 +64,5 @@ func (t *Transport) HoldUrgentAcks() (release func()) {
 	return sync.OnceFunc(func() { close(ch) })
 }
 
-// AnsweredInline is how many answers the open sender's urgent channel
-// reader posted itself (postNow), not through its urgent sender.
-func (t *Transport) AnsweredInline() uint64 { return t.s.usnd.inline.Load() }
-
 // Uslots is how many urgent COMMITs may be unacknowledged.
 const Uslots = uslots

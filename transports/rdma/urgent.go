@@ -15,8 +15,7 @@ import (
 //
 //	source                                        destination
 //	urgent channel: 2nd TCP + transport.Secure ─► RecvUrgent (MSG both ways)
-//	SendPagesUrgent ─ urgentLoop, in queue order (an answered REQUEST:
-//	  the reader itself, when nothing waits before it; postNow):
+//	SendPagesUrgent ─ urgentLoop, in queue order:
 //	  data ═ fi_write(RAM → RAM), urgent endpoint ═► guest RAM (registered
 //	                                                  on that endpoint too)
 //	  UCOMMIT useq, runs (fi_send after writes) ═══► data visible; zero runs
@@ -140,10 +139,8 @@ func (t *Transport) Answer(_ context.Context, kind uint32, owed *transport.Owed)
 }
 
 // answer queues the owed pages of a request on the urgent endpoint, as
-// SendPagesUrgent does, and posts them at once when nothing is queued
-// before them and posting them waits for no ACK (postNow); otherwise
-// urgentLoop posts them, and the reader goes on reading. A failed post
-// fails the session.
+// SendPagesUrgent does, without waiting for them to be posted (the
+// reader goes on reading; a failed post fails the session).
 func (s *session) answer(req []byte) error {
 	runs, err := s.answering.Claim(req, s.ram.Page)
 	if err != nil {
@@ -152,14 +149,7 @@ func (s *session) answer(req []byte) error {
 	if len(runs) == 0 {
 		return nil
 	}
-	it, _ := s.ord.queueUrgent(slices.Clone(runs))
-	if posted, err := s.postNow(it); posted {
-		if err != nil {
-			err = fmt.Errorf("post urgent pages: %w", err)
-			s.fail(err, wire.CodeFailed)
-		}
-		return err
-	}
+	s.ord.queueUrgent(slices.Clone(runs))
 	select {
 	case s.usnd.kick <- struct{}{}:
 	default:

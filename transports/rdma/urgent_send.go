@@ -3,7 +3,6 @@ package rdma
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -32,12 +31,8 @@ type usender struct {
 	posted  atomic.Uint64 // last COMMIT posted
 	acked   atomic.Uint64 // last COMMIT the destination acknowledged
 	ackNote notifier
-	// postMu is held by whoever posts the queue's head: urgentLoop, or
-	// the urgent channel's reader answering a request (postNow).
-	postMu sync.Mutex
-	// postMu's holder only: pages of COMMITs not yet acknowledged.
+	// urgentLoop only: pages of COMMITs not yet acknowledged.
 	recent []urec
-	inline atomic.Uint64 // items posted by postNow (tests)
 }
 
 type urec struct{ first, count, commit uint64 }
@@ -91,88 +86,36 @@ func (s *session) usendCtrl(f wire.Frame) error {
 // batch it waits for (if any) was acknowledged.
 func (s *session) urgentLoop() {
 	for {
-		posted, err := s.postHead()
-		switch {
-		case err != nil:
+		it := s.ord.head()
+		if it == nil {
+			select {
+			case <-s.usnd.kick:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		for it.gate != 0 {
+			ch := s.snd.ackNote.wait()
+			if s.snd.acked.Load() >= it.gate {
+				break
+			}
+			select {
+			case <-ch:
+			case <-s.done:
+				s.ord.posted(it, 0, s.error())
+				return
+			}
+		}
+		err := s.postUrgent(it)
+		s.ord.posted(it, s.usnd.posted.Load(), err)
+		if err != nil {
 			// Nobody may wait for the item (an answered request): the
 			// session ends, and the engine's reconnect resends its pages.
 			s.fail(fmt.Errorf("post urgent pages: %w", err), wire.CodeFailed)
 			return
-		case posted:
-			continue
-		}
-		select {
-		case <-s.usnd.kick:
-		case <-s.done:
-			return
 		}
 	}
-}
-
-// postHead posts the queue's head, if any, once the bulk batch it waits
-// for was acknowledged, holding postMu.
-func (s *session) postHead() (posted bool, err error) {
-	s.usnd.postMu.Lock()
-	defer s.usnd.postMu.Unlock()
-	it := s.ord.head()
-	if it == nil {
-		return false, nil
-	}
-	for it.gate != 0 {
-		ch := s.snd.ackNote.wait()
-		if s.snd.acked.Load() >= it.gate {
-			break
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			err := s.error()
-			s.ord.posted(it, 0, err)
-			return true, err
-		}
-	}
-	err = s.postUrgent(it)
-	s.ord.posted(it, s.usnd.posted.Load(), err)
-	return true, err
-}
-
-// postNow posts it on the calling goroutine when it is the queue's head,
-// waits for no bulk batch and can be posted without waiting for an urgent
-// ACK (fits), and nobody else is posting; it reports whether it did. The
-// urgent channel's reader answers requests so, one goroutine hand-off
-// fewer than through urgentLoop: it reads the ACKs, so it must never wait
-// for one.
-func (s *session) postNow(it *uitem) (bool, error) {
-	u := &s.usnd
-	if it.gate != 0 || !u.postMu.TryLock() {
-		return false, nil
-	}
-	defer u.postMu.Unlock()
-	if s.ord.head() != it || !u.fits(it.runs) {
-		return false, nil
-	}
-	u.inline.Add(1)
-	err := s.postUrgent(it)
-	s.ord.posted(it, u.posted.Load(), err)
-	return true, err
-}
-
-// fits reports whether postUrgent would post runs without waiting for an
-// urgent ACK (postMu held): the runs are increasing and disjoint (a page
-// twice in one item waits for its first copy's ACK), none of their pages
-// is in a COMMIT not yet acknowledged, and their COMMITs fit in the
-// destination's free receive slots.
-func (u *usender) fits(runs []transport.PageRun) bool {
-	var end, pieces uint64
-	for _, r := range runs {
-		if r.First < end || u.conflict(r) != 0 {
-			return false
-		}
-		end = r.First + r.Count
-		pieces += (r.Count + 1<<31 - 1) >> 31
-	}
-	commits := (pieces + maxURuns - 1) / maxURuns
-	return u.posted.Load()+commits-u.acked.Load() <= uslots
 }
 
 // postUrgent writes an item's data runs on the urgent endpoint, then its

@@ -333,14 +333,16 @@ func TestLandedBeforeFlush(t *testing.T) {
 	}
 }
 
-// TestAnswerNeverWaitsForAck: the urgent channel's reader, which answers
-// page requests and also reads the destination's urgent ACKs, posts an
-// answer itself only when posting it waits for no ACK. With the ACKs held
-// back, an answer for a page in an unacknowledged COMMIT and more answers
-// than the destination has urgent receive slots go through the urgent
-// sender instead: the reader goes on reading (a message of another kind
-// still reaches RecvUrgent), and once the ACKs flow every page lands with
-// its last bytes.
+// TestAnswerNeverWaitsForAck: the urgent channel's reader answers page
+// requests and also reads the destination's urgent ACKs, so answering
+// must never wait for an ACK. With the ACKs held back, an answer for a
+// page in an unacknowledged COMMIT and more answers than the destination
+// has urgent receive slots must leave the reader reading (a message of
+// another kind still reaches RecvUrgent), and once the ACKs flow every
+// page lands with its last bytes. (Posting an answer from the reader
+// itself, without the urgent sender's hand-off, was tried: it must then
+// fall back to the sender in exactly these cases, and it measured no
+// faster; docs/BENCHMARKS.md.)
 func TestAnswerNeverWaitsForAck(t *testing.T) {
 	p := providers(t)[0]
 	s := open(t, p, 0, 16<<20, nil)
@@ -388,9 +390,6 @@ func TestAnswerNeverWaitsForAck(t *testing.T) {
 
 	request(1)
 	await(map[uint64]int{1: 1})
-	if n := s.send.AnsweredInline(); n != 1 {
-		t.Fatalf("%d answers posted by the reader, want 1 (nothing waited before it)", n)
-	}
 	release := s.recv.HoldUrgentAcks()
 	defer release()
 	request(5)
@@ -417,8 +416,5 @@ func TestAnswerNeverWaitsForAck(t *testing.T) {
 		if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
 			t.Errorf("page %d differs from the source's at the end", q)
 		}
-	}
-	if n := s.send.AnsweredInline(); n < 2 || n >= uint64(3+2*rdma.Uslots) {
-		t.Errorf("%d of %d answers posted by the reader: want some, not all", n, 3+2*rdma.Uslots)
 	}
 }
