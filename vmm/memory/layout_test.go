@@ -105,4 +105,13 @@ func TestGuestSparse(t *testing.T) {
 	if st.Blocks*512 > 1<<20 {
 		t.Errorf("an untouched 8 GiB guest uses %d bytes of host memory", st.Blocks*512)
 	}
+	// Its size is sealed: a plugin handed the memfd cannot truncate it
+	// under the VMM's mapping (punching holes stays allowed: Discard).
+	want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+	if seals, err := unix.FcntlInt(uintptr(g.Fd()), unix.F_GET_SEALS, 0); err != nil || seals&want != want {
+		t.Errorf("guest memfd seals %#x (%v), want %#x", seals, err, want)
+	}
+	if err := unix.Ftruncate(g.Fd(), 0); err == nil {
+		t.Error("the guest memfd could be truncated")
+	}
 }
