@@ -47,7 +47,8 @@ func (r *resources) release() {
 
 // open returns a descriptor for f's file with a file offset of our own:
 // lseek(SEEK_DATA) moves the offset, and f's description is shared with
-// the VMM. It reopens /proc/self/fd/N, which makes a new description.
+// the VMM's session (its other plugins, the transport). It reopens
+// /proc/self/fd/N, which makes a new description.
 func (r *resources) open(f *os.File, log hclog.Logger) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
 	raw, err := f.SyscallConn()
@@ -63,7 +64,7 @@ func (r *resources) open(f *os.File, log hclog.Logger) (int, unix.Stat_t, error)
 		r.files = append(r.files, own)
 		fd = int(own.Fd())
 	} else {
-		log.Warn("cannot reopen a RAM file; seeking on the description shared with the VMM", "file", f.Name(), "error", err)
+		log.Warn("cannot reopen a RAM file; seeking on the description shared with the VMM's session", "file", f.Name(), "error", err)
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		return -1, st, fmt.Errorf("pagemap: stat %s: %w", f.Name(), err)
