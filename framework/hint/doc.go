@@ -70,6 +70,8 @@
 //     SEEK_DATA/SEEK_HOLE), never through a mapping of VM.Files: reading
 //     a hole of the guest's memfd through a MAP_SHARED mapping allocates
 //     it on the host (64 MiB of reads, 64 MiB resident), pread does not.
+//     VM.Files are read-only (engine.RAMFiles): a provider cannot write,
+//     punch or truncate the guest it hints about, even by mistake.
 //   - Answer by the deadline: Request.AnswerBy (the deadline minus a
 //     margin) and Request.Context; what arrives after Request.Deadline is
 //     dropped and counted as late.

@@ -70,8 +70,8 @@ type Region struct {
 type VM struct {
 	ID    string   // a name for logs
 	PID   int      // the VMM process
-	RAM   []Region // in page-index order (framework.Layout)
-	Files []*os.File
+	RAM   []Region   // in page-index order (framework.Layout)
+	Files []*os.File // guest RAM, opened read-only by the VMM's session
 }
 
 // Range is Count pages from page index First (framework page indices:
