@@ -68,8 +68,8 @@ type Region struct {
 
 // VM identifies the virtual machine whose pages are hinted.
 type VM struct {
-	ID    string   // a name for logs
-	PID   int      // the VMM process
+	ID    string     // a name for logs
+	PID   int        // the VMM process
 	RAM   []Region   // in page-index order (framework.Layout)
 	Files []*os.File // guest RAM, opened read-only by the VMM's session
 }
