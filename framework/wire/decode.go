@@ -39,6 +39,15 @@ type Decoder struct {
 	pending    int    // unread page data of the current PAGES frame
 	pages      int    // pages of the current PAGES frame
 	compressed bool
+	stride     Run // Cell and Every of the strided ZERO runs this reader takes (AcceptStrided)
+}
+
+// AcceptStrided lets the Decoder return strided ZERO runs (FlagStrided)
+// of cells of cell pages, one of every every; a strided run with another
+// stride, or any strided run before this call, is an error. The caller
+// still checks that each run's first cell is one it owns.
+func (d *Decoder) AcceptStrided(cell, every uint16) {
+	d.stride = Run{Cell: cell, Every: every}
 }
 
 // NewDecoder returns a Decoder reading from r through a buffer of its own.
@@ -106,9 +115,18 @@ func (d *Decoder) run(f *Frame) error {
 	if f.Type == TypePages {
 		limit = MaxPagesPerFrame
 	}
+	strided := f.Flags&FlagStrided != 0
+	if strided {
+		f.Run.Cell, f.Run.Every = binary.BigEndian.Uint16(b[12:]), binary.BigEndian.Uint16(b[14:])
+	}
 	switch {
-	case binary.BigEndian.Uint32(b[12:]) != 0:
+	case !strided && binary.BigEndian.Uint32(b[12:]) != 0:
 		return fmt.Errorf("%w: reserved word of %v run is %#x", ErrMalformed, f.Type, binary.BigEndian.Uint32(b[12:]))
+	case strided && d.stride.Every == 0:
+		return fmt.Errorf("%w: strided ZERO run on a stream that takes none", ErrMalformed)
+	case strided && (f.Run.Cell != d.stride.Cell || f.Run.Every != d.stride.Every):
+		return fmt.Errorf("%w: ZERO run strided by %d cells of %d pages, this stream takes %d of %d",
+			ErrMalformed, f.Run.Every, f.Run.Cell, d.stride.Every, d.stride.Cell)
 	case f.Run.Count == 0 || f.Run.Count > limit:
 		return fmt.Errorf("%w: %v run of %d pages (allowed 1..%d)", ErrTooLong, f.Type, f.Run.Count, limit)
 	case f.Run.First+uint64(f.Run.Count) < f.Run.First:

@@ -9,6 +9,17 @@ import (
 	"testing"
 )
 
+// goldenStride is the stride of the strided golden ZERO frame; the
+// tests' decoders take it (newDecoder).
+const goldenCell, goldenEvery = 256, 2
+
+// newDecoder is a Decoder that takes the golden strided ZERO runs.
+func newDecoder(b []byte) *Decoder {
+	d := NewDecoder(bytes.NewReader(b))
+	d.AcceptStrided(goldenCell, goldenEvery)
+	return d
+}
+
 // frameWith returns a valid frame of type t with header bytes patched by fix.
 func frameWith(t *testing.T, typ Type, fix func(b []byte)) []byte {
 	t.Helper()
@@ -54,6 +65,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"PAGES raw size mismatch", frameWith(t, TypePages, func(b []byte) { binary.BigEndian.PutUint32(b[28:], 2) }), ErrMalformed},
 		{"PAGES run reserved", frameWith(t, TypePages, func(b []byte) { b[35] = 1 }), ErrMalformed},
 		{"PAGES wraps", frameWith(t, TypePages, func(b []byte) { binary.BigEndian.PutUint64(b[20:], ^uint64(0)) }), ErrMalformed},
+		{"unknown ZERO flag", frameWith(t, TypeZero, func(b []byte) { b[6] = byte(FlagCompressed) }), ErrMalformed},
+		{"ZERO run reserved", frameWith(t, TypeZero, func(b []byte) { b[35] = 1 }), ErrMalformed},
+		{"strided ZERO, other cell", stridedWith(t, func(b []byte) { binary.BigEndian.PutUint16(b[32:], 128) }), ErrMalformed},
+		{"strided ZERO, other every", stridedWith(t, func(b []byte) { binary.BigEndian.PutUint16(b[34:], 3) }), ErrMalformed},
+		{"strided ZERO, every 0", stridedWith(t, func(b []byte) { binary.BigEndian.PutUint16(b[34:], 0) }), ErrMalformed},
 		{"ZERO count over limit", frameWith(t, TypeZero, func(b []byte) { binary.BigEndian.PutUint32(b[28:], MaxZeroPages+1) }), ErrTooLong},
 		{"MSG kind 0", frameWith(t, TypeMsg, func(b []byte) { binary.BigEndian.PutUint32(b[20:], 0) }), ErrMalformed},
 		{"ABORT code 0", frameWith(t, TypeAbort, func(b []byte) { binary.BigEndian.PutUint32(b[20:], 0) }), ErrMalformed},
@@ -77,7 +93,7 @@ func TestDecodeErrors(t *testing.T) {
 
 // decodeAll decodes every frame of b, reading page data, until an error.
 func decodeAll(b []byte) ([]Frame, error) {
-	d := NewDecoder(bytes.NewReader(b))
+	d := newDecoder(b)
 	var fs []Frame
 	for {
 		f, err := d.Next()
@@ -139,7 +155,7 @@ func TestClaimCostsLittle(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = append(b, make([]byte, 100)...)
-	d := NewDecoder(bytes.NewReader(b))
+	d := newDecoder(b)
 	f, err := d.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +173,7 @@ func TestSkipUnreadPages(t *testing.T) {
 	for _, g := range goldenFrames() {
 		b = append(b, g.bytes...)
 	}
-	d := NewDecoder(bytes.NewReader(b))
+	d := newDecoder(b)
 	var types []string
 	for {
 		f, err := d.Next()
@@ -169,7 +185,7 @@ func TestSkipUnreadPages(t *testing.T) {
 		}
 		types = append(types, f.Type.String())
 	}
-	if got := strings.Join(types, " "); got != "HELLO HELLO PAGES PAGES ZERO ACK MSG BYE ABORT" {
+	if got := strings.Join(types, " "); got != "HELLO HELLO PAGES PAGES ZERO ZERO ACK MSG BYE ABORT" {
 		t.Fatalf("frames %q", got)
 	}
 }
@@ -198,14 +214,20 @@ func TestEncoderLimits(t *testing.T) {
 	if _, err := AppendMsg(nil, 0, nil); err == nil {
 		t.Error("AppendMsg of kind 0")
 	}
-	if _, err := AppendPagesHeader(nil, 1, Run{0, MaxPagesPerFrame + 1}, false, (MaxPagesPerFrame+1)*PageSize); err == nil {
+	if _, err := AppendPagesHeader(nil, 1, Run{First: 0, Count: MaxPagesPerFrame + 1}, false, (MaxPagesPerFrame+1)*PageSize); err == nil {
 		t.Error("AppendPagesHeader over MaxPagesPerFrame")
 	}
-	if _, err := AppendPagesHeader(nil, 1, Run{0, 1}, false, 100); err == nil {
+	if _, err := AppendPagesHeader(nil, 1, Run{First: 0, Count: 1}, false, 100); err == nil {
 		t.Error("AppendPagesHeader with short raw data")
 	}
-	if _, err := AppendZero(nil, 1, Run{^uint64(0), 2}); err == nil {
+	if _, err := AppendZero(nil, 1, Run{First: ^uint64(0), Count: 2}); err == nil {
 		t.Error("AppendZero wrapping")
+	}
+	if _, err := AppendZero(nil, 1, Run{First: 0, Count: 512, Cell: 256}); err == nil {
+		t.Error("AppendZero strided with Every 0")
+	}
+	if _, err := AppendPagesHeader(nil, 1, Run{First: 0, Count: 1, Cell: 256, Every: 2}, false, PageSize); err == nil {
+		t.Error("AppendPagesHeader strided")
 	}
 	if _, err := AppendHello(nil, Hello{Streams: 1, RAM: make([]Region, MaxRegions+1)}); err == nil {
 		t.Error("AppendHello over MaxRegions")
@@ -239,5 +261,72 @@ func TestUrgentFlag(t *testing.T) {
 	}
 	if _, err := AppendHello(nil, Hello{Stream: 1, Streams: 2, Urgent: true}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("urgent HELLO for stream 1: %v, want ErrMalformed", err)
+	}
+}
+
+// stridedWith returns the golden strided ZERO frame with bytes patched by fix.
+func stridedWith(t *testing.T, fix func(b []byte)) []byte {
+	t.Helper()
+	b := mustFrame(AppendZero(nil, 1, Run{First: 0, Count: 1024, Cell: goldenCell, Every: goldenEvery}))
+	fix(b)
+	return b
+}
+
+// TestStridedNotTaken: a reader that did not say which stride it takes
+// (AcceptStrided) refuses every strided run, so none is ever applied as
+// a contiguous one.
+func TestStridedNotTaken(t *testing.T) {
+	_, err := NewDecoder(bytes.NewReader(stridedWith(t, func([]byte) {}))).Next()
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "takes none") {
+		t.Fatalf("got %v, want ErrMalformed: takes none", err)
+	}
+}
+
+// TestRunPages checks Run.Pages and Run.Next against a page-by-page walk
+// of what a strided run covers.
+func TestRunPages(t *testing.T) {
+	covers := func(r Run, p uint64) bool {
+		if p < r.First || p >= r.End() {
+			return false
+		}
+		return !r.Strided() || (p/uint64(r.Cell))%uint64(r.Every) == (r.First/uint64(r.Cell))%uint64(r.Every)
+	}
+	runs := []Run{
+		{First: 5, Count: 10},
+		{First: 0, Count: 1024, Cell: 256, Every: 2},
+		{First: 300, Count: 2000, Cell: 256, Every: 2},
+		{First: 511, Count: 1, Cell: 256, Every: 2},
+		{First: 511, Count: 2, Cell: 256, Every: 2},
+		{First: 7, Count: 100, Cell: 4, Every: 3},
+		{First: 1 << 40, Count: 777, Cell: 16, Every: 1},
+		{First: 64, Count: 1000, Cell: 64, Every: 64},
+	}
+	for _, r := range runs {
+		var want uint64
+		for p := r.First; p < r.End(); p++ {
+			if covers(r, p) {
+				want++
+			}
+		}
+		if got := r.Pages(); got != want {
+			t.Errorf("%+v: Pages %d, want %d", r, got, want)
+		}
+		for p := r.First - min(r.First, 3); p <= r.End()+1; p++ {
+			first, end := r.Next(p)
+			w := min(max(p, r.First), r.End())
+			for w < r.End() && !covers(r, w) {
+				w++
+			}
+			if first != w {
+				t.Fatalf("%+v: Next(%d) starts at %d, want %d", r, p, first, w)
+			}
+			we := w
+			for we < r.End() && covers(r, we) && (!r.Strided() || we == w || we%uint64(r.Cell) != 0) {
+				we++
+			}
+			if end != we {
+				t.Fatalf("%+v: Next(%d) ends at %d, want %d", r, p, end, we)
+			}
+		}
 	}
 }

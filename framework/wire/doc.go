@@ -14,7 +14,8 @@
 //	        nregions u32, then nregions × (gpa u64, size u64)
 //	PAGES   first u64 count u32 rsvd u32, then the pages:                batch number
 //	        count×4096 raw bytes, or an lz4 block (flags&Compressed)
-//	ZERO    first u64 count u32 rsvd u32                                 batch number
+//	ZERO    first u64 count u32, then cell u16 every u16 (flags&Strided) batch number
+//	        or rsvd u32
 //	ACK     (none)                                                       last batch written
 //	MSG     kind u32, then at most MaxMessage bytes                      0
 //	BYE     reason (UTF-8, at most MaxReason bytes)                      0
@@ -27,6 +28,14 @@
 // ACK n once every batch up to n of that stream is in guest RAM. MSG
 // frames travel on stream 0 in both directions. BYE ends a session
 // normally, ABORT says why it failed.
+//
+// A ZERO run may be strided (FlagStrided): of its range it
+// covers the pages in one cell of every "every" cells of "cell" pages,
+// starting with the first page's cell (Run). The TCP transport deals
+// pages out to its streams in cells round robin and sends a long zero run
+// as one strided frame per stream, so the holes of an idle guest cost a
+// few frames, not one per cell. A Decoder returns strided runs only to a
+// reader that named the stride it takes (AcceptStrided).
 //
 // A session may add one urgent stream (transport API 3): its HELLO
 // carries FlagUrgent, stream 0 and the number of bulk streams. On it, MSG

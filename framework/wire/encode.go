@@ -7,9 +7,64 @@ import (
 )
 
 // Run is the page range of a PAGES or ZERO frame.
+//
+// A ZERO run may be strided (FlagStrided): pages are
+// grouped in cells of Cell pages (cell k is pages [k*Cell, (k+1)*Cell)),
+// and the run covers only the pages of [First, First+Count) that lie in
+// every Every-th cell counted from First's cell. A transport that deals
+// cells out to its streams round robin (transports/tcp) sends each
+// stream's share of a long zero run as one frame instead of one per cell,
+// so an idle guest's holes cost frames in proportion to its ranges, not
+// its size. Cell and Every are both 0 in every other run.
 type Run struct {
 	First uint64 // page index
-	Count uint32 // pages
+	Count uint32 // pages from First, the pages a strided run skips included
+	Cell  uint16 // strided: pages per cell
+	Every uint16 // strided: the run covers one cell of every Every
+}
+
+// Strided reports whether the run is strided.
+func (r Run) Strided() bool { return r.Every != 0 }
+
+// End is the page after the run's range.
+func (r Run) End() uint64 { return r.First + uint64(r.Count) }
+
+// period is where a strided run's pattern starts and how long it is.
+func (r Run) period() (base, p uint64) {
+	cell := uint64(r.Cell)
+	return r.First / cell * cell, cell * uint64(r.Every)
+}
+
+// Pages is the number of pages the run covers.
+func (r Run) Pages() uint64 {
+	if !r.Strided() {
+		return uint64(r.Count)
+	}
+	base, p := r.period()
+	upTo := func(x uint64) uint64 { return x/p*uint64(r.Cell) + min(x%p, uint64(r.Cell)) }
+	return upTo(r.End()-base) - upTo(r.First-base)
+}
+
+// Next returns the first page at or after page p that the run covers,
+// and the end of the stretch of covered pages that starts there (within
+// one cell for a strided run); first == End() when there is none.
+func (r Run) Next(p uint64) (first, end uint64) {
+	e := r.End()
+	p = max(p, r.First)
+	if p >= e {
+		return e, e
+	}
+	if !r.Strided() {
+		return p, e
+	}
+	base, per := r.period()
+	x := p - base
+	start := base + x/per*per // the covered cell at or before p
+	if x%per >= uint64(r.Cell) {
+		start += per
+		p = start
+	}
+	return min(p, e), min(start+uint64(r.Cell), e)
 }
 
 // Code says why a session was aborted. 0 is invalid.
@@ -41,7 +96,8 @@ func appendHeader(dst []byte, h Header) []byte {
 func appendRun(dst []byte, r Run) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, r.First)
 	dst = binary.BigEndian.AppendUint32(dst, r.Count)
-	return binary.BigEndian.AppendUint32(dst, 0)
+	dst = binary.BigEndian.AppendUint16(dst, r.Cell)
+	return binary.BigEndian.AppendUint16(dst, r.Every)
 }
 
 // AppendPagesHeader appends the header and run of a PAGES frame whose
@@ -50,6 +106,9 @@ func appendRun(dst []byte, r Run) []byte {
 func AppendPagesHeader(dst []byte, seq uint64, r Run, compressed bool, dataLen int) ([]byte, error) {
 	if r.Count == 0 || r.Count > MaxPagesPerFrame || r.First+uint64(r.Count) < r.First {
 		return dst, fmt.Errorf("%w: PAGES run %d+%d (at most %d pages)", ErrTooLong, r.First, r.Count, MaxPagesPerFrame)
+	}
+	if r.Cell != 0 || r.Every != 0 {
+		return dst, fmt.Errorf("%w: PAGES run %d+%d cannot be strided", ErrMalformed, r.First, r.Count)
 	}
 	raw := int(r.Count) * PageSize
 	if (!compressed && dataLen != raw) || (compressed && (dataLen <= 0 || dataLen > raw)) {
@@ -72,12 +131,19 @@ func AppendPages(dst []byte, seq uint64, r Run, compressed bool, data []byte) ([
 	return append(dst, data...), nil
 }
 
-// AppendZero appends a ZERO frame.
+// AppendZero appends a ZERO frame, with FlagStrided if the run is strided.
 func AppendZero(dst []byte, seq uint64, r Run) ([]byte, error) {
 	if r.Count == 0 || r.Count > MaxZeroPages || r.First+uint64(r.Count) < r.First {
 		return dst, fmt.Errorf("%w: ZERO run %d+%d (at most %d pages)", ErrTooLong, r.First, r.Count, MaxZeroPages)
 	}
-	dst = appendHeader(dst, Header{Type: TypeZero, Length: RunSize, Seq: seq})
+	var fl Flags
+	if r.Cell != 0 || r.Every != 0 {
+		if r.Cell == 0 || r.Every == 0 {
+			return dst, fmt.Errorf("%w: ZERO run %d+%d strided by %d cells of %d pages", ErrMalformed, r.First, r.Count, r.Every, r.Cell)
+		}
+		fl = FlagStrided
+	}
+	dst = appendHeader(dst, Header{Type: TypeZero, Flags: fl, Length: RunSize, Seq: seq})
 	return appendRun(dst, r), nil
 }
 

@@ -17,7 +17,7 @@ const Version = 1
 // them before anything is allocated or read.
 const (
 	HeaderSize       = 20      // fixed frame header
-	RunSize          = 16      // first u64, count u32, reserved u32 of PAGES and ZERO
+	RunSize          = 16      // first u64, count u32, then cell u16 and every u16 (strided ZERO) or 0 u32
 	PageSize         = 4096    // bytes per page
 	MaxPagesPerFrame = 4096    // pages in one PAGES frame (16 MiB)
 	MaxZeroPages     = 1 << 20 // pages in one ZERO frame (4 GiB)
@@ -59,8 +59,8 @@ func (t Type) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
-// Flags qualify a frame. PAGES defines FlagCompressed and HELLO
-// FlagUrgent; every other bit must be 0.
+// Flags qualify a frame. PAGES defines FlagCompressed, HELLO FlagUrgent
+// and ZERO FlagStrided; every other bit must be 0.
 type Flags uint8
 
 const (
@@ -71,6 +71,13 @@ const (
 	// malformed, and the secure channel's go-ahead keeps such peers apart
 	// before any frame).
 	FlagUrgent Flags = 1 << 1
+	// FlagStrided marks a ZERO frame whose run is strided (Run.Cell,
+	// Run.Every). A Decoder refuses it unless its reader said which
+	// stride it takes (AcceptStrided), so a reader that would apply the
+	// run as contiguous never sees one. Added within version 1, as
+	// FlagUrgent was: a reader without it refuses the frame as malformed
+	// (docs/ARCHITECTURE.md, "Wire frames").
+	FlagStrided Flags = 1 << 2
 )
 
 // Header is the fixed part of a frame.
@@ -110,7 +117,8 @@ func ParseHeader(b []byte) (Header, error) {
 	if b[7] != 0 {
 		return Header{}, fmt.Errorf("%w: reserved header byte is %#x", ErrMalformed, b[7])
 	}
-	if h.Flags != 0 && !(h.Type == TypePages && h.Flags&^FlagCompressed == 0 || h.Type == TypeHello && h.Flags == FlagUrgent) {
+	if h.Flags != 0 && !(h.Type == TypePages && h.Flags&^FlagCompressed == 0 || h.Type == TypeHello && h.Flags == FlagUrgent ||
+		h.Type == TypeZero && h.Flags == FlagStrided) {
 		return Header{}, fmt.Errorf("%w: flags %#x on %v", ErrMalformed, uint8(h.Flags), h.Type)
 	}
 	lo, hi := lengthBounds(h.Type)

@@ -23,7 +23,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Add(all)
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := NewDecoder(bytes.NewReader(in))
+		d := newDecoder(in)
 		off := 0
 		for {
 			fr, err := d.Next()
@@ -72,6 +72,10 @@ func checkBounds(t *testing.T, f Frame) {
 		t.Fatalf("PAGES of %d pages accepted", f.Run.Count)
 	case f.Type == TypeZero && (f.Run.Count == 0 || f.Run.Count > MaxZeroPages):
 		t.Fatalf("ZERO of %d pages accepted", f.Run.Count)
+	case f.Run.Strided() && (f.Type != TypeZero || f.Run.Cell != goldenCell || f.Run.Every != goldenEvery):
+		t.Fatalf("%v run strided by %d cells of %d pages accepted", f.Type, f.Run.Every, f.Run.Cell)
+	case f.Run.Strided() != (f.Flags&FlagStrided != 0):
+		t.Fatalf("strided %v with flags %#x", f.Run.Strided(), f.Flags)
 	}
 }
 

@@ -60,11 +60,13 @@ func goldenFrames() []goldenFrame {
 		{"hello", mustFrame(AppendHello(nil, hello)), Frame{Header: Header{Type: TypeHello, Length: 60}, Hello: hello}, nil},
 		{"hello_urgent", mustFrame(AppendHello(nil, urgent)), Frame{Header: Header{Type: TypeHello, Flags: FlagUrgent, Length: 60}, Hello: urgent}, nil},
 		{"pages_raw", mustFrame(AppendPages(nil, 7, Run{First: 0x12345, Count: 1}, false, raw)),
-			Frame{Header: Header{Type: TypePages, Length: RunSize + PageSize, Seq: 7}, Run: Run{0x12345, 1}, DataLen: PageSize}, raw},
+			Frame{Header: Header{Type: TypePages, Length: RunSize + PageSize, Seq: 7}, Run: Run{First: 0x12345, Count: 1}, DataLen: PageSize}, raw},
 		{"pages_lz4", mustFrame(AppendPages(nil, 8, Run{First: 0x200, Count: 2}, true, comp)),
-			Frame{Header: Header{Type: TypePages, Flags: FlagCompressed, Length: uint32(RunSize + len(comp)), Seq: 8}, Run: Run{0x200, 2}, DataLen: len(comp)}, two},
+			Frame{Header: Header{Type: TypePages, Flags: FlagCompressed, Length: uint32(RunSize + len(comp)), Seq: 8}, Run: Run{First: 0x200, Count: 2}, DataLen: len(comp)}, two},
 		{"zero", mustFrame(AppendZero(nil, 9, Run{First: 0x40000, Count: 256})),
-			Frame{Header: Header{Type: TypeZero, Length: RunSize, Seq: 9}, Run: Run{0x40000, 256}}, nil},
+			Frame{Header: Header{Type: TypeZero, Length: RunSize, Seq: 9}, Run: Run{First: 0x40000, Count: 256}}, nil},
+		{"zero_strided", mustFrame(AppendZero(nil, 10, Run{First: 0x40100, Count: 0x1ff00, Cell: goldenCell, Every: goldenEvery})),
+			Frame{Header: Header{Type: TypeZero, Flags: FlagStrided, Length: RunSize, Seq: 10}, Run: Run{First: 0x40100, Count: 0x1ff00, Cell: goldenCell, Every: goldenEvery}}, nil},
 		{"ack", AppendAck(nil, 9), Frame{Header: Header{Type: TypeAck, Seq: 9}}, nil},
 		{"msg", mustFrame(AppendMsg(nil, 3, msg)),
 			Frame{Header: Header{Type: TypeMsg, Length: uint32(4 + len(msg))}, Kind: 3, Payload: msg}, nil},
@@ -116,7 +118,7 @@ func undump(t *testing.T, s string) []byte {
 
 func checkDecode(t *testing.T, b []byte, g goldenFrame) {
 	t.Helper()
-	d := NewDecoder(bytes.NewReader(b))
+	d := newDecoder(b)
 	f, err := d.Next()
 	if err != nil {
 		t.Fatalf("decode %s: %v", g.name, err)
