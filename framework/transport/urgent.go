@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -55,15 +56,13 @@ func (l *Lane) Bulk(seq, first, count uint64, write func(first, count uint64) er
 		return write(first, count)
 	}
 	start := first
-	for p := first; p < first+count; p++ {
-		if a, ok := l.rec[p]; ok && seq <= a {
-			if p > start {
-				if err := write(start, p-start); err != nil {
-					return err
-				}
+	for _, p := range l.overtaken(seq, first, count) {
+		if p > start {
+			if err := write(start, p-start); err != nil {
+				return err
 			}
-			start = p + 1
 		}
+		start = p + 1
 	}
 	if end := first + count; end > start {
 		if err := write(start, end-start); err != nil {
@@ -86,6 +85,30 @@ func (l *Lane) Bulk(seq, first, count uint64, write func(first, count uint64) er
 		l.fifo = nil
 	}
 	return nil
+}
+
+// overtaken returns, in order, the pages of [first, first+count) whose
+// copy in bulk batch seq an urgent copy overtook: by walking the batch's
+// pages, or the urgent records when there are fewer of them (a strided
+// ZERO run of transports/tcp spans up to MaxZeroPages pages; the records
+// are a few urgent pages).
+func (l *Lane) overtaken(seq, first, count uint64) []uint64 {
+	var out []uint64
+	if uint64(len(l.rec)) < count {
+		for p, a := range l.rec {
+			if p >= first && p-first < count && seq <= a {
+				out = append(out, p)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	for p := first; p < first+count; p++ {
+		if a, ok := l.rec[p]; ok && seq <= a {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Overtaken reports whether a bulk copy of page p in batch seq would be

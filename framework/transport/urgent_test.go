@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -62,6 +63,31 @@ func TestLane(t *testing.T) {
 	boom := errors.New("boom")
 	if err := l.Bulk(6, 0, 1, func(uint64, uint64) error { return boom }); !errors.Is(err, boom) {
 		t.Errorf("Bulk = %v, want the write's error", err)
+	}
+}
+
+// TestLaneOvertakenWalks: the pages a bulk batch must skip are the same
+// whether the lane walks the batch's pages or its urgent records (it
+// walks whichever is shorter), for long batches and short ones.
+func TestLaneOvertakenWalks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		var l Lane
+		l.rec = map[uint64]uint64{}
+		for range rng.IntN(40) {
+			l.rec[rng.Uint64N(1<<12)] = rng.Uint64N(8) + 1
+		}
+		seq, first := rng.Uint64N(8)+1, rng.Uint64N(1<<12)
+		count := uint64(1) << rng.IntN(14)
+		var want []uint64
+		for p := first; p < first+count; p++ {
+			if a, ok := l.rec[p]; ok && seq <= a {
+				want = append(want, p)
+			}
+		}
+		if got := l.overtaken(seq, first, count); !slices.Equal(got, want) {
+			t.Fatalf("round %d: batch %d over %d+%d with records %v: overtaken %v, want %v", round, seq, first, count, l.rec, got, want)
+		}
 	}
 }
 
