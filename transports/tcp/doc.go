@@ -49,7 +49,12 @@
 // it into the RAM file with pwrite. The kernel fills and reads the page
 // cache without a page fault per page, which here cost more than the
 // copies (docs/BENCHMARKS.md, "End-to-end throughput"); the buffers stay
-// hot. ZERO runs punch holes, so the destination stays sparse. With
+// hot. ZERO runs punch holes, so the destination stays sparse; a zero run
+// that spans more than one cell of the grid goes as one strided ZERO
+// frame per stream (wire.Run: the stream's own cells of the range), and
+// the destination asks the RAM file where its data is (SEEK_DATA) before
+// it punches, so a hole of any size costs a few frames and system calls,
+// not one per MiB. With
 // encryption the TLS layer seals and opens through its own buffers
 // (docs/BENCHMARKS.md has the cost). Stats count frame bytes, not TLS
 // record overhead.

@@ -24,9 +24,11 @@ func readLoopSeeds() [][]byte {
 	msg, _ := wire.AppendMsg(nil, 7, []byte("state"))
 	outside, _ := wire.AppendZero(nil, 1, wire.Run{First: 1 << 40, Count: 1})
 	lz4, _ := wire.AppendPages(nil, 1, wire.Run{First: 9, Count: 1}, true, []byte{0x1f, 0, 1, 0, 0xff})
+	stride, _ := wire.AppendZero(nil, 3, wire.Run{First: 100, Count: 600, Cell: batchPages, Every: 1})
+	otherStride, _ := wire.AppendZero(nil, 1, wire.Run{First: 0, Count: 600, Cell: batchPages, Every: 2})
 	return [][]byte{
-		append(append(append(pages, zero...), msg...), wire.AppendBye(nil, "done")...),
-		outside, lz4, wire.AppendAck(nil, 1), junk(64, 2), wire.AppendAbort(nil, wire.CodeFailed, "x"),
+		append(append(append(append(pages, zero...), stride...), msg...), wire.AppendBye(nil, "done")...),
+		outside, lz4, wire.AppendAck(nil, 1), junk(64, 2), wire.AppendAbort(nil, wire.CodeFailed, "x"), otherStride,
 	}
 }
 

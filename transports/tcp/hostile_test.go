@@ -164,11 +164,20 @@ func TestHostileSource(t *testing.T) {
 }
 
 func mustZero(seq, first uint64, count uint32) []byte {
-	b, err := wire.AppendZero(nil, seq, wire.Run{First: first, Count: count})
+	return mustZeroRun(seq, wire.Run{First: first, Count: count})
+}
+
+func mustZeroRun(seq uint64, r wire.Run) []byte {
+	b, err := wire.AppendZero(nil, seq, r)
 	if err != nil {
 		panic(err)
 	}
 	return b
+}
+
+// strided is a strided ZERO run over the transport's grid.
+func strided(first uint64, count uint32, every uint16) wire.Run {
+	return wire.Run{First: first, Count: count, Cell: batchPages, Every: every}
 }
 
 // TestStrangersRejected: connections that are not the source's (garbage,
@@ -348,8 +357,9 @@ func TestHostileDestination(t *testing.T) {
 
 // TestHostileUrgent: the urgent stream and the bulk grid are checked
 // like everything else: urgent pages across the bulk grid or outside RAM,
-// an ACK on the urgent stream, and a bulk batch on a stream that does not
-// carry its pages each fail the destination with ErrProtocol, tell the
+// an ACK on the urgent stream, a bulk batch on a stream that does not
+// carry its pages, and a strided ZERO run anywhere but on a bulk stream
+// with the session's own stride and over its own cells, each fail the destination with ErrProtocol, tell the
 // source why, and write nothing.
 func TestHostileUrgent(t *testing.T) {
 	n := uint64(0)
@@ -370,6 +380,12 @@ func TestHostileUrgent(t *testing.T) {
 		{"urgent zero outside RAM", true, mustZero(0, n-1, 2)},
 		{"ACK on the urgent stream", true, wire.AppendAck(nil, 1)},
 		{"bulk batch of stream 1 on stream 0", false, pages(1, batchPages, 1)},
+		{"strided zero on the urgent stream", true, mustZeroRun(0, strided(0, 512, 2))},
+		{"strided zero of stream 1 on stream 0", false, mustZeroRun(1, strided(batchPages, 512, 2))},
+		{"strided zero with another stride", false, mustZeroRun(1, strided(0, 512, 3))},
+		{"strided zero with another cell", false, mustZeroRun(1, wire.Run{First: 0, Count: 512, Cell: batchPages / 2, Every: 2})},
+		{"strided zero across a region end", false, mustZeroRun(1, strided(0, uint32(testLayout[0].Size/pageSize)+1, 2))},
+		{"strided zero outside RAM", false, mustZeroRun(1, strided(0, uint32(n)+1, 2))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dst := newVM(t, testLayout)

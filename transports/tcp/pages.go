@@ -26,16 +26,49 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 	for _, r := range runs {
 		for p, end := r.First, r.First+r.Count; p < end; {
 			reg := s.ram.find(p)
+			regEnd := min(end, reg.first+reg.pages)
 			gridEnd := (p/batchPages + 1) * batchPages
-			n := min(end, reg.first+reg.pages, gridEnd) - p
+			if r.Kind == transport.KindZero && regEnd > gridEnd {
+				n := min(regEnd-p, wire.MaxZeroPages)
+				if err := s.enqueueZeros(ctx, p, p+n); err != nil {
+					return err
+				}
+				p += n
+				continue
+			}
+			n := min(regEnd, gridEnd) - p
 			b := batch{kind: r.Kind, first: p, count: uint32(n)}
 			if r.Kind == transport.KindData {
 				b.reg = reg
 			}
-			if err := s.enqueue(ctx, s.streams[(p/batchPages)%uint64(len(s.streams))], b); err != nil {
+			if err := s.enqueue(ctx, s.stream(p), b); err != nil {
 				return err
 			}
 			p += n
+		}
+	}
+	return nil
+}
+
+// stream is the stream that carries page p (the grid).
+func (s *session) stream(p uint64) *stream {
+	return s.streams[(p/batchPages)%uint64(len(s.streams))]
+}
+
+// enqueueZeros queues zero pages [first, end) (within one region, more
+// than one grid cell, at most wire.MaxZeroPages) as one strided ZERO
+// batch per stream: each covers the stream's own cells of the range, so
+// every page still travels on its stream, and a hole of any size costs a
+// frame per stream, not one per cell.
+func (s *session) enqueueZeros(ctx context.Context, first, end uint64) error {
+	for i := range uint64(len(s.streams)) {
+		p := max(first, (first/batchPages+i)*batchPages)
+		if p >= end {
+			break
+		}
+		b := batch{kind: transport.KindZero, first: p, count: uint32(end - p), strided: true}
+		if err := s.enqueue(ctx, s.stream(p), b); err != nil {
+			return err
 		}
 	}
 	return nil

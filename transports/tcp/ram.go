@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/internal/guestram"
 )
 
@@ -68,17 +69,64 @@ func (m *ram) span(first, count uint64) (*region, []byte, error) {
 	return r, r.mem[off*pageSize : (off+count)*pageSize], nil
 }
 
-// zero makes b (a span of r) read as zeros: a hole punched in the file
-// keeps the destination sparse; files that cannot punch are cleared.
-func (r *region) zero(b []byte, first uint64) {
+// zero makes the pages of run that lie in [first, end) (inside r) read
+// as zeros: holes punched in the file keep the destination sparse (the
+// file is asked where its data is, so a range that holds none costs one
+// question, however many cells of a strided run it spans: punchZeros);
+// files that cannot punch are cleared.
+func (r *region) zero(run wire.Run, first, end uint64) {
 	if !r.noPunch.Load() {
-		off := r.off + int64(first-r.first)*pageSize
-		if err := guestram.Control(r.file, func(fd int) error { return punchHole(fd, off, int64(len(b))) }); err == nil {
+		if err := guestram.Control(r.file, func(fd int) error { return r.punchZeros(fd, run, first, end) }); err == nil {
 			return
 		}
 		r.noPunch.Store(true)
 	}
-	clear(b)
+	for p := first; ; {
+		lo, hi := run.Next(p)
+		if lo >= end {
+			return
+		}
+		hi = min(hi, end)
+		clear(r.mem[(lo-r.first)*pageSize : (hi-r.first)*pageSize])
+		p = hi
+	}
+}
+
+// punchZeros punches the pages of run in [first, end) that hold data,
+// led by SEEK_DATA: it asks where the next data at or after the next
+// covered page is, punches from there to the end of that covered stretch
+// if it lies inside it, else moves on to the first covered page after
+// it. The kernel answers for the moment of the call, as a punch would
+// act at it; pages of cells the run does not cover are never punched.
+func (r *region) punchZeros(fd int, run wire.Run, first, end uint64) error {
+	for p := first; p < end; {
+		lo, hi := run.Next(p)
+		if lo >= end {
+			return nil
+		}
+		hi = min(hi, end)
+		off := r.off + int64(lo-r.first)*pageSize
+		d, err := seekData(fd, off)
+		if err != nil {
+			d = off // the file cannot say: punch the stretch
+		}
+		if d < 0 {
+			return nil // no data after lo at all
+		}
+		dp := r.first + uint64(d-r.off)/pageSize
+		if dp >= end {
+			return nil
+		}
+		if dp >= hi {
+			p = dp // the data lies beyond this stretch: go to the next covered page from it
+			continue
+		}
+		if err := punchHole(fd, r.off+int64(dp-r.first)*pageSize, int64(hi-dp)*pageSize); err != nil {
+			return err
+		}
+		p = hi
+	}
+	return nil
 }
 
 // write puts b (whole pages) into the region at page first: with pwrite

@@ -79,12 +79,15 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 	if f.Seq != st.next {
 		return fmt.Errorf("%w: stream %d: batch %d where %d was due", transport.ErrProtocol, st.idx, f.Seq, st.next)
 	}
-	first, count := f.Run.First, uint64(f.Run.Count)
-	reg, mem, err := s.ram.span(first, count)
+	run := f.Run
+	first, count := run.First, uint64(run.Count)
+	reg, _, err := s.ram.span(first, count)
 	if err != nil {
 		return fmt.Errorf("stream %d: batch %d: %w", st.idx, f.Seq, err)
 	}
-	if (first/batchPages)%uint64(len(s.streams)) != uint64(st.idx) || first/batchPages != (first+count-1)/batchPages {
+	// A strided ZERO run (the decoder took only this session's stride)
+	// covers this stream's cells of its range; any other run lies in one.
+	if s.stream(first) != st || !run.Strided() && first/batchPages != (first+count-1)/batchPages {
 		return fmt.Errorf("%w: stream %d: batch %d (pages %d+%d) belongs to another stream", transport.ErrProtocol, st.idx, f.Seq, first, count)
 	}
 	st.next++
@@ -92,12 +95,19 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 	if f.Type == wire.TypeZero {
 		lane.Lock()
 		err := lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
-			reg.zero(mem[(a-first)*pageSize:(a-first+n)*pageSize], a)
-			s.landed.Push(transport.PageRun{First: a, Count: n, Kind: transport.KindZero})
-			return nil
+			reg.zero(run, a, a+n)
+			for p := a; ; {
+				lo, hi := run.Next(p)
+				if lo >= a+n {
+					return nil
+				}
+				hi = min(hi, a+n)
+				s.landed.Push(transport.PageRun{First: lo, Count: hi - lo, Kind: transport.KindZero})
+				p = hi
+			}
 		})
 		lane.Unlock()
-		s.stats.zero.Add(count)
+		s.stats.zero.Add(run.Pages())
 		return err
 	}
 	buf := st.stage(int(count) * pageSize)

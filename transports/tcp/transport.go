@@ -110,6 +110,7 @@ func (s *session) start() {
 	}
 	for _, st := range s.streams {
 		if s.role == transport.RoleReceive {
+			st.dec.AcceptStrided(batchPages, uint16(len(s.streams)))
 			s.wg.Go(func() { s.readLoop(st) })
 			continue
 		}

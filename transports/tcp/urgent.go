@@ -256,7 +256,7 @@ func peerRole(r transport.Role) string {
 // drops older bulk copies of the same pages.
 func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	first, count := f.Run.First, uint64(f.Run.Count)
-	reg, mem, err := s.ram.span(first, count)
+	reg, _, err := s.ram.span(first, count)
 	if err != nil {
 		return fmt.Errorf("urgent stream: %w", err)
 	}
@@ -276,7 +276,7 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	lane.Lock()
 	lane.Urgent(first, count, f.Seq)
 	if kind == transport.KindZero {
-		reg.zero(mem, first)
+		reg.zero(f.Run, first, first+count)
 	} else {
 		reg.write(buf, first)
 	}

@@ -21,11 +21,21 @@ const (
 
 // batch is one frame to send: pages [first, first+count) of kind.
 type batch struct {
-	seq   uint64
-	kind  transport.Kind
-	first uint64
-	count uint32
-	reg   *region // KindData: the region holding the pages
+	seq     uint64
+	kind    transport.Kind
+	first   uint64
+	count   uint32
+	strided bool    // KindZero: only the stream's own cells of the range (enqueueZeros)
+	reg     *region // KindData: the region holding the pages
+}
+
+// run is the batch's run as a frame carries it.
+func (s *session) run(b batch) wire.Run {
+	r := wire.Run{First: b.first, Count: b.count}
+	if b.strided {
+		r.Cell, r.Every = batchPages, uint16(len(s.streams))
+	}
+	return r
 }
 
 // writer is a send stream's scratch space, reused for every frame.
@@ -69,18 +79,19 @@ func (s *session) writeLoop(st *stream) {
 
 // writeZeros writes ZERO batch b and every ZERO batch queued right behind
 // it (up to zeroGather bytes of frames) in one write, and returns the
-// batch of another kind it took from the queue, if any, to go next. An
-// idle guest's holes are a ZERO frame per batchPages cell, 8192 per
-// stream and 32 GiB over two streams: one write and one TLS record each
-// cost more than the frame (BenchmarkIdleGrowth, docs/BENCHMARKS.md).
+// batch of another kind it took from the queue, if any, to go next. Long
+// zero runs are one strided frame per stream already (enqueueZeros); many
+// short ones (zero pages scattered between data, each its own run) would
+// otherwise cost a write and a TLS record per 36-byte frame.
 func (s *session) writeZeros(st *stream, b batch) (next *batch, err error) {
 	w := &st.w
 	buf, pages, last := w.zeros[:0], uint64(0), b
 	for {
-		if buf, err = wire.AppendZero(buf, b.seq, wire.Run{First: b.first, Count: b.count}); err != nil {
+		run := s.run(b)
+		if buf, err = wire.AppendZero(buf, b.seq, run); err != nil {
 			return nil, fmt.Errorf("stream %d: encode batch %d: %w", st.idx, b.seq, err)
 		}
-		pages, last = pages+uint64(b.count), b
+		pages, last = pages+run.Pages(), b
 		if len(buf)+wire.HeaderSize+wire.RunSize > zeroGather {
 			break
 		}
@@ -110,7 +121,7 @@ func (s *session) writeZeros(st *stream, b batch) (next *batch, err error) {
 
 func (s *session) writeBatch(st *stream, b batch) error {
 	w := &st.w
-	run := wire.Run{First: b.first, Count: b.count}
+	run := s.run(b)
 	var hdr, payload []byte
 	var err error
 	compressed := false
@@ -137,7 +148,7 @@ func (s *session) writeBatch(st *stream, b batch) error {
 		w.bufs = w.vec[:1]
 	}
 	total := uint64(len(hdr) + len(payload))
-	s.count(b, compressed, total)
+	s.count(b, run, compressed, total)
 	return s.writeLocked(st, b.seq, total)
 }
 
@@ -182,10 +193,10 @@ func (w *writer) read(b batch) []byte {
 	return buf
 }
 
-func (s *session) count(b batch, compressed bool, wireBytes uint64) {
+func (s *session) count(b batch, run wire.Run, compressed bool, wireBytes uint64) {
 	s.stats.wire.Add(wireBytes)
 	if b.kind == transport.KindZero {
-		s.stats.zero.Add(uint64(b.count))
+		s.stats.zero.Add(run.Pages())
 		return
 	}
 	s.stats.data.Add(uint64(b.count))

@@ -384,6 +384,45 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 			}
 		}
 	}
+
+	// The same with a long zero run queued before the urgent copies: it
+	// covers them and many pages around them, across both regions, and
+	// must clear all of those but the urgent ones.
+	zero := make([]byte, pageSize)
+	for round := range 3 {
+		pages := []uint64{uint64(2100 + 50*round), uint64(900 + round), uint64(1500 - 7*round)}
+		for q := uint64(800); q < 2900; q++ {
+			p.ram.setPage(t, p.ram.sendRW, q, zero)
+		}
+		bulk := []transport.PageRun{{First: 0, Count: 2048, Kind: d}, {First: 800, Count: 2100, Kind: transport.KindZero}}
+		if err := p.send.SendPages(ctx(t), bulk); err != nil {
+			t.Fatal(err)
+		}
+		want := map[uint64][]byte{}
+		var urgent []transport.PageRun
+		for _, q := range pages {
+			want[q] = gen(q)
+			p.ram.setPage(t, p.ram.sendRW, q, want[q])
+			urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: d})
+		}
+		marker := []transport.PageRun{{First: uint64(3060 + round), Count: 1, Kind: d}}
+		if err := p.send.SendPagesUrgent(ctx(t), append(urgent, marker...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.send.Flush(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		l.await(t, marker, opTimeout)
+		for q := uint64(800); q < 2900; q++ {
+			w, ok := want[q]
+			if !ok {
+				w = zero
+			}
+			if !bytes.Equal(p.ram.page(t, p.ram.Recv, q), w) {
+				t.Fatalf("zero round %d: page %d holds %x..., want %x... (urgent copy: %v)", round, q, p.ram.page(t, p.ram.Recv, q)[:8], w[:8], ok)
+			}
+		}
+	}
 }
 
 // testLandedCountsBulk: Landed reports every page queued with SendPages,
@@ -409,7 +448,7 @@ func testLandedCountsBulk(t *testing.T, p *pair) {
 	base := total()
 	d, z := transport.KindData, transport.KindZero
 	runs := []transport.PageRun{{First: 1, Count: 100, Kind: d}, {First: 200, Count: 50, Kind: z}, {First: 300, Count: 1, Kind: d},
-		{First: 301, Count: 3, Kind: z}, {First: 1000, Count: 700, Kind: d}}
+		{First: 301, Count: 3, Kind: z}, {First: 1000, Count: 700, Kind: d}, {First: 1700, Count: 1300, Kind: z}}
 	var queued uint64
 	for _, r := range runs {
 		queued += r.Count
