@@ -641,20 +641,26 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 	return pc.finish(ctx)
 }
 
-// failedEarly reports a post-copy goroutine that ended before COMMIT.
+// failedEarly reports a post-copy goroutine that failed for good before
+// COMMIT: the fault loop, or the fault service refusing landed pages.
+// The VM must not run here then. A session that merely broke (the landed
+// lane or the request sender ended with the connection, as when the
+// source's connection drops right after it wrote COMMIT) is no reason
+// not to run: COMMIT arrived, the fault service works, and wait
+// reconnects as it does for a break a moment later; refusing would leave
+// the source waiting for a destination that quit without telling it.
 func (pc *pcRecv) failedEarly() error {
 	select {
 	case err := <-pc.loopDone:
 		pc.loopDone <- err
 		return fmt.Errorf("post-copy fault loop ended before the switch: %w", err)
 	case <-pc.sess.feed.done:
-		return fmt.Errorf("post-copy: the transport's landed pages ended before the switch: %w", pc.sess.feed.err)
-	case err := <-pc.sess.reqDone:
-		pc.sess.reqDone <- err
-		return fmt.Errorf("post-copy: page requests failed before the switch: %w", err)
+		if pc.sess.feed.fatal {
+			return fmt.Errorf("post-copy: the fault service refused landed pages before the switch: %w", pc.sess.feed.err)
+		}
 	default:
-		return nil
 	}
+	return nil
 }
 
 // wait serves post-copy until every page arrived, reconnecting after a

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1008,6 +1009,72 @@ func TestPostcopyBreakAtCommit(t *testing.T) {
 		t.Fatalf("Receive: %v, report %+v", err, rep)
 	}
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
+
+// The same break, with the destination's landed lane seeing the end of
+// the session before it handles COMMIT (the wrapper holds COMMIT back
+// until then; in TestPostcopyBreakAtCommit it happens in about one run
+// of fifty): COMMIT arrived and the fault service works, so the VM runs
+// here and post-copy resumes over a new connection. It once refused to
+// run and quit, leaving the source to reconnect to nobody.
+func TestPostcopyBreakAtCommitLandedFirst(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	held := &commitAfterLanded{Transport: rcv, ended: make(chan struct{})}
+	wait := receiveAsync(ctx, dst, held, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		s.send(ctx, msgCommit, nil)
+		s.tr.Close()
+		s.resume(ctx)
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !held.waited.Load() {
+		t.Fatal("COMMIT was not held until the landed lane ended: the test did not test the race")
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning || dst.Counters().Resumes != 1 {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
+
+// commitAfterLanded delivers COMMIT only once a Landed call returned the
+// session's end (or after 5 s), and says whether it waited for that.
+type commitAfterLanded struct {
+	transport.Transport
+	once   sync.Once
+	ended  chan struct{}
+	waited atomic.Bool
+}
+
+func (c *commitAfterLanded) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	runs, err := c.Transport.Landed(ctx)
+	if err != nil && ctx.Err() == nil {
+		c.once.Do(func() { close(c.ended) })
+	}
+	return runs, err
+}
+
+func (c *commitAfterLanded) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := c.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == msgCommit {
+		select {
+		case <-c.ended:
+			c.waited.Store(true)
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return m, err
 }
 
 // The connection breaks after LOADED and before COMMIT arrived (the
