@@ -358,26 +358,7 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 		for _, q := range pages {
 			bulk = append(bulk, transport.PageRun{First: q, Count: 1, Kind: d})
 		}
-		if err := p.send.SendPages(ctx(t), bulk); err != nil {
-			t.Fatal(err)
-		}
-		want := map[uint64][]byte{}
-		var urgent []transport.PageRun
-		for _, q := range pages {
-			want[q] = gen(q)
-			p.ram.setPage(t, p.ram.sendRW, q, want[q])
-			urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: d})
-		}
-		// Flush covers the bulk pages; a marker page sent urgently after
-		// the round's pages covers those (urgent pages land in order).
-		marker := []transport.PageRun{{First: uint64(3050 + round), Count: 1, Kind: d}}
-		if err := p.send.SendPagesUrgent(ctx(t), append(urgent, marker...)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.send.Flush(ctx(t)); err != nil {
-			t.Fatal(err)
-		}
-		l.await(t, marker, opTimeout)
+		want := p.overtake(t, l, gen, bulk, pages, uint64(3050+round))
 		for q, w := range want {
 			if !bytes.Equal(p.ram.page(t, p.ram.Recv, q), w) {
 				t.Errorf("round %d: page %d does not hold the urgent copy queued last", round, q)
@@ -395,24 +376,7 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 			p.ram.setPage(t, p.ram.sendRW, q, zero)
 		}
 		bulk := []transport.PageRun{{First: 0, Count: 2048, Kind: d}, {First: 800, Count: 2100, Kind: transport.KindZero}}
-		if err := p.send.SendPages(ctx(t), bulk); err != nil {
-			t.Fatal(err)
-		}
-		want := map[uint64][]byte{}
-		var urgent []transport.PageRun
-		for _, q := range pages {
-			want[q] = gen(q)
-			p.ram.setPage(t, p.ram.sendRW, q, want[q])
-			urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: d})
-		}
-		marker := []transport.PageRun{{First: uint64(3060 + round), Count: 1, Kind: d}}
-		if err := p.send.SendPagesUrgent(ctx(t), append(urgent, marker...)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.send.Flush(ctx(t)); err != nil {
-			t.Fatal(err)
-		}
-		l.await(t, marker, opTimeout)
+		want := p.overtake(t, l, gen, bulk, pages, uint64(3060+round))
 		for q := uint64(800); q < 2900; q++ {
 			w, ok := want[q]
 			if !ok {
@@ -423,6 +387,33 @@ func testUrgentOrdering(t *testing.T, p *pair) {
 			}
 		}
 	}
+}
+
+// overtake queues bulk, then gives pages new contents (from gen) and
+// sends them urgently, then page marker; it returns the new contents
+// once the bulk runs are flushed and the marker landed (urgent pages
+// land in order, so the round's pages have too).
+func (p *pair) overtake(t *testing.T, l *landedLog, gen func(uint64) []byte, bulk []transport.PageRun, pages []uint64, marker uint64) map[uint64][]byte {
+	t.Helper()
+	if err := p.send.SendPages(ctx(t), bulk); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64][]byte{}
+	var urgent []transport.PageRun
+	for _, q := range pages {
+		want[q] = gen(q)
+		p.ram.setPage(t, p.ram.sendRW, q, want[q])
+		urgent = append(urgent, transport.PageRun{First: q, Count: 1, Kind: transport.KindData})
+	}
+	m := []transport.PageRun{{First: marker, Count: 1, Kind: transport.KindData}}
+	if err := p.send.SendPagesUrgent(ctx(t), append(urgent, m...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.send.Flush(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	l.await(t, m, opTimeout)
+	return want
 }
 
 // testLandedCountsBulk: Landed reports every page queued with SendPages,
