@@ -914,6 +914,7 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 			break
 		}
 	}
+	r.awaitSourceClose(ctx)
 	pc.stopSession()
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
@@ -923,6 +924,32 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 			"(first: page %d); the VM runs here with them", bad, first)
 	}
 	return nil
+}
+
+// settledLinger bounds how long the destination keeps the session open
+// after SETTLED, for the source to read it and close first.
+const settledLinger = 5 * time.Second
+
+// awaitSourceClose keeps the session open after SETTLED until the source
+// closed it (it read SETTLED, then ended its migration) or settledLinger
+// passed. Closing at once could lose SETTLED: a source still writing
+// pushed pages when this side closes fails its session on the write and
+// may never read the message waiting behind it, and would then report a
+// completed post-copy as broken (TestPostcopyPluginKilled did, about one
+// run in forty).
+func (r *receiver) awaitSourceClose(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, settledLinger)
+	defer cancel()
+	for {
+		m, err := r.tr.RecvMessage(lctx)
+		if err != nil {
+			if lctx.Err() != nil && ctx.Err() == nil {
+				r.opt.Log.Warn("post-copy: the source did not close the session within a few seconds of SETTLED", "waited", settledLinger)
+			}
+			return
+		}
+		r.opt.Log.Warn("post-copy: message from the source after SETTLED, ignored", "kind", msgName(m.Kind))
+	}
 }
 
 // broken gives post-copy up: the VM halts FIRST (threads waiting on a

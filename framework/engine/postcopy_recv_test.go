@@ -266,6 +266,7 @@ func (s *script) settled(ctx context.Context) (uint64, uint64) {
 		s.t.Errorf("SETTLED of %d bytes", len(b))
 		panic(errScript)
 	}
+	s.tr.Close() // as a source ends its migration; the destination waits for it (awaitSourceClose)
 	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 }
 

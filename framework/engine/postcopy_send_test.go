@@ -342,7 +342,18 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			d.mu.Lock()
 			d.settled = true
 			d.mu.Unlock()
-			return d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v})
+			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v}); err != nil {
+				return err
+			}
+			// As the engine's destination does (awaitSourceClose): keep
+			// the session until the source closed it, having read SETTLED.
+			lctx, cancel := context.WithTimeout(ctx, settledLinger)
+			defer cancel()
+			for {
+				if _, err := d.tr.RecvMessage(lctx); err != nil {
+					return nil
+				}
+			}
 		case <-cut:
 			cut = nil
 			if d.killSrc != nil {
