@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -327,6 +328,26 @@ func TestRunPages(t *testing.T) {
 			if end != we {
 				t.Fatalf("%+v: Next(%d) ends at %d, want %d", r, p, end, we)
 			}
+		}
+		// Stretches over a window visits exactly the covered pages in it.
+		from, to := r.First+uint64(r.Count)/3, r.End()-uint64(r.Count)/5
+		var got []uint64
+		r.Stretches(from, to, func(first, end uint64) {
+			if first >= end || len(got) > 0 && first <= got[len(got)-1] {
+				t.Fatalf("%+v: stretch [%d, %d) after page %v", r, first, end, got)
+			}
+			for p := first; p < end; p++ {
+				got = append(got, p)
+			}
+		})
+		var wantPages []uint64
+		for p := from; p < to; p++ {
+			if covers(r, p) {
+				wantPages = append(wantPages, p)
+			}
+		}
+		if !slices.Equal(got, wantPages) {
+			t.Errorf("%+v: Stretches(%d, %d) visited %d pages, want %d", r, from, to, len(got), len(wantPages))
 		}
 	}
 }

@@ -67,6 +67,20 @@ func (r Run) Next(p uint64) (first, end uint64) {
 	return min(p, e), min(start+uint64(r.Cell), e)
 }
 
+// Stretches calls fn for each stretch [first, end) of pages the run
+// covers within [from, to), in order.
+func (r Run) Stretches(from, to uint64, fn func(first, end uint64)) {
+	for p := from; ; {
+		first, end := r.Next(p)
+		if first >= to {
+			return
+		}
+		end = min(end, to)
+		fn(first, end)
+		p = end
+	}
+}
+
 // Code says why a session was aborted. 0 is invalid.
 type Code uint32
 

@@ -81,15 +81,7 @@ func (r *region) zero(run wire.Run, first, end uint64) {
 		}
 		r.noPunch.Store(true)
 	}
-	for p := first; ; {
-		lo, hi := run.Next(p)
-		if lo >= end {
-			return
-		}
-		hi = min(hi, end)
-		clear(r.mem[(lo-r.first)*pageSize : (hi-r.first)*pageSize])
-		p = hi
-	}
+	run.Stretches(first, end, func(lo, hi uint64) { clear(r.mem[(lo-r.first)*pageSize : (hi-r.first)*pageSize]) })
 }
 
 // punchZeros punches the pages of run in [first, end) that hold data,

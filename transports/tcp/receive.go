@@ -96,15 +96,10 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 		lane.Lock()
 		err := lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
 			reg.zero(run, a, a+n)
-			for p := a; ; {
-				lo, hi := run.Next(p)
-				if lo >= a+n {
-					return nil
-				}
-				hi = min(hi, a+n)
+			run.Stretches(a, a+n, func(lo, hi uint64) {
 				s.landed.Push(transport.PageRun{First: lo, Count: hi - lo, Kind: transport.KindZero})
-				p = hi
-			}
+			})
+			return nil
 		})
 		lane.Unlock()
 		s.stats.zero.Add(run.Pages())
