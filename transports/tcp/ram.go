@@ -55,18 +55,17 @@ func (m *ram) find(p uint64) *region {
 	return m.regions[i]
 }
 
-// span returns the bytes of pages [first, first+count) if they lie
-// inside one region; a frame must never reach outside guest RAM.
-func (m *ram) span(first, count uint64) (*region, []byte, error) {
+// span returns the region holding pages [first, first+count) if they
+// lie inside one; a frame must never reach outside guest RAM.
+func (m *ram) span(first, count uint64) (*region, error) {
 	if count == 0 || first >= m.Pages || count > m.Pages-first {
-		return nil, nil, fmt.Errorf("%w: pages %d+%d are outside guest RAM (%d pages)", transport.ErrProtocol, first, count, m.Pages)
+		return nil, fmt.Errorf("%w: pages %d+%d are outside guest RAM (%d pages)", transport.ErrProtocol, first, count, m.Pages)
 	}
 	r := m.find(first)
-	off := first - r.first
-	if count > r.pages-off {
-		return nil, nil, fmt.Errorf("%w: pages %d+%d cross the end of a RAM region at page %d", transport.ErrProtocol, first, count, r.first+r.pages)
+	if off := first - r.first; count > r.pages-off {
+		return nil, fmt.Errorf("%w: pages %d+%d cross the end of a RAM region at page %d", transport.ErrProtocol, first, count, r.first+r.pages)
 	}
-	return r, r.mem[off*pageSize : (off+count)*pageSize], nil
+	return r, nil
 }
 
 // zero makes the pages of run that lie in [first, end) (inside r) read

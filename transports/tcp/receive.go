@@ -81,7 +81,7 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 	}
 	run := f.Run
 	first, count := run.First, uint64(run.Count)
-	reg, _, err := s.ram.span(first, count)
+	reg, err := s.ram.span(first, count)
 	if err != nil {
 		return fmt.Errorf("stream %d: batch %d: %w", st.idx, f.Seq, err)
 	}

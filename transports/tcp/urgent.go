@@ -256,7 +256,7 @@ func peerRole(r transport.Role) string {
 // drops older bulk copies of the same pages.
 func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	first, count := f.Run.First, uint64(f.Run.Count)
-	reg, _, err := s.ram.span(first, count)
+	reg, err := s.ram.span(first, count)
 	if err != nil {
 		return fmt.Errorf("urgent stream: %w", err)
 	}
