@@ -10,7 +10,7 @@ import (
 // payload and the bound the reader applies; the package doc draws when
 // each one travels. Pages do not travel as messages: the transport moves
 // them (SendPages, Flush). 0 is invalid. Numbers never change meaning
-// (engine protocol 2; protocol.go).
+// (in every engine protocol; protocol.go).
 const (
 	// HELLO, source → destination, first: u32 protocol version, u64
 	// pages, u32 region count n ≤ maxRegions, n × (u64 GPA, u64 size);
@@ -74,6 +74,16 @@ const (
 	// in chunks, of the pages the destination does not hold yet; the
 	// source owes them again.
 	msgMissing = 14
+	// BROKEN, protocol 5, after RUNNING in post-copy. Destination →
+	// source: post-copy broke for good here (the fault service failed,
+	// or a page could not be placed) and the VM, which ran here, is
+	// halted; the reason, text of ≤ maxAbortReason bytes. Sent on the
+	// session, or as the answer to a RESUME (pcRecv.tellBroken). The
+	// source stops reconnecting and reports post-copy broken: its paused
+	// copy is stale and must never be resumed. Unlike ABORT it never
+	// means "resume the VM on the source". Source → destination, empty:
+	// the answer to it, so the destination need not wait for a reconnect.
+	msgBroken = 15
 )
 
 // maxRunsPerMsg bounds the runs of one run-list chunk.
@@ -91,7 +101,8 @@ const maxAbortReason = 4096
 
 var msgNames = [...]string{msgHello: "HELLO", msgReady: "READY", msgState: "STATE", msgLoaded: "LOADED",
 	msgCommit: "COMMIT", msgAbort: "ABORT", msgHashes: "HASHES", msgVerified: "VERIFIED", msgRunning: "RUNNING",
-	msgPostcopy: "POSTCOPY", msgRequest: "REQUEST", msgSettled: "SETTLED", msgResume: "RESUME", msgMissing: "MISSING"}
+	msgPostcopy: "POSTCOPY", msgRequest: "REQUEST", msgSettled: "SETTLED", msgResume: "RESUME", msgMissing: "MISSING",
+	msgBroken: "BROKEN"}
 
 // msgName names a message kind for errors and logs.
 func msgName(kind uint32) string {

@@ -18,13 +18,17 @@ package engine
 //	                          ◄──────────── RUNNING
 //	urgent pages, background pages ───────►  ◄── REQUEST (urgent path)
 //	                          ◄──────────── SETTLED (every page arrived)
+//	                          ◄──────────── or BROKEN (reason) ──► BROKEN (heard)
 //
 // After a broken connection (post-copy only) the source opens the
 // transport again and sends RESUME instead of HELLO; the destination
 // answers MISSING, the pages it does not hold, and the source owes them
 // again. A destination whose stream broke before COMMIT arrived answers
 // RESUME with ABORT instead: it never ran the VM and never will, so the
-// source resumes it.
+// source resumes it. A destination whose post-copy broke for good after
+// the VM ran there (its fault service failed) says BROKEN, on the
+// session or in answer to RESUME: the source stops at once, its paused
+// copy kept and never resumed.
 //
 // From its commit on (the source before it writes COMMIT, the
 // destination as COMMIT arrives) neither side can be cancelled: the

@@ -783,8 +783,12 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 		return fmt.Errorf("fault service: %w", err)
 	default:
 	}
-	return fmt.Errorf("no source resumed post-copy within reconnect_timeout %v (%v): %w", r.opt.ReconnectTimeout, last, rctx.Err())
+	return fmt.Errorf("%w within reconnect_timeout %v (%v): %w", errNoSourceResumed, r.opt.ReconnectTimeout, last, rctx.Err())
 }
+
+// errNoSourceResumed marks a post-copy that broke because no source
+// reconnected: there is nobody left to tell (tellBroken).
+var errNoSourceResumed = errors.New("no source resumed post-copy")
 
 // uncommitted handles a stream that broke (or went silent) after LOADED
 // and before COMMIT in post-copy. The source cannot tell whether its
@@ -914,7 +918,7 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 			break
 		}
 	}
-	r.awaitSourceClose(ctx)
+	r.awaitSourceClose(ctx, msgSettled)
 	pc.stopSession()
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
@@ -930,31 +934,36 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // after SETTLED, for the source to read it and close first.
 const settledLinger = 5 * time.Second
 
-// awaitSourceClose keeps the session open after SETTLED until the source
-// closed it (it read SETTLED, then ended its migration) or settledLinger
-// passed. Closing at once could lose SETTLED: a source still writing
+// awaitSourceClose keeps the session open after SETTLED or BROKEN (last)
+// until the source closed it (it read the message, then ended its
+// migration), answered BROKEN with its own (true), or settledLinger
+// passed. Closing at once could lose the message: a source still writing
 // pushed pages when this side closes fails its session on the write and
 // may never read the message waiting behind it, and would then report a
 // completed post-copy as broken (TestPostcopyPluginKilled did, about one
-// run in forty).
-func (r *receiver) awaitSourceClose(ctx context.Context) {
+// run in forty), or reconnect to a destination that broke.
+func (r *receiver) awaitSourceClose(ctx context.Context, last uint32) (answered bool) {
 	lctx, cancel := context.WithTimeout(ctx, settledLinger)
 	defer cancel()
 	for {
 		m, err := r.tr.RecvMessage(lctx)
 		if err != nil {
 			if lctx.Err() != nil && ctx.Err() == nil {
-				r.opt.Log.Warn("post-copy: the source did not close the session within a few seconds of SETTLED", "waited", settledLinger)
+				r.opt.Log.Warn("post-copy: the source did not close the session within a few seconds of "+msgName(last), "waited", settledLinger)
 			}
-			return
+			return false
 		}
-		r.opt.Log.Warn("post-copy: message from the source after SETTLED, ignored", "kind", msgName(m.Kind))
+		if m.Kind == msgBroken && last == msgBroken {
+			return true
+		}
+		r.opt.Log.Warn("post-copy: message from the source after "+msgName(last)+", ignored", "kind", msgName(m.Kind))
 	}
 }
 
 // broken gives post-copy up: the VM halts FIRST (threads waiting on a
 // missing page would otherwise read it as zeros once the userfaultfd
-// closes), then the userfaultfd closes. Never ABORT: the VM ran here.
+// closes), then the userfaultfd closes, then the source is told
+// (tellBroken). Never ABORT: the VM ran here.
 func (pc *pcRecv) broken(cause error) error {
 	r := pc.r
 	if err := pc.pt.Halt(); err != nil {
@@ -971,8 +980,64 @@ func (pc *pcRecv) broken(cause error) error {
 	}
 	r.opt.Log.Error("post-copy broken: the VM is halted here and lacks pages the source holds", "err", cause,
 		"pages_missing", pc.svc.Pending())
+	if !errors.Is(cause, errNoSourceResumed) {
+		pc.tellBroken(cause)
+	}
 	return fmt.Errorf("%w: %w", ErrPostcopyBroken, cause)
 }
+
+// tellBroken tells the source, with BROKEN, that post-copy broke for
+// good here, so that it reports so now rather than reconnecting for
+// reconnect_timeout (10 minutes by default) to a destination that can no
+// longer take pages. A source that read it answers with BROKEN of its
+// own and closes. Without that answer (the session ended or was already
+// broken, and the source may be about to reconnect) this side listens
+// for the source's RESUME for at most brokenLinger and answers it with
+// BROKEN. A source that reconnects later than that, or a destination
+// process that died, still costs the source its whole reconnect_timeout.
+// Either way the source keeps its paused copy.
+func (pc *pcRecv) tellBroken(cause error) {
+	r := pc.r
+	why := cause.Error()
+	if len(why) > maxAbortReason {
+		why = why[:maxAbortReason]
+	}
+	broken := transport.Message{Kind: msgBroken, Payload: []byte(why)}
+	// The migration's context never ends in post-copy (hold.go): each
+	// wait here is bounded on its own.
+	tell := func(ctx context.Context) bool {
+		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+		err := r.tr.SendMessage(sctx, broken)
+		cancel()
+		return err == nil && r.awaitSourceClose(ctx, msgBroken)
+	}
+	if tell(context.Background()) {
+		return
+	}
+	r.closeSession()
+	linger := min(brokenLinger, r.opt.ReconnectTimeout)
+	lctx, cancel := context.WithTimeout(context.Background(), linger)
+	defer cancel()
+	r.opt.Log.Info("post-copy broken: the source did not answer BROKEN; listening for it to reconnect, to tell it", "for", linger)
+	for lctx.Err() == nil {
+		if err := pc.acceptResume(lctx); err == nil {
+			tell(lctx)
+			return
+		}
+		r.closeSession()
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-lctx.Done():
+		}
+	}
+	r.opt.Log.Warn("post-copy broken: no source reconnected to be told; it learns after its reconnect_timeout", "waited", linger)
+}
+
+// brokenLinger bounds how long a destination whose post-copy broke for
+// good listens for a source to reconnect, to answer it with BROKEN. A
+// source that noticed the break tries again at once, then at least
+// every 2 s (reconnectMax).
+const brokenLinger = 15 * time.Second
 
 // closeUffd stops the fault loop and closes the userfaultfd.
 func (pc *pcRecv) closeUffd() {

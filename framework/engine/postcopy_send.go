@@ -159,11 +159,12 @@ type pcSend struct {
 	sentBase  uint64               // Report.PagesSent and PagesZero at the switch
 	zeroBase  uint64
 
-	settled   *transport.Message // SETTLED seen while pushing the last pages
-	serveGone bool               // the request server's session ended with nothing owed
-	serveStop context.CancelFunc
-	serveDone chan struct{}
-	serveErr  chan error // the request server's end (1 buffered)
+	settled        *transport.Message // SETTLED seen while pushing the last pages
+	serveGone      bool               // the request server's session ended with nothing owed
+	brokenAnswered bool               // answerBroken ran
+	serveStop      context.CancelFunc
+	serveDone      chan struct{}
+	serveErr       chan error // the request server's end (1 buffered)
 }
 
 func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
@@ -624,6 +625,9 @@ func (pc *pcSend) run(ctx context.Context) error {
 		if !isLink(err) || ctx.Err() != nil {
 			return pc.broken(err)
 		}
+		if said := pc.lastWord(); said != nil {
+			return pc.broken(said)
+		}
 		if err := pc.reconnect(ctx, err); err != nil {
 			return err
 		}
@@ -718,8 +722,11 @@ func (pc *pcSend) poll() error {
 // unexpected is the error for a message from the destination in post-
 // copy that is not a SETTLED we wait for.
 func (pc *pcSend) unexpected(m transport.Message) error {
-	if m.Kind == msgAbort {
+	switch m.Kind {
+	case msgAbort:
 		return fmt.Errorf("%w in post-copy: %s", errDestinationAborted, m.Payload)
+	case msgBroken:
+		return fmt.Errorf("%w: %s", errDestinationBroken, m.Payload)
 	}
 	return fmt.Errorf("%w: %s from the destination in post-copy (%d pages still owed)", errMalformed, msgName(m.Kind), pc.owedCount())
 }
@@ -782,11 +789,67 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 	return true, nil
 }
 
+// lastWord looks, after the session broke, for what the destination
+// said before the end (its messages are delivered before the end is):
+// a BROKEN means there is nobody to reconnect to. It waits at most
+// lastWordWait for the receive goroutine to see the end; nil if the
+// destination said nothing.
+func (pc *pcSend) lastWord() error {
+	t := time.NewTimer(lastWordWait)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-pc.s.msgs:
+			if !ok {
+				return nil
+			}
+			if m.Kind == msgBroken {
+				return pc.unexpected(m)
+			}
+			pc.s.opt.Log.Warn("post-copy: message from the destination before the connection broke, ignored", "kind", msgName(m.Kind))
+		case <-t.C:
+			return nil
+		}
+	}
+}
+
+// answerBroken answers the destination's BROKEN with an empty one, if
+// the session still carries messages: it then knows this side heard and
+// need not wait for it to reconnect (pcRecv.tellBroken). Idempotent;
+// failures only cost the destination its wait.
+func (pc *pcSend) answerBroken() {
+	s := pc.s
+	if !s.trOpen || pc.brokenAnswered {
+		return
+	}
+	pc.brokenAnswered = true
+	ctx, cancel := context.WithTimeout(context.Background(), answerBrokenTimeout)
+	defer cancel()
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgBroken}); err != nil {
+		s.opt.Log.Info("post-copy: could not answer the destination's BROKEN", "err", err)
+	}
+}
+
+// answerBrokenTimeout bounds answerBroken's send.
+const answerBrokenTimeout = 2 * time.Second
+
+// lastWordWait bounds lastWord's wait for the end of the stream.
+const lastWordWait = 500 * time.Millisecond
+
 // broken ends post-copy for good: the VM ran on the destination and this
 // copy is stale.
 func (pc *pcSend) broken(cause error) error {
 	pc.stopServing()
 	pc.report()
+	if errors.Is(cause, errDestinationBroken) {
+		pc.answerBroken()
+		if pc.s.ho.get() == HandoverCommitting {
+			// RUNNING was lost, but BROKEN says the VM ran there.
+			if err := pc.s.ho.move(HandoverPostcopy); err != nil {
+				return err
+			}
+		}
+	}
 	if pc.s.ho.get() == HandoverCommitting {
 		// COMMIT went out, RUNNING never came and no destination took
 		// the reconnect: it may never have received COMMIT.
@@ -872,6 +935,9 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		m, err := s.next(rctx)
 		switch {
 		case errors.Is(err, errDestinationAborted):
+			return fail(true, err)
+		case errors.Is(err, errDestinationBroken):
+			pc.answerBroken()
 			return fail(true, err)
 		case err != nil:
 			return fail(false, fmt.Errorf("waiting for MISSING: %w", err))

@@ -53,6 +53,9 @@ type scriptDst struct {
 	cancelSrc  context.CancelFunc                            // set by runPostcopy
 	cutAfter   int                                           // close the connection after this many pages landed in post-copy (0: never)
 	reopen     bool                                          // and open it again (else: never)
+	broken     string                                        // at the cut, say BROKEN with this reason (with reopen: as the answer to RESUME) instead of MISSING
+	brokenRun  bool                                          // on COMMIT, end the session without RUNNING, then answer RESUME with BROKEN
+	brokenGone bool                                          // close right after BROKEN, without waiting for the answer
 
 	mu       sync.Mutex
 	absent   *bitmap.Bitmap // the POSTCOPY list
@@ -63,6 +66,7 @@ type scriptDst struct {
 	settled  bool
 	resumes  int
 	missing  uint64 // pages listed in MISSING, all reconnects
+	answered bool   // the source answered BROKEN
 
 	allLanded chan struct{}
 	cut       chan struct{}
@@ -187,6 +191,17 @@ func (d *scriptDst) run(ctx context.Context) error {
 					return fmt.Errorf("scripted destination: %s (%v) after reopening, want RESUME", msgName(m.Kind), err)
 				}
 				return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("never received COMMIT")})
+			}
+			if d.brokenRun {
+				d.vm.Resume()
+				d.tr.Close() // RUNNING lost with the connection
+				if err := d.tr.Open(ctx, d.req); err != nil {
+					return err
+				}
+				if m, err := d.tr.RecvMessage(ctx); err != nil || m.Kind != msgResume {
+					return fmt.Errorf("scripted destination: %s (%v) after reopening, want RESUME", msgName(m.Kind), err)
+				}
+				return d.sayBroken(ctx)
 			}
 			d.vm.Resume()
 			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgRunning}); err != nil {
@@ -356,6 +371,9 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			}
 		case <-cut:
 			cut = nil
+			if d.broken != "" && !d.reopen {
+				return d.sayBroken(ctx)
+			}
 			if d.killSrc != nil {
 				d.killSrc()
 				<-d.watching // the session ends from the other side
@@ -366,7 +384,7 @@ func (d *scriptDst) serve(ctx context.Context) error {
 				return nil
 			}
 			<-d.watching // it drained what landed before the end
-			if err := d.resume(ctx); err != nil {
+			if err := d.resume(ctx); err != nil || d.broken != "" {
 				return err
 			}
 		case <-ctx.Done():
@@ -393,6 +411,9 @@ func (d *scriptDst) resume(ctx context.Context) error {
 	if pages, err := decodeResume(m.Payload); err != nil || pages != d.vm.layout.Pages() {
 		return fmt.Errorf("RESUME for %d pages: %v", pages, err)
 	}
+	if d.broken != "" {
+		return d.sayBroken(ctx)
+	}
 	missing := d.notLanded()
 	d.mu.Lock()
 	d.resumes++
@@ -407,6 +428,35 @@ func (d *scriptDst) resume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sayBroken sends BROKEN and waits, as the engine's destination does,
+// for the source's answer (recorded in answered) or the session's end.
+func (d *scriptDst) sayBroken(ctx context.Context) error {
+	why := d.broken
+	if why == "" {
+		why = "scripted: broken"
+	}
+	if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgBroken, Payload: []byte(why)}); err != nil {
+		return err
+	}
+	if d.brokenGone {
+		return nil // the deferred Close
+	}
+	lctx, cancel := context.WithTimeout(ctx, settledLinger)
+	defer cancel()
+	for {
+		m, err := d.tr.RecvMessage(lctx)
+		if err != nil {
+			return nil
+		}
+		if m.Kind == msgBroken {
+			d.mu.Lock()
+			d.answered = len(m.Payload) == 0
+			d.mu.Unlock()
+			return nil
+		}
+	}
 }
 
 // request sends one REQUEST for runs on the urgent path.
@@ -1138,6 +1188,52 @@ func TestPostcopyCommitLostResumes(t *testing.T) {
 	}
 	if src.paused || src.resumed != 1 {
 		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+}
+
+// TestPostcopyDestinationBroken: the destination says post-copy broke
+// for good there (BROKEN): on the session in the middle of post-copy, as
+// its answer to RESUME after a cut, and after COMMIT when RUNNING was
+// lost with the connection (BROKEN says the VM ran there). Each time the
+// source stops at once, with ErrPostcopyBroken naming the destination's
+// reason, answers BROKEN, and keeps its copy paused: never resumed,
+// never handover-unknown, no waiting out ReconnectTimeout.
+func TestPostcopyDestinationBroken(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(d *scriptDst)
+	}{
+		{"session", func(d *scriptDst) { d.cutAfter = 300 }},
+		{"resume", func(d *scriptDst) { d.cutAfter, d.reopen = 300, true }},
+		{"running-lost", func(d *scriptDst) { d.brokenRun = true }},
+		// The session ends right behind BROKEN while the source pushes:
+		// it reads BROKEN from what arrived before the end (lastWord).
+		{"then-closed", func(d *scriptDst) { d.cutAfter, d.brokenGone = 300, true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := dataGuest(t, 16*mib)
+			allDirtyAfterBulk(src)
+			d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 16 * mib, ReconnectTimeout: time.Minute}, func(d *scriptDst) {
+				d.broken = "fault service: injected"
+				tc.setup(d)
+			})
+			if !errors.Is(r.serr, ErrPostcopyBroken) || !strings.Contains(r.serr.Error(), errDestinationBroken.Error()) ||
+				!strings.Contains(r.serr.Error(), "fault service: injected") || !strings.Contains(r.serr.Error(), "must never be resumed") {
+				t.Fatalf("send: %v, want ErrPostcopyBroken with the destination's reason", r.serr)
+			}
+			if r.srep.Status != StatusPostcopyBroken || r.srep.Handover != HandoverPostcopyBroken {
+				t.Errorf("status %q handover %v", r.srep.Status, r.srep.Handover)
+			}
+			if !src.paused || src.resumed != 0 {
+				t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+			}
+			if r.derr != nil || d.answered == d.brokenGone || d.settled {
+				t.Errorf("destination: %v, answered %v, settled %v", r.derr, d.answered, d.settled)
+			}
+			if took := time.Since(r.start); took > 10*time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
 	}
 }
 

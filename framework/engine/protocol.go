@@ -15,9 +15,13 @@ import (
 // 3 added post-copy: HELLO's and READY's flags and the messages from
 // POSTCOPY to MISSING (messages.go). Version 4 added POSTCOPY's count of
 // queued pages: a version-3 destination could take a pre-copy write
-// that its landed lane reported late for a post-copy page. The rule
-// and the golden tests: docs/ARCHITECTURE.md#versions.
-const protocolVersion = 4
+// that its landed lane reported late for a post-copy page. Version 5
+// added BROKEN: a version-4 source would take it for a malformed
+// message, and a version-4 destination never tells its source that
+// post-copy broke for good there, so the source waits out
+// reconnect_timeout. The rule and the golden tests:
+// docs/ARCHITECTURE.md#versions.
+const protocolVersion = 5
 
 // HELLO's flags.
 const (

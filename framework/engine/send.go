@@ -239,16 +239,24 @@ func (s *sender) receive(ctx context.Context, msgs chan<- transport.Message, err
 // never run the VM.
 var errDestinationAborted = errors.New("destination aborted")
 
+// errDestinationBroken marks a BROKEN from the destination: post-copy
+// broke for good there, after the VM ran there.
+var errDestinationBroken = errors.New("post-copy broke for good on the destination")
+
 // next returns the next message from the destination; ABORT becomes an
-// error wrapping errDestinationAborted.
+// error wrapping errDestinationAborted, BROKEN one wrapping
+// errDestinationBroken.
 func (s *sender) next(ctx context.Context) (transport.Message, error) {
 	select {
 	case m, ok := <-s.msgs:
 		if !ok {
 			return m, fmt.Errorf("destination went away: %w", transport.ErrClosed)
 		}
-		if m.Kind == msgAbort {
+		switch m.Kind {
+		case msgAbort:
 			return m, fmt.Errorf("%w: %s", errDestinationAborted, m.Payload)
+		case msgBroken:
+			return m, fmt.Errorf("%w: %s", errDestinationBroken, m.Payload)
 		}
 		return m, nil
 	case <-ctx.Done():

@@ -142,6 +142,8 @@ func (s *sender) commit(ctx context.Context) error {
 			return fmt.Errorf("%w; resume here: %v", err, rerr)
 		}
 		return fmt.Errorf("the destination could not run the VM, it runs here again: %w", err)
+	case errors.Is(err, errDestinationBroken) && s.pc != nil:
+		return s.pc.broken(err) // it ran the VM, then lost it: never resume here
 	case err != nil && s.pc != nil:
 		return s.recommit(ctx, fmt.Errorf("waiting for RUNNING: %w", err))
 	case err != nil:

@@ -3,11 +3,14 @@ package vmtest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/postcopy"
 	"github.com/ferryvm/ferry/framework/session"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
 	"github.com/ferryvm/ferry/transports/tcp"
 )
@@ -318,4 +322,75 @@ func postcopyCutSpecs(t *testing.T) (src, dst session.Spec) {
 	}
 	dst.Transport.Path = link
 	return src, dst
+}
+
+// landTwice is the destination's transport reporting a page that
+// landed after COMMIT, and that the guest then touched, a second time, as
+// a transport that broke the exactly-once rule would: the fault service
+// refuses it and post-copy breaks for good there, with the VM running.
+type landTwice struct {
+	transport.Transport
+	touch           func(p uint64) // reads page p as the guest would
+	committed, done atomic.Bool
+	picked          bool // page holds the first page landed after COMMIT
+	page            uint64
+}
+
+func (l *landTwice) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := l.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == engine.MsgCommit {
+		l.committed.Store(true)
+	}
+	return m, err
+}
+
+// Landed is called by the destination's landed lane alone.
+func (l *landTwice) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	runs, err := l.Transport.Landed(ctx)
+	switch {
+	case err != nil || len(runs) == 0 || !l.committed.Load() || l.done.Load():
+	case !l.picked:
+		l.picked, l.page = true, runs[0].First
+	default:
+		l.touch(l.page) // placed now: it landed before this call
+		l.done.Store(true)
+		runs = append(runs, transport.PageRun{First: l.page, Count: 1, Kind: transport.KindData})
+	}
+	return runs, err
+}
+
+// TestEmbedPostcopyDestinationBroken: post-copy breaks for good on the
+// destination while both VMMs live (its fault service refuses a page):
+// the destination halts the VM and says BROKEN, and the source, which
+// would otherwise reconnect for its whole reconnect_timeout, stops at
+// once with post-copy broken and the destination's reason, its copy
+// paused and never resumed.
+func TestEmbedPostcopyDestinationBroken(t *testing.T) {
+	needUffd(t)
+	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+	dst := newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond})
+	sspec, dspec := postcopySpecs(t, engine.PostcopyAlways, 8<<20) // the pusher takes seconds
+	sspec.Engine.ReconnectTimeout = 50 * time.Second
+	lt := &landTwice{Transport: tcp.New(nil), touch: func(p uint64) { dst.Page(p) }}
+	dspec.TransportInProcess, dspec.Transport.Path = lt, ""
+	start := time.Now()
+	srep, serr, drep, derr := run(src, dst, sspec, dspec)
+	took := time.Since(start)
+	t.Logf("source: %s %v\ndestination: %s %v\nafter %v", srep.Status, serr, drep.Status, derr, took)
+	if !lt.done.Load() {
+		t.Fatal("no page landed after COMMIT")
+	}
+	if !errors.Is(derr, engine.ErrPostcopyBroken) || drep.Status != engine.StatusPostcopyBroken || dst.State() != vmtest.StateHalted {
+		t.Fatalf("destination: %s %v, VM %s", drep.Status, derr, dst.State())
+	}
+	if !errors.Is(serr, engine.ErrPostcopyBroken) || srep.Status != engine.StatusPostcopyBroken ||
+		!strings.Contains(serr.Error(), "broke for good on the destination") || !strings.Contains(serr.Error(), "in state placed") {
+		t.Fatalf("source: %s %v", srep.Status, serr)
+	}
+	if src.State() != vmtest.StatePaused || src.Counters().Resumes != 0 {
+		t.Errorf("source %s (%+v)", src.State(), src.Counters())
+	}
+	if took > 20*time.Second {
+		t.Errorf("took %v: the source waited for a reconnect", took)
+	}
 }
