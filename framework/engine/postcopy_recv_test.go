@@ -849,8 +849,24 @@ func TestCheckResume(t *testing.T) {
 // with the reason, on the session that still works, which stays open
 // until the source answered it.
 func TestPostcopySecondCopyBreaks(t *testing.T) {
+	secondCopyBreaks(t, false)
+}
+
+// The same second copy, with the connection cut right behind it: the
+// source never answers BROKEN on that session (it may not have read it),
+// so the destination listens for the source's reconnect and answers
+// RESUME with BROKEN instead of MISSING; the source learns it at its
+// first reconnect, not after reconnect_timeout.
+func TestPostcopyBrokenToldOnResume(t *testing.T) {
+	secondCopyBreaks(t, true)
+}
+
+// secondCopyBreaks sends a second copy of a placed page; with cut, the
+// script closes the session right behind it and reconnects.
+func secondCopyBreaks(t *testing.T, cut bool) {
 	before := uffdOpen()
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
+	opt.ReconnectTimeout = time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
@@ -865,6 +881,13 @@ func TestPostcopySecondCopyBreaks(t *testing.T) {
 			t.Error("Page failed")
 		}
 		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		if cut {
+			must(t, s.tr.Flush(ctx))
+			s.tr.Close()
+			time.Sleep(100 * time.Millisecond) // as the source's backoff does
+			must(t, s.tr.Open(ctx, s.req))
+			s.send(ctx, msgResume, testResume(s.pages))
+		}
 		if why := string(s.recv(ctx, msgBroken)); !strings.Contains(why, "page 10") {
 			t.Errorf("BROKEN says %q", why)
 		}
@@ -875,65 +898,17 @@ func TestPostcopySecondCopyBreaks(t *testing.T) {
 	})
 	start := time.Now()
 	rep, err := wait()
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Receive returned %v after the source answered", d)
-	}
 	if failed {
 		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Receive returned %v after the source answered", d)
 	}
 	if !errors.Is(err, ErrPostcopyBroken) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverPostcopyBroken {
 		t.Fatalf("Receive: %v, report %+v", err, rep)
 	}
 	if notes := dst.HaltNotes(); dst.State() != vmtest.StateHalted || len(notes) != 1 || notes[0] != fmt.Sprint(before+1) {
 		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)
-	}
-}
-
-// The same second copy, with the connection cut right behind it: the
-// source never answers BROKEN on that session (it may not have read it),
-// so the destination listens for the source's reconnect and answers
-// RESUME with BROKEN instead of MISSING; the source learns it at its
-// first reconnect, not after reconnect_timeout.
-func TestPostcopyBrokenToldOnResume(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	opt.ReconnectTimeout = time.Minute
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
-	const p = 10 // never sent, not free
-	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
-		s.recv(ctx, msgRunning)
-		if dst.Page(p) == nil {
-			t.Error("Page failed")
-		}
-		must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
-		must(t, s.tr.Flush(ctx))
-		s.tr.Close()
-		time.Sleep(100 * time.Millisecond) // as the source's backoff does
-		must(t, s.tr.Open(ctx, s.req))
-		s.send(ctx, msgResume, testResume(s.pages))
-		if why := string(s.recv(ctx, msgBroken)); !strings.Contains(why, "page 10") {
-			t.Errorf("BROKEN says %q", why)
-		}
-		s.send(ctx, msgBroken, nil)
-	})
-	start := time.Now()
-	rep, err := wait()
-	if failed {
-		t.Fatalf("script failed; Receive: %v", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Receive returned %v after the source answered", d)
-	}
-	if !errors.Is(err, ErrPostcopyBroken) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverPostcopyBroken {
-		t.Fatalf("Receive: %v, report %+v", err, rep)
-	}
-	if dst.State() != vmtest.StateHalted {
-		t.Errorf("destination %v", dst.State())
 	}
 }
 
