@@ -56,7 +56,8 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 // and what not to do (docs/JOBS.md, Post-copy).
 func postcopyBrokenText(src, dst string) string {
 	return fmt.Sprintf(`migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
-held, and the connection did not come back within reconnect_timeout (or the destination VMM died).
+held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the
+destination could not go on and said so.
 The guest is lost: the destination %s stopped its vCPUs for good, and the source %s keeps a paused copy
 that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
