@@ -70,16 +70,21 @@ func (p *progress) update(pr engine.Progress) {
 
 // progressLine is one progress line. In post-copy the guest runs on the
 // destination: the line says so and counts the pages still to arrive
-// (Remaining) instead of dirty pages and a downtime estimate; so does
-// the last line (phase done) of a migration that was in post-copy (prev:
-// the phase of the line before).
+// (Remaining) instead of dirty pages and a downtime estimate, and while
+// the source reconnects after a broken connection, for how long instead
+// of the rate; so does the last line (phase done) of a migration that
+// was in post-copy (prev: the phase of the line before).
 func progressLine(pr engine.Progress, prev engine.Phase, done float64) string {
 	if pr.Phase == engine.PhasePostcopy || pr.Phase == engine.PhaseDone && prev == engine.PhasePostcopy {
 		if pr.TotalPages > 0 {
 			done = 1 - float64(min(pr.Remaining, pr.TotalPages))/float64(pr.TotalPages)
 		}
+		moving := rate(pr.Throughput)
+		if pr.Reconnecting > 0 {
+			moving = fmt.Sprintf("connection lost, reconnecting for %v", pr.Reconnecting.Round(time.Second))
+		}
 		return fmt.Sprintf("%-13s guest runs on the destination %s %s  to arrive %d pages (%.1f MiB)  wire %.1f MiB",
-			pr.Phase, bar(min(done, 1), 20), rate(pr.Throughput), pr.Remaining,
+			pr.Phase, bar(min(done, 1), 20), moving, pr.Remaining,
 			float64(pr.Remaining*framework.PageSize)/(1<<20), float64(pr.BytesWire)/(1<<20))
 	}
 	return fmt.Sprintf("%-13s pass %-2d %s %s  dirty %d  est. downtime %v  wire %.1f MiB",

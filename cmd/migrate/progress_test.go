@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 )
@@ -51,6 +52,21 @@ func TestProgressPostcopyLastLine(t *testing.T) {
 		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "done") || !strings.Contains(last, c.want) {
 			t.Errorf("%s: last line %q, want %q in it", c.name, last, c.want)
 		}
+	}
+}
+
+// TestProgressReconnecting: while the source reconnects in post-copy the
+// line says so, and for how long, instead of a rate.
+func TestProgressReconnecting(t *testing.T) {
+	pr := engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, TotalPages: 100, Remaining: 40,
+		Throughput: 5e6, Reconnecting: 12300 * time.Millisecond}
+	line := progressLine(pr, engine.PhasePostcopy, 0)
+	if !strings.Contains(line, "connection lost, reconnecting for 12s") || strings.Contains(line, "MB/s") || !strings.Contains(line, "to arrive 40 pages") {
+		t.Errorf("line %q", line)
+	}
+	pr.Reconnecting = 0
+	if line := progressLine(pr, engine.PhasePostcopy, 0); strings.Contains(line, "reconnecting") || !strings.Contains(line, "5 MB/s") {
+		t.Errorf("connected: line %q", line)
 	}
 }
 

@@ -415,6 +415,11 @@ func (s *sender) progress(force bool) {
 // negative for the pass's meter.
 func (s *sender) report(now time.Time, rate float64) {
 	s.lastProg = now
+	s.opt.Progress(s.progressAt(now, rate))
+}
+
+// progressAt is the Progress report sends.
+func (s *sender) progressAt(now time.Time, rate float64) Progress {
 	if rate < 0 {
 		rate = s.meter.rate(now, s.pass, s.rep.PagesSent, s.rate)
 	}
@@ -432,5 +437,5 @@ func (s *sender) report(now time.Time, rate float64) {
 	if s.pc != nil {
 		p.Remaining = s.pc.owedCount()
 	}
-	s.opt.Progress(p)
+	return p
 }

@@ -721,7 +721,10 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	r := pc.r
 	r.opt.Log.Warn("post-copy: the connection broke; the VM keeps running here; waiting for the source to reconnect",
 		"err", cause, "pages_missing", pc.svc.Pending(), "reconnect_timeout", r.opt.ReconnectTimeout)
-	deadline := time.Now().Add(r.opt.ReconnectTimeout)
+	since := time.Now()
+	deadline := since.Add(r.opt.ReconnectTimeout)
+	stop := reportReconnecting(r.opt.Progress, r.progressAt(pc.svc.Pending()), r.start, since)
+	defer stop() // before anything reports progress again
 	if s := pc.sess; s != nil {
 		// Drain the old lane: once the session ended it returns what
 		// landed, then its error.

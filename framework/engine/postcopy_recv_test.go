@@ -617,6 +617,13 @@ func TestPostcopyRecvReconnectTimeout(t *testing.T) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4,
 		OnHalt: func() string { return fmt.Sprint(uffdOpen()) }})
 	opt.ReconnectTimeout = 300 * time.Millisecond
+	var mu sync.Mutex
+	var longest time.Duration // the longest Reconnecting reported
+	opt.Progress = func(p Progress) {
+		mu.Lock()
+		longest = max(longest, p.Reconnecting)
+		mu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
@@ -639,6 +646,11 @@ func TestPostcopyRecvReconnectTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("gave up after %v", d)
 	}
+	mu.Lock()
+	if longest <= 0 || longest > 2*time.Second { // reported at once and every statsInterval while waiting 300 ms
+		t.Errorf("progress said reconnecting for at most %v", longest)
+	}
+	mu.Unlock()
 	notes := dst.HaltNotes()
 	if dst.State() != vmtest.StateHalted || len(notes) != 1 || notes[0] != fmt.Sprint(before+1) {
 		t.Errorf("destination %v, userfaultfds open at Halt %q (before: %d)", dst.State(), notes, before)

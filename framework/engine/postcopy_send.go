@@ -869,6 +869,7 @@ func (pc *pcSend) broken(cause error) error {
 // destination's MISSING pages are owed again and post-copy goes on.
 func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s := pc.s
+	since := time.Now()
 	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
 	pc.stopServing()
 	s.stopReceive()
@@ -878,6 +879,8 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s.closeTransport(true, seen)
 	rctx, cancel := context.WithTimeout(ctx, s.opt.ReconnectTimeout)
 	defer cancel()
+	stop := reportReconnecting(s.opt.Progress, s.progressAt(since, -1), s.start, since)
+	defer stop() // before anything reports progress again
 	wait := reconnectMin
 	for attempt := 1; ; attempt++ {
 		final, err := pc.reopen(ctx, rctx)

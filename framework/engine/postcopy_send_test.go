@@ -1001,6 +1001,20 @@ func TestPostcopySendReconnect(t *testing.T) {
 	if len(events) == 0 || events[0].Remaining == 0 || events[0].Handover != HandoverPostcopy {
 		t.Errorf("post-copy progress events: %+v", events)
 	}
+	// While it reconnected, progress said so (and moved nothing); once
+	// resumed, it no longer does.
+	reconnecting := 0
+	for _, e := range events {
+		if e.Reconnecting > 0 {
+			reconnecting++
+			if e.Throughput != 0 || e.Reconnecting > 20*time.Second {
+				t.Errorf("progress while reconnecting: %+v", e)
+			}
+		}
+	}
+	if reconnecting == 0 || events[len(events)-1].Reconnecting != 0 {
+		t.Errorf("%d progress events while reconnecting; the last event %+v", reconnecting, events[len(events)-1])
+	}
 	mu.Unlock()
 	if r.srep.Reconnects != 1 || d.resumes != 1 || d.missing == 0 || r.srep.Status != StatusCompleted {
 		t.Errorf("reconnects %d, resumes %d, missing %d, status %q", r.srep.Reconnects, d.resumes, d.missing, r.srep.Status)

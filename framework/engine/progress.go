@@ -95,3 +95,31 @@ func (p *statsPoller) close() {
 	p.stop()
 	<-p.done
 }
+
+// reportReconnecting reports progress while a side tries to resume
+// post-copy over a new connection, when nothing else does: base with
+// Reconnecting (since the break, since) and Elapsed (since start)
+// brought up to date at once and then every statsInterval, from its own
+// goroutine. stop joins it; the caller must call it before it reports
+// progress itself again.
+func reportReconnecting(progress func(Progress), base Progress, start, since time.Time) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(statsInterval)
+		defer t.Stop()
+		for {
+			now := time.Now()
+			p := base
+			p.Reconnecting, p.Elapsed = max(now.Sub(since), time.Nanosecond), now.Sub(start)
+			p.Throughput = 0 // nothing moves meanwhile
+			progress(p)
+			select {
+			case <-t.C:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}

@@ -66,11 +66,14 @@ func (r *receiver) progress() { r.progressWith(0) }
 // progressWith reports the phase, remaining pages to arrive, and the
 // traffic of every session so far as last polled (a post-copy reconnect
 // does not restart it).
-func (r *receiver) progressWith(remaining uint64) {
+func (r *receiver) progressWith(remaining uint64) { r.opt.Progress(r.progressAt(remaining)) }
+
+// progressAt is the Progress progressWith reports.
+func (r *receiver) progressAt(remaining uint64) Progress {
 	st := addStats(r.wireBase, r.seen)
-	r.opt.Progress(Progress{Phase: r.phase, Remaining: remaining, TotalPages: r.layout.Pages(),
+	return Progress{Phase: r.phase, Remaining: remaining, TotalPages: r.layout.Pages(),
 		BytesWire: st.BytesWire, PagesSent: st.PagesData, PagesZero: st.PagesZero,
-		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode})
+		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode}
 }
 
 // unknown records that the source may or may not have committed: the VM

@@ -136,6 +136,11 @@ type Progress struct {
 	// context: a VMM must neither cancel nor shut down a side whose
 	// Progress says postcopy until the migration ended (hold.go).
 	Mode string `json:"mode,omitempty"`
+	// Reconnecting is, in post-copy, how long this side has been trying
+	// to resume over a new connection since the last one broke (the
+	// guest waits on the destination for the pages it lacks meanwhile);
+	// 0 while connected. It gives up at ReconnectTimeout.
+	Reconnecting time.Duration `json:"reconnecting_ns,omitempty"`
 }
 
 // Report is the outcome of one migration, on either side.
