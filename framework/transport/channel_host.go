@@ -153,12 +153,20 @@ func (c *chanClient) newSession(session uint64) {
 	}
 }
 
-// gone is the error of a call the channel's end cut short.
-func (c *chanClient) gone(ctx context.Context) error {
+// gone is the error of a call the channel's end cut short: werr is the
+// write that failed (nil when the reader's end was seen), and the
+// reader's error explains it once the reader ended.
+func (c *chanClient) gone(ctx context.Context, werr error) error {
 	if err := c.proc.Alive(); err != nil {
 		return err
 	}
-	return c.proc.Fail(ctx, status.Error(codes.Unavailable, fmt.Sprintf("urgent channel to the plugin ended: %v", c.derr)))
+	why := werr
+	select {
+	case <-c.dead:
+		why = c.derr // written before dead closed
+	default: // the reader has not seen the end yet: only the write's error is known
+	}
+	return c.proc.Fail(ctx, status.Error(codes.Unavailable, fmt.Sprintf("urgent channel to the plugin ended: %v", why)))
 }
 
 // call runs one SendUrgent or SendPagesUrgent in the plugin and waits
@@ -179,7 +187,7 @@ func (c *chanClient) callWith(ctx context.Context, f chanFrame, file *os.File) e
 	}
 	if err := c.writeWith(f, file); err != nil {
 		forget()
-		return c.gone(ctx)
+		return c.gone(ctx, err)
 	}
 	select {
 	case r := <-reply:
@@ -192,7 +200,7 @@ func (c *chanClient) callWith(ctx context.Context, f chanFrame, file *os.File) e
 		c.write(chanFrame{Type: fCancel, Tag: f.Tag})
 		return ctx.Err()
 	case <-c.dead:
-		return c.gone(ctx)
+		return c.gone(ctx, nil)
 	}
 }
 
@@ -227,7 +235,7 @@ func take[T any](ctx context.Context, c *chanClient, lane chanLane, get func(l *
 		c.mu.Unlock()
 		if grant > 0 && session != 0 {
 			if err := c.write(chanFrame{Type: fCredit, Tag: session, Lane: lane, N: grant}); err != nil && !ok {
-				return zero, c.gone(ctx)
+				return zero, c.gone(ctx, err)
 			}
 		}
 		if ok {
@@ -244,7 +252,7 @@ func take[T any](ctx context.Context, c *chanClient, lane chanLane, get func(l *
 		case <-ctx.Done():
 			return zero, ctx.Err()
 		case <-c.dead:
-			return zero, c.gone(ctx)
+			return zero, c.gone(ctx, nil)
 		}
 	}
 }
