@@ -5,7 +5,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all test demo boot-demo bench soak-postcopy godefs proto clean FORCE
+.PHONY: all test demo boot-demo bench soak-postcopy race godefs proto clean FORCE
 
 # Plugin binaries, built into bin/plugins/ from cmd/<name>; the example
 # hint providers (plugins/example) serve tests and docs/PLUGINS.md.
@@ -66,6 +66,15 @@ bench: all
 	$(GO) test $(GOTAGS) -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 	./bin/ferry-demo -demo=false -table -table-mem 8G -table-hog 7168 -table-json bin/table-8g.json \
 		$$(command -v qemu-system-x86_64 >/dev/null && echo -table-qemu)
+
+# The race detector over the packages where goroutines meet: the engine,
+# post-copy's fault service, sessions, transports (the urgent channel to
+# a plugin, the TCP transport), the fake-VM end-to-end tests, migrate.
+# Not part of `make test` (about ten minutes on two cores); run it after
+# changing concurrent code. Timing bounds scale up under -race
+# (framework/transport/transporttest/race.go).
+race: all
+	$(GO) test $(GOTAGS) -race -short -count=1 -timeout 30m ./framework/... ./transports/tcp/... ./cmd/migrate
 
 # Post-copy soak: 100 migrations of the fake VM over the real TCP plugin,
 # each with one side's transport process killed at a random moment of

@@ -17,12 +17,13 @@ import (
 // answers, which must never wait behind bulk pages.
 
 // Bounds of the overtaking test. The suite runs on loaded CI machines, so
-// they are loose; the point is that an urgent round trip does not wait
-// for the bulk data queued before it (transport.Transport's rule), which
-// takes seconds at the rates the test keeps queued.
+// they are loose (and looser under the race detector: slowdown); the
+// point is that an urgent round trip does not wait for the bulk data
+// queued before it (transport.Transport's rule), which takes seconds at
+// the rates the test keeps queued.
 const (
-	urgentP50 = 100 * time.Millisecond
-	urgentMax = 2 * time.Second
+	urgentP50 = slowdown * 100 * time.Millisecond
+	urgentMax = slowdown * 2 * time.Second
 )
 
 // landedLog collects Landed's reports on the receiver in the background.
