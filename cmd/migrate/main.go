@@ -157,7 +157,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// gone) while the VMMs went on: follow that migration.
 		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",
 			j.Source.Control, st.Progress.Phase, cmp.Or(st.Progress.Mode, engine.ModePrecopy))
-		src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+		src, err := follow(ctx, j.Source.Control, j.Destination.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 		prog.finish()
 		return conclude(j, rep, src, err, rs, log)
 	}
@@ -174,7 +174,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
-	src, err := follow(ctx, j.Source.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+	src, err := follow(ctx, j.Source.Control, j.Destination.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 	prog.finish()
 	if src.Report != nil {
 		src.Report.SetupMS += told.Sub(start).Milliseconds()
@@ -315,8 +315,12 @@ func waitDone(sock string, d time.Duration) (api.Migration, error) {
 // it cancels the migration once and keeps following for at most grace
 // (0: until done); a VMM that refuses the cancel because the migration
 // is in post-copy is followed to the end, with a line on log saying so.
-func follow(ctx context.Context, sock string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
+// While a post-copy reconnects, it asks the peer (the destination's
+// control socket) now and then whether its VMM still answers
+// (checkPeer).
+func follow(ctx context.Context, sock, peer string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
 	var st api.Migration
+	check := checkPeer{sock: peer}
 	cancelled := false
 	var deadline time.Time
 	tick := time.NewTicker(statusPoll)
@@ -334,6 +338,7 @@ func follow(ctx context.Context, sock string, prog *progress, grace time.Duratio
 		if st.Done {
 			return st, nil
 		}
+		check.reconnecting(st.Progress.Reconnecting, prog, log)
 		if ctx.Err() != nil && !cancelled {
 			cancelled, deadline = true, time.Now().Add(grace)
 			if res := cancelMigration(sock); res.Postcopy {
@@ -354,6 +359,47 @@ func follow(ctx context.Context, sock string, prog *progress, grace time.Duratio
 		case <-done:
 		}
 	}
+}
+
+// checkPeer tells the operator, once, when a post-copy has been
+// reconnecting for a while and the destination VMM does not answer its
+// control socket: it has most likely died, and the guest with it. The
+// source cannot tell a dead destination from a cut network, so it keeps
+// trying until reconnect_timeout; migrate can ask.
+type checkPeer struct {
+	sock   string // the destination's control socket; "" to never ask
+	last   time.Time
+	warned bool
+}
+
+// Asked after peerAfter of reconnecting, then at most every peerEvery.
+const (
+	peerAfter = 5 * time.Second
+	peerEvery = 5 * time.Second
+)
+
+// reconnecting is called with the source's Progress.Reconnecting at every
+// status poll.
+func (c *checkPeer) reconnecting(d time.Duration, prog *progress, log io.Writer) {
+	if c.sock == "" || c.warned || d < peerAfter || time.Since(c.last) < peerEvery {
+		return
+	}
+	c.last = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st api.Migration
+	err := callControl(ctx, c.sock, "migrate-status", nil, &st)
+	if err == nil {
+		return
+	}
+	c.warned = true
+	if prog != nil {
+		prog.finish()
+	}
+	fmt.Fprintf(log, "migrate: post-copy has been reconnecting for %v, and the destination VMM %s does not answer (%v).\n"+
+		"migrate: if it is gone, the guest is lost with it. The source keeps its paused copy (never resumed) and keeps\n"+
+		"migrate: trying until reconnect_timeout; if the destination VMM is only unreachable from here, the migration may still resume.\n",
+		d.Round(time.Second), c.sock, err)
 }
 
 func printReport(w io.Writer, r report) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -171,6 +172,44 @@ func TestRunPostcopyBroken(t *testing.T) {
 	for _, call := range c.calls {
 		if call != "receive migrate-incoming" && call != "send migrate-send" {
 			t.Errorf("call %q after post-copy broke; want none", call)
+		}
+	}
+}
+
+// TestRunPostcopyReconnectingPeerGone: while the source says post-copy
+// has been reconnecting for a while, migrate asks the destination VMM;
+// one that does not answer gets a warning (once) that the guest is
+// likely lost with it; one that answers gets none.
+func TestRunPostcopyReconnectingPeerGone(t *testing.T) {
+	for _, gone := range []bool{true, false} {
+		c := newRunCase(t)
+		c.src.postcopy = true
+		c.src.progress = engine.Progress{Phase: engine.PhasePostcopy, TotalPages: 100}
+		c.src.finishWith(50, engine.StatusPostcopyBroken, api.SidePostcopyBroken) // about a second of polls
+		go func() { // once the migration started: the destination dies (or not), then the source reconnects
+			for {
+				c.src.mu.Lock()
+				sent := !c.src.sent.IsZero()
+				c.src.mu.Unlock()
+				if sent {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if gone {
+				c.dst.kill()
+			}
+			c.src.mu.Lock()
+			c.src.progress.Reconnecting = 30 * time.Second
+			c.src.mu.Unlock()
+		}()
+		_, err, out := c.run(context.Background(), t)
+		if err == nil {
+			t.Fatal("no error for a broken post-copy")
+		}
+		warning := "the destination VMM " + c.dst.sock + " does not answer"
+		if n := strings.Count(out, warning); gone && n != 1 || !gone && n != 0 {
+			t.Errorf("destination gone %v: the warning %d times:\n%s", gone, n, out)
 		}
 	}
 }
