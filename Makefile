@@ -70,7 +70,7 @@ bench: all
 # The race detector over the packages where goroutines meet: the engine,
 # post-copy's fault service, sessions, transports (the urgent channel to
 # a plugin, the TCP transport), the fake-VM end-to-end tests, migrate.
-# Not part of `make test` (about ten minutes on two cores); run it after
+# Not part of `make test` (about five minutes on two cores); run it after
 # changing concurrent code. Timing bounds scale up under -race
 # (framework/transport/transporttest/race.go).
 race: all
