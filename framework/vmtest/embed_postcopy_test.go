@@ -271,7 +271,11 @@ func TestEmbedPostcopyCut(t *testing.T) {
 			// pusher is capped, so post-copy lasts over a second.
 			var killed int
 			var cutWG sync.WaitGroup
+			var sawReconnecting atomic.Bool // the destination's progress said it reconnects
 			dspec.Progress = func(p engine.Progress) {
+				if p.Reconnecting > 0 {
+					sawReconnecting.Store(true)
+				}
 				if p.Phase != engine.PhasePostcopy {
 					return
 				}
@@ -289,6 +293,9 @@ func TestEmbedPostcopyCut(t *testing.T) {
 			checkPostcopy(t, src, dst, srep, drep, serr, derr)
 			if killed > 0 && srep.Reconnects == 0 && drep.Reconnects == 0 {
 				t.Logf("the cut came after the last page (no reconnect needed)")
+			}
+			if drep.Reconnects > 0 && !sawReconnecting.Load() {
+				t.Error("the destination reconnected, but its progress never said so")
 			}
 		})
 	}
