@@ -297,18 +297,29 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 func waitDone(sock string, d time.Duration) (api.Migration, error) {
 	var st api.Migration
 	for end := time.Now().Add(d); ; time.Sleep(statusPoll) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := callControl(ctx, sock, "migrate-status", nil, &st)
-		cancel()
+		next, err := migrateStatus(sock)
 		switch {
 		case err != nil:
 			return st, fmt.Errorf("%s: %w", sock, err)
-		case st.Done:
-			return st, nil
+		case next.Done:
+			return next, nil
 		case time.Now().After(end):
-			return st, fmt.Errorf("%s: the migration is not done after %v", sock, d)
+			return next, fmt.Errorf("%s: the migration is not done after %v", sock, d)
 		}
+		st = next
 	}
+}
+
+// migrateStatus asks sock's VMM for its migrate-status. Each answer is
+// decoded into a new value: JSON leaves a field the answer omits (an
+// omitempty zero, as Progress.Reconnecting once a post-copy resumed)
+// as it was, so reusing one would keep stale values.
+func migrateStatus(sock string) (api.Migration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var st api.Migration
+	err := callControl(ctx, sock, "migrate-status", nil, &st)
+	return st, err
 }
 
 // follow polls migrate-status until the migration is done. When ctx ends
@@ -326,12 +337,11 @@ func follow(ctx context.Context, sock, peer string, prog *progress, grace time.D
 	tick := time.NewTicker(statusPoll)
 	defer tick.Stop()
 	for {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := callControl(sctx, sock, "migrate-status", nil, &st)
-		cancel()
+		next, err := migrateStatus(sock)
 		if err != nil {
 			return st, stoppedAnswering{fmt.Errorf("%s: %w", sock, err)}
 		}
+		st = next
 		if prog != nil {
 			prog.update(st.Progress)
 		}

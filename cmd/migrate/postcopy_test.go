@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,7 +187,7 @@ func TestRunPostcopyReconnectingPeerGone(t *testing.T) {
 		c.src.postcopy = true
 		c.src.progress = engine.Progress{Phase: engine.PhasePostcopy, TotalPages: 100}
 		c.src.finishWith(50, engine.StatusPostcopyBroken, api.SidePostcopyBroken) // about a second of polls
-		go func() { // once the migration started: the destination dies (or not), then the source reconnects
+		go func() {                                                               // once the migration started: the destination dies (or not), then the source reconnects
 			for {
 				c.src.mu.Lock()
 				sent := !c.src.sent.IsZero()
@@ -211,6 +212,34 @@ func TestRunPostcopyReconnectingPeerGone(t *testing.T) {
 		if n := strings.Count(out, warning); gone && n != 1 || !gone && n != 0 {
 			t.Errorf("destination gone %v: the warning %d times:\n%s", gone, n, out)
 		}
+	}
+}
+
+// TestFollowReconnectingClears: once post-copy resumed, the status no
+// longer carries reconnecting_ns (omitempty), and what migrate follows
+// must say 0, not the last value it saw (a status decoded into the
+// previous one kept it, and the progress line said "reconnecting" to the
+// end of a resumed migration, seen in an emulated-KVM run of
+// TestPostcopyCut).
+func TestFollowReconnectingClears(t *testing.T) {
+	var calls []string
+	var mu sync.Mutex
+	src := newFakeVMM(t, "send", &calls, &mu)
+	src.running, src.postcopy = true, true
+	src.progress = engine.Progress{Phase: engine.PhasePostcopy, Reconnecting: 30 * time.Second, TotalPages: 100}
+	src.finishWith(15, engine.StatusCompleted, api.SideMigrated)
+	go func() {
+		time.Sleep(60 * time.Millisecond) // a few polls
+		src.mu.Lock()
+		src.progress.Reconnecting = 0
+		src.mu.Unlock()
+	}()
+	st, err := follow(context.Background(), src.sock, "", nil, 0, io.Discard)
+	if err != nil || !st.Done {
+		t.Fatalf("follow: %+v, %v", st, err)
+	}
+	if st.Progress.Reconnecting != 0 {
+		t.Errorf("the last status still says reconnecting for %v", st.Progress.Reconnecting)
 	}
 }
 
