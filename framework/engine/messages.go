@@ -96,8 +96,15 @@ const (
 	MsgRunning = msgRunning
 )
 
-// maxAbortReason bounds an ABORT's reason as sent.
+// maxAbortReason bounds an ABORT's or BROKEN's reason as sent.
 const maxAbortReason = 4096
+
+// reason is the payload of an ABORT or BROKEN for err: its text, cut to
+// maxAbortReason bytes.
+func reason(err error) []byte {
+	msg := err.Error()
+	return []byte(msg[:min(len(msg), maxAbortReason)])
+}
 
 var msgNames = [...]string{msgHello: "HELLO", msgReady: "READY", msgState: "STATE", msgLoaded: "LOADED",
 	msgCommit: "COMMIT", msgAbort: "ABORT", msgHashes: "HASHES", msgVerified: "VERIFIED", msgRunning: "RUNNING",

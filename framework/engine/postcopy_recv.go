@@ -1001,11 +1001,7 @@ func (pc *pcRecv) broken(cause error) error {
 // Either way the source keeps its paused copy.
 func (pc *pcRecv) tellBroken(cause error) {
 	r := pc.r
-	why := cause.Error()
-	if len(why) > maxAbortReason {
-		why = why[:maxAbortReason]
-	}
-	broken := transport.Message{Kind: msgBroken, Payload: []byte(why)}
+	broken := transport.Message{Kind: msgBroken, Payload: reason(cause)}
 	// The migration's context never ends in post-copy (hold.go): each
 	// wait here is bounded on its own.
 	tell := func(ctx context.Context) bool {

@@ -159,12 +159,11 @@ type pcSend struct {
 	sentBase  uint64               // Report.PagesSent and PagesZero at the switch
 	zeroBase  uint64
 
-	settled        *transport.Message // SETTLED seen while pushing the last pages
-	serveGone      bool               // the request server's session ended with nothing owed
-	brokenAnswered bool               // answerBroken ran
-	serveStop      context.CancelFunc
-	serveDone      chan struct{}
-	serveErr       chan error // the request server's end (1 buffered)
+	settled   *transport.Message // SETTLED seen while pushing the last pages
+	serveGone bool               // the request server's session ended with nothing owed
+	serveStop context.CancelFunc
+	serveDone chan struct{}
+	serveErr  chan error // the request server's end (1 buffered)
 }
 
 func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
@@ -815,14 +814,13 @@ func (pc *pcSend) lastWord() error {
 
 // answerBroken answers the destination's BROKEN with an empty one, if
 // the session still carries messages: it then knows this side heard and
-// need not wait for it to reconnect (pcRecv.tellBroken). Idempotent;
-// failures only cost the destination its wait.
+// need not wait for it to reconnect (pcRecv.tellBroken). Failures only
+// cost the destination its wait.
 func (pc *pcSend) answerBroken() {
 	s := pc.s
-	if !s.trOpen || pc.brokenAnswered {
-		return
+	if !s.trOpen {
+		return // reopen answered before it closed the session, or it broke
 	}
-	pc.brokenAnswered = true
 	ctx, cancel := context.WithTimeout(context.Background(), answerBrokenTimeout)
 	defer cancel()
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgBroken}); err != nil {

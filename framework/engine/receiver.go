@@ -133,11 +133,7 @@ func (r *receiver) giveUp(cause error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	msg := cause.Error()
-	if len(msg) > maxAbortReason {
-		msg = msg[:maxAbortReason]
-	}
-	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
+	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
 }
 
 // pollStats asks the transport for the current session's traffic and

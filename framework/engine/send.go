@@ -326,11 +326,7 @@ func (s *sender) abort(cause error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	msg := cause.Error()
-	if len(msg) > maxAbortReason {
-		msg = msg[:maxAbortReason]
-	}
-	_ = s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte(msg)})
+	_ = s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
 }
 
 // captureStats records the transport's byte count while the session is
