@@ -16,13 +16,18 @@ import (
 	"github.com/ferryvm/ferry/framework/vmtest"
 	"github.com/ferryvm/ferry/transports/rdma"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
+	"github.com/ferryvm/ferry/transports/tcp"
 )
 
-const pluginName = "ferry-transport-rdma"
+const (
+	pluginName    = "ferry-transport-rdma"
+	tcpPluginName = "ferry-transport-tcp" // for comparisons: BenchmarkMigrate
+)
 
 func TestMain(m *testing.M) {
 	plugintest.Main(m, transporttest.Roles(map[string]func() transport.Transport{
-		pluginName: func() transport.Transport { return rdma.New(transport.Logger(rdma.Name)) },
+		pluginName:    func() transport.Transport { return rdma.New(transport.Logger(rdma.Name)) },
+		tcpPluginName: func() transport.Transport { return tcp.New(transport.Logger(tcp.Name)) },
 	}))
 }
 
@@ -86,7 +91,7 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-func localAddr(t *testing.T) string {
+func localAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // idleData is what an idle guest of any size holds in these benchmarks:
@@ -90,7 +91,7 @@ func growthOnce(b *testing.B, size uint64) growthFigures {
 
 	resetPeak(b)
 	rss0 := vmKiB(b, os.Getpid(), "VmHWM")
-	cpu0, scpu0, dcpu0 := processCPU(), pidCPU(b, spid), pidCPU(b, dpid)
+	cpu0, scpu0, dcpu0 := plugintest.SelfCPU(), plugintest.CPU(b, spid), plugintest.CPU(b, dpid)
 	var derr error
 	var drep engine.Report
 	var wg sync.WaitGroup
@@ -102,7 +103,7 @@ func growthOnce(b *testing.B, size uint64) growthFigures {
 	}
 	g := growthFigures{
 		total: time.Duration(rep.TotalMS) * time.Millisecond, bulk: time.Duration(rep.BulkMS) * time.Millisecond,
-		engines: processCPU() - cpu0, src: pidCPU(b, spid) - scpu0, dst: pidCPU(b, dpid) - dcpu0,
+		engines: plugintest.SelfCPU() - cpu0, src: plugintest.CPU(b, spid) - scpu0, dst: plugintest.CPU(b, dpid) - dcpu0,
 		srcPeak: vmKiB(b, spid, "VmHWM") << 10, dstPeak: vmKiB(b, dpid, "VmHWM") << 10,
 		enginesPeakGrow: (max(rss0, vmKiB(b, os.Getpid(), "VmHWM")) - rss0) << 10,
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/postcopy"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/session"
@@ -160,7 +161,7 @@ func allSwitches() int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	n := ru.Nvcsw + ru.Nivcsw
-	for pid := range childPlugins() {
+	for pid := range plugintest.Children("ferry-transpor") {
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 		for _, t := range tasks {
 			b, err := os.ReadFile(t)

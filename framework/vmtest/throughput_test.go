@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +15,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/session"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
@@ -196,11 +192,11 @@ func tputInProcess(b *testing.B, src, dst *vmtest.VM, plain bool) tputFigures {
 	var derr error
 	var drep engine.Report
 	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), plugintest.SelfCPU()
 	wg.Go(func() { drep, derr = engine.Receive(ctx, dst, recv, dopt) })
 	rep, serr := engine.Send(ctx, src, send, sopt)
 	wg.Wait()
-	f.wall, f.cpu, f.rep = time.Since(start), processCPU()-cpu0, rep
+	f.wall, f.cpu, f.rep = time.Since(start), plugintest.SelfCPU()-cpu0, rep
 	if serr != nil || derr != nil || rep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
 		b.Fatalf("source %s (%v), destination %s (%v)", rep.Status, serr, drep.Status, derr)
 	}
@@ -218,12 +214,12 @@ func tputPlugins(b *testing.B, src, dst *vmtest.VM, plain bool) tputFigures {
 	var derr error
 	var drep engine.Report
 	var wg sync.WaitGroup
-	start, cpu0, scpu0, dcpu0 := time.Now(), processCPU(), pidCPU(b, spid), pidCPU(b, dpid)
+	start, cpu0, scpu0, dcpu0 := time.Now(), plugintest.SelfCPU(), plugintest.CPU(b, spid), plugintest.CPU(b, dpid)
 	wg.Go(func() { drep, derr = ds.Receive(ctx, dst) })
 	rep, serr := ss.Send(ctx, src, src)
 	wg.Wait()
-	f.wall, f.cpu, f.rep = time.Since(start), processCPU()-cpu0, rep
-	f.srcCPU, f.dstCPU = pidCPU(b, spid)-scpu0, pidCPU(b, dpid)-dcpu0
+	f.wall, f.cpu, f.rep = time.Since(start), plugintest.SelfCPU()-cpu0, rep
+	f.srcCPU, f.dstCPU = plugintest.CPU(b, spid)-scpu0, plugintest.CPU(b, dpid)-dcpu0
 	if serr != nil || derr != nil || rep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
 		b.Fatalf("source %s (%v), destination %s (%v)", rep.Status, serr, drep.Status, derr)
 	}
@@ -240,75 +236,17 @@ func openPluginPair(ctx context.Context, b *testing.B, src, dst framework.Layout
 	log := slog.New(slog.DiscardHandler)
 	// The destination's session first, so the one new plugin process
 	// after each Open is that side's.
-	before := childPlugins()
+	before := plugintest.Children("ferry-transpor")
 	ds, err := session.Open(ctx, dst, session.Spec{Role: transport.RoleReceive, Transport: tcpPlugin, Log: log, Engine: dopt})
 	if err != nil {
 		b.Fatal(err)
 	}
-	dpid = newChild(b, before, childPlugins())
-	before = childPlugins()
+	dpid = plugintest.NewChild(b, before, plugintest.Children("ferry-transpor"))
+	before = plugintest.Children("ferry-transpor")
 	ss, err = session.Open(ctx, src, session.Spec{Role: transport.RoleSend, Transport: tcpPlugin, Log: log, Engine: sopt})
 	if err != nil {
 		ds.Close()
 		b.Fatal(err)
 	}
-	return ss, ds, newChild(b, before, childPlugins()), dpid
-}
-
-// processCPU is this process's user and system time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// childPlugins lists this process's children that run the TCP plugin.
-func childPlugins() map[int]bool {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	out := map[int]bool{}
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || !bytes.Contains(b[:i], []byte("(ferry-transpor")) {
-			continue
-		}
-		var state string
-		var ppid int
-		if _, err := fmt.Sscan(string(b[i+1:]), &state, &ppid); err != nil || ppid != os.Getpid() {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(filepath.Dir(p)), "/"))
-		out[pid] = true
-	}
-	return out
-}
-
-// newChild is the one pid of after that is not in before.
-func newChild(b *testing.B, before, after map[int]bool) int {
-	var pids []int
-	for p := range after {
-		if !before[p] {
-			pids = append(pids, p)
-		}
-	}
-	if len(pids) != 1 {
-		b.Fatalf("want one new transport plugin process, found %v", pids)
-	}
-	return pids[0]
-}
-
-// pidCPU is process pid's user and system time (/proc/pid/stat fields
-// 14 and 15, in clock ticks of 10 ms).
-func pidCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	utime, _ := strconv.ParseUint(fields[11], 10, 64)
-	stime, _ := strconv.ParseUint(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return ss, ds, plugintest.NewChild(b, before, plugintest.Children("ferry-transpor")), dpid
 }
