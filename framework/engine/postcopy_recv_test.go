@@ -1200,3 +1200,32 @@ func TestPostcopyRecvFailsBeforeCommit(t *testing.T) {
 		t.Errorf("resumed %d, userfaultfds open %d", dst.Counters().Resumes, uffdOpen())
 	}
 }
+
+// A fresh destination (a VMM started again at the address of one that
+// died in post-copy, with the job's credentials) whose first message is
+// a source's RESUME must not answer ABORT: the source would take it for
+// "COMMIT never arrived here" and resume a copy the dead destination may
+// have run past. It answers nothing; the source stays paused.
+func TestForeignResumeNotAborted(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	var got transport.Message
+	var rerr error
+	failed := runScript(func() {
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages))
+		got, rerr = s.tr.RecvMessage(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if rerr == nil {
+		t.Errorf("the fresh destination answered the RESUME with %s %q; want no answer", msgName(got.Kind), got.Payload)
+	}
+	if !errors.Is(err, errForeignResume) || rep.Status != StatusFailed || dst.Counters().Resumes != 0 {
+		t.Errorf("Receive: %v, status %s, resumes %d", err, rep.Status, dst.Counters().Resumes)
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -95,6 +96,10 @@ func (r *receiver) unknown(cause error) error {
 // handle applies one message from the source. It reports done once the
 // VM runs; an error ends the migration (the caller tells the source).
 func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
+	if m.Kind == msgResume && r.ho.get() == HandoverWaiting {
+		return false, fmt.Errorf("%w: a source resumes a post-copy this destination never took part in "+
+			"(was the destination VMM that ran it restarted?)", errForeignResume)
+	}
 	if h := r.ho.get(); !receiverTakes(h, m.Kind) {
 		return false, fmt.Errorf("%w: unexpected %s in handover state %s", errMalformed, msgName(m.Kind), h)
 	}
@@ -123,7 +128,8 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 // side fails and tells the source (ABORT), which may then resume. A
 // final state already says what happened: failed on the source's ABORT
 // (nothing to tell), or handover-unknown (the source may have
-// committed: never ABORT).
+// committed: never ABORT). A RESUME from a source this receiver never
+// met is not answered at all (errForeignResume).
 func (r *receiver) giveUp(cause error) {
 	if h := r.ho.get(); h.Final() || h == HandoverPostcopy {
 		return // post-copy ends running or broken, never with ABORT (postcopy_recv.go)
@@ -131,10 +137,24 @@ func (r *receiver) giveUp(cause error) {
 	if err := r.ho.move(HandoverFailed); err != nil {
 		r.opt.Log.Error("give up", "err", err)
 	}
+	if errors.Is(cause, errForeignResume) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
 }
+
+// errForeignResume: the first message on a new connection was RESUME,
+// so its source is in post-copy's handover with another destination (one
+// whose process died and was started again at the same address, with the
+// job's credentials). ABORT would tell that source "the VM never ran
+// here, resume it", which only the destination that missed COMMIT may
+// say (pcRecv.uncommitted): the one that got it may have run the guest
+// before it died, and resuming the source would run an older copy. So
+// nothing is answered; the source keeps the VM paused and ends
+// handover-unknown after its reconnect_timeout.
+var errForeignResume = errors.New("RESUME from a stranger to this migration")
 
 // pollStats asks the transport for the current session's traffic and
 // keeps the answer (seen); a failed call keeps the previous one.
