@@ -64,7 +64,11 @@ const (
 	// SETTLED, destination → source, after RUNNING in post-copy: every
 	// page arrived and the fault service ended; u64 pages that differed
 	// when checked on arrival, u64 first of them (^0 if none), both 0/^0
-	// without the page check; exactly 16 bytes like VERIFIED.
+	// without the page check; exactly 16 bytes like VERIFIED. Sent on
+	// the session, or (protocol 6) as the answer to a RESUME when the
+	// session that carried it broke unanswered (pcRecv.tellSettled).
+	// Source → destination, protocol 6, empty: the answer to it, so the
+	// destination knows it was heard and need not wait for a reconnect.
 	msgSettled = 12
 	// RESUME, source → destination, first on a connection opened again
 	// after post-copy broke (instead of HELLO): u32 protocol version,

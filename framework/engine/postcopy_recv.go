@@ -94,6 +94,7 @@ type pcRecv struct {
 	commitMu  sync.Once
 
 	touching   bool // Postcopy(toucher) was called and not undone yet
+	sourceGone bool // every page arrived after no source reconnected: nobody to send SETTLED to
 	resumedAt  time.Time
 	doneAt     time.Time
 	reconnects int
@@ -632,7 +633,11 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 		// committed.
 		r.opt.Log.Warn("post-copy: the VM runs here, but RUNNING did not reach the source", "err", err)
 		if err := pc.reconnect(ctx, err); err != nil {
-			return pc.broken(err)
+			if !pc.completeWithout(err) {
+				return pc.broken(err)
+			}
+			pc.doneAt = time.Now()
+			return pc.finish(ctx)
 		}
 	}
 	if err := pc.wait(ctx); err != nil {
@@ -703,6 +708,10 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 		}
 		poll.close() // before the session it asks is closed
 		if err := pc.reconnect(ctx, cause); err != nil {
+			if pc.completeWithout(err) {
+				pc.doneAt = time.Now()
+				return nil
+			}
 			return err
 		}
 		poll = startStats(ctx, r.tr)
@@ -792,6 +801,22 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 // errNoSourceResumed marks a post-copy that broke because no source
 // reconnected: there is nobody left to tell (tellBroken).
 var errNoSourceResumed = errors.New("no source resumed post-copy")
+
+// completeWithout reports whether post-copy ends well although no source
+// reconnected within reconnect_timeout (err, reconnect's): every page is
+// here (the last ones landed before the break, or none was absent), so
+// the VM runs on without the source (finish) instead of halting. The
+// source, which never heard SETTLED, ends handover-unknown or
+// postcopy-broken; asked, this side says the guest runs here
+// (docs/HANDOVER.md).
+func (pc *pcRecv) completeWithout(err error) bool {
+	if !errors.Is(err, errNoSourceResumed) || pc.svc.Pending() != 0 {
+		return false
+	}
+	pc.sourceGone = true
+	pc.r.opt.Log.Warn("post-copy: no source reconnected, but every page is here: the VM keeps running", "err", err)
+	return true
+}
 
 // uncommitted handles a stream that broke (or went silent) after LOADED
 // and before COMMIT in post-copy. The source cannot tell whether its
@@ -908,20 +933,9 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 	bad, first := pc.check.verdict()
 	payload := binary.LittleEndian.AppendUint64(nil, bad)
 	payload = binary.LittleEndian.AppendUint64(payload, first)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
-		err := r.tr.SendMessage(sctx, transport.Message{Kind: msgSettled, Payload: payload})
-		cancel()
-		if err == nil {
-			break
-		}
-		// Every page is here; the source only waits to hear it.
-		if rerr := pc.reconnect(ctx, fmt.Errorf("send SETTLED: %w", err)); rerr != nil {
-			r.opt.Log.Warn("post-copy: every page arrived and the VM runs here, but SETTLED did not reach the source", "err", rerr)
-			break
-		}
+	if !pc.sourceGone {
+		pc.tellSettled(ctx, transport.Message{Kind: msgSettled, Payload: payload})
 	}
-	r.awaitSourceClose(ctx, msgSettled)
 	pc.stopSession()
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
@@ -933,13 +947,40 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 	return nil
 }
 
+// tellSettled tells the source that every page arrived (settled,
+// SETTLED) and waits for its answer in kind. A SETTLED that cannot be
+// sent waits for the source to reconnect, as any break does; one sent
+// but not answered may have been lost with the connection, so this side
+// listens for the source's RESUME for a while and answers it with
+// SETTLED (lingerToTell). Without that, a source that never heard it
+// would reconnect to nobody and report a completed post-copy as broken.
+func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
+	r := pc.r
+	for {
+		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+		err := r.tr.SendMessage(sctx, settled)
+		cancel()
+		if err == nil {
+			break
+		}
+		// Every page is here; the source only waits to hear it.
+		if rerr := pc.reconnect(ctx, fmt.Errorf("send SETTLED: %w", err)); rerr != nil {
+			r.opt.Log.Warn("post-copy: every page arrived and the VM runs here, but SETTLED did not reach the source", "err", rerr)
+			return
+		}
+	}
+	if !r.awaitSourceClose(ctx, msgSettled) {
+		pc.lingerToTell(settled)
+	}
+}
+
 // settledLinger bounds how long the destination keeps the session open
-// after SETTLED, for the source to read it and close first.
+// after SETTLED or BROKEN, for the source to answer and close first.
 const settledLinger = 5 * time.Second
 
 // awaitSourceClose keeps the session open after SETTLED or BROKEN (last)
-// until the source closed it (it read the message, then ended its
-// migration), answered BROKEN with its own (true), or settledLinger
+// until the source answered with its own of the same kind (true: it
+// heard), closed the session without answering, or settledLinger
 // passed. Closing at once could lose the message: a source still writing
 // pushed pages when this side closes fails its session on the write and
 // may never read the message waiting behind it, and would then report a
@@ -956,7 +997,7 @@ func (r *receiver) awaitSourceClose(ctx context.Context, last uint32) (answered 
 			}
 			return false
 		}
-		if m.Kind == msgBroken && last == msgBroken {
+		if m.Kind == last {
 			return true
 		}
 		r.opt.Log.Warn("post-copy: message from the source after "+msgName(last)+", ignored", "kind", msgName(m.Kind))
@@ -1004,23 +1045,36 @@ func (pc *pcRecv) tellBroken(cause error) {
 	broken := transport.Message{Kind: msgBroken, Payload: reason(cause)}
 	// The migration's context never ends in post-copy (hold.go): each
 	// wait here is bounded on its own.
-	tell := func(ctx context.Context) bool {
-		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
-		err := r.tr.SendMessage(sctx, broken)
-		cancel()
-		return err == nil && r.awaitSourceClose(ctx, msgBroken)
+	sctx, cancel := context.WithTimeout(context.Background(), r.opt.SwitchoverTimeout)
+	err := r.tr.SendMessage(sctx, broken)
+	cancel()
+	if err != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
+		pc.lingerToTell(broken)
 	}
-	if tell(context.Background()) {
-		return
-	}
+}
+
+// lingerToTell closes the session and listens for the source's RESUME
+// for at most brokenLinger, to answer it with last (BROKEN or SETTLED:
+// how post-copy ended here) and wait for the source's answer in kind.
+// The source may not have heard last: the session broke as it went out.
+// The transport is open for receiving meanwhile, as it was for the
+// session; a source that reconnects never sends pages before MISSING.
+func (pc *pcRecv) lingerToTell(last transport.Message) {
+	r := pc.r
 	r.closeSession()
 	linger := min(brokenLinger, r.opt.ReconnectTimeout)
 	lctx, cancel := context.WithTimeout(context.Background(), linger)
 	defer cancel()
-	r.opt.Log.Info("post-copy broken: the source did not answer BROKEN; listening for it to reconnect, to tell it", "for", linger)
+	what := msgName(last.Kind)
+	r.opt.Log.Info("post-copy: the source did not answer "+what+"; listening for it to reconnect, to tell it", "for", linger)
 	for lctx.Err() == nil {
 		if err := pc.acceptResume(lctx); err == nil {
-			tell(lctx)
+			sctx, scancel := context.WithTimeout(lctx, r.opt.SwitchoverTimeout)
+			err := r.tr.SendMessage(sctx, last)
+			scancel()
+			if err == nil {
+				r.awaitSourceClose(lctx, last.Kind)
+			}
 			return
 		}
 		r.closeSession()
@@ -1029,11 +1083,11 @@ func (pc *pcRecv) tellBroken(cause error) {
 		case <-lctx.Done():
 		}
 	}
-	r.opt.Log.Warn("post-copy broken: no source reconnected to be told; it learns after its reconnect_timeout", "waited", linger)
+	r.opt.Log.Warn("post-copy: no source reconnected to be told "+what+"; it learns after its reconnect_timeout", "waited", linger)
 }
 
-// brokenLinger bounds how long a destination whose post-copy broke for
-// good listens for a source to reconnect, to answer it with BROKEN. A
+// brokenLinger bounds how long a destination whose post-copy ended
+// listens for a source to reconnect, to tell it how (lingerToTell). A
 // source that noticed the break tries again at once, then at least
 // every 2 s (reconnectMax).
 const brokenLinger = 15 * time.Second

@@ -1229,3 +1229,109 @@ func TestForeignResumeNotAborted(t *testing.T) {
 		t.Errorf("Receive: %v, status %s, resumes %d", err, rep.Status, dst.Counters().Resumes)
 	}
 }
+
+// runningLost fails the destination's RUNNING, as a connection that
+// breaks just as it is written.
+type runningLost struct{ transport.Transport }
+
+func (r runningLost) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgRunning {
+		r.Transport.Close()
+		return transport.ErrClosed
+	}
+	return r.Transport.SendMessage(ctx, m)
+}
+
+// Every page is on the destination at COMMIT (none absent; the same
+// holds when the last pages landed just before a break), RUNNING is lost
+// with the connection and no source comes back within reconnect_timeout
+// (a partition). The destination holds the whole guest: it keeps running
+// it (completed) instead of halting it as a broken post-copy.
+func TestPostcopyCompleteWithoutSource(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	opt.ReconnectTimeout = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, runningLost{rcv}, opt)
+	failed := runScript(func() {
+		s.precopy(ctx, nil, nil, false) // nothing absent
+		s.send(ctx, msgCommit, nil)
+		// the source is cut off from here on
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if dst.Counters().Resumes != 1 {
+		t.Fatalf("the VM never ran here: Receive %v", err)
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("the destination held every page and ran the guest, but ended %s (%s) with the VM %v: %v",
+			rep.Status, rep.Handover, dst.State(), err)
+	}
+}
+
+// dropSettled is the source's transport with the first SETTLED lost on
+// the wire: the destination wrote it, then the connection died before it
+// arrived.
+type dropSettled struct {
+	transport.Transport
+	mu      sync.Mutex
+	dropped bool
+}
+
+func (d *dropSettled) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := d.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == msgSettled {
+		d.mu.Lock()
+		first := !d.dropped
+		d.dropped = true
+		d.mu.Unlock()
+		if first {
+			d.Transport.Close() // the connection dies with SETTLED in it
+			return transport.Message{}, transport.ErrClosed
+		}
+	}
+	return m, err
+}
+
+// Both engines in post-copy; SETTLED is written by the destination but
+// lost with the connection. The destination, unanswered, listens for
+// the source's reconnect and answers its RESUME with SETTLED: both end
+// completed, at once rather than after the source's reconnect_timeout,
+// and the source never reports a guest that runs as lost.
+func TestPostcopySettledLost(t *testing.T) {
+	needUffd(t)
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	str, dtr := loopback.NewPipe()
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sopt := Options{Credentials: sc, Postcopy: PostcopyAlways, SwitchoverTimeout: 10 * time.Second,
+		ReconnectTimeout: time.Minute, Log: testLogger(t)}
+	dopt := Options{Credentials: dc, Transport: schema.Config{"zero_punch": true}, SwitchoverTimeout: 10 * time.Second,
+		ReconnectTimeout: time.Minute, Log: testLogger(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	wait := receiveAsync(ctx, dst, dtr, dopt)
+	tr := &dropSettled{Transport: str}
+	srep, serr := Send(ctx, src, tr, sopt)
+	drep, derr := wait()
+	if !tr.dropped {
+		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", serr, srep.Status, derr, drep.Status)
+	}
+	if serr != nil || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted || srep.Reconnects != 1 {
+		t.Errorf("source: %s (%s), %d reconnects: %v", srep.Status, srep.Handover, srep.Reconnects, serr)
+	}
+	if derr != nil || drep.Status != StatusCompleted || dst.State() != vmtest.StateRunning {
+		t.Errorf("destination: %s (%s), VM %v: %v", drep.Status, drep.Handover, dst.State(), derr)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v: the source waited for its reconnect_timeout", d)
+	}
+}

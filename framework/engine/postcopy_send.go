@@ -614,7 +614,10 @@ func (pc *pcSend) run(ctx context.Context) error {
 	running := time.Now()
 	s.capStart, s.capBytes = running, 0 // the cap applies to the pusher, from now
 	for {
-		err := pc.push(ctx)
+		var err error
+		if pc.settled == nil { // SETTLED as the answer to RESUME: nothing is left to push
+			err = pc.push(ctx)
+		}
 		if err == nil {
 			var done bool
 			if done, err = pc.settle(ctx, running); done {
@@ -772,6 +775,7 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 	}
 	s.rep.PostcopyMS = time.Since(running).Milliseconds()
 	pc.stopServing()
+	pc.answer(msgSettled)
 	pc.report()
 	if err := s.ho.move(HandoverCompleted); err != nil {
 		return true, err
@@ -812,24 +816,24 @@ func (pc *pcSend) lastWord() error {
 	}
 }
 
-// answerBroken answers the destination's BROKEN with an empty one, if
-// the session still carries messages: it then knows this side heard and
-// need not wait for it to reconnect (pcRecv.tellBroken). Failures only
-// cost the destination its wait.
-func (pc *pcSend) answerBroken() {
+// answer answers the destination's BROKEN or SETTLED (kind) with an
+// empty one, if the session still carries messages: it then knows this
+// side heard and need not wait for it to reconnect (pcRecv.lingerToTell).
+// Failures only cost the destination its wait.
+func (pc *pcSend) answer(kind uint32) {
 	s := pc.s
 	if !s.trOpen {
 		return // reopen answered before it closed the session, or it broke
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), answerBrokenTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgBroken}); err != nil {
-		s.opt.Log.Info("post-copy: could not answer the destination's BROKEN", "err", err)
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: kind}); err != nil {
+		s.opt.Log.Info("post-copy: could not answer the destination's "+msgName(kind), "err", err)
 	}
 }
 
-// answerBrokenTimeout bounds answerBroken's send.
-const answerBrokenTimeout = 2 * time.Second
+// answerTimeout bounds answer's send.
+const answerTimeout = 2 * time.Second
 
 // lastWordWait bounds lastWord's wait for the end of the stream.
 const lastWordWait = 500 * time.Millisecond
@@ -840,7 +844,7 @@ func (pc *pcSend) broken(cause error) error {
 	pc.stopServing()
 	pc.report()
 	if errors.Is(cause, errDestinationBroken) {
-		pc.answerBroken()
+		pc.answer(msgBroken)
 		if pc.s.ho.get() == HandoverCommitting {
 			// RUNNING was lost, but BROKEN says the VM ran there.
 			if err := pc.s.ho.move(HandoverPostcopy); err != nil {
@@ -938,10 +942,16 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		case errors.Is(err, errDestinationAborted):
 			return fail(true, err)
 		case errors.Is(err, errDestinationBroken):
-			pc.answerBroken()
+			pc.answer(msgBroken)
 			return fail(true, err)
 		case err != nil:
 			return fail(false, fmt.Errorf("waiting for MISSING: %w", err))
+		case m.Kind == msgSettled && len(missing) == 0:
+			// Every page arrived there; the session that carried the
+			// first SETTLED broke before it was read here.
+			pc.settled = &m
+			s.stats = startStats(ctx, s.tr)
+			return false, nil
 		case m.Kind != msgMissing:
 			return fail(true, fmt.Errorf("%w: %s from the destination instead of MISSING", errMalformed, msgName(m.Kind)))
 		}

@@ -19,9 +19,11 @@ import (
 // added BROKEN: a version-4 source would take it for a malformed
 // message, and a version-4 destination never tells its source that
 // post-copy broke for good there, so the source waits out
-// reconnect_timeout. The rule and the golden tests:
-// docs/ARCHITECTURE.md#versions.
-const protocolVersion = 5
+// reconnect_timeout. Version 6 has the source answer SETTLED and the
+// destination answer a RESUME with SETTLED: a version-5 source would
+// take that answer for a malformed one and report a completed post-copy
+// as broken. The rule and the golden tests: docs/ARCHITECTURE.md#versions.
+const protocolVersion = 6
 
 // HELLO's flags.
 const (

@@ -65,8 +65,8 @@ func TestHelloGolden(t *testing.T) {
 // TestHelloCompatPrevious: the rule for the engine protocol is an exact
 // match (docs/ARCHITECTURE.md#versions). The HELLOs of the previous
 // versions, written by the code of commit 206800e^ (hello_v1.golden),
-// eb8045f (hello_v2.golden), deee559 (hello_v3.golden) and a4215d8
-// (hello_v4.golden), are refused
+// eb8045f (hello_v2.golden), deee559 (hello_v3.golden), a4215d8
+// (hello_v4.golden) and 8f79555 (hello_v5.golden), are refused
 // before any page moves, and the
 // destination's ABORT names both versions, so the source reports why.
 func TestHelloCompatPrevious(t *testing.T) {
