@@ -115,15 +115,16 @@ type pcSession struct {
 	reqDone chan error // the request sender's end (buffered); nil until started
 }
 
-// startSession starts the landed lane on r.tr and returns once its first
-// Landed call is about to begin: the transport records writes only from
-// the first Landed call of a session on, and the source sends pages only
-// after what the caller sends next (READY, or MISSING after RESUME).
+// startSession starts the landed lane on r.tr. The transport records
+// every write of the session for Landed, those before its first call
+// too (transport.Transport), so the lane may start after the source
+// began to send (it sends after READY, or MISSING after RESUME: a
+// landed lane that started after those lost their reports once,
+// TestPostcopyLaneArmedLate).
 func (pc *pcRecv) startSession(ctx context.Context, sink func([]transport.PageRun) error) {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &pcSession{ctx: sctx, cancel: cancel, feed: newLandedFeed(sink)}
 	go s.feed.run(sctx, pc.r.tr)
-	<-s.feed.entered
 	pc.sess = s
 }
 
@@ -156,28 +157,22 @@ var errSessionStopped = errors.New("post-copy session stopped")
 // changed between two batches. A nil sink discards (pre-copy: the
 // source's Flush covers those pages).
 type landedFeed struct {
-	mu      sync.Mutex
-	sink    func([]transport.PageRun) error
-	pages   uint64        // pages of every batch returned so far (under mu)
-	more    chan struct{} // signalled (non-blocking) after each batch
-	entered chan struct{} // closed as the first Landed call begins
-	done    chan struct{}
-	err     error // why it ended (read after done)
-	fatal   bool  // err is the sink's (the fault service's), not the session's
+	mu    sync.Mutex
+	sink  func([]transport.PageRun) error
+	pages uint64        // pages of every batch returned so far (under mu)
+	more  chan struct{} // signalled (non-blocking) after each batch
+	done  chan struct{}
+	err   error // why it ended (read after done)
+	fatal bool  // err is the sink's (the fault service's), not the session's
 }
 
 func newLandedFeed(sink func([]transport.PageRun) error) *landedFeed {
-	return &landedFeed{sink: sink, more: make(chan struct{}, 1), entered: make(chan struct{}), done: make(chan struct{})}
+	return &landedFeed{sink: sink, more: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 	defer close(f.done)
-	first := true
 	for {
-		if first {
-			close(f.entered)
-			first = false
-		}
 		runs, err := tr.Landed(ctx)
 		if len(runs) > 0 {
 			f.mu.Lock()

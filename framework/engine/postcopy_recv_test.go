@@ -266,7 +266,8 @@ func (s *script) settled(ctx context.Context) (uint64, uint64) {
 		s.t.Errorf("SETTLED of %d bytes", len(b))
 		panic(errScript)
 	}
-	s.tr.Close() // as a source ends its migration; the destination waits for it (awaitSourceClose)
+	s.send(ctx, msgSettled, nil) // the source's answer (protocol 6): heard
+	s.tr.Close()                 // as a source ends its migration; the destination waits for it (awaitSourceClose)
 	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 }
 
@@ -953,7 +954,6 @@ func TestLandedDrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.run(ctx, tr)
-	<-f.entered
 	// Nothing landed yet of the 3 pages queued: the drain waits.
 	short, stop := context.WithTimeout(ctx, 30*time.Millisecond)
 	var buf []transport.PageRun
@@ -1334,4 +1334,86 @@ func TestPostcopySettledLost(t *testing.T) {
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("took %v: the source waited for its reconnect_timeout", d)
 	}
+}
+
+// slowArm is the destination's loopback transport whose first Landed
+// call of every session after the first begins late, as a Landed call
+// over the urgent channel reaches the plugin only once its credit frame
+// crossed the socket (or as the landed lane's goroutine is not scheduled
+// yet).
+type slowArm struct {
+	*loopback.Transport
+	mu      sync.Mutex
+	opens   int
+	pending bool // the first Landed call of this session has not begun
+	delay   time.Duration
+}
+
+func (s *slowArm) Open(ctx context.Context, req transport.OpenRequest) error {
+	s.mu.Lock()
+	s.opens++
+	s.pending = s.opens > 1
+	s.mu.Unlock()
+	return s.Transport.Open(ctx, req)
+}
+
+func (s *slowArm) Landed(ctx context.Context) ([]transport.PageRun, error) {
+	s.mu.Lock()
+	late := s.pending
+	s.pending = false
+	s.mu.Unlock()
+	if late {
+		time.Sleep(s.delay)
+	}
+	return s.Transport.Landed(ctx)
+}
+
+// After a reconnect the source pushes its owed pages as soon as MISSING
+// arrives. A destination whose new landed lane asks its transport only
+// after those pages landed must still learn of each (the transport
+// records from the session's start): otherwise they stay absent here,
+// the source never sends them again, and post-copy never settles.
+// Before that rule, 200 of ~210 pages were lost this way.
+func TestPostcopyLaneArmedLate(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	wrapped := &slowArm{Transport: rcv, delay: 300 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, wrapped, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	settled := false
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		sctx, stop := context.WithCancel(ctx)
+		go s.serve(sctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		time.Sleep(30 * time.Millisecond)
+		s.sendMu.Lock() // break the connection with nothing in flight
+		s.tr.Close()
+		stop()
+		s.sendMu.Unlock()
+		s.resume(ctx)
+		go s.serve(ctx)
+		s.push(ctx) // at once, as pcSend.reopen and push do
+		must(t, s.tr.Flush(ctx))
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		m, err := s.tr.RecvMessage(wctx)
+		settled = err == nil && m.Kind == msgSettled
+		if settled {
+			s.send(ctx, msgSettled, nil)
+		}
+		s.tr.Close()
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if !settled {
+		t.Fatalf("no SETTLED after every owed page was pushed and flushed once (Receive: %v, %+v)", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
 }

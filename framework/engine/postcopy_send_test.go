@@ -67,6 +67,7 @@ type scriptDst struct {
 	resumes  int
 	missing  uint64 // pages listed in MISSING, all reconnects
 	answered bool   // the source answered BROKEN
+	heard    bool   // the source answered SETTLED
 
 	allLanded chan struct{}
 	cut       chan struct{}
@@ -365,8 +366,14 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			lctx, cancel := context.WithTimeout(ctx, settledLinger)
 			defer cancel()
 			for {
-				if _, err := d.tr.RecvMessage(lctx); err != nil {
+				m, err := d.tr.RecvMessage(lctx)
+				if err != nil {
 					return nil
+				}
+				if m.Kind == msgSettled && len(m.Payload) == 0 {
+					d.mu.Lock()
+					d.heard = true
+					d.mu.Unlock()
 				}
 			}
 		case <-cut:
@@ -658,6 +665,9 @@ func testPostcopyAlways(t *testing.T, absent uint64) {
 	}
 	if srep.PagesZero != 100 { // the zeroed pages: at the switch, or pushed as zero runs
 		t.Errorf("%d pages went as zero runs, want the 100 zeroed ones", srep.PagesZero)
+	}
+	if !d.heard {
+		t.Error("the source did not answer SETTLED")
 	}
 	if srep.Passes != 2 || srep.PagesChecked != pages || !src.paused || src.resumed != 0 || d.vm.resumed != 1 {
 		t.Errorf("passes %d checked %d; source paused %v resumed %d; destination resumed %d",

@@ -217,10 +217,13 @@ type Transport interface {
 	// Landed blocks until page runs have been completely written into
 	// guest RAM (RoleReceive), from either path, since the previous call,
 	// and returns them (at most MaxLanded runs, in completion order; the
-	// rest wait for the next call). Writes are recorded from the first
-	// Landed call of a session on (pages written before it are covered by
-	// Flush on the source). Once the session ended, the runs recorded
-	// before its end are returned first, then its error.
+	// rest wait for the next call). Writes are recorded from the start of
+	// the session, so the first call also returns what landed before it:
+	// the engine starts asking when it likes, and a peer that writes at
+	// once loses no report. A session that is never asked may stop
+	// recording after a bound; a first call after that fails with
+	// ErrLandedLost (LandedQueue). Once the session ended, the runs
+	// recorded before its end are returned first, then its error.
 	Landed(ctx context.Context) ([]PageRun, error)
 	// Stats reports traffic so far; after Close, the last session's totals.
 	Stats(ctx context.Context) (Stats, error)
@@ -242,8 +245,8 @@ type Transport interface {
 // PushUrgent and PushLanded take over their lane for the rest of the
 // current session, in place of RecvUrgent and Landed (the caller no
 // longer calls those): what they would have returned goes to the sink,
-// in the same order and under the same rules (PushLanded arms the lane
-// as Landed's first call does), and the session's end, the error they
+// in the same order and under the same rules (PushLanded gets what landed
+// before it, as Landed's first call does), and the session's end, the error they
 // would then return, goes to ended, once, after the last item. Landed
 // runs may be gathered before they go (a burst of writes as one call),
 // never held while the transport waits for input. A sink

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 )
@@ -118,14 +119,17 @@ func (l *Lane) Overtaken(p, seq uint64) bool {
 	return ok && seq <= a
 }
 
-// LandedQueue records the page runs written into guest RAM for Landed.
-// It records nothing until the first Wait (Landed's first call), so a
-// session that never asks costs nothing; adjacent runs of one kind merge.
-// A transport that implements Pusher hands the runs to the pusher with
-// Attach and Deliver instead.
+// LandedQueue records the page runs written into guest RAM for Landed,
+// from the session's start: a write that lands before the first Landed
+// call (or Attach) is reported by it, so no order between arming the
+// lane and the peer's first write is needed. Until someone asks it holds
+// at most maxUnasked runs; a session that never asks (pre-copy) then
+// stops recording, and a late first Wait or Attach gets ErrLandedLost.
+// Adjacent runs of one kind merge. A transport that implements Pusher
+// hands the runs to the pusher with Attach and Deliver instead.
 type LandedQueue struct {
 	mu    sync.Mutex
-	armed bool
+	asked bool // Wait or Attach was called
 	runs  []PageRun
 	err   error
 	note  chan struct{}
@@ -147,11 +151,20 @@ func (q *LandedQueue) wake() {
 	}
 }
 
+// maxUnasked bounds the runs a LandedQueue holds before anyone asked
+// for them (about 400 KiB).
+const maxUnasked = 1 << 14
+
+// ErrLandedLost is Landed's error when writes landed before the first
+// Landed call were more than the transport keeps for it: the lane was
+// started too late to learn about them.
+var ErrLandedLost = errors.New("landed pages were not recorded: the first Landed call came after more writes than are kept for it")
+
 // Push records a completed write.
 func (q *LandedQueue) Push(r PageRun) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.armed || q.push != nil && q.err != nil { // a pusher heard the end: nothing comes after it
+	if q.err != nil && (q.push != nil || errors.Is(q.err, ErrLandedLost)) { // a pusher heard the end, or the record is lost: nothing comes after it
 		return
 	}
 	q.init()
@@ -161,6 +174,10 @@ func (q *LandedQueue) Push(r PageRun) {
 			last.Count += r.Count
 			return
 		}
+	}
+	if !q.asked && len(q.runs) >= maxUnasked {
+		q.runs, q.err = nil, ErrLandedLost
+		return
 	}
 	q.runs = append(q.runs, r)
 	q.wake()
@@ -180,15 +197,15 @@ func (q *LandedQueue) End(err error) {
 	q.end()
 }
 
-// Attach gives the queue to a pusher (Pusher.PushLanded): it arms the
-// queue as Landed's first call does, and from then on Deliver hands the
-// recorded runs to push (at most MaxLanded a call, in order, under the
-// queue's lock) and the session's end goes to ended, once, after them.
-// Wait must not be called any more.
+// Attach gives the queue to a pusher (Pusher.PushLanded): from then on
+// Deliver hands the recorded runs (those recorded before it too) to push
+// (at most MaxLanded a call, in order, under the queue's lock) and the
+// session's end goes to ended, once, after them. Wait must not be called
+// any more.
 func (q *LandedQueue) Attach(push func([]PageRun), ended func(error)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.armed, q.push, q.ended = true, push, ended
+	q.asked, q.push, q.ended = true, push, ended
 	q.deliver()
 	if q.err != nil {
 		q.end()
@@ -226,12 +243,11 @@ func (q *LandedQueue) end() {
 	}
 }
 
-// Wait implements Landed: it arms the queue, then blocks until runs were
-// recorded (returns at most MaxLanded of them), the session ended, or
-// ctx did.
+// Wait implements Landed: it blocks until runs were recorded (returns at
+// most MaxLanded of them), the session ended, or ctx did.
 func (q *LandedQueue) Wait(ctx context.Context) ([]PageRun, error) {
 	q.mu.Lock()
-	q.armed = true
+	q.asked = true
 	q.init()
 	note := q.note
 	q.mu.Unlock()

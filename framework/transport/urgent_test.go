@@ -91,12 +91,15 @@ func TestLaneOvertakenWalks(t *testing.T) {
 	}
 }
 
-// TestLandedQueue: nothing is recorded before the first Wait; then runs
-// merge, come back at most MaxLanded at a time, and after End the rest
-// comes first, then the error.
+// TestLandedQueue: a write before the first Wait is recorded for it;
+// runs merge, come back at most MaxLanded at a time, and after End the
+// rest comes first, then the error.
 func TestLandedQueue(t *testing.T) {
 	var q LandedQueue
-	q.Push(PageRun{0, 1, KindData}) // not armed: dropped
+	q.Push(PageRun{0, 1, KindData}) // before anyone asked: kept
+	if got, err := q.Wait(context.Background()); err != nil || !slices.Equal(got, []PageRun{{0, 1, KindData}}) {
+		t.Fatalf("first Wait = %v, %v; want the write recorded before it", got, err)
+	}
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	if _, err := q.Wait(c); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait on an empty queue = %v", err)
@@ -124,15 +127,19 @@ func TestLandedQueue(t *testing.T) {
 	}
 }
 
-// TestLandedQueueAttach: a pusher gets nothing recorded before it
-// attached (it arms the queue), then the runs at each Deliver, merged and
-// at most MaxLanded at a time, and the end once, after the last runs.
+// TestLandedQueueAttach: a pusher gets what was recorded before it
+// attached at once, then the runs at each Deliver, merged and at most
+// MaxLanded at a time, and the end once, after the last runs.
 func TestLandedQueueAttach(t *testing.T) {
 	var q LandedQueue
-	q.Push(PageRun{0, 1, KindData}) // not armed: dropped
+	q.Push(PageRun{0, 1, KindData}) // before anyone asked: kept
 	var got [][]PageRun
 	var ends []error
 	q.Attach(func(runs []PageRun) { got = append(got, slices.Clone(runs)) }, func(err error) { ends = append(ends, err) })
+	if want := [][]PageRun{{{0, 1, KindData}}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Attach pushed %v, want %v", got, want)
+	}
+	got = nil
 	q.Push(PageRun{10, 2, KindData})
 	q.Push(PageRun{12, 3, KindData}) // merges
 	if len(got) != 0 {
@@ -164,4 +171,44 @@ func TestLandedQueueAttach(t *testing.T) {
 	if len(ends) != 1 || !errors.Is(ends[0], ErrClosed) {
 		t.Fatalf("ends of a queue attached after End: %v", ends)
 	}
+}
+
+// TestLandedQueueUnasked: a session whose lane never starts stops
+// recording at maxUnasked runs; a late first Wait or Attach then learns
+// that writes were lost instead of missing them silently.
+func TestLandedQueueUnasked(t *testing.T) {
+	fill := func(q *LandedQueue) {
+		for i := range maxUnasked + 10 {
+			q.Push(PageRun{uint64(2 * i), 1, KindData}) // never adjacent: a run each
+		}
+	}
+	var q LandedQueue
+	fill(&q)
+	if len(q.runs) != 0 {
+		t.Fatalf("holds %d runs after the bound, want none", len(q.runs))
+	}
+	if _, err := q.Wait(context.Background()); !errors.Is(err, ErrLandedLost) {
+		t.Fatalf("Wait after the bound = %v, want ErrLandedLost", err)
+	}
+	var a LandedQueue
+	fill(&a)
+	var ends []error
+	a.Attach(func([]PageRun) { t.Error("runs pushed after the record was lost") }, func(err error) { ends = append(ends, err) })
+	if len(ends) != 1 || !errors.Is(ends[0], ErrLandedLost) {
+		t.Fatalf("ends of a late Attach: %v, want ErrLandedLost", ends)
+	}
+	var ok LandedQueue // asked in time: no bound
+	if _, err := ok.Wait(canceled()); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	fill(&ok)
+	if n := len(ok.runs); n != maxUnasked+10 {
+		t.Fatalf("an asked queue holds %d runs, want all %d", n, maxUnasked+10)
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
