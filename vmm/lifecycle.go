@@ -148,5 +148,26 @@ func (v *VM) moveLocked(to State) error {
 		return err
 	}
 	v.state = to
+	if v.moved != nil {
+		close(v.moved)
+		v.moved = nil
+	}
 	return nil
+}
+
+// awaitLeaving blocks while the VM is in state st.
+func (v *VM) awaitLeaving(st State) {
+	for {
+		v.mu.Lock()
+		if v.state != st {
+			v.mu.Unlock()
+			return
+		}
+		if v.moved == nil {
+			v.moved = make(chan struct{})
+		}
+		moved := v.moved
+		v.mu.Unlock()
+		<-moved
+	}
 }

@@ -211,6 +211,9 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 	case api.SideMigrated:
 		v.setStateIf(StatePaused, StateMigrated)
 		v.log.Info("migration completed: the VM now runs on the destination; paused here until quit")
+		if err != nil { // engine.ErrPostcopyCheck: handed over all the same
+			v.log.Error("migration completed, but", "err", err)
+		}
 	case api.SideUnknown:
 		v.setStateIf(StatePaused, StateHandoverUnknown)
 		v.log.Error("handover unknown: the VM stays paused here until migrate-resolve (see docs/HANDOVER.md)",
@@ -233,6 +236,9 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 			v.log.Warn("migration failed; the VM keeps running here", "err", err)
 		} else {
 			v.log.Info("incoming migration completed: the VM runs here")
+			if err != nil { // engine.ErrPostcopyCheck: the VM runs here all the same
+				v.log.Error("incoming migration completed, but", "err", err)
+			}
 		}
 	}
 	record()

@@ -171,38 +171,66 @@ func (mg *migration) cancelRunning() api.CancelResult {
 	return api.CancelResult{Cancelled: true}
 }
 
-// postcopySend returns, while this VMM sends a migration that switched
-// to post-copy (engine Progress.Mode), the channel closed when that
-// migration ends; nil otherwise.
-func (mg *migration) postcopySend() <-chan struct{} {
+// handingOver returns, while this VMM sends a migration that switched
+// to post-copy (engine Progress.Mode) or is in its handover (the VM
+// paused for the switch, COMMIT perhaps sent), the channel closed when
+// that migration ends, and whether it is post-copy; nil otherwise.
+func (mg *migration) handingOver() (<-chan struct{}, bool) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	if mg.cur == nil || mg.cur.Done || mg.cur.Role != transport.RoleSend.String() || mg.cur.Progress.Mode != engine.ModePostcopy {
-		return nil
+	if mg.cur == nil || mg.cur.Done || mg.cur.Role != transport.RoleSend.String() {
+		return nil, false
 	}
-	return mg.done
+	p := mg.cur.Progress
+	if p.Mode != engine.ModePostcopy && p.Handover != engine.HandoverSwitchover && p.Handover != engine.HandoverCommitting {
+		return nil, false
+	}
+	return mg.done, p.Mode == engine.ModePostcopy
 }
 
-// awaitPostcopySend holds the VMM's own shutdown (SIGTERM, SIGINT) while
-// it sends a migration in post-copy: the guest runs on the destination
-// and needs pages only this process holds, so exiting now would lose it.
-// The shutdown goes on once the migration ended (completed, or post-copy
-// broke after reconnect_timeout). A second signal kills the process at
-// once (cmd/ferry-vmm), which loses the guest.
-func (v *VM) awaitPostcopySend() {
+// awaitHandover holds the VMM's own shutdown (SIGTERM, SIGINT) while it
+// sends a migration in post-copy (the guest runs on the destination and
+// needs pages only this process holds: exiting now would lose it) or
+// in its handover (stopping the paused VM now could leave no copy to
+// resume if the destination never ran it). The shutdown goes on once the
+// migration ended (then awaitResolved, if its handover is unknown). A
+// second signal kills the process at once (cmd/ferry-vmm), which may
+// lose the guest.
+func (v *VM) awaitHandover() {
 	v.mu.Lock()
 	mg := v.mig
 	v.mu.Unlock()
 	if mg == nil {
 		return
 	}
-	done := mg.postcopySend()
+	done, postcopy := mg.handingOver()
 	if done == nil {
 		return
 	}
-	v.log.Warn("shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
-		"this VMM exits once the migration ended (a second signal exits now and loses the guest)")
+	if postcopy {
+		v.log.Warn("shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
+			"this VMM exits once the migration ended (a second signal exits now and loses the guest)")
+	} else {
+		v.log.Warn("shutdown deferred: the VM is being handed over to the destination; " +
+			"this VMM exits once the handover ended (a second signal exits now and may lose the guest)")
+	}
 	<-done
+}
+
+// awaitResolved holds the VMM's own shutdown while the handover of a
+// migration is unknown (StateHandoverUnknown): the paused VM may be the
+// only copy of the guest (a post-copy destination that never got COMMIT
+// lacks its absent pages), and quit is refused there for that reason.
+// The shutdown goes on once migrate-resolve moved the VM (or it was
+// stopped otherwise). A second signal kills the process at once
+// (cmd/ferry-vmm), which may lose the guest.
+func (v *VM) awaitResolved() {
+	if v.Status().State != StateHandoverUnknown {
+		return
+	}
+	v.log.Warn("shutdown deferred: the handover of this VM is unknown and this paused copy may be the only one of the guest; " +
+		"this VMM exits once migrate -resolve settled it (a second signal exits now and may lose the guest)")
+	v.awaitLeaving(StateHandoverUnknown)
 }
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.

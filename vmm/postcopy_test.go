@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -169,33 +170,40 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 	}
 }
 
-// TestShutdownWaitsForPostcopySend: the VMM's own shutdown waits while
-// it sends a migration in post-copy (exiting would lose the guest that
-// runs on the destination), and not otherwise: not in pre-copy, not on
+// TestShutdownWaitsForHandover: the VMM's own shutdown waits while it
+// sends a migration in post-copy (exiting would lose the guest that runs
+// on the destination) or in its handover (stopping the paused VM could
+// leave no copy), and not otherwise: not in a live pre-copy pass, not on
 // the receiving side.
-func TestShutdownWaitsForPostcopySend(t *testing.T) {
+func TestShutdownWaitsForHandover(t *testing.T) {
 	for _, tc := range []struct {
 		role string
-		mode string
+		p    engine.Progress
 		wait bool
-	}{{"send", engine.ModePostcopy, true}, {"send", engine.ModePrecopy, false}, {"receive", engine.ModePostcopy, false}} {
+	}{
+		{"send", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy}, true},
+		{"send", engine.Progress{Phase: engine.PhaseStop, Mode: engine.ModePrecopy, Handover: engine.HandoverSwitchover}, true},
+		{"send", engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting}, true},
+		{"send", engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive}, false},
+		{"receive", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy}, false},
+	} {
 		mg := &migration{}
 		v := &VM{log: slog.New(slog.DiscardHandler), mig: mg}
 		if err := mg.begin(tc.role, func() {}); err != nil {
 			t.Fatal(err)
 		}
-		mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: tc.mode})
+		mg.progress(tc.p)
 		returned := make(chan struct{})
-		go func() { v.awaitPostcopySend(); close(returned) }()
+		go func() { v.awaitHandover(); close(returned) }()
 		select {
 		case <-returned:
 			if tc.wait {
-				t.Fatalf("%s/%s: shutdown went on during post-copy", tc.role, tc.mode)
+				t.Fatalf("%s %+v: shutdown went on", tc.role, tc.p)
 			}
 			continue
 		case <-time.After(100 * time.Millisecond):
 			if !tc.wait {
-				t.Fatalf("%s/%s: shutdown waited", tc.role, tc.mode)
+				t.Fatalf("%s %+v: shutdown waited", tc.role, tc.p)
 			}
 		}
 		mg.finish(engine.Report{Status: engine.StatusCompleted}, api.SideMigrated)
@@ -204,6 +212,74 @@ func TestShutdownWaitsForPostcopySend(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("shutdown still waits after the migration ended")
 		}
+	}
+}
+
+// TestShutdownWaitsWhileUnknown: a migration that ended handover-unknown
+// leaves a paused VM that may be the only copy of the guest (quit is
+// refused there): the VMM's own shutdown waits until migrate-resolve
+// moved it, and then stops it. Found by audit: a post-copy source whose
+// shutdown was deferred until the migration ended then stopped it.
+func TestShutdownWaitsWhileUnknown(t *testing.T) {
+	mg := &migration{}
+	v := bareVM(StatePaused) // paused by the engine at the switch
+	v.mig = mg
+	if err := mg.begin("send", func() {}); err != nil {
+		t.Fatal(err)
+	}
+	mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverCommitting})
+	stopped := make(chan struct{})
+	go func() { // as Run does on the first signal
+		v.awaitHandover()
+		v.awaitResolved()
+		v.Stop()
+		close(stopped)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePostcopy}
+	side := sideAfter(transport.RoleSend, rep)
+	v.migrationDone(transport.RoleSend, side, engine.ErrHandoverUnknown, func() { mg.finish(rep, side) })
+	select {
+	case <-stopped:
+		t.Fatalf("the deferred shutdown stopped a handover-unknown VM (now %s)", v.Status().State)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if st := v.Status().State; st != StateHandoverUnknown {
+		t.Fatalf("VM %s, want handover-unknown", st)
+	}
+	if _, err := v.resolve(context.Background(), mg, api.ResolveMigrated); err != nil { // the destination runs it
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shutdown still waits after the handover was resolved")
+	}
+	if st := v.Status().State; st != StateStopped {
+		t.Errorf("VM %s after the deferred shutdown, want stopped", st)
+	}
+}
+
+// TestCompletedWithCheckErrorKeepsRunning: a post-copy whose page check
+// failed completed all the same (engine.ErrPostcopyCheck, Status
+// completed): the destination's VM runs on, the source is handed over.
+// Found by audit: as "failed", the destination stopped the only running
+// copy and the source called its stale copy "running".
+func TestCompletedWithCheckErrorKeepsRunning(t *testing.T) {
+	err := fmt.Errorf("%w: 3 pages differed", engine.ErrPostcopyCheck)
+	dst := bareVM(StateRunning) // the engine resumed it at COMMIT
+	rep := engine.Report{Status: engine.StatusCompleted, Error: err.Error(), Handover: engine.HandoverRunning, Mode: engine.ModePostcopy}
+	side := sideAfter(transport.RoleReceive, rep)
+	dst.migrationDone(transport.RoleReceive, side, err, func() {})
+	if side != api.SideRunning || dst.Status().State != StateRunning {
+		t.Errorf("destination: side %s, VM %s; want running", side, dst.Status().State)
+	}
+	src := bareVM(StatePaused)
+	rep.Handover = engine.HandoverCompleted
+	side = sideAfter(transport.RoleSend, rep)
+	src.migrationDone(transport.RoleSend, side, err, func() {})
+	if side != api.SideMigrated || src.Status().State != StateMigrated {
+		t.Errorf("source: side %s, VM %s; want migrated", side, src.Status().State)
 	}
 }
 

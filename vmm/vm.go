@@ -104,6 +104,7 @@ type VM struct {
 
 	mu       sync.Mutex
 	state    State
+	moved    chan struct{} // closed at the next state change (awaitLeaving); nil until asked
 	started  time.Time
 	exitCode int
 	exitErr  error
@@ -293,7 +294,8 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 	}
 	v.mu.Unlock()
 	stopOnCancel := context.AfterFunc(ctx, func() {
-		v.awaitPostcopySend()
+		v.awaitHandover()
+		v.awaitResolved()
 		v.Stop()
 	})
 	defer stopOnCancel()

@@ -244,9 +244,20 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		return rep, fmt.Errorf("migration failed in the handover: %s (resolved: the guest runs on the source)", rep.Error)
 	}
 	if rep.Status == engine.StatusPostcopyBroken {
-		// Nothing to clean up or resolve: no side may run the guest again.
-		fmt.Fprint(log, postcopyBrokenText(j.Source.Control, j.Destination.Control))
-		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", rep.Status, rep.Error)
+		// The destination decides: one whose post-copy completed (every
+		// page there, though the source never heard it) runs the guest.
+		// Otherwise nothing is cleaned up or resolved: no side may run
+		// the guest again (the resolver says so).
+		v, rerr := rs.resolve()
+		if v == verdictMoved {
+			fmt.Fprintf(log, "migrate: the source gave post-copy up (%s), but the destination holds every page and runs the guest\n", rep.Error)
+			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
+			return finishCompleted(j, rep)
+		}
+		if rerr != nil && v != verdictLost { // the resolver's own failure (it said why lost itself)
+			fmt.Fprintln(log, "migrate:", rerr)
+		}
+		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
 	}
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
@@ -288,6 +299,9 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 	callControl(ctx, j.Source.Control, "quit", nil, nil) // the VM lives on the destination now
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
+	}
+	if rep.Error != "" { // engine.ErrPostcopyCheck: handed over, but the page check failed
+		return rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error)
 	}
 	return rep, nil
 }

@@ -177,6 +177,27 @@ func TestRunPostcopyBroken(t *testing.T) {
 	}
 }
 
+// TestRunPostcopyBrokenDestinationCompleted: a source that ends
+// postcopy-broken beside a destination whose post-copy completed (its
+// SETTLED was lost with the connection, or the source gave up while the
+// last pages landed) is not a lost guest: it runs on the destination.
+// migrate says so, succeeds and ends the source's paused copy.
+func TestRunPostcopyBrokenDestinationCompleted(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, out := c.run(context.Background(), t)
+	if err != nil || rep.Status != engine.StatusCompleted || rep.Resolved != "destination" {
+		t.Fatalf("status %s, resolved %q, err %v\n%s", rep.Status, rep.Resolved, err, out)
+	}
+	if strings.Contains(out, "The guest is lost") || !strings.Contains(out, "the destination holds every page and runs the guest") {
+		t.Errorf("output:\n%s", out)
+	}
+	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
+		t.Errorf("calls %q, want the source's quit only", got)
+	}
+}
+
 // TestRunPostcopyReconnectingPeerGone: while the source says post-copy
 // has been reconnecting for a while, migrate asks the destination VMM;
 // one that does not answer gets a warning (once) that the guest is

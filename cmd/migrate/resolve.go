@@ -47,7 +47,14 @@ const (
 // pure function (TestPlan covers every pair).
 func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
-	case src == api.SidePostcopyBroken || dst == api.SidePostcopyBroken:
+	case dst == api.SidePostcopyBroken:
+		return nil, verdictLost
+	case src == api.SidePostcopyBroken && dst == api.SideRunning:
+		// The destination's post-copy completed: every page arrived
+		// there (its SETTLED was lost with the connection, or the source
+		// gave up while the last pages were landing).
+		return nil, verdictMoved
+	case src == api.SidePostcopyBroken:
 		return nil, verdictLost
 	case src == api.SideMigrating:
 		return nil, verdictWait

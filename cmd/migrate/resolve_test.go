@@ -62,7 +62,9 @@ func TestPlan(t *testing.T) {
 		{sideUnreachable, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideMigrating, verdictCancelDst, 0},
-		{api.SidePostcopyBroken, api.SideRunning, verdictLost, 0},
+		{api.SidePostcopyBroken, api.SideRunning, verdictMoved, 0}, // its post-copy completed there
+		{api.SidePostcopyBroken, api.SideMigrating, verdictLost, 0},
+		{api.SideRunning, api.SidePostcopyBroken, verdictLost, 0},
 		{api.SidePostcopyBroken, sideUnreachable, verdictLost, 0},
 		{sideUnreachable, api.SidePostcopyBroken, verdictLost, 0},
 	} {

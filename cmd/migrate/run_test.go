@@ -48,6 +48,7 @@ type fakeVMM struct {
 	// before anyone reads that status (a source whose shutdown waited for
 	// post-copy to end).
 	exitWhenDone bool
+	reportErr    string // the report's Error once done
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -110,7 +111,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 			m.Progress.Mode = engine.ModePostcopy
 		}
 		if f.done {
-			m.Side, m.Report = f.side, &engine.Report{Status: f.status, TotalMS: f.doneAfter.Milliseconds()}
+			m.Side, m.Report = f.side, &engine.Report{Status: f.status, TotalMS: f.doneAfter.Milliseconds(), Error: f.reportErr}
 		}
 		return m, nil
 	})
@@ -216,6 +217,25 @@ func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 	want := []string{"send resolve migrated", "send quit"}
 	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+}
+
+// TestRunCompletedCheckFailed: a post-copy whose page check found
+// differences completed all the same (the guest runs on the destination,
+// engine.ErrPostcopyCheck): migrate ends the source and fails, naming
+// the check.
+func TestRunCompletedCheckFailed(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
+	c.src.reportErr = "post-copy page check failed: 3 pages differed"
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, _ := c.run(context.Background(), t)
+	if err == nil || !strings.Contains(err.Error(), "the guest runs on the destination, but: post-copy page check failed") ||
+		rep.Status != engine.StatusCompleted {
+		t.Fatalf("status %s, err %v", rep.Status, err)
+	}
+	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
+		t.Errorf("calls %q, want the source's quit", got)
 	}
 }
 

@@ -128,6 +128,16 @@ var ErrHandoverUnknown = errors.New("handover unknown: the VM is paused here and
 // until someone decides; a destination VMM that died lost the VM.
 var ErrPostcopyBroken = errors.New("post-copy broken: the VM ran on the destination, which lacks pages this source holds")
 
+// ErrPostcopyCheck is returned (wrapped) by Send and Receive when the
+// page-exact check (Options.VerifyPages, a test mode) found pages that
+// differed when they arrived in post-copy: the VM already ran on the
+// destination, so the handover completed all the same. Report.Status is
+// StatusCompleted (the destination runs the VM, with those pages; the
+// source's copy is paused for good) and Report.Error says what differed.
+// Nothing is stopped or resumed for it: the check reports a bug in the
+// migration, and either copy is now wrong.
+var ErrPostcopyCheck = errors.New("post-copy page check failed")
+
 // handoverState is a Handover that changes only along the table, under
 // a lock, so a reader (progress, status) sees a consistent value.
 type handoverState struct {

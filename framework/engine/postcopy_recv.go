@@ -936,8 +936,8 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 		return err
 	}
 	if bad > 0 {
-		return fmt.Errorf("page-exact check failed after the switch: %d pages differed from the source's when they arrived "+
-			"(first: page %d); the VM runs here with them", bad, first)
+		return fmt.Errorf("%w: %d pages differed from the source's when they arrived "+
+			"(first: page %d); the VM runs here with them", ErrPostcopyCheck, bad, first)
 	}
 	return nil
 }

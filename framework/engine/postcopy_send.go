@@ -782,8 +782,8 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 	}
 	bad, first := binary.LittleEndian.Uint64(m.Payload), binary.LittleEndian.Uint64(m.Payload[8:])
 	if bad != 0 {
-		err := fmt.Errorf("post-copy page check failed: %d pages differed from the source's when they landed on the destination "+
-			"(first: page %d); the VM runs on the destination with them, this paused copy is not resumed", bad, first)
+		err := fmt.Errorf("%w: %d pages differed from the source's when they landed on the destination "+
+			"(first: page %d); the VM runs on the destination with them, this paused copy is not resumed", ErrPostcopyCheck, bad, first)
 		s.opt.Log.Error("post-copy page check failed", "pages", bad, "first", first)
 		return true, err
 	}

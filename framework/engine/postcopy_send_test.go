@@ -1428,6 +1428,11 @@ func TestPostcopySettledDiffers(t *testing.T) {
 	if r.srep.Handover != HandoverCompleted || !src.paused || src.resumed != 0 {
 		t.Errorf("handover %v; source paused %v resumed %d", r.srep.Handover, src.paused, src.resumed)
 	}
+	// The VM runs on the destination: "completed", never "failed" (which
+	// says the source runs it), with the error in the report.
+	if !errors.Is(r.serr, ErrPostcopyCheck) || r.srep.Status != StatusCompleted || !strings.Contains(r.srep.Error, "3 pages differed") {
+		t.Errorf("status %s, error %q (%v)", r.srep.Status, r.srep.Error, r.serr)
+	}
 }
 
 // TestPostcopyAutoInBulk: a guest that dirties pages twice as fast as

@@ -12,7 +12,7 @@ type Status string
 
 // Report.Status values, all of them.
 const (
-	StatusCompleted Status = "completed" // source: RUNNING arrived; destination: the VM runs
+	StatusCompleted Status = "completed" // source: RUNNING arrived; destination: the VM runs (an Error: ErrPostcopyCheck)
 	StatusFailed    Status = "failed"    // the source runs the VM, the destination never will
 	StatusCancelled Status = "cancelled" // as failed, on the caller's request
 	// StatusHandoverUnknown: the VM is paused on this side and the other
@@ -43,7 +43,7 @@ func (s *Status) UnmarshalText(b []byte) error { return unmarshalName(s, b, stat
 // status is Report.Status for Send's or Receive's error.
 func status(err error) Status {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, ErrPostcopyCheck):
 		return StatusCompleted
 	case errors.Is(err, ErrHandoverUnknown):
 		return StatusHandoverUnknown
