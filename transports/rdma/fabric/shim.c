@@ -35,6 +35,7 @@ typedef struct {
 
 struct fe {
 	struct fi_info *info;    // the endpoint's (active) or the listener's (passive) info
+	struct fi_info *pinfo;   // the listener's, once accepted: the pep may still point into it
 	fe_dom *dom;
 	struct fid_eq *eq;
 	struct fid_pep *pep;
@@ -195,10 +196,13 @@ static int open_ep(fe *f, char *err, size_t errlen) {
 	return 0;
 }
 
+// fe_accept_prepare keeps the listener's info until the pep is closed:
+// sockets copies the struct, not what it points to, and reads it again
+// for every later request (a stranger's request after an accept crashed
+// the provider's thread).
 int fe_accept_prepare(fe *f, fe_info *req, char *err, size_t errlen) {
-	struct fi_info *listen = f->info;
+	f->pinfo = f->info;
 	f->info = req;
-	fi_freeinfo(listen);
 	return open_ep(f, err, errlen);
 }
 
@@ -339,5 +343,6 @@ void fe_close(fe *f) {
 		free(f->dom);
 	}
 	if (f->info) fi_freeinfo(f->info);
+	if (f->pinfo) fi_freeinfo(f->pinfo);
 	free(f);
 }
