@@ -306,9 +306,9 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 
 // setupReceive opens the fabric listeners (bulk and urgent, one fabric
 // and domain), OFFERs them with fresh nonces, accepts the one connection
-// carrying each nonce, registers guest RAM for remote writes once, in
-// the domain both endpoints share, and sends the KEYS; then it accepts
-// the urgent channel on ln.
+// carrying each nonce and closes both listeners, registers guest RAM for
+// remote writes once, in the domain both endpoints share, and sends the
+// KEYS; then it accepts the urgent channel on ln.
 func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
@@ -359,6 +359,11 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
 	})
 	if err != nil {
 		return fmt.Errorf("fabric: waiting for the source's urgent connection on port %d: %w", uport, err)
+	}
+	// Both expected connections are in: stop listening, or strangers'
+	// requests pile up unread on the endpoints' event queues until Close.
+	if n := fabric.StopListening(s.ep, s.uep); n > 0 {
+		s.log.Warn("refused fabric connection requests that came after the source's", "count", n)
 	}
 	if err := writeSetup(s.ctrl, setupKeys, appendKeys(nil, s.ram.regions, s.caps.VirtAddr, s.ucaps.VirtAddr)); err != nil {
 		return fmt.Errorf("send KEYS: %w", err)

@@ -107,7 +107,8 @@ func (l *Listener) Port() (int, error) {
 // Accept waits for a connection request whose parameter data check
 // accepts (others are rejected and waiting goes on), builds its endpoint,
 // runs prepare on it (register memory, post receives) and accepts it.
-// The listener is used up either way: Close it.
+// The listener is used up either way: Close it. The endpoint keeps the
+// listener's port open until StopListening (or its Close).
 func (l *Listener) Accept(ctx context.Context, check func(param []byte) bool, prepare func(*Endpoint) error) (*Endpoint, error) {
 	var eb errBuf
 	for {
@@ -366,6 +367,33 @@ func (e *Endpoint) Poll(out []Completion, wait time.Duration) (int, error) {
 		out[i] = Completion{Ctx: uint64(cs[i].ctx), Len: uint64(cs[i].len), Flags: uint64(cs[i].flags)}
 	}
 	return int(rc), nil
+}
+
+// StopListening closes the listening ports eps (accepted endpoints of
+// one fabric) still hold from their listeners, once each has rejected
+// the connection requests queued on it (strangers': each holds a
+// socket). Call it once the last endpoint of the fabric is accepted: on
+// net a stranger's connection to a closed listener, half-way through its
+// request, is touched again by any later wait for a connection in the
+// fabric (shim.c, fe_stop_listening). It returns how many requests were
+// rejected.
+func StopListening(eps ...*Endpoint) int {
+	n := 0
+	for _, e := range eps {
+		e.mu.Lock()
+		if e.f != nil {
+			n += int(C.fe_drain_connreqs(e.f))
+		}
+		e.mu.Unlock()
+	}
+	for _, e := range eps {
+		e.mu.Lock()
+		if e.f != nil {
+			C.fe_stop_listening(e.f)
+		}
+		e.mu.Unlock()
+	}
+	return n
 }
 
 // PeerGone reports whether the peer has disconnected.

@@ -170,6 +170,52 @@ int fe_reject(fe *f, fe_info *req) {
 	return rc;
 }
 
+// fe_drain_connreqs rejects the connection requests queued on the event
+// queue of an accepted fe whose passive endpoint is still open (strangers'
+// requests: each holds a socket until rejected), at most 256, and notes a
+// shutdown of the connection seen among them. tcp and net accept a
+// connection in one read of the queue and turn its request into an event
+// in a later one: reading stops after three empty reads in a row.
+int fe_drain_connreqs(fe *f) {
+	struct { struct fi_eq_cm_entry e; uint8_t data[256]; } buf;
+	uint32_t ev;
+	int n = 0, empty = 0;
+	if (!f->pep) return 0;
+	for (int i = 0; i < 256 && empty < 3; i++) {
+		ssize_t got = fi_eq_read(f->eq, &ev, &buf, sizeof buf, 0);
+		if (got == -FI_EAVAIL) {
+			struct fi_eq_err_entry ee = {0};
+			fi_eq_readerr(f->eq, &ee, 0);
+			continue;
+		}
+		if (got < 0) {
+			empty++;
+			continue;
+		}
+		empty = 0;
+		if (ev == FI_CONNREQ && buf.e.info) {
+			fe_reject(f, buf.e.info);
+			n++;
+		} else if (ev == FI_SHUTDOWN) {
+			f->shutdown = 1;
+		}
+	}
+	return n;
+}
+
+// fe_stop_listening closes the passive endpoint an accepted fe still
+// holds: its port stops listening. No call may read the event queue of
+// any fe of the same fabric afterwards: on net (and tcp) a connection a
+// stranger opened to the port but has not yet sent its request on keeps
+// a pointer to the closed passive endpoint, followed when the provider's
+// connection progress (run by event-queue reads) next looks at it.
+void fe_stop_listening(fe *f) {
+	if (f->pep) fi_close(&f->pep->fid);
+	f->pep = NULL;
+	if (f->pinfo) fi_freeinfo(f->pinfo);
+	f->pinfo = NULL;
+}
+
 // open_ep builds completion queue and endpoint from f->info, in the
 // shared domain (opened here for the first endpoint).
 static int open_ep(fe *f, char *err, size_t errlen) {

@@ -44,6 +44,13 @@ int fe_reject(fe *f, fe_info *req);
 // caller registers memory and posts receives, then calls fe_accept.
 int fe_accept_prepare(fe *f, fe_info *req, char *err, size_t errlen);
 int fe_accept(fe *f, char *err, size_t errlen);
+// After an accept, the fe keeps the passive endpoint (still listening)
+// until fe_stop_listening or fe_close. fe_drain_connreqs rejects the
+// requests queued meanwhile (the count); call it on every fe of the
+// fabric before fe_stop_listening on any, and read no event queue of the
+// fabric after (shim.c says why).
+int fe_drain_connreqs(fe *f);
+void fe_stop_listening(fe *f);
 int fe_connect(const char *prov, const char *host, const char *port, const uint8_t *param, size_t paramlen,
 	fe *share, fe **out, char *err, size_t errlen);
 // fe_wait_connected: 1 connected, 0 timeout, <0 refused or failed.

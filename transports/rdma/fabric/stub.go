@@ -78,6 +78,9 @@ func (e *Endpoint) Recv([]byte, *MR, uint64) error { return ErrNotSupported }
 // Poll returns ErrNotSupported.
 func (e *Endpoint) Poll([]Completion, time.Duration) (int, error) { return 0, ErrNotSupported }
 
+// StopListening does nothing.
+func StopListening(...*Endpoint) int { return 0 }
+
 // PeerGone returns true.
 func (e *Endpoint) PeerGone() bool { return true }
 
