@@ -396,9 +396,6 @@ func StopListening(eps ...*Endpoint) int {
 	return n
 }
 
-// PeerGone reports whether the peer has disconnected.
-func (e *Endpoint) PeerGone() bool { return C.fe_shutdown_seen(e.f) != 0 }
-
 // Close releases the endpoint and, if it is the last endpoint of its
 // domain, the registrations. No call may be in flight on it.
 func (e *Endpoint) Close() {

@@ -41,7 +41,7 @@ struct fe {
 	struct fid_pep *pep;
 	struct fid_cq *cq;
 	struct fid_ep *ep;
-	int saw, dc, shutdown, cq_wait;
+	int saw, dc, cq_wait;
 };
 
 static int fail(char *err, size_t errlen, int rc, const char *what) {
@@ -172,10 +172,9 @@ int fe_reject(fe *f, fe_info *req) {
 
 // fe_drain_connreqs rejects the connection requests queued on the event
 // queue of an accepted fe whose passive endpoint is still open (strangers'
-// requests: each holds a socket until rejected), at most 256, and notes a
-// shutdown of the connection seen among them. tcp and net accept a
-// connection in one read of the queue and turn its request into an event
-// in a later one: reading stops after three empty reads in a row.
+// requests: each holds a socket until rejected), at most 256. tcp and net
+// accept a connection in one read of the queue and turn its request into
+// an event in a later one: reading stops after three empty reads in a row.
 int fe_drain_connreqs(fe *f) {
 	struct { struct fi_eq_cm_entry e; uint8_t data[256]; } buf;
 	uint32_t ev;
@@ -196,8 +195,6 @@ int fe_drain_connreqs(fe *f) {
 		if (ev == FI_CONNREQ && buf.e.info) {
 			fe_reject(f, buf.e.info);
 			n++;
-		} else if (ev == FI_SHUTDOWN) {
-			f->shutdown = 1;
 		}
 	}
 	return n;
@@ -279,23 +276,7 @@ int fe_wait_connected(fe *f, int timeout_ms, char *err, size_t errlen) {
 	if (n == -FI_EAVAIL) return eq_error(f, "connect", err, errlen);
 	if (n < 0) return fail(err, errlen, (int)n, "fi_eq_sread");
 	if (ev == FI_CONNECTED) return 1;
-	if (ev == FI_SHUTDOWN) f->shutdown = 1;
 	return fail(err, errlen, -FI_ECONNREFUSED, "connect: the peer shut the connection");
-}
-
-int fe_shutdown_seen(fe *f) {
-	struct fi_eq_cm_entry e;
-	uint32_t ev;
-	if (!f->eq) return 0;
-	ssize_t n = fi_eq_read(f->eq, &ev, &e, sizeof e, 0);
-	if (n == -FI_EAVAIL) {
-		struct fi_eq_err_entry ee = {0};
-		fi_eq_readerr(f->eq, &ee, 0);
-		f->shutdown = 1;
-	} else if (n >= 0 && ev == FI_SHUTDOWN) {
-		f->shutdown = 1;
-	}
-	return f->shutdown;
 }
 
 void fe_get_caps(fe *f, fe_caps *c) {

@@ -55,8 +55,6 @@ int fe_connect(const char *prov, const char *host, const char *port, const uint8
 	fe *share, fe **out, char *err, size_t errlen);
 // fe_wait_connected: 1 connected, 0 timeout, <0 refused or failed.
 int fe_wait_connected(fe *f, int timeout_ms, char *err, size_t errlen);
-// fe_shutdown_seen: 1 if the peer disconnected (FI_SHUTDOWN), else 0.
-int fe_shutdown_seen(fe *f);
 void fe_get_caps(fe *f, fe_caps *c);
 
 int fe_mr_reg(fe *f, void *addr, size_t len, uint64_t access, uint64_t key, void **mr, uint64_t *outkey,

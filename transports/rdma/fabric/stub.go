@@ -81,9 +81,6 @@ func (e *Endpoint) Poll([]Completion, time.Duration) (int, error) { return 0, Er
 // StopListening does nothing.
 func StopListening(...*Endpoint) int { return 0 }
 
-// PeerGone returns true.
-func (e *Endpoint) PeerGone() bool { return true }
-
 // Close does nothing.
 func (e *Endpoint) Close() {}
 
