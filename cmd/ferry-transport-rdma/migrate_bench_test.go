@@ -95,7 +95,7 @@ func migrateOnce(b *testing.B, src *vmtest.VM, plugin, provider string, check bo
 	defer dst.Close()
 	cfg := map[string]any{"listen": localAddr(b)}
 	if provider != "" {
-		cfg["provider"], cfg["cleartext_pages"] = provider, true
+		cfg["provider"], cfg["cleartext_pages"], cfg["unsafe_sockets"] = provider, true, provider == "sockets"
 	} else {
 		cfg["streams"], cfg["compress"] = 2, "none"
 	}

@@ -57,7 +57,7 @@ func TestMigrate(t *testing.T) {
 				t.Fatal(err)
 			}
 			plugin := session.Plugin{Path: plugintest.Path(t, pluginName), Config: map[string]any{
-				"provider": prov, "listen": localAddr(t), "cleartext_pages": true}}
+				"provider": prov, "listen": localAddr(t), "cleartext_pages": true, "unsafe_sockets": prov == "sockets"}}
 			log := slog.New(slog.DiscardHandler)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()

@@ -92,7 +92,7 @@ func openPair(b *testing.B, prov string, sf, df *os.File, size int) (send, recv 
 		cfg["streams"], cfg["compress"] = int64(2), "none"
 	} else {
 		send, recv = rdma.New(nil), rdma.New(nil)
-		cfg["provider"] = prov
+		cfg["provider"], cfg["unsafe_sockets"] = prov, prov == "sockets"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

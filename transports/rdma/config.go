@@ -18,11 +18,12 @@ type config struct {
 	connect        string // where the source dials; listen when empty
 	connectTimeout time.Duration
 	cleartextPages bool
+	unsafeSockets  bool
 }
 
 var configSchema = schema.Schema{
 	{Name: "provider", Type: schema.TypeString, Required: true,
-		Doc: `libfabric provider: "verbs" (InfiniBand/RoCE through rdma-core), or the software providers "tcp", "sockets", "net"`},
+		Doc: `libfabric provider: "verbs" (InfiniBand/RoCE through rdma-core), or the software providers "tcp", "net" ("sockets" with unsafe_sockets)`},
 	{Name: "listen", Type: schema.TypeString, Required: true,
 		Doc: `address the destination listens on for the authenticated control channel, "host:port"; the fabric endpoint listens on the same host`},
 	{Name: "connect", Type: schema.TypeString,
@@ -32,7 +33,13 @@ var configSchema = schema.Schema{
 	{Name: transport.CleartextPages, Type: schema.TypeBool, Default: false,
 		Doc: "accept that page contents travel unencrypted (RDMA writes cannot be encrypted; messages and keys stay inside TLS); " +
 			"required unless the job's credentials are plaintext already"},
+	{Name: unsafeSockets, Type: schema.TypeBool, Default: false,
+		Doc: `accept provider "sockets", which anyone who reaches the hosts can stall or crash (each of its endpoints listens on a port of its own and ` +
+			`reads what any stranger sends there, before Ferry's authentication); only on a network no stranger reaches`},
 }
+
+// unsafeSockets is the attribute that accepts provider "sockets".
+const unsafeSockets = "unsafe_sockets"
 
 // knownProviders are the providers this transport is written and tested for.
 var knownProviders = []string{"verbs", "tcp", "sockets", "net"}
@@ -45,7 +52,7 @@ func parseConfig(c schema.Config) (config, error) {
 	cfg := config{connectTimeout: defaultConnectTimeout}
 	for k := range c {
 		if !slices.ContainsFunc(configSchema, func(a schema.Attribute) bool { return a.Name == k }) {
-			return cfg, badConfig("unknown attribute %q (the rdma transport knows provider, listen, connect, connect_timeout, cleartext_pages)", k)
+			return cfg, badConfig("unknown attribute %q (the rdma transport knows provider, listen, connect, connect_timeout, cleartext_pages, unsafe_sockets)", k)
 		}
 	}
 	p, ok := c["provider"].(string)
@@ -66,6 +73,18 @@ func parseConfig(c schema.Config) (config, error) {
 			return cfg, badConfig("cleartext_pages must be true or false, not %v", v)
 		}
 		cfg.cleartextPages = b
+	}
+	if v, ok := c[unsafeSockets]; ok {
+		b, ok := v.(bool)
+		if !ok {
+			return cfg, badConfig("unsafe_sockets must be true or false, not %v", v)
+		}
+		cfg.unsafeSockets = b
+	}
+	if cfg.provider == "sockets" && !cfg.unsafeSockets {
+		return cfg, badConfig(`provider "sockets" can be stalled or crashed by anyone who reaches either host: each of its endpoints ` +
+			`listens on a port of its own and reads what a stranger sends there before any authentication; use "tcp" or "net", ` +
+			`or set unsafe_sockets = true on a network no stranger reaches`)
 	}
 	return cfg, nil
 }

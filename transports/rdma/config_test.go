@@ -30,6 +30,9 @@ func TestParseConfig(t *testing.T) {
 		{"bad connect", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "connect": "x"}, "not host:port"},
 		{"bad timeout", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "connect_timeout": "-1s"}, "positive duration"},
 		{"bad cleartext", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "cleartext_pages": "yes"}, "true or false"},
+		{"sockets", schema.Config{"provider": "sockets", "listen": "127.0.0.1:1"}, "unsafe_sockets = true"},
+		{"sockets accepted", schema.Config{"provider": "sockets", "listen": "127.0.0.1:1", "unsafe_sockets": true}, ""},
+		{"bad unsafe_sockets", schema.Config{"provider": "sockets", "listen": "127.0.0.1:1", "unsafe_sockets": "yes"}, "true or false"},
 		{"unknown attribute", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "streams": int64(2)}, "unknown attribute"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ func sorted(s []string) []string {
 
 func config(t *testing.T, provider string) schema.Config {
 	return schema.Config{"provider": provider, "listen": freeAddr(t, hostFor(provider)), "cleartext_pages": true,
-		"connect_timeout": int64(10 * time.Second)}
+		"connect_timeout": int64(10 * time.Second), "unsafe_sockets": provider == "sockets"}
 }
 
 // TestConformance runs the transport kind's suite in process over every

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,4 +119,51 @@ func reopen(t *testing.T, s *session, provider string, before map[int]bool) {
 	if err := n.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 3, Count: 1, Kind: transport.KindData}}); err != nil {
 		t.Fatalf("after the second Open: SendPagesUrgent: %v", err)
 	}
+}
+
+// TestSocketsJunk shows why provider "sockets" needs unsafe_sockets: 4
+// KiB of junk from a stranger, without credentials, to one of the data
+// ports its endpoints keep listening on stalls the session's next Flush
+// (or urgent page) until its context ends, on some of the ports. Ferry
+// cannot close those ports, so this is not a test that can pass; it runs
+// with FERRY_RDMA_SOCKETS_JUNK=1 and reports what it saw.
+func TestSocketsJunk(t *testing.T) {
+	if os.Getenv("FERRY_RDMA_SOCKETS_JUNK") == "" {
+		t.Skip("SKIPPED: the sockets provider is known to stall on a stranger's junk (README.md, " +
+			"\"Listening ports and strangers\"); FERRY_RDMA_SOCKETS_JUNK=1 shows it")
+	}
+	if err := fabricProviders()["sockets"]; err != nil {
+		t.Skipf("SKIPPED: provider sockets does not work here: %v", err)
+	}
+	stalled := 0
+	for i := 0; ; i++ {
+		before := listening(t)
+		s := open(t, "sockets", 0, 1<<20, nil)
+		ports := newPorts(before, listening(t))
+		slices.Sort(ports)
+		if i >= len(ports) {
+			break
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports[i]), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		junk := make([]byte, 4096) // the audit's bytes: not every pattern stalls it
+		for k := range junk {
+			junk[k] = byte(k*7 + 3)
+		}
+		c.Write(junk)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 16, Kind: transport.KindData}})
+		if err == nil {
+			err = s.send.Flush(ctx)
+		}
+		cancel()
+		c.Close()
+		if err != nil {
+			stalled++
+		}
+		t.Logf("junk to data port %d of %d: SendPages and Flush: %v", i+1, len(ports), err)
+	}
+	t.Logf("sockets: %d sessions of the ones above stalled or failed after a stranger's junk", stalled)
 }

@@ -22,7 +22,7 @@ func TestIdleStrangers(t *testing.T) {
 	df, _ := memfd(t, "recv", 1<<20)
 	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
 	sc, rc, _ := transport.MintCredentials(false)
-	cfg := schema.Config{"provider": p, "listen": freeAddr(t, "127.0.0.1"), "cleartext_pages": true}
+	cfg := schema.Config{"provider": p, "listen": freeAddr(t, "127.0.0.1"), "cleartext_pages": true, "unsafe_sockets": p == "sockets"}
 	send, recv := rdma.New(nil), rdma.New(nil)
 	defer send.Close()
 	defer recv.Close()
