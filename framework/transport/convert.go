@@ -36,9 +36,10 @@ func statsFromProto(s *pb.StatsResponse) Stats {
 }
 
 func credsToProto(c Credentials) *pb.Credentials {
-	return &pb.Credentials{Certificate: c.Certificate, Key: c.Key, PeerRoots: c.PeerRoots, Plaintext: c.Plaintext}
+	return &pb.Credentials{Certificate: c.Certificate, Key: c.Key, PeerRoots: c.PeerRoots, PinPeer: c.PinPeer, Plaintext: c.Plaintext}
 }
 
 func credsFromProto(c *pb.Credentials) Credentials {
-	return Credentials{Certificate: c.GetCertificate(), Key: c.GetKey(), PeerRoots: c.GetPeerRoots(), Plaintext: c.GetPlaintext()}
+	return Credentials{Certificate: c.GetCertificate(), Key: c.GetKey(), PeerRoots: c.GetPeerRoots(), PinPeer: c.GetPinPeer(),
+		Plaintext: c.GetPlaintext()}
 }

@@ -1,25 +1,38 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Credentials are one side's trust material for one session, in PEM:
-// this side's certificate chain and private key, and the roots the
-// peer's certificate must chain to. The roots are either the peer's own
-// self-signed certificate (pinned; what MintCredentials makes) or an
-// operator's CA (then any certificate that CA issued is accepted: like
-// QEMU's tls-creds without tls-authz, no host name is checked).
+// this side's certificate chain and private key, and what the peer is
+// checked against. Either the peer is pinned (PinPeer; what
+// MintCredentials makes): it must present exactly the first certificate
+// of PeerRoots, its own; or PeerRoots are an operator's CA certificates,
+// and any certificate they issued is accepted (like QEMU's tls-creds
+// without tls-authz, no host name is checked).
 type Credentials struct {
 	Certificate []byte `json:"certificate,omitempty"` // PEM, leaf first, then intermediates
 	Key         []byte `json:"key,omitempty"`         // PEM, PKCS #8, EC or RSA private key
 	PeerRoots   []byte `json:"peer_roots,omitempty"`  // PEM, one or more certificates
-	// Plaintext authenticates the peer (a TLS 1.3 handshake) but then
-	// moves frames in the clear: for benchmarks, and for test proxies
-	// that must see frames. Both sides must agree.
+	// PinPeer: the first certificate in PeerRoots is the peer's own
+	// (leaf), and the peer is accepted only if it presents that very
+	// certificate, byte for byte, within its validity dates. No chain is
+	// built: the rest of PeerRoots (a chain file's issuers) is ignored,
+	// so another certificate from the same issuer is refused.
+	PinPeer bool `json:"pin_peer,omitempty"`
+	// Plaintext authenticates the peer (a TLS 1.3 handshake) and then
+	// moves frames on the bare socket: after the handshake nothing is
+	// encrypted or integrity-protected, so anyone on the path can read
+	// them and inject or alter frames. Only for a link that is trusted
+	// anyway: benchmarks, and test proxies that must see frames. Both
+	// sides must agree.
 	Plaintext bool `json:"plaintext,omitempty"`
 }
 
@@ -43,9 +56,9 @@ func (c Credentials) Empty() bool {
 
 // TLSConfig checks c and returns the TLS 1.3 configuration for role:
 // RoleReceive is the TLS server, RoleSend the client. Both sides present
-// their certificate and verify the peer's against PeerRoots (mutual
-// TLS); host names are not checked. Unusable credentials are ErrBadConfig
-// with a message that says what is missing.
+// their certificate and verify the peer's: pinned (PinPeer) or against
+// PeerRoots as CAs (mutual TLS); host names are not checked. Unusable
+// credentials are ErrBadConfig with a message that says what is missing.
 func (c Credentials) TLSConfig(role Role) (*tls.Config, error) {
 	if c.Empty() {
 		return nil, fmt.Errorf("%w: no credentials: every session is authenticated, so Open needs this side's certificate and key "+
@@ -55,6 +68,38 @@ func (c Credentials) TLSConfig(role Role) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: credentials: this side's certificate and key: %v", ErrBadConfig, err)
 	}
+	verify, err := c.peerCheck(role)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		// Verification is ours (verify): the pinned certificate or a
+		// chain to PeerRoots, no host name. InsecureSkipVerify only turns
+		// off Go's host-name-bound check.
+		InsecureSkipVerify:    true,
+		ClientAuth:            tls.RequireAnyClientCert,
+		VerifyPeerCertificate: verify,
+		// No tickets: nothing but the handshake may travel before the
+		// plaintext switch (see Secure).
+		SessionTicketsDisabled: true,
+		// Bulk transfer: full 16 KiB records from the first byte.
+		DynamicRecordSizingDisabled: true,
+	}
+	return cfg, nil
+}
+
+// peerCheck returns the check of the peer's certificates for role:
+// verifyPinned with PinPeer, else verifyPeer.
+func (c Credentials) peerCheck(role Role) (func([][]byte, [][]*x509.Certificate) error, error) {
+	if c.PinPeer {
+		pin := firstCertificate(c.PeerRoots)
+		if pin == nil {
+			return nil, fmt.Errorf("%w: credentials: no PEM certificate to pin in the peer's certificate file", ErrBadConfig)
+		}
+		return verifyPinned(pin), nil
+	}
 	roots := x509.NewCertPool()
 	if len(c.PeerRoots) == 0 || !roots.AppendCertsFromPEM(c.PeerRoots) {
 		return nil, fmt.Errorf("%w: credentials: no PEM certificate in the peer's trust roots", ErrBadConfig)
@@ -63,21 +108,44 @@ func (c Credentials) TLSConfig(role Role) (*tls.Config, error) {
 	if role == RoleReceive {
 		usage = x509.ExtKeyUsageClientAuth
 	}
-	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		// Verification is ours (verifyPeer): chains to PeerRoots, no host
-		// name. InsecureSkipVerify only turns off Go's host-name-bound check.
-		InsecureSkipVerify:    true,
-		ClientAuth:            tls.RequireAnyClientCert,
-		VerifyPeerCertificate: verifyPeer(roots, usage),
-		// No tickets: nothing but the handshake may travel before the
-		// plaintext switch (see Secure).
-		SessionTicketsDisabled: true,
-		// Bulk transfer: full 16 KiB records from the first byte.
-		DynamicRecordSizingDisabled: true,
+	return verifyPeer(roots, usage), nil
+}
+
+// firstCertificate returns the first CERTIFICATE block of pemBytes,
+// parsed, or nil if there is none that parses.
+func firstCertificate(pemBytes []byte) *x509.Certificate {
+	for rest := pemBytes; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if b.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				return nil
+			}
+			return c
+		}
 	}
-	return cfg, nil
+}
+
+// verifyPinned accepts a peer whose leaf is pin, byte for byte, within
+// its validity dates; the rest of the peer's chain is not looked at.
+// The handshake proves the peer holds the pinned certificate's key.
+func verifyPinned(pin *x509.Certificate) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("the peer sent no certificate")
+		}
+		if !bytes.Equal(raw[0], pin.Raw) {
+			return errors.New("the peer's certificate is not the pinned one")
+		}
+		if now := time.Now(); now.Before(pin.NotBefore) || now.After(pin.NotAfter) {
+			return fmt.Errorf("the pinned certificate is valid from %v to %v, not now",
+				pin.NotBefore.UTC().Format(time.RFC3339), pin.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
 }
 
 // verifyPeer checks the peer's chain against roots for usage.

@@ -22,8 +22,9 @@
 // MaxMessage bytes, and acknowledgements.
 //
 // Every session is authenticated (see Transport): OpenRequest.Credentials
-// carry this side's key and the peer's roots (credentials.go;
-// MintCredentials makes a pair per job), and Secure (secure.go) is the
+// carry this side's key and what the peer is checked against: its own
+// pinned certificate, or CAs (credentials.go; MintCredentials makes a
+// pinned pair per job), and Secure (secure.go) is the
 // mutual TLS 1.3 handshake a stream transport runs before it reads a byte
 // of the peer's frames.
 //

@@ -17,7 +17,7 @@ const MintValidity = 24 * time.Hour
 
 // MintCredentials makes fresh trust material for one job: an Ed25519 key
 // and self-signed certificate per side. Each side gets its own key and
-// the other side's certificate as its only trust root (pinned), so
+// the other side's certificate, pinned (PinPeer), so
 // neither holds anything that would let it pose as the other, and
 // nothing minted for another job is accepted.
 func MintCredentials(plaintext bool) (source, destination Credentials, err error) {
@@ -29,8 +29,8 @@ func MintCredentials(plaintext bool) (source, destination Credentials, err error
 	if err != nil {
 		return source, destination, err
 	}
-	source = Credentials{Certificate: srcCert, Key: srcKey, PeerRoots: dstCert, Plaintext: plaintext}
-	destination = Credentials{Certificate: dstCert, Key: dstKey, PeerRoots: srcCert, Plaintext: plaintext}
+	source = Credentials{Certificate: srcCert, Key: srcKey, PeerRoots: dstCert, PinPeer: true, Plaintext: plaintext}
+	destination = Credentials{Certificate: dstCert, Key: dstKey, PeerRoots: srcCert, PinPeer: true, Plaintext: plaintext}
 	return source, destination, nil
 }
 

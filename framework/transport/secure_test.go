@@ -109,11 +109,12 @@ func TestSecureStranger(t *testing.T) {
 func TestCredentialsUnusable(t *testing.T) {
 	src, _, _ := MintCredentials(false)
 	for name, c := range map[string]Credentials{
-		"none":        {},
-		"no key":      {Certificate: src.Certificate, PeerRoots: src.PeerRoots},
-		"no roots":    {Certificate: src.Certificate, Key: src.Key},
-		"junk roots":  {Certificate: src.Certificate, Key: src.Key, PeerRoots: []byte("junk")},
-		"foreign key": {Certificate: src.Certificate, Key: src.PeerRoots, PeerRoots: src.PeerRoots},
+		"none":           {},
+		"no key":         {Certificate: src.Certificate, PeerRoots: src.PeerRoots},
+		"no roots":       {Certificate: src.Certificate, Key: src.Key},
+		"junk roots":     {Certificate: src.Certificate, Key: src.Key, PeerRoots: []byte("junk")},
+		"foreign key":    {Certificate: src.Certificate, Key: src.PeerRoots, PeerRoots: src.PeerRoots},
+		"nothing to pin": {Certificate: src.Certificate, Key: src.Key, PeerRoots: []byte("junk"), PinPeer: true},
 	} {
 		if _, err := c.TLSConfig(RoleSend); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: TLSConfig = %v; want ErrBadConfig", name, err)

@@ -20,9 +20,10 @@ import (
 // 4: the urgent path goes over the urgent channel (channel.go), which a
 // version-3 plugin would not serve. 5: the urgent channel carries
 // Answer (version 2 of its frames), which a version-4 plugin would take
-// for a broken channel. The rule and its tests:
-// docs/ARCHITECTURE.md#versions.
-const APIVersion = 5
+// for a broken channel. 6: Credentials.PinPeer, which a version-5 plugin
+// would ignore (and take the issuers in a pinned peer's chain file for
+// trusted CAs). The rule and its tests: docs/ARCHITECTURE.md#versions.
+const APIVersion = 6
 
 // MaxLanded bounds the runs one Landed call returns; more wait for the
 // next call.

@@ -280,11 +280,15 @@ func (x *RAMRegion) GetOffset() uint64 {
 
 // Credentials mirror transport.Credentials: PEM bytes.
 type Credentials struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`              // this side's chain, leaf first
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                              // this side's private key
-	PeerRoots     []byte                 `protobuf:"bytes,3,opt,name=peer_roots,json=peerRoots,proto3" json:"peer_roots,omitempty"` // what the peer's certificate must chain to
-	Plaintext     bool                   `protobuf:"varint,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`                 // authenticate, but do not encrypt
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Certificate []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`              // this side's chain, leaf first
+	Key         []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`                              // this side's private key
+	PeerRoots   []byte                 `protobuf:"bytes,3,opt,name=peer_roots,json=peerRoots,proto3" json:"peer_roots,omitempty"` // the peer's certificate (pin_peer) or the CAs its chain must lead to
+	Plaintext   bool                   `protobuf:"varint,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`                 // authenticate, then neither encrypt nor protect frames
+	// pin_peer (API 6): the peer must present exactly the first certificate
+	// of peer_roots; no chain is built. An API-5 plugin would ignore it and
+	// take every certificate in peer_roots as a CA.
+	PinPeer       bool `protobuf:"varint,5,opt,name=pin_peer,json=pinPeer,proto3" json:"pin_peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +347,13 @@ func (x *Credentials) GetPeerRoots() []byte {
 func (x *Credentials) GetPlaintext() bool {
 	if x != nil {
 		return x.Plaintext
+	}
+	return false
+}
+
+func (x *Credentials) GetPinPeer() bool {
+	if x != nil {
+		return x.PinPeer
 	}
 	return false
 }
@@ -1446,13 +1457,14 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\x03gpa\x18\x01 \x01(\x04R\x03gpa\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
 	"\x04file\x18\x03 \x01(\rR\x04file\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x04R\x06offset\"~\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\"\x99\x01\n" +
 	"\vCredentials\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
 	"peer_roots\x18\x03 \x01(\fR\tpeerRoots\x12\x1c\n" +
-	"\tplaintext\x18\x04 \x01(\bR\tplaintext\"\xee\x02\n" +
+	"\tplaintext\x18\x04 \x01(\bR\tplaintext\x12\x19\n" +
+	"\bpin_peer\x18\x05 \x01(\bR\apinPeer\"\xee\x02\n" +
 	"\vOpenRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.ferry.transport.v1.RoleR\x04role\x12C\n" +
 	"\x06config\x18\x02 \x03(\v2+.ferry.transport.v1.OpenRequest.ConfigEntryR\x06config\x12/\n" +

@@ -40,10 +40,16 @@ func testStrangers(t *testing.T, p *pair) {
 		t.Fatal(err)
 	}
 	otherRecv.PeerRoots = p.creds[0].PeerRoots // it would take our sender; our sender does not take it
-	for name, creds := range map[string][2]transport.Credentials{
+	refuseStrangers(t, p, map[string][2]transport.Credentials{
 		"stranger sender":   {other, p.creds[1]},
 		"stranger receiver": {p.creds[0], otherRecv},
-	} {
+	})
+}
+
+// refuseStrangers opens p with each pair of credentials, which must fail
+// on both sides without one page written, and then opens p with its own.
+func refuseStrangers(t *testing.T, p *pair, cases map[string][2]transport.Credentials) {
+	for name, creds := range cases {
 		want := p.prepare(5, []transport.PageRun{{First: 0, Count: 16, Kind: transport.KindData}})
 		sendErr, recvErr := p.openWith(creds)
 		if sendErr == nil || recvErr == nil {

@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 		{"Concurrent", testConcurrent},
 		{"NoCredentials", testNoCredentials},
 		{"Strangers", testStrangers},
+		{"PinnedChain", testPinnedChain},
 		// Authenticated but in the clear: the same pages must arrive.
 		{"PagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testPages(t, p) }},
 		{"FlushIntervalsPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testFlushIntervals(t, p) }},
