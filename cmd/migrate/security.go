@@ -32,12 +32,14 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 			return src, dst, fmt.Errorf("security block: %w", err)
 		}
 	}
-	srcRoots, dstRoots := files[s.DestinationCert], files[s.SourceCert] // no CA: pin the other's certificate
-	if s.CAFile != "" {
+	// No CA: each side pins the other's certificate, the first (leaf) one
+	// of its file; the issuers after it are not trusted.
+	srcRoots, dstRoots, pin := files[s.DestinationCert], files[s.SourceCert], s.CAFile == ""
+	if !pin {
 		srcRoots, dstRoots = files[s.CAFile], files[s.CAFile]
 	}
-	src = transport.Credentials{Certificate: files[s.SourceCert], Key: files[s.SourceKey], PeerRoots: srcRoots, Plaintext: !s.Encryption}
-	dst = transport.Credentials{Certificate: files[s.DestinationCert], Key: files[s.DestinationKey], PeerRoots: dstRoots, Plaintext: !s.Encryption}
+	src = transport.Credentials{Certificate: files[s.SourceCert], Key: files[s.SourceKey], PeerRoots: srcRoots, PinPeer: pin, Plaintext: !s.Encryption}
+	dst = transport.Credentials{Certificate: files[s.DestinationCert], Key: files[s.DestinationKey], PeerRoots: dstRoots, PinPeer: pin, Plaintext: !s.Encryption}
 	if _, err := src.TLSConfig(transport.RoleSend); err != nil {
 		return src, dst, fmt.Errorf("security block: source: %w", err)
 	}

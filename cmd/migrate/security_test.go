@@ -70,8 +70,53 @@ func TestCredentials(t *testing.T) {
 	}
 }
 
+// TestCredentialsPinnedChain: without ca_file each side pins the other's
+// certificate. The files are chains (leaf, then issuer), as docs/JOBS.md
+// allows; a stranger with another certificate from the same issuer is
+// refused as the source and as the destination, and the job's own pair
+// still authenticates.
+func TestCredentialsPinnedChain(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := writeCert(t, dir, "ca", nil, nil)
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	for _, n := range []string{"src", "dst", "stranger"} {
+		writeCert(t, dir, n, ca, caKey)
+		leaf, _ := os.ReadFile(filepath.Join(dir, n+".pem"))
+		os.WriteFile(filepath.Join(dir, n+"-chain.pem"), append(leaf, caPEM...), 0o600)
+	}
+	s := job.Security{Encryption: true, SourceCert: "src-chain.pem", SourceKey: "src.key",
+		DestinationCert: "dst-chain.pem", DestinationKey: "dst.key"}
+	src, dst, err := credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshake(t, "chain files", src, dst)
+	cert, _ := os.ReadFile(filepath.Join(dir, "stranger-chain.pem"))
+	key, _ := os.ReadFile(filepath.Join(dir, "stranger.key"))
+	strangerSrc := transport.Credentials{Certificate: cert, Key: key, PeerRoots: dst.Certificate, PinPeer: true}
+	strangerDst := transport.Credentials{Certificate: cert, Key: key, PeerRoots: src.Certificate, PinPeer: true}
+	if _, dstErr := authenticate(t, strangerSrc, dst); dstErr == nil {
+		t.Error("the destination took a stranger from the source's issuer for the job's source")
+	}
+	if srcErr, _ := authenticate(t, src, strangerDst); srcErr == nil {
+		t.Error("the source took a stranger from the destination's issuer for the job's destination")
+	}
+}
+
 // handshake authenticates the two sides to each other over TCP.
 func handshake(t *testing.T, name string, src, dst transport.Credentials) {
+	srcErr, dstErr := authenticate(t, src, dst)
+	if srcErr != nil {
+		t.Errorf("%s: source: %v", name, srcErr)
+	}
+	if dstErr != nil {
+		t.Errorf("%s: destination: %v", name, dstErr)
+	}
+}
+
+// authenticate runs both sides of transport.Secure over TCP and returns
+// what each side's Secure returned.
+func authenticate(t *testing.T, src, dst transport.Credentials) (srcErr, dstErr error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -95,10 +140,6 @@ func handshake(t *testing.T, name string, src, dst transport.Credentials) {
 	}
 	defer c.Close()
 	cfg, _ := src.TLSConfig(transport.RoleSend)
-	if _, err := transport.Secure(ctx, c, transport.RoleSend, cfg, src.Plaintext); err != nil {
-		t.Errorf("%s: source: %v", name, err)
-	}
-	if err := <-done; err != nil {
-		t.Errorf("%s: destination: %v", name, err)
-	}
+	_, srcErr = transport.Secure(ctx, c, transport.RoleSend, cfg, src.Plaintext)
+	return srcErr, <-done
 }
