@@ -146,6 +146,9 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		return rep, err
 	}
+	if !j.Security.Encryption {
+		fmt.Fprintln(log, plaintextWarning)
+	}
 	call := func(sock, cmd string, a, res any) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -446,7 +449,7 @@ func printReport(w io.Writer, r report) {
 	fmt.Fprintf(w, "passes        %d\n", r.Passes)
 	printPostcopy(w, r)
 	if r.Encryption != "" {
-		fmt.Fprintf(w, "encryption    %s\n", r.Encryption)
+		fmt.Fprintf(w, "encryption    %s\n", encryptionText(r.Encryption))
 	}
 	for _, h := range r.Hints {
 		printHint(w, h)

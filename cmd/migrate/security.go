@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -47,6 +48,19 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 		return src, dst, fmt.Errorf("security block: destination: %w", err)
 	}
 	return src, dst, nil
+}
+
+// plaintextWarning is what migrate says when a job turns encryption off.
+const plaintextWarning = "migrate: warning: encryption = false: only the handshake authenticates the peer; the frames after it are " +
+	"neither encrypted nor integrity-protected, so anyone on the path can read, change or inject them (use it only on a trusted link)"
+
+// encryptionText is the report's encryption value for people: the
+// value stays as it is for whoever parses the JSON report.
+func encryptionText(v string) string {
+	if v == engine.EncryptionOff {
+		return "off: only the handshake was authenticated; the frames after it were neither encrypted nor integrity-protected"
+	}
+	return v
 }
 
 // withCredentials returns a copy of args that carries c.

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -16,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // writeCert writes a P-256 certificate and key signed by parent (nil:
@@ -142,4 +145,33 @@ func authenticate(t *testing.T, src, dst transport.Credentials) (srcErr, dstErr 
 	cfg, _ := src.TLSConfig(transport.RoleSend)
 	_, srcErr = transport.Secure(ctx, c, transport.RoleSend, cfg, src.Plaintext)
 	return srcErr, <-done
+}
+
+// TestRunWarnsWithoutEncryption: a job with encryption = false gets one
+// line saying what it gives up, and the report says the same; a job
+// with encryption gets neither. The JSON value stays engine.EncryptionOff.
+func TestRunWarnsWithoutEncryption(t *testing.T) {
+	for _, encrypt := range []bool{false, true} {
+		c := newRunCase(t)
+		c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+		c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		j := fakeJob(c.src, c.dst)
+		j.Security.Encryption = encrypt
+		var log strings.Builder
+		if _, err := run(context.Background(), time.Now(), j, pluginSet{}, verifyOff, newProgress(io.Discard), &log); err != nil {
+			t.Fatalf("encryption %v: %v", encrypt, err)
+		}
+		if n := strings.Count(log.String(), plaintextWarning); n != map[bool]int{false: 1, true: 0}[encrypt] {
+			t.Errorf("encryption %v: the warning came %d times in\n%s", encrypt, n, log.String())
+		}
+	}
+	var b strings.Builder
+	printReport(&b, report{Report: engine.Report{Encryption: engine.EncryptionOff}})
+	if !strings.Contains(b.String(), "encryption    off: only the handshake was authenticated; "+
+		"the frames after it were neither encrypted nor integrity-protected\n") {
+		t.Errorf("the report says\n%s", b.String())
+	}
+	if engine.EncryptionOff != "off (authenticated only)" {
+		t.Errorf("the JSON value changed to %q; scripts parse it", engine.EncryptionOff)
+	}
 }
