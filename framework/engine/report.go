@@ -55,8 +55,9 @@ type Options struct {
 	// Transport configures the transport (decoded from the job).
 	Transport schema.Config
 	// Credentials authenticate the two sides to each other (and encrypt
-	// the session unless Plaintext); the transport refuses to open
-	// without them.
+	// the session unless Plaintext: then only the handshake is
+	// authenticated, see transport.Credentials); the transport refuses
+	// to open without them.
 	Credentials transport.Credentials
 	// Progress receives events one at a time, in order, from the
 	// engine's goroutine (or, while that one waits in a Flush, from a
@@ -212,7 +213,11 @@ const (
 // Report.Encryption values: how the session's stream was protected.
 // EncryptionControl: the job accepted (transport.CleartextPages) that
 // the transport moves page contents in the clear; only its control
-// channel (messages, the VM state) is encrypted.
+// channel (messages, the VM state) is encrypted. EncryptionOff
+// (Credentials.Plaintext): only the handshake authenticated the peer;
+// the frames after it were neither encrypted nor integrity-protected.
+// Its text is kept as it is for whoever parses reports; what it means is
+// in docs/JOBS.md, "The report".
 const (
 	EncryptionTLS     = "tls1.3"
 	EncryptionControl = "tls1.3 control channel only; pages in cleartext"

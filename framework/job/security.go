@@ -13,8 +13,11 @@ import (
 // other and whether pages travel encrypted. The zero value is not the
 // default: Parse sets Encryption.
 type Security struct {
-	// Encryption off still authenticates the peer (a TLS 1.3 handshake);
-	// only the frames after it travel in the clear. The report says so.
+	// Encryption off authenticates the peer in the TLS 1.3 handshake
+	// only: the frames after it are neither encrypted nor
+	// integrity-protected, so anyone on the path can read, change or
+	// inject them. For trusted links (benchmarks, test proxies); migrate
+	// warns, and the report says so.
 	Encryption bool
 	// Operator files, paths as written (relative ones are relative to the
 	// job file). All empty: migrate mints fresh credentials for the job.
@@ -37,7 +40,7 @@ func (s Security) Minted() bool {
 
 var securitySchema = []schema.Attribute{
 	{Name: "encryption", Type: schema.TypeBool, Default: true,
-		Doc: "encrypt pages (TLS 1.3); false still authenticates the peer"},
+		Doc: "encrypt and integrity-protect the stream (TLS 1.3); false: only the handshake is authenticated, for trusted links"},
 	{Name: "ca_file", Type: schema.TypeString, Doc: "PEM CA both sides trust (default: each pins the other's certificate)"},
 	{Name: "source_cert", Type: schema.TypeString, Doc: "PEM certificate chain of the source"},
 	{Name: "source_key", Type: schema.TypeString, Doc: "PEM private key of the source"},

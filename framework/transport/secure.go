@@ -20,7 +20,9 @@ var goAhead = []byte("FERRY-GO-AHEAD/2")
 // Secure authenticates the peer on c with a TLS 1.3 handshake (cfg from
 // Credentials.TLSConfig; RoleReceive is the server) and returns the
 // connection frames travel on: the TLS connection, or with plaintext c
-// itself. Nothing from the peer is parsed before the handshake verified
+// itself, which then protects nothing (anyone on the path can read and
+// inject frames; see Credentials.Plaintext). Nothing from the peer is
+// parsed before the handshake verified
 // its certificate. ctx bounds the whole exchange; the deadline on c is
 // cleared on success. On failure c is left open for the caller to close.
 //

@@ -170,12 +170,13 @@ type Stats struct {
 //
 // Authentication: a transport authenticates the peer with
 // OpenRequest.Credentials before it parses anything the peer sent, and
-// encrypts the session unless Credentials.Plaintext; a peer that fails is
-// refused and learns nothing about this side (no layout, no reason
-// beyond the refusal), and on the receiving side it cannot end or delay
-// the session of the real source: Open keeps waiting for it. Open
-// without usable credentials fails with ErrBadConfig. Secure does the
-// handshake for stream transports.
+// encrypts the session unless Credentials.Plaintext (then nothing after
+// the handshake is protected: frames can be read and injected on the
+// path). A peer that fails is refused and learns nothing about this side
+// (no layout, no reason beyond the refusal), and on the receiving side
+// it cannot end or delay the session of the real source: Open keeps
+// waiting for it. Open without usable credentials fails with
+// ErrBadConfig. Secure does the handshake for stream transports.
 type Transport interface {
 	// Info describes the implementation; it needs no Open.
 	Info(ctx context.Context) (Info, error)
