@@ -2,7 +2,6 @@ package vmtest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,13 +22,17 @@ import (
 // providers (nil: none).
 func migrateAway(ctx context.Context, vm framework.Source, host hint.Host, spec session.Spec) (engine.Report, error) {
 	rep, err := session.Send(ctx, vm, host, spec)
-	switch {
-	case err == nil:
+	switch rep.Status { // where the guest is; err says what went wrong
+	case engine.StatusCompleted:
 		// The guest runs on the destination; it stays paused here for
-		// good. The VMM may now end this VM.
-	case errors.Is(err, engine.ErrHandoverUnknown):
+		// good. The VMM may now end this VM. (An error here is the page
+		// check's, a test mode: engine.ErrPostcopyCheck.)
+	case engine.StatusHandoverUnknown:
 		// Paused, and the destination may run it: neither resume nor end
 		// it until the destination was asked (docs/HANDOVER.md).
+	case engine.StatusPostcopyBroken:
+		// The guest ran on the destination and post-copy broke: this
+		// paused copy is older than what it ran on. Never resume it.
 	default:
 		// Failed or cancelled: the engine resumed the guest if it had
 		// paused it. It runs here, as before.
@@ -41,11 +44,15 @@ func migrateAway(ctx context.Context, vm framework.Source, host hint.Host, spec 
 // the source's RAM layout, empty, not running.
 func migrateIn(ctx context.Context, vm framework.Target, spec session.Spec) (engine.Report, error) {
 	rep, err := session.Receive(ctx, vm, spec)
-	switch {
-	case err == nil:
-		// The guest runs here (the engine called Resume).
-	case errors.Is(err, engine.ErrHandoverUnknown):
+	switch rep.Status {
+	case engine.StatusCompleted:
+		// The guest runs here (the engine called Resume), even with an
+		// error (the page check's: engine.ErrPostcopyCheck).
+	case engine.StatusHandoverUnknown:
 		// Loaded and paused, and the source may run it: wait to be told.
+	case engine.StatusPostcopyBroken:
+		// The guest ran here and was halted for good: it lacks pages
+		// only the source held. Keep it for inspection; never resume it.
 	default:
 		// This side will never run the guest: discard vm.
 	}
