@@ -93,8 +93,9 @@ type pcRecv struct {
 	committed chan struct{} // closed at COMMIT (or the end): watchSetup stops
 	commitMu  sync.Once
 
-	touching   bool // Postcopy(toucher) was called and not undone yet
-	sourceGone bool // every page arrived after no source reconnected: nobody to send SETTLED to
+	touching   bool       // Postcopy(toucher) was called and not undone yet
+	sourceGone bool       // every page arrived after no source reconnected: nobody to send SETTLED to
+	stall      stallWatch // pages landing in the current session (wait)
 	resumedAt  time.Time
 	doneAt     time.Time
 	reconnects int
@@ -570,6 +571,7 @@ func (pc *pcRecv) feedRuns(runs []transport.PageRun) error {
 			return fmt.Errorf("post-copy: pages %d+%d landed: %w", run.First, run.Count, err)
 		}
 	}
+	pc.stall.moved()
 	pc.noteArrived()
 	return nil
 }
@@ -674,6 +676,8 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 	defer func() { poll.close() }()
 	tick := time.NewTicker(statsInterval)
 	defer tick.Stop()
+	pc.stall.limit = r.opt.StallTimeout
+	pc.stall.moved()
 	for {
 		s := pc.sess
 		var cause error
@@ -686,7 +690,12 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 				r.seen = st
 			}
 			pc.progress()
-			continue
+			// Pages are due and none landed for StallTimeout: the
+			// source, or this side's transport, no longer moves them
+			// while the connection stays up (a stopped plugin process).
+			if cause = pc.stall.stalled(); cause == nil || pc.svc.Pending() == 0 {
+				continue
+			}
 		case err := <-pc.loopDone:
 			pc.loopDone <- err
 			return fmt.Errorf("fault service: %w", err)
@@ -709,6 +718,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			}
 			return err
 		}
+		pc.stall.moved()
 		poll = startStats(ctx, r.tr)
 		r.opt.Log.Info("post-copy resumed over a new connection", "reconnects", pc.reconnects)
 	}
@@ -740,7 +750,15 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	}
 	r.closeSession() // ends the old lane if it still waits
 	if s := pc.sess; s != nil {
-		<-s.feed.done
+		select {
+		case <-s.feed.done:
+		case <-time.After(pcDrainTimeout):
+			// Its transport does not end it (a plugin whose process
+			// stopped answers nothing, and a launched plugin is closed
+			// only at the next Open): what it did not report is MISSING.
+			s.cancel()
+			<-s.feed.done
+		}
 		if s.feed.fatal {
 			pc.stopSession()
 			return s.feed.err

@@ -144,6 +144,7 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 type pcSend struct {
 	s     *sender
 	pages uint64
+	stall stallWatch // progress of the current session (run)
 
 	// owed: the absent pages nobody has queued yet, a new set for each
 	// transport session (renew), so that a transport session that ended
@@ -172,6 +173,7 @@ func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
 		return nil, fmt.Errorf("post-copy: %w", err)
 	}
 	pc := &pcSend{s: s, pages: absent.Len(), owed: owed, sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
+	pc.stall.limit = s.opt.StallTimeout
 	absent.Runs(func(first, n uint64) bool {
 		pc.left += owed.Set(first, n)
 		return true
@@ -359,6 +361,7 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 			}
 			return
 		}
+		pc.stall.moved()
 	}
 }
 
@@ -614,16 +617,21 @@ func (pc *pcSend) run(ctx context.Context) error {
 	running := time.Now()
 	s.capStart, s.capBytes = running, 0 // the cap applies to the pusher, from now
 	for {
+		// A session in which nothing moves for StallTimeout is broken.
+		wctx, stopWatch := pc.stall.watch(ctx)
 		var err error
 		if pc.settled == nil { // SETTLED as the answer to RESUME: nothing is left to push
-			err = pc.push(ctx)
+			err = pc.push(wctx)
 		}
 		if err == nil {
 			var done bool
-			if done, err = pc.settle(ctx, running); done {
+			if done, err = pc.settle(wctx, running); done {
+				stopWatch()
 				return err
 			}
 		}
+		err = stalledLink(ctx, wctx, err)
+		stopWatch()
 		if !isLink(err) || ctx.Err() != nil {
 			return pc.broken(err)
 		}
@@ -655,6 +663,7 @@ func (pc *pcSend) push(ctx context.Context) error {
 		if err := s.sendPages(ctx, out); err != nil {
 			return pc.pushFailed(fmt.Errorf("push pages: %w", err))
 		}
+		pc.stall.moved()
 		for _, r := range out {
 			if r.Kind == transport.KindData {
 				unflushed += r.Count * framework.PageSize
@@ -665,6 +674,7 @@ func (pc *pcSend) push(ctx context.Context) error {
 			if err := s.tr.Flush(ctx); err != nil {
 				return pc.pushFailed(fmt.Errorf("flush pushed pages: %w", err))
 			}
+			pc.stall.moved()
 			unflushed = 0
 		}
 		pc.report()

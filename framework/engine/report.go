@@ -85,6 +85,16 @@ type Options struct {
 	// on the pages it holds. Default 10 minutes; when it passes, Send and
 	// Receive return ErrPostcopyBroken and neither side resumes on its own.
 	ReconnectTimeout time.Duration
+	// StallTimeout: in post-copy, a session in which nothing moved for
+	// this long while pages were still due (the source: no page handed
+	// over, no Flush answered, no message; the destination: no page
+	// landed) is taken for broken, closed and reconnected (a launched
+	// plugin is started again). A peer whose process stopped or whose
+	// transport no longer makes progress keeps its connection up, and
+	// post-copy cannot be cancelled: without this it would wait for ever.
+	// Default 30 s, and never less than four times what the pusher's
+	// Flush interval takes at Bandwidth.
+	StallTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -103,6 +113,12 @@ func (o *Options) defaults() {
 	if o.ReconnectTimeout <= 0 {
 		o.ReconnectTimeout = DefaultReconnectTimeout
 	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.Bandwidth > 0 { // a Flush interval at the cap must never look like a stall
+		o.StallTimeout = max(o.StallTimeout, 4*time.Duration(float64(pushFlushBytes)/float64(o.Bandwidth)*float64(time.Second)))
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -116,6 +132,9 @@ const DefaultSwitchoverTimeout = 5 * time.Second
 
 // DefaultReconnectTimeout is Options.ReconnectTimeout when unset.
 const DefaultReconnectTimeout = 10 * time.Minute
+
+// DefaultStallTimeout is Options.StallTimeout when unset.
+const DefaultStallTimeout = 30 * time.Second
 
 // Progress is a snapshot of a migration in flight.
 type Progress struct {

@@ -112,6 +112,12 @@ func ChildPIDs() ([]string, error) {
 // is named name (argv[0]'s base name: a plugin's binary) and returns how
 // many.
 func KillChildren(t testing.TB, name string) int {
+	return SignalChildren(t, name, syscall.SIGKILL)
+}
+
+// SignalChildren sends sig to this process's children whose program is
+// named name (argv[0]'s base name) and returns how many it reached.
+func SignalChildren(t testing.TB, name string, sig syscall.Signal) int {
 	pids, err := ChildPIDs()
 	if err != nil {
 		t.Error(err)
@@ -127,7 +133,7 @@ func KillChildren(t testing.TB, name string) int {
 		if filepath.Base(argv0) != name {
 			continue
 		}
-		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, syscall.SIGKILL) == nil {
+		if p, err := strconv.Atoi(pid); err == nil && syscall.Kill(p, sig) == nil {
 			n++
 		}
 	}

@@ -19,8 +19,11 @@ import (
 // bytes, so 32768 runs stay under 1 MiB (TestSendPagesRequestSize).
 const maxRunsPerCall = 32768
 
-// closeTimeout bounds the Close RPC, which has no context of its own.
-const closeTimeout = 10 * time.Second
+// closeTimeout bounds what closing a session may wait for a plugin (its
+// last Stats and the Close RPC together, in launched.Close): a plugin
+// whose process stopped or hangs answers neither, and a post-copy
+// reconnect waits for the close before it can start the plugin again.
+const closeTimeout = 5 * time.Second
 
 // grpcClient is the host side of a transport plugin: transport.Transport
 // over the plugin's gRPC service.
@@ -233,14 +236,19 @@ func (c *grpcClient) Stats(ctx context.Context) (Stats, error) {
 // Close implements Transport.Close: it ends the plugin's session; the
 // plugin process keeps running (Launch's transport also stops it).
 func (c *grpcClient) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	return c.closeCtx(ctx)
+}
+
+// closeCtx is Close within ctx.
+func (c *grpcClient) closeCtx(ctx context.Context) error {
 	if err := c.proc.Alive(); err != nil {
 		return err
 	}
 	if c.ch != nil {
 		c.ch.newSession(0)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
 	_, err := c.rpc.Close(ctx, &pb.CloseRequest{})
 	return c.proc.Fail(ctx, err)
 }

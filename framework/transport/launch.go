@@ -252,7 +252,7 @@ func (l *launched) Close() error {
 		l.last = st
 		l.mu.Unlock()
 	}
-	if err := p.c.Close(); err != nil && !errors.Is(err, ErrPluginGone) {
+	if err := p.c.closeCtx(ctx); err != nil && !errors.Is(err, ErrPluginGone) {
 		return err
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,6 +302,78 @@ func TestEmbedPostcopyCut(t *testing.T) {
 	}
 	if n := uffd.MissedWakeups(); n > 0 {
 		t.Logf("the fault loop found a fault the poller had not woken it for %d times (recovered within 20 ms each)", n)
+	}
+}
+
+// TestEmbedPostcopyPluginStopped: a transport plugin process that stops
+// (SIGSTOP: as a deadlocked plugin, or a provider that no longer makes
+// progress) in post-copy keeps its connections up, so nothing breaks and,
+// post-copy being beyond cancelling, nothing would ever end the wait.
+// Each side takes a session without progress for StallTimeout for
+// broken, closes it (the stopped process is killed) and reconnects: the
+// migration completes, page-exact, without the process ever going on.
+func TestEmbedPostcopyPluginStopped(t *testing.T) {
+	needUffd(t)
+	for _, side := range []int{1, 0} {
+		t.Run([]string{"source", "destination"}[side], func(t *testing.T) {
+			src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
+			var dst *vmtest.VM
+			onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
+			dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
+			sspec, dspec := postcopyCutSpecs(t)
+			sspec.Engine.StallTimeout, dspec.Engine.StallTimeout = 2*time.Second, 2*time.Second
+			// Closing a stopped plugin waits out its Close (closeTimeout),
+			// then go-plugin's own grace: give the reconnect the room.
+			sspec.Engine.ReconnectTimeout, dspec.Engine.ReconnectTimeout = time.Minute, time.Minute
+			start := make(chan struct{})
+			sspec.Engine.StartPostcopy = start
+			var once, stop sync.Once
+			sspec.Progress = func(p engine.Progress) {
+				if p.Phase == engine.PhaseBulk && p.PagesSent > 256 {
+					once.Do(func() { close(start) })
+				}
+			}
+			name := map[int]string{0: "ferry-transport-tcp", 1: dstPluginName}[side]
+			stopped := make(chan int, 1)
+			dspec.Progress = func(p engine.Progress) {
+				if p.Phase == engine.PhasePostcopy {
+					stop.Do(func() {
+						go func() {
+							time.Sleep(200 * time.Millisecond)
+							stopped <- plugintest.SignalChildren(t, name, syscall.SIGSTOP)
+						}()
+					})
+				}
+			}
+			type result struct {
+				srep, drep engine.Report
+				serr, derr error
+			}
+			done := make(chan result, 1)
+			go func() {
+				var r result
+				r.srep, r.serr, r.drep, r.derr = run(src, dst, sspec, dspec)
+				done <- r
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(90 * time.Second):
+				plugintest.SignalChildren(t, name, syscall.SIGCONT) // let it end
+				<-done
+				t.Fatal("post-copy did not end within 90 s of a plugin process stopping")
+			}
+			wait()
+			n := <-stopped
+			if n == 0 {
+				t.Skip("the migration ended before the plugin was stopped")
+			}
+			checkPostcopy(t, src, dst, r.srep, r.drep, r.serr, r.derr)
+			if r.srep.Reconnects == 0 && r.drep.Reconnects == 0 {
+				t.Error("completed without a reconnect: was the plugin stopped in time?")
+			}
+			t.Logf("source %d reconnects, destination %d; post-copy %d ms", r.srep.Reconnects, r.drep.Reconnects, r.srep.PostcopyMS)
+		})
 	}
 }
 

@@ -137,12 +137,28 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // Kill stops the process and waits for it and for go-plugin's
 // goroutines (go-plugin asks the plugin to exit, and kills it after two
 // seconds if it has not), then removes the socket directory. It is
-// idempotent.
+// idempotent. go-plugin's request to exit has no deadline, and a process
+// that stopped (SIGSTOP) or hangs never answers it: after killGrace the
+// process is killed, which ends that request.
 func (p *Process) Kill() {
-	p.Client.Kill()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Client.Kill()
+	}()
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		p.stop() // exec.CommandContext kills the process
+		<-done
+	}
 	p.stop()
 	removeDir(p.SocketDir)
 }
+
+// killGrace bounds how long Kill lets go-plugin ask the process to exit
+// (it waits two seconds for that itself, after the request is answered).
+const killGrace = 4 * time.Second
 
 // removeDir removes a socket directory; "" is a no-op.
 func removeDir(dir string) {

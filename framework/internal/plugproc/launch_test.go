@@ -187,6 +187,27 @@ func TestSocketDirRemovedOnCrash(t *testing.T) {
 	}
 }
 
+// TestKillStopped: Kill ends a plugin whose process stopped (SIGSTOP),
+// which never answers go-plugin's request to exit (a request without a
+// deadline): within killGrace and go-plugin's own wait, not never.
+func TestKillStopped(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	killed := make(chan struct{})
+	go func() { p.Kill(); close(killed) }()
+	select {
+	case <-killed:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(p.Pid(), syscall.SIGKILL)
+		t.Fatal("Kill of a stopped plugin did not return within 20 s")
+	}
+	if !p.Client.Exited() {
+		t.Error("go-plugin does not know the plugin exited")
+	}
+}
+
 // TestPairingCompat: the one-time certificate pairing speaks go-plugin's
 // AutoMTLS on the wire, so a plugin built before it (go-plugin mints its
 // certificate) still starts from this host, and a plugin built with it
