@@ -112,6 +112,12 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 	s.probeAt, s.probeSent = time.Now(), s.rep.PagesSent
 	dirtied := d.Count()
 	s.hints.probeWritten(d)
+	// The pages ahead are classified later, and must be from what they
+	// hold now: a hole extent queried before this sync may have been
+	// written since (TestProbeStaleHole).
+	for i := range s.holes {
+		s.holes[i].valid = false
+	}
 	ahead := bitmap.New(s.layout.Pages()) // this pass sends these, as data or zero: no mark skips them now
 	ahead.Or(set)
 	ahead.ClearRange(0, cursor)
