@@ -1695,3 +1695,26 @@ func TestProbeStaleHole(t *testing.T) {
 			victim, b[:4], a[:4], r.srep.PagesSent, r.srep.PagesZero, r.srep.PagesSkipped, r.srep.Passes)
 	}
 }
+
+// TestProgressSaysCommitting: the source reports the move to committing
+// at once, before RUNNING: a VMM that answers a cancel from the last
+// progress (the reference VMM's migrate-cancel) must not promise a
+// cancel that the engine will ignore from its commit on.
+func TestProgressSaysCommitting(t *testing.T) {
+	src := dataGuest(t, 4*mib)
+	var mu sync.Mutex
+	var seen []Handover
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Progress: func(p Progress) {
+		mu.Lock()
+		seen = append(seen, p.Handover)
+		mu.Unlock()
+	}}, nil)
+	if r.serr != nil {
+		t.Fatal(r.serr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(seen, HandoverCommitting) {
+		t.Errorf("progress never said committing: %v", seen)
+	}
+}

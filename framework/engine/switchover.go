@@ -120,6 +120,9 @@ func (s *sender) commit(ctx context.Context) error {
 	if err := s.ho.move(HandoverCommitting); err != nil {
 		return err
 	}
+	// Said at once: from here a cancel no longer stops the migration (in
+	// post-copy it is ignored), and a VMM answering one must know.
+	s.progress(true)
 	cctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
 	defer cancel()
 	s.rep.Passes = s.pass + 1
