@@ -221,16 +221,34 @@ func (v *VM) awaitHandover() {
 // migration is unknown (StateHandoverUnknown): the paused VM may be the
 // only copy of the guest (a post-copy destination that never got COMMIT
 // lacks its absent pages), and quit is refused there for that reason.
-// The shutdown goes on once migrate-resolve moved the VM (or it was
-// stopped otherwise). A second signal kills the process at once
-// (cmd/ferry-vmm), which may lose the guest.
-func (v *VM) awaitResolved() {
+// It returns once migrate-resolve moved the VM (or it was stopped
+// otherwise), reporting whether the guest now runs here: resumed as its
+// only copy (the other side was discarded), which the shutdown must then
+// not stop. A second signal kills the process at once (cmd/ferry-vmm),
+// which may lose the guest.
+func (v *VM) awaitResolved() (runsHere bool) {
 	if v.Status().State != StateHandoverUnknown {
-		return
+		return false
 	}
 	v.log.Warn("shutdown deferred: the handover of this VM is unknown and this paused copy may be the only one of the guest; " +
-		"this VMM exits once migrate -resolve settled it (a second signal exits now and may lose the guest)")
-	v.awaitLeaving(StateHandoverUnknown)
+		"this VMM stops once migrate -resolve settled it (a second signal exits now and may lose the guest)")
+	for {
+		v.awaitLeaving(StateHandoverUnknown)
+		// The resolve that moved it holds the run lock until it is done
+		// (a resume passes through paused, and a failed one comes back).
+		var st State
+		_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error {
+			st = v.Status().State
+			return nil
+		})
+		switch st {
+		case StateHandoverUnknown:
+			continue
+		case StateRunning:
+			return true
+		}
+		return false
+	}
 }
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.

@@ -218,45 +218,45 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 // TestShutdownWaitsWhileUnknown: a migration that ended handover-unknown
 // leaves a paused VM that may be the only copy of the guest (quit is
 // refused there): the VMM's own shutdown waits until migrate-resolve
-// moved it, and then stops it. Found by audit: a post-copy source whose
-// shutdown was deferred until the migration ended then stopped it.
+// moved it; then it stops a VM handed to the destination, and never one
+// resumed here as the guest's only copy. Found by audit: a post-copy
+// source whose shutdown was deferred until the migration ended stopped a
+// handover-unknown VM, and then one that migrate -resolve had just resumed.
 func TestShutdownWaitsWhileUnknown(t *testing.T) {
-	mg := &migration{}
-	v := bareVM(StatePaused) // paused by the engine at the switch
-	v.mig = mg
-	if err := mg.begin("send", func() {}); err != nil {
-		t.Fatal(err)
-	}
-	mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverCommitting})
-	stopped := make(chan struct{})
-	go func() { // as Run does on the first signal
-		v.awaitHandover()
-		v.awaitResolved()
-		v.Stop()
-		close(stopped)
-	}()
-	time.Sleep(50 * time.Millisecond)
-	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePostcopy}
-	side := sideAfter(transport.RoleSend, rep)
-	v.migrationDone(transport.RoleSend, side, engine.ErrHandoverUnknown, func() { mg.finish(rep, side) })
-	select {
-	case <-stopped:
-		t.Fatalf("the deferred shutdown stopped a handover-unknown VM (now %s)", v.Status().State)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if st := v.Status().State; st != StateHandoverUnknown {
-		t.Fatalf("VM %s, want handover-unknown", st)
-	}
-	if _, err := v.resolve(context.Background(), mg, api.ResolveMigrated); err != nil { // the destination runs it
-		t.Fatal(err)
-	}
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the shutdown still waits after the handover was resolved")
-	}
-	if st := v.Status().State; st != StateStopped {
-		t.Errorf("VM %s after the deferred shutdown, want stopped", st)
+	for _, action := range []string{api.ResolveMigrated, api.ResolveResume} {
+		mg := &migration{}
+		v := bareVM(StatePaused) // paused by the engine at the switch
+		v.mig = mg
+		if err := mg.begin("send", func() {}); err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverCommitting})
+		done := make(chan struct{})
+		go func() { v.shutdown(); close(done) }() // as Run does on the first signal
+		time.Sleep(50 * time.Millisecond)
+		rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePostcopy}
+		side := sideAfter(transport.RoleSend, rep)
+		v.migrationDone(transport.RoleSend, side, engine.ErrHandoverUnknown, func() { mg.finish(rep, side) })
+		select {
+		case <-done:
+			t.Fatalf("the deferred shutdown went on with a handover-unknown VM (now %s)", v.Status().State)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if st := v.Status().State; st != StateHandoverUnknown {
+			t.Fatalf("VM %s, want handover-unknown", st)
+		}
+		if _, err := v.resolve(context.Background(), mg, action); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the shutdown still waits after the handover was resolved", action)
+		}
+		want := map[string]State{api.ResolveMigrated: StateStopped, api.ResolveResume: StateRunning}[action]
+		if st := v.Status().State; st != want {
+			t.Errorf("resolved %s: VM %s after the deferred shutdown, want %s", action, st, want)
+		}
 	}
 }
 

@@ -293,16 +293,26 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 		v.started = time.Now()
 	}
 	v.mu.Unlock()
-	stopOnCancel := context.AfterFunc(ctx, func() {
-		v.awaitHandover()
-		v.awaitResolved()
-		v.Stop()
-	})
+	stopOnCancel := context.AfterFunc(ctx, v.shutdown)
 	defer stopOnCancel()
 	<-v.cpusDone
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.exitCode, v.exitErr
+}
+
+// shutdown is the VMM's own stop (ctx of Run ended: a signal): not while
+// a sending migration hands the VM over or runs in post-copy, not while
+// its handover is unknown, and not at all once migrate-resolve resumed
+// the guest here as its only copy.
+func (v *VM) shutdown() {
+	v.awaitHandover()
+	if v.awaitResolved() {
+		v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
+			"quit stops it (a second signal kills this VMM at once)")
+		return
+	}
+	v.Stop()
 }
 
 // startVCPUs creates every vCPU, running setup on its thread, and a

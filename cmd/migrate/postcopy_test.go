@@ -159,6 +159,7 @@ func TestProgressPostcopy(t *testing.T) {
 func TestRunPostcopyBroken(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	c.dst.finishWith(3, engine.StatusPostcopyBroken, api.SidePostcopyBroken) // it broke there too, a little later
 	rep, err, out := c.run(context.Background(), t)
 	if err == nil || rep.Status != engine.StatusPostcopyBroken || !strings.Contains(err.Error(), "the guest is lost") {
 		t.Fatalf("status %s, err %v", rep.Status, err)
@@ -198,6 +199,24 @@ func TestRunPostcopyBrokenDestinationCompleted(t *testing.T) {
 	}
 }
 
+// TestRunPostcopyBrokenDestinationFinishing: the source gave post-copy up
+// while the destination, still in its own reconnect (it noticed the
+// break later), then completes because it holds every page. migrate
+// waits for it instead of calling the guest lost at once (found by
+// audit: it printed "The guest is lost" for a guest that then ran).
+func TestRunPostcopyBrokenDestinationFinishing(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	c.dst.finishWith(4, engine.StatusCompleted, api.SideRunning) // migrating for a few more polls
+	rep, err, out := c.run(context.Background(), t)
+	if err != nil || strings.Contains(out, "The guest is lost") || rep.Status != engine.StatusCompleted || rep.Resolved != "destination" {
+		t.Fatalf("status %s, resolved %q, err %v\n%s", rep.Status, rep.Resolved, err, out)
+	}
+	if !strings.Contains(out, "the destination is still in it") {
+		t.Errorf("output does not say it waits for the destination:\n%s", out)
+	}
+}
+
 // TestRunPostcopyReconnectingPeerGone: while the source says post-copy
 // has been reconnecting for a while, migrate asks the destination VMM;
 // one that does not answer gets a warning (once) that the guest is
@@ -208,7 +227,8 @@ func TestRunPostcopyReconnectingPeerGone(t *testing.T) {
 		c.src.postcopy = true
 		c.src.progress = engine.Progress{Phase: engine.PhasePostcopy, TotalPages: 100}
 		c.src.finishWith(50, engine.StatusPostcopyBroken, api.SidePostcopyBroken) // about a second of polls
-		go func() {                                                               // once the migration started: the destination dies (or not), then the source reconnects
+		c.dst.finishWith(2, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+		go func() { // once the migration started: the destination dies (or not), then the source reconnects
 			for {
 				c.src.mu.Lock()
 				sent := !c.src.sent.IsZero()

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
 )
@@ -54,6 +56,10 @@ func plan(src, dst api.Side) ([]step, verdict) {
 		// there (its SETTLED was lost with the connection, or the source
 		// gave up while the last pages were landing).
 		return nil, verdictMoved
+	case src == api.SidePostcopyBroken && dst == api.SideMigrating:
+		// Still in post-copy there: it may hold every page and complete
+		// when its own reconnect gives up (resolver.pcWait), or break.
+		return nil, verdictWait
 	case src == api.SidePostcopyBroken:
 		return nil, verdictLost
 	case src == api.SideMigrating:
@@ -113,6 +119,7 @@ type resolver struct {
 	src, dst string // control sockets
 	jobFile  string
 	wait     time.Duration // how long a side may stay "migrating"
+	pcWait   time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
 	out      io.Writer
 }
 
@@ -138,12 +145,25 @@ func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
 // out. It returns the verdict reached and an error when the guest is not
 // known to run on exactly one side.
 func (r *resolver) resolve() (verdict, error) {
-	deadline := time.Now().Add(r.wait)
+	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
+	pcWaiting := false
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
 		steps, v := plan(s.Side, d.Side)
+		if v == verdictWait && s.Side == api.SidePostcopyBroken {
+			if time.Now().Before(pcDeadline) {
+				if !pcWaiting {
+					fmt.Fprintf(r.out, "migrate: the source gave post-copy up; the destination is still in it "+
+						"(it may hold every page and go on, or break): waiting up to %v for it\n", r.pcWait)
+					pcWaiting = true
+				}
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+			v = verdictLost
+		}
 		if now := fmt.Sprintf("source %s, destination %s", s.Side, d.Side); now != said {
 			fmt.Fprintf(r.out, "migrate: resolving: %s\n", now)
 			said = now
@@ -229,7 +249,9 @@ func firstErr(errs ...error) error {
 
 func newResolver(j *job.Job, out io.Writer) *resolver {
 	return &resolver{src: j.Source.Control, dst: j.Destination.Control, jobFile: j.File,
-		wait: j.Limits.SwitchoverTimeout + 10*time.Second, out: out}
+		wait: j.Limits.SwitchoverTimeout + 10*time.Second, out: out,
+		// its own reconnect_timeout, then telling the source (lingerToTell)
+		pcWait: cmp.Or(j.Limits.ReconnectTimeout, engine.DefaultReconnectTimeout) + time.Minute}
 }
 
 // cleanup is resolve after a failure or a cancel: the source runs (or

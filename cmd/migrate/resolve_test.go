@@ -62,8 +62,8 @@ func TestPlan(t *testing.T) {
 		{sideUnreachable, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideMigrating, verdictCancelDst, 0},
-		{api.SidePostcopyBroken, api.SideRunning, verdictMoved, 0}, // its post-copy completed there
-		{api.SidePostcopyBroken, api.SideMigrating, verdictLost, 0},
+		{api.SidePostcopyBroken, api.SideRunning, verdictMoved, 0},  // its post-copy completed there
+		{api.SidePostcopyBroken, api.SideMigrating, verdictWait, 0}, // it may complete (resolver.pcWait)
 		{api.SideRunning, api.SidePostcopyBroken, verdictLost, 0},
 		{api.SidePostcopyBroken, sideUnreachable, verdictLost, 0},
 		{sideUnreachable, api.SidePostcopyBroken, verdictLost, 0},

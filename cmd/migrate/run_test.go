@@ -94,14 +94,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		if f.sent.IsZero() && !f.running && !f.done && f.role == "send" {
 			return nil, errors.New("no migration has run on this VM")
 		}
-		switch {
-		case f.doneAfter > 0:
-			f.done = f.done || !f.sent.IsZero() && time.Since(f.sent) >= f.doneAfter
-		case f.polls > 0:
-			f.polls--
-		case f.polls == 0:
-			f.done = true
-		}
+		f.tick()
 		if f.done && f.exitWhenDone {
 			go f.kill()
 			return nil, errors.New("exiting")
@@ -120,6 +113,9 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		json.Unmarshal(raw, &a)
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if a.Action == api.ResolveQuery {
+			f.tick() // a query is a poll too
+		}
 		side := f.side
 		if !f.done {
 			side = api.SideMigrating
@@ -144,6 +140,18 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 
 // kill makes the fake VMM unreachable, as if its process ended.
 func (f *fakeVMM) kill() { f.stop(); <-f.served }
+
+// tick advances the migration by one poll (under f.mu).
+func (f *fakeVMM) tick() {
+	switch {
+	case f.doneAfter > 0:
+		f.done = f.done || !f.sent.IsZero() && time.Since(f.sent) >= f.doneAfter
+	case f.polls > 0:
+		f.polls--
+	case f.polls == 0:
+		f.done = true
+	}
+}
 
 func (f *fakeVMM) finishWith(polls int, status engine.Status, side api.Side) {
 	f.mu.Lock()

@@ -1075,7 +1075,7 @@ func (pc *pcRecv) tellBroken(cause error) {
 func (pc *pcRecv) lingerToTell(last transport.Message) {
 	r := pc.r
 	r.closeSession()
-	linger := min(brokenLinger, r.opt.ReconnectTimeout)
+	linger := min(brokenLinger+r.opt.StallTimeout+stallRestart, r.opt.ReconnectTimeout)
 	lctx, cancel := context.WithTimeout(context.Background(), linger)
 	defer cancel()
 	what := msgName(last.Kind)
@@ -1100,10 +1100,18 @@ func (pc *pcRecv) lingerToTell(last transport.Message) {
 }
 
 // brokenLinger bounds how long a destination whose post-copy ended
-// listens for a source to reconnect, to tell it how (lingerToTell). A
-// source that noticed the break tries again at once, then at least
-// every 2 s (reconnectMax).
-const brokenLinger = 15 * time.Second
+// listens for a source to reconnect, to tell it how (lingerToTell),
+// beyond the time the source may take to notice that its session broke:
+// at once when it breaks, StallTimeout when it only stalls (its plugin
+// stopped), then stallRestart to close that plugin and start another. A
+// source that noticed tries again at once, then at least every 2 s
+// (reconnectMax). A variable for tests.
+var brokenLinger = 15 * time.Second
+
+// stallRestart bounds how long a side takes to close a plugin that does
+// not answer and start a new one: transport.closeTimeout (5 s),
+// plugproc.killGrace (4 s) and go-plugin's own 2 s, with a margin.
+const stallRestart = 15 * time.Second
 
 // closeUffd stops the fault loop and closes the userfaultfd.
 func (pc *pcRecv) closeUffd() {

@@ -1418,3 +1418,82 @@ func TestPostcopyLaneArmedLate(t *testing.T) {
 	}
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
 }
+
+// stallAtSettled is the source's transport whose session stalls as the
+// destination's SETTLED arrives, the way a transport plugin process that
+// was stopped (SIGSTOP) or deadlocked does: the connection stays up and
+// nothing is delivered any more. A session opened later works.
+type stallAtSettled struct {
+	transport.Transport
+	mu      sync.Mutex
+	stalled bool
+	hit     bool
+}
+
+func (s *stallAtSettled) Open(ctx context.Context, req transport.OpenRequest) error {
+	s.mu.Lock()
+	s.stalled = false
+	s.mu.Unlock()
+	return s.Transport.Open(ctx, req)
+}
+
+func (s *stallAtSettled) RecvMessage(ctx context.Context) (transport.Message, error) {
+	s.mu.Lock()
+	stalled := s.stalled
+	s.mu.Unlock()
+	if !stalled {
+		m, err := s.Transport.RecvMessage(ctx)
+		if err != nil || m.Kind != msgSettled {
+			return m, err
+		}
+		s.mu.Lock()
+		first := !s.hit
+		s.hit, s.stalled = true, first
+		s.mu.Unlock()
+		if !first {
+			return m, err
+		}
+	}
+	<-ctx.Done() // stalled: nothing is delivered, nothing ends
+	return transport.Message{}, ctx.Err()
+}
+
+// The source's session stalls as SETTLED arrives. Its stall watch notices
+// after StallTimeout and reconnects to be told SETTLED again: the
+// destination must still listen for it then, whatever brokenLinger is.
+// (Found by audit: the destination listened brokenLinger, 15 s, and a
+// source whose stall watch took 25 s ended postcopy-broken, though every
+// page arrived and the destination completed.)
+func TestPostcopySettledLingerCoversStall(t *testing.T) {
+	needUffd(t)
+	old := brokenLinger
+	brokenLinger = time.Second // shorter than the source's stall timeout
+	t.Cleanup(func() { brokenLinger = old })
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	str, dtr := loopback.NewPipe()
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sopt := Options{Credentials: sc, Postcopy: PostcopyAlways, SwitchoverTimeout: 10 * time.Second,
+		ReconnectTimeout: 15 * time.Second, StallTimeout: 3 * time.Second, Log: testLogger(t)}
+	dopt := Options{Credentials: dc, Transport: schema.Config{"zero_punch": true}, SwitchoverTimeout: 10 * time.Second,
+		ReconnectTimeout: time.Minute, StallTimeout: 3 * time.Second, Log: testLogger(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, dtr, dopt)
+	tr := &stallAtSettled{Transport: str}
+	srep, serr := Send(ctx, src, tr, sopt)
+	drep, derr := wait()
+	if !tr.hit {
+		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", serr, srep.Status, derr, drep.Status)
+	}
+	t.Logf("destination: %s (%s) %v", drep.Status, drep.Handover, derr)
+	t.Logf("source: %s (%s), %d reconnects: %v", srep.Status, srep.Handover, srep.Reconnects, serr)
+	if srep.Status != StatusCompleted {
+		t.Errorf("a completed post-copy (destination %s) is reported %s by the source", drep.Status, srep.Status)
+	}
+}

@@ -152,8 +152,11 @@ func (q *LandedQueue) wake() {
 }
 
 // maxUnasked bounds the runs a LandedQueue holds before anyone asked
-// for them (about 400 KiB).
-const maxUnasked = 1 << 14
+// for them (6 MiB at most): a session that never asks (pre-copy only)
+// holds no more, and a lane that starts late still learns of a whole
+// bulk pass (about 8 runs per MiB of data; the dirty pages after it run
+// singly).
+const maxUnasked = 1 << 18
 
 // ErrLandedLost is Landed's error when writes landed before the first
 // Landed call were more than the transport keeps for it: the lane was
