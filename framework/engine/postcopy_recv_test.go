@@ -1302,6 +1302,29 @@ func (d *dropSettled) RecvMessage(ctx context.Context) (transport.Message, error
 // completed, at once rather than after the source's reconnect_timeout,
 // and the source never reports a guest that runs as lost.
 func TestPostcopySettledLost(t *testing.T) {
+	start := time.Now()
+	tr := &dropSettled{}
+	r, dst := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
+		func(sopt, dopt *Options) {})
+	if !tr.dropped {
+		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", r.serr, r.srep.Status, r.derr, r.drep.Status)
+	}
+	if r.serr != nil || r.srep.Status != StatusCompleted || r.srep.Handover != HandoverCompleted || r.srep.Reconnects != 1 {
+		t.Errorf("source: %s (%s), %d reconnects: %v", r.srep.Status, r.srep.Handover, r.srep.Reconnects, r.serr)
+	}
+	if r.derr != nil || r.drep.Status != StatusCompleted || dst.State() != vmtest.StateRunning {
+		t.Errorf("destination: %s (%s), VM %v: %v", r.drep.Status, r.drep.Handover, dst.State(), r.derr)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v: the source waited for its reconnect_timeout", d)
+	}
+}
+
+// bothEngines runs Send and Receive over a loopback pipe, the source's
+// end wrapped by wrap, between two fake VMs in post-copy "always" (the
+// source writing every millisecond), each side with reconnect_timeout 1
+// min unless tune changes the options.
+func bothEngines(t *testing.T, wrap func(transport.Transport) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
 	needUffd(t)
 	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
 	must(t, err)
@@ -1316,25 +1339,20 @@ func TestPostcopySettledLost(t *testing.T) {
 		ReconnectTimeout: time.Minute, Log: testLogger(t)}
 	dopt := Options{Credentials: dc, Transport: schema.Config{"zero_punch": true}, SwitchoverTimeout: 10 * time.Second,
 		ReconnectTimeout: time.Minute, Log: testLogger(t)}
+	tune(&sopt, &dopt)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	start := time.Now()
 	wait := receiveAsync(ctx, dst, dtr, dopt)
-	tr := &dropSettled{Transport: str}
-	srep, serr := Send(ctx, src, tr, sopt)
-	drep, derr := wait()
-	if !tr.dropped {
-		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", serr, srep.Status, derr, drep.Status)
-	}
-	if serr != nil || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted || srep.Reconnects != 1 {
-		t.Errorf("source: %s (%s), %d reconnects: %v", srep.Status, srep.Handover, srep.Reconnects, serr)
-	}
-	if derr != nil || drep.Status != StatusCompleted || dst.State() != vmtest.StateRunning {
-		t.Errorf("destination: %s (%s), VM %v: %v", drep.Status, drep.Handover, dst.State(), derr)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("took %v: the source waited for its reconnect_timeout", d)
-	}
+	var r pcResult
+	r.srep, r.serr = Send(ctx, src, wrap(str), sopt)
+	r.drep, r.derr = wait()
+	return r, dst
+}
+
+// pcResult is what both sides of bothEngines returned.
+type pcResult struct {
+	srep, drep Report
+	serr, derr error
 }
 
 // slowArm is the destination's loopback transport whose first Landed
@@ -1465,35 +1483,20 @@ func (s *stallAtSettled) RecvMessage(ctx context.Context) (transport.Message, er
 // source whose stall watch took 25 s ended postcopy-broken, though every
 // page arrived and the destination completed.)
 func TestPostcopySettledLingerCoversStall(t *testing.T) {
-	needUffd(t)
 	old := brokenLinger
 	brokenLinger = time.Second // shorter than the source's stall timeout
 	t.Cleanup(func() { brokenLinger = old })
-	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
-	must(t, err)
-	t.Cleanup(func() { src.Close() })
-	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
-	must(t, err)
-	t.Cleanup(func() { dst.Close() })
-	str, dtr := loopback.NewPipe()
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sopt := Options{Credentials: sc, Postcopy: PostcopyAlways, SwitchoverTimeout: 10 * time.Second,
-		ReconnectTimeout: 15 * time.Second, StallTimeout: 3 * time.Second, Log: testLogger(t)}
-	dopt := Options{Credentials: dc, Transport: schema.Config{"zero_punch": true}, SwitchoverTimeout: 10 * time.Second,
-		ReconnectTimeout: time.Minute, StallTimeout: 3 * time.Second, Log: testLogger(t)}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	wait := receiveAsync(ctx, dst, dtr, dopt)
-	tr := &stallAtSettled{Transport: str}
-	srep, serr := Send(ctx, src, tr, sopt)
-	drep, derr := wait()
+	tr := &stallAtSettled{}
+	r, _ := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
+		func(sopt, dopt *Options) {
+			sopt.ReconnectTimeout = 15 * time.Second
+			sopt.StallTimeout, dopt.StallTimeout = 3*time.Second, 3*time.Second
+		})
 	if !tr.hit {
-		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", serr, srep.Status, derr, drep.Status)
+		t.Fatalf("SETTLED never came: send %v (%s), receive %v (%s)", r.serr, r.srep.Status, r.derr, r.drep.Status)
 	}
-	t.Logf("destination: %s (%s) %v", drep.Status, drep.Handover, derr)
-	t.Logf("source: %s (%s), %d reconnects: %v", srep.Status, srep.Handover, srep.Reconnects, serr)
-	if srep.Status != StatusCompleted {
-		t.Errorf("a completed post-copy (destination %s) is reported %s by the source", drep.Status, srep.Status)
+	if r.srep.Status != StatusCompleted || r.drep.Status != StatusCompleted {
+		t.Errorf("source %s (%v), destination %s (%v): a post-copy that completed is reported %s by the source",
+			r.srep.Status, r.serr, r.drep.Status, r.derr, r.srep.Status)
 	}
 }
