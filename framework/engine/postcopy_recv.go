@@ -622,10 +622,7 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 	}
 	pc.resumedAt = time.Now()
 	r.setPhase(PhasePostcopy)
-	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
-	err := r.tr.SendMessage(sctx, transport.Message{Kind: msgRunning})
-	cancel()
-	if err != nil {
+	if err := r.send(ctx, transport.Message{Kind: msgRunning}); err != nil {
 		// The source learns it from RESUME: a source that reconnects
 		// committed.
 		r.opt.Log.Warn("post-copy: the VM runs here, but RUNNING did not reach the source", "err", err)
@@ -633,7 +630,6 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 			if !pc.completeWithout(err) {
 				return pc.broken(err)
 			}
-			pc.doneAt = time.Now()
 			return pc.finish(ctx)
 		}
 	}
@@ -713,7 +709,6 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 		poll.close() // before the session it asks is closed
 		if err := pc.reconnect(ctx, cause); err != nil {
 			if pc.completeWithout(err) {
-				pc.doneAt = time.Now()
 				return nil
 			}
 			return err
@@ -826,7 +821,7 @@ func (pc *pcRecv) completeWithout(err error) bool {
 	if !errors.Is(err, errNoSourceResumed) || pc.svc.Pending() != 0 {
 		return false
 	}
-	pc.sourceGone = true
+	pc.sourceGone, pc.doneAt = true, time.Now()
 	pc.r.opt.Log.Warn("post-copy: no source reconnected, but every page is here: the VM keeps running", "err", err)
 	return true
 }
@@ -855,9 +850,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 				return merr
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
-			sctx, scancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
-			serr := r.tr.SendMessage(sctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
-			scancel()
+			serr := r.send(ctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
 			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (ABORT sent: %v)", cause, serr)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
@@ -970,9 +963,7 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
 	for {
-		sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
-		err := r.tr.SendMessage(sctx, settled)
-		cancel()
+		err := r.send(ctx, settled)
 		if err == nil {
 			break
 		}
@@ -1058,10 +1049,7 @@ func (pc *pcRecv) tellBroken(cause error) {
 	broken := transport.Message{Kind: msgBroken, Payload: reason(cause)}
 	// The migration's context never ends in post-copy (hold.go): each
 	// wait here is bounded on its own.
-	sctx, cancel := context.WithTimeout(context.Background(), r.opt.SwitchoverTimeout)
-	err := r.tr.SendMessage(sctx, broken)
-	cancel()
-	if err != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
+	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
 		pc.lingerToTell(broken)
 	}
 }
@@ -1082,10 +1070,7 @@ func (pc *pcRecv) lingerToTell(last transport.Message) {
 	r.opt.Log.Info("post-copy: the source did not answer "+what+"; listening for it to reconnect, to tell it", "for", linger)
 	for lctx.Err() == nil {
 		if err := pc.acceptResume(lctx); err == nil {
-			sctx, scancel := context.WithTimeout(lctx, r.opt.SwitchoverTimeout)
-			err := r.tr.SendMessage(sctx, last)
-			scancel()
-			if err == nil {
+			if r.send(lctx, last) == nil {
 				r.awaitSourceClose(lctx, last.Kind)
 			}
 			return

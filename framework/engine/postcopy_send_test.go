@@ -361,21 +361,11 @@ func (d *scriptDst) serve(ctx context.Context) error {
 			if err := d.tr.SendMessage(ctx, transport.Message{Kind: msgSettled, Payload: v}); err != nil {
 				return err
 			}
-			// As the engine's destination does (awaitSourceClose): keep
-			// the session until the source closed it, having read SETTLED.
-			lctx, cancel := context.WithTimeout(ctx, settledLinger)
-			defer cancel()
-			for {
-				m, err := d.tr.RecvMessage(lctx)
-				if err != nil {
-					return nil
-				}
-				if m.Kind == msgSettled && len(m.Payload) == 0 {
-					d.mu.Lock()
-					d.heard = true
-					d.mu.Unlock()
-				}
-			}
+			heard := d.awaitAnswer(ctx, msgSettled)
+			d.mu.Lock()
+			d.heard = heard
+			d.mu.Unlock()
+			return nil
 		case <-cut:
 			cut = nil
 			if d.broken != "" && !d.reopen {
@@ -450,18 +440,27 @@ func (d *scriptDst) sayBroken(ctx context.Context) error {
 	if d.brokenGone {
 		return nil // the deferred Close
 	}
+	answered := d.awaitAnswer(ctx, msgBroken)
+	d.mu.Lock()
+	d.answered = answered
+	d.mu.Unlock()
+	return nil
+}
+
+// awaitAnswer keeps the session, as the engine's destination does
+// (awaitSourceClose), until the source answered kind (SETTLED or BROKEN)
+// with an empty one of its own (true), ended the session, or
+// settledLinger passed.
+func (d *scriptDst) awaitAnswer(ctx context.Context, kind uint32) bool {
 	lctx, cancel := context.WithTimeout(ctx, settledLinger)
 	defer cancel()
 	for {
 		m, err := d.tr.RecvMessage(lctx)
 		if err != nil {
-			return nil
+			return false
 		}
-		if m.Kind == msgBroken {
-			d.mu.Lock()
-			d.answered = len(m.Payload) == 0
-			d.mu.Unlock()
-			return nil
+		if m.Kind == kind {
+			return len(m.Payload) == 0
 		}
 	}
 }

@@ -156,6 +156,13 @@ func (r *receiver) giveUp(cause error) {
 // handover-unknown after its reconnect_timeout.
 var errForeignResume = errors.New("RESUME from a stranger to this migration")
 
+// send sends m within SwitchoverTimeout (and ctx).
+func (r *receiver) send(ctx context.Context, m transport.Message) error {
+	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	defer cancel()
+	return r.tr.SendMessage(sctx, m)
+}
+
 // pollStats asks the transport for the current session's traffic and
 // keeps the answer (seen); a failed call keeps the previous one.
 func (r *receiver) pollStats() transport.Stats {
