@@ -33,14 +33,27 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 			return src, dst, fmt.Errorf("security block: %w", err)
 		}
 	}
-	// No CA: each side pins the other's certificate, the first (leaf) one
-	// of its file; the issuers after it are not trusted.
-	srcRoots, dstRoots, pin := files[s.DestinationCert], files[s.SourceCert], s.CAFile == ""
-	if !pin {
-		srcRoots, dstRoots = files[s.CAFile], files[s.CAFile]
+	// Each side pins the other's certificate, the first (leaf) one of
+	// its file; the issuers after it are not trusted for pinning. With a
+	// CA the two certificates must also chain to it, checked here once:
+	// the job names both, so no other certificate the CA issued passes.
+	// A post-copy reconnect is thereby bound to the first session's
+	// peers (an insider with another certificate from the same CA cannot
+	// answer it), which CA checking in the handshake alone could not do.
+	if s.CAFile != "" {
+		for _, c := range []struct {
+			side, file string
+			role       transport.Role
+		}{{"source", s.SourceCert, transport.RoleSend}, {"destination", s.DestinationCert, transport.RoleReceive}} {
+			if err := transport.CheckIssued(files[c.file], files[s.CAFile], c.role); err != nil {
+				return src, dst, fmt.Errorf("security block: the %s's certificate %s does not chain to ca_file %s: %w", c.side, c.file, s.CAFile, err)
+			}
+		}
 	}
-	src = transport.Credentials{Certificate: files[s.SourceCert], Key: files[s.SourceKey], PeerRoots: srcRoots, PinPeer: pin, Plaintext: !s.Encryption}
-	dst = transport.Credentials{Certificate: files[s.DestinationCert], Key: files[s.DestinationKey], PeerRoots: dstRoots, PinPeer: pin, Plaintext: !s.Encryption}
+	src = transport.Credentials{Certificate: files[s.SourceCert], Key: files[s.SourceKey], PeerRoots: files[s.DestinationCert],
+		PinPeer: true, Plaintext: !s.Encryption}
+	dst = transport.Credentials{Certificate: files[s.DestinationCert], Key: files[s.DestinationKey], PeerRoots: files[s.SourceCert],
+		PinPeer: true, Plaintext: !s.Encryption}
 	if _, err := src.TLSConfig(transport.RoleSend); err != nil {
 		return src, dst, fmt.Errorf("security block: source: %w", err)
 	}

@@ -26,11 +26,16 @@ import (
 // writeCert writes a P-256 certificate and key signed by parent (nil:
 // self-signed, a CA) and returns them for signing more.
 func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	return writeCertFor(t, dir, name, parent, parentKey, x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth)
+}
+
+// writeCertFor is writeCert with the extended key usages given.
+func writeCertFor(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, usage ...x509.ExtKeyUsage) (*x509.Certificate, *ecdsa.PrivateKey) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+		ExtKeyUsage: usage}
 	if parent == nil {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 		parent, parentKey = tmpl, key
@@ -103,6 +108,59 @@ func TestCredentialsPinnedChain(t *testing.T) {
 	}
 	if srcErr, _ := authenticate(t, src, strangerDst); srcErr == nil {
 		t.Error("the source took a stranger from the destination's issuer for the job's destination")
+	}
+}
+
+// TestCredentialsCABindsPeers: with ca_file each side still accepts only
+// the certificate the job names for the other, so an insider holding
+// another certificate from the same CA can neither pose as the source nor
+// answer a (reconnecting) source as its destination; and migrate refuses
+// a job whose certificates do not chain to the CA, or lack the usage
+// their role needs, before any side is told anything.
+func TestCredentialsCABindsPeers(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := writeCert(t, dir, "ca", nil, nil)
+	other, otherKey := writeCert(t, dir, "other-ca", nil, nil)
+	for _, n := range []string{"src", "dst", "stranger"} {
+		writeCert(t, dir, n, ca, caKey)
+	}
+	writeCert(t, dir, "foreign", other, otherKey)
+	writeCertFor(t, dir, "client-only", ca, caKey, x509.ExtKeyUsageClientAuth)
+	s := job.Security{Encryption: true, CAFile: "ca.pem", SourceCert: "src.pem", SourceKey: "src.key",
+		DestinationCert: "dst.pem", DestinationKey: "dst.key"}
+	src, dst, err := credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshake(t, "CA", src, dst)
+	cert, _ := os.ReadFile(filepath.Join(dir, "stranger.pem"))
+	key, _ := os.ReadFile(filepath.Join(dir, "stranger.key"))
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	// The stranger trusts the CA, as any holder of its certificates would.
+	strangerSrc := transport.Credentials{Certificate: cert, Key: key, PeerRoots: caPEM}
+	strangerDst := strangerSrc
+	if _, dstErr := authenticate(t, strangerSrc, dst); dstErr == nil {
+		t.Error("the destination took another certificate of the job's CA for the job's source")
+	}
+	if srcErr, _ := authenticate(t, src, strangerDst); srcErr == nil {
+		t.Error("the source took another certificate of the job's CA for the job's destination")
+	}
+	for _, c := range []struct {
+		name string
+		set  func(*job.Security)
+		want string
+	}{
+		{"source from another CA", func(s *job.Security) { s.SourceCert, s.SourceKey = "foreign.pem", "foreign.key" },
+			"the source's certificate foreign.pem does not chain to ca_file ca.pem"},
+		{"destination without server-auth", func(s *job.Security) { s.DestinationCert, s.DestinationKey = "client-only.pem", "client-only.key" },
+			"the destination's certificate client-only.pem does not chain to ca_file ca.pem"},
+	} {
+		bad := s
+		c.set(&bad)
+		_, _, err := credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: bad})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.want)
+		}
 	}
 }
 

@@ -21,9 +21,9 @@ type Security struct {
 	Encryption bool
 	// Operator files, paths as written (relative ones are relative to the
 	// job file). All empty: migrate mints fresh credentials for the job.
-	// Otherwise the four certificate and key files are all given; CAFile,
-	// if given, is the root both sides check the other's certificate
-	// against, else each side pins the other's certificate.
+	// Otherwise the four certificate and key files are all given and
+	// each side pins the other's certificate; CAFile, if given, is a
+	// root both certificates must also chain to (migrate checks it).
 	CAFile          string
 	SourceCert      string
 	SourceKey       string
@@ -41,7 +41,7 @@ func (s Security) Minted() bool {
 var securitySchema = []schema.Attribute{
 	{Name: "encryption", Type: schema.TypeBool, Default: true,
 		Doc: "encrypt and integrity-protect the stream (TLS 1.3); false: only the handshake is authenticated, for trusted links"},
-	{Name: "ca_file", Type: schema.TypeString, Doc: "PEM CA both sides trust (default: each pins the other's certificate)"},
+	{Name: "ca_file", Type: schema.TypeString, Doc: "PEM CA both named certificates must chain to (each side pins the other's certificate either way)"},
 	{Name: "source_cert", Type: schema.TypeString, Doc: "PEM certificate chain of the source"},
 	{Name: "source_key", Type: schema.TypeString, Doc: "PEM private key of the source"},
 	{Name: "destination_cert", Type: schema.TypeString, Doc: "PEM certificate chain of the destination"},

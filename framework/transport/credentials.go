@@ -16,7 +16,9 @@ import (
 // MintCredentials makes): it must present exactly the first certificate
 // of PeerRoots, its own; or PeerRoots are an operator's CA certificates,
 // and any certificate they issued is accepted (like QEMU's tls-creds
-// without tls-authz, no host name is checked).
+// without tls-authz, no host name is checked) on every Open, a post-copy
+// reconnect's included: to bind a migration to one peer, pin it (what
+// migrate does with an operator's CA, after CheckIssued).
 type Credentials struct {
 	Certificate []byte `json:"certificate,omitempty"` // PEM, leaf first, then intermediates
 	Key         []byte `json:"key,omitempty"`         // PEM, PKCS #8, EC or RSA private key
@@ -146,6 +148,34 @@ func verifyPinned(pin *x509.Certificate) func([][]byte, [][]*x509.Certificate) e
 		}
 		return nil
 	}
+}
+
+// CheckIssued reports whether the certificate chain in chainPEM (leaf
+// first, then intermediates) would pass a CA-mode check (PeerRoots =
+// rootsPEM, no PinPeer) by a peer in the other role: a chain for
+// RoleSend (the TLS client) needs the client-auth usage, one for
+// RoleReceive the server-auth usage (or no extended usage at all), and
+// it must be valid now.
+func CheckIssued(chainPEM, rootsPEM []byte, role Role) error {
+	roots := x509.NewCertPool()
+	if len(rootsPEM) == 0 || !roots.AppendCertsFromPEM(rootsPEM) {
+		return errors.New("no PEM certificate in the CA file")
+	}
+	var raw [][]byte
+	for rest := chainPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			raw = append(raw, b.Bytes)
+		}
+	}
+	usage := x509.ExtKeyUsageClientAuth
+	if role == RoleReceive {
+		usage = x509.ExtKeyUsageServerAuth
+	}
+	return verifyPeer(roots, usage)(raw, nil)
 }
 
 // verifyPeer checks the peer's chain against roots for usage.
