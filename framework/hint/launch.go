@@ -47,7 +47,7 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 	if logger == nil {
 		logger = hclog.Default().Named(PluginName)
 	}
-	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, path, files, nil, &GRPCPlugin{Files: files}, logger)
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, path, files, nil, nil, &GRPCPlugin{Files: files}, logger)
 	if err != nil {
 		return nil, err
 	}

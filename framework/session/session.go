@@ -190,8 +190,9 @@ func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Rep
 // which closes the transport and stops its process after the report.
 // A post-copy that lost its connection closes the transport and opens
 // it again: that Open first closes it for real (ending the session and
-// its process, if it still runs), and the launched transport starts a
-// new process for the new session.
+// its process, if it still runs) but holds its listening sockets
+// (transport.ListenerHolder), and the launched transport starts a new
+// process for the new session, which takes them.
 type engineTransport struct {
 	transport.Transport
 	closed atomic.Bool // the engine called Close: a later Open is a reconnect
@@ -209,7 +210,13 @@ func (t *engineTransport) Answer(ctx context.Context, kind uint32, owed *transpo
 // Open implements transport.Transport.Open.
 func (t *engineTransport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if t.closed.Swap(false) {
-		t.Transport.Close()
+		// A reconnect: the listening port stays bound meanwhile, so no
+		// one else on the host can take it (transport.Listen).
+		if h, ok := t.Transport.(transport.ListenerHolder); ok {
+			h.CloseHoldingListeners()
+		} else {
+			t.Transport.Close()
+		}
 	}
 	return t.Transport.Open(ctx, req)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,9 @@ import (
 //	fUrgent     u32 message kind, payload          what RecvUrgent returns
 //	fLanded     runs                               what Landed returns
 //	fEnd        u8 lane, u32 status code, text     the lane's session ended
+//	fHold       name (1 to MaxHeldName bytes)      keep this listening socket
+//	            (API 7); the socket rides along     for the next process (Listen)
+//	            (SCM_RIGHTS); tag 0
 //
 // A run is u64 first, u64 count, u32 kind (chanRunSize bytes). Status
 // codes are the gRPC codes of the transport's error classes (classes),
@@ -63,7 +67,7 @@ import (
 // and the plugin takes nothing off its transport that the host did not
 // ask for: Landed records from the first call on, as the contract says.
 const (
-	chanVersion    = 2
+	chanVersion    = 3
 	chanHeaderSize = 16
 	chanRunSize    = 20
 	// chanMaxBody bounds a frame's body: a full message plus its kind,
@@ -91,6 +95,7 @@ const (
 	fLanded
 	fEnd
 	fAnswer
+	fHold
 )
 
 // chanLane is a lane the plugin pushes on.
@@ -121,7 +126,7 @@ type chanFrame struct {
 	Text string    // fReply, fEnd: the error's text
 
 	Pages uint64   // fAnswer: the guest's pages (Msg.Kind is the request kind)
-	File  *os.File // fAnswer, as read: the owed set's file, not encoded
+	File  *os.File // fAnswer, fHold, as read: the descriptor that rode along, not encoded
 }
 
 // NewChannelPair returns the two ends of a new urgent channel: the host
@@ -181,6 +186,8 @@ func appendChanFrame(b []byte, f chanFrame) []byte {
 	case fAnswer:
 		b = binary.LittleEndian.AppendUint32(b, f.Msg.Kind)
 		b = binary.LittleEndian.AppendUint64(b, f.Pages)
+	case fHold:
+		b = append(b, f.Text...)
 	}
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-chanHeaderSize))
 	return b
@@ -274,6 +281,11 @@ func decodeChanFrame(t chanType, tag uint64, body []byte) (chanFrame, error) {
 			return bad("want a message kind and a page count")
 		}
 		f.Msg.Kind, f.Pages = binary.LittleEndian.Uint32(body), binary.LittleEndian.Uint64(body[4:])
+	case fHold:
+		if len(body) == 0 || len(body) > plugproc.MaxHeldName || tag != 0 {
+			return bad(fmt.Sprintf("want a name of 1 to %d bytes and tag 0", plugproc.MaxHeldName))
+		}
+		f.Text = string(body)
 	default:
 		return bad("unknown type")
 	}
@@ -293,6 +305,18 @@ func (w *chanWriter) write(f chanFrame) error { return w.writeWith(f, nil) }
 // writeWith sends one frame with file's descriptor attached to its first
 // byte (SCM_RIGHTS) when file is not nil.
 func (w *chanWriter) writeWith(f chanFrame, file *os.File) error {
+	fd := -1
+	if file != nil {
+		fd = int(file.Fd())
+	}
+	return w.writeFD(f, fd)
+}
+
+// writeFD sends one frame with descriptor fd attached to its first byte
+// (SCM_RIGHTS) when fd is not -1. A socket's descriptor is passed this
+// way rather than through an *os.File: File.Fd would put the socket,
+// which the descriptor shares with its net.Listener, in blocking mode.
+func (w *chanWriter) writeFD(f chanFrame, fd int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = appendChanFrame(w.buf[:0], f)
@@ -300,11 +324,11 @@ func (w *chanWriter) writeWith(f chanFrame, file *os.File) error {
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil
 	}
-	if file == nil {
+	if fd < 0 {
 		_, err := w.conn.Write(b)
 		return err
 	}
-	n, _, err := w.conn.WriteMsgUnix(b, unix.UnixRights(int(file.Fd())), nil)
+	n, _, err := w.conn.WriteMsgUnix(b, unix.UnixRights(fd), nil)
 	if err == nil && n < len(b) {
 		_, err = w.conn.Write(b[n:])
 	}
@@ -316,7 +340,7 @@ func (w *chanWriter) writeWith(f chanFrame, file *os.File) error {
 const maxChanFiles = 4
 
 // fdReader reads a channel end and keeps the descriptors that arrive
-// with the bytes (fAnswer's), in order, for the frame that claims them.
+// with the bytes (fAnswer's, fHold's), in order, for the frame that claims them.
 // A descriptor arrives with the first byte of its frame, so no later
 // than the frame is decoded.
 type fdReader struct {

@@ -21,6 +21,9 @@ import (
 type chanClient struct {
 	proc       *errclass.Process
 	chanWriter // and its conn, the channel
+	// onHold takes the listening sockets the plugin hands over (fHold);
+	// nil closes them.
+	onHold func(name string, f *os.File)
 
 	ids  atomic.Uint64 // call ids; 0 is none
 	dead chan struct{} // closed when the reader ended
@@ -43,8 +46,8 @@ type hostLane struct {
 	note     chan struct{} // something arrived
 }
 
-func newChanClient(conn *net.UnixConn, proc *errclass.Process) *chanClient {
-	c := &chanClient{proc: proc, chanWriter: chanWriter{conn: conn}, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
+func newChanClient(conn *net.UnixConn, proc *errclass.Process, onHold func(name string, f *os.File)) *chanClient {
+	c := &chanClient{proc: proc, chanWriter: chanWriter{conn: conn}, onHold: onHold, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
 	for i := range c.lanes {
 		c.lanes[i].note = make(chan struct{}, 1)
 	}
@@ -61,7 +64,9 @@ func newChanClient(conn *net.UnixConn, proc *errclass.Process) *chanClient {
 
 // read takes the plugin's frames until the channel ends.
 func (c *chanClient) read() {
-	r := newChanReader(c.conn)
+	fr := newFDReader(c.conn)
+	defer fr.close()
+	r := newChanReader(fr)
 	var err error
 	for err == nil {
 		var f chanFrame
@@ -69,6 +74,16 @@ func (c *chanClient) read() {
 			break
 		}
 		switch f.Type {
+		case fHold:
+			file := fr.file()
+			switch {
+			case file == nil:
+				err = fmt.Errorf("%w: the plugin sent a held socket's frame without the socket", ErrProtocol)
+			case c.onHold == nil:
+				file.Close()
+			default:
+				c.onHold(f.Text, file)
+			}
 		case fReply:
 			c.mu.Lock()
 			ch := c.waiting[f.Tag]

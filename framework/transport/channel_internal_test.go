@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
 
 // chanPair is both ends of an urgent channel over impl, without gRPC:
@@ -27,7 +29,7 @@ func newTestChannel(t *testing.T, impl Transport) *chanPair {
 	t.Helper()
 	hc, pc := connPair(t)
 	p := &chanPair{s: newChanServer(impl, pc), exit: make(chan struct{})}
-	p.c = newChanClient(hc, errclass.NewProcess(p.exit, ErrPluginGone, classes))
+	p.c = newChanClient(hc, errclass.NewProcess(p.exit, ErrPluginGone, classes), nil)
 	go p.s.serve()
 	return p
 }
@@ -83,6 +85,7 @@ func TestChannelFrames(t *testing.T) {
 		{Type: fLanded, Tag: 9, Runs: runs},
 		{Type: fEnd, Tag: 9, Lane: laneUrgent, Code: 10, Text: "gone"},
 		{Type: fAnswer, Tag: 10, Msg: Message{Kind: 11}, Pages: 1 << 33},
+		{Type: fHold, Text: "[::]:7000"},
 	} {
 		got, err := newChanReader(bytes.NewReader(appendChanFrame(nil, f))).next()
 		if err != nil {
@@ -100,13 +103,18 @@ func TestChannelFrames(t *testing.T) {
 func TestChannelRefusesMalformed(t *testing.T) {
 	good := appendChanFrame(nil, chanFrame{Type: fLanded, Tag: 1, Runs: []PageRun{{1, 1, KindData}}})
 	for name, mutate := range map[string]func(b []byte) []byte{
-		"version":   func(b []byte) []byte { b[4] = chanVersion + 1; return b },
-		"reserved":  func(b []byte) []byte { b[6] = 1; return b },
-		"too long":  func(b []byte) []byte { b[0], b[1], b[2], b[3] = 0xff, 0xff, 0xff, 0x7f; return b },
-		"runs":      func(b []byte) []byte { b[0]--; return b[:len(b)-1] },
-		"type":      func(b []byte) []byte { b[5] = 99; return b },
-		"lane":      func([]byte) []byte { return appendChanFrame(nil, chanFrame{Type: fCredit, Lane: numLanes}) },
-		"truncated": func(b []byte) []byte { return b[:len(b)-3] },
+		"version":       func(b []byte) []byte { b[4] = chanVersion + 1; return b },
+		"reserved":      func(b []byte) []byte { b[6] = 1; return b },
+		"too long":      func(b []byte) []byte { b[0], b[1], b[2], b[3] = 0xff, 0xff, 0xff, 0x7f; return b },
+		"runs":          func(b []byte) []byte { b[0]--; return b[:len(b)-1] },
+		"type":          func(b []byte) []byte { b[5] = 99; return b },
+		"lane":          func([]byte) []byte { return appendChanFrame(nil, chanFrame{Type: fCredit, Lane: numLanes}) },
+		"truncated":     func(b []byte) []byte { return b[:len(b)-3] },
+		"hold, no name": func([]byte) []byte { return appendChanFrame(nil, chanFrame{Type: fHold}) },
+		"hold, tagged":  func([]byte) []byte { return appendChanFrame(nil, chanFrame{Type: fHold, Tag: 1, Text: "a:1"}) },
+		"hold, long name": func([]byte) []byte {
+			return appendChanFrame(nil, chanFrame{Type: fHold, Text: strings.Repeat("a", plugproc.MaxHeldName+1)})
+		},
 	} {
 		_, err := newChanReader(bytes.NewReader(mutate(bytes.Clone(good)))).next()
 		if !errors.Is(err, ErrProtocol) {
@@ -121,6 +129,7 @@ func FuzzChannelFrame(f *testing.F) {
 	f.Add(appendChanFrame(nil, chanFrame{Type: fSend, Tag: 1, Msg: Message{Kind: 1, Payload: []byte("x")}}))
 	f.Add(appendChanFrame(nil, chanFrame{Type: fLanded, Tag: 2, Runs: []PageRun{{1, 2, KindZero}}}))
 	f.Add(appendChanFrame(nil, chanFrame{Type: fEnd, Tag: 3, Lane: laneLanded, Code: 14, Text: "gone"}))
+	f.Add(appendChanFrame(nil, chanFrame{Type: fHold, Text: "127.0.0.1:7000"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := newChanReader(bytes.NewReader(b)).next()
 		if err != nil {
@@ -352,7 +361,7 @@ func TestChannelPluginGone(t *testing.T) {
 // host's queue.
 func TestChannelCreditEnforced(t *testing.T) {
 	hc, pc := connPair(t)
-	c := newChanClient(hc, errclass.NewProcess(make(chan struct{}), ErrPluginGone, classes))
+	c := newChanClient(hc, errclass.NewProcess(make(chan struct{}), ErrPluginGone, classes), nil)
 	c.newSession(1)
 	go c.recvUrgent(tctx(t)) // grants the window
 	f, err := newChanReader(pc).next()

@@ -54,6 +54,15 @@
 //	  Open: RAMRegion.File = launch index          OpenRequest.Files = the inherited files
 //	  error ◄── status code = error class ◄──────  ErrNotSupported → Unimplemented, ...
 //	  Close: Stats, Close RPC, kill the process;   a later Info/Schema/Open starts a fresh one
+//	  held listening sockets ──────────────────► fd 3+n+1… (FERRY_TRANSPORT_HELD: their addresses)
+//
+// A stream transport's listening socket outlives the plugin process
+// (API version 7, listen.go): the plugin binds it with Listen, which
+// hands the host a copy over the urgent channel; the host keeps it from
+// then until Close and hands it to every process it starts, whose Listen
+// on the same address takes it. CloseHoldingListeners (ListenerHolder)
+// is the Close of a post-copy reconnect: the process goes, the port stays
+// bound, so no one else on the host can take it meanwhile.
 //
 // A plugin that exits or crashes turns every later call into an error
 // wrapping ErrPluginGone; Close (and then Open) starts over.

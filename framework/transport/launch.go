@@ -23,6 +23,12 @@ import (
 // or Open starts a fresh one with the same files. Stats after Close
 // reports the last session's totals. If the process dies, every call
 // fails with ErrPluginGone until Close.
+//
+// The returned Transport is also a ListenerHolder: the listening sockets
+// its plugins bound through Listen are kept by this process and handed
+// to every process it starts, from their first Listen until Close.
+// CloseHoldingListeners stops the process but keeps them, for a next
+// Open on the same address (post-copy's reconnect).
 func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Logger) (Transport, error) {
 	if logger == nil {
 		logger = hclog.Default().Named(PluginName)
@@ -44,8 +50,53 @@ type launched struct {
 	starting sync.Mutex // one start at a time, without holding mu
 
 	mu   sync.Mutex
-	cur  *process // nil: not running
-	last Stats    // the last Stats seen, for Stats after Close
+	cur  *process            // nil: not running
+	last Stats               // the last Stats seen, for Stats after Close
+	held map[string]*os.File // listening sockets by address (listen.go)
+	// released: Close let the held sockets go, and no process started
+	// since; a socket a dying process still hands over is closed.
+	released bool
+}
+
+// ListenerHolder is a Transport whose listening sockets can outlive a
+// session: CloseHoldingListeners ends the session like Close but keeps
+// the sockets bound for the next Open, which takes them again; Close
+// lets them go. A destination's post-copy reconnect uses it, so that no
+// one else on the host can take the port between two sessions.
+type ListenerHolder interface {
+	CloseHoldingListeners() error
+}
+
+var _ ListenerHolder = (*launched)(nil)
+
+// hold keeps the socket a plugin handed over for address, replacing
+// (closing) an older one for the same address.
+func (l *launched) hold(address string, f *os.File) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released || (l.held[address] == nil && len(l.held) >= plugproc.MaxHeld) {
+		// More than a process can be handed: the plugin keeps its own.
+		f.Close()
+		return
+	}
+	if l.held == nil {
+		l.held = map[string]*os.File{}
+	}
+	if old := l.held[address]; old != nil && old != f {
+		old.Close()
+	}
+	l.held[address] = f
+}
+
+// heldNow lists the held sockets for a process being started.
+func (l *launched) heldNow() []plugproc.Held {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := make([]plugproc.Held, 0, len(l.held))
+	for name, f := range l.held {
+		held = append(held, plugproc.Held{Name: name, File: f})
+	}
+	return held
 }
 
 type process struct {
@@ -66,7 +117,8 @@ func (l *launched) start(ctx context.Context) (*process, error) {
 	// host to see the channel end when the process does.
 	defer host.Close()
 	defer plug.Close()
-	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, plug, &GRPCPlugin{Files: l.files, Channel: host}, l.logger)
+	p, c, err := plugproc.Launch[*grpcClient](ctx, kind, l.path, l.files, plug, l.heldNow(),
+		&GRPCPlugin{Files: l.files, Channel: host, OnHold: l.hold}, l.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +144,7 @@ func (l *launched) get(ctx context.Context, spawn bool) (*grpcClient, error) {
 		return nil, err
 	}
 	l.mu.Lock()
-	l.cur = p
+	l.cur, l.released = p, false
 	l.mu.Unlock()
 	return p.c, nil
 }
@@ -235,8 +287,23 @@ func (l *launched) Stats(ctx context.Context) (Stats, error) {
 
 // Close implements Transport.Close: it records the session's stats, ends
 // the session, then stops the plugin process and waits for it and for
-// go-plugin's goroutines. A process already gone is not an error.
+// go-plugin's goroutines, and lets the held listening sockets go. A
+// process already gone is not an error.
 func (l *launched) Close() error {
+	err := l.CloseHoldingListeners()
+	l.mu.Lock()
+	held := l.held
+	l.held, l.released = nil, true
+	l.mu.Unlock()
+	for _, f := range held {
+		f.Close()
+	}
+	return err
+}
+
+// CloseHoldingListeners implements ListenerHolder: Close, but the
+// listening sockets stay bound here for the next process.
+func (l *launched) CloseHoldingListeners() error {
 	l.mu.Lock()
 	p := l.cur
 	l.cur = nil

@@ -43,6 +43,12 @@ type GRPCPlugin struct {
 	Impl    Transport
 	Files   []*os.File
 	Channel *os.File
+	// Held (in a plugin process) are the listening sockets the host
+	// handed over at start; Listen takes them (listen.go).
+	Held []plugproc.Held
+	// OnHold (on the host) takes each listening socket the plugin hands
+	// over; nil closes them.
+	OnHold func(name string, f *os.File)
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
@@ -56,6 +62,7 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 			return err
 		}
 		ch = newChanServer(p.Impl, conn)
+		adoptHeld(p.Held, &ch.chanWriter)
 		go ch.serve()
 	}
 	pb.RegisterTransportServer(s, newServer(p.Impl, p.Files, ch))
@@ -71,7 +78,7 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *gr
 		if err != nil {
 			return nil, err
 		}
-		gc.ch = newChanClient(conn, gc.proc)
+		gc.ch = newChanClient(conn, gc.proc, p.OnHold)
 	}
 	return gc, nil
 }
@@ -81,7 +88,15 @@ func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *gr
 // handed over reach impl in OpenRequest.Files.
 func Serve(impl Transport) {
 	kind.Serve(func(files []*os.File, channel *os.File) plugin.Plugin {
-		return &GRPCPlugin{Impl: impl, Files: files, Channel: channel}
+		var held []plugproc.Held
+		if channel != nil {
+			var err error
+			if held, err = plugproc.InheritedHeld(kind.HeldEnv, plugproc.FirstFile+len(files)+1); err != nil {
+				Logger(PluginName).Error("transport plugin cannot start", "error", err)
+				os.Exit(1)
+			}
+		}
+		return &GRPCPlugin{Impl: impl, Files: files, Channel: channel, Held: held}
 	})
 }
 

@@ -22,8 +22,11 @@ import (
 // Answer (version 2 of its frames), which a version-4 plugin would take
 // for a broken channel. 6: Credentials.PinPeer, which a version-5 plugin
 // would ignore (and take the issuers in a pinned peer's chain file for
-// trusted CAs). The rule and its tests: docs/ARCHITECTURE.md#versions.
-const APIVersion = 6
+// trusted CAs). 7: a plugin hands its listening sockets to the host
+// (fHold on the urgent channel, version 3; Listen), which a version-6
+// host would take for a broken channel. The rule and its tests:
+// docs/ARCHITECTURE.md#versions.
+const APIVersion = 7
 
 // MaxLanded bounds the runs one Landed call returns; more wait for the
 // next call.
@@ -177,6 +180,13 @@ type Stats struct {
 // it cannot end or delay the session of the real source: Open keeps
 // waiting for it. Open without usable credentials fails with
 // ErrBadConfig. Secure does the handshake for stream transports.
+//
+// Listening: a receiving transport that listens on an address binds it
+// with Listen, so the port stays held from its first receiving Open until
+// Close, across a post-copy reconnect's CloseHoldingListeners and the
+// next Open (ListenerHolder; a plugin process's socket is held by the
+// host). Ports a transport names to its peer inside the authenticated
+// session (rdma's fabric ports) may be new at every session instead.
 type Transport interface {
 	// Info describes the implementation; it needs no Open.
 	Info(ctx context.Context) (Info, error)

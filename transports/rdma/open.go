@@ -137,19 +137,18 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 // openReceive listens until an authenticated source with the same layout
 // said HELLO, then sets up the fabric connection with it.
 func openReceive(ctx context.Context, s *session) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.listen)
+	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	defer ln.Close()
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	c, sc, err := s.acceptOne(ctx, ln.(*net.TCPListener), s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+	c, sc, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
 	if err != nil {
 		return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 	}
 	s.ctrl, s.raw = sc, c
-	if err := s.setupReceive(ctx, ln.(*net.TCPListener)); err != nil {
+	if err := s.setupReceive(ctx, ln); err != nil {
 		c.Close()
 		s.closeSetup()
 		return err

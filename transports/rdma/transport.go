@@ -24,18 +24,20 @@ var errNotOpen = errors.New("rdma transport: no session is open")
 // Transport is the RDMA transport. It serves one session at a time and
 // may be opened again after Close.
 type Transport struct {
-	log   hclog.Logger
-	mu    sync.Mutex
-	s     *session
-	stats counters
+	log      hclog.Logger
+	mu       sync.Mutex
+	s        *session
+	listened transport.Listened // the addresses of receiving Opens
+	stats    counters
 
 	commitEarly  bool // tests only: see sender.commitEarly
 	ucommitEarly bool // tests only: see usender.commitEarly
 }
 
 var (
-	_ transport.Transport = (*Transport)(nil)
-	_ transport.Pusher    = (*Transport)(nil)
+	_ transport.Transport      = (*Transport)(nil)
+	_ transport.Pusher         = (*Transport)(nil)
+	_ transport.ListenerHolder = (*Transport)(nil)
 )
 
 // New returns a Transport that logs to log (nil: nowhere).
@@ -98,6 +100,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
+		t.listened.Add(cfg.listen)
 		err = openReceive(ctx, s)
 	}
 	if err != nil {
@@ -194,6 +197,16 @@ func (t *Transport) Stats(context.Context) (transport.Stats, error) {
 
 // Close implements transport.Transport.
 func (t *Transport) Close() error {
+	err := t.CloseHoldingListeners()
+	t.listened.Release()
+	return err
+}
+
+// CloseHoldingListeners implements transport.ListenerHolder: Close, but
+// the control channel's listening socket stays bound for the next
+// receiving Open on the same address (post-copy's reconnect), until
+// Close. (The fabric's ports are new at every session.)
+func (t *Transport) CloseHoldingListeners() error {
 	t.mu.Lock()
 	s := t.s
 	t.s = nil

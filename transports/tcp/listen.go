@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
 )
 
@@ -35,8 +36,7 @@ type acceptor struct {
 
 // openReceive listens and returns once a source connected all its streams.
 func openReceive(ctx context.Context, s *session) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.listen)
+	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}

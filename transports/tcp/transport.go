@@ -27,15 +27,17 @@ var errNotOpen = errors.New("tcp transport: no session is open")
 // Transport is the TCP transport. It serves one session at a time and
 // may be opened again after Close.
 type Transport struct {
-	log   hclog.Logger
-	mu    sync.Mutex // guards s
-	s     *session
-	stats counters
+	log      hclog.Logger
+	mu       sync.Mutex // guards s
+	s        *session
+	listened transport.Listened // the addresses of receiving Opens
+	stats    counters
 }
 
 var (
-	_ transport.Transport = (*Transport)(nil)
-	_ transport.Pusher    = (*Transport)(nil)
+	_ transport.Transport      = (*Transport)(nil)
+	_ transport.Pusher         = (*Transport)(nil)
+	_ transport.ListenerHolder = (*Transport)(nil)
 )
 
 // New returns a Transport that logs to log (nil: nowhere).
@@ -87,6 +89,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
+		t.listened.Add(cfg.listen)
 		err = openReceive(ctx, s)
 	}
 	if err != nil {
@@ -186,8 +189,19 @@ func (t *Transport) Stats(context.Context) (transport.Stats, error) {
 }
 
 // Close implements transport.Transport: it ends the session, joins its
-// goroutines and unmaps guest RAM. Closing a closed Transport is a no-op.
+// goroutines, unmaps guest RAM and lets the listening sockets of its
+// receiving Opens go (transport.Unlisten). Closing a closed Transport is
+// a no-op.
 func (t *Transport) Close() error {
+	err := t.CloseHoldingListeners()
+	t.listened.Release()
+	return err
+}
+
+// CloseHoldingListeners implements transport.ListenerHolder: Close, but
+// the listening socket stays bound for the next receiving Open on the
+// same address (post-copy's reconnect), until Close.
+func (t *Transport) CloseHoldingListeners() error {
 	t.mu.Lock()
 	s := t.s
 	t.s = nil

@@ -2,6 +2,7 @@ package plugproc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -27,14 +28,32 @@ type Kind struct {
 	// the host handed over besides the RAM files (Launch's channel); it
 	// is unset when the host handed none.
 	ChannelEnv string
+	// HeldEnv lists, as a JSON array of names, the descriptors the host
+	// handed over after the channel (Launch's held); it is unset when
+	// the host handed none.
+	HeldEnv string
 }
+
+// Held is a descriptor the host keeps for a kind across its processes
+// and hands to each one it starts (a transport's listening sockets),
+// under a name the plugin looks it up by (InheritedHeld).
+type Held struct {
+	Name string
+	File *os.File
+}
+
+// MaxHeld and MaxHeldName bound what Launch hands over and InheritedHeld takes.
+const (
+	MaxHeld     = 16
+	MaxHeldName = 256
+)
 
 // NewKind returns the Kind called name whose processes' environment
 // variables start with envPrefix: envPrefix_FILES, envPrefix_LOG_LEVEL,
-// envPrefix_CHANNEL.
+// envPrefix_CHANNEL, envPrefix_HELD.
 func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
 	return Kind{Name: name, Handshake: hs, FilesEnv: envPrefix + "_FILES", LevelEnv: envPrefix + "_LOG_LEVEL",
-		ChannelEnv: envPrefix + "_CHANNEL"}
+		ChannelEnv: envPrefix + "_CHANNEL", HeldEnv: envPrefix + "_HELD"}
 }
 
 // Launch starts one plugin process of kind k from the binary at path
@@ -42,14 +61,28 @@ func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
 // returns the process and the client p dispensed, which must be a C. p
 // is the kind's go-plugin plugin holding the same files. channel, if not
 // nil, is handed over after the files (the plugin finds it with
-// InheritedChannel); the caller keeps its own copy open.
-func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, channel *os.File, p plugin.Plugin, logger hclog.Logger) (*Process, C, error) {
+// InheritedChannel); the caller keeps its own copy open. held, which
+// needs a channel, are handed over after it (the plugin finds them with
+// InheritedHeld); the caller keeps its copies too.
+func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, channel *os.File, held []Held, p plugin.Plugin, logger hclog.Logger) (*Process, C, error) {
 	var none C
 	env := []string{k.FilesEnv + "=" + strconv.Itoa(len(files)), k.LevelEnv + "=" + logger.GetLevel().String()}
 	handed := files
 	if channel != nil {
 		env = append(env, k.ChannelEnv+"="+strconv.Itoa(FirstFile+len(files)))
 		handed = append(slices.Clip(files), channel)
+	}
+	if len(held) > 0 {
+		if channel == nil || len(held) > MaxHeld {
+			return nil, none, fmt.Errorf("start %s plugin %s: %d held descriptors (at most %d, and only with a channel)", k.Name, path, len(held), MaxHeld)
+		}
+		names := make([]string, len(held))
+		for i, h := range held {
+			names[i] = h.Name
+			handed = append(slices.Clip(handed), h.File)
+		}
+		b, _ := json.Marshal(names)
+		env = append(env, k.HeldEnv+"="+string(b))
 	}
 	proc, err := Start(ctx, Config{
 		Kind:      k.Name,

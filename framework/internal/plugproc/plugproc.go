@@ -17,6 +17,7 @@
 package plugproc
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -116,4 +117,33 @@ func InheritedChannel(channelEnv string, nfiles int) (*os.File, error) {
 	}
 	unix.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), "plugin-channel"), nil
+}
+
+// InheritedHeld wraps the descriptors the host handed over after its
+// channel (Launch's held), named as heldEnv lists them; first is the
+// descriptor after the channel. None if the variable is unset. Each
+// must be a socket; they are marked close-on-exec.
+func InheritedHeld(heldEnv string, first int) ([]Held, error) {
+	v := os.Getenv(heldEnv)
+	if v == "" {
+		return nil, nil
+	}
+	var names []string
+	if err := json.Unmarshal([]byte(v), &names); err != nil || len(names) > MaxHeld {
+		return nil, fmt.Errorf("%s=%q: want a JSON array of at most %d names", heldEnv, v, MaxHeld)
+	}
+	held := make([]Held, len(names))
+	for i, name := range names {
+		fd := first + i
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("held descriptor %q (fd %d) was not inherited: %w", name, fd, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK || name == "" || len(name) > MaxHeldName {
+			return nil, fmt.Errorf("held descriptor %q (fd %d) is not a socket, or its name is empty or longer than %d bytes", name, fd, MaxHeldName)
+		}
+		unix.CloseOnExec(fd)
+		held[i] = Held{Name: name, File: os.NewFile(uintptr(fd), "held-"+name)}
+	}
+	return held, nil
 }

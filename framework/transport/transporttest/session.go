@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,4 +149,58 @@ func testConcurrent(t *testing.T, p *pair) {
 		t.Error(err)
 	}
 	p.ram.expect(t, want)
+}
+
+// testPortHeld (transport API 7; found by an audit, 2026-12-06): a
+// destination's post-copy that lost its connection closes its transport
+// (CloseHoldingListeners; a plugin process is stopped) and opens it again
+// on the same address for the source's RESUME. The port must stay bound
+// throughout: while the session runs and between the two sessions no one
+// else on the host can bind it (else a local user keeps the source out
+// until reconnect_timeout, and after a cut in post-copy the guest is
+// lost); the re-open works on it (a source that dials before it waits in
+// the queue); Close lets it go. A receiver that is not a ListenerHolder,
+// or whose configuration names no listen address, is skipped.
+func testPortHeld(t *testing.T, p *pair) {
+	h, ok := p.recv.(transport.ListenerHolder)
+	if !ok {
+		t.Skipf("the receiver (%T) is not a transport.ListenerHolder", p.recv)
+	}
+	addr, ok := p.recvCfg["listen"].(string)
+	if !ok {
+		t.Skip(`the receiver's configuration has no "listen" address`)
+	}
+	p.open()
+	squat(t, addr, "while the session runs")
+	if err := p.send.Close(); err != nil {
+		t.Fatalf("close sender: %v", err)
+	}
+	if err := h.CloseHoldingListeners(); err != nil {
+		t.Fatalf("close receiver, holding its listeners: %v", err)
+	}
+	squat(t, addr, "between two sessions")
+	p.open()
+	runs := []transport.PageRun{{First: 5, Count: 3, Kind: transport.KindData}}
+	want := p.prepare(77, runs)
+	p.sendAndFlush(runs)
+	p.ram.expect(t, want)
+	p.closeBoth()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("after Close the port is still bound: %v", err)
+	}
+	ln.Close()
+}
+
+// squat fails t if anyone else can bind addr now.
+func squat(t *testing.T, addr, when string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		t.Fatalf("%s: another listener could bind %s", when, addr)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("%s: bind %s: %v, want address in use", when, addr, err)
+	}
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 		{"MessageLimits", testMessageLimits},
 		{"Stats", testStats},
 		{"Reopen", testReopen},
+		{"PortHeld", testPortHeld},
 		{"PeerClose", testPeerClose},
 		{"Deadlines", testDeadlines},
 		{"OpenDeadline", testOpenDeadline},

@@ -1,0 +1,187 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
+)
+
+// Held listening sockets (transport API 7). A destination's post-copy
+// that lost its connection closes its transport, which stops the plugin
+// process, and opens it again for the source's RESUME in a new process
+// (engine pcRecv.reconnect). If the listening port were free in between,
+// any local user could bind it and keep the source out until
+// reconnect_timeout, which after a cut in post-copy loses the guest. So
+// the socket outlives the process that bound it:
+//
+//	plugin A: Listen(addr) binds ──fHold(addr, socket)──► host (launched) keeps a copy
+//	host: CloseHoldingListeners stops A; the port stays bound by the host's copy
+//	host: starts plugin B with the copy (FERRY_TRANSPORT_HELD)
+//	plugin B: Listen(addr) takes the inherited socket, binds nothing
+//	host: Close (the migration is over) closes its copies
+//
+// Connections that arrive while no process accepts wait in the socket's
+// accept queue and meet the next Open's authentication like any other.
+
+// listeners is this process's side of it: the listening sockets it
+// holds by address (a copy of each; in a plugin process also the ones
+// the host handed over at start), and the channel to hand new ones to
+// the host (nil outside a plugin process, or with a host that gave no
+// channel).
+var listeners struct {
+	mu   sync.Mutex
+	held map[string]*os.File
+	host *chanWriter
+}
+
+// Listen opens the TCP listening socket of a receiving Open on address
+// (a "host:port" as the transport's configuration names it; the same
+// string finds the same socket again). Stream transports call it
+// instead of net.Listen so that a post-copy reconnect finds its port
+// still held. The process keeps a copy of the socket, so the port stays
+// bound after the listener is closed (connections queue unanswered),
+// and the next Listen on address takes the same socket instead of
+// binding:
+//
+//   - in a plugin process Launch started, the host gets a copy too,
+//     keeps it until the Transport is closed for good (Close, not
+//     CloseHoldingListeners) and hands it to each process it starts
+//     next; Unlisten does nothing there.
+//   - in any other process (a transport in process) the copy is kept
+//     until Unlisten, which the transport's Close calls (and its
+//     CloseHoldingListeners does not).
+//
+// One receiving Open per address at a time: two Transports of one
+// process that listen on the same address share one socket.
+func Listen(ctx context.Context, address string) (*net.TCPListener, error) {
+	if address == "" || len(address) > plugproc.MaxHeldName {
+		return nil, fmt.Errorf("%w: listen address %q: want host:port, at most %d bytes", ErrBadConfig, address, plugproc.MaxHeldName)
+	}
+	listeners.mu.Lock()
+	defer listeners.mu.Unlock()
+	if f := listeners.held[address]; f != nil {
+		return heldListener(address, f)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	tl := ln.(*net.TCPListener)
+	f, err := keep(address, tl, listeners.host)
+	if err != nil {
+		tl.Close()
+		return nil, fmt.Errorf("keep the listening socket on %s: %w", address, err)
+	}
+	if listeners.held == nil {
+		listeners.held = map[string]*os.File{}
+	}
+	listeners.held[address] = f
+	return tl, nil
+}
+
+// Unlisten lets go of the socket Listen keeps for address, outside a
+// plugin process; once the listeners on it are closed too, the port is
+// free. In a plugin process the host decides (Listen).
+func Unlisten(address string) {
+	listeners.mu.Lock()
+	defer listeners.mu.Unlock()
+	if f := listeners.held[address]; f != nil && listeners.host == nil {
+		f.Close()
+		delete(listeners.held, address)
+	}
+}
+
+// heldListener is a listener of its own on the socket the host handed
+// over for address (net.FileListener duplicates the descriptor).
+func heldListener(address string, f *os.File) (*net.TCPListener, error) {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("the listening socket the host held for %s: %w", address, err)
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("the socket the host held for %s is a %T, not a TCP listener", address, ln)
+	}
+	return tl, nil
+}
+
+// keep returns a copy of ln's socket, and hands another to the host in
+// an fHold frame if host is not nil (the kernel holds that one from the
+// write on, even if this process dies before the host read it). The
+// descriptor is taken through the raw connection: File or Fd would put
+// the socket, shared with ln, in blocking mode.
+func keep(address string, ln *net.TCPListener, host *chanWriter) (*os.File, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup, werr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		if dup, werr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); werr != nil || host == nil {
+			return
+		}
+		werr = host.writeFD(chanFrame{Type: fHold, Text: address}, int(fd))
+	}); err != nil {
+		werr = err
+	}
+	if werr != nil {
+		if dup >= 0 {
+			unix.Close(dup)
+		}
+		return nil, werr
+	}
+	return os.NewFile(uintptr(dup), "held-"+address), nil
+}
+
+// adoptHeld makes this process a plugin process whose host holds
+// listening sockets: held are the ones it handed over at start, w the
+// channel to hand it new ones.
+func adoptHeld(held []plugproc.Held, w *chanWriter) {
+	listeners.mu.Lock()
+	defer listeners.mu.Unlock()
+	listeners.held = map[string]*os.File{}
+	for _, h := range held {
+		if old := listeners.held[h.Name]; old != nil {
+			old.Close()
+		}
+		listeners.held[h.Name] = h.File
+	}
+	listeners.host = w
+}
+
+// Listened is the set of addresses a Transport's receiving Opens listen
+// on through Listen: Add each before it listens, and Release in Close
+// (not in CloseHoldingListeners). The zero value is ready to use.
+type Listened struct {
+	mu    sync.Mutex
+	addrs map[string]bool
+}
+
+// Add records address.
+func (l *Listened) Add(address string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.addrs == nil {
+		l.addrs = map[string]bool{}
+	}
+	l.addrs[address] = true
+}
+
+// Release calls Unlisten for every address recorded and forgets them.
+func (l *Listened) Release() {
+	l.mu.Lock()
+	addrs := l.addrs
+	l.addrs = nil
+	l.mu.Unlock()
+	for a := range addrs {
+		Unlisten(a)
+	}
+}
