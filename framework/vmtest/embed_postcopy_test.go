@@ -396,12 +396,18 @@ const dstPluginName = "dst-ferry-transport-tcp"
 // plugin through a link named dstPluginName.
 func postcopyCutSpecs(t *testing.T) (src, dst session.Spec) {
 	src, dst = postcopySpecs(t, engine.PostcopyOff, 8<<20)
+	linkDstPlugin(t, &dst)
+	return src, dst
+}
+
+// linkDstPlugin makes dst run its transport plugin through a link named
+// dstPluginName.
+func linkDstPlugin(t *testing.T, dst *session.Spec) {
 	link := filepath.Join(t.TempDir(), dstPluginName)
 	if err := os.Symlink(dst.Transport.Path, link); err != nil {
 		t.Fatal(err)
 	}
 	dst.Transport.Path = link
-	return src, dst
 }
 
 // landTwice is the destination's transport reporting a page that
