@@ -175,10 +175,17 @@ func (r *receiver) pollStats() transport.Stats {
 }
 
 // closeSession closes the transport's session and counts its traffic in
-// wireBase (post-copy: a broken connection opens a new one).
+// wireBase (post-copy: a broken connection opens a new one). A transport
+// that holds its listening port (transport.ListenerHolder) keeps it for
+// that next Open, so no one else on the host can take it meanwhile;
+// Receive's Close at the end lets it go.
 func (r *receiver) closeSession() {
 	r.wireBase = addStats(r.wireBase, r.pollStats())
 	r.seen = transport.Stats{}
+	if h, ok := r.tr.(transport.ListenerHolder); ok {
+		h.CloseHoldingListeners()
+		return
+	}
 	r.tr.Close()
 }
 
