@@ -72,6 +72,9 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	r.openReq = transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}
 	if err := r.open(ctx, r.openReq, rep); err != nil {
+		// A receiving transport may hold its listening port after an Open
+		// that failed (transport.Listen): Close lets it go.
+		r.tr.Close()
 		return err
 	}
 	defer func() {

@@ -185,7 +185,8 @@ type Stats struct {
 // with Listen, so the port stays held from its first receiving Open until
 // Close, across a post-copy reconnect's CloseHoldingListeners and the
 // next Open (ListenerHolder; a plugin process's socket is held by the
-// host). Ports a transport names to its peer inside the authenticated
+// host). An Open that failed may hold it too: its caller closes the
+// transport to let it go. Ports a transport names to its peer inside the authenticated
 // session (rdma's fabric ports) may be new at every session instead.
 type Transport interface {
 	// Info describes the implementation; it needs no Open.
