@@ -37,7 +37,10 @@ import (
 var listeners struct {
 	mu   sync.Mutex
 	held map[string]*os.File
-	host *chanWriter
+	// users counts, by address, the Listened sets that recorded it: the
+	// Transports of this process whose Close has yet to let it go.
+	users map[string]int
+	host  *chanWriter
 }
 
 // Listen opens the TCP listening socket of a receiving Open on address
@@ -58,7 +61,8 @@ var listeners struct {
 //     CloseHoldingListeners does not).
 //
 // One receiving Open per address at a time: two Transports of one
-// process that listen on the same address share one socket.
+// process that listen on the same address share one socket, kept until
+// the last of them is closed (Listened).
 func Listen(ctx context.Context, address string) (*net.TCPListener, error) {
 	if address == "" || len(address) > plugproc.MaxHeldName {
 		return nil, fmt.Errorf("%w: listen address %q: want host:port, at most %d bytes", ErrBadConfig, address, plugproc.MaxHeldName)
@@ -88,10 +92,17 @@ func Listen(ctx context.Context, address string) (*net.TCPListener, error) {
 
 // Unlisten lets go of the socket Listen keeps for address, outside a
 // plugin process; once the listeners on it are closed too, the port is
-// free. In a plugin process the host decides (Listen).
+// free. In a plugin process the host decides (Listen). A Transport
+// releases its addresses with Listened.Release, which calls it only
+// when no other Transport of the process still holds the address.
 func Unlisten(address string) {
 	listeners.mu.Lock()
 	defer listeners.mu.Unlock()
+	unlistenLocked(address)
+}
+
+// unlistenLocked is Unlisten with listeners.mu held.
+func unlistenLocked(address string) {
 	if f := listeners.held[address]; f != nil && listeners.host == nil {
 		f.Close()
 		delete(listeners.held, address)
@@ -160,6 +171,11 @@ func adoptHeld(held []plugproc.Held, w *chanWriter) {
 // Listened is the set of addresses a Transport's receiving Opens listen
 // on through Listen: Add each before it listens, and Release in Close
 // (not in CloseHoldingListeners). The zero value is ready to use.
+//
+// Two Transports of one process that listen on one address share its
+// socket (Listen), so the socket is let go (Unlisten) only when the last
+// Listened that recorded the address releases it: one Transport's Close
+// must not free the port another still holds for its reconnect.
 type Listened struct {
 	mu    sync.Mutex
 	addrs map[string]bool
@@ -169,19 +185,34 @@ type Listened struct {
 func (l *Listened) Add(address string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.addrs[address] {
+		return
+	}
 	if l.addrs == nil {
 		l.addrs = map[string]bool{}
 	}
 	l.addrs[address] = true
+	listeners.mu.Lock()
+	defer listeners.mu.Unlock()
+	if listeners.users == nil {
+		listeners.users = map[string]int{}
+	}
+	listeners.users[address]++
 }
 
-// Release calls Unlisten for every address recorded and forgets them.
+// Release forgets every address recorded and calls Unlisten for those
+// no other Listened of this process still records.
 func (l *Listened) Release() {
 	l.mu.Lock()
 	addrs := l.addrs
 	l.addrs = nil
 	l.mu.Unlock()
+	listeners.mu.Lock()
+	defer listeners.mu.Unlock()
 	for a := range addrs {
-		Unlisten(a)
+		if listeners.users[a]--; listeners.users[a] <= 0 {
+			delete(listeners.users, a)
+			unlistenLocked(a)
+		}
 	}
 }
