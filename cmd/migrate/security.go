@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,6 +42,10 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 	// peers (an insider with another certificate from the same CA cannot
 	// answer it), which CA checking in the handshake alone could not do.
 	if s.CAFile != "" {
+		if !x509.NewCertPool().AppendCertsFromPEM(files[s.CAFile]) {
+			return src, dst, fmt.Errorf("security block: ca_file %s holds no PEM certificate: name the CA's certificate "+
+				"(-----BEGIN CERTIFICATE-----), or no ca_file to pin the two certificates alone", s.CAFile)
+		}
 		for _, c := range []struct {
 			side, file string
 			role       transport.Role

@@ -164,6 +164,30 @@ func TestCredentialsCABindsPeers(t *testing.T) {
 	}
 }
 
+// TestCredentialsCAFileUnusable: a ca_file that holds no certificate (a
+// key named by mistake, a DER file) is refused naming the ca_file.
+// Before, the check of the source's certificate found it first, and the
+// error blamed "the source's certificate ... does not chain to ca_file";
+// and a certificate file without a certificate was "the peer sent no
+// certificate", as if the handshake had run.
+func TestCredentialsCAFileUnusable(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := writeCert(t, dir, "ca", nil, nil)
+	writeCert(t, dir, "src", ca, caKey)
+	writeCert(t, dir, "dst", ca, caKey)
+	s := job.Security{Encryption: true, CAFile: "ca.key", SourceCert: "src.pem", SourceKey: "src.key",
+		DestinationCert: "dst.pem", DestinationKey: "dst.key"}
+	_, _, err := credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: s})
+	if err == nil || !strings.Contains(err.Error(), "ca_file ca.key holds no PEM certificate") || strings.Contains(err.Error(), "source") {
+		t.Fatalf("got %v, want an error that names ca_file ca.key, not the source", err)
+	}
+	s.CAFile, s.SourceCert = "ca.pem", "src.key" // a certificate file without a certificate
+	_, _, err = credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: s})
+	if err == nil || !strings.Contains(err.Error(), "the source's certificate src.key") || !strings.Contains(err.Error(), "no PEM certificate in it") {
+		t.Fatalf("got %v, want an error that says the source's certificate file holds none", err)
+	}
+}
+
 // handshake authenticates the two sides to each other over TCP.
 func handshake(t *testing.T, name string, src, dst transport.Credentials) {
 	srcErr, dstErr := authenticate(t, src, dst)

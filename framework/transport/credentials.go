@@ -171,6 +171,9 @@ func CheckIssued(chainPEM, rootsPEM []byte, role Role) error {
 			raw = append(raw, b.Bytes)
 		}
 	}
+	if len(raw) == 0 {
+		return errors.New("no PEM certificate in it")
+	}
 	usage := x509.ExtKeyUsageClientAuth
 	if role == RoleReceive {
 		usage = x509.ExtKeyUsageServerAuth
