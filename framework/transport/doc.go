@@ -50,6 +50,7 @@
 //	Launch(ctx, path, files) ── exec ───────────► fd 0-2  go-plugin stdio
 //	  files[0] ─── exec.Cmd.ExtraFiles ─────────► fd 3    files[0]  (FERRY_TRANSPORT_FILES=n)
 //	  files[n-1] ───────────────────────────────► fd 3+n-1
+//	  urgent channel (a socket pair's end) ─────► fd 3+n  (FERRY_TRANSPORT_CHANNEL)
 //	Transport (grpcClient) ══ gRPC, unix socket ═► grpcServer ── impl transport.Transport
 //	  Open: RAMRegion.File = launch index          OpenRequest.Files = the inherited files
 //	  error ◄── status code = error class ◄──────  ErrNotSupported → Unimplemented, ...

@@ -42,7 +42,8 @@ import (
 // certificates keep out is every other local client of the socket.
 
 // tlsEnv names the descriptor of the pipe that holds the plugin's
-// one-time certificate and key (PEM), after the RAM files and channel.
+// one-time certificate and key (PEM), after the RAM files, the channel
+// and the held sockets (Launch).
 const tlsEnv = "FERRY_PLUGIN_TLS"
 
 // clientCertEnv is go-plugin's variable for the host's certificate (PEM).
