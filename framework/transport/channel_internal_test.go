@@ -104,6 +104,7 @@ func TestChannelRefusesMalformed(t *testing.T) {
 	good := appendChanFrame(nil, chanFrame{Type: fLanded, Tag: 1, Runs: []PageRun{{1, 1, KindData}}})
 	for name, mutate := range map[string]func(b []byte) []byte{
 		"version":       func(b []byte) []byte { b[4] = chanVersion + 1; return b },
+		"old version":   func(b []byte) []byte { b[4] = chanVersion - 1; return b }, // a version-6 plugin's
 		"reserved":      func(b []byte) []byte { b[6] = 1; return b },
 		"too long":      func(b []byte) []byte { b[0], b[1], b[2], b[3] = 0xff, 0xff, 0xff, 0x7f; return b },
 		"runs":          func(b []byte) []byte { b[0]--; return b[:len(b)-1] },
