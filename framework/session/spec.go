@@ -56,7 +56,12 @@ type Spec struct {
 	// through the plugin to about 50 us here (docs/BENCHMARKS.md, "Where a
 	// network fault's time goes"). What it gives up: a transport that
 	// crashes or leaks takes the VMM with it, and it runs with the VMM's
-	// privileges.
+	// privileges. A wrapper around one (for metrics, say) must forward
+	// CloseHoldingListeners (transport.ListenerHolder) and Answer
+	// (transport.Answerer) when the wrapped transport has them: without
+	// the first, a post-copy reconnect lets the listening port go and
+	// anyone on the host may take it; without the second, requested
+	// pages take the slower path.
 	TransportInProcess transport.Transport
 	// Hints are the hint providers of a sending session (Open starts
 	// them; a receiving session starts none). A provider that fails

@@ -124,7 +124,16 @@ func heldListener(address string, f *os.File) (*net.TCPListener, error) {
 	return tl, nil
 }
 
-// keep returns a copy of ln's socket, and hands another to the host in
+// listenBacklog bounds the connections a held socket queues while no
+// Open accepts on it (the whole session, and between two): Go listens
+// with the host's somaxconn (4096 by default), and anyone who can reach
+// the port could fill that with connections that each hold kernel
+// buffers until the next Open drains them. A session's own streams are
+// accepted as they come (at most 17 for tcp).
+const listenBacklog = 64
+
+// keep sets ln's accept queue to listenBacklog and returns a copy of
+// ln's socket, and hands another to the host in
 // an fHold frame if host is not nil (the kernel holds that one from the
 // write on, even if this process dies before the host read it). The
 // descriptor is taken through the raw connection: File or Fd would put
@@ -136,6 +145,9 @@ func keep(address string, ln *net.TCPListener, host *chanWriter) (*os.File, erro
 	}
 	dup, werr := -1, error(nil)
 	if err := rc.Control(func(fd uintptr) {
+		if werr = unix.Listen(int(fd), listenBacklog); werr != nil {
+			return
+		}
 		if dup, werr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); werr != nil || host == nil {
 			return
 		}
