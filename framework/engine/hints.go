@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -162,19 +164,13 @@ func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time
 	}
 }
 
-// poll applies whatever arrived, without waiting; cheap when nothing did,
-// so the send loop calls it between runs.
+// poll applies what had arrived when it was called, without waiting;
+// cheap when nothing had, so the send loop calls it between runs. It
+// takes no more than the channel held: a provider that keeps emitting
+// cannot keep it (and the paused switch-over that polls) from returning.
 func (h *hinter) poll() {
-	if len(h.batches) == 0 {
-		return
-	}
-	for {
-		select {
-		case b := <-h.batches:
-			h.apply(b)
-		default:
-			return
-		}
+	for n := len(h.batches); n > 0; n-- { // only this goroutine receives
+		h.apply(<-h.batches)
 	}
 }
 
@@ -203,8 +199,8 @@ func (h *hinter) apply(b hintBatch) {
 	}
 	h.scanValid = false
 	m := h.marks[b.src]
-	for _, r := range ok {
-		st.Ranges++
+	st.Ranges += uint64(len(ok))
+	for _, r := range disjoint(ok, m.Len()) {
 		m.SetRange(r.First, r.Count)
 		if h.written == nil {
 			continue
@@ -214,6 +210,40 @@ func (h *hinter) apply(b hintBatch) {
 		}
 	}
 }
+
+// disjoint returns ranges (valid for a guest of pages pages) or, when
+// they overlap so much that marking them one by one would cost more than
+// marking all of RAM, the same pages as sorted, merged ranges: a batch
+// then costs at most its sort plus one walk over RAM, however a provider
+// repeats itself (32768 copies of all of RAM fit in one message).
+// ranges is never modified.
+func disjoint(ranges []hint.Range, pages uint64) []hint.Range {
+	var sum uint64
+	for _, r := range ranges {
+		if sum += r.Count; sum > pages {
+			break
+		}
+	}
+	if sum <= pages { // cheap as it is: at most one walk over RAM
+		return ranges
+	}
+	rs := slices.Clone(ranges)
+	if !slices.IsSortedFunc(rs, byFirst) {
+		slices.SortFunc(rs, byFirst)
+	}
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		if r.First > last.First+last.Count {
+			out = append(out, r)
+			continue
+		}
+		last.Count = max(last.Count, r.First+r.Count-last.First)
+	}
+	return out
+}
+
+func byFirst(a, b hint.Range) int { return cmp.Compare(a.First, b.First) }
 
 // probeWritten takes the pages a probe of the dirty log saw written
 // since the current generation began (the probe is no new generation:

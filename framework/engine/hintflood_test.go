@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/hint"
+)
+
+// flooder is a provider that, in every request, emits batch as fast as
+// the engine takes it until emit fails or its context ends, as a plugin
+// process that floods can (its stream stops when the engine stops
+// listening).
+func flooder(batch []hint.Range, emitted *atomic.Int64) *funcProvider {
+	return &funcProvider{hints: func(ctx context.Context, _ hint.Request, emit func([]hint.Range) error) error {
+		for ctx.Err() == nil {
+			if err := emit(batch); err != nil {
+				return err
+			}
+			emitted.Add(1)
+		}
+		return ctx.Err()
+	}}
+}
+
+// TestHintFlood is invariant 2 against a provider that floods: in every
+// request it emits the largest batches the plugin protocol carries
+// (32768 ranges), each range all of guest RAM (valid: overlaps are), as
+// fast as the engine takes them, until its deadline. A batch must cost
+// about one walk over RAM, not one per range, so that the backlog left
+// at the deadline (up to the 64 batches the engine queues) is applied in
+// moments: the migration takes about its deadlines longer than without
+// the provider, not seconds more per pass.
+func TestHintFlood(t *testing.T) {
+	layout := [][2]uint64{{0, 256 * mib}}
+	const deadline, passes = 100 * time.Millisecond, 3
+	opt := Options{MaxPasses: passes, MaxDowntime: time.Nanosecond, HintHold: 5 * time.Second}
+	run := func(hints ...HintSource) (time.Duration, Report) {
+		src, dst := newFakeVM(t, layout...), newFakeVM(t, layout...)
+		o := opt
+		o.Hints = hints
+		start := time.Now()
+		srep, serr, _, rerr := migrate(t, src, dst, o, nil)
+		if serr != nil || rerr != nil {
+			t.Fatalf("send %v / receive %v", serr, rerr)
+		}
+		return time.Since(start), srep
+	}
+	base, _ := run()
+	pages := layout[0][1] / 4096
+	batch := make([]hint.Range, 32768)
+	for i := range batch {
+		batch[i] = hint.Range{First: 0, Count: pages}
+	}
+	var emitted atomic.Int64
+	took, srep := run(source("flood", flooder(batch, &emitted), deadline))
+	t.Logf("%v (%v without the provider); %d batches emitted; %+v", took, base, emitted.Load(), srep.Hints[0])
+	if budget := base + passes*deadline + 2*time.Second; took > budget {
+		t.Errorf("migration took %v with a flooding provider, %v without (deadline %v, %d passes): want under %v",
+			took, base, deadline, passes, budget)
+	}
+	if srep.Hints[0].Skipped == 0 {
+		t.Error("the flood's hints were never applied")
+	}
+}
+
+// TestPollReturns: poll applies what had arrived when it was called and
+// returns, even while a provider keeps emitting faster than batches are
+// applied (the send loop and the paused switch-over call it between
+// runs; before, it returned only once the channel was empty, so such a
+// provider held it until its deadline).
+func TestPollReturns(t *testing.T) {
+	const pages = 1 << 26                           // 256 GiB: a batch costs a walk over 8 MiB of bitmap
+	batch := []hint.Range{{First: 0, Count: pages}} // emitted far faster than that
+	var emitted atomic.Int64
+	h := newHinter([]HintSource{source("flood", flooder(batch, &emitted), 10*time.Second)}, pages, func(string, ...any) {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.invalidate(1)
+	h.request(ctx, 1)
+	for emitted.Load() < 64 { // the channel is full
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.poll()
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		cancel() // the provider stops, so poll can return
+		<-done
+		t.Fatal("poll did not return while a provider kept emitting")
+	}
+	cancel()
+	h.finish()
+}
+
+// TestDisjoint: a batch that overlaps more than RAM marks exactly the
+// union of its ranges; one that does not is used as it is.
+func TestDisjoint(t *testing.T) {
+	const pages = 100
+	rg := func(first, count uint64) hint.Range { return hint.Range{First: first, Count: count} }
+	for _, tc := range []struct {
+		in   []hint.Range
+		want []hint.Range
+	}{
+		{[]hint.Range{rg(5, 10), rg(0, 3)}, []hint.Range{rg(5, 10), rg(0, 3)}}, // cheap: as it is
+		{[]hint.Range{rg(0, 100), rg(0, 100)}, []hint.Range{rg(0, 100)}},
+		{[]hint.Range{rg(50, 50), rg(0, 60), rg(10, 5)}, []hint.Range{rg(0, 100)}},
+		{[]hint.Range{rg(60, 40), rg(0, 30), rg(30, 5), rg(0, 30), rg(70, 10)}, []hint.Range{rg(0, 35), rg(60, 40)}},
+		{[]hint.Range{rg(99, 1), rg(0, 99), rg(0, 99)}, []hint.Range{rg(0, 100)}}, // adjacent runs join
+	} {
+		in := slices.Clone(tc.in)
+		if got := disjoint(in, pages); !slices.Equal(got, tc.want) {
+			t.Errorf("disjoint(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+		if !slices.Equal(in, tc.in) {
+			t.Errorf("disjoint changed its argument: %v", in)
+		}
+	}
+}
