@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,6 +100,45 @@ func TestPollReturns(t *testing.T) {
 	}
 	cancel()
 	h.finish()
+}
+
+// TestAskEndsWithItsCall: once Send is over (finish), a request's
+// goroutine ends when its call does, even if the call kept emitting
+// after it was cancelled until the queue was full, and the migration's
+// context never ends (a VMM that passes context.Background): nothing
+// reads the queue any more, so the end of the call must not wait for
+// room in it. Before, the goroutine waited for ever, holding the queued
+// batches and the hinter's bitmaps.
+func TestAskEndsWithItsCall(t *testing.T) {
+	release, returned := make(chan struct{}), make(chan struct{})
+	var emitted atomic.Int64
+	prov := &funcProvider{hints: func(ctx context.Context, _ hint.Request, emit func([]hint.Range) error) error {
+		defer close(returned)
+		<-release // past the request's end: the engine cancelled it
+		for emit([]hint.Range{{First: 0, Count: 1}}) == nil {
+			emitted.Add(1)
+		}
+		return nil
+	}}
+	h := newHinter([]HintSource{source("late", prov, 100*time.Millisecond)}, 16, func(string, ...any) {})
+	h.invalidate(1)
+	h.request(context.Background(), 1)
+	h.close(true)
+	h.finish()
+	close(release)
+	<-returned
+	t.Logf("%d batches emitted after the call was cancelled", emitted.Load())
+	for deadline := time.Now().Add(3 * time.Second); askRunning(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request's goroutine still runs after its call returned and Send was over")
+		}
+	}
+}
+
+// askRunning reports whether a goroutine of hinter.ask runs.
+func askRunning() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "engine.(*hinter).ask(")
 }
 
 // TestDisjoint: a batch that overlaps more than RAM marks exactly the

@@ -67,6 +67,7 @@ type hinter struct {
 	open    bool            // the current generation was requested: answers are wanted
 	ctx     context.Context // the migration's, for calls started by apply
 	batches chan hintBatch
+	over    chan struct{}    // closed by finish: nothing reads batches any more
 	calls   []call           // per provider: its running Hints call, if any
 	marks   []*bitmap.Bitmap // per provider: pages it marked skippable (current generation)
 	written *bitmap.Bitmap   // pages a probe saw written in the current generation; nil if none (probeWritten)
@@ -87,7 +88,7 @@ type call struct {
 
 func newHinter(srcs []HintSource, pages uint64, log func(string, ...any)) *hinter {
 	h := &hinter{srcs: srcs, dead: make([]bool, len(srcs)), calls: make([]call, len(srcs)),
-		batches: make(chan hintBatch, 64), log: log}
+		batches: make(chan hintBatch, 64), over: make(chan struct{}), log: log}
 	for _, s := range srcs {
 		h.stats = append(h.stats, HintStats{Name: s.Name, Meaning: s.Meaning.String(), Status: HintOK})
 		h.marks = append(h.marks, bitmap.New(pages))
@@ -125,15 +126,20 @@ func (h *hinter) start(ctx context.Context, i int) {
 // its batches and its end go to h.batches. A provider that ignores its
 // context is no longer listened to after the deadline (poll drops its
 // late batches as stale or ignores them after finish); its goroutine ends
-// when the call does.
+// when the call does, whether or not anyone still reads h.batches.
 func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time.Time) {
 	start := time.Now()
 	send := func(b hintBatch) error {
 		// Past the deadline nothing is listened to. A batch emitted after a
 		// sync cancelled the call still gets in when there is room, to be
-		// counted (it is stale, never applied).
+		// counted (it is stale, never applied); after finish, nothing does.
 		if err := hctx.Err(); errors.Is(err, context.DeadlineExceeded) {
 			return err
+		}
+		select {
+		case <-h.over:
+			return hctx.Err()
+		default:
 		}
 		select {
 		case h.batches <- b:
@@ -151,7 +157,8 @@ func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time
 		return send(hintBatch{src: i, gen: gen, ranges: append([]hint.Range(nil), r...)})
 	})
 	// The end marker must get through even after the deadline (and,
-	// when there is room, after the migration's end).
+	// when there is room, after the migration's end); once finish is
+	// over nobody reads it, and the migration's ctx may never end.
 	end := hintBatch{src: i, gen: gen, done: true, err: err, took: time.Since(start)}
 	select {
 	case h.batches <- end:
@@ -161,6 +168,7 @@ func (h *hinter) ask(ctx, hctx context.Context, i int, gen uint64, deadline time
 	select {
 	case h.batches <- end:
 	case <-ctx.Done():
+	case <-h.over:
 	}
 }
 

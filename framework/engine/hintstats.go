@@ -137,6 +137,7 @@ func (h *hinter) ended(i int, err error) {
 // each provider's status from its counts; Send calls it once, at the end.
 func (h *hinter) finish() []HintStats {
 	h.collect()
+	close(h.over) // the calls still running end without being read
 	now := time.Now()
 	for i := range h.stats {
 		st := &h.stats[i]
