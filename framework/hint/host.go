@@ -26,9 +26,11 @@ import (
 //	h.BalloonHint ◄── BalloonHint RPC ◄──────────────── provider calls host.BalloonHint
 //	Close(final) RPC ───────────────────────────────► impl.Close; then the plugin
 //	  then the host stops serving id                    closes its connection
+//	  and ends the window: DONE if owed (window.go)
 
-// hostServer is the host side: it serves a Host implementation to the
-// plugin, turning errors into status codes by class.
+// hostServer is the host side: it serves a Host implementation (the
+// VMM's, behind its window) to the plugin, turning errors into status
+// codes by class.
 type hostServer struct {
 	pb.UnimplementedHostServer
 	impl Host
@@ -64,11 +66,13 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
 }
 
-// hostService is one Host served to the plugin under a broker id.
+// hostService is one Host served to the plugin under a broker id: one
+// hint window.
 type hostService struct {
 	id     uint32
 	srv    *grpc.Server
 	served chan struct{}
+	w      *window
 }
 
 // serveHost serves h under a fresh broker id; the plugin may dial it as
@@ -77,13 +81,13 @@ type hostService struct {
 // certificates, plugproc.Start): only the plugin process can call the Host.
 func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
 	id := broker.NextId()
-	hs := &hostService{id: id, served: make(chan struct{})}
+	hs := &hostService{id: id, served: make(chan struct{}), w: newWindow(h)}
 	made := make(chan *grpc.Server, 1)
 	go func() {
 		defer close(hs.served)
 		broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 			srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessage))...)
-			pb.RegisterHostServer(srv, &hostServer{impl: h})
+			pb.RegisterHostServer(srv, &hostServer{impl: hs.w})
 			made <- srv
 			return srv
 		})
@@ -101,14 +105,17 @@ func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
 	}
 }
 
-// stop ends every call in flight, closes the listener and waits for the
-// serving goroutine. Nil is a no-op.
+// stop ends every call in flight, closes the listener, waits for the
+// serving goroutine (go-plugin's GracefulStop: every handler returned)
+// and ends the window (window.end: the guest gets DONE if it is owed).
+// Nil is a no-op.
 func (hs *hostService) stop() {
 	if hs == nil {
 		return
 	}
 	hs.srv.Stop()
 	<-hs.served
+	hs.w.end()
 }
 
 // hostClient is the plugin side: Host over the host's gRPC service of

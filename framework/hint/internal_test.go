@@ -168,7 +168,7 @@ func TestHostAfterKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := &hostService{srv: grpc.NewServer(), served: make(chan struct{})}
+		hs := &hostService{srv: grpc.NewServer(), served: make(chan struct{}), w: newWindow(&MockHost{})}
 		go func() {
 			defer close(hs.served)
 			hs.srv.Serve(ln)

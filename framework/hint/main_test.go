@@ -20,11 +20,12 @@ import (
 // transportName a transport (which a hint host must refuse), under
 // hostName a host whose plugin must outlive it only briefly.
 var plugins = map[string]func() hint.Provider{
-	"ferry-hint-zero":    func() hint.Provider { return newZeroProvider() },
-	"ferry-hint-balloon": func() hint.Provider { return newBalloonProvider(hint.Logger("balloon")) },
-	"ferry-hint-files":   filesProvider,
-	"ferry-hint-crash":   crashProvider,
-	"ferry-hint-hang":    hangProvider,
+	"ferry-hint-zero":          func() hint.Provider { return newZeroProvider() },
+	"ferry-hint-balloon":       func() hint.Provider { return newBalloonProvider(hint.Logger("balloon")) },
+	"ferry-hint-files":         filesProvider,
+	"ferry-hint-crash":         crashProvider,
+	"ferry-hint-hang":          hangProvider,
+	"ferry-hint-balloon-crash": balloonCrash,
 }
 
 const (

@@ -1,0 +1,135 @@
+package hint
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// window is the VMM's Host as one hint window serves it to a plugin
+// process, which the VMM need not trust:
+//
+//	plugin's calls ──► enter: one at a time, a few waiting, more refused ──► the VMM's Host
+//	window's end (Close(final), the next Configure, Kill) ──► hostService.stop:
+//	    the server's Stop ends the calls' contexts, go-plugin's GracefulStop
+//	    waits for their handlers, then end: nothing enters any more, and
+//	    DONE if a balloon hint session began after the last DONE
+//
+// So the guest gets its hinted blocks back however the provider behaved
+// (it crashed, stopped, hung in Close, or never sent DONE), and the VMM
+// sees at most one call at a time and none after the window ended.
+type window struct {
+	impl    Host
+	sem     chan struct{} // held by the call in flight; by end, for good
+	waiting atomic.Int32  // calls waiting for sem
+
+	mu     sync.Mutex
+	closed bool // end began: nothing enters
+	hinted bool // a BalloonHint began after the last BalloonDone that succeeded
+}
+
+const (
+	// maxWaiting bounds the calls that wait for the one in flight; more
+	// are refused at once. A provider keeps to one call at a time, plus
+	// Close's DONE while an abandoned Hints's session ends.
+	maxWaiting = 4
+	// doneTimeout bounds the DONE a window's end sends.
+	doneTimeout = 5 * time.Second
+)
+
+// errBusy refuses a call while maxWaiting others wait.
+var errBusy = errors.New("the VMM runs one capability call at a time; too many are waiting")
+
+var _ Host = (*window)(nil)
+
+func newWindow(impl Host) *window { return &window{impl: impl, sem: make(chan struct{}, 1)} }
+
+// enter waits for the window's one call, or fails: window ended, too
+// many waiting, or ctx ended. leave gives it back.
+func (w *window) enter(ctx context.Context) error {
+	if w.waiting.Add(1) > maxWaiting {
+		w.waiting.Add(-1)
+		return errBusy
+	}
+	defer w.waiting.Add(-1)
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		w.leave()
+		return errWindowClosed
+	}
+	return nil
+}
+
+func (w *window) leave() { <-w.sem }
+
+// end ends the window once its calls have returned (hostService.stop),
+// and sends the DONE it owes the guest, bounded by doneTimeout.
+func (w *window) end() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.sem <- struct{}{} // free: the handlers returned; held for good
+	w.mu.Lock()
+	owed := w.hinted
+	w.hinted = false
+	w.mu.Unlock()
+	if owed {
+		ctx, cancel := context.WithTimeout(context.Background(), doneTimeout)
+		defer cancel()
+		_ = w.impl.BalloonDone(ctx) // nothing to do if it fails: the window is over
+	}
+}
+
+// BalloonHint implements Host.BalloonHint: the window owes DONE from
+// here on, unless the VMM has no balloon.
+func (w *window) BalloonHint(ctx context.Context) ([]GPARange, error) {
+	if err := w.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer w.leave()
+	w.mu.Lock()
+	owed := w.hinted
+	w.hinted = true
+	w.mu.Unlock()
+	rs, err := w.impl.BalloonHint(ctx)
+	if errors.Is(err, ErrNotSupported) { // no balloon: this call began no session
+		w.mu.Lock()
+		w.hinted = owed
+		w.mu.Unlock()
+	}
+	return rs, err
+}
+
+// BalloonDone implements Host.BalloonDone: once it succeeded, nothing is
+// owed until the next BalloonHint.
+func (w *window) BalloonDone(ctx context.Context) error {
+	if err := w.enter(ctx); err != nil {
+		return err
+	}
+	defer w.leave()
+	err := w.impl.BalloonDone(ctx)
+	if err == nil || errors.Is(err, ErrNotSupported) {
+		w.mu.Lock()
+		w.hinted = false
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// CMMABits implements Host.CMMABits.
+func (w *window) CMMABits(ctx context.Context, startGFN uint64, count int) (uint64, []byte, error) {
+	if err := w.enter(ctx); err != nil {
+		return 0, nil, err
+	}
+	defer w.leave()
+	return w.impl.CMMABits(ctx, startGFN, count)
+}
