@@ -247,3 +247,45 @@ func checkSourceRuns(t *testing.T, src, dst *vmtest.VM) {
 		t.Error(err)
 	}
 }
+
+// TestEmbedBalloonProviderCrash: a provider that runs a balloon hint
+// session in the VMM and dies before it could send DONE (example-crash,
+// when "balloon") costs its hints; the guest gets its hinted blocks back
+// all the same (Ferry sends DONE when the window ends), on the source of
+// a completed migration and of a failed one, whose guest runs on.
+func TestEmbedBalloonProviderCrash(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "completed", true: "failed"}[fail], func(t *testing.T) {
+			src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond})
+			opt := vmtest.Options{Incoming: true}
+			if fail {
+				opt.FailLoad = errors.New("unknown device")
+			}
+			dst := newVM(t, opt)
+			sspec, dspec := specs(t, false)
+			sspec.Hints = []session.Hint{exampleHint(t, "example-crash", map[string]any{"when": "balloon"}, 2*time.Second)}
+			sspec.Engine.HintHold = 5 * time.Second // the first pass waits for the provider: it runs its session
+			srep, serr, drep, derr := run(src, dst, sspec, dspec)
+			t.Logf("source %s (%v), destination %s (%v); hints %+v", srep.Status, serr, drep.Status, derr, srep.Hints)
+			if c := src.Counters(); c.HintSessions == 0 {
+				t.Fatal("the provider ran no balloon session")
+			}
+			if h := srep.Hints[0]; h.Status != engine.HintCrashed {
+				t.Errorf("provider: %+v", h)
+			}
+			if fail {
+				if srep.Status != engine.StatusFailed {
+					t.Fatalf("source %s", srep.Status)
+				}
+				checkSourceRuns(t, src, dst)
+				return
+			}
+			if serr != nil || srep.Status != engine.StatusCompleted || drep.Status != engine.StatusCompleted {
+				t.Fatalf("source %s (%v), destination %s (%v)", srep.Status, serr, drep.Status, derr)
+			}
+			if src.HintWindowOpen() {
+				t.Error("the balloon's hint window is still open: the guest cannot take its pages back")
+			}
+		})
+	}
+}

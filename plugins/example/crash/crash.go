@@ -19,6 +19,10 @@ const Name = "example-crash"
 const (
 	WhenConfigure = "configure"
 	WhenHints     = "hints" // the default
+	// WhenBalloon: in Hints, after one balloon free page hint session in
+	// the VMM (Host.BalloonHint), so the guest holds hinted blocks that
+	// this provider never gives back.
+	WhenBalloon = "balloon"
 )
 
 // ExitCode is the status the process exits with.
@@ -31,6 +35,7 @@ type Provider struct {
 
 	mu   sync.Mutex
 	when string
+	host hint.Host
 }
 
 // New returns an unconfigured provider that logs to log.
@@ -44,12 +49,12 @@ func (p *Provider) Info(context.Context) (hint.Info, error) {
 // Schema implements hint.Provider.Schema.
 func (p *Provider) Schema(context.Context) (hint.Schema, error) {
 	return hint.Schema{{Name: "when", Type: schema.TypeString, Default: WhenHints,
-		Doc: `when the process exits: "configure" or "hints"`}}, nil
+		Doc: `when the process exits: "configure", "hints" or "balloon" (in Hints, after a balloon hint session)`}}, nil
 }
 
 // Configure implements hint.Provider.Configure: the process exits here
 // when "when" is "configure".
-func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hint.Host) error {
+func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, host hint.Host) error {
 	if err := p.Validate(context.Background(), cfg); err != nil {
 		return err
 	}
@@ -58,7 +63,7 @@ func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hi
 		when = WhenHints
 	}
 	p.mu.Lock()
-	p.when = when
+	p.when, p.host = when, host
 	p.mu.Unlock()
 	if when == WhenConfigure {
 		p.die("Configure")
@@ -66,19 +71,27 @@ func (p *Provider) Configure(_ context.Context, cfg hint.Config, _ hint.VM, _ hi
 	return nil
 }
 
-// Validate implements hint.Validator: when must be "configure" or
-// "hints". It never exits the process.
+// Validate implements hint.Validator: when must be "configure", "hints"
+// or "balloon". It never exits the process.
 func (p *Provider) Validate(_ context.Context, cfg hint.Config) error {
 	switch when, _ := cfg["when"].(string); when {
-	case "", WhenConfigure, WhenHints:
+	case "", WhenConfigure, WhenHints, WhenBalloon:
 		return nil
 	default:
-		return schema.Problemf("when", "want %q or %q, not %q", WhenConfigure, WhenHints, when)
+		return schema.Problemf("when", "want %q, %q or %q, not %q", WhenConfigure, WhenHints, WhenBalloon, when)
 	}
 }
 
-// Hints implements hint.Provider.Hints: the process exits here.
-func (p *Provider) Hints(context.Context, hint.Request, func([]hint.Range) error) error {
+// Hints implements hint.Provider.Hints: the process exits here, after a
+// balloon hint session when "when" is "balloon".
+func (p *Provider) Hints(ctx context.Context, _ hint.Request, _ func([]hint.Range) error) error {
+	p.mu.Lock()
+	when, host := p.when, p.host
+	p.mu.Unlock()
+	if when == WhenBalloon && host != nil {
+		gpas, err := host.BalloonHint(ctx)
+		p.log.Info("balloon hint session", "ranges", len(gpas), "err", err)
+	}
 	p.die("Hints")
 	return nil
 }

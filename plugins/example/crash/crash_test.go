@@ -38,14 +38,14 @@ func TestConformance(t *testing.T) {
 // TestCrash: the call the process dies in fails with ErrPluginGone well
 // before any deadline, and so does every later call, at once.
 func TestCrash(t *testing.T) {
-	for _, when := range []string{crash.WhenConfigure, crash.WhenHints} {
+	for _, when := range []string{crash.WhenConfigure, crash.WhenHints, crash.WhenBalloon} {
 		t.Run(when, func(t *testing.T) {
 			ram := hinttest.NewRAM(t)
 			p := hinttest.Launch(t, pluginName, ram.VM.Files)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			err := p.Configure(ctx, hint.Config{"when": when}, ram.VM, &hint.MockHost{})
-			if when == crash.WhenHints {
+			if when != crash.WhenConfigure {
 				if err != nil {
 					t.Fatalf("Configure: %v", err)
 				}

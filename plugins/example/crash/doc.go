@@ -1,7 +1,8 @@
 // Package crash is an example hint provider whose process dies: it calls
-// os.Exit(3) in Configure or in Hints, as the configuration says. Tests
-// use it to show that a dead provider costs its hints, never the
-// migration.
+// os.Exit(3) in Configure or in Hints (there, with "balloon", after one
+// balloon free page hint session in the VMM), as the configuration says.
+// Tests use it to show that a dead provider costs its hints, never the
+// migration, and never leaves the guest without its hinted blocks.
 //
 //	hint "example-crash" { when = "configure" }
 //
