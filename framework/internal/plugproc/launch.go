@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // defaultStartTimeout bounds a plugin's start when ctx has no deadline.
@@ -93,6 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		Logger:           cfg.Logger,
 		StartTimeout:     timeout,
 		TLSConfig:        pair.host,
+		GRPCDialOptions:  []grpc.DialOption{grpc.WithStreamInterceptor(dropBrokerOffers)}, // broker.go
 		RunnerFunc: func(l hclog.Logger, spec *exec.Cmd, socketDir string) (runner, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)
 			cmd.Env = append(spec.Env, cfg.Env...)
