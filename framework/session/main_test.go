@@ -30,6 +30,7 @@ var plugins = map[string]func(){
 	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
 	"ferry-hint-refuses":   func() { hint.Serve(refusesProvider()) },
 	"ferry-hint-vandal":    func() { hint.Serve(vandalProvider()) },
+	"ferry-hint-hostile":   func() { hint.Serve(hostileProvider()) },
 	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
 	"ferry-hint-slowexit": func() {
 		hint.Serve(quietProvider(func() {}))

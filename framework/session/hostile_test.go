@@ -1,0 +1,125 @@
+package session_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/framework/session"
+)
+
+// hostileProvider abuses everything it is given: from Configure on, four
+// goroutines call the VMM's balloon without a deadline, over and over,
+// for as long as the process lives (after Hints returned, after Close);
+// Hints emits the largest batches the protocol carries, every range the
+// same, until its context ends; Close never sends DONE.
+func hostileProvider() hint.Provider {
+	var once sync.Once
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "hostile", Version: "test", Meaning: hint.MeaningFree}, nil
+		},
+		SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(_ context.Context, _ hint.Config, vm hint.VM, h hint.Host) error {
+			once.Do(func() {
+				for range 4 {
+					go func() {
+						for {
+							h.BalloonHint(context.Background())
+						}
+					}()
+				}
+			})
+			return nil
+		},
+		HintsFunc: func(ctx context.Context, _ hint.Request, emit func([]hint.Range) error) error {
+			batch := make([]hint.Range, 32768)
+			for i := range batch {
+				batch[i] = hint.Range{First: 8, Count: 4} // the balloon's pages, 32768 times
+			}
+			for ctx.Err() == nil {
+				if err := emit(batch); err != nil {
+					return err
+				}
+			}
+			return ctx.Err()
+		},
+		CloseFunc: func(context.Context, bool) error { return nil },
+	}
+}
+
+// countingHost is balloonHost that also says whether the guest holds
+// hinted blocks (a session came after the last DONE).
+type countingHost struct {
+	balloonHost
+	mu   sync.Mutex
+	open bool
+}
+
+func (h *countingHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
+	h.mu.Lock()
+	h.open = true
+	h.mu.Unlock()
+	return h.balloonHost.BalloonHint(ctx)
+}
+
+func (h *countingHost) BalloonDone(ctx context.Context) error {
+	h.mu.Lock()
+	h.open = false
+	h.mu.Unlock()
+	return h.balloonHost.BalloonDone(ctx)
+}
+
+func (h *countingHost) isOpen() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.open }
+
+// TestHostileProvider: a provider that calls the VMM's balloon in a
+// loop from several goroutines, floods ranges and never sends DONE
+// costs the migration nothing (completed, pages equal, within its
+// deadlines); once Send returned the VMM gets no more calls and the
+// guest holds no hinted block; after Close no process, file or
+// goroutine is left.
+func TestHostileProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin processes")
+	}
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "hostile", Plugin: session.Plugin{Path: plugin("ferry-hint-hostile")}, Deadline: 200 * time.Millisecond}}
+	sendSpec.Engine.HintHold = 5 * time.Second
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	host := &countingHost{balloonHost: balloonHost{free: []hint.GPARange{{GPA: 8 * page, Size: 4 * page}}}}
+	lk := startLeakCheck(t)
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	start := time.Now()
+	s, err := session.Open(context.Background(), src.RAM(), sendSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Send(context.Background(), src, host)
+	took := time.Since(start)
+	hints, done := host.calls()
+	open := host.isOpen()
+	if r := <-got; err != nil || r.err != nil || rep.Status != engine.StatusCompleted {
+		t.Fatalf("send: %v (%s); receive: %v", err, rep.Status, r.err)
+	}
+	t.Logf("%v; the VMM got %d BalloonHint, %d BalloonDone; hints %+v", took, hints, done, rep.Hints)
+	if took > 15*time.Second {
+		t.Errorf("the migration took %v", took)
+	}
+	if open || done == 0 {
+		t.Errorf("when Send returned the guest held hinted blocks (%v; %d DONE)", open, done)
+	}
+	s.Close()
+	time.Sleep(200 * time.Millisecond)
+	if h, d := host.calls(); h != hints || d != done {
+		t.Errorf("the VMM got %d BalloonHint, %d BalloonDone after Send returned", h-hints, d-done)
+	}
+	checkRAM(t, src, dst, []uint64{8, 9, 10, 11})
+	lk.check(t)
+}
