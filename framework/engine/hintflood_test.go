@@ -75,7 +75,7 @@ func TestHintFlood(t *testing.T) {
 // runs; before, it returned only once the channel was empty, so such a
 // provider held it until its deadline).
 func TestPollReturns(t *testing.T) {
-	const pages = 1 << 26                           // 256 GiB: a batch costs a walk over 8 MiB of bitmap
+	const pages = 1 << 24                           // 64 GiB: a batch costs a walk over 2 MiB of bitmap
 	batch := []hint.Range{{First: 0, Count: pages}} // emitted far faster than that
 	var emitted atomic.Int64
 	h := newHinter([]HintSource{source("flood", flooder(batch, &emitted), 10*time.Second)}, pages, func(string, ...any) {})
@@ -93,7 +93,7 @@ func TestPollReturns(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(3 * time.Second):
+	case <-time.After(5 * time.Second): // 64 batches take well under a second, under -race too
 		cancel() // the provider stops, so poll can return
 		<-done
 		t.Fatal("poll did not return while a provider kept emitting")

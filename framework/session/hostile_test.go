@@ -120,6 +120,12 @@ func TestHostileProvider(t *testing.T) {
 	if h, d := host.calls(); h != hints || d != done {
 		t.Errorf("the VMM got %d BalloonHint, %d BalloonDone after Send returned", h-hints, d-done)
 	}
-	checkRAM(t, src, dst, []uint64{8, 9, 10, 11})
+	// The balloon's pages arrive as zero if the hints came in time (a
+	// plugin built with -race may miss its deadline), every other page equal.
+	free := []uint64{8, 9, 10, 11}
+	if rep.PagesSkipped == 0 {
+		free = nil
+	}
+	checkRAM(t, src, dst, free)
 	lk.check(t)
 }
