@@ -80,9 +80,10 @@ func (hs *hintSet) run(st *hintStart, files []*os.File) {
 	}
 }
 
-// launch starts the process, asks who it is and checks its block (the
-// schema, then the provider's own checks: hint.Validate), under its start
-// timeout.
+// launch starts the process, asks who it is (an Info that does not
+// validate is refused: without a valid meaning the engine could not tell
+// how far to trust its ranges) and checks its block (the schema, then
+// the provider's own checks: hint.Validate), under its start timeout.
 func (hs *hintSet) launch(st *hintStart, files []*os.File) error {
 	if err := checkPath(st.h.Plugin.Path); err != nil {
 		return err
@@ -95,6 +96,9 @@ func (hs *hintSet) launch(st *hintStart, files []*os.File) error {
 	}
 	st.p = p
 	if st.info, err = p.Info(ctx); err != nil {
+		return err
+	}
+	if err := st.info.Validate(); err != nil { // malformed: its ranges could not be weighed
 		return err
 	}
 	sch, err := p.Schema(ctx)

@@ -129,3 +129,47 @@ func TestHostileProvider(t *testing.T) {
 	checkRAM(t, src, dst, free)
 	lk.check(t)
 }
+
+// badInfoProvider says it is a provider of no defined meaning (0), and
+// calls every page of RAM skippable.
+func badInfoProvider() hint.Provider {
+	return &hint.Mock{
+		InfoFunc: func(context.Context) (hint.Info, error) {
+			return hint.Info{Name: "badinfo", Version: "test"}, nil
+		},
+		SchemaFunc:    func(context.Context) (hint.Schema, error) { return nil, nil },
+		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
+		HintsFunc: func(_ context.Context, _ hint.Request, emit func([]hint.Range) error) error {
+			return emit([]hint.Range{{First: 0, Count: 96}})
+		},
+		CloseFunc: func(context.Context, bool) error { return nil },
+	}
+}
+
+// TestBadInfo is invariant 2 for a provider's description: one whose
+// Info does not validate (here: no meaning, so nothing says how far its
+// ranges may be trusted) is malformed, and costs its hints: it is
+// reported failed at its start and skips no page. Before, its ranges
+// were applied as if it had said "free": every page it named arrived as
+// zero, unchecked.
+func TestBadInfo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin processes")
+	}
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "badinfo", Plugin: session.Plugin{Path: plugin("ferry-hint-badinfo")}, Deadline: time.Second}}
+	sendSpec.Engine.HintHold = 5 * time.Second
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	if r := <-got; err != nil || r.err != nil {
+		t.Fatalf("send: %v; receive: %v", err, r.err)
+	}
+	checkHints(t, rep, map[string]string{"badinfo": "failed: "})
+	if rep.PagesSkipped != 0 || rep.Hints[0].Stage != engine.StageStart {
+		t.Errorf("%d pages skipped; %+v", rep.PagesSkipped, rep.Hints[0])
+	}
+	checkRAM(t, src, dst, nil)
+}

@@ -31,6 +31,7 @@ var plugins = map[string]func(){
 	"ferry-hint-refuses":   func() { hint.Serve(refusesProvider()) },
 	"ferry-hint-vandal":    func() { hint.Serve(vandalProvider()) },
 	"ferry-hint-hostile":   func() { hint.Serve(hostileProvider()) },
+	"ferry-hint-badinfo":   func() { hint.Serve(badInfoProvider()) },
 	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
 	"ferry-hint-slowexit": func() {
 		hint.Serve(quietProvider(func() {}))
