@@ -17,7 +17,8 @@
 // The package holds the Go interface (hint.go), the go-plugin glue
 // (plugin.go, launch.go), the gRPC client and server shims of the Provider
 // service (client.go, server.go) and of the Host service the plugin calls
-// back (host.go), their conversions and error classes (convert.go,
+// back (host.go; window.go: one call at a time, and the balloon's DONE
+// when the window ends, whatever the plugin did), their conversions and error classes (convert.go,
 // status.go), closure-based mocks of both (mock.go), helpers the engine
 // and providers share (check.go: CheckRanges, VM.PageRanges, ...) and the
 // conformance suite every provider passes in process and over real gRPC
