@@ -32,10 +32,21 @@ const envOpened = "FERRY_TEST_OPENED"
 // one-time certificate pairing: go-plugin's own AutoMTLS.
 const envAutoMTLS = "FERRY_TEST_AUTOMTLS"
 
+// envHelper names a file the test plugin writes the pid of a helper
+// process into: a child of its own that sleeps (a provider that shells
+// out to a tool, or one that leaves something behind on purpose).
+const envHelper = "FERRY_TEST_HELPER"
+
 // TestMain serves a transport plugin when the test binary is started as
 // one (envOpened set), else runs the tests.
 func TestMain(m *testing.M) {
 	if marker := os.Getenv(envOpened); marker != "" {
+		if f := os.Getenv(envHelper); f != "" {
+			helper := exec.Command("sleep", "300")
+			if helper.Start() != nil || os.WriteFile(f, []byte(fmt.Sprint(helper.Process.Pid)), 0o600) != nil {
+				os.Exit(9)
+			}
+		}
 		mock := &transport.Mock{
 			OpenFunc: func(context.Context, transport.OpenRequest) error {
 				return os.WriteFile(marker, []byte("opened"), 0o600)
@@ -252,4 +263,34 @@ func TestPairingCompat(t *testing.T) {
 		}
 		call(t, raw.(transport.Transport))
 	})
+}
+
+// TestHelpersEnd: a process the plugin started is gone once Kill
+// returned. Before, only the plugin was killed, and its children ran on,
+// adopted by init, after the session was closed.
+func TestHelpersEnd(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "helper")
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile)
+	b, err := os.ReadFile(pidFile)
+	var helper int
+	if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
+		t.Fatalf("helper pid %q: %v %v", b, err, serr)
+	}
+	defer syscall.Kill(helper, syscall.SIGKILL)
+	p.Kill()
+	for deadline := time.Now().Add(5 * time.Second); running(helper); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Kill returned", helper)
+		}
+	}
+}
+
+// running reports whether process pid runs (a zombie does not).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }
