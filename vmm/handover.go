@@ -19,7 +19,8 @@ import (
 //
 //	source       handover-unknown ─ resume ──►   running   (the destination was discarded)
 //	                              └ migrated ─►  migrated  (the destination runs it; quit later)
-//	destination  handover-unknown ─ resume ──►   running   (the source was told "migrated")
+//	destination  handover-unknown ─ resume ──►   running   (the source was told "migrated";
+//	                              │                         refused after a switch to post-copy)
 //	                              └ discard ──►  discarded (never runs; stays until quit)
 //
 // The caller (migrate) must ask both sides first and move the source
@@ -97,6 +98,8 @@ func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, err
 		return cur, nil // done before: the caller may retry safely
 	case cur.Side != api.SideUnknown:
 		return cur, fmt.Errorf("nothing to resolve: this side is %s, not %s", cur.Side, api.SideUnknown)
+	case want == api.SideRunning && lacksPages(mg.cur):
+		return cur, errLacksPages
 	}
 	switch want {
 	case api.SideRunning:
@@ -116,6 +119,19 @@ func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, err
 	mg.cur.Side = want
 	return res(), nil
 }
+
+// lacksPages reports whether m, a migration whose handover is unknown,
+// left this VMM without the whole guest: a destination that switched to
+// post-copy and never got COMMIT. The source had not sent every page
+// (post-copy sends them after RUNNING), and the engine closed the
+// userfaultfd, so the absent ones would read as zeros.
+func lacksPages(m *api.Migration) bool {
+	return m.Role == transport.RoleReceive.String() && m.Report != nil && m.Report.Mode == engine.ModePostcopy
+}
+
+// errLacksPages is migrate-resolve resume's answer where lacksPages.
+var errLacksPages = fmt.Errorf("this destination switched to post-copy and never got COMMIT: it lacks pages only the source holds "+
+	"(they would read as zeros), so it never runs the guest; resume the source and discard this side (still %s)", api.SideUnknown)
 
 // resolveTarget is the side an action leads to, for this role.
 func resolveTarget(role, action string) (api.Side, error) {

@@ -3,6 +3,7 @@ package vmm
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -112,6 +113,39 @@ func TestResolve(t *testing.T) {
 			if err := v.Pause(context.Background()); err == nil {
 				t.Errorf("%s: pause of a handover-unknown VM succeeded", c.role)
 			}
+		}
+	}
+}
+
+// TestResolveRefusesPostcopyDestination: a destination that switched to
+// post-copy and ended handover-unknown never got COMMIT: it lacks the
+// pages the source had not sent yet, and its userfaultfd is closed, so
+// they would read as zeros. migrate-resolve resume must refuse to run
+// it there (the source holds the whole guest); discard still works. The
+// source's own resume, and a pre-copy destination's, still run.
+func TestResolveRefusesPostcopyDestination(t *testing.T) {
+	for _, c := range []struct {
+		role   transport.Role
+		mode   string
+		action string
+		want   State
+	}{
+		{transport.RoleReceive, engine.ModePostcopy, api.ResolveResume, StateHandoverUnknown},
+		{transport.RoleReceive, engine.ModePostcopy, api.ResolveDiscard, StateDiscarded},
+		{transport.RoleReceive, engine.ModePrecopy, api.ResolveResume, StateRunning},
+		{transport.RoleSend, engine.ModePostcopy, api.ResolveResume, StateRunning},
+	} {
+		v, mg := bareVM(StateHandoverUnknown), unknownMigration(c.role)
+		mg.cur.Report.Mode = c.mode
+		res, err := v.resolve(context.Background(), mg, c.action)
+		if st := v.Status().State; st != c.want {
+			t.Errorf("%s %s %s: VM %s (side %s, %v), want %s", c.role, c.mode, c.action, st, res.Side, err, c.want)
+		}
+		if refused := c.want == StateHandoverUnknown; refused != (err != nil) || refused && res.Side != api.SideUnknown {
+			t.Errorf("%s %s %s: side %s, err %v; refused: %v", c.role, c.mode, c.action, res.Side, err, refused)
+		}
+		if c.want == StateHandoverUnknown && (err == nil || !strings.Contains(err.Error(), "post-copy")) {
+			t.Errorf("%s %s %s: %v, want a refusal that names post-copy", c.role, c.mode, c.action, err)
 		}
 	}
 }
