@@ -297,9 +297,7 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	callControl(ctx, j.Source.Control, "quit", nil, nil) // the VM lives on the destination now
+	quitSource(j.Source.Control) // the VM lives on the destination now
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}

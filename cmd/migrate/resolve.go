@@ -281,12 +281,36 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
 	case v == verdictMoved:
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		callControl(ctx, j.Source.Control, "quit", nil, nil)
-		fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
+		switch side := quitSource(j.Source.Control); side {
+		case api.SideMigrated, api.SidePostcopyBroken:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
+		case sideUnreachable:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
+		default:
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket is %s, "+
+				"not this job's source: left alone\n", side)
+		}
 	default:
 		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
 	}
 	return 0
+}
+
+// quitSource ends the source VMM once the guest runs on the destination,
+// if it says it handed the guest over (migrated, or postcopy-broken: its
+// copy is stale), and returns the side it said. Any other VMM at that
+// socket (one started anew there, with no migration or a guest of its
+// own) is not this job's source and is left alone: quit would stop its
+// guest.
+func quitSource(sock string) api.Side {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var res api.ResolveResult
+	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
+		return sideUnreachable
+	}
+	if res.Side == api.SideMigrated || res.Side == api.SidePostcopyBroken {
+		callControl(ctx, sock, "quit", nil, nil)
+	}
+	return res.Side
 }

@@ -461,3 +461,40 @@ func TestResolveMain(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// TestResolveMainLeavesNewSourceAlone: the job's source VMM is gone and
+// a new one answers at its socket, with no migration (it may run a guest
+// of its own); the destination runs the migrated guest. migrate -resolve
+// says the guest runs on the destination, but must not quit the VMM at
+// the source's socket: it never handed anything over. Found by audit:
+// it sent quit to whatever answered there, and stopped its guest.
+func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(0, "", api.SideNone)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	path := filepath.Join(t.TempDir(), "job.hcl")
+	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", path}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	if got := c.resolutions(); len(got) != 0 {
+		t.Fatalf("calls %q: a VMM that handed nothing over was moved or quit", got)
+	}
+	// The same VMM after a handover is quit.
+	c = newRunCase(t)
+	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	jobText = "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
+		t.Fatalf("calls %q, want the migrated source quit", got)
+	}
+}
