@@ -78,7 +78,7 @@ func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, err
 	res := func() api.ResolveResult {
 		r := api.ResolveResult{Side: api.SideNone, VM: v.Status().State}
 		if mg.cur != nil {
-			r.Role, r.Side, r.Handover = mg.cur.Role, mg.cur.Side, mg.cur.Progress.Handover
+			r.Role, r.Side, r.Handover, r.ID = mg.cur.Role, mg.cur.Side, mg.cur.Progress.Handover, mg.cur.ID
 			if mg.cur.Report != nil {
 				r.Handover = mg.cur.Report.Handover
 			}

@@ -68,12 +68,12 @@ func (v *VM) serveMigration(s *control.Server) {
 // background until it finishes: the report is published as soon as the
 // engine returns, and the plugins are stopped after it.
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
-	spec, err := v.migrateSpec(raw)
+	spec, id, err := v.migrateSpec(raw)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	own, err := v.claim(reqCtx, mg, role.String(), cancel, func(st State) error { return v.canMigrate(role, st) })
+	own, err := v.claim(reqCtx, mg, role.String(), id, cancel, func(st State) error { return v.canMigrate(role, st) })
 	if err != nil {
 		cancel()
 		return nil, err
@@ -133,23 +133,26 @@ func parseMigrateArgs(raw json.RawMessage) (api.MigrateArgs, error) {
 		return api.MigrateArgs{}, fmt.Errorf("reconnect_timeout_ms %d out of range: 0 (the default) to %d", a.ReconnectTimeoutMS, maxDowntimeMS)
 	case !a.Postcopy.Valid():
 		return api.MigrateArgs{}, fmt.Errorf("postcopy %q: want off, auto or always", string(a.Postcopy))
+	case len(a.ID) > api.MaxIDLen:
+		return api.MigrateArgs{}, fmt.Errorf("id of %d bytes: at most %d", len(a.ID), api.MaxIDLen)
 	}
 	return a, session.Check(sessionSpec(a))
 }
 
 // migrateSpec turns the arguments of migrate-send or migrate-incoming
-// into a session for this VM (its log; Progress is set by the caller).
-func (v *VM) migrateSpec(raw json.RawMessage) (session.Spec, error) {
+// into a session for this VM (its log; Progress is set by the caller)
+// and the migration's id.
+func (v *VM) migrateSpec(raw json.RawMessage) (session.Spec, string, error) {
 	a, err := parseMigrateArgs(raw)
 	if err != nil {
-		return session.Spec{}, err
+		return session.Spec{}, "", err
 	}
 	spec := sessionSpec(a)
 	spec.Log = v.log
 	if v.cfg.TransportInProcess && filepath.Base(a.Plugin) == tcpPlugin {
 		spec.TransportInProcess = tcp.New(session.HCLog(v.log, tcpPlugin))
 	}
-	return spec, nil
+	return spec, a.ID, nil
 }
 
 // tcpPlugin is the TCP transport plugin's binary, which -transport-in-

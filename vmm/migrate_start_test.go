@@ -38,3 +38,26 @@ func TestMigrateTransportFails(t *testing.T) {
 		t.Errorf("migrate-send with a relative plugin path: %v", err)
 	}
 }
+
+// TestMigrationID: the id migrate-send (or migrate-incoming) brings is
+// what migrate-status and migrate-resolve report for that migration, so
+// migrate can tell the two sides of one migration from a VMM that took
+// part in another; one longer than api.MaxIDLen is refused.
+func TestMigrationID(t *testing.T) {
+	v := fakeWithRAM(t, StateRunning)
+	mg := &migration{}
+	raw, _ := json.Marshal(api.MigrateArgs{Plugin: "/nonexistent/ferry-transport-x", ID: "job-7f3a"})
+	if _, err := v.startMigration(context.Background(), mg, raw, transport.RoleSend); err == nil {
+		t.Fatal("migrate-send with a missing plugin went through")
+	}
+	if st := mg.status(); st == nil || st.ID != "job-7f3a" {
+		t.Errorf("migrate-status %+v: want id job-7f3a", st)
+	}
+	if res, err := v.resolve(context.Background(), mg, api.ResolveQuery); err != nil || res.ID != "job-7f3a" {
+		t.Errorf("migrate-resolve query %+v, %v: want id job-7f3a", res, err)
+	}
+	raw, _ = json.Marshal(api.MigrateArgs{Plugin: "/nonexistent/ferry-transport-x", ID: strings.Repeat("x", api.MaxIDLen+1)})
+	if _, err := v.startMigration(context.Background(), mg, raw, transport.RoleSend); err == nil || !strings.Contains(err.Error(), "id of") {
+		t.Errorf("an id of %d bytes: %v", api.MaxIDLen+1, err)
+	}
+}

@@ -116,14 +116,15 @@ func (mg *migration) owner() *migrationOwner {
 	return mg.own
 }
 
-// begin registers a new migration; it fails while one is running.
-func (mg *migration) begin(role string, cancel context.CancelFunc) error {
+// begin registers a new migration (id: its api.MigrateArgs.ID); it
+// fails while one is running.
+func (mg *migration) begin(role, id string, cancel context.CancelFunc) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur != nil && !mg.cur.Done {
 		return fmt.Errorf("a migration (%s) is already running", mg.cur.Role)
 	}
-	mg.cur, mg.cancel, mg.done = &api.Migration{Role: role, Side: api.SideMigrating}, cancel, make(chan struct{})
+	mg.cur, mg.cancel, mg.done = &api.Migration{Role: role, Side: api.SideMigrating, ID: id}, cancel, make(chan struct{})
 	mg.toPostcopy, mg.askedPostcopy = nil, false // a new migrate-send makes its own (switchable)
 	return nil
 }

@@ -93,7 +93,7 @@ func TestStartPostcopyRefusals(t *testing.T) {
 	mg := &migration{}
 	call := startPostcopyCaller(t, mg)
 	v := fakeWithRAM(t, StateIncoming)
-	own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), func() {},
+	own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", func() {},
 		func(st State) error { return v.canMigrate(transport.RoleReceive, st) })
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 	} {
 		mg := &migration{}
 		cancelled := false
-		if err := mg.begin("send", func() { cancelled = true }); err != nil {
+		if err := mg.begin("send", "", func() { cancelled = true }); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(tc.p)
@@ -189,7 +189,7 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 	} {
 		mg := &migration{}
 		v := &VM{log: slog.New(slog.DiscardHandler), mig: mg}
-		if err := mg.begin(tc.role, func() {}); err != nil {
+		if err := mg.begin(tc.role, "", func() {}); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(tc.p)
@@ -227,7 +227,7 @@ func TestShutdownWaitsWhileUnknown(t *testing.T) {
 		mg := &migration{}
 		v := bareVM(StatePaused) // paused by the engine at the switch
 		v.mig = mg
-		if err := mg.begin("send", func() {}); err != nil {
+		if err := mg.begin("send", "", func() {}); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverCommitting})
@@ -298,7 +298,7 @@ func TestTransportInProcess(t *testing.T) {
 		{false, "/opt/ferry/plugins/ferry-transport-tcp", false},
 	} {
 		v := &VM{cfg: Config{TransportInProcess: tc.flag}, log: slog.New(slog.DiscardHandler)}
-		spec, err := v.migrateSpec([]byte(`{"plugin":"` + tc.plugin + `"}`))
+		spec, _, err := v.migrateSpec([]byte(`{"plugin":"` + tc.plugin + `"}`))
 		if err != nil {
 			t.Fatal(err)
 		}

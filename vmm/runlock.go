@@ -107,9 +107,10 @@ var errNotOwner = errors.New("the migration no longer owns the VM")
 // claim makes a new migration the owner of v's run state. Under the run
 // lock it checks that no migration owns the VM and that check (the
 // role's precondition on the VM's state) passes, then registers the
-// migration in mg (cancel cancels it) and returns the owner. ctx bounds
+// migration in mg (cancel cancels it; id is its api.MigrateArgs.ID) and
+// returns the owner. ctx bounds
 // the wait for a run-state change in progress.
-func (v *VM) claim(ctx context.Context, mg *migration, role string, cancel context.CancelFunc, check func(State) error) (*migrationOwner, error) {
+func (v *VM) claim(ctx context.Context, mg *migration, role, id string, cancel context.CancelFunc, check func(State) error) (*migrationOwner, error) {
 	if err := v.run.lock(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -120,7 +121,7 @@ func (v *VM) claim(ctx context.Context, mg *migration, role string, cancel conte
 	if err := check(v.Status().State); err != nil {
 		return nil, err
 	}
-	if err := mg.begin(role, cancel); err != nil {
+	if err := mg.begin(role, id, cancel); err != nil {
 		return nil, err
 	}
 	v.owner = &migrationOwner{v: v, mg: mg}

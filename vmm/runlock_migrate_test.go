@@ -88,13 +88,13 @@ func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	smg, dmg := &migration{}, &migration{}
-	down, err := dst.claim(ctx, dmg, "receive", cancel, func(st State) error { return dst.canMigrate(transport.RoleReceive, st) })
+	down, err := dst.claim(ctx, dmg, "receive", "", cancel, func(st State) error { return dst.canMigrate(transport.RoleReceive, st) })
 	if err != nil {
 		t.Fatalf("claim destination: %v", err)
 	}
 	var sown *migrationOwner
 	for attempt := 0; ; attempt++ { // a pause from the spam may have landed first
-		sown, err = src.claim(ctx, smg, "send", cancel, func(st State) error { return src.canMigrate(transport.RoleSend, st) })
+		sown, err = src.claim(ctx, smg, "send", "", cancel, func(st State) error { return src.canMigrate(transport.RoleSend, st) })
 		if err == nil {
 			break
 		}

@@ -46,7 +46,7 @@ func serveFake(t *testing.T, v *VM) func(cmd string, args any) error {
 
 // claimFake makes a send migration own v, in phase, as migrate-send does.
 func claimFake(t *testing.T, v *VM, mg *migration, phase engine.Phase) *migrationOwner {
-	own, err := v.claim(context.Background(), mg, "send", func() {}, func(st State) error { return v.canMigrate(transport.RoleSend, st) })
+	own, err := v.claim(context.Background(), mg, "send", "", func() {}, func(st State) error { return v.canMigrate(transport.RoleSend, st) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,14 +183,14 @@ func TestClaimBounded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := v.claim(ctx, &migration{}, "send", func() {}, func(State) error { return nil }); err == nil {
+	if _, err := v.claim(ctx, &migration{}, "send", "", func() {}, func(State) error { return nil }); err == nil {
 		t.Fatal("claim succeeded while the run lock was held")
 	}
 	v.run.unlock()
 	mg := &migration{}
 	own := claimFake(t, v, mg, "")
 	defer own.release(nil)
-	_, err := v.claim(context.Background(), &migration{}, "send", func() {}, func(State) error { return nil })
+	_, err := v.claim(context.Background(), &migration{}, "send", "", func() {}, func(State) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "phase starting): migrate-send is refused") {
 		t.Fatalf("second claim: %v", err)
 	}

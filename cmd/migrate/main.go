@@ -26,6 +26,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -131,6 +132,15 @@ func cancelMigration(sock string) api.CancelResult {
 	return res
 }
 
+// cancelOurs cancels sock's migration if it is the one migrate started
+// (its migrate-status reports id): a VMM that refused migrate-send or
+// migrate-incoming because it takes part in another migration keeps it.
+func cancelOurs(sock, id string) {
+	if st, err := migrateStatus(sock); err == nil && st.ID == id {
+		cancelMigration(sock)
+	}
+}
+
 // run drives both VMMs through one migration; start is when migrate
 // began: the source's SetupMS grows by the time until it was told to
 // send (migrate's checks, the destination's start).
@@ -140,7 +150,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
 		Postcopy: j.Limits.Postcopy, ReconnectTimeoutMS: j.Limits.ReconnectTimeout.Milliseconds(),
-		VerifyPages: verify != verifyOff, VerifyFree: verify == verifyStrict, Hints: hintArgs(j, p)}
+		VerifyPages: verify != verifyOff, VerifyFree: verify == verifyStrict, Hints: hintArgs(j, p), ID: rand.Text()}
 	srcCreds, dstCreds, err := credentials(j)
 	if err != nil {
 		rep.Error = err.Error()
@@ -155,7 +165,9 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		return callControl(cctx, sock, cmd, a, res)
 	}
 	rs := newResolver(j, log)
+	rs.id = args.ID
 	if st, ok := sending(j.Source.Control); ok {
+		rs.id = st.ID // its other side is the destination that reports the same
 		// An earlier migrate of this job ended (killed, its terminal
 		// gone) while the VMMs went on: follow that migration.
 		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",
@@ -172,8 +184,8 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	told := time.Now()
 	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()
-		cancelMigration(j.Source.Control) // in case the call got through after all
-		cancelMigration(j.Destination.Control)
+		cancelOurs(j.Source.Control, args.ID) // in case the call got through after all
+		cancelOurs(j.Destination.Control, args.ID)
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
@@ -218,7 +230,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			if rep.Mode == "" {
 				rep.Mode = src.Progress.Mode
 			}
-			return finishCompleted(j, rep)
+			return finishCompleted(j, rep, rs.id)
 		}
 		if rerr != nil {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
@@ -233,13 +245,13 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	}
 	switch rep.Status {
 	case engine.StatusCompleted:
-		return finishCompleted(j, rep)
+		return finishCompleted(j, rep, rs.id)
 	case engine.StatusHandoverUnknown:
 		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
 		v, rerr := rs.resolve()
 		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source"}[v]
 		if v == verdictMoved {
-			return finishCompleted(j, rep)
+			return finishCompleted(j, rep, rs.id)
 		}
 		if rerr != nil {
 			return rep, rerr
@@ -255,7 +267,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if v == verdictMoved {
 			fmt.Fprintf(log, "migrate: the source gave post-copy up (%s), but the destination holds every page and runs the guest\n", rep.Error)
 			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
-			return finishCompleted(j, rep)
+			return finishCompleted(j, rep, rs.id)
 		}
 		if rerr != nil && v != verdictLost { // the resolver's own failure (it said why lost itself)
 			fmt.Fprintln(log, "migrate:", rerr)
@@ -287,9 +299,9 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 	}
 }
 
-// finishCompleted collects the destination's report and ends the source,
-// whose guest now runs on the destination.
-func finishCompleted(j *job.Job, rep report) (report, error) {
+// finishCompleted collects the destination's report and ends the source
+// of migration id, whose guest now runs on the destination.
+func finishCompleted(j *job.Job, rep report, id string) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, 30*time.Second)
 	if dst.Report != nil {
 		rep.Destination = dst.Report
@@ -297,7 +309,7 @@ func finishCompleted(j *job.Job, rep report) (report, error) {
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	quitSource(j.Source.Control) // the VM lives on the destination now
+	quitSource(j.Source.Control, id) // the VM lives on the destination now
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}

@@ -117,10 +117,14 @@ func plan(src, dst api.Side) ([]step, verdict) {
 // resolver asks and moves the two VMMs of one job.
 type resolver struct {
 	src, dst string // control sockets
-	jobFile  string
-	wait     time.Duration // how long a side may stay "migrating"
-	pcWait   time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
-	out      io.Writer
+	// id is the migration resolved (api.MigrateArgs.ID) when migrate
+	// knows it: the one it started, or the one it follows; "" for
+	// migrate -resolve (see pair).
+	id      string
+	jobFile string
+	wait    time.Duration // how long a side may stay "migrating"
+	pcWait  time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	out     io.Writer
 }
 
 // query asks one side; an error means unreachable.
@@ -141,6 +145,30 @@ func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
 	return callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: action}, res)
 }
 
+// pair makes sure plan sees the two sides of one migration only: a VMM
+// at one of the job's sockets may have taken part in another (started
+// anew there, or the source followed was sending elsewhere), and
+// deciding one side on what it says could run a guest twice or leave it
+// nowhere. With r.id, a side that reports another migration holds no
+// part of this one: it counts as none. Without (migrate -resolve), two
+// sides that both report a migration must report the same id, else pair
+// fails and nothing may be moved.
+func (r *resolver) pair(s, d *api.ResolveResult) error {
+	if r.id != "" {
+		for _, x := range []*api.ResolveResult{s, d} {
+			if x.Role != "" && x.ID != r.id {
+				x.Side = api.SideNone
+			}
+		}
+		return nil
+	}
+	if s.Role != "" && d.Role != "" && s.ID != d.ID {
+		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
+			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
+	}
+	return nil
+}
+
 // resolve asks both sides until it can decide, then carries the plan
 // out. It returns the verdict reached and an error when the guest is not
 // known to run on exactly one side.
@@ -151,6 +179,10 @@ func (r *resolver) resolve() (verdict, error) {
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
+		if err := r.pair(&s, &d); err != nil {
+			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
+			return verdictManual, r.manual(s.Side, d.Side, err)
+		}
 		steps, v := plan(s.Side, d.Side)
 		if v == verdictWait && s.Side == api.SidePostcopyBroken {
 			if time.Now().Before(pcDeadline) {
@@ -281,7 +313,7 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
 	case v == verdictMoved:
-		switch side := quitSource(j.Source.Control); side {
+		switch side := quitSource(j.Source.Control, ""); side {
 		case api.SideMigrated, api.SidePostcopyBroken:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
 		case sideUnreachable:
@@ -298,16 +330,19 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 
 // quitSource ends the source VMM once the guest runs on the destination,
 // if it says it handed the guest over (migrated, or postcopy-broken: its
-// copy is stale), and returns the side it said. Any other VMM at that
-// socket (one started anew there, with no migration or a guest of its
-// own) is not this job's source and is left alone: quit would stop its
-// guest.
-func quitSource(sock string) api.Side {
+// copy is stale) in migration id ("": the one pair accepted), and
+// returns the side it said. Any other VMM at that socket (one started
+// anew there, with no migration or a guest of its own) is not this job's
+// source and is left alone: quit would stop its guest.
+func quitSource(sock, id string) api.Side {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.ResolveResult
 	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
 		return sideUnreachable
+	}
+	if id != "" && res.ID != id {
+		return api.SideNone // it holds no part of this migration
 	}
 	if res.Side == api.SideMigrated || res.Side == api.SidePostcopyBroken {
 		callControl(ctx, sock, "quit", nil, nil)

@@ -49,6 +49,12 @@ type fakeVMM struct {
 	// post-copy to end).
 	exitWhenDone bool
 	reportErr    string // the report's Error once done
+	// id is the migration's id (api.MigrateArgs.ID): the one migrate-send
+	// or migrate-incoming brought, unless refuse or set beforehand.
+	id string
+	// refuse: migrate-incoming and migrate-send fail, as on a VMM that
+	// runs another migration.
+	refuse bool
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -59,17 +65,26 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 		t.Fatal(err)
 	}
 	log := func(s string) { mu.Lock(); *f.calls = append(*f.calls, f.role+" "+s); mu.Unlock() }
-	ok := func(cmd string) {
-		srv.Handle(cmd, func(context.Context, json.RawMessage) (any, error) { log(cmd); return nil, nil })
-	}
-	ok("migrate-incoming")
-	srv.Handle("migrate-send", func(context.Context, json.RawMessage) (any, error) {
-		log("migrate-send")
+	start := func(cmd string, raw json.RawMessage) error {
+		log(cmd)
+		var a api.MigrateArgs
+		json.Unmarshal(raw, &a)
 		f.mu.Lock()
-		f.sent = time.Now()
-		f.mu.Unlock()
-		return nil, nil
-	})
+		defer f.mu.Unlock()
+		if f.refuse {
+			return errors.New("a migration (receive) is already running")
+		}
+		if f.id == "" {
+			f.id = a.ID
+		}
+		if cmd == "migrate-send" {
+			f.sent = time.Now()
+		}
+		return nil
+	}
+	for _, cmd := range []string{"migrate-incoming", "migrate-send"} {
+		srv.Handle(cmd, func(_ context.Context, raw json.RawMessage) (any, error) { return nil, start(cmd, raw) })
+	}
 	srv.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
 		log("quit")
 		go f.kill()
@@ -99,7 +114,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 			go f.kill()
 			return nil, errors.New("exiting")
 		}
-		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress}
+		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress, ID: f.id}
 		if f.postcopy {
 			m.Progress.Mode = engine.ModePostcopy
 		}
@@ -129,7 +144,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 				api.ResolveMigrated: api.SideMigrated}[a.Action]
 			side = f.side
 		}
-		return api.ResolveResult{Role: f.role, Side: side}, nil
+		return api.ResolveResult{Role: f.role, Side: side, ID: f.id}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})
@@ -496,5 +511,92 @@ func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	}
 	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
 		t.Fatalf("calls %q, want the migrated source quit", got)
+	}
+}
+
+// writeJob writes a job file for c's two fake VMMs.
+func (c *runCase) writeJob(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "job.hcl")
+	text := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestResolveOnlyOneMigration: migrate -resolve moves a side only on
+// what the other side of the same migration says. Here the source's
+// handover is unknown (migration a) and a VMM at the destination's socket
+// runs a guest it received in another migration (b): telling the source
+// "migrated" (and quitting it) would lose its guest, which perhaps never
+// ran anywhere else. Found by audit: the plan paired whatever the two
+// sockets reported.
+func TestResolveOnlyOneMigration(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "a", "b"
+	c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	if got := c.resolutions(); len(got) != 0 || code == 0 {
+		t.Fatalf("exit %d, calls %q: want no side moved, and a failure", code, got)
+	}
+	if !strings.Contains(errb.String(), "different migrations") {
+		t.Errorf("migrate did not say why:\n%s", errb.String())
+	}
+}
+
+// TestRunFollowsOnlyItsMigration: migrate follows a migration its source
+// already sends (started by an earlier migrate, possibly of another job:
+// id a), and the job's destination runs a guest of another migration
+// (b). When the handover ends unknown, nothing is moved: the destination
+// that may hold the guest is not the one at this job's socket.
+func TestRunFollowsOnlyItsMigration(t *testing.T) {
+	c := newRunCase(t)
+	c.src.running, c.src.id, c.dst.id = true, "a", "b"
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, _ := c.run(context.Background(), t)
+	if got := c.resolutions(); len(got) != 0 || err == nil || rep.Resolved != "" {
+		t.Fatalf("err %v, resolved %q, calls %q: want no side moved", err, rep.Resolved, got)
+	}
+}
+
+// TestRunRefusedLeavesOthersAlone: the destination refuses
+// migrate-incoming because it takes part in another migration; the
+// cleanup must not cancel that one (it is not this job's).
+func TestRunRefusedLeavesOthersAlone(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.id, c.dst.refuse = "b", true
+	c.src.finishWith(0, "", api.SideNone)
+	_, err, _ := c.run(context.Background(), t)
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if err == nil || strings.Contains(calls, "migrate-cancel") || strings.Contains(calls, "migrate-send") {
+		t.Fatalf("err %v, calls %s: want a failure, and another job's migration left alone", err, calls)
+	}
+}
+
+// TestRunSidesShareID: migrate gives both sides one fresh id.
+func TestRunSidesShareID(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	if _, err, _ := c.run(context.Background(), t); err != nil {
+		t.Fatal(err)
+	}
+	if c.src.id == "" || c.src.id != c.dst.id {
+		t.Fatalf("ids %q and %q: want one, the same on both sides", c.src.id, c.dst.id)
+	}
+	d := newRunCase(t)
+	d.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
+	d.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	if _, err, _ := d.run(context.Background(), t); err != nil {
+		t.Fatal(err)
+	}
+	if d.src.id == c.src.id {
+		t.Fatalf("two runs got the same id %q", c.src.id)
 	}
 }

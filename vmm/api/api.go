@@ -39,7 +39,17 @@ type MigrateArgs struct {
 	// Credentials are this side's trust material for the session (its
 	// key, the peer's roots); without them the transport refuses to open.
 	Credentials *transport.Credentials `json:"credentials,omitempty"`
+	// ID names the migration (at most MaxIDLen bytes; "" for none):
+	// migrate gives its two sides the same fresh one, and resolves a
+	// handover only between two sides that report the same ID
+	// (Migration.ID, ResolveResult.ID), so that a VMM at one of the job's
+	// sockets that took part in another migration is never taken for
+	// this one's other side.
+	ID string `json:"id,omitempty"`
 }
+
+// MaxIDLen bounds MigrateArgs.ID.
+const MaxIDLen = 64
 
 // HintArgs configures one hint provider of a migration (migrate-send).
 type HintArgs struct {
@@ -64,6 +74,7 @@ type Migration struct {
 	Side     Side            `json:"side"`
 	Progress engine.Progress `json:"progress"`
 	Report   *engine.Report  `json:"report,omitempty"`
+	ID       string          `json:"id,omitempty"` // MigrateArgs.ID
 }
 
 // CancelResult answers migrate-cancel.
@@ -116,6 +127,7 @@ type ResolveResult struct {
 	Side     Side            `json:"side"`
 	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
 	VM       State           `json:"vm_state"`
+	ID       string          `json:"id,omitempty"` // the migration's MigrateArgs.ID
 }
 
 // StartPostcopyResult is what migrate-start-postcopy answers (source
