@@ -24,7 +24,8 @@ func (e *RemoteError) Error() string { return e.Cmd + ": " + e.Message }
 
 // Call connects to the control socket at path, sends one request (cmd with
 // args encoded as JSON; nil args are left out), reads one response and
-// closes the connection. If the server answers ok, the result is decoded
+// closes the connection. It talks only to a server run by this user,
+// root, or the owner of the socket's directory (peer.go). If the server answers ok, the result is decoded
 // into result (unless result is nil). If it answers with an error, Call
 // returns a *RemoteError holding the server's message. ctx bounds the whole
 // exchange.
@@ -39,6 +40,9 @@ func Call(ctx context.Context, path, cmd string, args any, result any) error {
 		return fmt.Errorf("connect to control socket: %w", err)
 	}
 	defer conn.Close()
+	if err := checkPeer(conn, path); err != nil {
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 

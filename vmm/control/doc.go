@@ -21,7 +21,8 @@
 // What it cannot do: authenticate (access is by file permission only: the
 // socket is bound in a private 0700 directory next to the path, made 0600
 // there and only then renamed into place, so no umask opens a window; the
-// path may have at most 98 bytes because of that detour), push events to
-// clients, or interrupt a handler that ignores its context (Serve waits
-// for it).
+// path may have at most 98 bytes because of that detour; the other way
+// round, [Call] talks only to a server run by its own user, root, or the
+// owner of the socket's directory: peer.go), push events to clients, or
+// interrupt a handler that ignores its context (Serve waits for it).
 package control
