@@ -149,3 +149,26 @@ func TestResolveRefusesPostcopyDestination(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveNeverRunsHandedOver: a source that handed its guest over
+// (migrated), or whose post-copy broke (its copy is older than what ran
+// on the destination), never runs again: no resolve action moves it, and
+// the plain commands refuse it.
+func TestResolveNeverRunsHandedOver(t *testing.T) {
+	for _, c := range []struct {
+		side  api.Side
+		state State
+	}{{api.SideMigrated, StateMigrated}, {api.SidePostcopyBroken, StatePostcopyBroken}} {
+		v, mg := bareVM(c.state), unknownMigration(transport.RoleSend)
+		mg.cur.Side = c.side
+		for _, a := range []string{api.ResolveResume, api.ResolveDiscard, api.ResolveMigrated} {
+			res, err := v.resolve(context.Background(), mg, a)
+			if st := v.Status().State; st != c.state || res.Side != c.side || (err == nil) != (a == api.ResolveMigrated && c.side == api.SideMigrated) {
+				t.Errorf("%s: %s: side %s, VM %s, %v", c.side, a, res.Side, st, err)
+			}
+		}
+		if err := v.Resume(); err == nil || v.Status().State != c.state {
+			t.Errorf("%s: resume: %v, VM %s", c.side, err, v.Status().State)
+		}
+	}
+}
