@@ -302,8 +302,8 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 // finishCompleted collects the destination's report and ends the source
 // of migration id, whose guest now runs on the destination.
 func finishCompleted(j *job.Job, rep report, id string) (report, error) {
-	dst, derr := waitDone(j.Destination.Control, 30*time.Second)
-	if dst.Report != nil {
+	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
+	if dst.Report != nil && derr == nil {
 		rep.Destination = dst.Report
 	}
 	if derr == nil && dst.Side != api.SideRunning {
@@ -319,15 +319,18 @@ func finishCompleted(j *job.Job, rep report, id string) (report, error) {
 	return rep, nil
 }
 
-// waitDone polls migrate-status until the migration is done, for at most
-// d; unlike follow it never cancels anything.
-func waitDone(sock string, d time.Duration) (api.Migration, error) {
+// waitDone polls migrate-status until migration id ("": any) is done,
+// for at most d; unlike follow it never cancels anything. A VMM that
+// reports another migration fails at once.
+func waitDone(sock, id string, d time.Duration) (api.Migration, error) {
 	var st api.Migration
 	for end := time.Now().Add(d); ; time.Sleep(statusPoll) {
 		next, err := migrateStatus(sock)
 		switch {
 		case err != nil:
 			return st, fmt.Errorf("%s: %w", sock, err)
+		case id != "" && next.ID != id:
+			return next, fmt.Errorf("%s reports another migration (id %q, not %q)", sock, next.ID, id)
 		case next.Done:
 			return next, nil
 		case time.Now().After(end):

@@ -600,3 +600,21 @@ func TestRunSidesShareID(t *testing.T) {
 		t.Fatalf("two runs got the same id %q", c.src.id)
 	}
 }
+
+// TestRunFollowedElsewhere: migrate follows a migration its source
+// already sends (id a) to completion, but the VMM at the job's
+// destination socket reports another migration (b): its report is not
+// this migration's, and migrate says so instead of reporting success.
+func TestRunFollowedElsewhere(t *testing.T) {
+	c := newRunCase(t)
+	c.src.running, c.src.id, c.dst.id = true, "a", "b"
+	c.src.finishWith(2, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, err, _ := c.run(context.Background(), t)
+	if err == nil || !strings.Contains(err.Error(), "another migration") || rep.Destination != nil {
+		t.Fatalf("err %v, destination report %v: want an error naming another migration", err, rep.Destination)
+	}
+	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
+		t.Errorf("calls %q: want the source, which handed over, quit", got)
+	}
+}
