@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/ferryvm/ferry/vmm/control"
 	"github.com/ferryvm/ferry/vmm/state"
@@ -20,41 +21,48 @@ import (
 //	state-load {"path": FILE}  incoming VM → Status (paused; resume runs it)
 //
 // Both are refused while a migration owns the VM, and state-save once it
-// was handed over (runlock.go); the file is written or read under the
-// run lock, so the VM cannot change state in between.
+// was handed over (runlock.go); the state is taken or loaded under the
+// run lock, so the VM cannot change state in between, and the file is
+// written after it or read before it, so a slow file system holds only
+// the command.
 func (v *VM) serveState(s *control.Server) {
 	s.Handle("state-save", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
-		var n int
+		var blob []byte
 		err = v.outside(ctx, "state-save", func(ctx context.Context) error {
-			blob, err := v.saveState(ctx)
-			if err != nil {
-				return err
-			}
-			n = len(blob)
-			if err := writeFileAtomic(path, blob); err != nil {
-				return fmt.Errorf("state-save: %w", err)
-			}
-			return nil
+			blob, err = v.saveState(ctx)
+			return err
 		})
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"path": path, "bytes": n}, nil
+		// The file is written after the run lock is let go: a slow or
+		// hung file system holds this command only, not the VM.
+		if err := writeFileAtomic(path, blob); err != nil {
+			return nil, fmt.Errorf("state-save: %w", err)
+		}
+		return map[string]any{"path": path, "bytes": len(blob)}, nil
 	})
 	s.Handle("state-load", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
+		// Read between two holds of the run lock: a slow or hung file
+		// system holds this command only, not the VM. The first hold
+		// only asks whether the command is refused (a migration owns
+		// the VM, or it ran), so that says so before any file error.
+		if err := v.outside(ctx, "state-load", func(context.Context) error { return nil }); err != nil {
+			return nil, err
+		}
+		blob, err := readBounded(path, state.MaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("state-load: %w", err)
+		}
 		err = v.outside(ctx, "state-load", func(ctx context.Context) error {
-			blob, err := readBounded(path, state.MaxSize)
-			if err != nil {
-				return fmt.Errorf("state-load: %w", err)
-			}
 			return v.loadState(ctx, blob)
 		})
 		if err != nil {
@@ -102,13 +110,19 @@ func writeFileAtomic(path string, b []byte) error {
 	return err
 }
 
-// readBounded reads a file of at most max bytes.
+// readBounded reads a regular file of at most max bytes. Anything else
+// (a FIFO, a device) is refused without waiting on it.
 func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, err
