@@ -92,9 +92,10 @@ type GPARange struct {
 // (through go-plugin's broker when out of process). A VMM without a
 // capability returns an error wrapping ErrNotSupported; the provider then
 // says so once and yields no hints. Out of process, the VMM sees a
-// plugin's calls one at a time, and when the hint window ends it gets
-// BalloonDone if a BalloonHint came after the last BalloonDone, whatever
-// the plugin did (window.go).
+// plugin's calls one at a time (a BalloonDone ends a BalloonHint in
+// flight first, as DONE ends a running session), and when the hint
+// window ends it gets BalloonDone if a BalloonHint came after the last
+// BalloonDone, whatever the plugin did (window.go).
 type Host interface {
 	// BalloonHint runs one virtio-balloon free page hint session: a fresh
 	// command id, the guest's hinted blocks until its STOP or ctx's end,

@@ -20,20 +20,29 @@ import (
 // So the guest gets its hinted blocks back however the provider behaved
 // (it crashed, stopped, hung in Close, or never sent DONE), and the VMM
 // sees at most one call at a time and none after the window ended.
+//
+// A BalloonDone ends the BalloonHint in flight (its context) before it
+// waits its turn: in a VMM's balloon a DONE ends a running session (the
+// reference VMM's DoneHint makes it idle), and a provider sends it from
+// Close while its Hints may still wait for the guest (the engine closes
+// the window before it collects its calls). Without that, the DONE waited
+// for the session's deadline, longer than Close's bound if the job set a
+// long one, and Close failed.
 type window struct {
 	impl    Host
 	sem     chan struct{} // held by the call in flight; by end, for good
 	waiting atomic.Int32  // calls waiting for sem
 
-	mu     sync.Mutex
-	closed bool // end began: nothing enters
-	hinted bool // a BalloonHint began after the last BalloonDone that succeeded
+	mu       sync.Mutex
+	closed   bool               // end began: nothing enters
+	hinted   bool               // a BalloonHint began after the last BalloonDone that succeeded
+	stopHint context.CancelFunc // ends the BalloonHint in flight; nil: none
 }
 
 const (
 	// maxWaiting bounds the calls that wait for the one in flight; more
 	// are refused at once. A provider keeps to one call at a time, plus
-	// Close's DONE while an abandoned Hints's session ends.
+	// Close's DONE while a Hints's session ends (the DONE ends it).
 	maxWaiting = 4
 	// doneTimeout bounds the DONE a window's end sends.
 	doneTimeout = 5 * time.Second
@@ -96,10 +105,17 @@ func (w *window) BalloonHint(ctx context.Context) ([]GPARange, error) {
 		return nil, err
 	}
 	defer w.leave()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	w.mu.Lock()
 	owed := w.hinted
-	w.hinted = true
+	w.hinted, w.stopHint = true, cancel
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.stopHint = nil
+		w.mu.Unlock()
+	}()
 	rs, err := w.impl.BalloonHint(ctx)
 	if errors.Is(err, ErrNotSupported) { // no balloon: this call began no session
 		w.mu.Lock()
@@ -109,9 +125,15 @@ func (w *window) BalloonHint(ctx context.Context) ([]GPARange, error) {
 	return rs, err
 }
 
-// BalloonDone implements Host.BalloonDone: once it succeeded, nothing is
+// BalloonDone implements Host.BalloonDone: it ends the BalloonHint in
+// flight, if any, then waits its turn; once it succeeded, nothing is
 // owed until the next BalloonHint.
 func (w *window) BalloonDone(ctx context.Context) error {
+	w.mu.Lock()
+	if w.stopHint != nil {
+		w.stopHint()
+	}
+	w.mu.Unlock()
 	if err := w.enter(ctx); err != nil {
 		return err
 	}

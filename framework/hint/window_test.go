@@ -263,3 +263,108 @@ func TestHostCallsOneAtATime(t *testing.T) {
 		t.Errorf("after Close: the guest's blocks held %v, %d VMM calls running", open, running)
 	}
 }
+
+// deviceVMM is a balloon as the reference VMM's is (vmm/hinthost.go over
+// vmm/devices/balloon): a hint session waits for the guest's STOP (here:
+// never) until its context ends, and a DONE ends a running session at
+// once (DoneHint makes the session idle, which ends WaitHint).
+type deviceVMM struct {
+	mu      sync.Mutex
+	running chan struct{} // closed by DONE: the running session ends; nil: none runs
+	started chan struct{} // closed when the first session began
+	dones   int
+}
+
+func newDeviceVMM() *deviceVMM { return &deviceVMM{started: make(chan struct{})} }
+
+func (v *deviceVMM) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
+	v.mu.Lock()
+	end := make(chan struct{})
+	v.running = end
+	select {
+	case <-v.started:
+	default:
+		close(v.started)
+	}
+	v.mu.Unlock()
+	select {
+	case <-end: // DONE
+	case <-ctx.Done():
+	}
+	return []hint.GPARange{{GPA: 0, Size: 4096}}, nil
+}
+
+func (v *deviceVMM) BalloonDone(context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.dones++
+	if v.running != nil {
+		close(v.running)
+		v.running = nil
+	}
+	return nil
+}
+
+func (v *deviceVMM) CMMABits(context.Context, uint64, int) (uint64, []byte, error) {
+	return 0, nil, hint.ErrNotSupported
+}
+
+// TestCloseDuringSession: the engine closes a provider's window while a
+// Hints call still runs (Send's Close(final) comes before it collects the
+// calls, and a migration that failed mid-pass never cancelled them), so
+// the balloon provider's Close sends DONE while its BalloonHint waits for
+// the guest. The reference VMM ends the session at that DONE; behind the
+// window the DONE must not wait for the session's deadline instead. Here
+// the session's deadline (4 s) is longer than Close's bound (1.5 s, as
+// the engine's 5 s closeTimeout is shorter than a hint deadline a job
+// may set): before, the provider's DONE waited in the window until
+// Close's context ended, Close failed with its deadline, and the guest
+// got DONE only from the window's end.
+func TestCloseDuringSession(t *testing.T) {
+	for _, mode := range []string{"InProcessGRPC", "Plugin"} {
+		t.Run(mode, func(t *testing.T) {
+			if testing.Short() && mode == "Plugin" {
+				t.Skip("-short: plugin processes")
+			}
+			vmm := newDeviceVMM()
+			var p hint.Provider
+			if mode == "Plugin" {
+				p = launch(t, "ferry-hint-balloon", nil)
+			} else {
+				p = overGRPC(t, newBalloonProvider(quietLogger()), nil)
+			}
+			ctx := tctx(t)
+			if err := p.Configure(ctx, nil, hint.VM{}, vmm); err != nil {
+				t.Fatal(err)
+			}
+			hinted := make(chan error, 1)
+			go func() {
+				hinted <- p.Hints(ctx, hint.Request{Generation: 1, Deadline: time.Now().Add(4 * time.Second)},
+					func([]hint.Range) error { return nil })
+			}()
+			select {
+			case <-vmm.started:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the provider began no session")
+			}
+			cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err := p.Close(cctx, true)
+			took := time.Since(start)
+			if err != nil || took > time.Second {
+				t.Errorf("Close during a session: %v after %v; want nil at once (the DONE ends the session)", err, took)
+			}
+			select {
+			case <-hinted:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Hints did not return")
+			}
+			vmm.mu.Lock()
+			defer vmm.mu.Unlock()
+			if vmm.dones == 0 || vmm.running != nil {
+				t.Errorf("%d DONE; a session still runs: %v", vmm.dones, vmm.running != nil)
+			}
+		})
+	}
+}
