@@ -1,7 +1,6 @@
 package plugproc
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,9 +15,17 @@ import (
 // adopted by init. Kill therefore notes the plugin's descendants first
 // and kills those still there once the plugin is gone:
 //
-//	Kill ─► note descendants (/proc/PID/task/*/children, recursively,
-//	        each with its start time) ─► go-plugin's Kill ─► SIGKILL each
-//	        noted process whose start time is unchanged (not a reused pid)
+//	Start ─► the plugin's start time (before anyone reaps it: the pid is ours)
+//	Kill ─► note descendants, if the pid is still the plugin (same start
+//	        time, before and after the walk): /proc/PID/task/*/children,
+//	        recursively, each child kept only if its parent is still the
+//	        process it was listed under, with its start time
+//	     ─► go-plugin's Kill ─► SIGKILL each noted process whose start
+//	        time is unchanged (not a reused pid)
+//
+// A plugin that exited on its own was reaped by go-plugin, so its pid
+// may belong to anyone by Kill: its start time tells. Signals go to
+// single pids above 0, never to a group.
 //
 // What it cannot end: a process started after the note, and the
 // children of a plugin that died on its own before Kill (both need the
@@ -26,27 +33,46 @@ import (
 // so signals to that group (a terminal's, or a test harness stopping a
 // VMM with its plugins) still reach it.
 
+// procDir is where procfs is mounted (tests use a fake tree).
+var procDir = "/proc"
+
 // proc is a process and its start time (clock ticks since boot).
 type proc struct {
 	pid   int
 	start uint64
 }
 
-// descendants returns the processes below pid, at most maxDescendants.
-func descendants(pid int) []proc {
+// descendants returns the processes below root, at most maxDescendants,
+// or none if root's pid is no longer root (it exited; its pid may have
+// been reused, and the children read would be a stranger's).
+func descendants(root proc) []proc {
+	if !root.same() {
+		return nil
+	}
 	var out []proc
-	queue := []int{pid}
+	queue := []int{root.pid}
 	for len(queue) > 0 && len(out) < maxDescendants {
 		p := queue[0]
 		queue = queue[1:]
 		for _, c := range children(p) {
-			if st, ok := startTime(c); ok {
+			// c's parent must still be p: a child listed, then gone, may
+			// have had its pid reused by now.
+			if ppid, st, ok := readStat(c); ok && ppid == p && len(out) < maxDescendants {
 				out = append(out, proc{pid: c, start: st})
 				queue = append(queue, c)
 			}
 		}
 	}
+	if !root.same() { // root exited during the walk: what was read may not be its
+		return nil
+	}
 	return out
+}
+
+// same reports whether p's pid still is the process noted (its start time).
+func (p proc) same() bool {
+	_, st, ok := readStat(p.pid)
+	return ok && p.start != 0 && st == p.start
 }
 
 // maxDescendants bounds the processes Kill notes.
@@ -54,7 +80,7 @@ const maxDescendants = 4096
 
 // children lists pid's children from /proc/PID/task/*/children.
 func children(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	tasks, _ := filepath.Glob(filepath.Join(procDir, strconv.Itoa(pid), "task", "*", "children"))
 	var out []int
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
@@ -62,7 +88,7 @@ func children(pid int) []int {
 			continue
 		}
 		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
+			if c, err := strconv.Atoi(f); err == nil && c > 0 {
 				out = append(out, c)
 			}
 		}
@@ -70,28 +96,41 @@ func children(pid int) []int {
 	return out
 }
 
-// startTime reads field 22 of /proc/PID/stat.
-func startTime(pid int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
+// readStat reads fields 4 (ppid) and 22 (start time) of /proc/PID/stat.
+func readStat(pid int) (ppid int, start uint64, ok bool) {
+	if pid <= 0 {
+		return 0, 0, false
 	}
-	i := strings.LastIndexByte(string(b), ')') // comm may hold spaces
+	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, false
+	}
+	i := strings.LastIndexByte(string(b), ')') // comm may hold spaces and ')'
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(string(b[i+1:])) // from field 3 (state) on
 	if len(f) < 20 {
-		return 0, false
+		return 0, 0, false
 	}
-	st, err := strconv.ParseUint(f[19], 10, 64)
-	return st, err == nil
+	pp, err1 := strconv.Atoi(f[1])
+	st, err2 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return pp, st, true
+}
+
+// startTime is the start time of pid, if it runs (or is a zombie).
+func startTime(pid int) (uint64, bool) {
+	_, st, ok := readStat(pid)
+	return st, ok
 }
 
 // killNoted kills each noted process that is still the one noted.
 func killNoted(ps []proc) {
 	for _, p := range ps {
-		if st, ok := startTime(p.pid); ok && st == p.start {
+		if p.pid > 0 && p.same() {
 			syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}

@@ -39,9 +39,10 @@ type Process struct {
 	// SocketDir is the private directory of the process's Unix sockets.
 	SocketDir string
 
-	pid  int
-	run  *cmdRunner
-	stop context.CancelFunc // ends exec.CommandContext's context
+	pid   int
+	start uint64 // pid's start time when it started (descendants.go)
+	run   *cmdRunner
+	stop  context.CancelFunc // ends exec.CommandContext's context
 }
 
 // Pid is the plugin's process id (go-plugin's ReattachConfig has none
@@ -133,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, run: run, stop: stop}, nil
+	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, start: run.start, run: run, stop: stop}, nil
 }
 
 // Kill stops the process and waits for it and for go-plugin's
@@ -144,7 +145,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // that stopped (SIGSTOP) or hangs never answers it: after killGrace the
 // process is killed, which ends that request.
 func (p *Process) Kill() {
-	left := descendants(p.pid)
+	left := descendants(proc{pid: p.pid, start: p.start})
 	defer killNoted(left)
 	done := make(chan struct{})
 	go func() {

@@ -294,3 +294,42 @@ func running(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }
+
+// TestKillSparesReusedPid: a plugin that exited on its own was reaped
+// (go-plugin waits for it), so its pid is free, and the kernel may give it
+// to any process before Kill: Kill must then leave that process's
+// children alone. Before, Kill noted the children of whatever process had
+// the pid, and killed them (the VMM often runs as root).
+func TestKillSparesReusedPid(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !p.Client.Exited(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("go-plugin does not know the plugin exited")
+		}
+	}
+	// A stranger (another job's process) with a child of its own, which
+	// the kernel gave the plugin's old pid.
+	stranger := exec.Command("sh", "-c", "sleep 300 & wait")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stranger.Process.Kill(); stranger.Wait() }()
+	var child int
+	for deadline := time.Now().Add(10 * time.Second); child == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stranger started no child")
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", stranger.Process.Pid, stranger.Process.Pid))
+		fmt.Sscan(string(b), &child)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL)
+	plugproc.SetPid(p, stranger.Process.Pid)
+	p.Kill()
+	time.Sleep(100 * time.Millisecond) // a SIGKILL Kill sent has been delivered by now
+	if !running(child) {
+		t.Errorf("Kill of a plugin that had exited killed pid %d, a child of the process that got its pid", child)
+	}
+}

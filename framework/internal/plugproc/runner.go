@@ -28,6 +28,7 @@ type cmdRunner struct {
 	stderr io.ReadCloser
 	tail   *stderrTail // stderr as go-plugin reads it, and how the process ended
 	pid    int
+	start  uint64 // the process's start time (descendants.go); 0: unknown
 }
 
 var _ runner = (*cmdRunner)(nil)
@@ -55,6 +56,9 @@ func (r *cmdRunner) Start(context.Context) error {
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
+	// Nobody waits for the process before Start returns, so the pid is
+	// still the plugin's, exited or not.
+	r.start, _ = startTime(r.pid)
 	r.log.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid, "socket_dir", r.dir)
 	return nil
 }
