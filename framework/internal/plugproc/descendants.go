@@ -23,9 +23,11 @@ import (
 //	     ─► go-plugin's Kill ─► SIGKILL each noted process whose start
 //	        time is unchanged (not a reused pid)
 //
-// A plugin that exited on its own was reaped by go-plugin, so its pid
-// may belong to anyone by Kill: its start time tells. Signals go to
-// single pids above 0, never to a group.
+// A failed Start does the same (runner.go: go-plugin's kill through the
+// runner, exec's context, and a plugin asked to exit). A plugin that
+// exited on its own was reaped by go-plugin, so its pid may belong to
+// anyone by Kill: its start time tells. Signals go to single pids above
+// 0, never to a group.
 //
 // What it cannot end: a process started after the note, and the
 // children of a plugin that died on its own before Kill (both need the

@@ -113,8 +113,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		},
 	})
 	fail := func(err error) (*Process, error) {
+		left := run.note() // a plugin that exits when asked leaves its children
 		pc.Kill()
 		stop()
+		killNoted(left)
 		if run != nil {
 			removeDir(run.dir)
 		}
@@ -134,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, start: run.start, run: run, stop: stop}, nil
+	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, start: run.start.Load(), run: run, stop: stop}, nil
 }
 
 // Kill stops the process and waits for it and for go-plugin's

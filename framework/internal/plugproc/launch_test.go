@@ -37,6 +37,10 @@ const envAutoMTLS = "FERRY_TEST_AUTOMTLS"
 // out to a tool, or one that leaves something behind on purpose).
 const envHelper = "FERRY_TEST_HELPER"
 
+// envNoHandshake makes the test plugin never answer go-plugin's
+// handshake, so that Start fails.
+const envNoHandshake = "FERRY_TEST_NO_HANDSHAKE"
+
 // TestMain serves a transport plugin when the test binary is started as
 // one (envOpened set), else runs the tests.
 func TestMain(m *testing.M) {
@@ -46,6 +50,10 @@ func TestMain(m *testing.M) {
 			if helper.Start() != nil || os.WriteFile(f, []byte(fmt.Sprint(helper.Process.Pid)), 0o600) != nil {
 				os.Exit(9)
 			}
+		}
+		if os.Getenv(envNoHandshake) != "" {
+			time.Sleep(time.Minute) // the host gives up first and kills it
+			os.Exit(8)
 		}
 		mock := &transport.Mock{
 			OpenFunc: func(context.Context, transport.OpenRequest) error {
@@ -331,5 +339,73 @@ func TestKillSparesReusedPid(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a SIGKILL Kill sent has been delivered by now
 	if !running(child) {
 		t.Errorf("Kill of a plugin that had exited killed pid %d, a child of the process that got its pid", child)
+	}
+}
+
+// TestHelpersEndFailedStart: a plugin that started a process of its own
+// and then never completed the handshake leaves nothing running when
+// Start failed, whether its start timed out (go-plugin kills it through
+// the runner) or Start's context was cancelled (exec's context kills it).
+// Before, only Kill ended a plugin's children, and a failed Start has
+// no Process to Kill.
+func TestHelpersEndFailedStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout bool // the start times out; else its context is cancelled
+	}{{"timeout", true}, {"cancel", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pidFile := filepath.Join(t.TempDir(), "helper")
+			var ctx context.Context
+			var cancel context.CancelFunc
+			if tc.timeout {
+				ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+			} else {
+				ctx, cancel = context.WithCancel(context.Background())
+			}
+			defer cancel()
+			helper := make(chan int, 1)
+			go func() { // the helper's pid, once the plugin wrote it; then cancel
+				defer close(helper)
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					var pid int
+					if b, err := os.ReadFile(pidFile); err == nil {
+						if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+							helper <- pid
+							if !tc.timeout {
+								cancel()
+							}
+							return
+						}
+					}
+				}
+				cancel()
+			}()
+			_, err = plugproc.Start(ctx, plugproc.Config{
+				Kind: "transport", Path: exe,
+				Env: []string{envOpened + "=" + filepath.Join(t.TempDir(), "opened"), "FERRY_TRANSPORT_FILES=0",
+					envHelper + "=" + pidFile, envNoHandshake + "=1"},
+				Handshake: transport.Handshake,
+				Plugins:   plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{}},
+				Dispense:  transport.PluginName,
+				Logger:    hclog.NewNullLogger(),
+			})
+			if err == nil {
+				t.Fatal("Start of a plugin that never answers the handshake succeeded")
+			}
+			pid, ok := <-helper
+			if !ok {
+				t.Fatal("the plugin started no helper")
+			}
+			defer syscall.Kill(pid, syscall.SIGKILL)
+			for deadline := time.Now().Add(5 * time.Second); running(pid); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Start failed (%v)", pid, err)
+				}
+			}
+		})
 	}
 }

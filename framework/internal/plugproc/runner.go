@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin/runner"
@@ -28,7 +29,7 @@ type cmdRunner struct {
 	stderr io.ReadCloser
 	tail   *stderrTail // stderr as go-plugin reads it, and how the process ended
 	pid    int
-	start  uint64 // the process's start time (descendants.go); 0: unknown
+	start  atomic.Uint64 // the process's start time (descendants.go); 0: unknown
 }
 
 var _ runner = (*cmdRunner)(nil)
@@ -47,7 +48,28 @@ func newCmdRunner(log hclog.Logger, cmd *exec.Cmd, dir string) (*cmdRunner, erro
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{log: log, cmd: cmd, dir: dir, stdout: stdout, stderr: stderr, tail: newStderrTail(stderr)}, nil
+	r := &cmdRunner{log: log, cmd: cmd, dir: dir, stdout: stdout, stderr: stderr, tail: newStderrTail(stderr)}
+	// A context that ends during the start kills the plugin's children
+	// too (exec calls Cancel only after Start).
+	cmd.Cancel = func() error { return r.killTree(cmd.Process.Kill) }
+	return r, nil
+}
+
+// note returns the plugin's descendants (descendants.go); none before
+// Start, or once its pid is not the plugin's.
+func (r *cmdRunner) note() []proc {
+	if r == nil || r.cmd.Process == nil {
+		return nil
+	}
+	return descendants(proc{pid: r.cmd.Process.Pid, start: r.start.Load()})
+}
+
+// killTree notes the plugin's descendants, kills it with kill, then
+// kills those noted.
+func (r *cmdRunner) killTree(kill func() error) error {
+	left := r.note()
+	defer killNoted(left)
+	return kill()
 }
 
 // Start implements runner.Runner.Start.
@@ -58,7 +80,9 @@ func (r *cmdRunner) Start(context.Context) error {
 	r.pid = r.cmd.Process.Pid
 	// Nobody waits for the process before Start returns, so the pid is
 	// still the plugin's, exited or not.
-	r.start, _ = startTime(r.pid)
+	if st, ok := startTime(r.pid); ok {
+		r.start.Store(st)
+	}
 	r.log.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid, "socket_dir", r.dir)
 	return nil
 }
@@ -74,13 +98,15 @@ func (r *cmdRunner) Wait(context.Context) error {
 	return err
 }
 
-// Kill implements runner.AttachedRunner.Kill; a process already gone is
+// Kill implements runner.AttachedRunner.Kill: the process and the
+// processes it started (go-plugin kills through it when a start fails,
+// and when a plugin does not exit when asked); a process already gone is
 // not an error.
 func (r *cmdRunner) Kill(context.Context) error {
 	if r.cmd.Process == nil {
 		return nil
 	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := r.killTree(r.cmd.Process.Kill); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
 	return nil
