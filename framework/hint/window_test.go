@@ -368,3 +368,28 @@ func TestCloseDuringSession(t *testing.T) {
 		})
 	}
 }
+
+// TestOneDone: a provider that sends DONE in its Close, as the balloon
+// provider does, gets no second DONE from the window's end: the VMM sees
+// exactly one per window (a second would be harmless to the reference
+// VMM, whose DoneHint changes nothing when DONE is already shown, but
+// it would mean the window lost track of what it owes).
+func TestOneDone(t *testing.T) {
+	vmm := newDeviceVMM()
+	p := overGRPC(t, newBalloonProvider(quietLogger()), nil)
+	ctx := tctx(t)
+	if err := p.Configure(ctx, nil, hint.VM{}, vmm); err != nil {
+		t.Fatal(err)
+	}
+	for g := uint64(1); g <= 3; g++ {
+		p.Hints(ctx, hint.Request{Generation: g, Deadline: time.Now().Add(50 * time.Millisecond)}, func([]hint.Range) error { return nil })
+	}
+	if err := p.Close(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	vmm.mu.Lock()
+	defer vmm.mu.Unlock()
+	if vmm.dones != 1 {
+		t.Errorf("the VMM got %d DONE for one window, want 1", vmm.dones)
+	}
+}
