@@ -333,3 +333,50 @@ func TestGuestWarningsRateLimited(t *testing.T) {
 		t.Errorf("the device failed (%s); pages it cannot discard are ignored, not fatal", reason)
 	}
 }
+
+// TestWindowSequences: what the hint window (framework/hint/window.go)
+// makes of the balloon provider's calls, on this device. A DONE that
+// ended a running session (window: BalloonDone cancels the BalloonHint
+// in flight, whose WaitHint returns, StopHint, then DoneHint) leaves
+// cmd_id DONE with a config interrupt; a second DONE (the window's end
+// after the provider's, or the destination's after restore) changes
+// nothing and raises no interrupt; a DONE once the driver is gone (reset)
+// is harmless too.
+func TestWindowSequences(t *testing.T) {
+	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
+	ack := func() uint32 { // read and acknowledge the interrupt status
+		st := f.drv.Reg(0x060)
+		f.drv.SetReg(0x064, st)
+		return st
+	}
+	id, err := f.dev.StartHint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drv.PutLE32(cmdBuf, id)
+	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4})
+	f.drv.Add(3, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
+	f.drv.Kick(3) // echoed, one block hinted, no STOP yet: the session runs
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the window's BalloonDone cancelled the call
+	if sum, err := f.dev.WaitHint(ctx); !errors.Is(err, context.Canceled) || sum.State != "active" || sum.Ranges != 1 {
+		t.Fatalf("WaitHint of a cancelled call: %+v, %v", sum, err)
+	}
+	f.dev.StopHint()
+	ack()
+	if sum := f.dev.DoneHint(); sum.State != "idle" || f.drv.Config(8) != CmdIDDone {
+		t.Fatalf("after DONE: %+v, cmd_id %#x", sum, f.drv.Config(8))
+	}
+	if ack()&virtio.InterruptConfig == 0 {
+		t.Error("DONE raised no config interrupt: the guest would keep its blocks")
+	}
+	f.dev.DoneHint()
+	if st := ack(); st&virtio.InterruptConfig != 0 || f.drv.Config(8) != CmdIDDone {
+		t.Errorf("a second DONE: interrupt status %#x, cmd_id %#x; want none and DONE", st, f.drv.Config(8))
+	}
+	f.drv.SetReg(0x070, 0) // the driver resets the device
+	f.dev.DoneHint()
+	if f.drv.Config(8) != CmdIDDone {
+		t.Errorf("DONE after a reset: cmd_id %#x", f.drv.Config(8))
+	}
+}
