@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,8 +54,13 @@ func checkPeer(conn net.Conn, path string) error {
 }
 
 // dirOwner is the uid that owns path's directory, or root's if unknown
-// (root is trusted anyway).
+// (root is trusted anyway). A name in the abstract namespace ("@name",
+// or a leading NUL) has no directory: anyone may bind it, so no owner
+// is trusted for it (filepath.Dir would say ".", the working directory).
 func dirOwner(path string) uint32 {
+	if strings.HasPrefix(path, "@") || strings.HasPrefix(path, "\x00") {
+		return 0
+	}
 	fi, err := os.Stat(filepath.Dir(path))
 	if err != nil {
 		return 0

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +46,23 @@ func TestStrangerHelper(t *testing.T) {
 		go func() { io.Copy(io.Discard, os.Stdin); cancel() }() // until the test closes stdin
 		go func() { time.Sleep(time.Millisecond); os.Stdout.WriteString("ready\n") }()
 		s.Serve(ctx)
+	case "serve-abstract": // a name in the abstract namespace, which has no directory
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close() // held open, never answered
+			}
+		}()
+		os.Stdout.WriteString("ready\n")
+		io.Copy(io.Discard, os.Stdin) // until the test closes stdin
 	case "dial": // connect to a root VMM's socket
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -180,5 +199,29 @@ func TestCallRefusesStranger(t *testing.T) {
 	var re *RemoteError
 	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), "uid 65534") {
 		t.Fatalf("Call to another user's socket: %v (answer %v), want a refusal naming uid 65534", err, res)
+	}
+}
+
+// TestCallRefusesAbstractStranger: a path that names the abstract
+// namespace ("@name": no file, no directory; ferry-vmm never binds one)
+// is served by whoever bound the name first. Call took the directory of
+// "@name" to be ".", and trusted the owner of its working directory: run
+// from a directory another user owns, it sent that user's socket the
+// request (with migrate-incoming, the session's private key).
+func TestCallRefusesAbstractStranger(t *testing.T) {
+	name := fmt.Sprintf("@ferry-stranger-%d", os.Getpid())
+	if got := startStranger(t, "serve-abstract", name); got != "ready" {
+		t.Fatalf("helper: %q", got)
+	}
+	theirs := t.TempDir()
+	if err := os.Chown(theirs, strangerUID, strangerUID); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(theirs)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := Call(ctx, name, "migrate-resolve", map[string]string{"action": "query"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("Call to another user's abstract socket: %v, want a refusal naming uid 65534", err)
 	}
 }
