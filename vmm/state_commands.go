@@ -22,29 +22,34 @@ import (
 //
 // Both are refused while a migration owns the VM, and state-save once it
 // was handed over (runlock.go); the state is taken or loaded under the
-// run lock, so the VM cannot change state in between, and the file is
-// written after it or read before it, so a slow file system holds only
-// the command.
+// run lock, so the VM cannot change state in between. state-save writes
+// its file under it too (two saves to one path land in order: the later
+// state wins); state-load reads its regular file before it, so a file
+// that blocks holds only the command.
 func (v *VM) serveState(s *control.Server) {
 	s.Handle("state-save", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
-		var blob []byte
+		var n int
 		err = v.outside(ctx, "state-save", func(ctx context.Context) error {
-			blob, err = v.saveState(ctx)
-			return err
+			blob, err := v.saveState(ctx)
+			if err != nil {
+				return err
+			}
+			n = len(blob)
+			// Under the run lock, so two saves to one path land in the
+			// order their states were taken (the later state wins).
+			if err := writeFileAtomic(path, blob); err != nil {
+				return fmt.Errorf("state-save: %w", err)
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		// The file is written after the run lock is let go: a slow or
-		// hung file system holds this command only, not the VM.
-		if err := writeFileAtomic(path, blob); err != nil {
-			return nil, fmt.Errorf("state-save: %w", err)
-		}
-		return map[string]any{"path": path, "bytes": len(blob)}, nil
+		return map[string]any{"path": path, "bytes": n}, nil
 	})
 	s.Handle("state-load", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)

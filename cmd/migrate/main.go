@@ -313,7 +313,10 @@ func finishCompleted(j *job.Job, rep report, id string) (report, error) {
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}
-	if rep.Error != "" { // engine.ErrPostcopyCheck: handed over, but the page check failed
+	// A completed report with an error: handed over, but the post-copy
+	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
+	// resolved here keeps its own error, which is no failure.
+	if rep.Status == engine.StatusCompleted && rep.Error != "" {
 		return rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error)
 	}
 	return rep, nil
