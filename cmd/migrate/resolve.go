@@ -122,8 +122,9 @@ type resolver struct {
 	// migrate -resolve (see pair).
 	id      string
 	jobFile string
-	wait    time.Duration // how long a side may stay "migrating"
-	pcWait  time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	told    map[string]bool // sockets leftAlone spoke of
+	wait    time.Duration   // how long a side may stay "migrating"
+	pcWait  time.Duration   // how long a destination may stay "migrating" beside a source whose post-copy broke
 	out     io.Writer
 }
 
@@ -155,8 +156,9 @@ func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
 // fails and nothing may be moved.
 func (r *resolver) pair(s, d *api.ResolveResult) error {
 	if r.id != "" {
-		for _, x := range []*api.ResolveResult{s, d} {
+		for i, x := range []*api.ResolveResult{s, d} {
 			if x.Role != "" && x.ID != r.id {
+				r.leftAlone([]string{r.src, r.dst}[i], *x)
 				x.Side = api.SideNone
 			}
 		}
@@ -167,6 +169,25 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
 	}
 	return nil
+}
+
+// leftAlone says, once per socket, that the VMM at sock takes part in
+// another migration and is not touched, and what to run when that one is
+// an earlier run of this job left unresolved (its guest may wait paused
+// for a decision only -resolve makes).
+func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
+	switch {
+	case r.told[sock]:
+		return
+	case x.Side != api.SideUnknown && x.Side != api.SideMigrating && x.Side != api.SidePostcopyBroken:
+		return // nothing waits for a decision there
+	}
+	if r.told == nil {
+		r.told = map[string]bool{}
+	}
+	r.told[sock] = true
+	fmt.Fprintf(r.out, "migrate: the VMM at %s takes part in another migration (id %s, %s): left alone. "+
+		"If that is an earlier run of this job, resolve it with:\n    migrate -resolve -config %s\n", sock, x.ID, x.Side, r.jobFile)
 }
 
 // resolve asks both sides until it can decide, then carries the plan

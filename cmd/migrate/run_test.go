@@ -577,7 +577,12 @@ func TestRunRefusedLeavesOthersAlone(t *testing.T) {
 	c := newRunCase(t)
 	c.dst.id, c.dst.refuse = "b", true
 	c.src.finishWith(0, "", api.SideNone)
-	_, err, _ := c.run(context.Background(), t)
+	_, err, out := c.run(context.Background(), t)
+	// The user learns what to run if the other migration is an earlier
+	// run of this job.
+	if !strings.Contains(out, "takes part in another migration (id b,") || !strings.Contains(out, "migrate -resolve -config") {
+		t.Errorf("migrate said\n%s\nwant the VMM left alone named, and migrate -resolve", out)
+	}
 	c.mu.Lock()
 	calls := strings.Join(c.calls, ",")
 	c.mu.Unlock()
