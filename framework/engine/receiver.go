@@ -182,11 +182,7 @@ func (r *receiver) pollStats() transport.Stats {
 func (r *receiver) closeSession() {
 	r.wireBase = addStats(r.wireBase, r.pollStats())
 	r.seen = transport.Stats{}
-	if h, ok := r.tr.(transport.ListenerHolder); ok {
-		h.CloseHoldingListeners()
-		return
-	}
-	r.tr.Close()
+	transport.CloseHolding(r.tr)
 }
 
 // addStats is a + b, counter by counter.

@@ -212,11 +212,7 @@ func (t *engineTransport) Open(ctx context.Context, req transport.OpenRequest) e
 	if t.closed.Swap(false) {
 		// A reconnect: the listening port stays bound meanwhile, so no
 		// one else on the host can take it (transport.Listen).
-		if h, ok := t.Transport.(transport.ListenerHolder); ok {
-			h.CloseHoldingListeners()
-		} else {
-			t.Transport.Close()
-		}
+		transport.CloseHolding(t.Transport)
 	}
 	return t.Transport.Open(ctx, req)
 }

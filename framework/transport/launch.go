@@ -58,15 +58,6 @@ type launched struct {
 	released bool
 }
 
-// ListenerHolder is a Transport whose listening sockets can outlive a
-// session: CloseHoldingListeners ends the session like Close but keeps
-// the sockets bound for the next Open, which takes them again; Close
-// lets them go. A destination's post-copy reconnect uses it, so that no
-// one else on the host can take the port between two sessions.
-type ListenerHolder interface {
-	CloseHoldingListeners() error
-}
-
 var _ ListenerHolder = (*launched)(nil)
 
 // hold keeps the socket a plugin handed over for address, replacing

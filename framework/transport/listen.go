@@ -55,10 +55,10 @@ var listeners struct {
 //   - in a plugin process Launch started, the host gets a copy too,
 //     keeps it until the Transport is closed for good (Close, not
 //     CloseHoldingListeners) and hands it to each process it starts
-//     next; Unlisten does nothing there.
+//     next; Listened.Release does not let it go there.
 //   - in any other process (a transport in process) the copy is kept
-//     until Unlisten, which the transport's Close calls (and its
-//     CloseHoldingListeners does not).
+//     until Listened.Release, which the transport's Close calls (and
+//     its CloseHoldingListeners does not).
 //
 // One receiving Open per address at a time: two Transports of one
 // process that listen on the same address share one socket, kept until
@@ -90,18 +90,9 @@ func Listen(ctx context.Context, address string) (*net.TCPListener, error) {
 	return tl, nil
 }
 
-// Unlisten lets go of the socket Listen keeps for address, outside a
-// plugin process; once the listeners on it are closed too, the port is
-// free. In a plugin process the host decides (Listen). A Transport
-// releases its addresses with Listened.Release, which calls it only
-// when no other Transport of the process still holds the address.
-func Unlisten(address string) {
-	listeners.mu.Lock()
-	defer listeners.mu.Unlock()
-	unlistenLocked(address)
-}
-
-// unlistenLocked is Unlisten with listeners.mu held.
+// unlistenLocked lets go of the socket Listen keeps for address,
+// outside a plugin process (there the host decides); once the listeners
+// on it are closed too, the port is free. listeners.mu is held.
 func unlistenLocked(address string) {
 	if f := listeners.held[address]; f != nil && listeners.host == nil {
 		f.Close()
@@ -171,10 +162,7 @@ func adoptHeld(held []plugproc.Held, w *chanWriter) {
 	listeners.mu.Lock()
 	defer listeners.mu.Unlock()
 	listeners.held = map[string]*os.File{}
-	for _, h := range held {
-		if old := listeners.held[h.Name]; old != nil {
-			old.Close()
-		}
+	for _, h := range held { // names are unique: the host's map keys
 		listeners.held[h.Name] = h.File
 	}
 	listeners.host = w
@@ -185,7 +173,7 @@ func adoptHeld(held []plugproc.Held, w *chanWriter) {
 // (not in CloseHoldingListeners). The zero value is ready to use.
 //
 // Two Transports of one process that listen on one address share its
-// socket (Listen), so the socket is let go (Unlisten) only when the last
+// socket (Listen), so the socket is let go only when the last
 // Listened that recorded the address releases it: one Transport's Close
 // must not free the port another still holds for its reconnect.
 type Listened struct {
@@ -212,8 +200,8 @@ func (l *Listened) Add(address string) {
 	listeners.users[address]++
 }
 
-// Release forgets every address recorded and calls Unlisten for those
-// no other Listened of this process still records.
+// Release forgets every address recorded and lets go of the sockets of
+// those no other Listened of this process still records.
 func (l *Listened) Release() {
 	l.mu.Lock()
 	addrs := l.addrs
@@ -227,4 +215,23 @@ func (l *Listened) Release() {
 			unlistenLocked(a)
 		}
 	}
+}
+
+// ListenerHolder is a Transport whose listening sockets can outlive a
+// session: CloseHoldingListeners ends the session like Close but keeps
+// the sockets bound for the next Open, which takes them again; Close
+// lets them go. A destination's post-copy reconnect uses it, so that no
+// one else on the host can take the port between two sessions.
+type ListenerHolder interface {
+	CloseHoldingListeners() error
+}
+
+// CloseHolding ends tr's session for a reconnect: CloseHoldingListeners
+// when tr is a ListenerHolder (its listening port stays bound for the
+// next Open), else Close.
+func CloseHolding(tr Transport) error {
+	if h, ok := tr.(ListenerHolder); ok {
+		return h.CloseHoldingListeners()
+	}
+	return tr.Close()
 }

@@ -15,6 +15,8 @@ import (
 // is not completed (the kernel drops its SYN), instead of the 4096 of
 // the host's somaxconn.
 func TestListenBoundsQueue(t *testing.T) {
+	var listened transport.Listened
+	listened.Add("127.0.0.1:0")
 	ln, err := transport.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +24,7 @@ func TestListenBoundsQueue(t *testing.T) {
 	addr := ln.Addr().String()
 	defer func() {
 		ln.Close()
-		transport.Unlisten("127.0.0.1:0")
+		listened.Release()
 	}()
 	const limit = 64 // listenBacklog
 	var conns []net.Conn

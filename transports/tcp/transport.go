@@ -190,7 +190,7 @@ func (t *Transport) Stats(context.Context) (transport.Stats, error) {
 
 // Close implements transport.Transport: it ends the session, joins its
 // goroutines, unmaps guest RAM and lets the listening sockets of its
-// receiving Opens go (transport.Unlisten). Closing a closed Transport is
+// receiving Opens go (transport.Listened). Closing a closed Transport is
 // a no-op.
 func (t *Transport) Close() error {
 	err := t.CloseHoldingListeners()
