@@ -189,6 +189,46 @@ func (mg *migration) handingOver() (<-chan struct{}, bool) {
 	return mg.done, p.Mode == engine.ModePostcopy
 }
 
+// incoming returns, while this VMM receives a migration whose guest does
+// not run here yet, its cancel and the channel closed when it ends; nil
+// otherwise.
+func (mg *migration) incoming() (context.CancelFunc, <-chan struct{}) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.cur == nil || mg.cur.Done || mg.cur.Role != transport.RoleReceive.String() {
+		return nil, nil
+	}
+	if h := mg.cur.Progress.Handover; h == engine.HandoverRunning || h == engine.HandoverPostcopy {
+		return nil, nil
+	}
+	return mg.cancel, mg.done
+}
+
+// cancelIncoming is the VMM's own shutdown (SIGTERM, SIGINT) while it
+// receives a migration whose guest does not run here yet: it cancels
+// the migration and waits until it ended, which the engine makes quick
+// in every state (the source is told, ABORT, and its guest runs on
+// there; a COMMIT that was already on its way is refused), so that the
+// shutdown's stop never meets a migration still going. Before, the stop
+// alone left the engine running behind it: the VMM did not exit until
+// the source had sent every page (or incoming_timeout passed) and
+// COMMIT found the VM stopped.
+func (v *VM) cancelIncoming() {
+	v.mu.Lock()
+	mg := v.mig
+	v.mu.Unlock()
+	if mg == nil {
+		return
+	}
+	cancel, done := mg.incoming()
+	if cancel == nil {
+		return
+	}
+	v.log.Warn("shutdown: cancelling the incoming migration; the guest stays on the source")
+	cancel()
+	<-done
+}
+
 // awaitHandover holds the VMM's own shutdown (SIGTERM, SIGINT) while it
 // sends a migration in post-copy (the guest runs on the destination and
 // needs pages only this process holds: exiting now would lose it) or

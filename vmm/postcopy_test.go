@@ -215,6 +215,88 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 	}
 }
 
+// TestShutdownCancelsIncoming: the first signal to a destination VMM
+// whose guest does not run here yet cancels the incoming migration and
+// stops the VM only once it ended (the engine told the source, which
+// runs the guest on); a destination whose guest runs here (pre-copy
+// committed, or post-copy) is stopped as any running VM, its migration
+// not cancelled. Before, the stop alone left the migration running
+// behind it until the source sent every page or incoming_timeout passed.
+func TestShutdownCancelsIncoming(t *testing.T) {
+	for _, tc := range []struct {
+		h      engine.Handover
+		cancel bool
+	}{
+		{engine.HandoverWaiting, true},
+		{engine.HandoverReceiving, true},
+		{engine.HandoverLoaded, true},
+		{engine.HandoverRunning, false},
+		{engine.HandoverPostcopy, false},
+	} {
+		mg := &migration{}
+		v := bareVM(StatePaused)
+		v.mig = mg
+		cancelled := make(chan struct{})
+		if err := mg.begin(transport.RoleReceive.String(), "", func() { close(cancelled) }); err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(engine.Progress{Handover: tc.h})
+		done := make(chan struct{})
+		go func() { v.shutdown(); close(done) }() // as Run does on the first signal
+		select {
+		case <-cancelled:
+			if !tc.cancel {
+				t.Fatalf("%s: the migration was cancelled", tc.h)
+			}
+			select {
+			case <-done:
+				t.Fatalf("%s: the shutdown went on before the migration ended", tc.h)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if st := v.Status().State; st == StateStopped {
+				t.Fatalf("%s: stopped before the migration ended", tc.h)
+			}
+			mg.finish(engine.Report{Status: engine.StatusCancelled, Handover: engine.HandoverFailed}, api.SideFailed)
+		case <-done:
+			if tc.cancel {
+				t.Fatalf("%s: stopped without cancelling the migration", tc.h)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the shutdown neither cancelled nor went on", tc.h)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the shutdown still waits after the migration ended", tc.h)
+		}
+		if st := v.Status().State; st != StateStopped {
+			t.Errorf("%s: VM %s after the shutdown, want stopped", tc.h, st)
+		}
+	}
+}
+
+// TestResumeNeverAfterStop: a resume that races a stop (the VMM's own
+// shutdown does not take the run lock) either ran the VM before the stop
+// or fails; it never reports a VM running that the stop had ended (a
+// destination would then answer COMMIT with RUNNING for a guest running
+// nowhere). Before, it read the state, let go of the lock, and reported
+// success when the stop came in between.
+func TestResumeNeverAfterStop(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		v := bareVM(StatePaused)
+		stopped := make(chan struct{})
+		go func() { v.Stop(); close(stopped) }()
+		err := v.resume()
+		<-stopped
+		v.mu.Lock()
+		ran := !v.started.IsZero()
+		v.mu.Unlock()
+		if err == nil && !ran {
+			t.Fatalf("run %d: resume succeeded, but the VM never ran: the stop came first", i)
+		}
+	}
+}
+
 // TestShutdownWaitsWhileUnknown: a migration that ended handover-unknown
 // leaves a paused VM that may be the only copy of the guest (quit is
 // refused there): the VMM's own shutdown waits until migrate-resolve

@@ -302,11 +302,13 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 }
 
 // shutdown is the VMM's own stop (ctx of Run ended: a signal): not while
-// a sending migration hands the VM over or runs in post-copy, not while
+// a sending migration hands the VM over or runs in post-copy, not before
+// an incoming one whose guest does not run here yet was cancelled, not while
 // its handover is unknown, and not at all once migrate-resolve resumed
 // the guest here as its only copy.
 func (v *VM) shutdown() {
 	v.awaitHandover()
+	v.cancelIncoming()
 	if v.awaitResolved() {
 		v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
 			"quit stops it (a second signal kills this VMM at once)")
@@ -420,20 +422,22 @@ func (v *VM) pause(ctx context.Context) error {
 	return err
 }
 
-// resume does Resume's work; the caller holds the run lock.
+// resume does Resume's work; the caller holds the run lock. It holds
+// v.mu from the check to the state change: finish (a stop, which does not
+// take the run lock) cannot come in between, so resume never reports a
+// VM running that a stop ended a moment before (a destination would
+// answer COMMIT with RUNNING for a guest that runs nowhere).
 func (v *VM) resume() error {
 	v.mu.Lock()
-	st := v.state
-	v.mu.Unlock()
-	if st == StateIncoming {
+	defer v.mu.Unlock()
+	switch v.state {
+	case StateIncoming:
 		return fmt.Errorf("cannot resume an incoming VM before its state is loaded (state-load, or LoadState)")
-	}
-	if st != StatePaused && st != StateRunning {
-		return fmt.Errorf("cannot resume a VM that is %s", st)
+	case StatePaused, StateRunning:
+	default:
+		return fmt.Errorf("cannot resume a VM that is %s", v.state)
 	}
 	v.gate.Resume()
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.state != StatePaused {
 		return nil
 	}

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +188,76 @@ func TestProtocol1Refused(t *testing.T) {
 		if _, err := decodeHello(b); err == nil || !strings.Contains(err.Error(), "engine protocol") {
 			t.Errorf("version %d: %v", v, err)
 		}
+	}
+}
+
+// TestReceiveCancelledAfterLoaded: a destination cancelled between
+// LOADED and COMMIT (its VMM stopping, migrate-cancel) never runs the VM
+// and tells the source, which resumes it: exactly one side runs, and
+// neither is left handover-unknown. Before, the destination took the
+// cancel for a cut stream: both sides ended handover-unknown, the guest
+// running nowhere until someone resolved it.
+func TestReceiveCancelledAfterLoaded(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p += 7 {
+		src.write(p, 0x42)
+	}
+	s, r := newPipe(src, dst)
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	s.p.filter = func(toDst bool, m transport.Message) (bool, bool) {
+		if !toDst && m.Kind == msgLoaded {
+			rcancel()
+			time.Sleep(50 * time.Millisecond) // the receiver sees the cancel before COMMIT comes
+		}
+		return false, false
+	}
+	opt := Options{SwitchoverTimeout: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rrep Report
+	var rerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { rrep, rerr = Receive(rctx, dst, r, opt) })
+	srep, serr := Send(ctx, src, s, opt)
+	wg.Wait()
+	if rrep.Status != StatusCancelled || rrep.Handover != HandoverFailed || srep.Status != StatusFailed {
+		t.Fatalf("source %s (%v), destination %s, %s (%v); want the source failed, the destination cancelled",
+			srep.Status, serr, rrep.Status, rrep.Handover, rerr)
+	}
+	if dst.resumed != 0 || src.resumed != 1 || src.paused {
+		t.Errorf("destination resumed %d times, source %d (paused %v); want the source running",
+			dst.resumed, src.resumed, src.paused)
+	}
+	if !errors.Is(serr, errDestinationAborted) {
+		t.Errorf("source: %v, want the destination's ABORT", serr)
+	}
+}
+
+// TestReceiveCancelledAtCommit: a cancel that reached the receiver
+// before the COMMIT it reads refuses it (ABORT, never resumed), as a VM
+// that will not resume does; one that comes after Resume leaves the VM
+// running and RUNNING still goes out (the source must not be left
+// handover-unknown by a cancel that lost the race).
+func TestReceiveCancelledAtCommit(t *testing.T) {
+	dst := newFakeVM(t, [2]uint64{0, 64 << 10})
+	end := &sinkEnd{pipeEnd: &pipeEnd{p: &pipe{}}}
+	opt := Options{}
+	opt.defaults()
+	r := newReceiver(dst, end, opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.held = holdable(ctx, func(error) {})
+	r.ho.h = HandoverLoaded
+	cancel()
+	for r.held.Err() == nil { // the cancel reaches heldCtx on its own goroutine
+		time.Sleep(time.Millisecond)
+	}
+	_, err := r.handle(r.held, transportMessage(msgCommit, nil))
+	if err == nil {
+		t.Fatal("COMMIT after a cancel was taken")
+	}
+	r.giveUp(err)
+	if dst.resumed != 0 || r.ho.get() != HandoverFailed || len(end.sent) != 1 || end.sent[0] != msgAbort {
+		t.Fatalf("resumed %d, handover %s, sent %v; want not resumed, failed, ABORT", dst.resumed, r.ho.get(), end.sent)
 	}
 }

@@ -22,7 +22,11 @@ import (
 // after LOADED and before COMMIT, the source may have written COMMIT:
 // Receive leaves dst paused and returns an error wrapping
 // ErrHandoverUnknown. The caller must then neither resume nor discard
-// dst until the source was asked (docs/HANDOVER.md).
+// dst until the source was asked (docs/HANDOVER.md). A cancel of ctx
+// before COMMIT was acted on is not such an end: the connection works,
+// so dst is not resumed and the source is told (ABORT), as for a VM that
+// will not resume; from post-copy's COMMIT on, a cancel is ignored
+// (hold.go).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	var rep Report
@@ -129,6 +133,13 @@ func (r *receiver) loop(ctx context.Context) error {
 			if cause := context.Cause(ctx); errors.Is(cause, errPostcopySetup) {
 				return cause // the VM never ran here: fail, and tell the source (giveUp)
 			}
+			if r.ho.get() == HandoverLoaded && r.held.Err() != nil {
+				// Cancelled by the caller, not cut: the connection still
+				// works, so this side can say it will never run the VM
+				// (giveUp: ABORT, and the source resumes it), whether or
+				// not COMMIT is already on its way.
+				return fmt.Errorf("cancelled after LOADED, before COMMIT: this destination will not run the VM: %w", r.held.Err())
+			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
 				if r.pc != nil && r.pc.on {
@@ -190,12 +201,16 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)})
 }
 
-// commit runs the VM and answers RUNNING. If the VM will not resume, the
-// migration fails here (and the source, told by ABORT, resumes). A lost
-// RUNNING is the source's problem to resolve: the VM runs here.
+// commit runs the VM and answers RUNNING. If the VM will not resume, or
+// the caller cancelled before it did, the migration fails here (and the
+// source, told by ABORT, resumes). A lost RUNNING is the source's
+// problem to resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
 	if r.pc != nil && r.pc.on {
 		return r.pc.commit(ctx)
+	}
+	if err := r.held.Err(); err != nil {
+		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", err) // giveUp: ABORT
 	}
 	if err := r.dst.Resume(); err != nil {
 		return fmt.Errorf("resume the migrated VM: %w", err) // giveUp: failed, ABORT
@@ -203,7 +218,9 @@ func (r *receiver) commit(ctx context.Context) error {
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	// The VM runs here: the source must hear it even if a cancel came
+	// after the check above.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.SwitchoverTimeout)
 	defer cancel()
 	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgRunning}); err != nil {
 		r.opt.Log.Warn("the VM runs here, but RUNNING did not reach the source; it stays paused until resolved", "err", err)
@@ -233,11 +250,20 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	if err := r.dst.LoadState(ctx, r.state); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
-	// From the first byte of LOADED on, the source may commit.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cancelled before LOADED: %w", err) // giveUp: ABORT
+	}
+	// From the first byte of LOADED on, the source may commit. The
+	// caller hears of it first.
 	if err := r.ho.move(HandoverLoaded); err != nil {
 		return err
 	}
-	if err := r.tr.SendMessage(ctx, transport.Message{Kind: msgLoaded}); err != nil {
+	r.progress()
+	// Not cut short by a cancel: a LOADED half sent would leave the
+	// handover unknown; a cancel is acted on after it (loop).
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.SwitchoverTimeout)
+	defer cancel()
+	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgLoaded}); err != nil {
 		return r.unknown(fmt.Errorf("send LOADED: %w", err))
 	}
 	return nil
