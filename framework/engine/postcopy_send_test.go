@@ -1592,6 +1592,25 @@ func (a *answeringTr) RecvUrgent(ctx context.Context) (transport.Message, error)
 // set is closed and empty (a lingering answerer of it takes nothing),
 // and the report counts the transport's answers as requested pages.
 func TestPostcopyAnswererReconnect(t *testing.T) {
+	// Whether the transport gets to answer a page before the pusher sent
+	// it is timing: on a loaded machine it once answered none (once in
+	// hundreds of runs), which proves nothing either way. The checks hold
+	// on every attempt; only that one is tried again, at most 3 times.
+	for attempt := 1; ; attempt++ {
+		if answererReconnect(t) > 0 {
+			return
+		}
+		if attempt == 3 {
+			t.Fatal("the transport answered no page in 3 attempts: the test proves nothing")
+		}
+		t.Logf("attempt %d: the transport answered no page (the pusher was first); again", attempt)
+	}
+}
+
+// answererReconnect runs TestPostcopyAnswererReconnect's migration once,
+// checks it, and returns how many pages the transport answered.
+func answererReconnect(t *testing.T) uint64 {
+	t.Helper()
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	var at *answeringTr
@@ -1615,9 +1634,6 @@ func TestPostcopyAnswererReconnect(t *testing.T) {
 	if len(at.sets) != 2 {
 		t.Fatalf("armed %d times, want once per session (2)", len(at.sets))
 	}
-	if at.sent == 0 {
-		t.Fatal("the transport answered no page: the test proves nothing")
-	}
 	if n := at.sets[0].Count(); n != 0 || len(at.sets[0].Take(0, src.layout.Pages(), nil)) != 0 {
 		t.Errorf("the first session's set still holds %d pages", n)
 	}
@@ -1625,6 +1641,7 @@ func TestPostcopyAnswererReconnect(t *testing.T) {
 		t.Errorf("report: %d pages requested, the transport answered %d", r.srep.PagesRequested, at.sent)
 	}
 	t.Logf("transport answered %d pages, report requested %d pushed %d, missing %d", at.sent, r.srep.PagesRequested, r.srep.PagesPushed, d.missing)
+	return at.sent
 }
 
 // TestProbeStaleHole: in mode "auto" a probe reads the dirty log in
