@@ -93,9 +93,10 @@ const (
 // maxRunsPerMsg bounds the runs of one run-list chunk.
 const maxRunsPerMsg = (transport.MaxMessage - 8) / 16
 
-// MsgCommit and MsgRunning are the handover messages' kinds, exported
-// for tests outside the package that watch a plaintext stream.
+// MsgLoaded, MsgCommit and MsgRunning are the handover messages' kinds,
+// exported for tests outside the package that watch a plaintext stream.
 const (
+	MsgLoaded  = msgLoaded
 	MsgCommit  = msgCommit
 	MsgRunning = msgRunning
 )

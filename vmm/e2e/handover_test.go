@@ -32,6 +32,10 @@ type msgProxy struct {
 	dropped  atomic.Bool
 	unparsed atomic.Bool // a stream that was not wire frames (encrypted?)
 	stall    atomic.Bool // stop reading both ways, as a stopped peer would
+	// onMsg, if set, sees each engine message's kind before it is
+	// forwarded (toDst: source → destination); set it before the first
+	// connection.
+	onMsg func(toDst bool, kind uint32)
 }
 
 func newMsgProxy(t testing.TB, target string, toDst bool, kind uint32) *msgProxy {
@@ -69,6 +73,9 @@ func (p *msgProxy) frames(dst, src net.Conn, toDst bool) {
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(src, payload); err != nil {
 			return
+		}
+		if wire.Type(hdr[5]) == wire.TypeMsg && n >= 4 && p.onMsg != nil {
+			p.onMsg(toDst, binary.BigEndian.Uint32(payload))
 		}
 		if wire.Type(hdr[5]) == wire.TypeMsg && n >= 4 && toDst == p.toDst &&
 			binary.BigEndian.Uint32(payload) == p.drop && !p.dropped.Swap(true) {
@@ -185,6 +192,49 @@ func TestHandoverLostMessage(t *testing.T) {
 				t.Error("the discarded destination ran the guest")
 			}
 		})
+	}
+}
+
+// TestDestinationSignalledAfterLoaded sends the destination VMM SIGTERM
+// as its LOADED leaves (the proxy holds LOADED back a moment, so the
+// signal lands before COMMIT can come): the destination cancels its
+// migration, refuses COMMIT and tells the source, which runs the guest
+// on; the destination exits without ever running it. Before, the
+// engine took the cancel for a cut stream after LOADED and both sides
+// were left handover-unknown.
+func TestDestinationSignalledAfterLoaded(t *testing.T) {
+	needProven(t, "TestDestinationSignalledAfterLoaded (SIGTERM to the destination between LOADED and COMMIT)")
+	listen := "127.0.0.1:" + itoa(freePort(t))
+	proxy := newMsgProxy(t, listen, false, 0) // drops nothing
+	// A light writer and a long deadline: the switch-over also completes
+	// under emulated KVM (vmm/e2e/tcg), where a page costs far more.
+	p := startPairListen(t, "256M", "dirty:16@4", listen, "  connect = \""+proxy.addr()+"\"",
+		`limits { switchover_timeout = "30s" }`+"\nsecurity { encryption = false }")
+	var signalled atomic.Bool
+	proxy.onMsg = func(toDst bool, kind uint32) {
+		if !toDst && kind == engine.MsgLoaded && !signalled.Swap(true) {
+			p.dst.cmd.Process.Signal(syscall.SIGTERM) // the VMM only, not its plugins' group
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	rep, err := p.migrateOpts(false, nil)
+	if proxy.unparsed.Load() {
+		t.Fatal("the proxy saw a stream that is not plaintext wire frames")
+	}
+	if !signalled.Load() {
+		t.Fatalf("the proxy never saw LOADED (migrate: %s, %v)", rep.Status, err)
+	}
+	if err == nil || rep.Status == string(engine.StatusCompleted) || rep.Status == string(engine.StatusHandoverUnknown) {
+		t.Fatalf("migrate: %s (%v), want failed: the destination refused COMMIT", rep.Status, err)
+	}
+	if st := p.src.state(t); st != vmm.StateRunning {
+		t.Fatalf("source is %s, want running", st)
+	}
+	p.src.freshTicks(3, 30*time.Second)
+	go p.dst.drain()
+	p.dst.exitCode(30 * time.Second)
+	if strings.Contains(p.dst.output(), "tick ") {
+		t.Error("the signalled destination ran the guest")
 	}
 }
 
