@@ -23,6 +23,8 @@ import (
 //	hint-start                     → {"cmd_id"}: a new free page hint session
 //	hint-wait [{"timeout_ms"}]     → waits for the guest's STOP; the session summary
 //	hint-stop, hint-done           → the session summary after STOP / DONE
+//	                                 (hint-start, -stop, -done: refused while
+//	                                 a migration owns the VM)
 //	state-save, state-load         → see serveState (state_commands.go)
 func (v *VM) Serve(s *control.Server) {
 	s.Handle("status", func(context.Context, json.RawMessage) (any, error) {
@@ -121,31 +123,42 @@ func (v *VM) serveBalloon(s *control.Server) {
 	s.Handle("balloon-stats", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.RefreshStats(ctx) })
 	})
-	s.Handle("hint-start", func(context.Context, json.RawMessage) (any, error) {
-		b, err := dev()
-		if err != nil {
-			return nil, err
+	// By hand, while no migration owns the VM: its balloon provider drives
+	// the sessions then (through the hint window, which owes the guest its
+	// DONE), and a session started, stopped or ended by hand cut the
+	// provider's short: its hints were lost, and the guest got its DONE
+	// from someone the window does not know of. Pages are never at stake
+	// (invariant 1: a page written after its hint travels). Checked and
+	// done under the run lock, so no migration starts in between.
+	byHand := func(cmd string, call func(*balloon.Device) (any, error)) func(context.Context, json.RawMessage) (any, error) {
+		return func(ctx context.Context, _ json.RawMessage) (any, error) {
+			b, err := dev()
+			if err != nil {
+				return nil, err
+			}
+			var res any
+			lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {
+				if owner != nil {
+					return owner.refuse(cmd)
+				}
+				res, err = call(b)
+				return nil
+			})
+			if lerr != nil {
+				return nil, lerr
+			}
+			return res, err
 		}
+	}
+	s.Handle("hint-start", byHand("hint-start", func(b *balloon.Device) (any, error) {
 		id, err := b.StartHint()
 		return map[string]uint32{"cmd_id": id}, err
-	})
+	}))
 	s.Handle("hint-wait", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitHint(ctx) })
 	})
-	s.Handle("hint-stop", func(context.Context, json.RawMessage) (any, error) {
-		b, err := dev()
-		if err != nil {
-			return nil, err
-		}
-		return b.StopHint(), nil
-	})
-	s.Handle("hint-done", func(context.Context, json.RawMessage) (any, error) {
-		b, err := dev()
-		if err != nil {
-			return nil, err
-		}
-		return b.DoneHint(), nil
-	})
+	s.Handle("hint-stop", byHand("hint-stop", func(b *balloon.Device) (any, error) { return b.StopHint(), nil }))
+	s.Handle("hint-done", byHand("hint-done", func(b *balloon.Device) (any, error) { return b.DoneHint(), nil }))
 }
 
 // waitOn runs a waiting balloon call under the request's timeout (10 s by

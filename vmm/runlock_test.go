@@ -13,6 +13,7 @@ import (
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
+	"github.com/ferryvm/ferry/vmm/devices/balloon"
 	"github.com/ferryvm/ferry/vmm/vcpu"
 )
 
@@ -271,5 +272,30 @@ func TestRunLockedDecides(t *testing.T) {
 	defer v.run.unlock()
 	if err := v.runLocked(ctx, func(context.Context, *migrationOwner) error { return nil }); err == nil {
 		t.Fatal("runLocked ran while the lock was held")
+	}
+}
+
+// TestHintByHandRefusedWhileMigrating: hint-start, hint-stop and
+// hint-done drive the balloon's hint sessions by hand, and are refused
+// while a migration owns the VM (its provider drives them then, and a
+// session started or ended by hand cut the provider's short, costing its
+// hints); they work again once the migration released the VM. hint-wait
+// only watches.
+func TestHintByHandRefusedWhileMigrating(t *testing.T) {
+	v := fakeVM(StateRunning)
+	v.balloon = balloon.New(newGuestRAM(t), nil)
+	call := serveFake(t, v)
+	mg := &migration{}
+	own := claimFake(t, v, mg, engine.PhaseBulk)
+	for _, cmd := range []string{"hint-start", "hint-stop", "hint-done"} {
+		err := call(cmd, nil)
+		want := cmd + ": the VM is migrating (send, phase bulk): " + cmd + " is refused; migrate-cancel is the only way out"
+		if err == nil || err.Error() != want {
+			t.Errorf("%s while migrating: got %v, want %q", cmd, err, want)
+		}
+	}
+	own.release(func() { mg.finish(engine.Report{Status: "failed"}, api.SideRunning) })
+	if err := call("hint-done", nil); err != nil {
+		t.Errorf("hint-done once the migration ended: %v", err)
 	}
 }
