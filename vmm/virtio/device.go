@@ -42,7 +42,7 @@ type Device interface {
 	// Notify reports that the driver kicked queue index q.
 	Notify(q int)
 	// Reset returns the device to its initial state (driver wrote 0 to
-	// Status, or the transport failed it).
+	// Status). The transport resets the queues only after Reset returns.
 	Reset()
 }
 

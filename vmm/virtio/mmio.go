@@ -53,6 +53,11 @@ type Transport struct {
 	glog *guestlog.Limiter // what the driver can trigger at will
 	name string
 
+	// ctl serialises register writes with the device calls they make
+	// (Activate, Reset), so a reset finishes before the next write;
+	// notifications do not take it. Order: ctl, then the device's lock,
+	// then mu.
+	ctl         sync.Mutex
 	mu          sync.Mutex
 	status      uint32
 	devFeatSel  uint32
@@ -155,6 +160,8 @@ func (t *Transport) Write(off uint64, data []byte) {
 		}
 		return
 	}
+	t.ctl.Lock()
+	defer t.ctl.Unlock()
 	t.mu.Lock()
 	act := t.writeReg(off, v)
 	t.mu.Unlock()
@@ -222,7 +229,9 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 		return func() {}
 	}
 	if !ready {
-		q.reset()
+		if t.status&StatusDriverOK == 0 { // a running device keeps its queues until reset
+			q.reset()
+		}
 		return func() {}
 	}
 	if t.status&StatusDriverOK != 0 || q.Ready {
@@ -235,10 +244,22 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 	return func() {}
 }
 
+// setStatus handles a Status write. Bits only accumulate until a reset
+// (the spec forbids a driver to clear one), so a running device keeps its
+// features and queues. A reset resets the queues only after the device's
+// Reset returned: a kick in progress on another vCPU finishes on the
+// rings it started with.
 func (t *Transport) setStatus(v uint32) func() {
 	if v == 0 {
 		t.resetLocked()
-		return t.dev.Reset
+		return func() {
+			t.dev.Reset()
+			t.mu.Lock()
+			for _, q := range t.queues {
+				q.reset()
+			}
+			t.mu.Unlock()
+		}
 	}
 	old := t.status
 	if v&^old&StatusFeaturesOK != 0 {
@@ -248,7 +269,8 @@ func (t *Transport) setStatus(v uint32) func() {
 			v &^= StatusFeaturesOK // the driver reads it back and gives up
 		}
 	}
-	t.status = v | old&StatusNeedsReset
+	v |= old
+	t.status = v
 	if v&^old&StatusDriverOK != 0 && v&StatusFeaturesOK != 0 {
 		queues, features := t.queues, t.drvFeatures
 		return func() {
@@ -260,12 +282,10 @@ func (t *Transport) setStatus(v uint32) func() {
 	return func() {}
 }
 
+// resetLocked resets the registers; setStatus resets the queues later.
 func (t *Transport) resetLocked() {
 	t.status, t.devFeatSel, t.drvFeatSel, t.drvFeatures, t.queueSel = 0, 0, 0, 0, 0
 	t.intStatus, t.failReason = 0, ""
-	for _, q := range t.queues {
-		q.reset()
-	}
 }
 
 // SignalUsed implements Signaller.

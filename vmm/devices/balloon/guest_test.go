@@ -1,9 +1,13 @@
 package balloon
 
 import (
+	"context"
 	"encoding/binary"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/ferryvm/ferry/vmm/virtio"
 	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
 )
 
@@ -29,5 +33,104 @@ func TestStatsTagsCannotBreakSave(t *testing.T) {
 	}
 	if got := len(f.dev.LastStats().Values); got == 0 || got > maxStats {
 		t.Errorf("%d statistics kept, want 1 to %d", got, maxStats)
+	}
+}
+
+// TestQueueDisabledUnderDevice: a driver that writes QueueReady=0 to a
+// queue the device is using (after DRIVER_OK, without a reset) must not
+// crash the VMM when the host next uses that queue (RefreshStats hands
+// the held stats buffer back).
+func TestQueueDisabledUnderDevice(t *testing.T) {
+	f := newFixture(t, FStatsVQ)
+	f.drv.Add(2, virtiotest.Buf{Addr: bufBase, Len: 10})
+	f.drv.Kick(2) // the device holds the stats buffer
+	f.drv.SetReg(0x030, 2)
+	f.drv.SetReg(0x044, 0) // QueueReady=0 under the running device
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("RefreshStats panicked: %v", p)
+			}
+		}()
+		f.dev.RefreshStats(ctx)
+	}()
+	// The device still works for the guest after a reset.
+	if !f.drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused after reset")
+	}
+	f.drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+	f.drv.Kick(0)
+	if len(f.drv.Used(0)) != 1 {
+		t.Error("inflate buffer not returned after a reset")
+	}
+}
+
+// blockMem is guest RAM whose first Slice of gpa at blocks until release
+// is closed, so a test can act while the device is inside a kick.
+type blockMem struct {
+	*virtiotest.Mem
+	at      uint64
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (m *blockMem) Slice(gpa, n uint64) ([]byte, error) {
+	if gpa == m.at {
+		m.once.Do(func() {
+			close(m.entered)
+			<-m.release
+		})
+	}
+	return m.Mem.Slice(gpa, n)
+}
+
+// TestResetDuringKick: a driver that resets the device (Status=0) from
+// one vCPU while another vCPU's kick is being handled must not crash the
+// VMM: the queues must not change under the device before its Reset.
+func TestResetDuringKick(t *testing.T) {
+	mem := &blockMem{Mem: virtiotest.NewMem(ramSize), at: bufBase,
+		entered: make(chan struct{}), release: make(chan struct{})}
+	dev := New(mem, nil)
+	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
+	dev.SetSignaller(tr)
+	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
+	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	drv.PutLE32(bufBase, 0x800)
+	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+	kicked, reset := make(chan any, 1), make(chan struct{})
+	go func() {
+		defer func() { kicked <- recover() }()
+		drv.Kick(0) // vCPU 0: inflate, stopped inside reading the PFNs
+	}()
+	<-mem.entered
+	go func() {
+		defer close(reset)
+		drv.SetReg(0x070, 0) // vCPU 1: reset
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, _ := tr.Status(); st == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reset never reached the transport")
+		}
+	}
+	close(mem.release)
+	if p := <-kicked; p != nil {
+		t.Fatalf("the kick panicked when the device was reset under it: %v", p)
+	}
+	<-reset
+	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused after reset")
+	}
+	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+	drv.Kick(0)
+	if st, reason := tr.Status(); st&virtio.StatusNeedsReset != 0 {
+		t.Fatalf("device failed after the reset: %s", reason)
 	}
 }
