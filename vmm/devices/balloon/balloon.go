@@ -260,10 +260,18 @@ func (d *Device) drain(q *virtio.Queue, handle func(virtio.Chain) error) (bool, 
 // errGuest marks protocol violations that fail the device.
 var errGuest = errors.New("balloon")
 
+// MaxPFNs bounds the PFNs read from one inflate or deflate buffer, as
+// Linux's driver sends them (VIRTIO_BALLOON_ARRAY_PFNS_MAX): the rest of
+// a longer buffer is used but ignored, so one kick costs at most this many
+// discards per buffer, whatever the guest sends. Ignoring an inflated PFN
+// only leaves that page on the host.
+const MaxPFNs = 256
+
 // pfns calls fn for each run of consecutive PFNs in the chain's readable
-// buffers (le32 PFN arrays).
+// buffers (le32 PFN arrays), reading at most MaxPFNs of them.
 func (d *Device) pfns(c virtio.Chain, fn func(gpa, n uint64) error) error {
 	var runStart, runLen uint64
+	left := uint64(MaxPFNs)
 	flush := func() error {
 		if runLen == 0 {
 			return nil
@@ -276,7 +284,9 @@ func (d *Device) pfns(c virtio.Chain, fn func(gpa, n uint64) error) error {
 		if desc.Write || desc.Len%4 != 0 {
 			return fmt.Errorf("%w: PFN buffer of %d bytes (writable=%v)", errGuest, desc.Len, desc.Write)
 		}
-		b, err := d.mem.Slice(desc.Addr, uint64(desc.Len))
+		n := min(uint64(desc.Len)/4, left)
+		left -= n
+		b, err := d.mem.Slice(desc.Addr, 4*n)
 		if err != nil {
 			return err
 		}

@@ -134,3 +134,63 @@ func TestResetDuringKick(t *testing.T) {
 		t.Fatalf("device failed after the reset: %s", reason)
 	}
 }
+
+// countMem is guest RAM that counts what the device reads and discards.
+type countMem struct {
+	*virtiotest.Mem
+	sliced, discards uint64
+}
+
+func (m *countMem) Slice(gpa, n uint64) ([]byte, error) {
+	m.sliced += n
+	return m.Mem.Slice(gpa, n)
+}
+
+// Check implements virtio.Checker: a bounds check reads nothing (as the
+// VMM's guest RAM).
+func (m *countMem) Check(gpa, n uint64) error {
+	_, err := m.Mem.Slice(gpa, n)
+	return err
+}
+
+func (m *countMem) Discard(gpa, n uint64) error {
+	m.discards++
+	return m.Mem.Discard(gpa, n)
+}
+
+// TestInflateWorkBounded: the work of one kick must not grow with the
+// length of the guest's PFN buffer. Linux sends at most 256 PFNs per
+// buffer; a hostile driver sending a 1 MiB buffer of scattered PFNs must
+// not make one exit cost a quarter of a million discards (a vCPU stuck
+// in the device also holds up the pause before stop-and-copy).
+func TestInflateWorkBounded(t *testing.T) {
+	mem := &countMem{Mem: virtiotest.NewMem(ramSize)}
+	dev := New(mem, nil)
+	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
+	dev.SetSignaller(tr)
+	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
+	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	const n = 1 << 18 // PFNs: 1 MiB
+	for i := range n {
+		drv.PutLE32(blocks+4*uint64(i), uint32(0x800+2*(i%4096))) // no two adjacent
+	}
+	mem.sliced = 0
+	for _, q := range []int{0, 1} { // inflate, deflate
+		drv.Add(q, virtiotest.Buf{Addr: blocks, Len: 4 * n})
+		drv.Kick(q)
+		if len(drv.Used(q)) != 1 {
+			t.Fatalf("queue %d: buffer not returned", q)
+		}
+		if q == 0 && dev.Target().Inflated == 0 {
+			t.Error("nothing inflated")
+		}
+	}
+	if st, reason := tr.Status(); st&virtio.StatusNeedsReset != 0 {
+		t.Fatalf("device failed: %s", reason)
+	}
+	if mem.discards > 1024 || mem.sliced > 64<<10 {
+		t.Errorf("two kicks cost %d discards and %d bytes read", mem.discards, mem.sliced)
+	}
+}
