@@ -19,11 +19,11 @@
 // A session accepts at most MaxHintRanges ranges; the rest are dropped
 // and counted (HintSummary.Dropped), so a guest that hints endlessly
 // cannot grow the VMM's memory. Likewise an inflate or deflate buffer is
-// read up to MaxPFNs PFNs and a stats buffer up to 64 entries, so the
-// work of one kick does not grow with the buffers. What the guest can
-// trigger at will (pages it cannot discard, hints past the cap,
-// re-activation) is logged through a guestlog.Limiter: the first time,
-// then a count.
+// read up to MaxPFNs PFNs, a stats buffer up to 64 entries, and one kick
+// makes at most MaxKickDiscards discards, so the work of one kick does not
+// grow with the buffers or the ring. What the guest can trigger at will
+// (pages it cannot discard, hints past the cap, re-activation) is logged
+// through a guestlog.Limiter: the first time, then a count.
 //
 // Inflated and reported pages are punched out of the memfd; the device
 // never writes hinted pages. What it cannot know: whether the guest keeps
