@@ -62,6 +62,34 @@ func TestPlacedRefault(t *testing.T) {
 	}
 }
 
+// TestLandedPunchedRefault: a page that landed but was never mapped is
+// punched out of the memfd by the VMM (the guest inflated the balloon
+// over it, or reported it free, during post-copy). Its first fault must
+// map a zero page, as the kernel would without userfaultfd: CONTINUE
+// finds no page there, and a fault loop that gave up on that would break
+// post-copy, which loses the VM.
+func TestLandedPunchedRefault(t *testing.T) {
+	l := startLanded(t, 4)
+	must(t, unix.Fallocate(l.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 2*page, page))
+	done := make(chan error, 1)
+	go func() {
+		err := uffd.Populate(uffd.Addr(l.guest[page:]), 3*page, false)
+		if err == nil && (l.guest[2*page+8] != 0 || l.guest[3*page+8] == 0) {
+			err = errors.New("the punched page is not zero, or its neighbour lost its data")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		must(t, err)
+	case err := <-l.loopErr:
+		t.Fatalf("the fault loop ended on a punched landed page: %v", err)
+	case <-l.ctx.Done():
+		t.Fatal("a fault on a punched landed page never ended")
+	}
+	l.stop(t)
+}
+
 // Available answers at once: nil as root here, or the permission error.
 func TestAvailable(t *testing.T) {
 	start := time.Now()

@@ -74,11 +74,19 @@ func (s *Service) Populate(m Mapping, addr uintptr, length uint64, write bool) e
 // Request implements Actions.Request.
 func (p *Placer) Request(first, count uint64) error { return p.Requester(first, count) }
 
-// Continue implements Actions.Continue.
+// Continue implements Actions.Continue. A landed page the VMM punched
+// out of the memfd since (its guest inflated the balloon over it, or
+// reported it free) is a hole, which CONTINUE refuses (EFAULT): then the
+// run is placed page by page as Wake places it, the hole as a zero page,
+// what the guest gave it away for.
 func (p *Placer) Continue(first, count uint64) error {
-	return p.Map.each(first, count, func(r Region, off, n uint64) error {
+	err := p.Map.each(first, count, func(r Region, off, n uint64) error {
 		return p.FD.Continue(r.Host+uintptr(off), uintptr(n))
 	})
+	if errors.Is(err, unix.EFAULT) {
+		return p.Wake(first, count)
+	}
+	return err
 }
 
 // Wake implements Actions.Wake. Usually the fault raced with the
