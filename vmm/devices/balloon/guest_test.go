@@ -245,3 +245,32 @@ func TestKickDiscardsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestLateStopKeepsNextSession: the host stops a round before the guest
+// ran out of blocks and starts the next one at once (the engine's next
+// pass); the guest's STOP for the old round arrives after the new id was
+// published. A STOP before the echo of the current id belongs to an
+// older round (a round starts with the echo): it must not end the new
+// session, whose hints would all be lost. QEMU ignores it the same way
+// ("a stale stop sign for the previous command").
+func TestLateStopKeepsNextSession(t *testing.T) {
+	f := newFixture(t, FStatsVQ|FFreePageHint)
+	id1, _ := f.dev.StartHint()
+	f.drv.PutLE32(cmdBuf, id1)
+	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4}, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
+	f.drv.Kick(3)
+	f.dev.StopHint() // deadline: the guest has not sent its STOP yet
+	id2, err := f.dev.StartHint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drv.PutLE32(stopBuf, CmdIDStop)
+	f.drv.Add(3, virtiotest.Buf{Addr: stopBuf, Len: 4}) // round 1's STOP, late
+	f.drv.Kick(3)
+	f.sink.got = nil
+	f.hintRound(3, id2, 1, 2) // the guest sees id2: echo, 2 blocks, STOP
+	sum := f.dev.HintStatus()
+	if sum.CmdID != id2 || sum.Ranges != 2 || !sum.GuestStopped || len(f.sink.got) != 2 {
+		t.Fatalf("session %#x: %+v, sink %v; want 2 ranges hinted after a late STOP of %#x", id2, sum, f.sink.got, id1)
+	}
+}

@@ -106,15 +106,17 @@ func (s *session) done() {
 	s.state, s.config = Idle, CmdIDDone
 }
 
-// outBuf handles a 4-byte command the guest put on the hint queue.
+// outBuf handles a 4-byte command the guest put on the hint queue. A
+// STOP while Requested ends an older round (the guest starts every round
+// by echoing its id) and is stale: it must not end the new session.
 func (s *session) outBuf(id uint32) {
 	switch {
+	case id == CmdIDStop && s.state == Requested:
+		s.stale++
 	case id == CmdIDStop:
-		if s.state == Active || s.state == Requested || s.state == Stopped {
+		if s.state == Active || s.state == Stopped {
 			s.guestStopped = true
-			if s.state != Stopped {
-				s.state = Stopped
-			}
+			s.state = Stopped
 		}
 	case s.state == Requested && id == s.id:
 		s.state = Active

@@ -43,6 +43,15 @@ func TestSession(t *testing.T) {
 			{"in", Requested, id2, false},
 			{"out", Active, id2, true},
 		}},
+		{"late STOP of the previous round", []step{
+			{"start", Requested, id1, true},
+			{"out", Active, id1, true},
+			{"stop", Stopped, CmdIDStop, true},
+			{"start", Requested, id2, true},
+			{"stopid", Requested, id2, true}, // round 1's STOP: stale
+			{"out", Active, id2, true},
+			{"in", Active, id2, true},
+		}},
 		{"STOP before start", []step{
 			{"stopid", Idle, CmdIDDone, true},
 			{"in", Idle, CmdIDDone, false},
