@@ -13,7 +13,10 @@
 // lengths and loops, buffer addresses and lengths, and the available index
 // (a driver cannot claim more buffers than the ring holds). A violation
 // puts the device into NEEDS_RESET with a logged reason; the VMM never
-// panics and never touches host memory outside guest RAM.
+// panics and never touches host memory outside guest RAM. Once the driver
+// set DRIVER_OK a device's queues change only at a reset: status bits
+// only accumulate, QueueReady=0 is ignored, and a reset clears the queues
+// after the device's Reset returned.
 //
 // Every byte the device writes into guest RAM (used ring entries, used
 // index, device-writable buffers) goes through Memory.MarkDirty, because
