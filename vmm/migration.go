@@ -189,6 +189,14 @@ func (mg *migration) handingOver() (<-chan struct{}, bool) {
 	return mg.done, p.Mode == engine.ModePostcopy
 }
 
+// migration is the control socket's migrations (v.mig), or nil without
+// one.
+func (v *VM) migration() *migration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.mig
+}
+
 // incoming returns, while this VMM receives a migration whose guest does
 // not run here yet, its cancel and the channel closed when it ends; nil
 // otherwise.
@@ -214,9 +222,7 @@ func (mg *migration) incoming() (context.CancelFunc, <-chan struct{}) {
 // the source had sent every page (or incoming_timeout passed) and
 // COMMIT found the VM stopped.
 func (v *VM) cancelIncoming() {
-	v.mu.Lock()
-	mg := v.mig
-	v.mu.Unlock()
+	mg := v.migration()
 	if mg == nil {
 		return
 	}
@@ -238,9 +244,7 @@ func (v *VM) cancelIncoming() {
 // second signal kills the process at once (cmd/ferry-vmm), which may
 // lose the guest.
 func (v *VM) awaitHandover() {
-	v.mu.Lock()
-	mg := v.mig
-	v.mu.Unlock()
+	mg := v.migration()
 	if mg == nil {
 		return
 	}
