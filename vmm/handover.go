@@ -20,7 +20,8 @@ import (
 //	source       handover-unknown ─ resume ──►   running   (the destination was discarded)
 //	                              └ migrated ─►  migrated  (the destination runs it; quit later)
 //	destination  handover-unknown ─ resume ──►   running   (the source was told "migrated";
-//	                              │                         refused after a switch to post-copy)
+//	                              │                         refused after a switch to post-copy
+//	                              │                         unless every page had arrived)
 //	                              └ discard ──►  discarded (never runs; stays until quit)
 //
 // The caller (migrate) must ask both sides first and move the source
@@ -122,11 +123,15 @@ func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, err
 
 // lacksPages reports whether m, a migration whose handover is unknown,
 // left this VMM without the whole guest: a destination that switched to
-// post-copy and never got COMMIT. The source had not sent every page
-// (post-copy sends them after RUNNING), and the engine closed the
-// userfaultfd, so the absent ones would read as zeros.
+// post-copy and never got COMMIT, and had not got every page by then
+// (post-copy sends the rest after RUNNING; the engine closed the
+// userfaultfd, so the absent ones would read as zeros). A report that
+// does not say how many it lacks counts as lacking.
 func lacksPages(m *api.Migration) bool {
-	return m.Role == transport.RoleReceive.String() && m.Report != nil && m.Report.Mode == engine.ModePostcopy
+	if m.Role != transport.RoleReceive.String() || m.Report == nil || m.Report.Mode != engine.ModePostcopy {
+		return false
+	}
+	return m.Report.PagesMissing == nil || *m.Report.PagesMissing > 0
 }
 
 // errLacksPages is migrate-resolve resume's answer where lacksPages.

@@ -122,21 +122,30 @@ func TestResolve(t *testing.T) {
 // pages the source had not sent yet, and its userfaultfd is closed, so
 // they would read as zeros. migrate-resolve resume must refuse to run
 // it there (the source holds the whole guest); discard still works. The
-// source's own resume, and a pre-copy destination's, still run.
+// source's own resume, and a pre-copy destination's, still run, and so
+// does a post-copy destination's whose report says no page is missing
+// (every one had arrived: a guest whose source is gone for good is not
+// lost for want of a COMMIT).
 func TestResolveRefusesPostcopyDestination(t *testing.T) {
+	none, some := uint64(0), uint64(5)
 	for _, c := range []struct {
-		role   transport.Role
-		mode   string
-		action string
-		want   State
+		role    transport.Role
+		mode    string
+		missing *uint64 // Report.PagesMissing
+		action  string
+		want    State
 	}{
-		{transport.RoleReceive, engine.ModePostcopy, api.ResolveResume, StateHandoverUnknown},
-		{transport.RoleReceive, engine.ModePostcopy, api.ResolveDiscard, StateDiscarded},
-		{transport.RoleReceive, engine.ModePrecopy, api.ResolveResume, StateRunning},
-		{transport.RoleSend, engine.ModePostcopy, api.ResolveResume, StateRunning},
+		{transport.RoleReceive, engine.ModePostcopy, nil, api.ResolveResume, StateHandoverUnknown},
+		{transport.RoleReceive, engine.ModePostcopy, &some, api.ResolveResume, StateHandoverUnknown},
+		// Every page had arrived before COMMIT was lost: the whole guest
+		// is here, as on a pre-copy destination.
+		{transport.RoleReceive, engine.ModePostcopy, &none, api.ResolveResume, StateRunning},
+		{transport.RoleReceive, engine.ModePostcopy, &some, api.ResolveDiscard, StateDiscarded},
+		{transport.RoleReceive, engine.ModePrecopy, nil, api.ResolveResume, StateRunning},
+		{transport.RoleSend, engine.ModePostcopy, nil, api.ResolveResume, StateRunning},
 	} {
 		v, mg := bareVM(StateHandoverUnknown), unknownMigration(c.role)
-		mg.cur.Report.Mode = c.mode
+		mg.cur.Report.Mode, mg.cur.Report.PagesMissing = c.mode, c.missing
 		res, err := v.resolve(context.Background(), mg, c.action)
 		if st := v.Status().State; st != c.want {
 			t.Errorf("%s %s %s: VM %s (side %s, %v), want %s", c.role, c.mode, c.action, st, res.Side, err, c.want)

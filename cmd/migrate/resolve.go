@@ -287,7 +287,7 @@ Only if the destination host is gone for good and the guest never ran there, run
     echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
 Only if the source is gone for good and the destination is handover-unknown, run the destination with:
     echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-(a destination that had switched to post-copy refuses: it lacks the pages the source held.)
+(a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)
 `, src, dst, cause, r.jobFile, r.src, r.dst)
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 }

@@ -1140,6 +1140,8 @@ func (pc *pcRecv) fill(rep *Report) {
 	rep.FaultP50US, rep.FaultP99US, rep.FaultMaxUS = int64(st.FaultP50us), int64(st.FaultP99us), int64(st.FaultMaxus)
 	rep.FaultNetP50US, rep.FaultNetP99US, rep.FaultNetMaxUS = int64(st.NetP50us), int64(st.NetP99us), int64(st.NetMaxus)
 	rep.Reconnects = pc.reconnects
+	missing := pc.svc.Pending()
+	rep.PagesMissing = &missing
 	if !pc.resumedAt.IsZero() {
 		end := pc.doneAt
 		if end.IsZero() {

@@ -1500,3 +1500,37 @@ func TestPostcopySettledLingerCoversStall(t *testing.T) {
 			r.srep.Status, r.serr, r.drep.Status, r.derr, r.srep.Status)
 	}
 }
+
+// TestPostcopyUnknownReportsMissing: a post-copy destination left
+// handover-unknown (the connection broke after LOADED, nobody
+// reconnected) says how many pages it still lacks, so that a VMM can
+// tell a copy that lacks pages (never to be resumed) from one that holds
+// the whole guest because nothing was absent at the switch.
+func TestPostcopyUnknownReportsMissing(t *testing.T) {
+	for _, absent := range []bool{true, false} {
+		s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+		opt.ReconnectTimeout = 300 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		wait := receiveAsync(ctx, dst, rcv, opt)
+		var never, stale []uint64
+		if absent {
+			never, stale = pcPages(s)
+		}
+		failed := runScript(func() {
+			s.precopy(ctx, never, stale, false)
+			s.tr.Close()
+		})
+		rep, err := wait()
+		cancel()
+		if failed {
+			t.Fatalf("absent %v: script failed; Receive: %v", absent, err)
+		}
+		if !errors.Is(err, ErrHandoverUnknown) || rep.PagesMissing == nil {
+			t.Fatalf("absent %v: Receive: %v, pages missing %v", absent, err, rep.PagesMissing)
+		}
+		want := uint64(len(never) + len(stale))
+		if got := *rep.PagesMissing; got != want {
+			t.Errorf("absent %v: %d pages missing, want %d", absent, got, want)
+		}
+	}
+}

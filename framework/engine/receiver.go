@@ -84,11 +84,11 @@ func (r *receiver) unknown(cause error) error {
 		return err
 	}
 	r.opt.Log.Error("handover unknown: the VM stays paused here until resolved", "err", cause)
-	if r.pc != nil && r.pc.on {
+	if r.pc != nil && r.pc.on && r.pc.svc != nil && r.pc.svc.Pending() > 0 {
 		// The VM never ran here, and this side lacks the absent pages:
 		// only the source can resume it.
-		r.opt.Log.Error("post-copy: this destination lacks pages the source holds and never ran the VM; " +
-			"it must not be resumed: resolve by resuming the source")
+		r.opt.Log.Error("post-copy: this destination lacks pages the source holds and never ran the VM; "+
+			"it must not be resumed: resolve by resuming the source", "pages_missing", r.pc.svc.Pending())
 	}
 	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
 }

@@ -221,6 +221,12 @@ type Report struct {
 	FaultNetP99US int64 `json:"fault_net_p99_us"`
 	FaultNetMaxUS int64 `json:"fault_net_max_us"`
 	Reconnects    int   `json:"reconnects"` // times post-copy resumed over a new connection
+	// PagesMissing (a post-copy destination only, nil elsewhere): the
+	// pages it still lacked when the migration ended, absent or asked
+	// for. A destination left handover-unknown with none missing holds
+	// the whole guest, like a pre-copy one, and may be resumed once the
+	// source is known not to run (docs/HANDOVER.md).
+	PagesMissing *uint64 `json:"pages_missing,omitempty"`
 }
 
 // Report.Mode values.
