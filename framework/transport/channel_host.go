@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,32 +47,54 @@ type hostLane struct {
 	note     chan struct{} // something arrived
 }
 
+// drain: a plugin process that dies leaves in the channel what it wrote
+// last, and an fHold's socket is among it when it died right after
+// Listen: closed with the channel, that socket's port would be free for
+// anyone until the next Open binds it again. So the host reads on after
+// the process is gone, until the channel's end (the process's copy
+// closed with it), for at most chanDrainTime and chanDrainFrames frames:
+// a descendant that kept the channel open, or one that keeps writing,
+// ends it there.
+const (
+	chanDrainTime   = time.Second
+	chanDrainFrames = 1024
+)
+
 func newChanClient(conn *net.UnixConn, proc *errclass.Process, onHold func(name string, f *os.File)) *chanClient {
 	c := &chanClient{proc: proc, chanWriter: chanWriter{conn: conn}, onHold: onHold, dead: make(chan struct{}), waiting: map[uint64]chan chanFrame{}}
 	for i := range c.lanes {
 		c.lanes[i].note = make(chan struct{}, 1)
 	}
 	go c.read()
-	go func() { // the process is gone: so is the channel
+	go func() { // the process is gone: the channel ends once drained
 		select {
 		case <-proc.Done():
-			conn.Close()
+			conn.SetReadDeadline(time.Now().Add(chanDrainTime))
 		case <-c.dead:
 		}
 	}()
 	return c
 }
 
-// read takes the plugin's frames until the channel ends.
+// read takes the plugin's frames until the channel ends, or the drain
+// after the process's end does (chanDrainTime).
 func (c *chanClient) read() {
 	fr := newFDReader(c.conn)
 	defer fr.close()
 	r := newChanReader(fr)
 	var err error
-	for err == nil {
+	for late := 0; err == nil; {
 		var f chanFrame
 		if f, err = r.next(); err != nil {
 			break
+		}
+		select {
+		case <-c.proc.Done():
+			if late++; late > chanDrainFrames {
+				err = fmt.Errorf("%w: the plugin's process is gone and its channel still sends, after %d frames", ErrProtocol, chanDrainFrames)
+				continue
+			}
+		default:
 		}
 		switch f.Type {
 		case fHold:
@@ -101,6 +124,18 @@ func (c *chanClient) read() {
 	c.conn.Close()
 	c.derr = err
 	close(c.dead)
+}
+
+// drained waits, once the process is gone, until the reader took what
+// the plugin wrote before it died (drain, above): every socket it handed
+// over has reached onHold. It gives up a little after chanDrainTime.
+func (c *chanClient) drained() {
+	t := time.NewTimer(2 * chanDrainTime)
+	defer t.Stop()
+	select {
+	case <-c.dead:
+	case <-t.C:
+	}
 }
 
 // push queues a pushed frame on its lane if it is of the current session.

@@ -302,7 +302,14 @@ func (l *launched) CloseHoldingListeners() error {
 	if p == nil {
 		return nil
 	}
-	defer p.proc.Kill()
+	defer func() {
+		p.proc.Kill()
+		// The sockets it handed over last are held before a next
+		// process is started with them, or Close lets them go.
+		if p.c.ch != nil {
+			p.c.ch.drained()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	if st, err := p.c.Stats(ctx); err == nil {

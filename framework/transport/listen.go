@@ -126,7 +126,8 @@ const listenBacklog = 64
 // keep sets ln's accept queue to listenBacklog and returns a copy of
 // ln's socket, and hands another to the host in
 // an fHold frame if host is not nil (the kernel holds that one from the
-// write on, even if this process dies before the host read it). The
+// write on, and the host reads it even if this process dies first:
+// chanClient's drain). The
 // descriptor is taken through the raw connection: File or Fd would put
 // the socket, shared with ln, in blocking mode.
 func keep(address string, ln *net.TCPListener, host *chanWriter) (*os.File, error) {

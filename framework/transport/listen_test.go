@@ -2,10 +2,12 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
@@ -51,4 +53,40 @@ func TestListenBoundsQueue(t *testing.T) {
 	if misses < 3 {
 		t.Errorf("every one of %d dials completed", len(conns))
 	}
+}
+
+// TestHeldAfterPluginExit: a plugin process that hands its listening
+// socket over (Listen) and exits at once leaves the port bound by the
+// host: after CloseHoldingListeners no one else can bind it, after
+// Close anyone can. Before, the host closed the channel when it saw the
+// process gone, with the socket still in it.
+func TestHeldAfterPluginExit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tr := launch(t, "ferry-transport-holdexit", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: schema.Config{"address": addr}})
+	if !errors.Is(err, transport.ErrPluginGone) {
+		t.Fatalf("Open in a plugin that exits = %v; want ErrPluginGone", err)
+	}
+	if err := transport.CloseHolding(tr); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("%s was free after its plugin handed it over and exited", addr)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("after Close %s is still bound: %v", addr, err)
+	}
+	ln.Close()
 }

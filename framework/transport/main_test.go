@@ -25,6 +25,7 @@ var plugins = map[string]func() transport.Transport{
 	"ferry-transport-loopback": func() transport.Transport { return loopback.New() },
 	"ferry-transport-files":    filesPlugin,
 	"ferry-transport-crash":    crashPlugin,
+	"ferry-transport-holdexit": holdExitPlugin,
 }
 
 const hostName = "ferry-transport-host"
@@ -98,5 +99,21 @@ func crashPlugin() transport.Transport {
 		},
 		SendMessageFunc: func(context.Context, transport.Message) error { return errors.New("unused") },
 		CloseFunc:       func() error { return nil },
+	}
+}
+
+// holdExitPlugin listens in Open on the address its configuration names
+// (transport.Listen: the host gets the socket) and exits at once.
+func holdExitPlugin() transport.Transport {
+	return &transport.Mock{
+		OpenFunc: func(ctx context.Context, r transport.OpenRequest) error {
+			address, _ := r.Config["address"].(string)
+			if _, err := transport.Listen(ctx, address); err != nil {
+				return err
+			}
+			os.Exit(0)
+			return nil
+		},
+		CloseFunc: func() error { return nil },
 	}
 }
