@@ -1,9 +1,12 @@
 package hint_test
 
 import (
+	"os"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/framework/hint"
 )
 
 // TestBrokerFlood: a plugin that floods the host's end of go-plugin's
@@ -29,4 +32,49 @@ func TestBrokerFlood(t *testing.T) {
 	if _, err := p.Info(tctx(t)); err != nil {
 		t.Errorf("Info while the plugin floods: %v", err)
 	}
+}
+
+// TestHostConnFlood: a plugin that opens a thousand connections to the
+// listener its hint window's Host is served on costs the host a few
+// descriptors and goroutines, not one each: the host keeps only the
+// connections the protocol needs (the window's one) and closes the rest
+// as they come; the window's own connection still works. Before, the
+// host's gRPC server took every one and kept it for its handshake's two
+// minutes.
+func TestHostConnFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a plugin process")
+	}
+	p := launch(t, connFloodName, nil)
+	ctx := tctx(t)
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	if err := p.Configure(ctx, nil, hint.VM{}, &balloonVMM{}); err != nil {
+		t.Fatal(err)
+	}
+	mostFDs, mostG := 0, 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		mostFDs, mostG = max(mostFDs, openFDs(t)-fds), max(mostG, runtime.NumGoroutine()-goroutines)
+	}
+	t.Logf("the host had up to %d descriptors and %d goroutines more while the plugin opened %d connections", mostFDs, mostG, hint.ConnFloodConns)
+	if mostFDs > 50 || mostG > 200 {
+		t.Errorf("the host had up to %d descriptors and %d goroutines more while the plugin opened %d connections to its Host",
+			mostFDs, mostG, hint.ConnFloodConns)
+	}
+	pages := 0
+	err := p.Hints(ctx, hint.Request{Generation: 1, Deadline: time.Now().Add(5 * time.Second)}, func(r []hint.Range) error {
+		pages += len(r)
+		return nil
+	})
+	if err != nil || pages != 1 {
+		t.Errorf("a balloon hint session over the window's own connection: %v, %d ranges", err, pages)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -2,6 +2,7 @@ package hint
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ import (
 type grpcClient struct {
 	rpc    pb.ProviderClient
 	broker *plugin.GRPCBroker // nil: Host callbacks are not offered
+	// tls is what the broker's services speak: the process's mutual TLS
+	// (Launch sets it); nil: none, as with go-plugin's test connections.
+	tls *tls.Config
 	// files are the RAM files the plugin process received at start, in
 	// launch order: VM.Files are matched against them.
 	files []*os.File
@@ -81,7 +85,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 	c.setHost(nil)
 	req := &pb.ConfigureRequest{Config: pcfg, Vm: pvm}
 	if host != nil && c.broker != nil {
-		hs, err := serveHost(c.broker, host)
+		hs, err := serveHost(c.broker, c.tls, host)
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,10 @@ package hint
 
 import (
 	"context"
+	"net"
 	"os"
+	"path/filepath"
+	"sync"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -32,4 +35,78 @@ func (p *brokerFlood) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 		}
 	}()
 	return p.GRPCPlugin.GRPCServer(b, s)
+}
+
+// ServeConnFlood serves a provider whose Configure, once it reached the
+// window's Host (one call), opens ConnFloodConns more connections to
+// every socket the host made in the process's socket directory (the
+// window's Host listener), keeps them open without a word, and returns.
+// Its Hints runs one balloon hint session and emits one page if it
+// worked.
+func ServeConnFlood() int {
+	f := &connFlood{dir: os.Getenv(plugin.EnvUnixSocketDir), before: map[string]bool{}}
+	kind.Serve(func(files []*os.File, _ *os.File) plugin.Plugin {
+		f.GRPCPlugin = GRPCPlugin{Files: files, Impl: &Mock{ConfigureFunc: f.configure, HintsFunc: f.hints}}
+		return f
+	})
+	return 0
+}
+
+// ConnFloodConns is how many connections ServeConnFlood opens to each
+// socket.
+const ConnFloodConns = 1000
+
+type connFlood struct {
+	GRPCPlugin
+	dir    string
+	before map[string]bool // the sockets that were there at start: the plugin's own
+
+	mu    sync.Mutex
+	host  Host
+	conns []net.Conn
+}
+
+// GRPCServer implements plugin.GRPCPlugin: go-plugin listens before it
+// calls it, so the plugin's own socket is there by now.
+func (f *connFlood) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+	if ents, err := os.ReadDir(f.dir); err == nil {
+		for _, e := range ents {
+			f.before[e.Name()] = true
+		}
+	}
+	return f.GRPCPlugin.GRPCServer(b, s)
+}
+
+func (f *connFlood) configure(ctx context.Context, _ Config, _ VM, h Host) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.host = h
+	h.CMMABits(ctx, 0, 1) // the window's own connection
+	ents, err := os.ReadDir(f.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if f.before[e.Name()] {
+			continue
+		}
+		for range ConnFloodConns {
+			c, err := net.Dial("unix", filepath.Join(f.dir, e.Name()))
+			if err != nil {
+				break
+			}
+			f.conns = append(f.conns, c)
+		}
+	}
+	return nil
+}
+
+func (f *connFlood) hints(ctx context.Context, _ Request, emit func([]Range) error) error {
+	f.mu.Lock()
+	h := f.host
+	f.mu.Unlock()
+	if _, err := h.BalloonHint(ctx); err != nil {
+		return err
+	}
+	return emit([]Range{{First: 0, Count: 1}})
 }

@@ -2,6 +2,7 @@ package hint
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
 	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
 
 // The Host service: the VMM's capabilities, served by the host process
@@ -71,42 +73,33 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 type hostService struct {
 	id     uint32
 	srv    *grpc.Server
-	served chan struct{}
+	served <-chan struct{}
 	w      *window
 }
 
 // serveHost serves h under a fresh broker id; the plugin may dial it as
-// soon as this returns. The server takes the broker's options, so it
-// speaks the same mutual TLS as the plugin's own channel (one-time
-// certificates, plugproc.Start): only the plugin process can call the Host.
-func serveHost(broker *plugin.GRPCBroker, h Host) (*hostService, error) {
+// soon as this returns. The server speaks the same mutual TLS as the
+// plugin's own channel (tlsConfig, the process's; one-time certificates,
+// plugproc.Start): only the plugin process can call the Host, and it
+// gets no more connections than the window needs (plugproc.ServeBroker).
+func serveHost(broker *plugin.GRPCBroker, tlsConfig *tls.Config, h Host) (*hostService, error) {
 	id := broker.NextId()
-	hs := &hostService{id: id, served: make(chan struct{}), w: newWindow(h)}
-	made := make(chan *grpc.Server, 1)
-	go func() {
-		defer close(hs.served)
-		broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-			srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessage))...)
-			pb.RegisterHostServer(srv, &hostServer{impl: hs.w})
-			made <- srv
-			return srv
-		})
-	}()
-	select {
-	case hs.srv = <-made:
-		return hs, nil
-	case <-hs.served: // AcceptAndServe only logs why it could not listen
-		select {
-		case hs.srv = <-made:
-			return hs, nil
-		default:
-		}
-		return nil, errors.New("serve the VMM's capabilities to the hint plugin: the broker could not listen")
+	hs := &hostService{id: id, w: newWindow(h)}
+	srv, served, err := plugproc.ServeBroker(broker, id, tlsConfig, func(opts []grpc.ServerOption) *grpc.Server {
+		// Stop waits for the handlers: the window ends after its calls (stop).
+		srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessage), grpc.WaitForHandlers(true))...)
+		pb.RegisterHostServer(srv, &hostServer{impl: hs.w})
+		return srv
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve the VMM's capabilities to the hint plugin: %w", err)
 	}
+	hs.srv, hs.served = srv, served
+	return hs, nil
 }
 
 // stop ends every call in flight, closes the listener, waits for the
-// serving goroutine (go-plugin's GracefulStop: every handler returned)
+// serving goroutine (the server's Stop: every handler returned)
 // and ends the window (window.end: the guest gets DONE if it is owed).
 // Nil is a no-op.
 func (hs *hostService) stop() {

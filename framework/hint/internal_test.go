@@ -168,9 +168,10 @@ func TestHostAfterKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := &hostService{srv: grpc.NewServer(), served: make(chan struct{}), w: newWindow(&MockHost{})}
+		served := make(chan struct{})
+		hs := &hostService{srv: grpc.NewServer(), served: served, w: newWindow(&MockHost{})}
 		go func() {
-			defer close(hs.served)
+			defer close(served)
 			hs.srv.Serve(ln)
 		}()
 		return hs

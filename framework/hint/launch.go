@@ -51,6 +51,7 @@ func Launch(ctx context.Context, path string, files []*os.File, logger hclog.Log
 	if err != nil {
 		return nil, err
 	}
+	c.tls = p.TLS // before any Configure
 	return &Plugin{path: path, proc: p, c: c}, nil
 }
 

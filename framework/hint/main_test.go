@@ -32,12 +32,14 @@ const (
 	transportName   = "ferry-transport-mock"
 	hostName        = "ferry-hint-host"
 	brokerFloodName = "ferry-hint-brokerflood"
+	connFloodName   = "ferry-hint-connflood"
 )
 
 func TestMain(m *testing.M) {
 	roles := hinttest.Roles(plugins)
 	roles[transportName] = func() int { transport.Serve(&transport.Mock{}); return 0 }
 	roles[brokerFloodName] = hint.ServeBrokerFlood
+	roles[connFloodName] = hint.ServeConnFlood
 	roles[hostName] = func() int {
 		return plugintest.Host(func(ctx context.Context) (func(), error) {
 			p, err := hint.Launch(ctx, filepath.Join(filepath.Dir(os.Args[0]), "ferry-hint-zero"), nil, hclog.NewNullLogger())

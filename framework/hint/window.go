@@ -13,8 +13,8 @@ import (
 //
 //	plugin's calls ──► enter: one at a time, a few waiting, more refused ──► the VMM's Host
 //	window's end (Close(final), the next Configure, Kill) ──► hostService.stop:
-//	    the server's Stop ends the calls' contexts, go-plugin's GracefulStop
-//	    waits for their handlers, then end: nothing enters any more, and
+//	    the server's Stop ends the calls' contexts and waits for their
+//	    handlers, then end: nothing enters any more, and
 //	    DONE if a balloon hint session began after the last DONE
 //
 // So the guest gets its hinted blocks back however the provider behaved

@@ -2,6 +2,7 @@ package plugproc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +39,9 @@ type Process struct {
 	Raw any
 	// SocketDir is the private directory of the process's Unix sockets.
 	SocketDir string
+	// TLS is the host's side of the process's mutual TLS, which
+	// go-plugin's broker serves with too (ServeBroker).
+	TLS *tls.Config
 
 	pid   int
 	start uint64 // pid's start time when it started (descendants.go)
@@ -136,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, pid: run.pid, start: run.start.Load(), run: run, stop: stop}, nil
+	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, TLS: pair.host, pid: run.pid, start: run.start.Load(), run: run, stop: stop}, nil
 }
 
 // Kill stops the process and waits for it and for go-plugin's

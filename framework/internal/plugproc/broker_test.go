@@ -1,0 +1,65 @@
+package plugproc
+
+import (
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestLimitListener: a broker service's listener hands out at most
+// maxBrokerConns connections at a time; one more is closed as soon as it
+// is accepted, and a closed one frees its slot.
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &limitListener{Listener: inner, slots: make(chan struct{}, maxBrokerConns)}
+	defer ln.Close()
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("unix", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var kept []net.Conn
+	for range maxBrokerConns {
+		dial()
+		kept = append(kept, <-accepted)
+	}
+	refused := func() {
+		t.Helper()
+		extra := dial()
+		extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("a connection past %d: read %v, want EOF (closed by the host)", maxBrokerConns, err)
+		}
+	}
+	refused()
+	kept[0].Close()
+	kept[0].Close() // twice: one slot back, not two
+	dial()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("a closed connection's slot was not given back")
+	}
+	refused()
+}
