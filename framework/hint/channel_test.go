@@ -61,8 +61,26 @@ func TestChannelPrivate(t *testing.T) {
 		t.Fatalf("the host's Configure: %v", err)
 	}
 	// The Host the VMM serves to the plugin listens in the same directory.
-	if socks, _ := filepath.Glob(filepath.Join(dir, "*")); len(socks) != 2 {
-		t.Errorf("socket directory holds %v after Configure; want the plugin's and the host's", socks)
+	all, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(all) != 2 {
+		t.Errorf("socket directory holds %v after Configure; want the plugin's and the host's", all)
+	}
+	for _, s := range all {
+		if s == socks[0] {
+			continue
+		}
+		// Nor can it call the VMM's Host (plugproc.ServeBroker serves it with the process's TLS).
+		hconn, err := grpc.Dial("unix://"+s, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err = pb.NewHostClient(hconn).BalloonDone(cctx, &pb.BalloonDoneRequest{})
+		ccancel()
+		hconn.Close()
+		if err == nil || done.Load() != 0 {
+			t.Fatal("a client without TLS called the VMM's Host")
+		}
 	}
 	if _, err := collect(t, p, 1); err != nil {
 		t.Fatalf("hints through the Host callback: %v", err)
