@@ -128,6 +128,11 @@ func (c *grpcClient) Hints(ctx context.Context, req Request, emit func([]Range) 
 		pr.DeadlineUnixNano = req.Deadline.UnixNano()
 	}
 	defer cancel()
+	c.mu.Lock()
+	if c.host != nil {
+		c.host.w.grant() // this call may begin a balloon hint session
+	}
+	c.mu.Unlock()
 	stream, err := c.rpc.Hints(ctx, pr, recvLimit)
 	if err != nil {
 		return c.proc.Fail(ctx, err)

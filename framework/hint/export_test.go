@@ -110,3 +110,7 @@ func (f *connFlood) hints(ctx context.Context, _ Request, emit func([]Range) err
 	}
 	return emit([]Range{{First: 0, Count: 1}})
 }
+
+// BalloonCredit is the balloon hint sessions a window allows beyond one
+// per Hints call.
+const BalloonCredit = balloonCredit

@@ -95,7 +95,8 @@ type GPARange struct {
 // plugin's calls one at a time (a BalloonDone ends a BalloonHint in
 // flight first, as DONE ends a running session), and when the hint
 // window ends it gets BalloonDone if a BalloonHint came after the last
-// BalloonDone, whatever the plugin did (window.go).
+// BalloonDone, whatever the plugin did; a plugin's BalloonHint calls
+// begin no more sessions than one per Hints call plus a few (window.go).
 type Host interface {
 	// BalloonHint runs one virtio-balloon free page hint session: a fresh
 	// command id, the guest's hinted blocks until its STOP or ctx's end,

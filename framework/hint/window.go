@@ -28,6 +28,13 @@ import (
 // the window before it collects its calls). Without that, the DONE waited
 // for the session's deadline, longer than Close's bound if the job set a
 // long one, and Close failed.
+//
+// A hint session is ring-0 work in the guest (it takes its free pages
+// and reports them), so a window begins no more sessions than the
+// engine asks for: one per Hints call it forwards (grant), plus
+// balloonCredit (see there); a BalloonHint beyond is refused with
+// errBalloonBudget, which costs that provider its hints and nothing
+// else.
 type window struct {
 	impl    Host
 	sem     chan struct{} // held by the call in flight; by end, for good
@@ -36,6 +43,7 @@ type window struct {
 	mu       sync.Mutex
 	closed   bool               // end began: nothing enters
 	hinted   bool               // a BalloonHint began after the last BalloonDone that succeeded
+	credit   int                // BalloonHint calls that may still begin a session
 	stopHint context.CancelFunc // ends the BalloonHint in flight; nil: none
 }
 
@@ -46,14 +54,39 @@ const (
 	maxWaiting = 4
 	// doneTimeout bounds the DONE a window's end sends.
 	doneTimeout = 5 * time.Second
+	// balloonCredit bounds the balloon hint sessions a window begins
+	// beyond one per Hints call: a provider runs one session in each
+	// Hints (plugins/balloon), and may run a few elsewhere (in
+	// Configure, a retry). A window starts with balloonCredit; each
+	// Hints call adds one, up to balloonCredit; each session takes one.
+	// So a provider that calls BalloonHint in a loop makes the guest
+	// hint no more often than the engine asks it for hints (once per
+	// pass), plus balloonCredit.
+	balloonCredit = 4
 )
 
-// errBusy refuses a call while maxWaiting others wait.
-var errBusy = errors.New("the VMM runs one capability call at a time; too many are waiting")
+var (
+	// errBusy refuses a call while maxWaiting others wait.
+	errBusy = errors.New("the VMM runs one capability call at a time; too many are waiting")
+	// errBalloonBudget refuses a BalloonHint beyond balloonCredit. It is
+	// no ErrNotSupported: the provider may run a session in its next Hints.
+	errBalloonBudget = errors.New("the VMM runs one balloon free page hint session per hints request (and a few more per window); " +
+		"this one is refused: call BalloonHint once in each Hints")
+)
 
 var _ Host = (*window)(nil)
 
-func newWindow(impl Host) *window { return &window{impl: impl, sem: make(chan struct{}, 1)} }
+func newWindow(impl Host) *window {
+	return &window{impl: impl, sem: make(chan struct{}, 1), credit: balloonCredit}
+}
+
+// grant lets the provider begin one more balloon hint session: the host
+// asks it for hints (grpcClient.Hints).
+func (w *window) grant() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.credit = min(w.credit+1, balloonCredit)
+}
 
 // enter waits for the window's one call, or fails: window ended, too
 // many waiting, or ctx ended. leave gives it back.
@@ -99,7 +132,8 @@ func (w *window) end() {
 }
 
 // BalloonHint implements Host.BalloonHint: the window owes DONE from
-// here on, unless the VMM has no balloon.
+// here on, unless the VMM has no balloon. A call beyond the window's
+// credit is refused (errBalloonBudget).
 func (w *window) BalloonHint(ctx context.Context) ([]GPARange, error) {
 	if err := w.enter(ctx); err != nil {
 		return nil, err
@@ -108,6 +142,11 @@ func (w *window) BalloonHint(ctx context.Context) ([]GPARange, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w.mu.Lock()
+	if w.credit == 0 {
+		w.mu.Unlock()
+		return nil, errBalloonBudget
+	}
+	w.credit--
 	owed := w.hinted
 	w.hinted, w.stopHint = true, cancel
 	w.mu.Unlock()

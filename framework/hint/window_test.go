@@ -240,7 +240,8 @@ func TestHostCallsOneAtATime(t *testing.T) {
 				switch {
 				case err == nil:
 					ok++
-				case strings.Contains(err.Error(), "one capability call at a time"):
+				case strings.Contains(err.Error(), "one capability call at a time"),
+					strings.Contains(err.Error(), "session per hints request"): // TestBalloonHintBudget
 					refused++
 				default:
 					other++
@@ -391,5 +392,59 @@ func TestOneDone(t *testing.T) {
 	defer vmm.mu.Unlock()
 	if vmm.dones != 1 {
 		t.Errorf("the VMM got %d DONE for one window, want 1", vmm.dones)
+	}
+}
+
+// TestBalloonHintBudget: a provider that calls BalloonHint in a loop
+// makes the guest run no more free page hint sessions than the engine
+// asks it for hints (one per Hints call), plus a few: the calls beyond
+// are refused at once with an error that says why, and is no
+// ErrNotSupported (the balloon provider would give up for good). Before,
+// every call began a session: ring-0 work in the guest for as long as
+// the window lasted.
+func TestBalloonHintBudget(t *testing.T) {
+	vmm := &balloonVMM{}
+	var ok, refused int
+	var other []error
+	loop := func(ctx context.Context, h hint.Host) error {
+		for range 100 {
+			_, err := h.BalloonHint(ctx)
+			switch {
+			case err == nil:
+				ok++
+			case strings.Contains(err.Error(), "balloon free page hint session per hints request") && !errors.Is(err, hint.ErrNotSupported):
+				refused++
+			default:
+				other = append(other, err)
+			}
+		}
+		return nil
+	}
+	p := overGRPC(t, hostile(loop, loop, nil), nil)
+	ctx := tctx(t)
+	check := func(when string, wantOK int) {
+		t.Helper()
+		if ok != wantOK || refused != 100-wantOK || len(other) != 0 {
+			t.Errorf("%s: %d sessions of 100 calls, %d refused, other errors %v; want %d sessions", when, ok, refused, other, wantOK)
+		}
+		ok, refused, other = 0, 0, nil
+	}
+	if err := p.Configure(ctx, nil, hint.VM{}, vmm); err != nil {
+		t.Fatal(err)
+	}
+	check("in Configure", hint.BalloonCredit)
+	for g := uint64(1); g <= 3; g++ {
+		p.Hints(ctx, hint.Request{Generation: g}, nil)
+		check("in Hints", 1)
+	}
+	// A provider that calls once per Hints, as plugins/balloon does, is never refused.
+	p = overGRPC(t, hostile(nil, session, nil), nil)
+	if err := p.Configure(ctx, nil, hint.VM{}, vmm); err != nil {
+		t.Fatal(err)
+	}
+	for g := uint64(1); g <= 3*hint.BalloonCredit; g++ {
+		if err := p.Hints(ctx, hint.Request{Generation: g}, nil); err != nil {
+			t.Fatalf("Hints %d: %v", g, err)
+		}
 	}
 }
