@@ -31,7 +31,7 @@ func BenchmarkSessionWall(b *testing.B) {
 		dst := newVM(b, vmtest.Options{Incoming: true})
 		sspec, dspec := benchSpecs(b, dir)
 		start := time.Now()
-		srep, serr, drep, derr, stop := runWall(src, dst, sspec, dspec)
+		stop, srep, drep, serr, derr := runWall(src, dst, sspec, dspec)
 		wall += time.Since(start)
 		stop()
 		closed += time.Since(start)
@@ -78,9 +78,9 @@ func benchSpecs(b *testing.B, dir string) (src, dst session.Spec) {
 }
 
 // runWall runs Receive and Send concurrently, as two VMMs would, and
-// returns once both returned their reports, with stop, which stops
+// returns once both returned their reports, and stop, which stops
 // their plugins (Session.Close) and waits for that.
-func runWall(src, dst *vmtest.VM, sspec, dspec session.Spec) (srep engine.Report, serr error, drep engine.Report, derr error, stop func()) {
+func runWall(src, dst *vmtest.VM, sspec, dspec session.Spec) (stop func(), srep, drep engine.Report, serr, derr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -100,12 +100,12 @@ func runWall(src, dst *vmtest.VM, sspec, dspec session.Spec) (srep engine.Report
 	})
 	srep, serr = side(src.RAM(), sspec, func(s *session.Session) (engine.Report, error) { return s.Send(ctx, src, src) })
 	wg.Wait()
-	return srep, serr, drep, derr, func() {
+	return func() {
 		for _, s := range sessions {
 			s.Close()
 		}
 		cancel()
-	}
+	}, srep, drep, serr, derr
 }
 
 // benchSetupTeardown: the report's setup and teardown.

@@ -120,7 +120,7 @@ func testConcurrent(t *testing.T, p *pair) {
 				return
 			}
 			if err := p.send.Flush(ctx(t)); err != nil {
-				errs <- fmt.Errorf("Flush: %w", err)
+				errs <- fmt.Errorf("flush: %w", err)
 				return
 			}
 		}
@@ -130,7 +130,7 @@ func testConcurrent(t *testing.T, p *pair) {
 		for {
 			for _, tr := range []transport.Transport{p.send, p.recv} {
 				if _, err := tr.Stats(ctx(t)); err != nil {
-					errs <- fmt.Errorf("Stats: %w", err)
+					errs <- fmt.Errorf("stats: %w", err)
 					return
 				}
 			}
