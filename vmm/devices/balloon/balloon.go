@@ -216,13 +216,24 @@ func (d *Device) Notify(idx int) {
 		used, err = d.drain(q, d.report)
 	}
 	if err != nil {
-		d.q = queues{}
-		d.sig.Fail(err.Error())
+		d.failLocked(err)
 		return
 	}
 	if used {
 		d.sig.SignalUsed()
 	}
+	d.changed.Broadcast()
+}
+
+// failLocked puts the device into NEEDS_RESET for a guest's mistake. It
+// drops its queues and the stats buffer it held on one of them, keeping
+// the negotiated features, so that its saved state stays consistent (a
+// held buffer needs a stats queue): a guest that breaks its balloon loses
+// the balloon until its driver resets it, never the VM's migration.
+// Waiters on the device see the queues gone.
+func (d *Device) failLocked(err error) {
+	d.q, d.statsReq = queues{}, nil
+	d.sig.Fail(err.Error())
 	d.changed.Broadcast()
 }
 

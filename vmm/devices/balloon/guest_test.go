@@ -274,3 +274,50 @@ func TestLateStopKeepsNextSession(t *testing.T) {
 		t.Fatalf("session %#x: %+v, sink %v; want 2 ranges hinted after a late STOP of %#x", id2, sum, f.sink.got, id1)
 	}
 }
+
+// TestFailedDeviceMigrates: a guest that breaks its balloon (one chain the
+// device refuses: NEEDS_RESET) loses the balloon, never the VM's
+// migration. The device's state must still encode, with the stats
+// buffer the device held (Linux's driver keeps one there), and restore on
+// a target, where the device is failed as it was until the driver resets it.
+func TestFailedDeviceMigrates(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		features  uint64
+		queues    int
+		statsHeld bool
+	}{{"stats buffer held", FStatsVQ | FFreePageHint, 4, true}, {"no stats queue", FFreePageHint, 3, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.features)
+			if tc.statsHeld {
+				f.drv.Add(2, virtiotest.Buf{Addr: bufBase + 0x100, Len: 10})
+				f.drv.Kick(2)
+			}
+			f.drv.PutDesc(0, 0, bufBase, 16, 4, 0) // INDIRECT was not offered
+			f.drv.Offer(0, 0)
+			if st, _ := f.tr.Status(); st&virtio.StatusNeedsReset == 0 {
+				t.Fatalf("status %#x: the device accepted an indirect descriptor", st)
+			}
+			if _, err := f.dev.Save().MarshalBinary(); err != nil {
+				t.Fatalf("a failed balloon made the VM's state unsaveable: %v", err)
+			}
+			g := f.migrate(t)
+			if st, _ := g.tr.Status(); st&virtio.StatusNeedsReset == 0 {
+				t.Errorf("restored status %#x, want NEEDS_RESET as on the source", st)
+			}
+			if got, want := g.dev.Target().Features, f.dev.Target().Features; got != want {
+				t.Errorf("restored features %#x, saved %#x", got, want)
+			}
+			// The driver's reset brings the device back on the target.
+			if !g.drv.Setup(tc.features|virtio.FVersion1, tc.queues, 64, ringBase) {
+				t.Fatal("features refused after reset")
+			}
+			g.drv.PutLE32(bufBase, 0x800)
+			g.drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+			g.drv.Kick(0)
+			if len(g.drv.Used(0)) != 1 || g.dev.Target().Inflated != 1 {
+				t.Error("the device does not work after the driver's reset on the target")
+			}
+		})
+	}
+}

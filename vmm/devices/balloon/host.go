@@ -190,8 +190,7 @@ func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {
 	}
 	if d.statsReq != nil {
 		if err := d.q.stats.Push(d.mem, d.statsReq.Head, 0); err != nil {
-			d.q = queues{}
-			d.sig.Fail(err.Error())
+			d.failLocked(err)
 			return d.stats, err
 		}
 		d.statsReq = nil

@@ -115,13 +115,18 @@ func (d *Device) Restore(s State) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.features != s.Features || d.queueMap() != s.Queues {
+	// A device the guest broke after bringing it up kept its features and
+	// dropped its queues (failLocked); its transport, in NEEDS_RESET, did
+	// not activate it here. It comes back failed, as it left.
+	failed := s.Queues == 0 && d.queueMap() == 0 && d.features == 0
+	if !failed && (d.features != s.Features || d.queueMap() != s.Queues) {
 		return fmt.Errorf("restore balloon: saved features %#x and queues %#b, the transport activated %#x and %#b",
 			s.Features, s.Queues, d.features, d.queueMap())
 	}
 	if s.StatsHeld && s.StatsHead >= d.q.stats.Size {
 		return fmt.Errorf("restore balloon: held stats buffer %d outside a queue of %d", s.StatsHead, d.q.stats.Size)
 	}
+	d.features = s.Features
 	d.target, d.actual, d.inflated, d.reported = s.Target, s.Actual, s.Inflated, s.Reported
 	d.stats = s.Stats
 	d.stats.Values = cloneValues(s.Stats.Values)
