@@ -248,13 +248,17 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 // (the spec forbids a driver to clear one), so a running device keeps its
 // features and queues. A reset resets the queues only after the device's
 // Reset returned: a kick in progress on another vCPU finishes on the
-// rings it started with.
+// rings it started with. What that kick did to the registers meanwhile
+// (a failure: NEEDS_RESET; interrupt bits) belongs to the device before
+// the reset, so they are reset again with the queues: the driver reads
+// Status 0 once its reset returned.
 func (t *Transport) setStatus(v uint32) func() {
 	if v == 0 {
 		t.resetLocked()
 		return func() {
 			t.dev.Reset()
 			t.mu.Lock()
+			t.resetLocked()
 			for _, q := range t.queues {
 				q.reset()
 			}
@@ -282,7 +286,8 @@ func (t *Transport) setStatus(v uint32) func() {
 	return func() {}
 }
 
-// resetLocked resets the registers; setStatus resets the queues later.
+// resetLocked resets the registers; setStatus resets the queues later,
+// and the registers once more, after the device's Reset returned.
 func (t *Transport) resetLocked() {
 	t.status, t.devFeatSel, t.drvFeatSel, t.drvFeatures, t.queueSel = 0, 0, 0, 0, 0
 	t.intStatus, t.failReason = 0, ""

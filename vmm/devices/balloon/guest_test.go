@@ -321,3 +321,54 @@ func TestFailedDeviceMigrates(t *testing.T) {
 		})
 	}
 }
+
+// TestResetClearsFailureOfKickInFlight: a kick in flight on another vCPU
+// when the driver resets the device finishes on the old rings; if those
+// make it fail, that failure belongs to the device before the reset. A
+// driver reads Status 0 once its reset returned (the spec has it wait for
+// that before it sets the device up again); a NEEDS_RESET left over would
+// keep every later kick from the device until the next reset.
+func TestResetClearsFailureOfKickInFlight(t *testing.T) {
+	mem := &blockMem{Mem: virtiotest.NewMem(ramSize), at: bufBase,
+		entered: make(chan struct{}), release: make(chan struct{})}
+	dev := New(mem, nil)
+	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
+	dev.SetSignaller(tr)
+	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
+	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	drv.PutLE32(bufBase, 0x800)
+	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})          // blocks the kick inside the device
+	drv.Add(0, virtiotest.Buf{Addr: bufBase + 0x100, Len: 16}) // then fails it:
+	drv.PutDesc(0, 1, bufBase+0x100, 16, 4, 0)                 // INDIRECT was not offered
+	kicked, reset := make(chan any, 1), make(chan struct{})
+	go func() {
+		defer func() { kicked <- recover() }()
+		drv.Kick(0)
+	}()
+	<-mem.entered
+	go func() {
+		defer close(reset)
+		drv.SetReg(0x070, 0)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, _ := tr.Status(); st == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reset never reached the transport")
+		}
+	}
+	close(mem.release)
+	if p := <-kicked; p != nil {
+		t.Fatalf("the kick panicked: %v", p)
+	}
+	<-reset
+	if st, reason := tr.Status(); st != 0 || reason != "" {
+		t.Errorf("status %#x (%q) after the reset returned, want 0", st, reason)
+	}
+	if is := drv.Reg(0x060); is != 0 {
+		t.Errorf("interrupt status %#x after the reset returned, want 0", is)
+	}
+}
