@@ -234,11 +234,13 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 	}
 }
 
-// TestReceiveCancelledAtCommit: a cancel that reached the receiver
-// before the COMMIT it reads refuses it (ABORT, never resumed), as a VM
-// that will not resume does; one that comes after Resume leaves the VM
-// running and RUNNING still goes out (the source must not be left
-// handover-unknown by a cancel that lost the race).
+// TestReceiveCancelledAtCommit: a cancel that returned before the
+// receiver acts on a COMMIT refuses it (ABORT, never resumed), as a VM
+// that will not resume does, even when the goroutine that ends the
+// receiver's context has not run yet (a caller that stops the VM after
+// its cancel must not stop a guest the COMMIT ran); one that comes after
+// Resume leaves the VM running and RUNNING still goes out (the source
+// must not be left handover-unknown by a cancel that lost the race).
 func TestReceiveCancelledAtCommit(t *testing.T) {
 	dst := newFakeVM(t, [2]uint64{0, 64 << 10})
 	end := &sinkEnd{pipeEnd: &pipeEnd{p: &pipe{}}}
@@ -248,10 +250,7 @@ func TestReceiveCancelledAtCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.held = holdable(ctx, func(error) {})
 	r.ho.h = HandoverLoaded
-	cancel()
-	for r.held.Err() == nil { // the cancel reaches heldCtx on its own goroutine
-		time.Sleep(time.Millisecond)
-	}
+	cancel() // and at once: no wait for heldCtx's own goroutine
 	_, err := r.handle(r.held, transportMessage(msgCommit, nil))
 	if err == nil {
 		t.Fatal("COMMIT after a cancel was taken")

@@ -19,8 +19,15 @@ import (
 // heldCtx is a context that follows its parent's cancellation until
 // hold, and has no deadline of its own (the parent's deadline ends it
 // like a cancel, before hold). Values are the parent's.
+//
+// Err and hold look at the parent themselves: the function that ends c
+// runs on a goroutine of its own a moment after the parent ended, and a
+// COMMIT read in that moment was taken although the caller's cancel had
+// returned (a VMM that then stopped the VM, sure the migration was
+// cancelled, stopped the guest that had just started to run there).
 type heldCtx struct {
 	context.Context // the parent without its cancellation: values
+	parent          context.Context
 	done            chan struct{}
 	mu              sync.Mutex
 	err             error
@@ -32,7 +39,7 @@ type heldCtx struct {
 // is called (once per cancel, on its own goroutine) when parent ends
 // after hold.
 func holdable(parent context.Context, ignored func(cause error)) *heldCtx {
-	c := &heldCtx{Context: context.WithoutCancel(parent), done: make(chan struct{})}
+	c := &heldCtx{Context: context.WithoutCancel(parent), parent: parent, done: make(chan struct{})}
 	c.stop = context.AfterFunc(parent, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -40,10 +47,21 @@ func holdable(parent context.Context, ignored func(cause error)) *heldCtx {
 			ignored(context.Cause(parent))
 			return
 		}
-		c.err = parent.Err()
-		close(c.done)
+		c.follow()
 	})
 	return c
+}
+
+// follow ends c if its parent ended and c is not held; the caller holds
+// c.mu.
+func (c *heldCtx) follow() {
+	if c.held || c.err != nil {
+		return
+	}
+	if err := c.parent.Err(); err != nil {
+		c.err = err
+		close(c.done)
+	}
 }
 
 func (c *heldCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -51,14 +69,17 @@ func (c *heldCtx) Done() <-chan struct{}       { return c.done }
 func (c *heldCtx) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.follow()
 	return c.err
 }
 
-// hold detaches c from its parent for good; false if c already ended
-// (the caller was cancelled first and must behave as cancelled).
+// hold detaches c from its parent for good; false if c already ended,
+// or its parent did (the caller was cancelled first and must behave as
+// cancelled).
 func (c *heldCtx) hold() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.follow()
 	if c.err != nil {
 		return false
 	}

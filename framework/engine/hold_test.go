@@ -42,3 +42,36 @@ func TestHeldCtx(t *testing.T) {
 		t.Errorf("the ignored cancel was reported %d times", ignored.Load())
 	}
 }
+
+// TestHeldCtxEndsAtOnce: once the parent's cancel returned, the heldCtx
+// says so (Err, Done) and refuses hold, without waiting for the
+// goroutine that follows the parent. Before, Err stayed nil and hold
+// succeeded for a moment after the cancel: a COMMIT read then was taken
+// although the caller had cancelled (TestReceiveCancelledAtCommit).
+func TestHeldCtxEndsAtOnce(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		parent, cancel := context.WithCancel(context.Background())
+		c := holdable(parent, func(error) { t.Error("ignored: the cancel came before hold") })
+		cancel()
+		if !errors.Is(c.Err(), context.Canceled) {
+			t.Fatalf("run %d: Err %v right after the cancel, want canceled", i, c.Err())
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Fatalf("run %d: Err says canceled, Done is open", i)
+		}
+		if c.hold() {
+			t.Fatalf("run %d: hold succeeded after the cancel", i)
+		}
+		c.release()
+
+		parent, cancel = context.WithCancel(context.Background())
+		c = holdable(parent, func(error) {})
+		cancel()
+		if c.hold() {
+			t.Fatalf("run %d: hold (before any Err) succeeded after the cancel", i)
+		}
+		c.release()
+	}
+}
