@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +259,28 @@ func TestReceiveCancelledAtCommit(t *testing.T) {
 	r.giveUp(err)
 	if dst.resumed != 0 || r.ho.get() != HandoverFailed || len(end.sent) != 1 || end.sent[0] != msgAbort {
 		t.Fatalf("resumed %d, handover %s, sent %v; want not resumed, failed, ABORT", dst.resumed, r.ho.get(), end.sent)
+	}
+}
+
+// TestLoadedNotSentAfterSetupFailed: post-copy's goroutines failing
+// while the state loads (they end the loop's context with
+// errPostcopySetup) stop the receiver before LOADED, and the report
+// says failed with that cause, not cancelled: nobody cancelled.
+func TestLoadedNotSentAfterSetupFailed(t *testing.T) {
+	dst := newFakeVM(t, [2]uint64{0, 64 << 10})
+	end := &sinkEnd{pipeEnd: &pipeEnd{p: &pipe{}}}
+	opt := Options{}
+	opt.defaults()
+	r := newReceiver(dst, end, opt)
+	r.ho.h = HandoverReceiving
+	ctx, stop := context.WithCancelCause(context.Background())
+	stop(fmt.Errorf("%w: fault loop: gone", errPostcopySetup))
+	state := []byte("fake-state-v1")
+	err := r.stateChunk(ctx, encodeStateChunk(uint64(len(state)), 0, state))
+	if err == nil || len(end.sent) != 0 || r.ho.get() != HandoverReceiving {
+		t.Fatalf("err %v, sent %v, handover %s; want an error before LOADED", err, end.sent, r.ho.get())
+	}
+	if !errors.Is(err, errPostcopySetup) || status(err) != StatusFailed {
+		t.Errorf("err %v (status %s), want post-copy's setup failure, failed", err, status(err))
 	}
 }

@@ -250,8 +250,10 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	if err := r.dst.LoadState(ctx, r.state); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("cancelled before LOADED: %w", err) // giveUp: ABORT
+	if ctx.Err() != nil {
+		// Cancelled, or post-copy's goroutines failed (errPostcopySetup):
+		// the cause says which, and the report's status follows it.
+		return fmt.Errorf("ended before LOADED: %w", context.Cause(ctx)) // giveUp: ABORT
 	}
 	// From the first byte of LOADED on, the source may commit. The
 	// caller hears of it first.
