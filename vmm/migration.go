@@ -71,9 +71,11 @@ func (m migrationVM) StopDirtyLog() error { return m.v.DisableDirtyLog() }
 // Pause implements framework.Source.
 func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v.pause) }
 
-// Resume implements framework.Source and framework.Target.
+// Resume implements framework.Source and framework.Target. A
+// destination's is refused once the VMM's shutdown cancelled the
+// migration (VM.cancelIncoming).
 func (m migrationVM) Resume() error {
-	return m.own.do(context.Background(), func(context.Context) error { return m.v.resume() })
+	return m.own.do(context.Background(), func(context.Context) error { return m.v.resumeFor(true) })
 }
 
 // SaveState implements framework.Source.
@@ -221,6 +223,14 @@ func (mg *migration) incoming() (context.CancelFunc, <-chan struct{}) {
 // alone left the engine running behind it: the VMM did not exit until
 // the source had sent every page (or incoming_timeout passed) and
 // COMMIT found the VM stopped.
+//
+// The engine's Resume at COMMIT is refused from here on (resumeFor,
+// under v.mu): the engine notices a cancel a moment late (its context
+// follows the caller's on a goroutine of its own), and a COMMIT it read
+// meanwhile ran the guest here; the source then paused its copy for
+// good, and this shutdown stopped the only running one. A guest that
+// already runs here (the Resume came first; the migration's progress
+// may not say so yet) is stopped as any running VM is.
 func (v *VM) cancelIncoming() {
 	mg := v.migration()
 	if mg == nil {
@@ -230,9 +240,19 @@ func (v *VM) cancelIncoming() {
 	if cancel == nil {
 		return
 	}
+	v.mu.Lock()
+	runs := v.state == StateRunning // an incoming VM runs only from its COMMIT's Resume on
+	v.incomingCancelled = !runs
+	v.mu.Unlock()
+	if runs {
+		return
+	}
 	v.log.Warn("shutdown: cancelling the incoming migration; the guest stays on the source")
 	cancel()
-	<-done
+	<-done // the engine returned: it resumes nothing any more
+	v.mu.Lock()
+	v.incomingCancelled = false // a guest that migrate -resolve resumes here may be sent on later
+	v.mu.Unlock()
 }
 
 // awaitHandover holds the VMM's own shutdown (SIGTERM, SIGINT) while it

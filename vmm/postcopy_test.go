@@ -389,3 +389,70 @@ func TestTransportInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownRefusesCommitAfterCancel: once the VMM's shutdown
+// cancelled an incoming migration, the engine's Resume at COMMIT is
+// refused (the engine then answers ABORT and the source runs the guest
+// on). The engine sees the cancel a moment late (heldCtx follows its
+// parent on a goroutine of its own) and may have read COMMIT just
+// before: before, such a COMMIT ran the guest here, the source heard
+// RUNNING and paused its copy for good, and the shutdown then stopped
+// the only running copy. A destination whose guest already runs here
+// when the signal comes is stopped as any running VM, its migration not
+// cancelled.
+func TestShutdownRefusesCommitAfterCancel(t *testing.T) {
+	for _, runs := range []bool{false, true} {
+		v := bareVM(StatePaused) // LoadState done
+		if runs {
+			v.state = StateRunning // the engine's Resume came first
+		}
+		mg := &migration{}
+		v.mig = mg
+		cancelled := make(chan struct{})
+		own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", func() { close(cancelled) },
+			func(State) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(engine.Progress{Handover: engine.HandoverLoaded}) // not yet updated past LOADED
+		done := make(chan struct{})
+		go func() { v.shutdown(); close(done) }()
+		if runs {
+			select {
+			case <-done:
+			case <-cancelled:
+				t.Fatal("the guest runs here: the shutdown cancelled its migration, and waits for it to end")
+			case <-time.After(5 * time.Second):
+				t.Fatal("the guest runs here: the shutdown waits for its migration")
+			}
+			if st := v.Status().State; st != StateStopped {
+				t.Errorf("VM %s after the shutdown, want stopped", st)
+			}
+			continue
+		}
+		select {
+		case <-cancelled:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the shutdown did not cancel the incoming migration")
+		}
+		// The engine read COMMIT before its context said cancelled.
+		if err := (migrationVM{v: v, own: own}).Resume(); err == nil {
+			t.Fatal("the engine's Resume after the shutdown's cancel ran the guest here")
+		}
+		if st := v.Status().State; st != StatePaused {
+			t.Fatalf("VM %s after the refused Resume, want paused", st)
+		}
+		rep := engine.Report{Status: engine.StatusCancelled, Handover: engine.HandoverFailed}
+		own.release(func() {
+			v.migrationDone(transport.RoleReceive, api.SideFailed, context.Canceled, func() { mg.finish(rep, api.SideFailed) })
+		})
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the shutdown still waits after the migration ended")
+		}
+		if st := v.Status().State; st != StateStopped {
+			t.Errorf("VM %s after the shutdown, want stopped", st)
+		}
+	}
+}

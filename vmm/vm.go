@@ -110,6 +110,10 @@ type VM struct {
 	exitErr  error
 	stopOnce sync.Once
 	stopped  chan struct{}
+	// incomingCancelled: the VMM's shutdown cancelled the incoming
+	// migration (cancelIncoming), so its COMMIT never runs the guest
+	// here (resumeFor).
+	incomingCancelled bool
 }
 
 // New validates cfg and builds the VM: guest RAM, the KVM VM, devices and
@@ -427,9 +431,26 @@ func (v *VM) pause(ctx context.Context) error {
 // take the run lock) cannot come in between, so resume never reports a
 // VM running that a stop ended a moment before (a destination would
 // answer COMMIT with RUNNING for a guest that runs nowhere).
-func (v *VM) resume() error {
+func (v *VM) resume() error { return v.resumeFor(false) }
+
+// errIncomingCancelled is the engine's Resume at COMMIT after the VMM's
+// shutdown cancelled the incoming migration: the engine then answers
+// ABORT and the source runs the guest on. It is a cancel (the report
+// says cancelled).
+var errIncomingCancelled = fmt.Errorf("this VMM is shutting down and cancelled the incoming migration: "+
+	"the guest is not run here: %w", context.Canceled)
+
+// resumeFor is resume; migration says that a migration's engine asks
+// (migrationVM.Resume), which is refused once the VMM's shutdown
+// cancelled the incoming migration: checked under the same v.mu as the
+// change, so either the guest ran here before the shutdown looked
+// (cancelIncoming then stops it as a running VM) or it never runs here.
+func (v *VM) resumeFor(migration bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if migration && v.incomingCancelled {
+		return errIncomingCancelled
+	}
 	switch v.state {
 	case StateIncoming:
 		return fmt.Errorf("cannot resume an incoming VM before its state is loaded (state-load, or LoadState)")
