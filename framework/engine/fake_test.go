@@ -50,6 +50,7 @@ type fakeVM struct {
 	failSave   error
 	failLoad   error
 	failResume error       // the destination's vCPUs will not run
+	onResume   func()      // runs after a Resume that succeeded
 	onSync     func(n int) // called after each SyncDirtyLog (n-th)
 	onPause    func()      // called in Pause, before the VM counts as paused
 	syncs      int
@@ -107,7 +108,11 @@ func (v *fakeVM) Resume() error {
 	}
 	v.paused = false
 	v.resumed++
+	onResume := v.onResume
 	v.mu.Unlock()
+	if onResume != nil {
+		onResume()
+	}
 	return nil
 }
 func (v *fakeVM) SaveState(context.Context) ([]byte, error) { return v.state, v.failSave }

@@ -260,6 +260,37 @@ func TestReceiveCancelledAtCommit(t *testing.T) {
 	if dst.resumed != 0 || r.ho.get() != HandoverFailed || len(end.sent) != 1 || end.sent[0] != msgAbort {
 		t.Fatalf("resumed %d, handover %s, sent %v; want not resumed, failed, ABORT", dst.resumed, r.ho.get(), end.sent)
 	}
+
+	// The cancel comes just after Resume: the guest runs here, and
+	// RUNNING must still reach the source.
+	dst = newFakeVM(t, [2]uint64{0, 64 << 10})
+	cend := &ctxSinkEnd{sinkEnd: sinkEnd{pipeEnd: &pipeEnd{p: &pipe{}}}}
+	r = newReceiver(dst, cend, opt)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	r.held = holdable(ctx, func(error) {})
+	r.ho.h = HandoverLoaded
+	dst.onResume = cancel
+	if done, err := r.handle(r.held, transportMessage(msgCommit, nil)); !done || err != nil {
+		t.Fatalf("COMMIT before the cancel: done %v, %v", done, err)
+	}
+	if dst.resumed != 1 || r.ho.get() != HandoverRunning || len(cend.sent) != 1 || cend.sent[0] != msgRunning {
+		t.Fatalf("resumed %d, handover %s, sent %v; want running and RUNNING sent", dst.resumed, r.ho.get(), cend.sent)
+	}
+}
+
+// ctxSinkEnd records the messages sent, each after 20 ms on the wire,
+// and fails a send whose context ends meanwhile, as a real transport
+// does.
+type ctxSinkEnd struct{ sinkEnd }
+
+func (s *ctxSinkEnd) SendMessage(ctx context.Context, m transport.Message) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(20 * time.Millisecond):
+	}
+	return s.sinkEnd.SendMessage(ctx, m)
 }
 
 // TestLoadedNotSentAfterSetupFailed: post-copy's goroutines failing
