@@ -154,6 +154,7 @@ type pipe struct {
 	// filter sees every message before it travels (toDst: source →
 	// destination); drop loses it, cut then breaks the connection.
 	filter     func(toDst bool, m transport.Message) (drop, cut bool)
+	sendErr    func(toDst bool, m transport.Message) error // non-nil: that send fails, nothing travels
 	stallFlush func() bool   // true: this Flush blocks until its ctx ends
 	slowFlush  func()        // runs inside every Flush (a transport still writing)
 	stallOpen  bool          // the receiving Open waits for a source that never comes
@@ -226,6 +227,11 @@ func (e *pipeEnd) SendMessage(ctx context.Context, m transport.Message) error {
 	ch := e.p.toSrc
 	if e.send {
 		ch = e.p.toDst
+	}
+	if e.p.sendErr != nil {
+		if err := e.p.sendErr(e.send, m); err != nil {
+			return err
+		}
 	}
 	if e.p.filter != nil {
 		if drop, cut := e.p.filter(e.send, m); drop {

@@ -235,6 +235,50 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 	}
 }
 
+// TestCommitSendFailsAfterAbort: the destination, cancelled after
+// LOADED, answers ABORT and closes its end; the source, which had read
+// LOADED, finds its COMMIT write failing on the closed connection. The
+// ABORT that arrived before says the destination will never run the VM:
+// the source resumes it instead of calling the handover unknown (seen
+// under emulated KVM: a destination VMM's SIGTERM between LOADED and
+// COMMIT left the source handover-unknown beside a destination that had
+// exited, so migrate could not resolve it).
+func TestCommitSendFailsAfterAbort(t *testing.T) {
+	src, dst := twoRegions(t)
+	s, r := newPipe(src, dst)
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	s.p.filter = func(toDst bool, m transport.Message) (bool, bool) {
+		if !toDst && m.Kind == msgLoaded {
+			rcancel()
+			time.Sleep(50 * time.Millisecond) // ABORT follows LOADED before COMMIT is written
+		}
+		return false, false
+	}
+	s.p.sendErr = func(toDst bool, m transport.Message) error {
+		if toDst && m.Kind == msgCommit {
+			time.Sleep(50 * time.Millisecond) // the destination's ABORT is in
+			return fmt.Errorf("stream 0: %w", transport.ErrClosed)
+		}
+		return nil
+	}
+	opt := Options{SwitchoverTimeout: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, rerr = Receive(rctx, dst, r, opt) })
+	srep, serr := Send(ctx, src, s, opt)
+	wg.Wait()
+	if srep.Status != StatusFailed || src.resumed != 1 || src.paused || !errors.Is(serr, errDestinationAborted) {
+		t.Fatalf("source %s (%v), resumed %d, paused %v; want failed and running again on the destination's ABORT",
+			srep.Status, serr, src.resumed, src.paused)
+	}
+	if dst.resumed != 0 || rerr == nil {
+		t.Errorf("destination resumed %d (%v)", dst.resumed, rerr)
+	}
+}
+
 // TestReceiveCancelledAtCommit: a cancel that returned before the
 // receiver acts on a COMMIT refuses it (ABORT, never resumed), as a VM
 // that will not resume does, even when the goroutine that ends the

@@ -114,7 +114,8 @@ func (s *sender) pageCheck(ctx context.Context) error {
 // commit writes COMMIT and waits for RUNNING. From the first byte of
 // COMMIT on, the destination may run the VM: a lost connection or a
 // timeout leaves the VM paused here (HandoverUnknown); only an ABORT
-// (the destination will never run it) resumes it. In post-copy RUNNING
+// (the destination will never run it) resumes it, also one that came
+// before a COMMIT write that failed (answeredBefore). In post-copy RUNNING
 // moves the handover to HandoverPostcopy: the pages are still owed.
 func (s *sender) commit(ctx context.Context) error {
 	if err := s.ho.move(HandoverCommitting); err != nil {
@@ -126,13 +127,19 @@ func (s *sender) commit(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, s.opt.SwitchoverTimeout)
 	defer cancel()
 	s.rep.Passes = s.pass + 1
-	if err := s.tr.SendMessage(cctx, transport.Message{Kind: msgCommit}); err != nil {
+	var m transport.Message
+	err := s.tr.SendMessage(cctx, transport.Message{Kind: msgCommit})
+	if err == nil {
+		m, err = s.next(cctx)
+	} else if am, aerr, settled := s.answeredBefore(cctx); settled {
+		m, err = am, aerr
+	} else {
+		cause := fmt.Errorf("send COMMIT: %w (then %v)", err, aerr)
 		if s.pc != nil { // post-copy: COMMIT may have arrived (below)
-			return s.recommit(ctx, fmt.Errorf("send COMMIT: %w", err))
+			return s.recommit(ctx, cause)
 		}
-		return s.unknown(fmt.Errorf("send COMMIT: %w", err))
+		return s.unknown(cause)
 	}
-	m, err := s.next(cctx)
 	if err != nil || m.Kind != msgRunning {
 		s.pc.stopServing() // post-copy: no more answers, whatever happens now
 	}
@@ -158,6 +165,29 @@ func (s *sender) commit(ctx context.Context) error {
 		return s.ho.move(HandoverPostcopy)
 	}
 	return s.ho.move(HandoverCompleted)
+}
+
+// answeredBefore reads, after a failed COMMIT write, what the
+// destination had sent before its end, at most a second (and ctx): a
+// broken session ends the receive goroutine at once. An ABORT (it never
+// runs the VM: cancelled after LOADED, it answered and closed its end),
+// a RUNNING (COMMIT got through after all) or, in post-copy, a BROKEN
+// settles the handover as if COMMIT had been written: settled, with
+// next's message and error for commit to act on. Anything else settles
+// nothing, and err is the cause to report.
+func (s *sender) answeredBefore(ctx context.Context) (m transport.Message, err error, settled bool) {
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	m, err = s.next(wctx)
+	switch {
+	case errors.Is(err, errDestinationAborted), errors.Is(err, errDestinationBroken) && s.pc != nil:
+		return m, err, true
+	case err == nil && m.Kind == msgRunning:
+		return m, nil, true
+	case err == nil:
+		err = fmt.Errorf("%w: %s from the destination after a failed COMMIT", errMalformed, msgName(m.Kind))
+	}
+	return m, err, false
 }
 
 // recommit settles a post-copy COMMIT whose answer was lost with the
