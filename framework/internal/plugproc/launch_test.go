@@ -37,6 +37,10 @@ const envAutoMTLS = "FERRY_TEST_AUTOMTLS"
 // out to a tool, or one that leaves something behind on purpose).
 const envHelper = "FERRY_TEST_HELPER"
 
+// envHelperOutput makes the helper inherit the plugin's stdout and
+// stderr, as a tool a plugin shells out to often does.
+const envHelperOutput = "FERRY_TEST_HELPER_OUTPUT"
+
 // envNoHandshake makes the test plugin never answer go-plugin's
 // handshake, so that Start fails.
 const envNoHandshake = "FERRY_TEST_NO_HANDSHAKE"
@@ -47,6 +51,9 @@ func TestMain(m *testing.M) {
 	if marker := os.Getenv(envOpened); marker != "" {
 		if f := os.Getenv(envHelper); f != "" {
 			helper := exec.Command("sleep", "300")
+			if os.Getenv(envHelperOutput) != "" {
+				helper.Stdout, helper.Stderr = os.Stdout, os.Stderr
+			}
 			if helper.Start() != nil || os.WriteFile(f, []byte(fmt.Sprint(helper.Process.Pid)), 0o600) != nil {
 				os.Exit(9)
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin/runner"
@@ -101,15 +102,35 @@ func (r *cmdRunner) Wait(context.Context) error {
 // Kill implements runner.AttachedRunner.Kill: the process and the
 // processes it started (go-plugin kills through it when a start fails,
 // and when a plugin does not exit when asked); a process already gone is
-// not an error.
+// not an error. outputGrace later it closes the host's ends of the
+// plugin's stdout and stderr (closeOutput).
 func (r *cmdRunner) Kill(context.Context) error {
 	if r.cmd.Process == nil {
 		return nil
 	}
+	time.AfterFunc(outputGrace, r.closeOutput)
 	if err := r.killTree(r.cmd.Process.Kill); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
 	return nil
+}
+
+// outputGrace is how long after its Kill the host still reads a
+// plugin's stdout and stderr to their end. A process the plugin started
+// may hold them (a tool it shelled out to, which inherited them), and
+// go-plugin reaps the plugin, and returns from its Kill, only once both
+// ended: without a bound, Kill (a transport's Close, a post-copy
+// reconnect's CloseHoldingListeners, a hint provider's Kill) waited as
+// long as that process lived, forever for one that no Kill can tell from
+// a stranger's (the plugin died first: descendants.go).
+const outputGrace = time.Second
+
+// closeOutput closes the host's ends of the plugin's stdout and stderr,
+// which ends go-plugin's readers of them (what they had not read yet is
+// lost). A second close is a no-op.
+func (r *cmdRunner) closeOutput() {
+	r.stdout.Close()
+	r.tail.Close()
 }
 
 // Stdout implements runner.Runner.Stdout.

@@ -1,0 +1,70 @@
+package plugproc_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKillHelperHoldsOutput: Kill returns, within a few seconds, when a
+// process the plugin started holds the plugin's stdout and stderr (a
+// tool it shelled out to, which inherited them), whether Kill finds the
+// plugin running (the helper is noted and killed) or dead on its own
+// (the helper cannot be told from a stranger and runs on). go-plugin
+// reaps a plugin only once both pipes ended, and its Kill waits for
+// that: before, Kill (and with it a transport's Close and a post-copy
+// reconnect's CloseHoldingListeners, or a hint provider's Kill) waited
+// as long as the helper lived.
+func TestKillHelperHoldsOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		crashed bool // the plugin died on its own before Kill
+	}{{"running", false}, {"crashed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "helper")
+			p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile, envHelperOutput+"=1")
+			b, err := os.ReadFile(pidFile)
+			var helper int
+			if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
+				t.Fatalf("helper pid %q: %v %v", b, err, serr)
+			}
+			defer syscall.Kill(helper, syscall.SIGKILL)
+			if tc.crashed {
+				if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(10 * time.Second); running(p.Pid()); time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the plugin still runs 10 s after SIGKILL")
+					}
+				}
+			}
+			killed := make(chan struct{})
+			begin := time.Now()
+			go func() {
+				defer close(killed)
+				p.Kill()
+			}()
+			const bound = 15 * time.Second // killGrace and go-plugin's own wait, with room
+			select {
+			case <-killed:
+				t.Logf("Kill returned after %v", time.Since(begin).Round(time.Millisecond))
+			case <-time.After(bound):
+				syscall.Kill(helper, syscall.SIGKILL) // lets Kill return
+				<-killed
+				t.Fatalf("Kill had not returned %v after it began: the plugin's helper (pid %d) holds its output", bound, helper)
+			}
+			if tc.crashed {
+				return // its helper was not noted: nothing tells it from a stranger's process
+			}
+			for deadline := time.Now().Add(5 * time.Second); running(helper); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Kill returned", helper)
+				}
+			}
+		})
+	}
+}
