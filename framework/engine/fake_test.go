@@ -155,10 +155,10 @@ type pipe struct {
 	// destination); drop loses it, cut then breaks the connection.
 	filter     func(toDst bool, m transport.Message) (drop, cut bool)
 	sendErr    func(toDst bool, m transport.Message) error // non-nil: that send fails, nothing travels
-	stallFlush func() bool   // true: this Flush blocks until its ctx ends
-	slowFlush  func()        // runs inside every Flush (a transport still writing)
-	stallOpen  bool          // the receiving Open waits for a source that never comes
-	broken     chan struct{} // closed when the connection is cut
+	stallFlush func() bool                                 // true: this Flush blocks until its ctx ends
+	slowFlush  func()                                      // runs inside every Flush (a transport still writing)
+	stallOpen  bool                                        // the receiving Open waits for a source that never comes
+	broken     chan struct{}                               // closed when the connection is cut
 	cutOnce    sync.Once
 }
 
