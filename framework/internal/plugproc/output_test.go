@@ -68,3 +68,35 @@ func TestKillHelperHoldsOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashHelperHoldsOutput: a plugin that dies on its own while a
+// process it started holds its stdout and stderr is seen to have ended
+// (reaped, its exit status known, which is what makes later calls fail
+// as plugin-gone) within a few seconds, without a Kill. go-plugin reaps
+// only once both pipes ended, so before, such a plugin looked alive, every
+// call to it failing as a broken connection, until somebody killed it.
+func TestCrashHelperHoldsOutput(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "helper")
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile, envHelperOutput+"=1")
+	b, err := os.ReadFile(pidFile)
+	var helper int
+	if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
+		t.Fatalf("helper pid %q: %v %v", b, err, serr)
+	}
+	defer syscall.Kill(helper, syscall.SIGKILL)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	const bound = 10 * time.Second // outputGrace, with room
+	for !p.Exit().Exited {
+		if time.Since(begin) > bound {
+			t.Fatalf("the plugin, killed %v ago, is not reaped: its helper (pid %d) holds its output", bound, helper)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if x := p.Exit(); x.Status != "signal: killed" {
+		t.Errorf("exit status %q, want \"signal: killed\"", x.Status)
+	}
+	t.Logf("reaped %v after SIGKILL", time.Since(begin).Round(time.Millisecond))
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin/runner"
+	"golang.org/x/sys/unix"
 )
 
 // runner is go-plugin's process runner interface.
@@ -84,6 +85,7 @@ func (r *cmdRunner) Start(context.Context) error {
 	if st, ok := startTime(r.pid); ok {
 		r.start.Store(st)
 	}
+	r.watchExit()
 	r.log.Debug("plugin started", "path", r.cmd.Path, "pid", r.pid, "socket_dir", r.dir)
 	return nil
 }
@@ -115,9 +117,46 @@ func (r *cmdRunner) Kill(context.Context) error {
 	return nil
 }
 
-// outputGrace is how long after its Kill the host still reads a
-// plugin's stdout and stderr to their end. A process the plugin started
-// may hold them (a tool it shelled out to, which inherited them), and
+// watchExit closes the plugin's output pipes outputGrace after the
+// process ends on its own (a crash, an exit), as Kill does after it
+// kills. go-plugin reaps a plugin, and cancels the context that tells
+// its clients the process is gone (ErrPluginGone), only once both pipes
+// ended: a process the plugin started that inherited them (a tool it
+// shelled out to) would otherwise keep a dead plugin looking alive, every
+// call to it failing as a broken connection, until somebody killed it.
+// The process's end is seen through a pidfd, which does not reap it
+// (go-plugin's Wait does); without pidfds (Linux before 5.3) nothing
+// watches and the pipes end when their last holder closes them.
+func (r *cmdRunner) watchExit() {
+	// Nobody has waited for the process yet (Start), so the pid is
+	// still the plugin's.
+	fd, err := unix.PidfdOpen(r.pid, 0)
+	if err != nil {
+		r.log.Debug("plugin exit not watched (no pidfd)", "pid", r.pid, "error", err)
+		return
+	}
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		// Readable once the process has ended, reaped or not.
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == nil {
+				break
+			}
+			if err != unix.EINTR {
+				r.log.Debug("plugin exit not watched", "pid", r.pid, "error", err)
+				return
+			}
+		}
+		time.AfterFunc(outputGrace, r.closeOutput)
+	}()
+}
+
+// outputGrace is how long after its Kill, or its own end (watchExit),
+// the host still reads a plugin's stdout and stderr to their end. A
+// process the plugin started may hold them (a tool it shelled out to,
+// which inherited them), and
 // go-plugin reaps the plugin, and returns from its Kill, only once both
 // ended: without a bound, Kill (a transport's Close, a post-copy
 // reconnect's CloseHoldingListeners, a hint provider's Kill) waited as
