@@ -114,3 +114,26 @@ func (f *connFlood) hints(ctx context.Context, _ Request, emit func([]Range) err
 // BalloonCredit is the balloon hint sessions a window allows beyond one
 // per Hints call.
 const BalloonCredit = balloonCredit
+
+// ServeCallFlood serves a provider whose Configure starts
+// CallFloodWorkers goroutines that call the window's Host (CMMABits, which
+// the test's VMM refuses or answers at once) as fast as they can, for as
+// long as the process lives, and returns.
+func ServeCallFlood() int {
+	kind.Serve(func(files []*os.File, _ *os.File) plugin.Plugin {
+		return &GRPCPlugin{Files: files, Impl: &Mock{ConfigureFunc: func(_ context.Context, _ Config, _ VM, h Host) error {
+			for range CallFloodWorkers {
+				go func() {
+					for {
+						h.CMMABits(context.Background(), 0, 1)
+					}
+				}()
+			}
+			return nil
+		}}}
+	})
+	return 0
+}
+
+// CallFloodWorkers is how many goroutines ServeCallFlood calls with.
+const CallFloodWorkers = 32

@@ -33,6 +33,7 @@ const (
 	hostName        = "ferry-hint-host"
 	brokerFloodName = "ferry-hint-brokerflood"
 	connFloodName   = "ferry-hint-connflood"
+	callFloodName   = "ferry-hint-callflood"
 )
 
 func TestMain(m *testing.M) {
@@ -40,6 +41,7 @@ func TestMain(m *testing.M) {
 	roles[transportName] = func() int { transport.Serve(&transport.Mock{}); return 0 }
 	roles[brokerFloodName] = hint.ServeBrokerFlood
 	roles[connFloodName] = hint.ServeConnFlood
+	roles[callFloodName] = hint.ServeCallFlood
 	roles[hostName] = func() int {
 		return plugintest.Host(func(ctx context.Context) (func(), error) {
 			p, err := hint.Launch(ctx, filepath.Join(filepath.Dir(os.Args[0]), "ferry-hint-zero"), nil, hclog.NewNullLogger())

@@ -77,15 +77,16 @@ const maxBrokerConns = 2
 // go-plugin's GRPCBroker.AcceptAndServe does (the broker tells the
 // plugin where to dial; the server speaks TLS with tlsConfig, the host's
 // config of the process, Process.TLS), on a listener that keeps at most
-// maxBrokerConns connections. served is closed once the server stopped
-// (its Stop) and the listener is closed.
+// maxBrokerConns connections, and takes the plugin's calls at a bounded
+// rate (ratelimit.go). served is closed once the server stopped (its
+// Stop) and the listener is closed.
 func ServeBroker(broker *plugin.GRPCBroker, id uint32, tlsConfig *tls.Config,
 	newServer func([]grpc.ServerOption) *grpc.Server) (srv *grpc.Server, served <-chan struct{}, err error) {
 	ln, err := broker.Accept(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	var opts []grpc.ServerOption
+	opts := newCallLimiter(BrokerCallRate, brokerCallBurst).serverOptions()
 	if tlsConfig != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))
 	}

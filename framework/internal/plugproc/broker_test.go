@@ -63,3 +63,29 @@ func TestLimitListener(t *testing.T) {
 	}
 	refused()
 }
+
+// TestCallLimiter: the burst runs at once, then each call waits for its
+// token at the rate, and a quiet moment refills the burst, no more.
+func TestCallLimiter(t *testing.T) {
+	l := newCallLimiter(1000, 3)
+	now := l.last
+	for i := range 3 {
+		if d := l.reserve(now); d != 0 {
+			t.Fatalf("call %d of the burst waits %v", i, d)
+		}
+	}
+	for i, want := range []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond} {
+		if d := l.reserve(now); d < want-time.Microsecond || d > want+time.Microsecond {
+			t.Errorf("call %d past the burst waits %v, want %v", i, d, want)
+		}
+	}
+	now = now.Add(time.Hour) // pays the debt and refills, up to the burst
+	for i := range 3 {
+		if d := l.reserve(now); d != 0 {
+			t.Fatalf("call %d after a quiet hour waits %v", i, d)
+		}
+	}
+	if d := l.reserve(now); d <= 0 {
+		t.Errorf("a fourth call after a quiet hour does not wait: the burst grew beyond 3")
+	}
+}
