@@ -15,16 +15,26 @@ import (
 // migrate runs Send and Receive against each other and returns both results.
 func migrate(t *testing.T, src, dst *fakeVM, opt Options, tweak func(*pipe)) (Report, error, Report, error) {
 	t.Helper()
+	return migrateCtx(t, src, dst, nil, opt, tweak)
+}
+
+// migrateCtx is migrate with the receiver under rctx (nil: the sender's
+// context, which ends after 30 s).
+func migrateCtx(t *testing.T, src, dst *fakeVM, rctx context.Context, opt Options, tweak func(*pipe)) (Report, error, Report, error) {
+	t.Helper()
 	s, r := newPipe(src, dst)
 	if tweak != nil {
 		tweak(s.p)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if rctx == nil {
+		rctx = ctx
+	}
 	var rrep Report
 	var rerr error
 	var wg sync.WaitGroup
-	wg.Go(func() { rrep, rerr = Receive(ctx, dst, r, opt) })
+	wg.Go(func() { rrep, rerr = Receive(rctx, dst, r, opt) })
 	srep, serr := Send(ctx, src, s, opt)
 	wg.Wait()
 	return srep, serr, rrep, rerr

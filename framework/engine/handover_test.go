@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -203,25 +202,8 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 	for p := uint64(0); p < src.layout.Pages(); p += 7 {
 		src.write(p, 0x42)
 	}
-	s, r := newPipe(src, dst)
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer rcancel()
-	s.p.filter = func(toDst bool, m transport.Message) (bool, bool) {
-		if !toDst && m.Kind == msgLoaded {
-			rcancel()
-			time.Sleep(50 * time.Millisecond) // the receiver sees the cancel before COMMIT comes
-		}
-		return false, false
-	}
-	opt := Options{SwitchoverTimeout: 2 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var rrep Report
-	var rerr error
-	var wg sync.WaitGroup
-	wg.Go(func() { rrep, rerr = Receive(rctx, dst, r, opt) })
-	srep, serr := Send(ctx, src, s, opt)
-	wg.Wait()
+	rctx, cancelAtLoaded := cancelReceiverAtLoaded()
+	srep, serr, rrep, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, cancelAtLoaded)
 	if rrep.Status != StatusCancelled || rrep.Handover != HandoverFailed || srep.Status != StatusFailed {
 		t.Fatalf("source %s (%v), destination %s, %s (%v); want the source failed, the destination cancelled",
 			srep.Status, serr, rrep.Status, rrep.Handover, rerr)
@@ -235,6 +217,22 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 	}
 }
 
+// cancelReceiverAtLoaded returns a receiver's context and a pipe tweak
+// that cancels it as LOADED passes, and gives the receiver 50 ms to see
+// the cancel (and answer ABORT) before the source reads LOADED.
+func cancelReceiverAtLoaded() (context.Context, func(*pipe)) {
+	rctx, rcancel := context.WithCancel(context.Background())
+	return rctx, func(p *pipe) {
+		p.filter = func(toDst bool, m transport.Message) (bool, bool) {
+			if !toDst && m.Kind == msgLoaded {
+				rcancel()
+				time.Sleep(50 * time.Millisecond)
+			}
+			return false, false
+		}
+	}
+}
+
 // TestCommitSendFailsAfterAbort: the destination, cancelled after
 // LOADED, answers ABORT and closes its end; the source, which had read
 // LOADED, finds its COMMIT write failing on the closed connection. The
@@ -245,31 +243,17 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 // exited, so migrate could not resolve it).
 func TestCommitSendFailsAfterAbort(t *testing.T) {
 	src, dst := twoRegions(t)
-	s, r := newPipe(src, dst)
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer rcancel()
-	s.p.filter = func(toDst bool, m transport.Message) (bool, bool) {
-		if !toDst && m.Kind == msgLoaded {
-			rcancel()
-			time.Sleep(50 * time.Millisecond) // ABORT follows LOADED before COMMIT is written
+	rctx, cancelAtLoaded := cancelReceiverAtLoaded()
+	srep, serr, _, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, func(p *pipe) {
+		cancelAtLoaded(p)
+		p.sendErr = func(toDst bool, m transport.Message) error {
+			if toDst && m.Kind == msgCommit {
+				time.Sleep(50 * time.Millisecond) // the destination's ABORT is in
+				return fmt.Errorf("stream 0: %w", transport.ErrClosed)
+			}
+			return nil
 		}
-		return false, false
-	}
-	s.p.sendErr = func(toDst bool, m transport.Message) error {
-		if toDst && m.Kind == msgCommit {
-			time.Sleep(50 * time.Millisecond) // the destination's ABORT is in
-			return fmt.Errorf("stream 0: %w", transport.ErrClosed)
-		}
-		return nil
-	}
-	opt := Options{SwitchoverTimeout: 2 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var rerr error
-	var wg sync.WaitGroup
-	wg.Go(func() { _, rerr = Receive(rctx, dst, r, opt) })
-	srep, serr := Send(ctx, src, s, opt)
-	wg.Wait()
+	})
 	if srep.Status != StatusFailed || src.resumed != 1 || src.paused || !errors.Is(serr, errDestinationAborted) {
 		t.Fatalf("source %s (%v), resumed %d, paused %v; want failed and running again on the destination's ABORT",
 			srep.Status, serr, src.resumed, src.paused)

@@ -7,7 +7,25 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/framework/internal/plugproc"
 )
+
+// startHoldingOutput starts the test plugin with a helper process that
+// inherited its stdout and stderr, and returns the helper's pid; the
+// test kills the helper when it ends.
+func startHoldingOutput(t *testing.T) (*plugproc.Process, int) {
+	t.Helper()
+	pidFile := filepath.Join(t.TempDir(), "helper")
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile, envHelperOutput+"=1")
+	b, err := os.ReadFile(pidFile)
+	var helper int
+	if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
+		t.Fatalf("helper pid %q: %v %v", b, err, serr)
+	}
+	t.Cleanup(func() { syscall.Kill(helper, syscall.SIGKILL) })
+	return p, helper
+}
 
 // TestKillHelperHoldsOutput: Kill returns, within a few seconds, when a
 // process the plugin started holds the plugin's stdout and stderr (a
@@ -24,14 +42,7 @@ func TestKillHelperHoldsOutput(t *testing.T) {
 		crashed bool // the plugin died on its own before Kill
 	}{{"running", false}, {"crashed", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			pidFile := filepath.Join(t.TempDir(), "helper")
-			p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile, envHelperOutput+"=1")
-			b, err := os.ReadFile(pidFile)
-			var helper int
-			if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
-				t.Fatalf("helper pid %q: %v %v", b, err, serr)
-			}
-			defer syscall.Kill(helper, syscall.SIGKILL)
+			p, helper := startHoldingOutput(t)
 			if tc.crashed {
 				if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 					t.Fatal(err)
@@ -76,14 +87,7 @@ func TestKillHelperHoldsOutput(t *testing.T) {
 // only once both pipes ended, so before, such a plugin looked alive, every
 // call to it failing as a broken connection, until somebody killed it.
 func TestCrashHelperHoldsOutput(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "helper")
-	p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHelper+"="+pidFile, envHelperOutput+"=1")
-	b, err := os.ReadFile(pidFile)
-	var helper int
-	if _, serr := fmt.Sscan(string(b), &helper); err != nil || serr != nil || helper <= 0 {
-		t.Fatalf("helper pid %q: %v %v", b, err, serr)
-	}
-	defer syscall.Kill(helper, syscall.SIGKILL)
+	p, helper := startHoldingOutput(t)
 	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -87,30 +87,33 @@ func (m *blockMem) Slice(gpa, n uint64) ([]byte, error) {
 	return m.Mem.Slice(gpa, n)
 }
 
-// TestResetDuringKick: a driver that resets the device (Status=0) from
-// one vCPU while another vCPU's kick is being handled must not crash the
-// VMM: the queues must not change under the device before its Reset.
-func TestResetDuringKick(t *testing.T) {
+// blockedBalloon is a balloon device on a transport whose guest RAM
+// blocks the first read of bufBase (blockMem), and a driver of it.
+func blockedBalloon(t *testing.T) (*blockMem, *virtio.Transport, *virtiotest.Driver) {
 	mem := &blockMem{Mem: virtiotest.NewMem(ramSize), at: bufBase,
 		entered: make(chan struct{}), release: make(chan struct{})}
 	dev := New(mem, nil)
 	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
 	dev.SetSignaller(tr)
-	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
-	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
-		t.Fatal("features refused")
-	}
-	drv.PutLE32(bufBase, 0x800)
-	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+	return mem, tr, &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
+}
+
+// resetDuringKick kicks queue 0 on one goroutine (vCPU 0), which
+// stops inside the device at the read of bufBase, resets the device from
+// another (vCPU 1; Status=0), lets the kick go on once the reset reached
+// the transport, and returns when both returned. It fails the test if the
+// kick panicked.
+func resetDuringKick(t *testing.T, mem *blockMem, tr *virtio.Transport, drv *virtiotest.Driver) {
+	t.Helper()
 	kicked, reset := make(chan any, 1), make(chan struct{})
 	go func() {
 		defer func() { kicked <- recover() }()
-		drv.Kick(0) // vCPU 0: inflate, stopped inside reading the PFNs
+		drv.Kick(0)
 	}()
 	<-mem.entered
 	go func() {
 		defer close(reset)
-		drv.SetReg(0x070, 0) // vCPU 1: reset
+		drv.SetReg(0x070, 0)
 	}()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if st, _ := tr.Status(); st == 0 {
@@ -125,6 +128,19 @@ func TestResetDuringKick(t *testing.T) {
 		t.Fatalf("the kick panicked when the device was reset under it: %v", p)
 	}
 	<-reset
+}
+
+// TestResetDuringKick: a driver that resets the device (Status=0) from
+// one vCPU while another vCPU's kick is being handled must not crash the
+// VMM: the queues must not change under the device before its Reset.
+func TestResetDuringKick(t *testing.T) {
+	mem, tr, drv := blockedBalloon(t)
+	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	drv.PutLE32(bufBase, 0x800)
+	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
+	resetDuringKick(t, mem, tr, drv)
 	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
 		t.Fatal("features refused after reset")
 	}
@@ -329,12 +345,7 @@ func TestFailedDeviceMigrates(t *testing.T) {
 // that before it sets the device up again); a NEEDS_RESET left over would
 // keep every later kick from the device until the next reset.
 func TestResetClearsFailureOfKickInFlight(t *testing.T) {
-	mem := &blockMem{Mem: virtiotest.NewMem(ramSize), at: bufBase,
-		entered: make(chan struct{}), release: make(chan struct{})}
-	dev := New(mem, nil)
-	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
-	dev.SetSignaller(tr)
-	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}
+	mem, tr, drv := blockedBalloon(t)
 	if !drv.Setup(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
 		t.Fatal("features refused")
 	}
@@ -342,29 +353,7 @@ func TestResetClearsFailureOfKickInFlight(t *testing.T) {
 	drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})          // blocks the kick inside the device
 	drv.Add(0, virtiotest.Buf{Addr: bufBase + 0x100, Len: 16}) // then fails it:
 	drv.PutDesc(0, 1, bufBase+0x100, 16, 4, 0)                 // INDIRECT was not offered
-	kicked, reset := make(chan any, 1), make(chan struct{})
-	go func() {
-		defer func() { kicked <- recover() }()
-		drv.Kick(0)
-	}()
-	<-mem.entered
-	go func() {
-		defer close(reset)
-		drv.SetReg(0x070, 0)
-	}()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if st, _ := tr.Status(); st == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reset never reached the transport")
-		}
-	}
-	close(mem.release)
-	if p := <-kicked; p != nil {
-		t.Fatalf("the kick panicked: %v", p)
-	}
-	<-reset
+	resetDuringKick(t, mem, tr, drv)
 	if st, reason := tr.Status(); st != 0 || reason != "" {
 		t.Errorf("status %#x (%q) after the reset returned, want 0", st, reason)
 	}
