@@ -160,7 +160,7 @@ func TestRunPostcopyBroken(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
 	c.dst.finishWith(3, engine.StatusPostcopyBroken, api.SidePostcopyBroken) // it broke there too, a little later
-	rep, err, out := c.run(context.Background(), t)
+	rep, out, err := c.run(context.Background(), t)
 	if err == nil || rep.Status != engine.StatusPostcopyBroken || !strings.Contains(err.Error(), "the guest is lost") {
 		t.Fatalf("status %s, err %v", rep.Status, err)
 	}
@@ -187,7 +187,7 @@ func TestRunPostcopyBrokenDestinationCompleted(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, out := c.run(context.Background(), t)
+	rep, out, err := c.run(context.Background(), t)
 	if err != nil || rep.Status != engine.StatusCompleted || rep.Resolved != "destination" {
 		t.Fatalf("status %s, resolved %q, err %v\n%s", rep.Status, rep.Resolved, err, out)
 	}
@@ -208,7 +208,7 @@ func TestRunPostcopyBrokenDestinationFinishing(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
 	c.dst.finishWith(4, engine.StatusCompleted, api.SideRunning) // migrating for a few more polls
-	rep, err, out := c.run(context.Background(), t)
+	rep, out, err := c.run(context.Background(), t)
 	if err != nil || strings.Contains(out, "The guest is lost") || rep.Status != engine.StatusCompleted || rep.Resolved != "destination" {
 		t.Fatalf("status %s, resolved %q, err %v\n%s", rep.Status, rep.Resolved, err, out)
 	}
@@ -245,7 +245,7 @@ func TestRunPostcopyReconnectingPeerGone(t *testing.T) {
 			c.src.progress.Reconnecting = 30 * time.Second
 			c.src.mu.Unlock()
 		}()
-		_, err, out := c.run(context.Background(), t)
+		_, out, err := c.run(context.Background(), t)
 		if err == nil {
 			t.Fatal("no error for a broken post-copy")
 		}

@@ -193,13 +193,13 @@ func newRunCase(t *testing.T) *runCase {
 	return c
 }
 
-func (c *runCase) run(ctx context.Context, t *testing.T) (report, error, string) {
+func (c *runCase) run(ctx context.Context, t *testing.T) (report, string, error) {
 	var out strings.Builder
 	rep, err := run(ctx, time.Now(), fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), &out)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t.Logf("calls %q; err %v\n%s", c.calls, err, out.String())
-	return rep, err, out.String()
+	return rep, out.String(), err
 }
 
 // resolutions lists the calls that move a side, in order.
@@ -219,7 +219,7 @@ func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
 	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if err == nil || rep.Resolved != "source" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
@@ -240,7 +240,7 @@ func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
 	c.src.reportErr = "handover unknown: the VM is paused here and may or may not run on the other side"
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if err != nil || rep.Resolved != "destination" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
@@ -259,7 +259,7 @@ func TestRunCompletedCheckFailed(t *testing.T) {
 	c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
 	c.src.reportErr = "post-copy page check failed: 3 pages differed"
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if err == nil || !strings.Contains(err.Error(), "the guest runs on the destination, but: post-copy page check failed") ||
 		rep.Status != engine.StatusCompleted {
 		t.Fatalf("status %s, err %v", rep.Status, err)
@@ -310,7 +310,7 @@ func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	_, err, out := c.run(context.Background(), t)
+	_, out, err := c.run(context.Background(), t)
 	if err == nil || len(c.resolutions()) != 0 {
 		t.Fatalf("err %v, resolution calls %q: want an error and no side moved", err, c.resolutions())
 	}
@@ -326,7 +326,7 @@ func TestRunInterrupted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	rep, err, _ := c.run(ctx, t)
+	rep, _, err := c.run(ctx, t)
 	if err == nil || rep.Status != engine.StatusCancelled {
 		t.Fatalf("status %q, err %v", rep.Status, err)
 	}
@@ -353,7 +353,7 @@ func TestRunInterruptedInPostcopy(t *testing.T) {
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	rep, err, out := c.run(ctx, t)
+	rep, out, err := c.run(ctx, t)
 	if err != nil || rep.Status != engine.StatusCompleted {
 		t.Fatalf("status %q, err %v", rep.Status, err)
 	}
@@ -377,7 +377,7 @@ func TestRunSourceExitsAfterPostcopy(t *testing.T) {
 	c.src.postcopy, c.src.exitWhenDone = true, true
 	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, out := c.run(context.Background(), t)
+	rep, out, err := c.run(context.Background(), t)
 	if err != nil || rep.Status != engine.StatusCompleted || rep.Destination == nil || rep.Resolved != "destination" {
 		t.Fatalf("status %q, err %v, destination report %v, resolved %q", rep.Status, err, rep.Destination != nil, rep.Resolved)
 	}
@@ -397,7 +397,7 @@ func TestRunFollowsRunningMigration(t *testing.T) {
 	c.src.running = true
 	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, out := c.run(context.Background(), t)
+	rep, out, err := c.run(context.Background(), t)
 	if err != nil || rep.Status != engine.StatusCompleted || rep.Destination == nil {
 		t.Fatalf("status %q, err %v, destination report %v", rep.Status, err, rep.Destination != nil)
 	}
@@ -417,7 +417,7 @@ func TestRunFollowsRunningMigration(t *testing.T) {
 func TestRunSourceUnreachableCleansDestination(t *testing.T) {
 	c := newRunCase(t)
 	c.src.kill()
-	_, err, _ := c.run(context.Background(), t)
+	_, _, err := c.run(context.Background(), t)
 	if err == nil {
 		t.Fatal("run succeeded without a source")
 	}
@@ -441,7 +441,7 @@ func TestRunSourceDiesMidway(t *testing.T) {
 		time.Sleep(3 * statusPoll)
 		c.src.kill()
 	}()
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if err == nil || !strings.Contains(err.Error(), "the source stopped answering during the migration (dirty, pass 10)") {
 		t.Fatalf("err %v: want one saying the source stopped answering in dirty pass 10", err)
 	}
@@ -564,7 +564,7 @@ func TestRunFollowsOnlyItsMigration(t *testing.T) {
 	c.src.running, c.src.id, c.dst.id = true, "a", "b"
 	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if got := c.resolutions(); len(got) != 0 || err == nil || rep.Resolved != "" {
 		t.Fatalf("err %v, resolved %q, calls %q: want no side moved", err, rep.Resolved, got)
 	}
@@ -577,7 +577,7 @@ func TestRunRefusedLeavesOthersAlone(t *testing.T) {
 	c := newRunCase(t)
 	c.dst.id, c.dst.refuse = "b", true
 	c.src.finishWith(0, "", api.SideNone)
-	_, err, out := c.run(context.Background(), t)
+	_, out, err := c.run(context.Background(), t)
 	// The user learns what to run if the other migration is an earlier
 	// run of this job.
 	if !strings.Contains(out, "takes part in another migration (id b,") || !strings.Contains(out, "migrate -resolve -config") {
@@ -596,7 +596,7 @@ func TestRunSidesShareID(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	if _, err, _ := c.run(context.Background(), t); err != nil {
+	if _, _, err := c.run(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
 	if c.src.id == "" || c.src.id != c.dst.id {
@@ -605,7 +605,7 @@ func TestRunSidesShareID(t *testing.T) {
 	d := newRunCase(t)
 	d.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
 	d.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	if _, err, _ := d.run(context.Background(), t); err != nil {
+	if _, _, err := d.run(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
 	if d.src.id == c.src.id {
@@ -622,7 +622,7 @@ func TestRunFollowedElsewhere(t *testing.T) {
 	c.src.running, c.src.id, c.dst.id = true, "a", "b"
 	c.src.finishWith(2, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	rep, err, _ := c.run(context.Background(), t)
+	rep, _, err := c.run(context.Background(), t)
 	if err == nil || !strings.Contains(err.Error(), "another migration") || rep.Destination != nil {
 		t.Fatalf("err %v, destination report %v: want an error naming another migration", err, rep.Destination)
 	}

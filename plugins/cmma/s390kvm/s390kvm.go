@@ -40,6 +40,7 @@ type cmmaLog struct {
 
 // deviceAttr is struct kvm_device_attr (24 bytes).
 type deviceAttr struct {
+	//lint:ignore U1000 the kernel's layout: zero, never read
 	flags uint32
 	group uint32
 	attr  uint64
