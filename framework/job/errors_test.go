@@ -112,7 +112,7 @@ func TestErrors(t *testing.T) {
 		{"syntax", 1},
 		{"tabs_unicode", 1},
 		{"everything", 12},
-		{"duplicate_bodies", 9},
+		{"duplicate_bodies", 11},
 		{"same_socket", 1},
 		{"bad_security", 4},
 		{"hidden_by_unknown_label", 4},

@@ -143,9 +143,12 @@ func (p *parser) block(b *hclsyntax.Block) {
 			p.job.Limits = kept
 		}
 	case "security":
-		if p.once(b) {
-			p.noLabels(b)
-			p.security(b)
+		first := p.once(b)
+		p.noLabels(b)
+		kept := p.job.Security
+		p.security(b)
+		if !first { // checked, then forgotten
+			p.job.Security = kept
 		}
 	case "transport":
 		first := p.once(b)

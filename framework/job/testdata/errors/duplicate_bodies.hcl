@@ -11,3 +11,5 @@ hint "balloon" {}
 hint "balloon" { chunk = "lots" }
 limits { max_passes = 3 }
 limits { max_passes = 0 }
+security { encryption = false }
+security { bogus = 1 }
