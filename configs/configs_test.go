@@ -19,6 +19,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // tcpSchema stands in for the TCP transport's schema.
 var tcpSchema = schema.Schema{
 	{Name: "listen", Type: schema.TypeString, Required: true, Doc: "address the destination listens on and the source dials"},
+	{Name: "connect", Type: schema.TypeString, Doc: "address the source dials when it differs from listen"},
 	{Name: "streams", Type: schema.TypeNumber, Default: int64(2), Doc: "parallel connections"},
 	{Name: "compress", Type: schema.TypeString, Default: "lz4", Doc: `"lz4" or "none"`},
 	{Name: "connect_timeout", Type: schema.TypeDuration, Default: "10s", Doc: "how long the source tries to connect"},
@@ -39,7 +40,7 @@ func TestConfigs(t *testing.T) {
 			}
 			j, diags := job.Parse(file, src)
 			if j != nil {
-				diags = append(diags, j.CheckPlugins([]string{"tcp"}, nil)...)
+				diags = append(diags, j.CheckPlugins([]string{"tcp"}, []string{"balloon", "pagemap"})...)
 				diags = append(diags, j.Transport.Decode(tcpSchema)...)
 			}
 			if len(diags) > 0 {
@@ -69,8 +70,12 @@ func dump(j *job.Job) string {
 	fmt.Fprintf(&b, "limits.max_downtime: %v\n", j.Limits.MaxDowntime)
 	fmt.Fprintf(&b, "limits.bandwidth: %d bytes/s\n", j.Limits.Bandwidth)
 	fmt.Fprintf(&b, "limits.max_passes: %d\n", j.Limits.MaxPasses)
+	fmt.Fprintf(&b, "limits.switchover_timeout: %v\n", j.Limits.SwitchoverTimeout)
+	fmt.Fprintf(&b, "limits.incoming_timeout: %v\n", j.Limits.IncomingTimeout)
 	fmt.Fprintf(&b, "limits.postcopy: %s\n", j.Limits.Postcopy)
 	fmt.Fprintf(&b, "limits.reconnect_timeout: %v\n", j.Limits.ReconnectTimeout)
+	fmt.Fprintf(&b, "security.encryption: %v\n", j.Security.Encryption)
+	fmt.Fprintf(&b, "plugin_path: %q\n", j.PluginPath)
 	return b.String()
 }
 

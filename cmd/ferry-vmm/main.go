@@ -1,7 +1,9 @@
 // Command ferry-vmm is Ferry's reference KVM VMM.
 //
 //	ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK]
+//	              [-log-level LEVEL] [-no-balloon] [-no-page-reporting] [-transport-in-process]
 //	ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK
+//	              [-log-level LEVEL] [-no-balloon] [-no-page-reporting] [-transport-in-process]
 //
 // It boots a PVH kernel and exits with the guest's power-off code; a guest
 // failure (triple fault, KVM internal error) prints a register dump and
@@ -35,8 +37,10 @@ func main() {
 	os.Exit(realMain(os.Args[1:]))
 }
 
-const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK] [-log-level LEVEL] [-no-balloon] [-no-page-reporting]
-       ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK [-log-level LEVEL] [-no-balloon] [-no-page-reporting]
+const usage = `usage: ferry-vmm run -kernel FILE -mem SIZE [-cpus N] [-cmdline STR] [-serial FILE|-] [-control SOCK]
+                     [-log-level LEVEL] [-no-balloon] [-no-page-reporting] [-transport-in-process]
+       ferry-vmm run -incoming -mem SIZE [-cpus N] [-serial FILE|-] -control SOCK
+                     [-log-level LEVEL] [-no-balloon] [-no-page-reporting] [-transport-in-process]
 
 Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine,
 or with -incoming waits, with the same -mem, -cpus and -no-balloon as the

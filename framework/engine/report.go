@@ -165,7 +165,7 @@ type Progress struct {
 
 // Report is the outcome of one migration, on either side.
 type Report struct {
-	Status     Status   `json:"status"` // completed, failed, cancelled, handover-unknown
+	Status     Status   `json:"status"` // completed, failed, cancelled, handover-unknown, postcopy-broken
 	Error      string   `json:"error,omitempty"`
 	Handover   Handover `json:"handover,omitempty"` // this side's last handover state
 	TotalMS    int64    `json:"total_ms"`           // the engine's run: ConnectMS + BulkMS + DirtyMS + SwitchoverMS (+ PostcopyMS) + TeardownMS (docs/JOBS.md)

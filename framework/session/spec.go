@@ -52,9 +52,9 @@ type Spec struct {
 	// starting Transport.Path; Transport.Config is its block, checked
 	// against its Schema all the same, and the session closes it at the
 	// end. No process boundary lies on its path: a post-copy page request
-	// crosses none, which takes a network fault from about a millisecond
-	// through the plugin to about 50 us here (docs/BENCHMARKS.md, "Where a
-	// network fault's time goes"). What it gives up: a transport that
+	// crosses none, which takes a network fault from about 250 us through
+	// the plugin to about 60 us here (docs/EMBEDDING.md, docs/BENCHMARKS.md
+	// "Where a network fault's time goes"). What it gives up: a transport that
 	// crashes or leaks takes the VMM with it, and it runs with the VMM's
 	// privileges. A wrapper around one (for metrics, say) must forward
 	// CloseHoldingListeners (transport.ListenerHolder) and Answer

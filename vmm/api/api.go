@@ -69,8 +69,9 @@ type Migration struct {
 	Role string `json:"role"` // send or receive
 	Done bool   `json:"done"`
 	// Side is where this VMM stands: migrating until the engine is done,
-	// then running, migrated, failed or handover-unknown; migrate-resolve
-	// moves handover-unknown on.
+	// then running, migrated, discarded, failed, handover-unknown or
+	// postcopy-broken; migrate-resolve moves handover-unknown on, and
+	// postcopy-broken refuses everything but quit (docs/HANDOVER.md).
 	Side     Side            `json:"side"`
 	Progress engine.Progress `json:"progress"`
 	Report   *engine.Report  `json:"report,omitempty"`
