@@ -228,8 +228,15 @@ func TestMigratePluginKilled(t *testing.T) {
 	p := startPair(t, "1G", "dirty:256@16", "", `limits { bandwidth = "64MiB/s" }`)
 	killed := 0
 	rep, err := p.migrate(func(*exec.Cmd) {
+		// The plugin starts when the source's session does, a while
+		// after migrate (a few seconds under emulated KVM): look until
+		// it is there, then let the bulk pass get going.
+		var pids []int
+		for deadline := time.Now().Add(time.Minute); len(pids) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			pids = childPids(t, p.src.cmd.Process.Pid, "ferry-transpor")
+		}
 		time.Sleep(time.Second)
-		for _, pid := range childPids(t, p.src.cmd.Process.Pid, "ferry-transpor") {
+		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGKILL)
 			killed++
 		}
