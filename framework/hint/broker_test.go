@@ -123,7 +123,10 @@ func TestHostCallFlood(t *testing.T) {
 	if calls == 0 {
 		t.Fatal("no call reached the VMM")
 	}
-	if most := int64(plugproc.BrokerCallRate*took.Seconds()) + 50; calls > most {
+	// With room for a burst the bucket may refill to if the flood stalls
+	// (a loaded machine), and the calls in flight: without the limit,
+	// 16 000-32 000 got through.
+	if most := int64(plugproc.BrokerCallRate*took.Seconds()) + 300; calls > most {
 		t.Errorf("%d calls reached the VMM in %v: want at most %d (plugproc.BrokerCallRate a second, with room)", calls, took, most)
 	}
 }
