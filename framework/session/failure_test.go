@@ -16,7 +16,7 @@ import (
 
 // TestTransportFails: a transport that cannot start or refuses its
 // block fails Send and Receive before the VM is touched, with a failed
-// report, and leaves nothing running or open.
+// report that names the plugin once, and leaves nothing running or open.
 func TestTransportFails(t *testing.T) {
 	loop := plugin(transportName)
 	for _, c := range []struct {
@@ -51,6 +51,9 @@ func checkFailed(t *testing.T, side string, rep engine.Report, err error, want s
 	t.Helper()
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("%s: error %v, want one saying %q", side, err, want)
+	}
+	if err != nil && strings.Count(err.Error(), "start transport plugin") > 1 {
+		t.Errorf("%s: error %q says where it started more than once", side, err)
 	}
 	if rep.Status != engine.StatusFailed || err == nil || rep.Error != err.Error() {
 		t.Errorf("%s: report %+v, want failed with the error", side, rep)

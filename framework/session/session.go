@@ -121,7 +121,7 @@ func (s *Session) launchTransport(ctx context.Context) error {
 	} else {
 		tr, err := transport.Launch(ctx, p.Path, s.files, hclogFor(s.spec.Log, p.Path))
 		if err != nil {
-			return fmt.Errorf("start transport plugin %s: %w", p.Path, err)
+			return err // "start transport plugin <path>: ..."
 		}
 		s.tr = tr
 	}

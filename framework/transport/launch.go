@@ -18,6 +18,7 @@ import (
 // the plugin receives files[i] as descriptor 3+i, and OpenRequest.Files
 // must be these files or others open on the same inodes. ctx bounds the
 // start only; logger (nil: hclog.Default) receives the plugin's logs.
+// An error it returns begins "start transport plugin <path>: ".
 //
 // Close stops the plugin process and waits for it; a later Info, Schema
 // or Open starts a fresh one with the same files. Stats after Close
@@ -101,7 +102,7 @@ type process struct {
 func (l *launched) start(ctx context.Context) (*process, error) {
 	host, plug, err := NewChannelPair()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start transport plugin %s: %w", l.path, err)
 	}
 	// The client dups host; the process inherits plug: neither copy
 	// here is needed after the start, and plug must be closed for the
