@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"sort"
 	"strings"
 	"time"
@@ -13,9 +14,17 @@ import (
 // arrive as float64 or json.Number) or was written by hand against the
 // schema and returns it typed as Config promises: strings, int64
 // (numbers, durations, sizes, addresses) and bools, with defaults filled
-// in. Durations, sizes and addresses may also be given as the job file
-// writes them ("300ms", "1MiB", "0x1000000"; ParseDuration, ParseSize,
-// ParseAddress); durations as a time.Duration. Unknown or missing
+// in. It takes each value as Config holds it, and also:
+//
+//	TypeNumber                 int, uint64, a whole float64, json.Number, or a string
+//	                           as the job file reads one ("2", "1e3": base 10, whole)
+//	TypeBool                   "true" or "1", "false" or "0", as the job file reads them
+//	TypeDuration               a string ("300ms", ParseDuration), a time.Duration, integers as for TypeNumber
+//	TypeSize, TypeAddress      a string ("1MiB", "0x1000000": ParseSize, ParseAddress), integers as above
+//
+// A TypeString attribute takes a string only (a job file's
+// `name = 2` reaches Coerce as "2" from framework/job, not as a number).
+// Durations, sizes and addresses are never negative. Unknown or missing
 // required attributes and values that do not fit are errors wrapping
 // ErrBadConfig, all of them in one error.
 func Coerce(schema Schema, in map[string]any) (Config, error) {
@@ -68,12 +77,20 @@ func coerceValue(a Attribute, v any) (any, error) {
 			return s, nil
 		}
 	case TypeBool:
-		if b, ok := v.(bool); ok {
+		switch b := v.(type) {
+		case bool:
 			return b, nil
+		case string: // as the job file reads a string (HCL's conversion)
+			if b == "true" || b == "1" || b == "false" || b == "0" {
+				return b == "true" || b == "1", nil
+			}
 		}
 	case TypeNumber, TypeDuration, TypeSize, TypeAddress:
 		if s, ok := v.(string); ok && a.Type != TypeNumber {
 			return parseUnit(a, s)
+		}
+		if s, ok := v.(string); ok {
+			return parseNumber(a, s)
 		}
 		if d, ok := v.(time.Duration); ok && a.Type == TypeDuration {
 			v = int64(d)
@@ -107,6 +124,21 @@ func integer(v any) (int64, bool) {
 		return i, err == nil
 	}
 	return 0, false
+}
+
+// parseNumber reads a whole number written as a string, as the job file
+// reads one (HCL's string-to-number conversion: base 10, any float
+// notation, then whole and within int64).
+func parseNumber(a Attribute, s string) (any, error) {
+	f, _, err := big.ParseFloat(s, 10, 512, big.ToNearestEven)
+	if err != nil {
+		return nil, fmt.Errorf("attribute %q: %q is not a number", a.Name, s)
+	}
+	n, acc := f.Int64()
+	if !f.IsInt() || acc != big.Exact {
+		return nil, fmt.Errorf("attribute %q: %s is not a whole number within int64", a.Name, s)
+	}
+	return n, nil
 }
 
 // parseUnit reads a duration, size or address written as in a job file.

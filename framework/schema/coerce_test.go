@@ -42,6 +42,32 @@ func TestCoerce(t *testing.T) {
 	}
 }
 
+// TestCoerceJobForms: numbers and bools written as strings, as a job
+// file may write them (min_run = "2", on = "true"), are taken as the job
+// file takes them; a string attribute takes only a string.
+func TestCoerceJobForms(t *testing.T) {
+	sch := Schema{{Name: "n", Type: TypeNumber}, {Name: "on", Type: TypeBool}, {Name: "s", Type: TypeString}}
+	for _, c := range []struct {
+		in   any
+		attr string
+		want any // nil: refused
+	}{
+		{"2", "n", int64(2)}, {"-7", "n", int64(-7)}, {"1e3", "n", int64(1000)}, {"2.0", "n", int64(2)},
+		{"2.5", "n", nil}, {"two", "n", nil}, {"", "n", nil}, {"1e30", "n", nil},
+		{"true", "on", true}, {"1", "on", true}, {"false", "on", false}, {"0", "on", false},
+		{"yes", "on", nil}, {"True", "on", nil}, {[]int{1}, "on", nil},
+		{"x", "s", "x"}, {int64(2), "s", nil}, {true, "s", nil},
+	} {
+		got, err := Coerce(sch, map[string]any{c.attr: c.in})
+		switch {
+		case c.want == nil && !errors.Is(err, ErrBadConfig):
+			t.Errorf("%s = %#v: %v, %v; want ErrBadConfig", c.attr, c.in, got, err)
+		case c.want != nil && (err != nil || got[c.attr] != c.want):
+			t.Errorf("%s = %#v: %#v, %v; want %#v", c.attr, c.in, got[c.attr], err, c.want)
+		}
+	}
+}
+
 // TestCoerceUnits: durations, sizes and addresses come as numbers (JSON,
 // int64) or as the job file writes them; Config holds int64 either way,
 // and what does not fit is ErrBadConfig naming the attribute.
@@ -70,7 +96,8 @@ func TestCoerceUnits(t *testing.T) {
 		{map[string]any{"base": -1}, nil, `attribute "base": -1 is negative`},
 		{map[string]any{"chunk": "1 gigabit"}, nil, "bytes, not bits"},
 		{map[string]any{"wait": "50"}, nil, `has no unit: write "50ms"`},
-		{map[string]any{"n": "3"}, nil, `attribute "n": 3 (string) is not a number`},
+		{map[string]any{"n": "3"}, Config{"base": int64(0x1000000), "n": int64(3)}, ""},
+		{map[string]any{"n": "3 pages"}, nil, `attribute "n": "3 pages" is not a number`},
 	} {
 		got, err := Coerce(sch, c.in)
 		if c.err != "" {

@@ -14,9 +14,11 @@
 // TypeAddress) and bool (TypeBool). The job file writes durations, sizes
 // and addresses as strings ("50ms", "1GiB", "0x1000000" or "16M");
 // ParseDuration, ParseSize and ParseAddress read them, for framework/job
-// and for Coerce. Validate checks a plugin's own schema; Coerce checks
-// and types a configuration that crossed a JSON boundary (or was written
-// by hand, units as strings) and fills in defaults. Both plugin kinds carry schemas and values over gRPC as the
+// and for Coerce. Validate checks a plugin's own schema (which Go values
+// each type takes as a default: Attribute.Default); Coerce checks and
+// types a configuration that crossed a JSON boundary or was written by
+// hand, with values as the job file writes them or typed, and fills in
+// defaults. Both plugin kinds carry schemas and values over gRPC as the
 // messages of framework/schema/proto (ferry.schema.v1).
 //
 // The package does no I/O and knows nothing of plugins or gRPC, so plugin

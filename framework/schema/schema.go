@@ -22,8 +22,15 @@ type Attribute struct {
 	Name     string
 	Type     AttrType
 	Required bool
-	Default  any // string, int64 or bool per Type; nil: no default
-	Doc      string
+	// Default is what an absent optional attribute takes; nil: none.
+	// Per Type: TypeString a string, TypeNumber an int64, TypeBool a
+	// bool; TypeDuration, TypeSize and TypeAddress an int64 (nanoseconds,
+	// bytes, the address) or a string as the job file writes one
+	// ("300ms", "64M", "0x1000000"), never negative; Config holds the
+	// int64 either way. Validate refuses any other Go type (int,
+	// time.Duration), as the conformance suites do.
+	Default any
+	Doc     string
 }
 
 // Schema is the configuration block a plugin accepts. The job parser
@@ -54,15 +61,22 @@ func (t AttrType) String() string {
 	return fmt.Sprintf("AttrType(%d)", int(t))
 }
 
-// goType is the Go type Config holds for t, "" when t is invalid.
-func (t AttrType) goType() string {
+// defaultTypes says which Go values t takes as a Default, "" when t is
+// invalid.
+func (t AttrType) defaultTypes() string {
 	switch t {
 	case TypeString:
 		return "string"
-	case TypeNumber, TypeDuration, TypeSize, TypeAddress:
+	case TypeNumber:
 		return "int64"
 	case TypeBool:
 		return "bool"
+	case TypeDuration:
+		return `int64 nanoseconds or a string like "300ms"`
+	case TypeSize:
+		return `int64 bytes or a string like "64MiB"`
+	case TypeAddress:
+		return `int64 or a string like "0x1000000"`
 	}
 	return ""
 }

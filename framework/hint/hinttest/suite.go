@@ -27,11 +27,12 @@ type options struct {
 	exempt map[string]string
 }
 
-// WithConfig is the provider's configuration block, as the job file would
-// give it (durations, sizes and addresses as strings, "300ms", "1MiB",
-// "0x1000", or already typed as int64); the suite types it and fills in
-// the schema's defaults (schema.Coerce) and configures the provider with
-// the result. Without it: the defaults.
+// WithConfig is the provider's configuration block, with values as the
+// job file writes them ("300ms", "1MiB", "0x1000", "2" for a number,
+// "true" for a bool) or as Config holds them (int64, bool; int too); a
+// string attribute takes a string only. The suite types it and fills in
+// the schema's defaults (schema.Coerce says exactly what it takes) and
+// configures the provider with the result. Without it: the defaults.
 func WithConfig(cfg hint.Config) Option {
 	return func(o *options) { o.config = cfg }
 }
