@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -131,13 +132,7 @@ func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
 		if !reported[path] {
 			reported[path] = true
 			if a.err != nil {
-				diags = append(diags, &hcl.Diagnostic{
-					Severity: hcl.DiagError,
-					Summary:  "Plugin did not describe its configuration",
-					Detail: fmt.Sprintf("migrate started the %s plugin %s to ask which arguments its block takes, and got: %v. Check that it is a Ferry %s plugin built for this machine.",
-						b.Kind, path, strings.Join(strings.Fields(a.err.Error()), " "), b.Kind),
-					Subject: b.LabelRange.Ptr(),
-				})
+				diags = append(diags, schemaProblem(b, path, a.err))
 			}
 		}
 		if a.err != nil {
@@ -150,6 +145,22 @@ func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// schemaProblem reports, at block b's label, why the plugin at path
+// gave no schema for it.
+func schemaProblem(b *job.Plugin, path string, err error) *hcl.Diagnostic {
+	var ne *nameError
+	if errors.As(err, &ne) {
+		return ne.diagnostic(b)
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Plugin did not describe its configuration",
+		Detail: fmt.Sprintf("migrate started the %s plugin %s to ask which arguments its block takes, and got: %v. Check that it is a Ferry %s plugin built for this machine.",
+			b.Kind, path, strings.Join(strings.Fields(err.Error()), " "), b.Kind),
+		Subject: b.LabelRange.Ptr(),
+	}
 }
 
 // sameSocketFile reports a destination control socket that is the
@@ -248,7 +259,9 @@ func transportSchema(path string) ([]schema.Attribute, error) {
 	return tr.Schema(ctx)
 }
 
-// hintSchema starts a hint provider just long enough to ask its schema.
+// hintSchema starts a hint provider just long enough to ask its name and
+// its schema. A provider whose Info.Name is not its binary's suffix (the
+// block's label) is a *nameError.
 func hintSchema(path string) ([]schema.Attribute, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -257,8 +270,34 @@ func hintSchema(path string) ([]schema.Attribute, error) {
 		return nil, err
 	}
 	defer p.Kill()
+	info, err := p.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := info.CheckName(strings.TrimPrefix(filepath.Base(path), hintPrefix)); err != nil {
+		return nil, &nameError{path: path, name: info.Name, err: err}
+	}
 	s, err := p.Schema(ctx)
 	return append([]schema.Attribute(s), deadlineAttr), err
+}
+
+// nameError is a hint provider that calls itself other than its binary.
+type nameError struct {
+	path, name string // the binary, and what its Info.Name says
+	err        error
+}
+
+func (e *nameError) Error() string { return e.path + ": " + e.err.Error() }
+
+// diagnostic reports e at block b's label.
+func (e *nameError) diagnostic(b *job.Plugin) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Hint provider's name is not its block's",
+		Detail: fmt.Sprintf("migrate started %s for the block hint %q, and the provider calls itself %q (its Info.Name). A provider's name must be its block's label and its binary's suffix: rename the binary ferry-hint-%s and the block hint %q, or correct the provider's Info.",
+			e.path, b.Name, e.name, e.name, e.name),
+		Subject: b.LabelRange.Ptr(),
+	}
 }
 
 // hintArgs turns the job's decoded hint blocks into the VMM's arguments.

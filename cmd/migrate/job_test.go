@@ -32,15 +32,21 @@ var testPlugins = map[string]func() int{
 		return 0
 	},
 	"ferry-hint-balloon": func() int {
-		hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
+		hint.Serve(&hint.Mock{InfoFunc: named("balloon"), SchemaFunc: func(context.Context) (hint.Schema, error) {
 			return hint.Schema{{Name: "chunk", Type: schema.TypeSize, Default: "4MiB"}}, nil
 		}})
+		return 0
+	},
+	// zr calls itself zerorun: its binary and its block say zr.
+	"ferry-hint-zr": func() int {
+		hint.Serve(&hint.Mock{InfoFunc: named("zerorun"), SchemaFunc: func(context.Context) (hint.Schema, error) { return nil, nil }})
 		return 0
 	},
 	"ferry-hint-broken": func() int { return 1 }, // never completes the handshake
 	// gpa checks a relation its schema cannot say (hint.Validator).
 	"ferry-hint-gpa": func() int {
 		hint.Serve(&hint.Mock{
+			InfoFunc: named("gpa"),
 			SchemaFunc: func(context.Context) (hint.Schema, error) {
 				return hint.Schema{{Name: "min_gpa", Type: schema.TypeNumber, Default: int64(0)},
 					{Name: "max_gpa", Type: schema.TypeNumber, Required: true}}, nil
@@ -59,8 +65,15 @@ var testPlugins = map[string]func() int{
 	},
 	// a real transport, for TestOutOfTreeProvider's migration
 	"ferry-transport-loopback": func() int { transport.Serve(loopback.New()); return 0 },
-	"ferry-hint-slowa":         slowSchema,
-	"ferry-hint-slowb":         slowSchema,
+	"ferry-hint-slowa":         func() int { return slowSchema("slowa") },
+	"ferry-hint-slowb":         func() int { return slowSchema("slowb") },
+}
+
+// named is an Info that says name.
+func named(name string) func(context.Context) (hint.Info, error) {
+	return func(context.Context) (hint.Info, error) {
+		return hint.Info{Name: name, Version: "test", Meaning: hint.MeaningFree}, nil
+	}
 }
 
 // slowSchemaWait is how long a slow provider's Schema waits for the
@@ -69,7 +82,7 @@ var testPlugins = map[string]func() int{
 // began (asked one after the other, the first answers after the wait).
 const slowSchemaWait = 5 * time.Second
 
-func slowSchema() int {
+func slowSchema(name string) int {
 	notes := os.Getenv("FERRY_TEST_SCHEMA_LOG")
 	note := func(what string) {
 		if f, err := os.OpenFile(notes, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
@@ -77,7 +90,7 @@ func slowSchema() int {
 			f.Close()
 		}
 	}
-	hint.Serve(&hint.Mock{SchemaFunc: func(context.Context) (hint.Schema, error) {
+	hint.Serve(&hint.Mock{InfoFunc: named(name), SchemaFunc: func(context.Context) (hint.Schema, error) {
 		note("begin")
 		for end := time.Now().Add(slowSchemaWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 			if b, _ := os.ReadFile(notes); strings.Count(string(b), "begin") >= 2 {
@@ -149,6 +162,13 @@ hint "gpa" { max_gpa = 0 }
 			`job.hcl:9:6: Duplicate hint block`,
 			`job.hcl:9:24: Invalid max_gpa: must be above min_gpa (0x0), not 0x0.`,
 			`migrate: job.hcl has 5 error(s); nothing was started`,
+		}},
+		{"a provider that calls itself otherwise", ends + `transport "tcp" { listen = "127.0.0.1:7070" }
+hint "zr" {}
+`, []string{
+			`job.hcl:4:6: Hint provider's name is not its block's: migrate started ` + plugintest.Path(t, "ferry-hint-zr") +
+				` for the block hint "zr", and the provider calls itself "zerorun" (its Info.Name).`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
 		}},
 		{"same socket, cleaned", `source { control = "/run/ferry/vm.sock" }
 destination { control = "/run/ferry/../ferry/vm.sock" }

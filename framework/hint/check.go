@@ -25,6 +25,17 @@ func (i Info) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckName reports whether the provider's name is name, the label of
+// its hint block: the report lists a provider under that label, and
+// migrate finds its binary as ferry-hint-<name>, so a provider that calls
+// itself anything else is refused (framework/session, cmd/migrate).
+func (i Info) CheckName(name string) error {
+	if i.Name == name {
+		return nil
+	}
+	return fmt.Errorf("the provider calls itself %q (Info.Name), not %q: its name must be its hint block's label and its binary's suffix, ferry-hint-<name>", i.Name, name)
+}
+
 // validName is the job file's rule for plugin names (framework/job).
 func validName(s string) bool {
 	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {

@@ -101,7 +101,7 @@ type balloonProvider struct {
 func newBalloonProvider(log hclog.Logger) *balloonProvider { return &balloonProvider{log: log} }
 
 func (p *balloonProvider) Info(context.Context) (hint.Info, error) {
-	return hint.Info{Name: "balloon-test", Version: "test", Meaning: hint.MeaningFree}, nil
+	return hint.Info{Name: "balloon", Version: "test", Meaning: hint.MeaningFree}, nil
 }
 
 func (p *balloonProvider) Schema(context.Context) (hint.Schema, error) { return nil, nil }

@@ -119,6 +119,29 @@ func TestNoHost(t *testing.T) {
 	lk.check(t)
 }
 
+// TestProviderNameMismatch: a provider whose Info.Name is not its Hint's
+// name (binary ferry-hint-zr, block "zr", Info.Name "zerorun") is not
+// used: the report says failed, at start, naming both names, and the
+// migration completes without it.
+func TestProviderNameMismatch(t *testing.T) {
+	dir := t.TempDir()
+	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
+	sendSpec.Hints = []session.Hint{{Name: "zr", Plugin: session.Plugin{Path: plugin("ferry-hint-zr")}}}
+	src, dst := newFakeVM(t), newFakeVM(t)
+	src.fill()
+	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	r := <-got
+	if err != nil || r.err != nil {
+		t.Fatalf("send: %v; receive: %v", err, r.err)
+	}
+	checkHints(t, rep, map[string]string{"zr": "failed: hint provider " + plugin("ferry-hint-zr") +
+		`: the provider calls itself "zerorun" (Info.Name), not "zr"`})
+	if h := rep.Hints[0]; h.Stage != engine.StageStart || h.Requests != 0 {
+		t.Errorf("%+v", h)
+	}
+}
+
 // TestProviderRefusesItsBlock: a provider whose own checks refuse its
 // block is not configured; the report says failed, at start, with its
 // reason, and the migration completes without it.

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -82,8 +83,10 @@ func (hs *hintSet) run(st *hintStart, files []*os.File) {
 
 // launch starts the process, asks who it is (an Info that does not
 // validate is refused: without a valid meaning the engine could not tell
-// how far to trust its ranges) and checks its block (the schema, then
-// the provider's own checks: hint.Validate), under its start timeout.
+// how far to trust its ranges; so is one whose name is not the Hint's,
+// which the report would show under a name it does not answer to) and
+// checks its block (the schema, then the provider's own checks:
+// hint.Validate), under its start timeout.
 func (hs *hintSet) launch(st *hintStart, files []*os.File) error {
 	if err := checkPath(st.h.Plugin.Path); err != nil {
 		return err
@@ -100,6 +103,9 @@ func (hs *hintSet) launch(st *hintStart, files []*os.File) error {
 	}
 	if err := st.info.Validate(); err != nil { // malformed: its ranges could not be weighed
 		return err
+	}
+	if err := st.info.CheckName(st.h.Name); err != nil {
+		return fmt.Errorf("hint provider %s: %w", st.h.Plugin.Path, err)
 	}
 	sch, err := p.Schema(ctx)
 	if err != nil {

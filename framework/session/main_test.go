@@ -23,23 +23,25 @@ import (
 // under the names below, and a process started under one of them serves
 // that plugin instead of running tests.
 var plugins = map[string]func(){
-	transportName:          func() { transport.Serve(loopback.New()) },
-	"ferry-hint-balloon":   func() { hint.Serve(balloonProvider()) },
-	"ferry-hint-cmma":      func() { hint.Serve(cmmaProvider()) },
-	"ferry-hint-logger":    func() { hint.Serve(loggerProvider()) },
-	"ferry-hint-badblock":  func() { hint.Serve(badBlockProvider()) },
-	"ferry-hint-refuses":   func() { hint.Serve(refusesProvider()) },
-	"ferry-hint-vandal":    func() { hint.Serve(vandalProvider()) },
-	"ferry-hint-hostile":   func() { hint.Serve(hostileProvider()) },
-	"ferry-hint-badinfo":   func() { hint.Serve(badInfoProvider()) },
-	"ferry-hint-slowstart": func() { hint.Serve(quietProvider(meetOthers)) },
+	transportName:         func() { transport.Serve(loopback.New()) },
+	"ferry-hint-balloon":  func() { hint.Serve(balloonProvider()) },
+	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
+	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },
+	"ferry-hint-badblock": func() { hint.Serve(badBlockProvider()) },
+	"ferry-hint-refuses":  func() { hint.Serve(refusesProvider()) },
+	"ferry-hint-vandal":   func() { hint.Serve(vandalProvider()) },
+	"ferry-hint-hostile":  func() { hint.Serve(hostileProvider()) },
+	"ferry-hint-badinfo":  func() { hint.Serve(badInfoProvider()) },
+	"ferry-hint-slow1":    func() { hint.Serve(quietProvider("slow1", meetOthers)) },
+	"ferry-hint-slow2":    func() { hint.Serve(quietProvider("slow2", meetOthers)) },
+	"ferry-hint-zr":       func() { hint.Serve(quietProvider("zerorun", func() {})) }, // not its binary's name
 	"ferry-hint-slowexit": func() {
-		hint.Serve(quietProvider(func() {}))
+		hint.Serve(quietProvider("slowexit", func() {}))
 		time.Sleep(slowExit) // go-plugin waits for the process to exit
 	},
 }
 
-// How long a slowstart provider's Info waits for the other one to be
+// How long a slow1 or slow2 provider's Info waits for the other one to be
 // asked too (meetOthers), and how long a slowexit provider takes to exit
 // once stopped.
 const (
@@ -222,16 +224,16 @@ func vandalProvider() hint.Provider {
 	}
 }
 
-// quietProvider hints nothing; its Info runs wait and logs when it
-// begins and ends.
-func quietProvider(wait func()) hint.Provider {
-	log := hint.Logger("quiet")
+// quietProvider, called name, hints nothing; its Info runs wait and
+// logs when it begins and ends.
+func quietProvider(name string, wait func()) hint.Provider {
+	log := hint.Logger(name)
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
 			log.Info("info begins", "pid", os.Getpid())
 			wait()
 			log.Info("info ends", "pid", os.Getpid())
-			return hint.Info{Name: "quiet", Version: "test", Meaning: hint.MeaningFree}, nil
+			return hint.Info{Name: name, Version: "test", Meaning: hint.MeaningFree}, nil
 		},
 		SchemaFunc:    func(context.Context) (hint.Schema, error) { return nil, nil },
 		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },

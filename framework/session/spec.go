@@ -19,6 +19,9 @@ type Plugin struct {
 
 // Hint is one hint provider of a migration (Send only).
 type Hint struct {
+	// Name labels the provider in logs and in Report.Hints: its job
+	// block's label. The provider's Info.Name must be the same, or it is
+	// not used (failed at stage start; hint.Info.CheckName).
 	Name     string
 	Plugin   Plugin
 	Deadline time.Duration // per request; 0: the engine's default

@@ -21,8 +21,8 @@ func TestSetupConcurrent(t *testing.T) {
 	t.Setenv("FERRY_TEST_MEET", filepath.Join(dir, "meet"))
 	sendSpec, recvSpec := specs(t, dir, slog.New(logs))
 	sendSpec.Hints = []session.Hint{
-		{Name: "slow1", Plugin: session.Plugin{Path: plugin("ferry-hint-slowstart")}},
-		{Name: "slow2", Plugin: session.Plugin{Path: plugin("ferry-hint-slowstart")}},
+		{Name: "slow1", Plugin: session.Plugin{Path: plugin("ferry-hint-slow1")}},
+		{Name: "slow2", Plugin: session.Plugin{Path: plugin("ferry-hint-slow2")}},
 	}
 	src, dst := newFakeVM(t), newFakeVM(t)
 	src.fill()
