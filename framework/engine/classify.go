@@ -30,7 +30,7 @@ const (
 	runHole                      // unpopulated in the memory file: a zero run
 	runZero                      // populated, all zero: a zero run
 	runData                      // must travel
-	runWrong                     // a "zero" provider's pages that hold data: they travel
+	runWrong                     // a "zero" provider's pages that hold data: they travel (hinter.wrongSent)
 )
 
 // run is count pages from first, all of one kind; who is the provider of
@@ -142,8 +142,10 @@ func (c *classifier) at(p, end, budget uint64) run {
 }
 
 // checkZero checks a "zero" hint for [p, end): holes and zero pages are
-// the provider's (skipped), data pages are wrong and travel. A lie costs
-// the provider its credit, never a page.
+// the provider's (skipped), data pages travel. A lie costs the provider
+// its credit, never a page; whether data was a lie or a guest write
+// since the provider looked is settled at the next sync
+// (hinter.settleWrong).
 func (c *classifier) checkZero(who int, p, end, budget uint64) run {
 	hole, stateEnd := c.state(p)
 	if hole {

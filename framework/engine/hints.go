@@ -71,6 +71,12 @@ type hinter struct {
 	calls   []call           // per provider: its running Hints call, if any
 	marks   []*bitmap.Bitmap // per provider: pages it marked skippable (current generation)
 	written *bitmap.Bitmap   // pages a probe saw written in the current generation; nil if none (probeWritten)
+	// suspect, per "zero" provider (nil until needed): pages of the
+	// current generation it marked that held data when sent. Which were
+	// its mistake is known at the next sync (settleWrong). suspected: a
+	// page is set in one of them.
+	suspect   []*bitmap.Bitmap
+	suspected bool
 
 	scanFrom, scanAt uint64 // nextMarked's memory: no mark in [scanFrom, scanAt)
 	scanValid        bool
@@ -269,6 +275,41 @@ func (h *hinter) probeWritten(d *bitmap.Bitmap) {
 		m.AndNot(d)
 	}
 	h.scanValid = false
+}
+
+// wrongSent records that provider who's "zero" marks on [first,
+// first+n) met pages that held data when sent.
+func (h *hinter) wrongSent(who int, first, n uint64) {
+	if h.suspect == nil {
+		h.suspect = make([]*bitmap.Bitmap, len(h.srcs))
+	}
+	if h.suspect[who] == nil {
+		h.suspect[who] = bitmap.New(h.marks[who].Len())
+	}
+	h.suspect[who].SetRange(first, n)
+	h.suspected = true
+}
+
+// settleWrong counts in pages_wrong the suspect pages of the generation
+// a sync ends that nobody wrote since it began: dirty is that sync's
+// harvest alone, h.written what probes saw in between. Such a page held
+// its data when the provider looked, after the request: the provider's
+// mistake. A page written since may have read as zero then; it is not
+// counted (pages_wrong is a lower bound of a provider's mistakes, and an
+// honest provider's is 0).
+func (h *hinter) settleWrong(dirty *bitmap.Bitmap) {
+	h.suspected = false
+	for i, b := range h.suspect {
+		if b == nil {
+			continue
+		}
+		b.AndNot(dirty)
+		if h.written != nil {
+			b.AndNot(h.written)
+		}
+		h.stats[i].Wrong += b.Count()
+		b.ClearAll()
+	}
 }
 
 // hold waits, applying what arrives, until no call for the current

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,6 +228,43 @@ func TestZeroHintsAreChecked(t *testing.T) {
 	samePages(t, src, dst)
 	if srep.Hints[0].Wrong < 64 || srep.PagesFree != 0 {
 		t.Errorf("wrong pages %d, free %d", srep.Hints[0].Wrong, srep.PagesFree)
+	}
+}
+
+// TestZeroHintsGuestWroteSince: a "zero" provider is blamed for the
+// pages it called zero that held data, not for those the guest wrote
+// after it looked: both travel (they hold data when sent), but only the
+// first are pages_wrong, since the next dirty sync shows the others
+// written since the request.
+func TestZeroHintsGuestWroteSince(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(64); p < src.layout.Pages(); p++ {
+		src.write(p, 0x33)
+	}
+	prov := &funcProvider{hints: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+		if req.Generation != 1 {
+			return nil
+		}
+		for p := range uint64(64) {
+			if src.mem[p*4096] != 0 || src.mem[p*4096+1] != 0 {
+				return fmt.Errorf("page %d is not zero", p)
+			}
+		}
+		err := emit([]hint.Range{{First: 0, Count: 64}, // zero right now: true
+			{First: 128, Count: 32}}) // a lie: they hold 0x33
+		for p := range uint64(64) {
+			src.write(p, 0x44) // the guest writes them before the pass reaches them
+		}
+		return err
+	}}
+	hs := HintSource{Name: "zero", Provider: prov, Meaning: hint.MeaningZero, Deadline: time.Second}
+	srep, serr, _, rerr := migrate(t, src, dst, Options{VerifyPages: true, HintHold: 5 * time.Second, Hints: []HintSource{hs}}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	samePages(t, src, dst)
+	if h := srep.Hints[0]; h.Wrong != 32 || h.Skipped != 0 {
+		t.Errorf("stats %+v; want pages_wrong 32 (the lie), none for the 64 pages the guest wrote since", h)
 	}
 }
 

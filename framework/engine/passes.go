@@ -333,7 +333,7 @@ func (s *sender) count(r run) {
 	case runHole, runZero:
 		s.rep.PagesZero += r.count
 	case runWrong:
-		s.hints.stats[r.who].Wrong += r.count
+		s.hints.wrongSent(r.who, r.first, r.count) // counted at the next sync, unless written since
 		fallthrough
 	case runData:
 		s.rep.PagesSent += r.count
@@ -349,14 +349,23 @@ func (s *sender) count(r run) {
 	}
 }
 
-// sync harvests the dirty log into dst and begins a new epoch: hints of
-// the previous generation no longer apply.
+// sync harvests the dirty log into dst (ORed in) and begins a new epoch:
+// hints of the previous generation no longer apply, and its "zero" pages
+// that held data are judged (hinter.settleWrong).
 func (s *sender) sync(dst *bitmap.Bitmap) error {
 	start := time.Now()
-	if err := s.src.SyncDirtyLog(dst); err != nil {
+	d := dst
+	if s.hints.suspected { // settleWrong needs this harvest alone
+		d = bitmap.New(dst.Len())
+	}
+	if err := s.src.SyncDirtyLog(d); err != nil {
 		return fmt.Errorf("dirty sync: %w", err)
 	}
 	s.syncTook = time.Since(start)
+	if d != dst {
+		dst.Or(d)
+		s.hints.settleWrong(d)
+	}
 	s.gen++
 	s.hints.invalidate(s.gen)
 	return nil
