@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,8 +241,10 @@ func TestEmitAfterReturn(t *testing.T) {
 
 // TestHintsIgnoringContext: a provider that ignores its context cannot
 // hold the host past the deadline; the next request waits for it (the
-// provider sees one call at a time) only until its own deadline; Close
-// is not held up; once the provider returns, requests work again.
+// provider sees one call at a time) only until its own deadline, and
+// once the late call ran 250 ms past its deadline (overrunGrace) the
+// next one is refused at once, as hung, saying why; Close is not held
+// up; once the provider returns, requests work again.
 func TestHintsIgnoringContext(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
@@ -274,11 +277,18 @@ func TestHintsIgnoringContext(t *testing.T) {
 			t.Errorf("request %d = %v after %v; want %v at the deadline", i+1, err, time.Since(start), want)
 		}
 	}
+	time.Sleep(100 * time.Millisecond) // request 1 is now 300 ms past its deadline
+	start := time.Now()
+	err := p.Hints(context.Background(), hint.Request{Generation: 3, Deadline: start.Add(5 * time.Second)}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Hints for generation 1 is still running") ||
+		time.Since(start) > time.Second {
+		t.Errorf("request 3 = %v after %v; want it refused at once, as hung, naming generation 1", err, time.Since(start))
+	}
 	if err := p.Close(tctx(t), false); err != nil {
 		t.Errorf("Close while the provider hangs: %v", err)
 	}
 	close(release)
-	if err := p.Hints(tctx(t), hint.Request{Generation: 3}, nil); err != nil {
+	if err := p.Hints(tctx(t), hint.Request{Generation: 4}, nil); err != nil {
 		t.Errorf("request after the provider returned: %v", err)
 	}
 }

@@ -124,7 +124,10 @@ type Request struct {
 // Calls come from one engine goroutine, one at a time, except Close,
 // which may interrupt a running Hints. Every call honours its context; the
 // engine bounds Hints by the request's deadline and abandons a provider
-// that overruns (its late answers are dropped and counted).
+// that overruns (its late answers are dropped and counted). Over gRPC,
+// while a Hints is still running 250 ms after its context ended, the
+// plugin side refuses the next Hints at once with an error of the
+// deadline class (the engine counts it hung).
 type Provider interface {
 	// Info and Schema describe the provider; they need no Configure.
 	Info(ctx context.Context) (Info, error)

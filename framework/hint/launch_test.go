@@ -127,15 +127,17 @@ func TestKill(t *testing.T) {
 	if err := p.Configure(ctx, nil, hint.VM{}, &hint.MockHost{}); err != nil {
 		t.Fatal(err)
 	}
-	// The deadline holds even though the plugin ignores it.
+	// In flight with no deadline: the plugin side waits for it, and
+	// refuses no later call (its context never ends).
+	inFlight := make(chan error, 1)
+	go func() { inFlight <- p.Hints(ctx, hint.Request{Generation: 1}, nil) }()
+	time.Sleep(100 * time.Millisecond)
+	// The deadline holds even though the plugin is stuck.
 	start := time.Now()
-	err := p.Hints(ctx, hint.Request{Generation: 1, Deadline: start.Add(200 * time.Millisecond)}, nil)
+	err := p.Hints(ctx, hint.Request{Generation: 2, Deadline: start.Add(200 * time.Millisecond)}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 450*time.Millisecond {
 		t.Errorf("Hints of a hanging plugin = %v after %v; want DeadlineExceeded at 200ms", err, time.Since(start))
 	}
-	inFlight := make(chan error, 1)
-	go func() { inFlight <- p.Hints(ctx, hint.Request{Generation: 2}, nil) }()
-	time.Sleep(100 * time.Millisecond)
 	start = time.Now()
 	p.Kill()
 	if d := time.Since(start); d > 5*time.Second {

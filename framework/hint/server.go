@@ -33,12 +33,39 @@ type grpcServer struct {
 	// The contract's one engine goroutine: Configure and Hints enter main
 	// one at a time. A Hints the host abandoned (its context ended) may
 	// still run in impl when the next call arrives; that call waits for
-	// it, bounded by its own context. Close enters closing instead: it
-	// may interrupt a running Hints.
+	// it, bounded by its own context, except that a Hints still running
+	// overrunGrace after its context ended refuses the next Hints
+	// (enterHints). Close enters closing instead: it may interrupt a
+	// running Hints.
 	main, closing chan struct{}
 
-	mu   sync.Mutex
-	host *hostClient // the host's Host service of the current window; nil: none
+	mu    sync.Mutex
+	host  *hostClient // the host's Host service of the current window; nil: none
+	hints *hintsCall  // the Hints in impl; nil: none
+}
+
+// overrunGrace is how long after its context ended a Hints call may
+// still run in impl before the plugin side takes the provider for one
+// that ignores its context (as the conformance suite's slack allows in
+// process).
+const overrunGrace = 250 * time.Millisecond
+
+// hintsCall is a Hints call in impl.
+type hintsCall struct {
+	gen   uint64
+	ctx   context.Context
+	mu    sync.Mutex
+	ended time.Time // when ctx ended; zero: not yet (or not yet noted)
+}
+
+// endedAt is when c's context ended, or now if it has not been noted.
+func (c *hintsCall) endedAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended.IsZero() {
+		return time.Now()
+	}
+	return c.ended
 }
 
 func newServer(impl Provider, files []*os.File, broker *plugin.GRPCBroker) *grpcServer {
@@ -136,14 +163,72 @@ func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer)
 		ctx, cancel = context.WithDeadline(ctx, r.Deadline)
 		defer cancel()
 	}
-	if err := enter(ctx, s.main); err != nil {
+	if err := s.enterHints(ctx); err != nil {
 		return err
 	}
 	defer leave(s.main)
+	call := &hintsCall{gen: r.Generation, ctx: ctx}
+	stop := context.AfterFunc(ctx, func() {
+		call.mu.Lock()
+		call.ended = time.Now()
+		call.mu.Unlock()
+	})
+	defer stop()
+	s.setHints(call)
+	defer s.setHints(nil)
 	e := &emitter{ctx: ctx, stream: stream}
 	err := s.impl.Hints(ctx, r, e.emit)
 	e.end()
 	return classes.ToStatus(err)
+}
+
+// enterHints takes main for a Hints call, as enter does, except that
+// while the Hints in impl is still running overrunGrace after its
+// context ended, the call is refused at once, as hung (an error of the
+// deadline class), with an error that says why: the provider ignores
+// its context, and waiting for it would only hang this request too.
+func (s *grpcServer) enterHints(ctx context.Context) error {
+	for {
+		prev := s.runningHints()
+		if prev == nil {
+			return enter(ctx, s.main)
+		}
+		select {
+		case s.main <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return enter(ctx, s.main) // says why it waited
+		case <-prev.ctx.Done():
+		}
+		// At least a moment: a call that ends as this one arrives is
+		// waited for.
+		wait := time.NewTimer(max(time.Until(prev.endedAt().Add(overrunGrace)), 10*time.Millisecond))
+		select {
+		case s.main <- struct{}{}:
+			wait.Stop()
+			return nil
+		case <-ctx.Done():
+			wait.Stop()
+			return enter(ctx, s.main)
+		case <-wait.C:
+		}
+		if s.runningHints() == prev {
+			return classes.ToStatus(fmt.Errorf("refused: the provider's Hints for generation %d is still running %v after its context ended (its deadline, Request.Deadline, or a cancel); a provider's Hints must return when its context ends: %w",
+				prev.gen, time.Since(prev.endedAt()).Round(time.Millisecond), context.DeadlineExceeded))
+		}
+	}
+}
+
+func (s *grpcServer) runningHints() *hintsCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hints
+}
+
+func (s *grpcServer) setHints(c *hintsCall) {
+	s.mu.Lock()
+	s.hints = c
+	s.mu.Unlock()
 }
 
 // emitter sends one Hints call's ranges; after end it refuses them.

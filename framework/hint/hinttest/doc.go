@@ -23,8 +23,11 @@
 //	Schema           valid, no "deadline" (the engine's), the test config decodes
 //	Validate         the test config passes the provider's own checks (hint.Validate;
 //	                 a provider without them, or a plugin older than the RPC, passes)
-//	Hints            three generations, each within its deadline + slack; every
-//	                 range inside RAM; MeaningZero ranges read as zero
+//	Hints            three generations, each within its deadline + slack (in
+//	                 process: the call returns; over gRPC: the plugin side has
+//	                 not refused the next generation because the previous
+//	                 one still ran, which it does 250 ms past its deadline);
+//	                 every range inside RAM; MeaningZero ranges read as zero
 //	Cancel           Hints returns soon after its context is cancelled
 //	EmitError        a failing emit ends Hints with that error (errors.Is)
 //	Close            Close(final) before Configure, and twice after, returns nil

@@ -3,7 +3,9 @@ package hinttest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
@@ -48,18 +50,47 @@ func (r *recorder) Late() int {
 	return r.late
 }
 
-// hints runs one Hints call under c and fails the test if it has not
-// returned within limit.
+// hints runs one Hints call under c and fails the test at once if it
+// has not returned within limit, saying how long after c ended.
 func (s *session) hints(c context.Context, req hint.Request, limit time.Duration, fail error) answer {
 	s.t.Helper()
 	rec := &recorder{fail: fail}
 	start := time.Now()
-	err := within(s.t, "Hints", limit, func() error { return s.p.Hints(c, req, rec.emit) })
+	var endedAfter atomic.Int64 // when c ended, since start; 0: not yet
+	stop := context.AfterFunc(c, func() { endedAfter.Store(int64(max(time.Since(start), 1))) })
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.p.Hints(c, req, rec.emit) }()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C: // the call's goroutine is left behind: the provider hangs
+		s.t.Fatal(overdue(c, time.Since(start), time.Duration(endedAfter.Load())))
+	}
 	took := time.Since(start)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.ended = true
 	return answer{ranges: rec.ranges, batches: rec.batches, err: err, took: took, rec: rec}
+}
+
+// overdue says why a Hints call still running took after it began,
+// under c, which ended endedAfter after it began (0: not yet), breaks
+// the contract.
+func overdue(c context.Context, took, endedAfter time.Duration) string {
+	ms := time.Millisecond
+	if endedAfter == 0 {
+		return fmt.Sprintf("Hints still running after %v", took.Round(ms))
+	}
+	how := "its deadline (Request.Deadline)"
+	if !errors.Is(c.Err(), context.DeadlineExceeded) {
+		how = "its context was cancelled"
+	}
+	return fmt.Sprintf("Hints still running %v after %s, %v after the call began: a provider's Hints must "+
+		"return when its context ends (the suite allows %v), by Request.Deadline at the latest; "+
+		"req.Context(ctx, 0) ends in time to answer", (took - endedAfter).Round(ms), how, endedAfter.Round(ms), slack)
 }
 
 // hintsWithin runs generation gen with the suite's deadline and checks it

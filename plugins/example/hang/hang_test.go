@@ -3,6 +3,7 @@ package hang_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,9 +32,12 @@ func newInProcess(t *testing.T) hint.Provider {
 var ignore = hinttest.WithConfig(hint.Config{"mode": hang.ModeIgnore})
 
 // TestConformance: mode "ctx" keeps the whole contract (it returns at
-// the deadline, empty-handed). Mode "ignore" breaks it by design in
-// process; as a plugin the host side still returns at every deadline,
-// and only a second window, which must wait for the stuck call, fails.
+// the deadline, empty-handed). Mode "ignore" breaks it by design: in
+// process the call never returns; as a plugin the host side still
+// returns at every deadline, but the plugin side refuses the next Hints
+// while the stuck call runs (the suite's Hints and HostNotSupported
+// fail on that, see TestIgnoreAsPlugin), and a second window
+// waits for it.
 func TestConformance(t *testing.T) {
 	t.Run("ctx/InProcess", func(t *testing.T) {
 		hinttest.Run(t, func(t *testing.T, _ hint.VM, _ hint.Host) hint.Provider { return newInProcess(t) })
@@ -49,7 +53,8 @@ func TestConformance(t *testing.T) {
 			}
 			opts := []hinttest.Option{hinttest.WithConfig(hint.Config{"mode": mode})}
 			if mode == hang.ModeIgnore {
-				opts = append(opts, hinttest.Exempt("a new window waits for the stuck Hints call", "Reconfigure"))
+				opts = append(opts, hinttest.Exempt("the next Hints is refused, and a new window waits, while the stuck call runs",
+					"Hints", "HostNotSupported", "Reconfigure"))
 			}
 			hinttest.Run(t, func(t *testing.T, vm hint.VM, _ hint.Host) hint.Provider {
 				return hinttest.Launch(t, pluginName, vm.Files)
@@ -59,7 +64,9 @@ func TestConformance(t *testing.T) {
 }
 
 // TestIgnoreAsPlugin: a plugin stuck in Hints costs each request its
-// deadline and nothing more, and Kill ends it.
+// deadline and nothing more; once the stuck call is 250 ms past its
+// deadline, the next request is refused at once, as hung, saying why;
+// Kill ends it.
 func TestIgnoreAsPlugin(t *testing.T) {
 	ram := hinttest.NewRAM(t)
 	p := hinttest.Launch(t, pluginName, ram.VM.Files)
@@ -76,10 +83,16 @@ func TestIgnoreAsPlugin(t *testing.T) {
 			t.Errorf("generation %d: %v after %v; want DeadlineExceeded at 100ms", gen, err, time.Since(start))
 		}
 	}
+	start := time.Now()
+	err := p.Hints(ctx, hint.Request{Generation: 4, Deadline: start.Add(5 * time.Second)}, func([]hint.Range) error { return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Hints for generation 1 is still running") ||
+		time.Since(start) > time.Second {
+		t.Errorf("generation 4: %v after %v; want it refused at once, naming generation 1", err, time.Since(start))
+	}
 	if err := p.Close(ctx, true); err != nil {
 		t.Errorf("Close(final) while Hints hangs: %v", err)
 	}
-	start := time.Now()
+	start = time.Now()
 	p.Kill()
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Kill took %v", d)
