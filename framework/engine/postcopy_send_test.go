@@ -39,6 +39,7 @@ type scriptDst struct {
 	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
 	requester  func(ctx context.Context, d *scriptDst)
 	onSrcPages func(n int64)                                 // the source's n-th SendPages call is about to go
+	onSrcRuns  func(runs []transport.PageRun)                // and these are its runs (after onSrcPages)
 	failLoad   bool                                          // answer the state with ABORT instead of LOADED
 	loadFaults []pageRun                                     // asked for (and waited for) before LOADED, as a LoadState that faults
 	settleBad  bool                                          // SETTLED says 3 pages differed, the first 42
@@ -532,6 +533,7 @@ type sendHook struct {
 	transport.Transport
 	sendPages atomic.Int64
 	onPages   func(n int64)
+	onRuns    func(runs []transport.PageRun)
 }
 
 // Answer passes transport.Answerer through, when the transport has it.
@@ -546,6 +548,9 @@ func (h *sendHook) SendPages(ctx context.Context, runs []transport.PageRun) erro
 	n := h.sendPages.Add(1)
 	if h.onPages != nil {
 		h.onPages(n)
+	}
+	if h.onRuns != nil {
+		h.onRuns(runs)
 	}
 	return h.Transport.SendPages(ctx, runs)
 }
@@ -571,7 +576,7 @@ func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst
 	if d.wrapSrc != nil {
 		srcTr = d.wrapSrc(srcTr)
 	}
-	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: srcTr, onPages: d.onSrcPages}, start: time.Now()}
+	r := pcRun{logs: &logBuf{}, tr: &sendHook{Transport: srcTr, onPages: d.onSrcPages, onRuns: d.onSrcRuns}, start: time.Now()}
 	opt.Credentials = scred
 	opt.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -828,7 +833,6 @@ func TestPostcopySwitchDrainsLive(t *testing.T) {
 			start := make(chan struct{})
 			if tc.auto {
 				opt.Postcopy, opt.Bandwidth, opt.MaxDowntime = PostcopyAuto, 8*mib, 50*time.Millisecond
-				defer outDirty(src)()
 			} else {
 				opt.StartPostcopy = start
 			}
@@ -837,6 +841,9 @@ func TestPostcopySwitchDrainsLive(t *testing.T) {
 			src.onPause = func() { atPause.CompareAndSwap(-1, q.unflushed.Load()) }
 			d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
 				d.wrapSrc = func(tr transport.Transport) transport.Transport { q.Transport = tr; return q }
+				if tc.auto {
+					d.onSrcRuns = outDirty(src)
+				}
 				d.onSrcPages = func(n int64) {
 					if n == 2 && !tc.auto {
 						close(start)
@@ -1443,10 +1450,9 @@ func TestPostcopySettledDiffers(t *testing.T) {
 func TestPostcopyAutoInBulk(t *testing.T) {
 	src := dataGuest(t, 16*mib) // 4096 pages: the bulk pass alone would take 2 s
 	pages := src.layout.Pages()
-	stop := outDirty(src)
-	defer stop()
-	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 8 * mib, MaxDowntime: 50 * time.Millisecond}, nil)
-	stop()
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAuto, Bandwidth: 8 * mib, MaxDowntime: 50 * time.Millisecond}, func(d *scriptDst) {
+		d.onSrcRuns = outDirty(src)
+	})
 	if r.serr != nil || r.derr != nil {
 		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
 	}
@@ -1462,21 +1468,29 @@ func TestPostcopyAutoInBulk(t *testing.T) {
 	t.Logf("sent %d data pages for %d, %d absent at the switch", r.srep.PagesSent, pages, d.absent.Count())
 }
 
-// outDirty writes random pages of src, about 4000 a second (twice what
-// 8 MiB/s moves), until stop is called; stop waits for the writer.
-func outDirty(src *fakeVM) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		rng := rand.New(rand.NewPCG(3, 4))
-		for i := 0; ctx.Err() == nil; i++ {
-			src.write(rng.Uint64N(src.layout.Pages()), byte(i))
-			if i%40 == 0 {
-				time.Sleep(10 * time.Millisecond)
+// outDirty is a hook for the source's SendPages (scriptDst.onSrcRuns)
+// by which the guest writes two random pages of src for every data page
+// a batch carries, before it goes: a guest that dirties twice as fast as
+// the link moves pages, whatever the cap and however slowly this machine
+// runs the test. (A writer paced by sleeps, 40 pages every 10 ms, fell
+// to the link's rate on a loaded machine: the probes saw no more pages
+// dirtied than sent, and "auto" switched late in the bulk pass or not
+// at all.) A paused guest writes nothing, so the pushes of post-copy
+// write nothing either.
+func outDirty(src *fakeVM) func(runs []transport.PageRun) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var i int
+	return func(runs []transport.PageRun) {
+		for _, r := range runs {
+			if r.Kind != transport.KindData {
+				continue
+			}
+			for range 2 * r.Count {
+				i++
+				src.write(rng.Uint64N(src.layout.Pages()), byte(i))
 			}
 		}
-	})
-	return func() { cancel(); wg.Wait() }
+	}
 }
 
 // TestPostcopyCancelIgnored: a cancel of the source's Send after the
