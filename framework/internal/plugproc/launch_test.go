@@ -300,6 +300,46 @@ func TestHelpersEnd(t *testing.T) {
 	}
 }
 
+// TestKillClosesFiles: once Kill returned, none of the plugin's files
+// stays open in the host, on Kill and on a crash alike. Before, the
+// pidfd that watches the plugin's end (runner.go, watchExit) was closed
+// by its goroutine a moment after the process ended, which could be
+// after Kill returned: 1 Kill in 30 under -race here left it open, and
+// framework/session's leak check, which counts the open files around a
+// session, failed once in 10 runs ("12 open files after the session, 14
+// before": the previous test's pidfds closed during the next one).
+func TestKillClosesFiles(t *testing.T) {
+	for i := range 6 {
+		before := openFiles(t)
+		p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+		if i%2 == 1 { // it ends on its own first
+			if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Kill()
+		after := openFiles(t)
+		for fd, what := range after {
+			if before[fd] != what {
+				t.Errorf("run %d: fd %s (%s) open after Kill", i, fd, what)
+			}
+		}
+	}
+}
+
+// openFiles is this process's open files: fd number to what it is.
+func openFiles(t *testing.T) map[string]string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range ents {
+		out[e.Name()], _ = os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+	}
+	return out
+}
+
 // running reports whether process pid runs (a zombie does not).
 func running(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -32,6 +32,9 @@ type cmdRunner struct {
 	tail   *stderrTail // stderr as go-plugin reads it, and how the process ended
 	pid    int
 	start  atomic.Uint64 // the process's start time (descendants.go); 0: unknown
+	// watched is closed when watchExit's goroutine has closed its pidfd;
+	// nil when nothing watches.
+	watched chan struct{}
 }
 
 var _ runner = (*cmdRunner)(nil)
@@ -91,11 +94,17 @@ func (r *cmdRunner) Start(context.Context) error {
 }
 
 // Wait implements runner.AttachedRunner.Wait: once the process is gone
-// nobody listens in its socket directory any more, so it is removed.
+// nobody listens in its socket directory any more, so it is removed, and
+// the pidfd watchExit held is closed before Wait returns (the process
+// has ended, so that is at once): go-plugin's Kill returns after Wait,
+// and nothing of the plugin's may stay open after it.
 func (r *cmdRunner) Wait(context.Context) error {
 	err := r.cmd.Wait()
 	if ps := r.cmd.ProcessState; ps != nil {
 		r.tail.setExit(ps.String())
+	}
+	if r.watched != nil {
+		<-r.watched
 	}
 	removeDir(r.dir)
 	return err
@@ -126,7 +135,8 @@ func (r *cmdRunner) Kill(context.Context) error {
 // call to it failing as a broken connection, until somebody killed it.
 // The process's end is seen through a pidfd, which does not reap it
 // (go-plugin's Wait does); without pidfds (Linux before 5.3) nothing
-// watches and the pipes end when their last holder closes them.
+// watches and the pipes end when their last holder closes them. Wait
+// joins the watching goroutine (watched).
 func (r *cmdRunner) watchExit() {
 	// Nobody has waited for the process yet (Start), so the pid is
 	// still the plugin's.
@@ -135,7 +145,9 @@ func (r *cmdRunner) watchExit() {
 		r.log.Debug("plugin exit not watched (no pidfd)", "pid", r.pid, "error", err)
 		return
 	}
+	r.watched = make(chan struct{})
 	go func() {
+		defer close(r.watched)
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		// Readable once the process has ended, reaped or not.
