@@ -71,6 +71,13 @@ func TestHintFlood(t *testing.T) {
 		t.Errorf("migration cost %v of CPU with a flooding provider, %v without (deadline %v, %d passes): want under %v",
 			cpu, base, deadline, passes, budget)
 	}
+	// What costs no CPU is waiting: a pass holds (HintHold, 5 s) only
+	// while the provider is within its deadline. One that waited out the
+	// hold would take passes*HintHold, well above what a loaded machine
+	// makes of the ~1 s this run takes.
+	if took >= passes*opt.HintHold {
+		t.Errorf("migration took %v with a flooding provider: the passes held past its deadline (%v)", took, deadline)
+	}
 	if srep.Hints[0].Skipped == 0 {
 		t.Error("the flood's hints were never applied")
 	}
