@@ -293,6 +293,40 @@ func TestHintsIgnoringContext(t *testing.T) {
 	}
 }
 
+// TestHintsSlowAfterCancel: a provider that honours a cancel, but slowly
+// (its goroutine returns 400 ms after the host cancelled the call, well
+// before the call's deadline: a loaded machine), is not taken for one
+// that ignores its context. The next request waits for it and gets its
+// answer, as before the plugin side refused overrunning calls: a
+// cancelled request is no verdict on the provider (requests_cancelled),
+// and refusing the next one would cost its hints and call it hung.
+func TestHintsSlowAfterCancel(t *testing.T) {
+	p := overGRPC(t, &hint.Mock{
+		HintsFunc: func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
+			if req.Generation == 1 {
+				<-ctx.Done()
+				time.Sleep(400 * time.Millisecond) // slow to notice: a loaded machine
+				return ctx.Err()
+			}
+			return emit([]hint.Range{{First: 1, Count: 1}})
+		},
+		CloseFunc: func(context.Context, bool) error { return nil },
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel) // the engine's next dirty sync
+	err := p.Hints(ctx, hint.Request{Generation: 1, Deadline: time.Now().Add(2 * time.Second)}, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("request 1 = %v; want it cancelled", err)
+	}
+	start := time.Now()
+	var got []hint.Range
+	err = p.Hints(context.Background(), hint.Request{Generation: 2, Deadline: start.Add(2 * time.Second)},
+		func(rs []hint.Range) error { got = append(got, rs...); return nil })
+	if err != nil || len(got) != 1 {
+		t.Errorf("request 2 = %v, %v after %v; want its range once the cancelled call returned", got, err, time.Since(start))
+	}
+}
+
 // TestHostCallbacks: the Host's capabilities reach the host process
 // through the broker: long balloon sessions arrive whole, CMMA reads are
 // bounded, and the window's end ends them.

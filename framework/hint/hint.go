@@ -125,9 +125,10 @@ type Request struct {
 // which may interrupt a running Hints. Every call honours its context; the
 // engine bounds Hints by the request's deadline and abandons a provider
 // that overruns (its late answers are dropped and counted). Over gRPC,
-// while a Hints is still running 250 ms after its context ended, the
-// plugin side refuses the next Hints at once with an error of the
-// deadline class (the engine counts it hung).
+// while a Hints is still running 250 ms past its deadline (or past a
+// cancel that came later), the plugin side refuses the next Hints at
+// once with an error of the deadline class (the engine counts it hung);
+// a call cancelled before its deadline has until then, and the 250 ms.
 type Provider interface {
 	// Info and Schema describe the provider; they need no Configure.
 	Info(ctx context.Context) (Info, error)

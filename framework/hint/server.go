@@ -34,8 +34,8 @@ type grpcServer struct {
 	// one at a time. A Hints the host abandoned (its context ended) may
 	// still run in impl when the next call arrives; that call waits for
 	// it, bounded by its own context, except that a Hints still running
-	// overrunGrace after its context ended refuses the next Hints
-	// (enterHints). Close enters closing instead: it may interrupt a
+	// overrunGrace after its deadline (or after its context ended, if
+	// that was later) refuses the next Hints (enterHints). Close enters closing instead: it may interrupt a
 	// running Hints.
 	main, closing chan struct{}
 
@@ -44,18 +44,23 @@ type grpcServer struct {
 	hints *hintsCall  // the Hints in impl; nil: none
 }
 
-// overrunGrace is how long after its context ended a Hints call may
-// still run in impl before the plugin side takes the provider for one
-// that ignores its context (as the conformance suite's slack allows in
-// process).
+// overrunGrace is how long after its deadline (or after its context
+// ended, if later) a Hints call may still run in impl before the plugin
+// side takes the provider for one that ignores its context (as the
+// conformance suite's slack allows in process). A call the host
+// cancelled before its deadline (the engine's next dirty sync) has until
+// its deadline and the grace: the engine holds a cancel against nobody
+// (requests_cancelled), and a provider slow to notice one on a loaded
+// machine must not lose its next request for it.
 const overrunGrace = 250 * time.Millisecond
 
 // hintsCall is a Hints call in impl.
 type hintsCall struct {
-	gen   uint64
-	ctx   context.Context
-	mu    sync.Mutex
-	ended time.Time // when ctx ended; zero: not yet (or not yet noted)
+	gen      uint64
+	ctx      context.Context
+	deadline time.Time // Request.Deadline; zero: none
+	mu       sync.Mutex
+	ended    time.Time // when ctx ended; zero: not yet (or not yet noted)
 }
 
 // endedAt is when c's context ended, or now if it has not been noted.
@@ -66,6 +71,16 @@ func (c *hintsCall) endedAt() time.Time {
 		return time.Now()
 	}
 	return c.ended
+}
+
+// due is when c should have returned: its deadline, or when its context
+// ended if that was later (or it has none).
+func (c *hintsCall) due() time.Time {
+	ended := c.endedAt()
+	if c.deadline.After(ended) {
+		return c.deadline
+	}
+	return ended
 }
 
 func newServer(impl Provider, files []*os.File, broker *plugin.GRPCBroker) *grpcServer {
@@ -167,7 +182,7 @@ func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer)
 		return err
 	}
 	defer leave(s.main)
-	call := &hintsCall{gen: r.Generation, ctx: ctx}
+	call := &hintsCall{gen: r.Generation, ctx: ctx, deadline: r.Deadline}
 	stop := context.AfterFunc(ctx, func() {
 		call.mu.Lock()
 		call.ended = time.Now()
@@ -183,8 +198,8 @@ func (s *grpcServer) Hints(req *pb.HintsRequest, stream pb.Provider_HintsServer)
 }
 
 // enterHints takes main for a Hints call, as enter does, except that
-// while the Hints in impl is still running overrunGrace after its
-// context ended, the call is refused at once, as hung (an error of the
+// while the Hints in impl is still running overrunGrace after it was due
+// (hintsCall.due), the call is refused at once, as hung (an error of the
 // deadline class), with an error that says why: the provider ignores
 // its context, and waiting for it would only hang this request too.
 func (s *grpcServer) enterHints(ctx context.Context) error {
@@ -202,7 +217,7 @@ func (s *grpcServer) enterHints(ctx context.Context) error {
 		}
 		// At least a moment: a call that ends as this one arrives is
 		// waited for.
-		wait := time.NewTimer(max(time.Until(prev.endedAt().Add(overrunGrace)), 10*time.Millisecond))
+		wait := time.NewTimer(max(time.Until(prev.due().Add(overrunGrace)), 10*time.Millisecond))
 		select {
 		case s.main <- struct{}{}:
 			wait.Stop()
@@ -213,8 +228,8 @@ func (s *grpcServer) enterHints(ctx context.Context) error {
 		case <-wait.C:
 		}
 		if s.runningHints() == prev {
-			return classes.ToStatus(fmt.Errorf("refused: the provider's Hints for generation %d is still running %v after its context ended (its deadline, Request.Deadline, or a cancel); a provider's Hints must return when its context ends: %w",
-				prev.gen, time.Since(prev.endedAt()).Round(time.Millisecond), context.DeadlineExceeded))
+			return classes.ToStatus(fmt.Errorf("refused: the provider's Hints for generation %d is still running %v past its deadline (Request.Deadline, or a cancel that came later); a provider's Hints must return when its context ends: %w",
+				prev.gen, time.Since(prev.due()).Round(time.Millisecond), context.DeadlineExceeded))
 		}
 	}
 }
