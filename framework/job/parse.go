@@ -61,7 +61,7 @@ func Parse(filename string, src []byte) (*Job, hcl.Diagnostics) {
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unreadable job file", Detail: "The HCL parser returned no native-syntax body."})
 	}
 	p := &parser{
-		job:   &Job{File: filename, Limits: defaultLimits(), Security: Security{Encryption: true}},
+		job:   &Job{File: filename, Limits: defaultLimits(), Security: defaultSecurity()},
 		diags: diags,
 		first: map[string]hcl.Range{},
 		typos: map[string]bool{},
@@ -146,8 +146,11 @@ func (p *parser) block(b *hclsyntax.Block) {
 		first := p.once(b)
 		p.noLabels(b)
 		kept := p.job.Security
+		if !first { // checked on its own (its files are not the first's), then forgotten
+			p.job.Security = defaultSecurity()
+		}
 		p.security(b)
-		if !first { // checked, then forgotten
+		if !first {
 			p.job.Security = kept
 		}
 	case "transport":

@@ -33,6 +33,9 @@ type Security struct {
 	Range hcl.Range // the block, for diagnostics about its files
 }
 
+// defaultSecurity is the security of a job without a security block.
+func defaultSecurity() Security { return Security{Encryption: true} }
+
 // Minted reports whether migrate mints credentials (no file is named).
 func (s Security) Minted() bool {
 	return s.CAFile == "" && s.SourceCert == "" && s.SourceKey == "" && s.DestinationCert == "" && s.DestinationKey == ""

@@ -28,6 +28,15 @@ transport "tcp" { listen = "127.0.0.1:7070" }
   destination_cert = "d.pem"
 }`, Security{}, 1},
 		{"only a CA", ends + `security { ca_file = "ca.pem" }`, Security{}, 1},
+		// A second block is checked on its own, not on top of the first:
+		// its missing files are reported with the duplicate.
+		{"a second block, incomplete", ends + `security {
+  source_cert = "s.pem"
+  source_key = "s.key"
+  destination_cert = "d.pem"
+  destination_key = "d.key"
+}
+security { source_cert = "other.pem" }`, Security{}, 2},
 		{"empty path and unknown argument", ends + `security {
   ca_file = ""
   encrypt = true
