@@ -1,6 +1,7 @@
 package plugproc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -87,5 +88,21 @@ func TestCallLimiter(t *testing.T) {
 	}
 	if d := l.reserve(now); d <= 0 {
 		t.Errorf("a fourth call after a quiet hour does not wait: the burst grew beyond 3")
+	}
+}
+
+// TestCallLimiterCancelled: a call whose context ends while it waits
+// gives its token back, so calls that give up (short deadlines, a flood
+// that cancels) leave no debt for the calls after them: what is owed
+// stays bounded by the calls waiting now.
+func TestCallLimiterCancelled(t *testing.T) {
+	l := newCallLimiter(1000, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 + 1000 { // the burst, then a second's worth that gave up
+		l.wait(ctx)
+	}
+	if d := l.reserve(time.Now()); d > 5*time.Millisecond {
+		t.Errorf("a call after 1000 that gave up waits %v, want at most a few ms", d)
 	}
 }

@@ -51,7 +51,8 @@ func newCallLimiter(rate, burst float64) *callLimiter {
 
 // reserve takes one token and returns how long its call must wait for
 // it. What waits is bounded by the streams a server allows at once
-// (maxBrokerStreams), so the debt is too.
+// (maxBrokerStreams), and a call that gives up returns its token
+// (refund), so the debt is too.
 func (l *callLimiter) reserve(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -64,11 +65,23 @@ func (l *callLimiter) reserve(now time.Time) time.Duration {
 	return time.Duration(-l.tokens / l.rate * float64(time.Second))
 }
 
-// wait returns once the call may run, or with ctx's error.
+// refund gives back the token of a call that did not run.
+func (l *callLimiter) refund() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tokens = min(l.burst, l.tokens+1)
+}
+
+// wait returns once the call may run, or with ctx's error; a call that
+// does not run costs no token.
 func (l *callLimiter) wait(ctx context.Context) error {
 	d := l.reserve(time.Now())
 	if d <= 0 {
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			l.refund()
+			return err
+		}
+		return nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -76,6 +89,7 @@ func (l *callLimiter) wait(ctx context.Context) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
+		l.refund()
 		return ctx.Err()
 	}
 }
