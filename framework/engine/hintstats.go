@@ -40,7 +40,7 @@ type HintStats struct {
 	Skipped  uint64 `json:"pages_skipped"`  // pages sent as zero runs thanks to it
 	Stale    uint64 `json:"ranges_stale"`   // arrived after a later dirty sync
 	Invalid  uint64 `json:"ranges_invalid"` // outside RAM, empty or overflowing
-	Wrong    uint64 `json:"pages_wrong"`    // "zero" pages that held data and were not written since the request's dirty sync: sent anyway (hinter.settleWrong)
+	Wrong    uint64 `json:"pages_wrong"`    // "zero" pages that held data and were not written since the request's dirty sync: sent anyway; a lower bound (sender.sync)
 	Late     int    `json:"requests_late"`  // requests answered on their own, after their deadline
 	Hung     int    `json:"requests_hung"`  // requests not answered by their deadline: ended by it, or never
 	// Cancelled counts requests cut short before their deadline by a
