@@ -116,16 +116,25 @@ func (f *connFlood) hints(ctx context.Context, _ Request, emit func([]Range) err
 const BalloonCredit = balloonCredit
 
 // ServeCallFlood serves a provider whose Configure starts
-// CallFloodWorkers goroutines that call the window's Host (CMMABits, which
-// the test's VMM refuses or answers at once) as fast as they can, for as
-// long as the process lives, and returns.
-func ServeCallFlood() int {
+// CallFloodWorkers goroutines that call the window's Host (CMMABits for
+// one value, which the test's VMM refuses or answers at once) as fast as
+// they can, for as long as the process lives, and returns.
+func ServeCallFlood() int { return serveCallFlood(1) }
+
+// ServeCMMAScan is ServeCallFlood asking for MinRefundedCMMA values a
+// call: a scan of a large s390 guest, 16 MiB of guest a call.
+func ServeCMMAScan() int { return serveCallFlood(minRefundedCMMA) }
+
+// MinRefundedCMMA is minRefundedCMMA.
+const MinRefundedCMMA = minRefundedCMMA
+
+func serveCallFlood(count int) int {
 	kind.Serve(func(files []*os.File, _ *os.File) plugin.Plugin {
 		return &GRPCPlugin{Files: files, Impl: &Mock{ConfigureFunc: func(_ context.Context, _ Config, _ VM, h Host) error {
 			for range CallFloodWorkers {
 				go func() {
 					for {
-						h.CMMABits(context.Background(), 0, 1)
+						h.CMMABits(context.Background(), 0, count)
 					}
 				}()
 			}

@@ -65,8 +65,19 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 	if err != nil {
 		return nil, classes.ToStatus(err)
 	}
+	if len(values) >= minRefundedCMMA {
+		// A read of this much guest state is the VMM's own work
+		// (an ioctl), not a cheap answer a flood could repeat, and the
+		// window runs one call at a time: a scan of a large guest is
+		// not held to the broker's call rate.
+		plugproc.RefundCall(ctx)
+	}
 	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
 }
+
+// minRefundedCMMA is the fewest CMMA values a CMMABits call returns for
+// its call not to count against the broker's rate (16 MiB of guest).
+const minRefundedCMMA = 4096
 
 // hostService is one Host served to the plugin under a broker id: one
 // hint window.

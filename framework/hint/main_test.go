@@ -34,6 +34,7 @@ const (
 	brokerFloodName = "ferry-hint-brokerflood"
 	connFloodName   = "ferry-hint-connflood"
 	callFloodName   = "ferry-hint-callflood"
+	cmmaScanName    = "ferry-hint-cmmascan"
 )
 
 func TestMain(m *testing.M) {
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 	roles[brokerFloodName] = hint.ServeBrokerFlood
 	roles[connFloodName] = hint.ServeConnFlood
 	roles[callFloodName] = hint.ServeCallFlood
+	roles[cmmaScanName] = hint.ServeCMMAScan
 	roles[hostName] = func() int {
 		return plugintest.Host(func(ctx context.Context) (func(), error) {
 			p, err := hint.Launch(ctx, filepath.Join(filepath.Dir(os.Args[0]), "ferry-hint-zero"), nil, hclog.NewNullLogger())

@@ -106,3 +106,25 @@ func TestCallLimiterCancelled(t *testing.T) {
 		t.Errorf("a call after 1000 that gave up waits %v, want at most a few ms", d)
 	}
 }
+
+// TestRefundCall: a unary handler that calls RefundCall gives its token
+// back once, however often it calls; outside a handler it is a no-op.
+func TestRefundCall(t *testing.T) {
+	l := newCallLimiter(1000, 3)
+	for range 5 {
+		if _, err := l.unary(context.Background(), nil, nil, func(ctx context.Context, _ any) (any, error) {
+			RefundCall(ctx)
+			RefundCall(ctx)
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	RefundCall(context.Background())
+	if d := l.reserve(l.last); d != 0 {
+		t.Errorf("after 5 refunded calls, a call waits %v: the burst of 3 was spent", d)
+	}
+	if l.tokens > 2 {
+		t.Errorf("%v tokens left of a burst of 3 after one call: a refund gave back more than its token", l.tokens)
+	}
+}

@@ -27,8 +27,11 @@ import (
 // the host's cores (each call wakes a few threads, 0.2-0.3 ms of
 // syscalls there, where a saturated server batches them). A
 // provider needs far fewer: one balloon session and one DONE per hint
-// request, and a CMMA scan of 1 GiB per call, so up to 256 GiB of guest
-// RAM in the burst and 1 TiB in about a second.
+// request. A handler whose call did work worth far more than a token
+// (a CMMA read of up to 1 GiB of guest, a KVM ioctl) gives its token
+// back (RefundCall), so a scan of a large s390 guest is not held to the
+// rate; such calls are bounded by the service itself (a hint window runs
+// one call at a time).
 const (
 	BrokerCallRate   = 1000 // calls a second to one service, sustained
 	brokerCallBurst  = 256  // calls at once after a quiet moment
@@ -100,17 +103,34 @@ func (l *callLimiter) wait(ctx context.Context) error {
 func (l *callLimiter) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(maxBrokerStreams),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := l.wait(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}),
+		grpc.ChainUnaryInterceptor(l.unary),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := l.wait(ss.Context()); err != nil {
 				return err
 			}
 			return h(srv, ss)
 		}),
+	}
+}
+
+// unary is the unary interceptor: it waits for the call's token, and
+// its handler may give it back (RefundCall).
+func (l *callLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := l.wait(ctx); err != nil {
+		return nil, err
+	}
+	return h(context.WithValue(ctx, refundKey{}, sync.OnceFunc(l.refund)), req)
+}
+
+// refundKey carries a unary call's refund in its handler's context.
+type refundKey struct{}
+
+// RefundCall gives the token of the unary call whose handler runs under
+// ctx back to its service's rate (ServeBroker): the call did work that
+// costs the VMM far more than answering it, and is bounded otherwise. A
+// second call, or a context not from such a handler, is a no-op.
+func RefundCall(ctx context.Context) {
+	if f, ok := ctx.Value(refundKey{}).(func()); ok {
+		f()
 	}
 }
