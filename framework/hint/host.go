@@ -65,18 +65,18 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 	if err != nil {
 		return nil, classes.ToStatus(err)
 	}
-	if len(values) >= minRefundedCMMA {
-		// A read of this much guest state is the VMM's own work
-		// (an ioctl), not a cheap answer a flood could repeat, and the
-		// window runs one call at a time: a scan of a large guest is
-		// not held to the broker's call rate.
+	if w, ok := s.impl.(*window); ok && w.scanned(first, min(len(values), count)) {
+		// A step of a scan over guest RAM (at most guest RAM per hints
+		// request): a scan of a large s390 guest is not held to the
+		// broker's call rate, a flood of calls is.
 		plugproc.RefundCall(ctx)
 	}
 	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
 }
 
 // minRefundedCMMA is the fewest CMMA values a CMMABits call returns for
-// its call not to count against the broker's rate (16 MiB of guest).
+// it to count as a step of a scan (window.scanned), which the broker's
+// call rate does not hold (16 MiB of guest).
 const minRefundedCMMA = 4096
 
 // hostService is one Host served to the plugin under a broker id: one

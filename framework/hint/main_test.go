@@ -35,6 +35,7 @@ const (
 	connFloodName   = "ferry-hint-connflood"
 	callFloodName   = "ferry-hint-callflood"
 	cmmaScanName    = "ferry-hint-cmmascan"
+	cmmaRepeatName  = "ferry-hint-cmmarepeat"
 )
 
 func TestMain(m *testing.M) {
@@ -44,6 +45,7 @@ func TestMain(m *testing.M) {
 	roles[connFloodName] = hint.ServeConnFlood
 	roles[callFloodName] = hint.ServeCallFlood
 	roles[cmmaScanName] = hint.ServeCMMAScan
+	roles[cmmaRepeatName] = hint.ServeCMMARepeat
 	roles[hostName] = func() int {
 		return plugintest.Host(func(ctx context.Context) (func(), error) {
 			p, err := hint.Launch(ctx, filepath.Join(filepath.Dir(os.Args[0]), "ferry-hint-zero"), nil, hclog.NewNullLogger())

@@ -44,6 +44,7 @@ type window struct {
 	closed   bool               // end began: nothing enters
 	hinted   bool               // a BalloonHint began after the last BalloonDone that succeeded
 	credit   int                // BalloonHint calls that may still begin a session
+	scanEnd  uint64             // where the last CMMA scan step since the last grant ended (scanned)
 	stopHint context.CancelFunc // ends the BalloonHint in flight; nil: none
 }
 
@@ -86,6 +87,7 @@ func (w *window) grant() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.credit = min(w.credit+1, balloonCredit)
+	w.scanEnd = 0
 }
 
 // enter waits for the window's one call, or fails: window ended, too
@@ -193,4 +195,20 @@ func (w *window) CMMABits(ctx context.Context, startGFN uint64, count int) (uint
 	}
 	defer w.leave()
 	return w.impl.CMMABits(ctx, startGFN, count)
+}
+
+// scanned reports whether a CMMABits answer of n values from first is
+// a scan's step: at least minRefundedCMMA values, starting at or past
+// where the last step since the last hints request (grant) ended. A
+// provider's scan walks guest RAM once per Hints (plugins/cmma), so such
+// steps add up to at most guest RAM per request, whatever the provider
+// does; the host lets them past the broker's call rate (hostServer).
+func (w *window) scanned(first uint64, n int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n < minRefundedCMMA || first < w.scanEnd {
+		return false
+	}
+	w.scanEnd = first + uint64(n)
+	return true
 }

@@ -27,11 +27,11 @@ import (
 // the host's cores (each call wakes a few threads, 0.2-0.3 ms of
 // syscalls there, where a saturated server batches them). A
 // provider needs far fewer: one balloon session and one DONE per hint
-// request. A handler whose call did work worth far more than a token
-// (a CMMA read of up to 1 GiB of guest, a KVM ioctl) gives its token
-// back (RefundCall), so a scan of a large s390 guest is not held to the
-// rate; such calls are bounded by the service itself (a hint window runs
-// one call at a time).
+// request. A handler whose call was bounded by the service itself gives
+// its token back (RefundCall): a hint window lets each step of a CMMA
+// scan through, up to guest RAM per hints request (framework/hint,
+// window.scanned), so a scan of a large s390 guest is not held to the
+// rate and a flood dressed as one is.
 const (
 	BrokerCallRate   = 1000 // calls a second to one service, sustained
 	brokerCallBurst  = 256  // calls at once after a quiet moment
