@@ -119,14 +119,14 @@ func TestNoHost(t *testing.T) {
 	lk.check(t)
 }
 
-// TestProviderNameMismatch: a provider whose Info.Name is not its Hint's
-// name (binary ferry-hint-zr, block "zr", Info.Name "zerorun") is not
-// used: the report says failed, at start, naming both names, and the
-// migration completes without it.
-func TestProviderNameMismatch(t *testing.T) {
+// migrateWithProvider migrates a filled fake VM with one hint provider,
+// block name, binary bin among the test plugins, and returns the
+// source's report and both VMs; it fails the test if either side failed.
+func migrateWithProvider(t *testing.T, name, bin string) (engine.Report, *fakeVM, *fakeVM) {
+	t.Helper()
 	dir := t.TempDir()
 	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "zr", Plugin: session.Plugin{Path: plugin("ferry-hint-zr")}}}
+	sendSpec.Hints = []session.Hint{{Name: name, Plugin: session.Plugin{Path: plugin(bin)}}}
 	src, dst := newFakeVM(t), newFakeVM(t)
 	src.fill()
 	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
@@ -135,6 +135,15 @@ func TestProviderNameMismatch(t *testing.T) {
 	if err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
 	}
+	return rep, src, dst
+}
+
+// TestProviderNameMismatch: a provider whose Info.Name is not its Hint's
+// name (binary ferry-hint-zr, block "zr", Info.Name "zerorun") is not
+// used: the report says failed, at start, naming both names, and the
+// migration completes without it.
+func TestProviderNameMismatch(t *testing.T) {
+	rep, _, _ := migrateWithProvider(t, "zr", "ferry-hint-zr")
 	checkHints(t, rep, map[string]string{"zr": "failed: hint provider " + plugin("ferry-hint-zr") +
 		`: the provider calls itself "zerorun" (Info.Name), not "zr"`})
 	if h := rep.Hints[0]; h.Stage != engine.StageStart || h.Requests != 0 {
@@ -146,17 +155,7 @@ func TestProviderNameMismatch(t *testing.T) {
 // block is not configured; the report says failed, at start, with its
 // reason, and the migration completes without it.
 func TestProviderRefusesItsBlock(t *testing.T) {
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "refuses", Plugin: session.Plugin{Path: plugin("ferry-hint-refuses")}}}
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
-	r := <-got
-	if err != nil || r.err != nil {
-		t.Fatalf("send: %v; receive: %v", err, r.err)
-	}
+	rep, src, dst := migrateWithProvider(t, "refuses", "ferry-hint-refuses")
 	checkHints(t, rep, map[string]string{"refuses": "failed: max_gpa: must be above min_gpa"})
 	if h := rep.Hints[0]; h.Stage != engine.StageStart || h.Meaning != "free" {
 		t.Errorf("%+v", h)
