@@ -119,11 +119,18 @@ func (l *callLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInf
 	if err := l.wait(ctx); err != nil {
 		return nil, err
 	}
-	return h(context.WithValue(ctx, refundKey{}, sync.OnceFunc(l.refund)), req)
+	return h(WithRefund(ctx, l.refund), req)
 }
 
 // refundKey carries a unary call's refund in its handler's context.
 type refundKey struct{}
+
+// WithRefund returns ctx carrying refund, which the first RefundCall
+// under it calls: the unary interceptor's, or a test's that counts what
+// a handler gives back.
+func WithRefund(ctx context.Context, refund func()) context.Context {
+	return context.WithValue(ctx, refundKey{}, sync.OnceFunc(refund))
+}
 
 // RefundCall gives the token of the unary call whose handler runs under
 // ctx back to its service's rate (ServeBroker): the call did work that
