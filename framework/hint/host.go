@@ -61,17 +61,24 @@ func (s *hostServer) BalloonDone(ctx context.Context, _ *pb.BalloonDoneRequest) 
 // more than asked for.
 func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb.CMMABitsResponse, error) {
 	count := int(min(req.GetCount(), MaxCMMABits))
+	w, _ := s.impl.(*window)
+	var asked uint64 // the hints requests the window had when this call began
+	if w != nil {
+		asked = w.granted()
+	}
 	first, values, err := s.impl.CMMABits(ctx, req.GetStartGfn(), count)
 	if err != nil {
 		return nil, classes.ToStatus(err)
 	}
-	if w, ok := s.impl.(*window); ok && w.scanned(first, min(len(values), count)) {
+	values = values[:min(len(values), count)]
+	if w != nil && ctx.Err() == nil && w.scanned(asked, first, len(values)) {
 		// A step of a scan over guest RAM (at most guest RAM per hints
 		// request): a scan of a large s390 guest is not held to the
-		// broker's call rate, a flood of calls is.
+		// broker's call rate, a flood of calls is. A call the plugin
+		// gave up on is none: its answer goes nowhere.
 		plugproc.RefundCall(ctx)
 	}
-	return &pb.CMMABitsResponse{First: first, Values: values[:min(len(values), count)]}, nil
+	return &pb.CMMABitsResponse{First: first, Values: values}, nil
 }
 
 // minRefundedCMMA is the fewest CMMA values a CMMABits call returns for

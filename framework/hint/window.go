@@ -45,6 +45,7 @@ type window struct {
 	hinted   bool               // a BalloonHint began after the last BalloonDone that succeeded
 	credit   int                // BalloonHint calls that may still begin a session
 	scanEnd  uint64             // where the last CMMA scan step since the last grant ended (scanned)
+	grants   uint64             // grant calls so far (scanned)
 	stopHint context.CancelFunc // ends the BalloonHint in flight; nil: none
 }
 
@@ -88,6 +89,14 @@ func (w *window) grant() {
 	defer w.mu.Unlock()
 	w.credit = min(w.credit+1, balloonCredit)
 	w.scanEnd = 0
+	w.grants++
+}
+
+// granted returns how many hints requests the window has had (grant).
+func (w *window) granted() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.grants
 }
 
 // enter waits for the window's one call, or fails: window ended, too
@@ -197,16 +206,21 @@ func (w *window) CMMABits(ctx context.Context, startGFN uint64, count int) (uint
 	return w.impl.CMMABits(ctx, startGFN, count)
 }
 
-// scanned reports whether a CMMABits answer of n values from first is
-// a scan's step: at least minRefundedCMMA values, starting at or past
-// where the last step since the last hints request (grant) ended. A
-// provider's scan walks guest RAM once per Hints (plugins/cmma), so such
-// steps add up to at most guest RAM per request, whatever the provider
-// does; the host lets them past the broker's call rate (hostServer).
-func (w *window) scanned(first uint64, n int) bool {
+// scanned reports whether a CMMABits answer of n values from first, to
+// a call that began when the window had had asked hints requests
+// (granted), is a scan's step: at least minRefundedCMMA values, starting
+// at or past where the last step since the last hints request (grant)
+// ended. A provider's scan walks guest RAM once per Hints (plugins/cmma),
+// so such steps add up to at most guest RAM per request, whatever the
+// provider does; the host lets them past the broker's call rate
+// (hostServer). A call that began before the last request is none: it
+// belongs to the previous Hints (cancelled by a dirty sync while the VMM
+// answered it, say), and counted it would hold the new request's scan to
+// the rate up to where it ended.
+func (w *window) scanned(asked, first uint64, n int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n < minRefundedCMMA || first < w.scanEnd {
+	if asked != w.grants || n < minRefundedCMMA || first < w.scanEnd {
 		return false
 	}
 	w.scanEnd = first + uint64(n)
