@@ -107,3 +107,20 @@ func TestScanStepGivenUp(t *testing.T) {
 		t.Error("a scan from frame 0 is held to the broker's rate after a call given up on at 1 TiB")
 	}
 }
+
+// TestScanStepWraps: an answer that runs past frame 2^64 (a VMM that
+// answers any frame asked for) is no step, and does not start the scan
+// over: counted, its end wrapped to a low frame and the scan's steps
+// could be taken again from there.
+func TestScanStepWraps(t *testing.T) {
+	h := newScanHost(0)
+	if !h.step(t, 1<<30, minRefundedCMMA) {
+		t.Fatal("the scan's first step is held to the broker's rate")
+	}
+	if h.step(t, ^uint64(0)-1000, minRefundedCMMA) {
+		t.Error("an answer past frame 2^64 counted as a step")
+	}
+	if h.step(t, 0, minRefundedCMMA) {
+		t.Error("after an answer past frame 2^64, a step back at frame 0 counted")
+	}
+}

@@ -220,9 +220,10 @@ func (w *window) CMMABits(ctx context.Context, startGFN uint64, count int) (uint
 func (w *window) scanned(asked, first uint64, n int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if asked != w.grants || n < minRefundedCMMA || first < w.scanEnd {
+	end := first + uint64(n)
+	if asked != w.grants || n < minRefundedCMMA || first < w.scanEnd || end < first { // end < first: past frame 2^64
 		return false
 	}
-	w.scanEnd = first + uint64(n)
+	w.scanEnd = end
 	return true
 }
