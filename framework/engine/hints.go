@@ -291,12 +291,13 @@ func (h *hinter) wrongSent(who int, first, n uint64) {
 }
 
 // settleWrong counts in pages_wrong the suspect pages of the generation
-// a sync ends that nobody wrote since it began: dirty is that sync's
-// harvest alone, h.written what probes saw in between. Such a page held
-// its data when the provider looked, after the request: the provider's
-// mistake. A page written since may have read as zero then; it is not
-// counted (pages_wrong is a lower bound of a provider's mistakes, and an
-// honest provider's is 0).
+// a sync ends that nobody wrote since it began: dirty is the sync's
+// bitmap once its harvest is in (sender.sync; it is only read), h.written
+// what probes saw in between. Such a page held its data when the
+// provider looked, after the request: the provider's mistake. A page
+// written since may have read as zero then; it is not counted
+// (pages_wrong is a lower bound of a provider's mistakes, and an honest
+// provider's is 0).
 func (h *hinter) settleWrong(dirty *bitmap.Bitmap) {
 	h.suspected = false
 	for i, b := range h.suspect {
