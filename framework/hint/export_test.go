@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -120,36 +119,22 @@ const BalloonCredit = balloonCredit
 // CallFloodWorkers goroutines that call the window's Host (CMMABits for
 // one value, which the test's VMM refuses or answers at once) as fast as
 // they can, for as long as the process lives, and returns.
-func ServeCallFlood() int { return serveCallFlood(1, false) }
+func ServeCallFlood() int { return serveCallFlood(1) }
 
-// ServeCMMAScan is ServeCallFlood asking for MinRefundedCMMA values a
-// call, from one goroutine, each call from where the last one ended: a
-// scan of a huge s390 guest, 16 MiB of guest a call, as fast as it goes.
-func ServeCMMAScan() int { return serveCallFlood(minRefundedCMMA, true) }
-
-// ServeCMMARepeat is ServeCMMAScan with every call from frame 0: a flood
-// dressed as a scan.
-func ServeCMMARepeat() int { return serveCallFlood(minRefundedCMMA, false) }
+// ServeCMMARepeat is ServeCallFlood asking for MinRefundedCMMA values a
+// call, every call from frame 0: a flood dressed as a CMMA scan.
+func ServeCMMARepeat() int { return serveCallFlood(minRefundedCMMA) }
 
 // MinRefundedCMMA is minRefundedCMMA.
 const MinRefundedCMMA = minRefundedCMMA
 
-func serveCallFlood(count int, advance bool) int {
-	var next atomic.Uint64
+func serveCallFlood(count int) int {
 	kind.Serve(func(files []*os.File, _ *os.File) plugin.Plugin {
 		return &GRPCPlugin{Files: files, Impl: &Mock{ConfigureFunc: func(_ context.Context, _ Config, _ VM, h Host) error {
-			workers := CallFloodWorkers
-			if advance {
-				workers = 1 // a scan walks in order
-			}
-			for range workers {
+			for range CallFloodWorkers {
 				go func() {
 					for {
-						start := uint64(0)
-						if advance {
-							start = next.Add(uint64(count)) - uint64(count)
-						}
-						h.CMMABits(context.Background(), start, count)
+						h.CMMABits(context.Background(), 0, count)
 					}
 				}()
 			}

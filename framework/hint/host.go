@@ -83,8 +83,12 @@ func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb
 
 // minRefundedCMMA is the fewest CMMA values a CMMABits call returns for
 // it to count as a step of a scan (window.scanned), which the broker's
-// call rate does not hold (16 MiB of guest).
-const minRefundedCMMA = 4096
+// call rate does not hold: 256 MiB of guest, a quarter of what
+// plugins/cmma asks for a call. A scan steps through guest RAM once per
+// hints request, so a plugin gets at most one such call per 256 MiB of
+// guest per request past the rate (4096 for a 1 TiB guest), and only
+// from a VMM whose answers end in guest RAM, as KVM's do.
+const minRefundedCMMA = 1 << 16
 
 // hostService is one Host served to the plugin under a broker id: one
 // hint window.

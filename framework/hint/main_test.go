@@ -34,7 +34,6 @@ const (
 	brokerFloodName = "ferry-hint-brokerflood"
 	connFloodName   = "ferry-hint-connflood"
 	callFloodName   = "ferry-hint-callflood"
-	cmmaScanName    = "ferry-hint-cmmascan"
 	cmmaRepeatName  = "ferry-hint-cmmarepeat"
 )
 
@@ -44,7 +43,6 @@ func TestMain(m *testing.M) {
 	roles[brokerFloodName] = hint.ServeBrokerFlood
 	roles[connFloodName] = hint.ServeConnFlood
 	roles[callFloodName] = hint.ServeCallFlood
-	roles[cmmaScanName] = hint.ServeCMMAScan
 	roles[cmmaRepeatName] = hint.ServeCMMARepeat
 	roles[hostName] = func() int {
 		return plugintest.Host(func(ctx context.Context) (func(), error) {
