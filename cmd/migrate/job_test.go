@@ -291,3 +291,42 @@ func matchLines(out string, want []string) bool {
 	}
 	return true
 }
+
+// TestCheckOnly: migrate -check reports a good job and the plugins it
+// would run, exit 0, and a bad one as a run would, exit 2, without
+// touching either VMM (their sockets do not exist).
+func TestCheckOnly(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	const endpoints = `source { control = "/nonexistent/src.sock" }
+destination { control = "/nonexistent/dst.sock" }
+`
+	os.WriteFile(good, []byte(endpoints+`transport "tcp" { listen = "127.0.0.1:7070" }
+hint "balloon" {}
+`), 0o600)
+	os.WriteFile(bad, []byte(endpoints+`transport "tcp" {
+  listen = "127.0.0.1:7070"
+  strems = 4
+}
+`), 0o600)
+	var out, errb strings.Builder
+	if code := realMain([]string{"-check", "-config", good, "-plugin-dir", plugintest.Dir()}, &out, &errb); code != 0 {
+		t.Fatalf("good job: exit %d, stderr %q", code, errb.String())
+	}
+	for _, want := range []string{good + ": ok", "/nonexistent/src.sock", "transport     tcp (", "hint          balloon ("} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("good job: output %q lacks %q", out.String(), want)
+		}
+	}
+	out.Reset()
+	errb.Reset()
+	if code := realMain([]string{"-check", "-config", bad, "-plugin-dir", plugintest.Dir()}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), `Did you mean "streams"?`) || out.Len() != 0 {
+		t.Errorf("bad job: exit %d, stdout %q, stderr %q; want 2 and the mistake", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := realMain([]string{"-check", "-resolve", "-config", good}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "separate commands") {
+		t.Errorf("-check -resolve: exit %d, stderr %q; want 2", code, errb.String())
+	}
+}

@@ -57,6 +57,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	startPC := fs.Bool("start-postcopy", false, "only switch the job's running migration to post-copy now (run it next to the migrate driving the job)")
+	checkOnly := fs.Bool("check", false, "only check the job: the file, the plugins it names and their blocks (each plugin asked for its schema and checks); touches no VMM")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,8 +65,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
-	if *resolveOnly && *startPC {
-		fmt.Fprintln(stderr, "migrate: -resolve and -start-postcopy are separate commands: give one\n"+usage)
+	if commands := countTrue(*resolveOnly, *startPC, *checkOnly); commands > 1 {
+		fmt.Fprintln(stderr, "migrate: -resolve, -start-postcopy and -check are separate commands: give one\n"+usage)
 		return 2
 	}
 	if *startPC {
@@ -77,6 +78,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	j, plugins, code := loadJob(*cfgPath, *pluginDir, stderr)
 	if j == nil {
 		return code
+	}
+	if *checkOnly {
+		printCheck(stdout, *cfgPath, j, plugins)
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -96,8 +101,32 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +
+	"       migrate -check -config job.hcl [-plugin-dir DIR]\n" +
 	"       migrate -resolve -config job.hcl\n" +
 	"       migrate -start-postcopy -config job.hcl"
+
+// countTrue counts the flags set.
+func countTrue(flags ...bool) int {
+	n := 0
+	for _, f := range flags {
+		if f {
+			n++
+		}
+	}
+	return n
+}
+
+// printCheck says what a job that passed every check would run (migrate
+// -check): the VMMs and the plugin binaries.
+func printCheck(w io.Writer, path string, j *job.Job, ps pluginSet) {
+	fmt.Fprintf(w, "%s: ok\n", path)
+	fmt.Fprintf(w, "source        %s\n", j.Source.Control)
+	fmt.Fprintf(w, "destination   %s\n", j.Destination.Control)
+	fmt.Fprintf(w, "transport     %s (%s)\n", j.Transport.Name, ps.transport)
+	for i, h := range j.Hints {
+		fmt.Fprintf(w, "hint          %s (%s)\n", h.Name, ps.hints[i])
+	}
+}
 
 // report is what migrate prints: the source's engine report plus what
 // the destination saw, and how an unknown handover was resolved.
