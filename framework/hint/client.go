@@ -85,7 +85,7 @@ func (c *grpcClient) Configure(ctx context.Context, cfg Config, vm VM, host Host
 	c.setHost(nil)
 	req := &pb.ConfigureRequest{Config: pcfg, Vm: pvm}
 	if host != nil && c.broker != nil {
-		hs, err := serveHost(c.broker, c.tls, host)
+		hs, err := serveHost(c.broker, c.tls, host, vm.RAM)
 		if err != nil {
 			return err
 		}

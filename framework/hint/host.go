@@ -104,9 +104,9 @@ type hostService struct {
 // plugin's own channel (tlsConfig, the process's; one-time certificates,
 // plugproc.Start): only the plugin process can call the Host, and it
 // gets no more connections than the window needs (plugproc.ServeBroker).
-func serveHost(broker *plugin.GRPCBroker, tlsConfig *tls.Config, h Host) (*hostService, error) {
+func serveHost(broker *plugin.GRPCBroker, tlsConfig *tls.Config, h Host, ram []Region) (*hostService, error) {
 	id := broker.NextId()
-	hs := &hostService{id: id, w: newWindow(h)}
+	hs := &hostService{id: id, w: newWindow(h, ramEnd(ram))}
 	srv, served, err := plugproc.ServeBroker(broker, id, tlsConfig, func(opts []grpc.ServerOption) *grpc.Server {
 		// Stop waits for the handlers: the window ends after its calls (stop).
 		srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessage), grpc.WaitForHandlers(true))...)

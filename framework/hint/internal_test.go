@@ -169,7 +169,7 @@ func TestHostAfterKill(t *testing.T) {
 			t.Fatal(err)
 		}
 		served := make(chan struct{})
-		hs := &hostService{srv: grpc.NewServer(), served: served, w: newWindow(&MockHost{})}
+		hs := &hostService{srv: grpc.NewServer(), served: served, w: newWindow(&MockHost{}, 0)}
 		go func() {
 			defer close(served)
 			hs.srv.Serve(ln)

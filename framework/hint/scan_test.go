@@ -29,7 +29,7 @@ func newScanHost(blocks uint64) *scanHost {
 			<-h.release
 		}
 		return start, make([]byte, count), nil
-	}})
+	}}, ^uint64(0))
 	h.s = &hostServer{impl: h.w}
 	return h
 }
@@ -122,5 +122,30 @@ func TestScanStepWraps(t *testing.T) {
 	}
 	if h.step(t, 0, minRefundedCMMA) {
 		t.Error("after an answer past frame 2^64, a step back at frame 0 counted")
+	}
+}
+
+// TestScanStepInRAM: an answer that ends past guest RAM (a VMM that
+// answers any frame asked for, not KVM) is no step, so a plugin cannot
+// take steps past the broker's rate beyond one pass over guest RAM per
+// hints request; a window that knows no RAM takes none.
+func TestScanStepInRAM(t *testing.T) {
+	h := newScanHost(0)
+	h.w.ramEnd = 4 * minRefundedCMMA
+	for i := range uint64(4) {
+		if !h.step(t, i*minRefundedCMMA, minRefundedCMMA) {
+			t.Fatalf("step %d, inside guest RAM, is held to the broker's rate", i)
+		}
+	}
+	if h.step(t, 4*minRefundedCMMA, minRefundedCMMA) {
+		t.Error("a step past the end of guest RAM counted")
+	}
+	h.w.ramEnd = 0
+	h.w.grant()
+	if h.step(t, 0, minRefundedCMMA) {
+		t.Error("a step counted in a window that knows no guest RAM")
+	}
+	if e := ramEnd([]Region{{GPA: 0, Size: 1 << 30}, {GPA: 1 << 32, Size: 1 << 30}}); e != (1<<32+1<<30)/PageSize {
+		t.Errorf("ramEnd of two regions: frame %#x, want %#x", e, uint64(1<<32+1<<30)/PageSize)
 	}
 }

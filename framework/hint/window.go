@@ -45,6 +45,7 @@ type window struct {
 	hinted   bool               // a BalloonHint began after the last BalloonDone that succeeded
 	credit   int                // BalloonHint calls that may still begin a session
 	scanEnd  uint64             // where the last CMMA scan step since the last grant ended (scanned)
+	ramEnd   uint64             // the frame past guest RAM; no scan step ends beyond it
 	grants   uint64             // grant calls so far (scanned)
 	stopHint context.CancelFunc // ends the BalloonHint in flight; nil: none
 }
@@ -78,8 +79,20 @@ var (
 
 var _ Host = (*window)(nil)
 
-func newWindow(impl Host) *window {
-	return &window{impl: impl, sem: make(chan struct{}, 1), credit: balloonCredit}
+// newWindow serves impl for a guest whose RAM ends at frame ramEnd (0:
+// not known; no CMMA answer then counts as a scan's step).
+func newWindow(impl Host, ramEnd uint64) *window {
+	return &window{impl: impl, sem: make(chan struct{}, 1), credit: balloonCredit, ramEnd: ramEnd}
+}
+
+// ramEnd is the frame past the guest's last RAM frame: the end of its
+// highest region.
+func ramEnd(rs []Region) uint64 {
+	var end uint64
+	for _, r := range rs {
+		end = max(end, (r.GPA+r.Size)/PageSize)
+	}
+	return end
 }
 
 // grant lets the provider begin one more balloon hint session: the host
@@ -216,12 +229,14 @@ func (w *window) CMMABits(ctx context.Context, startGFN uint64, count int) (uint
 // (hostServer). A call that began before the last request is none: it
 // belongs to the previous Hints (cancelled by a dirty sync while the VMM
 // answered it, say), and counted it would hold the new request's scan to
-// the rate up to where it ended.
+// the rate up to where it ended. An answer that ends past guest RAM is
+// none either: KVM's end in guest RAM, and a VMM that answers for any
+// frame would otherwise let the steps go on without bound.
 func (w *window) scanned(asked, first uint64, n int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	end := first + uint64(n)
-	if asked != w.grants || n < minRefundedCMMA || first < w.scanEnd || end < first { // end < first: past frame 2^64
+	if asked != w.grants || n < minRefundedCMMA || first < w.scanEnd || end < first || end > w.ramEnd { // end < first: past frame 2^64
 		return false
 	}
 	w.scanEnd = end
