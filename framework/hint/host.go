@@ -30,12 +30,11 @@ import (
 //	  then the host stops serving id                    closes its connection
 //	  and ends the window: DONE if owed (window.go)
 
-// hostServer is the host side: it serves a Host implementation (the
-// VMM's, behind its window) to the plugin, turning errors into status
-// codes by class.
+// hostServer is the host side: it serves the VMM's Host, behind its
+// window, to the plugin, turning errors into status codes by class.
 type hostServer struct {
 	pb.UnimplementedHostServer
-	impl Host
+	impl *window
 }
 
 // BalloonHint implements pb.HostServer: the session's ranges in messages
@@ -61,17 +60,13 @@ func (s *hostServer) BalloonDone(ctx context.Context, _ *pb.BalloonDoneRequest) 
 // more than asked for.
 func (s *hostServer) CMMABits(ctx context.Context, req *pb.CMMABitsRequest) (*pb.CMMABitsResponse, error) {
 	count := int(min(req.GetCount(), MaxCMMABits))
-	w, _ := s.impl.(*window)
-	var asked uint64 // the hints requests the window had when this call began
-	if w != nil {
-		asked = w.granted()
-	}
+	asked := s.impl.granted() // the hints requests the window had when this call began
 	first, values, err := s.impl.CMMABits(ctx, req.GetStartGfn(), count)
 	if err != nil {
 		return nil, classes.ToStatus(err)
 	}
 	values = values[:min(len(values), count)]
-	if w != nil && ctx.Err() == nil && w.scanned(asked, first, len(values)) {
+	if ctx.Err() == nil && s.impl.scanned(asked, first, len(values)) {
 		// A step of a scan over guest RAM (at most guest RAM per hints
 		// request): a scan of a large s390 guest is not held to the
 		// broker's call rate, a flood of calls is. A call the plugin

@@ -35,8 +35,8 @@ type grpcServer struct {
 	// still run in impl when the next call arrives; that call waits for
 	// it, bounded by its own context, except that a Hints still running
 	// overrunGrace after its deadline (or after its context ended, if
-	// that was later) refuses the next Hints (enterHints). Close enters closing instead: it may interrupt a
-	// running Hints.
+	// that was later) refuses the next Hints (enterHints). Close enters
+	// closing instead: it may interrupt a running Hints.
 	main, closing chan struct{}
 
 	mu    sync.Mutex
