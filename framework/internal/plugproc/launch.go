@@ -148,10 +148,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // seconds if it has not; a process of the plugin's that still holds its
 // stdout or stderr costs outputGrace more, runner.go), then kills the
 // processes the plugin had started (descendants.go) and removes the
-// socket directory. It is
-// idempotent. go-plugin's request to exit has no deadline, and a process
-// that stopped (SIGSTOP) or hangs never answers it: after killGrace the
-// process is killed, which ends that request.
+// socket directory. It is idempotent. go-plugin's request to exit has
+// no deadline, and a process that stopped (SIGSTOP) or hangs never
+// answers it: after killGrace the process is killed, which ends that
+// request.
 func (p *Process) Kill() {
 	left := descendants(proc{pid: p.pid, start: p.start})
 	defer killNoted(left)

@@ -13,9 +13,9 @@ import (
 // goroutines, had the VMM spend 0.5-0.85 of a core answering them
 // (16 000-32 000 calls a second, most refused; TestHostCallFlood in
 // framework/hint), and more on a host with more cores: CPU the guest's
-// vCPUs and the migration need. Each service therefore takes at most BrokerCallRate
-// calls a second after a burst of brokerCallBurst, and at most
-// maxBrokerStreams at a time on a connection: a call beyond the rate
+// vCPUs and the migration need. Each service therefore takes at most
+// BrokerCallRate calls a second after a burst of brokerCallBurst, and at
+// most maxBrokerStreams at a time on a connection: a call beyond the rate
 // waits (under its own context) before its handler runs, and a stream
 // beyond the limit waits in the plugin's own gRPC client.
 //
@@ -25,8 +25,8 @@ import (
 // What a flood still costs is the calls let through: on the nested
 // machine of docs/BENCHMARKS.md 0.15-0.35 CPU-seconds a second, whatever
 // the host's cores (each call wakes a few threads, 0.2-0.3 ms of
-// syscalls there, where a saturated server batches them). A
-// provider needs far fewer: one balloon session and one DONE per hint
+// syscalls there, where a saturated server batches them). A provider
+// needs far fewer: one balloon session and one DONE per hint
 // request. A handler whose call was bounded by the service itself gives
 // its token back (RefundCall): a hint window lets each step of a CMMA
 // scan through, up to guest RAM per hints request (framework/hint,

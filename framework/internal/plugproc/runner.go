@@ -113,13 +113,16 @@ func (r *cmdRunner) Wait(context.Context) error {
 // Kill implements runner.AttachedRunner.Kill: the process and the
 // processes it started (go-plugin kills through it when a start fails,
 // and when a plugin does not exit when asked); a process already gone is
-// not an error. outputGrace later it closes the host's ends of the
-// plugin's stdout and stderr (closeOutput).
+// not an error. outputGrace after the process ended the host's ends of
+// its stdout and stderr are closed (watchExit; without a pidfd,
+// outputGrace after Kill).
 func (r *cmdRunner) Kill(context.Context) error {
 	if r.cmd.Process == nil {
 		return nil
 	}
-	time.AfterFunc(outputGrace, r.closeOutput)
+	if r.watched == nil {
+		time.AfterFunc(outputGrace, r.closeOutput)
+	}
 	if err := r.killTree(r.cmd.Process.Kill); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
@@ -168,9 +171,8 @@ func (r *cmdRunner) watchExit() {
 // outputGrace is how long after its Kill, or its own end (watchExit),
 // the host still reads a plugin's stdout and stderr to their end. A
 // process the plugin started may hold them (a tool it shelled out to,
-// which inherited them), and
-// go-plugin reaps the plugin, and returns from its Kill, only once both
-// ended: without a bound, Kill (a transport's Close, a post-copy
+// which inherited them), and go-plugin reaps the plugin, and returns
+// from its Kill, only once both ended: without a bound, Kill (a transport's Close, a post-copy
 // reconnect's CloseHoldingListeners, a hint provider's Kill) waited as
 // long as that process lived, forever for one that no Kill can tell from
 // a stranger's (the plugin died first: descendants.go).
