@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,9 +15,9 @@ import (
 
 // funcProvider is a hint provider made of a Hints function.
 type funcProvider struct {
-	hints    func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
-	closed   atomic.Int32
-	closeFor time.Duration // how long Close takes
+	hints   func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error
+	closed  atomic.Int32
+	onClose func(ctx context.Context) // runs inside Close
 }
 
 func (f *funcProvider) Info(context.Context) (hint.Info, error) {
@@ -29,24 +30,40 @@ func (f *funcProvider) Configure(context.Context, hint.Config, hint.VM, hint.Hos
 func (f *funcProvider) Hints(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 	return f.hints(ctx, req, emit)
 }
-func (f *funcProvider) Close(context.Context, bool) error {
-	time.Sleep(f.closeFor)
+func (f *funcProvider) Close(ctx context.Context, _ bool) error {
+	if f.onClose != nil {
+		f.onClose(ctx)
+	}
 	f.closed.Add(1)
 	return nil
 }
 
 // TestCloseAllAtOnce: ending the hint windows of slow providers costs the
-// slowest one, not their sum (the report waits for it: teardown_ms).
+// slowest one, not their sum (the report waits for it: teardown_ms): all
+// four Closes run at once. Each waits, up to its context's end, for the
+// other three to begin; closed one after another, none sees them.
 func TestCloseAllAtOnce(t *testing.T) {
+	const n = 4
+	var began sync.WaitGroup
+	began.Add(n)
+	all := make(chan struct{})
+	go func() { began.Wait(); close(all) }()
+	var together atomic.Int32
 	var srcs []HintSource
-	for range 4 {
-		srcs = append(srcs, HintSource{Name: "slow", Provider: &funcProvider{closeFor: 200 * time.Millisecond}})
+	for range n {
+		srcs = append(srcs, HintSource{Name: "slow", Provider: &funcProvider{onClose: func(ctx context.Context) {
+			began.Done()
+			select {
+			case <-all:
+				together.Add(1)
+			case <-ctx.Done():
+			}
+		}}})
 	}
 	h := newHinter(srcs, 16, func(string, ...any) {})
-	start := time.Now()
 	h.close(true)
-	if took := time.Since(start); took > 600*time.Millisecond {
-		t.Errorf("closing 4 providers of 200 ms each took %v: one after another", took)
+	if got := together.Load(); got != n {
+		t.Errorf("%d of %d Closes saw the others running beside them: one after another", got, n)
 	}
 	for _, s := range srcs {
 		if n := s.Provider.(*funcProvider).closed.Load(); n != 1 {
