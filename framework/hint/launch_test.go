@@ -112,7 +112,7 @@ func TestPluginGone(t *testing.T) {
 	if err := p.Close(ctx, true); !errors.Is(err, hint.ErrPluginGone) {
 		t.Errorf("Close after the crash = %v; want ErrPluginGone", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 3*time.Second { // at once: room for a loaded machine, none for a call that waits
 		t.Errorf("calls after the crash took %v", d)
 	}
 	p.Kill()
@@ -132,10 +132,11 @@ func TestKill(t *testing.T) {
 	inFlight := make(chan error, 1)
 	go func() { inFlight <- p.Hints(ctx, hint.Request{Generation: 1}, nil) }()
 	time.Sleep(100 * time.Millisecond)
-	// The deadline holds even though the plugin is stuck.
+	// The deadline holds even though the plugin is stuck (which it is
+	// until Kill: the bound has room for a loaded machine).
 	start := time.Now()
 	err := p.Hints(ctx, hint.Request{Generation: 2, Deadline: start.Add(200 * time.Millisecond)}, nil)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 450*time.Millisecond {
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
 		t.Errorf("Hints of a hanging plugin = %v after %v; want DeadlineExceeded at 200ms", err, time.Since(start))
 	}
 	start = time.Now()

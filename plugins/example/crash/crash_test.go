@@ -73,7 +73,7 @@ func TestCrash(t *testing.T) {
 					t.Errorf("call %d after the crash = %v; want ErrPluginGone", i+1, err)
 				}
 			}
-			if d := time.Since(start); d > time.Second {
+			if d := time.Since(start); d > 3*time.Second { // at once: room for a loaded machine, none for a call that waits
 				t.Errorf("calls after the crash took %v", d)
 			}
 		})

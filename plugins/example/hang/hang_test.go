@@ -79,14 +79,15 @@ func TestIgnoreAsPlugin(t *testing.T) {
 		start := time.Now()
 		dl := start.Add(100 * time.Millisecond)
 		err := p.Hints(ctx, hint.Request{Generation: gen, Deadline: dl}, func([]hint.Range) error { return nil })
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 400*time.Millisecond {
+		// The stuck call never returns: the bound has room for a loaded machine.
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 100*time.Millisecond+3*time.Second {
 			t.Errorf("generation %d: %v after %v; want DeadlineExceeded at 100ms", gen, err, time.Since(start))
 		}
 	}
 	start := time.Now()
-	err := p.Hints(ctx, hint.Request{Generation: 4, Deadline: start.Add(5 * time.Second)}, func([]hint.Range) error { return nil })
+	err := p.Hints(ctx, hint.Request{Generation: 4, Deadline: start.Add(10 * time.Second)}, func([]hint.Range) error { return nil })
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Hints for generation 1 is still running") ||
-		time.Since(start) > time.Second {
+		time.Since(start) > 3*time.Second {
 		t.Errorf("generation 4: %v after %v; want it refused at once, naming generation 1", err, time.Since(start))
 	}
 	if err := p.Close(ctx, true); err != nil {
