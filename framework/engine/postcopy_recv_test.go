@@ -645,7 +645,7 @@ func TestPostcopyRecvReconnectTimeout(t *testing.T) {
 	if !errors.Is(err, ErrPostcopyBroken) || rep.Status != StatusPostcopyBroken || rep.Handover != HandoverPostcopyBroken {
 		t.Fatalf("Receive: %v, report %+v", err, rep)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 10*time.Second { // 300 ms, with room for a loaded machine; ctx ends at 30 s
 		t.Errorf("gave up after %v", d)
 	}
 	mu.Lock()
@@ -915,7 +915,7 @@ func secondCopyBreaks(t *testing.T, cut bool) {
 	if failed {
 		t.Fatalf("script failed; Receive: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second { // at once; waiting would take the minute of reconnect_timeout
 		t.Errorf("Receive returned %v after the source answered", d)
 	}
 	if !errors.Is(err, ErrPostcopyBroken) || !errors.Is(err, postcopy.ErrTransition) || rep.Handover != HandoverPostcopyBroken {
