@@ -45,7 +45,7 @@ var plugins = map[string]func(){
 // asked too (meetOthers), and how long a slowexit provider takes to exit
 // once stopped.
 const (
-	slowStart = 5 * time.Second
+	slowStart = 20 * time.Second // started together they meet at once; a loaded machine may start the second late
 	slowExit  = 1500 * time.Millisecond
 )
 
