@@ -80,7 +80,9 @@ func named(name string) func(context.Context) (hint.Info, error) {
 // other one to be asked too: they note when they begin and end in the
 // file named by $FERRY_TEST_SCHEMA_LOG, and each answers once both
 // began (asked one after the other, the first answers after the wait).
-const slowSchemaWait = 5 * time.Second
+// Asked together they meet at once; a loaded machine may start the
+// second process seconds late.
+const slowSchemaWait = 20 * time.Second
 
 func slowSchema(name string) int {
 	notes := os.Getenv("FERRY_TEST_SCHEMA_LOG")

@@ -268,11 +268,12 @@ func TestFollowReconnectingClears(t *testing.T) {
 	src := newFakeVMM(t, "send", &calls, &mu)
 	src.running, src.postcopy = true, true
 	src.progress = engine.Progress{Phase: engine.PhasePostcopy, Reconnecting: 30 * time.Second, TotalPages: 100}
-	src.finishWith(15, engine.StatusCompleted, api.SideMigrated)
+	src.finishWith(-1, engine.StatusCompleted, api.SideMigrated) // until told
 	go func() {
-		time.Sleep(60 * time.Millisecond) // a few polls
+		src.waitStatuses(3) // a few polls saw it reconnecting
 		src.mu.Lock()
 		src.progress.Reconnecting = 0
+		src.polls = 3 // done three polls after it resumed
 		src.mu.Unlock()
 	}()
 	st, err := follow(context.Background(), src.sock, "", nil, 0, io.Discard)

@@ -55,6 +55,8 @@ type fakeVMM struct {
 	// refuse: migrate-incoming and migrate-send fail, as on a VMM that
 	// runs another migration.
 	refuse bool
+	// statuses counts the migrate-status calls answered with a status.
+	statuses int
 }
 
 func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -110,6 +112,7 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 			return nil, errors.New("no migration has run on this VM")
 		}
 		f.tick()
+		f.statuses++
 		if f.done && f.exitWhenDone {
 			go f.kill()
 			return nil, errors.New("exiting")
@@ -151,6 +154,19 @@ func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fak
 	go func() { srv.Serve(ctx); close(f.served) }()
 	t.Cleanup(f.kill)
 	return f
+}
+
+// waitStatuses waits until f answered n migrate-status calls (at most
+// 10 s).
+func (f *fakeVMM) waitStatuses(n int) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		seen := f.statuses
+		f.mu.Unlock()
+		if seen >= n {
+			return
+		}
+	}
 }
 
 // kill makes the fake VMM unreachable, as if its process ended.
@@ -330,7 +346,7 @@ func TestRunInterrupted(t *testing.T) {
 	if err == nil || rep.Status != engine.StatusCancelled {
 		t.Fatalf("status %q, err %v", rep.Status, err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 10*time.Second { // ~300 ms; the migration itself never ends
 		t.Errorf("an interrupted migrate took %v", d)
 	}
 	c.mu.Lock()
@@ -437,8 +453,8 @@ func TestRunSourceDiesMidway(t *testing.T) {
 	c := newRunCase(t)
 	c.src.progress = engine.Progress{Phase: engine.PhaseDirty, Pass: 10, BytesWire: 150 << 20, PagesSent: 30000,
 		PagesZero: 500, PagesSkipped: 90000, TotalPages: 131072, Elapsed: 55 * time.Second}
-	go func() {
-		time.Sleep(3 * statusPoll)
+	go func() { // once migrate has seen the progress, however late a loaded machine runs it
+		c.src.waitStatuses(3)
 		c.src.kill()
 	}()
 	rep, _, err := c.run(context.Background(), t)
