@@ -278,9 +278,13 @@ func TestCloseDuringHints(t *testing.T) {
 	h.block = make(chan struct{})
 	p := New(nil)
 	p.Configure(context.Background(), nil, hint.VM{RAM: bigRAM}, h)
+	calls := func() int { h.mu.Lock(); defer h.mu.Unlock(); return h.calls }
+	before := calls()
 	done := make(chan error)
 	go func() { _, err := hints(t, p); done <- err }()
-	time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); calls() == before && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // until Hints waits in the host
+	}
 	p.Close(context.Background(), true)
 	select {
 	case err := <-done:
