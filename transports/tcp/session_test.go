@@ -238,7 +238,7 @@ func TestOpenTimeouts(t *testing.T) {
 	if err == nil || !errors.Is(err, transport.ErrClosed) || !strings.Contains(err.Error(), "listening") {
 		t.Fatalf("dial with nobody listening: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 5*time.Second { // room for a loaded machine; the default is 10 s
 		t.Fatalf("connect_timeout 200ms took %v", d)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -262,7 +262,7 @@ func TestNoLeaks(t *testing.T) {
 		recv.Close() // mid-stream
 		send.Close()
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second) // goroutines on their way out may run late on a loaded machine
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
