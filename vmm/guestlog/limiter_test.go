@@ -27,6 +27,15 @@ func (s *syncBuffer) lines() []string {
 	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
 }
 
+// waitLines waits until s holds n lines (at most 10 s) and returns when
+// it saw them: the summary timer may run late on a loaded machine.
+func (s *syncBuffer) waitLines(n int) time.Time {
+	for deadline := time.Now().Add(10 * time.Second); len(s.lines()) < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return time.Now()
+}
+
 func newTest(every time.Duration) (*Limiter, *syncBuffer) {
 	var buf syncBuffer
 	h := slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
@@ -41,12 +50,13 @@ func newTest(every time.Duration) (*Limiter, *syncBuffer) {
 // TestSpamIsSummarised: 10000 bad descriptors in a burst make two lines,
 // the first occurrence and one summary with the count.
 func TestSpamIsSummarised(t *testing.T) {
-	l, buf := newTest(100 * time.Millisecond)
+	l, buf := newTest(time.Second) // the burst takes milliseconds, and a loaded machine's pauses less than this
 	defer l.Stop()
 	for i := range 10000 {
 		l.Warn("bad descriptor", "i", i)
 	}
-	time.Sleep(300 * time.Millisecond)
+	buf.waitLines(2)
+	time.Sleep(100 * time.Millisecond) // room for lines that must not come
 	got := buf.lines()
 	want := []string{`level=WARN msg="bad descriptor" i=0`, `level=WARN msg="bad descriptor" i=9999 repeated=9999 since=`}
 	if len(got) != 2 || got[0] != want[0] || !strings.HasPrefix(got[1], want[1]) {
@@ -57,12 +67,14 @@ func TestSpamIsSummarised(t *testing.T) {
 // TestMessagesApart: each message has its own window, and a message
 // quiet for an interval is logged at once again.
 func TestMessagesApart(t *testing.T) {
-	l, buf := newTest(50 * time.Millisecond)
+	const every = 500 * time.Millisecond // the three calls below take far less, even on a loaded machine
+	l, buf := newTest(every)
 	defer l.Stop()
 	l.Warn("a")
 	l.Error("b")
 	l.Warn("a") // counted
-	time.Sleep(150 * time.Millisecond)
+	summed := buf.waitLines(3)
+	time.Sleep(every - time.Since(summed)) // quiet for an interval since the summary
 	l.Warn("a") // a new window: logged at once
 	got := buf.lines()
 	want := []string{`level=WARN msg=a`, `level=ERROR msg=b`, `level=WARN msg=a repeated=1`, `level=WARN msg=a`}
