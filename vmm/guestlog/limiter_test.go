@@ -74,8 +74,9 @@ func TestMessagesApart(t *testing.T) {
 	l.Error("b")
 	l.Warn("a") // counted
 	summed := buf.waitLines(3)
-	time.Sleep(every - time.Since(summed)) // quiet for an interval since the summary
-	l.Warn("a") // a new window: logged at once
+	// Quiet for an interval since the summary: a new window, logged at once.
+	time.Sleep(every - time.Since(summed))
+	l.Warn("a")
 	got := buf.lines()
 	want := []string{`level=WARN msg=a`, `level=ERROR msg=b`, `level=WARN msg=a repeated=1`, `level=WARN msg=a`}
 	if len(got) != len(want) {

@@ -79,12 +79,18 @@ func TestDoCancelAndStop(t *testing.T) {
 	}
 	// A slow request holds the thread; a second one times out unstarted
 	// and must never run.
-	release := make(chan struct{})
+	release, holding := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
-	go func() { first <- cpus[0].Do(ctx, func(*kvm.VCPU) error { <-release; return nil }) }()
+	go func() {
+		first <- cpus[0].Do(ctx, func(*kvm.VCPU) error { close(holding); <-release; return nil })
+	}()
+	select {
+	case <-holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request never ran")
+	}
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancelShort()
-	time.Sleep(10 * time.Millisecond)
 	ran := false
 	if err := cpus[0].Do(short, func(*kvm.VCPU) error { ran = true; return nil }); err != context.DeadlineExceeded {
 		t.Fatalf("Do with an expired context: %v", err)

@@ -44,9 +44,8 @@ func TestGate(t *testing.T) {
 		t.Error("Paused() = false while paused")
 	}
 	g.Resume()
-	time.Sleep(50 * time.Millisecond)
 	for i := range steps {
-		if steps[i].Load() == frozen[i] {
+		if !ranPast(&steps[i], frozen[i]) {
 			t.Errorf("vCPU %d did not run after resume", i)
 		}
 	}
@@ -56,6 +55,15 @@ func TestGate(t *testing.T) {
 	if err := g.Pause(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ranPast waits until a loop's steps pass frozen, for up to 10 s (a
+// loaded machine may run it late), and says whether they did.
+func ranPast(steps *atomic.Int64, frozen int64) bool {
+	for deadline := time.Now().Add(10 * time.Second); steps.Load() == frozen && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return steps.Load() != frozen
 }
 
 // TestGatePauseDeadline checks that Pause gives up at its context's end
@@ -124,8 +132,8 @@ func TestGatePauseOvertakenByResume(t *testing.T) {
 		if !errors.Is(err, ErrResumed) {
 			t.Fatalf("Pause overtaken by Resume returned %v, want ErrResumed", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Pause still waiting 2 s after a Resume overtook it")
+	case <-time.After(5 * time.Second): // at once; its context ends at 10 s
+		t.Fatal("Pause still waiting 5 s after a Resume overtook it")
 	}
 	if g.Paused() {
 		t.Error("gate paused after Resume")
@@ -240,9 +248,8 @@ func TestGatePauseResumeStorm(t *testing.T) {
 		}
 	}
 	g.Resume()
-	time.Sleep(30 * time.Millisecond)
 	for i := range steps {
-		if steps[i].Load() == frozen[i] {
+		if !ranPast(&steps[i], frozen[i]) {
 			t.Errorf("vCPU %d did not run after the storm's Resume", i)
 		}
 	}
