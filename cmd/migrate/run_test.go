@@ -169,6 +169,26 @@ func (f *fakeVMM) waitStatuses(n int) {
 	}
 }
 
+// interruptWhenSending returns a context that ends (Ctrl-C) 100 ms after
+// f got migrate-send, however late a loaded machine gets there.
+func (f *fakeVMM) interruptWhenSending(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		defer cancel()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			f.mu.Lock()
+			sent := f.sent
+			f.mu.Unlock()
+			if !sent.IsZero() {
+				time.Sleep(100 * time.Millisecond) // a few polls in
+				return
+			}
+		}
+	}()
+	return ctx
+}
+
 // kill makes the fake VMM unreachable, as if its process ended.
 func (f *fakeVMM) kill() { f.stop(); <-f.served }
 
@@ -339,14 +359,13 @@ func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
 // then the destination, and migrate returns promptly.
 func TestRunInterrupted(t *testing.T) {
 	c := newRunCase(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
+	ctx := c.src.interruptWhenSending(t)
 	start := time.Now()
 	rep, _, err := c.run(ctx, t)
 	if err == nil || rep.Status != engine.StatusCancelled {
 		t.Fatalf("status %q, err %v", rep.Status, err)
 	}
-	if d := time.Since(start); d > 10*time.Second { // ~300 ms; the migration itself never ends
+	if d := time.Since(start); d > 10*time.Second { // ~100 ms; the migration itself never ends
 		t.Errorf("an interrupted migrate took %v", d)
 	}
 	c.mu.Lock()
@@ -367,8 +386,7 @@ func TestRunInterruptedInPostcopy(t *testing.T) {
 	c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
 	c.src.doneAfter = 1500 * time.Millisecond
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
+	ctx := c.src.interruptWhenSending(t)
 	rep, out, err := c.run(ctx, t)
 	if err != nil || rep.Status != engine.StatusCompleted {
 		t.Fatalf("status %q, err %v", rep.Status, err)

@@ -38,6 +38,9 @@ func TestHeldCtx(t *testing.T) {
 	if c.Err() != nil || !errors.Is(child.Err(), context.DeadlineExceeded) {
 		t.Fatalf("held: err %v, child %v", c.Err(), child.Err())
 	}
+	for deadline := time.Now().Add(10 * time.Second); ignored.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // reported from the cancel's own goroutine, maybe late on a loaded machine
+	}
 	if ignored.Load() != 1 {
 		t.Errorf("the ignored cancel was reported %d times", ignored.Load())
 	}
