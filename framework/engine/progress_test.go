@@ -114,10 +114,10 @@ func TestProgressDuringFlush(t *testing.T) {
 	_, serr, _, rerr := migrate(t, src, dst, opt, func(p *pipe) {
 		var once sync.Once
 		p.slowFlush = func() {
-			once.Do(func() { // the bulk pass's Flush: 300 ms of writing
+			once.Do(func() { // the bulk pass's Flush: 300 ms of writing, more if the poller runs late
 				inFlush.Store(true)
 				defer inFlush.Store(false)
-				for range 15 {
+				for i := 0; i < 15 || ((during.Load() < 3 || moving.Load() == 0) && i < 500); i++ {
 					time.Sleep(20 * time.Millisecond)
 					p.mu.Lock()
 					p.stats.PagesData += 100
