@@ -130,7 +130,7 @@ func TestProgressDuringFlush(t *testing.T) {
 		t.Fatalf("send %v / receive %v", serr, rerr)
 	}
 	if during.Load() < 3 || moving.Load() == 0 {
-		t.Errorf("%d progress events during a 300 ms Flush, %d with a rate: want several, with the transport's rate", during.Load(), moving.Load())
+		t.Errorf("%d progress events during a Flush of 300 ms to 10 s, %d with a rate: want several, with the transport's rate", during.Load(), moving.Load())
 	}
 }
 
