@@ -26,7 +26,7 @@ func TestHintStatuses(t *testing.T) {
 	var lateCalls atomic.Int32
 	late := func(context.Context, hint.Request, func([]hint.Range) error) error {
 		if lateCalls.Add(1) == 1 {
-			time.Sleep(120 * time.Millisecond) // deadline 50 ms; the other provider's is 400 ms
+			time.Sleep(120 * time.Millisecond) // deadline 50 ms
 		}
 		return nil
 	}
@@ -52,7 +52,9 @@ func TestHintStatuses(t *testing.T) {
 			}
 		}},
 		{"late", late, func(t *testing.T, st HintStats) {
-			if st.Status != HintLate || st.Late != 1 || st.Hung != 0 || st.SlowestMS < 120 {
+			// The first answer is late; a loaded machine may make a later,
+			// quick one late too (the deadline is 50 ms of wall clock).
+			if st.Status != HintLate || st.Late < 1 || st.Late > st.Requests || st.Hung != 0 || st.SlowestMS < 120 {
 				t.Errorf("%+v", st)
 			}
 		}},
@@ -74,11 +76,17 @@ func TestHintStatuses(t *testing.T) {
 				src.write(p, 0x66)
 			}
 			other := &funcProvider{hints: quick}
+			// Quick answers are on time, however late a loaded machine
+			// runs them, only with a deadline well past 50 ms.
+			deadline := 50 * time.Millisecond
+			if tc.name == "ok" {
+				deadline = 5 * time.Second
+			}
 			// 16 MiB/s: the bulk pass outlasts every deadline, so calls end
 			// by their deadline or their answer, not by the migration's end.
 			srep, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond, VerifyPages: true, Bandwidth: 16 << 20,
-				Hints: []HintSource{source("p", &funcProvider{hints: tc.hints}, 50*time.Millisecond),
-					source("other", other, 400*time.Millisecond)}}, nil)
+				Hints: []HintSource{source("p", &funcProvider{hints: tc.hints}, deadline),
+					source("other", other, 5*time.Second)}}, nil)
 			if serr != nil || rerr != nil {
 				t.Fatalf("send %v / receive %v", serr, rerr)
 			}
