@@ -181,8 +181,14 @@ func filesProvider() hint.Provider {
 	}
 }
 
+// crashAckEnv names the file the host creates once the crash provider's
+// range reached it (TestPluginGone): the range rides on a gRPC stream
+// whose writes are asynchronous, so an exit right after emit could lose
+// it.
+const crashAckEnv = "FERRY_TEST_CRASH_ACK"
+
 // crashProvider emits one range, then its process exits in the middle
-// of Hints.
+// of Hints, once the host has the range (at most 10 s later).
 func crashProvider() hint.Provider {
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
@@ -191,7 +197,11 @@ func crashProvider() hint.Provider {
 		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
 		HintsFunc: func(_ context.Context, _ hint.Request, emit func([]hint.Range) error) error {
 			emit([]hint.Range{{First: 0, Count: 1}})
-			time.Sleep(50 * time.Millisecond)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(os.Getenv(crashAckEnv)); err == nil {
+					break
+				}
+			}
 			os.Exit(3)
 			return nil
 		},
