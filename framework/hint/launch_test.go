@@ -129,6 +129,8 @@ func TestPluginGone(t *testing.T) {
 // call in flight and every later one fail with ErrPluginGone; Kill is
 // idempotent.
 func TestKill(t *testing.T) {
+	note := filepath.Join(t.TempDir(), "in-hints")
+	t.Setenv(hangNoteEnv, note)
 	p := launch(t, "ferry-hint-hang", nil)
 	ctx := tctx(t)
 	if err := p.Configure(ctx, nil, hint.VM{}, &hint.MockHost{}); err != nil {
@@ -138,7 +140,11 @@ func TestKill(t *testing.T) {
 	// refuses no later call (its context never ends).
 	inFlight := make(chan error, 1)
 	go func() { inFlight <- p.Hints(ctx, hint.Request{Generation: 1}, nil) }()
-	time.Sleep(100 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(note); err == nil {
+			break // the plugin runs it
+		}
+	}
 	// The deadline holds even though the plugin is stuck (which it is
 	// until Kill: the bound has room for a loaded machine).
 	start := time.Now()

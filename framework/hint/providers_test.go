@@ -210,6 +210,10 @@ func crashProvider() hint.Provider {
 }
 
 // hangProvider never answers Hints, whatever its context says.
+// hangNoteEnv names a file the hang provider creates once a Hints call
+// is in it (TestKill waits for that).
+const hangNoteEnv = "FERRY_TEST_HANG_NOTE"
+
 func hangProvider() hint.Provider {
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
@@ -218,6 +222,9 @@ func hangProvider() hint.Provider {
 		SchemaFunc:    func(context.Context) (hint.Schema, error) { return nil, nil },
 		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
 		HintsFunc: func(context.Context, hint.Request, func([]hint.Range) error) error {
+			if path := os.Getenv(hangNoteEnv); path != "" {
+				os.WriteFile(path, nil, 0o600)
+			}
 			<-make(chan struct{})
 			return nil
 		},
