@@ -22,7 +22,7 @@ import (
 // migration is done (with its status and side) after polls status calls,
 // or when cancelled. It records every call in order.
 type fakeVMM struct {
-	t      *testing.T
+	t      testing.TB
 	role   string
 	sock   string
 	stop   context.CancelFunc
@@ -59,7 +59,7 @@ type fakeVMM struct {
 	statuses int
 }
 
-func newFakeVMM(t *testing.T, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
+func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
 	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: api.SideMigrating}
 	f.sock = filepath.Join(t.TempDir(), role+".sock")
 	srv, err := control.NewServer(f.sock, nil)
@@ -222,7 +222,7 @@ type runCase struct {
 	src, dst *fakeVMM
 }
 
-func newRunCase(t *testing.T) *runCase {
+func newRunCase(t testing.TB) *runCase {
 	c := &runCase{}
 	c.src = newFakeVMM(t, "send", &c.calls, &c.mu)
 	c.dst = newFakeVMM(t, "receive", &c.calls, &c.mu)
@@ -306,29 +306,49 @@ func TestRunCompletedCheckFailed(t *testing.T) {
 }
 
 // TestRunWall: migrate's own wall time is at most the source's setup_ms
-// and total_ms plus 50 ms: it sees the report within a status poll and
-// adds little after it (the destination's report, the source's quit).
-// The best of three runs counts: a loaded machine can stall any one.
+// and total_ms plus a little: it sees the report within a status poll
+// (every 20 ms) and adds little after it (the destination's report, the
+// source's quit). The best of three runs counts, and the bound is 250 ms:
+// a loaded machine can stall any one run, and all three by tens of ms
+// (was 50 ms; BenchmarkRunWall measures the slack, a few ms to 25 ms
+// unloaded). A migrate that went on a quarter second past the report
+// (a sleep after it, polls a second apart) still fails.
 func TestRunWall(t *testing.T) {
 	best := time.Hour
 	for range 3 {
-		c := newRunCase(t)
-		c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
-		c.src.doneAfter = 300 * time.Millisecond
-		c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-		start := time.Now()
-		rep, err := run(context.Background(), start, fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), io.Discard)
-		wall := time.Since(start)
-		if err != nil || rep.Status != engine.StatusCompleted {
-			t.Fatalf("err %v, report %+v", err, rep)
-		}
-		slack := wall - time.Duration(rep.SetupMS+rep.TotalMS)*time.Millisecond
-		t.Logf("wall %v, setup_ms %d, total_ms %d: %v beyond them", wall, rep.SetupMS, rep.TotalMS, slack)
+		slack := runWall(t)
+		t.Logf("%v beyond setup_ms + total_ms", slack)
 		best = min(best, slack)
 	}
-	if best > 50*time.Millisecond {
-		t.Errorf("migrate took at least %v beyond setup_ms + total_ms, want at most 50 ms", best)
+	if best > 250*time.Millisecond {
+		t.Errorf("migrate took at least %v beyond setup_ms + total_ms, want at most 250 ms", best)
 	}
+}
+
+// BenchmarkRunWall reports how long migrate takes beyond the source's
+// setup_ms and total_ms (slack-ms), against fake VMMs.
+func BenchmarkRunWall(b *testing.B) {
+	var sum time.Duration
+	for range b.N {
+		sum += runWall(b)
+	}
+	b.ReportMetric(float64(sum.Milliseconds())/float64(b.N), "slack-ms")
+}
+
+// runWall runs a migration between fake VMMs whose source reports after
+// 300 ms, and returns migrate's wall time beyond setup_ms + total_ms.
+func runWall(tb testing.TB) time.Duration {
+	c := newRunCase(tb)
+	c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
+	c.src.doneAfter = 300 * time.Millisecond
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	start := time.Now()
+	rep, err := run(context.Background(), start, fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), io.Discard)
+	wall := time.Since(start)
+	if err != nil || rep.Status != engine.StatusCompleted {
+		tb.Fatalf("err %v, report %+v", err, rep)
+	}
+	return wall - time.Duration(rep.SetupMS+rep.TotalMS)*time.Millisecond
 }
 
 func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
