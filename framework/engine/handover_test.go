@@ -151,7 +151,7 @@ func TestIncomingTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "incoming_timeout") || rep.Status != StatusFailed {
 		t.Fatalf("receive: %v (%s)", err, rep.Status)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second { // room for a loaded machine; without the timeout it waits for ever
 		t.Errorf("waited %v with a 200ms incoming timeout", d)
 	}
 }

@@ -50,8 +50,8 @@ func TestCrash(t *testing.T) {
 					t.Fatalf("Configure: %v", err)
 				}
 				start := time.Now()
-				err = p.Hints(ctx, hint.Request{Generation: 1, Deadline: start.Add(5 * time.Second)}, func([]hint.Range) error { return nil })
-				if d := time.Since(start); d > 2*time.Second {
+				err = p.Hints(ctx, hint.Request{Generation: 1, Deadline: start.Add(10 * time.Second)}, func([]hint.Range) error { return nil })
+				if d := time.Since(start); d > 5*time.Second { // well before the deadline, with room for a loaded machine
 					t.Errorf("Hints that ended the process took %v", d)
 				}
 			}
