@@ -47,12 +47,22 @@ func TestThroughputInBulk(t *testing.T) {
 	if len(mid) < 2 {
 		t.Fatalf("%d progress events mid-way through the bulk pass, want some: %+v", len(mid), bulk)
 	}
+	// 2048 pages per >= 15 ms: at most ~560 MB/s, and above 0 (the last
+	// pass's rate, which the bug showed, is none). How far above is the
+	// machine's: seen loaded, 9 MB/s; a window in which a stalled batch
+	// moved nothing may even say 0, so one event with a rate suffices.
+	moving := 0
 	for _, p := range mid {
-		// 2048 pages per >= 15 ms: at most ~560 MB/s, and far above 0.
-		if p.Throughput < 10e6 || p.Throughput > 1e9 {
-			t.Errorf("mid-bulk event at %v (%d pages sent): throughput %.0f B/s, want the current rate",
+		if p.Throughput > 1e9 {
+			t.Errorf("mid-bulk event at %v (%d pages sent): throughput %.0f B/s, more than the link allows",
 				p.Elapsed, p.PagesSent, p.Throughput)
 		}
+		if p.Throughput > 0 {
+			moving++
+		}
+	}
+	if moving == 0 {
+		t.Errorf("none of %d mid-bulk events carries a rate, want the current rate: %+v", len(mid), mid)
 	}
 }
 
