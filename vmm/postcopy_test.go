@@ -195,13 +195,19 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 		mg.progress(tc.p)
 		returned := make(chan struct{})
 		go func() { v.awaitHandover(); close(returned) }()
+		// Going on is waited for up to 5 s (a loaded machine may run the
+		// goroutine late); waiting is seen as not going on within 100 ms.
+		patience := 100 * time.Millisecond
+		if !tc.wait {
+			patience = 5 * time.Second
+		}
 		select {
 		case <-returned:
 			if tc.wait {
 				t.Fatalf("%s %+v: shutdown went on", tc.role, tc.p)
 			}
 			continue
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(patience):
 			if !tc.wait {
 				t.Fatalf("%s %+v: shutdown waited", tc.role, tc.p)
 			}
