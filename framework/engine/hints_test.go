@@ -195,9 +195,9 @@ func TestMisbehavingProviders(t *testing.T) {
 			}
 		}, 5 * time.Second},
 		{"hanging, ignoring its context", func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
-			time.Sleep(3 * time.Second)
+			time.Sleep(10 * time.Second) // past the budget by more than a loaded machine adds
 			return nil
-		}, func(t *testing.T, st HintStats) {}, 2500 * time.Millisecond},
+		}, func(t *testing.T, st HintStats) {}, 5 * time.Second},
 		{"crashed", func(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 			return hint.ErrPluginGone
 		}, func(t *testing.T, st HintStats) {

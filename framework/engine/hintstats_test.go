@@ -20,7 +20,7 @@ func TestHintStatuses(t *testing.T) {
 		return ctx.Err()
 	}
 	ignore := func(context.Context, hint.Request, func([]hint.Range) error) error {
-		time.Sleep(3 * time.Second)
+		time.Sleep(10 * time.Second) // past the migration's end, however loaded the machine
 		return nil
 	}
 	var lateCalls atomic.Int32
