@@ -247,9 +247,12 @@ func TestHintHold(t *testing.T) {
 		hold       time.Duration
 		skipped    bool
 		min, limit time.Duration // bounds on the first SendPages
+		deadline   time.Duration
 	}{
-		{"answer within the hold", 50 * time.Millisecond, 5 * time.Second, true, 50 * time.Millisecond, 4 * time.Second},
-		{"hold shorter than the answer", 3 * time.Second, 100 * time.Millisecond, false, 100 * time.Millisecond, 2 * time.Second},
+		{"answer within the hold", 50 * time.Millisecond, 5 * time.Second, true, 50 * time.Millisecond, 4 * time.Second, 4 * time.Second},
+		// The answer comes long after the migration ended, however loaded
+		// the machine; a pass held for it would start at 8 s.
+		{"hold shorter than the answer", 8 * time.Second, 100 * time.Millisecond, false, 100 * time.Millisecond, 5 * time.Second, 10 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, dst := twoRegions(t)
@@ -268,7 +271,7 @@ func TestHintHold(t *testing.T) {
 			start := time.Now()
 			var first atomic.Int64
 			srep, serr, _, rerr := migrate(t, src, dst, Options{HintHold: tc.hold,
-				Hints: []HintSource{source("p", prov, 4*time.Second)}}, func(p *pipe) {
+				Hints: []HintSource{source("p", prov, tc.deadline)}}, func(p *pipe) {
 				p.failPages = func([]transport.PageRun) error {
 					first.CompareAndSwap(0, int64(time.Since(start)))
 					return nil
