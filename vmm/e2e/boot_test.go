@@ -37,9 +37,16 @@ func TestBootHogDirty(t *testing.T) {
 	if err := control.Call(ctx, sock, "pause", nil, &st); err != nil || st.State != vmm.StatePaused {
 		t.Fatalf("pause: %+v, %v", st, err)
 	}
-	// While paused the guest prints nothing new (allow lines already in flight).
-	time.Sleep(200 * time.Millisecond)
+	// While paused the guest prints nothing new. Lines already in flight
+	// are let in first: the output must stand still for 200 ms (a loaded
+	// machine may hold the reader longer than a fixed wait allowed).
 	before := len(r.output())
+	for still, deadline := time.Now(), time.Now().Add(10*time.Second); time.Since(still) < 200*time.Millisecond && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if n := len(r.output()); n != before {
+			before, still = n, time.Now()
+		}
+	}
 	time.Sleep(1500 * time.Millisecond)
 	if after := len(r.output()); after != before {
 		t.Errorf("guest printed while paused:\n%s", r.output()[before:])
