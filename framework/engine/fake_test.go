@@ -155,6 +155,7 @@ type pipe struct {
 	// destination); drop loses it, cut then breaks the connection.
 	filter     func(toDst bool, m transport.Message) (drop, cut bool)
 	sendErr    func(toDst bool, m transport.Message) error // non-nil: that send fails, nothing travels
+	delivered  func(toDst bool, m transport.Message)       // runs as m is read, before its reader has it
 	stallFlush func() bool                                 // true: this Flush blocks until its ctx ends
 	slowFlush  func()                                      // runs inside every Flush (a transport still writing)
 	stallOpen  bool                                        // the receiving Open waits for a source that never comes
@@ -267,6 +268,9 @@ func (e *pipeEnd) RecvMessage(ctx context.Context) (transport.Message, error) {
 	}
 	select {
 	case m := <-ch:
+		if e.p.delivered != nil {
+			e.p.delivered(!e.send, m)
+		}
 		return m, nil
 	case <-e.p.broken:
 		return transport.Message{}, transport.ErrClosed

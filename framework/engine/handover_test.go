@@ -219,21 +219,31 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 }
 
 // cancelReceiverAtLoaded returns a receiver's context and a pipe tweak
-// that cancels it as LOADED passes, and gives the receiver 50 ms to see
-// the cancel (and answer ABORT) before the source reads LOADED. On a
-// loaded machine it may see it only when COMMIT comes, which it then
-// refuses with the same ABORT: the tests' outcome is the same either way
-// (they pass without the 50 ms); the wait makes the first order the
-// usual one.
+// that cancels it as LOADED passes, and holds LOADED from the source
+// until the receiver has seen the cancel and answered ABORT (it needs no
+// COMMIT for that): the source then reads LOADED, sends COMMIT, and finds
+// the ABORT behind it.
 func cancelReceiverAtLoaded() (context.Context, func(*pipe)) {
 	rctx, rcancel := context.WithCancel(context.Background())
 	return rctx, func(p *pipe) {
+		aborted := make(chan struct{}) // closed as the destination's ABORT goes out
+		var once sync.Once
 		p.filter = func(toDst bool, m transport.Message) (bool, bool) {
-			if !toDst && m.Kind == msgLoaded {
+			switch {
+			case !toDst && m.Kind == msgLoaded:
 				rcancel()
-				time.Sleep(50 * time.Millisecond)
+			case !toDst && m.Kind == msgAbort:
+				once.Do(func() { close(aborted) })
 			}
 			return false, false
+		}
+		p.delivered = func(toDst bool, m transport.Message) {
+			if !toDst && m.Kind == msgLoaded {
+				select {
+				case <-aborted:
+				case <-time.After(10 * time.Second): // the test fails on what follows
+				}
+			}
 		}
 	}
 }
@@ -250,23 +260,9 @@ func TestCommitSendFailsAfterAbort(t *testing.T) {
 	src, dst := twoRegions(t)
 	rctx, cancelAtLoaded := cancelReceiverAtLoaded()
 	srep, serr, _, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, func(p *pipe) {
-		cancelAtLoaded(p)
-		atLoaded := p.filter
-		aborted := make(chan struct{}) // closed as the destination's ABORT goes out
-		var once sync.Once
-		p.filter = func(toDst bool, m transport.Message) (bool, bool) {
-			if !toDst && m.Kind == msgAbort {
-				once.Do(func() { close(aborted) })
-			}
-			return atLoaded(toDst, m)
-		}
+		cancelAtLoaded(p) // the ABORT is out before the source reads LOADED
 		p.sendErr = func(toDst bool, m transport.Message) error {
 			if toDst && m.Kind == msgCommit {
-				select { // the destination's ABORT is on its way: it needs no COMMIT to send it
-				case <-aborted:
-				case <-time.After(10 * time.Second):
-					t.Error("the destination sent no ABORT after its cancel")
-				}
 				return fmt.Errorf("stream 0: %w", transport.ErrClosed)
 			}
 			return nil
