@@ -78,7 +78,11 @@ func TestHintFlood(t *testing.T) {
 	if took >= passes*opt.HintHold {
 		t.Errorf("migration took %v with a flooding provider: the passes held past its deadline (%v)", took, deadline)
 	}
-	if srep.Hints[0].Skipped == 0 {
+	// Applied: walked into the provider's marks, the cost this test
+	// weighs. Whether they also spared pages (Skipped) depends on when
+	// they came: seen under -race on a loaded machine, the one batch
+	// emitted came after the bulk pass had sent every page.
+	if srep.Hints[0].Ranges == 0 {
 		t.Error("the flood's hints were never applied")
 	}
 }
