@@ -90,8 +90,7 @@ func (d *Decoder) Next() (Frame, error) {
 	case TypeHello:
 		var b []byte
 		if b, err = d.payload(int(h.Length)); err == nil {
-			f.Hello, err = parseHello(b)
-			f.Hello.Urgent = h.Flags&FlagUrgent != 0
+			f.Hello, err = parseHello(b, h.Flags&FlagUrgent != 0)
 		}
 	case TypeMsg:
 		err = d.msg(&f)

@@ -71,9 +71,12 @@ func (h Hello) check() error {
 	return nil
 }
 
-// parseHello decodes a HELLO payload whose length ParseHeader checked.
-func parseHello(b []byte) (Hello, error) {
-	var h Hello
+// parseHello decodes a HELLO payload whose length ParseHeader checked;
+// urgent is the header's FlagUrgent, checked with the rest (an urgent
+// stream is stream 0), so that a reader takes only what AppendHello
+// writes.
+func parseHello(b []byte, urgent bool) (Hello, error) {
+	h := Hello{Urgent: urgent}
 	copy(h.Session[:], b)
 	b = b[SessionSize:]
 	h.Stream = binary.BigEndian.Uint16(b)
