@@ -203,7 +203,7 @@ func TestIsZero(t *testing.T) {
 }
 
 func FuzzDecodeHello(f *testing.F) {
-	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0))
+	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0, migrationTag{}))
 	f.Fuzz(func(t *testing.T, b []byte) { decodeHello(b) })
 }
 

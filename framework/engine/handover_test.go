@@ -184,7 +184,7 @@ func TestHandoverTable(t *testing.T) {
 // handshake, before any page moves; so is a newer one.
 func TestProtocol1Refused(t *testing.T) {
 	for _, v := range []uint32{1, protocolVersion + 1} {
-		b := encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0)
+		b := encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0, migrationTag{})
 		binary.LittleEndian.PutUint32(b, v)
 		if _, err := decodeHello(b); err == nil || !strings.Contains(err.Error(), "engine protocol") {
 			t.Errorf("version %d: %v", v, err)

@@ -13,8 +13,9 @@ import (
 // (in every engine protocol; protocol.go).
 const (
 	// HELLO, source → destination, first: u32 protocol version, u64
-	// pages, u32 region count n ≤ maxRegions, n × (u64 GPA, u64 size);
-	// exactly 16+16n bytes (encodeHello, decodeHello).
+	// pages, u32 region count n ≤ maxRegions, n × (u64 GPA, u64 size),
+	// u32 flags, the migration's tag (16 bytes, protocol 7); exactly
+	// 36+16n bytes (encodeHello, decodeHello).
 	msgHello = 1
 	// READY, destination → source: empty; the layout matches.
 	msgReady = 2
@@ -72,7 +73,9 @@ const (
 	msgSettled = 12
 	// RESUME, source → destination, first on a connection opened again
 	// after post-copy broke (instead of HELLO): u32 protocol version,
-	// u64 pages; exactly 12 bytes.
+	// u64 pages, the migration's tag from HELLO (16 bytes, protocol 7);
+	// exactly 28 bytes. A RESUME with another tag is answered nothing
+	// (migrationTag).
 	msgResume = 13
 	// MISSING, destination → source, the answer to RESUME: a run list,
 	// in chunks, of the pages the destination does not hold yet; the

@@ -877,7 +877,7 @@ func (pc *pcRecv) acceptResume(ctx context.Context) error {
 	if m.Kind != msgResume {
 		return fmt.Errorf("%w: %s instead of RESUME on a re-opened connection", errMalformed, msgName(m.Kind))
 	}
-	return checkResume(m.Payload, r.layout.Pages())
+	return checkResume(m.Payload, r.layout.Pages(), r.tag)
 }
 
 // resume opens the transport again and runs the RESUME/MISSING exchange.
@@ -911,14 +911,20 @@ func (pc *pcRecv) resume(ctx context.Context) error {
 	return nil
 }
 
-// checkResume checks a RESUME (decodeResume) for a guest of pages pages.
-func checkResume(b []byte, pages uint64) error {
-	n, err := decodeResume(b)
+// checkResume checks a RESUME (decodeResume) for a guest of pages pages
+// in the migration tagged tag. Another tag is another migration's source
+// (migrationTag): errForeignResume, answered nothing.
+func checkResume(b []byte, pages uint64, tag migrationTag) error {
+	n, got, err := decodeResume(b)
 	if err != nil {
 		return err
 	}
 	if n != pages {
 		return fmt.Errorf("%w: RESUME for a guest of %d pages, this one has %d", errMalformed, n, pages)
+	}
+	if got != tag {
+		return fmt.Errorf("%w: its RESUME carries the tag of another migration (%x, this one's is %x); "+
+			"not answered, still waiting for this migration's source", errForeignResume, got[:4], tag[:4])
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ type script struct {
 	layout framework.Layout
 	pages  uint64
 	free   *bitmap.Bitmap
+	tag    migrationTag // this migration's, in HELLO and RESUME
 
 	absent   *bitmap.Bitmap // what POSTCOPY lists
 	neverZ   *bitmap.Bitmap // absent free pages (answered with zero runs)
@@ -75,7 +76,7 @@ func newScript(t *testing.T, src *vmtest.VM, tr *loopback.Transport, creds trans
 	}
 	t.Cleanup(func() { closeFiles(files) })
 	pages := src.RAM().Pages()
-	s := &script{t: t, src: src, tr: tr, layout: src.RAM(), pages: pages, free: src.Free(),
+	s := &script{t: t, src: src, tr: tr, layout: src.RAM(), pages: pages, free: src.Free(), tag: newMigrationTag(),
 		req:    transport.OpenRequest{Role: transport.RoleSend, RAM: ram, Files: files, Credentials: creds},
 		absent: bitmap.New(pages), neverZ: bitmap.New(pages), queued: bitmap.New(pages), requested: bitmap.New(pages)}
 	return s
@@ -133,7 +134,7 @@ func (s *script) runs(set *bitmap.Bitmap, zero func(p uint64) bool) []transport.
 // STATE; LOADED; with hashes, HASHES and VERIFIED.
 func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool) {
 	must(s.t, s.tr.Open(ctx, s.req))
-	s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch))
+	s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch, s.tag))
 	flags, why, err := decodeReady(s.recv(ctx, msgReady))
 	if err != nil || flags&readyPostcopy == 0 {
 		s.t.Errorf("READY: flags %#x %q %v", flags, why, err)
@@ -271,9 +272,11 @@ func (s *script) settled(ctx context.Context) (uint64, uint64) {
 	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 }
 
-// testResume is RESUME as the source writes it: u32 version, u64 pages.
-func testResume(pages uint64) []byte {
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, protocolVersion), pages)
+// testResume is RESUME as the source writes it: u32 version, u64 pages,
+// the migration's tag.
+func testResume(pages uint64, tag migrationTag) []byte {
+	b := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, protocolVersion), pages)
+	return append(b, tag[:]...)
 }
 
 // pcSetup makes the source and destination VMs, the pipe and the script.
@@ -544,7 +547,7 @@ func TestPostcopyRecvReconnect(t *testing.T) {
 		s.sendMu.Unlock()
 		time.Sleep(50 * time.Millisecond) // the guest runs on what it holds
 		must(t, s.tr.Open(ctx, s.req))
-		s.send(ctx, msgResume, testResume(s.pages))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		got := bitmap.New(s.pages)
 		var after uint64
 		for last := false; !last; {
@@ -688,7 +691,7 @@ func helloReady(t *testing.T, s *script, flags uint32) (uint32, string) {
 	defer cancel()
 	must(t, s.tr.Open(ctx, s.req))
 	defer s.tr.Close()
-	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}))
+	must(t, s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}))
 	m, err := s.tr.RecvMessage(ctx)
 	must(t, err)
 	if m.Kind != msgReady {
@@ -800,7 +803,7 @@ func TestPostcopyReadyButPrecopy(t *testing.T) {
 	wait := receiveAsync(ctx, dst, rcv, opt)
 	failed := runScript(func() {
 		must(t, s.tr.Open(ctx, s.req))
-		s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch))
+		s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch, s.tag))
 		if flags, _, _ := decodeReady(s.recv(ctx, msgReady)); flags != readyPostcopy {
 			t.Errorf("READY %#x", flags)
 		}
@@ -845,14 +848,18 @@ func TestRequesterMerges(t *testing.T) {
 }
 
 func TestCheckResume(t *testing.T) {
-	must(t, checkResume(testResume(77), 77))
-	for _, b := range [][]byte{testResume(76), testResume(77)[:11], append(testResume(77), 0)} {
-		if err := checkResume(b, 77); !errors.Is(err, errMalformed) {
+	tag := migrationTag{7, 15: 7}
+	must(t, checkResume(testResume(77, tag), 77, tag))
+	for _, b := range [][]byte{testResume(76, tag), testResume(77, tag)[:27], append(testResume(77, tag), 0)} {
+		if err := checkResume(b, 77, tag); !errors.Is(err, errMalformed) {
 			t.Errorf("%x: %v", b, err)
 		}
 	}
+	if err := checkResume(testResume(77, migrationTag{8}), 77, tag); !errors.Is(err, errForeignResume) {
+		t.Errorf("a RESUME with another migration's tag: %v", err)
+	}
 	old := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(nil, 2), 77)
-	if err := checkResume(old, 77); err == nil || !strings.Contains(err.Error(), "protocol 2") {
+	if err := checkResume(old, 77, tag); err == nil || !strings.Contains(err.Error(), "protocol 2") {
 		t.Errorf("a protocol-2 RESUME: %v", err)
 	}
 }
@@ -900,7 +907,7 @@ func secondCopyBreaks(t *testing.T, cut bool) {
 			s.tr.Close()
 			time.Sleep(100 * time.Millisecond) // as the source's backoff does
 			must(t, s.tr.Open(ctx, s.req))
-			s.send(ctx, msgResume, testResume(s.pages))
+			s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		}
 		if why := string(s.recv(ctx, msgBroken)); !strings.Contains(why, "page 10") {
 			t.Errorf("BROKEN says %q", why)
@@ -1008,7 +1015,7 @@ func TestLandedDrain(t *testing.T) {
 // RESUME and returns the pages MISSING lists.
 func (s *script) resume(ctx context.Context) *bitmap.Bitmap {
 	must(s.t, s.tr.Open(ctx, s.req))
-	s.send(ctx, msgResume, testResume(s.pages))
+	s.send(ctx, msgResume, testResume(s.pages, s.tag))
 	got := bitmap.New(s.pages)
 	var after uint64
 	for last := false; !last; {
@@ -1132,7 +1139,7 @@ func TestPostcopyBreakBeforeCommit(t *testing.T) {
 		s.tr.Close() // COMMIT lost with the connection
 		time.Sleep(50 * time.Millisecond)
 		must(t, s.tr.Open(ctx, s.req))
-		s.send(ctx, msgResume, testResume(s.pages))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		abort = string(s.recv(ctx, msgAbort))
 	})
 	rep, err := wait()
@@ -1216,7 +1223,7 @@ func TestForeignResumeNotAborted(t *testing.T) {
 	var rerr error
 	failed := runScript(func() {
 		must(t, s.tr.Open(ctx, s.req))
-		s.send(ctx, msgResume, testResume(s.pages))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		got, rerr = s.tr.RecvMessage(ctx)
 	})
 	rep, err := wait()

@@ -941,7 +941,7 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		s.closeTransport(true, transport.Stats{})
 		return final, err
 	}
-	if err := s.tr.SendMessage(rctx, transport.Message{Kind: msgResume, Payload: encodeResume(pc.pages)}); err != nil {
+	if err := s.tr.SendMessage(rctx, transport.Message{Kind: msgResume, Payload: encodeResume(pc.pages, s.tag)}); err != nil {
 		return fail(false, fmt.Errorf("send RESUME: %w", err))
 	}
 	var missing []pageRun
@@ -978,21 +978,27 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	return false, nil
 }
 
-// encodeResume writes RESUME: u32 protocol version, u64 pages; exactly
-// 12 bytes.
-func encodeResume(pages uint64) []byte {
+// encodeResume writes RESUME: u32 protocol version, u64 pages, the
+// migration's tag; exactly 28 bytes.
+func encodeResume(pages uint64, tag migrationTag) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, protocolVersion)
-	return binary.LittleEndian.AppendUint64(b, pages)
+	b = binary.LittleEndian.AppendUint64(b, pages)
+	return append(b, tag[:]...)
 }
 
 // decodeResume reads RESUME; a version other than protocolVersion is
-// refused like HELLO's. The caller compares pages with its own.
-func decodeResume(b []byte) (pages uint64, err error) {
-	if len(b) != 12 {
-		return 0, fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
+// refused like HELLO's. The caller compares pages and the tag with its
+// own (checkResume).
+func decodeResume(b []byte) (pages uint64, tag migrationTag, err error) {
+	if len(b) < 4 {
+		return 0, tag, fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
 	}
 	if v := binary.LittleEndian.Uint32(b); v != protocolVersion {
-		return 0, fmt.Errorf("source resumes with engine protocol %d, this destination speaks %d", v, protocolVersion)
+		return 0, tag, fmt.Errorf("source resumes with engine protocol %d, this destination speaks %d", v, protocolVersion)
 	}
-	return binary.LittleEndian.Uint64(b[4:]), nil
+	if len(b) != 28 {
+		return 0, tag, fmt.Errorf("%w: RESUME of %d bytes", errMalformed, len(b))
+	}
+	copy(tag[:], b[12:])
+	return binary.LittleEndian.Uint64(b[4:]), tag, nil
 }

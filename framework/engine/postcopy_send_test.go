@@ -34,6 +34,7 @@ type scriptDst struct {
 	vm, src *fakeVM
 	tr      *loopback.Transport
 	req     transport.OpenRequest
+	tag     migrationTag // from the source's HELLO
 
 	notReady string // READY without post-copy, with this reason
 	// after RUNNING, on its own goroutine until ctx ends: may send REQUESTs
@@ -111,6 +112,7 @@ func (d *scriptDst) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.tag = h.Tag
 	flags, why := uint32(readyPostcopy), ""
 	if d.notReady != "" || h.Flags&helloMaySwitch == 0 {
 		flags, why = 0, d.notReady
@@ -406,8 +408,8 @@ func (d *scriptDst) resume(ctx context.Context) error {
 	if m.Kind != msgResume {
 		return fmt.Errorf("scripted destination: %s after reopening, want RESUME", msgName(m.Kind))
 	}
-	if pages, err := decodeResume(m.Payload); err != nil || pages != d.vm.layout.Pages() {
-		return fmt.Errorf("RESUME for %d pages: %v", pages, err)
+	if pages, tag, err := decodeResume(m.Payload); err != nil || pages != d.vm.layout.Pages() || tag != d.tag {
+		return fmt.Errorf("RESUME for %d pages, tag %x (HELLO's %x): %v", pages, tag, d.tag, err)
 	}
 	if d.broken != "" {
 		return d.sayBroken(ctx)
@@ -1267,26 +1269,34 @@ func TestPostcopyDestinationBroken(t *testing.T) {
 	}
 }
 
-// TestResumeEncoding: RESUME is exactly 12 bytes and checked.
+// TestResumeEncoding: RESUME is exactly 28 bytes and checked; a
+// protocol-6 RESUME (12 bytes, no tag) is refused naming its version.
 func TestResumeEncoding(t *testing.T) {
-	b := encodeResume(12345)
-	if len(b) != 12 {
+	tag := migrationTag{1, 2, 3, 15: 16}
+	b := encodeResume(12345, tag)
+	if len(b) != 28 {
 		t.Fatalf("RESUME of %d bytes", len(b))
 	}
-	if pages, err := decodeResume(b); err != nil || pages != 12345 {
-		t.Fatalf("%d %v", pages, err)
+	if pages, got, err := decodeResume(b); err != nil || pages != 12345 || got != tag {
+		t.Fatalf("%d %x %v", pages, got, err)
 	}
-	if _, err := decodeResume(b[:11]); !errors.Is(err, errMalformed) {
-		t.Errorf("short RESUME: %v", err)
+	for _, n := range []int{0, 3, 11, 12, 27} {
+		if _, _, err := decodeResume(b[:n]); !errors.Is(err, errMalformed) {
+			t.Errorf("RESUME of %d bytes: %v", n, err)
+		}
 	}
-	old := append([]byte{2, 0, 0, 0}, b[4:]...)
-	if _, err := decodeResume(old); err == nil || !strings.Contains(err.Error(), "protocol 2") {
-		t.Errorf("RESUME of protocol 2: %v", err)
+	if _, _, err := decodeResume(append(b, 0)); !errors.Is(err, errMalformed) {
+		t.Errorf("RESUME of 29 bytes: %v", err)
+	}
+	for v, old := range map[int][]byte{2: append([]byte{2, 0, 0, 0}, b[4:]...), 6: append([]byte{6, 0, 0, 0}, b[4:12]...)} {
+		if _, _, err := decodeResume(old); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("protocol %d,", v)) {
+			t.Errorf("RESUME of protocol %d: %v", v, err)
+		}
 	}
 }
 
 func FuzzDecodeResume(f *testing.F) {
-	f.Add(encodeResume(1))
+	f.Add(encodeResume(1, migrationTag{}))
 	f.Fuzz(func(t *testing.T, b []byte) { decodeResume(b) })
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,8 +23,35 @@ import (
 // reconnect_timeout. Version 6 has the source answer SETTLED and the
 // destination answer a RESUME with SETTLED: a version-5 source would
 // take that answer for a malformed one and report a completed post-copy
-// as broken. The rule and the golden tests: docs/ARCHITECTURE.md#versions.
-const protocolVersion = 6
+// as broken. Version 7 adds the migration's tag to HELLO and RESUME: a
+// version-6 destination answered the RESUME of any source that held
+// credentials it trusts and named a guest of the same size, another
+// migration's included (migrationTag). The rule and the golden tests:
+// docs/ARCHITECTURE.md#versions.
+const protocolVersion = 7
+
+// migrationTag names one migration on the wire: the source draws it at
+// random for each Send, HELLO carries it, and every RESUME of that
+// migration carries it again. A destination answers only the RESUME
+// that carries the tag of the HELLO it took. Credentials say which host
+// speaks, not which migration: two migrations between the same two
+// hosts with an operator's certificates (a security block) share them,
+// and a source in post-copy keeps dialling its destination's address
+// for reconnect_timeout, where by then another migration's destination
+// may listen (the port of one that died, taken again). Answered MISSING,
+// such a source would push its guest's pages into this one's; answered
+// ABORT ("never got COMMIT"), it would resume a copy its own destination
+// may have run past (TestForeignResumeAfterRunning,
+// TestForeignResumeBeforeCommit). The tag is not a secret: the
+// credentials authenticate, the tag only tells migrations apart.
+type migrationTag [16]byte
+
+// newMigrationTag draws a fresh tag.
+func newMigrationTag() migrationTag {
+	var t migrationTag
+	rand.Read(t[:]) // never fails (crypto/rand)
+	return t
+}
 
 // HELLO's flags.
 const (
@@ -57,14 +85,16 @@ type hello struct {
 	Version uint32
 	Pages   uint64
 	Layout  []regionDesc
-	Flags   uint32 // helloMaySwitch
+	Flags   uint32       // helloMaySwitch
+	Tag     migrationTag // protocol 7
 }
 
 type regionDesc struct{ GPA, Size uint64 }
 
 // encodeHello writes HELLO: u32 version, u64 pages, u32 region count n,
-// n × (u64 GPA, u64 size), u32 flags; exactly 20+16n bytes.
-func encodeHello(l framework.Layout, flags uint32) []byte {
+// n × (u64 GPA, u64 size), u32 flags, 16 bytes migration tag; exactly
+// 36+16n bytes.
+func encodeHello(l framework.Layout, flags uint32, tag migrationTag) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, protocolVersion)
 	b = binary.LittleEndian.AppendUint64(b, l.Pages())
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(l)))
@@ -72,7 +102,8 @@ func encodeHello(l framework.Layout, flags uint32) []byte {
 		b = binary.LittleEndian.AppendUint64(b, r.GPA)
 		b = binary.LittleEndian.AppendUint64(b, r.Size)
 	}
-	return binary.LittleEndian.AppendUint32(b, flags)
+	b = binary.LittleEndian.AppendUint32(b, flags)
+	return append(b, tag[:]...)
 }
 
 func decodeHello(b []byte) (hello, error) {
@@ -87,7 +118,7 @@ func decodeHello(b []byte) (hello, error) {
 		return h, fmt.Errorf("source speaks engine protocol %d, this destination %d: both VMMs must speak the same one "+
 			"(docs/ARCHITECTURE.md#versions); upgrade the older side", h.Version, protocolVersion)
 	}
-	if n > maxRegions || uint64(len(b)) != 20+16*uint64(n) {
+	if n > maxRegions || uint64(len(b)) != 36+16*uint64(n) {
 		return h, fmt.Errorf("%w: HELLO with %d regions in %d bytes", errMalformed, n, len(b))
 	}
 	for i := uint32(0); i < n; i++ {
@@ -95,6 +126,7 @@ func decodeHello(b []byte) (hello, error) {
 		h.Layout = append(h.Layout, regionDesc{binary.LittleEndian.Uint64(b[o:]), binary.LittleEndian.Uint64(b[o+8:])})
 	}
 	h.Flags = binary.LittleEndian.Uint32(b[16+16*n:])
+	copy(h.Tag[:], b[20+16*n:])
 	return h, nil
 }
 

@@ -179,6 +179,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err := r.ho.move(HandoverReceiving); err != nil {
 		return err
 	}
+	r.tag = h.Tag
 	r.mode = ModePrecopy
 	r.setPhase(PhaseBulk)
 	var flags uint32

@@ -51,7 +51,7 @@ func fuzzRecord(ms ...transport.Message) []byte {
 // and LOADED goes out only once, after a complete state.
 func FuzzReceive(f *testing.F) {
 	dst := newFakeVM(f, [2]uint64{0, 64 << 10})
-	hello := transport.Message{Kind: msgHello, Payload: encodeHello(dst.layout, 0)}
+	hello := transport.Message{Kind: msgHello, Payload: encodeHello(dst.layout, 0, migrationTag{})}
 	state := transport.Message{Kind: msgState, Payload: encodeStateChunk(3, 0, []byte("abc"))}
 	commit := transport.Message{Kind: msgCommit}
 	f.Add(fuzzRecord(hello, state, commit))

@@ -21,6 +21,7 @@ type receiver struct {
 	tr       transport.Transport
 	dst      framework.Target
 	layout   framework.Layout
+	tag      migrationTag // from the source's HELLO: its RESUMEs must carry it
 	opt      Options
 	start    time.Time
 	phase    Phase
@@ -148,7 +149,10 @@ func (r *receiver) giveUp(cause error) {
 // errForeignResume: the first message on a new connection was RESUME,
 // so its source is in post-copy's handover with another destination (one
 // whose process died and was started again at the same address, with the
-// job's credentials). ABORT would tell that source "the VM never ran
+// job's credentials); or, after this side's own stream broke, a RESUME
+// with another migration's tag (checkResume), which is never answered
+// either: MISSING, SETTLED, BROKEN or ABORT would each tell that source
+// something of a guest it does not hold. ABORT would tell that source "the VM never ran
 // here, resume it", which only the destination that missed COMMIT may
 // say (pcRecv.uncommitted): the one that got it may have run the guest
 // before it died, and resuming the source would run an older copy. So

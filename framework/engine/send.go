@@ -21,6 +21,7 @@ type sender struct {
 	tr     transport.Transport
 	opt    Options
 	layout framework.Layout
+	tag    migrationTag // this migration's, in HELLO and every RESUME
 	mem    [][]byte
 	holes  []holes
 	base   []uint64 // first page index of each region
@@ -90,7 +91,7 @@ type sender struct {
 // (docs/HANDOVER.md); Send never does either on a timer.
 func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
-	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup}
+	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup, tag: newMigrationTag()}
 	s.clock = newPhaseClock(s.phase, s.start)
 	s.ho.h = HandoverLive
 	s.hints = newHinter(opt.Hints, s.layout.Pages(), opt.Log.Info)
@@ -284,7 +285,7 @@ func (s *sender) handshake(ctx context.Context) error {
 		flags = helloMaySwitch
 	}
 	sent := time.Now()
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags)}); err != nil {
+	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)

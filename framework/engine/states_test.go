@@ -104,7 +104,7 @@ func TestReceiverAccepts(t *testing.T) {
 // unknown, does not answer.
 func TestReceiverGivesUp(t *testing.T) {
 	dst := newFakeVM(t, [2]uint64{0, 64 << 10})
-	hello := transportMessage(msgHello, encodeHello(dst.layout, 0))
+	hello := transportMessage(msgHello, encodeHello(dst.layout, 0, migrationTag{}))
 	for _, c := range []struct {
 		name  string
 		msgs  []uint32 // after HELLO

@@ -20,6 +20,9 @@ var update = flag.Bool("update", false, "rewrite testdata/hello_v<current>.golde
 // goldenLayout is the RAM layout every HELLO golden describes.
 var goldenLayout = framework.Layout{{GPA: 0, Size: 0xc0000000}, {GPA: 0x100000000, Size: 0x40000000}}
 
+// goldenTag is the migration tag of the HELLO goldens from protocol 7 on.
+var goldenTag = migrationTag{0xf0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x0f}
+
 // readGolden reads a hex.Dump golden back into bytes.
 func readGolden(t *testing.T, name string) []byte {
 	t.Helper()
@@ -43,7 +46,7 @@ func readGolden(t *testing.T, name string) []byte {
 // (docs/ARCHITECTURE.md#versions).
 func TestHelloGolden(t *testing.T) {
 	name := fmt.Sprintf("hello_v%d.golden", protocolVersion)
-	b := encodeHello(goldenLayout, helloMaySwitch)
+	b := encodeHello(goldenLayout, helloMaySwitch, goldenTag)
 	if *update {
 		if err := os.WriteFile(filepath.Join("testdata", name), []byte(hex.Dump(b)), 0o644); err != nil {
 			t.Fatal(err)
@@ -57,7 +60,7 @@ func TestHelloGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Version != protocolVersion || h.Pages != goldenLayout.Pages() || goldenLayout.Same(h.layout()) != nil || h.Flags != helloMaySwitch {
+	if h.Version != protocolVersion || h.Pages != goldenLayout.Pages() || goldenLayout.Same(h.layout()) != nil || h.Flags != helloMaySwitch || h.Tag != goldenTag {
 		t.Fatalf("decoded %+v", h)
 	}
 }
@@ -66,7 +69,8 @@ func TestHelloGolden(t *testing.T) {
 // match (docs/ARCHITECTURE.md#versions). The HELLOs of the previous
 // versions, written by the code of commit 206800e^ (hello_v1.golden),
 // eb8045f (hello_v2.golden), deee559 (hello_v3.golden), a4215d8
-// (hello_v4.golden) and 8f79555 (hello_v5.golden), are refused
+// (hello_v4.golden), 8f79555 (hello_v5.golden) and c999f97
+// (hello_v6.golden), are refused
 // before any page moves, and the
 // destination's ABORT names both versions, so the source reports why.
 func TestHelloCompatPrevious(t *testing.T) {
