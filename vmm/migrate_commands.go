@@ -166,7 +166,8 @@ func sessionSpec(a api.MigrateArgs) session.Spec {
 		Transport: session.Plugin{Path: a.Plugin, Config: a.Transport},
 		Engine: engine.Options{MaxDowntime: ms(a.MaxDowntimeMS), Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses,
 			VerifyPages: a.VerifyPages, VerifyFree: a.VerifyFree, SwitchoverTimeout: ms(a.SwitchoverTimeoutMS),
-			IncomingTimeout: ms(a.IncomingTimeoutMS), Postcopy: a.Postcopy, ReconnectTimeout: ms(a.ReconnectTimeoutMS)},
+			IncomingTimeout: ms(a.IncomingTimeoutMS), Postcopy: a.Postcopy, ReconnectTimeout: ms(a.ReconnectTimeoutMS),
+			MigrationID: a.ID},
 		Name: fmt.Sprintf("ferry-vmm[%d]", os.Getpid()),
 	}
 	if a.Credentials != nil {

@@ -124,3 +124,62 @@ func TestForeignResumeBeforeCommit(t *testing.T) {
 		t.Errorf("ABORT to its own source said %q", abort)
 	}
 }
+
+// A source of another migration with the same credentials (an operator's
+// certificates, a job whose destination address is another job's)
+// reaches this destination first. With migration IDs on both sides its
+// HELLO is refused before any page is written: the destination never
+// loads or runs its guest, the source is told at once and runs on.
+// Matching IDs, or none on the destination, migrate as before.
+func TestHelloOfAnotherMigration(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, dst string
+		refused  bool
+	}{
+		{"another migration", "job-b", "job-a", true},
+		{"a source without an id", "", "job-a", true},
+		{"same migration", "job-a", "job-a", false},
+		{"no ids", "", "", false},
+		{"a destination without an id", "job-a", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := twoRegions(t)
+			for p := uint64(0); p < src.layout.Pages(); p += 5 {
+				src.write(p, 0x55)
+			}
+			s, r := newPipe(src, dst)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var rrep Report
+			var rerr error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: tc.dst})
+			}()
+			srep, serr := Send(ctx, src, s, Options{MigrationID: tc.src})
+			<-done
+			if !tc.refused {
+				if serr != nil || rerr != nil || dst.resumed != 1 {
+					t.Fatalf("send %v / receive %v, destination resumed %d", serr, rerr, dst.resumed)
+				}
+				return
+			}
+			if rerr == nil || !strings.Contains(rerr.Error(), "another migration") || rrep.Status != StatusFailed {
+				t.Errorf("Receive: %v, status %s; want it failed naming another migration", rerr, rrep.Status)
+			}
+			if dst.loaded != nil || dst.resumed != 0 || rrep.PagesSent+rrep.PagesZero != 0 {
+				t.Errorf("the destination took the other migration's guest: state %q, resumed %d, pages %d",
+					dst.loaded, dst.resumed, rrep.PagesSent+rrep.PagesZero)
+			}
+			if serr == nil || srep.Status != StatusFailed || src.paused || src.resumed != 0 {
+				t.Errorf("Send: %v, status %s, source paused %v resumed %d; want it failed before the pause",
+					serr, srep.Status, src.paused, src.resumed)
+			}
+			if serr != nil && !strings.Contains(serr.Error(), "another migration") {
+				t.Errorf("the source's error does not say why: %v", serr)
+			}
+		})
+	}
+}

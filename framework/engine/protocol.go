@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,10 +31,11 @@ import (
 // docs/ARCHITECTURE.md#versions.
 const protocolVersion = 7
 
-// migrationTag names one migration on the wire: the source draws it at
-// random for each Send, HELLO carries it, and every RESUME of that
-// migration carries it again. A destination answers only the RESUME
-// that carries the tag of the HELLO it took. Credentials say which host
+// migrationTag names one migration on the wire: the source makes it
+// for each Send (tagFor: from Options.MigrationID, else at random), HELLO
+// carries it, and every RESUME of that migration carries it again. A
+// destination answers only the RESUME that carries the tag of the HELLO
+// it took, and one given a MigrationID takes only a HELLO with its tag. Credentials say which host
 // speaks, not which migration: two migrations between the same two
 // hosts with an operator's certificates (a security block) share them,
 // and a source in post-copy keeps dialling its destination's address
@@ -42,8 +44,11 @@ const protocolVersion = 7
 // such a source would push its guest's pages into this one's; answered
 // ABORT ("never got COMMIT"), it would resume a copy its own destination
 // may have run past (TestForeignResumeAfterRunning,
-// TestForeignResumeBeforeCommit). The tag is not a secret: the
-// credentials authenticate, the tag only tells migrations apart.
+// TestForeignResumeBeforeCommit). With IDs, a job whose destination
+// address is another job's reaches that destination's HELLO check and
+// is refused there (TestHelloOfAnotherMigration). The tag is not a
+// secret: the credentials authenticate, the tag only tells migrations
+// apart.
 type migrationTag [16]byte
 
 // newMigrationTag draws a fresh tag.
@@ -51,6 +56,17 @@ func newMigrationTag() migrationTag {
 	var t migrationTag
 	rand.Read(t[:]) // never fails (crypto/rand)
 	return t
+}
+
+// tagFor is the tag of the migration named id (Options.MigrationID): made
+// from it, so that a destination told the id knows the tag before the
+// source's HELLO; a fresh random one without an id.
+func tagFor(id string) migrationTag {
+	if id == "" {
+		return newMigrationTag()
+	}
+	sum := sha256.Sum256([]byte("ferry migration tag\x00" + id))
+	return migrationTag(sum[:16])
 }
 
 // HELLO's flags.

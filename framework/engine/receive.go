@@ -172,6 +172,11 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err != nil {
 		return err
 	}
+	if id := r.opt.MigrationID; id != "" && h.Tag != tagFor(id) {
+		return fmt.Errorf("%w: this destination takes migration %q; the source that connected runs another migration, "+
+			"or none named (its credentials are trusted here: a job whose destination address is another job's?)",
+			errOtherMigration, id)
+	}
 	if err := r.layout.Same(h.layout()); err != nil {
 		return fmt.Errorf("the source's RAM layout does not match this VM's: %w "+
 			"(start the destination with the same memory size as the source)", err)

@@ -160,6 +160,10 @@ func (r *receiver) giveUp(cause error) {
 // handover-unknown after its reconnect_timeout.
 var errForeignResume = errors.New("RESUME from a stranger to this migration")
 
+// errOtherMigration: the source's HELLO carries the tag of another
+// migration than Options.MigrationID (migrationTag, tagFor).
+var errOtherMigration = errors.New("HELLO of another migration")
+
 // send sends m within SwitchoverTimeout (and ctx).
 func (r *receiver) send(ctx context.Context, m transport.Message) error {
 	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)

@@ -59,6 +59,17 @@ type Options struct {
 	// authenticated, see transport.Credentials); the transport refuses
 	// to open without them.
 	Credentials transport.Credentials
+	// MigrationID names the migration, the same on both sides ("": none;
+	// migrate gives both the same fresh one). Credentials say which host
+	// speaks, not which migration: two migrations between the same two
+	// hosts with an operator's certificates share them. With an ID, the
+	// source's HELLO and RESUMEs carry a tag made from it, and a
+	// destination with an ID takes only a source with the same one; a
+	// HELLO of another migration (a job whose destination address is
+	// another job's) fails this one before any page is written, and the
+	// source is told (ABORT) before it paused anything. Without an ID the
+	// source draws a random tag, which binds its RESUMEs only.
+	MigrationID string
 	// Progress receives events one at a time, in order, from the
 	// engine's goroutine (or, while that one waits in a Flush, from a
 	// reporter it then joins); keep it quick. The source sends at most

@@ -44,7 +44,9 @@ type MigrateArgs struct {
 	// handover only between two sides that report the same ID
 	// (Migration.ID, ResolveResult.ID), so that a VMM at one of the job's
 	// sockets that took part in another migration is never taken for
-	// this one's other side.
+	// this one's other side. The engine binds the session to it too
+	// (engine.Options.MigrationID): a destination given an ID takes only
+	// a source given the same one.
 	ID string `json:"id,omitempty"`
 }
 
