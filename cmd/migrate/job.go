@@ -59,6 +59,7 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 	transports, hints := names(ps.transports), names(ps.hintPaths)
 	diags = append(diags, j.CheckPlugins(transports, hints)...)
 	diags = append(diags, sameSocketFile(j)...)
+	diags = append(diags, unsafePlugins(j, &ps)...)
 	ps.transport = ps.transports[j.Transport.Name]
 	for _, h := range j.Hints {
 		ps.hints = append(ps.hints, ps.hintPaths[h.Name])
@@ -70,6 +71,37 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 		return nil, ps, 2
 	}
 	return j, ps, 0
+}
+
+// unsafePlugins reports, at each block's label, a plugin binary that
+// someone else could replace (job.CheckPluginFile), and drops it from ps
+// so that it is never started, not even to ask for its schema.
+func unsafePlugins(j *job.Job, ps *pluginSet) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, b := range j.Blocks() {
+		path, _, ok := blockPlugin(b, *ps)
+		if !ok {
+			continue
+		}
+		err := job.CheckPluginFile(path)
+		if err == nil {
+			continue
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Plugin binary not safe to run",
+			Detail: fmt.Sprintf("migrate will not start the %s plugin %s: %v. A plugin runs as the VMM's user with the guest's RAM "+
+				"and the session's keys: keep plugin binaries and the directories above them writable only by their user "+
+				"(docs/JOBS.md, \"Where plugins are found\").", b.Kind, path, err),
+			Subject: b.LabelRange.Ptr(),
+		})
+		if b.Kind == job.KindTransport {
+			delete(ps.transports, b.Name)
+		} else {
+			delete(ps.hintPaths, b.Name)
+		}
+	}
+	return diags
 }
 
 // schemaAnswer is one plugin binary's answer to "which arguments does

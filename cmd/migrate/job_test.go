@@ -332,3 +332,40 @@ hint "balloon" {}
 		t.Errorf("-check -resolve: exit %d, stderr %q; want 2", code, errb.String())
 	}
 }
+
+// TestLoadJobRefusesReplaceablePlugin: a plugin binary in a directory
+// every user may write (another local user could have put it there, or
+// replace it before the VMM starts it) is refused at the block's label,
+// and migrate starts nothing: a plugin runs with the guest's RAM and the
+// session's keys. Until an audit found it, migrate ran whatever binary
+// the search path held, wherever it lived.
+func TestLoadJobRefusesReplaceablePlugin(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(plugintest.Dir(), "ferry-transport-tcp"), filepath.Join(dir, "ferry-transport-tcp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	jobFile := filepath.Join(t.TempDir(), "job.hcl")
+	os.WriteFile(jobFile, []byte(`source { control = "/nonexistent/src.sock" }
+destination { control = "/nonexistent/dst.sock" }
+transport "tcp" { listen = "127.0.0.1:7070" }
+`), 0o600)
+	var out, errb strings.Builder
+	code := realMain([]string{"-check", "-config", jobFile, "-plugin-dir", dir}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "Plugin binary not safe to run") ||
+		!strings.Contains(errb.String(), "writable by every user") || out.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and the refusal", code, out.String(), errb.String())
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := realMain([]string{"-check", "-config", jobFile, "-plugin-dir", dir}, &out, &errb); code != 0 {
+		t.Fatalf("once only its user may write it: exit %d, stderr %q", code, errb.String())
+	}
+}
