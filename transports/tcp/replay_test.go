@@ -270,3 +270,43 @@ func secureWithin(c net.Conn, role transport.Role) (net.Conn, error) {
 	defer cancel()
 	return transport.Secure(ctx, c, role, cfg, false)
 }
+
+// TestPlaintextMismatchRefused: encryption = false is not negotiated on
+// the wire (each side takes it from its own job), so nobody on the path
+// can talk one side into it; sides that disagree (one in the clear, one
+// in TLS) never open a session, and no page reaches guest RAM.
+func TestPlaintextMismatchRefused(t *testing.T) {
+	for _, plainSender := range []bool{true, false} {
+		t.Run(map[bool]string{true: "sender in the clear", false: "receiver in the clear"}[plainSender], func(t *testing.T) {
+			src, dst := newVM(t, testLayout), newVM(t, testLayout)
+			fillCompressible(src.mem[0], 4)
+			addr := freeAddr(t)
+			c := cfg(addr, 2, "lz4")
+			c["connect_timeout"] = int64(2 * time.Second)
+			send, recv := New(testLogger(t)), New(testLogger(t))
+			defer send.Close()
+			defer recv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+			defer cancel()
+			sreq, rreq := src.request(transport.RoleSend, c), dst.request(transport.RoleReceive, c)
+			sreq.Credentials.Plaintext, rreq.Credentials.Plaintext = plainSender, !plainSender
+			done := make(chan error, 1)
+			go func() { done <- recv.Open(ctx, rreq) }()
+			serr := send.Open(ctx, sreq)
+			if serr == nil {
+				send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 64, Kind: transport.KindData}})
+				send.Flush(ctx)
+			}
+			rerr := <-done
+			if serr == nil && rerr == nil {
+				t.Fatal("a session opened with one side in the clear and the other in TLS")
+			}
+			t.Logf("sender: %v; receiver: %v", serr, rerr)
+			for i, m := range dst.mem {
+				if !bytes.Equal(m, make([]byte, len(m))) {
+					t.Fatalf("guest RAM region %d was written", i)
+				}
+			}
+		})
+	}
+}
