@@ -30,6 +30,15 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(filepath.Dir(j.File), path)
 		}
+		// Whoever can change a certificate file chooses the peer that
+		// side pins; whoever can read a key poses as its side.
+		check := job.CheckTrustedFile
+		if p == s.SourceKey || p == s.DestinationKey {
+			check = job.CheckKeyFile
+		}
+		if err := check(path); err != nil {
+			return src, dst, fmt.Errorf("security block: %w", err)
+		}
 		if files[p], err = os.ReadFile(path); err != nil {
 			return src, dst, fmt.Errorf("security block: %w", err)
 		}

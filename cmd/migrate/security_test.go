@@ -257,3 +257,43 @@ func TestRunWarnsWithoutEncryption(t *testing.T) {
 		t.Errorf("the JSON value changed to %q; scripts parse it", engine.EncryptionOff)
 	}
 }
+
+// TestCredentialsFilesGuarded: the security block's files decide whom
+// each side trusts: a certificate file another user could replace would
+// make a side pin that user's certificate (and hand the guest to it), a
+// key file every user can read lets anyone pose as that side. Such files
+// are refused, naming the file, before either side is told anything.
+// Until an audit found it, migrate read them wherever they lay.
+func TestCredentialsFilesGuarded(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"private files", func(*testing.T, string) {}, ""},
+		{"key readable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "src.key"), 0o644) },
+			"src.key is readable by every user"},
+		{"certificate writable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "dst.pem"), 0o666) },
+			"dst.pem is writable by every user"},
+		{"directory writable by every user", func(t *testing.T, dir string) { os.Chmod(dir, 0o777) },
+			"writable by every user"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "pki")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeCert(t, dir, "src", nil, nil)
+			writeCert(t, dir, "dst", nil, nil)
+			c.setup(t, dir)
+			files := job.Security{SourceCert: "src.pem", SourceKey: "src.key", DestinationCert: "dst.pem", DestinationKey: "dst.key"}
+			_, _, err := credentials(&job.Job{File: filepath.Join(dir, "job.hcl"), Security: files})
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("got %v, want an error with %q", err, c.want)
+			}
+		})
+	}
+}
