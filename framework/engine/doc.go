@@ -1,11 +1,11 @@
 // Package engine is Ferry's pre-copy migration engine: Send runs on the
 // source beside a framework.Source, Receive on the destination beside a
-// framework.Target, and a transport.Transport connects them. Protocol 2;
+// framework.Target, and a transport.Transport connects them. Protocol 7;
 // every message kind, its payload and its bounds are in messages.go:
 //
 //	source (Send)                                   destination (Receive)
 //	                                                wait ≤ IncomingTimeout for a source
-//	HELLO(v2, layout) ───────────────────────────►  check version and layout
+//	HELLO(v7, layout, tag) ──────────────────────►  check version, migration tag, layout
 //	              ◄─────────────────────────────── READY (or ABORT: reason)
 //	dirty log on; pass 1: every page (bulk)
 //	pass n: pages dirtied during pass n-1 ══ pages ═► written into guest RAM
