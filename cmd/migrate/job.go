@@ -91,8 +91,8 @@ func unsafePlugins(j *job.Job, ps *pluginSet) hcl.Diagnostics {
 			Severity: hcl.DiagError,
 			Summary:  "Plugin binary not safe to run",
 			Detail: fmt.Sprintf("migrate will not start the %s plugin %s: %v. A plugin runs as the VMM's user with the guest's RAM "+
-				"and the session's keys: keep plugin binaries and the directories above them writable only by their user "+
-				"(docs/JOBS.md, \"Where plugins are found\").", b.Kind, path, err),
+				"and the session's keys: plugin binaries and the directories above them must belong to you or root and be "+
+				"writable by nobody else (docs/JOBS.md, \"Where plugins are found\").", b.Kind, path, err),
 			Subject: b.LabelRange.Ptr(),
 		})
 		if b.Kind == job.KindTransport {

@@ -340,7 +340,7 @@ hint "balloon" {}
 // session's keys. Until an audit found it, migrate ran whatever binary
 // the search path held, wherever it lived.
 func TestLoadJobRefusesReplaceablePlugin(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "shared")
+	dir := filepath.Join(openTempDir(t), "shared")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -368,4 +368,18 @@ transport "tcp" { listen = "127.0.0.1:7070" }
 	if code := realMain([]string{"-check", "-config", jobFile, "-plugin-dir", dir}, &out, &errb); code != 0 {
 		t.Fatalf("once only its user may write it: exit %d, stderr %q", code, errb.String())
 	}
+}
+
+// openTempDir is a t.TempDir() that every user may search, as are the
+// directories above it: below the 0700 directory the go command makes,
+// nobody else could reach a file, and job.CheckTrustedFile passes it
+// whatever its mode.
+func openTempDir(t *testing.T) string {
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -274,13 +274,13 @@ func TestCredentialsFilesGuarded(t *testing.T) {
 		{"key readable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "src.key"), 0o644) },
 			"src.key is readable by every user"},
 		{"certificate writable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "dst.pem"), 0o666) },
-			"dst.pem is writable by every user"},
+			"dst.pem (-rw-rw-rw-, owner uid "},
 		{"directory writable by every user", func(t *testing.T, dir string) { os.Chmod(dir, 0o777) },
 			"writable by every user"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "pki")
-			if err := os.Mkdir(dir, 0o700); err != nil {
+			dir := filepath.Join(openTempDir(t), "pki")
+			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			writeCert(t, dir, "src", nil, nil)

@@ -55,10 +55,25 @@ func CheckKeyFile(path string) error {
 	return nil
 }
 
+// link is one entry of a path's chain: its path and what Lstat says.
+type link struct {
+	path string
+	fi   os.FileInfo
+	st   *syscall.Stat_t
+}
+
 // checkChain checks p (not following a final symbolic link) and each
-// directory above it up to /.
+// directory above it up to /, from / down. Every entry must belong to
+// this user or root. Its mode matters only while someone else can reach
+// it: below a directory that neither every user nor a foreign group may
+// search (a 0700 directory: t.TempDir(), the go command's build
+// directories, a home directory), nobody else can open, replace or
+// rename anything by its path, so a file a umask of 0 left writable by
+// every user there passes. That holds for paths; a directory that was
+// open to others earlier may still be held open by them, which no check
+// of the present modes can see.
 func checkChain(p string) error {
-	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	var chain []link
 	for {
 		fi, err := os.Lstat(p)
 		if err != nil {
@@ -68,20 +83,56 @@ func checkChain(p string) error {
 		if !ok {
 			return fmt.Errorf("%s: no owner to check", p)
 		}
-		sticky := fi.IsDir() && fi.Mode()&os.ModeSticky != 0
-		symlink := fi.Mode()&os.ModeSymlink != 0 // its mode means nothing; its directory is checked next
-		switch {
-		case st.Uid != uid && st.Uid != 0:
-			return fmt.Errorf("%s is owned by uid %d, neither this user (uid %d) nor root: that user could replace it", p, st.Uid, uid)
-		case !symlink && !sticky && st.Mode&0o002 != 0:
-			return fmt.Errorf("%s is writable by every user, who could replace it: chmod o-w it", p)
-		case !symlink && !sticky && st.Mode&0o020 != 0 && st.Gid != gid && st.Gid != 0:
-			return fmt.Errorf("%s is writable by group %d, whose members could replace it: chmod g-w it", p, st.Gid)
-		}
+		chain = append(chain, link{p, fi, st})
 		parent := filepath.Dir(p)
 		if parent == p {
-			return nil
+			break
 		}
 		p = parent
 	}
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	reachable := true // by someone other than this user, root and their groups
+	for i := len(chain) - 1; i >= 0; i-- {
+		e := chain[i]
+		if err := e.check(uid, gid, reachable); err != nil {
+			return err
+		}
+		// A symbolic link's target is checked as a chain of its own
+		// (CheckTrustedFile); its own mode means nothing.
+		if e.fi.IsDir() && !e.searchableByOthers(gid) {
+			reachable = false
+		}
+	}
+	return nil
+}
+
+// check reports why e could be replaced by someone other than uid, root
+// and the groups gid and 0: reachable says whether they can reach it.
+func (e link) check(uid, gid uint32, reachable bool) error {
+	symlink := e.fi.Mode()&os.ModeSymlink != 0 // its mode means nothing; its directory is checked
+	sticky := e.fi.IsDir() && e.fi.Mode()&os.ModeSticky != 0
+	found := fmt.Sprintf("%s (%v, owner uid %d, group %d)", e.path, e.fi.Mode(), e.st.Uid, e.st.Gid)
+	switch {
+	case e.st.Uid != uid && e.st.Uid != 0:
+		return fmt.Errorf("%s belongs to neither this user (uid %d) nor root, and its owner could replace it: "+
+			"chown it to uid %d or root, or use a copy in a directory of your own", found, uid, uid)
+	case !reachable || symlink || sticky:
+		return nil
+	case e.st.Mode&0o002 != 0:
+		return fmt.Errorf("%s is writable by every user, who could replace it: chmod o-w %s", found, e.path)
+	case e.st.Mode&0o020 != 0 && e.st.Gid != gid && e.st.Gid != 0:
+		return fmt.Errorf("%s is writable by group %d, whose members could replace it: chmod g-w %s "+
+			"(or chgrp it to your group %d)", found, e.st.Gid, e.path, gid)
+	}
+	return nil
+}
+
+// searchableByOthers reports whether someone other than the directory
+// e's owner, root and the groups gid and 0 may search it: every user
+// (o+x), or the members of a foreign group (g+x).
+func (e link) searchableByOthers(gid uint32) bool {
+	if e.st.Mode&0o001 != 0 {
+		return true
+	}
+	return e.st.Mode&0o010 != 0 && e.st.Gid != gid && e.st.Gid != 0
 }
