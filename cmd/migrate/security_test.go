@@ -272,7 +272,7 @@ func TestCredentialsFilesGuarded(t *testing.T) {
 	}{
 		{"private files", func(*testing.T, string) {}, ""},
 		{"key readable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "src.key"), 0o644) },
-			"src.key is readable by every user"},
+			"src.key (-rw-r--r--) is readable by every user"},
 		{"certificate writable by every user", func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "dst.pem"), 0o666) },
 			"dst.pem (-rw-rw-rw-, owner uid "},
 		{"directory writable by every user", func(t *testing.T, dir string) { os.Chmod(dir, 0o777) },

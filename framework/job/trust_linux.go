@@ -50,7 +50,8 @@ func CheckKeyFile(path string) error {
 		return err
 	}
 	if fi.Mode().Perm()&0o004 != 0 {
-		return fmt.Errorf("%s is readable by every user, who could then pose as its side of the migration: chmod o-r it", path)
+		return fmt.Errorf("%s (%v) is readable by every user, who could then pose as its side of the migration: chmod o-r %s",
+			path, fi.Mode(), path)
 	}
 	return nil
 }
