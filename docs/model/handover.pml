@@ -1,0 +1,748 @@
+/*
+ * Ferry's handover and post-copy recovery, as a SPIN model.
+ * docs/model/README.md says what it covers, what it abstracts away and
+ * how to run it; every transition names the Go function it follows.
+ *
+ *   Src ── s2d (STATE, COMMIT, PAGES, RESUME, ABORT, SETTLED/BROKEN answers) ──► Dst
+ *   Src ◄── d2s (LOADED, RUNNING, ABORT, MISSING, SETTLED, BROKEN) ────────────── Dst
+ *   Faults: connection breaks (each side notices on its own), lost
+ *           messages in flight, crashes of either VMM, the destination's
+ *           fault service failing, migrate-cancel on the destination.
+ *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
+ *           at any time, the printed manual migrate-resolve resumes.
+ *   Ctl:    the `migrate` that started the migration (follow, conclude,
+ *           resolve, quitSource).
+ *   Judge:  once nothing else can move, the operator's recovery
+ *           (`migrate -resolve`, then the printed manual steps), then
+ *           property (b).
+ *
+ * Mutants (compile with -DMUTANT=n) each reintroduce a known-bad
+ * transition; the model must then fail to verify (model_test.go):
+ *   1  the source resumes on its own when its wait for RUNNING fails
+ *   2  plan resumes the source beside a destination that cannot be asked
+ *   3  a resume from the control socket is not refused while a
+ *      migration owns the VM (the racing resume that ran a guest twice)
+ *   4  a post-copy destination answers a RESUME after COMMIT with ABORT
+ *   5  migrate-resolve resume on a post-copy destination ignores
+ *      lacksPages
+ */
+
+#ifndef MUTANT
+#define MUTANT 0
+#endif
+
+/* Handover (framework/engine/handover.go: Handover, handoverNext). */
+#define H_LIVE        1
+#define H_SWITCHOVER  2
+#define H_COMMITTING  3
+#define H_COMPLETED   4
+#define H_FAILED      5
+#define H_WAITING     6
+#define H_RECEIVING   7
+#define H_LOADED      8
+#define H_RUNNING     9
+#define H_UNKNOWN    10
+#define H_POSTCOPY   11
+#define H_PCBROKEN   12
+
+/* VM states (vmm/lifecycle.go: State, stateNext). */
+#define V_RUNNING    1
+#define V_PAUSED     2
+#define V_STOPPED    3
+#define V_INCOMING   4
+#define V_MIGRATED   5
+#define V_HUNKNOWN   6
+#define V_DISCARDED  7
+#define V_PCBROKEN   8
+
+/* Sides (vmm/api Side; sideUnreachable in cmd/migrate/resolve.go). */
+#define SD_MIGRATING  1
+#define SD_RUNNING    2
+#define SD_UNKNOWN    3
+#define SD_MIGRATED   4
+#define SD_DISCARDED  5
+#define SD_FAILED     6
+#define SD_PCBROKEN   7
+#define SD_UNREACH    8
+
+/* plan's verdicts (cmd/migrate/resolve.go: verdict). */
+#define VD_WAIT       1
+#define VD_SOURCE     2
+#define VD_MOVED      3
+#define VD_MANUAL     4
+#define VD_BOTHRUN    5
+#define VD_CANCELDST  6
+#define VD_IDLE       7
+#define VD_LOST       8
+
+/* plan's steps (cmd/migrate/resolve.go: step). */
+#define A_NONE          0
+#define A_DST_DISCARD   1
+#define A_SRC_RESUME    2
+#define A_DST_QUIT      3
+#define A_SRC_MIGRATED  4
+#define A_DST_RESUME    5
+
+/* Engine messages (framework/engine/messages.go). PAGES stands for the
+ * owed pages the source pushes in post-copy (the transport's pages,
+ * not a message): it travels on the same connection and dies with it. */
+mtype = { STATE, LOADED, COMMIT, RUNNING, ABORT, PAGES, SETTLED, BROKEN, RESUME, MISSING };
+
+chan s2d = [2] of { mtype };
+chan d2s = [2] of { mtype };
+
+byte s_ho = H_LIVE, d_ho = H_WAITING;
+byte s_vm = V_RUNNING, d_vm = V_INCOMING;
+byte s_side = SD_MIGRATING, d_side = SD_MIGRATING;
+bit s_own = 1, d_own = 1;   /* the migration owns the VM's run state (vmm/runlock.go: claim .. release) */
+bit s_done, d_done;         /* the engine returned and endMigration published the side */
+bit s_dead, d_dead;         /* the VMM process is gone (crash, quit, a failed destination's exit) */
+bit s_crash, d_crash;       /* ... by a fault or an operator's kill, not by the protocol */
+bit up = 1;                 /* the current connection carries bytes */
+bit d_listen;               /* the destination waits for a RESUME (pcRecv.acceptResume) */
+bit pc;                     /* the source switched to post-copy (sender.switchToPostcopy) */
+bit d_pc;                   /* the destination took the POSTCOPY list (report Mode postcopy) */
+bit d_full;                 /* the destination holds every page of the current guest */
+bit d_ran;                  /* ghost: the destination's vCPUs ran the guest */
+bit d_acted;                /* ghost: the destination acted on COMMIT (ran, or may still) */
+bit d_cancel;               /* the destination's migration was cancelled (migrate-cancel, its SIGTERM) */
+bit d_held;                 /* the destination's heldCtx is held: a cancel is ignored (engine/hold.go) */
+bit d_pcfail;               /* fault: the destination's fault service failed */
+bit d_guess;                /* ghost: migrate gave the destination up (cancel, discard) on a plan made without the source */
+bit s_resumed;              /* ghost: the source's VM ran again after the pause */
+bit d_opcancel;             /* ghost: an operator (not migrate's resolver) cancelled the destination */
+bit d_broke;                /* ghost: post-copy broke for good on the destination after the guest ran */
+bit s_dial;                 /* the source is in its post-copy reconnect (pcSend.reconnect) */
+#ifndef BREAKS
+#define BREAKS 2
+#endif
+byte breaks = BREAKS;       /* connection breaks the faults may still cause */
+
+#define S_RUNS (s_vm == V_RUNNING && !s_dead)
+#define D_RUNS (d_vm == V_RUNNING && !d_dead)
+
+/* Property (a): never two running copies. Checked where a copy starts
+ * to run, and as an LTL invariant (p_two). */
+ltl p_two { [] !(S_RUNS && D_RUNS) }
+
+/* The source's VM runs again. own: the engine's own resume (property
+ * (c): never once the destination may have acted on COMMIT); every
+ * resume: never beside a running destination (a), never after the
+ * destination ran the guest (its copy is older: (d) for post-copy, and
+ * the manual instructions' "the guest never ran there" for pre-copy). */
+inline src_runs(own) {
+	assert(!D_RUNS);
+	assert(!d_ran);
+	assert(!own || !d_acted);
+	s_vm = V_RUNNING;
+	s_resumed = 1; d_full = 0   /* whatever the destination holds is older from now on */
+}
+
+inline dst_runs() {
+	assert(!S_RUNS);
+	d_vm = V_RUNNING;
+	d_ran = 1
+}
+
+/* ---- the connection ---------------------------------------------------- */
+
+/* send m on ch: delivered, delivered but reported failed (a write that
+ * hit its deadline after the bytes left), or lost on a broken connection. */
+inline send(ch, m, ok) {
+	if
+	:: up && nfull(ch) -> ch!m; ok = 1
+	:: up && nfull(ch) -> ch!m; ok = 0
+	:: !up -> ok = 0
+	fi
+}
+
+/* the reader's next message: one that arrived, or the end of the
+ * connection seen (got 0): a break, an RST that drops what is buffered,
+ * or its own deadline (always possible: the peer may be slow). */
+inline recv(ch, m, got) {
+	if
+	:: ch?m -> got = 1
+	:: got = 0
+	fi
+}
+
+/* A side closes its end (the transport's Close): the peer reads what
+ * is buffered, then the end. */
+inline hangup() { up = 0 }
+
+/* A new connection (transport.Open on both sides, post-copy reconnect):
+ * nothing of the old one arrives on it. */
+inline fresh() {
+	do
+	:: s2d?_
+	:: d2s?_
+	:: empty(s2d) && empty(d2s) -> break
+	od;
+	up = 1
+}
+
+/* ---- the source VMM ---------------------------------------------------- */
+
+/* sender.recommit / pcSend.reconnect: the post-copy source reopens the
+ * transport and sends RESUME, until it gives up (reconnect_timeout).
+ * out: 1 post-copy goes on (MISSING), 2 SETTLED came, 3 ABORT came,
+ * 4 BROKEN came, 0 gave up. */
+inline reconnect(out) {
+	hangup();                       /* closeTransport */
+	s_dial = 1;
+	do
+	:: atomic { d_listen && !d_dead -> fresh(); s2d!RESUME }   /* reopen */
+		if
+		:: d2s?MISSING -> out = 1; break
+		:: d2s?SETTLED -> out = 2; break                  /* reopen: SETTLED as the answer */
+		:: d2s?ABORT -> out = 3; break
+		:: d2s?BROKEN -> send(s2d, BROKEN, ok); out = 4; break   /* reopen: pc.answer(msgBroken) */
+		:: d2s?RUNNING -> skip            /* an old session's message: not on a fresh one */
+		:: d2s?LOADED -> skip
+		:: hangup()                       /* failed try: waiting for MISSING; next try */
+		fi
+	/* reconnect_timeout: only when no destination can take the reconnect
+	 * any more (a timing assumption: both sides keep trying for much
+	 * longer than the other needs to notice a break). */
+	:: atomic { d_dead || d_done -> out = 0; break }
+	od;
+	s_dial = 0
+}
+
+/* pcSend.broken: post-copy ends for good here; Committing (RUNNING never
+ * came, nobody took the reconnect) is handover-unknown. */
+inline src_broken(heard_broken) {
+	if
+	:: heard_broken && s_ho == H_COMMITTING -> s_ho = H_POSTCOPY
+	:: else -> skip
+	fi;
+	if
+	:: s_ho == H_COMMITTING -> s_ho = H_UNKNOWN          /* sender.unknown */
+	:: else -> s_ho = H_PCBROKEN
+	fi
+}
+
+proctype Src() {
+	mtype m; bit got, ok; byte out;
+	{
+	/* sender.live: the pre-copy passes; any failure (a cut, a cancel,
+	 * the destination's ABORT) ends it with the VM running here, and
+	 * Send's deferred abort tells the destination. */
+	if
+	:: s_ho = H_FAILED; send(s2d, ABORT, ok); goto sdone
+	:: skip
+	fi;
+	/* sender.run: switchOver or, after postcopyWhy, switchToPostcopy
+	 * (-DPC=0: pre-copy only, -DPC=1: post-copy only) */
+#if !defined(PC) || PC == 1
+	if
+	:: pc = 1
+#if !defined(PC)
+	:: skip
+#endif
+	fi;
+#endif
+	atomic { s_ho = H_SWITCHOVER; s_vm = V_PAUSED };          /* pauseAndSend: Pause */
+	/* toDestination (sendState) or postcopyOut (sendAbsent, sendState) */
+	send(s2d, STATE, ok);
+	if
+	:: ok -> recv(d2s, m, got)                                  /* sendState: await LOADED */
+	:: else -> got = 0
+	fi;
+	if
+	:: got && m == LOADED -> skip
+	:: else ->
+		/* switchOver / switchToPostcopy: any failure before COMMIT (an
+		 * error, ABORT, the deadline, a cancel) resumes the VM; Send's
+		 * deferred abort sends ABORT (state switchover). */
+		atomic { src_runs(1); s_ho = H_FAILED };
+		send(s2d, ABORT, ok);
+		goto sdone
+	fi;
+	/* switchToPostcopy: held.hold() fails when cancelled first: as above */
+	if
+	:: pc -> atomic { src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
+	:: skip
+	fi;
+	/* sender.commit */
+	s_ho = H_COMMITTING;
+	send(s2d, COMMIT, ok);
+	if
+	:: ok -> recv(d2s, m, got)                                   /* next(cctx) */
+	:: else -> recv(d2s, m, got);                                /* answeredBefore */
+		if
+		:: got && (m == ABORT || m == RUNNING || (m == BROKEN && pc)) -> skip
+		:: else -> got = 0
+		fi
+	fi;
+	if
+	:: got && m == RUNNING && !pc -> s_ho = H_COMPLETED; goto sdone
+	:: got && m == RUNNING && pc -> s_ho = H_POSTCOPY
+	:: got && m == ABORT ->
+		atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
+	:: got && m == BROKEN && pc -> src_broken(1); goto sdone     /* pc.broken */
+	:: else ->
+#if MUTANT == 1
+		atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
+#endif
+		if
+		:: !pc -> s_ho = H_UNKNOWN; goto sdone                     /* sender.unknown */
+		:: pc ->                                                   /* sender.recommit */
+			reconnect(out);
+			if
+			:: out == 3 -> atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
+			:: out == 4 -> src_broken(1); goto sdone
+			:: out == 0 -> src_broken(0); goto sdone
+			:: out == 1 || out == 2 -> s_ho = H_POSTCOPY
+			fi
+		fi
+	fi;
+	/* pcSend.run: push the owed pages, settle, reconnect after a break */
+	if
+	:: out == 2 -> goto settled
+	:: else -> skip
+	fi;
+push:
+	send(s2d, PAGES, ok);                                       /* pcSend.push */
+	if
+	:: !ok -> goto broke                                        /* pushFailed: linkError */
+	:: else -> skip
+	fi;
+	recv(d2s, m, got);                                          /* pcSend.settle */
+	if
+	:: got && m == SETTLED -> goto settled
+	:: got && m == BROKEN -> send(s2d, BROKEN, ok); src_broken(1); goto sdone
+	:: got && m != SETTLED && m != BROKEN -> src_broken(0); goto sdone   /* unexpected: not a link error */
+	:: !got -> goto broke
+	fi;
+broke:
+	/* pcSend.lastWord: a BROKEN still buffered decides */
+	if
+	:: d2s?BROKEN -> src_broken(1); goto sdone
+	:: skip
+	fi;
+	reconnect(out);
+	if
+	:: out == 1 -> goto push
+	:: out == 2 -> goto settled
+	:: out == 3 -> src_broken(0); goto sdone                    /* ABORT after RUNNING: final, broken */
+	:: out == 4 -> src_broken(1); goto sdone
+	:: out == 0 -> src_broken(0); goto sdone
+	fi;
+settled:
+	send(s2d, SETTLED, ok);                                     /* pc.answer(msgSettled) */
+	s_ho = H_COMPLETED;
+sdone:
+	/* endMigration: sideAfter, migrationDone and release, one step
+	 * under the run lock. */
+	atomic {
+		hangup();
+		if
+		:: s_ho == H_COMPLETED -> s_side = SD_MIGRATED; if :: s_vm == V_PAUSED -> s_vm = V_MIGRATED :: else fi
+		:: s_ho == H_UNKNOWN -> s_side = SD_UNKNOWN; if :: s_vm == V_PAUSED -> s_vm = V_HUNKNOWN :: else fi
+		:: s_ho == H_PCBROKEN -> s_side = SD_PCBROKEN; if :: s_vm == V_PAUSED -> s_vm = V_PCBROKEN :: else fi
+		:: s_ho == H_FAILED -> s_side = SD_RUNNING
+		fi;
+		s_own = 0; s_done = 1
+	}
+	} unless { s_dead }
+}
+
+/* ---- the destination VMM ---------------------------------------------- */
+
+/* pcRecv.acceptResume in a listening loop; got 1 when a RESUME came,
+ * 0 when it gave up (only once no source can come: s_dead or s_done,
+ * the timing assumption of reconnect above). */
+inline listen(got) {
+	hangup();                                                   /* closeSession */
+	d_listen = 1;
+	do
+	:: atomic { s2d?RESUME -> d_listen = 0; got = 1; break }
+	:: atomic { s_dead || s_done -> d_listen = 0; got = 0; break }
+	od
+}
+
+/* pcRecv.broken: halt FIRST, then tell the source (tellBroken, or
+ * lingerToTell): BROKEN on the session, else to a RESUME. */
+inline dst_broken(tell) {
+	atomic { d_vm = V_STOPPED; d_ho = H_PCBROKEN; d_broke = 1 };
+	if
+	:: tell ->
+		send(d2s, BROKEN, ok);
+		if
+		:: ok -> recv(s2d, m, got)                              /* awaitSourceClose */
+		:: else -> got = 0
+		fi;
+		if
+		:: got && m == BROKEN -> skip
+		:: else ->
+			listen(got);                                        /* lingerToTell */
+			if
+			:: got -> send(d2s, BROKEN, ok)
+			:: else -> skip
+			fi
+		fi
+	:: else -> skip
+	fi
+}
+
+proctype Dst() {
+	mtype m; bit got, ok;
+	{
+	/* receiver.loop in waiting/receiving: HELLO, READY and the pages
+	 * are abstracted; STATE (after POSTCOPY in post-copy) completes. */
+	recv(s2d, m, got);
+	if
+	:: got && m == STATE -> skip
+	:: else -> d_ho = H_FAILED; goto ddone     /* ABORT, a cut, incoming_timeout: giveUp */
+	fi;
+	/* receiver.stateChunk: LoadState; a cancel first fails it (giveUp: ABORT) */
+	if
+	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+	:: else -> skip
+	fi;
+	atomic {
+		d_ho = H_LOADED; d_vm = V_PAUSED; d_pc = pc;
+		if                              /* (a state the source ran on after it sent it is older) */
+		:: !pc -> d_full = !s_resumed
+		:: pc -> skip                   /* owed pages are absent here ... */
+		:: pc -> d_full = !s_resumed    /* ... unless none was owed */
+		fi
+	};
+	send(d2s, LOADED, ok);
+	if
+	:: !ok -> d_ho = H_UNKNOWN; goto ddone                       /* send LOADED: r.unknown */
+	:: else -> skip
+	fi;
+	/* receiver.loop in loaded (recv: switchover_timeout) */
+	if
+	:: s2d?COMMIT -> goto commit
+	:: s2d?ABORT -> d_ho = H_FAILED; goto ddone
+	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
+	:: !d_cancel ->                                  /* a cut or silence */
+		if
+		:: !pc -> d_ho = H_UNKNOWN; goto ddone                      /* r.unknown */
+		:: pc ->                                                    /* pcRecv.uncommitted */
+			listen(got);
+			if
+			:: got ->
+#if MUTANT == 4
+				skip
+#endif
+				d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+			:: else -> d_ho = H_UNKNOWN; goto ddone
+			fi
+		fi
+	fi;
+commit:
+	if
+	:: !pc ->                                                       /* receiver.commit */
+		if
+		:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+		:: else -> atomic { dst_runs(); d_acted = 1; d_ho = H_RUNNING };
+			send(d2s, RUNNING, ok); goto ddone
+		fi
+	:: pc -> skip
+	fi;
+	/* pcRecv.commit: failedEarly, held.hold(), Resume */
+	if
+	:: d_pcfail || d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+	:: else -> atomic { d_held = 1; dst_runs(); d_acted = 1; d_ho = H_POSTCOPY }
+	fi;
+	send(d2s, RUNNING, ok);
+	if
+	:: !ok -> goto relisten
+	:: else -> skip
+	fi;
+wait:                                                               /* pcRecv.wait */
+	if
+	:: d_full -> goto finish
+	:: s2d?PAGES -> d_full = 1; goto finish
+	:: d_pcfail -> dst_broken(1); goto ddone
+	:: s2d?SETTLED -> goto wait          /* not waited for here: ignored */
+	:: s2d?BROKEN -> goto wait
+	:: goto relisten                    /* the session broke or stalled */
+	fi;
+relisten:                                                           /* pcRecv.reconnect */
+	listen(got);
+	if
+	:: got && d_pcfail -> dst_broken(1); goto ddone
+	:: got && !d_pcfail ->
+#if MUTANT == 4
+		send(d2s, ABORT, ok); d_ho = H_FAILED; goto ddone
+#endif
+		send(d2s, MISSING, ok); goto wait                           /* pcRecv.resume */
+	:: !got && d_full -> goto finished                              /* completeWithout */
+	:: !got && !d_full -> dst_broken(0); goto ddone                 /* errNoSourceResumed: nobody to tell */
+	fi;
+finish:                                                             /* pcRecv.finish, tellSettled */
+	send(d2s, SETTLED, ok);
+	if
+	:: !ok -> listen(got);                                          /* tellSettled: reconnect */
+		if
+		:: got -> send(d2s, MISSING, ok); goto finish   /* an empty MISSING, then SETTLED again */
+		:: else -> goto finished
+		fi
+	:: ok -> recv(s2d, m, got);                                     /* awaitSourceClose */
+		if
+		:: got && m == SETTLED -> skip
+		:: got && m == PAGES -> skip       /* a late push; the source answers SETTLED next */
+		:: else ->
+			listen(got);                                            /* lingerToTell */
+			if
+			:: got -> send(d2s, SETTLED, ok)
+			:: else -> skip
+			fi
+		fi
+	fi;
+finished:
+	d_ho = H_RUNNING;
+ddone:
+	/* endMigration / migrationDone; a failed or broken destination
+	 * exits (v.finish), the others stay. */
+	atomic {
+		hangup(); d_listen = 0;
+		if
+		:: d_ho == H_RUNNING -> d_side = SD_RUNNING
+		:: d_ho == H_UNKNOWN -> d_side = SD_UNKNOWN; if :: d_vm == V_PAUSED -> d_vm = V_HUNKNOWN :: else fi
+		:: d_ho == H_FAILED -> d_side = SD_FAILED; d_vm = V_STOPPED     /* v.finish: exits */
+		:: d_ho == H_PCBROKEN -> d_side = SD_PCBROKEN; d_vm = V_STOPPED
+		fi;
+		d_own = 0; d_done = 1
+	};
+	/* the process exits after the stop (cmd/ferry-vmm: Run returns) */
+	if
+	:: d_side == SD_FAILED || d_side == SD_PCBROKEN -> d_dead = 1
+	:: else -> skip
+	fi
+	} unless { d_dead }
+}
+
+/* ---- faults ------------------------------------------------------------ */
+
+proctype Faults() {
+	do
+	:: atomic { breaks > 0 && up -> up = 0; breaks-- }                  /* a cut: each side notices on its own */
+	:: atomic { !up && (nempty(s2d) || nempty(d2s)) -> do :: s2d?_ :: d2s?_ :: empty(s2d) && empty(d2s) -> break od }  /* in flight: lost */
+	:: atomic { !s_crash && !d_crash && !s_dead -> s_crash = 1; s_dead = 1; s_vm = V_STOPPED; up = 0; s_dial = 0 }  /* kill -9 */
+	:: atomic { !d_crash && !s_crash && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0 }
+	:: atomic { !d_pcfail && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
+	:: atomic { d_own && !d_held && !d_cancel -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
+	:: break
+	od
+}
+
+/* ---- migrate-resolve on a VMM (vmm/handover.go: resolveLocked) -------- */
+
+/* One action on the source, under its run lock; ok when the side is
+ * what the action leads to (resolver.do checks the answer). */
+inline vmm_resolve_src(want, ok) {
+	atomic {
+		if
+		:: s_dead -> ok = 0
+		:: !s_dead && s_side == want -> ok = 1                      /* done before */
+		:: !s_dead && s_side != want && s_side != SD_UNKNOWN -> ok = 0   /* nothing to resolve */
+		:: !s_dead && s_side != want && s_side == SD_UNKNOWN ->
+			if
+			:: want == SD_RUNNING -> src_runs(0)                    /* handover-unknown → paused → running */
+			:: want == SD_MIGRATED -> s_vm = V_MIGRATED
+			fi;
+			s_side = want; ok = 1
+		fi
+	}
+}
+
+inline vmm_resolve_dst(want, ok) {
+	atomic {
+		if
+		:: d_dead -> ok = 0
+		:: !d_dead && d_side == want -> ok = 1
+		:: !d_dead && d_side != want && d_side != SD_UNKNOWN -> ok = 0
+		:: !d_dead && d_side != want && d_side == SD_UNKNOWN ->
+			if
+#if MUTANT == 5
+			:: want == SD_RUNNING -> dst_runs(); d_side = want; ok = 1
+#else
+			:: want == SD_RUNNING && d_pc && !d_full -> ok = 0      /* lacksPages: errLacksPages */
+			:: want == SD_RUNNING && !(d_pc && !d_full) -> dst_runs(); d_side = want; ok = 1
+#endif
+			:: want == SD_DISCARDED -> d_vm = V_DISCARDED; d_side = want; ok = 1; d_guess = d_guess || guess
+			fi
+		fi
+	}
+}
+
+/* quit from the control socket (vmm/commands.go: outside, refusals) */
+inline quit_dst() {
+	atomic { if :: !d_dead && !d_own && d_vm != V_HUNKNOWN -> d_vm = V_STOPPED; d_dead = 1 :: else fi }
+}
+
+/* ---- migrate's resolver (cmd/migrate/resolve.go) ------------------------ */
+
+/* plan(src, dst): the whole policy, transcribed. */
+inline plan(qs, qd, v, a1, a2, a3) {
+	a1 = A_NONE; a2 = A_NONE; a3 = A_NONE;
+	guess = (qs == SD_UNREACH);       /* ghost: the source could not be asked */
+	if
+	:: qd == SD_PCBROKEN -> v = VD_LOST
+	:: qd != SD_PCBROKEN && qs == SD_PCBROKEN && qd == SD_RUNNING -> v = VD_MOVED
+	:: qd != SD_PCBROKEN && qs == SD_PCBROKEN && qd == SD_MIGRATING -> v = VD_WAIT
+	:: qd != SD_PCBROKEN && qs == SD_PCBROKEN && qd != SD_RUNNING && qd != SD_MIGRATING -> v = VD_LOST
+	:: qd != SD_PCBROKEN && qs == SD_MIGRATING -> v = VD_WAIT
+	:: qd != SD_PCBROKEN && qs == SD_UNKNOWN ->
+		if
+		:: qd == SD_RUNNING -> a1 = A_SRC_MIGRATED; v = VD_MOVED
+		:: qd == SD_UNKNOWN -> a1 = A_DST_DISCARD; a2 = A_SRC_RESUME; a3 = A_DST_QUIT; v = VD_SOURCE
+		:: qd == SD_DISCARDED -> a1 = A_SRC_RESUME; a2 = A_DST_QUIT; v = VD_SOURCE
+		:: qd == SD_FAILED -> a1 = A_SRC_RESUME; v = VD_SOURCE
+		:: qd == SD_MIGRATING -> v = VD_WAIT
+#if MUTANT == 2
+		:: qd == SD_UNREACH -> a1 = A_SRC_RESUME; v = VD_SOURCE
+		:: else -> v = VD_MANUAL
+#else
+		:: else -> v = VD_MANUAL
+#endif
+		fi
+	:: qd != SD_PCBROKEN && qs == SD_RUNNING ->
+		if
+		:: qd == SD_UNKNOWN -> a1 = A_DST_DISCARD; a2 = A_DST_QUIT; v = VD_SOURCE
+		:: qd == SD_DISCARDED -> a1 = A_DST_QUIT; v = VD_SOURCE
+		:: qd == SD_MIGRATING -> v = VD_CANCELDST
+		:: qd == SD_RUNNING -> v = VD_BOTHRUN
+		:: else -> v = VD_SOURCE
+		fi
+	:: qd != SD_PCBROKEN && qs == SD_MIGRATED ->
+		if
+		:: qd == SD_UNKNOWN -> a1 = A_DST_RESUME; v = VD_MOVED
+		:: qd == SD_RUNNING -> v = VD_MOVED
+		:: else -> v = VD_MANUAL
+		fi
+	:: qd != SD_PCBROKEN && qs == SD_UNREACH ->
+		if
+		:: qd == SD_RUNNING -> v = VD_MOVED
+		:: qd == SD_UNKNOWN -> v = VD_MANUAL
+		:: qd == SD_MIGRATING -> v = VD_WAIT   /* was VD_CANCELDST: see README, "Found" */
+		:: else -> v = VD_IDLE
+		fi
+	fi
+}
+
+/* resolver.do for one step; ok 0 stops the plan (manual). */
+inline do_step(a, ok) {
+	if
+	:: a == A_NONE -> ok = 1
+	:: a == A_DST_DISCARD -> vmm_resolve_dst(SD_DISCARDED, ok)
+	:: a == A_DST_RESUME -> vmm_resolve_dst(SD_RUNNING, ok)
+	:: a == A_SRC_RESUME -> vmm_resolve_src(SD_RUNNING, ok)
+	:: a == A_SRC_MIGRATED -> vmm_resolve_src(SD_MIGRATED, ok)
+	:: a == A_DST_QUIT -> quit_dst(); ok = 1
+	:: a == A_DST_QUIT -> ok = 1            /* quit's answer lost / refused: resolver.do goes on */
+	fi
+}
+
+/* resolver.resolve: query both (two calls, at two moments), plan, act.
+ * v is the verdict reached (VD_MANUAL when it stopped). */
+inline resolve(v) {
+	do
+	:: atomic { qs = (s_dead -> SD_UNREACH : s_side) };
+	   d_step { qd = (d_dead -> SD_UNREACH : d_side); plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0 };
+	   if
+	   :: v == VD_WAIT -> skip                       /* poll again */
+	   :: v == VD_CANCELDST ->                      /* cancelMigration(dst), poll again */
+		atomic { if :: d_own && !d_held -> d_cancel = 1; d_guess = d_guess || guess :: else fi }
+	   :: v == VD_WAIT || v == VD_CANCELDST -> v = VD_MANUAL; break   /* still migrating after the wait */
+	   :: v != VD_WAIT && v != VD_CANCELDST ->
+		do_step(a1, ok);
+		if :: ok -> do_step(a2, ok) :: else fi;
+		if :: ok -> do_step(a3, ok) :: else fi;
+		if :: !ok -> v = VD_MANUAL :: else fi;
+		break
+	   fi
+	od
+}
+
+/* quitSource: quit the source only if it says it handed the guest over. */
+inline quit_source() {
+	atomic { if
+		:: !s_dead && !s_own && (s_side == SD_MIGRATED || s_side == SD_PCBROKEN) &&
+			s_vm != V_HUNKNOWN -> s_vm = V_STOPPED; s_dead = 1
+		:: else
+	fi }
+}
+
+/* `migrate -config job.hcl`: follow the source until done or silent,
+ * then conclude (cmd/migrate/main.go: run, follow, conclude,
+ * finishCompleted). */
+proctype Ctl() {
+	byte qs, qd, v, a1, a2, a3; bit ok, guess;
+	s_done || s_dead;
+	if
+	:: !s_dead && s_side == SD_MIGRATED -> v = VD_MOVED           /* completed */
+	:: else -> resolve(v)                       /* unknown, postcopy-broken, failed (cleanup), silent */
+	fi;
+	if
+	:: v == VD_MOVED -> if :: quit_source() :: skip fi      /* finishCompleted; quitSource's call may fail */
+	:: else -> skip
+	fi
+}
+
+/* An operator, at any time: resume or quit on either control socket,
+ * `migrate -resolve` (a second resolver racing the first), and the
+ * manual migrate-resolve resume that resolver.manual prints, only when
+ * its condition holds. */
+proctype Ops() {
+	byte qs, qd, v, a1, a2, a3; bit ok, guess;
+	do
+	:: atomic {                                                     /* resume (outside) */
+#if MUTANT == 3
+		!s_dead && s_vm == V_PAUSED && s_own -> src_runs(0)
+#else
+		!s_dead && !s_own && s_vm == V_PAUSED -> src_runs(0)
+#endif
+	   }
+	:: atomic { !d_dead && !d_own && d_vm == V_PAUSED -> dst_runs() }
+	:: atomic { !s_dead && !s_own && s_vm != V_HUNKNOWN && s_vm != V_RUNNING ->    /* quit of a copy not running */
+		s_vm = V_STOPPED; s_dead = 1; s_crash = 1 }
+	:: atomic { !d_dead && !d_own && d_vm != V_HUNKNOWN && d_vm != V_RUNNING ->
+		d_vm = V_STOPPED; d_dead = 1; d_crash = 1 }
+	:: (s_done || s_dead) -> resolve(v)    /* migrate -resolve (before, plan waits for the source: nothing moves) */
+	   if :: v == VD_MOVED -> if :: quit_source() :: skip fi :: else fi;
+	   d_step { v = 0; a1 = 0; a2 = 0; a3 = 0; ok = 0 }
+	/* "Only if the destination host is gone for good and the guest never ran there" */
+	:: d_dead && !d_ran -> vmm_resolve_src(SD_RUNNING, ok); ok = 0
+	/* "Only if the source is gone for good and the destination is handover-unknown" */
+	:: s_dead -> vmm_resolve_dst(SD_RUNNING, ok); ok = 0
+	:: break
+	od
+}
+
+/* Property (b), once nothing else can move: the recovery the documents
+ * give (migrate -resolve, then the printed manual steps when their
+ * condition holds) leaves a copy running, unless the loss is one the
+ * design accepts: both VMMs died; the only complete copy's VMM died (the
+ * source before the destination held every page); the destination died
+ * after it ran the guest; post-copy broke for good on the destination
+ * (reported as lost, never "fixed" by resuming the source); an
+ * operator cancelled the destination (migrate-cancel, its SIGTERM: "the
+ * guest stays on the source") and the source died; the destination
+ * gave the guest up on the protocol's word (an ABORT, a RESUME before
+ * COMMIT, plan's discard), and the source died after that word: the
+ * destination cannot know, and one side must move first. Not accepted:
+ * migrate giving up a destination whose source was already gone
+ * (d_guess). */
+#define ACCEPTED ((s_crash && d_crash) || (s_crash && !d_full) || (d_crash && d_ran) || d_broke || \
+	(s_crash && d_opcancel) || (s_crash && (d_ho == H_FAILED || d_side == SD_DISCARDED) && !d_guess))
+
+active proctype Judge() {
+	byte qs, qd, v, a1, a2, a3; bit ok, guess;
+	run Src(); run Dst(); run Faults(); run Ctl(); run Ops();
+	timeout;
+	resolve(v);
+	if :: v == VD_MOVED -> quit_source() :: else fi;
+	if
+	:: !S_RUNS && !D_RUNS && d_dead && !d_ran && !s_dead -> vmm_resolve_src(SD_RUNNING, ok)
+	:: !S_RUNS && !D_RUNS && s_dead && !d_dead -> vmm_resolve_dst(SD_RUNNING, ok)
+	:: else -> skip
+	fi;
+	assert(S_RUNS || D_RUNS || ACCEPTED)
+}
