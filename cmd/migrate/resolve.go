@@ -40,7 +40,7 @@ const (
 	verdictMoved                        // the guest runs on the destination
 	verdictManual                       // not decidable from here: nothing is resumed
 	verdictBothRun                      // both sides report running: a bug, said loudly
-	verdictCancelDst                    // the destination still waits: cancel it, then ask again
+	verdictCancelDst                    // the destination still waits beside a running source: cancel it, then ask again
 	verdictIdle                         // the source cannot be asked, and the destination holds nothing
 	verdictLost                         // post-copy broke: no side may run the guest again
 )
@@ -102,14 +102,18 @@ func plan(src, dst api.Side) ([]step, verdict) {
 	// The source cannot be asked, or has no migration (a VMM started
 	// anew at the same socket holds no copy of this guest): whether the
 	// guest lives there is unknown, so the destination must not be moved
-	// either (a cancel never runs it).
+	// either. Not even cancelled: one that loaded the state and waits
+	// for COMMIT may hold the only complete copy of a guest whose source
+	// died, and a cancel after LOADED makes it give the guest up (ABORT,
+	// failed). It ends handover-unknown on its own (switchover_timeout),
+	// and one that had not loaded it fails on its own.
 	switch dst {
 	case api.SideRunning:
 		return nil, verdictMoved
 	case api.SideUnknown:
 		return nil, verdictManual
 	case api.SideMigrating:
-		return nil, verdictCancelDst
+		return nil, verdictWait
 	}
 	return nil, verdictIdle
 }

@@ -61,7 +61,8 @@ func TestPlan(t *testing.T) {
 		{api.SideMigrated, api.SideUnknown, verdictMoved, 1},
 		{sideUnreachable, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideUnknown, verdictManual, 0},
-		{api.SideNone, api.SideMigrating, verdictCancelDst, 0},
+		{api.SideNone, api.SideMigrating, verdictWait, 0},           // never cancelled: it may hold the only copy
+		{sideUnreachable, api.SideMigrating, verdictWait, 0},        // (TestRunSourceDiesAfterLoaded)
 		{api.SidePostcopyBroken, api.SideRunning, verdictMoved, 0},  // its post-copy completed there
 		{api.SidePostcopyBroken, api.SideMigrating, verdictWait, 0}, // it may complete (resolver.pcWait)
 		{api.SideRunning, api.SidePostcopyBroken, verdictLost, 0},

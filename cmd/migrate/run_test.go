@@ -486,7 +486,9 @@ func TestRunSourceUnreachableCleansDestination(t *testing.T) {
 // TestRunSourceDiesMidway: the source VMM exits during a dirty pass (its
 // guest crashed, say) before any report. migrate says the source stopped
 // answering, in which pass, and reports how far the migration got from
-// the last progress instead of zeros; the destination is cancelled.
+// the last progress instead of zeros. The destination, whose stream
+// broke, fails on its own; migrate does not cancel it (it cannot tell
+// one that loaded the state: TestRunSourceDiesAfterLoaded).
 func TestRunSourceDiesMidway(t *testing.T) {
 	c := newRunCase(t)
 	c.src.progress = engine.Progress{Phase: engine.PhaseDirty, Pass: 10, BytesWire: 150 << 20, PagesSent: 30000,
@@ -494,6 +496,7 @@ func TestRunSourceDiesMidway(t *testing.T) {
 	go func() { // once migrate has seen the progress, however late a loaded machine runs it
 		c.src.waitStatuses(3)
 		c.src.kill()
+		c.dst.finishWith(3, engine.StatusFailed, api.SideFailed)
 	}()
 	rep, _, err := c.run(context.Background(), t)
 	if err == nil || !strings.Contains(err.Error(), "the source stopped answering during the migration (dirty, pass 10)") {
@@ -512,8 +515,45 @@ func TestRunSourceDiesMidway(t *testing.T) {
 	c.mu.Lock()
 	calls := strings.Join(c.calls, ",")
 	c.mu.Unlock()
-	if !strings.Contains(calls, "receive migrate-cancel") {
-		t.Errorf("calls %s: the destination was not cancelled", calls)
+	if strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: the destination was cancelled beside a source that cannot be asked", calls)
+	}
+}
+
+// TestRunSourceDiesAfterLoaded: the source VMM dies (its host lost
+// power) after the destination loaded the state and answered LOADED,
+// before COMMIT. The destination, still waiting for COMMIT (it says
+// migrating until its switchover_timeout passes), now holds the only
+// complete copy of the guest. migrate, which cannot ask the source, must
+// not cancel it: a cancel after LOADED makes it give the guest up (ABORT,
+// failed, its VMM exits), and the guest was lost. Found by the SPIN model
+// (docs/model): plan cancelled a migrating destination beside an
+// unreachable source. Now it waits; the destination ends handover-unknown
+// and migrate prints what to run.
+func TestRunSourceDiesAfterLoaded(t *testing.T) {
+	c := newRunCase(t)
+	c.src.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverSwitchover}
+	c.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverLoaded}
+	go func() {
+		time.Sleep(3 * statusPoll)
+		c.src.kill()
+		c.dst.finishWith(5, engine.StatusHandoverUnknown, api.SideUnknown) // its wait for COMMIT ends
+	}()
+	_, out, err := c.run(context.Background(), t)
+	if err == nil {
+		t.Fatal("run succeeded without a source")
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: the destination, which may hold the only copy of the guest, was cancelled", calls)
+	}
+	if r := c.resolutions(); len(r) != 0 {
+		t.Errorf("moved %v beside a source that cannot be asked", r)
+	}
+	if !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock) {
+		t.Errorf("output does not say how to resume the destination:\n%s", out)
 	}
 }
 
