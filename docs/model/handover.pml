@@ -25,6 +25,8 @@
  *   4  a post-copy destination answers a RESUME after COMMIT with ABORT
  *   5  migrate-resolve resume on a post-copy destination ignores
  *      lacksPages
+ *   6  plan cancels a migrating destination beside a source that
+ *      cannot be asked (the code before the fix in README, "Found")
  */
 
 #ifndef MUTANT
@@ -151,19 +153,27 @@ inline dst_runs() {
 inline send(ch, m, ok) {
 	if
 	:: up && nfull(ch) -> ch!m; ok = 1
-	:: up && nfull(ch) -> ch!m; ok = 0
+	:: up && nfull(ch) && breaks > 0 -> ch!m; ok = 0; breaks--
 	:: !up -> ok = 0
 	fi
 }
 
 /* the reader's next message: one that arrived, or the end of the
- * connection seen (got 0): a break, an RST that drops what is buffered,
- * or its own deadline (always possible: the peer may be slow). */
+ * connection seen (got 0): a break (an RST drops what is buffered), or
+ * its own deadline passing on a connection that is up (a slow or
+ * stalled peer: it costs a break, which bounds the model). */
 inline recv(ch, m, got) {
 	if
 	:: ch?m -> got = 1
-	:: got = 0
+	:: !up -> got = 0
+	:: up && breaks > 0 -> breaks--; got = 0
 	fi
+}
+
+/* a deadline passes, or the end was seen, without a message */
+#define GIVEUP (!up || breaks > 0)
+inline giveup() {
+	if :: up -> breaks-- :: else fi
 }
 
 /* A side closes its end (the transport's Close): the peer reads what
@@ -199,7 +209,7 @@ inline reconnect(out) {
 		:: d2s?BROKEN -> send(s2d, BROKEN, ok); out = 4; break   /* reopen: pc.answer(msgBroken) */
 		:: d2s?RUNNING -> skip            /* an old session's message: not on a fresh one */
 		:: d2s?LOADED -> skip
-		:: hangup()                       /* failed try: waiting for MISSING; next try */
+		:: atomic { GIVEUP -> giveup(); hangup() }   /* failed try: waiting for MISSING; next try */
 		fi
 	/* reconnect_timeout: only when no destination can take the reconnect
 	 * any more (a timing assumption: both sides keep trying for much
@@ -419,16 +429,13 @@ proctype Dst() {
 	:: s2d?COMMIT -> goto commit
 	:: s2d?ABORT -> d_ho = H_FAILED; goto ddone
 	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
-	:: !d_cancel ->                                  /* a cut or silence */
+	:: atomic { !d_cancel && GIVEUP -> giveup() }    /* a cut, or silence for switchover_timeout */
 		if
 		:: !pc -> d_ho = H_UNKNOWN; goto ddone                      /* r.unknown */
 		:: pc ->                                                    /* pcRecv.uncommitted */
 			listen(got);
 			if
 			:: got ->
-#if MUTANT == 4
-				skip
-#endif
 				d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
 			:: else -> d_ho = H_UNKNOWN; goto ddone
 			fi
@@ -461,7 +468,7 @@ wait:                                                               /* pcRecv.wa
 	:: d_pcfail -> dst_broken(1); goto ddone
 	:: s2d?SETTLED -> goto wait          /* not waited for here: ignored */
 	:: s2d?BROKEN -> goto wait
-	:: goto relisten                    /* the session broke or stalled */
+	:: atomic { GIVEUP -> giveup() }; goto relisten   /* the session broke or stalled */
 	fi;
 relisten:                                                           /* pcRecv.reconnect */
 	listen(got);
@@ -520,14 +527,20 @@ ddone:
 
 /* ---- faults ------------------------------------------------------------ */
 
+/* At most one fault of a process per run (a crash, the fault service
+ * failing, an operator's cancel of the destination), besides BREAKS
+ * connection breaks: two crashes lose the guest by definition, and the
+ * other pairs only multiply the states. */
+#define FAULT (s_crash || d_crash || d_pcfail || d_cancel)
+
 proctype Faults() {
 	do
 	:: atomic { breaks > 0 && up -> up = 0; breaks-- }                  /* a cut: each side notices on its own */
 	:: atomic { !up && (nempty(s2d) || nempty(d2s)) -> do :: s2d?_ :: d2s?_ :: empty(s2d) && empty(d2s) -> break od }  /* in flight: lost */
-	:: atomic { !s_crash && !d_crash && !s_dead -> s_crash = 1; s_dead = 1; s_vm = V_STOPPED; up = 0; s_dial = 0 }  /* kill -9 */
-	:: atomic { !d_crash && !s_crash && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0 }
-	:: atomic { !d_pcfail && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
-	:: atomic { d_own && !d_held && !d_cancel -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
+	:: atomic { !FAULT && !s_dead -> s_crash = 1; s_dead = 1; s_vm = V_STOPPED; up = 0; s_dial = 0 }  /* kill -9 */
+	:: atomic { !FAULT && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0 }
+	:: atomic { !FAULT && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
+	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
 	:: break
 	od
 }
@@ -621,7 +634,11 @@ inline plan(qs, qd, v, a1, a2, a3) {
 		if
 		:: qd == SD_RUNNING -> v = VD_MOVED
 		:: qd == SD_UNKNOWN -> v = VD_MANUAL
-		:: qd == SD_MIGRATING -> v = VD_WAIT   /* was VD_CANCELDST: see README, "Found" */
+#if MUTANT == 6
+		:: qd == SD_MIGRATING -> v = VD_CANCELDST   /* plan before the fix (README, "Found") */
+#else
+		:: qd == SD_MIGRATING -> v = VD_WAIT        /* never cancelled: README, "Found" */
+#endif
 		:: else -> v = VD_IDLE
 		fi
 	fi
@@ -659,6 +676,25 @@ inline resolve(v) {
 		break
 	   fi
 	od
+}
+
+/* One pass of resolver.resolve as an operator's `migrate -resolve`:
+ * both queries in one step (Ctl's resolve covers the moment between
+ * them), and a wait is left to a later pass (Ops may run it again). */
+inline resolve_once(v) {
+	d_step {
+		qs = (s_dead -> SD_UNREACH : s_side); qd = (d_dead -> SD_UNREACH : d_side);
+		plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0
+	};
+	if
+	:: v == VD_CANCELDST ->
+		atomic { if :: d_own && !d_held -> d_cancel = 1; d_guess = d_guess || guess :: else fi }
+	:: v != VD_CANCELDST ->
+		do_step(a1, ok);
+		if :: ok -> do_step(a2, ok) :: else fi;
+		if :: ok -> do_step(a3, ok) :: else fi;
+		if :: !ok -> v = VD_MANUAL :: else fi
+	fi
 }
 
 /* quitSource: quit the source only if it says it handed the guest over. */
@@ -705,9 +741,9 @@ proctype Ops() {
 		s_vm = V_STOPPED; s_dead = 1; s_crash = 1 }
 	:: atomic { !d_dead && !d_own && d_vm != V_HUNKNOWN && d_vm != V_RUNNING ->
 		d_vm = V_STOPPED; d_dead = 1; d_crash = 1 }
-	:: (s_done || s_dead) -> resolve(v)    /* migrate -resolve (before, plan waits for the source: nothing moves) */
+	:: (s_done || s_dead) -> resolve_once(v);  /* migrate -resolve (before, plan waits for the source: nothing moves) */
 	   if :: v == VD_MOVED -> if :: quit_source() :: skip fi :: else fi;
-	   d_step { v = 0; a1 = 0; a2 = 0; a3 = 0; ok = 0 }
+	   d_step { v = 0; a1 = 0; a2 = 0; a3 = 0; ok = 0; guess = 0 }
 	/* "Only if the destination host is gone for good and the guest never ran there" */
 	:: d_dead && !d_ran -> vmm_resolve_src(SD_RUNNING, ok); ok = 0
 	/* "Only if the source is gone for good and the destination is handover-unknown" */
@@ -735,7 +771,10 @@ proctype Ops() {
 
 active proctype Judge() {
 	byte qs, qd, v, a1, a2, a3; bit ok, guess;
-	run Src(); run Dst(); run Faults(); run Ctl(); run Ops();
+	run Src(); run Dst(); run Faults(); run Ctl();
+#ifndef NO_OPS
+	run Ops();    /* -DNO_OPS: no operator racing the migration (post-copy with breaks: README) */
+#endif
 	timeout;
 	resolve(v);
 	if :: v == VD_MOVED -> quit_source() :: else fi;
