@@ -573,11 +573,12 @@ inline vmm_resolve_dst(want, ok) {
 		:: !d_dead && d_side != want && d_side != SD_UNKNOWN -> ok = 0
 		:: !d_dead && d_side != want && d_side == SD_UNKNOWN ->
 			if
+			/* property (e): what migrate-resolve runs is the whole, current guest */
 #if MUTANT == 5
-			:: want == SD_RUNNING -> dst_runs(); d_side = want; ok = 1
+			:: want == SD_RUNNING -> assert(d_full); dst_runs(); d_side = want; ok = 1
 #else
 			:: want == SD_RUNNING && d_pc && !d_full -> ok = 0      /* lacksPages: errLacksPages */
-			:: want == SD_RUNNING && !(d_pc && !d_full) -> dst_runs(); d_side = want; ok = 1
+			:: want == SD_RUNNING && !(d_pc && !d_full) -> assert(d_full); dst_runs(); d_side = want; ok = 1
 #endif
 			:: want == SD_DISCARDED -> d_vm = V_DISCARDED; d_side = want; ok = 1; d_guess = d_guess || guess
 			fi
@@ -746,8 +747,9 @@ proctype Ops() {
 	   d_step { v = 0; a1 = 0; a2 = 0; a3 = 0; ok = 0; guess = 0 }
 	/* "Only if the destination host is gone for good and the guest never ran there" */
 	:: d_dead && !d_ran -> vmm_resolve_src(SD_RUNNING, ok); ok = 0
-	/* "Only if the source is gone for good and the destination is handover-unknown" */
-	:: s_dead -> vmm_resolve_dst(SD_RUNNING, ok); ok = 0
+	/* "Only if the source is gone for good and the destination is handover-unknown",
+	 * and (not printed: README, "Code and docs") the source never ran the guest again */
+	:: s_dead && !s_resumed -> vmm_resolve_dst(SD_RUNNING, ok); ok = 0
 	:: break
 	od
 }
@@ -780,7 +782,7 @@ active proctype Judge() {
 	if :: v == VD_MOVED -> quit_source() :: else fi;
 	if
 	:: !S_RUNS && !D_RUNS && d_dead && !d_ran && !s_dead -> vmm_resolve_src(SD_RUNNING, ok)
-	:: !S_RUNS && !D_RUNS && s_dead && !d_dead -> vmm_resolve_dst(SD_RUNNING, ok)
+	:: !S_RUNS && !D_RUNS && s_dead && !s_resumed && !d_dead -> vmm_resolve_dst(SD_RUNNING, ok)
 	:: else -> skip
 	fi;
 	assert(S_RUNS || D_RUNS || ACCEPTED)
