@@ -303,6 +303,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		}
 		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
 	}
+	rs.sourceRan = true // it resumed the guest, or never paused it
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
 }

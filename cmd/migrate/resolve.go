@@ -127,9 +127,14 @@ type resolver struct {
 	id      string
 	jobFile string
 	told    map[string]bool // sockets leftAlone spoke of
-	wait    time.Duration   // how long a side may stay "migrating"
-	pcWait  time.Duration   // how long a destination may stay "migrating" beside a source whose post-copy broke
-	out     io.Writer
+	// sourceRan: migrate saw the source run the guest after this
+	// migration began (it reported "failed" and resumed, or a query
+	// found it running), so a destination's copy is older than the
+	// guest and must never run, whatever becomes of the source.
+	sourceRan bool
+	wait      time.Duration // how long a side may stay "migrating"
+	pcWait    time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	out       io.Writer
 }
 
 // query asks one side; an error means unreachable.
@@ -204,6 +209,9 @@ func (r *resolver) resolve() (verdict, error) {
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
+		if s.Side == api.SideRunning {
+			r.sourceRan = true
+		}
 		if err := r.pair(&s, &d); err != nil {
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
 			return verdictManual, r.manual(s.Side, d.Side, err)
@@ -281,7 +289,11 @@ func (r *resolver) do(st step) error {
 	return nil
 }
 
-// manual explains why nothing (more) was resumed and what to run.
+// manual explains why nothing (more) was resumed and what to run. The
+// destination may be run by hand only if the source never ran the guest
+// after the switch-over began: migrate cannot ask a dead source, so it
+// leaves that line out when it saw the source run, and otherwise says
+// what the operator must know first.
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
@@ -289,10 +301,16 @@ When both control sockets answer again, run:
     migrate -resolve -config %s
 Only if the destination host is gone for good and the guest never ran there, run the source with:
     echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-Only if the source is gone for good and the destination is handover-unknown, run the destination with:
+`, src, dst, cause, r.jobFile, r.src)
+	if r.sourceRan {
+		fmt.Fprintf(r.out, `Never run the destination %s: migrate saw the source run the guest after the migration began, so the destination's copy is older.
+`, r.dst)
+	} else {
+		fmt.Fprintf(r.out, `Only if the source is gone for good, the destination is handover-unknown, and the source never ran the guest after it paused for the switch-over (a source whose migration ended "failed" resumed it: the destination's copy is then older), run the destination with:
     echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
 (a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)
-`, src, dst, cause, r.jobFile, r.src, r.dst)
+`, r.dst)
+	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 }
 

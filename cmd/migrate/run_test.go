@@ -724,3 +724,53 @@ func TestRunFollowedElsewhere(t *testing.T) {
 		t.Errorf("calls %q: want the source, which handed over, quit", got)
 	}
 }
+
+// TestManualAfterSourceRan: the destination loaded the state and lost
+// its LOADED with the connection (it ends handover-unknown); the source,
+// without LOADED, resumed the guest and ran on ("failed"); then the
+// source's VMM died. The destination's copy is older than the guest, so
+// migrate must not tell the operator to run it (found by the handover
+// model, docs/model: property (e)). Without that knowledge (a fresh
+// migrate -resolve) the line says what the operator must know first.
+func TestManualAfterSourceRan(t *testing.T) {
+	for _, ran := range []bool{true, false} {
+		c := newRunCase(t)
+		c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		c.src.kill()
+		var out strings.Builder
+		r := newResolver(fakeJob(c.src, c.dst), &out)
+		r.sourceRan = ran
+		if _, err := r.resolve(); err == nil {
+			t.Fatalf("sourceRan %v: resolved beside a dead source:\n%s", ran, out.String())
+		}
+		if r := c.resolutions(); len(r) != 0 {
+			t.Errorf("sourceRan %v: moved %v beside a source that cannot be asked", ran, r)
+		}
+		resumeDst := "UNIX-CONNECT:" + c.dst.sock
+		switch {
+		case ran && strings.Contains(out.String(), resumeDst):
+			t.Errorf("told how to resume the destination's older copy:\n%s", out.String())
+		case ran && !strings.Contains(out.String(), "Never run the destination"):
+			t.Errorf("does not say the destination's copy is older:\n%s", out.String())
+		case !ran && !strings.Contains(out.String(), resumeDst):
+			t.Errorf("does not say how to resume the destination:\n%s", out.String())
+		case !ran && !strings.Contains(out.String(), `ended "failed" resumed it`):
+			t.Errorf("the destination's resume line does not say when it must not be used:\n%s", out.String())
+		}
+	}
+}
+
+// TestRunFailedRemembersSourceRan: a migration that ended "failed"
+// resumed the source, and the cleanup's resolver knows it.
+func TestRunFailedRemembersSourceRan(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusFailed, api.SideRunning)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	rs := newResolver(fakeJob(c.src, c.dst), io.Discard)
+	rep := report{}
+	rep.Status = engine.StatusFailed
+	conclude(fakeJob(c.src, c.dst), rep, api.Migration{}, nil, rs, io.Discard)
+	if !rs.sourceRan {
+		t.Error("a failed migration's resolver does not know the source ran the guest")
+	}
+}

@@ -747,8 +747,8 @@ proctype Ops() {
 	   d_step { v = 0; a1 = 0; a2 = 0; a3 = 0; ok = 0; guess = 0 }
 	/* "Only if the destination host is gone for good and the guest never ran there" */
 	:: d_dead && !d_ran -> vmm_resolve_src(SD_RUNNING, ok); ok = 0
-	/* "Only if the source is gone for good and the destination is handover-unknown",
-	 * and (not printed: README, "Code and docs") the source never ran the guest again */
+	/* "Only if the source is gone for good, the destination is handover-unknown,
+	 * and the source never ran the guest after it paused" (migrate leaves the line out when it saw it run) */
 	:: s_dead && !s_resumed -> vmm_resolve_dst(SD_RUNNING, ok); ok = 0
 	:: break
 	od
