@@ -170,6 +170,13 @@ func cancelOurs(sock, id string) {
 	}
 }
 
+// answered reports whether a control call's VMM answered, even if only
+// to refuse (a control.RemoteError): it is there to be asked.
+func answered(err error) bool {
+	var re *control.RemoteError
+	return err == nil || errors.As(err, &re)
+}
+
 // run drives both VMMs through one migration; start is when migrate
 // began: the source's SetupMS grows by the time until it was told to
 // send (migrate's checks, the destination's start).
@@ -214,7 +221,13 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()
 		cancelOurs(j.Source.Control, args.ID) // in case the call got through after all
-		cancelOurs(j.Destination.Control, args.ID)
+		// A call that was written may have got through before the source
+		// died, and a destination that loaded the state may then hold
+		// the only copy of the guest: beside a source that cannot be
+		// asked, it is left to cleanup's plan (TestRunSendLostSourceGone).
+		if _, serr := migrateStatus(j.Source.Control); control.NotSent(err) || answered(serr) {
+			cancelOurs(j.Destination.Control, args.ID)
+		}
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}

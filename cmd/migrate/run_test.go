@@ -39,6 +39,10 @@ type fakeVMM struct {
 	doneAfter time.Duration
 	sent      time.Time
 	postcopy  bool // migrate-cancel is refused, as a VMM in post-copy refuses it
+	// dieOnSend: the VMM takes migrate-send and dies before it answers
+	// (its handler holds until the test ends, so no answer is written).
+	dieOnSend bool
+	release   chan struct{} // closed when the test ends
 	// running: a migration runs before any migrate-send (an earlier
 	// migrate started it); else migrate-status fails until one.
 	running bool
@@ -85,7 +89,17 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 		return nil
 	}
 	for _, cmd := range []string{"migrate-incoming", "migrate-send"} {
-		srv.Handle(cmd, func(_ context.Context, raw json.RawMessage) (any, error) { return nil, start(cmd, raw) })
+		srv.Handle(cmd, func(_ context.Context, raw json.RawMessage) (any, error) {
+			err := start(cmd, raw)
+			f.mu.Lock()
+			die := f.dieOnSend && cmd == "migrate-send"
+			f.mu.Unlock()
+			if die { // the server closes the connection unanswered
+				f.stop()
+				<-f.release
+			}
+			return nil, err
+		})
 	}
 	srv.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
 		log("quit")
@@ -153,6 +167,8 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 	f.stop, f.served = stop, make(chan struct{})
 	go func() { srv.Serve(ctx); close(f.served) }()
 	t.Cleanup(f.kill)
+	f.release = make(chan struct{})
+	t.Cleanup(func() { close(f.release) }) // before f.kill
 	return f
 }
 
@@ -772,5 +788,31 @@ func TestRunFailedRemembersSourceRan(t *testing.T) {
 	conclude(fakeJob(c.src, c.dst), rep, api.Migration{}, nil, rs, io.Discard)
 	if !rs.sourceRan {
 		t.Error("a failed migration's resolver does not know the source ran the guest")
+	}
+}
+
+// TestRunSendLostSourceGone: migrate-send fails because the source's VMM
+// is gone. The call may have got through before it died, and the
+// destination may have loaded the state (the only copy, then): migrate
+// must not cancel the destination beside a source it cannot ask (found
+// by the handover model's review of run; TestRunSourceDiesAfterLoaded is
+// the same rule once following). A source that answers and refuses the
+// send, or one never reached (TestRunSourceUnreachableCleansDestination),
+// still gets its destination cancelled.
+func TestRunSendLostSourceGone(t *testing.T) {
+	c := newRunCase(t)
+	c.src.dieOnSend = true
+	go func() { // the destination, left alone, fails on its own
+		c.dst.waitStatuses(1)
+		c.dst.finishWith(2, engine.StatusFailed, api.SideFailed)
+	}()
+	if _, _, err := c.run(context.Background(), t); err == nil {
+		t.Fatal("run succeeded without a source")
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: the destination was cancelled beside a source that cannot be asked", calls)
 	}
 }

@@ -37,11 +37,11 @@ func Call(ctx context.Context, path, cmd string, args any, result any) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return fmt.Errorf("connect to control socket: %w", err)
+		return &notSentError{fmt.Errorf("connect to control socket: %w", err)}
 	}
 	defer conn.Close()
 	if err := checkPeer(conn, path); err != nil {
-		return err
+		return &notSentError{err}
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -62,6 +62,22 @@ func Call(ctx context.Context, path, cmd string, args any, result any) error {
 		}
 	}
 	return nil
+}
+
+// notSentError is Call's error when the request was never written: the
+// command did not run.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// NotSent reports whether err, from Call, says the request never reached
+// the server (no connection, or a peer Call will not talk to), so the
+// command did not run. Any other error leaves that open: a request
+// written whose answer was lost may have run.
+func NotSent(err error) bool {
+	var n *notSentError
+	return errors.As(err, &n)
 }
 
 // encodeRequest builds the request line, newline included.

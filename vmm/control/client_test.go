@@ -70,6 +70,9 @@ func TestCallNoServer(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "connect to control socket") {
 		t.Fatalf("Call without a server = %v", err)
 	}
+	if !NotSent(err) {
+		t.Errorf("NotSent(%v) = false: the request never left", err)
+	}
 }
 
 // fakeServer answers every connection's first line with reply (which may be
@@ -110,6 +113,9 @@ func TestCallBadServers(t *testing.T) {
 		err := Call(context.Background(), fakeServer(t, tt.reply), "x", nil, nil)
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("%s: Call = %v, want %q", tt.name, err, tt.wantErr)
+		}
+		if NotSent(err) { // the request was written: it may have run
+			t.Errorf("%s: NotSent(%v) = true", tt.name, err)
 		}
 	}
 }
