@@ -324,11 +324,13 @@ func TestRunCompletedCheckFailed(t *testing.T) {
 // TestRunWall: migrate's own wall time is at most the source's setup_ms
 // and total_ms plus a little: it sees the report within a status poll
 // (every 20 ms) and adds little after it (the destination's report, the
-// source's quit). The best of three runs counts, and the bound is 250 ms:
+// source's quit). The best of three runs counts, and the bound is 100 ms:
 // a loaded machine can stall any one run, and all three by tens of ms
 // (was 50 ms; BenchmarkRunWall measures the slack, a few ms to 25 ms
-// unloaded). A migrate that went on a quarter second past the report
-// (a sleep after it, polls a second apart) still fails.
+// unloaded; best of three under go test -race on a busy 2-core machine:
+// 2-9 ms). It must stay under 200 ms: one of resolve's waits (200 ms)
+// or a sleep of that size after the report must fail (a 250 ms bound
+// let a 200 ms sleep before quitSource pass).
 func TestRunWall(t *testing.T) {
 	best := time.Hour
 	for range 3 {
@@ -336,8 +338,8 @@ func TestRunWall(t *testing.T) {
 		t.Logf("%v beyond setup_ms + total_ms", slack)
 		best = min(best, slack)
 	}
-	if best > 250*time.Millisecond {
-		t.Errorf("migrate took at least %v beyond setup_ms + total_ms, want at most 250 ms", best)
+	if best > 100*time.Millisecond {
+		t.Errorf("migrate took at least %v beyond setup_ms + total_ms, want at most 100 ms", best)
 	}
 }
 
