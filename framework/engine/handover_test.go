@@ -203,7 +203,7 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 	for p := uint64(0); p < src.layout.Pages(); p += 7 {
 		src.write(p, 0x42)
 	}
-	rctx, cancelAtLoaded := cancelReceiverAtLoaded()
+	rctx, cancelAtLoaded := cancelReceiverAtLoaded(t)
 	srep, serr, rrep, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, cancelAtLoaded)
 	if rrep.Status != StatusCancelled || rrep.Handover != HandoverFailed || srep.Status != StatusFailed {
 		t.Fatalf("source %s (%v), destination %s, %s (%v); want the source failed, the destination cancelled",
@@ -222,8 +222,9 @@ func TestReceiveCancelledAfterLoaded(t *testing.T) {
 // that cancels it as LOADED passes, and holds LOADED from the source
 // until the receiver has seen the cancel and answered ABORT (it needs no
 // COMMIT for that): the source then reads LOADED, sends COMMIT, and finds
-// the ABORT behind it.
-func cancelReceiverAtLoaded() (context.Context, func(*pipe)) {
+// the ABORT behind it. A receiver that sends no ABORT fails t (after
+// 10 s, past the tests' 2 s switchover_timeout).
+func cancelReceiverAtLoaded(t *testing.T) (context.Context, func(*pipe)) {
 	rctx, rcancel := context.WithCancel(context.Background())
 	return rctx, func(p *pipe) {
 		aborted := make(chan struct{}) // closed as the destination's ABORT goes out
@@ -241,7 +242,8 @@ func cancelReceiverAtLoaded() (context.Context, func(*pipe)) {
 			if !toDst && m.Kind == msgLoaded {
 				select {
 				case <-aborted:
-				case <-time.After(10 * time.Second): // the test fails on what follows
+				case <-time.After(10 * time.Second):
+					t.Error("the destination sent no ABORT within 10 s of its cancel at LOADED")
 				}
 			}
 		}
@@ -258,7 +260,7 @@ func cancelReceiverAtLoaded() (context.Context, func(*pipe)) {
 // exited, so migrate could not resolve it).
 func TestCommitSendFailsAfterAbort(t *testing.T) {
 	src, dst := twoRegions(t)
-	rctx, cancelAtLoaded := cancelReceiverAtLoaded()
+	rctx, cancelAtLoaded := cancelReceiverAtLoaded(t)
 	srep, serr, _, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, func(p *pipe) {
 		cancelAtLoaded(p) // the ABORT is out before the source reads LOADED
 		p.sendErr = func(toDst bool, m transport.Message) error {
