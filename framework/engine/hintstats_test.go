@@ -82,8 +82,10 @@ func TestHintStatuses(t *testing.T) {
 			if tc.name == "ok" {
 				deadline = 5 * time.Second
 			}
-			// 16 MiB/s: the bulk pass outlasts every deadline, so calls end
-			// by their deadline or their answer, not by the migration's end.
+			// 16 MiB/s: the bulk pass (3 MiB, ~190 ms) outlasts the 50 ms
+			// deadline and the late answer (120 ms), so those calls end by
+			// their deadline or their answer, not by the migration's end;
+			// the quick answers under a 5 s deadline end by their answer.
 			srep, serr, _, rerr := migrate(t, src, dst, Options{MaxPasses: 3, MaxDowntime: time.Nanosecond, VerifyPages: true, Bandwidth: 16 << 20,
 				Hints: []HintSource{source("p", &funcProvider{hints: tc.hints}, deadline),
 					source("other", other, 5*time.Second)}}, nil)
