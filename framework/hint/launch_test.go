@@ -140,9 +140,12 @@ func TestKill(t *testing.T) {
 	// refuses no later call (its context never ends).
 	inFlight := make(chan error, 1)
 	go func() { inFlight <- p.Hints(ctx, hint.Request{Generation: 1}, nil) }()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if _, err := os.Stat(note); err == nil {
 			break // the plugin runs it
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hanging plugin did not begin the first Hints call within 10 s")
 		}
 	}
 	// The deadline holds even though the plugin is stuck (which it is

@@ -197,8 +197,9 @@ func crashProvider() hint.Provider {
 		ConfigureFunc: func(context.Context, hint.Config, hint.VM, hint.Host) error { return nil },
 		HintsFunc: func(_ context.Context, _ hint.Request, emit func([]hint.Range) error) error {
 			emit([]hint.Range{{First: 0, Count: 1}})
-			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if _, err := os.Stat(os.Getenv(crashAckEnv)); err == nil {
+			ack := os.Getenv(crashAckEnv) // unset: exit at once
+			for deadline := time.Now().Add(10 * time.Second); ack != "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(ack); err == nil {
 					break
 				}
 			}
@@ -209,11 +210,11 @@ func crashProvider() hint.Provider {
 	}
 }
 
-// hangProvider never answers Hints, whatever its context says.
 // hangNoteEnv names a file the hang provider creates once a Hints call
 // is in it (TestKill waits for that).
 const hangNoteEnv = "FERRY_TEST_HANG_NOTE"
 
+// hangProvider never answers Hints, whatever its context says.
 func hangProvider() hint.Provider {
 	return &hint.Mock{
 		InfoFunc: func(context.Context) (hint.Info, error) {
