@@ -1392,14 +1392,16 @@ func TestPostcopyRequestLatency(t *testing.T) {
 	d.check(t)
 	// The pusher ends after about a second (the cap); how many requests
 	// fit in it is the machine's business (-race on a loaded one: few),
-	// and the figures below are only logged. One must have been answered
-	// by the source: a page also lands when the pusher reaches it, so a
+	// and the figures below are only logged. The source must have
+	// answered some: a page also lands when the pusher reaches it, so a
 	// source that never answered REQUESTs would still measure a few
-	// (seen: 4, p50 124 ms, requested 0).
+	// (seen: 4, p50 124 ms, requested 0). A request for a page already
+	// queued is not answered (it waits for the queued copy; about 3 in
+	// 100 here), so a single measured request proves nothing either way.
 	if len(lat) == 0 {
 		t.Fatal("no request measured")
 	}
-	if r.srep.PagesRequested == 0 {
+	if len(lat) >= 2 && r.srep.PagesRequested == 0 {
 		t.Fatalf("%d requests measured, none answered by the source (pushed %d): they landed only as the pusher reached them",
 			len(lat), r.srep.PagesPushed)
 	}
