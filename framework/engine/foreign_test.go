@@ -34,6 +34,17 @@ func noAnswer(ctx context.Context, s *script, d time.Duration) string {
 	return msgName(m.Kind) + " " + string(m.Payload)
 }
 
+// strangerResumes connects as another migration's source, says RESUME,
+// fails t if the destination answers within a second, and hangs up.
+func strangerResumes(ctx context.Context, t *testing.T, s *script) {
+	must(t, s.tr.Open(ctx, s.req))
+	s.send(ctx, msgResume, foreignResume(s.pages))
+	if got := noAnswer(ctx, s, time.Second); got != "" {
+		t.Errorf("the destination answered another migration's RESUME: %.80q", got)
+	}
+	s.tr.Close()
+}
+
 // After RUNNING the connection breaks. Another migration's source dials
 // first and says RESUME: answered MISSING, it would push its own guest's
 // pages into this running guest (and its own destination would never
@@ -59,12 +70,7 @@ func TestForeignResumeAfterRunning(t *testing.T) {
 		s.sendMu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 
-		must(t, s.tr.Open(ctx, s.req)) // the other migration's source
-		s.send(ctx, msgResume, foreignResume(s.pages))
-		if got := noAnswer(ctx, s, time.Second); got != "" {
-			t.Errorf("the destination answered another migration's RESUME: %.80q", got)
-		}
-		s.tr.Close()
+		strangerResumes(ctx, t, s)
 
 		// Its own source: all that was absent is still missing.
 		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
@@ -102,12 +108,7 @@ func TestForeignResumeBeforeCommit(t *testing.T) {
 		s.tr.Close() // COMMIT lost with the connection
 		time.Sleep(50 * time.Millisecond)
 
-		must(t, s.tr.Open(ctx, s.req)) // the other migration's source
-		s.send(ctx, msgResume, foreignResume(s.pages))
-		if got := noAnswer(ctx, s, time.Second); got != "" {
-			t.Errorf("the destination answered another migration's RESUME: %.80q", got)
-		}
-		s.tr.Close()
+		strangerResumes(ctx, t, s)
 
 		must(t, s.tr.Open(ctx, s.req)) // its own source
 		s.send(ctx, msgResume, testResume(s.pages, s.tag))
