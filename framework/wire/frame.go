@@ -104,7 +104,7 @@ func ParseHeader(b []byte) (Header, error) {
 		return Header{}, fmt.Errorf("%w: header of %d bytes", ErrTruncated, len(b))
 	}
 	if string(b[:4]) != Magic {
-		return Header{}, fmt.Errorf("%w %q (want %q)", ErrBadMagic, b[:4], Magic)
+		return Header{}, &MagicError{Got: [4]byte(b[:4])}
 	}
 	if b[4] != Version {
 		return Header{}, fmt.Errorf("%w %d (this side speaks %d)", ErrBadVersion, b[4], Version)

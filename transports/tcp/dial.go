@@ -3,6 +3,7 @@ package tcp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -128,7 +129,7 @@ func checkAnswer(s *session, st *stream) error {
 	f, err := st.dec.Next()
 	switch {
 	case err != nil:
-		return fmt.Errorf("handshake: %w", connErr(st, err))
+		return fmt.Errorf("handshake: %w%s", connErr(st, err), encryptionMismatch(err))
 	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
 		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
 	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Stream != s.hello(st).Stream || f.Hello.Urgent != st.urgent:
@@ -138,6 +139,22 @@ func checkAnswer(s *session, st *stream) error {
 		return layoutErr(s.ram.Layout, f.Hello.RAM, "source", "destination")
 	}
 	return nil
+}
+
+// encryptionMismatch names the likely cause when the destination's
+// answer is in the other framing: TLS records where Ferry frames in the
+// clear were expected, or the reverse. Each side takes `encryption` from
+// its own job; nothing on the wire negotiates it.
+func encryptionMismatch(err error) string {
+	var rec tls.RecordHeaderError
+	var magic *wire.MagicError
+	switch {
+	case errors.As(err, &rec) && string(rec.RecordHeader[:4]) == wire.Magic:
+		return " (the destination answered in Ferry frames in the clear: is `security { encryption = false }` set on the destination's side only?)"
+	case errors.As(err, &magic) && magic.TLSRecord():
+		return " (the destination answered in TLS records: is `security { encryption = false }` set on the source's side only?)"
+	}
+	return ""
 }
 
 // hello is the HELLO either side sends on stream st: a bulk stream's

@@ -5,6 +5,7 @@ package tcp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -302,6 +303,9 @@ func TestPlaintextMismatchRefused(t *testing.T) {
 				t.Fatal("a session opened with one side in the clear and the other in TLS")
 			}
 			t.Logf("sender: %v; receiver: %v", serr, rerr)
+			if serr != nil && !errors.Is(serr, context.DeadlineExceeded) && !strings.Contains(serr.Error(), "encryption = false") {
+				t.Errorf("the sender's error does not name the likely cause (encryption set on one side only): %v", serr)
+			}
 			for i, m := range dst.mem {
 				if !bytes.Equal(m, make([]byte, len(m))) {
 					t.Fatalf("guest RAM region %d was written", i)
