@@ -220,12 +220,15 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	told := time.Now()
 	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()
-		cancelOurs(j.Source.Control, args.ID) // in case the call got through after all
+		st, serr := migrateStatus(j.Source.Control)
+		if serr == nil && st.ID == args.ID { // the call got through after all
+			cancelMigration(j.Source.Control)
+		}
 		// A call that was written may have got through before the source
 		// died, and a destination that loaded the state may then hold
 		// the only copy of the guest: beside a source that cannot be
 		// asked, it is left to cleanup's plan (TestRunSendLostSourceGone).
-		if _, serr := migrateStatus(j.Source.Control); control.NotSent(err) || answered(serr) {
+		if control.NotSent(err) || answered(serr) {
 			cancelOurs(j.Destination.Control, args.ID)
 		}
 		rs.cleanup()

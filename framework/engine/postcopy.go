@@ -24,7 +24,8 @@ package engine
 // transport again and sends RESUME instead of HELLO, with its HELLO's
 // migration tag; the destination answers MISSING, the pages it does not
 // hold, and the source owes them again. A RESUME with another tag (a
-// source of another migration) is answered nothing (migrationTag). A destination whose stream broke before COMMIT arrived answers
+// source of another migration) is answered nothing (migrationTag). A
+// destination whose stream broke before COMMIT arrived answers
 // RESUME with ABORT instead: it never ran the VM and never will, so the
 // source resumes it. A destination whose post-copy broke for good after
 // the VM ran there (its fault service failed) says BROKEN, on the

@@ -35,8 +35,8 @@ const protocolVersion = 7
 // for each Send (tagFor: from Options.MigrationID, else at random), HELLO
 // carries it, and every RESUME of that migration carries it again. A
 // destination answers only the RESUME that carries the tag of the HELLO
-// it took, and one given a MigrationID takes only a HELLO with its tag. Credentials say which host
-// speaks, not which migration: two migrations between the same two
+// it took, and one given a MigrationID takes only a HELLO with its tag.
+// Credentials say which host speaks, not which migration: two migrations between the same two
 // hosts with an operator's certificates (a security block) share them,
 // and a source in post-copy keeps dialling its destination's address
 // for reconnect_timeout, where by then another migration's destination

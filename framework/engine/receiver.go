@@ -152,8 +152,8 @@ func (r *receiver) giveUp(cause error) {
 // job's credentials); or, after this side's own stream broke, a RESUME
 // with another migration's tag (checkResume), which is never answered
 // either: MISSING, SETTLED, BROKEN or ABORT would each tell that source
-// something of a guest it does not hold. ABORT would tell that source "the VM never ran
-// here, resume it", which only the destination that missed COMMIT may
+// something of a guest it does not hold. ABORT would tell that source
+// "the VM never ran here, resume it", which only the destination that missed COMMIT may
 // say (pcRecv.uncommitted): the one that got it may have run the guest
 // before it died, and resuming the source would run an older copy. So
 // nothing is answered; the source keeps the VM paused and ends
