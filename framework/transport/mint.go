@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-// MintValidity is how long minted certificates are valid (from a minute
-// before minting, for clocks a little apart): one job, not a fleet.
+// MintValidity is how long minted certificates are valid after minting,
+// and how far before it they are valid too: a peer whose clock is up to a
+// day behind the minting host still accepts them. The dates guard little
+// here (a minted certificate is pinned, byte for byte, by one job's two
+// sides only); they are not what keeps another job out.
 const MintValidity = 24 * time.Hour
 
 // MintCredentials makes fresh trust material for one job: an Ed25519 key
@@ -48,7 +51,7 @@ func mint(name string) (certPEM, keyPEM []byte, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: fmt.Sprintf("%s %032x", name, serial)}, // unique: no other job's certificate looks like its issuer
-		NotBefore:    now.Add(-time.Minute),
+		NotBefore:    now.Add(-MintValidity),
 		NotAfter:     now.Add(MintValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
