@@ -12,11 +12,10 @@ import (
 // and holds no pages), closed when the test ends.
 func Memfd(t testing.TB, name string, size int64) *os.File {
 	t.Helper()
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	f, err := newMemfd(name)
 	if err != nil {
-		t.Fatalf("memfd_create: %v", err)
+		t.Fatal(err)
 	}
-	f := os.NewFile(uintptr(fd), name)
 	t.Cleanup(func() { f.Close() })
 	if err := f.Truncate(size); err != nil {
 		t.Fatalf("size memfd: %v", err)
