@@ -15,7 +15,8 @@
 //
 //	source (TLS client)                              destination (TLS server)
 //	dial ──────────────────────────────────────────► accept; pending slot (64; full: evict
-//	                                                  the oldest unauthenticated one)
+//	                                                  the oldest unauthenticated one of a
+//	                                                  host holding over 17, else the oldest)
 //	ClientHello ───────────────────────────────────► ServerHello … CertificateRequest, Finished
 //	Certificate, CertificateVerify, Finished ──────► verify against the peer roots (≤ 3 s);
 //	                                                  failed: close, no reply, logged once per host

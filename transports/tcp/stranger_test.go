@@ -5,6 +5,7 @@ package tcp
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -176,5 +177,81 @@ func TestSilentConnectionDropped(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if d := time.Since(start); err != nil || len(got) != 0 || d < handshakeBound-time.Second || d > handshakeBound+2*time.Second {
 		t.Fatalf("after %v: read %q, %v; want the destination to close the connection after about %v", d, got, err, handshakeBound)
+	}
+}
+
+// dialFrom connects to addr from the loopback address local (any of
+// 127.0.0.0/8 is this host on Linux), so one test can play several hosts.
+func dialFrom(t *testing.T, local, addr string) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// TestFloodEvictsItself: with the pending slots full, a new connection
+// from a host that holds more than its share of them evicts that host's
+// oldest, not the older connections of a source mid-handshake (the
+// oldest-first rule closed those, and a flood from one host held off
+// the real source, or delayed a post-copy reconnect by seconds). When no
+// host is over its share the oldest still goes.
+func TestFloodEvictsItself(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan *net.TCPConn, maxPending+1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c.(*net.TCPConn)
+		}
+	}()
+	a := &acceptor{s: &session{log: testLogger(t)}, conns: map[*net.TCPConn]*admission{}}
+	// admitFrom dials from local and admits the destination's end,
+	// returning it.
+	admitFrom := func(local string) *net.TCPConn {
+		dialFrom(t, local, ln.Addr().String())
+		c := <-accepted
+		t.Cleanup(func() { c.Close() })
+		if !a.admit(c) {
+			t.Fatalf("a connection from %s was not admitted", local)
+		}
+		return c
+	}
+	var source []*net.TCPConn
+	for range 3 { // a source's streams, mid-handshake
+		source = append(source, admitFrom("127.0.0.1"))
+	}
+	for len(a.conns) < maxPending {
+		admitFrom("127.0.0.2")
+	}
+	admitFrom("127.0.0.2") // one over: someone must go
+	for _, c := range source {
+		if a.conns[c] == nil {
+			t.Fatalf("the source's connection was evicted for a flooding host's")
+		}
+	}
+	if len(a.conns) != maxPending {
+		t.Fatalf("%d pending, want %d", len(a.conns), maxPending)
+	}
+
+	// Spread over many hosts, none over its share: oldest first, as before.
+	a.conns = map[*net.TCPConn]*admission{}
+	first := admitFrom("127.0.0.1")
+	for i := 0; len(a.conns) < maxPending; i++ {
+		admitFrom(fmt.Sprintf("127.0.1.%d", 1+i%(floodShare-1)))
+	}
+	admitFrom("127.0.2.1")
+	if a.conns[first] != nil {
+		t.Errorf("with no host over its share, the oldest connection was kept")
 	}
 }

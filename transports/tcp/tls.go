@@ -26,12 +26,14 @@ import (
 // is TLS's own: the destination's certificate, sent before the client's
 // is checked, and an alert). It cannot hold
 // the acceptor either: a handshake has handshakeBound, and when the
-// pending slots are full the oldest unauthenticated connection makes
-// room for the new one. Refusals are logged once per remote host and
-// summed up when Open returns. What this cannot stop: a flood of more
-// than maxPending new connections within one handshake time evicts the
-// real source's too, and its Open fails (it keeps running; the job can
-// be run again); filtering such a flood is the network's job.
+// pending slots are full an unauthenticated connection makes room for
+// the new one (evictable: a flooding host's own first). Refusals are
+// logged once per remote host and summed up when Open returns. What
+// this cannot stop: a flood from many hosts (more than maxPending new
+// connections within one handshake time) evicts the real source's too,
+// and its Open fails or, in post-copy, its reconnect waits out the
+// flood (it keeps running; the job can be run again); filtering such a
+// flood is the network's job.
 
 // handshakeBound bounds a pending connection's TLS handshake on the
 // destination (connect_timeout, if shorter).
@@ -52,14 +54,15 @@ func authErr(ctx context.Context, stream int, err error) error {
 // admission is the acceptor's state of one accepted connection.
 type admission struct {
 	since  time.Time
+	host   string // the remote address without its port
 	authed bool
 }
 
 // admit records a newly accepted connection. With the pending slots
-// full it closes the oldest unauthenticated one to make room. It closes c
-// and reports false once the session is settled (openReceive has swept,
-// or is about to sweep, the pending connections), or when every pending
-// connection is authenticated.
+// full it closes an unauthenticated one to make room (evictable). It
+// closes c and reports false once the session is settled (openReceive
+// has swept, or is about to sweep, the pending connections), or when
+// every pending connection is authenticated.
 func (a *acceptor) admit(c *net.TCPConn) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -67,23 +70,67 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 		c.Close()
 		return false
 	}
+	host := hostOf(c.RemoteAddr())
 	if len(a.conns) >= maxPending {
-		var oldest *net.TCPConn
-		for o, ad := range a.conns {
-			if !ad.authed && (oldest == nil || ad.since.Before(a.conns[oldest].since)) {
-				oldest = o
-			}
-		}
-		if oldest == nil {
+		victim := a.evictable(host)
+		if victim == nil {
 			a.s.log.Warn("every pending connection is authenticated, refusing one more", "from", c.RemoteAddr().String())
 			c.Close()
 			return false
 		}
-		delete(a.conns, oldest)
-		oldest.Close() // its handshake fails and is counted as a refusal
+		delete(a.conns, victim)
+		victim.Close() // its handshake fails and is counted as a refusal
 	}
-	a.conns[c] = &admission{since: time.Now()}
+	a.conns[c] = &admission{since: time.Now(), host: host}
 	return true
+}
+
+// floodShare is how many unauthenticated connections one remote host
+// may hold pending before its own are the first to go: as many as one
+// source opens at once (every bulk stream and the urgent one).
+const floodShare = maxStreams + 1
+
+// evictable picks the pending connection to close for a new one from
+// newHost (nil when every pending one is authenticated): the oldest
+// unauthenticated connection among the hosts that hold more than
+// floodShare of them, counting the new one; else the oldest
+// unauthenticated one. So a flood from one host, or from a few that
+// each hold more than floodShare, evicts its own connections, not those
+// of a source that holds no more than floodShare (a plain oldest-first
+// rule evicted them as soon as maxPending newer connections arrived
+// during their handshake). Called with a.mu held.
+func (a *acceptor) evictable(newHost string) *net.TCPConn {
+	held := map[string]int{newHost: 1}
+	for _, ad := range a.conns {
+		if !ad.authed {
+			held[ad.host]++
+		}
+	}
+	var pick *net.TCPConn
+	for c, ad := range a.conns {
+		if ad.authed {
+			continue
+		}
+		if pick == nil {
+			pick = c
+			continue
+		}
+		p := a.conns[pick]
+		flood, pFlood := held[ad.host] > floodShare, held[p.host] > floodShare
+		if flood && !pFlood || flood == pFlood && ad.since.Before(p.since) {
+			pick = c
+		}
+	}
+	return pick
+}
+
+// hostOf is addr without its port.
+func hostOf(addr net.Addr) string {
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
 }
 
 // authenticate runs the TLS handshake on a pending connection within
@@ -131,10 +178,7 @@ type refusals struct {
 }
 
 func (r *refusals) note(log hclog.Logger, from net.Addr, err error) {
-	host := from.String()
-	if h, _, e := net.SplitHostPort(host); e == nil {
-		host = h
-	}
+	host := hostOf(from)
 	r.mu.Lock()
 	if r.hosts == nil {
 		r.hosts = map[string]int{}
