@@ -1,6 +1,16 @@
 package rdma
 
-import "sync"
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
+)
 
 // SetCommitEarly makes the sender commit each batch before its writes, a
 // broken transport the visibility test must catch.
@@ -66,3 +76,53 @@ func (t *Transport) HoldUrgentAcks() (release func()) {
 
 // Uslots is how many urgent COMMITs may be unacknowledged.
 const Uslots = uslots
+
+// AbandonedSource plays a source whose Open ends half-way, after the
+// fabric connections and before the urgent channel: it authenticates on
+// addr with creds, says HELLO for layout, connects both endpoints with
+// the OFFER's nonces, reads the KEYS, then closes everything.
+func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, layout []transport.RAMRegion) error {
+	auth, err := creds.TLSConfig(transport.RoleSend)
+	if err != nil {
+		return err
+	}
+	c, err := dialRetry(ctx, addr, time.Minute)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, auth, creds.Plaintext)
+	if err != nil {
+		return err
+	}
+	l := make([]wire.Region, len(layout))
+	for i, r := range layout {
+		l[i] = wire.Region{GPA: r.GPA, Size: r.Size}
+	}
+	if err := writeSetup(sc, setupHello, appendLayout(nil, l)); err != nil {
+		return err
+	}
+	p, err := readSetup(sc, setupOffer)
+	if err != nil {
+		return err
+	}
+	o, err := parseOffer(p)
+	if err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	ep, err := fabric.Connect(ctx, provider, host, int(o.port), o.nonce[:])
+	if err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	defer ep.Close()
+	uep, err := fabric.ConnectShared(ctx, ep, host, int(o.uport), o.unonce[:])
+	if err != nil {
+		return fmt.Errorf("fabric: urgent endpoint: %w", err)
+	}
+	defer uep.Close()
+	_, err = readSetup(sc, setupKeys)
+	return err
+}

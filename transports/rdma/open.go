@@ -135,7 +135,11 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 }
 
 // openReceive listens until an authenticated source with the same layout
-// said HELLO, then sets up the fabric connection with it.
+// said HELLO, then sets up the fabric connection with it. A source that
+// closes the control channel during that setup (its Open ended half-way:
+// its deadline, its process) is dropped at once and the wait goes on,
+// within ctx, for its next try; one that vanishes without closing it
+// (host down) holds the setup until connect_timeout, which fails Open.
 func openReceive(ctx context.Context, s *session) error {
 	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
@@ -143,17 +147,28 @@ func openReceive(ctx context.Context, s *session) error {
 	}
 	defer ln.Close()
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	c, sc, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
-	if err != nil {
-		return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
-	}
-	s.ctrl, s.raw = sc, c
-	if err := s.setupReceive(ctx, ln); err != nil {
+	for {
+		c, sc, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+		if err != nil {
+			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
+		}
+		s.ctrl, s.raw = sc, c
+		err = s.setupReceive(ctx, ln)
+		if err == nil {
+			break
+		}
 		c.Close()
 		s.closeSetup()
-		return err
+		if !errors.Is(err, errSourceGone) || ctx.Err() != nil {
+			return err
+		}
+		// That try of the source's Open ended half-way; its next try
+		// (the engine's reconnect, a retrying caller) finds us listening.
+		s.rcv.release()
+		s.urcv.release()
+		s.log.Warn("the source left during setup; waiting for it again", "from", c.RemoteAddr().String(), "error", err)
 	}
-	s.log.Info("source connected", "from", c.RemoteAddr().String(), "provider", s.caps.Provider,
+	s.log.Info("source connected", "from", s.raw.RemoteAddr().String(), "provider", s.caps.Provider,
 		"saw", s.caps.SAW, "delivery_complete", s.caps.DeliveryComplete)
 	return nil
 }
@@ -307,11 +322,22 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 // and domain), OFFERs them with fresh nonces, accepts the one connection
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
-// KEYS; then it accepts the urgent channel on ln.
-func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) error {
+// KEYS; then it accepts the urgent channel on ln. If the source closes
+// the control channel meanwhile, it stops at once with an error wrapping
+// errSourceGone.
+func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
+	ctx, abandon := context.WithCancelCause(ctx)
+	defer abandon(nil)
+	watch := watchPeer(s.raw, func() { abandon(errSourceGone) })
+	defer func() {
+		if watch.stop() && err != nil {
+			err = fmt.Errorf("%w: %w", errSourceGone, err)
+		}
+	}()
+	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	host, _, _ := net.SplitHostPort(s.cfg.listen)
 	l, err := fabric.Listen(s.cfg.provider, host)

@@ -1,0 +1,80 @@
+package rdma
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// errSourceGone is the error of a destination's setup whose source
+// closed the control channel half-way: that try of the source's Open
+// ended (its deadline, or its process), and openReceive waits for the
+// next one instead of failing.
+var errSourceGone = errors.New("the source closed the control channel during setup (its Open ended)")
+
+// peerWatch notices that the peer of a connection closed its end while
+// this side is not reading it: during a destination's setup the source
+// sends nothing after HELLO until its Open returns, so a readable
+// control channel there means end of stream (or reset), or the first
+// frame of a session already set up.
+type peerWatch struct {
+	c      *net.TCPConn
+	rc     syscall.RawConn
+	done   chan struct{}
+	closed bool // set by the goroutine before done is closed
+}
+
+// watchPeer watches c until stop, calling gone once if the peer closed
+// or reset it. It reads nothing (MSG_PEEK), so bytes that arrive are
+// left for the reader; the first byte ends the watch. It cannot see a
+// peer that vanished without a FIN or RST (a host that went down, a cut
+// cable): the caller's deadline covers that.
+func watchPeer(c *net.TCPConn, gone func()) *peerWatch {
+	w := &peerWatch{c: c, done: make(chan struct{})}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		close(w.done)
+		return w
+	}
+	w.rc = rc
+	go func() {
+		defer close(w.done)
+		if w.peek(true) {
+			w.closed = true
+			gone()
+		}
+	}()
+	return w
+}
+
+// peek reports whether the peer closed or reset the connection: at once
+// if wait is false, else once c becomes readable (false when c's read
+// deadline passed or something arrived).
+func (w *peerWatch) peek(wait bool) bool {
+	closed := false
+	var b [1]byte
+	err := w.rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return !wait
+		}
+		closed = err != nil || n == 0
+		return true
+	})
+	return err == nil && closed
+}
+
+// stop ends the watch, clears c's read deadline and reports whether the
+// peer has closed or reset the connection by now.
+func (w *peerWatch) stop() bool {
+	if w.rc == nil {
+		return false
+	}
+	w.c.SetReadDeadline(time.Unix(1, 0))
+	<-w.done
+	w.c.SetReadDeadline(time.Time{})
+	return w.closed || w.peek(false)
+}
