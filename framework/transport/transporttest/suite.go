@@ -3,6 +3,7 @@ package transporttest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,30 +116,45 @@ func (p *pair) request(role transport.Role) transport.OpenRequest {
 // open opens the receiver (in a goroutine: it returns once the sender
 // connected) and then the sender, retrying until the receiver listens.
 func (p *pair) open() {
-	t := p.t
-	t.Helper()
+	p.t.Helper()
+	if err := p.tryOpen(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// tryOpen is open, returning its failure. The sender tries again (each
+// try within 5 s) until opTimeout passes, its plugin is gone, or the
+// receiver's Open has returned: then no later try can meet it. A
+// failure names both sides' errors; over gRPC a try cut by its deadline
+// says only "context deadline exceeded", so the receiver's error is
+// often the one that tells why.
+func (p *pair) tryOpen() error {
 	c, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- p.recv.Open(c, p.request(transport.RoleReceive)) }()
-	var err error
-	for {
+	for tries := 1; ; tries++ {
 		a, stop := context.WithTimeout(c, 5*time.Second)
-		err = p.send.Open(a, p.request(transport.RoleSend))
+		err := p.send.Open(a, p.request(transport.RoleSend))
 		stop()
-		if err == nil || c.Err() != nil || errors.Is(err, transport.ErrPluginGone) {
+		if err == nil {
 			break
+		}
+		select {
+		case rerr := <-recvErr:
+			return fmt.Errorf("open sender: try %d: %v (the receiver's Open had returned: %v)", tries, err, rerr)
+		default:
+		}
+		if c.Err() != nil || errors.Is(err, transport.ErrPluginGone) {
+			cancel()
+			return fmt.Errorf("open sender: try %d: %v (the receiver's Open: %v)", tries, err, <-recvErr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		cancel()
-		<-recvErr
-		t.Fatalf("open sender: %v", err)
-	}
 	if err := <-recvErr; err != nil {
-		t.Fatalf("open receiver: %v", err)
+		return fmt.Errorf("open receiver: %v", err)
 	}
+	return nil
 }
 
 // closeBoth closes the sender, then the receiver.
