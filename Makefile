@@ -5,7 +5,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all test lint demo boot-demo bench soak-postcopy race godefs proto clean FORCE
+.PHONY: all test lint demo boot-demo bench soak-postcopy model race godefs proto clean FORCE
 
 # Plugin binaries, built into bin/plugins/ from cmd/<name>; the example
 # hint providers (plugins/example) serve tests and docs/PLUGINS.md.
@@ -91,6 +91,13 @@ race: all
 # post-copy; every one must reconnect and complete page-exact (issue 10).
 soak-postcopy: all
 	FERRY_POSTCOPY_CUTS=100 $(GO) test $(GOTAGS) -count=1 -run 'TestEmbedPostcopyCut$$' -timeout 60m ./framework/vmtest/
+
+# The SPIN model of the handover (docs/model) in full: TestModel and its
+# mutants (part of `make test`), then post-copy with two and three
+# connection breaks (a few more minutes, 1.6 GiB at most). Needs spin and
+# gcc.
+model:
+	FERRY_MODEL_DEEP=1 $(GO) test -count=1 -run 'TestModel' -v -timeout 30m ./cmd/migrate/
 
 # Regenerate the KVM and userfaultfd structures from the kernel headers (needs cgo and
 # linux-libc-dev); the output is committed so builds need neither.

@@ -149,24 +149,30 @@ inline dst_runs() {
 /* ---- the connection ---------------------------------------------------- */
 
 /* send m on ch: delivered, delivered but reported failed (a write that
- * hit its deadline after the bytes left), or lost on a broken connection. */
+ * hit its deadline after the bytes left), or lost on a broken connection.
+ * Each branch is one step: its guard and its effect must not let another
+ * process in between, or a message checked against one connection lands
+ * on the next (fresh), and two sides that both saw breaks == 1 spend it
+ * twice: the byte wraps to 255 and the search no longer ends (it did:
+ * post-copy with one break went past 34 M states and a depth of 35 000). */
 inline send(ch, m, ok) {
 	if
-	:: up && nfull(ch) -> ch!m; ok = 1
-	:: up && nfull(ch) && breaks > 0 -> ch!m; ok = 0; breaks--
-	:: !up -> ok = 0
+	:: atomic { up && nfull(ch) -> ch!m; ok = 1 }
+	:: atomic { up && nfull(ch) && breaks > 0 -> ch!m; ok = 0; breaks-- }
+	:: atomic { !up -> ok = 0 }
 	fi
 }
 
 /* the reader's next message: one that arrived, or the end of the
  * connection seen (got 0): a break (an RST drops what is buffered), or
  * its own deadline passing on a connection that is up (a slow or
- * stalled peer: it costs a break, which bounds the model). */
+ * stalled peer: it costs a break, which bounds the model). Spending a
+ * break is one step with its guard, as in send. */
 inline recv(ch, m, got) {
 	if
 	:: ch?m -> got = 1
 	:: !up -> got = 0
-	:: up && breaks > 0 -> breaks--; got = 0
+	:: atomic { up && breaks > 0 -> breaks--; got = 0 }
 	fi
 }
 
@@ -196,7 +202,17 @@ inline fresh() {
 /* sender.recommit / pcSend.reconnect: the post-copy source reopens the
  * transport and sends RESUME, until it gives up (reconnect_timeout).
  * out: 1 post-copy goes on (MISSING), 2 SETTLED came, 3 ABORT came,
- * 4 BROKEN came, 0 gave up. */
+ * 4 BROKEN came, 0 gave up.
+ *
+ * What bounds the tries: the code retries with a backoff until
+ * reconnect_timeout after the break (pcSend.reconnect: rctx), and the
+ * destination listens as long (pcRecv.reconnect, uncommitted: deadline);
+ * a reconnect that worked starts the clock again, so the code has no
+ * bound on the number of rounds but the network's breaks. Here a try
+ * that fails on a connection that is up spends a break (giveup), one on
+ * a connection the destination closed is the destination moving on (it
+ * listens again or ends), so BREAKS bounds the rounds as the network
+ * does: measured, at most BREAKS + 1 RESUMEs per run. */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
@@ -775,7 +791,7 @@ active proctype Judge() {
 	byte qs, qd, v, a1, a2, a3; bit ok, guess;
 	run Src(); run Dst(); run Faults(); run Ctl();
 #ifndef NO_OPS
-	run Ops();    /* -DNO_OPS: no operator racing the migration (post-copy with breaks: README) */
+	run Ops();    /* -DNO_OPS: no operator racing the migration (a smaller search, for a quick look) */
 #endif
 	timeout;
 	resolve(v);
@@ -785,5 +801,6 @@ active proctype Judge() {
 	:: !S_RUNS && !D_RUNS && s_dead && !s_resumed && !d_dead -> vmm_resolve_dst(SD_RUNNING, ok)
 	:: else -> skip
 	fi;
-	assert(S_RUNS || D_RUNS || ACCEPTED)
+	assert(S_RUNS || D_RUNS || ACCEPTED);
+	assert(breaks <= BREAKS)    /* the budget never wrapped (send, recv) */
 }
