@@ -195,6 +195,8 @@ func TestModelMutants(t *testing.T) {
 		{name: "4 post-copy destination answers RESUME after COMMIT with ABORT", defines: []string{"-DMUTANT=4", "-DPC=1", "-DBREAKS=1"}},
 		{name: "5 resolve resumes a post-copy destination that lacks pages", defines: []string{"-DMUTANT=5", "-DPC=1", "-DBREAKS=0"}},
 		{name: "6 plan cancels a destination beside an unreachable source", defines: []string{"-DMUTANT=6", "-DPC=0"}},
+		// 4 and 7 need a break: both sides alive, the connection gone.
+		{name: "7 post-copy destination answers RESUME before COMMIT with MISSING", defines: []string{"-DMUTANT=7", "-DPC=1", "-DBREAKS=1"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

@@ -27,6 +27,10 @@
  *      lacksPages
  *   6  plan cancels a migrating destination beside a source that
  *      cannot be asked (the code before the fix in README, "Found")
+ *   7  a post-copy destination whose stream broke after LOADED and
+ *      before COMMIT answers the source's RESUME as after a break in
+ *      post-copy (pcRecv.reconnect's MISSING, not uncommitted's ABORT):
+ *      the source goes on in post-copy, the guest never runs there
  */
 
 #ifndef MUTANT
@@ -451,8 +455,12 @@ proctype Dst() {
 		:: pc ->                                                    /* pcRecv.uncommitted */
 			listen(got);
 			if
+#if MUTANT == 7
+			:: got -> send(d2s, MISSING, ok); goto wait   /* pcRecv.reconnect's answer: it never ran the guest */
+#else
 			:: got ->
 				d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+#endif
 			:: else -> d_ho = H_UNKNOWN; goto ddone
 			fi
 		fi
