@@ -30,8 +30,16 @@ import (
 // later "migrate -resolve" can still see that it was discarded and not
 // lost: a VMM that is gone proves nothing.
 
-// sideAfter is the side a finished migration leaves this VMM on.
-func sideAfter(role transport.Role, rep engine.Report) api.Side {
+// sideAfter is the side a finished migration leaves this VMM on; st is
+// the VM's state then, read under the run lock. A source whose migration
+// failed is running only if its VM runs: the engine resumes it, but one
+// stopped meanwhile (the VMM's own shutdown, which does not wait before
+// the handover began, or a guest that powered off after a pause that
+// failed) cannot run again, and its Resume fails. It is failed then:
+// "running" would have migrate take this copy for the guest's and give
+// up a destination that may hold the only one (plan discards a
+// handover-unknown destination beside a running source).
+func sideAfter(role transport.Role, rep engine.Report, st State) api.Side {
 	switch {
 	case rep.Status == engine.StatusHandoverUnknown:
 		return api.SideUnknown
@@ -39,8 +47,10 @@ func sideAfter(role transport.Role, rep engine.Report) api.Side {
 		return api.SidePostcopyBroken
 	case role == transport.RoleSend && rep.Status == engine.StatusCompleted:
 		return api.SideMigrated
-	case role == transport.RoleSend:
+	case role == transport.RoleSend && st == StateRunning:
 		return api.SideRunning
+	case role == transport.RoleSend:
+		return api.SideFailed
 	case rep.Status == engine.StatusCompleted:
 		return api.SideRunning
 	}

@@ -86,7 +86,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	s, err := session.Open(ctx, m.RAM(), spec)
 	if err != nil {
 		own.release(func() {
-			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}))
+			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}, v.Status().State))
 		})
 		cancel()
 		return nil, err
@@ -196,10 +196,11 @@ func (v *VM) canMigrate(role transport.Role, st State) error {
 // endMigration applies the outcome, publishes the report and gives the
 // VM back to the control commands, in one step under the run lock:
 // whoever sees the report sees the VM's final state, and no pause or
-// resume can slip in between.
+// resume can slip in between. The side is decided there too, from the
+// VM's state (sideAfter).
 func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Role, rep engine.Report, err error) {
-	side := sideAfter(role, rep)
 	own.release(func() {
+		side := sideAfter(role, rep, v.Status().State)
 		v.migrationDone(role, side, err, func() { mg.finish(rep, side) })
 	})
 }
@@ -209,7 +210,8 @@ func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Rol
 // source that handed its VM over stays paused until quit, for as long as
 // that takes: nothing here stops it. A handover-unknown leaves the VM
 // paused on either side until migrate-resolve. A destination that failed
-// exits with the error.
+// exits with the error; a source that failed and does not run (sideAfter)
+// is left as it is.
 func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record func()) {
 	switch side {
 	case api.SideMigrated:
@@ -223,6 +225,11 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 		v.log.Error("handover unknown: the VM stays paused here until migrate-resolve (see docs/HANDOVER.md)",
 			"role", role.String(), "err", err)
 	case api.SideFailed:
+		if role == transport.RoleSend { // stopped before the engine could resume it: it stays stopped
+			v.log.Error("migration failed, and the VM does not run here: it stopped before it could be resumed",
+				"state", v.Status().State, "err", err)
+			break
+		}
 		record()
 		v.finish(1, fmt.Errorf("incoming migration failed: %w", err))
 		return

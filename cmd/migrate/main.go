@@ -319,6 +319,15 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		}
 		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
 	}
+	if src.Side == api.SideFailed {
+		// Its VM was stopped before the engine could resume it (its VMM's
+		// shutdown, vmm sideAfter): the guest does not run there, and did
+		// not after the pause, so a destination that holds the state may
+		// hold its only copy; cleanup's plan leaves it, says what to run.
+		rs.cleanup()
+		return rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
+			rep.Status, rep.Error)
+	}
 	rs.sourceRan = true // it resumed the guest, or never paused it
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)

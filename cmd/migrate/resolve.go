@@ -100,9 +100,10 @@ func plan(src, dst api.Side) ([]step, verdict) {
 		return nil, verdictManual
 	}
 	// The source cannot be asked, or has no migration (a VMM started
-	// anew at the same socket holds no copy of this guest): whether the
-	// guest lives there is unknown, so the destination must not be moved
-	// either. Not even cancelled: one that loaded the state and waits
+	// anew at the same socket holds no copy of this guest), or failed
+	// (its VM was stopped before it could be resumed: it runs no copy,
+	// and its VMM exits): whether the guest lives there is unknown, so
+	// the destination must not be moved either. Not even cancelled: one that loaded the state and waits
 	// for COMMIT may hold the only complete copy of a guest whose source
 	// died, and a cancel after LOADED makes it give the guest up (ABORT,
 	// failed). It ends handover-unknown on its own (switchover_timeout),

@@ -793,6 +793,31 @@ func TestRunFailedRemembersSourceRan(t *testing.T) {
 	}
 }
 
+// TestRunFailedSourceStopped: the source's migration failed and its VM
+// was stopped before it could be resumed (its VMM's shutdown came while
+// the migration was live; it says failed, vmm sideAfter); the
+// destination had loaded the state and lost its LOADED (handover-
+// unknown). The source never ran the guest after the pause, so the
+// destination's copy is not older and may be the only one: migrate must
+// not say the source keeps running, must not give the destination up,
+// and must print how to run it. Before, a failed migration always meant
+// "the source keeps running" and "never run the destination".
+func TestRunFailedSourceStopped(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusFailed, api.SideFailed)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	_, out, err := c.run(context.Background(), t)
+	if err == nil || strings.Contains(err.Error(), "keeps running") {
+		t.Errorf("err %v: want a failure that does not say the source runs", err)
+	}
+	if r := c.resolutions(); len(r) != 0 {
+		t.Errorf("moved %v beside a source whose VM was stopped", r)
+	}
+	if !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock) || strings.Contains(out, "Never run the destination") {
+		t.Errorf("does not say how to run the destination:\n%s", out)
+	}
+}
+
 // TestRunSendLostSourceGone: migrate-send fails because the source's VMM
 // is gone. The call may have got through before it died, and the
 // destination may have loaded the state (the only copy, then): migrate

@@ -103,7 +103,11 @@ const (
 	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
 	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
 	SideDiscarded Side = "discarded"        // destination: will never run; quit it
-	SideFailed    Side = "failed"           // destination: failed before it could run; the VMM exits
+	// SideFailed: destination: failed before it could run; the VMM
+	// exits. Source: the migration failed and the VM was stopped (the
+	// VMM's shutdown, or the guest powered off) before it could be
+	// resumed: the guest does not run here, and the VMM exits.
+	SideFailed Side = "failed"
 	// SidePostcopyBroken: post-copy could not finish (engine
 	// StatusPostcopyBroken). Source: paused for good with a copy older
 	// than what the guest ran on; never resumed. Destination: its vCPUs
