@@ -263,6 +263,17 @@ func (v *VM) cancelIncoming() {
 // migration ended (then awaitResolved, if its handover is unknown). A
 // second signal kills the process at once (cmd/ferry-vmm), which may
 // lose the guest.
+//
+// It decides from the migration's last progress report, which the
+// engine sends for the switch before it pauses the VM (engine
+// TestSwitchReportedBeforePause): a VM the engine paused is always
+// waited for. A signal just before the switch stops the VM as in any
+// live pass; the engine's pause or state save then fails, its resume
+// too, and the migration ends failed with the source side failed
+// (sideAfter), not running. Nothing here holds the engine off between
+// the look and the stop: a switch that slips in between fails the same
+// way, or completes if the state was already saved (Close waits for the
+// engine, so guest RAM outlives it).
 func (v *VM) awaitHandover() {
 	mg := v.migration()
 	if mg == nil {
