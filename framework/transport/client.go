@@ -93,7 +93,7 @@ func (c *grpcClient) Open(ctx context.Context, req OpenRequest) error {
 		c.ch.newSession(session)
 	}
 	_, err = c.rpc.Open(ctx, &pb.OpenRequest{Role: pb.Role(req.Role), Config: cfg, Ram: ram, Credentials: credsToProto(req.Credentials),
-		UrgentSession: session})
+		UrgentSession: session, MigrationTag: tagToProto(req.Tag)})
 	return c.proc.Fail(ctx, err)
 }
 

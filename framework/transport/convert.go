@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"fmt"
+
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
 
@@ -42,4 +44,26 @@ func credsToProto(c Credentials) *pb.Credentials {
 func credsFromProto(c *pb.Credentials) Credentials {
 	return Credentials{Certificate: c.GetCertificate(), Key: c.GetKey(), PeerRoots: c.GetPeerRoots(), PinPeer: c.GetPinPeer(),
 		Plaintext: c.GetPlaintext()}
+}
+
+// tagToProto is OpenRequest.Tag on the wire: empty for the zero Tag.
+func tagToProto(t Tag) []byte {
+	if t.IsZero() {
+		return nil
+	}
+	return t[:]
+}
+
+// tagFromProto checks a migration_tag: empty (the zero Tag) or TagSize
+// bytes; anything else is ErrBadConfig.
+func tagFromProto(b []byte) (Tag, error) {
+	var t Tag
+	switch len(b) {
+	case 0:
+	case TagSize:
+		copy(t[:], b)
+	default:
+		return t, fmt.Errorf("%w: migration tag of %d bytes, want %d or none", ErrBadConfig, len(b), TagSize)
+	}
+	return t, nil
 }

@@ -20,7 +20,7 @@ import (
 func TestErrorClassesOverGRPC(t *testing.T) {
 	for _, class := range []error{
 		transport.ErrNotSupported, transport.ErrBadConfig, transport.ErrProtocol, transport.ErrClosed, transport.ErrUnauthenticated,
-		transport.ErrPluginGone, context.DeadlineExceeded, context.Canceled, nil,
+		transport.ErrWrongMigration, transport.ErrPluginGone, context.DeadlineExceeded, context.Canceled, nil,
 	} {
 		var want error = fmt.Errorf("flush: peer said no: %w", class)
 		if class == nil {
@@ -88,13 +88,17 @@ func TestConversions(t *testing.T) {
 		RAM:    []transport.RAMRegion{{GPA: 1 << 32, Size: 1 << 21, File: 1, Offset: 4096}},
 		Credentials: transport.Credentials{Certificate: []byte("cert"), Key: []byte("key"),
 			PeerRoots: []byte("roots"), Plaintext: true},
+		Tag: transport.Tag{0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xef},
 	}
-	if err := tr.Open(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	req.Files = files
-	if !reflect.DeepEqual(got, req) {
-		t.Errorf("plugin got %#v\nwant %#v", got, req)
+	for _, tag := range []transport.Tag{req.Tag, {}} { // the zero Tag crosses as zero
+		req.Tag, req.Files = tag, nil
+		if err := tr.Open(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		req.Files = files
+		if !reflect.DeepEqual(got, req) {
+			t.Errorf("plugin got %#v\nwant %#v", got, req)
+		}
 	}
 	if st, err := tr.Stats(ctx); err != nil || st != stats {
 		t.Errorf("Stats = %+v, %v", st, err)
@@ -127,5 +131,26 @@ func TestSendPagesSplit(t *testing.T) {
 	}
 	if all := slices.Concat(batches...); !slices.Equal(all, runs) {
 		t.Errorf("the plugin got %d runs, not the %d sent in order", len(all), len(runs))
+	}
+}
+
+// TestRefuseOtherTag: the mock's migration tag rule refuses exactly a
+// sender whose tag differs from a receiver's non-zero one, the missing
+// tag included, with ErrWrongMigration, in process and over gRPC.
+func TestRefuseOtherTag(t *testing.T) {
+	a, b := transport.Tag{1}, transport.Tag{2}
+	for _, c := range []struct {
+		recv, send transport.Tag
+		refused    bool
+	}{{a, a, false}, {a, b, true}, {a, transport.Tag{}, true}, {transport.Tag{}, b, false}, {transport.Tag{}, transport.Tag{}, false}} {
+		mock := &transport.Mock{OpenFunc: func(_ context.Context, req transport.OpenRequest) error {
+			return transport.RefuseOtherTag(c.recv, req.Tag)
+		}}
+		for name, tr := range map[string]transport.Transport{"in process": mock, "gRPC": overGRPC(t, mock, nil)} {
+			err := tr.Open(context.Background(), transport.OpenRequest{Role: transport.RoleSend, Tag: c.send})
+			if c.refused != errors.Is(err, transport.ErrWrongMigration) || !c.refused && err != nil {
+				t.Errorf("%s: receiver %x, sender %x: Open = %v, want refused %v", name, c.recv[:1], c.send[:1], err, c.refused)
+			}
+		}
 	}
 }

@@ -2,12 +2,16 @@ package transport
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ferryvm/ferry/framework/schema"
 )
 
 // Mock is a Transport made of closures, for tests of code that uses a
 // transport. A nil closure makes its method fail with ErrNotSupported.
+// Mock itself checks nothing: OpenFunc gets the whole OpenRequest, Tag
+// included, and a test that needs the migration tag rule
+// (Transport, "Migration tag") applies it there (RefuseOtherTag).
 type Mock struct {
 	InfoFunc        func(ctx context.Context) (Info, error)
 	SchemaFunc      func(ctx context.Context) (schema.Schema, error)
@@ -129,4 +133,14 @@ func (m *Mock) Landed(ctx context.Context) ([]PageRun, error) {
 		return nil, ErrNotSupported
 	}
 	return m.LandedFunc(ctx)
+}
+
+// RefuseOtherTag is the migration tag rule for a mock's OpenFunc: it
+// returns an error wrapping ErrWrongMigration when a receiving Open
+// with a non-zero tag meets a sender whose tag differs, nil otherwise.
+func RefuseOtherTag(receiving, sending Tag) error {
+	if receiving.IsZero() || receiving == sending {
+		return nil
+	}
+	return fmt.Errorf("%w: the sender names %x, the receiver waits for %x", ErrWrongMigration, sending[:4], receiving[:4])
 }

@@ -92,6 +92,10 @@ func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRes
 		}
 		ram[i] = RAMRegion{GPA: r.GetGpa(), Size: r.GetSize(), File: int(r.GetFile()), Offset: r.GetOffset()}
 	}
+	tag, err := tagFromProto(req.GetMigrationTag())
+	if err != nil {
+		return nil, classes.ToStatus(err)
+	}
 	if err := enter(ctx, s.main); err != nil {
 		return nil, err
 	}
@@ -101,7 +105,7 @@ func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRes
 		s.ch.open(req.GetUrgentSession())
 	}
 	err = s.impl.Open(ctx, OpenRequest{Role: Role(req.GetRole()), Config: cfg, RAM: ram, Files: s.files,
-		Credentials: credsFromProto(req.GetCredentials())})
+		Credentials: credsFromProto(req.GetCredentials()), Tag: tag})
 	return &pb.OpenResponse{}, classes.ToStatus(err)
 }
 

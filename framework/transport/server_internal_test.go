@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 
@@ -22,6 +23,27 @@ func TestSendPagesRequestSize(t *testing.T) {
 	m := &pb.SendMessageRequest{Message: &pb.Message{Kind: math.MaxUint32, Payload: make([]byte, MaxMessage)}}
 	if n := proto.Size(m); n > 1<<20+64 {
 		t.Errorf("the largest SendMessage request is %d bytes", n)
+	}
+}
+
+// TestTagFromProto: a migration tag crosses as 16 bytes or none (the
+// zero Tag); any other length is refused as a bad configuration, never
+// cut or padded into a tag the host did not send.
+func TestTagFromProto(t *testing.T) {
+	want := Tag{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	if got, err := tagFromProto(tagToProto(want)); err != nil || got != want {
+		t.Errorf("round trip: %x, %v", got, err)
+	}
+	if b := tagToProto(Tag{}); b != nil {
+		t.Errorf("the zero Tag crosses as %x, want nothing", b)
+	}
+	if got, err := tagFromProto(nil); err != nil || !got.IsZero() {
+		t.Errorf("no tag: %x, %v", got, err)
+	}
+	for _, n := range []int{1, 15, 17, 32} {
+		if _, err := tagFromProto(make([]byte, n)); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("a tag of %d bytes: %v, want ErrBadConfig", n, err)
+		}
 	}
 }
 

@@ -24,9 +24,13 @@ import (
 // would ignore (and take the issuers in a pinned peer's chain file for
 // trusted CAs). 7: a plugin hands its listening sockets to the host
 // (fHold on the urgent channel, version 3; Listen), which a version-6
-// host would take for a broken channel. The rule and its tests:
+// host would take for a broken channel. 8: OpenRequest.Tag, which a
+// version-7 plugin would ignore: its destination would take another
+// migration's source that holds trusted credentials and write that
+// source's pages into guest RAM (a running guest's, in post-copy) before
+// the engine's own check of the tag. The rule and its tests:
 // docs/ARCHITECTURE.md#versions.
-const APIVersion = 7
+const APIVersion = 8
 
 // MaxLanded bounds the runs one Landed call returns; more wait for the
 // next call.
@@ -68,6 +72,19 @@ type RAMRegion struct {
 	Offset uint64
 }
 
+// TagSize is the length of a migration tag.
+const TagSize = 16
+
+// Tag names the migration a session belongs to: the engine's migration
+// tag (engine protocol 7), random per migration or derived from its ID.
+// It is not a secret (the credentials authenticate); it tells apart
+// migrations whose sources hold the same trusted credentials. The zero
+// Tag means "not known yet".
+type Tag [TagSize]byte
+
+// IsZero reports whether t is the zero Tag.
+func (t Tag) IsZero() bool { return t == Tag{} }
+
 // OpenRequest starts one migration session.
 type OpenRequest struct {
 	Role   Role
@@ -80,6 +97,14 @@ type OpenRequest struct {
 	// Credentials authenticate the peer (and this side to it); every
 	// session needs them (see Transport).
 	Credentials Credentials
+	// Tag is the migration this session belongs to; zero when not known
+	// yet. RoleSend: the transport names it to the peer in its own
+	// handshake, on every connection of the session, before anything
+	// else the session carries. RoleReceive: when non-zero, a peer that
+	// names another tag (or none) is refused as a peer without
+	// credentials is; when zero, any authenticated peer is taken (see
+	// Transport, "Migration tag").
+	Tag Tag
 }
 
 // Kind says what a page run carries. 0 is invalid.
@@ -180,6 +205,26 @@ type Stats struct {
 // it cannot end or delay the session of the real source: Open keeps
 // waiting for it. Open without usable credentials fails with
 // ErrBadConfig. Secure does the handshake for stream transports.
+//
+// Migration tag: credentials name hosts, not migrations (two jobs
+// between the same hosts may share an operator's certificates, and a
+// source in post-copy redials its destination's address, where another
+// migration's destination may listen by then). So a sending transport
+// names OpenRequest.Tag in its own handshake, on every connection of the
+// session, before anything else the session carries. A receiving
+// transport opened with a non-zero Tag refuses a peer that names another
+// tag, or none, exactly as it refuses a peer without credentials: before
+// it parses anything else the peer sent and before one byte of it
+// reaches guest RAM; the peer learns nothing of this side beyond the
+// refusal (its Open fails with an error wrapping ErrWrongMigration); and
+// Open keeps waiting for the real source. A connection that names
+// another tag than the rest of its session joins no session, so no
+// stranger can splice a stream into one. A receiving Open with the zero
+// Tag (a destination's first session when it was given no migration ID)
+// takes any authenticated peer; the engine then checks the tag in its
+// own HELLO. The transport cannot tell a stranger that names the right
+// tag from the real source: the tag is not a secret, the credentials
+// are what keep strangers out.
 //
 // Listening: a receiving transport that listens on an address binds it
 // with Listen, so the port stays held from its first receiving Open until
@@ -353,6 +398,10 @@ var (
 	ErrNotSupported = errors.New("not supported by this transport")
 	ErrPluginGone   = errors.New("transport plugin process is gone")
 	ErrClosed       = errors.New("transport session closed by the peer")
-	ErrBadConfig    = schema.NewErrBadConfig("bad transport configuration")
-	ErrProtocol     = errclass.ErrProtocol // also wire.ErrProtocol
+	// ErrWrongMigration is a sending Open's error when the destination
+	// refused the session because it waits for another migration
+	// (OpenRequest.Tag).
+	ErrWrongMigration = errors.New("the destination waits for another migration")
+	ErrBadConfig      = schema.NewErrBadConfig("bad transport configuration")
+	ErrProtocol       = errclass.ErrProtocol // also wire.ErrProtocol
 )

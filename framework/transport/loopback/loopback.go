@@ -39,9 +39,10 @@ type options struct {
 
 // Transport is a loopback transport; see New and NewPipe.
 type Transport struct {
-	info    transport.Info
-	schema  schema.Schema
-	connect func(ctx context.Context, role transport.Role, o options) (net.Conn, error)
+	info   transport.Info
+	schema schema.Schema
+	dial   func(ctx context.Context, o options) (net.Conn, error) // RoleSend
+	listen func(o options) (listener, error)                      // RoleReceive
 
 	mu   sync.Mutex
 	s    *session
@@ -55,19 +56,18 @@ var _ transport.Transport = (*Transport)(nil)
 func New() *Transport {
 	schema := append(schema.Schema{{Name: "socket", Type: schema.TypeString, Required: true,
 		Doc: "path of the unix socket: the receiver listens there, the sender dials it"}}, commonSchema...)
-	return &Transport{info: transport.Info{Name: "loopback", Version: Version}, schema: schema, connect: connectSocket}
+	return &Transport{info: transport.Info{Name: "loopback", Version: Version}, schema: schema, dial: dialSocket, listen: listenSocket}
 }
 
 // NewPipe returns two transports connected in process: whichever is
 // opened with RoleReceive waits for the other, opened with RoleSend.
 func NewPipe() (send, recv *Transport) {
 	rv := make(chan net.Conn)
-	connect := func(ctx context.Context, role transport.Role, _ options) (net.Conn, error) {
-		return connectPipe(ctx, rv, role)
-	}
+	dial := func(ctx context.Context, _ options) (net.Conn, error) { return dialPipe(ctx, rv) }
+	listen := func(options) (listener, error) { return pipeListener{rv}, nil }
 	info := transport.Info{Name: "pipe", Version: Version}
-	return &Transport{info: info, schema: commonSchema, connect: connect},
-		&Transport{info: info, schema: commonSchema, connect: connect}
+	return &Transport{info: info, schema: commonSchema, dial: dial, listen: listen},
+		&Transport{info: info, schema: commonSchema, dial: dial, listen: listen}
 }
 
 // Info implements transport.Transport.Info.
@@ -98,15 +98,12 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if err != nil {
 		return err
 	}
-	conn, err := t.connect(ctx, req.Role, o)
+	connect := t.connectSend
+	if req.Role == transport.RoleReceive {
+		connect = t.connectReceive
+	}
+	conn, err := connect(ctx, req, tlsCfg, o)
 	if err != nil {
-		return err
-	}
-	if conn, err = authenticate(ctx, conn, req, tlsCfg, o.helloTimeout); err != nil {
-		return err
-	}
-	if err := handshake(ctx, conn, req.Role, req.RAM, o.helloTimeout); err != nil {
-		conn.Close()
 		return err
 	}
 	t.mu.Lock()

@@ -11,25 +11,27 @@ import (
 
 // Frame types; 0 is invalid.
 const (
-	frameHello = 1
-	framePages = 2
-	frameFlush = 3
-	frameAck   = 4
-	frameMsg   = 5
-	frameBye   = 6
-	frameUMsg  = 7 // an urgent message
-	frameUPage = 8 // urgent pages: after u64, then a PAGES body
+	frameHello  = 1
+	framePages  = 2
+	frameFlush  = 3
+	frameAck    = 4
+	frameMsg    = 5
+	frameBye    = 6
+	frameUMsg   = 7 // an urgent message
+	frameUPage  = 8 // urgent pages: after u64, then a PAGES body
+	frameRefuse = 9 // the receiver waits for another migration (empty)
 )
 
 const (
 	magic         = "FLBK"
-	version       = 2   // 2: the urgent frames (transport API 3)
+	version       = 3   // 2: the urgent frames (transport API 3); 3: HELLO's tag and REFUSE (API 8)
 	headerLen     = 5   // type u8, length u32
 	pagesHeader   = 17  // first u64, count u64, kind u8
 	pagesPerFrame = 256 // data pages in one frame: 1 MiB
 	maxBody       = 8 + pagesHeader + pagesPerFrame*framework.PageSize
-	maxRegions    = (maxBody - 11) / 16 // regions in one HELLO
-	frameBufSize  = headerLen + maxBody // the largest frame
+	helloFixed    = 11 + transport.TagSize      // magic, version, role, tag, regions
+	maxRegions    = (maxBody - helloFixed) / 16 // regions in one HELLO
+	frameBufSize  = headerLen + maxBody         // the largest frame
 )
 
 // readFrame reads one frame into buf (at least maxBody bytes) and returns
@@ -66,7 +68,8 @@ func finish(b []byte) []byte {
 // hello is what each side says first.
 type hello struct {
 	role    transport.Role
-	regions [][2]uint64 // gpa, size
+	tag     transport.Tag // the sender's OpenRequest.Tag; the receiver answers with it
+	regions [][2]uint64   // gpa, size
 }
 
 func appendHello(b []byte, h hello) []byte {
@@ -74,6 +77,7 @@ func appendHello(b []byte, h hello) []byte {
 	b = append(b, magic...)
 	b = binary.BigEndian.AppendUint16(b, version)
 	b = append(b, byte(h.role))
+	b = append(b, h.tag[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(h.regions)))
 	for _, r := range h.regions {
 		b = binary.BigEndian.AppendUint64(b, r[0])
@@ -85,18 +89,22 @@ func appendHello(b []byte, h hello) []byte {
 var errBadHello = fmt.Errorf("%w: bad HELLO", transport.ErrProtocol)
 
 func parseHello(typ byte, body []byte) (hello, error) {
-	if typ != frameHello || len(body) < 11 || string(body[:4]) != magic {
+	if typ != frameHello || len(body) < 6 || string(body[:4]) != magic {
 		return hello{}, fmt.Errorf("%w: the peer is not a loopback transport", errBadHello)
 	}
 	if v := binary.BigEndian.Uint16(body[4:]); v != version {
 		return hello{}, fmt.Errorf("%w: version %d, want %d", errBadHello, v, version)
 	}
-	h := hello{role: transport.Role(body[6])}
-	n := binary.BigEndian.Uint32(body[7:])
-	if uint64(len(body)-11) != uint64(n)*16 {
-		return hello{}, fmt.Errorf("%w: %d regions in %d bytes", errBadHello, n, len(body)-11)
+	if len(body) < helloFixed {
+		return hello{}, fmt.Errorf("%w: %d bytes", errBadHello, len(body))
 	}
-	for p := body[11:]; len(p) > 0; p = p[16:] {
+	h := hello{role: transport.Role(body[6])}
+	copy(h.tag[:], body[7:])
+	n := binary.BigEndian.Uint32(body[7+transport.TagSize:])
+	if uint64(len(body)-helloFixed) != uint64(n)*16 {
+		return hello{}, fmt.Errorf("%w: %d regions in %d bytes", errBadHello, n, len(body)-helloFixed)
+	}
+	for p := body[helloFixed:]; len(p) > 0; p = p[16:] {
 		h.regions = append(h.regions, [2]uint64{binary.BigEndian.Uint64(p), binary.BigEndian.Uint64(p[8:])})
 	}
 	return h, nil

@@ -368,6 +368,9 @@ type OpenRequest struct {
 	// the plugin tags what it pushes on the channel with it, and the host
 	// drops what an earlier session pushed.
 	UrgentSession uint64 `protobuf:"varint,5,opt,name=urgent_session,json=urgentSession,proto3" json:"urgent_session,omitempty"`
+	// migration_tag (API 8) is OpenRequest.Tag: the migration this session
+	// belongs to, 16 bytes, or empty when not known yet (the zero Tag).
+	MigrationTag  []byte `protobuf:"bytes,6,opt,name=migration_tag,json=migrationTag,proto3" json:"migration_tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +438,13 @@ func (x *OpenRequest) GetUrgentSession() uint64 {
 		return x.UrgentSession
 	}
 	return 0
+}
+
+func (x *OpenRequest) GetMigrationTag() []byte {
+	if x != nil {
+		return x.MigrationTag
+	}
+	return nil
 }
 
 type OpenResponse struct {
@@ -1464,13 +1474,14 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\n" +
 	"peer_roots\x18\x03 \x01(\fR\tpeerRoots\x12\x1c\n" +
 	"\tplaintext\x18\x04 \x01(\bR\tplaintext\x12\x19\n" +
-	"\bpin_peer\x18\x05 \x01(\bR\apinPeer\"\xee\x02\n" +
+	"\bpin_peer\x18\x05 \x01(\bR\apinPeer\"\x93\x03\n" +
 	"\vOpenRequest\x12,\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x18.ferry.transport.v1.RoleR\x04role\x12C\n" +
 	"\x06config\x18\x02 \x03(\v2+.ferry.transport.v1.OpenRequest.ConfigEntryR\x06config\x12/\n" +
 	"\x03ram\x18\x03 \x03(\v2\x1d.ferry.transport.v1.RAMRegionR\x03ram\x12A\n" +
 	"\vcredentials\x18\x04 \x01(\v2\x1f.ferry.transport.v1.CredentialsR\vcredentials\x12%\n" +
-	"\x0eurgent_session\x18\x05 \x01(\x04R\rurgentSession\x1aQ\n" +
+	"\x0eurgent_session\x18\x05 \x01(\x04R\rurgentSession\x12#\n" +
+	"\rmigration_tag\x18\x06 \x01(\fR\fmigrationTag\x1aQ\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"\x0e\n" +

@@ -2,6 +2,7 @@ package transporttest
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
@@ -42,6 +43,8 @@ func Run(t *testing.T, h Harness) {
 		{"Concurrent", testConcurrent},
 		{"NoCredentials", testNoCredentials},
 		{"Strangers", testStrangers},
+		{"OtherMigration", testOtherMigration},
+		{"ZeroTagTakesAny", testZeroTagTakesAny},
 		{"PinnedChain", testPinnedChain},
 		// Authenticated but in the clear: the same pages must arrive.
 		{"PagesPlaintext", func(t *testing.T, p *pair) { p.plaintext(); testPages(t, p) }},
@@ -75,6 +78,9 @@ type pair struct {
 	sendCfg, recvCfg schema.Config
 	// creds are minted for this pair: [0] the sender's, [1] the receiver's.
 	creds [2]transport.Credentials
+	// tags are the migration tags the sides open with, [0] the sender's:
+	// one random tag on both, unless a test says otherwise.
+	tags [2]transport.Tag
 }
 
 func newPair(t *testing.T, h Harness) *pair {
@@ -83,6 +89,8 @@ func newPair(t *testing.T, h Harness) *pair {
 	if p.creds[0], p.creds[1], err = transport.MintCredentials(false); err != nil {
 		t.Fatal(err)
 	}
+	rand.Read(p.tags[0][:])
+	p.tags[1] = p.tags[0]
 	p.send, p.recv, p.sendCfg, p.recvCfg = h(t, p.ram)
 	t.Cleanup(func() {
 		p.send.Close()
@@ -108,9 +116,11 @@ func ctx(t *testing.T) context.Context {
 
 func (p *pair) request(role transport.Role) transport.OpenRequest {
 	if role == transport.RoleSend {
-		return transport.OpenRequest{Role: role, Config: p.sendCfg, RAM: p.ram.Layout, Files: p.ram.Send, Credentials: p.creds[0]}
+		return transport.OpenRequest{Role: role, Config: p.sendCfg, RAM: p.ram.Layout, Files: p.ram.Send, Credentials: p.creds[0],
+			Tag: p.tags[0]}
 	}
-	return transport.OpenRequest{Role: role, Config: p.recvCfg, RAM: p.ram.Layout, Files: p.ram.Recv, Credentials: p.creds[1]}
+	return transport.OpenRequest{Role: role, Config: p.recvCfg, RAM: p.ram.Layout, Files: p.ram.Recv, Credentials: p.creds[1],
+		Tag: p.tags[1]}
 }
 
 // open opens the receiver (in a goroutine: it returns once the sender
