@@ -39,8 +39,14 @@ type Decoder struct {
 	pending    int    // unread page data of the current PAGES frame
 	pages      int    // pages of the current PAGES frame
 	compressed bool
-	stride     Run // Cell and Every of the strided ZERO runs this reader takes (AcceptStrided)
+	stride     Run   // Cell and Every of the strided ZERO runs this reader takes (AcceptStrided)
+	version    uint8 // of the stream's first frame; 0 before it
 }
+
+// Version is the version of the stream's frames: its first frame's
+// (MinVersion..Version), or 0 before Next returned one. A stream speaks
+// one version: a later frame of another is an error.
+func (d *Decoder) Version() uint8 { return d.version }
 
 // AcceptStrided lets the Decoder return strided ZERO runs (FlagStrided)
 // of cells of cell pages, one of every every; a strided run with another
@@ -82,6 +88,11 @@ func (d *Decoder) Next() (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
+	if d.version == 0 {
+		d.version = h.Version
+	} else if h.Version != d.version {
+		return Frame{}, fmt.Errorf("%w %d on a stream that began in version %d", ErrBadVersion, h.Version, d.version)
+	}
 	f := Frame{Header: h}
 	switch h.Type {
 	case TypePages, TypeZero:
@@ -90,7 +101,7 @@ func (d *Decoder) Next() (Frame, error) {
 	case TypeHello:
 		var b []byte
 		if b, err = d.payload(int(h.Length)); err == nil {
-			f.Hello, err = parseHello(b, h.Flags&FlagUrgent != 0)
+			f.Hello, err = parseHello(b, h.Version, h.Flags&FlagUrgent != 0)
 		}
 	case TypeMsg:
 		err = d.msg(&f)

@@ -46,7 +46,7 @@ func TestDecodeErrors(t *testing.T) {
 		want  error
 	}{
 		{"bad magic", frameWith(t, TypeAck, func(b []byte) { copy(b, "QEVM") }), ErrBadMagic},
-		{"bad version", frameWith(t, TypeAck, func(b []byte) { b[4] = 2 }), ErrBadVersion},
+		{"bad version", frameWith(t, TypeAck, func(b []byte) { b[4] = Version + 1 }), ErrBadVersion},
 		{"version 0", frameWith(t, TypeAck, func(b []byte) { b[4] = 0 }), ErrBadVersion},
 		{"type 0 reserved", frameWith(t, TypeAck, func(b []byte) { b[5] = 0 }), ErrBadType},
 		{"unknown type", frameWith(t, TypeAck, func(b []byte) { b[5] = 8 }), ErrBadType},
@@ -74,11 +74,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"ZERO count over limit", frameWith(t, TypeZero, func(b []byte) { binary.BigEndian.PutUint32(b[28:], MaxZeroPages+1) }), ErrTooLong},
 		{"MSG kind 0", frameWith(t, TypeMsg, func(b []byte) { binary.BigEndian.PutUint32(b[20:], 0) }), ErrMalformed},
 		{"ABORT code 0", frameWith(t, TypeAbort, func(b []byte) { binary.BigEndian.PutUint32(b[20:], 0) }), ErrMalformed},
-		{"HELLO region count", frameWith(t, TypeHello, func(b []byte) { binary.BigEndian.PutUint32(b[20+24:], 3) }), ErrMalformed},
-		{"HELLO stream >= streams", frameWith(t, TypeHello, func(b []byte) { binary.BigEndian.PutUint16(b[20+16:], 2) }), ErrMalformed},
+		{"HELLO region count", frameWith(t, TypeHello, func(b []byte) { binary.BigEndian.PutUint32(b[20+40:], 3) }), ErrMalformed},
+		// A version-2 HELLO relabelled version 1: read without a tag, its
+		// fields no longer add up.
+		{"HELLO of version 2 as 1", frameWith(t, TypeHello, func(b []byte) { b[4] = 1 }), ErrMalformed},
+		{"HELLO stream >= streams", frameWith(t, TypeHello, func(b []byte) { binary.BigEndian.PutUint16(b[20+32:], 2) }), ErrMalformed},
 		{"HELLO zero streams", frameWith(t, TypeHello, func(b []byte) {
-			binary.BigEndian.PutUint16(b[20+16:], 0)
-			binary.BigEndian.PutUint16(b[20+18:], 0)
+			binary.BigEndian.PutUint16(b[20+32:], 0)
+			binary.BigEndian.PutUint16(b[20+34:], 0)
 		}), ErrMalformed},
 		{"garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), ErrBadMagic},
 	}

@@ -90,9 +90,13 @@ const (
 	CodeLayout   Code = 2 // the two sides' guest RAM layouts differ
 	CodeRejected Code = 3 // the stream does not belong to the session being accepted
 	CodeFailed   Code = 4 // this side failed or gave up (I/O error, closed by its engine)
+	// CodeOtherMigration: the destination waits for another migration
+	// than the HELLO's tag names (version 2; a version-1 reader shows it
+	// as code(5)).
+	CodeOtherMigration Code = 5
 )
 
-var codeNames = [...]string{"invalid", "protocol violation", "RAM layout mismatch", "stream rejected", "peer failed"}
+var codeNames = [...]string{"invalid", "protocol violation", "RAM layout mismatch", "stream rejected", "peer failed", "another migration"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {

@@ -10,8 +10,14 @@ const Magic = "FRYW"
 
 // Version is the frame format version. The rule
 // (docs/ARCHITECTURE.md#versions): a decoder reads its own version and the
-// previous one; version 1 is the first, so today it reads 1 alone.
-const Version = 1
+// previous one (MinVersion), a writer writes its own, and a destination
+// answers a stream in the version the source opened it with. Version 2
+// added the migration tag to HELLO (transport API 8); every other frame
+// is the same in both.
+const Version = 2
+
+// MinVersion is the oldest version a decoder reads: Version's predecessor.
+const MinVersion = Version - 1
 
 // Sizes and limits. Every length read from the wire is checked against
 // them before anything is allocated or read.
@@ -25,8 +31,10 @@ const (
 	MaxRegions       = 1024    // RAM regions in a HELLO
 	MaxReason        = 1024    // bytes of a BYE or ABORT reason
 	SessionSize      = 16      // bytes of a session id
+	TagSize          = 16      // bytes of a migration tag: transport.TagSize
 	MaxMessage       = 1 << 20 // bytes of a MSG payload after its kind: transport.MaxMessage
-	helloFixed       = SessionSize + 12
+	helloFixedV1     = SessionSize + 12
+	helloFixed       = SessionSize + TagSize + 12
 	msgFixed         = 4
 	abortFixed       = 4
 	maxHello         = helloFixed + MaxRegions*16
@@ -82,17 +90,24 @@ const (
 
 // Header is the fixed part of a frame.
 type Header struct {
-	Type   Type
-	Flags  Flags
-	Length uint32 // payload bytes after the header
-	Seq    uint64 // batch number (PAGES, ZERO, ACK), else 0
+	// Version is the frame's version (MinVersion..Version); Put writes
+	// Version for 0, and the Append functions leave it 0.
+	Version uint8
+	Type    Type
+	Flags   Flags
+	Length  uint32 // payload bytes after the header
+	Seq     uint64 // batch number (PAGES, ZERO, ACK), else 0
 }
 
 // Put writes h into b[:HeaderSize].
 func (h Header) Put(b []byte) {
 	_ = b[HeaderSize-1]
 	copy(b, Magic)
-	b[4], b[5], b[6], b[7] = Version, byte(h.Type), byte(h.Flags), 0
+	v := h.Version
+	if v == 0 {
+		v = Version
+	}
+	b[4], b[5], b[6], b[7] = v, byte(h.Type), byte(h.Flags), 0
 	binary.BigEndian.PutUint32(b[8:], h.Length)
 	binary.BigEndian.PutUint64(b[12:], h.Seq)
 }
@@ -106,10 +121,10 @@ func ParseHeader(b []byte) (Header, error) {
 	if string(b[:4]) != Magic {
 		return Header{}, &MagicError{Got: [4]byte(b[:4])}
 	}
-	if b[4] != Version {
-		return Header{}, fmt.Errorf("%w %d (this side speaks %d)", ErrBadVersion, b[4], Version)
+	if b[4] < MinVersion || b[4] > Version {
+		return Header{}, fmt.Errorf("%w %d (this side speaks %d and reads %d)", ErrBadVersion, b[4], Version, MinVersion)
 	}
-	h := Header{Type: Type(b[5]), Flags: Flags(b[6]),
+	h := Header{Version: b[4], Type: Type(b[5]), Flags: Flags(b[6]),
 		Length: binary.BigEndian.Uint32(b[8:]), Seq: binary.BigEndian.Uint64(b[12:])}
 	if h.Type == 0 || int(h.Type) >= len(typeNames) {
 		return Header{}, fmt.Errorf("%w %d", ErrBadType, b[5])
@@ -122,6 +137,9 @@ func ParseHeader(b []byte) (Header, error) {
 		return Header{}, fmt.Errorf("%w: flags %#x on %v", ErrMalformed, uint8(h.Flags), h.Type)
 	}
 	lo, hi := lengthBounds(h.Type)
+	if h.Type == TypeHello && h.Version == 1 {
+		lo, hi = helloFixedV1, helloFixedV1+MaxRegions*16 // no tag
+	}
 	if h.Length < lo || h.Length > hi {
 		return Header{}, fmt.Errorf("%w: %v payload of %d bytes (allowed %d..%d)", ErrTooLong, h.Type, h.Length, lo, hi)
 	}
@@ -147,4 +165,16 @@ func lengthBounds(t Type) (lo, hi uint32) {
 		return abortFixed, abortFixed + MaxReason
 	}
 	return 1, 0
+}
+
+// SetVersion rewrites the version of the frame whose header starts b, so
+// that a destination answers a stream in the version its source opened
+// it with. Only frames laid out the same in both versions may be
+// rewritten: every type but HELLO (AppendHelloIn writes that one).
+func SetVersion(b []byte, v uint8) error {
+	if len(b) < HeaderSize || string(b[:4]) != Magic || Type(b[5]) == TypeHello || v < MinVersion || v > Version {
+		return fmt.Errorf("%w: cannot write this frame in version %d", ErrMalformed, v)
+	}
+	b[4] = v
+	return nil
 }

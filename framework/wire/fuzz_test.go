@@ -13,7 +13,7 @@ var fuzzPages = make([]byte, MaxPagesPerFrame*PageSize)
 // FuzzDecoder feeds arbitrary bytes to the decoder: it must never panic,
 // never hold more than MaxPayload bytes of buffer, keep every decoded
 // value in bounds, and re-encode every frame it accepts (except page
-// data) to exactly the bytes it read.
+// data), in the version it was read in, to exactly the bytes it read.
 func FuzzDecoder(f *testing.F) {
 	var all []byte
 	for _, g := range goldenFrames() {
@@ -22,6 +22,9 @@ func FuzzDecoder(f *testing.F) {
 	}
 	f.Add(all)
 	f.Add([]byte(Magic))
+	for _, g := range goldenFrames() { // the previous version's, as a destination reads them
+		f.Add(answerIn(f, g, MinVersion))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		d := newDecoder(in)
 		off := 0
@@ -68,6 +71,10 @@ func checkBounds(t *testing.T, f Frame) {
 		t.Fatalf("reason of %d bytes accepted", len(f.Reason))
 	case len(f.Hello.RAM) > MaxRegions:
 		t.Fatalf("HELLO with %d regions accepted", len(f.Hello.RAM))
+	case f.Version < MinVersion || f.Version > Version:
+		t.Fatalf("frame of version %d accepted", f.Version)
+	case f.Version == 1 && f.Hello.Tag != [TagSize]byte{}:
+		t.Fatalf("version-1 HELLO with a tag")
 	case f.Type == TypePages && (f.Run.Count == 0 || f.Run.Count > MaxPagesPerFrame):
 		t.Fatalf("PAGES of %d pages accepted", f.Run.Count)
 	case f.Type == TypeZero && (f.Run.Count == 0 || f.Run.Count > MaxZeroPages):
@@ -85,7 +92,7 @@ func reencode(t *testing.T, f Frame) []byte {
 	var err error
 	switch f.Type {
 	case TypeHello:
-		b, err = AppendHello(nil, f.Hello)
+		b, err = AppendHelloIn(nil, f.Hello, f.Version)
 	case TypeZero:
 		b, err = AppendZero(nil, f.Seq, f.Run)
 	case TypeAck:

@@ -132,9 +132,10 @@ func checkAnswer(s *session, st *stream) error {
 		return fmt.Errorf("handshake: %w%s", connErr(st, err), encryptionMismatch(err))
 	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
 		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
-	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Stream != s.hello(st).Stream || f.Hello.Urgent != st.urgent:
-		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x stream %d)",
-			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Stream)
+	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Tag != s.tag || f.Hello.Stream != s.hello(st).Stream ||
+		f.Hello.Urgent != st.urgent:
+		return fmt.Errorf("%w: stream %d: the destination answered %v (session %x tag %x stream %d)",
+			transport.ErrProtocol, st.idx, f.Type, f.Hello.Session, f.Hello.Tag[:4], f.Hello.Stream)
 	case !slices.Equal(f.Hello.RAM, s.ram.Layout) || f.Hello.PageSize != pageSize:
 		return layoutErr(s.ram.Layout, f.Hello.RAM, "source", "destination")
 	}
@@ -157,10 +158,12 @@ func encryptionMismatch(err error) string {
 	return ""
 }
 
-// hello is the HELLO either side sends on stream st: a bulk stream's
-// index, or the urgent stream's flag with index 0.
+// hello is the HELLO either side sends on stream st: the session and its
+// migration, a bulk stream's index, or the urgent stream's flag with
+// index 0.
 func (s *session) hello(st *stream) wire.Hello {
-	h := wire.Hello{Session: s.id, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize, RAM: s.ram.Layout}
+	h := wire.Hello{Session: s.id, Tag: s.tag, Stream: uint16(st.idx), Streams: uint16(len(s.streams)), PageSize: pageSize,
+		RAM: s.ram.Layout}
 	if st.urgent {
 		h.Stream, h.Urgent = 0, true
 	}

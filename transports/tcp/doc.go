@@ -21,8 +21,11 @@
 //	Certificate, CertificateVerify, Finished ──────► verify against the peer roots (≤ 3 s);
 //	                                                  failed: close, no reply, logged once per host
 //	read go-ahead ◄───────────── go-ahead (in TLS) ─  only now is anything read from the peer
-//	HELLO ═════════════════════════════════════════► layout check (ABORT only to this peer)
-//	      ◄═════════════════════════════════════════ HELLO
+//	HELLO (session, tag) ══════════════════════════► tag check: another migration's (or none, wire
+//	                                                  version 1) while a tag is awaited: ABORT "another
+//	                                                  migration", close, nothing more read; wait on
+//	                                                  layout check (ABORT only to this peer)
+//	      ◄═════════════════════════════════════════ HELLO (in the source's wire version)
 //	═══ frames inside TLS 1.3 (AES-GCM), or with Credentials.Plaintext on the bare socket ═══
 //
 // One more connection, the urgent stream, carries the urgent path
@@ -39,6 +42,17 @@
 // urgent stream's reader answers a page request itself: it takes the
 // requested pages still owed from the shared owed set and writes them
 // back on the same stream, read from the mapping.
+//
+// The tag is OpenRequest.Tag (transport.Transport, "Migration tag"): the
+// source names it in the HELLO of every stream, the destination files a
+// stream under its session id, tag and wire version together, so a
+// stream naming another tag never completes someone else's session, and
+// a destination opened with a tag refuses every stream that names
+// another before it reads a frame more of it: no page of another
+// migration's source reaches guest RAM. A destination opened with the
+// zero tag takes the first complete session of any tag (a source of wire
+// version 1 names none) and answers it in the wire version it spoke
+// (docs/ARCHITECTURE.md#versions).
 //
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.

@@ -26,10 +26,26 @@ func readLoopSeeds() [][]byte {
 	lz4, _ := wire.AppendPages(nil, 1, wire.Run{First: 9, Count: 1}, true, []byte{0x1f, 0, 1, 0, 0xff})
 	stride, _ := wire.AppendZero(nil, 3, wire.Run{First: 100, Count: 600, Cell: batchPages, Every: 1})
 	otherStride, _ := wire.AppendZero(nil, 1, wire.Run{First: 0, Count: 600, Cell: batchPages, Every: 2})
+	good := append(append(append(append(pages, zero...), stride...), msg...), wire.AppendBye(nil, "done")...)
 	return [][]byte{
-		append(append(append(append(pages, zero...), stride...), msg...), wire.AppendBye(nil, "done")...),
-		outside, lz4, wire.AppendAck(nil, 1), junk(64, 2), wire.AppendAbort(nil, wire.CodeFailed, "x"), otherStride,
+		good, outside, lz4, wire.AppendAck(nil, 1), junk(64, 2), wire.AppendAbort(nil, wire.CodeFailed, "x"), otherStride,
+		inVersion1(good),                   // a source of the previous wire version
+		append(inVersion1(pages), zero...), // one that changes version midway
 	}
+}
+
+// inVersion1 is a copy of frames (no HELLO) in wire version 1.
+func inVersion1(frames []byte) []byte {
+	b := append([]byte(nil), frames...)
+	for f := b; len(f) >= wire.HeaderSize; {
+		h, err := wire.ParseHeader(f)
+		if err != nil {
+			panic(err)
+		}
+		wire.SetVersion(f, 1)
+		f = f[wire.HeaderSize+int(h.Length):]
+	}
+	return b
 }
 
 // FuzzReadLoop feeds bytes to a destination stream's read loop (the frame

@@ -19,19 +19,31 @@ import (
 const maxPending = 4 * maxStreams
 
 // acceptor gathers the streams of one session on the destination: each
-// connection authenticates first (tls.go); then the first session whose
-// every stream said HELLO wins; a HELLO with another RAM layout from an
-// authenticated source fails Open at once (the migration cannot work).
+// connection authenticates first (tls.go); a HELLO that names another
+// migration than the one awaited is refused as a stranger is (tag);
+// then the first session whose every stream said HELLO wins; a HELLO
+// with another RAM layout from an authenticated source of this
+// migration fails Open at once (the migration cannot work).
 type acceptor struct {
 	s       *session
 	mu      sync.Mutex
 	conns   map[*net.TCPConn]*admission // every accepted connection still open
-	refused refusals
-	groups  map[[wire.SessionSize]byte][]*stream
+	refused refusals                    // connections that did not authenticate
+	foreign refusals                    // authenticated, but of another migration
+	groups  map[groupKey][]*stream
 	winner  []*stream
 	err     error
 	settled chan struct{} // closed once winner or err is set
 	wg      sync.WaitGroup
+}
+
+// groupKey is what the streams of one session share: a stream that names
+// another tag or speaks another wire version than the rest of its
+// session joins no session of theirs (no splicing).
+type groupKey struct {
+	session [wire.SessionSize]byte
+	tag     [wire.TagSize]byte
+	version uint8
 }
 
 // openReceive listens and returns once a source connected all its streams.
@@ -41,8 +53,9 @@ func openReceive(ctx context.Context, s *session) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	a := &acceptor{s: s, conns: map[*net.TCPConn]*admission{}, groups: map[[wire.SessionSize]byte][]*stream{},
-		settled: make(chan struct{})}
+	a := &acceptor{s: s, conns: map[*net.TCPConn]*admission{}, groups: map[groupKey][]*stream{},
+		settled: make(chan struct{}), refused: refusals{what: "did not authenticate"},
+		foreign: refusals{what: "named another migration"}}
 	a.wg.Go(func() { a.acceptLoop(ln) })
 	select {
 	case <-a.settled:
@@ -59,6 +72,7 @@ func openReceive(ctx context.Context, s *session) error {
 	a.mu.Unlock()
 	a.wg.Wait()
 	a.refused.summary(s.log)
+	a.foreign.summary(s.log)
 	if a.err != nil {
 		closeStreams(a.winner)
 		return a.err
@@ -106,6 +120,9 @@ func (a *acceptor) hello(st *stream) {
 	case f.Type != wire.TypeHello:
 		a.drop(st, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))
 		return
+	case a.s.tag != [wire.TagSize]byte{} && f.Hello.Tag != a.s.tag:
+		a.stranger(st, f)
+		return
 	case int(f.Hello.Streams) > maxStreams:
 		a.drop(st, wire.CodeRejected, fmt.Sprintf("%d streams, this transport takes at most %d", f.Hello.Streams, maxStreams))
 		return
@@ -123,11 +140,12 @@ func (a *acceptor) hello(st *stream) {
 	if h.Urgent {
 		st.idx, st.urgent = int(h.Streams), true
 	}
+	key := groupKey{h.Session, h.Tag, f.Version}
 	a.mu.Lock()
-	g := a.groups[h.Session]
+	g := a.groups[key]
 	if g == nil {
 		g = make([]*stream, int(h.Streams)+1)
-		a.groups[h.Session] = g
+		a.groups[key] = g
 	}
 	ok := len(g) == int(h.Streams)+1 && g[st.idx] == nil && a.winner == nil && a.err == nil
 	if ok {
@@ -141,9 +159,25 @@ func (a *acceptor) hello(st *stream) {
 	}
 	a.s.log.Debug("stream connected", "from", from, "stream", h.Stream, "streams", h.Streams)
 	if complete {
-		a.s.id = h.Session
+		a.s.id, a.s.tag, a.s.ver = h.Session, h.Tag, f.Version
 		a.settle(g, nil)
 	}
+}
+
+// stranger refuses an authenticated connection whose HELLO names another
+// migration (transport.Transport, "Migration tag"), or none (a source of
+// wire version 1), while this Open waits for a tagged one: it reads
+// nothing more of it, answers only the refusal (ABORT, another
+// migration, in the source's version, naming nothing of this side) and
+// closes it. Open waits on.
+func (a *acceptor) stranger(st *stream, f wire.Frame) {
+	a.foreign.note(a.s.log, st.conn.RemoteAddr(), fmt.Errorf("its HELLO names migration %x (wire version %d), this destination waits for %x",
+		f.Hello.Tag[:4], f.Version, a.s.tag[:4]))
+	b := wire.AppendAbort(nil, wire.CodeOtherMigration, "this destination waits for another migration")
+	wire.SetVersion(b, f.Version)
+	st.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+	st.conn.Write(b)
+	a.forget(st.raw)
 }
 
 // settle records the outcome once: a complete session or an error.
@@ -162,8 +196,12 @@ func (a *acceptor) settle(winner []*stream, err error) {
 func (a *acceptor) drop(st *stream, code wire.Code, reason string) {
 	a.s.log.Warn("refused a connection", "from", st.conn.RemoteAddr().String(), "reason", reason)
 	if code != 0 {
+		b := wire.AppendAbort(nil, code, reason)
+		if v := st.dec.Version(); v != 0 {
+			wire.SetVersion(b, v) // in the version the peer spoke, if any
+		}
 		st.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-		st.conn.Write(wire.AppendAbort(nil, code, reason))
+		st.conn.Write(b)
 	}
 	a.forget(st.raw)
 }
@@ -177,7 +215,7 @@ func (a *acceptor) accept(ctx context.Context) error {
 	stop := deadlineOnCancel(ctx, all)
 	defer stop()
 	for _, st := range all {
-		b, err := wire.AppendHello(nil, s.hello(st))
+		b, err := wire.AppendHelloIn(nil, s.hello(st), s.ver) // in the source's version
 		if err == nil {
 			_, err = st.conn.Write(b)
 		}

@@ -27,6 +27,7 @@ func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
 	if err != nil {
 		return fmt.Errorf("send message: %w", err)
 	}
+	hdr = s.inVersion(hdr)
 	if err := s.error(); err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func (s *session) ack(st *stream, seq uint64) error {
 		return err
 	}
 	var b [wire.HeaderSize]byte
-	n, err := st.conn.Write(wire.AppendAck(b[:0], seq))
+	n, err := st.conn.Write(s.inVersion(wire.AppendAck(b[:0], seq)))
 	st.unlock()
 	if err != nil {
 		st.broken.Store(n > 0)

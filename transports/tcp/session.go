@@ -39,13 +39,21 @@ func (c *counters) reset() {
 
 // session is one open migration: its streams, mapped RAM and goroutines.
 type session struct {
-	role    transport.Role
-	log     hclog.Logger
-	cfg     config
-	auth    *tls.Config // from the OpenRequest's credentials
-	plain   bool        // frames travel in the clear after the TLS handshake
-	ram     *ram
-	id      [wire.SessionSize]byte
+	role  transport.Role
+	log   hclog.Logger
+	cfg   config
+	auth  *tls.Config // from the OpenRequest's credentials
+	plain bool        // frames travel in the clear after the TLS handshake
+	ram   *ram
+	id    [wire.SessionSize]byte
+	// tag is the migration (transport.Tag): the source names it on every
+	// stream; the destination takes only it, unless it is zero, and then
+	// holds the tag of the session it took.
+	tag [wire.TagSize]byte
+	// ver is the wire version the session speaks: wire.Version on the
+	// source; on the destination the one its source opened the streams
+	// with, in which it answers (inVersion).
+	ver     uint8
 	streams []*stream // the bulk streams
 	urgent  *stream   // the urgent stream (urgent.go)
 	stats   *counters
@@ -127,7 +135,7 @@ func (s *session) fail(err error, code wire.Code) {
 	}
 	var last []byte
 	if code != 0 {
-		last = wire.AppendAbort(nil, code, err.Error())
+		last = s.inVersion(wire.AppendAbort(nil, code, err.Error()))
 	}
 	s.windDown(last)
 }
@@ -183,7 +191,7 @@ func (s *session) windDown(last []byte) {
 // RAM unmapped.
 func (s *session) close() error {
 	if s.end(errLocalClose) {
-		s.windDown(wire.AppendBye(nil, "closed by the "+s.role.String()+" side"))
+		s.windDown(s.inVersion(wire.AppendBye(nil, "closed by the "+s.role.String()+" side")))
 	} else {
 		s.windDown(nil) // bounds what an earlier failure left running
 	}
@@ -199,6 +207,16 @@ func (s *session) peerBye(st *stream, f wire.Frame) {
 	if int(s.byes.Add(1)) == len(s.all()) {
 		s.fail(peerEnded(st, f), 0)
 	}
+}
+
+// inVersion rewrites frame b (any type but HELLO) into the version the
+// session speaks, when its source spoke the previous one
+// (docs/ARCHITECTURE.md#versions), and returns it.
+func (s *session) inVersion(b []byte) []byte {
+	if s.ver != 0 && s.ver != wire.Version {
+		wire.SetVersion(b, s.ver) // every frame but HELLO has the same layout in both
+	}
+	return b
 }
 
 // all is every stream of the session: the bulk ones, then the urgent one.
@@ -222,11 +240,13 @@ func connErr(st *stream, err error) error {
 
 // peerEnded turns a BYE or ABORT from the peer into the session's error.
 func peerEnded(st *stream, f wire.Frame) error {
-	if f.Type == wire.TypeBye {
+	switch {
+	case f.Type == wire.TypeBye:
 		return fmt.Errorf("stream %d: the peer ended the session (%s): %w", st.idx, f.Reason, transport.ErrClosed)
-	}
-	if f.Code == wire.CodeLayout {
+	case f.Code == wire.CodeLayout:
 		return fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, f.Reason, transport.ErrClosed)
+	case f.Code == wire.CodeOtherMigration:
+		return fmt.Errorf("%w: stream %d refused (%s): %w", transport.ErrWrongMigration, st.idx, f.Reason, transport.ErrClosed)
 	}
 	return fmt.Errorf("stream %d: the peer aborted the session (%v: %s): %w", st.idx, f.Code, f.Reason, transport.ErrClosed)
 }

@@ -170,8 +170,9 @@ func (a *acceptor) forget(c *net.TCPConn) {
 }
 
 // refusals logs the first refused connection of each remote host and
-// counts the others.
+// counts the others; what says why they were refused.
 type refusals struct {
+	what   string
 	mu     sync.Mutex
 	hosts  map[string]int
 	others int // from hosts beyond maxLoggedHosts
@@ -192,7 +193,7 @@ func (r *refusals) note(log hclog.Logger, from net.Addr, err error) {
 	r.hosts[host] = n + 1
 	r.mu.Unlock()
 	if n == 0 {
-		log.Warn("refused a connection that did not authenticate (more from this host are counted, not logged)",
+		log.Warn("refused a connection that "+r.what+" (more from this host are counted, not logged)",
 			"from", from.String(), "error", err)
 	}
 }
@@ -203,10 +204,10 @@ func (r *refusals) summary(log hclog.Logger) {
 	defer r.mu.Unlock()
 	for host, n := range r.hosts {
 		if n > 1 {
-			log.Warn("refused more connections that did not authenticate", "host", host, "count", n-1)
+			log.Warn("refused more connections that "+r.what, "host", host, "count", n-1)
 		}
 	}
 	if r.others > 0 {
-		log.Warn("refused connections from further hosts", "count", r.others)
+		log.Warn("refused connections that "+r.what+" from further hosts", "count", r.others)
 	}
 }

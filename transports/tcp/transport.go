@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
 )
 
 // Name and Version describe this transport (transport.Info).
@@ -85,7 +86,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	t.stats.reset()
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
-	s.auth, s.plain = auth, req.Credentials.Plaintext
+	s.auth, s.plain, s.tag, s.ver = auth, req.Credentials.Plaintext, req.Tag, wire.Version
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {

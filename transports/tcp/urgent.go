@@ -43,7 +43,7 @@ func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
 	if err != nil {
 		return fmt.Errorf("send urgent: %w", err)
 	}
-	return s.writeUrgent(ctx, net.Buffers{hdr, m.Payload})
+	return s.writeUrgent(ctx, net.Buffers{s.inVersion(hdr), m.Payload})
 }
 
 // RecvUrgent implements transport.Transport.
