@@ -46,7 +46,11 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		t.Fatal(err)
 	}
 	cfg := config(t, provider) // connect_timeout 10 s: what the destination waited for the dead try
-	sendReq := transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc}
+	// The dead try names another migration than the next tries: a
+	// destination that takes any (zero Tag) must not hold the next tries
+	// to the dead one's tag.
+	deadTag, tag := transport.Tag{1}, transport.Tag{2}
+	sendReq := transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc, Tag: tag}
 	send, recv := rdma.New(nil), rdma.New(nil)
 	defer send.Close()
 	defer recv.Close()
@@ -70,7 +74,7 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		}
 		bad["provider"] = "verbs"
 		req := sendReq
-		req.Config = bad
+		req.Config, req.Tag = bad, deadTag
 		early := rdma.New(nil)
 		err = early.Open(first, req) // dials until the destination listens
 		if err == nil {
@@ -79,7 +83,7 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		}
 		reached = strings.Contains(err.Error(), "fabric:")
 	case "before urgent channel":
-		err = rdma.AbandonedSource(first, provider, cfg["listen"].(string), sc, layout)
+		err = rdma.AbandonedSource(first, provider, cfg["listen"].(string), sc, deadTag, layout)
 		reached = err == nil
 	}
 	stopFirst()

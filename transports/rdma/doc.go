@@ -4,12 +4,13 @@
 // acknowledgements travel on authenticated control channels.
 //
 //	source                                        destination
-//	control: TCP + transport.Secure (mutual TLS) ─► HELLO layout
+//	control: TCP + transport.Secure (mutual TLS) ─► HELLO tag, layout (another migration's tag:
+//	                                            ◄── OTHER, close, wait on for the right source)
 //	                                            ◄── OFFER nonces, fabric ports
 //	fabric: fi_connect(nonce) ════════════════════► bulk endpoint (that nonce only)
 //	fabric: fi_connect(unonce) ═══════════════════► urgent endpoint (that nonce only)
 //	                                            ◄── KEYS base+key per region and endpoint (inside TLS)
-//	urgent: 2nd TCP + transport.Secure, URGENT unonce ─► urgent channel
+//	urgent: 2nd TCP + transport.Secure, URGENT unonce, tag ─► urgent channel
 //
 //	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once, one domain for both endpoints)
 //	           zero  ─ ZERO seq (control) ────────► punched / cleared, Landed
@@ -28,7 +29,13 @@
 // Trust: the fabric ports, the nonces and the registration keys are given
 // only inside the authenticated channel, so a stranger gets no key; a
 // fabric connection without its nonce is rejected, and so is an urgent
-// channel (which must also pass the TLS handshake). Page contents travel
+// channel (which must also pass the TLS handshake). The migration's tag
+// (OpenRequest.Tag, transport.Transport "Migration tag") is the first
+// thing HELLO says: a destination opened with a tag refuses a source
+// that names another (OTHER, nothing else) before it looks at its
+// layout or offers anything, and waits on; the urgent channel must name
+// the session's tag with its nonce. So another migration's source, even
+// with the job's credentials, never gets the keys to write guest RAM. Page contents travel
 // unencrypted (RDMA cannot encrypt them), so Open requires either
 // plaintext credentials or cleartext_pages = true (transport.CleartextPages,
 // which also makes the engine's report say so).

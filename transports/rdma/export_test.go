@@ -20,6 +20,11 @@ func (t *Transport) SetCommitEarly() { t.commitEarly = true }
 // its writes, a broken transport the urgent visibility test must catch.
 func (t *Transport) SetUrgentCommitEarly() { t.ucommitEarly = true }
 
+// SetUrgentTag makes the sender name tag on its urgent channel instead
+// of its session's, a stream spliced in from another migration that the
+// destination must refuse.
+func (t *Transport) SetUrgentTag(tag transport.Tag) { t.urgentTag = &tag }
+
 // UrgentCompletionMode says how the open session commits urgent pages.
 func (t *Transport) UrgentCompletionMode() string {
 	if t.s.ucaps.DeliveryComplete {
@@ -81,7 +86,7 @@ const Uslots = uslots
 // fabric connections and before the urgent channel: it authenticates on
 // addr with creds, says HELLO for layout, connects both endpoints with
 // the OFFER's nonces, reads the KEYS, then closes everything.
-func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, layout []transport.RAMRegion) error {
+func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag, layout []transport.RAMRegion) error {
 	auth, err := creds.TLSConfig(transport.RoleSend)
 	if err != nil {
 		return err
@@ -101,7 +106,7 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 	for i, r := range layout {
 		l[i] = wire.Region{GPA: r.GPA, Size: r.Size}
 	}
-	if err := writeSetup(sc, setupHello, appendLayout(nil, l)); err != nil {
+	if err := writeSetup(sc, setupHello, appendHello(tag, l)); err != nil {
 		return err
 	}
 	p, err := readSetup(sc, setupOffer)

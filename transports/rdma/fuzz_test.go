@@ -11,8 +11,9 @@ import (
 )
 
 // FuzzSetup feeds arbitrary bytes to the setup frame reader and the
-// OFFER, HELLO layout and COMMIT decoders: they return ErrProtocol (or a
-// read error), never panic, never allocate past maxSetup.
+// OFFER, HELLO (tag and layout) and COMMIT decoders: they return
+// ErrProtocol (or a read error; OTHER: ErrWrongMigration), never panic,
+// never allocate past maxSetup.
 func FuzzSetup(f *testing.F) {
 	var b bytes.Buffer
 	writeSetup(&b, setupOffer, offer{port: 7070, layout: []wire.Region{{GPA: 0, Size: 1 << 20}}}.append(nil))
@@ -20,6 +21,10 @@ func FuzzSetup(f *testing.F) {
 	b.Reset()
 	writeSetup(&b, setupRefuse, []byte("no"))
 	f.Add(b.Bytes())
+	b.Reset()
+	writeSetup(&b, setupOther, nil)
+	f.Add(b.Bytes())
+	f.Add(appendHello(transport.Tag{1, 2}, []wire.Region{{GPA: 0, Size: 1 << 20}}))
 	c := make([]byte, commitSize)
 	commit{seq: 1, zeros: 2, pages: 3}.put(c)
 	f.Add(c)
@@ -29,6 +34,11 @@ func FuzzSetup(f *testing.F) {
 			if _, err := parseOffer(p); err != nil && !errors.Is(err, transport.ErrProtocol) {
 				t.Fatalf("parseOffer: %v is not ErrProtocol", err)
 			}
+		}
+		if _, rest, err := helloTag(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("helloTag: %v is not ErrProtocol", err)
+		} else if err == nil && len(rest) != len(in)-tagSize {
+			t.Fatalf("helloTag left %d of %d bytes", len(rest), len(in))
 		}
 		if _, _, err := parseLayout(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
 			t.Fatalf("parseLayout: %v is not ErrProtocol", err)
@@ -64,10 +74,11 @@ func TestSetupFrames(t *testing.T) {
 		t.Fatalf("OFFER round trip: %+v %v", got, err)
 	}
 	for name, in := range map[string][]byte{
-		"bad magic":   append([]byte("XRDM"), b.Bytes()[4:]...),
-		"bad version": append([]byte("FRDM\x00\x01"), b.Bytes()[6:]...), // version 1: no urgent path
-		"wrong type":  append([]byte("FRDM\x00\x02\x00\x03"), b.Bytes()[8:]...),
-		"too long":    []byte("FRDM\x00\x02\x00\x02\x7f\xff\xff\xff"),
+		"bad magic":  append([]byte("XRDM"), b.Bytes()[4:]...),
+		"version 1":  append([]byte("FRDM\x00\x01"), b.Bytes()[6:]...), // no urgent path
+		"version 2":  append([]byte("FRDM\x00\x02"), b.Bytes()[6:]...), // no tag
+		"wrong type": append([]byte("FRDM\x00\x03\x00\x03"), b.Bytes()[8:]...),
+		"too long":   []byte("FRDM\x00\x03\x00\x02\x7f\xff\xff\xff"),
 	} {
 		if _, err := readSetup(bytes.NewReader(in), setupOffer); !errors.Is(err, transport.ErrProtocol) {
 			t.Errorf("%s: %v; want ErrProtocol", name, err)
@@ -75,6 +86,20 @@ func TestSetupFrames(t *testing.T) {
 	}
 	if _, err := readSetup(bytes.NewReader(b.Bytes()[:20]), setupOffer); err == nil {
 		t.Error("truncated: accepted")
+	}
+	b.Reset()
+	writeSetup(&b, setupOther, nil)
+	if _, err := readSetup(bytes.NewReader(b.Bytes()), setupOffer); !errors.Is(err, transport.ErrWrongMigration) {
+		t.Errorf("OTHER: %v; want ErrWrongMigration", err)
+	}
+	tag := transport.Tag{0xa, 0xb}
+	if got, rest, err := helloTag(appendHello(tag, o.layout)); err != nil || got != tag {
+		t.Errorf("HELLO round trip: tag %x, %v", got, err)
+	} else if l, _, err := parseLayout(rest); err != nil || !sameLayout(l, o.layout) {
+		t.Errorf("HELLO round trip: layout %v, %v", l, err)
+	}
+	if _, _, err := helloTag(tag[:tagSize-1]); !errors.Is(err, transport.ErrProtocol) {
+		t.Errorf("HELLO shorter than a tag: %v; want ErrProtocol", err)
 	}
 	c := make([]byte, commitSize)
 	commit{seq: 5, zeros: 6, pages: 7, runs: 8}.put(c)

@@ -15,24 +15,29 @@ import (
 // before its wire frames:
 //
 //	source                                   destination
-//	HELLO  layout                 ────────►  layout check (REFUSE reason)
+//	HELLO  tag, layout            ────────►  tag check first: another migration's
+//	                              ◄────────  OTHER (empty), close; wait on
+//	                                         layout check (REFUSE reason)
 //	                              ◄────────  OFFER  nonces, fabric ports
 //	fi_connect(param = nonce)     ════════►  bulk endpoint: only that nonce
 //	fi_connect(param = unonce)    ════════►  urgent endpoint: only that one
 //	                              ◄────────  KEYS   base and key per region,
 //	                                                for each endpoint
 //	second control connection (urgent channel), authenticated the same way:
-//	URGENT unonce                 ────────►  only with that nonce
+//	URGENT unonce, tag            ────────►  only with that nonce and the session's tag
 //	                              ◄────────  URGENT (accepted)
 //
 // Each frame: magic "FRDM", version u16, type u16, length u32, payload.
-// Version 2 added the urgent endpoint and channel.
+// Version 2 added the urgent endpoint and channel; version 3 the
+// migration's tag in HELLO and URGENT, and OTHER (transport API 8). The
+// version must match exactly.
 const (
 	setupMagic   = "FRDM"
-	setupVersion = 2
+	setupVersion = 3
 	setupHeader  = 12
 	maxSetup     = 64 + 2*(4+wire.MaxRegions*16)
 	nonceSize    = 16
+	tagSize      = transport.TagSize
 )
 
 type setupType uint16
@@ -43,6 +48,9 @@ const (
 	setupKeys   setupType = 3
 	setupRefuse setupType = 4
 	setupUrgent setupType = 5
+	// setupOther: the destination waits for another migration than the
+	// HELLO's tag names (transport.Transport, "Migration tag").
+	setupOther setupType = 6
 )
 
 func writeSetup(w io.Writer, t setupType, payload []byte) error {
@@ -55,8 +63,9 @@ func writeSetup(w io.Writer, t setupType, payload []byte) error {
 	return err
 }
 
-// readSetup reads one setup frame of type want (or REFUSE, returned as an
-// error), checking magic, version and length before reading the payload.
+// readSetup reads one setup frame of type want (or REFUSE or OTHER,
+// returned as errors), checking magic, version and length before reading
+// the payload.
 func readSetup(r io.Reader, want setupType) ([]byte, error) {
 	var h [setupHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
@@ -70,21 +79,39 @@ func readSetup(r io.Reader, want setupType) ([]byte, error) {
 		return nil, fmt.Errorf("%w: setup version %d, this side speaks %d", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]), setupVersion)
 	case n > maxSetup:
 		return nil, fmt.Errorf("%w: setup frame of %d bytes", transport.ErrProtocol, n)
-	case t != want && t != setupRefuse:
+	case t != want && t != setupRefuse && t != setupOther:
 		return nil, fmt.Errorf("%w: setup frame type %d, want %d", transport.ErrProtocol, t, want)
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("read %v: %w", want, err)
 	}
-	if t == setupRefuse {
+	switch t {
+	case setupRefuse:
 		return nil, fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, p, transport.ErrClosed)
+	case setupOther:
+		return nil, fmt.Errorf("%w: refused at %v", transport.ErrWrongMigration, want)
 	}
 	return p, nil
 }
 
 func (t setupType) String() string {
-	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT"}[min(int(t), 5)]
+	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT", "OTHER"}[min(int(t), 6)]
+}
+
+// appendHello is HELLO's payload: the migration's tag, then the layout.
+func appendHello(tag transport.Tag, l []wire.Region) []byte {
+	return appendLayout(append([]byte(nil), tag[:]...), l)
+}
+
+// helloTag splits HELLO's payload into the tag and the layout.
+func helloTag(p []byte) (transport.Tag, []byte, error) {
+	var tag transport.Tag
+	if len(p) < tagSize {
+		return tag, nil, fmt.Errorf("%w: HELLO of %d bytes", transport.ErrProtocol, len(p))
+	}
+	copy(tag[:], p)
+	return tag, p[tagSize:], nil
 }
 
 func appendLayout(b []byte, l []wire.Region) []byte {

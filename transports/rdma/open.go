@@ -57,7 +57,7 @@ func openSend(ctx context.Context, s *session) error {
 func (s *session) setupSend(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := writeSetup(s.ctrl, setupHello, appendLayout(nil, s.ram.Layout)); err != nil {
+	if err := writeSetup(s.ctrl, setupHello, appendHello(s.tag, s.ram.Layout)); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
@@ -113,7 +113,7 @@ func (s *session) dialUrgent(ctx context.Context, unonce []byte) error {
 	if err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
 	}
-	if err := writeSetup(sc, setupUrgent, unonce); err != nil {
+	if err := writeSetup(sc, setupUrgent, append(append([]byte(nil), unonce...), s.urgentTag[:]...)); err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
 	}
 	if _, err := readSetup(sc, setupUrgent); err != nil {
@@ -147,12 +147,24 @@ func openReceive(ctx context.Context, s *session) error {
 	}
 	defer ln.Close()
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
+	var mu sync.Mutex
+	tags := map[*net.TCPConn]transport.Tag{} // of the admitted connections
+	admit := func(c *net.TCPConn) (net.Conn, error) {
+		sc, tag, err := s.admit(c)
+		if err == nil {
+			mu.Lock()
+			tags[c] = tag
+			mu.Unlock()
+		}
+		return sc, err
+	}
+	want := s.tag // the OpenRequest's: zero takes any source's
 	for {
-		c, sc, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+		c, sc, err := s.acceptOne(ctx, ln, admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
 		if err != nil {
 			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 		}
-		s.ctrl, s.raw = sc, c
+		s.ctrl, s.raw, s.tag = sc, c, tags[c] // acceptOne joined every admit: the tag of the source taken
 		err = s.setupReceive(ctx, ln)
 		if err == nil {
 			break
@@ -166,6 +178,7 @@ func openReceive(ctx context.Context, s *session) error {
 		// (the engine's reconnect, a retrying caller) finds us listening.
 		s.rcv.release()
 		s.urcv.release()
+		s.tag = want // a try of another source may be the next
 		s.log.Warn("the source left during setup; waiting for it again", "from", c.RemoteAddr().String(), "error", err)
 	}
 	s.log.Info("source connected", "from", s.raw.RemoteAddr().String(), "provider", s.caps.Provider,
@@ -280,26 +293,39 @@ func evictOldest(pending map[*net.TCPConn]time.Time) {
 	delete(pending, oldest)
 }
 
-// admit authenticates c and reads its HELLO within handshakeBound.
-func (s *session) admit(c *net.TCPConn) (net.Conn, error) {
+// admit authenticates c and reads its HELLO within handshakeBound, and
+// returns the tag it names. A source that names another migration than
+// the one awaited is refused before anything else of its HELLO is looked
+// at (OTHER, nothing more); the caller closes it and waits on. With the
+// zero tag a source of any tag is admitted. It runs concurrently for
+// every pending connection: it only reads s.tag.
+func (s *session) admit(c *net.TCPConn) (net.Conn, transport.Tag, error) {
 	defer c.SetDeadline(time.Time{})
 	sc, p, err := s.greet(c, setupHello)
 	if err != nil {
-		return nil, err
+		return nil, transport.Tag{}, err
+	}
+	tag, p, err := helloTag(p)
+	if err != nil {
+		return nil, tag, err
+	}
+	if !s.tag.IsZero() && tag != s.tag {
+		writeSetup(sc, setupOther, nil)
+		return nil, tag, fmt.Errorf("it names another migration (tag %x, this destination waits for %x)", tag[:4], s.tag[:4])
 	}
 	l, rest, err := parseLayout(p)
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%w: %d bytes after HELLO", transport.ErrProtocol, len(rest))
 	}
 	if err != nil {
-		return nil, err
+		return nil, tag, err
 	}
 	if !sameLayout(l, s.ram.Layout) {
 		err := layoutErr(s.ram.Layout, l, "destination", "source")
 		writeSetup(sc, setupRefuse, []byte(err.Error()))
-		return sc, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
+		return sc, tag, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
 	}
-	return sc, nil
+	return sc, tag, nil
 }
 
 // greet authenticates c with the job's credentials and reads its first
@@ -403,15 +429,19 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 }
 
 // admitUrgent authenticates c as the session's urgent channel: the
-// job's credentials, then URGENT with the nonce given in the OFFER.
+// job's credentials, then URGENT with the nonce given in the OFFER and
+// the session's tag.
 func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (net.Conn, error) {
 	defer c.SetDeadline(time.Time{})
 	sc, p, err := s.greet(c, setupUrgent)
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(p, unonce) != 1 {
+	if len(p) != nonceSize+tagSize || subtle.ConstantTimeCompare(p[:nonceSize], unonce) != 1 {
 		return nil, fmt.Errorf("%w: urgent channel with another session's nonce", transport.ErrProtocol)
+	}
+	if transport.Tag(p[nonceSize:]) != s.tag {
+		return nil, fmt.Errorf("%w: urgent channel naming another migration (tag %x)", transport.ErrProtocol, p[nonceSize:nonceSize+4])
 	}
 	if err := writeSetup(sc, setupUrgent, nil); err != nil {
 		return nil, err

@@ -36,9 +36,14 @@ type session struct {
 	cfg   config
 	auth  *tls.Config
 	plain bool
-	ram   *ram
-	stats *counters
-	msgs  inbox.Queue
+	// tag is the migration (transport.Tag): the source names it in HELLO
+	// and URGENT; the destination takes only it, unless it is zero, and
+	// then holds the tag of the source it took.
+	tag       transport.Tag
+	urgentTag transport.Tag // what URGENT names: tag (another only in tests)
+	ram       *ram
+	stats     *counters
+	msgs      inbox.Queue
 
 	ctrl     net.Conn     // TLS (or raw after the handshake, plaintext)
 	raw      *net.TCPConn // the socket under ctrl

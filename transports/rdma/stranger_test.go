@@ -1,10 +1,14 @@
 package rdma_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,5 +55,52 @@ func TestIdleStrangers(t *testing.T) {
 	wg.Wait()
 	if err != nil || rerr != nil {
 		t.Fatalf("with %d idle strangers: send %v, receive %v", len(idle), err, rerr)
+	}
+}
+
+// TestUrgentChannelOfAnotherMigration: the urgent channel names the
+// session's tag as well as its nonce. A source whose urgent channel
+// names another migration (a connection spliced in) is never given the
+// channel: both Opens fail within connect_timeout, and not one page
+// reaches the destination's RAM.
+func TestUrgentChannelOfAnotherMigration(t *testing.T) {
+	p := providers(t)[0]
+	sf, sm := memfd(t, "send", 1<<20)
+	df, dm := memfd(t, "recv", 1<<20)
+	for i := range sm {
+		sm[i] = 0x77
+	}
+	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
+	sc, rc, _ := transport.MintCredentials(false)
+	cfg := config(t, p)
+	cfg["connect_timeout"] = int64(2 * time.Second)
+	send, recv := rdma.New(nil), rdma.New(nil)
+	defer send.Close()
+	defer recv.Close()
+	tag := transport.Tag{0xa}
+	send.SetUrgentTag(transport.Tag{0xb})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var rerr error
+	wg.Go(func() {
+		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df},
+			Credentials: rc, Tag: tag})
+	})
+	var serr error
+	for {
+		serr = send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf},
+			Credentials: sc, Tag: tag})
+		if serr == nil || ctx.Err() != nil || !errors.Is(serr, syscall.ECONNREFUSED) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if serr == nil || rerr == nil || !strings.Contains(rerr.Error(), "urgent channel") {
+		t.Fatalf("send %v, receive %v; want both failed, the destination for want of its urgent channel", serr, rerr)
+	}
+	if !bytes.Equal(dm, make([]byte, len(dm))) {
+		t.Error("the destination's RAM was written")
 	}
 }

@@ -30,8 +30,9 @@ type Transport struct {
 	listened transport.Listened // the addresses of receiving Opens
 	stats    counters
 
-	commitEarly  bool // tests only: see sender.commitEarly
-	ucommitEarly bool // tests only: see usender.commitEarly
+	commitEarly  bool           // tests only: see sender.commitEarly
+	ucommitEarly bool           // tests only: see usender.commitEarly
+	urgentTag    *transport.Tag // tests only: the tag the urgent channel names instead of the session's
 }
 
 var (
@@ -94,9 +95,13 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	t.stats.data.Store(0)
 	t.stats.zero.Store(0)
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
-	s.auth, s.plain = auth, req.Credentials.Plaintext
+	s.auth, s.plain, s.tag = auth, req.Credentials.Plaintext, req.Tag
 	s.snd.commitEarly = t.commitEarly
 	s.usnd.commitEarly = t.ucommitEarly
+	s.urgentTag = s.tag
+	if t.urgentTag != nil {
+		s.urgentTag = *t.urgentTag
+	}
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
