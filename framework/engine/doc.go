@@ -4,8 +4,11 @@
 // every message kind, its payload and its bounds are in messages.go:
 //
 //	source (Send)                                   destination (Receive)
+//	Open(tag) ── the transport's handshake ───────► Open(tag of MigrationID, or any):
+//	                                                another migration's source is refused there;
 //	                                                wait ≤ IncomingTimeout for a source
 //	HELLO(v7, layout, tag) ──────────────────────►  check version, migration tag, layout
+//	                                                (another migration's: ABORT it, wait on)
 //	              ◄─────────────────────────────── READY (or ABORT: reason)
 //	dirty log on; pass 1: every page (bulk)
 //	pass n: pages dirtied during pass n-1 ══ pages ═► written into guest RAM

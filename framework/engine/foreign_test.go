@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
@@ -20,7 +25,7 @@ import (
 
 // foreignResume is the RESUME of another migration's source, in post-copy
 // with a guest of the same size: only its tag differs.
-func foreignResume(pages uint64) []byte { return testResume(pages, newMigrationTag()) }
+func foreignResume(pages uint64, tag migrationTag) []byte { return testResume(pages, tag) }
 
 // noAnswer reports what the destination answered on the script's
 // connection within d, or "" if it answered nothing.
@@ -34,11 +39,50 @@ func noAnswer(ctx context.Context, s *script, d time.Duration) string {
 	return msgName(m.Kind) + " " + string(m.Payload)
 }
 
-// strangerResumes connects as another migration's source, says RESUME,
-// fails t if the destination answers within a second, and hangs up.
-func strangerResumes(ctx context.Context, t *testing.T, s *script) {
-	must(t, s.tr.Open(ctx, s.req))
-	s.send(ctx, msgResume, foreignResume(s.pages))
+// tagBlind is a destination's transport that ignores OpenRequest.Tag, as
+// a third party's might (transport API 8 asks it to check the tag): it
+// opens a session with any authenticated source, so another migration's
+// HELLO or RESUME reaches the engine, whose own checks must hold.
+type tagBlind struct{ transport.Transport }
+
+func (b tagBlind) Open(ctx context.Context, req transport.OpenRequest) error {
+	req.Tag = transport.Tag{}
+	return b.Transport.Open(ctx, req)
+}
+
+// destination is rcv as the test's destination uses it: itself, or
+// tag-blind.
+func destination(rcv transport.Transport, blind bool) transport.Transport {
+	if blind {
+		return tagBlind{rcv}
+	}
+	return rcv
+}
+
+// strangerResumes connects as another migration's source (the job's
+// credentials, its own tag), hangs up, and fails t if the destination
+// let it say anything. A destination's transport that keeps the tag rule
+// refuses its session: its Open fails (ErrWrongMigration) and nothing it
+// would send, pages first, can reach the running guest. Through a
+// tag-blind one it says RESUME, pushes nothing (it has not been asked
+// for pages), and must be answered nothing.
+func strangerResumes(ctx context.Context, t *testing.T, s *script, blind bool) {
+	other := newMigrationTag()
+	req := s.req
+	req.Tag = transport.Tag(other)
+	err := s.tr.Open(ctx, req)
+	if !blind {
+		if !errors.Is(err, transport.ErrWrongMigration) {
+			t.Errorf("another migration's source opened a session at this destination: %v; want ErrWrongMigration", err)
+		}
+		if err == nil {
+			s.tr.SendPages(ctx, []transport.PageRun{{First: 0, Count: s.pages, Kind: transport.KindData}})
+			s.tr.Close()
+		}
+		return
+	}
+	must(t, err)
+	s.send(ctx, msgResume, foreignResume(s.pages, other))
 	if got := noAnswer(ctx, s, time.Second); got != "" {
 		t.Errorf("the destination answered another migration's RESUME: %.80q", got)
 	}
@@ -50,11 +94,21 @@ func strangerResumes(ctx context.Context, t *testing.T, s *script) {
 // pages into this running guest (and its own destination would never
 // get them). The destination must answer it nothing, then take its own
 // source's RESUME and complete page-exact.
+//
+// Twice: with the loopback transport, which refuses the stranger's
+// session (its tag differs from the HELLO's this destination took), and
+// with a tag-blind one, where the engine's RESUME check does it.
 func TestForeignResumeAfterRunning(t *testing.T) {
+	for _, blind := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blind=%v", blind), func(t *testing.T) { foreignResumeAfterRunning(t, blind) })
+	}
+}
+
+func foreignResumeAfterRunning(t *testing.T, blind bool) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
+	wait := receiveAsync(ctx, dst, destination(rcv, blind), opt)
 	never, stale := pcPages(s)
 	var savedSeq uint64
 	failed := runScript(func() {
@@ -70,7 +124,7 @@ func TestForeignResumeAfterRunning(t *testing.T) {
 		s.sendMu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 
-		strangerResumes(ctx, t, s)
+		strangerResumes(ctx, t, s, blind)
 
 		// Its own source: all that was absent is still missing.
 		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
@@ -97,10 +151,16 @@ func TestForeignResumeAfterRunning(t *testing.T) {
 // stale copy: the guest would run again from an older state. The
 // destination must answer it nothing and tell only its own source.
 func TestForeignResumeBeforeCommit(t *testing.T) {
+	for _, blind := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blind=%v", blind), func(t *testing.T) { foreignResumeBeforeCommit(t, blind) })
+	}
+}
+
+func foreignResumeBeforeCommit(t *testing.T, blind bool) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
+	wait := receiveAsync(ctx, dst, destination(rcv, blind), opt)
 	never, stale := pcPages(s)
 	var abort string
 	failed := runScript(func() {
@@ -108,7 +168,7 @@ func TestForeignResumeBeforeCommit(t *testing.T) {
 		s.tr.Close() // COMMIT lost with the connection
 		time.Sleep(50 * time.Millisecond)
 
-		strangerResumes(ctx, t, s)
+		strangerResumes(ctx, t, s, blind)
 
 		must(t, s.tr.Open(ctx, s.req)) // its own source
 		s.send(ctx, msgResume, testResume(s.pages, s.tag))
@@ -128,10 +188,14 @@ func TestForeignResumeBeforeCommit(t *testing.T) {
 
 // A source of another migration with the same credentials (an operator's
 // certificates, a job whose destination address is another job's)
-// reaches this destination first. With migration IDs on both sides its
-// HELLO is refused before any page is written: the destination never
-// loads or runs its guest, the source is told at once and runs on.
-// Matching IDs, or none on the destination, migrate as before.
+// reaches this destination first, through a transport that let its
+// session open (this fake pipe ignores the tag, as a third party's
+// transport might; loopback refuses it earlier,
+// TestHelloOfAnotherMigrationTransport). With migration IDs on both
+// sides its HELLO is refused before any page is written: the destination
+// never loads or runs its guest, that source is told at once and runs
+// on, and the destination waits on for its own source, which then
+// migrates. Matching IDs, or none on the destination, migrate as before.
 func TestHelloOfAnotherMigration(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -157,30 +221,108 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: tc.dst})
+				rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: tc.dst, Log: testLogger(t)})
 			}()
 			srep, serr := Send(ctx, src, s, Options{MigrationID: tc.src})
-			<-done
-			if !tc.refused {
-				if serr != nil || rerr != nil || dst.resumed != 1 {
-					t.Fatalf("send %v / receive %v, destination resumed %d", serr, rerr, dst.resumed)
+			if tc.refused {
+				if serr == nil || srep.Status != StatusFailed || src.paused || src.resumed != 0 {
+					t.Errorf("Send: %v, status %s, source paused %v resumed %d; want it failed before the pause",
+						serr, srep.Status, src.paused, src.resumed)
 				}
-				return
+				if serr != nil && !strings.Contains(serr.Error(), "another migration") {
+					t.Errorf("the source's error does not say why: %v", serr)
+				}
+				select {
+				case <-done:
+					t.Fatalf("Receive returned after another migration's HELLO: %v", rerr)
+				default:
+				}
+				if dst.loaded != nil || dst.resumed != 0 {
+					t.Errorf("the destination took the other migration's guest: state %q, resumed %d", dst.loaded, dst.resumed)
+				}
+				_, serr = Send(ctx, src, s, Options{MigrationID: tc.dst}) // its own source
 			}
-			if rerr == nil || !strings.Contains(rerr.Error(), "another migration") || rrep.Status != StatusFailed {
-				t.Errorf("Receive: %v, status %s; want it failed naming another migration", rerr, rrep.Status)
-			}
-			if dst.loaded != nil || dst.resumed != 0 || rrep.PagesSent+rrep.PagesZero != 0 {
-				t.Errorf("the destination took the other migration's guest: state %q, resumed %d, pages %d",
-					dst.loaded, dst.resumed, rrep.PagesSent+rrep.PagesZero)
-			}
-			if serr == nil || srep.Status != StatusFailed || src.paused || src.resumed != 0 {
-				t.Errorf("Send: %v, status %s, source paused %v resumed %d; want it failed before the pause",
-					serr, srep.Status, src.paused, src.resumed)
-			}
-			if serr != nil && !strings.Contains(serr.Error(), "another migration") {
-				t.Errorf("the source's error does not say why: %v", serr)
+			<-done
+			if serr != nil || rerr != nil || dst.resumed != 1 || rrep.Status != StatusCompleted {
+				t.Fatalf("send %v / receive %v (%s), destination resumed %d", serr, rerr, rrep.Status, dst.resumed)
 			}
 		})
+	}
+}
+
+// TestHelloOfAnotherMigrationTransport: with a transport that keeps the
+// migration tag rule (loopback), another migration's source never gets a
+// session at a destination that knows its migration ID: its Send fails
+// at Open (ErrWrongMigration) before it paused anything, the
+// destination writes none of its pages and waits on, and its own source
+// then migrates.
+func TestHelloOfAnotherMigrationTransport(t *testing.T) {
+	src, dst, other := memGuest(t, 0x11), memGuest(t, 0), memGuest(t, 0x99)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc, Log: testLogger(t)})
+	srep, serr := Send(ctx, other, sendTr, Options{MigrationID: "job-b", Credentials: sc})
+	if !errors.Is(serr, transport.ErrWrongMigration) || srep.Status != StatusFailed || other.Counters().Pauses != 0 {
+		t.Errorf("another migration's Send: %v, status %s, pauses %d; want refused at Open, nothing paused",
+			serr, srep.Status, other.Counters().Pauses)
+	}
+	sendTr.Close()
+	if _, serr = Send(ctx, src, sendTr, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
+		t.Fatalf("its own source: %v", serr)
+	}
+	rep, err := wait()
+	if err != nil || rep.Status != StatusCompleted {
+		t.Fatalf("Receive: %v, %+v", err, rep)
+	}
+	for p := uint64(0); p < dst.RAM().Pages(); p++ {
+		if !bytes.Equal(dst.Page(p), src.Page(p)) {
+			t.Fatalf("page %d differs from its own source's (another migration's byte %#x)", p, dst.Page(p)[0])
+		}
+	}
+}
+
+// memGuest is a small vmtest guest of pcRegions: an incoming destination
+// for fill 0, else a source whose RAM is then all fill (so that two
+// sources differ in every byte).
+func memGuest(t *testing.T, fill byte) *vmtest.VM {
+	v, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: fill == 0})
+	must(t, err)
+	t.Cleanup(func() { v.Close() })
+	for i := range v.RAM() {
+		m := v.Memory(i)
+		for j := range m {
+			m[j] = fill
+		}
+	}
+	return v
+}
+
+// A stranger's session that wrote pages before its HELLO was refused
+// (a tag-blind transport, and a hostile source that holds the job's
+// credentials) leaves this destination's RAM holding another guest's
+// bytes: it does not wait on as a clean one does (waitAgain), it fails.
+func TestStrangerPagesFailTheDestination(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x66)
+	}
+	s, r := newPipe(src, dst)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rrep Report
+	var rerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: "job-a", Log: testLogger(t)})
+	}()
+	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
+	<-done
+	if !errors.Is(rerr, errOtherMigration) || rrep.Status != StatusFailed || dst.resumed != 0 {
+		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)
 	}
 }

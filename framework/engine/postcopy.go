@@ -23,8 +23,12 @@ package engine
 // After a broken connection (post-copy only) the source opens the
 // transport again and sends RESUME instead of HELLO, with its HELLO's
 // migration tag; the destination answers MISSING, the pages it does not
-// hold, and the source owes them again. A RESUME with another tag (a
-// source of another migration) is answered nothing (migrationTag). A
+// hold, and the source owes them again. Both name the tag to the
+// transport too (OpenRequest.Tag: the destination's reconnect Open takes
+// only its HELLO's), so the session of another migration's source is
+// refused in the transport's handshake, before it could write a page into
+// the running guest; through a transport that does not check, its RESUME
+// with another tag is answered nothing (migrationTag). A
 // destination whose stream broke before COMMIT arrived answers
 // RESUME with ABORT instead: it never ran the VM and never will, so the
 // source resumes it. A destination whose post-copy broke for good after

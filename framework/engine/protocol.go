@@ -46,9 +46,17 @@ const protocolVersion = 7
 // may have run past (TestForeignResumeAfterRunning,
 // TestForeignResumeBeforeCommit). With IDs, a job whose destination
 // address is another job's reaches that destination's HELLO check and
-// is refused there (TestHelloOfAnotherMigration). The tag is not a
-// secret: the credentials authenticate, the tag only tells migrations
-// apart.
+// is refused there (TestHelloOfAnotherMigration). Both sides also hand
+// the tag to their transport (OpenRequest.Tag, transport API 8): the
+// source on every Open, the destination on its first Open when it has a
+// MigrationID and on every reconnect the tag of the HELLO it took, and
+// the transport refuses another migration's source in its own handshake,
+// before any of its pages reaches guest RAM (a running guest's, in
+// post-copy); the checks here stay for a transport that does not keep
+// that rule. A destination that meets another migration's HELLO or
+// RESUME while it waits for its source waits on (waitAgain). The tag is
+// not a secret: the credentials authenticate, the tag only tells
+// migrations apart.
 type migrationTag [16]byte
 
 // newMigrationTag draws a fresh tag.

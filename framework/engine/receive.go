@@ -11,10 +11,11 @@ import (
 )
 
 // Receive accepts one incoming migration into dst through tr, which must
-// not be open yet: it waits for the source (at most IncomingTimeout),
-// checks that both sides have the same RAM layout, lets the transport
-// write pages, loads the state and answers LOADED; on COMMIT it resumes
-// the VM and answers RUNNING.
+// not be open yet: it waits for the source (at most IncomingTimeout;
+// another migration's source met meanwhile is refused and the wait goes
+// on, waitAgain), checks that both sides have the same RAM layout, lets
+// the transport write pages, loads the state and answers LOADED; on
+// COMMIT it resumes the VM and answers RUNNING.
 //
 // A failure before LOADED, an ABORT, or a VM that will not resume leaves
 // dst not running and tells the source (ABORT); the caller should then
@@ -75,6 +76,12 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	r.progress()
 	r.openReq = transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}
+	if id := r.opt.MigrationID; id != "" {
+		// The transport refuses another migration's source before it
+		// writes a page; without an ID any source's session opens, and
+		// its HELLO decides (hello). Reconnects take HELLO's tag.
+		r.openReq.Tag = transport.Tag(tagFor(id))
+	}
 	if err := r.open(ctx, r.openReq, rep); err != nil {
 		// A receiving transport may hold its listening port after an Open
 		// that failed (transport.Listen): Close lets it go.
@@ -90,6 +97,11 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	defer stop(nil)
 	r.stopLoop = stop
 	err = r.loop(lctx)
+	for err != nil && r.waitAgain(err) {
+		if err = r.open(ctx, r.openReq, rep); err == nil {
+			err = r.loop(lctx)
+		}
+	}
 	r.clock.workDone(time.Now())
 	if err != nil {
 		r.giveUp(err)
@@ -103,13 +115,14 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	return err
 }
 
-// open opens the transport within IncomingTimeout and records in rep how
-// the session is protected.
+// open opens the transport within IncomingTimeout of Receive's start
+// (a second Open, after waitAgain, gets what is left of it) and records
+// in rep how the session is protected.
 func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Report) error {
 	octx := ctx
 	if r.opt.IncomingTimeout > 0 {
 		var cancel context.CancelFunc
-		octx, cancel = context.WithTimeout(ctx, r.opt.IncomingTimeout)
+		octx, cancel = context.WithDeadline(ctx, r.start.Add(r.opt.IncomingTimeout))
 		defer cancel()
 	}
 	err := openTransport(octx, r.tr, req, rep)
@@ -185,6 +198,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 		return err
 	}
 	r.tag = h.Tag
+	r.openReq.Tag = transport.Tag(h.Tag) // a post-copy reconnect takes only this migration's source
 	r.mode = ModePrecopy
 	r.setPhase(PhaseBulk)
 	var flags uint32

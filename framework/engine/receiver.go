@@ -164,6 +164,44 @@ var errForeignResume = errors.New("RESUME from a stranger to this migration")
 // migration than Options.MigrationID (migrationTag, tagFor).
 var errOtherMigration = errors.New("HELLO of another migration")
 
+// waitAgain decides what a waiting destination does when the first
+// message of a session was another migration's: a HELLO with another
+// tag (errOtherMigration) or a RESUME (errForeignResume). A transport
+// that keeps the migration tag rule (transport.Transport, "Migration
+// tag") never opens such a session when it knows the tag; one that does
+// not (a third party's, or any transport before the ID is known) may.
+// Nothing was taken from that source, so this destination need not
+// fail: it tells a HELLO's source why (ABORT; that source paused
+// nothing), answers a RESUME nothing (errForeignResume), closes the
+// session keeping its port, and reports true: Receive opens the
+// transport again within what is left of IncomingTimeout. It reports
+// false, and the migration fails as before, in any other state, and when
+// that session wrote pages into guest RAM (its Stats after Close), or
+// its transport cannot say: this guest's RAM may then hold another's
+// bytes, and only a fresh destination is clean.
+func (r *receiver) waitAgain(cause error) bool {
+	if r.ho.get() != HandoverWaiting || !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
+		return false
+	}
+	if errors.Is(cause, errOtherMigration) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
+		cancel()
+	}
+	transport.CloseHolding(r.tr)
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	st, err := r.tr.Stats(ctx)
+	cancel()
+	if err != nil || st.PagesData+st.PagesZero != 0 {
+		r.opt.Log.Error("a source of another migration was refused, but its session may have written guest RAM: "+
+			"this destination fails (start a fresh one)", "cause", cause, "pages", st.PagesData+st.PagesZero, "stats_err", err)
+		return false
+	}
+	r.seen = transport.Stats{}
+	r.opt.Log.Warn("refused a source of another migration; waiting on for this migration's source", "cause", cause)
+	return true
+}
+
 // send sends m within SwitchoverTimeout (and ctx).
 func (r *receiver) send(ctx context.Context, m transport.Message) error {
 	sctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)

@@ -49,8 +49,9 @@ type Options struct {
 	// The page check (VerifyPages) is not under it. Default 5 s.
 	SwitchoverTimeout time.Duration
 	// IncomingTimeout bounds how long Receive waits for a source to
-	// connect (the transport's Open); the transport then stops listening.
-	// 0 waits until ctx ends.
+	// connect (the transport's Open; counted from Receive's start, so a
+	// wait on after another migration's source does not extend it); the
+	// transport then stops listening. 0 waits until ctx ends.
 	IncomingTimeout time.Duration
 	// Transport configures the transport (decoded from the job).
 	Transport schema.Config
@@ -64,11 +65,14 @@ type Options struct {
 	// speaks, not which migration: two migrations between the same two
 	// hosts with an operator's certificates share them. With an ID, the
 	// source's HELLO and RESUMEs carry a tag made from it, and a
-	// destination with an ID takes only a source with the same one; a
-	// HELLO of another migration (a job whose destination address is
-	// another job's) fails this one before any page is written, and the
-	// source is told (ABORT) before it paused anything. Without an ID the
-	// source draws a random tag, which binds its RESUMEs only.
+	// destination with an ID takes only a source with the same one: its
+	// transport refuses another migration's source in its own handshake
+	// (transport.OpenRequest.Tag), or, through a transport that does not,
+	// its HELLO is refused here; either way before any page of it is
+	// written, that source is told before it paused anything, and this
+	// destination waits on for its own within IncomingTimeout. Without
+	// an ID the source draws a random tag, which binds its RESUMEs and
+	// post-copy reconnects only.
 	MigrationID string
 	// Progress receives events one at a time, in order, from the
 	// engine's goroutine (or, while that one waits in a Flush, from a

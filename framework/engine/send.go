@@ -154,7 +154,8 @@ func (s *sender) run(ctx context.Context) (err error) {
 			return fmt.Errorf("memory of region %d is %d bytes, layout says %d", i, len(s.mem[i]), r.Size)
 		}
 	}
-	s.openReq = transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials}
+	s.openReq = transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials,
+		Tag: transport.Tag(s.tag)} // named in the transport's own handshake, on every Open of this migration
 	if err := openTransport(ctx, s.tr, s.openReq, &s.rep); err != nil {
 		return fmt.Errorf("open transport: %w", err)
 	}

@@ -1,37 +1,34 @@
 package vmtest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/session"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
+	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/tcp"
-)
-
-// Engine message kinds this test writes or watches (framework/engine,
-// messages.go; numbers never change meaning).
-const (
-	msgHello  = 1
-	msgResume = 13
 )
 
 // cutAfterRunning is the source's TCP transport (in process): once
 // RUNNING arrived it cuts the session, lets foreign run, and only then
-// lets the source open the transport again. It keeps the source's HELLO.
+// lets the source open the transport again.
 type cutAfterRunning struct {
 	transport.Transport
 	foreign func()
 
 	mu      sync.Mutex
-	hello   []byte
 	cut     bool
 	reopen  chan struct{} // closed once foreign returned
 	opened  int
@@ -51,15 +48,6 @@ func (c *cutAfterRunning) Open(ctx context.Context, req transport.OpenRequest) e
 		}
 	}
 	return c.Transport.Open(ctx, req)
-}
-
-func (c *cutAfterRunning) SendMessage(ctx context.Context, m transport.Message) error {
-	if m.Kind == msgHello {
-		c.mu.Lock()
-		c.hello = append([]byte(nil), m.Payload...)
-		c.mu.Unlock()
-	}
-	return c.Transport.SendMessage(ctx, m)
 }
 
 func (c *cutAfterRunning) RecvMessage(ctx context.Context) (transport.Message, error) {
@@ -85,25 +73,31 @@ func (c *cutAfterRunning) RecvMessage(ctx context.Context) (transport.Message, e
 // process, real sockets, real userfaultfd) breaks after RUNNING. Before
 // the job's source comes back, another migration's source (the same
 // credentials: an operator's certificates shared by two jobs between the
-// same hosts) connects to the destination and says RESUME for a guest
-// of the same size and engine protocol, with its own migration's tag.
-// The destination must answer it nothing (answered MISSING, it would
-// push its own guest's pages into this running guest), then take its
-// own source back; the migration completes page-exact (manualSwitch's
-// checks). Before engine protocol 7 it answered MISSING.
+// same hosts) connects to the destination, which runs the guest on that
+// RAM, twice:
+//   - as a Ferry source with its own migration's tag: its transport
+//     session is refused in the TCP handshake (ErrWrongMigration), so it
+//     never gets to say RESUME (before transport API 8 the destination's
+//     engine refused that RESUME, after the session had opened);
+//   - as a hostile one: its streams say HELLO with another tag and push
+//     pages full of a marker right behind, without waiting for an
+//     answer. Each stream gets nothing but the refusal.
+//
+// Not one marker page reaches the running guest's RAM, and the job's own
+// source reconnects and the migration completes page-exact
+// (manualSwitch's checks).
 func TestEmbedForeignResume(t *testing.T) {
-	var answered string
+	var refused error
+	var answers []string
 	var tried bool
-	manualSwitch(t, func(sspec, dspec *session.Spec) {
+	marker := bytes.Repeat([]byte("STRANGER"), framework.PageSize/8)
+	_, dst, _, _ := manualSwitchVMs(t, func(sspec, dspec *session.Spec) {
 		cut := &cutAfterRunning{Transport: tcp.New(nil), reopen: make(chan struct{})}
 		t.Cleanup(cut.cutDone.Wait)
 		sspec.TransportInProcess, dspec.TransportInProcess = cut, tcp.New(nil)
 		sspec.Transport.Path, dspec.Transport.Path = "", ""
 		creds, cfg := sspec.Engine.Credentials, sspec.Transport.Config
 		cut.foreign = func() {
-			cut.mu.Lock()
-			hello := cut.hello
-			cut.mu.Unlock()
 			other := newVM(t, vmtest.Options{}) // a guest of the same size
 			files, ram, err := engine.RAMFiles(other.RAM(), transport.RoleSend)
 			if err != nil {
@@ -115,39 +109,103 @@ func TestEmbedForeignResume(t *testing.T) {
 					f.Close()
 				}
 			}()
-			tr := tcp.New(nil)
-			defer tr.Close()
+			var tag transport.Tag
+			rand.Read(tag[:]) // its own migration's
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			tr := tcp.New(nil)
+			defer tr.Close()
 			for {
-				err = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: ram, Files: files, Credentials: creds})
-				if err == nil || ctx.Err() != nil {
+				refused = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: ram, Files: files,
+					Credentials: creds, Tag: tag})
+				if refused == nil || ctx.Err() != nil || errors.Is(refused, transport.ErrWrongMigration) {
 					break
 				}
 				time.Sleep(20 * time.Millisecond) // the destination listens again after it drained
 			}
-			if err != nil {
-				t.Errorf("the other migration's source could not reach the destination: %v", err)
-				return
-			}
 			tried = true
-			resume := binary.LittleEndian.AppendUint32(nil, binary.LittleEndian.Uint32(hello)) // this engine protocol
-			resume = binary.LittleEndian.AppendUint64(resume, other.RAM().Pages())
-			resume = append(resume, rand.Text()[:16]...) // its own migration's tag
-			if err := tr.SendMessage(ctx, transport.Message{Kind: msgResume, Payload: resume}); err != nil {
-				return // refused before it could say anything: fine
-			}
-			rctx, rcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-			defer rcancel()
-			if m, err := tr.RecvMessage(rctx); err == nil {
-				answered = fmt.Sprintf("message %d (14 is MISSING), %d bytes", m.Kind, len(m.Payload))
-			}
+			answers = pushStranger(ctx, t, cfg["listen"].(string), creds, other.RAM(), tag, marker)
 		}
 	})
 	if !tried {
 		t.Fatal("the other migration's source never reached the destination")
 	}
-	if answered != "" {
-		t.Errorf("the destination answered another migration's RESUME: %s", answered)
+	if !errors.Is(refused, transport.ErrWrongMigration) {
+		t.Errorf("the other migration's source: Open = %v; want ErrWrongMigration", refused)
 	}
+	for i, a := range answers {
+		if a != "ABORT another migration" {
+			t.Errorf("the hostile stranger's stream %d was answered %q; want only the refusal", i, a)
+		}
+	}
+	for i := range dst.RAM() {
+		m := dst.Memory(i)
+		for off := 0; off < len(m); off += framework.PageSize {
+			if bytes.Equal(m[off:off+framework.PageSize], marker) {
+				t.Fatalf("the stranger's page landed in the running guest (region %d, offset %#x)", i, off)
+			}
+		}
+	}
+}
+
+// pushStranger is a hostile source with the job's credentials: on each of
+// two bulk streams and an urgent one it says HELLO naming tag, then at
+// once a PAGES frame of marker pages and a ZERO run, without waiting for
+// an answer. It returns what each stream was answered before the
+// destination closed it ("" for nothing).
+func pushStranger(ctx context.Context, t *testing.T, addr string, creds transport.Credentials, layout framework.Layout,
+	tag transport.Tag, marker []byte) []string {
+	cfg, err := creds.TLSConfig(transport.RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l []wire.Region
+	for _, r := range layout {
+		l = append(l, wire.Region{GPA: r.GPA, Size: r.Size})
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 3 {
+		h := wire.Hello{Session: [16]byte{6, 6, 6}, Tag: tag, Stream: uint16(i), Streams: 2, PageSize: framework.PageSize, RAM: l}
+		if i == 2 {
+			h.Stream, h.Urgent = 0, true
+		}
+		b, _ := wire.AppendHello(nil, h)
+		b, _ = wire.AppendPages(b, 1, wire.Run{First: uint64(i) * 256, Count: 4}, false, bytes.Repeat(marker, 4))
+		b, _ = wire.AppendZero(b, 2, wire.Run{First: uint64(i)*256 + 8, Count: 8})
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Errorf("the hostile stranger cannot reach the destination: %v", err)
+			return nil
+		}
+		conns = append(conns, c)
+		sc, err := transport.Secure(ctx, c, transport.RoleSend, cfg, creds.Plaintext)
+		if err != nil {
+			t.Errorf("the hostile stranger's credentials were refused: %v", err)
+			return nil
+		}
+		conns[i] = sc
+		if _, err := sc.Write(b); err != nil {
+			t.Errorf("stream %d: %v", i, err)
+		}
+	}
+	var answers []string
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []string
+		d := wire.NewDecoder(c)
+		for {
+			f, err := d.Next()
+			if err != nil {
+				break
+			}
+			got = append(got, fmt.Sprintf("%v %v", f.Type, f.Code))
+		}
+		answers = append(answers, strings.Join(got, ", "))
+	}
+	return answers
 }

@@ -153,9 +153,14 @@ func TestEmbedPostcopyManual(t *testing.T) {
 // hand after the first 256 pages; setup may change the specs first. It
 // returns the source VM and both reports, checked by checkPostcopy.
 func manualSwitch(t *testing.T, setup func(sspec, dspec *session.Spec)) (*vmtest.VM, engine.Report, engine.Report) {
+	src, _, srep, drep := manualSwitchVMs(t, setup)
+	return src, srep, drep
+}
+
+// manualSwitchVMs is manualSwitch, returning the destination too.
+func manualSwitchVMs(t *testing.T, setup func(sspec, dspec *session.Spec)) (src, dst *vmtest.VM, srep, drep engine.Report) {
 	needUffd(t)
-	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
-	var dst *vmtest.VM
+	src = newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
 	onResume, wait := toucher(&dst, func() []uint64 { return freePages(src) })
 	dst = newVM(t, vmtest.Options{Incoming: true, WriteEvery: time.Millisecond, OnResume: onResume})
 	sspec, dspec := postcopySpecs(t, engine.PostcopyOff, 8<<20)
@@ -173,7 +178,7 @@ func manualSwitch(t *testing.T, setup func(sspec, dspec *session.Spec)) (*vmtest
 	srep, serr, drep, derr := run(src, dst, sspec, dspec)
 	wait()
 	checkPostcopy(t, src, dst, srep, drep, serr, derr)
-	return src, srep, drep
+	return src, dst, srep, drep
 }
 
 // TestEmbedPostcopyCancelIgnored: both embedders cancel their contexts
