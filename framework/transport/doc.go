@@ -26,7 +26,11 @@
 // pinned certificate, or CAs (credentials.go; MintCredentials makes a
 // pinned pair per job), and Secure (secure.go) is the
 // mutual TLS 1.3 handshake a stream transport runs before it reads a byte
-// of the peer's frames.
+// of the peer's frames. Credentials name hosts, not migrations: each
+// session also names its migration's tag (OpenRequest.Tag, API version
+// 8) in the transport's own handshake, and a destination that knows its
+// tag refuses another migration's source as it refuses a stranger
+// (Transport, "Migration tag"; ErrWrongMigration on the refused side).
 //
 // The package holds the Go interface (transport.go), the go-plugin glue
 // (plugin.go, launch.go), the gRPC client and server shims (client.go,

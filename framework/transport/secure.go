@@ -13,8 +13,10 @@ import (
 // goAhead is what the destination sends, inside TLS, once its handshake
 // has finished; the source sends nothing of its own before reading it.
 // Its number changes only together with APIVersion
-// (docs/ARCHITECTURE.md#versions): "/1" was transport API 2, "/2" is API 3,
-// whose sessions add an urgent stream a version-2 peer would never open.
+// (docs/ARCHITECTURE.md#versions): "/1" was transport API 2, "/2" is API 3
+// to 8 (API 3's sessions add an urgent stream a version-2 peer would
+// never open; API 8's migration tag travels in each transport's own
+// versioned hello, whose rule handles the previous one).
 var goAhead = []byte("FERRY-GO-AHEAD/2")
 
 // Secure authenticates the peer on c with a TLS 1.3 handshake (cfg from
