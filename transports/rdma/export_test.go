@@ -84,7 +84,7 @@ const Uslots = uslots
 
 // AbandonedSource plays a source whose Open ends half-way, after the
 // fabric connections and before the urgent channel: it authenticates on
-// addr with creds, says HELLO for layout, connects both endpoints with
+// addr with creds, says HELLO for tag and layout, connects both endpoints with
 // the OFFER's nonces, reads the KEYS, then closes everything.
 func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag, layout []transport.RAMRegion) error {
 	auth, err := creds.TLSConfig(transport.RoleSend)
