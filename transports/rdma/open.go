@@ -22,10 +22,17 @@ import (
 const handshakeBound = 3 * time.Second
 
 // maxPending bounds connections being authenticated at once; one more
-// closes the oldest. A flood of more than maxPending new connections
-// within one handshake time can still evict the real source's (its Open
-// fails, the job can be run again): filtering that is the network's job.
+// closes one of them (transport.Evictable: a host holding more than
+// floodShare loses its own oldest first, else the oldest goes). A flood
+// from many hosts, of more than maxPending new connections within one
+// handshake time, can still evict the real source's (its Open fails, the
+// job can be run again): filtering that is the network's job.
 const maxPending = 32
+
+// floodShare is how many pending connections one host may hold before
+// its own are evicted first: a source's control channel and urgent
+// channel, and as many again from a try it gave up on.
+const floodShare = 4
 
 // openSend connects the source: control channel, authentication, HELLO,
 // the fabric connection carrying the OFFER's nonce, then the KEYS.
@@ -202,7 +209,7 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 	ln.SetDeadline(time.Time{})
 	won := make(chan result, 1)
 	var mu sync.Mutex
-	pending := map[*net.TCPConn]time.Time{}
+	pending := map[*net.TCPConn]transport.Pending{}
 	settled := false
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -218,10 +225,14 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 				c.Close()
 				continue
 			}
+			host := transport.HostOf(c.RemoteAddr())
 			if len(pending) >= maxPending {
-				evictOldest(pending) // its handshake fails; newer callers get a chance
+				if victim, ok := transport.Evictable(pending, host, floodShare); ok {
+					victim.Close() // its handshake fails; newer callers get a chance
+					delete(pending, victim)
+				}
 			}
-			pending[c] = time.Now()
+			pending[c] = transport.Pending{Host: host, Since: time.Now()}
 			mu.Unlock()
 			wg.Go(func() {
 				sc, err := admit(c)
@@ -279,18 +290,6 @@ func (s *session) closeSetup() {
 		s.uep.Close()
 		s.uep = nil
 	}
-}
-
-// evictOldest closes the connection that has been pending longest.
-func evictOldest(pending map[*net.TCPConn]time.Time) {
-	var oldest *net.TCPConn
-	for c, since := range pending {
-		if oldest == nil || since.Before(pending[oldest]) {
-			oldest = c
-		}
-	}
-	oldest.Close()
-	delete(pending, oldest)
 }
 
 // admit authenticates c and reads its HELLO within handshakeBound, and

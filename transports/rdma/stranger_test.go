@@ -104,3 +104,57 @@ func TestUrgentChannelOfAnotherMigration(t *testing.T) {
 		t.Error("the destination's RAM was written")
 	}
 }
+
+// TestFloodEvictsItself: with the pending connections at their bound, a
+// host that holds more than its share loses its own oldest first, not a
+// connection of another host mid-handshake (the oldest-first rule closed
+// that one first).
+func TestFloodEvictsItself(t *testing.T) {
+	p := providers(t)[0]
+	df, _ := memfd(t, "recv", 1<<20)
+	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
+	_, rc, _ := transport.MintCredentials(false)
+	cfg := config(t, p)
+	recv := rdma.New(nil)
+	defer recv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
+	})
+	addr := cfg["listen"].(string)
+	dial := func(local string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		for ctx.Err() == nil {
+			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("nothing listens on %s", addr)
+		return nil
+	}
+	source := dial("127.0.0.1") // the oldest: a source whose handshake is slow
+	start := time.Now()
+	var flood []net.Conn
+	for range 64 { // twice the bound, from one host
+		flood = append(flood, dial("127.0.0.2"))
+	}
+	// The flood's first connection is evicted once the bound is reached.
+	flood[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := flood[0].Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the flood's oldest connection was not closed: %v", err)
+	}
+	source.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err := source.Read(make([]byte, 1))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Skipf("the flood took %v, near the destination's handshake bound: cannot tell eviction from timeout", d)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the source's pending connection was closed for a flooding host's: %v", err)
+	}
+}

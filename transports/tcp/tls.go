@@ -70,7 +70,7 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 		c.Close()
 		return false
 	}
-	host := hostOf(c.RemoteAddr())
+	host := transport.HostOf(c.RemoteAddr())
 	if len(a.conns) >= maxPending {
 		victim := a.evictable(host)
 		if victim == nil {
@@ -86,51 +86,23 @@ func (a *acceptor) admit(c *net.TCPConn) bool {
 }
 
 // floodShare is how many unauthenticated connections one remote host
-// may hold pending before its own are the first to go: as many as one
-// source opens at once (every bulk stream and the urgent one).
+// may hold pending before its own are the first to go (Evictable): as
+// many as one source opens at once (every bulk stream and the urgent
+// one).
 const floodShare = maxStreams + 1
 
-// evictable picks the pending connection to close for a new one from
-// newHost (nil when every pending one is authenticated): the oldest
-// unauthenticated connection among the hosts that hold more than
-// floodShare of them, counting the new one; else the oldest
-// unauthenticated one. So a flood from one host, or from a few that
-// each hold more than floodShare, evicts its own connections, not those
-// of a source that holds no more than floodShare (a plain oldest-first
-// rule evicted them as soon as maxPending newer connections arrived
-// during their handshake). Called with a.mu held.
+// evictable picks the unauthenticated pending connection to close for a
+// new one from newHost (transport.Evictable; nil when every pending one
+// is authenticated). Called with a.mu held.
 func (a *acceptor) evictable(newHost string) *net.TCPConn {
-	held := map[string]int{newHost: 1}
-	for _, ad := range a.conns {
-		if !ad.authed {
-			held[ad.host]++
-		}
-	}
-	var pick *net.TCPConn
+	unauthed := make(map[*net.TCPConn]transport.Pending, len(a.conns))
 	for c, ad := range a.conns {
-		if ad.authed {
-			continue
-		}
-		if pick == nil {
-			pick = c
-			continue
-		}
-		p := a.conns[pick]
-		flood, pFlood := held[ad.host] > floodShare, held[p.host] > floodShare
-		if flood && !pFlood || flood == pFlood && ad.since.Before(p.since) {
-			pick = c
+		if !ad.authed {
+			unauthed[c] = transport.Pending{Host: ad.host, Since: ad.since}
 		}
 	}
-	return pick
-}
-
-// hostOf is addr without its port.
-func hostOf(addr net.Addr) string {
-	host := addr.String()
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return host
+	victim, _ := transport.Evictable(unauthed, newHost, floodShare)
+	return victim
 }
 
 // authenticate runs the TLS handshake on a pending connection within
@@ -179,7 +151,7 @@ type refusals struct {
 }
 
 func (r *refusals) note(log hclog.Logger, from net.Addr, err error) {
-	host := hostOf(from)
+	host := transport.HostOf(from)
 	r.mu.Lock()
 	if r.hosts == nil {
 		r.hosts = map[string]int{}
