@@ -129,7 +129,7 @@ func checkAnswer(s *session, st *stream) error {
 	f, err := st.dec.Next()
 	switch {
 	case err != nil:
-		return fmt.Errorf("handshake: %w%s", connErr(st, err), encryptionMismatch(err))
+		return fmt.Errorf("handshake: %w%s", connErr(st, err), encryptionMismatch(err, "source", "destination"))
 	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
 		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
 	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Tag != s.tag || f.Hello.Stream != s.hello(st).Stream ||
@@ -142,18 +142,19 @@ func checkAnswer(s *session, st *stream) error {
 	return nil
 }
 
-// encryptionMismatch names the likely cause when the destination's
-// answer is in the other framing: TLS records where Ferry frames in the
-// clear were expected, or the reverse. Each side takes `encryption` from
-// its own job; nothing on the wire negotiates it.
-func encryptionMismatch(err error) string {
+// encryptionMismatch names the likely cause when the peer speaks the
+// other framing: TLS records where Ferry frames in the clear were
+// expected, or the reverse. Each side takes `encryption` from its own
+// job; nothing on the wire negotiates it. self and peer are the roles'
+// names ("source", "destination").
+func encryptionMismatch(err error, self, peer string) string {
 	var rec tls.RecordHeaderError
 	var magic *wire.MagicError
 	switch {
 	case errors.As(err, &rec) && string(rec.RecordHeader[:4]) == wire.Magic:
-		return " (the destination answered in Ferry frames in the clear: is `security { encryption = false }` set on the destination's side only?)"
+		return fmt.Sprintf(" (the %s sent Ferry frames in the clear: is `security { encryption = false }` set on the %[1]s's side only?)", peer)
 	case errors.As(err, &magic) && magic.TLSRecord():
-		return " (the destination answered in TLS records: is `security { encryption = false }` set on the source's side only?)"
+		return fmt.Sprintf(" (the %s sent TLS records: is `security { encryption = false }` set on the %s's side only?)", peer, self)
 	}
 	return ""
 }

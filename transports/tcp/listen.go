@@ -30,11 +30,15 @@ type acceptor struct {
 	conns   map[*net.TCPConn]*admission // every accepted connection still open
 	refused refusals                    // connections that did not authenticate
 	foreign refusals                    // authenticated, but of another migration
-	groups  map[groupKey][]*stream
-	winner  []*stream
-	err     error
-	settled chan struct{} // closed once winner or err is set
-	wg      sync.WaitGroup
+	// mismatch names the likely cause when an authenticated source spoke
+	// the other framing (encryptionMismatch): the destination's Open
+	// ends with it, if it times out, as well as logging it.
+	mismatch string
+	groups   map[groupKey][]*stream
+	winner   []*stream
+	err      error
+	settled  chan struct{} // closed once winner or err is set
+	wg       sync.WaitGroup
 }
 
 // groupKey is what the streams of one session share: a stream that names
@@ -60,7 +64,10 @@ func openReceive(ctx context.Context, s *session) error {
 	select {
 	case <-a.settled:
 	case <-ctx.Done():
-		a.settle(nil, fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, ctx.Err()))
+		a.mu.Lock()
+		mismatch := a.mismatch
+		a.mu.Unlock()
+		a.settle(nil, fmt.Errorf("waiting for the source on %s: %w%s", s.cfg.listen, ctx.Err(), mismatch))
 	}
 	ln.Close()
 	a.mu.Lock()
@@ -115,7 +122,13 @@ func (a *acceptor) hello(st *stream) {
 	from := c.RemoteAddr().String()
 	switch {
 	case err != nil:
-		a.drop(st, protocolCode(err), fmt.Sprintf("no HELLO: %v", err))
+		mismatch := encryptionMismatch(err, "destination", "source")
+		if mismatch != "" {
+			a.mu.Lock()
+			a.mismatch = mismatch
+			a.mu.Unlock()
+		}
+		a.drop(st, protocolCode(err), fmt.Sprintf("no HELLO: %v%s", err, mismatch))
 		return
 	case f.Type != wire.TypeHello:
 		a.drop(st, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))

@@ -306,6 +306,11 @@ func TestPlaintextMismatchRefused(t *testing.T) {
 			if serr != nil && !errors.Is(serr, context.DeadlineExceeded) && !strings.Contains(serr.Error(), "encryption = false") {
 				t.Errorf("the sender's error does not name the likely cause (encryption set on one side only): %v", serr)
 			}
+			// The destination refuses the source as it would a stranger
+			// and waits on; when its wait ends it says why no source came.
+			if rerr != nil && !strings.Contains(rerr.Error(), "encryption = false") {
+				t.Errorf("the receiver's error does not name the likely cause (encryption set on one side only): %v", rerr)
+			}
 			for i, m := range dst.mem {
 				if !bytes.Equal(m, make([]byte, len(m))) {
 					t.Fatalf("guest RAM region %d was written", i)
