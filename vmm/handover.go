@@ -30,16 +30,22 @@ import (
 // later "migrate -resolve" can still see that it was discarded and not
 // lost: a VMM that is gone proves nothing.
 
-// sideAfter is the side a finished migration leaves this VMM on; st is
-// the VM's state then, read under the run lock. A source whose migration
-// failed is running only if its VM runs: the engine resumes it, but one
-// stopped meanwhile (the VMM's own shutdown, which does not wait before
-// the handover began, or a guest that powered off after a pause that
-// failed) cannot run again, and its Resume fails. It is failed then:
-// "running" would have migrate take this copy for the guest's and give
-// up a destination that may hold the only one (plan discards a
-// handover-unknown destination beside a running source).
-func sideAfter(role transport.Role, rep engine.Report, st State) api.Side {
+// sideAfter is the side a finished migration leaves this VMM on. ran
+// says whether the guest ran here after the migration paused it: the VM
+// runs now, or the engine's Resume ran it again (migrationOwner.resumed),
+// both read under the run lock. A source whose migration failed is
+// running if it ran, even if its VM stopped since (the guest powered off
+// or failed, or the VMM's shutdown came once the handover ended): a
+// destination that loaded the state holds an older copy, which must
+// never run (plan discards it). It is failed if it did not run: the VM
+// was stopped before the engine could resume it (the VMM's own
+// shutdown, which does not wait before the handover began, or a guest
+// that powered off during a live pass), so a destination that loaded
+// the state may hold the only copy, and "running" would have migrate
+// give it up. The VM's state alone cannot tell the two apart: a stop
+// does not take the run lock, and a guest resumed a moment before its
+// power-off would read as never resumed.
+func sideAfter(role transport.Role, rep engine.Report, ran bool) api.Side {
 	switch {
 	case rep.Status == engine.StatusHandoverUnknown:
 		return api.SideUnknown
@@ -47,7 +53,7 @@ func sideAfter(role transport.Role, rep engine.Report, st State) api.Side {
 		return api.SidePostcopyBroken
 	case role == transport.RoleSend && rep.Status == engine.StatusCompleted:
 		return api.SideMigrated
-	case role == transport.RoleSend && st == StateRunning:
+	case role == transport.RoleSend && ran:
 		return api.SideRunning
 	case role == transport.RoleSend:
 		return api.SideFailed

@@ -17,25 +17,24 @@ func TestSideAfter(t *testing.T) {
 	for _, c := range []struct {
 		role   transport.Role
 		status engine.Status
-		state  State // the VM's when the engine returned
+		ran    bool // the VM runs, or ran after the engine's pause (endMigration)
 		want   api.Side
 	}{
-		{transport.RoleSend, engine.StatusCompleted, StatePaused, api.SideMigrated},
-		{transport.RoleSend, engine.StatusFailed, StateRunning, api.SideRunning},
-		{transport.RoleSend, engine.StatusCancelled, StateRunning, api.SideRunning},
-		{transport.RoleSend, engine.StatusFailed, StateStopped, api.SideFailed}, // its resume failed
-		{transport.RoleSend, engine.StatusCancelled, StateStopped, api.SideFailed},
-		{transport.RoleSend, engine.StatusFailed, StatePaused, api.SideFailed},
-		{transport.RoleSend, engine.StatusHandoverUnknown, StatePaused, api.SideUnknown},
-		{transport.RoleReceive, engine.StatusCompleted, StateRunning, api.SideRunning},
-		{transport.RoleReceive, engine.StatusFailed, StatePaused, api.SideFailed},
-		{transport.RoleReceive, engine.StatusCancelled, StateIncoming, api.SideFailed},
-		{transport.RoleReceive, engine.StatusHandoverUnknown, StatePaused, api.SideUnknown},
-		{transport.RoleSend, engine.StatusPostcopyBroken, StatePaused, api.SidePostcopyBroken},
-		{transport.RoleReceive, engine.StatusPostcopyBroken, StateStopped, api.SidePostcopyBroken},
+		{transport.RoleSend, engine.StatusCompleted, false, api.SideMigrated},
+		{transport.RoleSend, engine.StatusFailed, true, api.SideRunning},
+		{transport.RoleSend, engine.StatusCancelled, true, api.SideRunning},
+		{transport.RoleSend, engine.StatusFailed, false, api.SideFailed}, // stopped before its resume
+		{transport.RoleSend, engine.StatusCancelled, false, api.SideFailed},
+		{transport.RoleSend, engine.StatusHandoverUnknown, false, api.SideUnknown},
+		{transport.RoleReceive, engine.StatusCompleted, true, api.SideRunning},
+		{transport.RoleReceive, engine.StatusFailed, false, api.SideFailed},
+		{transport.RoleReceive, engine.StatusCancelled, false, api.SideFailed},
+		{transport.RoleReceive, engine.StatusHandoverUnknown, false, api.SideUnknown},
+		{transport.RoleSend, engine.StatusPostcopyBroken, false, api.SidePostcopyBroken},
+		{transport.RoleReceive, engine.StatusPostcopyBroken, true, api.SidePostcopyBroken},
 	} {
-		if got := sideAfter(c.role, engine.Report{Status: c.status}, c.state); got != c.want {
-			t.Errorf("%s %s with the VM %s: side %s, want %s", c.role, c.status, c.state, got, c.want)
+		if got := sideAfter(c.role, engine.Report{Status: c.status}, c.ran); got != c.want {
+			t.Errorf("%s %s (ran %v): side %s, want %s", c.role, c.status, c.ran, got, c.want)
 		}
 	}
 }
@@ -71,6 +70,45 @@ func TestFailedSourceStoppedIsNotRunning(t *testing.T) {
 	st := mg.status()
 	if st.Side != api.SideFailed || !st.Done {
 		t.Errorf("side %s (done %v), want %s: the VM is %s", st.Side, st.Done, api.SideFailed, v.Status().State)
+	}
+	if s := v.Status().State; s != StateStopped {
+		t.Errorf("VM %s, want stopped", s)
+	}
+}
+
+// TestFailedSourceRanThenStopped: the engine paused the source for the
+// switch, the handover failed before COMMIT (LOADED never came) and the
+// engine resumed the VM; the guest then powered off before the engine
+// returned (Send still tells the destination ABORT and closes its
+// plugins, seconds at worst). The guest ran here after the pause, so a
+// destination that loaded the state and missed the ABORT holds an older
+// copy: the side is running (plan discards that destination, migrate
+// prints "Never run the destination"), not failed, which says the VM was
+// stopped before it could be resumed and leaves the destination's
+// resume line in migrate's manual steps. Decided from the VM's state
+// alone, the side was failed.
+func TestFailedSourceRanThenStopped(t *testing.T) {
+	ctx := context.Background()
+	v := bareVM(StateRunning)
+	mg := &migration{}
+	v.mig = mg
+	own, err := v.claim(ctx, mg, transport.RoleSend.String(), "m1", func() {}, func(State) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg.progress(engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverSwitchover})
+	m := migrationVM{v: v, own: own}
+	if err := m.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Resume(); err != nil { // switchOver: LOADED never came
+		t.Fatal(err)
+	}
+	v.finish(0, nil) // the guest powers off
+	err = fmt.Errorf("waiting for the destination to load: %w", context.DeadlineExceeded)
+	v.endMigration(own, mg, transport.RoleSend, engine.Report{Status: engine.StatusFailed, Error: err.Error()}, err)
+	if st := mg.status(); st.Side != api.SideRunning || !st.Done {
+		t.Errorf("side %s (done %v), want %s: the guest ran here after the pause", st.Side, st.Done, api.SideRunning)
 	}
 	if s := v.Status().State; s != StateStopped {
 		t.Errorf("VM %s, want stopped", s)

@@ -86,7 +86,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	s, err := session.Open(ctx, m.RAM(), spec)
 	if err != nil {
 		own.release(func() {
-			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}, v.Status().State))
+			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}, v.Status().State == StateRunning))
 		})
 		cancel()
 		return nil, err
@@ -197,10 +197,10 @@ func (v *VM) canMigrate(role transport.Role, st State) error {
 // VM back to the control commands, in one step under the run lock:
 // whoever sees the report sees the VM's final state, and no pause or
 // resume can slip in between. The side is decided there too, from the
-// VM's state (sideAfter).
+// VM's state and whether the engine resumed it (sideAfter).
 func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Role, rep engine.Report, err error) {
 	own.release(func() {
-		side := sideAfter(role, rep, v.Status().State)
+		side := sideAfter(role, rep, v.Status().State == StateRunning || own.resumed)
 		v.migrationDone(role, side, err, func() { mg.finish(rep, side) })
 	})
 }
@@ -244,7 +244,7 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 			"err", err)
 	case api.SideRunning:
 		if role == transport.RoleSend {
-			v.log.Warn("migration failed; the VM keeps running here", "err", err)
+			v.log.Warn("migration failed; the guest ran on here", "state", v.Status().State, "err", err)
 		} else {
 			v.log.Info("incoming migration completed: the VM runs here")
 			if err != nil { // engine.ErrPostcopyCheck: the VM runs here all the same

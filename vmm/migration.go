@@ -73,9 +73,20 @@ func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v
 
 // Resume implements framework.Source and framework.Target. A
 // destination's is refused once the VMM's shutdown cancelled the
-// migration (VM.cancelIncoming).
+// migration (VM.cancelIncoming). One that ran a paused VM again is
+// recorded in the owner (resumed): the VM's state alone cannot say so
+// once a stop, which does not take the run lock, ended it.
 func (m migrationVM) Resume() error {
-	return m.own.do(context.Background(), func(context.Context) error { return m.v.resumeFor(true) })
+	return m.own.do(context.Background(), func(context.Context) error {
+		was := m.v.Status().State // under the run lock: only a stop can change it meanwhile
+		if err := m.v.resumeFor(true); err != nil {
+			return err
+		}
+		if was == StatePaused {
+			m.own.resumed = true
+		}
+		return nil
+	})
 }
 
 // SaveState implements framework.Source.

@@ -323,7 +323,7 @@ func TestShutdownWaitsWhileUnknown(t *testing.T) {
 		go func() { v.shutdown(); close(done) }() // as Run does on the first signal
 		time.Sleep(50 * time.Millisecond)
 		rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePostcopy}
-		side := sideAfter(transport.RoleSend, rep, v.Status().State)
+		side := sideAfter(transport.RoleSend, rep, false)
 		v.migrationDone(transport.RoleSend, side, engine.ErrHandoverUnknown, func() { mg.finish(rep, side) })
 		select {
 		case <-done:
@@ -357,14 +357,14 @@ func TestCompletedWithCheckErrorKeepsRunning(t *testing.T) {
 	err := fmt.Errorf("%w: 3 pages differed", engine.ErrPostcopyCheck)
 	dst := bareVM(StateRunning) // the engine resumed it at COMMIT
 	rep := engine.Report{Status: engine.StatusCompleted, Error: err.Error(), Handover: engine.HandoverRunning, Mode: engine.ModePostcopy}
-	side := sideAfter(transport.RoleReceive, rep, dst.Status().State)
+	side := sideAfter(transport.RoleReceive, rep, true)
 	dst.migrationDone(transport.RoleReceive, side, err, func() {})
 	if side != api.SideRunning || dst.Status().State != StateRunning {
 		t.Errorf("destination: side %s, VM %s; want running", side, dst.Status().State)
 	}
 	src := bareVM(StatePaused)
 	rep.Handover = engine.HandoverCompleted
-	side = sideAfter(transport.RoleSend, rep, src.Status().State)
+	side = sideAfter(transport.RoleSend, rep, false)
 	src.migrationDone(transport.RoleSend, side, err, func() {})
 	if side != api.SideMigrated || src.Status().State != StateMigrated {
 		t.Errorf("source: side %s, VM %s; want migrated", side, src.Status().State)

@@ -99,6 +99,11 @@ func (v *VM) runLocked(ctx context.Context, fn func(ctx context.Context, owner *
 type migrationOwner struct {
 	v  *VM
 	mg *migration // says what the migration is doing, for refusals
+	// resumed: the engine's Resume ran the VM again after its Pause
+	// (migrationVM.Resume). Written and read under the run lock: a
+	// source whose migration failed ran the guest after the pause even
+	// if its VM stopped since (sideAfter).
+	resumed bool
 }
 
 // errNotOwner is what an owner's do returns after release.

@@ -97,16 +97,21 @@ type Side string
 
 // Sides reported by migrate-status and migrate-resolve.
 const (
-	SideNone      Side = "none"             // no migration has run
-	SideMigrating Side = "migrating"        // a migration is running
-	SideRunning   Side = "running"          // the guest runs here
+	SideNone      Side = "none"      // no migration has run
+	SideMigrating Side = "migrating" // a migration is running
+	// SideRunning: the guest runs here. A source whose migration failed
+	// says so also when its VM stopped after the engine resumed it (the
+	// guest powered off or failed, or the VMM's shutdown): the guest ran
+	// here after the pause, so no other copy is current.
+	SideRunning   Side = "running"
 	SideUnknown   Side = "handover-unknown" // paused; waiting for migrate-resolve
 	SideMigrated  Side = "migrated"         // source: the guest runs on the destination; paused here for good
 	SideDiscarded Side = "discarded"        // destination: will never run; quit it
 	// SideFailed: destination: failed before it could run; the VMM
 	// exits. Source: the migration failed and the VM was stopped (the
-	// VMM's shutdown, or the guest powered off) before it could be
-	// resumed: the guest does not run here, and the VMM exits.
+	// VMM's shutdown, or the guest powered off) before the engine could
+	// resume it: the guest did not run here after the pause, and the VMM
+	// exits.
 	SideFailed Side = "failed"
 	// SidePostcopyBroken: post-copy could not finish (engine
 	// StatusPostcopyBroken). Source: paused for good with a copy older
