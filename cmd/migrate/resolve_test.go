@@ -40,9 +40,11 @@ func TestPlan(t *testing.T) {
 			if srcRuns && dstRuns && v != verdictBothRun {
 				t.Errorf("%s/%s: plan %v (%d) leaves both running", s, d, steps, v)
 			}
-			// An unreachable side is never guessed about: only its partner
+			// An unreachable side is never guessed about, nor one beside a
+			// source that failed and did not run the guest after the pause
+			// (its destination may hold the only copy): only its partner
 			// already running (or nothing) is acceptable.
-			if (s == sideUnreachable || s == api.SideNone || d == sideUnreachable) && len(steps) > 0 {
+			if (s == sideUnreachable || s == api.SideNone || s == api.SideFailed || d == sideUnreachable) && len(steps) > 0 {
 				t.Errorf("%s/%s: plan %v moves a side while the other cannot be asked", s, d, steps)
 			}
 		}
@@ -61,8 +63,11 @@ func TestPlan(t *testing.T) {
 		{api.SideMigrated, api.SideUnknown, verdictMoved, 1},
 		{sideUnreachable, api.SideUnknown, verdictManual, 0},
 		{api.SideNone, api.SideUnknown, verdictManual, 0},
-		{api.SideNone, api.SideMigrating, verdictWait, 0},           // never cancelled: it may hold the only copy
-		{sideUnreachable, api.SideMigrating, verdictWait, 0},        // (TestRunSourceDiesAfterLoaded)
+		{api.SideNone, api.SideMigrating, verdictWait, 0},    // never cancelled: it may hold the only copy
+		{sideUnreachable, api.SideMigrating, verdictWait, 0}, // (TestRunSourceDiesAfterLoaded)
+		{api.SideFailed, api.SideUnknown, verdictManual, 0},  // a source stopped before its resume (vmm sideAfter)
+		{api.SideFailed, api.SideMigrating, verdictWait, 0},
+		{api.SideFailed, api.SideRunning, verdictMoved, 0},
 		{api.SidePostcopyBroken, api.SideRunning, verdictMoved, 0},  // its post-copy completed there
 		{api.SidePostcopyBroken, api.SideMigrating, verdictWait, 0}, // it may complete (resolver.pcWait)
 		{api.SideRunning, api.SidePostcopyBroken, verdictLost, 0},
