@@ -197,6 +197,9 @@ func TestModelMutants(t *testing.T) {
 		{name: "6 plan cancels a destination beside an unreachable source", defines: []string{"-DMUTANT=6", "-DPC=0"}},
 		// 4 and 7 need a break: both sides alive, the connection gone.
 		{name: "7 post-copy destination answers RESUME before COMMIT with MISSING", defines: []string{"-DMUTANT=7", "-DPC=1", "-DBREAKS=1"}},
+		// Caught only since ACCEPTED takes a destination's failure for
+		// an accepted loss only on the source's word (d_word).
+		{name: "8 destination gives the state up on its own after LOADED", defines: []string{"-DMUTANT=8", "-DPC=0"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

@@ -31,6 +31,9 @@
  *      before COMMIT answers the source's RESUME as after a break in
  *      post-copy (pcRecv.reconnect's MISSING, not uncommitted's ABORT):
  *      the source goes on in post-copy, the guest never runs there
+ *   8  a pre-copy destination whose stream broke after LOADED gives the
+ *      state up on its own (failed, exits) instead of staying
+ *      handover-unknown: beside a source that died, the only copy
  */
 
 #ifndef MUTANT
@@ -115,6 +118,7 @@ bit d_cancel;               /* the destination's migration was cancelled (migrat
 bit d_held;                 /* the destination's heldCtx is held: a cancel is ignored (engine/hold.go) */
 bit d_pcfail;               /* fault: the destination's fault service failed */
 bit d_guess;                /* ghost: migrate gave the destination up (cancel, discard) on a plan made without the source */
+bit d_word;                 /* ghost: the destination gave the guest up on the source's word (its ABORT, its RESUME before COMMIT) */
 bit s_resumed;              /* ghost: the source's VM ran again after the pause */
 bit d_opcancel;             /* ghost: an operator (not migrate's resolver) cancelled the destination */
 bit d_broke;                /* ghost: post-copy broke for good on the destination after the guest ran */
@@ -424,7 +428,8 @@ proctype Dst() {
 	recv(s2d, m, got);
 	if
 	:: got && m == STATE -> skip
-	:: else -> d_ho = H_FAILED; goto ddone     /* ABORT, a cut, incoming_timeout: giveUp */
+	:: got && m == ABORT -> d_word = 1; d_ho = H_FAILED; goto ddone
+	:: else -> d_ho = H_FAILED; goto ddone     /* a cut, incoming_timeout: giveUp */
 	fi;
 	/* receiver.stateChunk: LoadState; a cancel first fails it (giveUp: ABORT) */
 	if
@@ -447,11 +452,15 @@ proctype Dst() {
 	/* receiver.loop in loaded (recv: switchover_timeout) */
 	if
 	:: s2d?COMMIT -> goto commit
-	:: s2d?ABORT -> d_ho = H_FAILED; goto ddone
+	:: s2d?ABORT -> d_word = 1; d_ho = H_FAILED; goto ddone
 	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
 	:: atomic { !d_cancel && GIVEUP -> giveup() }    /* a cut, or silence for switchover_timeout */
 		if
+#if MUTANT == 8
+		:: !pc -> d_ho = H_FAILED; goto ddone    /* gives the state up on its own: giveUp, not r.unknown */
+#else
 		:: !pc -> d_ho = H_UNKNOWN; goto ddone                      /* r.unknown */
+#endif
 		:: pc ->                                                    /* pcRecv.uncommitted */
 			listen(got);
 			if
@@ -459,7 +468,7 @@ proctype Dst() {
 			:: got -> send(d2s, MISSING, ok); goto wait   /* pcRecv.reconnect's answer: it never ran the guest */
 #else
 			:: got ->
-				d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+				d_word = 1; d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
 #endif
 			:: else -> d_ho = H_UNKNOWN; goto ddone
 			fi
@@ -787,13 +796,14 @@ proctype Ops() {
  * (reported as lost, never "fixed" by resuming the source); an
  * operator cancelled the destination (migrate-cancel, its SIGTERM: "the
  * guest stays on the source") and the source died; the destination
- * gave the guest up on the protocol's word (an ABORT, a RESUME before
- * COMMIT, plan's discard), and the source died after that word: the
- * destination cannot know, and one side must move first. Not accepted:
- * migrate giving up a destination whose source was already gone
- * (d_guess). */
+ * gave the guest up on the protocol's word (the source's ABORT, its
+ * RESUME before COMMIT: d_word; plan's discard), and the source died
+ * after that word: the destination cannot know, and one side must move
+ * first. Not accepted: any other failure of a destination that held the
+ * state (one that gives it up on its own, mutant 8), and migrate giving
+ * up a destination whose source was already gone (d_guess). */
 #define ACCEPTED ((s_crash && d_crash) || (s_crash && !d_full) || (d_crash && d_ran) || d_broke || \
-	(s_crash && d_opcancel) || (s_crash && (d_ho == H_FAILED || d_side == SD_DISCARDED) && !d_guess))
+	(s_crash && d_opcancel) || (s_crash && (d_word || d_side == SD_DISCARDED) && !d_guess))
 
 active proctype Judge() {
 	byte qs, qd, v, a1, a2, a3; bit ok, guess;
