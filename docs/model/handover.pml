@@ -34,6 +34,9 @@
  *   8  a pre-copy destination whose stream broke after LOADED gives the
  *      state up on its own (failed, exits) instead of staying
  *      handover-unknown: beside a source that died, the only copy
+ *   9  a post-copy destination that no source reconnected to completes
+ *      (runs on, says running) whether or not every page is here
+ *      (completeWithout without its Pending() == 0)
  */
 
 #ifndef MUTANT
@@ -512,8 +515,12 @@ relisten:                                                           /* pcRecv.re
 		send(d2s, ABORT, ok); d_ho = H_FAILED; goto ddone
 #endif
 		send(d2s, MISSING, ok); goto wait                           /* pcRecv.resume */
+#if MUTANT == 9
+	:: !got -> goto finished                   /* completeWithout without its Pending() == 0 */
+#else
 	:: !got && d_full -> goto finished                              /* completeWithout */
 	:: !got && !d_full -> dst_broken(0); goto ddone                 /* errNoSourceResumed: nobody to tell */
+#endif
 	fi;
 finish:                                                             /* pcRecv.finish, tellSettled */
 	send(d2s, SETTLED, ok);
@@ -543,7 +550,11 @@ ddone:
 	atomic {
 		hangup(); d_listen = 0;
 		if
-		:: d_ho == H_RUNNING -> d_side = SD_RUNNING
+		/* property (f): a destination says running (its migration
+		 * completed) only holding every page of the current guest:
+		 * pre-copy's state, post-copy's owed pages (pcRecv.finish and
+		 * completeWithout: Pending() == 0), never older than the source's */
+		:: d_ho == H_RUNNING -> assert(d_full); d_side = SD_RUNNING
 		:: d_ho == H_UNKNOWN -> d_side = SD_UNKNOWN; if :: d_vm == V_PAUSED -> d_vm = V_HUNKNOWN :: else fi
 		:: d_ho == H_FAILED -> d_side = SD_FAILED; d_vm = V_STOPPED     /* v.finish: exits */
 		:: d_ho == H_PCBROKEN -> d_side = SD_PCBROKEN; d_vm = V_STOPPED
