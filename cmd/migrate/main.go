@@ -324,6 +324,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		// shutdown, vmm sideAfter): the guest does not run there, and did
 		// not after the pause, so a destination that holds the state may
 		// hold its only copy; cleanup's plan leaves it, says what to run.
+		rs.sourceStopped = true
 		rs.cleanup()
 		return rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
 			rep.Status, rep.Error)

@@ -133,9 +133,14 @@ type resolver struct {
 	// found it running), so a destination's copy is older than the
 	// guest and must never run, whatever becomes of the source.
 	sourceRan bool
-	wait      time.Duration // how long a side may stay "migrating"
-	pcWait    time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
-	out       io.Writer
+	// sourceStopped: the source said failed (vmm sideAfter): its VM was
+	// stopped before the engine could resume it, so it did not run the
+	// guest after the pause, and a handover-unknown destination holds
+	// the current copy, perhaps the only one.
+	sourceStopped bool
+	wait          time.Duration // how long a side may stay "migrating"
+	pcWait        time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	out           io.Writer
 }
 
 // query asks one side; an error means unreachable.
@@ -217,6 +222,9 @@ func (r *resolver) resolve() (verdict, error) {
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
+		if s.Side == api.SideFailed { // of this migration (pair)
+			r.sourceStopped = true
+		}
 		steps, v := plan(s.Side, d.Side)
 		if v == verdictWait && s.Side == api.SidePostcopyBroken {
 			if time.Now().Before(pcDeadline) {
@@ -293,24 +301,34 @@ func (r *resolver) do(st step) error {
 // manual explains why nothing (more) was resumed and what to run. The
 // destination may be run by hand only if the source never ran the guest
 // after the switch-over began: migrate cannot ask a dead source, so it
-// leaves that line out when it saw the source run, and otherwise says
-// what the operator must know first.
+// leaves that line out when it saw the source run, says so when it saw
+// the source stopped before it could resume the guest (failed: then the
+// source cannot be resumed either), and otherwise says what the operator
+// must know first.
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
 When both control sockets answer again, run:
     migrate -resolve -config %s
-Only if the destination host is gone for good and the guest never ran there, run the source with:
+`, src, dst, cause, r.jobFile)
+	if !r.sourceStopped || r.sourceRan {
+		fmt.Fprintf(r.out, `Only if the destination host is gone for good and the guest never ran there, run the source with:
     echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-`, src, dst, cause, r.jobFile, r.src)
-	if r.sourceRan {
-		fmt.Fprintf(r.out, `Never run the destination %s: migrate saw the source run the guest after the migration began, so the destination's copy is older.
-`, r.dst)
-	} else {
-		fmt.Fprintf(r.out, `Only if the source is gone for good, the destination is handover-unknown, and the source never ran the guest after it paused for the switch-over (a source whose migration ended "failed" resumed it: the destination's copy is then older), run the destination with:
-    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
+`, r.src)
+	}
+	resumeDst := fmt.Sprintf(`    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
 (a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)
 `, r.dst)
+	switch {
+	case r.sourceRan:
+		fmt.Fprintf(r.out, `Never run the destination %s: migrate saw the source run the guest after the migration began, so the destination's copy is older.
+`, r.dst)
+	case r.sourceStopped:
+		fmt.Fprint(r.out, `The source said failed: its VM was stopped before it could resume the guest, so it did not run the guest after the pause and cannot run it again. If the destination is handover-unknown, it holds the current copy, perhaps the only one; run it with:
+`+resumeDst)
+	default:
+		fmt.Fprint(r.out, `Only if the source is gone for good, the destination is handover-unknown, and the source never ran the guest after it paused for the switch-over (a source that said "running" after its migration failed resumed it: the destination's copy is then older), run the destination with:
+`+resumeDst)
 	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 }

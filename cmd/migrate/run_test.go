@@ -772,7 +772,7 @@ func TestManualAfterSourceRan(t *testing.T) {
 			t.Errorf("does not say the destination's copy is older:\n%s", out.String())
 		case !ran && !strings.Contains(out.String(), resumeDst):
 			t.Errorf("does not say how to resume the destination:\n%s", out.String())
-		case !ran && !strings.Contains(out.String(), `ended "failed" resumed it`):
+		case !ran && !strings.Contains(out.String(), `after its migration failed resumed it`):
 			t.Errorf("the destination's resume line does not say when it must not be used:\n%s", out.String())
 		}
 	}
@@ -815,6 +815,45 @@ func TestRunFailedSourceStopped(t *testing.T) {
 	}
 	if !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock) || strings.Contains(out, "Never run the destination") {
 		t.Errorf("does not say how to run the destination:\n%s", out)
+	}
+	checkManualSourceStopped(t, c, out)
+}
+
+// TestResolveFailedSourceManual: migrate -resolve (which saw nothing of
+// the migration) finds the source failed, its VM stopped before it could
+// resume the guest, beside a handover-unknown destination. The printed
+// steps must say that the source did not run the guest after the pause
+// and how to run the destination, not that a failed source resumed the
+// guest (the line for a source that cannot be asked said so: the
+// operator would take the destination's copy, perhaps the only one, for
+// older), nor how to resume a source that refuses it.
+func TestResolveFailedSourceManual(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusFailed, api.SideFailed)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	var out strings.Builder
+	if _, err := newResolver(fakeJob(c.src, c.dst), &out).resolve(); err == nil {
+		t.Fatalf("resolved beside a failed source:\n%s", out.String())
+	}
+	if r := c.resolutions(); len(r) != 0 {
+		t.Errorf("moved %v beside a source whose VM was stopped", r)
+	}
+	checkManualSourceStopped(t, c, out.String())
+}
+
+// checkManualSourceStopped checks migrate's manual steps beside a source
+// that said failed: the destination's resume, and why.
+func checkManualSourceStopped(t *testing.T, c *runCase, out string) {
+	t.Helper()
+	switch {
+	case strings.Contains(out, "resumed it"):
+		t.Errorf("says a source that failed resumed the guest:\n%s", out)
+	case !strings.Contains(out, "did not run the guest after the pause"):
+		t.Errorf("does not say the source did not run the guest after the pause:\n%s", out)
+	case !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock):
+		t.Errorf("does not say how to run the destination:\n%s", out)
+	case strings.Contains(out, "UNIX-CONNECT:"+c.src.sock):
+		t.Errorf("says how to resume a source whose VM was stopped:\n%s", out)
 	}
 }
 
