@@ -215,12 +215,12 @@ func (r *resolver) resolve() (verdict, error) {
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
-		if s.Side == api.SideRunning {
-			r.sourceRan = true
-		}
 		if err := r.pair(&s, &d); err != nil {
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
 			return verdictManual, r.manual(s.Side, d.Side, err)
+		}
+		if s.Side == api.SideRunning { // of this migration (pair)
+			r.sourceRan = true
 		}
 		if s.Side == api.SideFailed { // of this migration (pair)
 			r.sourceStopped = true

@@ -882,3 +882,22 @@ func TestRunSendLostSourceGone(t *testing.T) {
 		t.Errorf("calls %s: the destination was cancelled beside a source that cannot be asked", calls)
 	}
 }
+
+// TestSourceRanIsOfThisMigration: a VMM at the source's socket that
+// runs a guest of another migration says nothing about this one's
+// source; before, resolve took its "running" as this source having run
+// the guest, and told the operator never to run the destination, whose
+// copy may be the only one.
+func TestSourceRanIsOfThisMigration(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "other", "ours"
+	c.src.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	var out strings.Builder
+	r := newResolver(fakeJob(c.src, c.dst), &out)
+	r.id = "ours"
+	r.resolve()
+	if r.sourceRan || strings.Contains(out.String(), "Never run the destination") {
+		t.Errorf("another migration's running guest counted as this source's (sourceRan %v):\n%s", r.sourceRan, out.String())
+	}
+}
