@@ -2,6 +2,7 @@ package rdma_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -119,5 +120,68 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	}
 	if m, err := recv.RecvMessage(ctx); err != nil || m.Kind != 7 {
 		t.Fatalf("message after the dead try: kind %d, %v", m.Kind, err)
+	}
+}
+
+// TestOwnSetupFailure: a failure of the destination's own during setup
+// (registering guest RAM; here the test's hook, which returns only once
+// the source's try has ended) fails the destination's Open with that
+// error, although the source, meeting it, closed the control channel
+// first: a next try would meet it again. Before, the destination took
+// the close for a source that left, dropped its own error and waited for
+// a next try until its Open's context ended.
+func TestOwnSetupFailure(t *testing.T) {
+	for _, p := range providers(t) {
+		if p == "verbs" {
+			continue // the hook holds the source's fabric connect; verbs adds nothing here
+		}
+		t.Run(p, func(t *testing.T) { ownSetupFailure(t, p) })
+	}
+}
+
+func ownSetupFailure(t *testing.T, provider string) {
+	sf, _ := memfd(t, "send", 1<<20)
+	df, _ := memfd(t, "recv", 1<<20)
+	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
+	sc, rc, err := transport.MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(t, provider)
+	send, recv := rdma.New(nil), rdma.New(nil)
+	defer send.Close()
+	defer recv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sourceEnded := make(chan struct{})
+	failed := errors.New("registering guest RAM failed (the test's hook)")
+	recv.SetRegisterHook(func() error { <-sourceEnded; return failed })
+	rerr := make(chan error, 1)
+	go func() {
+		rerr <- recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
+	}()
+
+	// The source's try waits in its fabric connect while the destination
+	// registers, until the try's deadline; then it closes everything.
+	try, stop := context.WithTimeout(ctx, 2*time.Second)
+	err = send.Open(try, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
+	stop()
+	if err == nil || !strings.Contains(err.Error(), "fabric:") {
+		close(sourceEnded)
+		t.Fatalf("the source's try = %v; want it to end in its fabric connect", err)
+	}
+	close(sourceEnded)
+
+	bound := time.NewTimer(10 * time.Second)
+	defer bound.Stop()
+	select {
+	case err := <-rerr:
+		if !errors.Is(err, failed) {
+			t.Fatalf("the destination's Open = %v; want its own failure, %q", err, failed)
+		}
+		t.Logf("the destination's Open: %v", err)
+	case <-bound.C:
+		cancel()
+		t.Fatalf("the destination still waits for a next try 10 s after its own setup failed (then: %v)", <-rerr)
 	}
 }

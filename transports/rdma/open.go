@@ -348,19 +348,13 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
 // KEYS; then it accepts the urgent channel on ln. If the source closes
-// the control channel meanwhile, it stops at once with an error wrapping
-// errSourceGone.
+// the control channel after the OFFER, it stops at once with an error
+// wrapping errSourceGone, unless it failed on its own first (ownError).
 func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
 	ctx, abandon := context.WithCancelCause(ctx)
 	defer abandon(nil)
-	watch := watchPeer(s.raw, func() { abandon(errSourceGone) })
-	defer func() {
-		if watch.stop() && err != nil {
-			err = fmt.Errorf("%w: %w", errSourceGone, err)
-		}
-	}()
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -390,6 +384,13 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 	if _, err := rand.Read(o.unonce[:]); err != nil {
 		return err
 	}
+	// From the OFFER on the setup waits for the source (watch.go).
+	watch := watchPeer(raw, func() { abandon(errSourceGone) })
+	defer func() {
+		if watch.stop() && err != nil && !errors.As(err, new(ownError)) {
+			err = fmt.Errorf("%w: %w", errSourceGone, err)
+		}
+	}()
 	if err := writeSetup(s.ctrl, setupOffer, o.append(nil)); err != nil {
 		return fmt.Errorf("send OFFER: %w", err)
 	}
@@ -398,14 +399,14 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 	}
 	s.ep, err = l.Accept(ctx, nonceIs(o.nonce[:]), func(e *fabric.Endpoint) error {
 		s.caps = e.Caps()
-		return s.rcv.register(s, e)
+		return own(s.rcv.register(s, e))
 	})
 	if err != nil {
 		return fmt.Errorf("fabric: waiting for the source's connection on port %d: %w", port, err)
 	}
 	s.uep, err = ul.Accept(ctx, nonceIs(o.unonce[:]), func(e *fabric.Endpoint) error {
 		s.ucaps = e.Caps()
-		return s.urcv.register(s, e)
+		return own(s.urcv.register(s, e))
 	})
 	if err != nil {
 		return fmt.Errorf("fabric: waiting for the source's urgent connection on port %d: %w", uport, err)

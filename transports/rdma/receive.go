@@ -39,11 +39,17 @@ type receiver struct {
 	markFrames          uint64
 	reported            int
 	scratch             []transport.PageRun // takeRuns only
+	hook                func() error        // tests only: runs first in register; its error fails it
 }
 
 // register registers guest RAM for remote writes and posts the receive
 // buffers; it runs before the fabric connection is accepted.
 func (rcv *receiver) register(s *session, e *fabric.Endpoint) error {
+	if rcv.hook != nil {
+		if err := rcv.hook(); err != nil {
+			return err
+		}
+	}
 	c := e.Caps()
 	s.punch = !pins(c)
 	s.populate = !pins(c)

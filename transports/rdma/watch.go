@@ -15,6 +15,23 @@ import (
 // next one instead of failing.
 var errSourceGone = errors.New("the source closed the control channel during setup (its Open ended)")
 
+// ownError is a destination's setup failure of its own making
+// (registering guest RAM): it fails Open even if the source closed the
+// control channel meanwhile, for the source may have closed it because
+// of that failure (its fabric connect refused), and its next try would
+// meet the same failure.
+type ownError struct{ error }
+
+func (e ownError) Unwrap() error { return e.error }
+
+// own marks err (nil stays nil) as an ownError.
+func own(err error) error {
+	if err == nil {
+		return nil
+	}
+	return ownError{err}
+}
+
 // peerWatch notices that the peer of a connection closed its end while
 // this side is not reading it: during a destination's setup the source
 // sends nothing after HELLO until its Open returns, so a readable
