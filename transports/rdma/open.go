@@ -198,7 +198,8 @@ func openReceive(ctx context.Context, s *session) error {
 // (or fails with an error decisive says ends the wait) wins. A stranger
 // learns nothing and cannot end the wait. ln stays open (the urgent
 // channel is accepted on it too); its accept loop is stopped by a
-// deadline, which is cleared again on return.
+// deadline, which is cleared again on return. Once ctx ended, every
+// connection it accepted is closed, one admitted meanwhile too.
 func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func(*net.TCPConn) (net.Conn, error),
 	decisive func(error) bool) (*net.TCPConn, net.Conn, error) {
 	type result struct {
@@ -269,6 +270,11 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 	if r.err != nil {
 		if r.c != nil {
 			r.c.Close()
+		}
+		select {
+		case late := <-won: // admitted as ctx ended: its peer must not wait on it
+			late.c.Close()
+		default:
 		}
 		return nil, nil, r.err
 	}
