@@ -96,11 +96,14 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	// reconnect, the conformance suite); the destination takes a next
 	// try. One may still fail at once: a try that came while the
 	// destination was accepting the dead one's urgent channel is closed
-	// with that wait.
+	// with that wait; it must not blame the credentials (TestSourceAuthErrors).
 	start, tries := time.Now(), 1
 	for err = send.Open(ctx, sendReq); err != nil && ctx.Err() == nil; err = send.Open(ctx, sendReq) {
 		if tries <= 3 {
 			t.Logf("try %d: %v", tries, err)
+		}
+		if strings.Contains(err.Error(), "refused this job's credentials") {
+			t.Errorf("try %d, with the job's credentials, blames them: %v", tries, err)
 		}
 		tries++
 		time.Sleep(20 * time.Millisecond)

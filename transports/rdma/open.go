@@ -46,8 +46,7 @@ func openSend(ctx context.Context, s *session) error {
 	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("the destination refused this job's credentials, or is not this job's destination "+
-			"(each side needs the credentials migrate made for this job): %w", err)
+		return authErr(ctx, err)
 	}
 	s.ctrl, s.raw = sc, c
 	if err := s.setupSend(ctx); err != nil {
