@@ -86,7 +86,7 @@ func BenchmarkTransport(b *testing.B) {
 func openPair(b *testing.B, prov string, sf, df *os.File, size int) (send, recv transport.Transport) {
 	layout := []transport.RAMRegion{{GPA: 0, Size: uint64(size), File: 0}}
 	sc, rc, _ := transport.MintCredentials(true)
-	cfg := schema.Config{"listen": freeAddrB(b)}
+	cfg := schema.Config{"listen": freeAddr(b, "127.0.0.1")}
 	if prov == "" {
 		send, recv = tcp.New(nil), tcp.New(nil)
 		cfg["streams"], cfg["compress"] = int64(2), "none"

@@ -1,10 +1,7 @@
 package rdma_test
 
 import (
-	"math/rand/v2"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,64 +118,6 @@ func TestConformancePlugin(t *testing.T) {
 // fabricProviders reports which software providers work on loopback.
 func fabricProviders() map[string]error { return fabric.Providers("127.0.0.1", softProviders...) }
 
-func freeAddrB(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// freeAddr returns host:port with a port free now and, where the kernel
-// leaves room, below its ephemeral range (ip_local_port_range): the
-// suite closes the receiver and opens it again on the same address, and
-// in between any outgoing connection on the machine may take an
-// ephemeral port as its source port, which fails the next Listen with
-// EADDRINUSE. Below the range only an explicit bind can take it.
-func freeAddr(t *testing.T, host string) string {
-	t.Helper()
-	if lo := ephemeralLow(); lo > 2048 {
-		for range 64 {
-			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(1024+rand.IntN(lo-1024))))
-			if err == nil {
-				defer l.Close()
-				return l.Addr().String()
-			}
-		}
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (0 if
-// unknown).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	lo, _ := strconv.Atoi(strings.Fields(string(b) + " 0")[0])
-	return lo
-}
-
-// TestFreeAddrNotEphemeral: the suite's listen ports are outside the
-// ephemeral range, so no connection's source port can take one between
-// two Opens.
-func TestFreeAddrNotEphemeral(t *testing.T) {
-	lo := ephemeralLow()
-	if lo <= 2048 {
-		t.Skipf("ephemeral range starts at %d: no room below it", lo)
-	}
-	for range 20 {
-		a := freeAddr(t, "127.0.0.1")
-		_, ps, _ := net.SplitHostPort(a)
-		if p, _ := strconv.Atoi(ps); p >= lo {
-			t.Fatalf("freeAddr gave %s, in the ephemeral range from %d", a, lo)
-		}
-	}
-}
+// freeAddr returns a listen address on host for a receiver the suite
+// may close and open again (transporttest.FreeAddr).
+func freeAddr(tb testing.TB, host string) string { return transporttest.FreeAddr(tb, host) }

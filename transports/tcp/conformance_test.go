@@ -3,7 +3,6 @@
 package tcp_test
 
 import (
-	"net"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -55,11 +54,6 @@ func TestConformancePlugin(t *testing.T) {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback listen address for a receiver the suite
+// may close and open again (transporttest.FreeAddr).
+func freeAddr(t *testing.T) string { return transporttest.FreeAddr(t, "127.0.0.1") }

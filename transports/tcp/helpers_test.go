@@ -16,6 +16,7 @@ import (
 	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/transporttest"
 )
 
 // vm is a test guest's RAM: memfds, their test-side mappings and the
@@ -125,15 +126,13 @@ func fillCompressible(b []byte, seed uint64) {
 	}
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// freeAddr returns a loopback address whose port was free a moment ago,
+// below the ephemeral range where there is room, so that a test that
+// listens on it again after a Close does not meet it taken as some
+// connection's source port (transporttest.FreeAddr).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return transporttest.FreeAddr(t, "127.0.0.1")
 }
 
 func testLogger(t testing.TB) hclog.Logger {
