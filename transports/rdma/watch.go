@@ -48,7 +48,10 @@ type peerWatch struct {
 // or reset it. It reads nothing (MSG_PEEK), so bytes that arrive are
 // left for the reader; the first byte ends the watch. It cannot see a
 // peer that vanished without a FIN or RST (a host that went down, a cut
-// cable): the caller's deadline covers that.
+// cable): the caller's deadline covers that; nor one that closes its
+// TLS connection cleanly, whose close_notify is a record like any data
+// (Ferry's sources close the socket itself, on failure and at Close);
+// nor a peer that closes after sending anything.
 func watchPeer(c *net.TCPConn, gone func()) *peerWatch {
 	w := &peerWatch{c: c, done: make(chan struct{})}
 	rc, err := c.SyscallConn()
