@@ -142,10 +142,12 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 
 // openReceive listens until an authenticated source with the same layout
 // said HELLO, then sets up the fabric connection with it. A source that
-// closes the control channel during that setup (its Open ended half-way:
-// its deadline, its process) is dropped at once and the wait goes on,
-// within ctx, for its next try; one that vanishes without closing it
-// (host down) holds the setup until connect_timeout, which fails Open.
+// closes the control channel during that setup, after the OFFER (its
+// Open ended half-way: its deadline, its process), is dropped at once
+// and the wait goes on, within ctx, for its next try; one that vanishes
+// without closing it (host down) holds the setup until connect_timeout,
+// which fails Open, and so does a failure of this side's own
+// (ownError), whether or not the source closed meanwhile.
 func openReceive(ctx context.Context, s *session) error {
 	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
