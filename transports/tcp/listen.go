@@ -25,7 +25,11 @@ const maxPending = 4 * maxStreams
 // with another RAM layout from an authenticated source of this
 // migration fails Open at once (the migration cannot work).
 type acceptor struct {
-	s       *session
+	s *session
+	// want is the tag awaited (the OpenRequest's; zero: any). Every
+	// connection's goroutine reads it; s.tag is set only once they are
+	// joined (openReceive), from key.
+	want    [wire.TagSize]byte
 	mu      sync.Mutex
 	conns   map[*net.TCPConn]*admission // every accepted connection still open
 	refused refusals                    // connections that did not authenticate
@@ -36,6 +40,7 @@ type acceptor struct {
 	mismatch string
 	groups   map[groupKey][]*stream
 	winner   []*stream
+	key      groupKey // the winner's
 	err      error
 	settled  chan struct{} // closed once winner or err is set
 	wg       sync.WaitGroup
@@ -57,7 +62,7 @@ func openReceive(ctx context.Context, s *session) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	s.log.Info("waiting for the source", "listen", ln.Addr().String())
-	a := &acceptor{s: s, conns: map[*net.TCPConn]*admission{}, groups: map[groupKey][]*stream{},
+	a := &acceptor{s: s, want: s.tag, conns: map[*net.TCPConn]*admission{}, groups: map[groupKey][]*stream{},
 		settled: make(chan struct{}), refused: refusals{what: "did not authenticate"},
 		foreign: refusals{what: "named another migration"}}
 	a.wg.Go(func() { a.acceptLoop(ln) })
@@ -86,6 +91,7 @@ func openReceive(ctx context.Context, s *session) error {
 	}
 	n := len(a.winner) - 1
 	s.streams, s.urgent = a.winner[:n:n], a.winner[n]
+	s.id, s.tag, s.ver = a.key.session, a.key.tag, a.key.version
 	if err := a.accept(ctx); err != nil {
 		closeStreams(s.all())
 		return err
@@ -133,7 +139,7 @@ func (a *acceptor) hello(st *stream) {
 	case f.Type != wire.TypeHello:
 		a.drop(st, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))
 		return
-	case a.s.tag != [wire.TagSize]byte{} && f.Hello.Tag != a.s.tag:
+	case a.want != [wire.TagSize]byte{} && f.Hello.Tag != a.want:
 		a.stranger(st, f)
 		return
 	case int(f.Hello.Streams) > maxStreams:
@@ -172,8 +178,7 @@ func (a *acceptor) hello(st *stream) {
 	}
 	a.s.log.Debug("stream connected", "from", from, "stream", h.Stream, "streams", h.Streams)
 	if complete {
-		a.s.id, a.s.tag, a.s.ver = h.Session, h.Tag, f.Version
-		a.settle(g, nil)
+		a.settleOn(g, key, nil)
 	}
 }
 
@@ -185,7 +190,7 @@ func (a *acceptor) hello(st *stream) {
 // closes it. Open waits on.
 func (a *acceptor) stranger(st *stream, f wire.Frame) {
 	a.foreign.note(a.s.log, st.conn.RemoteAddr(), fmt.Errorf("its HELLO names migration %x (wire version %d), this destination waits for %x",
-		f.Hello.Tag[:4], f.Version, a.s.tag[:4]))
+		f.Hello.Tag[:4], f.Version, a.want[:4]))
 	b := wire.AppendAbort(nil, wire.CodeOtherMigration, "this destination waits for another migration")
 	wire.SetVersion(b, f.Version)
 	st.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
@@ -194,13 +199,17 @@ func (a *acceptor) stranger(st *stream, f wire.Frame) {
 }
 
 // settle records the outcome once: a complete session or an error.
-func (a *acceptor) settle(winner []*stream, err error) {
+func (a *acceptor) settle(winner []*stream, err error) { a.settleOn(winner, groupKey{}, err) }
+
+// settleOn is settle with the winner's key, which openReceive gives the
+// session once every connection's goroutine is joined.
+func (a *acceptor) settleOn(winner []*stream, key groupKey, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.winner != nil || a.err != nil {
 		return
 	}
-	a.winner, a.err = winner, err
+	a.winner, a.key, a.err = winner, key, err
 	close(a.settled)
 }
 

@@ -284,3 +284,55 @@ func TestVersion1Source(t *testing.T) {
 		t.Fatalf("a message to a version-1 source: %v %v %q version %d", f.Type, err, f.Payload, f.Version)
 	}
 }
+
+// TestTakeAnyAmidStrangers: a destination that takes any tag completes
+// a session while other authenticated connections say HELLO for other
+// sessions of other migrations at the same moment. The session taken
+// gives the destination its tag; the acceptor's check of the others must
+// not read it while it is being set (go test -race).
+func TestTakeAnyAmidStrangers(t *testing.T) {
+	dst := newVM(t, testLayout)
+	addr := freeAddr(t)
+	var logs strings.Builder
+	_, wait := openTagged(t, dst, addr, transport.Tag{}, &logs)
+	hello := func(i int, id byte, tag transport.Tag) []byte {
+		h := wire.Hello{Session: [16]byte{id}, Tag: tag, Stream: uint16(i), Streams: 1, PageSize: pageSize, RAM: wireLayout(dst.ram)}
+		if i == 1 {
+			h.Stream, h.Urgent = 0, true
+		}
+		b, err := wire.AppendHello(nil, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type conn struct {
+		c     net.Conn
+		hello []byte
+	}
+	var conns []conn
+	for i := range 2 {
+		conns = append(conns, conn{secureRaw(t, dialUntil(t, addr), transport.RoleSend), hello(i, 1, tagA)})
+	}
+	for i := range 16 { // one stream each of sessions that never complete
+		conns = append(conns, conn{secureRaw(t, dialUntil(t, addr), transport.RoleSend), hello(0, byte(2+i), tagB)})
+	}
+	for _, c := range conns {
+		t.Cleanup(func() { c.c.Close() })
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.c.Write(c.hello) })
+	}
+	wg.Wait()
+	if err := wait(); err != nil {
+		t.Fatalf("the destination: %v", err)
+	}
+	for i, c := range conns[:2] {
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := wire.NewDecoder(c.c).Next()
+		if err != nil || f.Type != wire.TypeHello || f.Hello.Tag != tagA {
+			t.Fatalf("stream %d of the session taken: answered %v %v (tag %x)", i, f.Type, err, f.Hello.Tag[:4])
+		}
+	}
+}
