@@ -186,12 +186,21 @@ func (a *acceptor) hello(st *stream) {
 // migration (transport.Transport, "Migration tag"), or none (a source of
 // wire version 1), while this Open waits for a tagged one: it reads
 // nothing more of it, answers only the refusal (ABORT, another
-// migration, in the source's version, naming nothing of this side) and
-// closes it. Open waits on.
+// migration, in the source's version, naming nothing of this side; to a
+// version-1 source the reason says to upgrade it) and closes it. Open
+// waits on.
 func (a *acceptor) stranger(st *stream, f wire.Frame) {
-	a.foreign.note(a.s.log, st.conn.RemoteAddr(), fmt.Errorf("its HELLO names migration %x (wire version %d), this destination waits for %x",
-		f.Hello.Tag[:4], f.Version, a.want[:4]))
-	b := wire.AppendAbort(nil, wire.CodeOtherMigration, "this destination waits for another migration")
+	why, reason := fmt.Errorf("its HELLO names migration %x, this destination waits for %x", f.Hello.Tag[:4], a.want[:4]),
+		"this destination waits for another migration"
+	if f.Version == 1 {
+		// Most likely this migration's own source, of a Ferry from before
+		// transport API 8: tell it what to do (it shows the code as code(5)).
+		why = fmt.Errorf("its HELLO is of wire version 1, which names no migration; this destination waits for %x", a.want[:4])
+		reason = "this destination takes only a source that names its migration (wire version 2, transport API 8); " +
+			"this source speaks wire version 1: upgrade Ferry on the source"
+	}
+	a.foreign.note(a.s.log, st.conn.RemoteAddr(), why)
+	b := wire.AppendAbort(nil, wire.CodeOtherMigration, reason)
 	wire.SetVersion(b, f.Version)
 	st.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
 	st.conn.Write(b)

@@ -63,8 +63,9 @@ func pushed(t *testing.T, i int, v uint8) []byte {
 
 // refusedOnly reads everything the destination sends on c until it
 // closes it: exactly one ABORT of code CodeOtherMigration, in wire
-// version v, that names nothing of the destination.
-func refusedOnly(t *testing.T, c net.Conn, v uint8, what string) {
+// version v, that names nothing of the destination. It returns the
+// ABORT's reason.
+func refusedOnly(t *testing.T, c net.Conn, v uint8, what string) string {
 	t.Helper()
 	got := answer(c)
 	d := wire.NewDecoder(bytes.NewReader(got))
@@ -79,6 +80,7 @@ func refusedOnly(t *testing.T, c net.Conn, v uint8, what string) {
 	if bytes.Contains(got, []byte("0x")) {
 		t.Errorf("%s: the refusal names the layout: %q", what, got)
 	}
+	return f.Reason
 }
 
 // junkRAM fills dst's RAM with junk and returns a copy of it.
@@ -175,7 +177,12 @@ func TestOtherMigrationRefused(t *testing.T) {
 			conns = append(conns, rawStream(t, addr, h, c.v, pushed(t, i%streams, c.v)))
 		}
 		for i, conn := range conns {
-			refusedOnly(t, conn, c.v, c.name+", stream "+string(rune('0'+i)))
+			reason := refusedOnly(t, conn, c.v, c.name+", stream "+string(rune('0'+i)))
+			// A version-1 source is most likely this migration's, of an
+			// older Ferry: it is told what to do.
+			if v1 := strings.Contains(reason, "wire version 1") && strings.Contains(reason, "upgrade"); v1 != (c.v == 1) {
+				t.Errorf("%s: refused with %q", c.name, reason)
+			}
 		}
 	}
 	untouched(t, dst, before)
