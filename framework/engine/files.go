@@ -150,3 +150,30 @@ func (h *holes) refresh(off int64) {
 	}
 	h.dataStart, h.dataEnd = d, e
 }
+
+// emptyRegions reports, for each region of l, whether its range of the
+// RAM file holds no data at all: every page a hole (SEEK_DATA). A file
+// whose holes cannot be told (SEEK_DATA unsupported) counts as not
+// empty. It moves the offset of the VMM's descriptors, as holes does.
+func emptyRegions(l framework.Layout) []bool {
+	empty := make([]bool, len(l))
+	for i, r := range l {
+		h := holes{fd: r.Fd}
+		hole, until := h.at(int64(r.Offset))
+		empty[i] = hole && until >= int64(r.Offset+r.Size)
+	}
+	return empty
+}
+
+// filledSince reports whether a region of l that emptyRegions found
+// empty (was) holds data now: something wrote into it since, whatever
+// the writer reports about itself.
+func filledSince(l framework.Layout, was []bool) bool {
+	now := emptyRegions(l)
+	for i := range was {
+		if was[i] && !now[i] {
+			return true
+		}
+	}
+	return false
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,6 +322,50 @@ func TestStrangerPagesFailTheDestination(t *testing.T) {
 	}()
 	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
 	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
+	<-done
+	if !errors.Is(rerr, errOtherMigration) || rrep.Status != StatusFailed || dst.resumed != 0 {
+		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)
+	}
+}
+
+// undercounting is a destination's tag-blind transport whose Stats count
+// no page (a third party's that counts only what it acknowledged, say):
+// what the stranger wrote must be found without its word.
+type undercounting struct{ tagBlind }
+
+func (undercounting) Stats(context.Context) (transport.Stats, error) { return transport.Stats{}, nil }
+
+// TestStrangerPagesUncounted: as TestStrangerPagesFailTheDestination,
+// through a transport whose Stats say no page was written. The
+// destination's RAM started empty, and the RAM file now holds the
+// stranger's pages: it fails instead of waiting on, and its own source,
+// which comes next, is not taken into that RAM.
+func TestStrangerPagesUncounted(t *testing.T) {
+	src, dst := twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x66)
+	}
+	s, r := newPipe(src, dst)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rrep Report
+	var rerr error
+	done, waiting := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	opt := Options{MigrationID: "job-a", Log: testLogger(t), Progress: func(Progress) { once.Do(func() { close(waiting) }) }}
+	go func() {
+		defer close(done)
+		rrep, rerr = Receive(ctx, dst, undercounting{tagBlind{r}}, opt)
+	}()
+	<-waiting // the pipe writes at once; a transport, only once it opened
+	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
+	if m, err := s.RecvMessage(ctx); err != nil || m.Kind != msgAbort { // the stranger is told
+		t.Fatalf("the stranger got %s, %v; want ABORT", msgName(m.Kind), err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	go func() { <-done; stop() }()
+	Send(sctx, src, s, Options{MigrationID: "job-a"}) // its own source: refused with the destination, or taken
 	<-done
 	if !errors.Is(rerr, errOtherMigration) || rrep.Status != StatusFailed || dst.resumed != 0 {
 		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)

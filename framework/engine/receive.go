@@ -73,6 +73,7 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 			r.opt.Log.Warn("guest RAM file is not sealed against shrinking: a transport plugin that truncated it would kill this process (create guest RAM with memfd_create(MFD_ALLOW_SEALING))", "file", i)
 		}
 	}
+	r.emptyAtStart = emptyRegions(r.layout)
 	r.progress()
 	r.openReq = transport.OpenRequest{Role: transport.RoleReceive, Config: r.opt.Transport, RAM: ram, Files: files,
 		Credentials: r.opt.Credentials}

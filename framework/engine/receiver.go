@@ -39,6 +39,10 @@ type receiver struct {
 	// reconnects), and the current session's as last seen (seen): a
 	// transport whose plugin died cannot answer Stats any more.
 	wireBase, seen transport.Stats
+	// emptyAtStart says, per region, whether guest RAM held no data when
+	// Receive started (a fresh destination's): waitAgain then sees what
+	// a refused session wrote there in the RAM file itself.
+	emptyAtStart []bool
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
@@ -176,9 +180,14 @@ var errOtherMigration = errors.New("HELLO of another migration")
 // session keeping its port, and reports true: Receive opens the
 // transport again within what is left of IncomingTimeout. It reports
 // false, and the migration fails as before, in any other state, and when
-// that session wrote pages into guest RAM (its Stats after Close), or
-// its transport cannot say: this guest's RAM may then hold another's
-// bytes, and only a fresh destination is clean.
+// that session wrote pages into guest RAM, or its transport cannot say:
+// this guest's RAM may then hold another's bytes, and only a fresh
+// destination is clean. Written means: its Stats after Close count a
+// page, or a region of guest RAM that held no data when Receive started
+// (a fresh destination's) holds some now, in the RAM file itself
+// (SEEK_DATA), whatever the transport's Stats say. What it cannot see: a
+// write into a region that held data already (a VMM that wrote guest
+// RAM before Receive), through a transport whose Stats do not count it.
 func (r *receiver) waitAgain(cause error) bool {
 	if r.ho.get() != HandoverWaiting || !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
 		return false
@@ -192,9 +201,11 @@ func (r *receiver) waitAgain(cause error) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	st, err := r.tr.Stats(ctx)
 	cancel()
-	if err != nil || st.PagesData+st.PagesZero != 0 {
+	filled := filledSince(r.layout, r.emptyAtStart)
+	if err != nil || st.PagesData+st.PagesZero != 0 || filled {
 		r.opt.Log.Error("a source of another migration was refused, but its session may have written guest RAM: "+
-			"this destination fails (start a fresh one)", "cause", cause, "pages", st.PagesData+st.PagesZero, "stats_err", err)
+			"this destination fails (start a fresh one)", "cause", cause, "pages", st.PagesData+st.PagesZero, "stats_err", err,
+			"ram_file_written", filled)
 		return false
 	}
 	r.seen = transport.Stats{}
