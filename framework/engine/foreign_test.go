@@ -371,3 +371,48 @@ func TestStrangerPagesUncounted(t *testing.T) {
 		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)
 	}
 }
+
+// TestOlderSourceResumes: a source of the engine before transport API 8
+// (its HELLO lacks helloTransportTag; its transport names no tag, as the
+// TCP transport's wire version 1 cannot) migrated in post-copy to this
+// destination, which had no migration ID and so took it. The connection
+// breaks after RUNNING and the source reconnects, naming no tag in its
+// transport's handshake again: the destination must take it (RESUME's
+// tag is checked) and complete page-exact; refused, the guest it runs,
+// lacking the source's pages, would be lost after reconnect_timeout.
+func TestOlderSourceResumes(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	s.helloFlags, s.req.Tag = helloMaySwitch, transport.Tag{}
+	opt.ReconnectTimeout = 5 * time.Second // refused, the guest is lost after it
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		sctx, stop := context.WithCancel(ctx)
+		go s.serve(sctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		s.sendMu.Lock()
+		s.tr.Close()
+		stop()
+		s.sendMu.Unlock()
+		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
+			t.Errorf("MISSING: %s", diff)
+		}
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}

@@ -57,6 +57,9 @@ type script struct {
 	pages  uint64
 	free   *bitmap.Bitmap
 	tag    migrationTag // this migration's, in HELLO and RESUME
+	// helloFlags are HELLO's: Send's (helloMaySwitch|helloTransportTag)
+	// unless the test plays an older source.
+	helloFlags uint32
 
 	absent   *bitmap.Bitmap // what POSTCOPY lists
 	neverZ   *bitmap.Bitmap // absent free pages (answered with zero runs)
@@ -78,7 +81,8 @@ func newScript(t *testing.T, src *vmtest.VM, tr *loopback.Transport, creds trans
 	pages := src.RAM().Pages()
 	s := &script{t: t, src: src, tr: tr, layout: src.RAM(), pages: pages, free: src.Free(), tag: newMigrationTag(),
 		req:    transport.OpenRequest{Role: transport.RoleSend, RAM: ram, Files: files, Credentials: creds},
-		absent: bitmap.New(pages), neverZ: bitmap.New(pages), queued: bitmap.New(pages), requested: bitmap.New(pages)}
+		absent: bitmap.New(pages), neverZ: bitmap.New(pages), queued: bitmap.New(pages), requested: bitmap.New(pages),
+		helloFlags: helloMaySwitch | helloTransportTag}
 	s.req.Tag = transport.Tag(s.tag) // as Send names its tag to the transport
 	return s
 }
@@ -135,7 +139,7 @@ func (s *script) runs(set *bitmap.Bitmap, zero func(p uint64) bool) []transport.
 // STATE; LOADED; with hashes, HASHES and VERIFIED.
 func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool) {
 	must(s.t, s.tr.Open(ctx, s.req))
-	s.send(ctx, msgHello, encodeHello(s.layout, helloMaySwitch, s.tag))
+	s.send(ctx, msgHello, encodeHello(s.layout, s.helloFlags, s.tag))
 	flags, why, err := decodeReady(s.recv(ctx, msgReady))
 	if err != nil || flags&readyPostcopy == 0 {
 		s.t.Errorf("READY: flags %#x %q %v", flags, why, err)

@@ -49,7 +49,8 @@ const protocolVersion = 7
 // is refused there (TestHelloOfAnotherMigration). Both sides also hand
 // the tag to their transport (OpenRequest.Tag, transport API 8): the
 // source on every Open, the destination on its first Open when it has a
-// MigrationID and on every reconnect the tag of the HELLO it took, and
+// MigrationID and on every reconnect the tag of the HELLO it took (when
+// that source's transport named it: helloTransportTag), and
 // the transport refuses another migration's source in its own handshake,
 // before any of its pages reaches guest RAM (a running guest's, in
 // post-copy); the checks here stay for a transport that does not keep
@@ -83,6 +84,14 @@ const (
 	// not off, or the operator may ask), so the destination checks now
 	// that it could serve faults.
 	helloMaySwitch = 1 << 0
+	// helloTransportTag: the source's transport named HELLO's tag in its
+	// own handshake (OpenRequest.Tag, transport API 8). An older source
+	// sets no such flag (a destination of protocol 7 ignores flags it
+	// does not know) and its transport names no tag, so a destination
+	// binds its post-copy reconnects to HELLO's tag in the transport
+	// only when this is set (receiver.hello); RESUME's tag is checked
+	// either way.
+	helloTransportTag = 1 << 1
 )
 
 // READY's flags.

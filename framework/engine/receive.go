@@ -80,7 +80,8 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 	if id := r.opt.MigrationID; id != "" {
 		// The transport refuses another migration's source before it
 		// writes a page; without an ID any source's session opens, and
-		// its HELLO decides (hello). Reconnects take HELLO's tag.
+		// its HELLO decides (hello). Reconnects take HELLO's tag (when the
+		// source's transport named it: helloTransportTag).
 		r.openReq.Tag = transport.Tag(tagFor(id))
 	}
 	if err := r.open(ctx, r.openReq, rep); err != nil {
@@ -199,7 +200,12 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 		return err
 	}
 	r.tag = h.Tag
-	r.openReq.Tag = transport.Tag(h.Tag) // a post-copy reconnect takes only this migration's source
+	if h.Flags&helloTransportTag != 0 {
+		// A post-copy reconnect takes only this migration's source. An
+		// older source's transport names no tag (TCP wire version 1):
+		// its reconnect must not be refused, RESUME's tag decides.
+		r.openReq.Tag = transport.Tag(h.Tag)
+	}
 	r.mode = ModePrecopy
 	r.setPhase(PhaseBulk)
 	var flags uint32

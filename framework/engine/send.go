@@ -281,9 +281,9 @@ func (s *sender) await(ctx context.Context, want uint32) error {
 // any page moved (the VM keeps running here); otherwise pre-copy goes
 // on and the reason is logged once.
 func (s *sender) handshake(ctx context.Context) error {
-	var flags uint32
+	flags := uint32(helloTransportTag) // s.openReq.Tag
 	if s.maySwitch() {
-		flags = helloMaySwitch
+		flags |= helloMaySwitch
 	}
 	sent := time.Now()
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
