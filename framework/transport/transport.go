@@ -220,11 +220,15 @@ type Stats struct {
 // Open keeps waiting for the real source. A connection that names
 // another tag than the rest of its session joins no session, so no
 // stranger can splice a stream into one. A receiving Open with the zero
-// Tag (a destination's first session when it was given no migration ID)
-// takes any authenticated peer; the engine then checks the tag in its
+// Tag (a destination's first session when it was given no migration ID,
+// or a reconnect of a source whose transport named none) takes any
+// authenticated peer; the engine then checks the tag in its
 // own HELLO. The transport cannot tell a stranger that names the right
-// tag from the real source: the tag is not a secret, the credentials
-// are what keep strangers out.
+// tag from the real source: the tag is not a secret (derived from the
+// migration ID, or random per migration; readable on the path with
+// Credentials.Plaintext), so the rule keeps out an honest source of
+// another migration, not a credential holder that means harm; the
+// credentials are what keep strangers out.
 //
 // Listening: a receiving transport that listens on an address binds it
 // with Listen, so the port stays held from its first receiving Open until
