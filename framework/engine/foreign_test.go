@@ -233,6 +233,12 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 				if serr != nil && !strings.Contains(serr.Error(), "another migration") {
 					t.Errorf("the source's error does not say why: %v", serr)
 				}
+				// It learns nothing of this destination beyond the refusal
+				// (transport.Transport, "Migration tag"): not its migration
+				// ID, from which its tag is made.
+				if serr != nil && strings.Contains(serr.Error(), tc.dst) {
+					t.Errorf("the refused source was told the destination's migration ID: %v", serr)
+				}
 				select {
 				case <-done:
 					t.Fatalf("Receive returned after another migration's HELLO: %v", rerr)

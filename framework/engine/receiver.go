@@ -147,8 +147,23 @@ func (r *receiver) giveUp(cause error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
+	_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)})
 }
+
+// abortReason is ABORT's payload for a migration that failed with cause.
+// Another migration's source learns nothing of this destination beyond
+// the refusal (transport.Transport, "Migration tag"): not its migration
+// ID, from which its tag is made, which cause names for this side's log.
+func abortReason(cause error) []byte {
+	if errors.Is(cause, errOtherMigration) {
+		return []byte(otherMigrationReason)
+	}
+	return reason(cause)
+}
+
+// otherMigrationReason is all another migration's source is told.
+const otherMigrationReason = "HELLO of another migration: this destination waits for another migration's source, " +
+	"or its HELLO named none (the source's credentials are trusted there: is this job's destination address another job's?)"
 
 // errForeignResume: the first message on a new connection was RESUME,
 // so its source is in post-copy's handover with another destination (one
@@ -194,7 +209,7 @@ func (r *receiver) waitAgain(cause error) bool {
 	}
 	if errors.Is(cause, errOtherMigration) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: reason(cause)})
+		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)})
 		cancel()
 	}
 	transport.CloseHolding(r.tr)
