@@ -422,3 +422,46 @@ func TestOlderSourceResumes(t *testing.T) {
 	}
 	checkPages(t, s, dst, savedSeq, ^uint64(0))
 }
+
+// stallsAfterFirst is a tag-blind destination's transport whose Opens
+// after the first wait until their context ends: no source comes again.
+type stallsAfterFirst struct {
+	tagBlind
+	opens int
+}
+
+func (b *stallsAfterFirst) Open(ctx context.Context, req transport.OpenRequest) error {
+	if b.opens++; b.opens > 1 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return b.tagBlind.Open(ctx, req)
+}
+
+// TestWaitAgainTimesOut: a destination that refused another migration's
+// HELLO waits on within what is left of IncomingTimeout, counted from
+// Receive's start; when its own source never comes, it fails once that
+// ran out, and says that it refused a source of another migration
+// meanwhile (the operator's likely mistake: another job's address).
+func TestWaitAgainTimesOut(t *testing.T) {
+	src, dst := twoRegions(t)
+	s, r := newPipe(src, dst)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	const timeout = 500 * time.Millisecond
+	go func() {
+		_, err := Receive(ctx, dst, &stallsAfterFirst{tagBlind: tagBlind{r}},
+			Options{MigrationID: "job-a", IncomingTimeout: timeout, Log: testLogger(t)})
+		done <- err
+	}()
+	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
+	err := <-done
+	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
+		t.Errorf("Receive returned after %v; want IncomingTimeout (%v) after its start", took, timeout)
+	}
+	if err == nil || !strings.Contains(err.Error(), "incoming_timeout") || !strings.Contains(err.Error(), "another migration refused meanwhile: 1") {
+		t.Fatalf("Receive: %v; want it to time out naming the refused source of another migration", err)
+	}
+}

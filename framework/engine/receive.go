@@ -131,6 +131,10 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 	switch {
 	case err == nil:
 		return nil
+	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil && r.refused > 0:
+		return fmt.Errorf("no source of this migration connected within incoming_timeout %v; sessions of another migration "+
+			"refused meanwhile: %d (does another job name this destination's address, or this job another destination's?): %w",
+			r.opt.IncomingTimeout, r.refused, err)
 	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
 		return fmt.Errorf("no source connected within incoming_timeout %v (is the source's transport address right?): %w",
 			r.opt.IncomingTimeout, err)

@@ -43,6 +43,7 @@ type receiver struct {
 	// Receive started (a fresh destination's): waitAgain then sees what
 	// a refused session wrote there in the RAM file itself.
 	emptyAtStart []bool
+	refused      int // sessions of another migration waitAgain refused
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
@@ -224,6 +225,7 @@ func (r *receiver) waitAgain(cause error) bool {
 		return false
 	}
 	r.seen = transport.Stats{}
+	r.refused++
 	r.opt.Log.Warn("refused a source of another migration; waiting on for this migration's source", "cause", cause)
 	return true
 }
