@@ -76,7 +76,8 @@ func readSetup(r io.Reader, want setupType) ([]byte, error) {
 	case string(h[:4]) != setupMagic:
 		return nil, fmt.Errorf("%w: setup frame magic %q (is the peer an rdma transport?)", transport.ErrProtocol, h[:4])
 	case binary.BigEndian.Uint16(h[4:]) != setupVersion:
-		return nil, fmt.Errorf("%w: setup version %d, this side speaks %d", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]), setupVersion)
+		return nil, fmt.Errorf("%w: setup version %d, this side speaks %d: %w", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]),
+			setupVersion, errSetupVersion)
 	case n > maxSetup:
 		return nil, fmt.Errorf("%w: setup frame of %d bytes", transport.ErrProtocol, n)
 	case t != want && t != setupRefuse && t != setupOther:
@@ -94,6 +95,10 @@ func readSetup(r io.Reader, want setupType) ([]byte, error) {
 	}
 	return p, nil
 }
+
+// errSetupVersion marks a setup frame of another version: the peer runs
+// another transport API (the version must match exactly).
+var errSetupVersion = errors.New("both sides need the same Ferry transport API (upgrade the older side)")
 
 func (t setupType) String() string {
 	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT", "OTHER"}[min(int(t), 6)]

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -67,6 +68,10 @@ func (s *session) setupSend(ctx context.Context) error {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w (the destination closed the control channel without answering HELLO: one of another "+
+			"setup version than %d, an older Ferry's, does so; both sides need the same transport API)", err, setupVersion)
+	}
 	if err != nil {
 		return err
 	}
@@ -309,6 +314,13 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, transport.Tag, error) {
 	defer c.SetDeadline(time.Time{})
 	sc, p, err := s.greet(c, setupHello)
 	if err != nil {
+		if errors.Is(err, errSetupVersion) {
+			// An authenticated source of another version (an older
+			// Ferry's): a frame of this version, whatever it says, makes
+			// its own readSetup refuse it naming both versions, where a
+			// closed connection would read as EOF.
+			writeSetup(sc, setupRefuse, []byte(err.Error()))
+		}
 		return nil, transport.Tag{}, err
 	}
 	tag, p, err := helloTag(p)
