@@ -130,6 +130,11 @@ func checkAnswer(s *session, st *stream) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("handshake: %w%s", connErr(st, err), encryptionMismatch(err, "source", "destination"))
+	case (f.Type == wire.TypeAbort || f.Type == wire.TypeBye) && f.Version < s.ver:
+		// A destination answers in the version its source spoke, so this
+		// one reads no newer version than its own.
+		return fmt.Errorf("%w: %w (the destination speaks wire version %d, this source %d: upgrade Ferry on the destination)",
+			errRefused, peerEnded(st, f), f.Version, s.ver)
 	case f.Type == wire.TypeAbort || f.Type == wire.TypeBye:
 		return fmt.Errorf("%w: %w", errRefused, peerEnded(st, f))
 	case f.Type != wire.TypeHello || f.Hello.Session != s.id || f.Hello.Tag != s.tag || f.Hello.Stream != s.hello(st).Stream ||

@@ -343,3 +343,49 @@ func TestTakeAnyAmidStrangers(t *testing.T) {
 		}
 	}
 }
+
+// TestVersion1Destination: a destination of wire version 1 (a Ferry from
+// before transport API 8) refuses this source's version-2 HELLO, in
+// version 1, as it must (it reads no newer version). The source's error
+// says what to do: that answer came in a version this side does not
+// speak to it, so the destination is the older one.
+func TestVersion1Destination(t *testing.T) {
+	src := newVM(t, testLayout)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { // version 1's acceptor: authenticate, refuse the first frame naming both versions
+		for range 3 { // two bulk streams and the urgent one
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				tc, _ := creds(transport.RoleReceive).TLSConfig(transport.RoleReceive)
+				sc, err := transport.Secure(ctxT(t), c, transport.RoleReceive, tc, false)
+				if err != nil {
+					t.Errorf("the version-1 destination: %v", err)
+					return
+				}
+				var h [wire.HeaderSize]byte
+				io.ReadFull(sc, h[:])
+				b := wire.AppendAbort(nil, wire.CodeProtocol, "no HELLO: transport protocol violation: unsupported frame version 2 (this side speaks 1)")
+				wire.SetVersion(b, 1)
+				sc.Write(b)
+			})
+		}
+	})
+	send := New(testLogger(t))
+	defer send.Close()
+	req := src.request(transport.RoleSend, cfg(ln.Addr().String(), 2, "lz4"))
+	req.Tag = tagA
+	err = send.Open(ctxT(t), req)
+	if err == nil || !strings.Contains(err.Error(), "upgrade Ferry on the destination") {
+		t.Fatalf("Open at a version-1 destination: %v; want it to say to upgrade the destination", err)
+	}
+}
