@@ -52,7 +52,10 @@
 // migration's source reaches guest RAM. A destination opened with the
 // zero tag takes the first complete session of any tag (a source of wire
 // version 1 names none) and answers it in the wire version it spoke
-// (docs/ARCHITECTURE.md#versions).
+// (docs/ARCHITECTURE.md#versions). Across versions each side says which
+// one to upgrade: a version-1 source refused by a destination opened
+// with a tag is told to upgrade itself; a source refused in an older
+// version than its own, to upgrade the destination.
 //
 // The go-ahead orders the plaintext switch: nothing raw travels before the
 // other side's TLS finished reading, so no frame bytes sit in a TLS buffer.
