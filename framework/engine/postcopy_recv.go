@@ -870,7 +870,7 @@ func (pc *pcRecv) acceptResume(ctx context.Context) error {
 	if err := openTransport(ctx, r.tr, r.openReq, &rep); err != nil {
 		return fmt.Errorf("open transport again: %w", err)
 	}
-	m, err := r.tr.RecvMessage(ctx)
+	m, err := r.first(ctx) // a silent session is closed and another waited for
 	if err != nil {
 		return fmt.Errorf("wait for RESUME: %w", err)
 	}

@@ -12,7 +12,8 @@ import (
 
 // Receive accepts one incoming migration into dst through tr, which must
 // not be open yet: it waits for the source (at most IncomingTimeout;
-// another migration's source met meanwhile is refused and the wait goes
+// another migration's source met meanwhile is refused, a session that
+// sends no HELLO within SwitchoverTimeout is closed, and the wait goes
 // on, waitAgain), checks that both sides have the same RAM layout, lets
 // the transport write pages, loads the state and answers LOADED; on
 // COMMIT it resumes the VM and answers RUNNING.
@@ -133,13 +134,24 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 		return nil
 	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil && r.refused > 0:
 		return fmt.Errorf("no source of this migration connected within incoming_timeout %v; sessions of another migration "+
-			"refused meanwhile: %d (does another job name this destination's address, or this job another destination's?): %w",
-			r.opt.IncomingTimeout, r.refused, err)
+			"refused meanwhile: %d (does another job name this destination's address, or this job another destination's?)%s: %w",
+			r.opt.IncomingTimeout, r.refused, r.silentNote(), err)
+	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil && r.silent > 0:
+		return fmt.Errorf("no source of this migration connected within incoming_timeout %v%s: %w",
+			r.opt.IncomingTimeout, r.silentNote(), err)
 	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
 		return fmt.Errorf("no source connected within incoming_timeout %v (is the source's transport address right?): %w",
 			r.opt.IncomingTimeout, err)
 	}
 	return fmt.Errorf("open transport: %w", err)
+}
+
+// silentNote is what open's timeout error says of silent sessions.
+func (r *receiver) silentNote() string {
+	if r.silent == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; sessions closed for sending no HELLO within switchover_timeout %v: %d", r.opt.SwitchoverTimeout, r.silent)
 }
 
 // loop handles the source's messages until the VM runs (nil) or a
@@ -175,14 +187,39 @@ func (r *receiver) loop(ctx context.Context) error {
 	}
 }
 
-// recv waits for the next message; after LOADED at most SwitchoverTimeout.
+// recv waits for the next message: a fresh session's first (HELLO) at
+// most SwitchoverTimeout (first), and after LOADED too.
 func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
-	if r.ho.get() != HandoverLoaded {
-		return r.tr.RecvMessage(ctx)
+	switch r.ho.get() {
+	case HandoverWaiting:
+		return r.first(ctx)
+	case HandoverLoaded:
+		rctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+		defer cancel()
+		return r.tr.RecvMessage(rctx)
 	}
-	rctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	return r.tr.RecvMessage(ctx)
+}
+
+// first reads a freshly opened session's first message, HELLO or (a
+// post-copy reconnect) RESUME. A source sends it right after its Open
+// returns, so a session that says nothing for SwitchoverTimeout is not
+// one to wait on: a source that lost its connection (or stopped) after
+// the transport's handshake, or a peer that holds the credentials and
+// means to keep this destination busy. Waiting on it until ctx ends
+// would keep the source's next try out (a transport opens one session at
+// a time), and in post-copy the guest running here would wait with it.
+// Such a session fails with errSilentSession; the caller closes it and
+// waits for another (waitAgain, pcRecv.reconnect).
+func (r *receiver) first(ctx context.Context) (transport.Message, error) {
+	fctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
 	defer cancel()
-	return r.tr.RecvMessage(rctx)
+	m, err := r.tr.RecvMessage(fctx)
+	if err != nil && ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded {
+		return m, fmt.Errorf("%w: the session opened, then its peer sent nothing for %v (switchover_timeout): %w",
+			errSilentSession, r.opt.SwitchoverTimeout, err)
+	}
+	return m, err
 }
 
 // hello checks the source's layout and answers READY.

@@ -44,6 +44,7 @@ type receiver struct {
 	// a refused session wrote there in the RAM file itself.
 	emptyAtStart []bool
 	refused      int // sessions of another migration waitAgain refused
+	silent       int // sessions waitAgain closed for saying nothing (first)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
@@ -204,11 +205,17 @@ var errOtherMigration = errors.New("HELLO of another migration")
 // (SEEK_DATA), whatever the transport's Stats say. What it cannot see: a
 // write into a region that held data already (a VMM that wrote guest
 // RAM before Receive), through a transport whose Stats do not count it.
+//
+// A session that sent nothing at all (errSilentSession, first) is
+// treated the same way: told why (a source that was only slow learns
+// that its HELLO came too late, and resumes its VM), closed, and waited
+// past if it wrote nothing.
 func (r *receiver) waitAgain(cause error) bool {
-	if r.ho.get() != HandoverWaiting || !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
+	silent := errors.Is(cause, errSilentSession)
+	if r.ho.get() != HandoverWaiting || !silent && !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
 		return false
 	}
-	if errors.Is(cause, errOtherMigration) {
+	if silent || errors.Is(cause, errOtherMigration) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)})
 		cancel()
@@ -219,16 +226,25 @@ func (r *receiver) waitAgain(cause error) bool {
 	cancel()
 	filled := filledSince(r.layout, r.emptyAtStart)
 	if err != nil || st.PagesData+st.PagesZero != 0 || filled {
-		r.opt.Log.Error("a source of another migration was refused, but its session may have written guest RAM: "+
+		r.opt.Log.Error("a session that was not this migration's source's was refused, but it may have written guest RAM: "+
 			"this destination fails (start a fresh one)", "cause", cause, "pages", st.PagesData+st.PagesZero, "stats_err", err,
 			"ram_file_written", filled)
 		return false
 	}
 	r.seen = transport.Stats{}
+	if silent {
+		r.silent++
+		r.opt.Log.Warn("closed a session that sent no HELLO; waiting on for this migration's source", "cause", cause)
+		return true
+	}
 	r.refused++
 	r.opt.Log.Warn("refused a source of another migration; waiting on for this migration's source", "cause", cause)
 	return true
 }
+
+// errSilentSession: a freshly opened session sent no first message
+// within SwitchoverTimeout (receiver.first).
+var errSilentSession = errors.New("silent session")
 
 // send sends m within SwitchoverTimeout (and ctx).
 func (r *receiver) send(ctx context.Context, m transport.Message) error {

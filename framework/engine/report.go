@@ -45,8 +45,11 @@ type Options struct {
 	// the final pass, its Flush, the state and the destination's LOADED.
 	// When it passes, the source aborts and resumes. It also bounds the
 	// wait for RUNNING after COMMIT (then the handover is unknown, never
-	// resumed) and, on the destination, the wait for COMMIT after LOADED.
-	// The page check (VerifyPages) is not under it. Default 5 s.
+	// resumed) and, on the destination, the wait for COMMIT after LOADED,
+	// and for a freshly opened session's first message (HELLO, or RESUME
+	// on a post-copy reconnect): a session silent that long is closed and
+	// the destination waits for another. The page check (VerifyPages) is
+	// not under it. Default 5 s.
 	SwitchoverTimeout time.Duration
 	// IncomingTimeout bounds how long Receive waits for a source to
 	// connect (the transport's Open; counted from Receive's start, so a

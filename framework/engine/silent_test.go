@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// A session that opens and then says nothing: the source's try whose
+// connection died right after the transport's handshake, or a peer with
+// the job's credentials (and tag, which is no secret) that means to keep
+// the destination busy. A transport opens one session at a time, so a
+// destination that waited on it would keep its own source out.
+
+// TestSilentSessionDropped: a waiting destination closes a session that
+// sent no HELLO within switchover_timeout, telling it why (ABORT), and
+// waits on within incoming_timeout; its own source then migrates, page
+// exact.
+func TestSilentSessionDropped(t *testing.T) {
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: 300 * time.Millisecond, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
+
+	silent := newScript(t, src, sendTr, sc)
+	silent.req.Tag = transport.Tag(tagFor("job-a")) // passes the transport's tag check
+	must(t, sendTr.Open(ctx, silent.req))
+	// Answered within switchover_timeout and a margin; not at all before
+	// the fix (the destination waited on this session until ctx ended).
+	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "switchover_timeout") {
+		t.Fatalf("the silent session got %q; want an ABORT naming switchover_timeout", got)
+	}
+	sendTr.Close()
+
+	if _, serr := Send(ctx, src, sendTr, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
+		t.Fatalf("its own source after the silent session: %v", serr)
+	}
+	rep, err := wait()
+	if err != nil || rep.Status != StatusCompleted {
+		t.Fatalf("Receive: %v, %+v", err, rep)
+	}
+	for p := uint64(0); p < dst.RAM().Pages(); p++ {
+		if !bytes.Equal(dst.Page(p), src.Page(p)) {
+			t.Fatalf("page %d differs from the source's", p)
+		}
+	}
+}
+
+// TestSilentSessionTimesOut: when only silent sessions come, the
+// destination fails at incoming_timeout and says what it closed.
+func TestSilentSessionTimesOut(t *testing.T) {
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const incoming = 2 * time.Second
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: 200 * time.Millisecond, IncomingTimeout: incoming, Log: testLogger(t)})
+	silent := newScript(t, src, sendTr, sc)
+	silent.req.Tag = transport.Tag(tagFor("job-a"))
+	must(t, sendTr.Open(ctx, silent.req))
+	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") {
+		t.Fatalf("the silent session got %q; want ABORT", got)
+	}
+	sendTr.Close()
+	_, err = wait()
+	if err == nil || !strings.Contains(err.Error(), "incoming_timeout") || !strings.Contains(err.Error(), "no HELLO within switchover_timeout") {
+		t.Fatalf("Receive: %v; want it to time out naming the silent session it closed", err)
+	}
+}
+
+// TestSilentResumeDropped: after RUNNING the connection breaks; a
+// session opens with this migration's tag and says nothing (the source's
+// try whose connection died at once). The destination, whose guest runs
+// on the pages it holds, closes it after switchover_timeout instead of
+// waiting on it for reconnect_timeout, and takes the source's next try,
+// which completes page-exact.
+func TestSilentResumeDropped(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	opt.SwitchoverTimeout = time.Second
+	opt.ReconnectTimeout = 2 * time.Minute // before the fix, the silent session held it that long
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var savedSeq uint64
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		savedSeq = s.src.Seq()
+		sctx, stop := context.WithCancel(ctx)
+		go s.serve(sctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		s.sendMu.Lock()
+		s.tr.Close()
+		stop()
+		s.sendMu.Unlock()
+
+		must(t, s.tr.Open(ctx, s.req)) // and silent
+		rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+		m, err := s.tr.RecvMessage(rctx)
+		timedOut := rctx.Err() != nil
+		rcancel()
+		if err == nil || timedOut {
+			t.Errorf("the silent session: got %s, %v; want the destination to close it", msgName(m.Kind), err)
+			panic(errScript)
+		}
+		s.tr.Close()
+
+		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
+			t.Errorf("MISSING: %s", diff)
+		}
+		go s.serve(ctx)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
