@@ -947,7 +947,7 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	var missing []pageRun
 	var after uint64
 	for last := false; !last; {
-		m, err := s.next(rctx)
+		m, err := s.answer(rctx)
 		switch {
 		case errors.Is(err, errDestinationAborted):
 			return fail(true, err)
@@ -976,6 +976,24 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s.stats = startStats(ctx, s.tr)
 	pc.startServing(ctx)
 	return false, nil
+}
+
+// answer waits for the destination's next answer to RESUME (a MISSING
+// chunk, SETTLED, BROKEN or ABORT), at most SwitchoverTimeout: a
+// destination that took the session answers at once. A session that
+// opened and then carries nothing back (the connection died right after
+// the transport's handshake, RESUME with it; a destination that took
+// the session and hangs) would otherwise hold this try, and with it the
+// whole reconnect, until reconnect_timeout: the try fails and the next
+// one dials again.
+func (s *sender) answer(rctx context.Context) (transport.Message, error) {
+	actx, cancel := context.WithTimeout(rctx, s.opt.SwitchoverTimeout)
+	defer cancel()
+	m, err := s.next(actx)
+	if err != nil && rctx.Err() == nil && actx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("the destination answered nothing for %v (switchover_timeout): %w", s.opt.SwitchoverTimeout, err)
+	}
+	return m, err
 }
 
 // encodeResume writes RESUME: u32 protocol version, u64 pages, the

@@ -58,6 +58,9 @@ type scriptDst struct {
 	broken     string                                        // at the cut, say BROKEN with this reason (with reopen: as the answer to RESUME) instead of MISSING
 	brokenRun  bool                                          // on COMMIT, end the session without RUNNING, then answer RESUME with BROKEN
 	brokenGone bool                                          // close right after BROKEN, without waiting for the answer
+	silentOnce bool                                          // answer the first RESUME nothing; record how the source ended that session (silentEnd)
+	silentEnd  error                                         // the silent session's end as seen here (nil: it was still open after 20 s)
+	silentFor  time.Duration                                 // how long it stayed open
 
 	mu       sync.Mutex
 	absent   *bitmap.Bitmap // the POSTCOPY list
@@ -414,6 +417,13 @@ func (d *scriptDst) resume(ctx context.Context) error {
 	if d.broken != "" {
 		return d.sayBroken(ctx)
 	}
+	if d.silentOnce {
+		d.silentOnce = false
+		d.silentFor, d.silentEnd = d.awaitEnd(ctx, 20*time.Second)
+		d.tr.Close()
+		<-d.watching
+		return d.resume(ctx)
+	}
 	missing := d.notLanded()
 	d.mu.Lock()
 	d.resumes++
@@ -428,6 +438,22 @@ func (d *scriptDst) resume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// awaitEnd reads the session, answering nothing, until the source ends
+// it (its error) or within passed (nil), and how long that took.
+func (d *scriptDst) awaitEnd(ctx context.Context, within time.Duration) (time.Duration, error) {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		if _, err := d.tr.RecvMessage(wctx); err != nil {
+			if wctx.Err() != nil {
+				return time.Since(start), nil
+			}
+			return time.Since(start), err
+		}
+	}
 }
 
 // sayBroken sends BROKEN and waits, as the engine's destination does,
@@ -1041,6 +1067,33 @@ func TestPostcopySendReconnect(t *testing.T) {
 		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
 	}
 	t.Logf("missing %d of %d; requested %d pushed %d; bytes %d", d.missing, src.layout.Pages(), r.srep.PagesRequested, r.srep.PagesPushed, r.srep.BytesWire)
+}
+
+// TestPostcopySendSilentAnswer: after a break the source's reconnect
+// opens a session and says RESUME, and nothing comes back (its
+// connection died right after the handshake; a destination that hangs).
+// The source ends that try after switchover_timeout and dials again,
+// rather than waiting for MISSING for the whole reconnect_timeout; its
+// next try completes.
+func TestPostcopySendSilentAnswer(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	opt := Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, SwitchoverTimeout: 500 * time.Millisecond,
+		ReconnectTimeout: 2 * time.Minute}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+		d.cutAfter, d.reopen, d.silentOnce = 1000, true, true
+	})
+	if d.silentEnd == nil {
+		t.Fatalf("the source kept the session whose RESUME went unanswered open for %v", d.silentFor)
+	}
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Reconnects != 1 || d.resumes != 1 || r.srep.Status != StatusCompleted {
+		t.Errorf("reconnects %d, resumes %d, status %q", r.srep.Reconnects, d.resumes, r.srep.Status)
+	}
+	t.Logf("the silent session ended after %v: %v", d.silentFor.Round(time.Millisecond), d.silentEnd)
 }
 
 // TestPostcopyReconnectTimeout: the destination never comes back: after

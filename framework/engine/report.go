@@ -48,8 +48,9 @@ type Options struct {
 	// resumed) and, on the destination, the wait for COMMIT after LOADED,
 	// and for a freshly opened session's first message (HELLO, or RESUME
 	// on a post-copy reconnect): a session silent that long is closed and
-	// the destination waits for another. The page check (VerifyPages) is
-	// not under it. Default 5 s.
+	// the destination waits for another; and a post-copy source's wait
+	// for the answer to its RESUME (then it dials again). The page check
+	// (VerifyPages) is not under it. Default 5 s.
 	SwitchoverTimeout time.Duration
 	// IncomingTimeout bounds how long Receive waits for a source to
 	// connect (the transport's Open; counted from Receive's start, so a
