@@ -244,7 +244,10 @@ type Transport interface {
 	Schema(ctx context.Context) (schema.Schema, error)
 	// Open starts the session: RoleSend connects to the destination,
 	// RoleReceive listens and returns once the source connected and
-	// proved its credentials (or ctx ended). The plugin maps the RAM files here.
+	// proved its credentials (or ctx ended): the engine then expects the
+	// source's first message within its SwitchoverTimeout, and closes a
+	// session that stays silent and opens again. The plugin maps the RAM
+	// files here.
 	Open(ctx context.Context, req OpenRequest) error
 	// SendPages queues page runs for sending (RoleSend). Data pages are
 	// read from guest RAM at some moment before the next Flush returns;
