@@ -23,25 +23,9 @@ import (
 // waits on within incoming_timeout; its own source then migrates, page
 // exact.
 func TestSilentSessionDropped(t *testing.T) {
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: 300 * time.Millisecond, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
-
-	silent := newScript(t, src, sendTr, sc)
-	silent.req.Tag = transport.Tag(tagFor("job-a")) // passes the transport's tag check
-	must(t, sendTr.Open(ctx, silent.req))
-	// Answered within switchover_timeout and a margin; not at all before
-	// the fix (the destination waited on this session until ctx ended).
-	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "switchover_timeout") {
-		t.Fatalf("the silent session got %q; want an ABORT naming switchover_timeout", got)
-	}
-	sendTr.Close()
-
+	src, dst, sendTr, sc, wait := silentFirst(ctx, t, 300*time.Millisecond, 50*time.Second)
 	if _, serr := Send(ctx, src, sendTr, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
 		t.Fatalf("its own source after the silent session: %v", serr)
 	}
@@ -56,26 +40,36 @@ func TestSilentSessionDropped(t *testing.T) {
 	}
 }
 
-// TestSilentSessionTimesOut: when only silent sessions come, the
-// destination fails at incoming_timeout and says what it closed.
-func TestSilentSessionTimesOut(t *testing.T) {
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+// silentFirst starts Receive of migration job-a (switchover_timeout
+// quiet, incoming_timeout incoming) and opens a session to it with the
+// job's credentials and tag that says nothing; it returns once the
+// destination told that session why it closes it (within quiet and a
+// margin: before 2026-12-06 it waited on the session until ctx ended).
+func silentFirst(ctx context.Context, t *testing.T, quiet, incoming time.Duration) (src, dst *vmtest.VM,
+	sendTr *loopback.Transport, sc transport.Credentials, wait func() (Report, error)) {
+	src, dst = memGuest(t, 0x5a), memGuest(t, 0)
 	sc, dc, err := transport.MintCredentials(false)
 	must(t, err)
 	sendTr, recvTr := loopback.NewPipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	const incoming = 2 * time.Second
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: 200 * time.Millisecond, IncomingTimeout: incoming, Log: testLogger(t)})
+	wait = receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)})
 	silent := newScript(t, src, sendTr, sc)
-	silent.req.Tag = transport.Tag(tagFor("job-a"))
+	silent.req.Tag = transport.Tag(tagFor("job-a")) // passes the transport's tag check
 	must(t, sendTr.Open(ctx, silent.req))
-	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") {
-		t.Fatalf("the silent session got %q; want ABORT", got)
+	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "switchover_timeout") {
+		t.Fatalf("the silent session got %q; want an ABORT naming switchover_timeout", got)
 	}
 	sendTr.Close()
-	_, err = wait()
+	return src, dst, sendTr, sc, wait
+}
+
+// TestSilentSessionTimesOut: when only silent sessions come, the
+// destination fails at incoming_timeout and says what it closed.
+func TestSilentSessionTimesOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, _, _, _, wait := silentFirst(ctx, t, 200*time.Millisecond, 2*time.Second)
+	_, err := wait()
 	if err == nil || !strings.Contains(err.Error(), "incoming_timeout") || !strings.Contains(err.Error(), "no HELLO within switchover_timeout") {
 		t.Fatalf("Receive: %v; want it to time out naming the silent session it closed", err)
 	}
