@@ -209,17 +209,23 @@ func (pc *pcSend) close() {
 	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	pc.keepCounts()
+	c := pc.keepCounts()
+	// left counts the set's answers off through its counters
+	// (leftLocked), which a closed set no longer has: count them off
+	// here, or the pages the transport answered would read as still owed
+	// (the last progress of a completed post-copy said so).
+	pc.left -= min(pc.left, c.Answered)
 	pc.owed.Close()
 }
 
 // keepCounts adds the answered counters of the owed set, which is
-// about to be closed, to answered (call with mu held).
-func (pc *pcSend) keepCounts() {
+// about to be closed, to answered, and returns them (call with mu held).
+func (pc *pcSend) keepCounts() transport.OwedCounts {
 	c := pc.owed.Counts()
 	pc.answered.Answered += c.Answered
 	pc.answered.AnsweredZero += c.AnsweredZero
 	pc.answered.Again += c.Again
+	return c
 }
 
 // owedCount is the number of pages still owed; safe on nil.

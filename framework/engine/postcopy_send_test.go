@@ -1703,7 +1703,9 @@ func answererReconnect(t *testing.T) uint64 {
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	var at *answeringTr
-	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib}, func(d *scriptDst) {
+	var last Progress // Progress runs on Send's goroutine; read after it returned
+	opt := Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, Progress: func(p Progress) { last = p }}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
 		d.cutAfter, d.reopen = 1000, true
 		d.requester = flood
 		d.wrapSrc = func(tr transport.Transport) transport.Transport {
@@ -1728,6 +1730,12 @@ func answererReconnect(t *testing.T) uint64 {
 	}
 	if r.srep.PagesRequested < at.sent {
 		t.Errorf("report: %d pages requested, the transport answered %d", r.srep.PagesRequested, at.sent)
+	}
+	// Every page arrived: the last progress must not say some are still
+	// to arrive (it counted the transport's answers of the last session
+	// as owed once that session's set was closed).
+	if last.Phase != PhaseDone || last.Remaining != 0 {
+		t.Errorf("last progress: phase %s, %d pages to arrive; want done, 0", last.Phase, last.Remaining)
 	}
 	t.Logf("transport answered %d pages, report requested %d pushed %d, missing %d", at.sent, r.srep.PagesRequested, r.srep.PagesPushed, d.missing)
 	return at.sent
