@@ -223,7 +223,19 @@ inline fresh() {
  * that fails on a connection that is up spends a break (giveup), one on
  * a connection the destination closed is the destination moving on (it
  * listens again or ends), so BREAKS bounds the rounds as the network
- * does: measured, at most BREAKS + 1 RESUMEs per run. */
+ * does: measured, at most BREAKS + 1 RESUMEs per run.
+ *
+ * The answer to RESUME is MISSING, SETTLED, ABORT or BROKEN: the
+ * destination answers a RESUME only from acceptResume's callers
+ * (pcRecv.resume, uncommitted, lingerToTell), and it sends RUNNING and
+ * LOADED only from receiver.loop (commit, stateChunk), on the session
+ * that carried COMMIT or STATE, never on a reopened one; a reopened
+ * session carries nothing of the one before (the transport's Close
+ * ends a session; fresh here). Until 2026-12-06 the model also took
+ * RUNNING and LOADED here and tried again: no run ever reached them
+ * (an assert(false) in their place held, post-copy with 1 and 2
+ * breaks), and the code would not try again: reopen takes any other
+ * kind for a malformed answer, final (pc.broken). */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
@@ -234,8 +246,6 @@ inline reconnect(out) {
 		:: d2s?SETTLED -> out = 2; break                  /* reopen: SETTLED as the answer */
 		:: d2s?ABORT -> out = 3; break
 		:: d2s?BROKEN -> send(s2d, BROKEN, ok); out = 4; break   /* reopen: pc.answer(msgBroken) */
-		:: d2s?RUNNING -> skip            /* an old session's message: not on a fresh one */
-		:: d2s?LOADED -> skip
 		:: atomic { GIVEUP -> giveup(); hangup() }   /* failed try: waiting for MISSING; next try */
 		fi
 	/* reconnect_timeout: only when no destination can take the reconnect
