@@ -206,6 +206,9 @@ func TestModelMutants(t *testing.T) {
 		{name: "8 destination gives the state up on its own after LOADED", defines: []string{"-DMUTANT=8", "-DPC=0"}},
 		// Caught only by property (f): the guest runs, with pages missing.
 		{name: "9 post-copy destination completes without every page", defines: []string{"-DMUTANT=9", "-DPC=1", "-DBREAKS=0"}},
+		// The cancel alone, without a connection break, in either mode.
+		{name: "10 source resumes on a cancel after COMMIT went out (pre-copy)", defines: []string{"-DMUTANT=10", "-DPC=0", "-DBREAKS=0"}},
+		{name: "10 source resumes on a cancel after COMMIT went out (post-copy, no heldCtx)", defines: []string{"-DMUTANT=10", "-DPC=1", "-DBREAKS=0"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

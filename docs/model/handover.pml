@@ -7,7 +7,8 @@
  *   Src ◄── d2s (LOADED, RUNNING, ABORT, MISSING, SETTLED, BROKEN) ────────────── Dst
  *   Faults: connection breaks (each side notices on its own), lost
  *           messages in flight, crashes of either VMM, the destination's
- *           fault service failing, migrate-cancel on the destination.
+ *           fault service failing, migrate-cancel on the destination, a
+ *           cancel of the source's Send before COMMIT.
  *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
  *           at any time, the printed manual migrate-resolve resumes.
  *   Ctl:    the `migrate` that started the migration (follow, conclude,
@@ -37,6 +38,9 @@
  *   9  a post-copy destination that no source reconnected to completes
  *      (runs on, says running) whether or not every page is here
  *      (completeWithout without its Pending() == 0)
+ *  10  the source honours a cancel of Send after COMMIT went out as one
+ *      before it: it resumes (pre-copy: the cancel ends the wait for
+ *      RUNNING; post-copy: no heldCtx, hold.go)
  */
 
 #ifndef MUTANT
@@ -126,6 +130,8 @@ bit s_resumed;              /* ghost: the source's VM ran again after the pause 
 bit d_opcancel;             /* ghost: an operator (not migrate's resolver) cancelled the destination */
 bit d_broke;                /* ghost: post-copy broke for good on the destination after the guest ran */
 bit s_dial;                 /* the source is in its post-copy reconnect (pcSend.reconnect) */
+bit s_cancel;               /* fault: Send's context was cancelled (migrate-cancel on the source, migrate's Ctrl-C: migration.cancelRunning) */
+bit s_held;                 /* the source's heldCtx is held: a cancel is ignored (engine/hold.go; post-copy, from before COMMIT) */
 #ifndef BREAKS
 #define BREAKS 2
 #endif
@@ -184,6 +190,19 @@ inline recv(ch, m, got) {
 	:: ch?m -> got = 1
 	:: !up -> got = 0
 	:: atomic { up && breaks > 0 -> breaks--; got = 0 }
+	fi
+}
+
+/* the source's wait in its handover (for LOADED, for RUNNING): recv,
+ * or Send's context ends (next: ctx.Done, which Go's select may take
+ * over a message that arrived too). Post-copy holds before COMMIT
+ * (s_held), so a cancel never ends a wait after it. */
+inline srecv(m, got) {
+	if
+	:: d2s?m -> got = 1
+	:: !up -> got = 0
+	:: atomic { up && breaks > 0 -> breaks--; got = 0 }
+	:: s_cancel -> got = 0
 	fi
 }
 
@@ -293,7 +312,7 @@ proctype Src() {
 	/* toDestination (sendState) or postcopyOut (sendAbsent, sendState) */
 	send(s2d, STATE, ok);
 	if
-	:: ok -> recv(d2s, m, got)                                  /* sendState: await LOADED */
+	:: ok -> srecv(m, got)                                      /* sendState: await LOADED */
 	:: else -> got = 0
 	fi;
 	if
@@ -306,17 +325,28 @@ proctype Src() {
 		send(s2d, ABORT, ok);
 		goto sdone
 	fi;
-	/* switchToPostcopy: held.hold() fails when cancelled first: as above */
+	/* After LOADED, before COMMIT, a cancel: post-copy's held.hold()
+	 * fails (switchToPostcopy), pre-copy's page check ends on it
+	 * (VerifyPages; switchOver): the VM resumes, ABORT goes out. Or
+	 * pre-copy goes on to commit, whose COMMIT write and wait then end
+	 * on it (below). Post-copy holds from here on: a cancel is ignored. */
 	if
-	:: pc -> atomic { src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
-	:: skip
+	:: atomic { s_cancel -> src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
+#if MUTANT == 10
+	:: atomic { !pc || !s_cancel -> skip }                      /* no heldCtx: a cancel is honoured after COMMIT too */
+#else
+	:: atomic { !pc || !s_cancel -> s_held = pc }               /* held.hold() */
+#endif
 	fi;
 	/* sender.commit */
 	s_ho = H_COMMITTING;
-	send(s2d, COMMIT, ok);
 	if
-	:: ok -> recv(d2s, m, got)                                   /* next(cctx) */
-	:: else -> recv(d2s, m, got);                                /* answeredBefore */
+	:: !pc && s_cancel -> ok = 0      /* SendMessage(cctx) fails on the cancel before a byte went out */
+	:: true -> send(s2d, COMMIT, ok)
+	fi;
+	if
+	:: ok -> srecv(m, got)                                       /* next(cctx) */
+	:: else -> srecv(m, got);                                    /* answeredBefore */
 		if
 		:: got && (m == ABORT || m == RUNNING || (m == BROKEN && pc)) -> skip
 		:: else -> got = 0
@@ -331,6 +361,12 @@ proctype Src() {
 	:: else ->
 #if MUTANT == 1
 		atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
+#endif
+#if MUTANT == 10
+		if
+		:: s_cancel -> atomic { src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
+		:: else -> skip
+		fi;
 #endif
 		if
 		:: !pc -> s_ho = H_UNKNOWN; goto sdone                     /* sender.unknown */
@@ -585,7 +621,7 @@ ddone:
  * failing, an operator's cancel of the destination), besides BREAKS
  * connection breaks: two crashes lose the guest by definition, and the
  * other pairs only multiply the states. */
-#define FAULT (s_crash || d_crash || d_pcfail || d_cancel)
+#define FAULT (s_crash || d_crash || d_pcfail || d_cancel || s_cancel)
 
 proctype Faults() {
 	do
@@ -595,6 +631,11 @@ proctype Faults() {
 	:: atomic { !FAULT && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0 }
 	:: atomic { !FAULT && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
 	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
+	/* migrate-cancel on the source, or migrate's Ctrl-C (follow):
+	 * cancelRunning cancels Send's context. In the live passes it is one
+	 * of the failures Src already takes; from post-copy's hold on it is
+	 * ignored (hold.go: nothing changes, so it is not an event here). */
+	:: atomic { !FAULT && !s_held && !s_done && !s_dead && (s_ho == H_SWITCHOVER || s_ho == H_COMMITTING) -> s_cancel = 1 }
 	:: break
 	od
 }
