@@ -8,7 +8,8 @@
  *   Faults: connection breaks (each side notices on its own), lost
  *           messages in flight, crashes of either VMM, the destination's
  *           fault service failing, migrate-cancel on the destination, a
- *           cancel of the source's Send before COMMIT.
+ *           cancel of the source's Send before COMMIT, a reconnect whose
+ *           connection dies before its RESUME (a silent session).
  *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
  *           at any time, the printed manual migrate-resolve resumes.
  *   Ctl:    the `migrate` that started the migration (follow, conclude,
@@ -41,6 +42,9 @@
  *  10  the source honours a cancel of Send after COMMIT went out as one
  *      before it: it resumes (pre-copy: the cancel ends the wait for
  *      RUNNING; post-copy: no heldCtx, hold.go)
+ *  11  a destination waiting for a RESUME reads a silent session until
+ *      its own reconnect_timeout (acceptResume without receiver.first's
+ *      bound): the source's next try never gets in
  */
 
 #ifndef MUTANT
@@ -132,6 +136,11 @@ bit d_broke;                /* ghost: post-copy broke for good on the destinatio
 bit s_dial;                 /* the source is in its post-copy reconnect (pcSend.reconnect) */
 bit s_cancel;               /* fault: Send's context was cancelled (migrate-cancel on the source, migrate's Ctrl-C: migration.cancelRunning) */
 bit s_held;                 /* the source's heldCtx is held: a cancel is ignored (engine/hold.go; post-copy, from before COMMIT) */
+bit d_silent;               /* the destination reads a session whose source lost it before its first message (half-open) */
+#ifndef SILENT
+#define SILENT 1
+#endif
+byte silent = SILENT;       /* silent sessions the faults may still cause (a reconnect's connection dying before RESUME) */
 #ifndef BREAKS
 #define BREAKS 2
 #endif
@@ -254,12 +263,21 @@ inline fresh() {
  * RUNNING and LOADED here and tried again: no run ever reached them
  * (an assert(false) in their place held, post-copy with 1 and 2
  * breaks), and the code would not try again: reopen takes any other
- * kind for a malformed answer, final (pc.broken). */
+ * kind for a malformed answer, final (pc.broken).
+ *
+ * A silent session: the try opens the transport, then its connection
+ * dies before RESUME goes out, unseen by the destination (a half-open
+ * TCP connection stays up there until keepalive notices, minutes
+ * later). The source's write or its wait for MISSING fails and it tries
+ * again; the destination, which opens one session at a time, takes the
+ * next try only once it dropped that one (receiver.first: no first
+ * message within switchover_timeout; listen). SILENT bounds them, apart
+ * from BREAKS. */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
 	do
-	:: atomic { d_listen && !d_dead -> fresh(); s2d!RESUME }   /* reopen */
+	:: atomic { d_listen && !d_dead && !d_silent -> fresh(); s2d!RESUME }   /* reopen */
 		if
 		:: d2s?MISSING -> out = 1; break
 		:: d2s?SETTLED -> out = 2; break                  /* reopen: SETTLED as the answer */
@@ -267,6 +285,8 @@ inline reconnect(out) {
 		:: d2s?BROKEN -> send(s2d, BROKEN, ok); out = 4; break   /* reopen: pc.answer(msgBroken) */
 		:: atomic { GIVEUP -> giveup(); hangup() }   /* failed try: waiting for MISSING; next try */
 		fi
+	:: atomic { d_listen && !d_dead && !d_silent && silent > 0 ->     /* reopen: a silent session */
+		fresh(); hangup(); silent--; d_silent = 1 }
 	/* reconnect_timeout: only when no destination can take the reconnect
 	 * any more (a timing assumption: both sides keep trying for much
 	 * longer than the other needs to notice a break). */
@@ -435,13 +455,20 @@ sdone:
 
 /* pcRecv.acceptResume in a listening loop; got 1 when a RESUME came,
  * 0 when it gave up (only once no source can come: s_dead or s_done,
- * the timing assumption of reconnect above). */
+ * the timing assumption of reconnect above). A silent session (reconnect
+ * above) is dropped once switchover_timeout passed without its first
+ * message (receiver.first: errSilentSession), and the loop opens the
+ * transport again (pcRecv.reconnect, uncommitted, lingerToTell: their
+ * next try). */
 inline listen(got) {
 	hangup();                                                   /* closeSession */
 	d_listen = 1;
 	do
 	:: atomic { s2d?RESUME -> d_listen = 0; got = 1; break }
-	:: atomic { s_dead || s_done -> d_listen = 0; got = 0; break }
+#if MUTANT != 11
+	:: atomic { d_silent -> d_silent = 0 }                      /* first: errSilentSession, closeSession, next try */
+#endif
+	:: atomic { s_dead || s_done -> d_listen = 0; d_silent = 0; got = 0; break }
 	od
 }
 
@@ -628,7 +655,7 @@ proctype Faults() {
 	:: atomic { breaks > 0 && up -> up = 0; breaks-- }                  /* a cut: each side notices on its own */
 	:: atomic { !up && (nempty(s2d) || nempty(d2s)) -> do :: s2d?_ :: d2s?_ :: empty(s2d) && empty(d2s) -> break od }  /* in flight: lost */
 	:: atomic { !FAULT && !s_dead -> s_crash = 1; s_dead = 1; s_vm = V_STOPPED; up = 0; s_dial = 0 }  /* kill -9 */
-	:: atomic { !FAULT && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0 }
+	:: atomic { !FAULT && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0; d_silent = 0 }
 	:: atomic { !FAULT && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
 	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
 	/* migrate-cancel on the source, or migrate's Ctrl-C (follow):
@@ -882,5 +909,11 @@ active proctype Judge() {
 	:: else -> skip
 	fi;
 	assert(S_RUNS || D_RUNS || ACCEPTED);
-	assert(breaks <= BREAKS)    /* the budget never wrapped (send, recv) */
+	assert(breaks <= BREAKS);   /* the budget never wrapped (send, recv) */
+	/* A silent session never blocks the source's next try for ever: once
+	 * nothing else can move, no source is still trying to reconnect (its
+	 * tries end only when they got in, or no destination can take them).
+	 * pan's end-state check says as much in the safety runs; this says
+	 * it with the never claim in too (the mutants keep it). */
+	assert(!s_dial)
 }
