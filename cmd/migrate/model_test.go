@@ -215,6 +215,7 @@ func TestModelMutants(t *testing.T) {
 		// A silent session needs a reconnect: after a break, or the
 		// destination's BROKEN.
 		{name: "11 destination waits on a silent session", defines: []string{"-DMUTANT=11", "-DPC=1", "-DBREAKS=1"}},
+		{name: "12 source waits for MISSING on a silent session", defines: []string{"-DMUTANT=12", "-DPC=1", "-DBREAKS=1"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

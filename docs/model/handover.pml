@@ -45,6 +45,9 @@
  *  11  a destination waiting for a RESUME reads a silent session until
  *      its own reconnect_timeout (acceptResume without receiver.first's
  *      bound): the source's next try never gets in
+ *  12  a source whose reconnect try opened a silent session waits for
+ *      MISSING until its reconnect_timeout (reopen without
+ *      sender.answer's bound): it never tries again
  */
 
 #ifndef MUTANT
@@ -266,13 +269,13 @@ inline fresh() {
  * kind for a malformed answer, final (pc.broken).
  *
  * A silent session: the try opens the transport, then its connection
- * dies before RESUME goes out, unseen by the destination (a half-open
- * TCP connection stays up there until keepalive notices, minutes
- * later). The source's write or its wait for MISSING fails and it tries
- * again; the destination, which opens one session at a time, takes the
- * next try only once it dropped that one (receiver.first: no first
- * message within switchover_timeout; listen). SILENT bounds them, apart
- * from BREAKS. */
+ * dies with or before RESUME, unseen by either side (a half-open TCP
+ * connection stays up until keepalive notices, minutes later). The
+ * source's write fails, or its wait for MISSING ends after
+ * switchover_timeout (sender.answer), and it tries again; the
+ * destination, which opens one session at a time, takes the next try
+ * only once it dropped that one (receiver.first: no first message within
+ * switchover_timeout; listen). SILENT bounds them, apart from BREAKS. */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
@@ -287,6 +290,9 @@ inline reconnect(out) {
 		fi
 	:: atomic { d_listen && !d_dead && !d_silent && silent > 0 ->     /* reopen: a silent session */
 		fresh(); hangup(); silent--; d_silent = 1 }
+#if MUTANT == 12
+		(0)                             /* the wait for MISSING outlasts everything else (reconnect_timeout) */
+#endif
 	/* reconnect_timeout: only when no destination can take the reconnect
 	 * any more (a timing assumption: both sides keep trying for much
 	 * longer than the other needs to notice a break). */
