@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,12 +53,58 @@ func (b tagBlind) Open(ctx context.Context, req transport.OpenRequest) error {
 }
 
 // destination is rcv as the test's destination uses it: itself, or
-// tag-blind.
-func destination(rcv transport.Transport, blind bool) transport.Transport {
+// tag-blind; reopens tells the test when Receive listens again.
+func destination(rcv transport.Transport, blind bool) *reopens {
 	if blind {
-		return tagBlind{rcv}
+		return newReopens(tagBlind{rcv})
 	}
-	return rcv
+	return newReopens(rcv)
+}
+
+// reopens is a destination's transport that tells the test when
+// Receive opens it again: again is closed as its second Open begins
+// (the destination listens anew, for a reconnect after its connection
+// broke or for its own source after it refused another migration's).
+type reopens struct {
+	transport.Transport
+	opens atomic.Int32
+	again chan struct{}
+}
+
+func newReopens(tr transport.Transport) *reopens {
+	return &reopens{Transport: tr, again: make(chan struct{})}
+}
+
+// Open implements transport.Transport.Open.
+func (r *reopens) Open(ctx context.Context, req transport.OpenRequest) error {
+	if r.opens.Add(1) == 2 {
+		close(r.again)
+	}
+	return r.Transport.Open(ctx, req)
+}
+
+// listening waits until Receive opened the transport again. It fails
+// if Receive returned first (ended closed; nil: not watched) or ctx
+// ended.
+func (r *reopens) listening(ctx context.Context, ended <-chan struct{}) error {
+	select {
+	case <-r.again:
+		return nil
+	case <-ended:
+		return errors.New("the destination's Receive returned instead of opening its transport again")
+	case <-ctx.Done():
+		return fmt.Errorf("the destination did not open its transport again: %w", ctx.Err())
+	}
+}
+
+// awaitListening is listening in a script: the destination listens
+// again before the script goes on.
+func (s *script) awaitListening(ctx context.Context, d *reopens) {
+	s.t.Helper()
+	if err := d.listening(ctx, nil); err != nil {
+		s.t.Errorf("script: %v", err)
+		panic(errScript)
+	}
 }
 
 // strangerResumes connects as another migration's source (the job's
@@ -107,23 +154,31 @@ func TestForeignResumeAfterRunning(t *testing.T) {
 
 func foreignResumeAfterRunning(t *testing.T, blind bool) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
+	opt.ReconnectTimeout = 10 * time.Second // a script that fails after RUNNING leaves Receive waiting this long
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, destination(rcv, blind), opt)
+	d := destination(rcv, blind)
+	wait := receiveAsync(ctx, dst, d, opt)
 	never, stale := pcPages(s)
 	var savedSeq uint64
 	failed := runScript(func() {
 		s.precopy(ctx, never, stale, false)
 		savedSeq = s.src.Seq()
 		sctx, stop := context.WithCancel(ctx)
-		go s.serve(sctx)
+		defer stop()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			s.serve(sctx)
+		}()
 		s.send(ctx, msgCommit, nil)
 		s.recv(ctx, msgRunning)
 		s.sendMu.Lock()
 		s.tr.Close()
 		stop()
 		s.sendMu.Unlock()
-		time.Sleep(50 * time.Millisecond)
+		<-served                 // nothing of the old session goes out on the next one
+		s.awaitListening(ctx, d) // for a reconnect
 
 		strangerResumes(ctx, t, s, blind)
 
@@ -161,13 +216,14 @@ func foreignResumeBeforeCommit(t *testing.T, blind bool) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, destination(rcv, blind), opt)
+	d := destination(rcv, blind)
+	wait := receiveAsync(ctx, dst, d, opt)
 	never, stale := pcPages(s)
 	var abort string
 	failed := runScript(func() {
 		s.precopy(ctx, never, stale, false)
-		s.tr.Close() // COMMIT lost with the connection
-		time.Sleep(50 * time.Millisecond)
+		s.tr.Close()             // COMMIT lost with the connection
+		s.awaitListening(ctx, d) // to tell its own source
 
 		strangerResumes(ctx, t, s, blind)
 
@@ -215,6 +271,7 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 				src.write(p, 0x55)
 			}
 			s, r := newPipe(src, dst)
+			d := newReopens(r)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var rrep Report
@@ -222,7 +279,7 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: tc.dst, Log: testLogger(t)})
+				rrep, rerr = Receive(ctx, dst, d, Options{MigrationID: tc.dst, Log: testLogger(t)})
 			}()
 			srep, serr := Send(ctx, src, s, Options{MigrationID: tc.src})
 			if tc.refused {
@@ -239,10 +296,9 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 				if serr != nil && strings.Contains(serr.Error(), tc.dst) {
 					t.Errorf("the refused source was told the destination's migration ID: %v", serr)
 				}
-				select {
-				case <-done:
-					t.Fatalf("Receive returned after another migration's HELLO: %v", rerr)
-				default:
+				if err := d.listening(ctx, done); err != nil { // for its own source
+					<-done
+					t.Fatalf("after another migration's HELLO: %v (Receive: %v)", err, rerr)
 				}
 				if dst.loaded != nil || dst.resumed != 0 {
 					t.Errorf("the destination took the other migration's guest: state %q, resumed %d", dst.loaded, dst.resumed)
