@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/vmtest"
@@ -137,6 +138,66 @@ func strangerResumes(ctx context.Context, t *testing.T, s *script, blind bool) {
 	s.tr.Close()
 }
 
+// breakAfterRunning is a source that switches to post-copy and loses
+// the connection after RUNNING: pre-copy (pcPages), COMMIT and RUNNING
+// while it serves the guest's requests, then the break, with nothing in
+// the middle of a send. It returns once its request server has stopped,
+// so nothing of the old session goes out on the next one, with the
+// source's sequence at the switch (checkPages).
+func (s *script) breakAfterRunning(ctx context.Context) (savedSeq uint64) {
+	never, stale := pcPages(s)
+	s.precopy(ctx, never, stale, false)
+	savedSeq = s.src.Seq()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.serve(sctx)
+	}()
+	s.send(ctx, msgCommit, nil)
+	s.recv(ctx, msgRunning)
+	s.sendMu.Lock()
+	s.tr.Close()
+	stop()
+	s.sendMu.Unlock()
+	<-served
+	return savedSeq
+}
+
+// resumeAndSettle is the source coming back after breakAfterRunning:
+// RESUME must be answered with MISSING listing exactly the pages it
+// still owes; it serves and pushes them until SETTLED.
+func (s *script) resumeAndSettle(ctx context.Context) {
+	s.mu.Lock()
+	owed := bitmap.New(s.pages)
+	owed.Or(s.absent)
+	owed.AndNot(s.queued)
+	s.mu.Unlock()
+	if diff := bitmapDiff(s.resume(ctx), owed); diff != "" {
+		s.t.Errorf("MISSING differs from the pages the source owes: %s", diff)
+	}
+	go s.serve(ctx)
+	s.push(ctx)
+	s.settled(ctx)
+}
+
+// checkResumed checks a destination whose source came back once after
+// RUNNING (breakAfterRunning, resumeAndSettle): the script ran through,
+// Receive completed with one reconnect and the guest running here, and
+// every page is the source's (checkPages).
+func checkResumed(t *testing.T, s *script, dst *vmtest.VM, savedSeq uint64, failed bool, wait func() (Report, error)) {
+	t.Helper()
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
+		t.Fatalf("Receive: %v, report %+v", err, rep)
+	}
+	checkPages(t, s, dst, savedSeq, ^uint64(0))
+}
+
 // After RUNNING the connection breaks. Another migration's source dials
 // first and says RESUME: answered MISSING, it would push its own guest's
 // pages into this running guest (and its own destination would never
@@ -159,45 +220,16 @@ func foreignResumeAfterRunning(t *testing.T, blind bool) {
 	defer cancel()
 	d := destination(rcv, blind)
 	wait := receiveAsync(ctx, dst, d, opt)
-	never, stale := pcPages(s)
 	var savedSeq uint64
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		savedSeq = s.src.Seq()
-		sctx, stop := context.WithCancel(ctx)
-		defer stop()
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			s.serve(sctx)
-		}()
-		s.send(ctx, msgCommit, nil)
-		s.recv(ctx, msgRunning)
-		s.sendMu.Lock()
-		s.tr.Close()
-		stop()
-		s.sendMu.Unlock()
-		<-served                 // nothing of the old session goes out on the next one
+		savedSeq = s.breakAfterRunning(ctx)
 		s.awaitListening(ctx, d) // for a reconnect
 
 		strangerResumes(ctx, t, s, blind)
 
-		// Its own source: all that was absent is still missing.
-		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
-			t.Errorf("MISSING after the stranger's try: %s", diff)
-		}
-		go s.serve(ctx)
-		s.push(ctx)
-		s.settled(ctx)
+		s.resumeAndSettle(ctx) // its own source: the stranger took nothing
 	})
-	rep, err := wait()
-	if failed {
-		t.Fatalf("script failed; Receive: %v", err)
-	}
-	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
-		t.Fatalf("Receive: %v, report %+v", err, rep)
-	}
-	checkPages(t, s, dst, savedSeq, ^uint64(0))
+	checkResumed(t, s, dst, savedSeq, failed, wait)
 }
 
 // The connection breaks after LOADED, before COMMIT: the destination
@@ -449,34 +481,12 @@ func TestOlderSourceResumes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
 	var savedSeq uint64
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		savedSeq = s.src.Seq()
-		sctx, stop := context.WithCancel(ctx)
-		go s.serve(sctx)
-		s.send(ctx, msgCommit, nil)
-		s.recv(ctx, msgRunning)
-		s.sendMu.Lock()
-		s.tr.Close()
-		stop()
-		s.sendMu.Unlock()
-		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
-			t.Errorf("MISSING: %s", diff)
-		}
-		go s.serve(ctx)
-		s.push(ctx)
-		s.settled(ctx)
+		savedSeq = s.breakAfterRunning(ctx)
+		s.resumeAndSettle(ctx)
 	})
-	rep, err := wait()
-	if failed {
-		t.Fatalf("script failed; Receive: %v", err)
-	}
-	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
-		t.Fatalf("Receive: %v, report %+v", err, rep)
-	}
-	checkPages(t, s, dst, savedSeq, ^uint64(0))
+	checkResumed(t, s, dst, savedSeq, failed, wait)
 }
 
 // stallsAfterFirst is a tag-blind destination's transport whose Opens
