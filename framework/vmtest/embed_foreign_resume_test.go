@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,17 +23,26 @@ import (
 )
 
 // cutAfterRunning is the source's TCP transport (in process): once
-// RUNNING arrived it cuts the session, lets foreign run, and only then
-// lets the source open the transport again.
+// RUNNING arrived and a page went out on request (post-copy under way:
+// the guest runs on the destination and faults over the network), it
+// cuts the session, lets foreign run, and only then lets the source
+// open the transport again.
 type cutAfterRunning struct {
 	transport.Transport
 	foreign func()
+	t       *testing.T
 
 	mu      sync.Mutex
 	cut     bool
 	reopen  chan struct{} // closed once foreign returned
 	opened  int
+	served  chan struct{} // closed once SendPagesUrgent sent a page
+	serve   sync.Once
 	cutDone sync.WaitGroup
+}
+
+func newCutAfterRunning(t *testing.T) *cutAfterRunning {
+	return &cutAfterRunning{Transport: tcp.New(nil), t: t, reopen: make(chan struct{}), served: make(chan struct{})}
 }
 
 func (c *cutAfterRunning) Open(ctx context.Context, req transport.OpenRequest) error {
@@ -50,6 +60,17 @@ func (c *cutAfterRunning) Open(ctx context.Context, req transport.OpenRequest) e
 	return c.Transport.Open(ctx, req)
 }
 
+// SendPagesUrgent implements transport.Transport.SendPagesUrgent. This
+// wrapper is no transport.Answerer, so the source's engine answers the
+// destination's requests through it.
+func (c *cutAfterRunning) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
+	err := c.Transport.SendPagesUrgent(ctx, runs)
+	if err == nil {
+		c.serve.Do(func() { close(c.served) })
+	}
+	return err
+}
+
 func (c *cutAfterRunning) RecvMessage(ctx context.Context) (transport.Message, error) {
 	m, err := c.Transport.RecvMessage(ctx)
 	if err == nil && m.Kind == engine.MsgRunning {
@@ -59,14 +80,35 @@ func (c *cutAfterRunning) RecvMessage(ctx context.Context) (transport.Message, e
 		c.mu.Unlock()
 		if first {
 			c.cutDone.Go(func() {
-				time.Sleep(50 * time.Millisecond) // post-copy under way
-				c.Transport.Close()               // the network breaks
+				select {
+				case <-c.served:
+				case <-time.After(10 * time.Second): // milliseconds; room for a loaded machine
+					c.t.Error("no page was sent on request within 10 s of RUNNING: the cut may come after post-copy")
+				}
+				c.Transport.Close() // the network breaks
 				c.foreign()
 				close(c.reopen)
 			})
 		}
 	}
 	return m, err
+}
+
+// relistens is the destination's TCP transport (in process): again is
+// closed as its second Open begins, when the destination listens for its
+// source's reconnect. It keeps tcp's optional interfaces (the listening
+// port held across the reconnect).
+type relistens struct {
+	*tcp.Transport
+	opens atomic.Int32
+	again chan struct{}
+}
+
+func (r *relistens) Open(ctx context.Context, req transport.OpenRequest) error {
+	if r.opens.Add(1) == 2 {
+		close(r.again)
+	}
+	return r.Transport.Open(ctx, req)
 }
 
 // TestEmbedForeignResume: post-copy over the real TCP transport (in
@@ -91,10 +133,11 @@ func TestEmbedForeignResume(t *testing.T) {
 	var answers []string
 	var tried bool
 	marker := bytes.Repeat([]byte("STRANGER"), framework.PageSize/8)
-	_, dst, _, _ := manualSwitchVMs(t, func(sspec, dspec *session.Spec) {
-		cut := &cutAfterRunning{Transport: tcp.New(nil), reopen: make(chan struct{})}
+	_, dst, _, drep := manualSwitchVMs(t, func(sspec, dspec *session.Spec) {
+		cut := newCutAfterRunning(t)
 		t.Cleanup(cut.cutDone.Wait)
-		sspec.TransportInProcess, dspec.TransportInProcess = cut, tcp.New(nil)
+		listening := &relistens{Transport: tcp.New(nil), again: make(chan struct{})}
+		sspec.TransportInProcess, dspec.TransportInProcess = cut, listening
 		sspec.Transport.Path, dspec.Transport.Path = "", ""
 		creds, cfg := sspec.Engine.Credentials, sspec.Transport.Config
 		cut.foreign = func() {
@@ -113,16 +156,16 @@ func TestEmbedForeignResume(t *testing.T) {
 			rand.Read(tag[:]) // its own migration's
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			select {
+			case <-listening.again: // for its source's reconnect
+			case <-ctx.Done():
+				t.Errorf("the destination did not listen again after the cut: %v", ctx.Err())
+				return
+			}
 			tr := tcp.New(nil)
 			defer tr.Close()
-			for {
-				refused = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: ram, Files: files,
-					Credentials: creds, Tag: tag})
-				if refused == nil || ctx.Err() != nil || errors.Is(refused, transport.ErrWrongMigration) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond) // the destination listens again after it drained
-			}
+			refused = tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: ram, Files: files,
+				Credentials: creds, Tag: tag})
 			tried = true
 			answers = pushStranger(ctx, t, cfg["listen"].(string), creds, other.RAM(), tag, marker)
 		}
@@ -132,6 +175,9 @@ func TestEmbedForeignResume(t *testing.T) {
 	}
 	if !errors.Is(refused, transport.ErrWrongMigration) {
 		t.Errorf("the other migration's source: Open = %v; want ErrWrongMigration", refused)
+	}
+	if drep.Reconnects != 1 {
+		t.Errorf("the destination counted %d reconnects; want its own source's one", drep.Reconnects)
 	}
 	for i, a := range answers {
 		if a != "ABORT another migration" {
