@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/bitmap"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
@@ -306,13 +307,7 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 			d := newReopens(r)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var rrep Report
-			var rerr error
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				rrep, rerr = Receive(ctx, dst, d, Options{MigrationID: tc.dst, Log: testLogger(t)})
-			}()
+			rcv := startReceive(ctx, dst, d, Options{MigrationID: tc.dst, Log: testLogger(t)})
 			srep, serr := Send(ctx, src, s, Options{MigrationID: tc.src})
 			if tc.refused {
 				if serr == nil || srep.Status != StatusFailed || src.paused || src.resumed != 0 {
@@ -328,8 +323,8 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 				if serr != nil && strings.Contains(serr.Error(), tc.dst) {
 					t.Errorf("the refused source was told the destination's migration ID: %v", serr)
 				}
-				if err := d.listening(ctx, done); err != nil { // for its own source
-					<-done
+				if err := d.listening(ctx, rcv.done); err != nil { // for its own source
+					_, rerr := rcv.wait()
 					t.Fatalf("after another migration's HELLO: %v (Receive: %v)", err, rerr)
 				}
 				if dst.loaded != nil || dst.resumed != 0 {
@@ -337,7 +332,7 @@ func TestHelloOfAnotherMigration(t *testing.T) {
 				}
 				_, serr = Send(ctx, src, s, Options{MigrationID: tc.dst}) // its own source
 			}
-			<-done
+			rrep, rerr := rcv.wait()
 			if serr != nil || rerr != nil || dst.resumed != 1 || rrep.Status != StatusCompleted {
 				t.Fatalf("send %v / receive %v (%s), destination resumed %d", serr, rerr, rrep.Status, dst.resumed)
 			}
@@ -395,31 +390,71 @@ func memGuest(t *testing.T, fill byte) *vmtest.VM {
 	return v
 }
 
+// receiving is Receive on its own goroutine, as receiveAsync runs it,
+// for a test that watches it end: done is closed once it returned rep
+// and err.
+type receiving struct {
+	done chan struct{}
+	rep  Report
+	err  error
+}
+
+func startReceive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) *receiving {
+	r := &receiving{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.rep, r.err = Receive(ctx, dst, tr, opt)
+	}()
+	return r
+}
+
+// wait returns Receive's report and error once it returned.
+func (r *receiving) wait() (Report, error) {
+	<-r.done
+	return r.rep, r.err
+}
+
+// strangerGuests is twoRegions with every page of the source holding
+// 0x66: a destination's RAM file then shows whatever of it was written.
+func strangerGuests(t *testing.T) (src, dst *fakeVM) {
+	src, dst = twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p++ {
+		src.write(p, 0x66)
+	}
+	return src, dst
+}
+
+// strangerWritesFirst is a hostile source of migration job-b on s,
+// holding the job's credentials: it writes four pages of its guest
+// before it says HELLO.
+func strangerWritesFirst(ctx context.Context, t *testing.T, s *pipeEnd, layout framework.Layout) {
+	t.Helper()
+	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(layout, 0, tagFor("job-b"))}))
+}
+
+// failedOnStranger fails t unless Receive failed on the other
+// migration's HELLO and never ran a guest.
+func failedOnStranger(t *testing.T, rcv *receiving, dst *fakeVM) {
+	t.Helper()
+	rep, err := rcv.wait()
+	if !errors.Is(err, errOtherMigration) || rep.Status != StatusFailed || dst.resumed != 0 {
+		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", err, rep.Status, dst.resumed)
+	}
+}
+
 // A stranger's session that wrote pages before its HELLO was refused
 // (a tag-blind transport, and a hostile source that holds the job's
 // credentials) leaves this destination's RAM holding another guest's
 // bytes: it does not wait on as a clean one does (waitAgain), it fails.
 func TestStrangerPagesFailTheDestination(t *testing.T) {
-	src, dst := twoRegions(t)
-	for p := uint64(0); p < src.layout.Pages(); p++ {
-		src.write(p, 0x66)
-	}
+	src, dst := strangerGuests(t)
 	s, r := newPipe(src, dst)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var rrep Report
-	var rerr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rrep, rerr = Receive(ctx, dst, r, Options{MigrationID: "job-a", Log: testLogger(t)})
-	}()
-	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
-	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
-	<-done
-	if !errors.Is(rerr, errOtherMigration) || rrep.Status != StatusFailed || dst.resumed != 0 {
-		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)
-	}
+	rcv := startReceive(ctx, dst, r, Options{MigrationID: "job-a", Log: testLogger(t)})
+	strangerWritesFirst(ctx, t, s, src.layout)
+	failedOnStranger(t, rcv, dst)
 }
 
 // undercounting is a destination's tag-blind transport whose Stats count
@@ -435,35 +470,23 @@ func (undercounting) Stats(context.Context) (transport.Stats, error) { return tr
 // stranger's pages: it fails instead of waiting on, and its own source,
 // which comes next, is not taken into that RAM.
 func TestStrangerPagesUncounted(t *testing.T) {
-	src, dst := twoRegions(t)
-	for p := uint64(0); p < src.layout.Pages(); p++ {
-		src.write(p, 0x66)
-	}
+	src, dst := strangerGuests(t)
 	s, r := newPipe(src, dst)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var rrep Report
-	var rerr error
-	done, waiting := make(chan struct{}), make(chan struct{})
+	waiting := make(chan struct{})
 	var once sync.Once
 	opt := Options{MigrationID: "job-a", Log: testLogger(t), Progress: func(Progress) { once.Do(func() { close(waiting) }) }}
-	go func() {
-		defer close(done)
-		rrep, rerr = Receive(ctx, dst, undercounting{tagBlind{r}}, opt)
-	}()
+	rcv := startReceive(ctx, dst, undercounting{tagBlind{r}}, opt)
 	<-waiting // the pipe writes at once; a transport, only once it opened
-	must(t, s.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
-	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
+	strangerWritesFirst(ctx, t, s, src.layout)
 	if m, err := s.RecvMessage(ctx); err != nil || m.Kind != msgAbort { // the stranger is told
 		t.Fatalf("the stranger got %s, %v; want ABORT", msgName(m.Kind), err)
 	}
 	sctx, stop := context.WithCancel(ctx)
-	go func() { <-done; stop() }()
+	go func() { <-rcv.done; stop() }()
 	Send(sctx, src, s, Options{MigrationID: "job-a"}) // its own source: refused with the destination, or taken
-	<-done
-	if !errors.Is(rerr, errOtherMigration) || rrep.Status != StatusFailed || dst.resumed != 0 {
-		t.Fatalf("Receive: %v, status %s, resumed %d; want it failed on the other migration's HELLO", rerr, rrep.Status, dst.resumed)
-	}
+	failedOnStranger(t, rcv, dst)
 }
 
 // TestOlderSourceResumes: a source of the engine before transport API 8
@@ -514,16 +537,12 @@ func TestWaitAgainTimesOut(t *testing.T) {
 	s, r := newPipe(src, dst)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	done := make(chan error, 1)
 	start := time.Now()
 	const timeout = 500 * time.Millisecond
-	go func() {
-		_, err := Receive(ctx, dst, &stallsAfterFirst{tagBlind: tagBlind{r}},
-			Options{MigrationID: "job-a", IncomingTimeout: timeout, Log: testLogger(t)})
-		done <- err
-	}()
+	rcv := startReceive(ctx, dst, &stallsAfterFirst{tagBlind: tagBlind{r}},
+		Options{MigrationID: "job-a", IncomingTimeout: timeout, Log: testLogger(t)})
 	must(t, s.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(src.layout, 0, tagFor("job-b"))}))
-	err := <-done
+	_, err := rcv.wait()
 	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
 		t.Errorf("Receive returned after %v; want IncomingTimeout (%v) after its start", took, timeout)
 	}
