@@ -49,25 +49,14 @@ func TestSideAfter(t *testing.T) {
 // The VM stays stopped. Found reviewing sideAfter against the handover
 // model (docs/model), which assumed the resume worked.
 func TestFailedSourceStoppedIsNotRunning(t *testing.T) {
-	ctx := context.Background()
-	v := bareVM(StateRunning)
-	mg := &migration{}
-	v.mig = mg
-	own, err := v.claim(ctx, mg, transport.RoleSend.String(), "m1", func() {}, func(State) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	mg.progress(engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive})
+	v, m := liveSource(t, engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive})
 	v.shutdown() // the first signal: a live pre-copy is not waited for
-	m := migrationVM{v: v, own: own}
-	perr := m.Pause(ctx)
+	perr := m.Pause(context.Background())
 	rerr := m.Resume() // switchOver: a failed pause resumes the VM
 	if perr == nil || rerr == nil {
 		t.Fatalf("pause %v, resume %v: want both refused on a stopped VM", perr, rerr)
 	}
-	err = fmt.Errorf("pause: %w", perr)
-	v.endMigration(own, mg, transport.RoleSend, engine.Report{Status: engine.StatusFailed, Error: err.Error()}, err)
-	st := mg.status()
+	st := sourceFailed(v, m, fmt.Errorf("pause: %w", perr))
 	if st.Side != api.SideFailed || !st.Done {
 		t.Errorf("side %s (done %v), want %s: the VM is %s", st.Side, st.Done, api.SideFailed, v.Status().State)
 	}
@@ -88,31 +77,42 @@ func TestFailedSourceStoppedIsNotRunning(t *testing.T) {
 // resume line in migrate's manual steps. Decided from the VM's state
 // alone, the side was failed.
 func TestFailedSourceRanThenStopped(t *testing.T) {
-	ctx := context.Background()
-	v := bareVM(StateRunning)
-	mg := &migration{}
-	v.mig = mg
-	own, err := v.claim(ctx, mg, transport.RoleSend.String(), "m1", func() {}, func(State) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	mg.progress(engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverSwitchover})
-	m := migrationVM{v: v, own: own}
-	if err := m.Pause(ctx); err != nil {
+	v, m := liveSource(t, engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverSwitchover})
+	if err := m.Pause(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Resume(); err != nil { // switchOver: LOADED never came
 		t.Fatal(err)
 	}
 	v.finish(0, nil) // the guest powers off
-	err = fmt.Errorf("waiting for the destination to load: %w", context.DeadlineExceeded)
-	v.endMigration(own, mg, transport.RoleSend, engine.Report{Status: engine.StatusFailed, Error: err.Error()}, err)
-	if st := mg.status(); st.Side != api.SideRunning || !st.Done {
+	st := sourceFailed(v, m, fmt.Errorf("waiting for the destination to load: %w", context.DeadlineExceeded))
+	if st.Side != api.SideRunning || !st.Done {
 		t.Errorf("side %s (done %v), want %s: the guest ran here after the pause", st.Side, st.Done, api.SideRunning)
 	}
 	if s := v.Status().State; s != StateStopped {
 		t.Errorf("VM %s, want stopped", s)
 	}
+}
+
+// liveSource is a running bare VM whose migration, as the source, has
+// reached p: the engine's view of the VM (migrationVM) and the VM.
+func liveSource(t *testing.T, p engine.Progress) (*VM, migrationVM) {
+	t.Helper()
+	v := bareVM(StateRunning)
+	v.mig = &migration{}
+	own, err := v.claim(context.Background(), v.mig, transport.RoleSend.String(), "m1", func() {}, func(State) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.mig.progress(p)
+	return v, migrationVM{v: v, own: own}
+}
+
+// sourceFailed ends liveSource's migration as Send returning failed with
+// err does, and returns the migration's status then.
+func sourceFailed(v *VM, m migrationVM, err error) *api.Migration {
+	v.endMigration(m.own, v.mig, transport.RoleSend, engine.Report{Status: engine.StatusFailed, Error: err.Error()}, err)
+	return v.mig.status()
 }
 
 func TestResolveTarget(t *testing.T) {
