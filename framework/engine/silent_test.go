@@ -88,20 +88,9 @@ func TestSilentResumeDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
 	var savedSeq uint64
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		savedSeq = s.src.Seq()
-		sctx, stop := context.WithCancel(ctx)
-		go s.serve(sctx)
-		s.send(ctx, msgCommit, nil)
-		s.recv(ctx, msgRunning)
-		s.sendMu.Lock()
-		s.tr.Close()
-		stop()
-		s.sendMu.Unlock()
-
+		savedSeq = s.breakAfterRunning(ctx)
 		must(t, s.tr.Open(ctx, s.req)) // and silent
 		rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 		m, err := s.tr.RecvMessage(rctx)
@@ -112,20 +101,7 @@ func TestSilentResumeDropped(t *testing.T) {
 			panic(errScript)
 		}
 		s.tr.Close()
-
-		if diff := bitmapDiff(s.resume(ctx), s.absent); diff != "" {
-			t.Errorf("MISSING: %s", diff)
-		}
-		go s.serve(ctx)
-		s.push(ctx)
-		s.settled(ctx)
+		s.resumeAndSettle(ctx)
 	})
-	rep, err := wait()
-	if failed {
-		t.Fatalf("script failed; Receive: %v", err)
-	}
-	if err != nil || rep.Reconnects != 1 || rep.Handover != HandoverRunning {
-		t.Fatalf("Receive: %v, report %+v", err, rep)
-	}
-	checkPages(t, s, dst, savedSeq, ^uint64(0))
+	checkResumed(t, s, dst, savedSeq, failed, wait)
 }
