@@ -24,8 +24,8 @@ import (
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
 //	migrate-status               → Migration (progress, side, and the report when done)
 //	migrate-cancel               → CancelResult: cancels a running migration (the source keeps
-//	                               running, unless COMMIT was already written: then handover-
-//	                               unknown); refused in post-copy, where it would lose the guest
+//	                               running); refused on a source writing COMMIT or waiting for
+//	                               RUNNING, and in post-copy, where it would lose the guest
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 //	migrate-start-postcopy       → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)

@@ -167,19 +167,24 @@ func (mg *migration) status() *api.Migration {
 }
 
 // cancelRunning stops a running migration (the source resumes) and
-// says so, or says why it did not: none runs, or the guest already runs
+// says so, or says why it did not: none runs, the guest already runs
 // on the destination in post-copy, where stopping either side would lose
-// it (the engine ignores a cancel from its commit on: engine/hold.go;
-// this answer only reports what the last progress showed).
+// it, or a pre-copy source writes COMMIT or waits for RUNNING (the engine
+// ignores a cancel from its commit on: engine/hold.go; this answer only
+// reports what the last progress showed).
 func (mg *migration) cancelRunning() api.CancelResult {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur == nil || mg.cur.Done {
 		return api.CancelResult{Why: "no migration is running"}
 	}
-	if p := mg.cur.Progress; p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy ||
+	p := mg.cur.Progress
+	if p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy ||
 		p.Mode == engine.ModePostcopy && p.Handover == engine.HandoverCommitting {
 		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}
+	}
+	if p.Handover == engine.HandoverCommitting && mg.cur.Role == transport.RoleSend.String() {
+		return api.CancelResult{Committing: true, Why: errCommittingNoCancel}
 	}
 	mg.cancel()
 	return api.CancelResult{Cancelled: true}
@@ -337,6 +342,12 @@ func (v *VM) awaitResolved() (runsHere bool) {
 		return false
 	}
 }
+
+// errCommittingNoCancel is migrate-cancel's answer on a pre-copy source
+// that writes COMMIT or waits for RUNNING.
+const errCommittingNoCancel = "COMMIT is going or has gone out: the destination may run the guest, and a cancel now could only " +
+	"leave the handover unknown; the migration ends within switchover_timeout (completed on RUNNING, failed with this VM " +
+	"running again on the destination's ABORT, or handover-unknown without an answer)"
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.
 const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +

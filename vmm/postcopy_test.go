@@ -140,16 +140,20 @@ func TestMigrateArgsPostcopy(t *testing.T) {
 
 // TestCancelRefusedInPostcopy: migrate-cancel stops a migration in
 // pre-copy, and is refused, saying why, once it is in post-copy (the
-// engine would ignore it anyway: cancelling would lose the guest).
+// engine would ignore it anyway: cancelling would lose the guest), and
+// on a pre-copy source that writes COMMIT or waits for RUNNING (the
+// engine ignores it too: it could only leave the handover unknown).
 func TestCancelRefusedInPostcopy(t *testing.T) {
+	const cancels, postcopy, committing = 0, 1, 2
 	for _, tc := range []struct {
 		p    engine.Progress
-		want bool
+		want int
 	}{
-		{engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverLive}, true},
-		{engine.Progress{Phase: engine.PhaseStop, Handover: engine.HandoverSwitchover}, true},
-		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverPostcopy}, false},
-		{engine.Progress{Phase: engine.PhasePostcopy, Handover: engine.HandoverPostcopy}, false},
+		{engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverLive}, cancels},
+		{engine.Progress{Phase: engine.PhaseStop, Handover: engine.HandoverSwitchover}, cancels},
+		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverCommitting, Mode: engine.ModePrecopy}, committing},
+		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverPostcopy}, postcopy},
+		{engine.Progress{Phase: engine.PhasePostcopy, Handover: engine.HandoverPostcopy}, postcopy},
 	} {
 		mg := &migration{}
 		cancelled := false
@@ -158,10 +162,12 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 		}
 		mg.progress(tc.p)
 		res := mg.cancelRunning()
-		if res.Cancelled != tc.want || cancelled != tc.want || res.Postcopy == tc.want {
+		want := tc.want == cancels
+		if res.Cancelled != want || cancelled != want || res.Postcopy != (tc.want == postcopy) || res.Committing != (tc.want == committing) {
 			t.Errorf("%s/%s: %+v, cancel called %v", tc.p.Phase, tc.p.Handover, res, cancelled)
 		}
-		if !tc.want && !strings.Contains(res.Why, "post-copy cannot be cancelled") {
+		if tc.want == postcopy && !strings.Contains(res.Why, "post-copy cannot be cancelled") ||
+			tc.want == committing && !strings.Contains(res.Why, "COMMIT is going or has gone out") {
 			t.Errorf("why: %q", res.Why)
 		}
 	}

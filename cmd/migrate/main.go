@@ -440,7 +440,7 @@ func follow(ctx context.Context, sock, peer string, prog *progress, grace time.D
 		check.reconnecting(st.Progress.Reconnecting, prog, log)
 		if ctx.Err() != nil && !cancelled {
 			cancelled, deadline = true, time.Now().Add(grace)
-			if res := cancelMigration(sock); res.Postcopy {
+			if res := cancelMigration(sock); res.Postcopy || res.Committing {
 				prog.finish()
 				fmt.Fprintf(log, "migrate: %s: %s.\nmigrate: following it to the end; Ctrl-C again stops only this command (the VMMs finish the migration on their own).\n", sock, res.Why)
 				grace = 0

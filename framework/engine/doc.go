@@ -60,7 +60,8 @@
 //     sends ABORT. An ABORT in answer to COMMIT (the destination's vCPUs
 //     would not run) resumes it too.
 //   - source, after it started writing COMMIT and before RUNNING (broken
-//     stream, SwitchoverTimeout, cancel): handover-unknown, VM paused.
+//     stream, SwitchoverTimeout): handover-unknown, VM paused. A cancel
+//     from then on is ignored (hold.go): it could only make it unknown.
 //   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
 //     silent stream (SwitchoverTimeout) without COMMIT or ABORT:
 //     handover-unknown, VM paused.

@@ -14,7 +14,10 @@ import (
 // commits to post-copy (hold), and never after; a cancel after that is
 // logged and ignored. What still ends a post-copy: every page arrived,
 // or the connection stayed broken for ReconnectTimeout, or the process
-// dies.
+// dies. A pre-copy source holds too, as it decides to write COMMIT: a
+// cancel could then only cut the COMMIT write or the wait for RUNNING
+// short and leave the handover unknown, while the destination answers
+// within SwitchoverTimeout (RUNNING: completed; ABORT: resumed here).
 
 // heldCtx is a context that follows its parent's cancellation until
 // hold, and has no deadline of its own (the parent's deadline ends it

@@ -64,7 +64,7 @@ type sender struct {
 	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
 	pcStalls int                   // passes in a row whose estimate did not fall
 	pc       *pcSend               // from the switch on
-	held     *heldCtx              // Send's context: cancellable until COMMIT in post-copy (hold.go)
+	held     *heldCtx              // Send's context: cancellable until COMMIT (hold.go)
 }
 
 // Send migrates src's VM through tr, which must not be open yet.
@@ -75,10 +75,11 @@ type sender struct {
 // From RUNNING on Send never resumes the VM: if the connection breaks it
 // opens the transport again for up to ReconnectTimeout, and then gives
 // up with an error wrapping ErrPostcopyBroken, leaving the VM paused.
-// From the moment it commits to post-copy (before writing COMMIT) ctx no
-// longer ends Send: a cancel or deadline then is logged and ignored, as
-// stopping would lose the guest (hold.go); Receive does the same from
-// COMMIT on.
+// From the moment it decides to write COMMIT (pre-copy or post-copy) ctx
+// no longer ends Send: a cancel or deadline then is logged and ignored,
+// as stopping could only leave the handover unknown (pre-copy: the
+// destination answers COMMIT within SwitchoverTimeout) or lose the guest
+// (post-copy; hold.go); Receive does the same from COMMIT on.
 //
 // On success (the destination answered COMMIT with RUNNING) the VM stays
 // paused, for good: it runs on the destination, and the caller should end
@@ -99,7 +100,9 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 		s.freeSent = bitmap.New(s.layout.Pages())
 	}
 	s.held = holdable(ctx, func(cause error) {
-		s.opt.Log.Warn("cancel ignored: the guest runs on the destination in post-copy and needs the pages only this side holds; the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
+		s.opt.Log.Warn("cancel ignored: COMMIT is going or has gone out, and the guest may run on the destination; "+
+			"the migration ends when the destination answers (within switchover_timeout), and in post-copy once every page "+
+			"it needs from this side arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
 	})
 	err := s.run(s.held)
 	s.held.release()

@@ -14,7 +14,10 @@ import (
 
 // switchOver pauses the VM and hands it over: final pass, state and
 // LOADED under the switch-over deadline, then COMMIT and RUNNING (commit).
-// Any failure before COMMIT resumes the VM.
+// Any failure before COMMIT resumes the VM, a cancel too; from COMMIT on
+// a cancel is ignored (hold): cutting the COMMIT write or the wait for
+// RUNNING short could only leave the handover unknown, while the
+// destination answers within SwitchoverTimeout.
 func (s *sender) switchOver(ctx context.Context) error {
 	if err := s.ho.move(HandoverSwitchover); err != nil {
 		return err
@@ -23,6 +26,9 @@ func (s *sender) switchOver(ctx context.Context) error {
 	_, err := s.pauseAndSend(ctx, s.toDestination)
 	if err == nil && s.opt.VerifyPages {
 		err = s.pageCheck(ctx)
+	}
+	if err == nil && !s.held.hold() {
+		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
 	}
 	if err != nil {
 		// A partial pause must not leave vCPUs stuck either.

@@ -88,6 +88,12 @@ type CancelResult struct {
 	// runs on the destination; cancelling would lose it). Follow it to
 	// its end instead.
 	Postcopy bool `json:"postcopy,omitempty"`
+	// Committing: refused because the source is writing COMMIT or has
+	// written it and waits for RUNNING (pre-copy); the engine ignores a
+	// cancel from then on, which could only leave the handover unknown.
+	// The migration ends within switchover_timeout: completed, failed
+	// (the destination's ABORT: the source resumed), or handover-unknown.
+	Committing bool `json:"committing,omitempty"`
 	// Why it was not cancelled, in words.
 	Why string `json:"why,omitempty"`
 }
