@@ -203,21 +203,29 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 
 // first reads a freshly opened session's first message, HELLO or (a
 // post-copy reconnect) RESUME. A source sends it right after its Open
-// returns, so a session that says nothing for SwitchoverTimeout is not
-// one to wait on: a source that lost its connection (or stopped) after
-// the transport's handshake, or a peer that holds the credentials and
-// means to keep this destination busy. Waiting on it until ctx ends
-// would keep the source's next try out (a transport opens one session at
-// a time), and in post-copy the guest running here would wait with it.
-// Such a session fails with errSilentSession; the caller closes it and
+// returns, so a session that says nothing for a while is not one to wait
+// on: a source that lost its connection (or stopped) after the
+// transport's handshake, or a peer that holds the credentials and means
+// to keep this destination busy. Waiting on it until ctx ends would keep
+// the source's next try out (a transport opens one session at a time),
+// and in post-copy the guest running here would wait with it. Such a
+// session fails with errSilentSession after SwitchoverTimeout, doubled
+// for each silent session in a row before it (quietBound: a source that
+// is only slow gets through on a later try); the caller closes it and
 // waits for another (waitAgain, pcRecv.reconnect).
 func (r *receiver) first(ctx context.Context) (transport.Message, error) {
-	fctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
+	bound := quietBound(r.opt.SwitchoverTimeout, r.quiet)
+	fctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	m, err := r.tr.RecvMessage(fctx)
-	if err != nil && ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded {
-		return m, fmt.Errorf("%w: the session opened, then its peer sent nothing for %v (switchover_timeout): %w",
-			errSilentSession, r.opt.SwitchoverTimeout, err)
+	switch {
+	case err == nil:
+		r.quiet = 0
+	case ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded:
+		r.quiet++
+		return m, fmt.Errorf("%w: the session opened, then its peer sent nothing for %v (switchover_timeout %v, doubled "+
+			"for each silent session in a row; the next one gets %v): %w", errSilentSession, bound, r.opt.SwitchoverTimeout,
+			quietBound(r.opt.SwitchoverTimeout, r.quiet), err)
 	}
 	return m, err
 }

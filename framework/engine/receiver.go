@@ -45,6 +45,7 @@ type receiver struct {
 	emptyAtStart []bool
 	refused      int // sessions of another migration waitAgain refused
 	silent       int // sessions waitAgain closed for saying nothing (first)
+	quiet        int // fresh sessions in a row that said nothing (first, quietBound)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +105,82 @@ func TestSilentResumeDropped(t *testing.T) {
 		s.resumeAndSettle(ctx)
 	})
 	checkResumed(t, s, dst, savedSeq, failed, wait)
+}
+
+// lateOpen is the source's transport whose connection breaks as RUNNING
+// arrives and whose every later Open returns late after the transport's
+// own: as one would whose Open, on the source's side, still works after
+// the destination's Open returned (a third party's that registers guest
+// RAM once connected). The source's RESUME then always comes late.
+type lateOpen struct {
+	transport.Transport
+	late time.Duration
+
+	mu    sync.Mutex
+	opens int
+	cut   bool
+}
+
+func (l *lateOpen) Open(ctx context.Context, req transport.OpenRequest) error {
+	l.mu.Lock()
+	l.opens++
+	again := l.opens > 1
+	l.mu.Unlock()
+	if err := l.Transport.Open(ctx, req); err != nil || !again {
+		return err
+	}
+	t := time.NewTimer(l.late)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		l.Transport.Close()
+		return ctx.Err()
+	}
+}
+
+func (l *lateOpen) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := l.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == msgRunning {
+		l.mu.Lock()
+		first := !l.cut
+		l.cut = true
+		l.mu.Unlock()
+		if first {
+			l.Transport.Close() // the network breaks
+		}
+	}
+	return m, err
+}
+
+// TestSilentResumeSlowSource: after RUNNING the connection breaks, and
+// every reconnect of the source sends its RESUME 2.5 switchover_timeouts
+// after the destination's Open returned. The destination closes the
+// first tries as silent, but gives each next one twice as long
+// (quietBound) and takes the third: post-copy completes. Before, every
+// try was closed after switchover_timeout until reconnect_timeout, and
+// the guest was halted on the destination, lost.
+func TestSilentResumeSlowSource(t *testing.T) {
+	const quiet = time.Second
+	tr := &lateOpen{late: 5 * quiet / 2}
+	start := time.Now()
+	r, dst := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
+		func(sopt, dopt *Options) {
+			dopt.SwitchoverTimeout = quiet
+			sopt.ReconnectTimeout, dopt.ReconnectTimeout = 20*time.Second, 20*time.Second
+		})
+	if !tr.cut {
+		t.Fatalf("RUNNING never came: send %v (%s), receive %v (%s)", r.serr, r.srep.Status, r.derr, r.drep.Status)
+	}
+	if r.serr != nil || r.srep.Status != StatusCompleted || r.srep.Reconnects != 1 {
+		t.Errorf("source: %s (%s), %d reconnects: %v", r.srep.Status, r.srep.Handover, r.srep.Reconnects, r.serr)
+	}
+	if r.derr != nil || r.drep.Status != StatusCompleted || r.drep.Reconnects != 1 || dst.State() != vmtest.StateRunning {
+		t.Errorf("destination: %s (%s), %d reconnects, VM %v: %v", r.drep.Status, r.drep.Handover, r.drep.Reconnects, dst.State(), r.derr)
+	}
+	if tr.opens < 3 {
+		t.Errorf("the source opened its transport %d times: no reconnect try was closed as silent, the test proves nothing", tr.opens)
+	}
+	t.Logf("%d opens, %v", tr.opens, time.Since(start).Round(time.Millisecond))
 }
