@@ -985,19 +985,28 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 }
 
 // answer waits for the destination's next answer to RESUME (a MISSING
-// chunk, SETTLED, BROKEN or ABORT), at most SwitchoverTimeout: a
-// destination that took the session answers at once. A session that
-// opened and then carries nothing back (the connection died right after
-// the transport's handshake, RESUME with it; a destination that took
-// the session and hangs) would otherwise hold this try, and with it the
-// whole reconnect, until reconnect_timeout: the try fails and the next
-// one dials again.
+// chunk, SETTLED, BROKEN or ABORT), at most SwitchoverTimeout, doubled
+// for each try in a row that got no answer (quietBound): a destination
+// that took the session answers at once. A session that opened and then
+// carries nothing back (the connection died right after the transport's
+// handshake, RESUME with it; a destination that took the session and
+// hangs) would otherwise hold this try, and with it the whole reconnect,
+// until reconnect_timeout: the try fails and the next one dials again. A
+// destination that is only slow, by the same margin on every try (its
+// transport's Open returns later than this side's), is waited for longer
+// on each next try, until its answer fits.
 func (s *sender) answer(rctx context.Context) (transport.Message, error) {
-	actx, cancel := context.WithTimeout(rctx, s.opt.SwitchoverTimeout)
+	bound := quietBound(s.opt.SwitchoverTimeout, s.quiet)
+	actx, cancel := context.WithTimeout(rctx, bound)
 	defer cancel()
 	m, err := s.next(actx)
-	if err != nil && rctx.Err() == nil && actx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("the destination answered nothing for %v (switchover_timeout): %w", s.opt.SwitchoverTimeout, err)
+	switch {
+	case err == nil:
+		s.quiet = 0
+	case rctx.Err() == nil && actx.Err() == context.DeadlineExceeded:
+		s.quiet++
+		err = fmt.Errorf("the destination answered nothing for %v (switchover_timeout %v, doubled for each unanswered try "+
+			"in a row; the next try waits %v): %w", bound, s.opt.SwitchoverTimeout, quietBound(s.opt.SwitchoverTimeout, s.quiet), err)
 	}
 	return m, err
 }

@@ -61,6 +61,8 @@ type scriptDst struct {
 	silentOnce bool                                          // answer the first RESUME nothing; record how the source ended that session (silentEnd)
 	silentEnd  error                                         // the silent session's end as seen here (nil: it was still open after 20 s)
 	silentFor  time.Duration                                 // how long it stayed open
+	lateBy     time.Duration                                 // answer every RESUME this late; a session the source ends first is waited past (lateEnds)
+	lateEnds   int                                           // sessions the source ended while their RESUME waited for lateBy
 
 	mu       sync.Mutex
 	absent   *bitmap.Bitmap // the POSTCOPY list
@@ -423,6 +425,14 @@ func (d *scriptDst) resume(ctx context.Context) error {
 		d.tr.Close()
 		<-d.watching
 		return d.resume(ctx)
+	}
+	if d.lateBy > 0 {
+		if _, end := d.awaitEnd(ctx, d.lateBy); end != nil {
+			d.lateEnds++
+			d.tr.Close()
+			<-d.watching
+			return d.resume(ctx)
+		}
 	}
 	missing := d.notLanded()
 	d.mu.Lock()
@@ -1094,6 +1104,34 @@ func TestPostcopySendSilentAnswer(t *testing.T) {
 		t.Errorf("reconnects %d, resumes %d, status %q", r.srep.Reconnects, d.resumes, r.srep.Status)
 	}
 	t.Logf("the silent session ended after %v: %v", d.silentFor.Round(time.Millisecond), d.silentEnd)
+}
+
+// TestPostcopySendLateAnswer: after a break the destination answers
+// every RESUME 2.5 switchover_timeouts after the source sent it (its
+// transport's Open returns later than the source's). The source ends
+// the first tries as unanswered, but waits twice as long on each next
+// one (quietBound): the third completes. Before, every try ended after
+// switchover_timeout until reconnect_timeout: postcopy-broken, and the
+// guest, which ran on the destination, lost.
+func TestPostcopySendLateAnswer(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	const quiet = 500 * time.Millisecond
+	opt := Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, SwitchoverTimeout: quiet, ReconnectTimeout: 15 * time.Second}
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+		d.cutAfter, d.reopen, d.lateBy = 1000, true, 5*quiet/2
+	})
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Reconnects != 1 || d.resumes != 1 || r.srep.Status != StatusCompleted {
+		t.Errorf("reconnects %d, resumes %d, status %q", r.srep.Reconnects, d.resumes, r.srep.Status)
+	}
+	if d.lateEnds == 0 {
+		t.Errorf("the source waited out the first late answer: the test proves nothing")
+	}
+	t.Logf("tries the source ended unanswered: %d", d.lateEnds)
 }
 
 // TestPostcopyReconnectTimeout: the destination never comes back: after

@@ -64,6 +64,7 @@ type sender struct {
 	pcUnsent *bitmap.Bitmap        // at the switch: pages the live passes still owed
 	pcStalls int                   // passes in a row whose estimate did not fall
 	pc       *pcSend               // from the switch on
+	quiet    int                   // post-copy reconnect tries in a row whose RESUME got no answer (answer, quietBound)
 	held     *heldCtx              // Send's context: cancellable until COMMIT (hold.go)
 }
 
