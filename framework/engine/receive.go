@@ -151,7 +151,8 @@ func (r *receiver) silentNote() string {
 	if r.silent == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; sessions closed for sending no HELLO within switchover_timeout %v: %d", r.opt.SwitchoverTimeout, r.silent)
+	return fmt.Sprintf("; sessions closed for sending no HELLO within switchover_timeout %v (doubled for each in a row): %d",
+		r.opt.SwitchoverTimeout, r.silent)
 }
 
 // loop handles the source's messages until the VM runs (nil) or a

@@ -217,8 +217,12 @@ func (r *receiver) waitAgain(cause error) bool {
 		return false
 	}
 	if silent || errors.Is(cause, errOtherMigration) {
+		why := abortReason(cause)
+		if silent {
+			why = r.silentReason()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)})
+		_ = r.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: why})
 		cancel()
 	}
 	transport.CloseHolding(r.tr)
@@ -235,7 +239,8 @@ func (r *receiver) waitAgain(cause error) bool {
 	r.seen = transport.Stats{}
 	if silent {
 		r.silent++
-		r.opt.Log.Warn("closed a session that sent no HELLO; waiting on for this migration's source", "cause", cause)
+		r.opt.Log.Warn("closed a session that sent no HELLO; waiting on for this migration's source", "cause", cause,
+			"next_session_gets", quietBound(r.opt.SwitchoverTimeout, r.quiet))
 		return true
 	}
 	r.refused++
@@ -244,8 +249,20 @@ func (r *receiver) waitAgain(cause error) bool {
 }
 
 // errSilentSession: a freshly opened session sent no first message
-// within SwitchoverTimeout (receiver.first).
+// within SwitchoverTimeout, doubled for each such session in a row
+// (receiver.first, quietBound).
 var errSilentSession = errors.New("silent session")
+
+// silentReason is ABORT's payload for a session first closed as silent
+// while this destination waits for its source: what a source that was
+// only slow (not dead) shows its operator, and what to do.
+func (r *receiver) silentReason() []byte {
+	s := r.opt.SwitchoverTimeout
+	return fmt.Appendf(nil, "this destination heard no HELLO within %v of the session opening (switchover_timeout %v, "+
+		"doubled for each silent session in a row) and closed it; it waits on for this migration's source within "+
+		"incoming_timeout, and gives the next session %v: run the migration again (if this source is always that slow "+
+		"to start, its transport's Open returning late, raise switchover_timeout)", quietBound(s, r.quiet-1), s, quietBound(s, r.quiet))
+}
 
 // send sends m within SwitchoverTimeout (and ctx).
 func (r *receiver) send(ctx context.Context, m transport.Message) error {

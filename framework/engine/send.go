@@ -291,7 +291,7 @@ func (s *sender) handshake(ctx context.Context) error {
 	}
 	sent := time.Now()
 	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
-		return fmt.Errorf("send HELLO: %w", err)
+		return fmt.Errorf("send HELLO: %w", s.refusal(err))
 	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -324,6 +324,31 @@ func (s *sender) handshake(ctx context.Context) error {
 	s.opt.Log.Warn("the destination cannot serve post-copy: this migration stays pre-copy", "mode", s.opt.Postcopy.String(), "why", why)
 	return nil
 }
+
+// refusal is the destination's ABORT that explains err, a failed HELLO,
+// if one arrived, else err: a destination that closes the session before
+// this side's first message went out (it closed it as silent, its
+// receiver.first bound having passed before this side's Open returned)
+// writes why first, and that is what the operator must read, not a
+// closed session. It looks at the messages that arrived for at most
+// refusalWait.
+func (s *sender) refusal(err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), refusalWait)
+	defer cancel()
+	for {
+		m, nerr := s.next(ctx)
+		switch {
+		case errors.Is(nerr, errDestinationAborted):
+			return nerr
+		case nerr != nil:
+			return err
+		}
+		s.opt.Log.Warn("message from the destination before HELLO went out, ignored", "kind", msgName(m.Kind))
+	}
+}
+
+// refusalWait bounds refusal's look at what the destination sent.
+const refusalWait = time.Second
 
 // abort tells the destination why we give up and gets the VM running.
 func (s *sender) abort(cause error) {

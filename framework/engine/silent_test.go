@@ -107,14 +107,17 @@ func TestSilentResumeDropped(t *testing.T) {
 	checkResumed(t, s, dst, savedSeq, failed, wait)
 }
 
-// lateOpen is the source's transport whose connection breaks as RUNNING
-// arrives and whose every later Open returns late after the transport's
-// own: as one would whose Open, on the source's side, still works after
-// the destination's Open returned (a third party's that registers guest
-// RAM once connected). The source's RESUME then always comes late.
+// lateOpen is the source's transport whose Opens from the lateFrom-th
+// on return late after the transport's own: as one would whose Open, on
+// the source's side, still works after the destination's Open returned
+// (a third party's that registers guest RAM once connected). The
+// source's HELLO or RESUME then always comes late. With cutRunning, the
+// connection breaks as RUNNING arrives.
 type lateOpen struct {
 	transport.Transport
-	late time.Duration
+	late       time.Duration
+	lateFrom   int
+	cutRunning bool
 
 	mu    sync.Mutex
 	opens int
@@ -124,9 +127,9 @@ type lateOpen struct {
 func (l *lateOpen) Open(ctx context.Context, req transport.OpenRequest) error {
 	l.mu.Lock()
 	l.opens++
-	again := l.opens > 1
+	late := l.opens >= l.lateFrom
 	l.mu.Unlock()
-	if err := l.Transport.Open(ctx, req); err != nil || !again {
+	if err := l.Transport.Open(ctx, req); err != nil || !late {
 		return err
 	}
 	t := time.NewTimer(l.late)
@@ -142,7 +145,7 @@ func (l *lateOpen) Open(ctx context.Context, req transport.OpenRequest) error {
 
 func (l *lateOpen) RecvMessage(ctx context.Context) (transport.Message, error) {
 	m, err := l.Transport.RecvMessage(ctx)
-	if err == nil && m.Kind == msgRunning {
+	if err == nil && m.Kind == msgRunning && l.cutRunning {
 		l.mu.Lock()
 		first := !l.cut
 		l.cut = true
@@ -163,7 +166,7 @@ func (l *lateOpen) RecvMessage(ctx context.Context) (transport.Message, error) {
 // the guest was halted on the destination, lost.
 func TestSilentResumeSlowSource(t *testing.T) {
 	const quiet = time.Second
-	tr := &lateOpen{late: 5 * quiet / 2}
+	tr := &lateOpen{late: 5 * quiet / 2, lateFrom: 2, cutRunning: true}
 	start := time.Now()
 	r, dst := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
 		func(sopt, dopt *Options) {
@@ -183,4 +186,42 @@ func TestSilentResumeSlowSource(t *testing.T) {
 		t.Errorf("the source opened its transport %d times: no reconnect try was closed as silent, the test proves nothing", tr.opens)
 	}
 	t.Logf("%d opens, %v", tr.opens, time.Since(start).Round(time.Millisecond))
+}
+
+// TestSilentSessionSlowSource: a source's HELLO always comes 1.5
+// switchover_timeouts after the destination's Open returned (its
+// transport's Open returns late on the source's side). The waiting
+// destination closes that session and tells the source why and what to
+// do (ABORT: run the migration again); the source, which paused
+// nothing, fails. Run again, it gets twice as long (quietBound) and
+// migrates, page exact. Before, the ABORT said only that the peer was
+// silent, and every run was refused alike.
+func TestSilentSessionSlowSource(t *testing.T) {
+	const quiet = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: quiet, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
+	late := &lateOpen{Transport: sendTr, late: 3 * quiet / 2, lateFrom: 1}
+	_, serr := Send(ctx, src, late, Options{MigrationID: "job-a", Credentials: sc})
+	if serr == nil || !strings.Contains(serr.Error(), "switchover_timeout") || !strings.Contains(serr.Error(), "run the migration again") {
+		t.Fatalf("the slow source's first run: %v; want it refused, naming switchover_timeout and what to do", serr)
+	}
+	t.Logf("the slow source's first run: %v", serr)
+	if _, serr := Send(ctx, src, late, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
+		t.Fatalf("the slow source's second run: %v", serr)
+	}
+	rep, err := wait()
+	if err != nil || rep.Status != StatusCompleted {
+		t.Fatalf("Receive: %v, %+v", err, rep)
+	}
+	for p := uint64(0); p < dst.RAM().Pages(); p++ {
+		if !bytes.Equal(dst.Page(p), src.Page(p)) {
+			t.Fatalf("page %d differs from the source's", p)
+		}
+	}
 }
