@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,33 @@ func silentFirst(ctx context.Context, t *testing.T, quiet, incoming time.Duratio
 	}
 	sendTr.Close()
 	return src, dst, sendTr, sc, wait
+}
+
+// TestSilentPagesFailTheDestination: a session opens with this
+// migration's tag, writes pages into guest RAM and then says nothing (a
+// peer that holds the job's credentials). The waiting destination closes
+// it as silent, but its RAM now holds bytes that no HELLO vouched for:
+// it fails, as for a refused stranger that wrote (waitAgain), instead of
+// waiting on and taking its own source into that RAM.
+func TestSilentPagesFailTheDestination(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: 300 * time.Millisecond, IncomingTimeout: 20 * time.Second, Log: testLogger(t)})
+	silent := newScript(t, src, sendTr, sc)
+	silent.req.Tag = transport.Tag(tagFor("job-a"))
+	must(t, sendTr.Open(ctx, silent.req))
+	defer sendTr.Close()
+	must(t, sendTr.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, sendTr.Flush(ctx))
+	rep, err := wait()
+	if !errors.Is(err, errSilentSession) || rep.Status != StatusFailed || ctx.Err() != nil {
+		t.Fatalf("Receive: %v, status %s; want it failed on the silent session that wrote pages", err, rep.Status)
+	}
 }
 
 // TestSilentSessionTimesOut: when only silent sessions come, the
