@@ -45,12 +45,17 @@ type Options struct {
 	// the final pass, its Flush, the state and the destination's LOADED.
 	// When it passes, the source aborts and resumes. It also bounds the
 	// wait for RUNNING after COMMIT (then the handover is unknown, never
-	// resumed) and, on the destination, the wait for COMMIT after LOADED,
-	// and for a freshly opened session's first message (HELLO, or RESUME
-	// on a post-copy reconnect): a session silent that long is closed and
-	// the destination waits for another; and a post-copy source's wait
-	// for the answer to its RESUME (then it dials again). The page check
-	// (VerifyPages) is not under it. Default 5 s.
+	// resumed) and, on the destination, the wait for COMMIT after LOADED.
+	// The page check (VerifyPages) is not under it. Default 5 s.
+	//
+	// It is also the first bound on two waits for a message the peer
+	// sends at once on a freshly opened session: the destination's for
+	// HELLO (or RESUME on a post-copy reconnect), after which that
+	// session is closed and another waited for; and a post-copy source's
+	// for the answer to its RESUME, after which it dials again. Each
+	// silent session in a row doubles the next one's bound, up to 64
+	// times (quiet.go): a peer that is only slow, on every try, gets
+	// through on a later one.
 	SwitchoverTimeout time.Duration
 	// IncomingTimeout bounds how long Receive waits for a source to
 	// connect (the transport's Open; counted from Receive's start, so a

@@ -244,10 +244,16 @@ type Transport interface {
 	Schema(ctx context.Context) (schema.Schema, error)
 	// Open starts the session: RoleSend connects to the destination,
 	// RoleReceive listens and returns once the source connected and
-	// proved its credentials (or ctx ended): the engine then expects the
-	// source's first message within its SwitchoverTimeout, and closes a
-	// session that stays silent and opens again. The plugin maps the RAM
-	// files here.
+	// proved its credentials (or ctx ended). The plugin maps the RAM
+	// files here. Both sides' Opens should return within a round trip of
+	// each other: do any slow setup (registering guest RAM) before the
+	// handshake's last message, not after it. The engine sends its
+	// first message as soon as Open returns and expects the peer's within
+	// its SwitchoverTimeout: a receiving session that stays silent is
+	// closed and Open called again, and a source gives up on a reconnect
+	// whose RESUME goes unanswered. A transport whose Opens return far
+	// apart costs a failed try or more (each next one waits twice as
+	// long), and a refused first run in pre-copy.
 	Open(ctx context.Context, req OpenRequest) error
 	// SendPages queues page runs for sending (RoleSend). Data pages are
 	// read from guest RAM at some moment before the next Flush returns;
