@@ -208,9 +208,12 @@ var errOtherMigration = errors.New("HELLO of another migration")
 // RAM before Receive), through a transport whose Stats do not count it.
 //
 // A session that sent nothing at all (errSilentSession, first) is
-// treated the same way: told why (a source that was only slow learns
-// that its HELLO came too late, and resumes its VM), closed, and waited
-// past if it wrote nothing.
+// treated the same way: told why (silentReason: a source that was only
+// slow, which paused nothing yet, reads it even if its HELLO could no
+// longer be sent, sender.refusal, and fails saying to run the migration
+// again), closed, and waited past if it wrote nothing. A session that
+// ended before its first message (its peer closed it) is not: the
+// destination fails, as before the silent bound.
 func (r *receiver) waitAgain(cause error) bool {
 	silent := errors.Is(cause, errSilentSession)
 	if r.ho.get() != HandoverWaiting || !silent && !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
