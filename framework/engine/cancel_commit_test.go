@@ -14,9 +14,9 @@ import (
 // context as the message of kind at passes between them: from the
 // source (toDst) as Send hands it to the transport, to it as the source
 // reads it.
-func cancelAt(t *testing.T, toDst bool, at uint32) (srep Report, serr error, drep Report, derr error, src, dst *fakeVM) {
+func cancelAt(t *testing.T, toDst bool, at uint32) cancelled {
 	t.Helper()
-	src, dst = twoRegions(t)
+	src, dst := twoRegions(t)
 	for p := uint64(0); p < src.layout.Pages(); p += 7 {
 		src.write(p, 0x3c)
 	}
@@ -45,11 +45,19 @@ func cancelAt(t *testing.T, toDst bool, at uint32) (srep Report, serr error, dre
 			}
 		}
 	}
+	c := cancelled{src: src, dst: dst}
 	var wg sync.WaitGroup
-	wg.Go(func() { drep, derr = Receive(ctx, dst, r, Options{Log: testLogger(t)}) })
-	srep, serr = Send(sctx, src, s, Options{Log: testLogger(t)})
+	wg.Go(func() { c.drep, c.derr = Receive(ctx, dst, r, Options{Log: testLogger(t)}) })
+	c.srep, c.serr = Send(sctx, src, s, Options{Log: testLogger(t)})
 	wg.Wait()
-	return srep, serr, drep, derr, src, dst
+	return c
+}
+
+// cancelled is how cancelAt's migration ended on both sides.
+type cancelled struct {
+	srep, drep Report
+	serr, derr error
+	src, dst   *fakeVM
 }
 
 // TestCancelAsCommitGoesOut: the source's caller cancels just as COMMIT
@@ -59,7 +67,8 @@ func cancelAt(t *testing.T, toDst bool, at uint32) (srep Report, serr error, dre
 // completes. Before, the source ended handover-unknown with its copy
 // paused, and an operator had to resolve it by hand.
 func TestCancelAsCommitGoesOut(t *testing.T) {
-	srep, serr, drep, derr, src, dst := cancelAt(t, true, msgCommit)
+	c := cancelAt(t, true, msgCommit)
+	srep, serr, drep, derr, src, dst := c.srep, c.serr, c.drep, c.derr, c.src, c.dst
 	if serr != nil || srep.Status != StatusCompleted || srep.Handover != HandoverCompleted {
 		t.Fatalf("Send: %v, status %s, handover %s; want completed (the cancel came after COMMIT)", serr, srep.Status, srep.Handover)
 	}
@@ -72,7 +81,8 @@ func TestCancelAsCommitGoesOut(t *testing.T) {
 // before it writes COMMIT. Nothing is committed yet: the source resumes
 // the VM and tells the destination (ABORT), which never runs it.
 func TestCancelAfterLoaded(t *testing.T) {
-	srep, serr, drep, derr, src, dst := cancelAt(t, false, msgLoaded)
+	c := cancelAt(t, false, msgLoaded)
+	srep, serr, drep, derr, src, dst := c.srep, c.serr, c.drep, c.derr, c.src, c.dst
 	if !errors.Is(serr, context.Canceled) || srep.Status != StatusCancelled || src.resumed != 1 {
 		t.Fatalf("Send: %v, status %s, source resumed %d; want cancelled and resumed", serr, srep.Status, src.resumed)
 	}
