@@ -214,8 +214,16 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 // for each silent session in a row before it (quietBound: a source that
 // is only slow gets through on a later try); the caller closes it and
 // waits for another (waitAgain, pcRecv.reconnect).
+//
+// In the first wait the bound also ends where incoming_timeout does, so
+// that silent sessions in a row keep the destination no longer than
+// that; a session that opened just before still gets SwitchoverTimeout.
 func (r *receiver) first(ctx context.Context) (transport.Message, error) {
 	bound := quietBound(r.opt.SwitchoverTimeout, r.quiet)
+	if r.opt.IncomingTimeout > 0 && r.ho.get() == HandoverWaiting {
+		left := time.Until(r.start.Add(r.opt.IncomingTimeout))
+		bound = min(bound, max(left, r.opt.SwitchoverTimeout))
+	}
 	fctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	m, err := r.tr.RecvMessage(fctx)

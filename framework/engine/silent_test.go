@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"errors"
 	"strings"
 	"sync"
@@ -252,4 +253,49 @@ func TestSilentSessionSlowSource(t *testing.T) {
 			t.Fatalf("page %d differs from the source's", p)
 		}
 	}
+}
+
+// TestSilentSessionsEndAtIncomingTimeout: silent sessions in a row get
+// ever longer bounds (quietBound), but in the first wait not past
+// incoming_timeout: with switchover_timeout 1 s and incoming_timeout 4 s
+// the third session, opened at about 3 s, gets 1 s, not 4 s, and the
+// destination gives up at about 4 s, not 7 s.
+func TestSilentSessionsEndAtIncomingTimeout(t *testing.T) {
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const quiet, incoming = time.Second, 4 * time.Second
+	start := time.Now()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)})
+	done := make(chan struct{})
+	var rerr error
+	go func() {
+		_, rerr = wait()
+		close(done)
+	}()
+	silent := newScript(t, src, sendTr, sc)
+	silent.req.Tag = transport.Tag(tagFor("job-a"))
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { <-done; stop() }()
+	sessions := 0
+	for octx.Err() == nil && sessions < 10 {
+		if sendTr.Open(octx, silent.req) != nil {
+			break
+		}
+		sessions++
+		noAnswer(octx, silent, 20*time.Second) // until the destination closes it
+		sendTr.Close()
+	}
+	<-done
+	took := time.Since(start)
+	if took > incoming+quiet*3/2 || !strings.Contains(fmt.Sprint(rerr), "incoming_timeout") {
+		t.Fatalf("Receive returned after %v (%d silent sessions): %v; want incoming_timeout (%v) to end it, one switchover_timeout at most later",
+			took, sessions, rerr, incoming)
+	}
+	t.Logf("gave up after %v, %d silent sessions: %v", took.Round(time.Millisecond), sessions, rerr)
 }
