@@ -43,7 +43,8 @@ limits {
   max_downtime       = "50ms" # longest pause of the guest at switch-over (default "300ms")
   bandwidth          = "0"    # bytes per second, "0" = unlimited (default), e.g. "1GiB/s"
   max_passes         = 30     # pre-copy passes before stop-and-copy is forced (default 30)
-  switchover_timeout = "5s"   # longest switch-over, and the wait for RUNNING after COMMIT
+  switchover_timeout = "5s"   # longest switch-over; the wait for RUNNING after COMMIT; how long a fresh
+                               # session may stay silent before its HELLO or RESUME (docs/JOBS.md)
   incoming_timeout   = "2m"   # how long the destination waits for its source
   postcopy           = "off"  # or "auto", "always"
   reconnect_timeout  = "10m"  # post-copy: how long both sides try to reconnect
