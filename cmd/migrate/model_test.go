@@ -16,10 +16,11 @@ import (
 // never two running copies, never lost unless the loss is one the design
 // accepts, the source never resuming on its own after the destination may
 // have acted on COMMIT, never after the destination ran the guest, a
-// silent session never keeping the source's next reconnect out. It
-// lives beside plan because it transcribes plan, and a change to one
-// should show in the other. Each mutant reintroduces a known-bad
-// transition, and the model must then fail: the properties have teeth.
+// silent session never keeping the source's next reconnect out, a cancel
+// of the source never leaving the handover unknown. It lives beside plan
+// because it transcribes plan, and a change to one should show in the
+// other. Each mutant reintroduces a known-bad transition, and the model
+// must then fail: the properties have teeth.
 
 // modelFile is the model, from this package's directory.
 const modelFile = "../../docs/model/handover.pml"
@@ -216,6 +217,11 @@ func TestModelMutants(t *testing.T) {
 		// destination's BROKEN.
 		{name: "11 destination waits on a silent session", defines: []string{"-DMUTANT=11", "-DPC=1", "-DBREAKS=1"}},
 		{name: "12 source waits for MISSING on a silent session", defines: []string{"-DMUTANT=12", "-DPC=1", "-DBREAKS=1"}},
+		// Pre-copy's hold (c565680): taken only after the COMMIT write,
+		// caught by (a); not taken at all, the code before it, caught
+		// only by (h).
+		{name: "13 pre-copy source holds only after writing COMMIT", defines: []string{"-DMUTANT=13", "-DPC=0", "-DBREAKS=0"}},
+		{name: "14 pre-copy source without the hold: a cancel leaves it handover-unknown", defines: []string{"-DMUTANT=14", "-DPC=0", "-DBREAKS=0"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

@@ -8,7 +8,7 @@
  *   Faults: connection breaks (each side notices on its own), lost
  *           messages in flight, crashes of either VMM, the destination's
  *           fault service failing, migrate-cancel on the destination, a
- *           cancel of the source's Send before COMMIT, a reconnect whose
+ *           cancel of the source's Send before its hold, a reconnect whose
  *           connection dies before its RESUME (a silent session).
  *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
  *           at any time, the printed manual migrate-resolve resumes.
@@ -40,14 +40,21 @@
  *      (runs on, says running) whether or not every page is here
  *      (completeWithout without its Pending() == 0)
  *  10  the source honours a cancel of Send after COMMIT went out as one
- *      before it: it resumes (pre-copy: the cancel ends the wait for
- *      RUNNING; post-copy: no heldCtx, hold.go)
+ *      before it: it resumes (no heldCtx, hold.go: the cancel ends the
+ *      wait for RUNNING, in pre-copy and post-copy)
  *  11  a destination waiting for a RESUME reads a silent session until
  *      its own reconnect_timeout (acceptResume without receiver.first's
  *      bound): the source's next try never gets in
  *  12  a source whose reconnect try opened a silent session waits for
  *      MISSING until its reconnect_timeout (reopen without
  *      sender.answer's bound): it never tries again
+ *  13  a pre-copy source holds only after it wrote COMMIT (held.hold()
+ *      in commit, after SendMessage, not in switchOver before it): a
+ *      cancel between the decision and the write resumes the VM and
+ *      sends ABORT while COMMIT is on its way
+ *  14  a pre-copy source that does not hold (the code before
+ *      c565680): after LOADED it goes on to commit with a cancel, whose
+ *      COMMIT write and wait for RUNNING end on it: handover-unknown
  */
 
 #ifndef MUTANT
@@ -138,7 +145,7 @@ bit d_opcancel;             /* ghost: an operator (not migrate's resolver) cance
 bit d_broke;                /* ghost: post-copy broke for good on the destination after the guest ran */
 bit s_dial;                 /* the source is in its post-copy reconnect (pcSend.reconnect) */
 bit s_cancel;               /* fault: Send's context was cancelled (migrate-cancel on the source, migrate's Ctrl-C: migration.cancelRunning) */
-bit s_held;                 /* the source's heldCtx is held: a cancel is ignored (engine/hold.go; post-copy, from before COMMIT) */
+bit s_held;                 /* the source's heldCtx is held: a cancel is ignored (engine/hold.go; either mode, from the decision to write COMMIT) */
 bit d_silent;               /* the destination reads a session whose source lost it before its first message (half-open) */
 #ifndef SILENT
 #define SILENT 1
@@ -207,8 +214,9 @@ inline recv(ch, m, got) {
 
 /* the source's wait in its handover (for LOADED, for RUNNING): recv,
  * or Send's context ends (next: ctx.Done, which Go's select may take
- * over a message that arrived too). Post-copy holds before COMMIT
- * (s_held), so a cancel never ends a wait after it. */
+ * over a message that arrived too). Send holds before COMMIT in either
+ * mode (s_held), so a cancel never ends a wait after it (only the
+ * mutants 10, 13 and 14 let one in there). */
 inline srecv(m, got) {
 	if
 	:: d2s?m -> got = 1
@@ -351,25 +359,45 @@ proctype Src() {
 		send(s2d, ABORT, ok);
 		goto sdone
 	fi;
-	/* After LOADED, before COMMIT, a cancel: post-copy's held.hold()
-	 * fails (switchToPostcopy), pre-copy's page check ends on it
-	 * (VerifyPages; switchOver): the VM resumes, ABORT goes out. Or
-	 * pre-copy goes on to commit, whose COMMIT write and wait then end
-	 * on it (below). Post-copy holds from here on: a cancel is ignored. */
+	/* After LOADED, the decision to write COMMIT: held.hold()
+	 * (switchOver, switchToPostcopy) fails on a cancel that came
+	 * before it, in the page check (VerifyPages) or after: the VM
+	 * resumes, ABORT goes out. hold looks at the parent's cancel itself,
+	 * under its lock, so the cancel is either before it (here) or after
+	 * it, ignored (Faults: not an event). From here on either mode
+	 * holds. Until 2026-12-06 a pre-copy source without the page check
+	 * went on to commit with the cancel, whose COMMIT write and wait for
+	 * RUNNING then ended on it: handover-unknown (mutant 14). */
 	if
 	:: atomic { s_cancel -> src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
 #if MUTANT == 10
-	:: atomic { !pc || !s_cancel -> skip }                      /* no heldCtx: a cancel is honoured after COMMIT too */
+	:: atomic { !s_cancel -> skip }                             /* no heldCtx: a cancel is honoured after COMMIT too */
+#elif MUTANT == 13
+	:: atomic { !s_cancel -> s_held = pc }                      /* pre-copy: no hold yet (below) */
+#elif MUTANT == 14
+	:: atomic { !pc || !s_cancel -> s_held = pc }               /* pre-copy: no hold, a cancel or not */
 #else
-	:: atomic { !pc || !s_cancel -> s_held = pc }               /* held.hold() */
+	:: atomic { !s_cancel -> s_held = 1 }                       /* held.hold() */
 #endif
 	fi;
 	/* sender.commit */
 	s_ho = H_COMMITTING;
+#if MUTANT == 14
 	if
 	:: !pc && s_cancel -> ok = 0      /* SendMessage(cctx) fails on the cancel before a byte went out */
 	:: true -> send(s2d, COMMIT, ok)
 	fi;
+#else
+	send(s2d, COMMIT, ok);
+#endif
+#if MUTANT == 13
+	/* held.hold() after the COMMIT write: a cancel since the decision
+	 * resumes and sends ABORT, though COMMIT went out */
+	if
+	:: atomic { !pc && s_cancel -> src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
+	:: atomic { pc || !s_cancel -> s_held = 1 }
+	fi;
+#endif
 	if
 	:: ok -> srecv(m, got)                                       /* next(cctx) */
 	:: else -> srecv(m, got);                                    /* answeredBefore */
@@ -452,6 +480,9 @@ sdone:
 		:: s_ho == H_PCBROKEN -> s_side = SD_PCBROKEN; if :: s_vm == V_PAUSED -> s_vm = V_PCBROKEN :: else fi
 		:: s_ho == H_FAILED -> s_side = SD_RUNNING
 		fi;
+		/* property (h): a cancel never leaves the source handover-unknown:
+		 * it takes effect before the hold (resumed, ABORT) or is ignored */
+		assert(!s_cancel || s_ho != H_UNKNOWN);
 		s_own = 0; s_done = 1
 	}
 	} unless { s_dead }
@@ -666,8 +697,9 @@ proctype Faults() {
 	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
 	/* migrate-cancel on the source, or migrate's Ctrl-C (follow):
 	 * cancelRunning cancels Send's context. In the live passes it is one
-	 * of the failures Src already takes; from post-copy's hold on it is
-	 * ignored (hold.go: nothing changes, so it is not an event here). */
+	 * of the failures Src already takes; from the hold on (either mode,
+	 * before COMMIT) it is ignored (hold.go: nothing changes, so it is not
+	 * an event here). Committing without the hold is only the mutants'. */
 	:: atomic { !FAULT && !s_held && !s_done && !s_dead && (s_ho == H_SWITCHOVER || s_ho == H_COMMITTING) -> s_cancel = 1 }
 	:: break
 	od
