@@ -3,13 +3,11 @@ package rdma_test
 import (
 	"context"
 	"errors"
-	"os"
+	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/rdma"
 )
@@ -39,52 +37,30 @@ func TestSourceLeftDuringSetup(t *testing.T) {
 }
 
 func sourceLeft(t *testing.T, provider, stage string) {
-	sf, _ := memfd(t, "send", 1<<20)
-	df, _ := memfd(t, "recv", 1<<20)
-	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
-	sc, rc, err := transport.MintCredentials(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config(t, provider) // connect_timeout 10 s: what the destination waited for the dead try
 	// The dead try names another migration than the next tries: a
 	// destination that takes any (zero Tag) must not hold the next tries
-	// to the dead one's tag.
+	// to the dead one's tag. connect_timeout is 10 s (config): what the
+	// destination waited for the dead try before.
 	deadTag, tag := transport.Tag{1}, transport.Tag{2}
-	sendReq := transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc, Tag: tag}
-	send, recv := rdma.New(nil), rdma.New(nil)
-	defer send.Close()
-	defer recv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	var rerr error
-	wg.Go(func() {
-		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
-	})
-	defer wg.Wait()
+	p := startPair(t, provider, nil, transport.Tag{})
 
 	// The first try ends half-way.
-	first, stopFirst := context.WithTimeout(ctx, 5*time.Second)
+	first, stopFirst := context.WithTimeout(p.ctx, 5*time.Second)
 	var reached bool
+	var err error
 	switch stage {
 	case "after OFFER":
-		bad := schema.Config{}
-		for k, v := range cfg {
-			bad[k] = v
-		}
-		bad["provider"] = "verbs"
-		req := sendReq
-		req.Config, req.Tag = bad, deadTag
+		req := p.sendReq(deadTag)
+		req.Config = maps.Clone(p.cfg)
+		req.Config["provider"] = "verbs"
 		early := rdma.New(nil)
-		err = early.Open(first, req) // dials until the destination listens
-		if err == nil {
+		if err = early.Open(first, req); err == nil {
 			early.Close()
 			t.Skip("provider verbs connected on loopback: no first try that fails at its fabric connect")
 		}
 		reached = strings.Contains(err.Error(), "fabric:")
 	case "before urgent channel":
-		err = rdma.AbandonedSource(first, provider, cfg["listen"].(string), sc, deadTag, layout)
+		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout)
 		reached = err == nil
 	}
 	stopFirst()
@@ -92,36 +68,23 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		t.Fatalf("the first try did not reach the stage %q: %v", stage, err)
 	}
 
-	// The source tries again, as its callers do (the engine's post-copy
-	// reconnect, the conformance suite); the destination takes a next
-	// try. One may still fail at once: a try that came while the
-	// destination was accepting the dead one's urgent channel is closed
-	// with that wait; it must not blame the credentials (TestSourceAuthErrors).
-	start, tries := time.Now(), 1
-	for err = send.Open(ctx, sendReq); err != nil && ctx.Err() == nil; err = send.Open(ctx, sendReq) {
-		if tries <= 3 {
-			t.Logf("try %d: %v", tries, err)
-		}
-		if strings.Contains(err.Error(), "refused this job's credentials") {
-			t.Errorf("try %d, with the job's credentials, blames them: %v", tries, err)
-		}
-		tries++
-		time.Sleep(20 * time.Millisecond)
+	// The destination drops the dead try at once and waits for the next
+	// one; the source's next try (the engine's post-copy reconnect, the
+	// conformance suite) is taken at once.
+	p.log.wait(p.ctx, t, rdma.LogDropped, 1)
+	start := time.Now()
+	if err := p.send.Open(p.ctx, p.sendReq(tag)); err != nil {
+		p.cancel()
+		t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
 	}
-	if err != nil {
-		cancel()
-		wg.Wait()
-		t.Fatalf("the source's next tries: %v (the destination's Open: %v)", err, rerr)
+	if err := p.received(); err != nil {
+		t.Fatalf("the destination's Open: %v", err)
 	}
-	wg.Wait()
-	if rerr != nil {
-		t.Fatalf("the destination's Open: %v", rerr)
-	}
-	t.Logf("the source opened in %v, at try %d", time.Since(start), tries)
-	if err := send.SendMessage(ctx, transport.Message{Kind: 7, Payload: []byte("after the dead try")}); err != nil {
+	t.Logf("the source's next try opened in %v", time.Since(start))
+	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("after the dead try")}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := recv.RecvMessage(ctx); err != nil || m.Kind != 7 {
+	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
 		t.Fatalf("message after the dead try: kind %d, %v", m.Kind, err)
 	}
 }
@@ -143,48 +106,31 @@ func TestOwnSetupFailure(t *testing.T) {
 }
 
 func ownSetupFailure(t *testing.T, provider string) {
-	sf, _ := memfd(t, "send", 1<<20)
-	df, _ := memfd(t, "recv", 1<<20)
-	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
-	sc, rc, err := transport.MintCredentials(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config(t, provider)
-	send, recv := rdma.New(nil), rdma.New(nil)
-	defer send.Close()
-	defer recv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	p := newPair(t, provider, nil)
 	sourceEnded := make(chan struct{})
 	failed := errors.New("registering guest RAM failed (the test's hook)")
-	recv.SetRegisterHook(func() error { <-sourceEnded; return failed })
-	rerr := make(chan error, 1)
-	go func() {
-		rerr <- recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
-	}()
+	p.recv.SetRegisterHook(func() error { <-sourceEnded; return failed })
+	p.startDestination(t, transport.Tag{})
 
 	// The source's try waits in its fabric connect while the destination
 	// registers, until the try's deadline; then it closes everything.
-	try, stop := context.WithTimeout(ctx, 2*time.Second)
-	err = send.Open(try, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
+	try, stop := context.WithTimeout(p.ctx, 2*time.Second)
+	err := p.send.Open(try, p.sendReq(transport.Tag{}))
 	stop()
+	close(sourceEnded)
 	if err == nil || !strings.Contains(err.Error(), "fabric:") {
-		close(sourceEnded)
 		t.Fatalf("the source's try = %v; want it to end in its fabric connect", err)
 	}
-	close(sourceEnded)
 
 	bound := time.NewTimer(10 * time.Second)
 	defer bound.Stop()
 	select {
-	case err := <-rerr:
-		if !errors.Is(err, failed) {
-			t.Fatalf("the destination's Open = %v; want its own failure, %q", err, failed)
+	case <-p.recvDone:
+		if !errors.Is(p.recvErr, failed) {
+			t.Fatalf("the destination's Open = %v; want its own failure, %q", p.recvErr, failed)
 		}
-		t.Logf("the destination's Open: %v", err)
+		t.Logf("the destination's Open: %v", p.recvErr)
 	case <-bound.C:
-		cancel()
-		t.Fatalf("the destination still waits for a next try 10 s after its own setup failed (then: %v)", <-rerr)
+		t.Fatalf("the destination still waits for a next try 10 s after its own setup failed (then: %v)", p.received())
 	}
 }

@@ -101,13 +101,8 @@ func openPair(b *testing.B, prov string, sf, df *os.File, size int) (send, recv 
 	wg.Go(func() {
 		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
 	})
-	var err error
-	for {
-		if err = send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc}); err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The source dials until the destination listens (netdial.Retry, within connect_timeout).
+	err := send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
 	wg.Wait()
 	if err != nil || rerr != nil {
 		b.Fatalf("open: %v %v", err, rerr)

@@ -84,6 +84,21 @@ func (t *Transport) HoldUrgentAcks() (release func()) {
 	return sync.OnceFunc(func() { close(ch) })
 }
 
+// What a destination logs once its control port listens, and when it
+// drops a try of the source's and waits for the next.
+const (
+	LogListening = logListening
+	LogDropped   = logDropped
+)
+
+// UrgentHeld is how many urgent items the open sender holds until a
+// bulk batch's ACK (order.held).
+func (t *Transport) UrgentHeld() int {
+	t.s.ord.mu.Lock()
+	defer t.s.ord.mu.Unlock()
+	return t.s.ord.held
+}
+
 // Uslots is how many urgent COMMITs may be unacknowledged.
 const Uslots = uslots
 

@@ -35,6 +35,13 @@ const maxPending = 32
 // channel, and as many again from a try it gave up on.
 const floodShare = 4
 
+// What a destination logs as it waits for its source (the tests wait
+// for these lines).
+const (
+	logListening = "waiting for the source"
+	logDropped   = "the source left during setup; waiting for it again"
+)
+
 // openSend connects the source: control channel, authentication, HELLO,
 // the fabric connection carrying the OFFER's nonce, then the KEYS.
 func openSend(ctx context.Context, s *session) error {
@@ -159,7 +166,7 @@ func openReceive(ctx context.Context, s *session) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	defer ln.Close()
-	s.log.Info("waiting for the source", "listen", ln.Addr().String())
+	s.log.Info(logListening, "listen", ln.Addr().String())
 	var mu sync.Mutex
 	tags := map[*net.TCPConn]transport.Tag{} // of the admitted connections
 	admit := func(c *net.TCPConn) (net.Conn, error) {
@@ -192,7 +199,7 @@ func openReceive(ctx context.Context, s *session) error {
 		s.rcv.release()
 		s.urcv.release()
 		s.tag = want // a try of another source may be the next
-		s.log.Warn("the source left during setup; waiting for it again", "from", c.RemoteAddr().String(), "error", err)
+		s.log.Warn(logDropped, "from", c.RemoteAddr().String(), "error", err)
 	}
 	s.log.Info("source connected", "from", s.raw.RemoteAddr().String(), "provider", s.caps.Provider,
 		"saw", s.caps.SAW, "delivery_complete", s.caps.DeliveryComplete)

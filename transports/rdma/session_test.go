@@ -64,14 +64,8 @@ func open(t *testing.T, provider string, off, size int64, send *rdma.Transport) 
 	wg.Go(func() {
 		rerr = s.recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
 	})
-	var serr error
-	for {
-		serr = s.send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
-		if serr == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The source dials until the destination listens (netdial.Retry, within connect_timeout).
+	serr := s.send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
 	wg.Wait()
 	if serr != nil || rerr != nil {
 		t.Fatalf("open: send %v, receive %v", serr, rerr)
@@ -179,10 +173,18 @@ func TestDropMidBatch(t *testing.T) {
 			fillRandom(s.src, 3)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			go func() { time.Sleep(5 * time.Millisecond); s.recv.Close() }()
+			// The destination closes once the first batch's writes are
+			// posted, while they move.
+			posted := make(chan struct{})
+			closed := make(chan struct{})
+			go func() { <-posted; s.recv.Close(); close(closed) }()
+			defer func() { <-closed }()
 			var err error
 			for i := 0; i < 50 && err == nil; i++ {
 				err = s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 65536, Kind: transport.KindData}})
+				if i == 0 {
+					close(posted)
+				}
 				if err == nil {
 					err = s.send.Flush(ctx)
 				}

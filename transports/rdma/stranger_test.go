@@ -2,17 +2,13 @@ package rdma_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"os"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/rdma"
 )
@@ -21,39 +17,22 @@ import (
 // destination keeps pending, neither stop the real source nor end the
 // destination's wait.
 func TestIdleStrangers(t *testing.T) {
-	p := providers(t)[0]
-	sf, _ := memfd(t, "send", 1<<20)
-	df, _ := memfd(t, "recv", 1<<20)
-	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
-	sc, rc, _ := transport.MintCredentials(false)
-	cfg := schema.Config{"provider": p, "listen": freeAddr(t, "127.0.0.1"), "cleartext_pages": true, "unsafe_sockets": p == "sockets"}
-	send, recv := rdma.New(nil), rdma.New(nil)
-	defer send.Close()
-	defer recv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	var rerr error
-	wg.Go(func() {
-		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
-	})
+	p := startPair(t, providers(t)[0], nil, transport.Tag{})
 	var idle []net.Conn
 	defer func() {
 		for _, c := range idle {
 			c.Close()
 		}
 	}()
-	for len(idle) < 40 && ctx.Err() == nil {
-		c, err := net.Dial("tcp", cfg["listen"].(string))
+	for len(idle) < 40 {
+		c, err := net.Dial("tcp", p.cfg["listen"].(string)) // it listens (startPair)
 		if err != nil {
-			time.Sleep(10 * time.Millisecond)
-			continue
+			t.Fatal(err)
 		}
 		idle = append(idle, c)
 	}
-	err := send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf}, Credentials: sc})
-	wg.Wait()
-	if err != nil || rerr != nil {
+	err := p.send.Open(p.ctx, p.sendReq(transport.Tag{}))
+	if rerr := p.received(); err != nil || rerr != nil {
 		t.Fatalf("with %d idle strangers: send %v, receive %v", len(idle), err, rerr)
 	}
 }
@@ -67,44 +46,26 @@ func TestIdleStrangers(t *testing.T) {
 // for a next one (README, "A source's try that ends half-way") until
 // the test ends its wait; its Open fails then.
 func TestUrgentChannelOfAnotherMigration(t *testing.T) {
-	p := providers(t)[0]
-	sf, sm := memfd(t, "send", 1<<20)
-	df, dm := memfd(t, "recv", 1<<20)
-	for i := range sm {
-		sm[i] = 0x77
-	}
-	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
-	sc, rc, _ := transport.MintCredentials(false)
-	cfg := config(t, p)
+	prov := providers(t)[0]
+	cfg := config(t, prov)
 	cfg["connect_timeout"] = int64(2 * time.Second)
-	send, recv := rdma.New(nil), rdma.New(nil)
-	defer send.Close()
-	defer recv.Close()
 	tag := transport.Tag{0xa}
-	send.SetUrgentTag(transport.Tag{0xb})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	var rerr error
-	wg.Go(func() {
-		rerr = recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df},
-			Credentials: rc, Tag: tag})
-	})
-	var serr error
-	for {
-		serr = send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf},
-			Credentials: sc, Tag: tag})
-		if serr == nil || ctx.Err() != nil || !errors.Is(serr, syscall.ECONNREFUSED) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	p := newPair(t, prov, cfg)
+	for i := range p.sm {
+		p.sm[i] = 0x77
 	}
-	cancel()
-	wg.Wait()
-	if serr == nil || !strings.Contains(serr.Error(), "urgent channel") || rerr == nil {
-		t.Fatalf("send %v, receive %v; want both failed, the source for want of its urgent channel", serr, rerr)
+	p.send.SetUrgentTag(transport.Tag{0xb})
+	p.startDestination(t, tag)
+	serr := p.send.Open(p.ctx, p.sendReq(tag))
+	if serr == nil || !strings.Contains(serr.Error(), "urgent channel") {
+		t.Fatalf("send %v; want it failed for want of its urgent channel", serr)
 	}
-	if !bytes.Equal(dm, make([]byte, len(dm))) {
+	p.log.wait(p.ctx, t, rdma.LogDropped, 1) // the destination dropped that try, and waits on
+	p.cancel()
+	if rerr := p.received(); rerr == nil {
+		t.Fatal("the destination's Open succeeded without a source")
+	}
+	if !bytes.Equal(p.dm, make([]byte, len(p.dm))) {
 		t.Error("the destination's RAM was written")
 	}
 }
@@ -114,33 +75,16 @@ func TestUrgentChannelOfAnotherMigration(t *testing.T) {
 // connection of another host mid-handshake (the oldest-first rule closed
 // that one first).
 func TestFloodEvictsItself(t *testing.T) {
-	p := providers(t)[0]
-	df, _ := memfd(t, "recv", 1<<20)
-	layout := []transport.RAMRegion{{GPA: 0, Size: 1 << 20}}
-	_, rc, _ := transport.MintCredentials(false)
-	cfg := config(t, p)
-	recv := rdma.New(nil)
-	defer recv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		recv.Open(ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout, Files: []*os.File{df}, Credentials: rc})
-	})
-	addr := cfg["listen"].(string)
-	dial := func(local string) net.Conn {
+	p := startPair(t, providers(t)[0], nil, transport.Tag{})
+	addr := p.cfg["listen"].(string)
+	dial := func(local string) net.Conn { // it listens (startPair)
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-		for ctx.Err() == nil {
-			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
-				t.Cleanup(func() { c.Close() })
-				return c
-			}
-			time.Sleep(10 * time.Millisecond)
+		c, err := d.DialContext(p.ctx, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("nothing listens on %s", addr)
-		return nil
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
 	source := dial("127.0.0.1") // the oldest: a source whose handshake is slow
 	start := time.Now()

@@ -125,9 +125,10 @@ func TestUrgentHeldBehindBatch(t *testing.T) {
 	if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}, other}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if bytes.Equal(page(s.dst), urgent) {
-		t.Error("the urgent copy went out before the bulk batch carrying the page was acknowledged")
+	// Held by the source until the batch's ACK: nothing of it can have
+	// gone out (a source that sent it at once holds nothing).
+	if n := s.send.UrgentHeld(); n != 1 || bytes.Equal(page(s.dst), urgent) {
+		t.Errorf("%d urgent items held for the bulk batch; want 1, the copy of page %d in the unacknowledged batch", n, q)
 	}
 	if err := s.send.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -237,13 +238,17 @@ func TestUrgentWrongKeyOrDrop(t *testing.T) {
 			s.send.Corrupt(0x5a5a, 0)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var err error
-			for i := 0; err == nil && ctx.Err() == nil; i++ {
-				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 1, Kind: transport.KindData}})
-				time.Sleep(5 * time.Millisecond)
+			err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 1, Count: 1, Kind: transport.KindData}})
+			if err == nil {
+				// The refused write ends the session (SendPagesUrgent
+				// returned before): RecvUrgent returns its error then.
+				_, err = s.send.RecvUrgent(ctx)
 			}
 			if err == nil || ctx.Err() != nil {
 				t.Fatalf("urgent writes with a wrong key: %v; want a session error", err)
+			}
+			if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 2, Count: 1, Kind: transport.KindData}}); err == nil {
+				t.Error("SendPagesUrgent after the session failed: no error")
 			}
 			t.Logf("sender: %v", err)
 			_, rerr := s.recv.RecvUrgent(ctx)
@@ -259,10 +264,17 @@ func TestUrgentWrongKeyOrDrop(t *testing.T) {
 			s := open(t, p, 0, 16<<20, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			go func() { time.Sleep(5 * time.Millisecond); s.recv.Close() }()
+			// The destination closes once the first urgent run is queued.
+			queued := make(chan struct{})
+			closed := make(chan struct{})
+			go func() { <-queued; s.recv.Close(); close(closed) }()
+			defer func() { <-closed }()
 			var err error
 			for i := 0; err == nil && ctx.Err() == nil; i++ {
 				err = s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: uint64(i % 4096), Count: 16, Kind: transport.KindData}})
+				if i == 0 {
+					close(queued)
+				}
 			}
 			if !errors.Is(err, transport.ErrClosed) {
 				t.Fatalf("urgent sends after the destination closed: %v; want ErrClosed", err)
@@ -317,17 +329,21 @@ func TestLandedBeforeFlush(t *testing.T) {
 			if err := s.send.Flush(ctx); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond)
-			arm, stop := context.WithTimeout(ctx, 100*time.Millisecond)
-			runs, _ := s.recv.Landed(arm)
-			stop()
+			// A last page, written after the Flush: Landed reports in
+			// completion order, so whatever the Flush reported again comes
+			// before it.
+			const last = 4090
+			if err := s.send.SendPages(ctx, []transport.PageRun{{First: last, Count: 1, Kind: transport.KindData}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			take(40*64 + 8 + 1)
 			for q, n := range seen {
 				if n != 1 {
 					t.Errorf("page %d reported %d times", q, n)
 				}
-			}
-			if len(runs) != 0 {
-				t.Errorf("the Flush reported %v again", runs)
 			}
 		})
 	}
