@@ -167,24 +167,13 @@ func openReceive(ctx context.Context, s *session) error {
 	}
 	defer ln.Close()
 	s.log.Info(logListening, "listen", ln.Addr().String())
-	var mu sync.Mutex
-	tags := map[*net.TCPConn]transport.Tag{} // of the admitted connections
-	admit := func(c *net.TCPConn) (net.Conn, error) {
-		sc, tag, err := s.admit(c)
-		if err == nil {
-			mu.Lock()
-			tags[c] = tag
-			mu.Unlock()
-		}
-		return sc, err
-	}
 	want := s.tag // the OpenRequest's: zero takes any source's
 	for {
-		c, sc, err := s.acceptOne(ctx, ln, admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+		c, a, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
 		if err != nil {
 			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 		}
-		s.ctrl, s.raw, s.tag = sc, c, tags[c] // acceptOne joined every admit: the tag of the source taken
+		s.ctrl, s.raw, s.tag = a.sc, c, a.tag
 		err = s.setupReceive(ctx, ln)
 		if err == nil {
 			break
@@ -206,18 +195,27 @@ func openReceive(ctx context.Context, s *session) error {
 	return nil
 }
 
+// admitted is what admit made of a connection: its secure channel and
+// the tag it named (the urgent channel's: the session's).
+type admitted struct {
+	sc  net.Conn
+	tag transport.Tag
+}
+
 // acceptOne accepts connections on ln, each authenticated by admit in
 // its own goroutine within handshakeBound; the first that admit accepts
-// (or fails with an error decisive says ends the wait) wins. A stranger
-// learns nothing and cannot end the wait. ln stays open (the urgent
-// channel is accepted on it too); its accept loop is stopped by a
-// deadline, which is cleared again on return. Once ctx ended, every
-// connection it accepted is closed, one admitted meanwhile too.
-func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func(*net.TCPConn) (net.Conn, error),
-	decisive func(error) bool) (*net.TCPConn, net.Conn, error) {
+// (or fails with an error decisive says ends the wait) wins, and its
+// admission is returned with it (what admit made of the others is
+// dropped with them). A stranger learns nothing and cannot end the
+// wait. ln stays open (the urgent channel is accepted on it too); its
+// accept loop is stopped by a deadline, which is cleared again on
+// return. Once ctx ended, every connection it accepted is closed, one
+// admitted meanwhile too.
+func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func(*net.TCPConn) (admitted, error),
+	decisive func(error) bool) (*net.TCPConn, admitted, error) {
 	type result struct {
 		c   *net.TCPConn
-		sc  net.Conn
+		a   admitted
 		err error
 	}
 	ln.SetDeadline(time.Time{})
@@ -249,7 +247,7 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 			pending[c] = transport.Pending{Host: host, Since: time.Now()}
 			mu.Unlock()
 			wg.Go(func() {
-				sc, err := admit(c)
+				a, err := admit(c)
 				mu.Lock()
 				defer mu.Unlock()
 				delete(pending, c)
@@ -261,7 +259,7 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 					return
 				}
 				settled = true
-				won <- result{c, sc, err}
+				won <- result{c, a, err}
 			})
 		}
 	})
@@ -289,9 +287,9 @@ func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func
 			late.c.Close()
 		default:
 		}
-		return nil, nil, r.err
+		return nil, admitted{}, r.err
 	}
-	return r.c, r.sc, nil
+	return r.c, r.a, nil
 }
 
 // closeSetup releases the fabric endpoints and the urgent channel of a
@@ -312,12 +310,12 @@ func (s *session) closeSetup() {
 }
 
 // admit authenticates c and reads its HELLO within handshakeBound, and
-// returns the tag it names. A source that names another migration than
-// the one awaited is refused before anything else of its HELLO is looked
-// at (OTHER, nothing more); the caller closes it and waits on. With the
-// zero tag a source of any tag is admitted. It runs concurrently for
-// every pending connection: it only reads s.tag.
-func (s *session) admit(c *net.TCPConn) (net.Conn, transport.Tag, error) {
+// returns it with the tag it names. A source that names another
+// migration than the one awaited is refused before anything else of its
+// HELLO is looked at (OTHER, nothing more); the caller closes it and
+// waits on. With the zero tag a source of any tag is admitted. It runs
+// concurrently for every pending connection: it only reads s.tag.
+func (s *session) admit(c *net.TCPConn) (admitted, error) {
 	defer c.SetDeadline(time.Time{})
 	sc, p, err := s.greet(c, setupHello)
 	if err != nil {
@@ -328,29 +326,29 @@ func (s *session) admit(c *net.TCPConn) (net.Conn, transport.Tag, error) {
 			// closed connection would read as EOF.
 			writeSetup(sc, setupRefuse, []byte(err.Error()))
 		}
-		return nil, transport.Tag{}, err
+		return admitted{}, err
 	}
 	tag, p, err := helloTag(p)
 	if err != nil {
-		return nil, tag, err
+		return admitted{}, err
 	}
 	if !s.tag.IsZero() && tag != s.tag {
 		writeSetup(sc, setupOther, nil)
-		return nil, tag, fmt.Errorf("it names another migration (tag %x, this destination waits for %x)", tag[:4], s.tag[:4])
+		return admitted{}, fmt.Errorf("it names another migration (tag %x, this destination waits for %x)", tag[:4], s.tag[:4])
 	}
 	l, rest, err := parseLayout(p)
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%w: %d bytes after HELLO", transport.ErrProtocol, len(rest))
 	}
 	if err != nil {
-		return nil, tag, err
+		return admitted{}, err
 	}
 	if !sameLayout(l, s.ram.Layout) {
 		err := layoutErr(s.ram.Layout, l, "destination", "source")
 		writeSetup(sc, setupRefuse, []byte(err.Error()))
-		return sc, tag, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
+		return admitted{sc, tag}, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
 	}
-	return sc, tag, nil
+	return admitted{sc, tag}, nil
 }
 
 // greet authenticates c with the job's credentials and reads its first
@@ -446,33 +444,33 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 		return fmt.Errorf("send KEYS: %w", err)
 	}
 	s.dec = wire.NewDecoder(s.ctrl)
-	c, sc, err := s.acceptOne(ctx, ln, func(c *net.TCPConn) (net.Conn, error) { return s.admitUrgent(c, o.unonce[:]) }, nil)
+	c, a, err := s.acceptOne(ctx, ln, func(c *net.TCPConn) (admitted, error) { return s.admitUrgent(c, o.unonce[:]) }, nil)
 	if err != nil {
 		return fmt.Errorf("waiting for the source's urgent channel: %w", err)
 	}
-	s.uraw, s.uctrl, s.udec = c, sc, wire.NewDecoder(sc)
+	s.uraw, s.uctrl, s.udec = c, a.sc, wire.NewDecoder(a.sc)
 	return nil
 }
 
 // admitUrgent authenticates c as the session's urgent channel: the
 // job's credentials, then URGENT with the nonce given in the OFFER and
 // the session's tag.
-func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (net.Conn, error) {
+func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (admitted, error) {
 	defer c.SetDeadline(time.Time{})
 	sc, p, err := s.greet(c, setupUrgent)
 	if err != nil {
-		return nil, err
+		return admitted{}, err
 	}
 	if len(p) != nonceSize+tagSize || subtle.ConstantTimeCompare(p[:nonceSize], unonce) != 1 {
-		return nil, fmt.Errorf("%w: urgent channel with another session's nonce", transport.ErrProtocol)
+		return admitted{}, fmt.Errorf("%w: urgent channel with another session's nonce", transport.ErrProtocol)
 	}
 	if transport.Tag(p[nonceSize:]) != s.tag {
-		return nil, fmt.Errorf("%w: urgent channel naming another migration (tag %x)", transport.ErrProtocol, p[nonceSize:nonceSize+4])
+		return admitted{}, fmt.Errorf("%w: urgent channel naming another migration (tag %x)", transport.ErrProtocol, p[nonceSize:nonceSize+4])
 	}
 	if err := writeSetup(sc, setupUrgent, nil); err != nil {
-		return nil, err
+		return admitted{}, err
 	}
-	return sc, nil
+	return admitted{sc, s.tag}, nil
 }
 
 // randomKey is a registration key nobody outside the session can guess,
