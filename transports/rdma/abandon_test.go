@@ -60,7 +60,7 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		}
 		reached = strings.Contains(err.Error(), "fabric:")
 	case "before urgent channel":
-		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout)
+		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout, rdma.CloseBeforeUrgent)
 		reached = err == nil
 	}
 	stopFirst()
@@ -71,7 +71,7 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	// The destination drops the dead try at once and waits for the next
 	// one; the source's next try (the engine's post-copy reconnect, the
 	// conformance suite) is taken at once.
-	p.log.wait(p.ctx, t, rdma.LogDropped, 1)
+	p.waitLog(t, rdma.LogDropped, 1)
 	start := time.Now()
 	if err := p.send.Open(p.ctx, p.sendReq(tag)); err != nil {
 		p.cancel()
@@ -86,6 +86,73 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	}
 	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
 		t.Fatalf("message after the dead try: kind %d, %v", m.Kind, err)
+	}
+}
+
+// TestSourceStalledDuringSetup: a try of the source's that stops half-way
+// without closing its control channel (its host stalled; or its urgent
+// channel was refused, or came too late, and it does not retry) is
+// dropped once the setup's bound (connect_timeout, here 1 s) has
+// passed, and the destination waits on, within its Open's context, for
+// the next try, which is taken at once. A source that never comes
+// again leaves the destination's Open failing when its context ends,
+// saying which try it dropped and why. Before, the destination's Open
+// failed at the bound ("waiting for the source's urgent channel:
+// context deadline exceeded"), whatever its context allowed.
+func TestSourceStalledDuringSetup(t *testing.T) {
+	for _, p := range providers(t) {
+		if p == "verbs" {
+			continue // the fake source's steps are the software providers'
+		}
+		for _, c := range []struct {
+			name string
+			how  rdma.Abandon
+		}{{"silent after KEYS", rdma.HoldBeforeUrgent}, {"urgent channel refused", rdma.HoldUrgentRefused}} {
+			t.Run(p+"/"+c.name, func(t *testing.T) { sourceStalled(t, p, c.how, true) })
+		}
+		t.Run(p+"/no next try", func(t *testing.T) { sourceStalled(t, p, rdma.HoldBeforeUrgent, false) })
+	}
+}
+
+func sourceStalled(t *testing.T, provider string, how rdma.Abandon, next bool) {
+	cfg := config(t, provider)
+	cfg["connect_timeout"] = int64(time.Second)
+	p := startPair(t, provider, cfg, transport.Tag{3})
+
+	stalled, stop := context.WithCancel(p.ctx)
+	defer stop()
+	held := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		held <- rdma.AbandonedSource(stalled, provider, cfg["listen"].(string), p.sc, transport.Tag{3}, p.layout, how)
+	}()
+	p.waitLog(t, rdma.LogDropped, 1)
+	t.Logf("the stalled try was dropped after %v", time.Since(start))
+	stop()
+	if err := <-held; err != nil {
+		t.Fatalf("the stalled try did not get where it stalls: %v", err)
+	}
+	if !next {
+		p.cancel()
+		err := p.received()
+		t.Logf("the destination's Open: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "within connect_timeout") {
+			t.Fatalf("the destination's Open = %v; want its context's end, naming the try it dropped", err)
+		}
+		return
+	}
+	if err := p.send.Open(p.ctx, p.sendReq(transport.Tag{3})); err != nil {
+		p.cancel()
+		t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
+	}
+	if err := p.received(); err != nil {
+		t.Fatalf("the destination's Open: %v", err)
+	}
+	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("after the stalled try")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
+		t.Fatalf("message after the stalled try: kind %d, %v", m.Kind, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -102,11 +103,29 @@ func (t *Transport) UrgentHeld() int {
 // Uslots is how many urgent COMMITs may be unacknowledged.
 const Uslots = uslots
 
+// Abandon says where AbandonedSource stops and what it does there.
+type Abandon int
+
+const (
+	// CloseBeforeUrgent: after the KEYS, before the urgent channel, it
+	// closes everything (a try whose Open ended there).
+	CloseBeforeUrgent Abandon = iota
+	// HoldBeforeUrgent: after the KEYS it keeps every connection open
+	// and says nothing until ctx ends (a source host that stalled).
+	HoldBeforeUrgent
+	// HoldUrgentRefused: its urgent channel names another migration;
+	// once that is refused it keeps the control channel open and says
+	// nothing until ctx ends (it does not retry).
+	HoldUrgentRefused
+)
+
 // AbandonedSource plays a source whose Open ends half-way, after the
-// fabric connections and before the urgent channel: it authenticates on
-// addr with creds, says HELLO for tag and layout, connects both endpoints with
-// the OFFER's nonces, reads the KEYS, then closes everything.
-func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag, layout []transport.RAMRegion) error {
+// fabric connections: it authenticates on addr with creds, says HELLO
+// for tag and layout, connects both endpoints with the OFFER's nonces,
+// reads the KEYS, then does what how says. Its error is nil if it got
+// there.
+func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag,
+	layout []transport.RAMRegion, how Abandon) error {
 	auth, err := creds.TLSConfig(transport.RoleSend)
 	if err != nil {
 		return err
@@ -148,6 +167,23 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 		return fmt.Errorf("fabric: urgent endpoint: %w", err)
 	}
 	defer uep.Close()
-	_, err = readSetup(sc, setupKeys)
-	return err
+	if _, err = readSetup(sc, setupKeys); err != nil {
+		return err
+	}
+	switch how {
+	case HoldBeforeUrgent:
+		<-ctx.Done()
+	case HoldUrgentRefused:
+		s := &session{cfg: config{listen: addr, connectTimeout: time.Minute}, auth: auth, plain: creds.Plaintext, urgentTag: transport.Tag{^tag[0]}}
+		if err := s.dialUrgent(ctx, o.unonce[:]); err == nil {
+			return errors.New("the destination accepted an urgent channel naming another migration")
+		} else if ctx.Err() != nil {
+			return err
+		}
+		if s.uraw != nil {
+			s.uraw.Close()
+		}
+		<-ctx.Done()
+	}
+	return nil
 }

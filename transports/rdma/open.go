@@ -39,7 +39,7 @@ const floodShare = 4
 // for these lines).
 const (
 	logListening = "waiting for the source"
-	logDropped   = "the source left during setup; waiting for it again"
+	logDropped   = "dropped a try of the source's during setup; waiting for its next"
 )
 
 // openSend connects the source: control channel, authentication, HELLO,
@@ -156,10 +156,12 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 // said HELLO, then sets up the fabric connection with it. A source that
 // closes the control channel during that setup, after the OFFER (its
 // Open ended half-way: its deadline, its process), is dropped at once
-// and the wait goes on, within ctx, for its next try; one that vanishes
-// without closing it (host down) holds the setup until connect_timeout,
-// which fails Open, and so does a failure of this side's own
-// (ownError), whether or not the source closed meanwhile.
+// and the wait goes on, within ctx, for its next try; one that stops
+// without closing it (host down, or refused its urgent channel and not
+// retrying) holds the setup until connect_timeout and is dropped then,
+// the same way. A failure of this side's own (ownError) fails Open,
+// whether or not the source closed meanwhile; so does ctx's end, naming
+// the last try dropped.
 func openReceive(ctx context.Context, s *session) error {
 	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
@@ -167,9 +169,14 @@ func openReceive(ctx context.Context, s *session) error {
 	}
 	defer ln.Close()
 	s.log.Info(logListening, "listen", ln.Addr().String())
-	want := s.tag // the OpenRequest's: zero takes any source's
+	want := s.tag     // the OpenRequest's: zero takes any source's
+	var dropped error // the last try dropped
 	for {
 		c, a, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+		if err != nil && dropped != nil {
+			return fmt.Errorf("waiting for the source on %s: %w (a try of the source's was dropped during setup: %v)",
+				s.cfg.listen, err, dropped)
+		}
 		if err != nil {
 			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 		}
@@ -178,16 +185,18 @@ func openReceive(ctx context.Context, s *session) error {
 		if err == nil {
 			break
 		}
-		c.Close()
+		c.Close() // a stalled source's try fails at its next read
 		s.closeSetup()
-		if !errors.Is(err, errSourceGone) || ctx.Err() != nil {
+		if !errors.Is(err, errSourceGone) && !errors.Is(err, errSourceStalled) || ctx.Err() != nil {
 			return err
 		}
-		// That try of the source's Open ended half-way; its next try
-		// (the engine's reconnect, a retrying caller) finds us listening.
+		// That try of the source's Open ended half-way, or will not
+		// finish; its next try (the engine's reconnect, a retrying
+		// caller) finds us listening.
 		s.rcv.release()
 		s.urcv.release()
 		s.tag = want // a try of another source may be the next
+		dropped = err
 		s.log.Warn(logDropped, "from", c.RemoteAddr().String(), "error", err)
 	}
 	s.log.Info("source connected", "from", s.raw.RemoteAddr().String(), "provider", s.caps.Provider,
@@ -371,12 +380,19 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 // and domain), OFFERs them with fresh nonces, accepts the one connection
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
-// KEYS; then it accepts the urgent channel on ln. If the source closes
-// the control channel after the OFFER, it stops at once with an error
-// wrapping errSourceGone, unless it failed on its own first (ownError).
+// KEYS; then it accepts the urgent channel on ln. All within
+// connect_timeout, the bound of the source's own Open. From the OFFER on,
+// unless it failed on its own first (ownError), it stops with an error
+// wrapping errSourceGone if the source closes the control channel (at
+// once), or errSourceStalled once that bound passed with the source's
+// try unfinished (a source that stopped without closing: its host
+// stalled, or its urgent channel was refused or late and it does not
+// retry); openReceive then waits for a next try.
 func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
 	defer cancel()
+	bound := ctx
 	ctx, abandon := context.WithCancelCause(ctx)
 	defer abandon(nil)
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
@@ -411,8 +427,13 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 	// From the OFFER on the setup waits for the source (watch.go).
 	watch := watchPeer(raw, func() { abandon(errSourceGone) })
 	defer func() {
-		if watch.stop() && err != nil && !errors.As(err, new(ownError)) {
+		gone := watch.stop()
+		switch {
+		case err == nil || errors.As(err, new(ownError)):
+		case gone:
 			err = fmt.Errorf("%w: %w", errSourceGone, err)
+		case bound.Err() != nil && parent.Err() == nil:
+			err = fmt.Errorf("%w (%v): %w", errSourceStalled, s.cfg.connectTimeout, err)
 		}
 	}()
 	if err := writeSetup(s.ctrl, setupOffer, o.append(nil)); err != nil {

@@ -53,8 +53,9 @@ func (l *logLines) count(s string) (int, <-chan struct{}) {
 	return n, l.grew
 }
 
-// wait blocks until n lines contain s; it fails t if ctx ends first.
-func (l *logLines) wait(ctx context.Context, t *testing.T, s string, n int) {
+// wait blocks until n lines contain s; it fails t if ctx ends first,
+// or when ended is closed (then saying why, why()).
+func (l *logLines) wait(ctx context.Context, t *testing.T, s string, n int, ended <-chan struct{}, why func() error) {
 	t.Helper()
 	for {
 		got, grew := l.count(s)
@@ -63,6 +64,8 @@ func (l *logLines) wait(ctx context.Context, t *testing.T, s string, n int) {
 		}
 		select {
 		case <-grew:
+		case <-ended:
+			t.Fatalf("%d lines saying %q, want %d, when the destination's Open returned %v; the log:\n%s", got, s, n, why(), l.String())
 		case <-ctx.Done():
 			t.Fatalf("%d lines saying %q, want %d, when %v; the log:\n%s", got, s, n, ctx.Err(), l.String())
 		}
@@ -139,7 +142,14 @@ func (p *pair) startDestination(t *testing.T, tag transport.Tag) {
 		p.recvErr = p.recv.Open(p.ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: p.cfg, RAM: p.layout,
 			Files: []*os.File{p.df}, Credentials: p.rc, Tag: tag})
 	}()
-	p.log.wait(p.ctx, t, rdma.LogListening, 1)
+	p.waitLog(t, rdma.LogListening, 1)
+}
+
+// waitLog waits until the destination logged n lines saying s; it fails
+// t if the destination's Open returns first, or the test's time is up.
+func (p *pair) waitLog(t *testing.T, s string, n int) {
+	t.Helper()
+	p.log.wait(p.ctx, t, s, n, p.recvDone, func() error { return p.recvErr })
 }
 
 // sendReq is the source's OpenRequest for tag.

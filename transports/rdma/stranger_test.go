@@ -60,7 +60,7 @@ func TestUrgentChannelOfAnotherMigration(t *testing.T) {
 	if serr == nil || !strings.Contains(serr.Error(), "urgent channel") {
 		t.Fatalf("send %v; want it failed for want of its urgent channel", serr)
 	}
-	p.log.wait(p.ctx, t, rdma.LogDropped, 1) // the destination dropped that try, and waits on
+	p.waitLog(t, rdma.LogDropped, 1) // the destination dropped that try, and waits on
 	p.cancel()
 	if rerr := p.received(); rerr == nil {
 		t.Fatal("the destination's Open succeeded without a source")

@@ -15,6 +15,14 @@ import (
 // next one instead of failing.
 var errSourceGone = errors.New("the source closed the control channel during setup (its Open ended)")
 
+// errSourceStalled is the error of a destination's setup that the
+// source's try did not finish within connect_timeout, the bound of the
+// source's own Open, without closing the control channel: that try will
+// not finish (its host stalled, or it was refused its urgent channel, or
+// came too late for it, and does not retry), and openReceive drops it
+// and waits for the next one instead of failing.
+var errSourceStalled = errors.New("the source's try did not finish its setup within connect_timeout")
+
 // ownError is a destination's setup failure of its own making
 // (registering guest RAM): it fails Open even if the source closed the
 // control channel meanwhile, for the source may have closed it because
