@@ -26,9 +26,10 @@ func (t *Transport) SetUrgentCommitEarly() { t.ucommitEarly = true }
 // destination must refuse.
 func (t *Transport) SetUrgentTag(tag transport.Tag) { t.urgentTag = &tag }
 
-// SetRegisterHook makes the receiver call hook each time it is about to
-// register guest RAM for a source's fabric connection (inside the
-// fabric accept, after the OFFER), failing that setup with its error.
+// SetRegisterHook makes the transport call hook each time it is about
+// to register guest RAM, failing that setup with its error: a receiver
+// for a source's fabric connection (inside the fabric accept, after the
+// OFFER), a sender after its fabric connect.
 func (t *Transport) SetRegisterHook(hook func() error) { t.registerHook = hook }
 
 // UrgentCompletionMode says how the open session commits urgent pages.

@@ -43,9 +43,11 @@ const (
 )
 
 // openSend connects the source: control channel, authentication, HELLO,
-// the fabric connection carrying the OFFER's nonce, then the KEYS.
-func openSend(ctx context.Context, s *session) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
+// the fabric connection carrying the OFFER's nonce, then the KEYS; all
+// within connect_timeout, not counting the time it registers guest RAM
+// (setupClock).
+func openSend(parent context.Context, s *session) error {
+	ctx, cancel := startClock(parent, s.cfg.connectTimeout)
 	defer cancel()
 	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
 	if err != nil {
@@ -68,7 +70,7 @@ func openSend(ctx context.Context, s *session) error {
 	return nil
 }
 
-func (s *session) setupSend(ctx context.Context) error {
+func (s *session) setupSend(ctx *setupClock) error {
 	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := writeSetup(s.ctrl, setupHello, appendHello(s.tag, s.ram.Layout)); err != nil {
@@ -95,7 +97,10 @@ func (s *session) setupSend(ctx context.Context) error {
 		return fmt.Errorf("fabric: %w", err)
 	}
 	s.caps = s.ep.Caps()
-	if err := s.snd.register(s); err != nil {
+	resume := ctx.pause() // not counted: pinning a large guest (verbs) may take longer than the whole bound
+	err = s.snd.register(s)
+	resume()
+	if err != nil {
 		return err
 	}
 	s.uep, err = fabric.ConnectShared(ctx, s.ep, host, int(o.uport), o.unonce[:])
@@ -381,23 +386,22 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
 // KEYS; then it accepts the urgent channel on ln. All within
-// connect_timeout, the bound of the source's own Open. From the OFFER on,
+// connect_timeout, the bound of the source's own Open, not counting the
+// time it registers guest RAM (setupClock). From the OFFER on,
 // unless it failed on its own first (ownError), it stops with an error
 // wrapping errSourceGone if the source closes the control channel (at
 // once), or errSourceStalled once that bound passed with the source's
 // try unfinished (a source that stopped without closing: its host
 // stalled, or its urgent channel was refused or late and it does not
 // retry); openReceive then waits for a next try.
-func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err error) {
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.connectTimeout)
-	defer cancel()
-	bound := ctx
-	ctx, abandon := context.WithCancelCause(ctx)
+func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err error) {
+	bound, stop := startClock(parent, s.cfg.connectTimeout)
+	defer stop()
+	ctx, abandon := context.WithCancelCause(bound)
 	defer abandon(nil)
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	unhook := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer unhook()
 	host, _, _ := net.SplitHostPort(s.cfg.listen)
 	l, err := fabric.Listen(s.cfg.provider, host)
 	if err != nil {
@@ -444,6 +448,10 @@ func (s *session) setupReceive(ctx context.Context, ln *net.TCPListener) (err er
 	}
 	s.ep, err = l.Accept(ctx, nonceIs(o.nonce[:]), func(e *fabric.Endpoint) error {
 		s.caps = e.Caps()
+		// Not counted: a registration that outlasts connect_timeout
+		// (pinning a large guest, verbs) must not make this side drop
+		// the try; the source's clock, which it cannot pause, counts it.
+		defer bound.pause()()
 		return own(s.rcv.register(s, e))
 	})
 	if err != nil {

@@ -48,9 +48,17 @@ type sender struct {
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	commitInFlight bool
 	mu             sync.Mutex
+	hook           func() error // tests only: runs first in register; its error fails it
 }
 
+// register registers guest RAM for the provider to read and the send
+// buffer; it runs after the fabric connection is up.
 func (snd *sender) register(s *session) error {
+	if snd.hook != nil {
+		if err := snd.hook(); err != nil {
+			return err
+		}
+	}
 	if err := s.ram.register(s.ep, fabric.AccessWrite, "for the provider", func(r *region, mr *fabric.MR) { r.mr = mr }); err != nil {
 		return err
 	}

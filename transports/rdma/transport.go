@@ -33,7 +33,7 @@ type Transport struct {
 	commitEarly  bool           // tests only: see sender.commitEarly
 	ucommitEarly bool           // tests only: see usender.commitEarly
 	urgentTag    *transport.Tag // tests only: the tag the urgent channel names instead of the session's
-	registerHook func() error   // tests only: see receiver.hook
+	registerHook func() error   // tests only: see receiver.hook, sender.hook
 }
 
 var (
@@ -103,7 +103,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if t.urgentTag != nil {
 		s.urgentTag = *t.urgentTag
 	}
-	s.rcv.hook = t.registerHook
+	s.rcv.hook, s.snd.hook = t.registerHook, t.registerHook
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
