@@ -24,13 +24,16 @@ import (
 //   - "after OFFER": a real source whose fabric connect fails (provider
 //     verbs, which has no device on loopback) after HELLO and OFFER;
 //   - "before urgent channel": a source that connected both fabric
-//     endpoints and read the KEYS, then closed without its urgent channel.
+//     endpoints and read the KEYS, then closed without its urgent channel;
+//   - "after URGENT answer": one that also had its urgent channel
+//     accepted, then closed (before setup version 4 the destination's
+//     Open returned there, with a session that failed at once).
 func TestSourceLeftDuringSetup(t *testing.T) {
 	for _, p := range providers(t) {
 		if p == "verbs" {
 			continue // the first try's failure needs a provider that does not work here
 		}
-		for _, stage := range []string{"after OFFER", "before urgent channel"} {
+		for _, stage := range []string{"after OFFER", "before urgent channel", "after URGENT answer"} {
 			t.Run(p+"/"+stage, func(t *testing.T) { sourceLeft(t, p, stage) })
 		}
 	}
@@ -59,8 +62,9 @@ func sourceLeft(t *testing.T, provider, stage string) {
 			t.Skip("provider verbs connected on loopback: no first try that fails at its fabric connect")
 		}
 		reached = strings.Contains(err.Error(), "fabric:")
-	case "before urgent channel":
-		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout, rdma.CloseBeforeUrgent)
+	case "before urgent channel", "after URGENT answer":
+		how := map[string]rdma.Abandon{"before urgent channel": rdma.CloseBeforeUrgent, "after URGENT answer": rdma.CloseAfterUrgent}[stage]
+		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout, how)
 		reached = err == nil
 	}
 	stopFirst()
@@ -86,6 +90,49 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	}
 	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
 		t.Fatalf("message after the dead try: kind %d, %v", m.Kind, err)
+	}
+}
+
+// TestSourceEndedAtUrgentAnswer: a source's Open whose context ends the
+// moment the destination's URGENT answer came (its deadline passing
+// then) fails: it never told the destination it was done (READY), and
+// the destination, which waits for that, drops the try when the source
+// closes and takes the next. Before, that Open returned success with
+// both control channels' deadlines set in the past by its context's
+// end, and the destination's Open had returned with the same dead
+// session.
+func TestSourceEndedAtUrgentAnswer(t *testing.T) {
+	for _, prov := range providers(t) {
+		if prov == "verbs" {
+			continue // nothing of it is the provider's
+		}
+		t.Run(prov, func(t *testing.T) {
+			p := startPair(t, prov, nil, transport.Tag{4})
+			try, end := context.WithCancel(p.ctx)
+			defer end()
+			p.send.SetUrgentAnsweredHook(end)
+			err := p.send.Open(try, p.sendReq(transport.Tag{4}))
+			if err == nil {
+				p.send.Close()
+				t.Fatal("the source's Open succeeded although its context ended before it was done")
+			}
+			t.Logf("the source's Open: %v", err)
+			p.waitLog(t, rdma.LogDropped, 1)
+			p.send.SetUrgentAnsweredHook(nil)
+			if err := p.send.Open(p.ctx, p.sendReq(transport.Tag{4})); err != nil {
+				p.cancel()
+				t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
+			}
+			if err := p.received(); err != nil {
+				t.Fatalf("the destination's Open: %v", err)
+			}
+			if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7}); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
+				t.Fatalf("message after the ended try: kind %d, %v", m.Kind, err)
+			}
+		})
 	}
 }
 

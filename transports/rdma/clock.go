@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -11,18 +12,19 @@ import (
 // started, not counting the time it was paused (while this side
 // registers guest RAM: verbs pins every page, about a second per GiB of
 // fresh memory measured here with mlock, README "Registration and the
-// setup's bound"), or when parent ends, or at stop. Err says which:
-// context.DeadlineExceeded, parent's error, context.Canceled.
+// setup's bound"), or when parent ends (at once: it is a child of
+// parent), or at stop. Err says which: context.DeadlineExceeded,
+// parent's error, context.Canceled. Contexts derived from it end with
+// it; once its bound passed they say context.Canceled, and
+// context.Cause says context.DeadlineExceeded.
 //
 // It cannot pause the peer's clock: a source's bound still covers the
 // destination's registration, which it waits for in its fabric connect.
 type setupClock struct {
-	parent context.Context
-	done   chan struct{}
-	unhook func() bool // stops watching parent
+	context.Context // a child of parent, cancelled when the clock ends
+	cancel          context.CancelCauseFunc
 
 	mu     sync.Mutex
-	err    error
 	timer  *time.Timer
 	due    time.Time     // when it ends, while running
 	left   time.Duration // what is left of bound, while paused
@@ -31,25 +33,16 @@ type setupClock struct {
 
 // startClock starts a setupClock; stop ends it (call it when done).
 func startClock(parent context.Context, bound time.Duration) (c *setupClock, stop func()) {
-	c = &setupClock{parent: parent, done: make(chan struct{}), due: time.Now().Add(bound)}
+	ctx, cancel := context.WithCancelCause(parent)
+	c = &setupClock{Context: ctx, cancel: cancel, due: time.Now().Add(bound)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.timer = time.AfterFunc(bound, func() { c.end(context.DeadlineExceeded) })
-	c.unhook = context.AfterFunc(parent, func() { c.end(parent.Err()) })
-	return c, func() { c.end(context.Canceled) }
-}
-
-func (c *setupClock) end(err error) {
-	c.mu.Lock()
-	first := c.err == nil
-	if first {
-		c.err = err
+	c.timer = time.AfterFunc(bound, func() { cancel(context.DeadlineExceeded) })
+	return c, func() {
+		c.mu.Lock()
 		c.timer.Stop()
-		close(c.done)
-	}
-	c.mu.Unlock()
-	if first {
-		c.unhook()
+		c.mu.Unlock()
+		cancel(context.Canceled)
 	}
 }
 
@@ -58,7 +51,7 @@ func (c *setupClock) end(err error) {
 func (c *setupClock) pause() (resume func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil || c.paused || !c.timer.Stop() {
+	if c.Context.Err() != nil || c.paused || !c.timer.Stop() {
 		return func() {}
 	}
 	c.paused, c.left = true, time.Until(c.due)
@@ -66,7 +59,7 @@ func (c *setupClock) pause() (resume func()) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.paused = false
-		if c.err == nil {
+		if c.Context.Err() == nil {
 			c.due = time.Now().Add(c.left)
 			c.timer.Reset(c.left)
 		}
@@ -82,21 +75,18 @@ func (c *setupClock) Deadline() (time.Time, bool) {
 		d = time.Now().Add(c.left)
 	}
 	c.mu.Unlock()
-	if pd, ok := c.parent.Deadline(); ok && pd.Before(d) {
+	if pd, ok := c.Context.Deadline(); ok && pd.Before(d) {
 		d = pd
 	}
 	return d, true
 }
 
-// Done implements context.Context.
-func (c *setupClock) Done() <-chan struct{} { return c.done }
-
-// Err implements context.Context.
+// Err implements context.Context: context.DeadlineExceeded once the
+// bound passed.
 func (c *setupClock) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	err := c.Context.Err()
+	if err != nil && errors.Is(context.Cause(c.Context), context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
-
-// Value implements context.Context: parent's values.
-func (c *setupClock) Value(key any) any { return c.parent.Value(key) }

@@ -11,6 +11,8 @@
 //	fabric: fi_connect(unonce) ═══════════════════► urgent endpoint (that nonce only)
 //	                                            ◄── KEYS base+key per region and endpoint (inside TLS)
 //	urgent: 2nd TCP + transport.Secure, URGENT unonce, tag ─► urgent channel
+//	                                            ◄── URGENT (accepted)
+//	READY (urgent channel) ───────────────────────► the source's Open succeeded: Open returns
 //
 //	SendPages: data  ═ fi_write(RAM → RAM) ═══════► guest RAM (registered once, one domain for both endpoints)
 //	           zero  ─ ZERO seq (control) ────────► punched / cleared, Landed

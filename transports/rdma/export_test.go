@@ -118,6 +118,10 @@ const (
 	// once that is refused it keeps the control channel open and says
 	// nothing until ctx ends (it does not retry).
 	HoldUrgentRefused
+	// CloseAfterUrgent: once the destination accepted its urgent
+	// channel (its URGENT answer read) it closes everything, without
+	// READY.
+	CloseAfterUrgent
 )
 
 // AbandonedSource plays a source whose Open ends half-way, after the
@@ -176,7 +180,7 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 		<-ctx.Done()
 	case HoldUrgentRefused:
 		s := &session{cfg: config{listen: addr, connectTimeout: time.Minute}, auth: auth, plain: creds.Plaintext, urgentTag: transport.Tag{^tag[0]}}
-		if err := s.dialUrgent(ctx, o.unonce[:]); err == nil {
+		if err := s.dialUrgent(ctx, interruptOn(ctx), o.unonce[:]); err == nil {
 			return errors.New("the destination accepted an urgent channel naming another migration")
 		} else if ctx.Err() != nil {
 			return err
@@ -185,6 +189,18 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 			s.uraw.Close()
 		}
 		<-ctx.Done()
+	case CloseAfterUrgent:
+		s := &session{cfg: config{listen: addr, connectTimeout: time.Minute}, auth: auth, plain: creds.Plaintext, urgentTag: tag}
+		err := s.dialUrgent(ctx, interruptOn(ctx), o.unonce[:]) // and no READY
+		if s.uraw != nil {
+			s.uraw.Close()
+		}
+		return err
 	}
 	return nil
 }
+
+// SetUrgentAnsweredHook makes the sender call hook as soon as it read
+// the destination's URGENT answer (the test ends the Open's context
+// there: the instant its deadline might pass); nil: none.
+func (t *Transport) SetUrgentAnsweredHook(hook func()) { t.answeredHook = hook }

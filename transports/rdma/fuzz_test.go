@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -24,12 +25,18 @@ func FuzzSetup(f *testing.F) {
 	b.Reset()
 	writeSetup(&b, setupOther, nil)
 	f.Add(b.Bytes())
+	b.Reset()
+	writeSetup(&b, setupReady, nil)
+	f.Add(b.Bytes())
 	f.Add(appendHello(transport.Tag{1, 2}, []wire.Region{{GPA: 0, Size: 1 << 20}}))
 	c := make([]byte, commitSize)
 	commit{seq: 1, zeros: 2, pages: 3}.put(c)
 	f.Add(c)
 	f.Add([]byte("FRDM\x00\x01\x00\x02\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		if p, err := readSetup(bytes.NewReader(in), setupReady); err == nil && len(p) > maxSetup {
+			t.Fatalf("READY of %d bytes", len(p))
+		}
 		if p, err := readSetup(bytes.NewReader(in), setupOffer); err == nil {
 			if _, err := parseOffer(p); err != nil && !errors.Is(err, transport.ErrProtocol) {
 				t.Fatalf("parseOffer: %v is not ErrProtocol", err)
@@ -77,13 +84,28 @@ func TestSetupFrames(t *testing.T) {
 		"bad magic":  append([]byte("XRDM"), b.Bytes()[4:]...),
 		"version 1":  append([]byte("FRDM\x00\x01"), b.Bytes()[6:]...), // no urgent path
 		"version 2":  append([]byte("FRDM\x00\x02"), b.Bytes()[6:]...), // no tag
-		"wrong type": append([]byte("FRDM\x00\x03\x00\x03"), b.Bytes()[8:]...),
-		"too long":   []byte("FRDM\x00\x03\x00\x02\x7f\xff\xff\xff"),
+		"version 3":  append([]byte("FRDM\x00\x03"), b.Bytes()[6:]...), // no READY
+		"wrong type": append([]byte("FRDM\x00\x04\x00\x03"), b.Bytes()[8:]...),
+		"too long":   []byte("FRDM\x00\x04\x00\x02\x7f\xff\xff\xff"),
 	} {
-		if _, err := readSetup(bytes.NewReader(in), setupOffer); !errors.Is(err, transport.ErrProtocol) {
-			t.Errorf("%s: %v; want ErrProtocol", name, err)
+		_, err := readSetup(bytes.NewReader(in), setupOffer)
+		if !errors.Is(err, transport.ErrProtocol) || strings.HasPrefix(name, "version") != errors.Is(err, errSetupVersion) {
+			t.Errorf("%s: %v; want ErrProtocol (naming the versions for another version)", name, err)
 		}
 	}
+	if setupVersion != 4 {
+		t.Errorf("setup version %d: the cases above write version 4 as this side's", setupVersion)
+	}
+	b.Reset()
+	writeSetup(&b, setupReady, nil)
+	if want := []byte("FRDM\x00\x04\x00\x07\x00\x00\x00\x00"); !bytes.Equal(b.Bytes(), want) {
+		t.Errorf("READY = %x; want %x", b.Bytes(), want)
+	}
+	if p, err := readSetup(bytes.NewReader(b.Bytes()), setupReady); err != nil || len(p) != 0 {
+		t.Errorf("READY round trip: %x %v", p, err)
+	}
+	b.Reset()
+	writeSetup(&b, setupOffer, o.append(nil))
 	if _, err := readSetup(bytes.NewReader(b.Bytes()[:20]), setupOffer); err == nil {
 		t.Error("truncated: accepted")
 	}

@@ -26,14 +26,20 @@ import (
 //	second control connection (urgent channel), authenticated the same way:
 //	URGENT unonce, tag            ────────►  only with that nonce and the session's tag
 //	                              ◄────────  URGENT (accepted)
+//	READY (empty)                 ────────►  the source's Open succeeded: the
+//	                                         destination's Open returns
 //
 // Each frame: magic "FRDM", version u16, type u16, length u32, payload.
 // Version 2 added the urgent endpoint and channel; version 3 the
-// migration's tag in HELLO and URGENT, and OTHER (transport API 8). The
-// version must match exactly.
+// migration's tag in HELLO and URGENT, and OTHER (transport API 8);
+// version 4 READY (still transport API 8), without which a destination
+// could not tell a source's try that ended as its URGENT answer arrived
+// from one that succeeded. The version must match exactly; a peer of
+// another is answered in this one (a REFUSE its reader refuses naming
+// both versions).
 const (
 	setupMagic   = "FRDM"
-	setupVersion = 3
+	setupVersion = 4
 	setupHeader  = 12
 	maxSetup     = 64 + 2*(4+wire.MaxRegions*16)
 	nonceSize    = 16
@@ -51,6 +57,9 @@ const (
 	// setupOther: the destination waits for another migration than the
 	// HELLO's tag names (transport.Transport, "Migration tag").
 	setupOther setupType = 6
+	// setupReady: the source's last word, on the urgent channel: its
+	// Open succeeded (version 4).
+	setupReady setupType = 7
 )
 
 func writeSetup(w io.Writer, t setupType, payload []byte) error {
@@ -97,11 +106,16 @@ func readSetup(r io.Reader, want setupType) ([]byte, error) {
 }
 
 // errSetupVersion marks a setup frame of another version: the peer runs
-// another transport API (the version must match exactly).
-var errSetupVersion = errors.New("both sides need the same Ferry transport API (upgrade the older side)")
+// another Ferry release's rdma transport (the version must match
+// exactly; version 4 came within transport API 8).
+var errSetupVersion = errors.New("both sides need the rdma transport of the same Ferry release (upgrade the older side)")
 
 func (t setupType) String() string {
-	return [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT", "OTHER"}[min(int(t), 6)]
+	names := [...]string{"setup frame 0", "HELLO", "OFFER", "KEYS", "REFUSE", "URGENT", "OTHER", "READY"}
+	if int(t) >= len(names) {
+		return fmt.Sprintf("setup frame %d", t)
+	}
+	return names[t]
 }
 
 // appendHello is HELLO's payload: the migration's tag, then the layout.

@@ -43,9 +43,9 @@ const (
 )
 
 // openSend connects the source: control channel, authentication, HELLO,
-// the fabric connection carrying the OFFER's nonce, then the KEYS; all
-// within connect_timeout, not counting the time it registers guest RAM
-// (setupClock).
+// the fabric connection carrying the OFFER's nonce, the KEYS, the
+// urgent channel, READY; all within connect_timeout, not counting the
+// time it registers guest RAM (setupClock).
 func openSend(parent context.Context, s *session) error {
 	ctx, cancel := startClock(parent, s.cfg.connectTimeout)
 	defer cancel()
@@ -70,16 +70,20 @@ func openSend(parent context.Context, s *session) error {
 	return nil
 }
 
+// setupSend runs the source's side of the setup frames (handshake.go)
+// on the authenticated control channel, then opens the urgent channel
+// and decides the try: it fails if ctx ended by then, else it says
+// READY and succeeds, whatever ctx does afterwards.
 func (s *session) setupSend(ctx *setupClock) error {
-	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	ios := interruptOn(ctx, s.raw)
+	defer ios.settle(false)
 	if err := writeSetup(s.ctrl, setupHello, appendHello(s.tag, s.ram.Layout)); err != nil {
 		return fmt.Errorf("send HELLO: %w", err)
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w (the destination closed the control channel without answering HELLO: one of another "+
-			"setup version than %d, an older Ferry's, does so; both sides need the same transport API)", err, setupVersion)
+			"setup version than %d, an older Ferry's, does so; %v)", err, setupVersion, errSetupVersion)
 	}
 	if err != nil {
 		return err
@@ -119,19 +123,28 @@ func (s *session) setupSend(ctx *setupClock) error {
 		return err
 	}
 	s.dec = wire.NewDecoder(s.ctrl)
-	return s.dialUrgent(ctx, o.unonce[:])
+	if err := s.dialUrgent(ctx, ios, o.unonce[:]); err != nil {
+		return err
+	}
+	// The try is decided here: the destination waits for READY, and
+	// takes a channel closed before it for a try that ended; after it,
+	// ctx's end must no longer break the connections.
+	if ios.settle(false) || ctx.Err() != nil {
+		return errors.New("urgent channel accepted, but this try's time was up before READY") // openSend adds ctx's error
+	}
+	return s.sendReady()
 }
 
 // dialUrgent opens the urgent channel: a second control connection,
-// authenticated like the first, that names the session by its nonce.
-func (s *session) dialUrgent(ctx context.Context, unonce []byte) error {
+// authenticated like the first, that names the session by its nonce;
+// ios interrupts it when the setup's time is up.
+func (s *session) dialUrgent(ctx context.Context, ios *interrupter, unonce []byte) error {
 	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
 	if err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
 	}
 	s.uraw = c
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	ios.add(c)
 	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
@@ -142,7 +155,24 @@ func (s *session) dialUrgent(ctx context.Context, unonce []byte) error {
 	if _, err := readSetup(sc, setupUrgent); err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
 	}
+	if s.answeredHook != nil {
+		s.answeredHook()
+	}
 	s.uctrl, s.udec = sc, wire.NewDecoder(sc)
+	return nil
+}
+
+// sendReady says READY on the urgent channel, the source's last setup
+// frame: this try's Open succeeded. It runs once the try is decided, so
+// the Open's context no longer interrupts it; one small frame into a
+// fresh connection does not wait for the peer, and handshakeBound (or
+// connect_timeout) bounds it anyway.
+func (s *session) sendReady() error {
+	s.uraw.SetWriteDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
+	defer s.uraw.SetWriteDeadline(time.Time{})
+	if err := writeSetup(s.uctrl, setupReady, nil); err != nil {
+		return fmt.Errorf("urgent channel: send READY: %w", err)
+	}
 	return nil
 }
 
@@ -385,7 +415,8 @@ func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error
 // and domain), OFFERs them with fresh nonces, accepts the one connection
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
-// KEYS; then it accepts the urgent channel on ln. All within
+// KEYS; then it accepts the urgent channel on ln and waits for the
+// source's READY there (its Open succeeded). All within
 // connect_timeout, the bound of the source's own Open, not counting the
 // time it registers guest RAM (setupClock). From the OFFER on,
 // unless it failed on its own first (ownError), it stops with an error
@@ -400,8 +431,8 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 	ctx, abandon := context.WithCancelCause(bound)
 	defer abandon(nil)
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
-	unhook := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
-	defer unhook()
+	ios := interruptOn(ctx, raw)
+	defer func() { ios.settle(err == nil) }() // a try that said READY keeps its connections, whenever ctx ends
 	host, _, _ := net.SplitHostPort(s.cfg.listen)
 	l, err := fabric.Listen(s.cfg.provider, host)
 	if err != nil {
@@ -477,7 +508,22 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 	if err != nil {
 		return fmt.Errorf("waiting for the source's urgent channel: %w", err)
 	}
-	s.uraw, s.uctrl, s.udec = c, a.sc, wire.NewDecoder(a.sc)
+	s.uraw, s.uctrl = c, a.sc
+	ios.add(c)
+	// READY: the source's Open succeeded. Until it comes, that try may
+	// still end (its deadline passing as our answer arrived), and a
+	// session returned now would fail at once.
+	p, err := readSetup(a.sc, setupReady)
+	if err == nil && len(p) != 0 {
+		err = fmt.Errorf("%w: READY of %d bytes", transport.ErrProtocol, len(p))
+	}
+	if err != nil {
+		if peerClosed(err) {
+			return fmt.Errorf("%w: urgent channel: %w", errSourceGone, err)
+		}
+		return fmt.Errorf("urgent channel: waiting for READY: %w", err)
+	}
+	s.udec = wire.NewDecoder(a.sc)
 	return nil
 }
 

@@ -78,6 +78,10 @@ type session struct {
 	ord       order        // RoleSend: per-page order of bulk and urgent copies
 	usnd      usender      // RoleSend
 	urcv      ureceiver    // RoleReceive
+
+	// answeredHook (tests only) runs on the source once the destination's
+	// URGENT answer was read.
+	answeredHook func()
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {

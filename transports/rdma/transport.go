@@ -34,6 +34,7 @@ type Transport struct {
 	ucommitEarly bool           // tests only: see usender.commitEarly
 	urgentTag    *transport.Tag // tests only: the tag the urgent channel names instead of the session's
 	registerHook func() error   // tests only: see receiver.hook, sender.hook
+	answeredHook func()         // tests only: see session.answeredHook
 }
 
 var (
@@ -104,6 +105,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		s.urgentTag = *t.urgentTag
 	}
 	s.rcv.hook, s.snd.hook = t.registerHook, t.registerHook
+	s.answeredHook = t.answeredHook
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {

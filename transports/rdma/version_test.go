@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -29,10 +30,12 @@ func setupFrame(version, typ uint16, payload []byte) []byte {
 // TestSetupVersionAnswered: setup frames must match exactly
 // (docs/ARCHITECTURE.md#versions), and the user on either side of a
 // mismatch is told so:
-//   - a source of setup version 2 (a Ferry from before transport API 8)
-//     at this destination is answered with a frame of this version,
-//     which that source's reader refuses naming both versions, instead
-//     of a closed connection it could only report as EOF;
+//   - a source of setup version 3 (before READY) or 2 (before transport
+//     API 8) at this destination is answered with a frame of this
+//     version, which that source's reader refuses naming both versions,
+//     instead of a closed connection it could only report as EOF;
+//   - this source at a destination of version 3, which answers a HELLO
+//     of another version with a REFUSE of its own, names both versions;
 //   - this source at a destination that closes after its HELLO without
 //     a word, as a version-2 destination does, says that this may be
 //     another setup version.
@@ -43,70 +46,84 @@ func TestSetupVersionAnswered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	t.Run("version 2 source", func(t *testing.T) {
-		df, _ := memfd(t, "recv", 1<<20)
-		cfg := config(t, p)
-		recv := rdma.New(nil)
-		defer recv.Close()
-		rctx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			done <- recv.Open(rctx, transport.OpenRequest{Role: transport.RoleReceive, Config: cfg, RAM: layout,
-				Files: []*os.File{df}, Credentials: rc, Tag: transport.Tag{1}})
-		}()
-		defer func() { stop(); <-done }()
-		c := dialTLS(ctx, t, cfg["listen"].(string), sc)
-		defer c.Close()
-		hello := binary.BigEndian.AppendUint32(nil, 1) // version 2's HELLO: the layout alone
-		hello = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(hello, 0), 1<<20)
-		if _, err := c.Write(setupFrame(2, 1, hello)); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var h [12]byte
-		if _, err := io.ReadFull(c, h[:]); err != nil {
-			t.Fatalf("the destination answered a version-2 HELLO with %v; want a frame of its own version", err)
-		}
-		if string(h[:4]) != "FRDM" || binary.BigEndian.Uint16(h[4:]) != 3 {
-			t.Fatalf("answer header %x; want magic FRDM and version 3, which a version-2 reader refuses naming both", h)
-		}
-		reason := make([]byte, binary.BigEndian.Uint32(h[8:]))
-		if _, err := io.ReadFull(c, reason); err != nil || !bytes.Contains(reason, []byte("setup version 2")) {
-			t.Errorf("answer %q (%v); want it to name the source's version", reason, err)
-		}
-	})
-
-	t.Run("version 2 destination", func(t *testing.T) {
-		sf, _ := memfd(t, "send", 1<<20)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() { // reads the header, finds version 3, closes: what version 2 does
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
+	layout1M := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, 1), 0), 1<<20)
+	for _, old := range []struct {
+		version uint16
+		hello   []byte
+	}{
+		{3, append(append([]byte(nil), make([]byte, 16)...), layout1M...)}, // tag, layout
+		{2, layout1M}, // the layout alone
+	} {
+		t.Run(fmt.Sprintf("version %d source", old.version), func(t *testing.T) {
+			pr := startPair(t, p, nil, transport.Tag{})
+			c := dialTLS(ctx, t, pr.cfg["listen"].(string), pr.sc)
 			defer c.Close()
-			cfg, _ := rc.TLSConfig(transport.RoleReceive)
-			sc, err := transport.Secure(ctx, c, transport.RoleReceive, cfg, false)
-			if err != nil {
-				return
+			if _, err := c.Write(setupFrame(old.version, 1, old.hello)); err != nil {
+				t.Fatal(err)
 			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var h [12]byte
-			io.ReadFull(sc, h[:])
-		}()
-		cfg := config(t, p)
-		cfg["listen"] = ln.Addr().String()
-		send := rdma.New(nil)
-		defer send.Close()
-		err = send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf},
-			Credentials: sc, Tag: transport.Tag{1}})
-		if err == nil || !strings.Contains(err.Error(), "setup version") {
-			t.Fatalf("Open at a destination that closed after HELLO: %v; want it to name a possible setup version mismatch", err)
+			if _, err := io.ReadFull(c, h[:]); err != nil {
+				t.Fatalf("the destination answered a version-%d HELLO with %v; want a frame of its own version", old.version, err)
+			}
+			if string(h[:4]) != "FRDM" || binary.BigEndian.Uint16(h[4:]) != 4 {
+				t.Fatalf("answer header %x; want magic FRDM and version 4, which a version-%d reader refuses naming both", h, old.version)
+			}
+			reason := make([]byte, binary.BigEndian.Uint32(h[8:]))
+			if _, err := io.ReadFull(c, reason); err != nil || !bytes.Contains(reason, fmt.Appendf(nil, "setup version %d", old.version)) {
+				t.Errorf("answer %q (%v); want it to name the source's version", reason, err)
+			}
+		})
+	}
+
+	// An older destination: after TLS it reads the header of this
+	// source's HELLO and either closes (version 2) or answers with a
+	// REFUSE of its own version, 3, naming both.
+	for _, answer := range []uint16{0, 3} {
+		name := "version 2 destination"
+		if answer != 0 {
+			name = fmt.Sprintf("version %d destination", answer)
 		}
-	})
+		t.Run(name, func(t *testing.T) {
+			sf, _ := memfd(t, "send", 1<<20)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				cfg, _ := rc.TLSConfig(transport.RoleReceive)
+				sc, err := transport.Secure(ctx, c, transport.RoleReceive, cfg, false)
+				if err != nil {
+					return
+				}
+				var h [12]byte
+				io.ReadFull(sc, h[:])
+				if answer != 0 {
+					sc.Write(setupFrame(answer, 4, fmt.Appendf(nil, "setup version %d, this side speaks %d", binary.BigEndian.Uint16(h[4:]), answer)))
+				}
+			}()
+			cfg := config(t, p)
+			cfg["listen"] = ln.Addr().String()
+			send := rdma.New(nil)
+			defer send.Close()
+			err = send.Open(ctx, transport.OpenRequest{Role: transport.RoleSend, Config: cfg, RAM: layout, Files: []*os.File{sf},
+				Credentials: sc, Tag: transport.Tag{1}})
+			want := "setup version"
+			if answer != 0 {
+				want = "setup version 3, this side speaks 4"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Open at a %s: %v; want it to say %q", name, err, want)
+			}
+			t.Logf("the source's Open: %v", err)
+		})
+	}
 }
 
 // dialTLS connects to addr and authenticates as the job's source.

@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 	"time"
@@ -22,6 +23,12 @@ var errSourceGone = errors.New("the source closed the control channel during set
 // came too late for it, and does not retry), and openReceive drops it
 // and waits for the next one instead of failing.
 var errSourceStalled = errors.New("the source's try did not finish its setup within connect_timeout")
+
+// peerClosed reports whether err is that of a read from a connection
+// its peer closed or reset.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // ownError is a destination's setup failure of its own making
 // (registering guest RAM): it fails Open even if the source closed the
