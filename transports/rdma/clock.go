@@ -10,9 +10,9 @@ import (
 // setupClock is the context of one setup: a source's Open, or a
 // destination's wait for one try of it. It ends bound after it
 // started, not counting the time it was paused (while this side
-// registers guest RAM: verbs pins every page, about a second per GiB of
-// fresh memory measured here with mlock, README "Registration and the
-// setup's bound"), or when parent ends (at once: it is a child of
+// registers guest RAM: verbs pins every page, 0.2-2.5 s per GiB of
+// fresh memory here by mlock as a stand-in, README "Registration and
+// the setup's bound"), or when parent ends (at once: it is a child of
 // parent), or at stop. Err says which: context.DeadlineExceeded,
 // parent's error, context.Canceled. Contexts derived from it end with
 // it; once its bound passed they say context.Canceled, and
