@@ -77,20 +77,8 @@ func sourceLeft(t *testing.T, provider, stage string) {
 	// conformance suite) is taken at once.
 	p.waitLog(t, rdma.LogDropped, 1)
 	start := time.Now()
-	if err := p.send.Open(p.ctx, p.sendReq(tag)); err != nil {
-		p.cancel()
-		t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
-	}
-	if err := p.received(); err != nil {
-		t.Fatalf("the destination's Open: %v", err)
-	}
+	p.nextTryOpens(t, tag)
 	t.Logf("the source's next try opened in %v", time.Since(start))
-	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("after the dead try")}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
-		t.Fatalf("message after the dead try: kind %d, %v", m.Kind, err)
-	}
 }
 
 // TestSourceEndedAtUrgentAnswer: a source's Open whose context ends the
@@ -119,19 +107,7 @@ func TestSourceEndedAtUrgentAnswer(t *testing.T) {
 			t.Logf("the source's Open: %v", err)
 			p.waitLog(t, rdma.LogDropped, 1)
 			p.send.SetUrgentAnsweredHook(nil)
-			if err := p.send.Open(p.ctx, p.sendReq(transport.Tag{4})); err != nil {
-				p.cancel()
-				t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
-			}
-			if err := p.received(); err != nil {
-				t.Fatalf("the destination's Open: %v", err)
-			}
-			if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7}); err != nil {
-				t.Fatal(err)
-			}
-			if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
-				t.Fatalf("message after the ended try: kind %d, %v", m.Kind, err)
-			}
+			p.nextTryOpens(t, transport.Tag{4})
 		})
 	}
 }
@@ -188,19 +164,7 @@ func sourceStalled(t *testing.T, provider string, how rdma.Abandon, next bool) {
 		}
 		return
 	}
-	if err := p.send.Open(p.ctx, p.sendReq(transport.Tag{3})); err != nil {
-		p.cancel()
-		t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
-	}
-	if err := p.received(); err != nil {
-		t.Fatalf("the destination's Open: %v", err)
-	}
-	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("after the stalled try")}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
-		t.Fatalf("message after the stalled try: kind %d, %v", m.Kind, err)
-	}
+	p.nextTryOpens(t, transport.Tag{3})
 }
 
 // TestOwnSetupFailure: a failure of the destination's own during setup

@@ -164,3 +164,22 @@ func (p *pair) received() error {
 	<-p.recvDone
 	return p.recvErr
 }
+
+// nextTryOpens opens the source for tag, at its first try, and checks
+// that the destination's Open took it and a message goes through.
+func (p *pair) nextTryOpens(t *testing.T, tag transport.Tag) {
+	t.Helper()
+	if err := p.send.Open(p.ctx, p.sendReq(tag)); err != nil {
+		p.cancel()
+		t.Fatalf("the source's next try: %v (the destination's Open: %v)", err, p.received())
+	}
+	if err := p.received(); err != nil {
+		t.Fatalf("the destination's Open: %v", err)
+	}
+	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("after the try dropped")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
+		t.Fatalf("message after the try dropped: kind %d, %v", m.Kind, err)
+	}
+}
