@@ -32,15 +32,7 @@ func TestSilentSessionDropped(t *testing.T) {
 	if _, serr := Send(ctx, src, sendTr, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
 		t.Fatalf("its own source after the silent session: %v", serr)
 	}
-	rep, err := wait()
-	if err != nil || rep.Status != StatusCompleted {
-		t.Fatalf("Receive: %v, %+v", err, rep)
-	}
-	for p := uint64(0); p < dst.RAM().Pages(); p++ {
-		if !bytes.Equal(dst.Page(p), src.Page(p)) {
-			t.Fatalf("page %d differs from the source's", p)
-		}
-	}
+	receivedAll(t, wait, src, dst)
 }
 
 // silentFirst starts Receive of migration job-a (switchover_timeout
@@ -244,15 +236,7 @@ func TestSilentSessionSlowSource(t *testing.T) {
 	if _, serr := Send(ctx, src, late, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
 		t.Fatalf("the slow source's second run: %v", serr)
 	}
-	rep, err := wait()
-	if err != nil || rep.Status != StatusCompleted {
-		t.Fatalf("Receive: %v, %+v", err, rep)
-	}
-	for p := uint64(0); p < dst.RAM().Pages(); p++ {
-		if !bytes.Equal(dst.Page(p), src.Page(p)) {
-			t.Fatalf("page %d differs from the source's", p)
-		}
-	}
+	receivedAll(t, wait, src, dst)
 }
 
 // TestSilentSessionsEndAtIncomingTimeout: silent sessions in a row get
@@ -298,4 +282,18 @@ func TestSilentSessionsEndAtIncomingTimeout(t *testing.T) {
 			took, sessions, rerr, incoming)
 	}
 	t.Logf("gave up after %v, %d silent sessions: %v", took.Round(time.Millisecond), sessions, rerr)
+}
+
+// receivedAll: Receive (wait) completed, and dst holds src's every page.
+func receivedAll(t *testing.T, wait func() (Report, error), src, dst *vmtest.VM) {
+	t.Helper()
+	rep, err := wait()
+	if err != nil || rep.Status != StatusCompleted {
+		t.Fatalf("Receive: %v, %+v", err, rep)
+	}
+	for p := uint64(0); p < dst.RAM().Pages(); p++ {
+		if !bytes.Equal(dst.Page(p), src.Page(p)) {
+			t.Fatalf("page %d differs from the source's", p)
+		}
+	}
 }
