@@ -136,7 +136,7 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 		return fmt.Errorf("no source of this migration connected within incoming_timeout %v; sessions of another migration "+
 			"refused meanwhile: %d (does another job name this destination's address, or this job another destination's?)%s: %w",
 			r.opt.IncomingTimeout, r.refused, r.silentNote(), err)
-	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil && r.silent > 0:
+	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil && r.silent+r.ended > 0:
 		return fmt.Errorf("no source of this migration connected within incoming_timeout %v%s: %w",
 			r.opt.IncomingTimeout, r.silentNote(), err)
 	case octx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
@@ -146,13 +146,18 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 	return fmt.Errorf("open transport: %w", err)
 }
 
-// silentNote is what open's timeout error says of silent sessions.
+// silentNote is what open's timeout error says of silent sessions and
+// of sessions that ended before their HELLO.
 func (r *receiver) silentNote() string {
-	if r.silent == 0 {
-		return ""
+	var note string
+	if r.silent > 0 {
+		note = fmt.Sprintf("; sessions closed for sending no HELLO within switchover_timeout %v (doubled for each in a row): %d",
+			r.opt.SwitchoverTimeout, r.silent)
 	}
-	return fmt.Sprintf("; sessions closed for sending no HELLO within switchover_timeout %v (doubled for each in a row): %d",
-		r.opt.SwitchoverTimeout, r.silent)
+	if r.ended > 0 {
+		note += fmt.Sprintf("; sessions that ended before their HELLO: %d", r.ended)
+	}
+	return note
 }
 
 // loop handles the source's messages until the VM runs (nil) or a
@@ -230,6 +235,8 @@ func (r *receiver) first(ctx context.Context) (transport.Message, error) {
 	switch {
 	case err == nil:
 		r.quiet = 0
+	case ctx.Err() == nil && errors.Is(err, transport.ErrClosed) && r.ho.get() == HandoverWaiting:
+		return m, fmt.Errorf("%w: %w", errEndedFirst, err)
 	case ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded:
 		r.quiet++
 		return m, fmt.Errorf("%w: the session opened, then its peer sent nothing for %v (switchover_timeout %v, doubled "+

@@ -45,6 +45,7 @@ type receiver struct {
 	emptyAtStart []bool
 	refused      int // sessions of another migration waitAgain refused
 	silent       int // sessions waitAgain closed for saying nothing (first)
+	ended        int // sessions that ended before their first message, waited past
 	quiet        int // fresh sessions in a row that said nothing (first, quietBound)
 }
 
@@ -211,12 +212,13 @@ var errOtherMigration = errors.New("HELLO of another migration")
 // treated the same way: told why (silentReason: a source that was only
 // slow, which paused nothing yet, reads it even if its HELLO could no
 // longer be sent, sender.refusal, and fails saying to run the migration
-// again), closed, and waited past if it wrote nothing. A session that
-// ended before its first message (its peer closed it) is not: the
-// destination fails, as before the silent bound.
+// again), closed, and waited past if it wrote nothing. So is a session
+// that ended before its first message (errEndedFirst: its peer closed
+// it, a source that died right after connecting; nobody to tell).
 func (r *receiver) waitAgain(cause error) bool {
 	silent := errors.Is(cause, errSilentSession)
-	if r.ho.get() != HandoverWaiting || !silent && !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
+	ended := errors.Is(cause, errEndedFirst)
+	if r.ho.get() != HandoverWaiting || !silent && !ended && !errors.Is(cause, errOtherMigration) && !errors.Is(cause, errForeignResume) {
 		return false
 	}
 	if silent || errors.Is(cause, errOtherMigration) {
@@ -240,6 +242,11 @@ func (r *receiver) waitAgain(cause error) bool {
 		return false
 	}
 	r.seen = transport.Stats{}
+	if ended {
+		r.ended++
+		r.opt.Log.Warn("a session ended before its HELLO; waiting on for this migration's source", "cause", cause)
+		return true
+	}
 	if silent {
 		r.silent++
 		r.opt.Log.Warn("closed a session that sent no HELLO; waiting on for this migration's source", "cause", cause,
@@ -250,6 +257,11 @@ func (r *receiver) waitAgain(cause error) bool {
 	r.opt.Log.Warn("refused a source of another migration; waiting on for this migration's source", "cause", cause)
 	return true
 }
+
+// errEndedFirst: a freshly opened session ended (its peer closed it)
+// before its first message, while this destination waits for its source
+// (receiver.first).
+var errEndedFirst = errors.New("session ended before its first message")
 
 // errSilentSession: a freshly opened session sent no first message
 // within SwitchoverTimeout, doubled for each such session in a row

@@ -297,3 +297,31 @@ func receivedAll(t *testing.T, wait func() (Report, error), src, dst *vmtest.VM)
 		}
 	}
 }
+
+// TestEndedBeforeHello: a session that opens with the job's credentials
+// and tag and ends before its HELLO (a source that died right after
+// connecting) took nothing: the waiting destination waits on, and its
+// source's next run migrates. Before, the destination failed.
+func TestEndedBeforeHello(t *testing.T) {
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+		SwitchoverTimeout: 20 * time.Second, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
+	gone := newScript(t, src, sendTr, sc)
+	gone.req.Tag = transport.Tag(tagFor("job-a"))
+	must(t, sendTr.Open(ctx, gone.req))
+	sendTr.Close() // and gone, long before the 20 s silent bound
+	// Its own source: its Open waits for the destination to listen
+	// again, which a destination that failed never does.
+	sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
+	defer scancel()
+	if _, serr := Send(sctx, src, sendTr, Options{MigrationID: "job-a", Credentials: sc}); serr != nil {
+		_, rerr := wait()
+		t.Fatalf("its own source after the session that ended: %v (destination: %v)", serr, rerr)
+	}
+	receivedAll(t, wait, src, dst)
+}
