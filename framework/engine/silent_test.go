@@ -35,27 +35,47 @@ func TestSilentSessionDropped(t *testing.T) {
 	receivedAll(t, wait, src, dst)
 }
 
-// silentFirst starts Receive of migration job-a (switchover_timeout
-// quiet, incoming_timeout incoming) and opens a session to it with the
-// job's credentials and tag that says nothing; it returns once the
-// destination told that session why it closes it (within quiet and a
-// margin: before 2026-12-06 it waited on the session until ctx ended).
-func silentFirst(ctx context.Context, t *testing.T, quiet, incoming time.Duration) (src, dst *vmtest.VM,
-	sendTr *loopback.Transport, sc transport.Credentials, wait func() (Report, error)) {
-	src, dst = memGuest(t, 0x5a), memGuest(t, 0)
+// jobA is a destination waiting for migration job-a over a loopback
+// pipe, and what its sources need: a guest, the job's credentials, and
+// peer, a scripted session that names the job's tag (it passes the
+// transport's tag check) and says only what a test makes it say.
+type jobA struct {
+	src, dst *vmtest.VM
+	sendTr   *loopback.Transport
+	sc       transport.Credentials
+	peer     *script
+	wait     func() (Report, error) // Receive's outcome
+}
+
+// waitingJobA starts Receive of migration job-a with switchover_timeout
+// quiet and incoming_timeout incoming.
+func waitingJobA(ctx context.Context, t *testing.T, quiet, incoming time.Duration) *jobA {
+	j := &jobA{src: memGuest(t, 0x5a), dst: memGuest(t, 0)}
 	sc, dc, err := transport.MintCredentials(false)
 	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
-	wait = receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
+	var recvTr *loopback.Transport
+	j.sendTr, recvTr = loopback.NewPipe()
+	j.sc = sc
+	j.wait = receiveAsync(ctx, j.dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
 		SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)})
-	silent := newScript(t, src, sendTr, sc)
-	silent.req.Tag = transport.Tag(tagFor("job-a")) // passes the transport's tag check
-	must(t, sendTr.Open(ctx, silent.req))
-	if got := noAnswer(ctx, silent, 20*time.Second); !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "switchover_timeout") {
+	j.peer = newScript(t, j.src, j.sendTr, sc)
+	j.peer.req.Tag = transport.Tag(tagFor("job-a"))
+	return j
+}
+
+// silentFirst is waitingJobA with a session opened by its peer that
+// says nothing; it returns once the destination told that session why
+// it closes it (within quiet and a margin: before 2026-12-06 it waited
+// on the session until ctx ended).
+func silentFirst(ctx context.Context, t *testing.T, quiet, incoming time.Duration) (src, dst *vmtest.VM,
+	sendTr *loopback.Transport, sc transport.Credentials, wait func() (Report, error)) {
+	j := waitingJobA(ctx, t, quiet, incoming)
+	must(t, j.sendTr.Open(ctx, j.peer.req))
+	if got := noAnswer(ctx, j.peer, 20*time.Second); !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "switchover_timeout") {
 		t.Fatalf("the silent session got %q; want an ABORT naming switchover_timeout", got)
 	}
-	sendTr.Close()
-	return src, dst, sendTr, sc, wait
+	j.sendTr.Close()
+	return j.src, j.dst, j.sendTr, j.sc, j.wait
 }
 
 // TestSilentPagesFailTheDestination: a session opens with this
@@ -67,19 +87,12 @@ func silentFirst(ctx context.Context, t *testing.T, quiet, incoming time.Duratio
 func TestSilentPagesFailTheDestination(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: 300 * time.Millisecond, IncomingTimeout: 20 * time.Second, Log: testLogger(t)})
-	silent := newScript(t, src, sendTr, sc)
-	silent.req.Tag = transport.Tag(tagFor("job-a"))
-	must(t, sendTr.Open(ctx, silent.req))
-	defer sendTr.Close()
-	must(t, sendTr.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
-	must(t, sendTr.Flush(ctx))
-	rep, err := wait()
+	j := waitingJobA(ctx, t, 300*time.Millisecond, 20*time.Second)
+	must(t, j.sendTr.Open(ctx, j.peer.req))
+	defer j.sendTr.Close()
+	must(t, j.sendTr.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, j.sendTr.Flush(ctx))
+	rep, err := j.wait()
 	if !errors.Is(err, errSilentSession) || rep.Status != StatusFailed || ctx.Err() != nil {
 		t.Fatalf("Receive: %v, status %s; want it failed on the silent session that wrote pages", err, rep.Status)
 	}
@@ -221,13 +234,9 @@ func TestSilentSessionSlowSource(t *testing.T) {
 	const quiet = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: quiet, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
-	late := &lateOpen{Transport: sendTr, late: 3 * quiet / 2, lateFrom: 1}
+	j := waitingJobA(ctx, t, quiet, 50*time.Second)
+	src, dst, sc, wait := j.src, j.dst, j.sc, j.wait
+	late := &lateOpen{Transport: j.sendTr, late: 3 * quiet / 2, lateFrom: 1}
 	_, serr := Send(ctx, src, late, Options{MigrationID: "job-a", Credentials: sc})
 	if serr == nil || !strings.Contains(serr.Error(), "switchover_timeout") || !strings.Contains(serr.Error(), "run the migration again") {
 		t.Fatalf("the slow source's first run: %v; want it refused, naming switchover_timeout and what to do", serr)
@@ -245,24 +254,18 @@ func TestSilentSessionSlowSource(t *testing.T) {
 // the third session, opened at about 3 s, gets 1 s, not 4 s, and the
 // destination gives up at about 4 s, not 7 s.
 func TestSilentSessionsEndAtIncomingTimeout(t *testing.T) {
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const quiet, incoming = time.Second, 4 * time.Second
 	start := time.Now()
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)})
+	j := waitingJobA(ctx, t, quiet, incoming)
+	sendTr, silent := j.sendTr, j.peer
 	done := make(chan struct{})
 	var rerr error
 	go func() {
-		_, rerr = wait()
+		_, rerr = j.wait()
 		close(done)
 	}()
-	silent := newScript(t, src, sendTr, sc)
-	silent.req.Tag = transport.Tag(tagFor("job-a"))
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { <-done; stop() }()
@@ -303,17 +306,11 @@ func receivedAll(t *testing.T, wait func() (Report, error), src, dst *vmtest.VM)
 // connecting) took nothing: the waiting destination waits on, and its
 // source's next run migrates. Before, the destination failed.
 func TestEndedBeforeHello(t *testing.T) {
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: 20 * time.Second, IncomingTimeout: 50 * time.Second, Log: testLogger(t)})
-	gone := newScript(t, src, sendTr, sc)
-	gone.req.Tag = transport.Tag(tagFor("job-a"))
-	must(t, sendTr.Open(ctx, gone.req))
+	j := waitingJobA(ctx, t, 20*time.Second, 50*time.Second)
+	src, dst, sendTr, sc, wait := j.src, j.dst, j.sendTr, j.sc, j.wait
+	must(t, sendTr.Open(ctx, j.peer.req))
 	sendTr.Close() // and gone, long before the 20 s silent bound
 	// Its own source: its Open waits for the destination to listen
 	// again, which a destination that failed never does.
