@@ -191,6 +191,9 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	s.remaining = set.Count()
 	c := s.classify(set)
 	batch := s.batchLimit(capped)
+	// The transport calls wait on the destination: under a stall watch.
+	ctx, stopWatch := s.watchPeer(ctx)
+	defer stopWatch()
 	var runs []transport.PageRun
 	var cost, pages uint64 // of the batch being built: data pages + zero runs, and all pages
 	flush := func() error {
@@ -198,8 +201,9 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 			return nil
 		}
 		if err := s.sendPages(ctx, runs); err != nil {
-			return fmt.Errorf("send pages (pass %d): %w", s.pass, err)
+			return fmt.Errorf("send pages (pass %d): %w", s.pass, s.peerStalled(ctx, err))
 		}
+		s.peer.moved()
 		s.remaining -= min(s.remaining, pages)
 		runs, cost, pages = runs[:0], 0, 0
 		if capped {
@@ -246,12 +250,32 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		return false, err
 	}
 	if err := s.flushReporting(ctx); err != nil {
-		return false, fmt.Errorf("flush pass %d: %w", s.pass, err)
+		return false, fmt.Errorf("flush pass %d: %w", s.pass, s.peerStalled(ctx, err))
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate = float64(sent) / secs
 	}
 	return false, nil
+}
+
+// watchPeer is ctx under a stall watch for a pass's transport calls,
+// which wait on the destination (a full queue, a Flush): progress is a
+// call that returned (moved) or the transport's byte count growing (the
+// stats poller's). A destination whose process or transport plugin
+// stopped, or a link that no longer moves, keeps the connection up:
+// before this the pass waited on it until the caller cancelled. The
+// migration then fails before COMMIT, and the VM runs here (again, if
+// the final pass stalled). stop ends the watch.
+func (s *sender) watchPeer(ctx context.Context) (pctx context.Context, stop func()) {
+	s.peer.limit = s.opt.StallTimeout
+	return s.peer.watchCounting(ctx, func(context.Context) uint64 { return s.stats.get().BytesWire })
+}
+
+// peerStalled is err, a pass's transport call under pctx (watchPeer),
+// saying so if the stall watch ended it.
+func (s *sender) peerStalled(pctx context.Context, err error) error {
+	return stalledError(pctx, err,
+		"the destination took nothing while this side waited on it (its process or transport plugin stopped, or the link no longer moves)")
 }
 
 // drainLive Flushes what a stopped pass queued while the guest still
@@ -263,7 +287,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 func (s *sender) drainLive(ctx context.Context) error {
 	start := time.Now()
 	if err := s.flushReporting(ctx); err != nil {
-		return fmt.Errorf("flush pass %d before the switch: %w", s.pass, err)
+		return fmt.Errorf("flush pass %d before the switch: %w", s.pass, s.peerStalled(ctx, err))
 	}
 	s.opt.Log.Debug("pass stopped for post-copy: queue drained with the guest running", "pass", s.pass, "took", time.Since(start))
 	return nil

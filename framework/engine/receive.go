@@ -194,17 +194,44 @@ func (r *receiver) loop(ctx context.Context) error {
 }
 
 // recv waits for the next message: a fresh session's first (HELLO) at
-// most SwitchoverTimeout (first), and after LOADED too.
+// most SwitchoverTimeout (first), the next ones while pages arrive until
+// nothing moved for StallTimeout (recvWatched), and after LOADED at most
+// SwitchoverTimeout.
 func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 	switch r.ho.get() {
 	case HandoverWaiting:
 		return r.first(ctx)
+	case HandoverReceiving:
+		return r.recvWatched(ctx)
 	case HandoverLoaded:
 		rctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
 		defer cancel()
 		return r.tr.RecvMessage(rctx)
 	}
 	return r.tr.RecvMessage(ctx)
+}
+
+// recvWatched waits for the source's next message between HELLO and
+// LOADED. The pages arrive meanwhile without a message (the transport
+// writes them), so progress is a message or the transport's byte count
+// growing; a session in which neither happened for StallTimeout fails
+// with errStalled. A source whose process or transport plugin stopped,
+// or a link that no longer moves, keeps the connection up: before this
+// the destination waited on it until its caller cancelled. The VM never
+// ran here, so the caller discards it; the source, should it still
+// hear, is told (giveUp: ABORT) and keeps running the VM.
+func (r *receiver) recvWatched(ctx context.Context) (transport.Message, error) {
+	r.stall.limit = r.opt.StallTimeout
+	wctx, stop := r.stall.watchCounting(ctx, func(ctx context.Context) uint64 {
+		ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		defer cancel()
+		st, _ := r.tr.Stats(ctx) // a failed call is no progress
+		return st.BytesWire
+	})
+	defer stop()
+	m, err := r.tr.RecvMessage(wctx)
+	return m, stalledError(wctx, err, "no message and no page came from the source (its process or transport plugin "+
+		"stopped, or the link no longer moves); this destination never ran the VM")
 }
 
 // first reads a freshly opened session's first message, HELLO or (a

@@ -43,10 +43,11 @@ type receiver struct {
 	// Receive started (a fresh destination's): waitAgain then sees what
 	// a refused session wrote there in the RAM file itself.
 	emptyAtStart []bool
-	refused      int // sessions of another migration waitAgain refused
-	silent       int // sessions waitAgain closed for saying nothing (first)
-	ended        int // sessions that ended before their first message, waited past
-	quiet        int // fresh sessions in a row that said nothing (first, quietBound)
+	refused      int        // sessions of another migration waitAgain refused
+	silent       int        // sessions waitAgain closed for saying nothing (first)
+	ended        int        // sessions that ended before their first message, waited past
+	quiet        int        // fresh sessions in a row that said nothing (first, quietBound)
+	stall        stallWatch // between HELLO and LOADED (recvWatched)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.

@@ -40,6 +40,8 @@ type Options struct {
 	// the default, sends at once; answers then apply to the pages the
 	// pass has not reached yet. Worth it only where a pass is shorter
 	// than the providers' answer (small guests, tests counting skips).
+	// Nothing moves meanwhile: keep it well under the destination's
+	// StallTimeout.
 	HintHold time.Duration
 	// SwitchoverTimeout bounds the switch-over: from the pause through
 	// the final pass, its Flush, the state and the destination's LOADED.
@@ -109,15 +111,28 @@ type Options struct {
 	// on the pages it holds. Default 10 minutes; when it passes, Send and
 	// Receive return ErrPostcopyBroken and neither side resumes on its own.
 	ReconnectTimeout time.Duration
-	// StallTimeout: in post-copy, a session in which nothing moved for
-	// this long while pages were still due (the source: no page handed
-	// over, no Flush answered, no message; the destination: no page
-	// landed) is taken for broken, closed and reconnected (a launched
-	// plugin is started again). A peer whose process stopped or whose
-	// transport no longer makes progress keeps its connection up, and
-	// post-copy cannot be cancelled: without this it would wait for ever.
+	// StallTimeout bounds a session in which nothing moves. A peer whose
+	// process stopped, or whose transport no longer makes progress, keeps
+	// its connection up: nothing breaks and nothing times out.
+	//
+	// Before COMMIT (pre-copy, and post-copy's live passes and switch):
+	// the source fails when a pass's SendPages or Flush waited this long
+	// with no call returning and the transport's byte count (Stats)
+	// standing still; the destination fails when, between HELLO and
+	// LOADED, no message came and its transport's byte count stood still
+	// for this long. Either way the VM runs on the source (its last pass
+	// resumes it, as any failure before COMMIT) and never ran on the
+	// destination. The source is quiet while it holds a pass for hints
+	// (HintHold) and between passes (a dirty sync): this must exceed both.
+	//
+	// In post-copy, a session in which nothing moved for this long while
+	// pages were still due (the source: no page handed over, no Flush
+	// answered, no message; the destination: no page landed) is taken for
+	// broken, closed and reconnected (a launched plugin is started
+	// again): post-copy cannot be cancelled, and would wait for ever.
+	//
 	// Default 30 s, and never less than four times what the pusher's
-	// Flush interval takes at Bandwidth.
+	// Flush interval takes at Bandwidth, nor than four times HintHold.
 	StallTimeout time.Duration
 }
 
@@ -143,6 +158,7 @@ func (o *Options) defaults() {
 	if o.Bandwidth > 0 { // a Flush interval at the cap must never look like a stall
 		o.StallTimeout = max(o.StallTimeout, 4*time.Duration(float64(pushFlushBytes)/float64(o.Bandwidth)*float64(time.Second)))
 	}
+	o.StallTimeout = max(o.StallTimeout, 4*o.HintHold) // the pass sends nothing meanwhile
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}

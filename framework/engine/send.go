@@ -52,6 +52,7 @@ type sender struct {
 	queued    uint64        // pages handed to SendPages in this transport session (POSTCOPY carries it)
 	syncTook  time.Duration // the last dirty sync (estimateDowntime)
 	rtt       time.Duration // HELLO to READY: a message round trip on this link (estimateDowntime)
+	peer      stallWatch    // a pre-copy pass's transport calls (watchPeer)
 
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke

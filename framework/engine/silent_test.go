@@ -48,18 +48,22 @@ type jobA struct {
 }
 
 // waitingJobA starts Receive of migration job-a with switchover_timeout
-// quiet and incoming_timeout incoming.
-func waitingJobA(ctx context.Context, t *testing.T, quiet, incoming time.Duration) *jobA {
+// quiet and incoming_timeout incoming; more changes its other options.
+func waitingJobA(ctx context.Context, t *testing.T, quiet, incoming time.Duration, more ...func(*Options)) *jobA {
 	j := &jobA{src: memGuest(t, 0x5a), dst: memGuest(t, 0)}
 	sc, dc, err := transport.MintCredentials(false)
 	must(t, err)
 	var recvTr *loopback.Transport
 	j.sendTr, recvTr = loopback.NewPipe()
 	j.sc = sc
-	j.wait = receiveAsync(ctx, j.dst, recvTr, Options{MigrationID: "job-a", Credentials: dc,
-		SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)})
+	opt := Options{MigrationID: "job-a", Credentials: dc, SwitchoverTimeout: quiet, IncomingTimeout: incoming, Log: testLogger(t)}
+	for _, f := range more {
+		f(&opt)
+	}
+	j.wait = receiveAsync(ctx, j.dst, recvTr, opt)
 	j.peer = newScript(t, j.src, j.sendTr, sc)
-	j.peer.req.Tag = transport.Tag(tagFor("job-a"))
+	j.peer.tag = tagFor("job-a")
+	j.peer.req.Tag = transport.Tag(j.peer.tag)
 	return j
 }
 

@@ -8,13 +8,14 @@ import (
 	"time"
 )
 
-// errStalled: nothing moved in a post-copy session for
-// Options.StallTimeout. The session is taken for broken (a linkError):
-// closed and opened again, which starts a launched plugin anew.
-var errStalled = errors.New("post-copy session stalled")
+// errStalled: nothing moved in a session for Options.StallTimeout. In
+// post-copy the session is taken for broken (a linkError): closed and
+// opened again, which starts a launched plugin anew. Before COMMIT the
+// migration fails: the source keeps running the VM, the destination
+// never ran it (sender.waitPeer, receiver.recvWatched).
+var errStalled = errors.New("session stalled")
 
-// stallWatch notices a post-copy session in which nothing moved for
-// limit. A peer whose process stopped (or whose transport no longer
+// stallWatch notices a session in which nothing moved for limit. A peer whose process stopped (or whose transport no longer
 // makes progress) keeps its connection up: nothing breaks, nothing times
 // out, and post-copy cannot be cancelled, so without a watch the guest
 // would wait for ever on the pages it lacks. Whoever sees progress calls
@@ -42,15 +43,37 @@ func (w *stallWatch) stalled() error {
 // cause errStalled once nothing moved for limit; stop ends the watch
 // (and the child).
 func (w *stallWatch) watch(ctx context.Context) (wctx context.Context, stop func()) {
+	return w.watchCounting(ctx, nil)
+}
+
+// watchCounting is watch that also asks count (if not nil) at each of
+// its checks, from its own goroutine: a value other than the one before
+// is progress. A transport's byte count grows while pages move although
+// no call returns and no message arrives (a long Flush, a destination
+// whose transport writes pages on its own). count gets the watch's
+// context, and should not block for long: a check waits for it. stop
+// joins the goroutine.
+func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Context) uint64) (wctx context.Context, stop func()) {
 	w.moved()
 	wctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(w.limit / 8)
 		defer t.Stop()
+		var last uint64
+		counted := false
 		for {
 			select {
 			case <-t.C:
+				if count != nil {
+					if n := count(wctx); !counted || n != last {
+						if counted {
+							w.moved()
+						}
+						last, counted = n, true
+					}
+				}
 				if err := w.stalled(); err != nil {
 					cancel(err)
 					return
@@ -62,7 +85,26 @@ func (w *stallWatch) watch(ctx context.Context) (wctx context.Context, stop func
 			}
 		}
 	}()
-	return wctx, func() { close(done); cancel(nil) }
+	return wctx, func() { close(done); cancel(nil); <-exited }
+}
+
+// stalledError is err, from a call made under wctx, saying what
+// stalled if the watch ended wctx: errStalled wrapped, err only named
+// (a call cut short by the watch fails with context.Canceled, and the
+// migration was not cancelled: its status must not say so), or left out
+// when it is that. Other errors stay as they are.
+func stalledError(wctx context.Context, err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	cause := context.Cause(wctx)
+	switch {
+	case !errors.Is(cause, errStalled):
+		return err
+	case errors.Is(err, context.Canceled): // the watch's own end: nothing to add
+		return fmt.Errorf("%w: %s", cause, what)
+	}
+	return fmt.Errorf("%w: %s (%v)", cause, what, err)
 }
 
 // stalledLink turns an error that a stalled watch caused (wctx ended

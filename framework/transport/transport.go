@@ -296,7 +296,11 @@ type Transport interface {
 	// ErrLandedLost (LandedQueue). Once the session ended, the runs
 	// recorded before its end are returned first, then its error.
 	Landed(ctx context.Context) ([]PageRun, error)
-	// Stats reports traffic so far; after Close, the last session's totals.
+	// Stats reports traffic so far; after Close, the last session's
+	// totals. The engine takes a session whose BytesWire stands still
+	// (with no call returning and no message arriving) for its
+	// StallTimeout for stalled: a receiving transport must count pages as
+	// they arrive, not at a Flush (engine.Options.StallTimeout).
 	Stats(ctx context.Context) (Stats, error)
 	// Close ends the session and releases the RAM mappings; pending page
 	// sends are abandoned, but a message sent before Close still reaches

@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/bitmap"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// A peer that stops in pre-copy (its process or transport plugin under
+// SIGSTOP, a deadlock, a link that no longer moves) keeps the connection
+// up: nothing breaks and nothing times out. Before 2026-12-07 each side
+// waited on it until its caller cancelled: the source in a SendPages or
+// Flush, the destination for its next message. Each now fails once
+// nothing moved for StallTimeout, before COMMIT: the source's VM runs
+// on, the destination's never ran.
+
+const stallLimit = 300 * time.Millisecond
+
+// frozenDestination is a source's transport whose destination stops at
+// the first SendPages: from then on no page, Flush or message gets
+// through (each waits until its context ends) and the counters stand
+// still.
+type frozenDestination struct {
+	transport.Transport
+	mu     sync.Mutex
+	frozen bool
+	stats  transport.Stats // when it froze
+}
+
+func (f *frozenDestination) freeze(ctx context.Context) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.frozen {
+		f.stats, _ = f.Transport.Stats(ctx)
+		f.frozen = true
+	}
+	return true
+}
+
+func (f *frozenDestination) isFrozen() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.frozen }
+
+func (f *frozenDestination) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	f.freeze(ctx)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (f *frozenDestination) Flush(ctx context.Context) error {
+	if !f.isFrozen() {
+		return f.Transport.Flush(ctx)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (f *frozenDestination) SendMessage(ctx context.Context, m transport.Message) error {
+	if !f.isFrozen() {
+		return f.Transport.SendMessage(ctx, m)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (f *frozenDestination) Stats(ctx context.Context) (transport.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen {
+		return f.stats, nil
+	}
+	return f.Transport.Stats(ctx)
+}
+
+// TestPrecopyStalled: the destination stops taking anything right after
+// the handshake. The source fails once nothing moved for StallTimeout,
+// its VM running; the destination, which hears nothing more, fails the
+// same way and never runs the VM. Neither status is "cancelled": nobody
+// cancelled.
+func TestPrecopyStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+	start := time.Now()
+	srep, serr := Send(ctx, src, &frozenDestination{Transport: sendTr}, Options{Credentials: sc, StallTimeout: stallLimit, Log: testLogger(t)})
+	took := time.Since(start)
+	drep, derr := wait()
+	t.Logf("source after %v: %v\ndestination: %v", took.Round(time.Millisecond), serr, derr)
+	if ctx.Err() != nil {
+		t.Fatal("the migration waited on the stopped destination until the test's deadline")
+	}
+	if !errors.Is(serr, errStalled) || srep.Status != StatusFailed || src.State() != vmtest.StateRunning {
+		t.Errorf("source: %v, status %s, VM %v; want failed on the stall, the VM running", serr, srep.Status, src.State())
+	}
+	if !errors.Is(derr, errStalled) || drep.Status != StatusFailed || drep.Handover != HandoverFailed || dst.State() == vmtest.StateRunning {
+		t.Errorf("destination: %v, status %s, handover %s, VM %v; want failed on the stall, the VM never run",
+			derr, drep.Status, drep.Handover, dst.State())
+	}
+}
+
+// TestPrecopyStalledSource: a source (here a script) sends HELLO and a
+// few pages, then nothing, the connection up. The destination fails
+// within StallTimeout and a few checks, never runs the VM, and says why
+// in its ABORT (a source that still hears learns it).
+func TestPrecopyStalledSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j := waitingJobA(ctx, t, 5*time.Second, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
+	must(t, j.sendTr.Open(ctx, j.peer.req))
+	defer j.sendTr.Close()
+	j.peer.send(ctx, msgHello, encodeHello(j.peer.layout, j.peer.helloFlags, j.peer.tag))
+	j.peer.recv(ctx, msgReady)
+	must(t, j.sendTr.SendPages(ctx, []transport.PageRun{{First: 0, Count: 4, Kind: transport.KindData}}))
+	must(t, j.sendTr.Flush(ctx))
+	quiet := time.Now()
+	got := noAnswer(ctx, j.peer, 20*time.Second)
+	rep, err := j.wait()
+	t.Logf("after %v: %v", time.Since(quiet).Round(time.Millisecond), err)
+	if !errors.Is(err, errStalled) || rep.Status != StatusFailed || rep.Handover != HandoverFailed || j.dst.State() == vmtest.StateRunning {
+		t.Fatalf("Receive: %v, status %s, handover %s; want failed on the stall", err, rep.Status, rep.Handover)
+	}
+	if !strings.HasPrefix(got, "ABORT") || !strings.Contains(got, "stalled") {
+		t.Errorf("the source was told %q; want an ABORT naming the stall", got)
+	}
+}
+
+// TestPrecopySlowNotStalled: neither side takes a transport that moves
+// slowly for a stalled one. The destination gets no message for many
+// times StallTimeout while pages keep arriving (its byte count grows),
+// and the source's last Flush takes as long while the transport's count
+// grows: the migration completes, page-exact.
+func TestPrecopySlowNotStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t.Run("destination", func(t *testing.T) {
+		j := waitingJobA(ctx, t, 5*time.Second, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
+		failed := runScript(func() {
+			must(t, j.sendTr.Open(ctx, j.peer.req))
+			defer j.sendTr.Close()
+			j.peer.helloFlags = helloTransportTag // pre-copy only
+			j.peer.send(ctx, msgHello, encodeHello(j.peer.layout, j.peer.helloFlags, j.peer.tag))
+			j.peer.recv(ctx, msgReady)
+			all := bitmap.New(j.peer.pages)
+			all.SetAll()
+			runs := j.peer.runs(all, func(uint64) bool { return false })
+			// A page every 40 ms: 4 StallTimeouts with no message.
+			for end := time.Now().Add(4 * stallLimit); time.Now().Before(end); {
+				must(t, j.sendTr.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1, Kind: transport.KindData}}))
+				time.Sleep(40 * time.Millisecond)
+			}
+			must(t, j.sendTr.SendPages(ctx, runs))
+			must(t, j.src.Pause(ctx))
+			must(t, j.sendTr.Flush(ctx))
+			state, err := j.src.SaveState(ctx)
+			must(t, err)
+			j.peer.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
+			j.peer.recv(ctx, msgLoaded)
+			j.peer.send(ctx, msgCommit, nil)
+			j.peer.recv(ctx, msgRunning)
+		})
+		if failed {
+			return
+		}
+		receivedAll(t, j.wait, j.src, j.dst)
+	})
+	t.Run("source", func(t *testing.T) {
+		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+		sc, dc, err := transport.MintCredentials(false)
+		must(t, err)
+		sendTr, recvTr := loopback.NewPipe()
+		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, Log: testLogger(t)})
+		slow := &slowFlush{Transport: sendTr, hold: 4 * stallLimit}
+		if _, err := Send(ctx, src, slow, Options{Credentials: sc, StallTimeout: stallLimit, Log: testLogger(t)}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		receivedAll(t, wait, src, dst)
+	})
+}
+
+// slowFlush is a source's transport whose Flushes each take hold, while
+// its byte count grows every 20 ms (a link that moves slowly: the
+// counters are what tells the stall watch it moves).
+type slowFlush struct {
+	transport.Transport
+	hold time.Duration
+	mu   sync.Mutex
+	more uint64 // bytes added to the transport's count
+}
+
+func (s *slowFlush) Flush(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for end := time.Now().Add(s.hold); time.Now().Before(end); {
+		select {
+		case <-t.C:
+			s.mu.Lock()
+			s.more += 4096
+			s.mu.Unlock()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Transport.Flush(ctx)
+}
+
+func (s *slowFlush) Stats(ctx context.Context) (transport.Stats, error) {
+	st, err := s.Transport.Stats(ctx)
+	s.mu.Lock()
+	st.BytesWire += s.more
+	s.mu.Unlock()
+	return st, err
+}
