@@ -122,8 +122,9 @@ type Options struct {
 	// LOADED, no message came and its transport's byte count stood still
 	// for this long. Either way the VM runs on the source (its last pass
 	// resumes it, as any failure before COMMIT) and never ran on the
-	// destination. The source is quiet while it holds a pass for hints
-	// (HintHold) and between passes (a dirty sync): this must exceed both.
+	// destination. The source sends nothing while it holds a pass for
+	// hints (HintHold) nor between passes (a dirty sync): the
+	// destination's StallTimeout must exceed both.
 	//
 	// In post-copy, a session in which nothing moved for this long while
 	// pages were still due (the source: no page handed over, no Flush
@@ -132,7 +133,7 @@ type Options struct {
 	// again): post-copy cannot be cancelled, and would wait for ever.
 	//
 	// Default 30 s, and never less than four times what the pusher's
-	// Flush interval takes at Bandwidth, nor than four times HintHold.
+	// Flush interval takes at Bandwidth.
 	StallTimeout time.Duration
 }
 
@@ -158,7 +159,6 @@ func (o *Options) defaults() {
 	if o.Bandwidth > 0 { // a Flush interval at the cap must never look like a stall
 		o.StallTimeout = max(o.StallTimeout, 4*time.Duration(float64(pushFlushBytes)/float64(o.Bandwidth)*float64(time.Second)))
 	}
-	o.StallTimeout = max(o.StallTimeout, 4*o.HintHold) // the pass sends nothing meanwhile
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
