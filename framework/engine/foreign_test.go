@@ -149,21 +149,31 @@ func (s *script) breakAfterRunning(ctx context.Context) (savedSeq uint64) {
 	never, stale := pcPages(s)
 	s.precopy(ctx, never, stale, false)
 	savedSeq = s.src.Seq()
+	cut := s.serving(ctx)
+	s.send(ctx, msgCommit, nil)
+	s.recv(ctx, msgRunning)
+	cut()
+	return savedSeq
+}
+
+// serving serves the guest's requests from its own goroutine until cut,
+// which breaks the connection with nothing in the middle of a send and
+// returns once the server stopped: nothing of this session goes out on
+// the next one.
+func (s *script) serving(ctx context.Context) (cut func()) {
 	sctx, stop := context.WithCancel(ctx)
-	defer stop()
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
 		s.serve(sctx)
 	}()
-	s.send(ctx, msgCommit, nil)
-	s.recv(ctx, msgRunning)
-	s.sendMu.Lock()
-	s.tr.Close()
-	stop()
-	s.sendMu.Unlock()
-	<-served
-	return savedSeq
+	return func() {
+		s.sendMu.Lock()
+		s.tr.Close()
+		stop()
+		s.sendMu.Unlock()
+		<-served
+	}
 }
 
 // resumeAndSettle is the source coming back after breakAfterRunning:

@@ -528,12 +528,7 @@ func TestPostcopyRecvReconnect(t *testing.T) {
 	failed := runScript(func() {
 		s.precopy(ctx, never, stale, false)
 		savedSeq = s.src.Seq()
-		sctx, stop := context.WithCancel(ctx)
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			s.serve(sctx)
-		}()
+		cut := s.serving(ctx)
 		s.send(ctx, msgCommit, nil)
 		s.recv(ctx, msgRunning)
 		// Push part of what is owed, let the guest fault a while, then
@@ -545,11 +540,7 @@ func TestPostcopyRecvReconnect(t *testing.T) {
 			s.sendMu.Unlock()
 		}
 		time.Sleep(30 * time.Millisecond) // not a synchronisation: the guest faults meanwhile
-		s.sendMu.Lock()
-		s.tr.Close()
-		stop()
-		s.sendMu.Unlock()
-		<-served                          // nothing of the old session goes out on the next one
+		cut()
 		time.Sleep(50 * time.Millisecond) // not a synchronisation: the guest runs on what it holds
 		s.resumeAndSettle(ctx)            // MISSING: exactly the pages never sent
 	})
