@@ -74,6 +74,7 @@ func dump(j *job.Job) string {
 	fmt.Fprintf(&b, "limits.incoming_timeout: %v\n", j.Limits.IncomingTimeout)
 	fmt.Fprintf(&b, "limits.postcopy: %s\n", j.Limits.Postcopy)
 	fmt.Fprintf(&b, "limits.reconnect_timeout: %v\n", j.Limits.ReconnectTimeout)
+	fmt.Fprintf(&b, "limits.stall_timeout: %v\n", j.Limits.StallTimeout)
 	fmt.Fprintf(&b, "security.encryption: %v\n", j.Security.Encryption)
 	fmt.Fprintf(&b, "plugin_path: %q\n", j.PluginPath)
 	return b.String()

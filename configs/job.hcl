@@ -48,6 +48,8 @@ limits {
   incoming_timeout   = "2m"   # how long the destination waits for its source
   postcopy           = "off"  # or "auto", "always"
   reconnect_timeout  = "10m"  # post-copy: how long both sides try to reconnect
+  stall_timeout      = "30s"  # a session moving nothing that long fails before COMMIT (the guest runs on
+                               # at the source); in post-copy it is reconnected (docs/HANDOVER.md)
 }
 
 # Trust: by default migrate mints one-time keys for the two sides and the

@@ -123,6 +123,9 @@ func TestErrors(t *testing.T) {
 		{"bad_address", 3},
 		{"bad_postcopy", 2},
 		{"bad_postcopy_type", 2},
+		{"bad_stall_timeout", 1},
+		{"bad_stall_timeout_long", 1},
+		{"bad_stall_timeout_type", 1},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

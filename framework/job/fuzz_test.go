@@ -44,7 +44,8 @@ func FuzzParse(f *testing.F) {
 			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses ||
 			l.SwitchoverTimeout <= 0 || l.SwitchoverTimeout >= MaxSwitchoverTimeout ||
 			l.IncomingTimeout <= 0 || l.IncomingTimeout >= MaxIncomingTimeout ||
-			l.Postcopy == "" || !l.Postcopy.Valid() || l.ReconnectTimeout <= 0 || l.ReconnectTimeout >= MaxReconnectTimeout {
+			l.Postcopy == "" || !l.Postcopy.Valid() || l.ReconnectTimeout <= 0 || l.ReconnectTimeout >= MaxReconnectTimeout ||
+			l.StallTimeout <= 0 || l.StallTimeout >= MaxStallTimeout {
 			t.Fatalf("accepted a job out of bounds: %+v", j)
 		}
 		if j.Transport.Name == "tcp" && j.Transport.Config["listen"] == nil {

@@ -31,6 +31,11 @@ const (
 	// default.
 	DefaultReconnectTimeout = engine.DefaultReconnectTimeout
 	MaxReconnectTimeout     = 24 * time.Hour
+	// DefaultStallTimeout bounds how long a session may move nothing
+	// before it is taken for stalled; engine.Options has the same
+	// default.
+	DefaultStallTimeout = engine.DefaultStallTimeout
+	MaxStallTimeout     = time.Hour
 )
 
 // Plugin kinds, as the block types that configure them.
@@ -125,11 +130,17 @@ type Limits struct {
 	// transport again after the connection broke during post-copy
 	// (engine.Options.ReconnectTimeout). 0 < it < 24h.
 	ReconnectTimeout time.Duration
+	// StallTimeout bounds a session in which nothing moves
+	// (engine.Options.StallTimeout): before COMMIT the migration fails
+	// and the guest runs on at the source; in post-copy the session is
+	// reconnected. Both sides get the same value. 0 < it < 1h; the
+	// engine raises it to four Flush intervals at a low Bandwidth.
+	StallTimeout time.Duration
 }
 
 // defaultLimits are the limits of a job without a limits block.
 func defaultLimits() Limits {
 	return Limits{MaxDowntime: DefaultMaxDowntime, MaxPasses: DefaultMaxPasses,
 		SwitchoverTimeout: DefaultSwitchoverTimeout, IncomingTimeout: DefaultIncomingTimeout,
-		Postcopy: engine.PostcopyOff, ReconnectTimeout: DefaultReconnectTimeout}
+		Postcopy: engine.PostcopyOff, ReconnectTimeout: DefaultReconnectTimeout, StallTimeout: DefaultStallTimeout}
 }

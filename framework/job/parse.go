@@ -38,6 +38,8 @@ var (
 			Doc: `when the source switches to post-copy: "off", "auto" or "always"`},
 		{Name: "reconnect_timeout", Type: schema.TypeDuration, Default: int64(DefaultReconnectTimeout),
 			Doc: "how long a post-copy whose connection broke tries to reconnect"},
+		{Name: "stall_timeout", Type: schema.TypeDuration, Default: int64(DefaultStallTimeout),
+			Doc: "how long a session may move nothing: before COMMIT the migration then fails (the guest runs on at the source), in post-copy the session is reconnected"},
 	}
 	blockTypes    = []string{"source", "destination", "transport", "limits", "hint", "security"}
 	exampleSocket = map[string]string{"source": "/run/ferry/src.sock", "destination": "/run/ferry/dst.sock"}
@@ -304,6 +306,8 @@ func (p *parser) limits(b *hclsyntax.Block) {
 	p.postcopy(cfg, attrs, l)
 	p.timeout(cfg, attrs, "reconnect_timeout", MaxReconnectTimeout, &l.ReconnectTimeout,
 		"after that a post-copy whose connection broke stops for good")
+	p.timeout(cfg, attrs, "stall_timeout", MaxStallTimeout, &l.StallTimeout,
+		"a session in which nothing moved that long fails before COMMIT, and is reconnected in post-copy")
 }
 
 // postcopy checks the post-copy mode: one of engine's modes.

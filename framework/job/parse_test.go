@@ -21,7 +21,7 @@ destination { control = "/d.sock" }
 		{"defaults", ends + `transport "tcp" {}`, func(t *testing.T, j *Job) {
 			want := Limits{MaxDowntime: 300 * time.Millisecond, Bandwidth: 0, MaxPasses: 30,
 				SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
-				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute}
+				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute, StallTimeout: 30 * time.Second}
 			if j.Limits != want || j.PluginDir != "" || len(j.Hints) != 0 {
 				t.Errorf("limits %+v, plugin_dir %q, hints %d; want %+v, \"\", 0", j.Limits, j.PluginDir, len(j.Hints), want)
 			}
@@ -47,10 +47,11 @@ limits {
   incoming_timeout   = "30s"
   postcopy           = "auto"
   reconnect_timeout  = "1m"
+  stall_timeout      = "45s"
 }`, func(t *testing.T, j *Job) {
 			want := Limits{MaxDowntime: 1500 * time.Millisecond, Bandwidth: 1 << 30, MaxPasses: 1000,
 				SwitchoverTimeout: 2 * time.Second, IncomingTimeout: 30 * time.Second,
-				Postcopy: engine.PostcopyAuto, ReconnectTimeout: time.Minute}
+				Postcopy: engine.PostcopyAuto, ReconnectTimeout: time.Minute, StallTimeout: 45 * time.Second}
 			if j.Limits != want || j.PluginDir != "/opt/ferry" {
 				t.Errorf("limits %+v, plugin_dir %q; want %+v, /opt/ferry", j.Limits, j.PluginDir, want)
 			}
@@ -68,7 +69,7 @@ limits {
   max_passes   = 1
 }`, func(t *testing.T, j *Job) {
 			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
-				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute}); j.Limits != want {
+				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute, StallTimeout: 30 * time.Second}); j.Limits != want {
 				t.Errorf("limits %+v, want %+v", j.Limits, want)
 			}
 		}},
@@ -85,6 +86,18 @@ limits {
 limits { postcopy = "off" }`, func(t *testing.T, j *Job) {
 			if j.Limits.Postcopy != engine.PostcopyOff {
 				t.Errorf("postcopy %q, want off", j.Limits.Postcopy)
+			}
+		}},
+		{"stall_timeout bounds", ends + `transport "tcp" {}
+limits { stall_timeout = "59m59.999s" }`, func(t *testing.T, j *Job) {
+			if want := time.Hour - time.Millisecond; j.Limits.StallTimeout != want {
+				t.Errorf("stall_timeout %v, want %v", j.Limits.StallTimeout, want)
+			}
+		}},
+		{"stall_timeout short", ends + `transport "tcp" {}
+limits { stall_timeout = "1ms" }`, func(t *testing.T, j *Job) {
+			if j.Limits.StallTimeout != time.Millisecond {
+				t.Errorf("stall_timeout %v, want 1ms", j.Limits.StallTimeout)
 			}
 		}},
 		{"limits just below 1h", ends + `transport "tcp" {}
