@@ -32,6 +32,7 @@ func FuzzCommandArgs(f *testing.F) {
 			`"hints":[{"name":"balloon","plugin":"/bin/h","config":{"a":[1,2]},"deadline_ms":5}]}}`,
 		`{"cmd":"migrate-incoming","args":{"plugin":"rel","max_passes":-3}}`,
 		`{"cmd":"migrate-send","args":{"plugin":"/p","max_downtime_ms":1e30}}`,
+		`{"cmd":"migrate-incoming","args":{"plugin":"/p","stall_timeout_ms":-30000}}`,
 		`{"cmd":"pause","args":null}`,
 		`{"cmd":"resume","args":{"unknown":1}}`,
 		`{"cmd":"quit","args":[1,2,3]}`,
@@ -52,7 +53,8 @@ func FuzzCommandArgs(f *testing.F) {
 		}
 		checkTimeout(t, raw)
 		if a, err := parseMigrateArgs(raw); err == nil {
-			if !filepath.IsAbs(a.Plugin) || a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS || a.MaxPasses < 0 {
+			if !filepath.IsAbs(a.Plugin) || a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS || a.MaxPasses < 0 ||
+				a.StallTimeoutMS < 0 || a.StallTimeoutMS > maxDowntimeMS {
 				t.Fatalf("parseMigrateArgs(%q) accepted %+v", raw, a)
 			}
 			enc, err := json.Marshal(a)

@@ -3,7 +3,9 @@ package vmm
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -51,5 +53,36 @@ func TestMigrateArgsID(t *testing.T) {
 	}
 	if got := sessionSpec(api.MigrateArgs{}).Engine.MigrationID; got != "" {
 		t.Errorf("arguments without an id gave %q", got)
+	}
+}
+
+// TestMigrateArgsStallTimeout: the job's stall_timeout, as migrate sends
+// it to both sides (stall_timeout_ms), reaches the engine
+// (engine.Options.StallTimeout) through the control socket's JSON, on
+// the source and on the destination alike (one parseMigrateArgs and
+// sessionSpec for both); without it the engine keeps its default; a
+// negative value, or one beyond a day, is refused naming the field.
+func TestMigrateArgsStallTimeout(t *testing.T) {
+	raw, err := json.Marshal(api.MigrateArgs{Plugin: "/bin/true", StallTimeoutMS: 45000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"stall_timeout_ms":45000`) {
+		t.Errorf("encoded arguments %s lack stall_timeout_ms", raw)
+	}
+	a, err := parseMigrateArgs(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sessionSpec(a).Engine.StallTimeout; got != 45*time.Second {
+		t.Errorf("engine.Options.StallTimeout %v, want 45s", got)
+	}
+	if got := sessionSpec(api.MigrateArgs{}).Engine.StallTimeout; got != 0 {
+		t.Errorf("arguments without stall_timeout_ms gave %v, want 0 (the engine's default)", got)
+	}
+	for _, raw := range []string{`{"plugin":"/bin/true","stall_timeout_ms":-1}`, `{"plugin":"/bin/true","stall_timeout_ms":86400001}`} {
+		if _, err := parseMigrateArgs([]byte(raw)); err == nil || !strings.Contains(err.Error(), "stall_timeout_ms") {
+			t.Errorf("%s: %v, want refused naming stall_timeout_ms", raw, err)
+		}
 	}
 }

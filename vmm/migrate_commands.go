@@ -131,6 +131,8 @@ func parseMigrateArgs(raw json.RawMessage) (api.MigrateArgs, error) {
 		return api.MigrateArgs{}, fmt.Errorf("incoming_timeout_ms %d out of range: 0 (the default) to %d", a.IncomingTimeoutMS, maxDowntimeMS)
 	case a.ReconnectTimeoutMS < 0 || a.ReconnectTimeoutMS > maxDowntimeMS:
 		return api.MigrateArgs{}, fmt.Errorf("reconnect_timeout_ms %d out of range: 0 (the default) to %d", a.ReconnectTimeoutMS, maxDowntimeMS)
+	case a.StallTimeoutMS < 0 || a.StallTimeoutMS > maxDowntimeMS:
+		return api.MigrateArgs{}, fmt.Errorf("stall_timeout_ms %d out of range: 0 (the default) to %d", a.StallTimeoutMS, maxDowntimeMS)
 	case !a.Postcopy.Valid():
 		return api.MigrateArgs{}, fmt.Errorf("postcopy %q: want off, auto or always", string(a.Postcopy))
 	case len(a.ID) > api.MaxIDLen:
@@ -167,7 +169,7 @@ func sessionSpec(a api.MigrateArgs) session.Spec {
 		Engine: engine.Options{MaxDowntime: ms(a.MaxDowntimeMS), Bandwidth: a.Bandwidth, MaxPasses: a.MaxPasses,
 			VerifyPages: a.VerifyPages, VerifyFree: a.VerifyFree, SwitchoverTimeout: ms(a.SwitchoverTimeoutMS),
 			IncomingTimeout: ms(a.IncomingTimeoutMS), Postcopy: a.Postcopy, ReconnectTimeout: ms(a.ReconnectTimeoutMS),
-			MigrationID: a.ID},
+			StallTimeout: ms(a.StallTimeoutMS), MigrationID: a.ID},
 		Name: fmt.Sprintf("ferry-vmm[%d]", os.Getpid()),
 	}
 	if a.Credentials != nil {

@@ -34,6 +34,11 @@ type MigrateArgs struct {
 	// the connection broke in post-copy (engine.Options.ReconnectTimeout).
 	// 0: the engine's default.
 	ReconnectTimeoutMS int64 `json:"reconnect_timeout_ms,omitempty"`
+	// StallTimeoutMS bounds a session in which nothing moves
+	// (engine.Options.StallTimeout): before COMMIT the migration fails,
+	// in post-copy the session is reconnected. Both sides need the same
+	// value. 0: the engine's default (30 s).
+	StallTimeoutMS int64 `json:"stall_timeout_ms,omitempty"`
 	// Hints are the hint providers (migrate-send only).
 	Hints []HintArgs `json:"hints,omitempty"`
 	// Credentials are this side's trust material for the session (its
