@@ -185,7 +185,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
 		SwitchoverTimeoutMS: j.Limits.SwitchoverTimeout.Milliseconds(), IncomingTimeoutMS: j.Limits.IncomingTimeout.Milliseconds(),
-		Postcopy: j.Limits.Postcopy, ReconnectTimeoutMS: j.Limits.ReconnectTimeout.Milliseconds(),
+		Postcopy: j.Limits.Postcopy, ReconnectTimeoutMS: j.Limits.ReconnectTimeout.Milliseconds(), StallTimeoutMS: j.Limits.StallTimeout.Milliseconds(),
 		VerifyPages: verify != verifyOff, VerifyFree: verify == verifyStrict, Hints: hintArgs(j, p), ID: rand.Text()}
 	srcCreds, dstCreds, err := credentials(j)
 	if err != nil {

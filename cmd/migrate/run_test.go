@@ -61,6 +61,9 @@ type fakeVMM struct {
 	refuse bool
 	// statuses counts the migrate-status calls answered with a status.
 	statuses int
+	// args are the arguments of the last migrate-send or
+	// migrate-incoming, as the VMM decodes them.
+	args api.MigrateArgs
 }
 
 func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -80,6 +83,7 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 		if f.refuse {
 			return errors.New("a migration (receive) is already running")
 		}
+		f.args = a
 		if f.id == "" {
 			f.id = a.ID
 		}
@@ -236,6 +240,8 @@ type runCase struct {
 	calls    []string
 	mu       sync.Mutex
 	src, dst *fakeVMM
+	// limits, if set, edits the job's limits before it runs.
+	limits func(*job.Limits)
 }
 
 func newRunCase(t testing.TB) *runCase {
@@ -247,7 +253,11 @@ func newRunCase(t testing.TB) *runCase {
 
 func (c *runCase) run(ctx context.Context, t *testing.T) (report, string, error) {
 	var out strings.Builder
-	rep, err := run(ctx, time.Now(), fakeJob(c.src, c.dst), pluginSet{}, verifyOff, newProgress(io.Discard), &out)
+	j := fakeJob(c.src, c.dst)
+	if c.limits != nil {
+		c.limits(&j.Limits)
+	}
+	rep, err := run(ctx, time.Now(), j, pluginSet{}, verifyOff, newProgress(io.Discard), &out)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t.Logf("calls %q; err %v\n%s", c.calls, err, out.String())
@@ -722,6 +732,28 @@ func TestRunSidesShareID(t *testing.T) {
 	}
 	if d.src.id == c.src.id {
 		t.Fatalf("two runs got the same id %q", c.src.id)
+	}
+}
+
+// TestRunStallTimeoutBothSides: the job's stall_timeout reaches both
+// VMMs, the same on each (stall_timeout_ms in migrate-incoming and
+// migrate-send): before COMMIT each side fails on its own watch, and a
+// destination that watched with another value than its source would
+// fail a migration the source still drives, or wait on after it.
+func TestRunStallTimeoutBothSides(t *testing.T) {
+	c := newRunCase(t)
+	c.limits = func(l *job.Limits) { l.StallTimeout = 45 * time.Second }
+	c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	if _, _, err := c.run(context.Background(), t); err != nil {
+		t.Fatal(err)
+	}
+	c.src.mu.Lock()
+	c.dst.mu.Lock()
+	defer c.src.mu.Unlock()
+	defer c.dst.mu.Unlock()
+	if c.src.args.StallTimeoutMS != 45000 || c.dst.args.StallTimeoutMS != 45000 {
+		t.Fatalf("stall_timeout_ms: source %d, destination %d; want 45000 on both", c.src.args.StallTimeoutMS, c.dst.args.StallTimeoutMS)
 	}
 }
 
