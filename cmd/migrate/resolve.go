@@ -344,9 +344,17 @@ func firstErr(errs ...error) error {
 
 func newResolver(j *job.Job, out io.Writer) *resolver {
 	return &resolver{src: j.Source.Control, dst: j.Destination.Control, jobFile: j.File,
-		wait: j.Limits.SwitchoverTimeout + 10*time.Second, out: out,
-		// its own reconnect_timeout, then telling the source (lingerToTell)
-		pcWait: cmp.Or(j.Limits.ReconnectTimeout, engine.DefaultReconnectTimeout) + time.Minute}
+		wait: j.Limits.SwitchoverTimeout + 10*time.Second, out: out, pcWait: postcopyWait(j.Limits)}
+}
+
+// postcopyWait is resolver.pcWait: the destination's own
+// reconnect_timeout, then how long it listens to tell the source how its
+// post-copy ended (the engine's lingerToTell: 15 s, its stall_timeout,
+// 15 s to restart a stalled plugin; 1 minute by default). It does not
+// count the engine raising the stall timeout to the time 8 MiB take at a
+// bandwidth cap (below 280 kB/s with the default 30 s).
+func postcopyWait(l job.Limits) time.Duration {
+	return cmp.Or(l.ReconnectTimeout, engine.DefaultReconnectTimeout) + cmp.Or(l.StallTimeout, engine.DefaultStallTimeout) + 30*time.Second
 }
 
 // cleanup is resolve after a failure or a cancel: the source runs (or

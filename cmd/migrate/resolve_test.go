@@ -1,8 +1,11 @@
 package main
 
 import (
+	"io"
 	"testing"
+	"time"
 
+	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
@@ -76,6 +79,29 @@ func TestPlan(t *testing.T) {
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)
+		}
+	}
+}
+
+// TestPostcopyWaitCoversStall: beside a source whose post-copy broke,
+// migrate waits for a destination still in post-copy through its
+// reconnect_timeout and the linger after it, which grows with the job's
+// stall_timeout (the engine's lingerToTell); with the defaults, 11
+// minutes as before. Until stall_timeout was a job setting the linger
+// was taken as a fixed minute, and a longer stall_timeout would have had
+// migrate call the guest lost while the destination could still run it.
+func TestPostcopyWaitCoversStall(t *testing.T) {
+	for _, c := range []struct {
+		l    job.Limits
+		want time.Duration
+	}{
+		{job.Limits{}, 11 * time.Minute},
+		{job.Limits{ReconnectTimeout: job.DefaultReconnectTimeout, StallTimeout: job.DefaultStallTimeout}, 11 * time.Minute},
+		{job.Limits{ReconnectTimeout: 10 * time.Minute, StallTimeout: 5 * time.Minute}, 15*time.Minute + 30*time.Second},
+		{job.Limits{ReconnectTimeout: time.Minute, StallTimeout: 2 * time.Second}, time.Minute + 32*time.Second},
+	} {
+		if got := newResolver(&job.Job{Limits: c.l}, io.Discard).pcWait; got != c.want {
+			t.Errorf("reconnect_timeout %v, stall_timeout %v: waits %v, want %v", c.l.ReconnectTimeout, c.l.StallTimeout, got, c.want)
 		}
 	}
 }
