@@ -61,7 +61,8 @@ func TestMigrateArgsID(t *testing.T) {
 // (engine.Options.StallTimeout) through the control socket's JSON, on
 // the source and on the destination alike (one parseMigrateArgs and
 // sessionSpec for both); without it the engine keeps its default; a
-// negative value, or one beyond a day, is refused naming the field.
+// negative value, or one beyond a day, is refused naming the field, as
+// the field itself is by a VMM that does not know it.
 func TestMigrateArgsStallTimeout(t *testing.T) {
 	raw, err := json.Marshal(api.MigrateArgs{Plugin: "/bin/true", StallTimeoutMS: 45000})
 	if err != nil {
@@ -76,6 +77,14 @@ func TestMigrateArgsStallTimeout(t *testing.T) {
 	}
 	if got := sessionSpec(a).Engine.StallTimeout; got != 45*time.Second {
 		t.Errorf("engine.Options.StallTimeout %v, want 45s", got)
+	}
+	// A VMM from before the field refuses it by name, as any unknown
+	// argument (docs/ARCHITECTURE.md, "Job files and the control socket").
+	var older struct {
+		Plugin string `json:"plugin"`
+	}
+	if err := decodeArgs([]byte(`{"plugin":"/bin/true","stall_timeout_ms":45000}`), &older); err == nil || err.Error() != `bad arguments: json: unknown field "stall_timeout_ms"` {
+		t.Errorf("arguments without the field took stall_timeout_ms: %v", err)
 	}
 	if got := sessionSpec(api.MigrateArgs{}).Engine.StallTimeout; got != 0 {
 		t.Errorf("arguments without stall_timeout_ms gave %v, want 0 (the engine's default)", got)
