@@ -126,6 +126,7 @@ func TestErrors(t *testing.T) {
 		{"bad_stall_timeout", 1},
 		{"bad_stall_timeout_long", 1},
 		{"bad_stall_timeout_type", 1},
+		{"sub_millisecond", 3},
 	}
 	listed := map[string]bool{}
 	for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParse checks that no input makes any step panic, and that a job
@@ -41,11 +42,11 @@ func FuzzParse(f *testing.F) {
 		}
 		l := j.Limits
 		if j.Source.Control == "" || j.Destination.Control == "" || j.Transport.Name == "" ||
-			l.MaxDowntime <= 0 || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses ||
-			l.SwitchoverTimeout <= 0 || l.SwitchoverTimeout >= MaxSwitchoverTimeout ||
-			l.IncomingTimeout <= 0 || l.IncomingTimeout >= MaxIncomingTimeout ||
-			l.Postcopy == "" || !l.Postcopy.Valid() || l.ReconnectTimeout <= 0 || l.ReconnectTimeout >= MaxReconnectTimeout ||
-			l.StallTimeout <= 0 || l.StallTimeout >= MaxStallTimeout {
+			l.MaxDowntime < time.Millisecond || l.MaxDowntime >= MaxMaxDowntime || l.MaxPasses < 1 || l.MaxPasses > MaxMaxPasses ||
+			l.SwitchoverTimeout < time.Millisecond || l.SwitchoverTimeout >= MaxSwitchoverTimeout ||
+			l.IncomingTimeout < time.Millisecond || l.IncomingTimeout >= MaxIncomingTimeout ||
+			l.Postcopy == "" || !l.Postcopy.Valid() || l.ReconnectTimeout < time.Millisecond || l.ReconnectTimeout >= MaxReconnectTimeout ||
+			l.StallTimeout < MinStallTimeout || l.StallTimeout >= MaxStallTimeout {
 			t.Fatalf("accepted a job out of bounds: %+v", j)
 		}
 		if j.Transport.Name == "tcp" && j.Transport.Config["listen"] == nil {

@@ -36,6 +36,10 @@ const (
 	// default.
 	DefaultStallTimeout = engine.DefaultStallTimeout
 	MaxStallTimeout     = time.Hour
+	// MinStallTimeout: a source is quiet on the wire between two passes
+	// (a dirty sync) and its destination hears nothing meanwhile; under a
+	// second every hiccup of a loaded host would fail a migration.
+	MinStallTimeout = time.Second
 )
 
 // Plugin kinds, as the block types that configure them.

@@ -277,11 +277,11 @@ func (p *parser) limits(b *hclsyntax.Block) {
 	p.diags = append(p.diags, append(diags, more...)...)
 	l := &p.job.Limits
 	if v, ok := cfg["max_downtime"].(int64); ok {
-		if d := time.Duration(v); d > 0 && d < MaxMaxDowntime {
+		if d := time.Duration(v); d >= time.Millisecond && d < MaxMaxDowntime {
 			l.MaxDowntime = d
 		} else {
 			p.errorf(attrs["max_downtime"].Expr.Range(), "Invalid max_downtime",
-				"max_downtime is %v; it must be more than 0 and less than 1h (QEMU's default is 300ms).", d)
+				"max_downtime is %v; it must be at least 1ms and less than 1h (QEMU's default is 300ms).", d)
 		}
 	}
 	if v, ok := cfg["bandwidth"].(string); ok {
@@ -299,14 +299,14 @@ func (p *parser) limits(b *hclsyntax.Block) {
 				"max_passes is %d; it must be between 1 and %d.", v, MaxMaxPasses)
 		}
 	}
-	p.timeout(cfg, attrs, "switchover_timeout", MaxSwitchoverTimeout, &l.SwitchoverTimeout,
+	p.timeout(cfg, attrs, "switchover_timeout", time.Millisecond, MaxSwitchoverTimeout, &l.SwitchoverTimeout,
 		"the source aborts and runs again when the switch-over takes longer")
-	p.timeout(cfg, attrs, "incoming_timeout", MaxIncomingTimeout, &l.IncomingTimeout,
+	p.timeout(cfg, attrs, "incoming_timeout", time.Millisecond, MaxIncomingTimeout, &l.IncomingTimeout,
 		"the destination stops listening when no source connected by then")
 	p.postcopy(cfg, attrs, l)
-	p.timeout(cfg, attrs, "reconnect_timeout", MaxReconnectTimeout, &l.ReconnectTimeout,
+	p.timeout(cfg, attrs, "reconnect_timeout", time.Millisecond, MaxReconnectTimeout, &l.ReconnectTimeout,
 		"after that a post-copy whose connection broke stops for good")
-	p.timeout(cfg, attrs, "stall_timeout", MaxStallTimeout, &l.StallTimeout,
+	p.timeout(cfg, attrs, "stall_timeout", MinStallTimeout, MaxStallTimeout, &l.StallTimeout,
 		"a session in which nothing moved that long fails before COMMIT, and is reconnected in post-copy")
 }
 
@@ -326,17 +326,21 @@ func (p *parser) postcopy(cfg map[string]any, attrs hcl.Attributes, l *Limits) {
 }
 
 // timeout checks a duration limit: more than 0 and less than max.
-func (p *parser) timeout(cfg map[string]any, attrs hcl.Attributes, name string, max time.Duration, dst *time.Duration, what string) {
+// timeout checks a duration that must be at least min and less than
+// max. Durations reach the VMMs in whole milliseconds (vmm/api), so no
+// min is under a millisecond: a shorter one would arrive as 0, which
+// the engine takes for its default.
+func (p *parser) timeout(cfg map[string]any, attrs hcl.Attributes, name string, min, max time.Duration, dst *time.Duration, what string) {
 	v, ok := cfg[name].(int64)
 	if !ok {
 		return
 	}
-	if d := time.Duration(v); d > 0 && d < max {
+	if d := time.Duration(v); d >= min && d < max {
 		*dst = d
 		return
 	}
 	p.errorf(attrs[name].Expr.Range(), "Invalid "+name,
-		"%s is %v; it must be more than 0 and less than %v (%s).", name, time.Duration(v), max, what)
+		"%s is %v; it must be at least %v and less than %v (%s).", name, time.Duration(v), min, max, what)
 }
 
 // require reports the blocks every job needs and this one lacks, unless

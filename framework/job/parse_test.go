@@ -64,11 +64,11 @@ limits {
 		}},
 		{"limits bounds", ends + `transport "tcp" {}
 limits {
-  max_downtime = "1ns"
+  max_downtime = "1ms"
   bandwidth    = 1000
   max_passes   = 1
 }`, func(t *testing.T, j *Job) {
-			if want := (Limits{MaxDowntime: 1, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
+			if want := (Limits{MaxDowntime: time.Millisecond, Bandwidth: 1000, MaxPasses: 1, SwitchoverTimeout: 5 * time.Second, IncomingTimeout: 2 * time.Minute,
 				Postcopy: engine.PostcopyOff, ReconnectTimeout: 10 * time.Minute, StallTimeout: 30 * time.Second}); j.Limits != want {
 				t.Errorf("limits %+v, want %+v", j.Limits, want)
 			}
@@ -95,9 +95,9 @@ limits { stall_timeout = "59m59.999s" }`, func(t *testing.T, j *Job) {
 			}
 		}},
 		{"stall_timeout short", ends + `transport "tcp" {}
-limits { stall_timeout = "1ms" }`, func(t *testing.T, j *Job) {
-			if j.Limits.StallTimeout != time.Millisecond {
-				t.Errorf("stall_timeout %v, want 1ms", j.Limits.StallTimeout)
+limits { stall_timeout = "1s" }`, func(t *testing.T, j *Job) {
+			if j.Limits.StallTimeout != time.Second {
+				t.Errorf("stall_timeout %v, want 1s", j.Limits.StallTimeout)
 			}
 		}},
 		{"limits just below 1h", ends + `transport "tcp" {}
