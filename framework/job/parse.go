@@ -325,7 +325,6 @@ func (p *parser) postcopy(cfg map[string]any, attrs hcl.Attributes, l *Limits) {
 	l.Postcopy = m
 }
 
-// timeout checks a duration limit: more than 0 and less than max.
 // timeout checks a duration that must be at least min and less than
 // max. Durations reach the VMMs in whole milliseconds (vmm/api), so no
 // min is under a millisecond: a shorter one would arrive as 0, which
