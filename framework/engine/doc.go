@@ -62,6 +62,8 @@
 //   - source, after it started writing COMMIT and before RUNNING (broken
 //     stream, SwitchoverTimeout): handover-unknown, VM paused. A cancel
 //     from then on is ignored (hold.go): it could only make it unknown.
+//     A caller that cancels through a Cancel (cancel.go) learns which:
+//     it took, or it was refused and never applied.
 //   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
 //     silent stream (SwitchoverTimeout) without COMMIT or ABORT:
 //     handover-unknown, VM paused.

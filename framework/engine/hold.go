@@ -18,6 +18,14 @@ import (
 // cancel could then only cut the COMMIT write or the wait for RUNNING
 // short and leave the handover unknown, while the destination answers
 // within SwitchoverTimeout (RUNNING: completed; ABORT: resumed here).
+// A pre-copy destination holds as it acts on COMMIT, before it resumes
+// the VM: a cancel from then on is ignored, as one after its look at the
+// context always was (the guest runs here; RUNNING must go out).
+//
+// A cancel of the context says nothing back. A caller that must know
+// whether its cancel took (a VMM answering its operator) cancels through
+// a Cancel (cancel.go), which decides under mu, with hold: took, and no
+// hold follows; or refused (held), and nothing is cancelled.
 
 // heldCtx is a context that follows its parent's cancellation until
 // hold, and has no deadline of its own (the parent's deadline ends it
@@ -35,14 +43,19 @@ type heldCtx struct {
 	mu              sync.Mutex
 	err             error
 	held            bool
+	postcopy        bool // held for post-copy's commit
 	stop            func() bool
 }
 
 // holdable returns a context that ends with parent until hold; ignored
 // is called (once per cancel, on its own goroutine) when parent ends
-// after hold.
+// after hold. If parent derives from a Cancel's context, the Cancel
+// decides with c's hold from now on.
 func holdable(parent context.Context, ignored func(cause error)) *heldCtx {
 	c := &heldCtx{Context: context.WithoutCancel(parent), parent: parent, done: make(chan struct{})}
+	if cc := cancelOf(parent); cc != nil {
+		cc.add(c)
+	}
 	c.stop = context.AfterFunc(parent, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -62,9 +75,17 @@ func (c *heldCtx) follow() {
 		return
 	}
 	if err := c.parent.Err(); err != nil {
-		c.err = err
-		close(c.done)
+		c.end(err)
 	}
+}
+
+// end ends c with err unless it is held or ended; the caller holds c.mu.
+func (c *heldCtx) end(err error) {
+	if c.held || c.err != nil {
+		return
+	}
+	c.err = err
+	close(c.done)
 }
 
 func (c *heldCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -76,17 +97,18 @@ func (c *heldCtx) Err() error {
 	return c.err
 }
 
-// hold detaches c from its parent for good; false if c already ended,
-// or its parent did (the caller was cancelled first and must behave as
-// cancelled).
-func (c *heldCtx) hold() bool {
+// hold detaches c from its parent for good, for post-copy's commit or
+// pre-copy's (a Cancel refused from now on says which); false if c
+// already ended, or its parent did (the caller was cancelled first and
+// must behave as cancelled).
+func (c *heldCtx) hold(postcopy bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.follow()
 	if c.err != nil {
 		return false
 	}
-	c.held = true
+	c.held, c.postcopy = true, postcopy
 	return true
 }
 

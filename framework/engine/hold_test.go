@@ -16,7 +16,7 @@ func TestHeldCtx(t *testing.T) {
 	defer cancel()
 	c := holdable(parent, func(error) { t.Error("ignored before hold") })
 	<-c.Done()
-	if !errors.Is(c.Err(), context.DeadlineExceeded) || c.hold() {
+	if !errors.Is(c.Err(), context.DeadlineExceeded) || c.hold(false) {
 		t.Fatalf("after the parent's deadline: err %v", c.Err())
 	}
 
@@ -28,7 +28,7 @@ func TestHeldCtx(t *testing.T) {
 		}
 	})
 	defer c.release()
-	if !c.hold() {
+	if !c.hold(false) {
 		t.Fatal("hold failed on a live context")
 	}
 	cancel()
@@ -64,7 +64,7 @@ func TestHeldCtxEndsAtOnce(t *testing.T) {
 		default:
 			t.Fatalf("run %d: Err says canceled, Done is open", i)
 		}
-		if c.hold() {
+		if c.hold(false) {
 			t.Fatalf("run %d: hold succeeded after the cancel", i)
 		}
 		c.release()
@@ -72,7 +72,7 @@ func TestHeldCtxEndsAtOnce(t *testing.T) {
 		parent, cancel = context.WithCancel(context.Background())
 		c = holdable(parent, func(error) {})
 		cancel()
-		if c.hold() {
+		if c.hold(false) {
 			t.Fatalf("run %d: hold (before any Err) succeeded after the cancel", i)
 		}
 		c.release()

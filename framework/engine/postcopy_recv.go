@@ -609,7 +609,7 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 	if err := pc.failedEarly(); err != nil {
 		return err // before RUNNING: the source resumes (giveUp: ABORT)
 	}
-	if !r.held.hold() { // from Resume on, a cancel would lose the guest
+	if !r.held.hold(true) { // from Resume on, a cancel would lose the guest
 		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", r.held.Err())
 	}
 	pc.pt.Postcopy(toucher{svc: pc.svc, m: pc.m})

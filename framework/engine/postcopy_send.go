@@ -427,7 +427,7 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		}
 	}
 	defer s.pc.report()
-	if err == nil && !s.held.hold() { // from COMMIT on, a cancel would lose the guest
+	if err == nil && !s.held.hold(true) { // from COMMIT on, a cancel would lose the guest
 		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
 	}
 	if err != nil {

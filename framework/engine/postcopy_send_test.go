@@ -53,6 +53,7 @@ type scriptDst struct {
 	abortRun   bool                                          // on COMMIT, end the session, then answer the source's RESUME with ABORT (as if COMMIT was lost)
 	cancelRun  bool                                          // after RUNNING, cancel the source's Send (cancelSrc)
 	cancelSrc  context.CancelFunc                            // set by runPostcopy
+	srcCtx     func(context.Context) context.Context         // derives the source's context (a Cancel's), if set
 	cutAfter   int                                           // close the connection after this many pages landed in post-copy (0: never)
 	reopen     bool                                          // and open it again (else: never)
 	broken     string                                        // at the cut, say BROKEN with this reason (with reopen: as the answer to RESUME) instead of MISSING
@@ -624,6 +625,9 @@ func runPostcopy(t *testing.T, src *fakeVM, opt Options, setup func(d *scriptDst
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	d.cancelSrc = scancel
+	if d.srcCtx != nil {
+		sctx = d.srcCtx(sctx)
+	}
 	wg.Go(func() { r.derr = d.run(dctx) })
 	r.srep, r.serr = Send(sctx, src, r.tr, opt)
 	if r.serr != nil {

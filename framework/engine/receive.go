@@ -27,14 +27,15 @@ import (
 // dst until the source was asked (docs/HANDOVER.md). A cancel of ctx
 // before COMMIT was acted on is not such an end: the connection works,
 // so dst is not resumed and the source is told (ABORT), as for a VM that
-// will not resume; from post-copy's COMMIT on, a cancel is ignored
-// (hold.go).
+// will not resume; from COMMIT on (acted on: the VM is resumed here), a
+// cancel is ignored (hold.go). A caller that must know whether its
+// cancel took cancels through a Cancel (NewCancel's ctx).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	var rep Report
 	r := newReceiver(dst, tr, opt)
 	r.held = holdable(ctx, func(cause error) {
-		opt.Log.Warn("cancel ignored: the guest runs here in post-copy and still needs pages from the source; the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
+		opt.Log.Warn("cancel ignored: COMMIT arrived and the guest runs here; in post-copy it still needs pages from the source, and the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
 	})
 	err := r.run(r.held, &rep)
 	r.held.release()
@@ -328,8 +329,8 @@ func (r *receiver) commit(ctx context.Context) error {
 	if r.pc != nil && r.pc.on {
 		return r.pc.commit(ctx)
 	}
-	if err := r.held.Err(); err != nil {
-		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", err) // giveUp: ABORT
+	if !r.held.hold(false) { // from here the VM runs here: a Cancel says so (hold.go)
+		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", r.held.Err()) // giveUp: ABORT
 	}
 	if err := r.dst.Resume(); err != nil {
 		return fmt.Errorf("resume the migrated VM: %w", err) // giveUp: failed, ABORT
@@ -337,8 +338,8 @@ func (r *receiver) commit(ctx context.Context) error {
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
 	}
-	// The VM runs here: the source must hear it even if a cancel came
-	// after the check above.
+	// The VM runs here: the source must hear it (a cancel after the hold
+	// is ignored).
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.SwitchoverTimeout)
 	defer cancel()
 	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgRunning}); err != nil {

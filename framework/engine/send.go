@@ -81,7 +81,9 @@ type sender struct {
 // no longer ends Send: a cancel or deadline then is logged and ignored,
 // as stopping could only leave the handover unknown (pre-copy: the
 // destination answers COMMIT within SwitchoverTimeout) or lose the guest
-// (post-copy; hold.go); Receive does the same from COMMIT on.
+// (post-copy; hold.go); Receive does the same from COMMIT on. A caller
+// that must know whether its cancel took (a VMM answering an operator)
+// gives Send a NewCancel context and cancels through its Cancel.
 //
 // On success (the destination answered COMMIT with RUNNING) the VM stays
 // paused, for good: it runs on the destination, and the caller should end

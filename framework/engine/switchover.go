@@ -27,7 +27,7 @@ func (s *sender) switchOver(ctx context.Context) error {
 	if err == nil && s.opt.VerifyPages {
 		err = s.pageCheck(ctx)
 	}
-	if err == nil && !s.held.hold() {
+	if err == nil && !s.held.hold(false) {
 		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
 	}
 	if err != nil {

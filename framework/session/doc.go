@@ -50,7 +50,9 @@
 // touched). A hint provider that cannot start costs its hints only.
 // Once the engine runs, its Report and error are returned unchanged
 // (see engine.Send for who resumes the VM). Cancelling ctx ends the
-// engine (engine.Send, engine.Receive) and any start in progress. When
+// engine (engine.Send, engine.Receive) and any start in progress; a ctx
+// from engine.NewCancel reaches the engine as it is, so its Cancel says
+// whether a cancel took. When
 // Close returns (and so when the functions Send and Receive return),
 // every plugin process has been killed and waited for, every RAM file
 // the session opened is closed and every goroutine it started has

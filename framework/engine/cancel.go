@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"context"
+	"sync"
+)
+
+// Cancel cancels one migration and says whether the cancel took. A plain
+// cancel of Send's or Receive's context cannot say so: from the moment a
+// side holds (hold.go: a source deciding to write COMMIT, a destination
+// acting on COMMIT) the engine ignores it, and the caller cannot tell
+// whether its cancel came before or after that moment; the progress
+// report saying so (HandoverCommitting, HandoverRunning, post-copy)
+// follows the hold, not with it. Cancel decides under the hold's own
+// lock: either the cancel took, and no hold can follow it, or the side
+// had held, and the cancel is not applied at all.
+//
+// A Cancel serves one migration: its Send, or its Receive, or both when
+// one process runs both sides (it then takes only if neither held). It
+// cannot stop what a plain cancel cannot: what Send and Receive do after
+// they held, and a migration that already ended (a Cancel after Send or
+// Receive returned takes if they never held, and stops nothing).
+type Cancel struct {
+	mu       sync.Mutex
+	cancel   context.CancelCauseFunc
+	sides    []*heldCtx // the heldCtx of every Send and Receive given ctx
+	canceled bool
+}
+
+// cancelKey is the context key of a Cancel.
+type cancelKey struct{}
+
+// NewCancel returns a context that Send or Receive (or session.Open and
+// Session.Send / Receive, which pass it on) must be given, derived from
+// parent, and its Cancel. Cancelling parent, or a context derived from
+// ctx, still works as a plain cancel: it ends everything before the hold
+// and is ignored after it, without an answer.
+func NewCancel(parent context.Context) (context.Context, *Cancel) {
+	c := &Cancel{}
+	ctx, cancel := context.WithCancelCause(parent)
+	c.cancel = cancel
+	return context.WithValue(ctx, cancelKey{}, c), c
+}
+
+// Cancel cancels the migration unless a side of it already held. took:
+// the cancel is applied (ctx ends with cause; Send, Receive and what runs
+// before them end as cancelled, and a source resumes its VM). Otherwise
+// it is not applied, and the migration goes on to its end: postcopy says
+// why, the guest runs or is about to run on the destination with pages
+// only the source holds (false: a pre-copy source writes COMMIT or waits
+// for RUNNING, a pre-copy destination acts on COMMIT; the migration ends
+// within SwitchoverTimeout). Safe for concurrent use; a second Cancel
+// after one that took takes too and changes nothing.
+func (c *Cancel) Cancel(cause error) (took, postcopy bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.sides {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+	}
+	for _, h := range c.sides {
+		if h.held {
+			return false, h.postcopy
+		}
+	}
+	c.canceled = true
+	c.cancel(cause)
+	for _, h := range c.sides {
+		h.end(context.Canceled) // at once, whatever contexts lie between ctx and h
+	}
+	return true, false
+}
+
+// cancelOf returns the Cancel that ctx was derived from, or nil.
+func cancelOf(ctx context.Context) *Cancel {
+	c, _ := ctx.Value(cancelKey{}).(*Cancel)
+	return c
+}
+
+// add registers h, a side's context derived from ctx: from now on Cancel
+// decides with h's hold. A Cancel that already took ends h at once.
+func (c *Cancel) add(h *heldCtx) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sides = append(c.sides, h)
+	if c.canceled {
+		h.mu.Lock()
+		h.end(context.Canceled)
+		h.mu.Unlock()
+	}
+}
