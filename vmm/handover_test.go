@@ -100,7 +100,7 @@ func liveSource(t *testing.T, p engine.Progress) (*VM, migrationVM) {
 	t.Helper()
 	v := bareVM(StateRunning)
 	v.mig = &migration{}
-	own, err := v.claim(context.Background(), v.mig, transport.RoleSend.String(), "m1", func() {}, func(State) error { return nil })
+	own, err := v.claim(context.Background(), v.mig, transport.RoleSend.String(), "m1", takes(func() {}), func(State) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,9 @@ import (
 //	migrate-status               → Migration (progress, side, and the report when done)
 //	migrate-cancel               → CancelResult: cancels a running migration (the source keeps
 //	                               running); refused on a source writing COMMIT or waiting for
-//	                               RUNNING, and in post-copy, where it would lose the guest
+//	                               RUNNING, on a destination acting on COMMIT, and in post-copy,
+//	                               where it would lose the guest; the engine decides, so
+//	                               "cancelled" is a cancel it applied (migration.go)
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 //	migrate-start-postcopy       → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)
@@ -72,8 +74,11 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	own, err := v.claim(reqCtx, mg, role.String(), id, cancel, func(st State) error { return v.canMigrate(role, st) })
+	// cancel ends the migration's context once it is over; migrate-cancel
+	// and the shutdown cancel through stop, which says whether it took.
+	base, cancel := context.WithCancel(context.Background())
+	ctx, stop := engine.NewCancel(base)
+	own, err := v.claim(reqCtx, mg, role.String(), id, cancelWith(stop), func(st State) error { return v.canMigrate(role, st) })
 	if err != nil {
 		cancel()
 		return nil, err

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -105,11 +106,25 @@ func (m migrationVM) LoadState(ctx context.Context, b []byte) error {
 	return m.own.do(ctx, func(ctx context.Context) error { return m.v.loadState(ctx, b) })
 }
 
+// canceller cancels a migration unless it already held, and says so:
+// engine.Cancel.Cancel (cancelWith), or a test's stand-in.
+type canceller func() (took, postcopy bool)
+
+// cancelWith is the canceller of a migration that runs under c
+// (engine.NewCancel): c decides, under the engine's hold, whether a
+// cancel takes.
+func cancelWith(c *engine.Cancel) canceller {
+	return func() (bool, bool) { return c.Cancel(errCancelledHere) }
+}
+
+// errCancelledHere is the cause of a cancel by this VMM.
+var errCancelledHere = errors.New("cancelled by this VMM (migrate-cancel, or its shutdown)")
+
 // migration tracks one migration at a time.
 type migration struct {
 	mu     sync.Mutex
 	cur    *api.Migration
-	cancel context.CancelFunc
+	cancel canceller
 	done   chan struct{}
 	own    *migrationOwner // the current migration's hold on the VM (set by claim)
 	// toPostcopy is the running migrate-send's manual switch
@@ -131,7 +146,7 @@ func (mg *migration) owner() *migrationOwner {
 
 // begin registers a new migration (id: its api.MigrateArgs.ID); it
 // fails while one is running.
-func (mg *migration) begin(role, id string, cancel context.CancelFunc) error {
+func (mg *migration) begin(role, id string, cancel canceller) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur != nil && !mg.cur.Done {
@@ -167,27 +182,30 @@ func (mg *migration) status() *api.Migration {
 }
 
 // cancelRunning stops a running migration (the source resumes) and
-// says so, or says why it did not: none runs, the guest already runs
-// on the destination in post-copy, where stopping either side would lose
-// it, or a pre-copy source writes COMMIT or waits for RUNNING (the engine
-// ignores a cancel from its commit on: engine/hold.go; this answer only
-// reports what the last progress showed).
+// says so, or says why it did not: none runs, the guest runs or is about
+// to run on the destination in post-copy, where stopping either side
+// would lose it, a pre-copy source writes COMMIT or waits for RUNNING,
+// or a pre-copy destination acts on COMMIT. The engine decides (its
+// Cancel, under its hold: engine/cancel.go), not the last progress
+// report, which follows the hold a moment later: a cancel answered
+// "cancelled" is one the engine applied. Before, a cancel between the
+// hold and that report was answered "cancelled" and ignored.
 func (mg *migration) cancelRunning() api.CancelResult {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur == nil || mg.cur.Done {
 		return api.CancelResult{Why: "no migration is running"}
 	}
-	p := mg.cur.Progress
-	if p.Phase == engine.PhasePostcopy || p.Handover == engine.HandoverPostcopy ||
-		p.Mode == engine.ModePostcopy && p.Handover == engine.HandoverCommitting {
+	took, postcopy := mg.cancel()
+	switch {
+	case took:
+		return api.CancelResult{Cancelled: true}
+	case postcopy:
 		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}
-	}
-	if p.Handover == engine.HandoverCommitting && mg.cur.Role == transport.RoleSend.String() {
+	case mg.cur.Role == transport.RoleSend.String():
 		return api.CancelResult{Committing: true, Why: errCommittingNoCancel}
 	}
-	mg.cancel()
-	return api.CancelResult{Cancelled: true}
+	return api.CancelResult{Committing: true, Why: errCommittedHereNoCancel}
 }
 
 // handingOver returns, while this VMM sends a migration that switched
@@ -218,7 +236,7 @@ func (v *VM) migration() *migration {
 // incoming returns, while this VMM receives a migration whose guest does
 // not run here yet, its cancel and the channel closed when it ends; nil
 // otherwise.
-func (mg *migration) incoming() (context.CancelFunc, <-chan struct{}) {
+func (mg *migration) incoming() (canceller, <-chan struct{}) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	if mg.cur == nil || mg.cur.Done || mg.cur.Role != transport.RoleReceive.String() {
@@ -241,10 +259,11 @@ func (mg *migration) incoming() (context.CancelFunc, <-chan struct{}) {
 // COMMIT found the VM stopped.
 //
 // The engine's Resume at COMMIT is refused from here on (resumeFor,
-// under v.mu): the engine notices a cancel a moment late (its context
-// follows the caller's on a goroutine of its own), and a COMMIT it read
-// meanwhile ran the guest here; the source then paused its copy for
-// good, and this shutdown stopped the only running one. A guest that
+// under v.mu): a COMMIT the engine acted on just before the cancel (it
+// held, and refuses the cancel) would run the guest here; the source
+// then paused its copy for good, and this shutdown stopped the only
+// running one. Refused, the engine fails and tells the source (ABORT),
+// which resumes. A guest that
 // already runs here (the Resume came first; the migration's progress
 // may not say so yet) is stopped as any running VM is.
 func (v *VM) cancelIncoming() {
@@ -348,6 +367,11 @@ func (v *VM) awaitResolved() (runsHere bool) {
 const errCommittingNoCancel = "COMMIT is going or has gone out: the destination may run the guest, and a cancel now could only " +
 	"leave the handover unknown; the migration ends within switchover_timeout (completed on RUNNING, failed with this VM " +
 	"running again on the destination's ABORT, or handover-unknown without an answer)"
+
+// errCommittedHereNoCancel is migrate-cancel's answer on a pre-copy
+// destination that acts on COMMIT.
+const errCommittedHereNoCancel = "COMMIT arrived: the guest runs here, or is being resumed here, and the source keeps its copy paused; " +
+	"the migration ends once RUNNING went out (completed), or failed with the guest running on the source again if it would not resume here"
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.
 const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +

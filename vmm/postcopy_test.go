@@ -93,7 +93,7 @@ func TestStartPostcopyRefusals(t *testing.T) {
 	mg := &migration{}
 	call := startPostcopyCaller(t, mg)
 	v := fakeWithRAM(t, StateIncoming)
-	own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", func() {},
+	own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", takes(func() {}),
 		func(st State) error { return v.canMigrate(transport.RoleReceive, st) })
 	if err != nil {
 		t.Fatal(err)
@@ -138,37 +138,41 @@ func TestMigrateArgsPostcopy(t *testing.T) {
 	}
 }
 
-// TestCancelRefusedInPostcopy: migrate-cancel stops a migration in
-// pre-copy, and is refused, saying why, once it is in post-copy (the
-// engine would ignore it anyway: cancelling would lose the guest), and
-// on a pre-copy source that writes COMMIT or waits for RUNNING (the
-// engine ignores it too: it could only leave the handover unknown).
+// TestCancelRefusedInPostcopy: migrate-cancel answers what the engine's
+// Cancel decided: cancelled when it took; refused, saying why, when the
+// migration held (post-copy: the guest runs on the destination and
+// needs the source's pages; a pre-copy source writing COMMIT or waiting
+// for RUNNING; a pre-copy destination acting on COMMIT). The last
+// progress report does not decide (it follows the hold a moment later:
+// TestCancelAnswerIsExact).
 func TestCancelRefusedInPostcopy(t *testing.T) {
 	const cancels, postcopy, committing = 0, 1, 2
 	for _, tc := range []struct {
-		p    engine.Progress
-		want int
+		role           string
+		took, postcopy bool
+		want           int
+		why            string
 	}{
-		{engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverLive}, cancels},
-		{engine.Progress{Phase: engine.PhaseStop, Handover: engine.HandoverSwitchover}, cancels},
-		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverCommitting, Mode: engine.ModePrecopy}, committing},
-		{engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverPostcopy}, postcopy},
-		{engine.Progress{Phase: engine.PhasePostcopy, Handover: engine.HandoverPostcopy}, postcopy},
+		{"send", true, false, cancels, ""},
+		{"receive", true, false, cancels, ""},
+		{"send", false, false, committing, "COMMIT is going or has gone out"},
+		{"receive", false, false, committing, "COMMIT arrived: the guest runs here"},
+		{"send", false, true, postcopy, "post-copy cannot be cancelled"},
+		{"receive", false, true, postcopy, "post-copy cannot be cancelled"},
 	} {
 		mg := &migration{}
-		cancelled := false
-		if err := mg.begin("send", "", func() { cancelled = true }); err != nil {
+		asked := 0
+		if err := mg.begin(tc.role, "", func() (bool, bool) { asked++; return tc.took, tc.postcopy }); err != nil {
 			t.Fatal(err)
 		}
-		mg.progress(tc.p)
+		// The progress says nothing of the hold yet, as right after it.
+		mg.progress(engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverLoaded})
 		res := mg.cancelRunning()
-		want := tc.want == cancels
-		if res.Cancelled != want || cancelled != want || res.Postcopy != (tc.want == postcopy) || res.Committing != (tc.want == committing) {
-			t.Errorf("%s/%s: %+v, cancel called %v", tc.p.Phase, tc.p.Handover, res, cancelled)
+		if asked != 1 || res.Cancelled != (tc.want == cancels) || res.Postcopy != (tc.want == postcopy) || res.Committing != (tc.want == committing) {
+			t.Errorf("%s, engine took %v post-copy %v: %+v (engine asked %d times)", tc.role, tc.took, tc.postcopy, res, asked)
 		}
-		if tc.want == postcopy && !strings.Contains(res.Why, "post-copy cannot be cancelled") ||
-			tc.want == committing && !strings.Contains(res.Why, "COMMIT is going or has gone out") {
-			t.Errorf("why: %q", res.Why)
+		if !strings.Contains(res.Why, tc.why) {
+			t.Errorf("%s, engine took %v post-copy %v: why %q, want %q in it", tc.role, tc.took, tc.postcopy, res.Why, tc.why)
 		}
 	}
 	if res := (&migration{}).cancelRunning(); res.Cancelled || res.Why != "no migration is running" {
@@ -195,7 +199,7 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 	} {
 		mg := &migration{}
 		v := &VM{log: slog.New(slog.DiscardHandler), mig: mg}
-		if err := mg.begin(tc.role, "", func() {}); err != nil {
+		if err := mg.begin(tc.role, "", takes(func() {})); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(tc.p)
@@ -249,7 +253,7 @@ func TestShutdownCancelsIncoming(t *testing.T) {
 		v := bareVM(StatePaused)
 		v.mig = mg
 		cancelled := make(chan struct{})
-		if err := mg.begin(transport.RoleReceive.String(), "", func() { close(cancelled) }); err != nil {
+		if err := mg.begin(transport.RoleReceive.String(), "", takes(func() { close(cancelled) })); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(engine.Progress{Handover: tc.h})
@@ -321,7 +325,7 @@ func TestShutdownWaitsWhileUnknown(t *testing.T) {
 		mg := &migration{}
 		v := bareVM(StatePaused) // paused by the engine at the switch
 		v.mig = mg
-		if err := mg.begin("send", "", func() {}); err != nil {
+		if err := mg.begin("send", "", takes(func() {})); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverCommitting})
@@ -421,7 +425,7 @@ func TestShutdownRefusesCommitAfterCancel(t *testing.T) {
 		mg := &migration{}
 		v.mig = mg
 		cancelled := make(chan struct{})
-		own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", func() { close(cancelled) },
+		own, err := v.claim(context.Background(), mg, transport.RoleReceive.String(), "", takes(func() { close(cancelled) }),
 			func(State) error { return nil })
 		if err != nil {
 			t.Fatal(err)

@@ -115,7 +115,7 @@ var errNotOwner = errors.New("the migration no longer owns the VM")
 // migration in mg (cancel cancels it; id is its api.MigrateArgs.ID) and
 // returns the owner. ctx bounds
 // the wait for a run-state change in progress.
-func (v *VM) claim(ctx context.Context, mg *migration, role, id string, cancel context.CancelFunc, check func(State) error) (*migrationOwner, error) {
+func (v *VM) claim(ctx context.Context, mg *migration, role, id string, cancel canceller, check func(State) error) (*migrationOwner, error) {
 	if err := v.run.lock(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}

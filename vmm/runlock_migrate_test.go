@@ -74,6 +74,25 @@ func fakeWithRAM(t *testing.T, st State) *VM {
 // migrateFakes migrates src to dst through the run lock as startMigration
 // does and returns the source's report.
 func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
+	return migrateFakesWith(t, src, dst, nil, nil).srep
+}
+
+// progressHook runs in a side's progress report, on its engine's
+// goroutine, before the report reaches the side's migration (what
+// migrate-status and migrate-cancel see).
+type progressHook func(mg *migration, p engine.Progress)
+
+// fakeRun is how migrateFakesWith's migration ended.
+type fakeRun struct {
+	smg, dmg   *migration
+	srep, drep engine.Report
+}
+
+// migrateFakesWith migrates src to dst through the run lock as
+// startMigration does, each side under an engine.Cancel that its
+// migration's migrate-cancel (cancelRunning) uses, with onSrc and onDst
+// (if not nil) hooked into the sides' progress reports.
+func migrateFakesWith(t *testing.T, src, dst *VM, onSrc, onDst progressHook) fakeRun {
 	tr, _ := loopback.NewPipe()
 	sch, _ := tr.Schema(context.Background())
 	cfg, err := schema.Coerce(sch, map[string]any{})
@@ -87,14 +106,16 @@ func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	smg, dmg := &migration{}, &migration{}
-	down, err := dst.claim(ctx, dmg, "receive", "", cancel, func(st State) error { return dst.canMigrate(transport.RoleReceive, st) })
+	sctx, sc := engine.NewCancel(ctx)
+	dctx, dc := engine.NewCancel(ctx)
+	run := fakeRun{smg: &migration{}, dmg: &migration{}}
+	down, err := dst.claim(ctx, run.dmg, "receive", "", cancelWith(dc), func(st State) error { return dst.canMigrate(transport.RoleReceive, st) })
 	if err != nil {
 		t.Fatalf("claim destination: %v", err)
 	}
 	var sown *migrationOwner
 	for attempt := 0; ; attempt++ { // a pause from the spam may have landed first
-		sown, err = src.claim(ctx, smg, "send", "", cancel, func(st State) error { return src.canMigrate(transport.RoleSend, st) })
+		sown, err = src.claim(ctx, run.smg, "send", "", cancelWith(sc), func(st State) error { return src.canMigrate(transport.RoleSend, st) })
 		if err == nil {
 			break
 		}
@@ -105,20 +126,32 @@ func migrateFakes(t *testing.T, src, dst *VM) engine.Report {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		opt := engine.Options{Transport: cfg, Progress: dmg.progress, Credentials: dstCreds}
-		rep, err := engine.Receive(ctx, lockTarget{migrationVM{v: dst, own: down}}, recv, opt)
+		opt := engine.Options{Transport: cfg, Progress: hooked(run.dmg, onDst), Credentials: dstCreds}
+		rep, err := engine.Receive(dctx, lockTarget{migrationVM{v: dst, own: down}}, recv, opt)
 		recv.Close()
-		dst.endMigration(down, dmg, transport.RoleReceive, rep, err)
+		dst.endMigration(down, run.dmg, transport.RoleReceive, rep, err)
+		run.drep = rep
 	})
-	opt := engine.Options{Transport: cfg, Progress: smg.progress, MaxDowntime: time.Second, Credentials: srcCreds}
-	rep, err := engine.Send(ctx, lockSource{migrationVM{v: src, own: sown}}, send, opt)
+	opt := engine.Options{Transport: cfg, Progress: hooked(run.smg, onSrc), MaxDowntime: time.Second, Credentials: srcCreds}
+	rep, err := engine.Send(sctx, lockSource{migrationVM{v: src, own: sown}}, send, opt)
 	send.Close()
-	src.endMigration(sown, smg, transport.RoleSend, rep, err)
+	src.endMigration(sown, run.smg, transport.RoleSend, rep, err)
+	run.srep = rep
 	wg.Wait()
 	if ctx.Err() != nil {
 		t.Fatalf("migration hung (cancelled after 20 s): %+v", rep)
 	}
-	return rep
+	return run
+}
+
+// hooked is mg's progress with h run first.
+func hooked(mg *migration, h progressHook) func(engine.Progress) {
+	return func(p engine.Progress) {
+		if h != nil {
+			h(mg, p)
+		}
+		mg.progress(p)
+	}
 }
 
 // spamRunState calls Pause and Resume on v, as the control commands do,

@@ -80,7 +80,7 @@ func TestCommandsRaceMigration(t *testing.T) {
 				v.gate.Pause(context.Background()) // as startIncoming
 			}
 			call := serveFake(t, v)
-			own, err := v.claim(context.Background(), v.mig, ph.role.String(), "id", func() {},
+			own, err := v.claim(context.Background(), v.mig, ph.role.String(), "id", takes(func() {}),
 				func(st State) error { return v.canMigrate(ph.role, st) })
 			if err != nil {
 				t.Fatal(err)
@@ -151,7 +151,7 @@ func TestResolveRace(t *testing.T) {
 				enter = racePhases[5] // the destination loaded
 			}
 			call := serveFake(t, v)
-			own, err := v.claim(context.Background(), v.mig, c.role.String(), "id", func() {},
+			own, err := v.claim(context.Background(), v.mig, c.role.String(), "id", takes(func() {}),
 				func(st State) error { return v.canMigrate(c.role, st) })
 			if err != nil {
 				t.Fatal(err)

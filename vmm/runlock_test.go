@@ -25,6 +25,12 @@ func fakeVM(st State) *VM {
 		gate: vcpu.NewGate(), run: newRunLock(), stopped: make(chan struct{}), cpusDone: make(chan struct{})}
 }
 
+// takes is a migration's canceller that always takes, after calling f:
+// a plain context cancel, for tests that do not run the engine.
+func takes(f func()) canceller {
+	return func() (bool, bool) { f(); return true, false }
+}
+
 // serveFake serves v's control commands on a socket in a temporary
 // directory and returns a function that calls one.
 func serveFake(t *testing.T, v *VM) func(cmd string, args any) error {
@@ -47,7 +53,7 @@ func serveFake(t *testing.T, v *VM) func(cmd string, args any) error {
 
 // claimFake makes a send migration own v, in phase, as migrate-send does.
 func claimFake(t *testing.T, v *VM, mg *migration, phase engine.Phase) *migrationOwner {
-	own, err := v.claim(context.Background(), mg, "send", "", func() {}, func(st State) error { return v.canMigrate(transport.RoleSend, st) })
+	own, err := v.claim(context.Background(), mg, "send", "", takes(func() {}), func(st State) error { return v.canMigrate(transport.RoleSend, st) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +190,14 @@ func TestClaimBounded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := v.claim(ctx, &migration{}, "send", "", func() {}, func(State) error { return nil }); err == nil {
+	if _, err := v.claim(ctx, &migration{}, "send", "", takes(func() {}), func(State) error { return nil }); err == nil {
 		t.Fatal("claim succeeded while the run lock was held")
 	}
 	v.run.unlock()
 	mg := &migration{}
 	own := claimFake(t, v, mg, "")
 	defer own.release(nil)
-	_, err := v.claim(context.Background(), &migration{}, "send", "", func() {}, func(State) error { return nil })
+	_, err := v.claim(context.Background(), &migration{}, "send", "", takes(func() {}), func(State) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "phase starting): migrate-send is refused") {
 		t.Fatalf("second claim: %v", err)
 	}

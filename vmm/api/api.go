@@ -85,19 +85,25 @@ type Migration struct {
 	ID       string          `json:"id,omitempty"` // MigrateArgs.ID
 }
 
-// CancelResult answers migrate-cancel.
+// CancelResult answers migrate-cancel. The engine decides, under its
+// hold (engine.Cancel): a cancel is either applied (Cancelled) or not
+// applied at all (Postcopy or Committing), never answered one way and
+// acted on the other.
 type CancelResult struct {
-	// Cancelled: the running migration was told to stop.
+	// Cancelled: the running migration was cancelled: it ends cancelled
+	// or failed, never completed, and the guest runs on the source.
 	Cancelled bool `json:"cancelled"`
-	// Postcopy: refused because the migration is in post-copy (the guest
-	// runs on the destination; cancelling would lose it). Follow it to
-	// its end instead.
+	// Postcopy: refused because the migration is in post-copy, or about
+	// to run the guest on the destination in post-copy (cancelling would
+	// lose it). Follow it to its end instead.
 	Postcopy bool `json:"postcopy,omitempty"`
 	// Committing: refused because the source is writing COMMIT or has
 	// written it and waits for RUNNING (pre-copy); the engine ignores a
 	// cancel from then on, which could only leave the handover unknown.
 	// The migration ends within switchover_timeout: completed, failed
 	// (the destination's ABORT: the source resumed), or handover-unknown.
+	// On a pre-copy destination: COMMIT arrived and the guest runs, or is
+	// being resumed, here.
 	Committing bool `json:"committing,omitempty"`
 	// Why it was not cancelled, in words.
 	Why string `json:"why,omitempty"`

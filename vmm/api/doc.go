@@ -6,7 +6,7 @@
 //	migrate ──control socket──► ferry-vmm
 //	  migrate-send, migrate-incoming  MigrateArgs (HintArgs) ─► Migration
 //	  migrate-status                                         ─► Migration
-//	  migrate-cancel                                         ─► {"cancelled": bool}
+//	  migrate-cancel                                         ─► CancelResult (the engine's answer)
 //	  migrate-resolve                 ResolveArgs            ─► ResolveResult
 //
 // What the VMM does with them (ownership of the VM, outcomes, the

@@ -1,0 +1,131 @@
+package vmm
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// TestCancelAnswerIsExact: migrate-cancel asked in a progress report, on
+// the engine's goroutine before the report reaches migrate-status, gets
+// the answer of what then happens. On the source in its committing
+// report (the engine held a moment before: the last progress still says
+// switch-over) it is refused, committing, and the migration completes;
+// in its switch-over report it takes, and the guest runs on the source.
+// On the destination as it loaded the state it takes (ABORT: the source
+// resumes); in its last report after COMMIT ran the guest there it is
+// refused. Before, the answer came from the last progress report: a
+// cancel right after the engine's hold was answered cancelled, and the
+// migration completed on the destination.
+func TestCancelAnswerIsExact(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		onDst     bool
+		at        engine.Handover
+		cancelled bool
+		why       string
+	}{
+		{"source switch-over", false, engine.HandoverSwitchover, true, ""},
+		{"source held", false, engine.HandoverCommitting, false, "COMMIT is going or has gone out"},
+		{"destination loaded", true, engine.HandoverLoaded, true, ""},
+		{"destination running", true, engine.HandoverRunning, false, "COMMIT arrived: the guest runs here"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := fakeWithRAM(t, StateRunning), fakeWithRAM(t, StateIncoming)
+			var res api.CancelResult
+			asked := false
+			hook := func(mg *migration, p engine.Progress) {
+				if p.Handover == tc.at && !asked {
+					asked = true
+					res = mg.cancelRunning()
+				}
+			}
+			var run fakeRun
+			if tc.onDst {
+				run = migrateFakesWith(t, src, dst, nil, hook)
+			} else {
+				run = migrateFakesWith(t, src, dst, hook, nil)
+			}
+			if !asked {
+				t.Fatalf("no progress report said %s", tc.at)
+			}
+			if res.Cancelled != tc.cancelled || !strings.Contains(res.Why, tc.why) {
+				t.Errorf("migrate-cancel answered %+v, want cancelled %v and %q", res, tc.cancelled, tc.why)
+			}
+			checkCancelAnswer(t, res, run, src, dst)
+		})
+	}
+}
+
+// TestCancelAnswerRaces: migrate-cancel asked on its own goroutine from
+// the source's switch-over report (it races the pause, the state, LOADED
+// and the hold) or the destination's loaded report (it races COMMIT):
+// whatever it answers, the migration ends that way, every time.
+func TestCancelAnswerRaces(t *testing.T) {
+	var cancelled, refused, late int
+	for i := 0; i < 20; i++ {
+		src, dst := fakeWithRAM(t, StateRunning), fakeWithRAM(t, StateIncoming)
+		var wg sync.WaitGroup
+		var res api.CancelResult
+		at := engine.HandoverSwitchover
+		if i%2 == 1 {
+			at = engine.HandoverLoaded
+		}
+		asked := false
+		hook := func(mg *migration, p engine.Progress) {
+			if p.Handover == at && !asked {
+				asked = true
+				wg.Go(func() { res = mg.cancelRunning() })
+			}
+		}
+		var run fakeRun
+		if at == engine.HandoverLoaded {
+			run = migrateFakesWith(t, src, dst, nil, hook)
+		} else {
+			run = migrateFakesWith(t, src, dst, hook, nil)
+		}
+		wg.Wait()
+		if !asked {
+			t.Fatalf("run %d: no progress report said %s", i, at)
+		}
+		if res.Why == "no migration is running" {
+			late++ // a loaded machine ran the goroutine after the end: nothing to check
+			continue
+		}
+		checkCancelAnswer(t, res, run, src, dst)
+		if t.Failed() {
+			t.Fatalf("run %d (asked at %s): %+v", i, at, res)
+		}
+		if res.Cancelled {
+			cancelled++
+		} else {
+			refused++
+		}
+	}
+	t.Logf("cancelled %d, refused %d, after the end %d", cancelled, refused, late)
+}
+
+// checkCancelAnswer says whether the migration ended as migrate-cancel's
+// answer res said: cancelled, and the guest runs on the source only; or
+// refused (committing, not post-copy here), and the migration completed,
+// the guest running on the destination only.
+func checkCancelAnswer(t *testing.T, res api.CancelResult, run fakeRun, src, dst *VM) {
+	t.Helper()
+	sst, dstate := src.Status().State, dst.Status().State
+	switch {
+	case res.Cancelled && (run.srep.Status == engine.StatusCompleted || run.drep.Status == engine.StatusCompleted):
+		t.Errorf("answered cancelled, but the migration completed (source %s, destination %s)", run.srep.Status, run.drep.Status)
+	case res.Cancelled && (sst != StateRunning || dstate == StateRunning):
+		t.Errorf("answered cancelled, but the source is %s and the destination %s", sst, dstate)
+	case !res.Cancelled && (!res.Committing || res.Postcopy):
+		t.Errorf("refused as %+v; want committing (pre-copy)", res)
+	case !res.Cancelled && (run.srep.Status != engine.StatusCompleted || run.drep.Status != engine.StatusCompleted):
+		t.Errorf("refused, but the migration ended: source %s (%s), destination %s (%s)",
+			run.srep.Status, run.srep.Error, run.drep.Status, run.drep.Error)
+	case !res.Cancelled && (sst != StateMigrated || dstate != StateRunning):
+		t.Errorf("refused, but the source is %s and the destination %s", sst, dstate)
+	}
+}
