@@ -64,7 +64,7 @@ func sourceLeft(t *testing.T, provider, stage string) {
 		reached = strings.Contains(err.Error(), "fabric:")
 	case "before urgent channel", "after URGENT answer":
 		how := map[string]rdma.Abandon{"before urgent channel": rdma.CloseBeforeUrgent, "after URGENT answer": rdma.CloseAfterUrgent}[stage]
-		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout, how)
+		err = rdma.AbandonedSource(first, provider, p.cfg["listen"].(string), p.sc, deadTag, p.layout, how, nil)
 		reached = err == nil
 	}
 	stopFirst()
@@ -147,7 +147,7 @@ func sourceStalled(t *testing.T, provider string, how rdma.Abandon, next bool) {
 	held := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		held <- rdma.AbandonedSource(stalled, provider, cfg["listen"].(string), p.sc, transport.Tag{3}, p.layout, how)
+		held <- rdma.AbandonedSource(stalled, provider, cfg["listen"].(string), p.sc, transport.Tag{3}, p.layout, how, nil)
 	}()
 	p.waitLog(t, rdma.LogDropped, 1)
 	t.Logf("the stalled try was dropped after %v", time.Since(start))
@@ -211,4 +211,86 @@ func ownSetupFailure(t *testing.T, provider string) {
 	case <-bound.C:
 		t.Fatalf("the destination still waits for a next try 10 s after its own setup failed (then: %v)", p.received())
 	}
+}
+
+// TestNextTryWhileUrgentAwaited: the source's next try arrives while
+// the destination still waits for the urgent channel of a try that
+// will not open it (the first try stopped after the KEYS; "holds": it
+// keeps its connections, as a stalled host does; "closes": it closes
+// them as the next try starts, the two racing). The next try is taken
+// at once and opens: it is this migration's source (its HELLO, tag
+// and layout, admitted like any first HELLO) and a source runs one try
+// at a time, so its earlier try is over. Before, the destination read
+// that HELLO as a wrong urgent channel and closed it unanswered
+// ("holds", every time), and the source said "the destination closed
+// the control channel without answering HELLO: one of another setup
+// version than 4, an older Ferry's, does so", which it was not; or,
+// racing the first try's close, it closed the next try's connection
+// mid-handshake ("closes", most runs: "the destination closed the
+// connection during authentication ...; try again").
+func TestNextTryWhileUrgentAwaited(t *testing.T) {
+	for _, prov := range providers(t) {
+		if prov == "verbs" {
+			continue // the dead try's steps are the software providers'
+		}
+		for _, closes := range []bool{false, true} {
+			name := prov + "/holds"
+			if closes {
+				name = prov + "/closes"
+			}
+			t.Run(name, func(t *testing.T) {
+				for range 3 {
+					nextTryWhileUrgentAwaited(t, prov, closes)
+				}
+			})
+		}
+	}
+}
+
+func nextTryWhileUrgentAwaited(t *testing.T, provider string, closes bool) {
+	tag := transport.Tag{6}
+	p := startPair(t, provider, nil, tag) // connect_timeout 10 s: what the destination would hold the dead try
+	dead, end := context.WithCancel(p.ctx)
+	defer end()
+	keys := make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- rdma.AbandonedSource(dead, provider, p.cfg["listen"].(string), p.sc, tag, p.layout, rdma.HoldBeforeUrgent,
+			func() { close(keys) })
+	}()
+	select {
+	case <-keys: // the destination sent the KEYS: it waits for that try's urgent channel
+	case err := <-held:
+		t.Fatalf("the first try did not get its KEYS: %v", err)
+	}
+	start := time.Now()
+	if closes {
+		end()
+	}
+	if err := p.send.Open(p.ctx, p.sendReq(tag)); err != nil {
+		p.cancel()
+		t.Fatalf("the next try, while the destination waited for the first's urgent channel: %v (the destination's Open: %v)",
+			err, p.received())
+	}
+	took := time.Since(start)
+	if err := p.received(); err != nil {
+		t.Fatalf("the destination's Open: %v", err)
+	}
+	p.waitLog(t, rdma.LogDropped, 1) // the first try, for the next
+	if took > 5*time.Second {
+		t.Errorf("the next try took %v: the destination held it for the dead try's connect_timeout", took)
+	}
+	if err := p.send.SendMessage(p.ctx, transport.Message{Kind: 7, Payload: []byte("next try")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := p.recv.RecvMessage(p.ctx); err != nil || m.Kind != 7 {
+		t.Fatalf("message after the next try: kind %d, %v", m.Kind, err)
+	}
+	end()
+	if err := <-held; err != nil {
+		t.Fatalf("the first try: %v", err)
+	}
+	t.Logf("the next try opened in %v", took)
+	p.send.Close()
+	p.recv.Close()
 }

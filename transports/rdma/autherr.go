@@ -17,9 +17,9 @@ import (
 //   - its own deadline passed first;
 //   - the destination closed the connection without a TLS alert: it
 //     dropped the connection, as it does when it stops waiting for one
-//     (busy with an earlier try of this source's that left half-way,
-//     its wait over, too many connections at once), never because it
-//     refused the credentials;
+//     (its Open over, too many connections at once; before the gate,
+//     gate.go, also while busy with an earlier try of this source's),
+//     never because it refused the credentials;
 //   - otherwise a refusal: the destination's alert (our certificate
 //     refused) or its certificate refused here.
 //
@@ -34,8 +34,7 @@ func authErr(ctx context.Context, err error) error {
 	case errors.As(err, &op) && op.Op == "remote error": // the peer's TLS alert
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return fmt.Errorf("the destination closed the connection during authentication without refusing this job's "+
-			"credentials (it dropped it: busy with an earlier try of this source's, no longer waiting, or too many "+
-			"connections at once); try again: %w", err)
+			"credentials (it dropped it: no longer waiting for a source, or too many connections at once); try again: %w", err)
 	}
 	return fmt.Errorf("the destination refused this job's credentials, or is not this job's destination "+
 		"(each side needs the credentials migrate made for this job): %w", err)

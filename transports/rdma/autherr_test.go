@@ -15,8 +15,9 @@ import (
 
 // TestSourceAuthErrors: the source's Open says why its authentication
 // failed, as far as it can tell. A destination that drops the connection
-// during the handshake (what one busy with a dead try of the source's
-// does to the next try, README "A source's try that ends half-way") is
+// during the handshake (one whose Open ended, or with too many
+// connections at once; before the gate, also one busy with a dead try
+// of the source's, README "The source's next try during a setup") is
 // not said to have refused the job's credentials, as it was before; one
 // that refuses them, and one whose certificate the source refuses, are.
 // The class stays transport.ErrUnauthenticated.

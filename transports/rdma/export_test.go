@@ -127,10 +127,10 @@ const (
 // AbandonedSource plays a source whose Open ends half-way, after the
 // fabric connections: it authenticates on addr with creds, says HELLO
 // for tag and layout, connects both endpoints with the OFFER's nonces,
-// reads the KEYS, then does what how says. Its error is nil if it got
-// there.
+// reads the KEYS, calls at (unless nil), then does what how says. Its
+// error is nil if it got there.
 func AbandonedSource(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag,
-	layout []transport.RAMRegion, how Abandon) error {
+	layout []transport.RAMRegion, how Abandon, at func()) error {
 	auth, err := creds.TLSConfig(transport.RoleSend)
 	if err != nil {
 		return err
@@ -174,6 +174,9 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 	defer uep.Close()
 	if _, err = readSetup(sc, setupKeys); err != nil {
 		return err
+	}
+	if at != nil {
+		at()
 	}
 	switch how {
 	case HoldBeforeUrgent:

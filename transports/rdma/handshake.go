@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -76,33 +77,51 @@ func writeSetup(w io.Writer, t setupType, payload []byte) error {
 // returned as errors), checking magic, version and length before reading
 // the payload.
 func readSetup(r io.Reader, want setupType) ([]byte, error) {
+	_, p, err := readSetupOf(r, want)
+	return p, err
+}
+
+// readSetupOf is readSetup for a frame of any of the types want (at
+// least one), and says which came.
+func readSetupOf(r io.Reader, want ...setupType) (setupType, []byte, error) {
 	var h [setupHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, fmt.Errorf("read %v: %w", want, err)
+		return 0, nil, fmt.Errorf("read %v: %w", setupTypes(want), err)
 	}
 	t, n := setupType(binary.BigEndian.Uint16(h[6:])), binary.BigEndian.Uint32(h[8:])
 	switch {
 	case string(h[:4]) != setupMagic:
-		return nil, fmt.Errorf("%w: setup frame magic %q (is the peer an rdma transport?)", transport.ErrProtocol, h[:4])
+		return 0, nil, fmt.Errorf("%w: setup frame magic %q (is the peer an rdma transport?)", transport.ErrProtocol, h[:4])
 	case binary.BigEndian.Uint16(h[4:]) != setupVersion:
-		return nil, fmt.Errorf("%w: setup version %d, this side speaks %d: %w", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]),
+		return 0, nil, fmt.Errorf("%w: setup version %d, this side speaks %d: %w", transport.ErrProtocol, binary.BigEndian.Uint16(h[4:]),
 			setupVersion, errSetupVersion)
 	case n > maxSetup:
-		return nil, fmt.Errorf("%w: setup frame of %d bytes", transport.ErrProtocol, n)
-	case t != want && t != setupRefuse && t != setupOther:
-		return nil, fmt.Errorf("%w: setup frame type %d, want %d", transport.ErrProtocol, t, want)
+		return 0, nil, fmt.Errorf("%w: setup frame of %d bytes", transport.ErrProtocol, n)
+	case !slices.Contains(want, t) && t != setupRefuse && t != setupOther:
+		return 0, nil, fmt.Errorf("%w: setup frame type %d, want %v", transport.ErrProtocol, t, setupTypes(want))
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
-		return nil, fmt.Errorf("read %v: %w", want, err)
+		return 0, nil, fmt.Errorf("read %v: %w", setupTypes(want), err)
 	}
 	switch t {
 	case setupRefuse:
-		return nil, fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, p, transport.ErrClosed)
+		return 0, nil, fmt.Errorf("%w: %s: %w", ErrLayoutMismatch, p, transport.ErrClosed)
 	case setupOther:
-		return nil, fmt.Errorf("%w: refused at %v", transport.ErrWrongMigration, want)
+		return 0, nil, fmt.Errorf("%w: refused at %v", transport.ErrWrongMigration, setupTypes(want))
 	}
-	return p, nil
+	return t, p, nil
+}
+
+// setupTypes names the types a reader waits for: "HELLO or URGENT".
+type setupTypes []setupType
+
+func (ts setupTypes) String() string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.String()
+	}
+	return strings.Join(names, " or ")
 }
 
 // errSetupVersion marks a setup frame of another version: the peer runs

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -82,8 +81,9 @@ func (s *session) setupSend(ctx *setupClock) error {
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w (the destination closed the control channel without answering HELLO: one of another "+
-			"setup version than %d, an older Ferry's, does so; %v)", err, setupVersion, errSetupVersion)
+		return fmt.Errorf("%w (the destination closed the control channel without answering HELLO: its Open ended, "+
+			"or took another try of this migration's source; or it is of setup version 2 or older, an older Ferry's, "+
+			"which does so at a HELLO of another version: %v)", err, errSetupVersion)
 	}
 	if err != nil {
 		return err
@@ -191,23 +191,37 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 // said HELLO, then sets up the fabric connection with it. A source that
 // closes the control channel during that setup, after the OFFER (its
 // Open ended half-way: its deadline, its process), is dropped at once
-// and the wait goes on, within ctx, for its next try; one that stops
-// without closing it (host down, or refused its urgent channel and not
-// retrying) holds the setup until connect_timeout and is dropped then,
-// the same way. A failure of this side's own (ownError) fails Open,
-// whether or not the source closed meanwhile; so does ctx's end, naming
-// the last try dropped.
-func openReceive(ctx context.Context, s *session) error {
+// and the wait goes on, within ctx, for its next try; so is one whose
+// next try says HELLO meanwhile (the gate, gate.go), which is taken at
+// once; one that stops without closing it (host down, or refused its
+// urgent channel and not retrying) and sends no next try holds the
+// setup until connect_timeout and is dropped then, the same way. A
+// failure of this side's own (ownError) fails Open, whether or not the
+// source closed meanwhile; so does ctx's end, naming the last try
+// dropped.
+func openReceive(ctx context.Context, s *session) (err error) {
 	ln, err := transport.Listen(ctx, s.cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	defer ln.Close()
+	g := s.openGate(ln)
+	defer func() {
+		var taken transport.Tag
+		if err == nil {
+			taken = s.tag
+		}
+		g.close(taken)
+	}()
 	s.log.Info(logListening, "listen", ln.Addr().String())
 	want := s.tag     // the OpenRequest's: zero takes any source's
 	var dropped error // the last try dropped
 	for {
-		c, a, err := s.acceptOne(ctx, ln, s.admit, func(err error) bool { return errors.Is(err, ErrLayoutMismatch) })
+		h, err := g.next(ctx)
+		if err == nil && h.err != nil {
+			h.c.Close()
+			err = h.err
+		}
 		if err != nil && dropped != nil {
 			return fmt.Errorf("waiting for the source on %s: %w (a try of the source's was dropped during setup: %v)",
 				s.cfg.listen, err, dropped)
@@ -215,125 +229,35 @@ func openReceive(ctx context.Context, s *session) error {
 		if err != nil {
 			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
 		}
-		s.ctrl, s.raw, s.tag = a.sc, c, a.tag
-		err = s.setupReceive(ctx, ln)
+		s.ctrl, s.raw, s.tag = h.a.sc, h.c, h.a.tag
+		err = s.setupReceive(ctx, g)
 		if err == nil {
 			break
 		}
-		c.Close() // a stalled source's try fails at its next read
+		h.c.Close() // a stalled source's try fails at its next read
 		s.closeSetup()
-		if !errors.Is(err, errSourceGone) && !errors.Is(err, errSourceStalled) || ctx.Err() != nil {
+		if !droppable(err) || ctx.Err() != nil {
 			return err
 		}
 		// That try of the source's Open ended half-way, or will not
-		// finish; its next try (the engine's reconnect, a retrying
-		// caller) finds us listening.
+		// finish, or its next try came; that next try (the engine's
+		// reconnect, a retrying caller) finds us listening.
 		s.rcv.release()
 		s.urcv.release()
 		s.tag = want // a try of another source may be the next
 		dropped = err
-		s.log.Warn(logDropped, "from", c.RemoteAddr().String(), "error", err)
+		s.log.Warn(logDropped, "from", h.c.RemoteAddr().String(), "error", err)
 	}
 	s.log.Info("source connected", "from", s.raw.RemoteAddr().String(), "provider", s.caps.Provider,
 		"saw", s.caps.SAW, "delivery_complete", s.caps.DeliveryComplete)
 	return nil
 }
 
-// admitted is what admit made of a connection: its secure channel and
-// the tag it named (the urgent channel's: the session's).
-type admitted struct {
-	sc  net.Conn
-	tag transport.Tag
-}
-
-// acceptOne accepts connections on ln, each authenticated by admit in
-// its own goroutine within handshakeBound; the first that admit accepts
-// (or fails with an error decisive says ends the wait) wins, and its
-// admission is returned with it (what admit made of the others is
-// dropped with them). A stranger learns nothing and cannot end the
-// wait. ln stays open (the urgent channel is accepted on it too); its
-// accept loop is stopped by a deadline, which is cleared again on
-// return. Once ctx ended, every connection it accepted is closed, one
-// admitted meanwhile too.
-func (s *session) acceptOne(ctx context.Context, ln *net.TCPListener, admit func(*net.TCPConn) (admitted, error),
-	decisive func(error) bool) (*net.TCPConn, admitted, error) {
-	type result struct {
-		c   *net.TCPConn
-		a   admitted
-		err error
-	}
-	ln.SetDeadline(time.Time{})
-	won := make(chan result, 1)
-	var mu sync.Mutex
-	pending := map[*net.TCPConn]transport.Pending{}
-	settled := false
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c := nc.(*net.TCPConn)
-			mu.Lock()
-			if settled {
-				mu.Unlock()
-				c.Close()
-				continue
-			}
-			host := transport.HostOf(c.RemoteAddr())
-			if len(pending) >= maxPending {
-				if victim, ok := transport.Evictable(pending, host, floodShare); ok {
-					victim.Close() // its handshake fails; newer callers get a chance
-					delete(pending, victim)
-				}
-			}
-			pending[c] = transport.Pending{Host: host, Since: time.Now()}
-			mu.Unlock()
-			wg.Go(func() {
-				a, err := admit(c)
-				mu.Lock()
-				defer mu.Unlock()
-				delete(pending, c)
-				if settled || (err != nil && (decisive == nil || !decisive(err))) {
-					if err != nil {
-						s.log.Warn("refused a connection", "from", c.RemoteAddr().String(), "error", err)
-					}
-					c.Close()
-					return
-				}
-				settled = true
-				won <- result{c, a, err}
-			})
-		}
-	})
-	var r result
-	select {
-	case r = <-won:
-	case <-ctx.Done():
-		r.err = ctx.Err()
-	}
-	ln.SetDeadline(time.Unix(1, 0))
-	mu.Lock()
-	settled = true
-	for c := range pending {
-		c.Close()
-	}
-	mu.Unlock()
-	wg.Wait()
-	ln.SetDeadline(time.Time{})
-	if r.err != nil {
-		if r.c != nil {
-			r.c.Close()
-		}
-		select {
-		case late := <-won: // admitted as ctx ended: its peer must not wait on it
-			late.c.Close()
-		default:
-		}
-		return nil, admitted{}, r.err
-	}
-	return r.c, r.a, nil
+// droppable reports whether a destination's setup failed for a try of
+// the source's that is over, not for this side: openReceive then waits
+// for the next try.
+func droppable(err error) bool {
+	return errors.Is(err, errSourceGone) || errors.Is(err, errSourceStalled) || errors.Is(err, errSuperseded)
 }
 
 // closeSetup releases the fabric endpoints and the urgent channel of a
@@ -353,83 +277,36 @@ func (s *session) closeSetup() {
 	}
 }
 
-// admit authenticates c and reads its HELLO within handshakeBound, and
-// returns it with the tag it names. A source that names another
-// migration than the one awaited is refused before anything else of its
-// HELLO is looked at (OTHER, nothing more); the caller closes it and
-// waits on. With the zero tag a source of any tag is admitted. It runs
-// concurrently for every pending connection: it only reads s.tag.
-func (s *session) admit(c *net.TCPConn) (admitted, error) {
-	defer c.SetDeadline(time.Time{})
-	sc, p, err := s.greet(c, setupHello)
-	if err != nil {
-		if errors.Is(err, errSetupVersion) {
-			// An authenticated source of another version (an older
-			// Ferry's): a frame of this version, whatever it says, makes
-			// its own readSetup refuse it naming both versions, where a
-			// closed connection would read as EOF.
-			writeSetup(sc, setupRefuse, []byte(err.Error()))
-		}
-		return admitted{}, err
-	}
-	tag, p, err := helloTag(p)
-	if err != nil {
-		return admitted{}, err
-	}
-	if !s.tag.IsZero() && tag != s.tag {
-		writeSetup(sc, setupOther, nil)
-		return admitted{}, fmt.Errorf("it names another migration (tag %x, this destination waits for %x)", tag[:4], s.tag[:4])
-	}
-	l, rest, err := parseLayout(p)
-	if err == nil && len(rest) != 0 {
-		err = fmt.Errorf("%w: %d bytes after HELLO", transport.ErrProtocol, len(rest))
-	}
-	if err != nil {
-		return admitted{}, err
-	}
-	if !sameLayout(l, s.ram.Layout) {
-		err := layoutErr(s.ram.Layout, l, "destination", "source")
-		writeSetup(sc, setupRefuse, []byte(err.Error()))
-		return admitted{sc, tag}, fmt.Errorf("refused the source at %s: %w", c.RemoteAddr(), err)
-	}
-	return admitted{sc, tag}, nil
-}
-
-// greet authenticates c with the job's credentials and reads its first
-// setup message, of type want, both within handshakeBound. It leaves c's
-// deadline set, for the caller's answer; the caller clears it.
-func (s *session) greet(c *net.TCPConn, want setupType) (net.Conn, []byte, error) {
-	c.SetNoDelay(true)
-	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, s.cfg.connectTimeout))
-	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleReceive, s.auth, s.plain)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.SetDeadline(time.Now().Add(min(handshakeBound, s.cfg.connectTimeout)))
-	p, err := readSetup(sc, want)
-	return sc, p, err
-}
-
 // setupReceive opens the fabric listeners (bulk and urgent, one fabric
 // and domain), OFFERs them with fresh nonces, accepts the one connection
 // carrying each nonce and closes both listeners, registers guest RAM for
 // remote writes once, in the domain both endpoints share, and sends the
-// KEYS; then it accepts the urgent channel on ln and waits for the
-// source's READY there (its Open succeeded). All within
+// KEYS; then it takes the urgent channel from the gate g and waits for
+// the source's READY there (its Open succeeded). All within
 // connect_timeout, the bound of the source's own Open, not counting the
-// time it registers guest RAM (setupClock). From the OFFER on,
-// unless it failed on its own first (ownError), it stops with an error
-// wrapping errSourceGone if the source closes the control channel (at
-// once), or errSourceStalled once that bound passed with the source's
-// try unfinished (a source that stopped without closing: its host
+// time it registers guest RAM (setupClock). Unless it failed on its
+// own first (ownError), it stops with an error wrapping errSuperseded
+// as soon as the source's next try says HELLO (before the urgent
+// channel is accepted), and from the OFFER on with one wrapping
+// errSourceGone if the source closes the control channel (at once), or
+// errSourceStalled once that bound passed with the source's try
+// unfinished (a source that stopped without closing: its host
 // stalled, or its urgent channel was refused or late and it does not
-// retry); openReceive then waits for a next try.
-func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err error) {
+// retry); openReceive then takes the next try.
+func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 	bound, stop := startClock(parent, s.cfg.connectTimeout)
 	defer stop()
 	ctx, abandon := context.WithCancelCause(bound)
 	defer abandon(nil)
+	var o offer
+	if _, err := rand.Read(o.nonce[:]); err != nil {
+		return err
+	}
+	if _, err := rand.Read(o.unonce[:]); err != nil {
+		return err
+	}
+	t := &try{tag: s.tag, unonce: o.unonce[:], abandon: abandon}
+	defer g.begin(t)()
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
 	ios := interruptOn(ctx, raw)
 	defer func() { ios.settle(err == nil) }() // a try that said READY keeps its connections, whenever ctx ends
@@ -452,13 +329,7 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 	if err != nil {
 		return fmt.Errorf("fabric: %w", err)
 	}
-	o := offer{port: uint16(port), uport: uint16(uport), layout: s.ram.Layout}
-	if _, err := rand.Read(o.nonce[:]); err != nil {
-		return err
-	}
-	if _, err := rand.Read(o.unonce[:]); err != nil {
-		return err
-	}
+	o.port, o.uport, o.layout = uint16(port), uint16(uport), s.ram.Layout
 	// From the OFFER on the setup waits for the source (watch.go).
 	watch := watchPeer(raw, func() { abandon(errSourceGone) })
 	defer func() {
@@ -467,6 +338,8 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 		case err == nil || errors.As(err, new(ownError)):
 		case gone:
 			err = fmt.Errorf("%w: %w", errSourceGone, err)
+		case errors.Is(context.Cause(ctx), errSuperseded):
+			err = fmt.Errorf("%w: %w", errSuperseded, err)
 		case bound.Err() != nil && parent.Err() == nil:
 			err = fmt.Errorf("%w (%v): %w", errSourceStalled, s.cfg.connectTimeout, err)
 		}
@@ -504,16 +377,18 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 		return fmt.Errorf("send KEYS: %w", err)
 	}
 	s.dec = wire.NewDecoder(s.ctrl)
-	c, a, err := s.acceptOne(ctx, ln, func(c *net.TCPConn) (admitted, error) { return s.admitUrgent(c, o.unonce[:]) }, nil)
-	if err != nil {
-		return fmt.Errorf("waiting for the source's urgent channel: %w", err)
+	var u arrival
+	select {
+	case u = <-t.urgent:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the source's urgent channel: %w", ctx.Err())
 	}
-	s.uraw, s.uctrl = c, a.sc
-	ios.add(c)
+	s.uraw, s.uctrl = u.c, u.a.sc
+	ios.add(u.c)
 	// READY: the source's Open succeeded. Until it comes, that try may
 	// still end (its deadline passing as our answer arrived), and a
 	// session returned now would fail at once.
-	p, err := readSetup(a.sc, setupReady)
+	p, err := readSetup(u.a.sc, setupReady)
 	if err == nil && len(p) != 0 {
 		err = fmt.Errorf("%w: READY of %d bytes", transport.ErrProtocol, len(p))
 	}
@@ -523,29 +398,8 @@ func (s *session) setupReceive(parent context.Context, ln *net.TCPListener) (err
 		}
 		return fmt.Errorf("urgent channel: waiting for READY: %w", err)
 	}
-	s.udec = wire.NewDecoder(a.sc)
+	s.udec = wire.NewDecoder(u.a.sc)
 	return nil
-}
-
-// admitUrgent authenticates c as the session's urgent channel: the
-// job's credentials, then URGENT with the nonce given in the OFFER and
-// the session's tag.
-func (s *session) admitUrgent(c *net.TCPConn, unonce []byte) (admitted, error) {
-	defer c.SetDeadline(time.Time{})
-	sc, p, err := s.greet(c, setupUrgent)
-	if err != nil {
-		return admitted{}, err
-	}
-	if len(p) != nonceSize+tagSize || subtle.ConstantTimeCompare(p[:nonceSize], unonce) != 1 {
-		return admitted{}, fmt.Errorf("%w: urgent channel with another session's nonce", transport.ErrProtocol)
-	}
-	if transport.Tag(p[nonceSize:]) != s.tag {
-		return admitted{}, fmt.Errorf("%w: urgent channel naming another migration (tag %x)", transport.ErrProtocol, p[nonceSize:nonceSize+4])
-	}
-	if err := writeSetup(sc, setupUrgent, nil); err != nil {
-		return admitted{}, err
-	}
-	return admitted{sc, s.tag}, nil
 }
 
 // randomKey is a registration key nobody outside the session can guess,

@@ -1,0 +1,118 @@
+package rdma
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/guestram"
+)
+
+// gateSession is a destination's session for the gate alone: the job's
+// credentials and 1 MiB of guest RAM's layout, nothing mapped.
+func gateSession(t *testing.T, want transport.Tag) (s *session, ln *net.TCPListener, send transport.Credentials) {
+	t.Helper()
+	send, recv, err := transport.MintCredentials(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := recv.TLSConfig(transport.RoleReceive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = &session{log: hclog.NewNullLogger(), cfg: config{connectTimeout: 10 * time.Second}, auth: auth, tag: want,
+		ram: &ram{RAM: guestram.RAM{Layout: []wire.Region{{GPA: 0, Size: 1 << 20}}}}}
+	ln, err = net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return s, ln, send
+}
+
+// helloFrom connects to ln as a source with creds and says HELLO for tag.
+func helloFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, tag transport.Tag) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	auth, err := creds.TLSConfig(transport.RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, auth, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSetup(sc, setupHello, appendHello(tag, []wire.Region{{GPA: 0, Size: 1 << 20}})); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// TestGateArrivals: each HELLO the gate admits comes out of next with
+// its own connection and the tag it named (a destination that waits
+// for any migration, the zero tag). Before the gate, acceptOne did
+// this for one wait at a time (TestAcceptOneAdmission).
+func TestGateArrivals(t *testing.T) {
+	s, ln, creds := gateSession(t, transport.Tag{})
+	g := s.openGate(ln)
+	defer g.close(transport.Tag{})
+	peers := map[string]byte{}
+	for i := range 8 {
+		c := helloFrom(t, ln, creds, transport.Tag{byte(i + 1)})
+		peers[c.LocalAddr().String()] = byte(i + 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 8 {
+		h, err := g.next(ctx)
+		if err != nil || h.err != nil {
+			t.Fatalf("next: %v, %v", err, h.err)
+		}
+		if want, ok := peers[h.c.RemoteAddr().String()]; !ok || h.a.tag != (transport.Tag{want}) {
+			t.Errorf("arrival from %v names tag %x; want its own, %x", h.c.RemoteAddr(), h.a.tag[:1], want)
+		}
+		delete(peers, h.c.RemoteAddr().String())
+		h.c.Close()
+	}
+}
+
+// TestGateClosesUntaken: HELLOs the gate admitted that Open did not
+// take are closed when it closes: one naming the tag of the try taken
+// reads EOF, one naming another reads OTHER (the destination took
+// another migration's source). None is left open for its source to
+// wait on (before the gate: TestAcceptOneEndedWinner).
+func TestGateClosesUntaken(t *testing.T) {
+	s, ln, creds := gateSession(t, transport.Tag{})
+	g := s.openGate(ln)
+	admitted := make(chan struct{}, 2)
+	g.waiting = func() { admitted <- struct{}{} }
+	same := helloFrom(t, ln, creds, transport.Tag{1})
+	other := helloFrom(t, ln, creds, transport.Tag{2})
+	<-admitted
+	<-admitted
+	g.close(transport.Tag{1})
+	same.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := same.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a HELLO of the tag taken, left at close: read %v; want EOF", err)
+	}
+	other.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readSetup(other, setupOffer); !errors.Is(err, transport.ErrWrongMigration) {
+		t.Errorf("a HELLO of another tag, left at close: %v; want OTHER", err)
+	}
+	if b, err := io.ReadAll(other); err != nil || len(b) != 0 {
+		t.Errorf("after OTHER: %q, %v; want EOF", b, err)
+	}
+}
