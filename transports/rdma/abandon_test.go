@@ -159,8 +159,11 @@ func sourceStalled(t *testing.T, provider string, how rdma.Abandon, next bool) {
 		p.cancel()
 		err := p.received()
 		t.Logf("the destination's Open: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "within connect_timeout") {
+		if err == nil || !strings.Contains(err.Error(), "connect_timeout (1s) passed while") {
 			t.Fatalf("the destination's Open = %v; want its context's end, naming the try it dropped", err)
+		}
+		if n := strings.Count(err.Error(), "connect_timeout"); n != 1 {
+			t.Errorf("the destination's Open names connect_timeout %d times; want once", n)
 		}
 		return
 	}
@@ -196,7 +199,7 @@ func ownSetupFailure(t *testing.T, provider string) {
 	err := p.send.Open(try, p.sendReq(transport.Tag{}))
 	stop()
 	close(sourceEnded)
-	if err == nil || !strings.Contains(err.Error(), "fabric:") {
+	if err == nil || !strings.Contains(err.Error(), "while connecting the fabric endpoint") {
 		t.Fatalf("the source's try = %v; want it to end in its fabric connect", err)
 	}
 

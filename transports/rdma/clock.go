@@ -3,6 +3,7 @@ package rdma
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -14,15 +15,17 @@ import (
 // fresh memory here by mlock as a stand-in, README "Registration and
 // the setup's bound"), or when parent ends (at once: it is a child of
 // parent), or at stop. Err says which: context.DeadlineExceeded,
-// parent's error, context.Canceled. Contexts derived from it end with
-// it; once its bound passed they say context.Canceled, and
-// context.Cause says context.DeadlineExceeded.
+// parent's error, context.Canceled; expired tells the first from a
+// parent's deadline. Contexts derived from it end with it; once its
+// bound passed they say context.Canceled, and context.Cause says
+// errBoundPassed (a context.DeadlineExceeded).
 //
 // It cannot pause the peer's clock: a source's bound still covers the
 // destination's registration, which it waits for in its fabric connect.
 type setupClock struct {
 	context.Context // a child of parent, cancelled when the clock ends
 	cancel          context.CancelCauseFunc
+	bound           time.Duration
 
 	mu     sync.Mutex
 	timer  *time.Timer
@@ -34,10 +37,10 @@ type setupClock struct {
 // startClock starts a setupClock; stop ends it (call it when done).
 func startClock(parent context.Context, bound time.Duration) (c *setupClock, stop func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	c = &setupClock{Context: ctx, cancel: cancel, due: time.Now().Add(bound)}
+	c = &setupClock{Context: ctx, cancel: cancel, bound: bound, due: time.Now().Add(bound)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.timer = time.AfterFunc(bound, func() { cancel(context.DeadlineExceeded) })
+	c.timer = time.AfterFunc(bound, func() { cancel(errBoundPassed) })
 	return c, func() {
 		c.mu.Lock()
 		c.timer.Stop()
@@ -79,6 +82,15 @@ func (c *setupClock) Deadline() (time.Time, bool) {
 		d = pd
 	}
 	return d, true
+}
+
+// errBoundPassed is a setupClock's cause once its bound passed.
+var errBoundPassed = fmt.Errorf("the setup's bound passed: %w", context.DeadlineExceeded)
+
+// expired reports whether the clock ended because its bound passed
+// (not its parent, nor stop).
+func (c *setupClock) expired() bool {
+	return c.Context.Err() != nil && context.Cause(c.Context) == errBoundPassed
 }
 
 // Err implements context.Context: context.DeadlineExceeded once the

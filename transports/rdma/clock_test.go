@@ -31,6 +31,9 @@ func TestSetupClock(t *testing.T) {
 		if d := time.Since(start); d < bound || !errors.Is(c.Err(), context.DeadlineExceeded) {
 			t.Fatalf("ended after %v with %v; want at least %v, DeadlineExceeded", d, c.Err(), bound)
 		}
+		if !c.expired() {
+			t.Error("expired = false after the bound passed")
+		}
 		if dl, ok := c.Deadline(); !ok || dl.Before(start.Add(bound)) {
 			t.Errorf("Deadline %v, %v; want %v", dl, ok, start.Add(bound))
 		}
@@ -58,8 +61,8 @@ func TestSetupClock(t *testing.T) {
 		defer stop()
 		cancel()
 		waitDone(t, c)
-		if !errors.Is(c.Err(), context.Canceled) {
-			t.Fatalf("Err = %v; want the parent's", c.Err())
+		if !errors.Is(c.Err(), context.Canceled) || c.expired() {
+			t.Fatalf("Err = %v, expired %v; want the parent's, not expired", c.Err(), c.expired())
 		}
 		if c.pause()(); c.Err() == nil {
 			t.Error("a pause after the end revived the clock")

@@ -44,27 +44,30 @@ const (
 // openSend connects the source: control channel, authentication, HELLO,
 // the fabric connection carrying the OFFER's nonce, the KEYS, the
 // urgent channel, READY; all within connect_timeout, not counting the
-// time it registers guest RAM (setupClock).
+// time it registers guest RAM (setupClock). A try whose time ran out
+// says once which step it was in and which bound ended it
+// (setupClock.timedOut).
 func openSend(parent context.Context, s *session) error {
 	ctx, cancel := startClock(parent, s.cfg.connectTimeout)
 	defer cancel()
-	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
+	addr := s.cfg.dialAddr()
+	c, err := dialRetry(ctx, addr, s.cfg.connectTimeout)
 	if err != nil {
-		return err
+		return ctx.timedOut(during(fmt.Sprintf("connecting to %s (is the destination listening there?)", addr), err))
 	}
 	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		c.Close()
+		if err := ctx.timedOut(during("authenticating with the destination", err)); ctx.Err() != nil && errors.As(err, new(*endedError)) {
+			return err
+		}
 		return authErr(ctx, err)
 	}
 	s.ctrl, s.raw = sc, c
 	if err := s.setupSend(ctx); err != nil {
 		c.Close()
 		s.closeSetup()
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", err, ctx.Err())
-		}
-		return err
+		return ctx.timedOut(err)
 	}
 	return nil
 }
@@ -77,7 +80,7 @@ func (s *session) setupSend(ctx *setupClock) error {
 	ios := interruptOn(ctx, s.raw)
 	defer ios.settle(false)
 	if err := writeSetup(s.ctrl, setupHello, appendHello(s.tag, s.ram.Layout)); err != nil {
-		return fmt.Errorf("send HELLO: %w", err)
+		return during("sending HELLO", fmt.Errorf("send HELLO: %w", err))
 	}
 	p, err := readSetup(s.ctrl, setupOffer)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -86,7 +89,7 @@ func (s *session) setupSend(ctx *setupClock) error {
 			"which does so at a HELLO of another version: %v)", err, errSetupVersion)
 	}
 	if err != nil {
-		return err
+		return during("waiting for the destination's OFFER (its answer to HELLO)", err)
 	}
 	o, err := parseOffer(p)
 	if err != nil {
@@ -98,7 +101,8 @@ func (s *session) setupSend(ctx *setupClock) error {
 	host, _, _ := net.SplitHostPort(s.cfg.dialAddr())
 	s.ep, err = fabric.Connect(ctx, s.cfg.provider, host, int(o.port), o.nonce[:])
 	if err != nil {
-		return fmt.Errorf("fabric: %w", err)
+		return during(fmt.Sprintf("connecting the fabric endpoint to %s port %d (provider %s)", host, o.port, s.cfg.provider),
+			fmt.Errorf("fabric: %w", err))
 	}
 	s.caps = s.ep.Caps()
 	resume := ctx.pause() // not counted: pinning a large guest (verbs) may take longer than the whole bound
@@ -109,7 +113,8 @@ func (s *session) setupSend(ctx *setupClock) error {
 	}
 	s.uep, err = fabric.ConnectShared(ctx, s.ep, host, int(o.uport), o.unonce[:])
 	if err != nil {
-		return fmt.Errorf("fabric: urgent endpoint: %w", err)
+		return during(fmt.Sprintf("connecting the urgent fabric endpoint to %s port %d (provider %s)", host, o.uport, s.cfg.provider),
+			fmt.Errorf("fabric: urgent endpoint: %w", err))
 	}
 	s.ucaps = s.uep.Caps()
 	if err := s.usnd.register(s); err != nil {
@@ -117,7 +122,7 @@ func (s *session) setupSend(ctx *setupClock) error {
 	}
 	p, err = readSetup(s.ctrl, setupKeys)
 	if err != nil {
-		return err
+		return during("waiting for the destination's KEYS", err)
 	}
 	if err := parseKeys(p, s.ram.regions); err != nil {
 		return err
@@ -130,7 +135,7 @@ func (s *session) setupSend(ctx *setupClock) error {
 	// takes a channel closed before it for a try that ended; after it,
 	// ctx's end must no longer break the connections.
 	if ios.settle(false) || ctx.Err() != nil {
-		return errors.New("urgent channel accepted, but this try's time was up before READY") // openSend adds ctx's error
+		return during("finishing the try (urgent channel accepted, READY not sent)", ctx.Err())
 	}
 	return s.sendReady()
 }
@@ -141,19 +146,19 @@ func (s *session) setupSend(ctx *setupClock) error {
 func (s *session) dialUrgent(ctx context.Context, ios *interrupter, unonce []byte) error {
 	c, err := dialRetry(ctx, s.cfg.dialAddr(), s.cfg.connectTimeout)
 	if err != nil {
-		return fmt.Errorf("urgent channel: %w", err)
+		return during(fmt.Sprintf("connecting the urgent channel to %s", s.cfg.dialAddr()), fmt.Errorf("urgent channel: %w", err))
 	}
 	s.uraw = c
 	ios.add(c)
 	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
-		return fmt.Errorf("urgent channel: %w", err)
+		return during("authenticating the urgent channel", fmt.Errorf("urgent channel: %w", err))
 	}
 	if err := writeSetup(sc, setupUrgent, append(append([]byte(nil), unonce...), s.urgentTag[:]...)); err != nil {
-		return fmt.Errorf("urgent channel: %w", err)
+		return during("sending URGENT", fmt.Errorf("urgent channel: %w", err))
 	}
 	if _, err := readSetup(sc, setupUrgent); err != nil {
-		return fmt.Errorf("urgent channel: %w", err)
+		return during("waiting for the destination's answer to URGENT", fmt.Errorf("urgent channel: %w", err))
 	}
 	if s.answeredHook != nil {
 		s.answeredHook()
@@ -253,6 +258,16 @@ func openReceive(ctx context.Context, s *session) (err error) {
 	return nil
 }
 
+// stalled is the error of a setup whose try the source did not finish
+// within connect_timeout (bound's end) without closing the control
+// channel: it says once which step timed out and which bound it was.
+func stalled(bound *setupClock, err error) error {
+	if step := cutStep(err); step != "" {
+		return &endedError{fmt.Sprintf("%s while %s: %v", bound.why(), step, errSourceStalled), errSourceStalled}
+	}
+	return fmt.Errorf("%w (%s): %w", errSourceStalled, bound.why(), err)
+}
+
 // droppable reports whether a destination's setup failed for a try of
 // the source's that is over, not for this side: openReceive then waits
 // for the next try.
@@ -341,7 +356,7 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 		case errors.Is(context.Cause(ctx), errSuperseded):
 			err = fmt.Errorf("%w: %w", errSuperseded, err)
 		case bound.Err() != nil && parent.Err() == nil:
-			err = fmt.Errorf("%w (%v): %w", errSourceStalled, s.cfg.connectTimeout, err)
+			err = stalled(bound, err)
 		}
 	}()
 	if err := writeSetup(s.ctrl, setupOffer, o.append(nil)); err != nil {
@@ -359,14 +374,16 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 		return own(s.rcv.register(s, e))
 	})
 	if err != nil {
-		return fmt.Errorf("fabric: waiting for the source's connection on port %d: %w", port, err)
+		return during(fmt.Sprintf("waiting for the source's fabric connection on port %d", port),
+			fmt.Errorf("fabric: waiting for the source's connection on port %d: %w", port, err))
 	}
 	s.uep, err = ul.Accept(ctx, nonceIs(o.unonce[:]), func(e *fabric.Endpoint) error {
 		s.ucaps = e.Caps()
 		return own(s.urcv.register(s, e))
 	})
 	if err != nil {
-		return fmt.Errorf("fabric: waiting for the source's urgent connection on port %d: %w", uport, err)
+		return during(fmt.Sprintf("waiting for the source's urgent fabric connection on port %d", uport),
+			fmt.Errorf("fabric: waiting for the source's urgent connection on port %d: %w", uport, err))
 	}
 	// Both expected connections are in: stop listening, or strangers'
 	// requests pile up unread on the endpoints' event queues until Close.
@@ -381,7 +398,7 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 	select {
 	case u = <-t.urgent:
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for the source's urgent channel: %w", ctx.Err())
+		return during("waiting for the source's urgent channel", fmt.Errorf("waiting for the source's urgent channel: %w", ctx.Err()))
 	}
 	s.uraw, s.uctrl = u.c, u.a.sc
 	ios.add(u.c)
@@ -396,7 +413,7 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 		if peerClosed(err) {
 			return fmt.Errorf("%w: urgent channel: %w", errSourceGone, err)
 		}
-		return fmt.Errorf("urgent channel: waiting for READY: %w", err)
+		return during("waiting for the source's READY", fmt.Errorf("urgent channel: waiting for READY: %w", err))
 	}
 	s.udec = wire.NewDecoder(u.a.sc)
 	return nil

@@ -22,7 +22,7 @@ var errSourceGone = errors.New("the source closed the control channel during set
 // not finish (its host stalled, or it was refused its urgent channel, or
 // came too late for it, and does not retry), and openReceive drops it
 // and waits for the next one instead of failing.
-var errSourceStalled = errors.New("the source's try did not finish its setup within connect_timeout")
+var errSourceStalled = errors.New("the source's try stalled during setup")
 
 // peerClosed reports whether err is that of a read from a connection
 // its peer closed or reset.
