@@ -11,7 +11,8 @@ import (
 	"github.com/ferryvm/ferry/framework/wire"
 )
 
-// FuzzSetup feeds arbitrary bytes to the setup frame reader and the
+// FuzzSetup feeds arbitrary bytes to the setup frame readers (one type,
+// and the gate's HELLO or URGENT) and the
 // OFFER, HELLO (tag and layout) and COMMIT decoders: they return
 // ErrProtocol (or a read error; OTHER: ErrWrongMigration), never panic,
 // never allocate past maxSetup.
@@ -28,6 +29,13 @@ func FuzzSetup(f *testing.F) {
 	b.Reset()
 	writeSetup(&b, setupReady, nil)
 	f.Add(b.Bytes())
+	b.Reset()
+	writeSetup(&b, setupHello, appendHello(transport.Tag{1, 2}, []wire.Region{{GPA: 0, Size: 1 << 20}}))
+	f.Add(b.Bytes())
+	b.Reset()
+	writeSetup(&b, setupUrgent, make([]byte, nonceSize+tagSize))
+	f.Add(b.Bytes())
+	b.Reset()
 	f.Add(appendHello(transport.Tag{1, 2}, []wire.Region{{GPA: 0, Size: 1 << 20}}))
 	c := make([]byte, commitSize)
 	commit{seq: 1, zeros: 2, pages: 3}.put(c)
@@ -36,6 +44,11 @@ func FuzzSetup(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if p, err := readSetup(bytes.NewReader(in), setupReady); err == nil && len(p) > maxSetup {
 			t.Fatalf("READY of %d bytes", len(p))
+		}
+		// The gate's first frame (gate.go): HELLO or URGENT, nothing else.
+		if typ, p, err := readSetupOf(bytes.NewReader(in), setupHello, setupUrgent); err == nil &&
+			(typ != setupHello && typ != setupUrgent || len(p) > maxSetup) {
+			t.Fatalf("first frame: %v of %d bytes", typ, len(p))
 		}
 		if p, err := readSetup(bytes.NewReader(in), setupOffer); err == nil {
 			if _, err := parseOffer(p); err != nil && !errors.Is(err, transport.ErrProtocol) {
