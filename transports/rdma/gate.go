@@ -75,6 +75,7 @@ type admitted struct {
 type try struct {
 	tag      transport.Tag
 	unonce   []byte
+	ctx      context.Context // the try's setup: ended, the try is over
 	abandon  context.CancelCauseFunc
 	urgent   chan arrival // capacity 1: its urgent channel, answered
 	answered bool         // its urgent channel was accepted
@@ -252,9 +253,12 @@ func (g *gate) deliverHello(h arrival) {
 }
 
 // claimUrgent checks an URGENT's payload p: the urgent channel of the
-// try in setup, if it names that try's nonce and tag and is the first
-// to. From then on no HELLO supersedes that try: once the source reads
-// the answer it may decide the try (READY).
+// try in setup, if it names that try's nonce and tag, is the first to,
+// and that try's setup has not ended (superseded, its source gone, its
+// bound passed) while setupReceive returns. From then on no HELLO
+// supersedes that try: once the source reads the answer it may decide
+// the try (READY). A try's end after this check, before READY arrives,
+// is the mirror window (README, "READY").
 func (g *gate) claimUrgent(p []byte) (*try, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -268,6 +272,10 @@ func (g *gate) claimUrgent(p []byte) (*try, error) {
 		return nil, fmt.Errorf("%w: urgent channel naming another migration (tag %x)", transport.ErrProtocol, p[nonceSize:nonceSize+4])
 	case t.answered:
 		return nil, fmt.Errorf("%w: a second urgent channel for the try in setup", transport.ErrProtocol)
+	case t.ctx.Err() != nil:
+		// Answered, its source would say READY and its Open succeed
+		// with a session this side drops.
+		return nil, fmt.Errorf("urgent channel of a try that ended: %w", context.Cause(t.ctx))
 	}
 	t.answered = true
 	return t, nil

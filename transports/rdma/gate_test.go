@@ -1,10 +1,12 @@
 package rdma
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -114,5 +116,82 @@ func TestGateClosesUntaken(t *testing.T) {
 	}
 	if b, err := io.ReadAll(other); err != nil || len(b) != 0 {
 		t.Errorf("after OTHER: %q, %v; want EOF", b, err)
+	}
+}
+
+// urgentFrom connects to ln as a source with creds and names its urgent
+// channel: URGENT with unonce and tag.
+func urgentFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, unonce []byte, tag transport.Tag) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	auth, err := creds.TLSConfig(transport.RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, auth, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSetup(sc, setupUrgent, append(append([]byte(nil), unonce...), tag[:]...)); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// TestGateUrgentOfEndedTry: the gate does not answer the urgent channel
+// of a try whose setup already ended (a HELLO of the source's next try
+// superseded it; or it was dropped, its bound passed), although the
+// try is still the one in setup until setupReceive returns. An answer
+// would let that try's source, if still alive (a second Open of the
+// same source), say READY and have its Open succeed with a session the
+// destination drops (gate's doc: "the older fails"). Before, claimUrgent
+// looked only at the nonce and tag, and the answer went out.
+func TestGateUrgentOfEndedTry(t *testing.T) {
+	tag := transport.Tag{7}
+	for _, c := range []struct {
+		name string
+		end  func(t *testing.T, ln *net.TCPListener, creds transport.Credentials, abandon context.CancelCauseFunc)
+	}{
+		{"superseded", func(t *testing.T, ln *net.TCPListener, creds transport.Credentials, _ context.CancelCauseFunc) {
+			helloFrom(t, ln, creds, tag) // the source's next try
+		}},
+		{"dropped", func(_ *testing.T, _ *net.TCPListener, _ transport.Credentials, abandon context.CancelCauseFunc) {
+			abandon(errSourceStalled)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, ln, creds := gateSession(t, tag)
+			g := s.openGate(ln)
+			defer g.close(transport.Tag{})
+			ctx, abandon := context.WithCancelCause(context.Background())
+			defer abandon(nil)
+			unonce := bytes.Repeat([]byte{0x5a}, nonceSize)
+			tr := &try{tag: tag, unonce: unonce, ctx: ctx, abandon: abandon}
+			defer g.begin(tr)()
+			c.end(t, ln, creds, abandon)
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the try in setup was not abandoned")
+			}
+			u := urgentFrom(t, ln, creds, unonce, tag)
+			u.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := readSetup(u, setupUrgent); err == nil {
+				t.Fatalf("the urgent channel of a try that ended (%v) was answered", context.Cause(ctx))
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the urgent channel of a try that ended was neither answered nor closed: %v", err)
+			}
+			select {
+			case <-tr.urgent:
+				t.Error("the urgent channel was handed to the try that ended")
+			default:
+			}
+		})
 	}
 }

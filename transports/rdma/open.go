@@ -320,7 +320,7 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 	if _, err := rand.Read(o.unonce[:]); err != nil {
 		return err
 	}
-	t := &try{tag: s.tag, unonce: o.unonce[:], abandon: abandon}
+	t := &try{tag: s.tag, unonce: o.unonce[:], ctx: ctx, abandon: abandon}
 	defer g.begin(t)()
 	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
 	ios := interruptOn(ctx, raw)
