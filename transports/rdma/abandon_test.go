@@ -297,3 +297,46 @@ func nextTryWhileUrgentAwaited(t *testing.T, provider string, closes bool) {
 	p.send.Close()
 	p.recv.Close()
 }
+
+// TestSupersededTryWritesNothing: a try that the source's next try
+// superseded while it still holds its fabric connection and the KEYS (a
+// stalled host, or a second Open of the same source) cannot write guest
+// RAM once the next try's session is open: the destination closed that
+// try's endpoints and with them its registration. With those endpoints
+// left open (closeSetup not closing them, tried by hand) sockets lands
+// the write (its provider makes progress on its own); tcp and net do
+// not, as nothing polls such an endpoint, so there only the check of
+// the RAM counts.
+func TestSupersededTryWritesNothing(t *testing.T) {
+	for _, prov := range providers(t) {
+		if prov == "verbs" {
+			continue // the held try's steps are the software providers'
+		}
+		t.Run(prov, func(t *testing.T) {
+			tag := transport.Tag{8}
+			p := startPair(t, prov, nil, tag)
+			held, err := rdma.HoldTry(p.ctx, prov, p.cfg["listen"].(string), p.sc, tag, p.layout)
+			if err != nil {
+				t.Fatalf("the first try did not get its KEYS: %v", err)
+			}
+			defer held.Close()
+			p.nextTryOpens(t, tag)
+			p.waitLog(t, rdma.LogDropped, 1)
+			werr := held.Write(0x77)
+			// A message both ways on the new session: whatever the old
+			// try's write did at the destination happened by then.
+			if err := p.recv.SendMessage(p.ctx, transport.Message{Kind: 9, Payload: []byte("after the write")}); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := p.send.RecvMessage(p.ctx); err != nil || m.Kind != 9 {
+				t.Fatalf("message after the old try's write: kind %d, %v", m.Kind, err)
+			}
+			for i, b := range p.dm {
+				if b != 0 {
+					t.Fatalf("the destination's RAM was written at %d (%#x) by a superseded try (its write: %v)", i, b, werr)
+				}
+			}
+			t.Logf("the superseded try's write: %v", werr)
+		})
+	}
+}

@@ -2,11 +2,14 @@ package rdma
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -207,3 +210,121 @@ func AbandonedSource(ctx context.Context, provider, addr string, creds transport
 // the destination's URGENT answer (the test ends the Open's context
 // there: the instant its deadline might pass); nil: none.
 func (t *Transport) SetUrgentAnsweredHook(hook func()) { t.answeredHook = hook }
+
+// HeldTry is a source's try that stopped after the KEYS and holds on to
+// everything (a stalled host's, or a second Open of the same source):
+// its control channel, both fabric endpoints and the destination's keys.
+type HeldTry struct {
+	ctrl   net.Conn
+	ep     *fabric.Endpoint
+	uep    *fabric.Endpoint
+	buf    []byte
+	mr     *fabric.MR
+	rbase  uint64 // region 0 as the bulk endpoint addresses it
+	rkey   uint64
+	closed bool
+}
+
+// HoldTry runs a source's try on addr up to the KEYS, like
+// AbandonedSource with HoldBeforeUrgent, and returns it held.
+func HoldTry(ctx context.Context, provider, addr string, creds transport.Credentials, tag transport.Tag,
+	layout []transport.RAMRegion) (*HeldTry, error) {
+	auth, err := creds.TLSConfig(transport.RoleSend)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialRetry(ctx, addr, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	h := &HeldTry{ctrl: c}
+	sc, err := transport.Secure(ctx, c, transport.RoleSend, auth, creds.Plaintext)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	l := make([]wire.Region, len(layout))
+	for i, r := range layout {
+		l[i] = wire.Region{GPA: r.GPA, Size: r.Size}
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if err := writeSetup(sc, setupHello, appendHello(tag, l)); err != nil {
+		h.Close()
+		return nil, err
+	}
+	p, err := readSetup(sc, setupOffer)
+	if err == nil {
+		var o offer
+		if o, err = parseOffer(p); err == nil {
+			err = h.connect(ctx, provider, addr, sc, o)
+		}
+	}
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *HeldTry) connect(ctx context.Context, provider, addr string, sc net.Conn, o offer) error {
+	host, _, _ := net.SplitHostPort(addr)
+	var err error
+	if h.ep, err = fabric.Connect(ctx, provider, host, int(o.port), o.nonce[:]); err != nil {
+		return fmt.Errorf("fabric: %w", err)
+	}
+	if h.uep, err = fabric.ConnectShared(ctx, h.ep, host, int(o.uport), o.unonce[:]); err != nil {
+		return fmt.Errorf("fabric: urgent endpoint: %w", err)
+	}
+	p, err := readSetup(sc, setupKeys)
+	if err != nil {
+		return err
+	}
+	if len(p) < 4+16 {
+		return fmt.Errorf("KEYS of %d bytes", len(p))
+	}
+	h.rbase, h.rkey = binary.BigEndian.Uint64(p[4:]), binary.BigEndian.Uint64(p[12:])
+	if h.buf, err = unix.Mmap(-1, 0, 1<<16, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE); err != nil {
+		return err
+	}
+	h.mr, err = h.ep.Register(h.buf, fabric.AccessWrite, randomKey())
+	return err
+}
+
+// Write writes 64 KiB of fill at the start of the destination's first
+// region with the keys of the held try, and waits (at most 5 s) for the
+// write's completion: nil once it completed without error.
+func (h *HeldTry) Write(fill byte) error {
+	for i := range h.buf {
+		h.buf[i] = fill
+	}
+	if err := h.ep.Write(h.buf, h.mr, h.rbase, h.rkey, 1); err != nil {
+		return err
+	}
+	var cs [4]fabric.Completion
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		n, err := h.ep.Poll(cs[:], 20*time.Millisecond)
+		if err != nil || n > 0 {
+			return err
+		}
+	}
+	return errors.New("no completion of the write within 5 s")
+}
+
+// Close closes everything the try holds.
+func (h *HeldTry) Close() {
+	if h.closed {
+		return
+	}
+	h.closed = true
+	h.ctrl.Close()
+	if h.uep != nil {
+		h.uep.Close()
+	}
+	if h.ep != nil {
+		h.ep.Close()
+	}
+	if h.buf != nil {
+		unix.Munmap(h.buf)
+	}
+}
