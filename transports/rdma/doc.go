@@ -40,7 +40,8 @@
 // with the job's credentials, never gets the keys to write guest RAM.
 // One gate (gate.go) serves the control port for the destination's
 // whole Open: a HELLO of the source's next try, arriving while a try of
-// the same tag is in setup, replaces that try at once. Page contents travel
+// the same tag is in setup and before its urgent channel was accepted,
+// replaces that try at once. Page contents travel
 // unencrypted (RDMA cannot encrypt them), so Open requires either
 // plaintext credentials or cleartext_pages = true (transport.CleartextPages,
 // which also makes the engine's report say so).

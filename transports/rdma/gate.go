@@ -23,7 +23,8 @@ import (
 //	                                                   │             urgent channel not yet accepted:
 //	                                                   │             abandoned at once, errSuperseded)
 //	                                                   └─ URGENT ─► the try in setup, if it names
-//	                                                                its nonce and tag; else closed
+//	                                                                its nonce and tag and has not
+//	                                                                ended; else closed
 //
 // A source runs one try at a time, so its HELLO during a try of its own
 // means that try ended (or stalled: its host) and is taken at once; a

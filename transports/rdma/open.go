@@ -322,7 +322,7 @@ func (s *session) setupReceive(parent context.Context, g *gate) (err error) {
 	}
 	t := &try{tag: s.tag, unonce: o.unonce[:], ctx: ctx, abandon: abandon}
 	defer g.begin(t)()
-	raw := s.raw // openReceive sets s.raw again for a next try while this may still run
+	raw := s.raw // this try's control connection
 	ios := interruptOn(ctx, raw)
 	defer func() { ios.settle(err == nil) }() // a try that said READY keeps its connections, whenever ctx ends
 	host, _, _ := net.SplitHostPort(s.cfg.listen)
