@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -110,6 +112,32 @@ func (c *heldCtx) hold(postcopy bool) bool {
 	}
 	c.held, c.postcopy = true, postcopy
 	return true
+}
+
+// cancelled returns err, the error Send's or Receive's run ended with,
+// marked as a cancel's (wrapping context.Canceled, so status says
+// cancelled) when c ended on a cancel before any hold and err would
+// report a plain failure. A cancel breaks what the side waits on as it
+// ends c (its goroutines' contexts follow c a moment later, a transport
+// whose session ends with the cancelled call answers "closed"), and
+// whichever the side notices first must not decide the report: QEMU
+// likewise keeps a cancelling migration from turning failed. A
+// handover-unknown or post-copy-broken error stays as it is. It cannot
+// tell a failure that came just before the cancel from one the cancel
+// caused: both end cancelled (a Cancel that took says so too).
+func (c *heldCtx) cancelled(err error) error {
+	if err == nil || status(err) != StatusFailed {
+		return err
+	}
+	cerr := c.Err()
+	if !errors.Is(cerr, context.Canceled) {
+		return err // not ended, held, or ended by a deadline
+	}
+	cause := context.Cause(c.parent)
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return fmt.Errorf("%w (%w)", err, cerr)
+	}
+	return fmt.Errorf("%w (%w: %v)", err, cerr, cause)
 }
 
 // release stops following the parent (the migration is over).

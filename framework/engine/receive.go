@@ -29,7 +29,10 @@ import (
 // so dst is not resumed and the source is told (ABORT), as for a VM that
 // will not resume; from COMMIT on (acted on: the VM is resumed here), a
 // cancel is ignored (hold.go). A caller that must know whether its
-// cancel took cancels through a Cancel (NewCancel's ctx).
+// cancel took cancels through a Cancel (NewCancel's ctx). A cancel
+// before COMMIT was acted on ends Receive cancelled (Report.Status),
+// also when the session broke on it first, unless the handover is
+// unknown by then (a post-copy stream that broke after LOADED).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	var rep Report
@@ -37,7 +40,7 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	r.held = holdable(ctx, func(cause error) {
 		opt.Log.Warn("cancel ignored: COMMIT arrived and the guest runs here; in post-copy it still needs pages from the source, and the migration ends when they all arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
 	})
-	err := r.run(r.held, &rep)
+	err := r.held.cancelled(r.run(r.held, &rep))
 	r.held.release()
 	if err != nil && !r.ho.get().Final() {
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell

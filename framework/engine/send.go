@@ -83,7 +83,9 @@ type sender struct {
 // destination answers COMMIT within SwitchoverTimeout) or lose the guest
 // (post-copy; hold.go); Receive does the same from COMMIT on. A caller
 // that must know whether its cancel took (a VMM answering an operator)
-// gives Send a NewCancel context and cancels through its Cancel.
+// gives Send a NewCancel context and cancels through its Cancel. A
+// cancel before the hold ends Send cancelled (Report.Status), also when
+// the session broke on it first (heldCtx.cancelled).
 //
 // On success (the destination answered COMMIT with RUNNING) the VM stays
 // paused, for good: it runs on the destination, and the caller should end
@@ -108,7 +110,7 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 			"the migration ends when the destination answers (within switchover_timeout), and in post-copy once every page "+
 			"it needs from this side arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
 	})
-	err := s.run(s.held)
+	err := s.held.cancelled(s.run(s.held))
 	s.held.release()
 	s.clock.workDone(time.Now()) // if run ended before it marked it
 	s.hints.close(true)
