@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
 // errOperator is the cause the tests cancel with.
@@ -335,5 +336,60 @@ func TestCancelReportsCancelled(t *testing.T) {
 					c.src.paused, c.dst.resumed)
 			}
 		})
+	}
+}
+
+// reopened is a receiving transport that says when it is opened again
+// (a destination's pcRecv.uncommitted waiting for its source).
+type reopened struct {
+	transport.Transport
+	opens int // Open is called by Receive's goroutine only
+	again chan struct{}
+}
+
+func (r *reopened) Open(ctx context.Context, req transport.OpenRequest) error {
+	if r.opens++; r.opens == 2 {
+		close(r.again)
+	}
+	return r.Transport.Open(ctx, req)
+}
+
+// TestCancelWhileUncommitted: a post-copy destination whose stream broke
+// after LOADED, before COMMIT arrived, waits for its source to reconnect
+// (pcRecv.uncommitted). A Cancel there takes (nothing held: the VM never
+// ran here) and ends the wait, but the destination cannot tell the
+// source, which may have written COMMIT: it ends handover-unknown, never
+// cancelled, and keeps its paused copy until resolved. The answer
+// "cancelled" does not mean the guest already runs on the source
+// (vmm/api CancelResult says so).
+func TestCancelWhileUncommitted(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cctx, c := NewCancel(ctx)
+	tr := &reopened{Transport: rcv, again: make(chan struct{})}
+	wait := receiveAsync(cctx, dst, tr, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close() // COMMIT, if written, lost with the connection
+	})
+	if failed {
+		rep, err := wait()
+		t.Fatalf("script failed; Receive: %v (%+v)", err, rep)
+	}
+	select {
+	case <-tr.again:
+	case <-ctx.Done():
+		t.Fatal("the destination never waited for its source again")
+	}
+	took, postcopy := c.Cancel(errOperator)
+	rep, err := wait()
+	if !took || postcopy {
+		t.Errorf("Cancel: took %v, post-copy %v; want took", took, postcopy)
+	}
+	if !errors.Is(err, ErrHandoverUnknown) || rep.Status != StatusHandoverUnknown || dst.Counters().Resumes != 0 {
+		t.Errorf("Receive: %v, status %s, resumes %d; want handover-unknown, never resumed", err, rep.Status, dst.Counters().Resumes)
 	}
 }

@@ -91,7 +91,12 @@ type Migration struct {
 // acted on the other.
 type CancelResult struct {
 	// Cancelled: the running migration was cancelled: it ends cancelled
-	// or failed, never completed, and the guest runs on the source.
+	// (failed if it had failed a moment before, or its session was still
+	// starting its plugins: migrate-send and migrate-incoming then fail
+	// too), never completed, and the guest runs on the source; except on
+	// a post-copy destination whose stream broke after LOADED and that
+	// waited for its source to reconnect: it ends handover-unknown (the
+	// source may have written COMMIT), and migrate -resolve decides.
 	Cancelled bool `json:"cancelled"`
 	// Postcopy: refused because the migration is in post-copy, or about
 	// to run the guest on the destination in post-copy (cancelling would
