@@ -20,10 +20,16 @@ import (
 // cannot stop what a plain cancel cannot: what Send and Receive do after
 // they held, and a migration that already ended (a Cancel after Send or
 // Receive returned takes if they never held, and stops nothing).
+//
+// A Cancel whose context another NewCancel derives from (an embedder's
+// own around a library's) decides with the sides under that one too;
+// every Cancel of such a chain decides under the outermost one's lock,
+// so two of them never take the sides' locks in different orders.
 type Cancel struct {
-	mu       sync.Mutex
+	mu       *sync.Mutex // the outermost Cancel's (outer)
+	outer    *Cancel     // the Cancel parent derives from, or nil
 	cancel   context.CancelCauseFunc
-	sides    []*heldCtx // the heldCtx of every Send and Receive given ctx
+	sides    []*heldCtx // the heldCtx of every Send and Receive given ctx or a context derived from it
 	canceled bool
 }
 
@@ -36,7 +42,10 @@ type cancelKey struct{}
 // ctx, still works as a plain cancel: it ends everything before the hold
 // and is ignored after it, without an answer.
 func NewCancel(parent context.Context) (context.Context, *Cancel) {
-	c := &Cancel{}
+	c := &Cancel{outer: cancelOf(parent), mu: new(sync.Mutex)}
+	if c.outer != nil {
+		c.mu = c.outer.mu
+	}
 	ctx, cancel := context.WithCancelCause(parent)
 	c.cancel = cancel
 	return context.WithValue(ctx, cancelKey{}, c), c
@@ -77,15 +86,18 @@ func cancelOf(ctx context.Context) *Cancel {
 	return c
 }
 
-// add registers h, a side's context derived from ctx: from now on Cancel
-// decides with h's hold. A Cancel that already took ends h at once.
+// add registers h, a side's context derived from ctx, with c and every
+// Cancel c derives from: from now on they decide with h's hold. If one
+// of them already took, h ends at once.
 func (c *Cancel) add(h *heldCtx) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sides = append(c.sides, h)
-	if c.canceled {
-		h.mu.Lock()
-		h.end(context.Canceled)
-		h.mu.Unlock()
+	for cc := c; cc != nil; cc = cc.outer {
+		cc.sides = append(cc.sides, h)
+		if cc.canceled {
+			h.mu.Lock()
+			h.end(context.Canceled)
+			h.mu.Unlock()
+		}
 	}
 }

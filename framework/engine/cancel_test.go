@@ -393,3 +393,50 @@ func TestCancelWhileUncommitted(t *testing.T) {
 		t.Errorf("Receive: %v, status %s, resumes %d; want handover-unknown, never resumed", err, rep.Status, dst.Counters().Resumes)
 	}
 }
+
+// TestCancelNested: a Cancel whose context another NewCancel derived
+// from (an embedder's own Cancel around its library's) decides with
+// the holds of the sides under the inner one too. Before, only the
+// innermost Cancel knew the sides: the outer one, asked after a side
+// held, answered took, and its cancel was ignored (the migration
+// completed). Either Cancel that took ends every side, also one that
+// starts later.
+func TestCancelNested(t *testing.T) {
+	octx, outer := NewCancel(context.Background())
+	ictx, inner := NewCancel(octx)
+	h := holdable(ictx, func(error) {})
+	defer h.release()
+	if !h.hold(false) {
+		t.Fatal("hold failed on a live context")
+	}
+	if took, _ := outer.Cancel(errOperator); took || octx.Err() != nil || h.Err() != nil {
+		t.Errorf("the outer Cancel after the hold: took %v, its ctx %v, the side %v; want refused, nothing cancelled",
+			took, octx.Err(), h.Err())
+	}
+	if took, _ := inner.Cancel(errOperator); took || ictx.Err() != nil {
+		t.Errorf("the inner Cancel after the hold: took %v, its ctx %v; want refused", took, ictx.Err())
+	}
+
+	octx, outer = NewCancel(context.Background())
+	ictx, inner = NewCancel(context.WithoutCancel(octx)) // the inner ctx does not follow the outer's cancel
+	first := holdable(ictx, func(error) {})
+	defer first.release()
+	if took, _ := outer.Cancel(errOperator); !took {
+		t.Fatal("the outer Cancel before any hold was refused")
+	}
+	later := holdable(ictx, func(error) {})
+	defer later.release()
+	for i, h := range []*heldCtx{first, later} {
+		select {
+		case <-h.Done():
+		default:
+			t.Errorf("side %d: the outer Cancel took, but its context is not done", i)
+		}
+		if h.hold(false) {
+			t.Errorf("side %d could still hold", i)
+		}
+	}
+	if took, _ := inner.Cancel(errOperator); !took {
+		t.Error("the inner Cancel after the outer one took was refused")
+	}
+}
