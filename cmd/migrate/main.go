@@ -222,7 +222,16 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		st, serr := migrateStatus(j.Source.Control)
 		if serr == nil && st.ID == args.ID { // the call got through after all
-			cancelMigration(j.Source.Control)
+			if res := cancelMigration(j.Source.Control); res.Postcopy || res.Committing {
+				// Too late (the engine held): it goes on to its end, the
+				// guest perhaps on the destination; follow it, as after
+				// any refused cancel, and leave the destination alone.
+				fmt.Fprintf(log, "migrate: migrate-send failed (%v), but the source took it, and refused the cancel: %s.\n"+
+					"migrate: following it to the end (the VMMs finish the migration on their own).\n", err, res.Why)
+				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, prog, 0, log)
+				prog.finish()
+				return conclude(j, rep, src, err, rs, log)
+			}
 		}
 		// A call that was written may have got through before the source
 		// died, and a destination that loaded the state may then hold

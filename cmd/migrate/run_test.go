@@ -42,7 +42,11 @@ type fakeVMM struct {
 	// dieOnSend: the VMM takes migrate-send and dies before it answers
 	// (its handler holds until the test ends, so no answer is written).
 	dieOnSend bool
-	release   chan struct{} // closed when the test ends
+	// holdSend, if set, holds migrate-send's answer until it is closed
+	// (or the test ends): the source took the command, and the caller
+	// may give up waiting (Ctrl-C) before the answer.
+	holdSend chan struct{}
+	release  chan struct{} // closed when the test ends
 	// running: a migration runs before any migrate-send (an earlier
 	// migrate started it); else migrate-status fails until one.
 	running bool
@@ -97,10 +101,17 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 			err := start(cmd, raw)
 			f.mu.Lock()
 			die := f.dieOnSend && cmd == "migrate-send"
+			hold := f.holdSend
 			f.mu.Unlock()
 			if die { // the server closes the connection unanswered
 				f.stop()
 				<-f.release
+			}
+			if hold != nil && cmd == "migrate-send" {
+				select {
+				case <-hold:
+				case <-f.release:
+				}
 			}
 			return nil, err
 		})
@@ -935,5 +946,35 @@ func TestSourceRanIsOfThisMigration(t *testing.T) {
 	r.resolve()
 	if r.sourceRan || strings.Contains(out.String(), "Never run the destination") {
 		t.Errorf("another migration's running guest counted as this source's (sourceRan %v):\n%s", r.sourceRan, out.String())
+	}
+}
+
+// TestRunSendInterruptedRefused: Ctrl-C while migrate-send's answer is
+// still due, on a source that took the command: migrate asks the source
+// to cancel, and it refuses (here post-copy; committing alike: the
+// engine held). migrate then follows the migration to its end, as after
+// any refused cancel, and leaves the destination alone. Before, it
+// ignored the answer: it cancelled the destination and cleaned up
+// beside a migration that went on, and reported failed whatever became
+// of the guest.
+func TestRunSendInterruptedRefused(t *testing.T) {
+	c := newRunCase(t)
+	c.src.holdSend = make(chan struct{})
+	c.src.postcopy = true
+	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	ctx := c.src.interruptWhenSending(t)
+	rep, out, err := c.run(ctx, t)
+	if err != nil || rep.Status != engine.StatusCompleted {
+		t.Errorf("status %q, err %v; want completed", rep.Status, err)
+	}
+	if !strings.Contains(out, "following it to the end") {
+		t.Errorf("migrate did not say why it goes on:\n%s", out)
+	}
+	c.mu.Lock()
+	calls := strings.Join(c.calls, ",")
+	c.mu.Unlock()
+	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
 	}
 }
