@@ -27,7 +27,7 @@ type receiver struct {
 	phase    Phase
 	state    []byte
 	stateGot uint64
-	held     *heldCtx // Receive's context: cancellable until COMMIT in post-copy (hold.go)
+	held     *heldCtx // Receive's context: cancellable until it acts on COMMIT (hold.go)
 	check    *checker // page-exact check in progress
 	ho       handoverState
 	clock    phaseClock // where the time goes (timing.go)

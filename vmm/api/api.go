@@ -94,9 +94,10 @@ type CancelResult struct {
 	// (failed if it had failed a moment before, or its session was still
 	// starting its plugins: migrate-send and migrate-incoming then fail
 	// too), never completed, and the guest runs on the source; except on
-	// a post-copy destination whose stream broke after LOADED and that
-	// waited for its source to reconnect: it ends handover-unknown (the
-	// source may have written COMMIT), and migrate -resolve decides.
+	// a destination whose stream broke after LOADED (a post-copy one
+	// waiting for its source to reconnect, or one whose engine had just
+	// returned): it ends handover-unknown (the source may have written
+	// COMMIT), and migrate -resolve decides.
 	Cancelled bool `json:"cancelled"`
 	// Postcopy: refused because the migration is in post-copy, or about
 	// to run the guest on the destination in post-copy (cancelling would
