@@ -48,8 +48,10 @@ func (w *stallWatch) watch(ctx context.Context) (wctx context.Context, stop func
 
 // watchCounting is watch that also asks count (if not nil) at each of
 // its checks, from its own goroutine: a value other than the one before
-// is progress. A transport's byte count grows while pages move although
-// no call returns and no message arrives (a long Flush, a destination
+// is progress, and so is the first (what moved since the watch began
+// cannot be told apart: a stall is found up to limit/8 late, never
+// early). A transport's byte count grows while pages move although no
+// call returns and no message arrives (a long Flush, a destination
 // whose transport writes pages on its own). count gets the watch's
 // context, and should not block for long: a check waits for it. stop
 // joins the goroutine.
@@ -67,10 +69,12 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 			select {
 			case <-t.C:
 				if count != nil {
+					// The first count has nothing to compare with, and
+					// what moved since the watch began cannot be told
+					// from nothing: it is progress. (Taken as the
+					// baseline, it made a pause of 7/8 of limit a stall.)
 					if n := count(wctx); !counted || n != last {
-						if counted {
-							w.moved()
-						}
+						w.moved()
 						last, counted = n, true
 					}
 				}

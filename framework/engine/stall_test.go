@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -71,4 +72,32 @@ func keepMoving(t *testing.T, w *stallWatch, ctx context.Context) (context.Conte
 	}
 	t.Fatal("20 tries in a row held past the limit: the machine is too loaded to tell")
 	return nil, nil
+}
+
+// TestStallWatchCountsFirstCheck: a count that grew between the watch's
+// start and its first check is progress too. The watch counts from its
+// start, but took its first count only at its first check (limit/8
+// later) as the value to compare with, so what moved before that passed
+// for nothing: a destination whose pages kept coming for most of a
+// limit/8 after a message, then paused for 7/8 of the limit, was taken
+// for stalled (nothing had moved for 7/8 of StallTimeout).
+func TestStallWatchCountsFirstCheck(t *testing.T) {
+	const limit = 800 * time.Millisecond
+	w := stallWatch{limit: limit}
+	var n atomic.Uint64
+	wctx, stop := w.watchCounting(context.Background(), func(context.Context) uint64 { return n.Load() })
+	defer stop()
+	// The bytes move once, before the first check (at limit/8), and not
+	// at once: the watch's goroutine has started by then.
+	time.Sleep(limit / 16)
+	moved := time.Now()
+	n.Add(4096)
+	select {
+	case <-wctx.Done():
+	case <-time.After(10 * limit):
+		t.Fatal("the count stood still, and the watch did not end the context")
+	}
+	if d := time.Since(moved); d < limit {
+		t.Fatalf("stalled %v after the count last grew, under the %v limit: %v", d.Round(time.Millisecond), limit, context.Cause(wctx))
+	}
 }
