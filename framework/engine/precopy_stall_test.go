@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,4 +220,82 @@ func (s *slowFlush) Stats(ctx context.Context) (transport.Stats, error) {
 	st.BytesWire += s.more
 	s.mu.Unlock()
 	return st, err
+}
+
+// muteMessages is a transport whose SendMessage waits until its context
+// ends once mute is set: its plugin, or the peer it waits on, stopped
+// right after the session opened. Everything else goes through.
+type muteMessages struct {
+	transport.Transport
+	mute atomic.Bool
+}
+
+func (m *muteMessages) SendMessage(ctx context.Context, msg transport.Message) error {
+	if !m.mute.Load() {
+		return m.Transport.SendMessage(ctx, msg)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// shortHandshake sets handshakeTimeout to d for the test.
+func shortHandshake(t *testing.T, d time.Duration) {
+	old := handshakeTimeout
+	handshakeTimeout = d
+	t.Cleanup(func() { handshakeTimeout = old })
+}
+
+// TestHandshakeStalled: a HELLO or a READY whose SendMessage does not
+// return (this side's transport plugin, or the peer it waits on, stopped
+// as the session opened) ends the handshake within its bound, as a
+// READY that does not come does: the source fails with its VM running,
+// the destination fails without running it. Before, only the wait for
+// READY was bounded: either side waited on the send until cancelled.
+func TestHandshakeStalled(t *testing.T) {
+	shortHandshake(t, 300*time.Millisecond)
+	t.Run("HELLO", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+		sc, dc, err := transport.MintCredentials(false)
+		must(t, err)
+		sendTr, recvTr := loopback.NewPipe()
+		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, SwitchoverTimeout: 10 * time.Second, Log: testLogger(t)})
+		mute := &muteMessages{Transport: sendTr}
+		mute.mute.Store(true)
+		srep, serr := Send(ctx, src, mute, Options{Credentials: sc, Log: testLogger(t)})
+		t.Logf("source: %v", serr)
+		if ctx.Err() != nil {
+			t.Fatal("the source waited on its HELLO until the test's deadline")
+		}
+		if serr == nil || !strings.Contains(serr.Error(), "HELLO") || srep.Status != StatusFailed || src.State() != vmtest.StateRunning {
+			t.Errorf("source: %v, status %s, VM %v; want failed sending HELLO, the VM running", serr, srep.Status, src.State())
+		}
+		cancel()
+		wait()
+	})
+	t.Run("READY", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+		sc, dc, err := transport.MintCredentials(false)
+		must(t, err)
+		sendTr, recvTr := loopback.NewPipe()
+		// The destination's transport takes HELLO in, then sends nothing.
+		mute := &muteMessages{Transport: recvTr}
+		mute.mute.Store(true)
+		wait := receiveAsync(ctx, dst, mute, Options{Credentials: dc, Log: testLogger(t)})
+		peer := newScript(t, src, sendTr, sc)
+		must(t, sendTr.Open(ctx, peer.req))
+		defer sendTr.Close()
+		peer.send(ctx, msgHello, encodeHello(peer.layout, helloTransportTag, peer.tag))
+		rep, err := wait()
+		t.Logf("destination: %v", err)
+		if ctx.Err() != nil {
+			t.Fatal("the destination waited on its READY until the test's deadline")
+		}
+		if err == nil || !strings.Contains(err.Error(), "READY") || rep.Status != StatusFailed || rep.Handover != HandoverFailed || dst.State() == vmtest.StateRunning {
+			t.Errorf("destination: %v, status %s, handover %s; want failed sending READY, the VM never run", err, rep.Status, rep.Handover)
+		}
+	})
 }

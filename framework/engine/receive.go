@@ -321,7 +321,18 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 			r.opt.Log.Warn("the source may switch to post-copy, but this destination cannot serve it", "why", why)
 		}
 	}
-	return r.tr.SendMessage(ctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)})
+	// Bounded as the source's wait for it is (a transport plugin that
+	// stopped, this side's or the source's it waits on, keeps the send
+	// from returning); a READY later than that finds no source waiting.
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := r.tr.SendMessage(hctx, transport.Message{Kind: msgReady, Payload: encodeReady(flags, why)}); err != nil {
+		if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("not sent within %v (this side's transport plugin or the source stopped?): %w", handshakeTimeout, err)
+		}
+		return fmt.Errorf("send READY: %w", err)
+	}
+	return nil
 }
 
 // commit runs the VM and answers RUNNING. If the VM will not resume, or

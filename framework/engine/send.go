@@ -284,22 +284,32 @@ func (s *sender) await(ctx context.Context, want uint32) error {
 	return err
 }
 
-// handshake sends HELLO and reads READY. When this side may switch to
-// post-copy, READY says whether the destination can serve it: in mode
-// "always" a destination that cannot fails the migration here, before
-// any page moved (the VM keeps running here); otherwise pre-copy goes
-// on and the reason is logged once.
+// handshakeTimeout bounds the handshake on either side: from HELLO's
+// send to READY's arrival at the source, and READY's send at the
+// destination. A variable for tests.
+var handshakeTimeout = 30 * time.Second
+
+// handshake sends HELLO and reads READY, within handshakeTimeout. When
+// this side may switch to post-copy, READY says whether the destination
+// can serve it: in mode "always" a destination that cannot fails the
+// migration here, before any page moved (the VM keeps running here);
+// otherwise pre-copy goes on and the reason is logged once.
 func (s *sender) handshake(ctx context.Context) error {
 	flags := uint32(helloTransportTag) // s.openReq.Tag
 	if s.maySwitch() {
 		flags |= helloMaySwitch
 	}
 	sent := time.Now()
-	if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
+	// HELLO's send is bounded too: a transport plugin that stopped (this
+	// side's, or the destination's it waits on) keeps it from returning.
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := s.tr.SendMessage(hctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
+		if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("not sent within %v (this side's transport plugin or the destination stopped?): %w", handshakeTimeout, err)
+		}
 		return fmt.Errorf("send HELLO: %w", s.refusal(err))
 	}
-	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	m, err := s.next(hctx)
 	s.rtt = time.Since(sent)
 	if err == nil && m.Kind != msgReady {
