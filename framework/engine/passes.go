@@ -268,14 +268,21 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 // the final pass stalled). stop ends the watch.
 func (s *sender) watchPeer(ctx context.Context) (pctx context.Context, stop func()) {
 	s.peer.limit = s.opt.StallTimeout
-	return s.peer.watchCounting(ctx, func(context.Context) uint64 { return s.stats.get().BytesWire })
+	return s.peer.watchCounting(ctx, func(context.Context) (uint64, error) {
+		st, err := s.stats.answer()
+		return st.BytesWire, err
+	})
 }
 
 // peerStalled is err, a pass's transport call under pctx (watchPeer),
-// saying so if the stall watch ended it.
+// saying so if the stall watch ended it: the destination stopped, or
+// this side's transport plugin if its last Stats call failed (found
+// only if one had time to fail, statsTimeout, within StallTimeout).
 func (s *sender) peerStalled(pctx context.Context, err error) error {
 	return stalledError(pctx, err,
-		"the destination took nothing while this side waited on it (its process or transport plugin stopped, or the link no longer moves)")
+		"the destination took nothing while this side waited on it (its process or transport plugin stopped, or the link no longer moves)",
+		"this side's transport plugin stopped answering (its last Stats call: %v) while this side waited on it: "+
+			"it, not the destination, is likely what stopped (its process stopped, or it hangs)")
 }
 
 // drainLive Flushes what a stopped pass queued while the guest still

@@ -31,6 +31,9 @@ const stallLimit = 300 * time.Millisecond
 // still.
 type frozenDestination struct {
 	transport.Transport
+	// self: what stopped is this transport's own plugin, not the
+	// destination: from the freeze on, Stats does not answer either.
+	self   bool
 	mu     sync.Mutex
 	frozen bool
 	stats  transport.Stats // when it froze
@@ -72,9 +75,14 @@ func (f *frozenDestination) SendMessage(ctx context.Context, m transport.Message
 
 func (f *frozenDestination) Stats(ctx context.Context) (transport.Stats, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen {
-		return f.stats, nil
+	frozen, st := f.frozen, f.stats
+	f.mu.Unlock()
+	switch {
+	case frozen && f.self:
+		<-ctx.Done()
+		return transport.Stats{}, ctx.Err()
+	case frozen:
+		return st, nil
 	}
 	return f.Transport.Stats(ctx)
 }
@@ -296,6 +304,90 @@ func TestHandshakeStalled(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), "READY") || rep.Status != StatusFailed || rep.Handover != HandoverFailed || dst.State() == vmtest.StateRunning {
 			t.Errorf("destination: %v, status %s, handover %s; want failed sending READY, the VM never run", err, rep.Status, rep.Handover)
+		}
+	})
+}
+
+// frozenReceiver is a destination's transport whose own plugin stops
+// right after READY went out: from then on RecvMessage and Stats wait
+// until their context ends (what the source sends meanwhile is not
+// taken from the wire).
+type frozenReceiver struct {
+	transport.Transport
+	frozen atomic.Bool
+}
+
+func (f *frozenReceiver) SendMessage(ctx context.Context, m transport.Message) error {
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	err := f.Transport.SendMessage(ctx, m)
+	f.frozen.Store(m.Kind == msgReady)
+	return err
+}
+
+func (f *frozenReceiver) RecvMessage(ctx context.Context) (transport.Message, error) {
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return transport.Message{}, ctx.Err()
+	}
+	return f.Transport.RecvMessage(ctx)
+}
+
+func (f *frozenReceiver) Stats(ctx context.Context) (transport.Stats, error) {
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return transport.Stats{}, ctx.Err()
+	}
+	return f.Transport.Stats(ctx)
+}
+
+// TestPrecopyStalledSelf: the side whose own transport plugin stopped
+// (its Stats does not answer either) says so, and the other side blames
+// its peer. Before, both texts named the peer's process or plugin: the
+// operator of a source whose own plugin hung was sent to look at the
+// destination (TestEmbedPrecopyPluginStopped showed it on real
+// processes).
+func TestPrecopyStalledSelf(t *testing.T) {
+	const self, peer = "this side's transport plugin", "came from the source"
+	t.Run("source", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+		sc, dc, err := transport.MintCredentials(false)
+		must(t, err)
+		sendTr, recvTr := loopback.NewPipe()
+		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+		// The source reads its transport's counters from the stats
+		// poller, which learns that a call failed after statsTimeout.
+		_, serr := Send(ctx, src, &frozenDestination{Transport: sendTr, self: true},
+			Options{Credentials: sc, StallTimeout: 2 * statsTimeout, Log: testLogger(t)})
+		_, derr := wait()
+		t.Logf("source: %v\ndestination: %v", serr, derr)
+		if !errors.Is(serr, errStalled) || !strings.Contains(serr.Error(), self) {
+			t.Errorf("the source's error does not say its own transport plugin stopped: %v", serr)
+		}
+		if !errors.Is(derr, errStalled) || !strings.Contains(derr.Error(), peer) || strings.Contains(derr.Error(), self) {
+			t.Errorf("the destination's error does not blame the source: %v", derr)
+		}
+	})
+	t.Run("destination", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
+		sc, dc, err := transport.MintCredentials(false)
+		must(t, err)
+		sendTr, recvTr := loopback.NewPipe()
+		wait := receiveAsync(ctx, dst, &frozenReceiver{Transport: recvTr}, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+		_, serr := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: time.Second, Log: testLogger(t)})
+		_, derr := wait()
+		t.Logf("source: %v\ndestination: %v", serr, derr)
+		if serr == nil {
+			t.Error("the source did not fail")
+		}
+		if !errors.Is(derr, errStalled) || !strings.Contains(derr.Error(), self) {
+			t.Errorf("the destination's error does not say its own transport plugin stopped: %v", derr)
 		}
 	})
 }

@@ -35,6 +35,7 @@ type statsPoller struct {
 	tr   transport.Transport
 	mu   sync.Mutex
 	last transport.Stats
+	err  error // of the last call: nil if it answered
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -70,10 +71,21 @@ func (p *statsPoller) poll(ctx context.Context) transport.Stats {
 	st, err := p.tr.Stats(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err == nil {
+	if p.err = err; err == nil {
 		p.last = st
 	}
 	return p.last
+}
+
+// answer is get, with the last call's error: nil if it answered (the
+// counters are its), else why not (they are an earlier call's).
+func (p *statsPoller) answer() (transport.Stats, error) {
+	if p == nil {
+		return transport.Stats{}, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last, p.err
 }
 
 // get returns the last counters without asking the transport; zero on

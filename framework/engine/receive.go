@@ -226,16 +226,18 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 // hear, is told (giveUp: ABORT) and keeps running the VM.
 func (r *receiver) recvWatched(ctx context.Context) (transport.Message, error) {
 	r.stall.limit = r.opt.StallTimeout
-	wctx, stop := r.stall.watchCounting(ctx, func(ctx context.Context) uint64 {
+	wctx, stop := r.stall.watchCounting(ctx, func(ctx context.Context) (uint64, error) {
 		ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 		defer cancel()
-		st, _ := r.tr.Stats(ctx) // a failed call is no progress
-		return st.BytesWire
+		st, err := r.tr.Stats(ctx) // a failed call is no progress
+		return st.BytesWire, err
 	})
 	defer stop()
 	m, err := r.tr.RecvMessage(wctx)
 	return m, stalledError(wctx, err, "no message and no page came from the source (its process or transport plugin "+
-		"stopped, or the link no longer moves); this destination never ran the VM")
+		"stopped, or the link no longer moves); this destination never ran the VM",
+		"no message and no page came, and this side's transport plugin stopped answering (its last Stats call: %v): "+
+			"it, not the source, is likely what stopped (its process stopped, or it hangs); this destination never ran the VM")
 }
 
 // first reads a freshly opened session's first message, HELLO or (a

@@ -46,16 +46,28 @@ func (w *stallWatch) watch(ctx context.Context) (wctx context.Context, stop func
 	return w.watchCounting(ctx, nil)
 }
 
+// selfStall is the cause of a stall found while this side's own
+// transport did not answer either: the last count failed (mute says
+// how). Its plugin is then the likelier one to have stopped, and
+// stalledError says so; the stall itself wraps errStalled.
+type selfStall struct {
+	error
+	mute error
+}
+
+func (s selfStall) Unwrap() error { return s.error }
+
 // watchCounting is watch that also asks count (if not nil) at each of
 // its checks, from its own goroutine: a value other than the one before
 // is progress, and so is the first (what moved since the watch began
 // cannot be told apart: a stall is found up to limit/8 late, never
 // early). A transport's byte count grows while pages move although no
 // call returns and no message arrives (a long Flush, a destination
-// whose transport writes pages on its own). count gets the watch's
-// context, and should not block for long: a check waits for it. stop
-// joins the goroutine.
-func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Context) uint64) (wctx context.Context, stop func()) {
+// whose transport writes pages on its own). A count that fails is no
+// progress; if the last one before the stall failed, the cause is a
+// selfStall. count gets the watch's context, and should not block for
+// long: a check waits for it. stop joins the goroutine.
+func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Context) (uint64, error)) (wctx context.Context, stop func()) {
 	w.moved()
 	wctx, cancel := context.WithCancelCause(ctx)
 	done, exited := make(chan struct{}), make(chan struct{})
@@ -68,17 +80,22 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 		for {
 			select {
 			case <-t.C:
+				var mute error
 				if count != nil {
 					// The first count has nothing to compare with, and
 					// what moved since the watch began cannot be told
 					// from nothing: it is progress. (Taken as the
 					// baseline, it made a pause of 7/8 of limit a stall.)
-					if n := count(wctx); !counted || n != last {
+					n, err := count(wctx)
+					if mute = err; err == nil && (!counted || n != last) {
 						w.moved()
 						last, counted = n, true
 					}
 				}
 				if err := w.stalled(); err != nil {
+					if mute != nil {
+						err = selfStall{err, mute}
+					}
 					cancel(err)
 					return
 				}
@@ -93,19 +110,27 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 }
 
 // stalledError is err, from a call made under wctx, saying what
-// stalled if the watch ended wctx: errStalled wrapped, err only named
-// (a call cut short by the watch fails with context.Canceled, and the
-// migration was not cancelled: its status must not say so), or left out
-// when it is that. Other errors stay as they are.
-func stalledError(wctx context.Context, err error, what string) error {
+// stalled if the watch ended wctx: errStalled wrapped with peer, what
+// the peer's stop looks like from here, or self (a format whose one %v
+// takes the failure) if this side's own transport did not answer
+// either (selfStall); err only named (a call cut short by the watch
+// fails with context.Canceled, and the migration was not cancelled: its
+// status must not say so), or left out when it is that. Other errors
+// stay as they are.
+func stalledError(wctx context.Context, err error, peer, self string) error {
 	if err == nil {
 		return nil
 	}
 	cause := context.Cause(wctx)
-	switch {
-	case !errors.Is(cause, errStalled):
+	if !errors.Is(cause, errStalled) {
 		return err
-	case errors.Is(err, context.Canceled): // the watch's own end: nothing to add
+	}
+	what := peer
+	var s selfStall
+	if errors.As(cause, &s) {
+		what = fmt.Sprintf(self, s.mute)
+	}
+	if errors.Is(err, context.Canceled) { // the watch's own end: nothing to add
 		return fmt.Errorf("%w: %s", cause, what)
 	}
 	return fmt.Errorf("%w: %s (%v)", cause, what, err)

@@ -85,7 +85,7 @@ func TestStallWatchCountsFirstCheck(t *testing.T) {
 	const limit = 800 * time.Millisecond
 	w := stallWatch{limit: limit}
 	var n atomic.Uint64
-	wctx, stop := w.watchCounting(context.Background(), func(context.Context) uint64 { return n.Load() })
+	wctx, stop := w.watchCounting(context.Background(), func(context.Context) (uint64, error) { return n.Load(), nil })
 	defer stop()
 	// The bytes move once, before the first check (at limit/8), and not
 	// at once: the watch's goroutine has started by then.

@@ -18,8 +18,10 @@ import (
 // times out. Before COMMIT each side fails once nothing moved for
 // StallTimeout: the source's guest runs on, intact; the destination
 // never ran it. Before 2026-12-07 both sides waited until cancelled
-// (here: runCtx's minute).
+// (here: runCtx's minute). The side whose plugin stopped says so; it
+// blamed its peer before (TestPrecopyStalledSelf).
 func TestEmbedPrecopyPluginStopped(t *testing.T) {
+	const selfStopped = "this side's transport plugin stopped answering"
 	for _, side := range []int{0, 1} {
 		t.Run([]string{"source", "destination"}[side], func(t *testing.T) {
 			src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
@@ -51,10 +53,15 @@ func TestEmbedPrecopyPluginStopped(t *testing.T) {
 				t.Fatalf("source %s, destination %s; want both failed", srep.Status, drep.Status)
 			}
 			// The side whose plugin stopped may fail on a Close that waits
-			// on it; the other one must name the stall.
+			// on it; the other one must name the stall, and blame its peer.
+			// The stopped side's stall (its plugin does not answer Stats
+			// either) must blame that plugin, not the peer.
 			other, oerr := map[int]string{0: "destination", 1: "source"}[side], map[int]error{0: derr, 1: serr}[side]
-			if oerr == nil || !strings.Contains(oerr.Error(), "stalled") {
-				t.Errorf("the %s's error does not name the stall: %v", other, oerr)
+			if oerr == nil || !strings.Contains(oerr.Error(), "stalled") || strings.Contains(oerr.Error(), selfStopped) {
+				t.Errorf("the %s's error does not name the stall, or blames its own plugin: %v", other, oerr)
+			}
+			if e := map[int]error{0: serr, 1: derr}[side]; e != nil && strings.Contains(e.Error(), "stalled") && !strings.Contains(e.Error(), selfStopped) {
+				t.Errorf("the %s, whose plugin stopped, blames its peer: %v", map[int]string{0: "source", 1: "destination"}[side], e)
 			}
 			checkSourceRuns(t, src, dst)
 		})
