@@ -23,6 +23,9 @@ import (
 // nothing moved for StallTimeout, before COMMIT: the source's VM runs
 // on, the destination's never ran.
 
+// stallLimit is the tests' StallTimeout; a destination's watch waits
+// at least its SwitchoverTimeout too (recvWatched), so the tests that
+// watch one set both.
 const stallLimit = 300 * time.Millisecond
 
 // frozenDestination is a source's transport whose destination stops at
@@ -99,7 +102,7 @@ func TestPrecopyStalled(t *testing.T) {
 	sc, dc, err := transport.MintCredentials(false)
 	must(t, err)
 	sendTr, recvTr := loopback.NewPipe()
-	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 	start := time.Now()
 	srep, serr := Send(ctx, src, &frozenDestination{Transport: sendTr}, Options{Credentials: sc, StallTimeout: stallLimit, Log: testLogger(t)})
 	took := time.Since(start)
@@ -124,7 +127,7 @@ func TestPrecopyStalled(t *testing.T) {
 func TestPrecopyStalledSource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	j := waitingJobA(ctx, t, 5*time.Second, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
+	j := waitingJobA(ctx, t, stallLimit, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
 	must(t, j.sendTr.Open(ctx, j.peer.req))
 	defer j.sendTr.Close()
 	j.peer.send(ctx, msgHello, encodeHello(j.peer.layout, j.peer.helloFlags, j.peer.tag))
@@ -152,7 +155,7 @@ func TestPrecopySlowNotStalled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	t.Run("destination", func(t *testing.T) {
-		j := waitingJobA(ctx, t, 5*time.Second, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
+		j := waitingJobA(ctx, t, stallLimit, 20*time.Second, func(o *Options) { o.StallTimeout = stallLimit })
 		failed := runScript(func() {
 			must(t, j.sendTr.Open(ctx, j.peer.req))
 			defer j.sendTr.Close()
@@ -358,7 +361,7 @@ func TestPrecopyStalledSelf(t *testing.T) {
 		sc, dc, err := transport.MintCredentials(false)
 		must(t, err)
 		sendTr, recvTr := loopback.NewPipe()
-		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		// The source reads its transport's counters from the stats
 		// poller, which learns that a call failed after statsTimeout.
 		_, serr := Send(ctx, src, &frozenDestination{Transport: sendTr, self: true},
@@ -379,7 +382,8 @@ func TestPrecopyStalledSelf(t *testing.T) {
 		sc, dc, err := transport.MintCredentials(false)
 		must(t, err)
 		sendTr, recvTr := loopback.NewPipe()
-		wait := receiveAsync(ctx, dst, &frozenReceiver{Transport: recvTr}, Options{Credentials: dc, StallTimeout: stallLimit, Log: testLogger(t)})
+		wait := receiveAsync(ctx, dst, &frozenReceiver{Transport: recvTr},
+			Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		_, serr := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: time.Second, Log: testLogger(t)})
 		_, derr := wait()
 		t.Logf("source: %v\ndestination: %v", serr, derr)
@@ -390,4 +394,31 @@ func TestPrecopyStalledSelf(t *testing.T) {
 			t.Errorf("the destination's error does not say its own transport plugin stopped: %v", derr)
 		}
 	})
+}
+
+// TestPrecopySlowPauseNotStalled: a source in its switch-over sends
+// nothing from the pause through its final dirty sync (and SaveState),
+// for as long as its switchover_timeout allows; a destination whose
+// StallTimeout is shorter cannot tell that from a stopped source. Here
+// the source's VMM takes 4 StallTimeouts to pause its vCPUs, well
+// within switchover_timeout: the migration completes, page-exact.
+// Before, the destination failed on the stall and the source with it
+// (and with `migrate`, whose switchover_timeout may be up to an hour
+// while StallTimeout stays 30 s, on a switch-over quiet for 30 s).
+func TestPrecopySlowPauseNotStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, OnPause: func() { time.Sleep(4 * stallLimit) }})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst := memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	const switchover = 5 * time.Second
+	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: switchover, Log: testLogger(t)})
+	if _, err := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: switchover, Log: testLogger(t)}); err != nil {
+		t.Errorf("Send: %v", err)
+	}
+	receivedAll(t, wait, src, dst)
 }

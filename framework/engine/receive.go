@@ -218,14 +218,22 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 // recvWatched waits for the source's next message between HELLO and
 // LOADED. The pages arrive meanwhile without a message (the transport
 // writes them), so progress is a message or the transport's byte count
-// growing; a session in which neither happened for StallTimeout fails
-// with errStalled. A source whose process or transport plugin stopped,
-// or a link that no longer moves, keeps the connection up: before this
-// the destination waited on it until its caller cancelled. The VM never
-// ran here, so the caller discards it; the source, should it still
-// hear, is told (giveUp: ABORT) and keeps running the VM.
+// growing; a session in which neither happened for StallTimeout, and at
+// least SwitchoverTimeout, fails with errStalled. A source whose process
+// or transport plugin stopped, or a link that no longer moves, keeps the
+// connection up: before this the destination waited on it until its
+// caller cancelled. The VM never ran here, so the caller discards it;
+// the source, should it still hear, is told (giveUp: ABORT) and keeps
+// running the VM.
+//
+// A source in its switch-over sends nothing from the pause through its
+// final dirty sync, or its SaveState when no page is left, for up to its
+// SwitchoverTimeout; this side cannot tell that from a source that
+// stopped, hence the second bound (the sides share the job's). Nor is
+// anything watched while this side handles a message: a post-copy
+// LoadState that faults waits on the source's answers unbounded.
 func (r *receiver) recvWatched(ctx context.Context) (transport.Message, error) {
-	r.stall.limit = r.opt.StallTimeout
+	r.stall.limit = max(r.opt.StallTimeout, r.opt.SwitchoverTimeout)
 	wctx, stop := r.stall.watchCounting(ctx, func(ctx context.Context) (uint64, error) {
 		ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 		defer cancel()

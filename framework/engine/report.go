@@ -120,11 +120,15 @@ type Options struct {
 	// with no call returning and the transport's byte count (Stats)
 	// standing still; the destination fails when, between HELLO and
 	// LOADED, no message came and its transport's byte count stood still
-	// for this long. Either way the VM runs on the source (its last pass
+	// for this long, and at least its SwitchoverTimeout (a source in its
+	// switch-over sends nothing from the pause to its final pass, for up
+	// to its own). Either way the VM runs on the source (its last pass
 	// resumes it, as any failure before COMMIT) and never ran on the
 	// destination. The source sends nothing while it holds a pass for
 	// hints (HintHold) nor between passes (a dirty sync): the
-	// destination's StallTimeout must exceed both.
+	// destination's StallTimeout must exceed both. The error names this
+	// side's own transport plugin instead of the peer when its last
+	// Stats call failed too.
 	//
 	// In post-copy, a session in which nothing moved for this long while
 	// pages were still due (the source: no page handed over, no Flush
