@@ -12,14 +12,16 @@ import (
 // post-copy the session is taken for broken (a linkError): closed and
 // opened again, which starts a launched plugin anew. Before COMMIT the
 // migration fails: the source keeps running the VM, the destination
-// never ran it (sender.waitPeer, receiver.recvWatched).
+// never ran it (sender.watchPeer, receiver.recvWatched).
 var errStalled = errors.New("session stalled")
 
-// stallWatch notices a session in which nothing moved for limit. A peer whose process stopped (or whose transport no longer
-// makes progress) keeps its connection up: nothing breaks, nothing times
-// out, and post-copy cannot be cancelled, so without a watch the guest
-// would wait for ever on the pages it lacks. Whoever sees progress calls
-// moved; it costs one atomic store.
+// stallWatch notices a session in which nothing moved for limit. A
+// peer whose process stopped (or whose transport no longer makes
+// progress) keeps its connection up: nothing breaks, nothing times out;
+// before COMMIT the other side would wait until cancelled, and post-copy
+// cannot be cancelled, so without a watch the guest would wait for ever
+// on the pages it lacks. Whoever sees progress calls moved; it costs
+// one atomic store.
 type stallWatch struct {
 	limit time.Duration
 	last  atomic.Int64 // UnixNano of the last progress

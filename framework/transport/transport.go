@@ -299,8 +299,10 @@ type Transport interface {
 	// Stats reports traffic so far; after Close, the last session's
 	// totals. The engine takes a session whose BytesWire stands still
 	// (with no call returning and no message arriving) for its
-	// StallTimeout for stalled: a receiving transport must count pages as
-	// they arrive, not at a Flush (engine.Options.StallTimeout).
+	// StallTimeout for stalled, on either side: a transport must count
+	// bytes as they move, a sending one as it writes them (a Flush that
+	// waits on a slow link is not a stall), a receiving one as pages
+	// arrive, not at a Flush (engine.Options.StallTimeout).
 	Stats(ctx context.Context) (Stats, error)
 	// Close ends the session and releases the RAM mappings; pending page
 	// sends are abandoned, but a message sent before Close still reaches
