@@ -423,7 +423,7 @@ func TestPrecopySlowPauseNotStalled(t *testing.T) {
 	sendTr, recvTr := loopback.NewPipe()
 	const switchover = 5 * time.Second
 	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: switchover, Log: testLogger(t)})
-	if _, err := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: switchover, Log: testLogger(t)}); err != nil {
+	if _, err := Send(ctx, src, sendTr, Options{Credentials: sc, SwitchoverTimeout: switchover, Log: testLogger(t)}); err != nil {
 		t.Errorf("Send: %v", err)
 	}
 	receivedAll(t, wait, src, dst)
