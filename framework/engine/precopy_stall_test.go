@@ -90,6 +90,17 @@ func (f *frozenDestination) Stats(ctx context.Context) (transport.Stats, error) 
 	return f.Transport.Stats(ctx)
 }
 
+// pipeGuests is a source guest, a fresh destination guest, a loopback
+// pipe between them (the source's end first) and each side's
+// credentials.
+func pipeGuests(t *testing.T) (src, dst *vmtest.VM, sendTr, recvTr *loopback.Transport, sc, dc transport.Credentials) {
+	src, dst = memGuest(t, 0x5a), memGuest(t, 0)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr = loopback.NewPipe()
+	return src, dst, sendTr, recvTr, sc, dc
+}
+
 // TestPrecopyStalled: the destination stops taking anything right after
 // the handshake. The source fails once nothing moved for StallTimeout,
 // its VM running; the destination, which hears nothing more, fails the
@@ -98,10 +109,7 @@ func (f *frozenDestination) Stats(ctx context.Context) (transport.Stats, error) 
 func TestPrecopyStalled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-	sc, dc, err := transport.MintCredentials(false)
-	must(t, err)
-	sendTr, recvTr := loopback.NewPipe()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 	start := time.Now()
 	srep, serr := Send(ctx, src, &frozenDestination{Transport: sendTr}, Options{Credentials: sc, StallTimeout: stallLimit, Log: testLogger(t)})
@@ -192,10 +200,7 @@ func TestPrecopySlowNotStalled(t *testing.T) {
 		receivedAll(t, j.wait, j.src, j.dst)
 	})
 	t.Run("source", func(t *testing.T) {
-		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-		sc, dc, err := transport.MintCredentials(false)
-		must(t, err)
-		sendTr, recvTr := loopback.NewPipe()
+		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, Log: testLogger(t)})
 		slow := &slowFlush{Transport: sendTr, hold: 3 * limit}
 		if _, err := Send(ctx, src, slow, Options{Credentials: sc, StallTimeout: limit, Log: testLogger(t)}); err != nil {
@@ -273,10 +278,7 @@ func TestHandshakeStalled(t *testing.T) {
 	t.Run("HELLO", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-		sc, dc, err := transport.MintCredentials(false)
-		must(t, err)
-		sendTr, recvTr := loopback.NewPipe()
+		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, SwitchoverTimeout: 10 * time.Second, Log: testLogger(t)})
 		mute := &muteMessages{Transport: sendTr}
 		mute.mute.Store(true)
@@ -294,10 +296,7 @@ func TestHandshakeStalled(t *testing.T) {
 	t.Run("READY", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-		sc, dc, err := transport.MintCredentials(false)
-		must(t, err)
-		sendTr, recvTr := loopback.NewPipe()
+		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		// The destination's transport takes HELLO in, then sends nothing.
 		mute := &muteMessages{Transport: recvTr}
 		mute.mute.Store(true)
@@ -363,10 +362,7 @@ func TestPrecopyStalledSelf(t *testing.T) {
 	t.Run("source", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-		sc, dc, err := transport.MintCredentials(false)
-		must(t, err)
-		sendTr, recvTr := loopback.NewPipe()
+		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		// The source reads its transport's counters from the stats
 		// poller, which learns that a call failed after statsTimeout.
@@ -384,10 +380,7 @@ func TestPrecopyStalledSelf(t *testing.T) {
 	t.Run("destination", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		src, dst := memGuest(t, 0x5a), memGuest(t, 0)
-		sc, dc, err := transport.MintCredentials(false)
-		must(t, err)
-		sendTr, recvTr := loopback.NewPipe()
+		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		wait := receiveAsync(ctx, dst, &frozenReceiver{Transport: recvTr},
 			Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		_, serr := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: time.Second, Log: testLogger(t)})
