@@ -39,8 +39,9 @@ func gateSession(t *testing.T, want transport.Tag) (s *session, ln *net.TCPListe
 	return s, ln, send
 }
 
-// helloFrom connects to ln as a source with creds and says HELLO for tag.
-func helloFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, tag transport.Tag) net.Conn {
+// dialAs connects to ln as a source with creds: the TLS session,
+// closed when the test ends.
+func dialAs(t *testing.T, ln *net.TCPListener, creds transport.Credentials) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -57,6 +58,13 @@ func helloFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, t
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sc
+}
+
+// helloFrom connects to ln as a source with creds and says HELLO for tag.
+func helloFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, tag transport.Tag) net.Conn {
+	t.Helper()
+	sc := dialAs(t, ln, creds)
 	if err := writeSetup(sc, setupHello, appendHello(tag, []wire.Region{{GPA: 0, Size: 1 << 20}})); err != nil {
 		t.Fatal(err)
 	}
@@ -123,21 +131,7 @@ func TestGateClosesUntaken(t *testing.T) {
 // channel: URGENT with unonce and tag.
 func urgentFrom(t *testing.T, ln *net.TCPListener, creds transport.Credentials, unonce []byte, tag transport.Tag) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	auth, err := creds.TLSConfig(transport.RoleSend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sc, err := transport.Secure(ctx, c, transport.RoleSend, auth, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := dialAs(t, ln, creds)
 	if err := writeSetup(sc, setupUrgent, append(append([]byte(nil), unonce...), tag[:]...)); err != nil {
 		t.Fatal(err)
 	}
