@@ -16,10 +16,7 @@ import (
 // reads it.
 func cancelAt(t *testing.T, toDst bool, at uint32) cancelled {
 	t.Helper()
-	src, dst := twoRegions(t)
-	for p := uint64(0); p < src.layout.Pages(); p += 7 {
-		src.write(p, 0x3c)
-	}
+	src, dst := everySeventh(t, 0x3c)
 	s, r := newPipe(src, dst)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

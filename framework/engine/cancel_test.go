@@ -40,10 +40,7 @@ type cancelSetup struct {
 // (Receive if onDst), after arm set its hooks.
 func runCancel(t *testing.T, onDst bool, arm func(*cancelSetup)) cancelRun {
 	t.Helper()
-	src, dst := twoRegions(t)
-	for p := uint64(0); p < src.layout.Pages(); p += 7 {
-		src.write(p, 0x3c)
-	}
+	src, dst := everySeventh(t, 0x3c)
 	s, r := newPipe(src, dst)
 	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer stop()

@@ -47,6 +47,16 @@ func twoRegions(t *testing.T) (*fakeVM, *fakeVM) {
 	return newFakeVM(t, layout...), newFakeVM(t, layout...)
 }
 
+// everySeventh is twoRegions with every seventh page of the source
+// written with b, the others holes.
+func everySeventh(t *testing.T, b byte) (src, dst *fakeVM) {
+	src, dst = twoRegions(t)
+	for p := uint64(0); p < src.layout.Pages(); p += 7 {
+		src.write(p, b)
+	}
+	return src, dst
+}
+
 func TestMigrateCopiesEveryPage(t *testing.T) {
 	src, dst := twoRegions(t)
 	for p := uint64(0); p < src.layout.Pages(); p += 3 {

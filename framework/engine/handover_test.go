@@ -199,10 +199,7 @@ func TestProtocol1Refused(t *testing.T) {
 // cancel for a cut stream: both sides ended handover-unknown, the guest
 // running nowhere until someone resolved it.
 func TestReceiveCancelledAfterLoaded(t *testing.T) {
-	src, dst := twoRegions(t)
-	for p := uint64(0); p < src.layout.Pages(); p += 7 {
-		src.write(p, 0x42)
-	}
+	src, dst := everySeventh(t, 0x42)
 	rctx, cancelAtLoaded := cancelReceiverAtLoaded(t)
 	srep, serr, rrep, rerr := migrateCtx(t, src, dst, rctx, Options{SwitchoverTimeout: 2 * time.Second}, cancelAtLoaded)
 	if rrep.Status != StatusCancelled || rrep.Handover != HandoverFailed || srep.Status != StatusFailed {
