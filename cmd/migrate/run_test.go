@@ -262,6 +262,23 @@ func newRunCase(t testing.TB) *runCase {
 	return c
 }
 
+// callList is the calls both fake VMMs got so far, in order.
+func (c *runCase) callList() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.calls, ",")
+}
+
+// sourceAskedOnly checks that migrate asked the source to cancel and
+// left the destination alone (the source refused: the migration goes
+// on).
+func (c *runCase) sourceAskedOnly(t *testing.T) {
+	t.Helper()
+	if calls := c.callList(); !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
+	}
+}
+
 func (c *runCase) run(ctx context.Context, t *testing.T) (report, string, error) {
 	var out strings.Builder
 	j := fakeJob(c.src, c.dst)
@@ -427,9 +444,7 @@ func TestRunInterrupted(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second { // ~100 ms; the migration itself never ends
 		t.Errorf("an interrupted migrate took %v", d)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want both sides cancelled", calls)
 	}
@@ -453,12 +468,7 @@ func TestRunInterruptedInPostcopy(t *testing.T) {
 	if !strings.Contains(out, "post-copy cannot be cancelled") || !strings.Contains(out, "following it to the end") {
 		t.Errorf("migrate did not say why it goes on:\n%s", out)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
-	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
-		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
-	}
+	c.sourceAskedOnly(t)
 }
 
 // TestRunSourceExitsAfterPostcopy: the source VMM exits the moment its
@@ -497,9 +507,7 @@ func TestRunFollowsRunningMigration(t *testing.T) {
 	if !strings.Contains(out, "already sending a migration") {
 		t.Errorf("migrate did not say it follows a running migration:\n%s", out)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if strings.Contains(calls, "migrate-incoming") || strings.Contains(calls, "migrate-send") {
 		t.Errorf("calls %s: a second migration was started", calls)
 	}
@@ -514,9 +522,7 @@ func TestRunSourceUnreachableCleansDestination(t *testing.T) {
 	if err == nil {
 		t.Fatal("run succeeded without a source")
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if !strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: the destination was not cancelled", calls)
 	}
@@ -551,9 +557,7 @@ func TestRunSourceDiesMidway(t *testing.T) {
 	if want := float64(150<<20) / 1e6 / 55; rep.ThroughputMB < want*0.999 || rep.ThroughputMB > want*1.001 {
 		t.Errorf("throughput %.2f MB/s, want %.2f", rep.ThroughputMB, want)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: the destination was cancelled beside a source that cannot be asked", calls)
 	}
@@ -582,9 +586,7 @@ func TestRunSourceDiesAfterLoaded(t *testing.T) {
 	if err == nil {
 		t.Fatal("run succeeded without a source")
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: the destination, which may hold the only copy of the guest, was cancelled", calls)
 	}
@@ -716,9 +718,7 @@ func TestRunRefusedLeavesOthersAlone(t *testing.T) {
 	if !strings.Contains(out, "takes part in another migration (id b,") || !strings.Contains(out, "migrate -resolve -config") {
 		t.Errorf("migrate said\n%s\nwant the VMM left alone named, and migrate -resolve", out)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if err == nil || strings.Contains(calls, "migrate-cancel") || strings.Contains(calls, "migrate-send") {
 		t.Fatalf("err %v, calls %s: want a failure, and another job's migration left alone", err, calls)
 	}
@@ -922,9 +922,7 @@ func TestRunSendLostSourceGone(t *testing.T) {
 	if _, _, err := c.run(context.Background(), t); err == nil {
 		t.Fatal("run succeeded without a source")
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
+	calls := c.callList()
 	if strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: the destination was cancelled beside a source that cannot be asked", calls)
 	}
@@ -971,10 +969,5 @@ func TestRunSendInterruptedRefused(t *testing.T) {
 	if !strings.Contains(out, "following it to the end") {
 		t.Errorf("migrate did not say why it goes on:\n%s", out)
 	}
-	c.mu.Lock()
-	calls := strings.Join(c.calls, ",")
-	c.mu.Unlock()
-	if !strings.Contains(calls, "send migrate-cancel") || strings.Contains(calls, "receive migrate-cancel") {
-		t.Errorf("calls %s: want the source asked, the destination left alone", calls)
-	}
+	c.sourceAskedOnly(t)
 }
