@@ -27,7 +27,10 @@ import (
 //	                                                                ended; else closed
 //
 // A source runs one try at a time, so its HELLO during a try of its own
-// means that try ended (or stalled: its host) and is taken at once; a
+// means that try ended (or stalled: its host) and is taken at once, if
+// its connection was accepted after that try's (a HELLO read late on an
+// older connection, a starved admission or a credential holder that
+// held its HELLO back, is no next try: it waits, as below); a
 // HELLO naming another tag (a destination that waits for any, the zero
 // tag) waits until the try in setup ends, and if that try is taken, it
 // is answered OTHER. Once a try's urgent channel is accepted the source
@@ -53,6 +56,8 @@ type gate struct {
 	pending map[*net.TCPConn]transport.Pending // being admitted
 	cur     *try                               // the try in setup
 	taken   transport.Tag                      // the tag of the try taken, once closed
+	seq     uint64                             // connections accepted so far
+	handed  uint64                             // the seq of the HELLO next handed to openReceive
 
 	waiting func() // tests only: called as an admitted HELLO starts to wait for openReceive
 }
@@ -63,6 +68,7 @@ type arrival struct {
 	c   *net.TCPConn
 	a   admitted
 	err error
+	seq uint64 // the order its connection was accepted in
 }
 
 // admitted is what admission made of a connection: its secure channel
@@ -80,6 +86,7 @@ type try struct {
 	abandon  context.CancelCauseFunc
 	urgent   chan arrival // capacity 1: its urgent channel, answered
 	answered bool         // its urgent channel was accepted
+	seq      uint64       // its HELLO's connection's accept order (begin)
 }
 
 // errSuperseded is the error of a destination's setup that a next try
@@ -128,8 +135,10 @@ func (g *gate) acceptLoop() {
 			}
 		}
 		g.pending[c] = transport.Pending{Host: host, Since: time.Now()}
+		g.seq++
+		seq := g.seq
 		g.mu.Unlock()
-		g.wg.Go(func() { g.admit(c) })
+		g.wg.Go(func() { g.admit(c, seq) })
 	}
 }
 
@@ -149,6 +158,9 @@ func (g *gate) wait(d time.Duration) (closed bool) {
 func (g *gate) next(ctx context.Context) (arrival, error) {
 	select {
 	case a := <-g.tries:
+		g.mu.Lock()
+		g.handed = a.seq // the try begin starts next is this one's
+		g.mu.Unlock()
 		return a, nil
 	case <-ctx.Done():
 		return arrival{}, ctx.Err()
@@ -176,7 +188,7 @@ func (g *gate) close(taken transport.Tag) {
 func (g *gate) begin(t *try) (end func()) {
 	t.urgent = make(chan arrival, 1)
 	g.mu.Lock()
-	g.cur = t
+	g.cur, t.seq = t, g.handed
 	g.mu.Unlock()
 	return func() {
 		g.mu.Lock()
@@ -194,7 +206,7 @@ func (g *gate) begin(t *try) (end func()) {
 
 // admit authenticates c, reads its first setup frame, answers it if it
 // must (all within handshakeBound) and hands it on.
-func (g *gate) admit(c *net.TCPConn) {
+func (g *gate) admit(c *net.TCPConn, seq uint64) {
 	t, sc, p, err := g.s.greet(c)
 	g.mu.Lock()
 	delete(g.pending, c)
@@ -221,7 +233,7 @@ func (g *gate) admit(c *net.TCPConn) {
 	case u != nil && err == nil:
 		err = g.deliverUrgent(u, arrival{c: c, a: admitted{sc, u.tag}})
 	case t == setupHello && (err == nil || errors.Is(err, ErrLayoutMismatch)):
-		g.deliverHello(arrival{c, a, err})
+		g.deliverHello(arrival{c, a, err, seq})
 		return
 	}
 	if err != nil {
@@ -230,11 +242,12 @@ func (g *gate) admit(c *net.TCPConn) {
 	}
 }
 
-// deliverHello supersedes the try in setup if h is its source's next,
-// then waits until openReceive takes h or the gate closes.
+// deliverHello supersedes the try in setup if h is its source's next
+// (same tag, a connection accepted after that try's), then waits until
+// openReceive takes h or the gate closes.
 func (g *gate) deliverHello(h arrival) {
 	g.mu.Lock()
-	if cur := g.cur; h.err == nil && cur != nil && !cur.answered && cur.tag == h.a.tag {
+	if cur := g.cur; h.err == nil && cur != nil && !cur.answered && cur.tag == h.a.tag && h.seq > cur.seq {
 		cur.abandon(errSuperseded)
 	}
 	g.mu.Unlock()

@@ -189,3 +189,47 @@ func TestGateUrgentOfEndedTry(t *testing.T) {
 		})
 	}
 }
+
+// TestGateOlderHelloWaits: a HELLO read late on a connection accepted
+// before the try in setup's own (a starved admission, or a holder of
+// the job's credentials that holds its HELLO back) is no next try of
+// that source: it does not supersede the try, and waits. A HELLO on a
+// connection accepted after it still does (TestNextTryWhileUrgentAwaited).
+// Before, any HELLO of the same tag displaced a live try.
+func TestGateOlderHelloWaits(t *testing.T) {
+	tag := transport.Tag{7}
+	s, ln, creds := gateSession(t, tag)
+	g := s.openGate(ln)
+	defer g.close(transport.Tag{})
+	early := dialAs(t, ln, creds) // accepted first: its HELLO comes late
+	helloFrom(t, ln, creds, tag)  // the try taken
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tctx, abandon := context.WithCancelCause(context.Background())
+	defer abandon(nil)
+	tr := &try{tag: tag, unonce: bytes.Repeat([]byte{0x5a}, nonceSize), ctx: tctx, abandon: abandon}
+	defer g.begin(tr)()
+	if err := writeSetup(early, setupHello, appendHello(tag, []wire.Region{{GPA: 0, Size: 1 << 20}})); err != nil {
+		t.Fatal(err)
+	}
+	late, err := g.next(ctx) // admitted, waiting for openReceive: deliverHello has decided
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.c.Close()
+	if tctx.Err() != nil {
+		t.Fatalf("a HELLO on a connection older than the try's superseded it: %v", context.Cause(tctx))
+	}
+	helloFrom(t, ln, creds, tag) // the source's next try: newer
+	select {
+	case <-tctx.Done():
+		if !errors.Is(context.Cause(tctx), errSuperseded) {
+			t.Fatalf("the try ended with %v; want superseded", context.Cause(tctx))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a HELLO on a newer connection did not supersede the try")
+	}
+}
