@@ -121,7 +121,7 @@ func (k Kind) Serve(newPlugin func(files []*os.File, channel *os.File) plugin.Pl
 		log.Error(k.Name+" plugin cannot start", "error", err)
 		os.Exit(1)
 	}
-	go WatchParent(log, os.Getppid(), time.Second)
+	go WatchParent(log, HostPID(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: k.Handshake,
 		Plugins:         plugin.PluginSet{k.Name: newPlugin(files, channel)},

@@ -104,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)
 			cmd.Env = append(spec.Env, cfg.Env...)
 			cmd.Env = append(cmd.Env, clientCertEnv+"="+string(pair.hostPEM),
-				tlsEnv+"="+strconv.Itoa(FirstFile+len(cfg.Files)))
+				tlsEnv+"="+strconv.Itoa(FirstFile+len(cfg.Files)), hostEnv+"="+strconv.Itoa(os.Getpid()))
 			cmd.Stdin = spec.Stdin
 			cmd.ExtraFiles = append(slices.Clip(cfg.Files), certPipe)
 			r, err := newCmdRunner(l, cmd, socketDir)

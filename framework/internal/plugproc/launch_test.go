@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,10 +47,32 @@ const envHelperOutput = "FERRY_TEST_HELPER_OUTPUT"
 // handshake, so that Start fails.
 const envNoHandshake = "FERRY_TEST_NO_HANDSHAKE"
 
+// envShortHost makes the test binary a host that starts a plugin (the
+// test binary again, envOrphanFirst set) the way Start does and exits at
+// once, writing the plugin's pid into the file it names.
+const envShortHost = "FERRY_TEST_SHORT_HOST"
+
+// envOrphanFirst makes the test plugin wait until its host is gone (it
+// was re-parented) before it serves: a host that dies while its plugin
+// starts, with the plugin at its slowest.
+const envOrphanFirst = "FERRY_TEST_ORPHAN_FIRST"
+
 // TestMain serves a transport plugin when the test binary is started as
-// one (envOpened set), else runs the tests.
+// one (envOpened set), acts as a short-lived host (envShortHost), or
+// runs the tests.
 func TestMain(m *testing.M) {
+	if pidFile := os.Getenv(envShortHost); pidFile != "" {
+		os.Exit(shortHost(pidFile))
+	}
 	if marker := os.Getenv(envOpened); marker != "" {
+		if os.Getenv(envOrphanFirst) != "" {
+			host, _ := strconv.Atoi(os.Getenv(plugproc.HostEnv))
+			for deadline := time.Now().Add(20 * time.Second); os.Getppid() == host; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					os.Exit(7)
+				}
+			}
+		}
 		if f := os.Getenv(envHelper); f != "" {
 			helper := exec.Command("sleep", "300")
 			if os.Getenv(envHelperOutput) != "" {
@@ -81,6 +105,72 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// shortHost starts a plugin as Start would (the handshake's cookie, the
+// host's pid) and returns without waiting for it.
+func shortHost(pidFile string) int {
+	exe, err := os.Executable()
+	if err != nil {
+		return 3
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envOrphanFirst+"=1", envOpened+"="+pidFile+".opened",
+		transport.Handshake.MagicCookieKey+"="+transport.Handshake.MagicCookieValue,
+		plugproc.HostEnv+"="+fmt.Sprint(os.Getpid()))
+	cmd.Env = slices.DeleteFunc(cmd.Env, func(v string) bool { return strings.HasPrefix(v, envShortHost+"=") })
+	if err := cmd.Start(); err != nil { // stdin, stdout and stderr: /dev/null
+		return 4
+	}
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o600); err != nil {
+		return 5
+	}
+	return 0
+}
+
+// TestOrphanExitsWhenHostDiedFirst: a plugin whose host died before the
+// plugin began to watch it exits at once. Before, the plugin took the
+// parent it had when it started watching for the host; a host gone by
+// then had left it re-parented, so it watched init and served on for
+// ever, holding what it was handed (guest RAM, a transport's listening
+// sockets): `migrate` killed by SIGTERM while it asked the plugins for
+// their schemas left one running.
+func TestOrphanExitsWhenHostDiedFirst(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("become the orphan's reaper: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "plugin")
+	host := exec.Command(exe)
+	host.Env = append(os.Environ(), envShortHost+"="+pidFile)
+	if out, err := host.CombinedOutput(); err != nil {
+		t.Fatalf("short-lived host: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	var pid int
+	if _, serr := fmt.Sscan(string(b), &pid); err != nil || serr != nil || pid <= 0 {
+		t.Fatalf("plugin pid %q: %v %v", b, err, serr)
+	}
+	var ws unix.WaitStatus
+	reaped := make(chan error, 1)
+	go func() { // adopted by this process (the subreaper): its exit is ours to see
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		reaped <- err
+	}()
+	select {
+	case err := <-reaped:
+		if err != nil || ws.ExitStatus() != 2 {
+			t.Fatalf("the orphaned plugin ended with %v (status %d), want exit status 2 (WatchParent)", err, ws.ExitStatus())
+		}
+	case <-time.After(10 * time.Second):
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-reaped
+		t.Fatal("a plugin whose host died before it watched still ran 10 s later")
+	}
 }
 
 func start(t *testing.T, files []*os.File, marker string, env ...string) *plugproc.Process {

@@ -47,23 +47,45 @@ func Logger(name, levelEnv string) hclog.Logger {
 	return readable{hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: os.Stderr, JSONFormat: true})}
 }
 
-// WatchParent exits the process once its parent (the host) is gone and
-// it was re-parented: go-plugin only stops a plugin the host kills, and an
-// orphan would keep guest RAM open. It removes the private socket
-// directory the host made for this process (Start) first, which a host
-// that died cannot do any more.
+// hostEnv carries the host's process id to the plugin (Start), so that
+// the plugin knows whose child it is even if the host is gone before the
+// plugin first asks for its parent.
+const hostEnv = "FERRY_PLUGIN_HOST_PID"
+
+// HostPID returns the pid of the host that started this plugin process:
+// the one Start named in hostEnv, or, from a host that names none (built
+// before it did), the parent this process has now. The parent alone is
+// not enough: a host that dies while the plugin starts has already left
+// it re-parented (to init or a subreaper), and a watch that took that
+// parent for the host would never see the host go.
+func HostPID() int {
+	if pid, err := strconv.Atoi(os.Getenv(hostEnv)); err == nil && pid > 1 {
+		return pid
+	}
+	return os.Getppid()
+}
+
+// WatchParent exits the process once its parent is no longer the host
+// (host: HostPID), at once if that is so when it starts, else within
+// every: go-plugin only stops a plugin the host kills, and an orphan
+// would keep guest RAM and the transport's listening sockets open (the
+// next try's destination could not listen on its address). It removes
+// the private socket directory the host made for this process (Start)
+// first, which a host that died cannot do any more.
 //
 // Once it runs, a log write to the dead host's stderr fails with EPIPE
 // instead of killing the process with SIGPIPE, so the plugin gets to
 // clean up however much it logs in its last interval.
-func WatchParent(log hclog.Logger, ppid int, every time.Duration) {
+func WatchParent(log hclog.Logger, host int, every time.Duration) {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	for range time.Tick(every) {
-		if os.Getppid() != ppid {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for ; ; <-tick.C {
+		if os.Getppid() != host {
 			// Before logging: a write to the dead host's stderr pipe
 			// ends the process with SIGPIPE.
 			removeDir(os.Getenv(plugin.EnvUnixSocketDir))
-			log.Error("the host process is gone; exiting", "host_pid", ppid)
+			log.Error("the host process is gone; exiting", "host_pid", host)
 			os.Exit(2)
 		}
 	}
