@@ -40,7 +40,11 @@ var deadlineAttr = schema.Attribute{Name: "deadline", Type: schema.TypeDuration,
 // mistake: each plugin block whose plugin exists is decoded against the
 // schema that plugin reports, even when other blocks are wrong, and a
 // plugin that cannot report its schema is one error at its block.
-func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) {
+//
+// The plugins it starts to ask are stopped when ctx ends (an operator's
+// Ctrl-C): it then prints nothing and returns nil and exit status 1,
+// and the caller says it was interrupted.
+func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
@@ -64,7 +68,10 @@ func loadJob(path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) 
 	for _, h := range j.Hints {
 		ps.hints = append(ps.hints, ps.hintPaths[h.Name])
 	}
-	diags = append(diags, decodeBlocks(j, ps)...)
+	diags = append(diags, decodeBlocks(ctx, j, ps)...)
+	if ctx.Err() != nil {
+		return nil, ps, 1 // its answers are the interruption's, not the job's
+	}
 	if diags.HasErrors() {
 		job.FormatDiagnostics(stderr, sources, diags)
 		fmt.Fprintf(stderr, "migrate: %s has %d error(s); nothing was started\n", path, countErrors(diags))
@@ -113,7 +120,7 @@ type schemaAnswer struct {
 
 // blockPlugin is the binary of block b and how to ask it for its schema;
 // ok is false if no such plugin was found (CheckPlugins reported it).
-func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(string) ([]schema.Attribute, error), ok bool) {
+func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(context.Context, string) ([]schema.Attribute, error), ok bool) {
 	found, lookup := ps.hintPaths, hintSchema
 	if b.Kind == job.KindTransport {
 		found, lookup = ps.transports, transportSchema
@@ -124,7 +131,7 @@ func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(string) 
 
 // askSchemas starts every plugin the blocks name, each binary once and
 // all at the same time, and returns their answers by path.
-func askSchemas(blocks []*job.Plugin, ps pluginSet) map[string]schemaAnswer {
+func askSchemas(ctx context.Context, blocks []*job.Plugin, ps pluginSet) map[string]schemaAnswer {
 	answers := map[string]schemaAnswer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -137,7 +144,7 @@ func askSchemas(blocks []*job.Plugin, ps pluginSet) map[string]schemaAnswer {
 		seen[path] = true
 		wg.Go(func() {
 			var a schemaAnswer
-			a.schema, a.err = lookup(path)
+			a.schema, a.err = lookup(ctx, path)
 			mu.Lock()
 			answers[path] = a
 			mu.Unlock()
@@ -151,9 +158,9 @@ func askSchemas(blocks []*job.Plugin, ps pluginSet) map[string]schemaAnswer {
 // plugin was found, asking each plugin binary once for its schema, all
 // of them at the same time, and has each hint provider check each of its
 // blocks that decoded (validateHint).
-func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
+func decodeBlocks(ctx context.Context, j *job.Job, ps pluginSet) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	answers := askSchemas(j.Blocks(), ps)
+	answers := askSchemas(ctx, j.Blocks(), ps)
 	reported := map[string]bool{}
 	for _, b := range j.Blocks() {
 		path, _, ok := blockPlugin(b, ps)
@@ -173,7 +180,7 @@ func decodeBlocks(j *job.Job, ps pluginSet) hcl.Diagnostics {
 		more := b.Decode(a.schema)
 		diags = append(diags, more...)
 		if b.Kind == job.KindHint && !more.HasErrors() {
-			diags = append(diags, validateHint(b, path)...) // the provider's own checks (hint.Validator)
+			diags = append(diags, validateHint(ctx, b, path)...) // the provider's own checks (hint.Validator)
 		}
 	}
 	return diags
@@ -280,8 +287,8 @@ func names(found map[string]string) []string {
 }
 
 // transportSchema starts the plugin just long enough to ask its schema.
-func transportSchema(path string) ([]schema.Attribute, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+func transportSchema(ctx context.Context, path string) ([]schema.Attribute, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	tr, err := transport.Launch(ctx, path, nil, hclog.NewNullLogger())
 	if err != nil {
@@ -294,8 +301,8 @@ func transportSchema(path string) ([]schema.Attribute, error) {
 // hintSchema starts a hint provider just long enough to ask its name and
 // its schema. A provider whose Info.Name is not its binary's suffix (the
 // block's label) is a *nameError.
-func hintSchema(path string) ([]schema.Attribute, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+func hintSchema(ctx context.Context, path string) ([]schema.Attribute, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	p, err := hint.Launch(ctx, path, nil, hclog.NewNullLogger())
 	if err != nil {

@@ -270,7 +270,7 @@ func loadJobText(t *testing.T, src string) (string, int) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	_, _, code := loadJob("job.hcl", plugintest.Dir(), &out)
+	_, _, code := loadJob(t.Context(), "job.hcl", plugintest.Dir(), &out)
 	return out.String(), code
 }
 

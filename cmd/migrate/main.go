@@ -75,18 +75,32 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if *resolveOnly {
 		return resolveMain(*cfgPath, stdout, stderr)
 	}
-	j, plugins, code := loadJob(*cfgPath, *pluginDir, stderr)
-	if j == nil {
-		return code
-	}
-	if *checkOnly {
-		printCheck(stdout, *cfgPath, j, plugins)
-		return 0
-	}
+	// Before the job's plugins start (loadJob asks them for their
+	// schemas): a signal that came earlier would end migrate with them
+	// still running, and with nothing said.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	rep, err := run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
+	j, plugins, code := loadJob(ctx, *cfgPath, *pluginDir, stderr)
+	var rep report
+	var err error
+	switch {
+	case j == nil && ctx.Err() == nil:
+		return code
+	case j == nil || ctx.Err() != nil:
+		rep = report{Report: engine.Report{Status: engine.StatusCancelled}}
+		err = errors.New("interrupted while checking the job: nothing was started, and neither VMM was asked anything")
+		rep.Error = err.Error()
+		if *checkOnly {
+			fmt.Fprintln(stderr, "migrate:", err)
+			return 1
+		}
+	case *checkOnly:
+		printCheck(stdout, *cfgPath, j, plugins)
+		return 0
+	default:
+		rep, err = run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
+	}
 	rep.WallMS = time.Since(start).Milliseconds()
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(rep)

@@ -135,7 +135,7 @@ hint "zeroscan" {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	j, ps, code := loadJob(job, plugintest.Dir(), &out)
+	j, ps, code := loadJob(t.Context(), job, plugintest.Dir(), &out)
 	if j == nil {
 		t.Fatalf("status %d:\n%s", code, out.String())
 	}

@@ -30,7 +30,7 @@ hint "balloon" { chunk = "lots" }
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	_, ps, code := loadJob("job.hcl", plugintest.Dir(), &out)
+	_, ps, code := loadJob(t.Context(), "job.hcl", plugintest.Dir(), &out)
 	want := []string{
 		`job.hcl:1:16: Plugin directory not found: plugin_path names "missing"`,
 		`job.hcl:5:26: Invalid chunk`,
@@ -54,7 +54,7 @@ hint "balloon" { chunk = "lots" }
 		t.Fatal(err)
 	}
 	out.Reset()
-	if j, _, code := loadJob("job.hcl", plugintest.Dir(), &out); j == nil || code != 0 {
+	if j, _, code := loadJob(t.Context(), "job.hcl", plugintest.Dir(), &out); j == nil || code != 0 {
 		t.Errorf("status %d, output:\n%s", code, out.String())
 	}
 }

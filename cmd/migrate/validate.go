@@ -22,10 +22,10 @@ const validateTimeout = 20 * time.Second
 // file:line. A provider without checks of its own, or built before
 // Validate existed, has nothing to add; one that cannot answer is one
 // error at its block, so the job does not run with an unchecked block.
-func validateHint(b *job.Plugin, path string) hcl.Diagnostics {
+func validateHint(ctx context.Context, b *job.Plugin, path string) hcl.Diagnostics {
 	cfg := maps.Clone(b.Config)
 	delete(cfg, deadlineAttr.Name) // the engine's, not the provider's
-	ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
 	p, err := hint.Launch(ctx, path, nil, hclog.NewNullLogger())
 	if err != nil {
