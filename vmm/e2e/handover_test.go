@@ -253,15 +253,7 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 	var stoppedAt time.Time
 	var resumedAfter time.Duration
 	rep, err := p.migrateOpts(false, func(*exec.Cmd) {
-		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-			var st api.Migration
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			cerr := control.Call(ctx, p.src.control, "migrate-status", nil, &st)
-			cancel()
-			if cerr == nil && (st.Progress.Phase == engine.PhaseStop || st.Progress.Phase == engine.PhaseState) {
-				break
-			}
-		}
+		p.src.waitPhase(t, 60*time.Second, engine.PhaseStop, engine.PhaseState)
 		// The whole process group: the VMM and its transport plugin.
 		syscall.Kill(-p.dst.cmd.Process.Pid, syscall.SIGSTOP)
 		stoppedAt = time.Now()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -296,7 +297,10 @@ func TestMigrateCancelled(t *testing.T) {
 	needKVM(t, "TestMigrateCancelled")
 	p := startPair(t, "1G", "dirty:256@16", "", `limits { bandwidth = "32MiB/s" }`)
 	rep, err := p.migrate(func(cmd *exec.Cmd) {
-		time.Sleep(time.Second)
+		// Once pages move: an interrupt before migrate told the VMMs
+		// anything (under emulated KVM its plugins take seconds to
+		// start) is cancelled too, but leaves no destination to end.
+		p.src.waitPhase(t, 2*time.Minute, engine.PhaseBulk, engine.PhaseDirty)
 		cmd.Process.Signal(os.Interrupt)
 	})
 	if err == nil || rep.Status != "cancelled" {
