@@ -231,6 +231,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rs.cleanup()
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}
+	rs.dstTook = true // the destination's side of this migration is the one at its socket
 	told := time.Now()
 	if err := call(j.Source.Control, "migrate-send", withCredentials(args, srcCreds), nil); err != nil {
 		rep.Error = err.Error()

@@ -138,9 +138,21 @@ type resolver struct {
 	// guest after the pause, and a handover-unknown destination holds
 	// the current copy, perhaps the only one.
 	sourceStopped bool
-	wait          time.Duration // how long a side may stay "migrating"
-	pcWait        time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
-	out           io.Writer
+	// dstTook: the VMM at the destination's socket took part in the
+	// migration resolved: it took migrate-incoming with r.id (run), or a
+	// query found it reporting that migration. Without it, the source's
+	// migration may have gone to another destination (another job's, or
+	// an earlier VMM at that socket), and manual says so.
+	dstTook bool
+	// What the last query found (pair): srcOther, dstOther, a side that
+	// reports another migration than r.id (nobody's partner here);
+	// mismatch, two sides of two migrations (migrate -resolve); srcID and
+	// dstID, the ids the sides report.
+	srcOther, dstOther, mismatch bool
+	srcID, dstID                 string
+	wait                         time.Duration // how long a side may stay "migrating"
+	pcWait                       time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	out                          io.Writer
 }
 
 // query asks one side; an error means unreachable.
@@ -169,20 +181,30 @@ func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
 // part of this one: it counts as none. Without (migrate -resolve), two
 // sides that both report a migration must report the same id, else pair
 // fails and nothing may be moved.
+//
+// It also records what manual must know of the pairing: which side
+// reports another migration, and whether the destination was seen in
+// this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
+	r.srcID, r.dstID = s.ID, d.ID
+	r.srcOther, r.dstOther, r.mismatch = false, false, false
 	if r.id != "" {
 		for i, x := range []*api.ResolveResult{s, d} {
 			if x.Role != "" && x.ID != r.id {
 				r.leftAlone([]string{r.src, r.dst}[i], *x)
 				x.Side = api.SideNone
+				r.srcOther, r.dstOther = r.srcOther || i == 0, r.dstOther || i == 1
 			}
 		}
+		r.dstTook = r.dstTook || d.Role != "" && d.ID == r.id
 		return nil
 	}
 	if s.Role != "" && d.Role != "" && s.ID != d.ID {
+		r.mismatch = true
 		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
 			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
 	}
+	r.dstTook = r.dstTook || s.Role != "" && d.Role != ""
 	return nil
 }
 
@@ -304,31 +326,58 @@ func (r *resolver) do(st step) error {
 // leaves that line out when it saw the source run, says so when it saw
 // the source stopped before it could resume the guest (failed: then the
 // source cannot be resumed either), and otherwise says what the operator
-// must know first.
+// must know first. Each line speaks of one migration, by its id, and of
+// its own two sides only: no resume is offered for a side that takes
+// part in another migration than its partner here, and when this job's
+// destination was never seen taking part in the source's migration, the
+// source's line says so instead of naming that destination (the source
+// may have sent the guest elsewhere, where it may run). What it cannot
+// know: whether a side that is gone ran the guest; the operator must.
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
-When both control sockets answer again, run:
-    migrate -resolve -config %s
-`, src, dst, cause, r.jobFile)
-	if !r.sourceStopped || r.sourceRan {
-		fmt.Fprintf(r.out, `Only if the destination host is gone for good and the guest never ran there, run the source with:
-    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-`, r.src)
+`, src, dst, cause)
+	if r.mismatch {
+		fmt.Fprintf(r.out, `The VMMs at this job's two sockets take part in two different migrations (source id %s, destination id %s):
+neither is the other's partner, and nothing here says where the guest of either runs. Resume neither by hand on
+what this job shows: resolve each with the job whose two sockets hold both sides of its migration (migrate-status
+names the migration a VMM takes part in).
+`, r.srcID, r.dstID)
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
-	resumeDst := fmt.Sprintf(`    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-(a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)
-`, r.dst)
+	id := cmp.Or(r.id, r.srcID, r.dstID, "(no id)")
+	fmt.Fprintf(r.out, `When both control sockets answer again, run:
+    migrate -resolve -config %s
+`, r.jobFile)
+	resume := func(sock string) string {
+		return fmt.Sprintf(`    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
+`, sock)
+	}
+	switch {
+	case r.srcOther || r.sourceStopped && !r.sourceRan:
+	case r.dstTook:
+		fmt.Fprint(r.out, `Only if the destination host is gone for good and the guest never ran there, run the source with:
+`+resume(r.src))
+	default:
+		fmt.Fprintf(r.out, `This job's destination %s was never seen taking part in the source's migration (id %s): the source may have
+sent the guest to another destination (another job's, or an earlier VMM at that socket), where it may run.
+Only if the VMM that received migration %s is gone for good and the guest never ran there, run the source with:
+%s`, r.dst, id, id, resume(r.src))
+	}
+	if r.dstOther {
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause) // leftAlone said what to run
+	}
+	resumeDst := resume(r.dst) + "(a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)\n"
 	switch {
 	case r.sourceRan:
 		fmt.Fprintf(r.out, `Never run the destination %s: migrate saw the source run the guest after the migration began, so the destination's copy is older.
 `, r.dst)
 	case r.sourceStopped:
-		fmt.Fprint(r.out, `The source said failed: its VM was stopped before it could resume the guest, so it did not run the guest after the pause and cannot run it again. If the destination is handover-unknown, it holds the current copy, perhaps the only one; run it with:
-`+resumeDst)
+		fmt.Fprintf(r.out, `The source said failed: its VM was stopped before it could resume the guest, so it did not run the guest after the pause and cannot run it again. If the destination is handover-unknown in migration %s, it holds the current copy, perhaps the only one; run it with:
+%s`, id, resumeDst)
 	default:
-		fmt.Fprint(r.out, `Only if the source is gone for good, the destination is handover-unknown, and the source never ran the guest after it paused for the switch-over (a source that said "running" after its migration failed resumed it: the destination's copy is then older), run the destination with:
-`+resumeDst)
+		fmt.Fprintf(r.out, `Only if the source of migration %s is gone for good, the destination is handover-unknown in that migration (its migrate-status names the id), and the source never ran the guest after it paused for the switch-over (a source that said "running" after its migration failed resumed it: the destination's copy is then older), run the destination with:
+%s`, id, resumeDst)
 	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 }

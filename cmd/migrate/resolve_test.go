@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
 )
@@ -103,5 +106,84 @@ func TestPostcopyWaitCoversStall(t *testing.T) {
 		if got := newResolver(&job.Job{Limits: c.l}, io.Discard).pcWait; got != c.want {
 			t.Errorf("reconnect_timeout %v, stall_timeout %v: waits %v, want %v", c.l.ReconnectTimeout, c.l.StallTimeout, got, c.want)
 		}
+	}
+}
+
+// TestManualOnlyForPartners: the steps migrate prints when it cannot
+// resolve tie a resume to the other side of the same migration only.
+// Found by audit: migrate run for job A followed a migration its source
+// already sent (id b, started by job B's migrate, to B's destination)
+// and, its handover unknown beside A's destination that does not answer
+// (never started), printed "Only if the destination host is gone for
+// good and the guest never ran there, run the source". A's destination
+// is gone and never ran the guest, so the text sends the operator to
+// resume the source while B's destination may run the guest (RUNNING
+// lost): twice. The same when the VMM at the destination's socket takes
+// part in another migration (its resume line spoke of a source that is
+// not its partner), and when migrate -resolve finds two VMMs of two
+// migrations.
+func TestManualOnlyForPartners(t *testing.T) {
+	resumeOf := func(sock string) string { return `"resume"}}' | socat - UNIX-CONNECT:` + sock }
+	for _, c := range []struct {
+		name string
+		set  func(c *runCase)
+		// follow: migrate -config (following the source's migration);
+		// else migrate -resolve.
+		follow bool
+		srcOK  bool // the source's resume line may be printed (naming the migration)
+		dstOK  bool // the destination's resume line may be printed (naming the migration)
+	}{
+		{name: "followed, destination unreachable", follow: true, srcOK: true, dstOK: true, set: func(c *runCase) {
+			c.src.running, c.src.id = true, "b"
+			c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.kill()
+		}},
+		{name: "followed, destination in another migration", follow: true, srcOK: true, set: func(c *runCase) {
+			c.src.running, c.src.id, c.dst.id = true, "b", "c"
+			c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}},
+		{name: "resolve, two migrations", set: func(c *runCase) {
+			c.src.id, c.dst.id = "a", "c"
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}},
+		{name: "resolve, destination unreachable", srcOK: true, dstOK: true, set: func(c *runCase) {
+			c.src.id = "b"
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.kill()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := newRunCase(t)
+			c.set(rc)
+			var out string
+			if c.follow {
+				_, out, _ = rc.run(context.Background(), t)
+			} else {
+				var o, e strings.Builder
+				realMain([]string{"-resolve", "-config", rc.writeJob(t)}, &o, &e)
+				out = o.String() + e.String()
+				t.Log(out)
+			}
+			if r := rc.resolutions(); len(r) != 0 {
+				t.Errorf("moved %v", r)
+			}
+			if strings.Contains(out, "the destination host is gone for good") {
+				t.Errorf("ties the source's resume to this job's destination, which never took its migration:\n%s", out)
+			}
+			if !c.srcOK && strings.Contains(out, resumeOf(rc.src.sock)) {
+				t.Errorf("says how to resume a source beside a destination of another migration:\n%s", out)
+			}
+			if c.srcOK && strings.Contains(out, resumeOf(rc.src.sock)) && !strings.Contains(out, "received migration b") {
+				t.Errorf("the source's resume line does not name the migration whose destination must be gone:\n%s", out)
+			}
+			if !c.dstOK && strings.Contains(out, resumeOf(rc.dst.sock)) {
+				t.Errorf("says how to resume a destination beside a source of another migration:\n%s", out)
+			}
+			if c.dstOK && strings.Contains(out, resumeOf(rc.dst.sock)) && !strings.Contains(out, "the source of migration b is gone") {
+				t.Errorf("the destination's resume line does not name the migration whose source must be gone:\n%s", out)
+			}
+		})
 	}
 }

@@ -429,6 +429,11 @@ func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
 	if !strings.Contains(out, "migrate -resolve -config job.hcl") || !strings.Contains(out, c.src.sock) {
 		t.Errorf("no instructions in the output:\n%s", out)
 	}
+	// It took the migration this migrate started: the source's line
+	// speaks of this job's destination (TestManualOnlyForPartners).
+	if !strings.Contains(out, "Only if the destination host is gone for good") {
+		t.Errorf("the source's resume line does not name this job's destination:\n%s", out)
+	}
 }
 
 // TestRunInterrupted: Ctrl-C while the source sends cancels the source,
