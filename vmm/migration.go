@@ -210,8 +210,10 @@ func (mg *migration) cancelRunning() api.CancelResult {
 
 // handingOver returns, while this VMM sends a migration that switched
 // to post-copy (engine Progress.Mode) or is in its handover (the VM
-// paused for the switch, COMMIT perhaps sent), the channel closed when
-// that migration ends, and whether it is post-copy; nil otherwise.
+// paused for the switch, COMMIT perhaps sent, or the engine's last
+// report says the handover is unknown and the VMM has not recorded it
+// yet: endMigration), the channel closed when that migration ends, and
+// whether it is post-copy; nil otherwise.
 func (mg *migration) handingOver() (<-chan struct{}, bool) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
@@ -219,7 +221,10 @@ func (mg *migration) handingOver() (<-chan struct{}, bool) {
 		return nil, false
 	}
 	p := mg.cur.Progress
-	if p.Mode != engine.ModePostcopy && p.Handover != engine.HandoverSwitchover && p.Handover != engine.HandoverCommitting {
+	switch {
+	case p.Mode == engine.ModePostcopy:
+	case p.Handover == engine.HandoverSwitchover, p.Handover == engine.HandoverCommitting, p.Handover == engine.HandoverUnknown:
+	default:
 		return nil, false
 	}
 	return mg.done, p.Mode == engine.ModePostcopy

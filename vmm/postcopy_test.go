@@ -194,7 +194,14 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 		{"send", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy}, true},
 		{"send", engine.Progress{Phase: engine.PhaseStop, Mode: engine.ModePrecopy, Handover: engine.HandoverSwitchover}, true},
 		{"send", engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting}, true},
+		// The engine's last report of a handover left unknown, before
+		// the VMM recorded the end (endMigration): stopping the paused
+		// VM then left a source that says handover-unknown and cannot
+		// resume, and migrate's resolve discarded the destination's copy
+		// before it found that out.
+		{"send", engine.Progress{Phase: engine.PhaseDone, Mode: engine.ModePrecopy, Handover: engine.HandoverUnknown}, true},
 		{"send", engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive}, false},
+		{"send", engine.Progress{Phase: engine.PhaseDone, Mode: engine.ModePrecopy, Handover: engine.HandoverFailed}, false},
 		{"receive", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy}, false},
 	} {
 		mg := &migration{}
