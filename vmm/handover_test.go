@@ -261,3 +261,88 @@ func TestResolveNeverRunsHandedOver(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownBeforeUnknownRecorded: the VMM's first signal comes after
+// Send's last progress report (phase done, handover unknown) and before
+// the VMM recorded the end (endMigration). The paused VM may be the only
+// copy of the guest: the shutdown must wait as in the handover, then for
+// migrate-resolve. Found by audit: it decided from that report, which
+// is neither switch-over nor committing, found the VM still paused (not
+// yet handover-unknown) and stopped it; the source then said
+// handover-unknown with its VM stopped, and migrate's resolve, beside a
+// destination that lost COMMIT, discarded the destination's copy and
+// only then found the source's resume failing: the guest was lost.
+func TestShutdownBeforeUnknownRecorded(t *testing.T) {
+	v, m := liveSource(t, engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting})
+	deferred := make(chan string, 4)
+	v.log = slog.New(logTap{deferred})
+	if err := m.Pause(context.Background()); err != nil { // the engine's pause at the switch
+		t.Fatal(err)
+	}
+	v.mig.progress(engine.Progress{Phase: engine.PhaseDone, Mode: engine.ModePrecopy, Handover: engine.HandoverUnknown})
+	done := make(chan struct{})
+	go func() { v.shutdown(); close(done) }() // as Run does on the first signal
+	select {
+	case <-deferred:
+	case <-done:
+		t.Fatalf("the shutdown went on before the end was recorded: VM %s", v.Status().State)
+	}
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
+	v.endMigration(m.own, v.mig, transport.RoleSend, rep, engine.ErrHandoverUnknown)
+	if st := v.Status().State; st != StateHandoverUnknown {
+		t.Fatalf("VM %s after the end was recorded, want %s", st, StateHandoverUnknown)
+	}
+	// migrate -resolve beside a destination that lost COMMIT: the
+	// destination is discarded first, then this side must run.
+	if res, err := v.resolve(context.Background(), v.mig, api.ResolveResume); err != nil || res.Side != api.SideRunning {
+		t.Fatalf("resume: side %s, %v", res.Side, err)
+	}
+	<-done // resumed here as the only copy: the shutdown is cancelled
+	if st := v.Status().State; st != StateRunning {
+		t.Errorf("VM %s after the deferred shutdown, want running", st)
+	}
+}
+
+// logTap is a slog handler that sends each message that begins
+// "shutdown deferred" on its channel (dropped when full).
+type logTap struct{ c chan string }
+
+func (l logTap) Enabled(context.Context, slog.Level) bool { return true }
+func (l logTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logTap) WithGroup(string) slog.Handler            { return l }
+func (l logTap) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "shutdown deferred") {
+		select {
+		case l.c <- r.Message:
+		default:
+		}
+	}
+	return nil
+}
+
+// TestShutdownResolvedBeforeLook: a shutdown deferred until its
+// migration ended (awaitHandover) looks at the VM once its goroutine
+// runs again, which may be after migrate -resolve already moved it: the
+// handover ended unknown and was resolved "resume" here, the guest's
+// only copy. That shutdown must not stop it, as it does not when it saw
+// the resolve come; a shutdown that did not wait (a later signal) stops
+// the VM as any other. Found by audit: awaitResolved decided from the VM's
+// state alone, found it running, not handover-unknown, and the
+// shutdown stopped the only running copy.
+func TestShutdownResolvedBeforeLook(t *testing.T) {
+	v, m := liveSource(t, engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting})
+	if err := m.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
+	v.endMigration(m.own, v.mig, transport.RoleSend, rep, engine.ErrHandoverUnknown)
+	if _, err := v.resolve(context.Background(), v.mig, api.ResolveResume); err != nil {
+		t.Fatal(err)
+	}
+	if !v.awaitResolved(true) {
+		t.Error("a shutdown deferred by the handover would stop the guest resumed here as its only copy")
+	}
+	if v.awaitResolved(false) {
+		t.Error("a shutdown that did not wait for the handover would not stop a running VM")
+	}
+}

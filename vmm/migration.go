@@ -314,14 +314,17 @@ func (v *VM) cancelIncoming() {
 // the look and the stop: a switch that slips in between fails the same
 // way, or completes if the state was already saved (Close waits for the
 // engine, so guest RAM outlives it).
-func (v *VM) awaitHandover() {
+//
+// It reports whether it waited: the migration's end then decides what
+// the shutdown may stop (awaitResolved).
+func (v *VM) awaitHandover() (waited bool) {
 	mg := v.migration()
 	if mg == nil {
-		return
+		return false
 	}
 	done, postcopy := mg.handingOver()
 	if done == nil {
-		return
+		return false
 	}
 	if postcopy {
 		v.log.Warn("shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
@@ -331,6 +334,7 @@ func (v *VM) awaitHandover() {
 			"this VMM exits once the handover ended (a second signal exits now and may lose the guest)")
 	}
 	<-done
+	return true
 }
 
 // awaitResolved holds the VMM's own shutdown while the handover of a
@@ -342,29 +346,54 @@ func (v *VM) awaitHandover() {
 // only copy (the other side was discarded), which the shutdown must then
 // not stop. A second signal kills the process at once (cmd/ferry-vmm),
 // which may lose the guest.
-func (v *VM) awaitResolved() (runsHere bool) {
-	if v.Status().State != StateHandoverUnknown {
+//
+// deferred says the shutdown waited for the migration's end
+// (awaitHandover): if it ended handover-unknown, a migrate-resolve that
+// resumed the guest here before this look (the shutdown's goroutine may
+// run late) resumed it as its only copy too; found running, it is not
+// stopped. A later shutdown stops a VM running here as any other.
+func (v *VM) awaitResolved(deferred bool) (runsHere bool) {
+	switch st := v.Status().State; {
+	case st == StateHandoverUnknown:
+	case deferred && v.endedUnknown():
+		return v.runsNow()
+	default:
 		return false
 	}
 	v.log.Warn("shutdown deferred: the handover of this VM is unknown and this paused copy may be the only one of the guest; " +
 		"this VMM stops once migrate -resolve settled it (a second signal exits now and may lose the guest)")
 	for {
 		v.awaitLeaving(StateHandoverUnknown)
-		// The resolve that moved it holds the run lock until it is done
-		// (a resume passes through paused, and a failed one comes back).
-		var st State
-		_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error {
-			st = v.Status().State
-			return nil
-		})
-		switch st {
-		case StateHandoverUnknown:
-			continue
-		case StateRunning:
-			return true
+		if st := v.settledState(); st != StateHandoverUnknown {
+			return st == StateRunning
 		}
+	}
+}
+
+// settledState is the VM's state once no run-state change is under way:
+// a resolve that moves it holds the run lock until it is done (a resume
+// passes through paused, and a failed one comes back).
+func (v *VM) settledState() State {
+	var st State
+	_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error {
+		st = v.Status().State
+		return nil
+	})
+	return st
+}
+
+// runsNow reports whether the VM runs, read as settledState.
+func (v *VM) runsNow() bool { return v.settledState() == StateRunning }
+
+// endedUnknown reports whether this VMM's last migration ended with its
+// handover unknown (whatever migrate-resolve made of it since).
+func (v *VM) endedUnknown() bool {
+	mg := v.migration()
+	if mg == nil {
 		return false
 	}
+	st := mg.status()
+	return st != nil && st.Done && st.Report != nil && st.Report.Status == engine.StatusHandoverUnknown
 }
 
 // errCommittingNoCancel is migrate-cancel's answer on a pre-copy source

@@ -311,9 +311,9 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 // its handover is unknown, and not at all once migrate-resolve resumed
 // the guest here as its only copy.
 func (v *VM) shutdown() {
-	v.awaitHandover()
+	deferred := v.awaitHandover()
 	v.cancelIncoming()
-	if v.awaitResolved() {
+	if v.awaitResolved(deferred) {
 		v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
 			"quit stops it (a second signal kills this VMM at once)")
 		return
