@@ -346,3 +346,30 @@ func TestShutdownResolvedBeforeLook(t *testing.T) {
 		t.Error("a shutdown that did not wait for the handover would not stop a running VM")
 	}
 }
+
+// TestShutdownIncomingResolvedBeforeLook: a destination's shutdown
+// cancels its incoming migration and waits for its end; a stream that
+// had broken after LOADED leaves it handover-unknown (the cancel can
+// tell nobody), and migrate-resolve may resume the guest here, as its
+// only copy, before the shutdown looks again. That shutdown must not
+// stop it, as on the source (TestShutdownResolvedBeforeLook).
+func TestShutdownIncomingResolvedBeforeLook(t *testing.T) {
+	v := bareVM(StatePaused) // the state loaded, LOADED sent
+	mg := &migration{}
+	v.mig = mg
+	end := func() { // the engine ends handover-unknown, then migrate-resolve resumes the guest here
+		rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
+		v.migrationDone(transport.RoleReceive, api.SideUnknown, engine.ErrHandoverUnknown, func() { mg.finish(rep, api.SideUnknown) })
+		if _, err := v.resolve(context.Background(), mg, api.ResolveResume); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := mg.begin(transport.RoleReceive.String(), "m1", takes(end)); err != nil {
+		t.Fatal(err)
+	}
+	mg.progress(engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverLoaded})
+	v.shutdown() // as Run does on the first signal: end runs as its cancel
+	if st := v.Status().State; st != StateRunning {
+		t.Errorf("VM %s after the shutdown, want running: resumed here as the guest's only copy", st)
+	}
+}

@@ -271,21 +271,24 @@ func (mg *migration) incoming() (canceller, <-chan struct{}) {
 // which resumes. A guest that
 // already runs here (the Resume came first; the migration's progress
 // may not say so yet) is stopped as any running VM is.
-func (v *VM) cancelIncoming() {
+//
+// It reports whether it waited for the migration's end, which then
+// decides what the shutdown may stop (awaitResolved).
+func (v *VM) cancelIncoming() (waited bool) {
 	mg := v.migration()
 	if mg == nil {
-		return
+		return false
 	}
 	cancel, done := mg.incoming()
 	if cancel == nil {
-		return
+		return false
 	}
 	v.mu.Lock()
 	runs := v.state == StateRunning // an incoming VM runs only from its COMMIT's Resume on
 	v.incomingCancelled = !runs
 	v.mu.Unlock()
 	if runs {
-		return
+		return false
 	}
 	v.log.Warn("shutdown: cancelling the incoming migration; the guest stays on the source")
 	cancel()
@@ -293,6 +296,7 @@ func (v *VM) cancelIncoming() {
 	v.mu.Lock()
 	v.incomingCancelled = false // a guest that migrate -resolve resumes here may be sent on later
 	v.mu.Unlock()
+	return true
 }
 
 // awaitHandover holds the VMM's own shutdown (SIGTERM, SIGINT) while it
@@ -306,8 +310,9 @@ func (v *VM) cancelIncoming() {
 //
 // It decides from the migration's last progress report, which the
 // engine sends for the switch before it pauses the VM (engine
-// TestSwitchReportedBeforePause): a VM the engine paused is always
-// waited for. A signal just before the switch stops the VM as in any
+// TestSwitchReportedBeforePause), and whose last report, before the
+// VMM records the end, still says handover-unknown: a VM the engine
+// paused is always waited for. A signal just before the switch stops the VM as in any
 // live pass; the engine's pause or state save then fails, its resume
 // too, and the migration ends failed with the source side failed
 // (sideAfter), not running. Nothing here holds the engine off between
@@ -348,10 +353,11 @@ func (v *VM) awaitHandover() (waited bool) {
 // which may lose the guest.
 //
 // deferred says the shutdown waited for the migration's end
-// (awaitHandover): if it ended handover-unknown, a migrate-resolve that
-// resumed the guest here before this look (the shutdown's goroutine may
-// run late) resumed it as its only copy too; found running, it is not
-// stopped. A later shutdown stops a VM running here as any other.
+// (awaitHandover, cancelIncoming): if it ended handover-unknown, a
+// migrate-resolve that resumed the guest here before this look (the
+// shutdown's goroutine may run late) resumed it as its only copy too;
+// found running, it is not stopped. A later shutdown stops a VM running
+// here as any other.
 func (v *VM) awaitResolved(deferred bool) (runsHere bool) {
 	switch st := v.Status().State; {
 	case st == StateHandoverUnknown:

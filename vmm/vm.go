@@ -312,7 +312,9 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 // the guest here as its only copy.
 func (v *VM) shutdown() {
 	deferred := v.awaitHandover()
-	v.cancelIncoming()
+	if v.cancelIncoming() {
+		deferred = true
+	}
 	if v.awaitResolved(deferred) {
 		v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
 			"quit stops it (a second signal kills this VMM at once)")
