@@ -472,12 +472,12 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 // resumes).
 var errPostcopySetup = errors.New("post-copy failed before the switch")
 
-// watchSetup ends the receiver's wait for the source's next message
-// when the fault service fails before COMMIT (a fault during LoadState
-// would otherwise wait for ever); from COMMIT on, wait watches it
-// itself. A session that ends is not its business: the wait for the
-// next message fails on its own, as in pre-copy (after LOADED: the
-// handover is unknown).
+// watchSetup ends the receiver's wait for the source's next message,
+// and a LoadState in progress (loadState: a fault it waits in would
+// otherwise wait for ever), when the fault service fails before COMMIT;
+// from COMMIT on, wait watches it itself. A session that ends is not
+// its business: the wait for the next message fails on its own, as in
+// pre-copy (after LOADED: the handover is unknown).
 func (pc *pcRecv) watchSetup(s *pcSession, loopDone chan error, committed chan struct{}) {
 	feedDone := s.feed.done
 	for {

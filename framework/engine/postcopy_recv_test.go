@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -64,6 +65,7 @@ type script struct {
 	absent   *bitmap.Bitmap // what POSTCOPY lists
 	neverZ   *bitmap.Bitmap // absent free pages (answered with zero runs)
 	lateLeft int            // requests still to answer late
+	lateBy   time.Duration  // how late; 0 is 30 ms
 
 	sendMu    sync.Mutex // held around marking pages queued and sending them
 	mu        sync.Mutex
@@ -138,6 +140,30 @@ func (s *script) runs(set *bitmap.Bitmap, zero func(p uint64) bool) []transport.
 // written on the source, which pauses; Flush; POSTCOPY in two chunks;
 // STATE; LOADED; with hashes, HASHES and VERIFIED.
 func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool) {
+	s.toState(ctx, never, stale)
+	s.recv(ctx, msgLoaded)
+	if !hashes {
+		return
+	}
+	b := make([]byte, 16, 16+8*s.pages)
+	for p := range s.pages {
+		h := uint64(hashFree)
+		if !s.free.Test(p) {
+			h = pageHash(s.src.Page(p))
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	binary.LittleEndian.PutUint64(b[8:], s.pages)
+	s.send(ctx, msgHashes, b)
+	v := s.recv(ctx, msgVerified)
+	if binary.LittleEndian.Uint64(v) != 0 {
+		s.t.Errorf("VERIFIED: %d pages differ", binary.LittleEndian.Uint64(v))
+	}
+}
+
+// toState is precopy up to its wait for LOADED: the last thing it
+// sends is STATE.
+func (s *script) toState(ctx context.Context, never, stale []uint64) {
 	must(s.t, s.tr.Open(ctx, s.req))
 	s.send(ctx, msgHello, encodeHello(s.layout, s.helloFlags, s.tag))
 	flags, why, err := decodeReady(s.recv(ctx, msgReady))
@@ -171,24 +197,6 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 	state, err := s.src.SaveState(ctx)
 	must(s.t, err)
 	s.send(ctx, msgState, encodeStateChunk(uint64(len(state)), 0, state))
-	s.recv(ctx, msgLoaded)
-	if !hashes {
-		return
-	}
-	b := make([]byte, 16, 16+8*s.pages)
-	for p := range s.pages {
-		h := uint64(hashFree)
-		if !s.free.Test(p) {
-			h = pageHash(s.src.Page(p))
-		}
-		b = binary.LittleEndian.AppendUint64(b, h)
-	}
-	binary.LittleEndian.PutUint64(b[8:], s.pages)
-	s.send(ctx, msgHashes, b)
-	v := s.recv(ctx, msgVerified)
-	if binary.LittleEndian.Uint64(v) != 0 {
-		s.t.Errorf("VERIFIED: %d pages differ", binary.LittleEndian.Uint64(v))
-	}
 }
 
 // take marks the owed pages of [first, first+n) queued and returns the
@@ -216,7 +224,7 @@ func (s *script) untake(b *bitmap.Bitmap) {
 }
 
 // serve answers REQUESTs on the urgent path until the session ends; the
-// first lateLeft are answered 30 ms late. Absent free pages go as zero
+// first lateLeft are answered lateBy (30 ms) late. Absent free pages go as zero
 // runs.
 func (s *script) serve(ctx context.Context) {
 	for {
@@ -235,7 +243,7 @@ func (s *script) serve(ctx context.Context) {
 		s.lateLeft--
 		s.mu.Unlock()
 		if late {
-			time.Sleep(30 * time.Millisecond)
+			time.Sleep(cmp.Or(s.lateBy, 30*time.Millisecond))
 		}
 		s.sendMu.Lock()
 		got := bitmap.New(s.pages)

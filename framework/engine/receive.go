@@ -229,23 +229,35 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 // A source in its switch-over sends nothing from the pause through its
 // final dirty sync, or its SaveState when no page is left, for up to its
 // SwitchoverTimeout; this side cannot tell that from a source that
-// stopped, hence the second bound (the sides share the job's). Nor is
-// anything watched while this side handles a message: a post-copy
-// LoadState that faults waits on the source's answers unbounded.
+// stopped, hence the second bound (the sides share the job's). Nothing
+// is watched here while this side handles a message; the one handler
+// that waits on the source, a post-copy LoadState that faults, is
+// watched by the same rule on its own (pcRecv.loadState).
 func (r *receiver) recvWatched(ctx context.Context) (transport.Message, error) {
-	r.stall.limit = max(r.opt.StallTimeout, r.opt.SwitchoverTimeout)
-	wctx, stop := r.stall.watchCounting(ctx, func(ctx context.Context) (uint64, error) {
-		ctx, cancel := context.WithTimeout(ctx, statsTimeout)
-		defer cancel()
-		st, err := r.tr.Stats(ctx) // a failed call is no progress
-		return st.BytesWire, err
-	})
+	r.stall.limit = r.stallLimit()
+	wctx, stop := r.stall.watchCounting(ctx, r.wireBytes)
 	defer stop()
 	m, err := r.tr.RecvMessage(wctx)
 	return m, stalledError(wctx, err, "no message and no page came from the source (its process or transport plugin "+
 		"stopped, or the link no longer moves); this destination never ran the VM",
 		"no message and no page came, and this side's transport plugin stopped answering (its last Stats call: %v): "+
 			"it, not the source, is likely what stopped (its process stopped, or it hangs); this destination never ran the VM")
+}
+
+// stallLimit is how long nothing may move between HELLO and LOADED:
+// StallTimeout, and at least SwitchoverTimeout (recvWatched says why).
+func (r *receiver) stallLimit() time.Duration {
+	return max(r.opt.StallTimeout, r.opt.SwitchoverTimeout)
+}
+
+// wireBytes is the current session's byte count, for a stall watch
+// (watchCounting): a call that fails, or takes statsTimeout, is no
+// progress.
+func (r *receiver) wireBytes(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	st, err := r.tr.Stats(ctx)
+	return st.BytesWire, err
 }
 
 // first reads a freshly opened session's first message, HELLO or (a
@@ -391,7 +403,11 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	if r.stateGot < total {
 		return nil
 	}
-	if err := r.dst.LoadState(ctx, r.state); err != nil {
+	load := r.dst.LoadState
+	if r.pc != nil && r.pc.on {
+		load = r.pc.loadState // it may fault on pages only the source holds
+	}
+	if err := load(ctx, r.state); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
 	if ctx.Err() != nil {

@@ -122,10 +122,13 @@ type Options struct {
 	// LOADED, no message came and its transport's byte count stood still
 	// for this long, and at least its SwitchoverTimeout (a source in its
 	// switch-over sends nothing from the pause to its final pass, for up
-	// to its own). Either way the VM runs on the source (its last pass
-	// resumes it, as any failure before COMMIT) and never ran on the
-	// destination. The source sends nothing while it holds a pass for
-	// hints (HintHold) nor between passes (a dirty sync): the
+	// to its own); in post-copy, the same bound holds while it runs
+	// LoadState, which may wait in a fault on a page only the source
+	// holds, with a page landing as progress too (its userfaultfd is then
+	// closed to wake that fault). Either way the VM runs on the source
+	// (its last pass resumes it, as any failure before COMMIT) and never
+	// ran on the destination. The source sends nothing while it holds a
+	// pass for hints (HintHold) nor between passes (a dirty sync): the
 	// destination's StallTimeout must exceed both. The error names this
 	// side's own transport plugin instead of the peer when its last
 	// Stats call failed too.
