@@ -316,6 +316,55 @@ func TestHandshakeStalled(t *testing.T) {
 	})
 }
 
+// shortVerify sets verifyTimeout to d for the test.
+func shortVerify(t *testing.T, d time.Duration) {
+	old := verifyTimeout
+	verifyTimeout = d
+	t.Cleanup(func() { verifyTimeout = old })
+}
+
+// muteVerified is a destination's transport whose SendMessage of
+// VERIFIED waits until its context ends (its plugin, or the source it
+// waits on, stopped as the page check ended); everything else goes
+// through.
+type muteVerified struct{ transport.Transport }
+
+func (m muteVerified) SendMessage(ctx context.Context, msg transport.Message) error {
+	if msg.Kind != msgVerified {
+		return m.Transport.SendMessage(ctx, msg)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestVerifiedSendStalled: the page check's VERIFIED, whose SendMessage
+// does not return, is bounded on the destination as the source's wait
+// for it is (verifyTimeout): the destination fails (not cancelled:
+// nobody cancelled) and never runs the VM, which runs on at the source.
+// Before, the destination waited on the send until its caller
+// cancelled.
+func TestVerifiedSendStalled(t *testing.T) {
+	shortVerify(t, stallLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+	wait := receiveAsync(ctx, dst, muteVerified{recvTr}, Options{Credentials: dc, Log: testLogger(t)})
+	srep, serr := Send(ctx, src, sendTr, Options{Credentials: sc, VerifyPages: true, Log: testLogger(t)})
+	rep, err := wait()
+	t.Logf("source: %v\ndestination: %v", serr, err)
+	if ctx.Err() != nil {
+		t.Fatal("the destination waited on its VERIFIED until the test's deadline")
+	}
+	if serr == nil || srep.Status != StatusFailed || src.State() != vmtest.StateRunning {
+		t.Errorf("source: %v, status %s, VM %v; want failed, the VM running", serr, srep.Status, src.State())
+	}
+	if err == nil || !strings.Contains(err.Error(), "VERIFIED") || rep.Status != StatusFailed || rep.Handover != HandoverFailed ||
+		dst.State() == vmtest.StateRunning || dst.Counters().Resumes != 0 {
+		t.Errorf("destination: %v, status %s, handover %s, VM %v; want failed sending VERIFIED, the VM never run",
+			err, rep.Status, rep.Handover, dst.State())
+	}
+}
+
 // frozenReceiver is a destination's transport whose own plugin stops
 // right after READY went out: from then on RecvMessage and Stats wait
 // until their context ends (what the source sends meanwhile is not

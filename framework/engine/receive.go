@@ -432,7 +432,11 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 }
 
 // hashes checks a chunk of the source's page hashes; after the last one
-// it answers VERIFIED.
+// it answers VERIFIED, within verifyTimeout (a transport plugin that
+// stopped, this side's or the source's it waits on, keeps the send from
+// returning). A send that fails fails the migration (giveUp: ABORT):
+// the source commits only on VERIFIED, and one that still arrives is
+// answered, at its COMMIT, by that ABORT, on which it resumes.
 func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if r.check == nil {
 		c, err := newChecker(r.layout)
@@ -448,5 +452,14 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if err != nil || !done {
 		return err
 	}
-	return r.tr.SendMessage(ctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()})
+	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
+	if err := r.tr.SendMessage(vctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()}); err != nil {
+		if vctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("not sent within %v, as long as the source waits for it (this side's transport plugin "+
+				"or the source stopped?): %w", verifyTimeout, err)
+		}
+		return fmt.Errorf("send VERIFIED: %w", err)
+	}
+	return nil
 }

@@ -75,9 +75,16 @@ func (s *sender) sendHashes(ctx context.Context) error {
 	return flush(first)
 }
 
-// awaitVerified waits for the destination's verdict.
+// verifyTimeout bounds the page check's answer on either side: the
+// source's wait for VERIFIED after its last HASHES, and the
+// destination's send of it (a VERIFIED later than that finds no source
+// waiting). A variable for tests.
+var verifyTimeout = 5 * time.Minute
+
+// awaitVerified waits for the destination's verdict, at most
+// verifyTimeout.
 func (s *sender) awaitVerified(ctx context.Context) error {
-	vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
 	select {
 	case m, ok := <-s.msgs:
@@ -94,7 +101,7 @@ func (s *sender) awaitVerified(ctx context.Context) error {
 		}
 		return nil
 	case <-vctx.Done():
-		return vctx.Err()
+		return fmt.Errorf("no VERIFIED from the destination within %v of the last HASHES: %w", verifyTimeout, vctx.Err())
 	}
 }
 
