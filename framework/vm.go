@@ -111,7 +111,12 @@ type Source interface {
 type Target interface {
 	RAM() Layout
 	// LoadState restores a blob made by the source's SaveState. It must
-	// reject a blob it does not understand (magic, version, CRC).
+	// reject a blob it does not understand (magic, version, CRC). In
+	// post-copy (a PostcopyTarget) guest memory is registered by then:
+	// a read of a page the source still owes waits for it. If the
+	// migration ends meanwhile, ctx ends and the engine closes the
+	// userfaultfd, so such a read goes on with what the RAM file holds
+	// (zeros for a hole); the VM is then never resumed.
 	LoadState(ctx context.Context, state []byte) error
 	// Resume starts the migrated VM.
 	Resume() error

@@ -18,7 +18,8 @@
 //	      │ STATE(blob, chunked) ─────────────────►  LoadState
 //	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
 //	                                                          covers pause..LOADED)
-//	page check (VerifyPages only; not under the switch-over deadline):
+//	page check (VerifyPages only; not under the switch-over deadline;
+//	VERIFIED's send and the wait for it each ≤ verifyTimeout):
 //	  HASHES(first, n, n × hash) ─ … ─────────────►  compare with own RAM
 //	              ◄─────────────────────────────── VERIFIED(differ, first) (or ABORT)
 //	  (pages skipped on free hints hash as 0, not compared, unless
