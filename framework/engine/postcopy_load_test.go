@@ -16,7 +16,7 @@ import (
 // A post-copy destination's LoadState runs after POSTCOPY, before
 // COMMIT, with guest RAM registered: a page it touches that the source
 // still owes is asked for and waited for in the fault (a device's state
-// load reading guest RAM). Until 2026-12-07 nothing watched that wait:
+// load reading guest RAM). Until 2026-12-06 nothing watched that wait:
 // a source that stopped answering, its connection up, held the
 // destination in LoadState for ever, past its caller's cancel too (a
 // fault does not end with a context).
@@ -83,7 +83,7 @@ func TestPostcopyLoadStalled(t *testing.T) {
 // source does not send, the migration ends otherwise: its caller
 // cancels, or the fault service fails (the transport lands a page the
 // guest already owns). Either ended only the wait for the next message
-// until 2026-12-07, not LoadState's fault: Receive never returned. Now
+// until 2026-12-06, not LoadState's fault: Receive never returned. Now
 // the destination ends at once (cancelled, or failed on the fault
 // service), tells the source, never resumed its VM, and closed its
 // userfaultfd.
