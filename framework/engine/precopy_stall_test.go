@@ -17,7 +17,7 @@ import (
 
 // A peer that stops in pre-copy (its process or transport plugin under
 // SIGSTOP, a deadlock, a link that no longer moves) keeps the connection
-// up: nothing breaks and nothing times out. Before 2026-12-07 each side
+// up: nothing breaks and nothing times out. Before 2026-12-06 each side
 // waited on it until its caller cancelled: the source in a SendPages or
 // Flush, the destination for its next message. Each now fails once
 // nothing moved for StallTimeout, before COMMIT: the source's VM runs

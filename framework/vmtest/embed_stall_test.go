@@ -17,7 +17,7 @@ import (
 // that froze) keeps its connections up, so nothing breaks and nothing
 // times out. Before COMMIT each side fails once nothing moved for
 // StallTimeout: the source's guest runs on, intact; the destination
-// never ran it. Before 2026-12-07 both sides waited until cancelled
+// never ran it. Before 2026-12-06 both sides waited until cancelled
 // (here: runCtx's minute). The side whose plugin stopped says so; it
 // blamed its peer before (TestPrecopyStalledSelf).
 func TestEmbedPrecopyPluginStopped(t *testing.T) {
