@@ -53,6 +53,7 @@ type sender struct {
 	syncTook  time.Duration // the last dirty sync (estimateDowntime)
 	rtt       time.Duration // HELLO to READY: a message round trip on this link (estimateDowntime)
 	peer      stallWatch    // a pre-copy pass's transport calls (watchPeer)
+	helloSent bool          // HELLO went out: the destination took this session (mustAbort)
 
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
@@ -178,16 +179,14 @@ func (s *sender) run(ctx context.Context) (err error) {
 	}()
 	s.startReceive(ctx)
 	defer s.stopReceive() // joined: receive returns on its context
-	if err := s.handshake(ctx); err != nil {
-		return err
-	}
 	defer func() {
-		// The destination must not wait for a COMMIT that never comes;
-		// after RUNNING in post-copy there is nothing to abort.
-		if h := s.ho.get(); err != nil && (h == HandoverLive || h == HandoverSwitchover || h == HandoverFailed) {
+		if h := s.ho.get(); err != nil && s.mustAbort(err) && (h == HandoverLive || h == HandoverSwitchover || h == HandoverFailed) {
 			s.abort(err)
 		}
 	}()
+	if err := s.handshake(ctx); err != nil {
+		return err
+	}
 	if err := s.src.StartDirtyLog(); err != nil {
 		return fmt.Errorf("start dirty log: %w", err)
 	}
@@ -310,6 +309,7 @@ func (s *sender) handshake(ctx context.Context) error {
 		}
 		return fmt.Errorf("send HELLO: %w", s.refusal(err))
 	}
+	s.helloSent = true
 	m, err := s.next(hctx)
 	s.rtt = time.Since(sent)
 	if err == nil && m.Kind != msgReady {
@@ -332,9 +332,8 @@ func (s *sender) handshake(ctx context.Context) error {
 		why = "it gave no reason"
 	}
 	if s.opt.Postcopy == PostcopyAlways {
-		err := fmt.Errorf("postcopy = \"always\", but the destination cannot serve post-copy: %s (nothing was sent; the VM keeps running here)", why)
-		s.abort(err)
-		return err
+		// run's ABORT tells the destination.
+		return fmt.Errorf("postcopy = \"always\", but the destination cannot serve post-copy: %s (nothing was sent; the VM keeps running here)", why)
 	}
 	s.opt.Log.Warn("the destination cannot serve post-copy: this migration stays pre-copy", "mode", s.opt.Postcopy.String(), "why", why)
 	return nil
@@ -364,6 +363,19 @@ func (s *sender) refusal(err error) error {
 
 // refusalWait bounds refusal's look at what the destination sent.
 const refusalWait = time.Second
+
+// mustAbort reports whether run, failing with err, tells the
+// destination (ABORT). It must not wait for a COMMIT that never comes,
+// nor, from HELLO on, for the handshake's end (a cancel or a failure
+// before READY came): it would wait for its stall bound. After RUNNING
+// in post-copy there is nothing to abort (run checks the handover
+// state). No ABORT goes out before HELLO did (the destination has not
+// taken this session: it closes it as silent and waits on for another;
+// an ABORT first would fail it), nor in answer to the destination's own
+// ABORT (it gave up, or refused this source and waits on for its own).
+func (s *sender) mustAbort(err error) bool {
+	return s.helloSent && !errors.Is(err, errDestinationAborted)
+}
 
 // abort tells the destination why we give up and gets the VM running.
 func (s *sender) abort(cause error) {
