@@ -100,27 +100,42 @@ func children(pid int) []int {
 
 // readStat reads fields 4 (ppid) and 22 (start time) of /proc/PID/stat.
 func readStat(pid int) (ppid int, start uint64, ok bool) {
+	_, ppid, start, ok = readStatState(pid)
+	return ppid, start, ok
+}
+
+// readStatState is readStat with field 3, the state ('R', 'S', 'T'...).
+func readStatState(pid int) (state byte, ppid int, start uint64, ok bool) {
 	if pid <= 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	b, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	i := strings.LastIndexByte(string(b), ')') // comm may hold spaces and ')'
 	if i < 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	f := strings.Fields(string(b[i+1:])) // from field 3 (state) on
-	if len(f) < 20 {
-		return 0, 0, false
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, 0, false
 	}
 	pp, err1 := strconv.Atoi(f[1])
 	st, err2 := strconv.ParseUint(f[19], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return pp, st, true
+	return f[0][0], pp, st, true
+}
+
+// stopped reports whether p's pid still is the process noted and is
+// stopped: by a signal (SIGSTOP, SIGTSTP: 'T') or in a tracer's stop
+// ('t'). Such a process runs nothing, so it answers no call and cannot
+// exit on its own until it is continued; SIGKILL still ends it at once.
+func (p proc) stopped() bool {
+	state, _, st, ok := readStatState(p.pid)
+	return ok && p.start != 0 && st == p.start && (state == 'T' || state == 't')
 }
 
 // startTime is the start time of pid, if it runs (or is a zombie).

@@ -17,7 +17,11 @@ func fakeProc(t *testing.T, procs map[int]fakeProcess) {
 	dir := t.TempDir()
 	for pid, p := range procs {
 		d := filepath.Join(dir, fmt.Sprint(pid))
-		stat := fmt.Sprintf("%d (%s) S %d %s %d 0 0\n", pid, p.comm, p.ppid, strings.Repeat("0 ", 17), p.start)
+		state := p.state
+		if state == "" {
+			state = "S"
+		}
+		stat := fmt.Sprintf("%d (%s) %s %d %s %d 0 0\n", pid, p.comm, state, p.ppid, strings.Repeat("0 ", 17), p.start)
 		must(t, os.MkdirAll(d, 0o755))
 		must(t, os.WriteFile(filepath.Join(d, "stat"), []byte(stat), 0o644))
 		for tid, kids := range p.tasks {
@@ -33,6 +37,7 @@ func fakeProc(t *testing.T, procs map[int]fakeProcess) {
 
 type fakeProcess struct {
 	comm  string
+	state string // field 3; "" is "S"
 	ppid  int
 	start uint64
 	tasks map[int]string // tid: its children file
@@ -71,6 +76,33 @@ func TestDescendants(t *testing.T) {
 	for _, root := range []proc{{100, 4999}, {100, 0}, {200, 5000}, {0, 0}, {-1, 0}} {
 		if got := descendants(root); len(got) != 0 {
 			t.Errorf("descendants(%v) = %v, want none: the pid is not the plugin noted", root, got)
+		}
+	}
+}
+
+// TestStopped: a process counts as stopped in a signal's stop ('T') or
+// a tracer's ('t'), and only while its pid is still the one noted (same
+// start time); a sleeping, running or zombie process, a garbled state,
+// or a pid that is gone or reused does not.
+func TestStopped(t *testing.T) {
+	fakeProc(t, map[int]fakeProcess{
+		10: {comm: "T (x", state: "T", ppid: 1, start: 100},
+		11: {comm: "traced", state: "t", ppid: 1, start: 101},
+		12: {comm: "sleeping", state: "S", ppid: 1, start: 102},
+		13: {comm: "running", state: "R", ppid: 1, start: 103},
+		14: {comm: "zombie", state: "Z", ppid: 1, start: 104},
+		15: {comm: "garbled", state: "TT", ppid: 1, start: 105},
+	})
+	for _, tc := range []struct {
+		p    proc
+		want bool
+	}{
+		{proc{10, 100}, true}, {proc{11, 101}, true},
+		{proc{12, 102}, false}, {proc{13, 103}, false}, {proc{14, 104}, false}, {proc{15, 105}, false},
+		{proc{10, 99}, false}, {proc{10, 0}, false}, {proc{16, 100}, false}, {proc{0, 0}, false},
+	} {
+		if got := tc.p.stopped(); got != tc.want {
+			t.Errorf("stopped(%v) = %v, want %v", tc.p, got, tc.want)
 		}
 	}
 }

@@ -150,11 +150,15 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // processes the plugin had started (descendants.go) and removes the
 // socket directory. It is idempotent. go-plugin's request to exit has
 // no deadline, and a process that stopped (SIGSTOP) or hangs never
-// answers it: after killGrace the process is killed, which ends that
-// request.
+// answers it: a process stopped as Kill begins (Stopped) is killed at
+// once, without the request; one that hangs, or stops after that look,
+// is killed after killGrace, which ends the request.
 func (p *Process) Kill() {
 	left := descendants(proc{pid: p.pid, start: p.start})
 	defer killNoted(left)
+	if p.Stopped() {
+		p.stop() // exec.CommandContext kills the process; go-plugin's request then ends with it
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -169,6 +173,13 @@ func (p *Process) Kill() {
 	p.stop()
 	removeDir(p.SocketDir)
 }
+
+// Stopped reports whether the plugin's process is stopped (SIGSTOP,
+// SIGTSTP, a tracer's stop; /proc/PID/stat says so, and the pid is
+// still the plugin's): it answers no call until continued, and cannot
+// exit when asked. False once it exited, or where procfs cannot say (a
+// host without it): callers then wait their usual bounds.
+func (p *Process) Stopped() bool { return proc{pid: p.pid, start: p.start}.stopped() }
 
 // killGrace bounds how long Kill lets go-plugin ask the process to exit
 // (it waits two seconds for that itself, after the request is answered).

@@ -305,12 +305,19 @@ func TestSocketDirRemovedOnCrash(t *testing.T) {
 
 // TestKillStopped: Kill ends a plugin whose process stopped (SIGSTOP),
 // which never answers go-plugin's request to exit (a request without a
-// deadline): within killGrace and go-plugin's own wait, not never.
+// deadline): at once, since a stopped process cannot exit on its own.
+// Until 2026-12-07 Kill asked it anyway and killed it only after
+// killGrace (4 s), and before that waited for ever.
 func TestKillStopped(t *testing.T) {
 	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
 	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, p.Pid())
+	if !p.Stopped() {
+		t.Error("Stopped() is false for a stopped plugin")
+	}
+	begin := time.Now()
 	killed := make(chan struct{})
 	go func() { p.Kill(); close(killed) }()
 	select {
@@ -319,8 +326,57 @@ func TestKillStopped(t *testing.T) {
 		syscall.Kill(p.Pid(), syscall.SIGKILL)
 		t.Fatal("Kill of a stopped plugin did not return within 20 s")
 	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("Kill of a stopped plugin took %v: it waited for an exit the process cannot make", took)
+	}
 	if !p.Client.Exited() {
 		t.Error("go-plugin does not know the plugin exited")
+	}
+	if p.Stopped() {
+		t.Error("Stopped() is true for a plugin that was killed")
+	}
+}
+
+// TestStoppedRunning: a plugin that runs, or runs again after SIGCONT,
+// is not stopped; Kill then asks it to exit first (it exits gracefully).
+func TestStoppedRunning(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	if p.Stopped() {
+		t.Fatal("Stopped() is true for a running plugin")
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, p.Pid())
+	if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.Stopped(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Stopped() still true 10 s after SIGCONT")
+		}
+	}
+	p.Kill()
+	if st := p.Exit().Status; st != "exit status 0" {
+		t.Errorf("a running plugin ended %q; want a graceful exit (exit status 0)", st)
+	}
+}
+
+// waitStopped waits until procfs says pid is stopped (a signal is
+// delivered asynchronously).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not stopped 10 s after SIGSTOP", pid)
+		}
 	}
 }
 
