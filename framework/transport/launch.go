@@ -20,10 +20,11 @@ import (
 // start only; logger (nil: hclog.Default) receives the plugin's logs.
 // An error it returns begins "start transport plugin <path>: ".
 //
-// Close stops the plugin process and waits for it; a later Info, Schema
-// or Open starts a fresh one with the same files. Stats after Close
-// reports the last session's totals. If the process dies, every call
-// fails with ErrPluginGone until Close.
+// Close stops the plugin process and waits for it (one that is stopped,
+// SIGSTOP, is killed at once); a later Info, Schema or Open starts a
+// fresh one with the same files. Stats after Close reports the last
+// session's totals (of a stopped process: the last counters seen). If
+// the process dies, every call fails with ErrPluginGone until Close.
 //
 // The returned Transport is also a ListenerHolder: the listening sockets
 // its plugins bound through Listen are kept by this process and handed
@@ -280,7 +281,9 @@ func (l *launched) Stats(ctx context.Context) (Stats, error) {
 // Close implements Transport.Close: it records the session's stats, ends
 // the session, then stops the plugin process and waits for it and for
 // go-plugin's goroutines, and lets the held listening sockets go. A
-// process already gone is not an error.
+// process already gone is not an error; a process that is stopped
+// (SIGSTOP: plugproc.Process.Stopped) is not asked anything and is
+// killed at once, so its session's last stats are the last seen.
 func (l *launched) Close() error {
 	err := l.CloseHoldingListeners()
 	l.mu.Lock()
@@ -311,6 +314,11 @@ func (l *launched) CloseHoldingListeners() error {
 			p.c.ch.drained()
 		}
 	}()
+	if p.proc.Stopped() {
+		// It answers nothing (SIGSTOP, a tracer): asking would wait
+		// closeTimeout. Kill kills it at once; Stats keeps the last seen.
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	if st, err := p.c.Stats(ctx); err == nil {

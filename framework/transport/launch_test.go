@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,4 +136,60 @@ func TestLaunchCancelled(t *testing.T) {
 		_, err := transport.Launch(ctx, path, nil, plugintest.Logger(t))
 		return err
 	})
+}
+
+// TestCloseStopped: Close of a plugin whose process stopped (SIGSTOP:
+// it answers nothing) kills it at once, without asking it for its last
+// Stats and to close its session first; Stats then reports the last
+// counters seen. Until 2026-12-07 Close waited closeTimeout (5 s) for
+// those answers and killGrace (4 s) for an exit the process could not
+// make.
+func TestCloseStopped(t *testing.T) {
+	const name = "ferry-transport-loopback"
+	tr := launch(t, name, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := tr.Stats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pids, err := plugintest.ChildPIDs()
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("plugin processes %v (%v); want one", pids, err)
+	}
+	if n := plugintest.SignalChildren(t, name, syscall.SIGSTOP); n != 1 {
+		t.Fatalf("SIGSTOP reached %d plugin processes; want 1", n)
+	}
+	t.Cleanup(func() { plugintest.SignalChildren(t, name, syscall.SIGCONT) })
+	waitState(t, pids[0], "T")
+	start := time.Now()
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close of a stopped plugin: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close of a stopped plugin took %v: it waited on a process that answers nothing", took)
+	}
+	if _, err := os.Stat("/proc/" + pids[0]); err == nil {
+		t.Errorf("the stopped plugin (pid %s) is still there after Close", pids[0])
+	}
+	if _, err := tr.Stats(ctx); err != nil {
+		t.Errorf("Stats after Close: %v; want the last counters seen", err)
+	}
+}
+
+// waitState waits until procfs gives pid the state state (a signal is
+// delivered asynchronously).
+func waitState(t *testing.T, pid, state string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %s not in state %s after 10 s", pid, state)
+		}
+	}
 }
