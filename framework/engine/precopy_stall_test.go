@@ -39,6 +39,7 @@ type frozenDestination struct {
 	self   bool
 	mu     sync.Mutex
 	frozen bool
+	at     time.Time       // when it froze
 	stats  transport.Stats // when it froze
 }
 
@@ -47,7 +48,7 @@ func (f *frozenDestination) freeze(ctx context.Context) bool {
 	defer f.mu.Unlock()
 	if !f.frozen {
 		f.stats, _ = f.Transport.Stats(ctx)
-		f.frozen = true
+		f.frozen, f.at = true, time.Now()
 	}
 	return true
 }
@@ -372,6 +373,7 @@ func TestVerifiedSendStalled(t *testing.T) {
 type frozenReceiver struct {
 	transport.Transport
 	frozen atomic.Bool
+	at     time.Time // when it froze; read after Receive returned
 }
 
 func (f *frozenReceiver) SendMessage(ctx context.Context, m transport.Message) error {
@@ -380,6 +382,9 @@ func (f *frozenReceiver) SendMessage(ctx context.Context, m transport.Message) e
 		return ctx.Err()
 	}
 	err := f.Transport.SendMessage(ctx, m)
+	if m.Kind == msgReady {
+		f.at = time.Now()
+	}
 	f.frozen.Store(m.Kind == msgReady)
 	return err
 }
@@ -406,6 +411,11 @@ func (f *frozenReceiver) Stats(ctx context.Context) (transport.Stats, error) {
 // operator of a source whose own plugin hung was sent to look at the
 // destination (TestEmbedPrecopyPluginStopped showed it on real
 // processes).
+//
+// That side then asks its plugin nothing more: no ABORT, no last Stats
+// (the report keeps the counters last polled). Until 2026-12-07 it
+// waited on both first: the source 7 s (ABORT 2 s, Stats 5 s), the
+// destination 3 s (ABORT 2 s, Stats 1 s), for nothing.
 func TestPrecopyStalledSelf(t *testing.T) {
 	const self, peer = "this side's transport plugin", "came from the source"
 	t.Run("source", func(t *testing.T) {
@@ -415,12 +425,19 @@ func TestPrecopyStalledSelf(t *testing.T) {
 		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		// The source reads its transport's counters from the stats
 		// poller, which learns that a call failed after statsTimeout.
-		_, serr := Send(ctx, src, &frozenDestination{Transport: sendTr, self: true},
-			Options{Credentials: sc, StallTimeout: 2 * statsTimeout, Log: testLogger(t)})
+		const limit = 2 * statsTimeout
+		frozen := &frozenDestination{Transport: sendTr, self: true}
+		_, serr := Send(ctx, src, frozen, Options{Credentials: sc, StallTimeout: limit, Log: testLogger(t)})
+		took := time.Since(frozen.at)
 		_, derr := wait()
-		t.Logf("source: %v\ndestination: %v", serr, derr)
+		t.Logf("source after %v: %v\ndestination: %v", took.Round(time.Millisecond), serr, derr)
 		if !errors.Is(serr, errStalled) || !strings.Contains(serr.Error(), self) {
 			t.Errorf("the source's error does not say its own transport plugin stopped: %v", serr)
+		}
+		// The stall is found within limit/8 of limit; the poller's call
+		// in flight then ends within statsTimeout.
+		if want := limit + limit/8 + statsTimeout + 1500*time.Millisecond; took > want {
+			t.Errorf("the source returned %v after its plugin stopped; want within %v: it asked the stopped plugin more", took, want)
 		}
 		if !errors.Is(derr, errStalled) || !strings.Contains(derr.Error(), peer) || strings.Contains(derr.Error(), self) {
 			t.Errorf("the destination's error does not blame the source: %v", derr)
@@ -430,16 +447,26 @@ func TestPrecopyStalledSelf(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
-		wait := receiveAsync(ctx, dst, &frozenReceiver{Transport: recvTr},
+		frozen := &frozenReceiver{Transport: recvTr}
+		wait := receiveAsync(ctx, dst, frozen,
 			Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 		_, serr := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: time.Second, Log: testLogger(t)})
-		_, derr := wait()
-		t.Logf("source: %v\ndestination: %v", serr, derr)
+		drep, derr := wait()
+		took := time.Since(frozen.at)
+		t.Logf("source: %v\ndestination after %v: %v", serr, took.Round(time.Millisecond), derr)
 		if serr == nil {
 			t.Error("the source did not fail")
 		}
 		if !errors.Is(derr, errStalled) || !strings.Contains(derr.Error(), self) {
 			t.Errorf("the destination's error does not say its own transport plugin stopped: %v", derr)
+		}
+		// The watch's Stats calls each wait statsTimeout: the stall is
+		// found within one of them past stallLimit.
+		if want := stallLimit + statsTimeout + 1500*time.Millisecond; took > want {
+			t.Errorf("the destination returned %v after its plugin stopped; want within %v: it asked the stopped plugin more", took, want)
+		}
+		if drep.Handover != HandoverFailed || dst.State() == vmtest.StateRunning {
+			t.Errorf("destination handover %s, VM %v; want failed, never run", drep.Handover, dst.State())
 		}
 	})
 }

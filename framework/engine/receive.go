@@ -96,7 +96,11 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer func() {
-		st := addStats(r.wireBase, r.pollStats()) // sessions before a reconnect too
+		seen := r.seen // a plugin that stopped answering is not asked again (selfStopped)
+		if !selfStopped(err) {
+			seen = r.pollStats()
+		}
+		st := addStats(r.wireBase, seen) // sessions before a reconnect too
 		rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
 		r.tr.Close()
 	}()

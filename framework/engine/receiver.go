@@ -139,7 +139,10 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 // final state already says what happened: failed on the source's ABORT
 // (nothing to tell), or handover-unknown (the source may have
 // committed: never ABORT). A RESUME from a source this receiver never
-// met is not answered at all (errForeignResume).
+// met is not answered at all (errForeignResume), nor is anything sent
+// through this side's own plugin once it stopped answering
+// (selfStopped): the source learns of the end when the stopped process
+// is killed and its connection closes.
 func (r *receiver) giveUp(cause error) {
 	if h := r.ho.get(); h.Final() || h == HandoverPostcopy {
 		return // post-copy ends running or broken, never with ABORT (postcopy_recv.go)
@@ -147,7 +150,7 @@ func (r *receiver) giveUp(cause error) {
 	if err := r.ho.move(HandoverFailed); err != nil {
 		r.opt.Log.Error("give up", "err", err)
 	}
-	if errors.Is(cause, errForeignResume) {
+	if errors.Is(cause, errForeignResume) || selfStopped(cause) { // a stopped plugin carries nothing
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -173,7 +173,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	s.stats = startStats(ctx, s.tr)
 	defer func() {
 		s.stats.close() // joined before the last count and Close
-		s.captureStats()
+		s.captureStats(selfStopped(err))
 		s.closeTransport(false, transport.Stats{})
 		s.pc.close() // the transport no longer takes from it
 	}()
@@ -372,9 +372,10 @@ const refusalWait = time.Second
 // state). No ABORT goes out before HELLO did (the destination has not
 // taken this session: it closes it as silent and waits on for another;
 // an ABORT first would fail it), nor in answer to the destination's own
-// ABORT (it gave up, or refused this source and waits on for its own).
+// ABORT (it gave up, or refused this source and waits on for its own),
+// nor through a plugin that stopped answering (selfStopped).
 func (s *sender) mustAbort(err error) bool {
-	return s.helloSent && !errors.Is(err, errDestinationAborted)
+	return s.helloSent && !errors.Is(err, errDestinationAborted) && !selfStopped(err)
 }
 
 // abort tells the destination why we give up and gets the VM running.
@@ -388,18 +389,24 @@ func (s *sender) abort(cause error) {
 }
 
 // captureStats records the transport's byte count while the session is
-// open: the last Stats call of a migration. Sessions closed before (post-
-// copy's reconnects) count in wireBase.
-func (s *sender) captureStats() {
+// open: the last Stats call of a migration, or with mute (its plugin
+// stopped answering: selfStopped) or when that call fails, the stats
+// poller's last counters. Sessions closed before (post-copy's
+// reconnects) count in wireBase.
+func (s *sender) captureStats(mute bool) {
 	s.rep.BytesWire = s.wireBase
 	if !s.trOpen {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if st, err := s.tr.Stats(ctx); err == nil {
-		s.rep.BytesWire = s.wireBase + st.BytesWire
+	st := s.stats.get()
+	if !mute {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if now, err := s.tr.Stats(ctx); err == nil {
+			st = now
+		}
 	}
+	s.rep.BytesWire = s.wireBase + st.BytesWire
 }
 
 // closeTransport ends the transport's session, if it has one; with

@@ -59,6 +59,21 @@ type selfStall struct {
 
 func (s selfStall) Unwrap() error { return s.error }
 
+// selfStopped reports whether err is a stall found while this side's
+// own transport did not answer either (a selfStall). Its plugin then
+// most likely stopped (SIGSTOP, a hang): the side that fails on it asks
+// it nothing more, no ABORT (the peer learns of the end when this side's
+// transport closes: a launched plugin's stopped process is killed at
+// once; or at the peer's own stall bound) and no last Stats (the report
+// keeps the counters last seen), each of which would wait its whole
+// bound for nothing. What it cannot tell: a plugin that was only slow
+// for a moment (a Stats call late by statsTimeout) is taken for stopped
+// too, and its peer is not told why.
+func selfStopped(err error) bool {
+	var s selfStall
+	return errors.As(err, &s)
+}
+
 // watchCounting is watch that also asks count (if not nil) at each of
 // its checks, from its own goroutine: a value other than the one before
 // is progress, and so is the first (what moved since the watch began
