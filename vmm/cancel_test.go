@@ -1,11 +1,19 @@
 package vmm
 
 import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
@@ -127,5 +135,109 @@ func checkCancelAnswer(t *testing.T, res api.CancelResult, run fakeRun, src, dst
 			run.srep.Status, run.srep.Error, run.drep.Status, run.drep.Error)
 	case !res.Cancelled && (sst != StateMigrated || dstate != StateRunning):
 		t.Errorf("refused, but the source is %s and the destination %s", sst, dstate)
+	}
+}
+
+// TestCancelDuringPluginStart: a migrate-cancel that arrives while the
+// VMM still starts the migration's plugins (the transport plugin's
+// process, before its handshake; on the source, a hint provider being
+// started and configured) takes, and the migration ends cancelled: the
+// source's guest runs on, the destination's VM is never touched. Before,
+// a cancel during the transport's start was recorded failed, although
+// migrate-cancel had answered cancelled.
+func TestCancelDuringPluginStart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		role   transport.Role
+		hinted bool // the transport runs in process; a hint provider starts slowly
+	}{
+		{"source, transport starting", transport.RoleSend, false},
+		{"destination, transport starting", transport.RoleReceive, false},
+		{"source, hint provider starting", transport.RoleSend, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := StateRunning
+			if tc.role == transport.RoleReceive {
+				state = StateIncoming
+			}
+			v := fakeWithRAM(t, state)
+			slow, started := slowPlugin(t)
+			args := api.MigrateArgs{Plugin: slow}
+			if tc.hinted {
+				v.cfg.TransportInProcess = true
+				args.Plugin = "/opt/ferry/plugins/" + tcpPlugin
+				args.Transport = map[string]any{"listen": "127.0.0.1:1", "connect": "127.0.0.1:1"}
+				args.Hints = []api.HintArgs{{Name: "slow", Plugin: slow}}
+			}
+			raw, err := json.Marshal(args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mg := &migration{}
+			startErr := make(chan error, 1)
+			go func() {
+				_, err := v.startMigration(context.Background(), mg, raw, tc.role)
+				startErr <- err
+			}()
+			started()
+			res := mg.cancelRunning()
+			if !res.Cancelled {
+				t.Fatalf("migrate-cancel during the plugins' start answered %+v; want cancelled", res)
+			}
+			var serr error
+			select {
+			case serr = <-startErr:
+			case <-time.After(30 * time.Second):
+				t.Fatal("migrate-send did not return within 30 s of the cancel")
+			}
+			var st *api.Migration
+			select {
+			case <-mg.done:
+				st = mg.status()
+			case <-time.After(30 * time.Second):
+				t.Fatal("the migration did not end within 30 s of the cancel")
+			}
+			v.plugins.Wait() // the session's teardown: every plugin process gone
+			if st.Report == nil || st.Report.Status != engine.StatusCancelled {
+				t.Fatalf("the migration ended %+v (migrate-%s: %v); want cancelled", st.Report, tc.role, serr)
+			}
+			t.Logf("migrate-%s: %v; ended %s, side %s: %s", tc.role, serr, st.Report.Status, st.Side, st.Report.Error)
+			if got := v.Status().State; got != state {
+				t.Errorf("the VM is %s; want %s, untouched", got, state)
+			}
+			if tc.role == transport.RoleSend && st.Side != api.SideRunning {
+				t.Errorf("the source's side is %s; want running", st.Side)
+			}
+		})
+	}
+}
+
+// slowPlugin writes a plugin that never answers its host's handshake
+// (as a plugin whose start is slow) and returns its path and started,
+// which waits until a process of it runs.
+func slowPlugin(t *testing.T) (path string, started func()) {
+	t.Helper()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "started")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, "ferry-plugin-slow")
+	script := "#!/bin/sh\necho started > '" + fifo + "'\nexec sleep 60\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path, func() {
+		t.Helper()
+		got := make(chan error, 1)
+		go func() { _, err := os.ReadFile(fifo); got <- err }() // until the plugin opened and wrote it
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the plugin did not start within 30 s")
+		}
 	}
 }

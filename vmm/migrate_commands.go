@@ -91,7 +91,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	s, err := session.Open(ctx, m.RAM(), spec)
 	if err != nil {
 		own.release(func() {
-			mg.finish(engine.Report{Status: engine.StatusFailed, Error: err.Error()}, sideAfter(role, engine.Report{}, v.Status().State == StateRunning))
+			mg.finishUnopened(ctx, err, sideAfter(role, engine.Report{}, v.Status().State == StateRunning))
 		})
 		cancel()
 		return nil, err

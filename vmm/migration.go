@@ -165,9 +165,32 @@ func (mg *migration) progress(p engine.Progress) {
 
 func (mg *migration) finish(rep engine.Report, side api.Side) {
 	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	mg.finishLocked(rep, side)
+}
+
+func (mg *migration) finishLocked(rep engine.Report, side api.Side) {
 	mg.cur.Done, mg.cur.Report, mg.cur.Side = true, &rep, side
 	close(mg.done)
-	mg.mu.Unlock()
+}
+
+// finishUnopened records a migration whose session did not open (err:
+// a plugin did not start, or its block was refused) and whose engine
+// never ran: failed, or cancelled when its context ctx was, which only
+// its canceller does (migrate-cancel, the VMM's shutdown) until the
+// migration ends. It decides under mg.mu, which cancelRunning holds as
+// it cancels: a cancel answered "cancelled" is recorded so, including
+// one that came after the start failed for another reason; one that
+// comes after this finds no migration running. Before, a cancel during
+// the plugins' start was recorded failed.
+func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Side) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	st := engine.StatusFailed
+	if ctx.Err() != nil {
+		st = engine.StatusCancelled
+	}
+	mg.finishLocked(engine.Report{Status: st, Error: err.Error()}, side)
 }
 
 // status returns a copy of the current migration, or nil.

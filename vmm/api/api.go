@@ -91,9 +91,10 @@ type Migration struct {
 // acted on the other.
 type CancelResult struct {
 	// Cancelled: the running migration was cancelled: it ends cancelled
-	// (failed if it had failed a moment before, or its session was still
-	// starting its plugins: migrate-send and migrate-incoming then fail
-	// too), never completed, and the guest runs on the source; except on
+	// (failed if its engine had failed a moment before), also when its
+	// session was still starting its plugins (migrate-send and
+	// migrate-incoming then fail too; until 2026-12-07 that ended
+	// failed), never completed, and the guest runs on the source; except on
 	// a destination whose stream broke after LOADED (a post-copy one
 	// waiting for its source to reconnect, or one whose engine had just
 	// returned): it ends handover-unknown (the source may have written
