@@ -237,7 +237,8 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		st, serr := migrateStatus(j.Source.Control)
 		if serr == nil && st.ID == args.ID { // the call got through after all
-			if res := cancelMigration(j.Source.Control); res.Postcopy || res.Committing {
+			res := cancelMigration(j.Source.Control)
+			if res.Postcopy || res.Committing {
 				// Too late (the engine held): it goes on to its end, the
 				// guest perhaps on the destination; follow it, as after
 				// any refused cancel, and leave the destination alone.
@@ -246,6 +247,12 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, prog, 0, log)
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)
+			}
+			if res.Cancelled && ctx.Err() != nil {
+				// The operator's cancel took (the source VMM may still
+				// have been starting the plugins): it records the
+				// migration cancelled, and so does this report.
+				rep.Status = engine.StatusCancelled
 			}
 		}
 		// A call that was written may have got through before the source

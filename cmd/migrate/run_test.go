@@ -131,8 +131,9 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 		if !f.done {
 			f.done, f.status = true, engine.StatusCancelled
 			f.side = map[string]api.Side{"send": api.SideRunning, "receive": api.SideFailed}[f.role]
+			return api.CancelResult{Cancelled: true}, nil
 		}
-		return nil, nil
+		return api.CancelResult{Why: "no migration is running"}, nil
 	})
 	srv.Handle("migrate-status", func(context.Context, json.RawMessage) (any, error) {
 		f.mu.Lock()
@@ -975,4 +976,23 @@ func TestRunSendInterruptedRefused(t *testing.T) {
 		t.Errorf("migrate did not say why it goes on:\n%s", out)
 	}
 	c.sourceAskedOnly(t)
+}
+
+// TestRunSendInterruptedCancelled: Ctrl-C before the source answered
+// migrate-send (its VMM still starts the plugins) cancels the source,
+// whose cancel takes, and then the destination: the report says
+// cancelled, as the source VMM records it. Before, migrate reported
+// failed.
+func TestRunSendInterruptedCancelled(t *testing.T) {
+	c := newRunCase(t)
+	c.src.holdSend = make(chan struct{})
+	ctx := c.src.interruptWhenSending(t)
+	rep, _, err := c.run(ctx, t)
+	if err == nil || rep.Status != engine.StatusCancelled {
+		t.Errorf("status %q, err %v; want cancelled", rep.Status, err)
+	}
+	calls := c.callList()
+	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
+		t.Errorf("calls %s: want both sides cancelled", calls)
+	}
 }
