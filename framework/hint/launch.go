@@ -69,7 +69,8 @@ func (p *Plugin) Exit() (exited bool, status, lastError string) {
 func (p *Plugin) Done() <-chan struct{} { return p.c.proc.Done() }
 
 // Kill stops the plugin process and waits for it: go-plugin asks it to
-// exit and kills it after two seconds if it has not. It then stops
+// exit and kills it after two seconds if it has not (a process that is
+// stopped, SIGSTOP, is killed at once: plugproc.Process.Kill). It then stops
 // serving the Host and waits for go-plugin's goroutines. Calls in flight
 // fail with ErrPluginGone, and so do later ones. Kill is idempotent and
 // safe to call from any goroutine.
