@@ -413,7 +413,7 @@ func (f *frozenReceiver) Stats(ctx context.Context) (transport.Stats, error) {
 // processes).
 //
 // That side then asks its plugin nothing more: no ABORT, no last Stats
-// (the report keeps the counters last polled). Until 2026-12-07 it
+// (the report keeps the counters last polled). Until 2026-12-06 it
 // waited on both first: the source 7 s (ABORT 2 s, Stats 5 s), the
 // destination 3 s (ABORT 2 s, Stats 1 s), for nothing.
 func TestPrecopyStalledSelf(t *testing.T) {

@@ -141,7 +141,7 @@ func TestLaunchCancelled(t *testing.T) {
 // TestCloseStopped: Close of a plugin whose process stopped (SIGSTOP:
 // it answers nothing) kills it at once, without asking it for its last
 // Stats and to close its session first; Stats then reports the last
-// counters seen. Until 2026-12-07 Close waited closeTimeout (5 s) for
+// counters seen. Until 2026-12-06 Close waited closeTimeout (5 s) for
 // those answers and killGrace (4 s) for an exit the process could not
 // make.
 func TestCloseStopped(t *testing.T) {

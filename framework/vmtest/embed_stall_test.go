@@ -26,7 +26,7 @@ import (
 // The side whose plugin stopped returns (its plugins gone) within
 // teardownBudget of finding the stall: it asks that plugin nothing more
 // (no ABORT, no last Stats) and kills the stopped process at once.
-// Until 2026-12-07 it took about 16 s more: an ABORT attempt (2 s), a
+// Until 2026-12-06 it took about 16 s more: an ABORT attempt (2 s), a
 // last Stats (5 s), and a Close that asked the plugin for its Stats and
 // Close (5 s) and then waited killGrace (4 s) for an exit it could not
 // get. Its peer then sees the connection end, and fails at once too.

@@ -93,7 +93,7 @@ type CancelResult struct {
 	// Cancelled: the running migration was cancelled: it ends cancelled
 	// (failed if its engine had failed a moment before), also when its
 	// session was still starting its plugins (migrate-send and
-	// migrate-incoming then fail too; until 2026-12-07 that ended
+	// migrate-incoming then fail too; until 2026-12-06 that ended
 	// failed), never completed, and the guest runs on the source; except on
 	// a destination whose stream broke after LOADED (a post-copy one
 	// waiting for its source to reconnect, or one whose engine had just

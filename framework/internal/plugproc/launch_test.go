@@ -306,7 +306,7 @@ func TestSocketDirRemovedOnCrash(t *testing.T) {
 // TestKillStopped: Kill ends a plugin whose process stopped (SIGSTOP),
 // which never answers go-plugin's request to exit (a request without a
 // deadline): at once, since a stopped process cannot exit on its own.
-// Until 2026-12-07 Kill asked it anyway and killed it only after
+// Until 2026-12-06 Kill asked it anyway and killed it only after
 // killGrace (4 s), and before that waited for ever.
 func TestKillStopped(t *testing.T) {
 	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
