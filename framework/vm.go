@@ -113,10 +113,12 @@ type Target interface {
 	// LoadState restores a blob made by the source's SaveState. It must
 	// reject a blob it does not understand (magic, version, CRC). In
 	// post-copy (a PostcopyTarget) guest memory is registered by then:
-	// a read of a page the source still owes waits for it. If the
-	// migration ends meanwhile, ctx ends and the engine closes the
-	// userfaultfd, so such a read goes on with what the RAM file holds
-	// (zeros for a hole); the VM is then never resumed.
+	// a read of a page the source still owes waits for it, from Go only
+	// through the Toucher (PostcopyTarget.Postcopy). If the migration
+	// ends meanwhile, ctx ends and the engine closes the userfaultfd, so
+	// such a read goes on with what the RAM file holds (zeros for a
+	// hole, an older copy for a page dirtied after it was sent); the VM
+	// is then never resumed.
 	LoadState(ctx context.Context, state []byte) error
 	// Resume starts the migrated VM.
 	Resume() error
@@ -134,10 +136,11 @@ type PostcopyTarget interface {
 	// with userfaultfd; it must stay mapped until Receive returns.
 	GuestMemory(i int) []byte
 	// Postcopy is called with a Toucher once the engine registered guest
-	// memory, before Resume, and with nil once every page arrived (at the
-	// latest before Receive returns). While a Toucher is set, code that
-	// reads or writes guest memory in user mode (device emulation; not
-	// the vCPUs, whose faults happen inside KVM_RUN) calls Touch first.
+	// memory, before LoadState, and with nil once every page arrived or
+	// the migration failed (at the latest before Receive returns). While
+	// a Toucher is set, code that reads or writes guest memory in user
+	// mode (device emulation, LoadState's too; not the vCPUs, whose
+	// faults happen inside KVM_RUN) calls Touch first.
 	Postcopy(t Toucher)
 	// Halt stops the vCPUs and every device thread for good: post-copy
 	// broke and cannot resume. The engine calls it before it closes the

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +232,84 @@ func TestPostcopyLoadSlowNotStalled(t *testing.T) {
 	}
 	s.mu.Unlock()
 	checkPages(t, s, vm, savedSeq, ^uint64(0))
+}
+
+// goReadLoad is a destination VM whose LoadState first reads a page of
+// guest RAM from Go, as a device's state load might (a virtio queue's
+// ring): through vmtest's Page, which, as the reference VMM's device
+// code does (vmm/guestram.go), has the engine's Toucher bring the page
+// in first when one is set, then copies it (memmove: code Go cannot
+// preempt).
+type goReadLoad struct {
+	*vmtest.VM
+	page uint64
+	got  []byte
+}
+
+func (g *goReadLoad) LoadState(ctx context.Context, b []byte) error {
+	if g.got = g.Page(g.page); g.got == nil {
+		return errors.New("read guest RAM: the Toucher failed")
+	}
+	return g.VM.LoadState(ctx, b)
+}
+
+// loadGoReadChild marks the child process of TestPostcopyLoadGoRead.
+const loadGoReadChild = "FERRY_PC_LOAD_GO_READ"
+
+// TestPostcopyLoadGoRead: a post-copy destination's LoadState reads,
+// from Go, a page the source still owes, and a garbage collection
+// starts while it waits for it (the source collects before it answers;
+// any allocation may start one). The read must wait inside a system
+// call, through the Toucher (Service.Populate), not in user mode in the
+// copy: a thread blocked on a fault there cannot be stopped, the
+// collection never stops the world, and the process hangs for good, its
+// fault loop and stall watch with it (docs/POSTCOPY.md, "Go and page
+// faults"). Until 2026-12-06 the engine handed the Toucher over only at
+// COMMIT, after LoadState: the process hung. It runs in a child
+// process, which the test kills if it has not ended in time.
+func TestPostcopyLoadGoRead(t *testing.T) {
+	needUffd(t)
+	if os.Getenv(loadGoReadChild) != "1" {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPostcopyLoadGoRead$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), loadGoReadChild+"=1")
+		cmd.WaitDelay = time.Second
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("the destination's process hung (killed after 20 s): LoadState waited on a fault in user mode "+
+				"while a collection started\n%s", out)
+		}
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	s, vm, rcv, opt := pcSetup(t, vmtest.Options{})
+	const p = 10 // never sent (pcPages), not free
+	dst := &goReadLoad{VM: vm, page: p}
+	s.onAsk = runtime.GC
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.toState(ctx, never, stale)
+		go s.serve(ctx)
+		s.recv(ctx, msgLoaded)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		s.push(ctx)
+		s.settled(ctx)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if err != nil || rep.Status != StatusCompleted {
+		t.Fatalf("Receive: %v, status %s", err, rep.Status)
+	}
+	if !bytes.Equal(dst.got, s.src.Page(p)) {
+		t.Errorf("LoadState read page %d as %x..., the source holds %x...", p, dst.got[:16], s.src.Page(p)[:16])
+	}
 }

@@ -29,11 +29,13 @@ import (
 //	                   (until it reported the pages the source queued),
 //	                   open the userfaultfd, seed the Service (memfd holes
 //	                   zero-known, other held pages landed, absent stay
-//	                   absent), Register, start the fault loop, the landed
-//	                   lane feeds the Service, the request sender runs
-//	STATE, LOADED, [HASHES: held pages now, absent ones when they land]
-//	COMMIT ─► Postcopy(toucher), Resume, RUNNING; wait until every page
-//	          arrived; Settle, Unregister, Postcopy(nil), close, SETTLED
+//	                   absent), Register, start the fault loop,
+//	                   Postcopy(toucher), the landed lane feeds the
+//	                   Service, the request sender runs
+//	STATE ─► LoadState (loadState: it may fault), LOADED,
+//	         [HASHES: held pages now, absent ones when they land]
+//	COMMIT ─► Resume, RUNNING; wait until every page arrived; Settle,
+//	          Unregister, Postcopy(nil), close, SETTLED
 //
 // The goroutines of one transport session: the landed lane (Landed →
 // the page check on arrival → Service.Landed/Zero) and the request
@@ -451,6 +453,14 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 	lctx, stop := context.WithCancel(context.Background())
 	pc.stopLoop, pc.loopDone = stop, make(chan error, 1)
 	go func() { pc.loopDone <- pc.svc.Run(lctx, u, pc.m) }()
+	// From here on a page the source owes faults, LoadState's reads too:
+	// the VMM's Go code must reach guest RAM through the Toucher, so that
+	// it waits for a page inside a system call, never in user mode, where
+	// it could hold up a garbage collection and, with it, this process
+	// (docs/POSTCOPY.md, "Go and page faults"). Given only at COMMIT, it
+	// came after LoadState (TestPostcopyLoadGoRead). close takes it back.
+	pc.pt.Postcopy(toucher{svc: pc.svc, m: pc.m})
+	pc.touching = true
 	// Now the lane feeds the service, the early runs first.
 	pc.sess.feed.mu.Lock()
 	err = pc.feedRuns(early)
@@ -612,9 +622,7 @@ func (pc *pcRecv) commit(ctx context.Context) error {
 	if !r.held.hold(true) { // from Resume on, a cancel would lose the guest
 		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", r.held.Err())
 	}
-	pc.pt.Postcopy(toucher{svc: pc.svc, m: pc.m})
-	pc.touching = true
-	if err := pc.pt.Resume(); err != nil {
+	if err := pc.pt.Resume(); err != nil { // its Toucher is set since setup
 		return fmt.Errorf("resume the migrated VM: %w", err)
 	}
 	if err := r.ho.move(HandoverPostcopy); err != nil {

@@ -66,6 +66,7 @@ type script struct {
 	neverZ   *bitmap.Bitmap // absent free pages (answered with zero runs)
 	lateLeft int            // requests still to answer late
 	lateBy   time.Duration  // how late; 0 is 30 ms
+	onAsk    func()         // if set, run before each REQUEST is answered
 
 	sendMu    sync.Mutex // held around marking pages queued and sending them
 	mu        sync.Mutex
@@ -224,8 +225,8 @@ func (s *script) untake(b *bitmap.Bitmap) {
 }
 
 // serve answers REQUESTs on the urgent path until the session ends; the
-// first lateLeft are answered lateBy (30 ms) late. Absent free pages go as zero
-// runs.
+// first lateLeft are answered lateBy (30 ms) late, each after onAsk.
+// Absent free pages go as zero runs.
 func (s *script) serve(ctx context.Context) {
 	for {
 		m, err := s.tr.RecvUrgent(ctx)
@@ -244,6 +245,9 @@ func (s *script) serve(ctx context.Context) {
 		s.mu.Unlock()
 		if late {
 			time.Sleep(cmp.Or(s.lateBy, 30*time.Millisecond))
+		}
+		if s.onAsk != nil {
+			s.onAsk()
 		}
 		s.sendMu.Lock()
 		got := bitmap.New(s.pages)
