@@ -17,9 +17,12 @@ import (
 // and the transport's byte count stood still for StallTimeout, and at
 // least SwitchoverTimeout, it fails with errStalled. Its ctx also ends
 // when the caller cancels or a post-copy goroutine fails
-// (errPostcopySetup, watchSetup).
+// (errPostcopySetup, watchSetup). And it fails at once when the session
+// ends meanwhile (its landed lane or request sender ended: the source
+// gave up or died, the connection was cut), as a cut before LOADED does
+// between messages; the stall bound waited for a session already gone.
 //
-// When the watch or ctx ends first, LoadState may be blocked in a fault
+// When any of those comes first, LoadState may be blocked in a fault
 // nobody will answer, and a fault does not end with a context: the
 // session's goroutines stop and the userfaultfd closes (pc.close), which
 // wakes it onto what the memfd holds there (a hole reads as zeros); then
@@ -35,20 +38,36 @@ import (
 // switch-over deadline, from its pause to LOADED, is the same
 // SwitchoverTimeout and began earlier.
 func (pc *pcRecv) loadState(ctx context.Context, state []byte) error {
-	r := pc.r
+	r, s := pc.r, pc.sess
 	pc.stall.limit = r.stallLimit()
 	wctx, stop := pc.stall.watchCounting(ctx, r.wireBytes)
 	done := make(chan error, 1)
 	go func() { done <- r.dst.LoadState(wctx, state) }()
-	var err error
+	var err, ended error
+	finished := false
 	select {
 	case err = <-done:
+		finished = true
 	case <-wctx.Done():
+	case <-s.feed.done:
+		ended = fmt.Errorf("landed pages: %w", s.feed.err)
+	case e := <-s.reqDone:
+		s.reqDone <- e // stopSession reads it again
+		ended = e
+	}
+	if !finished {
 		pc.close() // wakes a fault nobody will answer
 		err = <-done
 	}
 	cause := context.Cause(wctx) // before stop, which ends wctx anyway
 	stop()
+	return loadFailed(ctx, wctx, cause, err, ended, s.feed)
+}
+
+// loadFailed is loadState's error: err, LoadState's, unless the watch
+// (cause), ctx or the session's end (ended; feed, its landed lane, says
+// whether the fault service refused pages) ended it first.
+func loadFailed(ctx, wctx context.Context, cause, err, ended error, feed *landedFeed) error {
 	switch {
 	case errors.Is(cause, errStalled):
 		if err == nil {
@@ -64,6 +83,11 @@ func (pc *pcRecv) loadState(ctx context.Context, state []byte) error {
 		// Cancelled, or post-copy's goroutines failed: the cause says
 		// which, and the report's status follows it.
 		return fmt.Errorf("ended before LOADED: %w", context.Cause(ctx))
+	case ended != nil && feed.fatal:
+		return fmt.Errorf("%w: %w", errPostcopySetup, feed.err)
+	case ended != nil:
+		return fmt.Errorf("the session with the source ended while this destination's LoadState ran (it faults on "+
+			"pages only the source holds); this destination never ran the VM: %w", ended)
 	}
 	return err
 }

@@ -313,3 +313,42 @@ func TestPostcopyLoadGoRead(t *testing.T) {
 		t.Errorf("LoadState read page %d as %x..., the source holds %x...", p, dst.got[:16], s.src.Page(p)[:16])
 	}
 }
+
+// TestPostcopyLoadCut: while the destination's LoadState waits in a
+// fault on a page the source owes, the source's session ends (its
+// switch-over deadline passed and it gave up, or its process died): a
+// cut before LOADED, on which a destination fails at once, as it does
+// between messages. Until 2026-12-06 nothing read the session meanwhile:
+// LoadState waited out the stall bound (stall_timeout, 30 s by default)
+// on a session already gone.
+func TestPostcopyLoadCut(t *testing.T) {
+	s, vm, rcv, opt := pcSetup(t, vmtest.Options{})
+	const limit = 8 * time.Second
+	opt.StallTimeout, opt.SwitchoverTimeout = limit, limit
+	const p = 10 // never sent (pcPages), not free
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, faultingLoad{VM: vm, pages: []uint64{p}}, rcv, opt)
+	never, stale := pcPages(s)
+	var cut time.Time
+	failed := runScript(func() {
+		s.toState(ctx, never, stale)
+		loadFaulted(ctx, s, p)
+		cut = time.Now()
+		must(t, s.tr.Close())
+	})
+	rep, err := returned(t, wait)
+	took := time.Since(cut)
+	t.Logf("%v after the cut: %v", took.Round(time.Millisecond), err)
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if took > limit/2 {
+		t.Errorf("Receive returned %v after the source's session ended; want at once, not after the stall bound %v",
+			took.Round(time.Millisecond), limit)
+	}
+	if err == nil || errors.Is(err, errStalled) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %v, status %s, handover %s; want failed on the session's end", err, rep.Status, rep.Handover)
+	}
+	neverRan(t, vm)
+}

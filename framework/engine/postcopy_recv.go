@@ -487,7 +487,8 @@ var errPostcopySetup = errors.New("post-copy failed before the switch")
 // otherwise wait for ever), when the fault service fails before COMMIT;
 // from COMMIT on, wait watches it itself. A session that ends is not
 // its business: the wait for the next message fails on its own, as in
-// pre-copy (after LOADED: the handover is unknown).
+// pre-copy (after LOADED: the handover is unknown), and loadState
+// watches it while LoadState runs.
 func (pc *pcRecv) watchSetup(s *pcSession, loopDone chan error, committed chan struct{}) {
 	feedDone := s.feed.done
 	for {
