@@ -24,7 +24,7 @@ import (
 //
 // When any of those comes first, LoadState may be blocked in a fault
 // nobody will answer, and a fault does not end with a context: the
-// session's goroutines stop and the userfaultfd closes (pc.close), which
+// session's goroutines stop and the userfaultfd closes (pc.release), which
 // wakes it onto what the memfd holds there (a hole reads as zeros); then
 // it is waited for. What it loaded is not used: the VM never ran here
 // and never will (the caller fails, giveUp: ABORT, and the source, which
@@ -56,7 +56,7 @@ func (pc *pcRecv) loadState(ctx context.Context, state []byte) error {
 		ended = e
 	}
 	if !finished {
-		pc.close() // wakes a fault nobody will answer
+		pc.release() // wakes a fault nobody will answer; run's close takes the Toucher back
 		err = <-done
 	}
 	cause := context.Cause(wctx) // before stop, which ends wctx anyway

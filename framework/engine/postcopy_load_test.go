@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,13 +29,44 @@ import (
 // faultingLoad is a destination VM whose LoadState first reads pages
 // (of region 0) through the VM's own registered mapping, one after the
 // other, in the kernel (MADV_POPULATE_READ), as a device's state load
-// might.
+// might. It counts the engine's calls of its PostcopyTarget methods
+// made while LoadState ran (overlaps, when not nil): the engine calls
+// them one at a time (docs/EMBEDDING.md, "Who calls what, when").
 type faultingLoad struct {
 	*vmtest.VM
-	pages []uint64
+	pages    []uint64
+	loading  *atomic.Bool
+	overlaps *atomic.Int32
+}
+
+// newFaultingLoad is a faultingLoad of vm that counts overlaps.
+func newFaultingLoad(vm *vmtest.VM, pages ...uint64) faultingLoad {
+	return faultingLoad{VM: vm, pages: pages, loading: new(atomic.Bool), overlaps: new(atomic.Int32)}
+}
+
+func (f faultingLoad) overlapped() {
+	if f.loading != nil && f.loading.Load() {
+		f.overlaps.Add(1)
+	}
+}
+
+func (f faultingLoad) Postcopy(t framework.Toucher) { f.overlapped(); f.VM.Postcopy(t) }
+func (f faultingLoad) Resume() error                { f.overlapped(); return f.VM.Resume() }
+func (f faultingLoad) Halt() error                  { f.overlapped(); return f.VM.Halt() }
+
+// soleCall: no PostcopyTarget method was called while LoadState ran.
+func (f faultingLoad) soleCall(t *testing.T) {
+	t.Helper()
+	if n := f.overlaps.Load(); n != 0 {
+		t.Errorf("the engine called the Target %d times while LoadState ran; want one call at a time", n)
+	}
 }
 
 func (f faultingLoad) LoadState(ctx context.Context, b []byte) error {
+	if f.loading != nil {
+		f.loading.Store(true)
+		defer f.loading.Store(false)
+	}
 	m := f.GuestMemory(0)
 	for _, p := range f.pages {
 		if err := uffd.Populate(sliceAddr(m[p*framework.PageSize:]), framework.PageSize, false); err != nil {
@@ -57,7 +89,8 @@ func TestPostcopyLoadStalled(t *testing.T) {
 	const p = 10 // never sent (pcPages), not free
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, faultingLoad{VM: vm, pages: []uint64{p}}, rcv, opt)
+	dst := newFaultingLoad(vm, p)
+	wait := receiveAsync(ctx, dst, rcv, opt)
 	never, stale := pcPages(s)
 	var took time.Duration
 	var got string
@@ -81,6 +114,7 @@ func TestPostcopyLoadStalled(t *testing.T) {
 		t.Errorf("the source was told %q; want an ABORT naming the stall", got)
 	}
 	neverRan(t, vm)
+	dst.soleCall(t)
 }
 
 // TestPostcopyLoadEnded: while LoadState waits in a fault on a page the
@@ -105,7 +139,8 @@ func TestPostcopyLoadEnded(t *testing.T) {
 			const p, zp = 10, 20 // never sent; free, sent as a zero run (a hole here, zero-known)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			wait := receiveAsync(ctx, faultingLoad{VM: vm, pages: []uint64{zp, p}}, rcv, opt)
+			dst := newFaultingLoad(vm, zp, p)
+			wait := receiveAsync(ctx, dst, rcv, opt)
 			never, stale := pcPages(s)
 			var got string
 			failed := runScript(func() {
@@ -130,6 +165,7 @@ func TestPostcopyLoadEnded(t *testing.T) {
 				t.Errorf("the source was told %q; want an ABORT", got)
 			}
 			neverRan(t, vm)
+			dst.soleCall(t)
 		})
 	}
 }
@@ -328,7 +364,8 @@ func TestPostcopyLoadCut(t *testing.T) {
 	const p = 10 // never sent (pcPages), not free
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, faultingLoad{VM: vm, pages: []uint64{p}}, rcv, opt)
+	dst := newFaultingLoad(vm, p)
+	wait := receiveAsync(ctx, dst, rcv, opt)
 	never, stale := pcPages(s)
 	var cut time.Time
 	failed := runScript(func() {
@@ -351,4 +388,5 @@ func TestPostcopyLoadCut(t *testing.T) {
 		t.Errorf("Receive: %v, status %s, handover %s; want failed on the session's end", err, rep.Status, rep.Handover)
 	}
 	neverRan(t, vm)
+	dst.soleCall(t)
 }

@@ -1136,13 +1136,22 @@ func (pc *pcRecv) stopWatch() {
 // close releases what is left: after a pre-copy end, a failure before
 // the switch (the guest never ran here) or any end of post-copy.
 func (pc *pcRecv) close() {
-	pc.stopWatch()
-	pc.stopSession()
-	pc.closeUffd() // closing it unregisters guest RAM
+	pc.release()
 	if pc.touching {
 		pc.pt.Postcopy(nil)
 		pc.touching = false
 	}
+}
+
+// release is close but for the Toucher, which it leaves set: it stops
+// watchSetup and the session's goroutines, then closes the userfaultfd,
+// which unregisters guest RAM and wakes every fault waiting there
+// (loadState, while LoadState still runs: the Target's methods are
+// called one at a time, so close takes the Toucher back after).
+func (pc *pcRecv) release() {
+	pc.stopWatch()
+	pc.stopSession()
+	pc.closeUffd() // closing it unregisters guest RAM
 }
 
 // fill writes the destination's post-copy figures into rep.
