@@ -108,6 +108,13 @@ type Source interface {
 // by the transport directly into the files of RAM(); the engine calls
 // LoadState once every page has arrived, then Resume after the source
 // committed.
+//
+// The engine calls these (and PostcopyTarget's) one at a time, from the
+// goroutine that runs Receive, except LoadState in post-copy: it runs
+// on a goroutine of its own, not on Receive's goroutine nor its OS
+// thread (a LoadState that needs a locked thread must lock one itself),
+// and Receive waits for it to return before it calls anything else,
+// also when the migration ended meanwhile.
 type Target interface {
 	RAM() Layout
 	// LoadState restores a blob made by the source's SaveState. It must
