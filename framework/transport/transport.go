@@ -302,7 +302,8 @@ type Transport interface {
 	// StallTimeout for stalled, on either side: a transport must count
 	// bytes as they move, a sending one as it writes them (a Flush that
 	// waits on a slow link is not a stall), a receiving one as pages
-	// arrive, not at a Flush (engine.Options.StallTimeout).
+	// arrive, not at a Flush (engine.Options.StallTimeout; transporttest's
+	// CountsBeforeFlush checks the receiving side).
 	Stats(ctx context.Context) (Stats, error)
 	// Close ends the session and releases the RAM mappings; pending page
 	// sends are abandoned, but a message sent before Close still reaches

@@ -67,10 +67,11 @@ func parseCommit(b []byte) (commit, error) {
 // is runsKind; its payload lists data runs of that batch:
 // n × (first u64, count u32).
 const (
-	runsKind    = 1
-	markedKind  = 2 // MARKED: the answer to a MARK (no payload)
-	runSize     = 12
-	maxRunsSize = 64 << 10 // payload bytes per RUNS frame
+	runsKind     = 1
+	markedKind   = 2 // MARKED: the answer to a MARK (no payload)
+	progressKind = 3 // PROGRESS: the batch's data pages written so far (progress.go; setup version 5)
+	runSize      = 12
+	maxRunsSize  = 64 << 10 // payload bytes per RUNS frame
 )
 
 // appendRunsHeader writes the header of a RUNS frame of batch seq with

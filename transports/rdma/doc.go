@@ -19,6 +19,7 @@
 //	           runs  ─ RUNS seq (control) ────────► which data runs the batch wrote
 //	           end of each call: MARK seq k ══════► runs of the first k RUNS visible: Landed
 //	                                            ◄── MARKED seq (control)
+//	           writes completed: PROGRESS seq n ──► counted in Stats (not Landed: not yet visible)
 //	Flush:     COMMIT seq (fi_send after writes) ═► writes visible (FI_ORDER_SAW): Landed
 //	                                            ◄── ACK seq (control) when COMMIT,
 //	                                                ZEROs and RUNS are in
@@ -52,6 +53,15 @@
 // after them. Providers without FI_ORDER_SAW are opened with
 // FI_DELIVERY_COMPLETE and the COMMIT waits for every write's completion.
 // Urgent pages are committed the same way on their own endpoint (UCOMMIT).
+//
+// Counting: the destination cannot see the writes land, so the source
+// reports, at most every progressEvery, how many of the batch's data
+// pages its writes completed (PROGRESS, progress.go; setup version 5);
+// the destination's Stats count them then and the rest at the COMMIT,
+// so they grow while a pass moves, not only at its Flush
+// (transport.Transport's Stats; the engine's stall watch reads them).
+// A PROGRESS makes nothing visible: nothing reads or reports a page
+// before its MARK or COMMIT.
 // A zero run and a data run of the same page in one batch would race
 // (different channels), so such a batch is committed in between.
 //

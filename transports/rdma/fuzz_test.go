@@ -13,7 +13,7 @@ import (
 
 // FuzzSetup feeds arbitrary bytes to the setup frame readers (one type,
 // and the gate's HELLO or URGENT) and the
-// OFFER, HELLO (tag and layout) and COMMIT decoders: they return
+// OFFER, HELLO (tag and layout), COMMIT and PROGRESS decoders: they return
 // ErrProtocol (or a read error; OTHER: ErrWrongMigration), never panic,
 // never allocate past maxSetup.
 func FuzzSetup(f *testing.F) {
@@ -69,6 +69,10 @@ func FuzzSetup(f *testing.F) {
 		if _, err := parseCommit(in); err != nil && !errors.Is(err, transport.ErrProtocol) {
 			t.Fatalf("parseCommit: %v is not ErrProtocol", err)
 		}
+		pf := wire.Frame{Header: wire.Header{Type: wire.TypeMsg, Seq: 1}, Kind: progressKind, Payload: in}
+		if _, err := parseProgress(pf); (err == nil) != (len(in) == 8) || err != nil && !errors.Is(err, transport.ErrProtocol) {
+			t.Fatalf("parseProgress of %d bytes: %v", len(in), err)
+		}
 		regs := []*region{{}, {}}
 		if err := parseKeys(in, regs); err != nil && !errors.Is(err, transport.ErrProtocol) {
 			t.Fatalf("parseKeys: %v is not ErrProtocol", err)
@@ -98,20 +102,21 @@ func TestSetupFrames(t *testing.T) {
 		"version 1":  append([]byte("FRDM\x00\x01"), b.Bytes()[6:]...), // no urgent path
 		"version 2":  append([]byte("FRDM\x00\x02"), b.Bytes()[6:]...), // no tag
 		"version 3":  append([]byte("FRDM\x00\x03"), b.Bytes()[6:]...), // no READY
-		"wrong type": append([]byte("FRDM\x00\x04\x00\x03"), b.Bytes()[8:]...),
-		"too long":   []byte("FRDM\x00\x04\x00\x02\x7f\xff\xff\xff"),
+		"version 4":  append([]byte("FRDM\x00\x04"), b.Bytes()[6:]...), // no PROGRESS
+		"wrong type": append([]byte("FRDM\x00\x05\x00\x03"), b.Bytes()[8:]...),
+		"too long":   []byte("FRDM\x00\x05\x00\x02\x7f\xff\xff\xff"),
 	} {
 		_, err := readSetup(bytes.NewReader(in), setupOffer)
 		if !errors.Is(err, transport.ErrProtocol) || strings.HasPrefix(name, "version") != errors.Is(err, errSetupVersion) {
 			t.Errorf("%s: %v; want ErrProtocol (naming the versions for another version)", name, err)
 		}
 	}
-	if setupVersion != 4 {
-		t.Errorf("setup version %d: the cases above write version 4 as this side's", setupVersion)
+	if setupVersion != 5 {
+		t.Errorf("setup version %d: the cases above write version 5 as this side's", setupVersion)
 	}
 	b.Reset()
 	writeSetup(&b, setupReady, nil)
-	if want := []byte("FRDM\x00\x04\x00\x07\x00\x00\x00\x00"); !bytes.Equal(b.Bytes(), want) {
+	if want := []byte("FRDM\x00\x05\x00\x07\x00\x00\x00\x00"); !bytes.Equal(b.Bytes(), want) {
 		t.Errorf("READY = %x; want %x", b.Bytes(), want)
 	}
 	if p, err := readSetup(bytes.NewReader(b.Bytes()), setupReady); err != nil || len(p) != 0 {

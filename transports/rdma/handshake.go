@@ -35,12 +35,16 @@ import (
 // migration's tag in HELLO and URGENT, and OTHER (transport API 8);
 // version 4 READY (still transport API 8), without which a destination
 // could not tell a source's try that ended as its URGENT answer arrived
-// from one that succeeded. The version must match exactly; a peer of
+// from one that succeeded; version 5 the session's PROGRESS frames
+// (progress.go: the source reports its completed writes, which a
+// version-4 destination would take for a malformed RUNS frame). The
+// version stands for the whole session's protocol, not only the setup
+// frames: it must match exactly; a peer of
 // another is answered in this one (a REFUSE its reader refuses naming
 // both versions).
 const (
 	setupMagic   = "FRDM"
-	setupVersion = 4
+	setupVersion = 5
 	setupHeader  = 12
 	maxSetup     = 64 + 2*(4+wire.MaxRegions*16)
 	nonceSize    = 16
@@ -126,7 +130,7 @@ func (ts setupTypes) String() string {
 
 // errSetupVersion marks a setup frame of another version: the peer runs
 // another Ferry release's rdma transport (the version must match
-// exactly; version 4 came within transport API 8).
+// exactly; versions 4 and 5 came within transport API 8).
 var errSetupVersion = errors.New("both sides need the rdma transport of the same Ferry release (upgrade the older side)")
 
 func (t setupType) String() string {

@@ -38,6 +38,7 @@ type receiver struct {
 	frameEnd            []int
 	markFrames          uint64
 	reported            int
+	counted             uint64              // its data pages counted in Stats (PROGRESS, progress.go)
 	scratch             []transport.PageRun // takeRuns only
 	hook                func() error        // tests only: runs first in register; its error fails it
 }
@@ -103,14 +104,22 @@ func (s *session) committed(cm commit) error {
 	if cm.seq != r.next || r.cm != nil || r.runFrames > cm.runs || r.markFrames > cm.runs { // pages are checked against the RUNS
 		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
 	}
+	if r.counted > cm.pages {
+		return fmt.Errorf("%w: COMMIT of batch %d names %d data pages, its PROGRESS %d", transport.ErrProtocol, cm.seq, cm.pages, r.counted)
+	}
 	r.cm = &cm
-	s.stats.data.Add(cm.pages)
-	s.stats.wire.Add(cm.pages*pageSize + commitSize)
+	s.countData(cm.pages - r.counted) // the rest: PROGRESS counted the others
+	r.counted = cm.pages
+	s.stats.wire.Add(commitSize)
 	return s.ackIfDone()
 }
 
-// receiveCtrl applies the source's ZERO frames and takes its RUNS.
+// receiveCtrl applies the source's ZERO frames and takes its RUNS and
+// PROGRESS frames.
 func (s *session) receiveCtrl(f wire.Frame) error {
+	if f.Type == wire.TypeMsg && f.Kind == progressKind { // seq != 0
+		return s.progressed(f)
+	}
 	if f.Type == wire.TypeMsg { // seq != 0: RUNS
 		return s.takeRuns(f)
 	}
@@ -227,7 +236,7 @@ func (s *session) ackIfDone() error {
 	seq := r.cm.seq
 	r.next, r.cm, r.zeros = seq+1, nil, 0
 	r.runFrames, r.runPages, r.runs = 0, 0, r.runs[:0]
-	r.frameEnd, r.markFrames, r.reported = r.frameEnd[:0], 0, 0
+	r.frameEnd, r.markFrames, r.reported, r.counted = r.frameEnd[:0], 0, 0, 0
 	s.wg.Go(func() { // the ACK goes out of the reader's way
 		if err := s.writeFrame(context.Background(), wire.AppendAck(nil, seq)); err != nil {
 			s.log.Debug("ACK not sent", "batch", seq, "error", err)

@@ -46,6 +46,7 @@ type sender struct {
 	marksDone      atomic.Uint64 // MARKED answers
 	markBusy       [maxMarks]atomic.Bool
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
+	written        written       // what its writes completed (PROGRESS, progress.go)
 	commitInFlight bool
 	mu             sync.Mutex
 	hook           func() error // tests only: runs first in register; its error fails it
@@ -68,6 +69,7 @@ func (snd *sender) register(s *session) error {
 	snd.queue.init("", s.ep, s.sendCompleted)
 	s.populate = !pins(s.caps)
 	snd.seq = 1
+	snd.written.init(snd.seq)
 	snd.resetRanges()
 	return nil
 }
@@ -88,7 +90,11 @@ func (s *session) pollSend() {
 
 // sendCompleted counts the bulk endpoint's completions cs.
 func (s *session) sendCompleted(cs []fabric.Completion) error {
+	var writes uint64
 	for _, c := range cs {
+		if c.Ctx&ctxKindMask == ctxWrite {
+			writes += c.Ctx >> 16
+		}
 		s.snd.inflight.Add(-1)
 		if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
 			s.snd.markBusy[i].Store(false)
@@ -98,6 +104,9 @@ func (s *session) sendCompleted(cs []fabric.Completion) error {
 			s.snd.commitInFlight = false
 			s.snd.mu.Unlock()
 		}
+	}
+	if writes > 0 {
+		s.snd.written.add(writes)
 	}
 	wake(s.snd.progress)
 	return nil
@@ -249,7 +258,7 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 		}
 	}
 	err := s.postWrites(ctx, &snd.queue, r, &snd.pages, func(g *region, chunk []byte, at uint64) func() error {
-		return func() error { return s.ep.Write(chunk, g.mr, g.rbase+at, g.rkey, ctxWrite) }
+		return func() error { return s.ep.Write(chunk, g.mr, g.rbase+at, g.rkey, writeCtx(chunk)) }
 	})
 	if err != nil {
 		return fmt.Errorf("write pages: %w", err)
@@ -347,6 +356,7 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)
 	}
 	snd.seq++
+	snd.written.next(snd.seq) // every write of batch seq-1 completed
 	snd.zeros, snd.pages, snd.runFrames, snd.markedPages = 0, 0, 0, 0
 	snd.resetRanges()
 	s.ord.batchDone(snd.seq)

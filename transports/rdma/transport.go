@@ -122,6 +122,9 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	if req.Role == transport.RoleSend {
 		s.wg.Go(s.pollSend)
+		if !s.snd.commitEarly {
+			s.wg.Go(s.reportWritten)
+		}
 		s.wg.Go(func() { s.readCtrl(s.sendCtrl) })
 		s.wg.Go(s.pollUrgentSend)
 		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.usendCtrl) })

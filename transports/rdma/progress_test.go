@@ -1,0 +1,96 @@
+package rdma
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// TestProgressCounting: the destination's bookkeeping of PROGRESS
+// frames and COMMITs, without a fabric: pages are counted as reported
+// and the rest at the COMMIT, each once; a PROGRESS of a batch already
+// committed is dropped; a count that goes back, runs past its COMMIT
+// or names a later batch, and a COMMIT of fewer pages than reported,
+// are protocol errors.
+func TestProgressCounting(t *testing.T) {
+	type event struct {
+		progress bool // else a COMMIT
+		seq, n   uint64
+	}
+	p := func(seq, n uint64) event { return event{true, seq, n} }
+	c := func(seq, n uint64) event { return event{false, seq, n} }
+	for _, tc := range []struct {
+		name   string
+		next   uint64 // the batch expected
+		events []event
+		data   uint64 // pages counted after the events
+		bad    bool   // the last event is refused
+	}{
+		{"as reported, rest at COMMIT", 1, []event{p(1, 10), p(1, 25), c(1, 40)}, 40, false},
+		{"late PROGRESS after COMMIT", 1, []event{p(1, 10), c(1, 40), p(1, 30), p(1, 40)}, 40, false},
+		{"COMMIT alone", 1, []event{c(1, 7)}, 7, false},
+		{"batch already committed", 3, []event{p(2, 99)}, 0, false},
+		{"goes back", 1, []event{p(1, 10), p(1, 9)}, 10, true},
+		{"past its COMMIT", 1, []event{c(1, 40), p(1, 41)}, 40, true},
+		{"COMMIT short of PROGRESS", 1, []event{p(1, 30), c(1, 20)}, 30, true},
+		{"later batch", 1, []event{p(2, 1)}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st counters
+			s := newSession(transport.RoleReceive, hclog.NewNullLogger(), config{}, &ram{}, &st)
+			s.rcv.next = tc.next
+			commits := uint64(0) // accepted: each counts its own bytes
+			for i, e := range tc.events {
+				var err error
+				if e.progress {
+					var f wire.Frame
+					if f, err = wire.NewDecoder(bytes.NewReader(appendProgress(nil, e.seq, e.n))).Next(); err != nil {
+						t.Fatalf("decode PROGRESS: %v", err)
+					}
+					err = s.receiveCtrl(f)
+				} else {
+					// One RUNS frame named that never comes: the batch is not acknowledged.
+					err = s.committed(commit{seq: e.seq, pages: e.n, runs: 1})
+				}
+				if last := i == len(tc.events)-1; err != nil && (!last || !tc.bad || !errors.Is(err, transport.ErrProtocol)) {
+					t.Fatalf("event %d %+v: %v", i, e, err)
+				} else if last && tc.bad && err == nil {
+					t.Fatalf("event %d %+v accepted; want a protocol error", i, e)
+				}
+				if err == nil && !e.progress {
+					commits++
+				}
+			}
+			wire := tc.data*pageSize + commits*commitSize
+			if st.data.Load() != tc.data || st.wire.Load() != wire {
+				t.Errorf("counted %d pages, %d bytes; want %d pages, %d bytes", st.data.Load(), st.wire.Load(), tc.data, wire)
+			}
+		})
+	}
+}
+
+// TestProgressFrame: PROGRESS round trips, and other lengths or kinds
+// are refused.
+func TestProgressFrame(t *testing.T) {
+	f, err := wire.NewDecoder(bytes.NewReader(appendProgress(nil, 7, 1<<40))).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := parseProgress(f); err != nil || n != 1<<40 || f.Seq != 7 {
+		t.Fatalf("round trip: seq %d, %d pages, %v", f.Seq, n, err)
+	}
+	for _, bad := range []wire.Frame{
+		{Header: wire.Header{Type: wire.TypeMsg, Seq: 7}, Kind: progressKind, Payload: make([]byte, 7)},
+		{Header: wire.Header{Type: wire.TypeMsg, Seq: 7}, Kind: progressKind, Payload: make([]byte, 9)},
+		{Header: wire.Header{Type: wire.TypeMsg, Seq: 7}, Kind: runsKind, Payload: make([]byte, 8)},
+	} {
+		if _, err := parseProgress(bad); !errors.Is(err, transport.ErrProtocol) {
+			t.Errorf("kind %d, %d bytes: %v; want ErrProtocol", bad.Kind, len(bad.Payload), err)
+		}
+	}
+}
