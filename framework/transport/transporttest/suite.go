@@ -35,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 		{"Messages", testMessages},
 		{"MessageLimits", testMessageLimits},
 		{"Stats", testStats},
+		{"CountsBeforeFlush", testCountsBeforeFlush},
 		{"Reopen", testReopen},
 		{"PortHeld", testPortHeld},
 		{"PeerClose", testPeerClose},
