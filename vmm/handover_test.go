@@ -41,7 +41,7 @@ func TestSideAfter(t *testing.T) {
 
 // TestFailedSourceStoppedIsNotRunning: the source VMM's shutdown
 // (SIGTERM) came while the migration was live, so it did not wait
-// (awaitHandover) and stopped the VM; the engine's next Pause failed,
+// (handoverWait) and stopped the VM; the engine's next Pause failed,
 // and so did its Resume. The migration reports the source failed, not
 // running: "running" would have migrate take this stopped copy for the
 // guest's, say "the source keeps running", and give up a destination
@@ -321,12 +321,12 @@ func (l logTap) Handle(_ context.Context, r slog.Record) error {
 }
 
 // TestShutdownResolvedBeforeLook: a shutdown deferred until its
-// migration ended (awaitHandover) looks at the VM once its goroutine
+// migration ended (handoverWait) looks at the VM once its goroutine
 // runs again, which may be after migrate -resolve already moved it: the
 // handover ended unknown and was resolved "resume" here, the guest's
 // only copy. That shutdown must not stop it, as it does not when it saw
 // the resolve come; a shutdown that did not wait (a later signal) stops
-// the VM as any other. Found by audit: awaitResolved decided from the VM's
+// the VM as any other. Found by audit: the look decided from the VM's
 // state alone, found it running, not handover-unknown, and the
 // shutdown stopped the only running copy.
 func TestShutdownResolvedBeforeLook(t *testing.T) {
@@ -339,11 +339,16 @@ func TestShutdownResolvedBeforeLook(t *testing.T) {
 	if _, err := v.resolve(context.Background(), v.mig, api.ResolveResume); err != nil {
 		t.Fatal(err)
 	}
-	if !v.awaitResolved(true) {
-		t.Error("a shutdown deferred by the handover would stop the guest resumed here as its only copy")
+	v.mig.mu.Lock()
+	m1 := v.mig.cur
+	v.mig.mu.Unlock()
+	v.shutdownAfter([]*api.Migration{m1}) // deferred by the handover, it looks only now
+	if st := v.Status().State; st != StateRunning {
+		t.Errorf("VM %s: a shutdown deferred by the handover stopped the guest resumed here as its only copy", st)
 	}
-	if v.awaitResolved(false) {
-		t.Error("a shutdown that did not wait for the handover would not stop a running VM")
+	v.shutdown() // a shutdown that did not wait for the handover
+	if st := v.Status().State; st != StateStopped {
+		t.Errorf("VM %s: a shutdown that did not wait for the handover left a running VM running", st)
 	}
 }
 

@@ -74,9 +74,10 @@ func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v
 
 // Resume implements framework.Source and framework.Target. A
 // destination's is refused once the VMM's shutdown cancelled the
-// migration (VM.cancelIncoming). One that ran a paused VM again is
+// migration (VM.incomingWait). One that ran a paused VM again is
 // recorded in the owner (resumed): the VM's state alone cannot say so
-// once a stop, which does not take the run lock, ended it.
+// once a stop (a power-off, a failure), which does not take the run
+// lock, ended it.
 func (m migrationVM) Resume() error {
 	return m.own.do(context.Background(), func(context.Context) error {
 		was := m.v.Status().State // under the run lock: only a stop can change it meanwhile
@@ -274,155 +275,6 @@ func (mg *migration) incoming() (canceller, <-chan struct{}) {
 		return nil, nil
 	}
 	return mg.cancel, mg.done
-}
-
-// cancelIncoming is the VMM's own shutdown (SIGTERM, SIGINT) while it
-// receives a migration whose guest does not run here yet: it cancels
-// the migration and waits until it ended, which the engine makes quick
-// in every state (the source is told, ABORT, and its guest runs on
-// there; a COMMIT that was already on its way is refused), so that the
-// shutdown's stop never meets a migration still going. Before, the stop
-// alone left the engine running behind it: the VMM did not exit until
-// the source had sent every page (or incoming_timeout passed) and
-// COMMIT found the VM stopped.
-//
-// The engine's Resume at COMMIT is refused from here on (resumeFor,
-// under v.mu): a COMMIT the engine acted on just before the cancel (it
-// held, and refuses the cancel) would run the guest here; the source
-// then paused its copy for good, and this shutdown stopped the only
-// running one. Refused, the engine fails and tells the source (ABORT),
-// which resumes. A guest that
-// already runs here (the Resume came first; the migration's progress
-// may not say so yet) is stopped as any running VM is.
-//
-// It reports whether it waited for the migration's end, which then
-// decides what the shutdown may stop (awaitResolved).
-func (v *VM) cancelIncoming() (waited bool) {
-	mg := v.migration()
-	if mg == nil {
-		return false
-	}
-	cancel, done := mg.incoming()
-	if cancel == nil {
-		return false
-	}
-	v.mu.Lock()
-	runs := v.state == StateRunning // an incoming VM runs only from its COMMIT's Resume on
-	v.incomingCancelled = !runs
-	v.mu.Unlock()
-	if runs {
-		return false
-	}
-	v.log.Warn("shutdown: cancelling the incoming migration; the guest stays on the source")
-	cancel()
-	<-done // the engine returned: it resumes nothing any more
-	v.mu.Lock()
-	v.incomingCancelled = false // a guest that migrate -resolve resumes here may be sent on later
-	v.mu.Unlock()
-	return true
-}
-
-// awaitHandover holds the VMM's own shutdown (SIGTERM, SIGINT) while it
-// sends a migration in post-copy (the guest runs on the destination and
-// needs pages only this process holds: exiting now would lose it) or
-// in its handover (stopping the paused VM now could leave no copy to
-// resume if the destination never ran it). The shutdown goes on once the
-// migration ended (then awaitResolved, if its handover is unknown). A
-// second signal kills the process at once (cmd/ferry-vmm), which may
-// lose the guest.
-//
-// It decides from the migration's last progress report, which the
-// engine sends for the switch before it pauses the VM (engine
-// TestSwitchReportedBeforePause), and whose last report, before the
-// VMM records the end, still says handover-unknown: a VM the engine
-// paused is always waited for. A signal just before the switch stops the VM as in any
-// live pass; the engine's pause or state save then fails, its resume
-// too, and the migration ends failed with the source side failed
-// (sideAfter), not running. Nothing here holds the engine off between
-// the look and the stop: a switch that slips in between fails the same
-// way, or completes if the state was already saved (Close waits for the
-// engine, so guest RAM outlives it).
-//
-// It reports whether it waited: the migration's end then decides what
-// the shutdown may stop (awaitResolved).
-func (v *VM) awaitHandover() (waited bool) {
-	mg := v.migration()
-	if mg == nil {
-		return false
-	}
-	done, postcopy := mg.handingOver()
-	if done == nil {
-		return false
-	}
-	if postcopy {
-		v.log.Warn("shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
-			"this VMM exits once the migration ended (a second signal exits now and loses the guest)")
-	} else {
-		v.log.Warn("shutdown deferred: the VM is being handed over to the destination; " +
-			"this VMM exits once the handover ended (a second signal exits now and may lose the guest)")
-	}
-	<-done
-	return true
-}
-
-// awaitResolved holds the VMM's own shutdown while the handover of a
-// migration is unknown (StateHandoverUnknown): the paused VM may be the
-// only copy of the guest (a post-copy destination that never got COMMIT
-// lacks its absent pages), and quit is refused there for that reason.
-// It returns once migrate-resolve moved the VM (or it was stopped
-// otherwise), reporting whether the guest now runs here: resumed as its
-// only copy (the other side was discarded), which the shutdown must then
-// not stop. A second signal kills the process at once (cmd/ferry-vmm),
-// which may lose the guest.
-//
-// deferred says the shutdown waited for the migration's end
-// (awaitHandover, cancelIncoming): if it ended handover-unknown, a
-// migrate-resolve that resumed the guest here before this look (the
-// shutdown's goroutine may run late) resumed it as its only copy too;
-// found running, it is not stopped. A later shutdown stops a VM running
-// here as any other.
-func (v *VM) awaitResolved(deferred bool) (runsHere bool) {
-	switch st := v.Status().State; {
-	case st == StateHandoverUnknown:
-	case deferred && v.endedUnknown():
-		return v.runsNow()
-	default:
-		return false
-	}
-	v.log.Warn("shutdown deferred: the handover of this VM is unknown and this paused copy may be the only one of the guest; " +
-		"this VMM stops once migrate -resolve settled it (a second signal exits now and may lose the guest)")
-	for {
-		v.awaitLeaving(StateHandoverUnknown)
-		if st := v.settledState(); st != StateHandoverUnknown {
-			return st == StateRunning
-		}
-	}
-}
-
-// settledState is the VM's state once no run-state change is under way:
-// a resolve that moves it holds the run lock until it is done (a resume
-// passes through paused, and a failed one comes back).
-func (v *VM) settledState() State {
-	var st State
-	_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error {
-		st = v.Status().State
-		return nil
-	})
-	return st
-}
-
-// runsNow reports whether the VM runs, read as settledState.
-func (v *VM) runsNow() bool { return v.settledState() == StateRunning }
-
-// endedUnknown reports whether this VMM's last migration ended with its
-// handover unknown (whatever migrate-resolve made of it since).
-func (v *VM) endedUnknown() bool {
-	mg := v.migration()
-	if mg == nil {
-		return false
-	}
-	st := mg.status()
-	return st != nil && st.Done && st.Report != nil && st.Report.Status == engine.StatusHandoverUnknown
 }
 
 // errCommittingNoCancel is migrate-cancel's answer on a pre-copy source

@@ -202,16 +202,17 @@ func TestShutdownWaitsForHandover(t *testing.T) {
 		{"send", engine.Progress{Phase: engine.PhaseDone, Mode: engine.ModePrecopy, Handover: engine.HandoverUnknown}, true},
 		{"send", engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive}, false},
 		{"send", engine.Progress{Phase: engine.PhaseDone, Mode: engine.ModePrecopy, Handover: engine.HandoverFailed}, false},
-		{"receive", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy}, false},
+		{"receive", engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverPostcopy}, false},
 	} {
 		mg := &migration{}
-		v := &VM{log: slog.New(slog.DiscardHandler), mig: mg}
+		v := bareVM(StateRunning) // a destination in post-copy runs the guest
+		v.mig = mg
 		if err := mg.begin(tc.role, "", takes(func() {})); err != nil {
 			t.Fatal(err)
 		}
 		mg.progress(tc.p)
 		returned := make(chan struct{})
-		go func() { v.awaitHandover(); close(returned) }()
+		go func() { v.shutdown(); close(returned) }() // as Run does on the first signal
 		// Going on is waited for up to 5 s (a loaded machine may run the
 		// goroutine late); waiting is seen as not going on within 100 ms.
 		patience := 100 * time.Millisecond

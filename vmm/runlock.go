@@ -39,10 +39,11 @@ import (
 // migration's end takes the run lock through runLocked, then looks at
 // the migration).
 //
-// Not covered: the guest powering off or failing (the VM stops whatever
-// the lock says), and Stop from the process's own shutdown (SIGTERM):
-// both end the VM, they do not run it twice. A source VMM that is killed
-// mid-migration leaves its destination to the migration's own timeouts.
+// Not covered: the guest powering off or failing, and Stop (the VM
+// stops whatever the lock says): they end the VM, they do not run it
+// twice. The process's own shutdown (SIGTERM) decides and stops under
+// the lock (shutdown.go). A source VMM that is killed mid-migration
+// leaves its destination to the migration's own timeouts.
 
 // runLock is a mutex that can be waited for under a context.
 type runLock chan struct{}

@@ -111,7 +111,7 @@ type VM struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	// incomingCancelled: the VMM's shutdown cancelled the incoming
-	// migration (cancelIncoming), so its COMMIT never runs the guest
+	// migration (incomingWait, shutdown.go), so its COMMIT never runs the guest
 	// here (resumeFor).
 	incomingCancelled bool
 }
@@ -305,24 +305,6 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 	return v.exitCode, v.exitErr
 }
 
-// shutdown is the VMM's own stop (ctx of Run ended: a signal): not while
-// a sending migration hands the VM over or runs in post-copy, not before
-// an incoming one whose guest does not run here yet was cancelled, not while
-// its handover is unknown, and not at all once migrate-resolve resumed
-// the guest here as its only copy.
-func (v *VM) shutdown() {
-	deferred := v.awaitHandover()
-	if v.cancelIncoming() {
-		deferred = true
-	}
-	if v.awaitResolved(deferred) {
-		v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
-			"quit stops it (a second signal kills this VMM at once)")
-		return
-	}
-	v.Stop()
-}
-
 // startVCPUs creates every vCPU, running setup on its thread, and a
 // goroutine that ends the VM when they have all returned (closing
 // cpusDone). A vCPU that cannot be created ends the VM with its error.
@@ -446,7 +428,7 @@ var errIncomingCancelled = fmt.Errorf("this VMM is shutting down and cancelled t
 // (migrationVM.Resume), which is refused once the VMM's shutdown
 // cancelled the incoming migration: checked under the same v.mu as the
 // change, so either the guest ran here before the shutdown looked
-// (cancelIncoming then stops it as a running VM) or it never runs here.
+// (the shutdown then stops it as a running VM) or it never runs here.
 func (v *VM) resumeFor(migration bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()

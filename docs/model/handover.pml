@@ -694,7 +694,7 @@ proctype Faults() {
 	:: atomic { !FAULT && !s_dead -> s_crash = 1; s_dead = 1; s_vm = V_STOPPED; up = 0; s_dial = 0 }  /* kill -9 */
 	:: atomic { !FAULT && !d_dead -> d_crash = 1; d_dead = 1; d_vm = V_STOPPED; up = 0; d_listen = 0; d_silent = 0 }
 	:: atomic { !FAULT && d_pc -> d_pcfail = 1 }                    /* the fault service fails */
-	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (cancelIncoming) */
+	:: atomic { !FAULT && d_own && !d_held -> d_cancel = 1; d_opcancel = 1 }   /* an operator's migrate-cancel, the VMM's SIGTERM (incomingWait) */
 	/* migrate-cancel on the source, or migrate's Ctrl-C (follow):
 	 * cancelRunning cancels Send's context. In the live passes it is one
 	 * of the failures Src already takes; from the hold on (either mode,

@@ -1,0 +1,208 @@
+package vmm
+
+import (
+	"context"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// The VMM's own shutdown (SIGTERM, SIGINT: Run's ctx ended). It looks at
+// the VM and its migration under the run lock (runlock.go), so it sees
+// a settled state (a migrate-resolve resume passes through paused), no
+// migration can begin or pause the VM between its look and its stop,
+// and a stop is the last run-state change (an engine's later pause or
+// resume fails). What it finds decides:
+//
+//	look ─┬─ a sending migration hands the VM over, or runs in post-copy ─► wait for its end ────────┐
+//	  ▲   ├─ an incoming migration whose guest does not run here yet ─► cancel it, wait for its end ─┤
+//	  │   ├─ handover-unknown ─► wait until migrate-resolve moved the VM ────────────────────────────┤
+//	  └───┼──────────────────────────────────────────────────────────────────────────────────────────┘
+//	      ├─ the VM runs, and a migration waited for above ended handover-unknown and
+//	      │  migrate-resolve resumed the guest here (its only copy) ─► cancelled: quit stops it
+//	      └─ otherwise ─► stop
+//
+// An incoming migration is looked for before the run lock too: the
+// engine's LoadState holds it, and a post-copy one may wait in a fault
+// on a page the source owes until the cancel ends it. Each wait is
+// bounded by the migration's own limits, except handover-unknown, which
+// only migrate-resolve ends (the paused VM may be the only copy of the
+// guest: quit is refused there too). After each wait it looks again: a
+// later migration (a migrate-send after a resume) is waited for as the
+// first was. A second signal kills the process at once (cmd/ferry-vmm),
+// which may lose the guest; so does any signal after a cancelled
+// shutdown.
+
+// shutdownWait is what the shutdown waits for before it looks again.
+type shutdownWait struct {
+	m    *api.Migration // the migration waited through (its record in migration.cur)
+	why  string         // logged once for each new reason
+	wait func()         // blocks, outside the run lock, until m ended or left handover-unknown
+}
+
+// shutdown is the VMM's own stop: not while a sending migration hands
+// the VM over or runs in post-copy, not before an incoming one whose
+// guest does not run here yet was cancelled, not while its handover is
+// unknown, and not at all once migrate-resolve resumed the guest here as
+// its only copy after such a wait.
+func (v *VM) shutdown() { v.shutdownAfter(nil) }
+
+// shutdownAfter is shutdown once it has waited through the migrations in
+// waited (their records): the look a shutdown's goroutine makes after a
+// wait, however late it runs.
+func (v *VM) shutdownAfter(waited []*api.Migration) {
+	said := ""
+	for {
+		// An incoming migration is cancelled without the run lock first:
+		// the engine's LoadState holds it, and a post-copy one may wait
+		// in a fault on a page the source owes until the cancel ends it.
+		w, kept := v.incomingWait(v.migration()), false
+		if w == nil {
+			_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error { // every holder is bounded
+				w, kept = v.shutdownLook(waited)
+				return nil
+			})
+		}
+		switch {
+		case w != nil:
+			if w.why != said {
+				v.log.Warn(w.why)
+				said = w.why
+			}
+			w.wait()
+			waited = append(waited, w.m)
+		case kept:
+			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
+				"quit stops it (a second signal kills this VMM at once)")
+			return
+		default:
+			return
+		}
+	}
+}
+
+// shutdownLook is one look of the shutdown; the caller holds the run
+// lock. It returns what to wait for, or kept (the VM is left running),
+// or stops the VM and returns neither.
+func (v *VM) shutdownLook(waited []*api.Migration) (w *shutdownWait, kept bool) {
+	mg := v.migration()
+	if w := v.handoverWait(mg); w != nil {
+		return w, false
+	}
+	if w := v.incomingWait(mg); w != nil {
+		return w, false
+	}
+	switch st := v.Status().State; {
+	case st == StateHandoverUnknown:
+		return &shutdownWait{m: mg.record(), wait: func() { v.awaitLeaving(StateHandoverUnknown) },
+			why: "shutdown deferred: the handover of this VM is unknown and this paused copy may be the only one of the guest; " +
+				"this VMM stops once migrate -resolve settled it (a second signal exits now and may lose the guest)"}, false
+	case st == StateRunning && mg.resolvedHere(waited):
+		return nil, true
+	}
+	v.Stop()
+	return nil, false
+}
+
+// handoverWait is the wait while this VMM sends a migration in
+// post-copy (the guest runs on the destination and needs pages only this
+// process holds: exiting now would lose it) or in its handover
+// (stopping the paused VM now could leave no copy to resume if the
+// destination never ran it), or nil. It decides from the migration's last
+// progress report (migration.handingOver), which the engine sends for
+// the switch before it pauses the VM (engine
+// TestSwitchReportedBeforePause), and which, until the VMM records the
+// end, still says handover-unknown: a VM the engine paused is always
+// waited for. A VM stopped just before the switch (this look holds the
+// run lock the engine's pause needs) fails the engine's pause or state
+// save and then its resume, and the migration ends failed with the
+// source side failed (sideAfter), not running.
+func (v *VM) handoverWait(mg *migration) *shutdownWait {
+	if mg == nil {
+		return nil
+	}
+	done, postcopy := mg.handingOver()
+	if done == nil {
+		return nil
+	}
+	why := "shutdown deferred: the VM is being handed over to the destination; " +
+		"this VMM exits once the handover ended (a second signal exits now and may lose the guest)"
+	if postcopy {
+		why = "shutdown deferred: the guest runs on the destination in post-copy and needs pages only this VMM holds; " +
+			"this VMM exits once the migration ended (a second signal exits now and loses the guest)"
+	}
+	return &shutdownWait{m: mg.record(), why: why, wait: func() { <-done }}
+}
+
+// incomingWait is the wait while this VMM receives a migration whose
+// guest does not run here yet, or nil: it cancels the migration and waits
+// until it ended, which the engine makes quick in every state (the
+// source is told, ABORT, and its guest runs on there; a COMMIT that was
+// already on its way is refused), so that the shutdown's stop never
+// meets a migration still going. Before, the stop alone left the engine
+// running behind it: the VMM did not exit until the source had sent
+// every page (or incoming_timeout passed) and COMMIT found the VM
+// stopped.
+//
+// The engine's Resume at COMMIT is refused from this look on (resumeFor,
+// under v.mu): a COMMIT the engine acted on just before the cancel (it
+// held, and refuses the cancel) would run the guest here; the source
+// then paused its copy for good, and this shutdown stopped the only
+// running one. Refused, the engine fails and tells the source (ABORT),
+// which resumes. A guest that already runs here (the Resume came first;
+// the migration's progress may not say so yet) is stopped as any
+// running VM is. The cancel is called in the wait, outside the run lock:
+// the engine may hold its own hold while it waits for the run lock.
+func (v *VM) incomingWait(mg *migration) *shutdownWait {
+	if mg == nil {
+		return nil
+	}
+	cancel, done := mg.incoming()
+	if cancel == nil {
+		return nil
+	}
+	v.mu.Lock()
+	runs := v.state == StateRunning // an incoming VM runs only from its COMMIT's Resume on
+	v.incomingCancelled = !runs
+	v.mu.Unlock()
+	if runs {
+		return nil
+	}
+	return &shutdownWait{m: mg.record(), why: "shutdown: cancelling the incoming migration; the guest stays on the source",
+		wait: func() {
+			cancel()
+			<-done // the engine returned: it resumes nothing any more
+			v.mu.Lock()
+			v.incomingCancelled = false // a guest that migrate -resolve resumes here may be sent on later
+			v.mu.Unlock()
+		}}
+}
+
+// record is the current migration's record (migration.cur, which
+// begin replaces and resolve updates in place), or nil; nil for a nil mg.
+func (mg *migration) record() *api.Migration {
+	if mg == nil {
+		return nil
+	}
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	return mg.cur
+}
+
+// resolvedHere reports whether one of the migrations in ms ended with its
+// handover unknown and migrate-resolve resumed the guest here since (its
+// side is running). It cannot say whether the guest still runs: the
+// caller looks at the VM.
+func (mg *migration) resolvedHere(ms []*api.Migration) bool {
+	if mg == nil {
+		return false
+	}
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, m := range ms {
+		if m != nil && m.Done && m.Report != nil && m.Report.Status == engine.StatusHandoverUnknown && m.Side == api.SideRunning {
+			return true
+		}
+	}
+	return false
+}
