@@ -133,6 +133,11 @@ type resolver struct {
 	// found it running), so a destination's copy is older than the
 	// guest and must never run, whatever becomes of the source.
 	sourceRan bool
+	// dstRan: migrate saw the guest run on this migration's destination
+	// (it said running, or the source said migrated or postcopy-broken:
+	// RUNNING came, or post-copy ran the guest there), so the source's
+	// copy is older than the guest and must never run again.
+	dstRan bool
 	// sourceStopped: the source said failed (vmm sideAfter): its VM was
 	// stopped before the engine could resume it, so it did not run the
 	// guest after the pause, and a handover-unknown destination holds
@@ -247,6 +252,9 @@ func (r *resolver) resolve() (verdict, error) {
 		if s.Side == api.SideFailed { // of this migration (pair)
 			r.sourceStopped = true
 		}
+		if d.Side == api.SideRunning || s.Side == api.SideMigrated || s.Side == api.SidePostcopyBroken { // (pair)
+			r.dstRan = true
+		}
 		steps, v := plan(s.Side, d.Side)
 		if v == verdictWait && s.Side == api.SidePostcopyBroken {
 			if time.Now().Before(pcDeadline) {
@@ -322,8 +330,10 @@ func (r *resolver) do(st step) error {
 
 // manual explains why nothing (more) was resumed and what to run. The
 // destination may be run by hand only if the source never ran the guest
-// after the switch-over began: migrate cannot ask a dead source, so it
-// leaves that line out when it saw the source run, says so when it saw
+// after the switch-over began, and the source only if the destination
+// never ran it: migrate cannot ask a dead side, so it leaves the
+// destination's line out when it saw the source run, and the source's
+// when it saw the guest run on the destination; it says so when it saw
 // the source stopped before it could resume the guest (failed: then the
 // source cannot be resumed either), and otherwise says what the operator
 // must know first. Each line speaks of one migration, by its id, and of
@@ -355,6 +365,9 @@ names the migration a VMM takes part in).
 	}
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:
+	case r.dstRan:
+		fmt.Fprintf(r.out, `Never run the source %s: migrate saw the guest run on the destination of migration %s (it said running, or the source said it handed the guest over), so the source's copy is older.
+`, r.src, id)
 	case r.dstTook:
 		fmt.Fprint(r.out, `Only if the destination host is gone for good and the guest never ran there, run the source with:
 `+resume(r.src))

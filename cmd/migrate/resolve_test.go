@@ -187,3 +187,50 @@ func TestManualOnlyForPartners(t *testing.T) {
 		})
 	}
 }
+
+// TestManualNeverResumesSourceAfterDestinationRan: when migrate saw the
+// guest run on the destination of this migration (it said running, or
+// the source said it handed the guest over), the steps it prints when
+// it cannot finish never offer the source's resume: the source's copy
+// is older than what ran there, and resuming it would run the guest
+// twice, or, once the destination is gone, run a stale copy. Found
+// reviewing the audit's manual(): beside a destination that runs the
+// guest, a source whose "migrated" failed was offered "Only if the
+// destination host is gone for good and the guest never ran there, run
+// the source", a condition migrate knew to be false; beside a source
+// that said migrated, it offered the same resume, which that source
+// refuses.
+func TestManualNeverResumesSourceAfterDestinationRan(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(c *runCase)
+	}{
+		{"destination runs, the source's migrated fails", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.src.refuseActions = true
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}},
+		{"source migrated, destination unreachable", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+			c.dst.kill()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := newRunCase(t)
+			c.set(rc)
+			var o, e strings.Builder
+			code := realMain([]string{"-resolve", "-config", rc.writeJob(t)}, &o, &e)
+			out := o.String() + e.String()
+			t.Logf("exit %d\n%s", code, out)
+			if code == 0 {
+				t.Fatal("resolved")
+			}
+			if strings.Contains(out, "UNIX-CONNECT:"+rc.src.sock) {
+				t.Errorf("offers the source's resume after the guest ran on the destination:\n%s", out)
+			}
+			if !strings.Contains(out, "Never run the source") {
+				t.Errorf("does not say the source's copy is older:\n%s", out)
+			}
+		})
+	}
+}

@@ -68,6 +68,9 @@ type fakeVMM struct {
 	// args are the arguments of the last migrate-send or
 	// migrate-incoming, as the VMM decodes them.
 	args api.MigrateArgs
+	// refuseActions: every migrate-resolve action but query fails and
+	// changes nothing (a call that timed out, a side moved meanwhile).
+	refuseActions bool
 }
 
 func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -170,6 +173,9 @@ func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fak
 		}
 		if a.Action != api.ResolveQuery {
 			log("resolve " + a.Action)
+			if f.refuseActions {
+				return nil, errors.New("another pause, resume or state change is still running")
+			}
 			if side != api.SideUnknown {
 				return nil, errors.New("nothing to resolve")
 			}
