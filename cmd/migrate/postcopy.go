@@ -62,8 +62,8 @@ The guest is lost: the destination %s stopped its vCPUs for good, and the source
 that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:
-    echo '{"cmd":"quit"}' | socat - UNIX-CONNECT:%s
-`, dst, src, src)
+    %s
+`, dst, src, controlLine(`{"cmd":"quit"}`, src))
 }
 
 // printPostcopy prints the post-copy part of the report, when the

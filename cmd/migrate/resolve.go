@@ -229,7 +229,7 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 	}
 	r.told[sock] = true
 	fmt.Fprintf(r.out, "migrate: the VMM at %s takes part in another migration (id %s, %s): left alone. "+
-		"If that is an earlier run of this job, resolve it with:\n    migrate -resolve -config %s\n", sock, x.ID, x.Side, r.jobFile)
+		"If that is an earlier run of this job, resolve it with:\n    migrate -resolve -config %s\n", sock, idText(x.ID), x.Side, shellArg(r.jobFile))
 }
 
 // resolve asks both sides until it can decide, then carries the plan
@@ -352,16 +352,15 @@ Nothing more was resumed: the guest must run on exactly one side.
 neither is the other's partner, and nothing here says where the guest of either runs. Resume neither by hand on
 what this job shows: resolve each with the job whose two sockets hold both sides of its migration (migrate-status
 names the migration a VMM takes part in).
-`, r.srcID, r.dstID)
+`, idText(r.srcID), idText(r.dstID))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
-	id := cmp.Or(r.id, r.srcID, r.dstID, "(no id)")
+	id := idText(cmp.Or(r.id, r.srcID, r.dstID))
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s
-`, r.jobFile)
+`, shellArg(r.jobFile))
 	resume := func(sock string) string {
-		return fmt.Sprintf(`    echo '{"cmd":"migrate-resolve","args":{"action":"resume"}}' | socat - UNIX-CONNECT:%s
-`, sock)
+		return "    " + controlLine(`{"cmd":"migrate-resolve","args":{"action":"resume"}}`, sock) + "\n"
 	}
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:

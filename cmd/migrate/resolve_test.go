@@ -123,7 +123,7 @@ func TestPostcopyWaitCoversStall(t *testing.T) {
 // not its partner), and when migrate -resolve finds two VMMs of two
 // migrations.
 func TestManualOnlyForPartners(t *testing.T) {
-	resumeOf := func(sock string) string { return `"resume"}}' | socat - UNIX-CONNECT:` + sock }
+	resumeOf := func(sock string) string { return `"resume"}}' | socat - ` + socatUnix(sock) }
 	for _, c := range []struct {
 		name string
 		set  func(c *runCase)
@@ -225,7 +225,7 @@ func TestManualNeverResumesSourceAfterDestinationRan(t *testing.T) {
 			if code == 0 {
 				t.Fatal("resolved")
 			}
-			if strings.Contains(out, "UNIX-CONNECT:"+rc.src.sock) {
+			if strings.Contains(out, socatUnix(rc.src.sock)) {
 				t.Errorf("offers the source's resume after the guest ran on the destination:\n%s", out)
 			}
 			if !strings.Contains(out, "Never run the source") {

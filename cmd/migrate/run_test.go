@@ -74,8 +74,12 @@ type fakeVMM struct {
 }
 
 func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
-	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: api.SideMigrating}
-	f.sock = filepath.Join(t.TempDir(), role+".sock")
+	return newFakeVMMAt(t, filepath.Join(t.TempDir(), role+".sock"), role, calls, mu)
+}
+
+// newFakeVMMAt is newFakeVMM serving at sock.
+func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
+	f := &fakeVMM{t: t, role: role, calls: calls, polls: -1, side: api.SideMigrating, sock: sock}
 	srv, err := control.NewServer(f.sock, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -605,7 +609,7 @@ func TestRunSourceDiesAfterLoaded(t *testing.T) {
 	if r := c.resolutions(); len(r) != 0 {
 		t.Errorf("moved %v beside a source that cannot be asked", r)
 	}
-	if !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock) {
+	if !strings.Contains(out, socatUnix(c.dst.sock)) {
 		t.Errorf("output does not say how to resume the destination:\n%s", out)
 	}
 }
@@ -819,7 +823,7 @@ func TestManualAfterSourceRan(t *testing.T) {
 		if r := c.resolutions(); len(r) != 0 {
 			t.Errorf("sourceRan %v: moved %v beside a source that cannot be asked", ran, r)
 		}
-		resumeDst := "UNIX-CONNECT:" + c.dst.sock
+		resumeDst := socatUnix(c.dst.sock)
 		switch {
 		case ran && strings.Contains(out.String(), resumeDst):
 			t.Errorf("told how to resume the destination's older copy:\n%s", out.String())
@@ -909,9 +913,9 @@ func checkManualSourceStopped(t *testing.T, c *runCase, out string) {
 		t.Errorf("says a source that failed resumed the guest:\n%s", out)
 	case !strings.Contains(out, "did not run the guest after the pause"):
 		t.Errorf("does not say the source did not run the guest after the pause:\n%s", out)
-	case !strings.Contains(out, "UNIX-CONNECT:"+c.dst.sock):
+	case !strings.Contains(out, socatUnix(c.dst.sock)):
 		t.Errorf("does not say how to run the destination:\n%s", out)
-	case strings.Contains(out, "UNIX-CONNECT:"+c.src.sock):
+	case strings.Contains(out, socatUnix(c.src.sock)):
 		t.Errorf("says how to resume a source whose VM was stopped:\n%s", out)
 	}
 }
