@@ -41,7 +41,7 @@ const (
 	verdictManual                       // not decidable from here: nothing is resumed
 	verdictBothRun                      // both sides report running: a bug, said loudly
 	verdictCancelDst                    // the destination still waits beside a running source: cancel it, then ask again
-	verdictIdle                         // the source cannot be asked, and the destination holds nothing
+	verdictIdle                         // the source runs no copy (cannot be asked, holds none, or failed), and the destination holds none
 	verdictLost                         // post-copy broke: no side may run the guest again
 )
 
@@ -108,10 +108,12 @@ func plan(src, dst api.Side) ([]step, verdict) {
 	// died, and a cancel after LOADED makes it give the guest up (ABORT,
 	// failed). It ends handover-unknown on its own (switchover_timeout),
 	// and one that had not loaded it fails on its own.
+	// A destination that cannot be asked may hold it too (loaded,
+	// handover-unknown): manual says how to run it once it answers.
 	switch dst {
 	case api.SideRunning:
 		return nil, verdictMoved
-	case api.SideUnknown:
+	case api.SideUnknown, sideUnreachable:
 		return nil, verdictManual
 	case api.SideMigrating:
 		return nil, verdictWait
@@ -454,6 +456,9 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket is %s, "+
 				"not this job's source: left alone\n", side)
 		}
+	case v == verdictIdle:
+		fmt.Fprintln(stdout, "nothing to resolve: no side of this job holds a paused copy of the guest waiting for a decision "+
+			"(the source's VMM holds no migration, or its VM stopped before it could resume the guest; the destination holds none)")
 	default:
 		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
 	}

@@ -79,6 +79,10 @@ func TestPlan(t *testing.T) {
 		{api.SideRunning, api.SidePostcopyBroken, verdictLost, 0},
 		{api.SidePostcopyBroken, sideUnreachable, verdictLost, 0},
 		{sideUnreachable, api.SidePostcopyBroken, verdictLost, 0},
+		{api.SideFailed, sideUnreachable, verdictManual, 0}, // it may hold the only copy (TestUnreachableDestinationIsNotEmpty)
+		{api.SideNone, sideUnreachable, verdictManual, 0},
+		{sideUnreachable, sideUnreachable, verdictManual, 0},
+		{api.SideFailed, api.SideNone, verdictIdle, 0},
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)
@@ -230,6 +234,77 @@ func TestManualNeverResumesSourceAfterDestinationRan(t *testing.T) {
 			}
 			if !strings.Contains(out, "Never run the source") {
 				t.Errorf("does not say the source's copy is older:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestUnreachableDestinationIsNotEmpty: a destination that does not
+// answer may hold the guest (loaded, handover-unknown), and beside a
+// source that said failed (its VM stopped before it could resume the
+// guest) it may hold the only copy. Found reviewing the manual steps
+// against every plan row: plan took an unreachable destination for one
+// that holds nothing (idle), so migrate -resolve said "resolved: the
+// guest runs on the source" and exited 0 beside a source that runs
+// nothing, migrate run printed no step at all, and with both sides
+// unreachable it said "the destination holds no guest". Such a pair is
+// now manual: nothing moves, and the steps say how to run the
+// destination once it answers. Beside a source that failed and a
+// destination that holds nothing, -resolve no longer says the guest
+// runs on the source either.
+func TestUnreachableDestinationIsNotEmpty(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		set       func(c *runCase)
+		follow    bool // migrate -config, else migrate -resolve
+		resumeDst bool // the destination's resume line must be printed
+		fails     bool
+	}{
+		{name: "resolve, source failed", resumeDst: true, fails: true, set: func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+			c.dst.kill()
+		}},
+		{name: "run, source failed", follow: true, resumeDst: true, fails: true, set: func(c *runCase) {
+			c.src.finishWith(2, engine.StatusFailed, api.SideFailed)
+			go func() { c.src.waitStatuses(2); c.dst.kill() }()
+		}},
+		{name: "resolve, both unreachable", fails: true, set: func(c *runCase) {
+			c.src.kill()
+			c.dst.kill()
+		}},
+		{name: "resolve, source failed, destination holds nothing", set: func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+			c.dst.finishWith(0, "", api.SideNone)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := newRunCase(t)
+			c.set(rc)
+			var out string
+			code := 0
+			if c.follow {
+				var err error
+				_, out, err = rc.run(context.Background(), t)
+				if err != nil {
+					code = 1
+				}
+			} else {
+				var o, e strings.Builder
+				code = realMain([]string{"-resolve", "-config", rc.writeJob(t)}, &o, &e)
+				out = o.String() + e.String()
+				t.Logf("exit %d\n%s", code, out)
+			}
+			if r := rc.resolutions(); len(r) != 0 {
+				t.Errorf("moved %v", r)
+			}
+			if (code != 0) != c.fails {
+				t.Errorf("exit %d, want failure: %v", code, c.fails)
+			}
+			if strings.Contains(out, "runs on the source") || strings.Contains(out, "holds no guest") {
+				t.Errorf("says where the guest is, or is not, beside a destination it could not ask or a source that runs nothing:\n%s", out)
+			}
+			if c.resumeDst && !strings.Contains(out, socatUnix(rc.dst.sock)) {
+				t.Errorf("does not say how to run the destination once it answers:\n%s", out)
 			}
 		})
 	}

@@ -794,7 +794,7 @@ inline plan(qs, qd, v, a1, a2, a3) {
 	:: qd != SD_PCBROKEN && qs == SD_UNREACH ->
 		if
 		:: qd == SD_RUNNING -> v = VD_MOVED
-		:: qd == SD_UNKNOWN -> v = VD_MANUAL
+		:: qd == SD_UNKNOWN || qd == SD_UNREACH -> v = VD_MANUAL   /* an unreachable destination may hold the guest */
 #if MUTANT == 6
 		:: qd == SD_MIGRATING -> v = VD_CANCELDST   /* plan before the fix (README, "Found") */
 #else
