@@ -25,14 +25,18 @@ import (
 //
 // The side whose plugin stopped returns (its plugins gone) within
 // teardownBudget of finding the stall: it asks that plugin nothing more
-// (no ABORT, no last Stats) and kills the stopped process at once.
+// (no ABORT, no last Stats) and kills the stopped process at once. Here
+// that takes about a second; the budget is for a loaded CI machine, and
+// still fails the 16 s of before.
 // Until 2026-12-06 it took about 16 s more: an ABORT attempt (2 s), a
 // last Stats (5 s), and a Close that asked the plugin for its Stats and
 // Close (5 s) and then waited killGrace (4 s) for an exit it could not
 // get. Its peer then sees the connection end, and fails at once too.
 func TestEmbedPrecopyPluginStopped(t *testing.T) {
 	const selfStopped = "this side's transport plugin stopped answering"
-	const teardownBudget = 3 * time.Second
+	// About 1 s each here, 2 s more for the healthy side's ABORT; the
+	// budgets leave room for a loaded machine.
+	const teardownBudget, otherBudget = 6 * time.Second, 8 * time.Second
 	for _, side := range []int{0, 1} {
 		t.Run([]string{"source", "destination"}[side], func(t *testing.T) {
 			src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
@@ -95,7 +99,7 @@ func TestEmbedPrecopyPluginStopped(t *testing.T) {
 			if e := map[int]error{0: serr, 1: derr}[side]; e == nil || !strings.Contains(e.Error(), selfStopped) {
 				t.Errorf("the %s, whose plugin stopped, does not blame it: %v", map[int]string{0: "source", 1: "destination"}[side], e)
 			}
-			if limit := bound[1-side] + bound[1-side]/8 + teardownBudget; took[1-side] > limit {
+			if limit := bound[1-side] + bound[1-side]/8 + otherBudget; took[1-side] > limit {
 				t.Errorf("the %s returned %v after the stop; want within %v", other, took[1-side].Round(time.Millisecond), limit)
 			}
 			checkSourceRuns(t, src, dst)
