@@ -248,10 +248,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)
 			}
-			if res.Cancelled && ctx.Err() != nil {
-				// The operator's cancel took (the source VMM may still
-				// have been starting the plugins): it records the
-				// migration cancelled, and so does this report.
+			if cancelledHere(ctx, j.Source.Control, args.ID, res, j.Limits.SwitchoverTimeout+10*time.Second) {
 				rep.Status = engine.StatusCancelled
 			}
 		}
@@ -271,6 +268,32 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		src.Report.SetupMS += told.Sub(start).Milliseconds()
 	}
 	return conclude(j, rep, src, err, rs, log)
+}
+
+// cancelledHere reports whether the report of a migrate-send or
+// migrate-incoming whose call failed says cancelled: the operator
+// cancelled (ctx ended), the VMM at sock took the cancel (res), and it
+// recorded migration id cancelled once it ended, which migrate waits
+// for, at most grace. A cancel that takes may still end failed (the
+// engine had failed a moment before: api.CancelResult), and that is what
+// the VMM records; so does the report then. Before, migrate reported
+// cancelled from the answer alone.
+func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, grace time.Duration) bool {
+	if !res.Cancelled || ctx.Err() == nil {
+		return false
+	}
+	tick := time.NewTicker(statusPoll)
+	defer tick.Stop()
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline); <-tick.C {
+		st, err := migrateStatus(sock)
+		if err != nil || st.ID != id {
+			return false
+		}
+		if st.Done {
+			return st.Report != nil && st.Report.Status == engine.StatusCancelled
+		}
+	}
+	return false
 }
 
 // sending reports whether sock's VMM is sending a migration now (its

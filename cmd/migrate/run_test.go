@@ -39,6 +39,10 @@ type fakeVMM struct {
 	doneAfter time.Duration
 	sent      time.Time
 	postcopy  bool // migrate-cancel is refused, as a VMM in post-copy refuses it
+	// failedUnderCancel: migrate-cancel takes, but the migration ends
+	// failed, as a VMM records one whose engine had failed a moment
+	// before the cancel (api.CancelResult).
+	failedUnderCancel bool
 	// dieOnSend: the VMM takes migrate-send and dies before it answers
 	// (its handler holds until the test ends, so no answer is written).
 	dieOnSend bool
@@ -137,6 +141,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		}
 		if !f.done {
 			f.done, f.status = true, engine.StatusCancelled
+			if f.failedUnderCancel {
+				f.status = engine.StatusFailed
+			}
 			f.side = map[string]api.Side{"send": api.SideRunning, "receive": api.SideFailed}[f.role]
 			return api.CancelResult{Cancelled: true}, nil
 		}
@@ -1004,5 +1011,21 @@ func TestRunSendInterruptedCancelled(t *testing.T) {
 	calls := c.callList()
 	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want both sides cancelled", calls)
+	}
+}
+
+// TestRunSendInterruptedFailed: Ctrl-C before the source answered
+// migrate-send, whose cancel takes although its engine had failed a
+// moment before: the source VMM records the migration failed, and so
+// does migrate's report. Before, migrate reported cancelled from the
+// cancel's answer alone.
+func TestRunSendInterruptedFailed(t *testing.T) {
+	c := newRunCase(t)
+	c.src.holdSend = make(chan struct{})
+	c.src.failedUnderCancel = true
+	ctx := c.src.interruptWhenSending(t)
+	rep, _, err := c.run(ctx, t)
+	if err == nil || rep.Status != engine.StatusFailed {
+		t.Errorf("status %q, err %v; want failed, as the source VMM records it", rep.Status, err)
 	}
 }
