@@ -241,3 +241,44 @@ func slowPlugin(t *testing.T) (path string, started func()) {
 		}
 	}
 }
+
+// TestIncomingAgainAfterCancelDuringPluginStart: a destination whose
+// migrate-incoming was cancelled while its transport plugin started
+// ends cancelled, stays in incoming state with its VM untouched (the
+// engine never ran: no byte reached guest RAM), and takes the next
+// migrate-incoming, which migrate's Ctrl-C leaves it for
+// (cmd/migrate TestRunIncomingInterruptedCancelled); a destination
+// cancelled once its engine ran exits instead (migrationDone).
+func TestIncomingAgainAfterCancelDuringPluginStart(t *testing.T) {
+	v := fakeWithRAM(t, StateIncoming)
+	slow, started := slowPlugin(t)
+	raw, err := json.Marshal(api.MigrateArgs{Plugin: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg := &migration{}
+	for try := 1; try <= 2; try++ {
+		startErr := make(chan error, 1)
+		go func() {
+			_, err := v.startMigration(context.Background(), mg, raw, transport.RoleReceive)
+			startErr <- err
+		}()
+		started() // taken: its transport plugin runs
+		if res := mg.cancelRunning(); !res.Cancelled {
+			t.Fatalf("try %d: migrate-cancel during the plugin's start answered %+v; want cancelled", try, res)
+		}
+		select {
+		case <-startErr:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("try %d: migrate-incoming did not return within 30 s of the cancel", try)
+		}
+		st := mg.status()
+		if !st.Done || st.Report == nil || st.Report.Status != engine.StatusCancelled {
+			t.Fatalf("try %d: the migration is %+v; want done, cancelled", try, st)
+		}
+		if got := v.Status().State; got != StateIncoming {
+			t.Fatalf("try %d: the VM is %s; want %s", try, got, StateIncoming)
+		}
+	}
+	v.plugins.Wait()
+}

@@ -10,7 +10,9 @@
 // control sockets), shows progress, and ends with a report.
 //
 // Ctrl-C or SIGTERM cancels in every phase but post-copy: the source
-// keeps running and the destination is cancelled (it exits). In post-copy
+// keeps running and the destination is cancelled (it exits; one
+// cancelled while it still started its transport plugin stays up in
+// incoming state, untouched, for a next migrate). In post-copy
 // the guest runs on the destination with pages only the source holds, so
 // the VMMs refuse the cancel and migrate says so and follows the migration
 // to its end. A second signal ends migrate at once (the VMMs go on). If the handover ends unknown (docs/HANDOVER.md), migrate resolves
@@ -228,6 +230,16 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	}
 	if err := call(j.Destination.Control, "migrate-incoming", withCredentials(args, dstCreds), nil); err != nil {
 		rep.Error = err.Error()
+		// The call may have got through (Ctrl-C or migrate's call timeout
+		// while the destination VMM still started its transport plugin):
+		// that VMM took this migration and would wait incoming_timeout
+		// for a source that is never told to send, refusing the next
+		// migrate-incoming meanwhile. Cancel it.
+		if st, serr := migrateStatus(j.Destination.Control); serr == nil && st.ID == args.ID {
+			if cancelledHere(ctx, j.Destination.Control, args.ID, cancelMigration(j.Destination.Control), j.Limits.SwitchoverTimeout+10*time.Second) {
+				rep.Status = engine.StatusCancelled
+			}
+		}
 		rs.cleanup()
 		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 	}

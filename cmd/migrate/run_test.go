@@ -50,7 +50,11 @@ type fakeVMM struct {
 	// (or the test ends): the source took the command, and the caller
 	// may give up waiting (Ctrl-C) before the answer.
 	holdSend chan struct{}
-	release  chan struct{} // closed when the test ends
+	// holdIncoming is holdSend for migrate-incoming (a destination VMM
+	// still starting its transport plugin); took is when it arrived.
+	holdIncoming chan struct{}
+	took         time.Time
+	release      chan struct{} // closed when the test ends
 	// running: a migration runs before any migrate-send (an earlier
 	// migrate started it); else migrate-status fails until one.
 	running bool
@@ -105,6 +109,7 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		if cmd == "migrate-send" {
 			f.sent = time.Now()
 		}
+		f.took = time.Now()
 		return nil
 	}
 	for _, cmd := range []string{"migrate-incoming", "migrate-send"} {
@@ -113,12 +118,15 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			f.mu.Lock()
 			die := f.dieOnSend && cmd == "migrate-send"
 			hold := f.holdSend
+			if cmd == "migrate-incoming" {
+				hold = f.holdIncoming
+			}
 			f.mu.Unlock()
 			if die { // the server closes the connection unanswered
 				f.stop()
 				<-f.release
 			}
-			if hold != nil && cmd == "migrate-send" {
+			if hold != nil {
 				select {
 				case <-hold:
 				case <-f.release:
@@ -231,6 +239,26 @@ func (f *fakeVMM) interruptWhenSending(t *testing.T) context.Context {
 			f.mu.Unlock()
 			if !sent.IsZero() {
 				time.Sleep(100 * time.Millisecond) // a few polls in
+				return
+			}
+		}
+	}()
+	return ctx
+}
+
+// interruptWhenTaken returns a context that ends (Ctrl-C) 100 ms after
+// f got migrate-send or migrate-incoming.
+func (f *fakeVMM) interruptWhenTaken(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		defer cancel()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			f.mu.Lock()
+			took := f.took
+			f.mu.Unlock()
+			if !took.IsZero() {
+				time.Sleep(100 * time.Millisecond)
 				return
 			}
 		}
@@ -1011,6 +1039,36 @@ func TestRunSendInterruptedCancelled(t *testing.T) {
 	calls := c.callList()
 	if !strings.Contains(calls, "send migrate-cancel") || !strings.Contains(calls, "receive migrate-cancel") {
 		t.Errorf("calls %s: want both sides cancelled", calls)
+	}
+}
+
+// TestRunIncomingInterruptedCancelled: Ctrl-C before the destination
+// answered migrate-incoming (its VMM still starts the transport plugin)
+// cancels the destination's migration, which it took, and migrate
+// returns at once, reporting cancelled; the source was never told to
+// send. Before, migrate left that migration running (its VMM then waited
+// incoming_timeout for a source that never came) and its cleanup waited
+// switchover_timeout + 10 s for it, then said the handover could not be
+// resolved.
+func TestRunIncomingInterruptedCancelled(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.holdIncoming = make(chan struct{})
+	ctx := c.dst.interruptWhenTaken(t)
+	start := time.Now()
+	rep, out, err := c.run(ctx, t)
+	took := time.Since(start)
+	if err == nil || rep.Status != engine.StatusCancelled {
+		t.Errorf("status %q, err %v; want cancelled", rep.Status, err)
+	}
+	calls := c.callList()
+	if !strings.Contains(calls, "receive migrate-cancel") || strings.Contains(calls, "send migrate-send") {
+		t.Errorf("calls %s: want the destination cancelled, the source never told to send", calls)
+	}
+	if strings.Contains(out, "cannot be resolved") {
+		t.Errorf("migrate asked for a manual resolution after a cancel before anything moved:\n%s", out)
+	}
+	if took > 5*time.Second {
+		t.Errorf("migrate returned %v after its start; want at once after the Ctrl-C", took.Round(time.Millisecond))
 	}
 }
 
