@@ -75,17 +75,7 @@ hint "slowa" {}
 	if !strings.Contains(stderr.String(), "interrupted while checking the job: nothing was started") {
 		t.Errorf("stderr does not say what happened:\n%s", stderr.String())
 	}
-	if running(plugin) {
+	if plugintest.Running(plugin) {
 		t.Errorf("the provider migrate was asking (pid %d) still runs after migrate returned", plugin)
 	}
-}
-
-// running reports whether process pid runs (a zombie does not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }

@@ -159,12 +159,19 @@ func SocketDir(t testing.TB, pid string) string {
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid string) bool {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	n, err := strconv.Atoi(pid)
+	return err == nil && Running(n)
+}
+
+// Running reports whether process pid exists and is not a zombie (one
+// that ended and was not reaped yet does not run).
+func Running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return false
 	}
-	_, after, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(after, "Z")
+	i := strings.LastIndexByte(string(b), ')') // the command may hold ") "
+	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }
 
 func kill(pid string) {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
@@ -439,7 +440,7 @@ func TestHelpersEnd(t *testing.T) {
 	}
 	defer syscall.Kill(helper, syscall.SIGKILL)
 	p.Kill()
-	for deadline := time.Now().Add(5 * time.Second); running(helper); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); plugintest.Running(helper); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Kill returned", helper)
 		}
@@ -486,16 +487,6 @@ func openFiles(t *testing.T) map[string]string {
 	return out
 }
 
-// running reports whether process pid runs (a zombie does not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
-}
-
 // TestKillSparesReusedPid: a plugin that exited on its own was reaped
 // (go-plugin waits for it), so its pid is free, and the kernel may give it
 // to any process before Kill: Kill must then leave that process's
@@ -530,7 +521,7 @@ func TestKillSparesReusedPid(t *testing.T) {
 	plugproc.SetPid(p, stranger.Process.Pid)
 	p.Kill()
 	time.Sleep(100 * time.Millisecond) // a SIGKILL Kill sent has been delivered by now
-	if !running(child) {
+	if !plugintest.Running(child) {
 		t.Errorf("Kill of a plugin that had exited killed pid %d, a child of the process that got its pid", child)
 	}
 }
@@ -594,7 +585,7 @@ func TestHelpersEndFailedStart(t *testing.T) {
 				t.Fatal("the plugin started no helper")
 			}
 			defer syscall.Kill(pid, syscall.SIGKILL)
-			for deadline := time.Now().Add(5 * time.Second); running(pid); time.Sleep(20 * time.Millisecond) {
+			for deadline := time.Now().Add(5 * time.Second); plugintest.Running(pid); time.Sleep(20 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Start failed (%v)", pid, err)
 				}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/internal/plugproc"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // startHoldingOutput starts the test plugin with a helper process that
@@ -47,7 +48,7 @@ func TestKillHelperHoldsOutput(t *testing.T) {
 				if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				for deadline := time.Now().Add(10 * time.Second); running(p.Pid()); time.Sleep(10 * time.Millisecond) {
+				for deadline := time.Now().Add(10 * time.Second); plugintest.Running(p.Pid()); time.Sleep(10 * time.Millisecond) {
 					if time.Now().After(deadline) {
 						t.Fatal("the plugin still runs 10 s after SIGKILL")
 					}
@@ -71,7 +72,7 @@ func TestKillHelperHoldsOutput(t *testing.T) {
 			if tc.crashed {
 				return // its helper was not noted: nothing tells it from a stranger's process
 			}
-			for deadline := time.Now().Add(5 * time.Second); running(helper); time.Sleep(20 * time.Millisecond) {
+			for deadline := time.Now().Add(5 * time.Second); plugintest.Running(helper); time.Sleep(20 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatalf("the plugin's helper (pid %d) still runs 5 s after Kill returned", helper)
 				}
