@@ -126,6 +126,7 @@ func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, err
 			return res(), fmt.Errorf("resume: %w (still %s)", err, api.SideUnknown)
 		}
 		v.log.Warn("handover resolved: the VM runs here")
+		v.resolvedHereInShutdown(mg.cur) // a shutdown under way keeps it running (shutdown.go)
 	case api.SideMigrated:
 		v.setStateIf(StateHandoverUnknown, StateMigrated)
 		v.log.Info("handover resolved: the VM runs on the destination; paused here until quit")

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"slices"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -14,13 +15,14 @@ import (
 // and a stop is the last run-state change (an engine's later pause or
 // resume fails). What it finds decides:
 //
-//	look ─┬─ a sending migration hands the VM over, or runs in post-copy ─► wait for its end ────────┐
-//	  ▲   ├─ an incoming migration whose guest does not run here yet ─► cancel it, wait for its end ─┤
-//	  │   ├─ handover-unknown ─► wait until migrate-resolve moved the VM ────────────────────────────┤
-//	  └───┼──────────────────────────────────────────────────────────────────────────────────────────┘
-//	      ├─ the VM runs, and a migration waited for above ended handover-unknown and
-//	      │  migrate-resolve resumed the guest here (its only copy) ─► cancelled: quit stops it
-//	      └─ otherwise ─► stop
+//	request ─► look ─┬─ a sending migration hands the VM over, or runs in post-copy ─► wait for its end ────────┐
+//	             ▲   ├─ an incoming migration whose guest does not run here yet ─► cancel it, wait for its end ─┤
+//	             │   ├─ handover-unknown ─► wait until migrate-resolve moved the VM ────────────────────────────┤
+//	             └───┼──────────────────────────────────────────────────────────────────────────────────────────┘
+//	                 ├─ the VM runs, and migrate-resolve resumed the guest here (its only copy) after a
+//	                 │  migration ended handover-unknown: one waited for above, or one whose resume
+//	                 │  ended after the request came (resolvedHereInShutdown) ─► cancelled: the VM runs on
+//	                 └─ otherwise ─► stop
 //
 // An incoming migration is looked for before the run lock too: the
 // engine's LoadState holds it, and a post-copy one may wait in a fault
@@ -29,9 +31,18 @@ import (
 // only migrate-resolve ends (the paused VM may be the only copy of the
 // guest: quit is refused there too). After each wait it looks again: a
 // later migration (a migrate-send after a resume) is waited for as the
-// first was. A second signal kills the process at once (cmd/ferry-vmm),
-// which may lose the guest; so does any signal after a cancelled
-// shutdown.
+// first was.
+//
+// A resolve's resume that ends after the request came counts as waited
+// for although the shutdown never saw the VM handover-unknown: a
+// request a moment earlier would have found it so, waited, and kept the
+// guest; one in the middle of the resume (the VM paused, under the run
+// lock) looks only once the resolve let go, and finds it running. A
+// resume that ended before the request is an earlier one: the request
+// stops a running VM as any other.
+//
+// A second signal kills the process at once (cmd/ferry-vmm), which may
+// lose the guest; so does any signal after a cancelled shutdown.
 
 // shutdownWait is what the shutdown waits for before it looks again.
 type shutdownWait struct {
@@ -40,17 +51,47 @@ type shutdownWait struct {
 	wait func()         // blocks, outside the run lock, until m ended or left handover-unknown
 }
 
-// shutdown is the VMM's own stop: not while a sending migration hands
-// the VM over or runs in post-copy, not before an incoming one whose
-// guest does not run here yet was cancelled, not while its handover is
-// unknown, and not at all once migrate-resolve resumed the guest here as
-// its only copy after such a wait.
-func (v *VM) shutdown() { v.shutdownAfter(nil) }
+// shutdown is one shutdown request, whole: it returns once it stopped
+// the VM (false) or was cancelled (true).
+func (v *VM) shutdown() (cancelled bool) { return v.beginShutdown(nil).run() }
 
 // shutdownAfter is shutdown once it has waited through the migrations in
 // waited (their records): the look a shutdown's goroutine makes after a
 // wait, however late it runs.
-func (v *VM) shutdownAfter(waited []*api.Migration) {
+func (v *VM) shutdownAfter(waited []*api.Migration) (cancelled bool) {
+	return v.beginShutdown(waited).run()
+}
+
+// shutdownRun is one shutdown from its request (beginShutdown) to its
+// end (run).
+type shutdownRun struct {
+	v      *VM
+	waited []*api.Migration // the migrations it waited through (their records)
+	// resolved holds the migrations migrate-resolve resolved by resuming
+	// the guest here since the request (resolvedHereInShutdown); v.mu.
+	resolved []*api.Migration
+}
+
+// beginShutdown registers a shutdown at its request: from now until its
+// run ended, a migrate-resolve resume here counts as a migration it
+// waited through. Each one must be run.
+func (v *VM) beginShutdown(waited []*api.Migration) *shutdownRun {
+	s := &shutdownRun{v: v, waited: waited}
+	v.mu.Lock()
+	v.shutdowns = append(v.shutdowns, s)
+	v.mu.Unlock()
+	return s
+}
+
+// run is the shutdown's loop: not while a sending migration hands the VM
+// over or runs in post-copy, not before an incoming one whose guest does
+// not run here yet was cancelled, not while its handover is unknown, and
+// not at all once migrate-resolve resumed the guest here as its only
+// copy after such a wait or after the request. It reports whether it
+// was cancelled (the VM left running).
+func (s *shutdownRun) run() (cancelled bool) {
+	v := s.v
+	defer s.end()
 	said := ""
 	for {
 		// An incoming migration is cancelled without the run lock first:
@@ -59,7 +100,7 @@ func (v *VM) shutdownAfter(waited []*api.Migration) {
 		w, kept := v.incomingWait(v.migration()), false
 		if w == nil {
 			_ = v.runLocked(context.Background(), func(context.Context, *migrationOwner) error { // every holder is bounded
-				w, kept = v.shutdownLook(waited)
+				w, kept = v.shutdownLook(slices.Concat(s.waited, s.resolvedSince()))
 				return nil
 			})
 		}
@@ -70,20 +111,43 @@ func (v *VM) shutdownAfter(waited []*api.Migration) {
 				said = w.why
 			}
 			w.wait()
-			waited = append(waited, w.m)
-		case kept:
-			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
-				"quit stops it (a second signal kills this VMM at once)")
-			return
+			s.waited = append(s.waited, w.m)
 		default:
-			return
+			return kept
 		}
 	}
 }
 
+// end unregisters the shutdown (beginShutdown).
+func (s *shutdownRun) end() {
+	s.v.mu.Lock()
+	defer s.v.mu.Unlock()
+	s.v.shutdowns = slices.DeleteFunc(s.v.shutdowns, func(r *shutdownRun) bool { return r == s })
+}
+
+// resolvedSince is the migrations resolved here since the request.
+func (s *shutdownRun) resolvedSince() []*api.Migration {
+	s.v.mu.Lock()
+	defer s.v.mu.Unlock()
+	return slices.Clone(s.resolved)
+}
+
+// resolvedHereInShutdown tells every shutdown under way of m, a
+// migration whose handover migrate-resolve just resolved by resuming
+// the guest here (its caller holds the run lock): each then treats m as
+// one it waited through, as it would had it looked before the resume.
+func (v *VM) resolvedHereInShutdown(m *api.Migration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, s := range v.shutdowns {
+		s.resolved = append(s.resolved, m)
+	}
+}
+
 // shutdownLook is one look of the shutdown; the caller holds the run
-// lock. It returns what to wait for, or kept (the VM is left running),
-// or stops the VM and returns neither.
+// lock, and waited holds the migrations the shutdown waited through and
+// those resolved here since its request. It returns what to wait for, or
+// kept (the VM is left running), or stops the VM and returns neither.
 func (v *VM) shutdownLook(waited []*api.Migration) (w *shutdownWait, kept bool) {
 	mg := v.migration()
 	if w := v.handoverWait(mg); w != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,9 +153,13 @@ func nextSend(t *testing.T, v *VM, p engine.Progress, paused bool) migrationVM {
 // to paused, then running). A signal in between found it paused, which
 // is neither handover-unknown nor a handover, and stopped it: the resume
 // then failed, after migrate had discarded the destination's copy (the
-// guest was lost). The shutdown looks only at a settled state: it waits
-// for the resume, then stops a running VM as any signal after a resume
-// does.
+// guest was lost). The shutdown looks only at a settled state, after
+// the resume, and then treats the migration as one it waited through:
+// the guest, resumed here as its only copy, runs on (the shutdown is
+// cancelled), as it does after a signal a moment earlier, while the VM
+// was still handover-unknown. Found by a review: the shutdown waited
+// for the resume and then stopped the VM, as it stops one a signal
+// finds running after a resume.
 func TestShutdownNotDuringResolveResume(t *testing.T) {
 	v, mg := bareVM(StateHandoverUnknown), unknownMigration(transport.RoleSend)
 	v.mig = mg
@@ -164,29 +169,113 @@ func TestShutdownNotDuringResolveResume(t *testing.T) {
 	if _, err := v.setStateIf(StateHandoverUnknown, StatePaused); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { v.shutdown(); close(done) }() // as Run does on the first signal
+	s := v.beginShutdown(nil) // the signal, now (ServeShutdowns)
+	done := make(chan bool, 1)
+	go func() { done <- s.run() }()
 	select {
 	case <-v.stopped:
 		t.Error("the shutdown stopped the VM while migrate-resolve resumed it")
 	case <-time.After(100 * time.Millisecond): // a stop would come at once
 	}
-	err := v.resume()
+	res, err := resolveHeld(v, mg, api.ResolveResume) // the rest: it finds the VM paused and resumes it
 	v.run.unlock()
-	if err != nil {
-		t.Errorf("migrate-resolve's resume: %v: the guest runs nowhere", err)
+	if err != nil || res.Side != api.SideRunning {
+		t.Errorf("migrate-resolve's resume: side %s, %v: the guest runs nowhere", res.Side, err)
 	}
+	var cancelled bool
 	select {
-	case <-done:
+	case cancelled = <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the shutdown still waits: VM %s", v.Status().State)
 	}
-	v.mu.Lock()
-	ran := !v.started.IsZero()
-	v.mu.Unlock()
-	if st := v.Status().State; st != StateStopped || !ran {
-		t.Errorf("VM %s (ran %v) after the shutdown, want stopped after it ran", st, ran)
+	if st := v.Status().State; st != StateRunning || !cancelled {
+		t.Errorf("VM %s after the shutdown (cancelled %v), want running: resumed here as the guest's only copy", st, cancelled)
 	}
+}
+
+// resolveHeld is migrate-resolve's work on mg (resolveLocked) for a
+// caller that holds the run lock as migrate-resolve's own does.
+func resolveHeld(v *VM, mg *migration, action string) (api.ResolveResult, error) {
+	return v.resolveLocked(mg, action)
+}
+
+// TestShutdownDuringResolve: a shutdown whose request came before
+// migrate-resolve's action on the handover-unknown VM ended, and that
+// looks only after it, acts as one that waited for it: a resume here
+// (either side) leaves the guest running, its only copy; discard and
+// migrated let it stop the VM; a resume refused (a post-copy destination
+// that lacks pages) leaves the VM handover-unknown, and the shutdown
+// waits until a later action moved it. A request after the resume ended
+// stops the running VM (TestShutdownResolvedBeforeLook).
+func TestShutdownDuringResolve(t *testing.T) {
+	for _, c := range []struct {
+		role    transport.Role
+		mode    string
+		action  string
+		then    string // a later action, while the shutdown waits
+		stopped bool
+	}{
+		{role: transport.RoleSend, action: api.ResolveResume},
+		{role: transport.RoleReceive, mode: engine.ModePrecopy, action: api.ResolveResume},
+		{role: transport.RoleSend, action: api.ResolveMigrated, stopped: true},
+		{role: transport.RoleReceive, mode: engine.ModePrecopy, action: api.ResolveDiscard, stopped: true},
+		{role: transport.RoleReceive, mode: engine.ModePostcopy, action: api.ResolveResume, then: api.ResolveDiscard, stopped: true},
+	} {
+		t.Run(c.role.String()+" "+c.mode+" "+c.action, func(t *testing.T) {
+			v, mg := bareVM(StateHandoverUnknown), unknownMigration(c.role)
+			mg.cur.Report.Mode = c.mode
+			v.mig = mg
+			logs := make(chan string, 16)
+			v.log = slog.New(shutdownTap{logs})
+			s := v.beginShutdown(nil) // the signal: the resolve below holds the run lock first
+			_, rerr := v.resolve(context.Background(), mg, c.action)
+			done := make(chan bool, 1)
+			go func() { done <- s.run() }()
+			if c.then != "" {
+				if rerr == nil {
+					t.Fatalf("%s succeeded, want it refused", c.action)
+				}
+				select {
+				case msg := <-logs:
+					if !strings.HasPrefix(msg, "shutdown deferred") {
+						t.Fatalf("logged %q, want the shutdown deferred", msg)
+					}
+				case <-done:
+					t.Fatalf("the shutdown ended with the VM %s, still handover-unknown", v.Status().State)
+				}
+				_, rerr = v.resolve(context.Background(), mg, c.then)
+			}
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			var cancelled bool
+			select {
+			case cancelled = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the shutdown still waits: VM %s", v.Status().State)
+			}
+			if st := v.Status().State; (st == StateStopped) != c.stopped || cancelled == c.stopped {
+				t.Errorf("VM %s after the shutdown (cancelled %v); want stopped: %v", st, cancelled, c.stopped)
+			}
+		})
+	}
+}
+
+// shutdownTap is a slog handler that sends each message that begins
+// "shutdown" on its channel (dropped when full).
+type shutdownTap struct{ c chan string }
+
+func (l shutdownTap) Enabled(context.Context, slog.Level) bool { return true }
+func (l shutdownTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l shutdownTap) WithGroup(string) slog.Handler            { return l }
+func (l shutdownTap) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "shutdown") {
+		select {
+		case l.c <- r.Message:
+		default:
+		}
+	}
+	return nil
 }
 
 // TestShutdownCancelsIncomingDuringLoad: the engine's LoadState holds

@@ -114,6 +114,10 @@ type VM struct {
 	// migration (incomingWait, shutdown.go), so its COMMIT never runs the guest
 	// here (resumeFor).
 	incomingCancelled bool
+	// shutdowns are the shutdowns under way, from their request to their
+	// end, which migrate-resolve tells of a resume here
+	// (resolvedHereInShutdown, shutdown.go).
+	shutdowns []*shutdownRun
 }
 
 // New validates cfg and builds the VM: guest RAM, the KVM VM, devices and
@@ -297,7 +301,12 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 		v.started = time.Now()
 	}
 	v.mu.Unlock()
-	stopOnCancel := context.AfterFunc(ctx, v.shutdown)
+	stopOnCancel := context.AfterFunc(ctx, func() {
+		if v.shutdown() {
+			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
+				"quit stops it (a second signal kills this VMM at once)")
+		}
+	})
 	defer stopOnCancel()
 	<-v.cpusDone
 	v.mu.Lock()
