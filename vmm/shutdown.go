@@ -2,18 +2,20 @@ package vmm
 
 import (
 	"context"
+	"os"
 	"slices"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
-// The VMM's own shutdown (SIGTERM, SIGINT: Run's ctx ended). It looks at
-// the VM and its migration under the run lock (runlock.go), so it sees
-// a settled state (a migrate-resolve resume passes through paused), no
-// migration can begin or pause the VM between its look and its stop,
-// and a stop is the last run-state change (an engine's later pause or
-// resume fails). What it finds decides:
+// The VMM's own shutdown: one for each request (ServeShutdowns, which
+// cmd/ferry-vmm feeds with SIGTERM and SIGINT; Run's ctx ending). It
+// looks at the VM and its migration under the run lock (runlock.go), so
+// it sees a settled state (a migrate-resolve resume passes through
+// paused), no migration can begin or pause the VM between its look and
+// its stop, and a stop is the last run-state change (an engine's later
+// pause or resume fails). What it finds decides:
 //
 //	request ─► look ─┬─ a sending migration hands the VM over, or runs in post-copy ─► wait for its end ────────┐
 //	             ▲   ├─ an incoming migration whose guest does not run here yet ─► cancel it, wait for its end ─┤
@@ -41,14 +43,94 @@ import (
 // resume that ended before the request is an earlier one: the request
 // stops a running VM as any other.
 //
-// A second signal kills the process at once (cmd/ferry-vmm), which may
-// lose the guest; so does any signal after a cancelled shutdown.
+// After a cancelled shutdown the next request is a new shutdown, which
+// waits as the first did (ServeShutdowns); a request while a shutdown
+// still waits is the caller's to act on (cmd/ferry-vmm exits at once,
+// which may lose the guest).
 
 // shutdownWait is what the shutdown waits for before it looks again.
 type shutdownWait struct {
 	m    *api.Migration // the migration waited through (its record in migration.cur)
 	why  string         // logged once for each new reason
 	wait func()         // blocks, outside the run lock, until m ended or left handover-unknown
+}
+
+// ServeShutdowns takes the VMM's shutdown requests from reqs
+// (cmd/ferry-vmm sends one for each SIGINT and SIGTERM) until the VM
+// stopped, however it stopped, and then returns nil; a closed reqs asks
+// for nothing more (nil at once, or once the shutdown under way ended).
+// A request while a shutdown still waits, or looks, is returned: the
+// caller insists, and acts on it (cmd/ferry-vmm ends the process at
+// once, which may lose the guest). That shutdown goes on waiting;
+// ServeShutdowns cannot withdraw it.
+//
+//	        request                         request
+//	armed ──────────► a shutdown (above) ───────────► returned to the caller
+//	  ▲                   │         │
+//	  └─── cancelled ─────┘         └─ the VM stopped ─► nil
+//
+// A cancelled shutdown (migrate-resolve resumed the guest here as its
+// only copy) re-arms: the next request is a new shutdown, which waits
+// as the first did (for a later migration's handover or post-copy), not
+// the end of the process.
+func (v *VM) ServeShutdowns(reqs <-chan os.Signal) os.Signal {
+	for asked := false; ; {
+		if !asked && !v.awaitRequest(reqs) {
+			return nil
+		}
+		cancelled, again, insist := v.serveShutdown(reqs)
+		if !cancelled {
+			return insist // nil once the VM stopped
+		}
+		asked = again
+	}
+}
+
+// awaitRequest waits for a shutdown request; false once the VM stopped
+// or reqs was closed.
+func (v *VM) awaitRequest(reqs <-chan os.Signal) bool {
+	select {
+	case _, ok := <-reqs:
+		return ok
+	case <-v.stopped:
+		return false
+	}
+}
+
+// serveShutdown runs one shutdown for ServeShutdowns. It returns
+// cancelled (logged), and asked if a request came as it was cancelled
+// (a new shutdown); or the request that came while it waited (insist);
+// or nothing once the VM stopped.
+func (v *VM) serveShutdown(reqs <-chan os.Signal) (cancelled, asked bool, insist os.Signal) {
+	s := v.beginShutdown(nil)
+	kept := make(chan bool, 1)
+	go func() { kept <- s.run() }() // left waiting if the caller insists: it ends the process
+	ended := func(k bool) bool {
+		if k {
+			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
+				"quit stops it, and so does the next signal unless a migration then defers it")
+		}
+		return k
+	}
+	for {
+		select {
+		case k := <-kept:
+			return ended(k), false, nil
+		case <-v.stopped:
+			return false, false, nil
+		case sig, ok := <-reqs:
+			if !ok {
+				reqs = nil // nothing more to ask: wait for this one's end
+				continue
+			}
+			select {
+			case k := <-kept: // it had ended as sig came: sig asks anew
+				return ended(k), k, nil
+			default:
+				return false, false, sig
+			}
+		}
+	}
 }
 
 // shutdown is one shutdown request, whole: it returns once it stopped

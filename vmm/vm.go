@@ -284,7 +284,14 @@ func (v *VM) finish(code int, err error) {
 func (v *VM) Stop() { v.finish(0, nil) }
 
 // Run boots the vCPUs and blocks until the guest powers off (its exit code,
-// nil), fails (a *vcpu.FatalError), or ctx ends or Stop is called (0, nil).
+// nil), fails (a *vcpu.FatalError), or Stop is called or a shutdown
+// stopped the VM (0, nil).
+//
+// ctx's end is one shutdown request (shutdown.go): it waits while a
+// migration holds the VM, and is cancelled, the VM running on, if
+// migrate-resolve resumed the guest here as its only copy; a ctx ends
+// once, so it cannot ask again. A caller that takes several requests
+// (signals) passes them to ServeShutdowns and a ctx that never ends.
 //
 // An incoming VM's vCPUs already exist, parked: Run only waits, and the
 // guest starts at the Resume after LoadState.
@@ -303,8 +310,7 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 	v.mu.Unlock()
 	stopOnCancel := context.AfterFunc(ctx, func() {
 		if v.shutdown() {
-			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; " +
-				"quit stops it (a second signal kills this VMM at once)")
+			v.log.Warn("shutdown cancelled: migrate -resolve resumed the guest here, and this is its only copy; quit stops it")
 		}
 	})
 	defer stopOnCancel()

@@ -12,6 +12,17 @@
 // With -incoming it boots nothing: it builds an empty VM of the given
 // shape and waits for a migration, or for guest RAM and the control
 // commands state-load and resume (a cold migration or snapshot restore).
+//
+// SIGTERM or SIGINT shuts the VMM down (vmm.VM.ServeShutdowns,
+// docs/HANDOVER.md): it stops the VM and exits, but not while the VM
+// sends a migration in its handover or in post-copy, or is
+// handover-unknown (it says "shutdown deferred" and waits); a migration
+// it receives whose guest does not run here yet is cancelled first. If
+// migrate -resolve resumes the guest here while it waits, the shutdown
+// is cancelled and the VMM runs on; the next signal is a new shutdown,
+// deferred in the same way. A signal while a shutdown waits ends the
+// process at once, of that signal, which may lose the guest; so does
+// any signal once the VM stopped (the process is exiting).
 package main
 
 import (
@@ -23,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -46,6 +58,12 @@ Boots a PVH ELF kernel (for example bin/guest.elf) in a KVM virtual machine,
 or with -incoming waits, with the same -mem, -cpus and -no-balloon as the
 source, for a migrated guest (control commands state-load, then resume).
 SIZE takes binary units: 512M, 8G (a plain number means MiB).
+
+SIGTERM or SIGINT stops the VM and exits, but waits while a migration hands
+the VM over or runs in post-copy, or its handover is unknown ("shutdown
+deferred"); if migrate -resolve resumes the guest here meanwhile, the VMM
+runs on ("shutdown cancelled") and the next signal shuts down anew. A signal
+while a shutdown waits exits at once and may lose the guest.
 `
 
 func realMain(args []string) int {
@@ -114,16 +132,13 @@ func usageError(format string, args ...any) int {
 	return 2
 }
 
-// run serves the control socket and stdin while the VM runs.
+// run serves the control socket, stdin and the signals while the VM runs.
 func run(vm *vmm.VM, sock string, log *slog.Logger) int {
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
-	// The first signal stops the VM (Run: not before an outgoing
-	// post-copy ended); the second gets the default action and ends the
-	// process at once.
-	context.AfterFunc(ctx, cancel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	waitSignals := handleSignals(vm)
+	defer waitSignals()
+	defer vm.Stop() // Run returned: the VM ended (or never started), and so does the signals' loop
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	defer stopSrv()
 	if sock != "" {
@@ -142,7 +157,7 @@ func run(vm *vmm.VM, sock string, log *slog.Logger) int {
 	if isTerminal(os.Stdin) {
 		go vm.UART().Feed(srvCtx, os.Stdin) // ends with the process: stdin reads cannot be cancelled
 	}
-	code, err := vm.Run(ctx)
+	code, err := vm.Run(context.Background()) // the signals ask ServeShutdowns, not Run's ctx
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-vmm:", err)
 		if code == 0 {
@@ -150,6 +165,41 @@ func run(vm *vmm.VM, sock string, log *slog.Logger) int {
 		}
 	}
 	return code
+}
+
+// shutdownServer is the VM as the signals see it (vmm.VM).
+type shutdownServer interface {
+	ServeShutdowns(reqs <-chan os.Signal) os.Signal
+}
+
+// handleSignals hands SIGINT and SIGTERM to vm (VM.ServeShutdowns) from
+// now until the VM stopped; the returned function waits for that. A
+// signal vm gives back (one that came while a shutdown waited: the
+// operator insists) ends the process at once, of that signal, as its
+// default action does; once the VM stopped, the signals get their
+// default action back, so one ends the process at once while it exits.
+func handleSignals(vm shutdownServer) (wait func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sig := vm.ServeShutdowns(sigs)
+		signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+		if s, ok := sig.(syscall.Signal); ok {
+			dieOf(s)
+		}
+	}()
+	return func() { <-done }
+}
+
+// dieOf ends the process of signal s (its default action, which
+// signal.Reset restored), or, if s is ignored (SIG_IGN from the parent),
+// exits with status 128+s as a shell reports a death by s.
+func dieOf(s syscall.Signal) {
+	runtime.LockOSThread()                           // tgkill aims at this thread: s arrives as the call returns
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), s) // Go's handler, not notifying s, dies of it
+	os.Exit(128 + int(s))
 }
 
 func openSerial(path string) (io.Writer, func(), error) {
