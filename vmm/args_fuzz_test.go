@@ -16,7 +16,7 @@ import (
 // FuzzCommandArgs feeds one control request line through the protocol
 // decoder (control.DecodeRequest) and then its args through every
 // argument decoder of the VM's commands: decodeArgs into each argument
-// type, statePath, withTimeout and parseMigrateArgs. None may panic, and
+// type, statePath, withTimeout, decodeID and parseMigrateArgs. None may panic, and
 // what one accepts must be within its documented bounds and survive a
 // round trip. The corpus is in testdata/fuzz/FuzzCommandArgs.
 func FuzzCommandArgs(f *testing.F) {
@@ -36,6 +36,8 @@ func FuzzCommandArgs(f *testing.F) {
 		`{"cmd":"pause","args":null}`,
 		`{"cmd":"resume","args":{"unknown":1}}`,
 		`{"cmd":"quit","args":[1,2,3]}`,
+		`{"cmd":"migrate-cancel","args":{"id":"a"}}`,
+		`{"cmd":"migrate-resolve","args":{"action":"resume","id":"a"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -52,6 +54,9 @@ func FuzzCommandArgs(f *testing.F) {
 			}
 		}
 		checkTimeout(t, raw)
+		if id, err := decodeID(raw); err == nil && len(id) > api.MaxIDLen {
+			t.Fatalf("decodeID(%q) accepted an id of %d bytes", raw, len(id))
+		}
 		if a, err := parseMigrateArgs(raw); err == nil {
 			if !filepath.IsAbs(a.Plugin) || a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS || a.MaxPasses < 0 ||
 				a.StallTimeoutMS < 0 || a.StallTimeoutMS > maxDowntimeMS {
@@ -76,7 +81,7 @@ func FuzzCommandArgs(f *testing.F) {
 // checkDecodeArgs: decodeArgs is strict (no unknown fields), and what it
 // accepts re-encodes to something it accepts again, with the same value.
 func checkDecodeArgs(t *testing.T, raw json.RawMessage) {
-	for _, dst := range []any{&timeoutArgs{}, &api.MigrateArgs{}, &struct {
+	for _, dst := range []any{&timeoutArgs{}, &api.MigrateArgs{}, &api.IDArgs{}, &api.ResolveArgs{}, &struct {
 		Path string `json:"path"`
 	}{}, &struct {
 		TargetMiB *uint64 `json:"target_mib"`

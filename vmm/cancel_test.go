@@ -48,7 +48,7 @@ func TestCancelAnswerIsExact(t *testing.T) {
 			hook := func(mg *migration, p engine.Progress) {
 				if p.Handover == tc.at && !asked {
 					asked = true
-					res = mg.cancelRunning()
+					res, _ = mg.cancelRunning("")
 				}
 			}
 			var run fakeRun
@@ -86,7 +86,7 @@ func TestCancelAnswerRaces(t *testing.T) {
 		hook := func(mg *migration, p engine.Progress) {
 			if p.Handover == at && !asked {
 				asked = true
-				wg.Go(func() { res = mg.cancelRunning() })
+				wg.Go(func() { res, _ = mg.cancelRunning("") })
 			}
 		}
 		var run fakeRun
@@ -180,7 +180,7 @@ func TestCancelDuringPluginStart(t *testing.T) {
 				startErr <- err
 			}()
 			started()
-			res := mg.cancelRunning()
+			res, _ := mg.cancelRunning("")
 			if !res.Cancelled {
 				t.Fatalf("migrate-cancel during the plugins' start answered %+v; want cancelled", res)
 			}
@@ -264,7 +264,7 @@ func TestIncomingAgainAfterCancelDuringPluginStart(t *testing.T) {
 			startErr <- err
 		}()
 		started() // taken: its transport plugin runs
-		if res := mg.cancelRunning(); !res.Cancelled {
+		if res, _ := mg.cancelRunning(""); !res.Cancelled {
 			t.Fatalf("try %d: migrate-cancel during the plugin's start answered %+v; want cancelled", try, res)
 		}
 		select {

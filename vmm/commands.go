@@ -17,6 +17,8 @@ import (
 //	status                         → Status
 //	pause, resume, quit            → Status after the change; refused while
 //	                                 a migration owns the VM (runlock.go)
+//	quit [{"id"}]                  → given an id (api.IDArgs), only on the VMM
+//	                                 that holds that migration (migration_id.go)
 //	balloon [{"target_mib": N}]    → balloon target and actual size
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
@@ -42,8 +44,20 @@ func (v *VM) Serve(s *control.Server) {
 		}
 		return v.Status(), nil
 	})
-	s.Handle("quit", func(ctx context.Context, _ json.RawMessage) (any, error) {
-		if err := v.outside(ctx, "quit", func(context.Context) error { v.Stop(); return nil }); err != nil {
+	s.Handle("quit", func(ctx context.Context, raw json.RawMessage) (any, error) {
+		id, err := decodeID(raw)
+		if err != nil {
+			return nil, err
+		}
+		quit := func(context.Context) error {
+			// Under the run lock: no migration can begin in between.
+			if err := v.migration().checkID("quit", id); err != nil {
+				return err
+			}
+			v.Stop()
+			return nil
+		}
+		if err := v.outside(ctx, "quit", quit); err != nil {
 			return nil, err
 		}
 		return v.Status(), nil

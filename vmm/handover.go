@@ -69,17 +69,27 @@ func (v *VM) serveResolve(s *control.Server, mg *migration) {
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return v.resolve(ctx, mg, a.Action)
+		if err := checkIDLen(a.ID); err != nil {
+			return nil, err
+		}
+		return v.resolveFor(ctx, mg, a)
 	})
 }
 
-// resolve applies one action under the VM's run lock (runlock.go) and
+// resolve is resolveFor for any migration (an action without an id).
+func (v *VM) resolve(ctx context.Context, mg *migration, action string) (api.ResolveResult, error) {
+	return v.resolveFor(ctx, mg, api.ResolveArgs{Action: action})
+}
+
+// resolveFor applies one action under the VM's run lock (runlock.go) and
 // then the migration's lock, so two callers cannot both move the same
 // side and no pause, resume or migration can slip in between. ctx bounds
-// the wait for the run lock.
-func (v *VM) resolve(ctx context.Context, mg *migration, action string) (res api.ResolveResult, err error) {
+// the wait for the run lock. Given an id, it acts (or answers a query)
+// only for that migration, and fails, changing nothing, while mg holds
+// another or none (checkIDLocked).
+func (v *VM) resolveFor(ctx context.Context, mg *migration, a api.ResolveArgs) (res api.ResolveResult, err error) {
 	lerr := v.runLocked(ctx, func(context.Context, *migrationOwner) error {
-		res, err = v.resolveLocked(mg, action)
+		res, err = v.resolveLocked(mg, a.Action, a.ID)
 		return nil
 	})
 	if lerr != nil {
@@ -88,10 +98,13 @@ func (v *VM) resolve(ctx context.Context, mg *migration, action string) (res api
 	return res, err
 }
 
-// resolveLocked is resolve's work; the caller holds the run lock.
-func (v *VM) resolveLocked(mg *migration, action string) (api.ResolveResult, error) {
+// resolveLocked is resolveFor's work; the caller holds the run lock.
+func (v *VM) resolveLocked(mg *migration, action, id string) (api.ResolveResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	if err := mg.checkIDLocked("migrate-resolve", id); err != nil {
+		return api.ResolveResult{}, err
+	}
 	res := func() api.ResolveResult {
 		r := api.ResolveResult{Side: api.SideNone, VM: v.Status().State}
 		if mg.cur != nil {

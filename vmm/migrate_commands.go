@@ -23,14 +23,19 @@ import (
 //	migrate-send MigrateArgs     → starts sending this VM; poll migrate-status
 //	migrate-incoming MigrateArgs → starts receiving into this (-incoming) VM
 //	migrate-status               → Migration (progress, side, and the report when done)
-//	migrate-cancel               → CancelResult: cancels a running migration (the source keeps
+//	migrate-cancel [IDArgs]      → CancelResult: cancels a running migration (the source keeps
 //	                               running); refused on a source writing COMMIT or waiting for
 //	                               RUNNING, on a destination acting on COMMIT, and in post-copy,
 //	                               where it would lose the guest; the engine decides, so
 //	                               "cancelled" is a cancel it applied (migration.go)
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
-//	migrate-start-postcopy       → StartPostcopyResult: switch the running migration-send to
+//	migrate-start-postcopy [IDArgs] → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)
+//
+// Given an id (IDArgs, ResolveArgs.ID), migrate-cancel,
+// migrate-resolve and migrate-start-postcopy act only on that migration
+// and refuse, changing nothing, on a VMM that holds another one or none
+// (migration_id.go).
 //
 // From migrate-send or migrate-incoming accepted until the migration has
 // finished, the migration owns the VM: pause, resume, quit, state-save and
@@ -56,8 +61,12 @@ func (v *VM) serveMigration(s *control.Server) {
 		}
 		return nil, errors.New("no migration has run on this VM")
 	})
-	s.Handle("migrate-cancel", func(context.Context, json.RawMessage) (any, error) {
-		return mg.cancelRunning(), nil
+	s.Handle("migrate-cancel", func(_ context.Context, raw json.RawMessage) (any, error) {
+		id, err := decodeID(raw)
+		if err != nil {
+			return nil, err
+		}
+		return mg.cancelRunning(id)
 	})
 	s.Handle("migrate-start-postcopy", mg.handleStartPostcopy)
 }

@@ -213,23 +213,28 @@ func (mg *migration) status() *api.Migration {
 // Cancel, under its hold: engine/cancel.go), not the last progress
 // report, which follows the hold a moment later: a cancel answered
 // "cancelled" is one the engine applied. Before, a cancel between the
-// hold and that report was answered "cancelled" and ignored.
-func (mg *migration) cancelRunning() api.CancelResult {
+// hold and that report was answered "cancelled" and ignored. Given an
+// id ("": any), it cancels only that migration, and fails, cancelling
+// nothing, while mg holds another (checkIDLocked).
+func (mg *migration) cancelRunning(id string) (api.CancelResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	if err := mg.checkIDLocked("migrate-cancel", id); err != nil {
+		return api.CancelResult{}, err
+	}
 	if mg.cur == nil || mg.cur.Done {
-		return api.CancelResult{Why: "no migration is running"}
+		return api.CancelResult{Why: "no migration is running"}, nil
 	}
 	took, postcopy := mg.cancel()
 	switch {
 	case took:
-		return api.CancelResult{Cancelled: true}
+		return api.CancelResult{Cancelled: true}, nil
 	case postcopy:
-		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}
+		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}, nil
 	case mg.cur.Role == transport.RoleSend.String():
-		return api.CancelResult{Committing: true, Why: errCommittingNoCancel}
+		return api.CancelResult{Committing: true, Why: errCommittingNoCancel}, nil
 	}
-	return api.CancelResult{Committing: true, Why: errCommittedHereNoCancel}
+	return api.CancelResult{Committing: true, Why: errCommittedHereNoCancel}, nil
 }
 
 // handingOver returns, while this VMM sends a migration that switched

@@ -28,21 +28,27 @@ func (mg *migration) switchable() <-chan struct{} {
 	return mg.toPostcopy
 }
 
-// handleStartPostcopy is the control command migrate-start-postcopy: no
-// arguments, answers api.StartPostcopyResult.
+// handleStartPostcopy is the control command migrate-start-postcopy: an
+// optional api.IDArgs, answers api.StartPostcopyResult.
 func (mg *migration) handleStartPostcopy(_ context.Context, raw json.RawMessage) (any, error) {
-	if err := decodeArgs(raw, &struct{}{}); err != nil {
+	id, err := decodeID(raw)
+	if err != nil {
 		return nil, err
 	}
-	return mg.startPostcopy()
+	return mg.startPostcopy(id)
 }
 
 // startPostcopy is migrate-start-postcopy's work: it asks the running outgoing
 // migration to switch to post-copy. A second call changes nothing and
-// says so; without a running outgoing migration it is an error.
-func (mg *migration) startPostcopy() (api.StartPostcopyResult, error) {
+// says so; without a running outgoing migration it is an error, and so
+// it is, changing nothing, when given the id of another migration than
+// the one mg holds ("": any; checkIDLocked).
+func (mg *migration) startPostcopy(id string) (api.StartPostcopyResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	if err := mg.checkIDLocked("migrate-start-postcopy", id); err != nil {
+		return api.StartPostcopyResult{}, err
+	}
 	switch {
 	case mg.cur == nil:
 		return api.StartPostcopyResult{}, errors.New("no migration is running on this VM: start one with migrate-send (migrate -config JOB) first")

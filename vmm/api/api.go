@@ -155,6 +155,24 @@ const (
 // ResolveArgs is the argument of migrate-resolve.
 type ResolveArgs struct {
 	Action string `json:"action"`
+	// ID, if not empty, is the migration the caller resolves, as IDArgs.ID.
+	ID string `json:"id,omitempty"`
+}
+
+// IDArgs is the optional argument of migrate-cancel,
+// migrate-start-postcopy and quit: the migration the caller acts on.
+type IDArgs struct {
+	// ID, if not empty, is that migration's MigrateArgs.ID (at most
+	// MaxIDLen bytes). A VMM that holds another migration (its running
+	// one, or its last: ended, resolved or not), or none, refuses the
+	// command with an error that names both, and changes nothing; so a
+	// caller that looked at a VMM (migrate-status) and then acts on what
+	// it saw is refused when the VMM moved on to another migration in
+	// between. "" acts on whatever the VMM holds (an operator by hand).
+	// A VMM from before the field ignores migrate-cancel's and quit's
+	// arguments altogether (docs/ARCHITECTURE.md, "Job files and the
+	// control socket").
+	ID string `json:"id,omitempty"`
 }
 
 // ResolveResult is what migrate-resolve answers: this side after the action.

@@ -6,8 +6,13 @@
 //	migrate ──control socket──► ferry-vmm
 //	  migrate-send, migrate-incoming  MigrateArgs (HintArgs) ─► Migration
 //	  migrate-status                                         ─► Migration
-//	  migrate-cancel                                         ─► CancelResult (the engine's answer)
+//	  migrate-cancel                  [IDArgs]               ─► CancelResult (the engine's answer)
 //	  migrate-resolve                 ResolveArgs            ─► ResolveResult
+//	  migrate-start-postcopy          [IDArgs]               ─► StartPostcopyResult
+//	  quit                            [IDArgs]               ─► the VM's status
+//
+// IDArgs.ID and ResolveArgs.ID name the migration (MigrateArgs.ID) the
+// caller acts on: a VMM that holds another one, or none, refuses.
 //
 // What the VMM does with them (ownership of the VM, outcomes, the
 // handover) is documented in package vmm; the values of State are vmm's

@@ -1,0 +1,173 @@
+package vmm
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// serveCalls serves v's control commands on a socket in a temporary
+// directory and returns a function that calls one and decodes its
+// answer into res (nil: none).
+func serveCalls(t *testing.T, v *VM) func(cmd string, args, res any) error {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	s, err := control.NewServer(sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Serve(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return func(cmd string, args, res any) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return control.Call(ctx, sock, cmd, args, res)
+	}
+}
+
+// refusedFor checks that err refuses cmd for migration want while the
+// VMM holds migration held: it names both ids.
+func refusedFor(t *testing.T, cmd string, err error, want, held string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s with id %q on the VMM of migration %q: accepted", cmd, want, held)
+	}
+	if !strings.Contains(err.Error(), `"`+want+`"`) || !strings.Contains(err.Error(), `"`+held+`"`) {
+		t.Errorf("%s with id %q: %v; want both ids named (%q, %q)", cmd, want, err, want, held)
+	}
+}
+
+// TestControlIDs: on a real control socket, migrate-cancel,
+// migrate-start-postcopy, migrate-resolve and quit given the id of
+// another migration than the one the VMM holds (running, then ended
+// handover-unknown, then resolved) are refused, naming both ids, and
+// change nothing; given the right id they act. Found by audit: the
+// commands carried no id, so a slow migrate of job A cancelled,
+// switched, resolved or quit whatever migration the VMM held by then,
+// one started by another run.
+func TestControlIDs(t *testing.T) {
+	v := fakeVM(StateRunning)
+	call := serveCalls(t, v)
+	mg := v.migration()
+	cancels := 0
+	own, err := v.claim(context.Background(), mg, transport.RoleSend.String(), "a", takes(func() { cancels++ }),
+		func(st State) error { return v.canMigrate(transport.RoleSend, st) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	toPostcopy := mg.switchable() // what startMigration hands to the engine
+	mg.progress(engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive})
+	other := api.IDArgs{ID: "b"}
+
+	// Running: the other id changes nothing.
+	var cres api.CancelResult
+	refusedFor(t, "migrate-cancel", call("migrate-cancel", other, &cres), "b", "a")
+	refusedFor(t, "migrate-start-postcopy", call("migrate-start-postcopy", other, nil), "b", "a")
+	refusedFor(t, "migrate-resolve", call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery, ID: "b"}, nil), "b", "a")
+	select {
+	case <-toPostcopy:
+		t.Fatal("migrate-start-postcopy for another migration switched this one to post-copy")
+	default:
+	}
+	if st := mg.status(); cancels != 0 || st.Done || cres.Cancelled {
+		t.Fatalf("after refused commands: cancelled %d times, done %v (%+v)", cancels, st.Done, cres)
+	}
+	// Running: the right id acts.
+	var pres api.StartPostcopyResult
+	if err := call("migrate-start-postcopy", api.IDArgs{ID: "a"}, &pres); err != nil || !pres.Requested {
+		t.Fatalf("migrate-start-postcopy with its id: %+v, %v", pres, err)
+	}
+	select {
+	case <-toPostcopy:
+	default:
+		t.Fatal("migrate-start-postcopy with its id did not switch")
+	}
+	if err := call("migrate-cancel", api.IDArgs{ID: "a"}, &cres); err != nil || !cres.Cancelled || cancels != 1 {
+		t.Fatalf("migrate-cancel with its id: %+v, %v (cancelled %d times)", cres, err, cancels)
+	}
+
+	// The migration ends handover-unknown: migrate-resolve for another
+	// one leaves it so.
+	m := migrationVM{v: v, own: own}
+	if err := m.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
+	v.endMigration(own, mg, transport.RoleSend, rep, engine.ErrHandoverUnknown)
+	for _, action := range []string{api.ResolveResume, api.ResolveMigrated, api.ResolveQuery} {
+		refusedFor(t, "migrate-resolve "+action, call("migrate-resolve", api.ResolveArgs{Action: action, ID: "b"}, nil), "b", "a")
+	}
+	refusedFor(t, "migrate-cancel", call("migrate-cancel", other, nil), "b", "a")
+	if st, side := v.Status().State, mg.status().Side; st != StateHandoverUnknown || side != api.SideUnknown {
+		t.Fatalf("after refused resolves: VM %s, side %s; want both handover-unknown", st, side)
+	}
+	var rres api.ResolveResult
+	if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: "a"}, &rres); err != nil || rres.Side != api.SideRunning {
+		t.Fatalf("migrate-resolve resume with its id: %+v, %v", rres, err)
+	}
+
+	// Resolved, the VMM still holds migration a: quit for another one
+	// leaves the VM running, quit for a ends it.
+	refusedFor(t, "quit", call("quit", other, nil), "b", "a")
+	if st := v.Status().State; st != StateRunning {
+		t.Fatalf("after a refused quit: VM %s, want running", st)
+	}
+	if err := call("quit", api.IDArgs{ID: "a"}, nil); err != nil {
+		t.Fatalf("quit with its id: %v", err)
+	}
+	select {
+	case <-v.stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("quit with its id did not stop the VM")
+	}
+}
+
+// TestControlIDsNoMigration: a VMM that holds no migration (one started
+// anew at a job's socket) refuses every command given an id, and says it
+// holds none; without an id they answer as before.
+func TestControlIDsNoMigration(t *testing.T) {
+	v := fakeVM(StateRunning)
+	call := serveCalls(t, v)
+	for _, c := range []struct {
+		cmd  string
+		args any
+	}{
+		{"migrate-cancel", api.IDArgs{ID: "a"}},
+		{"migrate-start-postcopy", api.IDArgs{ID: "a"}},
+		{"migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: "a"}},
+		{"quit", api.IDArgs{ID: "a"}},
+	} {
+		err := call(c.cmd, c.args, nil)
+		if err == nil || !strings.Contains(err.Error(), `"a"`) || !strings.Contains(err.Error(), "holds no migration") {
+			t.Errorf("%s with an id on a VMM without a migration: %v", c.cmd, err)
+		}
+	}
+	long := strings.Repeat("x", api.MaxIDLen+1) // bounded as migrate-send's
+	for _, cmd := range []string{"migrate-cancel", "migrate-start-postcopy", "quit"} {
+		if err := call(cmd, api.IDArgs{ID: long}, nil); err == nil || !strings.Contains(err.Error(), "at most 64") {
+			t.Errorf("%s with an id of %d bytes: %v", cmd, len(long), err)
+		}
+	}
+	if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery, ID: long}, nil); err == nil || !strings.Contains(err.Error(), "at most 64") {
+		t.Errorf("migrate-resolve with an id of %d bytes: %v", len(long), err)
+	}
+	if st := v.Status().State; st != StateRunning {
+		t.Fatalf("VM %s after refused commands, want running", st)
+	}
+	var cres api.CancelResult
+	if err := call("migrate-cancel", nil, &cres); err != nil || cres.Why != "no migration is running" {
+		t.Errorf("migrate-cancel without an id: %+v, %v", cres, err)
+	}
+	if err := call("quit", nil, nil); err != nil {
+		t.Errorf("quit without an id: %v", err)
+	}
+}
