@@ -166,23 +166,27 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 	return control.Call(ctx, sock, cmd, args, res)
 }
 
-// cancelMigration asks sock to cancel its migration and returns its
-// answer (zero if it could not be asked); it is not cancelled by
+// cancelMigration asks sock to cancel migration id ("": whatever it
+// runs) and returns its answer (zero if it could not be asked, or
+// refused because it holds another migration); it is not cancelled by
 // Ctrl-C, it is what Ctrl-C does.
-func cancelMigration(sock string) api.CancelResult {
+func cancelMigration(sock, id string) api.CancelResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.CancelResult
-	callControl(ctx, sock, "migrate-cancel", nil, &res)
+	callControl(ctx, sock, "migrate-cancel", api.IDArgs{ID: id}, &res)
 	return res
 }
 
 // cancelOurs cancels sock's migration if it is the one migrate started
 // (its migrate-status reports id): a VMM that refused migrate-send or
 // migrate-incoming because it takes part in another migration keeps it.
+// The cancel names id too, so a VMM that moved on to another migration
+// after the look refuses it; the look keeps a VMM from before
+// migrate-cancel took an id, which ignores it, from cancelling another.
 func cancelOurs(sock, id string) {
 	if st, err := migrateStatus(sock); err == nil && st.ID == id {
-		cancelMigration(sock)
+		cancelMigration(sock, id)
 	}
 }
 
@@ -224,7 +228,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// gone) while the VMMs went on: follow that migration.
 		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",
 			j.Source.Control, st.Progress.Phase, cmp.Or(st.Progress.Mode, engine.ModePrecopy))
-		src, err := follow(ctx, j.Source.Control, j.Destination.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+		src, err := follow(ctx, j.Source.Control, j.Destination.Control, rs.id, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 		prog.finish()
 		return conclude(j, rep, src, err, rs, log)
 	}
@@ -236,7 +240,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// for a source that is never told to send, refusing the next
 		// migrate-incoming meanwhile. Cancel it.
 		if st, serr := migrateStatus(j.Destination.Control); serr == nil && st.ID == args.ID {
-			if cancelledHere(ctx, j.Destination.Control, args.ID, cancelMigration(j.Destination.Control), j.Limits.SwitchoverTimeout+10*time.Second) {
+			if cancelledHere(ctx, j.Destination.Control, args.ID, cancelMigration(j.Destination.Control, args.ID), j.Limits.SwitchoverTimeout+10*time.Second) {
 				rep.Status = engine.StatusCancelled
 			}
 		}
@@ -249,14 +253,14 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		st, serr := migrateStatus(j.Source.Control)
 		if serr == nil && st.ID == args.ID { // the call got through after all
-			res := cancelMigration(j.Source.Control)
+			res := cancelMigration(j.Source.Control, args.ID)
 			if res.Postcopy || res.Committing {
 				// Too late (the engine held): it goes on to its end, the
 				// guest perhaps on the destination; follow it, as after
 				// any refused cancel, and leave the destination alone.
 				fmt.Fprintf(log, "migrate: migrate-send failed (%v), but the source took it, and refused the cancel: %s.\n"+
 					"migrate: following it to the end (the VMMs finish the migration on their own).\n", err, res.Why)
-				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, prog, 0, log)
+				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, args.ID, prog, 0, log)
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)
 			}
@@ -274,7 +278,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
-	src, err := follow(ctx, j.Source.Control, j.Destination.Control, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+	src, err := follow(ctx, j.Source.Control, j.Destination.Control, args.ID, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
 	prog.finish()
 	if src.Report != nil {
 		src.Report.SetupMS += told.Sub(start).Milliseconds()
@@ -478,13 +482,14 @@ func migrateStatus(sock string) (api.Migration, error) {
 }
 
 // follow polls migrate-status until the migration is done. When ctx ends
-// it cancels the migration once and keeps following for at most grace
+// it cancels the migration (id: a VMM that holds another by then
+// refuses) once and keeps following for at most grace
 // (0: until done); a VMM that refuses the cancel because the migration
 // is in post-copy is followed to the end, with a line on log saying so.
 // While a post-copy reconnects, it asks the peer (the destination's
 // control socket) now and then whether its VMM still answers
 // (checkPeer).
-func follow(ctx context.Context, sock, peer string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
+func follow(ctx context.Context, sock, peer, id string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
 	var st api.Migration
 	check := checkPeer{sock: peer}
 	cancelled := false
@@ -506,7 +511,7 @@ func follow(ctx context.Context, sock, peer string, prog *progress, grace time.D
 		check.reconnecting(st.Progress.Reconnecting, prog, log)
 		if ctx.Err() != nil && !cancelled {
 			cancelled, deadline = true, time.Now().Add(grace)
-			if res := cancelMigration(sock); res.Postcopy || res.Committing {
+			if res := cancelMigration(sock, id); res.Postcopy || res.Committing {
 				prog.finish()
 				fmt.Fprintf(log, "migrate: %s: %s.\nmigrate: following it to the end; Ctrl-C again stops only this command (the VMMs finish the migration on their own).\n", sock, res.Why)
 				grace = 0

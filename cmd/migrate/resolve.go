@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // Resolving a handover (docs/HANDOVER.md): ask both sides, then move at
@@ -154,7 +156,7 @@ type resolver struct {
 	// What the last query found (pair): srcOther, dstOther, a side that
 	// reports another migration than r.id (nobody's partner here);
 	// mismatch, two sides of two migrations (migrate -resolve); srcID and
-	// dstID, the ids the sides report.
+	// dstID, the ids the sides report, which every step names (do).
 	srcOther, dstOther, mismatch bool
 	srcID, dstID                 string
 	wait                         time.Duration // how long a side may stay "migrating"
@@ -165,7 +167,7 @@ type resolver struct {
 // query asks one side; an error means unreachable.
 func (r *resolver) query(sock string) (api.ResolveResult, error) {
 	var res api.ResolveResult
-	err := r.call(sock, api.ResolveQuery, &res)
+	err := r.call(sock, api.ResolveArgs{Action: api.ResolveQuery}, &res)
 	if err != nil {
 		res.Side = sideUnreachable
 	}
@@ -174,10 +176,10 @@ func (r *resolver) query(sock string) (api.ResolveResult, error) {
 
 // call runs migrate-resolve on sock. It is not cancelled by Ctrl-C: a
 // resolution half done is worse than one that takes its 10 s.
-func (r *resolver) call(sock, action string, res *api.ResolveResult) error {
+func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: action}, res)
+	return callControl(ctx, sock, "migrate-resolve", a, res)
 }
 
 // pair makes sure plan sees the two sides of one migration only: a VMM
@@ -277,7 +279,7 @@ func (r *resolver) resolve() (verdict, error) {
 		switch {
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			if v == verdictCancelDst {
-				cancelMigration(r.dst)
+				cancelMigration(r.dst, r.dstID)
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -304,23 +306,26 @@ func (r *resolver) resolve() (verdict, error) {
 	}
 }
 
-// do carries out one step and checks that the side confirmed it.
+// do carries out one step and checks that the side confirmed it. Each
+// step names the migration the last query found on that side (pair: the
+// one resolved), so a VMM that holds another by now refuses it and
+// changes nothing: the step fails, and manual says what to run.
 func (r *resolver) do(st step) error {
 	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := callControl(ctx, r.dst, "quit", nil, nil); err != nil {
+		if err := callControl(ctx, r.dst, "quit", api.IDArgs{ID: r.dstID}, nil); err != nil {
 			fmt.Fprintf(r.out, "migrate: quit the discarded destination %s: %v\n", r.dst, err)
 		}
 		return nil
 	}
-	sock, want := r.dst, map[string]api.Side{api.ResolveDiscard: api.SideDiscarded, api.ResolveResume: api.SideRunning}[st.action]
+	sock, id, want := r.dst, r.dstID, map[string]api.Side{api.ResolveDiscard: api.SideDiscarded, api.ResolveResume: api.SideRunning}[st.action]
 	if st.src {
-		sock = r.src
+		sock, id = r.src, r.srcID
 		want = map[string]api.Side{api.ResolveMigrated: api.SideMigrated, api.ResolveResume: api.SideRunning}[st.action]
 	}
 	var res api.ResolveResult
-	if err := r.call(sock, st.action, &res); err != nil {
+	if err := r.call(sock, api.ResolveArgs{Action: st.action, ID: id}, &res); err != nil {
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
 	}
 	if res.Side != want {
@@ -470,7 +475,9 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 // copy is stale) in migration id ("": the one pair accepted), and
 // returns the side it said. Any other VMM at that socket (one started
 // anew there, with no migration or a guest of its own) is not this job's
-// source and is left alone: quit would stop its guest.
+// source and is left alone: quit would stop its guest. The quit names
+// the migration the query found, so a VMM that holds another by then
+// refuses it: that VMM holds no part of this migration either (none).
 func quitSource(sock, id string) api.Side {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -481,8 +488,13 @@ func quitSource(sock, id string) api.Side {
 	if id != "" && res.ID != id {
 		return api.SideNone // it holds no part of this migration
 	}
-	if res.Side == api.SideMigrated || res.Side == api.SidePostcopyBroken {
-		callControl(ctx, sock, "quit", nil, nil)
+	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
+		return res.Side
+	}
+	// An answer lost as the VMM exits is a quit all the same.
+	var refused *control.RemoteError
+	if err := callControl(ctx, sock, "quit", api.IDArgs{ID: res.ID}, nil); errors.As(err, &refused) {
+		return api.SideNone
 	}
 	return res.Side
 }

@@ -309,3 +309,71 @@ func TestUnreachableDestinationIsNotEmpty(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveMovedOn: a resolve acts only on the migration it looked at.
+// Each act names the id the last query found on that side, so a VMM
+// that holds another migration by the time of the act (its VMM restarted
+// and took another run's migration, or a slow migrate acts after the VMM
+// moved on) refuses it, and nothing is done to that other migration.
+// Found by audit: migrate-resolve, migrate-cancel and quit carried no id
+// and acted on whatever the VMM held.
+func TestResolveMovedOn(t *testing.T) {
+	movesOn := func(after int) func(f *fakeVMM) { // after that many looks the VMM holds migration b
+		looks := 0
+		return func(f *fakeVMM) {
+			if looks++; looks == after {
+				f.id = "b"
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+		acts []string // the acts each side was asked for: source, then destination
+		say  string   // in what migrate prints
+	}{
+		{"destination before its discard", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.looked = movesOn(1)
+		}, []string{"", "resolve discard a"}, `holds migration "b"`},
+		{"destination before its cancel", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.looked = movesOn(1) // still migrating, as b
+		}, []string{"", "migrate-cancel a"}, "different migrations"},
+		{"source before its resume", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideDiscarded)
+			c.src.looked = movesOn(1)
+		}, []string{"resolve resume a", ""}, `holds migration "b"`},
+		{"source before its quit", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.looked = movesOn(2) // the resolve's query, then quitSource's
+		}, []string{"resolve migrated a,quit a", ""}, "not this job's source: left alone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			tc.set(c)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+			for i, f := range []*fakeVMM{c.src, c.dst} {
+				if got := strings.Join(f.actIDs(), ","); got != tc.acts[i] {
+					t.Errorf("%s was asked %q, want %q", f.role, got, tc.acts[i])
+				}
+			}
+			// Only the acts on migration a before the VMM moved on took.
+			for _, call := range strings.Split(c.callList(), ",") {
+				if call != "send resolve migrated" && (strings.Contains(call, "resolve") || strings.HasSuffix(call, "quit") ||
+					strings.Contains(call, "migrate-cancel")) {
+					t.Errorf("%q was done, to migration b", call)
+				}
+			}
+			if !strings.Contains(out.String()+errb.String(), tc.say) {
+				t.Errorf("migrate does not say %q", tc.say)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,6 +80,35 @@ type fakeVMM struct {
 	// refuseActions: every migrate-resolve action but query fails and
 	// changes nothing (a call that timed out, a side moved meanwhile).
 	refuseActions bool
+	// acts lists every call that acts on the migration (migrate-cancel,
+	// migrate-resolve but query, quit) as "cmd id", with the id it
+	// named, whether it was refused or not.
+	acts []string
+	// looked, if set, runs (under mu) after each migrate-status and
+	// migrate-resolve query answered: a test moves the VMM on to another
+	// migration between a caller's look and its act.
+	looked func(f *fakeVMM)
+}
+
+// otherID is what a VMM answers (vmm migration_id.go) to cmd, which
+// acts on the migration, when its args name another migration than the
+// one f holds: an error, and nothing changes. It records the call in
+// f.acts. The caller holds f.mu.
+func (f *fakeVMM) otherID(cmd string, raw json.RawMessage) error {
+	var a api.IDArgs
+	json.Unmarshal(raw, &a)
+	f.acts = append(f.acts, cmd+" "+a.ID)
+	if a.ID != "" && a.ID != f.id {
+		return fmt.Errorf("%s for migration %q refused: this VMM holds migration %q, not that one; nothing changed", cmd, a.ID, f.id)
+	}
+	return nil
+}
+
+// actIDs returns f.acts.
+func (f *fakeVMM) actIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.acts...)
 }
 
 func newFakeVMM(t testing.TB, role string, calls *[]string, mu *sync.Mutex) *fakeVMM {
@@ -135,15 +165,24 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			return nil, err
 		})
 	}
-	srv.Handle("quit", func(context.Context, json.RawMessage) (any, error) {
+	srv.Handle("quit", func(_ context.Context, raw json.RawMessage) (any, error) {
+		f.mu.Lock()
+		err := f.otherID("quit", raw)
+		f.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 		log("quit")
 		go f.kill()
 		return nil, nil
 	})
-	srv.Handle("migrate-cancel", func(context.Context, json.RawMessage) (any, error) {
-		log("migrate-cancel")
+	srv.Handle("migrate-cancel", func(_ context.Context, raw json.RawMessage) (any, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if err := f.otherID("migrate-cancel", raw); err != nil {
+			return nil, err
+		}
+		log("migrate-cancel")
 		if f.postcopy {
 			return api.CancelResult{Postcopy: true, Why: "post-copy cannot be cancelled: the guest runs on the destination"}, nil
 		}
@@ -176,6 +215,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		if f.done {
 			m.Side, m.Report = f.side, &engine.Report{Status: f.status, TotalMS: f.doneAfter.Milliseconds(), Error: f.reportErr}
 		}
+		if f.looked != nil {
+			f.looked(f)
+		}
 		return m, nil
 	})
 	srv.Handle("migrate-resolve", func(_ context.Context, raw json.RawMessage) (any, error) {
@@ -185,12 +227,18 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		defer f.mu.Unlock()
 		if a.Action == api.ResolveQuery {
 			f.tick() // a query is a poll too
+			if f.looked != nil {
+				defer f.looked(f) // after the answer is made
+			}
 		}
 		side := f.side
 		if !f.done {
 			side = api.SideMigrating
 		}
 		if a.Action != api.ResolveQuery {
+			if err := f.otherID("resolve "+a.Action, raw); err != nil {
+				return nil, err
+			}
 			log("resolve " + a.Action)
 			if f.refuseActions {
 				return nil, errors.New("another pause, resume or state change is still running")
@@ -1085,5 +1133,61 @@ func TestRunSendInterruptedFailed(t *testing.T) {
 	rep, _, err := c.run(ctx, t)
 	if err == nil || rep.Status != engine.StatusFailed {
 		t.Errorf("status %q, err %v; want failed, as the source VMM records it", rep.Status, err)
+	}
+}
+
+// TestRunActsWithItsID: every call by which migrate acts on a VMM's
+// migration (migrate-cancel, migrate-resolve's actions, quit) names the
+// id of the migration it started, so a VMM that moved on to another
+// migration refuses it (TestResolveMovedOn). Before, none did.
+func TestRunActsWithItsID(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase) context.Context
+		acts [2]int // how many acts on the source, the destination
+	}{
+		{"completed", func(c *runCase) context.Context {
+			c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			return context.Background()
+		}, [2]int{1, 0}}, // quit
+		{"COMMIT lost", func(c *runCase) context.Context {
+			c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			return context.Background()
+		}, [2]int{1, 2}}, // resume; discard, quit
+		{"interrupted", func(c *runCase) context.Context {
+			return c.src.interruptWhenSending(t)
+		}, [2]int{1, 1}}, // migrate-cancel on each
+		{"send answer lost, then interrupted", func(c *runCase) context.Context {
+			c.src.holdSend, c.src.postcopy = make(chan struct{}), true
+			c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			return c.src.interruptWhenSending(t)
+		}, [2]int{2, 0}}, // migrate-cancel (refused: post-copy), quit
+		{"incoming answer lost, then interrupted", func(c *runCase) context.Context {
+			c.dst.holdIncoming = make(chan struct{})
+			return c.dst.interruptWhenTaken(t)
+		}, [2]int{0, 1}}, // migrate-cancel
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			ctx := tc.set(c)
+			c.run(ctx, t)
+			c.dst.mu.Lock()
+			id := c.dst.args.ID // migrate-incoming goes first
+			c.dst.mu.Unlock()
+			for i, f := range []*fakeVMM{c.src, c.dst} {
+				acts := f.actIDs()
+				if len(acts) != tc.acts[i] {
+					t.Errorf("%s: acts %q, want %d", f.role, acts, tc.acts[i])
+				}
+				for _, a := range acts {
+					if id == "" || !strings.HasSuffix(a, " "+id) {
+						t.Errorf("%s: %q does not name the migration (%q)", f.role, a, id)
+					}
+				}
+			}
+		})
 	}
 }
