@@ -9,13 +9,18 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // startPostcopyMain is migrate -start-postcopy: read the job, ask its
 // source VMM (migrate-start-postcopy) to switch the running migration to
-// post-copy now, and say what happened. Exit 0 when the switch is asked
-// for (now or by an earlier call), 1 when the VMM refused or could not be
+// post-copy now, and say what happened. Only the job's migration: the
+// one the source sends (its migrate-status) to the job's destination
+// (which reports the same id), named in the request, so a source that
+// moved on to another migration after the look refuses it. Exit 0 when
+// the switch is asked for (now or by an earlier call), 1 when the
+// migration is not the job's, or the VMM refused or could not be
 // reached, 2 for a job that does not parse.
 func startPostcopyMain(path string, stdout, stderr io.Writer) int {
 	src, err := os.ReadFile(path)
@@ -28,15 +33,45 @@ func startPostcopyMain(path string, stdout, stderr io.Writer) int {
 		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
 		return 2
 	}
+	id, err := jobMigration(j)
+	if err != nil {
+		fmt.Fprintf(stderr, "migrate: start post-copy: %v; nothing was asked\n", err)
+		return 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var res api.StartPostcopyResult
-	if err := callControl(ctx, j.Source.Control, "migrate-start-postcopy", nil, &res); err != nil {
+	if err := callControl(ctx, j.Source.Control, "migrate-start-postcopy", api.IDArgs{ID: id}, &res); err != nil {
 		fmt.Fprintf(stderr, "migrate: start post-copy on the source %s: %v\n", j.Source.Control, err)
 		return 1
 	}
 	fmt.Fprintln(stdout, startPostcopyLine(j.Source.Control, res))
 	return 0
+}
+
+// jobMigration is the id of the migration the job's source sends, once
+// the job's destination says it receives that migration: a source that
+// sends another job's migration (to another destination) is not this
+// job's to switch. A migration that is not running (none, ended, or one
+// the source receives) is left to the source's own refusal.
+func jobMigration(j *job.Job) (string, error) {
+	st, err := migrateStatus(j.Source.Control)
+	if err != nil {
+		return "", fmt.Errorf("the source %s: %w", j.Source.Control, err)
+	}
+	if st.Done || st.Role != transport.RoleSend.String() {
+		return st.ID, nil
+	}
+	d, err := migrateStatus(j.Destination.Control)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("the source %s sends migration %q, and this job's destination %s cannot say it receives it: %w",
+			j.Source.Control, st.ID, j.Destination.Control, err)
+	case d.ID != st.ID || d.Role != transport.RoleReceive.String():
+		return "", fmt.Errorf("the source %s sends migration %q, but this job's destination %s takes part in migration %q (%s): "+
+			"the source's migration is another job's", j.Source.Control, st.ID, j.Destination.Control, d.ID, d.Role)
+	}
+	return st.ID, nil
 }
 
 // startPostcopyLine is what -start-postcopy prints for the source's answer.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,76 +12,88 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
-	"github.com/ferryvm/ferry/vmm/control"
 )
 
-// postcopyVMM serves migrate-start-postcopy as a source VMM does: the
-// first call asks for the switch, later ones change nothing; with
-// running false it refuses like a VMM without a running migration.
-func postcopyVMM(t *testing.T, running bool) (sock string, calls func() int) {
-	sock = filepath.Join(t.TempDir(), "src.sock")
-	srv, err := control.NewServer(sock, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	n := 0
-	srv.Handle("migrate-start-postcopy", func(context.Context, json.RawMessage) (any, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		n++
-		if !running {
-			return nil, errors.New("no migration is running on this VM: start one with migrate-send (migrate -config JOB) first")
-		}
-		if n > 1 {
-			return api.StartPostcopyResult{Phase: engine.PhaseDirty, Message: "post-copy was already requested; nothing changed"}, nil
-		}
-		return api.StartPostcopyResult{Requested: true, Phase: engine.PhaseDirty,
-			Message: "requested: the source switches to post-copy at its next batch of pages"}, nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return sock, func() int { mu.Lock(); defer mu.Unlock(); return n }
+// startPostcopyCase is a runCase whose source sends migration "a" to
+// its destination (phase dirty), as migrate-start-postcopy finds it.
+func startPostcopyCase(t *testing.T) *runCase {
+	c := newRunCase(t)
+	c.src.running, c.src.id, c.dst.id = true, "a", "a"
+	c.src.progress = engine.Progress{Phase: engine.PhaseDirty}
+	return c
 }
 
-func writeJob(t *testing.T, srcSock string) string {
-	path := filepath.Join(t.TempDir(), "job.hcl")
-	text := "source { control = \"" + srcSock + "\" }\ndestination { control = \"/nonexistent/dst.sock\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+// startPostcopy runs migrate -start-postcopy for c's job.
+func (c *runCase) startPostcopy(t *testing.T) (code int, stdout, stderr string) {
+	var out, errb strings.Builder
+	code = realMain([]string{"-start-postcopy", "-config", c.writeJob(t)}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	return code, out.String(), errb.String()
 }
 
 // TestStartPostcopyMain: migrate -start-postcopy -config JOB asks the
-// job's source VMM, prints what happened, and says so when it was asked
-// before; a VMM without a running migration is exit 1 with its reason.
+// job's source VMM for the migration it sends (naming its id), prints
+// what happened, and says so when it was asked before; a VMM without a
+// running migration is exit 1 with its reason.
 func TestStartPostcopyMain(t *testing.T) {
-	sock, calls := postcopyVMM(t, true)
-	path := writeJob(t, sock)
+	c := startPostcopyCase(t)
+	sock := c.src.sock
 	for i, want := range []string{
 		"post-copy requested on the source " + sock + " (phase dirty): requested: the source switches to post-copy at its next batch of pages\n",
 		"nothing to do on the source " + sock + " (phase dirty): post-copy was already requested; nothing changed\n",
 	} {
-		var out, errb strings.Builder
-		if code := realMain([]string{"-start-postcopy", "-config", path}, &out, &errb); code != 0 {
-			t.Fatalf("call %d: exit %d: %s %s", i+1, code, out.String(), errb.String())
+		code, out, errb := c.startPostcopy(t)
+		if code != 0 {
+			t.Fatalf("call %d: exit %d: %s %s", i+1, code, out, errb)
 		}
-		if out.String() != want {
-			t.Errorf("call %d printed %q, want %q", i+1, out.String(), want)
+		if out != want {
+			t.Errorf("call %d printed %q, want %q", i+1, out, want)
 		}
 	}
-	if calls() != 2 {
-		t.Errorf("%d calls to the source, want 2", calls())
+	if got := strings.Join(c.src.actIDs(), ","); got != "migrate-start-postcopy a,migrate-start-postcopy a" {
+		t.Errorf("calls to the source %q, want two naming migration a", got)
 	}
 
-	sock, _ = postcopyVMM(t, false)
-	var out, errb strings.Builder
-	if code := realMain([]string{"-config", writeJob(t, sock), "-start-postcopy"}, &out, &errb); code != 1 ||
-		!strings.Contains(errb.String(), "no migration is running on this VM") || out.Len() != 0 {
-		t.Errorf("no migration: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	c = newRunCase(t) // no migration has run at the source
+	if code, out, errb := c.startPostcopy(t); code != 1 || !strings.Contains(errb, "no migration has run on this VM") || out != "" {
+		t.Errorf("no migration: exit %d, stdout %q, stderr %q", code, out, errb)
+	}
+}
+
+// TestStartPostcopyOnlyThisJob: migrate -start-postcopy switches only
+// the job's own migration. Found by audit: it asked the source to switch
+// whatever it ran. A source that sends another job's migration (the
+// job's destination takes part in another one, or in none, or does not
+// answer) is not asked; a source that moved on to another migration
+// between migrate's look and its request refuses it (the request names
+// the migration looked at), and that other migration is not switched.
+func TestStartPostcopyOnlyThisJob(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		set   func(c *runCase)
+		asked bool   // the source was asked (and refused)
+		say   string // in what migrate prints
+	}{
+		{"destination in another migration", func(c *runCase) { c.dst.id = "b" }, false, `takes part in migration "b"`},
+		{"destination unreachable", func(c *runCase) { c.dst.kill() }, false, "cannot say it receives it"},
+		{"source moved on", func(c *runCase) {
+			c.src.looked = func(f *fakeVMM) { f.id = "b" } // another run's migration b, once migrate looked
+		}, true, `migration "a" refused: this VMM holds migration "b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startPostcopyCase(t)
+			tc.set(c)
+			code, out, errb := c.startPostcopy(t)
+			if code != 1 || out != "" || !strings.Contains(errb, tc.say) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, out, errb, tc.say)
+			}
+			c.src.mu.Lock()
+			switches := c.src.switches
+			c.src.mu.Unlock()
+			if acts := c.src.actIDs(); switches != 0 || (len(acts) != 0) != tc.asked {
+				t.Errorf("source switched %d times, asked %q; want no switch, asked %v", switches, acts, tc.asked)
+			}
+		})
 	}
 }
 

@@ -81,13 +81,16 @@ type fakeVMM struct {
 	// changes nothing (a call that timed out, a side moved meanwhile).
 	refuseActions bool
 	// acts lists every call that acts on the migration (migrate-cancel,
-	// migrate-resolve but query, quit) as "cmd id", with the id it
-	// named, whether it was refused or not.
+	// migrate-resolve but query, migrate-start-postcopy, quit) as "cmd
+	// id", with the id it named, whether it was refused or not.
 	acts []string
 	// looked, if set, runs (under mu) after each migrate-status and
 	// migrate-resolve query answered: a test moves the VMM on to another
 	// migration between a caller's look and its act.
 	looked func(f *fakeVMM)
+	// switches counts the migrate-start-postcopy calls that asked for
+	// the switch.
+	switches int
 }
 
 // otherID is what a VMM answers (vmm migration_id.go) to cmd, which
@@ -219,6 +222,25 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			f.looked(f)
 		}
 		return m, nil
+	})
+	srv.Handle("migrate-start-postcopy", func(_ context.Context, raw json.RawMessage) (any, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if err := f.otherID("migrate-start-postcopy", raw); err != nil {
+			return nil, err
+		}
+		switch {
+		case f.sent.IsZero() && !f.running:
+			return nil, errors.New("no migration is running on this VM: start one with migrate-send (migrate -config JOB) first")
+		case f.done:
+			return nil, errors.New("no migration is running on this VM: the last one already ended")
+		}
+		f.switches++
+		if f.switches > 1 {
+			return api.StartPostcopyResult{Phase: f.progress.Phase, Message: "post-copy was already requested; nothing changed"}, nil
+		}
+		return api.StartPostcopyResult{Requested: true, Phase: f.progress.Phase,
+			Message: "requested: the source switches to post-copy at its next batch of pages"}, nil
 	})
 	srv.Handle("migrate-resolve", func(_ context.Context, raw json.RawMessage) (any, error) {
 		var a api.ResolveArgs
