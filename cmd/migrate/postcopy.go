@@ -88,8 +88,13 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 }
 
 // postcopyBrokenText says, for status postcopy-broken, where the guest is
-// and what not to do (docs/JOBS.md, Post-copy).
-func postcopyBrokenText(src, dst string) string {
+// and what not to do (docs/JOBS.md, Post-copy); its quit names migration
+// id ("": none).
+func postcopyBrokenText(src, dst, id string) string {
+	var quit any
+	if id != "" {
+		quit = api.IDArgs{ID: id}
+	}
 	return fmt.Sprintf(`migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
 held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the
 destination could not go on and said so.
@@ -98,7 +103,7 @@ that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:
     %s
-`, dst, src, controlLine(`{"cmd":"quit"}`, src))
+`, dst, src, controlLine(requestJSON("quit", quit), src))
 }
 
 // printPostcopy prints the post-copy part of the report, when the

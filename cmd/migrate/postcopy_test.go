@@ -165,7 +165,9 @@ func TestProgressPostcopy(t *testing.T) {
 
 // TestRunPostcopyBroken: a source that ends postcopy-broken gets the
 // plain sentence (where the guest is, what not to do), an error, and no
-// clean-up: neither side is cancelled, resolved or resumed.
+// clean-up: neither side is cancelled, resolved or resumed. The quit it
+// prints for the source names the migration, so a VMM that holds
+// another one by the time it is run refuses it.
 func TestRunPostcopyBroken(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(1, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
@@ -174,7 +176,8 @@ func TestRunPostcopyBroken(t *testing.T) {
 	if err == nil || rep.Status != engine.StatusPostcopyBroken || !strings.Contains(err.Error(), "the guest is lost") {
 		t.Fatalf("status %s, err %v", rep.Status, err)
 	}
-	for _, want := range []string{"post-copy broke and could not resume", "Do not resume the source's copy", c.src.sock, c.dst.sock} {
+	quit := `echo '{"cmd":"quit","args":{"id":"` + c.src.id + `"}}' | socat - ` + socatUnix(c.src.sock)
+	for _, want := range []string{"post-copy broke and could not resume", "Do not resume the source's copy", c.src.sock, c.dst.sock, quit} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,6 +40,17 @@ func socatUnix(path string) string {
 		b.WriteRune(r)
 	}
 	return shellArg("UNIX-CONNECT:" + b.String())
+}
+
+// requestJSON is the control request cmd with args (nil: none) as one
+// JSON line for controlLine: a ' in a value is written as JSON's
+// \u0027, a newline as \n.
+func requestJSON(cmd string, args any) string {
+	req, _ := json.Marshal(struct {
+		Cmd  string `json:"cmd"`
+		Args any    `json:"args,omitempty"`
+	}{cmd, args}) // strings only: cannot fail
+	return strings.ReplaceAll(string(req), "'", `\u0027`)
 }
 
 // controlLine is the shell command that sends one control command (a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // TestManualCommandsRun: the commands migrate prints for the operator
@@ -108,5 +110,27 @@ func TestIDPrintedOnItsLine(t *testing.T) {
 		if got := idText(id); got != id {
 			t.Errorf("idText(%q) = %s, want it as it is", id, got)
 		}
+	}
+}
+
+// TestRequestJSON: a printed command's request is one JSON line, with
+// no ' to end the shell's single quotes, that keeps any id whole (an id
+// may hold any character: TestIDPrintedOnItsLine).
+func TestRequestJSON(t *testing.T) {
+	id := "a'b\"c\\d\ne"
+	line := requestJSON("quit", api.IDArgs{ID: id})
+	if strings.ContainsAny(line, "'\n") {
+		t.Fatalf("a ' or a newline in %q", line)
+	}
+	req, err := control.DecodeRequest([]byte(line))
+	var a api.IDArgs
+	if err == nil {
+		err = json.Unmarshal(req.Args, &a)
+	}
+	if err != nil || req.Cmd != "quit" || a.ID != id {
+		t.Errorf("%q decodes as %q %+v, %v; want quit with id %q", line, req.Cmd, a, err, id)
+	}
+	if got := requestJSON("quit", nil); got != `{"cmd":"quit"}` {
+		t.Errorf("without arguments: %q", got)
 	}
 }

@@ -290,7 +290,7 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictIdle:
 			return v, nil
 		case v == verdictLost:
-			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst))
+			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, cmp.Or(r.id, r.srcID)))
 			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
@@ -350,6 +350,8 @@ func (r *resolver) do(st step) error {
 // source's line says so instead of naming that destination (the source
 // may have sent the guest elsewhere, where it may run). What it cannot
 // know: whether a side that is gone ran the guest; the operator must.
+// Each command it prints names the migration, so a VMM that holds
+// another one by the time the operator runs it refuses it.
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
@@ -362,12 +364,13 @@ names the migration a VMM takes part in).
 `, idText(r.srcID), idText(r.dstID))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
-	id := idText(cmp.Or(r.id, r.srcID, r.dstID))
+	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too
+	id := idText(mid)
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s
 `, shellArg(r.jobFile))
 	resume := func(sock string) string {
-		return "    " + controlLine(`{"cmd":"migrate-resolve","args":{"action":"resume"}}`, sock) + "\n"
+		return "    " + controlLine(requestJSON("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: mid}), sock) + "\n"
 	}
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:
