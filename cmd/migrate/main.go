@@ -22,7 +22,10 @@
 // migrate ended early) follows that migration instead of starting one.
 // -start-postcopy, run next to the migrate that drives the job, switches
 // its migration to post-copy now (the source VMM's migrate-start-postcopy,
-// like QEMU's) and prints what happened.
+// like QEMU's) and prints what happened; only the job's own migration,
+// the one its destination receives. Every act on a VMM's migration
+// (cancel, resolve, switch, quit) names the migration's id, so a VMM that
+// moved on to another migration refuses it.
 package main
 
 import (
