@@ -299,35 +299,27 @@ func (f *fakeVMM) waitStatuses(n int) {
 // interruptWhenSending returns a context that ends (Ctrl-C) 100 ms after
 // f got migrate-send, however late a loaded machine gets there.
 func (f *fakeVMM) interruptWhenSending(t *testing.T) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		defer cancel()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			f.mu.Lock()
-			sent := f.sent
-			f.mu.Unlock()
-			if !sent.IsZero() {
-				time.Sleep(100 * time.Millisecond) // a few polls in
-				return
-			}
-		}
-	}()
-	return ctx
+	return f.interruptAfter(t, func() time.Time { return f.sent })
 }
 
 // interruptWhenTaken returns a context that ends (Ctrl-C) 100 ms after
 // f got migrate-send or migrate-incoming.
 func (f *fakeVMM) interruptWhenTaken(t *testing.T) context.Context {
+	return f.interruptAfter(t, func() time.Time { return f.took })
+}
+
+// interruptAfter returns a context that ends 100 ms (a few polls) after
+// when, read under f.mu, is set; at the latest after 10 s.
+func (f *fakeVMM) interruptAfter(t *testing.T, when func() time.Time) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
 		defer cancel()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			f.mu.Lock()
-			took := f.took
+			at := when()
 			f.mu.Unlock()
-			if !took.IsZero() {
+			if !at.IsZero() {
 				time.Sleep(100 * time.Millisecond)
 				return
 			}
