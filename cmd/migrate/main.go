@@ -354,8 +354,14 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
 		var silent stoppedAnswering
-		if src.Report == nil && src.Progress.Phase != "" && errors.As(err, &silent) {
+		var moved movedOn
+		switch {
+		case src.Report != nil || src.Progress.Phase == "":
+		case errors.As(err, &silent):
 			err = fmt.Errorf("the source stopped answering during the migration (%s, pass %d): %w", src.Progress.Phase, src.Progress.Pass, err)
+			fromProgress(&rep.Report, src.Progress)
+		case errors.As(err, &moved):
+			err = fmt.Errorf("last seen in %s, pass %d: %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
 		}
 		rep.Error = err.Error()
@@ -406,6 +412,14 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
 }
+
+// movedOn is follow's error when the VMM it follows reports another
+// migration than the one followed: it ended that one and took another
+// between two polls. The report of the one followed is gone with it.
+type movedOn struct{ err error }
+
+func (e movedOn) Error() string { return e.err.Error() }
+func (e movedOn) Unwrap() error { return e.err }
 
 // stoppedAnswering is follow's error when the VMM it follows stopped
 // answering its control socket (it exited, or hangs).
@@ -484,7 +498,9 @@ func migrateStatus(sock string) (api.Migration, error) {
 	return st, err
 }
 
-// follow polls migrate-status until the migration is done. When ctx ends
+// follow polls migrate-status until migration id ("": whatever the VMM
+// runs) is done; a VMM that reports another migration ends it with a
+// movedOn error and the last status of migration id. When ctx ends
 // it cancels the migration (id: a VMM that holds another by then
 // refuses) once and keeps following for at most grace
 // (0: until done); a VMM that refuses the cancel because the migration
@@ -503,6 +519,12 @@ func follow(ctx context.Context, sock, peer, id string, prog *progress, grace ti
 		next, err := migrateStatus(sock)
 		if err != nil {
 			return st, stoppedAnswering{fmt.Errorf("%s: %w", sock, err)}
+		}
+		if id != "" && next.ID != id {
+			// It ended migration id and took another between two polls:
+			// that one's progress and report are not this one's, and
+			// this one's end was not seen (conclude asks both sides).
+			return st, movedOn{fmt.Errorf("%s moved on to another migration (id %q) before the end of migration %q was seen", sock, next.ID, id)}
 		}
 		st = next
 		if prog != nil {

@@ -1205,3 +1205,30 @@ func TestRunActsWithItsID(t *testing.T) {
 		})
 	}
 }
+
+// TestRunFollowMovedOn: the source ends this migration (failed: it
+// resumed the guest) and starts another between two of follow's polls;
+// that other one then completes. follow must not take the other
+// migration's progress and result for this one's: before, migrate
+// reported the stranger's "completed" (and its pages) as its own.
+func TestRunFollowMovedOn(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+	c.src.progress = engine.Progress{Phase: engine.PhaseDirty, Pass: 3, TotalPages: 100, PagesSent: 60}
+	c.src.looked = func(f *fakeVMM) {
+		if f.statuses == 2 && f.id != "" { // ours ran for two polls
+			f.id, f.done, f.status, f.side = "other", true, engine.StatusCompleted, api.SideMigrated
+			f.progress = engine.Progress{Phase: engine.PhaseDone, TotalPages: 999, PagesSent: 999}
+		}
+	}
+	rep, _, err := c.run(context.Background(), t)
+	if err == nil || rep.Status != engine.StatusFailed || rep.TotalPages == 999 || rep.Destination != nil {
+		t.Fatalf("status %s, %d pages, err %v: want a failure that reports nothing of the other migration", rep.Status, rep.TotalPages, err)
+	}
+	if !strings.Contains(err.Error(), `"other"`) || rep.TotalPages != 100 || rep.PagesSent != 60 {
+		t.Errorf("err %v, %d of %d pages: want the migration moved on to named, and this one's last progress", err, rep.PagesSent, rep.TotalPages)
+	}
+	if acts := c.src.actIDs(); len(acts) != 0 {
+		t.Errorf("source acts %q: want the other migration left alone", acts)
+	}
+}
