@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
@@ -38,6 +39,7 @@ func FuzzCommandArgs(f *testing.F) {
 		`{"cmd":"quit","args":[1,2,3]}`,
 		`{"cmd":"migrate-cancel","args":{"id":"a"}}`,
 		`{"cmd":"migrate-resolve","args":{"action":"resume","id":"a"}}`,
+		`{"cmd":"quit","args":{"id":"a\u001b[2J"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -54,12 +56,12 @@ func FuzzCommandArgs(f *testing.F) {
 			}
 		}
 		checkTimeout(t, raw)
-		if id, err := decodeID(raw); err == nil && len(id) > api.MaxIDLen {
-			t.Fatalf("decodeID(%q) accepted an id of %d bytes", raw, len(id))
+		if id, err := decodeID(raw); err == nil && (len(id) > api.MaxIDLen || strings.IndexFunc(id, unicode.IsControl) >= 0) {
+			t.Fatalf("decodeID(%q) accepted the id %q (%d bytes)", raw, id, len(id))
 		}
 		if a, err := parseMigrateArgs(raw); err == nil {
 			if !filepath.IsAbs(a.Plugin) || a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS || a.MaxPasses < 0 ||
-				a.StallTimeoutMS < 0 || a.StallTimeoutMS > maxDowntimeMS {
+				a.StallTimeoutMS < 0 || a.StallTimeoutMS > maxDowntimeMS || checkIDText(a.ID) != nil {
 				t.Fatalf("parseMigrateArgs(%q) accepted %+v", raw, a)
 			}
 			enc, err := json.Marshal(a)

@@ -69,7 +69,7 @@ func (v *VM) serveResolve(s *control.Server, mg *migration) {
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		if err := checkIDLen(a.ID); err != nil {
+		if err := checkIDText(a.ID); err != nil {
 			return nil, err
 		}
 		return v.resolveFor(ctx, mg, a)

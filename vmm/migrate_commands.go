@@ -149,8 +149,9 @@ func parseMigrateArgs(raw json.RawMessage) (api.MigrateArgs, error) {
 		return api.MigrateArgs{}, fmt.Errorf("stall_timeout_ms %d out of range: 0 (the default) to %d", a.StallTimeoutMS, maxDowntimeMS)
 	case !a.Postcopy.Valid():
 		return api.MigrateArgs{}, fmt.Errorf("postcopy %q: want off, auto or always", string(a.Postcopy))
-	case len(a.ID) > api.MaxIDLen:
-		return api.MigrateArgs{}, fmt.Errorf("id of %d bytes: at most %d", len(a.ID), api.MaxIDLen)
+	}
+	if err := checkIDText(a.ID); err != nil {
+		return api.MigrateArgs{}, err
 	}
 	return a, session.Check(sessionSpec(a))
 }

@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/ferryvm/ferry/vmm/api"
 )
@@ -29,13 +31,21 @@ func decodeID(raw json.RawMessage) (string, error) {
 	if err := decodeArgs(raw, &a); err != nil {
 		return "", err
 	}
-	return a.ID, checkIDLen(a.ID)
+	return a.ID, checkIDText(a.ID)
 }
 
-// checkIDLen bounds an id a caller gives, as migrate-send's.
-func checkIDLen(id string) error {
+// checkIDText checks an id a caller gives (migrate-send,
+// migrate-incoming, and the commands that name one): at most
+// api.MaxIDLen bytes, and no control or format character (a newline, an
+// escape sequence, U+202E): ids reach logs, statuses and the lines
+// migrate prints for an operator. It cannot see bytes that were not
+// UTF-8: the JSON decoder already replaced them with U+FFFD.
+func checkIDText(id string) error {
 	if len(id) > api.MaxIDLen {
 		return fmt.Errorf("id of %d bytes: at most %d", len(id), api.MaxIDLen)
+	}
+	if i := strings.IndexFunc(id, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf) }); i >= 0 {
+		return fmt.Errorf("id %q: a control or format character at byte %d; an id is printable text", id, i)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,5 +170,37 @@ func TestControlIDsNoMigration(t *testing.T) {
 	}
 	if err := call("quit", nil, nil); err != nil {
 		t.Errorf("quit without an id: %v", err)
+	}
+}
+
+// TestIDText: an id with a control or format character (a newline, an
+// escape sequence, U+202E that reverses what a terminal shows after it)
+// is refused where a migration takes it
+// (migrate-send, migrate-incoming: parseMigrateArgs) and where a command
+// names it, before anything acts: ids reach logs, statuses and the
+// lines migrate prints for an operator. Before, migrate-send took any
+// 64 bytes.
+func TestIDText(t *testing.T) {
+	for _, id := range []string{"a\nb", "\x1b[2J", "a\x00", "a\u202eb", "a\tb", "\u0085"} {
+		raw, err := json.Marshal(api.MigrateArgs{Plugin: "/bin/true", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseMigrateArgs(raw); err == nil || !strings.Contains(err.Error(), "id ") {
+			t.Errorf("migrate-send with id %q: %v, want refused", id, err)
+		}
+		named, _ := json.Marshal(api.IDArgs{ID: id})
+		if _, err := decodeID(named); err == nil {
+			t.Errorf("an act naming id %q was not refused", id)
+		}
+		if err := checkIDText(id); err == nil {
+			t.Errorf("migrate-resolve naming id %q was not refused", id)
+		}
+	}
+	for _, id := range []string{"4SYZ2PZ4PNOXOWLTTAEQ2MJUVY", "job-1.a_b", "prise de contrôle"} {
+		raw, _ := json.Marshal(api.MigrateArgs{Plugin: "/bin/true", ID: id})
+		if a, err := parseMigrateArgs(raw); err != nil || a.ID != id {
+			t.Errorf("id %q: %+v, %v, want taken", id, a.ID, err)
+		}
 	}
 }

@@ -44,7 +44,8 @@ type MigrateArgs struct {
 	// Credentials are this side's trust material for the session (its
 	// key, the peer's roots); without them the transport refuses to open.
 	Credentials *transport.Credentials `json:"credentials,omitempty"`
-	// ID names the migration (at most MaxIDLen bytes; "" for none):
+	// ID names the migration (at most MaxIDLen bytes of printable text:
+	// a control or format character is refused; "" for none):
 	// migrate gives its two sides the same fresh one, and resolves a
 	// handover only between two sides that report the same ID
 	// (Migration.ID, ResolveResult.ID), so that a VMM at one of the job's
@@ -163,8 +164,9 @@ type ResolveArgs struct {
 // migrate-start-postcopy and quit: the migration the caller acts on.
 type IDArgs struct {
 	// ID, if not empty, is that migration's MigrateArgs.ID (at most
-	// MaxIDLen bytes). A VMM that holds another migration (its running
-	// one, or its last: ended, resolved or not), or none, refuses the
+	// MaxIDLen bytes, printable text as there). A VMM that holds
+	// another migration (its running one, or its last: ended, resolved
+	// or not), or none, refuses the
 	// command with an error that names both, and changes nothing; so a
 	// caller that looked at a VMM (migrate-status) and then acts on what
 	// it saw is refused when the VMM moved on to another migration in
