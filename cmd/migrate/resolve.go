@@ -449,13 +449,16 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
 		return 2
 	}
-	v, err := newResolver(j, stderr).resolve()
+	r := newResolver(j, stderr)
+	v, err := r.resolve()
 	switch {
 	case err != nil:
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
 	case v == verdictMoved:
-		switch side := quitSource(j.Source.Control, ""); side {
+		// The source of the migration the destination runs (r.dstID:
+		// the pair's), not whatever answers at its socket by now.
+		switch side := quitSource(j.Source.Control, r.dstID); side {
 		case api.SideMigrated, api.SidePostcopyBroken:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
 		case sideUnreachable:
@@ -475,7 +478,8 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 
 // quitSource ends the source VMM once the guest runs on the destination,
 // if it says it handed the guest over (migrated, or postcopy-broken: its
-// copy is stale) in migration id ("": the one pair accepted), and
+// copy is stale) in migration id ("": any, a migration without one;
+// migrate -resolve names the one its destination runs), and
 // returns the side it said. Any other VMM at that socket (one started
 // anew there, with no migration or a guest of its own) is not this job's
 // source and is left alone: quit would stop its guest. The quit names

@@ -1232,3 +1232,27 @@ func TestRunFollowMovedOn(t *testing.T) {
 		t.Errorf("source acts %q: want the other migration left alone", acts)
 	}
 }
+
+// TestResolveMainQuitsOnlyItsSource: migrate -resolve finds the guest
+// running on the destination (migration a) beside a source that handed
+// it over, and quits that source; a VMM that answers at the source's
+// socket by then with another migration (z, migrated too: another
+// job's source, or a VMM started anew there that sent one) is not this
+// one's source and is left alone. Before, the quit took the id of
+// whatever the second look found there.
+func TestResolveMainQuitsOnlyItsSource(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "a", "a"
+	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.src.looked = func(f *fakeVMM) { f.id = "z" } // after the resolve's look
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	if acts := c.src.actIDs(); len(acts) != 0 {
+		t.Fatalf("source acts %q: want migration z's VMM left alone", acts)
+	}
+	if code != 0 || !strings.Contains(out.String(), "not this job's source: left alone") {
+		t.Errorf("exit %d, output %q: want the guest said to run on the destination, the source's socket left alone", code, out.String())
+	}
+}
