@@ -89,16 +89,25 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 
 // postcopyBrokenText says, for status postcopy-broken, where the guest is
 // and what not to do (docs/JOBS.md, Post-copy); its quit names migration
-// id ("": none).
-func postcopyBrokenText(src, dst, id string) string {
+// id ("": none). srcHolds: the VMM at the source's socket holds a part of
+// this migration, or could not be asked; without it (it reports none: a
+// VMM started anew there) the text says the source's copy is gone and
+// prints no quit.
+func postcopyBrokenText(src, dst, id string, srcHolds bool) string {
 	var quit any
 	if id != "" {
 		quit = api.IDArgs{ID: id}
 	}
-	return fmt.Sprintf(`migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
+	head := `migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
 held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the
 destination could not go on and said so.
-The guest is lost: the destination %s stopped its vCPUs for good, and the source %s keeps a paused copy
+`
+	if !srcHolds {
+		return head + fmt.Sprintf(`The guest is lost: the destination %s stopped its vCPUs for good, and the VMM at the source's socket %s
+holds no part of this migration (a VMM started anew there): the source's copy is gone with its VMM.
+`, dst, src)
+	}
+	return head + fmt.Sprintf(`The guest is lost: the destination %s stopped its vCPUs for good, and the source %s keeps a paused copy
 that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:

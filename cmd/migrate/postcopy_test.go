@@ -318,3 +318,33 @@ func TestResolveMainPostcopyBroken(t *testing.T) {
 		t.Errorf("resolution calls %q, want none", got)
 	}
 }
+
+// TestResolvePostcopyBrokenSourceGone: migrate -resolve finds the
+// destination's post-copy broken (migration a) and, at the source's
+// socket, a VMM that holds no migration (one started anew there, which
+// may run a guest of its own). It must not say the source keeps a
+// paused copy, nor print a quit for that VMM; before, it said so and
+// printed a bare quit (the source reported no id), which stopped
+// whatever VM answered there. A source that could not be asked may
+// still hold its copy: its quit names migration a.
+func TestResolvePostcopyBrokenSourceGone(t *testing.T) {
+	c := newRunCase(t)
+	c.src.role = "" // no migration: the VMM answers with no role and no id
+	c.src.finishWith(0, "", api.SideNone)
+	c.dst.id = "a"
+	c.dst.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	if code != 1 || strings.Contains(errb.String(), `"quit"`) || strings.Contains(errb.String(), "keeps a paused copy") ||
+		!strings.Contains(errb.String(), "holds no part of this migration") {
+		t.Fatalf("exit %d: want the guest said lost, the source's copy gone, and no quit", code)
+	}
+	c.src.kill() // unreachable: it may hold its copy
+	errb.Reset()
+	code = realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	want := controlLine(requestJSON("quit", api.IDArgs{ID: "a"}), c.src.sock)
+	if code != 1 || !strings.Contains(errb.String(), want) || !strings.Contains(errb.String(), "keeps a paused copy") {
+		t.Fatalf("exit %d\n%s\nwant the source's quit printed as\n    %s", code, errb.String(), want)
+	}
+}

@@ -290,7 +290,10 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictIdle:
 			return v, nil
 		case v == verdictLost:
-			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, cmp.Or(r.id, r.srcID)))
+			// The quit names this migration even where the source's
+			// socket reports none (r.srcID ""): a VMM there that holds
+			// no part of it refuses the line.
+			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, cmp.Or(r.id, r.srcID, r.dstID), s.Side != api.SideNone))
 			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
