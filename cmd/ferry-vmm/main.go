@@ -13,7 +13,7 @@
 // shape and waits for a migration, or for guest RAM and the control
 // commands state-load and resume (a cold migration or snapshot restore).
 //
-// SIGTERM or SIGINT shuts the VMM down (vmm.VM.ServeShutdowns,
+// SIGTERM, SIGINT or SIGHUP shuts the VMM down (vmm.VM.ServeShutdowns,
 // docs/HANDOVER.md): it stops the VM and exits, but not while the VM
 // sends a migration in its handover or in post-copy, or is
 // handover-unknown (it says "shutdown deferred" and waits); a migration
@@ -59,7 +59,7 @@ or with -incoming waits, with the same -mem, -cpus and -no-balloon as the
 source, for a migrated guest (control commands state-load, then resume).
 SIZE takes binary units: 512M, 8G (a plain number means MiB).
 
-SIGTERM or SIGINT stops the VM and exits, but waits while a migration hands
+SIGTERM, SIGINT or SIGHUP stops the VM and exits, but waits while a migration hands
 the VM over or runs in post-copy, or its handover is unknown ("shutdown
 deferred"); if migrate -resolve resumes the guest here meanwhile, the VMM
 runs on ("shutdown cancelled") and the next signal shuts down anew. A signal
@@ -172,7 +172,12 @@ type shutdownServer interface {
 	ServeShutdowns(reqs <-chan os.Signal) os.Signal
 }
 
-// handleSignals hands SIGINT and SIGTERM to vm (VM.ServeShutdowns) from
+// shutdownSignals are the signals that shut the VMM down. SIGHUP (the
+// terminal or ssh session that started it closed) is one: its default
+// action would end the process at once, a guest in post-copy with it.
+var shutdownSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// handleSignals hands SIGINT, SIGTERM and SIGHUP to vm (VM.ServeShutdowns) from
 // now until the VM stopped; the returned function waits for that. A
 // signal vm gives back (one that came while a shutdown waited: the
 // operator insists) ends the process at once, of that signal, as its
@@ -180,12 +185,12 @@ type shutdownServer interface {
 // default action back, so one ends the process at once while it exits.
 func handleSignals(vm shutdownServer) (wait func()) {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, shutdownSignals...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		sig := vm.ServeShutdowns(sigs)
-		signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+		signal.Reset(shutdownSignals...)
 		if s, ok := sig.(syscall.Signal); ok {
 			dieOf(s)
 		}

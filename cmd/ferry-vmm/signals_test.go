@@ -57,13 +57,18 @@ func signalsChild(mode string) {
 // in package vmm (TestShutdownRearmsAfterCancel).
 func TestSignalsEndProcess(t *testing.T) {
 	for _, c := range []struct {
-		mode  string
-		lines []string // what the child says before each SIGTERM
+		name, mode string
+		lines      []string         // what the child says before each signal
+		sigs       []syscall.Signal // sent after each line; the child must die of the last
 	}{
-		{"insist", []string{"serving", "deferred"}},
-		{"stopped", []string{"exiting"}},
+		{"insist", "insist", []string{"serving", "deferred"}, []syscall.Signal{syscall.SIGTERM, syscall.SIGTERM}},
+		{"stopped", "stopped", []string{"exiting"}, []syscall.Signal{syscall.SIGTERM}},
+		// A hang-up (the terminal or ssh session that started it closed)
+		// is a shutdown like the others, deferred as they are: before, its
+		// default action killed the VMM at once, in post-copy too.
+		{"hangup", "insist", []string{"serving", "deferred"}, []syscall.Signal{syscall.SIGHUP, syscall.SIGHUP}},
 	} {
-		t.Run(c.mode, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0])
@@ -82,13 +87,13 @@ func TestSignalsEndProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			lines := bufio.NewScanner(out)
-			for _, want := range c.lines {
+			for i, want := range c.lines {
 				if !lines.Scan() || lines.Text() != want {
 					cmd.Process.Kill()
 					cmd.Wait()
 					t.Fatalf("child said %q (%v), want %q", lines.Text(), lines.Err(), want)
 				}
-				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				if err := cmd.Process.Signal(c.sigs[i]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -97,12 +102,13 @@ func TestSignalsEndProcess(t *testing.T) {
 			}
 			err = cmd.Wait()
 			var ee *exec.ExitError
+			last := c.sigs[len(c.sigs)-1]
 			if !errors.As(err, &ee) {
-				t.Fatalf("child: %v, want it killed by SIGTERM", err)
+				t.Fatalf("child: %v, want it killed by %v", err, last)
 			}
 			ws := ee.Sys().(syscall.WaitStatus)
-			if ctx.Err() != nil || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
-				t.Errorf("child ended %v (timed out: %v), want killed by SIGTERM", err, ctx.Err() != nil)
+			if ctx.Err() != nil || !ws.Signaled() || ws.Signal() != last {
+				t.Errorf("child ended %v (timed out: %v), want killed by %v", err, ctx.Err() != nil, last)
 			}
 		})
 	}
