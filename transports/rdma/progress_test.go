@@ -3,12 +3,14 @@ package rdma
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
 // TestProgressCounting: the destination's bookkeeping of PROGRESS
@@ -92,5 +94,39 @@ func TestProgressFrame(t *testing.T) {
 		if _, err := parseProgress(bad); !errors.Is(err, transport.ErrProtocol) {
 			t.Errorf("kind %d, %d bytes: %v; want ErrProtocol", bad.Kind, len(bad.Payload), err)
 		}
+	}
+}
+
+// TestWrittenBeforeInflight: a write's completion reaches the batch's
+// written count before it leaves inflight. Flush takes inflight at 0 for
+// "every write of the batch completed", waits for the ACK and moves
+// written to the next batch: a count that came after the drop went to
+// that next batch, whose PROGRESS then named pages it never wrote (a
+// protocol error at its COMMIT if it wrote fewer). Here the poller's
+// goroutine is held where it was (the COMMIT's completion takes snd.mu)
+// just after both completions left inflight.
+func TestWrittenBeforeInflight(t *testing.T) {
+	var st counters
+	s := newSession(transport.RoleSend, hclog.NewNullLogger(), config{}, &ram{}, &st)
+	s.snd.written.init(1)
+	s.snd.inflight.Store(2)
+	s.snd.mu.Lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.sendCompleted([]fabric.Completion{{Ctx: writeCtx(make([]byte, writeChunk))}, {Ctx: ctxCommit}})
+	}()
+	for s.snd.inflight.Load() != 0 { // Flush's wait for its writes
+		runtime.Gosched()
+	}
+	_, pages := s.snd.written.get()
+	s.snd.written.next(2) // Flush, once the ACK came
+	s.snd.mu.Unlock()
+	<-done
+	if pages != writeChunk/pageSize {
+		t.Errorf("batch 1 had %d pages written when its writes left inflight; want %d", pages, writeChunk/pageSize)
+	}
+	if seq, n := s.snd.written.get(); seq != 2 || n != 0 {
+		t.Errorf("after batch 1's Flush the written count is batch %d, %d pages; want batch 2, 0 pages (its PROGRESS would name batch 1's)", seq, n)
 	}
 }

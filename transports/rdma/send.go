@@ -88,13 +88,21 @@ func (s *session) pollSend() {
 	s.poll(&s.snd.queue, cs[:])
 }
 
-// sendCompleted counts the bulk endpoint's completions cs.
+// sendCompleted counts the bulk endpoint's completions cs. Their
+// written pages are counted before they leave inflight: Flush takes
+// inflight at 0 for every write of the batch counted, then moves the
+// count to the next batch.
 func (s *session) sendCompleted(cs []fabric.Completion) error {
 	var writes uint64
 	for _, c := range cs {
 		if c.Ctx&ctxKindMask == ctxWrite {
 			writes += c.Ctx >> 16
 		}
+	}
+	if writes > 0 {
+		s.snd.written.add(writes)
+	}
+	for _, c := range cs {
 		s.snd.inflight.Add(-1)
 		if i := int(c.Ctx) - ctxMark0; i >= 0 && i < maxMarks {
 			s.snd.markBusy[i].Store(false)
@@ -104,9 +112,6 @@ func (s *session) sendCompleted(cs []fabric.Completion) error {
 			s.snd.commitInFlight = false
 			s.snd.mu.Unlock()
 		}
-	}
-	if writes > 0 {
-		s.snd.written.add(writes)
 	}
 	wake(s.snd.progress)
 	return nil
