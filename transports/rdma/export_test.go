@@ -35,6 +35,13 @@ func (t *Transport) SetUrgentTag(tag transport.Tag) { t.urgentTag = &tag }
 // OFFER), a sender after its fabric connect.
 func (t *Transport) SetRegisterHook(hook func() error) { t.registerHook = hook }
 
+// SetControlWrap makes the transport write an open session's control
+// frames through wrap(conn) (reads and the setup frames go to conn).
+func (t *Transport) SetControlWrap(wrap func(net.Conn) net.Conn) { t.wrapCtrl = wrap }
+
+// ProgressKind is the kind of the source's PROGRESS frames.
+const ProgressKind = progressKind
+
 // UrgentCompletionMode says how the open session commits urgent pages.
 func (t *Transport) UrgentCompletionMode() string {
 	if t.s.ucaps.DeliveryComplete {

@@ -48,7 +48,7 @@ type session struct {
 	ctrl     net.Conn     // TLS (or raw after the handshake, plaintext)
 	raw      *net.TCPConn // the socket under ctrl
 	dec      *wire.Decoder
-	wlock    sync.Mutex // one frame at a time on ctrl
+	wlock    writeLock // one frame at a time on ctrl
 	ep       *fabric.Endpoint
 	caps     fabric.Caps
 	punch    bool // zero pages by punching holes (not with pinning providers)
@@ -67,7 +67,7 @@ type session struct {
 	uctrl  net.Conn
 	uraw   *net.TCPConn
 	udec   *wire.Decoder
-	uwlock sync.Mutex
+	uwlock writeLock
 	uep    *fabric.Endpoint
 	ucaps  fabric.Caps
 	umsgs  inbox.Queue
@@ -126,16 +126,15 @@ func (s *session) fail(err error, code wire.Code) {
 	for _, c := range []struct {
 		conn net.Conn
 		raw  *net.TCPConn
-		lock *sync.Mutex
+		lock *writeLock
 	}{{s.ctrl, s.raw, &s.wlock}, {s.uctrl, s.uraw, &s.uwlock}} {
 		if c.conn == nil {
 			continue
 		}
 		c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-		if last != nil {
-			c.lock.Lock()
+		if last != nil && c.lock.lock(context.Background()) == nil { // the holder's write ends by the deadline
 			c.conn.Write(last)
-			c.lock.Unlock()
+			c.lock.unlock()
 		}
 		c.raw.CloseWrite()
 		c.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
@@ -148,13 +147,15 @@ func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 }
 
 // writeOn writes one frame on conn (the control or the urgent channel),
-// holding lock.
-func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *sync.Mutex, what string, bufs ...[]byte) error {
+// holding lock; waiting for it, it returns ctx's error when ctx ends.
+func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, what string, bufs ...[]byte) error {
 	if err := s.error(); err != nil {
 		return err
 	}
-	lock.Lock()
-	defer lock.Unlock()
+	if err := lock.lock(ctx); err != nil {
+		return err
+	}
+	defer lock.unlock()
 	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
 	b := net.Buffers(bufs)
 	n, err := b.WriteTo(conn)
@@ -172,6 +173,35 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *sync.Mutex, 
 	}
 	return nil
 }
+
+// writeLock lets one frame at a time onto a channel. A writer waits for
+// it under its context: a writer that holds it may wait in its write as
+// long as the channel takes no bytes, and some write under no context of
+// the engine's (the source's PROGRESS, the destination's ACK and MARKED,
+// bounded only by the session's end), so a mutex would hold an engine
+// call past its context behind them. Its zero value is unlocked.
+type writeLock struct {
+	once sync.Once
+	ch   chan struct{} // holds a token while locked
+}
+
+// lock takes l, or returns ctx's error once ctx ended first.
+func (l *writeLock) lock(ctx context.Context) error {
+	l.once.Do(func() { l.ch = make(chan struct{}, 1) })
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *writeLock) unlock() { <-l.ch }
 
 // close ends the session from this side and releases everything.
 func (s *session) close() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,11 +31,12 @@ type Transport struct {
 	listened transport.Listened // the addresses of receiving Opens
 	stats    counters
 
-	commitEarly  bool           // tests only: see sender.commitEarly
-	ucommitEarly bool           // tests only: see usender.commitEarly
-	urgentTag    *transport.Tag // tests only: the tag the urgent channel names instead of the session's
-	registerHook func() error   // tests only: see receiver.hook, sender.hook
-	answeredHook func()         // tests only: see session.answeredHook
+	commitEarly  bool                    // tests only: see sender.commitEarly
+	ucommitEarly bool                    // tests only: see usender.commitEarly
+	urgentTag    *transport.Tag          // tests only: the tag the urgent channel names instead of the session's
+	registerHook func() error            // tests only: see receiver.hook, sender.hook
+	answeredHook func()                  // tests only: see session.answeredHook
+	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
 }
 
 var (
@@ -119,6 +121,9 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		s.urcv.release()
 		m.Unmap()
 		return fmt.Errorf("rdma transport: %w", err)
+	}
+	if t.wrapCtrl != nil {
+		s.ctrl = t.wrapCtrl(s.ctrl)
 	}
 	if req.Role == transport.RoleSend {
 		s.wg.Go(s.pollSend)

@@ -1,0 +1,135 @@
+package rdma_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma"
+)
+
+// valve is a control channel that stops taking bytes, as a link that
+// stops (or a peer that stops reading, once the socket buffers are
+// full) does, from the first write that shut matches on: that write
+// and every later one wait until the write deadline passes (then fail
+// as the socket would) or the valve opens.
+type valve struct {
+	net.Conn
+	shut func([]byte) bool
+	held chan struct{} // closed as the first write is held
+
+	mu       sync.Mutex
+	closed   bool
+	deadline time.Time
+	changed  chan struct{} // closed and replaced when the deadline or the valve changes
+}
+
+func newValve(shut func([]byte) bool) *valve {
+	return &valve{shut: shut, held: make(chan struct{}), changed: make(chan struct{})}
+}
+
+func (v *valve) wrap(c net.Conn) net.Conn { v.Conn = c; return v }
+
+func (v *valve) Write(b []byte) (int, error) {
+	v.mu.Lock()
+	if !v.closed && v.shut(b) {
+		v.closed = true
+		close(v.held)
+	}
+	for v.closed {
+		d, changed := v.deadline, v.changed
+		if !d.IsZero() && !time.Now().Before(d) {
+			v.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		v.mu.Unlock()
+		var passed <-chan time.Time
+		if !d.IsZero() {
+			timer := time.NewTimer(time.Until(d))
+			defer timer.Stop()
+			passed = timer.C
+		}
+		select {
+		case <-changed:
+		case <-passed:
+		}
+		v.mu.Lock()
+	}
+	v.mu.Unlock()
+	return v.Conn.Write(b)
+}
+
+func (v *valve) SetWriteDeadline(d time.Time) error {
+	v.mu.Lock()
+	v.deadline = d
+	close(v.changed)
+	v.changed = make(chan struct{})
+	v.mu.Unlock()
+	return v.Conn.SetWriteDeadline(d)
+}
+
+func (v *valve) SetDeadline(d time.Time) error {
+	v.SetWriteDeadline(d)
+	return v.Conn.SetDeadline(d)
+}
+
+// isProgress reports whether b is a PROGRESS frame.
+func isProgress(b []byte) bool {
+	f, err := wire.NewDecoder(bytes.NewReader(b)).Next()
+	return err == nil && f.Type == wire.TypeMsg && f.Seq != 0 && f.Kind == rdma.ProgressKind
+}
+
+// TestMessageNotHeldBehindProgress: a call that writes on the control
+// channel returns when its context ends, also while the source's
+// PROGRESS reporter, which writes under no context of the engine's, is
+// held in a write (transport.Transport: every call that blocks honours
+// its context). Before, the reporter held the channel's lock for as long
+// as its write took: behind a link that stopped, SendMessage (and
+// SendPages' ZERO and RUNS frames) waited on that lock past their
+// contexts until the session ended, so the engine's stall watch could
+// not end a pass, nor its ABORT's 2 s bound the ABORT, and nothing
+// closed the session.
+func TestMessageNotHeldBehindProgress(t *testing.T) {
+	p := providers(t)[0]
+	v := newValve(isProgress)
+	send := rdma.New(nil)
+	send.SetControlWrap(v.wrap)
+	s := open(t, p, 0, 16<<20, send)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fillRandom(s.src, 4)
+	if err := s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1024, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no PROGRESS written within 10 s of a 4 MiB SendPages")
+	}
+	const bound = 300 * time.Millisecond
+	mctx, mcancel := context.WithTimeout(ctx, bound)
+	defer mcancel()
+	errc := make(chan error, 1)
+	at := time.Now()
+	go func() {
+		errc <- s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: []byte("behind PROGRESS")})
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("SendMessage: %v; want its context's deadline", err)
+		}
+		t.Logf("SendMessage returned %v after %v", err, time.Since(at).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Errorf("SendMessage under a %v context still waits after 5 s while the PROGRESS reporter's write is held", bound)
+		s.send.Close()
+		t.Logf("after Close: %v", <-errc)
+	}
+}
