@@ -149,6 +149,9 @@ func (s *session) standBy(q *queue, cs []fabric.Completion) bool {
 // q.polling. It reports false once the session failed (a failed poll
 // fails it with CodeFailed, an error from take with CodeProtocol).
 func (s *session) pollOnce(q *queue, cs []fabric.Completion, wait time.Duration) bool {
+	if q.pace != nil {
+		q.pace()
+	}
 	n, err := q.ep.Poll(cs, wait)
 	if err != nil {
 		s.fail(fmt.Errorf("fabric: %s%w: %w", q.name, err, transport.ErrClosed), wire.CodeFailed)

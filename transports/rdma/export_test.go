@@ -39,6 +39,11 @@ func (t *Transport) SetRegisterHook(hook func() error) { t.registerHook = hook }
 // frames through wrap(conn) (reads and the setup frames go to conn).
 func (t *Transport) SetControlWrap(wrap func(net.Conn) net.Conn) { t.wrapCtrl = wrap }
 
+// SetPollPace makes a sending session call pace before each poll of its
+// endpoints' completions (by their pollers or a driving engine call):
+// while pace blocks, no completion of its writes is taken.
+func (t *Transport) SetPollPace(pace func()) { t.pacePolls = pace }
+
 // ProgressKind is the kind of the source's PROGRESS frames.
 const ProgressKind = progressKind
 

@@ -47,13 +47,6 @@ import (
 // fails the session if it names fewer pages than it reported.
 const progressEvery = 100 * time.Millisecond
 
-// ctxWrite in the low 16 bits of a bulk write's completion context
-// (send.go); the pages it writes above them, for PROGRESS.
-const ctxKindMask = 1<<16 - 1
-
-// writeCtx is the completion context of a bulk write of chunk.
-func writeCtx(chunk []byte) uint64 { return ctxWrite | uint64(len(chunk)/pageSize)<<16 }
-
 // written is what the source's completed writes covered of the batch
 // being built: the poller (or the driving engine goroutine) adds, Flush
 // moves it to the next batch, the reporter reads.

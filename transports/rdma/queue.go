@@ -36,6 +36,7 @@ type queue struct {
 
 	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
 	deferred    []func() error // commitEarly: the writes held back
+	pace        func()         // tests only: called before each Poll of ep (pollOnce); may block
 }
 
 func (q *queue) init(name string, ep *fabric.Endpoint, take func([]fabric.Completion) error) {
@@ -43,6 +44,33 @@ func (q *queue) init(name string, ep *fabric.Endpoint, take func([]fabric.Comple
 	q.maxIn = int64(min(max(ep.Caps().TxSize-1, 1), 64))
 	q.progress = make(chan struct{}, 1)
 	q.resume = make(chan struct{}, 1)
+}
+
+// ctxWrite in the low 16 bits of a write's completion context, on
+// either of the source's endpoints; the pages it writes above them (at
+// most writeChunk's), for Stats and PROGRESS.
+const ctxKindMask = 1<<16 - 1
+
+// writeCtx is the completion context of a write of chunk (whole pages).
+func writeCtx(chunk []byte) uint64 { return ctxWrite | uint64(len(chunk)/pageSize)<<16 }
+
+// writesCompleted counts the data pages of the writes among a source
+// endpoint's completions cs (their contexts are writeCtx's) in Stats, as
+// written to the network, and returns them. Its caller calls it before
+// the completions leave inflight, so a caller that waited for inflight
+// to reach 0 (Flush) finds every write counted.
+func (s *session) writesCompleted(cs []fabric.Completion) uint64 {
+	var pages uint64
+	for _, c := range cs {
+		if c.Ctx&ctxKindMask == ctxWrite {
+			pages += c.Ctx >> 16
+		}
+	}
+	if pages > 0 {
+		s.stats.data.Add(pages)
+		s.stats.wire.Add(pages * pageSize)
+	}
+	return pages
 }
 
 // polled is a destination's endpoint ep as session.poll polls it: take
@@ -124,8 +152,9 @@ func (s *session) waitOn(ctx context.Context, q *queue) error {
 // postWrites posts on q the writes of data run r, straight from guest
 // RAM into the destination's, in pieces of at most writeChunk (held back
 // in q.deferred with commitEarly); write makes the operation that writes
-// chunk at byte offset at of region g. pages, if not nil, counts the
-// data pages posted.
+// chunk at byte offset at of region g, whose completion context is
+// writeCtx's (Stats count its pages when it completes: writesCompleted).
+// pages, if not nil, counts the data pages posted.
 func (s *session) postWrites(ctx context.Context, q *queue, r transport.PageRun, pages *uint64,
 	write func(g *region, chunk []byte, at uint64) func() error) error {
 	return s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
@@ -137,12 +166,10 @@ func (s *session) postWrites(ctx context.Context, q *queue, r transport.PageRun,
 			} else if err := s.postOn(ctx, q, op); err != nil {
 				return err
 			}
-			s.stats.wire.Add(uint64(len(chunk)))
 		}
 		if pages != nil {
 			*pages += n
 		}
-		s.stats.data.Add(n)
 		return nil
 	})
 }

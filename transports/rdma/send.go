@@ -89,17 +89,11 @@ func (s *session) pollSend() {
 }
 
 // sendCompleted counts the bulk endpoint's completions cs. Their
-// written pages are counted before they leave inflight: Flush takes
-// inflight at 0 for every write of the batch counted, then moves the
-// count to the next batch.
+// written pages are counted (Stats, and the batch's for PROGRESS) before
+// they leave inflight: Flush takes inflight at 0 for every write of the
+// batch counted, then moves the batch's count to the next batch.
 func (s *session) sendCompleted(cs []fabric.Completion) error {
-	var writes uint64
-	for _, c := range cs {
-		if c.Ctx&ctxKindMask == ctxWrite {
-			writes += c.Ctx >> 16
-		}
-	}
-	if writes > 0 {
+	if writes := s.writesCompleted(cs); writes > 0 {
 		s.snd.written.add(writes)
 	}
 	for _, c := range cs {

@@ -45,6 +45,12 @@ type session struct {
 
 func open(t *testing.T, provider string, off, size int64, send *rdma.Transport) *session {
 	t.Helper()
+	return openWith(t, provider, off, size, send, nil)
+}
+
+// openWith is open with a receiver of the caller's (nil: a new one).
+func openWith(t *testing.T, provider string, off, size int64, send, recv *rdma.Transport) *session {
+	t.Helper()
 	sf, sm := memfd(t, "send", off+size)
 	df, dm := memfd(t, "recv", off+size)
 	layout := []transport.RAMRegion{{GPA: 0, Size: uint64(size), File: 0, Offset: uint64(off)}}
@@ -56,7 +62,10 @@ func open(t *testing.T, provider string, off, size int64, send *rdma.Transport) 
 	if send == nil {
 		send = rdma.New(nil)
 	}
-	s := &session{send: send, recv: rdma.New(nil), src: sm[off:], dst: dm[off:]}
+	if recv == nil {
+		recv = rdma.New(nil)
+	}
+	s := &session{send: send, recv: recv, src: sm[off:], dst: dm[off:]}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

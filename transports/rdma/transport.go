@@ -37,6 +37,7 @@ type Transport struct {
 	registerHook func() error            // tests only: see receiver.hook, sender.hook
 	answeredHook func()                  // tests only: see session.answeredHook
 	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
+	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
 }
 
 var (
@@ -126,6 +127,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		s.ctrl = t.wrapCtrl(s.ctrl)
 	}
 	if req.Role == transport.RoleSend {
+		s.snd.pace, s.usnd.pace = t.pacePolls, t.pacePolls
 		s.wg.Go(s.pollSend)
 		if !s.snd.commitEarly {
 			s.wg.Go(s.reportWritten)

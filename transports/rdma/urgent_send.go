@@ -15,9 +15,9 @@ import (
 // ACK before it exceeds them.
 const uslots = 16
 
-// Completion contexts on the source's urgent endpoint.
+// Completion contexts on the source's urgent endpoint: its writes' are
+// writeCtx's, as on the bulk endpoint.
 const (
-	ctxUWrite   = 1
 	ctxUCommit0 = 10 // + buffer index
 )
 
@@ -56,9 +56,11 @@ func (s *session) pollUrgentSend() {
 	s.poll(&s.usnd.queue, cs[:])
 }
 
-// usendCompleted counts the urgent endpoint's completions cs.
+// usendCompleted counts the urgent endpoint's completions cs (their
+// written pages first, as sendCompleted does).
 func (s *session) usendCompleted(cs []fabric.Completion) error {
 	u := &s.usnd
+	s.writesCompleted(cs)
 	for _, c := range cs {
 		u.inflight.Add(-1)
 		if i := int(c.Ctx) - ctxUCommit0; i >= 0 && i < uslots {
@@ -196,7 +198,7 @@ func (u *usender) conflict(r transport.PageRun) uint64 {
 // from guest RAM into the destination's.
 func (s *session) uwrite(r transport.PageRun) error {
 	err := s.postWrites(context.Background(), &s.usnd.queue, r, nil, func(g *region, chunk []byte, at uint64) func() error {
-		return func() error { return s.uep.Write(chunk, g.mr, g.urbase+at, g.urkey, ctxUWrite) }
+		return func() error { return s.uep.Write(chunk, g.mr, g.urbase+at, g.urkey, writeCtx(chunk)) }
 	})
 	if err != nil {
 		return fmt.Errorf("write pages urgently: %w", err)

@@ -27,6 +27,7 @@ type valve struct {
 
 	mu       sync.Mutex
 	closed   bool
+	opened   bool // by open: it shuts no more
 	deadline time.Time
 	changed  chan struct{} // closed and replaced when the deadline or the valve changes
 }
@@ -39,7 +40,7 @@ func (v *valve) wrap(c net.Conn) net.Conn { v.Conn = c; return v }
 
 func (v *valve) Write(b []byte) (int, error) {
 	v.mu.Lock()
-	if !v.closed && v.shut(b) {
+	if !v.closed && !v.opened && v.shut(b) {
 		v.closed = true
 		close(v.held)
 	}
@@ -66,6 +67,15 @@ func (v *valve) Write(b []byte) (int, error) {
 	return v.Conn.Write(b)
 }
 
+// open lets the held writes and every later one through, for good.
+func (v *valve) open() {
+	v.mu.Lock()
+	v.closed, v.opened = false, true
+	close(v.changed)
+	v.changed = make(chan struct{})
+	v.mu.Unlock()
+}
+
 func (v *valve) SetWriteDeadline(d time.Time) error {
 	v.mu.Lock()
 	v.deadline = d
@@ -78,6 +88,12 @@ func (v *valve) SetWriteDeadline(d time.Time) error {
 func (v *valve) SetDeadline(d time.Time) error {
 	v.SetWriteDeadline(d)
 	return v.Conn.SetDeadline(d)
+}
+
+// isAck reports whether b is an ACK frame.
+func isAck(b []byte) bool {
+	f, err := wire.NewDecoder(bytes.NewReader(b)).Next()
+	return err == nil && f.Type == wire.TypeAck
 }
 
 // isProgress reports whether b is a PROGRESS frame.
