@@ -58,6 +58,7 @@ type gate struct {
 	taken   transport.Tag                      // the tag of the try taken, once closed
 	seq     uint64                             // connections accepted so far
 	handed  uint64                             // the seq of the HELLO next handed to openReceive
+	refused error                              // the last source refused for another setup version
 
 	waiting func() // tests only: called as an admitted HELLO starts to wait for openReceive
 }
@@ -167,6 +168,24 @@ func (g *gate) next(ctx context.Context) (arrival, error) {
 	}
 }
 
+// waitErr is the error of openReceive's wait for a source that ended
+// with err: it names the last try dropped, if any, and the last source
+// refused for another setup version, which a wait until the Open's
+// context ends would otherwise only have logged.
+func (g *gate) waitErr(err, dropped error) error {
+	g.mu.Lock()
+	refused := g.refused
+	g.mu.Unlock()
+	var why string
+	if dropped != nil {
+		why += fmt.Sprintf(" (a try of the source's was dropped during setup: %v)", dropped)
+	}
+	if refused != nil {
+		why += fmt.Sprintf(" (%v)", refused)
+	}
+	return fmt.Errorf("waiting for the source on %s: %w%s", g.s.cfg.listen, err, why)
+}
+
 // close stops admitting and closes every connection not taken (those
 // naming another tag than taken, when not zero, after OTHER); it
 // returns once every goroutine of the gate did. ln stays open.
@@ -219,6 +238,9 @@ func (g *gate) admit(c *net.TCPConn, seq uint64) {
 		// Ferry's): a frame of this version, whatever it says, makes its
 		// own readSetup refuse it naming both versions, where a closed
 		// connection would read as EOF.
+		g.mu.Lock() // before the answer: its reader may end the Open next
+		g.refused = fmt.Errorf("a source at %s was refused: %w", c.RemoteAddr(), err)
+		g.mu.Unlock()
 		writeSetup(sc, setupRefuse, []byte(err.Error()))
 	case err != nil:
 	case t == setupHello:

@@ -227,12 +227,8 @@ func openReceive(ctx context.Context, s *session) (err error) {
 			h.c.Close()
 			err = h.err
 		}
-		if err != nil && dropped != nil {
-			return fmt.Errorf("waiting for the source on %s: %w (a try of the source's was dropped during setup: %v)",
-				s.cfg.listen, err, dropped)
-		}
 		if err != nil {
-			return fmt.Errorf("waiting for the source on %s: %w", s.cfg.listen, err)
+			return g.waitErr(err, dropped)
 		}
 		s.ctrl, s.raw, s.tag = h.a.sc, h.c, h.a.tag
 		err = s.setupReceive(ctx, g)

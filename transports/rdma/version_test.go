@@ -34,7 +34,8 @@ func setupFrame(version, typ uint16, payload []byte) []byte {
 //     or 2 (before transport API 8) at this destination is answered
 //     with a frame of this version, which that source's reader refuses
 //     naming both versions, instead of a closed connection it could
-//     only report as EOF;
+//     only report as EOF; the destination waits on, and its Open's
+//     error, when its context ends, names the refusal;
 //   - this source at a destination of version 4 or 3, which answers a
 //     HELLO of another version with a REFUSE of its own, names both
 //     versions;
@@ -75,6 +76,15 @@ func TestSetupVersionAnswered(t *testing.T) {
 			reason := make([]byte, binary.BigEndian.Uint32(h[8:]))
 			if _, err := io.ReadFull(c, reason); err != nil || !bytes.Contains(reason, fmt.Appendf(nil, "setup version %d", old.version)) {
 				t.Errorf("answer %q (%v); want it to name the source's version", reason, err)
+			}
+			// The destination waits on for a source of its own version;
+			// when its Open ends, it says why none came.
+			pr.cancel()
+			want := fmt.Sprintf("setup version %d, this side speaks 5", old.version)
+			if err := pr.received(); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("the destination's Open: %v; want it to say %q", err, want)
+			} else {
+				t.Logf("the destination's Open: %v", err)
 			}
 		})
 	}
