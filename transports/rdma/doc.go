@@ -54,14 +54,16 @@
 // FI_DELIVERY_COMPLETE and the COMMIT waits for every write's completion.
 // Urgent pages are committed the same way on their own endpoint (UCOMMIT).
 //
-// Counting: the destination cannot see the writes land, so the source
-// reports, at most every progressEvery, how many of the batch's data
-// pages its writes completed (PROGRESS, progress.go; setup version 5);
-// the destination's Stats count them then and the rest at the COMMIT,
-// so they grow while a pass moves, not only at its Flush
-// (transport.Transport's Stats; the engine's stall watch reads them).
-// A PROGRESS makes nothing visible: nothing reads or reports a page
-// before its MARK or COMMIT.
+// Counting: the source's Stats count a data page when its write
+// completes, not when it is posted, so they move while a Flush drains
+// and stop with the link. The destination cannot see the writes land,
+// so the source reports, at most every progressEvery, how many of the
+// batch's data pages its writes completed (PROGRESS, progress.go; setup
+// version 5); the destination's Stats count them then and the rest at
+// the COMMIT, so they grow while a pass moves, not only at its Flush
+// (transport.Transport's Stats; the engine's stall watch reads them on
+// both sides). A PROGRESS makes nothing visible: nothing reads or
+// reports a page before its MARK or COMMIT.
 // A zero run and a data run of the same page in one batch would race
 // (different channels), so such a batch is committed in between.
 //

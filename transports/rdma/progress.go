@@ -42,9 +42,14 @@ import (
 // FI_DELIVERY_COMPLETE: one visible at the destination), so the count
 // may run ahead of guest RAM by what the link and its socket buffers
 // hold; once they are full the completions, and the count, stop, so a
-// link that stops still looks stopped. A source whose writes never
-// complete, or that lies about them, is not caught here: its COMMIT
-// fails the session if it names fewer pages than it reported.
+// link that stops still looks stopped. The source's own Stats count the
+// same completions (queue.go, writesCompleted), before they leave
+// inflight, so both counts move while a Flush drains. A source whose
+// writes never complete, or that lies about them, is not caught here:
+// its COMMIT fails the session if it names fewer pages than it
+// reported. The reporter writes under no context of the engine's (the
+// session's end bounds it); writeLock keeps engine calls that write on
+// the channel from waiting behind it past their contexts.
 const progressEvery = 100 * time.Millisecond
 
 // written is what the source's completed writes covered of the batch
