@@ -15,6 +15,7 @@ import (
 	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/internal/uffd"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
@@ -240,9 +241,26 @@ func TestPostcopyLoadSlowNotStalled(t *testing.T) {
 	s.lateLeft, s.lateBy = len(pages), limit/2
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	savedSeq := loadToEnd(t, ctx, s, dst, rcv, opt)
+	s.mu.Lock()
+	for _, p := range pages {
+		if !s.requested.Test(p) {
+			t.Errorf("page %d was not requested", p)
+		}
+	}
+	s.mu.Unlock()
+	checkPages(t, s, vm, savedSeq, ^uint64(0))
+}
+
+// loadToEnd plays the source of a post-copy handover whose
+// destination's LoadState faults on pages the source owes: the state,
+// then the fault service, COMMIT, the pushed rest and the page check.
+// It fails t unless Receive completes, and returns the source's
+// sequence at the switch (for checkPages).
+func loadToEnd(t *testing.T, ctx context.Context, s *script, dst framework.Target, rcv *loopback.Transport, opt Options) (savedSeq uint64) {
+	t.Helper()
 	wait := receiveAsync(ctx, dst, rcv, opt)
 	never, stale := pcPages(s)
-	var savedSeq uint64
 	failed := runScript(func() {
 		s.toState(ctx, never, stale)
 		savedSeq = s.src.Seq()
@@ -260,14 +278,7 @@ func TestPostcopyLoadSlowNotStalled(t *testing.T) {
 	if err != nil || rep.Status != StatusCompleted {
 		t.Fatalf("Receive: %v, status %s", err, rep.Status)
 	}
-	s.mu.Lock()
-	for _, p := range pages {
-		if !s.requested.Test(p) {
-			t.Errorf("page %d was not requested", p)
-		}
-	}
-	s.mu.Unlock()
-	checkPages(t, s, vm, savedSeq, ^uint64(0))
+	return savedSeq
 }
 
 // goReadLoad is a destination VM whose LoadState first reads a page of
@@ -327,24 +338,7 @@ func TestPostcopyLoadGoRead(t *testing.T) {
 	s.onAsk = runtime.GC
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
-	failed := runScript(func() {
-		s.toState(ctx, never, stale)
-		go s.serve(ctx)
-		s.recv(ctx, msgLoaded)
-		s.send(ctx, msgCommit, nil)
-		s.recv(ctx, msgRunning)
-		s.push(ctx)
-		s.settled(ctx)
-	})
-	rep, err := wait()
-	if failed {
-		t.Fatalf("script failed; Receive: %v", err)
-	}
-	if err != nil || rep.Status != StatusCompleted {
-		t.Fatalf("Receive: %v, status %s", err, rep.Status)
-	}
+	loadToEnd(t, ctx, s, dst, rcv, opt)
 	if !bytes.Equal(dst.got, s.src.Page(p)) {
 		t.Errorf("LoadState read page %d as %x..., the source holds %x...", p, dst.got[:16], s.src.Page(p)[:16])
 	}
