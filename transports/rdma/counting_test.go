@@ -22,21 +22,38 @@ import (
 // they queued, as one behind a slow link would send one call per stall
 // window; after the Flush each page is in RAM and counted once.
 func TestCountsBeforeCommit(t *testing.T) {
+	eachCompletionMode(t, func(t *testing.T, p, mode string) {
+		s := open(t, p, 0, 64<<20, nil)
+		if m := s.send.CompletionMode(); m != mode {
+			t.Fatalf("the session commits by %s, want %s", m, mode)
+		}
+		countsBeforeCommit(t, s)
+	})
+}
+
+// forceDeliveryComplete opens this test's endpoints without FI_ORDER_SAW,
+// as on a provider that lacks it, until the test ends: writes carry
+// FI_DELIVERY_COMPLETE. It skips, loudly, where provider p has none.
+func forceDeliveryComplete(t *testing.T, p string) {
+	t.Helper()
+	fabric.ForceDeliveryComplete(true)
+	t.Cleanup(func() { fabric.ForceDeliveryComplete(false) })
+	if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
+		t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
+	}
+}
+
+// eachCompletionMode runs fn as a subtest for every provider here, once
+// committing by send-after-write and once with FI_DELIVERY_COMPLETE
+// forced (skipped, loudly, where the provider has none).
+func eachCompletionMode(t *testing.T, fn func(t *testing.T, provider, mode string)) {
 	for _, p := range providers(t) {
 		for _, mode := range []string{"send-after-write", "delivery-complete"} {
 			t.Run(p+"/"+mode, func(t *testing.T) {
 				if mode == "delivery-complete" {
-					fabric.ForceDeliveryComplete(true)
-					defer fabric.ForceDeliveryComplete(false)
-					if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
-						t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
-					}
+					forceDeliveryComplete(t, p)
 				}
-				s := open(t, p, 0, 64<<20, nil)
-				if m := s.send.CompletionMode(); m != mode {
-					t.Fatalf("the session commits by %s, want %s", m, mode)
-				}
-				countsBeforeCommit(t, s)
+				fn(t, p, mode)
 			})
 		}
 	}
@@ -127,32 +144,21 @@ func waitBytes(ctx context.Context, t *testing.T, tr *rdma.Transport, n uint64, 
 // SendPages returned and the Flush moved its count by the COMMIT's 40
 // bytes. With FI_ORDER_SAW and with forced FI_DELIVERY_COMPLETE.
 func TestSourceCountsAtCompletion(t *testing.T) {
-	for _, p := range providers(t) {
-		for _, mode := range []string{"send-after-write", "delivery-complete"} {
-			t.Run(p+"/"+mode, func(t *testing.T) {
-				if mode == "delivery-complete" {
-					fabric.ForceDeliveryComplete(true)
-					defer fabric.ForceDeliveryComplete(false)
-					if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
-						t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
-					}
-				}
-				polls := make(chan struct{})
-				openPolls := sync.OnceFunc(func() { close(polls) })
-				send, recv := rdma.New(nil), rdma.New(nil)
-				send.SetPollPace(func() { <-polls })
-				acks := newValve(isAck)
-				recv.SetControlWrap(acks.wrap)
-				s := openWith(t, p, 0, 16<<20, send, recv)
-				t.Cleanup(acks.open) // before the pair closes
-				t.Cleanup(openPolls)
-				if m := s.send.CompletionMode(); m != mode {
-					t.Fatalf("the session commits by %s, want %s", m, mode)
-				}
-				sourceCounts(t, s, openPolls, acks)
-			})
+	eachCompletionMode(t, func(t *testing.T, p, mode string) {
+		polls := make(chan struct{})
+		openPolls := sync.OnceFunc(func() { close(polls) })
+		send, recv := rdma.New(nil), rdma.New(nil)
+		send.SetPollPace(func() { <-polls })
+		acks := newValve(isAck)
+		recv.SetControlWrap(acks.wrap)
+		s := openWith(t, p, 0, 16<<20, send, recv)
+		t.Cleanup(acks.open) // before the pair closes
+		t.Cleanup(openPolls)
+		if m := s.send.CompletionMode(); m != mode {
+			t.Fatalf("the session commits by %s, want %s", m, mode)
 		}
-	}
+		sourceCounts(t, s, openPolls, acks)
+	})
 }
 
 func sourceCounts(t *testing.T, s *session, openPolls func(), acks *valve) {

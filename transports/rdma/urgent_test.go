@@ -9,7 +9,6 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/rdma"
-	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
 // urgentRounds sends n urgent runs of 1 MiB of fresh random pages and
@@ -89,11 +88,7 @@ func TestUrgentVisibleAtLanded(t *testing.T) {
 func TestUrgentDeliveryComplete(t *testing.T) {
 	for _, p := range providers(t) {
 		t.Run(p, func(t *testing.T) {
-			fabric.ForceDeliveryComplete(true)
-			defer fabric.ForceDeliveryComplete(false)
-			if err := fabric.Providers("127.0.0.1", p)[p]; err != nil {
-				t.Skipf("SKIPPED: provider %s has no FI_DELIVERY_COMPLETE: %v", p, err)
-			}
+			forceDeliveryComplete(t, p)
 			s := open(t, p, 0, 64<<20, nil)
 			if m := s.send.UrgentCompletionMode(); m != "delivery-complete" {
 				t.Fatalf("urgent pages are committed by %s, want delivery-complete", m)
