@@ -18,7 +18,8 @@ import (
 //	pause, resume, quit            → Status after the change; refused while
 //	                                 a migration owns the VM (runlock.go)
 //	quit [{"id"}]                  → given an id (api.IDArgs), only on the VMM
-//	                                 that holds that migration (migration_id.go)
+//	                                 that holds that migration, and whose guest
+//	                                 has not run since it ended (migration_id.go)
 //	balloon [{"target_mib": N}]    → balloon target and actual size
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
@@ -50,8 +51,9 @@ func (v *VM) Serve(s *control.Server) {
 			return nil, err
 		}
 		quit := func(context.Context) error {
-			// Under the run lock: no migration can begin in between.
-			if err := v.migration().checkID("quit", id); err != nil {
+			// Under the run lock: no migration can begin, and the VM
+			// cannot resume, in between.
+			if err := v.migration().checkQuit(v, id); err != nil {
 				return err
 			}
 			v.Stop()

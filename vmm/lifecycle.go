@@ -148,6 +148,9 @@ func (v *VM) moveLocked(to State) error {
 		return err
 	}
 	v.state = to
+	if to == StateRunning {
+		v.runs++
+	}
 	if v.moved != nil {
 		close(v.moved)
 		v.moved = nil
@@ -170,4 +173,27 @@ func (v *VM) awaitLeaving(st State) {
 		v.mu.Unlock()
 		<-moved
 	}
+}
+
+// runMark is where the VM's run history stood at one moment (the end of
+// a migration): its run generation (VM.runs) and whether it ran then.
+type runMark struct {
+	runs    uint64
+	running bool
+}
+
+// runMark returns the VM's run history now.
+func (v *VM) runMark() runMark {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return runMark{runs: v.runs, running: v.state == StateRunning}
+}
+
+// ranSince reports whether the guest ran here at m or after it: it was
+// running then, or entered running since (a resume by migrate-resolve
+// or by hand). It cannot see a guest that ran elsewhere.
+func (v *VM) ranSince(m runMark) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return m.running || v.runs != m.runs
 }

@@ -133,6 +133,10 @@ type migration struct {
 	// (askedPostcopy); nil before a migrate-send (postcopy.go).
 	toPostcopy    chan struct{}
 	askedPostcopy bool
+	// ended is the VM's run history when the current migration ended
+	// (finishLocked): quit, given that migration's id, refuses a VM that
+	// ran since (checkQuit).
+	ended runMark
 }
 
 // owner is the current (or last) migration's hold on the VM's run state,
@@ -170,8 +174,15 @@ func (mg *migration) finish(rep engine.Report, side api.Side) {
 	mg.finishLocked(rep, side)
 }
 
+// finishLocked records the end of the current migration, and where the
+// VM's run history stood then (mg.ended). The caller holds mg.mu, and
+// the run lock (every end is recorded under it: endMigration,
+// finishUnopened through release), so the VM's state is final.
 func (mg *migration) finishLocked(rep engine.Report, side api.Side) {
 	mg.cur.Done, mg.cur.Report, mg.cur.Side = true, &rep, side
+	if mg.own != nil {
+		mg.ended = mg.own.v.runMark()
+	}
 	close(mg.done)
 }
 

@@ -17,6 +17,11 @@ import (
 //	migrate-resolve {"action","id"} │
 //	quit {"id"}                    ─┘ otherwise (another, or none) ──► refused, nothing changed
 //
+// quit checks one more thing (checkQuit): that the guest has not run
+// here since that migration ended (the VM's run generation, VM.runs,
+// against the mark taken at the end, migration.ended). A VM that ran
+// since holds the guest, not a copy the migration left behind.
+//
 // The check and the act are one step: under mg.mu for the first three
 // (a new migration begins under it too), under the run lock for quit (a
 // migration begins by claiming it). So a caller that looked
@@ -86,6 +91,28 @@ func (mg *migration) checkIDLocked(cmd, id string) error {
 	}
 	return fmt.Errorf("%s for migration %q refused: this VMM holds %s (%s, %s), not that one; nothing changed",
 		cmd, id, held, mg.cur.Role, what)
+}
+
+// checkQuit is quit's check, given the id of the migration its caller
+// means ("": any): checkID, and then that the guest has not run here
+// since that migration ended (VM.ranSince of mg.ended): a source whose
+// migration failed and resumed, or was resumed by migrate-resolve or by
+// hand, or a destination that runs the guest, holds the guest, not a
+// copy that migration left behind, and a quit naming the migration
+// would stop its only copy. quit without an id still ends it. The
+// caller holds the run lock, so no resume slips in between.
+func (mg *migration) checkQuit(v *VM, id string) error {
+	if err := mg.checkID("quit", id); err != nil || id == "" {
+		return err
+	}
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if !mg.cur.Done || !v.ranSince(mg.ended) {
+		return nil
+	}
+	return fmt.Errorf("quit for migration %q refused: the guest has run here since that migration ended (side %s, VM %s): "+
+		"this VMM holds the guest, not a copy that migration left behind; nothing changed (quit without an id ends it all the same)",
+		id, mg.cur.Side, v.Status().State)
 }
 
 // errNoMigrationFor is checkID's refusal on a VMM that holds no migration.

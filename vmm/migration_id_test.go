@@ -3,6 +3,7 @@ package vmm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,18 +118,22 @@ func TestControlIDs(t *testing.T) {
 	}
 
 	// Resolved, the VMM still holds migration a: quit for another one
-	// leaves the VM running, quit for a ends it.
+	// leaves the VM running, and so does quit for a: the guest runs
+	// here since a ended (TestQuitRanSince); quit without an id ends it.
 	refusedFor(t, "quit", call("quit", other, nil), "b", "a")
-	if st := v.Status().State; st != StateRunning {
-		t.Fatalf("after a refused quit: VM %s, want running", st)
+	if err := call("quit", api.IDArgs{ID: "a"}, nil); err == nil || !strings.Contains(err.Error(), "has run here since") {
+		t.Fatalf("quit with its id after the guest was resumed here: %v, want refused", err)
 	}
-	if err := call("quit", api.IDArgs{ID: "a"}, nil); err != nil {
-		t.Fatalf("quit with its id: %v", err)
+	if st := v.Status().State; st != StateRunning {
+		t.Fatalf("after refused quits: VM %s, want running", st)
+	}
+	if err := call("quit", nil, nil); err != nil {
+		t.Fatalf("quit without an id: %v", err)
 	}
 	select {
 	case <-v.stopped:
 	case <-time.After(5 * time.Second):
-		t.Fatal("quit with its id did not stop the VM")
+		t.Fatal("quit without an id did not stop the VM")
 	}
 }
 
@@ -203,4 +208,105 @@ func TestIDText(t *testing.T) {
 			t.Errorf("id %q: %+v, %v, want taken", id, a.ID, err)
 		}
 	}
+}
+
+// TestQuitRanSince: quit given the id of the migration the VMM holds
+// ends only a VM whose guest has not run here since that migration
+// ended: a source that handed the guest over (migrated) or a discarded
+// destination is quit; a source whose migration failed and resumed it
+// (even if paused by hand since), or a side resumed by migrate-resolve,
+// holds the guest, and quit naming the migration is refused, saying
+// why, and changes nothing. Found by audit: quit checked the id only,
+// so a migrate that found a source migrated, then a resolve or an
+// operator resumed it there, stopped its only copy with a later quit.
+func TestQuitRanSince(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		role transport.Role
+		end  func(t *testing.T, v *VM, own *migrationOwner, call func(string, any, any) error)
+		quit bool // quit "a" ends the VM
+	}{
+		{"source migrated", transport.RoleSend, func(t *testing.T, v *VM, own *migrationOwner, _ func(string, any, any) error) {
+			m := migrationVM{v: v, own: own}
+			if err := m.Pause(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			v.endMigration(own, v.migration(), transport.RoleSend, engine.Report{Status: engine.StatusCompleted}, nil)
+		}, true},
+		{"source failed, resumed, paused by hand", transport.RoleSend, func(t *testing.T, v *VM, own *migrationOwner, call func(string, any, any) error) {
+			m := migrationVM{v: v, own: own}
+			if err := m.Pause(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Resume(); err != nil {
+				t.Fatal(err)
+			}
+			v.endMigration(own, v.migration(), transport.RoleSend, engine.Report{Status: engine.StatusFailed}, errors.New("cut"))
+			if err := call("pause", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"destination discarded", transport.RoleReceive, func(t *testing.T, v *VM, own *migrationOwner, call func(string, any, any) error) {
+			endUnknown(t, v, own, transport.RoleReceive)
+			if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveDiscard, ID: "a"}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"destination resumed by resolve, paused by hand", transport.RoleReceive, func(t *testing.T, v *VM, own *migrationOwner, call func(string, any, any) error) {
+			endUnknown(t, v, own, transport.RoleReceive)
+			if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: "a"}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := call("pause", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := StateRunning
+			if tc.role == transport.RoleReceive {
+				st = StateIncoming
+			}
+			v := fakeVM(st)
+			v.cfg.Incoming = tc.role == transport.RoleReceive
+			call := serveCalls(t, v)
+			own, err := v.claim(context.Background(), v.migration(), tc.role.String(), "a", takes(func() {}),
+				func(st State) error { return v.canMigrate(tc.role, st) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.end(t, v, own, call)
+			before := v.Status().State
+			err = call("quit", api.IDArgs{ID: "a"}, nil)
+			stopped := false
+			select { // quit stops the VM before it answers
+			case <-v.stopped:
+				stopped = true
+			default:
+			}
+			switch {
+			case stopped && !tc.quit:
+				t.Fatalf("quit a stopped a VM (%s) whose guest ran here since migration a ended (%v)", before, err)
+			case !stopped && tc.quit:
+				t.Fatalf("quit a: %v; the VM (%s) was not stopped", err, before)
+			case !stopped && (err == nil || !strings.Contains(err.Error(), `quit for migration "a" refused: the guest has run here since`)):
+				t.Fatalf("quit a: %v, want a refusal saying why", err)
+			case !stopped && v.Status().State != before:
+				t.Fatalf("a refused quit moved the VM from %s to %s", before, v.Status().State)
+			}
+		})
+	}
+}
+
+// endUnknown ends own's migration (role) handover-unknown, the VM
+// paused: loaded first on a destination.
+func endUnknown(t *testing.T, v *VM, own *migrationOwner, role transport.Role) {
+	t.Helper()
+	if role == transport.RoleReceive {
+		v.setStateIf(StateIncoming, StatePaused) // what LoadState does
+	} else if err := (migrationVM{v: v, own: own}).Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
+	v.endMigration(own, v.migration(), role, rep, engine.ErrHandoverUnknown)
 }

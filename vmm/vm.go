@@ -104,6 +104,7 @@ type VM struct {
 
 	mu       sync.Mutex
 	state    State
+	runs     uint64        // how many times the VM entered running (moveLocked): its run generation
 	moved    chan struct{} // closed at the next state change (awaitLeaving); nil until asked
 	started  time.Time
 	exitCode int

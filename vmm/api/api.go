@@ -170,7 +170,11 @@ type IDArgs struct {
 	// command with an error that names both, and changes nothing; so a
 	// caller that looked at a VMM (migrate-status) and then acts on what
 	// it saw is refused when the VMM moved on to another migration in
-	// between. "" acts on whatever the VMM holds (an operator by hand).
+	// between. quit given an ID also refuses, changing nothing, a VM
+	// whose guest has run there since that migration ended (resumed by
+	// migrate-resolve or by hand, or never paused for good): it holds
+	// the guest, not a copy the migration left behind. "" acts on
+	// whatever the VMM holds (an operator by hand).
 	// A VMM from before the field ignores migrate-cancel's and quit's
 	// arguments altogether (docs/ARCHITECTURE.md, "Job files and the
 	// control socket").
