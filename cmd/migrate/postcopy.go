@@ -18,7 +18,8 @@ import (
 // post-copy now, and say what happened. Only the job's migration: the
 // one the source sends (its migrate-status) to the job's destination
 // (which reports the same id), named in the request, so a source that
-// moved on to another migration after the look refuses it. Exit 0 when
+// moved on to another migration after the look refuses it; never one
+// without an id (jobMigration). Exit 0 when
 // the switch is asked for (now or by an earlier call), 1 when the
 // migration is not the job's, or the VMM refused or could not be
 // reached, 2 for a job that does not parse.
@@ -35,7 +36,7 @@ func startPostcopyMain(path string, stdout, stderr io.Writer) int {
 	}
 	id, err := jobMigration(j)
 	if err != nil {
-		fmt.Fprintf(stderr, "migrate: start post-copy: %v; nothing was asked\n", err)
+		fmt.Fprintf(stderr, "migrate: start post-copy: nothing was asked: %v\n", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -52,12 +53,24 @@ func startPostcopyMain(path string, stdout, stderr io.Writer) int {
 // jobMigration is the id of the migration the job's source sends, once
 // the job's destination says it receives that migration: a source that
 // sends another job's migration (to another destination) is not this
-// job's to switch. A migration that is not running (none, ended, or one
-// the source receives) is left to the source's own refusal.
+// job's to switch. A migration without an id is never this job's (the
+// migrate driving a job names one, always): the rule is that ids must
+// match exactly and "" matches nothing, so no request without an id is
+// ever sent. A migration that is not running (ended, or one the source
+// receives) is left to the source's own refusal, by its id.
 func jobMigration(j *job.Job) (string, error) {
 	st, err := migrateStatus(j.Source.Control)
 	if err != nil {
 		return "", fmt.Errorf("the source %s: %w", j.Source.Control, err)
+	}
+	if st.ID == "" {
+		// A request without an id switches whatever the source sends by
+		// the time it arrives, and the destination's "" proves nothing:
+		// two migrations started by hand both have it.
+		return "", fmt.Errorf("the source %s holds a migration without an id (%s, %s): one started by hand or by a migrate from "+
+			"before ids, which nothing shows to be this job's, and a request naming none would switch whatever the source sends "+
+			"by the time it arrives. If it is this job's, switch it by hand:\n    %s", j.Source.Control, st.Role, st.Side,
+			controlLine(requestJSON("migrate-start-postcopy", nil), j.Source.Control))
 	}
 	if st.Done || st.Role != transport.RoleSend.String() {
 		return st.ID, nil

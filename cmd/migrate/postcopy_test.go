@@ -67,6 +67,9 @@ func TestStartPostcopyMain(t *testing.T) {
 // answer) is not asked; a source that moved on to another migration
 // between migrate's look and its request refuses it (the request names
 // the migration looked at), and that other migration is not switched.
+// A migration without an id (started by hand at both sockets) is not
+// asked either: "" matches nothing, and before, a request without an id
+// switched whatever the source sent by then.
 func TestStartPostcopyOnlyThisJob(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -76,6 +79,8 @@ func TestStartPostcopyOnlyThisJob(t *testing.T) {
 	}{
 		{"destination in another migration", func(c *runCase) { c.dst.id = "b" }, false, `takes part in migration "b"`},
 		{"destination unreachable", func(c *runCase) { c.dst.kill() }, false, "cannot say it receives it"},
+		{"migration without an id", func(c *runCase) { c.src.id, c.dst.id = "", "" }, false,
+			"holds a migration without an id (send, migrating)"},
 		{"source moved on", func(c *runCase) {
 			c.src.looked = func(f *fakeVMM) { f.id = "b" } // another run's migration b, once migrate looked
 		}, true, `migration "a" refused: this VMM holds migration "b"`},
