@@ -205,7 +205,8 @@ func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Sid
 	mg.finishLocked(engine.Report{Status: st, Error: err.Error()}, side)
 }
 
-// status returns a copy of the current migration, or nil.
+// status returns a copy of the current migration, or nil, with the
+// VMM's api.ControlVersion.
 func (mg *migration) status() *api.Migration {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
@@ -213,6 +214,7 @@ func (mg *migration) status() *api.Migration {
 		return nil
 	}
 	c := *mg.cur
+	c.Control = api.ControlVersion
 	return &c
 }
 

@@ -310,3 +310,28 @@ func endUnknown(t *testing.T, v *VM, own *migrationOwner, role transport.Role) {
 	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
 	v.endMigration(own, v.migration(), role, rep, engine.ErrHandoverUnknown)
 }
+
+// TestControlVersionReported: migrate-status and migrate-resolve (a
+// query too, and on a VMM that holds no migration) report the VMM's
+// api.ControlVersion, from which migrate learns that an id it names in
+// migrate-cancel or quit is honoured. A VMM from before leaves it out.
+func TestControlVersionReported(t *testing.T) {
+	v := fakeVM(StateRunning)
+	call := serveCalls(t, v)
+	var rq api.ResolveResult
+	if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &rq); err != nil || rq.Control != api.ControlVersion {
+		t.Fatalf("migrate-resolve query, no migration: %+v, %v; want control %d", rq, err, api.ControlVersion)
+	}
+	if _, err := v.claim(context.Background(), v.migration(), transport.RoleSend.String(), "a", takes(func() {}),
+		func(st State) error { return v.canMigrate(transport.RoleSend, st) }); err != nil {
+		t.Fatal(err)
+	}
+	var st api.Migration
+	if err := call("migrate-status", nil, &st); err != nil || st.Control != api.ControlVersion || st.ID != "a" {
+		t.Fatalf("migrate-status: %+v, %v; want migration a, control %d", st, err, api.ControlVersion)
+	}
+	rq = api.ResolveResult{}
+	if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery, ID: "a"}, &rq); err != nil || rq.Control != api.ControlVersion {
+		t.Fatalf("migrate-resolve query: %+v, %v; want control %d", rq, err, api.ControlVersion)
+	}
+}

@@ -169,28 +169,36 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 	return control.Call(ctx, sock, cmd, args, res)
 }
 
-// cancelMigration asks sock to cancel migration id ("": whatever it
-// runs) and returns its answer (zero if it could not be asked, or
-// refused because it holds another migration); it is not cancelled by
-// Ctrl-C, it is what Ctrl-C does.
-func cancelMigration(sock, id string) api.CancelResult {
+// cancelMigration asks sock to cancel migration id, which its last
+// answer reported with control version control, and returns its answer
+// (zero if it could not be asked, or refused because it holds another
+// migration); it is not cancelled by Ctrl-C, it is what Ctrl-C does. A
+// VMM that does not honour the id (idsIgnored) is not asked: it says
+// why on log, with the line to run by hand, and returns that as an
+// error (*errNotSent).
+func cancelMigration(sock, id string, control uint16, log io.Writer) (api.CancelResult, error) {
+	if err := idsIgnored(sock, control); err != nil {
+		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", id, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.CancelResult
 	callControl(ctx, sock, "migrate-cancel", api.IDArgs{ID: id}, &res)
-	return res
+	return res, nil
 }
 
 // cancelOurs cancels sock's migration if it is the one migrate started
 // (its migrate-status reports id): a VMM that refused migrate-send or
 // migrate-incoming because it takes part in another migration keeps it.
 // The cancel names id too, so a VMM that moved on to another migration
-// after the look refuses it; the look keeps a VMM from before
-// migrate-cancel took an id, which ignores it, from cancelling another.
-func cancelOurs(sock, id string) {
+// after the look refuses it; a VMM from before migrate-cancel took an
+// id, which would ignore it, is not asked (cancelMigration).
+func cancelOurs(sock, id string, log io.Writer) error {
 	if st, err := migrateStatus(sock); err == nil && st.ID == id {
-		cancelMigration(sock, id)
+		_, err := cancelMigration(sock, id, st.Control, log)
+		return err
 	}
+	return nil
 }
 
 // answered reports whether a control call's VMM answered, even if only
@@ -203,7 +211,12 @@ func answered(err error) bool {
 // run drives both VMMs through one migration; start is when migrate
 // began: the source's SetupMS grows by the time until it was told to
 // send (migrate's checks, the destination's start).
-func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (report, error) {
+//
+// An act it did not send to an older VMM (errNotSent: the resolver
+// keeps the first) makes run fail if nothing else did.
+func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (_ report, err error) {
+	rs := newResolver(j, log)
+	defer func() { err = cmp.Or(err, rs.undone) }()
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
@@ -223,7 +236,6 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		defer cancel()
 		return callControl(cctx, sock, cmd, a, res)
 	}
-	rs := newResolver(j, log)
 	rs.id = args.ID
 	if st, ok := sending(j.Source.Control); ok {
 		rs.id = st.ID // its other side is the destination that reports the same
@@ -231,7 +243,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// gone) while the VMMs went on: follow that migration.
 		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",
 			j.Source.Control, st.Progress.Phase, cmp.Or(st.Progress.Mode, engine.ModePrecopy))
-		src, err := follow(ctx, j.Source.Control, j.Destination.Control, rs.id, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+		src, err := follow(ctx, j.Source.Control, j.Destination.Control, rs.id, prog, j.Limits.SwitchoverTimeout+10*time.Second, log, rs.notSent)
 		prog.finish()
 		return conclude(j, rep, src, err, rs, log)
 	}
@@ -243,7 +255,9 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// for a source that is never told to send, refusing the next
 		// migrate-incoming meanwhile. Cancel it.
 		if st, serr := migrateStatus(j.Destination.Control); serr == nil && st.ID == args.ID {
-			if cancelledHere(ctx, j.Destination.Control, args.ID, cancelMigration(j.Destination.Control, args.ID), j.Limits.SwitchoverTimeout+10*time.Second) {
+			res, nerr := cancelMigration(j.Destination.Control, args.ID, st.Control, log)
+			rs.notSent(nerr)
+			if cancelledHere(ctx, j.Destination.Control, args.ID, res, j.Limits.SwitchoverTimeout+10*time.Second) {
 				rep.Status = engine.StatusCancelled
 			}
 		}
@@ -256,14 +270,15 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		st, serr := migrateStatus(j.Source.Control)
 		if serr == nil && st.ID == args.ID { // the call got through after all
-			res := cancelMigration(j.Source.Control, args.ID)
+			res, nerr := cancelMigration(j.Source.Control, args.ID, st.Control, log)
+			rs.notSent(nerr)
 			if res.Postcopy || res.Committing {
 				// Too late (the engine held): it goes on to its end, the
 				// guest perhaps on the destination; follow it, as after
 				// any refused cancel, and leave the destination alone.
 				fmt.Fprintf(log, "migrate: migrate-send failed (%v), but the source took it, and refused the cancel: %s.\n"+
 					"migrate: following it to the end (the VMMs finish the migration on their own).\n", err, res.Why)
-				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, args.ID, prog, 0, log)
+				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, args.ID, prog, 0, log, rs.notSent)
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)
 			}
@@ -276,12 +291,12 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		// the only copy of the guest: beside a source that cannot be
 		// asked, it is left to cleanup's plan (TestRunSendLostSourceGone).
 		if control.NotSent(err) || answered(serr) {
-			cancelOurs(j.Destination.Control, args.ID)
+			rs.notSent(cancelOurs(j.Destination.Control, args.ID, log))
 		}
 		rs.cleanup()
 		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
 	}
-	src, err := follow(ctx, j.Source.Control, j.Destination.Control, args.ID, prog, j.Limits.SwitchoverTimeout+10*time.Second, log)
+	src, err := follow(ctx, j.Source.Control, j.Destination.Control, args.ID, prog, j.Limits.SwitchoverTimeout+10*time.Second, log, rs.notSent)
 	prog.finish()
 	if src.Report != nil {
 		src.Report.SetupMS += told.Sub(start).Milliseconds()
@@ -348,7 +363,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			if rep.Mode == "" {
 				rep.Mode = src.Progress.Mode
 			}
-			return finishCompleted(j, rep, rs.id)
+			return finishCompleted(j, rep, rs.id, log)
 		}
 		if rerr != nil {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
@@ -369,13 +384,13 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	}
 	switch rep.Status {
 	case engine.StatusCompleted:
-		return finishCompleted(j, rep, rs.id)
+		return finishCompleted(j, rep, rs.id, log)
 	case engine.StatusHandoverUnknown:
 		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
 		v, rerr := rs.resolve()
 		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source"}[v]
 		if v == verdictMoved {
-			return finishCompleted(j, rep, rs.id)
+			return finishCompleted(j, rep, rs.id, log)
 		}
 		if rerr != nil {
 			return rep, rerr
@@ -391,7 +406,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if v == verdictMoved {
 			fmt.Fprintf(log, "migrate: the source gave post-copy up (%s), but the destination holds every page and runs the guest\n", rep.Error)
 			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
-			return finishCompleted(j, rep, rs.id)
+			return finishCompleted(j, rep, rs.id, log)
 		}
 		if rerr != nil && v != verdictLost { // the resolver's own failure (it said why lost itself)
 			fmt.Fprintln(log, "migrate:", rerr)
@@ -444,7 +459,7 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 
 // finishCompleted collects the destination's report and ends the source
 // of migration id, whose guest now runs on the destination.
-func finishCompleted(j *job.Job, rep report, id string) (report, error) {
+func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
 	if dst.Report != nil && derr == nil {
 		rep.Destination = dst.Report
@@ -452,9 +467,12 @@ func finishCompleted(j *job.Job, rep report, id string) (report, error) {
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	quitSource(j.Source.Control, id) // the VM lives on the destination now
+	_, qerr := quitSource(j.Source.Control, id, log) // the VM lives on the destination now
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
+	}
+	if qerr != nil { // quitSource printed the line to run by hand
+		return rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr)
 	}
 	// A completed report with an error: handed over, but the post-copy
 	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
@@ -508,7 +526,12 @@ func migrateStatus(sock string) (api.Migration, error) {
 // While a post-copy reconnects, it asks the peer (the destination's
 // control socket) now and then whether its VMM still answers
 // (checkPeer).
-func follow(ctx context.Context, sock, peer, id string, prog *progress, grace time.Duration, log io.Writer) (api.Migration, error) {
+//
+// A VMM that does not honour the id in migrate-cancel (idsIgnored, from
+// the last poll's answer) is not asked: follow says so on log with the
+// line to run by hand, hands that error to undone (nil: dropped), and
+// follows the migration to its end, as after a refused cancel.
+func follow(ctx context.Context, sock, peer, id string, prog *progress, grace time.Duration, log io.Writer, undone func(error) error) (api.Migration, error) {
 	var st api.Migration
 	check := checkPeer{sock: peer}
 	cancelled := false
@@ -536,9 +559,18 @@ func follow(ctx context.Context, sock, peer, id string, prog *progress, grace ti
 		check.reconnecting(st.Progress.Reconnecting, prog, log)
 		if ctx.Err() != nil && !cancelled {
 			cancelled, deadline = true, time.Now().Add(grace)
-			if res := cancelMigration(sock, id); res.Postcopy || res.Committing {
-				prog.finish()
-				fmt.Fprintf(log, "migrate: %s: %s.\nmigrate: following it to the end; Ctrl-C again stops only this command (the VMMs finish the migration on their own).\n", sock, res.Why)
+			if prog != nil {
+				prog.finish() // what follows stands on its own lines
+			}
+			res, nerr := cancelMigration(sock, id, st.Control, log)
+			if nerr != nil && undone != nil {
+				undone(nerr)
+			}
+			if nerr != nil || res.Postcopy || res.Committing {
+				if nerr == nil {
+					fmt.Fprintf(log, "migrate: %s: %s.\n", sock, res.Why)
+				}
+				fmt.Fprintln(log, "migrate: following it to the end; Ctrl-C again stops only this command (the VMMs finish the migration on their own).")
 				grace = 0
 			}
 		}

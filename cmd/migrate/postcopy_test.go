@@ -294,7 +294,7 @@ func TestFollowReconnectingClears(t *testing.T) {
 		src.polls = 3 // done three polls after it resumed
 		src.mu.Unlock()
 	}()
-	st, err := follow(context.Background(), src.sock, "", "", nil, 0, io.Discard)
+	st, err := follow(context.Background(), src.sock, "", "", nil, 0, io.Discard, nil)
 	if err != nil || !st.Done {
 		t.Fatalf("follow: %+v, %v", st, err)
 	}

@@ -159,9 +159,16 @@ type resolver struct {
 	// dstID, the ids the sides report, which every step names (do).
 	srcOther, dstOther, mismatch bool
 	srcID, dstID                 string
-	wait                         time.Duration // how long a side may stay "migrating"
-	pcWait                       time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
-	out                          io.Writer
+	// dstControl is the control version the destination's last answer
+	// reported (api.ControlVersion): a cancel or quit naming dstID goes
+	// only to a VMM that honours it (idsIgnored).
+	dstControl uint16
+	// undone is the first act not sent to an older VMM (errNotSent):
+	// migrate printed the line to run by hand, and fails with it.
+	undone error
+	wait   time.Duration // how long a side may stay "migrating"
+	pcWait time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
+	out    io.Writer
 }
 
 // query asks one side; an error means unreachable.
@@ -195,7 +202,7 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // reports another migration, and whether the destination was seen in
 // this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
-	r.srcID, r.dstID = s.ID, d.ID
+	r.srcID, r.dstID, r.dstControl = s.ID, d.ID, d.Control
 	r.srcOther, r.dstOther, r.mismatch = false, false, false
 	if r.id != "" {
 		for i, x := range []*api.ResolveResult{s, d} {
@@ -277,9 +284,14 @@ func (r *resolver) resolve() (verdict, error) {
 			said = now
 		}
 		switch {
+		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
+			// An older VMM would cancel whatever it holds by the time
+			// the cancel arrives: not asked (notSent says what to run).
+			err := r.notSent(notSent(r.out, r.dst, "migrate-cancel", r.dstID, idsIgnored(r.dst, r.dstControl)))
+			return verdictManual, r.manual(s.Side, d.Side, err)
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			if v == verdictCancelDst {
-				cancelMigration(r.dst, r.dstID)
+				r.notSent(second(cancelMigration(r.dst, r.dstID, r.dstControl, r.out)))
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -315,6 +327,10 @@ func (r *resolver) resolve() (verdict, error) {
 // changes nothing: the step fails, and manual says what to run.
 func (r *resolver) do(st step) error {
 	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
+		if err := idsIgnored(r.dst, r.dstControl); err != nil {
+			r.notSent(notSent(r.out, r.dst, "quit", r.dstID, err))
+			return nil // discarded all the same: it never runs the guest
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := callControl(ctx, r.dst, "quit", api.IDArgs{ID: r.dstID}, nil); err != nil {
@@ -431,6 +447,19 @@ func postcopyWait(l job.Limits) time.Duration {
 	return cmp.Or(l.ReconnectTimeout, engine.DefaultReconnectTimeout) + cmp.Or(l.StallTimeout, engine.DefaultStallTimeout) + 30*time.Second
 }
 
+// notSent keeps err, an act not sent to an older VMM (nil: none), if
+// it is the first, and returns it.
+func (r *resolver) notSent(err error) error {
+	if r.undone == nil {
+		r.undone = err
+	}
+	return err
+}
+
+// second is the second of two values: the error of a call whose answer
+// is not needed.
+func second[T any](_ T, err error) error { return err }
+
 // cleanup is resolve after a failure or a cancel: the source runs (or
 // never stopped), so a destination still waiting is cancelled and one
 // left handover-unknown is discarded. It only reports problems.
@@ -461,10 +490,13 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 	case v == verdictMoved:
 		// The source of the migration the destination runs (r.dstID:
 		// the pair's), not whatever answers at its socket by now.
-		switch side := quitSource(j.Source.Control, r.dstID); side {
-		case api.SideMigrated, api.SidePostcopyBroken:
+		switch side, qerr := quitSource(j.Source.Control, r.dstID, stderr); {
+		case qerr != nil:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told, but not quit")
+			r.notSent(qerr)
+		case side == api.SideMigrated, side == api.SidePostcopyBroken:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
-		case sideUnreachable:
+		case side == sideUnreachable:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
 		default:
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket is %s, "+
@@ -475,6 +507,10 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 			"(the source's VMM holds no migration, or its VM stopped before it could resume the guest; the destination holds none)")
 	default:
 		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
+	}
+	if r.undone != nil { // printed with the line to run by hand
+		fmt.Fprintln(stderr, "migrate: not done:", r.undone)
+		return 1
 	}
 	return 0
 }
@@ -488,23 +524,29 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 // source and is left alone: quit would stop its guest. The quit names
 // the migration the query found, so a VMM that holds another by then
 // refuses it: that VMM holds no part of this migration either (none).
-func quitSource(sock, id string) api.Side {
+// A VMM that would ignore the id (idsIgnored) is not quit: quitSource
+// says so on log, with the line to run by hand, and returns that
+// error (*errNotSent) with the side it said.
+func quitSource(sock, id string, log io.Writer) (api.Side, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.ResolveResult
 	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
-		return sideUnreachable
+		return sideUnreachable, nil
 	}
 	if id != "" && res.ID != id {
-		return api.SideNone // it holds no part of this migration
+		return api.SideNone, nil // it holds no part of this migration
 	}
 	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
-		return res.Side
+		return res.Side, nil
+	}
+	if err := idsIgnored(sock, res.Control); err != nil {
+		return res.Side, notSent(log, sock, "quit", res.ID, err)
 	}
 	// An answer lost as the VMM exits is a quit all the same.
 	var refused *control.RemoteError
 	if err := callControl(ctx, sock, "quit", api.IDArgs{ID: res.ID}, nil); errors.As(err, &refused) {
-		return api.SideNone
+		return api.SideNone, nil
 	}
-	return res.Side
+	return res.Side, nil
 }

@@ -91,6 +91,19 @@ type fakeVMM struct {
 	// switches counts the migrate-start-postcopy calls that asked for
 	// the switch.
 	switches int
+	// older: a VMM from before api.IDsHonoured: its answers report no
+	// control version, it ignores the id in migrate-cancel and quit
+	// (acts on whatever it holds) and refuses it by name in
+	// migrate-resolve's actions and migrate-start-postcopy.
+	older bool
+}
+
+// control is the control version f reports (none when older).
+func (f *fakeVMM) control() uint16 {
+	if f.older {
+		return 0
+	}
+	return api.ControlVersion
 }
 
 // otherID is what a VMM answers (vmm migration_id.go) to cmd, which
@@ -101,6 +114,12 @@ func (f *fakeVMM) otherID(cmd string, raw json.RawMessage) error {
 	var a api.IDArgs
 	json.Unmarshal(raw, &a)
 	f.acts = append(f.acts, cmd+" "+a.ID)
+	switch {
+	case f.older && (cmd == "quit" || cmd == "migrate-cancel"):
+		return nil // it reads no arguments there
+	case f.older && a.ID != "":
+		return errors.New(`bad arguments: json: unknown field "id"`)
+	}
 	if a.ID != "" && a.ID != f.id {
 		return fmt.Errorf("%s for migration %q refused: this VMM holds migration %q, not that one; nothing changed", cmd, a.ID, f.id)
 	}
@@ -211,7 +230,7 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			go f.kill()
 			return nil, errors.New("exiting")
 		}
-		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress, ID: f.id}
+		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress, ID: f.id, Control: f.control()}
 		if f.postcopy {
 			m.Progress.Mode = engine.ModePostcopy
 		}
@@ -272,7 +291,7 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 				api.ResolveMigrated: api.SideMigrated}[a.Action]
 			side = f.side
 		}
-		return api.ResolveResult{Role: f.role, Side: side, ID: f.id}, nil
+		return api.ResolveResult{Role: f.role, Side: side, ID: f.id, Control: f.control()}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})

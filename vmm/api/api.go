@@ -84,7 +84,34 @@ type Migration struct {
 	Progress engine.Progress `json:"progress"`
 	Report   *engine.Report  `json:"report,omitempty"`
 	ID       string          `json:"id,omitempty"` // MigrateArgs.ID
+	// Control is the answering VMM's ControlVersion (0, left out: a VMM
+	// from before it).
+	Control uint16 `json:"control,omitempty"`
 }
+
+// ControlVersion is the version of the control commands a VMM speaks,
+// which it reports in every migrate-status and migrate-resolve answer
+// (Migration.Control, ResolveResult.Control), so that a client learns,
+// from the same answer that gave it a migration's id, whether an act
+// naming that id is honoured. Versions only grow, and each keeps what
+// the ones before it promised; a uint16, so a client's decoder refuses
+// a value out of range (a negative one, or one above 65535) as a
+// malformed answer.
+//
+//	0 (left out)  a VMM from before: it refuses the id by name in
+//	              migrate-resolve and migrate-start-postcopy, and
+//	              ignores it in migrate-cancel and quit, acting on
+//	              whatever migration it holds
+//	1             every act honours the id it is given (IDArgs,
+//	              ResolveArgs.ID): another migration, or none, is
+//	              refused and nothing changes; quit given an id also
+//	              refuses a VM whose guest ran since that migration ended
+const ControlVersion uint16 = 1
+
+// IDsHonoured is the first ControlVersion whose VMM honours an id in
+// every act: a client sends migrate-cancel or quit naming an id only to
+// a VMM that reported at least this one.
+const IDsHonoured uint16 = 1
 
 // CancelResult answers migrate-cancel. The engine decides, under its
 // hold (engine.Cancel): a cancel is either applied (Cancelled) or not
@@ -187,7 +214,8 @@ type ResolveResult struct {
 	Side     Side            `json:"side"`
 	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
 	VM       State           `json:"vm_state"`
-	ID       string          `json:"id,omitempty"` // the migration's MigrateArgs.ID
+	ID       string          `json:"id,omitempty"`      // the migration's MigrateArgs.ID
+	Control  uint16          `json:"control,omitempty"` // the answering VMM's ControlVersion
 }
 
 // StartPostcopyResult is what migrate-start-postcopy answers (source
