@@ -35,7 +35,9 @@ import (
 // Given an id (IDArgs, ResolveArgs.ID), migrate-cancel,
 // migrate-resolve and migrate-start-postcopy act only on that migration
 // and refuse, changing nothing, on a VMM that holds another one or none
-// (migration_id.go).
+// (migration_id.go). Every migrate-status and migrate-resolve answer
+// carries api.ControlVersion, so a client knows the ids are honoured
+// (a VMM from before reports none).
 //
 // From migrate-send or migrate-incoming accepted until the migration has
 // finished, the migration owns the VM: pause, resume, quit, state-save and

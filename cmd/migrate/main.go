@@ -25,7 +25,11 @@
 // like QEMU's) and prints what happened; only the job's own migration,
 // the one its destination receives. Every act on a VMM's migration
 // (cancel, resolve, switch, quit) names the migration's id, so a VMM that
-// moved on to another migration refuses it.
+// moved on to another migration refuses it; a cancel or quit goes only
+// to a VMM that reports a control version (api.ControlVersion) and so
+// honours the id: an older one ignores it there, and migrate prints the
+// command to run by hand instead and exits 1 (older.go). -start-postcopy
+// never switches a migration without an id.
 package main
 
 import (

@@ -13,6 +13,10 @@
 //
 // IDArgs.ID and ResolveArgs.ID name the migration (MigrateArgs.ID) the
 // caller acts on: a VMM that holds another one, or none, refuses.
+// Migration.Control and ResolveResult.Control carry the answering VMM's
+// ControlVersion, from which a client learns that the VMM honours those
+// ids (a VMM from before reports none, and ignores the id in
+// migrate-cancel and quit).
 //
 // What the VMM does with them (ownership of the VM, outcomes, the
 // handover) is documented in package vmm; the values of State are vmm's
