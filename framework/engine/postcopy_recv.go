@@ -876,7 +876,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 func (pc *pcRecv) acceptResume(ctx context.Context) error {
 	r := pc.r
 	var rep Report
-	if err := openTransport(ctx, r.tr, r.openReq, &rep); err != nil {
+	if err := r.openSession(ctx, r.openReq, &rep); err != nil {
 		return fmt.Errorf("open transport again: %w", err)
 	}
 	m, err := r.first(ctx) // a silent session is closed and another waited for

@@ -136,7 +136,7 @@ func (r *receiver) open(ctx context.Context, req transport.OpenRequest, rep *Rep
 		octx, cancel = context.WithDeadline(ctx, r.start.Add(r.opt.IncomingTimeout))
 		defer cancel()
 	}
-	err := openTransport(octx, r.tr, req, rep)
+	err := r.openSession(octx, req, rep)
 	switch {
 	case err == nil:
 		return nil

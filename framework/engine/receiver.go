@@ -39,6 +39,10 @@ type receiver struct {
 	// reconnects), and the current session's as last seen (seen): a
 	// transport whose plugin died cannot answer Stats any more.
 	wireBase, seen transport.Stats
+	// closed: closeSession counted the last session in wireBase and no
+	// Open succeeded since, so the transport's Stats (the closed
+	// session's totals) are not asked again (openSession).
+	closed bool
 	// emptyAtStart says, per region, whether guest RAM held no data when
 	// Receive started (a fresh destination's): waitAgain then sees what
 	// a refused session wrote there in the RAM file itself.
@@ -291,8 +295,14 @@ func (r *receiver) send(ctx context.Context, m transport.Message) error {
 }
 
 // pollStats asks the transport for the current session's traffic and
-// keeps the answer (seen); a failed call keeps the previous one.
+// keeps the answer (seen); a failed call keeps the previous one. After
+// closeSession, until an Open succeeds, there is no current session: it
+// asks nothing (a closed transport reports the session closeSession
+// already counted).
 func (r *receiver) pollStats() transport.Stats {
+	if r.closed {
+		return r.seen
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	if st, err := r.tr.Stats(ctx); err == nil {
@@ -308,8 +318,20 @@ func (r *receiver) pollStats() transport.Stats {
 // Receive's Close at the end lets it go.
 func (r *receiver) closeSession() {
 	r.wireBase = addStats(r.wireBase, r.pollStats())
-	r.seen = transport.Stats{}
+	r.seen, r.closed = transport.Stats{}, true
 	transport.CloseHolding(r.tr)
+}
+
+// openSession opens the transport for a next session (openTransport).
+// Once it opened, the transport's Stats are that session's. After an
+// Open that failed they may still be the last session's (a transport
+// keeps them until a session opens, as loopback does): nothing is asked
+// then, and what a failed Open moved (a refused handshake) is not
+// counted.
+func (r *receiver) openSession(ctx context.Context, req transport.OpenRequest, rep *Report) error {
+	err := openTransport(ctx, r.tr, req, rep)
+	r.closed = err != nil
+	return err
 }
 
 // addStats is a + b, counter by counter.
