@@ -153,10 +153,21 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // answers it: a process stopped as Kill begins (Stopped) is killed at
 // once, without the request; one that hangs, or stops after that look,
 // is killed after killGrace, which ends the request.
-func (p *Process) Kill() {
+func (p *Process) Kill() { p.kill(p.Stopped()) }
+
+// KillNow is Kill without asking the process to exit first: it is
+// killed at once, as a stopped one is. For a process the caller knows
+// answers nothing (its last call went unanswered: a deadlock, a blocked
+// server), which would otherwise cost killGrace. What it cannot do: let
+// the plugin end its work first (a session it was asked to close, data
+// it still had to write).
+func (p *Process) KillNow() { p.kill(true) }
+
+// kill is Kill; now kills the process before go-plugin's request.
+func (p *Process) kill(now bool) {
 	left := descendants(proc{pid: p.pid, start: p.start})
 	defer killNoted(left)
-	if p.Stopped() {
+	if now {
 		p.stop() // exec.CommandContext kills the process; go-plugin's request then ends with it
 	}
 	done := make(chan struct{})

@@ -48,6 +48,10 @@ const envHelperOutput = "FERRY_TEST_HELPER_OUTPUT"
 // handshake, so that Start fails.
 const envNoHandshake = "FERRY_TEST_NO_HANDSHAKE"
 
+// envHangExit makes the test plugin hang when go-plugin asks it to exit:
+// its server stops, its process does not end (a cleanup that deadlocks).
+const envHangExit = "FERRY_TEST_HANG_EXIT"
+
 // envShortHost makes the test binary a host that starts a plugin (the
 // test binary again, envOrphanFirst set) the way Start does and exits at
 // once, writing the plugin's pid into the file it names.
@@ -102,6 +106,9 @@ func TestMain(m *testing.M) {
 			})
 		} else {
 			transport.Serve(mock)
+		}
+		if os.Getenv(envHangExit) != "" {
+			time.Sleep(time.Minute) // the host kills it first
 		}
 		os.Exit(0)
 	}
@@ -335,6 +342,39 @@ func TestKillStopped(t *testing.T) {
 	}
 	if p.Stopped() {
 		t.Error("Stopped() is true for a plugin that was killed")
+	}
+}
+
+// TestKillNowHung: KillNow ends a plugin that would not exit when
+// asked (here its process hangs once its server stopped) at once; Kill
+// asks it first, and waits go-plugin's two seconds for the exit (up to
+// killGrace). A transport's Close kills so a plugin that left a Stats
+// call unanswered (transport.launched).
+func TestKillNowHung(t *testing.T) {
+	kill := func(now bool) time.Duration {
+		p := start(t, nil, filepath.Join(t.TempDir(), "opened"), envHangExit+"=1")
+		begin := time.Now()
+		if now {
+			p.KillNow()
+		} else {
+			p.Kill()
+		}
+		took := time.Since(begin)
+		if !p.Client.Exited() {
+			t.Error("go-plugin does not know the plugin exited")
+		}
+		if _, err := os.Stat(fmt.Sprint("/proc/", p.Pid())); err == nil {
+			t.Errorf("the plugin (pid %d) is still there", p.Pid())
+		}
+		return took
+	}
+	asked, now := kill(false), kill(true)
+	t.Logf("Kill %v, KillNow %v", asked, now)
+	if asked < time.Second {
+		t.Errorf("Kill took %v: the test plugin exited when asked; it should hang", asked)
+	}
+	if now > time.Second {
+		t.Errorf("KillNow took %v: it waited for an exit the process would not make", now)
 	}
 }
 
