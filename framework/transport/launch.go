@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -20,11 +22,19 @@ import (
 // start only; logger (nil: hclog.Default) receives the plugin's logs.
 // An error it returns begins "start transport plugin <path>: ".
 //
-// Close stops the plugin process and waits for it (one that is stopped,
-// SIGSTOP, is killed at once); a later Info, Schema or Open starts a
-// fresh one with the same files. Stats after Close reports the last
-// session's totals (of a stopped process: the last counters seen). If
-// the process dies, every call fails with ErrPluginGone until Close.
+// Close stops the plugin process and waits for it; a later Info, Schema
+// or Open starts a fresh one with the same files. A process that is
+// stopped (SIGSTOP), or that left a Stats call unanswered for hungAfter
+// with no call answered since (it hangs), is killed at once, not asked
+// anything. If the process dies, every call fails with ErrPluginGone
+// until Close.
+//
+// Stats counts the current process's session only: a process started
+// after Close begins at zero. After Close it reports the closed
+// session's totals, with a nil error if Close got them from the plugin;
+// if it could not (the process was stopped, hung or gone), the last
+// counters seen from that process, with an error wrapping ErrPluginGone
+// that says so: they may be short of what the session moved.
 //
 // The returned Transport is also a ListenerHolder: the listening sockets
 // its plugins bound through Listen are kept by this process and handed
@@ -51,10 +61,14 @@ type launched struct {
 
 	starting sync.Mutex // one start at a time, without holding mu
 
-	mu   sync.Mutex
-	cur  *process            // nil: not running
-	last Stats               // the last Stats seen, for Stats after Close
-	held map[string]*os.File // listening sockets by address (listen.go)
+	mu  sync.Mutex
+	cur *process // nil: not running
+	// last is the last Stats seen from the current (or, after Close,
+	// the last) process; lastErr, after Close, why they are not the
+	// session's totals (nil: they are).
+	last    Stats
+	lastErr error
+	held    map[string]*os.File // listening sockets by address (listen.go)
 	// released: Close let the held sockets go, and no process started
 	// since; a socket a dying process still hands over is closed.
 	released bool
@@ -95,6 +109,36 @@ func (l *launched) heldNow() []plugproc.Held {
 type process struct {
 	proc *plugproc.Process
 	c    *grpcClient
+	// answered is when a call last returned without error (UnixNano);
+	// unanswered when the last Stats call left unanswered for
+	// hungAfter began (0: none).
+	answered, unanswered atomic.Int64
+}
+
+// hungAfter is how long a Stats call must go unanswered for Close to
+// take the process for hung (if no call answered since it began) and
+// kill it at once. It is longer than the engine's statsTimeout, so the
+// engine's own bounded calls (a last Stats of a slow plugin, cut after a
+// second) never make Close skip a plugin's orderly close; its stall
+// watch's and stats poller's calls, which wait until the session ends,
+// do when the plugin never answered them.
+const hungAfter = 2 * time.Second
+
+// ok records an answered call (err nil).
+func (p *process) ok(err error) {
+	if err == nil {
+		p.answered.Store(time.Now().UnixNano())
+	}
+}
+
+// hung reports since when the process has answered nothing (its last
+// unanswered Stats call's start), if it is taken for hung.
+func (p *process) hung() (time.Time, bool) {
+	u := p.unanswered.Load()
+	if u == 0 || p.answered.Load() >= u {
+		return time.Time{}, false
+	}
+	return time.Unix(0, u), true
 }
 
 // start runs one plugin process (plugproc.Launch: mutual TLS, a private
@@ -118,20 +162,25 @@ func (l *launched) start(ctx context.Context) (*process, error) {
 	return &process{proc: p, c: c}, nil
 }
 
-// get returns the client of the running process, starting one if spawn
+// get returns the running process, starting one if spawn
 // is set and none runs.
-func (l *launched) get(ctx context.Context, spawn bool) (*grpcClient, error) {
-	if c := l.running(); c != nil || !spawn {
-		if c == nil {
+func (l *launched) get(ctx context.Context, spawn bool) (*process, error) {
+	if p := l.running(); p != nil || !spawn {
+		if p == nil {
 			return nil, fmt.Errorf("%w: closed (Open starts it again)", ErrPluginGone)
 		}
-		return c, nil
+		return p, nil
 	}
 	l.starting.Lock()
 	defer l.starting.Unlock()
-	if c := l.running(); c != nil {
-		return c, nil
+	if p := l.running(); p != nil {
+		return p, nil
 	}
+	// A new process counts from zero: the last one's totals were the
+	// caller's after its Close, and must not be reported again.
+	l.mu.Lock()
+	l.last, l.lastErr = Stats{}, nil
+	l.mu.Unlock()
 	p, err := l.start(ctx)
 	if err != nil {
 		return nil, err
@@ -139,141 +188,119 @@ func (l *launched) get(ctx context.Context, spawn bool) (*grpcClient, error) {
 	l.mu.Lock()
 	l.cur, l.released = p, false
 	l.mu.Unlock()
-	return p.c, nil
+	return p, nil
 }
 
-func (l *launched) running() *grpcClient {
+func (l *launched) running() *process {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cur == nil {
-		return nil
+	return l.cur
+}
+
+// call runs f on the current process's client (starting one if spawn
+// is set and none runs) and records whether it answered.
+func call[T any](l *launched, ctx context.Context, spawn bool, f func(*grpcClient) (T, error)) (T, error) {
+	p, err := l.get(ctx, spawn)
+	if err != nil {
+		var zero T
+		return zero, err
 	}
-	return l.cur.c
+	v, err := f(p.c)
+	p.ok(err)
+	return v, err
+}
+
+// call0 is call for a method that returns only an error.
+func call0(l *launched, ctx context.Context, spawn bool, f func(*grpcClient) error) error {
+	_, err := call(l, ctx, spawn, func(c *grpcClient) (struct{}, error) { return struct{}{}, f(c) })
+	return err
 }
 
 // Info implements Transport.Info.
 func (l *launched) Info(ctx context.Context) (Info, error) {
-	c, err := l.get(ctx, true)
-	if err != nil {
-		return Info{}, err
-	}
-	return c.Info(ctx)
+	return call(l, ctx, true, func(c *grpcClient) (Info, error) { return c.Info(ctx) })
 }
 
 // Schema implements Transport.Schema.
 func (l *launched) Schema(ctx context.Context) (schema.Schema, error) {
-	c, err := l.get(ctx, true)
-	if err != nil {
-		return nil, err
-	}
-	return c.Schema(ctx)
+	return call(l, ctx, true, func(c *grpcClient) (schema.Schema, error) { return c.Schema(ctx) })
 }
 
 // Open implements Transport.Open.
 func (l *launched) Open(ctx context.Context, req OpenRequest) error {
-	c, err := l.get(ctx, true)
-	if err != nil {
-		return err
-	}
-	return c.Open(ctx, req)
+	return call0(l, ctx, true, func(c *grpcClient) error { return c.Open(ctx, req) })
 }
 
 // SendPages implements Transport.SendPages.
 func (l *launched) SendPages(ctx context.Context, runs []PageRun) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.SendPages(ctx, runs)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.SendPages(ctx, runs) })
 }
 
 // Flush implements Transport.Flush.
 func (l *launched) Flush(ctx context.Context) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.Flush(ctx)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.Flush(ctx) })
 }
 
 // SendMessage implements Transport.SendMessage.
 func (l *launched) SendMessage(ctx context.Context, m Message) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.SendMessage(ctx, m)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.SendMessage(ctx, m) })
 }
 
 // RecvMessage implements Transport.RecvMessage.
 func (l *launched) RecvMessage(ctx context.Context) (Message, error) {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return Message{}, err
-	}
-	return c.RecvMessage(ctx)
+	return call(l, ctx, false, func(c *grpcClient) (Message, error) { return c.RecvMessage(ctx) })
 }
 
 // SendUrgent implements Transport.SendUrgent.
 func (l *launched) SendUrgent(ctx context.Context, m Message) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.SendUrgent(ctx, m)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.SendUrgent(ctx, m) })
 }
 
 // RecvUrgent implements Transport.RecvUrgent.
 func (l *launched) RecvUrgent(ctx context.Context) (Message, error) {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return Message{}, err
-	}
-	return c.RecvUrgent(ctx)
+	return call(l, ctx, false, func(c *grpcClient) (Message, error) { return c.RecvUrgent(ctx) })
 }
 
 // SendPagesUrgent implements Transport.SendPagesUrgent.
 func (l *launched) SendPagesUrgent(ctx context.Context, runs []PageRun) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.SendPagesUrgent(ctx, runs)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.SendPagesUrgent(ctx, runs) })
 }
 
 // Answer implements Answerer.
 func (l *launched) Answer(ctx context.Context, kind uint32, owed *Owed) error {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return err
-	}
-	return c.Answer(ctx, kind, owed)
+	return call0(l, ctx, false, func(c *grpcClient) error { return c.Answer(ctx, kind, owed) })
 }
 
 // Landed implements Transport.Landed.
 func (l *launched) Landed(ctx context.Context) ([]PageRun, error) {
-	c, err := l.get(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	return c.Landed(ctx)
+	return call(l, ctx, false, func(c *grpcClient) ([]PageRun, error) { return c.Landed(ctx) })
 }
 
-// Stats implements Transport.Stats; without a running process it
-// returns the last stats seen.
+// Stats implements Transport.Stats: the current process's session;
+// without a running process, the closed session's totals, or the last
+// counters seen with an error saying why they may fall short (Launch).
+// A call that goes unanswered for hungAfter is remembered: Close then
+// asks that process nothing more.
 func (l *launched) Stats(ctx context.Context) (Stats, error) {
 	l.mu.Lock()
 	p := l.cur
-	last := l.last
+	last, lastErr := l.last, l.lastErr
 	l.mu.Unlock()
 	if p == nil {
-		return last, nil
+		return last, lastErr
 	}
+	start := time.Now()
 	st, err := p.c.Stats(ctx)
-	if err == nil {
+	switch {
+	case err == nil:
+		p.ok(nil)
 		l.mu.Lock()
-		l.last = st
+		if l.cur == p { // not a process Close already let go of
+			l.last = st
+		}
 		l.mu.Unlock()
+	case time.Since(start) >= hungAfter:
+		p.unanswered.Store(start.UnixNano())
 	}
 	return st, err
 }
@@ -282,8 +309,9 @@ func (l *launched) Stats(ctx context.Context) (Stats, error) {
 // the session, then stops the plugin process and waits for it and for
 // go-plugin's goroutines, and lets the held listening sockets go. A
 // process already gone is not an error; a process that is stopped
-// (SIGSTOP: plugproc.Process.Stopped) is not asked anything and is
-// killed at once, so its session's last stats are the last seen.
+// (SIGSTOP: plugproc.Process.Stopped) or hung (process.hung) is not
+// asked anything and is killed at once, so its session's last stats are
+// the last seen (Stats then says so).
 func (l *launched) Close() error {
 	err := l.CloseHoldingListeners()
 	l.mu.Lock()
@@ -306,8 +334,13 @@ func (l *launched) CloseHoldingListeners() error {
 	if p == nil {
 		return nil
 	}
+	now := false // kill without asking it to exit
 	defer func() {
-		p.proc.Kill()
+		if now {
+			p.proc.KillNow()
+		} else {
+			p.proc.Kill()
+		}
 		// The sockets it handed over last are held before a next
 		// process is started with them, or Close lets them go.
 		if p.c.ch != nil {
@@ -317,17 +350,38 @@ func (l *launched) CloseHoldingListeners() error {
 	if p.proc.Stopped() {
 		// It answers nothing (SIGSTOP, a tracer): asking would wait
 		// closeTimeout. Kill kills it at once; Stats keeps the last seen.
+		l.closedShort("its process is stopped")
+		return nil
+	}
+	if since, hung := p.hung(); hung {
+		// It left a Stats call unanswered and answered nothing since:
+		// asking would wait closeTimeout, and its exit killGrace.
+		now = true
+		l.closedShort(fmt.Sprintf("it had answered nothing for %v", time.Since(since).Round(time.Millisecond)))
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	if st, err := p.c.Stats(ctx); err == nil {
+	st, err := p.c.Stats(ctx)
+	if err != nil {
+		l.closedShort(fmt.Sprintf("its last Stats failed: %v", err))
+	} else {
 		l.mu.Lock()
-		l.last = st
+		l.last, l.lastErr = st, nil
 		l.mu.Unlock()
 	}
 	if err := p.c.closeCtx(ctx); err != nil && !errors.Is(err, ErrPluginGone) {
 		return err
 	}
 	return nil
+}
+
+// closedShort records that the session just closed was not asked for
+// its totals, or did not give them, and why: Stats after Close then
+// returns the last counters seen with that error.
+func (l *launched) closedShort(why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastErr = fmt.Errorf("%w: closed without the session's last counters (%s); these are the last seen, "+
+		"and may fall short of what it moved", ErrPluginGone, why)
 }

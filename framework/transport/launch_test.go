@@ -171,8 +171,110 @@ func TestCloseStopped(t *testing.T) {
 	if _, err := os.Stat("/proc/" + pids[0]); err == nil {
 		t.Errorf("the stopped plugin (pid %s) is still there after Close", pids[0])
 	}
-	if _, err := tr.Stats(ctx); err != nil {
-		t.Errorf("Stats after Close: %v; want the last counters seen", err)
+	// The last counters seen, and an error saying they are only that
+	// (before 2026-12-07 no error: a caller could not tell them from
+	// the session's totals).
+	if _, err := tr.Stats(ctx); !errors.Is(err, transport.ErrPluginGone) || !strings.Contains(err.Error(), "stopped") {
+		t.Errorf("Stats after Close: %v; want the last counters seen, with ErrPluginGone saying the process was stopped", err)
+	}
+}
+
+// countOpen opens tr (a ferry-transport-count plugin) and sends it n
+// bytes to count.
+func countOpen(t *testing.T, ctx context.Context, tr transport.Transport, n int) {
+	t.Helper()
+	if err := tr.Open(ctx, transport.OpenRequest{Role: transport.RoleSend}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SendMessage(ctx, transport.Message{Kind: 3, Payload: make([]byte, n)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatsOfItsOwnProcess: after Close, Stats reports the session of
+// the process just closed, never an earlier one's. A post-copy
+// reconnect closes the session (the engine counts its totals then) and
+// opens the next in a new process; closed before it answered a Stats
+// call (here it died), that process's Stats after Close reported the
+// session before it again, without an error, and the engine counted
+// those bytes twice (sender.closeTransport).
+func TestStatsOfItsOwnProcess(t *testing.T) {
+	tr := launch(t, "ferry-transport-count", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	countOpen(t, ctx, tr, 1000)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := tr.Stats(ctx); err != nil || st.BytesWire != 1000 {
+		t.Fatalf("Stats after the first Close = %+v, %v; want its 1000 bytes", st, err)
+	}
+	countOpen(t, ctx, tr, 10) // a new process
+	_ = tr.SendMessage(ctx, transport.Message{Kind: countExit})
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close of a process that exited: %v", err)
+	}
+	st, err := tr.Stats(ctx)
+	if st.BytesWire == 1000 {
+		t.Errorf("Stats after the second Close = %+v, %v: the first process's session again", st, err)
+	}
+	if !errors.Is(err, transport.ErrPluginGone) {
+		t.Errorf("Stats after Close of a process that died = %+v, %v; want ErrPluginGone (its totals were not taken)", st, err)
+	}
+	// A process started anew counts from zero, and its own totals
+	// after Close come without an error.
+	countOpen(t, ctx, tr, 7)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := tr.Stats(ctx); err != nil || st.BytesWire != 7 {
+		t.Errorf("Stats after the third Close = %+v, %v; want 7 bytes", st, err)
+	}
+}
+
+// TestCloseHung: a plugin that hangs without stopping (its Stats and
+// Close block for ever: a deadlock) and left a Stats call unanswered
+// for hungAfter is killed at once by Close, not asked again; Stats then
+// reports the last counters seen and says so. Before, Close waited
+// closeTimeout (5 s) for its last Stats and Close, then go-plugin's
+// request to exit.
+func TestCloseHung(t *testing.T) {
+	const name = "ferry-transport-count"
+	tr := launch(t, name, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	countOpen(t, ctx, tr, 1000)
+	if st, err := tr.Stats(ctx); err != nil || st.BytesWire != 1000 {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+	pids, err := plugintest.ChildPIDs()
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("plugin processes %v (%v); want one", pids, err)
+	}
+	if err := tr.SendMessage(ctx, transport.Message{Kind: countHang}); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 2500*time.Millisecond) // past hungAfter
+	_, err = tr.Stats(sctx)
+	scancel()
+	if err == nil {
+		t.Fatal("Stats of the hung plugin answered")
+	}
+	start := time.Now()
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close of a hung plugin: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("Close of the hung plugin took %v", took)
+	if took > 2*time.Second {
+		t.Errorf("Close of a hung plugin took %v: it asked a plugin that had not answered", took)
+	}
+	if _, err := os.Stat("/proc/" + pids[0]); err == nil {
+		t.Errorf("the hung plugin (pid %s) is still there after Close", pids[0])
+	}
+	st, err := tr.Stats(ctx)
+	if st.BytesWire != 1000 || !errors.Is(err, transport.ErrPluginGone) || !strings.Contains(err.Error(), "answered nothing") {
+		t.Errorf("Stats after Close = %+v, %v; want the last 1000 bytes seen, with ErrPluginGone saying it answered nothing", st, err)
 	}
 }
 

@@ -26,6 +26,7 @@ var plugins = map[string]func() transport.Transport{
 	"ferry-transport-files":    filesPlugin,
 	"ferry-transport-crash":    crashPlugin,
 	"ferry-transport-holdexit": holdExitPlugin,
+	"ferry-transport-count":    countPlugin,
 }
 
 const hostName = "ferry-transport-host"
@@ -115,5 +116,53 @@ func holdExitPlugin() transport.Transport {
 			return nil
 		},
 		CloseFunc: func() error { return nil },
+	}
+}
+
+// Messages countPlugin takes as orders; any other counts its payload.
+const (
+	countHang = 1 // from now on Stats and Close never answer
+	countExit = 2 // the process exits
+)
+
+// countPlugin counts the payload bytes of the messages it is sent as
+// its BytesWire, from zero in each process. Sent countHang it hangs
+// without stopping: its Stats and Close block for ever, ignoring their
+// contexts (a deadlock in the plugin); sent countExit it exits.
+func countPlugin() transport.Transport {
+	var mu sync.Mutex
+	var bytes uint64
+	hung := make(chan struct{})
+	never := make(chan struct{})
+	hang := func() {
+		select {
+		case <-hung:
+			<-never
+		default:
+		}
+	}
+	return &transport.Mock{
+		InfoFunc: func(context.Context) (transport.Info, error) { return transport.Info{Name: "count"}, nil },
+		OpenFunc: func(context.Context, transport.OpenRequest) error { return nil },
+		SendMessageFunc: func(_ context.Context, m transport.Message) error {
+			switch m.Kind {
+			case countHang:
+				close(hung)
+			case countExit:
+				os.Exit(4)
+			default:
+				mu.Lock()
+				bytes += uint64(len(m.Payload))
+				mu.Unlock()
+			}
+			return nil
+		},
+		StatsFunc: func(context.Context) (transport.Stats, error) {
+			hang()
+			mu.Lock()
+			defer mu.Unlock()
+			return transport.Stats{BytesWire: bytes}, nil
+		},
+		CloseFunc: func() error { hang(); return nil },
 	}
 }
