@@ -276,8 +276,8 @@ func (s *sender) watchPeer(ctx context.Context) (pctx context.Context, stop func
 
 // peerStalled is err, a pass's transport call under pctx (watchPeer),
 // saying so if the stall watch ended it: the destination stopped, or
-// this side's transport plugin if its last Stats call failed (found
-// only if one had time to fail, statsTimeout, within StallTimeout).
+// this side's transport plugin if it answered no Stats call for the
+// whole StallTimeout (statsPoller.answer, selfStopped).
 func (s *sender) peerStalled(pctx context.Context, err error) error {
 	return stalledError(pctx, err,
 		"the destination took nothing while this side waited on it (its process or transport plugin stopped, or the link no longer moves)",

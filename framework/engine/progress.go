@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -25,8 +27,11 @@ import (
 // loop. A variable for tests.
 var statsInterval = 250 * time.Millisecond
 
-// statsTimeout bounds one Stats call: a hung plugin costs the figure,
-// not the migration.
+// statsTimeout bounds one Stats call the engine waits for: a hung
+// plugin costs the figure, not the migration. The poller's own calls
+// (and a stall watch's counts) run on their own goroutines and may take
+// longer: a slow plugin's late answer still tells that it is not
+// stopped (selfStopped).
 const statsTimeout = time.Second
 
 // statsPoller keeps the transport's last counters. Its methods may be
@@ -36,8 +41,12 @@ type statsPoller struct {
 	mu   sync.Mutex
 	last transport.Stats
 	err  error // of the last call: nil if it answered
-	stop context.CancelFunc
-	done chan struct{}
+	// fresh: a call answered since the last answer; asking: when the
+	// poller's call in flight began (zero: none).
+	fresh  bool
+	asking time.Time
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // startStats starts polling tr every statsInterval until ctx ends or
@@ -56,7 +65,7 @@ func (p *statsPoller) run(ctx context.Context) {
 	for {
 		select {
 		case <-t.C:
-			p.poll(ctx)
+			p.ask(ctx)
 		case <-ctx.Done():
 			return
 		}
@@ -68,25 +77,56 @@ func (p *statsPoller) run(ctx context.Context) {
 func (p *statsPoller) poll(ctx context.Context) transport.Stats {
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	st, err := p.tr.Stats(ctx)
+	return p.keep(p.tr.Stats(ctx))
+}
+
+// ask is the poller's own call: bounded by ctx only, so that a slow
+// plugin's answer arrives (answer tells it from none).
+func (p *statsPoller) ask(ctx context.Context) {
+	p.mu.Lock()
+	p.asking = time.Now()
+	p.mu.Unlock()
+	p.keep(p.tr.Stats(ctx))
+}
+
+// keep records a call's outcome and returns the last counters.
+func (p *statsPoller) keep(st transport.Stats, err error) transport.Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.asking = time.Time{}
 	if p.err = err; err == nil {
-		p.last = st
+		p.last, p.fresh = st, true
 	}
 	return p.last
 }
 
-// answer is get, with the last call's error: nil if it answered (the
-// counters are its), else why not (they are an earlier call's).
+// answer is get, with nil if the transport answered a call since the
+// last answer (the counters are that call's), else why not: the
+// poller's call in flight has waited so long, or the last call failed,
+// or errNoNews (nothing new was asked yet). A stall watch counts with
+// it (sender.watchPeer): no nil answer for the whole StallTimeout is a
+// plugin that does not answer (selfStopped).
 func (p *statsPoller) answer() (transport.Stats, error) {
 	if p == nil {
 		return transport.Stats{}, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.last, p.err
+	switch {
+	case p.fresh:
+		p.fresh = false
+		return p.last, nil
+	case !p.asking.IsZero():
+		return p.last, fmt.Errorf("no answer to a Stats call for %v", time.Since(p.asking).Round(time.Millisecond))
+	case p.err != nil:
+		return p.last, p.err
+	}
+	return p.last, errNoNews
 }
+
+// errNoNews: no Stats call answered since the last look, and none is
+// asked now (statsPoller.answer).
+var errNoNews = errors.New("no Stats call answered since the last look")
 
 // get returns the last counters without asking the transport; zero on
 // nil.

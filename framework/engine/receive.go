@@ -255,11 +255,10 @@ func (r *receiver) stallLimit() time.Duration {
 }
 
 // wireBytes is the current session's byte count, for a stall watch
-// (watchCounting): a call that fails, or takes statsTimeout, is no
-// progress.
+// (watchCounting, which asks from its own goroutine under its context):
+// a call that fails is no progress; a slow one is waited for, so that a
+// plugin that answers late is not taken for stopped (selfStopped).
 func (r *receiver) wireBytes(ctx context.Context) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
-	defer cancel()
 	st, err := r.tr.Stats(ctx)
 	return st.BytesWire, err
 }

@@ -130,10 +130,12 @@ type Options struct {
 	// ran on the destination. The source sends nothing while it holds a
 	// pass for hints (HintHold) nor between passes (a dirty sync): the
 	// destination's StallTimeout must exceed both. The error names this
-	// side's own transport plugin instead of the peer when its last
-	// Stats call failed too; that side then calls the plugin no more
-	// (no ABORT, no last Stats: selfStopped), and its peer learns of the
-	// end when this side's transport closes, or at its own stall bound.
+	// side's own transport plugin instead of the peer when that plugin
+	// answered no Stats call for the whole StallTimeout either (stopped,
+	// hung or gone; one that answers late is not); that side then calls
+	// the plugin no more (no ABORT, no last Stats: selfStopped), and its
+	// peer learns of the end when this side's transport closes, or at its
+	// own stall bound.
 	//
 	// In post-copy, a session in which nothing moved for this long while
 	// pages were still due (the source: no page handed over, no Flush

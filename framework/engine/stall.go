@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -49,9 +50,11 @@ func (w *stallWatch) watch(ctx context.Context) (wctx context.Context, stop func
 }
 
 // selfStall is the cause of a stall found while this side's own
-// transport did not answer either: the last count failed (mute says
-// how). Its plugin is then the likelier one to have stopped, and
-// stalledError says so; the stall itself wraps errStalled.
+// transport did not answer either: no count answered during the whole
+// stalled interval (mute says how: the last count's error, or how long
+// the one in flight has waited). Its plugin is then the likelier one
+// to have stopped, and stalledError says so; the stall itself wraps
+// errStalled.
 type selfStall struct {
 	error
 	mute error
@@ -60,57 +63,96 @@ type selfStall struct {
 func (s selfStall) Unwrap() error { return s.error }
 
 // selfStopped reports whether err is a stall found while this side's
-// own transport did not answer either (a selfStall). Its plugin then
-// most likely stopped (SIGSTOP, a hang): the side that fails on it asks
-// it nothing more, no ABORT (the peer learns of the end when this side's
-// transport closes: a launched plugin's stopped process is killed at
-// once; or at the peer's own stall bound) and no last Stats (the report
-// keeps the counters last seen), each of which would wait its whole
-// bound for nothing. What it cannot tell: a plugin that was only slow
-// for a moment (a Stats call late by statsTimeout) is taken for stopped
-// too, and its peer is not told why.
+// own transport gave no answer at all for the whole StallTimeout (a
+// selfStall): its plugin stopped (SIGSTOP), hangs, or died. The side
+// that fails on it asks it nothing more, no ABORT (the peer learns of
+// the end when this side's transport closes: a launched plugin that is
+// stopped, or that left a Stats call unanswered, is killed at once; or
+// at the peer's own stall bound) and no last Stats (the report keeps
+// the counters last seen), each of which would wait its whole bound for
+// nothing. A plugin that is only slow (its Stats answers, late, within
+// the StallTimeout) is not taken for stopped: that side sends ABORT and
+// asks for its last Stats. What it cannot tell: a plugin whose Stats
+// answers but whose other calls hang.
 func selfStopped(err error) bool {
 	var s selfStall
 	return errors.As(err, &s)
 }
 
-// watchCounting is watch that also asks count (if not nil) at each of
-// its checks, from its own goroutine: a value other than the one before
-// is progress, and so is the first (what moved since the watch began
-// cannot be told apart: a stall is found up to limit/8 late, never
-// early). A transport's byte count grows while pages move although no
-// call returns and no message arrives (a long Flush, a destination
-// whose transport writes pages on its own). A count that fails is no
-// progress; if the last one before the stall failed, the cause is a
-// selfStall. count gets the watch's context, and should not block for
-// long: a check waits for it. stop joins the goroutine.
+// countResult is a count's outcome, as watchCounting's checks see it.
+type countResult struct {
+	n      uint64
+	err    error
+	seq    uint64    // counts ended so far
+	at     time.Time // when the last count that answered ended
+	asking time.Time // when the count in flight began (zero: none)
+}
+
+// watchCounting is watch that also asks count (if not nil), from a
+// goroutine of its own, one call after another at most every limit/8:
+// an answered value other than the one before is progress, and so is
+// the first (what moved since the watch began cannot be told apart: a
+// stall is found up to limit/8 late, never early). A transport's byte
+// count grows while pages move although no call returns and no message
+// arrives (a long Flush, a destination whose transport writes pages on
+// its own). A count that fails is no progress. The checks do not wait
+// for a count, which may take as long as it needs (a slow plugin's
+// Stats answers late, and that still tells it is not stopped); count
+// gets the watch's context and must return when it ends. If no count
+// answered during the whole stalled interval, the cause is a selfStall.
+// stop joins the goroutines.
 func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Context) (uint64, error)) (wctx context.Context, stop func()) {
 	w.moved()
 	wctx, cancel := context.WithCancelCause(ctx)
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var res countResult
+	if count != nil {
+		wg.Go(func() {
+			t := time.NewTicker(w.limit / 8)
+			defer t.Stop()
+			for {
+				mu.Lock()
+				res.asking = time.Now()
+				mu.Unlock()
+				n, err := count(wctx)
+				mu.Lock()
+				res.n, res.err, res.asking = n, err, time.Time{}
+				if res.seq++; err == nil {
+					res.at = time.Now()
+				}
+				mu.Unlock()
+				select {
+				case <-t.C:
+				case <-wctx.Done():
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
 		t := time.NewTicker(w.limit / 8)
 		defer t.Stop()
-		var last uint64
+		var last, seen uint64
 		counted := false
 		for {
 			select {
 			case <-t.C:
-				var mute error
-				if count != nil {
-					// The first count has nothing to compare with, and
+				mu.Lock()
+				r := res
+				mu.Unlock()
+				if r.seq != seen && r.err == nil && (!counted || r.n != last) {
+					// The first answer has nothing to compare with, and
 					// what moved since the watch began cannot be told
 					// from nothing: it is progress. (Taken as the
 					// baseline, it made a pause of 7/8 of limit a stall.)
-					n, err := count(wctx)
-					if mute = err; err == nil && (!counted || n != last) {
-						w.moved()
-						last, counted = n, true
-					}
+					w.moved()
+					last, counted = r.n, true
 				}
+				seen = r.seq
 				if err := w.stalled(); err != nil {
-					if mute != nil {
+					if mute := r.mute(count != nil, w.last.Load()); mute != nil {
 						err = selfStall{err, mute}
 					}
 					cancel(err)
@@ -122,8 +164,23 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 				return
 			}
 		}
-	}()
-	return wctx, func() { close(done); cancel(nil); <-exited }
+	})
+	return wctx, func() { close(done); cancel(nil); wg.Wait() }
+}
+
+// mute says why the transport gave no answer since since (UnixNano, the
+// last progress), or nil if a count answered since then (or nothing
+// counts).
+func (r countResult) mute(counting bool, since int64) error {
+	switch {
+	case !counting || r.at.UnixNano() >= since:
+		return nil
+	case !r.asking.IsZero():
+		return fmt.Errorf("no answer to a Stats call for %v", time.Since(r.asking).Round(time.Millisecond))
+	case r.err != nil:
+		return r.err
+	}
+	return errors.New("no answer to a Stats call")
 }
 
 // stalledError is err, from a call made under wctx, saying what
