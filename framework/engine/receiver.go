@@ -207,7 +207,9 @@ var errOtherMigration = errors.New("HELLO of another migration")
 // session keeping its port, and reports true: Receive opens the
 // transport again within what is left of IncomingTimeout. It reports
 // false, and the migration fails as before, in any other state, and when
-// that session wrote pages into guest RAM, or its transport cannot say:
+// that session wrote pages into guest RAM, or its transport cannot say
+// (its Stats after Close fail: a launched plugin closed while stopped,
+// hung or gone, whose last counters seen may fall short, transport.Launch):
 // this guest's RAM may then hold another's bytes, and only a fresh
 // destination is clean. Written means: its Stats after Close count a
 // page, or a region of guest RAM that held no data when Receive started

@@ -297,7 +297,9 @@ type Transport interface {
 	// recorded before its end are returned first, then its error.
 	Landed(ctx context.Context) ([]PageRun, error)
 	// Stats reports traffic so far; after Close, the last session's
-	// totals. The engine takes a session whose BytesWire stands still
+	// totals, or an error if it cannot vouch for them (a launched
+	// plugin closed while stopped, hung or gone: the last counters
+	// seen come with it). The engine takes a session whose BytesWire stands still
 	// (with no call returning and no message arriving) for its
 	// StallTimeout for stalled, on either side: a transport must count
 	// bytes as they move, a sending one as it writes them (a Flush that
