@@ -19,7 +19,8 @@
 // it at once: it asks both VMMs and runs the guest on exactly one of them.
 // -resolve does only that, for when an earlier migrate could not. A
 // migrate run for a job whose source VMM is already sending (an earlier
-// migrate ended early) follows that migration instead of starting one.
+// migrate ended early) follows that migration instead of starting one;
+// one without an id (started by hand) it leaves alone and fails.
 // -start-postcopy, run next to the migrate that drives the job, switches
 // its migration to post-copy now (the source VMM's migrate-start-postcopy,
 // like QEMU's) and prints what happened; only the job's own migration,
@@ -242,7 +243,16 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	}
 	rs.id = args.ID
 	if st, ok := sending(j.Source.Control); ok {
-		rs.id = st.ID // its other side is the destination that reports the same
+		if st.ID == "" {
+			// Started by hand, not by a migrate: nothing ties it to this
+			// job, and acts naming no id (Ctrl-C's cancel, the quit at
+			// its end) would reach whatever the source holds by then.
+			err := fmt.Errorf("the source %s is already sending a migration that has no id (started by hand, not by migrate; "+
+				"phase %s): this job started nothing and acts on none; wait for it to end, or cancel it by hand", j.Source.Control, st.Progress.Phase)
+			rep.Error = err.Error()
+			return rep, err
+		}
+		rs.id = st.ID // conclude checks that the job's destination reports the same
 		// An earlier migrate of this job ended (killed, its terminal
 		// gone) while the VMMs went on: follow that migration.
 		fmt.Fprintf(log, "migrate: the source %s is already sending a migration (phase %s, mode %s); following it instead of starting another\n",

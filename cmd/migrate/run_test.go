@@ -629,7 +629,7 @@ func TestRunSourceExitsAfterPostcopy(t *testing.T) {
 // on) follows that migration to its end and reports it, starting nothing.
 func TestRunFollowsRunningMigration(t *testing.T) {
 	c := newRunCase(t)
-	c.src.running = true
+	c.src.running, c.src.id, c.dst.id = true, "a", "a"
 	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 	rep, out, err := c.run(context.Background(), t)
@@ -642,6 +642,26 @@ func TestRunFollowsRunningMigration(t *testing.T) {
 	calls := c.callList()
 	if strings.Contains(calls, "migrate-incoming") || strings.Contains(calls, "migrate-send") {
 		t.Errorf("calls %s: a second migration was started", calls)
+	}
+}
+
+// TestRunLeavesHandStartedMigrationAlone: the job's source already sends
+// a migration started by hand, without an id. migrate starts nothing and
+// follows nothing: with no id it could neither tell that migration ended
+// nor cancel or quit only it (before, Ctrl-C sent migrate-cancel without
+// an id, and the end's quit named none).
+func TestRunLeavesHandStartedMigrationAlone(t *testing.T) {
+	c := newRunCase(t)
+	c.src.running, c.src.id = true, ""
+	c.src.finishWith(3, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, _, err := c.run(context.Background(), t)
+	if err == nil || !strings.Contains(err.Error(), "has no id") || rep.Status != engine.StatusFailed {
+		t.Fatalf("status %q, err %v: want a failure saying the source's migration has no id", rep.Status, err)
+	}
+	if calls := c.callList(); strings.Contains(calls, "migrate-incoming") || strings.Contains(calls, "migrate-send") ||
+		strings.Contains(calls, "migrate-cancel") || strings.Contains(calls, "quit") {
+		t.Errorf("calls %s: want nothing started, cancelled or quit", calls)
 	}
 }
 
