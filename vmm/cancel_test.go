@@ -3,6 +3,7 @@ package vmm
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,9 +203,9 @@ func TestCancelDuringPluginStart(t *testing.T) {
 				t.Fatalf("the migration ended %+v (migrate-%s: %v); want cancelled", st.Report, tc.role, serr)
 			}
 			t.Logf("migrate-%s: %v; ended %s, side %s: %s", tc.role, serr, st.Report.Status, st.Side, st.Report.Error)
-			if got := v.Status().State; got != state {
+			if got := v.Status().State; tc.role == transport.RoleSend && got != state {
 				t.Errorf("the VM is %s; want %s, untouched", got, state)
-			}
+			} // a destination exits: TestCancelledDestinationExits
 			if tc.role == transport.RoleSend && st.Side != api.SideRunning {
 				t.Errorf("the source's side is %s; want running", st.Side)
 			}
@@ -242,43 +243,114 @@ func slowPlugin(t *testing.T) (path string, started func()) {
 	}
 }
 
-// TestIncomingAgainAfterCancelDuringPluginStart: a destination whose
-// migrate-incoming was cancelled while its transport plugin started
-// ends cancelled, stays in incoming state with its VM untouched (the
-// engine never ran: no byte reached guest RAM), and takes the next
-// migrate-incoming, which migrate's Ctrl-C leaves it for
-// (cmd/migrate TestRunIncomingInterruptedCancelled); a destination
-// cancelled once its engine ran exits instead (migrationDone).
-func TestIncomingAgainAfterCancelDuringPluginStart(t *testing.T) {
-	v := fakeWithRAM(t, StateIncoming)
-	slow, started := slowPlugin(t)
-	raw, err := json.Marshal(api.MigrateArgs{Plugin: slow})
+// TestCancelledDestinationExits: a destination whose migrate-incoming
+// is cancelled ends the same way whenever the cancel came: while its
+// transport plugin started (the engine never ran) or once its engine
+// waits for a source. Either way the migration is recorded cancelled
+// and the VMM exits (the VM stopped, exit code 1), as after any failed
+// incoming migration (migrationDone). Before, one cancelled during the
+// plugin's start stayed up in incoming state and one cancelled later
+// exited. A migrate-incoming whose plugin does not start for another
+// reason still leaves the VM incoming (TestIncomingAfterFailedStart).
+func TestCancelledDestinationExits(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		name := map[bool]string{true: "transport starting", false: "engine waiting for a source"}[early]
+		t.Run(name, func(t *testing.T) {
+			v := fakeWithRAM(t, StateIncoming)
+			args := api.MigrateArgs{}
+			var started func()
+			if early {
+				args.Plugin, started = slowPlugin(t)
+			} else {
+				_, dc, err := transport.MintCredentials(false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.cfg.TransportInProcess = true
+				args.Plugin, args.Credentials = "/opt/ferry/plugins/"+tcpPlugin, &dc
+				args.Transport = map[string]any{"listen": freeAddr(t)}
+			}
+			raw, err := json.Marshal(args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mg := &migration{}
+			startErr := make(chan error, 1)
+			go func() {
+				_, err := v.startMigration(context.Background(), mg, raw, transport.RoleReceive)
+				startErr <- err
+			}()
+			if early {
+				started() // taken: its transport plugin runs
+			} else if err := <-startErr; err != nil {
+				t.Fatalf("migrate-incoming: %v", err) // answered: the engine runs
+			}
+			if res, _ := mg.cancelRunning(""); !res.Cancelled {
+				t.Fatalf("migrate-cancel answered %+v; want cancelled", res)
+			}
+			if early {
+				select {
+				case <-startErr:
+				case <-time.After(30 * time.Second):
+					t.Fatal("migrate-incoming did not return within 30 s of the cancel")
+				}
+			}
+			select {
+			case <-mg.done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the migration did not end within 30 s of the cancel")
+			}
+			select {
+			case <-v.stopped:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the VMM did not exit within 30 s of the cancel; the VM is %s", v.Status().State)
+			}
+			v.plugins.Wait()
+			st := mg.status()
+			if st.Report == nil || st.Report.Status != engine.StatusCancelled || st.Side != api.SideFailed {
+				t.Errorf("the migration ended %+v, side %s; want cancelled, failed", st.Report, st.Side)
+			}
+			if got := v.Status().State; got != StateStopped || v.exitCode != 1 {
+				t.Errorf("the VM is %s, exit code %d (%v); want stopped, 1", got, v.exitCode, v.exitErr)
+			}
+			t.Logf("exit %d: %v", v.exitCode, v.exitErr)
+		})
+	}
+}
+
+// freeAddr is a loopback address whose port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestIncomingAfterFailedStart: a migrate-incoming whose transport
+// plugin cannot start (a missing binary) fails the command, records a
+// failed migration and leaves the VM in incoming state, untouched, for
+// a next migrate-incoming: nothing was cancelled, and the next try may
+// fix the arguments.
+func TestIncomingAfterFailedStart(t *testing.T) {
+	v := fakeWithRAM(t, StateIncoming)
 	mg := &migration{}
-	for try := 1; try <= 2; try++ {
-		startErr := make(chan error, 1)
-		go func() {
-			_, err := v.startMigration(context.Background(), mg, raw, transport.RoleReceive)
-			startErr <- err
-		}()
-		started() // taken: its transport plugin runs
-		if res, _ := mg.cancelRunning(""); !res.Cancelled {
-			t.Fatalf("try %d: migrate-cancel during the plugin's start answered %+v; want cancelled", try, res)
-		}
-		select {
-		case <-startErr:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("try %d: migrate-incoming did not return within 30 s of the cancel", try)
-		}
-		st := mg.status()
-		if !st.Done || st.Report == nil || st.Report.Status != engine.StatusCancelled {
-			t.Fatalf("try %d: the migration is %+v; want done, cancelled", try, st)
-		}
-		if got := v.Status().State; got != StateIncoming {
-			t.Fatalf("try %d: the VM is %s; want %s", try, got, StateIncoming)
-		}
+	raw, _ := json.Marshal(api.MigrateArgs{Plugin: "/nonexistent/ferry-transport-x"})
+	if _, err := v.startMigration(context.Background(), mg, raw, transport.RoleReceive); err == nil {
+		t.Fatal("migrate-incoming with a missing plugin went through")
 	}
-	v.plugins.Wait()
+	if st := mg.status(); st == nil || !st.Done || st.Report == nil || st.Report.Status != engine.StatusFailed {
+		t.Errorf("migration after the failed start: %+v", st)
+	}
+	if got := v.Status().State; got != StateIncoming {
+		t.Errorf("the VM is %s after the failed start; want %s", got, StateIncoming)
+	}
+	own, err := v.claim(context.Background(), &migration{}, transport.RoleReceive.String(), "", takes(func() {}),
+		func(st State) error { return v.canMigrate(transport.RoleReceive, st) })
+	if err != nil {
+		t.Fatalf("a next migrate-incoming is refused: %v", err)
+	}
+	own.release(func() {})
 }

@@ -22,8 +22,14 @@
 //	                           ├──────► handover-unknown ─► running | migrated
 //	                           └──────► postcopy-broken    (post-copy could not finish: never runs again)
 //	destination:  incoming ─► paused ─► running
-//	                           ├──────► handover-unknown ─► running | discarded (until quit)
-//	                           └──────► (post-copy broke: Halt) stopped, the VMM exits
+//	                 │         ├──────► handover-unknown ─► running | discarded (until quit)
+//	                 │         └──────► (post-copy broke: Halt) stopped, the VMM exits
+//	                 └─────────────────► (failed or cancelled, also while its transport
+//	                                     plugin starts) stopped, the VMM exits
+//
+// A migrate-incoming whose plugins did not start (a wrong path, a
+// refused block) and that nobody cancelled leaves the VM incoming, for a
+// next one (migrate_commands.go: unopenedDone).
 //
 // handover-unknown is left only through migrate-resolve; pause and resume
 // refuse it, and no timer ends a VM that may hold the only copy of a guest.

@@ -101,9 +101,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 	m := migrationVM{v: v, own: own}
 	s, err := session.Open(ctx, m.RAM(), spec)
 	if err != nil {
-		own.release(func() {
-			mg.finishUnopened(ctx, err, sideAfter(role, engine.Report{}, v.Status().State == StateRunning))
-		})
+		own.release(func() { v.unopenedDone(ctx, mg, role, err) })
 		cancel()
 		return nil, err
 	}
@@ -122,6 +120,20 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		s.Close()                               // then the plugin processes are stopped and waited for
 	}()
 	return mg.status(), nil
+}
+
+// unopenedDone records a migration whose session did not open
+// (finishUnopened). A destination whose migration was cancelled exits,
+// as one cancelled once its engine ran does (migrationDone): a cancelled
+// destination ends one way, whenever the cancel came. One whose plugins
+// did not start for another reason (a wrong path, a refused block)
+// stays in incoming state, its VM untouched, for a next migrate-incoming
+// that fixes the arguments. Called under the run lock (own.release).
+func (v *VM) unopenedDone(ctx context.Context, mg *migration, role transport.Role, err error) {
+	side := sideAfter(role, engine.Report{}, v.Status().State == StateRunning)
+	if mg.finishUnopened(ctx, err, side) == engine.StatusCancelled && role == transport.RoleReceive {
+		v.finish(1, fmt.Errorf("incoming migration cancelled while its transport plugin started: %w", err))
+	}
 }
 
 // maxDowntimeMS bounds max_downtime_ms (a day), so the duration cannot

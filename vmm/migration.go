@@ -194,8 +194,9 @@ func (mg *migration) finishLocked(rep engine.Report, side api.Side) {
 // it cancels: a cancel answered "cancelled" is recorded so, including
 // one that came after the start failed for another reason; one that
 // comes after this finds no migration running. Before, a cancel during
-// the plugins' start was recorded failed.
-func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Side) {
+// the plugins' start was recorded failed. It returns the status it
+// recorded.
+func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Side) engine.Status {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	st := engine.StatusFailed
@@ -203,6 +204,7 @@ func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Sid
 		st = engine.StatusCancelled
 	}
 	mg.finishLocked(engine.Report{Status: st, Error: err.Error()}, side)
+	return st
 }
 
 // status returns a copy of the current migration, or nil, with the
