@@ -273,6 +273,7 @@ func foreignResumeBeforeCommit(t *testing.T, blind bool) {
 		must(t, s.tr.Open(ctx, s.req)) // its own source
 		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		abort = string(s.recv(ctx, msgAbort))
+		s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
 	})
 	rep, err := wait()
 	if failed {

@@ -844,6 +844,11 @@ func (pc *pcRecv) completeWithout(err error) bool {
 // both sides staying handover-unknown. Without a RESUME within
 // reconnect_timeout (or when ctx ends first) the handover is unknown,
 // as in pre-copy.
+//
+// The ABORT is a final answer like SETTLED and BROKEN, and lingers as
+// they do (tellAborted): one lost with its session (sent, never read)
+// would leave the source reconnecting to nobody for reconnect_timeout
+// and ending handover-unknown.
 func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	r := pc.r
 	r.opt.Log.Warn("post-copy: the stream broke after LOADED and before COMMIT; the VM never ran here; "+
@@ -859,8 +864,8 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 				return merr
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
-			serr := r.send(ctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
-			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (ABORT sent: %v)", cause, serr)
+			heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
+			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (%s)", cause, heard)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
 		r.closeSession()
@@ -870,6 +875,28 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 		}
 	}
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
+}
+
+// tellAborted sends abort, the answer to a RESUME before COMMIT, and
+// waits for the source's empty ABORT in kind (it heard: it resumes the
+// VM). Without that (the session broke as ABORT went out, or a source
+// from before that answer closes without one) it listens for the
+// source's next RESUME and answers it with ABORT again (lingerToTell),
+// for as long as the source may take to notice the loss: its wait for
+// an answer to RESUME (switchover_timeout) or its stall watch, and the
+// restart of a plugin that stopped. ctx (Receive's, still cancellable:
+// the VM never ran here) ends the wait early. It says what the source
+// heard, for the error.
+func (pc *pcRecv) tellAborted(ctx context.Context, abort transport.Message) string {
+	r := pc.r
+	if err := r.send(ctx, abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
+		return "it answered"
+	}
+	notice := max(r.opt.StallTimeout, r.opt.SwitchoverTimeout)
+	if pc.lingerToTell(ctx, abort, notice) {
+		return "it answered after reconnecting again"
+	}
+	return "no answer: it learns after its reconnect_timeout, or from a resolve"
 }
 
 // acceptResume opens the transport again and reads the source's RESUME.
@@ -989,7 +1016,7 @@ func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 		}
 	}
 	if !r.awaitSourceClose(ctx, msgSettled) {
-		pc.lingerToTell(settled)
+		pc.lingerToTell(context.Background(), settled, r.opt.StallTimeout)
 	}
 }
 
@@ -1065,30 +1092,31 @@ func (pc *pcRecv) tellBroken(cause error) {
 	// The migration's context never ends in post-copy (hold.go): each
 	// wait here is bounded on its own.
 	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
-		pc.lingerToTell(broken)
+		pc.lingerToTell(context.Background(), broken, r.opt.StallTimeout)
 	}
 }
 
 // lingerToTell closes the session and listens for the source's RESUME
-// for at most brokenLinger, to answer it with last (BROKEN or SETTLED:
-// how post-copy ended here) and wait for the source's answer in kind.
-// The source may not have heard last: the session broke as it went out.
-// The transport is open for receiving meanwhile, as it was for the
-// session; a source that reconnects never sends pages before MISSING.
-func (pc *pcRecv) lingerToTell(last transport.Message) {
+// for at most brokenLinger beyond notice plus stallRestart, and
+// reconnect_timeout, to answer it with last (BROKEN or SETTLED: how
+// post-copy ended here; ABORT: it never will here) and wait for the
+// source's answer in kind; answered says it came. notice is how long
+// the source may take to notice that its session broke: StallTimeout
+// when only a stall tells it. The source may not have heard last: the
+// session broke as it went out. The transport is open for receiving
+// meanwhile, as it was for the session; a source that reconnects never
+// sends pages before MISSING. ctx ends the wait early.
+func (pc *pcRecv) lingerToTell(ctx context.Context, last transport.Message, notice time.Duration) (answered bool) {
 	r := pc.r
 	r.closeSession()
-	linger := min(brokenLinger+r.opt.StallTimeout+stallRestart, r.opt.ReconnectTimeout)
-	lctx, cancel := context.WithTimeout(context.Background(), linger)
+	linger := min(brokenLinger+notice+stallRestart, r.opt.ReconnectTimeout)
+	lctx, cancel := context.WithTimeout(ctx, linger)
 	defer cancel()
 	what := msgName(last.Kind)
 	r.opt.Log.Info("post-copy: the source did not answer "+what+"; listening for it to reconnect, to tell it", "for", linger)
 	for lctx.Err() == nil {
 		if err := pc.acceptResume(lctx); err == nil {
-			if r.send(lctx, last) == nil {
-				r.awaitSourceClose(lctx, last.Kind)
-			}
-			return
+			return r.send(lctx, last) == nil && r.awaitSourceClose(lctx, last.Kind)
 		}
 		r.closeSession()
 		select {
@@ -1097,6 +1125,7 @@ func (pc *pcRecv) lingerToTell(last transport.Message) {
 		}
 	}
 	r.opt.Log.Warn("post-copy: no source reconnected to be told "+what+"; it learns after its reconnect_timeout", "waited", linger)
+	return false
 }
 
 // brokenLinger bounds how long a destination whose post-copy ended

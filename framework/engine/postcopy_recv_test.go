@@ -1115,7 +1115,10 @@ func (c *commitAfterLanded) RecvMessage(ctx context.Context) (transport.Message,
 // source may have written it): the destination, which knows it never
 // got COMMIT, waits for the source's RESUME and answers ABORT, so the
 // source resumes the VM at once instead of both sides waiting for a
-// resolve. The VM never runs here.
+// resolve. The VM never runs here. The source answers ABORT in kind,
+// and the destination, told it was heard, ends at once rather than
+// listening for another RESUME (tellAborted;
+// TestPostcopyAbortAfterResumeLost).
 func TestPostcopyBreakBeforeCommit(t *testing.T) {
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{WriteEvery: time.Millisecond, WriteBatch: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -1123,6 +1126,7 @@ func TestPostcopyBreakBeforeCommit(t *testing.T) {
 	wait := receiveAsync(ctx, dst, rcv, opt)
 	never, stale := pcPages(s)
 	var abort string
+	var answered time.Time
 	failed := runScript(func() {
 		s.precopy(ctx, never, stale, false)
 		s.tr.Close() // COMMIT lost with the connection
@@ -1130,10 +1134,15 @@ func TestPostcopyBreakBeforeCommit(t *testing.T) {
 		must(t, s.tr.Open(ctx, s.req))
 		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		abort = string(s.recv(ctx, msgAbort))
+		s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
+		answered = time.Now()
 	})
 	rep, err := wait()
 	if failed {
 		t.Fatalf("script failed; Receive: %v", err)
+	}
+	if d := time.Since(answered); d > 5*time.Second {
+		t.Errorf("the destination ended %v after the source answered its ABORT; want at once", d.Round(time.Millisecond))
 	}
 	if err == nil || rep.Handover != HandoverFailed || rep.Status != StatusFailed || dst.Counters().Resumes != 0 {
 		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
@@ -1322,6 +1331,74 @@ func TestPostcopySettledLost(t *testing.T) {
 	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("took %v: the source waited for its reconnect_timeout", d)
+	}
+}
+
+// loseCommitAndAbort is the source's transport in post-copy with COMMIT
+// lost on the wire (the connection dies as it goes out) and then the
+// destination's first ABORT, its answer to the source's RESUME (the
+// connection dies again before it arrives).
+type loseCommitAndAbort struct {
+	transport.Transport
+	mu                     sync.Mutex
+	commitLost, abortsSeen int
+}
+
+func (l *loseCommitAndAbort) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgCommit {
+		l.mu.Lock()
+		l.commitLost++
+		l.mu.Unlock()
+		l.Transport.Close() // written, never delivered
+		return nil
+	}
+	return l.Transport.SendMessage(ctx, m)
+}
+
+func (l *loseCommitAndAbort) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := l.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == msgAbort {
+		l.mu.Lock()
+		l.abortsSeen++
+		first := l.abortsSeen == 1
+		l.mu.Unlock()
+		if first {
+			l.Transport.Close() // the connection dies with ABORT in it
+			return transport.Message{}, transport.ErrClosed
+		}
+	}
+	return m, err
+}
+
+// Both engines in post-copy; COMMIT is lost, and so is the
+// destination's ABORT that answers the source's RESUME (it never got
+// COMMIT). The destination, unanswered, listens for the source's next
+// RESUME and answers it with ABORT again, as it does with SETTLED and
+// BROKEN: the source resumes the VM (failed) at once, and the
+// destination never ran it. Before, the destination quit after the
+// first ABORT, and the source reconnected to nobody for its
+// reconnect_timeout and ended handover-unknown.
+func TestPostcopyAbortAfterResumeLost(t *testing.T) {
+	const reconnect = 20 * time.Second
+	start := time.Now()
+	tr := &loseCommitAndAbort{}
+	r, dst := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
+		func(sopt, dopt *Options) { sopt.ReconnectTimeout = reconnect })
+	took := time.Since(start)
+	if tr.commitLost != 1 || tr.abortsSeen < 1 {
+		t.Fatalf("COMMIT lost %d times, ABORTs seen %d: the test did not test it; send %v (%s), receive %v (%s)",
+			tr.commitLost, tr.abortsSeen, r.serr, r.srep.Status, r.derr, r.drep.Status)
+	}
+	if r.srep.Status != StatusFailed || r.srep.Handover != HandoverFailed {
+		t.Errorf("source: %s (%s) after %v: %v; want failed: told ABORT, it resumed the VM", r.srep.Status, r.srep.Handover,
+			took.Round(time.Millisecond), r.serr)
+	}
+	if r.drep.Status != StatusFailed || r.drep.Handover != HandoverFailed || dst.Counters().Resumes != 0 {
+		t.Errorf("destination: %s (%s), %d resumes: %v; want failed, never run", r.drep.Status, r.drep.Handover,
+			dst.Counters().Resumes, r.derr)
+	}
+	if took >= reconnect/2 {
+		t.Errorf("took %v: the source waited for its reconnect_timeout (%v)", took.Round(time.Millisecond), reconnect)
 	}
 }
 

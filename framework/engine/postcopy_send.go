@@ -832,9 +832,10 @@ func (pc *pcSend) lastWord() error {
 	}
 }
 
-// answer answers the destination's BROKEN or SETTLED (kind) with an
-// empty one, if the session still carries messages: it then knows this
-// side heard and need not wait for it to reconnect (pcRecv.lingerToTell).
+// answer answers the destination's BROKEN or SETTLED (kind), or its
+// ABORT to a RESUME, with an empty one, if the session still carries
+// messages: it then knows this side heard and need not wait for it to
+// reconnect (pcRecv.lingerToTell).
 // Failures only cost the destination its wait.
 func (pc *pcSend) answer(kind uint32) {
 	s := pc.s
@@ -956,6 +957,7 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		m, err := s.answer(rctx)
 		switch {
 		case errors.Is(err, errDestinationAborted):
+			pc.answer(msgAbort) // heard: it need not wait for another RESUME (pcRecv.tellAborted)
 			return fail(true, err)
 		case errors.Is(err, errDestinationBroken):
 			pc.answer(msgBroken)

@@ -27,7 +27,13 @@ import (
 // as broken. Version 7 adds the migration's tag to HELLO and RESUME: a
 // version-6 destination answered the RESUME of any source that held
 // credentials it trusts and named a guest of the same size, another
-// migration's included (migrationTag). The rule and the golden tests:
+// migration's included (migrationTag). Within version 7 (2026-12-07)
+// the source answers the ABORT that answers its RESUME before COMMIT
+// with an empty ABORT, and the destination, unanswered, answers the
+// next RESUME with ABORT again: both mixes with an earlier version-7
+// peer end as before (such a destination reads no answer, such a source
+// sends none and only costs the destination its wait, lingerToTell), so
+// the version did not move. The rule and the golden tests:
 // docs/ARCHITECTURE.md#versions.
 const protocolVersion = 7
 
