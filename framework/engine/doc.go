@@ -19,7 +19,8 @@
 //	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
 //	                                                          covers pause..LOADED)
 //	page check (VerifyPages only; not under the switch-over deadline;
-//	VERIFIED's send and the wait for it each ≤ verifyTimeout):
+//	each HASHES send, and VERIFIED's, under the stall rule; the wait for
+//	VERIFIED ≤ the stall bound + hashBudget per page compared: verifyWait):
 //	  HASHES(first, n, n × hash) ─ … ─────────────►  compare with own RAM
 //	              ◄─────────────────────────────── VERIFIED(differ, first) (or ABORT)
 //	  (pages skipped on free hints hash as 0, not compared, unless

@@ -317,13 +317,6 @@ func TestHandshakeStalled(t *testing.T) {
 	})
 }
 
-// shortVerify sets verifyTimeout to d for the test.
-func shortVerify(t *testing.T, d time.Duration) {
-	old := verifyTimeout
-	verifyTimeout = d
-	t.Cleanup(func() { verifyTimeout = old })
-}
-
 // muteVerified is a destination's transport whose SendMessage of
 // VERIFIED waits until its context ends (its plugin, or the source it
 // waits on, stopped as the page check ended); everything else goes
@@ -339,17 +332,18 @@ func (m muteVerified) SendMessage(ctx context.Context, msg transport.Message) er
 }
 
 // TestVerifiedSendStalled: the page check's VERIFIED, whose SendMessage
-// does not return, is bounded on the destination as the source's wait
-// for it is (verifyTimeout): the destination fails (not cancelled:
-// nobody cancelled) and never runs the VM, which runs on at the source.
-// Before, the destination waited on the send until its caller
-// cancelled.
+// does not return, is bounded on the destination by the stall rule (as
+// the wait between HELLO and LOADED, recvWatched), which the source's
+// wait for it covers (verifyWait): the destination fails (not
+// cancelled: nobody cancelled) and never runs the VM, which runs on at
+// the source. Before, the destination waited on the send until its
+// caller cancelled.
 func TestVerifiedSendStalled(t *testing.T) {
-	shortVerify(t, stallLimit)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
-	wait := receiveAsync(ctx, dst, muteVerified{recvTr}, Options{Credentials: dc, Log: testLogger(t)})
+	wait := receiveAsync(ctx, dst, muteVerified{recvTr}, Options{Credentials: dc, StallTimeout: stallLimit,
+		SwitchoverTimeout: stallLimit, Log: testLogger(t)})
 	srep, serr := Send(ctx, src, sendTr, Options{Credentials: sc, VerifyPages: true, Log: testLogger(t)})
 	rep, err := wait()
 	t.Logf("source: %v\ndestination: %v", serr, err)

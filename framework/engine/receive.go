@@ -435,11 +435,15 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 }
 
 // hashes checks a chunk of the source's page hashes; after the last one
-// it answers VERIFIED, within verifyTimeout (a transport plugin that
-// stopped, this side's or the source's it waits on, keeps the send from
-// returning). A send that fails fails the migration (giveUp: ABORT):
-// the source commits only on VERIFIED, and one that still arrives is
-// answered, at its COMMIT, by that ABORT, on which it resumes.
+// it answers VERIFIED. The send is under the stall rule of the wait
+// between HELLO and LOADED (recvWatched: nothing sent, no byte moving
+// for StallTimeout, and at least SwitchoverTimeout): a transport plugin
+// that stopped, this side's or the source's it waits on, keeps it from
+// returning, and the source waits for it at least that long
+// (sender.verifyWait). A send that fails fails the migration (giveUp:
+// ABORT): the source commits only on VERIFIED, and one that still
+// arrives is answered, at its COMMIT, by that ABORT, on which it
+// resumes.
 func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if r.check == nil {
 		c, err := newChecker(r.layout)
@@ -455,13 +459,14 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if err != nil || !done {
 		return err
 	}
-	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
-	defer cancel()
-	if err := r.tr.SendMessage(vctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()}); err != nil {
-		if vctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			err = fmt.Errorf("not sent within %v, as long as the source waits for it (this side's transport plugin "+
-				"or the source stopped?): %w", verifyTimeout, err)
-		}
+	r.stall.limit = r.stallLimit()
+	wctx, stop := r.stall.watchCounting(ctx, r.wireBytes)
+	defer stop()
+	err = r.tr.SendMessage(wctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()})
+	if err = stalledError(wctx, err, "VERIFIED did not get out: nothing moved (the source, or its transport plugin, "+
+		"stopped reading)",
+		"VERIFIED did not get out, and this side's transport plugin stopped answering (its last Stats call: %v): "+
+			"it, not the source, is likely what stopped"); err != nil {
 		return fmt.Errorf("send VERIFIED: %w", err)
 	}
 	return nil

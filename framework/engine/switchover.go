@@ -106,10 +106,11 @@ func (s *sender) sendState(ctx context.Context) error {
 func (s *sender) pageCheck(ctx context.Context) error {
 	verifyStart := time.Now()
 	s.rep.VerifyStrict = s.opt.VerifyFree
-	if err := s.sendHashes(ctx); err != nil {
+	checked, err := s.sendHashes(ctx)
+	if err != nil {
 		return fmt.Errorf("send page hashes: %w", err)
 	}
-	if err := s.awaitVerified(ctx); err != nil {
+	if err := s.awaitVerified(ctx, checked); err != nil {
 		return err
 	}
 	s.rep.PagesChecked = s.layout.Pages()

@@ -27,11 +27,31 @@ import (
 // destination runs. The destination needs no mode of its own.
 
 const (
-	hashChunk = (transport.MaxMessage - 16) / 8
+	// hashChunk is the pages of one HASHES message (n ≤ hashChunk): 64
+	// MiB of guest RAM, 128 KiB on the wire. It is also how finely the
+	// check's progress shows: each side hashes one chunk while the other
+	// waits on it (the source's next send, sendHashes; the destination's
+	// next message, SwitchoverTimeout), so a chunk must take well under
+	// those bounds even on a slow host (~20 ms at this machine's 14 GB/s
+	// of pageHash; 0.2 s at 350 MB/s). Until 2026-12-07 it was 128 Ki
+	// pages (512 MiB), and a destination had to read every chunk it was
+	// sent, as now.
+	hashChunk = 1 << 14
 )
 
-// sendHashes streams the hash of every source page.
-func (s *sender) sendHashes(ctx context.Context) error {
+// sendHashes streams the hash of every source page and returns how many
+// of them the destination compares (every one but the pages sent as
+// hashFree). Each send waits on the destination, which checks one
+// chunk before it reads the next: it is under the stall rule of a
+// pass's sends (watchPeer: progress is a send that returned or the
+// transport's byte count growing), so a destination that stopped
+// reading fails the check within StallTimeout; one that checks each
+// chunk within it is never failed for taking long over them all. This
+// side's own hashing between two sends is not waiting on the
+// destination, and counts as progress.
+func (s *sender) sendHashes(ctx context.Context) (checked uint64, err error) {
+	pctx, stop := s.watchPeer(ctx)
+	defer stop()
 	var page uint64
 	buf := make([]byte, 0, 16+8*hashChunk)
 	flush := func(first uint64) error {
@@ -40,9 +60,13 @@ func (s *sender) sendHashes(ctx context.Context) error {
 		}
 		binary.LittleEndian.PutUint64(buf, first)
 		binary.LittleEndian.PutUint64(buf[8:], uint64(len(buf)-16)/8)
-		err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHashes, Payload: buf})
+		s.peer.moved() // from here this side waits on the destination
+		if err := s.tr.SendMessage(pctx, transport.Message{Kind: msgHashes, Payload: buf}); err != nil {
+			return s.peerStalled(pctx, err)
+		}
+		s.peer.moved()
 		buf = buf[:16]
-		return err
+		return nil
 	}
 	buf = buf[:16]
 	first := uint64(0)
@@ -62,29 +86,56 @@ func (s *sender) sendHashes(ctx context.Context) error {
 			case !s.holes[i].hole(int64(s.layout[i].Offset) + int64(off)):
 				h = pageHash(m[off : off+framework.PageSize])
 			}
+			if h != hashFree {
+				checked++
+			}
 			buf = binary.LittleEndian.AppendUint64(buf, h)
 			page++
 			if (len(buf)-16)/8 == hashChunk {
 				if err := flush(first); err != nil {
-					return err
+					return checked, err
 				}
 				first = page
+			} else if page%1024 == 0 {
+				s.peer.moved() // hashing here: not a stall of the destination
 			}
 		}
 	}
-	return flush(first)
+	return checked, flush(first)
 }
 
-// verifyTimeout bounds the page check's answer on either side: the
-// source's wait for VERIFIED after its last HASHES, and the
-// destination's send of it (a VERIFIED later than that finds no source
-// waiting). A variable for tests.
-var verifyTimeout = 5 * time.Minute
+// hashBudget is what the source's wait for VERIFIED allows the
+// destination per page it compares (verifyWait): 10 µs, 400 MB/s of
+// guest RAM hashed, some 30 times slower than this machine's pageHash
+// on cached memory (0.3 µs a page) and 3 to 10 times slower than on
+// cold memory. A variable for tests.
+var hashBudget = 10 * time.Microsecond
+
+// verifyWait bounds the source's wait for VERIFIED after its last
+// HASHES returned (awaitVerified): the stall bound the rest of the
+// pre-COMMIT handover uses (max(StallTimeout, SwitchoverTimeout), as
+// the destination's wait between HELLO and LOADED: recvWatched) plus
+// hashBudget for each of the checked pages the destination compares.
+// It cannot be the stall rule alone: from the last send on, the
+// destination checks in silence what its transport still held unread
+// (sends return once the transport took the bytes, and how much it
+// buffers is the transport's), sending nothing and taking nothing, so
+// a destination hashing and a destination that stopped look the same
+// from here; the pages bound what it can have left. A bigger guest is
+// therefore waited for longer: 8 GiB ~21 s beyond the stall bound, 1
+// TiB ~45 min. Until 2026-12-07 it was 5 minutes whatever the guest's
+// size: a big guest's check could fail on a destination that hashed
+// on, and a small guest's destination that stopped was found only
+// after 5 minutes.
+func (s *sender) verifyWait(checked uint64) time.Duration {
+	return max(s.opt.StallTimeout, s.opt.SwitchoverTimeout) + time.Duration(checked)*hashBudget
+}
 
 // awaitVerified waits for the destination's verdict, at most
-// verifyTimeout.
-func (s *sender) awaitVerified(ctx context.Context) error {
-	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+// verifyWait(checked).
+func (s *sender) awaitVerified(ctx context.Context, checked uint64) error {
+	wait := s.verifyWait(checked)
+	vctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	select {
 	case m, ok := <-s.msgs:
@@ -101,7 +152,12 @@ func (s *sender) awaitVerified(ctx context.Context) error {
 		}
 		return nil
 	case <-vctx.Done():
-		return fmt.Errorf("no VERIFIED from the destination within %v of the last HASHES: %w", verifyTimeout, vctx.Err())
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for VERIFIED: %w", ctx.Err())
+		}
+		return fmt.Errorf("no VERIFIED from the destination within %v of the last HASHES (the stall bound, and %v for each "+
+			"of the %d pages it compares): it stopped, or hashes slower than that: %w", wait.Round(time.Millisecond), hashBudget,
+			checked, vctx.Err())
 	}
 }
 

@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// stopsAtHashes is a source's transport whose destination stops reading
+// as the page check begins: the first HASHES send, and every later
+// one, waits until its context ends, and the counters stand still.
+type stopsAtHashes struct {
+	transport.Transport
+	mu      sync.Mutex
+	stopped bool
+	stats   transport.Stats
+}
+
+func (s *stopsAtHashes) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind != msgHashes {
+		return s.Transport.SendMessage(ctx, m)
+	}
+	s.mu.Lock()
+	if !s.stopped {
+		s.stats, _ = s.Transport.Stats(ctx)
+		s.stopped = true
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stopsAtHashes) Stats(ctx context.Context) (transport.Stats, error) {
+	s.mu.Lock()
+	stopped, st := s.stopped, s.stats
+	s.mu.Unlock()
+	if stopped {
+		return st, nil
+	}
+	return s.Transport.Stats(ctx)
+}
+
+// TestHashesSendStalled: the destination stops reading as the page
+// check begins. The source's HASHES send is under the stall rule of a
+// pass's sends: it fails once nothing moved for StallTimeout (not
+// cancelled: nobody cancelled), resumes its VM and sends ABORT; the
+// destination never runs the VM. Before, the send waited until the
+// caller cancelled.
+func TestHashesSendStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, Log: testLogger(t)})
+	start := time.Now()
+	tr := &stopsAtHashes{Transport: sendTr}
+	srep, serr := Send(ctx, src, tr, Options{Credentials: sc, VerifyPages: true, StallTimeout: stallLimit, Log: testLogger(t)})
+	took := time.Since(start)
+	rep, err := wait()
+	t.Logf("source after %v: %v\ndestination: %v", took.Round(time.Millisecond), serr, err)
+	if ctx.Err() != nil {
+		t.Fatal("the source waited on its HASHES send until the test's deadline")
+	}
+	if !tr.stopped {
+		t.Fatal("no HASHES was sent: the test did not test the page check")
+	}
+	if serr == nil || !strings.Contains(serr.Error(), "page hashes") || srep.Status != StatusFailed ||
+		src.State() != vmtest.StateRunning {
+		t.Errorf("source: %v, status %s, VM %v; want failed sending the hashes, the VM running", serr, srep.Status, src.State())
+	}
+	if dst.Counters().Resumes != 0 || rep.Status == StatusCompleted {
+		t.Errorf("destination: %s, %d resumes: %v; want never run", rep.Status, dst.Counters().Resumes, err)
+	}
+}
+
+// dropsVerified is a destination's transport whose VERIFIED is lost:
+// its send returns, nothing reaches the source.
+type dropsVerified struct{ transport.Transport }
+
+func (d dropsVerified) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgVerified {
+		return nil
+	}
+	return d.Transport.SendMessage(ctx, m)
+}
+
+// TestVerifiedNeverComes: the destination's VERIFIED never comes (it
+// stopped, or its answer was lost). The source waits for it the stall
+// bound and hashBudget for each page the destination compares, not a
+// fixed 5 minutes: for this small guest well under a second. It resumes
+// its VM and sends ABORT; the destination never runs the VM.
+func TestVerifiedNeverComes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+	wait := receiveAsync(ctx, dst, dropsVerified{recvTr}, Options{Credentials: dc, Log: testLogger(t)})
+	sopt := Options{Credentials: sc, VerifyPages: true, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit,
+		Log: testLogger(t)}
+	srep, serr := Send(ctx, src, sendTr, sopt)
+	rep, err := wait()
+	t.Logf("source: %v (check %d ms)\ndestination: %v", serr, srep.VerifyMS, err)
+	if ctx.Err() != nil {
+		t.Fatal("the source waited for VERIFIED until the test's deadline")
+	}
+	if serr == nil || !strings.Contains(serr.Error(), "no VERIFIED") || srep.Status != StatusFailed ||
+		src.State() != vmtest.StateRunning {
+		t.Errorf("source: %v, status %s, VM %v; want failed waiting for VERIFIED, the VM running", serr, srep.Status, src.State())
+	}
+	if dst.Counters().Resumes != 0 || rep.Status == StatusCompleted {
+		t.Errorf("destination: %s, %d resumes: %v; want never run", rep.Status, dst.Counters().Resumes, err)
+	}
+}
+
+// slowCheck emulates a destination that hashes slowly, and a transport
+// that holds one message: a HASHES send returns only once the
+// destination read it and checked it (perChunk each); lastExtra more
+// is spent on the last chunk after the source's send returned (the
+// destination still checking what its transport held).
+type slowCheck struct {
+	perChunk, lastExtra time.Duration
+	pages               uint64
+	read                chan struct{}
+}
+
+// sender is the source's end.
+func (c *slowCheck) sender(tr transport.Transport) transport.Transport { return slowCheckSend{tr, c} }
+
+// receiver is the destination's end.
+func (c *slowCheck) receiver(tr transport.Transport) transport.Transport { return slowCheckRecv{tr, c} }
+
+type slowCheckSend struct {
+	transport.Transport
+	c *slowCheck
+}
+
+func (s slowCheckSend) SendMessage(ctx context.Context, m transport.Message) error {
+	if err := s.Transport.SendMessage(ctx, m); err != nil || m.Kind != msgHashes {
+		return err
+	}
+	select {
+	case <-s.c.read:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type slowCheckRecv struct {
+	transport.Transport
+	c *slowCheck
+}
+
+func (r slowCheckRecv) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := r.Transport.RecvMessage(ctx)
+	if err != nil || m.Kind != msgHashes || len(m.Payload) < 16 {
+		return m, err
+	}
+	time.Sleep(r.c.perChunk) // hashing, slowly
+	r.c.read <- struct{}{}
+	if first, n := binary.LittleEndian.Uint64(m.Payload), binary.LittleEndian.Uint64(m.Payload[8:]); first+n == r.c.pages {
+		time.Sleep(r.c.lastExtra)
+	}
+	return m, err
+}
+
+// TestSlowCheckNotFailed: a destination that hashes slowly but on, each
+// chunk within the stall bound, the whole check well beyond it, and the
+// last chunk after the source's last send longer than the stall bound
+// too, is not failed: each HASHES send that returns is progress, and
+// the wait for VERIFIED allows hashBudget per page compared. The
+// migration completes.
+func TestSlowCheckNotFailed(t *testing.T) {
+	old := hashBudget
+	hashBudget = 50 * time.Microsecond // the guest below: ~2.4 s beyond the stall bound
+	t.Cleanup(func() { hashBudget = old })
+	regions := []vmtest.Region{{GPA: 0, Size: 3 * hashChunk * 4096}}
+	src, err := vmtest.New(vmtest.Options{Regions: regions})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err := vmtest.New(vmtest.Options{Regions: regions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	limit := 4 * stallLimit
+	c := &slowCheck{perChunk: limit * 6 / 10, lastExtra: 2 * limit, pages: 3 * hashChunk, read: make(chan struct{}, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, c.receiver(recvTr), Options{Credentials: dc, StallTimeout: limit, SwitchoverTimeout: limit,
+		Log: testLogger(t)})
+	srep, serr := Send(ctx, src, c.sender(sendTr), Options{Credentials: sc, VerifyPages: true, StallTimeout: limit,
+		SwitchoverTimeout: limit, Log: testLogger(t)})
+	rep, err := wait()
+	t.Logf("source: %v (check %d ms, stall bound %v)\ndestination: %v", serr, srep.VerifyMS, limit, err)
+	if serr != nil || srep.Status != StatusCompleted || srep.PagesChecked != 3*hashChunk {
+		t.Errorf("source: %v, status %s, %d pages checked; want completed, every page checked", serr, srep.Status, srep.PagesChecked)
+	}
+	if err != nil || rep.Status != StatusCompleted {
+		t.Errorf("destination: %v, status %s; want completed", err, rep.Status)
+	}
+	if took := time.Duration(srep.VerifyMS) * time.Millisecond; took < 2*limit {
+		t.Errorf("the check took %v: not slower than the stall bound %v, the test did not test it", took, limit)
+	}
+}
