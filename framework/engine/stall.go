@@ -89,7 +89,8 @@ type countResult struct {
 }
 
 // watchCounting is watch that also asks count (if not nil), from a
-// goroutine of its own, one call after another at most every limit/8:
+// goroutine of its own, one call after another at most every limit/8,
+// the first limit/8 after the start:
 // an answered value other than the one before is progress, and so is
 // the first (what moved since the watch began cannot be told apart: a
 // stall is found up to limit/8 late, never early). A transport's byte
@@ -113,6 +114,14 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 			t := time.NewTicker(w.limit / 8)
 			defer t.Stop()
 			for {
+				// The first count waits a tick too: a watch starts per
+				// message received (recvWatched), and a count at each
+				// start would be a Stats call per message.
+				select {
+				case <-t.C:
+				case <-wctx.Done():
+					return
+				}
 				mu.Lock()
 				res.asking = time.Now()
 				mu.Unlock()
@@ -123,11 +132,6 @@ func (w *stallWatch) watchCounting(ctx context.Context, count func(context.Conte
 					res.at = time.Now()
 				}
 				mu.Unlock()
-				select {
-				case <-t.C:
-				case <-wctx.Done():
-					return
-				}
 			}
 		})
 	}

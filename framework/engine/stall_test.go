@@ -101,3 +101,22 @@ func TestStallWatchCountsFirstCheck(t *testing.T) {
 		t.Fatalf("stalled %v after the count last grew, under the %v limit: %v", d.Round(time.Millisecond), limit, context.Cause(wctx))
 	}
 }
+
+// TestStallWatchCountsNotAtStart: a watch asks its count first a tick
+// (limit/8) after it starts, not at once: the destination starts one per
+// message it receives (recvWatched), and a count at each start was a
+// Stats call per message.
+func TestStallWatchCountsNotAtStart(t *testing.T) {
+	w := stallWatch{limit: time.Hour}
+	var calls atomic.Int64
+	for range 100 {
+		_, stop := w.watchCounting(context.Background(), func(context.Context) (uint64, error) {
+			calls.Add(1)
+			return 0, nil
+		})
+		stop()
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d counts for 100 watches started and stopped at once; want none", n)
+	}
+}
