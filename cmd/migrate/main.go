@@ -271,8 +271,12 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		if st, serr := migrateStatus(j.Destination.Control); serr == nil && st.ID == args.ID {
 			res, nerr := cancelMigration(j.Destination.Control, args.ID, st.Control, log)
 			rs.notSent(nerr)
-			if cancelledHere(ctx, j.Destination.Control, args.ID, res, j.Limits.SwitchoverTimeout+10*time.Second) {
+			if cancelledHere(ctx, j.Destination.Control, args.ID, res, true, j.Limits.SwitchoverTimeout+10*time.Second) {
+				// The source was never asked, and the destination
+				// recorded the cancel (or exited on it, as a cancelled
+				// destination does): neither holds anything to resolve.
 				rep.Status = engine.StatusCancelled
+				return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 			}
 		}
 		rs.cleanup()
@@ -296,7 +300,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)
 			}
-			if cancelledHere(ctx, j.Source.Control, args.ID, res, j.Limits.SwitchoverTimeout+10*time.Second) {
+			if cancelledHere(ctx, j.Source.Control, args.ID, res, false, j.Limits.SwitchoverTimeout+10*time.Second) {
 				rep.Status = engine.StatusCancelled
 			}
 		}
@@ -325,8 +329,11 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 // for, at most grace. A cancel that takes may still end failed (the
 // engine had failed a moment before: api.CancelResult), and that is what
 // the VMM records; so does the report then. Before, migrate reported
-// cancelled from the answer alone.
-func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, grace time.Duration) bool {
+// cancelled from the answer alone. A destination VMM (exits) ends once
+// it recorded a cancelled migration (vmm: unopenedDone, migrationDone),
+// perhaps before migrate reads the record: one that took the cancel and
+// then no longer answers was cancelled.
+func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, exits bool, grace time.Duration) bool {
 	if !res.Cancelled || ctx.Err() == nil {
 		return false
 	}
@@ -334,7 +341,10 @@ func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, g
 	defer tick.Stop()
 	for deadline := time.Now().Add(grace); time.Now().Before(deadline); <-tick.C {
 		st, err := migrateStatus(sock)
-		if err != nil || st.ID != id {
+		if err != nil {
+			return exits
+		}
+		if st.ID != id {
 			return false
 		}
 		if st.Done {

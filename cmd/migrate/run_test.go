@@ -1152,8 +1152,19 @@ func TestRunSendInterruptedCancelled(t *testing.T) {
 // switchover_timeout + 10 s for it, then said the handover could not be
 // resolved.
 func TestRunIncomingInterruptedCancelled(t *testing.T) {
+	for _, exits := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exits=%v", exits), func(t *testing.T) { incomingInterrupted(t, exits) })
+	}
+}
+
+// incomingInterrupted is TestRunIncomingInterruptedCancelled with a
+// destination VMM that exits (as ferry-vmm does) or stays once it
+// recorded the cancel: one that exits before migrate reads its record
+// was cancelled all the same (before, migrate then reported failed).
+func incomingInterrupted(t *testing.T, exits bool) {
 	c := newRunCase(t)
 	c.dst.holdIncoming = make(chan struct{})
+	c.dst.exitWhenDone = exits
 	ctx := c.dst.interruptWhenTaken(t)
 	start := time.Now()
 	rep, out, err := c.run(ctx, t)
