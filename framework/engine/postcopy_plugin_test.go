@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +64,72 @@ func TestPostcopyPluginKilled(t *testing.T) {
 			r.srep.Reconnects, d.resumes, r.srep.Status, src.paused, src.resumed)
 	}
 	t.Logf("missing %d after the kill; requested %d pushed %d", d.missing, r.srep.PagesRequested, r.srep.PagesPushed)
+}
+
+// TestPostcopyReopenFailedClosed: the source's post-copy connection
+// broke and the destination never came back, so every reopen failed at
+// Open. A launched transport starts a plugin process for each Open
+// after a Close; Send, which returns only once every plugin process the
+// migration started exited (docs/EMBEDDING.md), must close it. Before,
+// the engine closed the transport only when an Open had succeeded, and
+// the process started for the failed reopens outlived Send.
+func TestPostcopyReopenFailedClosed(t *testing.T) {
+	src := dataGuest(t, 16*mib)
+	allDirtyAfterBulk(src)
+	files, _, err := RAMFiles(src.layout, transport.RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFiles(files) })
+	dir, err := os.MkdirTemp("", "ferry-pc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 500 * time.Millisecond}, func(d *scriptDst) {
+		d.tr = loopback.New()
+		d.req.Config = schema.Config{"socket": filepath.Join(dir, "s")}
+		d.srcTr = transporttest.Launch(t, loopbackPlugin, files)
+		d.cutAfter = 500 // and never reopens
+	})
+	// Counted before the test's cleanup closes the transport.
+	left := plugintest.SignalChildren(t, loopbackPlugin, 0)
+	if !errors.Is(r.serr, ErrPostcopyBroken) {
+		t.Fatalf("send: %v, want ErrPostcopyBroken", r.serr)
+	}
+	if !strings.Contains(r.serr.Error(), "open transport") {
+		t.Fatalf("send: %v; want the reopens to fail at Open", r.serr)
+	}
+	if left != 0 {
+		t.Errorf("%d transport plugin processes still run after Send returned", left)
+	}
+}
+
+// TestOpenFailedClosed: Send whose first Open fails (no destination
+// listens) returns with no plugin process left running: a launched
+// transport started one for that Open. Before, Send returned its error
+// and left the process to whoever closed the transport later.
+func TestOpenFailedClosed(t *testing.T) {
+	src := dataGuest(t, mib)
+	files, _, err := RAMFiles(src.layout, transport.RoleSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFiles(files) })
+	tr := transporttest.Launch(t, loopbackPlugin, files)
+	scred, _, err := transport.MintCredentials(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = Send(ctx, src, tr, Options{Credentials: scred, Log: testLogger(t),
+		Transport: schema.Config{"socket": filepath.Join(t.TempDir(), "nobody")}})
+	left := plugintest.SignalChildren(t, loopbackPlugin, 0)
+	if err == nil || !strings.Contains(err.Error(), "open transport") {
+		t.Fatalf("Send: %v; want its Open to fail", err)
+	}
+	if left != 0 {
+		t.Errorf("%d transport plugin processes still run after Send returned", left)
+	}
 }

@@ -939,9 +939,10 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s := pc.s
 	s.queued = 0
 	if err := openTransport(rctx, s.tr, s.openReq, &s.rep); err != nil {
+		s.trFailed = true // closed at the end if no later Open succeeds (closeTransport)
 		return false, fmt.Errorf("open transport: %w", err)
 	}
-	s.trOpen = true
+	s.trOpen, s.trFailed = true, false
 	s.startReceive(ctx)
 	fail := func(final bool, err error) (bool, error) {
 		s.stopReceive()

@@ -58,6 +58,7 @@ type sender struct {
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
 	trOpen   bool                  // the transport has a session
+	trFailed bool                  // the last Open failed: a launched plugin may still run a process for it (closeTransport)
 	wireBase uint64                // bytes on the wire of sessions closed before this one
 	stopRecv context.CancelFunc    // ends the receive goroutine of this session
 	pcReady  bool                  // READY said the destination can serve post-copy
@@ -167,6 +168,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	s.openReq = transport.OpenRequest{Role: transport.RoleSend, Config: s.opt.Transport, RAM: ram, Files: files, Credentials: s.opt.Credentials,
 		Tag: transport.Tag(s.tag)} // named in the transport's own handshake, on every Open of this migration
 	if err := openTransport(ctx, s.tr, s.openReq, &s.rep); err != nil {
+		s.tr.Close() // a launched plugin started a process for the Open: Send leaves none running
 		return fmt.Errorf("open transport: %w", err)
 	}
 	s.trOpen = true
@@ -413,9 +415,15 @@ func (s *sender) captureStats(mute bool) {
 // count, it adds the session's bytes on the wire to wireBase (the last
 // close follows captureStats instead): the transport's totals after
 // Close, or seen (the last counters polled) when it cannot answer, as
-// when its plugin process died.
+// when its plugin process died. Without a session, after an Open that
+// failed (a post-copy reopen's, trFailed), it closes the transport and
+// counts nothing: a launched plugin started a process for that Open.
 func (s *sender) closeTransport(count bool, seen transport.Stats) {
 	if !s.trOpen {
+		if s.trFailed {
+			s.trFailed = false
+			s.tr.Close()
+		}
 		return
 	}
 	s.trOpen = false
