@@ -73,7 +73,12 @@ func (s selfStall) Unwrap() error { return s.error }
 // nothing. A plugin that is only slow (its Stats answers, late, within
 // the StallTimeout) is not taken for stopped: that side sends ABORT and
 // asks for its last Stats. What it cannot tell: a plugin whose Stats
-// answers but whose other calls hang.
+// answers but whose other calls hang; and a plugin that answered during
+// the stalled interval and stopped after (it counted while nothing
+// moved, as between two passes, then stopped): that side blames its
+// peer and still sends ABORT and asks for the last Stats, each of which
+// then waits its whole bound (ABORT 2 s; the last Stats 1 s on the
+// destination, 5 s on the source).
 func selfStopped(err error) bool {
 	var s selfStall
 	return errors.As(err, &s)
