@@ -290,12 +290,17 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		if serr == nil && st.ID == args.ID { // the call got through after all
 			res, nerr := cancelMigration(j.Source.Control, args.ID, st.Control, log)
 			rs.notSent(nerr)
-			if res.Postcopy || res.Committing {
-				// Too late (the engine held): it goes on to its end, the
-				// guest perhaps on the destination; follow it, as after
-				// any refused cancel, and leave the destination alone.
-				fmt.Fprintf(log, "migrate: migrate-send failed (%v), but the source took it, and refused the cancel: %s.\n"+
-					"migrate: following it to the end (the VMMs finish the migration on their own).\n", err, res.Why)
+			if nerr != nil || res.Postcopy || res.Committing {
+				// Too late (the engine held), or not asked (an older
+				// VMM): it goes on to its end, the guest perhaps on the
+				// destination; follow it, as after any refused cancel,
+				// and leave the destination alone.
+				why := res.Why
+				if nerr != nil {
+					why = "its VMM was not asked (above)"
+				}
+				fmt.Fprintf(log, "migrate: migrate-send failed (%v), but the source took it, and the cancel was refused or not sent: %s.\n"+
+					"migrate: following it to the end (the VMMs finish the migration on their own).\n", err, why)
 				src, err := follow(context.WithoutCancel(ctx), j.Source.Control, j.Destination.Control, args.ID, prog, 0, log, rs.notSent)
 				prog.finish()
 				return conclude(j, rep, src, err, rs, log)

@@ -1143,6 +1143,30 @@ func TestRunSendInterruptedCancelled(t *testing.T) {
 	}
 }
 
+// TestRunSendInterruptedOlderSource: Ctrl-C before an older source VMM
+// (one that ignores the id in migrate-cancel) answered migrate-send,
+// which it took: its cancel is not sent (idsIgnored), so migrate follows
+// the migration to its end and leaves the destination alone. Before, it
+// cancelled the destination under a source still sending.
+func TestRunSendInterruptedOlderSource(t *testing.T) {
+	c := newRunCase(t)
+	c.src.holdSend = make(chan struct{})
+	c.src.older = true
+	c.src.finishWith(2, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	ctx := c.src.interruptWhenSending(t)
+	rep, out, err := c.run(ctx, t)
+	if calls := c.callList(); strings.Contains(calls, "migrate-cancel") {
+		t.Errorf("calls %s: want no cancel on either side", calls)
+	}
+	if !strings.Contains(out, "migrate-cancel not sent") || !strings.Contains(out, "following it to the end") {
+		t.Errorf("migrate did not say it follows the migration it could not cancel:\n%s", out)
+	}
+	if err == nil || rep.Status != engine.StatusCompleted || rep.Destination == nil {
+		t.Errorf("status %q, err %v, destination report %v: want completed, with the quit not sent reported", rep.Status, err, rep.Destination != nil)
+	}
+}
+
 // TestRunIncomingInterruptedCancelled: Ctrl-C before the destination
 // answered migrate-incoming (its VMM still starts the transport plugin)
 // cancels the destination's migration, which it took, and migrate
