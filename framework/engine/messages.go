@@ -37,8 +37,12 @@ const (
 	// again (pcRecv.tellAborted).
 	msgAbort = 6
 	// HASHES, source → destination, after LOADED with VerifyPages: u64
-	// first page, u64 count n ≤ hashChunk, n × u64 page hash; chunks in
-	// page order covering every page once (sendHashes, checker.chunk).
+	// first page, u64 count n, n × u64 page hash; chunks in page order
+	// covering every page once (sendHashes, checker.chunk). A source
+	// sends n ≤ hashChunk (16 Ki); a version-7 source from before
+	// 2026-12-07 sent up to (transport.MaxMessage-16)/8 (128 Ki), so the
+	// destination bounds n only by the pages left and the message's
+	// length, never by hashChunk.
 	msgHashes = 7
 	// VERIFIED, destination → source, after the last HASHES: u64 pages
 	// that differ, u64 first differing page (^0 if none); exactly 16
