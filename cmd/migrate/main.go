@@ -10,9 +10,8 @@
 // control sockets), shows progress, and ends with a report.
 //
 // Ctrl-C or SIGTERM cancels in every phase but post-copy: the source
-// keeps running and the destination is cancelled (it exits; one
-// cancelled while it still started its transport plugin stays up in
-// incoming state, untouched, for a next migrate). In post-copy
+// keeps running and the destination is cancelled (it exits, also when
+// it still started its transport plugin: vmm unopenedDone). In post-copy
 // the guest runs on the destination with pages only the source holds, so
 // the VMMs refuse the cancel and migrate says so and follows the migration
 // to its end. A second signal ends migrate at once (the VMMs go on). If the handover ends unknown (docs/HANDOVER.md), migrate resolves
