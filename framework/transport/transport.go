@@ -264,9 +264,12 @@ type Transport interface {
 	// before the call into its guest RAM (RoleSend). Pages of one Flush
 	// interval never overtake those of an earlier one.
 	Flush(ctx context.Context) error
-	// SendMessage sends m after every message sent before it.
+	// SendMessage sends m after every message sent before it. m.Payload
+	// is the caller's again when it returns (the engine reuses its
+	// buffers): a transport that sends later copies it first.
 	SendMessage(ctx context.Context, m Message) error
-	// RecvMessage returns the next message from the other side.
+	// RecvMessage returns the next message from the other side; its
+	// payload is the caller's to keep (no later call reuses it).
 	RecvMessage(ctx context.Context) (Message, error)
 	// SendUrgent sends m on the urgent path (either role), after every
 	// urgent message sent before it and behind no pages or ordinary

@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 		{"BadRuns", testBadRuns},
 		{"Messages", testMessages},
 		{"MessageLimits", testMessageLimits},
+		{"PayloadsOwned", testPayloadsOwned},
 		{"Stats", testStats},
 		{"CountsBeforeFlush", testCountsBeforeFlush},
 		{"Reopen", testReopen},
