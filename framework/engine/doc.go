@@ -19,8 +19,9 @@
 //	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
 //	                                                          covers pause..LOADED)
 //	page check (VerifyPages only; not under the switch-over deadline;
-//	each HASHES send, and VERIFIED's, under the stall rule; the wait for
-//	VERIFIED ≤ the stall bound + hashBudget per page compared: verifyWait):
+//	each HASHES send, the wait for each HASHES after the first, and
+//	VERIFIED's send under the stall rule; the wait for VERIFIED ≤ the
+//	stall bound + hashBudget per page compared: verifyWait):
 //	  HASHES(first, n, n × hash) ─ … ─────────────►  compare with own RAM
 //	              ◄─────────────────────────────── VERIFIED(differ, first) (or ABORT)
 //	  (pages skipped on free hints hash as 0, not compared, unless
@@ -67,8 +68,8 @@
 //     A caller that cancels through a Cancel (cancel.go) learns which:
 //     it took, or it was refused and never applied.
 //   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
-//     silent stream (SwitchoverTimeout) without COMMIT or ABORT:
-//     handover-unknown, VM paused.
+//     silent stream (SwitchoverTimeout; between two HASHES the stall
+//     rule) without COMMIT or ABORT: handover-unknown, VM paused.
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

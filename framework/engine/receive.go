@@ -20,8 +20,10 @@ import (
 //
 // A failure before LOADED, an ABORT, or a VM that will not resume leaves
 // dst not running and tells the source (ABORT); the caller should then
-// discard dst. If the stream ends (or goes quiet for SwitchoverTimeout)
-// after LOADED and before COMMIT, the source may have written COMMIT:
+// discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
+// between two of the page check's HASHES, nothing moves for the stall
+// bound: recvHashes) after LOADED and before COMMIT, the source may
+// have written COMMIT:
 // Receive leaves dst paused and returns an error wrapping
 // ErrHandoverUnknown. The caller must then neither resume nor discard
 // dst until the source was asked (docs/HANDOVER.md). A cancel of ctx
@@ -203,8 +205,9 @@ func (r *receiver) loop(ctx context.Context) error {
 
 // recv waits for the next message: a fresh session's first (HELLO) at
 // most SwitchoverTimeout (first), the next ones while pages arrive until
-// nothing moved for StallTimeout (recvWatched), and after LOADED at most
-// SwitchoverTimeout.
+// nothing moved for StallTimeout (recvWatched), after LOADED at most
+// SwitchoverTimeout, but the page check's next HASHES under the stall
+// rule (recvHashes).
 func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 	switch r.ho.get() {
 	case HandoverWaiting:
@@ -212,6 +215,9 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 	case HandoverReceiving:
 		return r.recvWatched(ctx)
 	case HandoverLoaded:
+		if r.check != nil && r.check.pending() {
+			return r.recvHashes(ctx)
+		}
 		rctx, cancel := context.WithTimeout(ctx, r.opt.SwitchoverTimeout)
 		defer cancel()
 		return r.tr.RecvMessage(rctx)
@@ -238,14 +244,37 @@ func (r *receiver) recv(ctx context.Context) (transport.Message, error) {
 // that waits on the source, a post-copy LoadState that faults, is
 // watched by the same rule on its own (pcRecv.loadState).
 func (r *receiver) recvWatched(ctx context.Context) (transport.Message, error) {
+	return r.recvStalling(ctx, "no message and no page came from the source (its process or transport plugin "+
+		"stopped, or the link no longer moves); this destination never ran the VM",
+		"no message and no page came, and this side's transport plugin stopped answering (its last Stats call: %v): "+
+			"it, not the source, is likely what stopped (its process stopped, or it hangs); this destination never ran the VM")
+}
+
+// recvHashes waits for the page check's next HASHES, once one came and
+// before the last: under the stall rule of recvWatched, not
+// SwitchoverTimeout per message. The source hashes each chunk before
+// it sends it, and its sends wait on this side's checking under the
+// same rule (sendHashes); a source on a slow host (emulated KVM: over
+// 5 s per chunk of the 128 Ki-page chunks before 2c28b7f) is not taken
+// for gone while it hashes on. What it cannot tell: a source hashing
+// one chunk for longer than the bound from one that stopped. A stall
+// ends it as a break does (loop).
+func (r *receiver) recvHashes(ctx context.Context) (transport.Message, error) {
+	return r.recvStalling(ctx, "no HASHES and no byte came from the source during the page check (its process or "+
+		"transport plugin stopped, or the link no longer moves)",
+		"no HASHES and no byte came during the page check, and this side's transport plugin stopped answering (its "+
+			"last Stats call: %v): it, not the source, is likely what stopped (its process stopped, or it hangs)")
+}
+
+// recvStalling receives the next message under the stall rule
+// (stallLimit; progress is a message or the transport's byte count
+// growing); peer and self say what a stall means (stalledError).
+func (r *receiver) recvStalling(ctx context.Context, peer, self string) (transport.Message, error) {
 	r.stall.limit = r.stallLimit()
 	wctx, stop := r.stall.watchCounting(ctx, r.wireBytes)
 	defer stop()
 	m, err := r.tr.RecvMessage(wctx)
-	return m, stalledError(wctx, err, "no message and no page came from the source (its process or transport plugin "+
-		"stopped, or the link no longer moves); this destination never ran the VM",
-		"no message and no page came, and this side's transport plugin stopped answering (its last Stats call: %v): "+
-			"it, not the source, is likely what stopped (its process stopped, or it hangs); this destination never ran the VM")
+	return m, stalledError(wctx, err, peer, self)
 }
 
 // stallLimit is how long nothing may move between HELLO and LOADED:

@@ -51,7 +51,7 @@ type receiver struct {
 	silent       int        // sessions waitAgain closed for saying nothing (first)
 	ended        int        // sessions that ended before their first message, waited past
 	quiet        int        // fresh sessions in a row that said nothing (first, quietBound)
-	stall        stallWatch // between HELLO and LOADED (recvWatched), and VERIFIED's send (hashes)
+	stall        stallWatch // between HELLO and LOADED (recvWatched), the page check's HASHES (recvHashes) and VERIFIED's send (hashes)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.

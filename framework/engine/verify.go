@@ -31,7 +31,9 @@ const (
 	// MiB of guest RAM, 128 KiB on the wire. It is also how finely the
 	// check's progress shows: each side hashes one chunk while the other
 	// waits on it (the source's next send, sendHashes; the destination's
-	// next message, SwitchoverTimeout), so a chunk must take well under
+	// next HASHES, recvHashes: StallTimeout, and on the destination at
+	// least SwitchoverTimeout; until 2026-12-07 the destination's wait
+	// was SwitchoverTimeout alone), so a chunk must take well under
 	// those bounds even on a slow host (~20 ms at this machine's 14 GB/s
 	// of pageHash; 0.2 s at 350 MB/s). Until 2026-12-07 it was 128 Ki
 	// pages (512 MiB), and a destination had to read every chunk it was
@@ -249,6 +251,11 @@ func (c *checker) chunk(b []byte) (done bool, err error) {
 	c.next += n
 	return c.next == total, nil
 }
+
+// pending reports whether pages are still to be checked: HASHES came,
+// and VERIFIED's send has not begun (receiver.hashes sends it on the
+// last chunk).
+func (c *checker) pending() bool { return c.next < c.layout.Pages() }
 
 func (c *checker) verdict() []byte {
 	b := binary.LittleEndian.AppendUint64(nil, c.bad)

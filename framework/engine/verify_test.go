@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +208,67 @@ func TestSlowCheckNotFailed(t *testing.T) {
 	}
 	if took := time.Duration(srep.VerifyMS) * time.Millisecond; took < 2*limit {
 		t.Errorf("the check took %v: not slower than the stall bound %v, the test did not test it", took, limit)
+	}
+}
+
+// slowHashing is a source's transport on a slow host: every HASHES
+// after the first goes out delay late (the source hashing that chunk).
+type slowHashing struct {
+	transport.Transport
+	delay time.Duration
+	sent  atomic.Int32
+}
+
+func (s *slowHashing) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgHashes && s.sent.Add(1) > 1 {
+		time.Sleep(s.delay) // hashing, slowly
+	}
+	return s.Transport.SendMessage(ctx, m)
+}
+
+// checkGuests are a source and a destination of three HASHES chunks.
+func checkGuests(t *testing.T) (src, dst *vmtest.VM) {
+	t.Helper()
+	regions := []vmtest.Region{{GPA: 0, Size: 3 * hashChunk * 4096}}
+	src, err := vmtest.New(vmtest.Options{Regions: regions})
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	dst, err = vmtest.New(vmtest.Options{Regions: regions, Incoming: true})
+	must(t, err)
+	t.Cleanup(func() { dst.Close() })
+	return src, dst
+}
+
+// TestSlowHashingNotUnknown: a source that takes longer than
+// SwitchoverTimeout to hash each chunk after the first (a slow host:
+// emulated KVM's TestMigrate/dirtying did, with the old 128 Ki-page
+// chunks), but well within the stall bound, is waited for: the
+// destination's wait for the next HASHES is under the stall rule, as
+// the source's sends are. The migration completes. Before, the
+// destination waited SwitchoverTimeout per message and ended
+// handover-unknown while the source still hashed.
+func TestSlowHashingNotUnknown(t *testing.T) {
+	src, dst := checkGuests(t)
+	sc, dc, err := transport.MintCredentials(false)
+	must(t, err)
+	sendTr, recvTr := loopback.NewPipe()
+	sw, stall := 2*stallLimit, 10*stallLimit
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opt := Options{Credentials: dc, StallTimeout: stall, SwitchoverTimeout: sw, Log: testLogger(t)}
+	wait := receiveAsync(ctx, dst, recvTr, opt)
+	tr := &slowHashing{Transport: sendTr, delay: 2 * sw}
+	opt.Credentials, opt.VerifyPages = sc, true
+	srep, serr := Send(ctx, src, tr, opt)
+	rep, err := wait()
+	t.Logf("source: %v (check %d ms)\ndestination: %v", serr, srep.VerifyMS, err)
+	if tr.sent.Load() < 2 {
+		t.Fatalf("%d HASHES sent: the test did not test a slow chunk", tr.sent.Load())
+	}
+	if serr != nil || srep.Status != StatusCompleted {
+		t.Errorf("source: %v, status %s; want completed", serr, srep.Status)
+	}
+	if err != nil || rep.Status != StatusCompleted || dst.Counters().Resumes != 1 {
+		t.Errorf("destination: %v, status %s, %d resumes; want completed", err, rep.Status, dst.Counters().Resumes)
 	}
 }
