@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -247,6 +248,9 @@ func (e *pipeEnd) SendMessage(ctx context.Context, m transport.Message) error {
 		return transport.ErrClosed
 	default:
 	}
+	// A real transport has the payload on its way (or copied) when
+	// SendMessage returns: the caller may reuse it (sendHashes does).
+	m.Payload = bytes.Clone(m.Payload)
 	select {
 	case ch <- m:
 		return nil
