@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
 // TestCheckBreakPrecopy: the stream breaks during the page check, after
@@ -43,6 +46,65 @@ func TestCheckBreakPrecopy(t *testing.T) {
 			}
 			if rrep.Status != StatusHandoverUnknown || !errors.Is(rerr, ErrHandoverUnknown) || dst.resumed != 0 {
 				t.Errorf("destination %s (%v), resumed %d times; want handover-unknown, never resumed", rrep.Status, rerr, dst.resumed)
+			}
+		})
+	}
+}
+
+// TestPostcopyCheckBreakFails: a post-copy destination, which lacks the
+// pages the source still owes, whose stream breaks (or stalls) during
+// the page check, after a first HASHES and before it began to send
+// VERIFIED, fails at once and tells the source if it can (ABORT): the
+// source commits only on VERIFIED, and on a failed check it resumes
+// its VM without reconnecting. Before, the destination waited
+// reconnect_timeout for a RESUME that never comes (pcRecv.uncommitted)
+// and ended handover-unknown.
+func TestPostcopyCheckBreakFails(t *testing.T) {
+	for _, silent := range []bool{false, true} {
+		name := "cut"
+		if silent {
+			name = "silent"
+		}
+		t.Run(name, func(t *testing.T) {
+			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+			opt.ReconnectTimeout = 20 * time.Second
+			opt.StallTimeout, opt.SwitchoverTimeout = stallLimit, stallLimit
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			wait := receiveAsync(ctx, dst, rcv, opt)
+			never, stale := pcPages(s)
+			var abort []byte
+			failed := runScript(func() {
+				s.precopy(ctx, never, stale, false)
+				n := s.pages / 2 // the first chunk of two
+				b := make([]byte, 16, 16+8*n)
+				binary.LittleEndian.PutUint64(b[8:], n)
+				for p := range n {
+					h := uint64(hashFree)
+					if !s.free.Test(p) {
+						h = pageHash(s.src.Page(p))
+					}
+					b = binary.LittleEndian.AppendUint64(b, h)
+				}
+				s.send(ctx, msgHashes, b)
+				if !silent {
+					s.tr.Close()
+					return
+				}
+				abort = s.recv(ctx, msgAbort) // the source stopped: nothing more comes
+			})
+			rep, err := wait()
+			if failed {
+				t.Fatalf("script failed; Receive: %v", err)
+			}
+			t.Logf("destination: %v; ABORT %q", err, abort)
+			if ctx.Err() != nil {
+				t.Fatal("the destination waited until the test's deadline")
+			}
+			if err == nil || errors.Is(err, ErrHandoverUnknown) || rep.Status != StatusFailed || rep.Handover != HandoverFailed ||
+				dst.Counters().Resumes != 0 {
+				t.Errorf("destination: %v, status %s, handover %s, %d resumes; want failed, never run", err, rep.Status,
+					rep.Handover, dst.Counters().Resumes)
 			}
 		})
 	}

@@ -69,7 +69,9 @@
 //     it took, or it was refused and never applied.
 //   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
 //     silent stream (SwitchoverTimeout; between two HASHES the stall
-//     rule) without COMMIT or ABORT: handover-unknown, VM paused.
+//     rule) without COMMIT or ABORT: handover-unknown, VM paused; but a
+//     post-copy destination that lacks owed pages fails (ABORT) on such
+//     a stream during the page check, before VERIFIED (checkBroke).
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

@@ -22,8 +22,9 @@ import (
 // dst not running and tells the source (ABORT); the caller should then
 // discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
 // between two of the page check's HASHES, nothing moves for the stall
-// bound: recvHashes) after LOADED and before COMMIT, the source may
-// have written COMMIT:
+// bound: recvHashes) after LOADED and before COMMIT (in post-copy,
+// during the page check while pages are owed, Receive fails instead:
+// checkBroke), the source may have written COMMIT:
 // Receive leaves dst paused and returns an error wrapping
 // ErrHandoverUnknown. The caller must then neither resume nor discard
 // dst until the source was asked (docs/HANDOVER.md). A cancel of ctx
@@ -189,6 +190,11 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
+				if r.checkBroke() {
+					return fmt.Errorf("%w, during the page check before VERIFIED: the source commits only on it, and "+
+						"resumes the VM without reconnecting; this destination lacks pages only the source holds, "+
+						"and never ran the VM", err) // giveUp: failed, ABORT if it still can
+				}
 				if r.pc != nil && r.pc.on {
 					return r.pc.uncommitted(ctx, err)
 				}
@@ -201,6 +207,24 @@ func (r *receiver) loop(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// checkBroke reports whether a stream that broke (or stalled) after
+// LOADED fails this destination rather than leaving the handover
+// unknown: in post-copy, during the page check (a HASHES came, and
+// VERIFIED's send has not begun), while pages are still owed. The
+// source cannot have committed (it writes COMMIT only on VERIFIED), and
+// after a failed check it resumes its VM and never reconnects, so
+// uncommitted would wait reconnect_timeout for nobody; and this
+// destination's copy lacks pages only the source holds, so it is no
+// copy of the guest should the source have died. A pre-copy
+// destination (or a post-copy one that holds every page) stays
+// handover-unknown: it holds the whole guest and cannot tell a source
+// that resumed from one whose VMM died, beside which its copy is the
+// only one (docs/model: property (b), mutant 8). Once VERIFIED's send
+// has begun the source may commit: unknown, in either mode.
+func (r *receiver) checkBroke() bool {
+	return r.pc != nil && r.pc.on && r.check != nil && r.check.pending() && r.pc.svc != nil && r.pc.svc.Pending() > 0
 }
 
 // recv waits for the next message: a fresh session's first (HELLO) at
