@@ -282,8 +282,8 @@ func foreignResumeBeforeCommit(t *testing.T, blind bool) {
 	if err == nil || rep.Handover != HandoverFailed || dst.Counters().Resumes != 0 {
 		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
 	}
-	if !strings.Contains(abort, "never received COMMIT") {
-		t.Errorf("ABORT to its own source said %q", abort)
+	if why, answers := resumeAbort([]byte(abort), s.tag); !answers || !strings.Contains(string(why), "never received COMMIT") {
+		t.Errorf("ABORT to its own source said %q; want the answer to its RESUME (its tag first)", abort)
 	}
 }
 

@@ -839,9 +839,10 @@ func (pc *pcRecv) completeWithout(err error) bool {
 // and before COMMIT in post-copy. The source cannot tell whether its
 // COMMIT arrived, and in post-copy it cannot guess: it reconnects with
 // RESUME until reconnect_timeout (recommit). This side knows it never
-// got COMMIT, so it listens for that RESUME and answers ABORT: from then
-// on it never runs the VM, and the source resumes it at once instead of
-// both sides staying handover-unknown. Without a RESUME within
+// got COMMIT, so it listens for that RESUME and answers ABORT, carrying
+// that RESUME's tag (encodeResumeAbort: the source resumes on no other
+// ABORT): from then on it never runs the VM, and the source resumes it
+// at once instead of both sides staying handover-unknown. Without a RESUME within
 // reconnect_timeout (or when ctx ends first) the handover is unknown,
 // as in pre-copy.
 //
@@ -864,7 +865,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 				return merr
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
-			heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: []byte(why)})
+			heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)})
 			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (%s)", cause, heard)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)

@@ -1147,8 +1147,8 @@ func TestPostcopyBreakBeforeCommit(t *testing.T) {
 	if err == nil || rep.Handover != HandoverFailed || rep.Status != StatusFailed || dst.Counters().Resumes != 0 {
 		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
 	}
-	if !strings.Contains(abort, "never received COMMIT") {
-		t.Errorf("ABORT said %q", abort)
+	if why, answers := resumeAbort([]byte(abort), s.tag); !answers || !strings.Contains(string(why), "never received COMMIT") {
+		t.Errorf("ABORT said %q; want the answer to the RESUME (its tag first) saying it never received COMMIT", abort)
 	}
 }
 

@@ -909,7 +909,9 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 			return nil
 		}
 		if final && errors.Is(err, errDestinationAborted) && s.ho.get() == HandoverCommitting {
-			return err // before RUNNING: a destination that never got COMMIT (recommit resumes here)
+			// Before RUNNING: the ABORT that answers this RESUME, from a
+			// destination that never got COMMIT (recommit resumes here).
+			return err
 		}
 		if final {
 			return pc.broken(err)
@@ -933,8 +935,10 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 }
 
 // reopen opens the transport (the same OpenRequest), sends RESUME and
-// reads MISSING. final means the destination refused for good (ABORT or
-// a malformed answer). ctx is the migration's, rctx bounds this try.
+// reads MISSING. final means the destination refused for good (the ABORT
+// that answers this RESUME, BROKEN, or a malformed answer). Any other
+// ABORT is a failed try (errAbortNotAnswer). ctx is the migration's,
+// rctx bounds this try.
 func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s := pc.s
 	s.queued = 0
@@ -958,8 +962,12 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		m, err := s.answer(rctx)
 		switch {
 		case errors.Is(err, errDestinationAborted):
+			why, answers := resumeAbort(m.Payload, s.tag)
+			if !answers {
+				return fail(false, fmt.Errorf("%w: %q", errAbortNotAnswer, m.Payload[:min(len(m.Payload), maxAbortReason)]))
+			}
 			pc.answer(msgAbort) // heard: it need not wait for another RESUME (pcRecv.tellAborted)
-			return fail(true, err)
+			return fail(true, fmt.Errorf("%w: %s", errDestinationAborted, why))
 		case errors.Is(err, errDestinationBroken):
 			pc.answer(msgBroken)
 			return fail(true, err)
@@ -986,6 +994,18 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	pc.startServing(ctx)
 	return false, nil
 }
+
+// errAbortNotAnswer: an ABORT read after RESUME that does not answer it
+// (resumeAbort): it carries no tag, or another. It comes from a
+// destination that did not read this RESUME or does not know this
+// migration, such as a fresh destination at the same address that closed
+// the session as silent (receiver.waitAgain) after the one that got
+// COMMIT ran the guest and died. It says nothing of whether COMMIT
+// arrived, so the source never resumes on it: the try failed, and the
+// next one dials again; after reconnect_timeout a source whose COMMIT
+// went out ends handover-unknown.
+var errAbortNotAnswer = errors.New("an ABORT that does not answer this RESUME (its sender did not read it, " +
+	"or does not know this migration: it says nothing of whether COMMIT arrived)")
 
 // answer waits for the destination's next answer to RESUME (a MISSING
 // chunk, SETTLED, BROKEN or ABORT), at most SwitchoverTimeout, doubled

@@ -50,7 +50,9 @@ type scriptDst struct {
 	wrapSrc    func(transport.Transport) transport.Transport // wraps the source's transport, if set
 	killSrc    func()                                        // at the cut, instead of closing here: end the source's side
 	silentRun  bool                                          // on COMMIT, end the session without RUNNING
+	freshRun   func(ctx context.Context) error               // on COMMIT, run the guest and end the session without RUNNING (this destination dies), then run this: another destination at the same address
 	abortRun   bool                                          // on COMMIT, end the session, then answer the source's RESUME with ABORT (as if COMMIT was lost)
+	abortWith  func(tag migrationTag) []byte                 // with abortRun, that ABORT's payload for the RESUME's tag (nil: encodeResumeAbort's, protocol 8)
 	cancelRun  bool                                          // after RUNNING, cancel the source's Send (cancelSrc)
 	cancelSrc  context.CancelFunc                            // set by runPostcopy
 	srcCtx     func(context.Context) context.Context         // derives the source's context (a Cancel's), if set
@@ -192,15 +194,29 @@ func (d *scriptDst) run(ctx context.Context) error {
 			if d.silentRun {
 				return nil // the deferred Close ends the session
 			}
+			if d.freshRun != nil {
+				d.vm.Resume() // it ran the guest, and then died
+				d.tr.Close()
+				return d.freshRun(ctx)
+			}
 			if d.abortRun {
 				d.tr.Close()
 				if err := d.tr.Open(ctx, d.req); err != nil {
 					return err
 				}
-				if m, err := d.tr.RecvMessage(ctx); err != nil || m.Kind != msgResume {
+				m, err := d.tr.RecvMessage(ctx)
+				if err != nil || m.Kind != msgResume {
 					return fmt.Errorf("scripted destination: %s (%v) after reopening, want RESUME", msgName(m.Kind), err)
 				}
-				return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: []byte("never received COMMIT")})
+				_, tag, err := decodeResume(m.Payload)
+				if err != nil {
+					return err
+				}
+				payload := encodeResumeAbort(tag, "never received COMMIT")
+				if d.abortWith != nil {
+					payload = d.abortWith(tag)
+				}
+				return d.tr.SendMessage(ctx, transport.Message{Kind: msgAbort, Payload: payload})
 			}
 			if d.brokenRun {
 				d.vm.Resume()
@@ -1303,18 +1319,61 @@ func TestPostcopyNoRunning(t *testing.T) {
 }
 
 // TestPostcopyCommitLostResumes: the connection breaks at COMMIT and the
-// destination, reached again, says it never received it (ABORT): the
-// source resumes the VM at once (status failed), instead of waiting
-// ReconnectTimeout to call the handover unknown.
+// destination, reached again, says it never received it (the ABORT that
+// answers the RESUME, with its tag): the source resumes the VM at once
+// (status failed), instead of waiting ReconnectTimeout to call the
+// handover unknown.
 func TestPostcopyCommitLostResumes(t *testing.T) {
 	src := dataGuest(t, 8*mib)
 	allDirtyAfterBulk(src)
-	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.abortRun = true })
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways}, func(d *scriptDst) { d.abortRun = true })
 	if r.serr == nil || r.srep.Status != StatusFailed || r.srep.Handover != HandoverFailed || !strings.Contains(r.serr.Error(), "never received") {
 		t.Fatalf("send: %v, status %q, handover %q", r.serr, r.srep.Status, r.srep.Handover)
 	}
 	if src.paused || src.resumed != 1 {
 		t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+	}
+	if strings.Contains(r.serr.Error(), string(d.tag[:])) {
+		t.Errorf("the source's error shows the ABORT's tag as text: %q", r.serr)
+	}
+}
+
+// TestPostcopyCommitLostOtherAbort: as TestPostcopyCommitLostResumes,
+// but the ABORT read after the RESUME does not answer it: plain text (a
+// protocol-7 destination's, or a fresh destination's that closed the
+// session before it read the RESUME), another migration's tag, or one
+// out of bounds. None of them says whether COMMIT arrived: the source
+// never resumes on it, keeps trying, and ends handover-unknown after
+// ReconnectTimeout with its copy paused. Before, it resumed the VM on
+// any ABORT.
+func TestPostcopyCommitLostOtherAbort(t *testing.T) {
+	other := newMigrationTag()
+	for _, tc := range []struct {
+		name  string
+		abort func(tag migrationTag) []byte
+	}{
+		{"plain", func(migrationTag) []byte { return []byte("never received COMMIT, says a protocol-7 destination") }},
+		{"empty", func(migrationTag) []byte { return nil }},
+		{"other-tag", func(migrationTag) []byte { return encodeResumeAbort(other, "never received COMMIT") }},
+		{"tag-cut", func(tag migrationTag) []byte { return tag[:15] }},
+		{"too-long", func(tag migrationTag) []byte { return append(tag[:], strings.Repeat("x", maxAbortReason+1)...) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := dataGuest(t, 8*mib)
+			allDirtyAfterBulk(src)
+			_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, ReconnectTimeout: time.Second}, func(d *scriptDst) {
+				d.abortRun, d.abortWith = true, tc.abort
+			})
+			if !errors.Is(r.serr, ErrHandoverUnknown) || r.srep.Status != StatusHandoverUnknown || r.srep.Handover != HandoverUnknown {
+				t.Fatalf("send: %v, status %q, handover %q; want handover-unknown", r.serr, r.srep.Status, r.srep.Handover)
+			}
+			if !src.paused || src.resumed != 0 {
+				t.Errorf("source paused %v resumed %d", src.paused, src.resumed)
+			}
+			if !strings.Contains(r.logs.String(), "does not answer this RESUME") {
+				t.Errorf("the source's log does not say why it did not resume:\n%s", r.logs)
+			}
+		})
 	}
 }
 
@@ -1365,7 +1424,8 @@ func TestPostcopyDestinationBroken(t *testing.T) {
 }
 
 // TestResumeEncoding: RESUME is exactly 28 bytes and checked; a
-// protocol-6 RESUME (12 bytes, no tag) is refused naming its version.
+// protocol-6 RESUME (12 bytes, no tag) and a protocol-7 one (the same
+// 28 bytes) are refused naming their version.
 func TestResumeEncoding(t *testing.T) {
 	tag := migrationTag{1, 2, 3, 15: 16}
 	b := encodeResume(12345, tag)
@@ -1383,11 +1443,47 @@ func TestResumeEncoding(t *testing.T) {
 	if _, _, err := decodeResume(append(b, 0)); !errors.Is(err, errMalformed) {
 		t.Errorf("RESUME of 29 bytes: %v", err)
 	}
-	for v, old := range map[int][]byte{2: append([]byte{2, 0, 0, 0}, b[4:]...), 6: append([]byte{6, 0, 0, 0}, b[4:12]...)} {
+	for v, old := range map[int][]byte{2: append([]byte{2, 0, 0, 0}, b[4:]...), 6: append([]byte{6, 0, 0, 0}, b[4:12]...),
+		7: append([]byte{7, 0, 0, 0}, b[4:]...)} {
 		if _, _, err := decodeResume(old); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("protocol %d,", v)) {
 			t.Errorf("RESUME of protocol %d: %v", v, err)
 		}
 	}
+}
+
+// TestResumeAbortEncoding: the ABORT that answers a RESUME (protocol 8)
+// is its tag, then the reason, cut to maxAbortReason; it is read as the
+// answer only with this RESUME's tag and within its bounds.
+func TestResumeAbortEncoding(t *testing.T) {
+	tag, other := migrationTag{1, 2, 3, 15: 16}, migrationTag{1, 2, 3, 15: 17}
+	b := encodeResumeAbort(tag, "never received COMMIT")
+	if why, answers := resumeAbort(b, tag); !answers || string(why) != "never received COMMIT" {
+		t.Fatalf("%q %v", why, answers)
+	}
+	long := encodeResumeAbort(tag, strings.Repeat("x", 2*maxAbortReason))
+	if why, answers := resumeAbort(long, tag); len(long) != 16+maxAbortReason || !answers || len(why) != maxAbortReason {
+		t.Errorf("a long reason: %d bytes, answers %v, reason of %d", len(long), answers, len(why))
+	}
+	if why, answers := resumeAbort(tag[:], tag); !answers || len(why) != 0 {
+		t.Errorf("no reason: %q %v", why, answers)
+	}
+	for name, p := range map[string][]byte{"other tag": encodeResumeAbort(other, "never received COMMIT"),
+		"plain text": []byte("this destination heard no HELLO within 10s of the session opening"),
+		"empty":      nil, "cut tag": tag[:15], "too long": append(long, 'x')} {
+		if why, answers := resumeAbort(p, tag); answers {
+			t.Errorf("%s: read as the answer to the RESUME (%q)", name, why)
+		}
+	}
+}
+
+func FuzzResumeAbort(f *testing.F) {
+	tag := migrationTag{1, 15: 1}
+	f.Add(encodeResumeAbort(tag, "never received COMMIT"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if why, answers := resumeAbort(b, tag); answers && (len(why) > maxAbortReason || migrationTag(b[:16]) != tag) {
+			t.Fatalf("%x read as an answer with reason %q", b, why)
+		}
+	})
 }
 
 func FuzzDecodeResume(f *testing.F) {

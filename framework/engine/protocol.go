@@ -33,9 +33,16 @@ import (
 // next RESUME with ABORT again: both mixes with an earlier version-7
 // peer end as before (such a destination reads no answer, such a source
 // sends none and only costs the destination its wait, lingerToTell), so
-// the version did not move. The rule and the golden tests:
-// docs/ARCHITECTURE.md#versions.
-const protocolVersion = 7
+// the version did not move. Version 8 has the ABORT that answers a
+// RESUME carry that RESUME's tag before its reason (encodeResumeAbort),
+// and a source whose COMMIT went out resumes its copy only on such an
+// ABORT: a version-7 source resumed on any ABORT it read after its
+// RESUME, a fresh destination's included (one that closed the session
+// as silent before it read the RESUME, waitAgain, and cannot know
+// whether COMMIT reached the destination before it, which may have run
+// the guest), and would show a version-8 ABORT's tag as text. The rule
+// and the golden tests: docs/ARCHITECTURE.md#versions.
+const protocolVersion = 8
 
 // migrationTag names one migration on the wire: the source makes it
 // for each Send (tagFor: from Options.MigrationID, else at random), HELLO
@@ -109,6 +116,29 @@ const (
 	// maxReadyReason bounds that text.
 	maxReadyReason = 1024
 )
+
+// encodeResumeAbort writes the ABORT that answers a RESUME (protocol 8):
+// that RESUME's tag, then the reason, text cut to maxAbortReason bytes;
+// 16 to 16+maxAbortReason bytes. Only a destination that read the
+// RESUME, checked its tag and never got COMMIT sends it
+// (pcRecv.uncommitted).
+func encodeResumeAbort(tag migrationTag, why string) []byte {
+	return append(tag[:], why[:min(len(why), maxAbortReason)]...)
+}
+
+// resumeAbort reads an ABORT's payload as the answer to a RESUME tagged
+// tag: its reason, and whether it is one. Any other ABORT (plain text, a
+// payload out of bounds, another tag) answers false: it does not come
+// from a destination of this migration that read the RESUME, so it says
+// nothing of whether COMMIT arrived (pcSend.reopen). What it cannot
+// tell: the tag is no secret, and a peer that holds the job's
+// credentials and sends it unread is believed.
+func resumeAbort(payload []byte, tag migrationTag) (why []byte, answers bool) {
+	if len(payload) < len(tag) || len(payload) > len(tag)+maxAbortReason || migrationTag(payload[:len(tag)]) != tag {
+		return nil, false
+	}
+	return payload[len(tag):], true
+}
 
 // Limits the destination applies to what the source says.
 const (

@@ -69,10 +69,10 @@ func TestHelloGolden(t *testing.T) {
 // match (docs/ARCHITECTURE.md#versions). The HELLOs of the previous
 // versions, written by the code of commit 206800e^ (hello_v1.golden),
 // eb8045f (hello_v2.golden), deee559 (hello_v3.golden), a4215d8
-// (hello_v4.golden), 8f79555 (hello_v5.golden) and c999f97
-// (hello_v6.golden), are refused
-// before any page moves, and the
-// destination's ABORT names both versions, so the source reports why.
+// (hello_v4.golden), 8f79555 (hello_v5.golden), c999f97
+// (hello_v6.golden) and bdf5ce3 (hello_v7.golden), are refused before
+// any page moves, and the destination's ABORT names both versions, so
+// the source reports why.
 func TestHelloCompatPrevious(t *testing.T) {
 	for v := 1; v < protocolVersion; v++ {
 		old := readGolden(t, fmt.Sprintf("hello_v%d.golden", v))
