@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
 // A post-copy source whose COMMIT went out but whose RUNNING never came
@@ -104,5 +105,100 @@ func TestPostcopyFreshDestinationAbortNotResumed(t *testing.T) {
 	}
 	if d.vm.resumed != 1 || fresh.resumed != 0 {
 		t.Errorf("the destination that got COMMIT ran the guest %d times, the fresh one %d", d.vm.resumed, fresh.resumed)
+	}
+}
+
+// TestPostcopyAbortLostTwice: as TestPostcopyAbortAfterResumeLost, but
+// the destination's ABORT is lost with the connection twice, at the
+// first RESUME and again at the next. The lingering destination answers
+// every RESUME of its source until one answer is heard: the source
+// resumes the VM at once. Before, it repeated ABORT once only and then
+// quit, and the source reconnected to nobody until its reconnect_timeout
+// and ended handover-unknown.
+func TestPostcopyAbortLostTwice(t *testing.T) {
+	const reconnect = 10 * time.Second
+	start := time.Now()
+	tr := &loseCommitAndAbort{lose: 2}
+	r, dst := bothEngines(t, func(str transport.Transport) transport.Transport { tr.Transport = str; return tr },
+		func(sopt, dopt *Options) { sopt.ReconnectTimeout = reconnect })
+	took := time.Since(start)
+	if tr.commitLost != 1 || tr.abortsSeen < 3 {
+		t.Fatalf("COMMIT lost %d times, ABORTs seen %d (want 3: two lost, one heard); send %v (%s), receive %v (%s)",
+			tr.commitLost, tr.abortsSeen, r.serr, r.srep.Status, r.derr, r.drep.Status)
+	}
+	if r.srep.Status != StatusFailed || r.srep.Handover != HandoverFailed {
+		t.Errorf("source: %s (%s) after %v: %v; want failed: told ABORT, it resumed the VM", r.srep.Status, r.srep.Handover,
+			took.Round(time.Millisecond), r.serr)
+	}
+	if r.drep.Status != StatusFailed || r.drep.Handover != HandoverFailed || dst.Counters().Resumes != 0 {
+		t.Errorf("destination: %s (%s), %d resumes: %v; want failed, never run", r.drep.Status, r.drep.Handover,
+			dst.Counters().Resumes, r.derr)
+	}
+	if took >= reconnect/2 {
+		t.Errorf("took %v: the source waited for its reconnect_timeout (%v)", took.Round(time.Millisecond), reconnect)
+	}
+}
+
+// TestPostcopyAbortLingerCoversDoubledWait: COMMIT is lost; the
+// destination answers the source's RESUME with ABORT, and the connection
+// dies silently with it in it (neither side sees it end). The source,
+// whose earlier tries in a row went unanswered, waits quietBound
+// (switchover_timeout doubled five times) for that answer before it
+// tries again: longer than the destination's wait for the source's
+// answer (settledLinger) and its old linger (brokenLinger +
+// max(stall_timeout, switchover_timeout) + stallRestart) together. The
+// destination must still listen then, and tell it ABORT again. Before,
+// it had stopped listening, and the source would have ended
+// handover-unknown after reconnect_timeout.
+func TestPostcopyAbortLingerCoversDoubledWait(t *testing.T) {
+	oldLinger, oldRestart := brokenLinger, stallRestart
+	brokenLinger, stallRestart = 100*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { brokenLinger, stallRestart = oldLinger, oldRestart })
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.SwitchoverTimeout, opt.StallTimeout, opt.ReconnectTimeout = 200*time.Millisecond, 200*time.Millisecond, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	d := destination(rcv, false)
+	wait := receiveAsync(ctx, dst, d, opt)
+	never, stale := pcPages(s)
+	wait5 := quietBound(opt.SwitchoverTimeout, 5)
+	if wait5 <= settledLinger+brokenLinger+max(opt.StallTimeout, opt.SwitchoverTimeout)+stallRestart {
+		t.Fatalf("the source's wait %v does not outlast the old linger: the test would prove nothing", wait5)
+	}
+	var abort []byte
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close()             // COMMIT lost with the connection
+		s.awaitListening(ctx, d) // for the source's RESUME
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		s.recv(ctx, msgAbort) // lost: the connection died silently with it
+		// The source waits out its bound for an answer (the time that
+		// passes in this scenario, not a synchronisation), then tries
+		// again.
+		select {
+		case <-time.After(wait5):
+		case <-ctx.Done():
+		}
+		s.tr.Close()
+		octx, ocancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ocancel()
+		if err := s.tr.Open(octx, s.req); err != nil {
+			t.Errorf("the source's next try, %v after the ABORT, found no destination listening: %v", wait5, err)
+			panic(errScript)
+		}
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		abort = s.recv(ctx, msgAbort)
+		s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	if _, answers := resumeAbort(abort, s.tag); !answers {
+		t.Errorf("the repeated ABORT %q does not answer the RESUME", abort)
+	}
+	if err == nil || rep.Handover != HandoverFailed || dst.Counters().Resumes != 0 || !strings.Contains(err.Error(), "answered after reconnecting") {
+		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
 	}
 }

@@ -880,20 +880,22 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 
 // tellAborted sends abort, the answer to a RESUME before COMMIT, and
 // waits for the source's empty ABORT in kind (it heard: it resumes the
-// VM). Without that (the session broke as ABORT went out, or a source
-// from before that answer closes without one) it listens for the
-// source's next RESUME and answers it with ABORT again (lingerToTell),
-// for as long as the source may take to notice the loss: its wait for
-// an answer to RESUME (switchover_timeout) or its stall watch, and the
-// restart of a plugin that stopped. ctx (Receive's, still cancellable:
-// the VM never ran here) ends the wait early. It says what the source
-// heard, for the error.
+// VM). Without that (the session broke as ABORT went out, or died
+// silently with it) it listens for the source's next RESUMEs and
+// answers each with ABORT again (lingerToTell), for as long as the
+// source may take to notice the loss: its wait for an answer to RESUME,
+// switchover_timeout doubled for each of its tries in a row that went
+// unanswered (quietBound, up to quietMaxDoublings times: this side
+// cannot count the source's tries), or its stall watch, and the restart
+// of a plugin that stopped. ctx (Receive's, still cancellable: the VM
+// never ran here) ends the wait early. It says what the source heard,
+// for the error.
 func (pc *pcRecv) tellAborted(ctx context.Context, abort transport.Message) string {
 	r := pc.r
 	if err := r.send(ctx, abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
 		return "it answered"
 	}
-	notice := max(r.opt.StallTimeout, r.opt.SwitchoverTimeout)
+	notice := max(r.opt.StallTimeout, quietBound(r.opt.SwitchoverTimeout, quietMaxDoublings))
 	if pc.lingerToTell(ctx, abort, notice) {
 		return "it answered after reconnecting again"
 	}
@@ -1097,36 +1099,63 @@ func (pc *pcRecv) tellBroken(cause error) {
 	}
 }
 
-// lingerToTell closes the session and listens for the source's RESUME
-// for at most brokenLinger beyond notice plus stallRestart, and
-// reconnect_timeout, to answer it with last (BROKEN or SETTLED: how
-// post-copy ended here; ABORT: it never will here) and wait for the
-// source's answer in kind; answered says it came. notice is how long
-// the source may take to notice that its session broke: StallTimeout
-// when only a stall tells it. The source may not have heard last: the
-// session broke as it went out. The transport is open for receiving
-// meanwhile, as it was for the session; a source that reconnects never
-// sends pages before MISSING. ctx ends the wait early.
+// lingerToTell closes the session and listens for the source's RESUME,
+// to answer it with last (BROKEN or SETTLED: how post-copy ended here;
+// ABORT: it never will here) and wait for the source's answer in kind;
+// answered says it came. It answers every RESUME of this migration until
+// one answer comes: the source may miss last again (the session broke
+// as it went out, or died silently with it). It listens for at most
+// brokenLinger beyond notice plus stallRestart, counted again from each
+// RESUME answered in vain (that source is still there, trying), and
+// never beyond reconnect_timeout in all. notice is how long the source
+// may take to notice that its session broke and try again: StallTimeout
+// when only a stall tells it, its doubled wait for an answer to RESUME
+// (tellAborted). The transport is open for receiving meanwhile, as it
+// was for the session; a source that reconnects never sends pages
+// before MISSING. ctx ends the wait early. What it cannot tell: a source
+// slower than notice to come back is not waited for.
 func (pc *pcRecv) lingerToTell(ctx context.Context, last transport.Message, notice time.Duration) (answered bool) {
 	r := pc.r
 	r.closeSession()
-	linger := min(brokenLinger+notice+stallRestart, r.opt.ReconnectTimeout)
-	lctx, cancel := context.WithTimeout(ctx, linger)
+	window := brokenLinger + notice + stallRestart
+	octx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
 	defer cancel()
 	what := msgName(last.Kind)
-	r.opt.Log.Info("post-copy: the source did not answer "+what+"; listening for it to reconnect, to tell it", "for", linger)
-	for lctx.Err() == nil {
-		if err := pc.acceptResume(lctx); err == nil {
-			return r.send(lctx, last) == nil && r.awaitSourceClose(lctx, last.Kind)
+	r.opt.Log.Info("post-copy: the source did not answer "+what+"; listening for it to reconnect, to tell it",
+		"for", min(window, r.opt.ReconnectTimeout))
+	start, deadline, told := time.Now(), time.Now().Add(window), 0
+	for octx.Err() == nil && time.Now().Before(deadline) {
+		took, heard := pc.tellOnce(octx, deadline, last)
+		if heard {
+			return true
+		}
+		if took { // a RESUME of this migration, answered in vain
+			told++
+			deadline = time.Now().Add(window)
 		}
 		r.closeSession()
 		select {
 		case <-time.After(100 * time.Millisecond):
-		case <-lctx.Done():
+		case <-octx.Done():
 		}
 	}
-	r.opt.Log.Warn("post-copy: no source reconnected to be told "+what+"; it learns after its reconnect_timeout", "waited", linger)
+	r.opt.Log.Warn("post-copy: no source reconnected to be told "+what+" and answered; it learns after its reconnect_timeout",
+		"waited", time.Since(start).Round(time.Millisecond), "told_unanswered", told)
 	return false
+}
+
+// tellOnce is one try of lingerToTell before deadline: it opens the
+// transport and takes a RESUME of this migration (took), answers it with
+// last and waits for the source's answer in kind (heard). The caller
+// closes the session.
+func (pc *pcRecv) tellOnce(ctx context.Context, deadline time.Time, last transport.Message) (took, heard bool) {
+	r := pc.r
+	lctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := pc.acceptResume(lctx); err != nil {
+		return false, false
+	}
+	return true, r.send(lctx, last) == nil && r.awaitSourceClose(lctx, last.Kind)
 }
 
 // brokenLinger bounds how long a destination whose post-copy ended
@@ -1140,8 +1169,9 @@ var brokenLinger = 15 * time.Second
 
 // stallRestart bounds how long a side takes to close a plugin that does
 // not answer and start a new one: transport.closeTimeout (5 s),
-// plugproc.killGrace (4 s) and go-plugin's own 2 s, with a margin.
-const stallRestart = 15 * time.Second
+// plugproc.killGrace (4 s) and go-plugin's own 2 s, with a margin. A
+// variable for tests.
+var stallRestart = 15 * time.Second
 
 // closeUffd stops the fault loop and closes the userfaultfd.
 func (pc *pcRecv) closeUffd() {

@@ -1340,6 +1340,7 @@ func TestPostcopySettledLost(t *testing.T) {
 // connection dies again before it arrives).
 type loseCommitAndAbort struct {
 	transport.Transport
+	lose                   int // ABORTs lost so (0: the first only)
 	mu                     sync.Mutex
 	commitLost, abortsSeen int
 }
@@ -1360,9 +1361,9 @@ func (l *loseCommitAndAbort) RecvMessage(ctx context.Context) (transport.Message
 	if err == nil && m.Kind == msgAbort {
 		l.mu.Lock()
 		l.abortsSeen++
-		first := l.abortsSeen == 1
+		lost := l.abortsSeen <= max(l.lose, 1)
 		l.mu.Unlock()
-		if first {
+		if lost {
 			l.Transport.Close() // the connection dies with ABORT in it
 			return transport.Message{}, transport.ErrClosed
 		}
