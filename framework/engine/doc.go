@@ -63,7 +63,9 @@
 //     sends ABORT. An ABORT in answer to COMMIT (the destination's vCPUs
 //     would not run) resumes it too.
 //   - source, after it started writing COMMIT and before RUNNING (broken
-//     stream, SwitchoverTimeout): handover-unknown, VM paused. A cancel
+//     stream, SwitchoverTimeout): handover-unknown, VM paused (in
+//     post-copy after reconnecting for ReconnectTimeout; it resumes only
+//     on the ABORT that answers its RESUME, postcopy.go). A cancel
 //     from then on is ignored (hold.go): it could only make it unknown.
 //     A caller that cancels through a Cancel (cancel.go) learns which:
 //     it took, or it was refused and never applied.

@@ -31,10 +31,12 @@ const (
 	// ABORT, either way, any time before the handover ends: the reason,
 	// text of ≤ maxAbortReason bytes (longer ones are cut by the sender).
 	// Whoever sends it will never run the VM. In post-copy, the
-	// destination's ABORT that answers a RESUME before COMMIT is answered
-	// by the source with an empty ABORT (heard), as SETTLED and BROKEN
-	// are; unanswered, the destination answers the next RESUME with it
-	// again (pcRecv.tellAborted).
+	// destination's ABORT that answers a RESUME before COMMIT carries
+	// that RESUME's tag (16 bytes) before its reason (protocol 8,
+	// encodeResumeAbort, resumeAbort): a source whose COMMIT went out
+	// resumes on no other. The source answers it with an empty ABORT
+	// (heard), as SETTLED and BROKEN are; unanswered, the destination
+	// answers each next RESUME with it again (pcRecv.tellAborted).
 	msgAbort = 6
 	// HASHES, source → destination, after LOADED with VerifyPages: u64
 	// first page, u64 count n, n × u64 page hash; chunks in page order

@@ -30,8 +30,11 @@ package engine
 // the running guest; through a transport that does not check, its RESUME
 // with another tag is answered nothing (migrationTag). A
 // destination whose stream broke before COMMIT arrived answers
-// RESUME with ABORT instead: it never ran the VM and never will, so the
-// source resumes it. A destination whose post-copy broke for good after
+// RESUME with ABORT instead, carrying the RESUME's tag (protocol 8): it
+// never ran the VM and never will, so the source resumes it. An ABORT
+// without that tag (a fresh destination's at the same address, which
+// closed the session before it read the RESUME) is a failed try, never
+// a resume: it cannot say whether COMMIT arrived. A destination whose post-copy broke for good after
 // the VM ran there (its fault service failed) says BROKEN, on the
 // session or in answer to RESUME: the source stops at once, its paused
 // copy kept and never resumed.
