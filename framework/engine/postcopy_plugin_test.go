@@ -26,11 +26,11 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// TestPostcopyPluginKilled: the source's transport plugin process dies
-// during post-copy: the engine closes the transport and opens it again,
-// which starts a new plugin process; it resumes over the new connection
-// and completes, every page landing exactly once.
-func TestPostcopyPluginKilled(t *testing.T) {
+// pluginSource is a 16 MiB source guest dirtied after its bulk pass, the
+// RAM files a launched source transport plugin gets, and a directory for
+// the loopback plugin's socket, each removed when t ends.
+func pluginSource(t *testing.T) (*fakeVM, []*os.File, string) {
+	t.Helper()
 	src := dataGuest(t, 16*mib)
 	allDirtyAfterBulk(src)
 	files, _, err := RAMFiles(src.layout, transport.RoleSend)
@@ -43,6 +43,15 @@ func TestPostcopyPluginKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	return src, files, dir
+}
+
+// TestPostcopyPluginKilled: the source's transport plugin process dies
+// during post-copy: the engine closes the transport and opens it again,
+// which starts a new plugin process; it resumes over the new connection
+// and completes, every page landing exactly once.
+func TestPostcopyPluginKilled(t *testing.T) {
+	src, files, dir := pluginSource(t)
 	killed := 0
 	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 20 * time.Second}, func(d *scriptDst) {
 		d.tr = loopback.New()
@@ -74,18 +83,7 @@ func TestPostcopyPluginKilled(t *testing.T) {
 // the engine closed the transport only when an Open had succeeded, and
 // the process started for the failed reopens outlived Send.
 func TestPostcopyReopenFailedClosed(t *testing.T) {
-	src := dataGuest(t, 16*mib)
-	allDirtyAfterBulk(src)
-	files, _, err := RAMFiles(src.layout, transport.RoleSend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeFiles(files) })
-	dir, err := os.MkdirTemp("", "ferry-pc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	src, files, dir := pluginSource(t)
 	_, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 500 * time.Millisecond}, func(d *scriptDst) {
 		d.tr = loopback.New()
 		d.req.Config = schema.Config{"socket": filepath.Join(dir, "s")}
