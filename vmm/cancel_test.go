@@ -170,16 +170,8 @@ func TestCancelDuringPluginStart(t *testing.T) {
 				args.Transport = map[string]any{"listen": "127.0.0.1:1", "connect": "127.0.0.1:1"}
 				args.Hints = []api.HintArgs{{Name: "slow", Plugin: slow}}
 			}
-			raw, err := json.Marshal(args)
-			if err != nil {
-				t.Fatal(err)
-			}
 			mg := &migration{}
-			startErr := make(chan error, 1)
-			go func() {
-				_, err := v.startMigration(context.Background(), mg, raw, tc.role)
-				startErr <- err
-			}()
+			startErr := startAsync(t, v, mg, args, tc.role)
 			started()
 			res, _ := mg.cancelRunning("")
 			if !res.Cancelled {
@@ -270,16 +262,8 @@ func TestCancelledDestinationExits(t *testing.T) {
 				args.Plugin, args.Credentials = "/opt/ferry/plugins/"+tcpPlugin, &dc
 				args.Transport = map[string]any{"listen": freeAddr(t)}
 			}
-			raw, err := json.Marshal(args)
-			if err != nil {
-				t.Fatal(err)
-			}
 			mg := &migration{}
-			startErr := make(chan error, 1)
-			go func() {
-				_, err := v.startMigration(context.Background(), mg, raw, transport.RoleReceive)
-				startErr <- err
-			}()
+			startErr := startAsync(t, v, mg, args, transport.RoleReceive)
 			if early {
 				started() // taken: its transport plugin runs
 			} else if err := <-startErr; err != nil {
@@ -353,4 +337,21 @@ func TestIncomingAfterFailedStart(t *testing.T) {
 		t.Fatalf("a next migrate-incoming is refused: %v", err)
 	}
 	own.release(func() {})
+}
+
+// startAsync starts migration mg with args in role on its own goroutine,
+// as migrate-send or migrate-incoming does; the channel gets
+// startMigration's error when it returns.
+func startAsync(t *testing.T, v *VM, mg *migration, args api.MigrateArgs, role transport.Role) <-chan error {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startErr := make(chan error, 1)
+	go func() {
+		_, err := v.startMigration(context.Background(), mg, raw, role)
+		startErr <- err
+	}()
+	return startErr
 }
