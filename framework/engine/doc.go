@@ -1,13 +1,13 @@
 // Package engine is Ferry's pre-copy migration engine: Send runs on the
 // source beside a framework.Source, Receive on the destination beside a
-// framework.Target, and a transport.Transport connects them. Protocol 7;
+// framework.Target, and a transport.Transport connects them. Protocol 8;
 // every message kind, its payload and its bounds are in messages.go:
 //
 //	source (Send)                                   destination (Receive)
 //	Open(tag) ── the transport's handshake ───────► Open(tag of MigrationID, or any):
 //	                                                another migration's source is refused there;
 //	                                                wait ≤ IncomingTimeout for a source
-//	HELLO(v7, layout, tag) ──────────────────────►  check version, migration tag, layout
+//	HELLO(v8, layout, tag) ──────────────────────►  check version, migration tag, layout
 //	                                                (another migration's: ABORT it, wait on)
 //	              ◄─────────────────────────────── READY (or ABORT: reason)
 //	dirty log on; pass 1: every page (bulk)
