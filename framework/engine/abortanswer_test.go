@@ -202,3 +202,65 @@ func TestPostcopyAbortLingerCoversDoubledWait(t *testing.T) {
 		t.Fatalf("Receive: %v, report %+v, resumes %d", err, rep, dst.Counters().Resumes)
 	}
 }
+
+// opensNth is a destination's transport that closes nth as its nth Open
+// begins.
+type opensNth struct {
+	transport.Transport
+	n     int32
+	opens atomic.Int32
+	nth   chan struct{}
+}
+
+// Open implements transport.Transport.Open.
+func (o *opensNth) Open(ctx context.Context, req transport.OpenRequest) error {
+	if o.opens.Add(1) == o.n {
+		close(o.nth)
+	}
+	return o.Transport.Open(ctx, req)
+}
+
+// TestPostcopyAbortLingerCancelled: a destination that never got COMMIT
+// told the source ABORT, heard no answer, and listens for the source's
+// next RESUME (lingerToTell: by default up to 350 s, counted again from
+// each RESUME answered in vain). The VM never ran there, so a cancel (a
+// VMM's shutdown or migrate-cancel, a resolve's cancel beside a running
+// source) must end that wait at once, not after it.
+func TestPostcopyAbortLingerCancelled(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	d := &opensNth{Transport: destination(rcv, false), n: 3, nth: make(chan struct{})}
+	wait := receiveAsync(rctx, dst, d, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close()                                  // COMMIT lost with the connection
+		s.awaitListening(ctx, d.Transport.(*reopens)) // for the source's RESUME
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		s.recv(ctx, msgAbort)
+		s.tr.Close() // the source never answers: the destination lingers
+	})
+	if failed {
+		rcancel()
+		rep, err := wait()
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	select {
+	case <-d.nth: // listening for the next RESUME
+	case <-ctx.Done():
+		t.Fatal("the destination did not listen again for the source's RESUME")
+	}
+	cancelled := time.Now()
+	rcancel()
+	rep, err := wait()
+	if took := time.Since(cancelled); took > 3*time.Second {
+		t.Errorf("Receive returned %v after the cancel: the linger did not end with it", took.Round(time.Millisecond))
+	}
+	if rep.Handover != HandoverFailed || dst.Counters().Resumes != 0 {
+		t.Errorf("Receive: %v, handover %s, resumes %d; want failed, never run", err, rep.Handover, dst.Counters().Resumes)
+	}
+}
