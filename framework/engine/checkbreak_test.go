@@ -51,6 +51,35 @@ func TestCheckBreakPrecopy(t *testing.T) {
 	}
 }
 
+// TestCheckBreakBadPages: the page check found differing pages, and the
+// stream breaks right after VERIFIED (which says so) went out. The
+// source never commits on that verdict, and the destination's copy is
+// known to be wrong: it fails (discarded), never handover-unknown, so
+// that no resolve beside a dead source can run a copy the check
+// rejected. Before, it ended handover-unknown.
+func TestCheckBreakBadPages(t *testing.T) {
+	layout := [][2]uint64{{0, 2 * hashChunk * 4096}}
+	src, dst := newFakeVM(t, layout...), newFakeVM(t, layout...)
+	for p := uint64(0); p < src.layout.Pages(); p += 97 {
+		src.write(p, 0x3c)
+	}
+	srep, serr, rrep, rerr := migrate(t, src, dst, Options{VerifyPages: true, SwitchoverTimeout: time.Second}, func(p *pipe) {
+		p.delivered = func(toDst bool, m transport.Message) {
+			if toDst && m.Kind == msgHashes {
+				dst.write(97, 0xee) // the destination's copy of page 97 goes wrong before it is compared
+			}
+		}
+		lose(false, msgVerified, true)(p)
+	})
+	t.Logf("source: %v\ndestination: %v", serr, rerr)
+	if srep.Status != StatusFailed || src.resumed == 0 {
+		t.Errorf("source %s, resumed %d times; want failed, resumed", srep.Status, src.resumed)
+	}
+	if rrep.Status != StatusFailed || errors.Is(rerr, ErrHandoverUnknown) || dst.resumed != 0 {
+		t.Errorf("destination %s (%v), resumed %d times; want failed (its copy differs), never resumed", rrep.Status, rerr, dst.resumed)
+	}
+}
+
 // TestPostcopyCheckBreakFails: a post-copy destination, which lacks the
 // pages the source still owes, whose stream breaks (or stalls) during
 // the page check, after a first HASHES and before it began to send

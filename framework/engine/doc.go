@@ -73,7 +73,9 @@
 //     silent stream (SwitchoverTimeout; between two HASHES the stall
 //     rule) without COMMIT or ABORT: handover-unknown, VM paused; but a
 //     post-copy destination that lacks owed pages fails (ABORT) on such
-//     a stream during the page check, before VERIFIED (checkBroke).
+//     a stream during the page check, before VERIFIED, and so does one
+//     whose check found differing pages (checkBroke); a VERIFIED that
+//     does not get out is handover-unknown too, but for such a verdict.
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

@@ -222,8 +222,13 @@ func (r *receiver) loop(ctx context.Context) error {
 // handover-unknown: it holds the whole guest and cannot tell a source
 // that resumed from one whose VMM died, beside which its copy is the
 // only one (docs/model: property (b), mutant 8). Once VERIFIED's send
-// has begun the source may commit: unknown, in either mode.
+// has begun the source may commit: unknown, in either mode, unless the
+// check found differing pages: the source never commits on that
+// verdict, and this copy is known to be wrong (failed, in either mode).
 func (r *receiver) checkBroke() bool {
+	if r.check != nil && r.check.bad > 0 {
+		return true
+	}
 	return r.pc != nil && r.pc.on && r.check != nil && r.check.pending() && r.pc.svc != nil && r.pc.svc.Pending() > 0
 }
 
@@ -520,7 +525,15 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 		"stopped reading)",
 		"VERIFIED did not get out, and this side's transport plugin stopped answering (its last Stats call: %v): "+
 			"it, not the source, is likely what stopped"); err != nil {
-		return fmt.Errorf("send VERIFIED: %w", err)
+		err = fmt.Errorf("send VERIFIED: %w", err)
+		if r.check.bad > 0 {
+			return err // a verdict the source never commits on: failed (giveUp: ABORT)
+		}
+		// Part of it may have reached the source, which then commits:
+		// as after a LOADED that did not get out, this side holds a
+		// copy that may be the only one (the source's VMM may have
+		// died): unknown, never discarded by a timer.
+		return r.unknown(err)
 	}
 	return nil
 }
