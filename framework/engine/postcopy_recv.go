@@ -1107,7 +1107,9 @@ func (pc *pcRecv) tellBroken(cause error) {
 // as it went out, or died silently with it). It listens for at most
 // brokenLinger beyond notice plus stallRestart, counted again from each
 // RESUME answered in vain (that source is still there, trying), and
-// never beyond reconnect_timeout in all. notice is how long the source
+// never beyond reconnect_timeout from its start (counted from there, not
+// from the break: a source trying since its session broke gives up
+// earlier, so the last stretch may listen for nobody). notice is how long the source
 // may take to notice that its session broke and try again: StallTimeout
 // when only a stall tells it, its doubled wait for an answer to RESUME
 // (tellAborted). The transport is open for receiving meanwhile, as it
