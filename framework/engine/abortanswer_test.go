@@ -264,3 +264,55 @@ func TestPostcopyAbortLingerCancelled(t *testing.T) {
 		t.Errorf("Receive: %v, handover %s, resumes %d; want failed, never run", err, rep.Handover, dst.Counters().Resumes)
 	}
 }
+
+// TestPostcopyAbortLingerReportsFailed: a destination that never got
+// COMMIT answered the source's RESUME with ABORT and lingers for its
+// next RESUME (lingerToTell: minutes by default). Its handover is
+// failed from that ABORT on, and its Progress must say so while Receive
+// still runs: a VMM reports the migration's side from it, and migrate's
+// resolve resumes a handover-unknown source beside a destination that
+// says failed, instead of waiting out the linger beside one that says
+// loaded. Receive still returns failed, the VM never run.
+func TestPostcopyAbortLingerReportsFailed(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	var mu sync.Mutex
+	var last Progress
+	opt.Progress = func(p Progress) { mu.Lock(); last = p; mu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	d := &opensNth{Transport: destination(rcv, false), n: 3, nth: make(chan struct{})}
+	wait := receiveAsync(rctx, dst, d, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close()                                  // COMMIT lost with the connection
+		s.awaitListening(ctx, d.Transport.(*reopens)) // for the source's RESUME
+		must(t, s.tr.Open(ctx, s.req))
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		s.recv(ctx, msgAbort)
+		s.tr.Close() // the source never answers: the destination lingers
+	})
+	if failed {
+		rcancel()
+		rep, err := wait()
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	select {
+	case <-d.nth: // lingering: listening for the next RESUME
+	case <-ctx.Done():
+		t.Fatal("the destination did not listen again for the source's RESUME")
+	}
+	mu.Lock()
+	p := last
+	mu.Unlock()
+	if p.Handover != HandoverFailed || p.Phase == PhaseDone {
+		t.Errorf("while the ABORT lingers, the last progress says handover %s, phase %s; want failed, before done", p.Handover, p.Phase)
+	}
+	rcancel()
+	rep, err := wait()
+	if rep.Handover != HandoverFailed || dst.Counters().Resumes != 0 {
+		t.Errorf("Receive: %v, handover %s, resumes %d; want failed, never run", err, rep.Handover, dst.Counters().Resumes)
+	}
+}

@@ -861,7 +861,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	for rctx.Err() == nil {
 		err := pc.acceptResume(rctx)
 		if err == nil {
-			if merr := r.ho.move(HandoverFailed); merr != nil { // never runs here from now on
+			if merr := r.fail(); merr != nil { // never runs here from now on; said at once (Progress)
 				return merr
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"

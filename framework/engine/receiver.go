@@ -107,6 +107,29 @@ func (r *receiver) unknown(cause error) error {
 	return fmt.Errorf("%w (after LOADED, no COMMIT: %v)", ErrHandoverUnknown, cause)
 }
 
+// fail moves to HandoverFailed and reports it at once (Progress): from
+// here this side never runs the VM, and a caller may act on that while
+// Receive still runs, as it does while it tells the source (giveUp's
+// ABORT, and the post-copy ABORT that lingers for minutes:
+// pcRecv.uncommitted). Every caller moves here before any Resume, or
+// after a Resume that failed (the VM did not run), never after one that
+// ran it: Failed is final and follows only waiting, receiving and
+// loaded (handoverNext). The other final states are reported when
+// Receive returns, not at their move: running and handover-unknown end
+// it at once, and a VMM takes a receive-side postcopy-broken in its
+// progress for a migration it may cancel (vmm migration.incoming).
+func (r *receiver) fail() error {
+	if err := r.ho.move(HandoverFailed); err != nil {
+		return err
+	}
+	remaining := uint64(0)
+	if r.pc != nil && r.pc.on && r.pc.svc != nil {
+		remaining = r.pc.svc.Pending()
+	}
+	r.progressWith(remaining)
+	return nil
+}
+
 // handle applies one message from the source. It reports done once the
 // VM runs; an error ends the migration (the caller tells the source).
 func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error) {
@@ -120,7 +143,7 @@ func (r *receiver) handle(ctx context.Context, m transport.Message) (bool, error
 	switch m.Kind {
 	case msgAbort:
 		// The source will not commit: failed, and nothing to tell it.
-		if err := r.ho.move(HandoverFailed); err != nil {
+		if err := r.fail(); err != nil {
 			return false, err
 		}
 		return false, fmt.Errorf("source aborted the migration: %s", m.Payload)
@@ -151,7 +174,7 @@ func (r *receiver) giveUp(cause error) {
 	if h := r.ho.get(); h.Final() || h == HandoverPostcopy {
 		return // post-copy ends running or broken, never with ABORT (postcopy_recv.go)
 	}
-	if err := r.ho.move(HandoverFailed); err != nil {
+	if err := r.fail(); err != nil {
 		r.opt.Log.Error("give up", "err", err)
 	}
 	if errors.Is(cause, errForeignResume) || selfStopped(cause) { // a stopped plugin carries nothing
