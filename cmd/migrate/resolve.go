@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -22,6 +23,26 @@ import (
 
 // sideUnreachable stands for a VMM whose control socket did not answer.
 const sideUnreachable api.Side = "unreachable"
+
+// sideFailing stands for a destination whose migration still runs but
+// whose handover is failed (dstSide): it will never run the guest. It
+// still tells its source so (a post-copy destination that never got
+// COMMIT answers the source's RESUME with ABORT and lingers for
+// minutes, engine pcRecv.tellAborted), then fails. The engine moves a
+// destination to failed only before it could run the VM, and never
+// away from it (engine receiver.fail).
+const sideFailing api.Side = "failing"
+
+// dstSide is the side plan sees for the destination's answer d:
+// sideFailing for a migration that still runs with its handover failed,
+// else d.Side. An older VMM, whose engine reports the handover only
+// when the migration ends, says migrating: plan waits for it.
+func dstSide(d api.ResolveResult) api.Side {
+	if d.Side == api.SideMigrating && d.Role == transport.RoleReceive.String() && d.Handover == engine.HandoverFailed {
+		return sideFailing
+	}
+	return d.Side
+}
 
 // step is one migrate-resolve call (or actionQuit) on the source (src)
 // or the destination.
@@ -74,7 +95,7 @@ func plan(src, dst api.Side) ([]step, verdict) {
 			return []step{{false, api.ResolveDiscard}, {true, api.ResolveResume}, {false, actionQuit}}, verdictSource
 		case api.SideDiscarded:
 			return []step{{true, api.ResolveResume}, {false, actionQuit}}, verdictSource
-		case api.SideFailed:
+		case api.SideFailed, sideFailing:
 			return []step{{true, api.ResolveResume}}, verdictSource
 		case api.SideMigrating:
 			return nil, verdictWait
@@ -86,7 +107,8 @@ func plan(src, dst api.Side) ([]step, verdict) {
 			return []step{{false, api.ResolveDiscard}, {false, actionQuit}}, verdictSource
 		case api.SideDiscarded:
 			return []step{{false, actionQuit}}, verdictSource
-		case api.SideMigrating:
+		case api.SideMigrating, sideFailing:
+			// A failing one too: the cancel ends its linger at once.
 			return nil, verdictCancelDst
 		case api.SideRunning:
 			return nil, verdictBothRun
@@ -112,6 +134,7 @@ func plan(src, dst api.Side) ([]step, verdict) {
 	// and one that had not loaded it fails on its own.
 	// A destination that cannot be asked may hold it too (loaded,
 	// handover-unknown): manual says how to run it once it answers.
+	// A failing one holds no copy that may run: idle, as failed.
 	switch dst {
 	case api.SideRunning:
 		return nil, verdictMoved
@@ -266,6 +289,7 @@ func (r *resolver) resolve() (verdict, error) {
 		if d.Side == api.SideRunning || s.Side == api.SideMigrated || s.Side == api.SidePostcopyBroken { // (pair)
 			r.dstRan = true
 		}
+		d.Side = dstSide(d)
 		steps, v := plan(s.Side, d.Side)
 		if v == verdictWait && s.Side == api.SidePostcopyBroken {
 			if time.Now().Before(pcDeadline) {

@@ -17,7 +17,7 @@ import (
 // destination (its step comes last).
 func TestPlan(t *testing.T) {
 	sides := []api.Side{api.SideNone, api.SideMigrating, api.SideRunning, api.SideUnknown,
-		api.SideMigrated, api.SideDiscarded, api.SideFailed, api.SidePostcopyBroken, sideUnreachable}
+		api.SideMigrated, api.SideDiscarded, api.SideFailed, api.SidePostcopyBroken, sideUnreachable, sideFailing}
 	for _, s := range sides {
 		for _, d := range sides {
 			steps, v := plan(s, d)
@@ -83,6 +83,16 @@ func TestPlan(t *testing.T) {
 		{api.SideNone, sideUnreachable, verdictManual, 0},
 		{sideUnreachable, sideUnreachable, verdictManual, 0},
 		{api.SideFailed, api.SideNone, verdictIdle, 0},
+		// A destination still telling its source it failed never runs
+		// the guest (dstSide): as failed, but cancelled beside a running
+		// source (its linger ends at once) and waited for beside a
+		// migrating one.
+		{api.SideUnknown, sideFailing, verdictSource, 1},
+		{api.SideRunning, sideFailing, verdictCancelDst, 0},
+		{api.SideMigrating, sideFailing, verdictWait, 0},
+		{sideUnreachable, sideFailing, verdictIdle, 0},
+		{api.SideNone, sideFailing, verdictIdle, 0},
+		{api.SideFailed, sideFailing, verdictIdle, 0},
 	} {
 		if steps, v := plan(c.s, c.d); v != c.want || len(steps) != c.n {
 			t.Errorf("plan(%s, %s) = %v, %d; want verdict %d with %d steps", c.s, c.d, steps, v, c.want, c.n)

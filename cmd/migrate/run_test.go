@@ -272,9 +272,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 				defer f.looked(f) // after the answer is made
 			}
 		}
-		side := f.side
+		side, ho := f.side, engine.Handover(0)
 		if !f.done {
-			side = api.SideMigrating
+			side, ho = api.SideMigrating, f.progress.Handover // the running migration's, as a VMM reports it
 		}
 		if a.Action != api.ResolveQuery {
 			if err := f.otherID("resolve "+a.Action, raw); err != nil {
@@ -291,7 +291,7 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 				api.ResolveMigrated: api.SideMigrated}[a.Action]
 			side = f.side
 		}
-		return api.ResolveResult{Role: f.role, Side: side, ID: f.id, Control: f.control()}, nil
+		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, ID: f.id, Control: f.control()}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})
@@ -747,6 +747,69 @@ func TestRunSourceDiesAfterLoaded(t *testing.T) {
 	}
 	if !strings.Contains(out, socatUnix(c.dst.sock)) {
 		t.Errorf("output does not say how to resume the destination:\n%s", out)
+	}
+}
+
+// TestRunLostCommitBesideFailingDestination: a post-copy source ends
+// handover-unknown (its COMMIT was lost); its destination, which never
+// got COMMIT, answered its RESUME with ABORT that the source never
+// heard, and lingers for minutes to tell it again: its migration still
+// runs, with its handover failed (engine receiver.fail). It will never
+// run the guest, so migrate resumes the source at once, and moves the
+// destination not at all. Before, it took the destination for one still
+// migrating and waited out its resolve wait beside it, then resumed
+// nothing (manual).
+func TestRunLostCommitBesideFailingDestination(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(-1, "", "") // lingers: never done on its own here
+	c.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed, Mode: engine.ModePostcopy}
+	start := time.Now()
+	rep, out, err := c.run(context.Background(), t)
+	if err == nil || rep.Resolved != "source" {
+		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
+	}
+	want := []string{"send resolve resume"}
+	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+	if took, wait := time.Since(start), fakeJob(c.src, c.dst).Limits.SwitchoverTimeout+10*time.Second; took >= wait {
+		t.Errorf("took %v: waited out the resolve wait (%v) beside a failed destination", took, wait)
+	}
+	if !strings.Contains(out, "destination failing") {
+		t.Errorf("output does not say the destination is failing:\n%s", out)
+	}
+}
+
+// TestResolveBesideFailingDestination: migrate -resolve after a
+// source that ended handover-unknown, beside a destination whose
+// migration still runs with its handover failed (the ABORT linger):
+// the source is resumed at once, the destination is not moved; beside a
+// destination still migrating with its handover not final (loaded), it
+// waits as before and resumes nothing.
+func TestResolveBesideFailingDestination(t *testing.T) {
+	for _, c := range []struct {
+		ho      engine.Handover
+		resumed bool
+	}{{engine.HandoverFailed, true}, {engine.HandoverLoaded, false}} {
+		t.Run(c.ho.String(), func(t *testing.T) {
+			rc := newRunCase(t)
+			rc.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			rc.dst.finishWith(-1, "", "")
+			rc.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: c.ho}
+			var out strings.Builder
+			r := newResolver(fakeJob(rc.src, rc.dst), &out)
+			r.wait = 2 * time.Second // the loaded case waits it out
+			v, err := r.resolve()
+			got := strings.Join(rc.resolutions(), ",")
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, got, out.String())
+			if c.resumed && (v != verdictSource || err != nil || got != "send resolve resume") {
+				t.Errorf("beside a failing destination: verdict %d, err %v, calls %q; want the source resumed", v, err, got)
+			}
+			if !c.resumed && (v != verdictManual || got != "") {
+				t.Errorf("beside a loaded destination: verdict %d, calls %q; want a wait, then nothing moved", v, got)
+			}
+		})
 	}
 }
 
