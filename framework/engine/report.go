@@ -200,7 +200,12 @@ type Progress struct {
 	EstDowntime  time.Duration `json:"est_downtime_ns"`
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	TotalPages   uint64        `json:"total_pages"`
-	Handover     Handover      `json:"handover,omitempty"`
+	// Handover is this side's handover state as of the event. A
+	// destination reports its move to failed in an event of its own at
+	// once (receiver.fail), also while Receive still tells the source
+	// (its ABORT, which in post-copy may linger for minutes): from then
+	// on it never runs the VM. Its other moves show in the next event.
+	Handover Handover `json:"handover,omitempty"`
 	// Mode is "postcopy" from the moment the source decided to switch
 	// (and on the destination from the last POSTCOPY chunk), else
 	// "precopy". In post-copy, from the commit on, the engine ignores its
