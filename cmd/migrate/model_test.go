@@ -222,6 +222,11 @@ func TestModelMutants(t *testing.T) {
 		// only by (h).
 		{name: "13 pre-copy source holds only after writing COMMIT", defines: []string{"-DMUTANT=13", "-DPC=0", "-DBREAKS=0"}},
 		{name: "14 pre-copy source without the hold: a cancel leaves it handover-unknown", defines: []string{"-DMUTANT=14", "-DPC=0", "-DBREAKS=0"}},
+		// dstSide's guard: only a failed handover is failing. Caught
+		// with a break: a COMMIT delivered though its write failed
+		// leaves the source handover-unknown beside a loaded
+		// destination that then runs the guest.
+		{name: "15 migrate takes a loaded destination for failing", defines: []string{"-DMUTANT=15", "-DPC=0", "-DBREAKS=1"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

@@ -55,6 +55,10 @@
  *  14  a pre-copy source that does not hold (the code before
  *      c565680): after LOADED it goes on to commit with a cancel, whose
  *      COMMIT write and wait for RUNNING end on it: handover-unknown
+ *  15  migrate takes a migrating destination for failing (dstSide)
+ *      while its handover is loaded, not failed: it resumes a
+ *      handover-unknown source beside a destination that may still
+ *      act on COMMIT
  */
 
 #ifndef MUTANT
@@ -94,6 +98,7 @@
 #define SD_FAILED     6
 #define SD_PCBROKEN   7
 #define SD_UNREACH    8
+#define SD_FAILING    9   /* cmd/migrate sideFailing: migrating, handover failed (dstSide) */
 
 /* plan's verdicts (cmd/migrate/resolve.go: verdict). */
 #define VD_WAIT       1
@@ -753,6 +758,17 @@ inline quit_dst() {
 
 /* ---- migrate's resolver (cmd/migrate/resolve.go) ------------------------ */
 
+/* What migrate's query of the destination gives plan: unreachable,
+ * or dstSide of its answer. The engine reports a failed handover at
+ * once (receiver.fail), so a destination that set d_ho = H_FAILED and
+ * still tells its source (giveUp's ABORT, uncommitted's lingering
+ * ABORT) answers failing until ddone. */
+#if MUTANT == 15
+#define D_QUERY (d_dead -> SD_UNREACH : (d_side == SD_MIGRATING && (d_ho == H_FAILED || d_ho == H_LOADED) -> SD_FAILING : d_side))
+#else
+#define D_QUERY (d_dead -> SD_UNREACH : (d_side == SD_MIGRATING && d_ho == H_FAILED -> SD_FAILING : d_side))
+#endif
+
 /* plan(src, dst): the whole policy, transcribed. */
 inline plan(qs, qd, v, a1, a2, a3) {
 	a1 = A_NONE; a2 = A_NONE; a3 = A_NONE;
@@ -768,7 +784,7 @@ inline plan(qs, qd, v, a1, a2, a3) {
 		:: qd == SD_RUNNING -> a1 = A_SRC_MIGRATED; v = VD_MOVED
 		:: qd == SD_UNKNOWN -> a1 = A_DST_DISCARD; a2 = A_SRC_RESUME; a3 = A_DST_QUIT; v = VD_SOURCE
 		:: qd == SD_DISCARDED -> a1 = A_SRC_RESUME; a2 = A_DST_QUIT; v = VD_SOURCE
-		:: qd == SD_FAILED -> a1 = A_SRC_RESUME; v = VD_SOURCE
+		:: qd == SD_FAILED || qd == SD_FAILING -> a1 = A_SRC_RESUME; v = VD_SOURCE
 		:: qd == SD_MIGRATING -> v = VD_WAIT
 #if MUTANT == 2
 		:: qd == SD_UNREACH -> a1 = A_SRC_RESUME; v = VD_SOURCE
@@ -781,7 +797,7 @@ inline plan(qs, qd, v, a1, a2, a3) {
 		if
 		:: qd == SD_UNKNOWN -> a1 = A_DST_DISCARD; a2 = A_DST_QUIT; v = VD_SOURCE
 		:: qd == SD_DISCARDED -> a1 = A_DST_QUIT; v = VD_SOURCE
-		:: qd == SD_MIGRATING -> v = VD_CANCELDST
+		:: qd == SD_MIGRATING || qd == SD_FAILING -> v = VD_CANCELDST
 		:: qd == SD_RUNNING -> v = VD_BOTHRUN
 		:: else -> v = VD_SOURCE
 		fi
@@ -823,7 +839,7 @@ inline do_step(a, ok) {
 inline resolve(v) {
 	do
 	:: atomic { qs = (s_dead -> SD_UNREACH : s_side) };
-	   d_step { qd = (d_dead -> SD_UNREACH : d_side); plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0 };
+	   d_step { qd = D_QUERY; plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0 };
 	   if
 	   :: v == VD_WAIT -> skip                       /* poll again */
 	   :: v == VD_CANCELDST ->                      /* cancelMigration(dst), poll again */
@@ -844,7 +860,7 @@ inline resolve(v) {
  * them), and a wait is left to a later pass (Ops may run it again). */
 inline resolve_once(v) {
 	d_step {
-		qs = (s_dead -> SD_UNREACH : s_side); qd = (d_dead -> SD_UNREACH : d_side);
+		qs = (s_dead -> SD_UNREACH : s_side); qd = D_QUERY;
 		plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0
 	};
 	if
