@@ -120,3 +120,33 @@ func TestStallWatchCountsNotAtStart(t *testing.T) {
 		t.Fatalf("%d counts for 100 watches started and stopped at once; want none", n)
 	}
 }
+
+// TestStallWatchAnsweredThenStopped: nothing moves; the transport's
+// count answers (the same figure) for a while, then its plugin stops
+// (the count blocks until the watch ends). By the stall it has answered
+// nothing for far longer than a slow plugin takes: the stall is this
+// side's (selfStall). Before, an answer after the last progress, however
+// long ago, kept the side from blaming its plugin
+// (TestEmbedPrecopyPluginStopped failed 1 run in 4: the source sent
+// ABORT into its stopped plugin and named the peer).
+func TestStallWatchAnsweredThenStopped(t *testing.T) {
+	const limit = 800 * time.Millisecond
+	w := stallWatch{limit: limit}
+	stopAt := time.Now().Add(300 * time.Millisecond)
+	wctx, stop := w.watchCounting(context.Background(), func(ctx context.Context) (uint64, error) {
+		if time.Now().Before(stopAt) {
+			return 42, nil
+		}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	defer stop()
+	select {
+	case <-wctx.Done():
+	case <-time.After(10 * limit):
+		t.Fatal("the count stopped, and the watch did not end the context")
+	}
+	if cause := context.Cause(wctx); !errors.Is(cause, errStalled) || !selfStopped(cause) {
+		t.Fatalf("cause %v: want a stall of this side's own transport (selfStall)", cause)
+	}
+}
