@@ -75,7 +75,8 @@
 //     post-copy destination that lacks owed pages fails (ABORT) on such
 //     a stream during the page check, before VERIFIED, and so does one
 //     whose check found differing pages (checkBroke); a VERIFIED that
-//     does not get out is handover-unknown too, but for such a verdict.
+//     does not get out is handover-unknown too, but for such a verdict
+//     or a cancel that cut its send (failed, ABORT).
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

@@ -494,3 +494,60 @@ func TestPrecopySlowPauseNotStalled(t *testing.T) {
 	}
 	receivedAll(t, wait, src, dst)
 }
+
+// verifiedHeld is a destination's transport whose SendMessage of
+// VERIFIED says it began (began) and then waits until its context ends;
+// everything else goes through.
+type verifiedHeld struct {
+	transport.Transport
+	began chan struct{}
+}
+
+func (m verifiedHeld) SendMessage(ctx context.Context, msg transport.Message) error {
+	if msg.Kind != msgVerified {
+		return m.Transport.SendMessage(ctx, msg)
+	}
+	close(m.began)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestVerifiedSendCancelled: the destination's caller cancels while
+// VERIFIED (a verdict of no differing pages) is being sent. Before
+// COMMIT a cancel fails the destination, which tells the source (ABORT)
+// and never runs the VM, as a cancel anywhere after LOADED does
+// (HANDOVER.md's loaded row): the report says cancelled, and the source
+// resumes. Not handover-unknown: the cancel, not a stall, cut the send,
+// and the connection works. After ca4a3e7 (a VERIFIED that does not get
+// out is handover-unknown) the cancel left it handover-unknown, and a
+// VMM whose migrate-cancel had taken kept a paused copy to resolve.
+func TestVerifiedSendCancelled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+	dctx, dcancel := context.WithCancel(ctx)
+	defer dcancel()
+	held := verifiedHeld{Transport: recvTr, began: make(chan struct{})}
+	wait := receiveAsync(dctx, dst, held, Options{Credentials: dc, Log: testLogger(t)})
+	go func() {
+		select {
+		case <-held.began:
+			dcancel()
+		case <-ctx.Done():
+		}
+	}()
+	srep, serr := Send(ctx, src, sendTr, Options{Credentials: sc, VerifyPages: true, Log: testLogger(t)})
+	rep, err := wait()
+	t.Logf("source: %v\ndestination: %v", serr, err)
+	if ctx.Err() != nil {
+		t.Fatal("the test's deadline passed")
+	}
+	if serr == nil || srep.Status != StatusFailed || src.State() != vmtest.StateRunning {
+		t.Errorf("source: %v, status %s, VM %v; want failed, the VM running", serr, srep.Status, src.State())
+	}
+	if errors.Is(err, ErrHandoverUnknown) || rep.Status != StatusCancelled || rep.Handover != HandoverFailed ||
+		dst.State() == vmtest.StateRunning || dst.Counters().Resumes != 0 {
+		t.Errorf("destination: %v, status %s, handover %s, VM %v; want cancelled (failed), the VM never run",
+			err, rep.Status, rep.Handover, dst.State())
+	}
+}

@@ -498,10 +498,15 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 // for StallTimeout, and at least SwitchoverTimeout): a transport plugin
 // that stopped, this side's or the source's it waits on, keeps it from
 // returning, and the source waits for it at least that long
-// (sender.verifyWait). A send that fails fails the migration (giveUp:
-// ABORT): the source commits only on VERIFIED, and one that still
-// arrives is answered, at its COMMIT, by that ABORT, on which it
-// resumes.
+// (sender.verifyWait). A send that fails leaves the handover unknown:
+// part of VERIFIED may have reached the source, which then commits,
+// and beside a source whose VMM died this copy is the only one (as
+// after a LOADED that did not get out). It fails the migration
+// instead (giveUp: ABORT; a source that still got VERIFIED hears it at
+// its COMMIT, and resumes) when the verdict counts differing pages,
+// which the source never commits on, or when the caller's cancel cut
+// the send. What it cannot tell: a send cut by a stall while the
+// caller cancelled too is taken for the cancel.
 func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if r.check == nil {
 		c, err := newChecker(r.layout)
@@ -528,6 +533,13 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 		err = fmt.Errorf("send VERIFIED: %w", err)
 		if r.check.bad > 0 {
 			return err // a verdict the source never commits on: failed (giveUp: ABORT)
+		}
+		if r.held.Err() != nil {
+			// The caller's cancel, not a stall, cut the send: as a cancel
+			// anywhere after LOADED (loop), this side will not run the
+			// VM and says so (giveUp: ABORT); a source that still got
+			// VERIFIED hears it at its COMMIT, and resumes.
+			return fmt.Errorf("cancelled after LOADED, before COMMIT: this destination will not run the VM: %w", err)
 		}
 		// Part of it may have reached the source, which then commits:
 		// as after a LOADED that did not get out, this side holds a
