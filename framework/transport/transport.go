@@ -273,12 +273,14 @@ type Transport interface {
 	RecvMessage(ctx context.Context) (Message, error)
 	// SendUrgent sends m on the urgent path (either role), after every
 	// urgent message sent before it and behind no pages or ordinary
-	// messages. Payload bounds and errors are SendMessage's.
+	// messages. Payload bounds, ownership (the caller's again when it
+	// returns) and errors are SendMessage's.
 	SendUrgent(ctx context.Context, m Message) error
 	// RecvUrgent returns the next urgent message from the other side, in
-	// their order. Messages that arrived before the session ended are
-	// still returned, then the session's error (ErrClosed when the peer
-	// ended it or is gone).
+	// their order; its payload is the caller's to keep, as RecvMessage's.
+	// Messages that arrived before the session ended are still
+	// returned, then the session's error (ErrClosed when the peer ended
+	// it or is gone).
 	RecvUrgent(ctx context.Context) (Message, error)
 	// SendPagesUrgent queues page runs on the urgent path (RoleSend):
 	// pages the destination asked for. Data pages are read from guest RAM
