@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,9 @@ func TestCheckBreakBadPages(t *testing.T) {
 	t.Logf("source: %v\ndestination: %v", serr, rerr)
 	if srep.Status != StatusFailed || src.resumed == 0 {
 		t.Errorf("source %s, resumed %d times; want failed, resumed", srep.Status, src.resumed)
+	}
+	if rerr == nil || !strings.Contains(rerr.Error(), "differing pages") || strings.Contains(rerr.Error(), "lacks pages") {
+		t.Errorf("destination: %v; want it to name the differing pages, not pages it lacks (a pre-copy destination lacks none)", rerr)
 	}
 	if rrep.Status != StatusFailed || errors.Is(rerr, ErrHandoverUnknown) || dst.resumed != 0 {
 		t.Errorf("destination %s (%v), resumed %d times; want failed (its copy differs), never resumed", rrep.Status, rerr, dst.resumed)

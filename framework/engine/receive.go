@@ -190,6 +190,10 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
+				if r.check != nil && r.check.bad > 0 {
+					return fmt.Errorf("%w, after the page check found %d differing pages (first: page %d): the source never "+
+						"commits on that, and this copy is wrong; it never ran the VM", err, r.check.bad, r.check.firstBad) // giveUp: failed
+				}
 				if r.checkBroke() {
 					return fmt.Errorf("%w, during the page check before VERIFIED: the source commits only on it, and "+
 						"resumes the VM without reconnecting; this destination lacks pages only the source holds, "+
