@@ -97,8 +97,12 @@ type countResult struct {
 // goroutine of its own, one call after another at most every limit/8,
 // the first limit/8 after the start:
 // an answered value other than the one before is progress, and so is
-// the first (what moved since the watch began cannot be told apart: a
-// stall is found up to limit/8 late, never early). A transport's byte
+// the first (what moved since the watch began cannot be told apart).
+// A stall is found never early, and up to 3/8 of limit late: the first
+// count comes a tick after the start, the check that takes its answer
+// for progress may be the tick after that, and a check a hair short of
+// limit waits one more tick (an 800 ms watch whose count never changes
+// ends after 0.9 to 1.1 s). A transport's byte
 // count grows while pages move although no call returns and no message
 // arrives (a long Flush, a destination whose transport writes pages on
 // its own). A count that fails is no progress. The checks do not wait
