@@ -205,6 +205,13 @@ func cancelOurs(sock, id string, log io.Writer) error {
 	return nil
 }
 
+// vmmGone reports whether a control call found no VMM at the socket:
+// nothing listens there any more, or the socket was removed (a VMM that
+// exited). One that hangs is not gone.
+func vmmGone(err error) bool {
+	return control.NotSent(err) && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT))
+}
+
 // answered reports whether a control call's VMM answered, even if only
 // to refuse (a control.RemoteError): it is there to be asked.
 func answered(err error) bool {
@@ -336,7 +343,9 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 // cancelled from the answer alone. A destination VMM (exits) ends once
 // it recorded a cancelled migration (vmm: unopenedDone, migrationDone),
 // perhaps before migrate reads the record: one that took the cancel and
-// then no longer answers was cancelled.
+// then is gone (its socket refuses or is removed: vmmGone) was
+// cancelled; one that hangs is not taken for gone, and one that answers
+// an error (as it exits) is asked again.
 func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, exits bool, grace time.Duration) bool {
 	if !res.Cancelled || ctx.Err() == nil {
 		return false
@@ -345,8 +354,14 @@ func cancelledHere(ctx context.Context, sock, id string, res api.CancelResult, e
 	defer tick.Stop()
 	for deadline := time.Now().Add(grace); time.Now().Before(deadline); <-tick.C {
 		st, err := migrateStatus(sock)
-		if err != nil {
+		switch {
+		case err == nil:
+		case vmmGone(err):
 			return exits
+		case answered(err):
+			continue
+		default:
+			return false
 		}
 		if st.ID != id {
 			return false

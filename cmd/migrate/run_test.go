@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -1391,5 +1392,47 @@ func TestResolveMainQuitsOnlyItsSource(t *testing.T) {
 	}
 	if code != 0 || !strings.Contains(out.String(), "not this job's source: left alone") {
 		t.Errorf("exit %d, output %q: want the guest said to run on the destination, the source's socket left alone", code, out.String())
+	}
+}
+
+// TestVMMGone: cancelledHere takes a destination that took the cancel
+// for cancelled once it is gone (it exits on a cancel), but not one that
+// hangs or answers: vmmGone is true only for a socket removed or one
+// nothing listens on. Before, any failed status read counted as gone.
+func TestVMMGone(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	removed := control.Call(ctx, filepath.Join(dir, "none.sock"), "migrate-status", nil, nil)
+	dead := filepath.Join(dir, "dead.sock")
+	l, err := net.Listen("unix", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the file stays; nothing listens
+	refused := control.Call(ctx, dead, "migrate-status", nil, nil)
+	hung := filepath.Join(dir, "hung.sock")
+	hl, err := net.Listen("unix", hung) // accepts (backlog), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	hctx, hcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer hcancel()
+	timedOut := control.Call(hctx, hung, "migrate-status", nil, nil)
+	for _, c := range []struct {
+		name string
+		err  error
+		gone bool
+	}{
+		{"socket removed", removed, true},
+		{"nothing listens", refused, true},
+		{"hangs", timedOut, false},
+		{"answers an error", &control.RemoteError{Cmd: "migrate-status", Message: "exiting"}, false},
+	} {
+		if c.err == nil || vmmGone(c.err) != c.gone {
+			t.Errorf("%s: err %v, vmmGone %v; want %v", c.name, c.err, c.err != nil && vmmGone(c.err), c.gone)
+		}
 	}
 }
