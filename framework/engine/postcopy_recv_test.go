@@ -1390,6 +1390,15 @@ func TestPostcopyAbortAfterResumeLost(t *testing.T) {
 		t.Fatalf("COMMIT lost %d times, ABORTs seen %d: the test did not test it; send %v (%s), receive %v (%s)",
 			tr.commitLost, tr.abortsSeen, r.serr, r.srep.Status, r.derr, r.drep.Status)
 	}
+	abortHeard(t, r, dst, took, reconnect)
+}
+
+// abortHeard checks the end of a post-copy whose COMMIT was lost: the
+// source, told ABORT, resumed its VM (failed) within half of its
+// reconnect_timeout (it took took), and the destination failed, never
+// having run it.
+func abortHeard(t *testing.T, r pcResult, dst *vmtest.VM, took, reconnect time.Duration) {
+	t.Helper()
 	if r.srep.Status != StatusFailed || r.srep.Handover != HandoverFailed {
 		t.Errorf("source: %s (%s) after %v: %v; want failed: told ABORT, it resumed the VM", r.srep.Status, r.srep.Handover,
 			took.Round(time.Millisecond), r.serr)
