@@ -127,7 +127,13 @@ type Target interface {
 	// hole, an older copy for a page dirtied after it was sent); the VM
 	// is then never resumed.
 	LoadState(ctx context.Context, state []byte) error
-	// Resume starts the migrated VM.
+	// Resume starts the migrated VM. An error must mean that no vCPU
+	// ran the guest here and none will: the engine then fails the
+	// migration (its handover failed, reported at once in its Progress),
+	// tells the source, which runs its copy again, and a resolve resumes
+	// a handover-unknown source beside it (docs/HANDOVER.md). A Resume
+	// that let any vCPU run returns nil, whatever else failed; the
+	// engine cannot tell the two apart.
 	Resume() error
 }
 

@@ -210,9 +210,15 @@ type IDArgs struct {
 
 // ResolveResult is what migrate-resolve answers: this side after the action.
 type ResolveResult struct {
-	Role     string          `json:"role,omitempty"` // send or receive; empty if no migration ran
-	Side     Side            `json:"side"`
-	Handover engine.Handover `json:"handover,omitempty"` // the engine's last handover state
+	Role string `json:"role,omitempty"` // send or receive; empty if no migration ran
+	Side Side   `json:"side"`
+	// Handover is the engine's last handover state: its report's once
+	// the migration ended, else its last progress's. A destination's
+	// move to failed shows at once (it never runs the guest from then
+	// on, though its migration may still run, telling its source: migrate
+	// takes it for failing), its other moves with its next event or its
+	// end (engine Progress.Handover).
+	Handover engine.Handover `json:"handover,omitempty"`
 	VM       State           `json:"vm_state"`
 	ID       string          `json:"id,omitempty"`      // the migration's MigrateArgs.ID
 	Control  uint16          `json:"control,omitempty"` // the answering VMM's ControlVersion
