@@ -3,7 +3,6 @@ package vmm
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/transport/transporttest"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
@@ -302,15 +302,11 @@ func TestCancelledDestinationExits(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address whose port nothing listens on now.
+// freeAddr is a loopback address whose port nothing listens on now,
+// below the ephemeral range where there is room (transporttest.FreeAddr).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return transporttest.FreeAddr(t, "127.0.0.1")
 }
 
 // TestIncomingAfterFailedStart: a migrate-incoming whose transport

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport/transporttest"
 	"github.com/ferryvm/ferry/vmm"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -30,14 +31,24 @@ type pair struct {
 	mem      string
 }
 
-// freePort returns a loopback port nobody listens on right now.
+// freePort returns a loopback port nobody listens on right now, below
+// the kernel's ephemeral range where there is room
+// (transporttest.FreeAddr): a port the kernel picked may meanwhile
+// become some connection's source port — the proxy of
+// TestHandoverOverTCP, dialing it before the destination listens, once
+// connected to itself there and the destination's listen failed with
+// EADDRINUSE.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	_, port, err := net.SplitHostPort(transporttest.FreeAddr(t, "127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // startPair boots a source running workload and an incoming destination;
