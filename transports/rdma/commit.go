@@ -30,8 +30,10 @@ const (
 // RAM, so Landed can report them before the batch's Flush; zeros and
 // pages are 0. The destination answers each MARK with a MARKED frame on
 // the control channel (a MSG with the batch's seq and kind markedKind),
-// which frees its receive buffer; the source keeps at most maxMarks
-// MARKs unanswered. Without FI_ORDER_SAW there are no MARKs.
+// which says its receive buffer was posted again; the source keeps at
+// most maxMarks MARKs unanswered (SendPages waits for a MARKED rather
+// than leave its pages without a MARK). Without FI_ORDER_SAW there are
+// no MARKs.
 const (
 	markMagic = "FRYM"
 	maxMarks  = recvSlots - 2 // one buffer stays free for the COMMIT

@@ -71,10 +71,12 @@
 // Once armed (Answer, transport.Answerer), the urgent channel's reader
 // queues a page request's owed pages itself, as SendPagesUrgent would.
 // Landed reports bulk data runs at the MARK that follows the SendPages
-// call that queued them (or at their batch's COMMIT, on the source's
-// Flush, where no MARK covered them: at most maxMarks MARKs wait for
-// their MARKED, and none are sent without FI_ORDER_SAW), bulk zero runs
-// as they are applied, urgent runs at their UCOMMIT.
+// call that queued them (at most maxMarks MARKs wait for their MARKED:
+// with that many unanswered, SendPages waits for one before it posts
+// its MARK), or at their batch's COMMIT, on the source's Flush, where
+// no MARK covered them (without FI_ORDER_SAW there are none; a call that
+// failed before its MARK); bulk zero runs as they are applied, urgent
+// runs at their UCOMMIT.
 //
 // The fabric subpackage is the cgo shim; without cgo or libfabric, Open
 // returns ErrNotSupported. Providers: verbs (rdma-core hardware), and

@@ -47,6 +47,18 @@ func (t *Transport) SetPollPace(pace func()) { t.pacePolls = pace }
 // ProgressKind is the kind of the source's PROGRESS frames.
 const ProgressKind = progressKind
 
+// MarkedKind is the kind of the destination's MARKED frames; MaxMarks
+// is how many MARKs the source keeps unanswered.
+const (
+	MarkedKind = markedKind
+	MaxMarks   = maxMarks
+)
+
+// SetMarkWaitHook makes a sending session call hook each time a MARK
+// must wait for room (maxMarks unanswered, or its buffer's send not yet
+// completed) before it is posted.
+func (t *Transport) SetMarkWaitHook(hook func()) { t.markWait = hook }
+
 // UrgentCompletionMode says how the open session commits urgent pages.
 func (t *Transport) UrgentCompletionMode() string {
 	if t.s.ucaps.DeliveryComplete {

@@ -44,12 +44,14 @@ type sender struct {
 	markedPages    uint64 // its data pages a MARK covers
 	marksPosted    atomic.Uint64
 	marksDone      atomic.Uint64 // MARKED answers
+	markNote       notifier      // a MARKED answer came
 	markBusy       [maxMarks]atomic.Bool
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	written        written       // what its writes completed (PROGRESS, progress.go)
 	commitInFlight bool
 	mu             sync.Mutex
 	hook           func() error // tests only: runs first in register; its error fails it
+	markWait       func()       // tests only: runs when a MARK must wait for room
 }
 
 // register registers guest RAM for the provider to read and the send
@@ -159,18 +161,25 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 }
 
 // mark posts a MARK after the batch's writes so far, so that Landed
-// reports them before the Flush, unless the destination has maxMarks
-// unanswered or the provider lacks FI_ORDER_SAW.
+// reports them before the Flush (not without FI_ORDER_SAW). With
+// maxMarks unanswered, or the send that last used its buffer not yet
+// completed, it first waits for room: a MARKED answer or that
+// completion, under ctx. Until 2026-12-07 it skipped the MARK then, and
+// the call's pages stayed unreported until a later call's MARK or the
+// Flush: a caller that waited for them first waited for ever
+// (TestMarkWaitsForRoom).
 func (s *session) mark(ctx context.Context) error {
 	snd := &s.snd
-	posted := snd.marksPosted.Load()
-	i := int(posted % maxMarks)
-	if snd.pages == snd.markedPages || !s.caps.SAW || s.caps.DeliveryComplete || snd.commitEarly ||
-		posted-snd.marksDone.Load() >= maxMarks || snd.markBusy[i].Load() {
+	if snd.pages == snd.markedPages || !s.caps.SAW || s.caps.DeliveryComplete || snd.commitEarly {
 		return nil
 	}
 	if err := s.sendRuns(ctx); err != nil {
 		return err
+	}
+	posted := snd.marksPosted.Load()
+	i := int(posted % maxMarks)
+	if err := s.waitMarkRoom(ctx, posted, i); err != nil {
+		return fmt.Errorf("mark batch %d: %w", snd.seq, err)
 	}
 	b := snd.buf[(1+i)*64 : (1+i)*64+commitSize]
 	commit{seq: snd.seq, runs: snd.runFrames, mark: true}.put(b)
@@ -182,6 +191,49 @@ func (s *session) mark(ctx context.Context) error {
 	snd.markedPages = snd.pages
 	s.stats.wire.Add(commitSize)
 	return nil
+}
+
+// waitMarkRoom waits until the MARK after the posted ones may go in
+// buffer i: fewer than maxMarks unanswered, and the send of the MARK
+// that used buffer i before completed.
+func (s *session) waitMarkRoom(ctx context.Context, posted uint64, i int) error {
+	snd := &s.snd
+	if posted-snd.marksDone.Load() >= maxMarks || snd.markBusy[i].Load() {
+		if snd.markWait != nil {
+			snd.markWait()
+		}
+	}
+	if posted-snd.marksDone.Load() >= maxMarks {
+		if err := s.waitMarked(ctx, posted-maxMarks+1); err != nil {
+			return err
+		}
+	}
+	for snd.markBusy[i].Load() {
+		if err := s.waitProgress(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitMarked waits until n MARKs were answered; the session's poller
+// moves what is posted meanwhile.
+func (s *session) waitMarked(ctx context.Context, n uint64) error {
+	snd := &s.snd
+	defer snd.away()()
+	for {
+		ch := snd.markNote.wait()
+		if snd.marksDone.Load() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			return s.error()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // waitAck waits for the destination's ACK of batch seq, which comes on
@@ -381,6 +433,7 @@ func (s *session) sendRuns(ctx context.Context) error {
 func (s *session) sendCtrl(f wire.Frame) error {
 	if f.Type == wire.TypeMsg && f.Kind == markedKind && len(f.Payload) == 0 && s.snd.marksDone.Load() < s.snd.marksPosted.Load() {
 		s.snd.marksDone.Add(1)
+		s.snd.markNote.notify()
 		return nil
 	}
 	if c := s.snd.committed.Load(); f.Type != wire.TypeAck || f.Seq > c {

@@ -38,6 +38,7 @@ type Transport struct {
 	answeredHook func()                  // tests only: see session.answeredHook
 	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
 	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
+	markWait     func()                  // tests only: see sender.markWait
 }
 
 var (
@@ -128,6 +129,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	if req.Role == transport.RoleSend {
 		s.snd.pace, s.usnd.pace = t.pacePolls, t.pacePolls
+		s.snd.markWait = t.markWait
 		s.wg.Go(s.pollSend)
 		if !s.snd.commitEarly {
 			s.wg.Go(s.reportWritten)

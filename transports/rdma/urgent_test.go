@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/rdma"
 )
 
@@ -279,6 +280,66 @@ func TestUrgentWrongKeyOrDrop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMarkWaitsForRoom: with maxMarks MARKs unanswered (the
+// destination's MARKED answers held in its control channel), the next
+// SendPages waits for an answer and then posts its MARK, so Landed
+// reports its pages without a Flush. Before, it skipped the MARK and
+// the pages waited for the Flush: the hang of TestLandedBeforeFlush
+// under CPU load, where the source had not yet heard the answers (or
+// taken the completion of the MARK that last used the buffer).
+func TestMarkWaitsForRoom(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			send, recv := rdma.New(nil), rdma.New(nil)
+			answers := newValve(isMarked)
+			recv.SetControlWrap(answers.wrap)
+			waited := false
+			send.SetMarkWaitHook(func() { waited = true; answers.open() })
+			s := openWith(t, p, 0, 16<<20, send, recv)
+			t.Cleanup(answers.open) // before the pair closes
+			ctx := armLanded(t, s)
+			fillRandom(s.src, 7)
+			seen := 0
+			take := func(ctx context.Context, want int) {
+				t.Helper()
+				for seen < want {
+					runs, err := s.recv.Landed(ctx)
+					if err != nil {
+						t.Fatalf("Landed (%d of %d pages reported, no Flush): %v", seen, want, err)
+					}
+					for _, r := range runs {
+						seen += int(r.Count)
+					}
+				}
+			}
+			for i := range rdma.MaxMarks + 1 {
+				if err := s.send.SendPages(ctx, []transport.PageRun{{First: uint64(i * 64), Count: 64, Kind: transport.KindData}}); err != nil {
+					t.Fatal(err)
+				}
+				if i < rdma.MaxMarks {
+					take(ctx, (i+1)*64)
+				}
+			}
+			if !waited {
+				t.Errorf("the MARK after %d unanswered did not wait for room", rdma.MaxMarks)
+			}
+			answers.open()
+			short, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			take(short, (rdma.MaxMarks+1)*64)
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// isMarked reports whether b is a MARKED frame.
+func isMarked(b []byte) bool {
+	f, err := wire.NewDecoder(bytes.NewReader(b)).Next()
+	return err == nil && f.Type == wire.TypeMsg && f.Seq != 0 && f.Kind == rdma.MarkedKind
 }
 
 // TestLandedBeforeFlush: bulk pages queued without a Flush reach Landed
