@@ -28,9 +28,11 @@ const sideUnreachable api.Side = "unreachable"
 // whose handover is failed (dstSide): it will never run the guest. It
 // still tells its source so (a post-copy destination that never got
 // COMMIT answers the source's RESUME with ABORT and lingers for
-// minutes, engine pcRecv.tellAborted), then fails. The engine moves a
-// destination to failed only before it could run the VM, and never
-// away from it (engine receiver.fail).
+// minutes, engine pcRecv.tellAborted), then fails; meanwhile its VMM
+// refuses migrate-incoming. The engine moves a destination to failed
+// only before it could run the VM, and never away from it (engine
+// receiver.fail), so plan cancels it once the source runs: the cancel
+// ends the linger at once.
 const sideFailing api.Side = "failing"
 
 // dstSide is the side plan sees for the destination's answer d:
@@ -63,7 +65,7 @@ const (
 	verdictMoved                        // the guest runs on the destination
 	verdictManual                       // not decidable from here: nothing is resumed
 	verdictBothRun                      // both sides report running: a bug, said loudly
-	verdictCancelDst                    // the destination still waits beside a running source: cancel it, then ask again
+	verdictCancelDst                    // the destination still waits beside a running source: cancel it (after the steps, which resume the source), then ask again
 	verdictIdle                         // the source runs no copy (cannot be asked, holds none, or failed), and the destination holds none
 	verdictLost                         // post-copy broke: no side may run the guest again
 )
@@ -95,8 +97,12 @@ func plan(src, dst api.Side) ([]step, verdict) {
 			return []step{{false, api.ResolveDiscard}, {true, api.ResolveResume}, {false, actionQuit}}, verdictSource
 		case api.SideDiscarded:
 			return []step{{true, api.ResolveResume}, {false, actionQuit}}, verdictSource
-		case api.SideFailed, sideFailing:
+		case api.SideFailed:
 			return []step{{true, api.ResolveResume}}, verdictSource
+		case sideFailing:
+			// The source first; asked again, it is running, and the
+			// failing destination is cancelled (below).
+			return []step{{true, api.ResolveResume}}, verdictCancelDst
 		case api.SideMigrating:
 			return nil, verdictWait
 		}
@@ -308,6 +314,14 @@ func (r *resolver) resolve() (verdict, error) {
 			said = now
 		}
 		switch {
+		case v == verdictCancelDst && len(steps) > 0:
+			// The steps first (the source's resume, confirmed), then
+			// ask again: the cancel goes only beside a source seen
+			// running.
+			if err := r.doAll(steps); err != nil {
+				return verdictManual, r.manual(s.Side, d.Side, err)
+			}
+			continue
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
 			// An older VMM would cancel whatever it holds by the time
 			// the cancel arrives: not asked (notSent says what to run).
@@ -336,13 +350,21 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictBothRun:
 			return v, fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs: stop one of them now", r.src, r.dst)
 		}
-		for _, st := range steps {
-			if err := r.do(st); err != nil {
-				return verdictManual, r.manual(s.Side, d.Side, err)
-			}
+		if err := r.doAll(steps); err != nil {
+			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
 		return v, nil
 	}
+}
+
+// doAll carries out steps in order and stops at the first that fails.
+func (r *resolver) doAll(steps []step) error {
+	for _, st := range steps {
+		if err := r.do(st); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // do carries out one step and checks that the side confirmed it. Each

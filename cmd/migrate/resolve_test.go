@@ -53,6 +53,19 @@ func TestPlan(t *testing.T) {
 			if (s == sideUnreachable || s == api.SideNone || s == api.SideFailed || d == sideUnreachable) && len(steps) > 0 {
 				t.Errorf("%s/%s: plan %v moves a side while the other cannot be asked", s, d, steps)
 			}
+			// A cancel goes only to a destination that never runs the
+			// guest by then: one still migrating beside a running source,
+			// or a failing one, and only once the source runs (the steps
+			// resume it first; the loop asks again before it cancels).
+			// Never a migrating one beside a source that does not run: it
+			// may still act on COMMIT, or hold the only copy.
+			if v == verdictCancelDst {
+				resumesSrc := len(steps) == 1 && steps[0] == step{true, api.ResolveResume}
+				if !(s == api.SideRunning && len(steps) == 0 && (d == api.SideMigrating || d == sideFailing)) &&
+					!(resumesSrc && d == sideFailing) {
+					t.Errorf("%s/%s: plan %v cancels the destination beside a source that does not run", s, d, steps)
+				}
+			}
 		}
 	}
 	for _, c := range []struct {
@@ -85,9 +98,11 @@ func TestPlan(t *testing.T) {
 		{api.SideFailed, api.SideNone, verdictIdle, 0},
 		// A destination still telling its source it failed never runs
 		// the guest (dstSide): as failed, but cancelled beside a running
-		// source (its linger ends at once) and waited for beside a
-		// migrating one.
-		{api.SideUnknown, sideFailing, verdictSource, 1},
+		// source (its linger ends at once), also beside a handover-unknown
+		// one once its resume is done (the loop asks again, sees it
+		// running, cancels), and waited for beside a migrating one.
+		{api.SideUnknown, sideFailing, verdictCancelDst, 1},
+		{api.SideUnknown, api.SideFailed, verdictSource, 1},
 		{api.SideRunning, sideFailing, verdictCancelDst, 0},
 		{api.SideMigrating, sideFailing, verdictWait, 0},
 		{sideUnreachable, sideFailing, verdictIdle, 0},

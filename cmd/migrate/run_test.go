@@ -756,10 +756,13 @@ func TestRunSourceDiesAfterLoaded(t *testing.T) {
 // got COMMIT, answered its RESUME with ABORT that the source never
 // heard, and lingers for minutes to tell it again: its migration still
 // runs, with its handover failed (engine receiver.fail). It will never
-// run the guest, so migrate resumes the source at once, and moves the
-// destination not at all. Before, it took the destination for one still
+// run the guest, so migrate resumes the source at once, and once the
+// source said running, cancels the destination (naming the migration):
+// the cancel ends its linger, during which its VMM refused
+// migrate-incoming. Before, it took the destination for one still
 // migrating and waited out its resolve wait beside it, then resumed
-// nothing (manual).
+// nothing (manual); until the cancel (2026-12-07) it resumed the source
+// and left the destination lingering.
 func TestRunLostCommitBesideFailingDestination(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
@@ -780,14 +783,35 @@ func TestRunLostCommitBesideFailingDestination(t *testing.T) {
 	if !strings.Contains(out, "destination failing") {
 		t.Errorf("output does not say the destination is failing:\n%s", out)
 	}
+	c.resumedThenCancelled(t)
+}
+
+// resumedThenCancelled checks that the source was resumed and then,
+// only after it confirmed, the destination was cancelled, once, naming
+// its migration, and ended failed.
+func (c *runCase) resumedThenCancelled(t *testing.T) {
+	t.Helper()
+	calls := c.callList()
+	resumed, cancelled := strings.Index(calls, "send resolve resume"), strings.Index(calls, "receive migrate-cancel")
+	if resumed < 0 || cancelled < resumed {
+		t.Errorf("calls %s: want the source resumed, then the destination cancelled", calls)
+	}
+	c.dst.mu.Lock()
+	id, side := c.dst.id, c.dst.side
+	c.dst.mu.Unlock()
+	if got, want := strings.Join(c.dst.actIDs(), ","), "migrate-cancel "+id; id == "" || got != want || side != api.SideFailed {
+		t.Errorf("destination acts %q, side %s; want %q, failed", got, side, want)
+	}
 }
 
 // TestResolveBesideFailingDestination: migrate -resolve after a
 // source that ended handover-unknown, beside a destination whose
 // migration still runs with its handover failed (the ABORT linger):
-// the source is resumed at once, the destination is not moved; beside a
-// destination still migrating with its handover not final (loaded), it
-// waits as before and resumes nothing.
+// the source is resumed at once, then the destination is cancelled
+// (its linger ends: TestRunLostCommitBesideFailingDestination); beside
+// a destination still migrating with its handover not final (loaded),
+// it waits as before, resumes nothing and cancels nothing (it may still
+// act on COMMIT: docs/model mutant 15).
 func TestResolveBesideFailingDestination(t *testing.T) {
 	for _, c := range []struct {
 		ho      engine.Handover
@@ -795,6 +819,7 @@ func TestResolveBesideFailingDestination(t *testing.T) {
 	}{{engine.HandoverFailed, true}, {engine.HandoverLoaded, false}} {
 		t.Run(c.ho.String(), func(t *testing.T) {
 			rc := newRunCase(t)
+			rc.src.id, rc.dst.id = "a", "a"
 			rc.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			rc.dst.finishWith(-1, "", "")
 			rc.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: c.ho}
@@ -807,10 +832,34 @@ func TestResolveBesideFailingDestination(t *testing.T) {
 			if c.resumed && (v != verdictSource || err != nil || got != "send resolve resume") {
 				t.Errorf("beside a failing destination: verdict %d, err %v, calls %q; want the source resumed", v, err, got)
 			}
-			if !c.resumed && (v != verdictManual || got != "") {
-				t.Errorf("beside a loaded destination: verdict %d, calls %q; want a wait, then nothing moved", v, got)
+			if c.resumed {
+				rc.resumedThenCancelled(t)
+			}
+			if !c.resumed && (v != verdictManual || got != "" || len(rc.dst.actIDs()) != 0) {
+				t.Errorf("beside a loaded destination: verdict %d, calls %q, destination acts %q; want a wait, then nothing moved",
+					v, got, rc.dst.actIDs())
 			}
 		})
+	}
+}
+
+// TestResolveFailingNotCancelledBeforeResume: beside a failing
+// destination, a handover-unknown source whose resume fails (refused,
+// or its answer lost) leaves the destination uncancelled: the cancel
+// goes only once the source was seen running, and the resolve stops
+// (manual) without moving anything else.
+func TestResolveFailingNotCancelledBeforeResume(t *testing.T) {
+	rc := newRunCase(t)
+	rc.src.id, rc.dst.id = "a", "a"
+	rc.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	rc.src.refuseActions = true
+	rc.dst.finishWith(-1, "", "")
+	rc.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
+	var out strings.Builder
+	v, err := newResolver(fakeJob(rc.src, rc.dst), &out).resolve()
+	t.Logf("verdict %d, err %v, calls %s\n%s", v, err, rc.callList(), out.String())
+	if v != verdictManual || err == nil || len(rc.dst.actIDs()) != 0 {
+		t.Errorf("verdict %d, err %v, destination acts %q; want manual, the destination not cancelled", v, err, rc.dst.actIDs())
 	}
 }
 
