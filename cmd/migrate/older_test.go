@@ -26,33 +26,43 @@ func TestOlderVMMNotActed(t *testing.T) {
 		set     func(t *testing.T, c *runCase) context.Context
 		older   string // "send" or "receive": the side that is older, and would be acted on
 		cmd     string // the act
+		say     string // in what migrate prints, current or older ("": nothing more)
 	}{
 		{"completed: quit of the source", false, func(t *testing.T, c *runCase) context.Context {
 			c.src.finishWith(1, engine.StatusCompleted, api.SideMigrated)
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 			return context.Background()
-		}, "send", "quit"},
+		}, "send", "quit", ""},
 		{"interrupted: cancel of the source", false, func(t *testing.T, c *runCase) context.Context {
 			c.src.finishWith(-1, engine.StatusCompleted, api.SideMigrated)
 			c.src.doneAfter = 500 * time.Millisecond // it completes after the interrupt
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 			c.dst.older = true // the quit that follows is not sent either
 			return c.src.interruptWhenSending(t)
-		}, "send", "migrate-cancel"},
+		}, "send", "migrate-cancel", ""},
 		{"-resolve: quit of the source", true, func(t *testing.T, c *runCase) context.Context {
 			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 			return nil
-		}, "send", "quit"},
+		}, "send", "quit", ""},
 		{"-resolve: cancel of a destination beside a running source", true, func(t *testing.T, c *runCase) context.Context {
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
 			return nil // the destination still migrates
-		}, "receive", "migrate-cancel"},
+		}, "receive", "migrate-cancel", ""},
 		{"-resolve: quit of a discarded destination", true, func(t *testing.T, c *runCase) context.Context {
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideDiscarded)
 			return nil
-		}, "receive", "quit"},
+		}, "receive", "quit", ""},
+		// The source resumed, then the failing destination's cancel:
+		// not sent to an older one, and the guest runs on the source all
+		// the same (it never runs on a failing destination).
+		{"-resolve: cancel of a failing destination after the source's resume", true, func(t *testing.T, c *runCase) context.Context {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(-1, "", "")
+			c.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
+			return nil
+		}, "receive", "migrate-cancel", "resolved: the guest runs on the source"},
 	} {
 		for _, older := range []bool{false, true} {
 			name := tc.name + map[bool]string{false: ", current VMM", true: ", older VMM"}[older]
@@ -72,6 +82,9 @@ func TestOlderVMMNotActed(t *testing.T) {
 					code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &stdout, &stderr)
 					t.Logf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 					failed, out = code != 0, stderr.String()
+					if !strings.Contains(stdout.String()+out, tc.say) {
+						t.Errorf("migrate does not say %q", tc.say)
+					}
 				} else {
 					_, log, err := c.run(ctx, t)
 					failed, out = err != nil && strings.Contains(err.Error(), "not sent"), log

@@ -325,7 +325,13 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
 			// An older VMM would cancel whatever it holds by the time
 			// the cancel arrives: not asked (notSent says what to run).
+			// A failing one never runs the guest: it runs on the source
+			// (resumed by the steps, or running), and the cancel would
+			// only have ended the linger.
 			err := r.notSent(notSent(r.out, r.dst, "migrate-cancel", r.dstID, idsIgnored(r.dst, r.dstControl)))
+			if d.Side == sideFailing {
+				return verdictSource, nil
+			}
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			if v == verdictCancelDst {

@@ -804,6 +804,32 @@ func (c *runCase) resumedThenCancelled(t *testing.T) {
 	}
 }
 
+// TestRunLostCommitBesideOlderFailingDestination: as
+// TestRunLostCommitBesideFailingDestination, beside a destination VMM
+// that would ignore the id in migrate-cancel (idsIgnored): the source is
+// resumed, the cancel is not sent (migrate prints the line to run by
+// hand and fails), and the report still says the guest runs on the
+// source: a failing destination never runs it. Before, the resolve
+// ended manual after the resume (no resolution reported, and a text
+// offering the running source's resume).
+func TestRunLostCommitBesideOlderFailingDestination(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.older = true
+	c.src.finishWith(2, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.finishWith(-1, "", "")
+	c.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed, Mode: engine.ModePostcopy}
+	rep, out, err := c.run(context.Background(), t)
+	if err == nil || rep.Resolved != "source" || strings.Contains(out, "cannot be resolved") {
+		t.Errorf("err %v, resolved %q: want the failed migration reported, resolved on the source, no manual resolution", err, rep.Resolved)
+	}
+	if got := strings.Join(c.resolutions(), ","); got != "send resolve resume" || len(c.dst.actIDs()) != 0 {
+		t.Errorf("resolutions %q, destination acts %q; want the source resumed, nothing sent to the destination", got, c.dst.actIDs())
+	}
+	if !strings.Contains(out, "migrate-cancel not sent to "+c.dst.sock) {
+		t.Errorf("output does not say the cancel was not sent:\n%s", out)
+	}
+}
+
 // TestResolveBesideFailingDestination: migrate -resolve after a
 // source that ended handover-unknown, beside a destination whose
 // migration still runs with its handover failed (the ABORT linger):
