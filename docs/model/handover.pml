@@ -784,7 +784,9 @@ inline plan(qs, qd, v, a1, a2, a3) {
 		:: qd == SD_RUNNING -> a1 = A_SRC_MIGRATED; v = VD_MOVED
 		:: qd == SD_UNKNOWN -> a1 = A_DST_DISCARD; a2 = A_SRC_RESUME; a3 = A_DST_QUIT; v = VD_SOURCE
 		:: qd == SD_DISCARDED -> a1 = A_SRC_RESUME; a2 = A_DST_QUIT; v = VD_SOURCE
-		:: qd == SD_FAILED || qd == SD_FAILING -> a1 = A_SRC_RESUME; v = VD_SOURCE
+		:: qd == SD_FAILED -> a1 = A_SRC_RESUME; v = VD_SOURCE
+		/* the resume first; asked again, running beside failing: the cancel (below) */
+		:: qd == SD_FAILING -> a1 = A_SRC_RESUME; v = VD_CANCELDST
 		:: qd == SD_MIGRATING -> v = VD_WAIT
 #if MUTANT == 2
 		:: qd == SD_UNREACH -> a1 = A_SRC_RESUME; v = VD_SOURCE
@@ -834,21 +836,32 @@ inline do_step(a, ok) {
 	fi
 }
 
+/* resolver.doAll: the steps in order, stopping at the first that fails */
+inline do_all(ok) {
+	do_step(a1, ok);
+	if :: ok -> do_step(a2, ok) :: else fi;
+	if :: ok -> do_step(a3, ok) :: else fi
+}
+
 /* resolver.resolve: query both (two calls, at two moments), plan, act.
- * v is the verdict reached (VD_MANUAL when it stopped). */
+ * v is the verdict reached (VD_MANUAL when it stopped). A cancel
+ * verdict with steps (a failing destination beside a handover-unknown
+ * source) carries them out first, whatever the wait, then polls again:
+ * the cancel goes only beside a source that said running. */
 inline resolve(v) {
 	do
 	:: atomic { qs = (s_dead -> SD_UNREACH : s_side) };
 	   d_step { qd = D_QUERY; plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0 };
 	   if
 	   :: v == VD_WAIT -> skip                       /* poll again */
-	   :: v == VD_CANCELDST ->                      /* cancelMigration(dst), poll again */
+	   :: v == VD_CANCELDST && a1 != A_NONE ->      /* the source's resume first, then poll again */
+		do_all(ok);
+		if :: !ok -> v = VD_MANUAL; break :: else fi
+	   :: v == VD_CANCELDST && a1 == A_NONE ->      /* cancelMigration(dst), poll again */
 		atomic { if :: d_own && !d_held -> d_cancel = 1; d_guess = d_guess || guess :: else fi }
-	   :: v == VD_WAIT || v == VD_CANCELDST -> v = VD_MANUAL; break   /* still migrating after the wait */
+	   :: v == VD_WAIT || (v == VD_CANCELDST && a1 == A_NONE) -> v = VD_MANUAL; break   /* still migrating after the wait */
 	   :: v != VD_WAIT && v != VD_CANCELDST ->
-		do_step(a1, ok);
-		if :: ok -> do_step(a2, ok) :: else fi;
-		if :: ok -> do_step(a3, ok) :: else fi;
+		do_all(ok);
 		if :: !ok -> v = VD_MANUAL :: else fi;
 		break
 	   fi
@@ -857,19 +870,18 @@ inline resolve(v) {
 
 /* One pass of resolver.resolve as an operator's `migrate -resolve`:
  * both queries in one step (Ctl's resolve covers the moment between
- * them), and a wait is left to a later pass (Ops may run it again). */
+ * them), and a wait is left to a later pass (Ops may run it again), as
+ * is the cancel that follows a cancel verdict's steps. */
 inline resolve_once(v) {
 	d_step {
 		qs = (s_dead -> SD_UNREACH : s_side); qd = D_QUERY;
 		plan(qs, qd, v, a1, a2, a3); qs = 0; qd = 0
 	};
 	if
-	:: v == VD_CANCELDST ->
+	:: v == VD_CANCELDST && a1 == A_NONE ->
 		atomic { if :: d_own && !d_held -> d_cancel = 1; d_guess = d_guess || guess :: else fi }
-	:: v != VD_CANCELDST ->
-		do_step(a1, ok);
-		if :: ok -> do_step(a2, ok) :: else fi;
-		if :: ok -> do_step(a3, ok) :: else fi;
+	:: v != VD_CANCELDST || a1 != A_NONE ->
+		do_all(ok);
 		if :: !ok -> v = VD_MANUAL :: else fi
 	fi
 }
