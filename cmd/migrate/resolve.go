@@ -275,10 +275,17 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // resolve asks both sides until it can decide, then carries the plan
 // out. It returns the verdict reached and an error when the guest is not
 // known to run on exactly one side.
+//
+// A cancel verdict's steps (a handover-unknown source's resume beside a
+// failing destination) are carried out once, whatever the wait, and
+// both sides asked again: the cancel goes only beside a source seen
+// running. Asked again, a source that says handover-unknown after it
+// confirmed its resume is not resumed again (manual).
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
 	pcWaiting := false
+	resumed, resumedID := false, "" // a cancel verdict's steps were done, for the source's migration resumedID
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
@@ -314,6 +321,9 @@ func (r *resolver) resolve() (verdict, error) {
 			said = now
 		}
 		switch {
+		case v == verdictCancelDst && len(steps) > 0 && resumed:
+			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the source %s confirmed its resume (migration %s), then said %s (migration %s): "+
+				"it is not resumed twice", r.src, idText(resumedID), s.Side, idText(r.srcID)))
 		case v == verdictCancelDst && len(steps) > 0:
 			// The steps first (the source's resume, confirmed), then
 			// ask again: the cancel goes only beside a source seen
@@ -321,6 +331,7 @@ func (r *resolver) resolve() (verdict, error) {
 			if err := r.doAll(steps); err != nil {
 				return verdictManual, r.manual(s.Side, d.Side, err)
 			}
+			resumed, resumedID = true, r.srcID
 			continue
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
 			// An older VMM would cancel whatever it holds by the time

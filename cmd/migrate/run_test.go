@@ -97,6 +97,9 @@ type fakeVMM struct {
 	// (acts on whatever it holds) and refuses it by name in
 	// migrate-resolve's actions and migrate-start-postcopy.
 	older bool
+	// resumeNotKept: migrate-resolve resume answers running but leaves
+	// the side as it was (a VMM that does not keep what it confirmed).
+	resumeNotKept bool
 }
 
 // control is the control version f reports (none when older).
@@ -288,9 +291,11 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			if side != api.SideUnknown {
 				return nil, errors.New("nothing to resolve")
 			}
-			f.side = map[string]api.Side{api.ResolveResume: api.SideRunning, api.ResolveDiscard: api.SideDiscarded,
+			side = map[string]api.Side{api.ResolveResume: api.SideRunning, api.ResolveDiscard: api.SideDiscarded,
 				api.ResolveMigrated: api.SideMigrated}[a.Action]
-			side = f.side
+			if !f.resumeNotKept || a.Action != api.ResolveResume {
+				f.side = side
+			}
 		}
 		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, ID: f.id, Control: f.control()}, nil
 	})

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// The cancel of a failing destination after the resume of a
+// handover-unknown source beside it (plan: the steps of
+// verdictCancelDst): the resolve's bounds and guards around it.
+
+// failingCase is a source handover-unknown in migration "a" beside a
+// destination whose migration "a" still runs with its handover failed.
+func failingCase(t *testing.T) *runCase {
+	rc := newRunCase(t)
+	rc.src.id, rc.dst.id = "a", "a"
+	rc.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	rc.dst.finishWith(-1, "", "")
+	rc.dst.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
+	return rc
+}
+
+// TestResolveResumesSourceOnce: a source that answered its resume with
+// running and still says handover-unknown when asked again (a VMM that
+// does not keep what it confirmed) is resumed once, not in a loop
+// without bound, and the failing destination beside it is not
+// cancelled: the source was never seen running. Before, the resolve
+// resumed it again at every query, with no wait and no deadline.
+func TestResolveResumesSourceOnce(t *testing.T) {
+	rc := failingCase(t)
+	rc.src.resumeNotKept = true
+	queries, loops := 0, make(chan struct{})
+	rc.src.looked = func(*fakeVMM) { // under rc.src.mu
+		if queries++; queries == 3 { // asked after a second resume
+			close(loops)
+		}
+	}
+	var out strings.Builder
+	type result struct {
+		v   verdict
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := newResolver(fakeJob(rc.src, rc.dst), &out).resolve()
+		done <- result{v, err}
+	}()
+	select {
+	case res := <-done:
+		t.Logf("verdict %d, err %v, calls %s\n%s", res.v, res.err, rc.callList(), out.String())
+		if res.v != verdictManual || res.err == nil {
+			t.Errorf("verdict %d, err %v: want manual", res.v, res.err)
+		}
+	case <-loops:
+		rc.src.kill() // the resolve then ends: the source cannot be asked
+		rc.dst.kill()
+		<-done
+		t.Errorf("the source was resumed again after it confirmed: resolutions %q", rc.resolutions())
+	}
+	if got := strings.Join(rc.resolutions(), ","); got != "send resolve resume" || len(rc.dst.actIDs()) != 0 {
+		t.Errorf("resolutions %q, destination acts %q: want the source resumed once, the destination not cancelled", got, rc.dst.actIDs())
+	}
+}
