@@ -23,6 +23,44 @@ func failingCase(t *testing.T) *runCase {
 	return rc
 }
 
+// TestResolveFailingPastWait: the resolve's wait has run out by the
+// time it resumes the source (it waited beside a loaded destination,
+// which then failed: an operator's cancel after LOADED; wait 0 here).
+// The guest runs on the source and never on the failing destination,
+// so the verdict is source, and the cancel is still sent, once: before,
+// the resolve ended manual once the source ran (no cancel, "cannot be
+// resolved", the running source's resume offered). A cancel that does
+// not take is said, with the destination's reason.
+func TestResolveFailingPastWait(t *testing.T) {
+	for _, refused := range []bool{false, true} {
+		t.Run(map[bool]string{false: "cancel taken", true: "cancel refused"}[refused], func(t *testing.T) {
+			rc := failingCase(t)
+			rc.dst.postcopy = refused // migrate-cancel is refused (held in post-copy)
+			var out strings.Builder
+			r := newResolver(fakeJob(rc.src, rc.dst), &out)
+			r.wait = 0
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, rc.callList(), out.String())
+			if v != verdictSource || err != nil || strings.Contains(out.String(), "cannot be resolved") {
+				t.Errorf("verdict %d, err %v: want source, no manual resolution", v, err)
+			}
+			if got := strings.Join(rc.resolutions(), ","); got != "send resolve resume" {
+				t.Errorf("resolutions %q: want the source resumed, once", got)
+			}
+			if !refused {
+				rc.resumedThenCancelled(t)
+				return
+			}
+			if got := strings.Join(rc.dst.actIDs(), ","); got != "migrate-cancel a" {
+				t.Errorf("destination acts %q: want one cancel naming a", got)
+			}
+			if !strings.Contains(out.String(), "post-copy cannot be cancelled") || !strings.Contains(out.String(), "it never runs the guest") {
+				t.Errorf("output does not say the cancel did not take, and why, or that the destination never runs the guest:\n%s", out.String())
+			}
+		})
+	}
+}
+
 // TestResolveResumesSourceOnce: a source that answered its resume with
 // running and still says handover-unknown when asked again (a VMM that
 // does not keep what it confirmed) is resumed once, not in a loop

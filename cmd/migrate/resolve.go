@@ -280,7 +280,10 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // failing destination) are carried out once, whatever the wait, and
 // both sides asked again: the cancel goes only beside a source seen
 // running. Asked again, a source that says handover-unknown after it
-// confirmed its resume is not resumed again (manual).
+// confirmed its resume is not resumed again (manual). A failing
+// destination beside a running source is cancelled until it is failed;
+// once the wait has run out (also before the resume), it is sent the
+// cancel once more, and the verdict is source: it never runs the guest.
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
@@ -350,6 +353,12 @@ func (r *resolver) resolve() (verdict, error) {
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
+		case v == verdictCancelDst && d.Side == sideFailing:
+			// Past the wait (it may have run out before the source's
+			// resume): the guest runs on the source, never on a failing
+			// destination, which is still sent its cancel once.
+			r.lastCancel()
+			return verdictSource, nil
 		case v == verdictWait || v == verdictCancelDst:
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("a side is still migrating after %v", r.wait))
 		case v == verdictIdle && serr != nil:
@@ -371,6 +380,20 @@ func (r *resolver) resolve() (verdict, error) {
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
 		return v, nil
+	}
+}
+
+// lastCancel sends a failing destination its cancel once the wait ran
+// out beside a running source (the caller checked that the VMM honours
+// the id), and says so when it did not take: the destination never runs
+// the guest and ends on its own, its VMM refusing migrate-incoming until
+// then. It does not wait for it to end.
+func (r *resolver) lastCancel() {
+	res, _ := cancelMigration(r.dst, r.dstID, r.dstControl, r.out)
+	if !res.Cancelled {
+		fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
+			"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
+			r.dst, idText(r.dstID), cmp.Or(res.Why, "no answer"))
 	}
 }
 
