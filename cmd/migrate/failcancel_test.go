@@ -102,3 +102,38 @@ func TestResolveResumesSourceOnce(t *testing.T) {
 		t.Errorf("resolutions %q, destination acts %q: want the source resumed once, the destination not cancelled", got, rc.dst.actIDs())
 	}
 }
+
+// TestResolveFailingReplacedAfterResume: between the query that found
+// the destination failing and the one after the source's resume, the
+// VMM at the destination's socket moved on to another migration (x,
+// loaded: it may still act on its COMMIT). It is sent nothing, and the
+// verdict is source: the guest runs there, confirmed. migrate names the
+// migration it follows (run) or learns it from both sides
+// (-resolve); before, -resolve then ended manual ("two different
+// migrations ... resume neither by hand") though it had resumed the
+// source.
+func TestResolveFailingReplacedAfterResume(t *testing.T) {
+	for _, id := range []string{"a", ""} {
+		t.Run(map[string]string{"a": "run", "": "-resolve"}[id], func(t *testing.T) {
+			rc := failingCase(t)
+			rc.dst.looked = func(f *fakeVMM) { // after the first query, under f.mu
+				f.id, f.progress.Handover = "x", engine.HandoverLoaded
+			}
+			var out strings.Builder
+			r := newResolver(fakeJob(rc.src, rc.dst), &out)
+			r.id = id
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, rc.callList(), out.String())
+			if v != verdictSource || err != nil {
+				t.Errorf("verdict %d, err %v: want source", v, err)
+			}
+			if got := strings.Join(rc.resolutions(), ","); got != "send resolve resume" || len(rc.dst.actIDs()) != 0 {
+				t.Errorf("resolutions %q, destination acts %q: want the source resumed, nothing sent to the destination",
+					got, rc.dst.actIDs())
+			}
+			if !strings.Contains(out.String(), "takes part in another migration (id x") {
+				t.Errorf("output does not say the destination's VMM holds another migration, left alone:\n%s", out.String())
+			}
+		})
+	}
+}

@@ -280,10 +280,12 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // failing destination) are carried out once, whatever the wait, and
 // both sides asked again: the cancel goes only beside a source seen
 // running. Asked again, a source that says handover-unknown after it
-// confirmed its resume is not resumed again (manual). A failing
-// destination beside a running source is cancelled until it is failed;
-// once the wait has run out (also before the resume), it is sent the
-// cancel once more, and the verdict is source: it never runs the guest.
+// confirmed its resume is not resumed again (manual), and a
+// destination's VMM that holds another migration by then (-resolve: two
+// migrations) is left alone, the verdict source. A failing destination
+// beside a running source is cancelled until it is failed; once the
+// wait has run out (also before the resume), it is sent the cancel once
+// more, and the verdict is source: it never runs the guest.
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
@@ -293,6 +295,10 @@ func (r *resolver) resolve() (verdict, error) {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
 		if err := r.pair(&s, &d); err != nil {
+			if resumed && s.Side == api.SideRunning && s.ID == resumedID {
+				r.leftAlone(r.dst, d)
+				return verdictSource, nil
+			}
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
