@@ -4,12 +4,13 @@
  * how to run it; every transition names the Go function it follows.
  *
  *   Src ── s2d (STATE, COMMIT, PAGES, RESUME, ABORT, SETTLED/BROKEN answers) ──► Dst
- *   Src ◄── d2s (LOADED, RUNNING, ABORT, MISSING, SETTLED, BROKEN) ────────────── Dst
+ *   Src ◄── d2s (LOADED, RUNNING, ABORT, TABORT, MISSING, SETTLED, BROKEN) ────── Dst
  *   Faults: connection breaks (each side notices on its own), lost
  *           messages in flight, crashes of either VMM, the destination's
  *           fault service failing, migrate-cancel on the destination, a
  *           cancel of the source's Send before its hold, a reconnect whose
- *           connection dies before its RESUME (a silent session).
+ *           connection dies before its RESUME (a silent session), a fresh
+ *           destination where one that is gone listened (its ABORT has no tag).
  *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
  *           at any time, the printed manual migrate-resolve resumes.
  *   Ctl:    the `migrate` that started the migration (follow, conclude,
@@ -59,6 +60,10 @@
  *      while its handover is loaded, not failed: it resumes a
  *      handover-unknown source beside a destination that may still
  *      act on COMMIT
+ *  16  the source takes any ABORT read after its RESUME for the answer
+ *      (engine protocol 7, before resumeAbort): a post-copy source whose
+ *      COMMIT went out resumes on a fresh destination's ABORT, though the
+ *      destination that got COMMIT ran the guest before it died
  */
 
 #ifndef MUTANT
@@ -120,8 +125,12 @@
 
 /* Engine messages (framework/engine/messages.go). PAGES stands for the
  * owed pages the source pushes in post-copy (the transport's pages,
- * not a message): it travels on the same connection and dies with it. */
-mtype = { STATE, LOADED, COMMIT, RUNNING, ABORT, PAGES, SETTLED, BROKEN, RESUME, MISSING };
+ * not a message): it travels on the same connection and dies with it.
+ * TABORT is the ABORT that answers a RESUME: it carries that RESUME's
+ * tag (protocol 8, encodeResumeAbort), the bit resumeAbort reads; ABORT
+ * carries none (giveUp's, waitAgain's, the source's). The bit is the
+ * message's kind here so that the channels stay one field wide. */
+mtype = { STATE, LOADED, COMMIT, RUNNING, ABORT, TABORT, PAGES, SETTLED, BROKEN, RESUME, MISSING };
 
 chan s2d = [2] of { mtype };
 chan d2s = [2] of { mtype };
@@ -156,6 +165,9 @@ bit d_silent;               /* the destination reads a session whose source lost
 #define SILENT 1
 #endif
 byte silent = SILENT;       /* silent sessions the faults may still cause (a reconnect's connection dying before RESUME) */
+#ifndef FRESH
+#define FRESH 1             /* -DFRESH=0: no fresh destination where one that is gone listened (reconnect) */
+#endif
 #ifndef BREAKS
 #define BREAKS 2
 #endif
@@ -256,8 +268,8 @@ inline fresh() {
 
 /* sender.recommit / pcSend.reconnect: the post-copy source reopens the
  * transport and sends RESUME, until it gives up (reconnect_timeout).
- * out: 1 post-copy goes on (MISSING), 2 SETTLED came, 3 ABORT came,
- * 4 BROKEN came, 0 gave up.
+ * out: 1 post-copy goes on (MISSING), 2 SETTLED came, 3 the ABORT that
+ * answers this RESUME came (TABORT), 4 BROKEN came, 0 gave up.
  *
  * What bounds the tries: the code retries with a backoff until
  * reconnect_timeout after the break (pcSend.reconnect: rctx), and the
@@ -269,7 +281,7 @@ inline fresh() {
  * listens again or ends), so BREAKS bounds the rounds as the network
  * does: measured, at most BREAKS + 1 RESUMEs per run.
  *
- * The answer to RESUME is MISSING, SETTLED, ABORT or BROKEN: the
+ * The answer to RESUME is MISSING, SETTLED, TABORT or BROKEN: the
  * destination answers a RESUME only from acceptResume's callers
  * (pcRecv.resume, uncommitted, lingerToTell), and it sends RUNNING and
  * LOADED only from receiver.loop (commit, stateChunk), on the session
@@ -288,16 +300,47 @@ inline fresh() {
  * switchover_timeout (sender.answer), and it tries again; the
  * destination, which opens one session at a time, takes the next try
  * only once it dropped that one (receiver.first: no first message within
- * switchover_timeout; listen). SILENT bounds them, apart from BREAKS. */
+ * switchover_timeout; listen). SILENT bounds them, apart from BREAKS.
+ *
+ * A fresh destination at the same address: the destination VMM is gone
+ * (d_dead: killed, perhaps after it ran the guest on COMMIT and before
+ * RUNNING went out; or it exited, or was quit), and another one, started
+ * anew, listens where it did; its transport lets the source in (it does
+ * not enforce the migration tag, or the source holds credentials it
+ * accepts). It waits for a HELLO (receiver.first, waiting): the RESUME
+ * reaches it after its bound, so it closes the session as silent with
+ * an ABORT that carries no tag (waitAgain, silentReason), or it reads
+ * the RESUME and closes the session without an answer
+ * (errForeignResume: the source reads the end). It never runs a guest
+ * and knows nothing of this migration, so nothing else here changes: it
+ * is one atomic step in the source's try (the RESUME it never read is
+ * lost with the session), and takes each next try alike (waitAgain,
+ * within its incoming_timeout). Since protocol 8 (reopen: resumeAbort,
+ * errAbortNotAnswer) such an ABORT is a failed try, and the next one
+ * dials again until the source gives up (below): Committing, it ends
+ * handover-unknown; in post-copy, postcopy-broken. A try against it
+ * spends no break: it leaves the model as the try found it, a cycle
+ * that needs no bound. Before protocol 8 the source took any ABORT
+ * after its RESUME for the answer (mutant 16): Committing, it resumed
+ * its copy (recommit), which property (d) refuses when the destination
+ * that is gone ran the guest. */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
 	do
-	:: atomic { d_listen && !d_dead && !d_silent -> fresh(); s2d!RESUME }   /* reopen */
+	:: if
+		:: atomic { d_listen && !d_dead && !d_silent -> fresh(); s2d!RESUME }   /* reopen */
+		:: atomic { FRESH && d_dead -> fresh(); d2s!ABORT; hangup() }   /* reopen, to a fresh destination at the address (above) */
+		fi;
 		if
 		:: d2s?MISSING -> out = 1; break
 		:: d2s?SETTLED -> out = 2; break                  /* reopen: SETTLED as the answer */
-		:: d2s?ABORT -> out = 3; break
+		:: d2s?TABORT -> out = 3; break                   /* reopen: resumeAbort, the answer (its tag) */
+#if MUTANT == 16
+		:: d2s?ABORT -> out = 3; break                    /* protocol 7: any ABORT after RESUME is the answer */
+#else
+		:: atomic { d2s?ABORT -> hangup() }               /* errAbortNotAnswer: failed try; next try */
+#endif
 		:: d2s?BROKEN -> send(s2d, BROKEN, ok); out = 4; break   /* reopen: pc.answer(msgBroken) */
 		:: atomic { GIVEUP -> giveup(); hangup() }   /* failed try: waiting for MISSING; next try */
 		fi
@@ -467,7 +510,7 @@ broke:
 	if
 	:: out == 1 -> goto push
 	:: out == 2 -> goto settled
-	:: out == 3 -> src_broken(0); goto sdone                    /* ABORT after RUNNING: final, broken */
+	:: out == 3 -> src_broken(0); goto sdone                    /* TABORT after RUNNING: final, broken */
 	:: out == 4 -> src_broken(1); goto sdone
 	:: out == 0 -> src_broken(0); goto sdone
 	fi;
@@ -586,7 +629,7 @@ proctype Dst() {
 			:: got -> send(d2s, MISSING, ok); goto wait   /* pcRecv.reconnect's answer: it never ran the guest */
 #else
 			:: got ->
-				d_word = 1; d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+				d_word = 1; d_ho = H_FAILED; send(d2s, TABORT, ok); goto ddone   /* encodeResumeAbort */
 #endif
 			:: else -> d_ho = H_UNKNOWN; goto ddone
 			fi
@@ -627,7 +670,7 @@ relisten:                                                           /* pcRecv.re
 	:: got && d_pcfail -> dst_broken(1); goto ddone
 	:: got && !d_pcfail ->
 #if MUTANT == 4
-		send(d2s, ABORT, ok); d_ho = H_FAILED; goto ddone
+		send(d2s, TABORT, ok); d_ho = H_FAILED; goto ddone   /* the ABORT that answers the RESUME */
 #endif
 		send(d2s, MISSING, ok); goto wait                           /* pcRecv.resume */
 #if MUTANT == 9
