@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -24,14 +23,8 @@ import (
 // migration is not the job's, or the VMM refused or could not be
 // reached, 2 for a job that does not parse.
 func startPostcopyMain(path string, stdout, stderr io.Writer) int {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(stderr, "migrate:", err)
-		return 2
-	}
-	j, diags := job.Parse(path, src)
-	if j == nil || diags.HasErrors() {
-		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
+	j := parseJobFile(path, stderr)
+	if j == nil {
 		return 2
 	}
 	id, err := jobMigration(j)

@@ -561,16 +561,27 @@ func (r *resolver) cleanup() {
 	}
 }
 
-// resolveMain is migrate -resolve: read the job, resolve, say the outcome.
-func resolveMain(path string, stdout, stderr io.Writer) int {
+// parseJobFile reads and parses the job at path for a mode that starts
+// no plugin (-resolve, -start-postcopy): nil, with every diagnostic on
+// stderr, when it cannot be read or has errors (exit 2).
+func parseJobFile(path string, stderr io.Writer) *job.Job {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
-		return 2
+		return nil
 	}
 	j, diags := job.Parse(path, src)
 	if j == nil || diags.HasErrors() {
 		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
+		return nil
+	}
+	return j
+}
+
+// resolveMain is migrate -resolve: read the job, resolve, say the outcome.
+func resolveMain(path string, stdout, stderr io.Writer) int {
+	j := parseJobFile(path, stderr)
+	if j == nil {
 		return 2
 	}
 	r := newResolver(j, stderr)
