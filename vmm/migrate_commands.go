@@ -79,7 +79,9 @@ func (v *VM) serveMigration(s *control.Server) {
 // transport plugin starts and accepts its block, or the command fails;
 // the hint providers start at the same time) and runs it in the
 // background until it finishes: the report is published as soon as the
-// engine returns, and the plugins are stopped after it.
+// engine returns, and the plugins are stopped after it, except on a
+// destination that did not take the guest, whose plugins are stopped
+// before (its listening port is free once it reports).
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
 	spec, id, err := v.migrateSpec(raw)
 	if err != nil {
@@ -116,8 +118,16 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		} else {
 			rep, err = s.Receive(ctx, m)
 		}
+		if role == transport.RoleReceive && rep.Status != engine.StatusCompleted {
+			// A destination that did not take the guest stops its
+			// plugins first: its report (and the exit that follows a
+			// failed one) then means its listening port is free for
+			// the next try at the same address. Bounded: the
+			// transport's Close, then a kill.
+			s.Close()
+		}
 		v.endMigration(own, mg, role, rep, err) // the report is out: migrate-status says done
-		s.Close()                               // then the plugin processes are stopped and waited for
+		s.Close()                               // then the plugin processes are stopped and waited for (once)
 	}()
 	return mg.status(), nil
 }
