@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +69,20 @@ func needProven(t testing.TB, what string) {
 	if os.Getenv(unprovenEnv) == "" {
 		t.Skipf("SKIPPED (not yet proven on real KVM): %s did not run; run it with %s=1 and remove needProven once it passes", what, unprovenEnv)
 	}
+}
+
+// timeScaleEnv stretches the bounds some tests put on waits that only
+// guard against a hang (slow, never a figure the test asserts): a whole
+// number, 1 to 100, for emulated KVM (vmm/e2e/tcg), where a plugin
+// start or a pass takes tens of times as long.
+const timeScaleEnv = "FERRY_E2E_TIME_SCALE"
+
+// slow is the hang guard d, stretched by FERRY_E2E_TIME_SCALE.
+func slow(d time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv(timeScaleEnv)); err == nil && n > 1 {
+		return d * time.Duration(min(n, 100))
+	}
+	return d
 }
 
 // guestRun is a ferry-vmm process with its serial output split into lines.

@@ -25,7 +25,7 @@ func TestMigrateIntruder(t *testing.T) {
 	_, guest := binaries(t)
 	in := startVMM(t, "-kernel", guest, "-mem", "1G", "-control", filepath.Join(p.dir, "in.sock"), "-cmdline", "workload=idle")
 	in.control = filepath.Join(p.dir, "in.sock")
-	in.waitLine(regexp.MustCompile(`^ready`), 120*time.Second)
+	in.waitLine(regexp.MustCompile(`^ready`), slow(120*time.Second))
 
 	src, dst, err := transport.MintCredentials(false)
 	if err != nil {
@@ -53,7 +53,7 @@ func TestMigrateIntruder(t *testing.T) {
 		t.Fatalf("the destination: %+v", rep)
 	}
 	for range 3 {
-		m := p.dst.waitLine(tickRE, 30*time.Second)
+		m := p.dst.waitLine(tickRE, slow(30*time.Second))
 		if live, _ := strconv.Atoi(m[2]); live == 0 || m[4] != "ok" {
 			t.Fatalf("the destination runs a guest with %s live pages (verify=%s): not the real one", m[2], m[4])
 		}
@@ -62,7 +62,7 @@ func TestMigrateIntruder(t *testing.T) {
 
 func ctlCallAuth(t *testing.T, sock, cmd string, args any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(30*time.Second))
 	defer cancel()
 	if err := control.Call(ctx, sock, cmd, args, nil); err != nil {
 		t.Fatalf("%s %s: %v", sock, cmd, err)
@@ -72,13 +72,13 @@ func ctlCallAuth(t *testing.T, sock, cmd string, args any) {
 // waitMigrationAuth polls migrate-status until the migration on sock ended.
 func waitMigrationAuth(t *testing.T, sock string) authReport {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(slow(2 * time.Minute))
 	for time.Now().Before(deadline) {
 		var st struct {
 			Done   bool        `json:"done"`
 			Report *authReport `json:"report"`
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), slow(10*time.Second))
 		err := control.Call(ctx, sock, "migrate-status", nil, &st)
 		cancel()
 		if err != nil {
@@ -90,7 +90,7 @@ func waitMigrationAuth(t *testing.T, sock string) authReport {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("the migration on %s did not end within 2 minutes", sock)
+	t.Fatalf("the migration on %s did not end within %v", sock, slow(2*time.Minute))
 	return authReport{}
 }
 

@@ -104,7 +104,7 @@ func (c *spamChain) incoming() *guestRun {
 	sock := c.sock()
 	r := startVMM(c.t, "-incoming", "-mem", spamMem, "-control", sock)
 	r.control = sock
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(slow(10 * time.Second))
 	for time.Now().Before(deadline) {
 		if err := call(sock, "status", nil, nil); err == nil {
 			return r
@@ -117,7 +117,7 @@ func (c *spamChain) incoming() *guestRun {
 
 // call runs one control command, bounded.
 func call(sock, cmd string, args, res any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(5*time.Second))
 	defer cancel()
 	return control.Call(ctx, sock, cmd, args, res)
 }
@@ -165,7 +165,7 @@ func (c *spamChain) migrate(i int, src, dst *guestRun) bool {
 	t.Logf("migration %d %s: %s", i, srcRep.Status, srcRep.Error)
 	select { // a destination whose migration failed exits
 	case <-dst.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(slow(10 * time.Second)):
 		if st := dst.state(t); st == vmm.StateRunning {
 			t.Fatalf("migration %d %s but the destination runs the guest too", i, srcRep.Status)
 		}
@@ -194,7 +194,7 @@ func (c *spamChain) send(i int, src *guestRun, args api.MigrateArgs) time.Time {
 // migration of 64 MiB over loopback takes ~100 ms) and returns the
 // report and when the last "not done" answer's request was sent.
 func (c *spamChain) follow(i int, side string, r *guestRun) (report migrateReport, lastRunning time.Time) {
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(slow(20 * time.Second))
 	for {
 		sent := time.Now()
 		var st struct {
@@ -214,7 +214,7 @@ func (c *spamChain) follow(i int, side string, r *guestRun) (report migrateRepor
 		}
 		lastRunning = sent
 		if time.Now().After(deadline) {
-			c.t.Fatalf("migration %d hung: the %s reports no end after 20 s", i, side)
+			c.t.Fatalf("migration %d hung: the %s reports no end after %v", i, side, slow(20*time.Second))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
