@@ -23,6 +23,8 @@ import (
 //	balloon [{"target_mib": N}]    → balloon target and actual size
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
+//	                                 (refused while a migration owns the VM, but
+//	                                 in a source's live pass: requestStats)
 //	hint-start                     → {"cmd_id"}: a new free page hint session
 //	hint-wait [{"timeout_ms"}]     → waits for the guest's STOP; the session summary
 //	hint-stop, hint-done           → the session summary after STOP / DONE
@@ -137,7 +139,13 @@ func (v *VM) serveBalloon(s *control.Server) {
 		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitActual(ctx) })
 	})
 	s.Handle("balloon-stats", func(ctx context.Context, raw json.RawMessage) (any, error) {
-		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.RefreshStats(ctx) })
+		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) {
+			since, err := v.requestStats(ctx, b)
+			if err != nil {
+				return nil, err
+			}
+			return b.AwaitStats(ctx, since) // outside the run lock: the guest answers when it runs
+		})
 	})
 	// By hand, while no migration owns the VM: its balloon provider drives
 	// the sessions then (through the hint window, which owes the guest its
@@ -175,6 +183,36 @@ func (v *VM) serveBalloon(s *control.Server) {
 	})
 	s.Handle("hint-stop", byHand("hint-stop", func(b *balloon.Device) (any, error) { return b.StopHint(), nil }))
 	s.Handle("hint-done", byHand("hint-done", func(b *balloon.Device) (any, error) { return b.DoneHint(), nil }))
+}
+
+// requestStats asks the guest for fresh statistics (balloon-stats:
+// balloon.Device.RequestStats, which hands the statistics buffer back,
+// a write to guest RAM) under the run lock. So on a source the write
+// lands before its migration's pause, and the sync after it sends the
+// page; while the migration holds the VM paused (its switch-over, or
+// post-copy) the request is refused: after the final sync the write
+// would reach no destination, while the state sent after it says the
+// buffer was handed back. A destination refuses it while its migration
+// owns the VM: before COMMIT the guest does not run there, and in
+// post-copy the write could wait in a fault for a page the source owes,
+// holding the run lock. Until an audit found it
+// (TestBalloonStatsNotAfterFinalSync) it was never refused.
+func (v *VM) requestStats(ctx context.Context, b *balloon.Device) (since time.Time, err error) {
+	lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {
+		if owner != nil && !owner.live() {
+			role, phase := owner.doing()
+			err = fmt.Errorf("the VM is migrating (%s, phase %s, VM %s): balloon-stats is refused "+
+				"(handing the guest its statistics buffer back writes guest RAM that this migration would not carry); "+
+				"ask again once the migration ended (migrate-status)", role, phase, v.Status().State)
+			return nil
+		}
+		since, err = b.RequestStats()
+		return nil
+	})
+	if lerr != nil {
+		return time.Time{}, fmt.Errorf("balloon-stats: %w", lerr)
+	}
+	return since, err
 }
 
 // waitOn runs a waiting balloon call under the request's timeout (10 s by

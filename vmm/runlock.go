@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
 )
 
 // The run lock serialises every change to the VM's run state: pause,
@@ -171,14 +173,27 @@ func (o *migrationOwner) release(fn func()) {
 
 // refuse is the error for cmd while o owns the VM.
 func (o *migrationOwner) refuse(cmd string) error {
+	role, phase := o.doing()
+	return fmt.Errorf("the VM is migrating (%s, phase %s): %s is refused; migrate-cancel is the only way out", role, phase, cmd)
+}
+
+// live reports whether o sends the VM and it runs (a live pass): a
+// write to guest RAM now is seen by the migration's next dirty-log
+// sync, which comes after its pause. The caller holds the run lock.
+func (o *migrationOwner) live() bool {
 	st := o.mg.status()
-	phase := "starting"
-	if st != nil && st.Progress.Phase != "" {
-		phase = st.Progress.Phase.String()
-	}
-	role := "?"
+	return st != nil && st.Role == transport.RoleSend.String() && o.v.Status().State == StateRunning
+}
+
+// doing is the owning migration's role and phase, for refusals.
+func (o *migrationOwner) doing() (role, phase string) {
+	st := o.mg.status()
+	role, phase = "?", "starting"
 	if st != nil {
 		role = st.Role
+		if st.Progress.Phase != "" {
+			phase = st.Progress.Phase.String()
+		}
 	}
-	return fmt.Errorf("the VM is migrating (%s, phase %s): %s is refused; migrate-cancel is the only way out", role, phase, cmd)
+	return role, phase
 }

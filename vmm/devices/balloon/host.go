@@ -181,23 +181,46 @@ func (d *Device) LastStats() Stats {
 }
 
 // RefreshStats asks the guest for fresh statistics and waits for them
-// until ctx ends; it returns the newest it has either way.
+// until ctx ends; it returns the newest it has either way. It is
+// RequestStats then AwaitStats.
 func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {
+	since, err := d.RequestStats()
+	if err != nil {
+		return d.LastStats(), err
+	}
+	return d.AwaitStats(ctx, since)
+}
+
+// RequestStats asks the guest for fresh statistics: it hands back the
+// buffer the guest gave the device, which writes the statistics queue's
+// used ring in guest RAM (marked dirty, as every device write). It
+// returns when the newest statistics so far arrived, for AwaitStats. It
+// does not block, so a caller may hold a lock that keeps guest RAM
+// still (the VMM's run lock) around it and wait outside.
+func (d *Device) RequestStats() (since time.Time, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.q.stats == nil {
-		return d.stats, fmt.Errorf("the guest driver has not negotiated STATS_VQ")
+		return d.stats.Updated, fmt.Errorf("the guest driver has not negotiated STATS_VQ")
 	}
 	if d.statsReq != nil {
 		if err := d.q.stats.Push(d.mem, d.statsReq.Head, 0); err != nil {
 			d.failLocked(err)
-			return d.stats, err
+			return d.stats.Updated, err
 		}
 		d.statsReq = nil
 		d.sig.SignalUsed()
 	}
-	before := d.stats.Updated
-	err := d.waitChanged(ctx, func() bool { return d.stats.Updated.After(before) || d.q.stats == nil })
+	return d.stats.Updated, nil
+}
+
+// AwaitStats waits until statistics newer than since arrived (since:
+// RequestStats's answer) or ctx ends; it returns the newest it has
+// either way.
+func (d *Device) AwaitStats(ctx context.Context, since time.Time) (Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.waitChanged(ctx, func() bool { return d.stats.Updated.After(since) || d.q.stats == nil })
 	return d.stats, err
 }
 
