@@ -20,7 +20,8 @@ import (
 //	quit [{"id"}]                  → given an id (api.IDArgs), only on the VMM
 //	                                 that holds that migration, and whose guest
 //	                                 has not run since it ended (migration_id.go)
-//	balloon [{"target_mib": N}]    → balloon target and actual size
+//	balloon [{"target_mib": N}]    → balloon target and actual size (a new
+//	                                 target: refused as balloon-stats is)
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
 //	                                 (refused while a migration owns the VM, but
@@ -116,7 +117,7 @@ func (v *VM) serveBalloon(s *control.Server) {
 		}
 		return v.balloon, nil
 	}
-	s.Handle("balloon", func(_ context.Context, raw json.RawMessage) (any, error) {
+	s.Handle("balloon", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		b, err := dev()
 		if err != nil {
 			return nil, err
@@ -133,7 +134,16 @@ func (v *VM) serveBalloon(s *control.Server) {
 		if *a.TargetMiB > v.cfg.Memory>>20 {
 			return nil, fmt.Errorf("target_mib %d is more than the guest's %d MiB", *a.TargetMiB, v.cfg.Memory>>20)
 		}
-		return b.SetTarget(uint32(*a.TargetMiB << 8)), nil
+		var res balloon.Target
+		err = v.balloonChange(ctx, "balloon", "a new target is device state, which a migration saves at its source's pause "+
+			"and a destination replaces with the state it loads", func() error {
+			res = b.SetTarget(uint32(*a.TargetMiB << 8))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	})
 	s.Handle("balloon-wait", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitActual(ctx) })
@@ -187,32 +197,52 @@ func (v *VM) serveBalloon(s *control.Server) {
 
 // requestStats asks the guest for fresh statistics (balloon-stats:
 // balloon.Device.RequestStats, which hands the statistics buffer back,
-// a write to guest RAM) under the run lock. So on a source the write
-// lands before its migration's pause, and the sync after it sends the
-// page; while the migration holds the VM paused (its switch-over, or
-// post-copy) the request is refused: after the final sync the write
-// would reach no destination, while the state sent after it says the
-// buffer was handed back. A destination refuses it while its migration
-// owns the VM: before COMMIT the guest does not run there, and in
-// post-copy the write could wait in a fault for a page the source owes,
-// holding the run lock. Until an audit found it
+// a write to guest RAM) through balloonChange. Until an audit found it
 // (TestBalloonStatsNotAfterFinalSync) it was never refused.
 func (v *VM) requestStats(ctx context.Context, b *balloon.Device) (since time.Time, err error) {
+	err = v.balloonChange(ctx, "balloon-stats", "handing the guest its statistics buffer back writes guest RAM "+
+		"that this migration would not carry", func() error {
+		var err error
+		since, err = b.RequestStats()
+		return err
+	})
+	return since, err
+}
+
+// balloonChange runs fn, a host-side balloon call that changes what a
+// migration carries (balloon-stats: guest RAM; balloon: the target, in
+// the device's state), under the run lock. So on a source the change
+// lands before its migration's pause: the sync after the pause sends
+// the page, the state saved after it has the device as fn left it, and
+// the save never reads the device in the middle of fn (savestate.go).
+// While the migration holds the VM paused (its switch-over, or
+// post-copy) fn is refused (cmd names it, why says what it would
+// change): after the final sync a write would reach no destination,
+// after the save a state would, and the source keeps the change alone.
+// A destination refuses it while its migration owns the VM: before
+// the load the loaded state replaces it, before COMMIT the guest may
+// never run there, and in post-copy the device could wait in a fault
+// for a page the source owes (it holds the device's lock) while fn
+// holds the run lock. fn must not block. ctx bounds the wait for the
+// lock. Until an audit found it (TestBalloonTargetNotAfterPause), the
+// balloon target was set whatever a migration did.
+func (v *VM) balloonChange(ctx context.Context, cmd, why string, fn func() error) error {
+	var err error
 	lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {
 		if owner != nil && !owner.live() {
 			role, phase := owner.doing()
-			err = fmt.Errorf("the VM is migrating (%s, phase %s, VM %s): balloon-stats is refused "+
-				"(handing the guest its statistics buffer back writes guest RAM that this migration would not carry); "+
-				"ask again once the migration ended (migrate-status)", role, phase, v.Status().State)
+			err = fmt.Errorf("the VM is migrating (%s, phase %s, VM %s): %s is refused (%s); "+
+				"ask again once the migration ended (migrate-status), on the side that runs the guest then",
+				role, phase, v.Status().State, cmd, why)
 			return nil
 		}
-		since, err = b.RequestStats()
+		err = fn()
 		return nil
 	})
 	if lerr != nil {
-		return time.Time{}, fmt.Errorf("balloon-stats: %w", lerr)
+		return fmt.Errorf("%s: %w", cmd, lerr)
 	}
-	return since, err
+	return err
 }
 
 // waitOn runs a waiting balloon call under the request's timeout (10 s by

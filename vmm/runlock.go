@@ -11,8 +11,9 @@ import (
 // The run lock serialises every change to the VM's run state: pause,
 // resume, quit, state-save and state-load, from the control socket, from
 // in-process callers of the exported methods, and from a migration (and
-// the control commands' own writes to guest RAM, balloon-stats's: they
-// land before a migration's pause, or are refused: commands.go). A
+// the control commands' own changes to what a migration carries,
+// balloon-stats's write to guest RAM and balloon's new target: they
+// land before a migration's pause, or are refused: balloonChange). A
 // migration owns the VM from the moment migrate-send or migrate-incoming
 // is accepted until it has finished; while it does, only its owner
 // changes the run state and everybody else is refused:

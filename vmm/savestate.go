@@ -22,7 +22,14 @@ import (
 // saving changes nothing the guest can see, so the VM may be resumed
 // afterwards (a failed migration leaves the source running). Host-side
 // balloon calls (balloon target, hint sessions) must not run concurrently:
-// their device and transport state are saved one after the other.
+// their device and transport state are saved one after the other. The
+// control socket's take the run lock (balloonChange, and the hand-driven
+// hint-* commands), so they do not; what does not take it: a hint
+// provider's calls (hintHost), which the engine cancels at its final
+// sync without waiting for them, and which a provider may make late; a
+// restored session that was not idle gets DONE (restoreDevices), so
+// only a late BalloonDone between the two can leave the guest without
+// the DONE interrupt.
 func (v *VM) SaveState(ctx context.Context) ([]byte, error) {
 	var blob []byte
 	err := v.outside(ctx, "state-save", func(ctx context.Context) error {
