@@ -156,3 +156,64 @@ func TestBalloonStatsNotAfterFinalSync(t *testing.T) {
 		}
 	})
 }
+
+// TestBalloonStatsRacesPause: balloon-stats asked while the engine
+// pauses the source for its switch-over and makes its final sync. In
+// every round the statistics buffer is either handed back before the
+// pause, its used ring then marked and taken by that sync, or the
+// request is refused and the used ring stays as the sync found it:
+// never a write after the final sync (requestStats runs under the run
+// lock, which the engine's pause takes; the sync follows the pause).
+func TestBalloonStatsRacesPause(t *testing.T) {
+	v := fakeWithRAM(t, StateRunning)
+	g := newStatsGuest(t, v)
+	own := claimFake(t, v, &migration{}, engine.PhaseDirty)
+	m := migrationVM{v: v, own: own}
+	usedPage := (g.drv.UsedRing(2) &^ (pageSize - 1)) / pageSize // a memfd page: RAM starts at GPA 0
+	sync := make([]uint64, v.mem.DirtyWords())
+	handed, refused := 0, 0
+	for round := range 60 {
+		if round > 0 {
+			g.give() // a device that still holds the last one hands it back first
+		}
+		g.drv.Used(2)
+		v.mem.TakeDirty(sync) // a live pass's sync took what came before
+		start, asked, paused := make(chan struct{}), make(chan error, 1), make(chan error, 1)
+		go func() {
+			<-start
+			_, err := v.requestStats(context.Background(), v.balloon)
+			asked <- err
+		}()
+		go func() {
+			<-start
+			paused <- m.Pause(context.Background())
+		}()
+		close(start) // both at once: either may take the run lock first
+		if err := <-paused; err != nil {
+			t.Fatal(err)
+		}
+		clear(sync)
+		v.mem.TakeDirty(sync) // the final sync
+		synced := bytes.Clone(g.usedPage())
+		err := <-asked
+		back := len(g.drv.Used(2))
+		switch {
+		case err == nil && back == 1:
+			handed++
+			if sync[usedPage/64]&(1<<(usedPage%64)) == 0 {
+				t.Fatalf("round %d: the buffer was handed back, but the final sync did not see its used ring", round)
+			}
+		case err != nil && strings.Contains(err.Error(), "balloon-stats is refused") && back == 0:
+			refused++
+		default:
+			t.Fatalf("round %d: balloon-stats: %v, %d buffers handed back", round, err, back)
+		}
+		if !bytes.Equal(synced, g.usedPage()) || v.mem.IsDirty(g.drv.UsedRing(2)) {
+			t.Fatalf("round %d: the used ring was written after the final sync: no destination gets that write", round)
+		}
+		if err := m.Resume(); err != nil { // the switch-over failed: a live pass again
+			t.Fatal(err)
+		}
+	}
+	t.Logf("handed back before the pause: %d rounds; refused after it: %d", handed, refused)
+}
