@@ -80,8 +80,10 @@ func (v *VM) serveMigration(s *control.Server) {
 // the hint providers start at the same time) and runs it in the
 // background until it finishes: the report is published as soon as the
 // engine returns, and the plugins are stopped after it, except on a
-// destination that did not take the guest, whose plugins are stopped
-// before (its listening port is free once it reports).
+// destination whose migration did not complete (failed, cancelled,
+// handover-unknown, post-copy-broken: no guest runs here at its end),
+// whose plugins are stopped before (its listening port is free once it
+// reports).
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
 	spec, id, err := v.migrateSpec(raw)
 	if err != nil {
@@ -119,11 +121,19 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 			rep, err = s.Receive(ctx, m)
 		}
 		if role == transport.RoleReceive && rep.Status != engine.StatusCompleted {
-			// A destination that did not take the guest stops its
+			// A destination whose migration did not complete stops its
 			// plugins first: its report (and the exit that follows a
 			// failed one) then means its listening port is free for
-			// the next try at the same address. Bounded: the
-			// transport's Close, then a kill.
+			// the next try at the same address. Nothing after the
+			// engine needs the transport (a handover-unknown is
+			// resolved through the control socket; a post-copy-broken
+			// VM was halted for good). It delays the report by the
+			// transport's Close: milliseconds, at most about 9 s for a
+			// plugin that answers nothing (its last Stats and Close
+			// within 5 s, then its exit within 4 s; one stopped or
+			// already hung is killed at once: framework/transport
+			// launched.Close), inside the 10 s that migrate's waits
+			// for a report add to switchover_timeout.
 			s.Close()
 		}
 		v.endMigration(own, mg, role, rep, err) // the report is out: migrate-status says done
