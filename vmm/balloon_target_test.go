@@ -25,10 +25,12 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 	set := func(call func(string, any, any) error, mib uint64) error {
 		return call("balloon", map[string]uint64{"target_mib": mib}, nil)
 	}
-	refused := func(t *testing.T, v *VM, err error, when string, pages uint32) {
+	// refused checks the refusal, which says why (the reason on a
+	// destination is its own), and that the target stayed pages.
+	refused := func(t *testing.T, v *VM, err error, when, why string, pages uint32) {
 		t.Helper()
-		if err == nil || !strings.Contains(err.Error(), "balloon is refused") {
-			t.Errorf("balloon target %s: %v, want refused", when, err)
+		if err == nil || !strings.Contains(err.Error(), "balloon is refused ("+why) {
+			t.Errorf("balloon target %s: %v, want refused (%s...)", when, err, why)
 		}
 		if got := v.balloon.Save().Target; got != pages {
 			t.Errorf("balloon target %s: the device's target is %d pages, want %d (unchanged)", when, got, pages)
@@ -52,7 +54,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		if err := (migrationVM{v: v, own: own}).Pause(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, v, set(call, 2), "after the source's pause", 256)
+		refused(t, v, set(call, 2), "after the source's pause", "a new target is device state", 256)
 
 		// The migration failed: the engine resumed the VM, and it is the
 		// control socket's again.
@@ -68,6 +70,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		}
 	})
 	t.Run("destination", func(t *testing.T) {
+		const dstWhy = "this destination's migration owns the VM"
 		v := fakeWithRAM(t, StateIncoming)
 		newStatsGuest(t, v) // as the state loaded a device the guest had set up
 		call := serveCalls(t, v)
@@ -77,15 +80,15 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.migration().progress(engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverReceiving})
-		refused(t, v, set(call, 1), "before the destination loaded the state", 0)
+		refused(t, v, set(call, 1), "before the destination loaded the state", dstWhy, 0)
 		if err := loadFake(migrationVM{v: v, own: own}); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, v, set(call, 1), "on a loaded destination", 0)
+		refused(t, v, set(call, 1), "on a loaded destination", dstWhy, 0)
 		if err := (migrationVM{v: v, own: own}).Resume(); err != nil { // COMMIT
 			t.Fatal(err)
 		}
-		refused(t, v, set(call, 1), "while the migration owns the running destination", 0)
+		refused(t, v, set(call, 1), "while the migration owns the running destination", dstWhy, 0)
 		v.endMigration(own, v.migration(), transport.RoleReceive, engine.Report{Status: engine.StatusCompleted}, nil)
 		if err := set(call, 1); err != nil {
 			t.Fatalf("balloon target once the migration ended: %v", err)

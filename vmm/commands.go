@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/control"
 	"github.com/ferryvm/ferry/vmm/devices/balloon"
 )
@@ -217,9 +218,10 @@ func (v *VM) requestStats(ctx context.Context, b *balloon.Device) (since time.Ti
 // the save never reads the device in the middle of fn (savestate.go).
 // While the migration holds the VM paused (its switch-over, or
 // post-copy) fn is refused (cmd names it, why says what it would
-// change): after the final sync a write would reach no destination,
-// after the save a state would, and the source keeps the change alone.
-// A destination refuses it while its migration owns the VM: before
+// change): after the final sync a write, and after the save a new
+// target, would reach no destination, while the command said it was
+// done. A destination refuses it, saying why there, while its
+// migration owns the VM: before
 // the load the loaded state replaces it, before COMMIT the guest may
 // never run there, and in post-copy the device could wait in a fault
 // for a page the source owes (it holds the device's lock) while fn
@@ -231,6 +233,10 @@ func (v *VM) balloonChange(ctx context.Context, cmd, why string, fn func() error
 	lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {
 		if owner != nil && !owner.live() {
 			role, phase := owner.doing()
+			if role == transport.RoleReceive.String() {
+				why = "this destination's migration owns the VM: the state it loads replaces the device's, " +
+					"and the guest is this VMM's only once the migration completed"
+			}
 			err = fmt.Errorf("the VM is migrating (%s, phase %s, VM %s): %s is refused (%s); "+
 				"ask again once the migration ended (migrate-status), on the side that runs the guest then",
 				role, phase, v.Status().State, cmd, why)
