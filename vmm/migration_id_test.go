@@ -127,14 +127,7 @@ func TestControlIDs(t *testing.T) {
 	if st := v.Status().State; st != StateRunning {
 		t.Fatalf("after refused quits: VM %s, want running", st)
 	}
-	if err := call("quit", nil, nil); err != nil {
-		t.Fatalf("quit without an id: %v", err)
-	}
-	select {
-	case <-v.stopped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("quit without an id did not stop the VM")
-	}
+	quitStops(t, v, "without an id", call("quit", nil, nil))
 }
 
 // TestControlIDsNoMigration: a VMM that holds no migration (one started

@@ -12,7 +12,6 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
-	"github.com/ferryvm/ferry/vmm/control"
 	"github.com/ferryvm/ferry/vmm/devices/balloon"
 	"github.com/ferryvm/ferry/vmm/vcpu"
 )
@@ -32,22 +31,24 @@ func takes(f func()) canceller {
 }
 
 // serveFake serves v's control commands on a socket in a temporary
-// directory and returns a function that calls one.
+// directory (serveCalls) and returns a function that calls one and
+// discards its answer.
 func serveFake(t *testing.T, v *VM) func(cmd string, args any) error {
-	sock := filepath.Join(t.TempDir(), "c.sock")
-	s, err := control.NewServer(sock, nil)
+	call := serveCalls(t, v)
+	return func(cmd string, args any) error { return call(cmd, args, nil) }
+}
+
+// quitStops checks that a quit, answered with err, was accepted and
+// stopped v within 5 s; when says when it was sent ("after handover").
+func quitStops(t *testing.T, v *VM, when string, err error) {
+	t.Helper()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("quit %s: %v", when, err)
 	}
-	v.Serve(s)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return func(cmd string, args any) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return control.Call(ctx, sock, cmd, args, nil)
+	select {
+	case <-v.stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("quit %s did not stop the VM", when)
 	}
 }
 
@@ -126,14 +127,7 @@ func TestRefusedAfterHandover(t *testing.T) {
 			t.Errorf("%s after handover: got %v, want %q", cmd, err, want)
 		}
 	}
-	if err := call("quit", nil); err != nil {
-		t.Fatalf("quit after handover: %v", err)
-	}
-	select {
-	case <-v.stopped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("quit after handover did not stop the VM")
-	}
+	quitStops(t, v, "after handover", call("quit", nil))
 }
 
 // TestClaimWaitsForChange: a run-state change that passed its check
