@@ -275,7 +275,7 @@ func TestResolveNeverRunsHandedOver(t *testing.T) {
 func TestShutdownBeforeUnknownRecorded(t *testing.T) {
 	v, m := liveSource(t, engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting})
 	deferred := make(chan string, 4)
-	v.log = slog.New(logTap{deferred})
+	v.log = slog.New(logTap{c: deferred, prefix: "shutdown deferred"})
 	if err := m.Pause(context.Background()); err != nil { // the engine's pause at the switch
 		t.Fatal(err)
 	}
@@ -301,23 +301,6 @@ func TestShutdownBeforeUnknownRecorded(t *testing.T) {
 	if st := v.Status().State; st != StateRunning {
 		t.Errorf("VM %s after the deferred shutdown, want running", st)
 	}
-}
-
-// logTap is a slog handler that sends each message that begins
-// "shutdown deferred" on its channel (dropped when full).
-type logTap struct{ c chan string }
-
-func (l logTap) Enabled(context.Context, slog.Level) bool { return true }
-func (l logTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l logTap) WithGroup(string) slog.Handler            { return l }
-func (l logTap) Handle(_ context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "shutdown deferred") {
-		select {
-		case l.c <- r.Message:
-		default:
-		}
-	}
-	return nil
 }
 
 // TestShutdownResolvedBeforeLook: a shutdown deferred until its

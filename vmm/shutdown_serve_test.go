@@ -26,7 +26,7 @@ import (
 func TestShutdownRearmsAfterCancel(t *testing.T) {
 	v, m1 := liveSource(t, engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePrecopy, Handover: engine.HandoverCommitting})
 	logs := make(chan string, 16)
-	v.log = slog.New(shutdownTap{logs})
+	v.log = slog.New(logTap{c: logs, prefix: "shutdown"})
 	if err := m1.Pause(context.Background()); err != nil { // the engine's pause at the switch
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestServeShutdownsInsist(t *testing.T) {
 		v := bareVM(StateHandoverUnknown)
 		v.mig = unknownMigration(transport.RoleSend)
 		logs := make(chan string, 16)
-		v.log = slog.New(shutdownTap{logs})
+		v.log = slog.New(logTap{c: logs, prefix: "shutdown"})
 		reqs, served := make(chan os.Signal), make(chan os.Signal, 1)
 		go func() { served <- v.ServeShutdowns(reqs) }()
 		reqs <- syscall.SIGTERM

@@ -52,7 +52,7 @@ func TestShutdownLooksAgainAtLaterMigration(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			v, m1 := sourceRanAfter(t, c.m1)
 			deferred := make(chan string, 4)
-			v.log = slog.New(logTap{deferred})
+			v.log = slog.New(logTap{c: deferred, prefix: "shutdown deferred"})
 			m2 := nextSend(t, v, c.m2, c.paused)
 			if c.m2End != "" {
 				if c.ran {
@@ -226,7 +226,7 @@ func TestShutdownDuringResolve(t *testing.T) {
 			mg.cur.Report.Mode = c.mode
 			v.mig = mg
 			logs := make(chan string, 16)
-			v.log = slog.New(shutdownTap{logs})
+			v.log = slog.New(logTap{c: logs, prefix: "shutdown"})
 			s := v.beginShutdown(nil) // the signal: the resolve below holds the run lock first
 			_, rerr := v.resolve(context.Background(), mg, c.action)
 			done := make(chan bool, 1)
@@ -261,15 +261,18 @@ func TestShutdownDuringResolve(t *testing.T) {
 	}
 }
 
-// shutdownTap is a slog handler that sends each message that begins
-// "shutdown" on its channel (dropped when full).
-type shutdownTap struct{ c chan string }
+// logTap is a slog handler that sends each message that begins with
+// prefix on c (dropped when full).
+type logTap struct {
+	c      chan string
+	prefix string
+}
 
-func (l shutdownTap) Enabled(context.Context, slog.Level) bool { return true }
-func (l shutdownTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l shutdownTap) WithGroup(string) slog.Handler            { return l }
-func (l shutdownTap) Handle(_ context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "shutdown") {
+func (l logTap) Enabled(context.Context, slog.Level) bool { return true }
+func (l logTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logTap) WithGroup(string) slog.Handler            { return l }
+func (l logTap) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, l.prefix) {
 		select {
 		case l.c <- r.Message:
 		default:
