@@ -425,6 +425,15 @@ func (c *runCase) run(ctx context.Context, t *testing.T) (report, string, error)
 	return rep, out.String(), err
 }
 
+// wantResolutions checks that the calls that moved a side were want,
+// in order.
+func (c *runCase) wantResolutions(t *testing.T, want ...string) {
+	t.Helper()
+	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("resolution calls %q, want %q", got, want)
+	}
+}
+
 // resolutions lists the calls that move a side, in order.
 func (c *runCase) resolutions() []string {
 	c.mu.Lock()
@@ -446,10 +455,7 @@ func TestRunLostCommitResumesSourceAfterDiscard(t *testing.T) {
 	if err == nil || rep.Resolved != "source" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
-	want := []string{"receive resolve discard", "send resolve resume", "receive quit"}
-	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("resolution calls %q, want %q", got, want)
-	}
+	c.wantResolutions(t, "receive resolve discard", "send resolve resume", "receive quit")
 }
 
 // TestRunLostRunningTellsSourceMigrated: RUNNING was lost, the
@@ -467,10 +473,7 @@ func TestRunLostRunningTellsSourceMigrated(t *testing.T) {
 	if err != nil || rep.Resolved != "destination" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
-	want := []string{"send resolve migrated", "send quit"}
-	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("resolution calls %q, want %q", got, want)
-	}
+	c.wantResolutions(t, "send resolve migrated", "send quit")
 }
 
 // TestRunCompletedCheckFailed: a post-copy whose page check found
@@ -778,10 +781,7 @@ func TestRunLostCommitBesideFailingDestination(t *testing.T) {
 	if err == nil || rep.Resolved != "source" {
 		t.Fatalf("err %v, resolved %q", err, rep.Resolved)
 	}
-	want := []string{"send resolve resume"}
-	if got := c.resolutions(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("resolution calls %q, want %q", got, want)
-	}
+	c.wantResolutions(t, "send resolve resume")
 	if took, wait := time.Since(start), fakeJob(c.src, c.dst).Limits.SwitchoverTimeout+10*time.Second; took >= wait {
 		t.Errorf("took %v: waited out the resolve wait (%v) beside a failed destination", took, wait)
 	}
