@@ -309,11 +309,7 @@ func TestResolveMainPostcopyBroken(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
 	c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
-	path := filepath.Join(t.TempDir(), "job.hcl")
-	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := c.writeJob(t)
 	var out, errb strings.Builder
 	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "Do not resume the source's copy") {

@@ -37,10 +37,7 @@ func TestManualCommandsRun(t *testing.T) {
 			live.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			map[string]*fakeVMM{"receive": c.dst, "send": c.src}[dead].kill()
 			jobFile := filepath.Join(dir, "j "+dead+".hcl")
-			text := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
-			if err := os.WriteFile(jobFile, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			c.writeJobAt(t, jobFile)
 			var o, e strings.Builder
 			realMain([]string{"-resolve", "-config", jobFile}, &o, &e)
 			out := o.String() + e.String()

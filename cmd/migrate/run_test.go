@@ -898,11 +898,7 @@ func TestResolveMain(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-	path := filepath.Join(t.TempDir(), "job.hcl")
-	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := c.writeJob(t)
 	var out, errb strings.Builder
 	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
@@ -925,11 +921,7 @@ func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	c := newRunCase(t)
 	c.src.finishWith(0, "", api.SideNone)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	path := filepath.Join(t.TempDir(), "job.hcl")
-	jobText := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := c.writeJob(t)
 	var out, errb strings.Builder
 	code := realMain([]string{"-resolve", "-config", path}, &out, &errb)
 	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
@@ -940,11 +932,7 @@ func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	c = newRunCase(t)
 	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	jobText = "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(path, []byte(jobText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if code := realMain([]string{"-resolve", "-config", path}, &out, &errb); code != 0 {
+	if code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if got := c.resolutions(); strings.Join(got, ",") != "send quit" {
@@ -952,14 +940,21 @@ func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	}
 }
 
-// writeJob writes a job file for c's two fake VMMs.
+// writeJob writes a job file for c's two fake VMMs in a temporary
+// directory and returns its path.
 func (c *runCase) writeJob(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "job.hcl")
+	c.writeJobAt(t, path)
+	return path
+}
+
+// writeJobAt writes a job file for c's two fake VMMs at path.
+func (c *runCase) writeJobAt(t *testing.T, path string) {
+	t.Helper()
 	text := "source { control = \"" + c.src.sock + "\" }\ndestination { control = \"" + c.dst.sock + "\" }\ntransport \"tcp\" {}\n"
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
 }
 
 // TestResolveOnlyOneMigration: migrate -resolve moves a side only on
