@@ -17,13 +17,32 @@ func TestNewServerSocketMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	wantPrivateSocket(t, path, "")
+}
+
+// wantPrivateSocket checks that path is a socket with mode 0600; under
+// says in what conditions it was made (" under umask 000"), for the
+// failure.
+func wantPrivateSocket(t *testing.T, path, under string) {
+	t.Helper()
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+		t.Fatalf("socket mode %v%s, want a socket with 0600", fi.Mode(), under)
 	}
+}
+
+// mustDial checks that the socket at path takes a connection; what
+// begins the failure ("live socket broken").
+func mustDial(t *testing.T, path, what string) {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	conn.Close()
 }
 
 // TestNewServerSocketModeUmask000: the socket is made 0600 before it
@@ -39,13 +58,7 @@ func TestNewServerSocketModeUmask000(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v under umask 000, want a socket with 0600", fi.Mode())
-	}
+	wantPrivateSocket(t, path, " under umask 000")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -53,11 +66,7 @@ func TestNewServerSocketModeUmask000(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("directory holds %v; want only the socket", entries)
 	}
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatalf("dial the socket at its final path: %v", err)
-	}
-	conn.Close()
+	mustDial(t, path, "dial the socket at its final path")
 }
 
 // TestNewServerDoesNotReplace: a file that appears at the path between
@@ -116,11 +125,7 @@ func TestNewServerRefusesLiveSocket(t *testing.T) {
 		t.Fatalf("NewServer on a live socket = %v", err)
 	}
 	// The live socket still works.
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatalf("live socket broken: %v", err)
-	}
-	c.Close()
+	mustDial(t, path, "live socket broken")
 }
 
 func TestNewServerRefusesOtherFiles(t *testing.T) {
