@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,20 +101,16 @@ func TestCancelledBeforeStart(t *testing.T) {
 // TestNoHost: without a host, a provider that needs a capability says
 // not-supported and the migration completes without its hints.
 func TestNoHost(t *testing.T) {
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "cmma", Plugin: session.Plugin{Path: plugin("ferry-hint-cmma")}}}
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	p := newPair(t, provider("cmma", "ferry-hint-cmma"))
 	lk := startLeakCheck(t)
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	got := p.receive(t)
+	rep, err := session.Send(context.Background(), p.src, nil, p.send)
 	r := <-got
 	if err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
 	}
 	checkHints(t, rep, map[string]string{"cmma": "not-supported: "})
-	checkRAM(t, src, dst, nil)
+	checkRAM(t, p.src, p.dst, nil)
 	lk.check(t)
 }
 
@@ -124,18 +119,14 @@ func TestNoHost(t *testing.T) {
 // source's report and both VMs; it fails the test if either side failed.
 func migrateWithProvider(t *testing.T, name, bin string) (engine.Report, *fakeVM, *fakeVM) {
 	t.Helper()
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: name, Plugin: session.Plugin{Path: plugin(bin)}}}
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	p := newPair(t, provider(name, bin))
+	got := p.receive(t)
+	rep, err := session.Send(context.Background(), p.src, nil, p.send)
 	r := <-got
 	if err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
 	}
-	return rep, src, dst
+	return rep, p.src, p.dst
 }
 
 // TestProviderNameMismatch: a provider whose Info.Name is not its Hint's

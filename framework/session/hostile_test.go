@@ -2,8 +2,6 @@ package session_test
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -87,17 +85,16 @@ func TestHostileProvider(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts plugin processes")
 	}
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "hostile", Plugin: session.Plugin{Path: plugin("ferry-hint-hostile")}, Deadline: 200 * time.Millisecond}}
-	sendSpec.Engine.HintHold = 5 * time.Second
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	hostile := provider("hostile", "ferry-hint-hostile")
+	hostile.Deadline = 200 * time.Millisecond
+	p := newPair(t, hostile)
+	p.send.Engine.HintHold = 5 * time.Second
+	src, dst := p.src, p.dst
 	host := &countingHost{balloonHost: balloonHost{free: []hint.GPARange{{GPA: 8 * page, Size: 4 * page}}}}
 	lk := startLeakCheck(t)
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	got := p.receive(t)
 	start := time.Now()
-	s, err := session.Open(context.Background(), src.RAM(), sendSpec)
+	s, err := session.Open(context.Background(), src.RAM(), p.send)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +153,13 @@ func TestBadInfo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts plugin processes")
 	}
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "badinfo", Plugin: session.Plugin{Path: plugin("ferry-hint-badinfo")}, Deadline: time.Second}}
-	sendSpec.Engine.HintHold = 5 * time.Second
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	badinfo := provider("badinfo", "ferry-hint-badinfo")
+	badinfo.Deadline = time.Second
+	p := newPair(t, badinfo)
+	p.send.Engine.HintHold = 5 * time.Second
+	src, dst := p.src, p.dst
+	got := p.receive(t)
+	rep, err := session.Send(context.Background(), src, nil, p.send)
 	if r := <-got; err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
 	}

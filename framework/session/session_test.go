@@ -62,6 +62,37 @@ type result struct {
 	err error
 }
 
+// pair is one loopback migration between two fake VMs over a socket in
+// dir: src filled, dst empty, send and recv the two sides' specs, the
+// send spec's Hints the providers newPair was given. A test changes the
+// specs before it starts the destination (pair.receive) and sends.
+type pair struct {
+	dir        string
+	send, recv session.Spec
+	src, dst   *fakeVM
+}
+
+func newPair(t *testing.T, hints ...session.Hint) *pair {
+	t.Helper()
+	p := &pair{dir: t.TempDir(), src: newFakeVM(t), dst: newFakeVM(t)}
+	p.send, p.recv = specs(t, p.dir, slog.New(newRecords()))
+	p.send.Hints = hints
+	p.src.fill()
+	return p
+}
+
+// receive starts the pair's destination (receive), listening on the
+// socket in dir.
+func (p *pair) receive(t *testing.T) <-chan result {
+	t.Helper()
+	return receive(t, p.dst, p.recv, filepath.Join(p.dir, "s"))
+}
+
+// provider is the hint block name served by the test plugin bin.
+func provider(name, bin string) session.Hint {
+	return session.Hint{Name: name, Plugin: session.Plugin{Path: plugin(bin)}}
+}
+
 // TestSendReceive: a whole migration through two sessions, the transport
 // and the providers in their own processes. The balloon provider calls
 // back into the embedder's host and its free pages are skipped; a
@@ -69,24 +100,22 @@ type result struct {
 // block is wrong cost their hints only, each reported. Afterwards no
 // plugin process, file or goroutine is left.
 func TestSendReceive(t *testing.T) {
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	p := newPair(t)
+	src, dst := p.src, p.dst
 	lk := startLeakCheck(t)
 	host := &balloonHost{free: []hint.GPARange{{GPA: 8 * page, Size: 4 * page}, {GPA: 1<<20 + 2*page, Size: page}}}
-	sendSpec.Hints = []session.Hint{
+	p.send.Hints = []session.Hint{
 		{Name: "balloon", Plugin: session.Plugin{Path: plugin("ferry-hint-balloon"), Config: map[string]any{"label": "x"}}, Deadline: 5 * time.Second},
-		{Name: "cmma", Plugin: session.Plugin{Path: plugin("ferry-hint-cmma")}},
-		{Name: "missing", Plugin: session.Plugin{Path: filepath.Join(dir, "no-such-plugin")}},
+		provider("cmma", "ferry-hint-cmma"),
+		{Name: "missing", Plugin: session.Plugin{Path: filepath.Join(p.dir, "no-such-plugin")}},
 		{Name: "badblock", Plugin: session.Plugin{Path: plugin("ferry-hint-badblock"), Config: map[string]any{"nope": 1}}},
 	}
-	sendSpec.Engine.HintHold = 5 * time.Second // the pass is shorter than the balloon's answer: hold it
+	p.send.Engine.HintHold = 5 * time.Second // the pass is shorter than the balloon's answer: hold it
 	var phases []engine.Progress
-	sendSpec.Progress = func(p engine.Progress) { phases = append(phases, p) }
+	p.send.Progress = func(pr engine.Progress) { phases = append(phases, pr) }
 
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, host, sendSpec)
+	got := p.receive(t)
+	rep, err := session.Send(context.Background(), src, host, p.send)
 	if err != nil {
 		t.Fatalf("send: %v (%+v)", err, rep)
 	}
@@ -117,15 +146,12 @@ func TestSendReceive(t *testing.T) {
 // stays whole; a receiving session seals the destination's RAM against
 // shrinking before its transport gets it.
 func TestPluginsCannotDamageRAM(t *testing.T) {
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "vandal", Plugin: session.Plugin{Path: plugin("ferry-hint-vandal")}}}
-	sendSpec.Engine.HintHold = 5 * time.Second // the provider has configured before the first pass
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	p := newPair(t, provider("vandal", "ferry-hint-vandal"))
+	p.send.Engine.HintHold = 5 * time.Second // the provider has configured before the first pass
+	src, dst := p.src, p.dst
 	before := bytes.Clone(src.mem)
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	got := p.receive(t)
+	rep, err := session.Send(context.Background(), src, nil, p.send)
 	if err != nil {
 		t.Fatalf("send: %v (%+v)", err, rep)
 	}

@@ -2,7 +2,6 @@ package session_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,20 +15,12 @@ import (
 // whose Info waits for the other's (meetOthers), the second begins
 // before the first ends (their logs say), and SetupMS covers their start.
 func TestSetupConcurrent(t *testing.T) {
-	dir := t.TempDir()
-	logs := newRecords()
-	t.Setenv("FERRY_TEST_MEET", filepath.Join(dir, "meet"))
-	sendSpec, recvSpec := specs(t, dir, slog.New(logs))
-	sendSpec.Hints = []session.Hint{
-		{Name: "slow1", Plugin: session.Plugin{Path: plugin("ferry-hint-slow1")}},
-		{Name: "slow2", Plugin: session.Plugin{Path: plugin("ferry-hint-slow2")}},
-	}
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	p := newPair(t, provider("slow1", "ferry-hint-slow1"), provider("slow2", "ferry-hint-slow2"))
+	t.Setenv("FERRY_TEST_MEET", filepath.Join(p.dir, "meet"))
 	lk := startLeakCheck(t)
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
+	got := p.receive(t)
 	start := time.Now()
-	rep, err := session.Send(context.Background(), src, nil, sendSpec)
+	rep, err := session.Send(context.Background(), p.src, nil, p.send)
 	wall := time.Since(start)
 	if r := <-got; err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
@@ -42,7 +33,7 @@ func TestSetupConcurrent(t *testing.T) {
 	}
 	// The order of the calls across the two processes is the meet
 	// file's (their relayed logs may interleave in any order).
-	b, err := os.ReadFile(filepath.Join(dir, "meet"))
+	b, err := os.ReadFile(filepath.Join(p.dir, "meet"))
 	if order := strings.Fields(string(b)); err != nil || strings.Join(order, " ") != "begin begin end end" {
 		t.Errorf("the providers' Info calls, in order: %q (%v); want both to begin before either ends", order, err)
 	}
@@ -53,18 +44,14 @@ func TestSetupConcurrent(t *testing.T) {
 // for a provider whose process takes slowExit to exit; Close waits for
 // it, and then nothing is left.
 func TestReportBeforeExit(t *testing.T) {
-	dir := t.TempDir()
-	sendSpec, recvSpec := specs(t, dir, slog.New(newRecords()))
-	sendSpec.Hints = []session.Hint{{Name: "slowexit", Plugin: session.Plugin{Path: plugin("ferry-hint-slowexit")}}}
-	src, dst := newFakeVM(t), newFakeVM(t)
-	src.fill()
+	p := newPair(t, provider("slowexit", "ferry-hint-slowexit"))
 	lk := startLeakCheck(t)
-	got := receive(t, dst, recvSpec, filepath.Join(dir, "s"))
-	s, err := session.Open(context.Background(), src.RAM(), sendSpec)
+	got := p.receive(t)
+	s, err := session.Open(context.Background(), p.src.RAM(), p.send)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.Send(context.Background(), src, nil)
+	rep, err := s.Send(context.Background(), p.src, nil)
 	sent := time.Now()
 	if r := <-got; err != nil || r.err != nil {
 		t.Fatalf("send: %v; receive: %v", err, r.err)
