@@ -233,6 +233,14 @@ func TestModelMutants(t *testing.T) {
 		// one without the tag; caught by (d) without a break (the kill
 		// ends the session that carried COMMIT).
 		{name: "16 source resumes on a fresh destination's ABORT after COMMIT", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=0"}},
+		// The same source beside a destination that still runs the
+		// guest (its RUNNING lost with a break, it waits for a RESUME)
+		// while the source's dial reaches a fresh destination
+		// elsewhere: two running copies, caught by (a) with (c) and (d)
+		// left out (-DNO_CD). With a fresh destination only once the
+		// destination is dead, as the model had it until 2026-12-07's
+		// review, this run verifies (10.9 M states).
+		{name: "16 two running copies", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=1", "-DNO_CD"}},
 	} {
 		r.panArgs, r.bad = []string{"-m10000"}, true
 		t.Run(r.name, func(t *testing.T) {

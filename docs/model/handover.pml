@@ -10,7 +10,7 @@
  *           fault service failing, migrate-cancel on the destination, a
  *           cancel of the source's Send before its hold, a reconnect whose
  *           connection dies before its RESUME (a silent session), a fresh
- *           destination where one that is gone listened (its ABORT has no tag).
+ *           destination where the source's reconnect dials (its ABORT has no tag).
  *   Ops:    resume / quit on either VMM at any time, `migrate -resolve`
  *           at any time, the printed manual migrate-resolve resumes.
  *   Ctl:    the `migrate` that started the migration (follow, conclude,
@@ -63,7 +63,8 @@
  *  16  the source takes any ABORT read after its RESUME for the answer
  *      (engine protocol 7, before resumeAbort): a post-copy source whose
  *      COMMIT went out resumes on a fresh destination's ABORT, though the
- *      destination that got COMMIT ran the guest before it died
+ *      destination that got COMMIT ran the guest (it died since, or runs
+ *      it still where the source's dial no longer leads)
  */
 
 #ifndef MUTANT
@@ -166,8 +167,12 @@ bit d_silent;               /* the destination reads a session whose source lost
 #endif
 byte silent = SILENT;       /* silent sessions the faults may still cause (a reconnect's connection dying before RESUME) */
 #ifndef FRESH
-#define FRESH 1             /* -DFRESH=0: no fresh destination where one that is gone listened (reconnect) */
+#define FRESH 1             /* -DFRESH=0: no fresh destination where the source's reconnect dials (reconnect) */
 #endif
+#ifndef ELSEWHERE
+#define ELSEWHERE 1
+#endif
+byte elsewhere;             /* tries of recommit's reconnect that may still meet a fresh destination while the destination of this migration lives */
 #ifndef BREAKS
 #define BREAKS 2
 #endif
@@ -184,11 +189,15 @@ ltl p_two { [] !(S_RUNS && D_RUNS) }
  * (c): never once the destination may have acted on COMMIT); every
  * resume: never beside a running destination (a), never after the
  * destination ran the guest (its copy is older: (d) for post-copy, and
- * the manual instructions' "the guest never ran there" for pre-copy). */
+ * the manual instructions' "the guest never ran there" for pre-copy).
+ * -DNO_CD leaves (c) and (d) out, so that a mutant's run shows that
+ * another property catches it too (model_test.go: mutant 16 and (a)). */
 inline src_runs(own) {
 	assert(!D_RUNS);
+#ifndef NO_CD
 	assert(!d_ran);
 	assert(!own || !d_acted);
+#endif
 	s_vm = V_RUNNING;
 	s_resumed = 1; d_full = 0   /* whatever the destination holds is older from now on */
 }
@@ -302,12 +311,28 @@ inline fresh() {
  * only once it dropped that one (receiver.first: no first message within
  * switchover_timeout; listen). SILENT bounds them, apart from BREAKS.
  *
- * A fresh destination at the same address: the destination VMM is gone
- * (d_dead: killed, perhaps after it ran the guest on COMMIT and before
- * RUNNING went out; or it exited, or was quit), and another one, started
- * anew, listens where it did; its transport lets the source in (it does
- * not enforce the migration tag, or the source holds credentials it
- * accepts). It waits for a HELLO (receiver.first, waiting): the RESUME
+ * A fresh destination at the same address: another destination VMM,
+ * started anew, listens where the source dials; its transport lets the
+ * source in (it does not enforce the migration tag, or the source holds
+ * credentials it accepts). The destination VMM of this migration may be
+ * gone (d_dead: killed, perhaps after it ran the guest on COMMIT and
+ * before RUNNING went out; or it exited, or was quit), or live on: once
+ * its Receive returned it lets its port go (Close), and the address may
+ * lead elsewhere by then (a floating IP, a name resolved again at each
+ * dial, NAT), or its transport may not hold its port between sessions
+ * (transport.ListenerHolder is optional). So a try may meet a fresh
+ * destination whatever the destination of this migration does: any
+ * try once it is dead, and while it lives ELSEWHERE tries of
+ * recommit's reconnect, the one where an ABORT taken for the answer
+ * resumes the source (after RUNNING it is final either way: broken).
+ * That is a bound, as SILENT is: unbounded, such tries turn a source
+ * stuck in its reconnect into a cycle that the search does not report
+ * (mutant 11 verified), and a count kept over the whole run cost 60 %
+ * more states with one break. While the destination runs its Receive
+ * on the host the address leads to it holds the port (transport.Listen),
+ * and the model's try may still go elsewhere: more than the code can
+ * meet, not less. The fresh destination waits for a HELLO
+ * (receiver.first, waiting): the RESUME
  * reaches it after its bound, so it closes the session as silent with
  * an ABORT that carries no tag (waitAgain, silentReason), or it reads
  * the RESUME and closes the session without an answer
@@ -319,18 +344,24 @@ inline fresh() {
  * errAbortNotAnswer) such an ABORT is a failed try, and the next one
  * dials again until the source gives up (below): Committing, it ends
  * handover-unknown; in post-copy, postcopy-broken. A try against it
- * spends no break: it leaves the model as the try found it, a cycle
- * that needs no bound. Before protocol 8 the source took any ABORT
- * after its RESUME for the answer (mutant 16): Committing, it resumed
- * its copy (recommit), which property (d) refuses when the destination
- * that is gone ran the guest. */
+ * spends no break: it leaves the model as the try found it (but for
+ * elsewhere), a cycle that needs no bound once the destination is dead
+ * (the source may give up there); the step drops what the source's
+ * closed session still held in flight, as a loss (Faults) may. Before
+ * protocol 8 the source took any ABORT after its RESUME for the answer (mutant 16):
+ * Committing, it resumed its copy (recommit), which property (d)
+ * refuses when the destination that got COMMIT ran the guest, and (a)
+ * when it runs it still (its RUNNING lost, it waits for a RESUME that
+ * went elsewhere). Until 2026-12-07's review the step needed d_dead,
+ * and the model could not show (a) there. */
 inline reconnect(out) {
 	hangup();                       /* closeTransport */
 	s_dial = 1;
 	do
 	:: if
 		:: atomic { d_listen && !d_dead && !d_silent -> fresh(); s2d!RESUME }   /* reopen */
-		:: atomic { FRESH && d_dead -> fresh(); d2s!ABORT; hangup() }   /* reopen, to a fresh destination at the address (above) */
+		:: atomic { FRESH && (d_dead || elsewhere > 0) ->   /* reopen, to a fresh destination at the address (above) */
+			if :: !d_dead -> elsewhere-- :: else fi; fresh(); d2s!ABORT; hangup() }
 		fi;
 		if
 		:: d2s?MISSING -> out = 1; break
@@ -473,7 +504,13 @@ proctype Src() {
 		if
 		:: !pc -> s_ho = H_UNKNOWN; goto sdone                     /* sender.unknown */
 		:: pc ->                                                   /* sender.recommit */
+#if FRESH && ELSEWHERE
+			elsewhere = ELSEWHERE;
 			reconnect(out);
+			elsewhere = 0;
+#else
+			reconnect(out);
+#endif
 			if
 			:: out == 3 -> atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
 			:: out == 4 -> src_broken(1); goto sdone
