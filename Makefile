@@ -94,7 +94,7 @@ soak-postcopy: all
 
 # The SPIN model of the handover (docs/model) in full: TestModel and its
 # mutants (part of `make test`), then post-copy with two and three
-# connection breaks (about two minutes more, 2.3 GiB at most). Needs spin and
+# connection breaks (about two minutes more, 2.5 GiB at most). Needs spin and
 # gcc.
 model:
 	FERRY_MODEL_DEEP=1 $(GO) test -count=1 -run 'TestModel' -v -timeout 30m ./cmd/migrate/

@@ -37,7 +37,7 @@ type modelRun struct {
 
 // panMemoryMiB caps pan's memory (-DMEMLIM): the machines that run
 // this share their RAM; the largest run here (post-copy, 2 breaks,
-// p_two) needs about 2.3 GiB.
+// p_two) needs about 2.5 GiB.
 const panMemoryMiB = 8000
 
 // modelTools returns the paths of spin and gcc, or skips loudly.
@@ -161,7 +161,7 @@ func TestModel(t *testing.T) {
 }
 
 // TestModelDeep verifies post-copy with two and three connection
-// breaks: about two minutes of pan and 2.3 GiB at most, so only when
+// breaks: about two minutes of pan and 2.5 GiB at most, so only when
 // FERRY_MODEL_DEEP is set (make model).
 func TestModelDeep(t *testing.T) {
 	if os.Getenv("FERRY_MODEL_DEEP") == "" {
@@ -172,7 +172,7 @@ func TestModelDeep(t *testing.T) {
 		{name: "post-copy 2 breaks", defines: []string{"-DPC=1", "-DBREAKS=2"}, cflags: []string{"-O2"}, panArgs: []string{"-m10000"}},
 		{name: "post-copy 2 breaks LTL p_two", defines: []string{"-DPC=1", "-DBREAKS=2"}, cflags: []string{"-O2"}, panArgs: []string{"-a", "-m10000"}},
 		// Without the silent session (1 and 2 breaks have it): with it,
-		// 39 M states and twice the time (docs/model/README.md).
+		// 43 M states and twice the time (docs/model/README.md).
 		{name: "post-copy 3 breaks", defines: []string{"-DPC=1", "-DBREAKS=3", "-DSILENT=0"}, cflags: []string{"-O2", "-DCOLLAPSE"}, panArgs: []string{"-m10000"}},
 	})
 }
