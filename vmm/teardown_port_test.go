@@ -2,16 +2,13 @@ package vmm
 
 import (
 	"errors"
-	"go/build"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/transporttest"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -83,20 +80,9 @@ func waitListening(t *testing.T, addr string) {
 // directory and returns its path.
 func buildTCPPlugin(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	dir := t.TempDir()
+	if err := plugintest.BuildCommands(dir, tcpPlugin); err != nil {
+		t.Fatal(err)
 	}
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err != nil || root == "." {
-		t.Fatalf("find the module root with %s env GOMOD: %v", goBin, err)
-	}
-	path := filepath.Join(t.TempDir(), tcpPlugin)
-	cmd := exec.Command(goBin, "build", "-o", path, "./cmd/"+tcpPlugin)
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", tcpPlugin, err, out)
-	}
-	return path
+	return filepath.Join(dir, tcpPlugin)
 }

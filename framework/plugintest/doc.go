@@ -18,4 +18,5 @@
 //	SampleSchema          a schema with every attribute type, for conversion tests
 //	CheckGolden, CheckMethods
 //	                      wire compatibility of the plugin protocols with an older build
+//	BuildCommands         the real binaries of cmd/, for tests that run them (vmtest, vmm)
 package plugintest

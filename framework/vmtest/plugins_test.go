@@ -1,14 +1,11 @@
 package vmtest_test
 
 import (
-	"fmt"
-	"go/build"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // The real plugin binaries, built once per test binary from this module's
@@ -33,28 +30,13 @@ func pluginDir() (string, error) {
 }
 
 func buildPlugins() (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
-	}
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err != nil || root == "." {
-		return "", fmt.Errorf("find the module root with %s env GOMOD: %v", goBin, err)
-	}
 	dir, err := os.MkdirTemp("", "vmtest-plugins")
 	if err != nil {
 		return "", err
 	}
-	args := []string{"build", "-o", dir + "/"}
-	for _, n := range pluginNames {
-		args = append(args, "./cmd/"+n)
-	}
-	cmd := exec.Command(goBin, args...)
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if err := plugintest.BuildCommands(dir, pluginNames...); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("build the plugins: %v\n%s", err, out)
+		return "", err
 	}
 	return dir, nil
 }
