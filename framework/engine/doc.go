@@ -55,7 +55,10 @@
 // (switchover), done; on the destination waiting, bulk, state, done.
 // Report.Status (type Status) says how it ended: completed, failed,
 // cancelled or handover-unknown. The transport's counters are polled on
-// a timer (progress.go), never per batch.
+// a timer (progress.go), never per batch. Report.TagFingerprint (and
+// Progress's) names the migration, the same on both sides from HELLO
+// on, also without a MigrationID, and never shows its tag
+// (fingerprint.go).
 //
 // What each side does when something fails:
 //   - source, before it starts writing COMMIT (pause, final pass, state,

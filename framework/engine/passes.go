@@ -472,7 +472,8 @@ func (s *sender) progressAt(now time.Time, rate float64) Progress {
 	}
 	p := Progress{Phase: s.phase, Pass: s.pass, Remaining: s.remaining, PagesSent: s.rep.PagesSent,
 		PagesZero: s.rep.PagesZero, PagesSkipped: s.rep.PagesSkipped, Throughput: rate * framework.PageSize,
-		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get(), Mode: s.rep.Mode}
+		EstDowntime: s.estimate, Elapsed: now.Sub(s.start), TotalPages: s.layout.Pages(), Handover: s.ho.get(), Mode: s.rep.Mode,
+		TagFingerprint: s.rep.TagFingerprint}
 	switch {
 	case s.phase == PhaseDone:
 		p.BytesWire = s.rep.BytesWire

@@ -70,7 +70,9 @@ const protocolVersion = 8
 // that rule. A destination that meets another migration's HELLO or
 // RESUME while it waits for its source waits on (waitAgain). The tag is
 // not a secret: the credentials authenticate, the tag only tells
-// migrations apart.
+// migrations apart. It is never reported all the same (an id-less
+// migration's binds its RESUMEs and their ABORTs): reports and progress
+// carry its fingerprint instead (fingerprint.go).
 type migrationTag [16]byte
 
 // newMigrationTag draws a fresh tag.

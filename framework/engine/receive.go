@@ -49,7 +49,7 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
 	rep.Handover = r.ho.get()
-	rep.Mode = r.mode
+	rep.Mode, rep.TagFingerprint = r.mode, r.tagPrint
 	if r.pc != nil {
 		r.pc.fill(&rep)
 	}
@@ -63,7 +63,8 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	}
 	r.phase = PhaseDone // from any phase (phaseNext)
 	opt.Progress(Progress{Phase: r.phase, BytesWire: rep.BytesWire, PagesSent: rep.PagesSent,
-		PagesZero: rep.PagesZero, Elapsed: time.Since(r.start), TotalPages: rep.TotalPages, Handover: rep.Handover})
+		PagesZero: rep.PagesZero, Elapsed: time.Since(r.start), TotalPages: rep.TotalPages, Handover: rep.Handover,
+		TagFingerprint: rep.TagFingerprint})
 	return rep, err
 }
 
@@ -382,7 +383,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 	if err := r.ho.move(HandoverReceiving); err != nil {
 		return err
 	}
-	r.tag = h.Tag
+	r.tag, r.tagPrint = h.Tag, h.Tag.fingerprint()
 	if h.Flags&helloTransportTag != 0 {
 		// A post-copy reconnect takes only this migration's source. An
 		// older source's transport names no tag (TCP wire version 1):

@@ -22,6 +22,7 @@ type receiver struct {
 	dst      framework.Target
 	layout   framework.Layout
 	tag      migrationTag // from the source's HELLO: its RESUMEs must carry it
+	tagPrint string       // tag's fingerprint once HELLO was taken (Report.TagFingerprint); "" before
 	opt      Options
 	start    time.Time
 	phase    Phase
@@ -88,7 +89,7 @@ func (r *receiver) progressAt(remaining uint64) Progress {
 	st := addStats(r.wireBase, r.seen)
 	return Progress{Phase: r.phase, Remaining: remaining, TotalPages: r.layout.Pages(),
 		BytesWire: st.BytesWire, PagesSent: st.PagesData, PagesZero: st.PagesZero,
-		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode}
+		Elapsed: time.Since(r.start), Handover: r.ho.get(), Mode: r.mode, TagFingerprint: r.tagPrint}
 }
 
 // unknown records that the source may or may not have committed: the VM

@@ -217,6 +217,11 @@ type Progress struct {
 	// guest waits on the destination for the pages it lacks meanwhile);
 	// 0 while connected. It gives up at ReconnectTimeout.
 	Reconnecting time.Duration `json:"reconnecting_ns,omitempty"`
+	// TagFingerprint is Report.TagFingerprint as of the event: the
+	// source's from its first event after it began to send HELLO (its
+	// bulk phase's, or its last), the destination's from the event of
+	// the HELLO it took (its bulk phase's).
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
 // Report is the outcome of one migration, on either side.
@@ -254,6 +259,12 @@ type Report struct {
 	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
 	Hints        []HintStats       `json:"hints,omitempty"`
 	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS, EncryptionControl or EncryptionOff, once the transport was opened
+	// TagFingerprint names the migration without its tag
+	// (fingerprint.go): set on the source once it began to send HELLO,
+	// on the destination once it took a HELLO (one it refused, another
+	// migration's, leaves it unset); "" before. Both sides of one
+	// migration report the same, with or without a MigrationID.
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 
 	// Post-copy (postcopy.go). Mode is set on both sides once the
 	// handshake ran: ModePrecopy, or ModePostcopy from the switch on.

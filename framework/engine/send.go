@@ -305,6 +305,9 @@ func (s *sender) handshake(ctx context.Context) error {
 	// side's, or the destination's it waits on) keeps it from returning.
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
+	// Set before the send: a HELLO whose send failed may still have
+	// reached the destination, which then reports it.
+	s.rep.TagFingerprint = s.tag.fingerprint()
 	if err := s.tr.SendMessage(hctx, transport.Message{Kind: msgHello, Payload: encodeHello(s.layout, flags, s.tag)}); err != nil {
 		if hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 			err = fmt.Errorf("not sent within %v (this side's transport plugin or the destination stopped?): %w", handshakeTimeout, err)
