@@ -109,6 +109,7 @@ func (v *VM) resolveLocked(mg *migration, action, id string) (api.ResolveResult,
 		r := api.ResolveResult{Side: api.SideNone, VM: v.Status().State, Control: api.ControlVersion}
 		if mg.cur != nil {
 			r.Role, r.Side, r.Handover, r.ID = mg.cur.Role, mg.cur.Side, mg.cur.Progress.Handover, mg.cur.ID
+			r.TagFingerprint = tagFingerprint(mg.cur)
 			if mg.cur.Report != nil {
 				r.Handover = mg.cur.Report.Handover
 			}

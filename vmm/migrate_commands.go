@@ -37,7 +37,9 @@ import (
 // and refuse, changing nothing, on a VMM that holds another one or none
 // (migration_id.go). Every migrate-status and migrate-resolve answer
 // carries api.ControlVersion, so a client knows the ids are honoured
-// (a VMM from before reports none).
+// (a VMM from before reports none), and the migration's tag
+// fingerprint once the engine reported one (tagFingerprint), so a
+// client tells two migrations without an id apart.
 //
 // From migrate-send or migrate-incoming accepted until the migration has
 // finished, the migration owns the VM: pause, resume, quit, state-save and

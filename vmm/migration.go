@@ -208,7 +208,7 @@ func (mg *migration) finishUnopened(ctx context.Context, err error, side api.Sid
 }
 
 // status returns a copy of the current migration, or nil, with the
-// VMM's api.ControlVersion.
+// VMM's api.ControlVersion and the migration's tag fingerprint.
 func (mg *migration) status() *api.Migration {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
@@ -216,8 +216,17 @@ func (mg *migration) status() *api.Migration {
 		return nil
 	}
 	c := *mg.cur
-	c.Control = api.ControlVersion
+	c.Control, c.TagFingerprint = api.ControlVersion, tagFingerprint(mg.cur)
 	return &c
+}
+
+// tagFingerprint is m's tag fingerprint (api.Migration.TagFingerprint):
+// its report's once it ended, else its last progress's.
+func tagFingerprint(m *api.Migration) string {
+	if m.Report != nil {
+		return m.Report.TagFingerprint
+	}
+	return m.Progress.TagFingerprint
 }
 
 // cancelRunning stops a running migration (the source resumes) and

@@ -328,3 +328,39 @@ func TestControlVersionReported(t *testing.T) {
 		t.Fatalf("migrate-resolve query: %+v, %v; want control %d", rq, err, api.ControlVersion)
 	}
 }
+
+// TestTagFingerprintReported: migrate-status and migrate-resolve report
+// the migration's tag fingerprint (api.TagsReported), from its last
+// progress while it runs and from its report once it ended, so that
+// migrate -resolve tells two migrations without an id apart; nothing
+// before the engine reported one.
+func TestTagFingerprintReported(t *testing.T) {
+	v := fakeVM(StateRunning)
+	call := serveCalls(t, v)
+	mg := v.migration()
+	own, err := v.claim(context.Background(), mg, transport.RoleSend.String(), "", takes(func() {}),
+		func(st State) error { return v.canMigrate(transport.RoleSend, st) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := func(want string) {
+		t.Helper()
+		var st api.Migration
+		var rq api.ResolveResult
+		if err := call("migrate-status", nil, &st); err != nil || st.TagFingerprint != want {
+			t.Errorf("migrate-status: fingerprint %q, %v; want %q", st.TagFingerprint, err, want)
+		}
+		if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &rq); err != nil || rq.TagFingerprint != want ||
+			rq.Control < api.TagsReported {
+			t.Errorf("migrate-resolve query: fingerprint %q, control %d, %v; want %q, at least %d", rq.TagFingerprint, rq.Control, err, want, api.TagsReported)
+		}
+	}
+	mg.progress(engine.Progress{Phase: engine.PhaseSetup, Handover: engine.HandoverLive})
+	both("")
+	mg.progress(engine.Progress{Phase: engine.PhaseBulk, Handover: engine.HandoverLive, TagFingerprint: "0123456789abcdef"})
+	both("0123456789abcdef")
+	own.release(func() {
+		mg.finish(engine.Report{Status: engine.StatusHandoverUnknown, TagFingerprint: "fedcba9876543210"}, api.SideUnknown)
+	})
+	both("fedcba9876543210")
+}

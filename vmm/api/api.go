@@ -87,6 +87,12 @@ type Migration struct {
 	// Control is the answering VMM's ControlVersion (0, left out: a VMM
 	// from before it).
 	Control uint16 `json:"control,omitempty"`
+	// TagFingerprint is the migration's tag fingerprint (engine
+	// Report.TagFingerprint: its report's once it ended, else its last
+	// progress's), the same on both sides of one migration, with or
+	// without an ID; "" until HELLO was sent (source) or taken
+	// (destination), and from a VMM older than TagsReported.
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
 // ControlVersion is the version of the control commands a VMM speaks,
@@ -106,12 +112,23 @@ type Migration struct {
 //	              ResolveArgs.ID): another migration, or none, is
 //	              refused and nothing changes; quit given an id also
 //	              refuses a VM whose guest ran since that migration ended
-const ControlVersion uint16 = 1
+//	2             migrate-status and migrate-resolve report the
+//	              migration's tag fingerprint (Migration.TagFingerprint,
+//	              ResolveResult.TagFingerprint) once its HELLO was sent
+//	              or taken, so that a client tells two migrations
+//	              without an id apart
+const ControlVersion uint16 = 2
 
 // IDsHonoured is the first ControlVersion whose VMM honours an id in
 // every act: a client sends migrate-cancel or quit naming an id only to
 // a VMM that reported at least this one.
 const IDsHonoured uint16 = 1
+
+// TagsReported is the first ControlVersion whose VMM reports a
+// migration's tag fingerprint: from such a VMM an empty one means that
+// its migration never sent or took a HELLO (it holds no copy that came
+// from, or went to, another VMM), from an older one nothing.
+const TagsReported uint16 = 2
 
 // CancelResult answers migrate-cancel. The engine decides, under its
 // hold (engine.Cancel): a cancel is either applied (Cancelled) or not
@@ -222,6 +239,9 @@ type ResolveResult struct {
 	VM       State           `json:"vm_state"`
 	ID       string          `json:"id,omitempty"`      // the migration's MigrateArgs.ID
 	Control  uint16          `json:"control,omitempty"` // the answering VMM's ControlVersion
+	// TagFingerprint is Migration.TagFingerprint: migrate -resolve pairs
+	// two sides without an ID only when both report the same.
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
 // StartPostcopyResult is what migrate-start-postcopy answers (source

@@ -16,7 +16,9 @@
 // Migration.Control and ResolveResult.Control carry the answering VMM's
 // ControlVersion, from which a client learns that the VMM honours those
 // ids (a VMM from before reports none, and ignores the id in
-// migrate-cancel and quit).
+// migrate-cancel and quit). From version 2 (TagsReported) the same
+// answers carry the migration's tag fingerprint, which both sides of
+// one migration share also without an id.
 //
 // What the VMM does with them (ownership of the VM, outcomes, the
 // handover) is documented in package vmm; the values of State are vmm's
