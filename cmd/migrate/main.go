@@ -510,7 +510,7 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	_, qerr := quitSource(j.Source.Control, id, log) // the VM lives on the destination now
+	_, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}

@@ -71,7 +71,9 @@ const (
 )
 
 // plan decides from both sides what to do. It is the whole policy, and a
-// pure function (TestPlan covers every pair).
+// pure function (TestPlan covers every pair). The two sides are those
+// of one migration: pair sees to it before (by id, and without ids by
+// tag fingerprint).
 func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
 	case dst == api.SidePostcopyBroken:
@@ -185,9 +187,15 @@ type resolver struct {
 	// What the last query found (pair): srcOther, dstOther, a side that
 	// reports another migration than r.id (nobody's partner here);
 	// mismatch, two sides of two migrations (migrate -resolve); srcID and
-	// dstID, the ids the sides report, which every step names (do).
+	// dstID, the ids the sides report, which every step names (do);
+	// srcTag and dstTag, their tag fingerprints, which tell two
+	// migrations without an id apart.
 	srcOther, dstOther, mismatch bool
 	srcID, dstID                 string
+	srcTag, dstTag               string
+	// saidOlder: pair printed, once, that it paired two id-less sides
+	// by the absence of an id (a VMM older than api.TagsReported).
+	saidOlder bool
 	// dstControl is the control version the destination's last answer
 	// reported (api.ControlVersion): a cancel or quit naming dstID goes
 	// only to a VMM that honours it (idsIgnored).
@@ -224,14 +232,16 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // deciding one side on what it says could run a guest twice or leave it
 // nowhere. With r.id, a side that reports another migration holds no
 // part of this one: it counts as none. Without (migrate -resolve), two
-// sides that both report a migration must report the same id, else pair
-// fails and nothing may be moved.
+// sides that both report a migration must report the same id, and two
+// that report none the same tag fingerprint (tagsPair), else pair fails
+// and nothing may be moved.
 //
 // It also records what manual must know of the pairing: which side
 // reports another migration, and whether the destination was seen in
 // this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
 	r.srcID, r.dstID, r.dstControl = s.ID, d.ID, d.Control
+	r.srcTag, r.dstTag = s.TagFingerprint, d.TagFingerprint
 	r.srcOther, r.dstOther, r.mismatch = false, false, false
 	if r.id != "" {
 		for i, x := range []*api.ResolveResult{s, d} {
@@ -249,8 +259,70 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
 			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
 	}
+	if s.Role != "" && d.Role != "" && s.ID == "" {
+		older, err := tagsPair(*s, *d)
+		if err != nil {
+			r.mismatch = true
+			return err
+		}
+		if older && !r.saidOlder {
+			r.saidOlder = true
+			fmt.Fprintf(r.out, "migrate: paired by the absence of an id: a VMM older than control version %d "+
+				"cannot tell two hand-started migrations apart\n", api.TagsReported)
+		}
+	}
 	r.dstTook = r.dstTook || s.Role != "" && d.Role != ""
 	return nil
+}
+
+// tagsPair says whether s and d, a source and a destination that both
+// report a migration without an id (started by hand on the control
+// sockets), are the two sides of one: nil when they report the same tag
+// fingerprint, which the source's HELLO carried to the destination that
+// took it (engine fingerprint.go), else an error, and nothing may be
+// moved. A VMM started anew at one of the job's sockets that ran an
+// id-less migration of its own (running, failed, or still telling its
+// source it failed) reports another, or none where the other side
+// reports one: until control version 2 plan took it for the partner,
+// and marked a handover-unknown source migrated beside a stranger's
+// running guest, or resumed it on a stranger's failure.
+//
+// Equal fingerprints pair, also two empty ones: neither side sent or
+// took a HELLO, so neither holds a copy that came from or went to the
+// other, and plan moves no such source (it runs, failed, or still
+// migrates). A destination without one beside a source still migrating
+// pairs too: the source's HELLO may be on its way, and plan waits for
+// that source. older is true, and the pair stands as before, when
+// either VMM is older than api.TagsReported: it reports no fingerprint,
+// and two hand-started migrations cannot be told apart (the caller says
+// so). What it cannot tell: a VMM may report any fingerprint; it keeps
+// honest migrations apart, like the id.
+func tagsPair(s, d api.ResolveResult) (older bool, err error) {
+	switch {
+	case s.Control < api.TagsReported || d.Control < api.TagsReported:
+		return true, nil
+	case !tagText(s.TagFingerprint) || !tagText(d.TagFingerprint):
+		return false, fmt.Errorf("a VMM reports a malformed tag fingerprint (source %.20q, destination %.20q): "+
+			"neither side is moved", s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
+	case s.TagFingerprint == d.TagFingerprint:
+		return false, nil
+	case d.TagFingerprint == "" && s.Side == api.SideMigrating:
+		return false, nil
+	}
+	return false, fmt.Errorf("the two VMMs report different migrations, both without an id (source %s, destination %s): "+
+		"neither is the other's partner, so neither side is moved", tagPrint(s.TagFingerprint), tagPrint(d.TagFingerprint))
+}
+
+// tagText reports whether fp is a tag fingerprint as a VMM reports one,
+// or none.
+func tagText(fp string) bool { return fp == "" || engine.ValidTagFingerprint(fp) }
+
+// tagPrint is a tag fingerprint as printed (checked: tagText).
+func tagPrint(fp string) string {
+	if fp == "" {
+		return "no tag fingerprint: it sent or took no HELLO"
+	}
+	return "tag fingerprint " + fp
 }
 
 // leftAlone says, once per socket, that the VMM at sock takes part in
@@ -290,12 +362,14 @@ func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
 	pcWaiting := false
-	resumed, resumedID := false, "" // a cancel verdict's steps were done, for the source's migration resumedID
+	// A cancel verdict's steps were done, for the source's migration
+	// resumedID (resumedTag, its tag fingerprint).
+	resumed, resumedID, resumedTag := false, "", ""
 	for {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
 		if err := r.pair(&s, &d); err != nil {
-			if resumed && s.Side == api.SideRunning && s.ID == resumedID {
+			if resumed && s.Side == api.SideRunning && s.ID == resumedID && s.TagFingerprint == resumedTag {
 				r.leftAlone(r.dst, d)
 				return verdictSource, nil
 			}
@@ -340,7 +414,7 @@ func (r *resolver) resolve() (verdict, error) {
 			if err := r.doAll(steps); err != nil {
 				return verdictManual, r.manual(s.Side, d.Side, err)
 			}
-			resumed, resumedID = true, r.srcID
+			resumed, resumedID, resumedTag = true, r.srcID, r.srcTag
 			continue
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
 			// An older VMM would cancel whatever it holds by the time
@@ -468,11 +542,11 @@ func (r *resolver) manual(src, dst api.Side, cause error) error {
 Nothing more was resumed: the guest must run on exactly one side.
 `, src, dst, cause)
 	if r.mismatch {
-		fmt.Fprintf(r.out, `The VMMs at this job's two sockets take part in two different migrations (source id %s, destination id %s):
+		fmt.Fprintf(r.out, `The VMMs at this job's two sockets take part in two different migrations (source %s; destination %s):
 neither is the other's partner, and nothing here says where the guest of either runs. Resume neither by hand on
 what this job shows: resolve each with the job whose two sockets hold both sides of its migration (migrate-status
-names the migration a VMM takes part in).
-`, idText(r.srcID), idText(r.dstID))
+names the migration a VMM takes part in: its id, and without one its tag_fingerprint).
+`, migrationText(r.srcID, r.srcTag), migrationText(r.dstID, r.dstTag))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
 	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too
@@ -513,6 +587,15 @@ Only if the VMM that received migration %s is gone for good and the guest never 
 %s`, id, resumeDst)
 	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+}
+
+// migrationText names a side's migration in manual's text: its id, and
+// without one its tag fingerprint (if well formed: tagText).
+func migrationText(id, fp string) string {
+	if id != "" || !tagText(fp) {
+		return "id " + idText(id)
+	}
+	return "id " + idText(id) + ", " + tagPrint(fp)
 }
 
 func firstErr(errs ...error) error {
@@ -593,7 +676,7 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 	case v == verdictMoved:
 		// The source of the migration the destination runs (r.dstID:
 		// the pair's), not whatever answers at its socket by now.
-		switch side, qerr := quitSource(j.Source.Control, r.dstID, stderr); {
+		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr); {
 		case qerr != nil:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told, but not quit")
 			r.notSent(qerr)
@@ -621,23 +704,25 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 // quitSource ends the source VMM once the guest runs on the destination,
 // if it says it handed the guest over (migrated, or postcopy-broken: its
 // copy is stale) in migration id ("": any, a migration without one;
-// migrate -resolve names the one its destination runs), and
-// returns the side it said. Any other VMM at that socket (one started
-// anew there, with no migration or a guest of its own) is not this job's
-// source and is left alone: quit would stop its guest. The quit names
+// migrate -resolve names the one its destination runs) whose tag
+// fingerprint is tag ("": any; a source older than api.TagsReported
+// reports none, and is taken as before), and returns the side it said.
+// Any other VMM at that socket (one started anew there, with no
+// migration or a guest of its own) is not this job's source and is left
+// alone: quit would stop its guest. The quit names
 // the migration the query found, so a VMM that holds another by then
 // refuses it: that VMM holds no part of this migration either (none).
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
-func quitSource(sock, id string, log io.Writer) (api.Side, error) {
+func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.ResolveResult
 	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
 		return sideUnreachable, nil
 	}
-	if id != "" && res.ID != id {
+	if id != "" && res.ID != id || tag != "" && res.Control >= api.TagsReported && res.TagFingerprint != tag {
 		return api.SideNone, nil // it holds no part of this migration
 	}
 	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {

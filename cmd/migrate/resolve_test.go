@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -401,5 +402,173 @@ func TestResolveMovedOn(t *testing.T) {
 				t.Errorf("migrate does not say %q", tc.say)
 			}
 		})
+	}
+}
+
+// Tag fingerprints as two id-less migrations report them (engine
+// fingerprint.go): tagA the source's, tagB a stranger's.
+const (
+	tagA = "0a0a0a0a0a0a0a0a"
+	tagB = "0b0b0b0b0b0b0b0b"
+)
+
+// TestResolvePairsByTag: migrate -resolve pairs two sides that report
+// no id (migrations started by hand on the control sockets) only when
+// they report the same tag fingerprint, which the source's HELLO
+// carried to the destination that took it. Found in the last closing
+// note: it paired any two id-less sides, so a VMM started anew at the
+// destination's socket that ran an id-less migration of its own was
+// taken for the partner of a handover-unknown source: running, the
+// source was marked migrated and quit (its guest lost if its real
+// destination died); failed or failing, the source was resumed on a
+// stranger's word (twice running if its real destination runs it).
+// Beside a VMM older than api.TagsReported, which reports no
+// fingerprint, the pairing stays as before, and migrate says so.
+func TestResolvePairsByTag(t *testing.T) {
+	failing := func(f *fakeVMM) { // still telling its source it failed
+		f.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
+	}
+	for _, tc := range []struct {
+		name     string
+		set      func(c *runCase)
+		moves    []string // the resolution calls, in order
+		ok       bool     // exits 0
+		say, not string   // in what migrate prints ("": nothing asked)
+	}{
+		{name: "running stranger, another fingerprint", set: func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagB
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, say: "source id (no id), tag fingerprint " + tagA + "; destination id (no id), tag fingerprint " + tagB},
+		{name: "failed stranger, another fingerprint", set: func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagB
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, say: "both without an id"},
+		{name: "failed stranger that took no HELLO", set: func(c *runCase) {
+			c.src.tag = tagA
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, say: "no tag fingerprint: it sent or took no HELLO"},
+		{name: "failing stranger, another fingerprint", set: func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagB
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			failing(c.dst)
+		}, say: "both without an id"},
+		{name: "its destination runs", set: func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagA
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, moves: []string{"send resolve migrated", "send quit"}, ok: true, not: "paired by the absence"},
+		{name: "its destination failed", set: func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagA
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, moves: []string{"send resolve resume"}, ok: true, not: "paired by the absence"},
+		{name: "older destination", set: func(c *runCase) {
+			c.src.tag, c.dst.controlV = tagA, 1
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, moves: []string{"send resolve migrated", "send quit"}, ok: true,
+			say: "paired by the absence of an id: a VMM older than control version 2 cannot tell two hand-started migrations apart"},
+		{name: "older sides", set: func(c *runCase) {
+			c.src.controlV, c.dst.controlV = 1, 1
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, moves: []string{"send resolve resume"}, ok: true, say: "paired by the absence of an id"},
+		{name: "older source, its destination runs", set: func(c *runCase) {
+			c.src.controlV, c.dst.tag = 1, tagB
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, moves: []string{"send resolve migrated", "send quit"}, ok: true, say: "paired by the absence of an id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			tc.set(c)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			text := out.String() + errb.String()
+			t.Logf("exit %d, calls %s\n%s", code, c.callList(), text)
+			if got := c.resolutions(); strings.Join(got, ",") != strings.Join(tc.moves, ",") {
+				t.Errorf("resolution calls %q, want %q", got, tc.moves)
+			}
+			if len(c.dst.actIDs()) != 0 && tc.moves == nil {
+				t.Errorf("the destination was acted on: %q", c.dst.actIDs())
+			}
+			if (code == 0) != tc.ok {
+				t.Errorf("exit %d, want success %v", code, tc.ok)
+			}
+			if !strings.Contains(text, tc.say) || tc.not != "" && strings.Contains(text, tc.not) {
+				t.Errorf("migrate does not say %q, or says %q", tc.say, tc.not)
+			}
+			if strings.Count(text, "paired by the absence") > 1 {
+				t.Error("the older pairing is said more than once")
+			}
+		})
+	}
+}
+
+// TestTagsPair covers every branch of the id-less pairing: equal
+// fingerprints (two empty ones too: neither side sent or took a HELLO)
+// pair; a destination without one beside a source still migrating
+// pairs (its HELLO may be on the way; plan waits); any other difference,
+// and a malformed fingerprint, is two migrations; a VMM older than
+// api.TagsReported pairs as before, said older.
+func TestTagsPair(t *testing.T) {
+	side := func(control uint16, sd api.Side, tag string) api.ResolveResult {
+		return api.ResolveResult{Role: "x", Side: sd, Control: control, TagFingerprint: tag}
+	}
+	v := api.ControlVersion
+	for _, c := range []struct {
+		s, d   api.ResolveResult
+		older  bool
+		paired bool
+	}{
+		{side(v, api.SideUnknown, tagA), side(v, api.SideRunning, tagA), false, true},
+		{side(v, api.SideUnknown, tagA), side(v, api.SideRunning, tagB), false, false},
+		{side(v, api.SideUnknown, tagA), side(v, api.SideFailed, ""), false, false},
+		{side(v, api.SideUnknown, tagA), side(v, api.SideMigrating, ""), false, false},
+		{side(v, api.SideRunning, ""), side(v, api.SideMigrating, ""), false, true},
+		{side(v, api.SideMigrating, tagA), side(v, api.SideMigrating, ""), false, true},
+		{side(v, api.SideMigrating, ""), side(v, api.SideMigrating, tagB), false, false},
+		{side(v, api.SideRunning, ""), side(v, api.SideUnknown, tagB), false, false},
+		{side(v, api.SideUnknown, "0A0A0A0A0A0A0A0A"), side(v, api.SideRunning, "0A0A0A0A0A0A0A0A"), false, false},
+		{side(v, api.SideUnknown, tagA+"\n"), side(v, api.SideRunning, tagA+"\n"), false, false},
+		{side(1, api.SideUnknown, ""), side(v, api.SideRunning, tagB), true, true},
+		{side(v, api.SideUnknown, tagA), side(0, api.SideFailed, ""), true, true},
+	} {
+		older, err := tagsPair(c.s, c.d)
+		if older != c.older || (err == nil) != c.paired {
+			t.Errorf("tagsPair(%+v, %+v) = %v, %v; want older %v, paired %v", c.s, c.d, older, err, c.older, c.paired)
+		}
+	}
+	// A VMM's answer is printed bounded: at most 20 runes of a
+	// malformed fingerprint, quoted.
+	long := strings.Repeat("\n", 1<<16)
+	if _, err := tagsPair(side(v, api.SideUnknown, long), side(v, api.SideRunning, tagA)); err == nil || len(err.Error()) > 300 ||
+		strings.Contains(err.Error(), "\n") {
+		t.Errorf("a malformed fingerprint of %d bytes: %d bytes of error, or a raw newline: %.300q", len(long), len(fmt.Sprint(err)), err)
+	}
+}
+
+// TestResolveMainQuitsOnlyItsSourceByTag: TestResolveMainQuitsOnlyItsSource
+// for migrations without an id: once the guest runs on the destination
+// (tag fingerprint tagA), a VMM that answers at the source's socket by
+// the quit with another id-less migration (tagB, migrated too) is left
+// alone; before, quitSource took any id-less source for this one's.
+func TestResolveMainQuitsOnlyItsSourceByTag(t *testing.T) {
+	c := newRunCase(t)
+	c.src.tag, c.dst.tag = tagA, tagA
+	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.src.looked = func(f *fakeVMM) { f.tag = tagB } // after the resolve's look
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+	if acts := c.src.actIDs(); len(acts) != 0 {
+		t.Fatalf("source acts %q: want the VMM of migration %s left alone", acts, tagB)
+	}
+	if code != 0 || !strings.Contains(out.String(), "not this job's source: left alone") {
+		t.Errorf("exit %d, output %q: want the guest said to run on the destination, the source's socket left alone", code, out.String())
 	}
 }

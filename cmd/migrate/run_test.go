@@ -97,6 +97,14 @@ type fakeVMM struct {
 	// (acts on whatever it holds) and refuses it by name in
 	// migrate-resolve's actions and migrate-start-postcopy.
 	older bool
+	// controlV, if set, is the control version f reports instead of
+	// api.ControlVersion (1: a VMM that honours ids but reports no tag
+	// fingerprint).
+	controlV uint16
+	// tag is the tag fingerprint f reports in migrate-status and
+	// migrate-resolve (api.TagFingerprint): "", as a VMM whose migration
+	// sent or took no HELLO, unless set.
+	tag string
 	// resumeNotKept: migrate-resolve resume answers running but leaves
 	// the side as it was (a VMM that does not keep what it confirmed).
 	resumeNotKept bool
@@ -104,8 +112,11 @@ type fakeVMM struct {
 
 // control is the control version f reports (none when older).
 func (f *fakeVMM) control() uint16 {
-	if f.older {
+	switch {
+	case f.older:
 		return 0
+	case f.controlV != 0:
+		return f.controlV
 	}
 	return api.ControlVersion
 }
@@ -234,7 +245,8 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			go f.kill()
 			return nil, errors.New("exiting")
 		}
-		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress, ID: f.id, Control: f.control()}
+		m := api.Migration{Role: f.role, Done: f.done, Side: api.SideMigrating, Progress: f.progress, ID: f.id, Control: f.control(),
+			TagFingerprint: f.tag}
 		if f.postcopy {
 			m.Progress.Mode = engine.ModePostcopy
 		}
@@ -297,7 +309,7 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 				f.side = side
 			}
 		}
-		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, ID: f.id, Control: f.control()}, nil
+		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, ID: f.id, Control: f.control(), TagFingerprint: f.tag}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})
