@@ -1417,6 +1417,11 @@ func abortHeard(t *testing.T, r pcResult, dst *vmtest.VM, took, reconnect time.D
 // source writing every millisecond), each side with reconnect_timeout 1
 // min unless tune changes the options.
 func bothEngines(t *testing.T, wrap func(transport.Transport) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
+	return bothEnginesOn(t, func(str transport.Transport, _ *vmtest.VM) transport.Transport { return wrap(str) }, tune)
+}
+
+// bothEnginesOn is bothEngines whose wrap also gets the source's VM.
+func bothEnginesOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
 	needUffd(t)
 	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
 	must(t, err)
@@ -1436,7 +1441,7 @@ func bothEngines(t *testing.T, wrap func(transport.Transport) transport.Transpor
 	defer cancel()
 	wait := receiveAsync(ctx, dst, dtr, dopt)
 	var r pcResult
-	r.srep, r.serr = Send(ctx, src, wrap(str), sopt)
+	r.srep, r.serr = Send(ctx, src, wrap(str, src), sopt)
 	r.drep, r.derr = wait()
 	return r, dst
 }
