@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +23,15 @@ import (
 // handover-unknown, never resumed, so that beside a dead source its
 // copy is not lost (docs/model, property (b), mutant 8); migrate's
 // resolve discards it beside a running source. So it does when the
-// break comes right after its VERIFIED went out.
+// break comes before the first HASHES, though HELLO promised the check
+// (helloCheck: no COMMIT can have been written), and right after its
+// VERIFIED went out.
 func TestCheckBreakPrecopy(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		tweak func(*pipe)
 	}{
+		{"before the first HASHES", lose(true, msgHashes, true)},
 		{"after the first HASHES", func(p *pipe) {
 			p.delivered = func(toDst bool, m transport.Message) {
 				if toDst && m.Kind == msgHashes {
@@ -140,5 +147,182 @@ func TestPostcopyCheckBreakFails(t *testing.T) {
 					rep.Handover, dst.Counters().Resumes)
 			}
 		})
+	}
+}
+
+// checkCut is the source's transport in post-copy with the page check.
+// The guest writes a page as the first Flush goes out (the bulk pass,
+// so post-copy owes that page whatever the guest's own writer did);
+// old clears helloCheck from HELLO (a source from before the flag); the
+// connection dies as the first HASHES goes out (written, never
+// delivered), or, with atVerified, as VERIFIED arrives (the source never
+// reads it).
+type checkCut struct {
+	transport.Transport
+	src        *vmtest.VM
+	old        bool
+	atVerified bool
+	wrote      sync.Once
+	cuts       atomic.Int32
+}
+
+func (c *checkCut) Flush(ctx context.Context) error {
+	c.wrote.Do(func() { _ = c.src.Write(100 << 12) }) // page 100: not free (pcFree)
+	return c.Transport.Flush(ctx)
+}
+
+func (c *checkCut) SendMessage(ctx context.Context, m transport.Message) error {
+	switch {
+	case m.Kind == msgHello && c.old:
+		b := bytes.Clone(m.Payload) // flags: the u32 before the 16-byte tag (encodeHello)
+		f := b[len(b)-20:]
+		binary.LittleEndian.PutUint32(f, binary.LittleEndian.Uint32(f)&^helloCheck)
+		m.Payload = b
+	case m.Kind == msgHashes && !c.atVerified && c.cuts.Add(1) == 1:
+		c.Transport.Close()
+		return nil
+	}
+	return c.Transport.SendMessage(ctx, m)
+}
+
+func (c *checkCut) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := c.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == msgVerified && c.atVerified && c.cuts.Add(1) == 1 {
+		c.Transport.Close()
+		return transport.Message{}, transport.ErrClosed
+	}
+	return m, err
+}
+
+// TestPostcopyCheckPromised: both engines in post-copy with the page
+// check; the connection breaks after LOADED. The source never commits
+// without VERIFIED: it resumes its VM (failed) and never reconnects.
+// Its HELLO promised the check (helloCheck), so a destination that
+// breaks before it began to send VERIFIED knows no COMMIT was written,
+// and, lacking owed pages, holds no whole guest: it fails at once,
+// also before the first HASHES (before the flag it listened
+// reconnect_timeout for a RESUME that never comes, then ended
+// handover-unknown). Without the flag (a source from before it) and
+// after VERIFIED went out (a COMMIT may be on its way) it waits for that
+// RESUME as before, and ends handover-unknown when none comes.
+func TestPostcopyCheckPromised(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		old, atVerified bool
+		want            Handover
+	}{
+		{"before the first HASHES", false, false, HandoverFailed},
+		{"before the first HASHES, source without the flag", true, false, HandoverUnknown},
+		{"right after VERIFIED", false, true, HandoverUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reconnect := time.Second // waited out when the handover stays unknown
+			if tc.want == HandoverFailed {
+				reconnect = 20 * time.Second // not waited out: the test's bound
+			}
+			c := &checkCut{old: tc.old, atVerified: tc.atVerified}
+			var src *vmtest.VM
+			start := time.Now()
+			r, dst := bothEnginesOn(t, func(str transport.Transport, s *vmtest.VM) transport.Transport {
+				c.Transport, c.src, src = str, s, s
+				return c
+			}, func(sopt, dopt *Options) { sopt.VerifyPages, dopt.ReconnectTimeout = true, reconnect })
+			took := time.Since(start)
+			t.Logf("source: %v\ndestination: %v (%v)", r.serr, r.derr, took.Round(time.Millisecond))
+			if c.cuts.Load() != 1 {
+				t.Fatalf("the connection was cut %d times: the test did not test it", c.cuts.Load())
+			}
+			if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
+				t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+			}
+			if r.srep.Status != StatusFailed || src.Counters().Resumes == 0 {
+				t.Errorf("source %s, %d resumes; want failed, resumed", r.srep.Status, src.Counters().Resumes)
+			}
+			if r.drep.Handover != tc.want || dst.Counters().Resumes != 0 {
+				t.Errorf("destination %s (%v), %d resumes; want %s, never run", r.drep.Handover, r.derr,
+					dst.Counters().Resumes, tc.want)
+			}
+			if tc.want == HandoverFailed && (errors.Is(r.derr, ErrHandoverUnknown) || took >= reconnect/2) {
+				t.Errorf("destination: %v after %v; want failed at once, not after reconnect_timeout %v", r.derr,
+					took.Round(time.Millisecond), reconnect)
+			}
+		})
+	}
+}
+
+// failLoaded is the destination's transport whose LOADED does not get
+// out (the send fails; nothing travels).
+type failLoaded struct{ transport.Transport }
+
+func (f failLoaded) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgLoaded {
+		return errInjected
+	}
+	return f.Transport.SendMessage(ctx, m)
+}
+
+// TestPostcopyLoadedLostCheckPromised: a post-copy destination that
+// lacks owed pages loads the state and its LOADED does not get out.
+// With the check promised in HELLO (helloCheck) no COMMIT can come
+// before its VERIFIED: it fails and says so (ABORT), never runs.
+// Before, and still for a source without the flag, it ended
+// handover-unknown and told the source nothing.
+func TestPostcopyLoadedLostCheckPromised(t *testing.T) {
+	for _, promised := range []bool{true, false} {
+		t.Run(fmt.Sprintf("promised=%v", promised), func(t *testing.T) {
+			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+			if promised {
+				s.helloFlags |= helloCheck
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			wait := receiveAsync(ctx, dst, failLoaded{rcv}, opt)
+			never, stale := pcPages(s)
+			var m transport.Message
+			var rerr error
+			failed := runScript(func() {
+				s.toState(ctx, never, stale)
+				m, rerr = s.tr.RecvMessage(ctx) // ABORT, or the end of the session
+			})
+			rep, err := wait()
+			if failed {
+				t.Fatalf("script failed; Receive: %v", err)
+			}
+			t.Logf("destination: %v; the source read %s %q (%v)", err, msgName(m.Kind), m.Payload, rerr)
+			want, told := HandoverUnknown, false
+			if promised {
+				want, told = HandoverFailed, true
+			}
+			if rep.Handover != want || dst.Counters().Resumes != 0 || (rerr == nil && m.Kind == msgAbort) != told {
+				t.Errorf("destination %s (%v), %d resumes, the source read %s (%v); want %s, never run, ABORT told: %v",
+					rep.Handover, err, dst.Counters().Resumes, msgName(m.Kind), rerr, want, told)
+			}
+		})
+	}
+}
+
+// TestHelloCheckFlag: Send promises the page check in HELLO (helloCheck)
+// exactly when it runs one (VerifyPages, or VerifyFree, which implies
+// it): a destination told so fails, in post-copy, on a break it would
+// otherwise take for a lost COMMIT.
+func TestHelloCheckFlag(t *testing.T) {
+	for _, opt := range []Options{{}, {VerifyPages: true}, {VerifyFree: true}} {
+		src, dst := newFakeVM(t, [2]uint64{0, 64 << 10}), newFakeVM(t, [2]uint64{0, 64 << 10})
+		var flags atomic.Int64
+		flags.Store(-1)
+		_, serr, _, rerr := migrate(t, src, dst, opt, func(p *pipe) {
+			p.delivered = func(toDst bool, m transport.Message) {
+				if h, err := decodeHello(m.Payload); toDst && m.Kind == msgHello && err == nil {
+					flags.Store(int64(h.Flags))
+				}
+			}
+		})
+		if serr != nil || rerr != nil || flags.Load() < 0 {
+			t.Fatalf("%+v: send %v, receive %v, HELLO flags %d", opt, serr, rerr, flags.Load())
+		}
+		if got, want := flags.Load()&helloCheck != 0, opt.VerifyPages || opt.VerifyFree; got != want {
+			t.Errorf("VerifyPages %v, VerifyFree %v: HELLO flags %#x; want helloCheck %v", opt.VerifyPages, opt.VerifyFree,
+				flags.Load(), want)
+		}
 	}
 }

@@ -76,8 +76,11 @@
 //     silent stream (SwitchoverTimeout; between two HASHES the stall
 //     rule) without COMMIT or ABORT: handover-unknown, VM paused; but a
 //     post-copy destination that lacks owed pages fails (ABORT) on such
-//     a stream during the page check, before VERIFIED, and so does one
-//     whose check found differing pages (checkBroke); a VERIFIED that
+//     a stream during the page check, before VERIFIED (from LOADED on
+//     when HELLO promised the check, helloCheck; else from the first
+//     HASHES), and so does one whose check found differing pages
+//     (checkBroke); a pre-copy one stays handover-unknown there, the
+//     check promised or not (its copy may be the only one); a VERIFIED that
 //     does not get out is handover-unknown too, but for such a verdict
 //     or a cancel that cut its send (failed, ABORT).
 //

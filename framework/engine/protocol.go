@@ -40,8 +40,16 @@ import (
 // RESUME, a fresh destination's included (one that closed the session
 // as silent before it read the RESUME, waitAgain, and cannot know
 // whether COMMIT reached the destination before it, which may have run
-// the guest), and would show a version-8 ABORT's tag as text. The rule
-// and the golden tests: docs/ARCHITECTURE.md#versions.
+// the guest), and would show a version-8 ABORT's tag as text. Within
+// version 8 (2026-12-07) HELLO has the flag helloCheck: the source
+// promises the page check, so a post-copy destination that lacks owed
+// pages fails on a break from LOADED on until it begins to send
+// VERIFIED, before the first HASHES too (checkBroke). Both mixes with
+// an earlier version-8 peer end as before (such a destination ignores
+// the flag, as every flag it does not know; such a source sets none,
+// and its destination takes a break before the first HASHES for a lost
+// COMMIT, as before), so the version did not move. The rule and the
+// golden tests: docs/ARCHITECTURE.md#versions.
 const protocolVersion = 8
 
 // migrationTag names one migration on the wire: the source makes it
@@ -107,6 +115,21 @@ const (
 	// only when this is set (receiver.hello); RESUME's tag is checked
 	// either way.
 	helloTransportTag = 1 << 1
+	// helloCheck (within protocol 8, 2026-12-07): the source runs the
+	// page check (Options.VerifyPages) and writes COMMIT only after a
+	// VERIFIED that counts no differing page. So from LOADED's first
+	// byte until this side begins to send VERIFIED no COMMIT can have
+	// been written, before the first HASHES as after it; from
+	// VERIFIED's first byte on one may be on its way. A post-copy
+	// destination that still lacks owed pages fails on a break in that
+	// window (receiver.checkBroke). A pre-copy destination, or one that
+	// holds every page, stays handover-unknown all the same: it holds
+	// the whole guest and cannot tell a source that resumed from one
+	// whose VMM died, beside which its copy is the only one (docs/model:
+	// property (b), mutant 8). A source from before sets no such flag
+	// (and a destination from before ignores it): a break before its
+	// first HASHES is handled as before (pcRecv.uncommitted).
+	helloCheck = 1 << 2
 )
 
 // READY's flags.
@@ -156,7 +179,7 @@ type hello struct {
 	Version uint32
 	Pages   uint64
 	Layout  []regionDesc
-	Flags   uint32       // helloMaySwitch
+	Flags   uint32       // helloMaySwitch, helloTransportTag, helloCheck
 	Tag     migrationTag // protocol 7
 }
 

@@ -23,7 +23,8 @@ import (
 // discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
 // between two of the page check's HASHES, nothing moves for the stall
 // bound: recvHashes) after LOADED and before COMMIT (in post-copy,
-// during the page check while pages are owed, Receive fails instead:
+// during the page check while pages are owed, from LOADED on when the
+// source promised the check in HELLO, Receive fails instead:
 // checkBroke), the source may have written COMMIT:
 // Receive leaves dst paused and returns an error wrapping
 // ErrHandoverUnknown. The caller must then neither resume nor discard
@@ -215,26 +216,45 @@ func (r *receiver) loop(ctx context.Context) error {
 }
 
 // checkBroke reports whether a stream that broke (or stalled) after
-// LOADED fails this destination rather than leaving the handover
-// unknown: in post-copy, during the page check (a HASHES came, and
-// VERIFIED's send has not begun), while pages are still owed. The
-// source cannot have committed (it writes COMMIT only on VERIFIED), and
-// after a failed check it resumes its VM and never reconnects, so
-// uncommitted would wait reconnect_timeout for nobody; and this
-// destination's copy lacks pages only the source holds, so it is no
-// copy of the guest should the source have died. A pre-copy
-// destination (or a post-copy one that holds every page) stays
-// handover-unknown: it holds the whole guest and cannot tell a source
-// that resumed from one whose VMM died, beside which its copy is the
-// only one (docs/model: property (b), mutant 8). Once VERIFIED's send
-// has begun the source may commit: unknown, in either mode, unless the
-// check found differing pages: the source never commits on that
-// verdict, and this copy is known to be wrong (failed, in either mode).
+// LOADED, or a LOADED that did not get out, fails this destination
+// rather than leaving the handover unknown: in post-copy, during the
+// page check (checkOpen: VERIFIED's send has not begun), while pages
+// are still owed. The source cannot have committed (it writes COMMIT
+// only on VERIFIED), and after a failed check it resumes its VM and
+// never reconnects, so uncommitted would wait reconnect_timeout for
+// nobody; and this destination's copy lacks pages only the source
+// holds, so it is no copy of the guest should the source have died. A
+// pre-copy destination (or a post-copy one that holds every page)
+// stays handover-unknown: it holds the whole guest and cannot tell a
+// source that resumed from one whose VMM died, beside which its copy
+// is the only one (docs/model: property (b), mutant 8); the promise of
+// a check changes nothing there. Once VERIFIED's send has begun the
+// source may commit: unknown, in either mode, unless the check found
+// differing pages: the source never commits on that verdict, and this
+// copy is known to be wrong (failed, in either mode).
 func (r *receiver) checkBroke() bool {
 	if r.check != nil && r.check.bad > 0 {
 		return true
 	}
-	return r.pc != nil && r.pc.on && r.check != nil && r.check.pending() && r.pc.svc != nil && r.pc.svc.Pending() > 0
+	return r.pc != nil && r.pc.on && r.checkOpen() && r.pc.svc != nil && r.pc.svc.Pending() > 0
+}
+
+// checkOpen reports whether the page check is under way and this side
+// has not begun to send VERIFIED, so that no COMMIT can have been
+// written: a HASHES came and more are due, or none came yet and HELLO
+// promised the check (helloCheck; from LOADED's first byte on, as
+// checkBroke asks only after it). A source without the flag (before
+// 2026-12-07) promises nothing before its first HASHES: a break there
+// may be a lost COMMIT. What it cannot tell: a source that sets the flag
+// and commits without VERIFIED all the same (a bug) is believed; this
+// side then fails, never runs the VM, and that source, whose reconnect
+// finds nobody, ends handover-unknown beside a failed destination,
+// which migrate resolves by resuming it.
+func (r *receiver) checkOpen() bool {
+	if r.check != nil {
+		return r.check.pending()
+	}
+	return r.checkPromised
 }
 
 // recv waits for the next message: a fresh session's first (HELLO) at
@@ -384,6 +404,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 		return err
 	}
 	r.tag, r.tagPrint = h.Tag, h.Tag.fingerprint()
+	r.checkPromised = h.Flags&helloCheck != 0
 	if h.Flags&helloTransportTag != 0 {
 		// A post-copy reconnect takes only this migration's source. An
 		// older source's transport names no tag (TCP wire version 1):
@@ -492,6 +513,10 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.SwitchoverTimeout)
 	defer cancel()
 	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgLoaded}); err != nil {
+		if r.checkBroke() { // post-copy, pages owed, the check promised: no COMMIT before VERIFIED
+			return fmt.Errorf("send LOADED: %w; the source commits only after the page check it promised, and this "+
+				"destination lacks pages only the source holds; it never ran the VM", err) // giveUp: failed, ABORT
+		}
 		return r.unknown(fmt.Errorf("send LOADED: %w", err))
 	}
 	return nil

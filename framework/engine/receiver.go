@@ -36,6 +36,9 @@ type receiver struct {
 	mode     string                  // Report.Mode once the handshake ran
 	pc       *pcRecv                 // post-copy, when READY said this side can serve one (postcopy_recv.go)
 	stopLoop context.CancelCauseFunc // ends loop's wait with a cause (post-copy's goroutines failing before COMMIT)
+	// checkPromised: HELLO said the source runs the page check
+	// (helloCheck), so it writes COMMIT only after VERIFIED (checkOpen).
+	checkPromised bool
 	// The traffic of sessions closed before the current one (post-copy's
 	// reconnects), and the current session's as last seen (seen): a
 	// transport whose plugin died cannot answer Stats any more.

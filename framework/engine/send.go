@@ -300,6 +300,9 @@ func (s *sender) handshake(ctx context.Context) error {
 	if s.maySwitch() {
 		flags |= helloMaySwitch
 	}
+	if s.opt.VerifyPages { // switchOver, switchToPostcopy: no COMMIT before a clean VERIFIED
+		flags |= helloCheck
+	}
 	sent := time.Now()
 	// HELLO's send is bounded too: a transport plugin that stopped (this
 	// side's, or the destination's it waits on) keeps it from returning.
