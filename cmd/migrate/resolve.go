@@ -290,9 +290,18 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 // Equal fingerprints pair, also two empty ones: neither side sent or
 // took a HELLO, so neither holds a copy that came from or went to the
 // other, and plan moves no such source (it runs, failed, or still
-// migrates). A destination without one beside a source still migrating
-// pairs too: the source's HELLO may be on its way, and plan waits for
-// that source. older is true, and the pair stands as before, when
+// migrates). Beside a source still migrating, a side without one pairs
+// too while the destination migrates or failed, and plan waits for that
+// source: the destination's, because the source's HELLO may be on its
+// way; the source's, because its VMM reports the fingerprint only from
+// the source's first progress after HELLO (its bulk phase's, once READY
+// came and the dirty log started) while the destination reports it from
+// the HELLO it took, and the two answers are not taken at one instant
+// (TestResolveWaitsForSourceFingerprint). A destination that ran the
+// guest, or loaded it, is past that source's bulk phase: beside a source
+// without a fingerprint it is another migration's, and is not paired
+// (resolve would take its running for this migration's, dstRan).
+// older is true, and the pair stands as before, when
 // either VMM is older than api.TagsReported: it reports no fingerprint,
 // and two hand-started migrations cannot be told apart (the caller says
 // so). What it cannot tell: a VMM may report any fingerprint; it keeps
@@ -306,7 +315,8 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 			"neither side is moved", s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
 	case s.TagFingerprint == d.TagFingerprint:
 		return false, nil
-	case d.TagFingerprint == "" && s.Side == api.SideMigrating:
+	case s.Side == api.SideMigrating && (s.TagFingerprint == "" || d.TagFingerprint == "") &&
+		(d.Side == api.SideMigrating || d.Side == api.SideFailed):
 		return false, nil
 	}
 	return false, fmt.Errorf("the two VMMs report different migrations, both without an id (source %s, destination %s): "+

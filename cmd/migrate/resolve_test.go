@@ -510,8 +510,10 @@ func TestResolvePairsByTag(t *testing.T) {
 
 // TestTagsPair covers every branch of the id-less pairing: equal
 // fingerprints (two empty ones too: neither side sent or took a HELLO)
-// pair; a destination without one beside a source still migrating
-// pairs (its HELLO may be on the way; plan waits); any other difference,
+// pair; beside a source still migrating, a side without one pairs
+// while the destination migrates or failed (the source's HELLO may be
+// on the way, or its VMM not report it yet: plan waits); any other
+// difference,
 // and a malformed fingerprint, is two migrations; a VMM older than
 // api.TagsReported pairs as before, said older.
 func TestTagsPair(t *testing.T) {
@@ -530,7 +532,11 @@ func TestTagsPair(t *testing.T) {
 		{side(v, api.SideUnknown, tagA), side(v, api.SideMigrating, ""), false, false},
 		{side(v, api.SideRunning, ""), side(v, api.SideMigrating, ""), false, true},
 		{side(v, api.SideMigrating, tagA), side(v, api.SideMigrating, ""), false, true},
-		{side(v, api.SideMigrating, ""), side(v, api.SideMigrating, tagB), false, false},
+		{side(v, api.SideMigrating, ""), side(v, api.SideMigrating, tagB), false, true},
+		{side(v, api.SideMigrating, ""), side(v, api.SideFailed, tagB), false, true},
+		{side(v, api.SideMigrating, tagA), side(v, api.SideMigrating, tagB), false, false},
+		{side(v, api.SideMigrating, ""), side(v, api.SideRunning, tagB), false, false},
+		{side(v, api.SideMigrating, ""), side(v, api.SideUnknown, tagB), false, false},
 		{side(v, api.SideRunning, ""), side(v, api.SideUnknown, tagB), false, false},
 		{side(v, api.SideUnknown, "0A0A0A0A0A0A0A0A"), side(v, api.SideRunning, "0A0A0A0A0A0A0A0A"), false, false},
 		{side(v, api.SideUnknown, tagA+"\n"), side(v, api.SideRunning, tagA+"\n"), false, false},
@@ -570,5 +576,33 @@ func TestResolveMainQuitsOnlyItsSourceByTag(t *testing.T) {
 	}
 	if code != 0 || !strings.Contains(out.String(), "not this job's source: left alone") {
 		t.Errorf("exit %d, output %q: want the guest said to run on the destination, the source's socket left alone", code, out.String())
+	}
+}
+
+// TestResolveWaitsForSourceFingerprint: a source whose VMM reports no
+// tag fingerprint yet, beside a destination that took its HELLO, is
+// its partner's source still migrating: migrate -resolve waits for it,
+// as before control version 2, and resolves the handover once it ends.
+// A real source reports its fingerprint only from its first progress
+// after HELLO (its bulk phase's: after READY, the dirty log's start and
+// its first sync) or its end, while the destination reports it from the
+// HELLO it took; and the resolver asks the source first. Before, the
+// pair was taken for two migrations: nothing moved, migrate exited 1
+// saying to resume neither side by hand.
+func TestResolveWaitsForSourceFingerprint(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.tag = tagA
+	c.src.finishWith(1, engine.StatusHandoverUnknown, api.SideUnknown) // migrating at the first look
+	c.src.looked = func(f *fakeVMM) { f.tag = tagA }                   // its bulk phase's progress, then its report
+	c.dst.finishWith(1, engine.StatusCompleted, api.SideRunning)
+	var out, errb strings.Builder
+	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+	text := out.String() + errb.String()
+	t.Logf("exit %d, calls %s\n%s", code, c.callList(), text)
+	if got, want := c.resolutions(), []string{"send resolve migrated", "send quit"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("resolution calls %q, want %q", got, want)
+	}
+	if code != 0 || strings.Contains(text, "different migrations") {
+		t.Errorf("exit %d: want 0, the two sides of one migration paired", code)
 	}
 }

@@ -90,8 +90,12 @@ type Migration struct {
 	// TagFingerprint is the migration's tag fingerprint (engine
 	// Report.TagFingerprint: its report's once it ended, else its last
 	// progress's), the same on both sides of one migration, with or
-	// without an ID; "" until HELLO was sent (source) or taken
-	// (destination), and from a VMM older than TagsReported.
+	// without an ID; "" until HELLO was taken (destination) or, on the
+	// source, until its first progress after it began to send HELLO
+	// (its bulk phase's, once READY came and its dirty log started) or
+	// its end: a source still migrating may report none while its
+	// destination reports the fingerprint. "" too from a VMM older than
+	// TagsReported.
 	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
@@ -114,9 +118,10 @@ type Migration struct {
 //	              refuses a VM whose guest ran since that migration ended
 //	2             migrate-status and migrate-resolve report the
 //	              migration's tag fingerprint (Migration.TagFingerprint,
-//	              ResolveResult.TagFingerprint) once its HELLO was sent
-//	              or taken, so that a client tells two migrations
-//	              without an id apart
+//	              ResolveResult.TagFingerprint) once its HELLO was
+//	              taken (destination) or its bulk phase began or it
+//	              ended (source), so that a client tells two
+//	              migrations without an id apart
 const ControlVersion uint16 = 2
 
 // IDsHonoured is the first ControlVersion whose VMM honours an id in
@@ -127,7 +132,9 @@ const IDsHonoured uint16 = 1
 // TagsReported is the first ControlVersion whose VMM reports a
 // migration's tag fingerprint: from such a VMM an empty one means that
 // its migration never sent or took a HELLO (it holds no copy that came
-// from, or went to, another VMM), from an older one nothing.
+// from, or went to, another VMM), except on a source still migrating,
+// whose HELLO may have been taken already (Migration.TagFingerprint);
+// from an older one nothing.
 const TagsReported uint16 = 2
 
 // CancelResult answers migrate-cancel. The engine decides, under its
