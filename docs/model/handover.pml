@@ -20,7 +20,9 @@
  *           property (b).
  *
  * Mutants (compile with -DMUTANT=n) each reintroduce a known-bad
- * transition; the model must then fail to verify (model_test.go):
+ * transition; the model must then fail to verify, on the property that
+ * model_test.go names for it (README, "Properties": the table), which
+ * the failed check's line marks ("property (a)" in a comment):
  *   1  the source resumes on its own when its wait for RUNNING fails
  *   2  plan resumes the source beside a destination that cannot be asked
  *   3  a resume from the control socket is not refused while a
@@ -183,7 +185,7 @@ byte breaks = BREAKS;       /* connection breaks the faults may still cause */
 
 /* Property (a): never two running copies. Checked where a copy starts
  * to run, and as an LTL invariant (p_two). */
-ltl p_two { [] !(S_RUNS && D_RUNS) }
+ltl p_two { [] !(S_RUNS && D_RUNS) }    /* property (a) */
 
 /* The source's VM runs again. own: the engine's own resume (property
  * (c): never once the destination may have acted on COMMIT); every
@@ -191,19 +193,22 @@ ltl p_two { [] !(S_RUNS && D_RUNS) }
  * destination ran the guest (its copy is older: (d) for post-copy, and
  * the manual instructions' "the guest never ran there" for pre-copy).
  * -DNO_CD leaves (c) and (d) out, so that a mutant's run shows that
- * another property catches it too (model_test.go: mutant 16 and (a)). */
+ * another property catches it too (model_test.go: mutant 16 and (a)).
+ * (c) cannot fail first: d_acted is set only with d_ran (dst_runs at
+ * COMMIT), so where (c) fails (d) failed just before (README,
+ * "Properties"). */
 inline src_runs(own) {
-	assert(!D_RUNS);
+	assert(!D_RUNS);             /* property (a) */
 #ifndef NO_CD
-	assert(!d_ran);
-	assert(!own || !d_acted);
+	assert(!d_ran);              /* property (d) */
+	assert(!own || !d_acted);    /* property (c) */
 #endif
 	s_vm = V_RUNNING;
 	s_resumed = 1; d_full = 0   /* whatever the destination holds is older from now on */
 }
 
 inline dst_runs() {
-	assert(!S_RUNS);
+	assert(!S_RUNS);             /* property (a) */
 	d_vm = V_RUNNING;
 	d_ran = 1
 }
@@ -567,7 +572,7 @@ sdone:
 		fi;
 		/* property (h): a cancel never leaves the source handover-unknown:
 		 * it takes effect before the hold (resumed, ABORT) or is ignored */
-		assert(!s_cancel || s_ho != H_UNKNOWN);
+		assert(!s_cancel || s_ho != H_UNKNOWN);    /* property (h) */
 		s_own = 0; s_done = 1
 	}
 	} unless { s_dead }
@@ -749,7 +754,7 @@ ddone:
 		 * completed) only holding every page of the current guest:
 		 * pre-copy's state, post-copy's owed pages (pcRecv.finish and
 		 * completeWithout: Pending() == 0), never older than the source's */
-		:: d_ho == H_RUNNING -> assert(d_full); d_side = SD_RUNNING
+		:: d_ho == H_RUNNING -> assert(d_full); d_side = SD_RUNNING    /* property (f) */
 		:: d_ho == H_UNKNOWN -> d_side = SD_UNKNOWN; if :: d_vm == V_PAUSED -> d_vm = V_HUNKNOWN :: else fi
 		:: d_ho == H_FAILED -> d_side = SD_FAILED; d_vm = V_STOPPED     /* v.finish: exits */
 		:: d_ho == H_PCBROKEN -> d_side = SD_PCBROKEN; d_vm = V_STOPPED
@@ -820,10 +825,10 @@ inline vmm_resolve_dst(want, ok) {
 			if
 			/* property (e): what migrate-resolve runs is the whole, current guest */
 #if MUTANT == 5
-			:: want == SD_RUNNING -> assert(d_full); dst_runs(); d_side = want; ok = 1
+			:: want == SD_RUNNING -> assert(d_full); dst_runs(); d_side = want; ok = 1    /* property (e) */
 #else
 			:: want == SD_RUNNING && d_pc && !d_full -> ok = 0      /* lacksPages: errLacksPages */
-			:: want == SD_RUNNING && !(d_pc && !d_full) -> assert(d_full); dst_runs(); d_side = want; ok = 1
+			:: want == SD_RUNNING && !(d_pc && !d_full) -> assert(d_full); dst_runs(); d_side = want; ok = 1    /* property (e) */
 #endif
 			:: want == SD_DISCARDED -> d_vm = V_DISCARDED; d_side = want; ok = 1; d_guess = d_guess || guess
 			fi
@@ -1047,6 +1052,15 @@ active proctype Judge() {
 	run Ops();    /* -DNO_OPS: no operator racing the migration (a smaller search, for a quick look) */
 #endif
 	timeout;
+	/* A silent session never blocks the source's next try for ever: once
+	 * nothing else can move, no source is still trying to reconnect (its
+	 * tries end only when they got in, or no destination can take them).
+	 * pan's end-state check says as much in the safety runs; this says
+	 * it with the never claim in too (the mutants keep it). Checked
+	 * before (b), which a source stuck in its reconnect beside a
+	 * destination that never got COMMIT fails too: so a mutant's run
+	 * reports (g) where (g) is what went wrong (model_test.go, 11, 12). */
+	assert(!s_dial);    /* property (g) */
 	resolve(v);
 	if :: v == VD_MOVED -> quit_source() :: else fi;
 	if
@@ -1054,12 +1068,6 @@ active proctype Judge() {
 	:: !S_RUNS && !D_RUNS && s_dead && !s_resumed && !d_dead -> vmm_resolve_dst(SD_RUNNING, ok)
 	:: else -> skip
 	fi;
-	assert(S_RUNS || D_RUNS || ACCEPTED);
-	assert(breaks <= BREAKS);   /* the budget never wrapped (send, recv) */
-	/* A silent session never blocks the source's next try for ever: once
-	 * nothing else can move, no source is still trying to reconnect (its
-	 * tries end only when they got in, or no destination can take them).
-	 * pan's end-state check says as much in the safety runs; this says
-	 * it with the never claim in too (the mutants keep it). */
-	assert(!s_dial)
+	assert(S_RUNS || D_RUNS || ACCEPTED);    /* property (b) */
+	assert(breaks <= BREAKS)    /* the model's own: the budget never wrapped (send, recv); no property */
 }
