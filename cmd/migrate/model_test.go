@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,19 +21,25 @@ import (
 // of the source never leaving the handover unknown. It lives beside plan
 // because it transcribes plan, and a change to one should show in the
 // other. Each mutant reintroduces a known-bad transition, and the model
-// must then fail: the properties have teeth.
+// must then fail on the property the mutant names: the properties have
+// teeth.
 
 // modelFile is the model, from this package's directory.
 const modelFile = "../../docs/model/handover.pml"
 
-// modelRun is one verification: spin's -D flags and whether it must
-// find an error.
+// modelRun is one verification: spin's -D flags and, for a mutant, the
+// property it must violate.
 type modelRun struct {
 	name    string
 	defines []string
 	cflags  []string // pan's compile options (besides -DSAFETY, -DNOCLAIM, -DMEMLIM: see verify); -O2 for the long runs
 	panArgs []string
-	bad     bool // a mutant: the verification must fail
+	// violates is a mutant's: the property, "a" to "h"
+	// (docs/model/README.md, "Properties"), whose check pan's first
+	// error must be, as the model marks each check on its line
+	// ("/* property (a) */"). Empty for the model itself, which must
+	// verify.
+	violates string
 }
 
 // panMemoryMiB caps pan's memory (-DMEMLIM): the machines that run
@@ -65,8 +72,9 @@ var (
 )
 
 // verify runs spin -a, gcc and pan for r in a directory of its own and
-// returns pan's output and its error count.
-func verify(t *testing.T, spin, gcc string, r modelRun) (string, int) {
+// returns pan's output, its error count and the directory (the model,
+// and the trail pan wrote for an error).
+func verify(t *testing.T, spin, gcc string, r modelRun) (string, int, string) {
 	t.Helper()
 	src, err := os.ReadFile(modelFile)
 	if err != nil {
@@ -76,15 +84,7 @@ func verify(t *testing.T, spin, gcc string, r modelRun) (string, int) {
 	if err := os.WriteFile(filepath.Join(dir, "handover.pml"), src, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run := func(name string, args ...string) string {
-		cmd := exec.Command(name, args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		if err != nil && name != "./pan" { // pan exits 0 even with errors; a crash shows below
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := func(name string, args ...string) string { return runIn(t, dir, name, args...) }
 	run(spin, append(append([]string{}, r.defines...), "-a", "handover.pml")...)
 	// gcc's default -O0: pan.c compiles in a quarter of -O2's time, and
 	// the search runs 1.3 to 1.6 times as long, so -O0 is cheaper up to
@@ -97,7 +97,7 @@ func verify(t *testing.T, spin, gcc string, r modelRun) (string, int) {
 		// (p_two has its own run with -a). A mutant keeps the claim:
 		// it must fail on whichever property catches it.
 		cflags = append(cflags, "-DSAFETY")
-		if !r.bad {
+		if r.violates == "" {
 			cflags = append(cflags, "-DNOCLAIM")
 		}
 	}
@@ -121,10 +121,24 @@ func verify(t *testing.T, spin, gcc string, r modelRun) (string, int) {
 	if strings.Contains(out, "out of memory") {
 		t.Errorf("%s: pan ran out of its %d MiB (-DMEMLIM): the search is incomplete\n%s", r.name, panMemoryMiB, out)
 	}
-	if !r.bad && !strings.Contains(out, "invalid end states\t+") && !containsArg(r.panArgs, "-a") {
+	if r.violates == "" && !strings.Contains(out, "invalid end states\t+") && !containsArg(r.panArgs, "-a") {
 		t.Errorf("%s: pan did not check invalid end states\n%s", r.name, out)
 	}
-	return out, n
+	return out, n, dir
+}
+
+// runIn runs name with args in dir and returns what it printed; it
+// fails t if the command fails, but for pan, which exits 0 even with
+// errors (a crash shows in what verify looks for).
+func runIn(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil && name != "./pan" {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func containsArg(args []string, a string) bool {
@@ -183,7 +197,7 @@ func verifyAll(t *testing.T, spin, gcc string, runs []modelRun) {
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
 			t.Parallel()
-			out, n := verify(t, spin, gcc, r)
+			out, n, _ := verify(t, spin, gcc, r)
 			if n != 0 || strings.Contains(out, "violated") {
 				t.Errorf("%s: the model does not verify (replay the trail with spin -t -p):\n%s", r.name, out)
 			}
@@ -191,48 +205,62 @@ func verifyAll(t *testing.T, spin, gcc string, runs []modelRun) {
 	}
 }
 
-// TestModelMutants: each known-bad transition makes the model fail.
+// TestModelMutants: each known-bad transition makes the model fail, on
+// the property the mutant names (docs/model/README.md, the table after
+// "Properties"). A
+// mutant that failed on another check (a deadlock it brings in, another
+// property, the model's own assertion) would no longer show that its
+// property catches the bug, so pan's first error is replayed and must
+// be that property's.
 func TestModelMutants(t *testing.T) {
 	spin, gcc := modelTools(t)
 	if testing.Short() {
 		t.Skip("-short: the SPIN model takes about a minute")
 	}
 	for _, r := range []modelRun{
-		{name: "1 source resumes when RUNNING does not come", defines: []string{"-DMUTANT=1", "-DPC=0"}},
-		{name: "2 plan resumes the source beside an unreachable destination", defines: []string{"-DMUTANT=2", "-DPC=0"}},
-		{name: "3 resume not refused while a migration owns the VM", defines: []string{"-DMUTANT=3", "-DPC=0"}},
-		{name: "4 post-copy destination answers RESUME after COMMIT with ABORT", defines: []string{"-DMUTANT=4", "-DPC=1", "-DBREAKS=1"}},
-		{name: "5 resolve resumes a post-copy destination that lacks pages", defines: []string{"-DMUTANT=5", "-DPC=1", "-DBREAKS=0"}},
-		{name: "6 plan cancels a destination beside an unreachable source", defines: []string{"-DMUTANT=6", "-DPC=0"}},
+		// Pre-copy: COMMIT reached, the destination runs the guest,
+		// RUNNING lost; the source resumes beside it.
+		{name: "1 source resumes when RUNNING does not come", defines: []string{"-DMUTANT=1", "-DPC=0"}, violates: "a"},
+		// The destination ran the guest and died: the source's copy is older.
+		{name: "2 plan resumes the source beside an unreachable destination", defines: []string{"-DMUTANT=2", "-DPC=0"}, violates: "d"},
+		{name: "3 resume not refused while a migration owns the VM", defines: []string{"-DMUTANT=3", "-DPC=0"}, violates: "a"},
 		// 4 and 7 need a break: both sides alive, the connection gone.
-		{name: "7 post-copy destination answers RESUME before COMMIT with MISSING", defines: []string{"-DMUTANT=7", "-DPC=1", "-DBREAKS=1"}},
+		// The destination that ran the guest gives it up, the source
+		// ends postcopy-broken: lost.
+		{name: "4 post-copy destination answers RESUME after COMMIT with ABORT", defines: []string{"-DMUTANT=4", "-DPC=1", "-DBREAKS=1"}, violates: "b"},
+		{name: "5 resolve resumes a post-copy destination that lacks pages", defines: []string{"-DMUTANT=5", "-DPC=1", "-DBREAKS=0"}, violates: "e"},
+		// The source died after LOADED; the cancel gives up the only copy.
+		{name: "6 plan cancels a destination beside an unreachable source", defines: []string{"-DMUTANT=6", "-DPC=0"}, violates: "b"},
+		{name: "7 post-copy destination answers RESUME before COMMIT with MISSING", defines: []string{"-DMUTANT=7", "-DPC=1", "-DBREAKS=1"}, violates: "b"},
 		// Caught only since ACCEPTED takes a destination's failure for
 		// an accepted loss only on the source's word (d_word).
-		{name: "8 destination gives the state up on its own after LOADED", defines: []string{"-DMUTANT=8", "-DPC=0"}},
+		{name: "8 destination gives the state up on its own after LOADED", defines: []string{"-DMUTANT=8", "-DPC=0"}, violates: "b"},
 		// Caught only by property (f): the guest runs, with pages missing.
-		{name: "9 post-copy destination completes without every page", defines: []string{"-DMUTANT=9", "-DPC=1", "-DBREAKS=0"}},
+		{name: "9 post-copy destination completes without every page", defines: []string{"-DMUTANT=9", "-DPC=1", "-DBREAKS=0"}, violates: "f"},
 		// The cancel alone, without a connection break, in either mode.
-		{name: "10 source resumes on a cancel after COMMIT went out (pre-copy)", defines: []string{"-DMUTANT=10", "-DPC=0", "-DBREAKS=0"}},
-		{name: "10 source resumes on a cancel after COMMIT went out (post-copy, no heldCtx)", defines: []string{"-DMUTANT=10", "-DPC=1", "-DBREAKS=0"}},
+		{name: "10 source resumes on a cancel after COMMIT went out (pre-copy)", defines: []string{"-DMUTANT=10", "-DPC=0", "-DBREAKS=0"}, violates: "a"},
+		{name: "10 source resumes on a cancel after COMMIT went out (post-copy, no heldCtx)", defines: []string{"-DMUTANT=10", "-DPC=1", "-DBREAKS=0"}, violates: "a"},
 		// A silent session needs a reconnect: after a break, or the
-		// destination's BROKEN.
-		{name: "11 destination waits on a silent session", defines: []string{"-DMUTANT=11", "-DPC=1", "-DBREAKS=1"}},
-		{name: "12 source waits for MISSING on a silent session", defines: []string{"-DMUTANT=12", "-DPC=1", "-DBREAKS=1"}},
+		// destination's BROKEN. The source stays in its reconnect; (b)
+		// fails too when it was recommitting, and the Judge checks (g)
+		// first.
+		{name: "11 destination waits on a silent session", defines: []string{"-DMUTANT=11", "-DPC=1", "-DBREAKS=1"}, violates: "g"},
+		{name: "12 source waits for MISSING on a silent session", defines: []string{"-DMUTANT=12", "-DPC=1", "-DBREAKS=1"}, violates: "g"},
 		// Pre-copy's hold (c565680): taken only after the COMMIT write,
 		// caught by (a); not taken at all, the code before it, caught
 		// only by (h).
-		{name: "13 pre-copy source holds only after writing COMMIT", defines: []string{"-DMUTANT=13", "-DPC=0", "-DBREAKS=0"}},
-		{name: "14 pre-copy source without the hold: a cancel leaves it handover-unknown", defines: []string{"-DMUTANT=14", "-DPC=0", "-DBREAKS=0"}},
+		{name: "13 pre-copy source holds only after writing COMMIT", defines: []string{"-DMUTANT=13", "-DPC=0", "-DBREAKS=0"}, violates: "a"},
+		{name: "14 pre-copy source without the hold: a cancel leaves it handover-unknown", defines: []string{"-DMUTANT=14", "-DPC=0", "-DBREAKS=0"}, violates: "h"},
 		// dstSide's guard: only a failed handover is failing. Caught
 		// with a break: a COMMIT delivered though its write failed
 		// leaves the source handover-unknown beside a loaded
 		// destination that then runs the guest.
-		{name: "15 migrate takes a loaded destination for failing", defines: []string{"-DMUTANT=15", "-DPC=0", "-DBREAKS=1"}},
+		{name: "15 migrate takes a loaded destination for failing", defines: []string{"-DMUTANT=15", "-DPC=0", "-DBREAKS=1"}, violates: "a"},
 		// Engine protocol 7's source: any ABORT after its RESUME is the
 		// answer. A fresh destination at a killed one's address sends
 		// one without the tag; caught by (d) without a break (the kill
 		// ends the session that carried COMMIT).
-		{name: "16 source resumes on a fresh destination's ABORT after COMMIT", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=0"}},
+		{name: "16 source resumes on a fresh destination's ABORT after COMMIT", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=0"}, violates: "d"},
 		// The same source beside a destination that still runs the
 		// guest (its RUNNING lost with a break, it waits for a RESUME)
 		// while the source's dial reaches a fresh destination
@@ -240,14 +268,94 @@ func TestModelMutants(t *testing.T) {
 		// left out (-DNO_CD). With a fresh destination only once the
 		// destination is dead, as the model had it until 2026-12-07's
 		// review, this run verifies (10.9 M states).
-		{name: "16 two running copies", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=1", "-DNO_CD"}},
+		{name: "16 two running copies", defines: []string{"-DMUTANT=16", "-DPC=1", "-DBREAKS=1", "-DNO_CD"}, violates: "a"},
 	} {
-		r.panArgs, r.bad = []string{"-m10000"}, true
+		r.panArgs = []string{"-m10000"}
 		t.Run(r.name, func(t *testing.T) {
 			t.Parallel()
-			if out, n := verify(t, spin, gcc, r); n == 0 {
-				t.Errorf("mutant %s: the model still verifies: its properties miss this bug\n%s", r.name, out)
+			out, n, dir := verify(t, spin, gcc, r)
+			if n == 0 {
+				t.Fatalf("mutant %s: the model still verifies: its properties miss this bug\n%s", r.name, out)
+			}
+			if n != 1 {
+				t.Fatalf("mutant %s: pan reported %d errors, not its first alone\n%s", r.name, n, out)
+			}
+			got, where := violated(t, spin, dir, r, out)
+			t.Logf("%s: property (%s) fails first, at %s", r.name, got, where)
+			if got != r.violates {
+				t.Errorf("mutant %s must violate property (%s), but pan's first error is %s, which is property %q: the mutation breaks the model in another way, or (%s) no longer catches it (replay: spin %s -t -p handover.pml)",
+					r.name, r.violates, where, got, r.violates, strings.Join(r.defines, " "))
 			}
 		})
 	}
+}
+
+var (
+	// pan's first error: "pan:1: assertion violated  !(d_ran) (at depth 127)"
+	panFirstError = regexp.MustCompile(`(?m)^pan:1: (.*) \(at depth \d+\)$`)
+	// spin -t's replay of the trail: where the error is, and the
+	// assertion that failed ("assert(!(d_ran))")
+	spinErrorAt     = regexp.MustCompile(`(?m)^spin: (\S+):(\d+), Error: (.*)$`)
+	spinFailedCheck = regexp.MustCompile(`(?m)^spin: text of failed assertion: assert\((.*)\)$`)
+	// the model's mark on the line of a property's check, and its ltl formulas
+	propertyMark = regexp.MustCompile(`/\* property \(([a-h])\) \*/`)
+	ltlFormula   = regexp.MustCompile(`(?m)^ltl \w+ .*$`)
+)
+
+// violated replays the trail of pan's first error for r (spin -t, in
+// dir, where verify left the model and the trail) and returns the
+// property whose check failed, as the model marks it on the check's
+// line, "" for a check no property marks (the model's own), and where
+// the check is. A failure in the never claim is the ltl formula's: the
+// model has one (with more, pan -N would have to name it, and this
+// would have to learn which). It knows assertions only: a mutant run
+// keeps the claim in, so pan checks no end states, and a safety run
+// reports no cycles.
+func violated(t *testing.T, spin, dir string, r modelRun, panOut string) (property, where string) {
+	t.Helper()
+	first := panFirstError.FindStringSubmatch(panOut)
+	if first == nil || !strings.HasPrefix(first[1], "assertion violated") {
+		t.Fatalf("%s: pan's first error is not an assertion's:\n%s", r.name, panOut)
+	}
+	replay := runIn(t, dir, spin, append(append([]string{}, r.defines...), "-t", "handover.pml")...)
+	at, failed := spinErrorAt.FindStringSubmatch(replay), spinFailedCheck.FindStringSubmatch(replay)
+	if at == nil || failed == nil {
+		t.Fatalf("%s: replaying pan's trail reached no failed assertion:\n%s\npan:\n%s", r.name, replay, panOut)
+	}
+	noSpace := func(s string) string { return strings.Join(strings.Fields(s), "") }
+	if noSpace(strings.TrimPrefix(first[1], "assertion violated")) != noSpace(failed[1]) {
+		t.Fatalf("%s: the replay fails another assertion than pan:\npan: %s\nspin: %s", r.name, first[1], failed[0])
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "handover.pml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	switch at[1] {
+	case "handover.pml":
+		lines := strings.Split(string(src), "\n")
+		n, err := strconv.Atoi(at[2])
+		if err != nil || n < 1 || n > len(lines) {
+			t.Fatalf("%s: the replay's error is at %s:%s, not a line of the model", r.name, at[1], at[2])
+		}
+		line, where = lines[n-1], "handover.pml:"+at[2]
+	case "_spin_nvr.tmp": // spin -a's never claim, from the ltl formula
+		claims := ltlFormula.FindAllString(string(src), -1)
+		if len(claims) != 1 {
+			t.Fatalf("%s: the never claim failed, and the model has %d ltl formulas: this test knows one", r.name, len(claims))
+		}
+		line, where = claims[0], "the never claim"
+	default:
+		t.Fatalf("%s: the replay's error is in %s, not the model:\n%s", r.name, at[1], replay)
+	}
+	where += " (" + strings.TrimSpace(line) + ")"
+	marks := propertyMark.FindAllStringSubmatch(line, -1)
+	switch len(marks) {
+	case 0:
+		return "", where
+	case 1:
+		return marks[0][1], where
+	}
+	t.Fatalf("%s: the failed check's line marks %d properties: %s", r.name, len(marks), where)
+	return "", ""
 }
