@@ -33,6 +33,10 @@ import (
 //	                                 (hint-start, -stop, -done: refused while
 //	                                 a migration owns the VM)
 //	state-save, state-load         → see serveState (state_commands.go)
+//
+// Serve may be called for several servers (several control sockets):
+// they share the VM's one migration record, so each sees, cancels and
+// resolves a migration started through another (serveMigration).
 func (v *VM) Serve(s *control.Server) {
 	s.Handle("status", func(context.Context, json.RawMessage) (any, error) {
 		return v.Status(), nil

@@ -47,11 +47,13 @@ import (
 // migrate-cancel and migrate-resolve work. migrate-status reports done
 // only together with the VM's final state (migrated, running,
 // handover-unknown or stopped).
+//
+// Every control server of one VM (Serve called more than once) acts on
+// the same migration record (VM.migrations): a migration started
+// through one is seen, cancelled and resolved through any other, and
+// the quit and shutdown checks see it too.
 func (v *VM) serveMigration(s *control.Server) {
-	mg := &migration{}
-	v.mu.Lock()
-	v.mig = mg
-	v.mu.Unlock()
+	mg := v.migrations()
 	v.serveResolve(s, mg)
 	s.Handle("migrate-send", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return v.startMigration(ctx, mg, raw, transport.RoleSend)

@@ -283,11 +283,26 @@ func (mg *migration) handingOver() (<-chan struct{}, bool) {
 	return mg.done, p.Mode == engine.ModePostcopy
 }
 
-// migration is the control socket's migrations (v.mig), or nil without
-// one.
+// migration is the VM's migration record (v.mig), or nil before the
+// first Serve.
 func (v *VM) migration() *migration {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	return v.mig
+}
+
+// migrations returns the VM's one migration record, made by the first
+// call (the first Serve): every control server of the VM shares it.
+// Before, each Serve made its own and the last one replaced the VM's,
+// so a migration started through one socket was invisible to another's
+// migrate-status, migrate-cancel and migrate-resolve, and to quit and
+// the shutdown, which read the VM's (TestServeTwiceOneMigration).
+func (v *VM) migrations() *migration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mig == nil {
+		v.mig = &migration{}
+	}
 	return v.mig
 }
 

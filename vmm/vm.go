@@ -94,7 +94,7 @@ type VM struct {
 	stateMu  sync.Mutex      // serialises SaveState and LoadState
 	run      runLock         // serialises run-state changes (runlock.go)
 	owner    *migrationOwner // the migration that owns the VM, or nil; guarded by run
-	mig      *migration      // the control socket's migrations, or nil without one; set once by Serve
+	mig      *migration      // the migration record every control server shares, or nil before the first Serve; set once, under mu (migrations)
 	msrs     []uint32        // MSRs to save, from KVM's list (state.go)
 
 	// manualProtect: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is on, and a sync
