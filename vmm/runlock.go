@@ -39,10 +39,12 @@ import (
 // pause. Holders are bounded: a control command by its handler's
 // deadline, a pause by pauseTimeout, the engine's calls by its own.
 //
-// Lock order: the run lock first, then v.mu or a migration's mu; never
-// wait for the run lock while holding either (a command that decides a
-// migration's end takes the run lock through runLocked, then looks at
-// the migration).
+// Lock order: state-save's file lock (state_file.go) before the run
+// lock, then v.mu or a migration's mu; never wait for the run lock while
+// holding either of the last two (a command that decides a migration's
+// end takes the run lock through runLocked, then looks at the
+// migration). No file is read or written under the run lock: state-save
+// writes after it, state-load reads before it.
 //
 // Not covered: the guest powering off or failing, and Stop (the VM
 // stops whatever the lock says): they end the VM, they do not run it

@@ -22,30 +22,19 @@ import (
 //
 // Both are refused while a migration owns the VM, and state-save once it
 // was handed over (runlock.go); the state is taken or loaded under the
-// run lock, so the VM cannot change state in between. state-save writes
-// its file under it too (two saves to one path land in order: the later
-// state wins); state-load reads its regular file before it, so a file
-// that blocks holds only the command.
+// run lock, so the VM cannot change state in between. Neither touches
+// its file under the run lock: state-save writes after it (saveStateFile),
+// state-load reads before it, so a file system that does not answer
+// holds only the command, never pause, resume, quit or a migration.
+// Two saves to one path still land in the order their states were
+// taken (the later state wins): state_file.go.
 func (v *VM) serveState(s *control.Server) {
 	s.Handle("state-save", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
 		if err != nil {
 			return nil, err
 		}
-		var n int
-		err = v.outside(ctx, "state-save", func(ctx context.Context) error {
-			blob, err := v.saveState(ctx)
-			if err != nil {
-				return err
-			}
-			n = len(blob)
-			// Under the run lock, so two saves to one path land in the
-			// order their states were taken (the later state wins).
-			if err := writeFileAtomic(path, blob); err != nil {
-				return fmt.Errorf("state-save: %w", err)
-			}
-			return nil
-		})
+		n, err := v.saveStateFile(ctx, path, v.saveState)
 		if err != nil {
 			return nil, err
 		}
@@ -92,8 +81,10 @@ func statePath(raw json.RawMessage) (string, error) {
 
 // writeFileAtomic writes b to path through a 0600 temporary file in the
 // same directory, renamed over path once complete and synced: a reader
-// never sees a half-written state, and nobody else can read it.
-func writeFileAtomic(path string, b []byte) error {
+// never sees a half-written state, and nobody else can read it. Just
+// before the rename it asks commit: false leaves path alone (the
+// temporary file is removed) and returns errSaveAbandoned.
+func writeFileAtomic(path string, b []byte, commit func() bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -105,6 +96,9 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && !commit() {
+		err = errSaveAbandoned
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

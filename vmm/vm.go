@@ -119,6 +119,9 @@ type VM struct {
 	// end, which migrate-resolve tells of a resume here
 	// (resolvedHereInShutdown, shutdown.go).
 	shutdowns []*shutdownRun
+	// stateFile is state-save's file lock (state_file.go), made by its
+	// first use.
+	stateFile chan struct{}
 }
 
 // New validates cfg and builds the VM: guest RAM, the KVM VM, devices and

@@ -1,0 +1,187 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// hungFS mounts a FUSE file system whose daemon never answers (it never
+// reads /dev/fuse, so not even the kernel's INIT) and returns its
+// mount point: every access below it blocks, as on a hard-mounted NFS
+// whose server went away. unhang closes the daemon's end, which fails
+// every blocked call and every later one with ENOTCONN; the test's
+// cleanup calls it too, then unmounts. It skips where FUSE cannot be
+// mounted (no /dev/fuse, no CAP_SYS_ADMIN).
+func hungFS(t *testing.T) (dir string, unhang func()) {
+	t.Helper()
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no FUSE here: %v", err)
+	}
+	dir = t.TempDir()
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0", fd)
+	if err := unix.Mount("ferry-hung", dir, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		unix.Close(fd)
+		t.Skipf("cannot mount FUSE here: %v", err)
+	}
+	closed := false
+	unhang = func() {
+		if !closed {
+			closed = true
+			unix.Close(fd)
+		}
+	}
+	t.Cleanup(func() {
+		unhang()
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir, unhang
+}
+
+// takeFake is a state taker for saveStateFile without KVM: the VM must
+// be paused, as saveState wants it.
+func takeFake(v *VM) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		if st := v.Status().State; st != StatePaused {
+			return nil, fmt.Errorf("save state: the VM is %s: pause it first", st)
+		}
+		return []byte("state blob"), nil
+	}
+}
+
+// saveWithin runs saveStateFile with a deadline of d and fails the test
+// if it has not returned 5 s after that deadline (then unhang lets it
+// go).
+func saveWithin(t *testing.T, v *VM, d time.Duration, path string, unhang func()) (int, error) {
+	t.Helper()
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		n, err := v.saveStateFile(ctx, path, takeFake(v))
+		res <- result{n, err}
+	}()
+	select {
+	case r := <-res:
+		return r.n, r.err
+	case <-time.After(d + 5*time.Second):
+		unhang()
+		r := <-res
+		t.Fatalf("state-save to %s with a deadline of %v had not returned 5 s after it (%d, %v once the file system failed)",
+			path, d, r.n, r.err)
+		return 0, nil
+	}
+}
+
+// TestStateSaveHungFS: a state-save whose file system does not answer
+// fails at its deadline and leaves the run lock free: pause and resume
+// go on while its write hangs, a second state-save is refused at its own
+// deadline saying why (the first still holds the file lock, which keeps
+// saves in order), and once the file system fails the next state-save
+// writes its file. Before, the file was written under the run lock with
+// no deadline: the state-save, and every pause, resume, quit and
+// migration after it, hung for as long as the file system did.
+func TestStateSaveHungFS(t *testing.T) {
+	hung, unhang := hungFS(t)
+	v := fakeVM(StatePaused)
+	call := serveFake(t, v)
+	good := filepath.Join(t.TempDir(), "state")
+
+	start := time.Now()
+	_, err := saveWithin(t, v, 300*time.Millisecond, filepath.Join(hung, "state"), unhang)
+	if err == nil || !strings.Contains(err.Error(), "did not finish in time") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("state-save on a hung file system: %v; want it to give up at its deadline", err)
+	}
+	t.Logf("state-save on a hung file system gave up after %v", time.Since(start).Round(time.Millisecond))
+	for _, cmd := range []string{"resume", "pause"} {
+		if err := call(cmd, nil); err != nil {
+			t.Fatalf("%s while a state-save's write hangs: %v", cmd, err)
+		}
+	}
+	if _, err := saveWithin(t, v, 200*time.Millisecond, good, unhang); err == nil ||
+		!strings.Contains(err.Error(), "an earlier state-save is still writing") {
+		t.Fatalf("a second state-save while the first's write hangs: %v; want refused at its deadline", err)
+	}
+	if _, err := os.Stat(good); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused state-save left %s: %v", good, err)
+	}
+
+	unhang() // the hung write fails (ENOTCONN), and lets the file lock go
+	n, err := saveWithin(t, v, 5*time.Second, good, unhang)
+	if err != nil {
+		t.Fatalf("state-save once the hung write failed: %v", err)
+	}
+	if b, err := os.ReadFile(good); err != nil || string(b) != "state blob" || n != len(b) {
+		t.Fatalf("saved %d bytes; %s holds %q, %v", n, good, b, err)
+	}
+	quitStops(t, v, "after the hung state-save", call("quit", nil))
+}
+
+// TestStateSaveOverFIFO: a FIFO named as state-save's file does not
+// block it: the state goes to a new file in the same directory, renamed
+// over the FIFO once complete, so the path then holds the state.
+func TestStateSaveOverFIFO(t *testing.T) {
+	v := fakeVM(StatePaused)
+	fifo := filepath.Join(t.TempDir(), "state")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := saveWithin(t, v, 5*time.Second, fifo, func() {
+		f, _ := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0) // a reader, should it write to the FIFO
+		f.Close()
+	})
+	if err != nil {
+		t.Fatalf("state-save over a FIFO: %v", err)
+	}
+	fi, err := os.Lstat(fifo)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(n) {
+		t.Fatalf("after state-save over a FIFO the path is %v (%d bytes saved), %v; want the regular state file", fi, n, err)
+	}
+	if err := v.Resume(); err != nil {
+		t.Fatalf("resume after the state-save: %v", err)
+	}
+}
+
+// TestWriteFileAtomic: the state file appears whole, 0600, and nothing
+// else is left in its directory; a write whose commit is refused (the
+// command gave up at its deadline) leaves the path as it was, and no
+// temporary file either.
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	if err := writeFileAtomic(path, []byte("old"), func() bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(path, []byte("new, abandoned"), func() bool { return false }); !errors.Is(err, errSaveAbandoned) {
+		t.Fatalf("an abandoned write: %v, want errSaveAbandoned", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || string(b) != "old" {
+		t.Fatalf("after an abandoned write the file holds %q, %v; want the old state", b, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the directory holds %q; want the state file alone", names)
+	}
+}
