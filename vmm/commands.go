@@ -24,6 +24,12 @@ import (
 //	balloon [{"target_mib": N}]    → balloon target and actual size (a new
 //	                                 target: refused as balloon-stats is)
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
+//	                                 (balloon without a target, balloon-wait,
+//	                                 hint-wait and balloon-stats's wait fail at
+//	                                 their deadline while a vCPU holds the device,
+//	                                 as one waiting for a page in post-copy does:
+//	                                 devices/balloon/lock.go; the commands that
+//	                                 change the device are refused there)
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
 //	                                 (refused while a migration owns the VM, but
 //	                                 in a source's live pass: requestStats)
@@ -134,7 +140,7 @@ func (v *VM) serveBalloon(s *control.Server) {
 			return nil, err
 		}
 		if a.TargetMiB == nil {
-			return b.Target(), nil
+			return b.TargetContext(ctx) // bounded: a vCPU may wait in the device (post-copy)
 		}
 		if *a.TargetMiB > v.cfg.Memory>>20 {
 			return nil, fmt.Errorf("target_mib %d is more than the guest's %d MiB", *a.TargetMiB, v.cfg.Memory>>20)

@@ -19,11 +19,18 @@ import (
 // directory and returns a function that calls one and decodes its
 // answer into res (nil: none).
 func serveCalls(t *testing.T, v *VM) func(cmd string, args, res any) error {
+	return serveCallsWithin(t, v, 0)
+}
+
+// serveCallsWithin is serveCalls with a handler deadline of d
+// (control.Server.SetHandlerTimeout; 0: the default).
+func serveCallsWithin(t *testing.T, v *VM, d time.Duration) func(cmd string, args, res any) error {
 	sock := filepath.Join(t.TempDir(), "c.sock")
 	s, err := control.NewServer(sock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetHandlerTimeout(d)
 	v.Serve(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

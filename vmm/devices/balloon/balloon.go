@@ -1,12 +1,10 @@
 package balloon
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/ferryvm/ferry/vmm/guestlog"
 	"github.com/ferryvm/ferry/vmm/virtio"
@@ -55,8 +53,8 @@ type Device struct {
 	log  *slog.Logger
 	glog *guestlog.Limiter // what the guest can trigger at will
 
-	mu       sync.Mutex
-	changed  *sync.Cond // broadcast on session and stats changes
+	mu       devLock       // see lock.go
+	changed  chan struct{} // closed and replaced on session, target and stats changes (changedLocked)
 	sig      virtio.Signaller
 	features uint64
 	q        queues
@@ -82,9 +80,8 @@ func New(mem Memory, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession()}
-	d.changed = sync.NewCond(&d.mu)
-	return d
+	return &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession(),
+		mu: newDevLock(), changed: make(chan struct{})}
 }
 
 // SetSignaller connects the device to its transport; call once, before
@@ -144,8 +141,8 @@ func (d *Device) WriteConfig(off uint64, data []byte) {
 	}
 	d.mu.Lock()
 	d.actual = binary.LittleEndian.Uint32(data)
+	d.changedLocked()
 	d.mu.Unlock()
-	d.changed.Broadcast()
 }
 
 // Activate implements virtio.Device. Queue numbers are compacted by the
@@ -191,7 +188,7 @@ func (d *Device) Reset() {
 	if d.hint.state != Idle {
 		d.hint.done()
 	}
-	d.changed.Broadcast()
+	d.changedLocked()
 }
 
 // Notify implements virtio.Device: it drains the kicked queue.
@@ -222,7 +219,7 @@ func (d *Device) Notify(idx int) {
 	if used {
 		d.sig.SignalUsed()
 	}
-	d.changed.Broadcast()
+	d.changedLocked()
 }
 
 // failLocked puts the device into NEEDS_RESET for a guest's mistake. It
@@ -234,7 +231,7 @@ func (d *Device) Notify(idx int) {
 func (d *Device) failLocked(err error) {
 	d.q, d.statsReq = queues{}, nil
 	d.sig.Fail(err.Error())
-	d.changed.Broadcast()
+	d.changedLocked()
 }
 
 func (d *Device) queueAt(idx int) *virtio.Queue {
@@ -405,23 +402,6 @@ func (d *Device) report(c virtio.Chain) error {
 		if done {
 			d.reported += end - start
 		}
-	}
-	return nil
-}
-
-// waitChanged waits on d.changed (d.mu held) until cond or ctx ends.
-func (d *Device) waitChanged(ctx context.Context, cond func() bool) error {
-	stop := context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		d.changed.Broadcast()
-		d.mu.Unlock()
-	})
-	defer stop()
-	for !cond() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		d.changed.Wait()
 	}
 	return nil
 }

@@ -29,4 +29,8 @@
 // never writes hinted pages. What it cannot know: whether the guest keeps
 // its promise not to touch hinted pages before DONE — migration must not
 // rely on it (a later dirty-log sync catches every write).
+//
+// The host's calls that take a context wait for the device's lock under
+// it: a vCPU may hold the lock for long, waiting in a post-copy fault
+// (lock.go). The others take it without a bound.
 package balloon

@@ -25,20 +25,22 @@ func (d *Device) StartHint() (uint32, error) {
 		return 0, err
 	}
 	d.sig.ConfigChanged()
-	d.changed.Broadcast()
+	d.changedLocked()
 	return id, nil
 }
 
 // WaitHint blocks until the guest sent STOP for the current session (it
-// ran out of free blocks) or ctx ends; it returns the session summary
-// either way, with ctx's error in the second case.
+// ran out of free blocks) or ctx ends, also while a vCPU holds the
+// device (lock.go); it returns the session summary either way (as last
+// seen: the zero summary if the device was never free), with ctx's error
+// in the second case.
 func (d *Device) WaitHint(ctx context.Context) (HintSummary, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	err := d.waitChanged(ctx, func() bool {
+	var sum HintSummary
+	err := d.await(ctx, func() bool {
+		sum = d.hint.summary()
 		return d.hint.guestStopped || d.hint.state == Idle || d.q.hint == nil
 	})
-	return d.hint.summary(), err
+	return sum, err
 }
 
 // StopHint ends the session: the guest stops hinting but keeps the blocks.
@@ -51,7 +53,7 @@ func (d *Device) StopHint() HintSummary {
 	if d.hint.config != old && d.sig != nil {
 		d.sig.ConfigChanged()
 	}
-	d.changed.Broadcast()
+	d.changedLocked()
 	return d.hint.summary()
 }
 
@@ -67,7 +69,7 @@ func (d *Device) DoneHint() HintSummary {
 	if d.hint.config != old && d.sig != nil {
 		d.sig.ConfigChanged()
 	}
-	d.changed.Broadcast()
+	d.changedLocked()
 	sum.State = d.hint.state.String()
 	return sum
 }
@@ -98,15 +100,27 @@ func (d *Device) SetTarget(pages uint32) Target {
 		if d.sig != nil {
 			d.sig.ConfigChanged()
 		}
+		d.changedLocked() // a WaitActual may be done now
 	}
 	return d.targetLocked()
 }
 
-// Target reports the balloon's size.
+// Target reports the balloon's size. It waits for the device's lock as
+// long as it takes (lock.go): TargetContext is bounded.
 func (d *Device) Target() Target {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.targetLocked()
+}
+
+// TargetContext is Target, but fails when ctx ends before the device's
+// lock is free (a vCPU may hold it in a post-copy fault: lock.go).
+func (d *Device) TargetContext(ctx context.Context) (Target, error) {
+	if err := d.mu.lockContext(ctx); err != nil {
+		return Target{}, err
+	}
+	defer d.mu.Unlock()
+	return d.targetLocked(), nil
 }
 
 func (d *Device) targetLocked() Target {
@@ -114,12 +128,16 @@ func (d *Device) targetLocked() Target {
 		Reported: d.reported, Features: d.features}
 }
 
-// WaitActual blocks until the guest reports actual == target or ctx ends.
+// WaitActual blocks until the guest reports actual == target or ctx
+// ends, also while a vCPU holds the device (lock.go); it returns the
+// balloon's size as last seen (zero if the device was never free).
 func (d *Device) WaitActual(ctx context.Context) (Target, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	err := d.waitChanged(ctx, func() bool { return d.actual == d.target })
-	return d.targetLocked(), err
+	var t Target
+	err := d.await(ctx, func() bool {
+		t = d.targetLocked()
+		return d.actual == d.target
+	})
+	return t, err
 }
 
 // Stats is the last memory statistics report from the guest.
@@ -215,13 +233,16 @@ func (d *Device) RequestStats() (since time.Time, err error) {
 }
 
 // AwaitStats waits until statistics newer than since arrived (since:
-// RequestStats's answer) or ctx ends; it returns the newest it has
-// either way.
+// RequestStats's answer) or ctx ends, also while a vCPU holds the device
+// (lock.go); it returns the newest it saw either way (none if the
+// device was never free).
 func (d *Device) AwaitStats(ctx context.Context, since time.Time) (Stats, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	err := d.waitChanged(ctx, func() bool { return d.stats.Updated.After(since) || d.q.stats == nil })
-	return d.stats, err
+	var st Stats
+	err := d.await(ctx, func() bool {
+		st = d.stats
+		return d.stats.Updated.After(since) || d.q.stats == nil
+	})
+	return st, err
 }
 
 var _ virtio.Device = (*Device)(nil)

@@ -137,7 +137,7 @@ func (d *Device) Restore(s State) error {
 	if s.StatsHeld {
 		d.statsReq = &virtio.Chain{Head: s.StatsHead}
 	}
-	d.changed.Broadcast()
+	d.changedLocked()
 	return nil
 }
 

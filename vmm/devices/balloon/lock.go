@@ -1,0 +1,99 @@
+package balloon
+
+import (
+	"context"
+	"fmt"
+)
+
+// The device's lock. vCPU threads hold it while they run the device's
+// register handlers (Notify, ReadConfig, WriteConfig, Activate, Reset),
+// and on a post-copy destination such a handler may wait, the lock held,
+// in a fault on a page the source has yet to send (the VMM's guest RAM
+// touches first): as long as post-copy takes to bring it, for good if
+// post-copy broke. So the host's calls that take a context wait for the
+// lock, and for the changes they wait on, under that context, and a
+// control command that makes them returns at its deadline:
+//
+//	vCPU thread:  Notify ── lock ── guest RAM (post-copy: may wait for a page) ── changed ── unlock
+//	host:         TargetContext(ctx) ── lockContext(ctx) ──► Target, or an error when ctx ends first
+//	host:         WaitActual, AwaitStats, WaitHint (ctx) ── await: lockContext, look, unlock,
+//	                                                        wait for changed or ctx, look again
+//
+// The host's calls without a context (SetTarget, RequestStats, StartHint,
+// StopHint, DoneHint, Target, HintStatus, Save, Restore) take it as a
+// plain mutex, without a bound: their callers must know that no vCPU can
+// be waiting in the device (the VMM refuses them while a migration owns
+// its destination, and its source never faults).
+
+// devLock is a mutex that can be waited for under a context.
+type devLock chan struct{}
+
+func newDevLock() devLock { return make(devLock, 1) }
+
+// Lock takes the lock, waiting as long as it takes.
+func (l devLock) Lock() { l <- struct{}{} }
+
+// Unlock lets the lock go.
+func (l devLock) Unlock() { <-l }
+
+// lockContext takes the lock, or fails once ctx ended first. A free
+// lock is taken even if ctx has ended already.
+func (l devLock) lockContext(ctx context.Context) error {
+	if l.tryLock() {
+		return nil
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the balloon device is busy: a vCPU is in it "+
+			"(on a post-copy destination it may wait for a page the source has yet to send): %w", ctx.Err())
+	}
+}
+
+// tryLock takes the lock if it is free.
+func (l devLock) tryLock() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// changedLocked wakes everybody waiting for a change (await). d.mu is
+// held.
+func (d *Device) changedLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// await calls look under the device's lock, taken under ctx, until look
+// says done: once at first, then after each change. It fails when ctx
+// ends first; look has then seen the device as it was the last time the
+// lock was free (a last time when ctx ends, if the lock is free then),
+// or never.
+func (d *Device) await(ctx context.Context, look func() (done bool)) error {
+	for {
+		if err := d.mu.lockContext(ctx); err != nil {
+			return err
+		}
+		done, changed := look(), d.changed
+		d.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			if d.mu.tryLock() {
+				done = look()
+				d.mu.Unlock()
+				if done {
+					return nil
+				}
+			}
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package balloon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHostCallsBoundedWhileDeviceHeld: while something holds the
+// device's lock (here the test; on a post-copy destination a vCPU that
+// waits in a fault for a page the source has yet to send), the host's
+// calls that take a context fail when it ends, saying why, instead of
+// waiting for the lock; once the lock is free they answer again.
+// Before, each took the lock without a bound (and WaitHint, WaitActual
+// and AwaitStats took it again after every wake-up, their context's
+// too), so the control commands balloon, balloon-wait, balloon-stats
+// and hint-wait hung past their deadline.
+func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
+	f := newFixture(t, FStatsVQ|FFreePageHint)
+	calls := map[string]func(context.Context) error{
+		"TargetContext": func(ctx context.Context) error { _, err := f.dev.TargetContext(ctx); return err },
+		"WaitActual":    func(ctx context.Context) error { _, err := f.dev.WaitActual(ctx); return err },
+		"AwaitStats":    func(ctx context.Context) error { _, err := f.dev.AwaitStats(ctx, time.Time{}); return err },
+		"WaitHint":      func(ctx context.Context) error { _, err := f.dev.WaitHint(ctx); return err },
+	}
+	f.dev.mu.Lock()
+	for name, call := range calls {
+		start := time.Now()
+		err := callWithin(t, name, 100*time.Millisecond, call)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the balloon device is busy") {
+			t.Errorf("%s while the device is held: %v; want it to give up at its deadline, saying why", name, err)
+		}
+		t.Logf("%s gave up after %v", name, time.Since(start).Round(time.Millisecond))
+	}
+	f.dev.mu.Unlock()
+	for _, name := range []string{"TargetContext", "WaitActual"} {
+		if err := callWithin(t, name, 5*time.Second, calls[name]); err != nil {
+			t.Errorf("%s once the device is free: %v", name, err)
+		}
+	}
+}
+
+// callWithin calls call with a deadline of d and fails the test if it
+// has not returned 5 s after it.
+func callWithin(t *testing.T, name string, d time.Duration, call func(context.Context) error) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- call(ctx) }()
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(d + 5*time.Second):
+		t.Fatalf("%s with a deadline of %v had not returned 5 s after it", name, d)
+		return nil
+	}
+}
+
+// TestWaitActualWakes: WaitActual returns as soon as actual and target
+// agree, whichever moved: the guest's actual (WriteConfig) or the host's
+// target (SetTarget, which before woke no waiter: it waited for the next
+// change, or its deadline).
+func TestWaitActualWakes(t *testing.T) {
+	f := newFixture(t, 0)
+	setActual := func(pages uint32) {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], pages)
+		f.dev.WriteConfig(4, b[:])
+	}
+	for _, tc := range []struct {
+		name string
+		move func()
+	}{
+		{"the guest's actual", func() { f.dev.SetTarget(8); setActual(8) }},
+		{"the host's target", func() { setActual(16); f.dev.SetTarget(16) }},
+	} {
+		res := make(chan error, 1)
+		waiting := make(chan struct{})
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			close(waiting)
+			tg, err := f.dev.WaitActual(ctx)
+			if err == nil && tg.ActualPages != tg.TargetPages {
+				err = errors.New("returned with actual and target apart")
+			}
+			res <- err
+		}()
+		<-waiting
+		start := time.Now()
+		tc.move()
+		if err := <-res; err != nil || time.Since(start) > 5*time.Second {
+			t.Errorf("moving %s: WaitActual %v after %v; want it done at once", tc.name, err, time.Since(start))
+		}
+	}
+}
