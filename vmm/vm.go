@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/arch/x86"
 	"github.com/ferryvm/ferry/vmm/arch/x86/pvh"
 	"github.com/ferryvm/ferry/vmm/bus"
@@ -57,7 +60,9 @@ type Config struct {
 	// TransportInProcess: a migration whose transport plugin is
 	// ferry-transport-tcp runs transports/tcp inside this process instead
 	// (session.Spec.TransportInProcess): faster post-copy faults, no
-	// isolation from a transport crash.
+	// isolation from a transport crash, and no process to kill behind
+	// its Close: a migration waits for that about 9 s at most, then
+	// reports without it (closeSession).
 	TransportInProcess bool
 	Log                *slog.Logger
 	// Incoming builds a migration target: no Kernel or Cmdline; RAM,
@@ -71,7 +76,8 @@ type VM struct {
 	cfg Config
 	log *slog.Logger
 	// plugins counts migrations whose plugin processes are still being
-	// stopped (after their report): Close waits for them.
+	// stopped (after their report): Close waits for them (each is
+	// bounded: closeSession).
 	plugins sync.WaitGroup
 	kernel  *pvh.Kernel
 	image   []byte
@@ -122,6 +128,12 @@ type VM struct {
 	// stateFile is state-save's file lock (state_file.go), made by its
 	// first use.
 	stateFile chan struct{}
+	// inProcess makes the transport of a migration that runs one in
+	// process (Config.TransportInProcess); nil: transports/tcp.New.
+	// closeBound bounds the wait for its Close (closeSession); 0:
+	// inProcessCloseBound. Both are set by tests only.
+	inProcess  func(hclog.Logger) transport.Transport
+	closeBound time.Duration
 }
 
 // New validates cfg and builds the VM: guest RAM, the KVM VM, devices and
@@ -504,7 +516,7 @@ func (v *VM) Close() error {
 		v.Stop()
 		<-v.cpusDone
 	}
-	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit
+	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit, closeSession leaves a transport in process
 	var errs []error
 	if v.uart != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
