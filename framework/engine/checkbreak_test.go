@@ -326,3 +326,82 @@ func TestHelloCheckFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestPostcopyCheckOpenAllHeld: a post-copy destination that holds
+// every page (the source owed none at the switch) and whose stream
+// breaks while the page check is open: HELLO promised it (helloCheck)
+// and no HASHES came yet, or a HASHES came and more are due. No COMMIT
+// can have been written, so no RESUME can come either: it ends
+// handover-unknown at once, as a pre-copy destination does (it holds
+// the whole guest, perhaps the only copy), instead of listening
+// reconnect_timeout for that RESUME first. Without the promise before
+// the first HASHES, and once VERIFIED went out, a COMMIT may have been
+// written: it listens for the source's RESUME as before.
+func TestPostcopyCheckOpenAllHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		promised bool
+		hashes   int // HASHES chunks sent before the cut: 0, 1 (of 2), 2 (VERIFIED read)
+		listens  bool
+	}{
+		{"promised, before the first HASHES", true, 0, false},
+		{"not promised, after the first HASHES", false, 1, false},
+		{"not promised, before the first HASHES", false, 0, true},
+		{"promised, right after VERIFIED", true, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+			if tc.promised {
+				s.helloFlags |= helloCheck
+			}
+			opt.ReconnectTimeout = time.Second // waited out when it listens
+			if !tc.listens {
+				opt.ReconnectTimeout = 20 * time.Second // not waited out: the test's bound
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			wait := receiveAsync(ctx, dst, rcv, opt)
+			failed := runScript(func() {
+				s.toState(ctx, nil, nil) // nothing owed: the destination holds every page
+				s.recv(ctx, msgLoaded)
+				half := s.pages / 2
+				for c := range tc.hashes {
+					b := make([]byte, 16, 16+8*half)
+					binary.LittleEndian.PutUint64(b, uint64(c)*half)
+					binary.LittleEndian.PutUint64(b[8:], half)
+					for p := uint64(c) * half; p < uint64(c+1)*half; p++ {
+						h := uint64(hashFree)
+						if !s.free.Test(p) {
+							h = pageHash(s.src.Page(p))
+						}
+						b = binary.LittleEndian.AppendUint64(b, h)
+					}
+					s.send(ctx, msgHashes, b)
+				}
+				if tc.hashes == 2 {
+					s.recv(ctx, msgVerified)
+				}
+				s.tr.Close()
+			})
+			rep, err := wait()
+			took := time.Since(start)
+			if failed {
+				t.Fatalf("script failed; Receive: %v", err)
+			}
+			t.Logf("destination: %v (%v)", err, took.Round(time.Millisecond))
+			if rep.PagesMissing != nil && *rep.PagesMissing != 0 {
+				t.Fatalf("the destination lacked %d pages: the test did not test it", *rep.PagesMissing)
+			}
+			if rep.Handover != HandoverUnknown || !errors.Is(err, ErrHandoverUnknown) || dst.Counters().Resumes != 0 {
+				t.Errorf("destination %s (%v), %d resumes; want handover-unknown, never run", rep.Handover, err,
+					dst.Counters().Resumes)
+			}
+			listened := strings.Contains(fmt.Sprint(err), "no source reconnected within reconnect_timeout")
+			if listened != tc.listens || !tc.listens && took >= opt.ReconnectTimeout/2 {
+				t.Errorf("destination listened for a RESUME: %v (after %v); want %v", listened, took.Round(time.Millisecond),
+					tc.listens)
+			}
+		})
+	}
+}

@@ -835,16 +835,19 @@ func (pc *pcRecv) completeWithout(err error) bool {
 	return true
 }
 
-// uncommitted handles a stream that broke (or went silent) after LOADED
-// and before COMMIT in post-copy. The source cannot tell whether its
-// COMMIT arrived, and in post-copy it cannot guess: it reconnects with
-// RESUME until reconnect_timeout (recommit). This side knows it never
-// got COMMIT, so it listens for that RESUME and answers ABORT, carrying
-// that RESUME's tag (encodeResumeAbort: the source resumes on no other
-// ABORT): from then on it never runs the VM, and the source resumes it
-// at once instead of both sides staying handover-unknown. Without a RESUME within
-// reconnect_timeout (or when ctx ends first) the handover is unknown,
-// as in pre-copy.
+// uncommitted handles a stream that broke (or went silent) after
+// LOADED and before COMMIT in post-copy, when a COMMIT may have been
+// written: not while the page check is open (receiver.checkOpen),
+// where the loop fails or ends handover-unknown at once (checkBroke).
+// The source cannot tell whether its COMMIT arrived, and in post-copy
+// it cannot guess: it reconnects with RESUME until reconnect_timeout
+// (recommit). This side knows it never got COMMIT, so it listens for
+// that RESUME and answers ABORT, carrying that RESUME's tag
+// (encodeResumeAbort: the source resumes on no other ABORT): from
+// then on it never runs the VM, and the source resumes it at once
+// instead of both sides staying handover-unknown. Without a RESUME
+// within reconnect_timeout (or when ctx ends first) the handover is
+// unknown, as in pre-copy.
 //
 // The ABORT is a final answer like SETTLED and BROKEN, and lingers as
 // they do (tellAborted): one lost with its session (sent, never read)

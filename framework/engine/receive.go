@@ -201,9 +201,12 @@ func (r *receiver) loop(ctx context.Context) error {
 						"resumes the VM without reconnecting; this destination lacks pages only the source holds, "+
 						"and never ran the VM", err) // giveUp: failed, ABORT if it still can
 				}
-				if r.pc != nil && r.pc.on {
+				if r.pc != nil && r.pc.on && !r.checkOpen() {
 					return r.pc.uncommitted(ctx, err)
 				}
+				// Pre-copy, or post-copy holding every page while the
+				// check is open: no COMMIT was written, so no RESUME comes
+				// to wait for (uncommitted); the whole guest is here.
 				return r.unknown(err)
 			}
 			return err
@@ -227,8 +230,10 @@ func (r *receiver) loop(ctx context.Context) error {
 // pre-copy destination (or a post-copy one that holds every page)
 // stays handover-unknown: it holds the whole guest and cannot tell a
 // source that resumed from one whose VMM died, beside which its copy
-// is the only one (docs/model: property (b), mutant 8); the promise of
-// a check changes nothing there. Once VERIFIED's send has begun the
+// is the only one (docs/model: property (b), mutant 8), the check
+// promised or not; a post-copy one ends so at once, without listening
+// for a RESUME (pcRecv.uncommitted), which only a source whose COMMIT
+// went out sends. Once VERIFIED's send has begun the
 // source may commit: unknown, in either mode, unless the check found
 // differing pages: the source never commits on that verdict, and this
 // copy is known to be wrong (failed, in either mode).
