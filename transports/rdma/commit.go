@@ -71,7 +71,7 @@ func parseCommit(b []byte) (commit, error) {
 const (
 	runsKind     = 1
 	markedKind   = 2 // MARKED: the answer to a MARK (no payload)
-	progressKind = 3 // PROGRESS: the batch's data pages written so far (progress.go; setup version 5)
+	progressKind = 3 // PROGRESS: the batch's data pages written so far, as far as RUNS named them (progress.go; setup version 5; 6)
 	runSize      = 12
 	maxRunsSize  = 64 << 10 // payload bytes per RUNS frame
 )

@@ -63,7 +63,11 @@
 // the COMMIT, so they grow while a pass moves, not only at its Flush
 // (transport.Transport's Stats; the engine's stall watch reads them on
 // both sides). A PROGRESS makes nothing visible: nothing reads or
-// reports a page before its MARK or COMMIT.
+// reports a page before its MARK or COMMIT. Nor does the destination
+// count more than the batch's RUNS named (at most guest RAM's pages per
+// batch; setup version 6): a PROGRESS, COMMIT or RUNS frame that claims
+// more is a protocol error. Whether named pages were written it cannot
+// tell.
 // A zero run and a data run of the same page in one batch would race
 // (different channels), so such a batch is committed in between.
 //

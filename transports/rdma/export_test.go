@@ -47,6 +47,28 @@ func (t *Transport) SetPollPace(pace func()) { t.pacePolls = pace }
 // ProgressKind is the kind of the source's PROGRESS frames.
 const ProgressKind = progressKind
 
+// SetCommitPages makes the sender's COMMITs name pages(n) data pages
+// where the batch wrote n, as a buggy or hostile source would.
+func (t *Transport) SetCommitPages(pages func(n uint64) uint64) { t.commitPages = pages }
+
+// WriteControl writes frame as it is on the open session's control
+// channel, among the session's own frames.
+func (t *Transport) WriteControl(ctx context.Context, frame []byte) error {
+	return t.s.writeFrame(ctx, frame)
+}
+
+// ProgressFrame is the PROGRESS frame of batch seq saying pages.
+func ProgressFrame(seq, pages uint64) []byte { return appendProgress(nil, seq, pages) }
+
+// RunsFrame is a RUNS frame of batch seq naming runs.
+func RunsFrame(seq uint64, runs ...transport.PageRun) []byte {
+	var p []byte
+	for _, r := range runs {
+		p = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(p, r.First), uint32(r.Count))
+	}
+	return append(appendRunsHeader(nil, seq, len(p)), p...)
+}
+
 // MarkedKind is the kind of the destination's MARKED frames; MaxMarks
 // is how many MARKs the source keeps unanswered.
 const (

@@ -37,14 +37,17 @@ import (
 // could not tell a source's try that ended as its URGENT answer arrived
 // from one that succeeded; version 5 the session's PROGRESS frames
 // (progress.go: the source reports its completed writes, which a
-// version-4 destination would take for a malformed RUNS frame). The
+// version-4 destination would take for a malformed RUNS frame);
+// version 6 holds a PROGRESS to the pages of RUNS frames sent before
+// it, and a batch to guest RAM's pages, both of which the destination
+// checks (a version-5 source may report pages its RUNS name later). The
 // version stands for the whole session's protocol, not only the setup
 // frames: it must match exactly; a peer of
 // another is answered in this one (a REFUSE its reader refuses naming
 // both versions).
 const (
 	setupMagic   = "FRDM"
-	setupVersion = 5
+	setupVersion = 6
 	setupHeader  = 12
 	maxSetup     = 64 + 2*(4+wire.MaxRegions*16)
 	nonceSize    = 16

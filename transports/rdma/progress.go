@@ -20,19 +20,25 @@ import (
 // for the RUNS frames, and the engine's stall watch on the destination
 // (engine receive.go, recvWatched) could take a slow pass for a stopped
 // one. So the source tells it, on the control channel, how many of the
-// batch's data pages its writes have completed (setup version 5):
+// batch's data pages its writes have completed (setup version 5; 6):
 //
 //	source                                   destination
+//	RUNS seq runs (control) ────────────────► the batch names these pages
 //	fi_write ═══════════════════════════════► guest RAM (unseen)
 //	completion: pages += chunk's pages
 //	PROGRESS seq pages (control) ───────────► BytesWire += new pages × 4096,
 //	  at most one every progressEvery,          PagesData += new pages
-//	  and only when more completed
-//	COMMIT seq pages (fabric) ══════════════► the rest of the batch counted
+//	  only when more completed, and
+//	  never past the RUNS sent before it
+//	COMMIT seq pages (fabric) ══════════════► the rest of the batch counted,
+//	                                            as far as its RUNS named it
 //
 // PROGRESS is a transport-internal MSG: seq is the batch, kind is
 // progressKind, the payload one u64, the batch's data pages written so
-// far (never less than the last PROGRESS said). The batch's COMMIT must
+// far (never less than the last PROGRESS said), at most the data pages
+// that the batch's RUNS frames sent before it name (setup version 6: a
+// RUNS frame may follow its writes, so a version-5 source reported
+// pages the destination could not check). The batch's COMMIT must
 // not name fewer pages than its PROGRESS frames did. A PROGRESS of a
 // batch already committed is dropped: its COMMIT counted it whole.
 //
@@ -44,21 +50,33 @@ import (
 // hold; once they are full the completions, and the count, stop, so a
 // link that stops still looks stopped. The source's own Stats count the
 // same completions (queue.go, writesCompleted), before they leave
-// inflight, so both counts move while a Flush drains. A source whose
-// writes never complete, or that lies about them, is not caught here:
-// its COMMIT fails the session if it names fewer pages than it
-// reported. The reporter writes under no context of the engine's (the
-// session's end bounds it); writeLock keeps engine calls that write on
-// the channel from waiting behind it past their contexts.
+// inflight, so both counts move while a Flush drains.
+//
+// What a lying source can make the destination count: no more than the
+// batch's RUNS frames named, each run within guest RAM and at most guest
+// RAM's pages per batch (recount, takeRuns); a PROGRESS past the RUNS
+// before it, a COMMIT or RUNS past guest RAM, are protocol errors, and
+// a COMMIT past its RUNS fails the session once they are all in
+// (ackIfDone) having counted no more than they named. It cannot tell
+// whether the named pages were written: a source that names pages and
+// never writes them is counted as if it had, up to guest RAM's pages in
+// each batch it commits (each batch is a COMMIT's round trip). The
+// counts feed only Stats (the engine's report, progress and stall
+// watch, and its check that a refused session wrote nothing); guest RAM
+// and Landed do not depend on them. The reporter writes under no
+// context of the engine's (the session's end bounds it); writeLock keeps
+// engine calls that write on the channel from waiting behind it past
+// their contexts.
 const progressEvery = 100 * time.Millisecond
 
 // written is what the source's completed writes covered of the batch
-// being built: the poller (or the driving engine goroutine) adds, Flush
-// moves it to the next batch, the reporter reads.
+// being built, and how much of the batch its RUNS frames named: the
+// poller (or the driving engine goroutine) adds, the engine goroutine
+// names, Flush moves both to the next batch, the reporter reads.
 type written struct {
-	mu         sync.Mutex
-	seq, pages uint64
-	note       chan struct{} // more pages completed
+	mu                sync.Mutex
+	seq, pages, named uint64
+	note              chan struct{} // more pages completed or named
 }
 
 func (w *written) init(seq uint64) {
@@ -74,17 +92,36 @@ func (w *written) add(n uint64) {
 	wake(w.note)
 }
 
+// name counts n more pages of the current batch named in RUNS frames
+// written on the control channel.
+func (w *written) name(n uint64) {
+	w.mu.Lock()
+	w.named += n
+	w.mu.Unlock()
+	wake(w.note)
+}
+
 // next starts batch seq: every write of the batch before has completed.
 func (w *written) next(seq uint64) {
 	w.mu.Lock()
-	w.seq, w.pages = seq, 0
+	w.seq, w.pages, w.named = seq, 0, 0
 	w.mu.Unlock()
 }
 
+// get returns the batch and its pages written so far.
 func (w *written) get() (seq, pages uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.seq, w.pages
+}
+
+// reportable returns the batch and what a PROGRESS may say of it: its
+// pages written, as far as RUNS frames already on the control channel
+// named them (a PROGRESS goes on the same channel, after them).
+func (w *written) reportable() (seq, pages uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seq, min(w.pages, w.named)
 }
 
 // reportWritten sends PROGRESS frames until the session ends (source);
@@ -99,7 +136,7 @@ func (s *session) reportWritten() {
 		case <-s.done:
 			return
 		}
-		nseq, npages := w.get()
+		nseq, npages := w.reportable()
 		if npages == 0 || nseq == seq && npages == pages {
 			continue
 		}
@@ -131,8 +168,10 @@ func parseProgress(f wire.Frame) (uint64, error) {
 	return binary.BigEndian.Uint64(f.Payload), nil
 }
 
-// progressed counts a PROGRESS (destination): data pages of the batch
-// being received that the source wrote, beyond those counted before.
+// progressed takes a PROGRESS (destination): data pages of the batch
+// being received that the source wrote. It may not go back, nor name
+// more than the batch's RUNS frames named so far (they came before it
+// on this channel) or its COMMIT names.
 func (s *session) progressed(f wire.Frame) error {
 	n, err := parseProgress(f)
 	if err != nil {
@@ -144,15 +183,35 @@ func (s *session) progressed(f wire.Frame) error {
 	switch {
 	case f.Seq < r.next:
 		return nil // committed meanwhile: counted whole
-	case f.Seq > r.next || n < r.counted && r.cm == nil || r.cm != nil && n > r.cm.pages:
-		return fmt.Errorf("%w: PROGRESS of batch %d (%d pages), expected batch %d (%d pages counted)", transport.ErrProtocol,
-			f.Seq, n, r.next, r.counted)
+	case f.Seq > r.next || n < r.progress || r.cm != nil && n > r.cm.pages:
+		return fmt.Errorf("%w: PROGRESS of batch %d (%d pages), expected batch %d (%d pages reported)", transport.ErrProtocol,
+			f.Seq, n, r.next, r.progress)
+	case n > r.runPages:
+		return fmt.Errorf("%w: PROGRESS of batch %d claims %d data pages, its RUNS named %d", transport.ErrProtocol,
+			f.Seq, n, r.runPages)
 	}
-	if n > r.counted { // with the COMMIT in, counted is its pages
+	r.progress = n
+	s.recount()
+	return nil
+}
+
+// recount counts in Stats the data pages the source says the batch
+// wrote (its COMMIT's, else its last PROGRESS's) as far as its RUNS
+// frames named them (r.mu held): the COMMIT comes on the fabric, maybe
+// before the batch's last RUNS frames, so the rest is counted as they
+// come; whether the two agree is known only at the batch's end
+// (ackIfDone). So the count never exceeds what the RUNS named, at most
+// guest RAM's pages per batch (takeRuns).
+func (s *session) recount() {
+	r := &s.rcv
+	claimed := r.progress
+	if r.cm != nil {
+		claimed = r.cm.pages // not less than progress (committed)
+	}
+	if n := min(claimed, r.runPages); n > r.counted {
 		s.countData(n - r.counted)
 		r.counted = n
 	}
-	return nil
 }
 
 // countData counts n data pages received.

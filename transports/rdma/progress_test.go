@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"testing"
@@ -10,22 +11,27 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/guestram"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
 // TestProgressCounting: the destination's bookkeeping of PROGRESS
-// frames and COMMITs, without a fabric: pages are counted as reported
-// and the rest at the COMMIT, each once; a PROGRESS of a batch already
-// committed is dropped; a count that goes back, runs past its COMMIT
-// or names a later batch, and a COMMIT of fewer pages than reported,
-// are protocol errors.
+// frames, RUNS frames and COMMITs, without a fabric: pages are counted
+// as reported and the rest at the COMMIT, each once, never beyond what
+// the batch's RUNS named so far (a COMMIT before its RUNS counts as they
+// come); a PROGRESS of a batch already committed is dropped; a count
+// that goes back, runs past its COMMIT or its RUNS or names a later
+// batch, a COMMIT of fewer pages than reported or of more than guest
+// RAM has, and RUNS naming more than guest RAM has, are protocol errors.
 func TestProgressCounting(t *testing.T) {
+	const ramPages = 1024
 	type event struct {
-		progress bool // else a COMMIT
-		seq, n   uint64
+		kind   byte // 'p' PROGRESS, 'r' RUNS (one run of n pages), 'c' COMMIT
+		seq, n uint64
 	}
-	p := func(seq, n uint64) event { return event{true, seq, n} }
-	c := func(seq, n uint64) event { return event{false, seq, n} }
+	p := func(seq, n uint64) event { return event{'p', seq, n} }
+	r := func(seq, n uint64) event { return event{'r', seq, n} }
+	c := func(seq, n uint64) event { return event{'c', seq, n} }
 	for _, tc := range []struct {
 		name   string
 		next   uint64 // the batch expected
@@ -33,38 +39,45 @@ func TestProgressCounting(t *testing.T) {
 		data   uint64 // pages counted after the events
 		bad    bool   // the last event is refused
 	}{
-		{"as reported, rest at COMMIT", 1, []event{p(1, 10), p(1, 25), c(1, 40)}, 40, false},
-		{"late PROGRESS after COMMIT", 1, []event{p(1, 10), c(1, 40), p(1, 30), p(1, 40)}, 40, false},
-		{"COMMIT alone", 1, []event{c(1, 7)}, 7, false},
+		{"as reported, rest at COMMIT", 1, []event{r(1, 40), p(1, 10), p(1, 25), c(1, 40)}, 40, false},
+		{"late PROGRESS after COMMIT", 1, []event{r(1, 40), p(1, 10), c(1, 40), p(1, 30), p(1, 40)}, 40, false},
+		{"COMMIT before its RUNS", 1, []event{c(1, 7)}, 0, false},
+		{"RUNS after their COMMIT", 1, []event{r(1, 3), c(1, 7), r(1, 2), r(1, 2)}, 7, false},
 		{"batch already committed", 3, []event{p(2, 99)}, 0, false},
-		{"goes back", 1, []event{p(1, 10), p(1, 9)}, 10, true},
-		{"past its COMMIT", 1, []event{c(1, 40), p(1, 41)}, 40, true},
-		{"COMMIT short of PROGRESS", 1, []event{p(1, 30), c(1, 20)}, 30, true},
+		{"goes back", 1, []event{r(1, 10), p(1, 10), p(1, 9)}, 10, true},
+		{"goes back after COMMIT", 1, []event{r(1, 10), p(1, 10), c(1, 10), p(1, 9)}, 10, true},
+		{"past its COMMIT", 1, []event{r(1, 50), c(1, 40), p(1, 41)}, 40, true},
+		{"past its RUNS", 1, []event{r(1, 10), p(1, 5), p(1, 11)}, 5, true},
+		{"without RUNS", 1, []event{p(1, 1<<40)}, 0, true},
+		{"COMMIT short of PROGRESS", 1, []event{r(1, 30), p(1, 30), c(1, 20)}, 30, true},
+		{"COMMIT past guest RAM", 1, []event{r(1, 4), c(1, ramPages+1)}, 0, true},
+		{"RUNS past guest RAM", 1, []event{r(1, ramPages), r(1, 1)}, 0, true},
 		{"later batch", 1, []event{p(2, 1)}, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var st counters
-			s := newSession(transport.RoleReceive, hclog.NewNullLogger(), config{}, &ram{}, &st)
+			s := newSession(transport.RoleReceive, hclog.NewNullLogger(), config{}, &ram{RAM: guestram.RAM{Pages: ramPages}}, &st)
 			s.rcv.next = tc.next
 			commits := uint64(0) // accepted: each counts its own bytes
 			for i, e := range tc.events {
 				var err error
-				if e.progress {
-					var f wire.Frame
-					if f, err = wire.NewDecoder(bytes.NewReader(appendProgress(nil, e.seq, e.n))).Next(); err != nil {
-						t.Fatalf("decode PROGRESS: %v", err)
-					}
-					err = s.receiveCtrl(f)
-				} else {
-					// One RUNS frame named that never comes: the batch is not acknowledged.
-					err = s.committed(commit{seq: e.seq, pages: e.n, runs: 1})
+				switch e.kind {
+				case 'p':
+					err = s.receiveCtrl(decode(t, appendProgress(nil, e.seq, e.n)))
+				case 'r':
+					var run [runSize]byte
+					binary.BigEndian.PutUint32(run[8:], uint32(e.n))
+					err = s.receiveCtrl(decode(t, append(appendRunsHeader(nil, e.seq, runSize), run[:]...)))
+				default:
+					// A RUNS frame named that never comes: the batch is not acknowledged.
+					err = s.committed(commit{seq: e.seq, pages: e.n, runs: 4})
 				}
 				if last := i == len(tc.events)-1; err != nil && (!last || !tc.bad || !errors.Is(err, transport.ErrProtocol)) {
-					t.Fatalf("event %d %+v: %v", i, e, err)
+					t.Fatalf("event %d %c%+v: %v", i, e.kind, e, err)
 				} else if last && tc.bad && err == nil {
-					t.Fatalf("event %d %+v accepted; want a protocol error", i, e)
+					t.Fatalf("event %d %c%+v accepted; want a protocol error", i, e.kind, e)
 				}
-				if err == nil && !e.progress {
+				if err == nil && e.kind == 'c' {
 					commits++
 				}
 			}
@@ -74,6 +87,16 @@ func TestProgressCounting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decode decodes the one frame b holds.
+func decode(t *testing.T, b []byte) wire.Frame {
+	t.Helper()
+	f, err := wire.NewDecoder(bytes.NewReader(b)).Next()
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return f
 }
 
 // TestProgressFrame: PROGRESS round trips, and other lengths or kinds

@@ -38,7 +38,8 @@ type receiver struct {
 	frameEnd            []int
 	markFrames          uint64
 	reported            int
-	counted             uint64              // its data pages counted in Stats (PROGRESS, progress.go)
+	progress            uint64              // its data pages its last PROGRESS reported (progress.go)
+	counted             uint64              // its data pages counted in Stats (recount)
 	scratch             []transport.PageRun // takeRuns only
 	hook                func() error        // tests only: runs first in register; its error fails it
 }
@@ -104,12 +105,14 @@ func (s *session) committed(cm commit) error {
 	if cm.seq != r.next || r.cm != nil || r.runFrames > cm.runs || r.markFrames > cm.runs { // pages are checked against the RUNS
 		return fmt.Errorf("%w: COMMIT of batch %d (%d pages), expected batch %d", transport.ErrProtocol, cm.seq, cm.pages, r.next)
 	}
-	if r.counted > cm.pages {
-		return fmt.Errorf("%w: COMMIT of batch %d names %d data pages, its PROGRESS %d", transport.ErrProtocol, cm.seq, cm.pages, r.counted)
+	if r.progress > cm.pages {
+		return fmt.Errorf("%w: COMMIT of batch %d names %d data pages, its PROGRESS %d", transport.ErrProtocol, cm.seq, cm.pages, r.progress)
+	}
+	if cm.pages > s.ram.Pages { // a batch's RUNS may not name more (takeRuns)
+		return fmt.Errorf("%w: COMMIT of batch %d names %d data pages, guest RAM has %d", transport.ErrProtocol, cm.seq, cm.pages, s.ram.Pages)
 	}
 	r.cm = &cm
-	s.countData(cm.pages - r.counted) // the rest: PROGRESS counted the others
-	r.counted = cm.pages
+	s.recount() // the rest as far as the RUNS named them: PROGRESS counted the others
 	s.stats.wire.Add(commitSize)
 	return s.ackIfDone()
 }
@@ -171,9 +174,16 @@ func (s *session) takeRuns(f wire.Frame) error {
 	if f.Seq != r.next || (r.cm != nil && r.runFrames >= r.cm.runs) {
 		return fmt.Errorf("%w: RUNS frame of batch %d, expected batch %d", transport.ErrProtocol, f.Seq, r.next)
 	}
+	// The source commits a batch before its data runs would name more
+	// pages than guest RAM has (sendPages): this bounds what the batch
+	// may count, and the runs kept here.
+	if r.runPages+n > s.ram.Pages {
+		return fmt.Errorf("%w: RUNS of batch %d name %d data pages, guest RAM has %d", transport.ErrProtocol, f.Seq, r.runPages+n, s.ram.Pages)
+	}
 	r.runs, r.runPages = append(r.runs, runs...), r.runPages+n
 	r.runFrames++
 	r.frameEnd = append(r.frameEnd, len(r.runs))
+	s.recount()
 	s.reportMarked()
 	return s.ackIfDone()
 }
@@ -236,7 +246,7 @@ func (s *session) ackIfDone() error {
 	seq := r.cm.seq
 	r.next, r.cm, r.zeros = seq+1, nil, 0
 	r.runFrames, r.runPages, r.runs = 0, 0, r.runs[:0]
-	r.frameEnd, r.markFrames, r.reported, r.counted = r.frameEnd[:0], 0, 0, 0
+	r.frameEnd, r.markFrames, r.reported, r.progress, r.counted = r.frameEnd[:0], 0, 0, 0, 0
 	s.wg.Go(func() { // the ACK goes out of the reader's way
 		if err := s.writeFrame(context.Background(), wire.AppendAck(nil, seq)); err != nil {
 			s.log.Debug("ACK not sent", "batch", seq, "error", err)

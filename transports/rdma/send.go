@@ -41,6 +41,7 @@ type sender struct {
 	zlo, zhi       uint64 // page range its zero runs cover
 	runs           []byte // its data runs not yet sent in RUNS frames (commit.go)
 	runFrames      uint64 // its RUNS frames sent
+	runPages       uint64 // the data pages its runs name, sent or not
 	markedPages    uint64 // its data pages a MARK covers
 	marksPosted    atomic.Uint64
 	marksDone      atomic.Uint64 // MARKED answers
@@ -50,8 +51,9 @@ type sender struct {
 	written        written       // what its writes completed (PROGRESS, progress.go)
 	commitInFlight bool
 	mu             sync.Mutex
-	hook           func() error // tests only: runs first in register; its error fails it
-	markWait       func()       // tests only: runs when a MARK must wait for room
+	hook           func() error        // tests only: runs first in register; its error fails it
+	markWait       func()              // tests only: runs when a MARK must wait for room
+	commitPages    func(uint64) uint64 // tests only: the data pages a COMMIT names, given the batch's
 }
 
 // register registers guest RAM for the provider to read and the send
@@ -119,7 +121,11 @@ func (s *session) waitProgress(ctx context.Context) error { return s.waitOn(ctx,
 // sendPages implements SendPages: data runs become fi_writes from guest
 // RAM straight into the destination's, zero runs ZERO frames on the
 // control channel. A run that overlaps a run of the other kind in the
-// same batch commits the batch first, so the later one wins.
+// same batch commits the batch first, so the later one wins; so does a
+// data run that would make the batch's runs name more pages than guest
+// RAM has (pages sent twice in one batch), which the destination
+// refuses (takeRuns). The call ends with the RUNS frames of its runs,
+// so that a PROGRESS may count their pages (written.reportable).
 func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error {
 	for _, r := range runs {
 		if err := r.Check(s.ram.Pages); err != nil {
@@ -133,7 +139,7 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 		}
 		var err error
 		if r.Kind == transport.KindData {
-			if overlaps(r.First, r.Count, snd.zlo, snd.zhi) {
+			if overlaps(r.First, r.Count, snd.zlo, snd.zhi) || snd.runPages+r.Count > s.ram.Pages {
 				err = s.flush(ctx)
 			}
 			if err == nil {
@@ -156,6 +162,9 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 		if err != nil {
 			return err
 		}
+	}
+	if err := s.sendRuns(ctx); err != nil {
+		return err
 	}
 	return s.mark(ctx)
 }
@@ -282,6 +291,7 @@ func (s *session) claim(ctx context.Context, r transport.PageRun) error {
 func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	snd := &s.snd
 	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
+	snd.runPages += r.Count
 	for first, left := r.First, r.Count; left > 0; {
 		n := min(left, 1<<31)
 		snd.runs = binary.BigEndian.AppendUint64(snd.runs, first)
@@ -377,6 +387,9 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("commit batch %d: %w", snd.seq, err)
 	}
 	c := commit{seq: snd.seq, zeros: snd.zeros, pages: snd.pages, runs: snd.runFrames}
+	if snd.commitPages != nil {
+		c.pages = snd.commitPages(c.pages)
+	}
 	c.put(snd.buf)
 	snd.mu.Lock()
 	snd.commitInFlight = true
@@ -408,13 +421,14 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	snd.seq++
 	snd.written.next(snd.seq) // every write of batch seq-1 completed
-	snd.zeros, snd.pages, snd.runFrames, snd.markedPages = 0, 0, 0, 0
+	snd.zeros, snd.pages, snd.runFrames, snd.runPages, snd.markedPages = 0, 0, 0, 0, 0
 	snd.resetRanges()
 	s.ord.batchDone(snd.seq)
 	return nil
 }
 
-// sendRuns sends the batch's data runs not yet sent, in RUNS frames.
+// sendRuns sends the batch's data runs not yet sent, in RUNS frames;
+// a PROGRESS may name their pages once they are written (written.name).
 func (s *session) sendRuns(ctx context.Context) error {
 	snd := &s.snd
 	for b := snd.runs; len(b) > 0; {
@@ -422,6 +436,11 @@ func (s *session) sendRuns(ctx context.Context) error {
 		if err := s.writeFrame(ctx, appendRunsHeader(nil, snd.seq, n), b[:n]); err != nil {
 			return err
 		}
+		var pages uint64
+		for o := 0; o < n; o += runSize {
+			pages += uint64(binary.BigEndian.Uint32(b[o+8:]))
+		}
+		snd.written.name(pages)
 		b = b[n:]
 		snd.runFrames++
 	}

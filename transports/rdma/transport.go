@@ -39,6 +39,7 @@ type Transport struct {
 	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
 	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
 	markWait     func()                  // tests only: see sender.markWait
+	commitPages  func(uint64) uint64     // tests only: see sender.commitPages
 }
 
 var (
@@ -130,6 +131,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if req.Role == transport.RoleSend {
 		s.snd.pace, s.usnd.pace = t.pacePolls, t.pacePolls
 		s.snd.markWait = t.markWait
+		s.snd.commitPages = t.commitPages
 		s.wg.Go(s.pollSend)
 		if !s.snd.commitEarly {
 			s.wg.Go(s.reportWritten)

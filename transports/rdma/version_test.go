@@ -30,13 +30,14 @@ func setupFrame(version, typ uint16, payload []byte) []byte {
 // TestSetupVersionAnswered: setup frames must match exactly
 // (docs/ARCHITECTURE.md#versions), and the user on either side of a
 // mismatch is told so:
-//   - a source of setup version 4 (before PROGRESS), 3 (before READY)
-//     or 2 (before transport API 8) at this destination is answered
+//   - a source of setup version 5 (before PROGRESS named only pages
+//     RUNS named), 4 (before PROGRESS), 3 (before READY) or 2 (before
+//     transport API 8) at this destination is answered
 //     with a frame of this version, which that source's reader refuses
 //     naming both versions, instead of a closed connection it could
 //     only report as EOF; the destination waits on, and its Open's
 //     error, when its context ends, names the refusal;
-//   - this source at a destination of version 4 or 3, which answers a
+//   - this source at a destination of version 5, 4 or 3, which answers a
 //     HELLO of another version with a REFUSE of its own, names both
 //     versions;
 //   - this source at a destination that closes after its HELLO without
@@ -54,7 +55,8 @@ func TestSetupVersionAnswered(t *testing.T) {
 		version uint16
 		hello   []byte
 	}{
-		{4, append(append([]byte(nil), make([]byte, 16)...), layout1M...)}, // tag, layout
+		{5, append(append([]byte(nil), make([]byte, 16)...), layout1M...)}, // tag, layout
+		{4, append(append([]byte(nil), make([]byte, 16)...), layout1M...)},
 		{3, append(append([]byte(nil), make([]byte, 16)...), layout1M...)},
 		{2, layout1M}, // the layout alone
 	} {
@@ -70,8 +72,8 @@ func TestSetupVersionAnswered(t *testing.T) {
 			if _, err := io.ReadFull(c, h[:]); err != nil {
 				t.Fatalf("the destination answered a version-%d HELLO with %v; want a frame of its own version", old.version, err)
 			}
-			if string(h[:4]) != "FRDM" || binary.BigEndian.Uint16(h[4:]) != 5 {
-				t.Fatalf("answer header %x; want magic FRDM and version 5, which a version-%d reader refuses naming both", h, old.version)
+			if string(h[:4]) != "FRDM" || binary.BigEndian.Uint16(h[4:]) != 6 {
+				t.Fatalf("answer header %x; want magic FRDM and version 6, which a version-%d reader refuses naming both", h, old.version)
 			}
 			reason := make([]byte, binary.BigEndian.Uint32(h[8:]))
 			if _, err := io.ReadFull(c, reason); err != nil || !bytes.Contains(reason, fmt.Appendf(nil, "setup version %d", old.version)) {
@@ -80,7 +82,7 @@ func TestSetupVersionAnswered(t *testing.T) {
 			// The destination waits on for a source of its own version;
 			// when its Open ends, it says why none came.
 			pr.cancel()
-			want := fmt.Sprintf("setup version %d, this side speaks 5", old.version)
+			want := fmt.Sprintf("setup version %d, this side speaks 6", old.version)
 			if err := pr.received(); err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("the destination's Open: %v; want it to say %q", err, want)
 			} else {
@@ -91,8 +93,8 @@ func TestSetupVersionAnswered(t *testing.T) {
 
 	// An older destination: after TLS it reads the header of this
 	// source's HELLO and either closes (version 2) or answers with a
-	// REFUSE of its own version, 3 or 4, naming both.
-	for _, answer := range []uint16{0, 3, 4} {
+	// REFUSE of its own version, 3, 4 or 5, naming both.
+	for _, answer := range []uint16{0, 3, 4, 5} {
 		name := "version 2 destination"
 		if answer != 0 {
 			name = fmt.Sprintf("version %d destination", answer)
@@ -129,7 +131,7 @@ func TestSetupVersionAnswered(t *testing.T) {
 				Credentials: sc, Tag: transport.Tag{1}})
 			want := "setup version"
 			if answer != 0 {
-				want = fmt.Sprintf("setup version %d, this side speaks 5", answer)
+				want = fmt.Sprintf("setup version %d, this side speaks 6", answer)
 			}
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Open at a %s: %v; want it to say %q", name, err, want)
