@@ -230,19 +230,7 @@ func (s *session) waitMarkRoom(ctx context.Context, posted uint64, i int) error 
 func (s *session) waitMarked(ctx context.Context, n uint64) error {
 	snd := &s.snd
 	defer snd.away()()
-	for {
-		ch := snd.markNote.wait()
-		if snd.marksDone.Load() >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			return s.error()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.waitNote(ctx, &snd.markNote, func() bool { return snd.marksDone.Load() >= n })
 }
 
 // waitAck waits for the destination's ACK of batch seq, which comes on
@@ -251,22 +239,11 @@ func (s *session) waitMarked(ctx context.Context, n uint64) error {
 func (s *session) waitAck(ctx context.Context, seq uint64) error {
 	snd := &s.snd
 	defer snd.away()()
-	for {
-		ch := snd.ackNote.wait()
-		if snd.acked.Load() >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			if snd.acked.Load() >= seq {
-				return nil
-			}
-			return fmt.Errorf("flush batch %d: %w", seq, s.error())
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	err := s.waitNote(ctx, &snd.ackNote, func() bool { return snd.acked.Load() >= seq })
+	if err == nil || err == ctx.Err() {
+		return err
 	}
+	return fmt.Errorf("flush batch %d: %w", seq, err)
 }
 
 // claim puts run r in the per-page order (order.claimBulk): when an

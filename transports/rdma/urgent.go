@@ -219,3 +219,33 @@ func (n *notifier) notify() {
 		n.ch = nil
 	}
 }
+
+// waitNote waits on note until reached holds (nil), the session ends
+// (its error) or ctx is done (ctx.Err()); the notifier's producer
+// stores what reached reads before it notifies. Once the session ended,
+// reached is asked again and wins: an ACK (or MARKED) read before the
+// end did come, and the end closes done without a notify, so a waiter
+// woken by both picks either. For Flush it matters: a destination that
+// acknowledges the last batch and then ends the session (BYE on both
+// channels, its Close) would otherwise fail, at random, a Flush whose
+// pages it has. For the other waits it changes nothing a caller could
+// count on: what follows posts on an ended session, which fails there
+// or at the next call, as when the session ends just after the wait.
+func (s *session) waitNote(ctx context.Context, note *notifier, reached func() bool) error {
+	for {
+		ch := note.wait()
+		if reached() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			if reached() {
+				return nil
+			}
+			return s.error()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -97,17 +97,9 @@ func (s *session) urgentLoop() {
 				return
 			}
 		}
-		for it.gate != 0 {
-			ch := s.snd.ackNote.wait()
-			if s.snd.acked.Load() >= it.gate {
-				break
-			}
-			select {
-			case <-ch:
-			case <-s.done:
-				s.ord.posted(it, 0, s.error())
-				return
-			}
+		if err := s.waitNote(context.Background(), &s.snd.ackNote, func() bool { return s.snd.acked.Load() >= it.gate }); err != nil {
+			s.ord.posted(it, 0, err)
+			return
 		}
 		err := s.postUrgent(it)
 		s.ord.posted(it, s.usnd.posted.Load(), err)
@@ -246,20 +238,10 @@ func (s *session) upost(op func() error) error {
 
 func (s *session) waitUProgress() error { return s.waitOn(context.Background(), &s.usnd.queue) }
 
-// waitUAck waits until urgent COMMIT c was acknowledged.
+// waitUAck waits until urgent COMMIT c was acknowledged (bounded by
+// the session: urgent posts run under no engine context).
 func (s *session) waitUAck(c uint64) error {
-	u := &s.usnd
-	for {
-		ch := u.ackNote.wait()
-		if u.acked.Load() >= c {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			return s.error()
-		}
-	}
+	return s.waitNote(context.Background(), &s.usnd.ackNote, func() bool { return s.usnd.acked.Load() >= c })
 }
 
 // waitUrgentDone waits until urgent item it is in guest RAM (for a bulk
