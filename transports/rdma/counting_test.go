@@ -114,12 +114,19 @@ func stats(ctx context.Context, t *testing.T, tr *rdma.Transport) transport.Stat
 // and returns the last Stats.
 func waitBytes(ctx context.Context, t *testing.T, tr *rdma.Transport, n uint64, d time.Duration) transport.Stats {
 	t.Helper()
+	return waitStats(ctx, t, tr, func(st transport.Stats) bool { return st.BytesWire >= n }, d)
+}
+
+// waitStats polls tr's Stats until enough says so or d passes, and
+// returns the last Stats.
+func waitStats(ctx context.Context, t *testing.T, tr *rdma.Transport, enough func(transport.Stats) bool, d time.Duration) transport.Stats {
+	t.Helper()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	end := time.After(d)
 	for {
 		st := stats(ctx, t, tr)
-		if st.BytesWire >= n {
+		if enough(st) {
 			return st
 		}
 		select {

@@ -59,7 +59,7 @@ func TestLyingSourceCounts(t *testing.T) {
 					if err := s.send.SendPages(ctx, []transport.PageRun{{First: 8, Count: 4, Kind: d}}); err != nil {
 						t.Fatal(err)
 					}
-					if st := waitPages(ctx, t, s.recv, 4, 10*time.Second); st.PagesData != 4 {
+					if st := waitStats(ctx, t, s.recv, func(st transport.Stats) bool { return st.PagesData >= 4 }, 10*time.Second); st.PagesData != 4 {
 						t.Fatalf("the destination counted %d data pages of the 4 written (%+v) in 10s", st.PagesData, st)
 					}
 				}
@@ -83,26 +83,6 @@ func TestLyingSourceCounts(t *testing.T) {
 					t.Fatalf("the destination's session: %v; want a protocol error saying %q", err, tc.want)
 				}
 			})
-		}
-	}
-}
-
-// waitPages polls tr's Stats until its PagesData reaches n or d passes,
-// and returns the last Stats.
-func waitPages(ctx context.Context, t *testing.T, tr *rdma.Transport, n uint64, d time.Duration) transport.Stats {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	end := time.After(d)
-	for {
-		st := stats(ctx, t, tr)
-		if st.PagesData >= n {
-			return st
-		}
-		select {
-		case <-tick.C:
-		case <-end:
-			return st
 		}
 	}
 }
