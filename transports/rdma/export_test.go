@@ -44,6 +44,12 @@ func (t *Transport) SetControlWrap(wrap func(net.Conn) net.Conn) { t.wrapCtrl = 
 // while pace blocks, no completion of its writes is taken.
 func (t *Transport) SetPollPace(pace func()) { t.pacePolls = pace }
 
+// SetDriveWaitHook makes a sending session call hook each time an
+// engine call that drives the bulk endpoint (SendPages, Flush) is about
+// to poll it while it waits: while hook blocks, nothing polls that
+// endpoint (the call holds it; the session's poller stands back).
+func (t *Transport) SetDriveWaitHook(hook func()) { t.driveWait = hook }
+
 // ProgressKind is the kind of the source's PROGRESS frames.
 const ProgressKind = progressKind
 

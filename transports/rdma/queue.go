@@ -37,6 +37,7 @@ type queue struct {
 	commitEarly bool           // tests only: each COMMIT before its writes (must be caught)
 	deferred    []func() error // commitEarly: the writes held back
 	pace        func()         // tests only: called before each Poll of ep (pollOnce); may block
+	driveWait   func()         // tests only: called as a driving poster polls in waitOn, holding polling; may block
 }
 
 func (q *queue) init(name string, ep *fabric.Endpoint, take func([]fabric.Completion) error) {
@@ -125,12 +126,24 @@ func (s *session) postOn(ctx context.Context, q *queue, op func() error) error {
 
 // waitOn waits for a completion on q (or 5ms), the session's end or ctx.
 // A driving poster polls q's endpoint itself when the poller is not in
-// a Poll (for up to pollBusy).
+// a Poll (for up to pollBusy), and then looks at the session's end too:
+// a peer that ended the session (its ABORT read on a control channel)
+// and stopped polling leaves the writes in flight neither completed nor
+// failed while its endpoint stays open, so the polls alone would go on
+// until ctx ended (TestDrivingCallSeesEnd).
 func (s *session) waitOn(ctx context.Context, q *queue) error {
 	if q.driving.Load() && q.polling.TryLock() {
+		if q.driveWait != nil {
+			q.driveWait()
+		}
 		var cs [32]fabric.Completion
 		ok := s.pollOnce(q, cs[:], pollBusy)
 		q.polling.Unlock()
+		select {
+		case <-s.done:
+			ok = false
+		default:
+		}
 		if !ok {
 			return s.error()
 		}

@@ -40,6 +40,7 @@ type Transport struct {
 	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
 	markWait     func()                  // tests only: see sender.markWait
 	commitPages  func(uint64) uint64     // tests only: see sender.commitPages
+	driveWait    func()                  // tests only: see queue.driveWait (the bulk endpoint's)
 }
 
 var (
@@ -132,6 +133,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		s.snd.pace, s.usnd.pace = t.pacePolls, t.pacePolls
 		s.snd.markWait = t.markWait
 		s.snd.commitPages = t.commitPages
+		s.snd.driveWait = t.driveWait
 		s.wg.Go(s.pollSend)
 		if !s.snd.commitEarly {
 			s.wg.Go(s.reportWritten)
