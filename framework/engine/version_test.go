@@ -109,3 +109,23 @@ func TestHelloCompatPrevious(t *testing.T) {
 		t.Fatal("the destination ran the VM")
 	}
 }
+
+// TestHelloFlagBits: HELLO's flags are added within a protocol version
+// (an older peer ignores a flag it does not know: helloTransportTag in
+// 7, helloCheck in 8), so a flag's bit is wire format that no version
+// bump protects. Renumbering one would make a new destination read an
+// older source's flag as another promise.
+func TestHelloFlagBits(t *testing.T) {
+	for _, f := range []struct {
+		name      string
+		got, want uint32
+	}{
+		{"helloMaySwitch", helloMaySwitch, 1 << 0},
+		{"helloTransportTag", helloTransportTag, 1 << 1},
+		{"helloCheck", helloCheck, 1 << 2},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s = %#x on the wire, was %#x: a flag's bit never changes", f.name, f.got, f.want)
+		}
+	}
+}
