@@ -20,9 +20,14 @@ import (
 // whose server went away. unhang closes the daemon's end, which fails
 // every blocked call and every later one with ENOTCONN; the test's
 // cleanup calls it too, then unmounts. It skips where FUSE cannot be
-// mounted (no /dev/fuse, no CAP_SYS_ADMIN).
+// mounted (no /dev/fuse, no CAP_SYS_ADMIN). Call it only in a test
+// that runs in its own mount namespace (inPrivateMounts), so that no
+// one else sees the mount and it goes with the test's process.
 func hungFS(t *testing.T) (dir string, unhang func()) {
 	t.Helper()
+	if os.Getenv(envPrivateMounts) != t.Name() {
+		t.Fatal("hungFS outside a mount namespace of the test's own: start the test with inPrivateMounts")
+	}
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Skipf("no FUSE here: %v", err)
@@ -46,6 +51,11 @@ func hungFS(t *testing.T) (dir string, unhang func()) {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
+	if os.Getenv(envHungFSDies) != "" { // TestHungFSLeavesNoMount
+		fmt.Fprintln(os.Stderr, hungFSDying)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
 	return dir, unhang
 }
 
@@ -97,6 +107,9 @@ func saveWithin(t *testing.T, v *VM, d time.Duration, path string, unhang func()
 // no deadline: the state-save, and every pause, resume, quit and
 // migration after it, hung for as long as the file system did.
 func TestStateSaveHungFS(t *testing.T) {
+	if !inPrivateMounts(t) {
+		return
+	}
 	hung, unhang := hungFS(t)
 	v := fakeVM(StatePaused)
 	call := serveFake(t, v)
