@@ -24,8 +24,10 @@ import (
 // was handed over (runlock.go); the state is taken or loaded under the
 // run lock, so the VM cannot change state in between. Neither touches
 // its file under the run lock: state-save writes after it (saveStateFile),
-// state-load reads before it, so a file system that does not answer
-// holds only the command, never pause, resume, quit or a migration.
+// state-load reads before it (readStateFile), each waited for under the
+// command's deadline, so a file system that does not answer fails the
+// command at its deadline and holds nothing else: not pause, resume,
+// quit or a migration, nor the control server's shutdown.
 // Two saves to one path still land in the order their states were
 // taken (the later state wins): state_file.go.
 func (v *VM) serveState(s *control.Server) {
@@ -45,14 +47,15 @@ func (v *VM) serveState(s *control.Server) {
 		if err != nil {
 			return nil, err
 		}
-		// Read between two holds of the run lock: a slow or hung file
-		// system holds this command only, not the VM. The first hold
+		// Read between two holds of the run lock, under the command's
+		// deadline: a slow or hung file system holds neither the VM nor
+		// the command past it (readStateFile). The first hold
 		// only asks whether the command is refused (a migration owns
 		// the VM, or it ran), so that says so before any file error.
 		if err := v.outside(ctx, "state-load", func(context.Context) error { return nil }); err != nil {
 			return nil, err
 		}
-		blob, err := readBounded(path, state.MaxSize)
+		blob, err := readStateFile(ctx, path)
 		if err != nil {
 			return nil, fmt.Errorf("state-load: %w", err)
 		}
@@ -107,6 +110,35 @@ func writeFileAtomic(path string, b []byte, commit func() bool) error {
 		os.Remove(tmp)
 	}
 	return err
+}
+
+// readStateFile is state-load's read of its file (readBounded, at most
+// state.MaxSize bytes), on a goroutine of its own that it waits for
+// under ctx (the handler's deadline): a file system that does not
+// answer fails the command at its deadline, saying so. Before, the
+// handler read the file itself and waited for as long as the file
+// system hung, and with it the control server's shutdown, which waits
+// for its handlers, and so the VMM's exit (TestStateLoadHungFS). What
+// it cannot do: stop that read. A system call the kernel does not
+// return from keeps its goroutine until the file system answers or
+// fails; what it read then is dropped (nothing was loaded).
+func readStateFile(ctx context.Context, path string) ([]byte, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		b, err := readBounded(path, state.MaxSize)
+		res <- result{b, err}
+	}()
+	select {
+	case r := <-res:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reading %s did not finish in time (does its file system answer?); nothing was loaded: %w",
+			path, ctx.Err())
+	}
 }
 
 // readBounded reads a regular file of at most max bytes. Anything else

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // hungFS mounts a FUSE file system whose daemon never answers (it never
@@ -143,6 +145,58 @@ func TestStateSaveHungFS(t *testing.T) {
 		t.Fatalf("saved %d bytes; %s holds %q, %v", n, good, b, err)
 	}
 	quitStops(t, v, "after the hung state-save", call("quit", nil))
+}
+
+// TestStateLoadHungFS: a state-load whose file's file system does not
+// answer fails at its handler's deadline, saying so, and leaves nothing
+// waiting behind it: other commands answer, and the control server,
+// asked to stop, returns (ferry-vmm waits for that before it exits).
+// Before, the file was read in the handler itself with no deadline: the
+// handler waited for as long as the file system hung, and with it the
+// control server's shutdown and so the VMM's exit after a quit.
+func TestStateLoadHungFS(t *testing.T) {
+	if !inPrivateMounts(t) {
+		return
+	}
+	hung, unhang := hungFS(t)
+	v := fakeWithRAM(t, StateIncoming)
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	s, err := control.NewServer(sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetHandlerTimeout(300 * time.Millisecond)
+	v.Serve(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); unhang(); <-served })
+	call := func(cmd string, args, res any) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return control.Call(ctx, sock, cmd, args, res)
+	}
+
+	start := time.Now()
+	err = call("state-load", map[string]string{"path": filepath.Join(hung, "state")}, nil)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "did not finish in time") || took > 3*time.Second {
+		t.Fatalf("state-load from a hung file system: %v after %v; want it to give up at its 300 ms deadline, saying why",
+			err, took.Round(time.Millisecond))
+	}
+	t.Logf("state-load from a hung file system gave up after %v", took.Round(time.Millisecond))
+	var st Status
+	if err := call("status", nil, &st); err != nil || st.State != StateIncoming {
+		t.Fatalf("status after the hung state-load: %+v, %v; want incoming", st, err)
+	}
+	cancel() // as ferry-vmm once its VM stopped
+	select {
+	case err := <-served:
+		served <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		unhang()
+		t.Fatal("the control server had not returned 5 s after it was asked to stop: it waits for the hung state-load")
+	}
 }
 
 // TestStateSaveOverFIFO: a FIFO named as state-save's file does not
