@@ -12,7 +12,6 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/session"
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/transports/tcp"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -88,7 +87,7 @@ func (v *VM) serveMigration(s *control.Server) {
 // handover-unknown, post-copy-broken: no guest runs here at its end),
 // whose plugins are stopped before (its listening port is free once it
 // reports; with a transport in process whose Close hangs, once the VMM
-// exits: closeSession).
+// exits: inprocess.go).
 func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawMessage, role transport.Role) (any, error) {
 	spec, id, err := v.migrateSpec(raw)
 	if err != nil {
@@ -125,7 +124,6 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		} else {
 			rep, err = s.Receive(ctx, m)
 		}
-		closed := v.closeSession(s, spec.TransportInProcess != nil)
 		if role == transport.RoleReceive && rep.Status != engine.StatusCompleted {
 			// A destination whose migration did not complete stops its
 			// plugins first: its report (and the exit that follows a
@@ -140,64 +138,13 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 			// already hung is killed at once: framework/transport
 			// launched.Close), inside the 10 s that migrate's waits
 			// for a report add to switchover_timeout; as long at most
-			// for a transport in process (closeSession).
-			closed()
+			// for a transport in process (boundedClose).
+			s.Close()
 		}
 		v.endMigration(own, mg, role, rep, err) // the report is out: migrate-status says done
-		closed()                                // then the plugin processes are stopped and waited for (once)
+		s.Close()                               // then the plugin processes are stopped and waited for (once)
 	}()
 	return mg.status(), nil
-}
-
-// inProcessCloseBound bounds the wait for the Close of a transport in
-// process (Config.TransportInProcess): as long as a plugin's teardown
-// can take before it is killed (about 9 s, startMigration).
-const inProcessCloseBound = 9 * time.Second
-
-// closeSession starts waiting for s's teardown (Send and Receive began
-// it as they returned: session.Session.Close) and returns a function
-// that waits for its end, for as long as it takes when the transport is
-// a plugin (its Close kills a process that does not exit), and until
-// v.closeBound (inProcessCloseBound) after the first call at most when
-// it runs in process (inProcess). Such a transport's Close has no
-// process to kill: one that does not return is logged and left behind,
-// with its goroutines and whatever it holds, its listening socket too
-// (transports/tcp lets that go at the end of its Close), until it
-// returns or the process exits, which a destination that failed does
-// right after its report (migrationDone). Meanwhile the migration
-// reports, and VM.Close does not wait for it. The returned function is
-// for one goroutine.
-func (v *VM) closeSession(s *session.Session, inProcess bool) (wait func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Close()
-	}()
-	if !inProcess {
-		return func() { <-done }
-	}
-	bound := v.closeBound
-	if bound <= 0 {
-		bound = inProcessCloseBound
-	}
-	var timer *time.Timer // started by the first wait
-	gaveUp := false
-	return func() {
-		if gaveUp {
-			return
-		}
-		if timer == nil {
-			timer = time.NewTimer(bound)
-		}
-		select {
-		case <-done:
-			timer.Stop()
-		case <-timer.C:
-			gaveUp = true
-			v.log.Error("the transport in process did not close within "+bound.String()+": the migration goes on without it; "+
-				"what it holds (its goroutines, a listening port) stays until it returns or this VMM exits", "plugin", tcpPlugin)
-		}
-	}
 }
 
 // unopenedDone records a migration whose session did not open
@@ -259,11 +206,7 @@ func (v *VM) migrateSpec(raw json.RawMessage) (session.Spec, string, error) {
 	spec := sessionSpec(a)
 	spec.Log = v.log
 	if v.cfg.TransportInProcess && filepath.Base(a.Plugin) == tcpPlugin {
-		if v.inProcess != nil {
-			spec.TransportInProcess = v.inProcess(session.HCLog(v.log, tcpPlugin))
-		} else {
-			spec.TransportInProcess = tcp.New(session.HCLog(v.log, tcpPlugin))
-		}
+		spec.TransportInProcess = v.inProcessTransport()
 	}
 	return spec, a.ID, nil
 }

@@ -62,7 +62,7 @@ type Config struct {
 	// (session.Spec.TransportInProcess): faster post-copy faults, no
 	// isolation from a transport crash, and no process to kill behind
 	// its Close: a migration waits for that about 9 s at most, then
-	// reports without it (closeSession).
+	// reports without it (boundedClose, inprocess.go).
 	TransportInProcess bool
 	Log                *slog.Logger
 	// Incoming builds a migration target: no Kernel or Cmdline; RAM,
@@ -77,7 +77,7 @@ type VM struct {
 	log *slog.Logger
 	// plugins counts migrations whose plugin processes are still being
 	// stopped (after their report): Close waits for them (each is
-	// bounded: closeSession).
+	// bounded: boundedClose).
 	plugins sync.WaitGroup
 	kernel  *pvh.Kernel
 	image   []byte
@@ -130,7 +130,7 @@ type VM struct {
 	stateFile chan struct{}
 	// inProcess makes the transport of a migration that runs one in
 	// process (Config.TransportInProcess); nil: transports/tcp.New.
-	// closeBound bounds the wait for its Close (closeSession); 0:
+	// closeBound bounds the wait for its Close (boundedClose); 0:
 	// inProcessCloseBound. Both are set by tests only.
 	inProcess  func(hclog.Logger) transport.Transport
 	closeBound time.Duration
@@ -516,7 +516,7 @@ func (v *VM) Close() error {
 		v.Stop()
 		<-v.cpusDone
 	}
-	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit, closeSession leaves a transport in process
+	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit, boundedClose leaves a transport in process
 	var errs []error
 	if v.uart != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
