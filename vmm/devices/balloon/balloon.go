@@ -54,7 +54,7 @@ type Device struct {
 	glog *guestlog.Limiter // what the guest can trigger at will
 
 	mu       devLock       // see lock.go
-	changed  chan struct{} // closed and replaced on session, target and stats changes (changedLocked)
+	changed  chan struct{} // closed on session, target and stats changes if a waiter made it (changedLocked), else nil
 	sig      virtio.Signaller
 	features uint64
 	q        queues
@@ -80,8 +80,7 @@ func New(mem Memory, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession(),
-		mu: newDevLock(), changed: make(chan struct{})}
+	return &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession(), mu: newDevLock()}
 }
 
 // SetSignaller connects the device to its transport; call once, before

@@ -16,7 +16,8 @@ import (
 //
 //	vCPU thread:  Notify ── lock ── guest RAM (post-copy: may wait for a page) ── changed ── unlock
 //	host:         TargetContext(ctx) ── lockContext(ctx) ──► Target, or an error when ctx ends first
-//	host:         WaitActual, AwaitStats, WaitHint (ctx) ── await: lockContext, look, unlock,
+//	host:         WaitActual, AwaitStats, WaitHint (ctx) ── await: lockContext, look, take changed
+//	                                                        (made by the first waiter), unlock,
 //	                                                        wait for changed or ctx, look again
 //
 // The host's calls without a context (SetTarget, RequestStats, StartHint,
@@ -62,10 +63,22 @@ func (l devLock) tryLock() bool {
 }
 
 // changedLocked wakes everybody waiting for a change (await). d.mu is
-// held.
+// held. Without a waiter it costs a nil check: vCPU threads call it on
+// every kick and every write of actual (TestVCPUPathsAllocFree).
 func (d *Device) changedLocked() {
-	close(d.changed)
-	d.changed = make(chan struct{})
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+// changeLocked returns the channel the next change closes, made by the
+// first waiter since the last change. d.mu is held.
+func (d *Device) changeLocked() <-chan struct{} {
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.changed
 }
 
 // await calls look under the device's lock, taken under ctx, until look
@@ -78,16 +91,17 @@ func (d *Device) await(ctx context.Context, look func() (done bool)) error {
 		if err := d.mu.lockContext(ctx); err != nil {
 			return err
 		}
-		done, changed := look(), d.changed
-		d.mu.Unlock()
-		if done {
+		if look() {
+			d.mu.Unlock()
 			return nil
 		}
+		changed := d.changeLocked()
+		d.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			if d.mu.tryLock() {
-				done = look()
+				done := look()
 				d.mu.Unlock()
 				if done {
 					return nil
