@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
 )
@@ -17,7 +18,8 @@ import (
 // FuzzCommandArgs feeds one control request line through the protocol
 // decoder (control.DecodeRequest) and then its args through every
 // argument decoder of the VM's commands: decodeArgs into each argument
-// type, statePath, withTimeout, decodeID and parseMigrateArgs. None may panic, and
+// type, statePath, withTimeout, decodeID, migrate-resolve's checkNamed and
+// parseMigrateArgs. None may panic, and
 // what one accepts must be within its documented bounds and survive a
 // round trip. The corpus is in testdata/fuzz/FuzzCommandArgs.
 func FuzzCommandArgs(f *testing.F) {
@@ -40,6 +42,8 @@ func FuzzCommandArgs(f *testing.F) {
 		`{"cmd":"migrate-cancel","args":{"id":"a"}}`,
 		`{"cmd":"migrate-resolve","args":{"action":"resume","id":"a"}}`,
 		`{"cmd":"quit","args":{"id":"a\u001b[2J"}}`,
+		`{"cmd":"migrate-cancel","args":{"tag_fingerprint":"0a0a0a0a0a0a0a0a"}}`,
+		`{"cmd":"quit","args":{"id":"a","tag_fingerprint":"0A0A0A0A0A0A0A0A"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -56,8 +60,14 @@ func FuzzCommandArgs(f *testing.F) {
 			}
 		}
 		checkTimeout(t, raw)
-		if id, err := decodeID(raw); err == nil && (len(id) > api.MaxIDLen || strings.IndexFunc(id, unicode.IsControl) >= 0) {
-			t.Fatalf("decodeID(%q) accepted the id %q (%d bytes)", raw, id, len(id))
+		if n, err := decodeID(raw); err == nil && (len(n.ID) > api.MaxIDLen || strings.IndexFunc(n.ID, unicode.IsControl) >= 0 ||
+			n.TagFingerprint != "" && !engine.ValidTagFingerprint(n.TagFingerprint)) {
+			t.Fatalf("decodeID(%q) accepted the id %q (%d bytes), tag fingerprint %q", raw, n.ID, len(n.ID), n.TagFingerprint)
+		}
+		var ra api.ResolveArgs
+		if decodeArgs(raw, &ra) == nil && checkNamed(resolveNamed(ra)) == nil &&
+			(checkIDText(ra.ID) != nil || ra.TagFingerprint != "" && !engine.ValidTagFingerprint(ra.TagFingerprint)) {
+			t.Fatalf("migrate-resolve's check accepted %q: id %q, tag fingerprint %q", raw, ra.ID, ra.TagFingerprint)
 		}
 		if a, err := parseMigrateArgs(raw); err == nil {
 			if !filepath.IsAbs(a.Plugin) || a.MaxDowntimeMS < 0 || a.MaxDowntimeMS > maxDowntimeMS || a.MaxPasses < 0 ||

@@ -49,7 +49,7 @@ func TestCancelAnswerIsExact(t *testing.T) {
 			hook := func(mg *migration, p engine.Progress) {
 				if p.Handover == tc.at && !asked {
 					asked = true
-					res, _ = mg.cancelRunning("")
+					res, _ = mg.cancelRunning(api.IDArgs{})
 				}
 			}
 			var run fakeRun
@@ -87,7 +87,7 @@ func TestCancelAnswerRaces(t *testing.T) {
 		hook := func(mg *migration, p engine.Progress) {
 			if p.Handover == at && !asked {
 				asked = true
-				wg.Go(func() { res, _ = mg.cancelRunning("") })
+				wg.Go(func() { res, _ = mg.cancelRunning(api.IDArgs{}) })
 			}
 		}
 		var run fakeRun
@@ -173,7 +173,7 @@ func TestCancelDuringPluginStart(t *testing.T) {
 			mg := &migration{}
 			startErr := startAsync(t, v, mg, args, tc.role)
 			started()
-			res, _ := mg.cancelRunning("")
+			res, _ := mg.cancelRunning(api.IDArgs{})
 			if !res.Cancelled {
 				t.Fatalf("migrate-cancel during the plugins' start answered %+v; want cancelled", res)
 			}
@@ -269,7 +269,7 @@ func TestCancelledDestinationExits(t *testing.T) {
 			} else if err := <-startErr; err != nil {
 				t.Fatalf("migrate-incoming: %v", err) // answered: the engine runs
 			}
-			if res, _ := mg.cancelRunning(""); !res.Cancelled {
+			if res, _ := mg.cancelRunning(api.IDArgs{}); !res.Cancelled {
 				t.Fatalf("migrate-cancel answered %+v; want cancelled", res)
 			}
 			if early {

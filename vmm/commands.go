@@ -18,9 +18,10 @@ import (
 //	status                         → Status
 //	pause, resume, quit            → Status after the change; refused while
 //	                                 a migration owns the VM (runlock.go)
-//	quit [{"id"}]                  → given an id (api.IDArgs), only on the VMM
-//	                                 that holds that migration, and whose guest
-//	                                 has not run since it ended (migration_id.go)
+//	quit [api.IDArgs]              → given an id or a tag fingerprint, only on
+//	                                 the VMM that holds that migration, and
+//	                                 whose guest has not run since it ended
+//	                                 (migration_id.go)
 //	balloon [{"target_mib": N}]    → balloon target and actual size (a new
 //	                                 target: refused as balloon-stats is)
 //	balloon-wait [{"timeout_ms"}]  → waits until the guest reached the target
@@ -60,14 +61,14 @@ func (v *VM) Serve(s *control.Server) {
 		return v.Status(), nil
 	})
 	s.Handle("quit", func(ctx context.Context, raw json.RawMessage) (any, error) {
-		id, err := decodeID(raw)
+		n, err := decodeID(raw)
 		if err != nil {
 			return nil, err
 		}
 		quit := func(context.Context) error {
 			// Under the run lock: no migration can begin, and the VM
 			// cannot resume, in between.
-			if err := v.migration().checkQuit(v, id); err != nil {
+			if err := v.migration().checkQuit(v, n); err != nil {
 				return err
 			}
 			v.Stop()

@@ -34,10 +34,11 @@
 // handover-unknown is left only through migrate-resolve; pause and resume
 // refuse it, and no timer ends a VM that may hold the only copy of a guest.
 // migrate-cancel, migrate-resolve, migrate-start-postcopy and quit take
-// the id of the migration their caller means, and refuse, changing
-// nothing, on a VMM that holds another migration or none
-// (migration_id.go). The VMM cannot check who calls: without an id they
-// act on whatever it holds.
+// the id of the migration their caller means, or its tag fingerprint
+// (for a migration without an id), and refuse, changing nothing, on a
+// VMM that holds another migration or none (migration_id.go). The VMM
+// cannot check who calls: naming neither, they act on whatever it
+// holds.
 //
 // The migration itself runs in framework/session, as in any VMM that
 // embeds Ferry: migrate_commands.go turns the control socket's arguments

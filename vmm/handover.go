@@ -69,7 +69,7 @@ func (v *VM) serveResolve(s *control.Server, mg *migration) {
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		if err := checkIDText(a.ID); err != nil {
+		if err := checkNamed(resolveNamed(a)); err != nil {
 			return nil, err
 		}
 		return v.resolveFor(ctx, mg, a)
@@ -84,12 +84,12 @@ func (v *VM) resolve(ctx context.Context, mg *migration, action string) (api.Res
 // resolveFor applies one action under the VM's run lock (runlock.go) and
 // then the migration's lock, so two callers cannot both move the same
 // side and no pause, resume or migration can slip in between. ctx bounds
-// the wait for the run lock. Given an id, it acts (or answers a query)
-// only for that migration, and fails, changing nothing, while mg holds
-// another or none (checkIDLocked).
+// the wait for the run lock. Given an id or a tag fingerprint, it acts
+// (or answers a query) only for that migration, and fails, changing
+// nothing, while mg holds another or none (checkIDLocked).
 func (v *VM) resolveFor(ctx context.Context, mg *migration, a api.ResolveArgs) (res api.ResolveResult, err error) {
 	lerr := v.runLocked(ctx, func(context.Context, *migrationOwner) error {
-		res, err = v.resolveLocked(mg, a.Action, a.ID)
+		res, err = v.resolveLocked(mg, a.Action, resolveNamed(a))
 		return nil
 	})
 	if lerr != nil {
@@ -99,10 +99,10 @@ func (v *VM) resolveFor(ctx context.Context, mg *migration, a api.ResolveArgs) (
 }
 
 // resolveLocked is resolveFor's work; the caller holds the run lock.
-func (v *VM) resolveLocked(mg *migration, action, id string) (api.ResolveResult, error) {
+func (v *VM) resolveLocked(mg *migration, action string, n api.IDArgs) (api.ResolveResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	if err := mg.checkIDLocked("migrate-resolve", id); err != nil {
+	if err := mg.checkIDLocked("migrate-resolve", n); err != nil {
 		return api.ResolveResult{}, err
 	}
 	res := func() api.ResolveResult {

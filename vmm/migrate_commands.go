@@ -31,7 +31,7 @@ import (
 //	migrate-start-postcopy [IDArgs] → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)
 //
-// Given an id (IDArgs, ResolveArgs.ID), migrate-cancel,
+// Given an id or a tag fingerprint (IDArgs, ResolveArgs), migrate-cancel,
 // migrate-resolve and migrate-start-postcopy act only on that migration
 // and refuse, changing nothing, on a VMM that holds another one or none
 // (migration_id.go). Every migrate-status and migrate-resolve answer
@@ -67,11 +67,11 @@ func (v *VM) serveMigration(s *control.Server) {
 		return nil, errors.New("no migration has run on this VM")
 	})
 	s.Handle("migrate-cancel", func(_ context.Context, raw json.RawMessage) (any, error) {
-		id, err := decodeID(raw)
+		n, err := decodeID(raw)
 		if err != nil {
 			return nil, err
 		}
-		return mg.cancelRunning(id)
+		return mg.cancelRunning(n)
 	})
 	s.Handle("migrate-start-postcopy", mg.handleStartPostcopy)
 }

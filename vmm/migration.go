@@ -238,12 +238,13 @@ func tagFingerprint(m *api.Migration) string {
 // report, which follows the hold a moment later: a cancel answered
 // "cancelled" is one the engine applied. Before, a cancel between the
 // hold and that report was answered "cancelled" and ignored. Given an
-// id ("": any), it cancels only that migration, and fails, cancelling
-// nothing, while mg holds another (checkIDLocked).
-func (mg *migration) cancelRunning(id string) (api.CancelResult, error) {
+// id (n.ID; "": any), it cancels only that migration, and fails, cancelling
+// nothing, while mg holds another (checkIDLocked); the same given a tag
+// fingerprint (n.TagFingerprint: another, or none yet, is another).
+func (mg *migration) cancelRunning(n api.IDArgs) (api.CancelResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	if err := mg.checkIDLocked("migrate-cancel", id); err != nil {
+	if err := mg.checkIDLocked("migrate-cancel", n); err != nil {
 		return api.CancelResult{}, err
 	}
 	if mg.cur == nil || mg.cur.Done {

@@ -6,16 +6,19 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // The commands that act on a migration take the id of the migration the
-// caller means (api.IDArgs, api.ResolveArgs.ID; "" for any):
+// caller means (api.IDArgs, api.ResolveArgs.ID; "" for any), and from
+// control version 3 (api.TagsHonoured) its tag fingerprint, which names
+// a migration without an id ("" for any):
 //
-//	migrate-cancel {"id"}          ─┐ id == the migration mg holds
-//	migrate-start-postcopy {"id"}   ├─ (running, or its last, ended) ──► act
-//	migrate-resolve {"action","id"} │
-//	quit {"id"}                    ─┘ otherwise (another, or none) ──► refused, nothing changed
+//	migrate-cancel {"id","tag_fingerprint"}          ─┐ id == the migration mg holds, and
+//	migrate-start-postcopy {"id","tag_fingerprint"}   ├─ fingerprint == the one it reports
+//	migrate-resolve {"action","id","tag_fingerprint"} │ (running, or its last, ended) ──► act
+//	quit {"id","tag_fingerprint"}                    ─┘ otherwise (another, or none) ──► refused, nothing changed
 //
 // quit checks one more thing (checkQuit): that the guest has not run
 // here since that migration ended (the VM's run generation, VM.runs,
@@ -23,20 +26,45 @@ import (
 // since holds the guest, not a copy the migration left behind.
 //
 // The check and the act are one step: under mg.mu for the first three
-// (a new migration begins under it too), under the run lock for quit (a
-// migration begins by claiming it). So a caller that looked
-// (migrate-status) and then acts is refused when the VMM moved on to
-// another migration in between, never acts on that one. A VMM cannot
-// tell one caller from another: the id is what the caller says it means.
+// (a new migration begins under it too, and the engine's progress and
+// report, which carry the fingerprint, are recorded under it), under
+// the run lock for quit (a migration begins by claiming it). So a
+// caller that looked (migrate-status) and then acts is refused when the
+// VMM moved on to another migration in between, never acts on that one.
+// A VMM cannot tell one caller from another: the id and the fingerprint
+// are what the caller says it means. A fingerprint is the migration's
+// as the engine last reported it (tagFingerprint): "" on a source until
+// its first progress after HELLO, so a caller that names one it saw
+// elsewhere (on the other side) is refused until then.
 
 // decodeID decodes the optional argument of migrate-cancel,
-// migrate-start-postcopy and quit, strictly.
-func decodeID(raw json.RawMessage) (string, error) {
+// migrate-start-postcopy and quit, strictly, and checks what it names
+// (checkNamed).
+func decodeID(raw json.RawMessage) (api.IDArgs, error) {
 	var a api.IDArgs
 	if err := decodeArgs(raw, &a); err != nil {
-		return "", err
+		return api.IDArgs{}, err
 	}
-	return a.ID, checkIDText(a.ID)
+	return a, checkNamed(a)
+}
+
+// checkNamed checks the migration an act names: its id (checkIDText),
+// and its tag fingerprint, "" or engine.TagFingerprintLen lower-case
+// hex digits (engine.ValidTagFingerprint), so that whatever a refusal
+// prints of it is bounded and printable.
+func checkNamed(n api.IDArgs) error {
+	if err := checkIDText(n.ID); err != nil {
+		return err
+	}
+	if n.TagFingerprint != "" && !engine.ValidTagFingerprint(n.TagFingerprint) {
+		return fmt.Errorf("tag_fingerprint %.40q: a tag fingerprint is %d lower-case hex digits", n.TagFingerprint, engine.TagFingerprintLen)
+	}
+	return nil
+}
+
+// resolveNamed is the migration a's migrate-resolve names.
+func resolveNamed(a api.ResolveArgs) api.IDArgs {
+	return api.IDArgs{ID: a.ID, TagFingerprint: a.TagFingerprint}
 }
 
 // checkIDText checks an id a caller gives (migrate-send,
@@ -56,53 +84,82 @@ func checkIDText(id string) error {
 }
 
 // checkID is checkIDLocked under mg.mu; a nil mg holds no migration.
-func (mg *migration) checkID(cmd, id string) error {
-	if id == "" {
+func (mg *migration) checkID(cmd string, n api.IDArgs) error {
+	if unnamed(n) {
 		return nil
 	}
 	if mg == nil {
-		return errNoMigrationFor(cmd, id)
+		return errNoMigrationFor(cmd, n)
 	}
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	return mg.checkIDLocked(cmd, id)
+	return mg.checkIDLocked(cmd, n)
 }
 
-// checkIDLocked says why cmd, given the id of the migration its caller
-// means, must not act here: the VMM holds another migration, or none.
-// nil when id is "" (any) or names the migration mg holds. The caller
-// holds mg.mu.
-func (mg *migration) checkIDLocked(cmd, id string) error {
+// unnamed reports whether n names no migration (any: an operator by
+// hand, or a client of an older VMM).
+func unnamed(n api.IDArgs) bool { return n.ID == "" && n.TagFingerprint == "" }
+
+// checkIDLocked says why cmd, given the migration its caller means (n:
+// its id, its tag fingerprint, or both), must not act here: the VMM
+// holds another migration (another id, or another fingerprint or none
+// yet), or none. nil when n names none (any) or the migration mg holds.
+// The caller holds mg.mu.
+func (mg *migration) checkIDLocked(cmd string, n api.IDArgs) error {
 	switch {
-	case id == "":
+	case unnamed(n):
 		return nil
 	case mg.cur == nil:
-		return errNoMigrationFor(cmd, id)
-	case mg.cur.ID == id:
+		return errNoMigrationFor(cmd, n)
+	case (n.ID == "" || mg.cur.ID == n.ID) && (n.TagFingerprint == "" || tagFingerprint(mg.cur) == n.TagFingerprint):
 		return nil
 	}
 	held := fmt.Sprintf("migration %q", mg.cur.ID)
 	if mg.cur.ID == "" {
 		held = `a migration without an id ("")`
 	}
+	if n.TagFingerprint != "" {
+		held += " with " + tagText(tagFingerprint(mg.cur))
+	}
 	what := "running"
 	if mg.cur.Done {
 		what = "ended, side " + string(mg.cur.Side)
 	}
-	return fmt.Errorf("%s for migration %q refused: this VMM holds %s (%s, %s), not that one; nothing changed",
-		cmd, id, held, mg.cur.Role, what)
+	return fmt.Errorf("%s for %s refused: this VMM holds %s (%s, %s), not that one; nothing changed",
+		cmd, namedText(n), held, mg.cur.Role, what)
 }
 
-// checkQuit is quit's check, given the id of the migration its caller
-// means ("": any): checkID, and then that the guest has not run here
+// namedText is the migration n names, as a refusal says it (n passed
+// checkNamed).
+func namedText(n api.IDArgs) string {
+	switch {
+	case n.TagFingerprint == "":
+		return fmt.Sprintf("migration %q", n.ID)
+	case n.ID == "":
+		return "the migration with " + tagText(n.TagFingerprint)
+	}
+	return fmt.Sprintf("migration %q with %s", n.ID, tagText(n.TagFingerprint))
+}
+
+// tagText is a tag fingerprint as a refusal says it.
+func tagText(fp string) string {
+	if fp == "" {
+		return "no tag fingerprint (yet)"
+	}
+	return "tag fingerprint " + fp
+}
+
+// checkQuit is quit's check, given the migration its caller means (n;
+// none: any): checkID, and then that the guest has not run here
 // since that migration ended (VM.ranSince of mg.ended): a source whose
 // migration failed and resumed, or was resumed by migrate-resolve or by
 // hand, or a destination that runs the guest, holds the guest, not a
 // copy that migration left behind, and a quit naming the migration
-// would stop its only copy. quit without an id still ends it. The
-// caller holds the run lock, so no resume slips in between.
-func (mg *migration) checkQuit(v *VM, id string) error {
-	if err := mg.checkID("quit", id); err != nil || id == "" {
+// (by id or by tag fingerprint) would stop its only copy. quit that
+// names none still ends it. The caller holds the run lock, so no resume
+// slips in between.
+func (mg *migration) checkQuit(v *VM, n api.IDArgs) error {
+	if err := mg.checkID("quit", n); err != nil || unnamed(n) {
 		return err
 	}
 	mg.mu.Lock()
@@ -110,12 +167,12 @@ func (mg *migration) checkQuit(v *VM, id string) error {
 	if !mg.cur.Done || !v.ranSince(mg.ended) {
 		return nil
 	}
-	return fmt.Errorf("quit for migration %q refused: the guest has run here since that migration ended (side %s, VM %s): "+
+	return fmt.Errorf("quit for %s refused: the guest has run here since that migration ended (side %s, VM %s): "+
 		"this VMM holds the guest, not a copy that migration left behind; nothing changed (quit without an id ends it all the same)",
-		id, mg.cur.Side, v.Status().State)
+		namedText(n), mg.cur.Side, v.Status().State)
 }
 
 // errNoMigrationFor is checkID's refusal on a VMM that holds no migration.
-func errNoMigrationFor(cmd, id string) error {
-	return fmt.Errorf("%s for migration %q refused: this VMM holds no migration (none has run here); nothing changed", cmd, id)
+func errNoMigrationFor(cmd string, n api.IDArgs) error {
+	return fmt.Errorf("%s for %s refused: this VMM holds no migration (none has run here); nothing changed", cmd, namedText(n))
 }

@@ -31,22 +31,22 @@ func (mg *migration) switchable() <-chan struct{} {
 // handleStartPostcopy is the control command migrate-start-postcopy: an
 // optional api.IDArgs, answers api.StartPostcopyResult.
 func (mg *migration) handleStartPostcopy(_ context.Context, raw json.RawMessage) (any, error) {
-	id, err := decodeID(raw)
+	n, err := decodeID(raw)
 	if err != nil {
 		return nil, err
 	}
-	return mg.startPostcopy(id)
+	return mg.startPostcopy(n)
 }
 
 // startPostcopy is migrate-start-postcopy's work: it asks the running outgoing
 // migration to switch to post-copy. A second call changes nothing and
 // says so; without a running outgoing migration it is an error, and so
-// it is, changing nothing, when given the id of another migration than
-// the one mg holds ("": any; checkIDLocked).
-func (mg *migration) startPostcopy(id string) (api.StartPostcopyResult, error) {
+// it is, changing nothing, when given the id or the tag fingerprint of
+// another migration than the one mg holds (none: any; checkIDLocked).
+func (mg *migration) startPostcopy(n api.IDArgs) (api.StartPostcopyResult, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	if err := mg.checkIDLocked("migrate-start-postcopy", id); err != nil {
+	if err := mg.checkIDLocked("migrate-start-postcopy", n); err != nil {
 		return api.StartPostcopyResult{}, err
 	}
 	switch {

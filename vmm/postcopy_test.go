@@ -167,7 +167,7 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 		}
 		// The progress says nothing of the hold yet, as right after it.
 		mg.progress(engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverLoaded})
-		res, _ := mg.cancelRunning("")
+		res, _ := mg.cancelRunning(api.IDArgs{})
 		if asked != 1 || res.Cancelled != (tc.want == cancels) || res.Postcopy != (tc.want == postcopy) || res.Committing != (tc.want == committing) {
 			t.Errorf("%s, engine took %v post-copy %v: %+v (engine asked %d times)", tc.role, tc.took, tc.postcopy, res, asked)
 		}
@@ -175,7 +175,7 @@ func TestCancelRefusedInPostcopy(t *testing.T) {
 			t.Errorf("%s, engine took %v post-copy %v: why %q, want %q in it", tc.role, tc.took, tc.postcopy, res.Why, tc.why)
 		}
 	}
-	if res, err := (&migration{}).cancelRunning(""); err != nil || res.Cancelled || res.Why != "no migration is running" {
+	if res, err := (&migration{}).cancelRunning(api.IDArgs{}); err != nil || res.Cancelled || res.Why != "no migration is running" {
 		t.Errorf("without a migration: %+v", res)
 	}
 }

@@ -196,7 +196,7 @@ func TestShutdownNotDuringResolveResume(t *testing.T) {
 // resolveHeld is migrate-resolve's work on mg (resolveLocked) for a
 // caller that holds the run lock as migrate-resolve's own does.
 func resolveHeld(v *VM, mg *migration, action string) (api.ResolveResult, error) {
-	return v.resolveLocked(mg, action, "")
+	return v.resolveLocked(mg, action, api.IDArgs{})
 }
 
 // TestShutdownDuringResolve: a shutdown whose request came before

@@ -39,7 +39,7 @@ func TestFailedDestinationPortClosed(t *testing.T) {
 			t.Fatalf("migrate-incoming: %v", err)
 		}
 		waitListening(t, addr)
-		if res, _ := mg.cancelRunning(""); !res.Cancelled {
+		if res, _ := mg.cancelRunning(api.IDArgs{}); !res.Cancelled {
 			t.Fatalf("migrate-cancel answered %+v", res)
 		}
 		select {

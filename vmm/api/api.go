@@ -122,7 +122,12 @@ type Migration struct {
 //	              taken (destination) or its bulk phase began or it
 //	              ended (source), so that a client tells two
 //	              migrations without an id apart
-const ControlVersion uint16 = 2
+//	3             every act honours the tag fingerprint it is given
+//	              (IDArgs.TagFingerprint, ResolveArgs.TagFingerprint) as
+//	              it honours an id: a migration that reports another
+//	              fingerprint (or none yet), or none, is refused and
+//	              nothing changes
+const ControlVersion uint16 = 3
 
 // IDsHonoured is the first ControlVersion whose VMM honours an id in
 // every act: a client sends migrate-cancel or quit naming an id only to
@@ -136,6 +141,13 @@ const IDsHonoured uint16 = 1
 // whose HELLO may have been taken already (Migration.TagFingerprint);
 // from an older one nothing.
 const TagsReported uint16 = 2
+
+// TagsHonoured is the first ControlVersion whose VMM honours a tag
+// fingerprint in every act (IDArgs.TagFingerprint,
+// ResolveArgs.TagFingerprint): a client names one only to a VMM that
+// reported at least this one, since an older VMM refuses the field by
+// name (it decodes arguments strictly).
+const TagsHonoured uint16 = 3
 
 // CancelResult answers migrate-cancel. The engine decides, under its
 // hold (engine.Cancel): a cancel is either applied (Cancelled) or not
@@ -209,6 +221,10 @@ type ResolveArgs struct {
 	Action string `json:"action"`
 	// ID, if not empty, is the migration the caller resolves, as IDArgs.ID.
 	ID string `json:"id,omitempty"`
+	// TagFingerprint, if not empty, is that migration's tag
+	// fingerprint, as IDArgs.TagFingerprint (only to a VMM of at least
+	// TagsHonoured).
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
 // IDArgs is the optional argument of migrate-cancel,
@@ -230,6 +246,21 @@ type IDArgs struct {
 	// arguments altogether (docs/ARCHITECTURE.md, "Job files and the
 	// control socket").
 	ID string `json:"id,omitempty"`
+	// TagFingerprint, if not empty, names the migration by its tag
+	// fingerprint (Migration.TagFingerprint: engine.TagFingerprintLen
+	// lower-case hex digits), which a migration without an ID has too
+	// once its HELLO went out or was taken. A VMM of at least
+	// TagsHonoured refuses, changing nothing, a command whose
+	// fingerprint is not the one its migration reports (another, or
+	// none yet), or that names one while it holds no migration, as it
+	// refuses another ID; quit so named also refuses a VM whose guest
+	// has run there since. Given both, both must match. "" names none.
+	// An older VMM refuses the field by name (`bad arguments: json:
+	// unknown field "tag_fingerprint"`): a client sends it only to a
+	// VMM that reported at least TagsHonoured. What it cannot tell: a
+	// fingerprint is what the VMM reports, as the ID is what the
+	// caller says.
+	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
 // ResolveResult is what migrate-resolve answers: this side after the action.

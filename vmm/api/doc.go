@@ -18,7 +18,9 @@
 // ids (a VMM from before reports none, and ignores the id in
 // migrate-cancel and quit). From version 2 (TagsReported) the same
 // answers carry the migration's tag fingerprint, which both sides of
-// one migration share also without an id.
+// one migration share also without an id; from version 3
+// (TagsHonoured) IDArgs.TagFingerprint and ResolveArgs.TagFingerprint
+// name a migration by it, honoured as the id is.
 //
 // What the VMM does with them (ownership of the VM, outcomes, the
 // handover) is documented in package vmm; the values of State are vmm's
