@@ -24,7 +24,9 @@
 // its migration to post-copy now (the source VMM's migrate-start-postcopy,
 // like QEMU's) and prints what happened; only the job's own migration,
 // the one its destination receives. Every act on a VMM's migration
-// (cancel, resolve, switch, quit) names the migration's id, so a VMM that
+// (cancel, resolve, switch, quit) names the migration's id (-resolve
+// names two sides without one by their tag fingerprint, to a VMM of
+// control version 3 or later: actName), so a VMM that
 // moved on to another migration refuses it; a cancel or quit goes only
 // to a VMM that reports a control version (api.ControlVersion) and so
 // honours the id: an older one ignores it there, and migrate prints the
@@ -181,13 +183,19 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 // why on log, with the line to run by hand, and returns that as an
 // error (*errNotSent).
 func cancelMigration(sock, id string, control uint16, log io.Writer) (api.CancelResult, error) {
+	return cancelNamed(sock, api.IDArgs{ID: id}, control, log)
+}
+
+// cancelNamed is cancelMigration for the migration n names: its id, or
+// its tag fingerprint (migrate -resolve's id-less pairs, named).
+func cancelNamed(sock string, n api.IDArgs, control uint16, log io.Writer) (api.CancelResult, error) {
 	if err := idsIgnored(sock, control); err != nil {
-		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", id, err)
+		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", n.ID, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.CancelResult
-	callControl(ctx, sock, "migrate-cancel", api.IDArgs{ID: id}, &res)
+	callControl(ctx, sock, "migrate-cancel", n, &res)
 	return res, nil
 }
 

@@ -25,6 +25,14 @@ import (
 // What it cannot close: a VMM restarted at the socket between the look
 // and the act is asked all the same, and an older one there would not
 // check the id; nor can a VMM tell one caller from another.
+//
+// A tag fingerprint (migrate -resolve's name for a migration without an
+// id) goes the other way: a VMM before api.TagsHonoured refuses the
+// field by name in every act (it decodes arguments strictly), so
+// migrate names it only to a VMM that reported at least that version
+// (actName, resolve.go) and sends an older one the act as before, which
+// names no migration there: the fingerprint is then checked only when
+// migrate looks.
 
 // idsIgnored says why an act naming a migration's id must not be sent
 // to the VMM at sock, whose last answer reported control version

@@ -189,7 +189,8 @@ type resolver struct {
 	// mismatch, two sides of two migrations (migrate -resolve); srcID and
 	// dstID, the ids the sides report, which every step names (do);
 	// srcTag and dstTag, their tag fingerprints, which tell two
-	// migrations without an id apart.
+	// migrations without an id apart, and which every act on such a
+	// migration names (actName).
 	srcOther, dstOther, mismatch bool
 	srcID, dstID                 string
 	srcTag, dstTag               string
@@ -198,8 +199,9 @@ type resolver struct {
 	saidOlder bool
 	// dstControl is the control version the destination's last answer
 	// reported (api.ControlVersion): a cancel or quit naming dstID goes
-	// only to a VMM that honours it (idsIgnored).
-	dstControl uint16
+	// only to a VMM that honours it (idsIgnored), and names dstTag only
+	// to one that honours that (actName). srcControl, the source's.
+	dstControl, srcControl uint16
 	// undone is the first act not sent to an older VMM (errNotSent):
 	// migrate printed the line to run by hand, and fails with it.
 	undone error
@@ -240,7 +242,7 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // reports another migration, and whether the destination was seen in
 // this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
-	r.srcID, r.dstID, r.dstControl = s.ID, d.ID, d.Control
+	r.srcID, r.dstID, r.dstControl, r.srcControl = s.ID, d.ID, d.Control, s.Control
 	r.srcTag, r.dstTag = s.TagFingerprint, d.TagFingerprint
 	r.srcOther, r.dstOther, r.mismatch = false, false, false
 	if r.id != "" {
@@ -333,6 +335,26 @@ func tagPrint(fp string) string {
 		return "no tag fingerprint: it sent or took no HELLO"
 	}
 	return "tag fingerprint " + fp
+}
+
+// actName is what an act on a side names of the migration the last look
+// found there: its id, and for a migration without one the tag
+// fingerprint that side reported (pair paired the two by it: tagsPair;
+// they differ only beside a source still migrating, where plan waits,
+// or beside a VMM that reports none), if its VMM, whose last answer
+// reported control version control, honours it (api.TagsHonoured; an
+// older one refuses the field by name, and is asked as before). So a VMM that
+// ended that id-less migration and began another between the look and
+// the act, or a VMM started anew at the socket, refuses the act and
+// changes nothing, as for an id (TestResolveMovedOnByTag). An empty id
+// and fingerprint name none: the VMM acts on whatever it holds, as
+// before; so do two sides that both report none (neither sent or took
+// a HELLO).
+func actName(id, tag string, control uint16) api.IDArgs {
+	if id != "" || control < api.TagsHonoured {
+		return api.IDArgs{ID: id}
+	}
+	return api.IDArgs{TagFingerprint: tag}
 }
 
 // leftAlone says, once per socket, that the VMM at sock takes part in
@@ -439,7 +461,7 @@ func (r *resolver) resolve() (verdict, error) {
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			if v == verdictCancelDst {
-				r.notSent(second(cancelMigration(r.dst, r.dstID, r.dstControl, r.out)))
+				r.notSent(second(cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)))
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -479,7 +501,7 @@ func (r *resolver) resolve() (verdict, error) {
 // the guest and ends on its own, its VMM refusing migrate-incoming until
 // then. It does not wait for it to end.
 func (r *resolver) lastCancel() {
-	res, _ := cancelMigration(r.dst, r.dstID, r.dstControl, r.out)
+	res, _ := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
 	if !res.Cancelled {
 		fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
 			"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
@@ -499,8 +521,9 @@ func (r *resolver) doAll(steps []step) error {
 
 // do carries out one step and checks that the side confirmed it. Each
 // step names the migration the last query found on that side (pair: the
-// one resolved), so a VMM that holds another by now refuses it and
-// changes nothing: the step fails, and manual says what to run.
+// one resolved; actName: by its id, or its tag fingerprint), so a VMM
+// that holds another by now refuses it and changes nothing: the step
+// fails, and manual says what to run.
 func (r *resolver) do(st step) error {
 	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
 		if err := idsIgnored(r.dst, r.dstControl); err != nil {
@@ -509,18 +532,19 @@ func (r *resolver) do(st step) error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := callControl(ctx, r.dst, "quit", api.IDArgs{ID: r.dstID}, nil); err != nil {
+		if err := callControl(ctx, r.dst, "quit", actName(r.dstID, r.dstTag, r.dstControl), nil); err != nil {
 			fmt.Fprintf(r.out, "migrate: quit the discarded destination %s: %v\n", r.dst, err)
 		}
 		return nil
 	}
-	sock, id, want := r.dst, r.dstID, map[string]api.Side{api.ResolveDiscard: api.SideDiscarded, api.ResolveResume: api.SideRunning}[st.action]
+	sock, n := r.dst, actName(r.dstID, r.dstTag, r.dstControl)
+	want := map[string]api.Side{api.ResolveDiscard: api.SideDiscarded, api.ResolveResume: api.SideRunning}[st.action]
 	if st.src {
-		sock, id = r.src, r.srcID
+		sock, n = r.src, actName(r.srcID, r.srcTag, r.srcControl)
 		want = map[string]api.Side{api.ResolveMigrated: api.SideMigrated, api.ResolveResume: api.SideRunning}[st.action]
 	}
 	var res api.ResolveResult
-	if err := r.call(sock, api.ResolveArgs{Action: st.action, ID: id}, &res); err != nil {
+	if err := r.call(sock, api.ResolveArgs{Action: st.action, ID: n.ID, TagFingerprint: n.TagFingerprint}, &res); err != nil {
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
 	}
 	if res.Side != want {
@@ -720,8 +744,9 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 // Any other VMM at that socket (one started anew there, with no
 // migration or a guest of its own) is not this job's source and is left
 // alone: quit would stop its guest. The quit names
-// the migration the query found, so a VMM that holds another by then
-// refuses it: that VMM holds no part of this migration either (none).
+// the migration the query found (actName: its id, or its tag
+// fingerprint), so a VMM that holds another by then refuses it: that
+// VMM holds no part of this migration either (none).
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
@@ -743,7 +768,7 @@ func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 	}
 	// An answer lost as the VMM exits is a quit all the same.
 	var refused *control.RemoteError
-	if err := callControl(ctx, sock, "quit", api.IDArgs{ID: res.ID}, nil); errors.As(err, &refused) {
+	if err := callControl(ctx, sock, "quit", actName(res.ID, res.TagFingerprint, res.Control), nil); errors.As(err, &refused) {
 		return api.SideNone, nil
 	}
 	return res.Side, nil

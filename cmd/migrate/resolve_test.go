@@ -606,3 +606,160 @@ func TestResolveWaitsForSourceFingerprint(t *testing.T) {
 		t.Errorf("exit %d: want 0, the two sides of one migration paired", code)
 	}
 }
+
+// tagAct is how a fake VMM records an act on the migration without an
+// id that it names by fingerprint tag ("": none), as otherID does.
+func tagAct(cmd, tag string) string {
+	if tag == "" {
+		return cmd + " "
+	}
+	return cmd + "  tag " + tag
+}
+
+// TestResolveNamesTag: migrate -resolve names, in every act on two
+// sides without an id (the resolve steps, the cancel of a destination
+// beside a running source, the quit of a discarded destination and of
+// a source that handed the guest over), the tag fingerprint it paired
+// them by, to a VMM of control version api.TagsHonoured or later, and
+// to an older one nothing: that one's strict decoder would refuse the
+// field by name (the fake does too), and it acts as before. Found by
+// review: the acts named no migration, so the fingerprint was checked
+// when migrate looked, not when it acted.
+func TestResolveNamesTag(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		set      func(c *runCase)
+		src, dst []string // each side's acts, by command, naming tagA or nothing
+	}{
+		{"both handover-unknown", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, []string{"resolve resume"}, []string{"resolve discard", "quit"}},
+		{"destination runs", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, []string{"resolve migrated", "quit"}, nil},
+		{"source migrated", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, []string{"quit"}, []string{"resolve resume"}},
+		{"destination migrating beside a running source", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+		}, nil, []string{"migrate-cancel"}},
+	} {
+		for _, v := range []struct {
+			name     string
+			src, dst uint16 // control versions
+		}{
+			{"v3", api.TagsHonoured, api.TagsHonoured},
+			{"v2", api.TagsHonoured - 1, api.TagsHonoured - 1},
+			{"v2 source", api.TagsHonoured - 1, api.TagsHonoured},
+			{"v2 destination", api.TagsHonoured, api.TagsHonoured - 1},
+		} {
+			t.Run(tc.name+"/"+v.name, func(t *testing.T) {
+				c := newRunCase(t)
+				c.src.tag, c.dst.tag = tagA, tagA
+				c.src.controlV, c.dst.controlV = v.src, v.dst
+				tc.set(c)
+				var out, errb strings.Builder
+				code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+				t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+				if code != 0 {
+					t.Errorf("exit %d, want 0", code)
+				}
+				for i, f := range []*fakeVMM{c.src, c.dst} {
+					cmds, control := [][]string{tc.src, tc.dst}[i], []uint16{v.src, v.dst}[i]
+					var want []string
+					for _, cmd := range cmds {
+						want = append(want, tagAct(cmd, map[bool]string{true: tagA}[control >= api.TagsHonoured]))
+					}
+					if got := f.actIDs(); strings.Join(got, ",") != strings.Join(want, ",") {
+						t.Errorf("%s (control version %d) was asked %q, want %q", f.role, control, got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestResolveMovedOnByTag is TestResolveMovedOn for two sides without
+// an id: a VMM whose migration changed between migrate's look and its
+// act (it ended the id-less migration with tag fingerprint tagA and
+// began another, tagB or one that reports none yet, or a VMM started
+// anew at the socket took one) refuses the act, which names tagA, and
+// changes nothing; migrate takes no further step and its verdict is as
+// for an act refused by id. Before, the act named no migration and
+// took on whatever the VMM held by then.
+func TestResolveMovedOnByTag(t *testing.T) {
+	movesOn := func(after int, tag string) func(f *fakeVMM) { // after that many looks the VMM holds another migration
+		looks := 0
+		return func(f *fakeVMM) {
+			if looks++; looks == after {
+				f.tag = tag
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+		acts []string // the acts each side was asked for: source, then destination
+		ok   bool     // exits 0
+		say  string   // in what migrate prints
+	}{
+		{"destination before its discard", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.looked = movesOn(1, tagB)
+		}, []string{"", tagAct("resolve discard", tagA)}, false, "with tag fingerprint " + tagA + " refused"},
+		{"destination before its cancel", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.looked = movesOn(1, tagB) // still migrating, as tagB
+		}, []string{"", tagAct("migrate-cancel", tagA)}, false, "different migrations"},
+		{"destination before its cancel, another not yet fingerprinted", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.looked = movesOn(1, "") // a migration that took no HELLO yet
+		}, []string{"", tagAct("migrate-cancel", tagA)}, false, "different migrations"},
+		{"source before its resume", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideDiscarded)
+			c.src.looked = movesOn(1, tagB)
+		}, []string{tagAct("resolve resume", tagA), ""}, false, "with tag fingerprint " + tagA + " refused"},
+		{"source before its migrated", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.looked = movesOn(1, tagB)
+		}, []string{tagAct("resolve migrated", tagA), ""}, false, "with tag fingerprint " + tagA + " refused"},
+		{"source before its quit", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.looked = movesOn(2, tagB) // the resolve's query, then quitSource's
+		}, []string{tagAct("resolve migrated", tagA) + "," + tagAct("quit", tagA), ""}, true, "not this job's source: left alone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.tag, c.dst.tag = tagA, tagA
+			tc.set(c)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+			for i, f := range []*fakeVMM{c.src, c.dst} {
+				if got := strings.Join(f.actIDs(), ","); got != tc.acts[i] {
+					t.Errorf("%s was asked %q, want %q", f.role, got, tc.acts[i])
+				}
+			}
+			// Only the acts on migration tagA before the VMM moved on took.
+			for _, call := range strings.Split(c.callList(), ",") {
+				if call != "send resolve migrated" && (strings.Contains(call, "resolve") || strings.HasSuffix(call, "quit") ||
+					strings.Contains(call, "migrate-cancel")) {
+					t.Errorf("%q was done, to another migration", call)
+				}
+			}
+			if (code == 0) != tc.ok {
+				t.Errorf("exit %d, want success %v", code, tc.ok)
+			}
+			if !strings.Contains(out.String()+errb.String(), tc.say) {
+				t.Errorf("migrate does not say %q", tc.say)
+			}
+		})
+	}
+}

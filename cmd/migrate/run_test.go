@@ -123,20 +123,31 @@ func (f *fakeVMM) control() uint16 {
 
 // otherID is what a VMM answers (vmm migration_id.go) to cmd, which
 // acts on the migration, when its args name another migration than the
-// one f holds: an error, and nothing changes. It records the call in
-// f.acts. The caller holds f.mu.
+// one f holds (another id, or from api.TagsHonoured on another tag
+// fingerprint): an error, and nothing changes. A VMM before
+// api.TagsHonoured refuses a tag fingerprint by name, as its strict
+// decoder does. It records the call in f.acts ("cmd id", and " tag
+// FINGERPRINT" when one is named). The caller holds f.mu.
 func (f *fakeVMM) otherID(cmd string, raw json.RawMessage) error {
 	var a api.IDArgs
 	json.Unmarshal(raw, &a)
-	f.acts = append(f.acts, cmd+" "+a.ID)
+	act := cmd + " " + a.ID
+	if a.TagFingerprint != "" {
+		act += " tag " + a.TagFingerprint
+	}
+	f.acts = append(f.acts, act)
 	switch {
 	case f.older && (cmd == "quit" || cmd == "migrate-cancel"):
 		return nil // it reads no arguments there
 	case f.older && a.ID != "":
 		return errors.New(`bad arguments: json: unknown field "id"`)
-	}
-	if a.ID != "" && a.ID != f.id {
+	case a.TagFingerprint != "" && f.control() < api.TagsHonoured:
+		return errors.New(`bad arguments: json: unknown field "tag_fingerprint"`)
+	case a.ID != "" && a.ID != f.id:
 		return fmt.Errorf("%s for migration %q refused: this VMM holds migration %q, not that one; nothing changed", cmd, a.ID, f.id)
+	case a.TagFingerprint != "" && a.TagFingerprint != f.tag:
+		return fmt.Errorf("%s for the migration with tag fingerprint %s refused: this VMM holds a migration without an id (\"\") "+
+			"with tag fingerprint %q, not that one; nothing changed", cmd, a.TagFingerprint, f.tag)
 	}
 	return nil
 }
