@@ -589,7 +589,8 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
     migrate -resolve -config %s
 `, shellArg(r.jobFile))
 	resume := func(sock string) string {
-		return "    " + controlLine(requestJSON("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: mid}), sock) + "\n"
+		n := r.printedName(sock, mid)
+		return "    " + controlLine(requestJSON("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: n.ID, TagFingerprint: n.TagFingerprint}), sock) + "\n"
 	}
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:
@@ -621,6 +622,25 @@ Only if the VMM that received migration %s is gone for good and the guest never 
 %s`, id, resumeDst)
 	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+}
+
+// printedName is what a command manual prints for the side at sock names
+// of the migration mid (its id; "" for one without): the id, and
+// without one the tag fingerprint that side reported, well formed
+// (tagText), to a VMM that honours it (actName), so that a VMM that
+// holds another migration by the time the operator runs the command
+// refuses it. What it cannot name: the fingerprint for a side that did
+// not answer (its version is unknown, and an older VMM refuses the
+// field by name): that command names no migration, as before.
+func (r *resolver) printedName(sock, mid string) api.IDArgs {
+	tag, control := r.dstTag, r.dstControl
+	if sock == r.src {
+		tag, control = r.srcTag, r.srcControl
+	}
+	if !tagText(tag) {
+		tag = ""
+	}
+	return actName(mid, tag, control)
 }
 
 // migrationText names a side's migration in manual's text: its id, and

@@ -763,3 +763,50 @@ func TestResolveMovedOnByTag(t *testing.T) {
 		})
 	}
 }
+
+// TestManualNamesTag: the resume lines migrate -resolve prints when it
+// cannot resolve two sides without an id name the tag fingerprint the
+// side reported, if its VMM honours it (api.TagsHonoured), so that a
+// VMM that holds another migration by the time the operator runs the
+// line refuses it, as a line naming an id is refused; to an older VMM,
+// which would refuse the field by name, and for a side that did not
+// answer, the line names nothing, as before.
+func TestManualNamesTag(t *testing.T) {
+	named := `"args":{"action":"resume","tag_fingerprint":"` + tagA + `"}}' | socat - `
+	bare := `"args":{"action":"resume"}}' | socat - `
+	for _, tc := range []struct {
+		name    string
+		control uint16
+		src     bool // the source answers (the destination does not), else the other way round
+		want    string
+	}{
+		{"source answers, v3", api.TagsHonoured, true, named},
+		{"destination answers, v3", api.TagsHonoured, false, named},
+		{"source answers, v2", api.TagsHonoured - 1, true, bare},
+		{"destination answers, v2", api.TagsHonoured - 1, false, bare},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			live, dead := c.src, c.dst
+			if !tc.src {
+				live, dead = c.dst, c.src
+			}
+			live.tag, live.controlV = tagA, tc.control
+			live.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			dead.kill()
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			text := out.String() + errb.String()
+			t.Logf("exit %d\n%s", code, text)
+			if code == 0 || len(c.resolutions()) != 0 {
+				t.Fatalf("exit %d, moved %q: want nothing moved", code, c.resolutions())
+			}
+			if !strings.Contains(text, tc.want+socatUnix(live.sock)) {
+				t.Errorf("the resume line of %s is not %q", live.sock, tc.want)
+			}
+			if strings.Contains(text, socatUnix(dead.sock)) && !strings.Contains(text, bare+socatUnix(dead.sock)) {
+				t.Errorf("the resume line of %s, which did not answer, names a migration", dead.sock)
+			}
+		})
+	}
+}
