@@ -343,13 +343,13 @@ func tagPrint(fp string) string {
 // they differ only beside a source still migrating, where plan waits,
 // or beside a VMM that reports none), if its VMM, whose last answer
 // reported control version control, honours it (api.TagsHonoured; an
-// older one refuses the field by name, and is asked as before). So a VMM that
-// ended that id-less migration and began another between the look and
-// the act, or a VMM started anew at the socket, refuses the act and
-// changes nothing, as for an id (TestResolveMovedOnByTag). An empty id
-// and fingerprint name none: the VMM acts on whatever it holds, as
-// before; so do two sides that both report none (neither sent or took
-// a HELLO).
+// older one refuses the field by name, and is asked as before). So a
+// VMM that ended that id-less migration and began another between the
+// look and the act, or a VMM started anew at the socket, refuses the
+// act and changes nothing, as for an id (TestResolveMovedOnByTag). An
+// empty id and fingerprint name none: the VMM acts on whatever it
+// holds, as before; so it does for two sides that both report no
+// fingerprint (neither sent or took a HELLO).
 func actName(id, tag string, control uint16) api.IDArgs {
 	if id != "" || control < api.TagsHonoured {
 		return api.IDArgs{ID: id}

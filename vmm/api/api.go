@@ -255,11 +255,12 @@ type IDArgs struct {
 	// none yet), or that names one while it holds no migration, as it
 	// refuses another ID; quit so named also refuses a VM whose guest
 	// has run there since. Given both, both must match. "" names none.
-	// An older VMM refuses the field by name (`bad arguments: json:
-	// unknown field "tag_fingerprint"`): a client sends it only to a
-	// VMM that reported at least TagsHonoured. What it cannot tell: a
-	// fingerprint is what the VMM reports, as the ID is what the
-	// caller says.
+	// A VMM of version 1 or 2 refuses the field by name (`bad
+	// arguments: json: unknown field "tag_fingerprint"`), and one from
+	// before ignores migrate-cancel's and quit's arguments: a client
+	// sends it only to a VMM that reported at least TagsHonoured. The
+	// VMM cannot tell who asks: the fingerprint, like the ID, is what
+	// the caller says it means.
 	TagFingerprint string `json:"tag_fingerprint,omitempty"`
 }
 
