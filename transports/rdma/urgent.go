@@ -225,12 +225,17 @@ func (n *notifier) notify() {
 // stores what reached reads before it notifies. Once the session ended,
 // reached is asked again and wins: an ACK (or MARKED) read before the
 // end did come, and the end closes done without a notify, so a waiter
-// woken by both picks either. For Flush it matters: a destination that
-// acknowledges the last batch and then ends the session (BYE on both
-// channels, its Close) would otherwise fail, at random, a Flush whose
-// pages it has. For the other waits it changes nothing a caller could
-// count on: what follows posts on an ended session, which fails there
-// or at the next call, as when the session ends just after the wait.
+// woken by both would otherwise answer either way at random. It gives
+// no caller more than that: Flush still fails a batch acknowledged
+// just before the session ended (it looks at the session's error after
+// the ACK, which is how a write that failed at the source only is
+// caught; flush), and the other callers go on to post on the ended
+// session, which fails there or at the next call, as when the session
+// ends just after the wait. What they post on is still open: the
+// endpoints and guest RAM are released by close only after the
+// session's goroutines (urgentLoop) returned, and the engine's calls
+// (SendPages, Flush) never run beside Close (transport.Transport's
+// concurrency rules).
 func (s *session) waitNote(ctx context.Context, note *notifier, reached func() bool) error {
 	for {
 		ch := note.wait()

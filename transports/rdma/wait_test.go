@@ -15,8 +15,9 @@ import (
 // the session's error once the session ended without it, ctx's error
 // when ctx ends; and a condition met before the session's end wins
 // over the end, though no notify came (the ACK was stored and the
-// session failed before the reader notified): Flush must not fail a
-// batch the destination acknowledged.
+// session failed before the reader notified), so the answer does not
+// depend on which wake-up the select takes. (Flush still fails such a
+// batch: it looks at the session's error after the ACK.)
 func TestWaitNote(t *testing.T) {
 	ended := errors.New("the session ended")
 	for _, tc := range []struct {
