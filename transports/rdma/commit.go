@@ -116,7 +116,9 @@ func parseRuns(f wire.Frame, pages uint64, out []transport.PageRun) ([]transport
 //	magic "FRYU" | version u32 | useq u64 | n u32 | rsvd u32 | n × (first u64, count u32, kind u32)
 //
 // Data runs are in guest RAM when it arrives; zero runs the destination
-// applies itself. It answers ACK useq on the urgent channel.
+// applies itself. It answers ACK useq on the urgent channel. No page is
+// listed twice in one (postUrgent), so its runs name at most guest RAM's
+// pages, which the destination checks (ucommitted).
 const (
 	ucommitMagic   = "FRYU"
 	ucommitVersion = 1

@@ -66,7 +66,8 @@
 // reports a page before its MARK or COMMIT. Nor does the destination
 // count more than the batch's RUNS named (at most guest RAM's pages per
 // batch; setup version 6): a PROGRESS, COMMIT or RUNS frame that claims
-// more is a protocol error. Whether named pages were written it cannot
+// more is a protocol error, and so is an urgent COMMIT that lists more
+// than guest RAM's pages. Whether named pages were written it cannot
 // tell.
 // A zero run and a data run of the same page in one batch would race
 // (different channels), so such a batch is committed in between.

@@ -57,6 +57,16 @@ const ProgressKind = progressKind
 // where the batch wrote n, as a buggy or hostile source would.
 func (t *Transport) SetCommitPages(pages func(n uint64) uint64) { t.commitPages = pages }
 
+// SetUrgentCommitRuns makes the sender's urgent COMMITs list
+// runs(list) where it would list list, as a buggy or hostile source
+// would (at most MaxURuns runs).
+func (t *Transport) SetUrgentCommitRuns(runs func(list []transport.PageRun) []transport.PageRun) {
+	t.ucommitRuns = runs
+}
+
+// MaxURuns is the most runs one urgent COMMIT lists.
+const MaxURuns = maxURuns
+
 // WriteControl writes frame as it is on the open session's control
 // channel, among the session's own frames.
 func (t *Transport) WriteControl(ctx context.Context, frame []byte) error {

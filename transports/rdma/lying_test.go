@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,4 +126,60 @@ func TestPagesTwiceInABatch(t *testing.T) {
 			t.Error("guest RAM differs after the Flush")
 		}
 	})
+}
+
+// TestLyingUrgentCounts: an urgent COMMIT says which runs its writes
+// covered, and the destination counts their pages (data in PagesData
+// and BytesWire, zero runs applied and in PagesZero) without seeing the
+// writes land. A source never lists a page twice in one (postUrgent
+// commits before a page repeats), so one lists at most guest RAM's
+// pages; one that lists more is a protocol error, as a bulk batch's
+// RUNS past guest RAM are (TestLyingSourceCounts). Here an honest
+// source queues all of guest RAM twice in one call (two urgent COMMITs
+// of all of it, counted whole), then lists all of guest RAM MaxURuns
+// times in the COMMIT of a one-page request. Before,
+// the destination counted them (255 times guest RAM's pages per
+// COMMIT, 16 COMMITs in flight: BytesWire wrapped after some 2^64 /
+// (255 × guest RAM's bytes) of them) and the session went on.
+func TestLyingUrgentCounts(t *testing.T) {
+	const ramPages = 1 << 20 / 4096
+	d := transport.KindData
+	all := transport.PageRun{First: 0, Count: ramPages, Kind: d}
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			var lie atomic.Bool
+			send := rdma.New(nil)
+			send.SetUrgentCommitRuns(func(list []transport.PageRun) []transport.PageRun {
+				if !lie.Load() {
+					return list
+				}
+				return slices.Repeat([]transport.PageRun{all}, rdma.MaxURuns)
+			})
+			s := open(t, p, 0, 1<<20, send)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			fillRandom(s.src, 13)
+			if err := s.send.SendPagesUrgent(ctx, []transport.PageRun{all, all}); err != nil {
+				t.Fatal(err)
+			}
+			const honest = 2 * ramPages
+			if st := waitStats(ctx, t, s.recv, func(st transport.Stats) bool { return st.PagesData >= honest }, 10*time.Second); st.PagesData != honest {
+				t.Fatalf("the destination counted %d data pages of all of guest RAM sent twice urgently (%+v) in 10s; want %d", st.PagesData, st, honest)
+			}
+			lie.Store(true)
+			t.Logf("the lying source's SendPagesUrgent: %v", s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 8, Count: 1, Kind: d}}))
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer rcancel()
+			_, err := s.recv.RecvMessage(rctx)
+			st := stats(ctx, t, s.recv)
+			t.Logf("the destination: %v; counted %+v", err, st)
+			if st.PagesData > honest {
+				t.Errorf("the destination counted %d data pages (%d bytes on the wire); want at most %d", st.PagesData, st.BytesWire, honest)
+			}
+			want := fmt.Sprintf("urgent COMMIT 3 names %d pages, guest RAM has %d", rdma.MaxURuns*ramPages, ramPages)
+			if err == nil || rctx.Err() != nil || !errors.Is(err, transport.ErrProtocol) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("the destination's session: %v; want a protocol error saying %q", err, want)
+			}
+		})
+	}
 }

@@ -60,7 +60,12 @@ import (
 // (ackIfDone) having counted no more than they named. It cannot tell
 // whether the named pages were written: a source that names pages and
 // never writes them is counted as if it had, up to guest RAM's pages in
-// each batch it commits (each batch is a COMMIT's round trip). The
+// each batch it commits (each batch is a COMMIT's round trip). On the
+// urgent path likewise: an urgent COMMIT counts the runs it lists, at
+// most guest RAM's pages in all (more is a protocol error, ucommitted;
+// until 2026-12-07 a COMMIT of 254 runs of all of guest RAM counted
+// each, TestLyingUrgentCounts), so at most guest RAM's pages per round
+// trip of one of the 16 urgent COMMITs in flight. The
 // counts feed only Stats (the engine's report, progress and stall
 // watch, and its check that a refused session wrote nothing); guest RAM
 // and Landed do not depend on them. The reporter writes under no

@@ -41,6 +41,8 @@ type Transport struct {
 	markWait     func()                  // tests only: see sender.markWait
 	commitPages  func(uint64) uint64     // tests only: see sender.commitPages
 	driveWait    func()                  // tests only: see queue.driveWait (the bulk endpoint's)
+
+	ucommitRuns func([]transport.PageRun) []transport.PageRun // tests only: see usender.commitRuns
 }
 
 var (
@@ -106,6 +108,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	s.auth, s.plain, s.tag = auth, req.Credentials.Plaintext, req.Tag
 	s.snd.commitEarly = t.commitEarly
 	s.usnd.commitEarly = t.ucommitEarly
+	s.usnd.commitRuns = t.ucommitRuns
 	s.urgentTag = s.tag
 	if t.urgentTag != nil {
 		s.urgentTag = *t.urgentTag

@@ -69,6 +69,16 @@ func (s *session) ucommitted(c fabric.Completion) error {
 	if useq != u.next {
 		return fmt.Errorf("%w: urgent COMMIT %d, expected %d", transport.ErrProtocol, useq, u.next)
 	}
+	// The source never lists a page twice in one urgent COMMIT
+	// (postUrgent commits before a page repeats): this bounds what one
+	// may count, as takeRuns bounds a bulk batch.
+	var pages uint64
+	for _, r := range runs {
+		pages += r.Count // each within guest RAM: no overflow
+	}
+	if pages > s.ram.Pages {
+		return fmt.Errorf("%w: urgent COMMIT %d names %d pages, guest RAM has %d", transport.ErrProtocol, useq, pages, s.ram.Pages)
+	}
 	if err := s.uep.Recv(u.slot(i), u.bufMR, c.Ctx); err != nil {
 		return fmt.Errorf("post urgent receive: %w: %w", err, transport.ErrClosed)
 	}

@@ -33,6 +33,9 @@ type usender struct {
 	ackNote notifier
 	// urgentLoop only: pages of COMMITs not yet acknowledged.
 	recent []urec
+	// tests only: the runs a COMMIT lists, given the item's (a buggy or
+	// hostile source's).
+	commitRuns func([]transport.PageRun) []transport.PageRun
 }
 
 type urec struct{ first, count, commit uint64 }
@@ -216,6 +219,9 @@ func (s *session) postUCommit(list []transport.PageRun) error {
 		}
 	}
 	b := u.buf[i*uslotSize : (i+1)*uslotSize]
+	if u.commitRuns != nil {
+		list = u.commitRuns(list)
+	}
 	n := putUCommit(b, useq, list)
 	for _, r := range list {
 		if r.Kind == transport.KindZero {
