@@ -94,15 +94,16 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 }
 
 // postcopyBrokenText says, for status postcopy-broken, where the guest is
-// and what not to do (docs/JOBS.md, Post-copy); its quit names migration
-// id ("": none). srcHolds: the VMM at the source's socket holds a part of
-// this migration, or could not be asked; without it (it reports none: a
-// VMM started anew there) the text says the source's copy is gone and
-// prints no quit.
-func postcopyBrokenText(src, dst, id string, srcHolds bool) string {
+// and what not to do (docs/JOBS.md, Post-copy); its quit names the
+// migration as name does (its id, or for one without an id its tag
+// fingerprint: resolver.printedName; neither: none). srcHolds: the VMM
+// at the source's socket holds a part of this migration, or could not
+// be asked; without it (it reports none: a VMM started anew there) the
+// text says the source's copy is gone and prints no quit.
+func postcopyBrokenText(src, dst string, name api.IDArgs, srcHolds bool) string {
 	var quit any
-	if id != "" {
-		quit = api.IDArgs{ID: id}
+	if name != (api.IDArgs{}) {
+		quit = name
 	}
 	head := `migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
 held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the

@@ -349,3 +349,41 @@ func TestResolvePostcopyBrokenSourceGone(t *testing.T) {
 		t.Fatalf("exit %d\n%s\nwant the source's quit printed as\n    %s", code, errb.String(), want)
 	}
 }
+
+// TestResolvePostcopyBrokenQuitNamesTag: migrate -resolve on two sides
+// without an id whose post-copy broke prints the source's quit naming
+// the tag fingerprint the source reported, to a VMM of control version
+// api.TagsHonoured or later, as it names an id: a VMM that holds another
+// migration by the time the operator runs the line (one started anew at
+// the socket, running a guest of its own) refuses it. To an older VMM,
+// which refuses the field by name, the line names nothing, as before.
+// Found by review: the line named nothing for an id-less pair, so it
+// stopped whatever VM answered at the source's socket by then.
+func TestResolvePostcopyBrokenQuitNamesTag(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		control uint16
+		quit    any
+	}{
+		{"v3", api.TagsHonoured, api.IDArgs{TagFingerprint: tagA}},
+		{"v2", api.TagsHonoured - 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.tag, c.dst.tag = tagA, tagA
+			c.src.controlV, c.dst.controlV = tc.control, tc.control
+			c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+			want := controlLine(requestJSON("quit", tc.quit), c.src.sock)
+			if code != 1 || !strings.Contains(errb.String(), "keeps a paused copy") || !strings.Contains(errb.String(), want+"\n") {
+				t.Fatalf("exit %d: want the guest said lost and the source's quit printed as\n    %s", code, want)
+			}
+			if got := c.resolutions(); len(got) != 0 {
+				t.Errorf("resolution calls %q, want none", got)
+			}
+		})
+	}
+}

@@ -480,8 +480,11 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictLost:
 			// The quit names this migration even where the source's
 			// socket reports none (r.srcID ""): a VMM there that holds
-			// no part of it refuses the line.
-			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, cmp.Or(r.id, r.srcID, r.dstID), s.Side != api.SideNone))
+			// no part of it refuses the line. Without an id it names the
+			// fingerprint the source reported (printedName), so that a
+			// VMM started anew there by the time the line is run refuses
+			// it too (TestResolvePostcopyBrokenQuitNamesTag).
+			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, r.printedName(r.src, cmp.Or(r.id, r.srcID, r.dstID)), s.Side != api.SideNone))
 			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
