@@ -177,8 +177,9 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 
 // cancelMigration asks sock to cancel migration id, which its last
 // answer reported with control version control, and returns its answer
-// (zero if it could not be asked, or refused because it holds another
-// migration); it is not cancelled by Ctrl-C, it is what Ctrl-C does. A
+// (zero if it could not be asked; refused, because it holds another
+// migration or cannot read the act, not cancelled with the VMM's
+// refusal in Why); it is not cancelled by Ctrl-C, it is what Ctrl-C does. A
 // VMM that does not honour the id (idsIgnored) is not asked: it says
 // why on log, with the line to run by hand, and returns that as an
 // error (*errNotSent).
@@ -188,14 +189,17 @@ func cancelMigration(sock, id string, control uint16, log io.Writer) (api.Cancel
 
 // cancelNamed is cancelMigration for the migration n names: its id, or
 // its tag fingerprint (migrate -resolve's id-less pairs, named).
-func cancelNamed(sock string, n api.IDArgs, control uint16, log io.Writer) (api.CancelResult, error) {
-	if err := idsIgnored(sock, control); err != nil {
+func cancelNamed(sock string, n api.IDArgs, version uint16, log io.Writer) (api.CancelResult, error) {
+	if err := idsIgnored(sock, version); err != nil {
 		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", n.ID, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.CancelResult
-	callControl(ctx, sock, "migrate-cancel", n, &res)
+	var refused *control.RemoteError
+	if err := callControl(ctx, sock, "migrate-cancel", n, &res); errors.As(err, &refused) {
+		res = api.CancelResult{Why: refused.Message}
+	}
 	return res, nil
 }
 

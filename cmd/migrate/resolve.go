@@ -500,15 +500,17 @@ func (r *resolver) resolve() (verdict, error) {
 
 // lastCancel sends a failing destination its cancel once the wait ran
 // out beside a running source (the caller checked that the VMM honours
-// the id), and says so when it did not take: the destination never runs
-// the guest and ends on its own, its VMM refusing migrate-incoming until
-// then. It does not wait for it to end.
+// the id), and says so when it did not take, with what its VMM answered
+// (a refusal too: it holds another migration by then,
+// TestLastCancelSaysRefusal): the destination never runs the guest and
+// ends on its own, its VMM refusing migrate-incoming until then. It
+// does not wait for it to end.
 func (r *resolver) lastCancel() {
 	res, _ := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
 	if !res.Cancelled {
 		fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
 			"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
-			r.dst, idText(r.dstID), cmp.Or(res.Why, "no answer"))
+			r.dst, migrationText(r.dstID, r.dstTag), cmp.Or(res.Why, "no answer"))
 	}
 }
 

@@ -810,3 +810,27 @@ func TestManualNamesTag(t *testing.T) {
 		})
 	}
 }
+
+// TestLastCancelSaysRefusal: the last cancel of a failing destination
+// (once the resolve's wait ran out beside a running source) that its VMM
+// refuses, because it holds another migration by then (here: another
+// id-less one, by tag fingerprint) or cannot read the act, says what
+// the VMM answered and names the migration by its fingerprint. Found by
+// review: the refusal was dropped, and migrate said the VMM gave "no
+// answer" and that the destination's migration "ends on its own".
+func TestLastCancelSaysRefusal(t *testing.T) {
+	c := newRunCase(t)
+	c.dst.tag = tagB // moved on since the look that found tagA
+	var out strings.Builder
+	r := newResolver(fakeJob(c.src, c.dst), &out)
+	r.dstTag, r.dstControl = tagA, api.TagsHonoured
+	r.lastCancel()
+	t.Log(out.String())
+	if got := strings.Join(c.dst.actIDs(), ","); got != tagAct("migrate-cancel", tagA) {
+		t.Fatalf("destination asked %q, want one cancel naming %s", got, tagA)
+	}
+	if s := out.String(); strings.Contains(s, "no answer") || !strings.Contains(s, "refused") ||
+		!strings.Contains(s, "tag fingerprint "+tagA) {
+		t.Errorf("want the VMM's refusal said, and the migration named by its fingerprint")
+	}
+}
