@@ -168,7 +168,7 @@ func (mg *migration) checkQuit(v *VM, n api.IDArgs) error {
 		return nil
 	}
 	return fmt.Errorf("quit for %s refused: the guest has run here since that migration ended (side %s, VM %s): "+
-		"this VMM holds the guest, not a copy that migration left behind; nothing changed (quit without an id ends it all the same)",
+		"this VMM holds the guest, not a copy that migration left behind; nothing changed (quit naming no migration ends it all the same)",
 		namedText(n), mg.cur.Side, v.Status().State)
 }
 

@@ -220,6 +220,10 @@ func TestControlTagFingerprintNotYet(t *testing.T) {
 	if err := call("quit", named, nil); err == nil || !strings.Contains(err.Error(), "the guest has run here since") ||
 		!strings.Contains(err.Error(), "tag fingerprint "+tagA) {
 		t.Fatalf("quit naming %s after the guest ran here: %v, want refused", tagA, err)
+	} else if !strings.Contains(err.Error(), "quit naming no migration ends it") {
+		// Its hint names what ends it: not "quit without an id", which
+		// this quit was, and which was refused.
+		t.Fatalf("quit naming %s after the guest ran here: %v, want the hint to quit naming no migration", tagA, err)
 	}
 	if st := v.Status().State; st != StateRunning {
 		t.Fatalf("after a refused quit: VM %s, want running", st)
