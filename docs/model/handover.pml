@@ -3,8 +3,9 @@
  * docs/model/README.md says what it covers, what it abstracts away and
  * how to run it; every transition names the Go function it follows.
  *
- *   Src ── s2d (STATE, COMMIT, PAGES, RESUME, ABORT, SETTLED/BROKEN answers) ──► Dst
- *   Src ◄── d2s (LOADED, RUNNING, ABORT, TABORT, MISSING, SETTLED, BROKEN) ────── Dst
+ *   Src ── s2d (STATE, [HASHES,] COMMIT, PAGES, RESUME, ABORT, SETTLED/BROKEN answers) ──► Dst
+ *   Src ◄── d2s (LOADED, [VERIFIED, VBAD,] RUNNING, ABORT, TABORT, MISSING, SETTLED, BROKEN) ── Dst
+ *           ([...]: the page check, compiled in with -DCHECK)
  *   Faults: connection breaks (each side notices on its own), lost
  *           messages in flight, crashes of either VMM, the destination's
  *           fault service failing, migrate-cancel on the destination, a
@@ -67,10 +68,29 @@
  *      COMMIT went out resumes on a fresh destination's ABORT, though the
  *      destination that got COMMIT ran the guest (it died since, or runs
  *      it still where the source's dial no longer leads)
+ * With the page check (-DCHECK; README, "The page check"):
+ *  17  a destination that holds every page (pre-copy, or post-copy
+ *      owing none) fails on a break while the check is open, as a
+ *      post-copy one that lacks owed pages does (checkBroke without
+ *      its Pending() > 0): mutant 8 inside the check's window
+ *  18  the source writes COMMIT after its HASHES without waiting for
+ *      VERIFIED (it reads the verdict after COMMIT, and ignores it)
+ *  19  the source commits on a VERIFIED that counts differing pages
+ *      (awaitVerified without checkFailed)
+ *  20  the destination takes the check for open after it began to send
+ *      VERIFIED (checkOpen true until COMMIT): on a break a post-copy one
+ *      that lacks owed pages fails, one that holds every page ends
+ *      handover-unknown without listening for a RESUME (uncommitted)
+ *  21  a destination whose check found differing pages ends
+ *      handover-unknown on a break after VERIFIED, as one whose check
+ *      found none (checkBroke without check.bad > 0)
  */
 
 #ifndef MUTANT
 #define MUTANT 0
+#endif
+#if MUTANT >= 17 && MUTANT <= 21 && !defined(CHECK)
+#error mutants 17 to 21 are of the page check: compile with -DCHECK
 #endif
 
 /* Handover (framework/engine/handover.go: Handover, handoverNext). */
@@ -134,6 +154,15 @@
  * carries none (giveUp's, waitAgain's, the source's). The bit is the
  * message's kind here so that the channels stay one field wide. */
 mtype = { STATE, LOADED, COMMIT, RUNNING, ABORT, TABORT, PAGES, SETTLED, BROKEN, RESUME, MISSING };
+#ifdef CHECK
+/* The page check (-DCHECK; verify.go): HASHES stands for every chunk
+ * of the source's hashes (the window is the same before the first and
+ * between two, the check promised in HELLO: helloCheck), VERIFIED for
+ * a verdict that counts no differing page, VBAD for one that counts
+ * some (again the verdict is the message's kind). Declared only with
+ * the check, so that the runs without it keep their state counts. */
+mtype = { HASHES, VERIFIED, VBAD };
+#endif
 
 chan s2d = [2] of { mtype };
 chan d2s = [2] of { mtype };
@@ -160,6 +189,12 @@ bit d_word;                 /* ghost: the destination gave the guest up on the s
 bit s_resumed;              /* ghost: the source's VM ran again after the pause */
 bit d_opcancel;             /* ghost: an operator (not migrate's resolver) cancelled the destination */
 bit d_broke;                /* ghost: post-copy broke for good on the destination after the guest ran */
+#ifdef CHECK
+bit d_bad;                  /* ghost: the destination's page check found pages that differ from the source's (a transport's or hint provider's bug) */
+#define BADCOPY d_bad
+#else
+#define BADCOPY 0
+#endif
 bit s_dial;                 /* the source is in its post-copy reconnect (pcSend.reconnect) */
 bit s_cancel;               /* fault: Send's context was cancelled (migrate-cancel on the source, migrate's Ctrl-C: migration.cancelRunning) */
 bit s_held;                 /* the source's heldCtx is held: a cancel is ignored (engine/hold.go; either mode, from the decision to write COMMIT) */
@@ -209,6 +244,9 @@ inline src_runs(own) {
 
 inline dst_runs() {
 	assert(!S_RUNS);             /* property (a) */
+#ifdef CHECK
+	assert(!d_bad);              /* property (i) */
+#endif
 	d_vm = V_RUNNING;
 	d_ran = 1
 }
@@ -443,6 +481,30 @@ proctype Src() {
 		send(s2d, ABORT, ok);
 		goto sdone
 	fi;
+#ifdef CHECK
+	/* sender.pageCheck (VerifyPages; HELLO said so: helloCheck):
+	 * sendHashes, then awaitVerified. COMMIT only after a VERIFIED that
+	 * counts no differing page; anything else (the HASHES send failing,
+	 * a break, no VERIFIED within verifyWait, a verdict of differing
+	 * pages: checkFailed, the destination's ABORT, a cancel) resumes the
+	 * VM, and Send's deferred abort sends ABORT; no reconnect (recommit
+	 * follows only COMMIT). */
+	send(s2d, HASHES, ok);
+#if MUTANT != 18
+	if
+	:: ok -> srecv(m, got)
+	:: else -> got = 0
+	fi;
+	if
+#if MUTANT == 19
+	:: got && (m == VERIFIED || m == VBAD) -> skip           /* any verdict taken for clean */
+#else
+	:: got && m == VERIFIED -> skip
+#endif
+	:: else -> atomic { src_runs(1); s_ho = H_FAILED }; send(s2d, ABORT, ok); goto sdone
+	fi;
+#endif
+#endif
 	/* After LOADED, the decision to write COMMIT: held.hold()
 	 * (switchOver, switchToPostcopy) fails on a cancel that came
 	 * before it, in the page check (VerifyPages) or after: the VM
@@ -484,6 +546,9 @@ proctype Src() {
 #endif
 	if
 	:: ok -> srecv(m, got)                                       /* next(cctx) */
+#if MUTANT == 18
+		if :: got && (m == VERIFIED || m == VBAD) -> srecv(m, got) :: else fi   /* the verdict, after COMMIT: ignored */
+#endif
 	:: else -> srecv(m, got);                                    /* answeredBefore */
 		if
 		:: got && (m == ABORT || m == RUNNING || (m == BROKEN && pc)) -> skip
@@ -649,9 +714,70 @@ proctype Dst() {
 	};
 	send(d2s, LOADED, ok);
 	if
+#ifdef CHECK
+	/* checkBroke: post-copy, pages owed, the check promised (HELLO):
+	 * no COMMIT before VERIFIED: failed, never runs (giveUp: ABORT) */
+	:: !ok && d_pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+	:: !ok && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone  /* send LOADED: r.unknown */
+#else
 	:: !ok -> d_ho = H_UNKNOWN; goto ddone                       /* send LOADED: r.unknown */
+#endif
 	:: else -> skip
 	fi;
+#ifdef CHECK
+	/* receiver.loop in loaded while the check is open (checkOpen: the
+	 * check promised, VERIFIED's send not begun; recv: switchover_timeout,
+	 * recvHashes' stall rule). No COMMIT can have been written: a break
+	 * or a silence fails a post-copy destination that lacks owed pages
+	 * (checkBroke: its copy is no whole guest, and its source resumes
+	 * without reconnecting); one that holds every page ends
+	 * handover-unknown at once: its copy may be the only one, and no
+	 * RESUME can come (no listen: uncommitted only outside the window).
+	 * A COMMIT here, which only a source that broke its promise sends,
+	 * is believed (receiverTakes). */
+	if
+	/* receiver.hashes: the compare. d_bad: the check finds differing
+	 * pages; a ghost chosen here, since a copy whose pages differ is one
+	 * that no check has seen until then (and it runs as without the
+	 * check). One step with the read: no other process reads d_bad
+	 * while the destination is loaded. */
+	:: atomic { s2d?HASHES -> if :: skip :: d_bad = 1 fi }
+	:: s2d?COMMIT -> goto commit
+	:: s2d?ABORT -> d_word = 1; d_ho = H_FAILED; goto ddone
+	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
+	:: atomic { !d_cancel && GIVEUP -> giveup() }    /* a cut, or silence */
+		if
+		:: d_pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* checkBroke: giveUp */
+#if MUTANT == 17
+		:: !(d_pc && !d_full) -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* gives the whole guest up */
+#else
+		:: !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone     /* r.unknown, at once */
+#endif
+		fi
+	fi;
+	/* receiver.hashes: VERIFIED; its first byte closes the window */
+	if
+	:: !d_bad -> send(d2s, VERIFIED, ok)
+	:: d_bad -> send(d2s, VBAD, ok)
+	fi;
+	if
+	:: ok -> skip
+	/* send VERIFIED failed: a verdict of differing pages (the source never
+	 * commits on it), or a cancel that cut the send (held.Err): failed,
+	 * giveUp's ABORT; else part of it may have reached the source, which
+	 * then commits: unknown, in either mode */
+	:: !ok && (d_bad || d_cancel) -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+#if MUTANT == 20
+	:: !ok && !(d_bad || d_cancel) && d_pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* checkBroke, window taken for open */
+	:: !ok && !(d_bad || d_cancel) && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone
+#else
+	:: !ok && !(d_bad || d_cancel) -> d_ho = H_UNKNOWN; goto ddone    /* r.unknown */
+#endif
+	fi;
+	/* From VERIFIED's first byte on, as without the check (below), but
+	 * for a verdict of differing pages: failed on a break (checkBroke:
+	 * check.bad > 0), COMMIT still believed. */
+#endif
 	/* receiver.loop in loaded (recv: switchover_timeout) */
 	if
 	:: s2d?COMMIT -> goto commit
@@ -659,12 +785,24 @@ proctype Dst() {
 	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
 	:: atomic { !d_cancel && GIVEUP -> giveup() }    /* a cut, or silence for switchover_timeout */
 		if
-#if MUTANT == 8
-		:: !pc -> d_ho = H_FAILED; goto ddone    /* gives the state up on its own: giveUp, not r.unknown */
+#if defined(CHECK) && MUTANT != 21
+		:: d_bad -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone    /* checkBroke: check.bad > 0; giveUp */
+#define NOTBAD (!d_bad)
 #else
-		:: !pc -> d_ho = H_UNKNOWN; goto ddone                      /* r.unknown */
+#define NOTBAD 1
 #endif
-		:: pc ->                                                    /* pcRecv.uncommitted */
+#if MUTANT == 8
+		:: NOTBAD && !pc -> d_ho = H_FAILED; goto ddone    /* gives the state up on its own: giveUp, not r.unknown */
+#else
+		:: NOTBAD && !pc -> d_ho = H_UNKNOWN; goto ddone                      /* r.unknown */
+#endif
+#if MUTANT == 20
+		/* checkBroke, the window taken for open: fails lacking owed
+		 * pages; holding every page, r.unknown at once (no listen) */
+		:: NOTBAD && pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
+		:: NOTBAD && pc && d_full -> d_ho = H_UNKNOWN; goto ddone
+#else
+		:: NOTBAD && pc ->                                                    /* pcRecv.uncommitted */
 			listen(got);
 			if
 #if MUTANT == 7
@@ -675,6 +813,7 @@ proctype Dst() {
 #endif
 			:: else -> d_ho = H_UNKNOWN; goto ddone
 			fi
+#endif
 		fi
 	fi;
 commit:
@@ -1039,11 +1178,13 @@ proctype Ops() {
  * gave the guest up on the protocol's word (the source's ABORT, its
  * RESUME before COMMIT: d_word; plan's discard), and the source died
  * after that word: the destination cannot know, and one side must move
- * first. Not accepted: any other failure of a destination that held the
- * state (one that gives it up on its own, mutant 8), and migrate giving
- * up a destination whose source was already gone (d_guess). */
+ * first; with the page check (-DCHECK), the source died and the check
+ * had found the destination's copy wrong (d_bad: the source's was the
+ * only right one). Not accepted: any other failure of a destination that
+ * held the state (one that gives it up on its own, mutants 8 and 17), and
+ * migrate giving up a destination whose source was already gone (d_guess). */
 #define ACCEPTED ((s_crash && d_crash) || (s_crash && !d_full) || (d_crash && d_ran) || d_broke || \
-	(s_crash && d_opcancel) || (s_crash && (d_word || d_side == SD_DISCARDED) && !d_guess))
+	(s_crash && d_opcancel) || (s_crash && (d_word || d_side == SD_DISCARDED) && !d_guess) || (s_crash && BADCOPY))
 
 active proctype Judge() {
 	byte qs, qd, v, a1, a2, a3; bit ok, guess;
