@@ -886,11 +886,8 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 // VM). Without that (the session broke as ABORT went out, or died
 // silently with it) it listens for the source's next RESUMEs and
 // answers each with ABORT again (lingerToTell), for as long as the
-// source may take to notice the loss: its wait for an answer to RESUME,
-// switchover_timeout doubled for each of its tries in a row that went
-// unanswered (quietBound, up to quietMaxDoublings times: this side
-// cannot count the source's tries), or its stall watch, and the restart
-// of a plugin that stopped. ctx (Receive's, still cancellable: the VM
+// source may take to notice the loss (lingerNotice) and the restart of
+// a plugin that stopped. ctx (Receive's, still cancellable: the VM
 // never ran here) ends the wait early. It says what the source heard,
 // for the error.
 func (pc *pcRecv) tellAborted(ctx context.Context, abort transport.Message) string {
@@ -898,8 +895,7 @@ func (pc *pcRecv) tellAborted(ctx context.Context, abort transport.Message) stri
 	if err := r.send(ctx, abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
 		return "it answered"
 	}
-	notice := max(r.opt.StallTimeout, quietBound(r.opt.SwitchoverTimeout, quietMaxDoublings))
-	if pc.lingerToTell(ctx, abort, notice) {
+	if pc.lingerToTell(ctx, abort) {
 		return "it answered after reconnecting again"
 	}
 	return "no answer: it learns after its reconnect_timeout, or from a resolve"
@@ -1005,9 +1001,10 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // SETTLED) and waits for its answer in kind. A SETTLED that cannot be
 // sent waits for the source to reconnect, as any break does; one sent
 // but not answered may have been lost with the connection, so this side
-// listens for the source's RESUME for a while and answers it with
-// SETTLED (lingerToTell). Without that, a source that never heard it
-// would reconnect to nobody and report a completed post-copy as broken.
+// listens for the source's RESUMEs and answers them with SETTLED
+// (lingerToTell: as long as the source may take to come back, as for
+// BROKEN and ABORT). Without that, a source that never heard it would
+// reconnect to nobody and report a completed post-copy as broken.
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
 	for {
@@ -1022,7 +1019,7 @@ func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 		}
 	}
 	if !r.awaitSourceClose(ctx, msgSettled) {
-		pc.lingerToTell(context.Background(), settled, r.opt.StallTimeout)
+		pc.lingerToTell(context.Background(), settled)
 	}
 }
 
@@ -1088,8 +1085,9 @@ func (pc *pcRecv) broken(cause error) error {
 // longer take pages. A source that read it answers with BROKEN of its
 // own and closes. Without that answer (the session ended or was already
 // broken, and the source may be about to reconnect) this side listens
-// for the source's RESUME for at most brokenLinger and answers it with
-// BROKEN. A source that reconnects later than that, or a destination
+// for the source's RESUMEs and answers them with BROKEN (lingerToTell:
+// as long as the source may take to come back, as for SETTLED and
+// ABORT). A source that reconnects later than that, or a destination
 // process that died, still costs the source its whole reconnect_timeout.
 // Either way the source keeps its paused copy.
 func (pc *pcRecv) tellBroken(cause error) {
@@ -1098,7 +1096,7 @@ func (pc *pcRecv) tellBroken(cause error) {
 	// The migration's context never ends in post-copy (hold.go): each
 	// wait here is bounded on its own.
 	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
-		pc.lingerToTell(context.Background(), broken, r.opt.StallTimeout)
+		pc.lingerToTell(context.Background(), broken)
 	}
 }
 
@@ -1108,21 +1106,21 @@ func (pc *pcRecv) tellBroken(cause error) {
 // answered says it came. It answers every RESUME of this migration until
 // one answer comes: the source may miss last again (the session broke
 // as it went out, or died silently with it). It listens for at most
-// brokenLinger beyond notice plus stallRestart, counted again from each
-// RESUME answered in vain (that source is still there, trying), and
-// never beyond reconnect_timeout from its start (counted from there, not
-// from the break: a source trying since its session broke gives up
-// earlier, so the last stretch may listen for nobody). notice is how long the source
-// may take to notice that its session broke and try again: StallTimeout
-// when only a stall tells it, its doubled wait for an answer to RESUME
-// (tellAborted). The transport is open for receiving meanwhile, as it
-// was for the session; a source that reconnects never sends pages
-// before MISSING. ctx ends the wait early. What it cannot tell: a source
-// slower than notice to come back is not waited for.
-func (pc *pcRecv) lingerToTell(ctx context.Context, last transport.Message, notice time.Duration) (answered bool) {
+// brokenLinger beyond lingerNotice plus stallRestart (350 s with the
+// defaults), counted again from each RESUME answered in vain (that
+// source is still there, trying), and never beyond reconnect_timeout
+// from its start (counted from there, not from the break: a source
+// trying since its session broke gives up earlier, so the last stretch
+// may listen for nobody). The same bound for every last word: what the
+// source does until it comes back does not depend on which word it
+// missed. The transport is open for receiving meanwhile, as it was for
+// the session; a source that reconnects never sends pages before
+// MISSING. ctx ends the wait early. What it cannot tell: a source
+// slower than lingerNotice to come back is not waited for.
+func (pc *pcRecv) lingerToTell(ctx context.Context, last transport.Message) (answered bool) {
 	r := pc.r
 	r.closeSession()
-	window := brokenLinger + notice + stallRestart
+	window := brokenLinger + lingerNotice(r.opt) + stallRestart
 	octx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
 	defer cancel()
 	what := msgName(last.Kind)
@@ -1161,6 +1159,17 @@ func (pc *pcRecv) tellOnce(ctx context.Context, deadline time.Time, last transpo
 		return false, false
 	}
 	return true, r.send(lctx, last) == nil && r.awaitSourceClose(lctx, last.Kind)
+}
+
+// lingerNotice is how long a source may take to notice that the
+// session that carried the destination's last word (SETTLED, BROKEN,
+// or ABORT to a RESUME) broke, and to try again: its stall watch
+// (StallTimeout) when only a stall tells it, or its wait for an answer
+// to RESUME, SwitchoverTimeout doubled for each of its tries in a row
+// that went unanswered (quietBound, up to quietMaxDoublings times: this
+// side cannot count the source's tries; 320 s with the default 5 s).
+func lingerNotice(opt Options) time.Duration {
+	return max(opt.StallTimeout, quietBound(opt.SwitchoverTimeout, quietMaxDoublings))
 }
 
 // brokenLinger bounds how long a destination whose post-copy ended

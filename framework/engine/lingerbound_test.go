@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// A post-copy destination that ended (every page here: SETTLED; broken
+// for good: BROKEN) and heard no answer lingers to tell its source how
+// (pcRecv.lingerToTell), for as long as an ABORT lingers
+// (TestPostcopyAbortLingerCoversDoubledWait): the source's doubled wait
+// for an answer to RESUME may keep it away longer than its stall watch.
+
+// lastWordUnanswered plays a post-copy source up to the destination's
+// last word and reads it without answering: SETTLED once every owed
+// page was pushed, or (broke) BROKEN after a second copy of a placed
+// page, which breaks the exactly-once rule. It returns the word's kind.
+func lastWordUnanswered(ctx context.Context, t *testing.T, s *script, dst *vmtest.VM, broke bool) uint32 {
+	never, stale := pcPages(s)
+	s.precopy(ctx, never, stale, false)
+	go s.serve(ctx)
+	s.send(ctx, msgCommit, nil)
+	s.recv(ctx, msgRunning)
+	if !broke {
+		s.push(ctx)
+		must(t, s.tr.Flush(ctx))
+		s.recv(ctx, msgSettled)
+		return msgSettled
+	}
+	const p = 10            // never sent, not free
+	if dst.Page(p) == nil { // requested, answered, placed
+		t.Error("Page failed")
+	}
+	must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+	s.recv(ctx, msgBroken)
+	return msgBroken
+}
+
+// TestPostcopySettledLingerCoversDoubledWait: every page arrived; the
+// destination's SETTLED is read by nobody (the connection died silently
+// with it in it). The source, whose earlier tries in a row went
+// unanswered, waits quietBound (switchover_timeout doubled five times)
+// for an answer before it tries again: longer than the destination's
+// wait for the source's answer (settledLinger) and its old linger
+// (brokenLinger + stall_timeout + stallRestart) together. The
+// destination must still listen then, and tell it SETTLED again. Before,
+// it had stopped listening: that source would have reconnected to
+// nobody and ended handover-unknown or postcopy-broken, a guest that
+// runs reported as lost.
+func TestPostcopySettledLingerCoversDoubledWait(t *testing.T) {
+	lingerCoversDoubledWait(t, false)
+}
+
+// TestPostcopyBrokenLingerCoversDoubledWait: as
+// TestPostcopySettledLingerCoversDoubledWait, with BROKEN: post-copy
+// broke for good on the destination, and its BROKEN is read by nobody.
+// The source that comes back after its doubled wait must still be told
+// BROKEN (it stops at once, postcopy-broken with the destination's
+// reason) instead of reconnecting to nobody for reconnect_timeout.
+func TestPostcopyBrokenLingerCoversDoubledWait(t *testing.T) {
+	lingerCoversDoubledWait(t, true)
+}
+
+func lingerCoversDoubledWait(t *testing.T, broke bool) {
+	oldLinger, oldRestart := brokenLinger, stallRestart
+	brokenLinger, stallRestart = 100*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { brokenLinger, stallRestart = oldLinger, oldRestart })
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.SwitchoverTimeout, opt.StallTimeout, opt.ReconnectTimeout = 250*time.Millisecond, time.Second, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	wait5 := quietBound(opt.SwitchoverTimeout, 5)
+	if wait5 <= settledLinger+brokenLinger+opt.StallTimeout+stallRestart {
+		t.Fatalf("the source's wait %v does not outlast the old linger: the test would prove nothing", wait5)
+	}
+	var told bool
+	failed := runScript(func() {
+		kind := lastWordUnanswered(ctx, t, s, dst, broke)
+		// The source waits out its bound for an answer (the time that
+		// passes in this scenario, not a synchronisation), then tries
+		// again.
+		select {
+		case <-time.After(wait5):
+		case <-ctx.Done():
+		}
+		s.tr.Close()
+		octx, ocancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ocancel()
+		if err := s.tr.Open(octx, s.req); err != nil {
+			t.Errorf("the source's next try, %v after %s, found no destination listening: %v", wait5, msgName(kind), err)
+			panic(errScript)
+		}
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		s.recv(ctx, kind)
+		told = true
+		s.send(ctx, kind, nil) // heard (pcSend.answer)
+		s.tr.Close()
+	})
+	rep, err := wait()
+	if failed || !told {
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	if broke {
+		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
+			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
+		}
+		return
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
+	}
+}
