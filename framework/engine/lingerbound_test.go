@@ -116,3 +116,65 @@ func lingerCoversDoubledWait(t *testing.T, broke bool) {
 		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
 	}
 }
+
+// TestPostcopySettledLingerCancelled: every page arrived and the VM
+// runs on the destination; its SETTLED went unanswered (the source
+// closed the session without answering), so it lingers for the
+// source's RESUME (lingerToTell: minutes by default, within
+// reconnect_timeout). Nothing of the guest depends on that wait, so a
+// cancel of Receive's context ends it at once, though the migration
+// held for post-copy and ignores a cancel otherwise (hold.go). Receive
+// still reports completed, the VM running. Before, the wait ran under a
+// context of its own and a cancel could not end it: the embedder (and a
+// VMM's migrate-incoming after it) waited it out.
+func TestPostcopySettledLingerCancelled(t *testing.T) {
+	lingerCancelled(t, false)
+}
+
+// TestPostcopyBrokenLingerCancelled: as
+// TestPostcopySettledLingerCancelled, with BROKEN: the VM was halted
+// for good; a cancel ends the wait to tell the source, and Receive
+// reports postcopy-broken.
+func TestPostcopyBrokenLingerCancelled(t *testing.T) {
+	lingerCancelled(t, true)
+}
+
+func lingerCancelled(t *testing.T, broke bool) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.StallTimeout, opt.ReconnectTimeout = 5*time.Second, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	d := &opensNth{Transport: destination(rcv, false), n: 2, nth: make(chan struct{})}
+	wait := receiveAsync(rctx, dst, d, opt)
+	failed := runScript(func() {
+		lastWordUnanswered(ctx, t, s, dst, broke)
+		s.tr.Close() // no answer: the destination lingers
+	})
+	if failed {
+		rcancel()
+		rep, err := wait()
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	select {
+	case <-d.nth: // lingering: listening for the source's RESUME
+	case <-ctx.Done():
+		t.Fatal("the destination did not listen for the source's RESUME")
+	}
+	cancelled := time.Now()
+	rcancel()
+	rep, err := wait()
+	if took := time.Since(cancelled); took > 3*time.Second {
+		t.Errorf("Receive returned %v after the cancel: the linger did not end with it", took.Round(time.Millisecond))
+	}
+	if broke {
+		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
+			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
+		}
+		return
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
+	}
+}

@@ -1005,21 +1005,29 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // (lingerToTell: as long as the source may take to come back, as for
 // BROKEN and ABORT). Without that, a source that never heard it would
 // reconnect to nobody and report a completed post-copy as broken.
+//
+// Every wait here, the reconnect for a SETTLED that could not be sent
+// included, ends with a cancel of the caller's context (heldCtx.caller),
+// though post-copy held: the guest runs here with every page and
+// nothing of it depends on the source hearing. A source that then never
+// hears SETTLED stays paused (handover-unknown or postcopy-broken) and
+// never resumes: it resumes only on the ABORT that answers its RESUME.
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
+	lctx := r.held.caller()
 	for {
 		err := r.send(ctx, settled)
 		if err == nil {
 			break
 		}
 		// Every page is here; the source only waits to hear it.
-		if rerr := pc.reconnect(ctx, fmt.Errorf("send SETTLED: %w", err)); rerr != nil {
+		if rerr := pc.reconnect(lctx, fmt.Errorf("send SETTLED: %w", err)); rerr != nil {
 			r.opt.Log.Warn("post-copy: every page arrived and the VM runs here, but SETTLED did not reach the source", "err", rerr)
 			return
 		}
 	}
-	if !r.awaitSourceClose(ctx, msgSettled) {
-		pc.lingerToTell(context.Background(), settled)
+	if !r.awaitSourceClose(lctx, msgSettled) {
+		pc.lingerToTell(lctx, settled)
 	}
 }
 
@@ -1089,14 +1097,18 @@ func (pc *pcRecv) broken(cause error) error {
 // as long as the source may take to come back, as for SETTLED and
 // ABORT). A source that reconnects later than that, or a destination
 // process that died, still costs the source its whole reconnect_timeout.
-// Either way the source keeps its paused copy.
+// Either way the source keeps its paused copy. A cancel of the caller's
+// context (heldCtx.caller) ends the waits, though post-copy held: the
+// guest is halted here for good and nothing of it depends on the source
+// hearing.
 func (pc *pcRecv) tellBroken(cause error) {
 	r := pc.r
 	broken := transport.Message{Kind: msgBroken, Payload: reason(cause)}
 	// The migration's context never ends in post-copy (hold.go): each
-	// wait here is bounded on its own.
-	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
-		pc.lingerToTell(context.Background(), broken)
+	// wait here is bounded on its own, and ends with the caller's.
+	lctx := r.held.caller()
+	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(lctx, msgBroken) {
+		pc.lingerToTell(lctx, broken)
 	}
 }
 
