@@ -26,7 +26,9 @@ const (
 	// LOADED, destination → source: empty; the state is loaded, the VM
 	// could run here. From its first byte on the source may commit.
 	msgLoaded = 4
-	// COMMIT, source → destination: empty; run the VM.
+	// COMMIT, source → destination: empty; run the VM. The destination
+	// refuses it (ABORT) after a VERIFIED that counts differing pages,
+	// or while the page check is open (receiver.commitRefused).
 	msgCommit = 5
 	// ABORT, either way, any time before the handover ends: the reason,
 	// text of ≤ maxAbortReason bytes (longer ones are cut by the sender).

@@ -128,7 +128,9 @@ const (
 	// whose VMM died, beside which its copy is the only one (docs/model:
 	// property (b), mutant 8). A source from before sets no such flag
 	// (and a destination from before ignores it): a break before its
-	// first HASHES is handled as before (pcRecv.uncommitted).
+	// first HASHES is handled as before (pcRecv.uncommitted). A COMMIT
+	// that arrives in that window is refused, in either mode
+	// (receiver.commitRefused).
 	helloCheck = 1 << 2
 )
 

@@ -16,11 +16,13 @@ import (
 // sends no HELLO within SwitchoverTimeout is closed, and the wait goes
 // on, waitAgain), checks that both sides have the same RAM layout, lets
 // the transport write pages, loads the state and answers LOADED; on
-// COMMIT it resumes the VM and answers RUNNING.
+// COMMIT it resumes the VM and answers RUNNING, unless the page check
+// forbids it (a verdict of differing pages, or the check still open:
+// commitRefused), which fails it as below.
 //
-// A failure before LOADED, an ABORT, or a VM that will not resume leaves
-// dst not running and tells the source (ABORT); the caller should then
-// discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
+// A failure before LOADED, an ABORT, a COMMIT refused, or a VM that
+// will not resume leaves dst not running and tells the source (ABORT);
+// the caller should then discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
 // between two of the page check's HASHES, nothing moves for the stall
 // bound: recvHashes) after LOADED and before COMMIT (in post-copy,
 // during the page check while pages are owed, from LOADED on when the
@@ -254,12 +256,51 @@ func (r *receiver) checkBroke() bool {
 // and commits without VERIFIED all the same (a bug) is believed; this
 // side then fails, never runs the VM, and that source, whose reconnect
 // finds nobody, ends handover-unknown beside a failed destination,
-// which migrate resolves by resuming it.
+// which migrate resolves by resuming it. Such a COMMIT that arrives is
+// refused (commitRefused) for the same reason.
 func (r *receiver) checkOpen() bool {
 	if r.check != nil {
 		return r.check.pending()
 	}
 	return r.checkPromised
+}
+
+// errCommitRefused: a COMMIT the page check forbids (commitRefused).
+var errCommitRefused = errors.New("COMMIT refused")
+
+// commitRefused says why this destination must not act on a COMMIT that
+// just came, or returns nil: the page check found differing pages (a
+// verdict the source never commits on: this copy is known to be wrong),
+// or it is open (checkOpen: HASHES are still due, or HELLO promised the
+// check and none came yet: this copy is not checked). A source that
+// keeps the protocol writes COMMIT only after a clean VERIFIED, so only
+// a buggy one (authenticated, so trusted) is refused; the source's rule
+// alone kept a wrong copy from running before (docs/model, mutants 18
+// and 19). The same holds in post-copy, whose check runs before COMMIT
+// too. The caller fails and sends ABORT (giveUp): a source that reads
+// it after its COMMIT resumes the VM (sender.commit), one that does not
+// (its session broke) ends handover-unknown beside a failed
+// destination, and migrate resolves that by resuming it. What it cannot
+// tell: a source without the check that sends no HASHES promises
+// nothing, and its COMMIT is acted on as ever; in post-copy, pages
+// absent at the check are compared only as they land, after the VM
+// runs (ErrPostcopyCheck).
+func (r *receiver) commitRefused() error {
+	const never = "this destination never runs the VM (a source that commits there breaks the protocol: " +
+		"resume the VM on the source)"
+	switch {
+	case r.check != nil && r.check.bad > 0:
+		return fmt.Errorf("%w: it came after the page check found %d differing pages (first: page %d), a verdict the "+
+			"source never commits on: this copy is wrong; %s", errCommitRefused, r.check.bad, r.check.firstBad, never)
+	case r.check != nil && r.checkOpen():
+		return fmt.Errorf("%w: it came during the page check, with %d of %d pages' hashes in, before VERIFIED: the "+
+			"source commits only after a clean one, and this copy is not checked; %s", errCommitRefused, r.check.next,
+			r.layout.Pages(), never)
+	case r.checkOpen():
+		return fmt.Errorf("%w: it came before the page check the source promised in HELLO (no HASHES yet, no "+
+			"VERIFIED): the source commits only after a clean one, and this copy is not checked; %s", errCommitRefused, never)
+	}
+	return nil
 }
 
 // recv waits for the next message: a fresh session's first (HELLO) at
@@ -450,10 +491,14 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 }
 
 // commit runs the VM and answers RUNNING. If the VM will not resume, or
-// the caller cancelled before it did, the migration fails here (and the
-// source, told by ABORT, resumes). A lost RUNNING is the source's
+// the caller cancelled before it did, or the page check refuses the
+// COMMIT (commitRefused, in either mode), the migration fails here (and
+// the source, told by ABORT, resumes). A lost RUNNING is the source's
 // problem to resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
+	if err := r.commitRefused(); err != nil {
+		return err // giveUp: failed, ABORT
+	}
 	if r.pc != nil && r.pc.on {
 		return r.pc.commit(ctx)
 	}

@@ -16,7 +16,11 @@ import (
 // paused source sends a hash of every page; the destination compares them
 // with its own RAM before it may run, and answers VERIFIED with the number
 // of differing pages. Any difference aborts the migration: the source
-// resumes and the destination never starts.
+// resumes and the destination never starts. The destination holds to
+// that on its own: a COMMIT after such a verdict, or before VERIFIED
+// while the check is open, is refused (receiver.commitRefused: failed,
+// ABORT), so a source that commits all the same (a bug) cannot make it
+// run a copy known to be wrong or not yet checked.
 //
 // A page whose last send was a skip on a free or unused hint goes as
 // hashFree, which the destination does not compare: the check trusts the
