@@ -143,9 +143,12 @@ func (c *heldCtx) cancelled(err error) error {
 // caller is the caller's context: it ends with the caller's cancel or
 // deadline, held or not. After the hold only a wait that nothing of the
 // guest depends on may run under it: a post-copy destination's telling
-// its source how post-copy ended (pcRecv.tellSettled, tellBroken). A
-// Cancel that finds the side held cancels nothing, so it does not reach
-// such a wait; a plain cancel of the caller's context does.
+// its source how post-copy ended (pcRecv.tellSettled, tellBroken), and
+// not the short wait for the answer on the session that carried it: a
+// caller cancelled (or past its deadline) earlier in post-copy is done
+// already when the telling starts. A Cancel that finds the side held
+// cancels nothing, so it does not reach such a wait; a plain cancel of
+// the caller's context does.
 func (c *heldCtx) caller() context.Context { return c.parent }
 
 // release stops following the parent (the migration is over).

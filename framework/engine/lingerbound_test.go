@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,6 +168,120 @@ func lingerCancelled(t *testing.T, broke bool) {
 	rep, err := wait()
 	if took := time.Since(cancelled); took > 3*time.Second {
 		t.Errorf("Receive returned %v after the cancel: the linger did not end with it", took.Round(time.Millisecond))
+	}
+	if broke {
+		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
+			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
+		}
+		return
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
+	}
+}
+
+// lastWordWatch is a destination's transport that watches the wait for
+// the source's answer to its last word (kind: SETTLED or BROKEN). Once
+// that word went out, RecvMessage behaves as a network transport's: a
+// context already done ends it at once (as gRPC's does), and the
+// source's answer is returned only after the script sent it (answered
+// closed), so the order of the two never depends on scheduling. heard
+// says the destination read that answer.
+type lastWordWatch struct {
+	transport.Transport
+	kind     uint32
+	sent     atomic.Bool
+	answered chan struct{}
+	heard    atomic.Bool
+}
+
+func (w *lastWordWatch) SendMessage(ctx context.Context, m transport.Message) error {
+	err := w.Transport.SendMessage(ctx, m)
+	if err == nil && m.Kind == w.kind {
+		w.sent.Store(true)
+	}
+	return err
+}
+
+func (w *lastWordWatch) RecvMessage(ctx context.Context) (transport.Message, error) {
+	if !w.sent.Load() {
+		return w.Transport.RecvMessage(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		return transport.Message{}, err
+	}
+	select {
+	case <-w.answered:
+	case <-ctx.Done():
+		return transport.Message{}, ctx.Err()
+	}
+	m, err := w.Transport.RecvMessage(ctx)
+	if err == nil && m.Kind == w.kind {
+		w.heard.Store(true)
+	}
+	return m, err
+}
+
+// TestPostcopySettledAnswerAfterIgnoredCancel: Receive's context is
+// cancelled in post-copy (ignored: the guest runs here, hold.go); later
+// every page arrives and SETTLED goes out on a session that works, to a
+// source that reads it and answers. The destination must still wait
+// for that answer before it closes the session (awaitSourceClose, at
+// most settledLinger): closing at once can lose SETTLED under a source
+// still writing, which then reports a guest that runs as broken. Before,
+// the cancel that had been ignored ended that wait before it began: the
+// session was closed without reading the answer.
+func TestPostcopySettledAnswerAfterIgnoredCancel(t *testing.T) {
+	answerAfterIgnoredCancel(t, false)
+}
+
+// TestPostcopyBrokenAnswerAfterIgnoredCancel: as
+// TestPostcopySettledAnswerAfterIgnoredCancel, with BROKEN.
+func TestPostcopyBrokenAnswerAfterIgnoredCancel(t *testing.T) {
+	answerAfterIgnoredCancel(t, true)
+}
+
+func answerAfterIgnoredCancel(t *testing.T, broke bool) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.StallTimeout, opt.ReconnectTimeout = 5*time.Second, time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	kind := uint32(msgSettled)
+	if broke {
+		kind = msgBroken
+	}
+	w := &lastWordWatch{Transport: rcv, kind: kind, answered: make(chan struct{})}
+	wait := receiveAsync(rctx, dst, w, opt)
+	failed := runScript(func() {
+		never, stale := pcPages(s)
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		s.send(ctx, msgCommit, nil)
+		s.recv(ctx, msgRunning)
+		rcancel() // after the hold: ignored
+		if broke {
+			const p = 10            // never sent, not free
+			if dst.Page(p) == nil { // requested, answered, placed
+				t.Error("Page failed")
+			}
+			must(t, s.tr.SendPages(ctx, []transport.PageRun{{First: p, Count: 1, Kind: transport.KindData}}))
+		} else {
+			s.push(ctx)
+			must(t, s.tr.Flush(ctx))
+		}
+		s.recv(ctx, kind)
+		_ = s.tr.SendMessage(ctx, transport.Message{Kind: kind}) // the answer; the session may be gone
+		close(w.answered)
+	})
+	rep, err := wait()
+	s.tr.Close()
+	if failed {
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	if !w.heard.Load() {
+		t.Errorf("the destination closed the session without waiting for the source's answer to %s (a cancel ignored in post-copy ended that wait)", msgName(kind))
 	}
 	if broke {
 		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {

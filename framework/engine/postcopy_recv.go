@@ -1006,12 +1006,18 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // BROKEN and ABORT). Without that, a source that never heard it would
 // reconnect to nobody and report a completed post-copy as broken.
 //
-// Every wait here, the reconnect for a SETTLED that could not be sent
-// included, ends with a cancel of the caller's context (heldCtx.caller),
-// though post-copy held: the guest runs here with every page and
-// nothing of it depends on the source hearing. A source that then never
-// hears SETTLED stays paused (handover-unknown or postcopy-broken) and
-// never resumes: it resumes only on the ABORT that answers its RESUME.
+// The waits for a source that did not hear, the reconnect for a SETTLED
+// that could not be sent included, end with a cancel of the caller's
+// context (heldCtx.caller), though post-copy held: the guest runs here
+// with every page and nothing of it depends on the source hearing. A
+// source that then never hears SETTLED stays paused (handover-unknown or
+// postcopy-broken) and never resumes: it resumes only on the ABORT that
+// answers its RESUME. The wait for the answer on the session that
+// carried SETTLED does not end with it (it is part of saying SETTLED to
+// a source that is there, and lasts at most settledLinger): a cancel
+// ignored earlier in post-copy, or a deadline passed meanwhile, would
+// otherwise close that session at once and could lose SETTLED
+// (TestPostcopySettledAnswerAfterIgnoredCancel).
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
 	lctx := r.held.caller()
@@ -1026,7 +1032,7 @@ func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 			return
 		}
 	}
-	if !r.awaitSourceClose(lctx, msgSettled) {
+	if !r.awaitSourceClose(ctx, msgSettled) {
 		pc.lingerToTell(lctx, settled)
 	}
 }
@@ -1098,16 +1104,19 @@ func (pc *pcRecv) broken(cause error) error {
 // ABORT). A source that reconnects later than that, or a destination
 // process that died, still costs the source its whole reconnect_timeout.
 // Either way the source keeps its paused copy. A cancel of the caller's
-// context (heldCtx.caller) ends the waits, though post-copy held: the
-// guest is halted here for good and nothing of it depends on the source
-// hearing.
+// context (heldCtx.caller) ends the listening (lingerToTell), though
+// post-copy held: the guest is halted here for good and nothing of it
+// depends on the source hearing. It does not end the wait for the
+// answer on the session that carried BROKEN (at most settledLinger), as
+// for SETTLED (TestPostcopyBrokenAnswerAfterIgnoredCancel).
 func (pc *pcRecv) tellBroken(cause error) {
 	r := pc.r
 	broken := transport.Message{Kind: msgBroken, Payload: reason(cause)}
 	// The migration's context never ends in post-copy (hold.go): each
-	// wait here is bounded on its own, and ends with the caller's.
+	// wait here is bounded on its own; the listening ends with the
+	// caller's.
 	lctx := r.held.caller()
-	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(lctx, msgBroken) {
+	if r.send(context.Background(), broken) != nil || !r.awaitSourceClose(context.Background(), msgBroken) {
 		pc.lingerToTell(lctx, broken)
 	}
 }
