@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -291,5 +292,101 @@ func answerAfterIgnoredCancel(t *testing.T, broke bool) {
 	}
 	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
 		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
+	}
+}
+
+// settledDies is a destination's transport whose every SETTLED dies
+// with its connection as it goes out: the session ends and the send
+// fails. first is when that first happened.
+type settledDies struct {
+	transport.Transport
+	mu    sync.Mutex
+	first time.Time
+}
+
+func (d *settledDies) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind != msgSettled {
+		return d.Transport.SendMessage(ctx, m)
+	}
+	d.mu.Lock()
+	if d.first.IsZero() {
+		d.first = time.Now()
+	}
+	d.mu.Unlock()
+	d.Transport.Close()
+	return transport.ErrClosed
+}
+
+// TestPostcopySettledReconnectBounded: every page arrived, and each
+// SETTLED the destination sends dies with its connection; a peer with
+// this migration's tag (its source, or one holding the job's
+// credentials) reconnects again and again, each RESUME answered with
+// MISSING. The destination's wait to tell the source SETTLED must end
+// within reconnect_timeout of its start, as lingerToTell's does. Before,
+// each SETTLED that could not be sent started a fresh reconnect with a
+// reconnect_timeout of its own: a peer that kept reconnecting held
+// Receive for as long as it liked.
+func TestPostcopySettledReconnectBounded(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.StallTimeout, opt.ReconnectTimeout = 5*time.Second, 2*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d := &settledDies{Transport: rcv}
+	wait := receiveAsync(ctx, dst, d, opt)
+	const tries, gap = 5, 1200 * time.Millisecond // tries*gap well past reconnect_timeout
+	got := 0
+	var failed bool
+	scripted := make(chan struct{})
+	go func() {
+		defer close(scripted)
+		failed = runScript(func() { settledDiesScript(ctx, t, s, tries, gap, &got) })
+	}()
+	rep, err := wait()
+	returned := time.Now()
+	<-scripted
+	s.tr.Close()
+	if failed {
+		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
+	}
+	d.mu.Lock()
+	took := returned.Sub(d.first)
+	d.mu.Unlock()
+	if limit := opt.ReconnectTimeout + time.Second; took > limit || got == tries {
+		t.Errorf("Receive returned %v after the first SETTLED died (reconnect_timeout %v), taking %d of %d reconnects: the wait to tell was not bounded",
+			took.Round(time.Millisecond), opt.ReconnectTimeout, got, tries)
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
+	}
+}
+
+// settledDiesScript plays TestPostcopySettledReconnectBounded's source:
+// every page pushed, then tries reconnects gap apart, each RESUME's
+// MISSING read (got counts them), until nobody listens.
+func settledDiesScript(ctx context.Context, t *testing.T, s *script, tries int, gap time.Duration, got *int) {
+	never, stale := pcPages(s)
+	s.precopy(ctx, never, stale, false)
+	go s.serve(ctx)
+	s.send(ctx, msgCommit, nil)
+	s.recv(ctx, msgRunning)
+	s.push(ctx)
+	must(t, s.tr.Flush(ctx))
+	for range tries {
+		// The time between two tries passes in this scenario; it
+		// is no synchronisation.
+		select {
+		case <-time.After(gap):
+		case <-ctx.Done():
+		}
+		s.tr.Close()
+		octx, ocancel := context.WithTimeout(ctx, time.Second)
+		err := s.tr.Open(octx, s.req)
+		ocancel()
+		if err != nil {
+			return // nobody listens any more
+		}
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		s.recv(ctx, msgMissing)
+		*got++
 	}
 }

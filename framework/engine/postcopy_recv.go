@@ -1018,9 +1018,19 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // ignored earlier in post-copy, or a deadline passed meanwhile, would
 // otherwise close that session at once and could lose SETTLED
 // (TestPostcopySettledAnswerAfterIgnoredCancel).
+//
+// All of it ends within reconnect_timeout of its start: the reconnects
+// for a SETTLED that could not be sent share that one bound with
+// lingerToTell, so a peer with this migration's tag that reconnects
+// again and again, its SETTLED dying each time, cannot hold it longer
+// (TestPostcopySettledReconnectBounded); each reconnect once had a
+// reconnect_timeout of its own. What that costs: a source whose
+// connection breaks at each SETTLED for longer than that is no longer
+// waited for, and ends handover-unknown or postcopy-broken, paused.
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
-	lctx := r.held.caller()
+	lctx, cancel := context.WithTimeout(r.held.caller(), r.opt.ReconnectTimeout)
+	defer cancel()
 	for {
 		err := r.send(ctx, settled)
 		if err == nil {
