@@ -26,7 +26,9 @@ import (
 //	                               running); refused on a source writing COMMIT or waiting for
 //	                               RUNNING, on a destination acting on COMMIT, and in post-copy,
 //	                               where it would lose the guest; the engine decides, so
-//	                               "cancelled" is a cancel it applied (migration.go)
+//	                               "cancelled" is a cancel it applied (migration.go); on a
+//	                               destination whose post-copy ended, it ends the wait to tell
+//	                               the source how, and says so (linger.go)
 //	migrate-resolve ResolveArgs  → ResolveResult: query or resolve a handover-unknown (handover.go)
 //	migrate-start-postcopy [IDArgs] → StartPostcopyResult: switch the running migration-send to
 //	                               post-copy now (postcopy.go)
@@ -102,6 +104,7 @@ func (v *VM) startMigration(reqCtx context.Context, mg *migration, raw json.RawM
 		cancel()
 		return nil, err
 	}
+	own.linger.setEnd(cancel) // a plain cancel: the engine follows it after the hold only to end its telling (linger.go)
 	spec.Role, spec.Progress = role, mg.progress
 	if role == transport.RoleSend {
 		spec.Engine.StartPostcopy = mg.switchable()

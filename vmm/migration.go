@@ -55,10 +55,22 @@ func (m migrationVM) GuestMemory(i int) []byte { return m.Memory(i) }
 
 // Postcopy implements framework.PostcopyTarget: from now on (until t is
 // nil) the devices' accesses to guest RAM call t.Touch first (guestram.go).
-func (m migrationVM) Postcopy(t framework.Toucher) { m.v.ram.setToucher(t) }
+// A nil after the guest ran here says post-copy ended (linger.go).
+func (m migrationVM) Postcopy(t framework.Toucher) {
+	m.v.ram.setToucher(t)
+	if t == nil && m.own != nil {
+		m.own.linger.postcopyUnset()
+	}
+}
 
-// Halt implements framework.PostcopyTarget (vmm/postcopy.go).
-func (m migrationVM) Halt() error { return m.v.halt() }
+// Halt implements framework.PostcopyTarget (vmm/postcopy.go); post-copy
+// ended here, broken (linger.go).
+func (m migrationVM) Halt() error {
+	if m.own != nil {
+		defer m.own.linger.halted() // once the VM is halted
+	}
+	return m.v.halt()
+}
 
 // StartDirtyLog implements framework.Source.
 func (m migrationVM) StartDirtyLog() error { return m.v.EnableDirtyLog() }
@@ -87,6 +99,7 @@ func (m migrationVM) Resume() error {
 		if was == StatePaused {
 			m.own.resumed = true
 		}
+		m.own.linger.resumed()
 		return nil
 	})
 }
@@ -140,10 +153,14 @@ type migration struct {
 }
 
 // owner is the current (or last) migration's hold on the VM's run state,
-// or nil. Its do fails with errNotOwner once released: a command that
-// decides how a migration ends (migrate-resolve) runs its change through
-// owner().do and then owner().release.
+// or nil (also for a nil mg). Its do fails with errNotOwner once
+// released: a command that decides how a migration ends
+// (migrate-resolve) runs its change through owner().do and then
+// owner().release.
 func (mg *migration) owner() *migrationOwner {
+	if mg == nil {
+		return nil
+	}
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	return mg.own
@@ -233,7 +250,11 @@ func tagFingerprint(m *api.Migration) string {
 // says so, or says why it did not: none runs, the guest runs or is about
 // to run on the destination in post-copy, where stopping either side
 // would lose it, a pre-copy source writes COMMIT or waits for RUNNING,
-// or a pre-copy destination acts on COMMIT. The engine decides (its
+// or a pre-copy destination acts on COMMIT. On a post-copy destination
+// whose post-copy already ended here (every page arrived, or broke for
+// good) it ends the engine's wait to tell the source how, the only
+// thing left (lingerEnd.endNow), and says so (errLingerEnded): the
+// migration is not cancelled, it ends at once as it would have. The engine decides (its
 // Cancel, under its hold: engine/cancel.go), not the last progress
 // report, which follows the hold a moment later: a cancel answered
 // "cancelled" is one the engine applied. Before, a cancel between the
@@ -254,6 +275,8 @@ func (mg *migration) cancelRunning(n api.IDArgs) (api.CancelResult, error) {
 	switch {
 	case took:
 		return api.CancelResult{Cancelled: true}, nil
+	case postcopy && mg.cur.Role == transport.RoleReceive.String() && mg.own != nil && mg.own.linger.endNow():
+		return api.CancelResult{Postcopy: true, Why: errLingerEnded}, nil
 	case postcopy:
 		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}, nil
 	case mg.cur.Role == transport.RoleSend.String():
@@ -332,6 +355,14 @@ const errCommittingNoCancel = "COMMIT is going or has gone out: the destination 
 // destination that acts on COMMIT.
 const errCommittedHereNoCancel = "COMMIT arrived: the guest runs here, or is being resumed here, and the source keeps its copy paused; " +
 	"the migration ends once RUNNING went out (completed), or failed with the guest running on the source again if it would not resume here"
+
+// errLingerEnded is migrate-cancel's answer on a post-copy destination
+// whose post-copy had ended here and that only waited to tell its
+// source how (linger.go).
+const errLingerEnded = "post-copy had already ended here (every page arrived and the guest runs here, or it broke and the VM was halted); " +
+	"this VMM only waited to tell the source how (up to about 6 minutes): that wait is ended, nothing else is cancelled, and the migration " +
+	"ends now as it would have (completed, or post-copy-broken); the source, not told, ends handover-unknown or post-copy-broken after " +
+	"its reconnect_timeout, and migrate -resolve reads this side"
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.
 const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +

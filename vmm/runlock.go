@@ -112,6 +112,10 @@ type migrationOwner struct {
 	// source whose migration failed ran the guest after the pause even
 	// if its VM stopped since (sideAfter).
 	resumed bool
+	// linger tells when the migration's post-copy ended here, on a
+	// destination, and ends the engine's wait to tell the source how
+	// (linger.go).
+	linger lingerEnd
 }
 
 // errNotOwner is what an owner's do returns after release.

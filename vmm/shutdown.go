@@ -24,7 +24,8 @@ import (
 //	                 ├─ the VM runs, and migrate-resolve resumed the guest here (its only copy) after a
 //	                 │  migration ended handover-unknown: one waited for above, or one whose resume
 //	                 │  ended after the request came (resolvedHereInShutdown) ─► cancelled: the VM runs on
-//	                 └─ otherwise ─► stop
+//	                 └─ otherwise ─► stop; an incoming post-copy's wait to tell its source how
+//	                    post-copy ended here is cut, now or once it ended (linger.go)
 //
 // An incoming migration is looked for before the run lock too: the
 // engine's LoadState holds it, and a post-copy one may wait in a fault
@@ -245,6 +246,9 @@ func (v *VM) shutdownLook(waited []*api.Migration) (w *shutdownWait, kept bool) 
 				"this VMM stops once migrate -resolve settled it (a second signal exits now and may lose the guest)"}, false
 	case st == StateRunning && mg.resolvedHere(waited):
 		return nil, true
+	}
+	if own := mg.owner(); own != nil { // nil mg: none
+		own.linger.cutOnEnd() // an incoming post-copy's telling its source how it ended (linger.go)
 	}
 	v.Stop()
 	return nil, false

@@ -166,7 +166,10 @@ type CancelResult struct {
 	Cancelled bool `json:"cancelled"`
 	// Postcopy: refused because the migration is in post-copy, or about
 	// to run the guest on the destination in post-copy (cancelling would
-	// lose it). Follow it to its end instead.
+	// lose it). Follow it to its end instead. On a destination whose
+	// post-copy already ended (every page arrived, or it broke) and that
+	// only waits to tell its source how, the VMM ends that wait and Why
+	// says so: the migration then ends at once as it would have.
 	Postcopy bool `json:"postcopy,omitempty"`
 	// Committing: refused because the source is writing COMMIT or has
 	// written it and waits for RUNNING (pre-copy); the engine ignores a

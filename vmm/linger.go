@@ -1,0 +1,111 @@
+package vmm
+
+import (
+	"context"
+	"sync"
+)
+
+// A post-copy destination whose post-copy ended here (SETTLED: every
+// page arrived and the guest runs here on its own; BROKEN: the VM was
+// halted for good) may go on for minutes telling its source how
+// (engine: tellSettled, tellBroken, lingerToTell; up to about 6 minutes
+// by default, docs/POSTCOPY.md). Its migration still owns the VM
+// meanwhile: migrate-incoming is refused, and the VMM's exit (VM.Close)
+// waits for it. engine.Cancel refuses a side that held for post-copy, so
+// the VMM ends that wait itself, with a plain cancel of the context
+// Receive runs under, which the engine follows only for that wait
+// (heldCtx.caller) once post-copy ended:
+//
+//	engine's Resume at COMMIT ─► ran
+//	Postcopy(nil) after ran, or Halt ─► ended ──┬─ cut asked before ─► end Receive's ctx
+//	migrate-cancel (cancelRunning) ─── ended? ──┴─ yes ─► end Receive's ctx, say so
+//	shutdown's stop (shutdownLook) ─► cut: end Receive's ctx now if ended, else once it is
+//
+// The VMM learns the end from the framework.PostcopyTarget calls: after
+// the guest ran here, Postcopy(nil) comes once every page arrived or
+// post-copy broke, and Halt once it broke; from either on, nothing of
+// the guest depends on the source (devices reach guest RAM without the
+// Toucher, or the VM never runs again), and the engine only tells the
+// source. Before that, nothing is cancelled: a cut asked then waits.
+// What it costs: a source not told stays paused and ends, after its
+// reconnect_timeout, handover-unknown or postcopy-broken; it never
+// resumes on silence, and migrate -resolve reads this side's state. A
+// cut that comes right as SETTLED or BROKEN went out also ends the
+// engine's few seconds' wait for the source's answer, which a source
+// still writing pages may then miss.
+
+// lingerEnd is one migration's view of its destination's post-copy end
+// (migrationOwner.linger). Its methods may be called from any goroutine.
+type lingerEnd struct {
+	mu    sync.Mutex
+	ran   bool               // the engine's Resume ran the guest here (COMMIT)
+	ended bool               // post-copy ended here: Postcopy(nil) after ran, or Halt
+	cut   bool               // the shutdown asked to end the telling once post-copy ended
+	end   context.CancelFunc // cancels the context Receive runs under; nil: none set
+}
+
+// setEnd sets the cancel of the context the migration's engine runs
+// under (startMigration).
+func (l *lingerEnd) setEnd(end context.CancelFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.end = end
+}
+
+// resumed records that the engine's Resume ran the guest here.
+func (l *lingerEnd) resumed() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ran = true
+}
+
+// postcopyUnset records the engine's Postcopy(nil): post-copy ended if
+// the guest ran here.
+func (l *lingerEnd) postcopyUnset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ran {
+		l.endedLocked()
+	}
+}
+
+// halted records the engine's Halt: post-copy broke for good here.
+func (l *lingerEnd) halted() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endedLocked()
+}
+
+// endedLocked marks post-copy ended, and ends the telling if a cut was
+// asked; l.mu is held.
+func (l *lingerEnd) endedLocked() {
+	l.ended = true
+	if l.cut && l.end != nil {
+		l.end()
+	}
+}
+
+// endNow ends the telling if post-copy ended here (migrate-cancel) and
+// says so; otherwise it changes nothing. It cannot say whether the
+// engine was still telling: one that had just returned is ended all the
+// same.
+func (l *lingerEnd) endNow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ended || l.end == nil {
+		return false
+	}
+	l.end()
+	return true
+}
+
+// cutOnEnd ends the telling now if post-copy ended here, else as soon
+// as it ends (the shutdown's stop); before that it changes nothing.
+func (l *lingerEnd) cutOnEnd() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	if l.ended && l.end != nil {
+		l.end()
+	}
+}

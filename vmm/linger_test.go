@@ -1,0 +1,125 @@
+package vmm
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// A post-copy destination whose post-copy ended here (SETTLED, or BROKEN
+// with the VM halted) only waits to tell its source how (linger.go).
+// These tests drive the VMM's side of it through the Target calls the
+// engine makes (migrationVM's Resume, Postcopy, Halt), with the
+// migration's context cancel counted: the engine's own following of
+// that cancel is proven in framework/engine
+// (TestPostcopySettledLingerCancelled, TestPostcopyBrokenLingerCancelled).
+
+// lingeringDestination is a destination VM whose incoming post-copy
+// migration held (engine.Cancel refuses it: post-copy) and whose guest
+// runs here (the engine's Resume at COMMIT); ends counts the cancels of
+// the context its engine runs under.
+func lingeringDestination(t *testing.T) (*VM, *migration, migrationVM, *atomic.Int32) {
+	v := bareVM(StatePaused) // LoadState done
+	v.ram = &guestRAM{}
+	mg := &migration{}
+	v.mig = mg
+	own, err := v.claim(t.Context(), mg, transport.RoleReceive.String(), "", func() (bool, bool) { return false, true },
+		func(State) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends atomic.Int32
+	own.linger.setEnd(func() { ends.Add(1) })
+	m := migrationVM{v: v, own: own}
+	if err := m.Resume(); err != nil { // COMMIT
+		t.Fatal(err)
+	}
+	mg.progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverPostcopy})
+	return v, mg, m, &ends
+}
+
+// TestCancelEndsLingerAfterPostcopy: migrate-cancel on a post-copy
+// destination still owed pages cancels nothing and says post-copy
+// cannot be cancelled (as before); once post-copy ended here (every page
+// arrived: Postcopy(nil); or it broke: Halt) it ends the engine's wait
+// to tell the source, the migration's context, and says so. Before,
+// engine.Cancel refused it and nothing ended that wait: the VMM refused
+// migrate-incoming, and its exit waited, for up to about 6 minutes.
+func TestCancelEndsLingerAfterPostcopy(t *testing.T) {
+	for _, how := range []string{"settled", "broken"} {
+		_, mg, m, ends := lingeringDestination(t)
+		res, err := mg.cancelRunning(api.IDArgs{})
+		if err != nil || res.Cancelled || !res.Postcopy || res.Why != errPostcopyNoCancel || ends.Load() != 0 {
+			t.Fatalf("%s, pages still owed: %+v, %v, %d cancels; want refused, post-copy, nothing cancelled", how, res, err, ends.Load())
+		}
+		if how == "settled" {
+			m.Postcopy(nil) // every page arrived; SETTLED goes out next
+		} else {
+			m.Halt() // post-copy broke for good; BROKEN goes out next
+		}
+		res, err = mg.cancelRunning(api.IDArgs{})
+		if err != nil || res.Cancelled || !res.Postcopy || !strings.Contains(res.Why, "that wait is ended") {
+			t.Errorf("%s: %+v, %v; want not cancelled, the wait to tell the source ended", how, res, err)
+		}
+		if ends.Load() != 1 {
+			t.Errorf("%s: the migration's context was cancelled %d times, want once", how, ends.Load())
+		}
+	}
+}
+
+// TestShutdownEndsLingerAfterPostcopy: the VMM's shutdown stops a
+// post-copy destination whose guest runs here, as before, and cuts the
+// engine's wait to tell the source how post-copy ended: at once if it
+// already ended, else only once it ends (nothing that still decides the
+// guest's fate is cancelled). Before, nothing cut it: VM.Close, which
+// waits for the migration, waited it out (up to about 6 minutes).
+func TestShutdownEndsLingerAfterPostcopy(t *testing.T) {
+	for _, ended := range []bool{true, false} {
+		v, _, m, ends := lingeringDestination(t)
+		v.state = StateRunning
+		if ended {
+			m.Postcopy(nil)
+		}
+		done := make(chan struct{})
+		go func() { v.shutdown(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ended %v: the shutdown did not stop the destination", ended)
+		}
+		if st := v.Status().State; st != StateStopped {
+			t.Errorf("ended %v: VM %s after the shutdown, want stopped", ended, st)
+		}
+		want := int32(0)
+		if ended {
+			want = 1
+		}
+		if n := ends.Load(); n != want {
+			t.Fatalf("ended %v: the migration's context was cancelled %d times by the shutdown, want %d", ended, n, want)
+		}
+		if !ended {
+			m.Postcopy(nil) // post-copy ends after the shutdown: the telling is cut then
+			if n := ends.Load(); n != 1 {
+				t.Errorf("post-copy ended after the shutdown: the migration's context was cancelled %d times, want once", n)
+			}
+		}
+	}
+}
+
+// TestLingerNotEndedBeforeCommit: a Postcopy(nil) before the guest ran
+// here (a migration that failed before COMMIT) is no post-copy end: a
+// migrate-cancel then is engine.Cancel's alone.
+func TestLingerNotEndedBeforeCommit(t *testing.T) {
+	var l lingerEnd
+	n := 0
+	l.setEnd(func() { n++ })
+	l.postcopyUnset()
+	if l.endNow() || n != 0 {
+		t.Errorf("ended before the guest ran here (%d cancels)", n)
+	}
+}
