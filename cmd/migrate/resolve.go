@@ -672,21 +672,22 @@ func newResolver(j *job.Job, out io.Writer) *resolver {
 }
 
 // postcopyWait is resolver.pcWait: the destination's own
-// reconnect_timeout, then stall_timeout plus 30 s for it to tell the
-// source how its post-copy ended. That was the engine's lingerToTell
-// until 2026-12-07 (15 s, stall_timeout, 15 s to restart a stalled
-// plugin: 1 minute by default); it now listens up to 15 s beyond
-// lingerNotice (the source's doubled wait for an answer to RESUME, 320 s
-// by default) plus those 15 s, about 6 minutes by default, within the
-// destination's reconnect_timeout, and 5 s for the source's answer
-// before that: this wait falls short by up to about 5 minutes by default,
-// and a destination still telling then reads as migrating (engine's
-// lingerNotice is not exported; a migrate-cancel on that destination
-// ends the telling). It does not count the engine raising the stall
-// timeout to the time 8 MiB take at a bandwidth cap (below 280 kB/s with
-// the default 30 s).
+// reconnect_timeout, stall_timeout plus 30 s for a stalled plugin to be
+// noticed and restarted, then engine.TellBound: as long as a
+// destination whose post-copy ended may stay reported as migrating
+// while it tells the source how (its last word's send, the wait for the
+// answer, and the listen for a source that comes back: about 6 minutes
+// by default since the SETTLED and BROKEN lingers cover the source's
+// doubled answer wait; a migrate-cancel on that destination ends it).
+// It uses the engine's own defaults and its raised stall timeout at a
+// bandwidth cap (engine.Options.defaults). A destination whose source
+// keeps reconnecting without answering can read as migrating longer
+// (TellBound's doc).
 func postcopyWait(l job.Limits) time.Duration {
-	return cmp.Or(l.ReconnectTimeout, engine.DefaultReconnectTimeout) + cmp.Or(l.StallTimeout, engine.DefaultStallTimeout) + 30*time.Second
+	o := engine.Options{ReconnectTimeout: l.ReconnectTimeout, StallTimeout: l.StallTimeout,
+		SwitchoverTimeout: l.SwitchoverTimeout, Bandwidth: l.Bandwidth}
+	return cmp.Or(l.ReconnectTimeout, engine.DefaultReconnectTimeout) + cmp.Or(l.StallTimeout, engine.DefaultStallTimeout) +
+		30*time.Second + engine.TellBound(o)
 }
 
 // notSent keeps err, an act not sent to an older VMM (nil: none), if

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -118,23 +119,33 @@ func TestPlan(t *testing.T) {
 
 // TestPostcopyWaitCoversStall: beside a source whose post-copy broke,
 // migrate waits for a destination still in post-copy through its
-// reconnect_timeout and the linger after it, which grows with the job's
-// stall_timeout (the engine's lingerToTell); with the defaults, 11
-// minutes as before. Until stall_timeout was a job setting the linger
-// was taken as a fixed minute, and a longer stall_timeout would have had
-// migrate call the guest lost while the destination could still run it.
+// reconnect_timeout, stall_timeout and 30 s, then the engine's
+// TellBound: a destination whose post-copy ended listens to tell its
+// source how, and reads as migrating meanwhile. With the defaults, 17
+// minutes: 11 before the SETTLED and BROKEN lingers covered the source's
+// doubled answer wait (2026-12-07), when migrate could call the guest
+// lost while the destination, still telling, ran it. Until stall_timeout
+// was a job setting the linger was taken as a fixed minute.
 func TestPostcopyWaitCoversStall(t *testing.T) {
 	for _, c := range []struct {
 		l    job.Limits
 		want time.Duration
 	}{
-		{job.Limits{}, 11 * time.Minute},
-		{job.Limits{ReconnectTimeout: job.DefaultReconnectTimeout, StallTimeout: job.DefaultStallTimeout}, 11 * time.Minute},
-		{job.Limits{ReconnectTimeout: 10 * time.Minute, StallTimeout: 5 * time.Minute}, 15*time.Minute + 30*time.Second},
-		{job.Limits{ReconnectTimeout: time.Minute, StallTimeout: 2 * time.Second}, time.Minute + 32*time.Second},
+		// 10 min + 30 s + 30 s, then 5 s (SETTLED's send) + 5 s (its
+		// answer) + 15 s + max(30 s, 5 s << 6) + 15 s.
+		{job.Limits{}, 17 * time.Minute},
+		{job.Limits{ReconnectTimeout: job.DefaultReconnectTimeout, StallTimeout: job.DefaultStallTimeout}, 17 * time.Minute},
+		{job.Limits{ReconnectTimeout: 10 * time.Minute, StallTimeout: 5 * time.Minute}, 21*time.Minute + 30*time.Second},
+		// The listen is capped by reconnect_timeout.
+		{job.Limits{ReconnectTimeout: time.Minute, StallTimeout: 2 * time.Second}, 2*time.Minute + 42*time.Second},
 	} {
-		if got := newResolver(&job.Job{Limits: c.l}, io.Discard).pcWait; got != c.want {
+		got := newResolver(&job.Job{Limits: c.l}, io.Discard).pcWait
+		if got != c.want {
 			t.Errorf("reconnect_timeout %v, stall_timeout %v: waits %v, want %v", c.l.ReconnectTimeout, c.l.StallTimeout, got, c.want)
+		}
+		o := engine.Options{ReconnectTimeout: c.l.ReconnectTimeout, StallTimeout: c.l.StallTimeout}
+		if reconnect := cmp.Or(c.l.ReconnectTimeout, engine.DefaultReconnectTimeout); got < reconnect+engine.TellBound(o) {
+			t.Errorf("reconnect_timeout %v: waits %v, less than reconnect_timeout and the engine's TellBound %v", reconnect, got, engine.TellBound(o))
 		}
 	}
 }

@@ -1279,3 +1279,19 @@ func (pc *pcRecv) fill(rep *Report) {
 		rep.PostcopyMS = end.Sub(pc.resumedAt).Milliseconds()
 	}
 }
+
+// TellBound is, for these options (defaults filled in as Receive fills
+// them), how long a post-copy destination whose post-copy ended
+// (SETTLED, BROKEN) or failed after the switch (ABORT) may stay
+// reported as migrating while it tells its source: the last word's send
+// (SwitchoverTimeout at most), the wait for the source's answer
+// (settledLinger), then lingerToTell's window for a source that comes
+// back. It is what a tool outside the engine (cmd/migrate's resolver)
+// waits beyond the destination's reconnect_timeout. What it does not
+// cover: a source that reconnects again and again without answering
+// restarts lingerToTell's window, up to ReconnectTimeout from its start;
+// such a destination reads as migrating for longer.
+func TellBound(o Options) time.Duration {
+	o.defaults()
+	return o.SwitchoverTimeout + settledLinger + min(o.ReconnectTimeout, brokenLinger+lingerNotice(o)+stallRestart)
+}
