@@ -22,17 +22,26 @@ import (
 //	shutdown's stop (shutdownLook) ─► cut: end Receive's ctx now if ended, else once it is
 //
 // The VMM learns the end from the framework.PostcopyTarget calls: after
-// the guest ran here, Postcopy(nil) comes once every page arrived or
-// post-copy broke, and Halt once it broke; from either on, nothing of
-// the guest depends on the source (devices reach guest RAM without the
-// Toucher, or the VM never runs again), and the engine only tells the
-// source. Before that, nothing is cancelled: a cut asked then waits.
-// What it costs: a source not told stays paused and ends, after its
-// reconnect_timeout, handover-unknown or postcopy-broken; it never
-// resumes on silence, and migrate -resolve reads this side's state. A
-// cut that comes right as SETTLED or BROKEN went out also ends the
-// engine's few seconds' wait for the source's answer, which a source
-// still writing pages may then miss.
+// the guest ran here, Postcopy(nil) comes once every page arrived
+// (engine pcRecv.finish, after Settle) or post-copy broke (pcRecv.broken,
+// after Halt), and Halt once it broke (pcRecv.broken, its only caller,
+// reached only after the Resume at COMMIT); the engine's other
+// Postcopy(nil) (pcRecv.close) comes after either of those or after a
+// failure before COMMIT, when the guest never ran here and ran is
+// false. From the end on, nothing of the guest depends on the source
+// (devices reach guest RAM without the Toucher, or the VM never runs
+// again), and the engine only tells the source; Resume came after the
+// engine's hold, so the cancel can no longer fail the migration.
+// Before that, nothing is cancelled: a cut asked then waits. What it
+// costs: a source that did not hear SETTLED or BROKEN on its session
+// stays paused and ends, after its reconnect_timeout, handover-unknown
+// or postcopy-broken; it never resumes on silence, and migrate -resolve
+// reads this side's state. The cut does not end SETTLED's or BROKEN's
+// send nor the few seconds' wait for the source's answer on that
+// session: the engine runs those under its held context
+// (pcRecv.tellSettled, tellBroken), and the cut only ends the listening
+// for a source that comes back after it (lingerToTell) and the
+// reconnect for a SETTLED that could not be sent.
 
 // lingerEnd is one migration's view of its destination's post-copy end
 // (migrationOwner.linger). Its methods may be called from any goroutine.

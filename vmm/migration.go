@@ -361,8 +361,8 @@ const errCommittedHereNoCancel = "COMMIT arrived: the guest runs here, or is bei
 // source how (linger.go).
 const errLingerEnded = "post-copy had already ended here (every page arrived and the guest runs here, or it broke and the VM was halted); " +
 	"this VMM only waited to tell the source how (up to about 6 minutes): that wait is ended, nothing else is cancelled, and the migration " +
-	"ends now as it would have (completed, or post-copy-broken); the source, not told, ends handover-unknown or post-copy-broken after " +
-	"its reconnect_timeout, and migrate -resolve reads this side"
+	"ends now as it would have (completed, or post-copy-broken), within seconds if SETTLED or BROKEN is still going out; a source that " +
+	"did not hear it ends handover-unknown or post-copy-broken after its reconnect_timeout, and migrate -resolve reads this side"
 
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.
 const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +
