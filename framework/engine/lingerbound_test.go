@@ -108,15 +108,7 @@ func lingerCoversDoubledWait(t *testing.T, broke bool) {
 	if failed || !told {
 		t.Fatalf("script failed; Receive: %v (%s)", err, rep.Handover)
 	}
-	if broke {
-		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
-			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
-		}
-		return
-	}
-	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
-		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
-	}
+	wantLastWordOutcome(t, broke, rep, err, dst)
 }
 
 // TestPostcopySettledLingerCancelled: every page arrived and the VM
@@ -170,15 +162,7 @@ func lingerCancelled(t *testing.T, broke bool) {
 	if took := time.Since(cancelled); took > 3*time.Second {
 		t.Errorf("Receive returned %v after the cancel: the linger did not end with it", took.Round(time.Millisecond))
 	}
-	if broke {
-		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
-			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
-		}
-		return
-	}
-	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
-		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
-	}
+	wantLastWordOutcome(t, broke, rep, err, dst)
 }
 
 // lastWordWatch is a destination's transport that watches the wait for
@@ -284,15 +268,7 @@ func answerAfterIgnoredCancel(t *testing.T, broke bool) {
 	if !w.heard.Load() {
 		t.Errorf("the destination closed the session without waiting for the source's answer to %s (a cancel ignored in post-copy ended that wait)", msgName(kind))
 	}
-	if broke {
-		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
-			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
-		}
-		return
-	}
-	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
-		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
-	}
+	wantLastWordOutcome(t, broke, rep, err, dst)
 }
 
 // settledDies is a destination's transport whose every SETTLED dies
@@ -388,5 +364,21 @@ func settledDiesScript(ctx context.Context, t *testing.T, s *script, tries int, 
 		s.send(ctx, msgResume, testResume(s.pages, s.tag))
 		s.recv(ctx, msgMissing)
 		*got++
+	}
+}
+
+// wantLastWordOutcome: a destination whose post-copy broke reports
+// postcopy-broken; one whose every page arrived completed, the VM
+// running, however its telling of the source ended.
+func wantLastWordOutcome(t *testing.T, broke bool, rep Report, err error, dst *vmtest.VM) {
+	t.Helper()
+	if broke {
+		if !errors.Is(err, ErrPostcopyBroken) || rep.Handover != HandoverPostcopyBroken {
+			t.Errorf("Receive: %v, handover %s; want postcopy-broken", err, rep.Handover)
+		}
+		return
+	}
+	if err != nil || rep.Status != StatusCompleted || rep.Handover != HandoverRunning || dst.State() != vmtest.StateRunning {
+		t.Errorf("Receive: %v, %s (%s), VM %v; want completed, running", err, rep.Status, rep.Handover, dst.State())
 	}
 }
