@@ -346,7 +346,11 @@ func settledDiesScript(ctx context.Context, t *testing.T, s *script, tries int, 
 	s.send(ctx, msgCommit, nil)
 	s.recv(ctx, msgRunning)
 	s.push(ctx)
-	must(t, s.tr.Flush(ctx))
+	// The Flush may fail: the destination, every page in, sends SETTLED
+	// as the last pages land, and that SETTLED dies with the connection
+	// (settledDies), possibly before the Flush returns (seen in CI). A
+	// Flush that failed short of every page shows in Receive's outcome.
+	_ = s.tr.Flush(ctx)
 	for range tries {
 		// The time between two tries passes in this scenario; it
 		// is no synchronisation.
