@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
 )
 
 // The run lock serialises every change to the VM's run state: pause,
@@ -53,21 +54,20 @@ import (
 // leaves its destination to the migration's own timeouts.
 
 // runLock is a mutex that can be waited for under a context.
-type runLock chan struct{}
+type runLock struct{ m ctxlock.Mutex }
 
-func newRunLock() runLock { return make(runLock, 1) }
+func newRunLock() runLock { return runLock{ctxlock.New()} }
 
-// lock takes the run lock or fails when ctx ends first.
+// lock takes the run lock or fails when ctx ends first (a free lock is
+// taken even under an ended ctx).
 func (l runLock) lock(ctx context.Context) error {
-	select {
-	case l <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("another pause, resume or state change is still running: %w", ctx.Err())
+	if err := l.m.LockContext(ctx); err != nil {
+		return fmt.Errorf("another pause, resume or state change is still running: %w", err)
 	}
+	return nil
 }
 
-func (l runLock) unlock() { <-l }
+func (l runLock) unlock() { l.m.Unlock() }
 
 // outside runs fn, a run-state change asked for by anybody but a
 // migration (cmd names it in errors), under the run lock. It is refused

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
 )
 
 // state-save's file is written after the run lock is let go, by a
@@ -50,26 +52,19 @@ const (
 
 // lockStateFile takes state-save's file lock (made by its first use),
 // or fails once ctx ended first; a free lock is taken even then. It
-// returns the lock: receiving from it lets it go.
-func (v *VM) lockStateFile(ctx context.Context) (chan struct{}, error) {
+// returns the lock, to Unlock.
+func (v *VM) lockStateFile(ctx context.Context) (ctxlock.Mutex, error) {
 	v.mu.Lock()
 	if v.stateFile == nil {
-		v.stateFile = make(chan struct{}, 1)
+		v.stateFile = ctxlock.New()
 	}
 	lock := v.stateFile
 	v.mu.Unlock()
-	select {
-	case lock <- struct{}{}:
-		return lock, nil
-	default:
-	}
-	select {
-	case lock <- struct{}{}:
-		return lock, nil
-	case <-ctx.Done():
+	if err := lock.LockContext(ctx); err != nil {
 		return nil, fmt.Errorf("state-save: an earlier state-save is still writing its file (does its file system answer?); "+
-			"nothing was saved: %w", ctx.Err())
+			"nothing was saved: %w", err)
 	}
+	return lock, nil
 }
 
 // saveStateFile is state-save: it takes the VM's state with take under
@@ -89,13 +84,13 @@ func (v *VM) saveStateFile(ctx context.Context, path string, take func(context.C
 		return err
 	})
 	if err != nil {
-		<-lock
+		lock.Unlock()
 		return 0, err
 	}
 	var phase atomic.Int32
 	done := make(chan error, 1)
 	go func() {
-		defer func() { <-lock }()
+		defer lock.Unlock()
 		done <- writeFileAtomic(path, blob, func() bool { return phase.CompareAndSwap(writeRunning, writeCommitted) })
 	}()
 	select {

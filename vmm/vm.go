@@ -20,6 +20,7 @@ import (
 	"github.com/ferryvm/ferry/vmm/devices/balloon"
 	"github.com/ferryvm/ferry/vmm/devices/poweroff"
 	"github.com/ferryvm/ferry/vmm/devices/uart"
+	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
 	"github.com/ferryvm/ferry/vmm/kvm"
 	"github.com/ferryvm/ferry/vmm/memory"
 	"github.com/ferryvm/ferry/vmm/vcpu"
@@ -127,7 +128,7 @@ type VM struct {
 	shutdowns []*shutdownRun
 	// stateFile is state-save's file lock (state_file.go), made by its
 	// first use.
-	stateFile chan struct{}
+	stateFile ctxlock.Mutex
 	// inProcess makes the transport of a migration that runs one in
 	// process (Config.TransportInProcess); nil: transports/tcp.New.
 	// closeBound bounds the wait for its Close (boundedClose); 0:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/ferryvm/ferry/vmm/guestlog"
+	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
 	"github.com/ferryvm/ferry/vmm/virtio"
 )
 
@@ -53,7 +54,7 @@ type Device struct {
 	log  *slog.Logger
 	glog *guestlog.Limiter // what the guest can trigger at will
 
-	mu       devLock       // see lock.go
+	mu       ctxlock.Mutex // see lock.go
 	changed  chan struct{} // closed on session, target and stats changes if a waiter made it (changedLocked), else nil
 	sig      virtio.Signaller
 	features uint64
@@ -80,7 +81,7 @@ func New(mem Memory, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession(), mu: newDevLock()}
+	return &Device{mem: mem, log: log, glog: guestlog.New(log, 0), hint: newSession(), mu: ctxlock.New()}
 }
 
 // SetSignaller connects the device to its transport; call once, before

@@ -116,7 +116,7 @@ func (d *Device) Target() Target {
 // TargetContext is Target, but fails when ctx ends before the device's
 // lock is free (a vCPU may hold it in a post-copy fault: lock.go).
 func (d *Device) TargetContext(ctx context.Context) (Target, error) {
-	if err := d.mu.lockContext(ctx); err != nil {
+	if err := d.lockContext(ctx); err != nil {
 		return Target{}, err
 	}
 	defer d.mu.Unlock()

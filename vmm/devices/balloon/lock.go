@@ -26,40 +26,15 @@ import (
 // be waiting in the device (the VMM refuses them while a migration owns
 // its destination, and its source never faults).
 
-// devLock is a mutex that can be waited for under a context.
-type devLock chan struct{}
-
-func newDevLock() devLock { return make(devLock, 1) }
-
-// Lock takes the lock, waiting as long as it takes.
-func (l devLock) Lock() { l <- struct{}{} }
-
-// Unlock lets the lock go.
-func (l devLock) Unlock() { <-l }
-
-// lockContext takes the lock, or fails once ctx ended first. A free
-// lock is taken even if ctx has ended already.
-func (l devLock) lockContext(ctx context.Context) error {
-	if l.tryLock() {
-		return nil
-	}
-	select {
-	case l <- struct{}{}:
-		return nil
-	case <-ctx.Done():
+// lockContext takes the device's lock (a ctxlock.Mutex), or fails,
+// saying why it could not, once ctx ended first. A free lock is taken
+// even if ctx has ended already.
+func (d *Device) lockContext(ctx context.Context) error {
+	if err := d.mu.LockContext(ctx); err != nil {
 		return fmt.Errorf("the balloon device is busy: a vCPU is in it "+
-			"(on a post-copy destination it may wait for a page the source has yet to send): %w", ctx.Err())
+			"(on a post-copy destination it may wait for a page the source has yet to send): %w", err)
 	}
-}
-
-// tryLock takes the lock if it is free.
-func (l devLock) tryLock() bool {
-	select {
-	case l <- struct{}{}:
-		return true
-	default:
-		return false
-	}
+	return nil
 }
 
 // changedLocked wakes everybody waiting for a change (await). d.mu is
@@ -88,7 +63,7 @@ func (d *Device) changeLocked() <-chan struct{} {
 // or never.
 func (d *Device) await(ctx context.Context, look func() (done bool)) error {
 	for {
-		if err := d.mu.lockContext(ctx); err != nil {
+		if err := d.lockContext(ctx); err != nil {
 			return err
 		}
 		if look() {
@@ -100,7 +75,7 @@ func (d *Device) await(ctx context.Context, look func() (done bool)) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			if d.mu.tryLock() {
+			if d.mu.TryLock() {
 				done := look()
 				d.mu.Unlock()
 				if done {
