@@ -79,12 +79,16 @@ bench: all
 
 # The race detector over the packages where goroutines meet: the engine,
 # post-copy's fault service, sessions, transports (the urgent channel to
-# a plugin, the TCP transport), the fake-VM end-to-end tests, migrate.
-# Not part of `make test` (about five minutes on two cores); run it after
+# a plugin, the TCP transport), the fake-VM end-to-end tests, migrate,
+# and the reference VMM's packages and the hint plugins (their tests that
+# need no KVM: the control server, locks, lingers, devices; vmm/e2e is left
+# out, it needs KVM and runs real processes). Not part of `make test`
+# (about ten minutes on two cores); run it after
 # changing concurrent code. Timing bounds scale up under -race
 # (framework/transport/transporttest/race.go).
 race: all
-	$(GO) test $(GOTAGS) -race -short -count=1 -timeout 30m ./framework/... ./transports/tcp/... ./cmd/migrate
+	$(GO) test $(GOTAGS) -race -short -count=1 -timeout 40m ./framework/... ./transports/tcp/... ./cmd/migrate \
+		$$($(GO) list $(GOTAGS) ./vmm/... ./plugins/... | grep -v /vmm/e2e)
 
 # Post-copy soak: 100 migrations of the fake VM over the real TCP plugin,
 # each with one side's transport process killed at a random moment of
