@@ -156,10 +156,10 @@ func containsArg(args []string, a string) bool {
 // (assertions and invalid end states) and a run of the LTL invariant
 // p_two (never two running copies) with ./pan -a; and, with the page
 // check (-DCHECK), pre-copy and post-copy with one break, safety runs
-// only: their p_two runs would add over a minute (docs/model/README.md
-// gives them, run by hand), and the safety runs assert (a) at every
-// step that makes a copy run (src_runs, dst_runs). Post-copy with two
-// and three breaks is TestModelDeep (make model).
+// only: their p_two runs would add over a minute (TestModelDeep runs
+// them), and the safety runs assert (a) at every step that makes a copy
+// run (src_runs, dst_runs). Post-copy with two and three breaks is
+// TestModelDeep (make model).
 func TestModel(t *testing.T) {
 	spin, gcc := modelTools(t)
 	if testing.Short() {
@@ -187,8 +187,10 @@ func TestModel(t *testing.T) {
 }
 
 // TestModelDeep verifies post-copy with two and three connection
-// breaks: about two minutes of pan and 2.5 GiB at most, so only when
-// FERRY_MODEL_DEEP is set (make model).
+// breaks, and with the page check p_two in pre-copy and in post-copy
+// with one break and post-copy with two breaks: about five minutes of
+// pan and 2.6 GiB at most per run, so only when FERRY_MODEL_DEEP is set
+// (make model).
 func TestModelDeep(t *testing.T) {
 	if os.Getenv("FERRY_MODEL_DEEP") == "" {
 		t.Skip("FERRY_MODEL_DEEP is not set: post-copy with 2 and 3 breaks takes minutes (make model)")
@@ -200,6 +202,11 @@ func TestModelDeep(t *testing.T) {
 		// Without the silent session (1 and 2 breaks have it): with it,
 		// 43 M states and twice the time (docs/model/README.md).
 		{name: "post-copy 3 breaks", defines: []string{"-DPC=1", "-DBREAKS=3", "-DSILENT=0"}, cflags: []string{"-O2", "-DCOLLAPSE"}, panArgs: []string{"-m10000"}},
+		// The page check: p_two beside TestModel's safety runs, and
+		// post-copy with two breaks.
+		{name: "pre-copy check LTL p_two", defines: []string{"-DCHECK", "-DPC=0"}, cflags: []string{"-O2"}, panArgs: []string{"-a", "-m10000"}},
+		{name: "post-copy 1 break check LTL p_two", defines: []string{"-DCHECK", "-DPC=1", "-DBREAKS=1"}, cflags: []string{"-O2"}, panArgs: []string{"-a", "-m10000"}},
+		{name: "post-copy 2 breaks check", defines: []string{"-DCHECK", "-DPC=1", "-DBREAKS=2"}, cflags: []string{"-O2", "-DCOLLAPSE"}, panArgs: []string{"-m10000"}},
 	})
 }
 
