@@ -83,10 +83,28 @@ func statePath(raw json.RawMessage) (string, error) {
 }
 
 // writeFileAtomic writes b to path through a 0600 temporary file in the
-// same directory, renamed over path once complete and synced: a reader
-// never sees a half-written state, and nobody else can read it. Just
-// before the rename it asks commit: false leaves path alone (the
-// temporary file is removed) and returns errSaveAbandoned.
+// same directory, renamed over path once complete and synced, then
+// syncs the directory: a reader never sees a half-written state, and
+// nobody else can read it. Just before the rename it asks commit: false
+// leaves path alone (the temporary file is removed) and returns
+// errSaveAbandoned.
+//
+// What is durable once it returned nil: the state's bytes (the file's
+// fsync, before the rename) and its name (the directory's fsync, after
+// it): after a host crash path holds this state. What is not:
+//   - a crash before it returned may bring back what path held before,
+//     or nothing if it held nothing; never a part of either;
+//   - the removal of a temporary file (a write abandoned or refused) is
+//     not synced: after a crash one may come back;
+//   - the directory's own name in its parent is not synced: a directory
+//     made just before and never synced may vanish after a crash, with
+//     everything in it;
+//   - a file system that acknowledges fsync without keeping the data (a
+//     FUSE daemon that ignores it, a disk whose volatile write cache
+//     the kernel is not told of) keeps what it keeps.
+//
+// A directory whose sync fails fails the call, though path then holds
+// the new state: it may not survive a host crash.
 func writeFileAtomic(path string, b []byte, commit func() bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -108,8 +126,28 @@ func writeFileAtomic(path string, b []byte, commit func() bool) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
+		return err
 	}
-	return err
+	dir := filepath.Dir(path)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("the state was written to %s, but its directory could not be synced, so after a host crash "+
+			"%s may hold what it held before: %w (save again, or sync the file system: sync -f %s)", path, path, err, dir)
+	}
+	return nil
+}
+
+// syncDir makes the renames in dir durable: an fsync of the directory.
+// A variable for tests, which watch when it runs.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	serr := d.Sync()
+	if cerr := d.Close(); serr == nil {
+		serr = cerr
+	}
+	return serr
 }
 
 // readStateFile is state-load's read of its file (readBounded, at most

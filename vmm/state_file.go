@@ -17,7 +17,7 @@ import (
 //	                 │
 //	                 ├─ run lock: take the state (refused as outside refuses) ─► let go
 //	                 │
-//	                 └─ writer: temporary file, write, sync ─► commit? ─► rename over the path
+//	                 └─ writer: temporary file, write, sync ─► commit? ─► rename over the path ─► sync the directory
 //	                                                              ▲
 //	    the command's ctx ends first: the command fails ──────────┘ no: the temporary file is removed,
 //	    and the writer is abandoned                                   the path left as it was
@@ -37,7 +37,9 @@ import (
 // return from stays where it is, its goroutine with it, until the file
 // system answers or fails (VM.Close does not wait for it). The rename
 // itself cannot be taken back once begun: a command whose deadline
-// passes during it says the path holds either state.
+// passes during it, or during the directory's sync after it, says the
+// path holds either state. What a saved state survives (a host crash
+// once the command answered, not before): writeFileAtomic.
 
 // errSaveAbandoned is writeFileAtomic's answer when commit refused the
 // rename.

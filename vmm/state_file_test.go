@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -250,5 +251,54 @@ func TestWriteFileAtomic(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("the directory holds %q; want the state file alone", names)
+	}
+}
+
+// watchSyncDir replaces syncDir with watch for the test.
+func watchSyncDir(t *testing.T, watch func(dir string) error) {
+	real := syncDir
+	syncDir = watch
+	t.Cleanup(func() { syncDir = real })
+}
+
+// TestStateSaveSyncsDirAfterRename: state-save syncs the file's
+// directory once, after the rename (the path holds the new state when
+// it does), so the new name survives a host crash; a directory that
+// cannot be synced fails the command, saying that the path holds the
+// state but may not keep it. Before, the directory was never synced:
+// after a host crash the rename could be lost, and the old state, or
+// none, came back.
+func TestStateSaveSyncsDirAfterRename(t *testing.T) {
+	if err := syncDir(t.TempDir()); err != nil {
+		t.Fatalf("syncing a directory here: %v", err)
+	}
+	real := syncDir
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	watchSyncDir(t, func(d string) error {
+		b, _ := os.ReadFile(path)
+		synced = append(synced, d+" with "+string(b))
+		return real(d)
+	})
+	v := fakeVM(StatePaused)
+	if _, err := saveWithin(t, v, 5*time.Second, path, func() {}); err != nil {
+		t.Fatalf("state-save: %v", err)
+	}
+	if want := []string{dir + " with state blob"}; !slices.Equal(synced, want) {
+		t.Errorf("directories synced (and what the path held then): %q; want %q", synced, want)
+	}
+
+	watchSyncDir(t, func(string) error { return syscall.EIO })
+	os.WriteFile(path, []byte("old"), 0o600)
+	_, err := saveWithin(t, v, 5*time.Second, path, func() {})
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "could not be synced") {
+		t.Errorf("state-save whose directory cannot be synced: %v; want it to fail, saying so", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "state blob" {
+		t.Errorf("after the failed directory sync the path holds %q, %v; want the new state", b, err)
 	}
 }
