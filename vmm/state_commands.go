@@ -83,19 +83,21 @@ func statePath(raw json.RawMessage) (string, error) {
 }
 
 // writeFileAtomic writes b to path through a 0600 temporary file in the
-// same directory, renamed over path once complete and synced, then
-// syncs the directory: a reader never sees a half-written state, and
-// nobody else can read it. Just before the rename it asks commit: false
-// leaves path alone (the temporary file is removed) and returns
-// errSaveAbandoned.
+// same directory (createTemp, state_temp.go), renamed over path once
+// complete and synced, then syncs the directory: a reader never sees a
+// half-written state, and nobody else can read it. Just before the
+// rename it asks commit: false leaves path alone (the temporary file is
+// removed) and returns errSaveAbandoned. First it removes the temporary
+// files of path that writers which ended left (removeDeadWriters).
 //
 // What is durable once it returned nil: the state's bytes (the file's
 // fsync, before the rename) and its name (the directory's fsync, after
 // it): after a host crash path holds this state. What is not:
 //   - a crash before it returned may bring back what path held before,
 //     or nothing if it held nothing; never a part of either;
-//   - the removal of a temporary file (a write abandoned or refused) is
-//     not synced: after a crash one may come back;
+//   - the removal of a temporary file (a write abandoned or refused, a
+//     dead writer's) is not synced: after a crash one may come back, and
+//     stays (another boot's: state_temp.go);
 //   - the directory's own name in its parent is not synced: a directory
 //     made just before and never synced may vanish after a crash, with
 //     everything in it;
@@ -106,7 +108,8 @@ func statePath(raw json.RawMessage) (string, error) {
 // A directory whose sync fails fails the call, though path then holds
 // the new state: it may not survive a host crash.
 func writeFileAtomic(path string, b []byte, commit func() bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	removeDeadWriters(path)
+	f, err := createTemp(path)
 	if err != nil {
 		return err
 	}
