@@ -30,7 +30,9 @@ import (
 //	                                 their deadline while a vCPU holds the device,
 //	                                 as one waiting for a page in post-copy does:
 //	                                 devices/balloon/lock.go; the commands that
-//	                                 change the device are refused there)
+//	                                 change the device are refused there, and
+//	                                 where they are not, they fail at their
+//	                                 deadline too)
 //	balloon-stats [{"timeout_ms"}] → asks the guest for fresh memory statistics
 //	                                 (refused while a migration owns the VM, but
 //	                                 in a source's live pass: requestStats)
@@ -149,8 +151,9 @@ func (v *VM) serveBalloon(s *control.Server) {
 		var res balloon.Target
 		err = v.balloonChange(ctx, "balloon", "a new target is device state, which a migration saves at its source's pause "+
 			"and a destination replaces with the state it loads", func() error {
-			res = b.SetTarget(uint32(*a.TargetMiB << 8))
-			return nil
+			var err error
+			res, err = b.SetTargetContext(ctx, uint32(*a.TargetMiB<<8)) // bounded: a vCPU may hold the device
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -175,19 +178,21 @@ func (v *VM) serveBalloon(s *control.Server) {
 	// provider's short: its hints were lost, and the guest got its DONE
 	// from someone the window does not know of. Pages are never at stake
 	// (invariant 1: a page written after its hint travels). Checked and
-	// done under the run lock, so no migration starts in between.
-	byHand := func(cmd string, call func(*balloon.Device) (any, error)) func(context.Context, json.RawMessage) (any, error) {
+	// done under the run lock, so no migration starts in between; call
+	// waits for the device under the command's deadline (a vCPU may hold
+	// it: devices/balloon/lock.go), so the run lock is let go by then.
+	byHand := func(cmd string, call func(context.Context, *balloon.Device) (any, error)) func(context.Context, json.RawMessage) (any, error) {
 		return func(ctx context.Context, _ json.RawMessage) (any, error) {
 			b, err := dev()
 			if err != nil {
 				return nil, err
 			}
 			var res any
-			lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {
+			lerr := v.runLocked(ctx, func(ctx context.Context, owner *migrationOwner) error {
 				if owner != nil {
 					return owner.refuse(cmd)
 				}
-				res, err = call(b)
+				res, err = call(ctx, b)
 				return nil
 			})
 			if lerr != nil {
@@ -196,26 +201,30 @@ func (v *VM) serveBalloon(s *control.Server) {
 			return res, err
 		}
 	}
-	s.Handle("hint-start", byHand("hint-start", func(b *balloon.Device) (any, error) {
-		id, err := b.StartHint()
+	s.Handle("hint-start", byHand("hint-start", func(ctx context.Context, b *balloon.Device) (any, error) {
+		id, err := b.StartHintContext(ctx)
 		return map[string]uint32{"cmd_id": id}, err
 	}))
 	s.Handle("hint-wait", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		return waitOn(ctx, raw, dev, func(ctx context.Context, b *balloon.Device) (any, error) { return b.WaitHint(ctx) })
 	})
-	s.Handle("hint-stop", byHand("hint-stop", func(b *balloon.Device) (any, error) { return b.StopHint(), nil }))
-	s.Handle("hint-done", byHand("hint-done", func(b *balloon.Device) (any, error) { return b.DoneHint(), nil }))
+	s.Handle("hint-stop", byHand("hint-stop", func(ctx context.Context, b *balloon.Device) (any, error) {
+		return b.StopHintContext(ctx)
+	}))
+	s.Handle("hint-done", byHand("hint-done", func(ctx context.Context, b *balloon.Device) (any, error) {
+		return b.DoneHintContext(ctx)
+	}))
 }
 
 // requestStats asks the guest for fresh statistics (balloon-stats:
-// balloon.Device.RequestStats, which hands the statistics buffer back,
-// a write to guest RAM) through balloonChange. Until an audit found it
-// (TestBalloonStatsNotAfterFinalSync) it was never refused.
+// balloon.Device.RequestStatsContext, which hands the statistics buffer
+// back, a write to guest RAM) through balloonChange. Until an audit found
+// it (TestBalloonStatsNotAfterFinalSync) it was never refused.
 func (v *VM) requestStats(ctx context.Context, b *balloon.Device) (since time.Time, err error) {
 	err = v.balloonChange(ctx, "balloon-stats", "handing the guest its statistics buffer back writes guest RAM "+
 		"that this migration would not carry", func() error {
 		var err error
-		since, err = b.RequestStats()
+		since, err = b.RequestStatsContext(ctx) // bounded: a vCPU may hold the device
 		return err
 	})
 	return since, err
@@ -236,9 +245,11 @@ func (v *VM) requestStats(ctx context.Context, b *balloon.Device) (since time.Ti
 // the load the loaded state replaces it, before COMMIT the guest may
 // never run there, and in post-copy the device could wait in a fault
 // for a page the source owes (it holds the device's lock) while fn
-// holds the run lock. fn must not block. ctx bounds the wait for the
-// lock. Until an audit found it (TestBalloonTargetNotAfterPause), the
-// balloon target was set whatever a migration did.
+// holds the run lock. fn must not block, but for the device's lock,
+// which it waits for under ctx (a vCPU may hold it:
+// devices/balloon/lock.go); ctx bounds the wait for the run lock too.
+// Until an audit found it (TestBalloonTargetNotAfterPause), the balloon
+// target was set whatever a migration did.
 func (v *VM) balloonChange(ctx context.Context, cmd, why string, fn func() error) error {
 	var err error
 	lerr := v.runLocked(ctx, func(_ context.Context, owner *migrationOwner) error {

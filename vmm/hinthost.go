@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/hint"
+	"github.com/ferryvm/ferry/vmm/devices/balloon"
 )
 
 // hintHost offers the VM's capabilities to hint providers (hint.Host).
@@ -15,19 +16,32 @@ type hintHost struct{ v *VM }
 
 var _ hint.Host = hintHost{}
 
-// rangeCollector gathers hinted ranges with their session ids.
+// rangeCollector gathers hinted ranges with their session ids, until it
+// is closed.
 type rangeCollector struct {
 	mu     sync.Mutex
 	ids    []uint32
 	ranges []hint.GPARange
+	closed bool
 }
 
 // HintRange implements balloon.HintSink.
 func (c *rangeCollector) HintRange(id uint32, gpa, n uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	c.ids = append(c.ids, id)
 	c.ranges = append(c.ranges, hint.GPARange{GPA: gpa, Size: n})
+}
+
+// close makes c take no range more: the device may still hold it as its
+// sink (a BalloonHint that could not take it back, the device busy).
+func (c *rangeCollector) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 }
 
 // session returns the ranges hinted for id.
@@ -44,21 +58,33 @@ func (c *rangeCollector) session(id uint32) []hint.GPARange {
 }
 
 // BalloonHint implements hint.Host: one free page hint session, ended a
-// little before ctx's deadline so the ranges still reach the engine in time.
+// little before ctx's deadline so the ranges still reach the engine in
+// time. Each of its calls into the device waits for the device's lock
+// under ctx (a vCPU may hold it: devices/balloon/lock.go): while the
+// device stays busy it fails at ctx's end, its hints lost, never a page
+// (a session it started and could not stop ends with the provider's
+// BalloonDone, or the DONE the hint window owes the guest).
 func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 	dev := h.v.balloon
 	if dev == nil {
 		return nil, fmt.Errorf("%w: this VM has no balloon device", hint.ErrNotSupported)
 	}
 	c := &rangeCollector{}
-	dev.SetHintSink(c)
-	defer dev.SetHintSink(nil)
-	id, err := dev.StartHint()
+	if err := dev.SetHintSinkContext(ctx, c); err != nil {
+		return nil, err
+	}
+	defer func() {
+		c.close()
+		dev.SetHintSinkContext(ctx, nil) // a free lock is taken even after ctx ended
+	}()
+	id, err := dev.StartHintContext(ctx)
 	if err != nil {
-		if dev.HintStatus().State != "idle" || errors.Is(err, context.Canceled) {
-			return nil, err
+		if errors.Is(err, balloon.ErrNoFreePageHint) {
+			if st, serr := dev.HintStatusContext(ctx); serr == nil && st.State == "idle" {
+				return nil, fmt.Errorf("%w: %v", hint.ErrNotSupported, err)
+			}
 		}
-		return nil, fmt.Errorf("%w: %v", hint.ErrNotSupported, err)
+		return nil, err // a session already runs, or the device is busy
 	}
 	wctx := ctx
 	if dl, ok := ctx.Deadline(); ok {
@@ -67,20 +93,26 @@ func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 		defer cancel()
 	}
 	dev.WaitHint(wctx) // the guest's STOP, or the (shortened) deadline
-	if sum := dev.StopHint(); sum.Dropped > 0 {
+	sum, err := dev.StopHintContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stop hint session %#x: %w", id, err)
+	}
+	if sum.Dropped > 0 {
 		h.v.log.Warn("balloon: the guest hinted more ranges than a session takes; the rest were dropped (their pages are sent)",
 			"cmd_id", fmt.Sprintf("%#x", id), "ranges", sum.Ranges, "dropped", sum.Dropped)
 	}
 	return c.session(id), nil
 }
 
-// BalloonDone implements hint.Host.
-func (h hintHost) BalloonDone(context.Context) error {
+// BalloonDone implements hint.Host. It waits for the device's lock under
+// ctx, and fails at its end while the device is busy (the hint window
+// then still owes the guest its DONE: framework/hint window.go).
+func (h hintHost) BalloonDone(ctx context.Context) error {
 	if h.v.balloon == nil {
 		return fmt.Errorf("%w: this VM has no balloon device", hint.ErrNotSupported)
 	}
-	h.v.balloon.DoneHint()
-	return nil
+	_, err := h.v.balloon.DoneHintContext(ctx)
+	return err
 }
 
 // CMMABits implements hint.Host: CMMA is an s390 facility.

@@ -205,7 +205,7 @@ func (v *VM) loadState(ctx context.Context, blob []byte) error {
 	if err := v.restoreKVM(s); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
-	if err := v.restoreDevices(s); err != nil {
+	if err := v.restoreDevices(ctx, s); err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
 	v.setStateIf(StateIncoming, StatePaused)
@@ -256,7 +256,12 @@ func (v *VM) restoreKVM(s *savedVM) error {
 	return nil
 }
 
-func (v *VM) restoreDevices(s *savedVM) error {
+// restoreDevices restores the UART, and the balloon's transport and
+// device. The balloon's calls wait for its lock under ctx
+// (devices/balloon/lock.go); the transport's activation of the device
+// does not, but an incoming VM's vCPUs never ran, so only host calls,
+// each bounded, can hold it.
+func (v *VM) restoreDevices(ctx context.Context, s *savedVM) error {
 	if err := v.uart.Restore(s.uart); err != nil {
 		return err
 	}
@@ -266,11 +271,14 @@ func (v *VM) restoreDevices(s *savedVM) error {
 	if err := v.balloonTransport.Restore(*s.transport); err != nil {
 		return err
 	}
-	if err := v.balloon.Restore(*s.balloon); err != nil {
+	if err := v.balloon.RestoreContext(ctx, *s.balloon); err != nil {
 		return err
 	}
 	if s.balloon.Hint.State != balloon.Idle {
-		sum := v.balloon.DoneHint()
+		sum, err := v.balloon.DoneHintContext(ctx)
+		if err != nil {
+			return fmt.Errorf("end the restored balloon hint session: %w", err)
+		}
 		v.log.Info("balloon: hint session ended with DONE after restore", "cmd_id", fmt.Sprintf("%#x", sum.CmdID))
 	}
 	return nil

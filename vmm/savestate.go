@@ -61,7 +61,7 @@ func (v *VM) saveState(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	secs = append(secs, ksecs...)
-	dsecs, err := v.saveDevices()
+	dsecs, err := v.saveDevices(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -146,8 +146,11 @@ func structBytes(v any) []byte {
 
 // saveDevices saves the UART and, if present, the balloon and its
 // transport. The power-off port has no state: once the guest wrote it the
-// VM is stopped and cannot be saved.
-func (v *VM) saveDevices() ([]state.Section, error) {
+// VM is stopped and cannot be saved. The balloon's lock is waited for
+// under ctx (devices/balloon/lock.go): a paused VM's vCPUs are parked,
+// outside the device, but a host call may hold it, and a state save
+// must not wait for anything without a bound.
+func (v *VM) saveDevices(ctx context.Context) ([]state.Section, error) {
 	u, err := v.uart.Save().MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
@@ -160,7 +163,11 @@ func (v *VM) saveDevices() ([]state.Section, error) {
 	if err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}
-	b, err := v.balloon.Save().MarshalBinary()
+	bs, err := v.balloon.SaveContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("save state: %w", err)
+	}
+	b, err := bs.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}

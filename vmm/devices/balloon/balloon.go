@@ -1,6 +1,7 @@
 package balloon
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -88,11 +89,19 @@ func New(mem Memory, log *slog.Logger) *Device {
 // the guest runs.
 func (d *Device) SetSignaller(s virtio.Signaller) { d.sig = s }
 
-// SetHintSink directs hinted ranges to s (nil: only count them).
-func (d *Device) SetHintSink(s HintSink) {
-	d.mu.Lock()
+// SetHintSink is SetHintSinkContext without a bound (lock.go).
+func (d *Device) SetHintSink(s HintSink) { _ = d.SetHintSinkContext(context.Background(), s) }
+
+// SetHintSinkContext directs hinted ranges to s (nil: only count them)
+// from its return on. It fails, changing nothing, when ctx ends before
+// the device's lock is free.
+func (d *Device) SetHintSinkContext(ctx context.Context, s HintSink) error {
+	if err := d.lockContext(ctx); err != nil {
+		return err
+	}
 	d.sink = s
 	d.mu.Unlock()
+	return nil
 }
 
 // ID implements virtio.Device.

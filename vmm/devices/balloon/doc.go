@@ -30,7 +30,8 @@
 // its promise not to touch hinted pages before DONE — migration must not
 // rely on it (a later dirty-log sync catches every write).
 //
-// The host's calls that take a context wait for the device's lock under
-// it: a vCPU may hold the lock for long, waiting in a post-copy fault
-// (lock.go). The others take it without a bound.
+// Every host call has a form that takes a context and waits for the
+// device's lock under it: a vCPU may hold the lock for long, waiting in a
+// post-copy fault (lock.go). The forms without one wait without a bound,
+// for callers that know no vCPU can be in the device.
 package balloon

@@ -3,6 +3,7 @@ package balloon
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,14 +12,27 @@ import (
 
 // The host's side: balloon target, statistics and hint sessions. These are
 // called from the control socket and the migration code, never from vCPUs.
+// Each takes the device's lock under a context (the ...Context calls, and
+// the waits), or without a bound (the calls named without it, for callers
+// that know no vCPU can hold the device): lock.go.
 
-// StartHint publishes a fresh command id and raises a config interrupt;
-// hints flow to the sink once the guest echoes it.
-func (d *Device) StartHint() (uint32, error) {
-	d.mu.Lock()
+// ErrNoFreePageHint is StartHint's error while the guest's driver has not
+// negotiated FREE_PAGE_HINT.
+var ErrNoFreePageHint = errors.New("the guest driver has not negotiated FREE_PAGE_HINT")
+
+// StartHint is StartHintContext without a bound (lock.go).
+func (d *Device) StartHint() (uint32, error) { return d.StartHintContext(context.Background()) }
+
+// StartHintContext publishes a fresh command id and raises a config
+// interrupt; hints flow to the sink once the guest echoes it. It fails
+// when ctx ends before the device's lock is free (lock.go).
+func (d *Device) StartHintContext(ctx context.Context) (uint32, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return 0, err
+	}
 	defer d.mu.Unlock()
 	if d.q.hint == nil {
-		return 0, fmt.Errorf("the guest driver has not negotiated FREE_PAGE_HINT")
+		return 0, ErrNoFreePageHint
 	}
 	id, err := d.hint.start()
 	if err != nil {
@@ -43,10 +57,19 @@ func (d *Device) WaitHint(ctx context.Context) (HintSummary, error) {
 	return sum, err
 }
 
-// StopHint ends the session: the guest stops hinting but keeps the blocks.
-// Hints still in flight are ignored from here on.
+// StopHint is StopHintContext without a bound (lock.go).
 func (d *Device) StopHint() HintSummary {
-	d.mu.Lock()
+	sum, _ := d.StopHintContext(context.Background())
+	return sum
+}
+
+// StopHintContext ends the session: the guest stops hinting but keeps the
+// blocks. Hints still in flight are ignored from here on. It fails, and
+// changes nothing, when ctx ends before the device's lock is free.
+func (d *Device) StopHintContext(ctx context.Context) (HintSummary, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return HintSummary{}, err
+	}
 	defer d.mu.Unlock()
 	old := d.hint.config
 	d.hint.stop()
@@ -54,14 +77,23 @@ func (d *Device) StopHint() HintSummary {
 		d.sig.ConfigChanged()
 	}
 	d.changedLocked()
-	return d.hint.summary()
+	return d.hint.summary(), nil
 }
 
-// DoneHint tells the guest to take every hinted block back. Call it when
-// migration no longer needs the hints: at the end, on cancel, on errors,
-// and on the destination after restore.
+// DoneHint is DoneHintContext without a bound (lock.go).
 func (d *Device) DoneHint() HintSummary {
-	d.mu.Lock()
+	sum, _ := d.DoneHintContext(context.Background())
+	return sum
+}
+
+// DoneHintContext tells the guest to take every hinted block back. Call
+// it when migration no longer needs the hints: at the end, on cancel, on
+// errors, and on the destination after restore. It fails, and changes
+// nothing, when ctx ends before the device's lock is free.
+func (d *Device) DoneHintContext(ctx context.Context) (HintSummary, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return HintSummary{}, err
+	}
 	defer d.mu.Unlock()
 	sum := d.hint.summary()
 	old := d.hint.config
@@ -71,14 +103,23 @@ func (d *Device) DoneHint() HintSummary {
 	}
 	d.changedLocked()
 	sum.State = d.hint.state.String()
+	return sum, nil
+}
+
+// HintStatus is HintStatusContext without a bound (lock.go).
+func (d *Device) HintStatus() HintSummary {
+	sum, _ := d.HintStatusContext(context.Background())
 	return sum
 }
 
-// HintStatus returns the current session's summary.
-func (d *Device) HintStatus() HintSummary {
-	d.mu.Lock()
+// HintStatusContext returns the current session's summary, or fails when
+// ctx ends before the device's lock is free.
+func (d *Device) HintStatusContext(ctx context.Context) (HintSummary, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return HintSummary{}, err
+	}
 	defer d.mu.Unlock()
-	return d.hint.summary()
+	return d.hint.summary(), nil
 }
 
 // Target is the balloon size the host asked for and the size the guest
@@ -91,9 +132,19 @@ type Target struct {
 	Features    uint64 `json:"features"`
 }
 
-// SetTarget asks the guest to grow or shrink the balloon to pages.
+// SetTarget is SetTargetContext without a bound (lock.go).
 func (d *Device) SetTarget(pages uint32) Target {
-	d.mu.Lock()
+	t, _ := d.SetTargetContext(context.Background(), pages)
+	return t
+}
+
+// SetTargetContext asks the guest to grow or shrink the balloon to pages
+// and returns the balloon's size. It fails, and changes nothing, when ctx
+// ends before the device's lock is free.
+func (d *Device) SetTargetContext(ctx context.Context, pages uint32) (Target, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return Target{}, err
+	}
 	defer d.mu.Unlock()
 	if d.target != pages {
 		d.target = pages
@@ -102,15 +153,13 @@ func (d *Device) SetTarget(pages uint32) Target {
 		}
 		d.changedLocked() // a WaitActual may be done now
 	}
-	return d.targetLocked()
+	return d.targetLocked(), nil
 }
 
-// Target reports the balloon's size. It waits for the device's lock as
-// long as it takes (lock.go): TargetContext is bounded.
+// Target is TargetContext without a bound (lock.go).
 func (d *Device) Target() Target {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.targetLocked()
+	t, _ := d.TargetContext(context.Background())
+	return t
 }
 
 // TargetContext is Target, but fails when ctx ends before the device's
@@ -191,32 +240,51 @@ func (d *Device) takeStats() error {
 	return nil
 }
 
-// LastStats returns the newest statistics without asking for more.
+// LastStats is LastStatsContext without a bound (lock.go).
 func (d *Device) LastStats() Stats {
-	d.mu.Lock()
+	st, _ := d.LastStatsContext(context.Background())
+	return st
+}
+
+// LastStatsContext returns the newest statistics without asking for
+// more, or fails when ctx ends before the device's lock is free.
+func (d *Device) LastStatsContext(ctx context.Context) (Stats, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return Stats{}, err
+	}
 	defer d.mu.Unlock()
-	return d.stats
+	return d.stats, nil
 }
 
 // RefreshStats asks the guest for fresh statistics and waits for them
-// until ctx ends; it returns the newest it has either way. It is
-// RequestStats then AwaitStats.
+// until ctx ends; it returns the newest it has either way (none if the
+// device was never free). It is RequestStatsContext then AwaitStats.
 func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {
-	since, err := d.RequestStats()
+	since, err := d.RequestStatsContext(ctx)
 	if err != nil {
-		return d.LastStats(), err
+		st, _ := d.LastStatsContext(ctx)
+		return st, err
 	}
 	return d.AwaitStats(ctx, since)
 }
 
-// RequestStats asks the guest for fresh statistics: it hands back the
-// buffer the guest gave the device, which writes the statistics queue's
-// used ring in guest RAM (marked dirty, as every device write). It
-// returns when the newest statistics so far arrived, for AwaitStats. It
-// does not block, so a caller may hold a lock that keeps guest RAM
-// still (the VMM's run lock) around it and wait outside.
+// RequestStats is RequestStatsContext without a bound (lock.go).
 func (d *Device) RequestStats() (since time.Time, err error) {
-	d.mu.Lock()
+	return d.RequestStatsContext(context.Background())
+}
+
+// RequestStatsContext asks the guest for fresh statistics: it hands back
+// the buffer the guest gave the device, which writes the statistics
+// queue's used ring in guest RAM (marked dirty, as every device write).
+// It returns when the newest statistics so far arrived, for AwaitStats.
+// It waits for nothing but the device's lock, and for that only until
+// ctx ends (then it fails and hands nothing back), so a caller may hold
+// a lock that keeps guest RAM still (the VMM's run lock) around it and
+// wait for the statistics outside.
+func (d *Device) RequestStatsContext(ctx context.Context) (since time.Time, err error) {
+	if err := d.lockContext(ctx); err != nil {
+		return time.Time{}, err
+	}
 	defer d.mu.Unlock()
 	if d.q.stats == nil {
 		return d.stats.Updated, fmt.Errorf("the guest driver has not negotiated STATS_VQ")

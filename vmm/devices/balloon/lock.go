@@ -10,21 +10,30 @@ import (
 // and on a post-copy destination such a handler may wait, the lock held,
 // in a fault on a page the source has yet to send (the VMM's guest RAM
 // touches first): as long as post-copy takes to bring it, for good if
-// post-copy broke. So the host's calls that take a context wait for the
-// lock, and for the changes they wait on, under that context, and a
-// control command that makes them returns at its deadline:
+// post-copy broke. So every host call has a form that takes a context
+// and waits for the lock, and for the changes it waits on, under it; a
+// control command, a hint provider's call or a state save or load that
+// makes one returns at its deadline:
 //
 //	vCPU thread:  Notify ── lock ── guest RAM (post-copy: may wait for a page) ── changed ── unlock
-//	host:         TargetContext(ctx) ── lockContext(ctx) ──► Target, or an error when ctx ends first
+//	host:         SetTargetContext, TargetContext, RequestStatsContext, LastStatsContext,
+//	              StartHintContext, StopHintContext, DoneHintContext, HintStatusContext,
+//	              SetHintSinkContext, SaveContext, RestoreContext (ctx)
+//	                 ── lockContext(ctx) ──► its work, or an error when ctx ends first (nothing changed)
 //	host:         WaitActual, AwaitStats, WaitHint (ctx) ── await: lockContext, look, take changed
 //	                                                        (made by the first waiter), unlock,
 //	                                                        wait for changed or ctx, look again
 //
-// The host's calls without a context (SetTarget, RequestStats, StartHint,
-// StopHint, DoneHint, Target, HintStatus, Save, Restore) take it as a
-// plain mutex, without a bound: their callers must know that no vCPU can
-// be waiting in the device (the VMM refuses them while a migration owns
-// its destination, and its source never faults).
+// The forms without a context (SetTarget, Target, RequestStats,
+// LastStats, StartHint, StopHint, DoneHint, HintStatus, SetHintSink,
+// Save, Restore) wait for the lock without a bound: for callers that
+// know no vCPU can be waiting in the device (tests; a VM whose vCPUs
+// never ran). The reference VMM calls only the bounded ones. What is not
+// bounded: the vCPU's handlers themselves (they must not allocate:
+// TestVCPUPathsAllocFree), and the transport's activation of the device
+// when it restores (virtio.Transport.Restore calls Activate), which only
+// a load makes, into a VM whose vCPUs never ran: only host calls, each
+// bounded, can hold the lock then.
 
 // lockContext takes the device's lock (a ctxlock.Mutex), or fails,
 // saying why it could not, once ctx ended first. A free lock is taken

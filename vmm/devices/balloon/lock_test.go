@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,34 +12,58 @@ import (
 
 // TestHostCallsBoundedWhileDeviceHeld: while something holds the
 // device's lock (here the test; on a post-copy destination a vCPU that
-// waits in a fault for a page the source has yet to send), the host's
-// calls that take a context fail when it ends, saying why, instead of
-// waiting for the lock; once the lock is free they answer again.
-// Before, each took the lock without a bound (and WaitHint, WaitActual
-// and AwaitStats took it again after every wake-up, their context's
-// too), so the control commands balloon, balloon-wait, balloon-stats
-// and hint-wait hung past their deadline.
+// waits in a fault for a page the source has yet to send), every host
+// call that takes a context fails when it ends, saying why, and changes
+// nothing, instead of waiting for the lock; once the lock is free they
+// answer again. Before, each took the lock without a bound (and
+// WaitHint, WaitActual and AwaitStats took it again after every
+// wake-up, their context's too), so the control commands balloon,
+// balloon-wait, balloon-stats and hint-wait hung past their deadline;
+// SetTarget, RequestStats, the hint session's calls, Save and Restore
+// had no bounded form at all.
 func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint)
-	calls := map[string]func(context.Context) error{
-		"TargetContext": func(ctx context.Context) error { _, err := f.dev.TargetContext(ctx); return err },
-		"WaitActual":    func(ctx context.Context) error { _, err := f.dev.WaitActual(ctx); return err },
-		"AwaitStats":    func(ctx context.Context) error { _, err := f.dev.AwaitStats(ctx, time.Time{}); return err },
-		"WaitHint":      func(ctx context.Context) error { _, err := f.dev.WaitHint(ctx); return err },
+	saved := f.dev.Save()
+	type call struct {
+		name string
+		call func(context.Context) error
+		now  bool // answers at once once the lock is free (the others wait for the guest)
+	}
+	calls := []call{
+		{"TargetContext", func(ctx context.Context) error { _, err := f.dev.TargetContext(ctx); return err }, true},
+		{"SetTargetContext", func(ctx context.Context) error { _, err := f.dev.SetTargetContext(ctx, 64); return err }, true},
+		{"RequestStatsContext", func(ctx context.Context) error { _, err := f.dev.RequestStatsContext(ctx); return err }, true},
+		{"LastStatsContext", func(ctx context.Context) error { _, err := f.dev.LastStatsContext(ctx); return err }, true},
+		{"StartHintContext", func(ctx context.Context) error { _, err := f.dev.StartHintContext(ctx); return err }, true},
+		{"HintStatusContext", func(ctx context.Context) error { _, err := f.dev.HintStatusContext(ctx); return err }, true},
+		{"StopHintContext", func(ctx context.Context) error { _, err := f.dev.StopHintContext(ctx); return err }, true},
+		{"DoneHintContext", func(ctx context.Context) error { _, err := f.dev.DoneHintContext(ctx); return err }, true},
+		{"SetHintSinkContext", func(ctx context.Context) error { return f.dev.SetHintSinkContext(ctx, f.sink) }, true},
+		{"SaveContext", func(ctx context.Context) error { _, err := f.dev.SaveContext(ctx); return err }, true},
+		{"RestoreContext", func(ctx context.Context) error { return f.dev.RestoreContext(ctx, saved) }, true},
+		{"WaitActual", func(ctx context.Context) error { _, err := f.dev.WaitActual(ctx); return err }, true},
+		{"AwaitStats", func(ctx context.Context) error { _, err := f.dev.AwaitStats(ctx, time.Time{}); return err }, false},
+		{"WaitHint", func(ctx context.Context) error { _, err := f.dev.WaitHint(ctx); return err }, false},
 	}
 	f.dev.mu.Lock()
-	for name, call := range calls {
+	for _, c := range calls {
 		start := time.Now()
-		err := callWithin(t, name, 100*time.Millisecond, call)
+		err := callWithin(t, c.name, 100*time.Millisecond, c.call)
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the balloon device is busy") {
-			t.Errorf("%s while the device is held: %v; want it to give up at its deadline, saying why", name, err)
+			t.Errorf("%s while the device is held: %v; want it to give up at its deadline, saying why", c.name, err)
 		}
-		t.Logf("%s gave up after %v", name, time.Since(start).Round(time.Millisecond))
+		t.Logf("%s gave up after %v", c.name, time.Since(start).Round(time.Millisecond))
 	}
 	f.dev.mu.Unlock()
-	for _, name := range []string{"TargetContext", "WaitActual"} {
-		if err := callWithin(t, name, 5*time.Second, calls[name]); err != nil {
-			t.Errorf("%s once the device is free: %v", name, err)
+	if got := f.dev.Save(); !reflect.DeepEqual(got, saved) {
+		t.Errorf("the calls that gave up changed the device: %+v, was %+v", got, saved)
+	}
+	for _, c := range calls {
+		if !c.now {
+			continue
+		}
+		if err := callWithin(t, c.name, 5*time.Second, c.call); err != nil {
+			t.Errorf("%s once the device is free: %v", c.name, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package balloon
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -76,11 +77,20 @@ func (d *Device) queueMap() uint8 {
 	return m
 }
 
-// Save returns the device's state. Call it with the vCPUs paused and no
-// host-side balloon call (SetTarget, StartHint, ...) in progress, and save
-// the transport in the same pause.
+// Save is SaveContext without a bound (lock.go).
 func (d *Device) Save() State {
-	d.mu.Lock()
+	s, _ := d.SaveContext(context.Background())
+	return s
+}
+
+// SaveContext returns the device's state. Call it with the vCPUs paused
+// and no host-side balloon call (SetTarget, StartHint, ...) in progress,
+// and save the transport in the same pause. It fails when ctx ends
+// before the device's lock is free.
+func (d *Device) SaveContext(ctx context.Context) (State, error) {
+	if err := d.lockContext(ctx); err != nil {
+		return State{}, err
+	}
 	defer d.mu.Unlock()
 	s := State{Features: d.features, Queues: d.queueMap(), Target: d.target, Actual: d.actual,
 		Inflated: d.inflated, Reported: d.reported, Stats: d.stats}
@@ -91,7 +101,7 @@ func (d *Device) Save() State {
 	if d.statsReq != nil {
 		s.StatsHeld, s.StatsHead = true, d.statsReq.Head
 	}
-	return s
+	return s, nil
 }
 
 func cloneValues(m map[string]uint64) map[string]uint64 {
@@ -105,15 +115,21 @@ func cloneValues(m map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// Restore loads s into a device whose transport was just restored (which
-// activated it with the saved queues and features) and whose guest has not
-// run yet. It checks that the features and queue map agree with that
-// activation.
-func (d *Device) Restore(s State) error {
+// Restore is RestoreContext without a bound (lock.go).
+func (d *Device) Restore(s State) error { return d.RestoreContext(context.Background(), s) }
+
+// RestoreContext loads s into a device whose transport was just restored
+// (which activated it with the saved queues and features) and whose
+// guest has not run yet. It checks that the features and queue map
+// agree with that activation. It fails, loading nothing, when ctx ends
+// before the device's lock is free.
+func (d *Device) RestoreContext(ctx context.Context, s State) error {
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("restore balloon: %w", err)
 	}
-	d.mu.Lock()
+	if err := d.lockContext(ctx); err != nil {
+		return fmt.Errorf("restore balloon: %w", err)
+	}
 	defer d.mu.Unlock()
 	// A device the guest broke after bringing it up kept its features and
 	// dropped its queues (failLocked); its transport, in NEEDS_RESET, did
