@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,5 +122,44 @@ func TestLingerNotEndedBeforeCommit(t *testing.T) {
 	l.postcopyUnset()
 	if l.endNow() || n != 0 {
 		t.Errorf("ended before the guest ran here (%d cancels)", n)
+	}
+}
+
+// TestCloseEndsLingerAfterPostcopy: a post-copy destination whose VM
+// ended by itself once its post-copy ended here (it broke: Halt stopped
+// the VM; or every page arrived and the guest then powered off) is
+// closed (VM.Close, as ferry-vmm does once Run returned) without
+// waiting out the engine's telling of the source: Close ends it. Before,
+// nothing did: Close waited for the migration, and the VMM did not exit
+// for up to about 6 minutes, its control socket already closed.
+func TestCloseEndsLingerAfterPostcopy(t *testing.T) {
+	for _, how := range []string{"broken", "settled"} {
+		v, _, m, _ := lingeringDestination(t)
+		telling, endTelling := context.WithCancel(context.Background())
+		t.Cleanup(endTelling)
+		m.own.linger.setEnd(endTelling)
+		v.plugins.Add(1) // the migration's goroutine, which Close waits for
+		go func() {
+			defer v.plugins.Done()
+			<-telling.Done() // lingerToTell: until the source answers, or about 6 minutes
+		}()
+		if how == "broken" {
+			m.Halt() // post-copy broke for good: the VM stops, Run returns
+		} else {
+			m.Postcopy(nil) // every page arrived
+			v.Stop()        // the guest powered off
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- v.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("%s: Close: %v", how, err)
+			}
+		case <-time.After(5 * time.Second):
+			endTelling()
+			<-closed
+			t.Fatalf("%s: Close had not returned 5 s after the VM stopped: it waited for the engine's telling of the source", how)
+		}
 	}
 }

@@ -508,7 +508,10 @@ func (v *VM) Status() Status {
 
 // Close flushes the guest's serial output and releases guest RAM and the
 // KVM file descriptors. Call after Run; vCPUs still parked (an incoming VM
-// that never ran) are stopped first.
+// that never ran) are stopped first. It waits for a migration still
+// running and its plugins, but not for an incoming post-copy's telling
+// its source how post-copy ended here (linger.go): it ends that, now if
+// post-copy ended, else as soon as it ends.
 func (v *VM) Close() error {
 	v.mu.Lock()
 	started := v.cpus != nil
@@ -516,6 +519,9 @@ func (v *VM) Close() error {
 	if started {
 		v.Stop()
 		<-v.cpusDone
+	}
+	if own := v.migration().owner(); own != nil { // a nil record: none
+		own.linger.cutOnEnd()
 	}
 	v.plugins.Wait() // each is bounded: go-plugin kills a plugin that does not exit, boundedClose leaves a transport in process
 	var errs []error
