@@ -89,8 +89,13 @@ func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v
 // migration (VM.incomingWait). One that ran a paused VM again is
 // recorded in the owner (resumed): the VM's state alone cannot say so
 // once a stop (a power-off, a failure), which does not take the run
-// lock, ended it.
-func (m migrationVM) Resume() error {
+// lock, ended it; one that failed is recorded too (resumeFailed).
+func (m migrationVM) Resume() (err error) {
+	defer func() {
+		if err != nil {
+			m.own.resumeFailed.Store(true)
+		}
+	}()
 	return m.own.do(context.Background(), func(context.Context) error {
 		was := m.v.Status().State // under the run lock: only a stop can change it meanwhile
 		if err := m.v.resumeFor(true); err != nil {
@@ -250,7 +255,12 @@ func tagFingerprint(m *api.Migration) string {
 // says so, or says why it did not: none runs, the guest runs or is about
 // to run on the destination in post-copy, where stopping either side
 // would lose it, a pre-copy source writes COMMIT or waits for RUNNING,
-// or a pre-copy destination acts on COMMIT. On a post-copy destination
+// or a pre-copy destination acts on COMMIT. A post-copy destination
+// whose Resume at COMMIT failed (the engine held, but the guest never
+// ran here) says so (errResumeFailedNoCancel): the engine fails the
+// migration and tells the source. Before, that was answered as
+// post-copy, whose guest runs on the destination
+// (TestCancelAfterFailedPostcopyResume). On a post-copy destination
 // whose post-copy already ended here (every page arrived, or broke for
 // good) it ends the engine's wait to tell the source how, the only
 // thing left (lingerEnd.endNow), and says so (errLingerEnded): the
@@ -272,10 +282,13 @@ func (mg *migration) cancelRunning(n api.IDArgs) (api.CancelResult, error) {
 		return api.CancelResult{Why: "no migration is running"}, nil
 	}
 	took, postcopy := mg.cancel()
+	receiving := mg.cur.Role == transport.RoleReceive.String()
 	switch {
 	case took:
 		return api.CancelResult{Cancelled: true}, nil
-	case postcopy && mg.cur.Role == transport.RoleReceive.String() && mg.own != nil && mg.own.linger.endNow():
+	case postcopy && receiving && mg.own != nil && mg.own.resumeFailed.Load():
+		return api.CancelResult{Committing: true, Why: errResumeFailedNoCancel}, nil
+	case postcopy && receiving && mg.own != nil && mg.own.linger.endNow():
 		return api.CancelResult{Postcopy: true, Why: errLingerEnded}, nil
 	case postcopy:
 		return api.CancelResult{Postcopy: true, Why: errPostcopyNoCancel}, nil
@@ -367,3 +380,8 @@ const errLingerEnded = "post-copy had already ended here (every page arrived and
 // errPostcopyNoCancel is migrate-cancel's answer in post-copy.
 const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on the destination and needs pages only the source holds; " +
 	"the migration ends when they all arrived, or as post-copy-broken when the connection stayed down for reconnect_timeout"
+
+// errResumeFailedNoCancel is migrate-cancel's answer on a post-copy
+// destination whose engine's Resume at COMMIT failed (resumeFailed).
+const errResumeFailedNoCancel = "COMMIT arrived, but the guest could not be resumed here and never ran here: nothing is left to cancel; " +
+	"the destination tells the source to run the guest on (ABORT) and the migration ends failed within seconds"

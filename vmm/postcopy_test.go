@@ -480,3 +480,41 @@ func TestShutdownRefusesCommitAfterCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelAfterFailedPostcopyResume: on a post-copy destination whose
+// engine held for post-copy at COMMIT (engine.Cancel refuses) and whose
+// Resume then failed (the VM stopped, or the VMM's shutdown had
+// cancelled the incoming migration), migrate-cancel says so: the guest
+// never ran here, the source is told to run it on, and the migration
+// ends failed within seconds. Before, it answered that post-copy cannot
+// be cancelled because the guest runs on the destination, which it did
+// not.
+func TestCancelAfterFailedPostcopyResume(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(v *VM)
+	}{
+		{"the VM stopped", func(v *VM) { v.Stop() }},
+		{"the shutdown cancelled", func(v *VM) { v.incomingCancelled = true }},
+	} {
+		v := bareVM(StatePaused) // LoadState done
+		v.ram = &guestRAM{}
+		mg := &migration{}
+		v.mig = mg
+		own, err := v.claim(t.Context(), mg, transport.RoleReceive.String(), "", func() (bool, bool) { return false, true },
+			func(State) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		mg.progress(engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePostcopy, Handover: engine.HandoverLoaded})
+		tc.fail(v)
+		if err := (migrationVM{v: v, own: own}).Resume(); err == nil { // COMMIT
+			t.Fatalf("%s: the engine's Resume at COMMIT succeeded", tc.name)
+		}
+		res, err := mg.cancelRunning(api.IDArgs{})
+		if err != nil || res.Cancelled || res.Postcopy || !res.Committing || res.Why != errResumeFailedNoCancel {
+			t.Errorf("%s: migrate-cancel after the failed Resume: %+v, %v; want not cancelled, committing, saying the guest never ran here",
+				tc.name, res, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
@@ -116,6 +117,12 @@ type migrationOwner struct {
 	// destination, and ends the engine's wait to tell the source how
 	// (linger.go).
 	linger lingerEnd
+	// resumeFailed: the engine's Resume failed (migrationVM.Resume). On
+	// a destination that is its Resume at COMMIT: the guest never ran
+	// here, and the engine fails the migration, telling the source
+	// (ABORT), although it held for post-copy (migrate-cancel says so:
+	// cancelRunning). Read without the run lock.
+	resumeFailed atomic.Bool
 }
 
 // errNotOwner is what an owner's do returns after release.

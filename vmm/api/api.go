@@ -177,7 +177,11 @@ type CancelResult struct {
 	// The migration ends within switchover_timeout: completed, failed
 	// (the destination's ABORT: the source resumed), or handover-unknown.
 	// On a pre-copy destination: COMMIT arrived and the guest runs, or is
-	// being resumed, here.
+	// being resumed, here. On a destination of either mode: COMMIT
+	// arrived but the guest could not be resumed there (it never ran
+	// there): the migration ends failed within seconds, the source told
+	// to run the guest on (until 2026-12-07 a post-copy one answered
+	// Postcopy, as if the guest ran there).
 	Committing bool `json:"committing,omitempty"`
 	// Why it was not cancelled, in words.
 	Why string `json:"why,omitempty"`
