@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/devices/uart"
+	"github.com/ferryvm/ferry/vmm/internal/boundtest"
 )
 
 // stuckToucher is a post-copy Toucher whose page never arrives until
@@ -138,7 +139,7 @@ func TestBalloonPathsBoundedWhileVCPUWaitsInDevice(t *testing.T) {
 	}
 	direct := func(name string, fn func(context.Context, *VM) error) func(*testing.T, *VM, func(string, any, any) error, func()) {
 		return func(t *testing.T, v *VM, _ func(string, any, any) error, release func()) {
-			err := returnsWithin(t, name, 300*time.Millisecond, release, func(ctx context.Context) error { return fn(ctx, v) })
+			err := boundtest.Returns(t, name, 300*time.Millisecond, release, func(ctx context.Context) error { return fn(ctx, v) })
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the balloon device is busy") {
 				t.Errorf("%s while a vCPU waits in the device: %v; want it to fail at its deadline, saying the device is busy", name, err)
 			}
@@ -178,23 +179,5 @@ func TestBalloonPathsBoundedWhileVCPUWaitsInDevice(t *testing.T) {
 				t.Errorf("balloon target %d pages once the vCPU left the device, want 256", got)
 			}
 		})
-	}
-}
-
-// returnsWithin calls call with a deadline of d and fails the test if it
-// has not returned 5 s after it (then unblock lets it go).
-func returnsWithin(t *testing.T, name string, d time.Duration, unblock func(), call func(context.Context) error) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	res := make(chan error, 1)
-	go func() { res <- call(ctx) }()
-	select {
-	case err := <-res:
-		return err
-	case <-time.After(d + 5*time.Second):
-		unblock()
-		t.Fatalf("%s with a deadline of %v had not returned 5 s after it (%v once unblocked)", name, d, <-res)
-		return nil
 	}
 }

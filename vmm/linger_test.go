@@ -20,23 +20,31 @@ import (
 // that cancel is proven in framework/engine
 // (TestPostcopySettledLingerCancelled, TestPostcopyBrokenLingerCancelled).
 
-// lingeringDestination is a destination VM whose incoming post-copy
-// migration held (engine.Cancel refuses it: post-copy) and whose guest
-// runs here (the engine's Resume at COMMIT); ends counts the cancels of
-// the context its engine runs under.
-func lingeringDestination(t *testing.T) (*VM, *migration, migrationVM, *atomic.Int32) {
-	v := bareVM(StatePaused) // LoadState done
+// heldDestination is a destination VM whose state is loaded and whose
+// incoming post-copy migration held (engine.Cancel refuses it:
+// post-copy), as at COMMIT, before the engine's Resume: m is the VM as
+// its engine sees it.
+func heldDestination(t *testing.T) (v *VM, mg *migration, m migrationVM) {
+	t.Helper()
+	v = bareVM(StatePaused) // LoadState done
 	v.ram = &guestRAM{}
-	mg := &migration{}
+	mg = &migration{}
 	v.mig = mg
 	own, err := v.claim(t.Context(), mg, transport.RoleReceive.String(), "", func() (bool, bool) { return false, true },
 		func(State) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v, mg, migrationVM{v: v, own: own}
+}
+
+// lingeringDestination is a heldDestination whose guest runs here (the
+// engine's Resume at COMMIT); ends counts the cancels of the context its
+// engine runs under.
+func lingeringDestination(t *testing.T) (*VM, *migration, migrationVM, *atomic.Int32) {
+	v, mg, m := heldDestination(t)
 	var ends atomic.Int32
-	own.linger.setEnd(func() { ends.Add(1) })
-	m := migrationVM{v: v, own: own}
+	m.own.linger.setEnd(func() { ends.Add(1) })
 	if err := m.Resume(); err != nil { // COMMIT
 		t.Fatal(err)
 	}

@@ -64,15 +64,10 @@ func refusedFor(t *testing.T, cmd string, err error, want, held string) {
 // switched, resolved or quit whatever migration the VMM held by then,
 // one started by another run.
 func TestControlIDs(t *testing.T) {
-	v := fakeVM(StateRunning)
-	call := serveCalls(t, v)
+	v, call := servedAs(t, transport.RoleSend)
 	mg := v.migration()
 	cancels := 0
-	own, err := v.claim(context.Background(), mg, transport.RoleSend.String(), "a", takes(func() { cancels++ }),
-		func(st State) error { return v.canMigrate(transport.RoleSend, st) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := claimAs(t, v, transport.RoleSend, "a", func() { cancels++ })
 	toPostcopy := mg.switchable() // what startMigration hands to the engine
 	mg.progress(engine.Progress{Phase: engine.PhaseDirty, Mode: engine.ModePrecopy, Handover: engine.HandoverLive})
 	other := api.IDArgs{ID: "b"}
@@ -106,12 +101,7 @@ func TestControlIDs(t *testing.T) {
 
 	// The migration ends handover-unknown: migrate-resolve for another
 	// one leaves it so.
-	m := migrationVM{v: v, own: own}
-	if err := m.Pause(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
-	v.endMigration(own, mg, transport.RoleSend, rep, engine.ErrHandoverUnknown)
+	endUnknown(t, v, own, transport.RoleSend)
 	for _, action := range []string{api.ResolveResume, api.ResolveMigrated, api.ResolveQuery} {
 		refusedFor(t, "migrate-resolve "+action, call("migrate-resolve", api.ResolveArgs{Action: action, ID: "b"}, nil), "b", "a")
 	}
@@ -227,21 +217,10 @@ func TestQuitRanSince(t *testing.T) {
 		quit bool // quit "a" ends the VM
 	}{
 		{"source migrated", transport.RoleSend, func(t *testing.T, v *VM, own *migrationOwner, _ func(string, any, any) error) {
-			m := migrationVM{v: v, own: own}
-			if err := m.Pause(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			v.endMigration(own, v.migration(), transport.RoleSend, engine.Report{Status: engine.StatusCompleted}, nil)
+			endAs(t, v, own, transport.RoleSend, engine.Report{Status: engine.StatusCompleted})
 		}, true},
 		{"source failed, resumed, paused by hand", transport.RoleSend, func(t *testing.T, v *VM, own *migrationOwner, call func(string, any, any) error) {
-			m := migrationVM{v: v, own: own}
-			if err := m.Pause(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if err := m.Resume(); err != nil {
-				t.Fatal(err)
-			}
-			v.endMigration(own, v.migration(), transport.RoleSend, engine.Report{Status: engine.StatusFailed}, errors.New("cut"))
+			endFailedResumed(t, v, own, "")
 			if err := call("pause", nil, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -263,21 +242,11 @@ func TestQuitRanSince(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := StateRunning
-			if tc.role == transport.RoleReceive {
-				st = StateIncoming
-			}
-			v := fakeVM(st)
-			v.cfg.Incoming = tc.role == transport.RoleReceive
-			call := serveCalls(t, v)
-			own, err := v.claim(context.Background(), v.migration(), tc.role.String(), "a", takes(func() {}),
-				func(st State) error { return v.canMigrate(tc.role, st) })
-			if err != nil {
-				t.Fatal(err)
-			}
+			v, call := servedAs(t, tc.role)
+			own := claimAs(t, v, tc.role, "a", nil)
 			tc.end(t, v, own, call)
 			before := v.Status().State
-			err = call("quit", api.IDArgs{ID: "a"}, nil)
+			err := call("quit", api.IDArgs{ID: "a"}, nil)
 			stopped := false
 			select { // quit stops the VM before it answers
 			case <-v.stopped:
@@ -298,17 +267,79 @@ func TestQuitRanSince(t *testing.T) {
 	}
 }
 
-// endUnknown ends own's migration (role) handover-unknown, the VM
-// paused: loaded first on a destination.
+// endUnknown ends own's migration (role) handover-unknown (endAs).
 func endUnknown(t *testing.T, v *VM, own *migrationOwner, role transport.Role) {
+	t.Helper()
+	endAs(t, v, own, role, engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy})
+}
+
+// endAs ends own's migration (role) with rep, as its engine's return
+// does, the VM paused first (loaded on a destination); one that ends
+// handover-unknown with engine.ErrHandoverUnknown.
+func endAs(t *testing.T, v *VM, own *migrationOwner, role transport.Role, rep engine.Report) {
 	t.Helper()
 	if role == transport.RoleReceive {
 		v.setStateIf(StateIncoming, StatePaused) // what LoadState does
 	} else if err := (migrationVM{v: v, own: own}).Pause(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep := engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy}
-	v.endMigration(own, v.migration(), role, rep, engine.ErrHandoverUnknown)
+	var err error
+	if rep.Status == engine.StatusHandoverUnknown {
+		err = engine.ErrHandoverUnknown
+	}
+	v.endMigration(own, v.migration(), role, rep, err)
+}
+
+// endFailedResumed ends own's outgoing migration failed, reporting tag
+// fingerprint tag, as its engine does once it paused the VM and resumed
+// it.
+func endFailedResumed(t *testing.T, v *VM, own *migrationOwner, tag string) {
+	t.Helper()
+	m := migrationVM{v: v, own: own}
+	if err := m.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	v.endMigration(own, v.migration(), transport.RoleSend, engine.Report{Status: engine.StatusFailed, TagFingerprint: tag}, errors.New("cut"))
+}
+
+// servedAs is a fake VM served on a control socket (serveCalls) in the
+// state a migration of role starts from: running for a source,
+// incoming for a destination.
+func servedAs(t *testing.T, role transport.Role) (*VM, func(cmd string, args, res any) error) {
+	t.Helper()
+	st := StateRunning
+	if role == transport.RoleReceive {
+		st = StateIncoming
+	}
+	v := fakeVM(st)
+	v.cfg.Incoming = role == transport.RoleReceive
+	return v, serveCalls(t, v)
+}
+
+// claimAs makes a migration of role, with id, own v, as migrate-send
+// or migrate-incoming does (claimIn, in v's migration record).
+func claimAs(t *testing.T, v *VM, role transport.Role, id string, onCancel func()) *migrationOwner {
+	t.Helper()
+	return claimIn(t, v, v.migrations(), role, id, onCancel)
+}
+
+// claimIn makes a migration of role, with id, recorded in mg, own v, as
+// migrate-send or migrate-incoming does (canMigrate must let it); its
+// cancel takes, and calls onCancel (nil: nothing more).
+func claimIn(t *testing.T, v *VM, mg *migration, role transport.Role, id string, onCancel func()) *migrationOwner {
+	t.Helper()
+	own, err := v.claim(context.Background(), mg, role.String(), id, takes(func() {
+		if onCancel != nil {
+			onCancel()
+		}
+	}), func(st State) error { return v.canMigrate(role, st) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return own
 }
 
 // TestControlVersionReported: migrate-status and migrate-resolve (a
@@ -322,10 +353,7 @@ func TestControlVersionReported(t *testing.T) {
 	if err := call("migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &rq); err != nil || rq.Control != api.ControlVersion {
 		t.Fatalf("migrate-resolve query, no migration: %+v, %v; want control %d", rq, err, api.ControlVersion)
 	}
-	if _, err := v.claim(context.Background(), v.migration(), transport.RoleSend.String(), "a", takes(func() {}),
-		func(st State) error { return v.canMigrate(transport.RoleSend, st) }); err != nil {
-		t.Fatal(err)
-	}
+	claimAs(t, v, transport.RoleSend, "a", nil)
 	var st api.Migration
 	if err := call("migrate-status", nil, &st); err != nil || st.Control != api.ControlVersion || st.ID != "a" {
 		t.Fatalf("migrate-status: %+v, %v; want migration a, control %d", st, err, api.ControlVersion)
@@ -345,11 +373,7 @@ func TestTagFingerprintReported(t *testing.T) {
 	v := fakeVM(StateRunning)
 	call := serveCalls(t, v)
 	mg := v.migration()
-	own, err := v.claim(context.Background(), mg, transport.RoleSend.String(), "", takes(func() {}),
-		func(st State) error { return v.canMigrate(transport.RoleSend, st) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := claimAs(t, v, transport.RoleSend, "", nil)
 	both := func(want string) {
 		t.Helper()
 		var st api.Migration

@@ -1,8 +1,6 @@
 package vmm
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 
@@ -33,21 +31,10 @@ type tagCase struct {
 }
 
 // endTagged ends own's migration (role) with report status st,
-// reporting tagA, the VM paused first (loaded on a destination), as
-// endUnknown does.
+// reporting tagA (endAs).
 func endTagged(t *testing.T, v *VM, own *migrationOwner, role transport.Role, st engine.Status) {
 	t.Helper()
-	if role == transport.RoleReceive {
-		v.setStateIf(StateIncoming, StatePaused) // what LoadState does
-	} else if err := (migrationVM{v: v, own: own}).Pause(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rep := engine.Report{Status: st, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy, TagFingerprint: tagA}
-	var err error
-	if st == engine.StatusHandoverUnknown {
-		err = engine.ErrHandoverUnknown
-	}
-	v.endMigration(own, v.migration(), role, rep, err)
+	endAs(t, v, own, role, engine.Report{Status: st, Handover: engine.HandoverUnknown, Mode: engine.ModePrecopy, TagFingerprint: tagA})
 }
 
 // resolveAct is the act migrate-resolve action, naming tag.
@@ -115,26 +102,16 @@ func TestControlTagFingerprints(t *testing.T) {
 	for _, tc := range tagCases() {
 		for _, tag := range []string{tagB, "", tagA} {
 			t.Run(tc.name+"/"+tagName(tag), func(t *testing.T) {
-				st := StateRunning
-				if tc.role == transport.RoleReceive {
-					st = StateIncoming
-				}
-				v := fakeVM(st)
-				v.cfg.Incoming = tc.role == transport.RoleReceive
-				call := serveCalls(t, v)
+				v, call := servedAs(t, tc.role)
 				mg := v.migration()
 				cancels := 0
-				own, err := v.claim(context.Background(), mg, tc.role.String(), "", takes(func() { cancels++ }),
-					func(st State) error { return v.canMigrate(tc.role, st) })
-				if err != nil {
-					t.Fatal(err)
-				}
+				own := claimAs(t, v, tc.role, "", func() { cancels++ })
 				mg.progress(engine.Progress{Phase: engine.PhaseDirty, Handover: engine.HandoverLive, TagFingerprint: tagA})
 				if tc.end != nil {
 					tc.end(t, v, own, call)
 				}
 				state, side := v.Status().State, mg.status().Side
-				err = tc.act(call, tag)
+				err := tc.act(call, tag)
 				acted := tc.acted(v, cancels)
 				if tag != tagB {
 					if err != nil || !acted {
@@ -197,11 +174,7 @@ func TestControlTagFingerprintNotYet(t *testing.T) {
 
 	mg := v.migration()
 	cancels := 0
-	own, err := v.claim(context.Background(), mg, transport.RoleSend.String(), "", takes(func() { cancels++ }),
-		func(st State) error { return v.canMigrate(transport.RoleSend, st) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := claimAs(t, v, transport.RoleSend, "", func() { cancels++ })
 	mg.progress(engine.Progress{Phase: engine.PhaseSetup, Handover: engine.HandoverLive}) // HELLO not reported yet
 	if err := call("migrate-cancel", named, nil); err == nil || !strings.Contains(err.Error(), "no tag fingerprint (yet)") || cancels != 0 {
 		t.Fatalf("migrate-cancel naming %s beside a migration that reports none yet: %v (cancelled %d times)", tagA, err, cancels)
@@ -209,14 +182,7 @@ func TestControlTagFingerprintNotYet(t *testing.T) {
 
 	// Failed, resumed by the engine: quit naming its fingerprint is
 	// refused, quit naming none ends it.
-	m := migrationVM{v: v, own: own}
-	if err := m.Pause(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	v.endMigration(own, mg, transport.RoleSend, engine.Report{Status: engine.StatusFailed, TagFingerprint: tagA}, errors.New("cut"))
+	endFailedResumed(t, v, own, tagA)
 	if err := call("quit", named, nil); err == nil || !strings.Contains(err.Error(), "the guest has run here since") ||
 		!strings.Contains(err.Error(), "tag fingerprint "+tagA) {
 		t.Fatalf("quit naming %s after the guest ran here: %v, want refused", tagA, err)

@@ -497,18 +497,10 @@ func TestCancelAfterFailedPostcopyResume(t *testing.T) {
 		{"the VM stopped", func(v *VM) { v.Stop() }},
 		{"the shutdown cancelled", func(v *VM) { v.incomingCancelled = true }},
 	} {
-		v := bareVM(StatePaused) // LoadState done
-		v.ram = &guestRAM{}
-		mg := &migration{}
-		v.mig = mg
-		own, err := v.claim(t.Context(), mg, transport.RoleReceive.String(), "", func() (bool, bool) { return false, true },
-			func(State) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
+		v, mg, m := heldDestination(t)
 		mg.progress(engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePostcopy, Handover: engine.HandoverLoaded})
 		tc.fail(v)
-		if err := (migrationVM{v: v, own: own}).Resume(); err == nil { // COMMIT
+		if err := m.Resume(); err == nil { // COMMIT
 			t.Fatalf("%s: the engine's Resume at COMMIT succeeded", tc.name)
 		}
 		res, err := mg.cancelRunning(api.IDArgs{})

@@ -54,10 +54,7 @@ func quitStops(t *testing.T, v *VM, when string, err error) {
 
 // claimFake makes a send migration own v, in phase, as migrate-send does.
 func claimFake(t *testing.T, v *VM, mg *migration, phase engine.Phase) *migrationOwner {
-	own, err := v.claim(context.Background(), mg, "send", "", takes(func() {}), func(st State) error { return v.canMigrate(transport.RoleSend, st) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := claimIn(t, v, mg, transport.RoleSend, "", nil)
 	mg.progress(engine.Progress{Phase: phase})
 	return own
 }

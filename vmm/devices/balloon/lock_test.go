@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryvm/ferry/vmm/internal/boundtest"
 )
 
 // TestHostCallsBoundedWhileDeviceHeld: while something holds the
@@ -48,7 +50,7 @@ func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 	f.dev.mu.Lock()
 	for _, c := range calls {
 		start := time.Now()
-		err := callWithin(t, c.name, 100*time.Millisecond, c.call)
+		err := boundtest.Returns(t, c.name, 100*time.Millisecond, f.dev.mu.Unlock, c.call)
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the balloon device is busy") {
 			t.Errorf("%s while the device is held: %v; want it to give up at its deadline, saying why", c.name, err)
 		}
@@ -62,26 +64,9 @@ func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 		if !c.now {
 			continue
 		}
-		if err := callWithin(t, c.name, 5*time.Second, c.call); err != nil {
+		if err := boundtest.Returns(t, c.name, 5*time.Second, nil, c.call); err != nil {
 			t.Errorf("%s once the device is free: %v", c.name, err)
 		}
-	}
-}
-
-// callWithin calls call with a deadline of d and fails the test if it
-// has not returned 5 s after it.
-func callWithin(t *testing.T, name string, d time.Duration, call func(context.Context) error) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	res := make(chan error, 1)
-	go func() { res <- call(ctx) }()
-	select {
-	case err := <-res:
-		return err
-	case <-time.After(d + 5*time.Second):
-		t.Fatalf("%s with a deadline of %v had not returned 5 s after it", name, d)
-		return nil
 	}
 }
 
