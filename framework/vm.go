@@ -150,15 +150,27 @@ type PostcopyTarget interface {
 	GuestMemory(i int) []byte
 	// Postcopy is called with a Toucher once the engine registered guest
 	// memory, before LoadState, and with nil once every page arrived or
-	// the migration failed (at the latest before Receive returns). While
-	// a Toucher is set, code that reads or writes guest memory in user
-	// mode (device emulation, LoadState's too; not the vCPUs, whose
-	// faults happen inside KVM_RUN) calls Touch first.
+	// the migration failed (at the latest before Receive returns), except
+	// after a Halt that failed: the Toucher then stays set for good (see
+	// Halt). While a Toucher is set, code that reads or writes guest
+	// memory in user mode (device emulation, LoadState's too; not the
+	// vCPUs, whose faults happen inside KVM_RUN) calls Touch first.
 	Postcopy(t Toucher)
 	// Halt stops the vCPUs and every device thread for good: post-copy
 	// broke and cannot resume. The engine calls it before it closes the
 	// userfaultfd, which would otherwise let threads waiting on a missing
-	// page read it as zeros. The VM must never run again.
+	// page read it as zeros. The VM must never run again. An error must
+	// mean that some of the guest may still run: the engine then does not
+	// close the userfaultfd (it stays open, its fault loop stopped, until
+	// the process exits) and does not take the Toucher back, so a thread
+	// waiting on a page the destination lacks, and any that reaches one
+	// later, waits for good instead of reading zeros; threads that reach
+	// only pages the destination holds run on. Receive reports
+	// postcopy-broken with an error that wraps engine.ErrNotHalted and
+	// says to end the process, and still tells the source (BROKEN). Only
+	// ending the process stops such a guest (a thread blocked in a fault
+	// ends with it): a VMM that waits for every thread to return before
+	// it exits waits until it is killed.
 	Halt() error
 }
 

@@ -44,7 +44,9 @@ import (
 // session breaks after RUNNING, the guest keeps running on what it
 // holds; the old session's landed runs are drained into the Service,
 // the transport is opened again and the source's RESUME is answered
-// with MISSING. Giving up halts the VM before the userfaultfd closes.
+// with MISSING. Giving up halts the VM before the userfaultfd closes;
+// if it cannot be halted, the userfaultfd is never closed
+// (postcopy_halt.go).
 
 // pcDrainTimeout bounds the wait on the old session's landed lane after
 // the connection broke: it returns what landed, then its error, once the
@@ -96,6 +98,7 @@ type pcRecv struct {
 	commitMu  sync.Once
 
 	touching   bool       // Postcopy(toucher) was called and not undone yet
+	notHalted  bool       // post-copy broke and Halt failed: the userfaultfd and the Toucher stay (postcopy_halt.go)
 	sourceGone bool       // every page arrived after no source reconnected: nobody to send SETTLED to
 	stall      stallWatch // pages landing in the current session (wait)
 	resumedAt  time.Time
@@ -1080,14 +1083,14 @@ func (r *receiver) awaitSourceClose(ctx context.Context, last uint32) (answered 
 // broken gives post-copy up: the VM halts FIRST (threads waiting on a
 // missing page would otherwise read it as zeros once the userfaultfd
 // closes), then the userfaultfd closes, then the source is told
-// (tellBroken). Never ABORT: the VM ran here.
+// (tellBroken). Never ABORT: the VM ran here. If Halt fails, the
+// userfaultfd stays open and the Toucher set (halt, postcopy_halt.go):
+// the error wraps ErrNotHalted, and BROKEN's reason says so too.
 func (pc *pcRecv) broken(cause error) error {
 	r := pc.r
-	if err := pc.pt.Halt(); err != nil {
-		r.opt.Log.Error("post-copy broken: halt the VM", "err", err)
-	}
-	pc.closeUffd()
-	if pc.touching {
+	cause = pc.halt(cause)
+	pc.closeUffd() // not halted: the fault loop stops, the userfaultfd stays open
+	if pc.touching && !pc.notHalted {
 		pc.pt.Postcopy(nil)
 		pc.touching = false
 	}
@@ -1095,8 +1098,10 @@ func (pc *pcRecv) broken(cause error) error {
 	if err := r.ho.move(HandoverPostcopyBroken); err != nil {
 		r.opt.Log.Error("post-copy broken", "err", err)
 	}
-	r.opt.Log.Error("post-copy broken: the VM is halted here and lacks pages the source holds", "err", cause,
-		"pages_missing", pc.svc.Pending())
+	if !pc.notHalted {
+		r.opt.Log.Error("post-copy broken: the VM is halted here and lacks pages the source holds", "err", cause,
+			"pages_missing", pc.svc.Pending())
+	}
 	if !errors.Is(cause, errNoSourceResumed) {
 		pc.tellBroken(cause)
 	}
@@ -1218,7 +1223,10 @@ var brokenLinger = 15 * time.Second
 // variable for tests.
 var stallRestart = 15 * time.Second
 
-// closeUffd stops the fault loop and closes the userfaultfd.
+// closeUffd stops the fault loop and closes the userfaultfd, unless the
+// VM could not be halted (notHalted): then it keeps it open for the life
+// of the process (keepOpen), so that no thread waiting on a missing page
+// is woken onto zeros.
 func (pc *pcRecv) closeUffd() {
 	if pc.stopLoop != nil {
 		pc.stopLoop()
@@ -1226,7 +1234,11 @@ func (pc *pcRecv) closeUffd() {
 		pc.stopLoop, pc.loopDone = nil, nil // a nil channel: selects on it wait forever
 	}
 	if pc.u != nil {
-		pc.u.Close()
+		if pc.notHalted {
+			keepOpen(pc.u)
+		} else {
+			pc.u.Close()
+		}
 		pc.u = nil
 	}
 }
@@ -1239,10 +1251,13 @@ func (pc *pcRecv) stopWatch() {
 }
 
 // close releases what is left: after a pre-copy end, a failure before
-// the switch (the guest never ran here) or any end of post-copy.
+// the switch (the guest never ran here) or any end of post-copy. After a
+// Halt that failed it leaves the Toucher set (a device thread that
+// touches a missing page then waits in a system call, for good) and the
+// userfaultfd open (closeUffd).
 func (pc *pcRecv) close() {
 	pc.release()
-	if pc.touching {
+	if pc.touching && !pc.notHalted {
 		pc.pt.Postcopy(nil)
 		pc.touching = false
 	}
