@@ -765,13 +765,16 @@ proctype Dst() {
 	/* send VERIFIED failed: a verdict of differing pages (the source never
 	 * commits on it), or a cancel that cut the send (held.Err): failed,
 	 * giveUp's ABORT; else part of it may have reached the source, which
-	 * then commits: unknown, in either mode */
+	 * then commits: unknown in pre-copy; in post-copy it listens for the
+	 * RESUME of a source whose COMMIT was lost first, as after a break
+	 * from VERIFIED's first byte on (below) */
 	:: !ok && (d_bad || d_cancel) -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
 #if MUTANT == 20
 	:: !ok && !(d_bad || d_cancel) && d_pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* checkBroke, window taken for open */
 	:: !ok && !(d_bad || d_cancel) && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone
 #else
-	:: !ok && !(d_bad || d_cancel) -> d_ho = H_UNKNOWN; goto ddone    /* r.unknown */
+	:: !ok && !(d_bad || d_cancel) && !pc -> d_ho = H_UNKNOWN; goto ddone    /* r.unknown */
+	:: !ok && !(d_bad || d_cancel) && pc -> goto uncommitted                 /* pcRecv.uncommitted */
 #endif
 	fi;
 	/* From VERIFIED's first byte on, as without the check (below), but
@@ -803,6 +806,7 @@ proctype Dst() {
 		:: NOTBAD && pc && d_full -> d_ho = H_UNKNOWN; goto ddone
 #else
 		:: NOTBAD && pc ->                                                    /* pcRecv.uncommitted */
+uncommitted:
 			listen(got);
 			if
 #if MUTANT == 7

@@ -405,3 +405,55 @@ func TestPostcopyCheckOpenAllHeld(t *testing.T) {
 		})
 	}
 }
+
+// verifiedDies is the destination's transport whose first VERIFIED
+// reaches the source, after which the session breaks and the send
+// fails: the destination cannot tell whether the source read it.
+type verifiedDies struct {
+	transport.Transport
+	died atomic.Int32
+}
+
+func (v *verifiedDies) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind != msgVerified || v.died.Add(1) != 1 {
+		return v.Transport.SendMessage(ctx, m)
+	}
+	if err := v.Transport.SendMessage(ctx, m); err != nil {
+		return err
+	}
+	v.Transport.Close()
+	return fmt.Errorf("the session broke as VERIFIED went out: %w", transport.ErrClosed)
+}
+
+// TestPostcopyVerifiedLost: both engines in post-copy with the page
+// check; the destination's VERIFIED reaches the source, but its send
+// fails as the session breaks. The source commits on it; its COMMIT
+// is lost with the session, so it reconnects with RESUME (recommit).
+// The destination, which never got COMMIT, must listen for that RESUME
+// and answer ABORT (pcRecv.uncommitted), as for a break once VERIFIED's
+// send began: the source resumes the VM at once, the destination fails
+// and never ran it. Before, the destination ended handover-unknown as
+// its send failed, and the source reconnected to nobody for its
+// reconnect_timeout, then ended handover-unknown too.
+func TestPostcopyVerifiedLost(t *testing.T) {
+	const reconnect = 20 * time.Second // not waited out: the test's bound
+	d := &verifiedDies{}
+	start := time.Now()
+	r, dst := bothEnginesWrapped(t, func(str transport.Transport, _ *vmtest.VM) transport.Transport { return str },
+		func(dtr transport.Transport) transport.Transport { d.Transport = dtr; return d },
+		func(sopt, dopt *Options) {
+			sopt.VerifyPages, sopt.ReconnectTimeout, dopt.ReconnectTimeout = true, reconnect, reconnect
+		})
+	took := time.Since(start)
+	t.Logf("source: %v\ndestination: %v (%v)", r.serr, r.derr, took.Round(time.Millisecond))
+	if d.died.Load() != 1 {
+		t.Fatalf("%d VERIFIED sent: the test did not test it", d.died.Load())
+	}
+	if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
+		t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+	}
+	abortHeard(t, r, dst, took, reconnect)
+	if !strings.Contains(fmt.Sprint(r.derr), "the source reconnected and was told to resume the VM") {
+		t.Errorf("destination: %v; want it to say the source reconnected and was told to resume", r.derr)
+	}
+}

@@ -81,10 +81,13 @@
 //     HASHES), and so does one whose check found differing pages
 //     (checkBroke); a pre-copy one stays handover-unknown there, the
 //     check promised or not (its copy may be the only one); a VERIFIED that
-//     does not get out is handover-unknown too, but for such a verdict
-//     or a cancel that cut its send (failed, ABORT). A COMMIT the page
-//     check forbids (after differing pages, or before VERIFIED while
-//     the check is open) is refused: failed, ABORT (commitRefused).
+//     does not get out is handover-unknown too (in post-copy after
+//     listening for the RESUME of a source that committed on it, as
+//     after any break from VERIFIED on: uncommitted), but for such a
+//     verdict or a cancel that cut its send (failed, ABORT). A COMMIT
+//     the page check forbids (after differing pages, or before VERIFIED
+//     while the check is open) is refused: failed, ABORT
+//     (commitRefused).
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

@@ -1422,6 +1422,13 @@ func bothEngines(t *testing.T, wrap func(transport.Transport) transport.Transpor
 
 // bothEnginesOn is bothEngines whose wrap also gets the source's VM.
 func bothEnginesOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
+	return bothEnginesWrapped(t, wrap, func(dtr transport.Transport) transport.Transport { return dtr }, tune)
+}
+
+// bothEnginesWrapped is bothEnginesOn with the destination's end wrapped
+// by dwrap too.
+func bothEnginesWrapped(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport,
+	dwrap func(transport.Transport) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
 	needUffd(t)
 	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
 	must(t, err)
@@ -1439,7 +1446,7 @@ func bothEnginesOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) tran
 	tune(&sopt, &dopt)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, dtr, dopt)
+	wait := receiveAsync(ctx, dst, dwrap(dtr), dopt)
 	var r pcResult
 	r.srep, r.serr = Send(ctx, src, wrap(str, src), sopt)
 	r.drep, r.derr = wait()

@@ -581,7 +581,14 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 // (sender.verifyWait). A send that fails leaves the handover unknown:
 // part of VERIFIED may have reached the source, which then commits,
 // and beside a source whose VMM died this copy is the only one (as
-// after a LOADED that did not get out). It fails the migration
+// after a LOADED that did not get out). In post-copy such a source,
+// its COMMIT lost with the stream, reconnects with RESUME (recommit):
+// this side listens for it first and answers ABORT (pcRecv.uncommitted,
+// as loop does for a break once VERIFIED's send began); without a
+// RESUME within reconnect_timeout the handover is unknown. Until
+// 2026-12-07 it was unknown at once, and the source that committed
+// reconnected to nobody and ended handover-unknown too
+// (TestPostcopyVerifiedLost). It fails the migration
 // instead (giveUp: ABORT; a source that still got VERIFIED hears it at
 // its COMMIT, and resumes) when the verdict counts differing pages,
 // which the source never commits on, or when the caller's cancel cut
@@ -624,7 +631,12 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 		// Part of it may have reached the source, which then commits:
 		// as after a LOADED that did not get out, this side holds a
 		// copy that may be the only one (the source's VMM may have
-		// died): unknown, never discarded by a timer.
+		// died): unknown, never discarded by a timer. In post-copy a
+		// source that committed reconnects with RESUME: listen for it
+		// first, as after any break once VERIFIED's send began (loop).
+		if r.pc != nil && r.pc.on {
+			return r.pc.uncommitted(ctx, err)
+		}
 		return r.unknown(err)
 	}
 	return nil
