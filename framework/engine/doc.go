@@ -87,7 +87,8 @@
 //     verdict or a cancel that cut its send (failed, ABORT). A COMMIT
 //     the page check forbids (after differing pages, or before VERIFIED
 //     while the check is open) is refused: failed, ABORT
-//     (commitRefused).
+//     (commitRefused), and so is a HASHES after the last (the check
+//     completed: malformed).
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

@@ -46,7 +46,8 @@ const (
 	// sends n ≤ hashChunk (16 Ki); a version-7 source from before
 	// 2026-12-07 sent up to (transport.MaxMessage-16)/8 (128 Ki), so the
 	// destination bounds n only by the pages left and the message's
-	// length, never by hashChunk.
+	// length, never by hashChunk. A HASHES once every page's was in
+	// (VERIFIED went out), empty or not, is malformed.
 	msgHashes = 7
 	// VERIFIED, destination → source, after the last HASHES: u64 pages
 	// that differ, u64 first differing page (^0 if none); exactly 16

@@ -594,6 +594,17 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 // which the source never commits on, or when the caller's cancel cut
 // the send. What it cannot tell: a send cut by a stall while the
 // caller cancelled too is taken for the cancel.
+//
+// A HASHES after the last (the check completed, VERIFIED went out) is
+// refused (checker.chunk: errMalformed), never answered with a second
+// VERIFIED: the source that sent it broke the protocol, and it cannot
+// have written COMMIT before it (the stream keeps its order), so this
+// side fails and says so (giveUp: ABORT), in either mode; a source that
+// commits after it reads that ABORT at its COMMIT and resumes the VM,
+// one that does not (its session broke) ends handover-unknown beside a
+// failed destination, which migrate resolves by resuming it. Until
+// 2026-12-07 an empty one was answered with VERIFIED again, which such a
+// source read in place of RUNNING (TestHashesAfterVerified).
 func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	if r.check == nil {
 		c, err := newChecker(r.layout)

@@ -223,12 +223,18 @@ func (c *checker) close() {
 }
 
 // chunk checks one HASHES message; done is true after the last page.
+// A HASHES once every page's hash was in (VERIFIED went out), empty or
+// not, is malformed (receiver.hashes says what follows).
 func (c *checker) chunk(b []byte) (done bool, err error) {
 	if len(b) < 16 {
 		return false, fmt.Errorf("%w: HASHES of %d bytes", errMalformed, len(b))
 	}
 	first, n := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 	total := c.layout.Pages()
+	if !c.pending() {
+		return false, fmt.Errorf("%w: HASHES for pages %d+%d after the page check completed (every page's hash was "+
+			"in, and VERIFIED went out)", errMalformed, first, n)
+	}
 	if first != c.next || n > total-first || uint64(len(b)-16) != 8*n {
 		return false, fmt.Errorf("%w: HASHES for pages %d+%d, expected from %d", errMalformed, first, n, c.next)
 	}

@@ -3,12 +3,15 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	"github.com/ferryvm/ferry/framework/vmtest"
@@ -271,4 +274,76 @@ func TestSlowHashingNotUnknown(t *testing.T) {
 	if err != nil || rep.Status != StatusCompleted || dst.Counters().Resumes != 1 {
 		t.Errorf("destination: %v, status %s, %d resumes; want completed", err, rep.Status, dst.Counters().Resumes)
 	}
+}
+
+// TestHashesAfterVerified: a source (buggy, or lying) sends HASHES once
+// the page check completed and VERIFIED went out: empty, or a page's
+// hash again. It cannot have written COMMIT before it (the stream keeps
+// its order), so the destination refuses it (malformed, naming it),
+// fails and says so (ABORT): the source that commits after it reads
+// that ABORT at its COMMIT and resumes the VM, and the destination never
+// runs it, in pre-copy and in post-copy. Before, an empty one was
+// answered with VERIFIED again, which the source read in place of
+// RUNNING (handover-unknown) while the destination ran the VM.
+func TestHashesAfterVerified(t *testing.T) {
+	for _, empty := range []bool{true, false} {
+		t.Run(fmt.Sprintf("empty=%v", empty), func(t *testing.T) {
+			src, dst := everySeventh(t, 0x5a)
+			total := src.layout.Pages()
+			extra := binary.LittleEndian.AppendUint64(nil, total) // first: after the last page
+			extra = binary.LittleEndian.AppendUint64(extra, 0)
+			if !empty { // page 0's hash again
+				extra = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 0), 1)
+				extra = binary.LittleEndian.AppendUint64(extra, pageHash(src.mem[:framework.PageSize]))
+			}
+			var injected atomic.Bool
+			srep, serr, rrep, rerr := migrate(t, src, dst, Options{VerifyPages: true}, func(p *pipe) {
+				p.delivered = func(toDst bool, m transport.Message) {
+					// The source's only HASHES (the guest is smaller
+					// than a chunk): the extra one follows it, before
+					// the COMMIT the source writes on VERIFIED.
+					if toDst && m.Kind == msgHashes && injected.CompareAndSwap(false, true) {
+						p.toDst <- transport.Message{Kind: msgHashes, Payload: extra}
+					}
+				}
+			})
+			t.Logf("source: %v\ndestination: %v", serr, rerr)
+			if !injected.Load() {
+				t.Fatal("no HASHES was sent: the test did not test it")
+			}
+			if srep.Status != StatusFailed || srep.Handover != HandoverFailed || src.resumed == 0 {
+				t.Errorf("source %s (%s), resumed %d times; want failed: told ABORT at its COMMIT, it resumed the VM",
+					srep.Status, srep.Handover, src.resumed)
+			}
+			if rrep.Status != StatusFailed || rrep.Handover != HandoverFailed || !errors.Is(rerr, errMalformed) ||
+				!strings.Contains(fmt.Sprint(rerr), "after the page check completed") || dst.resumed != 0 {
+				t.Errorf("destination %s (%s): %v, resumed %d times; want failed on a HASHES after the check "+
+					"completed, never run", rrep.Status, rrep.Handover, rerr, dst.resumed)
+			}
+		})
+	}
+	t.Run("post-copy", func(t *testing.T) {
+		s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		wait := receiveAsync(ctx, dst, rcv, opt)
+		never, stale := pcPages(s)
+		var abort []byte
+		failed := runScript(func() {
+			s.precopy(ctx, never, stale, true) // the check: HASHES, VERIFIED
+			empty := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, s.pages), 0)
+			s.send(ctx, msgHashes, empty)
+			abort = s.recv(ctx, msgAbort)
+		})
+		rep, err := wait()
+		if failed {
+			t.Fatalf("script failed; Receive: %v", err)
+		}
+		t.Logf("destination: %v; ABORT %q", err, abort)
+		if rep.Handover != HandoverFailed || !errors.Is(err, errMalformed) || dst.Counters().Resumes != 0 ||
+			!strings.Contains(string(abort), "after the page check completed") {
+			t.Errorf("destination %s: %v, %d resumes, ABORT %q; want failed, never run, ABORT naming the HASHES",
+				rep.Handover, err, dst.Counters().Resumes, abort)
+		}
+	})
 }
