@@ -14,12 +14,15 @@ import (
 // in post-copy for the same reason). Send and Receive therefore run
 // under a heldCtx: it ends with the caller's context until the side
 // commits to post-copy (hold), and never after; a cancel after that is
-// logged and ignored. What still ends a post-copy: every page arrived,
-// or the connection stayed broken for ReconnectTimeout, or the process
-// dies. A pre-copy source holds too, as it decides to write COMMIT: a
-// cancel could then only cut the COMMIT write or the wait for RUNNING
-// short and leave the handover unknown, while the destination answers
-// within SwitchoverTimeout (RUNNING: completed; ABORT: resumed here).
+// logged and ignored (but by a destination whose post-copy ended: it
+// ends the wait to tell the source how, heldCtx.caller, and is logged
+// as doing so, receiver.cancelAfterHold). What still ends a post-copy:
+// every page arrived, or the connection stayed broken for
+// ReconnectTimeout, or the process dies. A pre-copy source holds too,
+// as it decides to write COMMIT: a cancel could then only cut the
+// COMMIT write or the wait for RUNNING short and leave the handover
+// unknown, while the destination answers within SwitchoverTimeout
+// (RUNNING: completed; ABORT: resumed here).
 // A pre-copy destination holds as it acts on COMMIT, before it resumes
 // the VM: a cancel from then on is ignored, as one after its look at the
 // context always was (the guest runs here; RUNNING must go out).

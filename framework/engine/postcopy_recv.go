@@ -980,6 +980,7 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 	if err := postcopy.Unregister(pc.u, pc.m); err != nil {
 		return pc.broken(fmt.Errorf("unregister: %w", err))
 	}
+	r.ending.Store(msgSettled) // a cancel from here on ends the telling (cancelAfterHold)
 	pc.pt.Postcopy(nil)
 	pc.touching = false
 	pc.closeUffd()
@@ -1088,6 +1089,7 @@ func (r *receiver) awaitSourceClose(ctx context.Context, last uint32) (answered 
 // the error wraps ErrNotHalted, and BROKEN's reason says so too.
 func (pc *pcRecv) broken(cause error) error {
 	r := pc.r
+	r.ending.Store(msgBroken) // a cancel from here on ends the telling (cancelAfterHold)
 	cause = pc.halt(cause)
 	pc.closeUffd() // not halted: the fault loop stops, the userfaultfd stays open
 	if pc.touching && !pc.notHalted {

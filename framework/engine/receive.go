@@ -43,9 +43,7 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	opt.defaults()
 	var rep Report
 	r := newReceiver(dst, tr, opt)
-	r.held = holdable(ctx, func(cause error) {
-		opt.Log.Warn("cancel ignored: COMMIT arrived and the guest runs here; in post-copy it still needs pages from the source, and the migration ends when they all arrived or the connection stayed broken for reconnect_timeout (once post-copy ended, the cancel ends only the wait to tell the source how)", "cause", cause)
-	})
+	r.held = holdable(ctx, r.cancelAfterHold)
 	err := r.held.cancelled(r.run(r.held, &rep))
 	r.held.release()
 	if err != nil && !r.ho.get().Final() {

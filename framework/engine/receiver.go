@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
@@ -56,6 +57,28 @@ type receiver struct {
 	ended        int        // sessions that ended before their first message, waited past
 	quiet        int        // fresh sessions in a row that said nothing (first, quietBound)
 	stall        stallWatch // between HELLO and LOADED (recvWatched), the page check's HASHES (recvHashes) and VERIFIED's send (hashes)
+	// ending is the last word a post-copy that ended here tells the
+	// source (msgSettled, msgBroken), 0 before: set as it ends, before
+	// Postcopy(nil) or Halt (from which a VMM learns the end), read by
+	// cancelAfterHold on the cancel's goroutine.
+	ending atomic.Uint32
+}
+
+// cancelAfterHold logs a cancel of Receive's context that came after the
+// hold (heldCtx's ignored). Once post-copy ended here (ending), the
+// cancel is acted on: it ends the wait to tell the source how it ended
+// (tellSettled, tellBroken: heldCtx.caller), the reference VMM's way to
+// cut that wait short (vmm/linger.go), and nothing else. Before, it is
+// ignored; it will still end that wait, at once, when post-copy ends.
+func (r *receiver) cancelAfterHold(cause error) {
+	if last := r.ending.Load(); last != 0 {
+		r.opt.Log.Info("cancel: post-copy ended here; the cancel ends the wait to tell the source so ("+msgName(last)+
+			"), and nothing else: the migration ends as it did", "cause", cause)
+		return
+	}
+	r.opt.Log.Warn("cancel ignored: COMMIT arrived and the guest runs here; in post-copy it still needs pages "+
+		"from the source, and the migration ends when they all arrived or the connection stayed broken for "+
+		"reconnect_timeout (once post-copy ended, the cancel ends only the wait to tell the source how)", "cause", cause)
 }
 
 // newReceiver is a receiver waiting for its source; opt has its defaults.
