@@ -17,7 +17,7 @@ import (
 // serveState registers the state commands, a cold-migration and snapshot
 // path (guest RAM travels separately):
 //
-//	state-save {"path": FILE}  paused VM → {"path", "bytes"}; FILE is written 0600
+//	state-save {"path": FILE}  paused VM → {"path", "bytes", "warning"?}; FILE is written 0600
 //	state-load {"path": FILE}  incoming VM → Status (paused; resume runs it)
 //
 // Both are refused while a migration owns the VM, and state-save once it
@@ -36,11 +36,11 @@ func (v *VM) serveState(s *control.Server) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := v.saveStateFile(ctx, path, v.saveState)
+		saved, err := v.saveStateFile(ctx, path, v.saveState)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"path": path, "bytes": n}, nil
+		return saved, nil
 	})
 	s.Handle("state-load", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		path, err := statePath(raw)
@@ -103,10 +103,15 @@ func statePath(raw json.RawMessage) (string, error) {
 //     everything in it;
 //   - a file system that acknowledges fsync without keeping the data (a
 //     FUSE daemon that ignores it, a disk whose volatile write cache
-//     the kernel is not told of) keeps what it keeps.
+//     the kernel is not told of), or that cannot sync a directory at
+//     all (dirNoSyncError, below), keeps what it keeps.
 //
 // A directory whose sync fails fails the call, though path then holds
-// the new state: it may not survive a host crash.
+// the new state: it may not survive a host crash. One whose file system
+// cannot sync a directory at all (dirSyncUnsupported) returns a
+// *dirNoSyncError: path holds the new state, as
+// durable as that file system makes a rename, and no later try can do
+// more there (state-save succeeds, with a warning: savedFile).
 func writeFileAtomic(path string, b []byte, commit func() bool) error {
 	removeDeadWriters(path)
 	f, err := createTemp(path)
@@ -133,10 +138,34 @@ func writeFileAtomic(path string, b []byte, commit func() bool) error {
 	}
 	dir := filepath.Dir(path)
 	if err := syncDir(dir); err != nil {
+		if dirSyncUnsupported(err) {
+			return &dirNoSyncError{err}
+		}
 		return fmt.Errorf("the state was written to %s, but its directory could not be synced, so after a host crash "+
 			"%s may hold what it held before: %w (save again, or sync the file system: sync -f %s)", path, path, err, dir)
 	}
 	return nil
+}
+
+// dirNoSyncError is writeFileAtomic's answer when the file is in place
+// but its directory's file system cannot sync a directory (err, the
+// sync's error: dirSyncUnsupported).
+type dirNoSyncError struct{ err error }
+
+func (e *dirNoSyncError) Error() string {
+	return "the state file is in place, but its directory's file system cannot sync a directory: " + e.err.Error()
+}
+
+func (e *dirNoSyncError) Unwrap() error { return e.err }
+
+// dirSyncUnsupported reports whether err, syncDir's, says that the
+// directory's file system has no sync for directories at all: fsync
+// fails with EINVAL (the kernel's answer for a file system without one:
+// sysfs and procfs here, legacy 9p and vboxsf shares), or ENOTSUP. An
+// error that may pass (EIO, ENOSPC) is not one. PostgreSQL's
+// fsync_fname draws the same line for directories.
+func dirSyncUnsupported(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP)
 }
 
 // syncDir makes the renames in dir durable: an fsync of the directory.

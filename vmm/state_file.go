@@ -69,15 +69,25 @@ func (v *VM) lockStateFile(ctx context.Context) (ctxlock.Mutex, error) {
 	return lock, nil
 }
 
+// stateSaved is state-save's answer.
+type stateSaved struct {
+	Path  string `json:"path"`
+	Bytes int    `json:"bytes"`
+	// Warning, if not empty, says what of the save may not survive a
+	// host crash though the command succeeded: a directory whose file
+	// system cannot sync directories (dirNoSyncError).
+	Warning string `json:"warning,omitempty"`
+}
+
 // saveStateFile is state-save: it takes the VM's state with take under
 // the run lock (refused while a migration owns the VM, and in the
 // states outside refuses), then writes it to path (writeFileAtomic) on a
 // goroutine that holds the file lock until it returns, and waits for
-// that under ctx. It returns the state's size.
-func (v *VM) saveStateFile(ctx context.Context, path string, take func(context.Context) ([]byte, error)) (int, error) {
+// that under ctx. It returns the command's answer: the state's size.
+func (v *VM) saveStateFile(ctx context.Context, path string, take func(context.Context) ([]byte, error)) (stateSaved, error) {
 	lock, err := v.lockStateFile(ctx)
 	if err != nil {
-		return 0, err
+		return stateSaved{}, err
 	}
 	var blob []byte
 	err = v.outside(ctx, "state-save", func(ctx context.Context) error {
@@ -87,7 +97,7 @@ func (v *VM) saveStateFile(ctx context.Context, path string, take func(context.C
 	})
 	if err != nil {
 		lock.Unlock()
-		return 0, err
+		return stateSaved{}, err
 	}
 	var phase atomic.Int32
 	done := make(chan error, 1)
@@ -97,26 +107,38 @@ func (v *VM) saveStateFile(ctx context.Context, path string, take func(context.C
 	}()
 	select {
 	case err := <-done:
-		return savedFile(len(blob), err)
+		return v.savedFile(path, len(blob), err)
 	case <-ctx.Done():
 	}
 	if phase.CompareAndSwap(writeRunning, writeAbandoned) {
-		return 0, fmt.Errorf("state-save: writing the state to %s did not finish in time (does its file system answer?); "+
+		return stateSaved{}, fmt.Errorf("state-save: writing the state to %s did not finish in time (does its file system answer?); "+
 			"%s was left as it was: %w", path, path, ctx.Err())
 	}
 	select {
 	case err := <-done: // the rename had just ended
-		return savedFile(len(blob), err)
+		return v.savedFile(path, len(blob), err)
 	default:
 	}
-	return 0, fmt.Errorf("state-save: renaming the written state over %s did not finish in time; %s holds this state "+
+	return stateSaved{}, fmt.Errorf("state-save: renaming the written state over %s did not finish in time; %s holds this state "+
 		"or what it held before, never part of one: %w", path, path, ctx.Err())
 }
 
-// savedFile is saveStateFile's answer once the writer returned err.
-func savedFile(n int, err error) (int, error) {
-	if err != nil {
-		return 0, fmt.Errorf("state-save: %w", err)
+// savedFile is saveStateFile's answer once the writer of n bytes to
+// path returned err. A directory whose file system cannot sync
+// directories (dirNoSyncError) is no failure: the state is in place, and
+// no later try could do more there; the answer's warning, and the log,
+// say what it may not survive.
+func (v *VM) savedFile(path string, n int, err error) (stateSaved, error) {
+	var noSync *dirNoSyncError
+	switch {
+	case errors.As(err, &noSync):
+		w := fmt.Sprintf("%s holds the state, but its directory's file system cannot sync a directory (%v), so after a "+
+			"host crash it may hold what it held before; save to a directory on another file system if it must survive one",
+			path, noSync.err)
+		v.log.Warn("state-save: "+w, "path", path)
+		return stateSaved{Path: path, Bytes: n, Warning: w}, nil
+	case err != nil:
+		return stateSaved{}, fmt.Errorf("state-save: %w", err)
 	}
-	return n, nil
+	return stateSaved{Path: path, Bytes: n}, nil
 }
