@@ -11,7 +11,7 @@ import (
 // (engine: tellSettled, tellBroken, lingerToTell; up to about 6 minutes
 // by default, docs/POSTCOPY.md). Its migration still owns the VM
 // meanwhile: migrate-incoming is refused, and the VMM's exit (VM.Close)
-// waits for it. engine.Cancel refuses a side that held for post-copy, so
+// would wait for it. engine.Cancel refuses a side that held for post-copy, so
 // the VMM ends that wait itself, with a plain cancel of the context
 // Receive runs under, which the engine follows only for that wait
 // (heldCtx.caller) once post-copy ended:
