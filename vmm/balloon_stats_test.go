@@ -28,7 +28,11 @@ const (
 	statsBuf   = 0x100000 // its statistics buffer
 )
 
-func newStatsGuest(t *testing.T, v *VM) *statsGuest {
+func newStatsGuest(t *testing.T, v *VM) *statsGuest { return statsGuestWith(t, v, 0) }
+
+// statsGuestWith is newStatsGuest whose driver negotiated features too
+// (FFreePageHint: the free page hint queue, after the statistics one).
+func statsGuestWith(t *testing.T, v *VM, features uint64) *statsGuest {
 	v.ram = &guestRAM{Guest: v.mem}
 	v.balloon = balloon.New(v.ram, v.log)
 	tr := virtio.NewTransport("balloon", v.balloon, v.ram, nil, v.log)
@@ -36,7 +40,11 @@ func newStatsGuest(t *testing.T, v *VM) *statsGuest {
 	v.balloonTransport = tr
 	mem := &virtiotest.Mem{B: v.mem.Host(), Dirty: map[uint64]bool{}, Discarded: map[uint64]bool{}}
 	g := &statsGuest{t: t, v: v, drv: &virtiotest.Driver{T: t, Dev: tr, Mem: mem}}
-	if !g.drv.Setup(balloon.FStatsVQ|virtio.FVersion1, 3, 64, statsRings) { // inflate, deflate, stats
+	queues := 3 // inflate, deflate, stats
+	if features&balloon.FFreePageHint != 0 {
+		queues++
+	}
+	if !g.drv.Setup(balloon.FStatsVQ|virtio.FVersion1|features, queues, 64, statsRings) {
 		t.Fatal("features refused")
 	}
 	g.give()

@@ -59,11 +59,21 @@ func (c *rangeCollector) session(id uint32) []hint.GPARange {
 
 // BalloonHint implements hint.Host: one free page hint session, ended a
 // little before ctx's deadline so the ranges still reach the engine in
-// time. Each of its calls into the device waits for the device's lock
+// time. Its calls that begin the session wait for the device's lock
 // under ctx (a vCPU may hold it: devices/balloon/lock.go): while the
-// device stays busy it fails at ctx's end, its hints lost, never a page
-// (a session it started and could not stop ends with the provider's
-// BalloonDone, or the DONE the hint window owes the guest).
+// device stays busy it fails at ctx's end, its hints lost, never a
+// page. The calls that end a session it began (StopHint, the sink let
+// go) wait under their own bound instead (hintEndTimeout, from the end
+// of the session's wait): they must happen though ctx ended, as it does
+// when the engine cancels a hints call at a dirty sync or the hint
+// window ends the call at the provider's BalloonDone, and a vCPU holds
+// the lock for a moment at each of the guest's kicks. Before, they
+// waited under ctx, so an ended ctx met by such a moment left the
+// session running, the guest hinting, and the next BalloonHint refused
+// until the guest stopped by itself (TestBalloonHintEndsSessionAfterCancel).
+// A session it could not stop even then (the device held longer than
+// that) ends with the provider's BalloonDone, or the DONE the hint
+// window owes the guest.
 func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 	dev := h.v.balloon
 	if dev == nil {
@@ -75,7 +85,9 @@ func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 	}
 	defer func() {
 		c.close()
-		dev.SetHintSinkContext(ctx, nil) // a free lock is taken even after ctx ended
+		ectx, cancel := hintEndContext(ctx)
+		defer cancel()
+		dev.SetHintSinkContext(ectx, nil)
 	}()
 	id, err := dev.StartHintContext(ctx)
 	if err != nil {
@@ -93,7 +105,9 @@ func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 		defer cancel()
 	}
 	dev.WaitHint(wctx) // the guest's STOP, or the (shortened) deadline
-	sum, err := dev.StopHintContext(ctx)
+	ectx, cancel := hintEndContext(ctx)
+	defer cancel()
+	sum, err := dev.StopHintContext(ectx)
 	if err != nil {
 		return nil, fmt.Errorf("stop hint session %#x: %w", id, err)
 	}
@@ -102,6 +116,19 @@ func (h hintHost) BalloonHint(ctx context.Context) ([]hint.GPARange, error) {
 			"cmd_id", fmt.Sprintf("%#x", id), "ranges", sum.Ranges, "dropped", sum.Dropped)
 	}
 	return c.session(id), nil
+}
+
+// hintEndTimeout bounds the wait for the device's lock of BalloonHint's
+// calls that end its session, whether or not its context ended. On a
+// source, where hints are asked, a vCPU holds the lock for a moment at
+// a time; only a post-copy destination's vCPU, waiting for a page,
+// holds it for long.
+const hintEndTimeout = 2 * time.Second
+
+// hintEndContext is the context of BalloonHint's calls that end its
+// session: ctx's values, not its end, bounded by hintEndTimeout.
+func hintEndContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), hintEndTimeout)
 }
 
 // BalloonDone implements hint.Host. It waits for the device's lock under
