@@ -32,7 +32,10 @@ import (
 // migrate names it only to a VMM that reported at least that version
 // (actName, resolve.go) and sends an older one the act as before, which
 // names no migration there: the fingerprint is then checked only when
-// migrate looks.
+// migrate looks. The commands migrate prints for the operator name it
+// by the same rule (lineName); notSent's below names nothing: its VMM,
+// from before api.IDsHonoured, reports no fingerprint and would refuse
+// the field by name.
 
 // idsIgnored says why an act naming a migration's id must not be sent
 // to the VMM at sock, whose last answer reported control version

@@ -57,13 +57,7 @@ func jobMigration(j *job.Job) (string, error) {
 		return "", fmt.Errorf("the source %s: %w", j.Source.Control, err)
 	}
 	if st.ID == "" {
-		// A request without an id switches whatever the source sends by
-		// the time it arrives, and the destination's "" proves nothing:
-		// two migrations started by hand both have it.
-		return "", fmt.Errorf("the source %s holds a migration without an id (%s, %s): one started by hand or by a migrate from "+
-			"before ids, which nothing shows to be this job's, and a request naming none would switch whatever the source sends "+
-			"by the time it arrives. If it is this job's, switch it by hand:\n    %s", j.Source.Control, st.Role, st.Side,
-			controlLine(requestJSON("migrate-start-postcopy", nil), j.Source.Control))
+		return "", idlessSwitch(j.Source.Control, st)
 	}
 	if st.Done || st.Role != transport.RoleSend.String() {
 		return st.ID, nil
@@ -78,6 +72,32 @@ func jobMigration(j *job.Job) (string, error) {
 			"the source's migration is another job's", j.Source.Control, st.ID, j.Destination.Control, d.ID, d.Role)
 	}
 	return st.ID, nil
+}
+
+// idlessSwitch is jobMigration's refusal for a source at sock that
+// sends a migration without an id (st, its migrate-status): a request
+// without an id switches whatever the source sends by the time it
+// arrives, and the destination's "" proves nothing (two migrations
+// started by hand both have it). The request it prints for the operator
+// names the migration as every act does (lineName: its tag fingerprint,
+// to a VMM that honours it; TestStartPostcopyByHandNamesTag). What it
+// cannot name: a fingerprint the source does not report yet (before its
+// bulk phase), or to an older VMM; that request names none, as before.
+func idlessSwitch(sock string, st api.Migration) error {
+	n := lineName("", st.TagFingerprint, st.Control)
+	how := "a request naming none would switch whatever the source sends by the time it arrives. If it is this job's, switch it by hand"
+	switch {
+	case n.TagFingerprint == "" && st.Control >= api.TagsHonoured:
+		how = "a request naming none would switch whatever the source sends by the time it arrives (it reports no tag " +
+			"fingerprint yet: a source does from its bulk phase on, and -start-postcopy then prints a request that names " +
+			"it). If it is this job's, switch it by hand"
+	case n.TagFingerprint != "":
+		how = "migrate sends no request that names none. If it is this job's, switch it by hand (the request names its " +
+			"tag fingerprint: a source that moved on to another migration by then refuses it)"
+	}
+	return fmt.Errorf("the source %s holds a migration without an id (%s, %s): one started by hand or by a migrate from "+
+		"before ids, which nothing shows to be this job's, and %s:\n    %s", sock, st.Role, st.Side, how,
+		controlLine(requestJSON("migrate-start-postcopy", lineArgs(n)), sock))
 }
 
 // startPostcopyLine is what -start-postcopy prints for the source's answer.
@@ -101,10 +121,6 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 // be asked; without it (it reports none: a VMM started anew there) the
 // text says the source's copy is gone and prints no quit.
 func postcopyBrokenText(src, dst string, name api.IDArgs, srcHolds bool) string {
-	var quit any
-	if name != (api.IDArgs{}) {
-		quit = name
-	}
 	head := `migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
 held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the
 destination could not go on and said so.
@@ -119,7 +135,7 @@ that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:
     %s
-`, dst, src, controlLine(requestJSON("quit", quit), src))
+`, dst, src, controlLine(requestJSON("quit", lineArgs(name)), src))
 }
 
 // printPostcopy prints the post-copy part of the report, when the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,6 +98,66 @@ func TestStartPostcopyOnlyThisJob(t *testing.T) {
 			c.src.mu.Unlock()
 			if acts := c.src.actIDs(); switches != 0 || (len(acts) != 0) != tc.asked {
 				t.Errorf("source switched %d times, asked %q; want no switch, asked %v", switches, acts, tc.asked)
+			}
+		})
+	}
+}
+
+// TestStartPostcopyByHandNamesTag: the request -start-postcopy prints
+// for a source that sends a migration without an id (it asks nothing
+// itself: nothing shows the migration to be this job's) names the tag
+// fingerprint the source reported, to a VMM of control version
+// api.TagsHonoured or later, as every act on such a migration does
+// (TestResolveNamesTag, TestManualNamesTag): run by hand on a source
+// that moved on to another migration by then (tagB), the line is
+// refused and switches nothing; run while it still sends tagA, it
+// switches. To an older VMM, which would refuse the field by name, and
+// for a source that reports no fingerprint yet (before its bulk phase),
+// the line names nothing, as before. Found in the last closing note:
+// the line named nothing on every VMM.
+func TestStartPostcopyByHandNamesTag(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		control uint16
+		tag     string // the source's fingerprint
+		named   bool   // the line names tagA
+	}{
+		{"v3", api.TagsHonoured, tagA, true},
+		{"v3, no fingerprint yet", api.TagsHonoured, "", false},
+		{"v2", api.TagsHonoured - 1, tagA, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startPostcopyCase(t)
+			c.src.id, c.dst.id = "", ""
+			c.src.controlV, c.src.tag = tc.control, tc.tag
+			code, out, errb := c.startPostcopy(t)
+			var args any
+			if tc.named {
+				args = api.IDArgs{TagFingerprint: tagA}
+			}
+			line := controlLine(requestJSON("migrate-start-postcopy", args), c.src.sock)
+			if code != 1 || out != "" || !strings.Contains(errb, "\n    "+line+"\n") {
+				t.Fatalf("exit %d, stdout %q: want 1, nothing asked, and the line\n    %s", code, out, line)
+			}
+			if acts := c.src.actIDs(); len(acts) != 0 {
+				t.Fatalf("source asked %q: want nothing asked", acts)
+			}
+			if _, err := exec.LookPath("socat"); err != nil || !tc.named {
+				return
+			}
+			switches := func() int { c.src.mu.Lock(); defer c.src.mu.Unlock(); return c.src.switches }
+			for _, run := range []struct {
+				tag  string
+				want int // switches after the line ran
+			}{{tagB, 0}, {tagA, 1}} {
+				c.src.mu.Lock()
+				c.src.tag = run.tag
+				c.src.mu.Unlock()
+				b, err := exec.Command("sh", "-c", line).CombinedOutput()
+				t.Logf("source sends %s: %s: %v %s", run.tag, line, err, b)
+				if got := switches(); err != nil || got != run.want {
+					t.Errorf("the line run beside a source that sends %s: %d switches, want %d", run.tag, got, run.want)
+				}
 			}
 		})
 	}

@@ -642,10 +642,29 @@ func (r *resolver) printedName(sock, mid string) api.IDArgs {
 	if sock == r.src {
 		tag, control = r.srcTag, r.srcControl
 	}
+	return lineName(mid, tag, control)
+}
+
+// lineName is what a command printed for the operator names of a
+// migration a VMM reported (id, tag fingerprint, control version): as
+// actName, with a malformed fingerprint (tagText) left out. Every
+// printed command names the migration this way (resolver.printedName,
+// postcopyBrokenText's quit, jobMigration's migrate-start-postcopy);
+// notSent's, for a VMM from before api.IDsHonoured, names nothing.
+func lineName(id, tag string, control uint16) api.IDArgs {
 	if !tagText(tag) {
 		tag = ""
 	}
-	return actName(mid, tag, control)
+	return actName(id, tag, control)
+}
+
+// lineArgs is n as a printed command's arguments: nil, none, when n
+// names no migration.
+func lineArgs(n api.IDArgs) any {
+	if n == (api.IDArgs{}) {
+		return nil
+	}
+	return n
 }
 
 // migrationText names a side's migration in manual's text: its id, and
