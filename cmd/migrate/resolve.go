@@ -346,7 +346,7 @@ func tagPrint(fp string) string {
 // older one refuses the field by name, and is asked as before). So a
 // VMM that ended that id-less migration and began another between the
 // look and the act, or a VMM started anew at the socket, refuses the
-// act and changes nothing, as for an id (TestResolveMovedOnByTag). An
+// act and changes nothing, as for an id (TestResolveMovedOn). An
 // empty id and fingerprint name none: the VMM acts on whatever it
 // holds, as before; so it does for two sides that both report no
 // fingerprint (neither sent or took a HELLO).

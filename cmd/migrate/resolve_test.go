@@ -348,74 +348,6 @@ func TestUnreachableDestinationIsNotEmpty(t *testing.T) {
 	}
 }
 
-// TestResolveMovedOn: a resolve acts only on the migration it looked at.
-// Each act names the id the last query found on that side, so a VMM
-// that holds another migration by the time of the act (its VMM restarted
-// and took another run's migration, or a slow migrate acts after the VMM
-// moved on) refuses it, and nothing is done to that other migration.
-// Found by audit: migrate-resolve, migrate-cancel and quit carried no id
-// and acted on whatever the VMM held.
-func TestResolveMovedOn(t *testing.T) {
-	movesOn := func(after int) func(f *fakeVMM) { // after that many looks the VMM holds migration b
-		looks := 0
-		return func(f *fakeVMM) {
-			if looks++; looks == after {
-				f.id = "b"
-			}
-		}
-	}
-	for _, tc := range []struct {
-		name string
-		set  func(c *runCase)
-		acts []string // the acts each side was asked for: source, then destination
-		say  string   // in what migrate prints
-	}{
-		{"destination before its discard", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.looked = movesOn(1)
-		}, []string{"", "resolve discard a"}, `holds migration "b"`},
-		{"destination before its cancel", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			c.dst.looked = movesOn(1) // still migrating, as b
-		}, []string{"", "migrate-cancel a"}, "different migrations"},
-		{"source before its resume", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideDiscarded)
-			c.src.looked = movesOn(1)
-		}, []string{"resolve resume a", ""}, `holds migration "b"`},
-		{"source before its quit", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-			c.src.looked = movesOn(2) // the resolve's query, then quitSource's
-		}, []string{"resolve migrated a,quit a", ""}, "not this job's source: left alone"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := newRunCase(t)
-			c.src.id, c.dst.id = "a", "a"
-			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
-			for i, f := range []*fakeVMM{c.src, c.dst} {
-				if got := strings.Join(f.actIDs(), ","); got != tc.acts[i] {
-					t.Errorf("%s was asked %q, want %q", f.role, got, tc.acts[i])
-				}
-			}
-			// Only the acts on migration a before the VMM moved on took.
-			for _, call := range strings.Split(c.callList(), ",") {
-				if call != "send resolve migrated" && (strings.Contains(call, "resolve") || strings.HasSuffix(call, "quit") ||
-					strings.Contains(call, "migrate-cancel")) {
-					t.Errorf("%q was done, to migration b", call)
-				}
-			}
-			if !strings.Contains(out.String()+errb.String(), tc.say) {
-				t.Errorf("migrate does not say %q", tc.say)
-			}
-		})
-	}
-}
-
 // Tag fingerprints as two id-less migrations report them (engine
 // fingerprint.go): tagA the source's, tagB a stranger's.
 const (
@@ -693,85 +625,107 @@ func TestResolveNamesTag(t *testing.T) {
 	}
 }
 
-// TestResolveMovedOnByTag is TestResolveMovedOn for two sides without
-// an id: a VMM whose migration changed between migrate's look and its
-// act (it ended the id-less migration with tag fingerprint tagA and
-// began another, tagB or one that reports none yet, or a VMM started
-// anew at the socket took one) refuses the act, which names tagA, and
-// changes nothing; migrate takes no further step and its verdict is as
-// for an act refused by id. Before, the act named no migration and
-// took on whatever the VMM held by then.
-func TestResolveMovedOnByTag(t *testing.T) {
-	movesOn := func(after int, tag string) func(f *fakeVMM) { // after that many looks the VMM holds another migration
-		looks := 0
-		return func(f *fakeVMM) {
-			if looks++; looks == after {
-				f.tag = tag
+// TestResolveMovedOn: a resolve acts only on the migration it looked at.
+// Each act names what the last query found on that side: the id, and
+// for two sides without one the tag fingerprint (control version 3). A
+// VMM that holds another migration by the time of the act (its VMM
+// restarted and took another run's migration, a slow migrate acts after
+// the VMM moved on, or it ended the id-less migration tagA and began
+// another, tagB or one that reports no fingerprint yet) refuses it and
+// changes nothing; migrate takes no further step, and its verdict is the
+// same whichever way the migration was named. Found by audit: the acts
+// named no id and took on whatever the VMM held; until control version
+// 3 the acts on two id-less sides named no migration either.
+func TestResolveMovedOn(t *testing.T) {
+	movesOn := func(to func(f *fakeVMM)) func(after int) func(f *fakeVMM) {
+		return func(after int) func(f *fakeVMM) { // after that many looks the VMM holds another migration
+			looks := 0
+			return func(f *fakeVMM) {
+				if looks++; looks == after {
+					to(f)
+				}
 			}
 		}
 	}
-	for _, tc := range []struct {
-		name string
-		set  func(c *runCase)
-		acts []string // the acts each side was asked for: source, then destination
-		ok   bool     // exits 0
-		say  string   // in what migrate prints
+	namings := []struct {
+		name    string
+		set     func(c *runCase)                 // both sides in one migration
+		movesOn func(after int) func(f *fakeVMM) // to another migration
+		act     func(cmd string) string          // an act naming the migration looked at, as the fake records it
+		refused string                           // what migrate prints of a refused resolve
 	}{
-		{"destination before its discard", func(c *runCase) {
+		{"by id", func(c *runCase) { c.src.id, c.dst.id = "a", "a" }, movesOn(func(f *fakeVMM) { f.id = "b" }),
+			func(cmd string) string { return cmd + " a" }, `holds migration "b"`},
+		{"by tag", func(c *runCase) { c.src.tag, c.dst.tag = tagA, tagA }, movesOn(func(f *fakeVMM) { f.tag = tagB }),
+			func(cmd string) string { return tagAct(cmd, tagA) }, "with tag fingerprint " + tagA + " refused"},
+		{"by tag, to one not fingerprinted yet", func(c *runCase) { c.src.tag, c.dst.tag = tagA, tagA },
+			movesOn(func(f *fakeVMM) { f.tag = "" }), func(cmd string) string { return tagAct(cmd, tagA) },
+			"with tag fingerprint " + tagA + " refused"},
+	}
+	for _, tc := range []struct {
+		name     string
+		set      func(c *runCase, movesOn func(after int) func(f *fakeVMM))
+		src, dst []string // the acts each side was asked for, by command
+		ok       bool     // exits 0
+		say      string   // in what migrate prints ("": the naming's refusal)
+	}{
+		{"destination before its discard", func(c *runCase, movesOn func(int) func(*fakeVMM)) {
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.looked = movesOn(1, tagB)
-		}, []string{"", tagAct("resolve discard", tagA)}, false, "with tag fingerprint " + tagA + " refused"},
-		{"destination before its cancel", func(c *runCase) {
+			c.dst.looked = movesOn(1)
+		}, nil, []string{"resolve discard"}, false, ""},
+		{"destination before its cancel", func(c *runCase, movesOn func(int) func(*fakeVMM)) {
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			c.dst.looked = movesOn(1, tagB) // still migrating, as tagB
-		}, []string{"", tagAct("migrate-cancel", tagA)}, false, "different migrations"},
-		{"destination before its cancel, another not yet fingerprinted", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			c.dst.looked = movesOn(1, "") // a migration that took no HELLO yet
-		}, []string{"", tagAct("migrate-cancel", tagA)}, false, "different migrations"},
-		{"source before its resume", func(c *runCase) {
+			c.dst.looked = movesOn(1) // still migrating, another migration
+		}, nil, []string{"migrate-cancel"}, false, "different migrations"},
+		{"source before its resume", func(c *runCase, movesOn func(int) func(*fakeVMM)) {
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideDiscarded)
-			c.src.looked = movesOn(1, tagB)
-		}, []string{tagAct("resolve resume", tagA), ""}, false, "with tag fingerprint " + tagA + " refused"},
-		{"source before its migrated", func(c *runCase) {
+			c.src.looked = movesOn(1)
+		}, []string{"resolve resume"}, nil, false, ""},
+		{"source before its migrated", func(c *runCase, movesOn func(int) func(*fakeVMM)) {
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-			c.src.looked = movesOn(1, tagB)
-		}, []string{tagAct("resolve migrated", tagA), ""}, false, "with tag fingerprint " + tagA + " refused"},
-		{"source before its quit", func(c *runCase) {
+			c.src.looked = movesOn(1)
+		}, []string{"resolve migrated"}, nil, false, ""},
+		{"source before its quit", func(c *runCase, movesOn func(int) func(*fakeVMM)) {
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-			c.src.looked = movesOn(2, tagB) // the resolve's query, then quitSource's
-		}, []string{tagAct("resolve migrated", tagA) + "," + tagAct("quit", tagA), ""}, true, "not this job's source: left alone"},
+			c.src.looked = movesOn(2) // the resolve's query, then quitSource's
+		}, []string{"resolve migrated", "quit"}, nil, true, "not this job's source: left alone"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := newRunCase(t)
-			c.src.tag, c.dst.tag = tagA, tagA
-			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
-			for i, f := range []*fakeVMM{c.src, c.dst} {
-				if got := strings.Join(f.actIDs(), ","); got != tc.acts[i] {
-					t.Errorf("%s was asked %q, want %q", f.role, got, tc.acts[i])
+		for _, n := range namings {
+			t.Run(tc.name+"/"+n.name, func(t *testing.T) {
+				c := newRunCase(t)
+				n.set(c)
+				tc.set(c, n.movesOn)
+				var out, errb strings.Builder
+				code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+				t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+				for i, f := range []*fakeVMM{c.src, c.dst} {
+					var want []string
+					for _, cmd := range [][]string{tc.src, tc.dst}[i] {
+						want = append(want, n.act(cmd))
+					}
+					if got := strings.Join(f.actIDs(), ","); got != strings.Join(want, ",") {
+						t.Errorf("%s was asked %q, want %q", f.role, got, want)
+					}
 				}
-			}
-			// Only the acts on migration tagA before the VMM moved on took.
-			for _, call := range strings.Split(c.callList(), ",") {
-				if call != "send resolve migrated" && (strings.Contains(call, "resolve") || strings.HasSuffix(call, "quit") ||
-					strings.Contains(call, "migrate-cancel")) {
-					t.Errorf("%q was done, to another migration", call)
+				// Only the acts on the migration looked at, before the VMM moved on, took.
+				for _, call := range strings.Split(c.callList(), ",") {
+					if call != "send resolve migrated" && (strings.Contains(call, "resolve") || strings.HasSuffix(call, "quit") ||
+						strings.Contains(call, "migrate-cancel")) {
+						t.Errorf("%q was done, to another migration", call)
+					}
 				}
-			}
-			if (code == 0) != tc.ok {
-				t.Errorf("exit %d, want success %v", code, tc.ok)
-			}
-			if !strings.Contains(out.String()+errb.String(), tc.say) {
-				t.Errorf("migrate does not say %q", tc.say)
-			}
-		})
+				if (code == 0) != tc.ok {
+					t.Errorf("exit %d, want success %v", code, tc.ok)
+				}
+				if say := cmp.Or(tc.say, n.refused); !strings.Contains(out.String()+errb.String(), say) {
+					t.Errorf("migrate does not say %q", say)
+				}
+			})
+		}
 	}
 }
 
