@@ -389,10 +389,14 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // migrations) is left alone, the verdict source. A failing destination
 // beside a running source is cancelled until it is failed; once the
 // wait has run out (also before the resume), it is sent the cancel once
-// more, and the verdict is source: it never runs the guest.
+// more, and the verdict is source: it never runs the guest. A cancel
+// its VMM does not apply and says why (cancelDst) is not sent again in
+// this resolve: it plans from the next answers, and where it ends
+// beside a destination still waiting, it says that reason.
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
+	refused := "" // what the destination's VMM said when it did not apply a cancel (cancelDst)
 	pcWaiting := false
 	// A cancel verdict's steps were done, for the source's migration
 	// resumedID (resumedTag, its tag fingerprint).
@@ -459,18 +463,25 @@ func (r *resolver) resolve() (verdict, error) {
 				return verdictSource, nil
 			}
 			return verdictManual, r.manual(s.Side, d.Side, err)
-		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
-			if v == verdictCancelDst {
-				r.notSent(second(cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)))
+		case v == verdictCancelDst && refused == "" && time.Now().Before(deadline):
+			if refused = r.cancelDst(); refused != "" {
+				continue // not sent again: plan from fresh answers
 			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			time.Sleep(200 * time.Millisecond)
 			continue
 		case v == verdictCancelDst && d.Side == sideFailing:
 			// Past the wait (it may have run out before the source's
 			// resume): the guest runs on the source, never on a failing
-			// destination, which is still sent its cancel once.
-			r.lastCancel()
+			// destination, which is still sent its cancel once (unless
+			// it refused one).
+			r.lastCancel(refused)
 			return verdictSource, nil
+		case v == verdictCancelDst && refused != "":
+			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the destination still migrates after %v: it did not cancel migration %s "+
+				"(its VMM: %s)", r.wait, migrationText(r.dstID, r.dstTag), refused))
 		case v == verdictWait || v == verdictCancelDst:
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("a side is still migrating after %v", r.wait))
 		case v == verdictIdle && serr != nil:
@@ -498,20 +509,47 @@ func (r *resolver) resolve() (verdict, error) {
 	}
 }
 
+// cancelDst sends the destination the cancel a cancel verdict asks for
+// (the caller checked that its VMM honours the id), naming the
+// migration the last query found there (actName), and returns what the
+// VMM said when it did not apply it: "" when it did, or gave no answer
+// (the next query tells more, and the cancel may go again). A VMM that
+// says why (it holds another migration by then, or none; a pre-copy
+// destination acts on COMMIT; post-copy; it cannot read the act) is
+// told nothing more by resolve, which says the reason here and plans
+// from fresh answers (TestResolveCancelRefused). Before, the cancel went
+// again at every query until the wait ran out, and only the last
+// cancel of a failing destination said a refusal.
+func (r *resolver) cancelDst() string {
+	res, err := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
+	r.notSent(err)
+	if res.Cancelled || res.Why == "" {
+		return ""
+	}
+	fmt.Fprintf(r.out, "migrate: the destination %s did not cancel migration %s (its VMM: %s): not asked again; asking both sides afresh\n",
+		r.dst, migrationText(r.dstID, r.dstTag), res.Why)
+	return res.Why
+}
+
 // lastCancel sends a failing destination its cancel once the wait ran
 // out beside a running source (the caller checked that the VMM honours
-// the id), and says so when it did not take, with what its VMM answered
-// (a refusal too: it holds another migration by then,
+// the id), unless it refused one already (refused: what its VMM said,
+// cancelDst), and says so when it did not take, with what its VMM
+// answered (a refusal too: it holds another migration by then,
 // TestLastCancelSaysRefusal): the destination never runs the guest and
 // ends on its own, its VMM refusing migrate-incoming until then. It
 // does not wait for it to end.
-func (r *resolver) lastCancel() {
-	res, _ := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
-	if !res.Cancelled {
-		fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
-			"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
-			r.dst, migrationText(r.dstID, r.dstTag), cmp.Or(res.Why, "no answer"))
+func (r *resolver) lastCancel(refused string) {
+	if refused == "" {
+		res, _ := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
+		if res.Cancelled {
+			return
+		}
+		refused = cmp.Or(res.Why, "no answer")
 	}
+	fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
+		"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
+		r.dst, migrationText(r.dstID, r.dstTag), refused)
 }
 
 // doAll carries out steps in order and stops at the first that fails.
@@ -717,10 +755,6 @@ func (r *resolver) notSent(err error) error {
 	}
 	return err
 }
-
-// second is the second of two values: the error of a call whose answer
-// is not needed.
-func second[T any](_ T, err error) error { return err }
 
 // cleanup is resolve after a failure or a cancel: the source runs (or
 // never stopped), so a destination still waiting is cancelled and one

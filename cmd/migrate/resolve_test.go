@@ -789,7 +789,7 @@ func TestLastCancelSaysRefusal(t *testing.T) {
 	var out strings.Builder
 	r := newResolver(fakeJob(c.src, c.dst), &out)
 	r.dstTag, r.dstControl = tagA, api.TagsHonoured
-	r.lastCancel()
+	r.lastCancel("")
 	t.Log(out.String())
 	if got := strings.Join(c.dst.actIDs(), ","); got != tagAct("migrate-cancel", tagA) {
 		t.Fatalf("destination asked %q, want one cancel naming %s", got, tagA)

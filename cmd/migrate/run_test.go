@@ -41,6 +41,12 @@ type fakeVMM struct {
 	doneAfter time.Duration
 	sent      time.Time
 	postcopy  bool // migrate-cancel is refused, as a VMM in post-copy refuses it
+	// committing: migrate-cancel is refused, as a pre-copy destination
+	// that acts on COMMIT refuses it (api.CancelResult.Committing).
+	committing bool
+	// cancelRefusal, if set, is the error migrate-cancel answers (the
+	// VMM cannot read the act, or refuses it for a reason of its own).
+	cancelRefusal string
 	// failedUnderCancel: migrate-cancel takes, but the migration ends
 	// failed, as a VMM records one whose engine had failed a moment
 	// before the cancel (api.CancelResult).
@@ -231,8 +237,13 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			return nil, err
 		}
 		log("migrate-cancel")
-		if f.postcopy {
+		switch {
+		case f.cancelRefusal != "":
+			return nil, errors.New(f.cancelRefusal)
+		case f.postcopy:
 			return api.CancelResult{Postcopy: true, Why: "post-copy cannot be cancelled: the guest runs on the destination"}, nil
+		case f.committing:
+			return api.CancelResult{Committing: true, Why: "COMMIT arrived: the guest runs here, or is being resumed here"}, nil
 		}
 		if !f.done {
 			f.done, f.status = true, engine.StatusCancelled
