@@ -291,9 +291,10 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 //
 // Equal fingerprints pair, also two empty ones: neither side sent or
 // took a HELLO, so neither holds a copy that came from or went to the
-// other, and plan moves no such source (it runs, failed, or still
-// migrates). Beside a source still migrating, a side without one pairs
-// too while the destination migrates or failed, and plan waits for that
+// other, plan moves no such source (it runs, failed, or still
+// migrates), and resolve cancels no such destination (unnamedDst).
+// Beside a source still migrating, a side without one pairs too while
+// the destination migrates or failed, and plan waits for that
 // source: the destination's, because the source's HELLO may be on its
 // way; the source's, because its VMM reports the fingerprint only from
 // the source's first progress after HELLO (its bulk phase's, once READY
@@ -348,8 +349,8 @@ func tagPrint(fp string) string {
 // look and the act, or a VMM started anew at the socket, refuses the
 // act and changes nothing, as for an id (TestResolveMovedOn). An
 // empty id and fingerprint name none: the VMM acts on whatever it
-// holds, as before; so it does for two sides that both report no
-// fingerprint (neither sent or took a HELLO).
+// holds, as before; for two sides that both report no fingerprint
+// (neither sent or took a HELLO) resolve sends no such act (unnamedDst).
 func actName(id, tag string, control uint16) api.IDArgs {
 	if id != "" || control < api.TagsHonoured {
 		return api.IDArgs{ID: id}
@@ -452,6 +453,11 @@ func (r *resolver) resolve() (verdict, error) {
 			}
 			resumed, resumedID, resumedTag = true, r.srcID, r.srcTag
 			continue
+		case v == verdictCancelDst && r.unnamedDst():
+			// Nothing names its migration, and it holds no copy of
+			// this guest: not cancelled (TestResolveLeavesUnnamedDestination).
+			r.leaveUnnamed(d.Side)
+			return verdictSource, nil
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:
 			// An older VMM would cancel whatever it holds by the time
 			// the cancel arrives: not asked (notSent says what to run).

@@ -3,11 +3,67 @@ package main
 import (
 	"cmp"
 	"fmt"
+
+	"github.com/ferryvm/ferry/vmm/api"
 )
 
 // The cancel of a destination beside a running source (plan's
-// verdictCancelDst), as resolve sends it: named (actName), and sent once
-// where its VMM says why it did not apply it (cancelDst).
+// verdictCancelDst), as resolve sends it: named (actName), sent once
+// where its VMM says why it did not apply it (cancelDst), not sent
+// where nothing could name the migration (unnamedDst).
+
+// Two sides without an id and without a tag fingerprint (neither sent
+// or took a HELLO; tagsPair pairs them by "" == "") are named by nothing
+// in an act: actName gives the VMM no name, and it acts on whatever it
+// holds when the act arrives. Of the acts plan asks for, only one can
+// reach such a pair from VMMs that report fingerprints
+// (api.TagsReported): the cancel of a destination still migrating (or
+// failing) beside a running source. Every other act goes to a side that
+// a HELLO led to (handover-unknown, migrated, discarded, running
+// destination, postcopy-broken), whose VMM reports the fingerprint; a
+// VMM that reports such a side without one misreports, and is acted on
+// unnamed as before (tagsPair: a VMM may report any fingerprint). That
+// cancel could hit another migration than the one looked at: the
+// destination may be a stranger that waits at the job's socket for
+// another source (nothing but "" == "" paired it: no race needed), or
+// the VMM at the socket may hold another migration by the time the act
+// arrives (one started anew there after the look: a destination VMM
+// takes no second incoming migration, it exits once its one failed).
+// Such a cancel costs that other migration, not its guest (after LOADED
+// its source resumes on the ABORT, or it ends handover-unknown for a
+// resolve; in post-copy it is refused). The control protocol offers no
+// guard: a name with neither id nor fingerprint names none (vmm
+// migration_id.go), and the one thing
+// that would tie the act to the VMM that answered the look, the query
+// and the cancel on one connection (vmm/control carries several requests
+// on one), would not tell a stranger apart, and control.Call speaks one
+// request per connection. So resolve does not cancel it (unnamedDst):
+// it took no HELLO, so it holds no copy of this guest, and the guest
+// runs on the source; leaveUnnamed prints the cancel to run by hand.
+// Beside a destination older than api.TagsReported, which cannot say
+// whether it took a HELLO, the cancel goes unnamed as before (pair
+// says so: paired by the absence of an id).
+
+// unnamedDst reports whether an act on the destination would name its
+// migration by nothing although its VMM reports fingerprints: no id and
+// no tag fingerprint from a VMM of api.TagsReported or later, so its
+// migration took no HELLO.
+func (r *resolver) unnamedDst() bool {
+	return r.dstID == "" && r.dstTag == "" && r.dstControl >= api.TagsReported
+}
+
+// leaveUnnamed says why a destination on side d beside a running source
+// is not cancelled (unnamedDst), and what to run by hand if it is this
+// job's: that line names nothing either, and the operator must know
+// what the VMM holds when it runs.
+func (r *resolver) leaveUnnamed(d api.Side) {
+	fmt.Fprintf(r.out, "migrate: the destination %s (%s) takes part in a migration with neither an id nor a tag fingerprint: "+
+		"it took no HELLO, so it holds no copy of this guest, and nothing shows it to be this source's partner. A cancel could "+
+		"name no migration, and would cancel whatever its VMM holds when it arrives, perhaps another job's: not sent. "+
+		"Only if it is the destination started for this source's migration, and its migrate-status still reports that "+
+		"migration (receive, no id, no tag_fingerprint), cancel it by hand:\n    %s\n", r.dst, d,
+		controlLine(requestJSON("migrate-cancel", nil), r.dst))
+}
 
 // cancelDst sends the destination the cancel a cancel verdict asks for
 // (the caller checked that its VMM honours the id), naming the
