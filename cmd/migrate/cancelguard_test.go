@@ -17,7 +17,8 @@ import (
 // as usual (here: failed, the guest runs on the source); one that still
 // migrates when the wait runs out is left to the operator with the
 // VMM's reason, not with "still migrating"; a failing one is not sent
-// its last cancel again, and the reason is said. Found in the last
+// its last cancel again, and the reason is said at once: asked afresh
+// once, it is left (it never runs the guest), not waited for. Found in the last
 // closing note: the loop sent the cancel at every query (every 200 ms)
 // until the wait ran out, and only the last cancel of a failing
 // destination reported a refusal.
@@ -27,25 +28,28 @@ func TestResolveCancelRefused(t *testing.T) {
 		set     func(f *fakeVMM) // the destination, migrating "a"
 		verdict verdict
 		say     []string // in what migrate prints
+		asks    int      // queries the destination answers (0: as many as the wait allows)
 	}{
 		{"post-copy, still migrating", func(f *fakeVMM) { f.postcopy = true }, verdictManual,
-			[]string{"post-copy cannot be cancelled", "did not cancel migration id a"}},
+			[]string{"post-copy cannot be cancelled", "did not cancel migration id a"}, 0},
 		{"refused by error, still migrating", func(f *fakeVMM) { f.cancelRefusal = "bad arguments: a reason of its own" }, verdictManual,
-			[]string{"a reason of its own", "did not cancel migration id a"}},
+			[]string{"a reason of its own", "did not cancel migration id a"}, 0},
 		{"committing, then failed", func(f *fakeVMM) {
 			f.committing = true
 			f.finishWith(4, engine.StatusFailed, api.SideFailed) // ends failed a few queries later
-		}, verdictSource, []string{"COMMIT arrived"}},
-		{"failing, past the wait", func(f *fakeVMM) {
+		}, verdictSource, []string{"COMMIT arrived"}, 0},
+		{"failing", func(f *fakeVMM) {
 			f.postcopy = true // as a destination whose cancel only ended its linger answers
 			f.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
-		}, verdictSource, []string{"post-copy cannot be cancelled", "it never runs the guest"}},
+		}, verdictSource, []string{"post-copy cannot be cancelled", "it never runs the guest"}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
 			c.src.id, c.dst.id = "a", "a"
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
 			tc.set(c.dst)
+			asks := 0
+			c.dst.looked = func(*fakeVMM) { asks++ } // under c.dst.mu
 			var out strings.Builder
 			r := newResolver(fakeJob(c.src, c.dst), &out)
 			r.wait = 1500 * time.Millisecond // several queries
@@ -64,6 +68,12 @@ func TestResolveCancelRefused(t *testing.T) {
 			}
 			if v == verdictManual && strings.Contains(errText(err), "a side is still migrating") {
 				t.Errorf("the cause is %q, not the VMM's refusal", err)
+			}
+			c.dst.mu.Lock()
+			asked := asks
+			c.dst.mu.Unlock()
+			if tc.asks != 0 && asked != tc.asks {
+				t.Errorf("the destination was asked %d times, want %d: once, and once afresh after the refusal", asked, tc.asks)
 			}
 			if len(c.resolutions()) != 0 {
 				t.Errorf("resolutions %q: want none", c.resolutions())

@@ -392,8 +392,9 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // wait has run out (also before the resume), it is sent the cancel once
 // more, and the verdict is source: it never runs the guest. A cancel
 // its VMM does not apply and says why (cancelDst) is not sent again in
-// this resolve: it plans from the next answers, and where it ends
-// beside a destination still waiting, it says that reason.
+// this resolve: it plans from the next answers, leaves a failing
+// destination at once (it never runs the guest), and where it ends
+// beside a destination still migrating, it says that reason.
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
@@ -475,16 +476,16 @@ func (r *resolver) resolve() (verdict, error) {
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
+		case v == verdictCancelDst && d.Side == sideFailing && (refused != "" || !time.Now().Before(deadline)):
+			// It refused its cancel, or the wait is past (it may have
+			// run out before the source's resume): the guest runs on
+			// the source, never on a failing destination, which is
+			// sent its cancel once more unless it refused one.
+			r.lastCancel(refused)
+			return verdictSource, nil
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
 			time.Sleep(200 * time.Millisecond)
 			continue
-		case v == verdictCancelDst && d.Side == sideFailing:
-			// Past the wait (it may have run out before the source's
-			// resume): the guest runs on the source, never on a failing
-			// destination, which is still sent its cancel once (unless
-			// it refused one).
-			r.lastCancel(refused)
-			return verdictSource, nil
 		case v == verdictCancelDst && refused != "":
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the destination still migrates after %v: it did not cancel migration %s "+
 				"(its VMM: %s)", r.wait, migrationText(r.dstID, r.dstTag), refused))
