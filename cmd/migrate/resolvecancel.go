@@ -12,9 +12,9 @@ import (
 // where its VMM says why it did not apply it (cancelDst), not sent
 // where nothing could name the migration (unnamedDst).
 
-// Two sides without an id and without a tag fingerprint (neither sent
-// or took a HELLO; tagsPair pairs them by "" == "") are named by nothing
-// in an act: actName gives the VMM no name, and it acts on whatever it
+// Two sides without an id and without a tag fingerprint (neither sent or
+// took a HELLO; tagsPair pairs them by "" == "") are named by nothing in
+// an act: actName gives the VMM no name, and it acts on whatever it
 // holds when the act arrives. Of the acts plan asks for, only one can
 // reach such a pair from VMMs that report fingerprints
 // (api.TagsReported): the cancel of a destination still migrating (or
@@ -29,20 +29,20 @@ import (
 // the VMM at the socket may hold another migration by the time the act
 // arrives (one started anew there after the look: a destination VMM
 // takes no second incoming migration, it exits once its one failed).
-// Such a cancel costs that other migration, not its guest (after LOADED
-// its source resumes on the ABORT, or it ends handover-unknown for a
-// resolve; in post-copy it is refused). The control protocol offers no
+// Such a cancel costs that other migration, and may cost its guest: a
+// destination that loaded the state and waits for COMMIT from a source
+// that died may hold the only copy, and a cancel after LOADED gives it
+// up (plan's doc). The control protocol offers no
 // guard: a name with neither id nor fingerprint names none (vmm
-// migration_id.go), and the one thing
-// that would tie the act to the VMM that answered the look, the query
-// and the cancel on one connection (vmm/control carries several requests
-// on one), would not tell a stranger apart, and control.Call speaks one
-// request per connection. So resolve does not cancel it (unnamedDst):
-// it took no HELLO, so it holds no copy of this guest, and the guest
-// runs on the source; leaveUnnamed prints the cancel to run by hand.
-// Beside a destination older than api.TagsReported, which cannot say
-// whether it took a HELLO, the cancel goes unnamed as before (pair
-// says so: paired by the absence of an id).
+// migration_id.go), and the one thing that would tie the act to the VMM
+// that answered the look, the query and the cancel on one connection
+// (vmm/control carries several requests on one), would not tell a
+// stranger apart, and control.Call speaks one request per connection. So
+// resolve does not cancel it (unnamedDst): it took no HELLO, so it holds
+// no copy of this guest, and the guest runs on the source; leaveUnnamed
+// prints the cancel to run by hand. Beside a destination older than
+// api.TagsReported, which cannot say whether it took a HELLO, the cancel
+// goes unnamed as before (pair says so: paired by the absence of an id).
 
 // unnamedDst reports whether an act on the destination would name its
 // migration by nothing although its VMM reports fingerprints: no id and
