@@ -23,7 +23,9 @@
 //	                           └──────► postcopy-broken    (post-copy could not finish: never runs again)
 //	destination:  incoming ─► paused ─► running
 //	                 │         ├──────► handover-unknown ─► running | discarded (until quit)
-//	                 │         └──────► (post-copy broke: Halt) stopped, the VMM exits
+//	                 │         ├──────► (post-copy broke: Halt) stopped, the VMM exits
+//	                 │         └──────► (post-copy broke, Halt failed) stopped, the guest frozen:
+//	                 │                  the VMM stays until quit (halt_failed.go)
 //	                 └─────────────────► (failed or cancelled, also while its transport
 //	                                     plugin starts) stopped, the VMM exits
 //

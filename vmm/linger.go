@@ -21,13 +21,17 @@ import (
 //	migrate-cancel (cancelRunning) ─── ended? ──┴─ yes ─► end Receive's ctx, say so
 //	shutdown's stop (shutdownLook) ─► cut: end Receive's ctx now if ended, else once it is
 //	VM.Close ───────────────────────► cut, the same
+//	Halt that failed (migrationVM.Halt) ─► cut, the same
 //
 // VM.Close cuts it for a VM that ended by itself: Halt stops the VM (so
 // Run returns, and ferry-vmm closes its control socket and calls Close),
 // as does a guest that powers off. Before, Close waited the telling out
 // (TestCloseEndsLingerAfterPostcopy); the source was told by BROKEN or
 // SETTLED on its session already, if it was there to hear it: the
-// telling only repeats that word to a source that comes back.
+// telling only repeats that word to a source that comes back. A Halt
+// that failed cuts it too, though the VMM stays (halt_failed.go): the
+// migration then ends, and its record is final, within seconds, as for
+// a halted VM (TestHaltFailedStaysThenEnds).
 //
 // The VMM learns the end from the framework.PostcopyTarget calls: after
 // the guest ran here, Postcopy(nil) comes once every page arrived

@@ -270,7 +270,8 @@ func (v *VM) endMigration(own *migrationOwner, mg *migration, role transport.Rol
 // that takes: nothing here stops it. A handover-unknown leaves the VM
 // paused on either side until migrate-resolve. A destination that failed
 // exits with the error; a source that failed and does not run (sideAfter)
-// is left as it is.
+// is left as it is. A post-copy destination whose Halt failed stays,
+// its guest frozen, until quit (halt_failed.go).
 func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record func()) {
 	switch side {
 	case api.SideMigrated:
@@ -293,6 +294,13 @@ func (v *VM) migrationDone(role transport.Role, side api.Side, err error, record
 		v.finish(1, fmt.Errorf("incoming migration failed: %w", err))
 		return
 	case api.SidePostcopyBroken:
+		if role == transport.RoleReceive && v.notHalted() { // Halt failed: the VMM stays until quit (halt_failed.go)
+			record()
+			v.log.Error("post-copy broke and the VM could not be halted: its guest is frozen here (a vCPU waits for good on a page "+
+				"this destination lacks) and lost; this VMM stays only to answer status, migrate-status and migrate -resolve: "+
+				"quit (or a signal) ends its process, and with it the guest; never resume the source's older copy", "err", err)
+			return
+		}
 		if role == transport.RoleReceive { // Halt already stopped the vCPUs for good
 			record()
 			v.finish(1, fmt.Errorf("post-copy broke, the VM was halted for good: %w", err))

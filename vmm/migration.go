@@ -64,12 +64,20 @@ func (m migrationVM) Postcopy(t framework.Toucher) {
 }
 
 // Halt implements framework.PostcopyTarget (vmm/postcopy.go); post-copy
-// ended here, broken (linger.go).
+// ended here, broken (linger.go). When it fails, the VMM stays, its
+// guest frozen (halt_failed.go), and the engine's telling of the source
+// is cut now, as VM.Close cuts a halted VM's: the migration then ends
+// within seconds (BROKEN on the session and its answer), its record
+// final, and quit works.
 func (m migrationVM) Halt() error {
+	err := m.v.halt()
 	if m.own != nil {
-		defer m.own.linger.halted() // once the VM is halted
+		if err != nil {
+			m.own.linger.cutOnEnd()
+		}
+		m.own.linger.halted() // once the VM is halted, or could not be
 	}
-	return m.v.halt()
+	return err
 }
 
 // StartDirtyLog implements framework.Source.

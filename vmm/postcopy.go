@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,7 +94,9 @@ var errPostcopyHalted = errors.New("post-copy broke: the VM was halted for good 
 // never came would read as zeros. Device code gets errHalted from guest
 // RAM from now on; the VM ends (stopped, so Run returns and the VMM
 // exits with errPostcopyHalted) and its vCPUs are kicked out of KVM_RUN.
-// It returns once every vCPU loop returned, or fails after haltTimeout.
+// It returns once every vCPU loop returned, or fails after haltTimeout
+// (v.haltBound in tests): the engine then keeps the userfaultfd open,
+// and the VMM stays, its guest frozen, until Stop (halt_failed.go).
 //
 // A vCPU waiting on a missing page inside KVM_RUN leaves it on the kick's
 // signal on kernels whose KVM faults are interruptible (KVM returns EINTR
@@ -108,10 +111,22 @@ func (v *VM) halt() error {
 	if !started {
 		return nil
 	}
+	bound := cmp.Or(v.haltBound, haltTimeout)
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
 	select {
 	case <-v.cpusDone:
 		return nil
-	case <-time.After(haltTimeout):
-		return fmt.Errorf("halt: vCPUs still inside KVM_RUN %v after they were told to stop", haltTimeout)
+	case <-timer.C:
 	}
+	select {
+	case <-v.cpusDone: // as the bound passed
+		return nil
+	default:
+	}
+	v.haltFailedNow(bound)
+	v.log.Error("post-copy broke and the VM could not be halted: a vCPU is still inside KVM_RUN or a device, waiting "+
+		"for a page this destination lacks; it never runs the guest again, and this VMM stays, its guest frozen, "+
+		"answering status and migrate-status; quit (or a signal) ends its process, which ends the guest", "waited", bound)
+	return fmt.Errorf("halt: vCPUs still inside KVM_RUN %v after they were told to stop", bound)
 }

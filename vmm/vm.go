@@ -135,6 +135,15 @@ type VM struct {
 	// inProcessCloseBound. Both are set by tests only.
 	inProcess  func(hclog.Logger) transport.Transport
 	closeBound time.Duration
+	// haltFailed: the engine's Halt failed, a vCPU loop left waiting
+	// for good; stopAsked: Stop was called. Once both, vcpusLeft is
+	// closed (vcpusLeftClosed), and Run and Close no longer wait for the
+	// vCPU loops (halt_failed.go). Under mu; vcpusLeft is made by its
+	// first use. haltBound bounds halt's wait (0: haltTimeout); set by
+	// tests only.
+	haltFailed, stopAsked, vcpusLeftClosed bool
+	vcpusLeft                              chan struct{}
+	haltBound                              time.Duration
 }
 
 // New validates cfg and builds the VM: guest RAM, the KVM VM, devices and
@@ -298,11 +307,21 @@ func (v *VM) finish(code int, err error) {
 }
 
 // Stop ends the VM as if powered off with exit code 0; Run then returns.
-func (v *VM) Stop() { v.finish(0, nil) }
+// After a failed post-copy Halt (halt_failed.go) it is what lets Run
+// and Close return without the vCPU loops that Halt left waiting for
+// good: the VM then ends with errNotHalted, exit code 1.
+func (v *VM) Stop() {
+	v.finish(0, nil)
+	v.stopAskedNow()
+}
 
 // Run boots the vCPUs and blocks until the guest powers off (its exit code,
 // nil), fails (a *vcpu.FatalError), or Stop is called or a shutdown
-// stopped the VM (0, nil).
+// stopped the VM (0, nil). A post-copy destination whose VM was halted
+// because post-copy broke returns 1, errPostcopyHalted, at the Halt; one
+// whose Halt failed stays, its guest frozen, until Stop (quit, a
+// shutdown), and returns 1 and an error wrapping errNotHalted without
+// waiting for the vCPU loops left waiting (halt_failed.go).
 //
 // ctx's end is one shutdown request (shutdown.go): it waits while a
 // migration holds the VM, and is cancelled, the VM running on, if
@@ -331,7 +350,7 @@ func (v *VM) Run(ctx context.Context) (int, error) {
 		}
 	})
 	defer stopOnCancel()
-	<-v.cpusDone
+	v.awaitEnd()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.exitCode, v.exitErr
@@ -493,13 +512,18 @@ type Status struct {
 	MemoryBytes uint64 `json:"memory_bytes"`
 	VCPUs       int    `json:"vcpus"`
 	UptimeMS    int64  `json:"uptime_ms"`
+	// NotHalted: post-copy broke here and the VM (stopped) could not be
+	// halted: a vCPU waits for good on a page this destination lacks,
+	// and the guest is frozen; quit ends this VMM's process, and with it
+	// the guest (halt_failed.go). Left out otherwise.
+	NotHalted bool `json:"not_halted,omitempty"`
 }
 
 // Status reports the VM's state.
 func (v *VM) Status() Status {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := Status{State: v.state, MemoryBytes: v.cfg.Memory, VCPUs: v.cfg.CPUs}
+	s := Status{State: v.state, MemoryBytes: v.cfg.Memory, VCPUs: v.cfg.CPUs, NotHalted: v.haltFailed}
 	if !v.started.IsZero() {
 		s.UptimeMS = time.Since(v.started).Milliseconds()
 	}
@@ -512,13 +536,21 @@ func (v *VM) Status() Status {
 // running and its plugins, but not for an incoming post-copy's telling
 // its source how post-copy ended here (linger.go): it ends that, now if
 // post-copy ended, else as soon as it ends.
+//
+// After a failed post-copy Halt (halt_failed.go) it does not wait for
+// the vCPU loops that Halt left waiting, and releases neither the KVM
+// file descriptors nor guest RAM: a vCPU or device thread still waits
+// in a fault on that RAM, and only the process's exit, which must
+// follow, ends it (with the userfaultfd). It then returns an error that
+// says so.
 func (v *VM) Close() error {
 	v.mu.Lock()
 	started := v.cpus != nil
 	v.mu.Unlock()
+	returned := true
 	if started {
 		v.Stop()
-		<-v.cpusDone
+		returned = v.vcpusReturned()
 	}
 	if own := v.migration().owner(); own != nil { // a nil record: none
 		own.linger.cutOnEnd()
@@ -529,6 +561,9 @@ func (v *VM) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		errs = append(errs, v.uart.Close(ctx))
 		cancel()
+	}
+	if !returned {
+		return errors.Join(append(errs, fmt.Errorf("%w: the KVM file descriptors and guest RAM are left to this process's exit", errNotHalted))...)
 	}
 	if v.kvm != nil {
 		errs = append(errs, v.kvm.Close())

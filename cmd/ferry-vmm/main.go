@@ -22,7 +22,16 @@
 // is cancelled and the VMM runs on; the next signal is a new shutdown,
 // deferred in the same way. A signal while a shutdown waits ends the
 // process at once, of that signal, which may lose the guest; so does
-// any signal once the VM stopped (the process is exiting).
+// any signal once the VM stopped (the process is exiting, or stays only
+// to answer: below).
+//
+// A post-copy destination whose post-copy broke for good exits with
+// status 1 once its VM is halted. One whose vCPUs could not all be
+// halted (one still waits inside KVM_RUN for a page this side lacks)
+// stays instead, its guest frozen and lost, answering status
+// ("not_halted": true), migrate-status and migrate-resolve, until quit
+// or a signal; then it exits at once, status 1, without waiting for that
+// vCPU: the exit ends it and the guest (vmm/halt_failed.go).
 package main
 
 import (
@@ -64,6 +73,10 @@ the VM over or runs in post-copy, or its handover is unknown ("shutdown
 deferred"); if migrate -resolve resumes the guest here meanwhile, the VMM
 runs on ("shutdown cancelled") and the next signal shuts down anew. A signal
 while a shutdown waits exits at once and may lose the guest.
+
+A destination whose post-copy broke exits with status 1; if its vCPUs could
+not be halted it stays, the guest frozen ("not_halted" in status), until quit
+or a signal, then exits at once with status 1.
 `
 
 func realMain(args []string) int {

@@ -211,7 +211,10 @@ const (
 	// SidePostcopyBroken: post-copy could not finish (engine
 	// StatusPostcopyBroken). Source: paused for good with a copy older
 	// than what the guest ran on; never resumed. Destination: its vCPUs
-	// were stopped for good; the VMM exits.
+	// were stopped for good; the VMM exits. A reference VMM whose vCPUs
+	// could not all be stopped (its report's error wraps
+	// engine.ErrNotHalted; its status says not_halted) stays instead,
+	// the guest frozen, answering, until quit (vmm/halt_failed.go).
 	SidePostcopyBroken Side = "postcopy-broken"
 )
 
