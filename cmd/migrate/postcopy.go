@@ -114,28 +114,47 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 }
 
 // postcopyBrokenText says, for status postcopy-broken, where the guest is
-// and what not to do (docs/JOBS.md, Post-copy); its quit names the
+// and what not to do (docs/JOBS.md, Post-copy); its quits name the
 // migration as name does (its id, or for one without an id its tag
-// fingerprint: resolver.printedName; neither: none). srcHolds: the VMM
+// fingerprint: resolver.printedName; neither: none). b.srcHolds: the VMM
 // at the source's socket holds a part of this migration, or could not
 // be asked; without it (it reports none: a VMM started anew there) the
-// text says the source's copy is gone and prints no quit.
-func postcopyBrokenText(src, dst string, name api.IDArgs, srcHolds bool) string {
+// text says the source's copy is gone and prints no quit for it.
+// b.dstStays: the destination's VMM answered postcopy-broken, so it is
+// still up: a reference VMM that could not halt its guest stays, the
+// guest frozen, until quit (vmm/halt_failed.go), and one that halted it
+// is about to exit; the text prints its quit too (TestPostcopyBrokenDestinationQuit).
+func postcopyBrokenText(b brokenSides) string {
 	head := `migrate: post-copy broke and could not resume: the guest ran on the destination with pages only the source
 held, and the connection did not come back within reconnect_timeout, the destination VMM died, or the
 destination could not go on and said so.
 `
-	if !srcHolds {
+	dstLine := ""
+	if b.dstStays {
+		dstLine = fmt.Sprintf(`The destination's VMM still answers: its guest is stopped (or, where it could not halt it, frozen on the
+pages it lacks) and must never run again; quit ends it (a VMM that could not halt its guest waits for it):
+    %s
+`, controlLine(requestJSON("quit", lineArgs(b.dstName)), b.dst))
+	}
+	if !b.srcHolds {
 		return head + fmt.Sprintf(`The guest is lost: the destination %s stopped its vCPUs for good, and the VMM at the source's socket %s
 holds no part of this migration (a VMM started anew there): the source's copy is gone with its VMM.
-`, dst, src)
+`, b.dst, b.src) + dstLine
 	}
 	return head + fmt.Sprintf(`The guest is lost: the destination %s stopped its vCPUs for good, and the source %s keeps a paused copy
 that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:
     %s
-`, dst, src, controlLine(requestJSON("quit", lineArgs(name)), src))
+`, b.dst, b.src, controlLine(requestJSON("quit", lineArgs(b.srcName)), b.src)) + dstLine
+}
+
+// brokenSides is what postcopyBrokenText says about the two sides.
+type brokenSides struct {
+	src, dst         string     // control sockets
+	srcName, dstName api.IDArgs // what each quit names
+	srcHolds         bool       // the source's VMM holds a part of this migration
+	dstStays         bool       // the destination's VMM answered postcopy-broken
 }
 
 // printPostcopy prints the post-copy part of the report, when the

@@ -243,7 +243,8 @@ func TestRunPostcopyBroken(t *testing.T) {
 		t.Fatalf("status %s, err %v", rep.Status, err)
 	}
 	quit := `echo '{"cmd":"quit","args":{"id":"` + c.src.id + `"}}' | socat - ` + socatUnix(c.src.sock)
-	for _, want := range []string{"post-copy broke and could not resume", "Do not resume the source's copy", c.src.sock, c.dst.sock, quit} {
+	dstQuit := `echo '{"cmd":"quit","args":{"id":"` + c.dst.id + `"}}' | socat - ` + socatUnix(c.dst.sock)
+	for _, want := range []string{"post-copy broke and could not resume", "Do not resume the source's copy", c.src.sock, c.dst.sock, quit, dstQuit} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -253,6 +254,25 @@ func TestRunPostcopyBroken(t *testing.T) {
 	for _, call := range c.calls {
 		if call != "receive migrate-incoming" && call != "send migrate-send" {
 			t.Errorf("call %q after post-copy broke; want none", call)
+		}
+	}
+}
+
+// TestPostcopyBrokenDestinationQuit: the text prints a quit for the
+// destination only when its VMM answered postcopy-broken (it is still
+// up: a reference VMM that could not halt its guest waits for that
+// quit, vmm/halt_failed.go), naming the migration.
+func TestPostcopyBrokenDestinationQuit(t *testing.T) {
+	b := brokenSides{src: "/run/src.sock", dst: "/run/dst.sock", srcName: api.IDArgs{ID: "m1"}, dstName: api.IDArgs{ID: "m1"}, srcHolds: true}
+	dstQuit := `{"cmd":"quit","args":{"id":"m1"}}' | socat - ` + socatUnix(b.dst)
+	if out := postcopyBrokenText(b); strings.Contains(out, dstQuit) {
+		t.Errorf("a destination that did not answer postcopy-broken is told to quit:\n%s", out)
+	}
+	b.dstStays = true
+	for _, holds := range []bool{true, false} {
+		b.srcHolds = holds
+		if out := postcopyBrokenText(b); !strings.Contains(out, dstQuit) || !strings.Contains(out, "still answers") {
+			t.Errorf("srcHolds %v: no quit for the destination that still answers:\n%s", holds, out)
 		}
 	}
 }
@@ -398,9 +418,9 @@ func TestResolvePostcopyBrokenSourceGone(t *testing.T) {
 	var out, errb strings.Builder
 	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
 	t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
-	if code != 1 || strings.Contains(errb.String(), `"quit"`) || strings.Contains(errb.String(), "keeps a paused copy") ||
+	if code != 1 || strings.Contains(errb.String(), socatUnix(c.src.sock)) || strings.Contains(errb.String(), "keeps a paused copy") ||
 		!strings.Contains(errb.String(), "holds no part of this migration") {
-		t.Fatalf("exit %d: want the guest said lost, the source's copy gone, and no quit", code)
+		t.Fatalf("exit %d: want the guest said lost, the source's copy gone, and no quit for the source", code)
 	}
 	c.src.kill() // unreachable: it may hold its copy
 	errb.Reset()

@@ -502,7 +502,9 @@ func (r *resolver) resolve() (verdict, error) {
 			// fingerprint the source reported (printedName), so that a
 			// VMM started anew there by the time the line is run refuses
 			// it too (TestResolvePostcopyBrokenQuitNamesTag).
-			fmt.Fprint(r.out, postcopyBrokenText(r.src, r.dst, r.printedName(r.src, cmp.Or(r.id, r.srcID, r.dstID)), s.Side != api.SideNone))
+			fmt.Fprint(r.out, postcopyBrokenText(brokenSides{src: r.src, dst: r.dst,
+				srcName: r.printedName(r.src, cmp.Or(r.id, r.srcID, r.dstID)), dstName: r.printedName(r.dst, cmp.Or(r.id, r.dstID, r.srcID)),
+				srcHolds: s.Side != api.SideNone, dstStays: d.Side == api.SidePostcopyBroken}))
 			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
