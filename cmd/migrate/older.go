@@ -49,7 +49,9 @@ func idsIgnored(sock string, control uint16) error {
 }
 
 // errNotSent is the error of an act migrate did not send to an older
-// VMM (idsIgnored): the operator must run it by hand, or upgrade.
+// VMM (idsIgnored), or to a destination whose migration nothing could
+// name (resolver.leaveUnnamed): the operator must run it by hand once
+// they checked what the VMM holds, or upgrade.
 type errNotSent struct {
 	cmd, sock string
 	why       error

@@ -202,8 +202,9 @@ type resolver struct {
 	// only to a VMM that honours it (idsIgnored), and names dstTag only
 	// to one that honours that (actName). srcControl, the source's.
 	dstControl, srcControl uint16
-	// undone is the first act not sent to an older VMM (errNotSent):
-	// migrate printed the line to run by hand, and fails with it.
+	// undone is the first act not sent to an older VMM, or to a
+	// destination nothing names (errNotSent): migrate printed the line
+	// to run by hand, and fails with it.
 	undone error
 	wait   time.Duration // how long a side may stay "migrating"
 	pcWait time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
@@ -456,7 +457,8 @@ func (r *resolver) resolve() (verdict, error) {
 			continue
 		case v == verdictCancelDst && r.unnamedDst():
 			// Nothing names its migration, and it holds no copy of
-			// this guest: not cancelled (TestResolveLeavesUnnamedDestination).
+			// this guest: not cancelled, and kept as not done
+			// (TestResolveLeavesUnnamedDestination).
 			r.leaveUnnamed(d.Side)
 			return verdictSource, nil
 		case v == verdictCancelDst && idsIgnored(r.dst, r.dstControl) != nil:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 
 	"github.com/ferryvm/ferry/vmm/api"
@@ -40,7 +41,8 @@ import (
 // stranger apart, and control.Call speaks one request per connection. So
 // resolve does not cancel it (unnamedDst): it took no HELLO, so it holds
 // no copy of this guest, and the guest runs on the source; leaveUnnamed
-// prints the cancel to run by hand. Beside a destination older than
+// prints the cancel to run by hand and keeps it as not done (exit 1).
+// Beside a destination older than
 // api.TagsReported, which cannot say whether it took a HELLO, the cancel
 // goes unnamed as before (pair says so: paired by the absence of an id).
 
@@ -55,7 +57,12 @@ func (r *resolver) unnamedDst() bool {
 // leaveUnnamed says why a destination on side d beside a running source
 // is not cancelled (unnamedDst), and what to run by hand if it is this
 // job's: that line names nothing either, and the operator must know
-// what the VMM holds when it runs.
+// what the VMM holds when it runs. It keeps the cancel as not sent
+// (r.undone, errNotSent), as for an older VMM: the guest runs on the
+// source, but a destination VMM that may be this job's still holds a
+// migration and refuses migrate-incoming until it ends, so migrate
+// -resolve exits 1 and says what was not done; before, it exited 0 as
+// if nothing were left (TestResolveLeavesUnnamedDestination).
 func (r *resolver) leaveUnnamed(d api.Side) {
 	fmt.Fprintf(r.out, "migrate: the destination %s (%s) takes part in a migration with neither an id nor a tag fingerprint: "+
 		"it took no HELLO, so it holds no copy of this guest, and nothing shows it to be this source's partner. A cancel could "+
@@ -63,7 +70,13 @@ func (r *resolver) leaveUnnamed(d api.Side) {
 		"Only if it is the destination started for this source's migration, and its migrate-status still reports that "+
 		"migration (receive, no id, no tag_fingerprint), cancel it by hand:\n    %s\n", r.dst, d,
 		controlLine(requestJSON("migrate-cancel", nil), r.dst))
+	r.notSent(&errNotSent{cmd: "migrate-cancel", sock: r.dst, why: errUnnamed})
 }
+
+// errUnnamed is why a cancel is not sent to a destination that
+// unnamedDst finds.
+var errUnnamed = errors.New("its migration has neither an id nor a tag fingerprint (it took no HELLO), so a cancel could name none " +
+	"and would cancel whatever its VMM holds when it arrives")
 
 // cancelDst sends the destination the cancel a cancel verdict asks for
 // (the caller checked that its VMM honours the id), naming the
