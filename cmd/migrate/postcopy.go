@@ -82,11 +82,15 @@ func jobMigration(j *job.Job) (string, error) {
 // names the migration as every act does (lineName: its tag fingerprint,
 // to a VMM that honours it; TestStartPostcopyByHandNamesTag). What it
 // cannot name: a fingerprint the source does not report yet (before its
-// bulk phase), or to an older VMM; that request names none, as before.
+// bulk phase), a malformed one (tagText: no request can name it), or
+// one to an older VMM; that request names none, as before.
 func idlessSwitch(sock string, st api.Migration) error {
 	n := lineName("", st.TagFingerprint, st.Control)
 	how := "a request naming none would switch whatever the source sends by the time it arrives. If it is this job's, switch it by hand"
 	switch {
+	case !tagText(st.TagFingerprint) && st.Control >= api.TagsHonoured:
+		how = "a request naming none would switch whatever the source sends by the time it arrives (it reports a malformed tag " +
+			"fingerprint, which no request can name). If it is this job's, switch it by hand"
 	case n.TagFingerprint == "" && st.Control >= api.TagsHonoured:
 		how = "a request naming none would switch whatever the source sends by the time it arrives (it reports no tag " +
 			"fingerprint yet: a source does from its bulk phase on, and -start-postcopy then prints a request that names " +
