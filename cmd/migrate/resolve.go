@@ -308,12 +308,14 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 // older is true, and the pair stands as before, when
 // either VMM is older than api.TagsReported: it reports no fingerprint,
 // and two hand-started migrations cannot be told apart (the caller says
-// so). What it cannot tell: a VMM may report any fingerprint; it keeps
-// honest migrations apart, like the id.
+// so); but not when the other side, from a VMM that reports
+// fingerprints, reports none where the older side stands past a HELLO
+// (helloless). What it cannot tell: a VMM may report any fingerprint; it
+// keeps honest migrations apart, like the id.
 func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 	switch {
 	case s.Control < api.TagsReported || d.Control < api.TagsReported:
-		return true, nil
+		return true, helloless(s, d)
 	case !tagText(s.TagFingerprint) || !tagText(d.TagFingerprint):
 		return false, fmt.Errorf("a VMM reports a malformed tag fingerprint (source %.20q, destination %.20q): "+
 			"neither side is moved", s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
@@ -325,6 +327,42 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 	}
 	return false, fmt.Errorf("the two VMMs report different migrations, both without an id (source %s, destination %s): "+
 		"neither is the other's partner, so neither side is moved", tagPrint(s.TagFingerprint), tagPrint(d.TagFingerprint))
+}
+
+// helloless is tagsPair's check of two sides of which one VMM is older
+// than api.TagsReported (it reports no fingerprint, whatever it did):
+// an error when the other, from a VMM that reports fingerprints, reports
+// none, so it sent or took no HELLO (a source sets its fingerprint
+// before HELLO goes out; a destination as it takes one), while the
+// older side stands where only a HELLO leads. A source handover-unknown,
+// migrated or post-copy-broken sent one and got as far as COMMIT or
+// post-copy: its destination took it and reports it. A destination
+// handover-unknown, discarded, running or post-copy-broken took one and
+// loaded the state: its source was past its bulk phase and reports it,
+// even while it still migrates. So the newer side is not the older
+// one's partner, and plan must not decide on it: it would resume a
+// handover-unknown source beside a stranger's failure (its real
+// destination may run the guest), or discard a handover-unknown
+// destination (perhaps the only copy of a guest whose source is
+// elsewhere) beside a stranger's running source
+// (TestResolveOlderBesideHelloless). Before, the two were paired by the
+// absence of an id. Two older sides cannot be told apart, and stand
+// paired as before.
+func helloless(s, d api.ResolveResult) error {
+	pastHello := map[api.Side]bool{api.SideUnknown: true, api.SidePostcopyBroken: true}
+	switch {
+	case d.Control >= api.TagsReported && d.TagFingerprint == "" &&
+		(pastHello[s.Side] || s.Side == api.SideMigrated):
+		return fmt.Errorf("the destination reports no tag fingerprint (it took no HELLO), and the source, older than "+
+			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
+			api.TagsReported, s.Side)
+	case s.Control >= api.TagsReported && s.TagFingerprint == "" &&
+		(pastHello[d.Side] || d.Side == api.SideDiscarded || d.Side == api.SideRunning):
+		return fmt.Errorf("the source reports no tag fingerprint (it sent no HELLO), and the destination, older than "+
+			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
+			api.TagsReported, d.Side)
+	}
+	return nil
 }
 
 // tagText reports whether fp is a tag fingerprint as a VMM reports one,

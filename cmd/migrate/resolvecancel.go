@@ -42,9 +42,12 @@ import (
 // resolve does not cancel it (unnamedDst): it took no HELLO, so it holds
 // no copy of this guest, and the guest runs on the source; leaveUnnamed
 // prints the cancel to run by hand and keeps it as not done (exit 1).
-// Beside a destination older than
-// api.TagsReported, which cannot say whether it took a HELLO, the cancel
-// goes unnamed as before (pair says so: paired by the absence of an id).
+// Beside a destination older than api.TagsReported, which cannot say
+// whether it took a HELLO, the cancel goes unnamed as before (pair says
+// so: paired by the absence of an id). Beside a source older than that,
+// such a destination pairs only while the source stands where no HELLO
+// need have led (helloless: it runs, failed, or still migrates), and
+// beside a running one it is left as here.
 
 // unnamedDst reports whether an act on the destination would name its
 // migration by nothing although its VMM reports fingerprints: no id and

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// TestResolveOlderBesideHelloless: two id-less sides, one from a VMM
+// older than control version 2 (it reports no tag fingerprint, whatever
+// it did) and one from a VMM of version 2 or later that reports none (so
+// it sent or took no HELLO), are not paired when the older side stands
+// where only a HELLO leads (a source handover-unknown, migrated or
+// post-copy-broken; a destination handover-unknown, discarded, running
+// or post-copy-broken): the newer side is provably not its partner, and
+// a plan on it would resume a handover-unknown source beside a
+// stranger's failure (its real destination may run the guest: twice),
+// or discard a handover-unknown destination, perhaps the only copy of a
+// guest whose source is elsewhere, beside a stranger's running source.
+// Nothing is moved, and migrate says why. Two older sides pair as before
+// (paired by the absence of an id, said), and so does an older side that
+// no HELLO need have led to. Found by review C walking the pairs that
+// reach an unnamed side: pair took the absence of a fingerprint on the
+// newer side for the older side's "cannot tell".
+func TestResolveOlderBesideHelloless(t *testing.T) {
+	const older = api.TagsReported - 1
+	for _, tc := range []struct {
+		name       string
+		set        func(c *runCase)
+		src, dst   string // the acts each side is asked for
+		ok, paired bool   // exit 0; the two paired (said)
+	}{
+		{"older source handover-unknown, newer destination failed", func(c *runCase) {
+			c.src.controlV = older
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, "", "", false, false},
+		{"older source handover-unknown, newer destination failing", func(c *runCase) {
+			c.src.controlV = older
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.progress = engine.Progress{Phase: engine.PhaseSetup, Handover: engine.HandoverFailed}
+		}, "", "", false, false},
+		{"newer source running, older destination handover-unknown", func(c *runCase) {
+			c.dst.controlV = older
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, "", "", false, false},
+		{"newer source still migrating, older destination handover-unknown", func(c *runCase) {
+			c.dst.controlV = older
+			c.src.running = true
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, "", "", false, false},
+		{"both older: as before", func(c *runCase) {
+			c.src.controlV, c.dst.controlV = older, older
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, "resolve resume ", "", true, true},
+		{"older source running, newer destination failed: as before", func(c *runCase) {
+			c.src.controlV = older
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, "", "", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			tc.set(c)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+			for i, f := range []*fakeVMM{c.src, c.dst} {
+				if got, want := strings.Join(f.actIDs(), ","), []string{tc.src, tc.dst}[i]; got != want {
+					t.Errorf("%s was asked %q, want %q", f.role, got, want)
+				}
+			}
+			if (code == 0) != tc.ok {
+				t.Errorf("exit %d, want success %v", code, tc.ok)
+			}
+			if said := strings.Contains(errb.String(), "paired by the absence of an id"); said != tc.paired {
+				t.Errorf("said paired by the absence of an id: %v, want %v", said, tc.paired)
+			}
+			if !tc.paired && !strings.Contains(errb.String(), "no HELLO), and the") {
+				t.Errorf("migrate does not say why the two are not paired")
+			}
+		})
+	}
+}
