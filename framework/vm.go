@@ -163,14 +163,16 @@ type PostcopyTarget interface {
 	// mean that some of the guest may still run: the engine then does not
 	// close the userfaultfd (it stays open, its fault loop stopped, until
 	// the process exits) and does not take the Toucher back, so a thread
-	// waiting on a page the destination lacks, and any that reaches one
-	// later, waits for good instead of reading zeros; threads that reach
-	// only pages the destination holds run on. Receive reports
-	// postcopy-broken with an error that wraps engine.ErrNotHalted and
-	// says to end the process, and still tells the source (BROKEN). Only
-	// ending the process stops such a guest (a thread blocked in a fault
-	// ends with it): a VMM that waits for every thread to return before
-	// it exits waits until it is killed.
+	// waiting on a page the destination lacks, and any that later
+	// reaches a page not mapped into the guest yet (one it lacks, or one
+	// it holds that nothing touched since the switch), waits for good
+	// instead of reading zeros; threads that reach only pages mapped
+	// before run on. Receive reports postcopy-broken with an error that
+	// wraps engine.ErrNotHalted and says to end the process, and still
+	// tells the source (BROKEN). Only ending the process stops such a
+	// guest (a thread blocked in a fault ends with it): a VMM that waits
+	// for every thread to return before it exits waits until it is
+	// killed.
 	Halt() error
 }
 

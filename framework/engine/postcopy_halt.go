@@ -18,21 +18,26 @@ import (
 //	Halt ok   ─► stop the fault loop, close the userfaultfd, Postcopy(nil)
 //	Halt fails ─► stop the fault loop, keep the userfaultfd open (notHalted)
 //	              and the Toucher set, until this process exits: a thread
-//	              on a missing page waits there for good
+//	              on a page not mapped yet waits there for good
 //
+// With the fault loop stopped, no fault is served any more: not one on a
+// missing page, nor the first touch of a page the destination holds
+// (mapped into the guest only at its first fault: postcopy.Service.Hold).
 // What it cannot do: stop the guest. vCPUs and device threads that reach
-// only pages the destination holds run on; the error (ErrNotHalted) says
-// to end the destination VMM's process, which ends them and the
-// userfaultfd together.
+// only pages mapped before run on; the error (ErrNotHalted) says to end
+// the destination VMM's process, which ends them and the userfaultfd
+// together.
 
 // ErrNotHalted is returned (wrapped, beside ErrPostcopyBroken) by
 // Receive when post-copy broke for good and the destination VMM's
 // PostcopyTarget.Halt failed: the guest may still run on the destination
-// on the pages it holds. The engine leaves the userfaultfd open, so a
-// thread that reaches a page the destination lacks waits for good rather
-// than running on zeros, but nothing else of the guest is stopped. End
-// the destination VMM's process: its guest lacks pages only the source
-// holds and must never run. Report.Status is StatusPostcopyBroken.
+// on the pages already mapped into it. The engine leaves the userfaultfd
+// open and stops serving its faults, so a thread that reaches any other
+// page (one the destination lacks, or one it holds that nothing touched
+// since the switch) waits for good rather than running on zeros, but
+// nothing else of the guest is stopped. End the destination VMM's
+// process: its guest lacks pages only the source holds and must never
+// run. Report.Status is StatusPostcopyBroken.
 var ErrNotHalted = errors.New("the VM could not be halted")
 
 // notHalted holds the userfaultfds of guests whose Halt failed: never
@@ -60,10 +65,11 @@ func (pc *pcRecv) halt(cause error) error {
 		return cause
 	}
 	pc.notHalted = true
-	err := fmt.Errorf("%w (Halt: %w): the guest may still run here on the pages this destination holds; "+
-		"threads that reach a page it lacks wait for good (the userfaultfd stays open until this process exits) "+
-		"instead of reading zeros; end this destination VMM's process now: the guest here lacks pages only the "+
-		"source holds and must never run (the source keeps its paused copy); post-copy broke: %w",
+	err := fmt.Errorf("%w (Halt: %w): the guest may still run here on the pages already mapped into it; "+
+		"threads that reach any other page wait for good (the userfaultfd stays open until this process exits, "+
+		"its faults no longer served) instead of reading zeros; end this destination VMM's process now: the guest "+
+		"here lacks pages only the source holds and must never run (the source keeps its paused copy); "+
+		"post-copy broke: %w",
 		ErrNotHalted, herr, cause)
 	pc.r.opt.Log.Error("post-copy broken, and the VM could not be halted: end this VMM's process", "err", err,
 		"pages_missing", pc.svc.Pending())

@@ -60,7 +60,10 @@ func releaseNotHalted() {
 // and what to do (ErrNotHalted), and the userfaultfd stays open after it
 // returned. Before, the failed Halt was only logged and the userfaultfd
 // closed: the thread went on with a zero page where the guest's data
-// was.
+// was. A thread that first reaches a page the destination holds, once
+// Receive returned, waits too: the fault loop that mapped held pages on
+// their first touch is stopped, so only pages mapped before run on (what
+// ErrNotHalted's error and docs/POSTCOPY.md say).
 func TestPostcopyHaltFails(t *testing.T) {
 	before := uffdOpen()
 	s, vm, rcv, opt := pcSetup(t, vmtest.Options{})
@@ -70,14 +73,24 @@ func TestPostcopyHaltFails(t *testing.T) {
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
 	never, stale := pcPages(s)
-	const p = 10 // never sent, not free: only the source holds it
-	read := make(chan []byte, 1)
+	const p = 10   // never sent, not free: only the source holds it
+	const held = 1 // sent in the bulk pass, not stale, not free, not touched
+	read, heldRead := make(chan []byte, 1), make(chan []byte, 1)
+	heldStarted := false
 	defer func() {
-		releaseNotHalted() // the reader wakes (onto zeros: the test is done with the guest)
-		select {
-		case <-read:
-		case <-time.After(10 * time.Second):
-			t.Error("the reader still waits after the userfaultfd was closed")
+		releaseNotHalted() // the readers wake (onto zeros: the test is done with the guest)
+		for _, c := range []struct {
+			ch      chan []byte
+			started bool
+		}{{read, true}, {heldRead, heldStarted}} {
+			if !c.started {
+				continue
+			}
+			select {
+			case <-c.ch:
+			case <-time.After(10 * time.Second):
+				t.Error("a reader still waits after the userfaultfd was closed")
+			}
 		}
 	}()
 	failed := runScript(func() {
@@ -133,5 +146,14 @@ func TestPostcopyHaltFails(t *testing.T) {
 	if n := dst.unset.Load(); n != 0 {
 		t.Errorf("the Toucher was taken back (%d Postcopy(nil) calls): device code would reach missing pages "+
 			"in user mode", n)
+	}
+	heldStarted = true
+	go func() { heldRead <- vm.Page(held) }()
+	select {
+	case got := <-heldRead:
+		heldRead <- got // for the deferred wait
+		t.Errorf("a thread that first reached page %d (held here, never touched) after Halt failed went on "+
+			"(the source's bytes: %v): only pages mapped before may run on", held, bytes.Equal(got, s.src.Page(held)))
+	case <-time.After(time.Second): // a page mapped on the spot returns at once
 	}
 }
