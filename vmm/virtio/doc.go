@@ -16,7 +16,10 @@
 // panics and never touches host memory outside guest RAM. Once the driver
 // set DRIVER_OK a device's queues change only at a reset: status bits
 // only accumulate, QueueReady=0 is ignored, and a reset clears the queues
-// after the device's Reset returned.
+// after the device's Reset returned. The device is activated once, when
+// the status becomes live (DRIVER_OK and FEATURES_OK, in either order,
+// and not NEEDS_RESET); a restored transport activates its device by the
+// same rule, so a migrated device runs exactly when the source's did.
 //
 // Every byte the device writes into guest RAM (used ring entries, used
 // index, device-writable buffers) goes through Memory.MarkDirty, because

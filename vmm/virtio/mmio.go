@@ -246,7 +246,12 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 
 // setStatus handles a Status write. Bits only accumulate until a reset
 // (the spec forbids a driver to clear one), so a running device keeps its
-// features and queues. A reset resets the queues only after the device's
+// features and queues. The device is activated when the status becomes
+// live (DRIVER_OK and FEATURES_OK, not NEEDS_RESET), in whichever order
+// a driver sets the bits, and never while the transport needs a reset
+// (its kicks are ignored then): Restore activates a restored device by
+// the same rule, so a destination's device is activated exactly when the
+// source's was. A reset resets the queues only after the device's
 // Reset returned: a kick in progress on another vCPU finishes on the
 // rings it started with. What that kick did to the registers meanwhile
 // (a failure: NEEDS_RESET; interrupt bits) belongs to the device before
@@ -275,7 +280,7 @@ func (t *Transport) setStatus(v uint32) func() {
 	}
 	v |= old
 	t.status = v
-	if v&^old&StatusDriverOK != 0 && v&StatusFeaturesOK != 0 {
+	if live(v) && !live(old) {
 		queues, features := t.queues, t.drvFeatures
 		return func() {
 			if err := t.dev.Activate(queues, features); err != nil {
@@ -284,6 +289,13 @@ func (t *Transport) setStatus(v uint32) func() {
 		}
 	}
 	return func() {}
+}
+
+// live reports whether a device with this status runs: the driver set
+// DRIVER_OK and FEATURES_OK, and the transport does not need a reset.
+func live(status uint32) bool {
+	const on = StatusDriverOK | StatusFeaturesOK
+	return status&on == on && status&StatusNeedsReset == 0
 }
 
 // resetLocked resets the registers; setStatus resets the queues later,

@@ -50,11 +50,12 @@ func (t *Transport) Save() TransportState {
 // transport on the migration target, over guest RAM already copied).
 //
 // A device the driver had brought up (DRIVER_OK and FEATURES_OK, not
-// NEEDS_RESET) is activated again with the restored queues and features,
-// as at the driver's DRIVER_OK, so the device finds its queue map; restore
-// the device's own state after this. A pending interrupt status raises the
-// interrupt line once, since an edge in flight at save time may be missing
-// from the interrupt controller's state: restore the irqchip first.
+// NEEDS_RESET: live) is activated again with the restored queues and
+// features, as the source's was when its status became live, so the
+// device finds its queue map; restore the device's own state after this.
+// A pending interrupt status raises the interrupt line once, since an
+// edge in flight at save time may be missing from the interrupt
+// controller's state: restore the irqchip first.
 func (t *Transport) Restore(s TransportState) error {
 	if err := t.check(s); err != nil {
 		return fmt.Errorf("restore virtio transport %s: %w", t.name, err)
@@ -67,8 +68,8 @@ func (t *Transport) Restore(s TransportState) error {
 	}
 	queues := t.queues
 	t.mu.Unlock()
-	const live uint32 = StatusDriverOK | StatusFeaturesOK
-	if s.Status&live == live && s.Status&StatusNeedsReset == 0 {
+	if live(s.Status) { // as setStatus activated the source's device
+
 		if err := t.dev.Activate(queues, s.DrvFeatures); err != nil {
 			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err)
 		}

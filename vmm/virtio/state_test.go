@@ -82,6 +82,58 @@ func TestTransportRestoreBeforeDriverOK(t *testing.T) {
 	}
 }
 
+// TestTransportRestoreActivatesAsSource: a destination's device is
+// activated exactly when the source's was, whatever order the driver set
+// the status bits in. Before, a driver that set DRIVER_OK before
+// FEATURES_OK left the source's device unactivated and had the
+// destination's activated (the balloon then refused its restore: the VM
+// could not migrate), and one that set them after a failed queue setup
+// (NEEDS_RESET) had the source's activated and not the destination's.
+func TestTransportRestoreActivatesAsSource(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		driver func(d *virtiotest.Driver)
+		active bool
+	}{
+		{"in order", func(d *virtiotest.Driver) { d.Setup(FVersion1, 1, 8, 0x10000) }, true},
+		{"DRIVER_OK before FEATURES_OK", func(d *virtiotest.Driver) {
+			setupQueue(d, 0x10000)
+			d.SetReg(regStatus, StatusAcknowledge|StatusDriver|StatusDriverOK)
+			d.SetReg(regStatus, StatusAcknowledge|StatusDriver|StatusDriverOK|StatusFeaturesOK)
+		}, true},
+		{"after NEEDS_RESET", func(d *virtiotest.Driver) {
+			d.SetReg(regQueueSel, 0)
+			d.SetReg(regQueueNum, 3) // not a power of two: NEEDS_RESET
+			d.SetReg(regQueueReady, 1)
+			setupQueue(d, 0x10000) // a good retry
+			d.SetReg(regStatus, StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, tr, dev, _ := newTest(t)
+			tc.driver(d)
+			_, _, dev2, _ := migrate(t, d, tr)
+			if src, dst := dev.q != nil, dev2.q != nil; src != dst || src != tc.active {
+				t.Fatalf("device activated on the source: %v, on the destination: %v; want %v on both", src, dst, tc.active)
+			}
+		})
+	}
+}
+
+// setupQueue negotiates VERSION_1 and makes queue 0 ready (8 entries at
+// base), without DRIVER_OK.
+func setupQueue(d *virtiotest.Driver, base uint64) {
+	d.SetReg(regStatus, StatusAcknowledge|StatusDriver)
+	d.SetReg(regDriverFeaturesSel, 1)
+	d.SetReg(regDriverFeatures, 1) // VERSION_1
+	d.SetReg(regQueueSel, 0)
+	d.SetReg(regQueueNum, 8)
+	d.SetReg(regQueueDescLow, uint32(base))
+	d.SetReg(regQueueDriverLow, uint32(base+0x80))
+	d.SetReg(regQueueDeviceLow, uint32(base+0x8000))
+	d.SetReg(regQueueReady, 1)
+}
+
 func TestTransportRestoreRejects(t *testing.T) {
 	d, tr, _, _ := newTest(t)
 	d.Setup(FVersion1, 1, 8, 0x10000)
