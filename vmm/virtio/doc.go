@@ -15,7 +15,8 @@
 // puts the device into NEEDS_RESET with a logged reason; the VMM never
 // panics and never touches host memory outside guest RAM. Once the driver
 // set DRIVER_OK a device's queues change only at a reset: status bits
-// only accumulate, QueueReady=0 is ignored, and a reset clears the queues
+// only accumulate (those a driver may set: not NEEDS_RESET, no undefined
+// bit), QueueReady=0 is ignored, and a reset clears the queues
 // after the device's Reset returned. The device is activated once, when
 // the status becomes live (DRIVER_OK and FEATURES_OK, in either order,
 // and not NEEDS_RESET); a restored transport activates its device by the

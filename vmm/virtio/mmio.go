@@ -246,7 +246,8 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 
 // setStatus handles a Status write. Bits only accumulate until a reset
 // (the spec forbids a driver to clear one), so a running device keeps its
-// features and queues. The device is activated when the status becomes
+// features and queues; bits a driver may not set (driverStatus) are
+// dropped. The device is activated when the status becomes
 // live (DRIVER_OK and FEATURES_OK, not NEEDS_RESET), in whichever order
 // a driver sets the bits, and never while the transport needs a reset
 // (its kicks are ignored then): Restore activates a restored device by
@@ -271,6 +272,7 @@ func (t *Transport) setStatus(v uint32) func() {
 		}
 	}
 	old := t.status
+	v &= driverStatus // a driver sets no other bit: a saved status has none (TransportState's check)
 	if v&^old&StatusFeaturesOK != 0 {
 		if t.drvFeatures&^t.offered() != 0 || t.drvFeatures&FVersion1 == 0 {
 			t.glog.Warn("virtio: driver features refused", "device", t.name,
@@ -290,6 +292,10 @@ func (t *Transport) setStatus(v uint32) func() {
 	}
 	return func() {}
 }
+
+// driverStatus is the status bits a driver may set; NEEDS_RESET is the
+// device's, the rest undefined.
+const driverStatus = StatusAcknowledge | StatusDriver | StatusDriverOK | StatusFeaturesOK | StatusFailed
 
 // live reports whether a device with this status runs: the driver set
 // DRIVER_OK and FEATURES_OK, and the transport does not need a reset.

@@ -120,6 +120,27 @@ func TestTransportRestoreActivatesAsSource(t *testing.T) {
 	}
 }
 
+// TestTransportStatusUndefinedBits: status bits a driver may not set
+// (undefined ones, the device's NEEDS_RESET) are dropped, so a driver
+// that writes them leaves a status that restores. Before, they were
+// kept, and the destination refused the saved status ("unknown bits"):
+// the VM could not migrate.
+func TestTransportStatusUndefinedBits(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.SetReg(regStatus, StatusAcknowledge|StatusNeedsReset|0x303000|0x30)
+	if st, _ := tr.Status(); st != StatusAcknowledge {
+		t.Fatalf("status %#x after the driver wrote undefined bits, want %#x", st, StatusAcknowledge)
+	}
+	d.Setup(FVersion1, 1, 8, 0x10000)
+	d.SetReg(regStatus, 0xffffff00|StatusFailed)
+	if st, _ := tr.Status(); st != StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK|StatusFailed {
+		t.Fatalf("status %#x after the driver wrote undefined bits", st)
+	}
+	if _, _, dev2, _ := migrate(t, d, tr); dev2.q == nil {
+		t.Fatal("the destination's device was not activated")
+	}
+}
+
 // setupQueue negotiates VERSION_1 and makes queue 0 ready (8 entries at
 // base), without DRIVER_OK.
 func setupQueue(d *virtiotest.Driver, base uint64) {
