@@ -149,3 +149,39 @@ func FuzzParseAddress(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUnits: sizes, bandwidths and durations as a job file writes
+// them. No input panics; a size or bandwidth that parses fits a Config
+// int64 and reads back the same written in plain bytes; a bandwidth is
+// the size before its "/s"; a duration is not negative and reads back
+// the same as Go writes it.
+func FuzzParseUnits(f *testing.F) {
+	for _, s := range []string{"512MiB", "1.5GiB", "1G", "100MB", "4096", "0", "8191PiB", "9223372036854775807",
+		"0.5K", "1.0000000000000000001K", "10 Gbit", "1GiB/s", " 2 kB/s ", "50ms", "1.5s", "1m30s", "-1s", "1e3s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseSize(s); err == nil {
+			if n > math.MaxInt64 {
+				t.Fatalf("ParseSize(%q) = %d: does not fit an int64", s, n)
+			}
+			if back, err := ParseSize(fmt.Sprint(n)); err != nil || back != n {
+				t.Fatalf("ParseSize(%q) = %d, which reads back as %d, %v", s, n, back, err)
+			}
+			if bw, err := ParseBandwidth(s + "/s"); err != nil || bw != n {
+				t.Fatalf("ParseBandwidth(%q) = %d, %v; ParseSize says %d", s+"/s", bw, err, n)
+			}
+		}
+		if n, err := ParseBandwidth(s); err == nil && n > math.MaxInt64 {
+			t.Fatalf("ParseBandwidth(%q) = %d: does not fit an int64", s, n)
+		}
+		if d, err := ParseDuration(s); err == nil {
+			if d < 0 {
+				t.Fatalf("ParseDuration(%q) = %v", s, d)
+			}
+			if back, err := ParseDuration(d.String()); err != nil || back != d {
+				t.Fatalf("ParseDuration(%q) = %v, which reads back as %v, %v", s, d, back, err)
+			}
+		}
+	})
+}
