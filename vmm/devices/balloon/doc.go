@@ -23,7 +23,10 @@
 // makes at most MaxKickDiscards discards, so the work of one kick does not
 // grow with the buffers or the ring. What the guest can trigger at will
 // (pages it cannot discard, hints past the cap, re-activation) is logged
-// through a guestlog.Limiter: the first time, then a count.
+// through a guestlog.Limiter: the first time, then a count. Whatever the
+// driver does, the device and its transport stay saveable and restore
+// into a device that saves the same state, so a guest can break its
+// balloon, never its VM's migration (FuzzGuestDriver plays such a driver).
 //
 // Inflated and reported pages are punched out of the memfd; the device
 // never writes hinted pages. What it cannot know: whether the guest keeps
