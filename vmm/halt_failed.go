@@ -101,15 +101,7 @@ func (v *VM) vcpusLeftLocked() chan struct{} {
 // A VM whose Halt failed waits for Stop even if its vCPUs return later:
 // it stays until asked, as its log and status say.
 func (v *VM) awaitEnd() {
-	v.mu.Lock()
-	left := v.vcpusLeftLocked()
-	v.mu.Unlock()
-	select {
-	case <-v.cpusDone:
-	case <-left:
-		return
-	}
-	if v.notHalted() {
+	if returned, left := v.vcpusOrLeft(); returned && v.notHalted() {
 		<-left
 	}
 }
@@ -120,14 +112,23 @@ func (v *VM) awaitEnd() {
 // post-copy that breaks leaves one in a fault; before it breaks, that
 // vCPU waits for its page as it would in the guest.
 func (v *VM) vcpusReturned() bool {
+	v.vcpusOrLeft()
+	return !v.notHalted()
+}
+
+// vcpusOrLeft waits until every vCPU loop returned (returned true) or
+// the VMM left them (vcpusLeft closed: returned false), and gives
+// vcpusLeft for a further wait.
+func (v *VM) vcpusOrLeft() (returned bool, left <-chan struct{}) {
 	v.mu.Lock()
-	left := v.vcpusLeftLocked()
+	l := v.vcpusLeftLocked()
 	v.mu.Unlock()
 	select {
 	case <-v.cpusDone:
-	case <-left:
+		return true, l
+	case <-l:
+		return false, l
 	}
-	return !v.notHalted()
 }
 
 // notHalted reports whether the engine's Halt failed.
