@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/ferryvm/ferry/framework/bitmap"
 )
@@ -43,12 +44,20 @@ func (l Layout) Locate(p uint64) (Region, uint64, bool) {
 }
 
 // Check reports whether the layout is well formed: page-aligned, sizes
-// non-zero, guest addresses increasing without overlap.
+// non-zero, guest addresses increasing without overlap, each region
+// ending inside the 64-bit guest address space and its file range
+// inside a file's int64 offsets.
 func (l Layout) Check() error {
 	var end uint64
 	for i, r := range l {
 		if r.Size == 0 || r.Size%PageSize != 0 || r.GPA%PageSize != 0 || r.Offset%PageSize != 0 {
 			return fmt.Errorf("RAM region %d (%#x+%#x at offset %#x) is not page-aligned", i, r.GPA, r.Size, r.Offset)
+		}
+		if r.GPA+r.Size < r.GPA || r.Offset > math.MaxInt64 || r.Size > math.MaxInt64-r.Offset {
+			// Wrapped, end would read as a low address and let the next
+			// region overlap this one; a file offset is an int64.
+			return fmt.Errorf("RAM region %d (%#x+%#x at offset %#x) runs past the end of the address space or of a file",
+				i, r.GPA, r.Size, r.Offset)
 		}
 		if i > 0 && r.GPA < end {
 			return fmt.Errorf("RAM region %d at %#x overlaps or precedes region %d", i, r.GPA, i-1)
