@@ -84,6 +84,11 @@
  *  21  a destination whose check found differing pages ends
  *      handover-unknown on a break after VERIFIED, as one whose check
  *      found none (checkBroke without check.bad > 0)
+ * Without the page check:
+ *  22  a post-copy destination whose LOADED did not get out ends
+ *      handover-unknown at once, without listening for the RESUME of a
+ *      source that read it and committed (the code before 2026-12-07's
+ *      lostAfterLoaded): it verifies, as 20 does (README, "Properties")
  */
 
 #ifndef MUTANT
@@ -91,6 +96,9 @@
 #endif
 #if MUTANT >= 17 && MUTANT <= 21 && !defined(CHECK)
 #error mutants 17 to 21 are of the page check: compile with -DCHECK
+#endif
+#if MUTANT == 22 && defined(CHECK)
+#error mutant 22 is of the model without the page check (its source promises it there)
 #endif
 
 /* Handover (framework/engine/handover.go: Handover, handoverNext). */
@@ -713,14 +721,22 @@ proctype Dst() {
 		fi
 	};
 	send(d2s, LOADED, ok);
+	/* send LOADED failed: lostAfterLoaded, as a break after LOADED */
 	if
 #ifdef CHECK
 	/* checkBroke: post-copy, pages owed, the check promised (HELLO):
 	 * no COMMIT before VERIFIED: failed, never runs (giveUp: ABORT) */
 	:: !ok && d_pc && !d_full -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone
-	:: !ok && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone  /* send LOADED: r.unknown */
+	:: !ok && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone  /* r.unknown: no RESUME can come */
 #else
-	:: !ok -> d_ho = H_UNKNOWN; goto ddone                       /* send LOADED: r.unknown */
+	:: !ok && !pc -> d_ho = H_UNKNOWN; goto ddone                 /* r.unknown */
+#if MUTANT == 22
+	:: !ok && pc -> d_ho = H_UNKNOWN; goto ddone                  /* r.unknown at once, no listen */
+#else
+	/* part of LOADED may have reached the source, which then commits;
+	 * its COMMIT lost, it reconnects with RESUME (recommit) */
+	:: !ok && pc -> goto uncommitted                              /* pcRecv.uncommitted */
+#endif
 #endif
 	:: else -> skip
 	fi;

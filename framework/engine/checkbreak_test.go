@@ -261,41 +261,80 @@ func (f failLoaded) SendMessage(ctx context.Context, m transport.Message) error 
 	return f.Transport.SendMessage(ctx, m)
 }
 
-// TestPostcopyLoadedLostCheckPromised: a post-copy destination that
-// lacks owed pages loads the state and its LOADED does not get out.
-// With the check promised in HELLO (helloCheck) no COMMIT can come
-// before its VERIFIED: it fails and says so (ABORT), never runs.
-// Before, and still for a source without the flag, it ended
-// handover-unknown and told the source nothing.
+// TestPostcopyLoadedLostCheckPromised: a post-copy destination loads
+// the state and its LOADED does not get out (nothing travels). With the
+// check promised in HELLO (helloCheck) no COMMIT can come before its
+// VERIFIED: lacking owed pages it fails and says so (ABORT), never runs;
+// holding every page it ends handover-unknown at once (its copy may be
+// the only one, and no RESUME can come: TestPostcopyCheckOpenAllHeld).
+// A source without the flag may have read LOADED, or part of it, and
+// committed: the destination listens for its RESUME (pcRecv.uncommitted)
+// and answers it with ABORT, carrying its tag; the source here, which
+// reconnects, is told so, and the destination fails, never run. Until
+// 2026-12-07 that destination ended handover-unknown at once and such a
+// source reconnected to nobody (TestPostcopyLoadedLost).
 func TestPostcopyLoadedLostCheckPromised(t *testing.T) {
-	for _, promised := range []bool{true, false} {
-		t.Run(fmt.Sprintf("promised=%v", promised), func(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		promised, allHeld bool
+		want              Handover
+		told, resumes     bool // ABORT read on the session; a RESUME sent after it ended
+	}{
+		{"promised", true, false, HandoverFailed, true, false},
+		{"promised, every page held", true, true, HandoverUnknown, false, false},
+		{"not promised", false, false, HandoverFailed, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-			if promised {
+			if tc.promised {
 				s.helloFlags |= helloCheck
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			opt.ReconnectTimeout = 20 * time.Second // not waited out: the test's bound
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			start := time.Now()
 			wait := receiveAsync(ctx, dst, failLoaded{rcv}, opt)
 			never, stale := pcPages(s)
+			if tc.allHeld {
+				never, stale = nil, nil
+			}
 			var m transport.Message
 			var rerr error
+			var answer []byte
 			failed := runScript(func() {
 				s.toState(ctx, never, stale)
 				m, rerr = s.tr.RecvMessage(ctx) // ABORT, or the end of the session
+				if !tc.resumes {
+					return
+				}
+				// A source that read LOADED and committed: its COMMIT
+				// lost with the session, it reconnects (recommit).
+				s.tr.Close()
+				must(t, s.tr.Open(ctx, s.req))
+				s.send(ctx, msgResume, testResume(s.pages, s.tag))
+				answer = s.recv(ctx, msgAbort)
+				s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
 			})
 			rep, err := wait()
+			took := time.Since(start)
 			if failed {
-				t.Fatalf("script failed; Receive: %v", err)
+				t.Fatalf("script failed; Receive: %v (%v)", err, took.Round(time.Millisecond))
 			}
-			t.Logf("destination: %v; the source read %s %q (%v)", err, msgName(m.Kind), m.Payload, rerr)
-			want, told := HandoverUnknown, false
-			if promised {
-				want, told = HandoverFailed, true
-			}
-			if rep.Handover != want || dst.Counters().Resumes != 0 || (rerr == nil && m.Kind == msgAbort) != told {
+			t.Logf("destination: %v (%v); the source read %s %q (%v)", err, took.Round(time.Millisecond),
+				msgName(m.Kind), m.Payload, rerr)
+			if rep.Handover != tc.want || dst.Counters().Resumes != 0 || (rerr == nil && m.Kind == msgAbort) != tc.told {
 				t.Errorf("destination %s (%v), %d resumes, the source read %s (%v); want %s, never run, ABORT told: %v",
-					rep.Handover, err, dst.Counters().Resumes, msgName(m.Kind), rerr, want, told)
+					rep.Handover, err, dst.Counters().Resumes, msgName(m.Kind), rerr, tc.want, tc.told)
+			}
+			if took >= opt.ReconnectTimeout/2 {
+				t.Errorf("the destination ended after %v; want at once (it ended, or was answered), not after reconnect_timeout",
+					took.Round(time.Millisecond))
+			}
+			if !tc.resumes {
+				return
+			}
+			if why, answers := resumeAbort(answer, s.tag); !answers || !strings.Contains(string(why), "never received COMMIT") {
+				t.Errorf("ABORT said %q; want the answer to the RESUME (its tag first) saying it never received COMMIT", answer)
 			}
 		})
 	}
@@ -406,23 +445,24 @@ func TestPostcopyCheckOpenAllHeld(t *testing.T) {
 	}
 }
 
-// verifiedDies is the destination's transport whose first VERIFIED
-// reaches the source, after which the session breaks and the send
+// sentThenDies is the destination's transport whose first message of
+// kind reaches the source, after which the session breaks and the send
 // fails: the destination cannot tell whether the source read it.
-type verifiedDies struct {
+type sentThenDies struct {
 	transport.Transport
+	kind uint32
 	died atomic.Int32
 }
 
-func (v *verifiedDies) SendMessage(ctx context.Context, m transport.Message) error {
-	if m.Kind != msgVerified || v.died.Add(1) != 1 {
+func (v *sentThenDies) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind != v.kind || v.died.Add(1) != 1 {
 		return v.Transport.SendMessage(ctx, m)
 	}
 	if err := v.Transport.SendMessage(ctx, m); err != nil {
 		return err
 	}
 	v.Transport.Close()
-	return fmt.Errorf("the session broke as VERIFIED went out: %w", transport.ErrClosed)
+	return fmt.Errorf("the session broke as %s went out: %w", msgName(m.Kind), transport.ErrClosed)
 }
 
 // TestPostcopyVerifiedLost: both engines in post-copy with the page
@@ -437,7 +477,7 @@ func (v *verifiedDies) SendMessage(ctx context.Context, m transport.Message) err
 // reconnect_timeout, then ended handover-unknown too.
 func TestPostcopyVerifiedLost(t *testing.T) {
 	const reconnect = 20 * time.Second // not waited out: the test's bound
-	d := &verifiedDies{}
+	d := &sentThenDies{kind: msgVerified}
 	start := time.Now()
 	r, dst := bothEnginesWrapped(t, func(str transport.Transport, _ *vmtest.VM) transport.Transport { return str },
 		func(dtr transport.Transport) transport.Transport { d.Transport = dtr; return d },
@@ -448,6 +488,37 @@ func TestPostcopyVerifiedLost(t *testing.T) {
 	t.Logf("source: %v\ndestination: %v (%v)", r.serr, r.derr, took.Round(time.Millisecond))
 	if d.died.Load() != 1 {
 		t.Fatalf("%d VERIFIED sent: the test did not test it", d.died.Load())
+	}
+	if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
+		t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+	}
+	abortHeard(t, r, dst, took, reconnect)
+	if !strings.Contains(fmt.Sprint(r.derr), "the source reconnected and was told to resume the VM") {
+		t.Errorf("destination: %v; want it to say the source reconnected and was told to resume", r.derr)
+	}
+}
+
+// TestPostcopyLoadedLost: both engines in post-copy without the page
+// check; the destination's LOADED reaches the source, but its send fails
+// as the session breaks. The source commits on it; its COMMIT is lost
+// with the session, so it reconnects with RESUME (recommit). The
+// destination, which never got COMMIT, must listen for that RESUME and
+// answer ABORT (pcRecv.uncommitted), as after a break once LOADED went
+// out: the source resumes the VM at once, the destination fails and
+// never ran it. Before, the destination ended handover-unknown as its
+// send failed, and the source reconnected to nobody for its
+// reconnect_timeout, then ended handover-unknown too.
+func TestPostcopyLoadedLost(t *testing.T) {
+	const reconnect = 20 * time.Second // not waited out: the test's bound
+	d := &sentThenDies{kind: msgLoaded}
+	start := time.Now()
+	r, dst := bothEnginesWrapped(t, func(str transport.Transport, _ *vmtest.VM) transport.Transport { return str },
+		func(dtr transport.Transport) transport.Transport { d.Transport = dtr; return d },
+		func(sopt, dopt *Options) { sopt.ReconnectTimeout, dopt.ReconnectTimeout = reconnect, reconnect })
+	took := time.Since(start)
+	t.Logf("source: %v\ndestination: %v (%v)", r.serr, r.derr, took.Round(time.Millisecond))
+	if d.died.Load() != 1 {
+		t.Fatalf("%d LOADED sent: the test did not test it", d.died.Load())
 	}
 	if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
 		t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)

@@ -74,7 +74,10 @@
 //     it took, or it was refused and never applied.
 //   - destination, before LOADED: fails, ABORT; after LOADED, a broken or
 //     silent stream (SwitchoverTimeout; between two HASHES the stall
-//     rule) without COMMIT or ABORT: handover-unknown, VM paused; but a
+//     rule) without COMMIT or ABORT, or a LOADED that did not get out:
+//     handover-unknown, VM paused (in post-copy, the check not open,
+//     after listening for the RESUME of a source whose COMMIT was lost,
+//     which it answers ABORT, failing: uncommitted); but a
 //     post-copy destination that lacks owed pages fails (ABORT) on such
 //     a stream during the page check, before VERIFIED (from LOADED on
 //     when HELLO promised the check, helloCheck; else from the first

@@ -839,9 +839,11 @@ func (pc *pcRecv) completeWithout(err error) bool {
 }
 
 // uncommitted handles a stream that broke (or went silent) after
-// LOADED and before COMMIT in post-copy, when a COMMIT may have been
-// written: not while the page check is open (receiver.checkOpen),
-// where the loop fails or ends handover-unknown at once (checkBroke).
+// LOADED and before COMMIT in post-copy, or a LOADED or VERIFIED whose
+// send failed (part of it may have reached the source), when a COMMIT
+// may have been written: not while the page check is open
+// (receiver.checkOpen), where this side fails or ends handover-unknown
+// at once (receiver.lostAfterLoaded, checkBroke).
 // The source cannot tell whether its COMMIT arrived, and in post-copy
 // it cannot guess: it reconnects with RESUME until reconnect_timeout
 // (recommit). This side knows it never got COMMIT, so it listens for

@@ -22,23 +22,27 @@ import (
 //
 // A failure before LOADED, an ABORT, a COMMIT refused, or a VM that
 // will not resume leaves dst not running and tells the source (ABORT);
-// the caller should then discard dst. If the stream ends (or goes quiet for SwitchoverTimeout;
-// between two of the page check's HASHES, nothing moves for the stall
-// bound: recvHashes) after LOADED and before COMMIT (in post-copy,
-// during the page check while pages are owed, from LOADED on when the
-// source promised the check in HELLO, Receive fails instead:
-// checkBroke), the source may have written COMMIT:
-// Receive leaves dst paused and returns an error wrapping
-// ErrHandoverUnknown. The caller must then neither resume nor discard
-// dst until the source was asked (docs/HANDOVER.md). A cancel of ctx
-// before COMMIT was acted on is not such an end: the connection works,
-// so dst is not resumed and the source is told (ABORT), as for a VM that
-// will not resume; from COMMIT on (acted on: the VM is resumed here), a
-// cancel is ignored (hold.go). A caller that must know whether its
-// cancel took cancels through a Cancel (NewCancel's ctx). A cancel
-// before COMMIT was acted on ends Receive cancelled (Report.Status),
-// also when the session broke on it first, unless the handover is
-// unknown by then (a post-copy stream that broke after LOADED).
+// the caller should then discard dst. If the stream ends (or goes quiet
+// for SwitchoverTimeout; between two of the page check's HASHES,
+// nothing moves for the stall bound: recvHashes) after LOADED and
+// before COMMIT, or LOADED does not get out (in post-copy, during the
+// page check while pages are owed, from LOADED on when the source
+// promised the check in HELLO, Receive fails instead: checkBroke), the
+// source may have written COMMIT: Receive leaves dst paused and returns
+// an error wrapping ErrHandoverUnknown; in post-copy, outside the
+// check's open window, only once no RESUME came within
+// ReconnectTimeout (a source that committed sends one; it is answered
+// ABORT and Receive fails: lostAfterLoaded, pcRecv.uncommitted). The
+// caller must then neither resume nor discard dst until the source was
+// asked (docs/HANDOVER.md). A cancel of ctx before COMMIT was acted on
+// is not such an end: the connection works, so dst is not resumed and
+// the source is told (ABORT), as for a VM that will not resume; from
+// COMMIT on (acted on: the VM is resumed here), a cancel is ignored
+// (hold.go). A caller that must know whether its cancel took cancels
+// through a Cancel (NewCancel's ctx). A cancel before COMMIT was acted
+// on ends Receive cancelled (Report.Status), also when the session
+// broke on it first, unless the handover is unknown by then (a
+// post-copy stream that broke after LOADED).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
 	var rep Report
@@ -192,22 +196,7 @@ func (r *receiver) loop(ctx context.Context) error {
 			}
 			err = fmt.Errorf("migration stream: %w", err)
 			if r.ho.get() == HandoverLoaded {
-				if r.check != nil && r.check.bad > 0 {
-					return fmt.Errorf("%w, after the page check found %d differing pages (first: page %d): the source never "+
-						"commits on that, and this copy is wrong; it never ran the VM", err, r.check.bad, r.check.firstBad) // giveUp: failed
-				}
-				if r.checkBroke() {
-					return fmt.Errorf("%w, during the page check before VERIFIED: the source commits only on it, and "+
-						"resumes the VM without reconnecting; this destination lacks pages only the source holds, "+
-						"and never ran the VM", err) // giveUp: failed, ABORT if it still can
-				}
-				if r.pc != nil && r.pc.on && !r.checkOpen() {
-					return r.pc.uncommitted(ctx, err)
-				}
-				// Pre-copy, or post-copy holding every page while the
-				// check is open: no COMMIT was written, so no RESUME comes
-				// to wait for (uncommitted); the whole guest is here.
-				return r.unknown(err)
+				return r.lostAfterLoaded(ctx, err)
 			}
 			return err
 		}
@@ -216,6 +205,43 @@ func (r *receiver) loop(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// lostAfterLoaded ends a migration whose stream broke (or went silent,
+// or stalled) after LOADED's first byte and before COMMIT came, or whose
+// LOADED did not get out (stateChunk): the source may have read LOADED,
+// or part of it, and this side cannot know whether it then wrote COMMIT.
+//
+//   - the page check found differing pages, or (post-copy, pages owed)
+//     the check is open (checkBroke): no COMMIT can have been written
+//     and this copy is wrong or no whole guest: failed (giveUp: ABORT
+//     if it still can);
+//   - post-copy, the check not open (none promised, or VERIFIED's send
+//     began): a source that committed reconnects with RESUME, its COMMIT
+//     lost; listen for it and answer ABORT (pcRecv.uncommitted), then
+//     handover-unknown if none came within reconnect_timeout;
+//   - else (pre-copy, or post-copy holding every page while the check
+//     is open: no COMMIT was written, so no RESUME comes to wait for):
+//     handover-unknown at once; the whole guest is here.
+//
+// What it cannot tell: a source that never read LOADED (it resumed its
+// VM at its switch-over deadline and sends no RESUME) from one that
+// committed and died; in post-copy the first costs reconnect_timeout of
+// listening before the handover is unknown, as after a break.
+func (r *receiver) lostAfterLoaded(ctx context.Context, err error) error {
+	if r.check != nil && r.check.bad > 0 {
+		return fmt.Errorf("%w, after the page check found %d differing pages (first: page %d): the source never "+
+			"commits on that, and this copy is wrong; it never ran the VM", err, r.check.bad, r.check.firstBad) // giveUp: failed
+	}
+	if r.checkBroke() {
+		return fmt.Errorf("%w, while the page check is open (before VERIFIED): the source commits only after a clean "+
+			"one, and resumes the VM without reconnecting; this destination lacks pages only the source holds, "+
+			"and never ran the VM", err) // giveUp: failed, ABORT if it still can
+	}
+	if r.pc != nil && r.pc.on && !r.checkOpen() {
+		return r.pc.uncommitted(ctx, err)
+	}
+	return r.unknown(err)
 }
 
 // checkBroke reports whether a stream that broke (or stalled) after
@@ -233,10 +259,11 @@ func (r *receiver) loop(ctx context.Context) error {
 // is the only one (docs/model: property (b), mutant 8), the check
 // promised or not; a post-copy one ends so at once, without listening
 // for a RESUME (pcRecv.uncommitted), which only a source whose COMMIT
-// went out sends. Once VERIFIED's send has begun the
-// source may commit: unknown, in either mode, unless the check found
-// differing pages: the source never commits on that verdict, and this
-// copy is known to be wrong (failed, in either mode).
+// went out sends. Once VERIFIED's send has begun the source may
+// commit: unknown, in either mode (in post-copy after listening for
+// that RESUME: lostAfterLoaded), unless the check found differing
+// pages: the source never commits on that verdict, and this copy is
+// known to be wrong (failed, in either mode).
 func (r *receiver) checkBroke() bool {
 	if r.check != nil && r.check.bad > 0 {
 		return true
@@ -561,11 +588,14 @@ func (r *receiver) stateChunk(ctx context.Context, payload []byte) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.SwitchoverTimeout)
 	defer cancel()
 	if err := r.tr.SendMessage(sctx, transport.Message{Kind: msgLoaded}); err != nil {
-		if r.checkBroke() { // post-copy, pages owed, the check promised: no COMMIT before VERIFIED
-			return fmt.Errorf("send LOADED: %w; the source commits only after the page check it promised, and this "+
-				"destination lacks pages only the source holds; it never ran the VM", err) // giveUp: failed, ABORT
-		}
-		return r.unknown(fmt.Errorf("send LOADED: %w", err))
+		// Part of it may have reached the source, which then commits
+		// (without the page check): as after a break once LOADED went
+		// out. In post-copy such a source, its COMMIT lost, reconnects
+		// with RESUME: listen for it first (pcRecv.uncommitted). Until
+		// 2026-12-07 this side ended handover-unknown at once, and that
+		// source reconnected to nobody and ended handover-unknown too
+		// (TestPostcopyLoadedLost).
+		return r.lostAfterLoaded(ctx, fmt.Errorf("send LOADED: %w", err))
 	}
 	return nil
 }
@@ -622,10 +652,11 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	wctx, stop := r.stall.watchCounting(ctx, r.wireBytes)
 	defer stop()
 	err = r.tr.SendMessage(wctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()})
-	if err = stalledError(wctx, err, "VERIFIED did not get out: nothing moved (the source, or its transport plugin, "+
+	err = stalledError(wctx, err, "VERIFIED did not get out: nothing moved (the source, or its transport plugin, "+
 		"stopped reading)",
 		"VERIFIED did not get out, and this side's transport plugin stopped answering (its last Stats call: %v): "+
-			"it, not the source, is likely what stopped"); err != nil {
+			"it, not the source, is likely what stopped")
+	if err != nil {
 		err = fmt.Errorf("send VERIFIED: %w", err)
 		if r.check.bad > 0 {
 			return err // a verdict the source never commits on: failed (giveUp: ABORT)
@@ -642,11 +673,9 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 		// copy that may be the only one (the source's VMM may have
 		// died): unknown, never discarded by a timer. In post-copy a
 		// source that committed reconnects with RESUME: listen for it
-		// first, as after any break once VERIFIED's send began (loop).
-		if r.pc != nil && r.pc.on {
-			return r.pc.uncommitted(ctx, err)
-		}
-		return r.unknown(err)
+		// first, as after any break once VERIFIED's send began
+		// (lostAfterLoaded: the check is no longer open).
+		return r.lostAfterLoaded(ctx, err)
 	}
 	return nil
 }
