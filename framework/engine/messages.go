@@ -47,7 +47,10 @@ const (
 	// 2026-12-07 sent up to (transport.MaxMessage-16)/8 (128 Ki), so the
 	// destination bounds n only by the pages left and the message's
 	// length, never by hashChunk. A HASHES once every page's was in
-	// (VERIFIED went out), empty or not, is malformed.
+	// (VERIFIED went out), empty or not, is malformed, and so is an
+	// empty one (n = 0) before: no Ferry source sends one (sendHashes
+	// skips an empty chunk, since the check began), and each counted as
+	// progress to the destination's stall rule (until 2026-12-07).
 	msgHashes = 7
 	// VERIFIED, destination → source, after the last HASHES: u64 pages
 	// that differ, u64 first differing page (^0 if none); exactly 16

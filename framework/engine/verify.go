@@ -224,7 +224,10 @@ func (c *checker) close() {
 
 // chunk checks one HASHES message; done is true after the last page.
 // A HASHES once every page's hash was in (VERIFIED went out), empty or
-// not, is malformed (receiver.hashes says what follows).
+// not, is malformed (receiver.hashes says what follows), and so is an
+// empty one before: every HASHES taken moves the check on by a page at
+// least, so a source can keep the destination in the check for at most
+// a stall bound per page (recvHashes), not for ever.
 func (c *checker) chunk(b []byte) (done bool, err error) {
 	if len(b) < 16 {
 		return false, fmt.Errorf("%w: HASHES of %d bytes", errMalformed, len(b))
@@ -234,6 +237,14 @@ func (c *checker) chunk(b []byte) (done bool, err error) {
 	if !c.pending() {
 		return false, fmt.Errorf("%w: HASHES for pages %d+%d after the page check completed (every page's hash was "+
 			"in, and VERIFIED went out)", errMalformed, first, n)
+	}
+	if n == 0 {
+		// Ferry's source never sends one (sendHashes skips an empty
+		// chunk). Taken, it would be a message and bytes on the wire,
+		// both progress to recvHashes' stall rule: a source sending
+		// them for ever would keep this side waiting for ever.
+		return false, fmt.Errorf("%w: empty HASHES (no page's hash, at page %d): the check makes no progress on it",
+			errMalformed, first)
 	}
 	if first != c.next || n > total-first || uint64(len(b)-16) != 8*n {
 		return false, fmt.Errorf("%w: HASHES for pages %d+%d, expected from %d", errMalformed, first, n, c.next)

@@ -347,3 +347,67 @@ func TestHashesAfterVerified(t *testing.T) {
 		}
 	})
 }
+
+// TestEmptyHashesRefused: a source (or a broken plugin) that, during the
+// page check, sends empty HASHES (no page's hash) again and again. Each
+// is a message, and its bytes grow the transport's count: under the stall
+// rule of recvHashes, which counts both as progress, such a source kept
+// the destination waiting for as long as it sent them. Ferry's source
+// never sends one (sendHashes skips an empty chunk), so the destination
+// refuses the first as malformed: it fails at once, says so (ABORT),
+// and never runs the VM; the source can have written no COMMIT before it
+// (the check was open: commitRefused).
+func TestEmptyHashesRefused(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first=%v", first), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+			wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit,
+				SwitchoverTimeout: stallLimit, Log: testLogger(t)})
+			s := newScript(t, src, sendTr, sc)
+			defer sendTr.Close()
+			const bound = 20 * stallLimit // the source's empty HASHES end here (the test's bound)
+			var sent int
+			var answer transport.Message
+			var took time.Duration
+			failed := runScript(func() {
+				s.toLoaded(ctx, helloTransportTag|helloCheck)
+				next := uint64(0)
+				if !first {
+					next = s.pages / 2
+					s.send(ctx, msgHashes, hashesOf(s, 0, next, ^uint64(0)))
+				}
+				empty := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, next), 0)
+				start := time.Now()
+				for time.Since(start) < bound {
+					if err := s.tr.SendMessage(ctx, transport.Message{Kind: msgHashes, Payload: empty}); err != nil {
+						break // the destination ended the session
+					}
+					sent++
+					time.Sleep(stallLimit / 4) // pacing: well inside the stall limit
+				}
+				took = time.Since(start)
+				answer, _ = s.tr.RecvMessage(ctx)
+			})
+			rep, err := wait()
+			if failed {
+				t.Fatalf("script failed; Receive: %v", err)
+			}
+			t.Logf("destination: %v; %d empty HASHES over %v; the source read %s %q", err, sent,
+				took.Round(time.Millisecond), msgName(answer.Kind), answer.Payload)
+			if took >= bound {
+				t.Errorf("the destination took empty HASHES for %v (%d of them, stall limit %v): it never stopped waiting",
+					took.Round(time.Millisecond), sent, stallLimit)
+			}
+			if rep.Handover != HandoverFailed || !errors.Is(err, errMalformed) || !strings.Contains(fmt.Sprint(err), "empty HASHES") ||
+				dst.Counters().Resumes != 0 {
+				t.Errorf("destination %s: %v, %d resumes; want failed on the empty HASHES (malformed), never run",
+					rep.Handover, err, dst.Counters().Resumes)
+			}
+			if answer.Kind != msgAbort || !strings.Contains(string(answer.Payload), "empty HASHES") {
+				t.Errorf("the source read %s %q; want ABORT naming the empty HASHES", msgName(answer.Kind), answer.Payload)
+			}
+		})
+	}
+}
