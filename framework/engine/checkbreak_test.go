@@ -528,3 +528,77 @@ func TestPostcopyLoadedLost(t *testing.T) {
 		t.Errorf("destination: %v; want it to say the source reconnected and was told to resume", r.derr)
 	}
 }
+
+// statsWhileClosed is the destination's transport whose VERIFIED send
+// fails (nothing travels; not a stall) and which counts the Stats calls
+// made while no session is open: after a Close, before the next Open
+// that succeeded.
+type statsWhileClosed struct {
+	transport.Transport
+	closed atomic.Bool
+	calls  atomic.Int32
+}
+
+func (s *statsWhileClosed) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind == msgVerified {
+		return errInjected
+	}
+	return s.Transport.SendMessage(ctx, m)
+}
+
+func (s *statsWhileClosed) Open(ctx context.Context, req transport.OpenRequest) error {
+	err := s.Transport.Open(ctx, req)
+	if err == nil {
+		s.closed.Store(false)
+	}
+	return err
+}
+
+func (s *statsWhileClosed) Close() error {
+	s.closed.Store(true)
+	return s.Transport.Close()
+}
+
+func (s *statsWhileClosed) Stats(ctx context.Context) (transport.Stats, error) {
+	if s.closed.Load() {
+		s.calls.Add(1)
+	}
+	return s.Transport.Stats(ctx)
+}
+
+// TestVerifiedLostWatchStopped: a post-copy destination whose VERIFIED
+// send fails (not by a stall) listens reconnect_timeout for a RESUME
+// (pcRecv.uncommitted), its session closed. The stall watch of that send
+// must end with it: before, it lived on through the listening and asked
+// the closed transport for Stats every eighth of the stall limit until
+// it took the silence for a stall (harmless, but calls into a plugin
+// with no session, and a goroutine left running).
+func TestVerifiedLostWatchStopped(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.StallTimeout, opt.SwitchoverTimeout, opt.ReconnectTimeout = time.Second, time.Second, 2*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := &statsWhileClosed{Transport: rcv}
+	wait := receiveAsync(ctx, dst, tr, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.toState(ctx, never, stale)
+		s.recv(ctx, msgLoaded)
+		s.send(ctx, msgHashes, hashesOf(s, 0, s.pages, ^uint64(0)))
+		_, _ = s.tr.RecvMessage(ctx) // nothing: VERIFIED does not get out; the session ends
+	})
+	rep, err := wait()
+	if failed {
+		t.Fatalf("script failed; Receive: %v", err)
+	}
+	t.Logf("destination: %v", err)
+	if rep.Handover != HandoverUnknown || !strings.Contains(fmt.Sprint(err), "no source reconnected within reconnect_timeout") ||
+		dst.Counters().Resumes != 0 {
+		t.Fatalf("destination %s: %v, %d resumes; want handover-unknown after listening for a RESUME, never run",
+			rep.Handover, err, dst.Counters().Resumes)
+	}
+	if n := tr.calls.Load(); n != 0 {
+		t.Errorf("%d Stats calls on the closed transport while the destination listened: VERIFIED's stall watch "+
+			"outlived its send", n)
+	}
+}

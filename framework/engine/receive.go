@@ -650,12 +650,15 @@ func (r *receiver) hashes(ctx context.Context, payload []byte) error {
 	}
 	r.stall.limit = r.stallLimit()
 	wctx, stop := r.stall.watchCounting(ctx, r.wireBytes)
-	defer stop()
 	err = r.tr.SendMessage(wctx, transport.Message{Kind: msgVerified, Payload: r.check.verdict()})
 	err = stalledError(wctx, err, "VERIFIED did not get out: nothing moved (the source, or its transport plugin, "+
 		"stopped reading)",
 		"VERIFIED did not get out, and this side's transport plugin stopped answering (its last Stats call: %v): "+
 			"it, not the source, is likely what stopped")
+	// Ended here, not deferred: it watches the send alone, and must not
+	// ask a closed transport for Stats through uncommitted's listening
+	// (TestVerifiedLostWatchStopped).
+	stop()
 	if err != nil {
 		err = fmt.Errorf("send VERIFIED: %w", err)
 		if r.check.bad > 0 {
