@@ -177,7 +177,9 @@ type PostcopyTarget interface {
 	// it holds that nothing touched since the switch), waits for good
 	// instead of reading zeros; threads that reach only pages mapped
 	// before run on. Receive reports postcopy-broken with an error that
-	// wraps engine.ErrNotHalted and says to end the process, and still
+	// wraps engine.ErrNotHalted and says to end the process (and the
+	// error Halt returned, as text: not wrapped, so nothing it wraps
+	// changes how the migration is reported), and still
 	// tells the source (BROKEN). Only ending the process stops such a
 	// guest (a thread blocked in a fault ends with it): a VMM that waits
 	// for every thread to return before it exits waits until it is

@@ -30,7 +30,8 @@ import (
 
 // ErrNotHalted is returned (wrapped, beside ErrPostcopyBroken) by
 // Receive when post-copy broke for good and the destination VMM's
-// PostcopyTarget.Halt failed: the guest may still run on the destination
+// PostcopyTarget.Halt failed (its error is in the text, not wrapped:
+// halt): the guest may still run on the destination
 // on the pages already mapped into it. The engine leaves the userfaultfd
 // open and stops serving its faults, so a thread that reaches any other
 // page (one the destination lacks, or one it holds that nothing touched
@@ -59,13 +60,21 @@ func keepOpen(u *uffd.FD) {
 // halt halts the VM for pcRecv.broken. If Halt fails it marks pc as not
 // halted (closeUffd then keeps the userfaultfd open, close keeps the
 // Toucher) and returns cause wrapped in what the operator must know.
+// Halt's error is said, not wrapped: it is the VMM's, and whatever it
+// wraps (an engine sentinel, a context's error: a VMM may pass on an
+// error it got from an earlier migration) must not decide how this one
+// ended. Wrapped, one that wrapped ErrPostcopyCheck made status report
+// a broken post-copy, its guest perhaps still running, completed, and
+// one that wrapped ErrHandoverUnknown handover-unknown
+// (TestPostcopyHaltErrorNotClassified). What a caller cannot do so:
+// errors.Is on the VMM's own error through Receive's.
 func (pc *pcRecv) halt(cause error) error {
 	herr := pc.pt.Halt()
 	if herr == nil {
 		return cause
 	}
 	pc.notHalted = true
-	err := fmt.Errorf("%w (Halt: %w): the guest may still run here on the pages already mapped into it; "+
+	err := fmt.Errorf("%w (Halt: %v): the guest may still run here on the pages already mapped into it; "+
 		"threads that reach any other page wait for good (the userfaultfd stays open until this process exits, "+
 		"its faults no longer served) instead of reading zeros; end this destination VMM's process now: the guest "+
 		"here lacks pages only the source holds and must never run (the source keeps its paused copy); "+
