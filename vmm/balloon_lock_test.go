@@ -175,7 +175,7 @@ func TestBalloonPathsBoundedWhileVCPUWaitsInDevice(t *testing.T) {
 			if err := call("balloon", map[string]uint64{"target_mib": 1}, nil); err != nil {
 				t.Fatalf("balloon once the vCPU left the device: %v", err)
 			}
-			if got := v.balloon.Target().TargetPages; got != 256 {
+			if got := deviceCall(t, v.balloon.TargetContext).TargetPages; got != 256 {
 				t.Errorf("balloon target %d pages once the vCPU left the device, want 256", got)
 			}
 		})

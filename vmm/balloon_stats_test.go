@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -67,6 +68,21 @@ func (g *statsGuest) usedPage() []byte {
 }
 
 const pageSize = 4096
+
+// deviceCall makes one of a balloon device's host calls (the
+// ...Context forms) under its own deadline of 10 s, and fails the test
+// on its error: a device lock that is never freed fails the test rather
+// than hanging it.
+func deviceCall[T any](t testing.TB, call func(context.Context) (T, error)) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := call(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
 
 // TestBalloonStatsNotAfterFinalSync: balloon-stats hands the guest its
 // statistics buffer back, which writes the queue's used ring in guest

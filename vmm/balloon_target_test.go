@@ -32,7 +32,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "balloon is refused ("+why) {
 			t.Errorf("balloon target %s: %v, want refused (%s...)", when, err, why)
 		}
-		if got := v.balloon.Save().Target; got != pages {
+		if got := deviceCall(t, v.balloon.SaveContext).Target; got != pages {
 			t.Errorf("balloon target %s: the device's target is %d pages, want %d (unchanged)", when, got, pages)
 		}
 	}
@@ -46,7 +46,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		if err := set(call, 1); err != nil {
 			t.Fatalf("balloon target in a live pass: %v", err)
 		}
-		if got := v.balloon.Save().Target; got != 256 {
+		if got := deviceCall(t, v.balloon.SaveContext).Target; got != 256 {
 			t.Fatalf("balloon target in a live pass: %d pages, want 256", got)
 		}
 
@@ -65,7 +65,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		if err := set(call, 2); err != nil {
 			t.Fatalf("balloon target after the migration: %v", err)
 		}
-		if got := v.balloon.Save().Target; got != 512 {
+		if got := deviceCall(t, v.balloon.SaveContext).Target; got != 512 {
 			t.Fatalf("balloon target after the migration: %d pages, want 512", got)
 		}
 	})
@@ -93,7 +93,7 @@ func TestBalloonTargetNotAfterPause(t *testing.T) {
 		if err := set(call, 1); err != nil {
 			t.Fatalf("balloon target once the migration ended: %v", err)
 		}
-		if got := v.balloon.Save().Target; got != 256 {
+		if got := deviceCall(t, v.balloon.SaveContext).Target; got != 256 {
 			t.Fatalf("balloon target once the migration ended: %d pages, want 256", got)
 		}
 	})

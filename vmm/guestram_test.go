@@ -124,7 +124,7 @@ func TestBalloonTouchesThroughGuestRAM(t *testing.T) {
 	if len(drv.Used(0)) != 1 || len(drv.Used(2)) != 1 {
 		t.Fatal("the balloon did not complete its buffers")
 	}
-	if tg := dev.Target(); tg.Inflated != 2 || tg.Reported != 2<<20 {
+	if tg := deviceCall(t, dev.TargetContext); tg.Inflated != 2 || tg.Reported != 2<<20 {
 		t.Fatalf("balloon %+v: want 2 pages inflated, 2 MiB reported", tg)
 	}
 	if !rec.overlaps(pfnBuf, 8) || !rec.overlaps(0x10000, 0x30000) {

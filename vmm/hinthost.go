@@ -62,7 +62,7 @@ func (c *rangeCollector) session(id uint32) []hint.GPARange {
 // time. Its calls that begin the session wait for the device's lock
 // under ctx (a vCPU may hold it: devices/balloon/lock.go): while the
 // device stays busy it fails at ctx's end, its hints lost, never a
-// page. The calls that end a session it began (StopHint, the sink let
+// page. The calls that end a session it began (StopHintContext, the sink let
 // go) wait under their own bound instead (hintEndTimeout, from the end
 // of the session's wait): they must happen though ctx ended, as it does
 // when the engine cancels a hints call at a dirty sync or the hint

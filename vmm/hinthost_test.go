@@ -27,7 +27,7 @@ func TestBalloonHintEndsSessionAfterCancel(t *testing.T) {
 		_, err := (hintHost{v}).BalloonHint(ctx)
 		done <- err
 	}()
-	for start := time.Now(); v.balloon.HintStatus().State != "requested"; time.Sleep(time.Millisecond) {
+	for start := time.Now(); deviceCall(t, v.balloon.HintStatusContext).State != "requested"; time.Sleep(time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("the hint session was not requested within 10 s")
 		}
@@ -41,10 +41,12 @@ func TestBalloonHintEndsSessionAfterCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("BalloonHint had not returned 10 s after its context was cancelled and the device let go")
 	}
-	if st := v.balloon.HintStatus().State; st != "stopped" {
+	if st := deviceCall(t, v.balloon.HintStatusContext).State; st != "stopped" {
 		t.Errorf("the session after its cancelled BalloonHint: %s; want stopped", st)
 	}
-	if _, err := v.balloon.StartHint(); err != nil {
+	next, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if _, err := v.balloon.StartHintContext(next); err != nil {
 		t.Errorf("the next session: %v; want it started", err)
 	}
 }

@@ -23,7 +23,7 @@ import (
 //
 // A BalloonDone ends the BalloonHint in flight (its context) before it
 // waits its turn: in a VMM's balloon a DONE ends a running session (the
-// reference VMM's DoneHint makes it idle), and a provider sends it from
+// reference VMM's DoneHintContext makes it idle), and a provider sends it from
 // Close while its Hints may still wait for the guest (the engine closes
 // the window before it collects its calls). Without that, the DONE waited
 // for the session's deadline, longer than Close's bound if the job set a

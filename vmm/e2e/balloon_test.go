@@ -115,11 +115,13 @@ func TestHintedRangesStayClean(t *testing.T) {
 
 	hinted := &hintBitmap{mem: vm.Memory(), bits: make([]uint64, vm.DirtyWords())}
 	dev := vm.Balloon()
-	dev.SetHintSink(hinted)
+	if err := dev.SetHintSinkContext(ctx, hinted); err != nil {
+		t.Fatal(err)
+	}
 	if err := vm.EnableDirtyLog(); err != nil {
 		t.Fatal(err)
 	}
-	id, err := dev.StartHint()
+	id, err := dev.StartHintContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +157,12 @@ func TestHintedRangesStayClean(t *testing.T) {
 	if sum.Bytes < 600<<20 {
 		t.Errorf("only %d MiB hinted of a 1 GiB guest with ~100 MiB live", sum.Bytes>>20)
 	}
-	dev.StopHint()
-	dev.DoneHint()
+	if _, err := dev.StopHintContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.DoneHintContext(ctx); err != nil {
+		t.Fatal(err)
+	}
 	serial.wait(t, regexp.MustCompile(`^balloon: done released=`), 10*time.Second)
 	for i := 0; i < 2; i++ {
 		if m := serial.wait(t, tickRE, 10*time.Second); m[4] != "ok" {

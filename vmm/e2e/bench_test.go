@@ -97,7 +97,7 @@ func BenchmarkHintSession(b *testing.B) {
 			var bytes uint64
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
-				if _, err := dev.StartHint(); err != nil {
+				if _, err := dev.StartHintContext(ctx); err != nil {
 					b.Fatal(err)
 				}
 				wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -108,8 +108,12 @@ func BenchmarkHintSession(b *testing.B) {
 				}
 				total += time.Since(start)
 				bytes += sum.Bytes
-				dev.StopHint()
-				dev.DoneHint()
+				if _, err := dev.StopHintContext(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := dev.DoneHintContext(ctx); err != nil {
+					b.Fatal(err)
+				}
 				serial.wait(b, regexp.MustCompile(`^balloon: done released=`), 30*time.Second)
 			}
 			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/session")

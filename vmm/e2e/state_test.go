@@ -133,7 +133,7 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	}
 	// A free page hint session the guest answered: it holds the hinted
 	// blocks until DONE, which the target must send after LoadState.
-	hintID, err := src.vm.Balloon().StartHint()
+	hintID, err := src.vm.Balloon().StartHintContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,18 +182,24 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	// The target sent DONE: the guest took its hinted blocks back. The
 	// next session id follows the source's, never reusing one.
 	dst.saw(t, balloonDoneRE)
-	if id, err := dst.vm.Balloon().StartHint(); err != nil || id != hintID+1 {
+	if id, err := dst.vm.Balloon().StartHintContext(ctx); err != nil || id != hintID+1 {
 		t.Errorf("target's next hint id %#x (%v), want %#x", id, err, hintID+1)
 	}
-	dst.vm.Balloon().StopHint()
-	dst.vm.Balloon().DoneHint()
+	if _, err := dst.vm.Balloon().StopHintContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.vm.Balloon().DoneHintContext(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// The source was only paused: it runs on as if nothing happened, and
 	// gets its blocks back with DONE, as after a failed migration.
 	if err := src.vm.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	src.vm.Balloon().DoneHint()
+	if _, err := src.vm.Balloon().DoneHintContext(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if n, _ := src.tick(t, 10*time.Second); n != last+1 && n != last+2 {
 		t.Fatalf("source resumed at tick %d after %d", n, last)
 	}

@@ -89,9 +89,6 @@ func New(mem Memory, log *slog.Logger) *Device {
 // the guest runs.
 func (d *Device) SetSignaller(s virtio.Signaller) { d.sig = s }
 
-// SetHintSink is SetHintSinkContext without a bound (lock.go).
-func (d *Device) SetHintSink(s HintSink) { _ = d.SetHintSinkContext(context.Background(), s) }
-
 // SetHintSinkContext directs hinted ranges to s (nil: only count them)
 // from its return on. It fails, changing nothing, when ctx ends before
 // the device's lock is free.

@@ -30,6 +30,45 @@ const (
 	stopBuf  = bufBase + 0x10
 )
 
+// testBound bounds each host call a test makes (hostCall): a device
+// lock that is never freed fails that call, and the test, rather than
+// hanging it.
+const testBound = 10 * time.Second
+
+// hostCall makes one of the device's host calls (the ...Context forms)
+// under its own testBound deadline, as the VMM makes them under a
+// command's, and fails the test on its error.
+func hostCall[T any](t testing.TB, call func(context.Context) (T, error)) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testBound)
+	defer cancel()
+	v, err := call(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// bounded is a context that ends testBound from now, or with the test:
+// for a host call whose error the test looks at itself.
+func bounded(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testBound)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// setTarget is SetTargetContext through hostCall.
+func setTarget(t testing.TB, d *Device, pages uint32) Target {
+	t.Helper()
+	return hostCall(t, func(ctx context.Context) (Target, error) { return d.SetTargetContext(ctx, pages) })
+}
+
+// setHintSink is SetHintSinkContext through hostCall.
+func setHintSink(t testing.TB, d *Device, s HintSink) {
+	t.Helper()
+	hostCall(t, func(ctx context.Context) (struct{}, error) { return struct{}{}, d.SetHintSinkContext(ctx, s) })
+}
+
 type fixture struct {
 	dev  *Device
 	tr   *virtio.Transport
@@ -44,7 +83,7 @@ func newFixture(t *testing.T, features uint64) *fixture {
 	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
 	dev.SetSignaller(tr)
 	sink := &rangeSink{}
-	dev.SetHintSink(sink)
+	setHintSink(t, dev, sink)
 	f := &fixture{dev: dev, tr: tr, drv: &virtiotest.Driver{T: t, Dev: tr, Mem: mem}, mem: mem, sink: sink}
 	n := 2
 	for _, b := range []uint64{FStatsVQ, FFreePageHint, FPageReporting} {
@@ -77,10 +116,7 @@ func TestHintSessionCompactedQueues(t *testing.T) {
 	if got := f.drv.Config(8); got != CmdIDDone {
 		t.Fatalf("initial cmd_id %#x, want DONE", got)
 	}
-	id, err := f.dev.StartHint()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := hostCall(t, f.dev.StartHintContext)
 	if f.drv.Config(8) != id || f.drv.Reg(0x060)&virtio.InterruptConfig == 0 {
 		t.Fatalf("config cmd_id %#x (want %#x) or no config interrupt", f.drv.Config(8), id)
 	}
@@ -107,11 +143,11 @@ func TestHintSessionCompactedQueues(t *testing.T) {
 	if !f.mem.Dirty[f.drv.UsedRing(2)/4096] {
 		t.Error("used ring write not marked dirty")
 	}
-	f.dev.StopHint()
+	hostCall(t, f.dev.StopHintContext)
 	if f.drv.Config(8) != CmdIDStop {
 		t.Errorf("after stop cmd_id %#x", f.drv.Config(8))
 	}
-	f.dev.DoneHint()
+	hostCall(t, f.dev.DoneHintContext)
 	if f.drv.Config(8) != CmdIDDone {
 		t.Errorf("after done cmd_id %#x", f.drv.Config(8))
 	}
@@ -119,18 +155,18 @@ func TestHintSessionCompactedQueues(t *testing.T) {
 
 func TestHintsAfterStopDropped(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
-	id, _ := f.dev.StartHint()
+	id := hostCall(t, f.dev.StartHintContext)
 	f.drv.PutLE32(cmdBuf, id)
 	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4})
 	f.drv.Add(3, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
 	f.drv.Kick(3)
-	f.dev.StopHint() // the host stops: blocks in flight must not count
+	hostCall(t, f.dev.StopHintContext) // the host stops: blocks in flight must not count
 	f.drv.Add(3, virtiotest.Buf{Addr: blocks + 1<<22, Len: 4 << 20, Write: true})
 	f.drv.Kick(3)
-	if sum := f.dev.HintStatus(); sum.Ranges != 1 || sum.Stale != 1 || sum.State != "stopped" {
+	if sum := hostCall(t, f.dev.HintStatusContext); sum.Ranges != 1 || sum.Stale != 1 || sum.State != "stopped" {
 		t.Fatalf("summary %+v", sum)
 	}
-	if _, err := f.dev.StartHint(); err != nil {
+	if _, err := f.dev.StartHintContext(bounded(t)); err != nil {
 		t.Fatalf("restart after stop: %v", err)
 	}
 	if id2 := f.drv.Config(8); id2 == id || id2 < CmdIDFirst {
@@ -140,7 +176,7 @@ func TestHintsAfterStopDropped(t *testing.T) {
 
 func TestInflateDeflate(t *testing.T) {
 	f := newFixture(t, FStatsVQ)
-	f.dev.SetTarget(4)
+	setTarget(t, f.dev, 4)
 	pfns := []uint32{0x800, 0x801, 0x802, 0x900}
 	for i, p := range pfns {
 		binary.LittleEndian.PutUint32(f.mem.B[bufBase+4*i:], p)
@@ -164,7 +200,7 @@ func TestInflateDeflate(t *testing.T) {
 	}
 	f.drv.Add(1, virtiotest.Buf{Addr: bufBase, Len: 8})
 	f.drv.Kick(1)
-	if tg := f.dev.Target(); tg.Inflated != 2 {
+	if tg := hostCall(t, f.dev.TargetContext); tg.Inflated != 2 {
 		t.Errorf("after deflating 2: %+v", tg)
 	}
 	if len(f.drv.Used(0)) != 1 || len(f.drv.Used(1)) != 1 {
@@ -184,7 +220,7 @@ func TestStats(t *testing.T) {
 		f.drv.Kick(2)
 	}
 	put(100)
-	if st := f.dev.LastStats(); st.Values["free-memory"] != 100 || st.Values["tag-99"] != 7 {
+	if st := hostCall(t, f.dev.LastStatsContext); st.Values["free-memory"] != 100 || st.Values["tag-99"] != 7 {
 		t.Fatalf("first stats %+v", st)
 	}
 	// Ask for fresh stats; the (sequential) fake guest answers afterwards.
@@ -197,7 +233,7 @@ func TestStats(t *testing.T) {
 		t.Fatal("stats buffer not handed back to the guest")
 	}
 	put(200)
-	if st := f.dev.LastStats(); st.Values["free-memory"] != 200 {
+	if st := hostCall(t, f.dev.LastStatsContext); st.Values["free-memory"] != 200 {
 		t.Fatalf("refreshed stats %+v", st)
 	}
 }
@@ -211,7 +247,7 @@ func TestReporting(t *testing.T) {
 	if !f.mem.Discarded[blocks/4096] || !f.mem.Discarded[(blocks+4<<20)/4096+511] || f.mem.B[blocks] != 0 {
 		t.Error("reported ranges not discarded")
 	}
-	if tg := f.dev.Target(); tg.Reported != 4<<20 {
+	if tg := hostCall(t, f.dev.TargetContext); tg.Reported != 4<<20 {
 		t.Errorf("reported %d bytes", tg.Reported)
 	}
 	if len(f.drv.Used(4)) != 1 {
@@ -221,7 +257,7 @@ func TestReporting(t *testing.T) {
 
 func TestBadHintCommandFailsDevice(t *testing.T) {
 	f := newFixture(t, FFreePageHint)
-	f.dev.StartHint()
+	hostCall(t, f.dev.StartHintContext)
 	f.drv.Add(2, virtiotest.Buf{Addr: cmdBuf, Len: 8})
 	f.drv.Kick(2)
 	if st, reason := f.tr.Status(); st&virtio.StatusNeedsReset == 0 {
@@ -237,8 +273,8 @@ func TestBadHintCommandFailsDevice(t *testing.T) {
 
 func TestHintWithoutFeature(t *testing.T) {
 	f := newFixture(t, FStatsVQ)
-	if _, err := f.dev.StartHint(); err == nil {
-		t.Fatal("StartHint without FREE_PAGE_HINT succeeded")
+	if _, err := f.dev.StartHintContext(bounded(t)); !errors.Is(err, ErrNoFreePageHint) {
+		t.Fatalf("StartHint without FREE_PAGE_HINT: %v, want ErrNoFreePageHint", err)
 	}
 }
 
@@ -281,12 +317,9 @@ func newLoggedFixture(t *testing.T, features uint64) (*fixture, *logLines) {
 func TestHintRangesCapped(t *testing.T) {
 	f, logs := newLoggedFixture(t, FFreePageHint)
 	f.dev.hint.max = 3
-	id, err := f.dev.StartHint()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := hostCall(t, f.dev.StartHintContext)
 	f.hintRound(2, id, 0, 10)
-	sum := f.dev.HintStatus()
+	sum := hostCall(t, f.dev.HintStatusContext)
 	if sum.Ranges != 3 || sum.Dropped != 7 || !sum.GuestStopped {
 		t.Errorf("summary %+v; want 3 ranges, 7 dropped, guest stopped", sum)
 	}
@@ -297,10 +330,10 @@ func TestHintRangesCapped(t *testing.T) {
 		t.Errorf("cap warnings %q; want one, for the first dropped range", got)
 	}
 	// The next session starts with a fresh count.
-	f.dev.StopHint()
-	id2, _ := f.dev.StartHint()
+	hostCall(t, f.dev.StopHintContext)
+	id2 := hostCall(t, f.dev.StartHintContext)
 	f.hintRound(2, id2, 0, 2)
-	if sum := f.dev.HintStatus(); sum.Ranges != 2 || sum.Dropped != 0 {
+	if sum := hostCall(t, f.dev.HintStatusContext); sum.Ranges != 2 || sum.Dropped != 0 {
 		t.Errorf("next session %+v; want 2 ranges, none dropped", sum)
 	}
 }
@@ -349,10 +382,7 @@ func TestWindowSequences(t *testing.T) {
 		f.drv.SetReg(0x064, st)
 		return st
 	}
-	id, err := f.dev.StartHint()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := hostCall(t, f.dev.StartHintContext)
 	f.drv.PutLE32(cmdBuf, id)
 	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4})
 	f.drv.Add(3, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
@@ -362,20 +392,20 @@ func TestWindowSequences(t *testing.T) {
 	if sum, err := f.dev.WaitHint(ctx); !errors.Is(err, context.Canceled) || sum.State != "active" || sum.Ranges != 1 {
 		t.Fatalf("WaitHint of a cancelled call: %+v, %v", sum, err)
 	}
-	f.dev.StopHint()
+	hostCall(t, f.dev.StopHintContext)
 	ack()
-	if sum := f.dev.DoneHint(); sum.State != "idle" || f.drv.Config(8) != CmdIDDone {
+	if sum := hostCall(t, f.dev.DoneHintContext); sum.State != "idle" || f.drv.Config(8) != CmdIDDone {
 		t.Fatalf("after DONE: %+v, cmd_id %#x", sum, f.drv.Config(8))
 	}
 	if ack()&virtio.InterruptConfig == 0 {
 		t.Error("DONE raised no config interrupt: the guest would keep its blocks")
 	}
-	f.dev.DoneHint()
+	hostCall(t, f.dev.DoneHintContext)
 	if st := ack(); st&virtio.InterruptConfig != 0 || f.drv.Config(8) != CmdIDDone {
 		t.Errorf("a second DONE: interrupt status %#x, cmd_id %#x; want none and DONE", st, f.drv.Config(8))
 	}
 	f.drv.SetReg(0x070, 0) // the driver resets the device
-	f.dev.DoneHint()
+	hostCall(t, f.dev.DoneHintContext)
 	if f.drv.Config(8) != CmdIDDone {
 		t.Errorf("DONE after a reset: cmd_id %#x", f.drv.Config(8))
 	}

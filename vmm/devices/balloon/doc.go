@@ -5,12 +5,12 @@
 // Free page hinting is what migration uses. The host drives a session:
 //
 //	host                       config cmd_id       guest driver
-//	StartHint ───────────────► 0x8000000N ───────► sees a new id (config irq)
+//	StartHintContext ────────► 0x8000000N ───────► sees a new id (config irq)
 //	                  (Requested) ◄── OUT [id] ─── echoes it        → Active
 //	sink.HintRange(id, gpa, n) ◄─── IN 4 MiB ───── free blocks, one by one
 //	                           ◄── OUT [STOP] ─── no more free blocks
-//	StopHint ────────────────► 0 (STOP) ─────────► stops hinting, keeps blocks
-//	DoneHint ────────────────► 1 (DONE) ─────────► frees the hinted blocks
+//	StopHintContext ─────────► 0 (STOP) ─────────► stops hinting, keeps blocks
+//	DoneHintContext ─────────► 1 (DONE) ─────────► frees the hinted blocks
 //
 // Hints are accepted only while the session is Active, i.e. after the
 // guest echoed the current id: buffers queued for an older id are used
@@ -33,8 +33,7 @@
 // its promise not to touch hinted pages before DONE — migration must not
 // rely on it (a later dirty-log sync catches every write).
 //
-// Every host call has a form that takes a context and waits for the
-// device's lock under it: a vCPU may hold the lock for long, waiting in a
-// post-copy fault (lock.go). The forms without one wait without a bound,
-// for callers that know no vCPU can be in the device.
+// Every host call takes a context and waits for the device's lock under
+// it: a vCPU may hold the lock for long, waiting in a post-copy fault
+// (lock.go). None waits without a bound.
 package balloon

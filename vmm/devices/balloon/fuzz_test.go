@@ -2,7 +2,9 @@ package balloon
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/ferryvm/ferry/vmm/virtio"
@@ -82,6 +84,7 @@ type fuzzGuest struct {
 	tr   *virtio.Transport
 	drv  *virtiotest.Driver
 	sink *fuzzSink
+	ctx  context.Context // bounds the host calls (bounded)
 
 	before []byte // guest RAM before a device operation
 }
@@ -131,8 +134,8 @@ func newFuzzGuest(t *testing.T) *fuzzGuest {
 	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
 	dev.SetSignaller(tr)
 	sink := &fuzzSink{t: t, dev: dev}
-	dev.SetHintSink(sink)
-	g := &fuzzGuest{t: t, mem: mem, dev: dev, tr: tr, drv: &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}, sink: sink,
+	setHintSink(t, dev, sink)
+	g := &fuzzGuest{t: t, mem: mem, dev: dev, tr: tr, drv: &virtiotest.Driver{T: t, Dev: tr, Mem: mem.Mem}, sink: sink, ctx: bounded(t),
 		before: make([]byte, fuzzRAM)}
 	g.drv.Setup(offered|virtio.FVersion1, 5, fuzzQueue, 0x10000)
 	return g
@@ -217,16 +220,21 @@ func (g *fuzzGuest) device(op byte, script []byte) []byte {
 		binary.LittleEndian.PutUint32(v[:], binary.LittleEndian.Uint32(a[1:]))
 		g.tr.Write(0x100+uint64(a[0]%16), v[:a[5]%5])
 	case opStartHint:
-		g.dev.StartHint()
+		_, err := g.dev.StartHintContext(g.ctx)
+		g.host(err)
 	case opStopHint:
-		g.dev.StopHint()
+		_, err := g.dev.StopHintContext(g.ctx)
+		g.host(err)
 	case opDoneHint:
-		g.dev.DoneHint()
+		_, err := g.dev.DoneHintContext(g.ctx)
+		g.host(err)
 	case opRequestStats:
-		g.dev.RequestStats()
+		_, err := g.dev.RequestStatsContext(g.ctx)
+		g.host(err)
 	case opSetTarget:
 		a, script = args(script, 2)
-		g.dev.SetTarget(uint32(binary.LittleEndian.Uint16(a)))
+		_, err := g.dev.SetTargetContext(g.ctx, uint32(binary.LittleEndian.Uint16(a)))
+		g.host(err)
 	}
 	if g.mem.discards > MaxKickDiscards {
 		g.t.Fatalf("one step made %d discards, at most %d", g.mem.discards, MaxKickDiscards)
@@ -242,6 +250,16 @@ func (g *fuzzGuest) device(op byte, script []byte) []byte {
 		}
 	}
 	return script
+}
+
+// host checks a host call's error: the guest may make the call fail (a
+// queue it did not set up, a session still running), never wait for the
+// device's lock, which nothing else holds here.
+func (g *fuzzGuest) host(err error) {
+	g.t.Helper()
+	if errors.Is(err, context.DeadlineExceeded) {
+		g.t.Fatalf("a host call waited for the device's lock for %v: %v", testBound, err)
+	}
 }
 
 func (g *fuzzGuest) marked(gpa uint64) bool {
@@ -273,7 +291,7 @@ func (g *fuzzGuest) check() {
 	if err := tr.Restore(ts); err != nil {
 		g.t.Fatalf("the guest made its VM unmigratable: %v", err)
 	}
-	if err := dev.Restore(ds); err != nil {
+	if err := dev.RestoreContext(g.ctx, ds); err != nil {
 		g.t.Fatalf("the guest made its VM unmigratable: %v", err)
 	}
 	tb2, db2 := g.save(tr, dev)
@@ -288,7 +306,7 @@ func (g *fuzzGuest) save(tr *virtio.Transport, dev *Device) (transport, balloon 
 	if err != nil {
 		g.t.Fatalf("the guest made its transport's state unsaveable: %v", err)
 	}
-	db, err := dev.Save().MarshalBinary()
+	db, err := hostCall(g.t, dev.SaveContext).MarshalBinary()
 	if err != nil {
 		g.t.Fatalf("the guest made the balloon's state unsaveable: %v", err)
 	}

@@ -28,10 +28,10 @@ func TestStatsTagsCannotBreakSave(t *testing.T) {
 	}
 	f.drv.Add(2, virtiotest.Buf{Addr: bufBase, Len: 10 * n})
 	f.drv.Kick(2)
-	if _, err := f.dev.Save().MarshalBinary(); err != nil {
+	if _, err := hostCall(t, f.dev.SaveContext).MarshalBinary(); err != nil {
 		t.Fatalf("the guest's statistics made the balloon's state unsaveable: %v", err)
 	}
-	if got := len(f.dev.LastStats().Values); got == 0 || got > maxStats {
+	if got := len(hostCall(t, f.dev.LastStatsContext).Values); got == 0 || got > maxStats {
 		t.Errorf("%d statistics kept, want 1 to %d", got, maxStats)
 	}
 }
@@ -199,7 +199,7 @@ func TestInflateWorkBounded(t *testing.T) {
 		if len(drv.Used(q)) != 1 {
 			t.Fatalf("queue %d: buffer not returned", q)
 		}
-		if q == 0 && dev.Target().Inflated == 0 {
+		if q == 0 && hostCall(t, dev.TargetContext).Inflated == 0 {
 			t.Error("nothing inflated")
 		}
 	}
@@ -271,21 +271,18 @@ func TestKickDiscardsBounded(t *testing.T) {
 // ("a stale stop sign for the previous command").
 func TestLateStopKeepsNextSession(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint)
-	id1, _ := f.dev.StartHint()
+	id1 := hostCall(t, f.dev.StartHintContext)
 	f.drv.PutLE32(cmdBuf, id1)
 	f.drv.Add(3, virtiotest.Buf{Addr: cmdBuf, Len: 4}, virtiotest.Buf{Addr: blocks, Len: 4 << 20, Write: true})
 	f.drv.Kick(3)
-	f.dev.StopHint() // deadline: the guest has not sent its STOP yet
-	id2, err := f.dev.StartHint()
-	if err != nil {
-		t.Fatal(err)
-	}
+	hostCall(t, f.dev.StopHintContext) // deadline: the guest has not sent its STOP yet
+	id2 := hostCall(t, f.dev.StartHintContext)
 	f.drv.PutLE32(stopBuf, CmdIDStop)
 	f.drv.Add(3, virtiotest.Buf{Addr: stopBuf, Len: 4}) // round 1's STOP, late
 	f.drv.Kick(3)
 	f.sink.got = nil
 	f.hintRound(3, id2, 1, 2) // the guest sees id2: echo, 2 blocks, STOP
-	sum := f.dev.HintStatus()
+	sum := hostCall(t, f.dev.HintStatusContext)
 	if sum.CmdID != id2 || sum.Ranges != 2 || !sum.GuestStopped || len(f.sink.got) != 2 {
 		t.Fatalf("session %#x: %+v, sink %v; want 2 ranges hinted after a late STOP of %#x", id2, sum, f.sink.got, id1)
 	}
@@ -314,14 +311,14 @@ func TestFailedDeviceMigrates(t *testing.T) {
 			if st, _ := f.tr.Status(); st&virtio.StatusNeedsReset == 0 {
 				t.Fatalf("status %#x: the device accepted an indirect descriptor", st)
 			}
-			if _, err := f.dev.Save().MarshalBinary(); err != nil {
+			if _, err := hostCall(t, f.dev.SaveContext).MarshalBinary(); err != nil {
 				t.Fatalf("a failed balloon made the VM's state unsaveable: %v", err)
 			}
 			g := f.migrate(t)
 			if st, _ := g.tr.Status(); st&virtio.StatusNeedsReset == 0 {
 				t.Errorf("restored status %#x, want NEEDS_RESET as on the source", st)
 			}
-			if got, want := g.dev.Target().Features, f.dev.Target().Features; got != want {
+			if got, want := hostCall(t, g.dev.TargetContext).Features, hostCall(t, f.dev.TargetContext).Features; got != want {
 				t.Errorf("restored features %#x, saved %#x", got, want)
 			}
 			// The driver's reset brings the device back on the target.
@@ -331,7 +328,7 @@ func TestFailedDeviceMigrates(t *testing.T) {
 			g.drv.PutLE32(bufBase, 0x800)
 			g.drv.Add(0, virtiotest.Buf{Addr: bufBase, Len: 4})
 			g.drv.Kick(0)
-			if len(g.drv.Used(0)) != 1 || g.dev.Target().Inflated != 1 {
+			if len(g.drv.Used(0)) != 1 || hostCall(t, g.dev.TargetContext).Inflated != 1 {
 				t.Error("the device does not work after the driver's reset on the target")
 			}
 		})

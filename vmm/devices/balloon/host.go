@@ -13,15 +13,11 @@ import (
 // The host's side: balloon target, statistics and hint sessions. These are
 // called from the control socket and the migration code, never from vCPUs.
 // Each takes the device's lock under a context (the ...Context calls, and
-// the waits), or without a bound (the calls named without it, for callers
-// that know no vCPU can hold the device): lock.go.
+// the waits): lock.go. There is no form without one.
 
-// ErrNoFreePageHint is StartHint's error while the guest's driver has not
+// ErrNoFreePageHint is StartHintContext's error while the guest's driver has not
 // negotiated FREE_PAGE_HINT.
 var ErrNoFreePageHint = errors.New("the guest driver has not negotiated FREE_PAGE_HINT")
-
-// StartHint is StartHintContext without a bound (lock.go).
-func (d *Device) StartHint() (uint32, error) { return d.StartHintContext(context.Background()) }
 
 // StartHintContext publishes a fresh command id and raises a config
 // interrupt; hints flow to the sink once the guest echoes it. It fails
@@ -57,12 +53,6 @@ func (d *Device) WaitHint(ctx context.Context) (HintSummary, error) {
 	return sum, err
 }
 
-// StopHint is StopHintContext without a bound (lock.go).
-func (d *Device) StopHint() HintSummary {
-	sum, _ := d.StopHintContext(context.Background())
-	return sum
-}
-
 // StopHintContext ends the session: the guest stops hinting but keeps the
 // blocks. Hints still in flight are ignored from here on. It fails, and
 // changes nothing, when ctx ends before the device's lock is free.
@@ -78,12 +68,6 @@ func (d *Device) StopHintContext(ctx context.Context) (HintSummary, error) {
 	}
 	d.changedLocked()
 	return d.hint.summary(), nil
-}
-
-// DoneHint is DoneHintContext without a bound (lock.go).
-func (d *Device) DoneHint() HintSummary {
-	sum, _ := d.DoneHintContext(context.Background())
-	return sum
 }
 
 // DoneHintContext tells the guest to take every hinted block back. Call
@@ -106,12 +90,6 @@ func (d *Device) DoneHintContext(ctx context.Context) (HintSummary, error) {
 	return sum, nil
 }
 
-// HintStatus is HintStatusContext without a bound (lock.go).
-func (d *Device) HintStatus() HintSummary {
-	sum, _ := d.HintStatusContext(context.Background())
-	return sum
-}
-
 // HintStatusContext returns the current session's summary, or fails when
 // ctx ends before the device's lock is free.
 func (d *Device) HintStatusContext(ctx context.Context) (HintSummary, error) {
@@ -132,12 +110,6 @@ type Target struct {
 	Features    uint64 `json:"features"`
 }
 
-// SetTarget is SetTargetContext without a bound (lock.go).
-func (d *Device) SetTarget(pages uint32) Target {
-	t, _ := d.SetTargetContext(context.Background(), pages)
-	return t
-}
-
 // SetTargetContext asks the guest to grow or shrink the balloon to pages
 // and returns the balloon's size. It fails, and changes nothing, when ctx
 // ends before the device's lock is free.
@@ -154,12 +126,6 @@ func (d *Device) SetTargetContext(ctx context.Context, pages uint32) (Target, er
 		d.changedLocked() // a WaitActual may be done now
 	}
 	return d.targetLocked(), nil
-}
-
-// Target is TargetContext without a bound (lock.go).
-func (d *Device) Target() Target {
-	t, _ := d.TargetContext(context.Background())
-	return t
 }
 
 // TargetContext is Target, but fails when ctx ends before the device's
@@ -240,12 +206,6 @@ func (d *Device) takeStats() error {
 	return nil
 }
 
-// LastStats is LastStatsContext without a bound (lock.go).
-func (d *Device) LastStats() Stats {
-	st, _ := d.LastStatsContext(context.Background())
-	return st
-}
-
 // LastStatsContext returns the newest statistics without asking for
 // more, or fails when ctx ends before the device's lock is free.
 func (d *Device) LastStatsContext(ctx context.Context) (Stats, error) {
@@ -266,11 +226,6 @@ func (d *Device) RefreshStats(ctx context.Context) (Stats, error) {
 		return st, err
 	}
 	return d.AwaitStats(ctx, since)
-}
-
-// RequestStats is RequestStatsContext without a bound (lock.go).
-func (d *Device) RequestStats() (since time.Time, err error) {
-	return d.RequestStatsContext(context.Background())
 }
 
 // RequestStatsContext asks the guest for fresh statistics: it hands back
@@ -301,7 +256,7 @@ func (d *Device) RequestStatsContext(ctx context.Context) (since time.Time, err 
 }
 
 // AwaitStats waits until statistics newer than since arrived (since:
-// RequestStats's answer) or ctx ends, also while a vCPU holds the device
+// RequestStatsContext's answer) or ctx ends, also while a vCPU holds the device
 // (lock.go); it returns the newest it saw either way (none if the
 // device was never free).
 func (d *Device) AwaitStats(ctx context.Context, since time.Time) (Stats, error) {

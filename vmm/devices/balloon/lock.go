@@ -10,8 +10,8 @@ import (
 // and on a post-copy destination such a handler may wait, the lock held,
 // in a fault on a page the source has yet to send (the VMM's guest RAM
 // touches first): as long as post-copy takes to bring it, for good if
-// post-copy broke. So every host call has a form that takes a context
-// and waits for the lock, and for the changes it waits on, under it; a
+// post-copy broke. So every host call takes a context and waits for the
+// lock, and for the changes it waits on, under it; a
 // control command, a hint provider's call or a state save or load that
 // makes one returns at its deadline:
 //
@@ -24,14 +24,10 @@ import (
 //	                                                        (made by the first waiter), unlock,
 //	                                                        wait for changed or ctx, look again
 //
-// The forms without a context (SetTarget, Target, RequestStats,
-// LastStats, StartHint, StopHint, DoneHint, HintStatus, SetHintSink,
-// Save, Restore) wait for the lock without a bound: for callers that
-// know no vCPU can be waiting in the device (tests; a VM whose vCPUs
-// never ran). The reference VMM calls only the bounded ones. What is not
-// bounded: the vCPU's handlers themselves (they must not allocate:
-// TestVCPUPathsAllocFree), and the transport's activation of the device
-// when it restores (virtio.Transport.Restore calls Activate), which only
+// No host call has a form without a context, so none can be picked
+// that hangs behind a vCPU in a fault. What is not bounded: the vCPU's
+// handlers themselves (they must not allocate: TestVCPUPathsAllocFree),
+// and the transport's activation of the device when it restores (virtio.Transport.Restore calls Activate), which only
 // a load makes, into a VM whose vCPUs never ran: only host calls, each
 // bounded, can hold the lock then.
 

@@ -10,7 +10,35 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/vmm/internal/boundtest"
+	"github.com/ferryvm/ferry/vmm/virtio"
 )
+
+// TestHostCallsTakeContext: every exported method of the device, but
+// the handlers its transport calls from vCPU threads (virtio.Device)
+// and the set-up made before the guest runs (SetSignaller,
+// WithoutReporting), takes a context first: no host caller can wait for
+// the device's lock without a bound (lock.go). Before, each host call
+// had a twin without a context (SetTarget, Target, RequestStats,
+// LastStats, StartHint, StopHint, DoneHint, HintStatus, SetHintSink,
+// Save, Restore) that waited for the lock as long as a vCPU held it.
+func TestHostCallsTakeContext(t *testing.T) {
+	skip := map[string]bool{"SetSignaller": true, "WithoutReporting": true}
+	handlers := reflect.TypeFor[virtio.Device]()
+	for i := range handlers.NumMethod() {
+		skip[handlers.Method(i).Name] = true
+	}
+	ctxType := reflect.TypeFor[context.Context]()
+	dev := reflect.TypeFor[*Device]()
+	for i := range dev.NumMethod() {
+		m := dev.Method(i)
+		if skip[m.Name] {
+			continue
+		}
+		if m.Type.NumIn() < 2 || m.Type.In(1) != ctxType { // In(0) is the receiver
+			t.Errorf("(*Device).%s takes no context first: a host call that waits for the device's lock without a bound", m.Name)
+		}
+	}
+}
 
 // TestHostCallsBoundedWhileDeviceHeld: while something holds the
 // device's lock (here the test; on a post-copy destination a vCPU that
@@ -25,7 +53,7 @@ import (
 // had no bounded form at all.
 func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint)
-	saved := f.dev.Save()
+	saved := hostCall(t, f.dev.SaveContext)
 	type call struct {
 		name string
 		call func(context.Context) error
@@ -57,7 +85,7 @@ func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 		t.Logf("%s gave up after %v", c.name, time.Since(start).Round(time.Millisecond))
 	}
 	f.dev.mu.Unlock()
-	if got := f.dev.Save(); !reflect.DeepEqual(got, saved) {
+	if got := hostCall(t, f.dev.SaveContext); !reflect.DeepEqual(got, saved) {
 		t.Errorf("the calls that gave up changed the device: %+v, was %+v", got, saved)
 	}
 	for _, c := range calls {
@@ -85,8 +113,8 @@ func TestWaitActualWakes(t *testing.T) {
 		name string
 		move func()
 	}{
-		{"the guest's actual", func() { f.dev.SetTarget(8); setActual(8) }},
-		{"the host's target", func() { setActual(16); f.dev.SetTarget(16) }},
+		{"the guest's actual", func() { setTarget(t, f.dev, 8); setActual(8) }},
+		{"the host's target", func() { setActual(16); setTarget(t, f.dev, 16) }},
 	} {
 		res := make(chan error, 1)
 		waiting := make(chan struct{})

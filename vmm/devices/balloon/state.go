@@ -29,7 +29,7 @@ import (
 // The hint session travels whole, including the last id handed out, so the
 // target never reuses an id the guest has seen. A guest that still holds
 // hinted blocks gets them back only when the host sends DONE; on a
-// migration target that is the caller's job after Restore (vmm.VM does it
+// migration target that is the caller's job after RestoreContext (vmm.VM does it
 // in LoadState).
 
 // State is the balloon's state apart from its queues.
@@ -77,14 +77,8 @@ func (d *Device) queueMap() uint8 {
 	return m
 }
 
-// Save is SaveContext without a bound (lock.go).
-func (d *Device) Save() State {
-	s, _ := d.SaveContext(context.Background())
-	return s
-}
-
 // SaveContext returns the device's state. Call it with the vCPUs paused
-// and no host-side balloon call (SetTarget, StartHint, ...) in progress,
+// and no host-side balloon call (SetTargetContext, StartHintContext, ...) in progress,
 // and save the transport in the same pause. It fails when ctx ends
 // before the device's lock is free.
 func (d *Device) SaveContext(ctx context.Context) (State, error) {
@@ -114,9 +108,6 @@ func cloneValues(m map[string]uint64) map[string]uint64 {
 	}
 	return out
 }
-
-// Restore is RestoreContext without a bound (lock.go).
-func (d *Device) Restore(s State) error { return d.RestoreContext(context.Background(), s) }
 
 // RestoreContext loads s into a device whose transport was just restored
 // (which activated it with the saved queues and features) and whose

@@ -21,7 +21,7 @@ func (f *fixture) migrate(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bb, err := f.dev.Save().MarshalBinary()
+	bb, err := hostCall(t, f.dev.SaveContext).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +39,11 @@ func (f *fixture) migrate(t *testing.T) *fixture {
 	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
 	dev.SetSignaller(tr)
 	sink := &rangeSink{}
-	dev.SetHintSink(sink)
+	setHintSink(t, dev, sink)
 	if err := tr.Restore(ts); err != nil {
 		t.Fatal(err)
 	}
-	if err := dev.Restore(bs); err != nil {
+	if err := dev.RestoreContext(bounded(t), bs); err != nil {
 		t.Fatal(err)
 	}
 	drv := *f.drv
@@ -53,23 +53,23 @@ func (f *fixture) migrate(t *testing.T) *fixture {
 
 func TestBalloonSaveRestore(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
-	f.dev.SetTarget(8)
+	setTarget(t, f.dev, 8)
 	f.drv.SetConfig(4, 3)
 	// Two hint sessions; the second stops with blocks held by the guest.
-	id1, _ := f.dev.StartHint()
+	id1 := hostCall(t, f.dev.StartHintContext)
 	f.hintRound(3, id1, 0, 2)
-	f.dev.StopHint()
-	id2, _ := f.dev.StartHint()
+	hostCall(t, f.dev.StopHintContext)
+	id2 := hostCall(t, f.dev.StartHintContext)
 	f.hintRound(3, id2, 2, 1)
 	// The guest's stats buffer, held by the device.
 	binary.LittleEndian.PutUint16(f.mem.B[bufBase:], 4)
 	binary.LittleEndian.PutUint64(f.mem.B[bufBase+2:], 1234)
 	statsHead := f.drv.Add(2, virtiotest.Buf{Addr: bufBase, Len: 10})
 	f.drv.Kick(2)
-	before := f.dev.Save()
+	before := hostCall(t, f.dev.SaveContext)
 
 	g := f.migrate(t)
-	after := g.dev.Save()
+	after := hostCall(t, g.dev.SaveContext)
 	if after.Hint != before.Hint || after.Target != 8 || after.Actual != 3 || !after.StatsHeld ||
 		after.StatsHead != statsHead || after.Stats.Values["free-memory"] != 1234 || !after.Stats.Updated.Equal(before.Stats.Updated) {
 		t.Fatalf("restored %+v, saved %+v", after, before)
@@ -78,8 +78,8 @@ func TestBalloonSaveRestore(t *testing.T) {
 		t.Fatalf("config space: target %d actual %d cmd_id %#x", g.drv.Config(0), g.drv.Config(4), g.drv.Config(8))
 	}
 	// Ids are never reused: the next session follows the last one.
-	g.dev.StopHint()
-	if id3, err := g.dev.StartHint(); err != nil || id3 != id2+1 {
+	hostCall(t, g.dev.StopHintContext)
+	if id3, err := g.dev.StartHintContext(bounded(t)); err != nil || id3 != id2+1 {
 		t.Fatalf("next id %#x (%v), want %#x", id3, err, id2+1)
 	}
 	// The held stats buffer goes back to the guest at the next refresh.
@@ -103,28 +103,28 @@ func TestBalloonRestoreBeforeDriver(t *testing.T) {
 	dev := New(mem, nil)
 	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
 	dev.SetSignaller(tr)
-	s := dev.Save()
+	s := hostCall(t, dev.SaveContext)
 	dev2 := New(mem, nil)
 	tr2 := virtio.NewTransport("balloon", dev2, mem, nil, nil)
 	dev2.SetSignaller(tr2)
 	if err := tr2.Restore(tr.Save()); err != nil {
 		t.Fatal(err)
 	}
-	if err := dev2.Restore(s); err != nil {
+	if err := dev2.RestoreContext(bounded(t), s); err != nil {
 		t.Fatal(err)
 	}
-	if dev2.HintStatus().State != "idle" || dev2.Save().Hint.Config != CmdIDDone {
-		t.Fatalf("fresh device restored as %+v", dev2.Save())
+	if got := hostCall(t, dev2.SaveContext); got.Hint.State != Idle || got.Hint.Config != CmdIDDone {
+		t.Fatalf("fresh device restored as %+v", got)
 	}
 }
 
 func TestBalloonRestoreMismatch(t *testing.T) {
 	f := newFixture(t, FStatsVQ)
-	s := f.dev.Save()
+	s := hostCall(t, f.dev.SaveContext)
 	s.Features |= FFreePageHint
 	s.Queues |= 1 << 3
 	dev := New(f.mem, nil)
-	if err := dev.Restore(s); err == nil || !strings.Contains(err.Error(), "transport activated") {
+	if err := dev.RestoreContext(bounded(t), s); err == nil || !strings.Contains(err.Error(), "transport activated") {
 		t.Fatalf("Restore into an unactivated device: %v", err)
 	}
 }
