@@ -257,10 +257,12 @@ func (v *VM) restoreKVM(s *savedVM) error {
 }
 
 // restoreDevices restores the UART, and the balloon's transport and
-// device. The balloon's calls wait for its lock under ctx
-// (devices/balloon/lock.go); the transport's activation of the device
-// does not, but an incoming VM's vCPUs never ran, so only host calls,
-// each bounded, can hold it.
+// device. Every wait for the balloon's lock is under ctx
+// (devices/balloon/lock.go), the transport's activation of the device
+// too (virtio.Transport.Restore): an incoming VM's vCPUs never ran, but
+// a host call may hold the lock under a longer deadline of its own, or
+// wait with it in a post-copy fault. When ctx ends first the load fails
+// with its error, the devices partly restored.
 func (v *VM) restoreDevices(ctx context.Context, s *savedVM) error {
 	if err := v.uart.Restore(s.uart); err != nil {
 		return err
@@ -268,7 +270,7 @@ func (v *VM) restoreDevices(ctx context.Context, s *savedVM) error {
 	if v.balloon == nil {
 		return nil
 	}
-	if err := v.balloonTransport.Restore(*s.transport); err != nil {
+	if err := v.balloonTransport.Restore(ctx, *s.transport); err != nil {
 		return err
 	}
 	if err := v.balloon.RestoreContext(ctx, *s.balloon); err != nil {

@@ -1,5 +1,7 @@
 package virtio
 
+import "context"
+
 // Feature bits the transport knows.
 const (
 	FVersion1 = 1 << 32
@@ -24,8 +26,9 @@ const (
 // Device is a virtio device behind a Transport.
 //
 // The transport calls these methods with none of its locks held, from vCPU
-// threads; a device serialises them with its own lock. After Reset returns
-// the device must not touch the queues it was given at Activate.
+// threads (and Activate also from Transport.Restore, on the host's); a
+// device serialises them with its own lock. After Reset returns the
+// device must not touch the queues it was given at Activate.
 type Device interface {
 	// ID is the virtio device ID (5 for the balloon).
 	ID() uint32
@@ -37,8 +40,14 @@ type Device interface {
 	ReadConfig(offset uint64, data []byte)
 	WriteConfig(offset uint64, data []byte)
 	// Activate hands over the queues and negotiated features when the
-	// driver sets DRIVER_OK; an error marks the device NEEDS_RESET.
-	Activate(queues []*Queue, features uint64) error
+	// device's status becomes live (DRIVER_OK and FEATURES_OK); an error
+	// marks the device NEEDS_RESET, or fails a Restore. ctx bounds the
+	// device's wait for its own lock and nothing else: Restore passes
+	// its caller's, so that a state load fails, rather than hangs, while
+	// something holds the device; a driver's Status write passes
+	// context.Background(): a vCPU thread waits for the lock in Activate
+	// as it does in every other method here.
+	Activate(ctx context.Context, queues []*Queue, features uint64) error
 	// Notify reports that the driver kicked queue index q.
 	Notify(q int)
 	// Reset returns the device to its initial state (driver wrote 0 to

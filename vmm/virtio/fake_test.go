@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"context"
 	"testing"
 
 	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
@@ -21,8 +22,11 @@ func (e *echoDevice) Features() uint64                    { return 1 << 3 }
 func (e *echoDevice) QueueSizes() []uint16                { return []uint16{8} }
 func (e *echoDevice) ReadConfig(off uint64, data []byte)  { CopyConfig(data, []byte{1, 2, 3, 4}, off) }
 func (e *echoDevice) WriteConfig(off uint64, data []byte) {}
-func (e *echoDevice) Activate(q []*Queue, f uint64) error { e.q = q[0]; return nil }
-func (e *echoDevice) Reset()                              { e.q = nil; e.resets++ }
+func (e *echoDevice) Activate(_ context.Context, q []*Queue, f uint64) error {
+	e.q = q[0]
+	return nil
+}
+func (e *echoDevice) Reset() { e.q = nil; e.resets++ }
 func (e *echoDevice) Notify(int) {
 	e.notify++
 	for e.q != nil {

@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -285,7 +286,7 @@ func (t *Transport) setStatus(v uint32) func() {
 	if live(v) && !live(old) {
 		queues, features := t.queues, t.drvFeatures
 		return func() {
-			if err := t.dev.Activate(queues, features); err != nil {
+			if err := t.dev.Activate(context.Background(), queues, features); err != nil { // a vCPU's register write: see Device
 				t.Fail(fmt.Sprintf("activate: %v", err))
 			}
 		}

@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/ferryvm/ferry/vmm/state"
@@ -56,7 +57,13 @@ func (t *Transport) Save() TransportState {
 // A pending interrupt status raises the interrupt line once, since an
 // edge in flight at save time may be missing from the interrupt
 // controller's state: restore the irqchip first.
-func (t *Transport) Restore(s TransportState) error {
+//
+// ctx bounds the activation's wait for the device's lock
+// (Device.Activate): when it ends first, Restore fails with its error,
+// the registers and queues restored but the device not activated, and
+// the transport is fit only to be discarded, as after any failed
+// restore (a failed LoadState leaves its VM to be discarded).
+func (t *Transport) Restore(ctx context.Context, s TransportState) error {
 	if err := t.check(s); err != nil {
 		return fmt.Errorf("restore virtio transport %s: %w", t.name, err)
 	}
@@ -69,8 +76,7 @@ func (t *Transport) Restore(s TransportState) error {
 	queues := t.queues
 	t.mu.Unlock()
 	if live(s.Status) { // as setStatus activated the source's device
-
-		if err := t.dev.Activate(queues, s.DrvFeatures); err != nil {
+		if err := t.dev.Activate(ctx, queues, s.DrvFeatures); err != nil {
 			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err)
 		}
 	}

@@ -1,10 +1,12 @@
 package virtio
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryvm/ferry/vmm/state"
 	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
@@ -31,7 +33,7 @@ func migrate(t *testing.T, d *virtiotest.Driver, tr *Transport) (*virtiotest.Dri
 	irqs := new(int)
 	tr2 := NewTransport("echo", dev, mem, func() { *irqs++ }, nil)
 	dev.sig = tr2
-	if err := tr2.Restore(s); err != nil {
+	if err := tr2.Restore(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
 	d2 := *d
@@ -120,6 +122,39 @@ func TestTransportRestoreActivatesAsSource(t *testing.T) {
 	}
 }
 
+// busyDevice is echoDevice whose lock something else holds for good:
+// Activate waits for it under ctx, as the balloon's does, and gives up
+// when ctx ends.
+type busyDevice struct{ echoDevice }
+
+func (b *busyDevice) Activate(ctx context.Context, _ []*Queue, _ uint64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestTransportRestoreActivationBounded: Restore hands its context to
+// the device's Activate, so the restore of a live device that stays
+// busy fails with the context's error (a state load then fails rather
+// than hangs), not activated.
+func TestTransportRestoreActivationBounded(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.Setup(FVersion1, 1, 8, 0x10000)
+	mem := virtiotest.NewMem(len(d.Mem.B))
+	tr2 := NewTransport("busy", &busyDevice{echoDevice{mem: mem}}, mem, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tr2.Restore(ctx, tr.Save()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "activate") {
+			t.Fatalf("Restore of a live device that stays busy: %v; want its context's error, from the activation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Restore of a live device that stays busy had not returned 10 s after its context ended")
+	}
+}
+
 // TestTransportStatusUndefinedBits: status bits a driver may not set
 // (undefined ones, the device's NEEDS_RESET) are dropped, so a driver
 // that writes them leaves a status that restores. Before, they were
@@ -177,7 +212,7 @@ func TestTransportRestoreRejects(t *testing.T) {
 		s.Queues = append([]QueueState(nil), good.Queues...)
 		tc.edit(&s)
 		_, tr2, _, _ := newTest(t)
-		if err := tr2.Restore(s); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := tr2.Restore(context.Background(), s); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Restore = %v, want %q", tc.name, err, tc.want)
 		}
 	}
@@ -209,6 +244,6 @@ func FuzzTransportState(f *testing.F) {
 			t.Fatalf("does not re-encode: %v", err)
 		}
 		_, tr, _, _ := newTest(t)
-		_ = tr.Restore(s) // must not panic, whatever it says
+		_ = tr.Restore(context.Background(), s) // must not panic, whatever it says
 	})
 }

@@ -154,9 +154,13 @@ func (d *Device) WriteConfig(off uint64, data []byte) {
 // Activate implements virtio.Device. Queue numbers are compacted by the
 // negotiated features, as Linux numbers them: virtio_balloon.c's
 // init_vqs names only the queues of negotiated features, and virtio-mmio's
-// vm_find_vqs gives indices to named queues only.
-func (d *Device) Activate(qs []*virtio.Queue, features uint64) error {
-	d.mu.Lock()
+// vm_find_vqs gives indices to named queues only. It waits for the
+// device's lock under ctx (lock.go) and fails, activating nothing, when
+// ctx ends first.
+func (d *Device) Activate(ctx context.Context, qs []*virtio.Queue, features uint64) error {
+	if err := d.lockContext(ctx); err != nil {
+		return err
+	}
 	defer d.mu.Unlock()
 	next := 0
 	take := func(want bool) (*virtio.Queue, error) {

@@ -288,7 +288,7 @@ func (g *fuzzGuest) check() {
 	dev := New(g.mem, nil)
 	tr := virtio.NewTransport("balloon", dev, g.mem, nil, nil)
 	dev.SetSignaller(tr)
-	if err := tr.Restore(ts); err != nil {
+	if err := tr.Restore(g.ctx, ts); err != nil {
 		g.t.Fatalf("the guest made its VM unmigratable: %v", err)
 	}
 	if err := dev.RestoreContext(g.ctx, ds); err != nil {

@@ -18,18 +18,18 @@ import (
 //	vCPU thread:  Notify ── lock ── guest RAM (post-copy: may wait for a page) ── changed ── unlock
 //	host:         SetTargetContext, TargetContext, RequestStatsContext, LastStatsContext,
 //	              StartHintContext, StopHintContext, DoneHintContext, HintStatusContext,
-//	              SetHintSinkContext, SaveContext, RestoreContext (ctx)
+//	              SetHintSinkContext, SaveContext, RestoreContext, Activate from a restore (ctx)
 //	                 ── lockContext(ctx) ──► its work, or an error when ctx ends first (nothing changed)
 //	host:         WaitActual, AwaitStats, WaitHint (ctx) ── await: lockContext, look, take changed
 //	                                                        (made by the first waiter), unlock,
 //	                                                        wait for changed or ctx, look again
 //
 // No host call has a form without a context, so none can be picked
-// that hangs behind a vCPU in a fault. What is not bounded: the vCPU's
-// handlers themselves (they must not allocate: TestVCPUPathsAllocFree),
-// and the transport's activation of the device when it restores (virtio.Transport.Restore calls Activate), which only
-// a load makes, into a VM whose vCPUs never ran: only host calls, each
-// bounded, can hold the lock then.
+// that hangs behind a vCPU in a fault. Activate waits under the context
+// its transport hands it: a restore's (virtio.Transport.Restore, from
+// a state load), bounded; a driver's Status write's, from a vCPU, not.
+// What is not bounded: the vCPU's handlers themselves (they must not
+// allocate: TestVCPUPathsAllocFree).
 
 // lockContext takes the device's lock (a ctxlock.Mutex), or fails,
 // saying why it could not, once ctx ended first. A free lock is taken

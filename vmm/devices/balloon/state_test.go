@@ -40,7 +40,7 @@ func (f *fixture) migrate(t *testing.T) *fixture {
 	dev.SetSignaller(tr)
 	sink := &rangeSink{}
 	setHintSink(t, dev, sink)
-	if err := tr.Restore(ts); err != nil {
+	if err := tr.Restore(bounded(t), ts); err != nil {
 		t.Fatal(err)
 	}
 	if err := dev.RestoreContext(bounded(t), bs); err != nil {
@@ -107,7 +107,7 @@ func TestBalloonRestoreBeforeDriver(t *testing.T) {
 	dev2 := New(mem, nil)
 	tr2 := virtio.NewTransport("balloon", dev2, mem, nil, nil)
 	dev2.SetSignaller(tr2)
-	if err := tr2.Restore(tr.Save()); err != nil {
+	if err := tr2.Restore(bounded(t), tr.Save()); err != nil {
 		t.Fatal(err)
 	}
 	if err := dev2.RestoreContext(bounded(t), s); err != nil {
