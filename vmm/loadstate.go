@@ -162,6 +162,14 @@ func (s *savedVM) section(sec state.Section) error {
 // is: the guest's clocks continue from the moment of the save, and the
 // time the VM spent in transit is not seen by it.
 //
+// Every wait in it honours ctx: for the run lock (runlock.go), for the
+// lock that serialises saves and loads (lockState), for each vCPU to take
+// its restore (vcpu.VCPU.Do) and for the balloon's lock, the transport's
+// activation of the device included (restoreDevices); when ctx ends
+// first it fails with ctx's error, never holding the run lock past it.
+// What it cannot cut short: a vCPU's restore once its thread began it
+// (KVM ioctls, which Do waits for) and the in-kernel devices' ioctls.
+//
 // A failed LoadState leaves the VM incoming but partly loaded: discard it
 // (the source still has the guest). A migration loads through
 // migrationVM; LoadState itself is refused while a migration owns the VM
@@ -172,8 +180,11 @@ func (v *VM) LoadState(ctx context.Context, blob []byte) error {
 
 // loadState does LoadState's work; the caller holds the run lock.
 func (v *VM) loadState(ctx context.Context, blob []byte) error {
-	v.stateMu.Lock()
-	defer v.stateMu.Unlock()
+	lock, err := v.lockState(ctx, "load state")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	v.mu.Lock()
 	st, cpus := v.state, v.cpus
 	v.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ferryvm/ferry/vmm/arch/x86"
+	"github.com/ferryvm/ferry/vmm/internal/ctxlock"
 	"github.com/ferryvm/ferry/vmm/kvm"
 	"github.com/ferryvm/ferry/vmm/state"
 	"github.com/ferryvm/ferry/vmm/vcpu"
@@ -42,8 +43,11 @@ func (v *VM) SaveState(ctx context.Context) ([]byte, error) {
 
 // saveState does SaveState's work; the caller holds the run lock.
 func (v *VM) saveState(ctx context.Context) ([]byte, error) {
-	v.stateMu.Lock()
-	defer v.stateMu.Unlock()
+	lock, err := v.lockState(ctx, "save state")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
 	v.mu.Lock()
 	st, cpus := v.state, v.cpus
 	v.mu.Unlock()
@@ -67,6 +71,25 @@ func (v *VM) saveState(ctx context.Context) ([]byte, error) {
 	}
 	secs = append(secs, dsecs...)
 	return state.Encode(secs)
+}
+
+// lockState takes the lock that serialises saveState and loadState
+// (made by its first use), or fails once ctx ended first, naming what
+// (a free lock is taken even then). It returns the lock, to Unlock.
+// Every caller holds the run lock too, which already serialises them,
+// so no caller waits here today; it waits under ctx all the same, so
+// that no save or load can wait without a bound.
+func (v *VM) lockState(ctx context.Context, what string) (ctxlock.Mutex, error) {
+	v.mu.Lock()
+	if v.stateMu == nil {
+		v.stateMu = ctxlock.New()
+	}
+	lock := v.stateMu
+	v.mu.Unlock()
+	if err := lock.LockContext(ctx); err != nil {
+		return nil, fmt.Errorf("%s: another state save or load is still running: %w", what, err)
+	}
+	return lock, nil
 }
 
 // migrationMSRs is the MSR list every vCPU saves, computed once.

@@ -98,7 +98,7 @@ type VM struct {
 
 	cpus     []*vcpu.VCPU    // set once, under mu, when the vCPUs start
 	cpusDone chan struct{}   // closed when every vCPU loop has returned
-	stateMu  sync.Mutex      // serialises SaveState and LoadState
+	stateMu  ctxlock.Mutex   // serialises saveState and loadState (lockState); made by its first use, under mu
 	run      runLock         // serialises run-state changes (runlock.go)
 	owner    *migrationOwner // the migration that owns the VM, or nil; guarded by run
 	mig      *migration      // the migration record every control server shares, or nil before the first Serve; set once, under mu (migrations)
