@@ -537,6 +537,19 @@ func (v *VM) Status() Status {
 // its source how post-copy ended here (linger.go): it ends that, now if
 // post-copy ended, else as soon as it ends.
 //
+// Close stops a VM that still runs, whatever its migration is doing. On
+// a post-copy destination whose post-copy has not ended (pages still
+// owed, not broken) that loses the guest: this side holds its only
+// newest copy, and the source keeps an older one, paused, which it never
+// resumes on its own. Nothing here refuses that (migrate-cancel and
+// quit do; Close does not ask): close such a VM only when losing its
+// guest is meant (once post-copy ended, Close ends the guest as it
+// would any VM's). Close then waits, with no bound of its own, for
+// every vCPU loop, so for a vCPU that waits in a fault on a page the
+// source has yet to send: until the page arrives (post-copy goes on
+// after the stop) or the engine halts the VM because post-copy broke,
+// whose Halt bounds the wait (haltTimeout, halt_failed.go).
+//
 // After a failed post-copy Halt (halt_failed.go) it does not wait for
 // the vCPU loops that Halt left waiting, and releases neither the KVM
 // file descriptors nor guest RAM: a vCPU or device thread still waits
