@@ -166,9 +166,9 @@ func (s *savedVM) section(sec state.Section) error {
 // lock that serialises saves and loads (lockState), for each vCPU to take
 // its restore (vcpu.VCPU.Do) and for the balloon's lock, the transport's
 // activation of the device included (restoreDevices); when ctx ends
-// first it fails with ctx's error, never holding the run lock past it.
-// What it cannot cut short: a vCPU's restore once its thread began it
-// (KVM ioctls, which Do waits for) and the in-kernel devices' ioctls.
+// first it fails with ctx's error and lets the run lock go. What it
+// cannot cut short: a vCPU's restore once its thread began it (KVM
+// ioctls, which Do waits for) and the in-kernel devices' ioctls.
 //
 // A failed LoadState leaves the VM incoming but partly loaded: discard it
 // (the source still has the guest). A migration loads through
