@@ -268,7 +268,7 @@ func TestHostCallsOneAtATime(t *testing.T) {
 // deviceVMM is a balloon as the reference VMM's is (vmm/hinthost.go over
 // vmm/devices/balloon): a hint session waits for the guest's STOP (here:
 // never) until its context ends, and a DONE ends a running session at
-// once (DoneHint makes the session idle, which ends WaitHint).
+// once (DoneHintContext makes the session idle, which ends WaitHint).
 type deviceVMM struct {
 	mu      sync.Mutex
 	running chan struct{} // closed by DONE: the running session ends; nil: none runs
@@ -373,8 +373,8 @@ func TestCloseDuringSession(t *testing.T) {
 // TestOneDone: a provider that sends DONE in its Close, as the balloon
 // provider does, gets no second DONE from the window's end: the VMM sees
 // exactly one per window (a second would be harmless to the reference
-// VMM, whose DoneHint changes nothing when DONE is already shown, but
-// it would mean the window lost track of what it owes).
+// VMM, whose DoneHintContext changes nothing when DONE is already shown,
+// but it would mean the window lost track of what it owes).
 func TestOneDone(t *testing.T) {
 	vmm := newDeviceVMM()
 	p := overGRPC(t, newBalloonProvider(quietLogger()), nil)

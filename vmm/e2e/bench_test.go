@@ -74,7 +74,7 @@ func rssShmemKiB(tb testing.TB, pid int) int {
 }
 
 // BenchmarkHintSession measures a free page hint session on a mostly free
-// guest: from StartHint to the guest's STOP (target: 8 GiB in < 100 ms).
+// guest: from StartHintContext to the guest's STOP (target: 8 GiB in < 100 ms).
 func BenchmarkHintSession(b *testing.B) {
 	needKVM(b, "BenchmarkHintSession")
 	_, guest := binaries(b)

@@ -274,7 +274,7 @@ func TestBadHintCommandFailsDevice(t *testing.T) {
 func TestHintWithoutFeature(t *testing.T) {
 	f := newFixture(t, FStatsVQ)
 	if _, err := f.dev.StartHintContext(bounded(t)); !errors.Is(err, ErrNoFreePageHint) {
-		t.Fatalf("StartHint without FREE_PAGE_HINT: %v, want ErrNoFreePageHint", err)
+		t.Fatalf("StartHintContext without FREE_PAGE_HINT: %v, want ErrNoFreePageHint", err)
 	}
 }
 
@@ -370,11 +370,11 @@ func TestGuestWarningsRateLimited(t *testing.T) {
 // TestWindowSequences: what the hint window (framework/hint/window.go)
 // makes of the balloon provider's calls, on this device. A DONE that
 // ended a running session (window: BalloonDone cancels the BalloonHint
-// in flight, whose WaitHint returns, StopHint, then DoneHint) leaves
-// cmd_id DONE with a config interrupt; a second DONE (the window's end
-// after the provider's, or the destination's after restore) changes
-// nothing and raises no interrupt; a DONE once the driver is gone (reset)
-// is harmless too.
+// in flight, whose WaitHint returns, StopHintContext, then
+// DoneHintContext) leaves cmd_id DONE with a config interrupt; a second
+// DONE (the window's end after the provider's, or the destination's
+// after restore) changes nothing and raises no interrupt; a DONE once
+// the driver is gone (reset) is harmless too.
 func TestWindowSequences(t *testing.T) {
 	f := newFixture(t, FStatsVQ|FFreePageHint|FPageReporting)
 	ack := func() uint32 { // read and acknowledge the interrupt status

@@ -27,7 +27,7 @@ import (
 //     and restore into a fresh pair, which saves the same bytes again.
 func FuzzGuestDriver(f *testing.F) {
 	f.Add([]byte{}) // the driver's setup alone
-	// Linux's hint round: StartHint, echo the id, hint two 16 KiB blocks, STOP.
+	// Linux's hint round: StartHintContext, echo the id, hint two 16 KiB blocks, STOP.
 	f.Add([]byte{opStartHint, opEchoID, 3,
 		opAdd, 3, 0, 0x00, 0x08, 0x00, 0x40, 1, 0,
 		opAdd, 3, 0, 0x00, 0x10, 0x00, 0x40, 1, 0,

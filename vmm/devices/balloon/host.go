@@ -128,8 +128,10 @@ func (d *Device) SetTargetContext(ctx context.Context, pages uint32) (Target, er
 	return d.targetLocked(), nil
 }
 
-// TargetContext is Target, but fails when ctx ends before the device's
-// lock is free (a vCPU may hold it in a post-copy fault: lock.go).
+// TargetContext returns the balloon's size (the target asked for, the
+// size the guest reports, what inflation and reporting punched out), or
+// fails when ctx ends before the device's lock is free (a vCPU may hold
+// it in a post-copy fault: lock.go).
 func (d *Device) TargetContext(ctx context.Context) (Target, error) {
 	if err := d.lockContext(ctx); err != nil {
 		return Target{}, err

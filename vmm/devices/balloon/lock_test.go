@@ -100,7 +100,7 @@ func TestHostCallsBoundedWhileDeviceHeld(t *testing.T) {
 
 // TestWaitActualWakes: WaitActual returns as soon as actual and target
 // agree, whichever moved: the guest's actual (WriteConfig) or the host's
-// target (SetTarget, which before woke no waiter: it waited for the next
+// target (SetTargetContext, which before woke no waiter: it waited for the next
 // change, or its deadline).
 func TestWaitActualWakes(t *testing.T) {
 	f := newFixture(t, 0)
