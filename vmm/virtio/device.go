@@ -25,10 +25,13 @@ const (
 
 // Device is a virtio device behind a Transport.
 //
-// The transport calls these methods with none of its locks held, from vCPU
-// threads (and Activate also from Transport.Restore, on the host's); a
-// device serialises them with its own lock. After Reset returns the
-// device must not touch the queues it was given at Activate.
+// The transport calls these methods from vCPU threads (and Activate also
+// from Transport.Restore, on the host's), never with its register lock
+// held; a driver's register write holds the transport's lock of register
+// writes over the Activate or Reset it makes, so that the next write
+// waits for it (Restore holds none of the transport's locks). A device
+// serialises the calls with its own lock. After Reset returns the device
+// must not touch the queues it was given at Activate.
 type Device interface {
 	// ID is the virtio device ID (5 for the balloon).
 	ID() uint32
