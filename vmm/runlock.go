@@ -45,8 +45,9 @@ import (
 // lock, then the lock of saves and loads (lockState), then v.mu or a
 // migration's mu; never wait for the run lock while holding either of
 // the last two (a command that decides a migration's end takes the run
-// lock through runLocked, then looks at the migration). No file is read or written under the run lock: state-save
-// writes after it, state-load reads before it.
+// lock through runLocked, then looks at the migration). No file is read
+// or written under the run lock: state-save writes after it, state-load
+// reads before it.
 //
 // Not covered: the guest powering off or failing, and Stop (the VM
 // stops whatever the lock says): they end the VM, they do not run it

@@ -547,8 +547,11 @@ func (v *VM) Status() Status {
 // would any VM's). Close then waits, with no bound of its own, for
 // every vCPU loop, so for a vCPU that waits in a fault on a page the
 // source has yet to send: until the page arrives (post-copy goes on
-// after the stop) or the engine halts the VM because post-copy broke,
-// whose Halt bounds the wait (haltTimeout, halt_failed.go).
+// after the stop) or the engine halts the VM because post-copy broke.
+// Post-copy breaks only once it could not reconnect for
+// reconnect_timeout (10 minutes by default) after its connection went
+// down or its session stalled (stall_timeout), so the wait can last that
+// long; the Halt then waits at most haltTimeout more (halt_failed.go).
 //
 // After a failed post-copy Halt (halt_failed.go) it does not wait for
 // the vCPU loops that Halt left waiting, and releases neither the KVM
