@@ -154,3 +154,59 @@ func TestResolveLeavesUnnamedDestination(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveRefusalNotStale: the cancel of a destination beside a
+// running source is refused while that destination acts on COMMIT
+// ("COMMIT arrived: the guest runs here ..."); asked afresh, it is
+// failing (its resume failed here, and it tells its source ABORT). The
+// refusal spoke of the destination as it was, not as it is: the failing
+// destination is sent its cancel afresh, naming the same migration, and
+// what migrate says is that cancel's answer (taken: nothing more to
+// say; refused again: its new reason). Before, the resolve kept the
+// first refusal, sent the failing destination nothing, and said
+// "migrate-cancel of the failing destination ... did not take (its
+// VMM: COMMIT arrived: the guest runs here ...)", a reason given for
+// another state, which says the guest runs on a destination that
+// never runs it.
+func TestResolveRefusalNotStale(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		again bool // the failing destination refuses its cancel too (its linger ended)
+	}{
+		{"failing, cancel taken", false},
+		{"failing, cancel refused anew", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.committing = true
+			c.dst.looked = func(f *fakeVMM) { // under f.mu; from the query after the first cancel on
+				if len(f.acts) == 1 {
+					f.committing, f.postcopy = false, tc.again
+					f.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
+				}
+			}
+			var out strings.Builder
+			r := newResolver(fakeJob(c.src, c.dst), &out)
+			r.wait = 5 * time.Second // a bound only: the resolve ends on the answers
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+			if v != verdictSource || err != nil {
+				t.Errorf("verdict %d, err %v: want source", v, err)
+			}
+			if got := strings.Join(c.dst.actIDs(), ","); got != "migrate-cancel a,migrate-cancel a" {
+				t.Errorf("destination asked %q: want the refused cancel, then one afresh for the failing destination, both naming a", got)
+			}
+			tookLine := func(l string) bool { return strings.Contains(l, "did not take") }
+			for _, l := range strings.Split(out.String(), "\n") {
+				if tookLine(l) && strings.Contains(l, "COMMIT arrived") {
+					t.Errorf("the failing destination's cancel is said refused for a reason given before it failed:\n%s", l)
+				}
+			}
+			if said := strings.Contains(out.String(), "did not take (its VMM: post-copy cannot be cancelled"); said != tc.again {
+				t.Errorf("the failing destination's own refusal said: %v, want %v", said, tc.again)
+			}
+		})
+	}
+}

@@ -431,13 +431,21 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // wait has run out (also before the resume), it is sent the cancel once
 // more, and the verdict is source: it never runs the guest. A cancel
 // its VMM does not apply and says why (cancelDst) is not sent again in
-// this resolve: it plans from the next answers, leaves a failing
+// this resolve while the destination stands as it did (refusals: its
+// side and migration): it plans from the next answers, leaves a failing
 // destination at once (it never runs the guest), and where it ends
-// beside a destination still migrating, it says that reason.
+// beside a destination still migrating, it says that reason. A refusal
+// speaks of the destination as it stood: one that moved on since (from
+// acting on COMMIT to failing, say) is sent the cancel afresh, and
+// what migrate says is that cancel's answer (TestResolveRefusalNotStale;
+// before, the first refusal was said of a failing destination that had
+// not been asked, "COMMIT arrived: the guest runs here").
 func (r *resolver) resolve() (verdict, error) {
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
-	refused := "" // what the destination's VMM said when it did not apply a cancel (cancelDst)
+	// What the destination's VMM said when it did not apply a cancel
+	// (cancelDst), by the look it was sent on (refusals).
+	refusals := map[dstLook]string{}
 	pcWaiting := false
 	// A cancel verdict's steps were done, for the source's migration
 	// resumedID (resumedTag, its tag fingerprint).
@@ -463,6 +471,8 @@ func (r *resolver) resolve() (verdict, error) {
 			r.dstRan = true
 		}
 		d.Side = dstSide(d)
+		look := dstLook{side: d.Side, id: r.dstID, tag: r.dstTag}
+		refused := refusals[look] // "": none for the destination as it stands now
 		steps, v := plan(s.Side, d.Side)
 		if v == verdictWait && s.Side == api.SidePostcopyBroken {
 			if time.Now().Before(pcDeadline) {
@@ -511,8 +521,9 @@ func (r *resolver) resolve() (verdict, error) {
 			}
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		case v == verdictCancelDst && refused == "" && time.Now().Before(deadline):
-			if refused = r.cancelDst(); refused != "" {
-				continue // not sent again: plan from fresh answers
+			if why := r.cancelDst(); why != "" {
+				refusals[look] = why
+				continue // not sent again while it stands so: plan from fresh answers
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue

@@ -88,25 +88,41 @@ var errUnnamed = errors.New("its migration has neither an id nor a tag fingerpri
 // (the next query tells more, and the cancel may go again). A VMM that
 // says why (it holds another migration by then, or none; a pre-copy
 // destination acts on COMMIT; post-copy; it cannot read the act) is
-// told nothing more by resolve, which says the reason here and plans
-// from fresh answers (TestResolveCancelRefused). Before, the cancel went
-// again at every query until the wait ran out, and only the last
-// cancel of a failing destination said a refusal.
+// told nothing more by resolve while it stands so (dstLook), which
+// says the reason here and plans from fresh answers
+// (TestResolveCancelRefused). Before, the cancel went again at every
+// query until the wait ran out, and only the last cancel of a failing
+// destination said a refusal.
 func (r *resolver) cancelDst() string {
 	res, err := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
 	r.notSent(err)
 	if res.Cancelled || res.Why == "" {
 		return ""
 	}
-	fmt.Fprintf(r.out, "migrate: the destination %s did not cancel migration %s (its VMM: %s): not asked again; asking both sides afresh\n",
+	fmt.Fprintf(r.out, "migrate: the destination %s did not cancel migration %s (its VMM: %s): not asked again while it stands so; asking both sides afresh\n",
 		r.dst, migrationText(r.dstID, r.dstTag), res.Why)
 	return res.Why
 }
 
+// dstLook is the destination as one look of resolve found it: its side
+// (dstSide) and the migration it reports. A cancel's refusal (cancelDst)
+// speaks of the look the cancel was sent on only: a destination that
+// moved on since (from acting on COMMIT to failing, or to another
+// migration) may answer another cancel otherwise, and its old reason,
+// said of it, would be stale. A VMM whose answers keep changing is sent
+// one cancel for each look it has not refused yet, until the resolve's
+// wait runs out.
+type dstLook struct {
+	side    api.Side
+	id, tag string
+}
+
 // lastCancel sends a failing destination its cancel once the wait ran
 // out beside a running source (the caller checked that the VMM honours
-// the id), unless it refused one already (refused: what its VMM said,
-// cancelDst), and says so when it did not take, with what its VMM
+// the id), unless it refused one already as it stands now (refused:
+// what its VMM said, cancelDst, on the same dstLook; "" for a
+// refusal given before it was failing, which is not said of it), and
+// says so when it did not take, with what its VMM
 // answered (a refusal too: it holds another migration by then,
 // TestLastCancelSaysRefusal): the destination never runs the guest and
 // ends on its own, its VMM refusing migrate-incoming until then. It
