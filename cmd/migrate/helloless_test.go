@@ -86,3 +86,77 @@ func TestResolveOlderBesideHelloless(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveMisreportedHello: two id-less sides from VMMs that report
+// tag fingerprints (control version 2 or later), both reporting none,
+// where one stands where only a HELLO leads (a source handover-unknown,
+// migrated or post-copy-broken; a destination handover-unknown,
+// discarded, running or post-copy-broken). Such a VMM reports the
+// fingerprint from the HELLO on, so this one misreports: nothing it says
+// names the migration its copy came from or went to, nothing shows the
+// other side to be its partner, and every act on it would name no
+// migration. migrate -resolve moves neither side (no resume beside a
+// failure that may be a stranger's: two running copies; no discard of
+// a copy that may be the only one; no quit), prints no command that
+// would name nothing, says what the operator must find out, and exits
+// 1. Two sides that both stand where no HELLO need have led (a running
+// source, a failed destination) still pair by "" == "". Found by the
+// walk of unnamed acts (resolvecancel.go): such a pair was acted on
+// unnamed, paired by "" == "".
+func TestResolveMisreportedHello(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+		ok   bool // exit 0, nothing to move
+	}{
+		{"source running, destination handover-unknown", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, false},
+		{"source handover-unknown, destination failed", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, false},
+		{"both handover-unknown", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, false},
+		{"source migrated, destination handover-unknown", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, false},
+		{"source post-copy-broken, destination running", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, false},
+		{"source running, destination failed: no HELLO, paired", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			tc.set(c)
+			var out, errb strings.Builder
+			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
+			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
+			for _, f := range []*fakeVMM{c.src, c.dst} {
+				if acts := f.actIDs(); len(acts) != 0 {
+					t.Errorf("%s was asked %q, want nothing", f.role, acts)
+				}
+			}
+			if (code == 0) != tc.ok {
+				t.Errorf("exit %d, want success %v", code, tc.ok)
+			}
+			if tc.ok {
+				return
+			}
+			if !strings.Contains(errb.String(), "but no tag fingerprint") || !strings.Contains(errb.String(), "misreports") {
+				t.Errorf("migrate does not say which side misreports")
+			}
+			if strings.Contains(errb.String(), "socat") {
+				t.Errorf("migrate prints a command, which could name no migration")
+			}
+		})
+	}
+}

@@ -396,6 +396,7 @@ func TestFollowReconnectingClears(t *testing.T) {
 // nothing and says the guest is lost.
 func TestResolveMainPostcopyBroken(t *testing.T) {
 	c := newRunCase(t)
+	c.src.tag, c.dst.tag = tagA, tagA // a HELLO led the source here: both report its fingerprint
 	c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
 	c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
 	path := c.writeJob(t)

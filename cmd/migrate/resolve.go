@@ -192,8 +192,11 @@ type resolver struct {
 	// migrations without an id apart, and which every act on such a
 	// migration names (actName).
 	srcOther, dstOther, mismatch bool
-	srcID, dstID                 string
-	srcTag, dstTag               string
+	// misreport: a side without a tag fingerprint stands where only a
+	// HELLO leads (misreport): nothing names its migration.
+	misreport      bool
+	srcID, dstID   string
+	srcTag, dstTag string
 	// saidOlder: pair printed, once, that it paired two id-less sides
 	// by the absence of an id (a VMM older than api.TagsReported).
 	saidOlder bool
@@ -245,7 +248,7 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 func (r *resolver) pair(s, d *api.ResolveResult) error {
 	r.srcID, r.dstID, r.dstControl, r.srcControl = s.ID, d.ID, d.Control, s.Control
 	r.srcTag, r.dstTag = s.TagFingerprint, d.TagFingerprint
-	r.srcOther, r.dstOther, r.mismatch = false, false, false
+	r.srcOther, r.dstOther, r.mismatch, r.misreport = false, false, false, false
 	if r.id != "" {
 		for i, x := range []*api.ResolveResult{s, d} {
 			if x.Role != "" && x.ID != r.id {
@@ -265,7 +268,9 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 	if s.Role != "" && d.Role != "" && s.ID == "" {
 		older, err := tagsPair(*s, *d)
 		if err != nil {
-			r.mismatch = true
+			var mis *errMisreport
+			r.misreport = errors.As(err, &mis)
+			r.mismatch = !r.misreport
 			return err
 		}
 		if older && !r.saidOlder {
@@ -293,7 +298,9 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 // Equal fingerprints pair, also two empty ones: neither side sent or
 // took a HELLO, so neither holds a copy that came from or went to the
 // other, plan moves no such source (it runs, failed, or still
-// migrates), and resolve cancels no such destination (unnamedDst).
+// migrates), and resolve cancels no such destination (unnamedDst). A
+// side that reports none where only a HELLO leads misreports
+// (misreport), and is paired with nothing.
 // Beside a source still migrating, a side without one pairs too while
 // the destination migrates or failed, and plan waits for that
 // source: the destination's, because the source's HELLO may be on its
@@ -319,6 +326,8 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 	case !tagText(s.TagFingerprint) || !tagText(d.TagFingerprint):
 		return false, fmt.Errorf("a VMM reports a malformed tag fingerprint (source %.20q, destination %.20q): "+
 			"neither side is moved", s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
+	case misreport(s, d) != nil:
+		return false, misreport(s, d)
 	case s.TagFingerprint == d.TagFingerprint:
 		return false, nil
 	case s.Side == api.SideMigrating && (s.TagFingerprint == "" || d.TagFingerprint == "") &&
@@ -349,15 +358,12 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 // absence of an id. Two older sides cannot be told apart, and stand
 // paired as before.
 func helloless(s, d api.ResolveResult) error {
-	pastHello := map[api.Side]bool{api.SideUnknown: true, api.SidePostcopyBroken: true}
 	switch {
-	case d.Control >= api.TagsReported && d.TagFingerprint == "" &&
-		(pastHello[s.Side] || s.Side == api.SideMigrated):
+	case d.Control >= api.TagsReported && d.TagFingerprint == "" && srcPastHello[s.Side]:
 		return fmt.Errorf("the destination reports no tag fingerprint (it took no HELLO), and the source, older than "+
 			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
 			api.TagsReported, s.Side)
-	case s.Control >= api.TagsReported && s.TagFingerprint == "" &&
-		(pastHello[d.Side] || d.Side == api.SideDiscarded || d.Side == api.SideRunning):
+	case s.Control >= api.TagsReported && s.TagFingerprint == "" && dstPastHello[d.Side]:
 		return fmt.Errorf("the source reports no tag fingerprint (it sent no HELLO), and the destination, older than "+
 			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
 			api.TagsReported, d.Side)
@@ -641,6 +647,10 @@ neither is the other's partner, and nothing here says where the guest of either 
 what this job shows: resolve each with the job whose two sockets hold both sides of its migration (migrate-status
 names the migration a VMM takes part in: its id, and without one its tag_fingerprint).
 `, migrationText(r.srcID, r.srcTag), migrationText(r.dstID, r.dstTag))
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+	}
+	if r.misreport {
+		fmt.Fprint(r.out, misreportText)
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
 	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too

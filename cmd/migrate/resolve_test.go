@@ -248,6 +248,7 @@ func TestManualNeverResumesSourceAfterDestinationRan(t *testing.T) {
 		set  func(c *runCase)
 	}{
 		{"destination runs, the source's migrated fails", func(c *runCase) {
+			c.src.tag, c.dst.tag = tagA, tagA // a HELLO led both here: both report its fingerprint
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.src.refuseActions = true
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)

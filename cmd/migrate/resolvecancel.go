@@ -22,8 +22,8 @@ import (
 // failing) beside a running source. Every other act goes to a side that
 // a HELLO led to (handover-unknown, migrated, discarded, running
 // destination, postcopy-broken), whose VMM reports the fingerprint; a
-// VMM that reports such a side without one misreports, and is acted on
-// unnamed as before (tagsPair: a VMM may report any fingerprint). That
+// VMM that reports such a side without one misreports, and pair pairs
+// it with nothing (misreport): no act goes to either side. That
 // cancel could hit another migration than the one looked at: the
 // destination may be a stranger that waits at the job's socket for
 // another source (nothing but "" == "" paired it: no race needed), or

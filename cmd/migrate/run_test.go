@@ -930,6 +930,7 @@ func TestResolveFailingNotCancelledBeforeResume(t *testing.T) {
 
 func TestResolveMain(t *testing.T) {
 	c := newRunCase(t)
+	c.src.tag, c.dst.tag = tagA, tagA // a HELLO led both here: both report its fingerprint
 	c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 	c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 	path := c.writeJob(t)
@@ -953,7 +954,9 @@ func TestResolveMain(t *testing.T) {
 // it sent quit to whatever answered there, and stopped its guest.
 func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	c := newRunCase(t)
+	c.src.role = "" // no migration: the VMM answers with no role and no id
 	c.src.finishWith(0, "", api.SideNone)
+	c.dst.tag = tagA // a HELLO led it here
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 	path := c.writeJob(t)
 	var out, errb strings.Builder
@@ -964,6 +967,7 @@ func TestResolveMainLeavesNewSourceAlone(t *testing.T) {
 	}
 	// The same VMM after a handover is quit.
 	c = newRunCase(t)
+	c.src.tag, c.dst.tag = tagA, tagA
 	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
 	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 	if code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb); code != 0 {
@@ -1192,6 +1196,7 @@ func TestRunFailedSourceStopped(t *testing.T) {
 // older), nor how to resume a source that refuses it.
 func TestResolveFailedSourceManual(t *testing.T) {
 	c := sourceStoppedCase(t)
+	c.src.tag, c.dst.tag = tagA, tagA // no id here: a HELLO led both here, and both report its fingerprint
 	var out strings.Builder
 	if _, err := newResolver(fakeJob(c.src, c.dst), &out).resolve(); err == nil {
 		t.Fatalf("resolved beside a failed source:\n%s", out.String())
