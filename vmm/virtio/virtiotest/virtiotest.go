@@ -105,9 +105,19 @@ func (d *Driver) Config(off uint64) uint32 { return d.Reg(0x100 + off) }
 func (d *Driver) SetConfig(off uint64, v uint32) { d.w(0x100+off, v) }
 
 // Setup resets the device, negotiates features and sets up n queues of
-// size each, with rings from ringBase up (64 KiB per queue). It reports
-// whether the device accepted the features.
+// size each, with rings from ringBase up (64 KiB per queue), then sets
+// DRIVER_OK. It reports whether the device accepted the features.
 func (d *Driver) Setup(features uint64, n int, size uint16, ringBase uint64) bool {
+	if !d.Prepare(features, n, size, ringBase) {
+		return false
+	}
+	d.w(0x070, 1|2|8|4)
+	return true
+}
+
+// Prepare is Setup without its last step, DRIVER_OK, which the caller
+// writes (from another goroutine, say).
+func (d *Driver) Prepare(features uint64, n int, size uint16, ringBase uint64) bool {
 	d.w(0x070, 0)
 	d.w(0x070, 1|2)
 	d.w(0x024, 0)
@@ -137,7 +147,6 @@ func (d *Driver) Setup(features uint64, n int, size uint16, ringBase uint64) boo
 		}
 		d.w(0x044, 1)
 	}
-	d.w(0x070, 1|2|8|4)
 	return true
 }
 
