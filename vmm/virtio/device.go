@@ -32,6 +32,14 @@ const (
 // waits for it (Restore holds none of the transport's locks). A device
 // serialises the calls with its own lock. After Reset returns the device
 // must not touch the queues it was given at Activate.
+//
+// A device may assume that Notify comes only between an Activate that
+// returned nil and the next Reset, overlapping neither (kick.go): a kick
+// that lands while Activate runs is held and delivered after it
+// returned, and Reset is called once the Notify calls in progress have
+// returned. Notify may overlap ReadConfig, WriteConfig and other Notify
+// calls (several vCPUs), and, after a device's own Signaller.Fail, its
+// Notify calls in progress run on.
 type Device interface {
 	// ID is the virtio device ID (5 for the balloon).
 	ID() uint32
@@ -51,7 +59,11 @@ type Device interface {
 	// context.Background(): a vCPU thread waits for the lock in Activate
 	// as it does in every other method here.
 	Activate(ctx context.Context, queues []*Queue, features uint64) error
-	// Notify reports that the driver kicked queue index q.
+	// Notify reports that the driver kicked queue index q, a queue the
+	// driver set up. Kicks of one queue made while Activate ran arrive
+	// after it returned, as one Notify (called by the vCPU whose Status
+	// write made the activation); kicks made before the status became
+	// live, or after a reset or a failure began, never arrive.
 	Notify(q int)
 	// Reset returns the device to its initial state (driver wrote 0 to
 	// Status). The transport resets the queues only after Reset returns.

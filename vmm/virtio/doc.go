@@ -21,6 +21,9 @@
 // the status becomes live (DRIVER_OK and FEATURES_OK, in either order,
 // and not NEEDS_RESET); a restored transport activates its device by the
 // same rule, so a migrated device runs exactly when the source's did.
+// Kicks reach a device only between its Activate's return and its
+// Reset: one that lands while Activate runs on another vCPU is held and
+// delivered after it returned, never lost (kick.go).
 //
 // Every byte the device writes into guest RAM (used ring entries, used
 // index, device-writable buffers) goes through Memory.MarkDirty, because

@@ -2,6 +2,7 @@ package virtio
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/ferryvm/ferry/vmm/virtio/virtiotest"
@@ -65,4 +66,69 @@ func newTest(t testing.TB) (*virtiotest.Driver, *Transport, *echoDevice, *int) {
 	tr := NewTransport("echo", dev, mem, func() { *irqs++ }, nil)
 	dev.sig = tr
 	return &virtiotest.Driver{T: t, Dev: tr, Mem: mem}, tr, dev, irqs
+}
+
+// gateDevice is an echoDevice whose calls can be held: Activate closes
+// activating and then waits until releaseActivate is closed; Notify
+// closes notifying (once) and then waits, outside the device's lock,
+// until releaseNotify is closed, as a kick on its way to a busy device
+// does. It records, under its own lock, whether each Notify came after
+// an Activate had returned and before a Reset was called.
+type gateDevice struct {
+	echoDevice
+	activating, releaseActivate chan struct{}
+	notifying, releaseNotify    chan struct{}
+	notifyOnce                  sync.Once
+
+	fail error // what Activate returns
+
+	mu        sync.Mutex
+	activated bool // an Activate returned nil, and no Reset came since
+	stray     int  // Notify calls when activated was false
+}
+
+func newGateDevice(mem Memory) *gateDevice {
+	release := make(chan struct{})
+	close(release) // Notify does not wait unless a test says so
+	return &gateDevice{echoDevice: echoDevice{mem: mem},
+		activating: make(chan struct{}), releaseActivate: make(chan struct{}),
+		notifying: make(chan struct{}), releaseNotify: release}
+}
+
+func (g *gateDevice) Activate(ctx context.Context, q []*Queue, f uint64) error {
+	close(g.activating)
+	<-g.releaseActivate // the test closes it, at the latest in its cleanup
+	if g.fail != nil {
+		return g.fail
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.activated = true
+	return g.echoDevice.Activate(ctx, q, f)
+}
+
+func (g *gateDevice) Notify(q int) {
+	g.notifyOnce.Do(func() { close(g.notifying) })
+	<-g.releaseNotify
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.activated {
+		g.stray++
+	}
+	g.echoDevice.Notify(q)
+}
+
+func (g *gateDevice) Reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.activated = false
+	g.echoDevice.Reset()
+}
+
+// counts returns the Notify calls made and those made while the device
+// was not activated.
+func (g *gateDevice) counts() (notify, stray int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.notify, g.stray
 }

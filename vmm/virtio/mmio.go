@@ -60,6 +60,7 @@ type Transport struct {
 	// then mu.
 	ctl         sync.Mutex
 	mu          sync.Mutex
+	kicks       kickGate // under mu; see kick.go
 	status      uint32
 	devFeatSel  uint32
 	drvFeatSel  uint32
@@ -78,6 +79,7 @@ func NewTransport(name string, dev Device, mem Memory, irq func(), log *slog.Log
 	for _, max := range dev.QueueSizes() {
 		t.queues = append(t.queues, &Queue{MaxSize: max})
 	}
+	t.kicks.init(&t.mu, len(t.queues))
 	return t
 }
 
@@ -153,12 +155,7 @@ func (t *Transport) Write(off uint64, data []byte) {
 	}
 	v := binary.LittleEndian.Uint32(data)
 	if off == regQueueNotify {
-		t.mu.Lock()
-		ok := t.status&StatusDriverOK != 0 && t.status&StatusNeedsReset == 0 && int(v) < len(t.queues) && t.queues[v].Ready
-		t.mu.Unlock()
-		if ok {
-			t.dev.Notify(int(v))
-		}
+		t.kick(v) // without ctl: a kick does not wait for a register write's Activate
 		return
 	}
 	t.ctl.Lock()
@@ -258,11 +255,17 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 // rings it started with. What that kick did to the registers meanwhile
 // (a failure: NEEDS_RESET; interrupt bits) belongs to the device before
 // the reset, so they are reset again with the queues: the driver reads
-// Status 0 once its reset returned.
+// Status 0 once its reset returned. Kicks and the device's Activate and
+// Reset are ordered as kick.go says: a kick that arrives while Activate
+// runs reaches the device once it returned, and Reset waits for the
+// kicks that reached the device before the status went to 0.
 func (t *Transport) setStatus(v uint32) func() {
 	if v == 0 {
-		t.resetLocked()
+		t.resetLocked() // status 0: no kick reaches the device from here on
 		return func() {
+			t.mu.Lock()
+			t.kicks.waitIdleLocked()
+			t.mu.Unlock()
 			t.dev.Reset()
 			t.mu.Lock()
 			t.resetLocked()
@@ -285,10 +288,18 @@ func (t *Transport) setStatus(v uint32) func() {
 	t.status = v
 	if live(v) && !live(old) {
 		queues, features := t.queues, t.drvFeatures
+		t.kicks.activating = true // with the status, under mu: no kick reaches the device before Activate returned
 		return func() {
-			if err := t.dev.Activate(context.Background(), queues, features); err != nil { // a vCPU's register write: see Device
-				t.Fail(fmt.Sprintf("activate: %v", err))
+			err := t.dev.Activate(context.Background(), queues, features) // a vCPU's register write: see Device
+			t.mu.Lock()
+			after := func() {}
+			if err != nil { // under mu with the end of activating, so no kick slips in between
+				after = t.failLocked(fmt.Sprintf("activate: %v", err))
 			}
+			held := t.kicks.endActivationLocked()
+			t.mu.Unlock()
+			after()
+			t.deliver(held) // before this write returns: see kick.go on state saves
 		}
 	}
 	return func() {}

@@ -34,7 +34,9 @@ const (
 )
 
 // Save returns the transport's state. Call it with the vCPUs paused: a
-// driver's register write in flight would otherwise race with it.
+// driver's register write in flight would otherwise race with it. Kicks
+// held while the device's Activate runs are not saved: with the vCPUs
+// paused none exist (kick.go).
 func (t *Transport) Save() TransportState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -62,7 +64,10 @@ func (t *Transport) Save() TransportState {
 // (Device.Activate): when it ends first, Restore fails with its error,
 // the registers and queues restored but the device not activated, and
 // the transport is fit only to be discarded, as after any failed
-// restore (a failed LoadState leaves its VM to be discarded).
+// restore (a failed LoadState leaves its VM to be discarded); kicks to
+// it are held and never reach the device. Kicks that arrived while
+// Activate ran, none while the guest has not run, are delivered once it
+// returned, outside ctx's bound (kick.go).
 func (t *Transport) Restore(ctx context.Context, s TransportState) error {
 	if err := t.check(s); err != nil {
 		return fmt.Errorf("restore virtio transport %s: %w", t.name, err)
@@ -74,11 +79,16 @@ func (t *Transport) Restore(ctx context.Context, s TransportState) error {
 		q.restore(s.Queues[i])
 	}
 	queues := t.queues
+	t.kicks.activating = live(s.Status) // as setStatus: no kick reaches the device before Activate returned
 	t.mu.Unlock()
 	if live(s.Status) { // as setStatus activated the source's device
 		if err := t.dev.Activate(ctx, queues, s.DrvFeatures); err != nil {
-			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err)
+			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err) // kicks stay held (kick.go)
 		}
+		t.mu.Lock()
+		held := t.kicks.endActivationLocked()
+		t.mu.Unlock()
+		t.deliver(held) // none while the guest has not run
 	}
 	if s.IntStatus != 0 && t.irq != nil {
 		t.irq()
