@@ -54,7 +54,9 @@
 // for the caller: setup, bulk, dirty (live), stop-and-copy, state
 // (switchover), done; on the destination waiting, bulk, state, done.
 // Report.Status (type Status) says how it ended: completed, failed,
-// cancelled or handover-unknown. The transport's counters are polled on
+// cancelled, handover-unknown or postcopy-broken; a side whose handover
+// ended failed reports failed or cancelled, whatever its error wraps (a
+// VMM's error may wrap an engine sentinel: reportStatus). The transport's counters are polled on
 // a timer (progress.go), never per batch. Report.TagFingerprint (and
 // Progress's) names the migration, the same on both sides from HELLO
 // on, also without a MigrationID, and never shows its tag

@@ -62,7 +62,7 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	r.clock.fill(&rep, end)
 	rep.TotalMS = end.Sub(r.start).Milliseconds()
 	rep.TotalPages = r.layout.Pages()
-	rep.Status = status(err)
+	rep.Status = reportStatus(err, rep.Handover)
 	if err != nil {
 		rep.Error = err.Error()
 	}

@@ -136,7 +136,7 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 		_ = s.ho.move(HandoverFailed)
 	}
 	s.rep.Handover = s.ho.get()
-	s.rep.Status = status(err)
+	s.rep.Status = reportStatus(err, s.rep.Handover)
 	if err != nil {
 		s.rep.Error = err.Error()
 	}

@@ -40,7 +40,40 @@ func (s Status) MarshalText() ([]byte, error) { return marshalName(s, statuses, 
 // version does not know is an error, "" the zero value.
 func (s *Status) UnmarshalText(b []byte) error { return unmarshalName(s, b, statuses, "status") }
 
-// status is Report.Status for Send's or Receive's error.
+// reportStatus is Report.Status for Send's or Receive's error err, the
+// side's handover having ended at ho. A side whose handover ended
+// failed acted on it (the source runs its VM again, the destination
+// never will), and reports failed (cancelled, on a cancel) whatever err
+// wraps: err may wrap an error from outside the engine (a VMM's or a
+// transport's, wrapped so that a caller can test for it) that in turn
+// wraps one of the engine's sentinels (a VMM that passes on what an
+// earlier migration returned, say), and that must not decide how this
+// one ended. Before, a source whose SaveState failed with such an error
+// wrapping ErrPostcopyCheck, its VM running again, reported completed,
+// which a VMM reads as "handed over" (the reference VMM's sideAfter:
+// migrated, and migrate then quits it with the guest running in it),
+// and one wrapping ErrHandoverUnknown or ErrPostcopyBroken reported
+// those; a destination whose LoadState failed so, likewise
+// (TestForeignSentinelNotStatus; as pcRecv.halt for Halt's error).
+// What it cannot do: in any other handover the sentinels err wraps
+// decide (status), a foreign one's too; the engine wraps no foreign
+// error there but the cause of a post-copy that broke (pcRecv.broken).
+// A cancel's mark (heldCtx.cancelled) is not given to such an error
+// either: it reports failed, not cancelled.
+func reportStatus(err error, ho Handover) Status {
+	st := status(err)
+	if ho != HandoverFailed || st == StatusFailed || st == StatusCancelled {
+		return st
+	}
+	if errors.Is(err, context.Canceled) {
+		return StatusCancelled
+	}
+	return StatusFailed
+}
+
+// status is Report.Status for Send's or Receive's error, by the
+// engine's sentinels it wraps (reportStatus checks them against the
+// handover).
 func status(err error) Status {
 	switch {
 	case err == nil, errors.Is(err, ErrPostcopyCheck):
