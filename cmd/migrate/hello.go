@@ -20,7 +20,9 @@ var srcPastHello = map[api.Side]bool{api.SideUnknown: true, api.SideMigrated: tr
 
 // dstPastHello holds the sides a destination reaches only after it took
 // a HELLO and loaded the state: handover-unknown, discarded, running,
-// post-copy-broken.
+// post-copy-broken. Only a receiver's: a sender reports running after
+// a migration that failed before its HELLO (pair checks the roles
+// first: rolesPair).
 var dstPastHello = map[api.Side]bool{api.SideUnknown: true, api.SideDiscarded: true, api.SideRunning: true,
 	api.SidePostcopyBroken: true}
 
@@ -38,7 +40,9 @@ func (e *errMisreport) Error() string {
 }
 
 // misreport is tagsPair's check of two id-less sides from VMMs that
-// both report fingerprints: an *errMisreport when either stands where
+// both report fingerprints, a sender and a receiver (rolesPair, which
+// pair runs first: a sender's running is no receiver's, reached
+// without a HELLO): an *errMisreport when either stands where
 // only a HELLO leads (srcPastHello, dstPastHello) but reports no
 // fingerprint. Such a VMM misreports. Nothing it says names the
 // migration its copy came from or went to, so nothing shows the other

@@ -238,9 +238,10 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // deciding one side on what it says could run a guest twice or leave it
 // nowhere. With r.id, a side that reports another migration holds no
 // part of this one: it counts as none. Without (migrate -resolve), two
-// sides that both report a migration must report the same id, and two
-// that report none the same tag fingerprint (tagsPair), else pair fails
-// and nothing may be moved.
+// sides that both report a migration must report the same id, a sender
+// at the source's socket and a receiver at the destination's
+// (rolesPair), and two that report no id the same tag fingerprint
+// (tagsPair), else pair fails and nothing may be moved.
 //
 // It also records what manual must know of the pairing: which side
 // reports another migration, and whether the destination was seen in
@@ -265,6 +266,10 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
 			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
 	}
+	if err := rolesPair(*s, *d); err != nil {
+		r.mismatch = true
+		return err
+	}
 	if s.Role != "" && d.Role != "" && s.ID == "" {
 		older, err := tagsPair(*s, *d)
 		if err != nil {
@@ -281,6 +286,31 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 	}
 	r.dstTook = r.dstTook || s.Role != "" && d.Role != ""
 	return nil
+}
+
+// rolesPair is pair's check, without r.id, of the roles two sides that
+// both report a migration take in it: a source's partner receives, so
+// a VMM at the source's socket that receives, or one at the
+// destination's that sends, is in another migration than the other
+// side's, and an error says so (nothing may be moved). Such a VMM is
+// honest: a destination whose guest runs there sent it on, and that
+// migrate-send failed before HELLO (running, no tag fingerprint,
+// neither named by an id). Before, pair compared ids and fingerprints
+// only: that sender, which only looks like a destination past HELLO,
+// was said to misreport (misreport) beside a source with a
+// fingerprint, and beside one without was paired by "" == "": migrate
+// said both sides run the guest (two different guests), or printed a
+// cancel of the sender's own migration, or resumes for two receivers
+// (TestResolveWrongRoleNotPaired). What it cannot tell: a VMM may
+// report any role; with equal ids that were reused by hand, the roles
+// are all that tells two migrations apart here.
+func rolesPair(s, d api.ResolveResult) error {
+	send, receive := transport.RoleSend.String(), transport.RoleReceive.String()
+	if s.Role == "" || d.Role == "" || s.Role == send && d.Role == receive {
+		return nil
+	}
+	return fmt.Errorf("the VMM at the source's socket has role %.20q in its migration, the one at the destination's %.20q: "+
+		"a source's partner receives, so neither is the other's partner, and neither side is moved", s.Role, d.Role)
 }
 
 // tagsPair says whether s and d, a source and a destination that both
