@@ -116,7 +116,10 @@ func (d *Driver) Setup(features uint64, n int, size uint16, ringBase uint64) boo
 }
 
 // Prepare is Setup without its last step, DRIVER_OK, which the caller
-// writes (from another goroutine, say).
+// writes (from another goroutine, say). It zeroes each queue's rings
+// before it hands them to the device, as a real driver's fresh
+// allocation is (Linux's vring memory): what a queue held before a
+// reset is not made available again.
 func (d *Driver) Prepare(features uint64, n int, size uint16, ringBase uint64) bool {
 	d.w(0x070, 0)
 	d.w(0x070, 1|2)
@@ -133,6 +136,9 @@ func (d *Driver) Prepare(features uint64, n int, size uint16, ringBase uint64) b
 		base := ringBase + uint64(i)<<16
 		q := &vq{size: size, desc: base, avail: base + 16*uint64(size), used: base + 0x8000}
 		d.queues = append(d.queues, q)
+		clear(d.Mem.B[q.desc : q.desc+16*uint64(size)])
+		clear(d.Mem.B[q.avail : q.avail+6+2*uint64(size)])
+		clear(d.Mem.B[q.used : q.used+6+8*uint64(size)])
 		d.w(0x030, uint32(i))
 		if max := d.Reg(0x034); max < uint32(size) {
 			d.T.Fatalf("queue %d: QueueNumMax %d < %d", i, max, size)
