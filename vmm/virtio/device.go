@@ -35,8 +35,9 @@ const (
 //
 // A device may assume that Notify comes only between an Activate that
 // returned nil and the next Reset, overlapping neither (kick.go): a kick
-// that lands while Activate runs is held and delivered after it
-// returned, and Reset is called once the Notify calls in progress have
+// that lands while Activate runs is dropped, every queue the driver set
+// up is notified once after a driver's Status write activated the
+// device, and Reset is called once the Notify calls in progress have
 // returned. Notify may overlap ReadConfig, WriteConfig and other Notify
 // calls (several vCPUs), and, after a device's own Signaller.Fail, its
 // Notify calls in progress run on.
@@ -59,11 +60,16 @@ type Device interface {
 	// context.Background(): a vCPU thread waits for the lock in Activate
 	// as it does in every other method here.
 	Activate(ctx context.Context, queues []*Queue, features uint64) error
-	// Notify reports that the driver kicked queue index q, a queue the
-	// driver set up. Kicks of one queue made while Activate ran arrive
-	// after it returned, as one Notify (called by the vCPU whose Status
-	// write made the activation); kicks made before the status became
-	// live, or after a reset or a failure began, never arrive.
+	// Notify reports that queue index q, a queue the driver set up, may
+	// hold new buffers: the driver kicked it, or a driver's Status write
+	// activated the device (that vCPU then calls Notify for every such
+	// queue once Activate returned nil, kicked or not, so a device must
+	// take an empty or unchanged ring as nothing to do). That Notify
+	// stands for the kicks made before the status became live (Linux's
+	// balloon kicks its stats queue then) and while Activate ran, which
+	// themselves never arrive; kicks made after a reset or a failure
+	// began never arrive. Transport.Restore's activation notifies no
+	// queue.
 	Notify(q int)
 	// Reset returns the device to its initial state (driver wrote 0 to
 	// Status). The transport resets the queues only after Reset returns.

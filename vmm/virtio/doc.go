@@ -22,8 +22,11 @@
 // and not NEEDS_RESET); a restored transport activates its device by the
 // same rule, so a migrated device runs exactly when the source's did.
 // Kicks reach a device only between its Activate's return and its
-// Reset: one that lands while Activate runs on another vCPU is held and
-// delivered after it returned, never lost (kick.go).
+// Reset. When a driver's Status write activated the device, every queue
+// it set up is notified once Activate returned, so buffers it made
+// available before DRIVER_OK (Linux's balloon primes its stats queue
+// then) or while Activate ran on that vCPU are seen, never lost; a
+// restored transport's activation notifies none (kick.go).
 //
 // Every byte the device writes into guest RAM (used ring entries, used
 // index, device-writable buffers) goes through Memory.MarkDirty, because

@@ -78,7 +78,7 @@ type gateDevice struct {
 	echoDevice
 	activating, releaseActivate chan struct{}
 	notifying, releaseNotify    chan struct{}
-	notifyOnce                  sync.Once
+	notifyOnce                  *sync.Once
 
 	fail error // what Activate returns
 
@@ -92,7 +92,18 @@ func newGateDevice(mem Memory) *gateDevice {
 	close(release) // Notify does not wait unless a test says so
 	return &gateDevice{echoDevice: echoDevice{mem: mem},
 		activating: make(chan struct{}), releaseActivate: make(chan struct{}),
-		notifying: make(chan struct{}), releaseNotify: release}
+		notifying: make(chan struct{}), releaseNotify: release, notifyOnce: new(sync.Once)}
+}
+
+// holdNotify makes the next Notify close a fresh notifying and wait
+// until the returned release is called (the test's cleanup calls it at
+// the latest). Call it while no Notify runs.
+func (g *gateDevice) holdNotify(t *testing.T) (release func()) {
+	held := make(chan struct{})
+	release = sync.OnceFunc(func() { close(held) })
+	g.notifying, g.releaseNotify, g.notifyOnce = make(chan struct{}), held, new(sync.Once)
+	t.Cleanup(release)
+	return release
 }
 
 func (g *gateDevice) Activate(ctx context.Context, q []*Queue, f uint64) error {

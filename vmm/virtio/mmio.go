@@ -79,7 +79,7 @@ func NewTransport(name string, dev Device, mem Memory, irq func(), log *slog.Log
 	for _, max := range dev.QueueSizes() {
 		t.queues = append(t.queues, &Queue{MaxSize: max})
 	}
-	t.kicks.init(&t.mu, len(t.queues))
+	t.kicks.init(&t.mu)
 	return t
 }
 
@@ -256,9 +256,10 @@ func (t *Transport) setQueueReady(q *Queue, ready bool) func() {
 // (a failure: NEEDS_RESET; interrupt bits) belongs to the device before
 // the reset, so they are reset again with the queues: the driver reads
 // Status 0 once its reset returned. Kicks and the device's Activate and
-// Reset are ordered as kick.go says: a kick that arrives while Activate
-// runs reaches the device once it returned, and Reset waits for the
-// kicks that reached the device before the status went to 0.
+// Reset are ordered as kick.go says: once Activate returned nil, every
+// ready queue is notified (buffers made available before DRIVER_OK or
+// while Activate ran are seen then), and Reset waits for the kicks that
+// reached the device before the status went to 0.
 func (t *Transport) setStatus(v uint32) func() {
 	if v == 0 {
 		t.resetLocked() // status 0: no kick reaches the device from here on
@@ -296,10 +297,10 @@ func (t *Transport) setStatus(v uint32) func() {
 			if err != nil { // under mu with the end of activating, so no kick slips in between
 				after = t.failLocked(fmt.Sprintf("activate: %v", err))
 			}
-			held := t.kicks.endActivationLocked()
+			t.kicks.activating = false
 			t.mu.Unlock()
 			after()
-			t.deliver(held) // before this write returns: see kick.go on state saves
+			t.notifyReady() // before this write returns (kick.go): also the kicks dropped meanwhile, and any before DRIVER_OK
 		}
 	}
 	return func() {}

@@ -34,9 +34,8 @@ const (
 )
 
 // Save returns the transport's state. Call it with the vCPUs paused: a
-// driver's register write in flight would otherwise race with it. Kicks
-// held while the device's Activate runs are not saved: with the vCPUs
-// paused none exist (kick.go).
+// driver's register write in flight would otherwise race with it (and
+// with the vCPUs paused no activation, and no Notify, runs: kick.go).
 func (t *Transport) Save() TransportState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -65,9 +64,10 @@ func (t *Transport) Save() TransportState {
 // the registers and queues restored but the device not activated, and
 // the transport is fit only to be discarded, as after any failed
 // restore (a failed LoadState leaves its VM to be discarded); kicks to
-// it are held and never reach the device. Kicks that arrived while
-// Activate ran, none while the guest has not run, are delivered once it
-// returned, outside ctx's bound (kick.go).
+// it are dropped. Unlike a driver's DRIVER_OK write, Restore notifies no
+// queue after the activation: a buffer the driver made available that
+// the source's device had not seen waits for the guest's next kick
+// (kick.go says why).
 func (t *Transport) Restore(ctx context.Context, s TransportState) error {
 	if err := t.check(s); err != nil {
 		return fmt.Errorf("restore virtio transport %s: %w", t.name, err)
@@ -83,12 +83,12 @@ func (t *Transport) Restore(ctx context.Context, s TransportState) error {
 	t.mu.Unlock()
 	if live(s.Status) { // as setStatus activated the source's device
 		if err := t.dev.Activate(ctx, queues, s.DrvFeatures); err != nil {
-			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err) // kicks stay held (kick.go)
+			return fmt.Errorf("restore virtio transport %s: activate: %w", t.name, err) // kicks stay dropped (kick.go)
 		}
 		t.mu.Lock()
-		held := t.kicks.endActivationLocked()
+		t.kicks.activating = false
 		t.mu.Unlock()
-		t.deliver(held) // none while the guest has not run
+		// No notifyReady: the device's own state is restored after this (kick.go).
 	}
 	if s.IntStatus != 0 && t.irq != nil {
 		t.irq()

@@ -410,3 +410,47 @@ func TestWindowSequences(t *testing.T) {
 		t.Errorf("DONE after a reset: cmd_id %#x", f.drv.Config(8))
 	}
 }
+
+// TestStatsPrimedBeforeDriverOK plays Linux's virtio_balloon probe:
+// init_vqs puts one statistics buffer on the stats queue and kicks it
+// before virtio_device_ready sets DRIVER_OK, and the driver gives a
+// buffer again only after the device used that one. The device must
+// still get numbers: the primed buffer's at DRIVER_OK, and fresh ones
+// for a host's request. Before, the early kick was dropped, the device
+// never held the buffer, a request had nothing to hand back and the
+// guest never sent statistics.
+func TestStatsPrimedBeforeDriverOK(t *testing.T) {
+	mem := virtiotest.NewMem(ramSize)
+	dev := New(mem, nil)
+	tr := virtio.NewTransport("balloon", dev, mem, nil, nil)
+	dev.SetSignaller(tr)
+	drv := &virtiotest.Driver{T: t, Dev: tr, Mem: mem}
+	const statsQ = 2
+	put := func(free uint64) {
+		binary.LittleEndian.PutUint16(mem.B[bufBase:], 4) // free-memory
+		binary.LittleEndian.PutUint64(mem.B[bufBase+2:], free)
+		drv.Add(statsQ, virtiotest.Buf{Addr: bufBase, Len: 10})
+		drv.Kick(statsQ)
+	}
+	if !drv.Prepare(FStatsVQ|virtio.FVersion1, 3, 64, ringBase) {
+		t.Fatal("features refused")
+	}
+	put(100) // init_vqs, before DRIVER_OK
+	drv.SetReg(0x070, 1|2|8|4)
+	if st, _ := tr.Status(); st&virtio.StatusNeedsReset != 0 {
+		t.Fatalf("status %#x after DRIVER_OK", st)
+	}
+	if st := hostCall(t, dev.LastStatsContext); st.Values["free-memory"] != 100 {
+		t.Errorf("statistics after DRIVER_OK %+v, want the primed buffer's free-memory 100", st.Values)
+	}
+
+	since := hostCall(t, dev.RequestStatsContext)
+	if used := drv.Used(statsQ); len(used) != 1 {
+		t.Fatalf("a stats request handed %d buffers back, want the primed one: the guest is never asked", len(used))
+	}
+	put(200) // the driver's stats_handle_request
+	st, err := dev.AwaitStats(bounded(t), since)
+	if err != nil || st.Values["free-memory"] != 200 {
+		t.Errorf("requested statistics %+v (%v), want free-memory 200", st.Values, err)
+	}
+}

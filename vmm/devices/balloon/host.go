@@ -167,7 +167,11 @@ var statNames = []string{"swap-in", "swap-out", "major-faults", "minor-faults", 
 	"total-memory", "available-memory", "disk-caches", "hugetlb-allocations", "hugetlb-failures"}
 
 // takeStats pops the guest's stats buffer, parses it and keeps it, so the
-// next refresh can hand it back. It reads at most maxStats entries (Linux
+// next refresh can hand it back. A buffer arrives whether or not the host
+// asked: Linux's driver primes the queue in probe, before DRIVER_OK, and
+// the transport's notification of every ready queue at activation
+// (virtio's kick.go) brings that one here; it is then held until a
+// request. It reads at most maxStats entries (Linux
 // sends 10 to 16): the rest of a longer buffer is ignored, so that
 // neither the values kept, which a saved state must carry, nor the work
 // of one kick grows with what the guest sends.
