@@ -142,14 +142,17 @@ func TestWaitActualWakes(t *testing.T) {
 // kick of a queue with nothing queued) allocate nothing: a change only
 // wakes waiters there are. Before, each closed the changed channel and
 // made a new one, an allocation per MMIO exit (and ten times the time
-// of the mutex and sync.Cond it replaced).
+// of the mutex and sync.Cond it replaced). The kick is also made as the
+// guest makes it, a QueueNotify write through the transport's kick gate
+// (virtio's kick.go).
 func TestVCPUPathsAllocFree(t *testing.T) {
 	f := newFixture(t, 0)
-	var b [4]byte
+	var b, queue0 [4]byte
 	binary.LittleEndian.PutUint32(b[:], 8)
 	for name, fn := range map[string]func(){
-		"WriteConfig":   func() { f.dev.WriteConfig(4, b[:]) },
-		"Notify(empty)": func() { f.dev.Notify(0) },
+		"WriteConfig":        func() { f.dev.WriteConfig(4, b[:]) },
+		"Notify(empty)":      func() { f.dev.Notify(0) },
+		"QueueNotify(empty)": func() { f.tr.Write(0x050, queue0[:]) },
 	} {
 		if n := testing.AllocsPerRun(100, fn); n != 0 {
 			t.Errorf("%s with no waiter: %v allocations a call, want none", name, n)
