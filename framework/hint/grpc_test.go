@@ -110,7 +110,7 @@ func TestMockDefaults(t *testing.T) {
 func TestConversions(t *testing.T) {
 	info := hint.Info{Name: "pagemap", Version: "2.1", Meaning: hint.MeaningZero}
 	want := plugintest.SampleSchema()
-	files := []*os.File{os.Stdin, os.Stdout}
+	files := []*os.File{sizedFile(t, 1<<21+4096), sizedFile(t, 1<<30)} // as large as the regions below need
 	var gotCfg hint.Config
 	var gotVM hint.VM
 	var gotReq hint.Request
@@ -158,6 +158,21 @@ func TestConversions(t *testing.T) {
 	if err := p.Configure(ctx, nil, hint.VM{RAM: []hint.Region{{Size: 4096, File: 2}}}, nil); !errors.Is(err, hint.ErrBadConfig) {
 		t.Errorf("Configure with a file the plugin does not have = %v; want ErrBadConfig", err)
 	}
+}
+
+// sizedFile is a sparse temporary file of size bytes: guest RAM, as far
+// as the plugin side's layout checks go.
+func sizedFile(t *testing.T, size int64) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "ram")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestHintsSplit: one large emit reaches the host whole, in order, in
