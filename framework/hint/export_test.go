@@ -146,3 +146,11 @@ func serveCallFlood(count int) int {
 
 // CallFloodWorkers is how many goroutines ServeCallFlood calls with.
 const CallFloodWorkers = 32
+
+// ErrBalloonTooMuch is what a plugin's BalloonHint returns for a session
+// of more ranges than the guest has pages (balloonLimit).
+var ErrBalloonTooMuch = errBalloonTooMuch
+
+// MaxRangesPerMessage is the most ranges one stream message holds, the
+// least balloonLimit allows.
+const MaxRangesPerMessage = maxRangesPerMessage

@@ -371,9 +371,10 @@ func TestHostCallbacks(t *testing.T) {
 			}
 			return nil
 		},
-	}, nil)
+	}, []*os.File{sizedFile(t, 1<<30)})
 	ctx := tctx(t)
-	if err := p.Configure(ctx, nil, hint.VM{}, host); err != nil {
+	vm := hint.VM{RAM: []hint.Region{{Size: 1 << 30}}} // 262144 pages: room for 70000 ranges
+	if err := p.Configure(ctx, nil, vm, host); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := h.BalloonHint(ctx); err != nil || !slices.Equal(got, gpas) {
@@ -395,7 +396,7 @@ func TestHostCallbacks(t *testing.T) {
 	}
 	// A new window gets a working Host again; the old one stays closed.
 	old := h
-	if err := p.Configure(ctx, nil, hint.VM{}, host); err != nil {
+	if err := p.Configure(ctx, nil, vm, host); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.BalloonDone(ctx); err != nil || done != 2 {
@@ -403,5 +404,54 @@ func TestHostCallbacks(t *testing.T) {
 	}
 	if err := old.BalloonDone(ctx); !errors.Is(err, hint.ErrNotSupported) || done != 2 {
 		t.Errorf("BalloonDone through the first window's Host = %v; want ErrNotSupported", err)
+	}
+}
+
+// TestBalloonHintBounded: the plugin side keeps no more of a balloon
+// hint session than one range per page of guest RAM (or one stream
+// message, for a guest smaller than that): a VMM that sends more gets
+// the provider an error and no ranges at all.
+func TestBalloonHintBounded(t *testing.T) {
+	const mib = 1 << 20
+	pageRanges := func(n int) []hint.GPARange {
+		out := make([]hint.GPARange, n)
+		for i := range out {
+			out[i] = hint.GPARange{GPA: uint64(i) * hint.PageSize, Size: hint.PageSize}
+		}
+		return out
+	}
+	big := hint.VM{RAM: []hint.Region{{Size: 256 * mib}}} // 65536 pages, more than a message's ranges
+	for _, c := range []struct {
+		name    string
+		vm      hint.VM
+		session int // ranges the VMM sends
+		ok      bool
+	}{
+		{"every page", big, 65536, true},
+		{"one range too many", big, 65537, false},
+		{"twice the guest", big, 2 * 65536, false},
+		{"no RAM, one message", hint.VM{}, hint.MaxRangesPerMessage, true},
+		{"no RAM, more than a message", hint.VM{}, hint.MaxRangesPerMessage + 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sent := pageRanges(c.session)
+			host := &hint.MockHost{BalloonHintFunc: func(context.Context) ([]hint.GPARange, error) { return sent, nil }}
+			var h hint.Host
+			p := overGRPC(t, &hint.Mock{
+				ConfigureFunc: func(_ context.Context, _ hint.Config, _ hint.VM, hh hint.Host) error { h = hh; return nil },
+			}, []*os.File{sizedFile(t, 256*mib)})
+			ctx := tctx(t)
+			if err := p.Configure(ctx, nil, c.vm, host); err != nil {
+				t.Fatal(err)
+			}
+			got, err := h.BalloonHint(ctx)
+			switch {
+			case c.ok && (err != nil || !slices.Equal(got, sent)):
+				t.Errorf("a session of %d ranges: %d ranges, %v; want them all", c.session, len(got), err)
+			case !c.ok && (!errors.Is(err, hint.ErrBalloonTooMuch) || got != nil):
+				t.Errorf("a session of %d ranges for a guest of %d pages: %d ranges, %v; want none, and ErrBalloonTooMuch",
+					c.session, c.vm.Pages(), len(got), err)
+			}
+		})
 	}
 }

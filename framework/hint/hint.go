@@ -100,7 +100,9 @@ type GPARange struct {
 type Host interface {
 	// BalloonHint runs one virtio-balloon free page hint session: a fresh
 	// command id, the guest's hinted blocks until its STOP or ctx's end,
-	// then STOP. The guest keeps the blocks until BalloonDone.
+	// then STOP. The guest keeps the blocks until BalloonDone. Over
+	// gRPC the plugin side takes at most one range per page of guest RAM
+	// (balloonLimit); a session of more is an error, with no ranges.
 	BalloonHint(ctx context.Context) ([]GPARange, error)
 	// BalloonDone lets the guest take every hinted block back.
 	BalloonDone(ctx context.Context) error

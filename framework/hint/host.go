@@ -136,7 +136,32 @@ type hostClient struct {
 	rpc    pb.HostClient
 	conn   *grpc.ClientConn
 	closed atomic.Bool
+	limit  balloonLimit // the most ranges one BalloonHint keeps
 }
+
+// balloonLimit bounds the ranges the plugin side keeps of one
+// BalloonHint session the host streams: no more than the guest has pages
+// of RAM, or than one stream message holds if that is more (gRPC decodes
+// a whole message before it is counted, so a lower bound would save
+// nothing). A guest hints each free block once per session (Linux takes
+// the blocks it hints until DONE), every block at least a page of RAM, so
+// a real guest stays within it whatever its block size; the reference VMM
+// sends fewer still (at most balloon.MaxHintRanges a session,
+// vmm/devices/balloon). What it does not bound: a large guest's session
+// may still hold 16 bytes per 4 KiB page of guest RAM in the plugin (a
+// 1 TiB guest: 4 GiB) if its VMM sends one range per page; and ranges are
+// not checked against RAM here (VM.PageRanges leaves out what is not).
+type balloonLimit uint64
+
+// balloonLimitOf is the limit for a guest whose RAM is vm's.
+func balloonLimitOf(vm VM) balloonLimit {
+	return balloonLimit(max(vm.Pages(), maxRangesPerMessage))
+}
+
+// errBalloonTooMuch is what BalloonHint returns for a session larger
+// than the guest (balloonLimit). It is no ErrNotSupported: the next
+// session may be fine.
+var errBalloonTooMuch = errors.New("the VMM's balloon hint session holds more than the guest could hint")
 
 // errWindowClosed is what a Host call gets after its window ended.
 var errWindowClosed = errclass.New(ErrNotSupported,
@@ -165,11 +190,18 @@ var _ Host = (*hostClient)(nil)
 // connections allow 2 GiB by default).
 var recvLimit = grpc.MaxCallRecvMsgSize(maxMessage)
 
-// BalloonHint implements Host.BalloonHint.
+// BalloonHint implements Host.BalloonHint. A session of more ranges
+// than h.limit (balloonLimit: one per page of guest RAM) is cut off
+// there: the stream is cancelled and the call returns no ranges at all,
+// with an error wrapping errBalloonTooMuch, since a VMM that sends more
+// than its guest could hint is not trusted with any of it. The guest's
+// blocks stay hinted until BalloonDone, as after any session.
 func (h *hostClient) BalloonHint(ctx context.Context) ([]GPARange, error) {
 	if err := h.check(nil); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends a stream cut off early
 	stream, err := h.rpc.BalloonHint(ctx, &pb.BalloonHintRequest{}, recvLimit)
 	if err != nil {
 		return nil, h.check(classes.FromRPC(ctx, err))
@@ -182,6 +214,10 @@ func (h *hostClient) BalloonHint(ctx context.Context) ([]GPARange, error) {
 		}
 		if err != nil {
 			return out, h.check(classes.FromRPC(ctx, err))
+		}
+		if uint64(len(r.GetRanges())) > uint64(h.limit)-uint64(len(out)) {
+			return nil, fmt.Errorf("%w: over %d ranges, one per page of guest RAM; none of them is used",
+				errBalloonTooMuch, h.limit)
 		}
 		out = append(out, gpaRangesFromProto(r.GetRanges())...)
 	}

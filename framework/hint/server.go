@@ -130,7 +130,7 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*
 		return nil, err
 	}
 	defer leave(s.main)
-	host, hc, err := s.dialHost(req.GetHostBrokerId())
+	host, hc, err := s.dialHost(req.GetHostBrokerId(), balloonLimitOf(vm))
 	if err != nil {
 		return nil, classes.ToStatus(err)
 	}
@@ -145,8 +145,8 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*
 // dialHost connects to the Host the host serves under broker id id; id 0
 // (or no broker) is a host without capabilities. go-plugin's Dial waits
 // at most 5 s for the host's address, which the host sent before the
-// Configure RPC.
-func (s *grpcServer) dialHost(id uint32) (Host, *hostClient, error) {
+// Configure RPC. The Host keeps at most limit of a balloon hint session.
+func (s *grpcServer) dialHost(id uint32, limit balloonLimit) (Host, *hostClient, error) {
 	if id == 0 || s.broker == nil {
 		return &MockHost{}, nil, nil
 	}
@@ -154,7 +154,7 @@ func (s *grpcServer) dialHost(id uint32) (Host, *hostClient, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reach the VMM's capabilities (broker id %d): %w", id, err)
 	}
-	hc := &hostClient{rpc: pb.NewHostClient(conn), conn: conn}
+	hc := &hostClient{rpc: pb.NewHostClient(conn), conn: conn, limit: limit}
 	return hc, hc, nil
 }
 
