@@ -390,3 +390,10 @@ func (h *HeldTry) Close() {
 		unix.Munmap(h.buf)
 	}
 }
+
+// RunsKind is the kind of the source's RUNS frames; MaxRunsPerFrame is
+// how many runs one RUNS frame names at most.
+const (
+	RunsKind        = runsKind
+	MaxRunsPerFrame = maxRunsSize / runSize
+)

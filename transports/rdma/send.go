@@ -265,19 +265,40 @@ func (s *session) claim(ctx context.Context, r transport.PageRun) error {
 	}
 }
 
+// writeRun names data run r in the batch's runs and posts its writes.
+// When it fails before any RUNS frame named r and before it posted any
+// of r's writes (a RUNS frame's context ended, or the first write's
+// while it waited for room), it takes r's name back (unname), so that
+// the batch still names exactly what it wrote and a later Flush commits
+// it. What it cannot take back: a run a RUNS frame already named (a
+// large run is named before its writes) whose writes then failed, and
+// a run whose writes were posted in part (the context ended half-way
+// through a run larger than one write); a Flush of that batch is
+// refused by the destination (RUNS and COMMIT disagree) and the
+// session ends. The engine never calls Flush after a failed SendPages
+// (README.md, "An urgent COMMIT names at most guest RAM's pages").
 func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	snd := &s.snd
 	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
 	snd.runPages += r.Count
+	entries, named := 0, false // r's entries in snd.runs; whether a RUNS frame named some of r
+	failed := func(err error) error {
+		if !named {
+			snd.unname(entries, r.Count)
+		}
+		return err
+	}
 	for first, left := r.First, r.Count; left > 0; {
 		n := min(left, 1<<31)
 		snd.runs = binary.BigEndian.AppendUint64(snd.runs, first)
 		snd.runs = binary.BigEndian.AppendUint32(snd.runs, uint32(n))
+		entries++
 		first, left = first+n, left-n
 		if len(snd.runs) >= maxRunsSize { // while the writes move
 			if err := s.sendRuns(ctx); err != nil {
-				return err
+				return failed(err)
 			}
+			named = true // sendRuns sent all it held
 		}
 	}
 	// A large run is named before its writes go, so that the destination
@@ -286,8 +307,9 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	// the MARK or COMMIT after the writes still says when they are visible.
 	if r.Count >= populateMin {
 		if err := s.sendRuns(ctx); err != nil {
-			return err
+			return failed(err)
 		}
+		named = true
 		if s.populate {
 			s.ram.spans(r.First, r.Count, func(g *region, off, n uint64) error {
 				g.populate(off, n, false)
@@ -295,10 +317,14 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 			})
 		}
 	}
+	posted := snd.pages
 	err := s.postWrites(ctx, &snd.queue, r, &snd.pages, func(g *region, chunk []byte, at uint64) func() error {
 		return func() error { return s.ep.Write(chunk, g.mr, g.rbase+at, g.rkey, writeCtx(chunk)) }
 	})
 	if err != nil {
+		if snd.pages == posted {
+			return failed(fmt.Errorf("write pages: %w", err))
+		}
 		return fmt.Errorf("write pages: %w", err)
 	}
 	return nil
@@ -406,9 +432,18 @@ func (s *session) flush(ctx context.Context) error {
 
 // sendRuns sends the batch's data runs not yet sent, in RUNS frames;
 // a PROGRESS may name their pages once they are written (written.name).
+// Each frame written leaves snd.runs at once: when a later frame fails
+// (its context ended while it waited for the channel), the runs left are
+// those not sent, and the next sendRuns sends only them. Until
+// 2026-12-07 the whole buffer stayed and went again, so the destination
+// counted the sent runs twice and refused the batch's COMMIT
+// (TestRunsAfterFailedCall).
 func (s *session) sendRuns(ctx context.Context) error {
 	snd := &s.snd
-	for b := snd.runs; len(b) > 0; {
+	sent := 0
+	defer func() { snd.runs = snd.runs[:copy(snd.runs, snd.runs[sent:])] }()
+	for sent < len(snd.runs) {
+		b := snd.runs[sent:]
 		n := min(len(b), maxRunsSize/runSize*runSize)
 		if err := s.writeFrame(ctx, appendRunsHeader(nil, snd.seq, n), b[:n]); err != nil {
 			return err
@@ -418,11 +453,23 @@ func (s *session) sendRuns(ctx context.Context) error {
 			pages += uint64(binary.BigEndian.Uint32(b[o+8:]))
 		}
 		snd.written.name(pages)
-		b = b[n:]
+		sent += n
 		snd.runFrames++
 	}
-	snd.runs = snd.runs[:0]
 	return nil
+}
+
+// unname takes back the last entries of snd.runs, naming pages pages,
+// that writeRun appended for a run it did not post, unless some of them
+// were sent (a failed sendRuns that sent the frames before the run's
+// last one): those stay named, and a Flush of the batch is refused by
+// the destination (RUNS and COMMIT disagree).
+func (snd *sender) unname(entries int, pages uint64) {
+	if len(snd.runs) < entries*runSize {
+		return
+	}
+	snd.runs = snd.runs[:len(snd.runs)-entries*runSize]
+	snd.runPages -= pages
 }
 
 // sendCtrl handles the destination's own control frames: ACK, MARKED.

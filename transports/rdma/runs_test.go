@@ -1,0 +1,91 @@
+package rdma_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma"
+)
+
+// runsHeaders returns a valve test that matches the n-th header of a
+// RUNS frame written on the control channel (a frame's header and
+// payload reach the valve as separate writes).
+func runsHeaders(n int32) func([]byte) bool {
+	var seen atomic.Int32
+	return func(b []byte) bool {
+		if len(b) != wire.HeaderSize+4 {
+			return false
+		}
+		h, err := wire.ParseHeader(b)
+		if err != nil || h.Type != wire.TypeMsg || h.Seq == 0 || binary.BigEndian.Uint32(b[wire.HeaderSize:]) != rdma.RunsKind {
+			return false
+		}
+		return seen.Add(1) == n
+	}
+}
+
+// TestRunsAfterFailedCall: a SendPages whose context ends after one
+// RUNS frame went and before the next leaves a batch that names exactly
+// what it wrote, so a Flush afterwards commits it, and the run it did
+// not write can be queued again. The call names 1 + MaxRunsPerFrame
+// single pages: at the last one, a full RUNS frame goes, then one of
+// that run alone, whose write the valve holds until the call's context
+// is cancelled. Before, the sent frame's runs stayed in the source's
+// buffer, with the unwritten run: the Flush sent them again, and the
+// destination refused the batch (RUNS naming more pages than guest RAM
+// has, and more than the COMMIT).
+func TestRunsAfterFailedCall(t *testing.T) {
+	const pages = 2 * rdma.MaxRunsPerFrame
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			v := newValve(runsHeaders(2))
+			send := rdma.New(nil)
+			send.SetControlWrap(v.wrap)
+			s := open(t, p, 0, pages*4096, send)
+			fillRandom(s.src, 7)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			runs := make([]transport.PageRun, rdma.MaxRunsPerFrame+1)
+			for i := range runs {
+				runs[i] = transport.PageRun{First: uint64(i), Count: 1, Kind: transport.KindData}
+			}
+			cctx, ccancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-v.held:
+				case <-ctx.Done():
+				}
+				ccancel()
+			}()
+			err := s.send.SendPages(cctx, runs)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("SendPages with its second RUNS frame held: %v; want its context's end", err)
+			}
+			v.open()
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatalf("Flush after the failed SendPages: %v", err)
+			}
+			done := uint64(rdma.MaxRunsPerFrame) // the runs of the frame that went
+			if !bytes.Equal(s.dst[:done*4096], s.src[:done*4096]) {
+				t.Errorf("the %d pages the failed call named and wrote are not all at the destination after the Flush", done)
+			}
+			last := runs[len(runs)-1:]
+			if err := s.send.SendPages(ctx, last); err != nil {
+				t.Fatalf("SendPages of the run the failed call did not write: %v", err)
+			}
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			if n := uint64(len(runs)); !bytes.Equal(s.dst[:n*4096], s.src[:n*4096]) {
+				t.Errorf("the %d pages are not all at the destination after the second Flush", n)
+			}
+		})
+	}
+}
