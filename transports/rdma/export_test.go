@@ -397,3 +397,8 @@ const (
 	RunsKind        = runsKind
 	MaxRunsPerFrame = maxRunsSize / runSize
 )
+
+// SetClaimWaitHook makes a sending session call hook(false) before and
+// hook(true) after each wait of SendPages for an urgent copy, queued
+// before, of a page it queues (claim).
+func (t *Transport) SetClaimWaitHook(hook func(waited bool)) { t.claimWait = hook }

@@ -1,6 +1,7 @@
 package rdma
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -120,6 +121,31 @@ func (o *order) claimBulk(r transport.PageRun) *uitem {
 	o.mark(r.First, r.Count)
 	o.runs = append(o.runs, r)
 	return nil
+}
+
+// claimBehind queues run r on the bulk path whatever urgent copies of
+// its pages are queued: it marks r's pages as in the current batch and
+// returns the urgent copies of them not yet acknowledged (each
+// SendPagesUrgent call's item once). The caller waits for those before
+// it posts r's writes, so they land before r; a copy queued from now on
+// overlaps the batch and is held until its ACK (queueUrgent), so it
+// lands after r. The batch must hold nothing such a copy may be held
+// for: the caller commits it first (session.claim).
+func (o *order) claimBehind(r transport.PageRun) []*uitem {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var before []*uitem
+	if len(o.upages) > 0 {
+		o.prune()
+		for p, it := range o.upages {
+			if p >= r.First && p-r.First < r.Count && !slices.Contains(before, it) {
+				before = append(before, it)
+			}
+		}
+	}
+	o.mark(r.First, r.Count)
+	o.runs = append(o.runs, r)
+	return before
 }
 
 // marked reports whether the current bulk batch has runs claimed.

@@ -53,6 +53,7 @@ type sender struct {
 	mu             sync.Mutex
 	hook           func() error        // tests only: runs first in register; its error fails it
 	markWait       func()              // tests only: runs when a MARK must wait for room
+	claimWait      func(waited bool)   // tests only: runs before (false) and after (true) claim waits for an urgent copy
 	commitPages    func(uint64) uint64 // tests only: the data pages a COMMIT names, given the batch's
 }
 
@@ -249,20 +250,32 @@ func (s *session) waitAck(ctx context.Context, seq uint64) error {
 // claim puts run r in the per-page order (order.claimBulk): when an
 // urgent copy of one of its pages, queued before, is not yet in guest
 // RAM, it commits the batch built so far (the urgent copy may wait for
-// it) and waits for that copy.
+// it), then claims r for good behind the copies queued until then
+// (order.claimBehind) and waits for those. A copy of r's pages queued
+// after that is held until r's batch is acknowledged, so the wait is
+// for a set fixed at the claim. Until 2026-12-07 claim waited for one
+// copy and tried again: a page queued urgently again and again
+// (SendPagesUrgent in a loop, which the engine never does: urgent.go)
+// held the SendPages for as long as that went on (TestClaimNotStarved).
 func (s *session) claim(ctx context.Context, r transport.PageRun) error {
-	for {
-		it := s.ord.claimBulk(r)
-		if it == nil {
-			return nil
-		}
-		if err := s.flush(ctx); err != nil {
-			return err
+	if s.ord.claimBulk(r) == nil {
+		return nil
+	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	for _, it := range s.ord.claimBehind(r) {
+		if s.snd.claimWait != nil {
+			s.snd.claimWait(false)
 		}
 		if err := s.waitUrgentDone(ctx, it); err != nil {
 			return err
 		}
+		if s.snd.claimWait != nil {
+			s.snd.claimWait(true)
+		}
 	}
+	return nil
 }
 
 // writeRun names data run r in the batch's runs and posts its writes.
