@@ -3,6 +3,7 @@ package rdma_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -93,6 +94,51 @@ func TestClaimNotStarved(t *testing.T) {
 			}
 			if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
 				t.Errorf("page %d does not hold the copy queued last", q)
+			}
+		})
+	}
+}
+
+// TestClaimWaitHonoursContext: a SendPages that waits for an urgent
+// copy of its page, queued before and posted, whose ACK the destination
+// holds, returns when its context ends (transport.Transport: every call
+// that blocks honours its context), and the session goes on. Before, it
+// waited for the ACK under no context: until the ACK came or the
+// session ended.
+func TestClaimWaitHonoursContext(t *testing.T) {
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			s := open(t, p, 0, 4<<20, nil)
+			ctx := armLanded(t, s)
+			fillRandom(s.src, 3)
+			page := []transport.PageRun{{First: 3, Count: 1, Kind: transport.KindData}}
+			release := s.recv.HoldUrgentAcks()
+			defer release()
+			if err := s.send.SendPagesUrgent(ctx, page); err != nil {
+				t.Fatal(err)
+			}
+			sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer scancel()
+			errc := make(chan error, 1)
+			go func() { errc <- s.send.SendPages(sctx, page) }()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("SendPages behind an unacknowledged urgent copy: %v; want its context's deadline", err)
+				}
+			case <-time.After(10 * time.Second):
+				release()
+				t.Fatalf("SendPages under a 300 ms context still waits for the urgent ACK after 10 s (after the ACK: %v)", <-errc)
+			}
+			release()
+			if err := s.send.SendPages(ctx, page); err != nil {
+				t.Fatalf("SendPages after the ACK: %v", err)
+			}
+			if err := s.send.Flush(ctx); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			if !bytes.Equal(s.dst[3*4096:4*4096], s.src[3*4096:4*4096]) {
+				t.Error("the page is not at the destination after the Flush")
 			}
 		})
 	}

@@ -251,20 +251,21 @@ func (s *session) waitUAck(c uint64) error {
 }
 
 // waitUrgentDone waits until urgent item it is in guest RAM (for a bulk
-// run queued after it).
+// run queued after it), the session's end or ctx's. Until 2026-12-07 it
+// waited for the item's ACK under no context once the item was posted,
+// so a SendPages whose ACK the destination held waited past its context
+// (TestClaimWaitHonoursContext).
 func (s *session) waitUrgentDone(ctx context.Context, it *uitem) error {
 	defer s.snd.away()()
-	for {
-		select {
-		case <-it.posted:
-			if it.err != nil {
-				return it.err
-			}
-			return s.waitUAck(it.commit)
-		case <-s.done:
-			return s.error()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	select {
+	case <-it.posted:
+	case <-s.done:
+		return s.error()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	if it.err != nil {
+		return it.err
+	}
+	return s.waitNote(ctx, &s.usnd.ackNote, func() bool { return s.usnd.acked.Load() >= it.commit })
 }
