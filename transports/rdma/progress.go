@@ -60,8 +60,24 @@ import (
 // (ackIfDone) having counted no more than they named. It cannot tell
 // whether the named pages were written: a source that names pages and
 // never writes them is counted as if it had, up to guest RAM's pages in
-// each batch it commits (each batch is a COMMIT's round trip). On the
-// urgent path likewise: an urgent COMMIT counts the runs it lists, at
+// each batch it commits (each batch is a COMMIT's round trip). That is
+// as far as it can be bounded: the destination's CPU takes no part in
+// an RDMA write and learns of a batch's writes only from the COMMIT
+// behind them, so nothing here tells a named page that was written from
+// one that was not, short of a digest of every page from the source
+// that the destination reads all of guest RAM to check (what one-sided
+// writes exist to save); and a bound on a session's total would refuse
+// an honest pre-copy, which sends pages again in every pass. Nor would
+// it protect guest RAM, or Landed (which reports the runs the RUNS
+// named, at their MARK or COMMIT): a source that holds the session's
+// keys may write any bytes into any registered page, so naming pages
+// without writing them gives it nothing it lacks; the credentials keep
+// strangers out (transport.Transport). An honest source never does it:
+// writeRun names a run and posts exactly it, and a call that fails in
+// between either takes the name back or leaves a batch whose COMMIT
+// names fewer pages than its RUNS, which the destination refuses
+// (send.go, writeRun; TestRunsAfterFailedCall). On the urgent path
+// likewise: an urgent COMMIT counts the runs it lists, at
 // most guest RAM's pages in all (more is a protocol error, ucommitted;
 // until 2026-12-07 a COMMIT of 254 runs of all of guest RAM counted
 // each, TestLyingUrgentCounts), so at most guest RAM's pages per round
