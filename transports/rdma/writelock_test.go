@@ -76,13 +76,17 @@ func (v *valve) open() {
 	v.mu.Unlock()
 }
 
+// SetWriteDeadline sets the connection's deadline before it wakes a
+// held write: a writer that then clears it (writeOn, after its context
+// ended) must not be overtaken by this call's setting it.
 func (v *valve) SetWriteDeadline(d time.Time) error {
+	err := v.Conn.SetWriteDeadline(d)
 	v.mu.Lock()
 	v.deadline = d
 	close(v.changed)
 	v.changed = make(chan struct{})
 	v.mu.Unlock()
-	return v.Conn.SetWriteDeadline(d)
+	return err
 }
 
 func (v *valve) SetDeadline(d time.Time) error {
