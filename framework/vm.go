@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -43,11 +44,20 @@ func (l Layout) Locate(p uint64) (Region, uint64, bool) {
 	return Region{}, 0, false
 }
 
-// Check reports whether the layout is well formed: page-aligned, sizes
-// non-zero, guest addresses increasing without overlap, each region
-// ending inside the 64-bit guest address space and its file range
-// inside a file's int64 offsets.
+// Check reports whether the layout is well formed: at least one region,
+// page-aligned, sizes non-zero, guest addresses increasing without
+// overlap, each region ending inside the 64-bit guest address space and
+// its file range inside a file's int64 offsets. A layout without
+// regions is refused: a VM without RAM has nothing to migrate, and with
+// the page check on no HASHES would go out for no page, so no VERIFIED
+// would come: the source would fail at its deadline and the destination
+// end handover-unknown, rather than both failing here. Check cannot
+// tell whether the files behind the regions are that large: it opens
+// none.
 func (l Layout) Check() error {
+	if len(l) == 0 {
+		return errors.New("no RAM regions: a VM without guest RAM cannot be migrated")
+	}
 	var end uint64
 	for i, r := range l {
 		if r.Size == 0 || r.Size%PageSize != 0 || r.GPA%PageSize != 0 || r.Offset%PageSize != 0 {
@@ -90,7 +100,8 @@ func (l Layout) Same(o Layout) error {
 // writing COMMIT: then the VM stays paused (handover unknown, see
 // engine.ErrHandoverUnknown) until the caller resolves it.
 type Source interface {
-	// RAM describes guest memory. It must not change during a migration.
+	// RAM describes guest memory, a layout that passes Layout.Check (at
+	// least one region). It must not change during a migration.
 	RAM() Layout
 	// Memory returns the VMM's mapping of region i (len = Size), for
 	// zero-page detection. The guest may write it concurrently.
@@ -125,6 +136,8 @@ type Source interface {
 // and Receive waits for it to return before it calls anything else,
 // also when the migration ended meanwhile.
 type Target interface {
+	// RAM describes guest memory as Source.RAM does; it must match the
+	// source's (Layout.Same).
 	RAM() Layout
 	// LoadState restores a blob made by the source's SaveState. It must
 	// reject a blob it does not understand (magic, version, CRC). In

@@ -25,7 +25,8 @@ var DefaultRegions = []Region{{GPA: 0, Size: 4 << 20}, {GPA: 64 << 20, Size: 12 
 
 // Options describe a fake VM.
 type Options struct {
-	// Regions is the RAM layout; nil means DefaultRegions. Source and
+	// Regions is the RAM layout; nil means DefaultRegions, an empty
+	// non-nil one is refused (framework.Layout.Check). Source and
 	// destination must use the same one.
 	Regions []Region
 	// Incoming makes a destination: RAM all zero, nothing running, until
