@@ -54,6 +54,8 @@ type fakeVM struct {
 	onResume   func()      // runs after a Resume that succeeded
 	onSync     func(n int) // called after each SyncDirtyLog (n-th)
 	onPause    func()      // called in Pause, before the VM counts as paused
+	onSave     func()      // called in SaveState, before it returns
+	onLoad     func()      // called in LoadState, before it returns
 	syncs      int
 }
 
@@ -116,8 +118,16 @@ func (v *fakeVM) Resume() error {
 	}
 	return nil
 }
-func (v *fakeVM) SaveState(context.Context) ([]byte, error) { return v.state, v.failSave }
+func (v *fakeVM) SaveState(context.Context) ([]byte, error) {
+	if v.onSave != nil {
+		v.onSave()
+	}
+	return v.state, v.failSave
+}
 func (v *fakeVM) LoadState(_ context.Context, b []byte) error {
+	if v.onLoad != nil {
+		v.onLoad()
+	}
 	if v.failLoad != nil {
 		return v.failLoad
 	}

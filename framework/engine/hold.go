@@ -118,18 +118,25 @@ func (c *heldCtx) hold(postcopy bool) bool {
 }
 
 // cancelled returns err, the error Send's or Receive's run ended with,
-// marked as a cancel's (wrapping context.Canceled, so status says
-// cancelled) when c ended on a cancel before any hold and err would
-// report a plain failure. A cancel breaks what the side waits on as it
-// ends c (its goroutines' contexts follow c a moment later, a transport
-// whose session ends with the cancelled call answers "closed"), and
-// whichever the side notices first must not decide the report: QEMU
-// likewise keeps a cancelling migration from turning failed. A
-// handover-unknown or post-copy-broken error stays as it is. It cannot
-// tell a failure that came just before the cancel from one the cancel
-// caused: both end cancelled (a Cancel that took says so too).
-func (c *heldCtx) cancelled(err error) error {
-	if err == nil || status(err) != StatusFailed {
+// the side's handover having ended at ho, marked as a cancel's (wrapping
+// context.Canceled, so reportStatus says cancelled) when c ended on a
+// cancel before any hold and err would report a plain failure. A cancel
+// breaks what the side waits on as it ends c (its goroutines' contexts
+// follow c a moment later, a transport whose session ends with the
+// cancelled call answers "closed"), and whichever the side notices
+// first must not decide the report: QEMU likewise keeps a cancelling
+// migration from turning failed. Whether err reports a plain failure is
+// reportStatus's verdict, as for the report itself: with ho failed, an
+// error from outside the engine that wraps one of its sentinels (a
+// VMM's SaveState or LoadState error) is a plain failure and is marked
+// too; before, status alone judged it, left it unmarked, and the side
+// reported failed, not cancelled (TestCancelledForeignSentinel). A
+// handover-unknown or post-copy-broken error, in that handover, stays
+// as it is. It cannot tell a failure that came just before the cancel
+// from one the cancel caused: both end cancelled (a Cancel that took
+// says so too).
+func (c *heldCtx) cancelled(err error, ho Handover) error {
+	if err == nil || reportStatus(err, ho) != StatusFailed {
 		return err
 	}
 	cerr := c.Err()

@@ -48,11 +48,12 @@ func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, 
 	var rep Report
 	r := newReceiver(dst, tr, opt)
 	r.held = holdable(ctx, r.cancelAfterHold)
-	err := r.held.cancelled(r.run(r.held, &rep))
-	r.held.release()
+	err := r.run(r.held, &rep)
 	if err != nil && !r.ho.get().Final() {
 		_ = r.ho.move(HandoverFailed) // before the transport opened: nobody to tell
 	}
+	err = r.held.cancelled(err, r.ho.get())
+	r.held.release()
 	rep.Handover = r.ho.get()
 	rep.Mode, rep.TagFingerprint = r.mode, r.tagPrint
 	if r.pc != nil {

@@ -112,7 +112,11 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 			"the migration ends when the destination answers (within switchover_timeout), and in post-copy once every page "+
 			"it needs from this side arrived or the connection stayed broken for reconnect_timeout", "cause", cause)
 	})
-	err := s.held.cancelled(s.run(s.held))
+	err := s.run(s.held)
+	if err != nil && !s.ho.get().Final() {
+		_ = s.ho.move(HandoverFailed)
+	}
+	err = s.held.cancelled(err, s.ho.get())
 	s.held.release()
 	s.clock.workDone(time.Now()) // if run ended before it marked it
 	s.hints.close(true)
@@ -131,9 +135,6 @@ func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt
 	s.rep.TotalPages = s.layout.Pages()
 	if secs := time.Since(s.start).Seconds(); secs > 0 {
 		s.rep.ThroughputMB = float64(s.rep.BytesWire) / secs / 1e6
-	}
-	if err != nil && !s.ho.get().Final() {
-		_ = s.ho.move(HandoverFailed)
 	}
 	s.rep.Handover = s.ho.get()
 	s.rep.Status = reportStatus(err, s.rep.Handover)

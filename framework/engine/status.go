@@ -58,8 +58,9 @@ func (s *Status) UnmarshalText(b []byte) error { return unmarshalName(s, b, stat
 // What it cannot do: in any other handover the sentinels err wraps
 // decide (status), a foreign one's too; the engine wraps no foreign
 // error there but the cause of a post-copy that broke (pcRecv.broken).
-// A cancel's mark (heldCtx.cancelled) is not given to such an error
-// either: it reports failed, not cancelled.
+// A cancel before any hold marks such an error as a cancel's all the
+// same (heldCtx.cancelled asks reportStatus too), so the side reports
+// cancelled (TestCancelledForeignSentinel).
 func reportStatus(err error, ho Handover) Status {
 	st := status(err)
 	if ho != HandoverFailed || st == StatusFailed || st == StatusCancelled {
