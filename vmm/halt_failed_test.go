@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -49,9 +50,14 @@ func stuckDestination(t *testing.T) (v *VM, m migrationVM, call func(cmd string,
 }
 
 // endNotHalted ends m's migration as the engine's Receive does once
-// post-copy broke and Halt failed with herr (pcRecv.halt, broken).
+// post-copy broke and Halt failed with herr: its error wraps
+// ErrPostcopyBroken, ErrNotHalted and the cause post-copy broke on
+// (pcRecv.broken), and says herr without wrapping it (pcRecv.halt, since
+// f0f4e1b: what a VMM's Halt error wraps must not decide the status).
 func endNotHalted(v *VM, m migrationVM, herr error) {
-	err := fmt.Errorf("%w: %w (Halt: %w): end this destination VMM's process now", engine.ErrPostcopyBroken, engine.ErrNotHalted, herr)
+	cause := errors.New("no source reconnected within reconnect_timeout")
+	err := fmt.Errorf("%w: %w (Halt: %v): end this destination VMM's process now; post-copy broke: %w",
+		engine.ErrPostcopyBroken, engine.ErrNotHalted, herr, cause)
 	rep := engine.Report{Status: engine.StatusPostcopyBroken, Handover: engine.HandoverPostcopyBroken, Error: err.Error()}
 	v.endMigration(m.own, v.migration(), transport.RoleReceive, rep, err)
 }
