@@ -194,7 +194,11 @@ type resolver struct {
 	srcOther, dstOther, mismatch bool
 	// misreport: a side without a tag fingerprint stands where only a
 	// HELLO leads (misreport): nothing names its migration.
-	misreport      bool
+	misreport bool
+	// roles: a side names the migration resolved in the role its
+	// socket's VMM does not take in it (rolesPair; two migrations told
+	// apart by name are mismatch).
+	roles          *errRoles
 	srcID, dstID   string
 	srcTag, dstTag string
 	// saidOlder: pair printed, once, that it paired two id-less sides
@@ -238,18 +242,21 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // deciding one side on what it says could run a guest twice or leave it
 // nowhere. With r.id, a side that reports another migration holds no
 // part of this one: it counts as none. Without (migrate -resolve), two
-// sides that both report a migration must report the same id, a sender
-// at the source's socket and a receiver at the destination's
-// (rolesPair), and two that report no id the same tag fingerprint
-// (tagsPair), else pair fails and nothing may be moved.
+// sides that both report a migration must report the same id, and two
+// that report no id the same tag fingerprint (tagsPair). Either way a
+// side that reports the migration resolved must take its socket's role
+// in it, a sender at the source's socket and a receiver at the
+// destination's (rolesPair), also beside a VMM in none. Else pair fails
+// and nothing may be moved.
 //
 // It also records what manual must know of the pairing: which side
-// reports another migration, and whether the destination was seen in
-// this one (dstTook).
+// reports another migration, whether the two take part in two
+// (mismatch) or in the wrong roles (roles), and whether the destination
+// was seen in this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
 	r.srcID, r.dstID, r.dstControl, r.srcControl = s.ID, d.ID, d.Control, s.Control
 	r.srcTag, r.dstTag = s.TagFingerprint, d.TagFingerprint
-	r.srcOther, r.dstOther, r.mismatch, r.misreport = false, false, false, false
+	r.srcOther, r.dstOther, r.mismatch, r.misreport, r.roles = false, false, false, false, nil
 	if r.id != "" {
 		for i, x := range []*api.ResolveResult{s, d} {
 			if x.Role != "" && x.ID != r.id {
@@ -257,6 +264,9 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 				x.Side = api.SideNone
 				r.srcOther, r.dstOther = r.srcOther || i == 0, r.dstOther || i == 1
 			}
+		}
+		if err := r.rolesPair(*s, *d); err != nil {
+			return err
 		}
 		r.dstTook = r.dstTook || d.Role != "" && d.ID == r.id
 		return nil
@@ -266,8 +276,7 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
 			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
 	}
-	if err := rolesPair(*s, *d); err != nil {
-		r.mismatch = true
+	if err := r.rolesPair(*s, *d); err != nil {
 		return err
 	}
 	if s.Role != "" && d.Role != "" && s.ID == "" {
@@ -286,31 +295,6 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 	}
 	r.dstTook = r.dstTook || s.Role != "" && d.Role != ""
 	return nil
-}
-
-// rolesPair is pair's check, without r.id, of the roles two sides that
-// both report a migration take in it: a source's partner receives, so
-// a VMM at the source's socket that receives, or one at the
-// destination's that sends, is in another migration than the other
-// side's, and an error says so (nothing may be moved). Such a VMM is
-// honest: a destination whose guest runs there sent it on, and that
-// migrate-send failed before HELLO (running, no tag fingerprint,
-// neither named by an id). Before, pair compared ids and fingerprints
-// only: that sender, which only looks like a destination past HELLO,
-// was said to misreport (misreport) beside a source with a
-// fingerprint, and beside one without was paired by "" == "": migrate
-// said both sides run the guest (two different guests), or printed a
-// cancel of the sender's own migration, or resumes for two receivers
-// (TestResolveWrongRoleNotPaired). What it cannot tell: a VMM may
-// report any role; with equal ids that were reused by hand, the roles
-// are all that tells two migrations apart here.
-func rolesPair(s, d api.ResolveResult) error {
-	send, receive := transport.RoleSend.String(), transport.RoleReceive.String()
-	if s.Role == "" || d.Role == "" || s.Role == send && d.Role == receive {
-		return nil
-	}
-	return fmt.Errorf("the VMM at the source's socket has role %.20q in its migration, the one at the destination's %.20q: "+
-		"a source's partner receives, so neither is the other's partner, and neither side is moved", s.Role, d.Role)
 }
 
 // tagsPair says whether s and d, a source and a destination that both
@@ -671,6 +655,10 @@ func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
 `, src, dst, cause)
+	if r.roles != nil {
+		fmt.Fprint(r.out, r.roles.advice(r.src, r.dst))
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+	}
 	if r.mismatch {
 		fmt.Fprintf(r.out, `The VMMs at this job's two sockets take part in two different migrations (source %s; destination %s):
 neither is the other's partner, and nothing here says where the guest of either runs. Resume neither by hand on

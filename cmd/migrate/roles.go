@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// The roles of two sides (resolver.pair): a migration has one source,
+// which sends, and one destination, which receives. The VMM at a job's
+// source socket must send in the migration resolved and the one at its
+// destination socket receive; a VMM that names that migration (its id,
+// or without one its tag fingerprint) in the other role is not this
+// job's side of it, and nothing is moved (rolesPair):
+//
+//	source socket   destination socket   one name for both   said (errRoles)
+//	receive         send                 yes                 swapped: the job names its sockets the wrong way round
+//	send            send                 yes                 shared: one name, two migrations (reused by hand)
+//	receive         receive              yes                 shared
+//	a wrong role    no part in it        -                   oneSide: not this job's side of its migration
+//	a wrong role    any other            no                  strangers: two migrations (resolver.mismatch)
+//
+// What it cannot tell: a VMM may report any role and any name; roles
+// and names keep honest migrations apart, nothing more.
+
+// roleTrouble is what errRoles found.
+type roleTrouble int
+
+const (
+	rolesStrangers roleTrouble = iota + 1 // two migrations, told apart by their names too
+	rolesSwapped                          // one migration: its destination at the source's socket, its source at the destination's
+	rolesShared                           // two VMMs in one role under one name: the name was reused
+	rolesOneSide                          // one VMM in the wrong role for its socket, the other in no part of its migration
+)
+
+// errRoles is rolesPair's error: the VMMs at the job's sockets do not
+// stand as one migration's source and destination, so neither side is
+// moved, and manual says why (advice) and prints no command: none could
+// say which VMM holds which copy.
+type errRoles struct {
+	trouble roleTrouble
+	// src and dst are the roles the two sides reported in the migration
+	// named; "" for a side that takes no part in it.
+	src, dst string
+	// name is the migration named (migrationText), "" for strangers.
+	name string
+}
+
+func (e *errRoles) Error() string {
+	switch e.trouble {
+	case rolesSwapped:
+		return fmt.Sprintf("the VMM at the source's socket receives in migration %s and the one at the destination's sends in it: "+
+			"the job names its two sockets the wrong way round, so neither side is moved", e.name)
+	case rolesShared:
+		return fmt.Sprintf("the VMMs at both sockets report role %.20q in migration %s: a migration has one source and one destination, "+
+			"so that name was reused for two migrations, and neither side is moved", e.src, e.name)
+	case rolesOneSide:
+		which, role := "source", e.src
+		if role == "" {
+			which, role = "destination", e.dst
+		}
+		return fmt.Sprintf("the VMM at the %s's socket reports role %.20q in migration %s, which is not a %s's, and the other "+
+			"VMM takes no part in that migration: neither is this job's side of it, so neither side is moved", which, role, e.name, which)
+	}
+	return fmt.Sprintf("the VMM at the source's socket has role %.20q in its migration, the one at the destination's %.20q: "+
+		"a source's partner receives, so neither is the other's partner, and neither side is moved", e.src, e.dst)
+}
+
+// rolesPair is pair's check of the roles two sides take in the
+// migration resolved: id (resolver.id) when migrate knows it, else ("",
+// migrate -resolve) the one the two sides report. Only a side that
+// names it takes a role in it: with id, a side that reports another
+// migration (pair counts it as none) is not looked at. nil when the
+// VMM at the source's socket sends or takes no part, and the one at the
+// destination's receives or takes no part; else an *errRoles, and
+// nothing may be moved.
+//
+// Before ab3f4f3 roles were not looked at; until the role check with
+// ids (TestResolveRolesWithID), only without an id and only where both
+// sides reported a migration: with an id, a sender at the destination's
+// socket that reused the source's id, running its own guest, had a
+// handover-unknown source told migrated and quit (its real destination
+// perhaps never ran the guest), a receiver at the source's socket that
+// ran had this migration's handover-unknown destination discarded and
+// quit (perhaps the guest's only copy), and a job naming its sockets
+// the wrong way round had a discard sent to the sender (the reference
+// VMM refuses a source's discard; one that took it had the receiver
+// resumed next). A side in the wrong role beside a VMM in no migration
+// was resolved as this job's: a receiver that runs was said to be the
+// source running the guest, a handover-unknown sender was offered the
+// destination's resume (TestResolveOneSideWrongRole).
+func rolesPair(s, d api.ResolveResult, id string) error {
+	send, receive := transport.RoleSend.String(), transport.RoleReceive.String()
+	if id != "" {
+		if s.ID != id {
+			s.Role = ""
+		}
+		if d.ID != id {
+			d.Role = ""
+		}
+	}
+	if (s.Role == "" || s.Role == send) && (d.Role == "" || d.Role == receive) {
+		return nil
+	}
+	e := &errRoles{src: s.Role, dst: d.Role}
+	switch {
+	case s.Role == "" || d.Role == "":
+		x := s
+		if s.Role == "" {
+			x = d
+		}
+		e.trouble, e.name = rolesOneSide, migrationText(x.ID, x.TagFingerprint)
+	case !oneName(s, d):
+		e.trouble = rolesStrangers
+	case s.Role == receive && d.Role == send:
+		e.trouble, e.name = rolesSwapped, migrationText(s.ID, s.TagFingerprint)
+	case s.Role == d.Role:
+		e.trouble, e.name = rolesShared, migrationText(s.ID, s.TagFingerprint)
+	default:
+		e.trouble = rolesStrangers // a role no VMM of this repository reports
+	}
+	return e
+}
+
+// oneName reports whether s and d name one migration: the same id, or
+// both none and the same tag fingerprint (a well-formed one: tagText).
+// Two sides that name none are not one migration's by anything they say.
+func oneName(s, d api.ResolveResult) bool {
+	if s.ID != "" || d.ID != "" {
+		return s.ID == d.ID
+	}
+	return s.TagFingerprint != "" && s.TagFingerprint == d.TagFingerprint && tagText(s.TagFingerprint)
+}
+
+// advice is what manual tells the operator beside e: why neither side
+// is moved, and what to find out or run; never a command to a VMM
+// (rolesStrangers has manual's text of two migrations instead).
+func (e *errRoles) advice(src, dst string) string {
+	switch e.trouble {
+	case rolesSwapped:
+		return fmt.Sprintf(`The VMM at this job's source socket %s receives in migration %s, and the one at its destination socket %s sends
+in it: the job names the two sides the wrong way round (or each VMM was started at the other's socket). Nothing was
+moved. Resolve that migration with a job whose source control socket is %s and whose destination control socket is %s:
+    migrate -resolve -config JOB
+`, shellArg(src), e.name, shellArg(dst), shellArg(dst), shellArg(src))
+	case rolesShared:
+		return fmt.Sprintf(`The VMMs at both of this job's sockets (%s, %s) report role %.20q in migration %s: a migration has one source
+and one destination, so that name was given to two migrations (reused by hand), and nothing here says which VMM holds
+which copy, or whose partner is where. Nothing was moved; move neither side on what this job shows. Find out from both
+hosts which VMM sent the guest to which and whether it ran anywhere since; resume, discard or quit by hand only the
+side that must, right after its migrate-status shows it still stands as it does now.
+`, shellArg(src), shellArg(dst), e.src, e.name)
+	}
+	which, sock, role, want := "source", src, e.src, "sends"
+	if role == "" {
+		which, sock, role, want = "destination", dst, e.dst, "receives"
+	}
+	return fmt.Sprintf(`The VMM at this job's %s socket %s reports role %.20q in migration %s, where this job's %s %s, and the VMM at
+the other socket takes no part in that migration: neither is this job's side of it. Nothing was moved. If the job
+names its sockets the wrong way round, resolve with the two swapped; otherwise find out where that migration's other
+side is before acting by hand.
+`, which, shellArg(sock), role, e.name, which, want)
+}
+
+// rolesPair is rolesPair for r's migration (r.id), recording for manual
+// what it found: r.mismatch for two migrations told apart by name, else
+// r.roles.
+func (r *resolver) rolesPair(s, d api.ResolveResult) error {
+	err := rolesPair(s, d, r.id)
+	var e *errRoles
+	switch {
+	case !errors.As(err, &e):
+	case e.trouble == rolesStrangers:
+		r.mismatch = true
+	default:
+		r.roles = e
+	}
+	return err
+}
