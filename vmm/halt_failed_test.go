@@ -22,15 +22,24 @@ import (
 // on a page this destination lacks once the engine keeps the
 // userfaultfd open: its Halt fails, after haltBound. Guest RAM is a
 // memfd; the Toucher stands in for the engine's. told ends when the VMM
-// cuts the engine's telling of the source (linger.go).
+// cuts the engine's telling of the source (linger.go). Its migration
+// is "pc", reporting no tag fingerprint (stuckDestinationAs).
 func stuckDestination(t *testing.T) (v *VM, m migrationVM, call func(cmd string, args, res any) error, told context.Context) {
+	t.Helper()
+	return stuckDestinationAs(t, "pc", "")
+}
+
+// stuckDestinationAs is stuckDestination whose migration has id ("":
+// none, as one started by hand) and reports tag fingerprint tag from
+// its post-copy progress on (endNotHalted's report carries it too).
+func stuckDestinationAs(t *testing.T, id, tag string) (v *VM, m migrationVM, call func(cmd string, args, res any) error, told context.Context) {
 	t.Helper()
 	v = fakeWithRAM(t, StateIncoming)
 	v.ram = &guestRAM{Guest: v.mem}
 	v.cpus = []*vcpu.VCPU{{}} // started; cpusDone never closes
 	v.haltBound = 50 * time.Millisecond
 	call = serveCalls(t, v)
-	own, err := v.claim(t.Context(), v.migrations(), transport.RoleReceive.String(), "pc",
+	own, err := v.claim(t.Context(), v.migrations(), transport.RoleReceive.String(), id,
 		func() (bool, bool) { return false, true }, // engine.Cancel refuses: post-copy held
 		func(st State) error { return v.canMigrate(transport.RoleReceive, st) })
 	if err != nil {
@@ -45,7 +54,8 @@ func stuckDestination(t *testing.T) (v *VM, m migrationVM, call func(cmd string,
 	if err := m.Resume(); err != nil { // COMMIT
 		t.Fatal(err)
 	}
-	v.migration().progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverPostcopy})
+	v.migration().progress(engine.Progress{Phase: engine.PhasePostcopy, Mode: engine.ModePostcopy, Handover: engine.HandoverPostcopy,
+		TagFingerprint: tag})
 	return v, m, call, told
 }
 
@@ -53,12 +63,15 @@ func stuckDestination(t *testing.T) (v *VM, m migrationVM, call func(cmd string,
 // post-copy broke and Halt failed with herr: its error wraps
 // ErrPostcopyBroken, ErrNotHalted and the cause post-copy broke on
 // (pcRecv.broken), and says herr without wrapping it (pcRecv.halt, since
-// f0f4e1b: what a VMM's Halt error wraps must not decide the status).
+// f0f4e1b: what a VMM's Halt error wraps must not decide the status);
+// its report carries the tag fingerprint the migration's progress
+// reported.
 func endNotHalted(v *VM, m migrationVM, herr error) {
 	cause := errors.New("no source reconnected within reconnect_timeout")
 	err := fmt.Errorf("%w: %w (Halt: %v): end this destination VMM's process now; post-copy broke: %w",
 		engine.ErrPostcopyBroken, engine.ErrNotHalted, herr, cause)
-	rep := engine.Report{Status: engine.StatusPostcopyBroken, Handover: engine.HandoverPostcopyBroken, Error: err.Error()}
+	rep := engine.Report{Status: engine.StatusPostcopyBroken, Handover: engine.HandoverPostcopyBroken, Error: err.Error(),
+		TagFingerprint: v.migration().status().TagFingerprint}
 	v.endMigration(m.own, v.migration(), transport.RoleReceive, rep, err)
 }
 

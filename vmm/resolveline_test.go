@@ -22,7 +22,7 @@ type lineSide struct {
 	v       *VM
 	sock    string
 	role    transport.Role
-	id, tag string // what its migration reports, and the lines printed for it must name
+	id, tag string // what its migration reports; the lines printed for it must name the id, or without one the tag
 	own     *migrationOwner
 	cancels atomic.Int32 // migrate-cancel calls that reached the migration's canceller
 	// ran, if set, is closed when the VMM's Run returned (a
@@ -81,6 +81,60 @@ func (s *lineSide) stopped() bool {
 	}
 }
 
+// moveOn makes s's VMM, after migrate -resolve printed its lines, hold
+// another migration in which a printed act would take if the VMM did
+// not check the migration it names: the operator resumes the guest by
+// hand (a resolve naming none), then the VMM sends it in migration id
+// ("": none), reporting tag fingerprint tag, and that one ends
+// handover-unknown too. It returns what the VMM stands as then.
+func (s *lineSide) moveOn(t *testing.T, id, tag string) lineState {
+	t.Helper()
+	if _, err := s.v.resolve(context.Background(), s.v.migration(), api.ResolveResume); err != nil {
+		t.Fatalf("resume by hand: %v", err)
+	}
+	own := claimAs(t, s.v, transport.RoleSend, id, nil)
+	s.v.migration().progress(engine.Progress{Phase: engine.PhaseDirty, Handover: engine.HandoverLive, TagFingerprint: tag})
+	endAs(t, s.v, own, transport.RoleSend, engine.Report{Status: engine.StatusHandoverUnknown, Handover: engine.HandoverUnknown,
+		Mode: engine.ModePrecopy, TagFingerprint: tag})
+	return s.state()
+}
+
+// lineState is what a VMM of the test stands as: its VM's state, and
+// the migration it holds (id, tag fingerprint, side).
+type lineState struct {
+	vm      State
+	id, tag string
+	side    api.Side
+}
+
+// state is what s's VMM stands as now.
+func (s *lineSide) state() lineState {
+	st := lineState{vm: s.v.Status().State, side: api.SideNone}
+	if m := s.v.migration().status(); m != nil {
+		st.id, st.tag, st.side = m.ID, m.TagFingerprint, m.Side
+	}
+	return st
+}
+
+// refusedUnchanged runs s's printed line (run) on a VMM that moved on
+// to another migration (moveOn: it stands as was) and checks that the
+// VMM refused it, naming the migration the line names, and that
+// nothing changed.
+func refusedUnchanged(t *testing.T, s *lineSide, was lineState, run func(*lineSide) string) {
+	t.Helper()
+	named := `tag fingerprint ` + s.tag
+	if s.id != "" {
+		named = `migration \"` + s.id + `\"`
+	}
+	ans := run(s)
+	if !strings.Contains(ans, `"ok":false`) || !strings.Contains(ans, "refused") || !strings.Contains(ans, named) {
+		t.Errorf("the line run on a VMM that holds another migration: answer %q; want it refused, naming %s", ans, named)
+	}
+	if now := s.state(); now != was || s.stopped() {
+		t.Errorf("the VMM stands as %+v (stopped %v) after the line, as %+v before: want nothing changed", now, s.stopped(), was)
+	}
+}
+
 // TestMigrateResolveLinesAccepted: migrate -resolve, the binary built
 // from cmd/migrate, against two of this VMM's own control servers (VMs
 // without KVM, their migrations ended as the engine ends them), for
@@ -97,6 +151,17 @@ func (s *lineSide) stopped() bool {
 // decodes under another name or meaning (role, side, handover,
 // tag_fingerprint, control, the act's arguments) breaks this test.
 // Added for the review of printed lines (task C); it passed when added.
+// The quits of a post-copy that broke are run named by the id and, for
+// a migration without one, by the tag fingerprint (a VMM whose quit
+// refused a tag fingerprint failed that case: checked by a temporary
+// mutant). A printed resume, run once the VMM it names moved on to
+// another migration (resumed by hand, then sent again and left
+// handover-unknown, which a resume would move), is refused by this VMM,
+// naming the migration the line names, and changes nothing, for a line
+// that names an id and one that names a tag fingerprint (a VMM that
+// ignored the name resumed the other migration's guest in both: checked
+// by a temporary mutant of checkIDLocked). Those cases passed when
+// added (review G).
 func TestMigrateResolveLinesAccepted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/migrate")
@@ -175,6 +240,46 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 				}
 			}
 		}},
+		{"post-copy broken on both sides, without an id: both quits name the tag fingerprint", func(t *testing.T, dir string) (*lineSide, *lineSide) {
+			// As the case above, for a migration started by hand: each
+			// quit names the tag fingerprint its side reported.
+			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", tagA)
+			src.end(t, engine.StatusPostcopyBroken)
+			v, m, _, _ := stuckDestinationAs(t, "", tagA)
+			dst := &lineSide{v: v, sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive, tag: tagA, ran: make(chan struct{})}
+			serveAt(t, v, dst.sock)
+			go func() { v.Run(context.Background()); close(dst.ran) }()
+			endNotHalted(v, m, m.Halt())
+			t.Cleanup(func() { v.Stop(); <-dst.ran })
+			return src, dst
+		}, false, func(t *testing.T, src, dst *lineSide, run func(*lineSide) string) {
+			for _, s := range []*lineSide{src, dst} {
+				if s.ran == nil && s.stopped() {
+					t.Fatalf("%s stopped before its quit line ran", s.role)
+				}
+				if ans := run(s); !strings.Contains(ans, `"ok":true`) || !s.stopped() {
+					t.Errorf("the %s's quit line: answer %q, stopped %v; want it taken", s.role, ans, s.stopped())
+				}
+			}
+		}},
+		{"source handover-unknown, destination gone: the source moved on, its resume line refused", func(t *testing.T, dir string) (*lineSide, *lineSide) {
+			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", tagA)
+			src.end(t, engine.StatusHandoverUnknown)
+			return src, nil
+		}, false, func(t *testing.T, src, _ *lineSide, run func(*lineSide) string) {
+			// Resumed by hand, then sent again (another migration without
+			// an id) and left handover-unknown: the old line names tagA.
+			refusedUnchanged(t, src, src.moveOn(t, "", tagB), run)
+		}},
+		{"destination handover-unknown, source gone: the destination moved on, its resume line refused", func(t *testing.T, dir string) (*lineSide, *lineSide) {
+			dst := newLineSide(t, dir, "dst.sock", transport.RoleReceive, "a", tagA)
+			dst.end(t, engine.StatusHandoverUnknown)
+			return nil, dst
+		}, false, func(t *testing.T, _, dst *lineSide, run func(*lineSide) string) {
+			// Resumed by hand, then sent on in migration b: the old line
+			// names migration a.
+			refusedUnchanged(t, dst, dst.moveOn(t, "b", tagB), run)
+		}},
 		{"source running, destination without HELLO: the cancel by hand", func(t *testing.T, dir string) (*lineSide, *lineSide) {
 			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", "")
 			endFailedResumed(t, src.v, src.own, "")
@@ -223,8 +328,10 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 				if len(lines[name]) != 1 {
 					t.Fatalf("migrate printed %d lines for %s, want 1: %q", len(lines[name]), name, lines[name])
 				}
+				// By its id, and without one by its tag fingerprint
+				// (cmd/migrate actName).
 				if s.id != "" && !strings.Contains(lines[name][0], `"id":"`+s.id+`"`) ||
-					s.tag != "" && !strings.Contains(lines[name][0], `"tag_fingerprint":"`+s.tag+`"`) {
+					s.id == "" && s.tag != "" && !strings.Contains(lines[name][0], `"tag_fingerprint":"`+s.tag+`"`) {
 					t.Errorf("the line for %s does not name the migration its VMM reports (id %q, tag fingerprint %q): %s",
 						name, s.id, s.tag, lines[name][0])
 				}
