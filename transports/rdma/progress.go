@@ -74,9 +74,11 @@ import (
 // without writing them gives it nothing it lacks; the credentials keep
 // strangers out (transport.Transport). An honest source never does it:
 // writeRun names a run and posts exactly it, and a call that fails in
-// between either takes the name back or leaves a batch whose COMMIT
-// names fewer pages than its RUNS, which the destination refuses
-// (send.go, writeRun; TestRunsAfterFailedCall). On the urgent path
+// between either takes the name back or leaves a batch that names
+// pages it did not write, which it never marks or commits: the next
+// SendPages or Flush ends the session instead (send.go, writeRun,
+// checkWritten; TestRunsAfterFailedCall, TestUnwrittenRunNeverLanded).
+// On the urgent path
 // likewise: an urgent COMMIT counts the runs it lists, at
 // most guest RAM's pages in all (more is a protocol error, ucommitted;
 // until 2026-12-07 a COMMIT of 254 runs of all of guest RAM counted

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +97,70 @@ func TestRunsAfterFailedCall(t *testing.T) {
 			}
 			if n := uint64(len(runs)); !bytes.Equal(s.dst[:n*4096], s.src[:n*4096]) {
 				t.Errorf("the %d pages are not all at the destination after the second Flush", n)
+			}
+		})
+	}
+}
+
+// TestUnwrittenRunNeverLanded: Landed never reports a page the source
+// did not write, also after a SendPages that failed half-way through a
+// run whose RUNS frame went ahead of its writes (16 pages or more) and a
+// call after it. The source takes no completion (SetPollPace; the
+// call's own polls, SetDriveWaitHook, only once its context ended) while
+// it posts one run of 65 MiB, one write more than it keeps in flight,
+// so that last write waits for room until the call's context ends; then
+// a call queues one more page. Before, that call went, and its MARK made
+// the destination report the whole 65 MiB run, its last 256 pages never
+// written (still zero there); the Flush after it would have been
+// refused, too late. Now that call fails, and so does the session.
+func TestUnwrittenRunNeverLanded(t *testing.T) {
+	const big = 65 * 256 // 65 MiB of pages: 65 writes, and a source keeps at most 64 in flight
+	d := transport.KindData
+	for _, p := range providers(t) {
+		t.Run(p, func(t *testing.T) {
+			polls, callEnded := make(chan struct{}), make(chan struct{})
+			openPolls := sync.OnceFunc(func() { close(polls) })
+			var callPolls atomic.Bool // the next poll is the call's own (it holds the endpoint's polling)
+			send := rdma.New(nil)
+			send.SetDriveWaitHook(func() { callPolls.Store(true) })
+			send.SetPollPace(func() {
+				if callPolls.Swap(false) {
+					<-callEnded // its wait then returns the context's end, whatever the poll took
+					return
+				}
+				<-polls
+			})
+			s := open(t, p, 0, (big+256)*4096, send)
+			t.Cleanup(openPolls) // before the pair closes
+			fillRandom(s.src, 5)
+			ctx := armLanded(t, s)
+			cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer ccancel()
+			go func() { <-cctx.Done(); close(callEnded) }()
+			err := s.send.SendPages(cctx, []transport.PageRun{{First: 0, Count: big, Kind: d}})
+			openPolls()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("SendPages of %d pages with no completion taken: %v; want its context's end", big, err)
+			}
+			last := transport.PageRun{First: big, Count: 1, Kind: d}
+			if err := s.send.SendPages(ctx, []transport.PageRun{last}); err == nil {
+				t.Errorf("SendPages after a call that named pages it did not write: nil; want an error")
+			}
+			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer lcancel()
+			for {
+				runs, lerr := s.recv.Landed(lctx)
+				for _, r := range runs {
+					if a, b := r.First*4096, (r.First+r.Count)*4096; !bytes.Equal(s.dst[a:b], s.src[a:b]) {
+						t.Errorf("Landed reported pages %d+%d, not all of them written", r.First, r.Count)
+					}
+					if r.First <= last.First && last.First < r.First+r.Count {
+						lcancel() // all there is
+					}
+				}
+				if lerr != nil {
+					break
+				}
 			}
 		})
 	}

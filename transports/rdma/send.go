@@ -49,6 +49,7 @@ type sender struct {
 	markBusy       [maxMarks]atomic.Bool
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	written        written       // what its writes completed (PROGRESS, progress.go)
+	unwritten      error         // its RUNS name pages a failed SendPages did not write (writeRun); nil: none
 	commitInFlight bool
 	mu             sync.Mutex
 	hook           func() error        // tests only: runs first in register; its error fails it
@@ -132,6 +133,9 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 		if err := r.Check(s.ram.Pages); err != nil {
 			return fmt.Errorf("send pages: %w", err)
 		}
+	}
+	if err := s.checkWritten(); err != nil {
+		return err
 	}
 	snd := &s.snd
 	for _, r := range runs {
@@ -286,18 +290,26 @@ func (s *session) claim(ctx context.Context, r transport.PageRun) error {
 // it. What it cannot take back: a run a RUNS frame already named (a
 // large run is named before its writes) whose writes then failed, and
 // a run whose writes were posted in part (the context ended half-way
-// through a run larger than one write); a Flush of that batch is
-// refused by the destination (RUNS and COMMIT disagree) and the
-// session ends. The engine never calls Flush after a failed SendPages
-// (README.md, "An urgent COMMIT names at most guest RAM's pages").
+// through a run larger than one write, or between a run's spans in two
+// regions). Such a batch names pages that were not written, and a MARK
+// would make the destination report them to Landed (reportMarked) as
+// much as a COMMIT, so the batch can never be marked or committed:
+// writeRun records it (snd.unwritten), and the next SendPages or Flush
+// ends the session instead (checkWritten). Until 2026-12-07 the next
+// SendPages went on and its MARK reported the unwritten pages; only the
+// Flush after it was refused by the destination (RUNS and COMMIT
+// disagree), too late for Landed (TestUnwrittenRunNeverLanded). The
+// engine never calls either after a failed SendPages (README.md, "An
+// urgent COMMIT names at most guest RAM's pages"), so for it nothing
+// changes: the session is left as the failed call left it.
 func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 	snd := &s.snd
 	snd.dlo, snd.dhi = min(snd.dlo, r.First), max(snd.dhi, r.First+r.Count)
 	snd.runPages += r.Count
 	entries, named := 0, false // r's entries in snd.runs; whether a RUNS frame named some of r
 	failed := func(err error) error {
-		if !named {
-			snd.unname(entries, r.Count)
+		if named || !snd.unname(entries, r.Count) {
+			snd.spoil(r, err)
 		}
 		return err
 	}
@@ -330,15 +342,40 @@ func (s *session) writeRun(ctx context.Context, r transport.PageRun) error {
 			})
 		}
 	}
+	// snd.pages grows by a span once all its writes are posted; a run
+	// not named yet (fewer than populateMin pages) is one write per
+	// span, so an unchanged count means none of its writes was posted.
 	posted := snd.pages
 	err := s.postWrites(ctx, &snd.queue, r, &snd.pages, func(g *region, chunk []byte, at uint64) func() error {
 		return func() error { return s.ep.Write(chunk, g.mr, g.rbase+at, g.rkey, writeCtx(chunk)) }
 	})
 	if err != nil {
+		err = fmt.Errorf("write pages: %w", err)
 		if snd.pages == posted {
-			return failed(fmt.Errorf("write pages: %w", err))
+			return failed(err)
 		}
-		return fmt.Errorf("write pages: %w", err)
+		snd.spoil(r, err) // posted in part: named (now or by the next RUNS frame) whole
+		return err
+	}
+	return nil
+}
+
+// spoil records that the batch names run r, or will when its RUNS
+// frames go, without all of r's writes posted (err: why they were not).
+func (snd *sender) spoil(r transport.PageRun, err error) {
+	if snd.unwritten == nil {
+		snd.unwritten = fmt.Errorf("batch %d names pages %d+%d, which a failed SendPages did not all write (%v): "+
+			"a MARK or COMMIT would report them to the destination's Landed; the session cannot go on", snd.seq, r.First, r.Count, err)
+	}
+}
+
+// checkWritten ends the session if the batch names pages that were not
+// written (snd.unwritten), before a SendPages or Flush could send its
+// MARK or COMMIT; the destination is told (ABORT).
+func (s *session) checkWritten() error {
+	if s.snd.unwritten != nil {
+		s.fail(s.snd.unwritten, wire.CodeFailed)
+		return s.error()
 	}
 	return nil
 }
@@ -372,6 +409,9 @@ func (s *session) zeroRun(ctx context.Context, r transport.PageRun) error {
 func (s *session) flush(ctx context.Context) error {
 	snd := &s.snd
 	if err := s.error(); err != nil {
+		return err
+	}
+	if err := s.checkWritten(); err != nil {
 		return err
 	}
 	// A batch with runs claimed but none sent (SendPages failed between
@@ -473,16 +513,18 @@ func (s *session) sendRuns(ctx context.Context) error {
 }
 
 // unname takes back the last entries of snd.runs, naming pages pages,
-// that writeRun appended for a run it did not post, unless some of them
-// were sent (a failed sendRuns that sent the frames before the run's
-// last one): those stay named, and a Flush of the batch is refused by
-// the destination (RUNS and COMMIT disagree).
-func (snd *sender) unname(entries int, pages uint64) {
+// that writeRun appended for a run it did not post, and reports whether
+// it did: not when some of them were sent (a failed sendRuns that sent
+// the frames before the run's last one, which only a run of more than
+// 2^31 pages has): those stay named (writeRun's caller spoils the
+// batch).
+func (snd *sender) unname(entries int, pages uint64) bool {
 	if len(snd.runs) < entries*runSize {
-		return
+		return false
 	}
 	snd.runs = snd.runs[:len(snd.runs)-entries*runSize]
 	snd.runPages -= pages
+	return true
 }
 
 // sendCtrl handles the destination's own control frames: ACK, MARKED.
