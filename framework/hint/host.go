@@ -143,11 +143,20 @@ type hostClient struct {
 // BalloonHint session the host streams: no more than the guest has pages
 // of RAM, or than one stream message holds if that is more (gRPC decodes
 // a whole message before it is counted, so a lower bound would save
-// nothing). A guest hints each free block once per session (Linux takes
-// the blocks it hints until DONE), every block at least a page of RAM, so
-// a real guest stays within it whatever its block size; the reference VMM
-// sends fewer still (at most balloon.MaxHintRanges a session,
-// vmm/devices/balloon). What it does not bound: a large guest's session
+// nothing). A session may repeat ranges: Linux keeps the blocks it
+// hints until DONE, but its shrinker gives them back under memory
+// pressure, during a session too, and the session may then hint the same
+// block again (virtio_balloon.c, shrink_free_pages; the spec lets a
+// driver take hinted pages back at any time). Each of its hints is one
+// block of 2^MAX_PAGE_ORDER pages (1024 on x86-64), so a Linux guest
+// would have to hint every block of its RAM again some 1024 times in one
+// session to pass the bound; the reference VMM sends at most
+// balloon.MaxHintRanges (262144) a session, no more than the pages of a
+// 1 GiB guest (vmm/devices/balloon). What passes it: a guest whose
+// driver hints buffers smaller than a page (not Linux; the reference VMM
+// passes any length on) in a guest under 1 GiB; its session is then
+// dropped whole and its pages sent, which costs only the saving. What
+// it does not bound: a large guest's session
 // may still hold 16 bytes per 4 KiB page of guest RAM in the plugin (a
 // 1 TiB guest: 4 GiB) if its VMM sends one range per page; and ranges are
 // not checked against RAM here (VM.PageRanges leaves out what is not).
