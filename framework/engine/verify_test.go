@@ -194,7 +194,12 @@ func TestSlowCheckNotFailed(t *testing.T) {
 	must(t, err)
 	sendTr, recvTr := loopback.NewPipe()
 	limit := 4 * stallLimit
-	c := &slowCheck{perChunk: limit * 6 / 10, lastExtra: 2 * limit, pages: 3 * hashChunk, read: make(chan struct{}, 1)}
+	// Each chunk takes 0.4 of the stall bound, so that a loaded machine's
+	// scheduling (the source hashing its next chunk, goroutines woken
+	// late) still leaves it within the bound: at 0.6 a CI run beside
+	// other packages' tests stalled once on the first chunk. The three
+	// chunks and the last one's extra still take the check well past it.
+	c := &slowCheck{perChunk: limit * 4 / 10, lastExtra: 2 * limit, pages: 3 * hashChunk, read: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, c.receiver(recvTr), Options{Credentials: dc, StallTimeout: limit, SwitchoverTimeout: limit,
