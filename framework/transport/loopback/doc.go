@@ -8,7 +8,10 @@
 // Every session starts with transport.Secure: a TLS 1.3 handshake with
 // the OpenRequest's credentials (mutual, pinned or CA roots); the frames
 // below then travel inside TLS, or in the clear after it with
-// Credentials.Plaintext.
+// Credentials.Plaintext. A session ends with BYE (inside TLS) and the
+// connection under TLS closed, without TLS's close_notify: that alert
+// waits, up to crypto/tls's 5 s, for the peer to read it, which a peer
+// closing at the same time over net.Pipe does not do.
 //
 // The byte stream, one frame after another, big-endian:
 //

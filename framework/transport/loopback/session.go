@@ -23,6 +23,7 @@ var errClosedHere = errors.New("loopback: session closed")
 type session struct {
 	role  transport.Role
 	conn  net.Conn
+	raw   net.Conn // under conn's TLS (conn itself in plaintext): what fail closes
 	ram   *ram
 	queue int // bytes of received messages held at most
 
@@ -54,14 +55,27 @@ type session struct {
 }
 
 func newSession(role transport.Role, conn net.Conn, r *ram, queue int) *session {
-	s := &session{role: role, conn: conn, ram: r, queue: queue, wlock: make(chan struct{}, 1),
+	raw := conn
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		raw = tc.NetConn()
+	}
+	s := &session{role: role, conn: conn, raw: raw, ram: r, queue: queue, wlock: make(chan struct{}, 1),
 		changed: make(chan struct{}), readerDone: make(chan struct{})}
 	go s.readLoop()
 	return s
 }
 
 // fail ends the session with err (the first reason wins) and closes the
-// connection, which stops the reader and any blocked writer.
+// connection, which stops the reader and any blocked writer. It closes
+// the connection under TLS, without TLS's close_notify: BYE, inside
+// TLS, is how a session says it ends; every frame written whole before
+// has reached the peer (TLS buffers none), which then reads the end of
+// the stream as it did after close_notify. close_notify would wait for
+// the peer to read it, up to crypto/tls's 5 s, on net.Pipe (which
+// buffers nothing) whenever the peer's reader has gone or is writing
+// its own: two sides closing at once each waited for the other
+// (TestCloseNotHeldByPeerNotReading). What it cannot tell the peer: a
+// frame cut short by this end reads as a torn stream, as before.
 func (s *session) fail(err error) {
 	s.mu.Lock()
 	if s.err == nil {
@@ -70,7 +84,7 @@ func (s *session) fail(err error) {
 		s.landed.End(err)
 	}
 	s.mu.Unlock()
-	s.conn.Close()
+	s.raw.Close()
 }
 
 // notify wakes the waiters; s.mu is held.
