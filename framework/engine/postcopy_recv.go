@@ -1033,6 +1033,11 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // reconnect_timeout of its own. What that costs: a source whose
 // connection breaks at each SETTLED for longer than that is no longer
 // waited for, and ends handover-unknown or postcopy-broken, paused.
+// What the bound does not cover: a send of SETTLED under way as it
+// passes (switchover_timeout at most), the wait for the answer to one
+// that went out (settledLinger), and the time the transport takes to
+// end a session, which no context cuts short (its Close; the old
+// session's landed lane, pcDrainTimeout at most).
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
 	lctx, cancel := context.WithTimeout(r.held.caller(), r.opt.ReconnectTimeout)
