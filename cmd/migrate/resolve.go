@@ -246,8 +246,10 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // that report no id the same tag fingerprint (tagsPair). Either way a
 // side that reports the migration resolved must take its socket's role
 // in it, a sender at the source's socket and a receiver at the
-// destination's (rolesPair), also beside a VMM in none. Else pair fails
-// and nothing may be moved.
+// destination's (rolesPair), also beside a VMM in none (without an id,
+// not a receiver at the source's socket that runs the guest beside a
+// destination that answers with none: sourceArrivedBesideNone). Else
+// pair fails and nothing may be moved.
 //
 // It also records what manual must know of the pairing: which side
 // reports another migration, whether the two take part in two

@@ -184,13 +184,14 @@ func TestResolveSharedName(t *testing.T) {
 
 // TestResolveOneSideWrongRole: migrate -resolve where the VMM at one of
 // the job's sockets reports a migration in the role of the other socket
-// and the other VMM holds none: a receiver at the source's socket that
-// runs the guest it received, a handover-unknown sender at the
-// destination's socket. Neither is this job's side of its migration:
-// nothing is moved, no command printed, exit 1. Before, the receiver's
-// running was taken for the source's ("resolved: the guest runs on the
-// source", exit 0), and the sender was offered the destination's resume
-// (a second running copy if its real destination runs the guest).
+// and the other VMM holds none: a handover-unknown receiver at the
+// source's socket, a handover-unknown sender at the destination's
+// socket. Neither is this job's side of its migration: nothing is
+// moved, no command printed, exit 1. Before, the receiver was offered
+// the source's resume (a second running copy if its real source runs
+// the guest), and the sender the destination's. One in the wrong role
+// that runs the guest, its migration over, is left to plan
+// (settledBesideNone, TestResolveMigratedInSourceBesideNone).
 func TestResolveOneSideWrongRole(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -199,7 +200,7 @@ func TestResolveOneSideWrongRole(t *testing.T) {
 	}{
 		{"a receiver at the source's socket", func(c *runCase) {
 			c.src.role, c.src.id = "receive", "a"
-			c.src.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.role = ""
 			c.dst.finishWith(0, "", api.SideNone)
 		}, `source socket ` + "%s" + ` reports role "receive" in migration id a`},

@@ -22,6 +22,17 @@ import (
 //	a wrong role    no part in it        -                   oneSide: not this job's side of its migration
 //	a wrong role    any other            no                  strangers: two migrations (resolver.mismatch)
 //
+// Except (migrate -resolve only, no id): a receiver at the source's
+// socket whose migration is over and which runs the guest, beside a
+// destination VMM that answers and takes part in no migration, is not
+// refused (sourceArrivedBesideNone). A VMM reports its last migration's
+// role until its next one begins, so the source of a guest that arrived
+// by migration reports "receive" until it is sent on: refused, every
+// -resolve of a job whose migrate failed before its migrate-send
+// (migrate itself says to run it once both sockets answer) exited 1
+// beside a new destination VMM, saying to find the other side of a
+// migration that ended long before (TestResolveMigratedInSourceBesideNone).
+//
 // What it cannot tell: a VMM may report any role and any name; roles
 // and names keep honest migrations apart, nothing more.
 
@@ -107,6 +118,9 @@ func rolesPair(s, d api.ResolveResult, id string) error {
 	e := &errRoles{src: s.Role, dst: d.Role}
 	switch {
 	case s.Role == "" || d.Role == "":
+		if sourceArrivedBesideNone(s, d, id) {
+			return nil
+		}
 		x := s
 		if s.Role == "" {
 			x = d
@@ -122,6 +136,32 @@ func rolesPair(s, d api.ResolveResult, id string) error {
 		e.trouble = rolesStrangers // a role no VMM of this repository reports
 	}
 	return e
+}
+
+// sourceArrivedBesideNone reports whether s and d, a side in the wrong
+// role beside one in none, are left to plan as before the role check:
+// only without an id (migrate -resolve), a receiver at the source's
+// socket whose migration is over and which runs the guest
+// (api.SideRunning), beside a destination VMM that answered and takes
+// part in no migration (api.SideNone). Neither VMM at the job's sockets
+// holds a paused copy waiting for a decision, and plan moves nothing
+// ("the guest runs on the source", no step).
+// It is the honest state of a job whose migrate failed before its
+// migrate-send, when the guest came to the source by migration: a VMM
+// reports "receive" until its next migrate-send.
+//
+// Still refused: that receiver beside a destination that does not
+// answer (a VMM that replaced this job's source may stand at its
+// socket, and the destination may hold the guest, handover-unknown:
+// before the role check migrate said the guest runs on the source,
+// exit 0), one that waits for a decision or holds none (handover-unknown,
+// migrating, postcopy-broken, discarded, failed), and a sender at the
+// destination's socket (it may have sent this job's guest on, or be a
+// stranger: nothing here tells). With an id (migrate's own run) a VMM
+// that reports it in the wrong role reused it: always refused.
+func sourceArrivedBesideNone(s, d api.ResolveResult, id string) bool {
+	return id == "" && s.Role == transport.RoleReceive.String() && s.Side == api.SideRunning &&
+		d.Role == "" && d.Side == api.SideNone
 }
 
 // oneName reports whether s and d name one migration: the same id, or
