@@ -280,6 +280,31 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 			// names migration a.
 			refusedUnchanged(t, dst, dst.moveOn(t, "b", tagB), run)
 		}},
+		{"the source took its guest by migration, a new destination in none: nothing to move", func(t *testing.T, dir string) (*lineSide, *lineSide) {
+			// This VMM reports role "receive" in the migration that
+			// brought its guest until its next migrate-send: a job whose
+			// migrate failed before that send finds its source so
+			// (cmd/migrate sourceArrivedBesideNone; from 3fd97bc until
+			// review G, -resolve refused it, exit 1).
+			src := newLineSide(t, dir, "src.sock", transport.RoleReceive, "j0", tagA)
+			// Loaded, then COMMIT: the guest runs here.
+			src.v.setStateIf(StateIncoming, StatePaused)
+			if err := (migrationVM{v: src.v, own: src.own}).Resume(); err != nil {
+				t.Fatal(err)
+			}
+			src.v.endMigration(src.own, src.v.migration(), transport.RoleReceive,
+				engine.Report{Status: engine.StatusCompleted, Handover: engine.HandoverRunning, Mode: engine.ModePrecopy, TagFingerprint: tagA}, nil)
+			dst := &lineSide{v: fakeVM(StateIncoming), sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive}
+			dst.v.cfg.Incoming = true
+			serveAt(t, dst.v, dst.sock)
+			return src, dst
+		}, true, func(t *testing.T, src, dst *lineSide, _ func(*lineSide) string) {
+			if src.side() != api.SideRunning || src.v.Status().State != StateRunning || dst.side() != api.SideNone ||
+				dst.v.Status().State != StateIncoming {
+				t.Errorf("source %s (%s), destination %s (%s): want both left as they were",
+					src.side(), src.v.Status().State, dst.side(), dst.v.Status().State)
+			}
+		}},
 		{"source running, destination without HELLO: the cancel by hand", func(t *testing.T, dir string) (*lineSide, *lineSide) {
 			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", "")
 			endFailedResumed(t, src.v, src.own, "")
