@@ -79,7 +79,9 @@ type Session struct {
 // the sending side every hint provider of spec starts at the same time,
 // in the background (Send configures them); a receiving session starts
 // none. ctx bounds the transport's start; cancelling it later kills
-// nothing. On error nothing is left running or open.
+// nothing. On error nothing is left running or open; a layout that
+// framework.Layout.Check refuses (no region, overlapping, unaligned,
+// wrapping) fails before any plugin starts.
 func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error) {
 	start := time.Now()
 	if err := checkRole(spec.Role); err != nil {
@@ -87,6 +89,11 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	}
 	if err := Check(spec); err != nil {
 		return nil, err
+	}
+	// Before any plugin starts: the engine refuses such a layout too,
+	// but only after the transport plugin and the providers ran.
+	if err := ram.Check(); err != nil {
+		return nil, fmt.Errorf("session: guest RAM layout: %w (no plugin was started)", err)
 	}
 	if spec.Log == nil {
 		spec.Log = slog.Default()
