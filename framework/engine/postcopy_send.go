@@ -162,6 +162,11 @@ type pcSend struct {
 
 	settled   *transport.Message // SETTLED seen while pushing the last pages
 	serveGone bool               // the request server's session ended with nothing owed
+	// unsure: why pages taken from owed may not have reached the
+	// destination although nothing is owed (a push or an answer that
+	// failed, doubt); settle then waits at most unsureWait. nil: none in
+	// this session.
+	unsure    error
 	serveStop context.CancelFunc
 	serveDone chan struct{}
 	serveErr  chan error // the request server's end (1 buffered)
@@ -693,7 +698,7 @@ func (pc *pcSend) push(ctx context.Context) error {
 	// Flush's answer: SETTLED decides (settle reads what arrived before
 	// the end; without it, the broken session is seen there).
 	if err := s.tr.Flush(ctx); err != nil {
-		s.opt.Log.Info("post-copy: the last Flush failed; waiting for what the destination said", "err", err)
+		pc.doubt(fmt.Errorf("flush the last pushed pages: %w", err))
 	}
 	pc.report()
 	s.progress(true)
@@ -702,15 +707,47 @@ func (pc *pcSend) push(ctx context.Context) error {
 
 // pushFailed is push's error for a failed SendPages or Flush: a
 // linkError, unless nothing is owed any more: then the destination may
-// have answered SETTLED and ended the session already, and settle
-// decides (nil).
+// have answered SETTLED and ended the session already, which is why the
+// call failed, and settle decides (nil), but only for unsureWait (doubt).
 func (pc *pcSend) pushFailed(err error) error {
 	if pc.owedCount() == 0 {
-		pc.s.opt.Log.Info("post-copy: sending the last pages failed; waiting for what the destination said", "err", err)
+		pc.doubt(err)
 		return nil
 	}
 	return linkError{err}
 }
+
+// doubt records that a call which took pages from owed failed while
+// nothing is owed (the first such reason of the session counts). The
+// failure may come from the session's end, SETTLED before it; but a
+// transport may also refuse a call and keep its session (the transport
+// contract promises no more), having written none or only some of the
+// pages the call took. The destination then lacks them and never
+// settles, and a fault on one of them waits, since a REQUEST for a page
+// no longer owed is not answered. So settle waits for SETTLED or the
+// session's end at most unsureWait, then ends the session itself, and
+// the reconnect's MISSING names what did not land. Until 2026-12-07 it
+// waited until the stall watch ended the session (stall_timeout, 30 s
+// by default: TestPostcopyPushFailedNothingOwed). What it does not do:
+// owe the taken pages again on the same session. The failed call may
+// have written some of them, and a second copy of a page the guest
+// already owns breaks post-copy on the destination; only the
+// destination's MISSING knows which pages did not land.
+func (pc *pcSend) doubt(err error) {
+	pc.s.opt.Log.Info("post-copy: a send failed with nothing owed; waiting briefly for what the destination said",
+		"err", err, "wait", unsureWait)
+	if pc.unsure == nil {
+		pc.unsure = err
+	}
+}
+
+// unsureWait bounds settle's wait for SETTLED or the session's end
+// after doubt. A session that ended shows it within moments (a SETTLED
+// sent before the end is delivered first); one that goes on shows
+// neither, while the guest may wait on a page of the failed call. A
+// wait too short costs a reconnect only: the destination answers RESUME
+// with SETTLED (lingerToTell) or MISSING.
+const unsureWait = time.Second
 
 // poll looks, without waiting, at what the destination said and at the
 // request server: a broken session is a linkError.
@@ -729,6 +766,7 @@ func (pc *pcSend) poll() error {
 	case err := <-pc.serveErr:
 		if isLink(err) && pc.owedCount() == 0 {
 			pc.serveGone = true // SETTLED may be on its way: settle decides
+			pc.doubt(err)       // or an answer failed with the session up
 			return nil
 		}
 		return err
@@ -758,29 +796,9 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 	if pc.settled != nil {
 		m, pc.settled = *pc.settled, nil
 	} else {
-		// A session that ended shows on both: the request server may see
-		// it first, but a SETTLED that arrived before the end is still
-		// delivered on msgs, which decides.
-		serveErr := pc.serveErr
-		if pc.serveGone {
-			serveErr = nil
-		}
-		for waiting := true; waiting; {
-			var ok bool
-			select {
-			case m, ok = <-s.msgs:
-				if !ok {
-					return false, linkError{fmt.Errorf("destination went away before SETTLED: %w", transport.ErrClosed)}
-				}
-				waiting = false
-			case err := <-serveErr:
-				if !isLink(err) {
-					return false, err
-				}
-				serveErr = nil
-			case <-ctx.Done():
-				return false, ctx.Err()
-			}
+		var err error
+		if m, err = pc.awaitSettled(ctx); err != nil {
+			return false, err
 		}
 	}
 	if m.Kind != msgSettled {
@@ -806,6 +824,58 @@ func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err
 	s.opt.Log.Info("post-copy completed", "postcopy_ms", s.rep.PostcopyMS, "requested", s.rep.PagesRequested,
 		"pushed", s.rep.PagesPushed, "requests_for_queued_pages", pc.againCount())
 	return true, nil
+}
+
+// awaitSettled waits for the destination's next message (SETTLED, or
+// what settle refuses) once every owed page was queued. A session that
+// ended shows on both msgs and the request server: the server may see
+// it first, but a SETTLED that arrived before the end is still
+// delivered on msgs, which decides. After a failed send or answer
+// (unsure, doubt) it waits at most unsureWait, then takes the session
+// for broken (a linkError): the destination may lack that call's pages.
+func (pc *pcSend) awaitSettled(ctx context.Context) (transport.Message, error) {
+	serveErr := pc.serveErr
+	if pc.serveGone {
+		serveErr = nil
+	}
+	var timer *time.Timer
+	var unsure <-chan time.Time // fires unsureWait after the doubt
+	doubted := func() {
+		timer = time.NewTimer(unsureWait)
+		unsure = timer.C
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	if pc.unsure != nil {
+		doubted()
+	}
+	for {
+		select {
+		case m, ok := <-pc.s.msgs:
+			if !ok {
+				return m, linkError{fmt.Errorf("destination went away before SETTLED: %w", transport.ErrClosed)}
+			}
+			return m, nil
+		case err := <-serveErr:
+			if !isLink(err) {
+				return transport.Message{}, err
+			}
+			serveErr = nil
+			if unsure == nil {
+				pc.doubt(err)
+				doubted()
+			}
+		case <-unsure:
+			return transport.Message{}, linkError{fmt.Errorf("no SETTLED and no end of the session within %v of a send that "+
+				"failed with nothing owed (%v): the destination may lack the pages it took; "+
+				"ending the session, so that the destination's MISSING names them", unsureWait, pc.unsure)}
+		case <-ctx.Done():
+			return transport.Message{}, ctx.Err()
+		}
+	}
 }
 
 // lastWord looks, after the session broke, for what the destination
@@ -892,6 +962,7 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
 	pc.stopServing()
 	s.stopReceive()
+	pc.unsure = nil // a failed send of this session: the next one's MISSING says what it left
 	seen := s.stats.get()
 	s.stats.close()
 	s.stats = nil
