@@ -21,7 +21,9 @@ import (
 // framework.Layout.Check refuses (unaligned, empty, wrapping past 2^64,
 // overlapping or out of order), or a region that ends past the end of its
 // file (checkFileSizes). A provider can then trust vm.RAM as the engine
-// does.
+// does. A VM with no RAM at all is taken, though Layout.Check refuses it:
+// a provider has nothing to hint there, the engine and session.Open
+// refuse to migrate it, and a provider's tests configure one.
 func vmFromProto(v *pb.VM, files []*os.File) (VM, error) {
 	vm := VM{ID: v.GetId(), PID: int(v.GetPid()), Files: files}
 	layout := make(framework.Layout, 0, len(v.GetRam()))
@@ -33,6 +35,9 @@ func vmFromProto(v *pb.VM, files []*os.File) (VM, error) {
 		vm.RAM = append(vm.RAM, Region{GPA: r.GetGpa(), Size: r.GetSize(), HostAddr: r.GetHostAddr(),
 			File: int(r.GetFile()), Offset: r.GetOffset()})
 		layout = append(layout, framework.Region{GPA: r.GetGpa(), Size: r.GetSize(), Offset: r.GetOffset()})
+	}
+	if len(layout) == 0 {
+		return vm, nil // nothing to hint; the engine and session.Open refuse to migrate it
 	}
 	if err := layout.Check(); err != nil {
 		return VM{}, fmt.Errorf("%w: the host's VM: %v", ErrBadConfig, err)
