@@ -50,22 +50,13 @@ func TestResolveCancelRefused(t *testing.T) {
 			tc.set(c.dst)
 			asks := 0
 			c.dst.looked = func(*fakeVMM) { asks++ } // under c.dst.mu
-			var out strings.Builder
-			r := newResolver(fakeJob(c.src, c.dst), &out)
-			r.wait = 1500 * time.Millisecond // several queries
-			v, err := r.resolve()
-			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
-			if got := strings.Join(c.dst.actIDs(), ","); got != "migrate-cancel a" {
-				t.Errorf("destination asked %q: want one cancel naming a", got)
-			}
+			// A wait of several queries; one cancel goes, naming a.
+			v, out, err := c.resolveInProcess(t, "", 1500*time.Millisecond)
+			c.wantAsked(t, "", "migrate-cancel a")
 			if v != tc.verdict || (err == nil) != (v == verdictSource) {
 				t.Errorf("verdict %d, err %v: want %d", v, err, tc.verdict)
 			}
-			for _, say := range tc.say {
-				if !strings.Contains(out.String()+errText(err), say) {
-					t.Errorf("migrate does not say %q", say)
-				}
-			}
+			wantSays(t, out+errText(err), tc.say...)
 			if v == verdictManual && strings.Contains(errText(err), "a side is still migrating") {
 				t.Errorf("the cause is %q, not the VMM's refusal", err)
 			}
@@ -128,10 +119,8 @@ func TestResolveLeavesUnnamedDestination(t *testing.T) {
 			if tc.failing {
 				c.dst.progress = engine.Progress{Phase: engine.PhaseSetup, Handover: engine.HandoverFailed}
 			}
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
-			if !strings.Contains(out.String(), "resolved: the guest runs on the source") {
+			code, stdout, stderr := c.resolveMain(t)
+			if !strings.Contains(stdout, "resolved: the guest runs on the source") {
 				t.Errorf("exit %d: the guest not said to run on the source", code)
 			}
 			acts := c.dst.actIDs()
@@ -139,16 +128,16 @@ func TestResolveLeavesUnnamedDestination(t *testing.T) {
 				if code != 0 {
 					t.Errorf("exit %d: want 0, the cancel sent", code)
 				}
-				if len(acts) == 0 || acts[0] != "migrate-cancel " || !strings.Contains(errb.String(), "paired by the absence of an id") {
+				if len(acts) == 0 || acts[0] != "migrate-cancel " || !strings.Contains(stderr, "paired by the absence of an id") {
 					t.Errorf("destination asked %q: want the cancel, as before, said paired by the absence of an id", acts)
 				}
 				return
 			}
 			line := controlLine(requestJSON("migrate-cancel", nil), c.dst.sock)
-			if len(acts) != 0 || !strings.Contains(errb.String(), "no copy of this guest") || !strings.Contains(errb.String(), "\n    "+line+"\n") {
+			if len(acts) != 0 || !strings.Contains(stderr, "no copy of this guest") || !strings.Contains(stderr, "\n    "+line+"\n") {
 				t.Errorf("destination asked %q: want nothing sent, why said, and the line to run by hand\n    %s", acts, line)
 			}
-			if code != 1 || !strings.Contains(errb.String(), "migrate: not done: migrate-cancel not sent to "+c.dst.sock) {
+			if code != 1 || !strings.Contains(stderr, "migrate: not done: migrate-cancel not sent to "+c.dst.sock) {
 				t.Errorf("exit %d: want 1, the cancel said not done", code)
 			}
 		})
@@ -187,24 +176,19 @@ func TestResolveRefusalNotStale(t *testing.T) {
 					f.progress = engine.Progress{Phase: engine.PhaseState, Handover: engine.HandoverFailed}
 				}
 			}
-			var out strings.Builder
-			r := newResolver(fakeJob(c.src, c.dst), &out)
-			r.wait = 5 * time.Second // a bound only: the resolve ends on the answers
-			v, err := r.resolve()
-			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+			v, out, err := c.resolveInProcess(t, "", 5*time.Second) // a bound only: the resolve ends on the answers
 			if v != verdictSource || err != nil {
 				t.Errorf("verdict %d, err %v: want source", v, err)
 			}
-			if got := strings.Join(c.dst.actIDs(), ","); got != "migrate-cancel a,migrate-cancel a" {
-				t.Errorf("destination asked %q: want the refused cancel, then one afresh for the failing destination, both naming a", got)
-			}
-			tookLine := func(l string) bool { return strings.Contains(l, "did not take") }
-			for _, l := range strings.Split(out.String(), "\n") {
-				if tookLine(l) && strings.Contains(l, "COMMIT arrived") {
+			// The refused cancel, then one afresh for the failing
+			// destination, both naming a.
+			c.wantAsked(t, "", "migrate-cancel a,migrate-cancel a")
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "did not take") && strings.Contains(l, "COMMIT arrived") {
 					t.Errorf("the failing destination's cancel is said refused for a reason given before it failed:\n%s", l)
 				}
 			}
-			if said := strings.Contains(out.String(), "did not take (its VMM: post-copy cannot be cancelled"); said != tc.again {
+			if said := strings.Contains(out, "did not take (its VMM: post-copy cannot be cancelled"); said != tc.again {
 				t.Errorf("the failing destination's own refusal said: %v, want %v", said, tc.again)
 			}
 		})

@@ -66,22 +66,16 @@ func TestResolveOlderBesideHelloless(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
 			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
-			for i, f := range []*fakeVMM{c.src, c.dst} {
-				if got, want := strings.Join(f.actIDs(), ","), []string{tc.src, tc.dst}[i]; got != want {
-					t.Errorf("%s was asked %q, want %q", f.role, got, want)
-				}
-			}
+			code, _, stderr := c.resolveMain(t)
+			c.wantAsked(t, tc.src, tc.dst)
 			if (code == 0) != tc.ok {
 				t.Errorf("exit %d, want success %v", code, tc.ok)
 			}
-			if said := strings.Contains(errb.String(), "paired by the absence of an id"); said != tc.paired {
+			if said := strings.Contains(stderr, "paired by the absence of an id"); said != tc.paired {
 				t.Errorf("said paired by the absence of an id: %v, want %v", said, tc.paired)
 			}
-			if !tc.paired && !strings.Contains(errb.String(), "no HELLO), and the") {
-				t.Errorf("migrate does not say why the two are not paired")
+			if !tc.paired {
+				wantSays(t, stderr, "no HELLO), and the") // why the two are not paired
 			}
 		})
 	}
@@ -104,59 +98,45 @@ func TestResolveOlderBesideHelloless(t *testing.T) {
 // walk of unnamed acts (resolvecancel.go): such a pair was acted on
 // unnamed, paired by "" == "".
 func TestResolveMisreportedHello(t *testing.T) {
+	// What each side reports once its migration ended.
+	type ended struct {
+		status engine.Status
+		side   api.Side
+	}
+	var (
+		unknown        = ended{engine.StatusHandoverUnknown, api.SideUnknown}
+		failed         = ended{engine.StatusFailed, api.SideFailed}
+		sourceRunning  = ended{engine.StatusFailed, api.SideRunning} // its migration failed
+		migrated       = ended{engine.StatusCompleted, api.SideMigrated}
+		postcopyBroken = ended{engine.StatusPostcopyBroken, api.SidePostcopyBroken}
+		destRunning    = ended{engine.StatusCompleted, api.SideRunning}
+	)
 	for _, tc := range []struct {
-		name string
-		set  func(c *runCase)
-		ok   bool // exit 0, nothing to move
+		name     string
+		src, dst ended
+		ok       bool // exit 0, nothing to move
 	}{
-		{"source running, destination handover-unknown", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-		}, false},
-		{"source handover-unknown, destination failed", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
-		}, false},
-		{"both handover-unknown", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-		}, false},
-		{"source migrated, destination handover-unknown", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
-			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-		}, false},
-		{"source post-copy-broken, destination running", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
-			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-		}, false},
-		{"source running, destination failed: no HELLO, paired", func(c *runCase) {
-			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			c.dst.finishWith(0, engine.StatusFailed, api.SideFailed)
-		}, true},
+		{"source running, destination handover-unknown", sourceRunning, unknown, false},
+		{"source handover-unknown, destination failed", unknown, failed, false},
+		{"both handover-unknown", unknown, unknown, false},
+		{"source migrated, destination handover-unknown", migrated, unknown, false},
+		{"source post-copy-broken, destination running", postcopyBroken, destRunning, false},
+		{"source running, destination failed: no HELLO, paired", sourceRunning, failed, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
-			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d, calls %s\n%s%s", code, c.callList(), out.String(), errb.String())
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.role, acts)
-				}
-			}
+			c.src.finishWith(0, tc.src.status, tc.src.side)
+			c.dst.finishWith(0, tc.dst.status, tc.dst.side)
+			code, _, stderr := c.resolveMain(t)
+			c.wantNothingAsked(t)
 			if (code == 0) != tc.ok {
 				t.Errorf("exit %d, want success %v", code, tc.ok)
 			}
 			if tc.ok {
 				return
 			}
-			if !strings.Contains(errb.String(), "but no tag fingerprint") || !strings.Contains(errb.String(), "misreports") {
-				t.Errorf("migrate does not say which side misreports")
-			}
-			if strings.Contains(errb.String(), "socat") {
-				t.Errorf("migrate prints a command, which could name no migration")
-			}
+			wantSays(t, stderr, "but no tag fingerprint", "misreports") // which side misreports
+			wantNoCommand(t, stderr, "one that could name no migration")
 		})
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,8 +49,7 @@ func TestResolveRolesWithID(t *testing.T) {
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 		}, false, "the wrong way round"},
 		{"a sender alone at the destination's socket", func(c *runCase) {
-			c.src.role = "" // no migration
-			c.src.finishWith(0, "", api.SideNone)
+			c.src.inNoMigration()
 			c.dst.role = "send"
 			c.dst.finishWith(0, engine.StatusFailed, api.SideRunning)
 		}, false, `reports role "send" in migration id a`},
@@ -68,27 +66,15 @@ func TestResolveRolesWithID(t *testing.T) {
 					t.Errorf("err %v, resolved %q: want a failure, nothing resolved", err, rep.Resolved)
 				}
 			} else {
-				var out strings.Builder
-				r := newResolver(fakeJob(c.src, c.dst), &out)
-				r.id, r.wait = "a", 2*time.Second
-				v, err := r.resolve()
-				text = out.String()
-				t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), text)
+				v, out, err := c.resolveInProcess(t, "a", 2*time.Second)
+				text = out
 				if v != verdictManual || err == nil {
 					t.Errorf("verdict %d, err %v: want manual, an error", v, err)
 				}
 			}
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-				}
-			}
-			if !strings.Contains(text, tc.want) {
-				t.Errorf("migrate does not say %q", tc.want)
-			}
-			if strings.Contains(text, "socat") {
-				t.Errorf("migrate prints a command to a VMM whose part in the migration it cannot tell")
-			}
+			c.wantNothingAsked(t)
+			wantSays(t, text, tc.want)
+			wantNoCommand(t, text, "to a VMM whose part in the migration it cannot tell")
 		})
 	}
 }
@@ -116,29 +102,10 @@ func TestResolveSwappedSockets(t *testing.T) {
 			c.src.role, c.dst.role = "receive", "send"
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			text := errb.String()
-			t.Logf("exit %d\n%s%s", code, out.String(), text)
-			if code != 1 {
-				t.Errorf("exit %d, want 1", code)
-			}
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-				}
-			}
-			swapped := "whose source control socket is " + c.dst.sock + " and whose destination control socket is " + c.src.sock
-			for _, want := range []string{"the wrong way round", swapped} {
-				if !strings.Contains(text, want) {
-					t.Errorf("migrate does not say %q", want)
-				}
-			}
-			for _, bad := range []string{"two different migrations", "socat"} {
-				if strings.Contains(text, bad) {
-					t.Errorf("migrate says %q", bad)
-				}
-			}
+			text := c.resolveRefused(t)
+			wantSays(t, text, "the wrong way round",
+				"whose source control socket is "+c.dst.sock+" and whose destination control socket is "+c.src.sock)
+			wantSaysNone(t, text, "two different migrations")
 		})
 	}
 }
@@ -158,26 +125,9 @@ func TestResolveSharedName(t *testing.T) {
 			c.src.role, c.dst.role = role, role
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusFailed, api.SideRunning)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			text := errb.String()
-			t.Logf("exit %d\n%s%s", code, out.String(), text)
-			if code != 1 {
-				t.Errorf("exit %d, want 1", code)
-			}
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-				}
-			}
-			if want := "reused by hand"; !strings.Contains(text, want) {
-				t.Errorf("migrate does not say %q", want)
-			}
-			for _, bad := range []string{"two different migrations", "socat"} {
-				if strings.Contains(text, bad) {
-					t.Errorf("migrate says %q", bad)
-				}
-			}
+			text := c.resolveRefused(t)
+			wantSays(t, text, "reused by hand")
+			wantSaysNone(t, text, "two different migrations")
 		})
 	}
 }
@@ -196,46 +146,27 @@ func TestResolveOneSideWrongRole(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		set  func(c *runCase)
-		want string
+		want func(c *runCase) string // what migrate says, naming the socket
 	}{
 		{"a receiver at the source's socket", func(c *runCase) {
 			c.src.role, c.src.id = "receive", "a"
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-			c.dst.role = ""
-			c.dst.finishWith(0, "", api.SideNone)
-		}, `source socket ` + "%s" + ` reports role "receive" in migration id a`},
+			c.dst.inNoMigration()
+		}, func(c *runCase) string {
+			return "source socket " + c.src.sock + ` reports role "receive" in migration id a`
+		}},
 		{"a sender at the destination's socket", func(c *runCase) {
-			c.src.role = ""
-			c.src.finishWith(0, "", api.SideNone)
+			c.src.inNoMigration()
 			c.dst.role, c.dst.id = "send", "a"
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-		}, `destination socket ` + "%s" + ` reports role "send" in migration id a`},
+		}, func(c *runCase) string {
+			return "destination socket " + c.dst.sock + ` reports role "send" in migration id a`
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
 			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			text := errb.String()
-			t.Logf("exit %d\n%s%s", code, out.String(), text)
-			if code != 1 {
-				t.Errorf("exit %d, want 1", code)
-			}
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-				}
-			}
-			sock := c.src.sock
-			if strings.HasPrefix(tc.want, "destination") {
-				sock = c.dst.sock
-			}
-			if want := strings.Replace(tc.want, "%s", sock, 1); !strings.Contains(text, want) {
-				t.Errorf("migrate does not say %q", want)
-			}
-			if strings.Contains(text, "socat") {
-				t.Errorf("migrate prints a command to a VMM that is not this job's side of its migration")
-			}
+			wantSays(t, c.resolveRefused(t), tc.want(c))
 		})
 	}
 }

@@ -33,18 +33,11 @@ func TestResolveMigratedInSourceBesideNone(t *testing.T) {
 		t.Fatalf("migrate does not say to run migrate -resolve:\n%s", out)
 	}
 	c.dst = newFakeVMMAt(t, c.dst.sock, "", &c.calls, &c.mu)
-	c.dst.finishWith(0, "", api.SideNone)
-	var stdout, stderr strings.Builder
-	code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &stdout, &stderr)
-	t.Logf("exit %d\n%s%s", code, stdout.String(), stderr.String())
-	if code != 0 {
+	c.dst.inNoMigration()
+	if code, _, _ := c.resolveMain(t); code != 0 {
 		t.Errorf("migrate -resolve exit %d, want 0", code)
 	}
-	for _, f := range []*fakeVMM{c.src, c.dst} {
-		if acts := f.actIDs(); len(acts) != 0 {
-			t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-		}
-	}
+	c.wantNothingAsked(t)
 }
 
 // TestResolveSettledWrongRoleBesideNone: migrate -resolve where a VMM
@@ -69,14 +62,12 @@ func TestResolveSettledWrongRoleBesideNone(t *testing.T) {
 		{"a receiver at the source's socket, the destination in none", func(c *runCase) {
 			c.src.role, c.src.id = "receive", "j0"
 			c.src.finishWith(0, engine.StatusCompleted, api.SideRunning)
-			c.dst.role = ""
-			c.dst.finishWith(0, "", api.SideNone)
+			c.dst.inNoMigration()
 		}, 0, "resolved: the guest runs on the source"},
 		{"the same by tag fingerprint", func(c *runCase) {
 			c.src.role, c.src.tag = "receive", tagA
 			c.src.finishWith(0, engine.StatusCompleted, api.SideRunning)
-			c.dst.role = ""
-			c.dst.finishWith(0, "", api.SideNone)
+			c.dst.inNoMigration()
 		}, 0, "resolved: the guest runs on the source"},
 		{"a receiver at the source's socket, the destination unreachable", func(c *runCase) {
 			c.src.role, c.src.id = "receive", "j0"
@@ -84,8 +75,7 @@ func TestResolveSettledWrongRoleBesideNone(t *testing.T) {
 			c.dst.kill()
 		}, 1, `reports role "receive" in migration id j0`},
 		{"a sender at the destination's socket, the source in none", func(c *runCase) {
-			c.src.role = ""
-			c.src.finishWith(0, "", api.SideNone)
+			c.src.inNoMigration()
 			c.dst.role, c.dst.id = "send", "j2"
 			c.dst.finishWith(0, engine.StatusFailed, api.SideRunning)
 		}, 1, `reports role "send" in migration id j2`},
@@ -93,20 +83,13 @@ func TestResolveSettledWrongRoleBesideNone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
 			tc.set(c)
-			var out, errb strings.Builder
-			code := realMain([]string{"-resolve", "-config", c.writeJob(t)}, &out, &errb)
-			t.Logf("exit %d\n%s%s", code, out.String(), errb.String())
+			code, stdout, stderr := c.resolveMain(t)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d", code, tc.code)
 			}
-			for _, f := range []*fakeVMM{c.src, c.dst} {
-				if acts := f.actIDs(); len(acts) != 0 {
-					t.Errorf("%s was asked %q, want nothing", f.sock, acts)
-				}
-			}
-			if text := out.String() + errb.String(); !strings.Contains(text, tc.want) || strings.Contains(text, "socat") {
-				t.Errorf("migrate does not say %q, or prints a command to a VMM", tc.want)
-			}
+			c.wantNothingAsked(t)
+			wantSays(t, stdout+stderr, tc.want)
+			wantNoCommand(t, stdout+stderr, "nothing waits for a decision, or nothing shows the VMM to be this job's side")
 		})
 	}
 }
