@@ -37,8 +37,7 @@ func TestMigrateStartPostcopyLineAccepted(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildMigrate(t, dir)
 	v := fakeVM(StateRunning)
-	src, dst := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
-	serveAt(t, v, src)
+	serveAt(t, v, filepath.Join(dir, "src.sock")) // lineJob's source; no VMM at its destination
 	claimAs(t, v, transport.RoleSend, "", nil)
 	mg := v.migration()
 	switched := mg.switchable() // what startMigration hands to the engine
@@ -47,20 +46,11 @@ func TestMigrateStartPostcopyLineAccepted(t *testing.T) {
 	}
 	reports(tagA)
 
-	job := filepath.Join(dir, "job.hcl")
-	text := "source { control = \"" + src + "\" }\ndestination { control = \"" + dst + "\" }\ntransport \"tcp\" {}\n"
-	if err := os.WriteFile(job, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var stderr strings.Builder
-	cmd := exec.CommandContext(ctx, bin, "-start-postcopy", "-config", job)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	t.Logf("migrate -start-postcopy: %v\n%s%s", err, out, stderr.String())
+	out, stderr, err := runMigrate(ctx, t, bin, "-start-postcopy", "-config", lineJob(t, dir))
 	var line string
-	for _, l := range strings.Split(stderr.String(), "\n") {
+	for _, l := range strings.Split(stderr, "\n") {
 		if strings.HasPrefix(l, "    echo ") {
 			line = strings.TrimPrefix(l, "    ")
 		}
@@ -109,6 +99,34 @@ func buildMigrate(t *testing.T, dir string) string {
 		t.Fatalf("go build cmd/migrate: %v\n%s", err, b)
 	}
 	return bin
+}
+
+// lineJob writes dir/job.hcl, a job whose source control socket is
+// dir/src.sock and whose destination's dir/dst.sock, and returns its
+// path.
+func lineJob(t *testing.T, dir string) string {
+	t.Helper()
+	job := filepath.Join(dir, "job.hcl")
+	text := "source { control = \"" + filepath.Join(dir, "src.sock") + "\" }\ndestination { control = \"" +
+		filepath.Join(dir, "dst.sock") + "\" }\ntransport \"tcp\" {}\n"
+	if err := os.WriteFile(job, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+// runMigrate runs the migrate binary bin with args until it exits or
+// ctx ends (then it is killed), logs what it did, and returns its
+// stdout, its stderr and its error (an *exec.ExitError for an exit
+// other than 0).
+func runMigrate(ctx context.Context, t *testing.T, bin string, args ...string) (stdout []byte, stderr string, err error) {
+	t.Helper()
+	var errb strings.Builder
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stderr = &errb
+	stdout, err = cmd.Output()
+	t.Logf("migrate %s: %v\n%s%s", strings.Join(args, " "), err, stdout, errb.String())
+	return stdout, errb.String(), err
 }
 
 // serveAt serves v's control commands on sock until the test ends.

@@ -2,7 +2,6 @@ package vmm
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -135,6 +134,60 @@ func refusedUnchanged(t *testing.T, s *lineSide, was lineState, run func(*lineSi
 	}
 }
 
+// unknownAlone is a set of TestMigrateResolveLinesAccepted: one side,
+// of role, in migration id ("": none) reporting tagA, left
+// handover-unknown, and no VMM at the other side's socket.
+func unknownAlone(role transport.Role, id string) func(t *testing.T, dir string) (src, dst *lineSide) {
+	return func(t *testing.T, dir string) (*lineSide, *lineSide) {
+		if role == transport.RoleSend {
+			src := newLineSide(t, dir, "src.sock", role, id, tagA)
+			src.end(t, engine.StatusHandoverUnknown)
+			return src, nil
+		}
+		dst := newLineSide(t, dir, "dst.sock", role, id, tagA)
+		dst.end(t, engine.StatusHandoverUnknown)
+		return nil, dst
+	}
+}
+
+// postcopyBroken is a set of TestMigrateResolveLinesAccepted: both
+// sides of migration id ("": none) reporting tag, their post-copy
+// broken. The destination is one whose Halt failed (stuckDestinationAs):
+// one that halted its guest ends its VMM on its own, so no line could
+// reach it. Its VMM runs (Run) until a quit ends it (ran).
+func postcopyBroken(id, tag string) func(t *testing.T, dir string) (src, dst *lineSide) {
+	return func(t *testing.T, dir string) (*lineSide, *lineSide) {
+		src := newLineSide(t, dir, "src.sock", transport.RoleSend, id, tag)
+		src.end(t, engine.StatusPostcopyBroken)
+		v, m, _, _ := stuckDestinationAs(t, id, tag)
+		dst := &lineSide{v: v, sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive, id: id, tag: tag, ran: make(chan struct{})}
+		serveAt(t, v, dst.sock)
+		go func() { v.Run(context.Background()); close(dst.ran) }()
+		endNotHalted(v, m, m.Halt())
+		t.Cleanup(func() { v.Stop(); <-dst.ran })
+		return src, dst
+	}
+}
+
+// quitsTaken is the check of postcopyBroken: neither VMM ended before
+// its quit line ran, and each line, run, is taken and ends its VMM.
+func quitsTaken(t *testing.T, src, dst *lineSide, run func(*lineSide) string) {
+	t.Helper()
+	select {
+	case <-dst.ran:
+		t.Fatal("the destination's Run returned before its quit line ran")
+	default:
+	}
+	for _, s := range []*lineSide{src, dst} {
+		if s.ran == nil && s.stopped() {
+			t.Fatalf("%s stopped before its quit line ran", s.role)
+		}
+		if ans := run(s); !strings.Contains(ans, `"ok":true`) || !s.stopped() {
+			t.Errorf("the %s's quit line: answer %q, stopped %v; want it taken", s.role, ans, s.stopped())
+		}
+	}
+}
+
 // TestMigrateResolveLinesAccepted: migrate -resolve, the binary built
 // from cmd/migrate, against two of this VMM's own control servers (VMs
 // without KVM, their migrations ended as the engine ends them), for
@@ -191,95 +244,40 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 					dst.side(), dst.stopped(), src.side(), src.stopped())
 			}
 		}},
-		{"source handover-unknown, destination gone: the source's resume", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", tagA)
-			src.end(t, engine.StatusHandoverUnknown)
-			return src, nil
-		}, false, func(t *testing.T, src, _ *lineSide, run func(*lineSide) string) {
-			if src.side() != api.SideUnknown {
-				t.Fatalf("source %s before the line ran: want it left handover-unknown", src.side())
-			}
-			if ans := run(src); !strings.Contains(ans, `"ok":true`) || src.side() != api.SideRunning {
-				t.Errorf("the source's resume line: answer %q, side %s; want it taken, running", ans, src.side())
-			}
-		}},
-		{"destination handover-unknown, source gone: the destination's resume", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			dst := newLineSide(t, dir, "dst.sock", transport.RoleReceive, "", tagA)
-			dst.end(t, engine.StatusHandoverUnknown)
-			return nil, dst
-		}, false, func(t *testing.T, _, dst *lineSide, run func(*lineSide) string) {
-			if ans := run(dst); !strings.Contains(ans, `"ok":true`) || dst.side() != api.SideRunning {
-				t.Errorf("the destination's resume line: answer %q, side %s; want it taken, running", ans, dst.side())
-			}
-		}},
-		{"post-copy broken on both sides, the destination not halted: both quits", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			// Named by the id: a destination that halted its guest ends
-			// its VMM on its own, so the one that answers is one whose
-			// Halt failed (stuckDestination, migration "pc").
-			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "pc", "")
-			src.end(t, engine.StatusPostcopyBroken)
-			v, m, _, _ := stuckDestination(t)
-			dst := &lineSide{v: v, sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive, id: "pc", ran: make(chan struct{})}
-			serveAt(t, v, dst.sock)
-			go func() { v.Run(context.Background()); close(dst.ran) }()
-			endNotHalted(v, m, m.Halt())
-			t.Cleanup(func() { v.Stop(); <-dst.ran })
-			return src, dst
-		}, false, func(t *testing.T, src, dst *lineSide, run func(*lineSide) string) {
-			select {
-			case <-dst.ran:
-				t.Fatal("the destination's Run returned before its quit line ran")
-			default:
-			}
-			for _, s := range []*lineSide{src, dst} {
-				if s.ran == nil && s.stopped() {
-					t.Fatalf("%s stopped before its quit line ran", s.role)
+		{"source handover-unknown, destination gone: the source's resume",
+			unknownAlone(transport.RoleSend, ""), false, func(t *testing.T, src, _ *lineSide, run func(*lineSide) string) {
+				if src.side() != api.SideUnknown {
+					t.Fatalf("source %s before the line ran: want it left handover-unknown", src.side())
 				}
-				if ans := run(s); !strings.Contains(ans, `"ok":true`) || !s.stopped() {
-					t.Errorf("the %s's quit line: answer %q, stopped %v; want it taken", s.role, ans, s.stopped())
+				if ans := run(src); !strings.Contains(ans, `"ok":true`) || src.side() != api.SideRunning {
+					t.Errorf("the source's resume line: answer %q, side %s; want it taken, running", ans, src.side())
 				}
-			}
-		}},
-		{"post-copy broken on both sides, without an id: both quits name the tag fingerprint", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			// As the case above, for a migration started by hand: each
-			// quit names the tag fingerprint its side reported.
-			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", tagA)
-			src.end(t, engine.StatusPostcopyBroken)
-			v, m, _, _ := stuckDestinationAs(t, "", tagA)
-			dst := &lineSide{v: v, sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive, tag: tagA, ran: make(chan struct{})}
-			serveAt(t, v, dst.sock)
-			go func() { v.Run(context.Background()); close(dst.ran) }()
-			endNotHalted(v, m, m.Halt())
-			t.Cleanup(func() { v.Stop(); <-dst.ran })
-			return src, dst
-		}, false, func(t *testing.T, src, dst *lineSide, run func(*lineSide) string) {
-			for _, s := range []*lineSide{src, dst} {
-				if s.ran == nil && s.stopped() {
-					t.Fatalf("%s stopped before its quit line ran", s.role)
+			}},
+		{"destination handover-unknown, source gone: the destination's resume",
+			unknownAlone(transport.RoleReceive, ""), false, func(t *testing.T, _, dst *lineSide, run func(*lineSide) string) {
+				if ans := run(dst); !strings.Contains(ans, `"ok":true`) || dst.side() != api.SideRunning {
+					t.Errorf("the destination's resume line: answer %q, side %s; want it taken, running", ans, dst.side())
 				}
-				if ans := run(s); !strings.Contains(ans, `"ok":true`) || !s.stopped() {
-					t.Errorf("the %s's quit line: answer %q, stopped %v; want it taken", s.role, ans, s.stopped())
-				}
-			}
-		}},
-		{"source handover-unknown, destination gone: the source moved on, its resume line refused", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			src := newLineSide(t, dir, "src.sock", transport.RoleSend, "", tagA)
-			src.end(t, engine.StatusHandoverUnknown)
-			return src, nil
-		}, false, func(t *testing.T, src, _ *lineSide, run func(*lineSide) string) {
-			// Resumed by hand, then sent again (another migration without
-			// an id) and left handover-unknown: the old line names tagA.
-			refusedUnchanged(t, src, src.moveOn(t, "", tagB), run)
-		}},
-		{"destination handover-unknown, source gone: the destination moved on, its resume line refused", func(t *testing.T, dir string) (*lineSide, *lineSide) {
-			dst := newLineSide(t, dir, "dst.sock", transport.RoleReceive, "a", tagA)
-			dst.end(t, engine.StatusHandoverUnknown)
-			return nil, dst
-		}, false, func(t *testing.T, _, dst *lineSide, run func(*lineSide) string) {
-			// Resumed by hand, then sent on in migration b: the old line
-			// names migration a.
-			refusedUnchanged(t, dst, dst.moveOn(t, "b", tagB), run)
-		}},
+			}},
+		// Both post-copy-broken cases are named by the id, and for a
+		// migration started by hand by the tag fingerprint each side
+		// reported.
+		{"post-copy broken on both sides, the destination not halted: both quits",
+			postcopyBroken("pc", ""), false, quitsTaken},
+		{"post-copy broken on both sides, without an id: both quits name the tag fingerprint",
+			postcopyBroken("", tagA), false, quitsTaken},
+		{"source handover-unknown, destination gone: the source moved on, its resume line refused",
+			unknownAlone(transport.RoleSend, ""), false, func(t *testing.T, src, _ *lineSide, run func(*lineSide) string) {
+				// Resumed by hand, then sent again (another migration without
+				// an id) and left handover-unknown: the old line names tagA.
+				refusedUnchanged(t, src, src.moveOn(t, "", tagB), run)
+			}},
+		{"destination handover-unknown, source gone: the destination moved on, its resume line refused",
+			unknownAlone(transport.RoleReceive, "a"), false, func(t *testing.T, _, dst *lineSide, run func(*lineSide) string) {
+				// Resumed by hand, then sent on in migration b: the old line
+				// names migration a.
+				refusedUnchanged(t, dst, dst.moveOn(t, "b", tagB), run)
+			}},
 		{"the source took its guest by migration, a new destination in none: nothing to move", func(t *testing.T, dir string) (*lineSide, *lineSide) {
 			// This VMM reports role "receive" in the migration that
 			// brought its guest until its next migrate-send: a job whose
@@ -321,24 +319,14 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			src, dst := tc.set(t, dir)
-			job := filepath.Join(dir, "job.hcl")
-			text := "source { control = \"" + filepath.Join(dir, "src.sock") + "\" }\ndestination { control = \"" +
-				filepath.Join(dir, "dst.sock") + "\" }\ntransport \"tcp\" {}\n"
-			if err := os.WriteFile(job, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			var stderr strings.Builder
-			cmd := exec.CommandContext(ctx, bin, "-resolve", "-config", job)
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			t.Logf("migrate -resolve: %v\n%s%s", err, out, stderr.String())
+			_, stderr, err := runMigrate(ctx, t, bin, "-resolve", "-config", lineJob(t, dir))
 			if (err == nil) != tc.ok {
 				t.Fatalf("migrate -resolve: %v, want success %v", err, tc.ok)
 			}
 			lines := map[string][]string{} // by the socket's base name
-			for _, l := range strings.Split(stderr.String(), "\n") {
+			for _, l := range strings.Split(stderr, "\n") {
 				if l, ok := strings.CutPrefix(l, "    echo "); ok {
 					for _, name := range []string{"src.sock", "dst.sock"} {
 						if strings.Contains(l, "/"+name) {
