@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/plugintest"
 )
 
 // TestConfigureRefusesBadLayout: the plugin side refuses a Configure
@@ -20,14 +21,7 @@ import (
 // has no size (a pipe here, a device in a VMM).
 func TestConfigureRefusesBadLayout(t *testing.T) {
 	const mib = 1 << 20
-	ram, err := os.CreateTemp(t.TempDir(), "ram")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ram.Close()
-	if err := ram.Truncate(4 * mib); err != nil {
-		t.Fatal(err)
-	}
+	ram := plugintest.Memfd(t, "ram", 4*mib)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func TestMockDefaults(t *testing.T) {
 func TestConversions(t *testing.T) {
 	info := hint.Info{Name: "pagemap", Version: "2.1", Meaning: hint.MeaningZero}
 	want := plugintest.SampleSchema()
-	files := []*os.File{sizedFile(t, 1<<21+4096), sizedFile(t, 1<<30)} // as large as the regions below need
+	files := []*os.File{plugintest.Memfd(t, "ram-0", 1<<21+4096), plugintest.Memfd(t, "ram-1", 1<<30)} // as large as the regions below need
 	var gotCfg hint.Config
 	var gotVM hint.VM
 	var gotReq hint.Request
@@ -158,21 +158,6 @@ func TestConversions(t *testing.T) {
 	if err := p.Configure(ctx, nil, hint.VM{RAM: []hint.Region{{Size: 4096, File: 2}}}, nil); !errors.Is(err, hint.ErrBadConfig) {
 		t.Errorf("Configure with a file the plugin does not have = %v; want ErrBadConfig", err)
 	}
-}
-
-// sizedFile is a sparse temporary file of size bytes: guest RAM, as far
-// as the plugin side's layout checks go.
-func sizedFile(t *testing.T, size int64) *os.File {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "ram")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
 
 // TestHintsSplit: one large emit reaches the host whole, in order, in
@@ -371,7 +356,7 @@ func TestHostCallbacks(t *testing.T) {
 			}
 			return nil
 		},
-	}, []*os.File{sizedFile(t, 1<<30)})
+	}, []*os.File{plugintest.Memfd(t, "ram", 1<<30)})
 	ctx := tctx(t)
 	vm := hint.VM{RAM: []hint.Region{{Size: 1 << 30}}} // 262144 pages: room for 70000 ranges
 	if err := p.Configure(ctx, nil, vm, host); err != nil {
@@ -439,7 +424,7 @@ func TestBalloonHintBounded(t *testing.T) {
 			var h hint.Host
 			p := overGRPC(t, &hint.Mock{
 				ConfigureFunc: func(_ context.Context, _ hint.Config, _ hint.VM, hh hint.Host) error { h = hh; return nil },
-			}, []*os.File{sizedFile(t, 256*mib)})
+			}, []*os.File{plugintest.Memfd(t, "ram", 256*mib)})
 			ctx := tctx(t)
 			if err := p.Configure(ctx, nil, c.vm, host); err != nil {
 				t.Fatal(err)

@@ -5,24 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
-func ramFile(t *testing.T, size int64) *os.File {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "ram")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
 func TestMap(t *testing.T) {
-	f := ramFile(t, 8*PageSize)
+	f := plugintest.Memfd(t, "ram", 8*PageSize)
 	req := transport.OpenRequest{Files: []*os.File{f}, RAM: []transport.RAMRegion{
 		{GPA: 0, Size: 2 * PageSize, Offset: 0},
 		{GPA: 1 << 32, Size: 6 * PageSize, Offset: 2 * PageSize},
@@ -50,7 +38,7 @@ func TestMap(t *testing.T) {
 }
 
 func TestMapRefuses(t *testing.T) {
-	f := ramFile(t, 4*PageSize)
+	f := plugintest.Memfd(t, "ram", 4*PageSize)
 	for _, tc := range []struct {
 		name string
 		ram  []transport.RAMRegion
