@@ -649,6 +649,9 @@ func (pc *pcSend) run(ctx context.Context) error {
 		if said := pc.lastWord(); said != nil {
 			return pc.broken(said)
 		}
+		if pc.settled != nil {
+			continue // SETTLED came as a doubted session was given up: settle takes it
+		}
 		if err := pc.reconnect(ctx, err); err != nil {
 			return err
 		}
@@ -746,8 +749,9 @@ func (pc *pcSend) doubt(err error) {
 // sent before the end is delivered first); one that goes on shows
 // neither, while the guest may wait on a page of the failed call. A
 // wait too short costs a reconnect only: the destination answers RESUME
-// with SETTLED (lingerToTell) or MISSING.
-const unsureWait = time.Second
+// with SETTLED (lingerToTell) or MISSING; a SETTLED that comes while
+// lastWord looks is taken. A variable for tests.
+var unsureWait = time.Second
 
 // poll looks, without waiting, at what the destination said and at the
 // request server: a broken session is a linkError.
@@ -882,7 +886,16 @@ func (pc *pcSend) awaitSettled(ctx context.Context) (transport.Message, error) {
 // said before the end (its messages are delivered before the end is):
 // a BROKEN means there is nobody to reconnect to. It waits at most
 // lastWordWait for the receive goroutine to see the end; nil if the
-// destination said nothing.
+// destination said nothing. After a doubt (unsure) the session may
+// still be up, and a SETTLED that arrives now, with nothing owed, is
+// kept for settle (pc.settled), which answers it on this session: the
+// destination has every page. Dropping it cost a reconnect, and a
+// source that held SETTLED then heard it only if the destination still
+// listened for it (lingerToTell; a cancel of its caller ends that), or
+// ended postcopy-broken, paused (TestPostcopySettledAfterDoubt). Any
+// other SETTLED here is still dropped, the reconnect hears it again: a
+// session that broke may not carry the answer, and the destination
+// would then listen for a source that completed.
 func (pc *pcSend) lastWord() error {
 	t := time.NewTimer(lastWordWait)
 	defer t.Stop()
@@ -894,6 +907,10 @@ func (pc *pcSend) lastWord() error {
 			}
 			if m.Kind == msgBroken {
 				return pc.unexpected(m)
+			}
+			if m.Kind == msgSettled && pc.unsure != nil && pc.owedCount() == 0 {
+				pc.settled = &m
+				return nil
 			}
 			pc.s.opt.Log.Warn("post-copy: message from the destination before the connection broke, ignored", "kind", msgName(m.Kind))
 		case <-t.C:

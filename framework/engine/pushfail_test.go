@@ -126,3 +126,163 @@ func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 	must(t, dst.Verify())
 	must(t, vmtest.Equal(src, dst))
 }
+
+// failLastPushSome is the source's transport whose push SendPages that
+// takes the last owed pages (fewer than a push batch, after COMMIT)
+// fails, times times, after it passed written of its runs on: a
+// transport that refuses a call part of which it already queued (a
+// launched plugin's SendPages is several RPCs; one that fails leaves
+// the earlier ones queued), while the session goes on.
+type failLastPushSome struct {
+	transport.Transport
+	times   int
+	written func([]transport.PageRun) []transport.PageRun
+
+	mu        sync.Mutex
+	committed bool
+	failed    int
+}
+
+func (f *failLastPushSome) SendMessage(ctx context.Context, m transport.Message) error {
+	err := f.Transport.SendMessage(ctx, m)
+	if err == nil && m.Kind == msgCommit {
+		f.mu.Lock()
+		f.committed = true
+		f.mu.Unlock()
+	}
+	return err
+}
+
+func (f *failLastPushSome) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	var n uint64
+	for _, r := range runs {
+		n += r.Count
+	}
+	f.mu.Lock()
+	inject := f.committed && f.failed < f.times && n < pushBatchPages
+	if inject {
+		f.failed++
+	}
+	f.mu.Unlock()
+	if !inject {
+		return f.Transport.SendPages(ctx, runs)
+	}
+	if w := f.written(runs); len(w) > 0 {
+		if err := f.Transport.SendPages(ctx, w); err != nil {
+			return err
+		}
+	}
+	return errors.New("injected: SendPages refused after queueing part of it, the session goes on")
+}
+
+// TestPostcopyPushFailedPartlyWritten: the last push call fails with
+// the session up after it queued the first half of its pages, once and
+// then again on each of the next three sessions. The destination's
+// MISSING after each reconnect names only what did not land: nothing
+// is lost and no page placed twice (the fault service refuses a
+// landed page the guest owns), and every failure costs one reconnect.
+func TestPostcopyPushFailedPartlyWritten(t *testing.T) {
+	f := &failLastPushSome{times: 4, written: func(runs []transport.PageRun) []transport.PageRun { return runs[:len(runs)/2] }}
+	var src *vmtest.VM
+	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
+		f.Transport, src = str, v
+		return f
+	}, func(sopt, dopt *Options) {
+		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
+	})
+	if f.failed == 0 {
+		t.Fatalf("no push call took the last pages after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
+	}
+	if r.serr != nil || r.srep.Status != StatusCompleted || r.derr != nil || r.drep.Status != StatusCompleted {
+		t.Fatalf("source %s (%v), destination %s (%v): want both completed", r.srep.Status, r.serr, r.drep.Status, r.derr)
+	}
+	if r.srep.Reconnects != f.failed || r.drep.Reconnects != f.failed {
+		t.Errorf("reconnects: source %d, destination %d; want %d each (one per failed call)", r.srep.Reconnects, r.drep.Reconnects, f.failed)
+	}
+	must(t, dst.Verify())
+	must(t, vmtest.Equal(src, dst))
+}
+
+// settledLate is failLastPushSome's source transport that hands the
+// destination's SETTLED to the engine only settledHold after the
+// injected failure returned: after the source's doubt gave up on the
+// session (unsureWait, shortened by the test), while it looks for the
+// destination's last word before it reconnects (lastWordWait).
+type settledLate struct {
+	*failLastPushSome
+	failedOnce chan struct{} // closed as the injected failure returns
+	once       sync.Once
+}
+
+func (s *settledLate) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	err := s.failLastPushSome.SendPages(ctx, runs)
+	s.failLastPushSome.mu.Lock()
+	failed := s.failLastPushSome.failed > 0
+	s.failLastPushSome.mu.Unlock()
+	if err != nil && failed {
+		s.once.Do(func() { close(s.failedOnce) })
+	}
+	return err
+}
+
+// settledHold: long after unsureWait as the test sets it, well inside
+// lastWordWait.
+const settledHold = 100 * time.Millisecond
+
+func (s *settledLate) RecvMessage(ctx context.Context) (transport.Message, error) {
+	m, err := s.failLastPushSome.RecvMessage(ctx)
+	if err != nil || m.Kind != msgSettled {
+		return m, err
+	}
+	select {
+	case <-s.failedOnce:
+	case <-ctx.Done():
+		return m, ctx.Err()
+	}
+	t := time.NewTimer(settledHold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return m, ctx.Err()
+	}
+	return m, nil
+}
+
+// TestPostcopySettledAfterDoubt: the last push call fails with the
+// session up after it queued all of its pages, so the destination has
+// every page and sends SETTLED; it reaches the source just after the
+// source's doubt gave up on the session, while the source looks for
+// the destination's last word. The source completes on that SETTLED,
+// answering it on the session that carried it. Before, it dropped it
+// ("message from the destination before the connection broke,
+// ignored"), ended the session and reconnected to be told again, and
+// heard it only if the destination still listened for it
+// (lingerToTell, which a cancel of the destination's caller ends): a
+// source that held SETTLED could end postcopy-broken, paused.
+func TestPostcopySettledAfterDoubt(t *testing.T) {
+	old := unsureWait
+	unsureWait = 10 * time.Millisecond
+	t.Cleanup(func() { unsureWait = old })
+	f := &settledLate{failLastPushSome: &failLastPushSome{times: 1,
+		written: func(runs []transport.PageRun) []transport.PageRun { return runs }}, failedOnce: make(chan struct{})}
+	var src *vmtest.VM
+	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
+		f.failLastPushSome.Transport, src = str, v
+		return f
+	}, func(sopt, dopt *Options) {
+		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
+	})
+	if f.failed == 0 {
+		t.Fatalf("no push call took the last pages after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
+	}
+	if r.serr != nil || r.srep.Status != StatusCompleted || r.derr != nil || r.drep.Status != StatusCompleted {
+		t.Fatalf("source %s (%v), destination %s (%v): want both completed", r.srep.Status, r.serr, r.drep.Status, r.derr)
+	}
+	if r.srep.Reconnects != 0 || r.drep.Reconnects != 0 {
+		t.Errorf("reconnects: source %d, destination %d; want none: the source had SETTLED when it gave up on the session",
+			r.srep.Reconnects, r.drep.Reconnects)
+	}
+	must(t, dst.Verify())
+	must(t, vmtest.Equal(src, dst))
+}
