@@ -4,7 +4,8 @@
 // report, and tears everything down on every path, after the report.
 //
 //	Open(ctx, RAM, spec)                               │
-//	  ├─ Check(spec); engine.RAMFiles(RAM, spec.Role): the VMM's memfds,
+//	  ├─ Check(spec); RAM.Check() (a layout it refuses starts no plugin);
+//	  │    engine.RAMFiles(RAM, spec.Role): the VMM's memfds,
 //	  │    read-only to send; to receive, duplicates, sealed against shrinking
 //	  ├─ sending: each Hint, on its own goroutine, under HintStartTimeout:
 //	  │    hint.Launch(files); Info; Schema; Coerce; then waits for Send
