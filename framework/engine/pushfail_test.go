@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
 )
@@ -19,34 +21,68 @@ import (
 // session keptFor after the failure, the wrapper ends it itself (kept),
 // so that the test ends however the source behaves.
 type failLastPush struct {
-	transport.Transport
+	afterCommit
 	keptFor time.Duration
 
-	mu        sync.Mutex
-	committed bool          // COMMIT went out
-	failedAt  time.Time     // the injected failure; zero: not yet
-	closed    chan struct{} // closed by the source's Close after the failure
-	kept      bool          // the source still held the session keptFor after the failure
-	wg        sync.WaitGroup
+	mu       sync.Mutex
+	failedAt time.Time     // the injected failure; zero: not yet
+	closed   chan struct{} // closed by the source's Close after the failure
+	kept     bool          // the source still held the session keptFor after the failure
+	wg       sync.WaitGroup
 }
 
-func (f *failLastPush) SendMessage(ctx context.Context, m transport.Message) error {
-	err := f.Transport.SendMessage(ctx, m)
+// afterCommit is a source's transport that notes COMMIT going out, so
+// that a wrapper can tell a post-copy push taking the last owed pages
+// (lastPush) from the pre-copy passes and the bulk of the push.
+type afterCommit struct {
+	transport.Transport
+	src       *vmtest.VM // written during the bulk pass (dirtyOnce)
+	committed atomic.Bool
+	dirtied   atomic.Bool
+}
+
+// dirtyOnce writes pages 0-7 of the source guest during the first call
+// before COMMIT (the bulk pass), so that they are dirty at the switch
+// and owed in post-copy: the guest's own writer (every millisecond) may
+// not be scheduled while a short bulk pass runs on a loaded machine,
+// and without owed pages there is no last push to fail.
+func (a *afterCommit) dirtyOnce() error {
+	if a.committed.Load() || a.src == nil || !a.dirtied.CompareAndSwap(false, true) {
+		return nil
+	}
+	for p := range uint64(8) {
+		if err := a.src.Write(p * framework.PageSize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *afterCommit) SendMessage(ctx context.Context, m transport.Message) error {
+	err := a.Transport.SendMessage(ctx, m)
 	if err == nil && m.Kind == msgCommit {
-		f.mu.Lock()
-		f.committed = true
-		f.mu.Unlock()
+		a.committed.Store(true)
 	}
 	return err
 }
 
-func (f *failLastPush) SendPages(ctx context.Context, runs []transport.PageRun) error {
+// lastPush reports whether runs, sent after COMMIT, are fewer pages than
+// a push batch: the push's last call, which takes the last owed pages.
+func (a *afterCommit) lastPush(runs []transport.PageRun) bool {
 	var n uint64
 	for _, r := range runs {
 		n += r.Count
 	}
+	return a.committed.Load() && n < pushBatchPages
+}
+
+func (f *failLastPush) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	if err := f.dirtyOnce(); err != nil {
+		return err
+	}
+	last := f.lastPush(runs)
 	f.mu.Lock()
-	inject := f.committed && f.failedAt.IsZero() && n < pushBatchPages
+	inject := last && f.failedAt.IsZero()
 	if inject {
 		f.failedAt, f.closed = time.Now(), make(chan struct{})
 		f.wg.Go(f.watch)
@@ -99,7 +135,7 @@ func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 	f := &failLastPush{keptFor: 10 * time.Second}
 	var src *vmtest.VM
 	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
-		f.Transport, src = str, v
+		f.Transport, f.src, src = str, v, v
 		return f
 	}, func(sopt, dopt *Options) {
 		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
@@ -134,32 +170,21 @@ func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 // launched plugin's SendPages is several RPCs; one that fails leaves
 // the earlier ones queued), while the session goes on.
 type failLastPushSome struct {
-	transport.Transport
+	afterCommit
 	times   int
 	written func([]transport.PageRun) []transport.PageRun
 
-	mu        sync.Mutex
-	committed bool
-	failed    int
-}
-
-func (f *failLastPushSome) SendMessage(ctx context.Context, m transport.Message) error {
-	err := f.Transport.SendMessage(ctx, m)
-	if err == nil && m.Kind == msgCommit {
-		f.mu.Lock()
-		f.committed = true
-		f.mu.Unlock()
-	}
-	return err
+	mu     sync.Mutex
+	failed int
 }
 
 func (f *failLastPushSome) SendPages(ctx context.Context, runs []transport.PageRun) error {
-	var n uint64
-	for _, r := range runs {
-		n += r.Count
+	if err := f.dirtyOnce(); err != nil {
+		return err
 	}
+	last := f.lastPush(runs)
 	f.mu.Lock()
-	inject := f.committed && f.failed < f.times && n < pushBatchPages
+	inject := last && f.failed < f.times
 	if inject {
 		f.failed++
 	}
@@ -185,7 +210,7 @@ func TestPostcopyPushFailedPartlyWritten(t *testing.T) {
 	f := &failLastPushSome{times: 4, written: func(runs []transport.PageRun) []transport.PageRun { return runs[:len(runs)/2] }}
 	var src *vmtest.VM
 	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
-		f.Transport, src = str, v
+		f.Transport, f.src, src = str, v, v
 		return f
 	}, func(sopt, dopt *Options) {
 		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
@@ -268,7 +293,7 @@ func TestPostcopySettledAfterDoubt(t *testing.T) {
 		written: func(runs []transport.PageRun) []transport.PageRun { return runs }}, failedOnce: make(chan struct{})}
 	var src *vmtest.VM
 	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
-		f.failLastPushSome.Transport, src = str, v
+		f.failLastPushSome.Transport, f.failLastPushSome.src, src = str, v, v
 		return f
 	}, func(sopt, dopt *Options) {
 		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
