@@ -152,15 +152,7 @@ func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 		t.Errorf("the source still held the session %v after its last push failed with nothing owed: "+
 			"it waited for SETTLED while the destination lacked that call's pages", f.keptFor)
 	}
-	if r.serr != nil || r.srep.Status != StatusCompleted || r.derr != nil || r.drep.Status != StatusCompleted {
-		t.Fatalf("source %s (%v), destination %s (%v): want both completed", r.srep.Status, r.serr, r.drep.Status, r.derr)
-	}
-	if r.srep.Reconnects != 1 || r.drep.Reconnects != 1 {
-		t.Errorf("reconnects: source %d, destination %d; want 1 each (MISSING named the failed call's pages)",
-			r.srep.Reconnects, r.drep.Reconnects)
-	}
-	must(t, dst.Verify())
-	must(t, vmtest.Equal(src, dst))
+	completedAfter(t, r, src, dst, 1, "MISSING named the failed call's pages")
 }
 
 // failLastPushSome is the source's transport whose push SendPages that
@@ -218,14 +210,7 @@ func TestPostcopyPushFailedPartlyWritten(t *testing.T) {
 	if f.failed == 0 {
 		t.Fatalf("no push call took the last pages after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
 	}
-	if r.serr != nil || r.srep.Status != StatusCompleted || r.derr != nil || r.drep.Status != StatusCompleted {
-		t.Fatalf("source %s (%v), destination %s (%v): want both completed", r.srep.Status, r.serr, r.drep.Status, r.derr)
-	}
-	if r.srep.Reconnects != f.failed || r.drep.Reconnects != f.failed {
-		t.Errorf("reconnects: source %d, destination %d; want %d each (one per failed call)", r.srep.Reconnects, r.drep.Reconnects, f.failed)
-	}
-	must(t, dst.Verify())
-	must(t, vmtest.Equal(src, dst))
+	completedAfter(t, r, src, dst, f.failed, "one per failed call")
 }
 
 // settledLate is failLastPushSome's source transport that hands the
@@ -301,12 +286,19 @@ func TestPostcopySettledAfterDoubt(t *testing.T) {
 	if f.failed == 0 {
 		t.Fatalf("no push call took the last pages after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
 	}
+	completedAfter(t, r, src, dst, 0, "the source had SETTLED when it gave up on the session")
+}
+
+// completedAfter fails t unless both sides completed after reconnects
+// reconnects each (why says why that many) and the destination's guest
+// memory checks out and equals the source's: no page lost or stale.
+func completedAfter(t *testing.T, r pcResult, src, dst *vmtest.VM, reconnects int, why string) {
+	t.Helper()
 	if r.serr != nil || r.srep.Status != StatusCompleted || r.derr != nil || r.drep.Status != StatusCompleted {
 		t.Fatalf("source %s (%v), destination %s (%v): want both completed", r.srep.Status, r.serr, r.drep.Status, r.derr)
 	}
-	if r.srep.Reconnects != 0 || r.drep.Reconnects != 0 {
-		t.Errorf("reconnects: source %d, destination %d; want none: the source had SETTLED when it gave up on the session",
-			r.srep.Reconnects, r.drep.Reconnects)
+	if r.srep.Reconnects != reconnects || r.drep.Reconnects != reconnects {
+		t.Errorf("reconnects: source %d, destination %d; want %d each (%s)", r.srep.Reconnects, r.drep.Reconnects, reconnects, why)
 	}
 	must(t, dst.Verify())
 	must(t, vmtest.Equal(src, dst))
