@@ -74,7 +74,8 @@ func needProven(t testing.TB, what string) {
 // timeScaleEnv stretches the bounds some tests put on waits that only
 // guard against a hang (slow, never a figure the test asserts): a whole
 // number, 1 to 100, for emulated KVM (vmm/e2e/tcg), where a plugin
-// start or a pass takes tens of times as long.
+// start or a pass takes tens of times as long. It stretches the balloon
+// hint deadline of balloonHint's jobs too.
 const timeScaleEnv = "FERRY_E2E_TIME_SCALE"
 
 // slow is the hang guard d, stretched by FERRY_E2E_TIME_SCALE.
@@ -83,6 +84,17 @@ func slow(d time.Duration) time.Duration {
 		return d * time.Duration(min(n, 100))
 	}
 	return d
+}
+
+// balloonHint is the job's balloon hint block with a deadline of
+// slow(500ms). The deadline bounds how long the engine listens to the
+// provider; under emulated KVM (vmm/e2e/tcg) the guest's hint session
+// and the plugin's answer need several times the 500 ms a real KVM host
+// needs, and with 500 ms there the provider missed its deadline and the
+// test measured the emulator (TestMigrateWithBalloonHints sent the hog's
+// pages at 1 MB/s). No test asserts the deadline itself.
+func balloonHint() string {
+	return fmt.Sprintf("hint \"balloon\" { deadline = %q }\n", slow(500*time.Millisecond).String())
 }
 
 // guestRun is a ferry-vmm process with its serial output split into lines.

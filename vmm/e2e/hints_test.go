@@ -16,7 +16,7 @@ import (
 func TestMigrateWithBalloonHints(t *testing.T) {
 	needKVM(t, "TestMigrateWithBalloonHints")
 	p := startPairArgs(t, "2G", "hog:1536,kv:64", "127.0.0.1:"+itoa(freePort(t)), "",
-		`hint "balloon" { deadline = "500ms" }`, []string{"-no-page-reporting"})
+		balloonHint(), []string{"-no-page-reporting"})
 	rep, err := p.migrate(nil)
 	if err != nil || rep.Status != "completed" {
 		t.Fatalf("migration %s: %v", rep.Status, err)
@@ -36,7 +36,7 @@ func TestMigrateWithBalloonHints(t *testing.T) {
 func TestMigrateAllHintBlocks(t *testing.T) {
 	needKVM(t, "TestMigrateAllHintBlocks")
 	p := startPairArgs(t, "1G", "hog:512,dirty:32@16", "127.0.0.1:"+itoa(freePort(t)), "",
-		"hint \"balloon\" { deadline = \"500ms\" }\nhint \"pagemap\" {}\nhint \"cmma\" {}\n", []string{"-no-page-reporting"})
+		balloonHint()+"hint \"pagemap\" {}\nhint \"cmma\" {}\n", []string{"-no-page-reporting"})
 	rep, err := p.migrate(nil)
 	if err != nil || rep.Status != "completed" {
 		t.Fatalf("migration %s: %v", rep.Status, err)
@@ -61,7 +61,7 @@ func TestMigrate8GiBHints(t *testing.T) {
 		name, workload, hints string
 	}{
 		{"idle with pagemap", "idle", `hint "pagemap" {}`},
-		{"after hog with balloon", "hog:6144", `hint "balloon" { deadline = "500ms" }`},
+		{"after hog with balloon", "hog:6144", balloonHint()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPairArgs(t, "8G", tc.workload, "127.0.0.1:"+itoa(freePort(t)), "", tc.hints, []string{"-no-page-reporting"})
@@ -89,8 +89,7 @@ func TestMigrate8GiBHints(t *testing.T) {
 // what each provider did.
 func TestMigrateMisbehavingProviders(t *testing.T) {
 	needKVM(t, "TestMigrateMisbehavingProviders")
-	hints := `hint "balloon" { deadline = "500ms" }
-hint "example-liar" { lie = "all" }
+	hints := balloonHint() + `hint "example-liar" { lie = "all" }
 hint "example-hang" {
   mode     = "ignore"
   deadline = "200ms"

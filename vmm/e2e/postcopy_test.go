@@ -137,8 +137,7 @@ func TestPostcopyAutoOutDirtying(t *testing.T) {
 // Passed under an emulated KVM (2026-12-05); not yet run on real KVM.
 func TestPostcopyAlwaysKVBalloon(t *testing.T) {
 	needKVM(t, "TestPostcopyAlwaysKVBalloon (post-copy always, kv:256, balloon hints)")
-	p := startPairArgs(t, "1G", "kv:256", "127.0.0.1:"+itoa(freePort(t)), "", `hint "balloon" { deadline = "500ms" }
-limits { postcopy = "always" }`, []string{"-no-page-reporting"})
+	p := startPairArgs(t, "1G", "kv:256", "127.0.0.1:"+itoa(freePort(t)), "", balloonHint()+`limits { postcopy = "always" }`, []string{"-no-page-reporting"})
 	rep, err := p.migratePostcopy(nil)
 	p.checkPostcopy(rep, err)
 	if rep.SkippedBy["balloon"] == 0 {
@@ -156,8 +155,7 @@ limits { postcopy = "always" }`, []string{"-no-page-reporting"})
 // network, the balloon skipped 257142); not yet run on real KVM.
 func TestPostcopyHogBalloonZeroLocal(t *testing.T) {
 	needKVM(t, "TestPostcopyHogBalloonZeroLocal (post-copy always, hog:768, balloon hints)")
-	p := startPairArgs(t, "1G", "hog:768", "127.0.0.1:"+itoa(freePort(t)), "", `hint "balloon" { deadline = "500ms" }
-limits { postcopy = "always" }`, []string{"-no-page-reporting"})
+	p := startPairArgs(t, "1G", "hog:768", "127.0.0.1:"+itoa(freePort(t)), "", balloonHint()+`limits { postcopy = "always" }`, []string{"-no-page-reporting"})
 	rep, err := p.migratePostcopy(nil)
 	p.checkPostcopy(rep, err)
 	d := rep.Destination
