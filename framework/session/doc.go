@@ -12,6 +12,9 @@
 //	  └─ at the same time: transport.Launch(files); Schema;
 //	     schema.Coerce(Transport.Config); error: nothing left running
 //	Session.Send(ctx, src, host)                      Session.Receive(ctx, dst)
+//	  ├─ src.RAM() must be Open's RAM, or failed and     ├─ dst.RAM() likewise
+//	  │  nothing runs (checkRAM: regions, GPA, Size,     │
+//	  │  Offset, file by fstat device and inode)         │
 //	  ├─ each provider: Configure(VM, host) as soon      │
 //	  │  as it runs; error: Report.Hints "failed: ..."   │
 //	  │  or "not-supported: ...", migration goes on      │
@@ -48,7 +51,12 @@
 // Failure: a transport that cannot start, or rejects its block, fails
 // the migration before anything is sent (Send and Receive return a
 // failed Report, cancelled if ctx was, and the error; the VM was never
-// touched). A hint provider that cannot start costs its hints only.
+// touched); so does a VM given to Session.Send or Session.Receive whose
+// RAM is not the layout given to Open (another region, GPA, size or
+// offset, or another file than Open's, by device and inode): the
+// plugins hold Open's files, and the engine would walk the VM's. Not
+// checked: that the VM's Memory(i) maps those files. A hint provider
+// that cannot start costs its hints only.
 // Once the engine runs, its Report and error are returned unchanged
 // (see engine.Send for who resumes the VM). Cancelling ctx ends the
 // engine (engine.Send, engine.Receive) and any start in progress; a ctx

@@ -35,6 +35,7 @@ var plugins = map[string]func(){
 	"ferry-hint-slow1":    func() { hint.Serve(quietProvider("slow1", meetOthers)) },
 	"ferry-hint-slow2":    func() { hint.Serve(quietProvider("slow2", meetOthers)) },
 	"ferry-hint-zr":       func() { hint.Serve(quietProvider("zerorun", func() {})) }, // not its binary's name
+	"ferry-hint-noted":    func() { hint.Serve(notedProvider()) },
 	"ferry-hint-slowexit": func() {
 		hint.Serve(quietProvider("slowexit", func() {}))
 		time.Sleep(slowExit) // go-plugin waits for the process to exit
@@ -240,6 +241,17 @@ func quietProvider(name string, wait func()) hint.Provider {
 		HintsFunc:     func(context.Context, hint.Request, func([]hint.Range) error) error { return nil },
 		CloseFunc:     func(context.Context, bool) error { return nil },
 	}
+}
+
+// notedProvider, called "noted", hints nothing; its Configure creates
+// the file $FERRY_TEST_CONFIGURED names: whether a session configured a
+// provider at all.
+func notedProvider() hint.Provider {
+	p := quietProvider("noted", func() {}).(*hint.Mock)
+	p.ConfigureFunc = func(context.Context, hint.Config, hint.VM, hint.Host) error {
+		return os.WriteFile(os.Getenv("FERRY_TEST_CONFIGURED"), nil, 0o600)
+	}
+	return p
 }
 
 // cmmaProvider needs the host's CMMA bits, which the tests' hosts lack:

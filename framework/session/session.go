@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,7 @@ func failed(err error) engine.Report {
 // goroutine, then Close.
 type Session struct {
 	spec   Spec
+	layout framework.Layout      // Open's, a copy: Send and Receive want the VM's RAM to be it (checkRAM)
 	files  []*os.File            // the guest RAM files every plugin gets
 	ram    []transport.RAMRegion // the layout, naming files by index
 	tr     transport.Transport
@@ -108,7 +110,7 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{spec: spec, files: files, ram: regions, done: make(chan struct{})}
+	s := &Session{spec: spec, layout: slices.Clone(ram), files: files, ram: regions, done: make(chan struct{})}
 	s.hints = s.startHints(ctx)
 	if err := s.launchTransport(ctx); err != nil {
 		s.Close()
@@ -159,13 +161,23 @@ var errUsed = errors.New("session: Send or Receive already called, or Close")
 // Send waits for the hint providers (configuring each with src and host
 // as soon as it runs), runs engine.Send and returns its report without
 // waiting for the plugin processes to exit: they are stopped in the
-// background, and Close waits for that. src must be the VM whose RAM
-// was given to Open.
+// background, and Close waits for that.
+//
+// src must be the VM whose RAM was given to Open: first of all, src.RAM()
+// must have as many regions as Open's layout, each with the same GPA,
+// Size and Offset and the same file (device and inode: a duplicate
+// descriptor passes). If not, Send returns a failed report and an error
+// naming the region and what differs; no provider was configured, the
+// engine did not run, src was not touched, and the session is used up
+// (Close tears it down). Not checked: that src.Memory maps those files.
 func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host) (engine.Report, error) {
 	if err := s.use(transport.RoleSend); err != nil {
 		return failed(err), err
 	}
 	defer s.release()
+	if err := s.checkRAM(src.RAM()); err != nil {
+		return failed(err), err
+	}
 	start := time.Now()
 	sources, failedHints := s.hints.ready(ctx, s.hintVM(src), host)
 	opt := s.options()
@@ -179,12 +191,17 @@ func (s *Session) Send(ctx context.Context, src framework.Source, host hint.Host
 
 // Receive runs engine.Receive into dst and returns its report without
 // waiting for the transport's process to exit (Close waits). dst must
-// be the VM whose RAM was given to Open.
+// be the VM whose RAM was given to Open, checked as Send checks src: if
+// its RAM is not that, Receive returns a failed report and the error,
+// the engine did not run, and nothing was written into either RAM.
 func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Report, error) {
 	if err := s.use(transport.RoleReceive); err != nil {
 		return failed(err), err
 	}
 	defer s.release()
+	if err := s.checkRAM(dst.RAM()); err != nil {
+		return failed(err), err
+	}
 	start := time.Now()
 	setup := s.opened + time.Since(start)
 	rep, err := engine.Receive(ctx, dst, &engineTransport{Transport: s.tr}, s.options())
