@@ -153,8 +153,8 @@ type pcSend struct {
 
 	mu        sync.Mutex
 	left      uint64               // pages owed: made owed, minus pushed and answered (owed's counts)
-	pushed    uint64               // pages queued by the pusher
-	dataPages uint64               // of pushed, sent as data
+	pushed    pushedPages          // pages the pusher sent that MISSING did not name since
+	dataPages uint64               // pages the pusher sent as data, each time it sent one
 	zeroPages uint64               // and as zero runs
 	answered  transport.OwedCounts // requests answered, in owed sets already renewed
 	sentBase  uint64               // Report.PagesSent and PagesZero at the switch
@@ -177,7 +177,8 @@ func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("post-copy: %w", err)
 	}
-	pc := &pcSend{s: s, pages: absent.Len(), owed: owed, sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
+	pc := &pcSend{s: s, pages: absent.Len(), owed: owed, pushed: newPushedPages(absent.Len()),
+		sentBase: s.rep.PagesSent, zeroBase: s.rep.PagesZero}
 	pc.stall.limit = s.opt.StallTimeout
 	absent.Runs(func(first, n uint64) bool {
 		pc.left += owed.Set(first, n)
@@ -266,7 +267,7 @@ func (pc *pcSend) take(n uint64, dst []pageRun) []pageRun {
 		for _, g := range got {
 			dst = append(dst, pageRun{g.First, g.Count})
 			pc.left -= g.Count
-			pc.pushed += g.Count
+			pc.pushed.add(g.First, g.Count)
 			n -= g.Count
 		}
 		pc.owed.SetResume((p + w) % pc.pages)
@@ -274,11 +275,13 @@ func (pc *pcSend) take(n uint64, dst []pageRun) []pageRun {
 	return dst
 }
 
-// owe makes runs owed again (MISSING after a reconnect).
+// owe makes runs owed again (MISSING after a reconnect): pushes of
+// them did not land, and no longer count as pushed.
 func (pc *pcSend) owe(runs []pageRun) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for _, r := range runs {
+		pc.pushed.missing(r.First, r.Count)
 		pc.left += pc.owed.Set(r.First, r.Count)
 	}
 	if len(runs) > 0 {
@@ -609,7 +612,7 @@ func (pc *pcSend) report() {
 	s := pc.s
 	c := pc.owed.Counts()
 	answered, zero := pc.answered.Answered+c.Answered, pc.answered.AnsweredZero+c.AnsweredZero
-	s.rep.PagesRequested, s.rep.PagesPushed = answered, pc.pushed
+	s.rep.PagesRequested, s.rep.PagesPushed = answered, pc.pushed.n
 	s.rep.PagesSent = pc.sentBase + pc.dataPages + answered - zero
 	s.rep.PagesZero = pc.zeroBase + pc.zeroPages + zero
 }

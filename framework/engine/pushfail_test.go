@@ -39,6 +39,45 @@ type afterCommit struct {
 	src       *vmtest.VM // written during the bulk pass (dirtyOnce)
 	committed atomic.Bool
 	dirtied   atomic.Bool
+
+	pushMu sync.Mutex
+	pushed map[uint64]bool // pages of push calls after COMMIT that the transport took (sendPages)
+}
+
+// sendPages is the transport's SendPages, noting the pages of a push
+// after COMMIT that it took (nil error) in pushed.
+func (a *afterCommit) sendPages(ctx context.Context, runs []transport.PageRun) error {
+	if err := a.Transport.SendPages(ctx, runs); err != nil || !a.committed.Load() {
+		return err
+	}
+	a.pushMu.Lock()
+	defer a.pushMu.Unlock()
+	if a.pushed == nil {
+		a.pushed = map[uint64]bool{}
+	}
+	for _, r := range runs {
+		for p := r.First; p < r.First+r.Count; p++ {
+			a.pushed[p] = true
+		}
+	}
+	return nil
+}
+
+// pushedOnce fails t unless the source's pages_pushed counts each page
+// its pushes delivered once: no more than the distinct pages of push
+// calls the transport took after COMMIT (not the pages of a call it
+// refused, nor a page again when it is pushed again after a reconnect),
+// and not 0.
+func (a *afterCommit) pushedOnce(t *testing.T, r pcResult) {
+	t.Helper()
+	a.pushMu.Lock()
+	took := uint64(len(a.pushed))
+	a.pushMu.Unlock()
+	t.Logf("pages_pushed %d, pages_requested %d; distinct pages of push calls the transport took: %d",
+		r.srep.PagesPushed, r.srep.PagesRequested, took)
+	if r.srep.PagesPushed == 0 || r.srep.PagesPushed > took {
+		t.Errorf("pages_pushed %d, want 1 to %d: the distinct pages of push calls the transport took", r.srep.PagesPushed, took)
+	}
 }
 
 // dirtyOnce writes pages 0-7 of the source guest during the first call
@@ -91,7 +130,7 @@ func (f *failLastPush) SendPages(ctx context.Context, runs []transport.PageRun) 
 	if inject {
 		return errors.New("injected: SendPages refused, nothing written, the session goes on")
 	}
-	return f.Transport.SendPages(ctx, runs)
+	return f.sendPages(ctx, runs)
 }
 
 // watch ends the session itself if the source did not within keptFor
@@ -130,7 +169,8 @@ func (f *failLastPush) Close() error {
 // MISSING names them: every page then arrives and both sides complete.
 // Before, it waited for SETTLED until its stall watch ended the session
 // (stall_timeout, 30 s by default; here 2 minutes, so the wrapper ended
-// it after 10 s and said so).
+// it after 10 s and said so). pages_pushed counts the failed call's
+// pages once, when pushed again (pushedOnce; before, twice).
 func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 	f := &failLastPush{keptFor: 10 * time.Second}
 	var src *vmtest.VM
@@ -153,6 +193,7 @@ func TestPostcopyPushFailedNothingOwed(t *testing.T) {
 			"it waited for SETTLED while the destination lacked that call's pages", f.keptFor)
 	}
 	completedAfter(t, r, src, dst, 1, "MISSING named the failed call's pages")
+	f.pushedOnce(t, r)
 }
 
 // failLastPushSome is the source's transport whose push SendPages that
@@ -182,10 +223,10 @@ func (f *failLastPushSome) SendPages(ctx context.Context, runs []transport.PageR
 	}
 	f.mu.Unlock()
 	if !inject {
-		return f.Transport.SendPages(ctx, runs)
+		return f.sendPages(ctx, runs)
 	}
 	if w := f.written(runs); len(w) > 0 {
-		if err := f.Transport.SendPages(ctx, w); err != nil {
+		if err := f.sendPages(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -197,7 +238,9 @@ func (f *failLastPushSome) SendPages(ctx context.Context, runs []transport.PageR
 // then again on each of the next three sessions. The destination's
 // MISSING after each reconnect names only what did not land: nothing
 // is lost and no page placed twice (the fault service refuses a
-// landed page the guest owns), and every failure costs one reconnect.
+// landed page the guest owns), every failure costs one reconnect, and
+// pages_pushed counts each pushed page once (pushedOnce; before, a
+// failed call's pages counted again when pushed again).
 func TestPostcopyPushFailedPartlyWritten(t *testing.T) {
 	f := &failLastPushSome{times: 4, written: func(runs []transport.PageRun) []transport.PageRun { return runs[:len(runs)/2] }}
 	var src *vmtest.VM
@@ -211,6 +254,7 @@ func TestPostcopyPushFailedPartlyWritten(t *testing.T) {
 		t.Fatalf("no push call took the last pages after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
 	}
 	completedAfter(t, r, src, dst, f.failed, "one per failed call")
+	f.pushedOnce(t, r)
 }
 
 // settledLate is failLastPushSome's source transport that hands the

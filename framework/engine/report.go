@@ -274,7 +274,16 @@ type Report struct {
 	// fault (both sides count them: the destination its requests, the
 	// source the pages it answered urgently) and pushed in the background.
 	PagesRequested uint64 `json:"pages_requested"`
-	PagesPushed    uint64 `json:"pages_pushed"`
+	// PagesPushed (source): pages pushed in the background that the
+	// destination did not name missing on a later reconnect, each page
+	// once (pushedPages): a page pushed again after a reconnect counts
+	// once; one whose push failed counts only if a later push delivered
+	// it (not if a request did). Pages of the last session count once
+	// the pusher sent them, so after a post-copy that broke for good
+	// some may not have landed. PagesSent and PagesZero, by contrast,
+	// count every copy handed to the transport after the switch, also
+	// of a call that failed.
+	PagesPushed uint64 `json:"pages_pushed"`
 	// Destination: faults resolved without the network (a zero or free
 	// run, or data that landed before the fault), and the fault latency
 	// from reading the fault to placing the page.
