@@ -761,8 +761,8 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 		case <-s.feed.done:
 		case <-time.After(pcDrainTimeout):
 			// Its transport does not end it (a plugin whose process
-			// stopped answers nothing, and a launched plugin is closed
-			// only at the next Open): what it did not report is MISSING.
+			// stopped answers nothing, a Landed that does not return
+			// on close): what it did not report is MISSING.
 			s.cancel()
 			<-s.feed.done
 		}

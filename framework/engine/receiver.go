@@ -364,10 +364,16 @@ func (r *receiver) pollStats() transport.Stats {
 }
 
 // closeSession closes the transport's session and counts its traffic in
-// wireBase (post-copy: a broken connection opens a new one). A transport
-// that holds its listening port (transport.ListenerHolder) keeps it for
-// that next Open, so no one else on the host can take it meanwhile;
-// Receive's Close at the end lets it go.
+// wireBase (post-copy: a broken connection opens a new one). The session
+// ends here, not at the next Open: one this side took for dead while its
+// connection is up (a stall, a failed call, a malformed message) breaks
+// now for the source, which reconnects instead of waiting for its own
+// stall bound, and its old landed lane ends with it. A transport that
+// holds its listening port (transport.ListenerHolder) keeps it for that
+// next Open, so no one else on the host can take it meanwhile; Receive's
+// Close at the end lets it go. A wrapper that neither forwards
+// CloseHoldingListeners nor closes in Close (framework/session's
+// forwards it) would leave the session running until its next Open.
 func (r *receiver) closeSession() {
 	r.wireBase = addStats(r.wireBase, r.pollStats())
 	r.seen, r.closed = transport.Stats{}, true

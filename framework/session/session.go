@@ -212,14 +212,36 @@ func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Rep
 // engineTransport is the transport as the engine sees it: its Close
 // (usually the engine's last call) is left to the session's teardown,
 // which closes the transport and stops its process after the report.
-// A post-copy that lost its connection closes the transport and opens
-// it again: that Open first closes it for real (ending the session and
-// its process, if it still runs) but holds its listening sockets
-// (transport.ListenerHolder), and the launched transport starts a new
-// process for the new session, which takes them.
+//
+// A session the engine takes for dead while its connection may still
+// be up (post-copy's reconnect after a stall, a malformed message or a
+// failed call; a destination refusing a silent or foreign session) is
+// ended through transport.CloseHolding, which engineTransport forwards
+// at once (CloseHoldingListeners): the session and its connection end
+// then, and a launched plugin's process is stopped, while the listening
+// sockets stay held for the next Open. Only the engine's Close waits
+// for the teardown. An engine that calls Close and then Open again
+// (a reconnect through plain Close) gets the session ended by that Open,
+// so nothing of the old session outlives the next one; what it cannot
+// do is end that session any earlier.
+//
+// A launched plugin's new session runs in a new process, which takes
+// the held sockets (transport.Launch).
 type engineTransport struct {
 	transport.Transport
 	closed atomic.Bool // the engine called Close: a later Open is a reconnect
+}
+
+var _ transport.ListenerHolder = (*engineTransport)(nil)
+
+// CloseHoldingListeners implements transport.ListenerHolder: it ends
+// the session now (transport.CloseHolding on the transport: a launched
+// plugin's process is stopped and waited for; a transport that is not
+// a ListenerHolder is closed), holding the listening sockets of one that
+// is. Receive's final Close (the teardown's) still lets them go.
+func (t *engineTransport) CloseHoldingListeners() error {
+	t.closed.Store(false) // ended here: the next Open has nothing to close
+	return transport.CloseHolding(t.Transport)
 }
 
 // Answer implements transport.Answerer when the transport does.
