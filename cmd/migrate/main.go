@@ -513,7 +513,10 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 }
 
 // finishCompleted collects the destination's report and ends the source
-// of migration id, whose guest now runs on the destination.
+// of migration id, whose guest now runs on the destination. A VMM at
+// the source's socket that is not that migration's source (another
+// migration, none, or not a sender in it: quitSource) is left alone,
+// said on log when it names that migration, and is no failure.
 func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
 	if dst.Report != nil && derr == nil {
@@ -523,6 +526,11 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
 	_, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
+	var notSrc *errNotSource
+	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
+		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)
+		qerr = nil
+	}
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
 	}

@@ -448,7 +448,11 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // running. Asked again, a source that says handover-unknown after it
 // confirmed its resume is not resumed again (manual), and a
 // destination's VMM that holds another migration by then (-resolve: two
-// migrations) is left alone, the verdict source. A failing destination
+// migrations) is left alone, the verdict source, but only while the VMM
+// at the source's socket still sends in the migration resumed
+// (sourceSends): one that receives in it, or reports a role this
+// migrate does not know, is not the source resumed, and the pair's
+// failure ends the resolve (manual). A failing destination
 // beside a running source is cancelled until it is failed; once the
 // wait has run out (also before the resume), it is sent the cancel once
 // more, and the verdict is source: it never runs the guest. A cancel
@@ -476,7 +480,8 @@ func (r *resolver) resolve() (verdict, error) {
 		s, serr := r.query(r.src)
 		d, derr := r.query(r.dst)
 		if err := r.pair(&s, &d); err != nil {
-			if resumed && s.Side == api.SideRunning && s.ID == resumedID && s.TagFingerprint == resumedTag {
+			if resumed && s.Side == api.SideRunning && s.ID == resumedID && s.TagFingerprint == resumedTag &&
+				sourceSends(r.src, s) == nil {
 				r.leftAlone(r.dst, d)
 				return verdictSource, nil
 			}
@@ -844,7 +849,10 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 	case v == verdictMoved:
 		// The source of the migration the destination runs (r.dstID:
 		// the pair's), not whatever answers at its socket by now.
+		var notSrc *errNotSource
 		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr); {
+		case errors.As(qerr, &notSrc):
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
 		case qerr != nil:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told, but not quit")
 			r.notSent(qerr)
@@ -881,6 +889,13 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 // the migration the query found (actName: its id, or its tag
 // fingerprint), so a VMM that holds another by then refuses it: that
 // VMM holds no part of this migration either (none).
+// A VMM that names that migration and says it handed the guest over in
+// a role other than send (sourceSends: a receiver of it, whose copy may
+// be the guest's newest, or a role this migrate does not know) is not
+// quit either: quitSource returns that error (*errNotSource) with the
+// side it said, and its caller says it was left alone. Every VMM
+// reports its role, whatever its control version, so an older sender is
+// treated as before.
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
@@ -896,6 +911,9 @@ func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 	}
 	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
 		return res.Side, nil
+	}
+	if err := sourceSends(sock, res); err != nil {
+		return res.Side, err
 	}
 	if err := idsIgnored(sock, res.Control); err != nil {
 		return res.Side, notSent(log, sock, "quit", res.ID, err)

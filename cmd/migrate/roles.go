@@ -33,6 +33,13 @@ import (
 // beside a new destination VMM, saying to find the other side of a
 // migration that ended long before (TestResolveMigratedInSourceBesideNone).
 //
+// Where migrate acts on the VMM at the source's socket as the source
+// of the migration without a look at both sides (quitSource's quit once
+// the guest runs on the destination, resolve's verdict source after the
+// source's resume), that VMM must report "send" in it (sourceSends):
+// a receiver of that migration, or a VMM in a role this migrate does
+// not know, is left alone.
+//
 // What it cannot tell: a VMM may report any role and any name; roles
 // and names keep honest migrations apart, nothing more.
 
@@ -218,4 +225,48 @@ func (r *resolver) rolesPair(s, d api.ResolveResult) error {
 		r.roles = e
 	}
 	return err
+}
+
+// errNotSource is sourceSends's error: the VMM at a job's source socket
+// (sock) names the migration a caller would act on as its source's, in
+// a role other than send (res, its answer). It is sent nothing.
+type errNotSource struct {
+	sock string
+	res  api.ResolveResult
+}
+
+func (e *errNotSource) Error() string {
+	name := migrationText(e.res.ID, e.res.TagFingerprint)
+	switch e.res.Role {
+	case transport.RoleReceive.String():
+		return fmt.Sprintf("the VMM at %s receives in migration %s (%s): it is not that migration's source, and a receiver "+
+			"may hold the guest's newest copy, so it is left alone", e.sock, name, e.res.Side)
+	case "":
+		return fmt.Sprintf("the VMM at %s says %s in migration %s but no role, as no VMM that took part in a migration does: "+
+			"it is left alone", e.sock, e.res.Side, name)
+	}
+	return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (in migration %s, %s): "+
+		"nothing is moved, it is left alone", e.sock, e.res.Role, name, e.res.Side)
+}
+
+// sourceSends is the check of res, the answer of the VMM at a job's
+// source socket sock that names the migration a caller would act on as
+// that migration's source (quitSource; resolve's verdict source after
+// the source's resume): nil when it reports role send, else an
+// *errNotSource, and the caller sends it nothing. A receiver of that
+// migration (a job whose sockets are written the wrong way round, an
+// id reused by hand) may hold the newest copy of a guest still being
+// recovered: post-copy's destination holds the only copy that ran.
+// Every VMM of this repository reports its role with its side in every
+// migrate-resolve answer, whatever its control version (ResolveResult
+// has carried it from the first), so no version is spared the check;
+// one that reports a side of a migration and no role misreports. Before
+// the check (TestQuitSourceOnlyASender, TestResolveAfterResumeOnlyASender)
+// a receiver that said migrated or postcopy-broken there was quit, and
+// one that ran after the source's resume was taken for that source.
+func sourceSends(sock string, res api.ResolveResult) error {
+	if res.Role == transport.RoleSend.String() {
+		return nil
+	}
+	return &errNotSource{sock: sock, res: res}
 }

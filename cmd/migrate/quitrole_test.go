@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// The role of the VMM at a job's source socket where migrate ends or
+// keeps a source without rolesPair's look at both sides: quitSource,
+// once the guest runs on the destination, and resolve's verdict source
+// after the source's resume (sourceSends).
+
+// TestQuitSourceOnlyASender: the VMM at the source's socket reports
+// migration a handed over (migrated, or postcopy-broken) in each role.
+// Only a sender is quit. A receiver of a (a job whose sockets are
+// written the wrong way round, an id reused by hand) may hold the
+// newest copy of a guest still being recovered, post-copy's only copy
+// that ran; a role this migrate does not know, or none, says nothing
+// of what it holds: each is left alone, asked nothing, and quitSource
+// says so (*errNotSource). Before, every one of them was quit.
+func TestQuitSourceOnlyASender(t *testing.T) {
+	for _, side := range []api.Side{api.SideMigrated, api.SidePostcopyBroken} {
+		for _, tc := range []struct {
+			role string
+			quit bool
+			say  string // in quitSource's error when left alone
+		}{
+			{"send", true, ""},
+			{"receive", false, "receives in migration id a"},
+			{"relay", false, `reports role "relay", which this migrate does not know`},
+			{"", false, "but no role"},
+		} {
+			t.Run(string(side)+"/"+tc.role, func(t *testing.T) {
+				c := newRunCase(t)
+				c.src.role, c.src.id = tc.role, "a"
+				c.src.finishWith(0, engine.StatusCompleted, side)
+				var log strings.Builder
+				got, err := quitSource(c.src.sock, "a", "", &log)
+				t.Logf("side %s, err %v, calls %s\n%s", got, err, c.callList(), log.String())
+				if tc.quit {
+					if err != nil || got != side {
+						t.Errorf("side %s, err %v: want %s, quit", got, err, side)
+					}
+					c.wantAsked(t, "quit a", "")
+					return
+				}
+				c.wantNothingAsked(t)
+				var notSrc *errNotSource
+				if !errors.As(err, &notSrc) {
+					t.Fatalf("err %v: want an *errNotSource", err)
+				}
+				wantSays(t, err.Error(), tc.say, c.src.sock, "left alone")
+			})
+		}
+	}
+}
+
+// TestResolveMainLeavesReceiverAtSource: migrate -resolve finds the
+// source migrated in a and the destination running it (verdict moved);
+// by quitSource's look the VMM at the source's socket receives in a and
+// says postcopy-broken (another VMM started there that received a
+// migration under the same id). It is not quit, and migrate says why
+// and exits 0: the guest runs on the destination. Before, it was quit
+// and migrate said "the source was told and quit".
+func TestResolveMainLeavesReceiverAtSource(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "a", "a"
+	c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.src.looked = func(f *fakeVMM) { // after the resolve's query: quitSource's is next
+		f.role, f.side = "receive", api.SidePostcopyBroken
+	}
+	code, stdout, stderr := c.resolveMain(t)
+	if code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	c.wantNothingAsked(t)
+	wantSays(t, stdout, "resolved: the guest runs on the destination", "receives in migration id a", "left alone")
+	wantSaysNone(t, stdout+stderr, "told and quit")
+	wantNoCommand(t, stdout+stderr, "to a VMM that received the migration")
+}
+
+// TestRunLeavesReceiverAtSource: migrate's own run completes migration
+// a; by the time it quits the source, the VMM at the source's socket
+// receives in a, postcopy-broken. It is not quit, migrate says why, and
+// the run succeeds: the guest runs on the destination. Before, it was
+// quit.
+func TestRunLeavesReceiverAtSource(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusCompleted, api.SideMigrated)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.src.looked = func(f *fakeVMM) { // the look that saw it done: quitSource's is next
+		if f.done {
+			f.role, f.side = "receive", api.SidePostcopyBroken
+		}
+	}
+	_, out, err := c.run(context.Background(), t)
+	if err != nil {
+		t.Errorf("err %v: want the run completed", err)
+	}
+	if acts := c.src.actIDs(); len(acts) != 0 {
+		t.Errorf("the VMM at the source's socket was asked %q, want nothing", acts)
+	}
+	wantSays(t, out, "receives in migration id", "left alone")
+}
+
+// TestResolveAfterResumeOnlyASender: after resolve resumed a
+// handover-unknown source of migration a beside a failing destination,
+// the VMM at the source's socket runs, in a, but receives in it (a VMM
+// started there that received a migration under the same id). It is not
+// the source resumed: the resolve ends manual, names the roles, moves
+// nothing more (the destination is not cancelled) and prints no
+// command. Before, that pair's failure was taken for the destination's
+// moving on (TestResolveFailingReplacedAfterResume) and the verdict was
+// source: "the guest runs on the source".
+func TestResolveAfterResumeOnlyASender(t *testing.T) {
+	for _, id := range []string{"a", ""} {
+		t.Run(map[string]string{"a": "run", "": "-resolve"}[id], func(t *testing.T) {
+			rc := failingCase(t)
+			rc.src.looked = func(f *fakeVMM) { // after the first query, before the resume
+				f.role = "receive"
+			}
+			v, text, err := rc.resolveInProcess(t, id, 0)
+			if v != verdictManual || err == nil {
+				t.Errorf("verdict %d, err %v: want manual, an error", v, err)
+			}
+			rc.wantAsked(t, "resolve resume a", "")
+			wantSays(t, text, `report role "receive" in migration id a`)
+			wantNoCommand(t, text, "to a VMM whose part in the migration it cannot tell")
+		})
+	}
+}
