@@ -135,3 +135,43 @@ func TestResolveAfterResumeOnlyASender(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveUnknownRole: a VMM at one of the job's sockets reports a
+// role this migrate does not know (a newer VMM's, or a broken one's) in
+// the migration resolved. Nothing is moved, no command is printed, and
+// migrate says so plainly, naming that VMM's socket. Before, it said
+// the two took part in two migrations ("neither is the other's
+// partner"), or beside a VMM in none that the role "is not a source's".
+func TestResolveUnknownRole(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+		sock func(c *runCase) string
+	}{
+		{"at the source's socket beside a receiver", func(c *runCase) {
+			c.src.role = "relay"
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, func(c *runCase) string { return c.src.sock }},
+		{"at the destination's socket beside a sender", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.role = "relay"
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, func(c *runCase) string { return c.dst.sock }},
+		{"at the source's socket beside none", func(c *runCase) {
+			c.src.role = "relay"
+			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+			c.dst.inNoMigration()
+		}, func(c *runCase) string { return c.src.sock }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			tc.set(c)
+			stderr := c.resolveRefused(t)
+			wantSays(t, stderr, "the VMM at "+tc.sock(c)+` reports role "relay", which this migrate does not know`,
+				"nothing is moved")
+			wantSaysNone(t, stderr, "two different migrations", "the other's partner", "which is not a")
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -21,6 +22,10 @@ import (
 //	receive         receive              yes                 shared
 //	a wrong role    no part in it        -                   oneSide: not this job's side of its migration
 //	a wrong role    any other            no                  strangers: two migrations (resolver.mismatch)
+//	a role neither send nor receive, at either socket         unknown: this migrate does not know it
+//
+// A side that takes no part in the migration resolved (with an id, one
+// that reports another) is not judged, whatever role it reports.
 //
 // Except (migrate -resolve only, no id): a receiver at the source's
 // socket whose migration is over and which runs the guest, beside a
@@ -51,6 +56,7 @@ const (
 	rolesSwapped                          // one migration: its destination at the source's socket, its source at the destination's
 	rolesShared                           // two VMMs in one role under one name: the name was reused
 	rolesOneSide                          // one VMM in the wrong role for its socket, the other in no part of its migration
+	rolesUnknown                          // a VMM reports a role this migrate does not know (knownRole)
 )
 
 // errRoles is rolesPair's error: the VMMs at the job's sockets do not
@@ -64,6 +70,10 @@ type errRoles struct {
 	src, dst string
 	// name is the migration named (migrationText), "" for strangers.
 	name string
+	// sock is the control socket of the VMM that reports a role this
+	// migrate does not know (rolesUnknown; resolver.rolesPair sets it),
+	// "" where not known: then Error names the side instead.
+	sock string
 }
 
 func (e *errRoles) Error() string {
@@ -81,6 +91,11 @@ func (e *errRoles) Error() string {
 		}
 		return fmt.Sprintf("the VMM at the %s's socket reports role %.20q in migration %s, which is not a %s's, and the other "+
 			"VMM takes no part in that migration: neither is this job's side of it, so neither side is moved", which, role, e.name, which)
+	case rolesUnknown:
+		which, role := e.unknownSide()
+		at := cmp.Or(e.sock, "the "+which+"'s socket")
+		return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (it knows %q and %q); "+
+			"nothing is moved", at, role, transport.RoleSend, transport.RoleReceive)
 	}
 	return fmt.Sprintf("the VMM at the source's socket has role %.20q in its migration, the one at the destination's %.20q: "+
 		"a source's partner receives, so neither is the other's partner, and neither side is moved", e.src, e.dst)
@@ -124,6 +139,12 @@ func rolesPair(s, d api.ResolveResult, id string) error {
 	}
 	e := &errRoles{src: s.Role, dst: d.Role}
 	switch {
+	case !knownRole(s.Role) || !knownRole(d.Role):
+		x := s
+		if knownRole(s.Role) {
+			x = d
+		}
+		e.trouble, e.name = rolesUnknown, migrationText(x.ID, x.TagFingerprint)
 	case s.Role == "" || d.Role == "":
 		if sourceArrivedBesideNone(s, d, id) {
 			return nil
@@ -137,12 +158,29 @@ func rolesPair(s, d api.ResolveResult, id string) error {
 		e.trouble = rolesStrangers
 	case s.Role == receive && d.Role == send:
 		e.trouble, e.name = rolesSwapped, migrationText(s.ID, s.TagFingerprint)
-	case s.Role == d.Role:
+	default: // both send or both receive: the pairs of known roles left
 		e.trouble, e.name = rolesShared, migrationText(s.ID, s.TagFingerprint)
-	default:
-		e.trouble = rolesStrangers // a role no VMM of this repository reports
 	}
 	return e
+}
+
+// knownRole reports whether role is one this migrate knows: send,
+// receive, or none (a VMM that took part in no migration). Every VMM of
+// this repository reports one of them; another comes from a VMM newer
+// than this migrate or a broken one, and says nothing migrate could
+// judge (until the unknown-role check it fell into rolesStrangers, "two
+// migrations": TestResolveUnknownRole).
+func knownRole(role string) bool {
+	return role == "" || role == transport.RoleSend.String() || role == transport.RoleReceive.String()
+}
+
+// unknownSide is which side of e (rolesUnknown) reports the role this
+// migrate does not know, and that role: the source's if both do.
+func (e *errRoles) unknownSide() (which, role string) {
+	if !knownRole(e.src) {
+		return "source", e.src
+	}
+	return "destination", e.dst
 }
 
 // sourceArrivedBesideNone reports whether s and d, a side in the wrong
@@ -200,6 +238,15 @@ hosts which VMM sent the guest to which and whether it ran anywhere since; resum
 side that must, right after its migrate-status shows it still stands as it does now.
 `, shellArg(src), shellArg(dst), e.src, e.name)
 	}
+	if e.trouble == rolesUnknown {
+		which, role := e.unknownSide()
+		sock := map[string]string{"source": src, "destination": dst}[which]
+		return fmt.Sprintf(`The VMM at this job's %s socket %s reports role %.20q in migration %s, which this migrate does not know:
+it knows %q and %q only (that VMM may be newer than this migrate, or broken). Nothing was moved, and nothing
+here says which copy of the guest it holds. Resolve with a migrate that knows that role, or find out from its host what
+it holds before acting by hand.
+`, which, shellArg(sock), role, e.name, transport.RoleSend, transport.RoleReceive)
+	}
 	which, sock, role, want := "source", src, e.src, "sends"
 	if role == "" {
 		which, sock, role, want = "destination", dst, e.dst, "receives"
@@ -222,6 +269,12 @@ func (r *resolver) rolesPair(s, d api.ResolveResult) error {
 	case e.trouble == rolesStrangers:
 		r.mismatch = true
 	default:
+		if e.trouble == rolesUnknown {
+			e.sock = r.src
+			if which, _ := e.unknownSide(); which == "destination" {
+				e.sock = r.dst
+			}
+		}
 		r.roles = e
 	}
 	return err
