@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -17,6 +18,10 @@ import (
 // reused since) does not. The engine would otherwise walk got while the
 // plugins read or write Open's files: pages of one VM sent or written
 // as another's.
+//
+// Open's side of the comparison is s.fileIDs, taken by Open: checkRAM
+// touches none of the session's files, which a Close on another
+// goroutine may be closing (Close is safe from any goroutine).
 //
 // What it cannot check: that the VM's Memory(i) maps that file at that
 // offset (the engine reads it for zero pages, providers get its
@@ -44,11 +49,7 @@ func (s *Session) checkRAM(got framework.Layout) error {
 		if err != nil {
 			return differs("RAM region %d: fd %d: %w", i, g.Fd, err)
 		}
-		wantID, err := fileIDOf(int(s.files[s.ram[i].File].Fd()))
-		if err != nil {
-			return differs("RAM region %d: Open's file: %w", i, err)
-		}
-		if gotID != wantID {
+		if wantID := s.fileIDs[s.ram[i].File]; gotID != wantID {
 			return differs("RAM region %d: fd %d is file %v, Open's (fd %d) is file %v", i, g.Fd, gotID, w.Fd, wantID)
 		}
 	}
@@ -59,6 +60,19 @@ func (s *Session) checkRAM(got framework.Layout) error {
 type fileID struct{ dev, ino uint64 }
 
 func (id fileID) String() string { return fmt.Sprintf("dev %d inode %d", id.dev, id.ino) }
+
+// fileIDsOf is the identities of files, in order: Open's, for checkRAM.
+func fileIDsOf(files []*os.File) ([]fileID, error) {
+	ids := make([]fileID, len(files))
+	for i, f := range files {
+		id, err := fileIDOf(int(f.Fd()))
+		if err != nil {
+			return nil, fmt.Errorf("session: guest RAM file %d: %w", i, err)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
 
 // fileIDOf is the identity of the file behind descriptor fd.
 func fileIDOf(fd int) (fileID, error) {

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -204,5 +206,77 @@ func checkUntouched(t *testing.T, vm *fakeVM) {
 	t.Helper()
 	if vm.paused || vm.resumed != 0 || vm.state != nil {
 		t.Error("the VM was touched")
+	}
+}
+
+// gatedVM is a fakeVM whose RAM, once called, waits until release is
+// closed (or a minute): the caller is then past Session.use.
+type gatedVM struct {
+	*fakeVM
+	asked   chan struct{} // closed by the first RAM call
+	release chan struct{}
+	once    sync.Once
+}
+
+func (v *gatedVM) RAM() framework.Layout {
+	v.once.Do(func() { close(v.asked) })
+	select {
+	case <-v.release:
+	case <-time.After(time.Minute):
+	}
+	return v.fakeVM.RAM()
+}
+
+// TestCloseDuringRAMCheckNotRefused: Close, which is safe from any
+// goroutine, returns while Send or Receive is between taking the
+// session and checking the VM's RAM. The VM is Open's, so the check
+// must not say it is another: Close closed the session's RAM files,
+// and the check must not need them. Before, checkRAM fstat'd Open's
+// files there and refused Open's own VM ("RAM region 0: Open's file:
+// fstat: bad file descriptor"); with Close racing it instead of
+// returning first, a read of the file's descriptor raced its Close.
+func TestCloseDuringRAMCheckNotRefused(t *testing.T) {
+	vm := newFakeVM(t)
+	for _, role := range roles {
+		t.Run(role.String(), func(t *testing.T) {
+			lk := startLeakCheck(t)
+			rs := openRAM(t, role, vm.RAM())
+			gated := &gatedVM{fakeVM: vm, asked: make(chan struct{}), release: make(chan struct{})}
+			type result struct {
+				rep engine.Report
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				var r result
+				if role == transport.RoleSend {
+					r.rep, r.err = rs.s.Send(context.Background(), gated, nil)
+				} else {
+					r.rep, r.err = rs.s.Receive(context.Background(), gated)
+				}
+				done <- r
+			}()
+			select {
+			case <-gated.asked:
+			case <-time.After(time.Minute):
+				t.Fatal("Send or Receive did not ask for the VM's RAM within a minute")
+			}
+			rs.s.Close()
+			close(gated.release)
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("Send or Receive did not return within a minute of Close")
+			}
+			t.Logf("%v after Close: %s, %v", role, r.rep.Status, r.err)
+			if r.err == nil || r.rep.Status == engine.StatusCompleted {
+				t.Errorf("%v on a closed session: %v (%+v), want it failed", role, r.err, r.rep)
+			}
+			if r.err != nil && strings.Contains(r.err.Error(), "not the one whose RAM was given to Open") {
+				t.Errorf("%v refused Open's own VM after Close: %v", role, r.err)
+			}
+			lk.check(t)
+		})
 	}
 }

@@ -63,16 +63,17 @@ func failed(err error) engine.Report {
 // control command) calls Open itself, then Send or Receive on another
 // goroutine, then Close.
 type Session struct {
-	spec   Spec
-	layout framework.Layout      // Open's, a copy: Send and Receive want the VM's RAM to be it (checkRAM)
-	files  []*os.File            // the guest RAM files every plugin gets
-	ram    []transport.RAMRegion // the layout, naming files by index
-	tr     transport.Transport
-	hints  *hintSet      // the providers, starting since Open
-	opened time.Duration // how long Open took: part of SetupMS
-	used   atomic.Bool   // Send, Receive or Close was called
-	once   sync.Once     // the teardown was started
-	done   chan struct{} // closed when the teardown is over
+	spec    Spec
+	layout  framework.Layout      // Open's, a copy: Send and Receive want the VM's RAM to be it (checkRAM)
+	files   []*os.File            // the guest RAM files every plugin gets
+	fileIDs []fileID              // files' device and inode, taken by Open: checkRAM needs no file Close may be closing
+	ram     []transport.RAMRegion // the layout, naming files by index
+	tr      transport.Transport
+	hints   *hintSet      // the providers, starting since Open
+	opened  time.Duration // how long Open took: part of SetupMS
+	used    atomic.Bool   // Send, Receive or Close was called
+	once    sync.Once     // the teardown was started
+	done    chan struct{} // closed when the teardown is over
 }
 
 // Open starts the transport plugin with the files of ram for
@@ -110,7 +111,12 @@ func Open(ctx context.Context, ram framework.Layout, spec Spec) (*Session, error
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{spec: spec, layout: slices.Clone(ram), files: files, ram: regions, done: make(chan struct{})}
+	ids, err := fileIDsOf(files)
+	if err != nil {
+		closeAll(files)
+		return nil, err
+	}
+	s := &Session{spec: spec, layout: slices.Clone(ram), files: files, fileIDs: ids, ram: regions, done: make(chan struct{})}
 	s.hints = s.startHints(ctx)
 	if err := s.launchTransport(ctx); err != nil {
 		s.Close()
