@@ -272,7 +272,10 @@ type Report struct {
 	PostcopyMS int64  `json:"postcopy_ms"` // from RUNNING (the VM runs on the destination) until the last page arrived
 	// Pages that went over the network after the switch: asked for by a
 	// fault (both sides count them: the destination its requests, the
-	// source the pages it answered urgently) and pushed in the background.
+	// source the pages it answered urgently, each time: a page whose
+	// answer did not land counts again when answered again after the
+	// reconnect, and here and in PagesPushed when pushed instead) and
+	// pushed in the background.
 	PagesRequested uint64 `json:"pages_requested"`
 	// PagesPushed (source): pages pushed in the background that the
 	// destination did not name missing on a later reconnect, each page
