@@ -24,6 +24,7 @@ import (
 // that plugin instead of running tests.
 var plugins = map[string]func(){
 	transportName:         func() { transport.Serve(loopback.New()) },
+	strangerTransport:     func() { transport.Serve(strangerPlugin()) },
 	"ferry-hint-balloon":  func() { hint.Serve(balloonProvider()) },
 	"ferry-hint-cmma":     func() { hint.Serve(cmmaProvider()) },
 	"ferry-hint-logger":   func() { hint.Serve(loggerProvider()) },

@@ -141,3 +141,83 @@ func TestRefusedSessionEndedBeforeChecked(t *testing.T) {
 		t.Fatalf("the destination ended %s (%v), want failed on the silent session", r.rep.Status, r.err)
 	}
 }
+
+// strangerTransport is strangerPlugin's binary (plugins, main_test.go).
+const strangerTransport = "ferry-transport-stranger"
+
+// strangerPlugin is strangerSession as a transport plugin: its session
+// opens, sends nothing, and writes one page of guest RAM into its file
+// as its Close returns (a page in flight that the close finishes),
+// which its Stats then count. The launched transport runs each session
+// in a new process, so every session it opens is such a stranger.
+func strangerPlugin() transport.Transport {
+	var mu sync.Mutex
+	var req transport.OpenRequest
+	var pages uint64
+	ended := make(chan struct{})
+	return &transport.Mock{
+		SchemaFunc: func(context.Context) (schema.Schema, error) { return nil, nil },
+		OpenFunc: func(_ context.Context, r transport.OpenRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			req = r
+			return nil
+		},
+		RecvMessageFunc: func(ctx context.Context) (transport.Message, error) {
+			select {
+			case <-ctx.Done():
+				return transport.Message{}, ctx.Err()
+			case <-ended:
+				return transport.Message{}, transport.ErrClosed
+			}
+		},
+		SendMessageFunc: func(context.Context, transport.Message) error { return nil },
+		StatsFunc: func(context.Context) (transport.Stats, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return transport.Stats{PagesData: pages, BytesWire: pages * page}, nil
+		},
+		CloseFunc: func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if req.Files == nil || pages > 0 {
+				return nil
+			}
+			r := req.RAM[0]
+			if _, err := req.Files[r.File].WriteAt([]byte{0x5a}, int64(r.Offset)+strangerPage*page); err != nil {
+				return err
+			}
+			pages = 1
+			close(ended)
+			return nil
+		},
+	}
+}
+
+// TestRefusedPluginSessionCountsItsClose is
+// TestRefusedSessionEndedBeforeChecked through a launched plugin, into
+// a destination whose guest RAM held data before Receive (a VMM that
+// wrote it), so that only the session's counts can tell the destination
+// that the stranger wrote a page: the plugin writes it as its Close
+// returns. The destination must fail on that session, not open again
+// for its source. Until 2026-12-07 the launched transport took the
+// plugin's Stats before its Close: the destination saw no page written
+// and opened again (for another stranger here: it failed later, on the
+// migration stream's deadline, with the page in guest RAM).
+func TestRefusedPluginSessionCountsItsClose(t *testing.T) {
+	dst := newFakeVM(t)
+	dst.fill()
+	spec := session.Spec{Role: transport.RoleReceive, Transport: session.Plugin{Path: plugin(strangerTransport)},
+		Log:    slog.New(newRecords()),
+		Engine: engine.Options{SwitchoverTimeout: 200 * time.Millisecond, IncomingTimeout: 20 * time.Second}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := session.Receive(ctx, dst, spec)
+	if dst.mem[strangerPage*page] != 0x5a {
+		t.Fatalf("the stranger's page never landed (%v): the test proves nothing", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "silent session") || rep.Status != engine.StatusFailed {
+		t.Fatalf("the destination ended %s (%v), want failed on the silent session: it did not see the page "+
+			"the refused session's close wrote", rep.Status, err)
+	}
+}

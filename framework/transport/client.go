@@ -20,7 +20,8 @@ import (
 const maxRunsPerCall = 32768
 
 // closeTimeout bounds what closing a session may wait for a plugin (its
-// last Stats and the Close RPC together, in launched.Close): a plugin
+// Stats, the Close RPC and its Stats after it together, in
+// launched.Close): a plugin
 // whose process stopped or hangs answers neither, and a post-copy
 // reconnect waits for the close before it can start the plugin again.
 const closeTimeout = 5 * time.Second

@@ -305,13 +305,15 @@ func (l *launched) Stats(ctx context.Context) (Stats, error) {
 	return st, err
 }
 
-// Close implements Transport.Close: it records the session's stats, ends
-// the session, then stops the plugin process and waits for it and for
-// go-plugin's goroutines, and lets the held listening sockets go. A
-// process already gone is not an error; a process that is stopped
-// (SIGSTOP: plugproc.Process.Stopped) or hung (process.hung) is not
-// asked anything and is killed at once, so its session's last stats are
-// the last seen (Stats then says so).
+// Close implements Transport.Close: it ends the session and records its
+// totals (the plugin's Stats after its Close, which count what the
+// Close finished; those before it when the plugin no longer answers,
+// and Stats then says so), then stops the plugin process and waits for
+// it and for go-plugin's goroutines, and lets the held listening
+// sockets go. A process already gone is not an error; a process that is
+// stopped (SIGSTOP: plugproc.Process.Stopped) or hung (process.hung) is
+// not asked anything and is killed at once, so its session's last stats
+// are the last seen (Stats then says so).
 func (l *launched) Close() error {
 	err := l.CloseHoldingListeners()
 	l.mu.Lock()
@@ -362,16 +364,31 @@ func (l *launched) CloseHoldingListeners() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	st, err := p.c.Stats(ctx)
-	if err != nil {
+	// The counters before the Close are what is left if the process
+	// cannot answer after it; the session's totals are its Stats after
+	// its Close (Transport.Stats), which count what the Close itself
+	// finished: a receiving transport's close joins the writes of pages
+	// in flight (tcp's does), and a destination refusing a stranger's
+	// session checks those counts for a page written into guest RAM.
+	if st, err := p.c.Stats(ctx); err != nil {
 		l.closedShort(fmt.Sprintf("its last Stats failed: %v", err))
+	} else {
+		l.mu.Lock()
+		l.last = st
+		l.mu.Unlock()
+	}
+	cerr := p.c.closeCtx(ctx)
+	if cerr != nil && (errors.Is(cerr, ErrPluginGone) || ctx.Err() != nil) {
+		l.closedShort(fmt.Sprintf("its Close did not return: %v", cerr))
+	} else if st, err := p.c.Stats(ctx); err != nil {
+		l.closedShort(fmt.Sprintf("its Stats after its Close failed: %v", err))
 	} else {
 		l.mu.Lock()
 		l.last, l.lastErr = st, nil
 		l.mu.Unlock()
 	}
-	if err := p.c.closeCtx(ctx); err != nil && !errors.Is(err, ErrPluginGone) {
-		return err
+	if cerr != nil && !errors.Is(cerr, ErrPluginGone) {
+		return cerr
 	}
 	return nil
 }

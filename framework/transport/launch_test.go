@@ -232,6 +232,38 @@ func TestStatsOfItsOwnProcess(t *testing.T) {
 	}
 }
 
+// TestStatsAfterCloseCountTheClose: Stats after Close (and after
+// CloseHoldingListeners) are the closed session's totals, what its
+// Close itself finished too (a receiving transport's close joins the
+// goroutines writing pages in flight, as tcp's does). A destination
+// refusing a stranger's session checks exactly those counts for a page
+// written into guest RAM (engine receiver.waitAgain). Until 2026-12-07
+// the launched transport asked the plugin's Stats before its Close and
+// kept them: a page that landed during the Close was not counted.
+func TestStatsAfterCloseCountTheClose(t *testing.T) {
+	tr := launch(t, "ferry-transport-count", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		name  string
+		close func() error
+	}{
+		{"Close", tr.Close},
+		{"CloseHoldingListeners", tr.(transport.ListenerHolder).CloseHoldingListeners},
+	} {
+		countOpen(t, ctx, tr, 1000)
+		if err := tr.SendMessage(ctx, transport.Message{Kind: countClose, Payload: make([]byte, 24)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.close(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if st, err := tr.Stats(ctx); err != nil || st.BytesWire != 1024 || st.PagesData != 1 {
+			t.Errorf("Stats after %s = %+v, %v; want 1024 bytes and the page its close wrote", c.name, st, err)
+		}
+	}
+}
+
 // TestCloseHung: a plugin that hangs without stopping (its Stats and
 // Close block for ever: a deadlock) and left a Stats call unanswered
 // for hungAfter is killed at once by Close, not asked again; Stats then

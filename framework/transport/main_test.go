@@ -121,17 +121,20 @@ func holdExitPlugin() transport.Transport {
 
 // Messages countPlugin takes as orders; any other counts its payload.
 const (
-	countHang = 1 // from now on Stats and Close never answer
-	countExit = 2 // the process exits
+	countHang  = 1 // from now on Stats and Close never answer (countOpen counts kind 3)
+	countExit  = 2 // the process exits
+	countClose = 4 // its payload is counted by the session's Close, not now (a write in flight that Close finishes)
 )
 
 // countPlugin counts the payload bytes of the messages it is sent as
 // its BytesWire, from zero in each process. Sent countHang it hangs
 // without stopping: its Stats and Close block for ever, ignoring their
-// contexts (a deadlock in the plugin); sent countExit it exits.
+// contexts (a deadlock in the plugin); sent countExit it exits; sent
+// countClose its Close counts that payload (and a data page), as a
+// receiving transport's close counts what it finishes writing.
 func countPlugin() transport.Transport {
 	var mu sync.Mutex
-	var bytes uint64
+	var bytes, atClose, pages uint64
 	hung := make(chan struct{})
 	never := make(chan struct{})
 	hang := func() {
@@ -150,6 +153,10 @@ func countPlugin() transport.Transport {
 				close(hung)
 			case countExit:
 				os.Exit(4)
+			case countClose:
+				mu.Lock()
+				atClose = uint64(len(m.Payload))
+				mu.Unlock()
 			default:
 				mu.Lock()
 				bytes += uint64(len(m.Payload))
@@ -161,8 +168,16 @@ func countPlugin() transport.Transport {
 			hang()
 			mu.Lock()
 			defer mu.Unlock()
-			return transport.Stats{BytesWire: bytes}, nil
+			return transport.Stats{BytesWire: bytes, PagesData: pages}, nil
 		},
-		CloseFunc: func() error { hang(); return nil },
+		CloseFunc: func() error {
+			hang()
+			mu.Lock()
+			defer mu.Unlock()
+			if atClose > 0 {
+				bytes, pages, atClose = bytes+atClose, pages+1, 0
+			}
+			return nil
+		},
 	}
 }
