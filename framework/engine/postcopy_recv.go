@@ -51,7 +51,8 @@ import (
 // pcDrainTimeout bounds the wait on the old session's landed lane after
 // the connection broke: it returns what landed, then its error, once the
 // transport noticed the end; after that the transport is closed anyway.
-const pcDrainTimeout = 5 * time.Second
+// A variable for tests.
+var pcDrainTimeout = 5 * time.Second
 
 // postcopyWhyNot says why this destination cannot serve post-copy
 // faults, or "" if it can: checked at HELLO when the source may switch.
@@ -746,16 +747,17 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	deadline := since.Add(r.opt.ReconnectTimeout)
 	stop := reportReconnecting(r.opt.Progress, r.progressAt(pc.svc.Pending()), r.start, since)
 	defer stop() // before anything reports progress again
-	if s := pc.sess; s != nil {
-		// Drain the old lane: once the session ended it returns what
-		// landed, then its error.
-		select {
-		case <-s.feed.done:
-		case <-time.After(pcDrainTimeout):
-		case <-ctx.Done():
-		}
-	}
-	r.closeSession() // ends the old lane if it still waits
+	// The session ends first, then its lane is drained: a lane ends only
+	// once its session did, and one taken for dead with its connection
+	// up (a stall, a failed call, a malformed message) would otherwise
+	// be waited on for nothing, the source kept on it and the guest's
+	// faults with it. The close finishes or abandons the writes in
+	// flight (Transport.Close); the lane then returns what the session
+	// reported (a launched plugin's queued reports end with its process),
+	// and MISSING, computed after the lane ended, names every page it
+	// did not: a page written but not reported is sent again, never
+	// placed twice.
+	r.closeSession()
 	if s := pc.sess; s != nil {
 		select {
 		case <-s.feed.done:

@@ -71,8 +71,10 @@ func (r *requestRefused) Landed(ctx context.Context) ([]transport.PageRun, error
 // only at the next Open: the old session's landed lane was cancelled
 // after pcDrainTimeout twice (10 s) instead of ending with its session,
 // and the source, its connection up, kept waiting on it as long, the
-// guest's faults with it (about 10 s after the refusal, 5 s with the
-// close: the first drain waits for a session that did not end).
+// guest's faults with it (about 10 s after the refusal; 5 s with the
+// close, while the destination first waited pcDrainTimeout for a lane
+// that only the close ends, until it closed first, also 2026-12-07:
+// a few milliseconds now).
 func TestEmbedPostcopyDestinationClosesDeadSession(t *testing.T) {
 	needUffd(t)
 	src := newVM(t, vmtest.Options{Free: free, WriteEvery: time.Millisecond, WriteBatch: 16})
