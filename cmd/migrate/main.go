@@ -425,12 +425,13 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		}
 		var silent stoppedAnswering
 		var moved movedOn
+		var notSrc *errNotSource
 		switch {
 		case src.Report != nil || src.Progress.Phase == "":
 		case errors.As(err, &silent):
 			err = fmt.Errorf("the source stopped answering during the migration (%s, pass %d): %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
-		case errors.As(err, &moved):
+		case errors.As(err, &moved), errors.As(err, &notSrc):
 			err = fmt.Errorf("last seen in %s, pass %d: %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
 		}
@@ -581,7 +582,9 @@ func migrateStatus(sock string) (api.Migration, error) {
 
 // follow polls migrate-status until migration id ("": whatever the VMM
 // runs) is done; a VMM that reports another migration ends it with a
-// movedOn error and the last status of migration id. When ctx ends
+// movedOn error and the last status of migration id, and one that
+// reports it in a role other than send (statusSends: not its source)
+// with that *errNotSource, before any cancel. When ctx ends
 // it cancels the migration (id: a VMM that holds another by then
 // refuses) once and keeps following for at most grace
 // (0: until done); a VMM that refuses the cancel because the migration
@@ -611,6 +614,12 @@ func follow(ctx context.Context, sock, peer, id string, prog *progress, grace ti
 			// that one's progress and report are not this one's, and
 			// this one's end was not seen (conclude asks both sides).
 			return st, movedOn{fmt.Errorf("%s moved on to another migration (id %q) before the end of migration %q was seen", sock, next.ID, id)}
+		}
+		if err := statusSends(sock, next); err != nil {
+			// Not the source of migration id (a VMM that took that id in
+			// another role): none of its progress, report or a cancel
+			// (conclude asks both sides).
+			return st, err
 		}
 		st = next
 		if prog != nil {

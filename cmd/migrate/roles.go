@@ -41,9 +41,12 @@ import (
 // Where migrate acts on the VMM at the source's socket as the source
 // of the migration without a look at both sides (quitSource's quit once
 // the guest runs on the destination, resolve's verdict source after the
-// source's resume), that VMM must report "send" in it (sourceSends):
-// a receiver of that migration, or a VMM in a role this migrate does
-// not know, is left alone.
+// source's resume, follow's polls and Ctrl-C's cancel), that VMM must
+// report "send" in it (sourceSends, statusSends): a receiver of that
+// migration, or a VMM in a role this migrate does not know, is left
+// alone. An honest source reports "send" from its migrate-send on, also
+// one whose guest arrived by migration (a VMM's record is the
+// migration it began last: vmm migration.begin).
 //
 // What it cannot tell: a VMM may report any role and any name; roles
 // and names keep honest migrations apart, nothing more.
@@ -322,4 +325,16 @@ func sourceSends(sock string, res api.ResolveResult) error {
 		return nil
 	}
 	return &errNotSource{sock: sock, res: res}
+}
+
+// statusSends is sourceSends for st, the migrate-status of the VMM at a
+// job's source socket sock that reports the migration follow follows
+// (its id): nil when that VMM sends in it. A VMM that reports the id in
+// another role (one started at the socket that received a migration
+// under a reused id) is not the source followed: follow takes none of
+// its progress or report for the source's and sends it no cancel
+// (TestRunFollowsOnlyASender: before, Ctrl-C's migrate-cancel went to
+// it, and its end was reported as the source's).
+func statusSends(sock string, st api.Migration) error {
+	return sourceSends(sock, api.ResolveResult{Role: st.Role, Side: st.Side, ID: st.ID, TagFingerprint: st.TagFingerprint})
 }
