@@ -175,3 +175,93 @@ func TestResolveUnknownRole(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveMainSaysWhatItTold: migrate -resolve ends with the guest on
+// the destination (verdict moved) and says what became of the source:
+// "told" only where the resolve told it migrated (a handover-unknown
+// source beside a destination that runs); a source that said migrated
+// or postcopy-broken itself was told nothing, and migrate says what it
+// said. An older source, which would ignore the quit's id, is not quit
+// either way (notSent). Before, every one of them was "the source was
+// told and quit", or "told, but not quit".
+func TestResolveMainSaysWhatItTold(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		side  api.Side // the source's, as the resolve finds it
+		older bool     // the source's VMM ignores ids (api.IDsHonoured)
+		say   string
+	}{
+		{"handover-unknown, told migrated, quit", api.SideUnknown, false, "the source was told and quit"},
+		{"migrated, quit", api.SideMigrated, false, "the source, which said migrated, was quit"},
+		{"postcopy-broken, quit", api.SidePostcopyBroken, false, "the source, which said postcopy-broken, was quit"},
+		{"handover-unknown, told migrated, older: not quit", api.SideUnknown, true, "the source was told, but not quit"},
+		{"migrated, older: not quit", api.SideMigrated, true, "the source, which said migrated, was not quit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			if tc.older { // an older VMM refuses an id in migrate-resolve's acts: a migration without one
+				c.src.id, c.dst.id, c.dst.older = "", "", true
+			}
+			c.src.older = tc.older
+			c.src.finishWith(0, engine.StatusCompleted, tc.side)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			code, stdout, _ := c.resolveMain(t)
+			if want := map[bool]int{false: 0, true: 1}[tc.older]; code != want {
+				t.Errorf("exit %d, want %d", code, want)
+			}
+			wantSays(t, stdout, "resolved: the guest runs on the destination; "+tc.say+"\n")
+		})
+	}
+}
+
+// TestResolveMainSourceNotHandedOver: migrate -resolve ends with the
+// guest on the destination beside a source of this migration that
+// said failed; by quitSource's look that source says handover-unknown
+// in it (a VMM that did not answer the resolve's look answers so,
+// say). It is this job's source, not quit since it did not say it
+// handed the guest over, and migrate says that, and to resolve again.
+// Before, it said that VMM was "not this job's source".
+func TestResolveMainSourceNotHandedOver(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "a", "a"
+	c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	c.src.looked = func(f *fakeVMM) { f.side = api.SideUnknown } // after the resolve's query: quitSource's is next
+	code, stdout, _ := c.resolveMain(t)
+	if code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	c.wantNothingAsked(t)
+	wantSays(t, stdout, "the VMM at the source's socket says handover-unknown in this migration", "not quit",
+		"migrate -resolve -config")
+	wantSaysNone(t, stdout, "not this job's source")
+}
+
+// TestResolveAfterResumeWrongRoleSaid: after resolve resumed a
+// handover-unknown source of migration a beside a failing destination,
+// the VMM at the destination's socket names a too, but sends in it (a
+// VMM started there that sent a migration under the same id), and
+// still migrates. It is not this job's destination: left alone, the
+// guest runs on the source. migrate says it names this migration in
+// the wrong role, and prints no -resolve of this job for it (which
+// would refuse that pair). Before, it said that VMM "takes part in
+// another migration (id a", the id of the migration resolved, and to
+// resolve it with this job if that was an earlier run.
+func TestResolveAfterResumeWrongRoleSaid(t *testing.T) {
+	for _, id := range []string{"a", ""} {
+		t.Run(map[string]string{"a": "run", "": "-resolve"}[id], func(t *testing.T) {
+			rc := failingCase(t)
+			rc.dst.looked = func(f *fakeVMM) { // after the first query
+				f.role, f.progress.Handover = "send", engine.HandoverLive
+			}
+			v, text, err := rc.resolveInProcess(t, id, 0)
+			if v != verdictSource || err != nil {
+				t.Errorf("verdict %d, err %v: want source", v, err)
+			}
+			rc.wantAsked(t, "resolve resume a", "")
+			wantSays(t, text, "the VMM at "+rc.dst.sock+` reports role "send" in migration id a`, "left alone")
+			wantSaysNone(t, text, "another migration", "migrate -resolve -config")
+		})
+	}
+}

@@ -204,6 +204,10 @@ type resolver struct {
 	// saidOlder: pair printed, once, that it paired two id-less sides
 	// by the absence of an id (a VMM older than api.TagsReported).
 	saidOlder bool
+	// toldMigrated: this resolve told the source migrated, and it
+	// confirmed (do); a source that said migrated or postcopy-broken
+	// itself was told nothing, and resolveMain says so.
+	toldMigrated bool
 	// dstControl is the control version the destination's last answer
 	// reported (api.ControlVersion): a cancel or quit naming dstID goes
 	// only to a VMM that honours it (idsIgnored), and names dstTag only
@@ -438,6 +442,26 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 		"If that is an earlier run of this job, resolve it with:\n    migrate -resolve -config %s\n", sock, idText(x.ID), x.Side, shellArg(r.jobFile))
 }
 
+// leftAloneInRole says, once per socket, that the VMM at sock, which
+// names the migration resolved in a role its socket's VMM does not take
+// in it (x, its answer; rolesPair), is not touched: it is not this
+// job's side of that migration, and this job's -resolve would refuse
+// it, so none is offered. Before, leftAlone said it took part in
+// another migration, naming this one's id
+// (TestResolveAfterResumeWrongRoleSaid).
+func (r *resolver) leftAloneInRole(sock string, x api.ResolveResult) {
+	if r.told[sock] {
+		return
+	}
+	if r.told == nil {
+		r.told = map[string]bool{}
+	}
+	r.told[sock] = true
+	fmt.Fprintf(r.out, "migrate: the VMM at %s reports role %.20q in migration %s (%s), which is not its socket's role in it: "+
+		"not this job's side of that migration, left alone. Find out from its host what it holds before acting on it by hand.\n",
+		sock, x.Role, migrationText(x.ID, x.TagFingerprint), x.Side)
+}
+
 // resolve asks both sides until it can decide, then carries the plan
 // out. It returns the verdict reached and an error when the guest is not
 // known to run on exactly one side.
@@ -448,7 +472,9 @@ func (r *resolver) leftAlone(sock string, x api.ResolveResult) {
 // running. Asked again, a source that says handover-unknown after it
 // confirmed its resume is not resumed again (manual), and a
 // destination's VMM that holds another migration by then (-resolve: two
-// migrations) is left alone, the verdict source, but only while the VMM
+// migrations), or names the one resumed in a role not a destination's
+// (rolesPair; said by leftAloneInRole), is left alone, the verdict
+// source, but only while the VMM
 // at the source's socket still sends in the migration resumed
 // (sourceSends): one that receives in it, or reports a role this
 // migrate does not know, is not the source resumed, and the pair's
@@ -482,7 +508,11 @@ func (r *resolver) resolve() (verdict, error) {
 		if err := r.pair(&s, &d); err != nil {
 			if resumed && s.Side == api.SideRunning && s.ID == resumedID && s.TagFingerprint == resumedTag &&
 				sourceSends(r.src, s) == nil {
-				r.leftAlone(r.dst, d)
+				if r.roles != nil { // it names the migration resumed, in a role not a destination's
+					r.leftAloneInRole(r.dst, d)
+				} else {
+					r.leftAlone(r.dst, d)
+				}
 				return verdictSource, nil
 			}
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
@@ -637,6 +667,7 @@ func (r *resolver) do(st step) error {
 	if res.Side != want {
 		return fmt.Errorf("%s on %s left it %s, not %s", st.action, sock, res.Side, want)
 	}
+	r.toldMigrated = r.toldMigrated || st.src && st.action == api.ResolveMigrated
 	fmt.Fprintf(r.out, "migrate: resolved: %s is now %s\n", sock, res.Side)
 	return nil
 }
@@ -854,15 +885,19 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		case errors.As(qerr, &notSrc):
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
 		case qerr != nil:
-			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told, but not quit")
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, false))
 			r.notSent(qerr)
 		case side == api.SideMigrated, side == api.SidePostcopyBroken:
-			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source was told and quit")
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, true))
 		case side == sideUnreachable:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
-		default:
-			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket is %s, "+
-				"not this job's source: left alone\n", side)
+		case side == api.SideNone:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket holds no part "+
+				"of this migration (none, or another), so it is not this job's source: left alone")
+		default: // it names this migration, but did not say it handed the guest over
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket says %s in this "+
+				"migration, not that it handed the guest over, so it is not quit; to settle it, run again:\n    migrate -resolve -config %s\n",
+				side, shellArg(path))
 		}
 	case v == verdictIdle:
 		fmt.Fprintln(stdout, "nothing to resolve: no side of this job holds a paused copy of the guest waiting for a decision "+
@@ -875,6 +910,22 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// sourceEnd is what resolveMain says of the source, at side
+// (quitSource's), once the guest runs on the destination: quit or not
+// (an older VMM's: notSent), and told migrated where this resolve told
+// it so, else what it said itself. Before, it was "told" either way.
+func (r *resolver) sourceEnd(side api.Side, quit bool) string {
+	switch {
+	case r.toldMigrated && quit:
+		return "the source was told and quit"
+	case r.toldMigrated:
+		return "the source was told, but not quit"
+	case quit:
+		return fmt.Sprintf("the source, which said %s, was quit", side)
+	}
+	return fmt.Sprintf("the source, which said %s, was not quit", side)
 }
 
 // quitSource ends the source VMM once the guest runs on the destination,
