@@ -285,13 +285,7 @@ func TestMigrateResolveLinesAccepted(t *testing.T) {
 			// (cmd/migrate sourceArrivedBesideNone; from 3fd97bc until
 			// review G, -resolve refused it, exit 1).
 			src := newLineSide(t, dir, "src.sock", transport.RoleReceive, "j0", tagA)
-			// Loaded, then COMMIT: the guest runs here.
-			src.v.setStateIf(StateIncoming, StatePaused)
-			if err := (migrationVM{v: src.v, own: src.own}).Resume(); err != nil {
-				t.Fatal(err)
-			}
-			src.v.endMigration(src.own, src.v.migration(), transport.RoleReceive,
-				engine.Report{Status: engine.StatusCompleted, Handover: engine.HandoverRunning, Mode: engine.ModePrecopy, TagFingerprint: tagA}, nil)
+			src.arrived(t) // loaded, then COMMIT: the guest runs here
 			dst := &lineSide{v: fakeVM(StateIncoming), sock: filepath.Join(dir, "dst.sock"), role: transport.RoleReceive}
 			dst.v.cfg.Incoming = true
 			serveAt(t, dst.v, dst.sock)
