@@ -281,6 +281,19 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 	}
 	if err := call(j.Destination.Control, "migrate-incoming", withCredentials(args, dstCreds), nil); err != nil {
 		rep.Error = err.Error()
+		if control.NotSent(err) && sourceSettled(rs, j.Source.Control) {
+			// Never written (no VMM at the socket, or one migrate will
+			// not talk to): no VMM heard of this migration's id, and the
+			// source was not asked and holds nothing awaiting a
+			// decision. A resolve would only speak of a handover nobody
+			// holds (before, it printed "cannot be resolved" and resume
+			// lines for this id).
+			next := ""
+			if vmmGone(err) {
+				next = "; start the destination VMM (ferry-vmm run -incoming) with -control at that path, or fix destination.control"
+			}
+			return rep, fmt.Errorf("destination %s: %w (nothing was started: the source was not asked%s)", j.Destination.Control, err, next)
+		}
 		// The call may have got through (Ctrl-C or migrate's call timeout
 		// while the destination VMM still started its transport plugin):
 		// that VMM took this migration and would wait incoming_timeout
@@ -343,6 +356,20 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		src.Report.SetupMS += told.Sub(start).Milliseconds()
 	}
 	return conclude(j, rep, src, err, rs, log)
+}
+
+// sourceSettled reports whether the source at sock, asked once, holds
+// nothing that a resolve could act on or must speak of: no VMM answers
+// there (the request was not sent), or its VM runs its guest or never
+// migrated. A source in any other side (handover-unknown, migrated,
+// still migrating: an earlier migration's) is left to the cleanup,
+// which names that migration; so is one that hangs.
+func sourceSettled(rs *resolver, sock string) bool {
+	s, err := rs.query(sock)
+	if err != nil {
+		return control.NotSent(err)
+	}
+	return s.Side == api.SideNone || s.Side == api.SideRunning
 }
 
 // cancelledHere reports whether the report of a migrate-send or

@@ -606,6 +606,55 @@ func TestRunUnreachableDestinationResumesNothing(t *testing.T) {
 	}
 }
 
+// TestRunDestinationAbsentStartsNothing: a job whose destination socket
+// has no VMM (not started yet, or a wrong path: a first run's usual
+// mistake), beside a source that runs its guest or is not there either.
+// migrate-incoming was never written, so no VMM heard of the migration:
+// migrate says that nothing was started, asks the source nothing but a
+// query, and prints no handover advice. Before, its cleanup resolved the migration
+// nobody held and printed "the handover cannot be resolved from here",
+// with resume lines for it.
+func TestRunDestinationAbsentStartsNothing(t *testing.T) {
+	for _, sourceThere := range []bool{true, false} {
+		t.Run(fmt.Sprintf("source there %v", sourceThere), func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.finishWith(0, "", api.SideNone)
+			c.dst.kill()
+			if !sourceThere {
+				c.src.kill()
+			}
+			rep, out, err := c.run(context.Background(), t)
+			if err == nil || !strings.Contains(err.Error(), "nothing was started") || !strings.Contains(err.Error(), c.dst.sock) {
+				t.Errorf("err %v: want the destination's socket named and nothing started", err)
+			}
+			if rep.Status != engine.StatusFailed || rep.Error == "" {
+				t.Errorf("report status %q, error %q: want failed, with why", rep.Status, rep.Error)
+			}
+			for _, advice := range []string{"cannot be resolved", "migrate-resolve", "migrate -resolve"} {
+				if strings.Contains(out, advice) {
+					t.Errorf("migrate said %q of a migration no VMM heard of:\n%s", advice, out)
+				}
+			}
+			if calls := c.callList(); calls != "" {
+				t.Errorf("calls %s: want none", calls)
+			}
+		})
+	}
+	// A source left handover-unknown by an earlier migration is still
+	// named, with what to run: the cleanup speaks of it as before.
+	c := newRunCase(t)
+	c.src.id = "j0"
+	c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+	c.dst.kill()
+	_, out, err := c.run(context.Background(), t)
+	if err == nil || !strings.Contains(out, "takes part in another migration (id j0") || !strings.Contains(out, "migrate -resolve -config") {
+		t.Errorf("err %v, migrate said\n%s\nwant the source's earlier migration named, and migrate -resolve", err, out)
+	}
+	if calls := c.callList(); calls != "" {
+		t.Errorf("calls %s: want none", calls)
+	}
+}
+
 // TestRunInterrupted: Ctrl-C while the source sends cancels the source,
 // then the destination, and migrate returns promptly.
 func TestRunInterrupted(t *testing.T) {
