@@ -55,7 +55,7 @@ func TestParseSize(t *testing.T) {
 		{"99999999999999999999", 0, "too large"},
 		{"1.5B", 0, "not a whole number of bytes"},
 		{"", 0, "does not start with a number"},
-		{"-1G", 0, "does not start with a number"},
+		{"-1G", 0, "negative"},
 		{"1..5G", 0, "does not start with a number"},
 		{".5G", 0, "does not start with a number"},
 		{"5.G", 0, "does not start with a number"},
@@ -88,6 +88,9 @@ func TestParseBandwidth(t *testing.T) {
 		{"fast", 0, "invalid bandwidth"},
 		{"1GiB/h", 0, "unknown unit"},
 		{"/s", 0, "does not start with a number"},
+		{"40 MB/s", 40e6, ""},
+		{"-1MB/s", 0, `negative; write bytes per second, like "1GiB/s" or "100MB/s", or "0" for unlimited`},
+		{"-1", 0, "negative"},
 	} {
 		got, err := ParseBandwidth(c.in)
 		if !matches(err, c.err) || got != c.want {

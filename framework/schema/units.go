@@ -110,6 +110,9 @@ func parseBytes(s string) (uint64, string) {
 	}
 	num, unit := t[:i], strings.TrimSpace(t[i:])
 	if !isDecimal(num) {
+		if rest, ok := strings.CutPrefix(t, "-"); ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			return 0, "it is negative" // a "-1" meant as "no limit" learns what to write instead
+		}
 		return 0, "it does not start with a number"
 	}
 	mult, ok := sizeUnits[unit]
