@@ -24,6 +24,7 @@ func TestParseDuration(t *testing.T) {
 		{"5 ms", 0, "invalid duration"},
 		{"fast", 0, "invalid duration"},
 		{"-1s", 0, "negative"},
+		{"-1", 0, "negative"}, // not: has no unit, write "-1ms"
 		{"99999999999h", 0, "invalid duration"},
 	} {
 		got, err := ParseDuration(c.in)

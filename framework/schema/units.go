@@ -26,6 +26,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	if t == "" {
 		return 0, errors.New(`empty duration: write a number and a unit, like "50ms"`)
 	}
+	if n, err := strconv.ParseFloat(t, 64); err == nil && n < 0 {
+		return 0, fmt.Errorf("duration %q is negative: durations count forward from zero", s)
+	}
 	if _, err := strconv.ParseFloat(t, 64); err == nil && t != "0" {
 		return 0, fmt.Errorf("duration %q has no unit: write %q or %q (units: %s)", s, t+"ms", t+"s", durationUnits)
 	}
