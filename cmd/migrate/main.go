@@ -69,7 +69,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	startPC := fs.Bool("start-postcopy", false, "only switch the job's running migration to post-copy now (run it next to the migrate driving the job)")
 	checkOnly := fs.Bool("check", false, "only check the job: the file, the plugins it names and their blocks (each plugin asked for its schema and checks); touches no VMM")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0 // asked for: the usage is the answer
+	} else if err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {

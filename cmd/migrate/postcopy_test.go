@@ -171,6 +171,28 @@ func TestStartPostcopyByHandNamesTag(t *testing.T) {
 	}
 }
 
+// TestHelp: -h and -help are a question, not a mistake: exit 0, and the
+// answer shows every command form as well as every flag. Before, they
+// exited 2 and printed the flags alone. An unknown flag is still a
+// usage error (2), with the same text.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{{[]string{"-h"}, 0}, {[]string{"-help"}, 0}, {[]string{"-no-such-flag"}, 2}} {
+		var out, errb strings.Builder
+		code := realMain(tc.args, &out, &errb)
+		for _, want := range []string{"migrate -check -config job.hcl", "migrate -start-postcopy -config job.hcl", "-verify-pages", "-plugin-dir"} {
+			if !strings.Contains(errb.String(), want) {
+				t.Errorf("%q: stderr lacks %q:\n%s", tc.args, want, errb.String())
+			}
+		}
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+	}
+}
+
 // TestStartPostcopyFlags: the flag needs a job and is its own command.
 func TestStartPostcopyFlags(t *testing.T) {
 	for _, args := range [][]string{
