@@ -51,7 +51,7 @@ type Spec struct {
 	// session starts Path as its own process.
 	Transport Plugin
 	// TransportInProcess, if set, is a transport linked into the VMM
-	// (transports/tcp.New(), say) that the session uses instead of
+	// (transports/tcp.New(nil), say) that the session uses instead of
 	// starting Transport.Path; Transport.Config is its block, checked
 	// against its Schema all the same, and the session closes it at the
 	// end. No process boundary lies on its path: a post-copy page request
