@@ -49,9 +49,10 @@ import (
 // (postcopy_halt.go).
 
 // pcDrainTimeout bounds the wait on the old session's landed lane after
-// the connection broke: it returns what landed, then its error, once the
-// transport noticed the end; after that the transport is closed anyway.
-// A variable for tests.
+// reconnect closed that session: the lane returns what was reported,
+// then the session's end; one still running after that (a Landed that
+// does not return on close) is cancelled and waited for, and what it
+// did not report is MISSING. A variable for tests.
 var pcDrainTimeout = 5 * time.Second
 
 // postcopyWhyNot says why this destination cannot serve post-copy

@@ -22,8 +22,11 @@ import (
 // start only; logger (nil: hclog.Default) receives the plugin's logs.
 // An error it returns begins "start transport plugin <path>: ".
 //
-// Close stops the plugin process and waits for it; a later Info, Schema
-// or Open starts a fresh one with the same files. A process that is
+// Close stops the plugin process and waits for it, so nothing of that
+// process writes guest RAM after Close returns (Transport.Close; a
+// process the plugin started itself is killed, not waited for:
+// plugproc.Process.Kill); a later Info, Schema or Open starts a fresh
+// one with the same files. A process that is
 // stopped (SIGSTOP), or that left a Stats call unanswered for hungAfter
 // with no call answered since (it hangs), is killed at once, not asked
 // anything. If the process dies, every call fails with ErrPluginGone

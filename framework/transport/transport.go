@@ -314,7 +314,15 @@ type Transport interface {
 	Stats(ctx context.Context) (Stats, error)
 	// Close ends the session and releases the RAM mappings; pending page
 	// sends are abandoned, but a message sent before Close still reaches
-	// the peer (the engine sends ABORT, then closes). The transport may be
+	// the peer (the engine sends ABORT, then closes). On the receiving
+	// side nothing of the session writes guest RAM once Close returned:
+	// the writes in flight are finished (counted in Stats after Close,
+	// though Landed may never report them) or abandoned before it
+	// returns. A post-copy destination relies on it: its reconnect
+	// closes the old session, waits for its landed lane to end, and
+	// names in MISSING every page not reported; a write of the old
+	// session landing after that could overwrite a page the guest owns
+	// by then (CONTINUE maps the memfd's page). The transport may be
 	// Opened again (a launched plugin restarts for it).
 	Close() error
 }

@@ -152,7 +152,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // no deadline, and a process that stopped (SIGSTOP) or hangs never
 // answers it: a process stopped as Kill begins (Stopped) is killed at
 // once, without the request; one that hangs, or stops after that look,
-// is killed after killGrace, which ends the request.
+// is killed after killGrace, which ends the request. The processes the
+// plugin started are sent SIGKILL but not waited for: one that
+// inherited a guest RAM file and maps it may still be ending a write as
+// Kill returns (none of Ferry's plugins starts one).
 func (p *Process) Kill() { p.kill(p.Stopped()) }
 
 // KillNow is Kill without asking the process to exit first: it is
