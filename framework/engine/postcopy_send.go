@@ -1037,7 +1037,7 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 		s.trFailed = true // closed at the end if no later Open succeeds (closeTransport)
 		return false, fmt.Errorf("open transport: %w", err)
 	}
-	s.trOpen, s.trFailed = true, false
+	s.trOpen, s.trFailed, s.trHeld = true, false, false
 	s.startReceive(ctx)
 	fail := func(final bool, err error) (bool, error) {
 		s.stopReceive()

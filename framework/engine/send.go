@@ -59,6 +59,7 @@ type sender struct {
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
 	trOpen   bool                  // the transport has a session
 	trFailed bool                  // the last Open failed: a launched plugin may still run a process for it (closeTransport)
+	trHeld   bool                  // a reconnect ended the last session with CloseHolding: the last close still calls Close
 	wireBase uint64                // bytes on the wire of sessions closed before this one
 	stopRecv context.CancelFunc    // ends the receive goroutine of this session
 	pcReady  bool                  // READY said the destination can serve post-copy
@@ -418,29 +419,52 @@ func (s *sender) captureStats(mute bool) {
 	s.rep.BytesWire = s.wireBase + st.BytesWire
 }
 
-// closeTransport ends the transport's session, if it has one; with
-// count, it adds the session's bytes on the wire to wireBase (the last
-// close follows captureStats instead): the transport's totals after
-// Close, or seen (the last counters polled) when it cannot answer, as
-// when its plugin process died. Without a session, after an Open that
-// failed (a post-copy reopen's, trFailed), it closes the transport and
-// counts nothing: a launched plugin started a process for that Open.
-func (s *sender) closeTransport(count bool, seen transport.Stats) {
+// closeTransport ends the transport's session, if it has one.
+//
+// With reconnect (post-copy gives the session up and opens another) the
+// session ends now, through transport.CloseHolding, not at the next
+// Open: a session the source gave up on with its connection up (a
+// failed call, a stall, a RESUME that went unanswered) breaks for the
+// destination at once instead of staying connected through the
+// reconnect's backoff (50 ms to 2 s), also under a wrapper whose Close
+// leaves the real close to a later teardown and which forwards
+// CloseHoldingListeners (framework/session's). Its bytes on the wire
+// then count in wireBase: the transport's totals asked after that close
+// (what the close itself moved too), or seen (the last counters polled)
+// when it cannot answer, as when its plugin process died. A sending
+// transport holds no listening sockets; CloseHolding keeps any it holds
+// until the last Close.
+//
+// Without reconnect it is the migration's last close: Close, whose
+// session's bytes captureStats counted before it, so that the report
+// does not wait for a wrapper's teardown (a plugin process's exit); what
+// that close itself still moves is not counted.
+//
+// The last close finds no session after a reconnect that did not get
+// one back. It still closes the transport, counting nothing, after an
+// Open that failed (a post-copy reopen's, trFailed: a launched plugin
+// started a process for that Open; a reconnect's tries do not close
+// between a failed Open and the next, which a launched transport sends
+// to the same process) or a session ended holding (trHeld: Close lets
+// go of what CloseHolding kept).
+func (s *sender) closeTransport(reconnect bool, seen transport.Stats) {
 	if !s.trOpen {
-		if s.trFailed {
-			s.trFailed = false
+		if !reconnect && (s.trFailed || s.trHeld) {
+			s.trFailed, s.trHeld = false, false
 			s.tr.Close()
 		}
 		return
 	}
 	s.trOpen = false
-	s.tr.Close()
-	if !count {
+	if !reconnect {
+		s.tr.Close()
 		return
 	}
+	transport.CloseHolding(s.tr)
+	s.trHeld = true
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	if st, err := s.tr.Stats(ctx); err == nil && st.BytesWire >= seen.BytesWire { // after Close: the session's totals
+	if st, err := s.tr.Stats(ctx); err == nil && st.BytesWire >= seen.BytesWire { // after the close: the session's totals
 		seen = st
 	}
 	s.wireBase += seen.BytesWire

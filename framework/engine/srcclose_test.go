@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// sendHoldRecorder is a source's transport that is a
+// transport.ListenerHolder, as tcp's, rdma's and a launched plugin's
+// are, and as framework/session's wrapper is, whose Close leaves the
+// real close to the session's teardown. It records how the engine ends
+// its sessions, "open", "hold" (CloseHoldingListeners) and "close"
+// (Close), and refuses the first push after COMMIT with the session up,
+// so that the source gives that session up and reconnects; with
+// noResume, it refuses every RESUME too (the first message of each
+// session after the first), so that the source never gets a session
+// back.
+type sendHoldRecorder struct {
+	afterCommit
+	noResume bool
+
+	mu      sync.Mutex
+	opens   int
+	refused bool
+	calls   []string
+}
+
+var _ transport.ListenerHolder = (*sendHoldRecorder)(nil)
+
+func (h *sendHoldRecorder) note(call string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, call)
+}
+
+func (h *sendHoldRecorder) Open(ctx context.Context, req transport.OpenRequest) error {
+	h.mu.Lock()
+	h.opens++
+	h.calls = append(h.calls, "open")
+	h.mu.Unlock()
+	return h.Transport.Open(ctx, req)
+}
+
+func (h *sendHoldRecorder) SendMessage(ctx context.Context, m transport.Message) error {
+	h.mu.Lock()
+	refuse := h.noResume && m.Kind == msgResume && h.opens > 1
+	h.mu.Unlock()
+	if refuse {
+		return errors.New("injected: RESUME refused, the session goes on")
+	}
+	return h.afterCommit.SendMessage(ctx, m)
+}
+
+func (h *sendHoldRecorder) Close() error {
+	h.note("close")
+	return h.Transport.Close()
+}
+
+func (h *sendHoldRecorder) CloseHoldingListeners() error {
+	h.note("hold")
+	return h.Transport.Close()
+}
+
+func (h *sendHoldRecorder) SendPages(ctx context.Context, runs []transport.PageRun) error {
+	if err := h.dirtyOnce(); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	refuse := h.committed.Load() && !h.refused
+	h.refused = h.refused || refuse
+	h.mu.Unlock()
+	if refuse {
+		return errors.New("injected: push refused, the session goes on")
+	}
+	return h.sendPages(ctx, runs)
+}
+
+// TestPostcopySendReconnectEndsSession: a source that gives its
+// post-copy session up ends it through transport.CloseHolding before it
+// opens another, and calls Close once, at the end. A transport's
+// CloseHoldingListeners ends the session as Close does (a sending one
+// holds no listening sockets), and framework/session's wrapper forwards
+// it at once while its Close only marks the session for the teardown:
+// until 2026-12-07 the source called Close at each reconnect ("close",
+// "open", "close"), and under framework/session the session it gave up
+// on stayed connected through the backoff until the next Open
+// (TestEmbedPostcopySourceEndsSessionGivenUp).
+func TestPostcopySendReconnectEndsSession(t *testing.T) {
+	h := &sendHoldRecorder{}
+	var src *vmtest.VM
+	r, dst := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
+		h.Transport, h.src, src = str, v, v
+		return h
+	}, func(sopt, dopt *Options) {
+		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
+	})
+	h.mu.Lock()
+	refused, calls := h.refused, slices.Clone(h.calls)
+	h.mu.Unlock()
+	if !refused {
+		t.Fatalf("no push after COMMIT: the test proves nothing; source %s (%v)", r.srep.Status, r.serr)
+	}
+	completedAfter(t, r, src, dst, 1, "the refused push's session given up")
+	if want := []string{"open", "hold", "open", "close"}; !slices.Equal(calls, want) {
+		t.Errorf("the source opened and closed its transport %v, want %v: the session given up ended "+
+			"with CloseHoldingListeners, Close once at the end", calls, want)
+	}
+}
+
+// TestPostcopySendBrokenClosesAtEnd: a source whose reconnect never gets
+// a session back (every RESUME refused, its session given up with
+// CloseHolding) still calls its transport's Close at the end, which
+// lets go of what CloseHolding kept (trHeld): with CloseHolding at the
+// reconnects alone, the last close finds no session, and a mutant that
+// closed nothing then failed here ([open hold open hold ... hold]).
+func TestPostcopySendBrokenClosesAtEnd(t *testing.T) {
+	h := &sendHoldRecorder{noResume: true}
+	r, _ := bothEnginesOn(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
+		h.Transport, h.src = str, v
+		return h
+	}, func(sopt, dopt *Options) {
+		sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
+		sopt.ReconnectTimeout, dopt.ReconnectTimeout = 300*time.Millisecond, 300*time.Millisecond
+	})
+	h.mu.Lock()
+	refused, calls := h.refused, slices.Clone(h.calls)
+	h.mu.Unlock()
+	if !refused || !errors.Is(r.serr, ErrPostcopyBroken) {
+		t.Fatalf("push refused %v; source %s (%v), want post-copy broken: the test proves nothing", refused, r.srep.Status, r.serr)
+	}
+	t.Logf("calls: %v", calls)
+	last := len(calls) - 1
+	if last < 3 || calls[last] != "close" || slices.Contains(calls[:last], "close") || calls[1] != "hold" || calls[last-1] != "hold" {
+		t.Errorf("the source opened and closed its transport %v, want each session given up with CloseHoldingListeners "+
+			"and Close once at the end", calls)
+	}
+}
