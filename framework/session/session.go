@@ -219,17 +219,21 @@ func (s *Session) Receive(ctx context.Context, dst framework.Target) (engine.Rep
 // (usually the engine's last call) is left to the session's teardown,
 // which closes the transport and stops its process after the report.
 //
-// A session the engine takes for dead while its connection may still
-// be up (post-copy's reconnect after a stall, a malformed message or a
-// failed call; a destination refusing a silent or foreign session) is
-// ended through transport.CloseHolding, which engineTransport forwards
-// at once (CloseHoldingListeners): the session and its connection end
-// then, and a launched plugin's process is stopped, while the listening
-// sockets stay held for the next Open. Only the engine's Close waits
-// for the teardown. An engine that calls Close and then Open again
+// A session the engine gives up on while its connection may still be
+// up (post-copy's reconnect on either side after a stall, a malformed
+// message or a failed call, the source's after a RESUME that failed; a
+// destination refusing a silent or foreign session) is ended through
+// transport.CloseHolding, which engineTransport forwards at once
+// (CloseHoldingListeners): the session and its connection end then,
+// and a launched plugin's process is stopped, while the listening
+// sockets stay held for the next Open. Stats then report the ended
+// session's totals (a launched plugin's after its Close), which the
+// engine counts. Only the engine's Close waits for the teardown: the
+// report does not wait for the plugin's exit, and what that last close
+// moves is not counted. An engine that calls Close and then Open again
 // (a reconnect through plain Close) gets the session ended by that Open,
 // so nothing of the old session outlives the next one; what it cannot
-// do is end that session any earlier.
+// do is end that session any earlier, or count what its close moved.
 //
 // A launched plugin's new session runs in a new process, which takes
 // the held sockets (transport.Launch).
@@ -244,7 +248,7 @@ var _ transport.ListenerHolder = (*engineTransport)(nil)
 // the session now (transport.CloseHolding on the transport: a launched
 // plugin's process is stopped and waited for; a transport that is not
 // a ListenerHolder is closed), holding the listening sockets of one that
-// is. Receive's final Close (the teardown's) still lets them go.
+// is. The teardown's Close after Send or Receive still lets them go.
 func (t *engineTransport) CloseHoldingListeners() error {
 	t.closed.Store(false) // ended here: the next Open has nothing to close
 	return transport.CloseHolding(t.Transport)

@@ -221,15 +221,20 @@ func (l *Listened) Release() {
 // ListenerHolder is a Transport whose listening sockets can outlive a
 // session: CloseHoldingListeners ends the session like Close but keeps
 // the sockets bound for the next Open, which takes them again; Close
-// lets them go. A destination's post-copy reconnect uses it, so that no
-// one else on the host can take the port between two sessions.
+// lets them go. Post-copy's reconnect uses it on both sides
+// (CloseHolding): the destination's, so that no one else on the host
+// can take the port between two sessions; the source's, which holds no
+// listening socket, to end the session it gave up on at once also
+// through a wrapper whose Close leaves the real close to a later
+// teardown (framework/session's forwards CloseHoldingListeners).
 type ListenerHolder interface {
 	CloseHoldingListeners() error
 }
 
 // CloseHolding ends tr's session for a reconnect: CloseHoldingListeners
 // when tr is a ListenerHolder (its listening port stays bound for the
-// next Open), else Close.
+// next Open), else Close. The caller still calls Close at the end, which
+// lets held sockets go.
 func CloseHolding(tr Transport) error {
 	if h, ok := tr.(ListenerHolder); ok {
 		return h.CloseHoldingListeners()
