@@ -44,7 +44,8 @@ func TestWireCompatV1(t *testing.T) {
 		plugintest.CheckGolden(t, file, want)
 	}
 	plugintest.CheckMethods(t, pb.Transport_ServiceDesc, "ferry.transport.v1.Transport",
-		// The first nine since v1, unchanged; API 3 appended the urgent path's four.
+		// The first nine since v1, unchanged; API 3 appended the urgent path's four, and
+		// API 8 Validate, which older plugins answer Unimplemented (validate.go).
 		[]string{"Info", "Schema", "Open", "SendPages", "Flush", "SendMessage", "RecvMessage", "Stats", "Close",
-			"SendUrgent", "RecvUrgent", "SendPagesUrgent", "Landed"}, nil)
+			"SendUrgent", "RecvUrgent", "SendPagesUrgent", "Landed", "Validate"}, nil)
 }

@@ -34,7 +34,9 @@
 //
 // The package holds the Go interface (transport.go), the go-plugin glue
 // (plugin.go, launch.go), the gRPC client and server shims (client.go,
-// server.go, convert.go, status.go), the urgent channel (channel.go,
+// server.go, convert.go, status.go), the optional check of a
+// configuration block before anything opens (validate.go: Validator, the
+// Validate RPC, which a plugin built before it answers Unimplemented), the urgent channel (channel.go,
 // channel_host.go, channel_plugin.go), a closure-based mock (mock.go) and a
 // conformance suite (transporttest) that every transport passes in process
 // and over real gRPC. The loopback subpackage is a transport for tests.

@@ -27,6 +27,7 @@ var plugins = map[string]func() transport.Transport{
 	"ferry-transport-crash":    crashPlugin,
 	"ferry-transport-holdexit": holdExitPlugin,
 	"ferry-transport-count":    countPlugin,
+	"ferry-transport-checks":   checksPlugin,
 }
 
 const hostName = "ferry-transport-host"

@@ -27,6 +27,9 @@ type Mock struct {
 	RecvUrgentFunc      func(ctx context.Context) (Message, error)
 	SendPagesUrgentFunc func(ctx context.Context, runs []PageRun) error
 	LandedFunc          func(ctx context.Context) ([]PageRun, error)
+
+	// ValidateFunc serves Validator (validate.go).
+	ValidateFunc func(ctx context.Context, cfg schema.Config) error
 }
 
 var _ Transport = (*Mock)(nil)

@@ -74,3 +74,26 @@ func TestSchemaResponse(t *testing.T) {
 		t.Errorf("good schema = %v, %v", r, err)
 	}
 }
+
+// TestProblemsRoundTrip: problems keep their attributes across the wire,
+// an error that is no *schema.Problem is one of the whole block, none is
+// nil, and more than schema.MaxProblems are counted, not kept.
+func TestProblemsRoundTrip(t *testing.T) {
+	if err := ProblemsFromProto(ProblemsToProto(nil)); err != nil {
+		t.Errorf("no problems = %v", err)
+	}
+	err := errors.Join(schema.Problemf("streams", "must be from 1 to 16, not 17"), errors.New("the block as a whole"))
+	got := schema.Problems(ProblemsFromProto(ProblemsToProto(err)))
+	want := []schema.Problem{{Attribute: "streams", Message: "must be from 1 to 16, not 17"}, {Message: "the block as a whole"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems = %+v, want %+v", got, want)
+	}
+	many := &pb.ValidateResponse{}
+	for range schema.MaxProblems + 5 {
+		many.Problems = append(many.Problems, &pb.ConfigProblem{Attribute: "x", Message: "bad"})
+	}
+	got = schema.Problems(ProblemsFromProto(many))
+	if len(got) != schema.MaxProblems || got[len(got)-1] != (schema.Problem{Message: "and 6 more problems"}) {
+		t.Errorf("%d problems, the last %+v; want %d, the last counting 6 more", len(got), got[len(got)-1], schema.MaxProblems)
+	}
+}

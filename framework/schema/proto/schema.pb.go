@@ -339,6 +339,154 @@ func (x *SchemaResponse) GetAttributes() []*Attribute {
 	return nil
 }
 
+// ValidateRequest asks a plugin to check a block already decoded against
+// its schema (ferry.transport.v1's Transport.Validate). ferry.hint.v1
+// has its own ValidateRequest, ValidateResponse and ConfigProblem with
+// the same fields: they came first, and stay so the hint protos only
+// grow.
+type ValidateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        map[string]*Value      `protobuf:"bytes,1,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateRequest) Reset() {
+	*x = ValidateRequest{}
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateRequest) ProtoMessage() {}
+
+func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
+func (*ValidateRequest) Descriptor() ([]byte, []int) {
+	return file_framework_schema_proto_schema_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ValidateRequest) GetConfig() map[string]*Value {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// ConfigProblem is one objection to a block: the attribute it is about
+// ("" for the block as a whole) and what is wrong, for the user.
+type ConfigProblem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigProblem) Reset() {
+	*x = ConfigProblem{}
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigProblem) ProtoMessage() {}
+
+func (x *ConfigProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigProblem.ProtoReflect.Descriptor instead.
+func (*ConfigProblem) Descriptor() ([]byte, []int) {
+	return file_framework_schema_proto_schema_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConfigProblem) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *ConfigProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ValidateResponse lists every problem; none means the block is fine.
+type ValidateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Problems      []*ConfigProblem       `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"` // at most 1000 (schema.MaxProblems)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateResponse) Reset() {
+	*x = ValidateResponse{}
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateResponse) ProtoMessage() {}
+
+func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_framework_schema_proto_schema_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
+func (*ValidateResponse) Descriptor() ([]byte, []int) {
+	return file_framework_schema_proto_schema_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ValidateResponse) GetProblems() []*ConfigProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
 var File_framework_schema_proto_schema_proto protoreflect.FileDescriptor
 
 const file_framework_schema_proto_schema_proto_rawDesc = "" +
@@ -360,7 +508,17 @@ const file_framework_schema_proto_schema_proto_rawDesc = "" +
 	"\x0eSchemaResponse\x12:\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1a.ferry.schema.v1.AttributeR\n" +
-	"attributes*\xa4\x01\n" +
+	"attributes\"\xaa\x01\n" +
+	"\x0fValidateRequest\x12D\n" +
+	"\x06config\x18\x01 \x03(\v2,.ferry.schema.v1.ValidateRequest.ConfigEntryR\x06config\x1aQ\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"G\n" +
+	"\rConfigProblem\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"N\n" +
+	"\x10ValidateResponse\x12:\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1e.ferry.schema.v1.ConfigProblemR\bproblems*\xa4\x01\n" +
 	"\bAttrType\x12\x15\n" +
 	"\x11ATTR_TYPE_INVALID\x10\x00\x12\x14\n" +
 	"\x10ATTR_TYPE_STRING\x10\x01\x12\x14\n" +
@@ -383,23 +541,30 @@ func file_framework_schema_proto_schema_proto_rawDescGZIP() []byte {
 }
 
 var file_framework_schema_proto_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_framework_schema_proto_schema_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_framework_schema_proto_schema_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_framework_schema_proto_schema_proto_goTypes = []any{
-	(AttrType)(0),          // 0: ferry.schema.v1.AttrType
-	(*Value)(nil),          // 1: ferry.schema.v1.Value
-	(*Attribute)(nil),      // 2: ferry.schema.v1.Attribute
-	(*SchemaRequest)(nil),  // 3: ferry.schema.v1.SchemaRequest
-	(*SchemaResponse)(nil), // 4: ferry.schema.v1.SchemaResponse
+	(AttrType)(0),            // 0: ferry.schema.v1.AttrType
+	(*Value)(nil),            // 1: ferry.schema.v1.Value
+	(*Attribute)(nil),        // 2: ferry.schema.v1.Attribute
+	(*SchemaRequest)(nil),    // 3: ferry.schema.v1.SchemaRequest
+	(*SchemaResponse)(nil),   // 4: ferry.schema.v1.SchemaResponse
+	(*ValidateRequest)(nil),  // 5: ferry.schema.v1.ValidateRequest
+	(*ConfigProblem)(nil),    // 6: ferry.schema.v1.ConfigProblem
+	(*ValidateResponse)(nil), // 7: ferry.schema.v1.ValidateResponse
+	nil,                      // 8: ferry.schema.v1.ValidateRequest.ConfigEntry
 }
 var file_framework_schema_proto_schema_proto_depIdxs = []int32{
 	0, // 0: ferry.schema.v1.Attribute.type:type_name -> ferry.schema.v1.AttrType
 	1, // 1: ferry.schema.v1.Attribute.default:type_name -> ferry.schema.v1.Value
 	2, // 2: ferry.schema.v1.SchemaResponse.attributes:type_name -> ferry.schema.v1.Attribute
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 3: ferry.schema.v1.ValidateRequest.config:type_name -> ferry.schema.v1.ValidateRequest.ConfigEntry
+	6, // 4: ferry.schema.v1.ValidateResponse.problems:type_name -> ferry.schema.v1.ConfigProblem
+	1, // 5: ferry.schema.v1.ValidateRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_framework_schema_proto_schema_proto_init() }
@@ -418,7 +583,7 @@ func file_framework_schema_proto_schema_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framework_schema_proto_schema_proto_rawDesc), len(file_framework_schema_proto_schema_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

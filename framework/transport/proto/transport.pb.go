@@ -1542,7 +1542,7 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\bPageKind\x12\x15\n" +
 	"\x11PAGE_KIND_INVALID\x10\x00\x12\x12\n" +
 	"\x0ePAGE_KIND_DATA\x10\x01\x12\x12\n" +
-	"\x0ePAGE_KIND_ZERO\x10\x022\xe7\b\n" +
+	"\x0ePAGE_KIND_ZERO\x10\x022\xb8\t\n" +
 	"\tTransport\x12I\n" +
 	"\x04Info\x12\x1f.ferry.transport.v1.InfoRequest\x1a .ferry.transport.v1.InfoResponse\x12I\n" +
 	"\x06Schema\x12\x1e.ferry.schema.v1.SchemaRequest\x1a\x1f.ferry.schema.v1.SchemaResponse\x12I\n" +
@@ -1558,7 +1558,8 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\n" +
 	"RecvUrgent\x12%.ferry.transport.v1.RecvUrgentRequest\x1a&.ferry.transport.v1.RecvUrgentResponse\x12j\n" +
 	"\x0fSendPagesUrgent\x12*.ferry.transport.v1.SendPagesUrgentRequest\x1a+.ferry.transport.v1.SendPagesUrgentResponse\x12O\n" +
-	"\x06Landed\x12!.ferry.transport.v1.LandedRequest\x1a\".ferry.transport.v1.LandedResponseB4Z2github.com/ferryvm/ferry/framework/transport/protob\x06proto3"
+	"\x06Landed\x12!.ferry.transport.v1.LandedRequest\x1a\".ferry.transport.v1.LandedResponse\x12O\n" +
+	"\bValidate\x12 .ferry.schema.v1.ValidateRequest\x1a!.ferry.schema.v1.ValidateResponseB4Z2github.com/ferryvm/ferry/framework/transport/protob\x06proto3"
 
 var (
 	file_framework_transport_proto_transport_proto_rawDescOnce sync.Once
@@ -1608,7 +1609,9 @@ var file_framework_transport_proto_transport_proto_goTypes = []any{
 	nil,                             // 30: ferry.transport.v1.OpenRequest.ConfigEntry
 	(*proto.Value)(nil),             // 31: ferry.schema.v1.Value
 	(*proto.SchemaRequest)(nil),     // 32: ferry.schema.v1.SchemaRequest
-	(*proto.SchemaResponse)(nil),    // 33: ferry.schema.v1.SchemaResponse
+	(*proto.ValidateRequest)(nil),   // 33: ferry.schema.v1.ValidateRequest
+	(*proto.SchemaResponse)(nil),    // 34: ferry.schema.v1.SchemaResponse
+	(*proto.ValidateResponse)(nil),  // 35: ferry.schema.v1.ValidateResponse
 }
 var file_framework_transport_proto_transport_proto_depIdxs = []int32{
 	0,  // 0: ferry.transport.v1.OpenRequest.role:type_name -> ferry.transport.v1.Role
@@ -1637,21 +1640,23 @@ var file_framework_transport_proto_transport_proto_depIdxs = []int32{
 	24, // 23: ferry.transport.v1.Transport.RecvUrgent:input_type -> ferry.transport.v1.RecvUrgentRequest
 	26, // 24: ferry.transport.v1.Transport.SendPagesUrgent:input_type -> ferry.transport.v1.SendPagesUrgentRequest
 	28, // 25: ferry.transport.v1.Transport.Landed:input_type -> ferry.transport.v1.LandedRequest
-	3,  // 26: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
-	33, // 27: ferry.transport.v1.Transport.Schema:output_type -> ferry.schema.v1.SchemaResponse
-	7,  // 28: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
-	10, // 29: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
-	12, // 30: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
-	15, // 31: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
-	17, // 32: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
-	19, // 33: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
-	21, // 34: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
-	23, // 35: ferry.transport.v1.Transport.SendUrgent:output_type -> ferry.transport.v1.SendUrgentResponse
-	25, // 36: ferry.transport.v1.Transport.RecvUrgent:output_type -> ferry.transport.v1.RecvUrgentResponse
-	27, // 37: ferry.transport.v1.Transport.SendPagesUrgent:output_type -> ferry.transport.v1.SendPagesUrgentResponse
-	29, // 38: ferry.transport.v1.Transport.Landed:output_type -> ferry.transport.v1.LandedResponse
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
+	33, // 26: ferry.transport.v1.Transport.Validate:input_type -> ferry.schema.v1.ValidateRequest
+	3,  // 27: ferry.transport.v1.Transport.Info:output_type -> ferry.transport.v1.InfoResponse
+	34, // 28: ferry.transport.v1.Transport.Schema:output_type -> ferry.schema.v1.SchemaResponse
+	7,  // 29: ferry.transport.v1.Transport.Open:output_type -> ferry.transport.v1.OpenResponse
+	10, // 30: ferry.transport.v1.Transport.SendPages:output_type -> ferry.transport.v1.SendPagesResponse
+	12, // 31: ferry.transport.v1.Transport.Flush:output_type -> ferry.transport.v1.FlushResponse
+	15, // 32: ferry.transport.v1.Transport.SendMessage:output_type -> ferry.transport.v1.SendMessageResponse
+	17, // 33: ferry.transport.v1.Transport.RecvMessage:output_type -> ferry.transport.v1.RecvMessageResponse
+	19, // 34: ferry.transport.v1.Transport.Stats:output_type -> ferry.transport.v1.StatsResponse
+	21, // 35: ferry.transport.v1.Transport.Close:output_type -> ferry.transport.v1.CloseResponse
+	23, // 36: ferry.transport.v1.Transport.SendUrgent:output_type -> ferry.transport.v1.SendUrgentResponse
+	25, // 37: ferry.transport.v1.Transport.RecvUrgent:output_type -> ferry.transport.v1.RecvUrgentResponse
+	27, // 38: ferry.transport.v1.Transport.SendPagesUrgent:output_type -> ferry.transport.v1.SendPagesUrgentResponse
+	29, // 39: ferry.transport.v1.Transport.Landed:output_type -> ferry.transport.v1.LandedResponse
+	35, // 40: ferry.transport.v1.Transport.Validate:output_type -> ferry.schema.v1.ValidateResponse
+	27, // [27:41] is the sub-list for method output_type
+	13, // [13:27] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name

@@ -33,6 +33,7 @@ const (
 	Transport_RecvUrgent_FullMethodName      = "/ferry.transport.v1.Transport/RecvUrgent"
 	Transport_SendPagesUrgent_FullMethodName = "/ferry.transport.v1.Transport/SendPagesUrgent"
 	Transport_Landed_FullMethodName          = "/ferry.transport.v1.Transport/Landed"
+	Transport_Validate_FullMethodName        = "/ferry.transport.v1.Transport/Validate"
 )
 
 // TransportClient is the client API for Transport service.
@@ -72,6 +73,14 @@ type TransportClient interface {
 	// call; the request acknowledges the last answer the host received, so
 	// a cancelled call loses no runs (the plugin returns them again).
 	Landed(ctx context.Context, in *LandedRequest, opts ...grpc.CallOption) (*LandedResponse, error)
+	// Validate checks a block already decoded against the schema for what
+	// a schema cannot say (ranges, enumerations, address syntax), as Open
+	// would in either role, before anything starts; it needs no Open. A
+	// plugin built before this RPC existed answers UNIMPLEMENTED, which
+	// hosts treat as "nothing beyond the schema to check" (added within
+	// ferry.transport.v1; transport plugin API 8 unchanged, as
+	// ferry.hint.v1's Provider.Validate within hint API 1).
+	Validate(ctx context.Context, in *proto.ValidateRequest, opts ...grpc.CallOption) (*proto.ValidateResponse, error)
 }
 
 type transportClient struct {
@@ -199,6 +208,15 @@ func (c *transportClient) Landed(ctx context.Context, in *LandedRequest, opts ..
 	return out, nil
 }
 
+func (c *transportClient) Validate(ctx context.Context, in *proto.ValidateRequest, opts ...grpc.CallOption) (*proto.ValidateResponse, error) {
+	out := new(proto.ValidateResponse)
+	err := c.cc.Invoke(ctx, Transport_Validate_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransportServer is the server API for Transport service.
 // All implementations must embed UnimplementedTransportServer
 // for forward compatibility
@@ -236,6 +254,14 @@ type TransportServer interface {
 	// call; the request acknowledges the last answer the host received, so
 	// a cancelled call loses no runs (the plugin returns them again).
 	Landed(context.Context, *LandedRequest) (*LandedResponse, error)
+	// Validate checks a block already decoded against the schema for what
+	// a schema cannot say (ranges, enumerations, address syntax), as Open
+	// would in either role, before anything starts; it needs no Open. A
+	// plugin built before this RPC existed answers UNIMPLEMENTED, which
+	// hosts treat as "nothing beyond the schema to check" (added within
+	// ferry.transport.v1; transport plugin API 8 unchanged, as
+	// ferry.hint.v1's Provider.Validate within hint API 1).
+	Validate(context.Context, *proto.ValidateRequest) (*proto.ValidateResponse, error)
 	mustEmbedUnimplementedTransportServer()
 }
 
@@ -281,6 +307,9 @@ func (UnimplementedTransportServer) SendPagesUrgent(context.Context, *SendPagesU
 }
 func (UnimplementedTransportServer) Landed(context.Context, *LandedRequest) (*LandedResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Landed not implemented")
+}
+func (UnimplementedTransportServer) Validate(context.Context, *proto.ValidateRequest) (*proto.ValidateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Validate not implemented")
 }
 func (UnimplementedTransportServer) mustEmbedUnimplementedTransportServer() {}
 
@@ -529,6 +558,24 @@ func _Transport_Landed_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Transport_Validate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(proto.ValidateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).Validate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_Validate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).Validate(ctx, req.(*proto.ValidateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Transport_ServiceDesc is the grpc.ServiceDesc for Transport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -587,6 +634,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Landed",
 			Handler:    _Transport_Landed_Handler,
+		},
+		{
+			MethodName: "Validate",
+			Handler:    _Transport_Validate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -31,6 +31,10 @@ func testInfoSchema(t *testing.T, p *pair) {
 		if _, err := schema.Coerce(sch, side.cfg); err != nil {
 			t.Errorf("%s: the harness's config does not fit the schema: %v", side.name, err)
 		}
+		// Validate refuses nothing Open in either role takes (transport.Validator).
+		if err := transport.Validate(ctx(t), side.tr, side.cfg); err != nil {
+			t.Errorf("%s: Validate refuses the config the suite opens it with: %v", side.name, err)
+		}
 	}
 }
 
