@@ -1,6 +1,8 @@
 package rdma
 
 import (
+	"errors"
+	"maps"
 	"slices"
 	"time"
 
@@ -45,49 +47,49 @@ const unsafeSockets = "unsafe_sockets"
 // knownProviders are the providers this transport is written and tested for.
 var knownProviders = []string{"verbs", "tcp", "sockets", "net"}
 
-// badConfig is an error wrapping transport.ErrBadConfig.
+// badConfig is a problem of one attribute, of the class
+// transport.ErrBadConfig (netcfg.Bad).
 var badConfig = netcfg.Bad
 
-// parseConfig checks a block against the schema.
+// parseConfig checks a block against the schema. It is the one place of
+// the block's rules: Open runs it first, in either role, and Validate
+// runs it alone. It reports every problem it finds, each naming its
+// attribute (errors joined), not only the first. The rule that ties
+// cleartext_pages to the credentials is Open's (it needs them).
 func parseConfig(c schema.Config) (config, error) {
 	cfg := config{connectTimeout: defaultConnectTimeout}
-	for k := range c {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if !slices.ContainsFunc(configSchema, func(a schema.Attribute) bool { return a.Name == k }) {
-			return cfg, badConfig("unknown attribute %q (the rdma transport knows provider, listen, connect, connect_timeout, cleartext_pages, unsafe_sockets)", k)
+			errs = append(errs, badConfig(k, "unknown attribute (the rdma transport knows provider, listen, connect, connect_timeout, cleartext_pages, unsafe_sockets)"))
 		}
 	}
 	p, ok := c["provider"].(string)
 	if !ok || !slices.Contains(knownProviders, p) {
-		return cfg, badConfig("provider must be one of %q, not %v (fi_info -l lists what libfabric has here)", knownProviders, c["provider"])
+		errs = append(errs, badConfig("provider", "must be one of %q, not %v (fi_info -l lists what libfabric has here)", knownProviders, c["provider"]))
 	}
 	cfg.provider = p
 	var err error
-	if cfg.listen, cfg.connect, err = netcfg.Addrs(c); err != nil {
-		return cfg, err
-	}
-	if cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout); err != nil {
-		return cfg, err
-	}
-	if v, ok := c[transport.CleartextPages]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return cfg, badConfig("cleartext_pages must be true or false, not %v", v)
+	cfg.listen, cfg.connect, err = netcfg.Addrs(c)
+	errs = append(errs, err)
+	cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout)
+	errs = append(errs, err)
+	for _, b := range []struct {
+		attr string
+		to   *bool
+	}{{transport.CleartextPages, &cfg.cleartextPages}, {unsafeSockets, &cfg.unsafeSockets}} {
+		if v, ok := c[b.attr]; ok {
+			if *b.to, ok = v.(bool); !ok {
+				errs = append(errs, badConfig(b.attr, "must be true or false, not %v", v))
+			}
 		}
-		cfg.cleartextPages = b
-	}
-	if v, ok := c[unsafeSockets]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return cfg, badConfig("unsafe_sockets must be true or false, not %v", v)
-		}
-		cfg.unsafeSockets = b
 	}
 	if cfg.provider == "sockets" && !cfg.unsafeSockets {
-		return cfg, badConfig(`provider "sockets" can be stalled or crashed by anyone who reaches either host: each of its endpoints ` +
-			`listens on a port of its own and reads what a stranger sends there before any authentication; use "tcp" or "net", ` +
-			`or set unsafe_sockets = true on a network no stranger reaches`)
+		errs = append(errs, badConfig("provider", `"sockets" can be stalled or crashed by anyone who reaches either host: each of its endpoints `+
+			`listens on a port of its own and reads what a stranger sends there before any authentication; use "tcp" or "net", `+
+			`or set unsafe_sockets = true on a network no stranger reaches`))
 	}
-	return cfg, nil
+	return cfg, errors.Join(errs...)
 }
 
 // dialAddr is where the source connects: connect if set, else listen.

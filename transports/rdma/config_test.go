@@ -2,6 +2,7 @@ package rdma
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,9 @@ func TestParseConfig(t *testing.T) {
 		{"minimal", schema.Config{"provider": "tcp", "listen": "127.0.0.1:7070"}, ""},
 		{"all", schema.Config{"provider": "verbs", "listen": "10.0.0.2:7070", "connect": "10.0.0.3:7070",
 			"connect_timeout": int64(time.Second), "cleartext_pages": true}, ""},
-		{"no provider", schema.Config{"listen": "127.0.0.1:7070"}, "provider must be one of"},
-		{"unknown provider", schema.Config{"provider": "psm3", "listen": "127.0.0.1:7070"}, "provider must be one of"},
-		{"no listen", schema.Config{"provider": "tcp"}, "listen is required"},
+		{"no provider", schema.Config{"listen": "127.0.0.1:7070"}, "provider: must be one of"},
+		{"unknown provider", schema.Config{"provider": "psm3", "listen": "127.0.0.1:7070"}, "provider: must be one of"},
+		{"no listen", schema.Config{"provider": "tcp"}, "listen: is required"},
 		{"port 0", schema.Config{"provider": "tcp", "listen": "127.0.0.1:0"}, "fixed port"},
 		{"bad connect", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "connect": "x"}, "not host:port"},
 		{"bad timeout", schema.Config{"provider": "tcp", "listen": "127.0.0.1:1", "connect_timeout": "-1s"}, "positive duration"},
@@ -69,4 +70,21 @@ func TestOpenWithoutLibfabric(t *testing.T) {
 		t.Fatalf("Open = %v; want ErrNotSupported naming the build", err)
 	}
 	t.Log(err)
+}
+
+// TestValidate: Validate is parseConfig alone (no libfabric needed): each
+// problem names its attribute, all of them at once; cleartext_pages,
+// which Open ties to the credentials, is not asked for.
+func TestValidate(t *testing.T) {
+	err := New(nil).Validate(t.Context(), schema.Config{"provider": "sockets", "listen": "not an address", "connect_timeout": "soon"})
+	var attrs []string
+	for _, p := range schema.Problems(err) {
+		attrs = append(attrs, p.Attribute)
+	}
+	if want := []string{"listen", "connect_timeout", "provider"}; !slices.Equal(attrs, want) || !errors.Is(err, transport.ErrBadConfig) {
+		t.Errorf("problems of %v (%v), want %v", attrs, err, want)
+	}
+	if err := New(nil).Validate(t.Context(), schema.Config{"provider": "verbs", "listen": "10.0.0.2:7070"}); err != nil {
+		t.Errorf("a good block without cleartext_pages: %v", err)
+	}
 }

@@ -50,6 +50,7 @@ var (
 	_ transport.Transport      = (*Transport)(nil)
 	_ transport.Pusher         = (*Transport)(nil)
 	_ transport.ListenerHolder = (*Transport)(nil)
+	_ transport.Validator      = (*Transport)(nil)
 )
 
 // New returns a Transport that logs to log (nil: nowhere).
@@ -70,6 +71,18 @@ func (t *Transport) Schema(context.Context) (schema.Schema, error) {
 	return append(schema.Schema(nil), configSchema...), nil
 }
 
+// Validate implements transport.Validator: parseConfig, the checks Open
+// runs first, with nothing opened. They are the same for both roles:
+// parseConfig checks listen and connect whatever the role. What Open
+// finds only later is not checked: whether cleartext_pages is needed
+// (that depends on the credentials), whether this build has libfabric
+// and the provider works here, a listen address this host cannot bind,
+// a destination the source cannot reach.
+func (t *Transport) Validate(_ context.Context, c schema.Config) error {
+	_, err := parseConfig(c)
+	return err
+}
+
 // Open implements transport.Transport: RoleSend dials the destination's
 // control address, authenticates, then connects the fabric endpoint the
 // destination offered; RoleReceive listens until such a source came.
@@ -85,15 +98,15 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	cfg, err := parseConfig(req.Config)
 	if err != nil {
-		return err
+		return fmt.Errorf("rdma transport: %w", err)
 	}
 	auth, err := req.Credentials.TLSConfig(req.Role)
 	if err != nil {
 		return fmt.Errorf("rdma transport: %w", err)
 	}
 	if !req.Credentials.Plaintext && !cfg.cleartextPages {
-		return badConfig("RDMA writes move page contents unencrypted; set cleartext_pages = true in the transport block " +
-			"to accept that (messages, zero runs and keys stay inside TLS), or use the tcp transport")
+		return fmt.Errorf("rdma transport: %w", badConfig(transport.CleartextPages, "RDMA writes move page contents unencrypted; "+
+			"set cleartext_pages = true in the transport block to accept that (messages, zero runs and keys stay inside TLS), or use the tcp transport"))
 	}
 	if !fabric.Supported {
 		return fmt.Errorf("rdma transport: %w: %w", fabric.ErrNotSupported, transport.ErrNotSupported)

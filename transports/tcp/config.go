@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"errors"
+	"maps"
 	"slices"
 	"time"
 
@@ -37,26 +39,30 @@ var configSchema = schema.Schema{
 		Doc: "how long the source keeps trying to connect, and the bound on each handshake"},
 }
 
-// badConfig is an error wrapping transport.ErrBadConfig.
+// badConfig is a problem of one attribute, of the class
+// transport.ErrBadConfig (netcfg.Bad).
 var badConfig = netcfg.Bad
 
 // parseConfig checks a block against the schema; absent optional
-// attributes take their defaults.
+// attributes take their defaults. It is the one place of the block's
+// rules: Open runs it first, in either role, and Validate runs it alone.
+// It reports every problem it finds, each naming its attribute (errors
+// joined), not only the first.
 func parseConfig(c schema.Config) (config, error) {
 	cfg := config{streams: defaultStreams, compress: true, connectTimeout: defaultConnectTimeout}
-	for k := range c {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if !slices.ContainsFunc(configSchema, func(a schema.Attribute) bool { return a.Name == k }) {
-			return cfg, badConfig("unknown attribute %q (the tcp transport knows listen, connect, streams, compress, connect_timeout)", k)
+			errs = append(errs, badConfig(k, "unknown attribute (the tcp transport knows listen, connect, streams, compress, connect_timeout)"))
 		}
 	}
 	var err error
-	if cfg.listen, cfg.connect, err = netcfg.Addrs(c); err != nil {
-		return cfg, err
-	}
+	cfg.listen, cfg.connect, err = netcfg.Addrs(c)
+	errs = append(errs, err)
 	if v, ok := c["streams"]; ok {
 		n, ok := netcfg.AsInt(v)
 		if !ok || n < 1 || n > maxStreams {
-			return cfg, badConfig("streams must be a number from 1 to %d, not %v", maxStreams, v)
+			errs = append(errs, badConfig("streams", "must be a number from 1 to %d, not %v", maxStreams, v))
 		}
 		cfg.streams = int(n)
 	}
@@ -66,11 +72,10 @@ func parseConfig(c schema.Config) (config, error) {
 		case "none":
 			cfg.compress = false
 		default:
-			return cfg, badConfig(`compress must be "lz4" or "none", not %v`, v)
+			errs = append(errs, badConfig("compress", `must be "lz4" or "none", not %v`, v))
 		}
 	}
-	if cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	cfg.connectTimeout, err = netcfg.ConnectTimeout(c, defaultConnectTimeout)
+	errs = append(errs, err)
+	return cfg, errors.Join(errs...)
 }

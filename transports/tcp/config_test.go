@@ -3,6 +3,7 @@ package tcp
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +25,11 @@ func TestConfig(t *testing.T) {
 		cfg  schema.Config
 		says string
 	}{
-		{"missing listen", schema.Config{}, "listen is required"},
+		{"missing listen", schema.Config{}, "listen: is required"},
 		{"listen not a string", good(func(c schema.Config) { c["listen"] = int64(7) }), "must be a string"},
 		{"listen without port", good(func(c schema.Config) { c["listen"] = "10.0.0.1" }), "not host:port"},
 		{"listen port 0", good(func(c schema.Config) { c["listen"] = "10.0.0.1:0" }), "fixed port"},
-		{"unknown key", good(func(c schema.Config) { c["stream"] = int64(2) }), `unknown attribute "stream"`},
+		{"unknown key", good(func(c schema.Config) { c["stream"] = int64(2) }), `stream: unknown attribute`},
 		{"streams 0", good(func(c schema.Config) { c["streams"] = int64(0) }), "from 1 to 16"},
 		{"streams 17", good(func(c schema.Config) { c["streams"] = int64(17) }), "from 1 to 16"},
 		{"streams string", good(func(c schema.Config) { c["streams"] = "2" }), "from 1 to 16"},
@@ -95,5 +96,61 @@ func TestConnectAddress(t *testing.T) {
 	}
 	if _, err := parseConfig(schema.Config{"listen": "127.0.0.1:7070", "connect": "nowhere"}); err == nil {
 		t.Fatal("bad connect address accepted")
+	}
+}
+
+// TestValidate: Validate refuses what Open refuses of a block, in either
+// role, with the same problems (parseConfig, the one place of the
+// rules), each naming its attribute; it opens nothing and needs no
+// credentials. The four values a docs audit found passing migrate -check
+// before (bd695fc) are among them.
+func TestValidate(t *testing.T) {
+	base := func(k string, v any) schema.Config {
+		c := schema.Config{"listen": "127.0.0.1:7070"}
+		if k != "" {
+			c[k] = v
+		}
+		return c
+	}
+	for _, c := range []struct {
+		name, attr, says string
+		cfg              schema.Config
+	}{
+		{"streams 17", "streams", "must be a number from 1 to 16, not 17", base("streams", int64(17))},
+		{"compress zstd", "compress", `must be "lz4" or "none", not zstd`, base("compress", "zstd")},
+		{"compress true (HCL makes it a string)", "compress", `must be "lz4" or "none", not true`, base("compress", "true")},
+		{"compress true", "compress", `must be "lz4" or "none", not true`, base("compress", true)},
+		{"listen not an address", "listen", `"not an address" is not host:port`, schema.Config{"listen": "not an address"}},
+		{"connect not an address", "connect", `"x" is not host:port`, base("connect", "x")},
+		{"listen without a port", "listen", "fixed port", schema.Config{"listen": "10.0.0.1:0"}},
+		{"timeout", "connect_timeout", "positive duration", base("connect_timeout", int64(-1))},
+	} {
+		err := New(nil).Validate(context.Background(), c.cfg)
+		got := schema.Problems(err)
+		if len(got) != 1 || got[0].Attribute != c.attr || !strings.Contains(got[0].Message, c.says) || !errors.Is(err, transport.ErrBadConfig) {
+			t.Errorf("%s: problems %+v (%v), want one of %s saying %q", c.name, got, err, c.attr, c.says)
+			continue
+		}
+		for _, role := range []transport.Role{transport.RoleSend, transport.RoleReceive} {
+			oerr := New(nil).Open(context.Background(), transport.OpenRequest{Role: role, Config: c.cfg})
+			if oerr == nil || oerr.Error() != "tcp transport: "+err.Error() {
+				t.Errorf("%s: Open as %v: %v, want tcp transport: %v", c.name, role, oerr, err)
+			}
+		}
+	}
+	// Every problem at once, in the block's order of checks.
+	err := New(nil).Validate(context.Background(), schema.Config{"listen": "not an address", "streams": int64(17), "compress": "zstd"})
+	var attrs []string
+	for _, p := range schema.Problems(err) {
+		attrs = append(attrs, p.Attribute)
+	}
+	if !reflect.DeepEqual(attrs, []string{"listen", "streams", "compress"}) {
+		t.Errorf("problems of %v, want listen, streams and compress: %v", attrs, err)
+	}
+	for _, good := range []schema.Config{base("", nil), {"listen": "[::1]:7070", "connect": "10.1.2.3:7070", "streams": int64(16),
+		"compress": "none", "connect_timeout": int64(time.Second)}} {
+		if err := New(nil).Validate(context.Background(), good); err != nil {
+			t.Errorf("%v: %v", good, err)
+		}
 	}
 }

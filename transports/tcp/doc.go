@@ -89,5 +89,14 @@
 // for frames that break the format or the layout, transport.ErrClosed
 // when the peer went away or gave up.
 //
+// Configuration: parseConfig (config.go) is the one place of the block's
+// rules. Open runs it first, in either role; Validate
+// (transport.Validator) runs it alone, so `migrate -check` refuses
+// streams outside 1 to 16, a compress other than "lz4" or "none", and a
+// listen or connect that is not host:port with a fixed port, each at its
+// attribute's file:line. Both addresses are checked whatever the role.
+// Neither finds an address the destination cannot bind or the source
+// cannot reach: only Open's dial and listen do.
+//
 // The package is a plain Go package; cmd/ wraps it in a go-plugin server.
 package tcp

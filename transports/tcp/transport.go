@@ -39,6 +39,7 @@ var (
 	_ transport.Transport      = (*Transport)(nil)
 	_ transport.Pusher         = (*Transport)(nil)
 	_ transport.ListenerHolder = (*Transport)(nil)
+	_ transport.Validator      = (*Transport)(nil)
 )
 
 // New returns a Transport that logs to log (nil: nowhere).
@@ -59,6 +60,18 @@ func (t *Transport) Schema(context.Context) (schema.Schema, error) {
 	return append(schema.Schema(nil), configSchema...), nil
 }
 
+// Validate implements transport.Validator: parseConfig, the checks Open
+// runs first, with nothing opened. They are the same for both roles: a
+// sending Open dials connect (or listen) and a receiving one listens on
+// listen, and parseConfig checks both addresses whatever the role. What
+// Open finds only later is not checked: the credentials, a listen
+// address this host cannot bind, a destination the source cannot reach
+// or a host name that does not resolve.
+func (t *Transport) Validate(_ context.Context, c schema.Config) error {
+	_, err := parseConfig(c)
+	return err
+}
+
 // Open implements transport.Transport: RoleSend dials the destination's
 // listen address, RoleReceive listens there until the source connected.
 // Every stream is authenticated first (see tls.go).
@@ -74,7 +87,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	cfg, err := parseConfig(req.Config)
 	if err != nil {
-		return err
+		return fmt.Errorf("tcp transport: %w", err)
 	}
 	auth, err := req.Credentials.TLSConfig(req.Role)
 	if err != nil {

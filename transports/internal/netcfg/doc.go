@@ -7,5 +7,8 @@
 //	connect_timeout duration (int64 ns, time.Duration or "10s"), > 0
 //
 // Each transport still owns its schema, its other attributes and its
-// list of known attributes. Every error wraps transport.ErrBadConfig.
+// list of known attributes. Every error is a *schema.Problem naming its
+// attribute (or several, errors.Join'ed), of the class
+// transport.ErrBadConfig: Open returns it, and Validate (the same parse)
+// hands it to `migrate`, which reports it at the attribute's file:line.
 package netcfg

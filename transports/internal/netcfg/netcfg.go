@@ -1,43 +1,46 @@
 package netcfg
 
 import (
-	"fmt"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/schema"
-	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// Bad returns an error wrapping transport.ErrBadConfig.
-func Bad(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{transport.ErrBadConfig}, args...)...)
+// Bad returns a problem with the block's attribute attr ("" for the
+// block as a whole): a *schema.Problem, "attr: message", whose class is
+// transport.ErrBadConfig (errors.Is; every ErrBadConfig is one class).
+// A transport's Validate hands it to the host as it is, so `migrate`
+// points the job file at attr.
+func Bad(attr, format string, args ...any) error {
+	return schema.Problemf(attr, format, args...)
 }
 
-// Addrs parses listen (required) and connect (optional, "" if absent).
+// Addrs parses listen (required) and connect (optional, "" if absent),
+// and reports the problems of both.
 func Addrs(c schema.Config) (listen, connect string, err error) {
-	v, ok := c["listen"]
+	var lerr, cerr error
+	if _, ok := c["listen"]; !ok {
+		lerr = Bad("listen", `is required: the address the destination listens on, e.g. "10.0.0.2:7070"`)
+	} else {
+		listen, lerr = addr(c, "listen")
+	}
+	if _, ok := c["connect"]; ok {
+		connect, cerr = addr(c, "connect")
+	}
+	return listen, connect, errors.Join(lerr, cerr)
+}
+
+// addr parses the address attribute attr, which c has.
+func addr(c schema.Config, attr string) (string, error) {
+	s, ok := c[attr].(string)
 	if !ok {
-		return "", "", Bad(`listen is required: the address the destination listens on, e.g. "10.0.0.2:7070"`)
+		return "", Bad(attr, "must be a string, not %T", c[attr])
 	}
-	listen, ok = v.(string)
-	if !ok {
-		return "", "", Bad("listen must be a string, not %T", v)
-	}
-	if err := CheckAddr(listen); err != nil {
-		return "", "", fmt.Errorf("listen: %w", err)
-	}
-	if v, ok := c["connect"]; ok {
-		if connect, ok = v.(string); !ok {
-			return "", "", Bad("connect must be a string, not %T", v)
-		}
-		if err := CheckAddr(connect); err != nil {
-			return "", "", fmt.Errorf("connect: %w", err)
-		}
-	}
-	return listen, connect, nil
+	return s, CheckAddr(attr, s)
 }
 
 // ConnectTimeout parses connect_timeout; def if absent.
@@ -48,22 +51,25 @@ func ConnectTimeout(c schema.Config, def time.Duration) (time.Duration, error) {
 	}
 	d, ok := AsDuration(v)
 	if !ok || d <= 0 {
-		return 0, Bad(`connect_timeout must be a positive duration such as "10s", not %v`, v)
+		return 0, Bad("connect_timeout", `must be a positive duration such as "10s", not %v`, v)
 	}
 	return d, nil
 }
 
-// CheckAddr accepts "host:port" with a fixed port: the source must know it.
-func CheckAddr(s string) error {
+// CheckAddr accepts "host:port" with a fixed port (the source must know
+// it) as the value of attribute attr. It looks at the text only: whether
+// the host resolves, or this host can bind or reach it, is Open's to
+// find.
+func CheckAddr(attr, s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return Bad("address %q is not host:port: %v", s, err)
+		return Bad(attr, "%q is not host:port: %v", s, err)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return Bad("address %q needs a fixed port from 1 to 65535 (the source must know it)", s)
+		return Bad(attr, "%q needs a fixed port from 1 to 65535 (the source must know it)", s)
 	}
 	if strings.ContainsAny(host, " /") {
-		return Bad("address %q has a bad host", s)
+		return Bad(attr, "%q has a bad host", s)
 	}
 	return nil
 }
