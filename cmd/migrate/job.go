@@ -116,12 +116,17 @@ func unsafePlugins(j *job.Job, ps *pluginSet) hcl.Diagnostics {
 type schemaAnswer struct {
 	schema []schema.Attribute
 	err    error
+	// tr is the transport plugin that answered, left running to check
+	// the blocks decoded against its schema (validateTransport);
+	// decodeBlocks closes it. nil for a hint provider (validateHint
+	// starts its own) and when err is set.
+	tr transport.Transport
 }
 
 // blockPlugin is the binary of block b and how to ask it for its schema;
 // ok is false if no such plugin was found (CheckPlugins reported it).
-func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(context.Context, string) ([]schema.Attribute, error), ok bool) {
-	found, lookup := ps.hintPaths, hintSchema
+func blockPlugin(b *job.Plugin, ps pluginSet) (path string, lookup func(context.Context, string) schemaAnswer, ok bool) {
+	found, lookup := ps.hintPaths, hintAnswer
 	if b.Kind == job.KindTransport {
 		found, lookup = ps.transports, transportSchema
 	}
@@ -143,8 +148,7 @@ func askSchemas(ctx context.Context, blocks []*job.Plugin, ps pluginSet) map[str
 		}
 		seen[path] = true
 		wg.Go(func() {
-			var a schemaAnswer
-			a.schema, a.err = lookup(ctx, path)
+			a := lookup(ctx, path)
 			mu.Lock()
 			answers[path] = a
 			mu.Unlock()
@@ -156,11 +160,19 @@ func askSchemas(ctx context.Context, blocks []*job.Plugin, ps pluginSet) map[str
 
 // decodeBlocks decodes every plugin block (duplicates included) whose
 // plugin was found, asking each plugin binary once for its schema, all
-// of them at the same time, and has each hint provider check each of its
-// blocks that decoded (validateHint).
+// of them at the same time, and has each plugin check each of its blocks
+// that decoded: a transport the plugin that answered (validateTransport),
+// a hint provider one started anew (validateHint).
 func decodeBlocks(ctx context.Context, j *job.Job, ps pluginSet) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	answers := askSchemas(ctx, j.Blocks(), ps)
+	defer func() {
+		for _, a := range answers {
+			if a.tr != nil {
+				a.tr.Close()
+			}
+		}
+	}()
 	reported := map[string]bool{}
 	for _, b := range j.Blocks() {
 		path, _, ok := blockPlugin(b, ps)
@@ -179,8 +191,12 @@ func decodeBlocks(ctx context.Context, j *job.Job, ps pluginSet) hcl.Diagnostics
 		}
 		more := b.Decode(a.schema)
 		diags = append(diags, more...)
-		if b.Kind == job.KindHint && !more.HasErrors() {
+		switch {
+		case more.HasErrors():
+		case b.Kind == job.KindHint:
 			diags = append(diags, validateHint(ctx, b, path)...) // the provider's own checks (hint.Validator)
+		case a.tr != nil:
+			diags = append(diags, validateTransport(ctx, b, a.tr)...) // the transport's own checks (transport.Validator)
 		}
 	}
 	return diags
@@ -286,16 +302,28 @@ func names(found map[string]string) []string {
 	return slices.Sorted(maps.Keys(found))
 }
 
-// transportSchema starts the plugin just long enough to ask its schema.
-func transportSchema(ctx context.Context, path string) ([]schema.Attribute, error) {
+// transportSchema starts the plugin and asks its schema. The plugin is
+// left running in the answer, for its Validate, unless it failed; the
+// caller closes it.
+func transportSchema(ctx context.Context, path string) schemaAnswer {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	tr, err := transport.Launch(ctx, path, nil, hclog.NewNullLogger())
 	if err != nil {
-		return nil, err
+		return schemaAnswer{err: err}
 	}
-	defer tr.Close()
-	return tr.Schema(ctx)
+	s, err := tr.Schema(ctx)
+	if err != nil {
+		tr.Close()
+		return schemaAnswer{err: err}
+	}
+	return schemaAnswer{schema: s, tr: tr}
+}
+
+// hintAnswer is hintSchema's answer.
+func hintAnswer(ctx context.Context, path string) schemaAnswer {
+	s, err := hintSchema(ctx, path)
+	return schemaAnswer{schema: s, err: err}
 }
 
 // hintSchema starts a hint provider just long enough to ask its name and

@@ -16,6 +16,7 @@ import (
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
+	"github.com/ferryvm/ferry/transports/tcp"
 )
 
 // The test binary doubles as plugin binaries (plugintest.Main): started
@@ -67,6 +68,10 @@ var testPlugins = map[string]func() int{
 	"ferry-transport-loopback": func() int { transport.Serve(loopback.New()); return 0 },
 	"ferry-hint-slowa":         func() int { return slowSchema("slowa") },
 	"ferry-hint-slowb":         func() int { return slowSchema("slowb") },
+
+	// the TCP transport itself, whose Validate runs the checks of its
+	// Open (the mock "tcp" above has none)
+	"ferry-transport-realtcp": func() int { transport.Serve(tcp.New(nil)); return 0 },
 }
 
 // named is an Info that says name.
@@ -382,4 +387,69 @@ func openTempDir(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// TestCheckTransportValidates: migrate -check asks the transport plugin
+// it started for the schema to check the decoded block too
+// (transport.Validator), and reports each value the transport's Open
+// would refuse at its file:line, as a hint provider's problems: the four
+// a docs audit found passing -check before (bd695fc), all in one run. A
+// transport without checks of its own passes as before.
+func TestCheckTransportValidates(t *testing.T) {
+	const endpoints = `source { control = "/nonexistent/src.sock" }
+destination { control = "/nonexistent/dst.sock" }
+`
+	for _, tc := range []struct {
+		name, block string
+		code        int
+		want        []string
+	}{
+		{"tcp refuses", `transport "realtcp" {
+  listen   = "not an address"
+  streams  = 17
+  compress = "zstd"
+}
+`, 2, []string{
+			`job.hcl:4:14: Invalid listen: "not an address" is not host:port: address not an address: missing port in address.`,
+			`job.hcl:5:14: Invalid streams: must be a number from 1 to 16, not 17.`,
+			`job.hcl:6:14: Invalid compress: must be "lz4" or "none", not zstd.`,
+			`migrate: job.hcl has 3 error(s); nothing was started`,
+		}},
+		{"compress true", `transport "realtcp" {
+  listen   = "10.0.0.2:7070"
+  compress = true
+}
+`, 2, []string{
+			`job.hcl:5:14: Invalid compress: must be "lz4" or "none", not true.`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
+		}},
+		{"tcp takes a good block", `transport "realtcp" {
+  listen   = "10.0.0.2:7070"
+  connect  = "192.0.2.1:7070"
+  streams  = 16
+  compress = "none"
+}
+`, 0, nil},
+		{"a transport without checks", `transport "tcp" {
+  listen  = "not an address"
+  streams = 17
+}
+`, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			if err := os.WriteFile("job.hcl", []byte(endpoints+tc.block), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb strings.Builder
+			code := realMain([]string{"-check", "-config", "job.hcl", "-plugin-dir", plugintest.Dir()}, &out, &errb)
+			if code != tc.code || (tc.want != nil && !matchLines(errb.String(), tc.want)) {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and lines starting with:\n%s",
+					code, out.String(), errb.String(), tc.code, strings.Join(tc.want, "\n"))
+			}
+			if tc.code == 0 && !strings.Contains(out.String(), "job.hcl: ok") {
+				t.Errorf("stdout %q, want ok", out.String())
+			}
+		})
+	}
 }

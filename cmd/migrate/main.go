@@ -5,12 +5,14 @@
 //	migrate -resolve -config job.hcl
 //	migrate -start-postcopy -config job.hcl
 //
-// It validates the job (HCL diagnostics with file:line:col), checks the
-// transport block against the schema the transport plugin reports, tells
-// the destination VMM to listen and the source VMM to send (through their
+// It validates the job (HCL diagnostics with file:line:col), checks each
+// plugin block against the schema its plugin reports and has the plugin
+// check its values (hint.Validator, transport.Validator), tells the
+// destination VMM to listen and the source VMM to send (through their
 // control sockets), shows progress, and ends with a report. -check
-// stops after the job's checks (a transport's own value checks run only
-// when the VMMs open it: docs/JOBS.md).
+// stops after the job's checks (what only opening the transport finds,
+// an address that cannot be bound or reached, is found by the run:
+// docs/JOBS.md).
 //
 // Ctrl-C or SIGTERM cancels in every phase but post-copy: the source
 // keeps running and the destination is cancelled (it exits, also when
@@ -71,7 +73,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
 	resolveOnly := fs.Bool("resolve", false, "only resolve a handover left unknown: ask both VMMs, run the guest on exactly one")
 	startPC := fs.Bool("start-postcopy", false, "only switch the job's running migration to post-copy now (run it next to the migrate driving the job)")
-	checkOnly := fs.Bool("check", false, "only check the job: the file, the plugins it names and their blocks (each plugin asked for its schema, each hint provider for its own checks); touches no VMM")
+	checkOnly := fs.Bool("check", false, "only check the job: the file, the plugins it names and their blocks (each plugin asked for its schema and its own checks; what only opening the transport finds is not checked); touches no VMM")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, usage)
 		fs.PrintDefaults()

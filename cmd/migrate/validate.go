@@ -12,9 +12,11 @@ import (
 	"github.com/ferryvm/ferry/framework/hint"
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/schema"
+	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// validateTimeout bounds one provider's start and Validate.
+// validateTimeout bounds one provider's start and Validate, and one
+// transport's Validate.
 const validateTimeout = 20 * time.Second
 
 // validateHint asks the hint provider at path to check its decoded block
@@ -32,7 +34,26 @@ func validateHint(ctx context.Context, b *job.Plugin, path string) hcl.Diagnosti
 		return hcl.Diagnostics{b.ValidationFailed(err)}
 	}
 	defer p.Kill()
-	err = hint.Validate(ctx, p, cfg)
+	return validated(b, hint.Validate(ctx, p, cfg))
+}
+
+// validateTransport asks the transport plugin tr (still running from its
+// schema's answer) to check its decoded block b (transport.Validator),
+// as validateHint asks a provider, and reports alike. -check does not
+// know which VMM runs which role: the transport checks the block for
+// both. What only Open finds (an address the destination cannot bind,
+// a source that cannot reach it, credentials the block does not accept)
+// is still found only when the VMMs open the transport.
+func validateTransport(ctx context.Context, b *job.Plugin, tr transport.Transport) hcl.Diagnostics {
+	ctx, cancel := context.WithTimeout(ctx, validateTimeout)
+	defer cancel()
+	return validated(b, transport.Validate(ctx, tr, b.Config))
+}
+
+// validated reports a plugin Validate's answer err for block b: each
+// problem at its attribute's file:line, anything else (the plugin is
+// gone, did not answer in time) as one error at the block.
+func validated(b *job.Plugin, err error) hcl.Diagnostics {
 	if err == nil {
 		return nil
 	}

@@ -10,8 +10,9 @@ import (
 )
 
 // Problems turns a plugin's own objections to its decoded block (a hint
-// provider's Validate: relations between attributes, enumerations,
-// ranges; framework/hint.Validator) into diagnostics like every other job
+// provider's or a transport's Validate: relations between attributes,
+// enumerations, ranges; framework/hint.Validator,
+// framework/transport.Validator) into diagnostics like every other job
 // error: each at the attribute it names, or at the block's label when it
 // names none, or one the block does not set (then its default is what the
 // plugin refused).
