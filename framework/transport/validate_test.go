@@ -3,8 +3,10 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ferryvm/ferry/framework/schema"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/transport/loopback"
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
@@ -101,13 +104,18 @@ type oldServer struct {
 
 // oldPlugin serves oldServer over a unix socket in this process; the
 // host side is today's client.
-func oldPlugin(t *testing.T) transport.Transport {
+func oldPlugin(t *testing.T) transport.Transport { return rawPlugin(t, oldServer{}) }
+
+// rawPlugin serves srv, a Transport service written against the
+// generated stubs (a plugin in any language), over a unix socket in this
+// process; the host side is today's client.
+func rawPlugin(t *testing.T, srv pb.TransportServer) transport.Transport {
 	ln, err := net.Listen("unix", socketPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	pb.RegisterTransportServer(s, oldServer{})
+	pb.RegisterTransportServer(s, srv)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -127,4 +135,40 @@ func oldPlugin(t *testing.T) transport.Transport {
 		t.Fatal(err)
 	}
 	return c.(transport.Transport)
+}
+
+// hostileServer answers Validate with answer, whatever it is asked.
+type hostileServer struct {
+	pb.UnimplementedTransportServer
+	answer *schemapb.ValidateResponse
+}
+
+func (h hostileServer) Validate(context.Context, *schemapb.ValidateRequest) (*schemapb.ValidateResponse, error) {
+	return h.answer, nil
+}
+
+// TestValidateHostileAnswer: a plugin (not necessarily Go, not
+// necessarily built with schemaconv) that answers Validate with more
+// than schema.MaxProblems problems has the first MaxProblems-1 kept and
+// the rest counted; one whose answer exceeds the host's 1 MiB bound is
+// an error of the call, not a list of problems, and the host neither
+// reads it nor blocks.
+func TestValidateHostileAnswer(t *testing.T) {
+	cfg := schema.Config{"streams": int64(1)}
+	many := &schemapb.ValidateResponse{}
+	for range 5 * schema.MaxProblems {
+		many.Problems = append(many.Problems, &schemapb.ConfigProblem{Attribute: "streams", Message: "no"})
+	}
+	err := transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: many}), cfg)
+	got := schema.Problems(err)
+	if len(got) != schema.MaxProblems || !errors.Is(err, transport.ErrBadConfig) ||
+		got[len(got)-1] != (schema.Problem{Message: fmt.Sprintf("and %d more problems", 4*schema.MaxProblems+1)}) {
+		t.Errorf("%d problems (bad config: %v), the last %+v; want %d, the last counting the rest",
+			len(got), errors.Is(err, transport.ErrBadConfig), got[len(got)-1], schema.MaxProblems)
+	}
+	huge := &schemapb.ValidateResponse{Problems: []*schemapb.ConfigProblem{{Attribute: "streams", Message: strings.Repeat("x", 2<<20)}}}
+	err = transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: huge}), cfg)
+	if err == nil || errors.Is(err, transport.ErrBadConfig) || len(err.Error()) > 1<<10 {
+		t.Errorf("an answer of 2 MiB: %.200v (%d bytes), want an error of the call, not its problems", err, len(fmt.Sprint(err)))
+	}
 }
