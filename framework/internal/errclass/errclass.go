@@ -3,6 +3,7 @@ package errclass
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -83,9 +84,42 @@ func (t Table) FromRPC(ctx context.Context, err error) error {
 }
 
 // ownEnd reports whether st is the end of the caller's own context.
+//
+// A plugin's DeadlineExceeded for the caller's own deadline can come
+// back before ctx says it ended: gRPC hands the deadline to the plugin,
+// whose copy may fire first, and ctx's timer ends ctx on a goroutine of
+// its own, which a loaded host may run late. A caller that then asks
+// ctx.Err() (the engine's "silent session", its switch-over deadline)
+// would take its own deadline for the plugin's failure. So once ctx's
+// deadline has passed on the clock, ownEnd waits for ctx to end, as it
+// is about to, for at most ownEndWait. What it cannot tell: a plugin
+// that gave up on a deadline of its own shorter than the caller's is
+// not the caller's end (the class stays DeadlineExceeded, through
+// FromStatus).
 func ownEnd(ctx context.Context, st *status.Status) bool {
-	return ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded)
+	if st.Code() != codes.Canceled && st.Code() != codes.DeadlineExceeded {
+		return false
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	if !ok || st.Code() != codes.DeadlineExceeded || time.Now().Before(d) {
+		return false
+	}
+	t := time.NewTimer(ownEndWait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return true
+	case <-t.C:
+		return false // a context that does not end at its deadline
+	}
 }
+
+// ownEndWait bounds ownEnd's wait for a context whose deadline has
+// passed to say it ended: its timer's goroutine is due at once.
+const ownEndWait = time.Second
 
 // Error is an error that came back over gRPC (or stands for one): the
 // peer's text, and its class for errors.Is.

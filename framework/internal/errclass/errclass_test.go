@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -83,5 +85,60 @@ func TestProcess(t *testing.T) {
 	}
 	if err := q.Fail(ctx, status.Error(codes.Canceled, "killed")); !errors.Is(err, errGone) {
 		t.Errorf("Canceled after SetGone = %v", err)
+	}
+}
+
+// lateCtx is a context whose deadline has passed but whose end its
+// timer has not yet marked: it ends once something waits on Done, as a
+// context's timer goroutine runs a moment after the deadline.
+type lateCtx struct {
+	context.Context
+	once sync.Once
+	done chan struct{}
+}
+
+func newLateCtx() *lateCtx { return &lateCtx{Context: context.Background(), done: make(chan struct{})} }
+
+func (c *lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func (c *lateCtx) Done() <-chan struct{} {
+	c.once.Do(func() { go close(c.done) })
+	return c.done
+}
+
+func (c *lateCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// TestOwnDeadlineBeforeCtxEnded: a plugin's DeadlineExceeded for the
+// caller's deadline, back before the caller's context marked its own
+// end, is the caller's: when FromRPC and Fail return, ctx.Err() says
+// so, as callers that tell their own deadline from a failure ask. A
+// DeadlineExceeded before the caller's deadline is the plugin's: its
+// class, and no wait. Until 2026-12-07 both returned at once with
+// ctx.Err() nil: the engine's destination took a launched plugin's
+// silent session for a broken migration stream and failed instead of
+// waiting on for its source (framework/session
+// TestRefusedPluginSessionCountsItsClose, about 1 run in 15 under load).
+func TestOwnDeadlineBeforeCtxEnded(t *testing.T) {
+	deadline := status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	ctx := newLateCtx()
+	if err := table.FromRPC(ctx, deadline); !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+		t.Errorf("FromRPC = %v with ctx.Err() %v, want the caller's deadline, ended", err, ctx.Err())
+	}
+	ctx = newLateCtx()
+	p := NewProcess(make(chan struct{}), errGone, table)
+	if err := p.Fail(ctx, deadline); !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+		t.Errorf("Fail = %v with ctx.Err() %v, want the caller's deadline, ended", err, ctx.Err())
+	}
+	early, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := p.Fail(early, deadline); !errors.Is(err, context.DeadlineExceeded) || early.Err() != nil {
+		t.Errorf("the plugin's own deadline = %v with ctx.Err() %v", err, early.Err())
 	}
 }

@@ -52,7 +52,9 @@ func (p *Process) Alive() error {
 }
 
 // Fail turns an RPC error into an error of its class. Deadline and
-// cancellation of the caller's own context keep their context class.
+// cancellation of the caller's own context keep their context class,
+// and once Fail returns ctx says it ended (ownEnd: a plugin's copy of
+// the deadline can fire before ctx's own timer).
 // Unavailable or Canceled from a process that has exited (or is known to
 // be gone) is the plugin-gone class, and every later Alive fails without
 // an RPC. Other codes map back through the table; Unavailable from a live
