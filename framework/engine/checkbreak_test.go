@@ -532,11 +532,13 @@ func TestPostcopyLoadedLost(t *testing.T) {
 // statsWhileClosed is the destination's transport whose VERIFIED send
 // fails (nothing travels; not a stall) and which counts the Stats calls
 // made while no session is open: after a Close, before the next Open
-// that succeeded.
+// that succeeded, but for the first after each Close, which asks the
+// closed session's totals (endSession).
 type statsWhileClosed struct {
 	transport.Transport
-	closed atomic.Bool
-	calls  atomic.Int32
+	closed  atomic.Bool
+	counted atomic.Bool // the closed session's totals were asked
+	calls   atomic.Int32
 }
 
 func (s *statsWhileClosed) SendMessage(ctx context.Context, m transport.Message) error {
@@ -555,12 +557,13 @@ func (s *statsWhileClosed) Open(ctx context.Context, req transport.OpenRequest) 
 }
 
 func (s *statsWhileClosed) Close() error {
+	s.counted.Store(false)
 	s.closed.Store(true)
 	return s.Transport.Close()
 }
 
 func (s *statsWhileClosed) Stats(ctx context.Context) (transport.Stats, error) {
-	if s.closed.Load() {
+	if s.closed.Load() && s.counted.Swap(true) {
 		s.calls.Add(1)
 	}
 	return s.Transport.Stats(ctx)

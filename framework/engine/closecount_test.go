@@ -174,3 +174,32 @@ func TestPostcopySendCountsSessionsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestPostcopyRecvCountsClosedSession: a post-copy destination counts a
+// session it ends for a reconnect (closeSession) at its totals after
+// the close, which count what the close moved (a receiving transport's
+// close finishes the writes of pages in flight), as the source does
+// (endSession). Until 2026-12-07 closeSession asked the session's Stats
+// before it closed it: bytes_wire lacked what the close moved.
+func TestPostcopyRecvCountsClosedSession(t *testing.T) {
+	h := &sendHoldRecorder{}
+	b := &bonusClose{}
+	var src *vmtest.VM
+	r, dst := bothEnginesWrapped(t, func(str transport.Transport, v *vmtest.VM) transport.Transport {
+		h.Transport, h.src, src = str, v, v
+		return h
+	}, func(dtr transport.Transport) transport.Transport { b.Transport = dtr; return b },
+		func(sopt, dopt *Options) {
+			sopt.StallTimeout, dopt.StallTimeout = 2*time.Minute, 2*time.Minute
+		})
+	h.mu.Lock()
+	refused := h.refused
+	h.mu.Unlock()
+	if !refused {
+		t.Fatalf("no push after COMMIT: the test proves nothing; destination %s (%v)", r.drep.Status, r.derr)
+	}
+	completedAfter(t, r, src, dst, 1, "the refused push's session given up")
+	totals := b.sessions()
+	t.Logf("bytes_wire %d; sessions' totals %v", r.drep.BytesWire, totals)
+	countedOnce(t, "destination", r.drep.BytesWire, totals)
+}

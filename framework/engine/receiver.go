@@ -374,10 +374,19 @@ func (r *receiver) pollStats() transport.Stats {
 // Close at the end lets it go. A wrapper that neither forwards
 // CloseHoldingListeners nor closes in Close (framework/session's
 // forwards it) would leave the session running until its next Open.
+//
+// Its traffic is its totals after the close (endSession), which count
+// the pages in flight that the close finished writing; the counters
+// polled just before stand when the transport cannot vouch for those.
+// With no session since the last close (an Open that failed) it counts
+// nothing: the transport's Stats may still be the last session's.
 func (r *receiver) closeSession() {
-	r.wireBase = addStats(r.wireBase, r.pollStats())
+	if r.closed {
+		transport.CloseHolding(r.tr) // a launched plugin may run a process for the failed Open
+		return
+	}
+	r.wireBase = addStats(r.wireBase, endSession(r.tr, r.pollStats()))
 	r.seen, r.closed = transport.Stats{}, true
-	transport.CloseHolding(r.tr)
 }
 
 // openSession opens the transport for a next session (openTransport).

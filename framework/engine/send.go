@@ -422,18 +422,18 @@ func (s *sender) captureStats(mute bool) {
 // closeTransport ends the transport's session, if it has one.
 //
 // With reconnect (post-copy gives the session up and opens another) the
-// session ends now, through transport.CloseHolding, not at the next
-// Open: a session the source gave up on with its connection up (a
-// failed call, a stall, a RESUME that went unanswered) breaks for the
+// session ends now, through transport.CloseHolding (endSession), not at
+// the next Open: a session the source gave up on with its connection up
+// (a failed call, a stall, a RESUME that went unanswered) breaks for the
 // destination at once instead of staying connected through the
 // reconnect's backoff (50 ms to 2 s), also under a wrapper whose Close
 // leaves the real close to a later teardown and which forwards
 // CloseHoldingListeners (framework/session's). Its bytes on the wire
-// then count in wireBase: the transport's totals asked after that close
-// (what the close itself moved too), or seen (the last counters polled)
-// when it cannot answer, as when its plugin process died. A sending
-// transport holds no listening sockets; CloseHolding keeps any it holds
-// until the last Close.
+// then count in wireBase (endSession: the transport's totals asked after
+// that close, what the close itself moved too, or seen, the last
+// counters polled, when it cannot answer, as when its plugin process
+// died). A sending transport holds no listening sockets; CloseHolding
+// keeps any it holds until the last Close.
 //
 // Without reconnect it is the migration's last close: Close, whose
 // session's bytes captureStats counted before it, so that the report
@@ -460,12 +460,6 @@ func (s *sender) closeTransport(reconnect bool, seen transport.Stats) {
 		s.tr.Close()
 		return
 	}
-	transport.CloseHolding(s.tr)
 	s.trHeld = true
-	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
-	defer cancel()
-	if st, err := s.tr.Stats(ctx); err == nil && st.BytesWire >= seen.BytesWire { // after the close: the session's totals
-		seen = st
-	}
-	s.wireBase += seen.BytesWire
+	s.wireBase += endSession(s.tr, seen).BytesWire
 }
