@@ -76,7 +76,11 @@ func lingerCoversDoubledWait(t *testing.T, broke bool) {
 	brokenLinger, stallRestart = 100*time.Millisecond, 100*time.Millisecond
 	t.Cleanup(func() { brokenLinger, stallRestart = oldLinger, oldRestart })
 	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	opt.SwitchoverTimeout, opt.StallTimeout, opt.ReconnectTimeout = 250*time.Millisecond, time.Second, time.Minute
+	// 500 ms: the switch-over bound is also how soon the script's first
+	// HELLO must follow the session's opening, and with 250 ms a loaded
+	// host (a CI run beside fuzzing) was late with it: the destination
+	// closed the session as silent and the script failed on HELLO.
+	opt.SwitchoverTimeout, opt.StallTimeout, opt.ReconnectTimeout = 500*time.Millisecond, time.Second, time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	wait := receiveAsync(ctx, dst, rcv, opt)
