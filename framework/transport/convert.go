@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"time"
 
 	pb "github.com/ferryvm/ferry/framework/transport/proto"
 )
@@ -30,12 +31,23 @@ func runsFromProto(runs []*pb.PageRun) []PageRun {
 }
 
 func statsToProto(s Stats) *pb.StatsResponse {
-	return &pb.StatsResponse{BytesWire: s.BytesWire, PagesData: s.PagesData, PagesZero: s.PagesZero, Compressed: s.Compressed}
+	return &pb.StatsResponse{BytesWire: s.BytesWire, PagesData: s.PagesData, PagesZero: s.PagesZero, Compressed: s.Compressed,
+		RttNs: uint64(max(s.RTT, 0))}
 }
 
+// statsFromProto reads a plugin's Stats; a round trip of maxRTT or more
+// (none is that long; a larger number would not fit a Duration) reads as
+// none measured.
 func statsFromProto(s *pb.StatsResponse) Stats {
-	return Stats{BytesWire: s.GetBytesWire(), PagesData: s.GetPagesData(), PagesZero: s.GetPagesZero(), Compressed: s.GetCompressed()}
+	st := Stats{BytesWire: s.GetBytesWire(), PagesData: s.GetPagesData(), PagesZero: s.GetPagesZero(), Compressed: s.GetCompressed()}
+	if ns := s.GetRttNs(); ns < uint64(maxRTT) {
+		st.RTT = time.Duration(ns)
+	}
+	return st
 }
+
+// maxRTT bounds the round trip a plugin's Stats may report.
+const maxRTT = time.Hour
 
 func credsToProto(c Credentials) *pb.Credentials {
 	return &pb.Credentials{Certificate: c.Certificate, Key: c.Key, PeerRoots: c.PeerRoots, PinPeer: c.PinPeer, Plaintext: c.Plaintext}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -134,6 +135,15 @@ type Stats struct {
 	PagesData  uint64 // data pages sent or received
 	PagesZero  uint64 // zero pages sent or received
 	Compressed uint64 // data pages that went compressed
+	// RTT is the link's round trip as the transport measures it, on a
+	// sending session (tcp: the kernel's smoothed round trip of its
+	// first connection; loopback: its last Flush's); 0 when it measures
+	// none (rdma, a plugin built before it, a receiving session). The
+	// engine asks it while the session is open.
+	// The engine charges the smallest round trip it saw twice in its
+	// downtime estimate (engine.rttMeter); a transport that reports one
+	// below its real round trip makes a migration switch over too early.
+	RTT time.Duration
 }
 
 // Transport moves pages and messages for one migration at a time.

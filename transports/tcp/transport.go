@@ -198,8 +198,12 @@ func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) 
 
 // Stats implements transport.Transport; after Close it reports the last session.
 func (t *Transport) Stats(context.Context) (transport.Stats, error) {
-	return transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(),
-		PagesZero: t.stats.zero.Load(), Compressed: t.stats.compressed.Load()}, nil
+	st := transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(),
+		PagesZero: t.stats.zero.Load(), Compressed: t.stats.compressed.Load()}
+	if s, err := t.sender("Stats"); err == nil && len(s.streams) > 0 {
+		st.RTT = smoothedRTT(s.streams[0].raw) // the first bulk stream's: the one that carries messages
+	}
+	return st, nil
 }
 
 // Close implements transport.Transport: it ends the session, joins its

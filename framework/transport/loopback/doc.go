@@ -35,6 +35,7 @@
 //	      ◄───────────────────────────── HELLO (the tag it took)
 //	PAGES PAGES FLUSH(n) ──────────────► pwrite into guest RAM, in order
 //	      ◄───────────────────────────── ACK(n): Flush(n) returns
+//	                                     (FLUSH to ACK: Stats.RTT, pages ahead included)
 //	MSG ◄──────────────────────────────► MSG   (either way, any time)
 //
 // The urgent path shares the one connection: SendUrgent and

@@ -204,6 +204,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 	}
 	s.flushSeq++
 	seq := s.flushSeq
+	start := time.Now()
 	if err := s.send(ctx, func(b []byte) ([]byte, error) { return appendSeq(b, frameFlush, seq), nil }); err != nil {
 		return err
 	}
@@ -211,6 +212,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 		return err
 	}
 	s.mu.Unlock()
+	s.rtt.Store(int64(time.Since(start)))
 	return nil
 }
 

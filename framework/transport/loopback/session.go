@@ -52,6 +52,7 @@ type session struct {
 	bytesWire  atomic.Uint64
 	pagesData  atomic.Uint64
 	pagesZero  atomic.Uint64
+	rtt        atomic.Int64 // the last Flush's FLUSH to ACK, in ns (Stats.RTT); 0 before one
 }
 
 func newSession(role transport.Role, conn net.Conn, r *ram, queue int) *session {
@@ -293,7 +294,8 @@ func (s *session) wait(ctx context.Context, ready func() bool) error {
 }
 
 func (s *session) stats() transport.Stats {
-	return transport.Stats{BytesWire: s.bytesWire.Load(), PagesData: s.pagesData.Load(), PagesZero: s.pagesZero.Load()}
+	return transport.Stats{BytesWire: s.bytesWire.Load(), PagesData: s.pagesData.Load(), PagesZero: s.pagesZero.Load(),
+		RTT: time.Duration(s.rtt.Load())}
 }
 
 func (s *session) count(r transport.PageRun) {

@@ -961,11 +961,14 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BytesWire     uint64                 `protobuf:"varint,1,opt,name=bytes_wire,json=bytesWire,proto3" json:"bytes_wire,omitempty"`
-	PagesData     uint64                 `protobuf:"varint,2,opt,name=pages_data,json=pagesData,proto3" json:"pages_data,omitempty"`
-	PagesZero     uint64                 `protobuf:"varint,3,opt,name=pages_zero,json=pagesZero,proto3" json:"pages_zero,omitempty"`
-	Compressed    uint64                 `protobuf:"varint,4,opt,name=compressed,proto3" json:"compressed,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	BytesWire  uint64                 `protobuf:"varint,1,opt,name=bytes_wire,json=bytesWire,proto3" json:"bytes_wire,omitempty"`
+	PagesData  uint64                 `protobuf:"varint,2,opt,name=pages_data,json=pagesData,proto3" json:"pages_data,omitempty"`
+	PagesZero  uint64                 `protobuf:"varint,3,opt,name=pages_zero,json=pagesZero,proto3" json:"pages_zero,omitempty"`
+	Compressed uint64                 `protobuf:"varint,4,opt,name=compressed,proto3" json:"compressed,omitempty"`
+	// The link's round trip the transport measured, in nanoseconds; 0
+	// (and every plugin built before it): none (transport.Stats.RTT).
+	RttNs         uint64 `protobuf:"varint,5,opt,name=rtt_ns,json=rttNs,proto3" json:"rtt_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1024,6 +1027,13 @@ func (x *StatsResponse) GetPagesZero() uint64 {
 func (x *StatsResponse) GetCompressed() uint64 {
 	if x != nil {
 		return x.Compressed
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetRttNs() uint64 {
+	if x != nil {
+		return x.RttNs
 	}
 	return 0
 }
@@ -1506,7 +1516,7 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"\x13RecvMessageResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
 	"\amessage\x18\x02 \x01(\v2\x1b.ferry.transport.v1.MessageR\amessage\"\x0e\n" +
-	"\fStatsRequest\"\x8c\x01\n" +
+	"\fStatsRequest\"\xa3\x01\n" +
 	"\rStatsResponse\x12\x1d\n" +
 	"\n" +
 	"bytes_wire\x18\x01 \x01(\x04R\tbytesWire\x12\x1d\n" +
@@ -1516,7 +1526,8 @@ const file_framework_transport_proto_transport_proto_rawDesc = "" +
 	"pages_zero\x18\x03 \x01(\x04R\tpagesZero\x12\x1e\n" +
 	"\n" +
 	"compressed\x18\x04 \x01(\x04R\n" +
-	"compressed\"\x0e\n" +
+	"compressed\x12\x15\n" +
+	"\x06rtt_ns\x18\x05 \x01(\x04R\x05rttNs\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
 	"\rCloseResponse\"J\n" +
 	"\x11SendUrgentRequest\x125\n" +
