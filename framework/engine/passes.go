@@ -56,6 +56,7 @@ func (s *sender) live(ctx context.Context) error {
 		toSend.Or(s.carry)
 		s.carry.ClearAll()
 		s.remaining = toSend.Count()
+		s.rtt.sample(s.stats.poll(ctx).RTT) // once per pass (and on the ticker); 0 from a transport that does not measure it
 		s.estimate = s.estimateDowntime(s.remaining)
 		if s.pass > 1 && s.estimate*10 >= last*9 { // fell by less than a tenth: no real progress
 			s.pcStalls++
@@ -63,9 +64,8 @@ func (s *sender) live(ctx context.Context) error {
 			s.pcStalls = 0
 		}
 		last = s.estimate
-		s.stats.poll(ctx) // once per pass (and on the ticker)
 		s.progress(true)
-		s.opt.Log.Info("pass done", "pass", s.pass, "dirty", s.remaining, "estimate", s.estimate)
+		s.opt.Log.Info("pass done", "pass", s.pass, "dirty", s.remaining, "estimate", s.estimate, "rtt", s.rtt.get())
 		if why := s.postcopyWhy(sent, s.remaining); why != "" {
 			s.pcWhy, s.pcUnsent = why, toSend
 			return nil
@@ -143,14 +143,15 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 // estimateDowntime is how long the switch-over would keep the VM paused
 // with n pages still to send: the final dirty sync (as long as the last
 // one took), the pages at the last measured rate, two round trips on
-// this link (the final pass's Flush and the state's LOADED; the
-// handshake measured one: HELLO to READY) and a margin for the state.
+// this link (the final pass's Flush and the state's LOADED; rttMeter:
+// the smallest of HELLO to READY, the passes' Flushes and the
+// transport's own measure) and a margin for the state.
 func (s *sender) estimateDowntime(n uint64) time.Duration {
 	rate := s.rate
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
-	return s.syncTook + 2*s.rtt + downtimeAt(n, rate)
+	return s.syncTook + 2*s.rtt.get() + downtimeAt(n, rate)
 }
 
 // downtimeAt is how long sending n pages takes at rate pages per second,
@@ -249,8 +250,12 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	if err := flush(); err != nil {
 		return false, err
 	}
+	queuedSince := s.lastSend // zero when the pass queued nothing
 	if err := s.flushReporting(ctx); err != nil {
 		return false, fmt.Errorf("flush pass %d: %w", s.pass, s.peerStalled(ctx, err))
+	}
+	if !queuedSince.Before(started) {
+		s.rtt.sample(time.Since(queuedSince)) // rttMeter: a round trip, never less
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate = float64(sent) / secs
@@ -339,8 +344,10 @@ func (s *sender) flushReporting(ctx context.Context) error {
 }
 
 // sendPages queues runs with the transport and counts their pages in
-// queued (the destination's landed lane reports each once).
+// queued (the destination's landed lane reports each once); it notes
+// when it began (lastSend: sendPass's round-trip sample).
 func (s *sender) sendPages(ctx context.Context, runs []transport.PageRun) error {
+	s.lastSend = time.Now()
 	if err := s.tr.SendPages(ctx, runs); err != nil {
 		return err
 	}

@@ -51,7 +51,8 @@ type sender struct {
 	meter     rateMeter     // Progress.Throughput
 	queued    uint64        // pages handed to SendPages in this transport session (POSTCOPY carries it)
 	syncTook  time.Duration // the last dirty sync (estimateDowntime)
-	rtt       time.Duration // HELLO to READY: a message round trip on this link (estimateDowntime)
+	rtt       rttMeter      // the message round trip on this link (estimateDowntime)
+	lastSend  time.Time     // the last SendPages call began (sendPass's rttMeter sample)
 	peer      stallWatch    // a pre-copy pass's transport calls (watchPeer)
 	helloSent bool          // HELLO went out: the destination took this session (mustAbort)
 
@@ -321,7 +322,7 @@ func (s *sender) handshake(ctx context.Context) error {
 	}
 	s.helloSent = true
 	m, err := s.next(hctx)
-	s.rtt = time.Since(sent)
+	s.rtt.sample(time.Since(sent)) // one sample: the destination's start and its HELLO's handling included
 	if err == nil && m.Kind != msgReady {
 		err = fmt.Errorf("%w: %s from the destination instead of READY", errMalformed, msgName(m.Kind))
 	}
