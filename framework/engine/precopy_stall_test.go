@@ -413,16 +413,27 @@ func (f *frozenReceiver) Stats(ctx context.Context) (transport.Stats, error) {
 // (the report keeps the counters last polled). Until 2026-12-06 it
 // waited on both first: the source 7 s (ABORT 2 s, Stats 5 s), the
 // destination 3 s (ABORT 2 s, Stats 1 s), for nothing.
+//
+// A destination's SwitchoverTimeout also bounds the wait for HELLO once
+// its session opened (receiver.first): at stallLimit a loaded machine's
+// source sent HELLO later than that, and the source failed on the
+// destination's ABORT ("sent no HELLO") instead of its own stall. Each
+// subtest's destination gets helloBound instead, which its stall watch
+// also waits (receiver.stallLimit).
 func TestPrecopyStalledSelf(t *testing.T) {
 	const self, peer = "this side's transport plugin", "came from the source"
+	const helloBound = 2 * time.Second
 	t.Run("source", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
-		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
+		wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: helloBound, Log: testLogger(t)})
 		// The source reads its transport's counters from the stats
 		// poller, which learns that a call failed after statsTimeout.
-		const limit = 2 * statsTimeout
+		// The destination must find its own stall (helloBound after the
+		// freeze) before the source's Close after its stall ends the
+		// session: limit is helloBound and 2 s more.
+		const limit = helloBound + 2*statsTimeout
 		frozen := &frozenDestination{Transport: sendTr, self: true}
 		_, serr := Send(ctx, src, frozen, Options{Credentials: sc, StallTimeout: limit, Log: testLogger(t)})
 		took := time.Since(frozen.at)
@@ -446,7 +457,7 @@ func TestPrecopyStalledSelf(t *testing.T) {
 		src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
 		frozen := &frozenReceiver{Transport: recvTr}
 		wait := receiveAsync(ctx, dst, frozen,
-			Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: stallLimit, Log: testLogger(t)})
+			Options{Credentials: dc, StallTimeout: stallLimit, SwitchoverTimeout: helloBound, Log: testLogger(t)})
 		_, serr := Send(ctx, src, sendTr, Options{Credentials: sc, StallTimeout: stallLimit, SwitchoverTimeout: time.Second, Log: testLogger(t)})
 		drep, derr := wait()
 		took := time.Since(frozen.at)
@@ -458,8 +469,8 @@ func TestPrecopyStalledSelf(t *testing.T) {
 			t.Errorf("the destination's error does not say its own transport plugin stopped: %v", derr)
 		}
 		// The watch's Stats calls each wait statsTimeout: the stall is
-		// found within one of them past stallLimit.
-		if want := stallLimit + statsTimeout + 1500*time.Millisecond; took > want {
+		// found within one of them past its limit, helloBound.
+		if want := helloBound + statsTimeout + 1500*time.Millisecond; took > want {
 			t.Errorf("the destination returned %v after its plugin stopped; want within %v: it asked the stopped plugin more", took, want)
 		}
 		if drep.Handover != HandoverFailed || dst.State() == vmtest.StateRunning {
