@@ -12,7 +12,9 @@ import (
 // Options tune one migration.
 type Options struct {
 	// MaxDowntime is the pause the source may take for the last pass and
-	// the state: the engine switches over once its estimate is below it.
+	// the state: the engine switches over once its estimate is below it
+	// (the last sync, the dirty pages at the measured rate, two of the
+	// smallest round trips measured on the link: rttMeter).
 	MaxDowntime time.Duration
 	// Bandwidth caps page traffic during the live passes, bytes per
 	// second of page data; 0 means unlimited. The final pass is not capped.
