@@ -5,6 +5,7 @@ package tcp
 import (
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,4 +100,79 @@ func tcpPair(t *testing.T) (dialed, accepted *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); a.Close() })
 	return c.(*net.TCPConn), a.(*net.TCPConn)
+}
+
+// urgentSeeds are frames a source may send on its urgent stream, good
+// and bad.
+func urgentSeeds() [][]byte {
+	page, _ := wire.AppendPages(nil, 1, wire.Run{First: 5, Count: 1}, false, junk(pageSize, 3))
+	zero, _ := wire.AppendZero(nil, 2, wire.Run{First: 300, Count: 4})
+	msg, _ := wire.AppendMsg(nil, 11, []byte("request"))
+	cross, _ := wire.AppendZero(nil, 3, wire.Run{First: batchPages - 1, Count: 2})
+	outside, _ := wire.AppendZero(nil, 4, wire.Run{First: 1 << 40, Count: 1})
+	stride, _ := wire.AppendZero(nil, 5, wire.Run{First: 0, Count: 600, Cell: batchPages, Every: 1})
+	lz4, _ := wire.AppendPages(nil, 6, wire.Run{First: 9, Count: 1}, true, []byte{0x1f, 0, 1, 0, 0xff})
+	good := append(append(append(page, zero...), msg...), wire.AppendBye(nil, "done")...)
+	return [][]byte{good, cross, outside, stride, lz4, inVersion1(good), wire.AppendAck(nil, 1),
+		wire.AppendAbort(nil, wire.CodeFailed, "x")}
+}
+
+// FuzzUrgentLoop feeds bytes to a destination's urgent stream (urgent
+// pages and messages after authentication, plaintext) over guest RAM
+// mapped from a memfd, beside one bulk stream that says only BYE:
+// whatever arrives, the loop ends the session without a panic or a
+// hang, writes nothing outside guest RAM (the mapping would fault), and
+// reports as landed only runs inside RAM. It does not exercise an urgent
+// write racing a bulk one, nor the source's side (FuzzClaim in
+// framework/transport covers the requests it answers).
+func FuzzUrgentLoop(f *testing.F) {
+	for _, s := range urgentSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dst := newVM(t, testLayout)
+		m, err := mapRAM(dst.request(transport.RoleReceive, nil), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newSession(transport.RoleReceive, hclog.NewNullLogger(), config{streams: 1}, m, &counters{})
+		bulkFeed, bulkIn := tcpPair(t)
+		feed, in := tcpPair(t)
+		s.streams = []*stream{newStream(0, bulkIn, bulkIn)}
+		s.urgent = newStream(1, in, in)
+		s.urgent.urgent = true
+		var landed []transport.PageRun
+		var mu sync.Mutex
+		s.landed.Attach(func(rs []transport.PageRun) {
+			mu.Lock()
+			landed = append(landed, rs...)
+			mu.Unlock()
+		}, func(error) {})
+		go func() {
+			feed.Write(data)
+			feed.CloseWrite()
+			io.Copy(io.Discard, feed) // the final ABORT
+		}()
+		go func() {
+			bulkFeed.Write(wire.AppendBye(nil, "done")) // the session ends as the urgent stream does
+			bulkFeed.CloseWrite()
+			io.Copy(io.Discard, bulkFeed)
+		}()
+		s.start()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the urgent loop did not end on %d bytes and EOF", len(data))
+		}
+		if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range landed {
+			if r.Count == 0 || r.First+r.Count < r.First || r.First+r.Count > m.Pages {
+				t.Fatalf("landed %d+%d in a guest of %d pages", r.First, r.Count, m.Pages)
+			}
+		}
+	})
 }
