@@ -212,14 +212,43 @@ func TestIsZero(t *testing.T) {
 	}
 }
 
+// FuzzDecodeHello: a HELLO that decodes has at most maxRegions regions
+// and is exactly what a source would write for its layout, flags and
+// tag (its pages are its regions' pages); anything else is refused.
 func FuzzDecodeHello(f *testing.F) {
 	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 4096}}, 0, migrationTag{}))
-	f.Fuzz(func(t *testing.T, b []byte) { decodeHello(b) })
+	f.Add(encodeHello(framework.Layout{{GPA: 0, Size: 2 << 20}, {GPA: 1 << 32, Size: 1 << 20}}, helloMaySwitch|helloCheck, migrationTag{7: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := decodeHello(b)
+		if err != nil {
+			return
+		}
+		if len(h.Layout) > maxRegions {
+			t.Fatalf("HELLO with %d regions accepted", len(h.Layout))
+		}
+		if again := encodeHello(h.layout(), h.Flags, h.Tag); !bytes.Equal(again, b) {
+			t.Fatalf("HELLO %x decodes to %+v, which a source writes as %x", b, h, again)
+		}
+	})
 }
 
+// FuzzDecodeStateChunk: a chunk that decodes lies inside a blob of at
+// most maxStateBytes and encodes back to the same bytes.
 func FuzzDecodeStateChunk(f *testing.F) {
 	f.Add(encodeStateChunk(10, 0, []byte("abc")))
-	f.Fuzz(func(t *testing.T, b []byte) { decodeStateChunk(b) })
+	f.Add(encodeStateChunk(6, 3, []byte("def")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		total, off, data, err := decodeStateChunk(b)
+		if err != nil {
+			return
+		}
+		if total > maxStateBytes || off > total || uint64(len(data)) > total-off {
+			t.Fatalf("chunk %d+%d of a %d-byte blob accepted", off, len(data), total)
+		}
+		if again := encodeStateChunk(total, off, data); !bytes.Equal(again, b) {
+			t.Fatalf("chunk %x re-encodes as %x", b, again)
+		}
+	})
 }
 
 // TestPageCheckCatchesALostPage drops one page on the way: the page-exact

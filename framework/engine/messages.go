@@ -13,7 +13,8 @@ import (
 // (in every engine protocol; protocol.go).
 const (
 	// HELLO, source → destination, first: u32 protocol version, u64
-	// pages, u32 region count n ≤ maxRegions, n × (u64 GPA, u64 size),
+	// pages (its regions' pages: another count is malformed), u32
+	// region count n ≤ maxRegions, n × (u64 GPA, u64 size),
 	// u32 flags, the migration's tag (16 bytes, protocol 7); exactly
 	// 36+16n bytes (encodeHello, decodeHello).
 	msgHello = 1

@@ -1486,9 +1486,20 @@ func FuzzResumeAbort(f *testing.F) {
 	})
 }
 
+// FuzzDecodeResume: a RESUME that decodes is exactly what a source
+// writes for its pages and tag.
 func FuzzDecodeResume(f *testing.F) {
 	f.Add(encodeResume(1, migrationTag{}))
-	f.Fuzz(func(t *testing.T, b []byte) { decodeResume(b) })
+	f.Add(encodeResume(1<<40, migrationTag{1, 15: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pages, tag, err := decodeResume(b)
+		if err != nil {
+			return
+		}
+		if again := encodeResume(pages, tag); !bytes.Equal(again, b) {
+			t.Fatalf("RESUME %x re-encodes as %x", b, again)
+		}
+	})
 }
 
 // TestPostcopyHintsAtSwitch: pages a provider hinted free that the

@@ -223,6 +223,9 @@ func decodeHello(b []byte) (hello, error) {
 	}
 	h.Flags = binary.LittleEndian.Uint32(b[16+16*n:])
 	copy(h.Tag[:], b[20+16*n:])
+	if pages := h.layout().Pages(); h.Pages != pages {
+		return h, fmt.Errorf("%w: HELLO of %d pages whose regions hold %d", errMalformed, h.Pages, pages)
+	}
 	return h, nil
 }
 
