@@ -186,9 +186,12 @@ func (t *Transport) writeReg(off uint64, v uint32) func() {
 		t.queueSel = v
 	case regQueueNum:
 		if setupOK {
-			q.Size = uint16(min(v, MaxQueueSize+1))
-			if v > MaxQueueSize {
-				q.Size = 0 // rejected at QueueReady
+			// A size over QueueNumMax is kept as 0, not as written: it is
+			// rejected at QueueReady either way, and a saved size over
+			// MaxSize is refused by the destination (QueueState.check).
+			q.Size = 0
+			if v <= uint32(q.MaxSize) {
+				q.Size = uint16(v)
 			}
 		}
 	case regQueueDescLow, regQueueDescHigh, regQueueDriverLow, regQueueDriverHigh, regQueueDeviceLow, regQueueDeviceHigh:

@@ -247,3 +247,16 @@ func FuzzTransportState(f *testing.F) {
 		_ = tr.Restore(context.Background(), s) // must not panic, whatever it says
 	})
 }
+
+// TestQueueNumOverMaxMigrates: a driver that writes a QueueNum over its
+// QueueNumMax (within the spec's 32768) and leaves the queue unready
+// leaves a transport that saves and restores: the size was saved as
+// written, and the destination's check refused it, so the guest made
+// its VM unmigratable (FuzzGuestDriver in vmm/devices/balloon found it).
+func TestQueueNumOverMaxMigrates(t *testing.T) {
+	d, tr, _, _ := newTest(t)
+	d.SetReg(regStatus, StatusAcknowledge|StatusDriver)
+	d.SetReg(regQueueSel, 0)
+	d.SetReg(regQueueNum, 16) // QueueNumMax is 8
+	migrate(t, d, tr)
+}
