@@ -14,6 +14,10 @@ import "github.com/ferryvm/ferry/framework/bitmap"
 // It cannot tell a page of the current session that is still on its
 // way from one that landed: until SETTLED, or at the end of a post-copy
 // that broke for good, those count as pushed.
+//
+// n is kept rather than derived (set.Count): the push loop reports
+// after every batch (pcSend.report), and a Count over a large guest's
+// bitmap there would be work per batch in proportion to guest RAM.
 type pushedPages struct {
 	set *bitmap.Bitmap // the pages counted in n
 	n   uint64
