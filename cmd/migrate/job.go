@@ -52,8 +52,8 @@ func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.
 	}
 	sources := map[string][]byte{path: src}
 	j, diags := job.Parse(path, src)
-	if j == nil {
-		job.FormatDiagnostics(stderr, sources, diags)
+	if j == nil { // HCL syntax: nothing further can be read
+		refuseJob(stderr, path, sources, diags)
 		return nil, pluginSet{}, 2
 	}
 	dirs := searchPath(j, flagDir)
@@ -73,11 +73,19 @@ func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.
 		return nil, ps, 1 // its answers are the interruption's, not the job's
 	}
 	if diags.HasErrors() {
-		job.FormatDiagnostics(stderr, sources, diags)
-		fmt.Fprintf(stderr, "migrate: %s has %d error(s); nothing was started\n", path, countErrors(diags))
+		refuseJob(stderr, path, sources, diags)
 		return nil, ps, 2
 	}
 	return j, ps, 0
+}
+
+// refuseJob prints the diagnostics of a job loadJob refuses and the one
+// line that ends every refusal, whether the file's HCL syntax or its
+// content was wrong (until TestLoadJobSyntaxError, a syntax error had
+// only HCL's diagnostics, without that line).
+func refuseJob(stderr io.Writer, path string, sources map[string][]byte, diags hcl.Diagnostics) {
+	job.FormatDiagnostics(stderr, sources, diags)
+	fmt.Fprintf(stderr, "migrate: %s has %d error(s); nothing was started\n", path, countErrors(diags))
 }
 
 // unsafePlugins reports, at each block's label, a plugin binary that

@@ -453,3 +453,41 @@ destination { control = "/nonexistent/dst.sock" }
 		})
 	}
 }
+
+// TestLoadJobSyntaxError: a job whose HCL syntax is wrong (a block left
+// open, a stray brace) ends as every other refused job does: HCL's
+// diagnostics, then the line that counts them and says nothing was
+// started, exit 2, from a run and from migrate -check alike. Before, it
+// had the diagnostics alone.
+func TestLoadJobSyntaxError(t *testing.T) {
+	const ends = "source { control = \"/nonexistent/src.sock\" }\ndestination { control = \"/nonexistent/dst.sock\" }\n"
+	for _, tc := range []struct {
+		name, job string
+		want      []string
+	}{
+		{"unclosed block", ends + "transport \"tcp\" { listen = \"127.0.0.1:7070\" }\nlimits {\n", []string{
+			`job.hcl:4:8: Unclosed configuration block`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
+		}},
+		{"stray brace", ends + "}\ntransport \"tcp\" { listen = \"127.0.0.1:7070\" }\n", []string{
+			`job.hcl:3:1: Argument or block definition required`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
+		}},
+	} {
+		for _, mode := range [][]string{nil, {"-check"}} {
+			t.Run(strings.Join(append([]string{tc.name}, mode...), " "), func(t *testing.T) {
+				t.Chdir(t.TempDir())
+				if err := os.WriteFile("job.hcl", []byte(tc.job), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				var out, errb strings.Builder
+				args := append(mode, "-config", "job.hcl", "-plugin-dir", plugintest.Dir())
+				code := realMain(args, &out, &errb)
+				if code != 2 || out.Len() != 0 || !matchLines(errb.String(), tc.want) {
+					t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 2, no stdout and lines starting with:\n%s",
+						code, out.String(), errb.String(), strings.Join(tc.want, "\n"))
+				}
+			})
+		}
+	}
+}
