@@ -21,8 +21,17 @@ func TestParseDuration(t *testing.T) {
 		{"", 0, "empty duration"},
 		{"50", 0, `has no unit: write "50ms"`},
 		{"1.5", 0, "has no unit"},
-		{"5 ms", 0, "invalid duration"},
-		{"fast", 0, "invalid duration"},
+		{"5 ms", 5 * time.Millisecond, ""}, // a space before the unit, as in "512 MiB"
+		{"500 ms", 500 * time.Millisecond, ""},
+		{"1.5 s", 1500 * time.Millisecond, ""},
+		{" 300\tms ", 300 * time.Millisecond, ""},
+		{"1 m30 s", 90 * time.Second, ""},
+		{"1m 30s", 0, `invalid duration "1m 30s": write a number and a unit, like "50ms", "1.5s", "500 ms" or "1m30s"`},
+		{"5 0ms", 0, "invalid duration"},
+		{"5 ", 0, `has no unit: write "5ms"`},
+		{"- 5ms", 0, "invalid duration"},
+		{"-5 ms", 0, "negative"},
+		{"fast", 0, `invalid duration "fast": write a number and a unit, like "50ms", "1.5s", "500 ms" or "1m30s" (units: ns, us, ms, s, m, h)`},
 		{"-1s", 0, "negative"},
 		{"-1", 0, "negative"}, // not: has no unit, write "-1ms"
 		{"99999999999h", 0, "invalid duration"},
@@ -89,7 +98,9 @@ func TestParseBandwidth(t *testing.T) {
 		{"fast", 0, "invalid bandwidth"},
 		{"1GiB/h", 0, "unknown unit"},
 		{"/s", 0, "does not start with a number"},
-		{"40 MB/s", 40e6, ""},
+		{"40 MB/s", 40e6, ""}, // a space before the unit, as in a size
+		{"1 GiB/s", 1 << 30, ""},
+		{"1 GiB / s", 0, `unknown unit "GiB / s"`},
 		{"-1MB/s", 0, `negative; write bytes per second, like "1GiB/s" or "100MB/s", or "0" for unlimited`},
 		{"-1", 0, "negative"},
 	} {

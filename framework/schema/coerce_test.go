@@ -96,6 +96,8 @@ func TestCoerceUnits(t *testing.T) {
 		{map[string]any{"base": -1}, nil, `attribute "base": -1 is negative`},
 		{map[string]any{"chunk": "1 gigabit"}, nil, "bytes, not bits"},
 		{map[string]any{"wait": "50"}, nil, `has no unit: write "50ms"`},
+		{map[string]any{"base": "16 M", "chunk": "1 MiB", "wait": "150 ms"}, // a space before each unit
+			Config{"base": int64(16 << 20), "chunk": int64(1 << 20), "wait": int64(150e6)}, ""},
 		{map[string]any{"n": "3"}, Config{"base": int64(0x1000000), "n": int64(3)}, ""},
 		{map[string]any{"n": "3 pages"}, nil, `attribute "n": "3 pages" is not a number`},
 	} {
@@ -122,6 +124,7 @@ func TestParseAddress(t *testing.T) {
 		{"0", 0, true}, {"4096", 4096, true}, {"16M", 16 << 20, true}, {"4GiB", 4 << 30, true}, {"1.5K", 1536, true},
 		{"", 0, false}, {"0x", 0, false}, {"0xg", 0, false}, {"-0x10", 0, false}, {"0x10000000000000000", 0, false},
 		{"16 megs", 0, false}, {"0.5", 0, false},
+		{"16 M", 16 << 20, true}, {"4 GiB", 4 << 30, true}, {"0x 1000", 0, false}, {"0x1000 M", 0, false}, // a space before a size's unit only
 	} {
 		got, err := ParseAddress(c.in)
 		if (err == nil) != c.ok || got != c.want {
@@ -157,7 +160,7 @@ func FuzzParseAddress(f *testing.F) {
 // the same as Go writes it.
 func FuzzParseUnits(f *testing.F) {
 	for _, s := range []string{"512MiB", "1.5GiB", "1G", "100MB", "4096", "0", "8191PiB", "9223372036854775807",
-		"0.5K", "1.0000000000000000001K", "10 Gbit", "1GiB/s", " 2 kB/s ", "50ms", "1.5s", "1m30s", "-1s", "1e3s"} {
+		"0.5K", "1.0000000000000000001K", "10 Gbit", "1GiB/s", " 2 kB/s ", "50ms", "1.5s", "1m30s", "-1s", "1e3s", "500 ms", "1 m30 s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

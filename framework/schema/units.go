@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // The units of the job file: how a duration, a size or an address is
@@ -20,9 +21,11 @@ const durationUnits = "ns, us, ms, s, m, h"
 
 // ParseDuration reads a duration as written in a job file: a decimal
 // number and a unit ("50ms", "1.5s", "1m30s"), or "0". Negative durations
-// are refused.
+// are refused. Space between a number and its unit is allowed ("500 ms",
+// "1 m30 s"), as in a size ("512 MiB"); space anywhere else is not
+// ("1m 30s", "5 0ms"): it would take guessing what was meant.
 func ParseDuration(s string) (time.Duration, error) {
-	t := strings.TrimSpace(s)
+	t := joinUnits(strings.TrimSpace(s))
 	if t == "" {
 		return 0, errors.New(`empty duration: write a number and a unit, like "50ms"`)
 	}
@@ -34,12 +37,32 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(t)
 	if err != nil {
-		return 0, fmt.Errorf(`invalid duration %q: write a number and a unit, like "50ms" or "1.5s" (units: %s)`, s, durationUnits)
+		return 0, fmt.Errorf(`invalid duration %q: write a number and a unit, like "50ms", "1.5s", "500 ms" or "1m30s" (units: %s)`, s, durationUnits)
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("duration %q is negative: durations count forward from zero", s)
 	}
 	return d, nil
+}
+
+// joinUnits drops the white space between a number and the unit that
+// follows it ("500 ms" is "500ms"): white space (unicode.IsSpace, as
+// parseBytes trims before a size's unit) after a digit and before a
+// letter. Any other is kept, for time.ParseDuration to refuse.
+func joinUnits(t string) string {
+	rs := []rune(t)
+	out := make([]rune, 0, len(rs))
+	for i := 0; i < len(rs); i++ {
+		j := i
+		for j < len(rs) && unicode.IsSpace(rs[j]) {
+			j++
+		}
+		if j > i && i > 0 && j < len(rs) && '0' <= rs[i-1] && rs[i-1] <= '9' && unicode.IsLetter(rs[j]) {
+			i = j // the space between a number and its unit
+		}
+		out = append(out, rs[i])
+	}
+	return string(out)
 }
 
 // sizeUnits maps a unit to its bytes. A single letter is binary, like

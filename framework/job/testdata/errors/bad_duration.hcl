@@ -2,7 +2,7 @@ source      { control = "/run/ferry/src.sock" }
 destination { control = "/run/ferry/dst.sock" }
 transport "tcp" {
   listen          = "127.0.0.1:7070"
-  connect_timeout = "5 s"
+  connect_timeout = "1m 30s"
 }
 hint "balloon" {
   deadline = "-300ms"
