@@ -34,6 +34,10 @@ func TestParseDuration(t *testing.T) {
 		{"fast", 0, `invalid duration "fast": write a number and a unit, like "50ms", "1.5s", "500 ms" or "1m30s" (units: ns, us, ms, s, m, h)`},
 		{"-1s", 0, "negative"},
 		{"-1", 0, "negative"}, // not: has no unit, write "-1ms"
+		{"-1.5", 0, "negative"},
+		{"1e3", 0, `invalid duration "1e3": write a number and a unit`}, // not: has no unit, write "1e3ms" (refused too)
+		{"nan", 0, `invalid duration "nan": write a number and a unit`},
+		{"1_000", 0, `invalid duration "1_000": write a number and a unit`},
 		{"99999999999h", 0, "invalid duration"},
 	} {
 		got, err := ParseDuration(c.in)

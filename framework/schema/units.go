@@ -29,10 +29,14 @@ func ParseDuration(s string) (time.Duration, error) {
 	if t == "" {
 		return 0, errors.New(`empty duration: write a number and a unit, like "50ms"`)
 	}
-	if n, err := strconv.ParseFloat(t, 64); err == nil && n < 0 {
+	// A number alone is a plain decimal one, not whatever
+	// strconv.ParseFloat takes ("1e3", "nan", "1_000"): the hint would
+	// be "1e3ms", itself refused.
+	num, neg := strings.CutPrefix(t, "-")
+	switch plain := isDecimal(num) && strings.Trim(num, "0123456789.") == ""; {
+	case plain && neg:
 		return 0, fmt.Errorf("duration %q is negative: durations count forward from zero", s)
-	}
-	if _, err := strconv.ParseFloat(t, 64); err == nil && t != "0" {
+	case plain && t != "0":
 		return 0, fmt.Errorf("duration %q has no unit: write %q or %q (units: %s)", s, t+"ms", t+"s", durationUnits)
 	}
 	d, err := time.ParseDuration(t)
