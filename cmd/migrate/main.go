@@ -555,7 +555,9 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 // of migration id, whose guest now runs on the destination. A VMM at
 // the source's socket that is not that migration's source (another
 // migration, none, or not a sender in it: quitSource) is left alone,
-// said on log when it names that migration, and is no failure.
+// said on log when it names that migration, and is no failure; that
+// migration's source running the guest beside the destination fails
+// the run, saying BOTH run it (errBothRun), and neither is stopped.
 func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
 	if dst.Report != nil && derr == nil {
@@ -564,11 +566,15 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	_, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
+	side, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
 	var notSrc *errNotSource
 	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
 		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)
 		qerr = nil
+	} else if side == api.SideRunning && qerr == nil && derr == nil {
+		// This migration's source runs the guest beside the
+		// destination (quitSource): said, and neither is stopped.
+		return rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince)
 	}
 	if derr != nil {
 		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)

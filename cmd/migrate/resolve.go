@@ -617,7 +617,7 @@ func (r *resolver) resolve() (verdict, error) {
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))
 		case v == verdictBothRun:
-			return v, fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs: stop one of them now", r.src, r.dst)
+			return v, errBothRun(r.src, r.dst, "")
 		}
 		if err := r.doAll(steps); err != nil {
 			return verdictManual, r.manual(s.Side, d.Side, err)
@@ -889,6 +889,9 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 			r.notSent(qerr)
 		case side == api.SideMigrated, side == api.SidePostcopyBroken:
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, true))
+		case side == api.SideRunning: // a sender in this migration (quitSource): resumed since the resolve's look
+			fmt.Fprintln(stderr, "migrate:", errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
+			return 1
 		case side == sideUnreachable:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
 		case side == api.SideNone:
@@ -910,6 +913,22 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// resumedSince is how a source that quitSource finds running in the
+// migration whose destination runs the guest came to: errBothRun's how.
+const resumedSince = "the source says so since migrate's last look at it, in this migration: resumed by hand, perhaps"
+
+// errBothRun is what migrate says, and exits 1 on, when the VMMs at
+// the source's socket src and the destination's dst both report that
+// they run the guest of one migration (how: how they came to, "" for
+// plan's verdictBothRun): neither is stopped, since nothing here says
+// which copy is the guest's newest; the operator must stop one.
+func errBothRun(src, dst, how string) error {
+	if how != "" {
+		how = " (" + how + ")"
+	}
+	return fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs%s: stop one of them now", src, dst, how)
 }
 
 // sourceEnd is what resolveMain says of the source, at side
@@ -947,6 +966,14 @@ func (r *resolver) sourceEnd(side api.Side, quit bool) string {
 // side it said, and its caller says it was left alone. Every VMM
 // reports its role, whatever its control version, so an older sender is
 // treated as before.
+// A VMM that names that migration and says it runs the guest is not
+// quit: quitSource returns running, with sourceSends's error if it does
+// not send in it. A sender that runs is that migration's source,
+// resumed since the caller's look (by hand, say: a VMM resumes only a
+// handover-unknown side), beside a destination that runs the guest
+// too, and its callers say BOTH run and fail (errBothRun; until
+// TestResolveMainSourceResumedBesideDestination, -resolve said the
+// source was not quit and to resolve again, and exited 0).
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
@@ -959,6 +986,9 @@ func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 	}
 	if id != "" && res.ID != id || tag != "" && res.Control >= api.TagsReported && res.TagFingerprint != tag {
 		return api.SideNone, nil // it holds no part of this migration
+	}
+	if res.Side == api.SideRunning { // not quit; the caller decides on its side only if it sends
+		return res.Side, sourceSends(sock, res)
 	}
 	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
 		return res.Side, nil
