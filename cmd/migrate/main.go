@@ -576,8 +576,12 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 		// destination (quitSource): said, and neither is stopped.
 		return rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince)
 	}
-	if derr != nil {
-		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%v)", dst.Report, derr)
+	var notDst *errNotDestination
+	switch {
+	case errors.As(derr, &notDst): // its report is not the destination's: not printed
+		return rep, fmt.Errorf("the source handed over, but %w", derr)
+	case derr != nil:
+		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%w)", dst.Report, derr)
 	}
 	if qerr != nil { // quitSource printed the line to run by hand
 		return rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr)
@@ -591,9 +595,11 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	return rep, nil
 }
 
-// waitDone polls migrate-status until migration id ("": any) is done,
-// for at most d; unlike follow it never cancels anything. A VMM that
-// reports another migration fails at once.
+// waitDone polls migrate-status of the destination's VMM at sock until
+// migration id ("": any) is done, for at most d; unlike follow it never
+// cancels anything. A VMM that reports another migration fails at
+// once, and so does one that reports it in a role other than receive
+// (statusReceives: not its destination).
 func waitDone(sock, id string, d time.Duration) (api.Migration, error) {
 	var st api.Migration
 	for end := time.Now().Add(d); ; time.Sleep(statusPoll) {
@@ -603,6 +609,8 @@ func waitDone(sock, id string, d time.Duration) (api.Migration, error) {
 			return st, fmt.Errorf("%s: %w", sock, err)
 		case id != "" && next.ID != id:
 			return next, fmt.Errorf("%s reports another migration (id %q, not %q)", sock, next.ID, id)
+		case statusReceives(sock, next) != nil:
+			return next, statusReceives(sock, next)
 		case next.Done:
 			return next, nil
 		case time.Now().After(end):

@@ -48,6 +48,13 @@ import (
 // one whose guest arrived by migration (a VMM's record is the
 // migration it began last: vmm migration.begin).
 //
+// Where migrate takes the end of the migration at the destination's
+// socket as the destination's without a look at both sides
+// (finishCompleted's wait for its report), that VMM must report
+// "receive" in it (statusReceives), by the same rule: a sender there
+// that names the migration, or a VMM in a role this migrate does not
+// know, did not complete it as its destination.
+//
 // What it cannot tell: a VMM may report any role and any name; roles
 // and names keep honest migrations apart, nothing more.
 
@@ -337,4 +344,42 @@ func sourceSends(sock string, res api.ResolveResult) error {
 // it, and its end was reported as the source's).
 func statusSends(sock string, st api.Migration) error {
 	return sourceSends(sock, api.ResolveResult{Role: st.Role, Side: st.Side, ID: st.ID, TagFingerprint: st.TagFingerprint})
+}
+
+// errNotDestination is statusReceives's error: the VMM at a job's
+// destination socket (sock) names the migration a caller waits on, in
+// a role other than receive (st, its migrate-status). Its end is not
+// the destination's, and its report is not taken.
+type errNotDestination struct {
+	sock string
+	st   api.Migration
+}
+
+func (e *errNotDestination) Error() string {
+	name := migrationText(e.st.ID, e.st.TagFingerprint)
+	switch e.st.Role {
+	case transport.RoleSend.String():
+		return fmt.Sprintf("the VMM at %s sends in migration %s (%s): it is not that migration's destination, so its end "+
+			"is not the destination's", e.sock, name, e.st.Side)
+	case "":
+		return fmt.Sprintf("the VMM at %s says %s in migration %s but no role, as no VMM that took part in a migration does: "+
+			"its end is not taken for the destination's", e.sock, e.st.Side, name)
+	}
+	return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (in migration %s, %s): "+
+		"its end is not taken for the destination's", e.sock, e.st.Role, name, e.st.Side)
+}
+
+// statusReceives is statusSends for the destination: st, the
+// migrate-status of the VMM at a job's destination socket sock that
+// reports the migration a caller waits on (finishCompleted's waitDone),
+// must report role receive in it; else an *errNotDestination. A VMM at
+// that socket that reports the id as its sender (one started there that
+// sent a migration under a reused id) and running did not receive the
+// guest: until TestFinishCompletedOnlyAReceiver its report was taken for
+// the destination's, and the run said the guest runs there.
+func statusReceives(sock string, st api.Migration) error {
+	if st.Role == transport.RoleReceive.String() {
+		return nil
+	}
+	return &errNotDestination{sock: sock, st: st}
 }
