@@ -11,9 +11,11 @@ import (
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
-// TestWireCompatV1: the schema and configuration messages moved from
-// ferry.hint.v1 to ferry.schema.v1 with the same fields, so the bytes are
-// the same. testdata/v1-*.pb were written by the code before the move;
+// TestWireCompatV1: the schema, configuration and Validate messages moved
+// from ferry.hint.v1 to ferry.schema.v1 with the same fields, so the bytes
+// are the same. testdata/v1-*.pb were written by the code before each move
+// (v1-validate-*.pb by ferry.hint.v1's own ValidateRequest and
+// ValidateResponse, at e526ea2);
 // today's messages decode them into the same values and encode the same
 // values to the same bytes, and the gRPC paths (the only names on the
 // wire) did not change. A provider built before the move talks to a host
@@ -36,6 +38,10 @@ func TestWireCompatV1(t *testing.T) {
 			Vm:           &pb.VM{Id: "vm0", Pid: 1234, Ram: []*pb.Region{{Gpa: 0, Size: 1 << 20, HostAddr: 0x7f0000000000}}},
 			HostBrokerId: 7,
 		},
+		"testdata/v1-validate-request.pb": &schemapb.ValidateRequest{Config: map[string]*schemapb.Value{
+			"min_gpa": num(0x2000), "mode": str("slow"), "broken": {Value: &schemapb.Value_BoolValue{BoolValue: true}}}},
+		"testdata/v1-validate-response.pb": &schemapb.ValidateResponse{Problems: []*schemapb.ConfigProblem{
+			{Attribute: "max_gpa", Message: "must be above min_gpa (0x2000)"}, {Message: "the block as a whole"}}},
 	} {
 		plugintest.CheckGolden(t, file, want)
 	}

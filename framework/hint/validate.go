@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/ferryvm/ferry/framework/hint/proto"
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	"github.com/ferryvm/ferry/framework/schema"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // Validator is implemented by a provider that checks its block beyond
@@ -59,7 +59,7 @@ func (c *grpcClient) Validate(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	r, err := c.rpc.Validate(ctx, &pb.ValidateRequest{Config: pcfg}, recvLimit)
+	r, err := c.rpc.Validate(ctx, &schemapb.ValidateRequest{Config: pcfg}, recvLimit)
 	if err != nil {
 		return c.proc.Fail(ctx, err)
 	}
@@ -73,7 +73,7 @@ func (c *grpcClient) Validate(ctx context.Context, cfg Config) error {
 // Validate implements pb.ProviderServer: Unimplemented when the provider
 // is no Validator (as a plugin built before the RPC answers), its
 // problems otherwise.
-func (s *grpcServer) Validate(ctx context.Context, req *pb.ValidateRequest) (*pb.ValidateResponse, error) {
+func (s *grpcServer) Validate(ctx context.Context, req *schemapb.ValidateRequest) (*schemapb.ValidateResponse, error) {
 	v, ok := s.impl.(Validator)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, fmt.Sprintf("%T does not validate its block", s.impl))
@@ -84,14 +84,14 @@ func (s *grpcServer) Validate(ctx context.Context, req *pb.ValidateRequest) (*pb
 	}
 	err = v.Validate(ctx, cfg)
 	if err == nil {
-		return &pb.ValidateResponse{}, nil
+		return &schemapb.ValidateResponse{}, nil
 	}
 	if errors.Is(err, ErrNotSupported) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil, classes.ToStatus(err)
 	}
-	out := &pb.ValidateResponse{}
+	out := &schemapb.ValidateResponse{}
 	for _, p := range schema.Problems(err) {
-		out.Problems = append(out.Problems, &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
+		out.Problems = append(out.Problems, &schemapb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
 	}
 	return out, nil
 }

@@ -638,149 +638,6 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{10}
 }
 
-type ValidateRequest struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Config        map[string]*proto.Value `protobuf:"bytes,1,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ValidateRequest) Reset() {
-	*x = ValidateRequest{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ValidateRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ValidateRequest) ProtoMessage() {}
-
-func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
-func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *ValidateRequest) GetConfig() map[string]*proto.Value {
-	if x != nil {
-		return x.Config
-	}
-	return nil
-}
-
-// ConfigProblem is one objection to a block: the attribute it is about
-// ("" for the block as a whole) and what is wrong, for the user.
-type ConfigProblem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ConfigProblem) Reset() {
-	*x = ConfigProblem{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ConfigProblem) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ConfigProblem) ProtoMessage() {}
-
-func (x *ConfigProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ConfigProblem.ProtoReflect.Descriptor instead.
-func (*ConfigProblem) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *ConfigProblem) GetAttribute() string {
-	if x != nil {
-		return x.Attribute
-	}
-	return ""
-}
-
-func (x *ConfigProblem) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
-}
-
-// ValidateResponse lists every problem; none means the block is fine.
-type ValidateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Problems      []*ConfigProblem       `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"` // at most 1000
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ValidateResponse) Reset() {
-	*x = ValidateResponse{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ValidateResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ValidateResponse) ProtoMessage() {}
-
-func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
-func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *ValidateResponse) GetProblems() []*ConfigProblem {
-	if x != nil {
-		return x.Problems
-	}
-	return nil
-}
-
 type GPARange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Gpa           uint64                 `protobuf:"varint,1,opt,name=gpa,proto3" json:"gpa,omitempty"`
@@ -791,7 +648,7 @@ type GPARange struct {
 
 func (x *GPARange) Reset() {
 	*x = GPARange{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +660,7 @@ func (x *GPARange) String() string {
 func (*GPARange) ProtoMessage() {}
 
 func (x *GPARange) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +673,7 @@ func (x *GPARange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPARange.ProtoReflect.Descriptor instead.
 func (*GPARange) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{14}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GPARange) GetGpa() uint64 {
@@ -841,7 +698,7 @@ type BalloonHintRequest struct {
 
 func (x *BalloonHintRequest) Reset() {
 	*x = BalloonHintRequest{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +710,7 @@ func (x *BalloonHintRequest) String() string {
 func (*BalloonHintRequest) ProtoMessage() {}
 
 func (x *BalloonHintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +723,7 @@ func (x *BalloonHintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonHintRequest.ProtoReflect.Descriptor instead.
 func (*BalloonHintRequest) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{15}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{12}
 }
 
 type BalloonHintResponse struct {
@@ -878,7 +735,7 @@ type BalloonHintResponse struct {
 
 func (x *BalloonHintResponse) Reset() {
 	*x = BalloonHintResponse{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +747,7 @@ func (x *BalloonHintResponse) String() string {
 func (*BalloonHintResponse) ProtoMessage() {}
 
 func (x *BalloonHintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +760,7 @@ func (x *BalloonHintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonHintResponse.ProtoReflect.Descriptor instead.
 func (*BalloonHintResponse) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{16}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BalloonHintResponse) GetRanges() []*GPARange {
@@ -921,7 +778,7 @@ type BalloonDoneRequest struct {
 
 func (x *BalloonDoneRequest) Reset() {
 	*x = BalloonDoneRequest{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +790,7 @@ func (x *BalloonDoneRequest) String() string {
 func (*BalloonDoneRequest) ProtoMessage() {}
 
 func (x *BalloonDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +803,7 @@ func (x *BalloonDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonDoneRequest.ProtoReflect.Descriptor instead.
 func (*BalloonDoneRequest) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{17}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{14}
 }
 
 type BalloonDoneResponse struct {
@@ -957,7 +814,7 @@ type BalloonDoneResponse struct {
 
 func (x *BalloonDoneResponse) Reset() {
 	*x = BalloonDoneResponse{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[18]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +826,7 @@ func (x *BalloonDoneResponse) String() string {
 func (*BalloonDoneResponse) ProtoMessage() {}
 
 func (x *BalloonDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[18]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +839,7 @@ func (x *BalloonDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BalloonDoneResponse.ProtoReflect.Descriptor instead.
 func (*BalloonDoneResponse) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{18}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{15}
 }
 
 type CMMABitsRequest struct {
@@ -995,7 +852,7 @@ type CMMABitsRequest struct {
 
 func (x *CMMABitsRequest) Reset() {
 	*x = CMMABitsRequest{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[19]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +864,7 @@ func (x *CMMABitsRequest) String() string {
 func (*CMMABitsRequest) ProtoMessage() {}
 
 func (x *CMMABitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[19]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +877,7 @@ func (x *CMMABitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CMMABitsRequest.ProtoReflect.Descriptor instead.
 func (*CMMABitsRequest) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{19}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CMMABitsRequest) GetStartGfn() uint64 {
@@ -1047,7 +904,7 @@ type CMMABitsResponse struct {
 
 func (x *CMMABitsResponse) Reset() {
 	*x = CMMABitsResponse{}
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[20]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +916,7 @@ func (x *CMMABitsResponse) String() string {
 func (*CMMABitsResponse) ProtoMessage() {}
 
 func (x *CMMABitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framework_hint_proto_hint_proto_msgTypes[20]
+	mi := &file_framework_hint_proto_hint_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +929,7 @@ func (x *CMMABitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CMMABitsResponse.ProtoReflect.Descriptor instead.
 func (*CMMABitsResponse) Descriptor() ([]byte, []int) {
-	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{20}
+	return file_framework_hint_proto_hint_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CMMABitsResponse) GetFirst() uint64 {
@@ -1129,17 +986,7 @@ const file_framework_hint_proto_hint_proto_rawDesc = "" +
 	"\x06ranges\x18\x01 \x03(\v2\x14.ferry.hint.v1.RangeR\x06ranges\"$\n" +
 	"\fCloseRequest\x12\x14\n" +
 	"\x05final\x18\x01 \x01(\bR\x05final\"\x0f\n" +
-	"\rCloseResponse\"\xa8\x01\n" +
-	"\x0fValidateRequest\x12B\n" +
-	"\x06config\x18\x01 \x03(\v2*.ferry.hint.v1.ValidateRequest.ConfigEntryR\x06config\x1aQ\n" +
-	"\vConfigEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.ferry.schema.v1.ValueR\x05value:\x028\x01\"G\n" +
-	"\rConfigProblem\x12\x1c\n" +
-	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"L\n" +
-	"\x10ValidateResponse\x128\n" +
-	"\bproblems\x18\x01 \x03(\v2\x1c.ferry.hint.v1.ConfigProblemR\bproblems\"0\n" +
+	"\rCloseResponse\"0\n" +
 	"\bGPARange\x12\x10\n" +
 	"\x03gpa\x18\x01 \x01(\x04R\x03gpa\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\"\x14\n" +
@@ -1158,14 +1005,14 @@ const file_framework_hint_proto_hint_proto_rawDesc = "" +
 	"\x0fMEANING_INVALID\x10\x00\x12\x10\n" +
 	"\fMEANING_FREE\x10\x01\x12\x10\n" +
 	"\fMEANING_ZERO\x10\x02\x12\x12\n" +
-	"\x0eMEANING_UNUSED\x10\x032\xbd\x03\n" +
+	"\x0eMEANING_UNUSED\x10\x032\xc1\x03\n" +
 	"\bProvider\x12?\n" +
 	"\x04Info\x12\x1a.ferry.hint.v1.InfoRequest\x1a\x1b.ferry.hint.v1.InfoResponse\x12I\n" +
 	"\x06Schema\x12\x1e.ferry.schema.v1.SchemaRequest\x1a\x1f.ferry.schema.v1.SchemaResponse\x12N\n" +
 	"\tConfigure\x12\x1f.ferry.hint.v1.ConfigureRequest\x1a .ferry.hint.v1.ConfigureResponse\x12D\n" +
 	"\x05Hints\x12\x1b.ferry.hint.v1.HintsRequest\x1a\x1c.ferry.hint.v1.HintsResponse0\x01\x12B\n" +
-	"\x05Close\x12\x1b.ferry.hint.v1.CloseRequest\x1a\x1c.ferry.hint.v1.CloseResponse\x12K\n" +
-	"\bValidate\x12\x1e.ferry.hint.v1.ValidateRequest\x1a\x1f.ferry.hint.v1.ValidateResponse2\x81\x02\n" +
+	"\x05Close\x12\x1b.ferry.hint.v1.CloseRequest\x1a\x1c.ferry.hint.v1.CloseResponse\x12O\n" +
+	"\bValidate\x12 .ferry.schema.v1.ValidateRequest\x1a!.ferry.schema.v1.ValidateResponse2\x81\x02\n" +
 	"\x04Host\x12V\n" +
 	"\vBalloonHint\x12!.ferry.hint.v1.BalloonHintRequest\x1a\".ferry.hint.v1.BalloonHintResponse0\x01\x12T\n" +
 	"\vBalloonDone\x12!.ferry.hint.v1.BalloonDoneRequest\x1a\".ferry.hint.v1.BalloonDoneResponse\x12K\n" +
@@ -1184,70 +1031,65 @@ func file_framework_hint_proto_hint_proto_rawDescGZIP() []byte {
 }
 
 var file_framework_hint_proto_hint_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_framework_hint_proto_hint_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_framework_hint_proto_hint_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_framework_hint_proto_hint_proto_goTypes = []any{
-	(Meaning)(0),                 // 0: ferry.hint.v1.Meaning
-	(*InfoRequest)(nil),          // 1: ferry.hint.v1.InfoRequest
-	(*InfoResponse)(nil),         // 2: ferry.hint.v1.InfoResponse
-	(*Region)(nil),               // 3: ferry.hint.v1.Region
-	(*VM)(nil),                   // 4: ferry.hint.v1.VM
-	(*ConfigureRequest)(nil),     // 5: ferry.hint.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),    // 6: ferry.hint.v1.ConfigureResponse
-	(*HintsRequest)(nil),         // 7: ferry.hint.v1.HintsRequest
-	(*Range)(nil),                // 8: ferry.hint.v1.Range
-	(*HintsResponse)(nil),        // 9: ferry.hint.v1.HintsResponse
-	(*CloseRequest)(nil),         // 10: ferry.hint.v1.CloseRequest
-	(*CloseResponse)(nil),        // 11: ferry.hint.v1.CloseResponse
-	(*ValidateRequest)(nil),      // 12: ferry.hint.v1.ValidateRequest
-	(*ConfigProblem)(nil),        // 13: ferry.hint.v1.ConfigProblem
-	(*ValidateResponse)(nil),     // 14: ferry.hint.v1.ValidateResponse
-	(*GPARange)(nil),             // 15: ferry.hint.v1.GPARange
-	(*BalloonHintRequest)(nil),   // 16: ferry.hint.v1.BalloonHintRequest
-	(*BalloonHintResponse)(nil),  // 17: ferry.hint.v1.BalloonHintResponse
-	(*BalloonDoneRequest)(nil),   // 18: ferry.hint.v1.BalloonDoneRequest
-	(*BalloonDoneResponse)(nil),  // 19: ferry.hint.v1.BalloonDoneResponse
-	(*CMMABitsRequest)(nil),      // 20: ferry.hint.v1.CMMABitsRequest
-	(*CMMABitsResponse)(nil),     // 21: ferry.hint.v1.CMMABitsResponse
-	nil,                          // 22: ferry.hint.v1.ConfigureRequest.ConfigEntry
-	nil,                          // 23: ferry.hint.v1.ValidateRequest.ConfigEntry
-	(*proto.Value)(nil),          // 24: ferry.schema.v1.Value
-	(*proto.SchemaRequest)(nil),  // 25: ferry.schema.v1.SchemaRequest
-	(*proto.SchemaResponse)(nil), // 26: ferry.schema.v1.SchemaResponse
+	(Meaning)(0),                   // 0: ferry.hint.v1.Meaning
+	(*InfoRequest)(nil),            // 1: ferry.hint.v1.InfoRequest
+	(*InfoResponse)(nil),           // 2: ferry.hint.v1.InfoResponse
+	(*Region)(nil),                 // 3: ferry.hint.v1.Region
+	(*VM)(nil),                     // 4: ferry.hint.v1.VM
+	(*ConfigureRequest)(nil),       // 5: ferry.hint.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),      // 6: ferry.hint.v1.ConfigureResponse
+	(*HintsRequest)(nil),           // 7: ferry.hint.v1.HintsRequest
+	(*Range)(nil),                  // 8: ferry.hint.v1.Range
+	(*HintsResponse)(nil),          // 9: ferry.hint.v1.HintsResponse
+	(*CloseRequest)(nil),           // 10: ferry.hint.v1.CloseRequest
+	(*CloseResponse)(nil),          // 11: ferry.hint.v1.CloseResponse
+	(*GPARange)(nil),               // 12: ferry.hint.v1.GPARange
+	(*BalloonHintRequest)(nil),     // 13: ferry.hint.v1.BalloonHintRequest
+	(*BalloonHintResponse)(nil),    // 14: ferry.hint.v1.BalloonHintResponse
+	(*BalloonDoneRequest)(nil),     // 15: ferry.hint.v1.BalloonDoneRequest
+	(*BalloonDoneResponse)(nil),    // 16: ferry.hint.v1.BalloonDoneResponse
+	(*CMMABitsRequest)(nil),        // 17: ferry.hint.v1.CMMABitsRequest
+	(*CMMABitsResponse)(nil),       // 18: ferry.hint.v1.CMMABitsResponse
+	nil,                            // 19: ferry.hint.v1.ConfigureRequest.ConfigEntry
+	(*proto.Value)(nil),            // 20: ferry.schema.v1.Value
+	(*proto.SchemaRequest)(nil),    // 21: ferry.schema.v1.SchemaRequest
+	(*proto.ValidateRequest)(nil),  // 22: ferry.schema.v1.ValidateRequest
+	(*proto.SchemaResponse)(nil),   // 23: ferry.schema.v1.SchemaResponse
+	(*proto.ValidateResponse)(nil), // 24: ferry.schema.v1.ValidateResponse
 }
 var file_framework_hint_proto_hint_proto_depIdxs = []int32{
 	0,  // 0: ferry.hint.v1.InfoResponse.meaning:type_name -> ferry.hint.v1.Meaning
 	3,  // 1: ferry.hint.v1.VM.ram:type_name -> ferry.hint.v1.Region
-	22, // 2: ferry.hint.v1.ConfigureRequest.config:type_name -> ferry.hint.v1.ConfigureRequest.ConfigEntry
+	19, // 2: ferry.hint.v1.ConfigureRequest.config:type_name -> ferry.hint.v1.ConfigureRequest.ConfigEntry
 	4,  // 3: ferry.hint.v1.ConfigureRequest.vm:type_name -> ferry.hint.v1.VM
 	8,  // 4: ferry.hint.v1.HintsResponse.ranges:type_name -> ferry.hint.v1.Range
-	23, // 5: ferry.hint.v1.ValidateRequest.config:type_name -> ferry.hint.v1.ValidateRequest.ConfigEntry
-	13, // 6: ferry.hint.v1.ValidateResponse.problems:type_name -> ferry.hint.v1.ConfigProblem
-	15, // 7: ferry.hint.v1.BalloonHintResponse.ranges:type_name -> ferry.hint.v1.GPARange
-	24, // 8: ferry.hint.v1.ConfigureRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
-	24, // 9: ferry.hint.v1.ValidateRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
-	1,  // 10: ferry.hint.v1.Provider.Info:input_type -> ferry.hint.v1.InfoRequest
-	25, // 11: ferry.hint.v1.Provider.Schema:input_type -> ferry.schema.v1.SchemaRequest
-	5,  // 12: ferry.hint.v1.Provider.Configure:input_type -> ferry.hint.v1.ConfigureRequest
-	7,  // 13: ferry.hint.v1.Provider.Hints:input_type -> ferry.hint.v1.HintsRequest
-	10, // 14: ferry.hint.v1.Provider.Close:input_type -> ferry.hint.v1.CloseRequest
-	12, // 15: ferry.hint.v1.Provider.Validate:input_type -> ferry.hint.v1.ValidateRequest
-	16, // 16: ferry.hint.v1.Host.BalloonHint:input_type -> ferry.hint.v1.BalloonHintRequest
-	18, // 17: ferry.hint.v1.Host.BalloonDone:input_type -> ferry.hint.v1.BalloonDoneRequest
-	20, // 18: ferry.hint.v1.Host.CMMABits:input_type -> ferry.hint.v1.CMMABitsRequest
-	2,  // 19: ferry.hint.v1.Provider.Info:output_type -> ferry.hint.v1.InfoResponse
-	26, // 20: ferry.hint.v1.Provider.Schema:output_type -> ferry.schema.v1.SchemaResponse
-	6,  // 21: ferry.hint.v1.Provider.Configure:output_type -> ferry.hint.v1.ConfigureResponse
-	9,  // 22: ferry.hint.v1.Provider.Hints:output_type -> ferry.hint.v1.HintsResponse
-	11, // 23: ferry.hint.v1.Provider.Close:output_type -> ferry.hint.v1.CloseResponse
-	14, // 24: ferry.hint.v1.Provider.Validate:output_type -> ferry.hint.v1.ValidateResponse
-	17, // 25: ferry.hint.v1.Host.BalloonHint:output_type -> ferry.hint.v1.BalloonHintResponse
-	19, // 26: ferry.hint.v1.Host.BalloonDone:output_type -> ferry.hint.v1.BalloonDoneResponse
-	21, // 27: ferry.hint.v1.Host.CMMABits:output_type -> ferry.hint.v1.CMMABitsResponse
-	19, // [19:28] is the sub-list for method output_type
-	10, // [10:19] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 5: ferry.hint.v1.BalloonHintResponse.ranges:type_name -> ferry.hint.v1.GPARange
+	20, // 6: ferry.hint.v1.ConfigureRequest.ConfigEntry.value:type_name -> ferry.schema.v1.Value
+	1,  // 7: ferry.hint.v1.Provider.Info:input_type -> ferry.hint.v1.InfoRequest
+	21, // 8: ferry.hint.v1.Provider.Schema:input_type -> ferry.schema.v1.SchemaRequest
+	5,  // 9: ferry.hint.v1.Provider.Configure:input_type -> ferry.hint.v1.ConfigureRequest
+	7,  // 10: ferry.hint.v1.Provider.Hints:input_type -> ferry.hint.v1.HintsRequest
+	10, // 11: ferry.hint.v1.Provider.Close:input_type -> ferry.hint.v1.CloseRequest
+	22, // 12: ferry.hint.v1.Provider.Validate:input_type -> ferry.schema.v1.ValidateRequest
+	13, // 13: ferry.hint.v1.Host.BalloonHint:input_type -> ferry.hint.v1.BalloonHintRequest
+	15, // 14: ferry.hint.v1.Host.BalloonDone:input_type -> ferry.hint.v1.BalloonDoneRequest
+	17, // 15: ferry.hint.v1.Host.CMMABits:input_type -> ferry.hint.v1.CMMABitsRequest
+	2,  // 16: ferry.hint.v1.Provider.Info:output_type -> ferry.hint.v1.InfoResponse
+	23, // 17: ferry.hint.v1.Provider.Schema:output_type -> ferry.schema.v1.SchemaResponse
+	6,  // 18: ferry.hint.v1.Provider.Configure:output_type -> ferry.hint.v1.ConfigureResponse
+	9,  // 19: ferry.hint.v1.Provider.Hints:output_type -> ferry.hint.v1.HintsResponse
+	11, // 20: ferry.hint.v1.Provider.Close:output_type -> ferry.hint.v1.CloseResponse
+	24, // 21: ferry.hint.v1.Provider.Validate:output_type -> ferry.schema.v1.ValidateResponse
+	14, // 22: ferry.hint.v1.Host.BalloonHint:output_type -> ferry.hint.v1.BalloonHintResponse
+	16, // 23: ferry.hint.v1.Host.BalloonDone:output_type -> ferry.hint.v1.BalloonDoneResponse
+	18, // 24: ferry.hint.v1.Host.CMMABits:output_type -> ferry.hint.v1.CMMABitsResponse
+	16, // [16:25] is the sub-list for method output_type
+	7,  // [7:16] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_framework_hint_proto_hint_proto_init() }
@@ -1261,7 +1103,7 @@ func file_framework_hint_proto_hint_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framework_hint_proto_hint_proto_rawDesc), len(file_framework_hint_proto_hint_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

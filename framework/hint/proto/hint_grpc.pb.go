@@ -49,8 +49,11 @@ type ProviderClient interface {
 	// ranges), before anything starts; it needs no Configure. A plugin built
 	// before this RPC existed answers UNIMPLEMENTED, which hosts treat as
 	// "nothing beyond the schema to check" (added within ferry.hint.v1;
-	// hint plugin API 1 unchanged).
-	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error)
+	// hint plugin API 1 unchanged). Its messages are ferry.schema.v1's, as
+	// Transport.Validate's; they were this package's own, with the same
+	// fields, until hint API 1's protos moved onto them (the bytes did not
+	// change: TestWireCompatV1 in framework/hint).
+	Validate(ctx context.Context, in *proto.ValidateRequest, opts ...grpc.CallOption) (*proto.ValidateResponse, error)
 }
 
 type providerClient struct {
@@ -129,8 +132,8 @@ func (c *providerClient) Close(ctx context.Context, in *CloseRequest, opts ...gr
 	return out, nil
 }
 
-func (c *providerClient) Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error) {
-	out := new(ValidateResponse)
+func (c *providerClient) Validate(ctx context.Context, in *proto.ValidateRequest, opts ...grpc.CallOption) (*proto.ValidateResponse, error) {
+	out := new(proto.ValidateResponse)
 	err := c.cc.Invoke(ctx, Provider_Validate_FullMethodName, in, out, opts...)
 	if err != nil {
 		return nil, err
@@ -159,8 +162,11 @@ type ProviderServer interface {
 	// ranges), before anything starts; it needs no Configure. A plugin built
 	// before this RPC existed answers UNIMPLEMENTED, which hosts treat as
 	// "nothing beyond the schema to check" (added within ferry.hint.v1;
-	// hint plugin API 1 unchanged).
-	Validate(context.Context, *ValidateRequest) (*ValidateResponse, error)
+	// hint plugin API 1 unchanged). Its messages are ferry.schema.v1's, as
+	// Transport.Validate's; they were this package's own, with the same
+	// fields, until hint API 1's protos moved onto them (the bytes did not
+	// change: TestWireCompatV1 in framework/hint).
+	Validate(context.Context, *proto.ValidateRequest) (*proto.ValidateResponse, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -183,7 +189,7 @@ func (UnimplementedProviderServer) Hints(*HintsRequest, Provider_HintsServer) er
 func (UnimplementedProviderServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Close not implemented")
 }
-func (UnimplementedProviderServer) Validate(context.Context, *ValidateRequest) (*ValidateResponse, error) {
+func (UnimplementedProviderServer) Validate(context.Context, *proto.ValidateRequest) (*proto.ValidateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Validate not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
@@ -293,7 +299,7 @@ func _Provider_Close_Handler(srv interface{}, ctx context.Context, dec func(inte
 }
 
 func _Provider_Validate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ValidateRequest)
+	in := new(proto.ValidateRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -305,7 +311,7 @@ func _Provider_Validate_Handler(srv interface{}, ctx context.Context, dec func(i
 		FullMethod: Provider_Validate_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ProviderServer).Validate(ctx, req.(*ValidateRequest))
+		return srv.(ProviderServer).Validate(ctx, req.(*proto.ValidateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }

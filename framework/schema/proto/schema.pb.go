@@ -340,10 +340,10 @@ func (x *SchemaResponse) GetAttributes() []*Attribute {
 }
 
 // ValidateRequest asks a plugin to check a block already decoded against
-// its schema (ferry.transport.v1's Transport.Validate). ferry.hint.v1
-// has its own ValidateRequest, ValidateResponse and ConfigProblem with
-// the same fields: they came first, and stay so the hint protos only
-// grow.
+// its schema (ferry.transport.v1's Transport.Validate, ferry.hint.v1's
+// Provider.Validate). ferry.hint.v1 had its own ValidateRequest,
+// ValidateResponse and ConfigProblem with these fields and numbers; it
+// moved onto these as the Schema messages did (the same bytes).
 type ValidateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        map[string]*Value      `protobuf:"bytes,1,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`

@@ -1,0 +1,8 @@
+
+
+broken
+
+min_gpa€@
+
+mode
+slow
