@@ -3,13 +3,8 @@ package hint
 import (
 	"context"
 	"errors"
-	"fmt"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
-	"github.com/ferryvm/ferry/framework/schema"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
@@ -48,52 +43,20 @@ func Validate(ctx context.Context, p Provider, cfg Config) error {
 	return err
 }
 
-// Validate implements Validator over gRPC: ErrNotSupported from a plugin
-// that does not validate (or predates the RPC), the plugin's problems as
-// *schema.Problem otherwise.
+// Validate implements Validator over gRPC (schemaconv.CallValidate, as
+// the transport kind's): ErrNotSupported from a plugin that does not
+// validate (or predates the RPC), the plugin's problems as
+// *schema.Problem otherwise, at most schema.MaxProblems of them (the
+// last counting the rest); an answer over 1 MiB is an error of the call.
 func (c *grpcClient) Validate(ctx context.Context, cfg Config) error {
-	if err := c.proc.Alive(); err != nil {
-		return err
-	}
-	pcfg, err := schemaconv.ConfigToProto(cfg)
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.Validate(ctx, &schemapb.ValidateRequest{Config: pcfg}, recvLimit)
-	if err != nil {
-		return c.proc.Fail(ctx, err)
-	}
-	var errs []error
-	for _, p := range r.GetProblems() {
-		errs = append(errs, &schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})
-	}
-	return errors.Join(errs...)
+	return schemaconv.CallValidate(ctx, c.proc, c.rpc.Validate, cfg)
 }
 
-// Validate implements pb.ProviderServer: Unimplemented when the provider
-// is no Validator (as a plugin built before the RPC answers), its
-// problems otherwise.
+// Validate implements pb.ProviderServer (schemaconv.ServeValidate, as the
+// transport kind's): Unimplemented when the provider is no Validator (as
+// a plugin built before the RPC answers), its problems otherwise.
 func (s *grpcServer) Validate(ctx context.Context, req *schemapb.ValidateRequest) (*schemapb.ValidateResponse, error) {
-	v, ok := s.impl.(Validator)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, fmt.Sprintf("%T does not validate its block", s.impl))
-	}
-	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
-	if err != nil {
-		return nil, classes.ToStatus(err)
-	}
-	err = v.Validate(ctx, cfg)
-	if err == nil {
-		return &schemapb.ValidateResponse{}, nil
-	}
-	if errors.Is(err, ErrNotSupported) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return nil, classes.ToStatus(err)
-	}
-	out := &schemapb.ValidateResponse{}
-	for _, p := range schema.Problems(err) {
-		out.Problems = append(out.Problems, &schemapb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
-	}
-	return out, nil
+	return schemaconv.ServeValidate(ctx, s.impl, req, ErrNotSupported, classes)
 }
 
 // Validate implements Validator: the plugin's own checks of its block

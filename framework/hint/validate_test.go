@@ -11,7 +11,9 @@ import (
 
 	"github.com/ferryvm/ferry/framework/hint"
 	pb "github.com/ferryvm/ferry/framework/hint/proto"
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 )
 
 // TestValidate: a provider's own checks of its block reach the host as
@@ -66,20 +68,49 @@ func TestValidate(t *testing.T) {
 // generated stubs answer it Unimplemented.
 type oldServer struct{ pb.UnimplementedProviderServer }
 
-// oldGRPCPlugin serves oldServer; the host side is today's client.
-type oldGRPCPlugin struct{ hint.GRPCPlugin }
+func oldPlugin(t *testing.T) hint.Provider { return rawPlugin(t, oldServer{}) }
 
-func (oldGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterProviderServer(s, oldServer{})
+// rawGRPCPlugin serves srv, a Provider service written against the
+// generated stubs (a plugin in any language); the host side is today's
+// client.
+type rawGRPCPlugin struct {
+	hint.GRPCPlugin
+	srv pb.ProviderServer
+}
+
+func (r *rawGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterProviderServer(s, r.srv)
 	return nil
 }
 
-func oldPlugin(t *testing.T) hint.Provider {
-	client, _ := plugin.TestPluginGRPCConn(t, false, plugin.PluginSet{hint.PluginName: &oldGRPCPlugin{}})
+func rawPlugin(t *testing.T, srv pb.ProviderServer) hint.Provider {
+	client, _ := plugin.TestPluginGRPCConn(t, false, plugin.PluginSet{hint.PluginName: &rawGRPCPlugin{srv: srv}})
 	t.Cleanup(func() { client.Close() })
 	raw, err := client.Dispense(hint.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return raw.(hint.Provider)
+}
+
+// hostileServer answers Validate with answer, whatever it is asked.
+type hostileServer struct {
+	pb.UnimplementedProviderServer
+	answer *schemapb.ValidateResponse
+}
+
+func (h hostileServer) Validate(context.Context, *schemapb.ValidateRequest) (*schemapb.ValidateResponse, error) {
+	return h.answer, nil
+}
+
+// TestValidateHostileAnswer: a third-party provider (not necessarily Go,
+// not necessarily built with this package) that answers Validate with
+// more than schema.MaxProblems problems has the first MaxProblems-1 kept
+// and the rest counted in a last problem; one whose answer exceeds the
+// host's 1 MiB bound is an error of the call, not a list of problems.
+// The bounds are the transport kind's (plugintest.CheckValidateBounds).
+func TestValidateHostileAnswer(t *testing.T) {
+	plugintest.CheckValidateBounds(t, hint.ErrBadConfig, func(answer *schemapb.ValidateResponse) error {
+		return hint.Validate(tctx(t), rawPlugin(t, hostileServer{answer: answer}), hint.Config{"mode": "fast"})
+	})
 }

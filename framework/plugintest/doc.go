@@ -18,5 +18,6 @@
 //	SampleSchema          a schema with every attribute type, for conversion tests
 //	CheckGolden, CheckMethods
 //	                      wire compatibility of the plugin protocols with an older build
+//	CheckValidateBounds   a host caps a hostile plugin's Validate answer (either kind)
 //	BuildCommands         the real binaries of cmd/, for tests that run them (vmtest, vmm)
 package plugintest

@@ -3,11 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/ferryvm/ferry/framework/internal/schemaconv"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -58,46 +53,21 @@ func Validate(ctx context.Context, t Transport, cfg schema.Config) error {
 	return err
 }
 
-// maxValidateResponse bounds the answer of a Validate RPC the host
-// accepts (go-plugin's connections allow 2 GiB by default).
-const maxValidateResponse = 1 << 20
-
-// Validate implements Validator over gRPC: ErrNotSupported from a plugin
-// that does not validate (or predates the RPC), the plugin's problems as
-// *schema.Problem otherwise (schemaconv.ProblemsFromProto bounds them).
+// Validate implements Validator over gRPC (schemaconv.CallValidate, as
+// the hint kind's): ErrNotSupported from a plugin that does not validate
+// (or predates the RPC), the plugin's problems as *schema.Problem
+// otherwise, at most schema.MaxProblems of them (the last counting the
+// rest); an answer over 1 MiB is an error of the call.
 func (c *grpcClient) Validate(ctx context.Context, cfg schema.Config) error {
-	if err := c.proc.Alive(); err != nil {
-		return err
-	}
-	pcfg, err := schemaconv.ConfigToProto(cfg)
-	if err != nil {
-		return err
-	}
-	r, err := c.rpc.Validate(ctx, &schemapb.ValidateRequest{Config: pcfg}, grpc.MaxCallRecvMsgSize(maxValidateResponse))
-	if err != nil {
-		return c.proc.Fail(ctx, err)
-	}
-	return schemaconv.ProblemsFromProto(r)
+	return schemaconv.CallValidate(ctx, c.proc, c.rpc.Validate, cfg)
 }
 
-// Validate implements pb.TransportServer: Unimplemented when the
-// transport is no Validator (as a plugin built before the RPC answers),
-// its problems otherwise. It takes no lane: Validator's calls may run
-// beside every other call.
+// Validate implements pb.TransportServer (schemaconv.ServeValidate, as
+// the hint kind's): Unimplemented when the transport is no Validator (as
+// a plugin built before the RPC answers), its problems otherwise. It
+// takes no lane: Validator's calls may run beside every other call.
 func (s *grpcServer) Validate(ctx context.Context, req *schemapb.ValidateRequest) (*schemapb.ValidateResponse, error) {
-	v, ok := s.impl.(Validator)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, fmt.Sprintf("%T does not validate its block", s.impl))
-	}
-	cfg, err := schemaconv.ConfigFromProto(req.GetConfig())
-	if err != nil {
-		return nil, classes.ToStatus(err)
-	}
-	err = v.Validate(ctx, cfg)
-	if errors.Is(err, ErrNotSupported) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return nil, classes.ToStatus(err)
-	}
-	return schemaconv.ProblemsToProto(err), nil
+	return schemaconv.ServeValidate(ctx, s.impl, req, ErrNotSupported, classes)
 }
 
 // Validate implements Validator: the current plugin process's (started

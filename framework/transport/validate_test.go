@@ -3,16 +3,15 @@ package transport_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ferryvm/ferry/framework/plugintest"
 	"github.com/ferryvm/ferry/framework/schema"
 	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -152,23 +151,10 @@ func (h hostileServer) Validate(context.Context, *schemapb.ValidateRequest) (*sc
 // than schema.MaxProblems problems has the first MaxProblems-1 kept and
 // the rest counted; one whose answer exceeds the host's 1 MiB bound is
 // an error of the call, not a list of problems, and the host neither
-// reads it nor blocks.
+// reads it nor blocks. The bounds are the hint kind's
+// (plugintest.CheckValidateBounds).
 func TestValidateHostileAnswer(t *testing.T) {
-	cfg := schema.Config{"streams": int64(1)}
-	many := &schemapb.ValidateResponse{}
-	for range 5 * schema.MaxProblems {
-		many.Problems = append(many.Problems, &schemapb.ConfigProblem{Attribute: "streams", Message: "no"})
-	}
-	err := transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: many}), cfg)
-	got := schema.Problems(err)
-	if len(got) != schema.MaxProblems || !errors.Is(err, transport.ErrBadConfig) ||
-		got[len(got)-1] != (schema.Problem{Message: fmt.Sprintf("and %d more problems", 4*schema.MaxProblems+1)}) {
-		t.Errorf("%d problems (bad config: %v), the last %+v; want %d, the last counting the rest",
-			len(got), errors.Is(err, transport.ErrBadConfig), got[len(got)-1], schema.MaxProblems)
-	}
-	huge := &schemapb.ValidateResponse{Problems: []*schemapb.ConfigProblem{{Attribute: "streams", Message: strings.Repeat("x", 2<<20)}}}
-	err = transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: huge}), cfg)
-	if err == nil || errors.Is(err, transport.ErrBadConfig) || len(err.Error()) > 1<<10 {
-		t.Errorf("an answer of 2 MiB: %.200v (%d bytes), want an error of the call, not its problems", err, len(fmt.Sprint(err)))
-	}
+	plugintest.CheckValidateBounds(t, transport.ErrBadConfig, func(answer *schemapb.ValidateResponse) error {
+		return transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: answer}), schema.Config{"streams": int64(1)})
+	})
 }

@@ -5,7 +5,11 @@
 //	schema.Schema  ── SchemaToProto ──►  SchemaResponse  ── SchemaFromProto ──►  schema.Schema
 //	schema.Config  ── ConfigToProto ──►  map<string, Value> ── ConfigFromProto ──►  schema.Config
 //	Validate's err ── ProblemsToProto ─►  ValidateResponse ─── ProblemsFromProto ─►  *schema.Problem, joined
-//	(plugin or host)                      (gRPC)                                    (the other side)
+//	(plugin)                              (gRPC)                                    (host)
+//
+// It also holds both ends of the Validate RPC, which the two kinds share
+// but for their error classes (validate.go): ServeValidate on the
+// plugin's side, CallValidate, with the host's bounds, on the host's.
 //
 // Enum values are the same numbers on both sides and pass through
 // unchanged, invalid ones included: the plugin (or the job parser, for a
@@ -15,7 +19,6 @@
 package schemaconv
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/ferryvm/ferry/framework/schema"
@@ -123,33 +126,4 @@ func SchemaFromProto(r *pb.SchemaResponse) schema.Schema {
 		})
 	}
 	return s
-}
-
-// ProblemsToProto answers a Validate RPC with the problems in err, a
-// plugin Validate's error (schema.Problems: each *schema.Problem as it
-// is, any other error one of the whole block; at most
-// schema.MaxProblems). nil answers none.
-func ProblemsToProto(err error) *pb.ValidateResponse {
-	out := &pb.ValidateResponse{}
-	for _, p := range schema.Problems(err) {
-		out.Problems = append(out.Problems, &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
-	}
-	return out
-}
-
-// ProblemsFromProto converts a Validate RPC's answer back: nil for no
-// problems, else each as a *schema.Problem, errors.Join'ed. An answer
-// of more than schema.MaxProblems keeps the first MaxProblems-1 and
-// counts the rest in a last problem of the whole block.
-func ProblemsFromProto(r *pb.ValidateResponse) error {
-	ps := r.GetProblems()
-	var errs []error
-	for i, p := range ps {
-		if i == schema.MaxProblems-1 && len(ps) > schema.MaxProblems {
-			errs = append(errs, schema.Problemf("", "and %d more problems", len(ps)-i))
-			break
-		}
-		errs = append(errs, &schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})
-	}
-	return errors.Join(errs...)
 }

@@ -1,0 +1,108 @@
+package schemaconv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ferryvm/ferry/framework/internal/errclass"
+	"github.com/ferryvm/ferry/framework/schema"
+	pb "github.com/ferryvm/ferry/framework/schema/proto"
+)
+
+// MaxValidateResponse bounds the answer of a Validate RPC the host
+// accepts, in bytes (go-plugin's connections allow 2 GiB by default).
+// A larger answer is an error of the call (gRPC's ResourceExhausted), not
+// problems: the host does not read it. What it does not bound: the
+// plugin's time to answer, which is the caller's ctx's.
+const MaxValidateResponse = 1 << 20
+
+// Validator is the one method of hint.Validator and transport.Validator
+// (hint.Config is schema.Config), for the two ends below.
+type Validator interface {
+	Validate(ctx context.Context, cfg schema.Config) error
+}
+
+// ValidateRPC is a kind's generated client method for Validate
+// (pb.ProviderClient.Validate, pb.TransportClient.Validate).
+type ValidateRPC func(ctx context.Context, req *pb.ValidateRequest, opts ...grpc.CallOption) (*pb.ValidateResponse, error)
+
+// CallValidate is the host's end of a Validate RPC to the plugin process
+// proc: nil when the plugin finds cfg fine, its problems as
+// *schema.Problem (errors.Join'ed; ProblemsFromProto bounds their number
+// at schema.MaxProblems) otherwise, and an error of its class (proc.Fail)
+// when the call fails: notSupported of the kind when the plugin does not
+// validate or predates the RPC (Unimplemented), the kind's plugin-gone
+// class, ctx's end, an answer over MaxValidateResponse.
+func CallValidate(ctx context.Context, proc *errclass.Process, rpc ValidateRPC, cfg schema.Config) error {
+	if err := proc.Alive(); err != nil {
+		return err
+	}
+	pcfg, err := ConfigToProto(cfg)
+	if err != nil {
+		return err
+	}
+	r, err := rpc(ctx, &pb.ValidateRequest{Config: pcfg}, grpc.MaxCallRecvMsgSize(MaxValidateResponse))
+	if err != nil {
+		return proc.Fail(ctx, err)
+	}
+	return ProblemsFromProto(r)
+}
+
+// ServeValidate is the plugin's end of a Validate RPC for impl, the
+// kind's implementation: Unimplemented when impl is no Validator (as a
+// plugin built before the RPC answers); impl's error as a status of its
+// class (classes) when it is notSupported (the kind's ErrNotSupported)
+// or ctx's end; its problems otherwise (ProblemsToProto: at most
+// schema.MaxProblems, the rest dropped without a count; their size is
+// not bounded here, so an answer over MaxValidateResponse fails the
+// host's call).
+func ServeValidate(ctx context.Context, impl any, req *pb.ValidateRequest, notSupported error, classes errclass.Table) (*pb.ValidateResponse, error) {
+	v, ok := impl.(Validator)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, fmt.Sprintf("%T does not validate its block", impl))
+	}
+	cfg, err := ConfigFromProto(req.GetConfig())
+	if err != nil {
+		return nil, classes.ToStatus(err)
+	}
+	err = v.Validate(ctx, cfg)
+	if errors.Is(err, notSupported) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, classes.ToStatus(err)
+	}
+	return ProblemsToProto(err), nil
+}
+
+// ProblemsToProto answers a Validate RPC with the problems in err, a
+// plugin Validate's error (schema.Problems: each *schema.Problem as it
+// is, any other error one of the whole block; at most
+// schema.MaxProblems). nil answers none.
+func ProblemsToProto(err error) *pb.ValidateResponse {
+	out := &pb.ValidateResponse{}
+	for _, p := range schema.Problems(err) {
+		out.Problems = append(out.Problems, &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
+	}
+	return out
+}
+
+// ProblemsFromProto converts a Validate RPC's answer back: nil for no
+// problems, else each as a *schema.Problem, errors.Join'ed. An answer
+// of more than schema.MaxProblems keeps the first MaxProblems-1 and
+// counts the rest in a last problem of the whole block ("and N more
+// problems").
+func ProblemsFromProto(r *pb.ValidateResponse) error {
+	ps := r.GetProblems()
+	var errs []error
+	for i, p := range ps {
+		if i == schema.MaxProblems-1 && len(ps) > schema.MaxProblems {
+			errs = append(errs, schema.Problemf("", "and %d more problems", len(ps)-i))
+			break
+		}
+		errs = append(errs, &schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,52 @@
+package plugintest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/schema"
+	schemapb "github.com/ferryvm/ferry/framework/schema/proto"
+)
+
+// CheckValidateBounds checks a host's bounds on a plugin's Validate
+// answer, the same for both plugin kinds: validate asks a plugin that
+// answers Validate with answer, whatever it is asked (a plugin in any
+// language, not built with framework/internal/schemaconv), and returns
+// what the host's Validate returned. An answer of 5 × schema.MaxProblems
+// problems comes back as exactly MaxProblems joined problems of class
+// badConfig, the last counting the rest ("and 4001 more problems"); an
+// answer of 2 MiB is an error of the call, not problems, and short.
+func CheckValidateBounds(t *testing.T, badConfig error, validate func(answer *schemapb.ValidateResponse) error) {
+	t.Helper()
+	many := &schemapb.ValidateResponse{}
+	for range 5 * schema.MaxProblems {
+		many.Problems = append(many.Problems, &schemapb.ConfigProblem{Attribute: "streams", Message: "no"})
+	}
+	err := validate(many)
+	held := joined(err)
+	if len(held) != schema.MaxProblems || !errors.Is(err, badConfig) {
+		t.Fatalf("%d problems came back as %d errors (bad config: %v); want %d", len(many.Problems), len(held), errors.Is(err, badConfig), schema.MaxProblems)
+	}
+	want := schema.Problem{Message: fmt.Sprintf("and %d more problems", 4*schema.MaxProblems+1)}
+	if got := schema.Problems(err); got[len(got)-1] != want {
+		t.Errorf("the last of %d problems is %+v; want %+v", len(got), got[len(got)-1], want)
+	}
+	huge := &schemapb.ValidateResponse{Problems: []*schemapb.ConfigProblem{{Attribute: "streams", Message: strings.Repeat("x", 2<<20)}}}
+	err = validate(huge)
+	if err == nil || errors.Is(err, badConfig) || len(err.Error()) > 1<<10 {
+		t.Errorf("an answer of 2 MiB: %.200v (%d bytes), want an error of the call, not its problems", err, len(fmt.Sprint(err)))
+	}
+}
+
+// joined is the errors err joins (errors.Join), or err alone.
+func joined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
