@@ -96,7 +96,7 @@ const (
 func (s *session) poll(q *queue, cs []fabric.Completion) {
 	for {
 		select {
-		case <-s.done:
+		case <-s.Done():
 			return
 		default:
 		}
@@ -132,7 +132,7 @@ func (s *session) standBy(q *queue, cs []fabric.Completion) bool {
 	defer t.Stop()
 	select {
 	case <-q.resume:
-	case <-s.done:
+	case <-s.Done():
 		return false
 	case <-t.C:
 		if q.polling.TryLock() {

@@ -70,7 +70,7 @@ const MaxURuns = maxURuns
 // WriteControl writes frame as it is on the open session's control
 // channel, among the session's own frames.
 func (t *Transport) WriteControl(ctx context.Context, frame []byte) error {
-	return t.s.writeFrame(ctx, frame)
+	return t.openSession().writeFrame(ctx, frame)
 }
 
 // ProgressFrame is the PROGRESS frame of batch seq saying pages.
@@ -99,10 +99,10 @@ func (t *Transport) SetMarkWaitHook(hook func()) { t.markWait = hook }
 
 // UrgentCompletionMode says how the open session commits urgent pages.
 func (t *Transport) UrgentCompletionMode() string {
-	if t.s.ucaps.DeliveryComplete {
+	if t.openSession().ucaps.DeliveryComplete {
 		return "delivery-complete"
 	}
-	if t.s.ucaps.SAW {
+	if t.openSession().ucaps.SAW {
 		return "send-after-write"
 	}
 	return "none"
@@ -111,7 +111,7 @@ func (t *Transport) UrgentCompletionMode() string {
 // Corrupt changes the destination's key (or base) the open sender writes
 // with, as a buggy or hostile source would.
 func (t *Transport) Corrupt(key, base uint64) {
-	for _, r := range t.s.ram.regions {
+	for _, r := range t.openSession().ram.regions {
 		r.rkey ^= key
 		r.rbase += base
 		r.urkey ^= key
@@ -121,10 +121,10 @@ func (t *Transport) Corrupt(key, base uint64) {
 
 // CompletionMode says how the open session commits batches.
 func (t *Transport) CompletionMode() string {
-	if t.s.caps.DeliveryComplete {
+	if t.openSession().caps.DeliveryComplete {
 		return "delivery-complete"
 	}
-	if t.s.caps.SAW {
+	if t.openSession().caps.SAW {
 		return "send-after-write"
 	}
 	return "none"
@@ -135,7 +135,7 @@ func (t *Transport) CompletionMode() string {
 // same base and key in both sets of the KEYS: the destination registered
 // it once, in the domain its endpoints share).
 func (t *Transport) RegisteredOnce() bool {
-	for _, r := range t.s.ram.regions {
+	for _, r := range t.openSession().ram.regions {
 		if r.rkey != r.urkey || r.rbase != r.urbase {
 			return false
 		}
@@ -147,7 +147,7 @@ func (t *Transport) RegisteredOnce() bool {
 // release is called.
 func (t *Transport) HoldUrgentAcks() (release func()) {
 	ch := make(chan struct{})
-	t.s.urcv.hold.Store(&ch)
+	t.openSession().urcv.hold.Store(&ch)
 	return sync.OnceFunc(func() { close(ch) })
 }
 
@@ -161,9 +161,9 @@ const (
 // UrgentHeld is how many urgent items the open sender holds until a
 // bulk batch's ACK (order.held).
 func (t *Transport) UrgentHeld() int {
-	t.s.ord.mu.Lock()
-	defer t.s.ord.mu.Unlock()
-	return t.s.ord.held
+	t.openSession().ord.mu.Lock()
+	defer t.openSession().ord.mu.Unlock()
+	return t.openSession().ord.held
 }
 
 // Uslots is how many urgent COMMITs may be unacknowledged.
@@ -402,3 +402,9 @@ const (
 // hook(true) after each wait of SendPages for an urgent copy, queued
 // before, of a page it queues (claim).
 func (t *Transport) SetClaimWaitHook(hook func(waited bool)) { t.claimWait = hook }
+
+// openSession is t's open session (nil: none).
+func (t *Transport) openSession() *session {
+	s, _ := t.slot.Get()
+	return s
+}

@@ -156,7 +156,7 @@ func (s *session) reportWritten() {
 	for {
 		select {
 		case <-w.note:
-		case <-s.done:
+		case <-s.Done():
 			return
 		}
 		nseq, npages := w.reportable()
@@ -171,7 +171,7 @@ func (s *session) reportWritten() {
 		t := time.NewTimer(progressEvery)
 		select {
 		case <-t.C:
-		case <-s.done:
+		case <-s.Done():
 			t.Stop()
 			return
 		}

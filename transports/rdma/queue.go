@@ -115,7 +115,7 @@ func (s *session) postOn(ctx context.Context, q *queue, op func() error) error {
 			q.inflight.Add(-1)
 			if err != fabric.ErrAgain {
 				s.fail(fmt.Errorf("fabric: %s%w: %w", q.name, err, transport.ErrClosed), wire.CodeFailed)
-				return s.error()
+				return s.Err()
 			}
 		}
 		if err := s.waitOn(ctx, q); err != nil {
@@ -140,12 +140,12 @@ func (s *session) waitOn(ctx context.Context, q *queue) error {
 		ok := s.pollOnce(q, cs[:], pollBusy)
 		q.polling.Unlock()
 		select {
-		case <-s.done:
+		case <-s.Done():
 			ok = false
 		default:
 		}
 		if !ok {
-			return s.error()
+			return s.Err()
 		}
 		return ctx.Err()
 	}
@@ -154,8 +154,8 @@ func (s *session) waitOn(ctx context.Context, q *queue) error {
 	select {
 	case <-q.progress:
 	case <-t.C:
-	case <-s.done:
-		return s.error()
+	case <-s.Done():
+		return s.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -92,7 +92,7 @@ func (s *session) pollReceive() {
 				return err
 			}
 		}
-		s.landed.Deliver()
+		s.Landed.Deliver()
 		return nil
 	}), cs[:])
 }
@@ -141,7 +141,7 @@ func (s *session) receiveCtrl(f wire.Frame) error {
 	}
 	s.applyZero(run)
 	r.zeros++
-	s.landed.Push(run)
+	s.Landed.Push(run)
 	return s.ackIfDone()
 }
 
@@ -224,7 +224,7 @@ func (s *session) reportMarked() {
 	r := &s.rcv
 	if k := min(r.runFrames, r.markFrames); k > 0 {
 		for _, run := range r.runs[r.reported:r.frameEnd[k-1]] {
-			s.landed.Push(run)
+			s.Landed.Push(run)
 		}
 		r.reported = max(r.reported, r.frameEnd[k-1])
 	}
@@ -241,7 +241,7 @@ func (s *session) ackIfDone() error {
 		return fmt.Errorf("%w: batch %d: COMMIT of %d data pages, RUNS of %d", transport.ErrProtocol, r.cm.seq, r.cm.pages, r.runPages)
 	}
 	for _, run := range r.runs[r.reported:] {
-		s.landed.Push(run)
+		s.Landed.Push(run)
 	}
 	seq := r.cm.seq
 	r.next, r.cm, r.zeros = seq+1, nil, 0

@@ -139,7 +139,7 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 	}
 	snd := &s.snd
 	for _, r := range runs {
-		if err := s.error(); err != nil {
+		if err := s.Err(); err != nil {
 			return err
 		}
 		var err error
@@ -375,7 +375,7 @@ func (snd *sender) spoil(r transport.PageRun, err error) {
 func (s *session) checkWritten() error {
 	if s.snd.unwritten != nil {
 		s.fail(s.snd.unwritten, wire.CodeFailed)
-		return s.error()
+		return s.Err()
 	}
 	return nil
 }
@@ -408,7 +408,7 @@ func (s *session) zeroRun(ctx context.Context, r transport.PageRun) error {
 // destination's ACK.
 func (s *session) flush(ctx context.Context) error {
 	snd := &s.snd
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	if err := s.checkWritten(); err != nil {
@@ -472,7 +472,7 @@ func (s *session) flush(ctx context.Context) error {
 	if err := s.waitAck(ctx, c.seq); err != nil {
 		return err
 	}
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return fmt.Errorf("flush batch %d: %w", c.seq, err)
 	}
 	snd.seq++

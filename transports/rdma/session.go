@@ -16,6 +16,7 @@ import (
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/internal/inbox"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -29,9 +30,11 @@ var errLocalClose = errors.New("rdma transport: session closed")
 type counters struct{ wire, data, zero atomic.Uint64 }
 
 // session is one open migration: the control channel, the fabric
-// endpoint, the mapped RAM and the goroutines that serve them.
+// endpoint, the mapped RAM and the goroutines that serve them. Its
+// role, its end (End, Err, Done), the messages it received and what
+// landed are its Base's (transports/internal/sessionbase).
 type session struct {
-	role  transport.Role
+	sessionbase.Base
 	log   hclog.Logger
 	cfg   config
 	auth  *tls.Config
@@ -43,7 +46,6 @@ type session struct {
 	urgentTag transport.Tag // what URGENT names: tag (another only in tests)
 	ram       *ram
 	stats     *counters
-	msgs      inbox.Queue
 
 	ctrl     net.Conn     // TLS (or raw after the handshake, plaintext)
 	raw      *net.TCPConn // the socket under ctrl
@@ -54,10 +56,7 @@ type session struct {
 	punch    bool // zero pages by punching holes (not with pinning providers)
 	populate bool // populate data runs' mappings ahead of the provider's copies (ram.go)
 
-	done   chan struct{}
-	failMu sync.Mutex
-	err    error
-	wg     sync.WaitGroup
+	wg sync.WaitGroup
 
 	snd sender   // RoleSend
 	rcv receiver // RoleReceive
@@ -70,14 +69,11 @@ type session struct {
 	uwlock writeLock
 	uep    *fabric.Endpoint
 	ucaps  fabric.Caps
-	umsgs  inbox.Queue
 
-	answering transport.Armed // requests the urgent reader answers (Answer)
-	landed    transport.LandedQueue
-	byes      atomic.Int32 // BYEs from the peer: the session ends at the second (both channels)
-	ord       order        // RoleSend: per-page order of bulk and urgent copies
-	usnd      usender      // RoleSend
-	urcv      ureceiver    // RoleReceive
+	byes atomic.Int32 // BYEs from the peer: the session ends at the second (both channels)
+	ord  order        // RoleSend: per-page order of bulk and urgent copies
+	usnd usender      // RoleSend
+	urcv ureceiver    // RoleReceive
 
 	// answeredHook (tests only) runs on the source once the destination's
 	// URGENT answer was read.
@@ -85,30 +81,15 @@ type session struct {
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
-	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats, msgs: inbox.New(), umsgs: inbox.New(), done: make(chan struct{})}
-}
-
-func (s *session) error() error {
-	s.failMu.Lock()
-	defer s.failMu.Unlock()
-	return s.err
+	return &session{Base: sessionbase.New(role), log: log, cfg: cfg, ram: m, stats: stats}
 }
 
 // fail ends the session with err (the first error wins), telling the
 // peer with an ABORT of code (0: none).
 func (s *session) fail(err error, code wire.Code) {
-	s.failMu.Lock()
-	first := s.err == nil
-	if first {
-		s.err = err
-		close(s.done)
-	}
-	s.failMu.Unlock()
-	if !first {
+	if !s.End(err) {
 		return
 	}
-	s.landed.End(err) // outside failMu: a pusher's sink may write
-	s.umsgs.End(err)
 	if errors.Is(err, transport.ErrClosed) || err == errLocalClose {
 		s.log.Info("session ended", "error", err)
 	} else {
@@ -117,7 +98,7 @@ func (s *session) fail(err error, code wire.Code) {
 	var last []byte
 	switch {
 	case err == errLocalClose:
-		last = wire.AppendBye(nil, "closed by the "+s.role.String()+" side")
+		last = wire.AppendBye(nil, "closed by the "+s.Role.String()+" side")
 	case code != 0:
 		last = wire.AppendAbort(nil, code, err.Error())
 	}
@@ -141,6 +122,16 @@ func (s *session) fail(err error, code wire.Code) {
 	}
 }
 
+// sendMessage implements SendMessage over the control channel (inside
+// TLS unless the credentials are plaintext).
+func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
+	hdr, err := sessionbase.MsgHeader("send message", m)
+	if err != nil {
+		return err
+	}
+	return s.writeFrame(ctx, hdr, m.Payload)
+}
+
 // writeFrame writes one control frame (header and payload).
 func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 	return s.writeOn(ctx, s.ctrl, &s.wlock, "control channel", bufs...)
@@ -149,7 +140,7 @@ func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 // writeOn writes one frame on conn (the control or the urgent channel),
 // holding lock; waiting for it, it returns ctx's error when ctx ends.
 func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, what string, bufs ...[]byte) error {
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	if err := lock.lock(ctx); err != nil {
@@ -227,7 +218,7 @@ func (s *session) close() error {
 // readCtrl reads the peer's control frames until the session ends;
 // handle takes the role's own frames.
 func (s *session) readCtrl(handle func(wire.Frame) error) {
-	s.readFrames(s.dec, "control channel", &s.msgs, handle)
+	s.readFrames(s.dec, "control channel", &s.Msgs, handle)
 }
 
 // readFrames reads one channel's frames until the session ends: engine
@@ -240,8 +231,8 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 // frames while it does not.
 func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, handle func(wire.Frame) error) {
 	for frames := 1; ; frames++ {
-		if s.role == transport.RoleReceive && (dec.Buffered() == 0 || frames%deliverEvery == 0) {
-			s.landed.Deliver()
+		if s.Role == transport.RoleReceive && (dec.Buffered() == 0 || frames%deliverEvery == 0) {
+			s.Landed.Deliver()
 		}
 		f, err := dec.Next()
 		if err != nil {
@@ -255,12 +246,12 @@ func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, 
 			}
 			return
 		}
-		if s.role == transport.RoleReceive {
+		if s.Role == transport.RoleReceive {
 			s.stats.wire.Add(uint64(wire.HeaderSize + f.Length))
 		}
 		switch f.Type {
 		case wire.TypeMsg:
-			if f.Seq == 0 && msgs == &s.umsgs && s.answering.Answers(f.Kind) {
+			if f.Seq == 0 && msgs == &s.Umsgs && s.Answering.Answers(f.Kind) {
 				err = s.answer(f.Payload)
 			} else if f.Seq == 0 {
 				err = msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})

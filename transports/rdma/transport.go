@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -20,15 +20,12 @@ const (
 	Version = "0.1.0"
 )
 
-var errNotOpen = errors.New("rdma transport: no session is open")
-
 // Transport is the RDMA transport. It serves one session at a time and
 // may be opened again after Close.
 type Transport struct {
 	log      hclog.Logger
-	mu       sync.Mutex
-	s        *session
-	listened transport.Listened // the addresses of receiving Opens
+	slot     sessionbase.Slot[session] // the open session
+	listened transport.Listened        // the addresses of receiving Opens
 	stats    counters
 
 	commitEarly  bool                    // tests only: see sender.commitEarly
@@ -58,7 +55,7 @@ func New(log hclog.Logger) *Transport {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Transport{log: log.Named(Name)}
+	return &Transport{log: log.Named(Name), slot: sessionbase.NewSlot[session](Name + " transport")}
 }
 
 // Info implements transport.Transport.
@@ -87,10 +84,7 @@ func (t *Transport) Validate(_ context.Context, c schema.Config) error {
 // control address, authenticates, then connects the fabric endpoint the
 // destination offered; RoleReceive listens until such a source came.
 func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
-	t.mu.Lock()
-	busy := t.s != nil
-	t.mu.Unlock()
-	if busy {
+	if t.slot.Busy() {
 		return errors.New("rdma transport: a session is already open; Close it first")
 	}
 	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
@@ -158,45 +152,26 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		}
 		s.wg.Go(func() { s.readCtrl(s.sendCtrl) })
 		s.wg.Go(s.pollUrgentSend)
-		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.usendCtrl) })
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.Umsgs, s.usendCtrl) })
 		s.wg.Go(s.urgentLoop)
 	} else {
 		s.wg.Go(s.pollReceive)
 		s.wg.Go(func() { s.readCtrl(s.receiveCtrl) })
 		s.wg.Go(s.pollUrgentReceive)
-		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.umsgs, s.ureceiveCtrl) })
+		s.wg.Go(func() { s.readFrames(s.udec, "urgent channel", &s.Umsgs, s.ureceiveCtrl) })
 		s.wg.Go(s.uackLoop)
 	}
-	t.mu.Lock()
-	t.s = s
-	t.mu.Unlock()
+	t.slot.Put(s, req.Role)
 	return nil
-}
-
-func (t *Transport) session() (*session, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.s == nil {
-		return nil, errNotOpen
-	}
-	return t.s, nil
-}
-
-func (t *Transport) sender(what string) (*session, error) {
-	s, err := t.session()
-	if err == nil && s.role != transport.RoleSend {
-		err = fmt.Errorf("rdma transport: %s on the receiving side: %w", what, transport.ErrNotSupported)
-	}
-	return s, err
 }
 
 // SendPages implements transport.Transport.
 func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) error {
-	s, err := t.sender("SendPages")
+	s, err := t.slot.Sender("SendPages")
 	if err != nil {
 		return err
 	}
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	s.snd.drive()
@@ -206,7 +181,7 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 
 // Flush implements transport.Transport.
 func (t *Transport) Flush(ctx context.Context) error {
-	s, err := t.sender("Flush")
+	s, err := t.slot.Sender("Flush")
 	if err != nil {
 		return err
 	}
@@ -217,7 +192,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 
 // SendMessage implements transport.Transport.
 func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
@@ -226,11 +201,11 @@ func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error 
 
 // RecvMessage implements transport.Transport.
 func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.recvMessage(ctx)
+	return s.RecvMessage(ctx)
 }
 
 // Stats implements transport.Transport; after Close it reports the last session.
@@ -250,10 +225,7 @@ func (t *Transport) Close() error {
 // receiving Open on the same address (post-copy's reconnect), until
 // Close. (The fabric's ports are new at every session.)
 func (t *Transport) CloseHoldingListeners() error {
-	t.mu.Lock()
-	s := t.s
-	t.s = nil
-	t.mu.Unlock()
+	s := t.slot.Take()
 	if s == nil {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // The urgent path (transport API 3) has a channel and an endpoint of its
@@ -67,27 +68,24 @@ import (
 
 // SendUrgent implements transport.Transport.
 func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if err := m.Check(); err != nil {
-		return fmt.Errorf("send urgent: %w", err)
-	}
-	hdr, err := wire.AppendMsgHeader(nil, m.Kind, len(m.Payload))
+	hdr, err := sessionbase.MsgHeader("send urgent", m)
 	if err != nil {
-		return fmt.Errorf("send urgent: %w", err)
+		return err
 	}
 	return s.writeOn(ctx, s.uctrl, &s.uwlock, "urgent channel", hdr, m.Payload)
 }
 
 // RecvUrgent implements transport.Transport.
 func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.umsgs.Recv(ctx, s.done, s.error)
+	return s.RecvUrgent(ctx)
 }
 
 // SendPagesUrgent implements transport.Transport: the runs are checked
@@ -95,7 +93,7 @@ func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
 // the urgent endpoint, or at once when they wait for a bulk batch (see
 // above). Data pages are read from guest RAM when posted.
 func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
-	s, err := t.sender("SendPagesUrgent")
+	s, err := t.slot.Sender("SendPagesUrgent")
 	if err != nil {
 		return err
 	}
@@ -104,7 +102,7 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 			return fmt.Errorf("send pages urgently: %w", err)
 		}
 	}
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	if len(runs) == 0 {
@@ -121,8 +119,8 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 	select {
 	case <-it.posted:
 		return it.err
-	case <-s.done:
-		return s.error()
+	case <-s.Done():
+		return s.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -131,18 +129,18 @@ func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRu
 // Answer implements transport.Answerer: the urgent channel's reader
 // queues the owed pages of each request itself (answer).
 func (t *Transport) Answer(_ context.Context, kind uint32, owed *transport.Owed) error {
-	s, err := t.sender("Answer")
+	s, err := t.slot.Sender("Answer")
 	if err != nil {
 		return err
 	}
-	return s.answering.Arm(kind, owed, s.ram.Pages)
+	return s.Answering.Arm(kind, owed, s.ram.Pages)
 }
 
 // answer queues the owed pages of a request on the urgent endpoint, as
 // SendPagesUrgent does, without waiting for them to be posted (the
 // reader goes on reading; a failed post fails the session).
 func (s *session) answer(req []byte) error {
-	runs, err := s.answering.Claim(req, s.ram.Page)
+	runs, err := s.Answering.Claim(req, s.ram.Page)
 	if err != nil {
 		return fmt.Errorf("urgent channel: %w", err)
 	}
@@ -159,11 +157,11 @@ func (s *session) answer(req []byte) error {
 
 // PushUrgent implements transport.Pusher.
 func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(error)) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if err := s.umsgs.Attach(urgent, ended); err != nil {
+	if err := s.Umsgs.Attach(urgent, ended); err != nil {
 		s.fail(err, wire.CodeProtocol)
 		return err
 	}
@@ -172,27 +170,20 @@ func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(
 
 // PushLanded implements transport.Pusher.
 func (t *Transport) PushLanded(landed func([]transport.PageRun), ended func(error)) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if s.role != transport.RoleReceive {
-		return fmt.Errorf("rdma transport: Landed on the sending side: %w", transport.ErrNotSupported)
-	}
-	s.landed.Attach(landed, ended)
-	return nil
+	return s.PushLanded(Name+" transport", landed, ended)
 }
 
 // Landed implements transport.Transport.
 func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return nil, err
 	}
-	if s.role != transport.RoleReceive {
-		return nil, fmt.Errorf("rdma transport: Landed on the sending side: %w", transport.ErrNotSupported)
-	}
-	return s.landed.Wait(ctx)
+	return s.WaitLanded(ctx, Name+" transport")
 }
 
 // notifier wakes every goroutine waiting for an event (an ACK).
@@ -244,11 +235,11 @@ func (s *session) waitNote(ctx context.Context, note *notifier, reached func() b
 		}
 		select {
 		case <-ch:
-		case <-s.done:
+		case <-s.Done():
 			if reached() {
 				return nil
 			}
-			return s.error()
+			return s.Err()
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -89,9 +89,9 @@ func (s *session) ucommitted(c fabric.Completion) error {
 			s.stats.data.Add(r.Count)
 			s.stats.wire.Add(r.Count * pageSize)
 		}
-		s.landed.Push(r)
+		s.Landed.Push(r)
 	}
-	s.landed.Deliver()
+	s.Landed.Deliver()
 	s.stats.wire.Add(c.Len)
 	u.next++
 	u.applied.Store(useq)
@@ -107,13 +107,13 @@ func (s *session) uackLoop() {
 	for {
 		select {
 		case <-u.ackNote:
-		case <-s.done:
+		case <-s.Done():
 			return
 		}
 		if h := u.hold.Load(); h != nil {
 			select {
 			case <-*h:
-			case <-s.done:
+			case <-s.Done():
 				return
 			}
 		}

@@ -96,7 +96,7 @@ func (s *session) urgentLoop() {
 			select {
 			case <-s.usnd.kick:
 				continue
-			case <-s.done:
+			case <-s.Done():
 				return
 			}
 		}
@@ -259,8 +259,8 @@ func (s *session) waitUrgentDone(ctx context.Context, it *uitem) error {
 	defer s.snd.away()()
 	select {
 	case <-it.posted:
-	case <-s.done:
-		return s.error()
+	case <-s.Done():
+		return s.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}

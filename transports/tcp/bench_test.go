@@ -67,7 +67,7 @@ func benchLoopback(b *testing.B, src, dst *vm, streams int, comp string) {
 
 func benchLoopbackPlain(b *testing.B, src, dst *vm, streams int, comp string, plain bool) {
 	send, recv := openPairPlain(b, src, dst, cfg(freeAddr(b), streams, comp), plain)
-	if c, _ := recv.s.streams[0].conn.(*tls.Conn); c != nil {
+	if c, _ := recv.openSession().streams[0].conn.(*tls.Conn); c != nil {
 		b.Logf("cipher suite %s", tls.CipherSuiteName(c.ConnectionState().CipherSuite))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a busy machine takes long

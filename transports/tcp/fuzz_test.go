@@ -73,7 +73,7 @@ func FuzzReadLoop(f *testing.F) {
 		}()
 		s.start()
 		select {
-		case <-s.done:
+		case <-s.Done():
 		case <-time.After(10 * time.Second):
 			t.Fatalf("the read loop did not end on %d bytes and EOF", len(data))
 		}
@@ -143,7 +143,7 @@ func FuzzUrgentLoop(f *testing.F) {
 		s.urgent.urgent = true
 		var landed []transport.PageRun
 		var mu sync.Mutex
-		s.landed.Attach(func(rs []transport.PageRun) {
+		s.Landed.Attach(func(rs []transport.PageRun) {
 			mu.Lock()
 			landed = append(landed, rs...)
 			mu.Unlock()
@@ -160,7 +160,7 @@ func FuzzUrgentLoop(f *testing.F) {
 		}()
 		s.start()
 		select {
-		case <-s.done:
+		case <-s.Done():
 		case <-time.After(10 * time.Second):
 			t.Fatalf("the urgent loop did not end on %d bytes and EOF", len(data))
 		}

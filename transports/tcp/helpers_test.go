@@ -184,3 +184,9 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// openSession is t's open session (nil: none).
+func (t *Transport) openSession() *session {
+	s, _ := t.slot.Get()
+	return s
+}

@@ -9,38 +9,30 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
-
-// recvMessage implements RecvMessage: messages that arrived before the
-// session ended are still delivered, then the session's error.
-func (s *session) recvMessage(ctx context.Context) (transport.Message, error) {
-	return s.msgs.Recv(ctx, s.done, s.error)
-}
 
 // sendMessage implements SendMessage on stream 0. A write that ctx cuts
 // short inside the frame tears the stream, and so fails the session.
 func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
-	if err := m.Check(); err != nil {
-		return fmt.Errorf("send message: %w", err)
-	}
-	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
+	hdr, err := sessionbase.MsgHeader("send message", m)
 	if err != nil {
-		return fmt.Errorf("send message: %w", err)
+		return err
 	}
 	hdr = s.inVersion(hdr)
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	st := s.streams[0]
-	if err := st.lock(ctx, s.done); err != nil {
+	if err := st.lock(ctx, s.Done()); err != nil {
 		if err == errSessionDone {
-			return s.error()
+			return s.Err()
 		}
 		return err
 	}
 	defer st.unlock()
 	n, err := writeCtx(ctx, st.conn, net.Buffers{hdr, m.Payload})
-	if s.role == transport.RoleSend {
+	if s.Role == transport.RoleSend {
 		s.stats.wire.Add(uint64(n)) // the source counts what it writes
 	}
 	if err == nil {

@@ -80,8 +80,8 @@ func (s *session) enqueue(ctx context.Context, st *stream, b batch) error {
 	case st.queue <- b:
 		st.queued.Store(b.seq)
 		return nil
-	case <-s.done:
-		return s.error()
+	case <-s.Done():
+		return s.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -89,7 +89,7 @@ func (s *session) enqueue(ctx context.Context, st *stream, b batch) error {
 
 // flush implements Flush.
 func (s *session) flush(ctx context.Context) error {
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	s.flushTarget = s.flushTarget[:0]
@@ -116,13 +116,13 @@ func (s *session) waitFlush(ctx context.Context) error {
 		}
 		select {
 		case <-s.ackNote:
-		case <-s.done:
-			return s.error()
+		case <-s.Done():
+			return s.Err()
 		case <-ctx.Done():
 			return fmt.Errorf("flush: %w", ctx.Err())
 		}
 	}
-	return s.error()
+	return s.Err()
 }
 
 // ackLoop reads what the destination sends on a stream: ACKs, and on
@@ -147,7 +147,7 @@ func (s *session) ackLoop(st *stream) {
 			default:
 			}
 		case f.Type == wire.TypeMsg && st.idx == 0:
-			if err := s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
+			if err := s.Msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload}); err != nil {
 				s.fail(err, wire.CodeProtocol)
 				return
 			}

@@ -35,11 +35,11 @@ func (s *session) readLoop(st *stream) {
 			err = s.writePages(st, f)
 			last, unacked = f.Seq, unacked+1
 			if undelivered += uint64(f.Run.Count); err == nil && (st.dec.Buffered() == 0 || undelivered >= deliverEvery) {
-				s.landed.Deliver()
+				s.Landed.Deliver()
 				undelivered = 0
 			}
 		case f.Type == wire.TypeMsg && st.idx == 0:
-			err = s.msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+			err = s.Msgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
 		case f.Type == wire.TypeBye:
 			s.peerBye(st, f)
 			return
@@ -97,7 +97,7 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 		err := lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
 			reg.zero(run, a, a+n)
 			run.Stretches(a, a+n, func(lo, hi uint64) {
-				s.landed.Push(transport.PageRun{First: lo, Count: hi - lo, Kind: transport.KindZero})
+				s.Landed.Push(transport.PageRun{First: lo, Count: hi - lo, Kind: transport.KindZero})
 			})
 			return nil
 		})
@@ -112,7 +112,7 @@ func (s *session) writePages(st *stream, f wire.Frame) error {
 	lane.Lock()
 	err = lane.Bulk(f.Seq, first, count, func(a, n uint64) error {
 		reg.write(buf[(a-first)*pageSize:(a-first+n)*pageSize], a)
-		s.landed.Push(transport.PageRun{First: a, Count: n, Kind: transport.KindData})
+		s.Landed.Push(transport.PageRun{First: a, Count: n, Kind: transport.KindData})
 		return nil
 	})
 	lane.Unlock()
@@ -137,7 +137,7 @@ func (s *session) countData(f wire.Frame) {
 
 // ack tells the source that every batch up to seq is in guest RAM.
 func (s *session) ack(st *stream, seq uint64) error {
-	if err := st.lock(noCancel, s.done); err != nil {
+	if err := st.lock(noCancel, s.Done()); err != nil {
 		return err
 	}
 	var b [wire.HeaderSize]byte

@@ -213,9 +213,7 @@ func TestSecondConnectionDuringSession(t *testing.T) {
 	addr := freeAddr(t)
 	send, recv := openPair(t, src, dst, cfg(addr, 2, "lz4"))
 	ctx := ctxT(t)
-	recv.mu.Lock()
-	id := recv.s.id
-	recv.mu.Unlock()
+	id := recv.openSession().id
 	var wg sync.WaitGroup
 	for i, h := range []struct {
 		stream, streams uint16

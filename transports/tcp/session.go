@@ -15,7 +15,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
-	"github.com/ferryvm/ferry/transports/internal/inbox"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // goodbyeTimeout bounds writing a BYE or ABORT to a peer that may have
@@ -38,8 +38,10 @@ func (c *counters) reset() {
 }
 
 // session is one open migration: its streams, mapped RAM and goroutines.
+// Its role, its end (End, Err, Done), the messages it received and what
+// landed are its Base's (transports/internal/sessionbase).
 type session struct {
-	role  transport.Role
+	sessionbase.Base
 	log   hclog.Logger
 	cfg   config
 	auth  *tls.Config // from the OpenRequest's credentials
@@ -57,21 +59,13 @@ type session struct {
 	streams []*stream // the bulk streams
 	urgent  *stream   // the urgent stream (urgent.go)
 	stats   *counters
-	msgs    inbox.Queue
-	umsgs   inbox.Queue // urgent messages received
-
-	answering transport.Armed // requests the urgent reader answers (Answer)
 
 	// Receive side of the urgent path: one Lane per bulk stream orders
-	// its pages against urgent copies; landed feeds Landed.
-	lanes  []transport.Lane
-	landed transport.LandedQueue
+	// its pages against urgent copies (Landed, Base's, feeds Landed).
+	lanes []transport.Lane
 
-	done   chan struct{} // closed when the session fails or closes
-	failMu sync.Mutex
-	err    error
-	wg     sync.WaitGroup
-	byes   atomic.Int32 // streams on which the peer said BYE
+	wg   sync.WaitGroup
+	byes atomic.Int32 // streams on which the peer said BYE
 
 	// Send side, used by the engine's goroutine only.
 	flushTarget  []uint64      // per stream, the ACK the last Flush waits for
@@ -106,26 +100,19 @@ type stream struct {
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
-	return &session{role: role, log: log, cfg: cfg, ram: m, stats: stats,
-		done: make(chan struct{}), ackNote: make(chan struct{}, 1), msgs: inbox.New(), umsgs: inbox.New()}
+	return &session{Base: sessionbase.New(role), log: log, cfg: cfg, ram: m, stats: stats,
+		ackNote: make(chan struct{}, 1)}
 }
 
 func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
 	return &stream{idx: idx, conn: c, raw: raw, dec: wire.NewDecoder(c), wlock: make(chan struct{}, 1), next: 1}
 }
 
-// error returns why the session ended, or nil while it runs.
-func (s *session) error() error {
-	s.failMu.Lock()
-	defer s.failMu.Unlock()
-	return s.err
-}
-
 // fail ends the session with err (the first error wins): it tells the
 // peer why with an ABORT of code (0: no ABORT) on every stream still
 // whole, then winds the connections down.
 func (s *session) fail(err error, code wire.Code) {
-	if !s.end(err) {
+	if !s.End(err) {
 		return
 	}
 	if errors.Is(err, transport.ErrClosed) {
@@ -138,23 +125,6 @@ func (s *session) fail(err error, code wire.Code) {
 		last = s.inVersion(wire.AppendAbort(nil, code, err.Error()))
 	}
 	s.windDown(last)
-}
-
-// end records err as the session's error and closes done, unless the
-// session had already ended; it reports whether it did. The urgent
-// lanes hear of it after failMu is released: a pusher's sink may write.
-func (s *session) end(err error) bool {
-	s.failMu.Lock()
-	if s.err != nil {
-		s.failMu.Unlock()
-		return false
-	}
-	s.err = err
-	close(s.done)
-	s.failMu.Unlock()
-	s.landed.End(err)
-	s.umsgs.End(err)
-	return true
 }
 
 // windDown runs once done is closed: it bounds every read and write in
@@ -190,8 +160,8 @@ func (s *session) windDown(last []byte) {
 // running, then every goroutine joined, every connection closed and the
 // RAM unmapped.
 func (s *session) close() error {
-	if s.end(errLocalClose) {
-		s.windDown(s.inVersion(wire.AppendBye(nil, "closed by the "+s.role.String()+" side")))
+	if s.End(errLocalClose) {
+		s.windDown(s.inVersion(wire.AppendBye(nil, "closed by the "+s.Role.String()+" side")))
 	} else {
 		s.windDown(nil) // bounds what an earlier failure left running
 	}

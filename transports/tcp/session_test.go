@@ -224,7 +224,7 @@ func TestSourceFirst(t *testing.T) {
 	if serr != nil {
 		t.Fatal(serr)
 	}
-	if s, _ := recv.session(); len(s.streams) != 3 {
+	if s, _ := recv.slot.Get(); len(s.streams) != 3 {
 		t.Fatalf("destination has %d streams, the source asked for 3", len(s.streams))
 	}
 }

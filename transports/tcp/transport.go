@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // Name and Version describe this transport (transport.Info).
@@ -23,15 +23,12 @@ const (
 // and destination guest RAM layouts differ.
 var ErrLayoutMismatch = errors.New("guest RAM layouts of source and destination differ")
 
-var errNotOpen = errors.New("tcp transport: no session is open")
-
 // Transport is the TCP transport. It serves one session at a time and
 // may be opened again after Close.
 type Transport struct {
 	log      hclog.Logger
-	mu       sync.Mutex // guards s
-	s        *session
-	listened transport.Listened // the addresses of receiving Opens
+	slot     sessionbase.Slot[session] // the open session
+	listened transport.Listened        // the addresses of receiving Opens
 	stats    counters
 }
 
@@ -47,7 +44,7 @@ func New(log hclog.Logger) *Transport {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Transport{log: log.Named(Name)}
+	return &Transport{log: log.Named(Name), slot: sessionbase.NewSlot[session](Name + " transport")}
 }
 
 // Info implements transport.Transport.
@@ -76,10 +73,7 @@ func (t *Transport) Validate(_ context.Context, c schema.Config) error {
 // listen address, RoleReceive listens there until the source connected.
 // Every stream is authenticated first (see tls.go).
 func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
-	t.mu.Lock()
-	busy := t.s != nil
-	t.mu.Unlock()
-	if busy {
+	if t.slot.Busy() {
 		return errors.New("tcp transport: a session is already open; Close it first")
 	}
 	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
@@ -111,9 +105,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 		return fmt.Errorf("tcp transport: %w", err)
 	}
 	s.start()
-	t.mu.Lock()
-	t.s = s
-	t.mu.Unlock()
+	t.slot.Put(s, req.Role)
 	return nil
 }
 
@@ -126,7 +118,7 @@ func (s *session) start() {
 		s.wg.Go(func() { s.urgentLoop(s.urgent) })
 	}
 	for _, st := range s.streams {
-		if s.role == transport.RoleReceive {
+		if s.Role == transport.RoleReceive {
 			st.dec.AcceptStrided(batchPages, uint16(len(s.streams)))
 			s.wg.Go(func() { s.readLoop(st) })
 			continue
@@ -140,30 +132,13 @@ func (s *session) start() {
 	}
 }
 
-func (t *Transport) session() (*session, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.s == nil {
-		return nil, errNotOpen
-	}
-	return t.s, nil
-}
-
-func (t *Transport) sender(what string) (*session, error) {
-	s, err := t.session()
-	if err == nil && s.role != transport.RoleSend {
-		err = fmt.Errorf("tcp transport: %s on the receiving side: %w", what, transport.ErrNotSupported)
-	}
-	return s, err
-}
-
 // SendPages implements transport.Transport.
 func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) error {
-	s, err := t.sender("SendPages")
+	s, err := t.slot.Sender("SendPages")
 	if err != nil {
 		return err
 	}
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	return s.sendPages(ctx, runs)
@@ -171,7 +146,7 @@ func (t *Transport) SendPages(ctx context.Context, runs []transport.PageRun) err
 
 // Flush implements transport.Transport.
 func (t *Transport) Flush(ctx context.Context) error {
-	s, err := t.sender("Flush")
+	s, err := t.slot.Sender("Flush")
 	if err != nil {
 		return err
 	}
@@ -180,7 +155,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 
 // SendMessage implements transport.Transport.
 func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
@@ -189,18 +164,18 @@ func (t *Transport) SendMessage(ctx context.Context, m transport.Message) error 
 
 // RecvMessage implements transport.Transport.
 func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.recvMessage(ctx)
+	return s.RecvMessage(ctx)
 }
 
 // Stats implements transport.Transport; after Close it reports the last session.
 func (t *Transport) Stats(context.Context) (transport.Stats, error) {
 	st := transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(),
 		PagesZero: t.stats.zero.Load(), Compressed: t.stats.compressed.Load()}
-	if s, err := t.sender("Stats"); err == nil && len(s.streams) > 0 {
+	if s, err := t.slot.Sender("Stats"); err == nil && len(s.streams) > 0 {
 		st.RTT = smoothedRTT(s.streams[0].raw) // the first bulk stream's: the one that carries messages
 	}
 	return st, nil
@@ -220,10 +195,7 @@ func (t *Transport) Close() error {
 // the listening socket stays bound for the next receiving Open on the
 // same address (post-copy's reconnect), until Close.
 func (t *Transport) CloseHoldingListeners() error {
-	t.mu.Lock()
-	s := t.s
-	t.s = nil
-	t.mu.Unlock()
+	s := t.slot.Take()
 	if s == nil {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // The urgent path (transport API 3) runs on the session's urgent stream:
@@ -32,34 +33,31 @@ import (
 
 // SendUrgent implements transport.Transport.
 func (t *Transport) SendUrgent(ctx context.Context, m transport.Message) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if err := m.Check(); err != nil {
-		return fmt.Errorf("send urgent: %w", err)
-	}
-	hdr, err := wire.AppendMsgHeader(make([]byte, 0, wire.HeaderSize+4), m.Kind, len(m.Payload))
+	hdr, err := sessionbase.MsgHeader("send urgent", m)
 	if err != nil {
-		return fmt.Errorf("send urgent: %w", err)
+		return err
 	}
 	return s.writeUrgent(ctx, net.Buffers{s.inVersion(hdr), m.Payload})
 }
 
 // RecvUrgent implements transport.Transport.
 func (t *Transport) RecvUrgent(ctx context.Context) (transport.Message, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return transport.Message{}, err
 	}
-	return s.umsgs.Recv(ctx, s.done, s.error)
+	return s.RecvUrgent(ctx)
 }
 
 // SendPagesUrgent implements transport.Transport: the runs are checked,
 // split on the bulk grid and written to the urgent stream before it
 // returns, data pages read from guest RAM as they are written.
 func (t *Transport) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
-	s, err := t.sender("SendPagesUrgent")
+	s, err := t.slot.Sender("SendPagesUrgent")
 	if err != nil {
 		return err
 	}
@@ -110,30 +108,27 @@ func (s *session) sendUrgentRuns(ctx context.Context, runs []transport.PageRun) 
 
 // Landed implements transport.Transport.
 func (t *Transport) Landed(ctx context.Context) ([]transport.PageRun, error) {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return nil, err
 	}
-	if s.role != transport.RoleReceive {
-		return nil, fmt.Errorf("tcp transport: Landed on the sending side: %w", transport.ErrNotSupported)
-	}
-	return s.landed.Wait(ctx)
+	return s.WaitLanded(ctx, Name+" transport")
 }
 
 // Answer implements transport.Answerer: the urgent stream's reader
 // answers the requests itself (answer).
 func (t *Transport) Answer(_ context.Context, kind uint32, owed *transport.Owed) error {
-	s, err := t.sender("Answer")
+	s, err := t.slot.Sender("Answer")
 	if err != nil {
 		return err
 	}
-	return s.answering.Arm(kind, owed, s.ram.Pages)
+	return s.Answering.Arm(kind, owed, s.ram.Pages)
 }
 
 // answer sends the owed pages of a request on the urgent stream, from
 // the reader's goroutine: the page leaves without another thread waking.
 func (s *session) answer(req []byte) error {
-	runs, err := s.answering.Claim(req, s.ram.Page)
+	runs, err := s.Answering.Claim(req, s.ram.Page)
 	if err != nil {
 		return fmt.Errorf("urgent stream: %w", err)
 	}
@@ -145,11 +140,11 @@ func (s *session) answer(req []byte) error {
 
 // PushUrgent implements transport.Pusher.
 func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(error)) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if err := s.umsgs.Attach(urgent, ended); err != nil {
+	if err := s.Umsgs.Attach(urgent, ended); err != nil {
 		s.fail(err, protocolCode(err))
 		return err
 	}
@@ -158,31 +153,27 @@ func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(
 
 // PushLanded implements transport.Pusher.
 func (t *Transport) PushLanded(landed func([]transport.PageRun), ended func(error)) error {
-	s, err := t.session()
+	s, err := t.slot.Get()
 	if err != nil {
 		return err
 	}
-	if s.role != transport.RoleReceive {
-		return fmt.Errorf("tcp transport: Landed on the sending side: %w", transport.ErrNotSupported)
-	}
-	s.landed.Attach(landed, ended)
-	return nil
+	return s.PushLanded(Name+" transport", landed, ended)
 }
 
 // writeUrgent writes one frame on the urgent stream. As for messages, a
 // write ctx cuts short inside the frame tears the stream and fails the
 // session.
 func (s *session) writeUrgent(ctx context.Context, b net.Buffers) error {
-	if err := s.error(); err != nil {
+	if err := s.Err(); err != nil {
 		return err
 	}
 	st := s.urgent
 	if st == nil {
 		return fmt.Errorf("tcp transport: the session has no urgent stream: %w", transport.ErrNotSupported)
 	}
-	if err := st.lock(ctx, s.done); err != nil {
+	if err := st.lock(ctx, s.Done()); err != nil {
 		if err == errSessionDone {
-			return s.error()
+			return s.Err()
 		}
 		return err
 	}
@@ -191,7 +182,7 @@ func (s *session) writeUrgent(ctx context.Context, b net.Buffers) error {
 		b = st.oneRecord(b)
 	}
 	n, err := writeCtx(ctx, st.conn, b)
-	if s.role == transport.RoleSend {
+	if s.Role == transport.RoleSend {
 		s.stats.wire.Add(uint64(n))
 	}
 	if err == nil {
@@ -218,15 +209,15 @@ func (s *session) urgentLoop(st *stream) {
 			s.fail(connErr(st, err), protocolCode(err))
 			return
 		}
-		if s.role == transport.RoleReceive {
+		if s.Role == transport.RoleReceive {
 			s.stats.wire.Add(wire.HeaderSize + uint64(f.Length))
 		}
 		switch {
-		case f.Type == wire.TypeMsg && s.answering.Answers(f.Kind):
+		case f.Type == wire.TypeMsg && s.Answering.Answers(f.Kind):
 			err = s.answer(f.Payload)
 		case f.Type == wire.TypeMsg:
-			err = s.umsgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
-		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.role == transport.RoleReceive:
+			err = s.Umsgs.Push(transport.Message{Kind: f.Kind, Payload: f.Payload})
+		case (f.Type == wire.TypePages || f.Type == wire.TypeZero) && s.Role == transport.RoleReceive:
 			err = s.writeUrgentPages(st, f)
 		case f.Type == wire.TypeBye:
 			s.peerBye(st, f)
@@ -235,7 +226,7 @@ func (s *session) urgentLoop(st *stream) {
 			s.fail(peerEnded(st, f), 0)
 			return
 		default:
-			err = fmt.Errorf("%w: urgent stream: unexpected %v from the %v", transport.ErrProtocol, f.Type, peerRole(s.role))
+			err = fmt.Errorf("%w: urgent stream: unexpected %v from the %v", transport.ErrProtocol, f.Type, peerRole(s.Role))
 		}
 		if err != nil {
 			s.fail(err, protocolCode(err))
@@ -280,9 +271,9 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	} else {
 		reg.write(buf, first)
 	}
-	s.landed.Push(transport.PageRun{First: first, Count: count, Kind: kind})
+	s.Landed.Push(transport.PageRun{First: first, Count: count, Kind: kind})
 	lane.Unlock()
-	s.landed.Deliver()
+	s.Landed.Deliver()
 	if kind == transport.KindZero {
 		s.stats.zero.Add(count)
 	} else {

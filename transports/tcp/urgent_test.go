@@ -41,7 +41,7 @@ func TestUrgentPeerGone(t *testing.T) {
 				landedErr <- transport.ErrClosed
 			}
 			time.Sleep(100 * time.Millisecond)
-			for _, st := range dead.s.all() { // no BYE: the sockets just close
+			for _, st := range dead.openSession().all() { // no BYE: the sockets just close
 				st.raw.SetLinger(0)
 				st.raw.Close()
 			}

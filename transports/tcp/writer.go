@@ -58,7 +58,7 @@ func (s *session) writeLoop(st *stream) {
 		} else {
 			select {
 			case b = <-st.queue:
-			case <-s.done:
+			case <-s.Done():
 				return
 			}
 		}
@@ -109,7 +109,7 @@ func (s *session) writeZeros(st *stream, b batch) (next *batch, err error) {
 		}
 	}
 	w.zeros = buf
-	if err := st.lock(noCancel, s.done); err != nil {
+	if err := st.lock(noCancel, s.Done()); err != nil {
 		return nil, err
 	}
 	s.stats.wire.Add(uint64(len(buf)))
@@ -139,7 +139,7 @@ func (s *session) writeBatch(st *stream, b batch) error {
 	if err != nil {
 		return fmt.Errorf("stream %d: encode batch %d: %w", st.idx, b.seq, err)
 	}
-	if err := st.lock(noCancel, s.done); err != nil {
+	if err := st.lock(noCancel, s.Done()); err != nil {
 		return err
 	}
 	w.vec[0], w.vec[1] = hdr, payload
