@@ -20,7 +20,8 @@
 // back (host.go; window.go: one call at a time, and the balloon's DONE
 // when the window ends, whatever the plugin did), their conversions and error classes (convert.go,
 // status.go), closure-based mocks of both (mock.go), helpers the engine
-// and providers share (check.go: CheckRanges, VM.PageRanges, ...) and the
+// and providers share (check.go: CheckRanges, VM.PageRanges, ...;
+// batch.go: Batcher, which coalesces and batches what Hints emits) and the
 // conformance suite every provider passes in process and over real gRPC
 // (hinttest). The configuration model (framework/schema), its protobuf
 // messages (framework/schema/proto), the error-class mapping
@@ -66,7 +67,9 @@
 //     end to end. VM.Page and VM.GPA convert one address or page,
 //     VM.PageRanges guest physical ranges, VM.Pages is the total, and
 //     VM.Regions gives each region's RAMView: First (its first page
-//     index), Page, PageGPA.
+//     index), Page, PageGPA. A provider that finds ranges in increasing
+//     page order can Add them to a Batcher, which merges touching ones
+//     and emits at most BatchRanges at a time.
 //   - Read guest RAM only through RAMView (ReadAt, Data, Scan: pread and
 //     SEEK_DATA/SEEK_HOLE), never through a mapping of VM.Files: reading
 //     a hole of the guest's memfd through a MAP_SHARED mapping allocates

@@ -109,7 +109,7 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.ctx, cancel)()
-	b := &batcher{emit: emit}
+	b := hint.NewBatcher(emit)
 	var rs []hint.Range
 	for _, s := range w.layout {
 		for gfn, end := s.gfn, s.gfn+s.frames; gfn < end; {
@@ -131,16 +131,18 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 			}
 			values = values[:min(uint64(len(values)), end-first)]
 			rs = w.layout.Decode(rs[:0], first, values)
-			if err := b.add(rs); err != nil {
-				return err
+			for _, r := range rs {
+				if err := b.Add(r); err != nil {
+					return err
+				}
 			}
 			gfn = first + uint64(len(values))
 		}
 	}
-	if err := b.flush(); err != nil {
+	if err := b.Flush(); err != nil {
 		return err
 	}
-	p.log.Debug("hints", "generation", req.Generation, "unused_pages", b.total)
+	p.log.Debug("hints", "generation", req.Generation, "unused_pages", b.Pages())
 	return nil
 }
 

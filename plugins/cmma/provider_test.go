@@ -133,7 +133,7 @@ func newFake(t *testing.T, ram []hint.Region, peek bool, unused map[uint64]byte)
 func hints(t *testing.T, p *Provider) ([]hint.Range, error) {
 	var all []hint.Range
 	err := p.Hints(context.Background(), hint.Request{Generation: 1}, func(rs []hint.Range) error {
-		if len(rs) == 0 || len(rs) > maxBatch {
+		if len(rs) == 0 || len(rs) > hint.BatchRanges {
 			t.Errorf("emit of %d ranges", len(rs))
 		}
 		all = append(all, rs...)

@@ -81,7 +81,7 @@ func collect(t testing.TB, p *Provider) ([]hint.Range, int) {
 	calls := 0
 	err := p.Hints(context.Background(), hint.Request{Generation: 1}, func(rs []hint.Range) error {
 		calls++
-		if len(rs) == 0 || len(rs) > maxBatch {
+		if len(rs) == 0 || len(rs) > hint.BatchRanges {
 			t.Errorf("emit with %d ranges", len(rs))
 		}
 		all = append(all, rs...)

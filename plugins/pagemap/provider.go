@@ -71,7 +71,7 @@ func (p *Provider) Configure(ctx context.Context, cfg hint.Config, vm hint.VM, _
 
 // Hints implements hint.Provider: it classifies every region afresh and
 // emits the zero pages, coalesced, in increasing page order, at most
-// 2048 ranges per emit.
+// hint.BatchRanges (2048) ranges per emit (hint.Batcher).
 func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint.Range) error) error {
 	p.mu.Lock()
 	s := p.s
@@ -86,16 +86,16 @@ func (p *Provider) Hints(ctx context.Context, req hint.Request, emit func([]hint
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()
-	b := newBatcher(emit)
+	b := hint.NewBatcher(emit)
 	for i := range s.regions {
-		if err := s.classify(ctx, &s.regions[i], b.add); err != nil {
+		if err := s.classify(ctx, &s.regions[i], b.Add); err != nil {
 			return err
 		}
 	}
-	if err := b.flush(); err != nil {
+	if err := b.Flush(); err != nil {
 		return err
 	}
-	p.log.Debug("hints", "generation", req.Generation, "zero_pages", b.total)
+	p.log.Debug("hints", "generation", req.Generation, "zero_pages", b.Pages())
 	return nil
 }
 

@@ -256,7 +256,7 @@ func TestUntouchedRAM(t *testing.T) {
 }
 
 // TestBatches: thousands of scattered holes arrive in several emits of at
-// most maxBatch ranges, in order, never adjacent.
+// most hint.BatchRanges ranges, in order, never adjacent.
 func TestBatches(t *testing.T) {
 	const pages = 20000
 	f := newMemfd(t, pages*pageSize)
@@ -268,7 +268,7 @@ func TestBatches(t *testing.T) {
 	vm := hint.VM{Files: []*os.File{f}, RAM: []hint.Region{{Size: pages * pageSize}}}
 	got, calls := collect(t, configure(t, MethodAuto, vm))
 	checkRanges(t, got, complement(pages, set))
-	if want := (len(got) + maxBatch - 2) / (maxBatch - 1); calls < want {
+	if want := (len(got) + hint.BatchRanges - 2) / (hint.BatchRanges - 1); calls < want {
 		t.Fatalf("%d ranges in %d emits", len(got), calls)
 	}
 }

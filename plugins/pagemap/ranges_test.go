@@ -1,7 +1,6 @@
 package pagemap
 
 import (
-	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -10,44 +9,6 @@ import (
 )
 
 func rng(first, count uint64) hint.Range { return hint.Range{First: first, Count: count} }
-
-func TestBatcher(t *testing.T) {
-	var got [][]hint.Range
-	b := newBatcher(func(rs []hint.Range) error { got = append(got, rs); return nil })
-	for _, r := range []hint.Range{rng(0, 1), rng(1, 2), rng(5, 1), rng(6, 0), rng(7, 1)} {
-		if err := b.add(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.flush(); err != nil {
-		t.Fatal(err)
-	}
-	want := [][]hint.Range{{rng(0, 3), rng(5, 1), rng(7, 1)}}
-	if len(got) != 1 || !slices.Equal(got[0], want[0]) || b.total != 5 {
-		t.Fatalf("got %v (total %d), want %v", got, b.total, want)
-	}
-
-	// Full batches: the last range waits, since the next may extend it.
-	got = nil
-	b = newBatcher(func(rs []hint.Range) error { got = append(got, rs); return nil })
-	for i := range uint64(maxBatch) {
-		b.add(hint.Range{First: 2 * i, Count: 1})
-	}
-	b.add(hint.Range{First: 2*maxBatch - 1, Count: 1}) // extends the last one
-	b.add(hint.Range{First: 2*maxBatch + 5, Count: 1})
-	b.flush()
-	if len(got) != 2 || len(got[0]) != maxBatch-1 || len(got[1]) != 2 ||
-		got[1][0] != (hint.Range{First: 2*maxBatch - 2, Count: 2}) {
-		t.Fatalf("batches of %d and %d: %v", len(got[0]), len(got[1]), got[1])
-	}
-
-	boom := errors.New("boom")
-	b = newBatcher(func([]hint.Range) error { return boom })
-	b.add(hint.Range{First: 1, Count: 1})
-	if err := b.flush(); !errors.Is(err, boom) {
-		t.Fatalf("emit error: %v", err)
-	}
-}
 
 func TestSubtract(t *testing.T) {
 	for _, c := range []struct{ a, b, want []hint.Range }{
