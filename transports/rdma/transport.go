@@ -2,7 +2,6 @@ package rdma
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 
@@ -84,11 +83,8 @@ func (t *Transport) Validate(_ context.Context, c schema.Config) error {
 // control address, authenticates, then connects the fabric endpoint the
 // destination offered; RoleReceive listens until such a source came.
 func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
-	if t.slot.Busy() {
-		return errors.New("rdma transport: a session is already open; Close it first")
-	}
-	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
-		return fmt.Errorf("rdma transport: open with role %v", req.Role)
+	if err := t.slot.CheckOpen(req.Role); err != nil {
+		return err
 	}
 	cfg, err := parseConfig(req.Config)
 	if err != nil {

@@ -73,11 +73,8 @@ func (t *Transport) Validate(_ context.Context, c schema.Config) error {
 // listen address, RoleReceive listens there until the source connected.
 // Every stream is authenticated first (see tls.go).
 func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
-	if t.slot.Busy() {
-		return errors.New("tcp transport: a session is already open; Close it first")
-	}
-	if req.Role != transport.RoleSend && req.Role != transport.RoleReceive {
-		return fmt.Errorf("tcp transport: open with role %v", req.Role)
+	if err := t.slot.CheckOpen(req.Role); err != nil {
+		return err
 	}
 	cfg, err := parseConfig(req.Config)
 	if err != nil {

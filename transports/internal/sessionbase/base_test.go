@@ -105,19 +105,25 @@ func TestSlot(t *testing.T) {
 	if _, err := sl.Sender("Flush"); err == nil || errors.Is(err, transport.ErrNotSupported) {
 		t.Fatalf("Sender of an empty slot = %v, want Get's error", err)
 	}
-	if sl.Busy() || sl.Take() != nil {
-		t.Fatal("an empty slot is busy or held something")
+	if err := sl.CheckOpen(transport.RoleSend); err != nil || sl.Take() != nil {
+		t.Fatalf("an empty slot: CheckOpen = %v, or it held something", err)
+	}
+	if err := sl.CheckOpen(transport.Role(9)); err == nil || err.Error() != "test transport: open with role "+transport.Role(9).String() {
+		t.Fatalf("CheckOpen of role 9 = %v", err)
 	}
 	s := new(int)
 	sl.Put(s, transport.RoleReceive)
-	if got, err := sl.Get(); got != s || err != nil || !sl.Busy() {
+	if got, err := sl.Get(); got != s || err != nil {
 		t.Fatalf("Get = %p, %v; want %p", got, err, s)
+	}
+	if err := sl.CheckOpen(transport.RoleSend); err == nil || err.Error() != "test transport: a session is already open; Close it first" {
+		t.Fatalf("CheckOpen with a session open = %v", err)
 	}
 	want := "test transport: Flush on the receiving side: " + transport.ErrNotSupported.Error()
 	if _, err := sl.Sender("Flush"); !errors.Is(err, transport.ErrNotSupported) || err.Error() != want {
 		t.Fatalf("Sender on a receiving session = %v, want %q", err, want)
 	}
-	if sl.Take() != s || sl.Busy() || sl.Take() != nil {
+	if sl.Take() != s || sl.CheckOpen(transport.RoleSend) != nil || sl.Take() != nil {
 		t.Fatal("Take did not empty the slot once")
 	}
 	sl.Put(s, transport.RoleSend)

@@ -2,17 +2,23 @@
 // transports/ is apart from how it moves bytes, so that tcp and rdma
 // end, queue and answer alike:
 //
-//	Transport ── Slot[session] ── Get / Sender / Receiver ──► *session
-//	                                                            │ embeds
-//	Base: Role; End (the first error wins) ─► Done closed, Err ◄┘
-//	      then Landed.End, Umsgs.End (outside the lock: a pusher may write)
-//	      Msgs, Umsgs (inbox.Queue) ── RecvMessage, RecvUrgent, PushUrgent
-//	      Landed (transport.LandedQueue) ── WaitLanded, PushLanded
-//	      Answering (transport.Armed) ── Arm
+//	Transport ── Slot[session]: CheckOpen, Put (Open), Get, Sender,
+//	             │              Take (Close)
+//	             └──► *session ── embeds Base:
+//	  Role; End (the first error wins) ─► Done closed, Err;
+//	        then Landed.End, Umsgs.End (outside the lock: a pusher may write)
+//	  Msgs, Umsgs (inbox.Queue) ── RecvMessage, RecvUrgent (Umsgs.Attach: PushUrgent)
+//	  Landed (transport.LandedQueue) ── WaitLanded, PushLanded
+//	  Answering (transport.Armed) ── Arm (Answer), Claim (the urgent reader)
 //
-// What it does not hold is each transport's own: how a session winds
-// its connections down, what it tells the peer (BYE, ABORT), how it
-// counts the peer's BYEs, how it reads and writes frames and pages.
+// MsgHeader checks a message and frames its header for SendMessage and
+// SendUrgent. What it does not hold is each transport's own: how a
+// session winds its connections down, what it tells the peer (BYE,
+// ABORT) and with which code, how it counts the peer's BYEs, how it
+// reads and writes frames and pages, and how it keeps per-page order
+// between the bulk and the urgent path (tcp drops an overtaken bulk
+// copy under transport.Lane; rdma cannot, its writes land without the
+// destination's CPU, so its source orders them: rdma/urgent.go).
 // Nothing here is public API: a third-party transport gets the parts it
 // needs (transport.Lane, LandedQueue, Armed, Listened) from
 // framework/transport.

@@ -12,8 +12,9 @@ import (
 // puts it, Close takes it, every other call gets it. Make one with
 // NewSlot; its methods may run concurrently.
 //
-// It does not keep two Opens from racing: Busy and Put are separate
-// calls, as transport.Transport allows no Open beside another call.
+// It does not keep two Opens from racing: CheckOpen and Put are
+// separate calls, as transport.Transport allows no Open beside another
+// call.
 type Slot[S any] struct {
 	name    string // the transport's, leading errors: "tcp transport"
 	notOpen error
@@ -29,11 +30,19 @@ func NewSlot[S any](name string) Slot[S] {
 	return Slot[S]{name: name, notOpen: errors.New(name + ": no session is open")}
 }
 
-// Busy reports whether a session is open.
-func (sl *Slot[S]) Busy() bool {
+// CheckOpen returns the error of an Open of role that must not go on:
+// a session is open, or role is neither RoleSend nor RoleReceive.
+func (sl *Slot[S]) CheckOpen(role transport.Role) error {
 	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	return sl.s != nil
+	busy := sl.s != nil
+	sl.mu.Unlock()
+	if busy {
+		return errors.New(sl.name + ": a session is already open; Close it first")
+	}
+	if role != transport.RoleSend && role != transport.RoleReceive {
+		return fmt.Errorf("%s: open with role %v", sl.name, role)
+	}
+	return nil
 }
 
 // Put makes s, of role, the open session.
