@@ -131,7 +131,7 @@ type pcSession struct {
 // TestPostcopyLaneArmedLate).
 func (pc *pcRecv) startSession(ctx context.Context, sink func([]transport.PageRun) error) {
 	sctx, cancel := context.WithCancel(ctx)
-	s := &pcSession{ctx: sctx, cancel: cancel, feed: newLandedFeed(sink)}
+	s := &pcSession{ctx: sctx, cancel: cancel, feed: newLandedFeed(pc.r.layout.Pages(), sink)}
 	go s.feed.run(sctx, pc.r.tr)
 	pc.sess = s
 }
@@ -164,24 +164,49 @@ var errSessionStopped = errors.New("post-copy session stopped")
 // and handing each batch to sink, under mu so that the sink can be
 // changed between two batches. A nil sink discards (pre-copy: the
 // source's Flush covers those pages).
+//
+// Every run is checked against guest RAM (pages) before anything of its
+// batch is counted or handed on: the transport is a plugin, possibly a
+// third party's, and a run beyond guest RAM, one whose end wraps, an
+// empty one or one of no kind breaks its contract (transport.PageRun.Check).
+// Such a batch ends the lane as the fault service's refusal does
+// (fatal, errLandedInvalid): before COMMIT the switch fails and the
+// source resumes; after it post-copy breaks (the VM halts), as for a
+// second copy of a page the guest owns, since a transport that says it
+// wrote where no guest page is cannot be trusted with where it wrote the
+// others. What it cannot tell: a run inside guest RAM that the transport
+// did not write, or wrote elsewhere.
 type landedFeed struct {
 	mu    sync.Mutex
+	pages uint64 // guest RAM's, for the runs' check
 	sink  func([]transport.PageRun) error
-	pages uint64        // pages of every batch returned so far (under mu)
+	got   uint64        // pages of every batch returned so far (under mu)
 	more  chan struct{} // signalled (non-blocking) after each batch
 	done  chan struct{}
 	err   error // why it ended (read after done)
 	fatal bool  // err is the sink's (the fault service's), not the session's
 }
 
-func newLandedFeed(sink func([]transport.PageRun) error) *landedFeed {
-	return &landedFeed{sink: sink, more: make(chan struct{}, 1), done: make(chan struct{})}
+// newLandedFeed returns a lane for a guest of pages pages.
+func newLandedFeed(pages uint64, sink func([]transport.PageRun) error) *landedFeed {
+	return &landedFeed{pages: pages, sink: sink, more: make(chan struct{}, 1), done: make(chan struct{})}
 }
+
+// errLandedInvalid: the transport reported a landed run that is not one
+// of guest RAM's (landedFeed).
+var errLandedInvalid = errors.New("the transport reported a landed run that breaks its contract")
 
 func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 	defer close(f.done)
 	for {
 		runs, err := tr.Landed(ctx)
+		for _, r := range runs {
+			if cerr := r.Check(f.pages); cerr != nil {
+				f.err, f.fatal = fmt.Errorf("%w (%v); none of its batch of %d runs is taken: "+
+					"the transport plugin is faulty", errLandedInvalid, cerr, len(runs)), true
+				return
+			}
+		}
 		if len(runs) > 0 {
 			f.mu.Lock()
 			var serr error
@@ -189,7 +214,7 @@ func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 				serr = f.sink(runs)
 			}
 			for _, r := range runs {
-				f.pages += r.Count
+				f.got += r.Count
 			}
 			f.mu.Unlock()
 			select {
@@ -219,7 +244,7 @@ func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 func (f *landedFeed) drain(ctx context.Context, want uint64, buf *[]transport.PageRun) error {
 	for {
 		f.mu.Lock()
-		got := f.pages
+		got := f.got
 		if got == want {
 			f.sink = func(runs []transport.PageRun) error { *buf = append(*buf, runs...); return nil }
 		}
@@ -234,7 +259,7 @@ func (f *landedFeed) drain(ctx context.Context, want uint64, buf *[]transport.Pa
 		case <-f.more:
 		case <-f.done:
 			f.mu.Lock()
-			got = f.pages
+			got = f.got
 			f.mu.Unlock()
 			if got != want {
 				return fmt.Errorf("the transport's landed pages ended before post-copy, at %d of the %d the source queued: %w", got, want, f.err)

@@ -947,7 +947,7 @@ func (l landedOnly) Landed(ctx context.Context) ([]transport.PageRun, error) {
 // fails when the lane reports more than the source queued or ends short.
 func TestLandedDrain(t *testing.T) {
 	tr := landedOnly{c: make(chan []transport.PageRun)}
-	f := newLandedFeed(nil)
+	f := newLandedFeed(64, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.run(ctx, tr)
@@ -986,7 +986,7 @@ func TestLandedDrain(t *testing.T) {
 
 	// More reported than queued: a stale write could pass for post-copy's.
 	tr = landedOnly{c: make(chan []transport.PageRun)}
-	f = newLandedFeed(nil)
+	f = newLandedFeed(64, nil)
 	go f.run(ctx, tr)
 	tr.c <- []transport.PageRun{{First: 1, Count: 5, Kind: transport.KindData}}
 	if err := f.drain(ctx, 4, &buf); err == nil || !strings.Contains(err.Error(), "reported 5 pages landed before post-copy, the source queued 4") {

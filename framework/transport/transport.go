@@ -310,6 +310,10 @@ type Transport interface {
 	// recording after a bound; a first call after that fails with
 	// ErrLandedLost (LandedQueue). Once the session ended, the runs
 	// recorded before its end are returned first, then its error.
+	// Every run must pass PageRun.Check for the session's guest RAM: the
+	// engine refuses a batch with one that does not and takes the
+	// session's transport for faulty (before post-copy's switch the
+	// migration fails, after it post-copy breaks).
 	Landed(ctx context.Context) ([]PageRun, error)
 	// Stats reports traffic so far; after Close, the last session's
 	// totals, or an error if it cannot vouch for them (a launched
