@@ -59,7 +59,7 @@ func TestPostcopyLandedOutsideRAM(t *testing.T) {
 		for _, when := range []string{"before-switch", "after-commit"} {
 			t.Run(name+"/"+when, func(t *testing.T) {
 				hello, pre, postcopy, state, commit, owed := pcFuzzSession()
-				items := []pcFuzzItem{hello, pre, pcLand(lie), postcopy, state, commit, owed}
+				items := []pcFuzzItem{hello, pcLand(lie), pre, postcopy, state, commit, owed} // the lane ends before it reported the pages queued
 				if when == "after-commit" {
 					items = []pcFuzzItem{hello, pre, postcopy, state, commit, pcLand(lie), owed}
 				}
