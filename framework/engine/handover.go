@@ -130,7 +130,10 @@ var ErrPostcopyBroken = errors.New("post-copy broken: the VM ran on the destinat
 
 // ErrPostcopyCheck is returned (wrapped) by Send and Receive when the
 // page-exact check (Options.VerifyPages, a test mode) found pages that
-// differed when they arrived in post-copy: the VM already ran on the
+// differed when they arrived in post-copy, and by Receive when its
+// transport reported pages landed after every page had arrived (a write
+// over a page the guest owned, or a run not guest RAM's: the source
+// does not know of it): the VM already ran on the
 // destination, so the handover completed all the same. Report.Status is
 // StatusCompleted (the destination runs the VM, with those pages; the
 // source's copy is paused for good) and Report.Error says what differed.

@@ -99,6 +99,11 @@ type pcRecv struct {
 	committed chan struct{} // closed at COMMIT (or the end): watchSetup stops
 	commitMu  sync.Once
 
+	// refused is the first landed batch a session's lane refused (a run
+	// not guest RAM's, or the fault service's refusal: a page the guest
+	// owns written again), kept by stopSession: one refused after every
+	// page arrived is finish's to report, the migration being over.
+	refused    error
 	touching   bool       // Postcopy(toucher) was called and not undone yet
 	notHalted  bool       // post-copy broke and Halt failed: the userfaultfd and the Toucher stay (postcopy_halt.go)
 	sourceGone bool       // every page arrived after no source reconnected: nobody to send SETTLED to
@@ -151,6 +156,9 @@ func (pc *pcRecv) stopSession() {
 	}
 	s.cancel()
 	<-s.feed.done
+	if s.feed.fatal && pc.refused == nil {
+		pc.refused = s.feed.err
+	}
 	if s.reqDone != nil {
 		<-s.reqDone
 		s.reqDone <- errSessionStopped // a later select sees it ended
@@ -1023,6 +1031,14 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 	pc.stopSession()
 	if err := r.ho.move(HandoverRunning); err != nil {
 		return err
+	}
+	if pc.refused != nil {
+		// Every page had arrived, and the guest owns them all: the
+		// transport reported a write after that (a page written twice,
+		// or a run not guest RAM's). The VM runs here; its RAM may hold
+		// what the transport wrote over the guest's own.
+		return fmt.Errorf("%w: the transport reported pages landed after every page had arrived (%w); "+
+			"the VM runs here, and its RAM may hold a write over the guest's own", ErrPostcopyCheck, pc.refused)
 	}
 	if bad > 0 {
 		return fmt.Errorf("%w: %d pages differed from the source's when they arrived "+
