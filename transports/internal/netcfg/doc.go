@@ -4,7 +4,8 @@
 //
 //	listen          "host:port", required: where the destination listens
 //	connect         "host:port", optional: where the source dials instead
-//	connect_timeout duration (int64 ns, time.Duration or "10s"), > 0
+//	connect_timeout duration (int64 ns, time.Duration, or a string as in a
+//	                job file: "10s", "500 ms", schema.ParseDuration), > 0
 //
 // Each transport still owns its schema, its other attributes and its
 // list of known attributes. Every error is a *schema.Problem naming its

@@ -90,13 +90,17 @@ func AsInt(v any) (int64, bool) {
 }
 
 // AsDuration accepts int64 nanoseconds (the Config form), a
-// time.Duration, or a string such as "10s".
+// time.Duration, or a string as a job file writes one ("10s", "500 ms":
+// schema.ParseDuration, the rule framework/job and schema.Coerce read
+// durations by), so a string means the same here as in a job file; a
+// negative one is refused there, as here. Before, a string was read by
+// time.ParseDuration, which refused "500 ms" and " 10s ".
 func AsDuration(v any) (time.Duration, bool) {
 	switch d := v.(type) {
 	case time.Duration:
 		return d, true
 	case string:
-		p, err := time.ParseDuration(d)
+		p, err := schema.ParseDuration(d)
 		return p, err == nil
 	}
 	n, ok := AsInt(v)

@@ -55,6 +55,34 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
+// TestConnectTimeoutAsJobFile: a connect_timeout written as a string
+// is read by the job file's rule (schema.ParseDuration, which
+// schema.Coerce and framework/job use), so a block means the same in
+// a job file, in a Config handed to Open or Validate in process, and
+// over gRPC: each string is taken by ConnectTimeout exactly when the
+// schema's coercion of a duration takes it as positive, and as the same
+// duration. Before, ConnectTimeout read it with time.ParseDuration:
+// "500 ms" and " 10s ", which the job file takes, were refused.
+func TestConnectTimeoutAsJobFile(t *testing.T) {
+	sch := schema.Schema{{Name: "connect_timeout", Type: schema.TypeDuration}}
+	for _, s := range []string{"500 ms", "1.5 s", "1 m30 s", " 10s ", "10s", "1m30s", "+2s",
+		"1m 30s", "5 0ms", "10", "0", "-1s", "1e3", "soon", ""} {
+		got, err := ConnectTimeout(schema.Config{"connect_timeout": s}, time.Second)
+		c, cerr := schema.Coerce(sch, map[string]any{"connect_timeout": s})
+		want, ok := time.Duration(0), cerr == nil
+		if ok {
+			want = time.Duration(c["connect_timeout"].(int64))
+			ok = want > 0
+		}
+		switch {
+		case ok && (err != nil || got != want):
+			t.Errorf("%q: %v, %v; the job file's rule takes it as %v", s, got, err, want)
+		case !ok && !errors.Is(err, transport.ErrBadConfig):
+			t.Errorf("%q: %v, %v; the job file's rule refuses it (%v) or it is not positive", s, got, err, cerr)
+		}
+	}
+}
+
 // TestProblemsNameAttributes: each problem names its attribute, so that
 // migrate points the job file at it, and problems of listen and connect
 // come together.
