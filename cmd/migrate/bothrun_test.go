@@ -77,3 +77,46 @@ func TestRunSourceResumedBesideDestination(t *testing.T) {
 	}
 	wantSaysNone(t, out, "left alone")
 }
+
+// TestResolveMainUnnamedRunningSourceNotBothRun: migrate -resolve finds
+// a destination older than api.TagsReported running the guest of a
+// hand-started migration (no id, no tag fingerprint) beside a source
+// socket whose VMM holds no migration (verdict moved); by quitSource's
+// look that VMM sends in a migration of its own and runs its guest.
+// Nothing names the migration resolved (no id, and no fingerprint to
+// compare), so nothing says that VMM is its source: migrate must not
+// say BOTH run it and tell the operator to stop one (the destination
+// holds this guest; the other VMM's guest may be a stranger's), nor quit
+// it. It says the guest runs on the destination, that the VMM at the
+// source's socket runs a guest nothing here tells apart from this one,
+// left alone, and exits 1, as it may be this migration's source. Before,
+// quitSource took any running sender for the source (an empty id and
+// fingerprint match every migration) and migrate said BOTH run it.
+func TestResolveMainUnnamedRunningSourceNotBothRun(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		srcControl uint16
+		srcTag     string
+	}{
+		{"older source", 1, ""},
+		{"source with a fingerprint", api.ControlVersion, tagB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.dst.controlV = 1 // reports no tag fingerprint
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.role, c.src.controlV = "", tc.srcControl // no migration at the resolve's look
+			c.src.finishWith(0, "", api.SideNone)
+			c.src.looked = func(f *fakeVMM) { // after the resolve's query: quitSource's is next
+				f.role, f.side, f.tag = "send", api.SideRunning, tc.srcTag
+			}
+			code, stdout, stderr := c.resolveMain(t)
+			if code != 1 {
+				t.Errorf("exit %d, want 1: the VMM at the source's socket may be this migration's source", code)
+			}
+			c.wantNothingAsked(t)
+			wantSays(t, stdout+stderr, "resolved: the guest runs on the destination", "nothing here tells", "left alone")
+			wantSaysNone(t, stdout+stderr, "BOTH the source", "stop one of them now")
+		})
+	}
+}

@@ -873,6 +873,7 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 	}
 	r := newResolver(j, stderr)
 	v, err := r.resolve()
+	code := 0
 	switch {
 	case err != nil:
 		fmt.Fprintln(stderr, "migrate:", err)
@@ -881,9 +882,13 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		// The source of the migration the destination runs (r.dstID:
 		// the pair's), not whatever answers at its socket by now.
 		var notSrc *errNotSource
+		var unnamed *errUnnamedRunning
 		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr); {
 		case errors.As(qerr, &notSrc):
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
+		case errors.As(qerr, &unnamed): // it may be this migration's source: not settled
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
+			code = 1
 		case qerr != nil:
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, false))
 			r.notSent(qerr)
@@ -912,7 +917,7 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "migrate: not done:", r.undone)
 		return 1
 	}
-	return 0
+	return code
 }
 
 // resumedSince is how a source that quitSource finds running in the
@@ -973,7 +978,15 @@ func (r *resolver) sourceEnd(side api.Side, quit bool) string {
 // handover-unknown side), beside a destination that runs the guest
 // too, and its callers say BOTH run and fail (errBothRun; until
 // TestResolveMainSourceResumedBesideDestination, -resolve said the
-// source was not quit and to resolve again, and exited 0).
+// source was not quit and to resolve again, and exited 0). That holds
+// only where the migration is named: without an id, and without a tag
+// fingerprint to compare (the destination's VMM is older than
+// api.TagsReported, or so is the source's), every migration matches,
+// and a sender that runs may run a guest of its own; quitSource returns
+// running with an *errUnnamedRunning then, and its caller says that
+// nothing tells it apart (until
+// TestResolveMainUnnamedRunningSourceNotBothRun, -resolve said BOTH
+// run it and to stop one).
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
@@ -988,7 +1001,13 @@ func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 		return api.SideNone, nil // it holds no part of this migration
 	}
 	if res.Side == api.SideRunning { // not quit; the caller decides on its side only if it sends
-		return res.Side, sourceSends(sock, res)
+		if err := sourceSends(sock, res); err != nil {
+			return res.Side, err
+		}
+		if id == "" && (tag == "" || res.Control < api.TagsReported) {
+			return res.Side, &errUnnamedRunning{sock: sock, res: res}
+		}
+		return res.Side, nil
 	}
 	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
 		return res.Side, nil

@@ -383,3 +383,26 @@ func statusReceives(sock string, st api.Migration) error {
 	}
 	return &errNotDestination{sock: sock, st: st}
 }
+
+// errUnnamedRunning is quitSource's error for the VMM at a job's source
+// socket (sock) that runs a guest as the sender of a migration (res,
+// its answer) where the caller names the migration it resolves neither
+// by an id nor by a tag fingerprint that VMM reports (that migration
+// has no id, and one of the two VMMs is older than api.TagsReported or
+// the destination reports no fingerprint): every migration matches, so
+// nothing says that VMM is that migration's source, resumed beside
+// its destination, rather than one running a guest of its own. It is
+// not quit, and migrate says BOTH run only of a source it can name
+// (errBothRun).
+type errUnnamedRunning struct {
+	sock string
+	res  api.ResolveResult
+}
+
+func (e *errUnnamedRunning) Error() string {
+	return fmt.Sprintf("the VMM at %s runs a guest as the sender of a migration, id %s, and nothing here tells that migration "+
+		"apart from the one whose guest the destination runs (that one has no id, and the two VMMs report no tag "+
+		"fingerprint to compare: one of them is older than control version %d): it is not quit, left alone. "+
+		"If it is that migration's source, both run the guest: find out from its host what it runs before stopping either",
+		e.sock, idText(e.res.ID), api.TagsReported)
+}
