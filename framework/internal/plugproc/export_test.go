@@ -1,5 +1,7 @@
 package plugproc
 
+import "net"
+
 // SetPid makes p's process id pid, as if the kernel had given the
 // plugin's pid to another process after the plugin exited and was
 // reaped (its pid was free for reuse).
@@ -7,3 +9,28 @@ func SetPid(p *Process, pid int) { p.pid = pid }
 
 // HostEnv is the variable Start names the host's pid in.
 const HostEnv = hostEnv
+
+// DeferGRPCCloses makes gRPC's own closes of the host's connections to
+// plugins started from now on take effect only once release is closed,
+// each in a goroutine of its own: as when gRPC's transport goroutines
+// close a connection after ClientConn.Close returned (conns.go). Kill's
+// own closes are not deferred. restore stops wrapping new connections.
+func DeferGRPCCloses(release <-chan struct{}) (restore func()) {
+	wrap := func(c net.Conn) net.Conn { return &lateClose{Conn: c, release: release} }
+	wrapConn.Store(&wrap)
+	return func() { wrapConn.Store(nil) }
+}
+
+// lateClose is a connection whose Close closes it once release is closed.
+type lateClose struct {
+	net.Conn
+	release <-chan struct{}
+}
+
+func (c *lateClose) Close() error {
+	go func() {
+		<-c.release
+		c.Conn.Close()
+	}()
+	return nil
+}

@@ -47,6 +47,7 @@ type Process struct {
 	start uint64 // pid's start time when it started (descendants.go)
 	run   *cmdRunner
 	stop  context.CancelFunc // ends exec.CommandContext's context
+	conns *hostConns         // the host's gRPC connections to the process
 }
 
 // Pid is the plugin's process id (go-plugin's ReattachConfig has none
@@ -92,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	defer certPipe.Close() // the plugin has its copy once it started
 	var run *cmdRunner
+	conns := newHostConns()
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  cfg.Handshake,
 		Plugins:          cfg.Plugins,
@@ -99,7 +101,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		Logger:           cfg.Logger,
 		StartTimeout:     timeout,
 		TLSConfig:        pair.host,
-		GRPCDialOptions:  []grpc.DialOption{grpc.WithStreamInterceptor(dropBrokerOffers)}, // broker.go
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithStreamInterceptor(dropBrokerOffers), // broker.go
+			grpc.WithContextDialer(conns.dial),           // replaces go-plugin's: conns.go
+		},
 		RunnerFunc: func(l hclog.Logger, spec *exec.Cmd, socketDir string) (runner, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)
 			cmd.Env = append(spec.Env, cfg.Env...)
@@ -119,6 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	fail := func(err error) (*Process, error) {
 		left := run.note() // a plugin that exits when asked leaves its children
 		pc.Kill()
+		conns.closeAll()
 		stop()
 		killNoted(left)
 		if run != nil {
@@ -129,6 +135,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		}
 		return nil, fmt.Errorf("start %s plugin %s: %w", cfg.Kind, cfg.Path, err)
 	}
+	addr, err := pc.Start() // the handshake: where the plugin listens
+	if err != nil {
+		return fail(err)
+	}
+	conns.setAddr(addr)
 	rpc, err := pc.Client()
 	if err != nil {
 		return fail(err)
@@ -140,19 +151,21 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, TLS: pair.host, pid: run.pid, start: run.start.Load(), run: run, stop: stop}, nil
+	return &Process{Client: pc, Raw: raw, SocketDir: run.dir, TLS: pair.host, pid: run.pid, start: run.start.Load(), run: run, stop: stop, conns: conns}, nil
 }
 
 // Kill stops the process and waits for it and for go-plugin's
 // goroutines (go-plugin asks the plugin to exit, and kills it after two
 // seconds if it has not; a process of the plugin's that still holds its
-// stdout or stderr costs outputGrace more, runner.go), then kills the
-// processes the plugin had started (descendants.go) and removes the
-// socket directory. It is idempotent. go-plugin's request to exit has
-// no deadline, and a process that stopped (SIGSTOP) or hangs never
-// answers it: a process stopped as Kill begins (Stopped) is killed at
-// once, without the request; one that hangs, or stops after that look,
-// is killed after killGrace, which ends the request. The processes the
+// stdout or stderr costs outputGrace more, runner.go), closes the host's
+// gRPC connections to it (gRPC may leave them to its own goroutines,
+// which close them a moment later: conns.go), then kills the processes
+// the plugin had started (descendants.go) and removes the socket
+// directory. It is idempotent. go-plugin's request to exit has no
+// deadline, and a process that stopped (SIGSTOP) or hangs never answers
+// it: a process stopped as Kill begins (Stopped) is killed at once,
+// without the request; one that hangs, or stops after that look, is
+// killed after killGrace, which ends the request. The processes the
 // plugin started are sent SIGKILL but not waited for: one that
 // inherited a guest RAM file and maps it may still be ending a write as
 // Kill returns (none of Ferry's plugins starts one).
@@ -184,6 +197,7 @@ func (p *Process) kill(now bool) {
 		p.stop() // exec.CommandContext kills the process
 		<-done
 	}
+	p.conns.closeAll() // gRPC's Close may have left them to its goroutines
 	p.stop()
 	removeDir(p.SocketDir)
 }

@@ -1,0 +1,129 @@
+package plugproc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// hostConns dials the host's connections to the plugin's listener for
+// gRPC (its dialer replaces go-plugin's, Start) and keeps them, so that
+// Kill can close them itself. gRPC's ClientConn.Close, which go-plugin's
+// Kill calls, may return before the socket is closed: when the plugin
+// ended the connection first (it exits when asked, or died), the
+// transport's reader goroutine is already closing it and Close leaves it
+// to that goroutine, and the transport's writer goroutine closes it too
+// once Close cancelled the ClientConn's context. Either may run after
+// Kill returned: a load flake of TestKillClosesFiles ("fd 12
+// (socket:[...]) open after Kill"), which a VMM that kills plugins for
+// every migration must not have.
+//
+//	gRPC ── dial ──► hostConn (kept) ── net.Conn ──► plugin's socket
+//	Kill: go-plugin's Kill, then closeAll: every hostConn closed; a dial
+//	      in flight ends, and nothing is dialed after
+//
+// What it cannot close: the connections of a service the host serves
+// the plugin through go-plugin's broker (the hint kind's Host: its
+// grpc.Server's Stop closes them), and a broker id the host dials (it
+// dials none: broker.go). It dials what go-plugin's handshake named
+// (plugin.Client.Start); go-plugin's connection multiplexing
+// (GRPCBrokerMultiplex), which Start does not enable, would need its
+// dialer.
+type hostConns struct {
+	ctx    context.Context // ends dials in flight at closeAll
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	addr    net.Addr // the plugin's listener; nil until the handshake said it
+	open    []*hostConn
+	closed  bool           // closeAll ran: nothing more is dialed
+	dialing sync.WaitGroup // dials in flight
+}
+
+// errConnsClosed is a dial's error once the process was killed.
+var errConnsClosed = errors.New("plugin killed: no more connections to it")
+
+func newHostConns() *hostConns {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &hostConns{ctx: ctx, cancel: cancel}
+}
+
+// setAddr names the plugin's listener, once go-plugin's handshake said it.
+func (h *hostConns) setAddr(addr net.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.addr = addr
+}
+
+// dial is gRPC's dialer (grpc.WithContextDialer); the target is unused,
+// as in go-plugin's own. ctx is gRPC's connect context; closeAll ends it
+// too.
+func (h *hostConns) dial(ctx context.Context, _ string) (net.Conn, error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, errConnsClosed
+	}
+	addr := h.addr
+	if addr == nil {
+		h.mu.Unlock()
+		return nil, errors.New("plugin address not known yet (dialed before go-plugin's handshake)")
+	}
+	h.dialing.Add(1)
+	h.mu.Unlock()
+	defer h.dialing.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(h.ctx, cancel)()
+	raw, err := (&net.Dialer{}).DialContext(ctx, addr.Network(), addr.String())
+	if err != nil {
+		return nil, err
+	}
+	c := &hostConn{Conn: raw, close: sync.OnceValue(raw.Close)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed { // killed while it dialed
+		c.Close()
+		return nil, errConnsClosed
+	}
+	h.open = append(h.open, c)
+	if wrap := wrapConn.Load(); wrap != nil {
+		return (*wrap)(c), nil
+	}
+	return c, nil
+}
+
+// closeAll closes every connection dial made and waits for dials in
+// flight, which it ends, so that none of the host's sockets to the
+// plugin is open once it returns. Later dials fail. Idempotent.
+func (h *hostConns) closeAll() {
+	h.mu.Lock()
+	h.closed = true
+	open := h.open
+	h.open = nil
+	h.mu.Unlock()
+	h.cancel()
+	h.dialing.Wait()
+	for _, c := range open {
+		c.Close()
+	}
+}
+
+// hostConn is one connection dial made. Its Close returns only once the
+// socket is closed, whoever called Close first: a net.Conn's Close
+// returns at once for a caller that comes second, while the first may
+// still wait for a read or write in flight to let go of the socket.
+type hostConn struct {
+	net.Conn
+	close func() error // the first Close's result, once that Close returned
+}
+
+// Close implements net.Conn.
+func (c *hostConn) Close() error { return c.close() }
+
+// wrapConn, when set (tests only: export_test.go), wraps each connection
+// dial hands gRPC.
+var wrapConn atomic.Pointer[func(net.Conn) net.Conn]
