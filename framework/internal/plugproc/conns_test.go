@@ -1,0 +1,63 @@
+package plugproc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestHostConnsCloseAll: closeAll closes every connection dial made,
+// also one gRPC already closed (a second Close returns once the socket
+// is closed, not at once), and no dial succeeds after it.
+func TestHostConnsCloseAll(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "plugin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	h := newHostConns()
+	if _, err := h.dial(context.Background(), "unused"); err == nil {
+		t.Fatal("dial before the address was known succeeded")
+	}
+	h.setAddr(ln.Addr())
+	first, err := h.dial(context.Background(), "unused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.dial(context.Background(), "unused"); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // as gRPC's own close
+	h.closeAll()
+	h.closeAll() // idempotent
+	for range 2 {
+		var peer net.Conn
+		select {
+		case peer = <-accepted:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener accepted no connection in 10 s")
+		}
+		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("the plugin's end read %v, want EOF: the host's end is still open after closeAll", err)
+		}
+		peer.Close()
+	}
+	if _, err := h.dial(context.Background(), "unused"); !errors.Is(err, errConnsClosed) {
+		t.Errorf("dial after closeAll: %v, want %v", err, errConnsClosed)
+	}
+}
