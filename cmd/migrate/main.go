@@ -124,16 +124,22 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		rep, err = run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
 	}
 	rep.WallMS = time.Since(start).Milliseconds()
-	if *asJSON {
-		json.NewEncoder(stdout).Encode(rep)
-	} else {
-		printReport(stdout, rep)
-	}
+	writeReport(stdout, rep, *asJSON)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
 	}
 	return 0
+}
+
+// writeReport prints rep as text, or with asJSON as one JSON object
+// (migrate -json).
+func writeReport(w io.Writer, rep report, asJSON bool) {
+	if asJSON {
+		json.NewEncoder(w).Encode(rep)
+		return
+	}
+	printReport(w, rep)
 }
 
 const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +
@@ -549,50 +555,6 @@ func fromProgress(r *engine.Report, p engine.Progress) {
 	if r.TotalMS > 0 {
 		r.ThroughputMB = float64(p.BytesWire) / 1e6 / (float64(r.TotalMS) / 1e3)
 	}
-}
-
-// finishCompleted collects the destination's report and ends the source
-// of migration id, whose guest now runs on the destination. A VMM at
-// the source's socket that is not that migration's source (another
-// migration, none, or not a sender in it: quitSource) is left alone,
-// said on log when it names that migration, and is no failure; that
-// migration's source running the guest beside the destination fails
-// the run, saying BOTH run it (errBothRun), and neither is stopped.
-func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
-	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
-	if dst.Report != nil && derr == nil {
-		rep.Destination = dst.Report
-	}
-	if derr == nil && dst.Side != api.SideRunning {
-		derr = fmt.Errorf("its side is %s", dst.Side)
-	}
-	side, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
-	var notSrc *errNotSource
-	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
-		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)
-		qerr = nil
-	} else if side == api.SideRunning && qerr == nil && derr == nil {
-		// This migration's source runs the guest beside the
-		// destination (quitSource): said, and neither is stopped.
-		return rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince)
-	}
-	var notDst *errNotDestination
-	switch {
-	case errors.As(derr, &notDst): // its report is not the destination's: not printed
-		return rep, fmt.Errorf("the source handed over, but %w", derr)
-	case derr != nil:
-		return rep, fmt.Errorf("the source handed over but the destination reports %+v (%w)", dst.Report, derr)
-	}
-	if qerr != nil { // quitSource printed the line to run by hand
-		return rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr)
-	}
-	// A completed report with an error: handed over, but the post-copy
-	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
-	// resolved here keeps its own error, which is no failure.
-	if rep.Status == engine.StatusCompleted && rep.Error != "" {
-		return rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error)
-	}
-	return rep, nil
 }
 
 // waitDone polls migrate-status of the destination's VMM at sock until

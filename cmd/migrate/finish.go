@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// finishCompleted collects the destination's report and ends the source
+// of migration id, whose guest now runs on the destination. A VMM at
+// the source's socket that is not that migration's source (another
+// migration, none, or not a sender in it: quitSource) is left alone,
+// said on log when it names that migration, and is no failure; that
+// migration's source running the guest beside the destination fails
+// the run, saying BOTH run it (errBothRun), and neither is stopped.
+//
+// Every failure keeps the report's status (the handover completed, or
+// the resolve's, as it was) and sets its error to what migrate prints
+// (failedAfterHandover), so that migrate -json says it, not only stderr
+// and the exit code.
+func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
+	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
+	if dst.Report != nil && derr == nil {
+		rep.Destination = dst.Report
+	}
+	if derr == nil && dst.Side != api.SideRunning {
+		derr = fmt.Errorf("its side is %s", dst.Side)
+	}
+	side, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
+	var notSrc *errNotSource
+	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
+		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)
+		qerr = nil
+	} else if side == api.SideRunning && qerr == nil && derr == nil {
+		// This migration's source runs the guest beside the
+		// destination (quitSource): said, and neither is stopped.
+		return failedAfterHandover(rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
+	}
+	var notDst *errNotDestination
+	switch {
+	case errors.As(derr, &notDst): // its report is not the destination's: not printed
+		return failedAfterHandover(rep, fmt.Errorf("the source handed over, but %w", derr))
+	case derr != nil:
+		return failedAfterHandover(rep, fmt.Errorf("the source handed over, but the destination %s does not confirm that it runs the guest%s: %w",
+			j.Destination.Control, reportText(dst.Report), derr))
+	}
+	if qerr != nil { // quitSource printed the line to run by hand
+		return failedAfterHandover(rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr))
+	}
+	// A completed report with an error: handed over, but the post-copy
+	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
+	// resolved here keeps its own error, which is no failure.
+	if rep.Status == engine.StatusCompleted && rep.Error != "" {
+		return failedAfterHandover(rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error))
+	}
+	return rep, nil
+}
+
+// failedAfterHandover is finishCompleted's failure err: the report's
+// error becomes what migrate prints of it, and keeps the report's own
+// error (the post-copy page check's, or the unknown handover's that the
+// resolve settled) where err does not say it already. The status is
+// left as it was: no other says where the guest runs (docs/JOBS.md,
+// "What a migration ends as").
+func failedAfterHandover(rep report, err error) (report, error) {
+	if rep.Error != "" && !strings.Contains(err.Error(), rep.Error) {
+		err = fmt.Errorf("%w (the migration's own error: %s)", err, rep.Error)
+	}
+	rep.Error = err.Error()
+	return rep, err
+}
+
+// reportText is what finishCompleted says of a destination's report r
+// that it does not take: its status and error; "" for none.
+func reportText(r *engine.Report) string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Error == "":
+		return fmt.Sprintf(" (its report: %s)", r.Status)
+	}
+	return fmt.Sprintf(" (its report: %s, %s)", r.Status, r.Error)
+}
