@@ -19,11 +19,15 @@ import (
 // said on log when it names that migration, and is no failure; that
 // migration's source running the guest beside the destination fails
 // the run, saying BOTH run it (errBothRun), and neither is stopped.
+// A VMM there that names that migration and has not said it handed the
+// guest over (still migrating, or handover-unknown: sourceWaits) fails
+// it too, with the command to run: nothing is quit or resumed.
 //
 // Every failure keeps the report's status (the handover completed, or
 // the resolve's, as it was) and sets its error to what migrate prints
 // (failedAfterHandover), so that migrate -json says it, not only stderr
-// and the exit code.
+// and the exit code. What it cannot say: whether a source it could not
+// ask (sideUnreachable) still waits; that is no failure, as before.
 func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
 	if dst.Report != nil && derr == nil {
@@ -52,6 +56,9 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	}
 	if qerr != nil { // quitSource printed the line to run by hand
 		return failedAfterHandover(rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr))
+	}
+	if sourceWaits(side) {
+		return failedAfterHandover(rep, errSourceWaits(j, side))
 	}
 	// A completed report with an error: handed over, but the post-copy
 	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
@@ -86,4 +93,38 @@ func reportText(r *engine.Report) string {
 		return fmt.Sprintf(" (its report: %s)", r.Status)
 	}
 	return fmt.Sprintf(" (its report: %s, %s)", r.Status, r.Error)
+}
+
+// sourceWaits reports whether side, what a migration's source says by
+// quitSource's look beside a destination that runs the guest, leaves a
+// paused copy that waits for a decision: still migrating (it has not
+// heard how the handover ended; it may end handover-unknown) or
+// handover-unknown. Such a source never resumes on its own beside a
+// destination that got COMMIT (only an ABORT resumes it: engine
+// sender.commit, recommit), nor does its VMM (vmm sideAfter,
+// migrate-resolve alone moves it on); but nothing moves it either once
+// migrate has ended. What it does not look at: the role of a VMM that
+// says so (quitSource checks it only of a side it acts on or calls
+// BOTH); one that is no sender in that migration is flagged all the
+// same, and -resolve then says whose side it is not (rolesPair).
+func sourceWaits(side api.Side) bool {
+	return side == api.SideMigrating || side == api.SideUnknown
+}
+
+// errSourceWaits is finishCompleted's failure for a source at side
+// (sourceWaits): nothing was quit or resumed, and the line to run names
+// migrate -resolve, which waits for a source still migrating, tells a
+// handover-unknown one migrated beside the running destination, and
+// quits it (docs/HANDOVER.md). It is not told migrated here: the VMM
+// refuses that while its migration runs, and a handover-unknown source
+// met here was not seen so by the resolve that decided (it did not
+// answer it); -resolve asks both sides afresh.
+func errSourceWaits(j *job.Job, side api.Side) error {
+	what := "it has not heard how the handover ended; it never resumes on its own, but may end handover-unknown, paused, " +
+		"waiting for a decision"
+	if side == api.SideUnknown {
+		what = "it is paused, waiting for a decision"
+	}
+	return fmt.Errorf("the guest runs on the destination, but the source %s says %s in this migration (%s): it was not quit; "+
+		"run: migrate -resolve -config %s", j.Source.Control, side, what, shellArg(j.File))
 }

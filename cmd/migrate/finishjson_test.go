@@ -85,3 +85,49 @@ func TestFinishCompletedJSONSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishCompletedSourceNotHandedOver: the guest runs on migration
+// a's destination (it received a, and says running), and by quitSource's
+// look the VMM at the source's socket, a's sender, has not said it
+// handed the guest over: it still says migrating (it did not answer the
+// resolve that found the destination running, and has not heard how the
+// handover ended), or handover-unknown. Such a source never resumes on
+// its own beside a destination that runs the guest (after COMMIT only an
+// ABORT resumes it: engine sender.commit), but it may end
+// handover-unknown, paused until a resolve that nobody runs. migrate
+// quits and resumes nothing there, says so plainly on stderr and in the
+// JSON error with the command to run, and fails. Before, finishCompleted
+// succeeded and said nothing: migrate exited 0, "completed", no error.
+func TestFinishCompletedSourceNotHandedOver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(f *fakeVMM)
+		side api.Side
+	}{
+		{"migrating", func(f *fakeVMM) { f.finishWith(-1, "", "") }, api.SideMigrating},
+		{"handover-unknown", func(f *fakeVMM) { f.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown) }, api.SideUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			tc.set(c.src)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			var log strings.Builder
+			rep, err := finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", &log)
+			t.Logf("err %v, calls %s\n%s", err, c.callList(), log.String())
+			if err == nil {
+				t.Fatal("finishCompleted succeeded: want it failed, the source left waiting")
+			}
+			wantSays(t, err.Error(), "the guest runs on the destination", c.src.sock, "says "+string(tc.side)+" in this migration",
+				"not quit", "migrate -resolve -config job.hcl")
+			if rep.Destination == nil {
+				t.Error("no destination report: the destination that runs the guest was confirmed, its report is taken")
+			}
+			m := reportJSON(t, rep)
+			if m["status"] != "completed" || m["error"] != err.Error() {
+				t.Errorf("JSON status %v, error %q; want completed, with what migrate prints: %q", m["status"], m["error"], err.Error())
+			}
+			c.wantNothingAsked(t)
+		})
+	}
+}
