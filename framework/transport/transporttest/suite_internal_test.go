@@ -35,3 +35,57 @@ func TestOpenNamesReceiverFailure(t *testing.T) {
 		t.Fatalf("the sender kept trying for %v after the receiver's Open had failed", opTimeout/2)
 	}
 }
+
+// TestLandedRunsChecked: a run Landed reports that the engine refuses
+// (transport.PageRun.Check for the suite's RAM: empty, of no kind,
+// beyond or straddling the end of RAM) ends the suite's collection of
+// Landed with an error that names it, so that the tests which wait for
+// landed pages fail with the reason: the engine halts a post-copy
+// guest on such a run after COMMIT.
+func TestLandedRunsChecked(t *testing.T) {
+	ram := RAM{Layout: Layout}
+	for name, bad := range map[string]transport.PageRun{
+		"empty":      {First: 5, Count: 0, Kind: transport.KindData},
+		"no-kind":    {First: 5, Count: 1},
+		"beyond":     {First: ram.Pages(), Count: 1, Kind: transport.KindZero},
+		"straddling": {First: ram.Pages() - 1, Count: 2, Kind: transport.KindData},
+	} {
+		t.Run(name, func(t *testing.T) {
+			calls := 0
+			recv := &transport.Mock{LandedFunc: func(context.Context) ([]transport.PageRun, error) {
+				if calls++; calls == 1 {
+					return []transport.PageRun{{First: 0, Count: 1, Kind: transport.KindData}, bad}, nil
+				}
+				return nil, transport.ErrClosed
+			}}
+			p := &pair{t: t, ram: ram, recv: recv}
+			l := p.collectLanded()
+			bounded(t, "the collection of Landed", 10*time.Second, func() { <-l.ended })
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.err == nil || !strings.Contains(l.err.Error(), "the engine refuses") {
+				t.Fatalf("Landed's collection ended with %v; want the invalid run named", l.err)
+			}
+			l.err = nil // checked: collectLanded's cleanup would fail the test on it
+		})
+	}
+}
+
+// TestLandedEndOfRAM: a run that ends exactly at the end of guest RAM is
+// guest RAM's (the check is not off by one).
+func TestLandedEndOfRAM(t *testing.T) {
+	ram := RAM{Layout: Layout}
+	calls := 0
+	recv := &transport.Mock{LandedFunc: func(context.Context) ([]transport.PageRun, error) {
+		if calls++; calls == 1 {
+			return []transport.PageRun{{First: ram.Pages() - 2, Count: 2, Kind: transport.KindZero}}, nil
+		}
+		return nil, transport.ErrClosed
+	}}
+	p := &pair{t: t, ram: ram, recv: recv}
+	l := p.collectLanded()
+	bounded(t, "the collection of Landed", 10*time.Second, func() { <-l.ended })
+	if !errors.Is(l.err, transport.ErrClosed) || l.count(ram.Pages()-1, transport.KindZero) != 1 {
+		t.Fatalf("Landed's collection ended with %v, runs %v", l.err, l.runs)
+	}
+}

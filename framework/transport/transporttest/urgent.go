@@ -27,6 +27,10 @@ const (
 )
 
 // landedLog collects Landed's reports on the receiver in the background.
+// A run the engine refuses (transport.PageRun.Check for the suite's RAM:
+// empty, of no kind, not inside guest RAM) ends the collection with an
+// error that names it, and fails the test: the engine takes such a
+// transport for faulty, and after post-copy's switch halts the guest.
 type landedLog struct {
 	mu    sync.Mutex
 	runs  []transport.PageRun
@@ -43,6 +47,9 @@ func (p *pair) collectLanded() *landedLog {
 		defer close(l.ended)
 		for {
 			runs, err := p.recv.Landed(c)
+			if bad := invalidRun(runs, p.ram.Pages()); bad != nil {
+				err = bad
+			}
 			l.mu.Lock()
 			l.runs = append(l.runs, runs...)
 			if err != nil {
@@ -58,8 +65,32 @@ func (p *pair) collectLanded() *landedLog {
 			}
 		}
 	}()
-	p.t.Cleanup(func() { cancel(); <-l.ended })
+	p.t.Cleanup(func() {
+		cancel()
+		<-l.ended
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if errors.Is(l.err, errLandedRun) {
+			p.t.Errorf("%v", l.err)
+		}
+	})
 	return l
+}
+
+// errLandedRun marks a landed run the engine refuses (invalidRun).
+var errLandedRun = errors.New("the transport's Landed reported a run the engine refuses")
+
+// invalidRun returns an error naming the first of runs that is not a
+// valid run of a guest of pages pages (transport.PageRun.Check), or nil.
+func invalidRun(runs []transport.PageRun, pages uint64) error {
+	for _, r := range runs {
+		if err := r.Check(pages); err != nil {
+			return fmt.Errorf("%w (%v): every run Landed returns must pass transport.PageRun.Check; "+
+				"the engine takes a transport that reports another for faulty and, after post-copy's switch, halts the guest",
+				errLandedRun, err)
+		}
+	}
+	return nil
 }
 
 // count returns how often page q of kind was reported.
@@ -115,7 +146,10 @@ func (p *pair) prime(l *landedLog, q uint64) {
 	deadline := time.Now().Add(opTimeout)
 	for l.count(q, transport.KindData) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("Landed never reported page %d", q)
+			l.mu.Lock()
+			err := l.err
+			l.mu.Unlock()
+			t.Fatalf("Landed never reported page %d (Landed error: %v)", q, err)
 		}
 		if err := p.send.SendPagesUrgent(ctx(t), []transport.PageRun{{First: q, Count: 1, Kind: transport.KindData}}); err != nil {
 			t.Fatalf("SendPagesUrgent: %v", err)
@@ -440,7 +474,8 @@ func testLandedCountsBulk(t *testing.T, p *pair) {
 	base := total()
 	d, z := transport.KindData, transport.KindZero
 	runs := []transport.PageRun{{First: 1, Count: 100, Kind: d}, {First: 200, Count: 50, Kind: z}, {First: 300, Count: 1, Kind: d},
-		{First: 301, Count: 3, Kind: z}, {First: 1000, Count: 700, Kind: d}, {First: 1700, Count: 1300, Kind: z}}
+		{First: 301, Count: 3, Kind: z}, {First: 1000, Count: 700, Kind: d}, {First: 1700, Count: 1300, Kind: z},
+		{First: p.ram.Pages() - 2, Count: 2, Kind: d}} // the last pages: a report ending at guest RAM's end is its
 	var queued uint64
 	for _, r := range runs {
 		queued += r.Count
