@@ -70,10 +70,12 @@ const (
 	verdictLost                         // post-copy broke: no side may run the guest again
 )
 
-// plan decides from both sides what to do. It is the whole policy, and a
-// pure function (TestPlan covers every pair). The two sides are those
-// of one migration: pair sees to it before (by id, and without ids by
-// tag fingerprint).
+// plan decides from both sides what to do. It is the whole policy for
+// one look, and a pure function (TestPlan covers every pair). The two
+// sides are those of one migration: pair sees to it before (by id, and
+// without ids by tag fingerprint). What it cannot know: what earlier
+// looks saw (resolver.sourceRan, dstRan); doAll refuses a plan whose
+// steps contradict that (staleStep).
 func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
 	case dst == api.SidePostcopyBroken:
@@ -171,7 +173,8 @@ type resolver struct {
 	// dstRan: migrate saw the guest run on this migration's destination
 	// (it said running, or the source said migrated or postcopy-broken:
 	// RUNNING came, or post-copy ran the guest there), so the source's
-	// copy is older than the guest and must never run again.
+	// copy is older than the guest and must never run again. manual and
+	// doAll (staleStep) honour both flags.
 	dstRan bool
 	// sourceStopped: the source said failed (vmm sideAfter): its VM was
 	// stopped before the engine could resume it, so it did not run the
@@ -627,7 +630,13 @@ func (r *resolver) resolve() (verdict, error) {
 }
 
 // doAll carries out steps in order and stops at the first that fails.
+// It carries out none when one of them contradicts what this resolve
+// saw (staleStep: a resume of the side whose copy is older, say), and
+// returns why.
 func (r *resolver) doAll(steps []step) error {
+	if err := staleStep(steps, r.sourceRan, r.dstRan); err != nil {
+		return err
+	}
 	for _, st := range steps {
 		if err := r.do(st); err != nil {
 			return err
