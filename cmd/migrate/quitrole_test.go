@@ -219,23 +219,51 @@ func TestResolveMainSaysWhatItTold(t *testing.T) {
 // guest on the destination beside a source of this migration that
 // said failed; by quitSource's look that source says handover-unknown
 // in it (a VMM that did not answer the resolve's look answers so,
-// say). It is this job's source, not quit since it did not say it
-// handed the guest over, and migrate says that, and to resolve again.
-// Before, it said that VMM was "not this job's source".
+// say), or migrating. It is this job's source, not quit since it did
+// not say it handed the guest over, and migrate says that, and to
+// resolve again, and exits 1: the resolution is not done (the source
+// may wait, paused, for a decision), as migrate's own run fails there
+// (TestFinishCompletedSourceNotHandedOver). A source that still says
+// failed holds no copy that runs or waits: nothing is left to settle,
+// exit 0, as in migrate's run. Before, it said that VMM was "not this
+// job's source"; then, until the exit's check, it exited 0 beside a
+// source handover-unknown or migrating.
 func TestResolveMainSourceNotHandedOver(t *testing.T) {
-	c := newRunCase(t)
-	c.src.id, c.dst.id = "a", "a"
-	c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
-	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
-	c.src.looked = func(f *fakeVMM) { f.side = api.SideUnknown } // after the resolve's query: quitSource's is next
-	code, stdout, _ := c.resolveMain(t)
-	if code != 0 {
-		t.Errorf("exit %d, want 0", code)
+	for _, tc := range []struct {
+		name   string
+		looked func(f *fakeVMM) // after the resolve's query: quitSource's is next
+		code   int
+		say    []string // on stdout
+		not    []string // not on stdout
+	}{
+		{"handover-unknown", func(f *fakeVMM) { f.side = api.SideUnknown }, 1,
+			[]string{"the VMM at the source's socket says handover-unknown in this migration", "not quit", "migrate -resolve -config"},
+			[]string{"not this job's source"}},
+		{"migrating", func(f *fakeVMM) { f.done, f.polls = false, -1 }, 1,
+			[]string{"the VMM at the source's socket says migrating in this migration", "not quit", "migrate -resolve -config"},
+			[]string{"not this job's source"}},
+		{"failed", func(*fakeVMM) {}, 0,
+			[]string{"the source says failed in this migration", "not quit"},
+			[]string{"not this job's source", "migrate -resolve -config"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.src.looked = tc.looked
+			code, stdout, stderr := c.resolveMain(t)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			c.wantNothingAsked(t)
+			wantSays(t, stdout, tc.say...)
+			wantSaysNone(t, stdout, tc.not...)
+			if tc.code != 0 {
+				wantSays(t, stderr, "migrate: not done: the source "+c.src.sock+" says "+tc.name)
+			}
+		})
 	}
-	c.wantNothingAsked(t)
-	wantSays(t, stdout, "the VMM at the source's socket says handover-unknown in this migration", "not quit",
-		"migrate -resolve -config")
-	wantSaysNone(t, stdout, "not this job's source")
 }
 
 // TestResolveAfterResumeWrongRoleSaid: after resolve resumed a

@@ -911,10 +911,16 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		case side == api.SideNone:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket holds no part "+
 				"of this migration (none, or another), so it is not this job's source: left alone")
-		default: // it names this migration, but did not say it handed the guest over
+		case side == api.SideFailed: // its VM stopped before it could resume the guest, and its VMM exits: nothing waits there
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source says failed in this migration "+
+				"(its VM was stopped before it could resume the guest: it holds no copy that runs or waits), so it is not quit")
+		default: // it names this migration, but did not say it handed the guest over: it may wait, paused (sourceWaits)
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket says %s in this "+
 				"migration, not that it handed the guest over, so it is not quit; to settle it, run again:\n    migrate -resolve -config %s\n",
 				side, shellArg(path))
+			fmt.Fprintf(stderr, "migrate: not done: the source %s says %s in this migration, not that it handed the guest over\n",
+				j.Source.Control, side)
+			code = 1
 		}
 	case v == verdictIdle:
 		fmt.Fprintln(stdout, "nothing to resolve: no side of this job holds a paused copy of the guest waiting for a decision "+
