@@ -33,7 +33,7 @@ import (
 // set it), so a reused id errs towards refusing.
 // What it does not look at: verdicts without steps (a stale side that
 // runs already is reported as the plan says, not refused), and the
-// cancel of a destination (resolveCancel's own guards).
+// cancel of a destination (resolvecancel.go's own guards).
 
 // staleStep returns why the first of steps that contradicts what the
 // resolver saw is refused: sourceRan, the source ran the guest after
