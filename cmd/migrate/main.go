@@ -253,10 +253,19 @@ func answered(err error) bool {
 // send (migrate's checks, the destination's start).
 //
 // An act it did not send to an older VMM (errNotSent: the resolver
-// keeps the first) makes run fail if nothing else did.
-func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (_ report, err error) {
+// keeps the first, rs.undone; migrate printed the line to run by hand)
+// makes run fail if nothing else did. Only a run whose guest runs on
+// the destination succeeds otherwise, so the report's error then says
+// it too, as finishCompleted's failures do (failedAfterHandover): before,
+// migrate -json printed a completed migration without an error beside
+// exit 1 (TestRunUndoneJSONSaysWhy).
+func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (out report, err error) {
 	rs := newResolver(j, log)
-	defer func() { err = cmp.Or(err, rs.undone) }()
+	defer func() {
+		if err == nil && rs.undone != nil {
+			out, err = failedAfterHandover(out, rs.undone)
+		}
+	}()
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
 		MaxDowntimeMS: j.Limits.MaxDowntime.Milliseconds(), Bandwidth: j.Limits.Bandwidth, MaxPasses: j.Limits.MaxPasses,
