@@ -18,7 +18,8 @@ import (
 // migration, none, or not a sender in it: quitSource) is left alone,
 // said on log when it names that migration, and is no failure; that
 // migration's source running the guest beside the destination fails
-// the run, saying BOTH run it (errBothRun), and neither is stopped.
+// the run, saying BOTH run it (errBothRun), and neither is stopped;
+// the report's resolved then says both.
 // A VMM there that names that migration and has not said it handed the
 // guest over (still migrating, or handover-unknown: sourceWaits) fails
 // it too, with the command to run: nothing is quit or resumed.
@@ -44,6 +45,7 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	} else if side == api.SideRunning && qerr == nil && derr == nil {
 		// This migration's source runs the guest beside the
 		// destination (quitSource): said, and neither is stopped.
+		rep.Resolved = resolvedBoth
 		return failedAfterHandover(rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
 	}
 	var notDst *errNotDestination

@@ -176,7 +176,9 @@ type report struct {
 	engine.Report
 	Destination *engine.Report `json:"destination,omitempty"`
 	// Resolved says where the guest runs after a handover-unknown was
-	// resolved: "destination" or "source"; empty if nothing was resolved.
+	// resolved, or after the source stopped answering: "destination" or
+	// "source"; resolvedBoth where migrate found both sides of the
+	// migration running it; empty if nothing was resolved.
 	Resolved string `json:"resolved,omitempty"`
 	// WallMS is migrate's own run, from its start to this report: about
 	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
@@ -497,9 +499,12 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	case engine.StatusHandoverUnknown:
 		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
 		v, rerr := rs.resolve()
-		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source"}[v]
+		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source", verdictBothRun: resolvedBoth}[v]
 		if v == verdictMoved {
 			return finishCompleted(j, rep, rs.id, log)
+		}
+		if v == verdictBothRun { // the report's error says BOTH, keeping the handover's own
+			return failedAfterHandover(rep, rerr)
 		}
 		if rerr != nil {
 			return rep, rerr
@@ -724,9 +729,17 @@ func (c *checkPeer) reconnecting(d time.Duration, prog *progress, log io.Writer)
 		d.Round(time.Second), c.sock, err)
 }
 
+// resolvedBoth is report.Resolved where the source and the destination
+// of one migration both say they run the guest (errBothRun): the error
+// says BOTH, and neither was stopped. Before, such a report said
+// destination, or nothing (TestBothRunResolvedSaysBoth).
+const resolvedBoth = "both"
+
 func printReport(w io.Writer, r report) {
 	fmt.Fprintf(w, "status        %s\n", r.Status)
-	if r.Resolved != "" {
+	if r.Resolved == resolvedBoth {
+		fmt.Fprintln(w, "resolved      the guest runs on both sides (BOTH: see the error)")
+	} else if r.Resolved != "" {
 		fmt.Fprintf(w, "resolved      the guest runs on the %s\n", r.Resolved)
 	}
 	if r.Error != "" {
