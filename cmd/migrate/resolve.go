@@ -75,7 +75,8 @@ const (
 // sides are those of one migration: pair sees to it before (by id, and
 // without ids by tag fingerprint). What it cannot know: what earlier
 // looks saw (resolver.sourceRan, dstRan); doAll refuses a plan whose
-// steps contradict that (staleStep).
+// steps contradict that (staleStep), and resolve one without steps
+// whose running side it calls older (staleRun).
 func plan(src, dst api.Side) ([]step, verdict) {
 	switch {
 	case dst == api.SidePostcopyBroken:
@@ -173,8 +174,8 @@ type resolver struct {
 	// dstRan: migrate saw the guest run on this migration's destination
 	// (it said running, or the source said migrated or postcopy-broken:
 	// RUNNING came, or post-copy ran the guest there), so the source's
-	// copy is older than the guest and must never run again. manual and
-	// doAll (staleStep) honour both flags.
+	// copy is older than the guest and must never run again. manual,
+	// doAll (staleStep) and resolve (staleRun) honour both flags.
 	dstRan bool
 	// sourceStopped: the source said failed (vmm sideAfter): its VM was
 	// stopped before the engine could resume it, so it did not run the
@@ -549,6 +550,11 @@ func (r *resolver) resolve() (verdict, error) {
 		if now := fmt.Sprintf("source %s, destination %s", s.Side, d.Side); now != said {
 			fmt.Fprintf(r.out, "migrate: resolving: %s\n", now)
 			said = now
+		}
+		if len(steps) == 0 {
+			if err := staleRun(s.Side, d.Side, r.sourceRan, r.dstRan); err != nil {
+				return verdictManual, err
+			}
 		}
 		switch {
 		case v == verdictCancelDst && len(steps) > 0 && resumed:

@@ -31,9 +31,10 @@ import (
 // TestResolveRefusesStaleCopy. What it cannot tell: whether the flag was
 // set by the migration the step names (neither flag records which one
 // set it), so a reused id errs towards refusing.
-// What it does not look at: verdicts without steps (a stale side that
-// runs already is reported as the plan says, not refused), and the
-// cancel of a destination (resolvecancel.go's own guards).
+// A plan without steps is checked by staleRun instead: a side that
+// runs already, whose copy they call older, is not said to be where the
+// guest runs. What neither looks at: the cancel of a destination
+// (resolvecancel.go's own guards).
 
 // staleStep returns why the first of steps that contradicts what the
 // resolver saw is refused: sourceRan, the source ran the guest after
@@ -56,6 +57,34 @@ func staleStep(steps []step, sourceRan, dstRan bool) error {
 			return errors.New("the source's migrated is refused: migrate saw the source run the guest after this migration " +
 				"began, so its copy is newer than the destination's, which runs: the guest ran on both sides")
 		}
+	}
+	return nil
+}
+
+// staleRun returns why a look at which the source is at side src and
+// the destination at dst, with no step to send, is not resolved: one of
+// them runs the guest while the resolver's flags call its copy older
+// (the source after the guest ran on the destination, dstRan; the
+// destination after the source ran it, sourceRan). The guest then ran
+// on both sides, one after the other, from diverged states, or may run
+// on both now beside a side that does not answer. nil otherwise, and
+// where both run now (plan's verdictBothRun says so itself). Nothing is
+// moved or stopped on it: the side that runs may hold the only copy
+// that runs, and only the operator can tell which state is the guest's.
+// It is pure (TestStaleRun). Before, resolve said the guest runs there,
+// "resolved", exit 0 (TestResolveStaleRunNotResolved).
+func staleRun(src, dst api.Side, sourceRan, dstRan bool) error {
+	switch {
+	case src == api.SideRunning && dst == api.SideRunning:
+		return nil
+	case src == api.SideRunning && dstRan:
+		return errors.New("the source runs the guest, but migrate saw it run on this migration's destination (it said running, " +
+			"or the source said it handed the guest over): the source runs an older copy, so the guest ran on both sides, " +
+			"one after the other; nothing was stopped or resumed: find out from the guest which copy holds its state before stopping either")
+	case dst == api.SideRunning && sourceRan:
+		return errors.New("the destination runs the guest, but migrate saw the source run it after this migration began: " +
+			"the destination runs an older copy, so the guest ran on both sides (a source that does not answer may run it still); " +
+			"nothing was stopped or resumed: find out from the guest which copy holds its state before stopping either")
 	}
 	return nil
 }

@@ -185,3 +185,102 @@ func TestResolveRefusesStaleCopy(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveStaleRunNotResolved: a plan without steps whose verdict
+// names the side running the guest now is not "resolved" when what the
+// resolve saw calls that side's copy older: the source running after
+// the guest ran on this migration's destination (dstRan), or the
+// destination running after the source ran it (sourceRan), beside a
+// side that runs no copy now (failed, gone). The guest ran on both
+// sides, one after the other, from diverged states (or, beside a source
+// that does not answer, may run on both now). Nothing is moved or
+// stopped (stopping the running side could lose the only copy that
+// runs); the resolve fails, saying so, and -resolve exits 1 without a
+// "resolved:" line. Before, the first was verdict source, nil ("resolved:
+// the guest runs on the source", exit 0) and the others verdict moved,
+// nil; staleStep checked only plans with steps.
+func TestResolveStaleRunNotResolved(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set       func(c *runCase)
+		sourceRan bool // set before the resolve, as run's conclude does after a failed migration
+		say       string
+	}{
+		{name: "destination ran, then failed, beside a running source", set: func(c *runCase) {
+			c.src.finishWith(1, engine.StatusFailed, api.SideRunning) // migrating at the first look, then running
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.status, f.side = engine.StatusFailed, api.SideFailed })
+		}, say: "the source runs the guest, but migrate saw it run on this migration's destination"},
+		{name: "source ran, then the destination runs beside a source gone", sourceRan: true, set: func(c *runCase) {
+			c.src.kill()
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, say: "the destination runs the guest, but migrate saw the source run it after this migration began"},
+		{name: "source ran, then the destination runs beside a failed source", sourceRan: true, set: func(c *runCase) {
+			c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		}, say: "the destination runs the guest, but migrate saw the source run it after this migration began"},
+	} {
+		for _, id := range []string{"a", ""} {
+			if tc.sourceRan && id == "" {
+				continue // -resolve starts with no flag
+			}
+			t.Run(tc.name+map[string]string{"a": "/run", "": "/-resolve"}[id], func(t *testing.T) {
+				c := newRunCase(t)
+				c.src.id, c.dst.id = "a", "a"
+				tc.set(c)
+				var out strings.Builder
+				r := newResolver(fakeJob(c.src, c.dst), &out)
+				r.id, r.wait, r.sourceRan = id, 10*time.Second, tc.sourceRan
+				v, err := r.resolve()
+				t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+				c.wantNothingAsked(t)
+				if v != verdictManual || err == nil {
+					t.Fatalf("verdict %d, err %v: want manual, an error", v, err)
+				}
+				wantSays(t, err.Error(), tc.say, "ran on both sides", "nothing was stopped")
+			})
+		}
+	}
+	t.Run("-resolve exits 1", func(t *testing.T) {
+		c := newRunCase(t)
+		c.src.id, c.dst.id = "a", "a"
+		c.src.finishWith(1, engine.StatusFailed, api.SideRunning)
+		c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.status, f.side = engine.StatusFailed, api.SideFailed })
+		code, stdout, stderr := c.resolveMain(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantSaysNone(t, stdout, "resolved:")
+		wantSays(t, stderr, "ran on both sides")
+		c.wantNothingAsked(t)
+	})
+}
+
+// TestStaleRun: a look with nothing to send is refused exactly where
+// one side runs the guest while the flags call its copy older, and not
+// where both run (verdictBothRun says so) or neither does.
+func TestStaleRun(t *testing.T) {
+	for _, c := range []struct {
+		src, dst          api.Side
+		sourceRan, dstRan bool
+		refused           bool
+	}{
+		{api.SideRunning, api.SideFailed, false, true, true},
+		{api.SideRunning, api.SideNone, false, true, true},
+		{api.SideRunning, sideUnreachable, false, true, true},
+		{api.SideRunning, api.SideMigrating, false, true, true},
+		{api.SideRunning, api.SideFailed, true, false, false}, // the source ran, and runs: as it should
+		{sideUnreachable, api.SideRunning, true, false, true},
+		{api.SideFailed, api.SideRunning, true, false, true},
+		{api.SideMigrated, api.SideRunning, true, false, true},
+		{api.SideMigrated, api.SideRunning, false, true, false}, // handed over, as it should
+		{api.SideRunning, api.SideRunning, true, true, false},   // verdictBothRun's
+		{api.SideUnknown, api.SideFailed, true, true, false},    // nobody runs it: staleStep's
+	} {
+		err := staleRun(c.src, c.dst, c.sourceRan, c.dstRan)
+		if (err != nil) != c.refused {
+			t.Errorf("source %s, destination %s, sourceRan %v, dstRan %v: %v, want refused %v", c.src, c.dst, c.sourceRan, c.dstRan, err, c.refused)
+		}
+	}
+}
