@@ -114,3 +114,15 @@ func TestValidateHostileAnswer(t *testing.T) {
 		return hint.Validate(tctx(t), rawPlugin(t, hostileServer{answer: answer}), hint.Config{"mode": "fast"})
 	})
 }
+
+// TestValidateServedBounds: a Go provider whose Validate finds more than
+// the host takes (schema.MaxProblems problems, or 1 MiB of them) sends
+// what fits and counts the rest, and the host reports them as problems,
+// not as a failed call. The bounds are the transport kind's
+// (plugintest.CheckValidateServed).
+func TestValidateServedBounds(t *testing.T) {
+	plugintest.CheckValidateServed(t, hint.ErrBadConfig, func(problems error) error {
+		p := overGRPC(t, &hint.Mock{ValidateFunc: func(context.Context, hint.Config) error { return problems }}, nil)
+		return hint.Validate(tctx(t), p, hint.Config{"mode": "fast"})
+	})
+}

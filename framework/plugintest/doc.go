@@ -19,5 +19,6 @@
 //	CheckGolden, CheckMethods
 //	                      wire compatibility of the plugin protocols with an older build
 //	CheckValidateBounds   a host caps a hostile plugin's Validate answer (either kind)
+//	CheckValidateServed   a Go plugin's Validate answer fits the host's bounds and counts what it cut
 //	BuildCommands         the real binaries of cmd/, for tests that run them (vmtest, vmm)
 package plugintest

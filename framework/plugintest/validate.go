@@ -50,3 +50,45 @@ func joined(err error) []error {
 	}
 	return []error{err}
 }
+
+// CheckValidateServed checks a Go plugin's end of Validate, the same for
+// both plugin kinds (schemaconv.ServeValidate): validate serves, over
+// gRPC, a plugin whose Validate returns problems, asks it, and returns
+// what the host's Validate returned. The plugin sends no more than the
+// host takes, in number and in bytes, and counts what it cut: 5 ×
+// schema.MaxProblems short problems come back as MaxProblems-1 and "and
+// 4001 more problems"; MaxProblems problems of 2 KiB each (2 MiB, twice
+// the host's bound) as the problems that fit, the last counting the rest,
+// not as an error of the call.
+func CheckValidateServed(t *testing.T, badConfig error, validate func(problems error) error) {
+	t.Helper()
+	for _, c := range []struct {
+		name    string
+		n       int
+		message string
+	}{
+		{"5000 short problems", 5 * schema.MaxProblems, "no"},
+		{"1000 problems of 2 KiB", schema.MaxProblems, strings.Repeat("x", 2<<10)},
+	} {
+		var problems []error
+		for i := range c.n {
+			problems = append(problems, schema.Problemf("streams", "%d: %s", i, c.message))
+		}
+		err := validate(errors.Join(problems...))
+		got := schema.Problems(err)
+		if !errors.Is(err, badConfig) || len(joined(err)) != len(got) || len(got) < 2 || len(got) > schema.MaxProblems {
+			t.Errorf("%s came back as %d errors, %d problems (bad config: %v): %.200v; want at most %d problems", c.name, len(joined(err)), len(got), errors.Is(err, badConfig), err, schema.MaxProblems)
+			continue
+		}
+		kept := got[:len(got)-1]
+		for i, p := range kept {
+			if want := (schema.Problem{Attribute: "streams", Message: fmt.Sprintf("%d: %s", i, c.message)}); p != want {
+				t.Errorf("%s: problem %d is %.100v; want %.100v", c.name, i, p, want)
+				break
+			}
+		}
+		if want := *schema.MoreProblems(c.n - len(kept)); got[len(got)-1] != want {
+			t.Errorf("%s: the last of %d problems is %+v; want %+v", c.name, len(got), got[len(got)-1], want)
+		}
+	}
+}

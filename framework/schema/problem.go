@@ -37,34 +37,62 @@ func (p *Problem) Is(target error) bool { return errors.Is(ErrBadConfig, target)
 // MaxProblems bounds the problems one validation reports.
 const MaxProblems = 1000
 
+// MoreProblems is the problem that ends a list cut short (at MaxProblems,
+// or at a plugin answer's size): it counts the n problems not kept.
+func MoreProblems(n int) *Problem {
+	return Problemf("", "and %d more problems", n)
+}
+
 // Problems flattens err (errors.Join trees and wrapped errors) into its
 // problems: each *Problem as it is, any other error as a problem of the
-// whole block. nil gives none.
+// whole block. nil gives none. It keeps the first MaxProblems and drops
+// the rest without a count; CountProblems counts them all.
 func Problems(err error) []Problem {
 	var out []Problem
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil || len(out) >= MaxProblems {
-			return
+	eachProblem(err, func(e error) bool {
+		out = append(out, problemOf(e))
+		return len(out) < MaxProblems
+	})
+	return out
+}
+
+// CountProblems is the number of problems in err, as Problems flattens
+// it but not bounded by MaxProblems.
+func CountProblems(err error) int {
+	n := 0
+	eachProblem(err, func(error) bool { n++; return true })
+	return n
+}
+
+// eachProblem calls yield with each error of err's errors.Join trees
+// that is no join, in order, until yield returns false.
+func eachProblem(err error, yield func(error) bool) {
+	var walk func(error) bool
+	walk = func(e error) bool {
+		if e == nil {
+			return true
 		}
-		var p *Problem
-		switch j := e.(type) {
-		case interface{ Unwrap() []error }:
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
 			for _, x := range j.Unwrap() {
-				walk(x)
+				if !walk(x) {
+					return false
+				}
 			}
-			return
+			return true
 		}
-		if errors.As(e, &p) && p.Error() == e.Error() {
-			out = append(out, *p)
-			return
-		}
-		if errors.As(e, &p) {
-			out = append(out, Problem{Attribute: p.Attribute, Message: e.Error()})
-			return
-		}
-		out = append(out, Problem{Message: e.Error()})
+		return yield(e)
 	}
 	walk(err)
-	return out
+}
+
+// problemOf is the problem e, an error of no join, stands for.
+func problemOf(e error) Problem {
+	var p *Problem
+	if errors.As(e, &p) && p.Error() == e.Error() {
+		return *p
+	}
+	if errors.As(e, &p) {
+		return Problem{Attribute: p.Attribute, Message: e.Error()}
+	}
+	return Problem{Message: e.Error()}
 }

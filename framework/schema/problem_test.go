@@ -29,3 +29,22 @@ func TestProblems(t *testing.T) {
 		t.Error("a Problem is not ErrBadConfig")
 	}
 }
+
+// TestCountProblems: CountProblems counts what Problems lists, past
+// MaxProblems, where Problems stops.
+func TestCountProblems(t *testing.T) {
+	var errs []error
+	for range MaxProblems + 7 {
+		errs = append(errs, Problemf("x", "no"), nil)
+	}
+	err := errors.Join(errors.Join(errs...), errors.New("whole"))
+	if n, listed := CountProblems(err), len(Problems(err)); n != MaxProblems+8 || listed != MaxProblems {
+		t.Errorf("CountProblems = %d, Problems lists %d; want %d and %d", n, listed, MaxProblems+8, MaxProblems)
+	}
+	if CountProblems(nil) != 0 || CountProblems(errors.New("one")) != 1 {
+		t.Error("nil or one error miscounted")
+	}
+	if got := MoreProblems(3); got.Attribute != "" || got.Message != "and 3 more problems" {
+		t.Errorf("MoreProblems(3) = %+v", got)
+	}
+}

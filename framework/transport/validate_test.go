@@ -158,3 +158,15 @@ func TestValidateHostileAnswer(t *testing.T) {
 		return transport.Validate(vctx(t), rawPlugin(t, hostileServer{answer: answer}), schema.Config{"streams": int64(1)})
 	})
 }
+
+// TestValidateServedBounds: a Go transport whose Validate finds more
+// than the host takes (schema.MaxProblems problems, or 1 MiB of them)
+// sends what fits and counts the rest, and the host reports them as
+// problems, not as a failed call. The bounds are the hint kind's
+// (plugintest.CheckValidateServed).
+func TestValidateServedBounds(t *testing.T) {
+	plugintest.CheckValidateServed(t, transport.ErrBadConfig, func(problems error) error {
+		tr := overGRPC(t, &transport.Mock{ValidateFunc: func(context.Context, schema.Config) error { return problems }}, nil)
+		return transport.Validate(vctx(t), tr, schema.Config{"streams": int64(1)})
+	})
+}

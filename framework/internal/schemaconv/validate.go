@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -57,10 +59,9 @@ func CallValidate(ctx context.Context, proc *errclass.Process, rpc ValidateRPC, 
 // kind's implementation: Unimplemented when impl is no Validator (as a
 // plugin built before the RPC answers); impl's error as a status of its
 // class (classes) when it is notSupported (the kind's ErrNotSupported)
-// or ctx's end; its problems otherwise (ProblemsToProto: at most
-// schema.MaxProblems, the rest dropped without a count; their size is
-// not bounded here, so an answer over MaxValidateResponse fails the
-// host's call).
+// or ctx's end; its problems otherwise (ProblemsToProto: no more than
+// CallValidate takes, in number and in bytes, the last counting any it
+// cut).
 func ServeValidate(ctx context.Context, impl any, req *pb.ValidateRequest, notSupported error, classes errclass.Table) (*pb.ValidateResponse, error) {
 	v, ok := impl.(Validator)
 	if !ok {
@@ -77,29 +78,59 @@ func ServeValidate(ctx context.Context, impl any, req *pb.ValidateRequest, notSu
 	return ProblemsToProto(err), nil
 }
 
+// answerBudget is the bytes of problems ProblemsToProto sends: the
+// host's MaxValidateResponse less room for the problem counting the
+// rest (a few dozen bytes) with a wide margin.
+const answerBudget = MaxValidateResponse - 4<<10
+
 // ProblemsToProto answers a Validate RPC with the problems in err, a
 // plugin Validate's error (schema.Problems: each *schema.Problem as it
-// is, any other error one of the whole block; at most
-// schema.MaxProblems). nil answers none.
+// is, any other error one of the whole block); nil answers none. It
+// sends what CallValidate takes: at most schema.MaxProblems problems
+// and answerBudget bytes of them, in err's order; when it cuts, the
+// last problem (schema.MoreProblems) counts the problems not sent, as
+// ProblemsFromProto's does. What it cannot do: send part of a problem;
+// one larger than the budget is only counted.
 func ProblemsToProto(err error) *pb.ValidateResponse {
 	out := &pb.ValidateResponse{}
-	for _, p := range schema.Problems(err) {
-		out.Problems = append(out.Problems, &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message})
+	ps, total := schema.Problems(err), schema.CountProblems(err)
+	size := 0
+	for i, p := range ps {
+		if i == schema.MaxProblems-1 && total > schema.MaxProblems {
+			break
+		}
+		cp := &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message}
+		n := problemSize(cp)
+		if size+n > answerBudget {
+			break
+		}
+		size += n
+		out.Problems = append(out.Problems, cp)
+	}
+	if cut := total - len(out.Problems); cut > 0 {
+		more := schema.MoreProblems(cut)
+		out.Problems = append(out.Problems, &pb.ConfigProblem{Attribute: more.Attribute, Message: more.Message})
 	}
 	return out
+}
+
+// problemSize is the bytes cp takes in a ValidateResponse: its field's
+// tag and length and its own encoding.
+func problemSize(cp *pb.ConfigProblem) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(cp))
 }
 
 // ProblemsFromProto converts a Validate RPC's answer back: nil for no
 // problems, else each as a *schema.Problem, errors.Join'ed. An answer
 // of more than schema.MaxProblems keeps the first MaxProblems-1 and
 // counts the rest in a last problem of the whole block ("and N more
-// problems").
+// problems", schema.MoreProblems).
 func ProblemsFromProto(r *pb.ValidateResponse) error {
 	ps := r.GetProblems()
 	var errs []error
 	for i, p := range ps {
 		if i == schema.MaxProblems-1 && len(ps) > schema.MaxProblems {
-			errs = append(errs, schema.Problemf("", "and %d more problems", len(ps)-i))
+			errs = append(errs, schema.MoreProblems(len(ps)-i))
 			break
 		}
 		errs = append(errs, &schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})

@@ -3,10 +3,12 @@ package schemaconv
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ferryvm/ferry/framework/internal/errclass"
 	"github.com/ferryvm/ferry/framework/schema"
@@ -44,6 +46,51 @@ func TestServeValidate(t *testing.T) {
 		r, err := ServeValidate(context.Background(), c.impl, c.req, notSupported, classes)
 		if status.Code(err) != c.code || len(r.GetProblems()) != c.problems {
 			t.Errorf("%s: %d problems, %v; want %d, code %v", c.name, len(r.GetProblems()), err, c.problems, c.code)
+		}
+	}
+}
+
+// TestProblemsToProtoBounds: the plugin's answer holds at most
+// schema.MaxProblems problems and fits MaxValidateResponse when
+// encoded; what it cuts, the last problem counts (schema.MoreProblems),
+// and what it does not cut it sends whole and uncounted.
+func TestProblemsToProtoBounds(t *testing.T) {
+	problems := func(n, size int) error {
+		var errs []error
+		for range n {
+			errs = append(errs, schema.Problemf("x", "%s", strings.Repeat("y", size)))
+		}
+		return errors.Join(errs...)
+	}
+	// A problem of 2 KiB takes 2057 bytes: its field's tag and 2-byte
+	// length, then attribute "x" (3 bytes) and the message (1+2+2048).
+	const fit2K = answerBudget / 2057
+	for _, c := range []struct {
+		name       string
+		err        error
+		sent, more int // problems sent whole; counted in the last (0: no count)
+	}{
+		{"exactly MaxProblems", problems(schema.MaxProblems, 10), schema.MaxProblems, 0},
+		{"one more", problems(schema.MaxProblems+1, 10), schema.MaxProblems - 1, 2},
+		{"one of 2 MiB", problems(1, 2<<20), 0, 1},
+		{"a small one behind one of 2 MiB", errors.Join(problems(1, 2<<20), errors.New("small")), 0, 2},
+		{"1000 of 2 KiB", problems(schema.MaxProblems, 2<<10), fit2K, schema.MaxProblems - fit2K},
+		{"600 of 1 KiB", problems(600, 1<<10), 600, 0},
+	} {
+		r := ProblemsToProto(c.err)
+		ps := r.GetProblems()
+		if size := proto.Size(r); size > MaxValidateResponse || len(ps) > schema.MaxProblems {
+			t.Errorf("%s: %d problems in %d bytes; want at most %d in %d", c.name, len(ps), size, schema.MaxProblems, MaxValidateResponse)
+		}
+		sent := len(ps)
+		if c.more > 0 {
+			sent--
+			if last := ps[len(ps)-1]; last.GetAttribute() != "" || last.GetMessage() != schema.MoreProblems(c.more).Message {
+				t.Errorf("%s: the last problem is %q: %.60q; want one counting %d more", c.name, last.GetAttribute(), last.GetMessage(), c.more)
+			}
+		}
+		if sent != c.sent {
+			t.Errorf("%s: %d problems sent whole, want %d", c.name, sent, c.sent)
 		}
 	}
 }
