@@ -403,6 +403,10 @@ const (
 // before, of a page it queues (claim).
 func (t *Transport) SetClaimWaitHook(hook func(waited bool)) { t.claimWait = hook }
 
+// UrgentWaiting is the number of urgent messages the open session holds
+// for RecvUrgent (or for a PushUrgent to hand over).
+func (t *Transport) UrgentWaiting() int { return t.openSession().Umsgs.Held() }
+
 // openSession is t's open session (nil: none).
 func (t *Transport) openSession() *session {
 	s, _ := t.slot.Get()

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/framework/wire"
 	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
@@ -162,7 +161,7 @@ func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(
 		return err
 	}
 	if err := s.Umsgs.Attach(urgent, ended); err != nil {
-		s.fail(err, wire.CodeProtocol)
+		s.fail(err, sessionbase.AbortCode(err))
 		return err
 	}
 	return nil

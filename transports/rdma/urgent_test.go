@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -488,5 +490,48 @@ func TestAnswerNeverWaitsForAck(t *testing.T) {
 		if !bytes.Equal(s.dst[q*4096:(q+1)*4096], s.src[q*4096:(q+1)*4096]) {
 			t.Errorf("page %d differs from the source's at the end", q)
 		}
+	}
+}
+
+// TestPushUrgentHandOverFails: when PushUrgent cannot hand over the
+// urgent messages held so far (its sink refuses one), the session ends
+// and the peer's ABORT names the side at fault, by the rule every read
+// of the session follows: a refusal wrapping transport.ErrProtocol (the
+// peer flooded) is the peer's "protocol violation", any other (the
+// host's urgent channel broke here) "peer failed", not a claim that the
+// peer sent something malformed.
+func TestPushUrgentHandOverFails(t *testing.T) {
+	prov := providers(t)[0]
+	for _, c := range []struct {
+		name    string
+		refusal error
+		code    wire.Code
+	}{
+		{"local fault", errors.New("the host's urgent channel broke"), wire.CodeFailed},
+		{"the peer's fault", fmt.Errorf("%w: the peer sent too much", transport.ErrProtocol), wire.CodeProtocol},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t, prov, 0, 1<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.send.SendUrgent(ctx, transport.Message{Kind: 7, Payload: []byte("held")}); err != nil {
+				t.Fatal(err)
+			}
+			for s.recv.UrgentWaiting() == 0 { // no event says it arrived: poll, bounded by ctx
+				select {
+				case <-ctx.Done():
+					t.Fatal("the urgent message never reached the destination")
+				case <-time.After(time.Millisecond):
+				}
+			}
+			err := s.recv.PushUrgent(func(transport.Message) error { return c.refusal }, func(error) {})
+			if !errors.Is(err, c.refusal) {
+				t.Fatalf("PushUrgent = %v; want the sink's refusal", err)
+			}
+			_, err = s.send.RecvUrgent(ctx)
+			if want := fmt.Sprintf("the peer aborted the session (%v: ", c.code); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("the source's session ended with %v; want %q", err, want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // maxPending bounds connections that are accepted but not yet part of a
@@ -134,7 +135,7 @@ func (a *acceptor) hello(st *stream) {
 			a.mismatch = mismatch
 			a.mu.Unlock()
 		}
-		a.drop(st, protocolCode(err), fmt.Sprintf("no HELLO: %v%s", err, mismatch))
+		a.drop(st, sessionbase.AbortCode(err), fmt.Sprintf("no HELLO: %v%s", err, mismatch))
 		return
 	case f.Type != wire.TypeHello:
 		a.drop(st, wire.CodeProtocol, fmt.Sprintf("first frame is %v, not HELLO", f.Type))

@@ -2,11 +2,11 @@ package tcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // sendPages implements SendPages: it checks every run, waits for an
@@ -131,7 +131,7 @@ func (s *session) ackLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), protocolCode(err))
+			s.fail(connErr(st, err), sessionbase.AbortCode(err))
 			return
 		}
 		switch {
@@ -162,13 +162,4 @@ func (s *session) ackLoop(st *stream) {
 			return
 		}
 	}
-}
-
-// protocolCode is the ABORT code for a read error: the peer broke the
-// format, or (0) the connection is gone and there is nobody to tell.
-func protocolCode(err error) wire.Code {
-	if errors.Is(err, transport.ErrProtocol) {
-		return wire.CodeProtocol
-	}
-	return wire.CodeFailed
 }

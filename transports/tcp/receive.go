@@ -5,6 +5,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // ackEvery bounds the batches a destination stream writes before it
@@ -26,7 +27,7 @@ func (s *session) readLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), protocolCode(err))
+			s.fail(connErr(st, err), sessionbase.AbortCode(err))
 			return
 		}
 		s.stats.wire.Add(wire.HeaderSize + uint64(f.Length))
@@ -50,7 +51,7 @@ func (s *session) readLoop(st *stream) {
 			err = fmt.Errorf("%w: stream %d: unexpected %v from the source", transport.ErrProtocol, st.idx, f.Type)
 		}
 		if err != nil {
-			s.fail(err, protocolCode(err))
+			s.fail(err, sessionbase.AbortCode(err))
 			return
 		}
 		// Acknowledge once the input runs dry (the source may be waiting

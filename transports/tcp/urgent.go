@@ -145,7 +145,7 @@ func (t *Transport) PushUrgent(urgent func(transport.Message) error, ended func(
 		return err
 	}
 	if err := s.Umsgs.Attach(urgent, ended); err != nil {
-		s.fail(err, protocolCode(err))
+		s.fail(err, sessionbase.AbortCode(err))
 		return err
 	}
 	return nil
@@ -206,7 +206,7 @@ func (s *session) urgentLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), protocolCode(err))
+			s.fail(connErr(st, err), sessionbase.AbortCode(err))
 			return
 		}
 		if s.Role == transport.RoleReceive {
@@ -229,7 +229,7 @@ func (s *session) urgentLoop(st *stream) {
 			err = fmt.Errorf("%w: urgent stream: unexpected %v from the %v", transport.ErrProtocol, f.Type, peerRole(s.Role))
 		}
 		if err != nil {
-			s.fail(err, protocolCode(err))
+			s.fail(err, sessionbase.AbortCode(err))
 			return
 		}
 	}

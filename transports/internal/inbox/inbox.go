@@ -59,6 +59,14 @@ func (q *Queue) Push(m transport.Message) error {
 	return nil
 }
 
+// Held is the number of messages waiting for Recv or Pop (none once a
+// pusher attached: Attach hands them over).
+func (q *Queue) Held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.q)
+}
+
 // Pop takes the oldest message, if there is one.
 func (q *Queue) Pop() (transport.Message, bool) {
 	q.mu.Lock()

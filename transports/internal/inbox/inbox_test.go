@@ -30,6 +30,26 @@ func TestOrderAndDeliveryAfterEnd(t *testing.T) {
 	}
 }
 
+// TestHeld: Held counts what Push keeps for Recv, and nothing once a
+// pusher took the queue.
+func TestHeld(t *testing.T) {
+	q := New()
+	for k := uint32(1); k <= 2; k++ {
+		if err := q.Push(transport.Message{Kind: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := q.Held(); n != 2 {
+		t.Fatalf("Held = %d after 2 pushes", n)
+	}
+	if err := q.Attach(func(transport.Message) error { return nil }, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Push(transport.Message{Kind: 3}); err != nil || q.Held() != 0 {
+		t.Fatalf("with a pusher: Push = %v, Held = %d; want nil, 0", err, q.Held())
+	}
+}
+
 func TestLimits(t *testing.T) {
 	q := New()
 	for i := 0; i < MaxMsgs; i++ {

@@ -3,12 +3,31 @@ package sessionbase
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
 )
+
+// TestAbortCode: only the peer's protocol error is its protocol
+// violation; anything found here is this side's failure.
+func TestAbortCode(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want wire.Code
+	}{
+		{fmt.Errorf("read: %w", transport.ErrProtocol), wire.CodeProtocol},
+		{errors.New("the host's urgent channel broke"), wire.CodeFailed},
+		{fmt.Errorf("stream 1 lost: %w", transport.ErrClosed), wire.CodeFailed},
+	} {
+		if got := AbortCode(c.err); got != c.want {
+			t.Errorf("AbortCode(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -12,9 +12,14 @@
 //	  Answering (transport.Armed) ── Arm (Answer), Claim (the urgent reader)
 //
 // MsgHeader checks a message and frames its header for SendMessage and
-// SendUrgent. What it does not hold is each transport's own: how a
-// session winds its connections down, what it tells the peer (BYE,
-// ABORT) and with which code, how it counts the peer's BYEs, how it
+// SendUrgent. AbortCode says which ABORT code tells the peer of a
+// failure found here: CodeProtocol only for the peer's protocol error,
+// CodeFailed for this side's (tcp's reads and both PushUrgents use it;
+// rdma's frame readers apply the same rule inline, while its completion
+// pollers still send CodeProtocol for any error: rdma/buffers.go
+// pollOnce). What it does not hold is each transport's
+// own: how a session winds its connections down, when it tells the peer
+// (BYE, ABORT), how it counts the peer's BYEs, how it
 // reads and writes frames and pages, and how it keeps per-page order
 // between the bulk and the urgent path (tcp drops an overtaken bulk
 // copy under transport.Lane; rdma cannot, its writes land without the

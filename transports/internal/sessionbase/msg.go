@@ -1,6 +1,7 @@
 package sessionbase
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/ferryvm/ferry/framework/transport"
@@ -19,4 +20,19 @@ func MsgHeader(what string, m transport.Message) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return hdr, nil
+}
+
+// AbortCode is the ABORT code that tells the peer of err, a session's
+// failure found here: wire.CodeProtocol when err wraps
+// transport.ErrProtocol (the peer broke the format or its bounds),
+// wire.CodeFailed for anything else (this side failed: I/O, its host, a
+// sink that refused for its own reasons), so the peer does not report
+// a protocol violation of its own that never happened. What it does not
+// decide: whether there is a peer left to tell (a closed connection);
+// that is the caller's.
+func AbortCode(err error) wire.Code {
+	if errors.Is(err, transport.ErrProtocol) {
+		return wire.CodeProtocol
+	}
+	return wire.CodeFailed
 }
