@@ -1034,10 +1034,15 @@ func (pc *pcSend) reopen(ctx, rctx context.Context) (final bool, err error) {
 	s := pc.s
 	s.queued = 0
 	if err := openTransport(rctx, s.tr, s.openReq, &s.rep); err != nil {
-		s.trFailed = true // closed at the end if no later Open succeeds (closeTransport)
+		// A failed Open may leave something open, which its caller
+		// closes before the next (transport.Transport, "Listening"): a
+		// launched plugin's side of an Open given up on here may still
+		// run, and succeed, and then refuse the next try's Open.
+		transport.CloseHolding(s.tr)
+		s.trHeld = true // the last close still calls Close (closeTransport)
 		return false, fmt.Errorf("open transport: %w", err)
 	}
-	s.trOpen, s.trFailed, s.trHeld = true, false, false
+	s.trOpen, s.trHeld = true, false
 	s.startReceive(ctx)
 	fail := func(final bool, err error) (bool, error) {
 		s.stopReceive()

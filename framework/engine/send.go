@@ -59,8 +59,7 @@ type sender struct {
 	// Post-copy (postcopy_send.go).
 	openReq  transport.OpenRequest // to open the transport again after post-copy broke
 	trOpen   bool                  // the transport has a session
-	trFailed bool                  // the last Open failed: a launched plugin may still run a process for it (closeTransport)
-	trHeld   bool                  // a reconnect ended the last session with CloseHolding: the last close still calls Close
+	trHeld   bool                  // a reconnect ended the last session, or a failed Open, with CloseHolding: the last close still calls Close
 	wireBase uint64                // bytes on the wire of sessions closed before this one
 	stopRecv context.CancelFunc    // ends the receive goroutine of this session
 	pcReady  bool                  // READY said the destination can serve post-copy
@@ -442,16 +441,14 @@ func (s *sender) captureStats(mute bool) {
 // that close itself still moves is not counted.
 //
 // The last close finds no session after a reconnect that did not get
-// one back. It still closes the transport, counting nothing, after an
-// Open that failed (a post-copy reopen's, trFailed: a launched plugin
-// started a process for that Open; a reconnect's tries do not close
-// between a failed Open and the next, which a launched transport sends
-// to the same process) or a session ended holding (trHeld: Close lets
-// go of what CloseHolding kept).
+// one back. It still closes the transport, counting nothing, when the
+// last session, or the last try's failed Open, ended holding (trHeld: a
+// post-copy reopen ends a failed Open with CloseHolding before the next
+// try, as the contract asks; Close lets go of what CloseHolding kept).
 func (s *sender) closeTransport(reconnect bool, seen transport.Stats) {
 	if !s.trOpen {
-		if !reconnect && (s.trFailed || s.trHeld) {
-			s.trFailed, s.trHeld = false, false
+		if !reconnect && s.trHeld {
+			s.trHeld = false
 			s.tr.Close()
 		}
 		return

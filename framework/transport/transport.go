@@ -263,7 +263,12 @@ type Transport interface {
 	// closed and Open called again, and a source gives up on a reconnect
 	// whose RESUME goes unanswered. A transport whose Opens return far
 	// apart costs a failed try or more (each next one waits twice as
-	// long), and a refused first run in pre-copy.
+	// long), and a refused first run in pre-copy. An Open that failed
+	// may leave something open (a listening port; over gRPC, the
+	// plugin's side of an Open whose ctx ended may still run, and
+	// succeed, after the host's call returned): its caller closes the
+	// transport (Close, or CloseHolding to keep the port) before it
+	// opens it again, as both engine sides do.
 	Open(ctx context.Context, req OpenRequest) error
 	// SendPages queues page runs for sending (RoleSend). Data pages are
 	// read from guest RAM at some moment before the next Flush returns;
