@@ -3,9 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +129,75 @@ func TestOpenFailedClosed(t *testing.T) {
 	left := plugintest.SignalChildren(t, loopbackPlugin, 0)
 	if err == nil || !strings.Contains(err.Error(), "open transport") {
 		t.Fatalf("Send: %v; want its Open to fail", err)
+	}
+	if left != 0 {
+		t.Errorf("%d transport plugin processes still run after Send returned", left)
+	}
+}
+
+// openCounter is the source's launched transport, counting the plugin
+// processes that run as each Open begins; its second Open (the first
+// reopen) names a socket path no one can dial, so that Open fails in the
+// plugin process.
+type openCounter struct {
+	transport.Transport
+	t       *testing.T
+	mu      sync.Mutex
+	running []int // plugin processes running as each Open began
+}
+
+func (o *openCounter) Open(ctx context.Context, req transport.OpenRequest) error {
+	n := plugintest.SignalChildren(o.t, loopbackPlugin, 0)
+	o.mu.Lock()
+	o.running = append(o.running, n)
+	second := len(o.running) == 2
+	o.mu.Unlock()
+	if second {
+		req.Config = maps.Clone(req.Config)
+		req.Config["socket"] = "/" + strings.Repeat("x", 200) // longer than a unix socket's path: dial fails at once
+	}
+	return o.Transport.Open(ctx, req)
+}
+
+// Answer passes the launched transport's transport.Answerer through.
+func (o *openCounter) Answer(ctx context.Context, kind uint32, owed *transport.Owed) error {
+	return o.Transport.(transport.Answerer).Answer(ctx, kind, owed)
+}
+
+// CloseHoldingListeners passes transport.ListenerHolder through.
+func (o *openCounter) CloseHoldingListeners() error { return transport.CloseHolding(o.Transport) }
+
+// TestPostcopyReopenAfterFailedOpenPlugin: with a launched source
+// transport, a post-copy reconnect whose first Open fails in the plugin
+// process stops that process before the next try (transport.CloseHolding),
+// whose Open starts a fresh one and completes; no process outlives Send.
+// Before 2026-12-07 the next try's Open went to the process whose Open
+// had failed.
+func TestPostcopyReopenAfterFailedOpenPlugin(t *testing.T) {
+	src, files, dir := pluginSource(t)
+	oc := &openCounter{t: t}
+	d, r := runPostcopy(t, src, Options{Postcopy: PostcopyAlways, Bandwidth: 64 * mib, ReconnectTimeout: 20 * time.Second}, func(d *scriptDst) {
+		d.tr = loopback.New()
+		d.req.Config = schema.Config{"socket": filepath.Join(dir, "s")}
+		d.srcTr = transporttest.Launch(t, loopbackPlugin, files)
+		d.cutAfter, d.reopen = 1000, true
+		d.wrapSrc = func(tr transport.Transport) transport.Transport { oc.Transport = tr; return oc }
+	})
+	left := plugintest.SignalChildren(t, loopbackPlugin, 0)
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Reconnects != 1 || d.resumes != 1 || r.srep.Status != StatusCompleted {
+		t.Errorf("reconnects %d resumes %d status %q; want one reconnect, completed", r.srep.Reconnects, d.resumes, r.srep.Status)
+	}
+	oc.mu.Lock()
+	running := slices.Clone(oc.running)
+	oc.mu.Unlock()
+	// The first Open's process, stopped when the session broke; none
+	// when the reconnect's first Open begins, nor when its second does.
+	if want := []int{1, 0, 0}; !slices.Equal(running, want) {
+		t.Errorf("plugin processes running as each Open began: %v, want %v", running, want)
 	}
 	if left != 0 {
 		t.Errorf("%d transport plugin processes still run after Send returned", left)
