@@ -118,8 +118,9 @@ func TestValidateHostileAnswer(t *testing.T) {
 // TestValidateServedBounds: a Go provider whose Validate finds more than
 // the host takes (schema.MaxProblems problems, or 1 MiB of them) sends
 // what fits and counts the rest, and the host reports them as problems,
-// not as a failed call. The bounds are the transport kind's
-// (plugintest.CheckValidateServed).
+// not as a failed call; text that is not UTF-8 comes back with U+FFFD,
+// an error that joins none as one problem. The bounds are the transport
+// kind's (plugintest.CheckValidateServed).
 func TestValidateServedBounds(t *testing.T) {
 	plugintest.CheckValidateServed(t, hint.ErrBadConfig, func(problems error) error {
 		p := overGRPC(t, &hint.Mock{ValidateFunc: func(context.Context, hint.Config) error { return problems }}, nil)

@@ -59,8 +59,38 @@ func joined(err error) []error {
 // schema.MaxProblems short problems come back as MaxProblems-1 and "and
 // 4001 more problems"; MaxProblems problems of 2 KiB each (2 MiB, twice
 // the host's bound) as the problems that fit, the last counting the rest,
-// not as an error of the call.
+// not as an error of the call. Text that is not UTF-8 comes back with
+// U+FFFD for each run of bad bytes, counted at the size it is sent
+// (MaxProblems problems of 600 bytes, each bad byte then 3, are cut),
+// not as an error of the call; an error that joins nothing (its
+// Unwrap() []error empty) as one problem of its text, not as none.
 func CheckValidateServed(t *testing.T, badConfig error, validate func(problems error) error) {
+	t.Helper()
+	checkServedBounds(t, badConfig, validate)
+	for _, c := range []struct {
+		name     string
+		problems error
+		want     schema.Problem
+	}{
+		{"a problem not UTF-8", schema.Problemf("str\xffeams", "no \xff\xfe and %s", "\xc3"), schema.Problem{Attribute: "str\uFFFDeams", Message: "no \uFFFD and \uFFFD"}},
+		{"an error that joins nothing", noneJoined{"nothing is \xffjoined"}, schema.Problem{Message: "nothing is \uFFFDjoined"}},
+	} {
+		err := validate(c.problems)
+		got := schema.Problems(err)
+		if !errors.Is(err, badConfig) || len(got) != 1 || got[0] != c.want {
+			t.Errorf("%s came back as %q (bad config: %v), %d problems; want the one problem %q", c.name, err, errors.Is(err, badConfig), len(got), c.want)
+		}
+	}
+}
+
+// noneJoined is an error whose Unwrap() []error holds nothing.
+type noneJoined struct{ text string }
+
+func (e noneJoined) Error() string { return e.text }
+func (noneJoined) Unwrap() []error { return nil }
+
+// checkServedBounds is CheckValidateServed's check of the bounds.
+func checkServedBounds(t *testing.T, badConfig error, validate func(problems error) error) {
 	t.Helper()
 	for _, c := range []struct {
 		name    string
@@ -69,6 +99,7 @@ func CheckValidateServed(t *testing.T, badConfig error, validate func(problems e
 	}{
 		{"5000 short problems", 5 * schema.MaxProblems, "no"},
 		{"1000 problems of 2 KiB", schema.MaxProblems, strings.Repeat("x", 2<<10)},
+		{"1000 problems of 600 bytes, half not UTF-8", schema.MaxProblems, strings.Repeat("\xffa", 300)},
 	} {
 		var problems []error
 		for i := range c.n {
@@ -82,7 +113,8 @@ func CheckValidateServed(t *testing.T, badConfig error, validate func(problems e
 		}
 		kept := got[:len(got)-1]
 		for i, p := range kept {
-			if want := (schema.Problem{Attribute: "streams", Message: fmt.Sprintf("%d: %s", i, c.message)}); p != want {
+			sent := strings.ToValidUTF8(fmt.Sprintf("%d: %s", i, c.message), "\uFFFD")
+			if want := (schema.Problem{Attribute: "streams", Message: sent}); p != want {
 				t.Errorf("%s: problem %d is %.100v; want %.100v", c.name, i, p, want)
 				break
 			}

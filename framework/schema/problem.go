@@ -45,7 +45,9 @@ func MoreProblems(n int) *Problem {
 
 // Problems flattens err (errors.Join trees and wrapped errors) into its
 // problems: each *Problem as it is, any other error as a problem of the
-// whole block. nil gives none. It keeps the first MaxProblems and drops
+// whole block. nil gives none; any other error at least one (an error
+// whose Unwrap() []error holds no error is a problem of its text, not
+// none). It keeps the first MaxProblems and drops
 // the rest without a count; CountProblems counts them all.
 func Problems(err error) []Problem {
 	var out []Problem
@@ -65,14 +67,14 @@ func CountProblems(err error) int {
 }
 
 // eachProblem calls yield with each error of err's errors.Join trees
-// that is no join, in order, until yield returns false.
+// that joins no error, in order, until yield returns false.
 func eachProblem(err error, yield func(error) bool) {
 	var walk func(error) bool
 	walk = func(e error) bool {
 		if e == nil {
 			return true
 		}
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
+		if j, ok := e.(interface{ Unwrap() []error }); ok && joinsAny(j.Unwrap()) {
 			for _, x := range j.Unwrap() {
 				if !walk(x) {
 					return false
@@ -83,6 +85,17 @@ func eachProblem(err error, yield func(error) bool) {
 		return yield(e)
 	}
 	walk(err)
+}
+
+// joinsAny says whether errs holds an error (a join of none, or of only
+// nils, is a problem of its own text).
+func joinsAny(errs []error) bool {
+	for _, e := range errs {
+		if e != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // problemOf is the problem e, an error of no join, stands for.

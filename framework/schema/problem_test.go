@@ -22,6 +22,12 @@ func TestProblems(t *testing.T) {
 	if got := Problems(err); !reflect.DeepEqual(got, want) {
 		t.Errorf("Problems = %+v, want %+v", got, want)
 	}
+	if got, want := Problems(noneJoined{}), []Problem{{"", "joins none"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Problems of a join of none = %+v, want %+v", got, want)
+	}
+	if got := Problems(errors.Join(Problemf("a", "b"), noneJoined{nil})); len(got) != 2 || CountProblems(noneJoined{[]error{nil}}) != 1 {
+		t.Errorf("a join of none or of nil, joined: %+v; want 2 problems, and 1 counted alone", got)
+	}
 	if Problems(nil) != nil {
 		t.Error("nil has problems")
 	}
@@ -48,3 +54,9 @@ func TestCountProblems(t *testing.T) {
 		t.Errorf("MoreProblems(3) = %+v", got)
 	}
 }
+
+// noneJoined is an error whose Unwrap() []error holds no error.
+type noneJoined struct{ errs []error }
+
+func (noneJoined) Error() string     { return "joins none" }
+func (e noneJoined) Unwrap() []error { return e.errs }

@@ -162,8 +162,9 @@ func TestValidateHostileAnswer(t *testing.T) {
 // TestValidateServedBounds: a Go transport whose Validate finds more
 // than the host takes (schema.MaxProblems problems, or 1 MiB of them)
 // sends what fits and counts the rest, and the host reports them as
-// problems, not as a failed call. The bounds are the hint kind's
-// (plugintest.CheckValidateServed).
+// problems, not as a failed call; text that is not UTF-8 comes back
+// with U+FFFD, an error that joins none as one problem. The bounds are
+// the hint kind's (plugintest.CheckValidateServed).
 func TestValidateServedBounds(t *testing.T) {
 	plugintest.CheckValidateServed(t, transport.ErrBadConfig, func(problems error) error {
 		tr := overGRPC(t, &transport.Mock{ValidateFunc: func(context.Context, schema.Config) error { return problems }}, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -85,9 +86,12 @@ const answerBudget = MaxValidateResponse - 4<<10
 
 // ProblemsToProto answers a Validate RPC with the problems in err, a
 // plugin Validate's error (schema.Problems: each *schema.Problem as it
-// is, any other error one of the whole block); nil answers none. It
-// sends what CallValidate takes: at most schema.MaxProblems problems
-// and answerBudget bytes of them, in err's order; when it cuts, the
+// is, any other error one of the whole block, an error that joins none
+// one of its text); nil answers none. Text that is not UTF-8 is sent
+// with U+FFFD for each run of bad bytes (validUTF8), as a proto string
+// must be. It sends what CallValidate takes: at most schema.MaxProblems
+// problems and answerBudget bytes of them as sent, in err's order; when
+// it cuts, the
 // last problem (schema.MoreProblems) counts the problems not sent, as
 // ProblemsFromProto's does. What it cannot do: send part of a problem;
 // one larger than the budget is only counted.
@@ -99,7 +103,7 @@ func ProblemsToProto(err error) *pb.ValidateResponse {
 		if i == schema.MaxProblems-1 && total > schema.MaxProblems {
 			break
 		}
-		cp := &pb.ConfigProblem{Attribute: p.Attribute, Message: p.Message}
+		cp := &pb.ConfigProblem{Attribute: validUTF8(p.Attribute), Message: validUTF8(p.Message)}
 		n := problemSize(cp)
 		if size+n > answerBudget {
 			break
@@ -113,6 +117,12 @@ func ProblemsToProto(err error) *pb.ValidateResponse {
 	}
 	return out
 }
+
+// validUTF8 is s as a proto string field may carry it (proto.Marshal
+// refuses one that is not UTF-8): each run of bytes that is not UTF-8
+// becomes U+FFFD (3 bytes, so s may grow). What it cannot do: keep the
+// bytes it replaces.
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // problemSize is the bytes cp takes in a ValidateResponse: its field's
 // tag and length and its own encoding.

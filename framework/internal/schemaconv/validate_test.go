@@ -94,3 +94,32 @@ func TestProblemsToProtoBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestProblemsToProtoText: what ProblemsToProto answers marshals (a
+// proto string must be UTF-8), each run of bytes that is not UTF-8 sent
+// as U+FFFD; an error that joins none is a problem of its text.
+func TestProblemsToProtoText(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"not UTF-8", errors.Join(schema.Problemf("a\xff", "b\xfe\xfdc"), errors.New("\xc3")), []string{"a\uFFFD", "b\uFFFDc", "", "\uFFFD"}},
+		{"joins none", joinsNone{}, []string{"", "joins none"}},
+	} {
+		r := ProblemsToProto(c.err)
+		var got []string
+		for _, p := range r.GetProblems() {
+			got = append(got, p.GetAttribute(), p.GetMessage())
+		}
+		if _, err := proto.Marshal(r); err != nil || strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%s: %q (marshal: %v); want %q", c.name, got, err, c.want)
+		}
+	}
+}
+
+// joinsNone is an error whose Unwrap() []error is empty.
+type joinsNone struct{}
+
+func (joinsNone) Error() string   { return "joins none" }
+func (joinsNone) Unwrap() []error { return nil }
