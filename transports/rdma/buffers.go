@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
 )
 
@@ -92,7 +93,8 @@ const (
 // of completions to q.take: waiting pollBusy while operations are in
 // flight, pollIdle otherwise, and not at all while a poster drives q. A
 // failed poll fails the session (q.name says which endpoint and why that
-// may be); an error from take fails it as a protocol error.
+// may be); an error from take fails it, telling the peer by
+// sessionbase.AbortCode (a protocol violation only when the peer's).
 func (s *session) poll(q *queue, cs []fabric.Completion) {
 	for {
 		select {
@@ -147,7 +149,10 @@ func (s *session) standBy(q *queue, cs []fabric.Completion) bool {
 // pollOnce polls q's endpoint once, waiting up to wait for the first
 // completion, and hands what it got to q.take; the caller holds
 // q.polling. It reports false once the session failed (a failed poll
-// fails it with CodeFailed, an error from take with CodeProtocol).
+// fails it with CodeFailed, an error from take with the code
+// sessionbase.AbortCode gives: CodeProtocol when it wraps
+// transport.ErrProtocol, the peer's fault, else CodeFailed, a fault of
+// this side's such as re-posting a receive buffer).
 func (s *session) pollOnce(q *queue, cs []fabric.Completion, wait time.Duration) bool {
 	if q.pace != nil {
 		q.pace()
@@ -161,7 +166,7 @@ func (s *session) pollOnce(q *queue, cs []fabric.Completion, wait time.Duration)
 		return true
 	}
 	if err := q.take(cs[:n]); err != nil {
-		s.fail(err, wire.CodeProtocol)
+		s.fail(err, sessionbase.AbortCode(err))
 		return false
 	}
 	return true

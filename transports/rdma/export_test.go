@@ -151,6 +151,11 @@ func (t *Transport) HoldUrgentAcks() (release func()) {
 	return sync.OnceFunc(func() { close(ch) })
 }
 
+// FailUrgentRepost makes the open receiver fail each re-post of an
+// urgent receive buffer (after taking its COMMIT) with err, a fault of
+// the destination's own.
+func (t *Transport) FailUrgentRepost(err error) { t.openSession().urcv.repost.Store(&err) }
+
 // What a destination logs once its control port listens, and when it
 // drops a try of the source's and waits for the next.
 const (

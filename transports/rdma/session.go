@@ -225,6 +225,11 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 // messages (MSG with seq 0) go to msgs, handle takes the role's own
 // frames. The session ends when the peer said BYE on both channels (so
 // that what it sent before on either is taken first), or at an ABORT.
+// A failure of its own it tells the peer by an ABORT of
+// sessionbase.AbortCode's code; a peer's BYE or ABORT with none. What
+// it does not send: an ABORT when the channel's read fails (the peer
+// closed it, or it broke), where tcp sends CodeFailed on the streams
+// still whole; the peer then finds both channels closed without one.
 //
 // On the destination it also reports what landed to a pusher
 // (transport.Pusher) when the input runs dry, or every deliverEvery
@@ -262,20 +267,19 @@ func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, 
 			if s.byes.Add(1) < 2 {
 				return // the other channel still carries what the peer sent before
 			}
-			err = fmt.Errorf("the peer ended the session (%s): %w", f.Reason, transport.ErrClosed)
+			s.fail(fmt.Errorf("the peer ended the session (%s): %w", f.Reason, transport.ErrClosed), 0) // nothing to tell a peer that ended it
+			return
 		case wire.TypeAbort:
-			err = fmt.Errorf("the peer aborted the session (%v: %s): %w", f.Code, f.Reason, transport.ErrClosed)
+			s.fail(fmt.Errorf("the peer aborted the session (%v: %s): %w", f.Code, f.Reason, transport.ErrClosed), 0)
+			return
 		default:
 			err = handle(f)
 		}
 		if err != nil {
-			code := wire.CodeFailed
-			if errors.Is(err, transport.ErrClosed) {
-				code = 0
-			} else if errors.Is(err, transport.ErrProtocol) {
-				code = wire.CodeProtocol
-			}
-			s.fail(err, code)
+			// A failure here, ErrClosed or not (a write of an ACK, a
+			// sink that refused), is this side's unless it wraps
+			// ErrProtocol: the peer hears CodeFailed, as from tcp.
+			s.fail(err, sessionbase.AbortCode(err))
 			return
 		}
 	}

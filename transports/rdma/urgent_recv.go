@@ -23,6 +23,7 @@ type ureceiver struct {
 	ackNote chan struct{}
 	runs    []transport.PageRun           // scratch
 	hold    atomic.Pointer[chan struct{}] // tests: ACKs wait until it is closed
+	repost  atomic.Pointer[error]         // tests: re-posting a receive buffer fails with it
 }
 
 // register posts the urgent endpoint's receive buffers; it runs before
@@ -39,6 +40,15 @@ func (u *ureceiver) register(s *session, e *fabric.Endpoint) error {
 }
 
 func (u *ureceiver) slot(i int) []byte { return u.buf[i*uslotSize : (i+1)*uslotSize] }
+
+// repostRecv posts urgent receive buffer i again, with completion
+// context ctx, once its COMMIT was taken.
+func (u *ureceiver) repostRecv(e *fabric.Endpoint, i int, ctx uint64) error {
+	if err := u.repost.Load(); err != nil {
+		return *err
+	}
+	return e.Recv(u.slot(i), u.bufMR, ctx)
+}
 
 // pollUrgentReceive takes urgent COMMITs from the urgent endpoint (and
 // drives its progress): each one's runs are in guest RAM (data) or are
@@ -79,7 +89,7 @@ func (s *session) ucommitted(c fabric.Completion) error {
 	if pages > s.ram.Pages {
 		return fmt.Errorf("%w: urgent COMMIT %d names %d pages, guest RAM has %d", transport.ErrProtocol, useq, pages, s.ram.Pages)
 	}
-	if err := s.uep.Recv(u.slot(i), u.bufMR, c.Ctx); err != nil {
+	if err := u.repostRecv(s.uep, i, c.Ctx); err != nil {
 		return fmt.Errorf("post urgent receive: %w: %w", err, transport.ErrClosed)
 	}
 	for _, r := range runs {

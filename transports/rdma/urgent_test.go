@@ -535,3 +535,55 @@ func TestPushUrgentHandOverFails(t *testing.T) {
 		})
 	}
 }
+
+// TestPushedUrgentRefused: when the sink PushUrgent attached refuses an
+// urgent message that arrives later, the session ends and the peer's
+// ABORT names the side at fault by sessionbase.AbortCode's rule, as at
+// the hand-over: a refusal wrapping transport.ErrClosed (the host's
+// urgent channel closed here) is "peer failed" too, not an end without
+// an ABORT, which the source took for the destination closing its
+// channels.
+func TestPushedUrgentRefused(t *testing.T) {
+	prov := providers(t)[0]
+	for _, c := range []struct {
+		name    string
+		refusal error
+		code    wire.Code
+	}{
+		{"local fault", errors.New("the host's urgent channel broke"), wire.CodeFailed},
+		{"local close", fmt.Errorf("the host's urgent channel: %w", transport.ErrClosed), wire.CodeFailed},
+		{"the peer's fault", fmt.Errorf("%w: the peer sent too much", transport.ErrProtocol), wire.CodeProtocol},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t, prov, 0, 1<<20, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.recv.PushUrgent(func(transport.Message) error { return c.refusal }, func(error) {}); err != nil {
+				t.Fatalf("PushUrgent = %v", err)
+			}
+			if err := s.send.SendUrgent(ctx, transport.Message{Kind: 7, Payload: []byte("refused")}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.send.RecvUrgent(ctx)
+			if want := fmt.Sprintf("the peer aborted the session (%v: ", c.code); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("the source's session ended with %v; want %q", err, want)
+			}
+		})
+	}
+}
+
+// TestUrgentRepostFails: a destination that cannot post an urgent
+// receive buffer again after taking its COMMIT (a fault of its own, not
+// of what the source sent) ends the session with an ABORT of
+// CodeFailed, "peer failed", not "protocol violation".
+func TestUrgentRepostFails(t *testing.T) {
+	s := open(t, providers(t)[0], 0, 1<<20, nil)
+	ctx := armLanded(t, s)
+	s.recv.FailUrgentRepost(errors.New("the provider refused the buffer"))
+	fillRandom(s.src[4096:2*4096], 7)
+	s.send.SendPagesUrgent(ctx, []transport.PageRun{{First: 1, Count: 1, Kind: transport.KindData}}) // its error, if any, is the session's below
+	_, err := s.send.RecvUrgent(ctx)
+	if want := fmt.Sprintf("the peer aborted the session (%v: ", wire.CodeFailed); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("the source's session ended with %v; want %q", err, want)
+	}
+}
