@@ -36,10 +36,10 @@ type hostConns struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	addr    net.Addr // the plugin's listener; nil until the handshake said it
-	open    []*hostConn
-	closed  bool           // closeAll ran: nothing more is dialed
-	dialing sync.WaitGroup // dials in flight
+	addr    net.Addr               // the plugin's listener; nil until the handshake said it
+	open    map[*hostConn]struct{} // dialed, and not closed yet
+	closed  bool                   // closeAll ran: nothing more is dialed
+	dialing sync.WaitGroup         // dials in flight
 }
 
 // errConnsClosed is a dial's error once the process was killed.
@@ -82,18 +82,39 @@ func (h *hostConns) dial(ctx context.Context, _ string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &hostConn{Conn: raw, close: sync.OnceValue(raw.Close)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed { // killed while it dialed
-		c.Close()
+		raw.Close()
 		return nil, errConnsClosed
 	}
-	h.open = append(h.open, c)
+	c := h.keepLocked(raw)
 	if wrap := wrapConn.Load(); wrap != nil {
 		return (*wrap)(c), nil
 	}
 	return c, nil
+}
+
+// keepLocked keeps raw until it is closed; h.mu is held.
+func (h *hostConns) keepLocked(raw net.Conn) *hostConn {
+	c := &hostConn{Conn: raw}
+	c.close = sync.OnceValue(func() error {
+		err := raw.Close()
+		h.forget(c) // once closed: a plugin gRPC redials often costs no memory
+		return err
+	})
+	if h.open == nil {
+		h.open = make(map[*hostConn]struct{})
+	}
+	h.open[c] = struct{}{}
+	return c
+}
+
+// forget drops c, whose socket is closed.
+func (h *hostConns) forget(c *hostConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.open, c)
 }
 
 // closeAll closes every connection dial made and waits for dials in
@@ -107,7 +128,7 @@ func (h *hostConns) closeAll() {
 	h.mu.Unlock()
 	h.cancel()
 	h.dialing.Wait()
-	for _, c := range open {
+	for c := range open {
 		c.Close()
 	}
 }
@@ -115,7 +136,8 @@ func (h *hostConns) closeAll() {
 // hostConn is one connection dial made. Its Close returns only once the
 // socket is closed, whoever called Close first: a net.Conn's Close
 // returns at once for a caller that comes second, while the first may
-// still wait for a read or write in flight to let go of the socket.
+// still wait for a read or write in flight to let go of the socket. It
+// is kept (hostConns.open) until that first Close returned.
 type hostConn struct {
 	net.Conn
 	close func() error // the first Close's result, once that Close returned

@@ -61,3 +61,44 @@ func TestHostConnsCloseAll(t *testing.T) {
 		t.Errorf("dial after closeAll: %v, want %v", err, errConnsClosed)
 	}
 }
+
+// TestHostConnsForgetClosed: a connection gRPC closed is no longer kept:
+// a plugin whose connection gRPC redials again and again (it closes
+// each one it accepts) costs the host no memory per connection for the
+// process's life.
+func TestHostConnsForgetClosed(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "plugin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	h := newHostConns()
+	defer h.closeAll()
+	h.setAddr(ln.Addr())
+	for range 100 {
+		c, err := h.dial(context.Background(), "unused")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close() // as gRPC's own close
+	}
+	if n := h.kept(); n != 0 {
+		t.Errorf("%d connections kept after gRPC closed all 100 it dialed, want 0", n)
+	}
+}
+
+// kept is how many connections h keeps.
+func (h *hostConns) kept() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.open)
+}
