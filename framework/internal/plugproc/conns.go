@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 )
 
 // hostConns dials the host's connections to the plugin's listener for
@@ -34,6 +33,7 @@ import (
 type hostConns struct {
 	ctx    context.Context // ends dials in flight at closeAll
 	cancel context.CancelFunc
+	wrap   func(net.Conn) net.Conn // nil, or wraps each connection dial hands gRPC (Config.wrapConn)
 
 	mu      sync.Mutex
 	addr    net.Addr               // the plugin's listener; nil until the handshake said it
@@ -45,9 +45,11 @@ type hostConns struct {
 // errConnsClosed is a dial's error once the process was killed.
 var errConnsClosed = errors.New("plugin killed: no more connections to it")
 
-func newHostConns() *hostConns {
+// newHostConns returns a hostConns whose dial hands gRPC wrap(c) for
+// each connection c it dials; wrap nil hands c.
+func newHostConns(wrap func(net.Conn) net.Conn) *hostConns {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &hostConns{ctx: ctx, cancel: cancel}
+	return &hostConns{ctx: ctx, cancel: cancel, wrap: wrap}
 }
 
 // setAddr names the plugin's listener, once go-plugin's handshake said it.
@@ -89,8 +91,8 @@ func (h *hostConns) dial(ctx context.Context, _ string) (net.Conn, error) {
 		return nil, errConnsClosed
 	}
 	c := h.keepLocked(raw)
-	if wrap := wrapConn.Load(); wrap != nil {
-		return (*wrap)(c), nil
+	if h.wrap != nil {
+		return h.wrap(c), nil
 	}
 	return c, nil
 }
@@ -145,7 +147,3 @@ type hostConn struct {
 
 // Close implements net.Conn.
 func (c *hostConn) Close() error { return c.close() }
-
-// wrapConn, when set (tests only: export_test.go), wraps each connection
-// dial hands gRPC.
-var wrapConn atomic.Pointer[func(net.Conn) net.Conn]

@@ -29,7 +29,7 @@ func TestHostConnsCloseAll(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	h := newHostConns()
+	h := newHostConns(nil)
 	if _, err := h.dial(context.Background(), "unused"); err == nil {
 		t.Fatal("dial before the address was known succeeded")
 	}
@@ -81,7 +81,7 @@ func TestHostConnsForgetClosed(t *testing.T) {
 			c.Close()
 		}
 	}()
-	h := newHostConns()
+	h := newHostConns(nil)
 	defer h.closeAll()
 	h.setAddr(ln.Addr())
 	for range 100 {

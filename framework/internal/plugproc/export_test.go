@@ -11,14 +11,12 @@ func SetPid(p *Process, pid int) { p.pid = pid }
 const HostEnv = hostEnv
 
 // DeferGRPCCloses makes gRPC's own closes of the host's connections to
-// plugins started from now on take effect only once release is closed,
-// each in a goroutine of its own: as when gRPC's transport goroutines
-// close a connection after ClientConn.Close returned (conns.go). Kill's
-// own closes are not deferred. restore stops wrapping new connections.
-func DeferGRPCCloses(release <-chan struct{}) (restore func()) {
-	wrap := func(c net.Conn) net.Conn { return &lateClose{Conn: c, release: release} }
-	wrapConn.Store(&wrap)
-	return func() { wrapConn.Store(nil) }
+// the plugin that Start(cfg) starts take effect only once release is
+// closed, each in a goroutine of its own: as when gRPC's transport
+// goroutines close a connection after ClientConn.Close returned
+// (conns.go). Kill's own closes are not deferred.
+func DeferGRPCCloses(cfg *Config, release <-chan struct{}) {
+	cfg.wrapConn = func(c net.Conn) net.Conn { return &lateClose{Conn: c, release: release} }
 }
 
 // lateClose is a connection whose Close closes it once release is closed.

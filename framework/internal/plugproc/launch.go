@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -29,6 +30,10 @@ type Config struct {
 	Plugins   plugin.PluginSet
 	Dispense  string // the plugin in Plugins to dispense
 	Logger    hclog.Logger
+
+	// wrapConn, if set (tests only: export_test.go), wraps each of the
+	// host's connections to the process that gRPC is handed (conns.go).
+	wrapConn func(net.Conn) net.Conn
 }
 
 // Process is one running plugin process started by Start.
@@ -93,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	defer certPipe.Close() // the plugin has its copy once it started
 	var run *cmdRunner
-	conns := newHostConns()
+	conns := newHostConns(cfg.wrapConn)
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  cfg.Handshake,
 		Plugins:          cfg.Plugins,

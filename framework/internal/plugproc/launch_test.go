@@ -182,22 +182,36 @@ func TestOrphanExitsWhenHostDiedFirst(t *testing.T) {
 	}
 }
 
+// start starts the test binary as a transport plugin with files and
+// env; it notes the files it opened in marker. The test kills it.
 func start(t *testing.T, files []*os.File, marker string, env ...string) *plugproc.Process {
+	t.Helper()
+	return startConfig(t, config(t, files, marker, env...))
+}
+
+// config is the Config start starts the test binary as a plugin with.
+func config(t *testing.T, files []*os.File, marker string, env ...string) plugproc.Config {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := plugproc.Start(ctx, plugproc.Config{
+	return plugproc.Config{
 		Kind: "transport", Path: exe, Files: files,
 		Env:       append([]string{envOpened + "=" + marker, "FERRY_TRANSPORT_FILES=" + fmt.Sprint(len(files))}, env...),
 		Handshake: transport.Handshake,
 		Plugins:   plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{Files: files}},
 		Dispense:  transport.PluginName,
 		Logger:    hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testWriter{t}}),
-	})
+	}
+}
+
+// startConfig starts cfg's plugin; the test kills it.
+func startConfig(t *testing.T, cfg plugproc.Config) *plugproc.Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := plugproc.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,10 +525,10 @@ func TestKillClosesFiles(t *testing.T) {
 		release := make(chan struct{})
 		released := sync.OnceFunc(func() { close(release) })
 		t.Cleanup(released)
-		restore := plugproc.DeferGRPCCloses(release)
-		t.Cleanup(restore)
+		cfg := config(t, nil, filepath.Join(t.TempDir(), "opened"))
+		plugproc.DeferGRPCCloses(&cfg, release)
 		before := openFiles(t)
-		p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+		p := startConfig(t, cfg)
 		if i%2 == 1 { // it ends on its own first
 			if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -522,7 +536,6 @@ func TestKillClosesFiles(t *testing.T) {
 		}
 		p.Kill()
 		after := openFiles(t)
-		restore()
 		released()
 		for fd, what := range after {
 			if before[fd] != what {
