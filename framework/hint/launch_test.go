@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,6 +239,65 @@ func TestLaunchNoLeak(t *testing.T) {
 	if done.Load() != 4 {
 		t.Errorf("BalloonDone reached the VMM %d times in 4 windows", done.Load())
 	}
+}
+
+// TestKillClosesHostFiles: once Kill returned, none of the host's
+// descriptors for a plugin is open, those of the Host its hint window
+// served (the broker listener and the connection the plugin dialed to
+// it, which the plugin still held) included, whether Kill ended the
+// plugin or it had died first. plugproc's TestKillClosesFiles covers
+// the host's connection to the plugin; this one the host's server side,
+// whose gRPC Stop returns only once each connection's reader (which
+// closes it) has ended.
+func TestKillClosesHostFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin processes")
+	}
+	ctx := tctx(t)
+	run := func(dies bool) {
+		p := launch(t, "ferry-hint-balloon", nil)
+		if err := p.Configure(ctx, nil, hint.VM{}, fakeBalloon(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := collect(t, p, 1); err != nil { // a balloon session over the Host
+			t.Fatal(err)
+		}
+		if dies {
+			kids, err := plugintest.ChildPIDs()
+			if err != nil || len(kids) != 1 {
+				t.Fatalf("child processes %v (%v), want the plugin's alone", kids, err)
+			}
+			pid, _ := strconv.Atoi(kids[0])
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-p.Done()
+		}
+		p.Kill()
+	}
+	run(false) // gRPC's and go-plugin's process-wide files, opened once
+	for i := range 6 {
+		before := openFiles(t)
+		run(i%2 == 1)
+		for fd, what := range openFiles(t) {
+			if before[fd] != what {
+				t.Errorf("run %d: fd %s (%s) open after Kill", i, fd, what)
+			}
+		}
+	}
+}
+
+// openFiles is this process's open files: fd number to what it is.
+func openFiles(t *testing.T) map[string]string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range ents {
+		out[e.Name()], _ = os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+	}
+	return out
 }
 
 // TestLaunchFails: a context that ends during the start kills the plugin
