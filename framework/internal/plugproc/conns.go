@@ -25,11 +25,15 @@ import (
 //
 // What it cannot close: the connections of a service the host serves
 // the plugin through go-plugin's broker (the hint kind's Host: its
-// grpc.Server's Stop closes them), and a broker id the host dials (it
-// dials none: broker.go). It dials what go-plugin's handshake named
-// (plugin.Client.Start); go-plugin's connection multiplexing
-// (GRPCBrokerMultiplex), which Start does not enable, would need its
-// dialer.
+// grpc.Server's Stop closes them, and returns only once each one's
+// reader goroutine, which closes it too, has ended, so they need no
+// hostConns: TestKillClosesHostFiles, framework/hint; Stop does not wait
+// for a close by the server's keepalive goroutine, which with gRPC's
+// defaults comes only after two hours idle and an unanswered ping), and
+// a broker id the host dials (it dials none: broker.go). It dials what
+// go-plugin's handshake named (plugin.Client.Start); go-plugin's
+// connection multiplexing (GRPCBrokerMultiplex), which Start does not
+// enable, would need its dialer.
 type hostConns struct {
 	ctx    context.Context // ends dials in flight at closeAll
 	cancel context.CancelFunc
@@ -61,7 +65,11 @@ func (h *hostConns) setAddr(addr net.Addr) {
 
 // dial is gRPC's dialer (grpc.WithContextDialer); the target is unused,
 // as in go-plugin's own. ctx is gRPC's connect context; closeAll ends it
-// too.
+// too. What go-plugin's own did besides is kept: TLS is gRPC's (the
+// transport credentials go-plugin sets from Process.TLS, not the
+// dialer's), and a TCP address (a plugin not written in Go may announce
+// one) gets keepalive, net.Dialer's default of 15 s where go-plugin
+// turned on the system's; unlike go-plugin's, it honours ctx.
 func (h *hostConns) dial(ctx context.Context, _ string) (net.Conn, error) {
 	h.mu.Lock()
 	if h.closed {
