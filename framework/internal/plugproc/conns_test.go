@@ -12,12 +12,29 @@ import (
 
 // TestHostConnsCloseAll: closeAll closes every connection dial made,
 // also one gRPC already closed (a second Close returns once the socket
-// is closed, not at once), and no dial succeeds after it.
+// is closed, not at once), and no dial succeeds after it; for the Unix
+// socket a Go plugin listens on here, and for the TCP address go-plugin
+// uses on Windows or a plugin not written in Go may announce.
 func TestHostConnsCloseAll(t *testing.T) {
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "plugin"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("unix", func(t *testing.T) {
+		ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "plugin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testHostConnsCloseAll(t, ln)
+	})
+	t.Run("tcp", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testHostConnsCloseAll(t, ln)
+	})
+}
+
+// testHostConnsCloseAll is TestHostConnsCloseAll with the plugin
+// listening on ln.
+func testHostConnsCloseAll(t *testing.T, ln net.Listener) {
 	defer ln.Close()
 	accepted := make(chan net.Conn, 2)
 	go func() {
