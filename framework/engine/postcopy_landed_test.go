@@ -74,7 +74,16 @@ func TestPostcopyLandedOutsideRAM(t *testing.T) {
 				}
 				z.mu.Lock()
 				defer z.mu.Unlock()
-				if when == "before-switch" {
+				took := when
+				if when == "after-commit" && rep.Handover == HandoverFailed {
+					// A batch is released once COMMIT was read, not once
+					// it was taken: the lane may refuse the lie before
+					// the receiver moved to committing. Then the switch
+					// fails before the VM ran here, which must hold as it
+					// does before the switch (a CI run saw it: no-kind).
+					took = "before-switch"
+				}
+				if took == "before-switch" {
 					if rep.Handover != HandoverFailed || z.vm.resumed != 0 || z.halted || !sentKind(z.sent, msgAbort) {
 						t.Errorf("handover %s, resumed %d, halted %v, sent %v", rep.Handover, z.vm.resumed, z.halted, z.sent)
 					}
