@@ -112,6 +112,7 @@ func (r *receiver) run(ctx context.Context, rep *Report) error {
 		}
 		st := addStats(r.wireBase, seen) // sessions before a reconnect too
 		rep.BytesWire, rep.PagesSent, rep.PagesZero = st.BytesWire, st.PagesData, st.PagesZero
+		rep.BytesWireRefused = r.refusedWire
 		r.tr.Close()
 	}()
 	lctx, stop := context.WithCancelCause(ctx)

@@ -53,6 +53,7 @@ type receiver struct {
 	// a refused session wrote there in the RAM file itself.
 	emptyAtStart []bool
 	refused      int        // sessions of another migration waitAgain refused
+	refusedWire  uint64     // bytes of every session waitAgain closed (Report.BytesWireRefused)
 	silent       int        // sessions waitAgain closed for saying nothing (first)
 	ended        int        // sessions that ended before their first message, waited past
 	quiet        int        // fresh sessions in a row that said nothing (first, quietBound)
@@ -294,6 +295,9 @@ func (r *receiver) waitAgain(cause error) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	st, err := r.tr.Stats(ctx)
 	cancel()
+	// Its bytes are not this migration's: counted apart, whether this
+	// side waits on or fails (st is the last seen when Stats failed).
+	r.refusedWire += st.BytesWire
 	filled := filledSince(r.layout, r.emptyAtStart)
 	if err != nil || st.PagesData+st.PagesZero != 0 || filled {
 		r.opt.Log.Error("a session that was not this migration's source's was refused, but it may have written guest RAM: "+

@@ -245,22 +245,33 @@ type Report struct {
 	// TeardownMS is the end of TotalMS: after the handover was decided
 	// (or the migration failed), closing hint windows, the last counters
 	// and the transport's session. Plugin processes exit after the report.
-	TeardownMS   int64             `json:"teardown_ms"`
-	BytesWire    uint64            `json:"bytes_wire"`
-	PagesSent    uint64            `json:"pages_sent"` // data pages
-	PagesZero    uint64            `json:"pages_zero"`
-	PagesSkipped uint64            `json:"pages_skipped"`
-	SkippedBy    map[string]uint64 `json:"pages_skipped_by,omitempty"`
-	Passes       int               `json:"passes"`
-	ThroughputMB float64           `json:"throughput_mbps"` // average MB/s of bytes on the wire
-	TotalPages   uint64            `json:"total_pages"`
-	StateBytes   int               `json:"state_bytes"`
-	PagesChecked uint64            `json:"pages_checked,omitempty"` // page-exact check: pages covered
-	PagesFree    uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: compared only when VerifyStrict
-	VerifyStrict bool              `json:"verify_strict,omitempty"` // the page check compared free pages too (Options.VerifyFree)
-	VerifyMS     int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
-	Hints        []HintStats       `json:"hints,omitempty"`
-	Encryption   string            `json:"encryption,omitempty"` // EncryptionTLS, EncryptionControl or EncryptionOff, once the transport was opened
+	TeardownMS int64 `json:"teardown_ms"`
+	// BytesWire is the migration's own traffic: every session of it (a
+	// post-copy's reconnects too), as the transport counts it.
+	BytesWire uint64 `json:"bytes_wire"`
+	// BytesWireRefused (destination only) is the traffic of the sessions
+	// it closed before its own source came (receiver.waitAgain: another
+	// migration's HELLO, a stranger's RESUME, a session silent past its
+	// bound or ended before its first message), as their transport
+	// counted it after the close; not in BytesWire, which is this
+	// migration's alone, as the source's is. What a refused Open moved
+	// (a transport that refuses another migration's tag in its own
+	// handshake) is in neither: no session opened.
+	BytesWireRefused uint64            `json:"bytes_wire_refused,omitempty"`
+	PagesSent        uint64            `json:"pages_sent"` // data pages
+	PagesZero        uint64            `json:"pages_zero"`
+	PagesSkipped     uint64            `json:"pages_skipped"`
+	SkippedBy        map[string]uint64 `json:"pages_skipped_by,omitempty"`
+	Passes           int               `json:"passes"`
+	ThroughputMB     float64           `json:"throughput_mbps"` // average MB/s of bytes on the wire
+	TotalPages       uint64            `json:"total_pages"`
+	StateBytes       int               `json:"state_bytes"`
+	PagesChecked     uint64            `json:"pages_checked,omitempty"` // page-exact check: pages covered
+	PagesFree        uint64            `json:"pages_free,omitempty"`    // of those, free at switch-over: compared only when VerifyStrict
+	VerifyStrict     bool              `json:"verify_strict,omitempty"` // the page check compared free pages too (Options.VerifyFree)
+	VerifyMS         int64             `json:"verify_ms,omitempty"`     // time the page check added to the pause (not in DowntimeMS)
+	Hints            []HintStats       `json:"hints,omitempty"`
+	Encryption       string            `json:"encryption,omitempty"` // EncryptionTLS, EncryptionControl or EncryptionOff, once the transport was opened
 	// TagFingerprint names the migration without its tag
 	// (fingerprint.go): set on the source once it began to send HELLO,
 	// on the destination once it took a HELLO (one it refused, another
