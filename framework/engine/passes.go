@@ -39,6 +39,7 @@ func (s *sender) live(ctx context.Context) error {
 		s.hints.hold(ctx, s.opt.HintHold) // 0: not at all
 		sentBefore := s.rep.PagesSent
 		s.probeAt, s.probeSent = time.Now(), sentBefore
+		s.rtt.next() // the estimate charges this pass's round trips (rttMeter)
 		stopped, err := s.sendPass(ctx, toSend, true)
 		if err != nil {
 			return err
@@ -144,8 +145,8 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 // with n pages still to send: the final dirty sync (as long as the last
 // one took), the pages at the last measured rate, two round trips on
 // this link (the final pass's Flush and the state's LOADED; rttMeter:
-// the smallest of HELLO to READY, the passes' Flushes and the
-// transport's own measure) and a margin for the state.
+// the smallest of the latest pass's Flush and the transport's own
+// measure, HELLO to READY before the first) and a margin for the state.
 func (s *sender) estimateDowntime(n uint64) time.Duration {
 	rate := s.rate
 	if rate <= 0 {

@@ -13,8 +13,8 @@ import (
 type Options struct {
 	// MaxDowntime is the pause the source may take for the last pass and
 	// the state: the engine switches over once its estimate is below it
-	// (the last sync, the dirty pages at the measured rate, two of the
-	// smallest round trips measured on the link: rttMeter).
+	// (the last sync, the dirty pages at the measured rate, two round
+	// trips as the link did them in the latest pass: rttMeter).
 	MaxDowntime time.Duration
 	// Bandwidth caps page traffic during the live passes, bytes per
 	// second of page data; 0 means unlimited. The final pass is not capped.

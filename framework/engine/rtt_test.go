@@ -166,3 +166,118 @@ func TestSlowLinkEstimated(t *testing.T) {
 		})
 	}
 }
+
+// grownLink is a source's transport over a link whose round trip grows
+// once the handshake is over, as one congested by the migration's own
+// bulk traffic (a full queue on a veth or a switch), or a destination
+// loaded from then on, does: READY comes at once, then every Flush takes
+// extra before it goes out and, unless hideRTT, the transport's own
+// measure says so too.
+type grownLink struct {
+	transport.Transport
+	extra   time.Duration
+	hideRTT bool
+}
+
+func (l *grownLink) Flush(ctx context.Context) error {
+	t := time.NewTimer(l.extra)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.Transport.Flush(ctx)
+}
+
+func (l *grownLink) Stats(ctx context.Context) (transport.Stats, error) {
+	st, err := l.Transport.Stats(ctx)
+	if l.hideRTT {
+		st.RTT = 0
+	} else {
+		st.RTT += l.extra
+	}
+	return st, err
+}
+
+// TestGrownRTTEstimated: a link whose round trip grew from a fast
+// handshake to 400 ms once pages flowed is charged what it does now: no
+// pass's estimate (the one its switch decision used) is below two round
+// trips of 400 ms, so an idle guest does not switch over at max_downtime
+// 300 ms on the handshake's round trip, but at max_passes, whether the
+// transport measures its round trip or not. Before, the estimate charged
+// the smallest round trip so far, the handshake's (under a millisecond
+// on loopback): the first pass estimated a few milliseconds and the
+// sender switched over after it.
+func TestGrownRTTEstimated(t *testing.T) {
+	const extra = 400 * time.Millisecond
+	for _, hide := range []bool{false, true} {
+		name := map[bool]string{false: "transport measures", true: "transport measures none"}[hide]
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+			wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, Log: testLogger(t)})
+			est := &passEstimates{}
+			rep, err := Send(ctx, src, &grownLink{Transport: sendTr, extra: extra, hideRTT: hide},
+				Options{Credentials: sc, MaxDowntime: 300 * time.Millisecond, MaxPasses: 3, Log: slog.New(est)})
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			receivedAll(t, wait, src, dst)
+			each := est.get()
+			t.Logf("passes %d (the final one included), estimates %v", rep.Passes, each)
+			if len(each) != 3 {
+				t.Errorf("live passes %d, estimates %v: want max_passes 3 reached, no switch on an estimate from the handshake's round trip",
+					len(each), each)
+			}
+			for i, e := range each {
+				if e < 2*extra {
+					t.Errorf("pass %d estimated %v, below two round trips of %v", i+1, e, extra)
+				}
+			}
+		})
+	}
+}
+
+// TestRTTMeterWindow: the meter charges the smallest sample of the
+// current window (a live pass), not of the whole migration: a round
+// trip that grew between two passes is charged at once, one that shrank
+// too; a window without a sample (an idle pass over a transport that
+// measures none) keeps the last window's; a slow handshake alone does
+// not outlive the first pass with a sample.
+func TestRTTMeterWindow(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	type step struct {
+		next    bool            // a new window (pass) begins first
+		samples []time.Duration // then these
+		want    time.Duration   // get() after them
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"grew between passes", []step{{false, []time.Duration{ms(1)}, ms(1)}, {true, []time.Duration{ms(3), ms(2)}, ms(2)},
+			{true, []time.Duration{ms(400), ms(450)}, ms(400)}}},
+		{"shrank", []step{{false, []time.Duration{ms(500)}, ms(500)}, {true, []time.Duration{ms(2), ms(9)}, ms(2)}}},
+		{"a pass without a sample", []step{{false, []time.Duration{ms(5)}, ms(5)}, {true, []time.Duration{ms(300)}, ms(300)},
+			{true, nil, ms(300)}, {true, []time.Duration{0}, ms(300)}}},
+		{"no sample yet", []step{{false, nil, 0}, {true, nil, 0}}},
+		{"within a pass the smallest", []step{{true, []time.Duration{ms(20), ms(4), ms(30)}, ms(4)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m rttMeter
+			for i, st := range tc.steps {
+				if st.next {
+					m.next()
+				}
+				for _, d := range st.samples {
+					m.sample(d)
+				}
+				if got := m.get(); got != st.want {
+					t.Errorf("step %d: charged %v, want %v", i, got, st.want)
+				}
+			}
+		})
+	}
+}

@@ -127,7 +127,7 @@ func TestPhaseTimes(t *testing.T) {
 // last), the pages at the measured rate, two round trips (Flush, LOADED)
 // and the margin for the state.
 func TestEstimateDowntime(t *testing.T) {
-	s := &sender{rate: 1000, syncTook: 3 * time.Millisecond, rtt: rttMeter{best: 2 * time.Millisecond}}
+	s := &sender{rate: 1000, syncTook: 3 * time.Millisecond, rtt: rttMeter{cur: 2 * time.Millisecond}}
 	if got, want := s.estimateDowntime(500), 3*time.Millisecond+4*time.Millisecond+2*time.Millisecond+500*time.Millisecond; got != want {
 		t.Errorf("estimate %v, want %v", got, want)
 	}

@@ -140,9 +140,10 @@ type Stats struct {
 	// first connection; loopback: its last Flush's); 0 when it measures
 	// none (rdma, a plugin built before it, a receiving session). The
 	// engine asks it while the session is open.
-	// The engine charges the smallest round trip it saw twice in its
-	// downtime estimate (engine.rttMeter); a transport that reports one
-	// below its real round trip makes a migration switch over too early.
+	// The engine charges the smallest round trip it saw in the latest
+	// live pass twice in its downtime estimate (engine.rttMeter); a
+	// transport that reports one below its real round trip makes a
+	// migration switch over too early.
 	RTT time.Duration
 }
 
