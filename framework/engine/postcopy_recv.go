@@ -1082,6 +1082,27 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 // that went out (settledLinger), and the time the transport takes to
 // end a session, which no context cuts short (its Close; the old
 // session's landed lane, pcDrainTimeout at most).
+//
+// The goroutines of the session that carried SETTLED (its landed lane
+// and request sender) are left running through all of it, lingerToTell
+// included, and stopped by finish after: on purpose, and harmless. They
+// send nothing but a REQUEST queued before every page arrived (the fault
+// loop is stopped by then, nothing is queued after): the source answers
+// a REQUEST with the pages it still owes only (pcSend.serve), none once
+// every page arrived here, and reads none while it waits for the answer
+// to RESUME or after SETTLED. They hold no plugin: the first close of
+// that session (lingerToTell's) ends the lane's Landed, which returns
+// what was reported, then the session's end; a launched plugin's
+// Landed on a closed transport starts no process. Should the
+// lane's next Landed come after lingerToTell opened a session for a
+// RESUME, it asks that session until it is closed, the one lane still:
+// a source sends pages only after MISSING, which lingerToTell never
+// sends, so anything it reports is a transport writing over a guest
+// that owns every page, which the lane refuses (pc.refused) and finish
+// reports (ErrPostcopyCheck). Stopping the lane at SETTLED would not stop
+// such a write, only hide it. They do not delay the report: finish's
+// stopSession cancels them, and every transport call honours its
+// context.
 func (pc *pcRecv) tellSettled(ctx context.Context, settled transport.Message) {
 	r := pc.r
 	lctx, cancel := context.WithTimeout(r.held.caller(), r.opt.ReconnectTimeout)
@@ -1205,7 +1226,10 @@ func (pc *pcRecv) tellBroken(cause error) {
 // missed. The transport is open for receiving meanwhile, as it was for
 // the session; a source that reconnects never sends pages before
 // MISSING. ctx ends the wait early. What it cannot tell: a source
-// slower than lingerNotice to come back is not waited for.
+// slower than lingerNotice to come back is not waited for. After
+// SETTLED the old session's landed lane may still run meanwhile
+// (tellSettled says why that is harmless); after BROKEN and ABORT it was
+// stopped before.
 func (pc *pcRecv) lingerToTell(ctx context.Context, last transport.Message) (answered bool) {
 	r := pc.r
 	r.closeSession()
