@@ -45,15 +45,8 @@ var deadlineAttr = schema.Attribute{Name: "deadline", Type: schema.TypeDuration,
 // Ctrl-C): it then prints nothing and returns nil and exit status 1,
 // and the caller says it was interrupted.
 func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(stderr, "migrate:", err)
-		return nil, pluginSet{}, 2
-	}
-	sources := map[string][]byte{path: src}
-	j, diags := job.Parse(path, src)
-	if j == nil { // HCL syntax: nothing further can be read
-		refuseJob(stderr, path, sources, diags)
+	j, sources, diags := readJob(path, stderr)
+	if j == nil {
 		return nil, pluginSet{}, 2
 	}
 	dirs := searchPath(j, flagDir)
@@ -79,7 +72,33 @@ func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.
 	return j, ps, 0
 }
 
-// refuseJob prints the diagnostics of a job loadJob refuses and the one
+// readJob reads and parses the job at path: the job, its source text
+// (for refuseJob) and what the parse found. It returns a nil job, having
+// said why on stderr, when the file cannot be read or its HCL syntax is
+// wrong (nothing further can be read); the caller exits 2. A job whose
+// content is wrong comes back with its errors in diags, for the caller
+// to add its own checks to before it refuses the job (refuseJob). Every
+// mode that reads a job starts here: a run and -check (loadJob),
+// -resolve and -start-postcopy (parseJobFile), so their refusals cannot
+// drift apart (until TestLoadJobSyntaxError's -resolve and
+// -start-postcopy cases, those two printed a syntax error's diagnostics
+// without refuseJob's last line).
+func readJob(path string, stderr io.Writer) (*job.Job, map[string][]byte, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return nil, nil, nil
+	}
+	sources := map[string][]byte{path: src}
+	j, diags := job.Parse(path, src)
+	if j == nil { // HCL syntax: nothing further can be read
+		refuseJob(stderr, path, sources, diags)
+		return nil, nil, nil
+	}
+	return j, sources, diags
+}
+
+// refuseJob prints the diagnostics of a job migrate refuses and the one
 // line that ends every refusal, whether the file's HCL syntax or its
 // content was wrong (until TestLoadJobSyntaxError, a syntax error had
 // only HCL's diagnostics, without that line).

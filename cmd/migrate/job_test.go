@@ -457,8 +457,11 @@ destination { control = "/nonexistent/dst.sock" }
 // TestLoadJobSyntaxError: a job whose HCL syntax is wrong (a block left
 // open, a stray brace) ends as every other refused job does: HCL's
 // diagnostics, then the line that counts them and says nothing was
-// started, exit 2, from a run and from migrate -check alike. Before, it
-// had the diagnostics alone.
+// started, exit 2, from a run, migrate -check, -resolve and
+// -start-postcopy alike (readJob and refuseJob, shared by loadJob and
+// parseJobFile), and so does one whose content is wrong. Before, a run
+// and -check had the diagnostics alone, and until this test -resolve
+// and -start-postcopy had them alone still.
 func TestLoadJobSyntaxError(t *testing.T) {
 	const ends = "source { control = \"/nonexistent/src.sock\" }\ndestination { control = \"/nonexistent/dst.sock\" }\n"
 	for _, tc := range []struct {
@@ -473,8 +476,13 @@ func TestLoadJobSyntaxError(t *testing.T) {
 			`job.hcl:3:1: Argument or block definition required`,
 			`migrate: job.hcl has 1 error(s); nothing was started`,
 		}},
+		{"same socket", "source { control = \"/nonexistent/a.sock\" }\ndestination { control = \"/nonexistent/a.sock\" }\n" +
+			"transport \"tcp\" { listen = \"127.0.0.1:7070\" }\n", []string{
+			`job.hcl:2:25: Source and destination are the same VMM`,
+			`migrate: job.hcl has 1 error(s); nothing was started`,
+		}},
 	} {
-		for _, mode := range [][]string{nil, {"-check"}} {
+		for _, mode := range [][]string{nil, {"-check"}, {"-resolve"}, {"-start-postcopy"}} {
 			t.Run(strings.Join(append([]string{tc.name}, mode...), " "), func(t *testing.T) {
 				t.Chdir(t.TempDir())
 				if err := os.WriteFile("job.hcl", []byte(tc.job), 0o600); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -864,17 +863,17 @@ func (r *resolver) cleanup() {
 }
 
 // parseJobFile reads and parses the job at path for a mode that starts
-// no plugin (-resolve, -start-postcopy): nil, with every diagnostic on
-// stderr, when it cannot be read or has errors (exit 2).
+// no plugin (-resolve, -start-postcopy): nil, with every diagnostic and
+// the line that ends every refusal on stderr (readJob, refuseJob, as a
+// run's), when it cannot be read or has errors (exit 2). It checks no
+// plugin: a job whose plugin blocks are wrong is still read.
 func parseJobFile(path string, stderr io.Writer) *job.Job {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(stderr, "migrate:", err)
+	j, sources, diags := readJob(path, stderr)
+	if j == nil {
 		return nil
 	}
-	j, diags := job.Parse(path, src)
-	if j == nil || diags.HasErrors() {
-		job.FormatDiagnostics(stderr, map[string][]byte{path: src}, diags)
+	if diags.HasErrors() {
+		refuseJob(stderr, path, sources, diags)
 		return nil
 	}
 	return j
