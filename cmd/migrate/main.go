@@ -532,12 +532,15 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		// shutdown, vmm sideAfter): the guest does not run there, and did
 		// not after the pause, so a destination that holds the state may
 		// hold its only copy; cleanup's plan leaves it, says what to run.
-		rs.sourceStopped = true
+		rs.sawSourceStopped(ranBefore("migrate's run saw the source's migration end failed, its VM stopped before it could resume the guest"),
+			migrationKey{id: rs.id})
 		rs.cleanup()
 		return rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
 			rep.Status, rep.Error)
 	}
-	rs.sourceRan = true // it resumed the guest, or never paused it
+	// It resumed the guest, or never paused it.
+	rs.sawSourceRun(ranBefore(fmt.Sprintf("migrate's run saw the source's migration end %s, the guest running there", rep.Status)),
+		migrationKey{id: rs.id})
 	rs.cleanup()
 	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
 }

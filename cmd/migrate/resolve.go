@@ -174,13 +174,18 @@ type resolver struct {
 	// (it said running, or the source said migrated or postcopy-broken:
 	// RUNNING came, or post-copy ran the guest there), so the source's
 	// copy is older than the guest and must never run again. manual,
-	// doAll (staleStep) and resolve (staleRun) honour both flags.
+	// doAll (staleStep) and resolve (staleRun) honour both flags, and
+	// only at looks of the migration that set them (seen).
 	dstRan bool
 	// sourceStopped: the source said failed (vmm sideAfter): its VM was
 	// stopped before the engine could resume it, so it did not run the
 	// guest after the pause, and a handover-unknown destination holds
 	// the current copy, perhaps the only one.
 	sourceStopped bool
+	// seen is the migration those three flags were seen in, and when
+	// and how each was (resolveseen.go): a look of another ends the
+	// resolve manual.
+	seen memory
 	// dstTook: the VMM at the destination's socket took part in the
 	// migration resolved: it took migrate-incoming with r.id (run), or a
 	// query found it reporting that migration. Without it, the source's
@@ -521,14 +526,9 @@ func (r *resolver) resolve() (verdict, error) {
 			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
 			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
-		if s.Side == api.SideRunning { // of this migration (pair)
-			r.sourceRan = true
-		}
-		if s.Side == api.SideFailed { // of this migration (pair)
-			r.sourceStopped = true
-		}
-		if d.Side == api.SideRunning || s.Side == api.SideMigrated || s.Side == api.SidePostcopyBroken { // (pair)
-			r.dstRan = true
+		if err := r.remember(s, d); err != nil { // the flags, of this look's migration only
+			fmt.Fprintf(r.out, "migrate: resolving: source %s, destination %s\n", s.Side, d.Side)
+			return verdictManual, r.manual(s.Side, d.Side, err)
 		}
 		d.Side = dstSide(d)
 		look := dstLook{side: d.Side, id: r.dstID, tag: r.dstTag}
@@ -721,6 +721,10 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 	}
 	if r.misreport {
 		fmt.Fprint(r.out, misreportText)
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+	}
+	if r.seen.changed != nil {
+		fmt.Fprint(r.out, pairingChangedText(r.seen.changed, r.src, r.dst))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
 	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too

@@ -28,9 +28,11 @@ import (
 // lead here are of a VMM that breaks that, or of another migration
 // under the same name (an id reused by hand; -resolve, which learns the
 // migration from each look, pairs whatever both sides report at each):
-// TestResolveRefusesStaleCopy. What it cannot tell: whether the flag was
-// set by the migration the step names (neither flag records which one
-// set it), so a reused id errs towards refusing.
+// TestResolveRefusesStaleCopy. The flags are of the migration the step
+// names: a look of another migration than the one that set them ends
+// the resolve before any plan is checked (resolveseen.go); an id reused
+// within one migration's looks cannot be told apart, and errs towards
+// refusing.
 // A plan without steps is checked by staleRun instead: a side that
 // runs already, whose copy they call older, is not said to be where the
 // guest runs. What neither looks at: the cancel of a destination

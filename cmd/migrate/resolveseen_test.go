@@ -1,0 +1,135 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// TestResolveMemoryOfOneMigration: what -resolve saw at one look (the
+// guest ran on the destination, the source ran it, the source said
+// failed) is of the migration that look paired; at a later look both
+// sides report another (another id, or without ids another tag
+// fingerprint: a VMM started anew at a socket, a socket reused), and
+// the resolve ends manual saying the pairing changed under it, acting
+// on neither migration and printing no command for either. Before, the
+// flags of the first were honoured at the second's look: its steps
+// were refused for a reason untrue of it ("the source's resume is
+// refused: migrate saw the guest run on this migration's destination"),
+// or, for a source seen failed, the second's discard, resume and quit
+// were sent (a memory of the first dropped silently).
+func TestResolveMemoryOfOneMigration(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		first    func(c *runCase)            // both sides at the first look (of a, or tagA)
+		src, dst func(f *fakeVMM)            // each side from its second look on (of b, or tagB)
+		dstAsked func(idA, tA string) string // the acts the destination may be asked
+	}{
+		{name: "destination ran, then another's source handover-unknown beside its failed destination",
+			first: func(c *runCase) { c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning) }, // the source migrates
+			src:   func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusHandoverUnknown, api.SideUnknown },
+			dst:   func(f *fakeVMM) { f.status, f.side = engine.StatusFailed, api.SideFailed }},
+		{name: "source failed, then another's two sides handover-unknown",
+			first: func(c *runCase) { c.src.finishWith(0, engine.StatusFailed, api.SideFailed) }, // the destination migrates
+			src:   func(f *fakeVMM) { f.status, f.side = engine.StatusHandoverUnknown, api.SideUnknown },
+			dst:   func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusHandoverUnknown, api.SideUnknown }},
+		{name: "source ran, then another's source handover-unknown beside its running destination",
+			first: func(c *runCase) { // the destination migrates in post-copy: its cancel is refused
+				c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+				c.dst.postcopy = true
+			},
+			src: func(f *fakeVMM) { f.status, f.side = engine.StatusHandoverUnknown, api.SideUnknown },
+			dst: func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusCompleted, api.SideRunning },
+			dstAsked: func(idA, tA string) string { // sent on the first look, refused: the VMM holds the other by then
+				if idA == "" {
+					return "migrate-cancel  tag " + tA
+				}
+				return "migrate-cancel " + idA
+			}},
+	} {
+		for _, named := range []string{"id", "tag"} {
+			t.Run(tc.name+"/"+named, func(t *testing.T) {
+				c := newRunCase(t)
+				idA, idB, tA, tB := "a", "b", "", ""
+				if named == "tag" {
+					idA, idB, tA, tB = "", "", tagA, tagB
+				}
+				c.src.id, c.dst.id, c.src.tag, c.dst.tag = idA, idA, tA, tA
+				tc.first(c)
+				moveOn := func(to func(f *fakeVMM)) func(f *fakeVMM) {
+					return afterFirstLook(func(f *fakeVMM) { f.id, f.tag = idB, tB; to(f) })
+				}
+				c.src.looked, c.dst.looked = moveOn(tc.src), moveOn(tc.dst)
+				var out strings.Builder
+				r := newResolver(fakeJob(c.src, c.dst), &out)
+				r.wait = 10 * time.Second
+				v, err := r.resolve()
+				t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+				dstAsked := ""
+				if tc.dstAsked != nil {
+					dstAsked = tc.dstAsked(idA, tA)
+				}
+				c.wantAsked(t, "", dstAsked)
+				if v != verdictManual || err == nil {
+					t.Fatalf("verdict %d, err %v: want manual, an error", v, err)
+				}
+				wantSays(t, err.Error(), "the pairing changed under the resolver")
+				wantSays(t, out.String(), "moved from migration "+migrationText(idA, tA), "to migration "+migrationText(idB, tB),
+					"find out from both hosts which VMM holds which copy")
+				wantSaysNone(t, out.String(), "is refused", "migrate: resolved:", "Never run", "Only if")
+				wantNoCommand(t, out.String(), "what migrate saw of one migration says nothing of the other's copies")
+			})
+		}
+	}
+	t.Run("-resolve exits 1", func(t *testing.T) {
+		c := newRunCase(t)
+		c.src.id, c.dst.id = "a", "a"
+		c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		c.src.looked = afterFirstLook(func(f *fakeVMM) {
+			f.id, f.done, f.status, f.side = "b", true, engine.StatusHandoverUnknown, api.SideUnknown
+		})
+		c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.id, f.status, f.side = "b", engine.StatusFailed, api.SideFailed })
+		code, stdout, stderr := c.resolveMain(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantSaysNone(t, stdout, "resolved:")
+		wantSays(t, stderr, "the pairing changed under the resolver")
+		c.wantNothingAsked(t)
+	})
+}
+
+// TestResolveMemoryKeptWithinOneMigration: the flags still hold at a
+// later look of the same migration, named by its id or by its tag
+// fingerprint, also where a side reports none at that look (it does
+// not answer): TestResolveRefusesStaleCopy's first case, and a look of
+// the same migration without ids.
+func TestResolveMemoryKeptWithinOneMigration(t *testing.T) {
+	for _, named := range []string{"id", "tag"} {
+		t.Run(named, func(t *testing.T) {
+			c := newRunCase(t)
+			if named == "id" {
+				c.src.id, c.dst.id = "a", "a"
+			} else {
+				c.src.tag, c.dst.tag = tagA, tagA
+			}
+			c.src.finishWith(1, engine.StatusHandoverUnknown, api.SideUnknown) // migrating at the first look
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.status, f.side = engine.StatusFailed, api.SideFailed })
+			var out strings.Builder
+			r := newResolver(fakeJob(c.src, c.dst), &out)
+			r.wait = 10 * time.Second
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+			c.wantNothingAsked(t)
+			if v != verdictManual || err == nil {
+				t.Fatalf("verdict %d, err %v: want manual, an error", v, err)
+			}
+			wantSays(t, out.String(), "the source's resume is refused", "Never run the source")
+			wantSaysNone(t, out.String(), "pairing changed")
+		})
+	}
+}
