@@ -694,7 +694,10 @@ func (r *resolver) do(st step) error {
 // when it saw the guest run on the destination; it says so when it saw
 // the source stopped before it could resume the guest (failed: then the
 // source cannot be resumed either), and otherwise says what the operator
-// must know first. Each line speaks of one migration, by its id, and of
+// must know first; where it saw both run (of one migration: remember),
+// it says the copies diverged and that the operator must keep one and
+// stop the other, and prints no line (bothRanText). Each line speaks of
+// one migration, by its id, and of
 // its own two sides only: no resume is offered for a side that takes
 // part in another migration than its partner here, and when this job's
 // destination was never seen taking part in the source's migration, the
@@ -729,6 +732,10 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 	}
 	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too
 	id := idText(mid)
+	if r.sourceRan && r.dstRan { // of one migration (remember)
+		fmt.Fprint(r.out, r.bothRanText(src, dst))
+		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+	}
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s
 `, shellArg(r.jobFile))

@@ -204,3 +204,28 @@ guest (migrate-status names the migration a VMM takes part in: its id, and witho
 migrate -resolve decides from what the VMMs say then, without what this one saw.
 `, src, dst, e.was.text(), e.now.text(), e.saw)
 }
+
+// bothRanText is what manual says where the resolver saw the guest run
+// on both sides of one migration (sourceRan and dstRan, of seen.in:
+// remember), the source last seen at side src and the
+// destination at dst: the two copies diverged, and which was seen
+// running first (the sightings; when each began to run it cannot tell).
+// It prints no command, and not the line that runs migrate -resolve
+// again: a later resolve would not know what this one saw, and could
+// settle on one copy by what the VMMs say then (telling a
+// handover-unknown source migrated beside a running destination, say).
+// Until TestManualBothRan, manual said "Never run" of each side, which
+// told the operator both copies were unsafe but not what to do.
+func (r *resolver) bothRanText(src, dst api.Side) string {
+	first, firstAt, then, thenAt := "source", r.seen.sourceRanAt, "destination", r.seen.dstRanAt
+	if thenAt.look < firstAt.look || thenAt.look == firstAt.look && thenAt.at.Before(firstAt.at) {
+		first, firstAt, then, thenAt = then, thenAt, first, firstAt
+	}
+	return fmt.Sprintf(`The guest ran on both sides of migration %s after it began, so the two copies diverged.
+migrate saw it run on the %s first (%s), then on the %s (%s); it can tell when it saw each run, not when each began to. Each copy went on without what the guest did on the other since.
+Ferry will not pick one: nothing here says which copy holds the state the guest's users rely on, so migrate resumes, discards and stops neither, and prints no command for either.
+You must decide which copy to keep, and stop the other for good: whatever the guest did on the copy you stop, since the two diverged, is lost. A side that runs stops with its VMM's quit; a handover-unknown one refuses quit, and is given up first with migrate-resolve discard (a destination) or migrated (a source), naming the migration. A handover-unknown copy you keep runs once you resume it (migrate-resolve resume), after the other is stopped.
+At migrate's last look the source %s said %s, and the destination %s said %s.
+A later migrate -resolve would not know what this one saw, and could settle on one copy by what the VMMs say then: do not run it to settle this.
+`, r.seen.in.text(), first, firstAt, then, thenAt, r.src, src, r.dst, dst)
+}

@@ -133,3 +133,67 @@ func TestResolveMemoryKeptWithinOneMigration(t *testing.T) {
 		})
 	}
 }
+
+// TestManualBothRan: where the resolver saw the guest run on both sides
+// of one migration (the source after it began, and the destination),
+// manual says what is true and what the operator must decide: the two
+// copies diverged, which side migrate saw run first and which then,
+// that Ferry will not pick one, and that the copy stopped loses what
+// the guest did on it since; it prints no command, nor the line to run
+// migrate -resolve again (which could pick one). Before, it said
+// "Never run the source" and "Never run the destination", both unsafe,
+// and what to do nowhere.
+func TestManualBothRan(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		id          string // the migration resolved: "" for -resolve
+		set         func(c *runCase)
+		sourceRan   bool     // set before the resolve, as run's conclude does after a failed migration
+		first, then string   // the side seen running first, and then
+		say         []string // more it says
+	}{
+		{name: "run: the source ran, then the destination runs beside the source handover-unknown", id: "a", sourceRan: true,
+			set: func(c *runCase) {
+				c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+				c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			}, first: "source", then: "destination", say: []string{"before this resolve", "the destination said running, at look 1"}},
+		{name: "-resolve: the source runs, then handover-unknown beside the destination running",
+			set: func(c *runCase) {
+				c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+				c.src.looked = afterFirstLook(func(f *fakeVMM) { f.side = api.SideUnknown })
+				c.dst.postcopy = true // its cancel is refused
+				c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusCompleted, api.SideRunning })
+			}, first: "source", then: "destination", say: []string{"the source said running, at look 1", "the destination said running, at look 2"}},
+		{name: "-resolve: the destination runs, then handover-unknown beside the source running",
+			set: func(c *runCase) {
+				c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+				c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.status, f.side = engine.StatusHandoverUnknown, api.SideUnknown })
+				c.src.finishWith(1, engine.StatusFailed, api.SideRunning) // migrating at the first look
+			}, first: "destination", then: "source", say: []string{"the destination said running, at look 1", "the source said running, at look 2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			tc.set(c)
+			var out strings.Builder
+			r := newResolver(fakeJob(c.src, c.dst), &out)
+			r.id, r.wait = tc.id, 10*time.Second
+			if tc.sourceRan {
+				r.sawSourceRun(ranBefore("migrate's run saw the source's migration end failed, the guest running there"), migrationKey{id: tc.id})
+			}
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+			if v != verdictManual || err == nil {
+				t.Fatalf("verdict %d, err %v: want manual, an error", v, err)
+			}
+			text := out.String()
+			wantSays(t, text, "The guest ran on both sides of migration id a after it began, so the two copies diverged",
+				"on the "+tc.first+" first (", "then on the "+tc.then+" (",
+				"Ferry will not pick one", "You must decide which copy to keep, and stop the other for good", "refuses quit",
+				"is lost", "do not run it to settle this")
+			wantSays(t, text, tc.say...)
+			wantSaysNone(t, text, "Never run", "When both control sockets answer again")
+			wantNoCommand(t, text, "migrate will not pick a copy, nor offer to")
+		})
+	}
+}
