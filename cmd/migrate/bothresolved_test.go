@@ -15,10 +15,14 @@ import (
 // handover whose source was resumed since (finishCompleted), after a
 // handover-unknown resolved to the destination whose source was resumed
 // since, and after a handover-unknown whose resolve found both running
-// (plan's verdictBothRun). Before, the second printed "resolved":
+// (plan's verdictBothRun), and after a source that stopped answering
+// (its status did not come back) whose resolve found both running.
+// Before, the second printed "resolved":
 // "destination" ("the guest runs on the destination"), and the third no
 // resolved at all and the handover's own error alone, not BOTH: a
-// reader of the JSON saw the guest on one side, or nowhere decided.
+// reader of the JSON saw the guest on one side, or nowhere decided; the
+// fourth, until it was added, status failed (the guest on the source
+// alone), no resolved, and BOTH on stderr only, as "cleaning up".
 func TestBothRunResolvedSaysBoth(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -38,6 +42,21 @@ func TestBothRunResolvedSaysBoth(t *testing.T) {
 			c.src.reportErr = "no answer to COMMIT"
 			c.src.id, c.dst.id = "", "" // they take migrate's
 			rep, _, err := c.run(t.Context(), t)
+			return rep, err
+		}},
+		{"the source stopped answering, then both running", func(t *testing.T, c *runCase) (report, error) {
+			c.src.id, c.dst.id = "", "" // they take migrate's
+			c.src.progress = engine.Progress{Phase: engine.PhaseDirty, Pass: 3}
+			go func() { // once migrate follows it: its status stops coming back, and it says it runs the guest (resumed by hand)
+				c.src.waitStatuses(3)
+				c.src.mu.Lock()
+				c.src.statusDown, c.src.done, c.src.status, c.src.side = true, true, engine.StatusFailed, api.SideRunning
+				c.src.mu.Unlock()
+			}()
+			rep, _, err := c.run(t.Context(), t)
+			if err != nil {
+				wantSays(t, err.Error(), "the source stopped answering during the migration (dirty, pass 3)")
+			}
 			return rep, err
 		}},
 	} {

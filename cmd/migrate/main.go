@@ -475,7 +475,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			}
 			return finishCompleted(j, rep, rs.id, log)
 		}
-		if rerr != nil {
+		if rerr != nil && v != verdictBothRun { // BOTH is the run's own error, below
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
 		var silent stoppedAnswering
@@ -489,6 +489,16 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		case errors.As(err, &moved), errors.As(err, &notSrc):
 			err = fmt.Errorf("last seen in %s, pass %d: %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
+		}
+		if v == verdictBothRun {
+			// Both sides say they run the guest: the report says so
+			// (resolved both, BOTH first in its error), as after a
+			// handover-unknown whose resolve found both running. Before
+			// TestBothRunResolvedSaysBoth's case of a source that stopped
+			// answering, BOTH was on stderr only, as "cleaning up", and
+			// the report said failed with no resolved.
+			rep.Resolved = resolvedBoth
+			err = fmt.Errorf("%w (%w)", rerr, err)
 		}
 		rep.Error = err.Error()
 		return rep, err

@@ -114,6 +114,10 @@ type fakeVMM struct {
 	// resumeNotKept: migrate-resolve resume answers running but leaves
 	// the side as it was (a VMM that does not keep what it confirmed).
 	resumeNotKept bool
+	// statusDown: migrate-status fails (a VMM whose status call does not
+	// come back, to migrate's follow a source that stopped answering),
+	// while migrate-resolve still answers.
+	statusDown bool
 }
 
 // control is the control version f reports (none when older).
@@ -260,6 +264,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		defer f.mu.Unlock()
 		if f.sent.IsZero() && !f.running && !f.done && f.role == "send" {
 			return nil, errors.New("no migration has run on this VM")
+		}
+		if f.statusDown {
+			return nil, errors.New("migrate-status did not come back")
 		}
 		f.tick()
 		f.statuses++
