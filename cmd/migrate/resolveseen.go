@@ -34,8 +34,10 @@ import (
 //	reports one
 //
 // What it cannot tell: a VMM may report any id and any fingerprint; it
-// keeps honest migrations apart, as pair does. dstTook is not tied
-// this way: a two-sided look sets it, whatever migration it showed.
+// keeps honest migrations apart, as pair does. dstTook (this job's
+// destination was seen in the source's migration) is of the last
+// look's migration: a look of another sets it afresh, and ends nothing
+// by itself.
 
 // migrationKey names the migration a look paired: its id, and without
 // one the tag fingerprint either side reports (tagsPair: the same, or
@@ -80,6 +82,10 @@ type memory struct {
 	// was set (remember); manual says so and offers nothing.
 	changed *errPairingChanged
 	looks   int // looks taken so far
+	// last is the migration of the last look that showed one (lastKnown):
+	// where a look shows another, dstTook is of that look alone.
+	last      migrationKey
+	lastKnown bool
 }
 
 // errPairingChanged is remember's refusal: the sides now pair migration
@@ -125,6 +131,14 @@ func (r *resolver) remember(s, d api.ResolveResult) error {
 	if !held {
 		return nil
 	}
+	if r.seen.lastKnown && k != r.seen.last {
+		// Seen in the last migration, not this one (pair added this
+		// look's): without it manual offers the source's resume "only
+		// if the destination host is gone", a host that may never have
+		// held this migration (TestResolveDstTookOfOneMigration).
+		r.dstTook = s.Role != "" && d.Role != ""
+	}
+	r.seen.last, r.seen.lastKnown = k, true
 	if r.remembers() && !r.seen.known { // set before any look: run's, of r.id
 		r.seen.in, r.seen.known = k, true
 	}

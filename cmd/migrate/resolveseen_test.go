@@ -197,3 +197,32 @@ func TestManualBothRan(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveDstTookOfOneMigration: that this job's destination was
+// seen taking part in the source's migration (dstTook) is of the
+// migration of the look that saw it. -resolve saw both sides migrate in
+// a (a wait), then the source handover-unknown in b beside a destination
+// that does not answer: b's destination was never seen, and the
+// source's line must say it may have sent the guest elsewhere, where it
+// may run, not "Only if the destination host is gone for good" (this
+// job's destination, which took part in a, not b). Before, a two-sided
+// look of a counted for b.
+func TestResolveDstTookOfOneMigration(t *testing.T) {
+	c := newRunCase(t)
+	c.src.id, c.dst.id = "a", "a"
+	c.src.looked = afterFirstLook(func(f *fakeVMM) {
+		f.id, f.done, f.status, f.side = "b", true, engine.StatusHandoverUnknown, api.SideUnknown
+	})
+	c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.resolveDown = true })
+	var out strings.Builder
+	r := newResolver(fakeJob(c.src, c.dst), &out)
+	r.wait = 10 * time.Second
+	v, err := r.resolve()
+	t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+	c.wantNothingAsked(t)
+	if v != verdictManual || err == nil {
+		t.Fatalf("verdict %d, err %v: want manual, an error", v, err)
+	}
+	wantSays(t, out.String(), "was never seen taking part in the source's migration (id b)")
+	wantSaysNone(t, out.String(), "Only if the destination host is gone for good")
+}

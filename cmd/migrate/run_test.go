@@ -118,6 +118,9 @@ type fakeVMM struct {
 	// come back, to migrate's follow a source that stopped answering),
 	// while migrate-resolve still answers.
 	statusDown bool
+	// resolveDown: migrate-resolve fails (to the resolver's query a VMM
+	// that does not answer).
+	resolveDown bool
 }
 
 // control is the control version f reports (none when older).
@@ -311,6 +314,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 		json.Unmarshal(raw, &a)
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.resolveDown {
+			return nil, errors.New("migrate-resolve did not come back")
+		}
 		if a.Action == api.ResolveQuery {
 			f.tick() // a query is a poll too
 			if f.looked != nil {
