@@ -98,6 +98,7 @@ type pcRecv struct {
 	arriveMu  sync.Once
 	committed chan struct{} // closed at COMMIT (or the end): watchSetup stops
 	commitMu  sync.Once
+	watchDone chan struct{} // closed once watchSetup returned
 
 	// refused is the first landed batch a session's lane refused (a run
 	// not guest RAM's, or the fault service's refusal: a page the guest
@@ -509,8 +510,11 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 	}
 	pc.startRequests()
 	pc.noteArrived()
-	pc.committed = make(chan struct{})
-	go pc.watchSetup(pc.sess, pc.loopDone, pc.committed)
+	pc.committed, pc.watchDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pc.watchDone)
+		pc.watchSetup(pc.sess, pc.loopDone, pc.committed)
+	}()
 	r.opt.Log.Info("post-copy: fault service on", "absent_pages", r.layout.Pages()-pc.held(), "absent_runs", len(pc.absent))
 	return nil
 }
@@ -708,10 +712,18 @@ func (pc *pcRecv) failedEarly() error {
 	return nil
 }
 
+// waitStarts, when set (tests only), is called as wait starts, before
+// it looks at anything: TestPostcopyWaitOrder holds wait there until
+// every page arrived and the landed lane ended, both at once.
+var waitStarts func(pc *pcRecv)
+
 // wait serves post-copy until every page arrived, reconnecting after a
 // broken connection; an error means post-copy broke for good.
 func (pc *pcRecv) wait(ctx context.Context) error {
 	r := pc.r
+	if waitStarts != nil {
+		waitStarts(pc)
+	}
 	r.pollStats() // pre-copy's traffic, should this session break before the first tick
 	// What a session that breaks had moved, polled in the background: a
 	// plugin slow to answer Stats never delays noticing the break.
@@ -723,11 +735,12 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 	pc.stall.moved()
 	for {
 		s := pc.sess
-		var cause error
+		var stalled error
+		// The select only wakes wait; what it does is waitEnd's, in one
+		// order: several of these may be ready at once, and select
+		// picks among them at random.
 		select {
 		case <-pc.arrived:
-			pc.doneAt = time.Now()
-			return nil
 		case <-tick.C:
 			if st := poll.get(); st.BytesWire >= r.seen.BytesWire { // a session's counters only grow
 				r.seen = st
@@ -736,22 +749,25 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 			// Pages are due and none landed for StallTimeout: the
 			// source, or this side's transport, no longer moves them
 			// while the connection stays up (a stopped plugin process).
-			if cause = pc.stall.stalled(); cause == nil || pc.svc.Pending() == 0 {
+			if stalled = pc.stall.stalled(); stalled == nil || pc.svc.Pending() == 0 {
 				continue
 			}
 		case err := <-pc.loopDone:
 			pc.loopDone <- err
-			return fmt.Errorf("fault service: %w", err)
 		case <-s.feed.done:
-			if s.feed.fatal {
-				return s.feed.err
-			}
-			cause = fmt.Errorf("landed pages: %w", s.feed.err)
 		case err := <-s.reqDone:
 			s.reqDone <- err // stopSession reads it again
-			cause = err
 		case <-ctx.Done():
-			return context.Cause(ctx)
+		}
+		arrived, cause, err := pc.waitEnd(ctx, s, stalled)
+		switch {
+		case err != nil:
+			return err
+		case arrived:
+			pc.doneAt = time.Now()
+			return nil
+		case cause == nil:
+			continue // nothing ended after all
 		}
 		poll.close() // before the session it asks is closed
 		if err := pc.reconnect(ctx, cause); err != nil {
@@ -763,6 +779,78 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 		pc.stall.moved()
 		poll = startStats(ctx, r.tr)
 		r.opt.Log.Info("post-copy resumed over a new connection", "reconnects", pc.reconnects)
+	}
+}
+
+// waitEnd decides what wait does once something it watches is ready
+// (stalled: the stall watch's verdict, nil if it did not fire), in this
+// order, whatever else is ready too:
+//
+//  1. The landed lane of session s refused a batch (fatal: a run that
+//     claims a write it may not make, or one the fault service refused,
+//     a write over a page the guest owns): guest RAM may hold a wrong
+//     page, so post-copy breaks (err), even when every page arrived,
+//     whether the refused run came after the last owed page or in its
+//     batch (feedRuns notes arrival only after a whole batch was taken).
+//  2. Every page arrived and was checked (arrived): post-copy completes.
+//     A session that ended meanwhile (the transport going away: its
+//     landed lane or request sender ended) or a fault loop that ended
+//     does not halt a guest that has all its memory: finish settles and
+//     unregisters without either, and tells the source on the session
+//     it has (or reconnects for that).
+//  3. The fault loop ended (err): post-copy breaks.
+//  4. ctx ended (err).
+//  5. The session ended or stalled (cause): wait reconnects.
+//
+// Until 2026-12-08 wait's select picked among them at random: a breach
+// reported after the last owed page completed about half the time, the
+// VM running on what the transport may have written over its pages,
+// and a session that ended after the last page sent wait to reconnect
+// instead of telling the source on it (TestPostcopyWaitOrder). What it
+// cannot order: a breach the lane refuses after wait took arrival
+// (finish reports it, ErrPostcopyCheck, the VM running).
+func (pc *pcRecv) waitEnd(ctx context.Context, s *pcSession, stalled error) (arrived bool, cause, err error) {
+	if closed(s.feed.done) && s.feed.fatal {
+		return false, nil, s.feed.err
+	}
+	if closed(pc.arrived) {
+		return true, nil, nil
+	}
+	if lerr, ok := peek(pc.loopDone); ok {
+		return false, nil, fmt.Errorf("fault service: %w", lerr)
+	}
+	if ctx.Err() != nil {
+		return false, nil, context.Cause(ctx)
+	}
+	if closed(s.feed.done) {
+		return false, fmt.Errorf("landed pages: %w", s.feed.err), nil
+	}
+	if rerr, ok := peek(s.reqDone); ok {
+		return false, rerr, nil
+	}
+	return false, stalled, nil
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// peek returns the error waiting in ch (buffered, one slot) and leaves
+// it there for the next reader; ok is false if none waits. Only one
+// goroutine may take from ch.
+func peek(ch chan error) (err error, ok bool) {
+	select {
+	case err = <-ch:
+		ch <- err
+		return err, true
+	default:
+		return nil, false
 	}
 }
 
@@ -1320,10 +1408,15 @@ func (pc *pcRecv) closeUffd() {
 	}
 }
 
-// stopWatch stops watchSetup, once.
+// stopWatch stops watchSetup, once, and waits for it to return: what
+// it does, it does before COMMIT is acted on (failedEarly then sees the
+// same end). Left running, it could pick a fatal end over committed at
+// random after COMMIT and cancel the context wait serves post-copy
+// under (TestPostcopyWaitOrder).
 func (pc *pcRecv) stopWatch() {
 	if pc.committed != nil {
 		pc.commitMu.Do(func() { close(pc.committed) })
+		<-pc.watchDone
 	}
 }
 
