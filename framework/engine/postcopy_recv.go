@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,7 +86,12 @@ type pcRecv struct {
 	queued uint64    // POSTCOPY's count of pages the source queued before it
 	on     bool      // the last POSTCOPY chunk arrived: the VM will run here before every page did
 
-	sess *pcSession // the current transport session's goroutines
+	sess     *pcSession // the current transport session's goroutines
+	sessions int        // transport sessions started (the first is 1)
+	// runsDropped counts landed runs that broke the transport's contract
+	// but claimed nothing the engine could act on (landedFeed), every
+	// session's: Report.LandedRunsDropped.
+	runsDropped atomic.Uint64
 
 	u         *uffd.FD
 	m         postcopy.Mapping
@@ -101,9 +107,10 @@ type pcRecv struct {
 	watchDone chan struct{} // closed once watchSetup returned
 
 	// refused is the first landed batch a session's lane refused (a run
-	// not guest RAM's, or the fault service's refusal: a page the guest
-	// owns written again), kept by stopSession: one refused after every
-	// page arrived is finish's to report, the migration being over.
+	// not guest RAM's or of no kind over pages held here, or the fault
+	// service's refusal: a page the guest owns written again), kept by
+	// stopSession: one refused after wait took arrival is finish's to
+	// report, the migration being over.
 	refused    error
 	touching   bool       // Postcopy(toucher) was called and not undone yet
 	notHalted  bool       // post-copy broke and Halt failed: the userfaultfd and the Toucher stay (postcopy_halt.go)
@@ -129,17 +136,50 @@ type pcSession struct {
 	reqDone chan error // the request sender's end (buffered); nil until started
 }
 
-// startSession starts the landed lane on r.tr. The transport records
+// startSession starts the landed lane on r.tr: discarding what it
+// reports (pre-copy, until setup's drain) or, with service, feeding the
+// fault service (a reconnect's session). The transport records
 // every write of the session for Landed, those before its first call
 // too (transport.Transport), so the lane may start after the source
 // began to send (it sends after READY, or MISSING after RESUME: a
 // landed lane that started after those lost their reports once,
 // TestPostcopyLaneArmedLate).
-func (pc *pcRecv) startSession(ctx context.Context, sink func([]transport.PageRun) error) {
+func (pc *pcRecv) startSession(ctx context.Context, service bool) {
 	sctx, cancel := context.WithCancel(ctx)
-	s := &pcSession{ctx: sctx, cancel: cancel, feed: newLandedFeed(pc.r.layout.Pages(), sink)}
+	f := newLandedFeed(pc.r.layout.Pages(), nil)
+	pc.sessions++
+	f.onDrop = pc.dropped(pc.sessions)
+	if service {
+		pc.feedService(f)
+	}
+	s := &pcSession{ctx: sctx, cancel: cancel, feed: f}
 	go s.feed.run(sctx, pc.r.tr)
 	pc.sess = s
+}
+
+// feedService makes f hand its runs to the page check and the fault
+// service (feedRuns), which judges its runs of no kind (Awaited); f.mu
+// is held, or f is not running yet.
+func (pc *pcRecv) feedService(f *landedFeed) {
+	f.sink, f.awaited = pc.feedRuns, pc.svc.Awaited
+}
+
+// dropped returns the landedFeed.onDrop of session number session:
+// each run dropped counts in Report.LandedRunsDropped, and the first of
+// the session is logged as a warning naming the session and the
+// migration (the engine does not know the transport plugin's name: the
+// job's transport block does).
+func (pc *pcRecv) dropped(session int) func(transport.PageRun, string, uint64) {
+	return func(r transport.PageRun, why string, n uint64) {
+		pc.runsDropped.Add(1)
+		if n > 1 {
+			return
+		}
+		pc.r.opt.Log.Warn("post-copy: the transport plugin reported a landed run that breaks its contract; dropped, "+
+			"as "+why+" (it cannot have put a wrong byte where the guest reads it); later ones of this session are "+
+			"only counted (landed_runs_dropped). The plugin is faulty: report it to its authors",
+			"session", session, "migration", pc.r.tagPrint, "first", r.First, "count", r.Count, "kind", int(r.Kind))
+	}
 }
 
 // startRequests starts the request sender of the current session.
@@ -174,26 +214,54 @@ var errSessionStopped = errors.New("post-copy session stopped")
 // changed between two batches. A nil sink discards (pre-copy: the
 // source's Flush covers those pages).
 //
-// Every run is checked against guest RAM (pages) before anything of its
-// batch is counted or handed on: the transport is a plugin, possibly a
-// third party's, and a run beyond guest RAM, one whose end wraps, an
-// empty one or one of no kind breaks its contract (transport.PageRun.Check).
-// Such a batch ends the lane as the fault service's refusal does
-// (fatal, errLandedInvalid): before COMMIT the switch fails and the
-// source resumes; after it post-copy breaks (the VM halts), as for a
-// second copy of a page the guest owns, since a transport that says it
-// wrote where no guest page is cannot be trusted with where it wrote the
-// others. What it cannot tell: a run inside guest RAM that the transport
-// did not write, or wrote elsewhere.
+// Every run is checked against guest RAM (pages) before it is counted
+// or handed on (take): the transport is a plugin, possibly a third
+// party's, and a run that fails transport.PageRun.Check breaks its
+// contract. What the engine does with it depends on what it claims
+// (claimOf; docs/POSTCOPY.md, "Landed runs that break the contract"):
+//
+//   - a write outside guest RAM (beyond its end, wrapping past 2^64, or
+//     an empty run whose first page lies past the end): none of its
+//     batch is taken, and the lane ends as the fault service's refusal
+//     ends it (fatal, errLandedInvalid): before COMMIT the switch fails
+//     and the source resumes; after it post-copy breaks (the VM halts),
+//     as for a second copy of a page the guest owns, since a transport
+//     that says it wrote where no guest page is cannot be trusted with
+//     where it wrote the others;
+//   - nothing (an empty run inside guest RAM, or at its end): dropped,
+//     counted (onDrop); it cannot have put a byte anywhere;
+//   - a write of no kind the engine knows, inside guest RAM: the engine
+//     cannot apply it (data or zeros?), and the pages may hold anything
+//     now. Once the sink is the fault service (awaited set), it is
+//     dropped when every page it names is still awaited there (absent
+//     or requested: mapped only on a later valid report, which the
+//     source sends again when asked), and refused as a breach (fatal,
+//     after the runs before it in its batch were handed on) when one is
+//     not: a landed or zero-known page would be mapped with what the
+//     memfd holds now, a placed one is the guest's. Before (pre-copy,
+//     the drain), it refuses its whole batch: the switch fails, which
+//     costs the guest nothing.
+//
+// What it cannot tell: a run inside guest RAM that the transport did
+// not write, or wrote elsewhere, and a write it never reported.
 type landedFeed struct {
 	mu    sync.Mutex
 	pages uint64 // guest RAM's, for the runs' check
 	sink  func([]transport.PageRun) error
-	got   uint64        // pages of every batch returned so far (under mu)
-	more  chan struct{} // signalled (non-blocking) after each batch
-	done  chan struct{}
-	err   error // why it ended (read after done)
-	fatal bool  // err is the sink's (the fault service's), not the session's
+	// awaited, set with a sink that feeds the fault service, says
+	// whether every page of a run is still awaited there
+	// (postcopy.Service.Awaited); nil before.
+	awaited func(first, count uint64) bool
+	// onDrop, if set, is told of each run dropped (claimsNothing or of
+	// no kind over awaited pages), with why and how many this lane
+	// dropped so far, that one included (under mu).
+	onDrop  func(r transport.PageRun, why string, n uint64)
+	dropped uint64        // runs dropped (under mu)
+	got     uint64        // pages of every batch handed on so far (under mu)
+	more    chan struct{} // signalled (non-blocking) after each batch
+	done    chan struct{}
+	err     error // why it ended (read after done)
+	fatal   bool  // err is a refused batch (the transport's breach or the fault service's refusal), not the session's end
 }
 
 // newLandedFeed returns a lane for a guest of pages pages.
@@ -202,37 +270,44 @@ func newLandedFeed(pages uint64, sink func([]transport.PageRun) error) *landedFe
 }
 
 // errLandedInvalid: the transport reported a landed run that is not one
-// of guest RAM's (landedFeed).
+// of guest RAM's, or one of no kind over pages this destination holds
+// (landedFeed).
 var errLandedInvalid = errors.New("the transport reported a landed run that breaks its contract")
+
+// What a landed run claims (claimOf).
+const (
+	claimWrite   = iota // a valid run (transport.PageRun.Check): data or zeros written inside guest RAM
+	claimNothing        // no page: an empty run whose first page is inside guest RAM or at its end
+	claimNoKind         // pages inside guest RAM, of no kind the engine knows
+	claimOutside        // pages outside guest RAM, or an empty run past its end
+)
+
+// claimOf says what r claims for a guest of pages pages.
+func claimOf(r transport.PageRun, pages uint64) int {
+	end, carry := bits.Add64(r.First, r.Count, 0)
+	switch {
+	case r.Check(pages) == nil:
+		return claimWrite
+	case r.Count == 0 && r.First <= pages:
+		return claimNothing
+	case carry != 0 || end > pages:
+		return claimOutside
+	}
+	return claimNoKind
+}
 
 func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 	defer close(f.done)
 	for {
 		runs, err := tr.Landed(ctx)
-		for _, r := range runs {
-			if cerr := r.Check(f.pages); cerr != nil {
-				f.err, f.fatal = fmt.Errorf("%w (%v); none of its batch of %d runs is taken: "+
-					"the transport plugin is faulty", errLandedInvalid, cerr, len(runs)), true
+		if len(runs) > 0 {
+			if terr := f.take(runs); terr != nil {
+				f.err, f.fatal = terr, true
 				return
 			}
-		}
-		if len(runs) > 0 {
-			f.mu.Lock()
-			var serr error
-			if f.sink != nil {
-				serr = f.sink(runs)
-			}
-			for _, r := range runs {
-				f.got += r.Count
-			}
-			f.mu.Unlock()
 			select {
 			case f.more <- struct{}{}:
 			default:
-			}
-			if serr != nil {
-				f.err, f.fatal = serr, true
-				return
 			}
 		}
 		if err != nil {
@@ -240,6 +315,63 @@ func (f *landedFeed) run(ctx context.Context, tr transport.Transport) {
 			return
 		}
 	}
+}
+
+// take checks a batch and hands it on (landedFeed): its valid runs in
+// order, the dropped ones left out. An error refuses the batch: all of
+// it for a run outside guest RAM (or of no kind before awaited is set),
+// the rest of it from a run of no kind over pages not awaited or a
+// refusal of the sink.
+func (f *landedFeed) take(runs []transport.PageRun) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range runs {
+		if c := claimOf(r, f.pages); c == claimOutside || c == claimNoKind && f.awaited == nil {
+			return fmt.Errorf("%w (%v); none of its batch of %d runs is taken: "+
+				"the transport plugin is faulty", errLandedInvalid, r.Check(f.pages), len(runs))
+		}
+	}
+	from := 0
+	for i, r := range runs {
+		c := claimOf(r, f.pages)
+		if c == claimWrite {
+			continue
+		}
+		if err := f.handOn(runs[from:i]); err != nil {
+			return err
+		}
+		from = i + 1
+		why := "it names no page"
+		if c == claimNoKind {
+			if !f.awaited(r.First, r.Count) {
+				return fmt.Errorf("%w (page run %d+%d of no kind (%d) over pages this destination holds: "+
+					"the transport may have written over them); the transport plugin is faulty",
+					errLandedInvalid, r.First, r.Count, int(r.Kind))
+			}
+			why = "it has no kind, and every page it names is still awaited"
+		}
+		f.dropped++
+		if f.onDrop != nil {
+			f.onDrop(r, why, f.dropped)
+		}
+	}
+	return f.handOn(runs[from:])
+}
+
+// handOn counts runs (all valid) and hands them to the sink; f.mu is
+// held.
+func (f *landedFeed) handOn(runs []transport.PageRun) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	var err error
+	if f.sink != nil {
+		err = f.sink(runs)
+	}
+	for _, r := range runs {
+		f.got += r.Count
+	}
+	return err
 }
 
 // drain waits until the lane reported want pages (POSTCOPY's count of
@@ -503,7 +635,7 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 	// Now the lane feeds the service, the early runs first.
 	pc.sess.feed.mu.Lock()
 	err = pc.feedRuns(early)
-	pc.sess.feed.sink = pc.feedRuns
+	pc.feedService(pc.sess.feed)
 	pc.sess.feed.mu.Unlock()
 	if err != nil {
 		return err
@@ -608,7 +740,11 @@ func (pc *pcRecv) seedHeld(hs []holes, from, to uint64) error {
 }
 
 // feedRuns hands landed runs to the page check, then to the service.
-// Called by the landed lane with its lock held.
+// Called by the landed lane with its lock held, with valid runs only
+// (landedFeed.take). A run the service refuses (a write over a page the
+// guest owns) ends the batch there, before arrival is noted, even when
+// the runs before it brought the last owed pages: waitEnd then halts
+// the VM as for a breach after arrival (TestPostcopyLastPagesAndOverwrite).
 func (pc *pcRecv) feedRuns(runs []transport.PageRun) error {
 	for _, run := range runs {
 		if err := pc.check.landed(run); err != nil {
@@ -1055,7 +1191,7 @@ func (pc *pcRecv) resume(ctx context.Context) error {
 	}
 	// Arm the new lane before MISSING: the source sends pages after it.
 	// pc.svc and the check survive; only the session is new.
-	pc.startSession(pc.ctx, pc.feedRuns)
+	pc.startSession(pc.ctx, true)
 	missing := pc.svc.Missing()
 	runs := make([]pageRun, len(missing))
 	for i, m := range missing {
@@ -1121,10 +1257,11 @@ func (pc *pcRecv) finish(ctx context.Context) error {
 		return err
 	}
 	if pc.refused != nil {
-		// Every page had arrived, and the guest owns them all: the
+		// Every page had arrived, and wait had taken it (waitEnd): the
 		// transport reported a write after that (a page written twice,
-		// or a run not guest RAM's). The VM runs here; its RAM may hold
-		// what the transport wrote over the guest's own.
+		// a run not guest RAM's, or one of no kind over its pages). The
+		// VM runs here; its RAM may hold what the transport wrote over
+		// the guest's own.
 		return fmt.Errorf("%w: the transport reported pages landed after every page had arrived (%w); "+
 			"the VM runs here, and its RAM may hold a write over the guest's own", ErrPostcopyCheck, pc.refused)
 	}
@@ -1446,6 +1583,7 @@ func (pc *pcRecv) release() {
 
 // fill writes the destination's post-copy figures into rep.
 func (pc *pcRecv) fill(rep *Report) {
+	rep.LandedRunsDropped = pc.runsDropped.Load()
 	if !pc.on || pc.svc == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,30 +46,7 @@ func TestPostcopyWaitOrder(t *testing.T) {
 			z := newPCFuzz(t, [][]pcFuzzItem{items})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			resumed := make(chan struct{})
-			z.vm.onResume = func() { close(resumed) }
-			tr := z.transport()
-			landed, batches := tr.LandedFunc, 0
-			tr.LandedFunc = func(lctx context.Context) ([]transport.PageRun, error) {
-				if batches > 0 { // pre-copy's batch came; the rest is post-copy's
-					select {
-					case <-resumed:
-					case <-lctx.Done():
-						return nil, lctx.Err()
-					}
-				}
-				z.mu.Lock()
-				gone := !breach && z.pos >= len(z.items)
-				z.mu.Unlock()
-				if gone {
-					return nil, transport.ErrClosed // the session ended, every page reported
-				}
-				runs, err := landed(lctx)
-				if len(runs) > 0 {
-					batches++
-				}
-				return runs, err
-			}
+			tr := holdUntilResumed(z, func() bool { return !breach })
 			waitStarts = func(pc *pcRecv) {
 				for _, ready := range []chan struct{}{pc.arrived, pc.sess.feed.done} {
 					select {
@@ -95,6 +73,73 @@ func TestPostcopyWaitOrder(t *testing.T) {
 			if err != nil || rep.Handover != HandoverRunning || z.halted || rep.Reconnects != 0 || !sentKind(z.sent, msgSettled) {
 				t.Fatalf("the session ended after the last page: %v, handover %s, halted %v, reconnects %d, sent %v",
 					err, rep.Handover, z.halted, rep.Reconnects, z.sent)
+			}
+		})
+	}
+}
+
+// holdUntilResumed returns z's transport with every landed batch after
+// the first (pre-copy's) held until the VM was resumed: the lane then
+// refuses nothing before COMMIT was acted on. With gone true (asked
+// before each call) a call that would find the script's items all
+// handed out says the session ended instead of waiting.
+func holdUntilResumed(z *pcFuzz, gone func() bool) *transport.Mock {
+	resumed := make(chan struct{})
+	z.vm.onResume = func() { close(resumed) }
+	tr := z.transport()
+	landed, batches := tr.LandedFunc, 0
+	tr.LandedFunc = func(lctx context.Context) ([]transport.PageRun, error) {
+		if batches > 0 {
+			select {
+			case <-resumed:
+			case <-lctx.Done():
+				return nil, lctx.Err()
+			}
+		}
+		z.mu.Lock()
+		ended := z.pos >= len(z.items) && gone()
+		z.mu.Unlock()
+		if ended {
+			return nil, transport.ErrClosed // the session ended, every page reported
+		}
+		runs, err := landed(lctx)
+		if len(runs) > 0 {
+			batches++
+		}
+		return runs, err
+	}
+	return tr
+}
+
+// The last owed pages and a write over a page the guest owns, in one
+// batch, in either order: the fault service refuses the write, the lane
+// ends before arrival is noted (feedRuns), and post-copy breaks, the VM
+// halted, as for the same write in the next batch (waitEnd: a breach
+// wins over arrival). Page 12 is the guest's: its touch returned.
+func TestPostcopyLastPagesAndOverwrite(t *testing.T) {
+	needUffd(t)
+	last := transport.PageRun{First: 40, Count: 2, Kind: transport.KindZero}
+	over := transport.PageRun{First: 12, Count: 1, Kind: transport.KindData}
+	for name, batch := range map[string][]transport.PageRun{"last-first": {last, over}, "overwrite-first": {over, last}} {
+		t.Run(name, func(t *testing.T) {
+			hello, pre, postcopy, state, commit, _ := pcFuzzSession()
+			owed1 := pcLand(transport.PageRun{First: 10, Count: 4, Kind: transport.KindData})
+			z := newPCFuzz(t, [][]pcFuzzItem{{hello, pre, postcopy, state, commit, owed1,
+				{op: pcItemTouch, page: 12}, pcLand(batch...)}})
+			tr := holdUntilResumed(z, func() bool { return false })
+			opt := Options{SwitchoverTimeout: time.Second, StallTimeout: time.Second,
+				ReconnectTimeout: 200 * time.Millisecond, Log: testLogger(t)}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rep, err := Receive(ctx, pcFuzzTarget{fakeVM: z.vm, z: z}, tr, opt)
+			z.mu.Lock()
+			defer z.mu.Unlock()
+			if !z.overwritten {
+				t.Fatal("page 12 was not the guest's when the batch landed")
+			}
+			if !errors.Is(err, ErrPostcopyBroken) || !strings.Contains(err.Error(), "pages 12+1 landed") ||
+				rep.Handover != HandoverPostcopyBroken || !z.halted {
+				t.Fatalf("Receive: %v, handover %s, halted %v", err, rep.Handover, z.halted)
 			}
 		})
 	}

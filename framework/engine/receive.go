@@ -498,7 +498,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 			// discarded (the source's Flush covers them); at POSTCOPY
 			// the lane is drained and then feeds the service.
 			r.pc = newPCRecv(ctx, r)
-			r.pc.startSession(ctx, nil)
+			r.pc.startSession(ctx, false)
 		} else {
 			r.opt.Log.Warn("the source may switch to post-copy, but this destination cannot serve it", "why", why)
 		}

@@ -319,6 +319,12 @@ type Report struct {
 	// the whole guest, like a pre-copy one, and may be resumed once the
 	// source is known not to run (docs/HANDOVER.md).
 	PagesMissing *uint64 `json:"pages_missing,omitempty"`
+	// LandedRunsDropped (a post-copy destination only): runs its
+	// transport reported landed that break the transport's contract but
+	// claim no write the engine may refuse, dropped instead of halting
+	// the guest: empty ones, and ones of no kind over pages not arrived
+	// yet (docs/POSTCOPY.md). Any is a faulty transport plugin.
+	LandedRunsDropped uint64 `json:"landed_runs_dropped,omitempty"`
 }
 
 // Report.Mode values.

@@ -178,6 +178,24 @@ func (s *Service) placed(first, count uint64) bool {
 	return true
 }
 
+// Awaited reports whether every page of [first, first+count) is still
+// awaited: Absent or Requested, so that nothing the memfd holds there
+// reaches the guest until a landed or zero run reports the page (a
+// fault on it is requested, never mapped). A page outside guest RAM is
+// not awaited. Only Landed and Zero move an awaited page to another
+// state: a caller that alone reports runs, as the engine's landed lane
+// does, may trust the answer until its next report.
+func (s *Service) Awaited(first, count uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := first; p < first+count; p++ {
+		if p >= uint64(len(s.m.pages)) || s.m.pages[p] != Absent && s.m.pages[p] != Requested {
+			return false
+		}
+	}
+	return true
+}
+
 // State returns page p's state (for tests and diagnostics).
 func (s *Service) State(p uint64) State {
 	s.mu.Lock()

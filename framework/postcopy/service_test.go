@@ -255,3 +255,27 @@ func TestNetLatency(t *testing.T) {
 		t.Errorf("overall p50 %v us, max %v us: want the local fault in the median and the network one as max", st.FaultP50us, st.FaultMaxus)
 	}
 }
+
+// Awaited is true only for runs whose every page is Absent or Requested
+// (nothing of the memfd reaches the guest there before a report), false
+// as soon as one is ZeroKnown, Landed or Placed, or past the end.
+func TestAwaited(t *testing.T) {
+	s, _ := newFake(8)
+	must(t, s.Hold(0, 1, false)) // 0 landed
+	must(t, s.Hold(1, 1, true))  // 1 zero-known
+	must(t, s.Fault(3, time.Now()))
+	must(t, s.Landed(5, 1))
+	must(t, s.Fault(5, time.Now())) // 5 placed
+	for _, c := range []struct {
+		first, count uint64
+		want         bool
+	}{
+		{2, 1, true}, {2, 2, true}, {3, 1, true}, {6, 2, true}, // absent, requested
+		{0, 1, false}, {1, 1, false}, {5, 1, false}, {2, 4, false}, {4, 2, false},
+		{7, 2, false}, {8, 1, false},
+	} {
+		if got := s.Awaited(c.first, c.count); got != c.want {
+			t.Errorf("Awaited(%d, %d) = %v, want %v", c.first, c.count, got, c.want)
+		}
+	}
+}

@@ -317,9 +317,13 @@ type Transport interface {
 	// ErrLandedLost (LandedQueue). Once the session ended, the runs
 	// recorded before its end are returned first, then its error.
 	// Every run must pass PageRun.Check for the session's guest RAM: the
-	// engine refuses a batch with one that does not and takes the
-	// session's transport for faulty (before post-copy's switch the
-	// migration fails, after it post-copy breaks).
+	// engine takes a transport that reports another for faulty. It
+	// refuses a batch with a run that claims a write it may not make
+	// (outside guest RAM; of no kind over pages it holds: before
+	// post-copy's switch the migration fails, after it post-copy breaks)
+	// and drops one that claims nothing it could act on (empty; of no
+	// kind over pages not arrived yet, which then arrive only when sent
+	// again after a reconnect): docs/POSTCOPY.md.
 	Landed(ctx context.Context) ([]PageRun, error)
 	// Stats reports traffic so far; after Close, the last session's
 	// totals, or an error if it cannot vouch for them (a launched

@@ -27,10 +27,13 @@ const (
 )
 
 // landedLog collects Landed's reports on the receiver in the background.
-// A run the engine refuses (transport.PageRun.Check for the suite's RAM:
-// empty, of no kind, not inside guest RAM) ends the collection with an
-// error that names it, and fails the test: the engine takes such a
-// transport for faulty, and after post-copy's switch halts the guest.
+// A run that breaks the contract (transport.PageRun.Check for the
+// suite's RAM: empty, of no kind, not inside guest RAM) ends the
+// collection with an error that names it, and fails the test: the engine
+// takes such a transport for faulty, and after post-copy's switch halts
+// the guest for one that claims a write it may not make, or drops one
+// that claims nothing it could act on, its pages arriving only after a
+// stall and a reconnect (docs/POSTCOPY.md).
 type landedLog struct {
 	mu    sync.Mutex
 	runs  []transport.PageRun
@@ -77,8 +80,8 @@ func (p *pair) collectLanded() *landedLog {
 	return l
 }
 
-// errLandedRun marks a landed run the engine refuses (invalidRun).
-var errLandedRun = errors.New("the transport's Landed reported a run the engine refuses")
+// errLandedRun marks a landed run that breaks the contract (invalidRun).
+var errLandedRun = errors.New("the transport's Landed reported a run that breaks its contract")
 
 // invalidRun returns an error naming the first of runs that is not a
 // valid run of a guest of pages pages (transport.PageRun.Check), or nil.
@@ -86,7 +89,8 @@ func invalidRun(runs []transport.PageRun, pages uint64) error {
 	for _, r := range runs {
 		if err := r.Check(pages); err != nil {
 			return fmt.Errorf("%w (%v): every run Landed returns must pass transport.PageRun.Check; "+
-				"the engine takes a transport that reports another for faulty and, after post-copy's switch, halts the guest",
+				"the engine takes a transport that reports another for faulty and, after post-copy's switch, halts the guest "+
+				"or (for a run that claims nothing it could act on) drops the run and waits for its pages to be sent again",
 				errLandedRun, err)
 		}
 	}
