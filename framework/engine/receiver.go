@@ -44,9 +44,10 @@ type receiver struct {
 	// reconnects), and the current session's as last seen (seen): a
 	// transport whose plugin died cannot answer Stats any more.
 	wireBase, seen transport.Stats
-	// closed: closeSession counted the last session in wireBase and no
-	// Open succeeded since, so the transport's Stats (the closed
-	// session's totals) are not asked again (openSession).
+	// closed: closeSession counted the last session in wireBase, or
+	// waitAgain in refusedWire, and no Open succeeded since, so the
+	// transport's Stats (the closed session's totals) are not asked
+	// again (openSession).
 	closed bool
 	// emptyAtStart says, per region, whether guest RAM held no data when
 	// Receive started (a fresh destination's): waitAgain then sees what
@@ -296,8 +297,12 @@ func (r *receiver) waitAgain(cause error) bool {
 	st, err := r.tr.Stats(ctx)
 	cancel()
 	// Its bytes are not this migration's: counted apart, whether this
-	// side waits on or fails (st is the last seen when Stats failed).
+	// side waits on or fails (st is the last seen when Stats failed),
+	// and never in BytesWire: the report asks the transport nothing
+	// more until a session opens (closed), whose Stats would be this
+	// closed session's totals again.
 	r.refusedWire += st.BytesWire
+	r.seen, r.closed = transport.Stats{}, true
 	filled := filledSince(r.layout, r.emptyAtStart)
 	if err != nil || st.PagesData+st.PagesZero != 0 || filled {
 		r.opt.Log.Error("a session that was not this migration's source's was refused, but it may have written guest RAM: "+
@@ -305,7 +310,6 @@ func (r *receiver) waitAgain(cause error) bool {
 			"ram_file_written", filled)
 		return false
 	}
-	r.seen = transport.Stats{}
 	if ended {
 		r.ended++
 		r.opt.Log.Warn("a session ended before its HELLO; waiting on for this migration's source", "cause", cause)

@@ -130,3 +130,53 @@ func TestRefusedSessionWire(t *testing.T) {
 		t.Errorf("bytes_wire %d, want its own source's session's %d alone", rep.BytesWire, each[1])
 	}
 }
+
+// TestRefusedSessionWireFailed: a destination that refused another
+// migration's session which wrote pages before its HELLO fails
+// (waitAgain: its RAM may hold another guest's bytes) and reports that
+// session's traffic once, as bytes_wire_refused: bytes_wire is this
+// migration's alone, and no session of it ever opened. Before, the
+// report asked the closed session's Stats again and counted its bytes
+// in bytes_wire too.
+func TestRefusedSessionWireFailed(t *testing.T) {
+	src, dst := strangerGuests(t)
+	s, r := newPipe(src, dst)
+	w := &sessionWire{Transport: r}
+	o := &openedOnce{Transport: w, opened: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rcv := startReceive(ctx, dst, o, Options{MigrationID: "job-a", Log: testLogger(t)})
+	select { // the session's counters start at its Open: the stranger writes in it
+	case <-o.opened:
+	case <-ctx.Done():
+		t.Fatal("the destination never opened its transport")
+	}
+	strangerWritesFirst(ctx, t, s, src.layout)
+	failedOnStranger(t, rcv, dst)
+	rep, _ := rcv.wait()
+	each := w.sessions()
+	t.Logf("sessions' bytes %v; report: bytes_wire %d, bytes_wire_refused %d", each, rep.BytesWire, rep.BytesWireRefused)
+	if len(each) != 1 || each[0] == 0 {
+		t.Fatalf("sessions' bytes %v: want the refused one's alone", each)
+	}
+	if rep.BytesWireRefused != each[0] {
+		t.Errorf("bytes_wire_refused %d, want the refused session's %d", rep.BytesWireRefused, each[0])
+	}
+	if rep.BytesWire != 0 {
+		t.Errorf("bytes_wire %d, want 0: no session of this migration opened (the refused one's %d counted twice)", rep.BytesWire, each[0])
+	}
+}
+
+// openedOnce is a transport that closes opened once its first Open
+// returned.
+type openedOnce struct {
+	transport.Transport
+	once   sync.Once
+	opened chan struct{}
+}
+
+func (o *openedOnce) Open(ctx context.Context, req transport.OpenRequest) error {
+	err := o.Transport.Open(ctx, req)
+	o.once.Do(func() { close(o.opened) })
+	return err
+}
