@@ -197,10 +197,21 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	ctx, stopWatch := s.watchPeer(ctx)
 	defer stopWatch()
 	var runs []transport.PageRun
-	var cost, pages uint64 // of the batch being built: data pages + zero runs, and all pages
+	var cost, pages uint64  // of the batch being built: data pages + zero runs, and all pages
+	capBefore := s.capBytes // the cap's bytes before the batch being built
 	flush := func() error {
 		if len(runs) == 0 {
 			return nil
+		}
+		// The cap's sleep comes before the batch, for the batches before
+		// it: the pass's last batch is followed by its Flush at once, so
+		// that Flush's round-trip sample (below) holds no sleep. The
+		// pages leave when they did before; the last batch's share of the
+		// cap is slept by the next pass's first batch.
+		if capped {
+			if err := s.throttle(ctx, capBefore); err != nil {
+				return err
+			}
 		}
 		if err := s.sendPages(ctx, runs); err != nil {
 			return fmt.Errorf("send pages (pass %d): %w", s.pass, s.peerStalled(ctx, err))
@@ -208,9 +219,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.peer.moved()
 		s.remaining -= min(s.remaining, pages)
 		runs, cost, pages = runs[:0], 0, 0
-		if capped {
-			return s.throttle(ctx)
-		}
+		capBefore = s.capBytes
 		return nil
 	}
 	for {
@@ -420,12 +429,13 @@ func appendRun(runs []transport.PageRun, p, n uint64, k transport.Kind) []transp
 	return append(runs, transport.PageRun{First: p, Count: n, Kind: k})
 }
 
-// throttle sleeps as needed to keep live page data under the bandwidth cap.
-func (s *sender) throttle(ctx context.Context) error {
+// throttle sleeps as needed to keep live page data under the bandwidth
+// cap: until the cap allows bytes of page data since capStart.
+func (s *sender) throttle(ctx context.Context, bytes uint64) error {
 	if s.opt.Bandwidth == 0 {
 		return nil
 	}
-	due := time.Duration(float64(s.capBytes) / float64(s.opt.Bandwidth) * float64(time.Second))
+	due := time.Duration(float64(bytes) / float64(s.opt.Bandwidth) * float64(time.Second))
 	wait := due - time.Since(s.capStart)
 	if wait <= 0 {
 		return nil

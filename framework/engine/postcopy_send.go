@@ -696,7 +696,7 @@ func (pc *pcSend) push(ctx context.Context) error {
 		}
 		pc.report()
 		s.progress(false)
-		if err := s.throttle(ctx); err != nil {
+		if err := s.throttle(ctx, s.capBytes); err != nil {
 			return err
 		}
 	}

@@ -14,7 +14,8 @@ import "time"
 //     SendPages to the Flush's return (sendPass): the destination
 //     cannot confirm pages before they were queued, so this includes
 //     their ack's round trip, and also what the transport still had
-//     queued, a bandwidth cap's sleep, a probe's sync;
+//     queued and a probe's sync (a bandwidth cap's sleep comes before a
+//     batch, not between the last one and the Flush: TestCappedPassConverges);
 //   - the transport's own measure, where it has one (transport.Stats.RTT:
 //     tcp reports the kernel's smoothed round trip), taken once a pass,
 //     after its Flush.
@@ -45,7 +46,12 @@ import "time"
 // over a transport that measures none: an empty Flush need not go to the
 // destination, tcp and rdma return at once) keeps the last pass's; and
 // over such a transport a pass that queued many pages charges its
-// Flush's drain of the last batch, which errs toward a later switch.
+// Flush's drain of what the transport still held when the last batch
+// was queued (its last batch; a transport that queues many batches, all
+// of them), which errs toward a later switch, until max_passes for
+// an idle guest, whose passes after it take no sample: a bulk pass that
+// left much queued (a slow link behind a deep queue) charges that
+// queue's drain for the rest of the migration.
 type rttMeter struct {
 	cur  time.Duration // the smallest sample of the current window; 0: none yet
 	last time.Duration // the smallest of the last window that had one; 0: none

@@ -281,3 +281,32 @@ func TestRTTMeterWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestCappedPassConverges: under a bandwidth cap, the sleep that keeps a
+// pass under the cap is no round trip, and the round trip is not charged
+// it: an idle guest over a fast link whose transport measures no round
+// trip (rdma today) switches over after the bulk pass, on an estimate
+// below max_downtime 300 ms. Before, the cap's sleep after the pass's
+// last batch (250 ms: 256 pages, the smallest capped batch, at 4 MiB/s)
+// was in that pass's Flush sample, the only one, so every pass estimated
+// over 500 ms (the idle passes after it, which take no sample, keep it)
+// and the migration switched only at max_passes.
+func TestCappedPassConverges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, dst, sendTr, recvTr, sc, dc := pipeGuests(t)
+	wait := receiveAsync(ctx, dst, recvTr, Options{Credentials: dc, Log: testLogger(t)})
+	est := &passEstimates{}
+	rep, err := Send(ctx, src, &lateLink{Transport: sendTr, hideRTT: true}, Options{Credentials: sc,
+		MaxDowntime: 300 * time.Millisecond, MaxPasses: 4, Bandwidth: 4 << 20, Log: slog.New(est)})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	receivedAll(t, wait, src, dst)
+	each := est.get()
+	t.Logf("passes %d (the final one included), estimates %v", rep.Passes, each)
+	if len(each) == 0 || len(each) > 2 || each[len(each)-1] >= 300*time.Millisecond {
+		t.Errorf("live passes %d, estimates %v: want the switch after at most 2 on an estimate below max_downtime 300ms",
+			len(each), each)
+	}
+}
