@@ -32,6 +32,9 @@ import (
 //	                 one reports none yet)                 another: manual
 //	neither side     none: a look that shows no migration  kept, neither checked nor set
 //	reports one
+//	only VMMs older  the id, and no fingerprint (untold:   taken as of the memory's
+//	than api.Tags-   they report none, whatever they did)  migration (of)
+//	Reported answer
 //
 // What it cannot tell: a VMM may report any id and any fingerprint; it
 // keeps honest migrations apart, as pair does. dstTook (this job's
@@ -41,11 +44,47 @@ import (
 
 // migrationKey names the migration a look paired: its id, and without
 // one the tag fingerprint either side reports (tagsPair: the same, or
-// one reports none yet).
-type migrationKey struct{ id, tag string }
+// one reports none yet). untold: every side that reported a migration
+// at that look runs a VMM older than api.TagsReported, which reports no
+// fingerprint whatever it did, so the look names no fingerprint: its
+// tag "" is not "sent or took no HELLO".
+type migrationKey struct {
+	id, tag string
+	untold  bool
+}
+
+// of reports whether a look of k may be of the migration in (the
+// memory's, or the last look's): the same id, and the same fingerprint
+// unless k's look could not tell one (untold: an older VMM alone
+// answered, as when the newer side's VMM exits, a cancelled or failed
+// destination or a failed source). An untold look is taken as in's, as
+// pair takes two sides that cannot tell their migrations apart
+// (saidOlder); until TestResolveMemoryBesideOlderVMM it counted as
+// another migration, "no tag fingerprint", and ended the resolve
+// manual. A look that reports a fingerprint in is without one (in is
+// untold, or of two sides that sent or took no HELLO) is another's.
+// What it cannot tell: whether the older VMM that answers is the one
+// the memory's look saw; one started anew at that socket in another
+// migration without an id is taken as the first's, flags and all (so
+// a source seen failed still offers the resume of a handover-unknown
+// destination there), as pair takes such a VMM for any partner.
+func (k migrationKey) of(in migrationKey) bool {
+	switch {
+	case k.id != in.id:
+		return false
+	case k.untold:
+		return true
+	}
+	return k.tag == in.tag && !in.untold
+}
 
 // text is k as manual prints it (migrationText).
-func (k migrationKey) text() string { return migrationText(k.id, k.tag) }
+func (k migrationKey) text() string {
+	if k.untold && k.id == "" {
+		return "id " + idText("") + ", no tag fingerprint: its VMM is older than control version " + fmt.Sprint(api.TagsReported)
+	}
+	return migrationText(k.id, k.tag)
+}
 
 // sighting is when and how the resolver first saw one of the facts it
 // remembers: at which look of this resolve (0: before it, by run), at
@@ -114,9 +153,15 @@ func (r *resolver) lookMigration(s, d api.ResolveResult) (migrationKey, bool) {
 	k := migrationKey{id: cmp.Or(r.srcID, r.dstID)}
 	if k.id == "" {
 		k.tag = cmp.Or(r.srcTag, r.dstTag)
+		k.untold = tagsUntold(s) && tagsUntold(d)
 	}
 	return k, true
 }
+
+// tagsUntold reports whether x, one side's answer, tells no tag
+// fingerprint for its VMM's version: it reports no migration (unreachable,
+// or none), or runs a VMM older than api.TagsReported.
+func tagsUntold(x api.ResolveResult) bool { return x.Role == "" || x.Control < api.TagsReported }
 
 // remembers reports whether the resolver holds a fact of a migration.
 func (r *resolver) remembers() bool { return r.sourceRan || r.dstRan || r.sourceStopped }
@@ -131,18 +176,20 @@ func (r *resolver) remember(s, d api.ResolveResult) error {
 	if !held {
 		return nil
 	}
-	if r.seen.lastKnown && k != r.seen.last {
+	if r.seen.lastKnown && !k.of(r.seen.last) {
 		// Seen in the last migration, not this one (pair added this
 		// look's): without it manual offers the source's resume "only
 		// if the destination host is gone", a host that may never have
 		// held this migration (TestResolveDstTookOfOneMigration).
 		r.dstTook = s.Role != "" && d.Role != ""
 	}
-	r.seen.last, r.seen.lastKnown = k, true
-	if r.remembers() && !r.seen.known { // set before any look: run's, of r.id
-		r.seen.in, r.seen.known = k, true
+	if !r.seen.lastKnown || !k.untold || !k.of(r.seen.last) { // an untold look keeps the fingerprint the last told
+		r.seen.last, r.seen.lastKnown = k, true
 	}
-	if r.remembers() && k != r.seen.in {
+	if r.remembers() { // set before any look: run's, of r.id
+		r.seen.keep(k)
+	}
+	if r.remembers() && !k.of(r.seen.in) {
 		r.seen.changed = &errPairingChanged{was: r.seen.in, now: k, saw: r.sawText()}
 		return r.seen.changed
 	}
@@ -170,21 +217,31 @@ func (r *resolver) sawSourceRun(s sighting, k migrationKey) {
 	if !r.sourceRan {
 		r.sourceRan, r.seen.sourceRanAt = true, s
 	}
-	r.seen.in, r.seen.known = k, true
+	r.seen.keep(k)
 }
 
 func (r *resolver) sawDstRun(s sighting, k migrationKey) {
 	if !r.dstRan {
 		r.dstRan, r.seen.dstRanAt = true, s
 	}
-	r.seen.in, r.seen.known = k, true
+	r.seen.keep(k)
 }
 
 func (r *resolver) sawSourceStopped(s sighting, k migrationKey) {
 	if !r.sourceStopped {
 		r.sourceStopped, r.seen.stoppedAt = true, s
 	}
-	r.seen.in, r.seen.known = k, true
+	r.seen.keep(k)
+}
+
+// keep makes k, a look's migration, the memory's where it has none
+// yet. Once set it stays: a later look remember took as of it (of) may
+// tell less (untold), and must not make the next look's fingerprint
+// count as another's.
+func (m *memory) keep(k migrationKey) {
+	if !m.known {
+		m.in, m.known = k, true
+	}
 }
 
 // ranBefore is run's sighting, before resolving, of what.

@@ -226,3 +226,97 @@ func TestResolveDstTookOfOneMigration(t *testing.T) {
 	wantSays(t, out.String(), "was never seen taking part in the source's migration (id b)")
 	wantSaysNone(t, out.String(), "Only if the destination host is gone for good")
 }
+
+// TestResolveMemoryBesideOlderVMM: a migration without an id between a
+// VMM older than api.TagsReported (it reports no tag fingerprint,
+// whatever it did) and a newer one that reports the fingerprint: what
+// -resolve saw at a look where both answered (key: the newer side's
+// fingerprint) still holds at a later look where only the older side
+// answers, as the newer VMM exits the way it does (a failed or
+// cancelled destination, a failed source, a destination whose post-copy
+// broke): that look names no fingerprint, and says nothing of another
+// migration. Before, such a look counted as another migration (tag
+// fingerprint none) and the resolve ended manual, "the pairing
+// changed": a source resumed beside a cancelled destination was not
+// said to run the guest, the source's failure (a handover-unknown
+// destination holds the current copy) was not said, nor the guest
+// lost when post-copy broke.
+func TestResolveMemoryBesideOlderVMM(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+		want verdict
+		says []string
+	}{
+		{name: "the source failed; the destination (older) then handover-unknown, the source gone",
+			set: func(c *runCase) {
+				c.src.tag = tagA
+				c.dst.controlV = 1
+				c.src.finishWith(0, engine.StatusFailed, api.SideFailed)
+				c.src.looked = afterFirstLook(func(f *fakeVMM) { f.resolveDown = true }) // its VMM exits
+				c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusHandoverUnknown, api.SideUnknown })
+			}, want: verdictManual, says: []string{"The source said failed", "it holds the current copy", "resume"}},
+		{name: "the source (older) runs; the destination cancelled, then gone",
+			set: func(c *runCase) {
+				c.dst.tag = tagA
+				c.src.controlV = 1
+				c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+				c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.resolveDown = true }) // a cancelled destination exits
+			}, want: verdictSource},
+		{name: "the source (older) postcopy-broken; the destination's post-copy broke too, its VMM gone",
+			set: func(c *runCase) {
+				c.dst.tag = tagA
+				c.src.controlV = 1
+				c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+				c.dst.looked = afterFirstLook(func(f *fakeVMM) { f.resolveDown = true }) // halted, it exits
+			}, want: verdictLost, says: []string{"the guest is lost"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			tc.set(c)
+			var out strings.Builder
+			r := newResolver(fakeJob(c.src, c.dst), &out)
+			r.wait = 10 * time.Second
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, c.callList(), out.String())
+			text := out.String()
+			if err != nil {
+				text += err.Error()
+			}
+			wantSaysNone(t, text, "pairing changed")
+			if v != tc.want {
+				t.Errorf("verdict %d, want %d", v, tc.want)
+			}
+			wantSays(t, text, tc.says...)
+		})
+	}
+}
+
+// TestMigrationKeyOf: which look's migration is taken as the memory's
+// (migrationKey.of): the same id, and the same fingerprint unless the
+// look could tell none (untold: only VMMs older than api.TagsReported
+// answered); a look that tells one is not of a memory that had none
+// because its VMMs could not tell.
+func TestMigrationKeyOf(t *testing.T) {
+	for _, tc := range []struct {
+		k, in migrationKey
+		want  bool
+	}{
+		{migrationKey{id: "a"}, migrationKey{id: "a"}, true},
+		{migrationKey{id: "b"}, migrationKey{id: "a"}, false},
+		{migrationKey{tag: tagA}, migrationKey{tag: tagA}, true},
+		{migrationKey{tag: tagB}, migrationKey{tag: tagA}, false},
+		{migrationKey{}, migrationKey{tag: tagA}, false}, // a newer VMM that sent or took no HELLO
+		{migrationKey{tag: tagA}, migrationKey{}, false}, // and one that did, after such a memory
+		{migrationKey{untold: true}, migrationKey{tag: tagA}, true},
+		{migrationKey{untold: true}, migrationKey{}, true},
+		{migrationKey{untold: true}, migrationKey{untold: true}, true},
+		{migrationKey{tag: tagA}, migrationKey{untold: true}, false},
+		{migrationKey{}, migrationKey{untold: true}, false},
+		{migrationKey{id: "b", untold: true}, migrationKey{id: "a"}, false},
+	} {
+		if got := tc.k.of(tc.in); got != tc.want {
+			t.Errorf("%+v.of(%+v) = %v, want %v", tc.k, tc.in, got, tc.want)
+		}
+	}
+}
