@@ -137,3 +137,42 @@ func TestResolveFailingReplacedAfterResume(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveConfirmedResumeIsSourceRan: a source that migrate resumed
+// and that confirmed it (answered running) ran the guest after the
+// migration began, as one a query found running did: when it says
+// handover-unknown when asked again (a VMM that does not keep what it
+// confirmed), beside the failing destination or beside one that no
+// longer answers (a failed destination's VMM exits), manual says never
+// to run the destination, and prints no resume for it. Before, the
+// resume was not remembered: manual offered the destination's resume
+// "only if ... the source never ran the guest after it paused", a
+// condition migrate knew false, leaving the operator to notice the
+// "now running" line above it.
+func TestResolveConfirmedResumeIsSourceRan(t *testing.T) {
+	for _, id := range []string{"a", ""} {
+		for _, dstGone := range []bool{false, true} {
+			name := map[string]string{"a": "run", "": "-resolve"}[id] + map[bool]string{false: "/destination failing", true: "/destination gone"}[dstGone]
+			t.Run(name, func(t *testing.T) {
+				rc := failingCase(t)
+				rc.src.resumeNotKept = true
+				if dstGone {
+					rc.dst.looked = afterFirstLook(func(f *fakeVMM) { f.resolveDown = true })
+				}
+				var out strings.Builder
+				r := newResolver(fakeJob(rc.src, rc.dst), &out)
+				r.id = id
+				v, err := r.resolve()
+				t.Logf("verdict %d, err %v, calls %s\n%s", v, err, rc.callList(), out.String())
+				if v != verdictManual || err == nil {
+					t.Fatalf("verdict %d, err %v: want manual", v, err)
+				}
+				if got := strings.Join(rc.resolutions(), ","); got != "send resolve resume" {
+					t.Errorf("resolutions %q: want the source resumed once", got)
+				}
+				wantSays(t, out.String(), "Never run the destination")
+				wantSaysNone(t, out.String(), "run the destination with")
+			})
+		}
+	}
+}

@@ -682,8 +682,30 @@ func (r *resolver) do(st step) error {
 		return fmt.Errorf("%s on %s left it %s, not %s", st.action, sock, res.Side, want)
 	}
 	r.toldMigrated = r.toldMigrated || st.src && st.action == api.ResolveMigrated
+	if st.action == api.ResolveResume {
+		r.sawResumed(st.src)
+	}
 	fmt.Fprintf(r.out, "migrate: resolved: %s is now %s\n", sock, res.Side)
 	return nil
+}
+
+// sawResumed records a resume this resolve sent and the side (the
+// source's: src) confirmed as a sighting of the guest running there, in
+// the migration of the look the step was planned on (remember: the
+// memory's): the source ran the guest after the migration began
+// (sourceRan), or it ran on the destination (dstRan). A source's resume
+// is followed by another look beside a failing destination (resolve:
+// verdictCancelDst), where the source may say handover-unknown again (a
+// VMM that does not keep what it confirmed): manual then says never to
+// run the destination. Until TestResolveConfirmedResumeIsSourceRan it
+// offered the destination's resume "only if ... the source never ran
+// the guest after it paused", which migrate knew false.
+func (r *resolver) sawResumed(src bool) {
+	if src {
+		r.sawSourceRun(sighting{look: r.seen.looks, at: time.Now(), what: "migrate resumed the source, and it confirmed"}, r.seen.last)
+		return
+	}
+	r.sawDstRun(sighting{look: r.seen.looks, at: time.Now(), what: "migrate resumed the destination, and it confirmed"}, r.seen.last)
 }
 
 // manual explains why nothing (more) was resumed and what to run. The
