@@ -176,3 +176,33 @@ func TestResolveConfirmedResumeIsSourceRan(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveResumesSourceOnceBesideFailed: as
+// TestResolveResumesSourceOnce, but the failing destination has failed
+// by the next look (as it does once it told its source): a source that
+// confirmed its resume and says handover-unknown again is not resumed
+// again beside it either (its row's own step is the source's resume),
+// and the resolve ends manual. Before, the resume was sent again, and
+// the verdict was source, exit 0, beside a source that had not kept
+// the first.
+func TestResolveResumesSourceOnceBesideFailed(t *testing.T) {
+	for _, id := range []string{"a", ""} {
+		t.Run(map[string]string{"a": "run", "": "-resolve"}[id], func(t *testing.T) {
+			rc := failingCase(t)
+			rc.src.resumeNotKept = true
+			rc.dst.looked = afterFirstLook(func(f *fakeVMM) { f.done, f.status, f.side = true, engine.StatusFailed, api.SideFailed })
+			var out strings.Builder
+			r := newResolver(fakeJob(rc.src, rc.dst), &out)
+			r.id = id
+			v, err := r.resolve()
+			t.Logf("verdict %d, err %v, calls %s\n%s", v, err, rc.callList(), out.String())
+			if got := strings.Join(rc.resolutions(), ","); got != "send resolve resume" {
+				t.Errorf("resolutions %q: want the source resumed once", got)
+			}
+			if v != verdictManual || err == nil {
+				t.Fatalf("verdict %d, err %v: want manual", v, err)
+			}
+			wantSays(t, err.Error(), "it is not resumed twice")
+		})
+	}
+}

@@ -478,7 +478,10 @@ func (r *resolver) leftAloneInRole(sock string, x api.ResolveResult) {
 // failing destination) are carried out once, whatever the wait, and
 // both sides asked again: the cancel goes only beside a source seen
 // running. Asked again, a source that says handover-unknown after it
-// confirmed its resume is not resumed again (manual), and a
+// confirmed its resume is not resumed again (manual), whatever the
+// destination says by then (resumesSource: until
+// TestResolveResumesSourceOnceBesideFailed, beside a destination failed
+// since it was resumed again, verdict source), and a
 // destination's VMM that holds another migration by then (-resolve: two
 // migrations), or names the one resumed in a role not a destination's
 // (rolesPair; said by leftAloneInRole), is left alone, the verdict
@@ -556,7 +559,7 @@ func (r *resolver) resolve() (verdict, error) {
 			}
 		}
 		switch {
-		case v == verdictCancelDst && len(steps) > 0 && resumed:
+		case resumed && resumesSource(steps): // beside a failing destination, or one failed since (TestResolveResumesSourceOnceBesideFailed)
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the source %s confirmed its resume (migration %s), then said %s (migration %s): "+
 				"it is not resumed twice", r.src, idText(resumedID), s.Side, idText(r.srcID)))
 		case v == verdictCancelDst && len(steps) > 0:
@@ -632,6 +635,16 @@ func (r *resolver) resolve() (verdict, error) {
 		}
 		return v, nil
 	}
+}
+
+// resumesSource reports whether steps resume the source.
+func resumesSource(steps []step) bool {
+	for _, st := range steps {
+		if st.src && st.action == api.ResolveResume {
+			return true
+		}
+	}
+	return false
 }
 
 // doAll carries out steps in order and stops at the first that fails.
