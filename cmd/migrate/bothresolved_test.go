@@ -59,6 +59,16 @@ func TestBothRunResolvedSaysBoth(t *testing.T) {
 			}
 			return rep, err
 		}},
+		{"failed, the source running, then both running", func(t *testing.T, c *runCase) (report, error) {
+			c.src.id, c.dst.id = "", "" // they take migrate's
+			c.src.finishWith(2, engine.StatusFailed, api.SideRunning)
+			c.src.reportErr = "the destination aborted"
+			rep, _, err := c.run(t.Context(), t)
+			if err != nil {
+				wantSays(t, err.Error(), "the destination aborted")
+			}
+			return rep, err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)

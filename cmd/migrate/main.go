@@ -544,15 +544,36 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		// hold its only copy; cleanup's plan leaves it, says what to run.
 		rs.sawSourceStopped(ranBefore("migrate's run saw the source's migration end failed, its VM stopped before it could resume the guest"),
 			migrationKey{id: rs.id})
-		rs.cleanup()
-		return rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
-			rep.Status, rep.Error)
+		return cleanupFailed(rs, rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
+			rep.Status, rep.Error))
 	}
 	// It resumed the guest, or never paused it.
 	rs.sawSourceRun(ranBefore(fmt.Sprintf("migrate's run saw the source's migration end %s, the guest running there", rep.Status)),
 		migrationKey{id: rs.id})
-	rs.cleanup()
-	return rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error)
+	return cleanupFailed(rs, rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error))
+}
+
+// cleanupFailed is conclude's cleanup (resolver.cleanup) after a
+// migration whose source reported it failed or cancelled, err what the
+// run fails with. Where that resolve finds the source and the
+// destination both running the guest (plan's verdictBothRun), the
+// report says so, as after a source that stopped answering: resolved
+// both, and BOTH first in its error, err after it. Until
+// TestBothRunResolvedSaysBoth's case of a failed migration whose source
+// runs, BOTH was on stderr only, as "cleaning up", and the report said
+// failed, "the source keeps running", with no resolved.
+func cleanupFailed(rs *resolver, rep report, err error) (report, error) {
+	v, rerr := rs.resolve()
+	if v == verdictBothRun {
+		rep.Resolved = resolvedBoth
+		err = fmt.Errorf("%w (%w)", rerr, err)
+		rep.Error = err.Error()
+		return rep, err
+	}
+	if rerr != nil {
+		fmt.Fprintln(rs.out, "migrate: cleaning up:", rerr)
+	}
+	return rep, err
 }
 
 // movedOn is follow's error when the VMM it follows reports another
