@@ -417,3 +417,15 @@ func (t *Transport) openSession() *session {
 	s, _ := t.slot.Get()
 	return s
 }
+
+// FailChannelRead makes the open session's reader of its control
+// channel (urgent: of its urgent channel) fail as it would on a broken
+// socket, its write side whole: the socket's read deadline passes.
+func (t *Transport) FailChannelRead(urgent bool) {
+	s := t.openSession()
+	c := s.raw
+	if urgent {
+		c = s.uraw
+	}
+	c.SetReadDeadline(time.Unix(1, 0))
+}

@@ -226,10 +226,17 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 // frames. The session ends when the peer said BYE on both channels (so
 // that what it sent before on either is taken first), or at an ABORT.
 // A failure of its own it tells the peer by an ABORT of
-// sessionbase.AbortCode's code; a peer's BYE or ABORT with none. What
-// it does not send: an ABORT when the channel's read fails (the peer
-// closed it, or it broke), where tcp sends CodeFailed on the streams
-// still whole; the peer then finds both channels closed without one.
+// sessionbase.AbortCode's code on both channels, a failed read of the
+// channel included (the peer closed it without BYE, it broke, its TLS
+// failed): CodeFailed, as tcp sends on the streams still whole, so the
+// peer fails at once with this side's reason instead of finding the
+// channels closed, or waiting for its stall watch where they are not
+// (TestChannelReadFails). A peer's BYE or ABORT it answers with none.
+// What it cannot do: tell a peer whose channels both broke (the write
+// fails, fail's deadline bounds it), or keep an ABORT off a channel
+// whose last write stopped half-way (its context ended mid-frame: the
+// peer then reads the ABORT inside that frame and reports a protocol
+// error of its own).
 //
 // On the destination it also reports what landed to a pusher
 // (transport.Pusher) when the input runs dry, or every deliverEvery
@@ -243,12 +250,13 @@ func (s *session) readFrames(dec *wire.Decoder, what string, msgs *inbox.Queue, 
 		if err != nil {
 			switch {
 			case errors.Is(err, transport.ErrProtocol):
-				s.fail(fmt.Errorf("%s: %w", what, err), wire.CodeProtocol)
+				err = fmt.Errorf("%s: %w", what, err)
 			case errors.Is(err, io.EOF):
-				s.fail(fmt.Errorf("the peer closed the %s: %w", what, transport.ErrClosed), 0)
+				err = fmt.Errorf("the peer closed the %s: %w", what, transport.ErrClosed)
 			default:
-				s.fail(fmt.Errorf("%s lost (%w): %w", what, err, transport.ErrClosed), 0)
+				err = fmt.Errorf("%s lost (%w): %w", what, err, transport.ErrClosed)
 			}
+			s.fail(err, sessionbase.AbortCode(err)) // CodeFailed unless the peer broke the format
 			return
 		}
 		if s.Role == transport.RoleReceive {

@@ -14,10 +14,11 @@
 // MsgHeader checks a message and frames its header for SendMessage and
 // SendUrgent. AbortCode says which ABORT code tells the peer of a
 // failure found here: CodeProtocol only for the peer's protocol error,
-// CodeFailed for this side's (tcp's reads and both PushUrgents use it;
-// rdma's frame readers apply the same rule inline, while its completion
-// pollers still send CodeProtocol for any error: rdma/buffers.go
-// pollOnce). What it does not hold is each transport's
+// CodeFailed for this side's (tcp's reads, rdma's channel readers and
+// completion pollers, and both PushUrgents use it; a read that fails,
+// the connection's end of stream included, is CodeFailed in both
+// transports, told on the connections still whole). What it does not
+// hold is each transport's
 // own: how a session winds its connections down, when it tells the peer
 // (BYE, ABORT), how it counts the peer's BYEs, how it
 // reads and writes frames and pages, and how it keeps per-page order
