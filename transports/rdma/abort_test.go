@@ -2,11 +2,13 @@ package rdma_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
 )
 
@@ -42,5 +44,33 @@ func TestChannelReadFails(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRepostFails: a destination that cannot post a bulk receive buffer
+// again after taking a MARK or COMMIT in it (a fault of its own, not of
+// what the source sent; FailRepost injects it) ends the session with
+// an ABORT of CodeFailed, so the source's session fails with "peer
+// failed" and the reason, not "protocol violation" nor the channels'
+// end of stream. The bulk path's twin of TestUrgentRepostFails.
+func TestRepostFails(t *testing.T) {
+	s := open(t, providers(t)[0], 0, 1<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.recv.FailRepost(errors.New("the provider refused the buffer"))
+	fillRandom(s.src[:4096], 3)
+	err := s.send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1, Kind: transport.KindData}})
+	if err == nil {
+		err = s.send.Flush(ctx)
+	}
+	if err == nil {
+		t.Fatal("the batch was acknowledged although the destination failed to post its receive buffer again")
+	}
+	if _, err := s.recv.RecvMessage(ctx); err == nil || !strings.Contains(err.Error(), "post receive: the provider refused the buffer") {
+		t.Errorf("the destination's session ended with %v; want its failed re-post", err)
+	}
+	want := fmt.Sprintf("the peer aborted the session (%v: post receive: the provider refused the buffer", wire.CodeFailed)
+	if _, err := s.send.RecvMessage(ctx); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("the source's session ended with %v; want %q", err, want)
 	}
 }

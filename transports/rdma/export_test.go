@@ -429,3 +429,8 @@ func (t *Transport) FailChannelRead(urgent bool) {
 	}
 	c.SetReadDeadline(time.Unix(1, 0))
 }
+
+// FailRepost makes the open receiver fail each re-post of a bulk
+// receive buffer (after taking its COMMIT or MARK) with err, a fault of
+// the destination's own.
+func (t *Transport) FailRepost(err error) { t.openSession().rcv.repost.Store(&err) }

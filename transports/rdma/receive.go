@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
@@ -38,10 +39,11 @@ type receiver struct {
 	frameEnd            []int
 	markFrames          uint64
 	reported            int
-	progress            uint64              // its data pages its last PROGRESS reported (progress.go)
-	counted             uint64              // its data pages counted in Stats (recount)
-	scratch             []transport.PageRun // takeRuns only
-	hook                func() error        // tests only: runs first in register; its error fails it
+	progress            uint64                // its data pages its last PROGRESS reported (progress.go)
+	counted             uint64                // its data pages counted in Stats (recount)
+	scratch             []transport.PageRun   // takeRuns only
+	hook                func() error          // tests only: runs first in register; its error fails it
+	repost              atomic.Pointer[error] // tests only: re-posting a receive buffer fails with it
 }
 
 // register registers guest RAM for remote writes and posts the receive
@@ -81,7 +83,7 @@ func (s *session) pollReceive() {
 			}
 			cm, err := parseCommit(s.rcv.slot(i)[:c.Len])
 			if err == nil {
-				err = s.ep.Recv(s.rcv.slot(i), s.rcv.bufMR, c.Ctx)
+				err = s.rcv.repostRecv(s.ep, i, c.Ctx)
 			}
 			if err == nil && cm.mark {
 				err = s.marked(cm)
@@ -95,6 +97,23 @@ func (s *session) pollReceive() {
 		s.Landed.Deliver()
 		return nil
 	}), cs[:])
+}
+
+// repostRecv posts receive buffer i again, with completion context
+// ctx, once its COMMIT or MARK was taken. Its failure is this side's
+// (the provider refused the buffer), not the source's: the session
+// fails and the source hears CodeFailed (TestRepostFails).
+func (rcv *receiver) repostRecv(e *fabric.Endpoint, i int, ctx uint64) error {
+	var err error
+	if injected := rcv.repost.Load(); injected != nil {
+		err = *injected
+	} else {
+		err = e.Recv(rcv.slot(i), rcv.bufMR, ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("post receive: %w", err)
+	}
+	return nil
 }
 
 // committed records batch cm's COMMIT: its writes are visible now.
