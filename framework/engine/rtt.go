@@ -17,8 +17,9 @@ import "time"
 //     queued and a probe's sync (a bandwidth cap's sleep comes before a
 //     batch, not between the last one and the Flush: TestCappedPassConverges);
 //   - the transport's own measure, where it has one (transport.Stats.RTT:
-//     tcp reports the kernel's smoothed round trip), taken once a pass,
-//     after its Flush.
+//     tcp reports the kernel's smoothed round trip, rdma its last
+//     batch's quickest COMMIT or MARK answer), taken once a pass, after
+//     its Flush.
 //
 // Why the smallest of the latest pass, not of the whole migration nor
 // the largest of a few Flushes, nor a smoothed round trip plus its

@@ -16,7 +16,8 @@ import (
 // preparation, a busy host), or, with every, each message arrives late
 // and each Flush takes extra before it goes out (a link whose every
 // round trip is slow). hideRTT reports no round trip in Stats, as a
-// transport that measures none (rdma, an older plugin) does.
+// transport that measures none (an older plugin; rdma before its first
+// COMMIT or MARK was answered) does.
 type lateLink struct {
 	transport.Transport
 	extra   time.Duration

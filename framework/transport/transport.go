@@ -137,9 +137,11 @@ type Stats struct {
 	Compressed uint64 // data pages that went compressed
 	// RTT is the link's round trip as the transport measures it, on a
 	// sending session (tcp: the kernel's smoothed round trip of its
-	// first connection; loopback: its last Flush's); 0 when it measures
-	// none (rdma, a plugin built before it, a receiving session). The
-	// engine asks it while the session is open.
+	// first connection; loopback: its last Flush's; rdma: the smallest
+	// COMMIT or MARK round trip of its last batch acknowledged,
+	// transports/rdma/rtt.go); 0 when it measures none (a plugin built
+	// before it, a receiving session, an rdma session before its first
+	// ACK). The engine asks it while the session is open.
 	// The engine charges the smallest round trip it saw in the latest
 	// live pass twice in its downtime estimate (engine.rttMeter); a
 	// transport that reports one below its real round trip makes a

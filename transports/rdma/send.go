@@ -49,6 +49,7 @@ type sender struct {
 	markBusy       [maxMarks]atomic.Bool
 	committed      atomic.Uint64 // last batch whose COMMIT was posted
 	written        written       // what its writes completed (PROGRESS, progress.go)
+	rtt            roundTrips    // when its COMMITs and MARKs were posted (Stats.RTT, rtt.go)
 	unwritten      error         // its RUNS name pages a failed SendPages did not write (writeRun); nil: none
 	commitInFlight bool
 	mu             sync.Mutex
@@ -76,6 +77,7 @@ func (snd *sender) register(s *session) error {
 	s.populate = !pins(s.caps)
 	snd.seq = 1
 	snd.written.init(snd.seq)
+	snd.rtt.start(&s.stats.rtt)
 	snd.resetRanges()
 	return nil
 }
@@ -199,7 +201,10 @@ func (s *session) mark(ctx context.Context) error {
 	commit{seq: snd.seq, runs: snd.runFrames, mark: true}.put(b)
 	snd.markBusy[i].Store(true)
 	snd.marksPosted.Add(1)
-	if err := s.post(ctx, func() error { return s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i)) }); err != nil {
+	if err := s.post(ctx, func() error {
+		snd.rtt.markAt[i].Store(snd.rtt.now())
+		return s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i))
+	}); err != nil {
 		return fmt.Errorf("mark batch %d: %w", snd.seq, err)
 	}
 	snd.markedPages = snd.pages
@@ -451,7 +456,10 @@ func (s *session) flush(ctx context.Context) error {
 	snd.commitInFlight = true
 	snd.mu.Unlock()
 	snd.committed.Store(c.seq)
-	if err := s.post(ctx, func() error { return s.ep.Send(snd.buf[:commitSize], snd.bufMR, ctxCommit) }); err != nil {
+	if err := s.post(ctx, func() error {
+		snd.rtt.commitAt.Store(snd.rtt.now())
+		return s.ep.Send(snd.buf[:commitSize], snd.bufMR, ctxCommit)
+	}); err != nil {
 		return fmt.Errorf("commit batch %d: %w", c.seq, err)
 	}
 	for _, w := range snd.deferred { // tests only (commitEarly)
@@ -528,14 +536,24 @@ func (snd *sender) unname(entries int, pages uint64) bool {
 }
 
 // sendCtrl handles the destination's own control frames: ACK, MARKED.
+// Each answer is a round trip's end (rtt.go): a MARKED of a batch not
+// yet acknowledged that of the earliest MARK unanswered, the ACK of the
+// last COMMIT posted that of that COMMIT.
 func (s *session) sendCtrl(f wire.Frame) error {
 	if f.Type == wire.TypeMsg && f.Kind == markedKind && len(f.Payload) == 0 && s.snd.marksDone.Load() < s.snd.marksPosted.Load() {
+		if f.Seq > s.snd.acked.Load() { // a MARKED of a batch acknowledged is not that of the last ACK
+			s.snd.rtt.answered(s.snd.rtt.markAt[s.snd.marksDone.Load()%maxMarks].Load())
+		}
 		s.snd.marksDone.Add(1)
 		s.snd.markNote.notify()
 		return nil
 	}
-	if c := s.snd.committed.Load(); f.Type != wire.TypeAck || f.Seq > c {
+	c := s.snd.committed.Load()
+	if f.Type != wire.TypeAck || f.Seq > c {
 		return fmt.Errorf("%w: the destination sent %v %d (batch %d was the last committed)", transport.ErrProtocol, f.Type, f.Seq, c)
+	}
+	if f.Seq == c {
+		s.snd.rtt.acked(s.snd.rtt.commitAt.Load())
 	}
 	s.snd.acked.Store(f.Seq)
 	s.snd.ackNote.notify()

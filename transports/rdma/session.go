@@ -26,8 +26,12 @@ const goodbyeTimeout = 500 * time.Millisecond
 
 var errLocalClose = errors.New("rdma transport: session closed")
 
-// counters are a session's Stats.
-type counters struct{ wire, data, zero atomic.Uint64 }
+// counters are a session's Stats; rtt is a source's round trip in ns
+// (rtt.go; 0: none).
+type counters struct {
+	wire, data, zero atomic.Uint64
+	rtt              atomic.Int64
+}
 
 // session is one open migration: the control channel, the fabric
 // endpoint, the mapped RAM and the goroutines that serve them. Its

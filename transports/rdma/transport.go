@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -108,6 +109,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	t.stats.wire.Store(0)
 	t.stats.data.Store(0)
 	t.stats.zero.Store(0)
+	t.stats.rtt.Store(0)
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
 	s.auth, s.plain, s.tag = auth, req.Credentials.Plaintext, req.Tag
 	s.snd.commitEarly = t.commitEarly
@@ -204,9 +206,13 @@ func (t *Transport) RecvMessage(ctx context.Context) (transport.Message, error) 
 	return s.RecvMessage(ctx)
 }
 
-// Stats implements transport.Transport; after Close it reports the last session.
+// Stats implements transport.Transport; after Close it reports the last
+// session. RTT is the smallest COMMIT or MARK round trip of a sending
+// session's last batch acknowledged (rtt.go), 0 before its first ACK and
+// on a receiving session.
 func (t *Transport) Stats(context.Context) (transport.Stats, error) {
-	return transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(), PagesZero: t.stats.zero.Load()}, nil
+	return transport.Stats{BytesWire: t.stats.wire.Load(), PagesData: t.stats.data.Load(), PagesZero: t.stats.zero.Load(),
+		RTT: time.Duration(t.stats.rtt.Load())}, nil
 }
 
 // Close implements transport.Transport.
