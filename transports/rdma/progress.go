@@ -57,39 +57,41 @@ import (
 // RAM's pages per batch (recount, takeRuns); a PROGRESS past the RUNS
 // before it, a COMMIT or RUNS past guest RAM, are protocol errors, and
 // a COMMIT past its RUNS fails the session once they are all in
-// (ackIfDone) having counted no more than they named. It cannot tell
-// whether the named pages were written: a source that names pages and
-// never writes them is counted as if it had, up to guest RAM's pages in
-// each batch it commits (each batch is a COMMIT's round trip). That is
-// as far as it can be bounded: the destination's CPU takes no part in
-// an RDMA write and learns of a batch's writes only from the COMMIT
-// behind them, so nothing here tells a named page that was written from
-// one that was not, short of a digest of every page from the source
-// that the destination reads all of guest RAM to check (what one-sided
-// writes exist to save); and a bound on a session's total would refuse
-// an honest pre-copy, which sends pages again in every pass. Nor would
-// it protect guest RAM, or Landed (which reports the runs the RUNS
-// named, at their MARK or COMMIT): a source that holds the session's
-// keys may write any bytes into any registered page, so naming pages
-// without writing them gives it nothing it lacks; the credentials keep
-// strangers out (transport.Transport). An honest source never does it:
-// writeRun names a run and posts exactly it, and a call that fails in
-// between either takes the name back or leaves a batch that names
-// pages it did not write, which it never marks or commits: the next
-// SendPages or Flush ends the session instead (send.go, writeRun,
-// checkWritten; TestRunsAfterFailedCall, TestUnwrittenRunNeverLanded).
-// On the urgent path
-// likewise: an urgent COMMIT counts the runs it lists, at
-// most guest RAM's pages in all (more is a protocol error, ucommitted;
-// until 2026-12-07 a COMMIT of 254 runs of all of guest RAM counted
-// each, TestLyingUrgentCounts), so at most guest RAM's pages per round
-// trip of one of the 16 urgent COMMITs in flight. The
-// counts feed only Stats (the engine's report, progress and stall
-// watch, and its check that a refused session wrote nothing); guest RAM
-// and Landed do not depend on them. The reporter writes under no
-// context of the engine's (the session's end bounds it); writeLock keeps
-// engine calls that write on the channel from waiting behind it past
-// their contexts.
+// (ackIfDone) having counted no more than they named. On the urgent
+// path likewise: an urgent COMMIT counts the runs it lists, at most
+// guest RAM's pages in all (more is a protocol error, ucommitted; until
+// 2026-12-07 a COMMIT of 254 runs of all of guest RAM counted each,
+// TestLyingUrgentCounts). The counts feed only Stats (the engine's
+// report, progress and stall watch, and its check that a refused
+// session wrote nothing, which a count too high makes fail the
+// destination, never pass); guest RAM and Landed do not depend on them.
+//
+// Named but unwritten pages are safe, not only bounded: a source that
+// names pages in RUNS and never writes them has them counted (up to
+// guest RAM's pages per batch, each batch a COMMIT's round trip) and,
+// at their MARK or COMMIT, reported to Landed, so a post-copy guest may
+// run on what the destination's own RAM for this guest held there (an
+// earlier copy of the page after a reconnect, an empty page at a fresh
+// destination), as for a page the source never sends at all: nothing
+// the source could not have written there itself. It gains nothing: only
+// this migration's authenticated source holds the session's keys
+// (another migration's source and strangers are refused before the KEYS:
+// doc.go), and with them it may write any bytes into any registered
+// page at any time, a named page included, so what that page holds is
+// the source's to decide either way. Refusing it is not possible
+// either: the destination's CPU takes no part in an RDMA write, so only
+// a digest of every page, checked by reading all of guest RAM, would
+// tell a named page that was written from one that was not (what
+// one-sided writes exist to save), and a bound on a session's total
+// would refuse an honest pre-copy, which sends pages again each pass.
+// An honest source never does it: a batch that names pages a failed
+// call did not write is never marked or committed, the next SendPages
+// or Flush ends the session instead (send.go, writeRun, checkWritten;
+// TestRunsAfterFailedCall, TestUnwrittenRunNeverLanded).
+//
+// The reporter writes under no context of the engine's (the session's
+// end bounds it); writeLock keeps engine calls that write on the
+// channel from waiting behind it past their contexts.
 const progressEvery = 100 * time.Millisecond
 
 // written is what the source's completed writes covered of the batch
