@@ -20,4 +20,9 @@
 // Caps.SAW means a send posted after writes is delivered after them
 // (FI_ORDER_SAW); else writes are posted with FI_DELIVERY_COMPLETE and
 // their completion means they are visible at the target.
+//
+// A process's first call into libfabric runs its one-time
+// initialisation, which no context can interrupt (0.1-0.4 s here,
+// seconds under emulation); Warm runs it in the background ahead of
+// Listen and Connect, so a caller can wait for it outside its bounds.
 package fabric

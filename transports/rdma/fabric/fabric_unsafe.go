@@ -94,6 +94,13 @@ func listen(prov, host string, with *Listener) (*Listener, error) {
 	return &Listener{f: f, prov: prov, dom: dom}, nil
 }
 
+// warmUp is Warm's work: fe_warm, which cannot be interrupted.
+func warmUp(prov string) {
+	cp := C.CString(prov)
+	defer C.free(unsafe.Pointer(cp))
+	C.fe_warm(cp)
+}
+
 // Port is the port the listener is bound to.
 func (l *Listener) Port() (int, error) {
 	var eb errBuf

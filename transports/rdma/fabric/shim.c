@@ -92,6 +92,21 @@ static int getinfo(const char *prov, const char *node, const char *service, uint
 	return rc;
 }
 
+// fe_warm pays libfabric's first use in this process so that fe_listen
+// and fe_connect do not: one fi_getinfo asking for prov as they do, at
+// no node, whose result or failure is dropped. The process's first
+// fi_getinfo runs fi_ini (it loads every provider and reads
+// /proc/kallsyms line by line for the memory monitors: 0.1-0.25 s here,
+// seconds under emulation); a provider's first getinfo may do work of
+// its own (verbs looks for devices). An empty prov asks for a provider
+// no library has: fi_ini alone, no provider's getinfo.
+void fe_warm(const char *prov) {
+	struct fi_info *h = hints(*prov ? prov : "ferry-warm-up-no-such-provider", 1), *info = NULL;
+	if (!h) return;
+	if (fi_getinfo(FE_VERSION, NULL, NULL, 0, h, &info) == 0) fi_freeinfo(info);
+	fi_freeinfo(h);
+}
+
 // open_eq joins share's fabric and domain (or opens a fabric of its own)
 // and opens the event queue.
 static int open_eq(fe *f, fe *share, char *err, size_t errlen) {

@@ -32,6 +32,10 @@ typedef struct {
 // FI_DELIVERY_COMPLETE (tests of that path on providers that have both).
 extern int fe_force_dc;
 
+// fe_warm runs libfabric's one-time initialisation and prov's first
+// getinfo ("": the initialisation alone); it cannot be interrupted.
+void fe_warm(const char *prov);
+
 // fe_listen and fe_connect open their own fabric and domain, or, with
 // share, join share's: every endpoint of one domain uses the memory
 // registered in it (closed with the last fe that holds it).
