@@ -22,6 +22,8 @@ import (
 //
 // It cannot pause the peer's clock: a source's bound still covers the
 // destination's registration, which it waits for in its fabric connect.
+// libfabric's first use in the process is not paused for: it is waited
+// for before the clock starts (awaitLibfabric).
 type setupClock struct {
 	context.Context // a child of parent, cancelled when the clock ends
 	cancel          context.CancelCauseFunc

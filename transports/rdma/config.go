@@ -32,7 +32,9 @@ var configSchema = schema.Schema{
 		Doc: `address the source dials when it differs from listen, "host:port"; default: listen`},
 	{Name: "connect_timeout", Type: schema.TypeDuration, Default: int64(defaultConnectTimeout),
 		Doc: "how long the source's Open may take, dialing included (the source keeps trying to connect until then), the bound on each handshake, " +
-			"and how long the destination waits for one try of the source's to finish its setup before it drops that try and waits for the next"},
+			"and how long the destination waits for one try of the source's to finish its setup before it drops that try and waits for the next; " +
+			"neither side counts its own registration of guest RAM, nor libfabric's first initialisation in its plugin process (waited for before the bound starts, " +
+			"bounded only by the Open's context), but a source counts the destination's (it waits for them like a slow network)"},
 	{Name: transport.CleartextPages, Type: schema.TypeBool, Default: false,
 		Doc: "accept that page contents travel unencrypted (RDMA writes cannot be encrypted; messages and keys stay inside TLS); " +
 			"required unless the job's credentials are plaintext already"},

@@ -35,6 +35,10 @@ func (t *Transport) SetUrgentTag(tag transport.Tag) { t.urgentTag = &tag }
 // OFFER), a sender after its fabric connect.
 func (t *Transport) SetRegisterHook(hook func() error) { t.registerHook = hook }
 
+// SetWarmHook makes the transport's Open wait for warm(provider)'s
+// channel, instead of fabric.Warm's, before its setup's clock starts.
+func (t *Transport) SetWarmHook(warm func(provider string) <-chan struct{}) { t.warm = warm }
+
 // SetControlWrap makes the transport write an open session's control
 // frames through wrap(conn) (reads and the setup frames go to conn).
 func (t *Transport) SetControlWrap(wrap func(net.Conn) net.Conn) { t.wrapCtrl = wrap }
@@ -161,6 +165,7 @@ func (t *Transport) FailUrgentRepost(err error) { t.openSession().urcv.repost.St
 const (
 	LogListening = logListening
 	LogDropped   = logDropped
+	LogWarmed    = logWarmed
 )
 
 // UrgentHeld is how many urgent items the open sender holds until a

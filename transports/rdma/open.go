@@ -44,10 +44,14 @@ const (
 // openSend connects the source: control channel, authentication, HELLO,
 // the fabric connection carrying the OFFER's nonce, the KEYS, the
 // urgent channel, READY; all within connect_timeout, not counting the
-// time it registers guest RAM (setupClock). A try whose time ran out
-// says once which step it was in and which bound ended it
-// (setupClock.timedOut).
+// time it registers guest RAM (setupClock), nor libfabric's first use
+// in the process, which it waits for before its clock starts
+// (awaitLibfabric). A try whose time ran out says once which step it
+// was in and which bound ended it (setupClock.timedOut).
 func openSend(parent context.Context, s *session) error {
+	if err := s.awaitLibfabric(parent); err != nil {
+		return err
+	}
 	ctx, cancel := startClock(parent, s.cfg.connectTimeout)
 	defer cancel()
 	addr := s.cfg.dialAddr()
@@ -193,7 +197,9 @@ func dialRetry(ctx context.Context, addr string, timeout time.Duration) (*net.TC
 }
 
 // openReceive listens until an authenticated source with the same layout
-// said HELLO, then sets up the fabric connection with it. A source that
+// said HELLO, then sets up the fabric connection with it. It takes
+// connections only once libfabric's first use in the process is done
+// (awaitLibfabric), so no try's clock counts it. A source that
 // closes the control channel during that setup, after the OFFER (its
 // Open ended half-way: its deadline, its process), is dropped at once
 // and the wait goes on, within ctx, for its next try; so is one whose
@@ -210,6 +216,9 @@ func openReceive(ctx context.Context, s *session) (err error) {
 		return fmt.Errorf("listen on %s: %w", s.cfg.listen, err)
 	}
 	defer ln.Close()
+	if err := s.awaitLibfabric(ctx); err != nil {
+		return err
+	}
 	g := s.openGate(ln)
 	defer func() {
 		var taken transport.Tag

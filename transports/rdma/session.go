@@ -50,6 +50,9 @@ type session struct {
 	urgentTag transport.Tag // what URGENT names: tag (another only in tests)
 	ram       *ram
 	stats     *counters
+	// warmed is closed once libfabric's first use in this process for
+	// cfg.provider is done (fabric.Warm; awaitLibfabric).
+	warmed <-chan struct{}
 
 	ctrl     net.Conn     // TLS (or raw after the handshake, plaintext)
 	raw      *net.TCPConn // the socket under ctrl

@@ -41,6 +41,8 @@ type Transport struct {
 	driveWait    func()                  // tests only: see queue.driveWait (the bulk endpoint's)
 
 	ucommitRuns func([]transport.PageRun) []transport.PageRun // tests only: see usender.commitRuns
+
+	warm func(provider string) <-chan struct{} // tests only: stands for fabric.Warm (awaitLibfabric)
 }
 
 var (
@@ -50,11 +52,16 @@ var (
 	_ transport.Validator      = (*Transport)(nil)
 )
 
-// New returns a Transport that logs to log (nil: nowhere).
+// New returns a Transport that logs to log (nil: nowhere). It starts
+// libfabric's one-time initialisation in the background
+// (fabric.Warm("")), as a plugin process starts: the provider is not
+// known before Open, which warms that provider and waits for it
+// outside connect_timeout (awaitLibfabric).
 func New(log hclog.Logger) *Transport {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	fabric.Warm("")
 	return &Transport{log: log.Named(Name), slot: sessionbase.NewSlot[session](Name + " transport")}
 }
 
@@ -102,6 +109,11 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if !fabric.Supported {
 		return fmt.Errorf("rdma transport: %w: %w", fabric.ErrNotSupported, transport.ErrNotSupported)
 	}
+	warm := fabric.Warm
+	if t.warm != nil {
+		warm = t.warm
+	}
+	warmed := warm(cfg.provider) // awaited before the setup's clock starts
 	m, err := mapRAM(req, req.Role == transport.RoleReceive)
 	if err != nil {
 		return fmt.Errorf("rdma transport: %w", err)
@@ -111,7 +123,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	t.stats.zero.Store(0)
 	t.stats.rtt.Store(0)
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
-	s.auth, s.plain, s.tag = auth, req.Credentials.Plaintext, req.Tag
+	s.auth, s.plain, s.tag, s.warmed = auth, req.Credentials.Plaintext, req.Tag, warmed
 	s.snd.commitEarly = t.commitEarly
 	s.usnd.commitEarly = t.ucommitEarly
 	s.usnd.commitRuns = t.ucommitRuns

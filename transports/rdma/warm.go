@@ -1,0 +1,45 @@
+package rdma
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// logWarmed is what a setup logs when it waited for libfabric's first
+// use in the process (fabric.Warm) before its clock started.
+const logWarmed = "waited for libfabric to initialise (not counted in connect_timeout)"
+
+// awaitLibfabric waits, within ctx, for libfabric's first use in this
+// process for the session's provider (fabric.Warm, started at Open;
+// s.warmed), before a setup starts its clock: connect_timeout bounds
+// the setup's network steps, not the process's one-time initialisation
+// of libfabric, which took 0.1-0.4 s of wall time here inside the first
+// fabric Listen or Connect and seconds under an emulated KVM, and which
+// fabric calls cannot be interrupted during. A source waits before it
+// dials, a destination before it takes connections on its control
+// port (so the HELLO of a source that comes meanwhile waits unanswered
+// in the listen queue).
+//
+// What it cannot do: keep the peer's bound from counting this side's
+// wait. A source that dials a destination still initialising waits for
+// it, like a destination not started yet, within its own
+// connect_timeout; a destination that takes a HELLO waits for nothing
+// (it is ready by then), nor does a source's next try in the same
+// process. The wait itself has no bound but ctx's.
+func (s *session) awaitLibfabric(ctx context.Context) error {
+	select {
+	case <-s.warmed:
+		return nil
+	default:
+	}
+	start := time.Now()
+	select {
+	case <-s.warmed:
+		s.log.Info(logWarmed, "provider", s.cfg.provider, "waited", time.Since(start).Round(time.Millisecond))
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the Open ended while waiting for libfabric to initialise in this process (provider %s; "+
+			"not counted in connect_timeout, only the Open's own context bounds it): %w", s.cfg.provider, ctx.Err())
+	}
+}
