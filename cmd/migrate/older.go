@@ -30,7 +30,7 @@ import (
 // id) goes the other way: a VMM before api.TagsHonoured refuses the
 // field by name in every act (it decodes arguments strictly), so
 // migrate names it only to a VMM that reported at least that version
-// (actName, resolve.go) and sends an older one the act as before, which
+// (actName, resolvepair.go) and sends an older one the act as before, which
 // names no migration there: the fingerprint is then checked only when
 // migrate looks. The commands migrate prints for the operator name it
 // by the same rule (lineName); notSent's below names nothing: its VMM,

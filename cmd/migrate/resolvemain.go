@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/job"
+	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
+)
+
+// migrate -resolve (resolveMain), and the end of a source once the guest
+// runs on the destination (quitSource, also finishCompleted's), with
+// what is said when both sides run the guest (errBothRun).
+
+// parseJobFile reads and parses the job at path for a mode that starts
+// no plugin (-resolve, -start-postcopy): nil, with every diagnostic and
+// the line that ends every refusal on stderr (readJob, refuseJob, as a
+// run's), when it cannot be read or has errors (exit 2). It checks no
+// plugin: a job whose plugin blocks are wrong is still read.
+func parseJobFile(path string, stderr io.Writer) *job.Job {
+	j, sources, diags := readJob(path, stderr)
+	if j == nil {
+		return nil
+	}
+	if diags.HasErrors() {
+		refuseJob(stderr, path, sources, diags)
+		return nil
+	}
+	return j
+}
+
+// resolveMain is migrate -resolve: read the job, resolve, say the outcome.
+func resolveMain(path string, stdout, stderr io.Writer) int {
+	j := parseJobFile(path, stderr)
+	if j == nil {
+		return 2
+	}
+	r := newResolver(j, stderr)
+	v, err := r.resolve()
+	code := 0
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "migrate:", err)
+		return 1
+	case v == verdictMoved:
+		// The source of the migration the destination runs (r.dstID:
+		// the pair's), not whatever answers at its socket by now.
+		var notSrc *errNotSource
+		var unnamed *errUnnamedRunning
+		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr); {
+		case errors.As(qerr, &notSrc):
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
+		case errors.As(qerr, &unnamed): // it may be this migration's source: not settled
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
+			code = 1
+		case qerr != nil:
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, false))
+			r.notSent(qerr)
+		case side == api.SideMigrated, side == api.SidePostcopyBroken:
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, true))
+		case side == api.SideRunning: // a sender in this migration (quitSource): resumed since the resolve's look
+			fmt.Fprintln(stderr, "migrate:", errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
+			return 1
+		case side == sideUnreachable:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
+		case side == api.SideNone:
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket holds no part "+
+				"of this migration (none, or another), so it is not this job's source: left alone")
+		case side == api.SideFailed: // its VM stopped before it could resume the guest, and its VMM exits: nothing waits there
+			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source says failed in this migration "+
+				"(its VM was stopped before it could resume the guest: it holds no copy that runs or waits), so it is not quit")
+		default: // it names this migration, but did not say it handed the guest over: it may wait, paused (sourceWaits)
+			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket says %s in this "+
+				"migration, not that it handed the guest over, so it is not quit; to settle it, run again:\n    migrate -resolve -config %s\n",
+				side, shellArg(path))
+			fmt.Fprintf(stderr, "migrate: not done: the source %s says %s in this migration, not that it handed the guest over\n",
+				j.Source.Control, side)
+			code = 1
+		}
+	case v == verdictIdle:
+		fmt.Fprintln(stdout, "nothing to resolve: no side of this job holds a paused copy of the guest waiting for a decision "+
+			"(the source's VMM holds no migration, or its VM stopped before it could resume the guest; the destination holds none)")
+	default:
+		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
+	}
+	if r.undone != nil { // printed with the line to run by hand
+		fmt.Fprintln(stderr, "migrate: not done:", r.undone)
+		return 1
+	}
+	return code
+}
+
+// resumedSince is how a source that quitSource finds running in the
+// migration whose destination runs the guest came to: errBothRun's how.
+const resumedSince = "the source says so since migrate's last look at it, in this migration: resumed by hand, perhaps"
+
+// errBothRun is what migrate says, and exits 1 on, when the VMMs at
+// the source's socket src and the destination's dst both report that
+// they run the guest of one migration (how: how they came to, "" for
+// plan's verdictBothRun): neither is stopped, since nothing here says
+// which copy is the guest's newest; the operator must stop one.
+func errBothRun(src, dst, how string) error {
+	if how != "" {
+		how = " (" + how + ")"
+	}
+	return fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs%s: stop one of them now", src, dst, how)
+}
+
+// sourceEnd is what resolveMain says of the source, at side
+// (quitSource's), once the guest runs on the destination: quit or not
+// (an older VMM's: notSent), and told migrated where this resolve told
+// it so, else what it said itself. Before, it was "told" either way.
+func (r *resolver) sourceEnd(side api.Side, quit bool) string {
+	switch {
+	case r.toldMigrated && quit:
+		return "the source was told and quit"
+	case r.toldMigrated:
+		return "the source was told, but not quit"
+	case quit:
+		return fmt.Sprintf("the source, which said %s, was quit", side)
+	}
+	return fmt.Sprintf("the source, which said %s, was not quit", side)
+}
+
+// quitSource ends the source VMM once the guest runs on the destination,
+// if it says it handed the guest over (migrated, or postcopy-broken: its
+// copy is stale) in migration id ("": any, a migration without one;
+// migrate -resolve names the one its destination runs) whose tag
+// fingerprint is tag ("": any; a source older than api.TagsReported
+// reports none, and is taken as before), and returns the side it said.
+// Any other VMM at that socket (one started anew there, with no
+// migration or a guest of its own) is not this job's source and is left
+// alone: quit would stop its guest. The quit names
+// the migration the query found (actName: its id, or its tag
+// fingerprint), so a VMM that holds another by then refuses it: that
+// VMM holds no part of this migration either (none).
+// A VMM that names that migration and says it handed the guest over in
+// a role other than send (sourceSends: a receiver of it, whose copy may
+// be the guest's newest, or a role this migrate does not know) is not
+// quit either: quitSource returns that error (*errNotSource) with the
+// side it said, and its caller says it was left alone. Every VMM
+// reports its role, whatever its control version, so an older sender is
+// treated as before.
+// A VMM that names that migration and says it runs the guest is not
+// quit: quitSource returns running, with sourceSends's error if it does
+// not send in it. A sender that runs is that migration's source,
+// resumed since the caller's look (by hand, say: a VMM resumes only a
+// handover-unknown side), beside a destination that runs the guest
+// too, and its callers say BOTH run and fail (errBothRun; until
+// TestResolveMainSourceResumedBesideDestination, -resolve said the
+// source was not quit and to resolve again, and exited 0). That holds
+// only where the migration is named: without an id, and without a tag
+// fingerprint to compare (the destination's VMM is older than
+// api.TagsReported, or so is the source's), every migration matches,
+// and a sender that runs may run a guest of its own; quitSource returns
+// running with an *errUnnamedRunning then, and its caller says that
+// nothing tells it apart (until
+// TestResolveMainUnnamedRunningSourceNotBothRun, -resolve said BOTH
+// run it and to stop one).
+// A VMM that would ignore the id (idsIgnored) is not quit: quitSource
+// says so on log, with the line to run by hand, and returns that
+// error (*errNotSent) with the side it said.
+func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var res api.ResolveResult
+	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
+		return sideUnreachable, nil
+	}
+	if id != "" && res.ID != id || tag != "" && res.Control >= api.TagsReported && res.TagFingerprint != tag {
+		return api.SideNone, nil // it holds no part of this migration
+	}
+	if res.Side == api.SideRunning { // not quit; the caller decides on its side only if it sends
+		if err := sourceSends(sock, res); err != nil {
+			return res.Side, err
+		}
+		if id == "" && (tag == "" || res.Control < api.TagsReported) {
+			return res.Side, &errUnnamedRunning{sock: sock, res: res}
+		}
+		return res.Side, nil
+	}
+	if res.Side != api.SideMigrated && res.Side != api.SidePostcopyBroken {
+		return res.Side, nil
+	}
+	if err := sourceSends(sock, res); err != nil {
+		return res.Side, err
+	}
+	if err := idsIgnored(sock, res.Control); err != nil {
+		return res.Side, notSent(log, sock, "quit", res.ID, err)
+	}
+	// An answer lost as the VMM exits is a quit all the same.
+	var refused *control.RemoteError
+	if err := callControl(ctx, sock, "quit", actName(res.ID, res.TagFingerprint, res.Control), nil); errors.As(err, &refused) {
+		return api.SideNone, nil
+	}
+	return res.Side, nil
+}
