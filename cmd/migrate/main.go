@@ -178,7 +178,8 @@ type report struct {
 	// Resolved says where the guest runs after a handover-unknown was
 	// resolved, or after the source stopped answering: "destination" or
 	// "source"; resolvedBoth where migrate found both sides of the
-	// migration running it; empty if nothing was resolved.
+	// migration running it, or saw it run on both (sawBoth); empty if
+	// nothing was resolved.
 	Resolved string `json:"resolved,omitempty"`
 	// WallMS is migrate's own run, from its start to this report: about
 	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
@@ -338,8 +339,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 				return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
 			}
 		}
-		rs.cleanup()
-		return rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err)
+		return cleanupFailed(rs, rep, fmt.Errorf("destination %s: %w", j.Destination.Control, err))
 	}
 	rs.dstTook = true // the destination's side of this migration is the one at its socket
 	told := time.Now()
@@ -375,8 +375,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		if control.NotSent(err) || answered(serr) {
 			rs.notSent(cancelOurs(j.Destination.Control, args.ID, log))
 		}
-		rs.cleanup()
-		return rep, fmt.Errorf("source %s: %w", j.Source.Control, err)
+		return cleanupFailed(rs, rep, fmt.Errorf("source %s: %w", j.Source.Control, err))
 	}
 	src, err := follow(ctx, j.Source.Control, j.Destination.Control, args.ID, prog, j.Limits.SwitchoverTimeout+10*time.Second, log, rs.notSent)
 	prog.finish()
@@ -475,7 +474,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			}
 			return finishCompleted(j, rep, rs.id, log)
 		}
-		if rerr != nil && v != verdictBothRun { // BOTH is the run's own error, below
+		if rerr != nil && !sawBoth(v, rerr) { // BOTH is the run's own error, below
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
 		var silent stoppedAnswering
@@ -490,15 +489,16 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			err = fmt.Errorf("last seen in %s, pass %d: %w", src.Progress.Phase, src.Progress.Pass, err)
 			fromProgress(&rep.Report, src.Progress)
 		}
-		if v == verdictBothRun {
-			// Both sides say they run the guest: the report says so
-			// (resolved both, BOTH first in its error), as after a
-			// handover-unknown whose resolve found both running. Before
-			// TestBothRunResolvedSaysBoth's case of a source that stopped
-			// answering, BOTH was on stderr only, as "cleaning up", and
-			// the report said failed with no resolved.
-			rep.Resolved = resolvedBoth
-			err = fmt.Errorf("%w (%w)", rerr, err)
+		if sawBoth(v, rerr) {
+			// Both sides say they run the guest, or were seen running
+			// it: the report says so (resolved both, BOTH first in its
+			// error), as after a handover-unknown whose resolve found
+			// both running. Before TestBothRunResolvedSaysBoth's case of
+			// a source that stopped answering (and, for a guest seen
+			// running on both, TestBothRanResolvedSaysBoth's), BOTH was
+			// on stderr only, as "cleaning up", and the report said
+			// failed with no resolved.
+			return bothSeen(rep, rerr, err)
 		}
 		rep.Error = err.Error()
 		return rep, err
@@ -513,7 +513,8 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if v == verdictMoved {
 			return finishCompleted(j, rep, rs.id, log)
 		}
-		if v == verdictBothRun { // the report's error says BOTH, keeping the handover's own
+		if sawBoth(v, rerr) { // the report's error says BOTH, keeping the handover's own
+			rep.Resolved = resolvedBoth
 			return failedAfterHandover(rep, rerr)
 		}
 		if rerr != nil {
@@ -532,10 +533,14 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
 			return finishCompleted(j, rep, rs.id, log)
 		}
+		err := fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
+		if sawBoth(v, rerr) { // a source that said it ran the guest after its post-copy broke
+			return bothSeen(rep, rerr, err)
+		}
 		if rerr != nil && v != verdictLost { // the resolver's own failure (it said why lost itself)
 			fmt.Fprintln(log, "migrate:", rerr)
 		}
-		return rep, fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
+		return rep, err
 	}
 	if src.Side == api.SideFailed {
 		// Its VM was stopped before the engine could resume it (its VMM's
@@ -553,26 +558,40 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	return cleanupFailed(rs, rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error))
 }
 
-// cleanupFailed is conclude's cleanup (resolver.cleanup) after a
-// migration whose source reported it failed or cancelled, err what the
-// run fails with. Where that resolve finds the source and the
-// destination both running the guest (plan's verdictBothRun), the
-// report says so, as after a source that stopped answering: resolved
-// both, and BOTH first in its error, err after it. Until
-// TestBothRunResolvedSaysBoth's case of a failed migration whose source
-// runs, BOTH was on stderr only, as "cleaning up", and the report said
-// failed, "the source keeps running", with no resolved.
+// cleanupFailed is the resolve after a failure or a cancel, err what
+// the run fails with: the source runs (or never stopped), so a
+// destination still waiting is cancelled and one left handover-unknown
+// is discarded; after a migration whose source reported it failed or
+// cancelled (conclude), or a migrate-incoming or migrate-send that
+// failed (run). Where that resolve finds the source and the
+// destination both running the guest, or saw it run on both (sawBoth),
+// the report says so, as after a source that stopped answering:
+// resolved both, and BOTH first in its error, err after it (bothSeen).
+// Until TestBothRunResolvedSaysBoth's case of a failed migration whose
+// source runs (and TestBothRanResolvedSaysBoth's of a guest seen
+// running on both, also after a failed migrate-send), BOTH was on
+// stderr only, as "cleaning up", and the report said failed, "the
+// source keeps running", with no resolved. Any other failure of the
+// resolve it only reports, as "cleaning up".
 func cleanupFailed(rs *resolver, rep report, err error) (report, error) {
 	v, rerr := rs.resolve()
-	if v == verdictBothRun {
-		rep.Resolved = resolvedBoth
-		err = fmt.Errorf("%w (%w)", rerr, err)
-		rep.Error = err.Error()
-		return rep, err
+	if sawBoth(v, rerr) {
+		return bothSeen(rep, rerr, err)
 	}
 	if rerr != nil {
 		fmt.Fprintln(rs.out, "migrate: cleaning up:", rerr)
 	}
+	return rep, err
+}
+
+// bothSeen is the report and the error of a run that fails with err
+// and whose resolve ended with rerr, which found the guest running, or
+// saw it run, on both sides of the migration (sawBoth): resolved both,
+// and BOTH (rerr) first in the error, err after it.
+func bothSeen(rep report, rerr, err error) (report, error) {
+	rep.Resolved = resolvedBoth
+	err = fmt.Errorf("%w (%w)", rerr, err)
+	rep.Error = err.Error()
 	return rep, err
 }
 
@@ -764,15 +783,18 @@ func (c *checkPeer) reconnecting(d time.Duration, prog *progress, log io.Writer)
 }
 
 // resolvedBoth is report.Resolved where the source and the destination
-// of one migration both say they run the guest (errBothRun): the error
+// of one migration both say they run the guest (errBothRun), or the
+// resolver saw the guest run on both, one look after another, so the
+// two copies diverged (errBothRan: one may be paused by now): the error
 // says BOTH, and neither was stopped. Before, such a report said
-// destination, or nothing (TestBothRunResolvedSaysBoth).
+// destination, or nothing (TestBothRunResolvedSaysBoth,
+// TestBothRanResolvedSaysBoth).
 const resolvedBoth = "both"
 
 func printReport(w io.Writer, r report) {
 	fmt.Fprintf(w, "status        %s\n", r.Status)
 	if r.Resolved == resolvedBoth {
-		fmt.Fprintln(w, "resolved      the guest runs on both sides (BOTH: see the error)")
+		fmt.Fprintln(w, "resolved      the guest runs on both sides, or ran on both (BOTH: see the error)")
 	} else if r.Resolved != "" {
 		fmt.Fprintf(w, "resolved      the guest runs on the %s\n", r.Resolved)
 	}

@@ -323,12 +323,3 @@ func (r *resolver) notSent(err error) error {
 	}
 	return err
 }
-
-// cleanup is resolve after a failure or a cancel: the source runs (or
-// never stopped), so a destination still waiting is cancelled and one
-// left handover-unknown is discarded. It only reports problems.
-func (r *resolver) cleanup() {
-	if _, err := r.resolve(); err != nil {
-		fmt.Fprintln(r.out, "migrate: cleaning up:", err)
-	}
-}

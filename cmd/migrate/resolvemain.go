@@ -110,6 +110,40 @@ func errBothRun(src, dst, how string) error {
 	return fmt.Errorf("BOTH the source (%s) and the destination (%s) report that the guest runs%s: stop one of them now", src, dst, how)
 }
 
+// errBothRan is manual's error where the resolver saw the guest run on
+// both sides of one migration (bothRanText; sourceRan and dstRan of
+// seen.in): err, why the handover is unresolved, after BOTH, as
+// errBothRun's, so that what migrate prints as its reason (-resolve's
+// too) and a run's report (-json's error, resolved both: sawBoth) say
+// it first. Until TestBothRanResolvedSaysBoth and
+// TestResolveMainBothRanSaysBoth the reason was "handover unresolved"
+// alone, and a run's report kept its own status and error with no
+// resolved (failed: the guest on the source, docs/JOBS.md), BOTH's
+// text on stderr only. What it does not say: that both run now (one
+// side may be paused, handover-unknown), nor which copy is the newer.
+type errBothRan struct {
+	src, dst  string // the sockets
+	migration string // the migration, as manual names it (migrationKey.text)
+	err       error
+}
+
+func (e *errBothRan) Error() string {
+	return fmt.Sprintf("BOTH the source (%s) and the destination (%s) ran the guest of migration %s after it began: "+
+		"the two copies diverged, and migrate stopped neither; keep one copy and stop the other: %v", e.src, e.dst, e.migration, e.err)
+}
+
+func (e *errBothRan) Unwrap() error { return e.err }
+
+// sawBoth reports whether a resolve that ended at verdict v with err
+// found the source and the destination of its migration both running
+// the guest at one look (plan's verdictBothRun: errBothRun), or saw it
+// run on both, one look after another (manual's *errBothRan): a run's
+// report then says resolved both, with BOTH first in its error.
+func sawBoth(v verdict, err error) bool {
+	var ran *errBothRan
+	return v == verdictBothRun || errors.As(err, &ran)
+}
+
 // sourceEnd is what resolveMain says of the source, at side
 // (quitSource's), once the guest runs on the destination: quit or not
 // (an older VMM's: notSent), and told migrated where this resolve told

@@ -23,7 +23,9 @@ import (
 // source cannot be resumed either), and otherwise says what the operator
 // must know first; where it saw both run (of one migration: remember),
 // it says the copies diverged and that the operator must keep one and
-// stop the other, and prints no line (bothRanText). Each line speaks of
+// stop the other, prints no line (bothRanText), and returns that as
+// *errBothRan, BOTH first, which migrate reports as resolved both
+// (sawBoth). Each line speaks of
 // one migration, by its id, and of
 // its own two sides only: no resume is offered for a side that takes
 // part in another migration than its partner here, and when this job's
@@ -61,7 +63,8 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 	id := idText(mid)
 	if r.sourceRan && r.dstRan { // of one migration (remember)
 		fmt.Fprint(r.out, r.bothRanText(src, dst))
-		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+		return &errBothRan{src: r.src, dst: r.dst, migration: r.seen.in.text(),
+			err: fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)}
 	}
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s

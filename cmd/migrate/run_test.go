@@ -95,6 +95,10 @@ type fakeVMM struct {
 	// migrate-resolve query answered: a test moves the VMM on to another
 	// migration between a caller's look and its act.
 	looked func(f *fakeVMM)
+	// queried is looked for migrate-resolve queries alone: a test moves
+	// the VMM on between the resolver's looks, not between migrate's
+	// status polls before it.
+	queried func(f *fakeVMM)
 	// switches counts the migrate-start-postcopy calls that asked for
 	// the switch.
 	switches int
@@ -321,6 +325,9 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			f.tick() // a query is a poll too
 			if f.looked != nil {
 				defer f.looked(f) // after the answer is made
+			}
+			if f.queried != nil {
+				defer f.queried(f)
 			}
 		}
 		side, ho := f.side, engine.Handover(0)
