@@ -26,7 +26,7 @@ import (
 //
 // Every failure keeps the report's status (the handover completed, or
 // the resolve's, as it was) and sets its error to what migrate prints
-// (failedAfterHandover), so that migrate -json says it, not only stderr
+// (failedWith), so that migrate -json says it, not only stderr
 // and the exit code. What it cannot say: whether a source it could not
 // ask (sideUnreachable) still waits; that is no failure, as before.
 func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
@@ -46,38 +46,41 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 		// This migration's source runs the guest beside the
 		// destination (quitSource): said, and neither is stopped.
 		rep.Resolved = resolvedBoth
-		return failedAfterHandover(rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
+		return failedWith(rep, errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
 	}
 	var notDst *errNotDestination
 	switch {
 	case errors.As(derr, &notDst): // its report is not the destination's: not printed
-		return failedAfterHandover(rep, fmt.Errorf("the source handed over, but %w", derr))
+		return failedWith(rep, fmt.Errorf("the source handed over, but %w", derr))
 	case derr != nil:
-		return failedAfterHandover(rep, fmt.Errorf("the source handed over, but the destination %s does not confirm that it runs the guest%s: %w",
+		return failedWith(rep, fmt.Errorf("the source handed over, but the destination %s does not confirm that it runs the guest%s: %w",
 			j.Destination.Control, reportText(dst.Report), derr))
 	}
 	if qerr != nil { // quitSource printed the line to run by hand
-		return failedAfterHandover(rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr))
+		return failedWith(rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr))
 	}
 	if sourceWaits(side) {
-		return failedAfterHandover(rep, errSourceWaits(j, side))
+		return failedWith(rep, errSourceWaits(j, side))
 	}
 	// A completed report with an error: handed over, but the post-copy
 	// page check failed (engine.ErrPostcopyCheck). A handover-unknown
 	// resolved here keeps its own error, which is no failure.
 	if rep.Status == engine.StatusCompleted && rep.Error != "" {
-		return failedAfterHandover(rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error))
+		return failedWith(rep, fmt.Errorf("the guest runs on the destination, but: %s", rep.Error))
 	}
 	return rep, nil
 }
 
-// failedAfterHandover is finishCompleted's failure err: the report's
-// error becomes what migrate prints of it, and keeps the report's own
-// error (the post-copy page check's, or the unknown handover's that the
-// resolve settled) where err does not say it already. The status is
-// left as it was: no other says where the guest runs (docs/JOBS.md,
-// "What a migration ends as").
-func failedAfterHandover(rep report, err error) (report, error) {
+// failedWith is a run's failure err as its report says it (run applies
+// it to every failure; finishCompleted's are its first users): the
+// report's error becomes what migrate prints as its reason, and keeps
+// the report's own error (the source's, the post-copy page check's, or
+// the unknown handover's that the resolve settled or could not) where
+// err does not say it already, appended to err, which migrate prints,
+// too. The status is left as it was: after a handover no other says
+// where the guest runs (docs/JOBS.md, "What a migration ends as"), and
+// before one the source's is the engine's own.
+func failedWith(rep report, err error) (report, error) {
 	if rep.Error != "" && !strings.Contains(err.Error(), rep.Error) {
 		err = fmt.Errorf("%w (the migration's own error: %s)", err, rep.Error)
 	}

@@ -259,14 +259,24 @@ func answered(err error) bool {
 // keeps the first, rs.undone; migrate printed the line to run by hand)
 // makes run fail if nothing else did. Only a run whose guest runs on
 // the destination succeeds otherwise, so the report's error then says
-// it too, as finishCompleted's failures do (failedAfterHandover): before,
-// migrate -json printed a completed migration without an error beside
-// exit 1 (TestRunUndoneJSONSaysWhy).
+// it too (before, migrate -json printed a completed migration without
+// an error beside exit 1: TestRunUndoneJSONSaysWhy).
+//
+// Whatever run fails with, the report's error is that reason, as
+// migrate prints it, with the report's own error kept in it
+// (failedWith): before TestRunJSONErrorIsReason, many failures kept the
+// report's older error beside a reason of their own on stderr (a
+// handover-unknown whose resolve ended manual said the handover's error
+// alone, the guest placed nowhere; a failed migration, without "the
+// source keeps running"), and a cancelled one said none.
 func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify verifyMode, prog *progress, log io.Writer) (out report, err error) {
 	rs := newResolver(j, log)
 	defer func() {
 		if err == nil && rs.undone != nil {
-			out, err = failedAfterHandover(out, rs.undone)
+			err = rs.undone
+		}
+		if err != nil {
+			out, err = failedWith(out, err)
 		}
 	}()
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
@@ -515,7 +525,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		}
 		if sawBoth(v, rerr) { // the report's error says BOTH, keeping the handover's own
 			rep.Resolved = resolvedBoth
-			return failedAfterHandover(rep, rerr)
+			return failedWith(rep, rerr)
 		}
 		if rerr != nil {
 			return rep, rerr
