@@ -127,3 +127,33 @@ func TestResolveMainBothRanSaysBoth(t *testing.T) {
 	wantSaysNone(t, stdout+stderr, "resolved:")
 	c.wantResolutions(t)
 }
+
+// TestStaleRunResolvedSaysBoth: a run whose migration failed with the
+// source running the guest (sourceRan), and whose cleanup then finds
+// the destination running it beside a source that no longer answers,
+// ends on staleRun's refusal (the destination runs an older copy: the
+// guest ran on both sides), not on manual: it is reported as a guest
+// seen running on both, resolved both, BOTH first in the error, as
+// TestBothRanResolvedSaysBoth's. Before, the report said failed, "the
+// source keeps running", no resolved, and staleRun's text was on
+// stderr only, as "cleaning up".
+func TestStaleRunResolvedSaysBoth(t *testing.T) {
+	c := newRunCase(t)
+	c.src.finishWith(2, engine.StatusFailed, api.SideRunning)
+	c.src.reportErr = "the destination aborted"
+	c.src.resolveDown = true // the resolver's look finds it unreachable
+	c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+	rep, out, err := c.run(t.Context(), t)
+	if err == nil {
+		t.Fatal("succeeded: want it failed, the guest seen running on both sides")
+	}
+	if !strings.HasPrefix(err.Error(), "BOTH the source ("+c.src.sock+") and the destination ("+c.dst.sock+") ran the guest") {
+		t.Errorf("migrate says %q; want BOTH ... ran the guest first", err)
+	}
+	wantSays(t, err.Error(), "the destination runs an older copy", "migration failed: the destination aborted (the source keeps running)")
+	if m := reportJSON(t, rep); m["resolved"] != "both" || m["error"] != err.Error() {
+		t.Errorf("JSON resolved %v, error %q; want both, with what migrate prints: %q", m["resolved"], m["error"], err.Error())
+	}
+	wantSaysNone(t, out, "cleaning up")
+	c.wantResolutions(t)
+}

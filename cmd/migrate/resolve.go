@@ -200,6 +200,13 @@ func (r *resolver) resolve() (verdict, error) {
 		}
 		if len(steps) == 0 {
 			if err := staleRun(s.Side, d.Side, r.sourceRan, r.dstRan); err != nil {
+				if r.sourceRan && r.dstRan {
+					// The guest ran on both sides of this look's migration
+					// (remember set the flag of the side that runs): said
+					// as manual's both-ran is, BOTH first (sawBoth;
+					// TestStaleRunResolvedSaysBoth).
+					return verdictManual, &errBothRan{src: r.src, dst: r.dst, migration: r.seen.in.text(), err: err}
+				}
 				return verdictManual, err
 			}
 		}

@@ -112,7 +112,8 @@ func errBothRun(src, dst, how string) error {
 
 // errBothRan is manual's error where the resolver saw the guest run on
 // both sides of one migration (bothRanText; sourceRan and dstRan of
-// seen.in): err, why the handover is unresolved, after BOTH, as
+// seen.in), and resolve's where staleRun refuses a look for it: err,
+// why the handover is unresolved, after BOTH, as
 // errBothRun's, so that what migrate prints as its reason (-resolve's
 // too) and a run's report (-json's error, resolved both: sawBoth) say
 // it first. Until TestBothRanResolvedSaysBoth and
