@@ -125,7 +125,7 @@
 #define V_DISCARDED  7
 #define V_PCBROKEN   8
 
-/* Sides (vmm/api Side; sideUnreachable in cmd/migrate/resolve.go). */
+/* Sides (vmm/api Side; sideUnreachable in cmd/migrate/resolveplan.go). */
 #define SD_MIGRATING  1
 #define SD_RUNNING    2
 #define SD_UNKNOWN    3
@@ -136,7 +136,7 @@
 #define SD_UNREACH    8
 #define SD_FAILING    9   /* cmd/migrate sideFailing: migrating, handover failed (dstSide) */
 
-/* plan's verdicts (cmd/migrate/resolve.go: verdict). */
+/* plan's verdicts (cmd/migrate/resolveplan.go: verdict). */
 #define VD_WAIT       1
 #define VD_SOURCE     2
 #define VD_MOVED      3
@@ -146,7 +146,7 @@
 #define VD_IDLE       7
 #define VD_LOST       8
 
-/* plan's steps (cmd/migrate/resolve.go: step). */
+/* plan's steps (cmd/migrate/resolveplan.go: step). */
 #define A_NONE          0
 #define A_DST_DISCARD   1
 #define A_SRC_RESUME    2
