@@ -643,9 +643,16 @@ func (pc *pcRecv) setup(ctx context.Context) error {
 	pc.startRequests()
 	pc.noteArrived()
 	pc.committed, pc.watchDone = make(chan struct{}), make(chan struct{})
+	// What watchSetup watches is read here, not in its goroutine: the
+	// receive loop may stop the session (pc.sess = nil: a stream that
+	// broke before COMMIT, uncommitted) or close the userfaultfd
+	// (pc.loopDone = nil) before that goroutine runs. Read there, they
+	// raced with those writes, and a nil session panicked the
+	// destination's process (go test -race: TestPostcopyAbortLostTwice).
+	s, loopDone, committed, watchDone := pc.sess, pc.loopDone, pc.committed, pc.watchDone
 	go func() {
-		defer close(pc.watchDone)
-		pc.watchSetup(pc.sess, pc.loopDone, pc.committed)
+		defer close(watchDone)
+		pc.watchSetup(s, loopDone, committed)
 	}()
 	r.opt.Log.Info("post-copy: fault service on", "absent_pages", r.layout.Pages()-pc.held(), "absent_runs", len(pc.absent))
 	return nil
