@@ -161,7 +161,7 @@ func (pc *pcRecv) startSession(ctx context.Context, service bool) {
 // service (feedRuns), which judges its runs of no kind (Awaited); f.mu
 // is held, or f is not running yet.
 func (pc *pcRecv) feedService(f *landedFeed) {
-	f.sink, f.awaited = pc.feedRuns, pc.svc.Awaited
+	f.sink, f.awaited, f.taken = pc.feedRuns, pc.svc.Awaited, pc.noteArrived
 }
 
 // dropped returns the landedFeed.onDrop of session number session:
@@ -252,10 +252,17 @@ type landedFeed struct {
 	// whether every page of a run is still awaited there
 	// (postcopy.Service.Awaited); nil before.
 	awaited func(first, count uint64) bool
-	// onDrop, if set, is told of each run dropped (claimsNothing or of
+	// onDrop, if set, is told of each run dropped (claimNothing, or of
 	// no kind over awaited pages), with why and how many this lane
 	// dropped so far, that one included (under mu).
-	onDrop  func(r transport.PageRun, why string, n uint64)
+	onDrop func(r transport.PageRun, why string, n uint64)
+	// taken, if set, is called after each batch taken whole, none of it
+	// refused (under mu): the fault service's arrival (noteArrived). Not
+	// the sink's to note: take hands a batch on in parts, around the
+	// runs it drops, and a run refused after a part that brought the
+	// last owed pages must find arrival not noted (waitEnd;
+	// TestPostcopyLastPagesSplitBatch).
+	taken   func()
 	dropped uint64        // runs dropped (under mu)
 	got     uint64        // pages of every batch handed on so far (under mu)
 	more    chan struct{} // signalled (non-blocking) after each batch
@@ -355,7 +362,13 @@ func (f *landedFeed) take(runs []transport.PageRun) error {
 			f.onDrop(r, why, f.dropped)
 		}
 	}
-	return f.handOn(runs[from:])
+	if err := f.handOn(runs[from:]); err != nil {
+		return err
+	}
+	if f.taken != nil {
+		f.taken()
+	}
+	return nil
 }
 
 // handOn counts runs (all valid) and hands them to the sink; f.mu is
@@ -748,10 +761,14 @@ func (pc *pcRecv) seedHeld(hs []holes, from, to uint64) error {
 
 // feedRuns hands landed runs to the page check, then to the service.
 // Called by the landed lane with its lock held, with valid runs only
-// (landedFeed.take). A run the service refuses (a write over a page the
-// guest owns) ends the batch there, before arrival is noted, even when
-// the runs before it brought the last owed pages: waitEnd then halts
-// the VM as for a breach after arrival (TestPostcopyLastPagesAndOverwrite).
+// (landedFeed.take), perhaps a part of a batch. It does not note
+// arrival: the lane does, once a whole batch was taken (landedFeed.taken),
+// so a run the service or the lane refuses (a write over a page the
+// guest owns, one of no kind over a page held here) ends the batch
+// before arrival is noted, even when the runs before it brought the
+// last owed pages: waitEnd then halts the VM as for a breach after
+// arrival (TestPostcopyLastPagesAndOverwrite, TestPostcopyLastPagesSplitBatch).
+// Its caller notes arrival (setup, for the runs of the drain).
 func (pc *pcRecv) feedRuns(runs []transport.PageRun) error {
 	for _, run := range runs {
 		if err := pc.check.landed(run); err != nil {
@@ -768,7 +785,6 @@ func (pc *pcRecv) feedRuns(runs []transport.PageRun) error {
 		}
 	}
 	pc.stall.moved()
-	pc.noteArrived()
 	return nil
 }
 
@@ -934,7 +950,8 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 //     a write over a page the guest owns): guest RAM may hold a wrong
 //     page, so post-copy breaks (err), even when every page arrived,
 //     whether the refused run came after the last owed page or in its
-//     batch (feedRuns notes arrival only after a whole batch was taken).
+//     batch (the lane notes arrival only after a whole batch was taken,
+//     landedFeed.taken).
 //  2. Every page arrived and was checked (arrived): post-copy completes.
 //     A session that ended meanwhile (the transport going away: its
 //     landed lane or request sender ended) or a fault loop that ended

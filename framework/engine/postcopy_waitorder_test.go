@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,7 +116,7 @@ func holdUntilResumed(z *pcFuzz, gone func() bool) *transport.Mock {
 
 // The last owed pages and a write over a page the guest owns, in one
 // batch, in either order: the fault service refuses the write, the lane
-// ends before arrival is noted (feedRuns), and post-copy breaks, the VM
+// ends before arrival is noted (landedFeed.taken), and post-copy breaks, the VM
 // halted, as for the same write in the next batch (waitEnd: a breach
 // wins over arrival). Page 12 is the guest's: its touch returned.
 func TestPostcopyLastPagesAndOverwrite(t *testing.T) {
@@ -143,4 +146,102 @@ func TestPostcopyLastPagesAndOverwrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The last owed pages and, later in the same batch, a run the lane
+// refuses, with a run the lane drops between them or none: the lane
+// hands the batch on in parts around what it drops, and noted arrival
+// after each part, so wait could take arrival before the refusal,
+// complete post-copy and report ErrPostcopyCheck with the VM running on
+// a page the transport wrote over. The lane notes arrival only after a
+// whole batch was taken; post-copy breaks, the VM halted, as for the
+// same runs without the dropped one (TestPostcopyLastPagesAndOverwrite).
+//
+//   - dropped-between: an empty run between the last pages and a write
+//     over page 12, the guest's. The drop's warning, logged by the lane
+//     between the two parts, holds the lane until SETTLED went out when
+//     arrival was noted by then: wait took it before the refusal (it
+//     completed that way every run before the fix).
+//   - no-kind-over-owned: the last pages, then a run of no kind over
+//     page 12 (refused: not awaited). Nothing holds the lane here:
+//     before the fix wait could take arrival in the few instructions
+//     between the parts (0 of 200 runs did); after it, it cannot.
+func TestPostcopyLastPagesSplitBatch(t *testing.T) {
+	needUffd(t)
+	last := transport.PageRun{First: 40, Count: 2, Kind: transport.KindZero}
+	for name, batch := range map[string][]transport.PageRun{
+		"dropped-between":    {last, claimlessRuns["empty-inside"], {First: 12, Count: 1, Kind: transport.KindData}},
+		"no-kind-over-owned": {last, {First: 12, Count: 1}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			hello, pre, postcopy, state, commit, _ := pcFuzzSession()
+			owed1 := pcLand(transport.PageRun{First: 10, Count: 4, Kind: transport.KindData})
+			z := newPCFuzz(t, [][]pcFuzzItem{{hello, pre, postcopy, state, commit, owed1,
+				{op: pcItemTouch, page: 12}, pcLand(batch...)}})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			// The batches after pre-copy's wait until wait started
+			// (after COMMIT was taken), which gives the test its pcRecv.
+			var pc atomic.Pointer[pcRecv]
+			started, settled := make(chan struct{}), make(chan struct{})
+			waitStarts = func(p *pcRecv) { pc.Store(p); close(started) }
+			t.Cleanup(func() { waitStarts = nil })
+			tr := z.transport()
+			landed, send, batches := tr.LandedFunc, tr.SendMessageFunc, 0
+			tr.LandedFunc = func(lctx context.Context) ([]transport.PageRun, error) {
+				if batches > 0 {
+					select {
+					case <-started:
+					case <-lctx.Done():
+						return nil, lctx.Err()
+					}
+				}
+				runs, err := landed(lctx)
+				if len(runs) > 0 {
+					batches++
+				}
+				return runs, err
+			}
+			var once sync.Once
+			tr.SendMessageFunc = func(sctx context.Context, m transport.Message) error {
+				err := send(sctx, m)
+				if m.Kind == msgSettled {
+					once.Do(func() { close(settled) })
+				}
+				return err
+			}
+			log := slog.New(onRecord{Handler: testLogger(t).Handler(), on: func(r slog.Record) {
+				if p := pc.Load(); strings.Contains(r.Message, "dropped") && p != nil && closed(p.arrived) {
+					select { // wait may take arrival: let it
+					case <-settled:
+					case <-ctx.Done():
+					}
+				}
+			}})
+			opt := Options{SwitchoverTimeout: time.Second, StallTimeout: time.Second,
+				ReconnectTimeout: 200 * time.Millisecond, Log: log}
+			rep, err := Receive(ctx, pcFuzzTarget{fakeVM: z.vm, z: z}, tr, opt)
+			z.mu.Lock()
+			defer z.mu.Unlock()
+			if !z.overwritten {
+				t.Fatal("page 12 was not the guest's when the batch landed")
+			}
+			if !errors.Is(err, ErrPostcopyBroken) || errors.Is(err, ErrPostcopyCheck) ||
+				rep.Handover != HandoverPostcopyBroken || !z.halted || sentKind(z.sent, msgSettled) {
+				t.Fatalf("Receive: %v, handover %s, halted %v, sent %v", err, rep.Handover, z.halted, z.sent)
+			}
+		})
+	}
+}
+
+// onRecord is a slog handler that tells on of each record it handles
+// before Handler writes it.
+type onRecord struct {
+	slog.Handler
+	on func(slog.Record)
+}
+
+func (h onRecord) Handle(ctx context.Context, r slog.Record) error {
+	h.on(r)
+	return h.Handler.Handle(ctx, r)
 }
