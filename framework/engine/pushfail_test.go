@@ -123,8 +123,9 @@ func (f *failLastPush) SendPages(ctx context.Context, runs []transport.PageRun) 
 	f.mu.Lock()
 	inject := last && f.failedAt.IsZero()
 	if inject {
-		f.failedAt, f.closed = time.Now(), make(chan struct{})
-		f.wg.Go(f.watch)
+		closed := make(chan struct{})
+		f.failedAt, f.closed = time.Now(), closed
+		f.wg.Go(func() { f.watch(closed) })
 	}
 	f.mu.Unlock()
 	if inject {
@@ -133,13 +134,14 @@ func (f *failLastPush) SendPages(ctx context.Context, runs []transport.PageRun) 
 	return f.sendPages(ctx, runs)
 }
 
-// watch ends the session itself if the source did not within keptFor
-// of the failure.
-func (f *failLastPush) watch() {
+// watch ends the session itself if the source did not (closed, the
+// f.closed of the failure: Close sets f.closed nil) within keptFor of
+// the failure.
+func (f *failLastPush) watch(closed chan struct{}) {
 	t := time.NewTimer(f.keptFor)
 	defer t.Stop()
 	select {
-	case <-f.closed:
+	case <-closed:
 	case <-t.C:
 		f.mu.Lock()
 		defer f.mu.Unlock()
