@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,4 +231,57 @@ func sentKind(sent []uint32, kind uint32) bool {
 		}
 	}
 	return false
+}
+
+// A transport plugin that reports the same owed pages of no kind in
+// session after session keeps post-copy from completing, and nothing
+// ends it (halting the guest would lose it): the destination says so
+// as an error from the second report of a page on, once a session, so
+// that the operator learns to replace the plugin, which a reconnect
+// starts again. Here the third session's plugin reports the pages as
+// data and post-copy completes. The warning alone, once a session,
+// said neither before.
+func TestPostcopyNoKindAgainSaid(t *testing.T) {
+	needUffd(t)
+	hello, pre, postcopy, state, commit, _ := pcFuzzSession()
+	noKind := pcLand(transport.PageRun{First: 10, Count: 4})
+	resume := pcMsg(msgResume, encodeResume(64, pcFuzzTag))
+	s1 := []pcFuzzItem{hello, pre, postcopy, state, commit, noKind,
+		pcLand(transport.PageRun{First: 40, Count: 2, Kind: transport.KindZero})}
+	s2 := []pcFuzzItem{resume, noKind, pcLand(transport.PageRun{First: 11, Count: 1})}
+	s3 := []pcFuzzItem{resume, pcLand(transport.PageRun{First: 10, Count: 4, Kind: transport.KindData}), pcMsg(msgSettled, nil)}
+	z := newPCFuzz(t, [][]pcFuzzItem{s1, s2, s3})
+	var mu sync.Mutex
+	var said []int64 // the session of each error logged
+	log := slog.New(onRecord{Handler: testLogger(t).Handler(), on: func(r slog.Record) {
+		if r.Level < slog.LevelError {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var session int64 = -1
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "session" {
+				session = a.Value.Int64()
+			}
+			return true
+		})
+		said = append(said, session)
+	}})
+	opt := Options{SwitchoverTimeout: time.Second, StallTimeout: 300 * time.Millisecond,
+		ReconnectTimeout: 5 * time.Second, Log: log}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := Receive(ctx, pcFuzzTarget{fakeVM: z.vm, z: z}, z.transport(), opt)
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if err != nil || rep.Handover != HandoverRunning || z.halted || rep.Reconnects != 2 || rep.LandedRunsDropped != 3 {
+		t.Fatalf("Receive: %v, handover %s, halted %v, reconnects %d, dropped %d",
+			err, rep.Handover, z.halted, rep.Reconnects, rep.LandedRunsDropped)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(said, []int64{2}) {
+		t.Fatalf("errors logged in sessions %v, want one in session 2", said)
+	}
 }

@@ -92,6 +92,10 @@ type pcRecv struct {
 	// but claimed nothing the engine could act on (landedFeed), every
 	// session's: Report.LandedRunsDropped.
 	runsDropped atomic.Uint64
+	// noKind holds the pages a dropped run of no kind covered, every
+	// session's (dropped; nil until the first): one covered again is
+	// logged as an error.
+	noKind *bitmap.Bitmap
 
 	u         *uffd.FD
 	m         postcopy.Mapping
@@ -169,9 +173,34 @@ func (pc *pcRecv) feedService(f *landedFeed) {
 // the session is logged as a warning naming the session and the
 // migration (the engine does not know the transport plugin's name: the
 // job's transport block does).
+//
+// The first run of no kind of the session over a page such a run
+// covered before (this session's or an earlier one's) is logged as an
+// error besides: that plugin keeps the page from ever arriving, so
+// post-copy cannot complete while it runs (docs/POSTCOPY.md). Nothing
+// ends it: halting the guest for it would lose the guest, while a
+// plugin replaced (a launched one is started again at each reconnect)
+// lets post-copy complete. Only the lanes, one at a time, call it.
 func (pc *pcRecv) dropped(session int) func(transport.PageRun, string, uint64) {
+	said := false // this session logged the error
 	return func(r transport.PageRun, why string, n uint64) {
 		pc.runsDropped.Add(1)
+		if r.Count > 0 { // of no kind, over pages still owed
+			if pc.noKind == nil {
+				pc.noKind = bitmap.New(pc.r.layout.Pages())
+			}
+			again := pc.noKind.NextSetIn(r.First, r.First+r.Count) < r.First+r.Count
+			pc.noKind.SetRange(r.First, r.Count)
+			if again && !said {
+				said = true
+				pc.r.opt.Log.Error("post-copy: the transport plugin reported pages of no kind again, pages it reported "+
+					"so before; they arrive only when it reports them as data or zeros, so post-copy cannot complete "+
+					"while this plugin runs, and the guest waits on them (each stall reconnects and asks for them again). "+
+					"Replace the transport plugin: a launched plugin is started again at the next reconnect",
+					"session", session, "migration", pc.r.tagPrint, "first", r.First, "count", r.Count, "kind", int(r.Kind),
+					"pages_missing", pc.svc.Pending())
+			}
+		}
 		if n > 1 {
 			return
 		}
