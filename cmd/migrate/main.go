@@ -484,7 +484,8 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			}
 			return finishCompleted(j, rep, rs.id, log)
 		}
-		if rerr != nil && !sawBoth(v, rerr) { // BOTH is the run's own error, below
+		placedNowhere := rerr != nil && (v == verdictManual || v == verdictLost) // and BOTH: the run's own error, below
+		if rerr != nil && !placedNowhere && !sawBoth(v, rerr) {
 			fmt.Fprintln(log, "migrate: cleaning up:", rerr)
 		}
 		var silent stoppedAnswering
@@ -509,6 +510,17 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			// on stderr only, as "cleaning up", and the report said
 			// failed with no resolved.
 			return bothSeen(rep, rerr, err)
+		}
+		if placedNowhere {
+			// The resolve placed the guest on no side: unresolved (its
+			// only copy may wait, paused, on the destination for the
+			// resume manual printed), or lost. The status stays failed
+			// (the source's own report never came), which alone reads as
+			// the guest on the source, so the reason says that first, the
+			// stopped answering after it, as a handover-unknown's does.
+			// Until TestStoppedAnsweringUnresolvedSaysSo it said the
+			// stopped answering alone, the rest on stderr as "cleaning up".
+			err = fmt.Errorf("%w (%w)", rerr, err)
 		}
 		rep.Error = err.Error()
 		return rep, err
