@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
+	"github.com/ferryvm/ferry/transports/rdma"
 )
 
 // TestChannelReadFails: a side whose read of one of its channels fails
@@ -72,5 +74,66 @@ func TestRepostFails(t *testing.T) {
 	want := fmt.Sprintf("the peer aborted the session (%v: post receive: the provider refused the buffer", wire.CodeFailed)
 	if _, err := s.send.RecvMessage(ctx); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("the source's session ended with %v; want %q", err, want)
+	}
+}
+
+// TestAbortBoundedAfterCutWrite: a session that fails while a call's
+// write holds its control channel (a peer that stopped reading, the
+// socket's buffers full) tells the peer and winds down within
+// goodbyeTimeout's bound, also when that call's context ends meanwhile
+// and its write returns with nothing written (writeOn then clears the
+// deadline its context set, so that the channel stays usable). Before,
+// that clearing also took away the deadline fail had set: fail's
+// ABORT, waiting for the channel behind the call, then went on a
+// channel that takes no bytes with no deadline and waited for ever,
+// and so did Close, joining the reader that called fail.
+func TestAbortBoundedAfterCutWrite(t *testing.T) {
+	p := providers(t)[0]
+	var armed atomic.Bool
+	v := newValve(func([]byte) bool { return armed.Load() }) // the next control write: SendMessage's
+	send := rdma.New(nil)
+	send.SetControlWrap(v.wrap)
+	s := open(t, p, 0, 1<<20, send)
+	defer v.open() // whatever happens, nothing stays held past the test
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	armed.Store(true)
+	errc := make(chan error, 1)
+	go func() { errc <- s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: []byte("held")}) }()
+	select {
+	case <-v.held:
+	case <-ctx.Done():
+		t.Fatal("SendMessage's write never reached the control channel")
+	}
+	// The session fails (its urgent reader's read fails): fail bounds
+	// the held write with a deadline and waits for the channel.
+	s.send.FailChannelRead(true)
+	if err := v.waitDeadline(ctx); err != nil {
+		t.Fatal("fail set no write deadline on the control channel")
+	}
+	mcancel() // the held call's context ends before fail's deadline
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("SendMessage: %v; want its context's end", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("SendMessage did not return once its context ended")
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.send.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Error("the source's Close still waits 10 s after its session failed: its ABORT waits on a channel that takes no bytes, with no deadline")
+		v.open()
+		<-closed
+	}
+	if _, err := s.recv.RecvMessage(ctx); err == nil {
+		t.Error("the destination received a message; want its session ended")
 	}
 }

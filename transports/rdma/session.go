@@ -92,7 +92,11 @@ func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats
 }
 
 // fail ends the session with err (the first error wins), telling the
-// peer with an ABORT of code (0: none).
+// peer with an ABORT of code (0: none). It first bounds every write in
+// flight on both channels (a peer that stopped reading), then writes
+// the last frame on each within goodbyeTimeout (writeLast) and
+// half-closes it. What it cannot do: tell a peer on a channel whose
+// holder's write still holds it at the bound, or that takes no bytes.
 func (s *session) fail(err error, code wire.Code) {
 	if !s.End(err) {
 		return
@@ -109,24 +113,60 @@ func (s *session) fail(err error, code wire.Code) {
 	case code != 0:
 		last = wire.AppendAbort(nil, code, err.Error())
 	}
+	chans := s.channels()
+	for _, c := range chans {
+		c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout)) // cuts a write in flight
+	}
 	// Both channels: the last frame, then half-close; readers drain what
 	// the peer still sends until its end or the deadline.
-	for _, c := range []struct {
-		conn net.Conn
-		raw  *net.TCPConn
-		lock *writeLock
-	}{{s.ctrl, s.raw, &s.wlock}, {s.uctrl, s.uraw, &s.uwlock}} {
-		if c.conn == nil {
-			continue
-		}
-		c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-		if last != nil && c.lock.lock(context.Background()) == nil { // the holder's write ends by the deadline
-			c.conn.Write(last)
-			c.lock.unlock()
+	for _, c := range chans {
+		if last != nil {
+			c.writeLast(last)
 		}
 		c.raw.CloseWrite()
 		c.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 	}
+}
+
+// channel is one of a session's two control connections, as fail
+// winds it down.
+type channel struct {
+	conn net.Conn     // frames (TLS, or raw in plaintext)
+	raw  *net.TCPConn // the socket under it: half-close goes here
+	lock *writeLock
+}
+
+// channels is the session's control channels that are open: the
+// control channel, then the urgent one (none before Open set them up).
+func (s *session) channels() []channel {
+	var cs []channel
+	if s.ctrl != nil {
+		cs = append(cs, channel{s.ctrl, s.raw, &s.wlock})
+	}
+	if s.uctrl != nil {
+		cs = append(cs, channel{s.uctrl, s.uraw, &s.uwlock})
+	}
+	return cs
+}
+
+// writeLast writes frame last (BYE, ABORT) on c once the session ended:
+// it waits for c's lock at most goodbyeTimeout, and writes under a
+// deadline set once it holds it, since a holder that its own context
+// cut with nothing written clears the deadline (writeOn) that fail set
+// to cut it. Until 2026-12-07 the deadline was set only before the wait,
+// and the wait had no bound: a call's write held behind a peer that
+// stopped reading, whose context then ended, left the ABORT waiting on
+// that channel for ever, and Close with it (TestAbortBoundedAfterCutWrite).
+func (c channel) writeLast(last []byte) {
+	deadline := time.Now().Add(goodbyeTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if c.lock.lock(ctx) != nil {
+		return // a holder's write outlived its cut: nothing goes behind it
+	}
+	defer c.lock.unlock()
+	c.conn.SetWriteDeadline(deadline)
+	c.conn.Write(last)
 }
 
 // sendMessage implements SendMessage over the control channel (inside
@@ -154,6 +194,9 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		return err
 	}
 	defer lock.unlock()
+	if err := s.Err(); err != nil { // ended while it waited: a holder may have cleared fail's deadline
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
 	b := net.Buffers(bufs)
 	n, err := b.WriteTo(conn)

@@ -23,6 +23,7 @@ import (
 type valve struct {
 	net.Conn
 	shut func([]byte) bool
+	keep int           // bytes of the write shut matched that go out before it is held (a write that stops inside a frame)
 	held chan struct{} // closed as the first write is held
 
 	mu       sync.Mutex
@@ -40,7 +41,16 @@ func (v *valve) wrap(c net.Conn) net.Conn { v.Conn = c; return v }
 
 func (v *valve) Write(b []byte) (int, error) {
 	v.mu.Lock()
+	sent := 0
 	if !v.closed && !v.opened && v.shut(b) {
+		if v.keep > 0 {
+			n, err := v.Conn.Write(b[:min(v.keep, len(b))])
+			if err != nil {
+				v.mu.Unlock()
+				return n, err
+			}
+			sent, b = n, b[n:]
+		}
 		v.closed = true
 		close(v.held)
 	}
@@ -48,7 +58,7 @@ func (v *valve) Write(b []byte) (int, error) {
 		d, changed := v.deadline, v.changed
 		if !d.IsZero() && !time.Now().Before(d) {
 			v.mu.Unlock()
-			return 0, os.ErrDeadlineExceeded
+			return sent, os.ErrDeadlineExceeded
 		}
 		v.mu.Unlock()
 		var passed <-chan time.Time
@@ -64,7 +74,26 @@ func (v *valve) Write(b []byte) (int, error) {
 		v.mu.Lock()
 	}
 	v.mu.Unlock()
-	return v.Conn.Write(b)
+	n, err := v.Conn.Write(b)
+	return sent + n, err
+}
+
+// waitDeadline waits until a write deadline is set on the valve (not
+// cleared), or ctx ends.
+func (v *valve) waitDeadline(ctx context.Context) error {
+	for {
+		v.mu.Lock()
+		d, changed := v.deadline, v.changed
+		v.mu.Unlock()
+		if !d.IsZero() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // open lets the held writes and every later one through, for good.
