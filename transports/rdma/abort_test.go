@@ -1,6 +1,7 @@
 package rdma_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,5 +136,51 @@ func TestAbortBoundedAfterCutWrite(t *testing.T) {
 	}
 	if _, err := s.recv.RecvMessage(ctx); err == nil {
 		t.Error("the destination received a message; want its session ended")
+	}
+}
+
+// TestControlWriteStopsMidFrame: a control write that fails half-way
+// through a frame (its context ended while the peer did not read)
+// fails the session with CodeFailed, told by an ABORT on the urgent
+// channel only: nothing more goes on the control channel, even once it
+// takes bytes again, where the peer would read it as the rest of the
+// cut frame (a message whose tail is the ABORT's bytes, or a protocol
+// error of its own), and that
+// channel is not half-closed before close, so that the peer reads the
+// ABORT, not the cut frame's end of stream. Before, the write ended the
+// session with no ABORT (code 0): the destination read 'the peer
+// closed the urgent channel' or 'control channel lost'; with
+// CodeFailed and nothing else, it took the cut message with the ABORT
+// in it as whole.
+func TestControlWriteStopsMidFrame(t *testing.T) {
+	p := providers(t)[0]
+	payload := bytes.Repeat([]byte{0xAB}, 64)
+	v := newValve(func(b []byte) bool { return bytes.Equal(b, payload) })
+	v.keep = len(payload) / 2 // the header and half the payload go out
+	v.reopen = true           // and the channel takes bytes again once the write was cut
+	send := rdma.New(nil)
+	send.SetControlWrap(v.wrap)
+	s := open(t, p, 0, 1<<20, send)
+	defer v.open()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer mcancel()
+	err := s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: payload})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SendMessage cut half-way: %v; want the control channel's failure", err)
+	}
+	const lost = "control channel"
+	if _, err := s.send.RecvMessage(ctx); err == nil || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("the source's session ended with %v; want its %s's failure", err, lost)
+	}
+	want := fmt.Sprintf("the peer aborted the session (%v: %s", wire.CodeFailed, lost)
+	m, err := s.recv.RecvMessage(ctx)
+	if err == nil {
+		t.Fatalf("the destination received a message of %d bytes (% x); want its session aborted", len(m.Payload), m.Payload)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("the destination's session ended with %v; want %q", err, want)
 	}
 }

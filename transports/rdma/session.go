@@ -94,9 +94,16 @@ func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats
 // fail ends the session with err (the first error wins), telling the
 // peer with an ABORT of code (0: none). It first bounds every write in
 // flight on both channels (a peer that stopped reading), then writes
-// the last frame on each within goodbyeTimeout (writeLast) and
-// half-closes it. What it cannot do: tell a peer on a channel whose
-// holder's write still holds it at the bound, or that takes no bytes.
+// the last frame on each channel still whole within goodbyeTimeout
+// (writeLast), then half-closes them; readers drain what the peer
+// still sends until its end or the deadline. A channel on which the
+// last frame did not go, while it went on the other, is left for
+// close: its end of stream would race the frame to the peer, whose
+// reader of it would report the end (of a cut frame: a broken one)
+// instead of the reason (TestControlWriteStopsMidFrame). What it
+// cannot do: tell a peer on a channel that a holder's write still
+// holds at the bound, that takes no bytes, or that is broken (a write
+// stopped inside a frame: what follows would be read as its rest).
 func (s *session) fail(err error, code wire.Code) {
 	if !s.End(err) {
 		return
@@ -117,13 +124,18 @@ func (s *session) fail(err error, code wire.Code) {
 	for _, c := range chans {
 		c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout)) // cuts a write in flight
 	}
-	// Both channels: the last frame, then half-close; readers drain what
-	// the peer still sends until its end or the deadline.
-	for _, c := range chans {
+	told := make([]bool, len(chans))
+	anyTold := false
+	for i, c := range chans {
 		if last != nil {
-			c.writeLast(last)
+			told[i] = c.writeLast(last)
+			anyTold = anyTold || told[i]
 		}
-		c.raw.CloseWrite()
+	}
+	for i, c := range chans {
+		if told[i] || !anyTold {
+			c.raw.CloseWrite()
+		}
 		c.conn.SetReadDeadline(time.Now().Add(goodbyeTimeout))
 	}
 }
@@ -149,24 +161,32 @@ func (s *session) channels() []channel {
 	return cs
 }
 
-// writeLast writes frame last (BYE, ABORT) on c once the session ended:
-// it waits for c's lock at most goodbyeTimeout, and writes under a
-// deadline set once it holds it, since a holder that its own context
-// cut with nothing written clears the deadline (writeOn) that fail set
-// to cut it. Until 2026-12-07 the deadline was set only before the wait,
-// and the wait had no bound: a call's write held behind a peer that
-// stopped reading, whose context then ended, left the ABORT waiting on
-// that channel for ever, and Close with it (TestAbortBoundedAfterCutWrite).
-func (c channel) writeLast(last []byte) {
+// writeLast writes frame last (BYE, ABORT) on c once the session ended,
+// unless c is broken, and reports whether all of it went: it waits for
+// c's lock at most goodbyeTimeout, and writes under a deadline set once
+// it holds it, since a holder that its own context cut with nothing
+// written clears the deadline (writeOn) that fail set to cut it. Until
+// 2026-12-07 the deadline was set only before the wait, and the wait
+// had no bound: a call's write held behind a peer that stopped reading,
+// whose context then ended, left the ABORT waiting on that channel for
+// ever, and Close with it (TestAbortBoundedAfterCutWrite).
+func (c channel) writeLast(last []byte) bool {
 	deadline := time.Now().Add(goodbyeTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if c.lock.lock(ctx) != nil {
-		return // a holder's write outlived its cut: nothing goes behind it
+		return false // a holder's write outlived its cut: nothing goes behind it
 	}
 	defer c.lock.unlock()
+	if c.lock.broken.Load() {
+		return false
+	}
 	c.conn.SetWriteDeadline(deadline)
-	c.conn.Write(last)
+	n, err := c.conn.Write(last)
+	if err != nil && n > 0 {
+		c.lock.broken.Store(true)
+	}
+	return err == nil
 }
 
 // sendMessage implements SendMessage over the control channel (inside
@@ -185,7 +205,17 @@ func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 }
 
 // writeOn writes one frame on conn (the control or the urgent channel),
-// holding lock; waiting for it, it returns ctx's error when ctx ends.
+// holding lock; waiting for it, it returns ctx's error when ctx ends,
+// and so it does when ctx cut its write before any byte went. A write
+// that fails otherwise fails the session with CodeFailed, as tcp's
+// writers do; one that stopped inside the frame (ctx cut it half-way,
+// the socket broke) first marks the channel broken, so that the ABORT
+// goes on the other channel only: on this one the peer would read it
+// as the cut frame's rest (TestControlWriteStopsMidFrame). Until
+// 2026-12-07 a failed write ended the session with no ABORT. What it
+// cannot see: a TLS channel's record cut half-way while the frame's
+// bytes before it count as none (crypto/tls then refuses every later
+// write, fail's ABORT included, so nothing follows the cut record).
 func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, what string, bufs ...[]byte) error {
 	if err := s.Err(); err != nil {
 		return err
@@ -193,8 +223,8 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 	if err := lock.lock(ctx); err != nil {
 		return err
 	}
-	defer lock.unlock()
 	if err := s.Err(); err != nil { // ended while it waited: a holder may have cleared fail's deadline
+		lock.unlock()
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
@@ -204,15 +234,21 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 	if !stop() {
 		if n == 0 && ctx.Err() != nil && err != nil {
 			conn.SetWriteDeadline(time.Time{})
+			lock.unlock()
 			return ctx.Err()
 		}
 	}
-	if err != nil {
-		err = fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
-		go s.fail(err, 0) // fail takes the lock
-		return err
+	if err == nil {
+		lock.unlock()
+		return nil
 	}
-	return nil
+	if n > 0 {
+		lock.broken.Store(true)
+	}
+	lock.unlock()
+	err = fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
+	s.fail(err, wire.CodeFailed)
+	return err
 }
 
 // writeLock lets one frame at a time onto a channel. A writer waits for
@@ -222,8 +258,9 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 // bounded only by the session's end), so a mutex would hold an engine
 // call past its context behind them. Its zero value is unlocked.
 type writeLock struct {
-	once sync.Once
-	ch   chan struct{} // holds a token while locked
+	once   sync.Once
+	ch     chan struct{} // holds a token while locked
+	broken atomic.Bool   // a write stopped inside a frame: no frame may follow on the channel
 }
 
 // lock takes l, or returns ctx's error once ctx ended first.
@@ -283,10 +320,8 @@ func (s *session) readCtrl(handle func(wire.Frame) error) {
 // channels closed, or waiting for its stall watch where they are not
 // (TestChannelReadFails). A peer's BYE or ABORT it answers with none.
 // What it cannot do: tell a peer whose channels both broke (the write
-// fails, fail's deadline bounds it), or keep an ABORT off a channel
-// whose last write stopped half-way (its context ended mid-frame: the
-// peer then reads the ABORT inside that frame and reports a protocol
-// error of its own).
+// fails, fail's deadline bounds it) or that stopped reading both; on a
+// channel whose last write stopped inside a frame no ABORT goes (fail).
 //
 // On the destination it also reports what landed to a pusher
 // (transport.Pusher) when the input runs dry, or every deliverEvery

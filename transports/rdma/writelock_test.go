@@ -23,8 +23,11 @@ import (
 type valve struct {
 	net.Conn
 	shut func([]byte) bool
-	keep int           // bytes of the write shut matched that go out before it is held (a write that stops inside a frame)
-	held chan struct{} // closed as the first write is held
+	keep int // bytes of the write shut matched that go out before it is held (a write that stops inside a frame)
+	// reopen: once the held write gave up at its deadline, the valve
+	// opens (a link that takes bytes again after a write was cut).
+	reopen bool
+	held   chan struct{} // closed as the first write is held
 
 	mu       sync.Mutex
 	closed   bool
@@ -57,6 +60,9 @@ func (v *valve) Write(b []byte) (int, error) {
 	for v.closed {
 		d, changed := v.deadline, v.changed
 		if !d.IsZero() && !time.Now().Before(d) {
+			if v.reopen {
+				v.closed, v.opened = false, true
+			}
 			v.mu.Unlock()
 			return sent, os.ErrDeadlineExceeded
 		}
