@@ -227,13 +227,21 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		lock.unlock()
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)); close(cut) })
 	b := net.Buffers(bufs)
 	n, err := b.WriteTo(conn)
 	s.stats.wire.Add(uint64(n))
 	if !stop() {
-		if n == 0 && ctx.Err() != nil && err != nil {
-			conn.SetWriteDeadline(time.Time{})
+		// ctx ended during the write, or just after it: once the cut's
+		// deadline is set, clear it, whatever went (fail sets its own
+		// again: writeLast). Until 2026-12-07 it was cleared only when
+		// nothing went, so a cut after a whole frame left it on the
+		// channel and the next write failed the session
+		// (TestWriteCutAfterItWent).
+		<-cut
+		conn.SetWriteDeadline(time.Time{})
+		if n == 0 && err != nil {
 			lock.unlock()
 			return ctx.Err()
 		}

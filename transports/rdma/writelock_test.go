@@ -188,3 +188,65 @@ func TestMessageNotHeldBehindProgress(t *testing.T) {
 		t.Logf("after Close: %v", <-errc)
 	}
 }
+
+// cutAfter is a control channel whose write of payload goes out whole
+// and then, before it returns, has its caller's context end (cancel)
+// and waits (at most 10 s) for the past write deadline that sets.
+type cutAfter struct {
+	net.Conn
+	payload []byte
+	cancel  func()
+	once    sync.Once
+	cut     chan struct{} // closed once a past write deadline was set
+}
+
+func (c *cutAfter) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil && bytes.Equal(b, c.payload) {
+		c.cancel()
+		select {
+		case <-c.cut:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return n, err
+}
+
+func (c *cutAfter) SetWriteDeadline(d time.Time) error {
+	err := c.Conn.SetWriteDeadline(d)
+	if !d.IsZero() && d.Before(time.Now()) {
+		c.once.Do(func() { close(c.cut) })
+	}
+	return err
+}
+
+// TestWriteCutAfterItWent: a call whose context ends just as its frame
+// went out whole (the context's cut comes after the write, before the
+// call looks) succeeds, and leaves the channel usable: the next call's
+// frame goes too. Before, writeOn cleared the cut's past deadline only
+// after a write that sent nothing: this one left it on the channel, the
+// next write failed at once ('i/o timeout') and the session with it.
+func TestWriteCutAfterItWent(t *testing.T) {
+	p := providers(t)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	payload := []byte("the whole frame went before its context ended")
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	c := &cutAfter{payload: payload, cancel: mcancel, cut: make(chan struct{})}
+	send := rdma.New(nil)
+	send.SetControlWrap(func(conn net.Conn) net.Conn { c.Conn = conn; return c })
+	s := open(t, p, 0, 1<<20, send)
+	if err := s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: payload}); err != nil {
+		t.Fatalf("SendMessage whose frame went whole: %v", err)
+	}
+	if err := s.send.SendMessage(ctx, transport.Message{Kind: 2, Payload: []byte("next")}); err != nil {
+		t.Fatalf("the next SendMessage: %v", err)
+	}
+	for kind := uint32(1); kind <= 2; kind++ {
+		m, err := s.recv.RecvMessage(ctx)
+		if err != nil || m.Kind != kind {
+			t.Fatalf("the destination's message %d: kind %d, %v", kind, m.Kind, err)
+		}
+	}
+}
