@@ -166,6 +166,7 @@ const (
 	LogListening = logListening
 	LogDropped   = logDropped
 	LogWarmed    = logWarmed
+	LogWarmCut   = logWarmCut
 )
 
 // UrgentHeld is how many urgent items the open sender holds until a

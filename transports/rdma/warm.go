@@ -10,6 +10,13 @@ import (
 // use in the process (fabric.Warm) before its clock started.
 const logWarmed = "waited for libfabric to initialise (not counted in connect_timeout)"
 
+// logWarmCut is what a setup logs when its Open ended while it waited
+// for libfabric's first use: a host that runs the transport as a
+// plugin gets only its own context's error back from the Open (gRPC
+// ends the call at the same deadline or cancel), so this line is where
+// it can read what the Open waited for.
+const logWarmCut = "the Open ended while waiting for libfabric to initialise in this process"
+
 // awaitLibfabric waits, within ctx, for libfabric's first use in this
 // process for the session's provider (fabric.Warm, started at Open;
 // s.warmed), before a setup starts its clock: connect_timeout bounds
@@ -26,7 +33,9 @@ const logWarmed = "waited for libfabric to initialise (not counted in connect_ti
 // it, like a destination not started yet, within its own
 // connect_timeout; a destination that takes a HELLO waits for nothing
 // (it is ready by then), nor does a source's next try in the same
-// process. The wait itself has no bound but ctx's.
+// process. The wait itself has no bound but ctx's; one that ctx ends is
+// logged (logWarmCut) as well as returned, since a plugin's host gets
+// only its own context's error from the Open.
 func (s *session) awaitLibfabric(ctx context.Context) error {
 	select {
 	case <-s.warmed:
@@ -39,7 +48,9 @@ func (s *session) awaitLibfabric(ctx context.Context) error {
 		s.log.Info(logWarmed, "provider", s.cfg.provider, "waited", time.Since(start).Round(time.Millisecond))
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("the Open ended while waiting for libfabric to initialise in this process (provider %s; "+
-			"not counted in connect_timeout, only the Open's own context bounds it): %w", s.cfg.provider, ctx.Err())
+		waited := time.Since(start).Round(time.Millisecond)
+		s.log.Warn(logWarmCut, "provider", s.cfg.provider, "waited", waited, "error", ctx.Err())
+		return fmt.Errorf("%s (provider %s, waited %v; not counted in connect_timeout, only the Open's own context bounds it): %w",
+			logWarmCut, s.cfg.provider, waited, ctx.Err())
 	}
 }

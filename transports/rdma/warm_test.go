@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/transports/rdma"
 	"github.com/ferryvm/ferry/transports/rdma/fabric"
@@ -85,17 +87,24 @@ func TestWarmUpNotCounted(t *testing.T) {
 
 // TestWarmUpBoundedByOpen: a warm-up that never ends holds neither
 // side's Open beyond its own context: each fails with that context's
-// error, saying what it waited for.
+// error, saying what it waited for, and logs it (LogWarmCut: a host
+// that runs the transport as a plugin receives only its context's
+// error).
 func TestWarmUpBoundedByOpen(t *testing.T) {
 	prov := providers(t)[0]
 	never := func(string) <-chan struct{} { return make(chan struct{}) }
 	for _, role := range []transport.Role{transport.RoleSend, transport.RoleReceive} {
 		t.Run(role.String(), func(t *testing.T) {
 			p := newPair(t, prov, nil)
-			tr, req := p.send, p.sendReq(transport.Tag{})
+			tr, req, log := p.send, p.sendReq(transport.Tag{}), p.log
 			if role == transport.RoleReceive {
 				tr = p.recv
 				req.Role, req.Files, req.Credentials = role, []*os.File{p.df}, p.rc
+			} else {
+				var l hclog.Logger
+				log, l = newLogLines()
+				tr = rdma.New(l)
+				t.Cleanup(func() { tr.Close() })
 			}
 			tr.SetWarmHook(never)
 			ctx, cancel := context.WithTimeout(p.ctx, 200*time.Millisecond)
@@ -103,6 +112,12 @@ func TestWarmUpBoundedByOpen(t *testing.T) {
 			err := tr.Open(ctx, req)
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "libfabric") {
 				t.Fatalf("Open: %v; want context.DeadlineExceeded, saying it waited for libfabric", err)
+			}
+			// Through the plugin the host sees its own context's error
+			// alone (gRPC ends the call at the same deadline): only the
+			// plugin's log can say what the Open waited for.
+			if n, _ := log.count(rdma.LogWarmCut); n != 1 {
+				t.Errorf("the %s logged %d lines saying %q, want 1: %s", role, n, rdma.LogWarmCut, log)
 			}
 		})
 	}
