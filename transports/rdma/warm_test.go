@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +123,107 @@ func TestWarmUpBoundedByOpen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWarmUpSourceDuringDestinationWait: a source that connects while
+// the destination still waits for libfabric's first use (its control
+// port bound, nothing accepted yet) is held in the listen queue and
+// served once the wait ends, the same try, nothing dropped; one whose
+// connect_timeout ends first fails (it counts the destination's wait,
+// as a destination not started yet), and its next try opens. Whether
+// the source is in the queue is read from the kernel (/proc/net/tcp:
+// an established connection to the control port), not guessed from
+// time.
+func TestWarmUpSourceDuringDestinationWait(t *testing.T) {
+	prov := providers(t)[0]
+	for _, c := range []struct {
+		name        string
+		sourceBound time.Duration // the source's connect_timeout
+		firstFails  bool
+	}{
+		{"served", 10 * time.Second, false},
+		{"source's bound first", time.Second, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPair(t, prov, nil)
+			release := make(chan struct{})
+			p.recv.SetWarmHook(func(string) <-chan struct{} { return release })
+			_, portText, err := net.SplitHostPort(p.cfg["listen"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			port, _ := strconv.Atoi(portText)
+			p.started = true
+			go func() {
+				defer close(p.recvDone)
+				p.recvErr = p.recv.Open(p.ctx, transport.OpenRequest{Role: transport.RoleReceive, Config: p.cfg, RAM: p.layout,
+					Files: []*os.File{p.df}, Credentials: p.rc})
+			}()
+			src := maps.Clone(p.cfg)
+			src["connect_timeout"] = int64(c.sourceBound)
+			req := p.sendReq(transport.Tag{})
+			req.Config = src
+			sent := make(chan error, 1)
+			go func() { sent <- p.send.Open(p.ctx, req) }()
+			for queued(t, port) == 0 { // the source's connection, not yet accepted
+				select {
+				case err := <-sent:
+					t.Fatalf("the source's Open returned %v before its connection was queued", err)
+				case <-p.ctx.Done():
+					t.Fatalf("no connection to port %d queued: %v", port, p.ctx.Err())
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			if c.firstFails {
+				err := <-sent
+				if err == nil || !strings.Contains(err.Error(), "connect_timeout") {
+					t.Fatalf("the source's first try: %v; want its connect_timeout to end it", err)
+				}
+				t.Logf("the source's first try: %v", err)
+			}
+			close(release)
+			if c.firstFails {
+				p.nextTryOpens(t, transport.Tag{})
+			} else {
+				if err := <-sent; err != nil {
+					p.cancel()
+					t.Fatalf("the source's Open: %v (the destination's: %v)", err, p.received())
+				}
+				if err := p.received(); err != nil {
+					t.Fatalf("the destination's Open: %v", err)
+				}
+			}
+			if n, _ := p.log.count(rdma.LogDropped); n != 0 {
+				t.Errorf("the destination dropped %d tries: %s", n, p.log)
+			}
+			if n, _ := p.log.count(rdma.LogWarmed); n != 1 {
+				t.Errorf("the destination logged %d lines saying %q, want 1: %s", n, rdma.LogWarmed, p.log)
+			}
+		})
+	}
+}
+
+// queued is how many established TCP connections (IPv4 or IPv6) have
+// local port port: on a listening port, those the kernel accepted,
+// whether or not the listener took them yet.
+func queued(t *testing.T, port int) int {
+	t.Helper()
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "01" { // 01: ESTABLISHED
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+				n++
+			}
+		}
+	}
+	return n
 }
