@@ -97,9 +97,14 @@ static int getinfo(const char *prov, const char *node, const char *service, uint
 // no node, whose result or failure is dropped. The process's first
 // fi_getinfo runs fi_ini (it loads every provider and reads
 // /proc/kallsyms line by line for the memory monitors: 0.1-0.25 s here,
-// seconds under emulation); a provider's first getinfo may do work of
-// its own (verbs looks for devices). An empty prov asks for a provider
-// no library has: fi_ini alone, no provider's getinfo.
+// seconds under emulation; in 1.17 verbs looks for its devices there
+// too); a provider's first getinfo may do work of its own. An empty
+// prov asks for a provider no library has: fi_ini, and no core
+// provider's getinfo; the utility providers' (rxm, rxd, mrail in 1.17)
+// still run, since ofi_layering_ok lets a utility provider layer over
+// any core name it does not know, and each finds no core provider of
+// that name (with FI_LOG_LEVEL=warn each says "returned -61", as they
+// do for fe_listen's own fi_getinfo).
 void fe_warm(const char *prov) {
 	struct fi_info *h = hints(*prov ? prov : "ferry-warm-up-no-such-provider", 1), *info = NULL;
 	if (!h) return;

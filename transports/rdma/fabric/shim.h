@@ -33,7 +33,8 @@ typedef struct {
 extern int fe_force_dc;
 
 // fe_warm runs libfabric's one-time initialisation and prov's first
-// getinfo ("": the initialisation alone); it cannot be interrupted.
+// getinfo ("": the initialisation, and no core provider's getinfo); it
+// cannot be interrupted.
 void fe_warm(const char *prov);
 
 // fe_listen and fe_connect open their own fabric and domain, or, with

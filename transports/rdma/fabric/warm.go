@@ -8,10 +8,14 @@ import "sync"
 // once it is: the process's first call into libfabric runs its one-time
 // initialisation (it loads every provider and reads /proc/kallsyms line
 // by line: 0.1-0.25 s of wall time here, seconds under an emulated
-// KVM), and a provider's first getinfo may do work of its own (verbs
-// looks for devices). prov "" runs the initialisation alone, no
-// provider's getinfo: for a process that does not know its provider
-// yet.
+// KVM; in libfabric 1.17 verbs looks for its devices there too), and
+// a provider's first getinfo may do work of its own. prov "" runs the
+// initialisation and no core provider's getinfo (the utility providers'
+// getinfo still runs, rxm, rxd and mrail in 1.17, each finding no core
+// provider of that name: 0.1-0.2 ms once initialised): for a process
+// that does not know its provider yet. A first Listen after Warm("")
+// took 0.5-2.5 ms here, as after Warm(its provider), against 80-640
+// ms cold (TestFirstCallCost, tcp and net, at a load of 9-12).
 //
 // What it cannot do: it cannot be interrupted (a C call), so a caller
 // that stops waiting leaves it running, and every later Warm of prov
