@@ -34,7 +34,9 @@ func (p *Problem) Error() string {
 // Is makes every Problem an ErrBadConfig.
 func (p *Problem) Is(target error) bool { return errors.Is(ErrBadConfig, target) }
 
-// MaxProblems bounds the problems one validation reports.
+// MaxProblems bounds the problems one validation reports: a list of more
+// keeps the first MaxProblems-1 and ends with MoreProblems counting the
+// rest (Bound), so it says how many it left out.
 const MaxProblems = 1000
 
 // MoreProblems is the problem that ends a list cut short (at MaxProblems,
@@ -43,19 +45,40 @@ func MoreProblems(n int) *Problem {
 	return Problemf("", "and %d more problems", n)
 }
 
+// Bound is the one rule that cuts a list of problems at MaxProblems:
+// kept, the first problems of a list of total (at least MaxProblems-1 of
+// them, or all total), as reported. When total is at most MaxProblems it
+// is kept itself; otherwise its first MaxProblems-1 and, last,
+// MoreProblems(total-(MaxProblems-1)). It may reuse kept's array. What
+// it cannot do: tell a problem that already counts others (a
+// MoreProblems from a plugin's answer) from any other, so such a
+// problem cut away counts as one.
+func Bound(kept []Problem, total int) []Problem {
+	if total <= MaxProblems {
+		return kept
+	}
+	return append(kept[:MaxProblems-1], *MoreProblems(total - (MaxProblems - 1)))
+}
+
 // Problems flattens err (errors.Join trees and wrapped errors) into its
 // problems: each *Problem as it is, any other error as a problem of the
 // whole block. nil gives none; any other error at least one (an error
 // whose Unwrap() []error holds no error is a problem of its text, not
-// none). It keeps the first MaxProblems and drops
-// the rest without a count; CountProblems counts them all.
+// none). It reports at most MaxProblems, cut by Bound: of more, the
+// first MaxProblems-1 and a last problem counting the rest ("and N more
+// problems"); CountProblems counts them all. It walks the whole of err
+// to count.
 func Problems(err error) []Problem {
 	var out []Problem
+	total := 0
 	eachProblem(err, func(e error) bool {
-		out = append(out, problemOf(e))
-		return len(out) < MaxProblems
+		if total < MaxProblems {
+			out = append(out, problemOf(e))
+		}
+		total++
+		return true
 	})
-	return out
+	return Bound(out, total)
 }
 
 // CountProblems is the number of problems in err, as Problems flattens

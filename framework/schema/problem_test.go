@@ -37,7 +37,7 @@ func TestProblems(t *testing.T) {
 }
 
 // TestCountProblems: CountProblems counts what Problems lists, past
-// MaxProblems, where Problems stops.
+// MaxProblems, where Problems cuts (TestProblemsCut).
 func TestCountProblems(t *testing.T) {
 	var errs []error
 	for range MaxProblems + 7 {
@@ -52,6 +52,47 @@ func TestCountProblems(t *testing.T) {
 	}
 	if got := MoreProblems(3); got.Attribute != "" || got.Message != "and 3 more problems" {
 		t.Errorf("MoreProblems(3) = %+v", got)
+	}
+}
+
+// TestProblemsCut: Problems of more than MaxProblems keeps the first
+// MaxProblems-1 in order and ends with the count of the rest (Bound), as
+// a plugin's answer over gRPC does (schemaconv); of MaxProblems or fewer
+// it keeps them all. Before, it kept the first MaxProblems and dropped
+// the rest without a word.
+func TestProblemsCut(t *testing.T) {
+	for _, c := range []struct {
+		n, kept int
+		more    string // the last problem's message when cut
+	}{
+		{0, 0, ""},
+		{MaxProblems - 1, MaxProblems - 1, ""},
+		{MaxProblems, MaxProblems, ""},
+		{MaxProblems + 1, MaxProblems - 1, "and 2 more problems"},
+		{5 * MaxProblems, MaxProblems - 1, fmt.Sprintf("and %d more problems", 4*MaxProblems+1)},
+	} {
+		var errs []error
+		for i := range c.n {
+			errs = append(errs, Problemf("x", "%d", i))
+		}
+		got := Problems(errors.Join(errs...))
+		want := c.kept
+		if c.more != "" {
+			want++
+		}
+		if len(got) != want {
+			t.Errorf("%d problems: Problems lists %d; want %d", c.n, len(got), want)
+			continue
+		}
+		for i, p := range got[:c.kept] {
+			if p != (Problem{Attribute: "x", Message: fmt.Sprint(i)}) {
+				t.Errorf("%d problems: problem %d is %+v; want x: %d", c.n, i, p, i)
+				break
+			}
+		}
+		if c.more != "" && got[len(got)-1] != (Problem{Message: c.more}) {
+			t.Errorf("%d problems: the last is %+v; want %q", c.n, got[len(got)-1], c.more)
+		}
 	}
 }
 

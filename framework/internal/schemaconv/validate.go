@@ -90,19 +90,19 @@ const answerBudget = MaxValidateResponse - 4<<10
 // one of its text); nil answers none. Text that is not UTF-8 is sent
 // with U+FFFD for each run of bad bytes (validUTF8), as a proto string
 // must be. It sends what CallValidate takes: at most schema.MaxProblems
-// problems and answerBudget bytes of them as sent, in err's order; when
-// it cuts, the
-// last problem (schema.MoreProblems) counts the problems not sent, as
+// problems (schema.Problems, cut by schema.Bound) and answerBudget bytes
+// of them as sent, in err's order; when it cuts, the last problem
+// (schema.MoreProblems) counts the problems not sent, as
 // ProblemsFromProto's does. What it cannot do: send part of a problem;
 // one larger than the budget is only counted.
 func ProblemsToProto(err error) *pb.ValidateResponse {
 	out := &pb.ValidateResponse{}
 	ps, total := schema.Problems(err), schema.CountProblems(err)
+	if total > len(ps) {
+		ps = ps[:len(ps)-1] // Bound's count of the rest: counted again below, after the budget's cut
+	}
 	size := 0
-	for i, p := range ps {
-		if i == schema.MaxProblems-1 && total > schema.MaxProblems {
-			break
-		}
+	for _, p := range ps {
 		cp := &pb.ConfigProblem{Attribute: validUTF8(p.Attribute), Message: validUTF8(p.Message)}
 		n := problemSize(cp)
 		if size+n > answerBudget {
@@ -132,18 +132,19 @@ func problemSize(cp *pb.ConfigProblem) int {
 
 // ProblemsFromProto converts a Validate RPC's answer back: nil for no
 // problems, else each as a *schema.Problem, errors.Join'ed. An answer
-// of more than schema.MaxProblems keeps the first MaxProblems-1 and
-// counts the rest in a last problem of the whole block ("and N more
-// problems", schema.MoreProblems).
+// of more than schema.MaxProblems is cut as schema.Problems cuts
+// (schema.Bound): the first MaxProblems-1 and a last problem of the
+// whole block counting the rest ("and N more problems").
 func ProblemsFromProto(r *pb.ValidateResponse) error {
 	ps := r.GetProblems()
-	var errs []error
-	for i, p := range ps {
-		if i == schema.MaxProblems-1 && len(ps) > schema.MaxProblems {
-			errs = append(errs, schema.MoreProblems(len(ps)-i))
-			break
-		}
-		errs = append(errs, &schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})
+	kept := make([]schema.Problem, 0, min(len(ps), schema.MaxProblems))
+	for _, p := range ps[:min(len(ps), schema.MaxProblems)] {
+		kept = append(kept, schema.Problem{Attribute: p.GetAttribute(), Message: p.GetMessage()})
+	}
+	kept = schema.Bound(kept, len(ps))
+	errs := make([]error, len(kept))
+	for i := range kept {
+		errs[i] = &kept[i]
 	}
 	return errors.Join(errs...)
 }
