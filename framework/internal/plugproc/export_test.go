@@ -1,6 +1,10 @@
 package plugproc
 
-import "net"
+import (
+	"net"
+
+	"google.golang.org/grpc"
+)
 
 // SetPid makes p's process id pid, as if the kernel had given the
 // plugin's pid to another process after the plugin exited and was
@@ -31,4 +35,11 @@ func (c *lateClose) Close() error {
 		c.Conn.Close()
 	}()
 	return nil
+}
+
+// AddDialOptions appends opts to the gRPC dial options Start(cfg) gives
+// go-plugin, after Start's own (a stream interceptor among them runs
+// inside Start's).
+func AddDialOptions(cfg *Config, opts ...grpc.DialOption) {
+	cfg.dialOpts = append(cfg.dialOpts, opts...)
 }

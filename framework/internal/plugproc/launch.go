@@ -34,6 +34,9 @@ type Config struct {
 	// wrapConn, if set (tests only: export_test.go), wraps each of the
 	// host's connections to the process that gRPC is handed (conns.go).
 	wrapConn func(net.Conn) net.Conn
+	// dialOpts (tests only: export_test.go) come after Start's own gRPC
+	// dial options.
+	dialOpts []grpc.DialOption
 }
 
 // Process is one running plugin process started by Start.
@@ -106,10 +109,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		Logger:           cfg.Logger,
 		StartTimeout:     timeout,
 		TLSConfig:        pair.host,
-		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithStreamInterceptor(dropBrokerOffers), // broker.go
-			grpc.WithContextDialer(conns.dial),           // replaces go-plugin's: conns.go
-		},
+		GRPCDialOptions: append([]grpc.DialOption{
+			grpc.WithStreamInterceptor(dropBrokerOffers),      // broker.go
+			grpc.WithChainStreamInterceptor(conns.keepClient), // closed by closeAll: conns.go
+			grpc.WithContextDialer(conns.dial),                // replaces go-plugin's: conns.go
+		}, cfg.dialOpts...),
 		RunnerFunc: func(l hclog.Logger, spec *exec.Cmd, socketDir string) (runner, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)
 			cmd.Env = append(spec.Env, cfg.Env...)
@@ -163,8 +167,8 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 // goroutines (go-plugin asks the plugin to exit, and kills it after two
 // seconds if it has not; a process of the plugin's that still holds its
 // stdout or stderr costs outputGrace more, runner.go), closes the host's
-// gRPC connections to it (gRPC may leave them to its own goroutines,
-// which close them a moment later: conns.go), then kills the processes
+// gRPC ClientConn and connections to it (gRPC may leave them to its own
+// goroutines, which close them a moment later: conns.go), then kills the processes
 // the plugin had started (descendants.go) and removes the socket
 // directory. It is idempotent. go-plugin's request to exit has no
 // deadline, and a process that stopped (SIGSTOP) or hangs never answers
