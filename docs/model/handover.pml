@@ -1140,7 +1140,7 @@ inline quit_source() {
 }
 
 /* `migrate -config job.hcl`: follow the source until done or silent,
- * then conclude (cmd/migrate/main.go: run, follow, conclude,
+ * then conclude (cmd/migrate run.go, follow.go, conclude.go, finish.go: run, follow, conclude,
  * finishCompleted). */
 proctype Ctl() {
 	byte qs, qd, v, a1, a2, a3; bit ok, guess;

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/ferryvm/ferry/framework/engine"
+)
+
+// The report migrate prints at the end of a run (report: the source's
+// engine report, the destination's, and where a resolve left the guest),
+// as text (printReport) or as one JSON object (writeReport, -json). What
+// a run puts in it is run.go's and conclude.go's.
+
+// writeReport prints rep as text, or with asJSON as one JSON object
+// (migrate -json).
+func writeReport(w io.Writer, rep report, asJSON bool) {
+	if asJSON {
+		json.NewEncoder(w).Encode(rep)
+		return
+	}
+	printReport(w, rep)
+}
+
+// report is what migrate prints: the source's engine report plus what
+// the destination saw, and how an unknown handover was resolved.
+type report struct {
+	engine.Report
+	Destination *engine.Report `json:"destination,omitempty"`
+	// Resolved says where the guest runs after a handover-unknown was
+	// resolved, or after the source stopped answering: "destination" or
+	// "source"; resolvedBoth where migrate found both sides of the
+	// migration running it, or saw it run on both (sawBoth); empty if
+	// nothing was resolved.
+	Resolved string `json:"resolved,omitempty"`
+	// WallMS is migrate's own run, from its start to this report: about
+	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
+	WallMS int64 `json:"wall_ms"`
+}
+
+// resolvedBoth is report.Resolved where the source and the destination
+// of one migration both say they run the guest (errBothRun), or the
+// resolver saw the guest run on both, one look after another, so the
+// two copies diverged (errBothRan: one may be paused by now): the error
+// says BOTH, and neither was stopped. Before, such a report said
+// destination, or nothing (TestBothRunResolvedSaysBoth,
+// TestBothRanResolvedSaysBoth).
+const resolvedBoth = "both"
+
+func printReport(w io.Writer, r report) {
+	fmt.Fprintf(w, "status        %s\n", r.Status)
+	if r.Resolved == resolvedBoth {
+		fmt.Fprintln(w, "resolved      the guest runs on both sides, or ran on both (BOTH: see the error)")
+	} else if r.Resolved != "" {
+		fmt.Fprintf(w, "resolved      the guest runs on the %s\n", r.Resolved)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "error         %s\n", r.Error)
+	}
+	fmt.Fprintf(w, "setup         %d ms (plugins started and configured, before total)\n", r.SetupMS)
+	fmt.Fprintf(w, "total         %d ms: connect %d, bulk %d, dirty passes %d, switch-over %d, teardown %d\n",
+		r.TotalMS, r.ConnectMS, r.BulkMS, r.DirtyMS, r.SwitchoverMS, r.TeardownMS)
+	fmt.Fprintf(w, "downtime      %d ms\n", r.DowntimeMS)
+	fmt.Fprintf(w, "bytes on wire %d (%.1f MiB)\n", r.BytesWire, float64(r.BytesWire)/(1<<20))
+	fmt.Fprintf(w, "pages         %d sent, %d zero, %d skipped of %d\n", r.PagesSent, r.PagesZero, r.PagesSkipped, r.TotalPages)
+	for reason, n := range r.SkippedBy {
+		fmt.Fprintf(w, "  skipped     %d by %s\n", n, reason)
+	}
+	fmt.Fprintf(w, "passes        %d\n", r.Passes)
+	printPostcopy(w, r)
+	if r.Encryption != "" {
+		fmt.Fprintf(w, "encryption    %s\n", encryptionText(r.Encryption))
+	}
+	for _, h := range r.Hints {
+		printHint(w, h)
+	}
+	if r.PagesChecked > 0 {
+		trust := "trusted, not compared"
+		if r.VerifyStrict {
+			trust = "compared too (strict)"
+		}
+		fmt.Fprintf(w, "page check    %d pages equal; %d free at switch-over: %s\n", r.PagesChecked, r.PagesFree, trust)
+	}
+	fmt.Fprintf(w, "throughput    %.1f MB/s\n", r.ThroughputMB)
+	if r.WallMS > 0 {
+		fmt.Fprintf(w, "migrate       %d ms of wall time\n", r.WallMS)
+	}
+}
