@@ -37,7 +37,7 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	side, qerr := quitSource(j.Source.Control, id, "", log) // the VM lives on the destination now
+	side, qerr := quitSource(j.Source.Control, id, "", log, nil) // the VM lives on the destination now
 	var notSrc *errNotSource
 	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
 		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)

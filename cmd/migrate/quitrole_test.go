@@ -40,7 +40,7 @@ func TestQuitSourceOnlyASender(t *testing.T) {
 				c.src.role, c.src.id = tc.role, "a"
 				c.src.finishWith(0, engine.StatusCompleted, side)
 				var log strings.Builder
-				got, err := quitSource(c.src.sock, "a", "", &log)
+				got, err := quitSource(c.src.sock, "a", "", &log, nil)
 				t.Logf("side %s, err %v, calls %s\n%s", got, err, c.callList(), log.String())
 				if tc.quit {
 					if err != nil || got != side {

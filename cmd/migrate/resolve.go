@@ -95,6 +95,9 @@ type resolver struct {
 	wait   time.Duration // how long a side may stay "migrating"
 	pcWait time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
 	out    io.Writer
+	// rec is what this resolve sent and the sides' last answers
+	// (query, do, cancelDst, lastCancel): migrate -resolve -json's.
+	rec resolveRecord
 }
 
 // query asks one side; an error means unreachable.
@@ -104,6 +107,7 @@ func (r *resolver) query(sock string) (api.ResolveResult, error) {
 	if err != nil {
 		res.Side = sideUnreachable
 	}
+	r.rec.looked(sock == r.src, res)
 	return res, err
 }
 

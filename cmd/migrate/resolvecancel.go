@@ -94,7 +94,11 @@ var errUnnamed = errors.New("its migration has neither an id nor a tag fingerpri
 // query until the wait ran out, and only the last cancel of a failing
 // destination said a refusal.
 func (r *resolver) cancelDst() string {
-	res, err := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
+	n := actName(r.dstID, r.dstTag, r.dstControl)
+	res, err := cancelNamed(r.dst, n, r.dstControl, r.out)
+	if err == nil { // sent (the caller checked idsIgnored: always)
+		r.rec.cancelSent(n, res)
+	}
 	r.notSent(err)
 	if res.Cancelled || res.Why == "" {
 		return ""
@@ -129,7 +133,11 @@ type dstLook struct {
 // does not wait for it to end.
 func (r *resolver) lastCancel(refused string) {
 	if refused == "" {
-		res, _ := cancelNamed(r.dst, actName(r.dstID, r.dstTag, r.dstControl), r.dstControl, r.out)
+		n := actName(r.dstID, r.dstTag, r.dstControl)
+		res, err := cancelNamed(r.dst, n, r.dstControl, r.out)
+		if err == nil { // sent (the caller checked idsIgnored: always)
+			r.rec.cancelSent(n, res)
+		}
 		if res.Cancelled {
 			return
 		}

@@ -51,7 +51,7 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		// the pair's), not whatever answers at its socket by now.
 		var notSrc *errNotSource
 		var unnamed *errUnnamedRunning
-		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr); {
+		switch side, qerr := quitSource(j.Source.Control, r.dstID, r.dstTag, stderr, &r.rec); {
 		case errors.As(qerr, &notSrc):
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
 		case errors.As(qerr, &unnamed): // it may be this migration's source: not settled
@@ -199,13 +199,17 @@ func (r *resolver) sourceEnd(side api.Side, quit bool) string {
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
 // says so on log, with the line to run by hand, and returns that
 // error (*errNotSent) with the side it said.
-func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
+// rec (nil: none) records its look and the quit it sent (-resolve
+// -json's source and steps).
+func quitSource(sock, id, tag string, log io.Writer, rec *resolveRecord) (api.Side, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.ResolveResult
 	if err := callControl(ctx, sock, "migrate-resolve", api.ResolveArgs{Action: api.ResolveQuery}, &res); err != nil {
+		rec.looked(true, api.ResolveResult{Side: sideUnreachable})
 		return sideUnreachable, nil
 	}
+	rec.looked(true, res)
 	if id != "" && res.ID != id || tag != "" && res.Control >= api.TagsReported && res.TagFingerprint != tag {
 		return api.SideNone, nil // it holds no part of this migration
 	}
@@ -229,7 +233,10 @@ func quitSource(sock, id, tag string, log io.Writer) (api.Side, error) {
 	}
 	// An answer lost as the VMM exits is a quit all the same.
 	var refused *control.RemoteError
-	if err := callControl(ctx, sock, "quit", actName(res.ID, res.TagFingerprint, res.Control), nil); errors.As(err, &refused) {
+	n := actName(res.ID, res.TagFingerprint, res.Control)
+	err := callControl(ctx, sock, "quit", n, nil)
+	rec.sent(true, actionQuit, n, "", err)
+	if errors.As(err, &refused) {
 		return api.SideNone, nil
 	}
 	return res.Side, nil

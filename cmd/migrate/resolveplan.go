@@ -191,7 +191,10 @@ func (r *resolver) do(st step) error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := callControl(ctx, r.dst, "quit", actName(r.dstID, r.dstTag, r.dstControl), nil); err != nil {
+		n := actName(r.dstID, r.dstTag, r.dstControl)
+		err := callControl(ctx, r.dst, "quit", n, nil)
+		r.rec.sent(false, actionQuit, n, "", err)
+		if err != nil {
 			fmt.Fprintf(r.out, "migrate: quit the discarded destination %s: %v\n", r.dst, err)
 		}
 		return nil
@@ -203,7 +206,9 @@ func (r *resolver) do(st step) error {
 		want = map[string]api.Side{api.ResolveMigrated: api.SideMigrated, api.ResolveResume: api.SideRunning}[st.action]
 	}
 	var res api.ResolveResult
-	if err := r.call(sock, api.ResolveArgs{Action: st.action, ID: n.ID, TagFingerprint: n.TagFingerprint}, &res); err != nil {
+	err := r.call(sock, api.ResolveArgs{Action: st.action, ID: n.ID, TagFingerprint: n.TagFingerprint}, &res)
+	r.rec.sent(st.src, st.action, n, res.Side, err)
+	if err != nil {
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
 	}
 	if res.Side != want {
