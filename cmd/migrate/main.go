@@ -2,8 +2,8 @@
 //
 //	migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]
 //	migrate -check -config job.hcl [-plugin-dir DIR]
-//	migrate -resolve -config job.hcl
-//	migrate -start-postcopy -config job.hcl
+//	migrate -resolve -config job.hcl [-json]
+//	migrate -start-postcopy -config job.hcl [-json]
 //
 // It validates the job (HCL diagnostics with file:line:col), checks each
 // plugin block against the schema its plugin reports and has the plugin
@@ -36,7 +36,9 @@
 // to a VMM that reports a control version (api.ControlVersion) and so
 // honours the id: an older one ignores it there, and migrate prints the
 // command to run by hand instead and exits 1 (older.go). -start-postcopy
-// never switches a migration without an id.
+// never switches a migration without an id. With -json, -resolve and
+// -start-postcopy print their answer as one JSON object (modejson.go);
+// -check ignores -json.
 package main
 
 import (
@@ -67,7 +69,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "job file (HCL), e.g. configs/demo.hcl (required)")
-	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	asJSON := fs.Bool("json", false, "print the report (-resolve, -start-postcopy: their answer) as one JSON object")
 	var verify verifyMode
 	fs.Var(&verify, "verify-pages", "test mode: compare a hash of every page on both sides before the destination runs, except pages\nhinted free (trusted); =strict compares those too (they must read as the zeros the destination holds)")
 	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
@@ -92,10 +94,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *startPC {
-		return startPostcopyMain(*cfgPath, stdout, stderr)
+		return startPostcopyMain(*cfgPath, *asJSON, stdout, stderr)
 	}
 	if *resolveOnly {
-		return resolveMain(*cfgPath, stdout, stderr)
+		return resolveMain(*cfgPath, *asJSON, stdout, stderr)
 	}
 	// Before the job's plugins start (loadJob asks them for their
 	// schemas): a signal that came earlier would end migrate with them
@@ -134,8 +136,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +
 	"       migrate -check -config job.hcl [-plugin-dir DIR]\n" +
-	"       migrate -resolve -config job.hcl\n" +
-	"       migrate -start-postcopy -config job.hcl"
+	"       migrate -resolve -config job.hcl [-json]\n" +
+	"       migrate -start-postcopy -config job.hcl [-json]"
 
 // countTrue counts the flags set.
 func countTrue(flags ...bool) int {

@@ -10,11 +10,14 @@ import (
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // startPostcopyMain is migrate -start-postcopy: read the job, ask its
 // source VMM (migrate-start-postcopy) to switch the running migration to
-// post-copy now, and say what happened. Only the job's migration: the
+// post-copy now, and say what happened; with asJSON also as one JSON
+// object on stdout (startPostcopyAnswer), the line it prints there
+// otherwise going to stderr. Only the job's migration: the
 // one the source sends (its migrate-status) to the job's destination
 // (which reports the same id), named in the request, so a source that
 // moved on to another migration after the look refuses it; never one
@@ -22,25 +25,47 @@ import (
 // the switch is asked for (now or by an earlier call), 1 when the
 // migration is not the job's, or the VMM refused or could not be
 // reached, 2 for a job that does not parse.
-func startPostcopyMain(path string, stdout, stderr io.Writer) int {
-	j := parseJobFile(path, stderr)
+func startPostcopyMain(path string, asJSON bool, stdout, stderr io.Writer) int {
+	said := stdout
+	if asJSON {
+		said = stderr
+	}
+	a := startPostcopyJob(path, said, stderr)
+	if asJSON {
+		writeAnswer(stdout, a)
+	}
+	return a.Exit
+}
+
+// startPostcopyJob is startPostcopyMain's work: what it says goes to
+// stdout, its reason for exit 1 (also the answer's error) to stderr.
+func startPostcopyJob(path string, stdout, stderr io.Writer) startPostcopyAnswer {
+	a := startPostcopyAnswer{Mode: modeStartPostcopy}
+	fail := func(reason string) startPostcopyAnswer {
+		fmt.Fprintln(stderr, "migrate:", reason)
+		a.Error, a.Exit = reason, 1
+		return a
+	}
+	j, refusal := parseJobFileSaying(path, stderr)
 	if j == nil {
-		return 2
+		a.Error, a.Exit = refusal, 2
+		return a
 	}
 	id, err := jobMigration(j)
 	if err != nil {
-		fmt.Fprintf(stderr, "migrate: start post-copy: nothing was asked: %v\n", err)
-		return 1
+		return fail(fmt.Sprintf("start post-copy: nothing was asked: %v", err))
 	}
+	a.ID = id
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var res api.StartPostcopyResult
 	if err := callControl(ctx, j.Source.Control, "migrate-start-postcopy", api.IDArgs{ID: id}, &res); err != nil {
-		fmt.Fprintf(stderr, "migrate: start post-copy on the source %s: %v\n", j.Source.Control, err)
-		return 1
+		a.Asked = !control.NotSent(err)
+		return fail(fmt.Sprintf("start post-copy on the source %s: %v", j.Source.Control, err))
 	}
+	a.Asked, a.Accepted, a.Answer = true, true, &res
 	fmt.Fprintln(stdout, startPostcopyLine(j.Source.Control, res))
-	return 0
+	return a
 }
 
 // jobMigration is the id of the migration the job's source sends, once

@@ -33,20 +33,48 @@ func parseJobFile(path string, stderr io.Writer) *job.Job {
 	return j
 }
 
-// resolveMain is migrate -resolve: read the job, resolve, say the outcome.
-func resolveMain(path string, stdout, stderr io.Writer) int {
-	j := parseJobFile(path, stderr)
+// resolveMain is migrate -resolve: read the job, resolve, say the
+// outcome; with asJSON also as one JSON object on stdout
+// (resolveAnswer), the lines it prints there otherwise going to stderr.
+// It returns the exit code.
+func resolveMain(path string, asJSON bool, stdout, stderr io.Writer) int {
+	said := stdout
+	if asJSON {
+		said = stderr
+	}
+	a := resolveJob(path, said, stderr)
+	if asJSON {
+		writeAnswer(stdout, a)
+	}
+	return a.Exit
+}
+
+// resolveJob is resolveMain's work: what it says goes to stdout, its
+// reasons for exit 1 (each also in the answer's error) and the
+// resolver's lines to stderr.
+func resolveJob(path string, stdout, stderr io.Writer) resolveAnswer {
+	a := resolveAnswer{Mode: modeResolve}
+	j, refusal := parseJobFileSaying(path, stderr)
 	if j == nil {
-		return 2
+		a.Outcome, a.Error, a.Exit = outcomeJobRefused, refusal, 2
+		return a
 	}
 	r := newResolver(j, stderr)
 	v, err := r.resolve()
-	code := 0
+	var why []string // the reasons for exit 1, as printed
+	fail := func(reason string) {
+		fmt.Fprintln(stderr, "migrate:", reason)
+		why = append(why, reason)
+	}
 	switch {
 	case err != nil:
-		fmt.Fprintln(stderr, "migrate:", err)
-		return 1
+		if sawBoth(v, err) {
+			a.Resolved = resolvedBoth
+		}
+		fail(err.Error())
+		return a.end(&r.rec, why, false)
 	case v == verdictMoved:
+		a.Resolved = resolvedDestination
 		// The source of the migration the destination runs (r.dstID:
 		// the pair's), not whatever answers at its socket by now.
 		var notSrc *errNotSource
@@ -55,16 +83,18 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 		case errors.As(qerr, &notSrc):
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
 		case errors.As(qerr, &unnamed): // it may be this migration's source: not settled
-			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %v\n", qerr)
-			code = 1
+			line := fmt.Sprintf("resolved: the guest runs on the destination; %v", qerr)
+			fmt.Fprintln(stdout, line)
+			why = append(why, line)
 		case qerr != nil:
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, false))
 			r.notSent(qerr)
 		case side == api.SideMigrated, side == api.SidePostcopyBroken:
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; %s\n", r.sourceEnd(side, true))
 		case side == api.SideRunning: // a sender in this migration (quitSource): resumed since the resolve's look
-			fmt.Fprintln(stderr, "migrate:", errBothRun(j.Source.Control, j.Destination.Control, resumedSince))
-			return 1
+			a.Resolved = resolvedBoth
+			fail(errBothRun(j.Source.Control, j.Destination.Control, resumedSince).Error())
+			return a.end(&r.rec, why, false)
 		case side == sideUnreachable:
 			fmt.Fprintln(stdout, "resolved: the guest runs on the destination; the source's VMM does not answer")
 		case side == api.SideNone:
@@ -77,21 +107,20 @@ func resolveMain(path string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "resolved: the guest runs on the destination; the VMM at the source's socket says %s in this "+
 				"migration, not that it handed the guest over, so it is not quit; to settle it, run again:\n    migrate -resolve -config %s\n",
 				side, shellArg(path))
-			fmt.Fprintf(stderr, "migrate: not done: the source %s says %s in this migration, not that it handed the guest over\n",
-				j.Source.Control, side)
-			code = 1
+			fail(fmt.Sprintf("not done: the source %s says %s in this migration, not that it handed the guest over",
+				j.Source.Control, side))
 		}
 	case v == verdictIdle:
 		fmt.Fprintln(stdout, "nothing to resolve: no side of this job holds a paused copy of the guest waiting for a decision "+
 			"(the source's VMM holds no migration, or its VM stopped before it could resume the guest; the destination holds none)")
 	default:
+		a.Resolved = resolvedSource
 		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
 	}
 	if r.undone != nil { // printed with the line to run by hand
-		fmt.Fprintln(stderr, "migrate: not done:", r.undone)
-		return 1
+		fail(fmt.Sprint("not done: ", r.undone))
 	}
-	return code
+	return a.end(&r.rec, why, v == verdictIdle)
 }
 
 // resumedSince is how a source that quitSource finds running in the
