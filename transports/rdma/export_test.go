@@ -101,6 +101,22 @@ const (
 // completed) before it is posted.
 func (t *Transport) SetMarkWaitHook(hook func()) { t.markWait = hook }
 
+// SetPostHook makes a sending session call hook(true) just before it
+// posts each MARK, before the MARK waits for room in the bulk queue.
+func (t *Transport) SetPostHook(hook func(mark bool)) { t.postHook = hook }
+
+// HoldBulkRoom takes all the room in the open sender's bulk queue, as
+// that many writes not yet completed would: a post waits (under its
+// context) until release gives it back.
+func (t *Transport) HoldBulkRoom() (release func()) {
+	q := &t.openSession().snd.queue
+	q.inflight.Add(q.maxIn)
+	return sync.OnceFunc(func() {
+		q.inflight.Add(-q.maxIn)
+		wake(q.progress)
+	})
+}
+
 // UrgentCompletionMode says how the open session commits urgent pages.
 func (t *Transport) UrgentCompletionMode() string {
 	if t.openSession().ucaps.DeliveryComplete {

@@ -55,6 +55,7 @@ type sender struct {
 	mu             sync.Mutex
 	hook           func() error        // tests only: runs first in register; its error fails it
 	markWait       func()              // tests only: runs when a MARK must wait for room
+	postHook       func(mark bool)     // tests only: runs (true) just before a MARK waits for room in the queue and posts
 	claimWait      func(waited bool)   // tests only: runs before (false) and after (true) claim waits for an urgent copy
 	commitPages    func(uint64) uint64 // tests only: the data pages a COMMIT names, given the batch's
 }
@@ -199,16 +200,36 @@ func (s *session) mark(ctx context.Context) error {
 	}
 	b := snd.buf[(1+i)*64 : (1+i)*64+commitSize]
 	commit{seq: snd.seq, runs: snd.runFrames, mark: true}.put(b)
-	snd.markBusy[i].Store(true)
-	snd.marksPosted.Add(1)
-	if err := s.post(ctx, func() error {
-		snd.rtt.markAt[i].Store(snd.rtt.now())
-		return s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i))
-	}); err != nil {
+	if snd.postHook != nil {
+		snd.postHook(true)
+	}
+	if err := s.post(ctx, func() error { return s.postMark(b, i) }); err != nil {
 		return fmt.Errorf("mark batch %d: %w", snd.seq, err)
 	}
 	snd.markedPages = snd.pages
 	s.stats.wire.Add(commitSize)
+	return nil
+}
+
+// postMark posts the MARK in buffer i. Its buffer is busy and it counts
+// as posted from just before the send, whose completion or MARKED answer
+// may come before the send returns, and neither once the send failed:
+// a MARK whose post waited for room in the queue until its context
+// ended leaves no trace. Until 2026-12-07 both were set before that
+// wait: such a MARK left its buffer busy and the count one ahead for
+// good, and the call whose MARK took that buffer next (maxMarks calls
+// later) waited until its own context ended
+// (TestMarkNotPostedLeavesNoTrace).
+func (s *session) postMark(b []byte, i int) error {
+	snd := &s.snd
+	snd.markBusy[i].Store(true)
+	snd.marksPosted.Add(1)
+	snd.rtt.markAt[i].Store(snd.rtt.now())
+	if err := s.ep.Send(b, snd.bufMR, uint64(ctxMark0+i)); err != nil {
+		snd.markBusy[i].Store(false)
+		snd.marksPosted.Add(^uint64(0))
+		return err
+	}
 	return nil
 }
 

@@ -36,6 +36,7 @@ type Transport struct {
 	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
 	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
 	markWait     func()                  // tests only: see sender.markWait
+	postHook     func(mark bool)         // tests only: see sender.postHook
 	claimWait    func(bool)              // tests only: see sender.claimWait
 	commitPages  func(uint64) uint64     // tests only: see sender.commitPages
 	driveWait    func()                  // tests only: see queue.driveWait (the bulk endpoint's)
@@ -153,6 +154,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	if req.Role == transport.RoleSend {
 		s.snd.pace, s.usnd.pace = t.pacePolls, t.pacePolls
 		s.snd.markWait = t.markWait
+		s.snd.postHook = t.postHook
 		s.snd.claimWait = t.claimWait
 		s.snd.commitPages = t.commitPages
 		s.snd.driveWait = t.driveWait
