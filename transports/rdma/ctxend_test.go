@@ -78,3 +78,94 @@ func TestMarkNotPostedLeavesNoTrace(t *testing.T) {
 		})
 	}
 }
+
+// TestFlushAfterItsContextEnded: a Flush whose context ends while it
+// waits for the ACK of its COMMIT (the destination's ACK held) fails
+// with that end; the next Flush, or the next SendPages and then a
+// Flush, waits for that ACK instead of sending the COMMIT again, and
+// the session goes on, as tcp's does (its SendPages and Flush wait for
+// an unfinished Flush first). Before, the next Flush posted the same
+// COMMIT again and the next SendPages named its runs in the committed
+// batch: the destination refused either as a protocol violation and
+// aborted the session. And ("no room") a Flush whose COMMIT waits for
+// room in the bulk queue until its context ends (HoldBulkRoom) leaves
+// nothing behind: the next Flush posts the COMMIT. Before, the COMMIT
+// stayed in flight for good and the next Flush waited for it until its
+// own context ended.
+func TestFlushAfterItsContextEnded(t *testing.T) {
+	for _, p := range providers(t) {
+		for _, next := range []string{"Flush", "SendPages", "no room"} {
+			t.Run(p+"/"+next, func(t *testing.T) {
+				acks := newValve(isAck)
+				if next == "no room" {
+					acks = newValve(func([]byte) bool { return false })
+				}
+				send, recv := rdma.New(nil), rdma.New(nil)
+				recv.SetControlWrap(acks.wrap)
+				var armed atomic.Bool
+				var release func()
+				send.SetPostHook(func(mark bool) { // on the Flush's goroutine
+					if !mark && armed.CompareAndSwap(true, false) {
+						release = send.HoldBulkRoom()
+					}
+				})
+				s := openWith(t, p, 0, 16<<20, send, recv)
+				t.Cleanup(acks.open) // before the pair closes
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				fillRandom(s.src, 9)
+				if err := s.send.SendPages(ctx, pages(0, 64)); err != nil {
+					t.Fatal(err)
+				}
+				armed.Store(next == "no room")
+				short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+				err := s.send.Flush(short)
+				stop()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Flush whose ACK is held or whose COMMIT finds no room: %v; want its context's deadline", err)
+				}
+				if next == "no room" {
+					if release == nil {
+						t.Fatal("the Flush posted no COMMIT")
+					}
+					release()
+				} else {
+					select {
+					case <-acks.held: // the COMMIT arrived: the destination acknowledged it
+					case <-ctx.Done():
+						t.Fatal("the destination never acknowledged the COMMIT")
+					}
+					acks.open()
+				}
+				done := uint64(64)
+				if next == "SendPages" {
+					if err := s.send.SendPages(ctx, pages(64, 64)); err != nil {
+						t.Fatalf("SendPages after the Flush that ended: %v", err)
+					}
+					done += 64
+				}
+				fctx, stop := context.WithTimeout(ctx, 10*time.Second)
+				err = s.send.Flush(fctx)
+				stop()
+				if err != nil {
+					t.Fatalf("Flush after the one that ended: %v", err)
+				}
+				if err := s.send.SendPages(ctx, pages(done, 64)); err != nil {
+					t.Fatalf("the batch after: SendPages: %v", err)
+				}
+				if err := s.send.Flush(ctx); err != nil {
+					t.Fatalf("the batch after: Flush: %v", err)
+				}
+				if n := (done + 64) * 4096; !bytes.Equal(s.dst[:n], s.src[:n]) {
+					t.Error("the destination's pages differ from the source's after the Flushes")
+				}
+				if err := s.send.SendMessage(ctx, transport.Message{Kind: 1, Payload: []byte("still up")}); err != nil {
+					t.Fatal(err)
+				}
+				if m, err := s.recv.RecvMessage(ctx); err != nil || m.Kind != 1 {
+					t.Fatalf("the destination's message: kind %d, %v", m.Kind, err)
+				}
+			})
+		}
+	}
+}

@@ -102,7 +102,8 @@ const (
 func (t *Transport) SetMarkWaitHook(hook func()) { t.markWait = hook }
 
 // SetPostHook makes a sending session call hook(true) just before it
-// posts each MARK, before the MARK waits for room in the bulk queue.
+// posts each MARK, hook(false) each COMMIT, before the MARK or COMMIT
+// waits for room in the bulk queue.
 func (t *Transport) SetPostHook(hook func(mark bool)) { t.postHook = hook }
 
 // HoldBulkRoom takes all the room in the open sender's bulk queue, as

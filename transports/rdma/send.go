@@ -55,7 +55,7 @@ type sender struct {
 	mu             sync.Mutex
 	hook           func() error        // tests only: runs first in register; its error fails it
 	markWait       func()              // tests only: runs when a MARK must wait for room
-	postHook       func(mark bool)     // tests only: runs (true) just before a MARK waits for room in the queue and posts
+	postHook       func(mark bool)     // tests only: runs just before a MARK (true) or COMMIT waits for room in the queue and posts
 	claimWait      func(waited bool)   // tests only: runs before (false) and after (true) claim waits for an urgent copy
 	commitPages    func(uint64) uint64 // tests only: the data pages a COMMIT names, given the batch's
 }
@@ -139,6 +139,11 @@ func (s *session) sendPages(ctx context.Context, runs []transport.PageRun) error
 	}
 	if err := s.checkWritten(); err != nil {
 		return err
+	}
+	if s.committing() { // a Flush's whose context ended: its batch is closed
+		if err := s.finishBatch(ctx); err != nil {
+			return err
+		}
 	}
 	snd := &s.snd
 	for _, r := range runs {
@@ -431,7 +436,17 @@ func (s *session) zeroRun(ctx context.Context, r transport.PageRun) error {
 }
 
 // flush implements Flush: the batch's COMMIT after its writes, then the
-// destination's ACK.
+// destination's ACK (finishBatch). A Flush whose context ended after
+// its COMMIT went leaves the batch closed, its ACK owed (committing):
+// the next Flush, and the next SendPages before it queues anything,
+// wait for that ACK and begin the next batch, as tcp's SendPages and
+// Flush wait for an unfinished Flush. Until 2026-12-07 the next Flush
+// posted the same COMMIT again, and the next SendPages named its runs
+// in the batch already committed; the destination refused either as a
+// protocol violation and aborted the session
+// (TestFlushAfterItsContextEnded). The engine never calls either again
+// on a session after a failed Flush (README.md, "A call whose context
+// ended"); the contract lets a caller do so.
 func (s *session) flush(ctx context.Context) error {
 	snd := &s.snd
 	if err := s.Err(); err != nil {
@@ -439,6 +454,9 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	if err := s.checkWritten(); err != nil {
 		return err
+	}
+	if s.committing() {
+		return s.finishBatch(ctx)
 	}
 	// A batch with runs claimed but none sent (SendPages failed between
 	// the two) is still committed: urgent copies may wait for its ACK.
@@ -473,14 +491,10 @@ func (s *session) flush(ctx context.Context) error {
 		c.pages = snd.commitPages(c.pages)
 	}
 	c.put(snd.buf)
-	snd.mu.Lock()
-	snd.commitInFlight = true
-	snd.mu.Unlock()
-	snd.committed.Store(c.seq)
-	if err := s.post(ctx, func() error {
-		snd.rtt.commitAt.Store(snd.rtt.now())
-		return s.ep.Send(snd.buf[:commitSize], snd.bufMR, ctxCommit)
-	}); err != nil {
+	if snd.postHook != nil {
+		snd.postHook(false)
+	}
+	if err := s.post(ctx, func() error { return s.postCommit(c.seq) }); err != nil {
 		return fmt.Errorf("commit batch %d: %w", c.seq, err)
 	}
 	for _, w := range snd.deferred { // tests only (commitEarly)
@@ -490,19 +504,54 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	snd.deferred = nil
 	s.stats.wire.Add(commitSize)
-	// A write the target refused completes with an error at the source
-	// only (sockets), while the COMMIT behind it is still acknowledged:
-	// the batch counts only once every operation completed without one.
+	return s.finishBatch(ctx)
+}
+
+// postCommit posts the COMMIT of batch seq, which snd.buf holds. It is
+// in flight and the last committed from just before the send, whose
+// completion or ACK may come before the send returns, and neither once
+// the send failed: a COMMIT whose post waited for room in the queue
+// until its context ended leaves no trace, and the next Flush posts it
+// (TestFlushAfterItsContextEnded, "no room").
+func (s *session) postCommit(seq uint64) error {
+	snd := &s.snd
+	snd.mu.Lock()
+	snd.commitInFlight = true
+	snd.mu.Unlock()
+	snd.committed.Store(seq)
+	snd.rtt.commitAt.Store(snd.rtt.now())
+	if err := s.ep.Send(snd.buf[:commitSize], snd.bufMR, ctxCommit); err != nil {
+		snd.mu.Lock()
+		snd.commitInFlight = false
+		snd.mu.Unlock()
+		snd.committed.Store(seq - 1) // the batch before's, or 0
+		return err
+	}
+	return nil
+}
+
+// committing reports whether the batch's COMMIT was posted and its ACK
+// not yet taken: a Flush's whose context ended after its COMMIT went.
+func (s *session) committing() bool { return s.snd.committed.Load() == s.snd.seq }
+
+// finishBatch waits for the end of the batch whose COMMIT was posted,
+// then begins the next batch. A write the target refused completes
+// with an error at the source only (sockets), while the COMMIT behind
+// it is still acknowledged: the batch counts only once every operation
+// completed without one, and then its ACK came.
+func (s *session) finishBatch(ctx context.Context) error {
+	snd := &s.snd
+	seq := snd.seq
 	for snd.inflight.Load() > 0 && !snd.commitEarly {
 		if err := s.waitProgress(ctx); err != nil {
-			return fmt.Errorf("flush batch %d: %w", c.seq, err)
+			return fmt.Errorf("flush batch %d: %w", seq, err)
 		}
 	}
-	if err := s.waitAck(ctx, c.seq); err != nil {
+	if err := s.waitAck(ctx, seq); err != nil {
 		return err
 	}
 	if err := s.Err(); err != nil {
-		return fmt.Errorf("flush batch %d: %w", c.seq, err)
+		return fmt.Errorf("flush batch %d: %w", seq, err)
 	}
 	snd.seq++
 	snd.written.next(snd.seq) // every write of batch seq-1 completed
