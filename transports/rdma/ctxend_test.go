@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,4 +169,61 @@ func TestFlushAfterItsContextEnded(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestCutWriteSaysWhy: a control write cut inside its frame by this
+// side fails the session with an error that says what cut it, not
+// that the peer closed the session: its call's context (a past write
+// deadline, "i/o timeout"), or the session's own end (fail's deadline
+// on a write held behind a peer that stopped reading), whose reason it
+// then returns. Before, both said "control channel: i/o timeout:
+// transport session closed by the peer", and the first matched
+// transport.ErrClosed, the class of a peer that closed the session.
+func TestCutWriteSaysWhy(t *testing.T) {
+	p := providers(t)[0]
+	payload := bytes.Repeat([]byte{0xCD}, 64)
+	cutOpen := func(t *testing.T) (*session, *valve) {
+		v := newValve(func(b []byte) bool { return bytes.Equal(b, payload) })
+		v.keep = len(payload) / 2 // the header and half the payload go out
+		send := rdma.New(nil)
+		send.SetControlWrap(v.wrap)
+		s := open(t, p, 0, 1<<20, send)
+		t.Cleanup(v.open)
+		return s, v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t.Run("by its context", func(t *testing.T) {
+		s, _ := cutOpen(t)
+		mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer mcancel()
+		err := s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: payload})
+		_, ended := s.send.RecvMessage(ctx)
+		for what, err := range map[string]error{"SendMessage": err, "the session": ended} {
+			t.Logf("%s: %v", what, err)
+			if err == nil || errors.Is(err, transport.ErrClosed) || strings.Contains(err.Error(), "closed by the peer") ||
+				!strings.Contains(err.Error(), "context deadline exceeded") {
+				t.Errorf("%s ended with %v; want the call's context named, not ErrClosed", what, err)
+			}
+		}
+	})
+	t.Run("as the session ended", func(t *testing.T) {
+		s, v := cutOpen(t)
+		errc := make(chan error, 1)
+		go func() { errc <- s.send.SendMessage(ctx, transport.Message{Kind: 1, Payload: payload}) }()
+		select {
+		case <-v.held:
+		case <-ctx.Done():
+			t.Fatal("SendMessage's write never reached the control channel")
+		}
+		s.send.FailChannelRead(true) // the session fails; fail's deadline cuts the held write
+		err := <-errc
+		_, ended := s.send.RecvMessage(ctx)
+		if ended == nil || !strings.Contains(ended.Error(), "urgent channel lost") {
+			t.Fatalf("the session ended with %v; want its urgent channel lost", ended)
+		}
+		if err == nil || err.Error() != ended.Error() {
+			t.Errorf("SendMessage cut as the session ended: %v; want the session's error (%v)", err, ended)
+		}
+	})
 }

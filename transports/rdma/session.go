@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +209,8 @@ func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 // holding lock; waiting for it, it returns ctx's error when ctx ends,
 // and so it does when ctx cut its write before any byte went. A write
 // that fails otherwise fails the session with CodeFailed, as tcp's
-// writers do; one that stopped inside the frame (ctx cut it half-way,
+// writers do, and returns the session's error (writeFailed says what
+// cut it); one that stopped inside the frame (ctx cut it half-way,
 // the socket broke) first marks the channel broken, so that the ABORT
 // goes on the other channel only: on this one the peer would read it
 // as the cut frame's rest (TestControlWriteStopsMidFrame). Until
@@ -230,9 +232,14 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 	cut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)); close(cut) })
 	b := net.Buffers(bufs)
+	size := int64(0)
+	for _, buf := range bufs {
+		size += int64(len(buf))
+	}
 	n, err := b.WriteTo(conn)
 	s.stats.wire.Add(uint64(n))
-	if !stop() {
+	ctxCut := !stop()
+	if ctxCut {
 		// ctx ended during the write, or just after it: once the cut's
 		// deadline is set, clear it, whatever went (fail sets its own
 		// again: writeLast). Until 2026-12-07 it was cleared only when
@@ -254,9 +261,30 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		lock.broken.Store(true)
 	}
 	lock.unlock()
-	err = fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
+	err = writeFailed(what, err, ctxCut, ctx.Err(), n, size)
 	s.fail(err, wire.CodeFailed)
-	return err
+	return s.Err() // err, unless the session had ended: then the deadline fail set cut the write
+}
+
+// writeFailed is the error of a write of a size-byte frame that failed
+// with err once n bytes went. A past deadline ("i/o timeout") is this
+// side's: its call's context cut the write (cut: ctxErr is why) or the
+// session's end did (fail's deadline; its reason is the session's
+// error, which writeOn returns then). Any other failure is the
+// channel's (the peer closed or reset it, the link broke), of class
+// transport.ErrClosed as tcp's are. Until 2026-12-07 both said
+// "transport session closed by the peer" and matched ErrClosed
+// (TestCutWriteSaysWhy). What it cannot tell: a deadline that passed
+// as the peer also went away.
+func writeFailed(what string, err error, cut bool, ctxErr error, n, size int64) error {
+	switch {
+	case !errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
+	case cut:
+		return fmt.Errorf("%s: the call's context ended (%v) with %d of a frame's %d bytes written, "+
+			"after which the channel can carry no frame: %w", what, ctxErr, n, size, err)
+	}
+	return fmt.Errorf("%s: the write was cut on this side with %d of a frame's %d bytes written: %w", what, n, size, err)
 }
 
 // writeLock lets one frame at a time onto a channel. A writer waits for
