@@ -26,6 +26,7 @@ var plugins = map[string]func() hint.Provider{
 	"ferry-hint-crash":         crashProvider,
 	"ferry-hint-hang":          hangProvider,
 	"ferry-hint-balloon-crash": balloonCrash,
+	"ferry-hint-slowconfigure": slowConfigureProvider,
 }
 
 const (

@@ -29,8 +29,13 @@ var Handshake = plugin.HandshakeConfig{
 // kind is what framework/internal/plugproc needs to launch and serve
 // plugins of this kind; a plugin process finds the number of RAM files
 // it inherited in FERRY_HINT_FILES and the host's log level in
-// FERRY_HINT_LOG_LEVEL.
-var kind = plugproc.NewKind(PluginName, "FERRY_HINT", Handshake)
+// FERRY_HINT_LOG_LEVEL. The setup calls answer a margin before their
+// deadline, with the provider's reason when they run out of time
+// (plugproc's answer.go); Hints keeps its own margin (Request.AnswerBy)
+// and Close the whole deadline.
+var kind = plugproc.NewKind(PluginName, "FERRY_HINT", Handshake).WithAnswerEarly(
+	pb.Provider_Info_FullMethodName, pb.Provider_Schema_FullMethodName,
+	pb.Provider_Validate_FullMethodName, pb.Provider_Configure_FullMethodName)
 
 // Message bounds (STYLE: chunk any stream to <= 1 MiB).
 const (

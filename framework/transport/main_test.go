@@ -28,6 +28,7 @@ var plugins = map[string]func() transport.Transport{
 	"ferry-transport-holdexit": holdExitPlugin,
 	"ferry-transport-count":    countPlugin,
 	"ferry-transport-checks":   checksPlugin,
+	"ferry-transport-slowopen": slowOpenPlugin,
 }
 
 const hostName = "ferry-transport-host"

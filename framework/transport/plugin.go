@@ -29,8 +29,13 @@ var Handshake = plugin.HandshakeConfig{
 // plugins of this kind; a plugin process finds the number of RAM files
 // it inherited in FERRY_TRANSPORT_FILES, its urgent channel's descriptor
 // in FERRY_TRANSPORT_CHANNEL and the host's log level in
-// FERRY_TRANSPORT_LOG_LEVEL.
-var kind = plugproc.NewKind(PluginName, "FERRY_TRANSPORT", Handshake)
+// FERRY_TRANSPORT_LOG_LEVEL. The setup calls answer a margin before
+// their deadline, with the plugin's reason when they run out of time
+// (plugproc's answer.go); the data path, its long poll and Close keep
+// the whole deadline.
+var kind = plugproc.NewKind(PluginName, "FERRY_TRANSPORT", Handshake).WithAnswerEarly(
+	pb.Transport_Info_FullMethodName, pb.Transport_Schema_FullMethodName,
+	pb.Transport_Validate_FullMethodName, pb.Transport_Open_FullMethodName)
 
 // GRPCPlugin is the go-plugin plugin of the transport kind (gRPC only).
 // In a plugin process Impl is served; on the host, GRPCClient returns the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // Kind is what a plugin kind (framework/transport, framework/hint) tells
@@ -32,6 +33,13 @@ type Kind struct {
 	// handed over after the channel (Launch's held); it is unset when
 	// the host handed none.
 	HeldEnv string
+	// AnswerEarly are the kind's unary methods (full gRPC names, as
+	// protoc-gen-go-grpc's *_FullMethodName) on which the host asks the
+	// plugin to answer a margin before the call's deadline, so that a
+	// call that runs out of time returns the plugin's reason (answer.go
+	// says which calls are worth it). Serve's side honours the margin on
+	// any unary call the host asks it for.
+	AnswerEarly []string
 }
 
 // Held is a descriptor the host keeps for a kind across its processes
@@ -54,6 +62,13 @@ const (
 func NewKind(name, envPrefix string, hs plugin.HandshakeConfig) Kind {
 	return Kind{Name: name, Handshake: hs, FilesEnv: envPrefix + "_FILES", LevelEnv: envPrefix + "_LOG_LEVEL",
 		ChannelEnv: envPrefix + "_CHANNEL", HeldEnv: envPrefix + "_HELD"}
+}
+
+// WithAnswerEarly returns k whose host asks for an early answer on
+// methods (Kind.AnswerEarly).
+func (k Kind) WithAnswerEarly(methods ...string) Kind {
+	k.AnswerEarly = methods
+	return k
 }
 
 // Launch starts one plugin process of kind k from the binary at path
@@ -85,14 +100,15 @@ func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, c
 		env = append(env, k.HeldEnv+"="+string(b))
 	}
 	proc, err := Start(ctx, Config{
-		Kind:      k.Name,
-		Path:      path,
-		Files:     handed,
-		Env:       env,
-		Handshake: k.Handshake,
-		Plugins:   plugin.PluginSet{k.Name: p},
-		Dispense:  k.Name,
-		Logger:    logger,
+		Kind:        k.Name,
+		Path:        path,
+		Files:       handed,
+		Env:         env,
+		Handshake:   k.Handshake,
+		Plugins:     plugin.PluginSet{k.Name: p},
+		Dispense:    k.Name,
+		Logger:      logger,
+		AnswerEarly: k.AnswerEarly,
 	})
 	if err != nil {
 		return nil, none, err
@@ -109,7 +125,9 @@ func Launch[C any](ctx context.Context, k Kind, path string, files []*os.File, c
 // takes the RAM files and the channel the host handed over
 // (InheritedFiles, InheritedChannel; channel is nil if it handed none),
 // exits when the host is gone (WatchParent), and serves the plugin
-// newPlugin makes for them. Call it from the kind's Serve.
+// newPlugin makes for them, answering a unary call a margin before its
+// deadline when the host asks (answerEarly). Call it from the kind's
+// Serve.
 func (k Kind) Serve(newPlugin func(files []*os.File, channel *os.File) plugin.Plugin) {
 	log := k.Logger(k.Name)
 	files, err := InheritedFiles(k.FilesEnv)
@@ -125,10 +143,16 @@ func (k Kind) Serve(newPlugin func(files []*os.File, channel *os.File) plugin.Pl
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: k.Handshake,
 		Plugins:         plugin.PluginSet{k.Name: newPlugin(files, channel)},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      grpcServer,
 		TLSProvider:     ServerTLS,
 		Logger:          log,
 	})
+}
+
+// grpcServer is the gRPC server Serve serves with: go-plugin's, with
+// answerEarly on every unary call (answer.go).
+func grpcServer(opts []grpc.ServerOption) *grpc.Server {
+	return plugin.DefaultGRPCServer(append(opts, grpc.ChainUnaryInterceptor(answerEarly)))
 }
 
 // Logger returns the logger a plugin process of kind k should log

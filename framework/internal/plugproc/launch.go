@@ -30,6 +30,10 @@ type Config struct {
 	Plugins   plugin.PluginSet
 	Dispense  string // the plugin in Plugins to dispense
 	Logger    hclog.Logger
+	// AnswerEarly are the unary methods (full gRPC names) whose calls
+	// ask the plugin to answer a margin before their deadline
+	// (Kind.AnswerEarly, answer.go).
+	AnswerEarly []string
 
 	// wrapConn, if set (tests only: export_test.go), wraps each of the
 	// host's connections to the process that gRPC is handed (conns.go).
@@ -78,6 +82,10 @@ func (p *Process) Pid() int { return p.pid }
 //     0700 whatever the umask; the directory is removed when the process
 //     exits (crash included) and again on Kill.
 //
+// A call of cfg.AnswerEarly asks the plugin to answer a margin before
+// the call's deadline, so that one that runs out of time returns the
+// plugin's reason, not only the deadline (askEarlyAnswer).
+//
 // It cannot clean up after a host that is itself killed with SIGKILL:
 // the plugin then removes the directory when it notices the host is
 // gone (WatchParent), and if the plugin is killed too the directory
@@ -110,9 +118,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		StartTimeout:     timeout,
 		TLSConfig:        pair.host,
 		GRPCDialOptions: append([]grpc.DialOption{
-			grpc.WithStreamInterceptor(dropBrokerOffers),      // broker.go
-			grpc.WithChainStreamInterceptor(conns.keepClient), // closed by closeAll: conns.go
-			grpc.WithContextDialer(conns.dial),                // replaces go-plugin's: conns.go
+			grpc.WithStreamInterceptor(dropBrokerOffers),               // broker.go
+			grpc.WithChainStreamInterceptor(conns.keepClient),          // closed by closeAll: conns.go
+			grpc.WithUnaryInterceptor(askEarlyAnswer(cfg.AnswerEarly)), // answer.go
+			grpc.WithContextDialer(conns.dial),                         // replaces go-plugin's: conns.go
 		}, cfg.dialOpts...),
 		RunnerFunc: func(l hclog.Logger, spec *exec.Cmd, socketDir string) (runner, error) {
 			cmd := exec.CommandContext(procCtx, cfg.Path)

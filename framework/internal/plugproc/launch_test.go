@@ -93,7 +93,11 @@ func TestMain(m *testing.M) {
 			os.Exit(8)
 		}
 		mock := &transport.Mock{
-			OpenFunc: func(context.Context, transport.OpenRequest) error {
+			OpenFunc: func(ctx context.Context, _ transport.OpenRequest) error {
+				if os.Getenv(envSlowOpen) != "" {
+					<-ctx.Done()
+					return fmt.Errorf("%s: %w", slowOpenWhy, ctx.Err())
+				}
 				return os.WriteFile(marker, []byte("opened"), 0o600)
 			},
 			CloseFunc: func() error { return nil },
@@ -203,6 +207,8 @@ func config(t *testing.T, files []*os.File, marker string, env ...string) plugpr
 		Plugins:   plugin.PluginSet{transport.PluginName: &transport.GRPCPlugin{Files: files}},
 		Dispense:  transport.PluginName,
 		Logger:    hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: testWriter{t}}),
+		// As transport.Launch asks for Open (answer_test.go).
+		AnswerEarly: []string{pb.Transport_Open_FullMethodName},
 	}
 }
 

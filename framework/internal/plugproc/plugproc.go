@@ -5,7 +5,9 @@
 // and exiting when the host is gone. A kind describes itself once (Kind:
 // its name, handshake and environment variables) and gets Launch, Serve
 // and Logger from it; FileIndex matches the RAM files a request names to
-// the ones the process inherited.
+// the ones the process inherited. A call of the kind's setup methods
+// that runs out of time returns the plugin's reason: the plugin answers
+// a margin before the deadline, the host waits for it (answer.go).
 //
 //	host (VMM)                          plugin process
 //	Start ── exec, fds 3.. = guest RAM ──► InheritedFiles
