@@ -78,7 +78,12 @@
 //     punch or truncate the guest it hints about, even by mistake.
 //   - Answer by the deadline: Request.AnswerBy (the deadline minus a
 //     margin) and Request.Context; what arrives after Request.Deadline is
-//     dropped and counted as late.
+//     dropped and counted as late. Over gRPC a setup call (Info, Schema,
+//     Validate, Configure) runs under a context that ends a margin before
+//     the host's deadline, so that the error it returns then, saying what
+//     it waited for, reaches the host (framework/internal/plugproc's
+//     answer.go; docs/PLUGINS.md, "What the host sees when a call times
+//     out").
 //   - Log through Logger(name) (an hclog.Logger): each record reaches the
 //     VMM's log at its level, filtered at the VMM's level, durations as
 //     durations. go-plugin owns stdout.

@@ -72,5 +72,10 @@
 // bound, so no one else on the host can take it meanwhile.
 //
 // A plugin that exits or crashes turns every later call into an error
-// wrapping ErrPluginGone; Close (and then Open) starts over.
+// wrapping ErrPluginGone; Close (and then Open) starts over. A setup call
+// (Info, Schema, Validate, Open) that runs out of time returns the
+// plugin's reason as a context.DeadlineExceeded: the plugin's context
+// ends a margin before the host's (framework/internal/plugproc's
+// answer.go); the data path, RecvMessage and Close keep the whole
+// deadline, and the host sees its deadline alone when one runs out.
 package transport

@@ -12,9 +12,11 @@ const logWarmed = "waited for libfabric to initialise (not counted in connect_ti
 
 // logWarmCut is what a setup logs when its Open ended while it waited
 // for libfabric's first use: a host that runs the transport as a
-// plugin gets only its own context's error back from the Open (gRPC
-// ends the call at the same deadline or cancel), so this line is where
-// it can read what the Open waited for.
+// plugin gets only its own context's error back from an Open it
+// cancelled (gRPC ends the call at the cancel), from one whose deadline
+// the answer missed the margin for, or if it was built before that
+// margin (framework/internal/plugproc's answer.go), so this line is
+// where it can read what the Open waited for.
 const logWarmCut = "the Open ended while waiting for libfabric to initialise in this process"
 
 // awaitLibfabric waits, within ctx, for libfabric's first use in this
@@ -34,8 +36,8 @@ const logWarmCut = "the Open ended while waiting for libfabric to initialise in 
 // connect_timeout; a destination that takes a HELLO waits for nothing
 // (it is ready by then), nor does a source's next try in the same
 // process. The wait itself has no bound but ctx's; one that ctx ends is
-// logged (logWarmCut) as well as returned, since a plugin's host gets
-// only its own context's error from the Open.
+// logged (logWarmCut) as well as returned, since a plugin's host may get
+// only its own context's error from the Open (logWarmCut says when).
 func (s *session) awaitLibfabric(ctx context.Context) error {
 	select {
 	case <-s.warmed:

@@ -115,9 +115,10 @@ func TestWarmUpBoundedByOpen(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "libfabric") {
 				t.Fatalf("Open: %v; want context.DeadlineExceeded, saying it waited for libfabric", err)
 			}
-			// Through the plugin the host sees its own context's error
-			// alone (gRPC ends the call at the same deadline): only the
-			// plugin's log can say what the Open waited for.
+			// Through the plugin a host may see its own context's error
+			// alone (a cancel, an answer slower than plugproc's margin,
+			// a host built before it): then only the plugin's log says
+			// what the Open waited for.
 			if n, _ := log.count(rdma.LogWarmCut); n != 1 {
 				t.Errorf("the %s logged %d lines saying %q, want 1: %s", role, n, rdma.LogWarmCut, log)
 			}

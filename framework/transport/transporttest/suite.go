@@ -138,8 +138,10 @@ func (p *pair) open() {
 // try within 5 s) until opTimeout passes, its plugin is gone, or the
 // receiver's Open has returned: then no later try can meet it. A
 // failure names both sides' errors; over gRPC a try cut by its deadline
-// says only "context deadline exceeded", so the receiver's error is
-// often the one that tells why.
+// says why only if the plugin answered within the margin the host keeps
+// for it (framework/internal/plugproc's answer.go), else only "context
+// deadline exceeded", so the receiver's error is often the one that
+// tells why.
 func (p *pair) tryOpen() error {
 	c, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
