@@ -9,7 +9,21 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	pb "github.com/ferryvm/ferry/framework/hint/proto"
 )
+
+// HintsPastAlive is p.Hints(ctx, generation 1) as it goes on once its
+// look at whether the process lives (Alive) has passed: it opens the
+// stream whatever Alive would say now, as a call whose look came just
+// before Kill does. It returns the stream's error as Hints would.
+func HintsPastAlive(ctx context.Context, p *Plugin) error {
+	stream, err := p.c.rpc.Hints(ctx, &pb.HintsRequest{Generation: 1}, recvLimit)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	return p.exitErr(p.c.proc.Fail(ctx, err))
+}
 
 // ServeBrokerFlood serves a provider whose process, as soon as it is
 // served, offers the host connections for broker ids the host never

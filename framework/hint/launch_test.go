@@ -181,6 +181,25 @@ func TestKill(t *testing.T) {
 	}
 }
 
+// TestHintsRacingKill: a Hints whose look at whether the process lives
+// passed just before Kill, and whose stream is opened once Kill
+// returned, fails with ErrPluginGone, as one in flight during Kill
+// does (TestKill), not with an error of no class: plugproc fails a
+// stream opened after Kill with code Canceled, as gRPC's closed
+// ClientConn does, which the provider's errclass takes for the plugin
+// gone.
+func TestHintsRacingKill(t *testing.T) {
+	p := launch(t, "ferry-hint-zero", nil)
+	ctx := tctx(t)
+	if err := p.Configure(ctx, nil, hint.VM{}, &hint.MockHost{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	if err := hint.HintsPastAlive(ctx, p); !errors.Is(err, hint.ErrPluginGone) {
+		t.Errorf("Hints whose stream opened after Kill = %v; want ErrPluginGone", err)
+	}
+}
+
 // TestProviderLogsOnce: a provider's logs reach the host's logger with
 // their level, and a provider whose capability is missing says so once
 // while it keeps answering without hints.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -95,4 +96,31 @@ func grpcGoroutines() map[string]string {
 		}
 	}
 	return out
+}
+
+// TestStreamAfterKillCanceled: a stream opened on the process's
+// ClientConn once Kill returned (a hint provider's Hints that passed its
+// liveness check as Kill ran) fails as a closed ClientConn's stream does,
+// with a status of code Canceled, which the kinds' errclass.Process.Fail
+// takes for the plugin gone; not with a plain error, which is no status
+// (codes.Unknown) and which Fail hands back unclassed, so that
+// errors.Is(err, hint.ErrPluginGone) did not hold for it.
+func TestStreamAfterKillCanceled(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	rpc, err := p.Client.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, ok := rpc.(*plugin.GRPCClient)
+	if !ok {
+		t.Fatalf("go-plugin's client is %T; want *plugin.GRPCClient", rpc)
+	}
+	p.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = gc.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, stdioStream)
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("a stream opened after Kill failed with %v (code %v); want code %v, as gRPC's closed ClientConn fails it",
+			err, status.Code(err), codes.Canceled)
+	}
 }

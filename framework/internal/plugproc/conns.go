@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // hostConns dials the host's connections to the plugin's listener for
@@ -149,7 +151,12 @@ func (h *hostConns) forget(c *hostConn) {
 
 // keepClient is the host's stream interceptor that keeps the ClientConn
 // each stream is opened on (grpc.WithChainStreamInterceptor), so that
-// closeAll closes it. After closeAll it closes cc and fails the stream.
+// closeAll closes it; it keeps each ClientConn once, however many
+// streams are opened on it. Unary calls do not pass through it. After
+// closeAll it closes cc and fails the stream with code Canceled, as
+// gRPC fails a stream on a closed ClientConn, so that the kinds'
+// errclass.Process.Fail takes it for the plugin gone: a call that passed
+// its liveness check as Kill ran (TestStreamAfterKillCanceled).
 func (h *hostConns) keepClient(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
 	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	h.mu.Lock()
@@ -160,7 +167,7 @@ func (h *hostConns) keepClient(ctx context.Context, desc *grpc.StreamDesc, cc *g
 	h.mu.Unlock()
 	if closed {
 		cc.Close()
-		return nil, errConnsClosed
+		return nil, status.Error(codes.Canceled, errConnsClosed.Error())
 	}
 	return streamer(ctx, desc, cc, method, opts...)
 }
