@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +123,48 @@ func TestStreamAfterKillCanceled(t *testing.T) {
 	if status.Code(err) != codes.Canceled {
 		t.Errorf("a stream opened after Kill failed with %v (code %v); want code %v, as gRPC's closed ClientConn fails it",
 			err, status.Code(err), codes.Canceled)
+	}
+}
+
+// TestKeepClientOnce: the host keeps the ClientConn once however many
+// streams are opened on it, from however many goroutines at a time (a
+// hint provider's Hints and balloon sessions, one stream each, for the
+// life of the VMM), not once a stream.
+func TestKeepClientOnce(t *testing.T) {
+	p := start(t, nil, filepath.Join(t.TempDir(), "opened"))
+	rpc, err := p.Client.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, ok := rpc.(*plugin.GRPCClient)
+	if !ok {
+		t.Fatalf("go-plugin's client is %T; want *plugin.GRPCClient", rpc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				sctx, end := context.WithCancel(ctx)
+				_, err := gc.Conn.NewStream(sctx, &grpc.StreamDesc{ServerStreams: true}, stdioStream)
+				end()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a stream on the live process: %v", err)
+	}
+	if n := plugproc.KeptClients(p); n != 1 {
+		t.Errorf("%d ClientConns kept after 200 streams on one; want 1", n)
 	}
 }

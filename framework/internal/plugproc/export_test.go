@@ -43,3 +43,11 @@ func (c *lateClose) Close() error {
 func AddDialOptions(cfg *Config, opts ...grpc.DialOption) {
 	cfg.dialOpts = append(cfg.dialOpts, opts...)
 }
+
+// KeptClients is how many ClientConns p's hostConns keeps for Kill to
+// close (keepClient).
+func KeptClients(p *Process) int {
+	p.conns.mu.Lock()
+	defer p.conns.mu.Unlock()
+	return len(p.conns.clients)
+}
