@@ -49,15 +49,17 @@ func MoreProblems(n int) *Problem {
 // kept, the first problems of a list of total (at least MaxProblems-1 of
 // them, or all total), as reported. When total is at most MaxProblems it
 // is kept itself; otherwise its first MaxProblems-1 and, last,
-// MoreProblems(total-(MaxProblems-1)). It may reuse kept's array. What
-// it cannot do: tell a problem that already counts others (a
-// MoreProblems from a plugin's answer) from any other, so such a
-// problem cut away counts as one.
+// MoreProblems(total-(MaxProblems-1)). A kept shorter than MaxProblems-1
+// of a longer list is kept whole, the last counting all the rest
+// (TestBoundFewKept). It may reuse kept's array. What it cannot do: tell
+// a problem that already counts others (a MoreProblems from a plugin's
+// answer) from any other, so such a problem cut away counts as one.
 func Bound(kept []Problem, total int) []Problem {
 	if total <= MaxProblems {
 		return kept
 	}
-	return append(kept[:MaxProblems-1], *MoreProblems(total - (MaxProblems - 1)))
+	n := min(len(kept), MaxProblems-1)
+	return append(kept[:n], *MoreProblems(total - n))
 }
 
 // Problems flattens err (errors.Join trees and wrapped errors) into its

@@ -101,3 +101,32 @@ type noneJoined struct{ errs []error }
 
 func (noneJoined) Error() string     { return "joins none" }
 func (e noneJoined) Unwrap() []error { return e.errs }
+
+// TestBoundFewKept: Bound given fewer than MaxProblems-1 problems of a
+// list of more than MaxProblems (a caller that kept fewer than its doc
+// asks) keeps those it was given and counts all the rest, rather than
+// panicking (kept's array too short) or listing zero Problems from
+// beyond kept's length (kept's array long enough).
+func TestBoundFewKept(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		kept []Problem
+	}{
+		{"an array of its own length", []Problem{{"a", "1"}, {"b", "2"}}},
+		{"an array of MaxProblems", append(make([]Problem, 0, MaxProblems), Problem{"a", "1"}, Problem{"b", "2"})},
+	} {
+		var got []Problem
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: Bound panicked: %v", c.name, r)
+				}
+			}()
+			got = Bound(c.kept, 5000)
+		}()
+		want := []Problem{{"a", "1"}, {"b", "2"}, *MoreProblems(4998)}
+		if got != nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Bound of 2 kept of 5000 = %d problems, the last %+v; want %+v", c.name, len(got), got[len(got)-1], want)
+		}
+	}
+}
