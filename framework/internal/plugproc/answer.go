@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -121,7 +122,8 @@ func askEarlyAnswer(methods []string) grpc.UnaryClientInterceptor {
 // answerMarginKey runs under a context that ends that margin before the
 // host's deadline, and an error the handler returns once that context
 // ran out is sent as a deadline error (codes.DeadlineExceeded) with the
-// handler's text, which the host, still listening, reports. A margin
+// handler's text, which the host, still listening, reports (outOfTime:
+// ": context deadline exceeded" added unless it already ends so). A margin
 // that is not a number in (0, maxAnswerMargin] is ignored, as a host
 // that sends none.
 func answerEarly(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -140,7 +142,17 @@ func answerEarly(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler 
 	if !errors.Is(short.Err(), context.DeadlineExceeded) && time.Now().Before(by) {
 		return resp, err // the handler's own failure, before its time ran out
 	}
-	return resp, status.Error(codes.DeadlineExceeded, status.Convert(err).Message()+": "+context.DeadlineExceeded.Error())
+	return resp, status.Error(codes.DeadlineExceeded, outOfTime(status.Convert(err).Message()))
+}
+
+// outOfTime is the text of a handler's error msg that ran out of its
+// margin: msg saying so, once (an error of another class that wraps the
+// context's, or the context's own, already ends with it).
+func outOfTime(msg string) string {
+	if strings.HasSuffix(msg, context.DeadlineExceeded.Error()) {
+		return msg
+	}
+	return msg + ": " + context.DeadlineExceeded.Error()
 }
 
 // askedMargin reads the margin the host asked for (answerMarginKey).

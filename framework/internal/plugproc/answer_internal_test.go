@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // TestAskedMargin: the plugin takes a margin only as one decimal number
@@ -92,3 +94,42 @@ func TestAskEarlyAnswerMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerEarlyText: an error the handler returns once its margin's
+// context ran out goes back as a deadline error with the handler's
+// text, saying it ran out of time once: appended to a text that does
+// not say so, not again to one that ends with the context's error (an
+// error of another class that wraps ctx.Err()).
+func TestAnswerEarlyText(t *testing.T) {
+	dl := context.DeadlineExceeded.Error()
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{status.Error(codes.Unknown, "names the last try dropped"), "names the last try dropped: " + dl},
+		{status.Error(codes.Aborted, "connect: "+dl), "connect: " + dl},
+		{context.DeadlineExceeded, dl},
+	} {
+		// The host asked for a margin longer than the time left: the
+		// handler's context has ended, the call's has not.
+		ctx := metadata.NewIncomingContext(deadlineOnly{context.Background(), time.Now().Add(time.Second / 2)},
+			metadata.Pairs(answerMarginKey, "1000000000"))
+		_, err := answerEarly(ctx, nil, nil, func(short context.Context, _ any) (any, error) {
+			<-short.Done()
+			return nil, c.err
+		})
+		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != c.want {
+			t.Errorf("handler's %v: answered %v; want DeadlineExceeded %q", c.err, err, c.want)
+		}
+	}
+}
+
+// deadlineOnly is a context that reports a deadline it never ends at: a
+// call's context whose deadline is still ahead, however long the test
+// takes.
+type deadlineOnly struct {
+	context.Context
+	d time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.d, true }
