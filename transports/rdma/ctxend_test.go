@@ -227,3 +227,61 @@ func TestCutWriteSaysWhy(t *testing.T) {
 		}
 	})
 }
+
+// TestCutTLSWriteSaysWhy: a SendMessage whose context ends while its
+// write waits for the socket, before any of its bytes went (a valve
+// under the channel's TLS, or under nothing in plaintext), returns its
+// context's end; then either the session goes on (plaintext: the next
+// message arrives) or, when it cannot, its error says what cut it. Over
+// TLS it cannot: crypto/tls refuses every write after one a deadline
+// cut, whatever went. Before, a TLS session went on as if nothing had
+// happened, and the next write failed it with "control channel: the
+// write was cut on this side with 0 of a frame's 34 bytes written: i/o
+// timeout", naming neither the context nor TLS, while no deadline of
+// that write's had passed.
+func TestCutTLSWriteSaysWhy(t *testing.T) {
+	p := providers(t)[0]
+	for _, plaintext := range []bool{true, false} {
+		name := map[bool]string{true: "plaintext", false: "TLS"}[plaintext]
+		t.Run(name, func(t *testing.T) {
+			var armed atomic.Bool
+			v := newValve(func([]byte) bool { return armed.CompareAndSwap(true, false) })
+			v.reopen = true // the link takes bytes again once the cut write gave up
+			send := rdma.New(nil)
+			send.SetRawControlWrap(v.wrap)
+			s := openCreds(t, p, 0, 1<<20, send, nil, plaintext)
+			t.Cleanup(v.open)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			armed.Store(true)
+			mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			err := s.send.SendMessage(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+			mcancel()
+			select {
+			case <-v.held:
+			default:
+				t.Fatal("the SendMessage's write never reached the socket")
+			}
+			if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") {
+				t.Fatalf("SendMessage cut before any byte went: %v; want its context's end", err)
+			}
+			next := s.send.SendMessage(ctx, transport.Message{Kind: 2, Payload: []byte("after the cut")})
+			if next == nil {
+				if m, err := s.recv.RecvMessage(ctx); err != nil || m.Kind != 2 {
+					t.Fatalf("the destination's message after the cut: kind %d, %v; want kind 2", m.Kind, err)
+				}
+				if !plaintext {
+					t.Error("a TLS channel whose write a deadline cut carried the next frame (crypto/tls refuses that)")
+				}
+				return
+			}
+			_, ended := s.send.RecvMessage(ctx)
+			t.Logf("next SendMessage: %v; the session: %v", next, ended)
+			for what, err := range map[string]error{"the next SendMessage": next, "the session": ended} {
+				if errors.Is(err, transport.ErrClosed) || !strings.Contains(err.Error(), "context deadline exceeded") {
+					t.Errorf("%s ended with %v; want the first call's context named, not ErrClosed", what, err)
+				}
+			}
+		})
+	}
+}

@@ -43,6 +43,10 @@ func (t *Transport) SetWarmHook(warm func(provider string) <-chan struct{}) { t.
 // frames through wrap(conn) (reads and the setup frames go to conn).
 func (t *Transport) SetControlWrap(wrap func(net.Conn) net.Conn) { t.wrapCtrl = wrap }
 
+// SetRawControlWrap makes a sending session's control socket be wrapped
+// by wrap before TLS (in plaintext: the channel's writes themselves).
+func (t *Transport) SetRawControlWrap(wrap func(net.Conn) net.Conn) { t.wrapRaw = wrap }
+
 // SetPollPace makes a sending session call pace before each poll of its
 // endpoints' completions (by their pollers or a driving engine call):
 // while pace blocks, no completion of its writes is taken.

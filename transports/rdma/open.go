@@ -59,7 +59,11 @@ func openSend(parent context.Context, s *session) error {
 	if err != nil {
 		return ctx.timedOut(during(fmt.Sprintf("connecting to %s (is the destination listening there?)", addr), err))
 	}
-	sc, err := transport.Secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	under := net.Conn(c)
+	if s.wrapRaw != nil {
+		under = s.wrapRaw(c)
+	}
+	sc, err := transport.Secure(ctx, under, transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		c.Close()
 		if err := ctx.timedOut(during("authenticating with the destination", err)); ctx.Err() != nil && errors.As(err, new(*endedError)) {

@@ -86,6 +86,10 @@ type session struct {
 	// answeredHook (tests only) runs on the source once the destination's
 	// URGENT answer was read.
 	answeredHook func()
+	// wrapRaw (tests only) stands between the source's control socket
+	// and what the session writes frames with: TLS, or the socket
+	// itself in plaintext (raw stays the socket).
+	wrapRaw func(net.Conn) net.Conn
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
@@ -214,10 +218,16 @@ func (s *session) writeFrame(ctx context.Context, bufs ...[]byte) error {
 // the socket broke) first marks the channel broken, so that the ABORT
 // goes on the other channel only: on this one the peer would read it
 // as the cut frame's rest (TestControlWriteStopsMidFrame). Until
-// 2026-12-07 a failed write ended the session with no ABORT. What it
-// cannot see: a TLS channel's record cut half-way while the frame's
-// bytes before it count as none (crypto/tls then refuses every later
-// write, fail's ABORT included, so nothing follows the cut record).
+// 2026-12-07 a failed write ended the session with no ABORT. Over TLS
+// a cut write fails the session even when none of the frame's bytes
+// counted as written: crypto/tls refuses every write after one a
+// deadline cut (and counts none of a record it cut half-way, whose
+// start the peer may have read), so the channel can carry no frame,
+// and it is marked broken. Until 2026-12-07 such a call returned its
+// context's end and the session went on, to fail at the channel's next
+// write with "the write was cut on this side with 0 of a frame's 37
+// bytes written: i/o timeout", naming neither the context nor TLS
+// (TestCutTLSWriteSaysWhy); in plaintext the session still goes on.
 func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, what string, bufs ...[]byte) error {
 	if err := s.Err(); err != nil {
 		return err
@@ -248,7 +258,7 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		// (TestWriteCutAfterItWent).
 		<-cut
 		conn.SetWriteDeadline(time.Time{})
-		if n == 0 && err != nil {
+		if _, isTLS := conn.(*tls.Conn); n == 0 && err != nil && !isTLS {
 			lock.unlock()
 			return ctx.Err()
 		}
@@ -257,11 +267,16 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		lock.unlock()
 		return nil
 	}
-	if n > 0 {
+	_, isTLS := conn.(*tls.Conn)
+	if n > 0 || isTLS && errors.Is(err, os.ErrDeadlineExceeded) {
 		lock.broken.Store(true)
 	}
 	lock.unlock()
 	err = writeFailed(what, err, ctxCut, ctx.Err(), n, size)
+	if isTLS && ctxCut && n == 0 {
+		err = fmt.Errorf("%w (over TLS, which refuses every write after one a deadline cut, and counts "+
+			"none of a record cut half-way)", err)
+	}
 	s.fail(err, wire.CodeFailed)
 	return s.Err() // err, unless the session had ended: then the deadline fail set cut the write
 }

@@ -50,10 +50,16 @@ func open(t *testing.T, provider string, off, size int64, send *rdma.Transport) 
 // openWith is open with a receiver of the caller's (nil: a new one).
 func openWith(t *testing.T, provider string, off, size int64, send, recv *rdma.Transport) *session {
 	t.Helper()
+	return openCreds(t, provider, off, size, send, recv, true)
+}
+
+// openCreds is openWith over plaintext credentials or TLS.
+func openCreds(t *testing.T, provider string, off, size int64, send, recv *rdma.Transport, plaintext bool) *session {
+	t.Helper()
 	sf, sm := memfd(t, "send", off+size)
 	df, dm := memfd(t, "recv", off+size)
 	layout := []transport.RAMRegion{{GPA: 0, Size: uint64(size), File: 0, Offset: uint64(off)}}
-	sc, rc, err := transport.MintCredentials(true)
+	sc, rc, err := transport.MintCredentials(plaintext)
 	if err != nil {
 		t.Fatal(err)
 	}

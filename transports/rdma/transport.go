@@ -34,6 +34,7 @@ type Transport struct {
 	registerHook func() error            // tests only: see receiver.hook, sender.hook
 	answeredHook func()                  // tests only: see session.answeredHook
 	wrapCtrl     func(net.Conn) net.Conn // tests only: stands between an open session and its control channel's writes
+	wrapRaw      func(net.Conn) net.Conn // tests only: see session.wrapRaw
 	pacePolls    func()                  // tests only: see queue.pace (a source's endpoints)
 	markWait     func()                  // tests only: see sender.markWait
 	postHook     func(mark bool)         // tests only: see sender.postHook
@@ -134,6 +135,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	}
 	s.rcv.hook, s.snd.hook = t.registerHook, t.registerHook
 	s.answeredHook = t.answeredHook
+	s.wrapRaw = t.wrapRaw
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {
