@@ -194,6 +194,15 @@ func (c *checkCut) RecvMessage(ctx context.Context) (transport.Message, error) {
 	return m, err
 }
 
+// missingCount says how many pages a report's PagesMissing counts, or
+// that it counts none (nil: not a post-copy destination's report).
+func missingCount(p *uint64) string {
+	if p == nil {
+		return "none reported"
+	}
+	return fmt.Sprint(*p)
+}
+
 // TestPostcopyCheckPromised: both engines in post-copy with the page
 // check; the connection breaks after LOADED. The source never commits
 // without VERIFIED: it resumes its VM (failed) and never reconnects.
@@ -233,7 +242,7 @@ func TestPostcopyCheckPromised(t *testing.T) {
 				t.Fatalf("the connection was cut %d times: the test did not test it", c.cuts.Load())
 			}
 			if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
-				t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+				t.Fatalf("the destination lacked no page (pages missing: %s): the test did not test it", missingCount(r.drep.PagesMissing))
 			}
 			if r.srep.Status != StatusFailed || src.Counters().Resumes == 0 {
 				t.Errorf("source %s, %d resumes; want failed, resumed", r.srep.Status, src.Counters().Resumes)
@@ -532,7 +541,7 @@ func TestPostcopyVerifiedLost(t *testing.T) {
 		t.Fatalf("%d VERIFIED sent: the test did not test it", d.died.Load())
 	}
 	if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
-		t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+		t.Fatalf("the destination lacked no page (pages missing: %s): the test did not test it", missingCount(r.drep.PagesMissing))
 	}
 	abortHeard(t, r, dst, took, reconnect)
 	if !strings.Contains(fmt.Sprint(r.derr), "the source reconnected and was told to resume the VM") {
@@ -564,7 +573,7 @@ func TestPostcopyLoadedLost(t *testing.T) {
 		t.Fatalf("%d LOADED sent: the test did not test it", d.died.Load())
 	}
 	if r.drep.PagesMissing == nil || *r.drep.PagesMissing == 0 {
-		t.Fatalf("the destination lacked no page (%v): the test did not test it", r.drep.PagesMissing)
+		t.Fatalf("the destination lacked no page (pages missing: %s): the test did not test it", missingCount(r.drep.PagesMissing))
 	}
 	abortHeard(t, r, dst, took, reconnect)
 	if !strings.Contains(fmt.Sprint(r.derr), "the source reconnected and was told to resume the VM") {

@@ -551,7 +551,7 @@ func runPCFuzz(t *testing.T, b []byte) (Report, error) {
 	case rep.Handover != HandoverRunning || resumed != 1 || z.halted:
 		t.Fatalf("Receive succeeded without a running VM: %s", what)
 	case rep.Mode == ModePostcopy && (rep.PagesMissing == nil || *rep.PagesMissing != 0 || z.toucher != nil):
-		t.Fatalf("post-copy succeeded with pages missing (%v) or the Toucher still set: %s", rep.PagesMissing, what)
+		t.Fatalf("post-copy succeeded with pages missing (%s) or the Toucher still set: %s", missingCount(rep.PagesMissing), what)
 	}
 	return rep, err
 }

@@ -1630,7 +1630,7 @@ func TestPostcopyUnknownReportsMissing(t *testing.T) {
 			t.Fatalf("absent %v: script failed; Receive: %v", absent, err)
 		}
 		if !errors.Is(err, ErrHandoverUnknown) || rep.PagesMissing == nil {
-			t.Fatalf("absent %v: Receive: %v, pages missing %v", absent, err, rep.PagesMissing)
+			t.Fatalf("absent %v: Receive: %v, pages missing %s", absent, err, missingCount(rep.PagesMissing))
 		}
 		want := uint64(len(never) + len(stale))
 		if got := *rep.PagesMissing; got != want {
