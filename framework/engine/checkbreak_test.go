@@ -474,47 +474,6 @@ func (v *sentThenDies) SendMessage(ctx context.Context, m transport.Message) err
 	return fmt.Errorf("the session broke as %s went out: %w", msgName(m.Kind), transport.ErrClosed)
 }
 
-// dirtyBulk is the source's transport whose first SendPages (the bulk
-// pass, the guest running, its writes logged) first writes page 100 of
-// the guest (not free: pcFree), so that post-copy owes that page at the
-// switch whatever the guest's own writer did. That writer ticks every
-// millisecond, and a bulk pass of a few milliseconds can run without one
-// of its writes landing in it (the pass reports dirty=0): the
-// destination then holds every page, and a test that needs owed pages
-// tests nothing (TestPostcopyVerifiedLost failed so 5 of 300 runs).
-type dirtyBulk struct {
-	transport.Transport
-	src  *vmtest.VM
-	once sync.Once
-	done atomic.Bool
-	err  error // the write's, read after Send returned
-}
-
-// wrap is bothEnginesWrapped's source wrap.
-func (d *dirtyBulk) wrap(str transport.Transport, src *vmtest.VM) transport.Transport {
-	d.Transport, d.src = str, src
-	return d
-}
-
-func (d *dirtyBulk) SendPages(ctx context.Context, runs []transport.PageRun) error {
-	d.once.Do(func() {
-		d.err = d.src.Write(100 << 12)
-		d.done.Store(true)
-	})
-	return d.Transport.SendPages(ctx, runs)
-}
-
-// wrote fails t unless the write went into guest RAM during the bulk pass.
-func (d *dirtyBulk) wrote(t *testing.T) {
-	t.Helper()
-	if !d.done.Load() {
-		t.Fatal("the source sent no pages: the test did not test it")
-	}
-	if d.err != nil {
-		t.Fatalf("page 100 not written during the bulk pass (%v): the test did not test it", d.err)
-	}
-}
-
 // TestPostcopyVerifiedLost: both engines in post-copy with the page
 // check; the destination's VERIFIED reaches the source, but its send
 // fails as the session breaks. The source commits on it; its COMMIT
