@@ -21,7 +21,9 @@
 // the VMMs refuse the cancel and migrate says so and follows the migration
 // to its end. A second signal ends migrate at once (the VMMs go on). If the handover ends unknown (docs/HANDOVER.md), migrate resolves
 // it at once: it asks both VMMs and runs the guest on exactly one of them.
-// -resolve does only that, for when an earlier migrate could not. A
+// -resolve does only that, for when an earlier migrate could not (its
+// first Ctrl-C or SIGTERM ends it at its next look or wait, never inside
+// an act: errInterrupted). A
 // migrate run for a job whose source VMM is already sending (an earlier
 // migrate ended early) follows that migration instead of starting one;
 // one without an id (started by hand) it leaves alone and fails.

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -98,6 +99,40 @@ type resolver struct {
 	// rec is what this resolve sent and the sides' last answers
 	// (query, do, cancelDst, lastCancel): migrate -resolve -json's.
 	rec resolveRecord
+	// stop, closed at migrate -resolve's first Ctrl-C or SIGTERM, ends
+	// the resolve (errInterrupted); nil, never (a run's resolve, which
+	// goes on to its end).
+	stop <-chan struct{}
+}
+
+// errInterrupted is why a resolve that stop ended placed the guest on
+// no side: a signal came before it acted on a look, or while it waited
+// for a side still migrating. It never cuts an act, nor the acts of one
+// look (a resolution half done is worse than one that takes its 10 s
+// per call), nor a look: the next ends it, unless that look asks for no
+// act and no wait (resolve). Until TestResolveJSONInterrupted the
+// signal killed migrate -resolve wherever it was, -json's answer
+// unprinted.
+var errInterrupted = errors.New("interrupted (Ctrl-C or SIGTERM): migrate acted no further and stopped waiting")
+
+// interrupted reports whether stop is closed.
+func (r *resolver) interrupted() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause waits d, or until stop is closed.
+func (r *resolver) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.stop:
+	}
 }
 
 // query asks one side; an error means unreachable.
@@ -186,14 +221,14 @@ func (r *resolver) resolve() (verdict, error) {
 		look := dstLook{side: d.Side, id: r.dstID, tag: r.dstTag}
 		refused := refusals[look] // "": none for the destination as it stands now
 		steps, v := plan(s.Side, d.Side)
-		if v == verdictWait && s.Side == api.SidePostcopyBroken {
+		if v == verdictWait && s.Side == api.SidePostcopyBroken && !r.interrupted() { // interrupted: ends below
 			if time.Now().Before(pcDeadline) {
 				if !pcWaiting {
 					fmt.Fprintf(r.out, "migrate: the source gave post-copy up; the destination is still in it "+
 						"(it may hold every page and go on, or break): waiting up to %v for it\n", r.pcWait)
 					pcWaiting = true
 				}
-				time.Sleep(500 * time.Millisecond)
+				r.pause(500 * time.Millisecond)
 				continue
 			}
 			v = verdictLost
@@ -218,6 +253,10 @@ func (r *resolver) resolve() (verdict, error) {
 		case resumed && resumesSource(steps): // beside a failing destination, or one failed since (TestResolveResumesSourceOnceBesideFailed)
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the source %s confirmed its resume (migration %s), then said %s (migration %s): "+
 				"it is not resumed twice", r.src, idText(resumedID), s.Side, idText(r.srcID)))
+		case r.interrupted() && (len(steps) > 0 || v == verdictWait):
+			// Nothing more is sent, and no wait goes on (a cancel
+			// verdict's, below).
+			return verdictManual, r.manual(s.Side, d.Side, errInterrupted)
 		case v == verdictCancelDst && len(steps) > 0:
 			// The steps first (the source's resume, confirmed), then
 			// ask again: the cancel goes only beside a source seen
@@ -244,22 +283,26 @@ func (r *resolver) resolve() (verdict, error) {
 				return verdictSource, nil
 			}
 			return verdictManual, r.manual(s.Side, d.Side, err)
-		case v == verdictCancelDst && refused == "" && time.Now().Before(deadline):
+		case v == verdictCancelDst && refused == "" && time.Now().Before(deadline) && !r.interrupted():
 			if why := r.cancelDst(); why != "" {
 				refusals[look] = why
 				continue // not sent again while it stands so: plan from fresh answers
 			}
-			time.Sleep(200 * time.Millisecond)
+			r.pause(200 * time.Millisecond)
 			continue
-		case v == verdictCancelDst && d.Side == sideFailing && (refused != "" || !time.Now().Before(deadline)):
+		case v == verdictCancelDst && d.Side == sideFailing && (refused != "" || !time.Now().Before(deadline) || r.interrupted()):
 			// It refused its cancel, or the wait is past (it may have
 			// run out before the source's resume): the guest runs on
 			// the source, never on a failing destination, which is
 			// sent its cancel once more unless it refused one.
 			r.lastCancel(refused)
 			return verdictSource, nil
+		case v == verdictCancelDst && r.interrupted():
+			// Beside a running source, a destination still migrating
+			// (not failing) is not cancelled, nor waited for.
+			return verdictManual, r.manual(s.Side, d.Side, errInterrupted)
 		case (v == verdictWait || v == verdictCancelDst) && time.Now().Before(deadline):
-			time.Sleep(200 * time.Millisecond)
+			r.pause(200 * time.Millisecond)
 			continue
 		case v == verdictCancelDst && refused != "":
 			return verdictManual, r.manual(s.Side, d.Side, fmt.Errorf("the destination still migrates after %v: it did not cancel migration %s "+

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/job"
@@ -36,13 +39,19 @@ func parseJobFile(path string, stderr io.Writer) *job.Job {
 // resolveMain is migrate -resolve: read the job, resolve, say the
 // outcome; with asJSON also as one JSON object on stdout
 // (resolveAnswer), the lines it prints there otherwise going to stderr.
-// It returns the exit code.
+// It returns the exit code. The first Ctrl-C or SIGTERM ends the
+// resolve at its next look or wait (resolver.stop, errInterrupted:
+// exit 1, with what it did and saw until then); the second ends
+// migrate at once, with nothing more said.
 func resolveMain(path string, asJSON bool, stdout, stderr io.Writer) int {
 	said := stdout
 	if asJSON {
 		said = stderr
 	}
-	a := resolveJob(path, said, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
+	a := resolveJob(ctx, path, said, stderr)
 	if asJSON {
 		writeAnswer(stdout, a)
 	}
@@ -51,8 +60,10 @@ func resolveMain(path string, asJSON bool, stdout, stderr io.Writer) int {
 
 // resolveJob is resolveMain's work: what it says goes to stdout, its
 // reasons for exit 1 (each also in the answer's error) and the
-// resolver's lines to stderr.
-func resolveJob(path string, stdout, stderr io.Writer) resolveAnswer {
+// resolver's lines to stderr. signalled, done, ends the resolve
+// (resolver.stop); once the resolve found the guest running on the
+// destination, the source is quit all the same (quitSource).
+func resolveJob(signalled context.Context, path string, stdout, stderr io.Writer) resolveAnswer {
 	a := resolveAnswer{Mode: modeResolve}
 	j, refusal := parseJobFileSaying(path, stderr)
 	if j == nil {
@@ -60,6 +71,7 @@ func resolveJob(path string, stdout, stderr io.Writer) resolveAnswer {
 		return a
 	}
 	r := newResolver(j, stderr)
+	r.stop = signalled.Done()
 	v, err := r.resolve()
 	var why []string // the reasons for exit 1, as printed
 	fail := func(reason string) {
