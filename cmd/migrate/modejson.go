@@ -109,13 +109,21 @@ func writeAnswer(w io.Writer, answer any) {
 }
 
 // parseJobFileSaying is parseJobFile, and for a job it refuses also the
-// reason: the last line it printed on stderr, after "migrate: " (the
-// line that ends every refusal, refuseJob's, or readJob's own).
+// reason: what it printed last on stderr after "migrate: " at the start
+// of a line (the line that ends every refusal, refuseJob's, or readJob's
+// own), to its end, more than one line where the reason spans them (a
+// path with a line break; until TestModeJSONRefusalWhole, the last line
+// alone). What it cannot tell apart: a path that holds a line break
+// followed by "migrate: " itself.
 func parseJobFileSaying(path string, stderr io.Writer) (*job.Job, string) {
 	var said bytes.Buffer
 	if j := parseJobFile(path, io.MultiWriter(stderr, &said)); j != nil {
 		return j, ""
 	}
-	lines := strings.Split(strings.TrimRight(said.String(), "\n"), "\n")
-	return nil, strings.TrimPrefix(lines[len(lines)-1], "migrate: ")
+	text := "\n" + strings.TrimRight(said.String(), "\n")
+	i := strings.LastIndex(text, "\nmigrate: ")
+	if i < 0 { // none: every refusal ends with one
+		return nil, strings.TrimSpace(text)
+	}
+	return nil, text[i+len("\nmigrate: "):]
 }

@@ -344,3 +344,22 @@ func TestStartPostcopyJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestModeJSONRefusalWhole: the error of a job refused (exit 2) is the
+// whole reason migrate printed after "migrate: ", also where that
+// spans lines (a path with a line break in it). Before, it was the
+// last line alone: "x.hcl: no such file or directory".
+func TestModeJSONRefusalWhole(t *testing.T) {
+	path := t.TempDir() + "/jobs\nold/x.hcl"
+	for _, mode := range []string{"-resolve", "-start-postcopy"} {
+		var out, errb strings.Builder
+		code := realMain([]string{mode, "-json", "-config", path}, &out, &errb)
+		t.Logf("%s: exit %d\nstdout %s\nstderr %s", mode, code, out.String(), errb.String())
+		a, _ := decodeOne(t, out.String())
+		if code != 2 || a.Exit != 2 {
+			t.Errorf("%s: exit %d, answer's %d, want 2", mode, code, a.Exit)
+		}
+		wantErrorSaid(t, a.Error, errb.String())
+		wantSays(t, a.Error, path)
+	}
+}
