@@ -83,7 +83,13 @@ func answered(err error) bool {
 // omitempty zero, as Progress.Reconnecting once a post-copy resumed)
 // as it was, so reusing one would keep stale values.
 func migrateStatus(sock string) (api.Migration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return migrateStatusUnder(context.Background(), sock)
+}
+
+// migrateStatusUnder is migrateStatus, ended early when ctx ends
+// (-start-postcopy's Ctrl-C).
+func migrateStatusUnder(ctx context.Context, sock string) (api.Migration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var st api.Migration
 	err := callControl(ctx, sock, "migrate-status", nil, &st)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,4 +124,64 @@ func TestResolveInterruptedActsNoFurther(t *testing.T) {
 			c.wantAsked(t, "", tc.asked)
 		})
 	}
+}
+
+// TestStartPostcopyJSONInterrupted: Ctrl-C while migrate
+// -start-postcopy -json waits for a VMM's answer (here the source's
+// migrate-status, which does not come) ends the wait: it prints its one
+// JSON object (nothing asked, exit 1, the interrupt in its error, as
+// printed) and exits 1. Before, the signal killed it: stdout held
+// nothing, and it exited by the signal.
+func TestStartPostcopyJSONInterrupted(t *testing.T) {
+	c := startPostcopyCase(t)
+	looked, hang := make(chan struct{}, 1), make(chan struct{})
+	release := sync.OnceFunc(func() { close(hang) })
+	t.Cleanup(release) // before the fake VMMs end
+	// Its answer hangs (holding the fake's lock): migrate listens for
+	// signals by then.
+	c.src.looked = func(*fakeVMM) {
+		select {
+		case looked <- struct{}{}:
+		default:
+		}
+		<-hang
+	}
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(plugintest.Path(t, "migrate"), "-start-postcopy", "-json", "-config", c.writeJob(t))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-looked:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("migrate -start-postcopy did not ask the source within 20 s: %s", stderr.String())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(8 * time.Second): // its call's own bound is 10 s
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("migrate -start-postcopy still ran 8 s after Ctrl-C: %s", stderr.String())
+	}
+	t.Logf("%v\nstdout %s\nstderr %s", cmd.ProcessState, stdout.String(), stderr.String())
+	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+		t.Fatalf("migrate -start-postcopy -json died of %v: no answer", st.Signal())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	a, _ := decodeOne(t, stdout.String())
+	if a.Mode != modeStartPostcopy || a.Exit != 1 || a.Asked || a.Accepted {
+		t.Errorf("mode %q, exit %d, asked %v, accepted %v: want start-postcopy, 1, nothing asked", a.Mode, a.Exit, a.Asked, a.Accepted)
+	}
+	wantErrorSaid(t, a.Error, stderr.String())
+	wantSays(t, a.Error, "interrupted")
+	release()
+	c.wantAsked(t, "", "")
 }

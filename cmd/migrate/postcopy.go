@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -30,7 +33,10 @@ func startPostcopyMain(path string, asJSON bool, stdout, stderr io.Writer) int {
 	if asJSON {
 		said = stderr
 	}
-	a := startPostcopyJob(path, said, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
+	a := startPostcopyJob(ctx, path, said, stderr)
 	if asJSON {
 		writeAnswer(stdout, a)
 	}
@@ -39,9 +45,17 @@ func startPostcopyMain(path string, asJSON bool, stdout, stderr io.Writer) int {
 
 // startPostcopyJob is startPostcopyMain's work: what it says goes to
 // stdout, its reason for exit 1 (also the answer's error) to stderr.
-func startPostcopyJob(path string, stdout, stderr io.Writer) startPostcopyAnswer {
+// signalled, done (the first Ctrl-C or SIGTERM), ends the wait for a
+// VMM's answer, and the reason says so: a request already written may
+// have been taken all the same (asked). Until
+// TestStartPostcopyJSONInterrupted the signal killed migrate, -json's
+// answer unprinted.
+func startPostcopyJob(signalled context.Context, path string, stdout, stderr io.Writer) startPostcopyAnswer {
 	a := startPostcopyAnswer{Mode: modeStartPostcopy}
 	fail := func(reason string) startPostcopyAnswer {
+		if signalled.Err() != nil {
+			reason = "interrupted (Ctrl-C or SIGTERM): " + reason
+		}
 		fmt.Fprintln(stderr, "migrate:", reason)
 		a.Error, a.Exit = reason, 1
 		return a
@@ -51,12 +65,12 @@ func startPostcopyJob(path string, stdout, stderr io.Writer) startPostcopyAnswer
 		a.Error, a.Exit = refusal, 2
 		return a
 	}
-	id, err := jobMigration(j)
+	id, err := jobMigration(signalled, j)
 	if err != nil {
 		return fail(fmt.Sprintf("start post-copy: nothing was asked: %v", err))
 	}
 	a.ID = id
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(signalled, 10*time.Second)
 	defer cancel()
 	var res api.StartPostcopyResult
 	if err := callControl(ctx, j.Source.Control, "migrate-start-postcopy", api.IDArgs{ID: id}, &res); err != nil {
@@ -76,8 +90,9 @@ func startPostcopyJob(path string, stdout, stderr io.Writer) startPostcopyAnswer
 // match exactly and "" matches nothing, so no request without an id is
 // ever sent. A migration that is not running (ended, or one the source
 // receives) is left to the source's own refusal, by its id.
-func jobMigration(j *job.Job) (string, error) {
-	st, err := migrateStatus(j.Source.Control)
+// Its looks end early when ctx ends.
+func jobMigration(ctx context.Context, j *job.Job) (string, error) {
+	st, err := migrateStatusUnder(ctx, j.Source.Control)
 	if err != nil {
 		return "", fmt.Errorf("the source %s: %w", j.Source.Control, err)
 	}
@@ -87,7 +102,7 @@ func jobMigration(j *job.Job) (string, error) {
 	if st.Done || st.Role != transport.RoleSend.String() {
 		return st.ID, nil
 	}
-	d, err := migrateStatus(j.Destination.Control)
+	d, err := migrateStatusUnder(ctx, j.Destination.Control)
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("the source %s sends migration %q, and this job's destination %s cannot say it receives it: %w",
