@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/ferryvm/ferry/framework/job"
 	"github.com/ferryvm/ferry/vmm/api"
@@ -106,6 +110,28 @@ type startPostcopyAnswer struct {
 // startPostcopyAnswer) as one JSON object on w.
 func writeAnswer(w io.Writer, answer any) {
 	json.NewEncoder(w).Encode(answer)
+}
+
+// modeMain runs a mode of migrate that answers in JSON (-resolve,
+// -start-postcopy) and returns its exit code: work says its lines on
+// said (stdout; stderr with asJSON, so that stdout holds the answer
+// alone) and its reasons on stderr, and returns its answer, printed as
+// one JSON object on stdout with asJSON. The first Ctrl-C or SIGTERM
+// ends signalled (work ends at its next wait, saying so); the second
+// ends migrate at once, with nothing more said.
+func modeMain[A any](asJSON bool, stdout, stderr io.Writer, work func(signalled context.Context, said io.Writer) (A, int)) int {
+	said := stdout
+	if asJSON {
+		said = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
+	a, exit := work(ctx, said)
+	if asJSON {
+		writeAnswer(stdout, a)
+	}
+	return exit
 }
 
 // parseJobFileSaying is parseJobFile, and for a job it refuses also the

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -29,18 +26,10 @@ import (
 // migration is not the job's, or the VMM refused or could not be
 // reached, 2 for a job that does not parse.
 func startPostcopyMain(path string, asJSON bool, stdout, stderr io.Writer) int {
-	said := stdout
-	if asJSON {
-		said = stderr
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	a := startPostcopyJob(ctx, path, said, stderr)
-	if asJSON {
-		writeAnswer(stdout, a)
-	}
-	return a.Exit
+	return modeMain(asJSON, stdout, stderr, func(signalled context.Context, said io.Writer) (startPostcopyAnswer, int) {
+		a := startPostcopyJob(signalled, path, said, stderr)
+		return a, a.Exit
+	})
 }
 
 // startPostcopyJob is startPostcopyMain's work: what it says goes to

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/job"
@@ -44,18 +41,10 @@ func parseJobFile(path string, stderr io.Writer) *job.Job {
 // exit 1, with what it did and saw until then); the second ends
 // migrate at once, with nothing more said.
 func resolveMain(path string, asJSON bool, stdout, stderr io.Writer) int {
-	said := stdout
-	if asJSON {
-		said = stderr
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	a := resolveJob(ctx, path, said, stderr)
-	if asJSON {
-		writeAnswer(stdout, a)
-	}
-	return a.Exit
+	return modeMain(asJSON, stdout, stderr, func(signalled context.Context, said io.Writer) (resolveAnswer, int) {
+		a := resolveJob(signalled, path, said, stderr)
+		return a, a.Exit
+	})
 }
 
 // resolveJob is resolveMain's work: what it says goes to stdout, its
