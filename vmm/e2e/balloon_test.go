@@ -43,8 +43,11 @@ func newLineWriter() *lineWriter {
 
 func (w *lineWriter) Write(p []byte) (int, error) { return w.pw.Write(p) }
 
+// wait returns the first line matching re within d (a hang guard,
+// stretched by slow), failing otherwise.
 func (w *lineWriter) wait(t testing.TB, re *regexp.Regexp, d time.Duration) []string {
 	t.Helper()
+	d = slow(d)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -78,7 +81,7 @@ func runGuest(t *testing.T, cfg vmm.Config) (*vmm.VM, *lineWriter, context.Conte
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vm.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(120*time.Second))
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { _, err := vm.Run(ctx); done <- err }()
@@ -125,7 +128,7 @@ func TestHintedRangesStayClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, slow(10*time.Second))
 	sum, err := dev.WaitHint(wctx)
 	wcancel()
 	if err != nil || sum.Ranges == 0 {

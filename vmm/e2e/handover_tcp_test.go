@@ -69,7 +69,7 @@ func migrateTCP(t *testing.T, src, dst *memVM, listen, connect string, opt engin
 	cfg := schema.Config{"listen": listen, "connect": connect, "streams": int64(2), "compress": "none",
 		"connect_timeout": int64(5 * time.Second)}
 	log := hclog.NewNullLogger()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(time.Minute))
 	defer cancel()
 	opt.Transport = cfg
 	// The proxy reads frames: authenticated, but in the clear.

@@ -253,7 +253,7 @@ func TestSwitchoverDeadlineDestinationStopped(t *testing.T) {
 	var stoppedAt time.Time
 	var resumedAfter time.Duration
 	rep, err := p.migrateOpts(false, func(*exec.Cmd) {
-		p.src.waitPhase(t, slow(60*time.Second), engine.PhaseStop, engine.PhaseState)
+		p.src.waitPhase(t, 60*time.Second, engine.PhaseStop, engine.PhaseState)
 		// The whole process group: the VMM and its transport plugin.
 		syscall.Kill(-p.dst.cmd.Process.Pid, syscall.SIGSTOP)
 		stoppedAt = time.Now()

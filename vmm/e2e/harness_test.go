@@ -78,7 +78,11 @@ func needProven(t testing.TB, what string) {
 // hint deadline of balloonHint's jobs too.
 const timeScaleEnv = "FERRY_E2E_TIME_SCALE"
 
-// slow is the hang guard d, stretched by FERRY_E2E_TIME_SCALE.
+// slow is the hang guard d, stretched by FERRY_E2E_TIME_SCALE. The
+// harness's waits (waitLine, waitTicks, freshTicks, exitCode,
+// waitPhase, lineWriter.wait) stretch their bounds themselves; a test
+// calls slow for its own contexts and deadlines, never for a figure it
+// asserts (a handover's "ran again within", a fault's latency).
 func slow(d time.Duration) time.Duration {
 	if n, err := strconv.Atoi(os.Getenv(timeScaleEnv)); err == nil && n > 1 {
 		return d * time.Duration(min(n, 100))
@@ -215,8 +219,15 @@ func (r *guestRun) kill() {
 	<-r.done
 }
 
-// waitLine returns the first line matching re within d, failing otherwise.
+// waitLine returns the first line matching re within d (a hang guard,
+// stretched by slow), failing otherwise.
 func (r *guestRun) waitLine(re *regexp.Regexp, d time.Duration) []string {
+	r.t.Helper()
+	return r.waitLineWithin(re, slow(d))
+}
+
+// waitLineWithin is waitLine with d as given, not stretched.
+func (r *guestRun) waitLineWithin(re *regexp.Regexp, d time.Duration) []string {
 	r.t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -235,9 +246,11 @@ func (r *guestRun) waitLine(re *regexp.Regexp, d time.Duration) []string {
 	}
 }
 
-// exitCode waits (up to d) for the process and returns its exit status.
+// exitCode waits (up to d, stretched by slow) for the process and
+// returns its exit status.
 func (r *guestRun) exitCode(d time.Duration) int {
 	r.t.Helper()
+	d = slow(d)
 	select {
 	case <-r.done:
 	case <-time.After(d):
@@ -261,12 +274,13 @@ func (r *guestRun) drain() {
 
 var tickRE = regexp.MustCompile(`^tick (\d+) live=(\d+) free=(\d+) verify=(\S+)`)
 
-// waitTicks waits for n ticks, each verify=ok, failing on any other verdict.
+// waitTicks waits for n ticks within d (stretched by slow), each
+// verify=ok, failing on any other verdict.
 func (r *guestRun) waitTicks(n int, d time.Duration) {
 	r.t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(slow(d))
 	for i := 0; i < n; i++ {
-		m := r.waitLine(tickRE, time.Until(deadline))
+		m := r.waitLineWithin(tickRE, time.Until(deadline))
 		if m[4] != "ok" {
 			r.t.Fatalf("guest verification failed: %s", strings.Join(m, " "))
 		}

@@ -25,7 +25,7 @@ func TestMigrateIntruder(t *testing.T) {
 	_, guest := binaries(t)
 	in := startVMM(t, "-kernel", guest, "-mem", "1G", "-control", filepath.Join(p.dir, "in.sock"), "-cmdline", "workload=idle")
 	in.control = filepath.Join(p.dir, "in.sock")
-	in.waitLine(regexp.MustCompile(`^ready`), slow(120*time.Second))
+	in.waitLine(regexp.MustCompile(`^ready`), 120*time.Second)
 
 	src, dst, err := transport.MintCredentials(false)
 	if err != nil {
@@ -53,7 +53,7 @@ func TestMigrateIntruder(t *testing.T) {
 		t.Fatalf("the destination: %+v", rep)
 	}
 	for range 3 {
-		m := p.dst.waitLine(tickRE, slow(30*time.Second))
+		m := p.dst.waitLine(tickRE, 30*time.Second)
 		if live, _ := strconv.Atoi(m[2]); live == 0 || m[4] != "ok" {
 			t.Fatalf("the destination runs a guest with %s live pages (verify=%s): not the real one", m[2], m[4])
 		}

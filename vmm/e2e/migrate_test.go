@@ -144,7 +144,7 @@ func (p *pair) migrate(during func(cmd *exec.Cmd)) (migrateReport, error) {
 
 func (p *pair) migrateOpts(verify bool, during func(cmd *exec.Cmd)) (migrateReport, error) {
 	root := repoRoot(p.t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(5*time.Minute))
 	defer cancel()
 	args := []string{"-config", p.job, "-json"}
 	if verify {

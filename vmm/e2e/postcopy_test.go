@@ -57,7 +57,7 @@ type postcopyReport struct {
 // and returns the report with its post-copy keys; during runs while
 // migrate is in flight.
 func (p *pair) migratePostcopy(during func(cmd *exec.Cmd)) (postcopyReport, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(5*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(p.t), "bin", "migrate"), "-config", p.job, "-json", "-verify-pages")
 	var out, errb strings.Builder
@@ -223,9 +223,10 @@ func TestPostcopyInterrupted(t *testing.T) {
 }
 
 // waitPhase waits until the VMM's migration is in one of phases; it fails
-// the test after timeout.
+// the test after timeout (stretched by slow).
 func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engine.Phase) {
 	t.Helper()
+	timeout = slow(timeout)
 	var last engine.Phase
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		var st api.Migration

@@ -133,7 +133,7 @@ func TestStateColdMigration(t *testing.T) {
 	_, guest := binaries(t)
 	dir := t.TempDir()
 	srcSock, dstSock, file := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock"), filepath.Join(dir, "vm.state")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(3*time.Minute))
 	defer cancel()
 
 	src := startVMM(t, "-kernel", guest, "-mem", "1G", "-control", srcSock, "-cmdline", stateWorkload)

@@ -124,7 +124,7 @@ func TestStateSaveRestore6G(t *testing.T) {
 // RAM it copied below and above the 32-bit MMIO hole.
 func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint64) {
 	_, guest := binaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slow(4*time.Minute))
 	defer cancel()
 	src := runInProcess(t, ctx, vmm.Config{Kernel: guest, Memory: size, CPUs: 1, Cmdline: cmdline})
 	src.serial.wait(t, regexp.MustCompile(`^ready`), 90*time.Second)
@@ -137,7 +137,7 @@ func testSaveRestore(t *testing.T, size uint64, cmdline string) (low, high uint6
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, slow(10*time.Second))
 	sum, err := src.vm.Balloon().WaitHint(wctx)
 	wcancel()
 	if err != nil || sum.Ranges == 0 {
