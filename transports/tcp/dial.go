@@ -31,7 +31,7 @@ func openSend(ctx context.Context, s *session) error {
 			closeStreams(s.streams)
 			return err
 		}
-		sc, rc, err := secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+		sc, rc, err := secure(ctx, s.underFrames(i, c), transport.RoleSend, s.auth, s.plain)
 		if err != nil {
 			c.Close()
 			closeStreams(s.streams)
@@ -47,7 +47,7 @@ func openSend(ctx context.Context, s *session) error {
 		closeStreams(s.streams)
 		return err
 	}
-	sc, rc, err := secure(ctx, c, transport.RoleSend, s.auth, s.plain)
+	sc, rc, err := secure(ctx, s.underFrames(len(s.streams), c), transport.RoleSend, s.auth, s.plain)
 	if err != nil {
 		c.Close()
 		closeStreams(s.streams)
@@ -62,6 +62,16 @@ func openSend(ctx context.Context, s *session) error {
 	}
 	s.log.Info("connected", "destination", s.cfg.dialAddr(), "streams", len(s.streams), "compress", s.cfg.compress)
 	return nil
+}
+
+// underFrames is what stream idx's frames (TLS, or the frames
+// themselves in plaintext) are written to: the socket c, or what the
+// tests' wrapRaw puts between them.
+func (s *session) underFrames(idx int, c *net.TCPConn) net.Conn {
+	if s.wrapRaw != nil {
+		return s.wrapRaw(idx, c)
+	}
+	return c
 }
 
 // dialRetry dials addr until ctx ends (netdial.Retry) and tunes the

@@ -85,9 +85,16 @@
 //
 // Failure: any error on any stream fails the whole session; the side that
 // saw it sends ABORT with a reason on the streams still usable and closes
-// them all. Calls then return the error: it wraps transport.ErrProtocol
-// for frames that break the format or the layout, transport.ErrClosed
-// when the peer went away or gave up.
+// them all (a stream a write stopped inside a frame, or over TLS any cut
+// write, is broken: no ABORT goes there, and it is closed only once the
+// ABORT went on another, so that the peer reads the reason, not the cut).
+// Calls then return the error: it wraps transport.ErrProtocol for frames
+// that break the format or the layout, transport.ErrClosed when the peer
+// went away or gave up, and neither when this side cut a write: its
+// call's context (the text says so; in plaintext a cut before any of the
+// frame's bytes went leaves the session going on, and the call returns
+// the context's error), or its own wind-down (the call returns the
+// session's error). writeFrame in msg.go has the rules.
 //
 // Configuration: parseConfig (config.go) is the one place of the block's
 // rules. Open runs it first, in either role; Validate

@@ -157,7 +157,13 @@ func openPair(t testing.TB, src, dst *vm, c schema.Config) (send, recv *Transpor
 // openPairPlain is openPair, with frames in the clear if plain.
 func openPairPlain(t testing.TB, src, dst *vm, c schema.Config, plain bool) (send, recv *Transport) {
 	t.Helper()
-	send, recv = New(testLogger(t)), New(testLogger(t))
+	return openPairWith(t, New(testLogger(t)), src, dst, c, plain)
+}
+
+// openPairWith is openPairPlain with a sending transport of the caller's.
+func openPairWith(t testing.TB, send *Transport, src, dst *vm, c schema.Config, plain bool) (_, recv *Transport) {
+	t.Helper()
+	recv = New(testLogger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

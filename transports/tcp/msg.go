@@ -2,8 +2,11 @@ package tcp
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -12,49 +15,77 @@ import (
 	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
-// sendMessage implements SendMessage on stream 0. A write that ctx cuts
-// short inside the frame tears the stream, and so fails the session.
+// sendMessage implements SendMessage on stream 0 (writeFrame).
 func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
 	hdr, err := sessionbase.MsgHeader("send message", m)
 	if err != nil {
 		return err
 	}
-	hdr = s.inVersion(hdr)
+	return s.writeFrame(ctx, s.streams[0], "send message", net.Buffers{s.inVersion(hdr), m.Payload})
+}
+
+// writeFrame writes one frame (bufs) of a call (what: "send message",
+// "send urgent") on stream st, holding its write lock; waiting for it,
+// it returns ctx's error when ctx ends, and so it does when ctx cut its
+// write before any byte went, in plaintext: the session goes on. A
+// write that fails otherwise fails the session with CodeFailed and
+// returns the session's error: its own (writeFailed says what cut it),
+// or, when the session had ended, the reason the wind-down's deadline
+// then cut it for. One that stopped inside the frame first marks the
+// stream broken, so that no ABORT follows it there (the peer would read
+// it as the cut frame's rest); the ABORT goes on the other streams.
+//
+// Over TLS a cut write fails the session even when none of the frame's
+// bytes counted as written: crypto/tls refuses every write after one a
+// deadline cut (and counts none of a record it cut half-way, whose
+// start the peer may have read), so the stream can carry no frame and
+// is marked broken. Until 2026-12-07 such a call returned its context's
+// end and the session went on, to fail at the stream's next write with
+// "stream 0: connection lost (send message: i/o timeout): transport
+// session closed by the peer", naming neither the context nor TLS, of
+// class ErrClosed (TestCutTLSWriteSaysWhy); a cut of its context inside
+// the frame said "send message: write ...: i/o timeout", and one the
+// wind-down cut "stream 0: connection lost (...): transport session
+// closed by the peer", of class ErrClosed too (TestCutWriteSaysWhy).
+func (s *session) writeFrame(ctx context.Context, st *stream, what string, bufs net.Buffers) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
-	st := s.streams[0]
 	if err := st.lock(ctx, s.Done()); err != nil {
 		if err == errSessionDone {
 			return s.Err()
 		}
 		return err
 	}
-	defer st.unlock()
-	n, err := writeCtx(ctx, st.conn, net.Buffers{hdr, m.Payload})
+	if st.urgent && st.rc != nil {
+		bufs = st.oneRecord(bufs)
+	}
+	size := int64(0)
+	for _, b := range bufs {
+		size += int64(len(b))
+	}
+	n, cut, err := writeCtx(ctx, st.conn, bufs)
 	if s.Role == transport.RoleSend {
 		s.stats.wire.Add(uint64(n)) // the source counts what it writes
 	}
-	if err == nil {
+	if err == nil || cut && n == 0 && !st.overTLS() {
+		st.unlock()
+		if err != nil {
+			return ctx.Err()
+		}
 		return nil
 	}
-	if ctx.Err() != nil && n == 0 {
-		return ctx.Err()
-	}
-	st.broken.Store(n > 0)
-	err = fmt.Errorf("send message: %w", err)
-	if ctx.Err() == nil {
-		err = connErr(st, err)
-	}
-	s.fail(err, wire.CodeFailed)
-	return err
+	st.failedAfter(n)
+	st.unlock()
+	s.fail(st.writeFailed(what, err, cut, ctx.Err(), n, size), wire.CodeFailed)
+	return s.Err() // writeFailed's, unless the session had ended: then its end cut the write
 }
 
 // writeCtx writes bufs to c; if ctx ends first, the write is cut short
-// through a past deadline, which is then cleared.
-func writeCtx(ctx context.Context, c net.Conn, bufs net.Buffers) (int64, error) {
+// through a past deadline, which is then cleared, and cut says so.
+func writeCtx(ctx context.Context, c net.Conn, bufs net.Buffers) (n int64, cut bool, err error) {
 	var mu sync.Mutex
-	finished, cut := false, false
+	finished := false
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -63,7 +94,7 @@ func writeCtx(ctx context.Context, c net.Conn, bufs net.Buffers) (int64, error) 
 			c.SetWriteDeadline(time.Unix(1, 0))
 		}
 	})
-	n, err := bufs.WriteTo(c)
+	n, err = bufs.WriteTo(c)
 	stop()
 	mu.Lock()
 	finished = true
@@ -71,5 +102,47 @@ func writeCtx(ctx context.Context, c net.Conn, bufs net.Buffers) (int64, error) 
 		c.SetWriteDeadline(time.Time{})
 	}
 	mu.Unlock()
-	return n, err
+	return n, cut, err
+}
+
+// overTLS reports whether the stream's frames travel inside TLS.
+func (st *stream) overTLS() bool {
+	_, ok := st.conn.(*tls.Conn)
+	return ok
+}
+
+// failedAfter marks the stream broken after a write that failed once n
+// bytes of its frame counted as written: when some did, and over TLS
+// whatever did (crypto/tls refuses every write after a failed one, and
+// a record it cut half-way counts as none). Call it holding the write
+// lock.
+func (st *stream) failedAfter(n int64) {
+	if n > 0 || st.overTLS() {
+		st.broken.Store(true)
+	}
+}
+
+// writeFailed is the error of a write on st of a size-byte frame (of
+// what: "send message", "send urgent", "write batch 7", "ACK") that
+// failed with err once n bytes counted as written. A past deadline
+// ("i/o timeout") is this side's: the call's context cut the write
+// (cut; ctxErr is why) or the session's end did (the wind-down's
+// deadline; the caller returns the session's error instead). Any other
+// failure is the connection's (the peer closed or reset it, the link
+// broke), of class transport.ErrClosed (connErr). What it cannot tell:
+// a deadline that passed as the peer also went away.
+func (st *stream) writeFailed(what string, err error, cut bool, ctxErr error, n, size int64) error {
+	switch {
+	case !errors.Is(err, os.ErrDeadlineExceeded):
+		return connErr(st, fmt.Errorf("%s: %w", what, err))
+	case cut && n == 0 && st.overTLS():
+		return fmt.Errorf("stream %d: %s: the call's context ended (%v) with 0 of a frame's %d bytes written, "+
+			"after which the stream can carry no frame: %w (over TLS, which refuses every write after one a "+
+			"deadline cut, and counts none of a record cut half-way)", st.idx, what, ctxErr, size, err)
+	case cut:
+		return fmt.Errorf("stream %d: %s: the call's context ended (%v) with %d of a frame's %d bytes written, "+
+			"after which the stream can carry no frame: %w", st.idx, what, ctxErr, n, size, err)
+	}
+	return fmt.Errorf("stream %d: %s: the write was cut on this side with %d of a frame's %d bytes written: %w",
+		st.idx, what, n, size, err)
 }

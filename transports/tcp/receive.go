@@ -143,10 +143,12 @@ func (s *session) ack(st *stream, seq uint64) error {
 	}
 	var b [wire.HeaderSize]byte
 	n, err := st.conn.Write(s.inVersion(wire.AppendAck(b[:0], seq)))
+	if err != nil {
+		st.failedAfter(int64(n))
+	}
 	st.unlock()
 	if err != nil {
-		st.broken.Store(n > 0)
-		return connErr(st, err)
+		return st.writeFailed(fmt.Sprintf("ACK %d", seq), err, false, nil, int64(n), wire.HeaderSize)
 	}
 	return nil
 }

@@ -91,7 +91,7 @@ func (c *recordConn) flushLocked() error {
 
 // secure authenticates c (transport.Secure); with encryption the TLS
 // connection runs over a recordConn, returned too (nil in plaintext).
-func secure(ctx context.Context, c *net.TCPConn, role transport.Role, auth *tls.Config, plain bool) (net.Conn, *recordConn, error) {
+func secure(ctx context.Context, c net.Conn, role transport.Role, auth *tls.Config, plain bool) (net.Conn, *recordConn, error) {
 	if plain {
 		sc, err := transport.Secure(ctx, c, role, auth, plain)
 		return sc, nil, err

@@ -71,6 +71,12 @@ type session struct {
 	flushTarget  []uint64      // per stream, the ACK the last Flush waits for
 	flushPending bool          // the last Flush has not seen its ACKs yet
 	ackNote      chan struct{} // a stream's ACK advanced
+
+	// wrapRaw (tests only) stands between a source stream's socket
+	// (idx: the stream's index, the urgent stream's is len(streams))
+	// and what writes its frames: TLS, or the frames themselves in
+	// plaintext (raw stays the socket).
+	wrapRaw func(idx int, c net.Conn) net.Conn
 }
 
 // stream is one connection of a session.
@@ -129,31 +135,56 @@ func (s *session) fail(err error, code wire.Code) {
 
 // windDown runs once done is closed: it bounds every read and write in
 // flight, writes last (BYE or ABORT, if any) on every stream still whole
-// and half-closes them. Readers then drain what the peer still sends
-// until its end of stream or the deadline, so that no unread data makes
-// the final close reset the connection under frames the peer has yet to
-// read (a BYE after the last message, say).
+// (writeLast) and half-closes them. Readers then drain what the peer
+// still sends until its end of stream or the deadline, so that no unread
+// data makes the final close reset the connection under frames the peer
+// has yet to read (a BYE after the last message, say). A stream on which
+// last did not go, while it went on another, is left for close: its end
+// of stream would race last to the peer, whose reader of it would report
+// that end (of a cut frame or TLS record: a broken one) instead of the
+// reason (TestCutTLSWriteSaysWhy). What it cannot do: tell a peer on a
+// stream that is broken, that a holder's write still holds at the bound,
+// or that takes no bytes.
 func (s *session) windDown(last []byte) {
 	deadline := time.Now().Add(goodbyeTimeout)
 	all := s.all()
 	for _, st := range all {
 		st.conn.SetDeadline(deadline)
 	}
-	for _, st := range all {
-		if last == nil || st.broken.Load() || !st.lockUntil(deadline) {
-			continue
+	told := make([]bool, len(all))
+	anyTold := false
+	for i, st := range all {
+		if last != nil {
+			told[i] = st.writeLast(last, deadline)
+			anyTold = anyTold || told[i]
 		}
-		if n, err := st.conn.Write(last); err != nil && n > 0 {
-			st.broken.Store(true)
-		}
-		st.unlock()
 	}
 	// Half-close the socket itself: a TLS close_notify could block on a
 	// peer that stopped reading; the frames' BYE and ABORT already say
 	// whether the stream ended on purpose.
-	for _, st := range all {
-		st.raw.CloseWrite()
+	for i, st := range all {
+		if told[i] || !anyTold {
+			st.raw.CloseWrite()
+		}
 	}
+}
+
+// writeLast writes frame last (BYE, ABORT) on st once the session ended,
+// unless st is broken, and reports whether all of it went: it waits for
+// the write lock until deadline.
+func (st *stream) writeLast(last []byte, deadline time.Time) bool {
+	if !st.lockUntil(deadline) {
+		return false
+	}
+	defer st.unlock()
+	if st.broken.Load() {
+		return false
+	}
+	n, err := st.conn.Write(last)
+	if err != nil {
+		st.failedAfter(int64(n))
+	}
+	return err == nil
 }
 
 // close ends the session from this side: BYE to the peer if it is still

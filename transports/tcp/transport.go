@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -30,6 +31,7 @@ type Transport struct {
 	slot     sessionbase.Slot[session] // the open session
 	listened transport.Listened        // the addresses of receiving Opens
 	stats    counters
+	wrapRaw  func(int, net.Conn) net.Conn // tests only: see session.wrapRaw
 }
 
 var (
@@ -91,6 +93,7 @@ func (t *Transport) Open(ctx context.Context, req transport.OpenRequest) error {
 	t.stats.reset()
 	s := newSession(req.Role, t.log.With("role", req.Role.String()), cfg, m, &t.stats)
 	s.auth, s.plain, s.tag, s.ver = auth, req.Credentials.Plaintext, req.Tag, wire.Version
+	s.wrapRaw = t.wrapRaw
 	if req.Role == transport.RoleSend {
 		err = openSend(ctx, s)
 	} else {

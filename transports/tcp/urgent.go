@@ -160,44 +160,17 @@ func (t *Transport) PushLanded(landed func([]transport.PageRun), ended func(erro
 	return s.PushLanded(Name+" transport", landed, ended)
 }
 
-// writeUrgent writes one frame on the urgent stream. As for messages, a
-// write ctx cuts short inside the frame tears the stream and fails the
-// session.
+// writeUrgent writes one frame on the urgent stream (writeFrame, as
+// for messages: a write ctx cuts short inside the frame, or over TLS at
+// all, fails the session).
 func (s *session) writeUrgent(ctx context.Context, b net.Buffers) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
-	st := s.urgent
-	if st == nil {
+	if s.urgent == nil {
 		return fmt.Errorf("tcp transport: the session has no urgent stream: %w", transport.ErrNotSupported)
 	}
-	if err := st.lock(ctx, s.Done()); err != nil {
-		if err == errSessionDone {
-			return s.Err()
-		}
-		return err
-	}
-	defer st.unlock()
-	if st.rc != nil {
-		b = st.oneRecord(b)
-	}
-	n, err := writeCtx(ctx, st.conn, b)
-	if s.Role == transport.RoleSend {
-		s.stats.wire.Add(uint64(n))
-	}
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil && n == 0 {
-		return ctx.Err()
-	}
-	st.broken.Store(n > 0)
-	err = fmt.Errorf("send urgent: %w", err)
-	if ctx.Err() == nil {
-		err = connErr(st, err)
-	}
-	s.fail(err, wire.CodeFailed)
-	return err
+	return s.writeFrame(ctx, s.urgent, "send urgent", b)
 }
 
 // urgentLoop reads the urgent stream: messages on both sides, and on the

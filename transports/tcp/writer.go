@@ -163,18 +163,20 @@ func (s *session) writeLocked(st *stream, seq, total uint64) error {
 		st.rc.begin()
 	}
 	n, err := st.w.bufs.WriteTo(st.conn)
-	partial := n > 0
 	if st.rc != nil {
 		if e := st.rc.end(); e != nil && err == nil {
-			// Gathered records of these frames may be out, not all of them.
-			err, n, partial = e, 0, true
+			// Gathered records of these frames may be out, not all of
+			// them (over TLS: failedAfter marks the stream broken).
+			err, n = e, 0
 		}
+	}
+	if err != nil {
+		st.failedAfter(n)
 	}
 	st.unlock()
 	if err != nil {
 		s.stats.wire.Add(^(total - uint64(n) - 1)) // only n bytes went out
-		st.broken.Store(partial)
-		return connErr(st, err)
+		return st.writeFailed(fmt.Sprintf("write batch %d", seq), err, false, nil, n, int64(total))
 	}
 	return nil
 }

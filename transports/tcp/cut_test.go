@@ -1,0 +1,259 @@
+//go:build linux
+
+package tcp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// valve stands between a source stream's socket and what writes its
+// frames (Transport.wrapRaw: TLS, or the frames themselves in
+// plaintext). Armed, it holds the first write shut matches, after
+// letting keep bytes of it through, as a peer that stopped reading
+// would, until a write deadline passes; every other write, and every
+// write after that one, goes through.
+type valve struct {
+	net.Conn
+	shut  func([]byte) bool
+	keep  int
+	armed atomic.Bool
+	held  chan struct{} // closed once a write is held
+
+	mu       sync.Mutex
+	deadline time.Time
+	changed  chan struct{} // closed and replaced when the deadline changes
+}
+
+func newValve(shut func([]byte) bool) *valve {
+	return &valve{shut: shut, held: make(chan struct{}), changed: make(chan struct{})}
+}
+
+// on wraps the socket of stream idx (Transport.wrapRaw) in v.
+func (v *valve) on(idx int) func(int, net.Conn) net.Conn {
+	return func(i int, c net.Conn) net.Conn {
+		if i != idx {
+			return c
+		}
+		v.Conn = c
+		return v
+	}
+}
+
+func (v *valve) Write(b []byte) (int, error) {
+	if !v.armed.Load() || !v.shut(b) || !v.armed.CompareAndSwap(true, false) {
+		return v.Conn.Write(b)
+	}
+	sent := 0
+	if v.keep > 0 {
+		n, err := v.Conn.Write(b[:min(v.keep, len(b))])
+		if err != nil {
+			return n, err
+		}
+		sent = n
+	}
+	close(v.held)
+	return v.hold(sent)
+}
+
+// hold returns, with sent bytes written, once a write deadline passed.
+func (v *valve) hold(sent int) (int, error) {
+	for {
+		v.mu.Lock()
+		d, changed := v.deadline, v.changed
+		v.mu.Unlock()
+		if !d.IsZero() && !time.Now().Before(d) {
+			return sent, os.ErrDeadlineExceeded
+		}
+		var passed <-chan time.Time
+		if !d.IsZero() {
+			timer := time.NewTimer(time.Until(d))
+			defer timer.Stop()
+			passed = timer.C
+		}
+		select {
+		case <-changed:
+		case <-passed:
+		}
+	}
+}
+
+func (v *valve) SetWriteDeadline(d time.Time) error {
+	err := v.Conn.SetWriteDeadline(d)
+	v.mu.Lock()
+	v.deadline = d
+	close(v.changed)
+	v.changed = make(chan struct{})
+	v.mu.Unlock()
+	return err
+}
+
+func (v *valve) SetDeadline(d time.Time) error {
+	v.Conn.SetReadDeadline(d)
+	return v.SetWriteDeadline(d)
+}
+
+// cutPath is SendMessage on stream 0 or SendUrgent on the urgent
+// stream, and its receiver.
+type cutPath struct {
+	name   string
+	stream func(streams int) int
+	send   func(tr *Transport, ctx context.Context, m transport.Message) error
+	recv   func(tr *Transport, ctx context.Context) (transport.Message, error)
+}
+
+var cutPaths = []cutPath{
+	{"message", func(int) int { return 0 }, (*Transport).SendMessage, (*Transport).RecvMessage},
+	{"urgent", func(n int) int { return n }, (*Transport).SendUrgent, (*Transport).RecvUrgent},
+}
+
+// TestCutTLSWriteSaysWhy: a SendMessage (stream 0) or SendUrgent (the
+// urgent stream) whose context ends while its write waits for the
+// socket, before any of the frame's bytes counted as written, returns
+// its context's end; then either the session goes on (plaintext: the
+// next message arrives) or, when it cannot, it fails at once saying
+// what cut it, and the destination hears it in an ABORT on the other
+// streams. Over TLS it cannot go on: crypto/tls refuses every write
+// after one a deadline cut, and counts none of a record cut half-way
+// ("torn record": the first bytes of it went). Before, a TLS session
+// went on as if nothing had happened; its next write on the stream
+// failed it with "stream 0: connection lost (send message: write ...:
+// i/o timeout): transport session closed by the peer", naming neither
+// the context nor TLS, and of class ErrClosed.
+func TestCutTLSWriteSaysWhy(t *testing.T) {
+	const streams = 2
+	for _, path := range cutPaths {
+		for _, c := range []struct {
+			name  string
+			plain bool
+			keep  int
+		}{{"plaintext", true, 0}, {"TLS", false, 0}, {"TLS torn record", false, 3}} {
+			t.Run(path.name+"/"+c.name, func(t *testing.T) {
+				v := newValve(func([]byte) bool { return true })
+				v.keep = c.keep
+				sendTr := New(testLogger(t))
+				sendTr.wrapRaw = v.on(path.stream(streams))
+				src, dst := newVM(t, testLayout), newVM(t, testLayout)
+				send, recv := openPairWith(t, sendTr, src, dst, cfg(freeAddr(t), streams, "none"), c.plain)
+				ctx := ctxT(t)
+				v.armed.Store(true)
+				mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				err := path.send(send, mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+				mcancel()
+				select {
+				case <-v.held:
+				default:
+					t.Fatal("the call's write never reached the socket")
+				}
+				if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") {
+					t.Fatalf("the call cut before any byte went: %v; want its context's end", err)
+				}
+				next := path.send(send, ctx, transport.Message{Kind: 2, Payload: []byte("after the cut")})
+				if c.plain {
+					if next != nil {
+						t.Fatalf("plaintext: the call after the cut: %v; want the session going on", next)
+					}
+					if m, err := path.recv(recv, ctx); err != nil || m.Kind != 2 {
+						t.Fatalf("the destination's message after the cut: kind %d, %v; want kind 2", m.Kind, err)
+					}
+					return
+				}
+				_, ended := send.RecvMessage(ctx)
+				_, heard := recv.RecvMessage(ctx)
+				t.Logf("the call: %v\nthe next call: %v\nthe session: %v\nthe destination: %v", err, next, ended, heard)
+				for what, err := range map[string]error{"the next call": next, "the session": ended} {
+					if err == nil || errors.Is(err, transport.ErrClosed) || !strings.Contains(err.Error(), "context deadline exceeded") ||
+						!strings.Contains(err.Error(), "TLS") {
+						t.Errorf("%s ended with %v; want the first call's context and TLS named, not ErrClosed", what, err)
+					}
+				}
+				if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), "context deadline exceeded") {
+					t.Errorf("the destination's session ended with %v; want the source's ABORT naming its call's context", heard)
+				}
+			})
+		}
+	}
+}
+
+// TestCutWriteSaysWhy: a write cut inside its frame by this side
+// fails the session with an error that says what cut it, not that the
+// peer closed the session: its call's context, or the session's own end
+// (the wind-down's deadline on a write held behind a peer that stopped
+// reading), whose reason it then returns. Before, the first said "send
+// message: write ...: i/o timeout" (urgent: "send urgent: ...") without
+// naming the context, and the second "stream 0: connection lost (send
+// message: write ...: i/o timeout): transport session closed by the
+// peer", of class transport.ErrClosed, which the destination's engine
+// reads as "the source ended first".
+func TestCutWriteSaysWhy(t *testing.T) {
+	const streams = 2
+	payload := bytes.Repeat([]byte{0xCD}, 64)
+	cutOpen := func(t *testing.T, path cutPath) (send, recv *Transport, v *valve) {
+		v = newValve(func(b []byte) bool { return bytes.Contains(b, payload) })
+		v.keep = len(payload) / 2 // in plaintext: the header and half the payload go out
+		v.armed.Store(true)
+		sendTr := New(testLogger(t))
+		sendTr.wrapRaw = v.on(path.stream(streams))
+		src, dst := newVM(t, testLayout), newVM(t, testLayout)
+		send, recv = openPairWith(t, sendTr, src, dst, cfg(freeAddr(t), streams, "none"), true)
+		return send, recv, v
+	}
+	for _, path := range cutPaths {
+		t.Run(path.name+"/by its context", func(t *testing.T) {
+			send, recv, _ := cutOpen(t, path)
+			ctx := ctxT(t)
+			mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer mcancel()
+			err := path.send(send, mctx, transport.Message{Kind: 1, Payload: payload})
+			_, ended := send.RecvMessage(ctx)
+			for what, err := range map[string]error{"the call": err, "the session": ended} {
+				t.Logf("%s: %v", what, err)
+				if err == nil || errors.Is(err, transport.ErrClosed) || strings.Contains(err.Error(), "closed by the peer") ||
+					!strings.Contains(err.Error(), "context ended (context deadline exceeded)") {
+					t.Errorf("%s ended with %v; want the call's context named, not ErrClosed", what, err)
+				}
+			}
+			if _, heard := recv.RecvMessage(ctx); heard == nil || !strings.Contains(heard.Error(), "aborted") ||
+				!strings.Contains(heard.Error(), "context deadline exceeded") {
+				t.Errorf("the destination's session ended with %v; want the source's ABORT naming its call's context", heard)
+			}
+		})
+		t.Run(path.name+"/as the session ended", func(t *testing.T) {
+			send, _, v := cutOpen(t, path)
+			ctx := ctxT(t)
+			errc := make(chan error, 1)
+			go func() { errc <- path.send(send, ctx, transport.Message{Kind: 1, Payload: payload}) }()
+			select {
+			case <-v.held:
+			case <-ctx.Done():
+				t.Fatal("the call's write never reached the socket")
+			}
+			why := errors.New("a fault of this side's")
+			send.openSession().fail(why, wire.CodeFailed) // its wind-down's deadline cuts the held write
+			var err error
+			select {
+			case err = <-errc:
+			case <-ctx.Done():
+				t.Fatal("the held call did not return after the session failed")
+			}
+			_, ended := send.RecvMessage(ctx)
+			if ended != why {
+				t.Fatalf("the session ended with %v; want %v", ended, why)
+			}
+			if err != why {
+				t.Errorf("the call cut as the session ended: %v; want the session's error (%v)", err, why)
+			}
+		})
+	}
+}
