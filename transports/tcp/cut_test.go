@@ -23,13 +23,16 @@ import (
 // plaintext). Armed, it holds the first write shut matches, after
 // letting keep bytes of it through, as a peer that stopped reading
 // would, until a write deadline passes; every other write, and every
-// write after that one, goes through.
+// write after that one, goes through, unless stuck: then every write
+// after it is held too, until a write deadline passes.
 type valve struct {
 	net.Conn
 	shut  func([]byte) bool
 	keep  int
+	stuck bool
 	armed atomic.Bool
 	held  chan struct{} // closed once a write is held
+	shot  atomic.Bool   // a write was held
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -52,6 +55,9 @@ func (v *valve) on(idx int) func(int, net.Conn) net.Conn {
 }
 
 func (v *valve) Write(b []byte) (int, error) {
+	if v.stuck && v.shot.Load() {
+		return v.hold(0)
+	}
 	if !v.armed.Load() || !v.shut(b) || !v.armed.CompareAndSwap(true, false) {
 		return v.Conn.Write(b)
 	}
@@ -63,6 +69,7 @@ func (v *valve) Write(b []byte) (int, error) {
 		}
 		sent = n
 	}
+	v.shot.Store(true)
 	close(v.held)
 	return v.hold(sent)
 }
@@ -97,6 +104,24 @@ func (v *valve) SetWriteDeadline(d time.Time) error {
 	v.changed = make(chan struct{})
 	v.mu.Unlock()
 	return err
+}
+
+// waitDeadline waits until a write deadline is set (not cleared), or
+// ctx ends.
+func (v *valve) waitDeadline(ctx context.Context) error {
+	for {
+		v.mu.Lock()
+		d, changed := v.deadline, v.changed
+		v.mu.Unlock()
+		if !d.IsZero() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (v *valve) SetDeadline(d time.Time) error {
@@ -255,5 +280,48 @@ func TestCutWriteSaysWhy(t *testing.T) {
 				t.Errorf("the call cut as the session ended: %v; want the session's error (%v)", err, why)
 			}
 		})
+	}
+}
+
+// TestAbortBoundedAfterCutWrite: a SendMessage held behind a peer that
+// stopped reading, whose context ends after the session's wind-down set
+// its deadline (and so clears it: writeCtx), leaves the wind-down's
+// ABORT on that stream bounded all the same (writeLast sets the
+// deadline again once it holds the stream). Before, the ABORT went out
+// under no deadline on a stream that took no bytes, and the failing
+// call waited for ever.
+func TestAbortBoundedAfterCutWrite(t *testing.T) {
+	v := newValve(func([]byte) bool { return true })
+	v.stuck = true // the peer reads nothing more on stream 0
+	sendTr := New(testLogger(t))
+	sendTr.wrapRaw = v.on(0)
+	src, dst := newVM(t, testLayout), newVM(t, testLayout)
+	send, _ := openPairWith(t, sendTr, src, dst, cfg(freeAddr(t), 2, "none"), true)
+	ctx := ctxT(t)
+	v.armed.Store(true)
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	sent := make(chan error, 1)
+	go func() { sent <- send.SendMessage(mctx, transport.Message{Kind: 1, Payload: []byte("held")}) }()
+	select {
+	case <-v.held:
+	case <-ctx.Done():
+		t.Fatal("SendMessage's write never reached the socket")
+	}
+	why := errors.New("a fault of this side's")
+	failed := make(chan struct{})
+	go func() { send.openSession().fail(why, wire.CodeFailed); close(failed) }()
+	if err := v.waitDeadline(ctx); err != nil {
+		t.Fatal("the wind-down set no deadline on stream 0")
+	}
+	mcancel() // the held write is cut by its context now, clearing the wind-down's deadline
+	select {
+	case <-failed:
+	case <-time.After(10 * time.Second):
+		v.SetWriteDeadline(time.Unix(1, 0)) // let the test end
+		t.Fatal("the session's failure still waited for its ABORT on a stream that takes no bytes after 10 s")
+	}
+	if err := <-sent; err == nil {
+		t.Error("the held SendMessage returned no error")
 	}
 }

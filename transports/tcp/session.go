@@ -171,7 +171,9 @@ func (s *session) windDown(last []byte) {
 
 // writeLast writes frame last (BYE, ABORT) on st once the session ended,
 // unless st is broken, and reports whether all of it went: it waits for
-// the write lock until deadline.
+// the write lock until deadline, then writes under deadline, set again
+// once it holds the lock, since a holder that its own context cut clears
+// the one windDown set to cut it (writeCtx).
 func (st *stream) writeLast(last []byte, deadline time.Time) bool {
 	if !st.lockUntil(deadline) {
 		return false
@@ -180,6 +182,7 @@ func (st *stream) writeLast(last []byte, deadline time.Time) bool {
 	if st.broken.Load() {
 		return false
 	}
+	st.conn.SetWriteDeadline(deadline)
 	n, err := st.conn.Write(last)
 	if err != nil {
 		st.failedAfter(int64(n))
