@@ -46,8 +46,9 @@ import (
 // What it does not measure: the fabric's own round trip (no ping goes
 // there and back on it, and adding one is a wire change); a
 // destination's (it posts nothing it waits for: 0, as tcp's); the
-// urgent path's COMMITs (post-copy only; the engine's estimate is
-// pre-copy's); a session before its first ACK (0). A pass whose Flush
+// urgent path's COMMITs (post-copy only, after the engine's estimate's
+// last sample: usendCtrl says why they are left out); a session before
+// its first ACK (0). A pass whose Flush
 // had nothing to commit leaves the last batch's value.
 
 // roundTrips times the source's COMMITs and MARKs: the posts on the

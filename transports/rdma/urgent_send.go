@@ -75,6 +75,23 @@ func (s *session) usendCompleted(cs []fabric.Completion) error {
 }
 
 // usendCtrl takes the destination's frames on the urgent channel: ACK.
+//
+// An ACK is not timed for Stats.RTT (rtt.go), though posting an urgent
+// COMMIT to reading its ACK would be as sound a sample as a MARK's: at
+// least a round trip, with no bulk queue ahead of it on this side (the
+// urgent endpoint has its own, holding only the item's own writes and
+// at most uslots COMMITs), and whatever else is in it (the
+// destination's zero runs applied, its hand-over of the runs to Landed,
+// an ACK written behind its urgent messages or covering several
+// COMMITs) only makes it longer. It is left out because no estimate
+// would take it: urgent COMMITs go only in post-copy (the engine's
+// SendPagesUrgent and Answer), once the engine has read Stats.RTT for
+// the last time (once a pre-copy pass, engine rttMeter); and Stats.RTT
+// is the last bulk batch's smallest, in which a sample of another path
+// would need a rule of its own (which batch it counts toward), taken on
+// this reader, not the control channel's, whose alone roundTrips.cur is.
+// Should the engine ever charge a round trip during post-copy, this is
+// where its sample would start (postUCommit posts, this ACK ends it).
 func (s *session) usendCtrl(f wire.Frame) error {
 	u := &s.usnd
 	if p := u.posted.Load(); f.Type != wire.TypeAck || f.Seq > p {
