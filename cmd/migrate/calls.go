@@ -14,7 +14,7 @@ import (
 // The control calls migrate makes to a VMM outside the resolver's own
 // (resolve.go): one call (callControl), a migration's status
 // (migrateStatus), a cancel that names the migration (cancelMigration,
-// cancelNamed, cancelOurs), and how to read a call that failed (vmmGone,
+// cancelNamed, cancelCall, cancelOurs), and how to read a call that failed (vmmGone,
 // answered).
 
 // callControl is one control call under ctx.
@@ -40,14 +40,26 @@ func cancelNamed(sock string, n api.IDArgs, version uint16, log io.Writer) (api.
 	if err := idsIgnored(sock, version); err != nil {
 		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", n.ID, err)
 	}
+	res, _ := cancelCall(sock, n)
+	return res, nil
+}
+
+// cancelCall sends sock's VMM a migrate-cancel naming n (the caller
+// checked that it honours the name: idsIgnored) and returns its answer,
+// a refusal as one not cancelled with the VMM's reason in Why, and the
+// call's failure where no answer came (the request never written:
+// control.NotSent; or written, its answer lost). It is not cancelled by
+// Ctrl-C, it is what Ctrl-C does.
+func cancelCall(sock string, n api.IDArgs) (api.CancelResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var res api.CancelResult
 	var refused *control.RemoteError
-	if err := callControl(ctx, sock, "migrate-cancel", n, &res); errors.As(err, &refused) {
-		res = api.CancelResult{Why: refused.Message}
+	err := callControl(ctx, sock, "migrate-cancel", n, &res)
+	if errors.As(err, &refused) {
+		return api.CancelResult{Why: refused.Message}, nil
 	}
-	return res, nil
+	return res, err
 }
 
 // cancelOurs cancels sock's migration if it is the one migrate started

@@ -46,7 +46,8 @@ const (
 
 // resolveAnswer is what migrate -resolve -json prints: the outcome
 // (with the exit code, what it means), where the guest runs (resolved,
-// the run report's words), the acts sent (in order), each side's last
+// the run report's words), the acts tried (in order, each with whether
+// it reached the VMM and what came of it: actSent.Outcome), each side's last
 // answer to a look (the VMM's migrate-resolve query answer, as it gave
 // it), and the reason for exit 1 exactly as printed.
 type resolveAnswer struct {
@@ -54,17 +55,25 @@ type resolveAnswer struct {
 	Outcome string `json:"outcome"`
 	// Resolved is report.Resolved's: "destination", "source", or
 	// resolvedBoth; empty when the guest was placed on no one side.
-	Resolved string    `json:"resolved,omitempty"`
-	Steps    []actSent `json:"steps,omitempty"`
-	// Source and Destination are each side's last answer to a look
-	// (side "unreachable": it did not answer); nil when not asked.
-	Source      *api.ResolveResult `json:"source,omitempty"`
-	Destination *api.ResolveResult `json:"destination,omitempty"`
+	Resolved string `json:"resolved,omitempty"`
+	resolveSeen
 	// Error is each reason for exit 1, as printed (on stderr after
 	// "migrate: ", or the stdout line that says it), joined by "; "
 	// where there were two.
 	Error string `json:"error,omitempty"`
 	Exit  int    `json:"exit"`
+}
+
+// resolveSeen is what a resolve did and saw (resolveRecord): the
+// acts it tried, in order, and each side's last answer to a look, as
+// migrate -resolve -json's answer says them.
+type resolveSeen struct {
+	Steps []actSent `json:"steps,omitempty"`
+	// Source and Destination are each side's last answer to a look
+	// (side "unreachable": it did not answer); nil when
+	// not asked.
+	Source      *api.ResolveResult `json:"source,omitempty"`
+	Destination *api.ResolveResult `json:"destination,omitempty"`
 }
 
 // end fills in a: the steps and looks rec holds, the reasons for exit

@@ -94,12 +94,7 @@ var errUnnamed = errors.New("its migration has neither an id nor a tag fingerpri
 // query until the wait ran out, and only the last cancel of a failing
 // destination said a refusal.
 func (r *resolver) cancelDst() string {
-	n := actName(r.dstID, r.dstTag, r.dstControl)
-	res, err := cancelNamed(r.dst, n, r.dstControl, r.out)
-	if err == nil { // sent (the caller checked idsIgnored: always)
-		r.rec.cancelSent(n, res)
-	}
-	r.notSent(err)
+	res := r.sendCancel()
 	if res.Cancelled || res.Why == "" {
 		return ""
 	}
@@ -133,11 +128,7 @@ type dstLook struct {
 // does not wait for it to end.
 func (r *resolver) lastCancel(refused string) {
 	if refused == "" {
-		n := actName(r.dstID, r.dstTag, r.dstControl)
-		res, err := cancelNamed(r.dst, n, r.dstControl, r.out)
-		if err == nil { // sent (the caller checked idsIgnored: always)
-			r.rec.cancelSent(n, res)
-		}
+		res := r.sendCancel()
 		if res.Cancelled {
 			return
 		}
@@ -146,4 +137,16 @@ func (r *resolver) lastCancel(refused string) {
 	fmt.Fprintf(r.out, "migrate: migrate-cancel of the failing destination %s (migration %s) did not take (its VMM: %s). "+
 		"Its handover failed: it never runs the guest, and its migration ends on its own; its VMM refuses migrate-incoming until then.\n",
 		r.dst, migrationText(r.dstID, r.dstTag), refused)
+}
+
+// sendCancel sends the destination the cancel of the migration its last
+// look found (actName), records it (the step says whether it reached
+// the VMM: resolveRecord.cancelSent), and returns its answer
+// (cancelCall's; zero where none came). The caller checked that the VMM
+// honours the name (idsIgnored).
+func (r *resolver) sendCancel() api.CancelResult {
+	n := actName(r.dstID, r.dstTag, r.dstControl)
+	res, err := cancelCall(r.dst, n)
+	r.rec.cancelSent(n, res, err)
+	return res
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -207,19 +208,73 @@ func (r *resolver) do(st step) error {
 	}
 	var res api.ResolveResult
 	err := r.call(sock, api.ResolveArgs{Action: st.action, ID: n.ID, TagFingerprint: n.TagFingerprint}, &res)
-	r.rec.sent(st.src, st.action, n, res.Side, err)
-	if err != nil {
+	var unconfirmed error
+	if err == nil {
+		unconfirmed = confirms(st, res, want)
+	}
+	r.rec.sent(st.src, st.action, n, res.Side, cmp.Or(err, unconfirmed))
+	switch {
+	case err != nil:
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
+	case res.Side != want:
+		return fmt.Errorf("%s on %s: %w", st.action, sock, unconfirmed)
 	}
-	if res.Side != want {
-		return fmt.Errorf("%s on %s left it %s, not %s", st.action, sock, res.Side, want)
-	}
+	// An answer in another role is recorded as no confirmation, and the
+	// look's acts go on: the next look's pair says what stands at that
+	// socket and moves neither side (rolesPair;
+	// TestResolveAfterResumeOnlyASender). What that leaves: a look whose
+	// verdict asks for no further look (a source resumed beside a failed
+	// destination) ends there, its verdict taken.
 	r.toldMigrated = r.toldMigrated || st.src && st.action == api.ResolveMigrated
 	if st.action == api.ResolveResume {
 		r.sawResumed(st.src)
 	}
 	fmt.Fprintf(r.out, "migrate: resolved: %s is now %s\n", sock, res.Side)
 	return nil
+}
+
+// errUnconfirmed is why a migrate-resolve action that its VMM answered
+// without an error, but not as the act asks, is no confirmation: in
+// another side than want (do fails the step, and no further act of the
+// look is sent: doAll), or in another role than the side it was sent to
+// takes in the migration, a sender at the source's socket, a receiver
+// at the destination's (a VMM resumes in either role; do goes on, and
+// the next look's pair refuses the pairing). Its step says so (outcome
+// unconfirmed). Until TestResolveJSONStepOtherSide, either step had no
+// error in the JSON: the other side showed only as the step's side, and
+// the other role not at all.
+type errUnconfirmed struct {
+	action         string
+	side, want     api.Side
+	role, wantRole string
+	sentToSource   bool
+}
+
+func (e *errUnconfirmed) Error() string {
+	to := "destination"
+	if e.sentToSource {
+		to = "source"
+	}
+	if e.role != e.wantRole {
+		return fmt.Sprintf("the VMM at the %s's socket answered %s in role %q (side %s), not %s, the %s's role in this migration: "+
+			"it is not this migration's %s, and may have acted on it; no confirmation", to, e.action, e.role, e.side, e.wantRole, to, to)
+	}
+	return fmt.Sprintf("the %s's VMM answered %s with side %s, not %s, which %s asks for: no confirmation",
+		to, e.action, e.side, e.want, e.action)
+}
+
+// confirms reports why res, the answer to st, does not confirm it
+// (*errUnconfirmed): another side than want, or another role than st's
+// side takes; nil where it does.
+func confirms(st step, res api.ResolveResult, want api.Side) error {
+	wantRole := transport.RoleReceive.String()
+	if st.src {
+		wantRole = transport.RoleSend.String()
+	}
+	if res.Side == want && res.Role == wantRole {
+		return nil
+	}
+	return &errUnconfirmed{action: st.action, side: res.Side, want: want, role: res.Role, wantRole: wantRole, sentToSource: st.src}
 }
 
 // sawResumed records a resume this resolve sent and the side (the

@@ -125,6 +125,20 @@ type fakeVMM struct {
 	// resolveDown: migrate-resolve fails (to the resolver's query a VMM
 	// that does not answer).
 	resolveDown bool
+	// actSide, if set, is the side every migrate-resolve action but
+	// query answers, without an error, changing nothing: a VMM that does
+	// not do what it confirms.
+	actSide api.Side
+}
+
+// fakeVMState is the VM state (api.ResolveResult.VM) a fake VMM on
+// side reports: running or paused, roughly as a VMM's VM stands there
+// (a real one says more: handover-unknown, migrated, ...).
+func fakeVMState(side api.Side) api.State {
+	if side == api.SideRunning || side == api.SideNone {
+		return "running"
+	}
+	return "paused"
 }
 
 // control is the control version f reports (none when older).
@@ -342,6 +356,10 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 			if f.refuseActions {
 				return nil, errors.New("another pause, resume or state change is still running")
 			}
+			if f.actSide != "" {
+				return api.ResolveResult{Role: f.role, Side: f.actSide, Handover: ho, VM: fakeVMState(side), ID: f.id,
+					Control: f.control(), TagFingerprint: f.tag}, nil
+			}
 			if side != api.SideUnknown {
 				return nil, errors.New("nothing to resolve")
 			}
@@ -351,7 +369,8 @@ func newFakeVMMAt(t testing.TB, sock, role string, calls *[]string, mu *sync.Mut
 				f.side = side
 			}
 		}
-		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, ID: f.id, Control: f.control(), TagFingerprint: f.tag}, nil
+		return api.ResolveResult{Role: f.role, Side: side, Handover: ho, VM: fakeVMState(side), ID: f.id, Control: f.control(),
+			TagFingerprint: f.tag}, nil
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	f.stop, f.served = stop, make(chan struct{})
