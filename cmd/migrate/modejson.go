@@ -70,7 +70,7 @@ type resolveAnswer struct {
 type resolveSeen struct {
 	Steps []actSent `json:"steps,omitempty"`
 	// Source and Destination are each side's last answer to a look
-	// (side "unreachable": it did not answer); nil when
+	// (side "unreachable" alone, no vm_state: it did not answer); nil when
 	// not asked.
 	Source      *api.ResolveResult `json:"source,omitempty"`
 	Destination *api.ResolveResult `json:"destination,omitempty"`

@@ -285,9 +285,13 @@ type ResolveResult struct {
 	// takes it for failing), its other moves with its next event or its
 	// end (engine Progress.Handover).
 	Handover engine.Handover `json:"handover,omitempty"`
-	VM       State           `json:"vm_state"`
-	ID       string          `json:"id,omitempty"`      // the migration's MigrateArgs.ID
-	Control  uint16          `json:"control,omitempty"` // the answering VMM's ControlVersion
+	// VM is the VM's state; every VMM reports it. Empty, and left out,
+	// only where no VMM answered: migrate -resolve -json's look at a side
+	// that did not (side "unreachable"), whose state is unknown (until
+	// TestResolveJSONUnreachableLookHasNoVMState it said "vm_state": "").
+	VM      State  `json:"vm_state,omitempty"`
+	ID      string `json:"id,omitempty"`      // the migration's MigrateArgs.ID
+	Control uint16 `json:"control,omitempty"` // the answering VMM's ControlVersion
 	// TagFingerprint is Migration.TagFingerprint: migrate -resolve pairs
 	// two sides without an ID only when both report the same.
 	TagFingerprint string `json:"tag_fingerprint,omitempty"`
