@@ -30,12 +30,12 @@ func TestBothRunResolvedSaysBoth(t *testing.T) {
 	}{
 		{"completed, then the source resumed", func(t *testing.T, c *runCase) (report, error) {
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
-			return finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", &strings.Builder{})
+			return finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", nil, &strings.Builder{})
 		}},
 		{"resolved to the destination, then the source resumed", func(t *testing.T, c *runCase) (report, error) {
 			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
 			return finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusHandoverUnknown,
-				Error: "no answer to COMMIT"}, Resolved: "destination"}, "a", &strings.Builder{})
+				Error: "no answer to COMMIT"}, Resolved: "destination"}, "a", nil, &strings.Builder{})
 		}},
 		{"handover-unknown, both running", func(t *testing.T, c *runCase) (report, error) {
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideRunning)

@@ -36,7 +36,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 			if rep.Mode == "" {
 				rep.Mode = src.Progress.Mode
 			}
-			return finishCompleted(j, rep, rs.id, log)
+			return finishCompleted(j, rep, rs.id, &rs.rec, log)
 		}
 		placedNowhere := rerr != nil && (v == verdictManual || v == verdictLost) // and BOTH: the run's own error, below
 		if rerr != nil && !placedNowhere && !sawBoth(v, rerr) {
@@ -80,14 +80,14 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		return rep, err
 	}
 	switch rep.Status {
-	case engine.StatusCompleted:
-		return finishCompleted(j, rep, rs.id, log)
+	case engine.StatusCompleted: // no resolve ran: its quit is the run's end, not a resolve's act
+		return finishCompleted(j, rep, rs.id, nil, log)
 	case engine.StatusHandoverUnknown:
 		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
 		v, rerr := rs.resolve()
 		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source", verdictBothRun: resolvedBoth}[v]
 		if v == verdictMoved {
-			return finishCompleted(j, rep, rs.id, log)
+			return finishCompleted(j, rep, rs.id, &rs.rec, log)
 		}
 		if sawBoth(v, rerr) { // the report's error says BOTH, keeping the handover's own
 			rep.Resolved = resolvedBoth
@@ -107,7 +107,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if v == verdictMoved {
 			fmt.Fprintf(log, "migrate: the source gave post-copy up (%s), but the destination holds every page and runs the guest\n", rep.Error)
 			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
-			return finishCompleted(j, rep, rs.id, log)
+			return finishCompleted(j, rep, rs.id, &rs.rec, log)
 		}
 		err := fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
 		if sawBoth(v, rerr) { // a source that said it ran the guest after its post-copy broke

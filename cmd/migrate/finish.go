@@ -24,12 +24,16 @@ import (
 // guest over (still migrating, or handover-unknown: sourceWaits) fails
 // it too, with the command to run: nothing is quit or resumed.
 //
+// rec (nil: none) records the source's look and quit, after the resolve
+// that found the guest on the destination (report.Resolve); a handover
+// that completed needs no resolve, and its quit is recorded nowhere.
+//
 // Every failure keeps the report's status (the handover completed, or
 // the resolve's, as it was) and sets its error to what migrate prints
 // (failedWith), so that migrate -json says it, not only stderr
 // and the exit code. What it cannot say: whether a source it could not
 // ask (sideUnreachable) still waits; that is no failure, as before.
-func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, error) {
+func finishCompleted(j *job.Job, rep report, id string, rec *resolveRecord, log io.Writer) (report, error) {
 	dst, derr := waitDone(j.Destination.Control, id, 30*time.Second)
 	if dst.Report != nil && derr == nil {
 		rep.Destination = dst.Report
@@ -37,7 +41,7 @@ func finishCompleted(j *job.Job, rep report, id string, log io.Writer) (report, 
 	if derr == nil && dst.Side != api.SideRunning {
 		derr = fmt.Errorf("its side is %s", dst.Side)
 	}
-	side, qerr := quitSource(j.Source.Control, id, "", log, nil) // the VM lives on the destination now
+	side, qerr := quitSource(j.Source.Control, id, "", log, rec) // the VM lives on the destination now
 	var notSrc *errNotSource
 	if errors.As(qerr, &notSrc) { // not this migration's source: left alone, as a VMM in another migration is
 		fmt.Fprintf(log, "migrate: the guest runs on the destination; %v\n", qerr)

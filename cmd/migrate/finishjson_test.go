@@ -69,7 +69,7 @@ func TestFinishCompletedJSONSaysWhy(t *testing.T) {
 			}
 			var log strings.Builder
 			rep, err := finishCompleted(fakeJob(c.src, c.dst),
-				report{Report: engine.Report{Status: engine.StatusCompleted, Error: tc.repErr}}, "a", &log)
+				report{Report: engine.Report{Status: engine.StatusCompleted, Error: tc.repErr}}, "a", nil, &log)
 			t.Logf("err %v, calls %s\n%s", err, c.callList(), log.String())
 			if err == nil {
 				t.Fatal("finishCompleted succeeded: want it failed")
@@ -113,7 +113,7 @@ func TestFinishCompletedSourceNotHandedOver(t *testing.T) {
 			tc.set(c.src)
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 			var log strings.Builder
-			rep, err := finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", &log)
+			rep, err := finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", nil, &log)
 			t.Logf("err %v, calls %s\n%s", err, c.callList(), log.String())
 			if err == nil {
 				t.Fatal("finishCompleted succeeded: want it failed, the source left waiting")

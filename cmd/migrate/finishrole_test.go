@@ -38,7 +38,7 @@ func TestFinishCompletedOnlyAReceiver(t *testing.T) {
 			c.dst.role = tc.role
 			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
 			var log strings.Builder
-			rep, err := finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", &log)
+			rep, err := finishCompleted(fakeJob(c.src, c.dst), report{Report: engine.Report{Status: engine.StatusCompleted}}, "a", nil, &log)
 			t.Logf("err %v, calls %s\n%s", err, c.callList(), log.String())
 			if tc.say == "" {
 				if err != nil || rep.Destination == nil {

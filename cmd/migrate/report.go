@@ -34,6 +34,13 @@ type report struct {
 	// migration running it, or saw it run on both (sawBoth); empty if
 	// nothing was resolved.
 	Resolved string `json:"resolved,omitempty"`
+	// Resolve is what the run's resolve did and saw (resolveRecord):
+	// the acts it tried, in order, each with its outcome, the source's
+	// quit once it found the guest on the destination included, and
+	// each side's last look, as migrate -resolve -json says them; nil
+	// where the run ran no resolve. Until TestRunReportSaysResolve the
+	// report said where the guest runs and nothing of the acts.
+	Resolve *resolveSeen `json:"resolve,omitempty"`
 	// WallMS is migrate's own run, from its start to this report: about
 	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
 	WallMS int64 `json:"wall_ms"`

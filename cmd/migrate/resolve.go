@@ -188,6 +188,7 @@ func (r *resolver) call(sock string, a api.ResolveArgs, res *api.ResolveResult) 
 // before, the first refusal was said of a failing destination that had
 // not been asked, "COMMIT arrived: the guest runs here").
 func (r *resolver) resolve() (verdict, error) {
+	r.rec.ran = true
 	deadline, pcDeadline := time.Now().Add(r.wait), time.Now().Add(r.pcWait)
 	var said string
 	// What the destination's VMM said when it did not apply a cancel

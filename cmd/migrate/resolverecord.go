@@ -9,7 +9,8 @@ import (
 )
 
 // What a resolve did and saw, as migrate -resolve -json says it
-// (resolveAnswer, modejson.go): the acts it tried, in order, with what came of each, and each side's last
+// (resolveAnswer, modejson.go) and a run's report (report.Resolve): the
+// acts it tried, in order, with what came of each, and each side's last
 // answer to a look. The resolver records into its own (resolver.rec:
 // query, do, cancelDst, lastCancel), and quitSource into the one it is
 // handed. What it does not hold: an act not sent (to an older VMM:
@@ -64,12 +65,24 @@ type actSent struct {
 	Error string `json:"error,omitempty"`
 }
 
-// resolveRecord collects what resolveAnswer says migrate did and saw:
-// the acts tried, and each side's last answer to a look. The zero value
-// is ready; a nil one records nothing (a run's quitSource).
+// resolveRecord collects what resolveAnswer and a run's report say
+// migrate did and saw: the acts tried, each side's last answer to a
+// look, and whether a resolve ran at all. The zero value is ready; a
+// nil one records nothing (a run's quitSource after a handover that
+// needed no resolve).
 type resolveRecord struct {
+	ran      bool // resolver.resolve began (a run's report: report.Resolve)
 	steps    []actSent
 	src, dst *api.ResolveResult
+}
+
+// seen is what rec holds, as a run's report says it (report.Resolve):
+// nil where no resolve ran.
+func (rec *resolveRecord) seen() *resolveSeen {
+	if rec == nil || !rec.ran {
+		return nil
+	}
+	return &resolveSeen{Steps: rec.steps, Source: rec.src, Destination: rec.dst}
 }
 
 // looked records res as the last look of the source (src) or the

@@ -47,6 +47,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		if err != nil {
 			out, err = failedWith(out, err)
 		}
+		out.Resolve = rs.rec.seen()
 	}()
 	rep := report{Report: engine.Report{Status: engine.StatusFailed}}
 	args := api.MigrateArgs{Plugin: p.transport, Transport: map[string]any(j.Transport.Config),
