@@ -1,7 +1,7 @@
 // Command migrate runs a live migration described by a job file:
 //
 //	migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]
-//	migrate -check -config job.hcl [-plugin-dir DIR]
+//	migrate -check -config job.hcl [-json] [-plugin-dir DIR]
 //	migrate -resolve -config job.hcl [-json]
 //	migrate -start-postcopy -config job.hcl [-json]
 //
@@ -38,9 +38,9 @@
 // to a VMM that reports a control version (api.ControlVersion) and so
 // honours the id: an older one ignores it there, and migrate prints the
 // command to run by hand instead and exits 1 (older.go). -start-postcopy
-// never switches a migration without an id. With -json, -resolve and
-// -start-postcopy print their answer as one JSON object (modejson.go);
-// -check ignores -json.
+// never switches a migration without an id. With -json, -resolve,
+// -start-postcopy and -check print their answer as one JSON object
+// (modejson.go, checkmain.go).
 package main
 
 import (
@@ -62,7 +62,7 @@ import (
 // (printCheck). A run is run.go's (run), followed by follow.go's
 // follow, its outcome conclude.go's and finish.go's, its report
 // report.go's; the control calls it makes, calls.go's; -resolve is
-// resolvemain.go's, -start-postcopy postcopy.go's.
+// resolvemain.go's, -start-postcopy postcopy.go's, -check checkmain.go's.
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -71,7 +71,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "job file (HCL), e.g. configs/demo.hcl (required)")
-	asJSON := fs.Bool("json", false, "print the report (-resolve, -start-postcopy: their answer) as one JSON object")
+	asJSON := fs.Bool("json", false, "print the report (-resolve, -start-postcopy, -check: their answer) as one JSON object")
 	var verify verifyMode
 	fs.Var(&verify, "verify-pages", "test mode: compare a hash of every page on both sides before the destination runs, except pages\nhinted free (trusted); =strict compares those too (they must read as the zeros the destination holds)")
 	pluginDir := fs.String("plugin-dir", "", "where plugins live, searched after the job's plugin_path (default: the job's plugin_dir, else plugins/ beside this binary)")
@@ -98,6 +98,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if *startPC {
 		return startPostcopyMain(*cfgPath, *asJSON, stdout, stderr)
 	}
+	if *checkOnly {
+		return checkMain(*cfgPath, *pluginDir, *asJSON, stdout, stderr)
+	}
 	if *resolveOnly {
 		return resolveMain(*cfgPath, *asJSON, stdout, stderr)
 	}
@@ -115,15 +118,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return code
 	case j == nil || ctx.Err() != nil:
 		rep = report{Report: engine.Report{Status: engine.StatusCancelled}}
-		err = errors.New("interrupted while checking the job: nothing was started, and neither VMM was asked anything")
+		err = errCheckInterrupted
 		rep.Error = err.Error()
-		if *checkOnly {
-			fmt.Fprintln(stderr, "migrate:", err)
-			return 1
-		}
-	case *checkOnly:
-		printCheck(stdout, *cfgPath, j, plugins)
-		return 0
 	default:
 		rep, err = run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
 	}
@@ -137,7 +133,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +
-	"       migrate -check -config job.hcl [-plugin-dir DIR]\n" +
+	"       migrate -check -config job.hcl [-json] [-plugin-dir DIR]\n" +
 	"       migrate -resolve -config job.hcl [-json]\n" +
 	"       migrate -start-postcopy -config job.hcl [-json]"
 

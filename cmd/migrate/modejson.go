@@ -14,9 +14,10 @@ import (
 	"github.com/ferryvm/ferry/vmm/api"
 )
 
-// What migrate -resolve -json and migrate -start-postcopy -json print:
-// one JSON object on stdout (resolveAnswer, startPostcopyAnswer; the
-// keys in docs/JOBS.md, "-resolve and -start-postcopy with -json"),
+// What migrate -resolve -json, -start-postcopy -json and -check -json
+// print: one JSON object on stdout (resolveAnswer, startPostcopyAnswer,
+// checkAnswer; the keys in docs/JOBS.md, "-resolve, -start-postcopy and
+// -check with -json"),
 // the lines these modes print on stdout without -json going to stderr
 // instead. A run's report is report.go's. What neither says: anything
 // the VMMs did on their own after migrate's last look.
@@ -25,6 +26,7 @@ import (
 const (
 	modeResolve       = "resolve"
 	modeStartPostcopy = "start-postcopy"
+	modeCheck         = "check"
 )
 
 // The outcomes of migrate -resolve (resolveAnswer.Outcome): what its
@@ -116,13 +118,13 @@ type startPostcopyAnswer struct {
 }
 
 // writeAnswer prints a mode's answer (resolveAnswer,
-// startPostcopyAnswer) as one JSON object on w.
+// startPostcopyAnswer, checkAnswer) as one JSON object on w.
 func writeAnswer(w io.Writer, answer any) {
 	json.NewEncoder(w).Encode(answer)
 }
 
 // modeMain runs a mode of migrate that answers in JSON (-resolve,
-// -start-postcopy) and returns its exit code: work says its lines on
+// -start-postcopy, -check) and returns its exit code: work says its lines on
 // said (stdout; stderr with asJSON, so that stdout holds the answer
 // alone) and its reasons on stderr, and returns its answer, printed as
 // one JSON object on stdout with asJSON. The first Ctrl-C or SIGTERM
@@ -155,10 +157,19 @@ func parseJobFileSaying(path string, stderr io.Writer) (*job.Job, string) {
 	if j := parseJobFile(path, io.MultiWriter(stderr, &said)); j != nil {
 		return j, ""
 	}
-	text := "\n" + strings.TrimRight(said.String(), "\n")
+	return nil, lastReason(said.String())
+}
+
+// lastReason is the reason a mode printed last in said (what it wrote
+// on stderr): what follows the last "migrate: " at the start of a line,
+// to its end, more than one line where it spans them; all of said,
+// trimmed, where no line starts so. What it cannot tell apart: a reason
+// that holds a line break followed by "migrate: " itself.
+func lastReason(said string) string {
+	text := "\n" + strings.TrimRight(said, "\n")
 	i := strings.LastIndex(text, "\nmigrate: ")
 	if i < 0 { // none: every refusal ends with one
-		return nil, strings.TrimSpace(text)
+		return strings.TrimSpace(text)
 	}
-	return nil, text[i+len("\nmigrate: "):]
+	return text[i+len("\nmigrate: "):]
 }

@@ -30,8 +30,8 @@ func TestReportKeysDocumented(t *testing.T) {
 	}
 }
 
-// TestModeAnswerKeysDocumented: docs/JOBS.md's section on -resolve and
-// -start-postcopy with -json names every key of their answers (`key`
+// TestModeAnswerKeysDocumented: docs/JOBS.md's section on -resolve,
+// -start-postcopy and -check with -json names every key of their answers (`key`
 // in a table row), those of their steps too; of the VMM answers they
 // carry as they came (a look's, the switch's), it names every key.
 func TestModeAnswerKeysDocumented(t *testing.T) {
@@ -39,9 +39,9 @@ func TestModeAnswerKeysDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(doc), "### `-resolve` and `-start-postcopy` with `-json`\n")
+	_, section, ok := strings.Cut(string(doc), "### `-resolve`, `-start-postcopy` and `-check` with `-json`\n")
 	if !ok {
-		t.Fatal("docs/JOBS.md has no section on -resolve and -start-postcopy with -json")
+		t.Fatal("docs/JOBS.md has no section on -resolve, -start-postcopy and -check with -json")
 	}
 	section, _, _ = strings.Cut(section, "\n### ")
 	keys := func(typ reflect.Type, visit func(key string, f reflect.StructField)) {
@@ -59,7 +59,8 @@ func TestModeAnswerKeysDocumented(t *testing.T) {
 		}
 		walk(typ)
 	}
-	for _, typ := range []reflect.Type{reflect.TypeFor[resolveAnswer](), reflect.TypeFor[actSent](), reflect.TypeFor[startPostcopyAnswer]()} {
+	for _, typ := range []reflect.Type{reflect.TypeFor[resolveAnswer](), reflect.TypeFor[actSent](), reflect.TypeFor[startPostcopyAnswer](),
+		reflect.TypeFor[checkAnswer](), reflect.TypeFor[pluginChecked]()} {
 		keys(typ, func(key string, f reflect.StructField) {
 			if !strings.Contains(section, "| `"+key+"` |") {
 				t.Errorf("docs/JOBS.md does not document the key %q (%s.%s) in a row of its -json section", key, typ.Name(), f.Name)
