@@ -33,13 +33,22 @@ import (
 // (an empty run inside guest RAM, which the engine drops, is neither); a Receive that
 // returns nil left the VM running, resumed once, never halted, every
 // page here and the Toucher taken back; RUNNING goes out only for a VM
-// that was resumed; a halted VM means an error.
+// that was resumed; a halted VM means an error. And guest RAM, against
+// the source's at the switch (pcFuzzSource), whatever the engine's own
+// page check says (judgeRAM, postcopy_oracle_test.go): no ABORT after
+// Resume; no Resume once COMMIT found pages that an honest HASHES named
+// held here with other contents than the source's; ErrPostcopyCheck
+// only with the VM running here; a Receive that returns nil leaves
+// every such page as the source held it, the guest having read none
+// otherwise. A COMMIT in post-copy waits for the landings the script
+// puts before it to be checked (commitHeld).
 //
-// What it does not check: page contents (the transport's writes are a
-// pattern, not a source's pages), the page check (HASHES), a Halt that
-// fails, and the window between the fault service's Settle and
-// Postcopy(nil): a landed run for an owned page reported there is not
-// counted as one (see pcFuzz.land).
+// What it does not check: the contents of pages no honest HASHES named
+// (a transport that writes wrong bytes and reports them is all the
+// engine sees), a wrong page landing between COMMIT's arrival and
+// Resume, a Halt that fails, and the window between the fault
+// service's Settle and Postcopy(nil): a landed run for an owned page
+// reported there is not counted as one (see pcFuzz.land).
 func FuzzPostcopyReceive(f *testing.F) {
 	if err := uffd.Available(); err != nil {
 		f.Skipf("SKIPPED: userfaultfd unavailable: %v", err)
@@ -85,7 +94,8 @@ type pcFuzzItem struct {
 // pcItemOps); a message is kind (1 byte), payload length (2 bytes LE,
 // cut to what is left), payload; a landed batch is a run count (1 byte,
 // mod 8), each run first and count (uvarints) and kind (1 byte); a touch
-// is a page (uvarint).
+// is a page (uvarint). A HASHES of 16 bytes naming pages inside guest
+// RAM is filled in with the source's hashes (pcHonestHashes).
 func parsePCFuzz(b []byte) [][]pcFuzzItem {
 	sessions := [][]pcFuzzItem{nil}
 	uv := func() uint64 {
@@ -168,7 +178,10 @@ func pcLand(runs ...transport.PageRun) pcFuzzItem { return pcFuzzItem{op: pcItem
 
 // pcFuzzSeeds: a valid post-copy session, one that reconnects, one where
 // the guest touches an absent page, one with a second copy of a page the
-// guest owns, one whose reconnect finds every page here. The lying
+// guest owns, one whose reconnect finds every page here; with the page
+// check: a clean one, one whose pages landed wrong before POSTCOPY
+// (the check refuses COMMIT), one whose owed pages land wrong after
+// COMMIT (ErrPostcopyCheck, the VM running). The lying
 // transport's runs (beyond guest RAM, wrapping, empty past its end)
 // are in testdata/fuzz/FuzzPostcopyReceive.
 func pcFuzzSeeds() [][]byte {
@@ -193,6 +206,13 @@ func pcFuzzSeeds() [][]byte {
 	end := pcFuzzItem{op: pcItemEnd}
 	touch := func(p uint64) pcFuzzItem { return pcFuzzItem{op: pcItemTouch, page: p} }
 	half := []pageRun{{10, 2}}
+	// The page check (pcHonestHashes: the source's hashes) and pages
+	// landed with other contents than the source's (pcFuzzSource).
+	hashes := pcHonestHashes(0, pages)
+	owed1Zero := pcLand(transport.PageRun{First: 10, Count: 4, Kind: transport.KindZero})
+	preWrong := pcLand(transport.PageRun{First: 0, Count: 10, Kind: transport.KindData},
+		transport.PageRun{First: 14, Count: 26, Kind: transport.KindData},
+		transport.PageRun{First: 42, Count: pages - 42, Kind: transport.KindData})
 	return [][]byte{
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, pcMsg(msgPostcopy, encodePostcopy(pages-6, half, false)),
@@ -201,6 +221,9 @@ func pcFuzzSeeds() [][]byte {
 		pcFuzzRecord(hello, pre, postcopy, state, commit, touch(11), touch(20), owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, touch(12), owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, owed2, end, resume, settled),
+		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1, owed2, settled),
+		pcFuzzRecord(hello, preWrong, postcopy, state, hashes, commit, owed1, owed2, settled),
+		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1Zero, owed2, settled),
 	}
 }
 
@@ -240,6 +263,8 @@ type pcFuzz struct {
 
 	badRun      bool // a landed run outside guest RAM (or empty past its end) was reported
 	overwritten bool // a landed run (of any kind, or none) covered a page the guest owned while the Toucher was set
+
+	pcFuzzOracle // guest RAM against the source's (postcopy_oracle_test.go)
 }
 
 func newPCFuzz(t *testing.T, sessions [][]pcFuzzItem) *pcFuzz {
@@ -247,6 +272,8 @@ func newPCFuzz(t *testing.T, sessions [][]pcFuzzItem) *pcFuzz {
 	z := &pcFuzz{t: t, vm: vm, fd: vm.layout[0].Fd, pages: vm.layout.Pages(), sessions: sessions}
 	z.cond = sync.NewCond(&z.mu)
 	z.owned, z.waiting = bitmap.New(z.pages), map[*int]uint64{}
+	z.pcFuzzOracle = newPCFuzzOracle(z.pages)
+	vm.onResume = func() { z.mu.Lock(); z.resumed = true; z.mu.Unlock() }
 	for _, r := range vm.layout {
 		m, err := unix.Mmap(z.fd, int64(r.Offset), int(r.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err != nil {
@@ -311,6 +338,9 @@ func (z *pcFuzz) touch(p uint64) {
 		z.cond.Broadcast()
 		if err == nil && z.toucher != nil {
 			z.owned.Set(p)
+			if !z.holdsSource(p) {
+				z.seenWrong = append(z.seenWrong, p)
+			}
 		}
 	}()
 }
@@ -350,6 +380,21 @@ func (z *pcFuzz) due(i int) bool {
 	return msgs <= z.msgsGot
 }
 
+// nextMsg returns the index of the session's next message, -1 if
+// none is left; z.mu is held.
+func (z *pcFuzz) nextMsg() int {
+	msgs := 0
+	for i, it := range z.items {
+		if it.op != pcItemMsg {
+			continue
+		}
+		if msgs++; msgs > z.msgsGot {
+			return i
+		}
+	}
+	return -1
+}
+
 // wait waits on z.cond until ctx ends; z.mu is held.
 func (z *pcFuzz) wait(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { z.mu.Lock(); z.cond.Broadcast(); z.mu.Unlock() })
@@ -378,6 +423,9 @@ func (z *pcFuzz) land(runs []transport.PageRun) {
 		if z.toucher != nil && z.owned.NextSetIn(r.First, r.First+r.Count) < r.First+r.Count {
 			z.overwritten = true
 		}
+		if z.pcOn && (r.Kind == transport.KindData || r.Kind == transport.KindZero) {
+			z.postLanded.SetRange(r.First, r.Count)
+		}
 		pg := make([]byte, framework.PageSize)
 		for p := r.First; p < r.First+r.Count; p++ {
 			if r.Kind == transport.KindData {
@@ -400,7 +448,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 			if z.next >= len(z.sessions) {
 				return errors.New("fuzz: no source connects again")
 			}
-			z.items, z.msgsGot, z.pos, z.ended = z.sessions[z.next], 0, 0, false
+			z.items, z.msgsGot, z.pos, z.ended, z.inflight = z.sessions[z.next], 0, 0, false, false
 			z.next++
 			z.open = true
 			z.release()
@@ -409,28 +457,32 @@ func (z *pcFuzz) transport() *transport.Mock {
 		RecvMessageFunc: func(ctx context.Context) (transport.Message, error) {
 			z.mu.Lock()
 			defer z.mu.Unlock()
-			if !z.open || z.ended {
-				return transport.Message{}, transport.ErrClosed
-			}
-			msgs := 0
-			for _, it := range z.items {
-				if it.op != pcItemMsg {
-					continue
+			for {
+				if !z.open || z.ended {
+					return transport.Message{}, transport.ErrClosed
 				}
-				if msgs++; msgs > z.msgsGot {
+				i := z.nextMsg()
+				if i < 0 {
+					z.ended = true // the peer ended the session: what landed is still reported
+					z.cond.Broadcast()
+					return transport.Message{}, transport.ErrClosed
+				}
+				if !z.commitHeld(i) {
 					z.msgsGot++
 					z.moved++
 					z.release()
-					return it.msg, nil
+					return z.received(z.items[i].msg), nil
+				}
+				if err := z.wait(ctx); err != nil {
+					return transport.Message{}, err
 				}
 			}
-			z.ended = true // the peer ended the session: what landed is still reported
-			z.cond.Broadcast()
-			return transport.Message{}, transport.ErrClosed
 		},
 		LandedFunc: func(ctx context.Context) ([]transport.PageRun, error) {
 			z.mu.Lock()
 			defer z.mu.Unlock()
+			z.inflight = false // the lane handed on its last batch
+			z.cond.Broadcast()
 			for {
 				if !z.open {
 					return nil, transport.ErrClosed
@@ -445,6 +497,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 					if it.op == pcItemLand {
 						z.moved++
 						z.land(it.runs)
+						z.inflight = true
 						return it.runs, nil
 					}
 					z.touch(it.page)
@@ -461,6 +514,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 		SendMessageFunc: func(ctx context.Context, m transport.Message) error {
 			z.mu.Lock()
 			defer z.mu.Unlock()
+			z.abortResumed = z.abortResumed || m.Kind == msgAbort && z.resumed
 			if !z.open {
 				return transport.ErrClosed
 			}
@@ -470,6 +524,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 		SendUrgentFunc: func(ctx context.Context, m transport.Message) error {
 			z.mu.Lock()
 			defer z.mu.Unlock()
+			z.abortResumed = z.abortResumed || m.Kind == msgAbort && z.resumed
 			if !z.open || z.ended {
 				return transport.ErrClosed
 			}
@@ -487,7 +542,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 		CloseFunc: func() error {
 			z.mu.Lock()
 			defer z.mu.Unlock()
-			z.open = false
+			z.open, z.inflight = false, false
 			z.cond.Broadcast()
 			return nil
 		},
@@ -537,6 +592,9 @@ func runPCFuzz(t *testing.T, b []byte) (Report, error) {
 	resumed := z.vm.resumed
 	what := fmt.Sprintf("Receive: %v; report: mode %s handover %s status %s; resumed %d, halted %v, sent %v",
 		err, rep.Mode, rep.Handover, rep.Status, resumed, z.halted, z.sent)
+	if why := z.judgeRAM(rep, err, resumed); why != "" {
+		t.Fatalf("%s: %s", why, what)
+	}
 	switch {
 	case z.badRun && rep.Mode == ModePostcopy && err == nil:
 		t.Fatalf("a landed run outside guest RAM was reported in post-copy and taken: %s", what)
@@ -562,7 +620,8 @@ func runPCFuzz(t *testing.T, b []byte) (Report, error) {
 func TestPCFuzzSeeds(t *testing.T) {
 	needUffd(t)
 	seeds := pcFuzzSeeds()
-	for i, want := range []string{"", "", "", ErrPostcopyBroken.Error(), ""} {
+	for i, want := range []string{"", "", "", ErrPostcopyBroken.Error(), "",
+		"", errCommitRefused.Error(), ErrPostcopyCheck.Error()} {
 		rep, err := runPCFuzz(t, seeds[i])
 		if rep.Mode != ModePostcopy || (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("seed %d: mode %s, %v; want %q", i, rep.Mode, err, want)
