@@ -90,7 +90,8 @@
 //     listening for the RESUME of a source that committed on it, as
 //     after any break from VERIFIED on: uncommitted), but for such a
 //     verdict or a cancel that cut its send (failed, ABORT). A COMMIT
-//     the page check forbids (after differing pages, or before VERIFIED
+//     the page check forbids (after differing pages, in post-copy also
+//     an owed page that landed differing before it, or before VERIFIED
 //     while the check is open) is refused: failed, ABORT
 //     (commitRefused), and so is a HASHES after the last (the check
 //     completed: malformed).

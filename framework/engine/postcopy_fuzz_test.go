@@ -179,9 +179,11 @@ func pcLand(runs ...transport.PageRun) pcFuzzItem { return pcFuzzItem{op: pcItem
 // pcFuzzSeeds: a valid post-copy session, one that reconnects, one where
 // the guest touches an absent page, one with a second copy of a page the
 // guest owns, one whose reconnect finds every page here; with the page
-// check: a clean one, one whose pages landed wrong before POSTCOPY
-// (the check refuses COMMIT), one whose owed pages land wrong after
-// COMMIT (ErrPostcopyCheck, the VM running). The lying
+// check: a clean one, one whose owed pages land wrong after the check,
+// before COMMIT (refused: the source still holds them, and resumes), one
+// whose pages landed wrong before POSTCOPY (refused too), one whose
+// owed pages land wrong after COMMIT (ErrPostcopyCheck, the VM
+// running). The lying
 // transport's runs (beyond guest RAM, wrapping, empty past its end)
 // are in testdata/fuzz/FuzzPostcopyReceive.
 func pcFuzzSeeds() [][]byte {
@@ -222,6 +224,7 @@ func pcFuzzSeeds() [][]byte {
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, touch(12), owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, owed2, end, resume, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1, owed2, settled),
+		pcFuzzRecord(hello, pre, postcopy, state, hashes, owed1Zero, commit, owed2, settled),
 		pcFuzzRecord(hello, preWrong, postcopy, state, hashes, commit, owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1Zero, owed2, settled),
 	}
@@ -621,7 +624,7 @@ func TestPCFuzzSeeds(t *testing.T) {
 	needUffd(t)
 	seeds := pcFuzzSeeds()
 	for i, want := range []string{"", "", "", ErrPostcopyBroken.Error(), "",
-		"", errCommitRefused.Error(), ErrPostcopyCheck.Error()} {
+		"", errCommitRefused.Error(), errCommitRefused.Error(), ErrPostcopyCheck.Error()} {
 		rep, err := runPCFuzz(t, seeds[i])
 		if rep.Mode != ModePostcopy || (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("seed %d: mode %s, %v; want %q", i, rep.Mode, err, want)

@@ -310,15 +310,26 @@ var errCommitRefused = errors.New("COMMIT refused")
 // destination, and migrate resolves that by resuming it. What it cannot
 // tell: a source without the check that sends no HASHES promises
 // nothing, and its COMMIT is acted on as ever; in post-copy, pages
-// absent at the check are compared only as they land, after the VM
-// runs (ErrPostcopyCheck).
+// absent at the check are compared only as they land: one that landed
+// differing before COMMIT came refuses it too (landCheck: the VM never
+// ran, the source still holds the page, so it resumes), one whose report
+// the landed lane had not taken yet, or that lands after, is known only
+// once the VM runs (ErrPostcopyCheck).
 func (r *receiver) commitRefused() error {
 	const never = "this destination never runs the VM (a source that commits there breaks the protocol: " +
 		"resume the VM on the source)"
+	var landedBad, landedFirst uint64
+	if r.pc != nil && r.pc.check != nil {
+		landedBad, landedFirst = r.pc.check.verdict()
+	}
 	switch {
 	case r.check != nil && r.check.bad > 0:
 		return fmt.Errorf("%w: it came after the page check found %d differing pages (first: page %d), a verdict the "+
 			"source never commits on: this copy is wrong; %s", errCommitRefused, r.check.bad, r.check.firstBad, never)
+	case landedBad > 0:
+		return fmt.Errorf("%w: %d pages that landed after the switch, before COMMIT, differed from the source's "+
+			"(first: page %d): this copy is wrong; this destination never runs the VM (resume it on the source)",
+			errCommitRefused, landedBad, landedFirst)
 	case r.check != nil && r.checkOpen():
 		return fmt.Errorf("%w: it came during the page check, with %d of %d pages' hashes in, before VERIFIED: the "+
 			"source commits only after a clean one, and this copy is not checked; %s", errCommitRefused, r.check.next,

@@ -17,7 +17,8 @@ import (
 // with its own RAM before it may run, and answers VERIFIED with the number
 // of differing pages. Any difference aborts the migration: the source
 // resumes and the destination never starts. The destination holds to
-// that on its own: a COMMIT after such a verdict, or before VERIFIED
+// that on its own: a COMMIT after such a verdict (in post-copy, or after
+// an owed page that landed differing since), or before VERIFIED
 // while the check is open, is refused (receiver.commitRefused: failed,
 // ABORT), so a source that commits all the same (a bug) cannot make it
 // run a copy known to be wrong or not yet checked.
