@@ -556,6 +556,7 @@ func (z *pcFuzz) transport() *transport.Mock {
 // returns what Receive did.
 func runPCFuzz(t *testing.T, b []byte) (Report, error) {
 	z := newPCFuzz(t, parsePCFuzz(b))
+	z.orderCommit = true
 	opt := Options{SwitchoverTimeout: 100 * time.Millisecond, StallTimeout: 100 * time.Millisecond,
 		ReconnectTimeout: 300 * time.Millisecond, IncomingTimeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), pcFuzzBound)

@@ -58,6 +58,9 @@ type pcFuzzOracle struct {
 	pcOn       bool           // the last POSTCOPY chunk was handed to Receive
 	pcBad      bool           // a POSTCOPY chunk did not decode: Receive fails on it
 	postLanded *bitmap.Bitmap // pages a data or zero run covered after the last POSTCOPY chunk
+	// orderCommit turns commitHeld on (runPCFuzz): the tests that wrap
+	// Landed to hold the lane order the script themselves.
+	orderCommit bool
 	// inflight: Landed returned a batch and was not called again since
 	// (the landed lane calls it again only once it checked and handed
 	// on the batch: commitHeld).
@@ -92,7 +95,7 @@ func pcHonestHashes(first, n uint64) pcFuzzItem {
 // with a batch (a refusal) holds COMMIT until the engine cuts the
 // receive (watchSetup), or the session closes; z.mu is held.
 func (z *pcFuzz) commitHeld(i int) bool {
-	if z.items[i].msg.Kind != msgCommit || !z.pcOn || z.pcBad {
+	if !z.orderCommit || z.items[i].msg.Kind != msgCommit || !z.pcOn || z.pcBad {
 		return false
 	}
 	if z.inflight {
