@@ -183,7 +183,8 @@ func pcLand(runs ...transport.PageRun) pcFuzzItem { return pcFuzzItem{op: pcItem
 // before COMMIT (refused: the source still holds them, and resumes), one
 // whose pages landed wrong before POSTCOPY (refused too), one whose
 // owed pages land wrong after COMMIT (ErrPostcopyCheck, the VM
-// running). The lying
+// running), and a second copy, wrong, of pages held at POSTCOPY before
+// COMMIT (refused) and after it (ErrPostcopyCheck). The lying
 // transport's runs (beyond guest RAM, wrapping, empty past its end)
 // are in testdata/fuzz/FuzzPostcopyReceive.
 func pcFuzzSeeds() [][]byte {
@@ -215,6 +216,7 @@ func pcFuzzSeeds() [][]byte {
 	preWrong := pcLand(transport.PageRun{First: 0, Count: 10, Kind: transport.KindData},
 		transport.PageRun{First: 14, Count: 26, Kind: transport.KindData},
 		transport.PageRun{First: 42, Count: pages - 42, Kind: transport.KindData})
+	second := pcLand(transport.PageRun{First: 0, Count: 2, Kind: transport.KindZero}) // pages held at POSTCOPY, again
 	return [][]byte{
 		pcFuzzRecord(hello, pre, postcopy, state, commit, owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, pcMsg(msgPostcopy, encodePostcopy(pages-6, half, false)),
@@ -227,6 +229,8 @@ func pcFuzzSeeds() [][]byte {
 		pcFuzzRecord(hello, pre, postcopy, state, hashes, owed1Zero, commit, owed2, settled),
 		pcFuzzRecord(hello, preWrong, postcopy, state, hashes, commit, owed1, owed2, settled),
 		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1Zero, owed2, settled),
+		pcFuzzRecord(hello, pre, postcopy, state, hashes, second, commit, owed1, owed2, settled),
+		pcFuzzRecord(hello, pre, postcopy, state, hashes, commit, owed1, second, owed2, settled),
 	}
 }
 
@@ -625,7 +629,8 @@ func TestPCFuzzSeeds(t *testing.T) {
 	needUffd(t)
 	seeds := pcFuzzSeeds()
 	for i, want := range []string{"", "", "", ErrPostcopyBroken.Error(), "",
-		"", errCommitRefused.Error(), errCommitRefused.Error(), ErrPostcopyCheck.Error()} {
+		"", errCommitRefused.Error(), errCommitRefused.Error(), ErrPostcopyCheck.Error(),
+		errCommitRefused.Error(), ErrPostcopyCheck.Error()} {
 		rep, err := runPCFuzz(t, seeds[i])
 		if rep.Mode != ModePostcopy || (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("seed %d: mode %s, %v; want %q", i, rep.Mode, err, want)

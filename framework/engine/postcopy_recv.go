@@ -525,23 +525,27 @@ func (q *requester) run(ctx context.Context, tr transport.Transport) error {
 }
 
 // landCheck is the page check of pages that arrive after POSTCOPY: the
-// hashes HASHES brings for pages still absent are kept, and each such
-// page is compared when it lands, before the fault service may map it.
-// absent is kept whether or not the source checks pages (it does not
-// say before HASHES).
+// hashes HASHES brings are kept, and each page that lands after it is
+// compared, before the fault service may map it: an owed page's first
+// copy, and a second copy of any page (one the source held at POSTCOPY
+// or one already landed), which a source sends never (every owed page
+// goes once) but a faulty transport may report, and which would replace
+// what the check saw. absent is kept whether or not the source checks
+// pages (it does not say before HASHES). The hashes cost 8 bytes a page
+// of guest RAM from the first HASHES on (the check is a test mode).
 type landCheck struct {
 	mu     sync.Mutex
 	layout framework.Layout
-	absent *bitmap.Bitmap    // absent at POSTCOPY, not landed yet
-	want   map[uint64]uint64 // their hashes, from HASHES
-	bad    uint64            // pages that differed on arrival
-	first  uint64            // the first of them, ^0 if none
-	buf    []byte            // one page, for pread
+	absent *bitmap.Bitmap // absent at POSTCOPY, not landed yet
+	want   []uint64       // every page's hash from HASHES (hashFree: none); nil before the first
+	bad    *bitmap.Bitmap // pages that differed on arrival
+	first  uint64         // the first of them, ^0 if none
+	buf    []byte         // one page, for pread
 	log    func(p, h, want uint64)
 }
 
 func newLandCheck(l framework.Layout, absent []pageRun, log func(p, h, want uint64)) *landCheck {
-	c := &landCheck{layout: l, absent: bitmap.New(l.Pages()), want: map[uint64]uint64{}, first: ^uint64(0),
+	c := &landCheck{layout: l, absent: bitmap.New(l.Pages()), bad: bitmap.New(l.Pages()), first: ^uint64(0),
 		buf: make([]byte, framework.PageSize), log: log}
 	for _, a := range absent {
 		c.absent.SetRange(a.First, a.Count)
@@ -549,30 +553,30 @@ func newLandCheck(l framework.Layout, absent []pageRun, log func(p, h, want uint
 	return c
 }
 
-// deferHash keeps page p's hash if p has not landed yet (the checker
-// then skips it) and reports whether it did.
+// deferHash keeps page p's hash for the copies that land from now on
+// and reports whether p has not landed yet (the checker then skips it).
 func (c *landCheck) deferHash(p, h uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.absent.Test(p) {
-		return false
+	if c.want == nil {
+		c.want = make([]uint64, c.layout.Pages())
 	}
 	c.want[p] = h
-	return true
+	return c.absent.Test(p)
 }
 
-// landed checks the absent pages of a run that landed completely,
-// reading data pages from the memfd (never through the guest mapping).
+// landed checks the pages of a run that landed completely, reading data
+// pages from the memfd (never through the guest mapping).
 func (c *landCheck) landed(r transport.PageRun) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for p := c.absent.NextSetIn(r.First, r.First+r.Count); p < r.First+r.Count; p = c.absent.NextSetIn(p+1, r.First+r.Count) {
+	if c.want == nil { // no HASHES yet: only note arrival
+		c.absent.ClearRange(r.First, r.Count)
+		return nil
+	}
+	for p := r.First; p < r.First+r.Count; p++ {
 		c.absent.Clear(p)
-		want, ok := c.want[p]
-		if !ok {
-			continue
-		}
-		delete(c.want, p)
+		want := c.want[p]
 		if want == hashFree {
 			continue
 		}
@@ -584,8 +588,8 @@ func (c *landCheck) landed(r transport.PageRun) error {
 			}
 			h = pageHash(c.buf)
 		}
-		if h != want {
-			c.bad++
+		if h != want && !c.bad.Test(p) {
+			c.bad.Set(p)
 			c.first = min(c.first, p)
 			c.log(p, h, want)
 		}
@@ -598,7 +602,7 @@ func (c *landCheck) landed(r transport.PageRun) error {
 func (c *landCheck) verdict() (uint64, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.bad, c.first
+	return c.bad.Count(), c.first
 }
 
 // postcopyChunk takes one POSTCOPY chunk; after the last it sets up the
