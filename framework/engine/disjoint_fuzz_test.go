@@ -9,25 +9,29 @@ import (
 )
 
 // applyCase is one batch applied to a hinter of pages pages: its
-// ranges (valid or not), the pages a probe saw written before it, and
-// whether it belongs to the current generation.
+// ranges (valid or not), the pages a probe saw written before it (or
+// after it), and whether it belongs to the current generation (or an
+// older one, or one not asked yet).
 type applyCase struct {
 	pages   uint64
 	ranges  []hint.Range
 	written []uint64
 	stale   bool
+	future  bool // a stale batch names a generation after the current one
+	after   bool // the probe comes after the batch
 }
 
 // decodeApplyCase turns fuzz bytes into a case: byte 0 sizes RAM (1 to
-// 256 pages), byte 1 says stale (bit 0) and how many written pages
-// follow (bits 1-4), then written pages, then ranges of 2 bytes each,
-// First and Count taken modulo a little more than RAM so that some are
-// invalid (outside, empty) and many overlap.
+// 256 pages), byte 1 says stale (bit 0), how many written pages follow
+// (bits 1-4), a stale batch's generation after the current (bit 5) and
+// the probe after the batch (bit 6), then written pages, then ranges of
+// 2 bytes each, First and Count taken modulo a little more than RAM so
+// that some are invalid (outside, empty) and many overlap.
 func decodeApplyCase(data []byte) applyCase {
 	if len(data) < 2 {
 		return applyCase{pages: 1}
 	}
-	c := applyCase{pages: uint64(data[0]) + 1, stale: data[1]&1 != 0}
+	c := applyCase{pages: uint64(data[0]) + 1, stale: data[1]&1 != 0, future: data[1]&(1<<5) != 0, after: data[1]&(1<<6) != 0}
 	nw := int(data[1]>>1) & 15
 	data = data[2:]
 	for ; nw > 0 && len(data) > 0; nw-- {
@@ -64,24 +68,54 @@ func naiveMarks(c applyCase) []bool {
 }
 
 // checkApply applies c's batch through the hinter (disjoint included)
-// and compares the marks with naiveMarks, page by page.
+// and compares the marks with naiveMarks, page by page, and the
+// provider's counts with the batch's: invalid ranges, and valid ones
+// taken or stale.
 func checkApply(t *testing.T, c applyCase) {
 	t.Helper()
 	h := newHinter([]HintSource{source("p", &funcProvider{}, 0)}, c.pages, func(string, ...any) {})
 	h.invalidate(2)
-	if len(c.written) > 0 {
+	probe := func() {
+		if len(c.written) == 0 {
+			return
+		}
 		w := bitmap.New(c.pages)
 		for _, p := range c.written {
 			w.Set(p)
 		}
 		h.probeWritten(w)
 	}
+	if !c.after {
+		probe()
+	}
 	gen := uint64(2)
-	if c.stale {
+	switch {
+	case c.stale && c.future:
+		gen = 3 // a generation never asked
+	case c.stale:
 		gen = 1 // asked before sync 2: arrived after it
 	}
 	in := append([]hint.Range(nil), c.ranges...)
 	h.apply(hintBatch{src: 0, gen: gen, ranges: in})
+	if c.after {
+		probe()
+	}
+	var invalid, valid uint64
+	for _, r := range c.ranges {
+		if r.Check(c.pages) != nil {
+			invalid++
+		} else {
+			valid++
+		}
+	}
+	wantRanges, wantStale := valid, uint64(0)
+	if c.stale {
+		wantRanges, wantStale = 0, valid
+	}
+	if st := h.stats[0]; st.Invalid != invalid || st.Ranges != wantRanges || st.Stale != wantStale {
+		t.Fatalf("ranges %v, stale %v: counted %d invalid, %d taken, %d stale; want %d, %d, %d",
+			c.ranges, c.stale, st.Invalid, st.Ranges, st.Stale, invalid, wantRanges, wantStale)
+	}
 	for i, r := range c.ranges {
 		if in[i] != r {
 			t.Fatalf("apply changed the batch: range %d is %v, was %v", i, in[i], r)
@@ -111,6 +145,8 @@ func FuzzApplyMerged(f *testing.F) {
 		{99, 1, 0, 100, 0, 100},                     // stale: nothing
 		{255, 0, 5, 3, 5, 3, 9, 1, 0, 255, 10, 0},   // empty and outside ranges mixed in
 		{63, 0, 0, 32, 33, 31, 0, 32, 32, 1, 0, 64}, // adjacent, exactly touching, and one past
+		{99, 1 | 1<<5, 0, 100, 0, 100},              // a generation not asked yet: nothing
+		{99, 4 | 1<<6, 50, 60, 0, 100},              // written after the batch: cleared all the same
 	} {
 		f.Add(seed)
 	}
