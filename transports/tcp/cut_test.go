@@ -325,3 +325,38 @@ func TestAbortBoundedAfterCutWrite(t *testing.T) {
 		t.Error("the held SendMessage returned no error")
 	}
 }
+
+// TestEndedContextSendsNothing: a SendMessage or SendUrgent whose
+// context had already ended when it took the stream returns that end
+// and writes nothing, so the session goes on over TLS too. The engine
+// calls so routinely (a request server that stopPostcopy's cancel
+// reaches between a request read and its answer, a cancelled answer
+// over a plugin's RPC). Before, the call wrote under a deadline its
+// context's end set at once (context.AfterFunc, racing the write), and
+// over TLS, when the deadline won, the session failed ("the call's
+// context ended (context canceled) with 0 of a frame's ... bytes
+// written"): crypto/tls refuses every write after one a deadline cut.
+func TestEndedContextSendsNothing(t *testing.T) {
+	const tries = 200
+	for _, path := range cutPaths {
+		t.Run(path.name, func(t *testing.T) {
+			src, dst := newVM(t, testLayout), newVM(t, testLayout)
+			send, recv := openPairPlain(t, src, dst, cfg(freeAddr(t), 2, "none"), false)
+			ctx := ctxT(t)
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			for i := range tries {
+				err := path.send(send, ended, transport.Message{Kind: 1, Payload: []byte("never sent")})
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("try %d: a call with an ended context: %v; want context.Canceled", i, err)
+				}
+			}
+			if err := path.send(send, ctx, transport.Message{Kind: 2, Payload: []byte("after")}); err != nil {
+				t.Fatalf("a call after %d with an ended context: %v; want the session going on", tries, err)
+			}
+			if m, err := path.recv(recv, ctx); err != nil || m.Kind != 2 {
+				t.Fatalf("the destination's first message: kind %d, %v; want kind 2 (nothing of the ended calls)", m.Kind, err)
+			}
+		})
+	}
+}

@@ -94,7 +94,9 @@
 // call's context (the text says so; in plaintext a cut before any of the
 // frame's bytes went leaves the session going on, and the call returns
 // the context's error), or its own wind-down (the call returns the
-// session's error). writeFrame in msg.go has the rules.
+// session's error). A call whose context ended before its write began
+// writes nothing and returns the context's error, over TLS too: the
+// session goes on. writeFrame in msg.go has the rules.
 //
 // Configuration: parseConfig (config.go) is the one place of the block's
 // rules. Open runs it first, in either role; Validate

@@ -26,8 +26,9 @@ func (s *session) sendMessage(ctx context.Context, m transport.Message) error {
 
 // writeFrame writes one frame (bufs) of a call (what: "send message",
 // "send urgent") on stream st, holding its write lock; waiting for it,
-// it returns ctx's error when ctx ends, and so it does when ctx cut its
-// write before any byte went, in plaintext: the session goes on. A
+// it returns ctx's error when ctx ends, and so it does, writing
+// nothing, when ctx had ended once it holds the lock, and when ctx cut
+// its write before any byte went, in plaintext: the session goes on. A
 // write that fails otherwise fails the session with CodeFailed and
 // returns the session's error: its own (writeFailed says what cut it),
 // or, when the session had ended, the reason the wind-down's deadline
@@ -55,6 +56,14 @@ func (s *session) writeFrame(ctx context.Context, st *stream, what string, bufs 
 		if err == errSessionDone {
 			return s.Err()
 		}
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		// Ended as the lock came free (lock picks either at random when
+		// both are ready): writing now would race the cut its end sets
+		// at once, which over TLS breaks the stream even when no byte
+		// went (TestEndedContextSendsNothing).
+		st.unlock()
 		return err
 	}
 	if st.urgent && st.rc != nil {
