@@ -360,3 +360,28 @@ func TestEndedContextSendsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldStreamLeavesAbortOnOthers: a stream whose write lock a
+// writer holds through the session's failure (a peer that stopped
+// reading it) costs the ABORT that stream alone: it goes on the others
+// all the same, each under the wind-down's bound. Before, the ABORTs
+// were written one stream after another under one deadline: the first
+// stream's wait for its lock took all of it, and the writes on the
+// others then failed at once, so the destination read their end
+// ("the peer closed the connection"), not the reason.
+func TestHeldStreamLeavesAbortOnOthers(t *testing.T) {
+	src, dst := newVM(t, testLayout), newVM(t, testLayout)
+	send, recv := openPairPlain(t, src, dst, cfg(freeAddr(t), 2, "none"), true)
+	ctx := ctxT(t)
+	s := send.openSession()
+	s.streams[0].wlock <- struct{}{} // a writer holds stream 0
+	why := errors.New("a fault of this side's")
+	failed := make(chan struct{})
+	go func() { s.fail(why, wire.CodeFailed); close(failed) }()
+	_, heard := recv.RecvMessage(ctx)
+	s.streams[0].unlock()
+	<-failed
+	if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), why.Error()) {
+		t.Errorf("the destination's session ended with %v; want the source's ABORT naming %q", heard, why)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,14 +152,19 @@ func (s *session) windDown(last []byte) {
 	for _, st := range all {
 		st.conn.SetDeadline(deadline)
 	}
+	// Each stream on its own goroutine: one whose lock a held write
+	// keeps until the deadline would otherwise take the whole bound,
+	// and the writes on the streams after it would all fail
+	// (TestHeldStreamLeavesAbortOnOthers).
 	told := make([]bool, len(all))
-	anyTold := false
-	for i, st := range all {
-		if last != nil {
-			told[i] = st.writeLast(last, deadline)
-			anyTold = anyTold || told[i]
+	if last != nil {
+		var wg sync.WaitGroup
+		for i, st := range all {
+			wg.Go(func() { told[i] = st.writeLast(last, deadline) })
 		}
+		wg.Wait()
 	}
+	anyTold := slices.Contains(told, true)
 	// Half-close the socket itself: a TLS close_notify could block on a
 	// peer that stopped reading; the frames' BYE and ABORT already say
 	// whether the stream ended on purpose.
