@@ -385,3 +385,39 @@ func TestHeldStreamLeavesAbortOnOthers(t *testing.T) {
 		t.Errorf("the destination's session ended with %v; want the source's ABORT naming %q", heard, why)
 	}
 }
+
+// TestCloseDuringFailureKeepsAbort: a Close that comes while the
+// session's failure still writes its ABORT (here held on stream 0,
+// whose write lock a writer holds) waits for that wind-down before it
+// half-closes the streams, so the destination reads the reason on the
+// others, not their end. The engine closes as soon as a call returned
+// the session's error, which it does once the session ended, before its
+// ABORT went. Before, Close's own wind-down half-closed every stream
+// at once: the destination read "the peer closed the connection", and
+// the ABORT behind it failed on the half-closed sockets.
+func TestCloseDuringFailureKeepsAbort(t *testing.T) {
+	src, dst := newVM(t, testLayout), newVM(t, testLayout)
+	send, recv := openPairPlain(t, src, dst, cfg(freeAddr(t), 2, "none"), true)
+	ctx := ctxT(t)
+	s := send.openSession()
+	s.streams[0].wlock <- struct{}{} // a writer holds stream 0
+	why := errors.New("a fault of this side's")
+	failed := make(chan struct{})
+	go func() { s.fail(why, wire.CodeFailed); close(failed) }()
+	select {
+	case <-s.Done():
+	case <-ctx.Done():
+		t.Fatal("the session did not end")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- send.Close() }()
+	_, heard := recv.RecvMessage(ctx)
+	s.streams[0].unlock()
+	<-failed
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), why.Error()) {
+		t.Errorf("the destination's session ended with %v; want the source's ABORT naming %q", heard, why)
+	}
+}

@@ -67,6 +67,9 @@ type session struct {
 
 	wg   sync.WaitGroup
 	byes atomic.Int32 // streams on which the peer said BYE
+	// wound is closed once the wind-down of the session's end (BYE or
+	// ABORT, by whoever ended it) is over: close waits for it.
+	wound chan struct{}
 
 	// Send side, used by the engine's goroutine only.
 	flushTarget  []uint64      // per stream, the ACK the last Flush waits for
@@ -108,7 +111,7 @@ type stream struct {
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
 	return &session{Base: sessionbase.New(role), log: log, cfg: cfg, ram: m, stats: stats,
-		ackNote: make(chan struct{}, 1)}
+		ackNote: make(chan struct{}, 1), wound: make(chan struct{})}
 }
 
 func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
@@ -132,6 +135,7 @@ func (s *session) fail(err error, code wire.Code) {
 		last = s.inVersion(wire.AppendAbort(nil, code, err.Error()))
 	}
 	s.windDown(last)
+	close(s.wound)
 }
 
 // windDown runs once done is closed: it bounds every read and write in
@@ -198,11 +202,17 @@ func (st *stream) writeLast(last []byte, deadline time.Time) bool {
 
 // close ends the session from this side: BYE to the peer if it is still
 // running, then every goroutine joined, every connection closed and the
-// RAM unmapped.
+// RAM unmapped. After a failure it first waits for the failure's
+// wind-down (bounded by goodbyeTimeout, as every wind-down is): its own
+// would half-close every stream under the ABORT still going out, and
+// the peer would read their end instead of the reason
+// (TestCloseDuringFailureKeepsAbort).
 func (s *session) close() error {
 	if s.End(errLocalClose) {
 		s.windDown(s.inVersion(wire.AppendBye(nil, "closed by the "+s.Role.String()+" side")))
+		close(s.wound)
 	} else {
+		<-s.wound
 		s.windDown(nil) // bounds what an earlier failure left running
 	}
 	s.wg.Wait()
