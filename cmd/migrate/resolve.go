@@ -96,6 +96,10 @@ type resolver struct {
 	wait   time.Duration // how long a side may stay "migrating"
 	pcWait time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
 	out    io.Writer
+	// lastSrc and lastDst are each side's answer to the last look, as
+	// given (query; unreachable: side sideUnreachable): the other side
+	// of a step answered in a wrong role (wrongRole).
+	lastSrc, lastDst api.ResolveResult
 	// rec is what this resolve sent and the sides' last answers
 	// (query, do, cancelDst, lastCancel): migrate -resolve -json's.
 	rec resolveRecord
@@ -141,6 +145,11 @@ func (r *resolver) query(sock string) (api.ResolveResult, error) {
 	err := r.call(sock, api.ResolveArgs{Action: api.ResolveQuery}, &res)
 	if err != nil {
 		res.Side = sideUnreachable
+	}
+	if sock == r.src {
+		r.lastSrc = res
+	} else {
+		r.lastDst = res
 	}
 	r.rec.looked(sock == r.src, res)
 	return res, err

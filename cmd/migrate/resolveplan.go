@@ -218,13 +218,13 @@ func (r *resolver) do(st step) error {
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
 	case res.Side != want:
 		return fmt.Errorf("%s on %s: %w", st.action, sock, unconfirmed)
+	case unconfirmed != nil:
+		// The side asked for, in another role: the VMM at that socket
+		// is not this job's side of the migration (resolveTarget: a
+		// VMM resumes in either role). No further act of the look is
+		// sent, and the resolve ends manual (wrongRole).
+		return fmt.Errorf("%s on %s: %w", st.action, sock, r.wrongRole(st.src, res, unconfirmed))
 	}
-	// An answer in another role is recorded as no confirmation, and the
-	// look's acts go on: the next look's pair says what stands at that
-	// socket and moves neither side (rolesPair;
-	// TestResolveAfterResumeOnlyASender). What that leaves: a look whose
-	// verdict asks for no further look (a source resumed beside a failed
-	// destination) ends there, its verdict taken.
 	r.toldMigrated = r.toldMigrated || st.src && st.action == api.ResolveMigrated
 	if st.action == api.ResolveResume {
 		r.sawResumed(st.src)
@@ -238,9 +238,9 @@ func (r *resolver) do(st step) error {
 // another side than want (do fails the step, and no further act of the
 // look is sent: doAll), or in another role than the side it was sent to
 // takes in the migration, a sender at the source's socket, a receiver
-// at the destination's (a VMM resumes in either role; do goes on, and
-// the next look's pair refuses the pairing). Its step says so (outcome
-// unconfirmed). Until TestResolveJSONStepOtherSide, either step had no
+// at the destination's (a VMM resumes in either role; do fails the
+// step with the pair's wrong roles: wrongRole). Its step says so
+// (outcome unconfirmed). Until TestResolveJSONStepOtherSide, either step had no
 // error in the JSON: the other side showed only as the step's side, and
 // the other role not at all.
 type errUnconfirmed struct {
@@ -261,6 +261,32 @@ func (e *errUnconfirmed) Error() string {
 	}
 	return fmt.Sprintf("the %s's VMM answered %s with side %s, not %s, which %s asks for: no confirmation",
 		to, e.action, e.side, e.want, e.action)
+}
+
+// wrongRole is do's error for res, the answer of the side a step was
+// sent to (the source's: src) in a role that side does not take in the
+// migration (unconfirmed, confirms's, which says that VMM may have
+// acted): unconfirmed with the failure of the pair of that answer and
+// the other side's last look (rolesPair, which records it for manual:
+// the wrong roles said, no command printed), or unconfirmed alone where
+// that pair stands (a VMM that reports no role). What it cannot say:
+// manual's advice for the roles says nothing was moved, though the
+// look's acts before this one took (its steps say so). Until
+// TestResolveResumeAnsweredInWrongRole it was no error: the look's acts
+// went on, and where no further look followed (a source resumed beside
+// a failed or discarded destination, a destination beside a migrated
+// source) the verdict was taken, "the guest runs on the source", a
+// discarded destination quit though it might hold the guest's only
+// copy; only a cancel verdict's next look refused the pair.
+func (r *resolver) wrongRole(src bool, res api.ResolveResult, unconfirmed error) error {
+	s, d := r.lastSrc, res
+	if src {
+		s, d = res, r.lastDst
+	}
+	if err := r.rolesPair(s, d); err != nil {
+		return fmt.Errorf("%v; %w", unconfirmed, err)
+	}
+	return unconfirmed
 }
 
 // confirms reports why res, the answer to st, does not confirm it
