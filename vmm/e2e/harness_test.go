@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +93,47 @@ func slow(d time.Duration) time.Duration {
 	return d
 }
 
+// streamEnv, set to 1, copies each ferry-vmm's and migrate's stderr to
+// the test binary's stderr as it is written, each line prefixed with
+// its process (streamed): under emulated KVM (vmm/e2e/tcg) a round that
+// hangs is otherwise silent until its hang guard ends it, and a test
+// binary's own timeout prints none of what the processes said.
+const streamEnv = "FERRY_E2E_STREAM"
+
+// vmmsStarted numbers the ferry-vmm processes a test binary started,
+// for streamed's prefix.
+var vmmsStarted atomic.Int64
+
+// streamed is w, and with FERRY_E2E_STREAM=1 also os.Stderr with each
+// line prefixed by name.
+func streamed(w io.Writer, name string) io.Writer {
+	if os.Getenv(streamEnv) != "1" {
+		return w
+	}
+	return io.MultiWriter(w, &prefixWriter{prefix: name + ": "})
+}
+
+// prefixWriter writes whole lines to os.Stderr, each after prefix.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	part   []byte
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.part = append(w.part, p...)
+	for {
+		i := bytes.IndexByte(w.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		fmt.Fprintf(os.Stderr, "%s%s\n", w.prefix, w.part[:i])
+		w.part = w.part[i+1:]
+	}
+}
+
 // balloonHint is the job's balloon hint block with a deadline of
 // slow(500ms). The deadline bounds how long the engine listens to the
 // provider; under emulated KVM (vmm/e2e/tcg) the guest's hint session
@@ -120,7 +164,7 @@ func startVMM(t testing.TB, args ...string) *guestRun {
 	r := &guestRun{t: t, lines: make(chan string, 4096), done: make(chan struct{})}
 	r.cmd = exec.Command(vmmBin, append([]string{"run"}, args...)...)
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r.cmd.Stderr = &lockedWriter{mu: &r.mu, b: &r.stderr}
+	r.cmd.Stderr = streamed(&lockedWriter{mu: &r.mu, b: &r.stderr}, fmt.Sprintf("ferry-vmm#%d", vmmsStarted.Add(1)))
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -152,7 +152,7 @@ func (p *pair) migrateOpts(verify bool, during func(cmd *exec.Cmd)) (migrateRepo
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "migrate"), args...)
 	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdout, cmd.Stderr = &out, streamed(&errb, "migrate")
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func (p *pair) migratePostcopy(during func(cmd *exec.Cmd)) (postcopyReport, erro
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(p.t), "bin", "migrate"), "-config", p.job, "-json", "-verify-pages")
 	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdout, cmd.Stderr = &out, streamed(&errb, "migrate")
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
