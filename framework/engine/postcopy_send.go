@@ -166,10 +166,12 @@ type pcSend struct {
 	// destination although nothing is owed (a push or an answer that
 	// failed, doubt); settle then waits at most unsureWait. nil: none in
 	// this session.
-	unsure    error
-	serveStop context.CancelFunc
-	serveDone chan struct{}
-	serveErr  chan error // the request server's end (1 buffered)
+	unsure error
+	// The request server (startServing): serveStop ends its wait for
+	// the next REQUEST, serveCut its answer in flight.
+	serveStop, serveCut context.CancelFunc
+	serveDone           chan struct{}
+	serveErr            chan error // the request server's end (1 buffered)
 }
 
 func newPostcopy(s *sender, absent *bitmap.Bitmap) (*pcSend, error) {
@@ -323,35 +325,71 @@ func (s *sender) page(p uint64) []byte {
 }
 
 // startServing starts answering the destination's REQUESTs on the
-// urgent path until stopServing or the session's end.
+// urgent path until stopServing, cutServing or the session's end. Its
+// wait for the next REQUEST runs under a context stopServing ends; its
+// answers under another, which only cutServing (and ctx) end.
 func (pc *pcSend) startServing(ctx context.Context) {
-	ctx, stop := context.WithCancel(ctx)
-	pc.serveStop, pc.serveDone, pc.serveErr, pc.serveGone = stop, make(chan struct{}), make(chan error, 1), false
-	go pc.serve(ctx, pc.serveDone, pc.serveErr)
+	wait, stop := context.WithCancel(ctx)
+	answers, cut := context.WithCancel(ctx)
+	pc.serveStop, pc.serveCut = stop, cut
+	pc.serveDone, pc.serveErr, pc.serveGone = make(chan struct{}), make(chan error, 1), false
+	go pc.serve(wait, answers, pc.serveDone, pc.serveErr)
 }
 
-// stopServing ends the request server and joins it; safe on nil and
-// when it is not running.
+// stopServing ends the request server's wait for the next REQUEST and
+// joins it, letting an answer in flight finish, at most answerTimeout;
+// then it cuts that answer. It is for a session that goes on carrying
+// messages (settle's SETTLED echo, BROKEN's, the ABORT after a failed
+// switch-over): over a transport whose write, cut by its context in the
+// middle, fails the whole session (tcp over TLS, rdma), cutting the
+// answer lost the echo, and the destination, running the guest with
+// every page, lingered for a RESUME (TestPostcopySettleKeepsAnswerInFlight).
+// What it cannot do: make an answer stuck for answerTimeout go; its
+// cut may still fail the session, and the echo with it. Safe on nil
+// and when nothing serves.
 func (pc *pcSend) stopServing() {
 	if pc == nil || pc.serveStop == nil {
 		return
 	}
 	pc.serveStop()
+	t := time.NewTimer(answerTimeout)
+	defer t.Stop()
+	select {
+	case <-pc.serveDone:
+	case <-t.C:
+		pc.s.opt.Log.Warn("post-copy: an answer to a page request is still being written; cutting it (the session may fail with it)",
+			"after", answerTimeout)
+	}
+	pc.cutServing()
+}
+
+// cutServing ends the request server at once, an answer in flight too,
+// and joins it: for a session that is dead or given up (reconnect,
+// recommit, broken on a failed session), where waiting on an answer
+// costs time and saves nothing. Safe on nil and when nothing serves.
+func (pc *pcSend) cutServing() {
+	if pc == nil || pc.serveStop == nil {
+		return
+	}
+	pc.serveStop()
+	pc.serveCut()
 	<-pc.serveDone
-	pc.serveStop = nil
+	pc.serveStop, pc.serveCut = nil, nil
 }
 
 // serve answers REQUESTs: the owed pages among them go at once on the
-// urgent path; the others are already queued.
-func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- error) {
+// urgent path; the others are already queued. It waits for REQUESTs
+// under wait and answers under answers (startServing); it ends when
+// wait ends, once the answer in flight, if any, returned.
+func (pc *pcSend) serve(wait, answers context.Context, done chan<- struct{}, errc chan<- error) {
 	defer close(done)
 	s := pc.s
-	owed := pc.arm(ctx)
+	owed := pc.arm(wait)
 	var out []transport.PageRun
 	for {
-		m, err := s.tr.RecvUrgent(ctx)
+		m, err := s.tr.RecvUrgent(wait)
 		if err != nil {
-			if ctx.Err() == nil {
+			if wait.Err() == nil {
 				errc <- linkError{fmt.Errorf("reading page requests: %w", err)}
 			}
 			return
@@ -369,8 +407,8 @@ func (pc *pcSend) serve(ctx context.Context, done chan<- struct{}, errc chan<- e
 		if len(out) == 0 {
 			continue
 		}
-		if err := s.tr.SendPagesUrgent(ctx, out); err != nil {
-			if ctx.Err() == nil {
+		if err := s.tr.SendPagesUrgent(answers, out); err != nil {
+			if wait.Err() == nil && answers.Err() == nil {
 				errc <- linkError{fmt.Errorf("answering page requests: %w", err)}
 			}
 			return
@@ -439,7 +477,11 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
 	}
 	if err != nil {
-		s.pc.stopServing()
+		if errors.Is(err, errDestinationAborted) {
+			s.pc.cutServing() // it gave up: nothing more goes to it
+		} else {
+			s.pc.stopServing() // the ABORT goes on this session after an answer in flight (mustAbort)
+		}
 		if rerr := s.src.Resume(); rerr != nil {
 			s.opt.Log.Error("resume after failed migration", "err", rerr)
 		}
@@ -796,7 +838,12 @@ func (pc *pcSend) unexpected(m transport.Message) error {
 
 // settle waits for SETTLED once every owed page was queued and Flushed.
 // done means post-copy ended: completed, with err set if the destination
-// found pages that differ.
+// found pages that differ. On SETTLED it stops the request server with
+// stopServing, not cutServing: the echo (answer) goes on this session
+// next, and a cut answer would fail the session under it on transports
+// where a cut write does (tcp over TLS, rdma). It cannot echo on a
+// session that failed all the same (an answer stuck past answerTimeout,
+// a broken connection): the destination then hears it on a RESUME.
 func (pc *pcSend) settle(ctx context.Context, running time.Time) (done bool, err error) {
 	s := pc.s
 	var m transport.Message
@@ -948,7 +995,11 @@ const lastWordWait = 500 * time.Millisecond
 // broken ends post-copy for good: the VM ran on the destination and this
 // copy is stale.
 func (pc *pcSend) broken(cause error) error {
-	pc.stopServing()
+	if errors.Is(cause, errDestinationBroken) {
+		pc.stopServing() // the session carries the answer, BROKEN, after an answer in flight
+	} else {
+		pc.cutServing() // the session failed or was given up
+	}
 	pc.report()
 	if errors.Is(cause, errDestinationBroken) {
 		pc.answer(msgBroken)
@@ -980,7 +1031,7 @@ func (pc *pcSend) reconnect(ctx context.Context, cause error) error {
 	s := pc.s
 	since := time.Now()
 	s.opt.Log.Warn("post-copy: the connection broke; opening it again", "err", cause, "reconnect_timeout", s.opt.ReconnectTimeout)
-	pc.stopServing()
+	pc.cutServing() // the session broke: an answer in flight saves nothing
 	s.stopReceive()
 	pc.unsure = nil // a failed send of this session: the next one's MISSING says what it left
 	seen := s.stats.get()

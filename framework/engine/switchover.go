@@ -147,8 +147,13 @@ func (s *sender) commit(ctx context.Context) error {
 		}
 		return s.unknown(cause)
 	}
-	if err != nil || m.Kind != msgRunning {
-		s.pc.stopServing() // post-copy: no more answers, whatever happens now
+	// Post-copy: no more answers, whatever happens now. A BROKEN is
+	// answered on this session (pcSend.broken): an answer in flight may
+	// finish first; every other end gives the session up.
+	if errors.Is(err, errDestinationBroken) {
+		s.pc.stopServing()
+	} else if err != nil || m.Kind != msgRunning {
+		s.pc.cutServing()
 	}
 	switch {
 	case errors.Is(err, errDestinationAborted):
@@ -205,7 +210,7 @@ func (s *sender) answeredBefore(ctx context.Context) (m transport.Message, err e
 // resumes here (pcRecv.uncommitted); if none answers within
 // ReconnectTimeout, the handover is unknown.
 func (s *sender) recommit(ctx context.Context, cause error) error {
-	s.pc.stopServing()
+	s.pc.cutServing() // the session broke around COMMIT
 	err := s.pc.reconnect(ctx, cause)
 	if errors.Is(err, errDestinationAborted) {
 		if merr := s.ho.move(HandoverFailed); merr != nil {
