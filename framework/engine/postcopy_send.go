@@ -477,13 +477,20 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		err = fmt.Errorf("cancelled before COMMIT: %w", s.held.Err())
 	}
 	if err != nil {
+		// Resume first: the switch-over deadline bounds the pause, not
+		// an answer in flight (stopServing waits up to answerTimeout for
+		// it). No COMMIT went out, so the destination never runs the
+		// guest, and what an answer still sends of a page the guest
+		// writes again here lands where nobody runs it (a transport that
+		// answers requests itself, transport.Answerer, goes on doing so
+		// until the session closes anyway).
+		if rerr := s.src.Resume(); rerr != nil {
+			s.opt.Log.Error("resume after failed migration", "err", rerr)
+		}
 		if errors.Is(err, errDestinationAborted) {
 			s.pc.cutServing() // it gave up: nothing more goes to it
 		} else {
 			s.pc.stopServing() // the ABORT goes on this session after an answer in flight (mustAbort)
-		}
-		if rerr := s.src.Resume(); rerr != nil {
-			s.opt.Log.Error("resume after failed migration", "err", rerr)
 		}
 		return err
 	}
