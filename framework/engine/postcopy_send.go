@@ -394,6 +394,12 @@ func (pc *pcSend) serve(wait, answers context.Context, done chan<- struct{}, err
 			}
 			return
 		}
+		if wait.Err() != nil {
+			// A transport may hand over a queued REQUEST under a
+			// context that ended (loopback does): stopServing joins
+			// the answer in flight only, not a new one.
+			return
+		}
 		if m.Kind != msgRequest {
 			errc <- fmt.Errorf("%w: %s on the urgent path, want REQUEST", errMalformed, msgName(m.Kind))
 			return

@@ -109,3 +109,80 @@ func TestPostcopySwitchFailResumesBeforeAnswer(t *testing.T) {
 		t.Errorf("source: %s (%s), want failed", r.srep.Status, r.srep.Handover)
 	}
 }
+
+// lateAnswers is the source's transport whose first SendPagesUrgent
+// has a second REQUEST queued (on the destination's end, ask) and then
+// holds until the request server's wait for REQUESTs ends (stopServing
+// began); it counts the answers begun after that.
+type lateAnswers struct {
+	transport.Transport
+	ask func()
+
+	mu    sync.Mutex
+	wait  <-chan struct{} // the request server's last RecvUrgent context's Done
+	calls int
+	late  int // answers begun once the wait had ended
+}
+
+// RecvUrgent implements transport.Transport, noting the wait.
+func (l *lateAnswers) RecvUrgent(ctx context.Context) (transport.Message, error) {
+	l.mu.Lock()
+	l.wait = ctx.Done()
+	l.mu.Unlock()
+	return l.Transport.RecvUrgent(ctx)
+}
+
+// SendPagesUrgent implements transport.Transport (see the type).
+func (l *lateAnswers) SendPagesUrgent(ctx context.Context, runs []transport.PageRun) error {
+	l.mu.Lock()
+	l.calls++
+	first, wait := l.calls == 1, l.wait
+	select {
+	case <-wait:
+		l.late++
+	default:
+	}
+	l.mu.Unlock()
+	if first {
+		l.ask()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return l.Transport.SendPagesUrgent(ctx, runs)
+}
+
+// TestPostcopyStopServingTakesNoNewRequest: once stopServing ended the
+// request server's wait for REQUESTs, a REQUEST already queued is not
+// answered: stopServing joins the answer in flight only. A transport's
+// RecvUrgent may return a queued message under a context that ended
+// (loopback does); serve answered it, a new answer under the answers'
+// context, which stopServing's graceful wait does not end, before the
+// fix.
+func TestPostcopyStopServingTakesNoNewRequest(t *testing.T) {
+	src := dataGuest(t, 8*mib)
+	allDirtyAfterBulk(src)
+	late := &lateAnswers{}
+	opt := Options{Postcopy: PostcopyAlways, SwitchoverTimeout: 300 * time.Millisecond}
+	_, r := runPostcopy(t, src, opt, func(d *scriptDst) {
+		d.loadFaults = []pageRun{{10, 1}}
+		late.ask = func() { _ = d.request(context.Background(), []pageRun{{20, 1}}) }
+		d.wrapSrc = func(tr transport.Transport) transport.Transport {
+			late.Transport = tr
+			return late
+		}
+	})
+	if r.serr == nil {
+		t.Fatal("send succeeded; want the switch-over deadline's failure")
+	}
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	if late.calls == 0 {
+		t.Fatal("no answer was in flight as the switch-over failed: the test did not test it")
+	}
+	if late.late != 0 {
+		t.Errorf("%d answers begun after stopServing ended the wait for REQUESTs, want none", late.late)
+	}
+}
