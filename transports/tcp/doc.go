@@ -74,8 +74,11 @@
 // it punches, so a hole of any size costs a few frames and system calls,
 // not one per MiB. With
 // encryption the TLS layer seals and opens through its own buffers
-// (docs/BENCHMARKS.md has the cost). Stats count frame bytes, not TLS
-// record overhead.
+// (docs/BENCHMARKS.md has the cost). A message or urgent frame goes to
+// TLS in the fewest records (inRecords in msg.go): one, and one
+// write(2), when it fits in 16 KiB; a page batch's header is a record of
+// its own, gathered with the batch's records into writes of up to 256
+// KiB (recordConn). Stats count frame bytes, not TLS record overhead.
 //
 // Ordering: a page index always travels on the same stream (the grid),
 // and each stream is FIFO, so a later send of a page never overtakes an

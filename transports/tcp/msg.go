@@ -66,8 +66,8 @@ func (s *session) writeFrame(ctx context.Context, st *stream, what string, bufs 
 		st.unlock()
 		return err
 	}
-	if st.urgent && st.rc != nil {
-		bufs = st.oneRecord(bufs)
+	if st.rc != nil {
+		bufs = st.inRecords(bufs)
 	}
 	size := int64(0)
 	for _, b := range bufs {
@@ -88,6 +88,42 @@ func (s *session) writeFrame(ctx context.Context, st *stream, what string, bufs 
 	st.unlock()
 	s.fail(st.writeFailed(what, err, cut, ctx.Err(), n, size), wire.CodeFailed)
 	return s.Err() // writeFailed's, unless the session had ended: then its end cut the write
+}
+
+// maxRecord is the most a TLS record carries: crypto/tls fills records
+// up to it (transport.Secure turns its dynamic record sizing off).
+const maxRecord = 16 << 10
+
+// inRecords returns frame b (its header, then its payload: writeFrame's
+// frames) as it is to go to TLS, in the fewest records: a frame of up
+// to maxRecord bytes as one buffer, so one record and one write(2) (a
+// message, a request, a one-page answer); a longer one as its header
+// joined with its payload's first bytes up to maxRecord, then the rest,
+// so that every record but the last is full. The joined bytes are
+// copied into the stream's scratch buffer (st.flat, at most maxRecord
+// bytes, reused: call with the write lock held). net.Buffers on a TLS
+// connection writes each buffer as records of its own, a write(2) each:
+// the header went as a record alone, with its own record header, tag
+// and system call, and the peer could wake for it alone.
+//
+// What it does not do: write a frame longer than a record in one
+// write(2) (crypto/tls writes each record to the socket on its own; only
+// a page batch's records are gathered, by recordConn's hold), nor join
+// the header of a page batch (writeBatch), a record of its own that
+// goes out gathered with its batch. In plaintext nothing is joined:
+// net.Buffers on the socket is one writev(2).
+func (st *stream) inRecords(b net.Buffers) net.Buffers {
+	if len(b) != 2 || len(b[0]) >= maxRecord {
+		return b
+	}
+	hdr, payload := b[0], b[1]
+	k := min(len(payload), maxRecord-len(hdr))
+	st.flat = append(append(st.flat[:0], hdr...), payload[:k]...)
+	st.vec = [2][]byte{st.flat, payload[k:]}
+	if k == len(payload) {
+		return st.vec[:1]
+	}
+	return st.vec[:]
 }
 
 // writeCtx writes bufs to c; if ctx ends first, the write is cut short

@@ -105,8 +105,11 @@ type stream struct {
 	next    uint64
 	staging []byte
 
-	urgent bool   // the session's urgent stream
-	flat   []byte // the urgent stream's scratch for one-record frames (under wlock)
+	urgent bool // the session's urgent stream
+	// writeFrame's scratch over TLS (inRecords, under wlock): a frame's
+	// header joined with its payload's first bytes, and the buffers.
+	flat []byte
+	vec  [2][]byte
 }
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {

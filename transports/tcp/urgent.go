@@ -254,27 +254,3 @@ func (s *session) writeUrgentPages(st *stream, f wire.Frame) error {
 	}
 	return nil
 }
-
-// maxUrgentFlat is the largest urgent frame written as one buffer: a TLS
-// record carries at most 16 KiB.
-const maxUrgentFlat = 16 << 10
-
-// oneRecord returns b as one buffer when it fits in a TLS record (a
-// one-page answer, a request), copied into the stream's scratch buffer
-// (call with the write lock held): net.Buffers on a TLS connection
-// writes each buffer as a record of its own, a write(2) each, and the
-// peer may wake for the header alone.
-func (st *stream) oneRecord(b net.Buffers) net.Buffers {
-	n := 0
-	for _, p := range b {
-		n += len(p)
-	}
-	if len(b) < 2 || n > maxUrgentFlat {
-		return b
-	}
-	st.flat = st.flat[:0]
-	for _, p := range b {
-		st.flat = append(st.flat, p...)
-	}
-	return net.Buffers{st.flat}
-}
