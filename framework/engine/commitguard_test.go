@@ -194,9 +194,12 @@ func TestCommitGuardPostcopy(t *testing.T) {
 				c.check(ctx, s)
 				go s.serve(ctx)
 				answer = s.commitAnswer(ctx)
-				if answer.Kind == msgRunning {
+				switch answer.Kind {
+				case msgRunning:
 					s.push(ctx)
 					s.settled(ctx)
+				case msgAbort:
+					s.send(ctx, msgAbort, nil) // heard (sender.commit); else it lingers (pcRecv.refuseCommit)
 				}
 			})
 			rep, err := wait()

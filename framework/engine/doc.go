@@ -93,8 +93,10 @@
 //     the page check forbids (after differing pages, in post-copy also
 //     an owed page that landed differing before it, or before VERIFIED
 //     while the check is open) is refused: failed, ABORT
-//     (commitRefused), and so is a HASHES after the last (the check
-//     completed: malformed).
+//     (commitRefused; in post-copy that ABORT lingers, as uncommitted's
+//     does, for a source that missed it and reconnects: refuseCommit),
+//     and so is a HASHES after the last (the check completed:
+//     malformed).
 //
 // handover-unknown is final for the engine: Send and Receive return an
 // error wrapping ErrHandoverUnknown and never resume or discard the VM on

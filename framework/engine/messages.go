@@ -29,12 +29,17 @@ const (
 	msgLoaded = 4
 	// COMMIT, source → destination: empty; run the VM. The destination
 	// refuses it (ABORT) after a VERIFIED that counts differing pages,
-	// or while the page check is open (receiver.commitRefused).
+	// or while the page check is open (receiver.commitRefused). In
+	// post-copy the source answers that ABORT with an empty ABORT
+	// (heard; within protocol 8, 2026-12-10); unanswered, the
+	// destination answers each next RESUME with the ABORT below
+	// (pcRecv.refuseCommit).
 	msgCommit = 5
 	// ABORT, either way, any time before the handover ends: the reason,
 	// text of ≤ maxAbortReason bytes (longer ones are cut by the sender).
 	// Whoever sends it will never run the VM. In post-copy, the
-	// destination's ABORT that answers a RESUME before COMMIT carries
+	// destination's ABORT that answers a RESUME before COMMIT (or
+	// after one it refused) carries
 	// that RESUME's tag (16 bytes) before its reason (protocol 8,
 	// encodeResumeAbort, resumeAbort): a source whose COMMIT went out
 	// resumes on no other. The source answers it with an empty ABORT

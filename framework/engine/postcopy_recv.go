@@ -1197,7 +1197,8 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 				return merr
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
-			heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)})
+			abort := transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)}
+			heard := pc.tellAborted(ctx, abort, abort)
 			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (%s)", cause, heard)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
@@ -1210,21 +1211,49 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
 }
 
-// tellAborted sends abort, the answer to a RESUME before COMMIT, and
-// waits for the source's empty ABORT in kind (it heard: it resumes the
-// VM). Without that (the session broke as ABORT went out, or died
-// silently with it) it listens for the source's next RESUMEs and
-// answers each with ABORT again (lingerToTell), for as long as the
-// source may take to notice the loss (lingerNotice) and the restart of
-// a plugin that stopped. ctx (Receive's, still cancellable: the VM
-// never ran here) ends the wait early. It says what the source heard,
-// for the error.
-func (pc *pcRecv) tellAborted(ctx context.Context, abort transport.Message) string {
+// refuseCommit ends a post-copy whose COMMIT the page check refused
+// (commitRefused, cause): the VM never ran here and never will, so this
+// side fails, answers COMMIT with ABORT and tells it as uncommitted does
+// (tellAborted): a source whose session broke before it read that ABORT
+// reconnects with RESUME (recommit), and is answered ABORT, carrying
+// that RESUME's tag, until it answers. Before 2026-12-10 the ABORT went
+// once (giveUp), and such a source reconnected to nobody and ended
+// handover-unknown after reconnect_timeout. What it cannot tell: a
+// source from before that date, which reads the ABORT but does not
+// answer it, from one that missed it; it listens for that source's
+// RESUME in vain (lingerToTell's window, within reconnect_timeout),
+// reported failed meanwhile.
+func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
+	r := pc.r
+	// As commit does: watchSetup cancels nothing under the telling.
+	pc.stopWatch()
+	// Never runs here from now on; said at once (Progress).
+	if err := r.fail(); err != nil {
+		return err
+	}
+	pc.stopSession()
+	why := "this destination refused COMMIT and never ran the VM: resume it on the source"
+	heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)},
+		transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)})
+	return fmt.Errorf("%w; the source was told to resume the VM (%s)", cause, heard)
+}
+
+// tellAborted sends abort, the answer to COMMIT (refuseCommit) or to a
+// RESUME before COMMIT, and waits for the source's empty ABORT in kind
+// (it heard: it resumes the VM). Without that (the session broke as
+// ABORT went out, or died silently with it) it listens for the source's
+// next RESUMEs and answers each with again, the ABORT that answers a
+// RESUME (encodeResumeAbort; lingerToTell), for as long as the source
+// may take to notice the loss (lingerNotice) and the restart of a
+// plugin that stopped. ctx (Receive's, still cancellable: the VM never
+// ran here) ends the wait early. It says what the source heard, for the
+// error.
+func (pc *pcRecv) tellAborted(ctx context.Context, abort, again transport.Message) string {
 	r := pc.r
 	if err := r.send(ctx, abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
 		return "it answered"
 	}
-	if pc.lingerToTell(ctx, abort) {
+	if pc.lingerToTell(ctx, again) {
 		return "it answered after reconnecting again"
 	}
 	return "no answer: it learns after its reconnect_timeout, or from a resolve"

@@ -1429,6 +1429,13 @@ func bothEnginesOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) tran
 // by dwrap too.
 func bothEnginesWrapped(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport,
 	dwrap func(transport.Transport) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
+	return bothEnginesWrappedOn(t, wrap, func(dtr transport.Transport, _ *vmtest.VM) transport.Transport { return dwrap(dtr) }, tune)
+}
+
+// bothEnginesWrappedOn is bothEnginesWrapped whose dwrap also gets the
+// destination's VM.
+func bothEnginesWrappedOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport,
+	dwrap func(transport.Transport, *vmtest.VM) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
 	needUffd(t)
 	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
 	must(t, err)
@@ -1446,7 +1453,7 @@ func bothEnginesWrapped(t *testing.T, wrap func(transport.Transport, *vmtest.VM)
 	tune(&sopt, &dopt)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	wait := receiveAsync(ctx, dst, dwrap(dtr), dopt)
+	wait := receiveAsync(ctx, dst, dwrap(dtr, dst), dopt)
 	var r pcResult
 	r.srep, r.serr = Send(ctx, src, wrap(str, src), sopt)
 	r.drep, r.derr = wait()

@@ -49,6 +49,14 @@ import (
 // the flag, as every flag it does not know; such a source sets none,
 // and its destination takes a break before the first HASHES for a lost
 // COMMIT, as before), so the version did not move. The rule and the
+// Within version 8 (2026-12-10) a post-copy source answers the ABORT
+// that answers its COMMIT with an empty ABORT, and a destination that
+// refused that COMMIT (receiver.commitRefused), unanswered, answers the
+// next RESUME with the ABORT that answers it (pcRecv.refuseCommit).
+// Both mixes with an earlier version-8 peer end as before (such a
+// destination sends its ABORT once and reads no answer; such a source
+// sends none and only costs the destination its wait, lingerToTell), so
+// the version did not move. The rule and the
 // golden tests: docs/ARCHITECTURE.md#versions.
 const protocolVersion = 8
 
@@ -147,8 +155,8 @@ const (
 // encodeResumeAbort writes the ABORT that answers a RESUME (protocol 8):
 // that RESUME's tag, then the reason, text cut to maxAbortReason bytes;
 // 16 to 16+maxAbortReason bytes. Only a destination that read the
-// RESUME, checked its tag and never got COMMIT sends it
-// (pcRecv.uncommitted).
+// RESUME, checked its tag, and never got COMMIT (pcRecv.uncommitted) or
+// refused it without running the VM (pcRecv.refuseCommit) sends it.
 func encodeResumeAbort(tag migrationTag, why string) []byte {
 	return append(tag[:], why[:min(len(why), maxAbortReason)]...)
 }

@@ -304,10 +304,12 @@ var errCommitRefused = errors.New("COMMIT refused")
 // a buggy one (authenticated, so trusted) is refused; the source's rule
 // alone kept a wrong copy from running before (docs/model, mutants 18
 // and 19). The same holds in post-copy, whose check runs before COMMIT
-// too. The caller fails and sends ABORT (giveUp): a source that reads
-// it after its COMMIT resumes the VM (sender.commit), one that does not
-// (its session broke) ends handover-unknown beside a failed
-// destination, and migrate resolves that by resuming it. What it cannot
+// too. The caller fails and sends ABORT: a source that reads it after
+// its COMMIT resumes the VM (sender.commit). In pre-copy it is sent once
+// (giveUp), and a source that does not read it (its session broke) ends
+// handover-unknown beside a failed destination, which migrate resolves
+// by resuming it; in post-copy such a source reconnects with RESUME, and
+// the ABORT lingers to answer it (pcRecv.refuseCommit). What it cannot
 // tell: a source without the check that sends no HASHES promises
 // nothing, and its COMMIT is acted on as ever; in post-copy, pages
 // absent at the check are compared only as they land: one that landed
@@ -531,10 +533,15 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 // commit runs the VM and answers RUNNING. If the VM will not resume, or
 // the caller cancelled before it did, or the page check refuses the
 // COMMIT (commitRefused, in either mode), the migration fails here (and
-// the source, told by ABORT, resumes). A lost RUNNING is the source's
-// problem to resolve: the VM runs here.
+// the source, told by ABORT, resumes). A post-copy refusal's ABORT
+// lingers (pcRecv.refuseCommit): a source that missed it reconnects
+// with RESUME. A lost RUNNING is the source's problem to resolve: the
+// VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
 	if err := r.commitRefused(); err != nil {
+		if r.pc != nil && r.pc.on {
+			return r.pc.refuseCommit(ctx, err)
+		}
 		return err // giveUp: failed, ABORT
 	}
 	if r.pc != nil && r.pc.on {

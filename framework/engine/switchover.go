@@ -160,7 +160,14 @@ func (s *sender) commit(ctx context.Context) error {
 		if merr := s.ho.move(HandoverFailed); merr != nil {
 			return merr
 		}
-		if rerr := s.src.Resume(); rerr != nil {
+		rerr := s.src.Resume()
+		if s.pc != nil {
+			// Heard, after the resume (answer may take answerTimeout):
+			// a post-copy destination that refused COMMIT waits for
+			// this, else listens for a RESUME (pcRecv.refuseCommit).
+			s.pc.answer(msgAbort)
+		}
+		if rerr != nil {
 			return fmt.Errorf("%w; resume here: %v", err, rerr)
 		}
 		return fmt.Errorf("the destination could not run the VM, it runs here again: %w", err)
@@ -206,8 +213,9 @@ func (s *sender) answeredBefore(ctx context.Context) (m transport.Message, err e
 // connection: a destination that got COMMIT runs the VM and waits for
 // its pages, listening for this side to reconnect. If it answers RESUME
 // with MISSING, it runs the VM and post-copy goes on; if it answers
-// ABORT, it never got COMMIT and will never run the VM, so the VM
-// resumes here (pcRecv.uncommitted); if none answers within
+// ABORT, it never got COMMIT (pcRecv.uncommitted) or refused it
+// (pcRecv.refuseCommit) and will never run the VM, so the VM resumes
+// here; if none answers within
 // ReconnectTimeout, the handover is unknown.
 func (s *sender) recommit(ctx context.Context, cause error) error {
 	s.pc.cutServing() // the session broke around COMMIT
@@ -219,7 +227,7 @@ func (s *sender) recommit(ctx context.Context, cause error) error {
 		if rerr := s.src.Resume(); rerr != nil {
 			return fmt.Errorf("%w; resume here: %v", err, rerr)
 		}
-		return fmt.Errorf("the connection broke around COMMIT (%v), and the destination never received it: the VM runs here again: %w", cause, err)
+		return fmt.Errorf("the connection broke around COMMIT (%v), and the destination never acted on it (it never received it, or refused it): the VM runs here again: %w", cause, err)
 	}
 	if err != nil {
 		return err
