@@ -493,10 +493,13 @@ func (s *sender) switchToPostcopy(ctx context.Context) error {
 		if rerr := s.src.Resume(); rerr != nil {
 			s.opt.Log.Error("resume after failed migration", "err", rerr)
 		}
-		if errors.Is(err, errDestinationAborted) {
-			s.pc.cutServing() // it gave up: nothing more goes to it
+		if s.mustAbort(err) {
+			s.pc.stopServing() // the ABORT goes on this session after an answer in flight
 		} else {
-			s.pc.stopServing() // the ABORT goes on this session after an answer in flight (mustAbort)
+			// No ABORT follows (mustAbort): the destination gave up, or
+			// this side's plugin stopped answering (selfStopped), so
+			// nothing more goes on this session to wait for.
+			s.pc.cutServing()
 		}
 		return err
 	}
