@@ -74,6 +74,7 @@ func (s *session) writeFrame(ctx context.Context, st *stream, what string, bufs 
 		size += int64(len(b))
 	}
 	n, cut, err := writeCtx(ctx, st.conn, bufs)
+	st.vec = [2][]byte{} // the caller's payload is theirs again (TestFrameKeepsNoPayload)
 	if s.Role == transport.RoleSend {
 		s.stats.wire.Add(uint64(n)) // the source counts what it writes
 	}
@@ -101,7 +102,9 @@ const maxRecord = 16 << 10
 // joined with its payload's first bytes up to maxRecord, then the rest,
 // so that every record but the last is full. The joined bytes are
 // copied into the stream's scratch buffer (st.flat, at most maxRecord
-// bytes, reused: call with the write lock held). net.Buffers on a TLS
+// bytes, reused: call with the write lock held); the buffers returned
+// are st.vec, which refers to the payload until writeFrame clears it
+// once the frame is written. net.Buffers on a TLS
 // connection writes each buffer as records of its own, a write(2) each:
 // the header went as a record alone, with its own record header, tag
 // and system call, and the peer could wake for it alone.

@@ -107,7 +107,8 @@ type stream struct {
 
 	urgent bool // the session's urgent stream
 	// writeFrame's scratch over TLS (inRecords, under wlock): a frame's
-	// header joined with its payload's first bytes, and the buffers.
+	// header joined with its payload's first bytes, and the buffers
+	// (vec, empty outside writeFrame: it refers to the caller's payload).
 	flat []byte
 	vec  [2][]byte
 }
