@@ -223,12 +223,21 @@ func TestPostcopyInterrupted(t *testing.T) {
 }
 
 // waitPhase waits until the VMM's migration is in one of phases; it fails
-// the test after timeout (stretched by slow).
+// the test after timeout (stretched by slow), or at once when the VMM
+// exited or its migration ended.
 func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engine.Phase) {
 	t.Helper()
 	timeout = slow(timeout)
 	var last engine.Phase
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-r.done:
+			// A VMM that died (under emulated KVM, the source guest's
+			// triple fault: tcg/README.md) answers no more: waiting out
+			// the bound said nothing for tens of minutes.
+			t.Fatalf("ferry-vmm exited (%v) before its migration reached phase %v (last seen %q)", r.waitErr, phases, last)
+		default:
+		}
 		var st api.Migration
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := control.Call(ctx, r.control, "migrate-status", nil, &st)
@@ -237,6 +246,9 @@ func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engi
 			last = st.Progress.Phase
 			if slices.Contains(phases, last) {
 				return
+			}
+			if st.Done {
+				t.Fatalf("the migration ended (%s) before it reached phase %v (last seen %q)", st.Side, phases, last)
 			}
 		}
 	}
