@@ -1246,11 +1246,18 @@ func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
 // RESUME (encodeResumeAbort; lingerToTell), for as long as the source
 // may take to notice the loss (lingerNotice) and the restart of a
 // plugin that stopped. ctx (Receive's, still cancellable: the VM never
-// ran here) ends the wait early. It says what the source heard, for the
-// error.
+// ran here) ends the waits early, not abort's send (within
+// SwitchoverTimeout), as giveUp's ABORT goes out whatever the cancel:
+// under a cancelled ctx a transport that honours it (a launched
+// plugin's call) wrote nothing, and a source whose COMMIT a cancel met
+// as it was refused, answered nothing, reconnected to nobody for its
+// reconnect_timeout and ended handover-unknown, its copy paused, where
+// giveUp's ABORT, before 2026-12-10, had resumed it
+// (TestPostcopyRefusedCommitCancelledStillAborts). It says what the
+// source heard, for the error.
 func (pc *pcRecv) tellAborted(ctx context.Context, abort, again transport.Message) string {
 	r := pc.r
-	if err := r.send(ctx, abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
+	if err := r.send(context.WithoutCancel(ctx), abort); err == nil && r.awaitSourceClose(ctx, msgAbort) {
 		return "it answered"
 	}
 	if pc.lingerToTell(ctx, again) {
