@@ -48,7 +48,7 @@ import (
 // an earlier version-8 peer end as before (such a destination ignores
 // the flag, as every flag it does not know; such a source sets none,
 // and its destination takes a break before the first HASHES for a lost
-// COMMIT, as before), so the version did not move. The rule and the
+// COMMIT, as before), so the version did not move.
 // Within version 8 (2026-12-10) a post-copy source answers the ABORT
 // that answers its COMMIT with an empty ABORT, and a destination that
 // refused that COMMIT (receiver.commitRefused), unanswered, answers the
