@@ -101,12 +101,18 @@ func (p *progress) finish() {
 
 // rate formats page data per second (Progress.Throughput: the current
 // rate of the pass in progress) in a fixed width: GB/s from 1 GB/s up,
-// MB/s below, so a slow link does not read as 0.0 GB/s.
+// MB/s from 1 MB/s, kB/s below, so neither a slow link nor a pass that
+// trickles a few dirty pages reads as 0 while bytes move. Only no rate
+// at all reads "0 MB/s".
 func rate(bps float64) string {
-	if bps >= 1e9 {
+	switch {
+	case bps >= 1e9:
 		return fmt.Sprintf("%5.2f GB/s", bps/1e9)
+	case bps >= 1e6 || bps <= 0:
+		return fmt.Sprintf("%5.0f MB/s", bps/1e6)
+	default:
+		return fmt.Sprintf("%5.0f kB/s", bps/1e3)
 	}
-	return fmt.Sprintf("%5.0f MB/s", bps/1e6)
 }
 
 func bar(frac float64, width int) string {

@@ -10,7 +10,8 @@ import (
 
 // TestProgressShowsRate: the line shows the rate the engine reports in
 // every pass, the bulk pass included, and a rate below 1 GB/s is not
-// rounded to 0.0.
+// rounded to 0.0, nor one below 1 MB/s to 0 (a dirty pass trickling
+// pages under emulated KVM read "0 MB/s" for minutes).
 func TestProgressShowsRate(t *testing.T) {
 	for _, c := range []struct {
 		pr   engine.Progress
@@ -20,6 +21,8 @@ func TestProgressShowsRate(t *testing.T) {
 		{engine.Progress{Phase: engine.PhaseBulk, Pass: 1, Throughput: 4e7, TotalPages: 100}, "   40 MB/s"},
 		{engine.Progress{Phase: engine.PhaseDirty, Pass: 3, Throughput: 1.93e9, TotalPages: 100}, " 1.93 GB/s"},
 		{engine.Progress{Phase: engine.PhaseSetup}, "    0 MB/s"},
+		{engine.Progress{Phase: engine.PhaseDirty, Pass: 8, Throughput: 3.6e5, TotalPages: 100}, "  360 kB/s"},
+		{engine.Progress{Phase: engine.PhaseDirty, Pass: 8, Throughput: 999_400, TotalPages: 100}, "  999 kB/s"},
 	} {
 		var out strings.Builder
 		p := newProgress(&out)
