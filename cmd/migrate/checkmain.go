@@ -54,24 +54,38 @@ type pluginChecked struct {
 // interrupted (the first Ctrl-C or SIGTERM stops the plugins it asked;
 // the second ends migrate at once, with nothing more said).
 func checkMain(path, flagDir string, asJSON bool, stdout, stderr io.Writer) int {
+	load := func(ctx context.Context, stderr io.Writer) (*job.Job, pluginSet, int) {
+		return loadJob(ctx, path, flagDir, stderr)
+	}
 	return modeMain(asJSON, stdout, stderr, func(signalled context.Context, said io.Writer) (checkAnswer, int) {
-		a := checkJob(signalled, path, flagDir, said, stderr)
+		a := checkJob(signalled, path, load, said, stderr)
 		return a, a.Exit
 	})
 }
 
+// jobLoader is loadJob for one job file and plugin directory: the job
+// with its plugins, or nil and the exit status (exitInterrupted where
+// ctx cut its checks), its mistakes printed on stderr.
+type jobLoader func(ctx context.Context, stderr io.Writer) (*job.Job, pluginSet, int)
+
 // checkJob is checkMain's work: what it says goes to stdout, the job's
-// mistakes and its reason for exit 1 or 2 to stderr.
-func checkJob(signalled context.Context, path, flagDir string, stdout, stderr io.Writer) checkAnswer {
+// mistakes and its reason for exit 1 or 2 to stderr. The answer is
+// load's (loadJob's): interrupted only where signalled cut its checks
+// (exitInterrupted). A signal that comes once they all answered cuts
+// nothing (-check starts no VMM, and the plugins it asked are stopped
+// by then), so the answer is what they found: ok, or the job refused.
+// Until TestCheckSignalAfterChecks such a signal made either answer
+// "interrupted", exit 1, a refused job's mistakes printed above it.
+func checkJob(signalled context.Context, path string, load jobLoader, stdout, stderr io.Writer) checkAnswer {
 	a := checkAnswer{Mode: modeCheck}
 	var said bytes.Buffer
-	j, plugins, code := loadJob(signalled, path, flagDir, io.MultiWriter(stderr, &said))
+	j, plugins, code := load(signalled, io.MultiWriter(stderr, &said))
 	switch {
-	case j == nil && signalled.Err() == nil:
-		a.Error, a.Exit = lastReason(said.String()), code
-	case j == nil || signalled.Err() != nil:
+	case j == nil && code == exitInterrupted:
 		fmt.Fprintln(stderr, "migrate:", errCheckInterrupted)
 		a.Error, a.Exit = errCheckInterrupted.Error(), 1
+	case j == nil:
+		a.Error, a.Exit = lastReason(said.String()), code
 	default:
 		printCheck(stdout, path, j, plugins)
 		a.OK, a.SourceControl, a.DestinationControl = true, j.Source.Control, j.Destination.Control

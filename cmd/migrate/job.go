@@ -34,6 +34,10 @@ const (
 var deadlineAttr = schema.Attribute{Name: "deadline", Type: schema.TypeDuration,
 	Default: int64(300 * time.Millisecond), Doc: "how long the engine waits for the provider's hints in each pass"}
 
+// exitInterrupted is loadJob's status for checks that ctx (a signal)
+// cut; 2 is a job refused or unreadable, 0 one that passed.
+const exitInterrupted = 1
+
 // loadJob reads and checks the job, prints every problem it finds, and
 // returns the job with its plugins resolved, or nil and an exit status.
 // Every check runs whatever the others found, so one run reports every
@@ -42,8 +46,12 @@ var deadlineAttr = schema.Attribute{Name: "deadline", Type: schema.TypeDuration,
 // plugin that cannot report its schema is one error at its block.
 //
 // The plugins it starts to ask are stopped when ctx ends (an operator's
-// Ctrl-C): it then prints nothing and returns nil and exit status 1,
-// and the caller says it was interrupted.
+// Ctrl-C): it then prints nothing and returns nil and exitInterrupted,
+// and the caller says it was interrupted. Its status is the answer: a
+// ctx that ends after it returned (a signal just after the checks) does
+// not make a refused job, or one that passed, an interrupted one; what
+// the caller then does is its own (a run starts nothing, -check says
+// what it found: checkJob).
 func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.Job, pluginSet, int) {
 	j, sources, diags := readJob(path, stderr)
 	if j == nil {
@@ -63,7 +71,7 @@ func loadJob(ctx context.Context, path, flagDir string, stderr io.Writer) (*job.
 	}
 	diags = append(diags, decodeBlocks(ctx, j, ps)...)
 	if ctx.Err() != nil {
-		return nil, ps, 1 // its answers are the interruption's, not the job's
+		return nil, ps, exitInterrupted // its answers are the interruption's, not the job's
 	}
 	if diags.HasErrors() {
 		refuseJob(stderr, path, sources, diags)
