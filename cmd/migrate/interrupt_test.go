@@ -72,6 +72,9 @@ hint "slowa" {}
 	if jerr := json.Unmarshal([]byte(stdout.String()), &rep); jerr != nil || rep.Status != engine.StatusCancelled {
 		t.Fatalf("report %q (%v), want status cancelled", stdout.String(), jerr)
 	}
+	if rep.Exit != 1 {
+		t.Errorf("report's exit %d, want 1, migrate's", rep.Exit)
+	}
 	if !strings.Contains(stderr.String(), "interrupted while checking the job: nothing was started") {
 		t.Errorf("stderr does not say what happened:\n%s", stderr.String())
 	}

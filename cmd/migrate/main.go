@@ -40,10 +40,13 @@
 // command to run by hand instead and exits 1 (older.go). -start-postcopy
 // never switches a migration without an id. With -json, -resolve,
 // -start-postcopy and -check print their answer as one JSON object
-// (modejson.go, checkmain.go).
+// (modejson.go, checkmain.go), and a run its report (report.go), also
+// for a job refused (exit 2: refusedReport); a command line migrate
+// cannot read prints its usage alone, in every mode.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -110,13 +113,23 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends migrate at once
-	j, plugins, code := loadJob(ctx, *cfgPath, *pluginDir, stderr)
+	// What loadJob prints, for a refusal's reason (lastReason).
+	var said bytes.Buffer
+	j, plugins, code := loadJob(ctx, *cfgPath, *pluginDir, io.MultiWriter(stderr, &said))
 	var rep report
 	var err error
 	switch {
-	case j == nil && ctx.Err() == nil:
+	case j == nil && code != exitInterrupted:
+		// Refused, or unreadable: loadJob's answer, whatever signal
+		// came after it (as -check's: checkJob). With -json, one
+		// report says so (until TestEarlyExitJSON, nothing on stdout).
+		if *asJSON {
+			writeReport(stdout, refusedReport(lastReason(said.String()), code, time.Since(start)), true)
+		}
 		return code
 	case j == nil || ctx.Err() != nil:
+		// loadJob's checks were cut, or a signal came after them:
+		// nothing is started.
 		rep = report{Report: engine.Report{Status: engine.StatusCancelled}}
 		err = errCheckInterrupted
 		rep.Error = err.Error()
@@ -124,12 +137,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		rep, err = run(ctx, start, j, plugins, verify, newProgress(stderr), stderr)
 	}
 	rep.WallMS = time.Since(start).Milliseconds()
+	if err != nil {
+		rep.Exit = 1
+	}
 	writeReport(stdout, rep, *asJSON)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
-		return 1
 	}
-	return 0
+	return rep.Exit
 }
 
 const usage = "usage: migrate -config job.hcl [-json] [-plugin-dir DIR] [-verify-pages[=strict]]\n" +

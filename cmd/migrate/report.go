@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
 )
@@ -44,6 +45,23 @@ type report struct {
 	// WallMS is migrate's own run, from its start to this report: about
 	// SetupMS + TotalMS plus the status polls (docs/JOBS.md).
 	WallMS int64 `json:"wall_ms"`
+	// Exit is migrate's exit code: 0, 1 (error says why), or 2 (the job
+	// was refused: refusedReport), as the modes' answers say theirs.
+	Exit int `json:"exit"`
+}
+
+// refusedReport is the report of a run whose job loadJob refused, or
+// could not read (exit 2; wall, migrate's time until then): status
+// failed, as a run that started nothing says (the guest stays where it
+// is: neither VMM was asked anything), and error the reason printed on
+// stderr after "migrate: " (lastReason: the line that ends the list of
+// mistakes, or why the file could not be read); the mistakes
+// themselves, each at its file:line:col, are on stderr only. It is
+// printed with -json alone: the text report of a run that did nothing
+// would only repeat stderr. Until TestEarlyExitJSON, migrate -json
+// printed nothing on stdout for a refused job.
+func refusedReport(reason string, exit int, wall time.Duration) report {
+	return report{Report: engine.Report{Status: engine.StatusFailed, Error: reason}, WallMS: wall.Milliseconds(), Exit: exit}
 }
 
 // resolvedBoth is report.Resolved where the source and the destination
