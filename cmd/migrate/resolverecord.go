@@ -38,9 +38,11 @@ const (
 	// was made), and no answer came back: it may have taken effect (a
 	// quit whose VMM exited before it answered, most often).
 	stepNoAnswer = "no-answer"
-	// stepUnreachable: the connection failed before the request was
-	// written (no VMM at the socket, or one migrate will not talk to:
-	// control.NotSent): the VMM got nothing and did nothing.
+	// stepUnreachable: the request was never written (control.NotSent):
+	// the connection failed (no VMM at the socket, or one migrate will
+	// not talk to), or the request could not be encoded (an id a VMM
+	// reported, too long for a control line): the VMM got nothing and
+	// did nothing.
 	stepUnreachable = "unreachable"
 )
 

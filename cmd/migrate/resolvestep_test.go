@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryvm/ferry/framework/engine"
 	"github.com/ferryvm/ferry/vmm/api"
+	"github.com/ferryvm/ferry/vmm/control"
 )
 
 // stepJSON is one entry of a -resolve -json answer's steps (or a run
@@ -46,11 +47,13 @@ func resolveSteps(t *testing.T, c *runCase) ([]stepJSON, []map[string]any, strin
 
 // TestResolveJSONStepOutcome: each step says whether its request
 // reached the VMM and what came of it (outcome): took, refused (the VMM
-// answered no, and changed nothing), or unreachable (the connection
-// failed: the request was never written, the VMM did nothing). Before,
-// a step whose connection failed and one the VMM refused both had an
-// error alone, and a script could not tell "asked and refused" from
-// "never asked".
+// answered no, and changed nothing), or unreachable (the request was
+// never written: the connection failed, or it could not be encoded; the
+// VMM did nothing). Before, a step whose connection failed and one the
+// VMM refused both had an error alone, and a script could not tell
+// "asked and refused" from "never asked"; until the "request not
+// encoded" case, a request too long for a control line read as
+// no-answer, one that may have run.
 func TestResolveJSONStepOutcome(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -64,6 +67,11 @@ func TestResolveJSONStepOutcome(t *testing.T) {
 		{name: "connection failed", outcomes: "destination discard unreachable", says: "connect to control socket",
 			set: func(c *runCase) { // the socket is gone after the look: the discard finds no VMM
 				c.dst.queried = afterFirstLook(func(f *fakeVMM) { os.Remove(f.sock) })
+			}},
+		{name: "request not encoded", outcomes: "destination discard unreachable", says: "line too long",
+			set: func(c *runCase) { // an id no control line can carry, as reported: the discard naming it is never written
+				c.src.id = strings.Repeat("x", control.MaxLine)
+				c.dst.id = c.src.id
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,7 +32,7 @@ func (e *RemoteError) Error() string { return e.Cmd + ": " + e.Message }
 func Call(ctx context.Context, path, cmd string, args any, result any) error {
 	line, err := encodeRequest(cmd, args)
 	if err != nil {
-		return err
+		return &notSentError{err} // nothing was written: the command did not run
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
@@ -72,9 +72,12 @@ func (e *notSentError) Error() string { return e.err.Error() }
 func (e *notSentError) Unwrap() error { return e.err }
 
 // NotSent reports whether err, from Call, says the request never reached
-// the server (no connection, or a peer Call will not talk to), so the
-// command did not run. Any other error leaves that open: a request
-// written whose answer was lost may have run.
+// the server (a request that could not be encoded, longer than MaxLine
+// say; no connection; or a peer Call will not talk to), so the command
+// did not run. Any other error leaves that open: a request written
+// whose answer was lost may have run. Until TestCallUnencodableNotSent
+// a request that could not be encoded was not NotSent, and a caller
+// took it for one that may have run.
 func NotSent(err error) bool {
 	var n *notSentError
 	return errors.As(err, &n)

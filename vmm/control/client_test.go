@@ -54,14 +54,38 @@ func TestCall(t *testing.T) {
 		t.Fatalf("Call took %v past its deadline", d)
 	}
 
-	if err := Call(ctx, path, "echo", strings.Repeat("x", MaxLine), nil); !errors.Is(err, ErrLineTooLong) {
-		t.Fatalf("oversized args: %v", err)
-	}
-	if err := Call(ctx, path, "echo", make(chan int), nil); err == nil || !strings.Contains(err.Error(), "encode args") {
-		t.Fatalf("unencodable args: %v", err)
-	}
 	if err := Call(ctx, path, "", nil, nil); err == nil {
 		t.Fatal("empty command accepted")
+	}
+}
+
+// TestCallUnencodableNotSent: a request Call cannot encode (args JSON
+// cannot carry, a line longer than MaxLine, no command) is never
+// written, and NotSent says so: the command did not run. Before, its
+// error was not NotSent, and a caller took it for a request written
+// whose answer was lost, one that may have run (migrate -resolve's
+// step outcome no-answer, not unreachable).
+func TestCallUnencodableNotSent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock") // never dialled: nothing to write
+	for _, tt := range []struct {
+		name, cmd string
+		args      any
+		want      string
+	}{
+		{"oversized args", "echo", strings.Repeat("x", MaxLine), ErrLineTooLong.Error()},
+		{"unencodable args", "echo", make(chan int), "encode args"},
+		{"no command", "", nil, "empty command"},
+	} {
+		err := Call(t.Context(), path, tt.cmd, tt.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Call = %v, want %q", tt.name, err, tt.want)
+		}
+		if !NotSent(err) {
+			t.Errorf("%s: NotSent(%v) = false: the request was never written", tt.name, err)
+		}
+	}
+	if err := Call(t.Context(), path, "echo", strings.Repeat("x", MaxLine), nil); !errors.Is(err, ErrLineTooLong) {
+		t.Errorf("oversized args: %v does not wrap ErrLineTooLong", err)
 	}
 }
 
