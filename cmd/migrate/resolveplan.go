@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -213,17 +214,21 @@ func (r *resolver) do(st step) error {
 		unconfirmed = confirms(st, res, want)
 	}
 	r.rec.sent(st.src, st.action, n, res.Side, cmp.Or(err, unconfirmed))
+	var uc *errUnconfirmed
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s on %s: %w", st.action, sock, err)
-	case res.Side != want:
-		return fmt.Errorf("%s on %s: %w", st.action, sock, unconfirmed)
-	case unconfirmed != nil:
-		// The side asked for, in another role: the VMM at that socket
-		// is not this job's side of the migration (resolveTarget: a
-		// VMM resumes in either role). No further act of the look is
-		// sent, and the resolve ends manual (wrongRole).
+	case errors.As(unconfirmed, &uc) && uc.otherRole():
+		// Another role, whatever side: the VMM at that socket is not
+		// this job's side of the migration (resolveTarget: a VMM
+		// resumes in either role). No further act of the look is
+		// sent, and the resolve ends manual (wrongRole). Until
+		// TestResolveJSONStepOtherSideAndRole, an answer in another
+		// side too took the branch below: no roles said, and manual
+		// printed its commands for a VMM that is not this job's.
 		return fmt.Errorf("%s on %s: %w", st.action, sock, r.wrongRole(st.src, res, unconfirmed))
+	case unconfirmed != nil: // another side, in the role asked
+		return fmt.Errorf("%s on %s: %w", st.action, sock, unconfirmed)
 	}
 	r.toldMigrated = r.toldMigrated || st.src && st.action == api.ResolveMigrated
 	if st.action == api.ResolveResume {
@@ -239,7 +244,8 @@ func (r *resolver) do(st step) error {
 // look is sent: doAll), or in another role than the side it was sent to
 // takes in the migration, a sender at the source's socket, a receiver
 // at the destination's (a VMM resumes in either role; do fails the
-// step with the pair's wrong roles: wrongRole). Its step says so
+// step with the pair's wrong roles: wrongRole), or both (the role
+// decides: wrongRole, its error naming the side too). Its step says so
 // (outcome unconfirmed). Until TestResolveJSONStepOtherSide, either step had no
 // error in the JSON: the other side showed only as the step's side, and
 // the other role not at all.
@@ -255,13 +261,21 @@ func (e *errUnconfirmed) Error() string {
 	if e.sentToSource {
 		to = "source"
 	}
-	if e.role != e.wantRole {
-		return fmt.Sprintf("the VMM at the %s's socket answered %s in role %q (side %s), not %s, the %s's role in this migration: "+
-			"it is not this migration's %s, and may have acted on it; no confirmation", to, e.action, e.role, e.side, e.wantRole, to, to)
+	side := fmt.Sprintf("side %s, not %s, which %s asks for", e.side, e.want, e.action)
+	if !e.otherRole() {
+		return fmt.Sprintf("the %s's VMM answered %s with %s: no confirmation", to, e.action, side)
 	}
-	return fmt.Sprintf("the %s's VMM answered %s with side %s, not %s, which %s asks for: no confirmation",
-		to, e.action, e.side, e.want, e.action)
+	if e.side == e.want {
+		side = "side " + string(e.side)
+	}
+	return fmt.Sprintf("the VMM at the %s's socket answered %s in role %q (%s), not %s, the %s's role in this migration: "+
+		"it is not this migration's %s, and may have acted on it; no confirmation", to, e.action, e.role, side, e.wantRole, to, to)
 }
+
+// otherRole reports whether the answer came in another role than the
+// side it was sent to takes (whatever its side): do then fails the step
+// with the pair's wrong roles (wrongRole).
+func (e *errUnconfirmed) otherRole() bool { return e.role != e.wantRole }
 
 // wrongRole is do's error for res, the answer of the side a step was
 // sent to (the source's: src) in a role that side does not take in the

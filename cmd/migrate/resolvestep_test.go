@@ -112,16 +112,10 @@ func TestResolveJSONStepOutcome(t *testing.T) {
 // not quit (TestResolveResumeAnsweredInWrongRole; it was, until then).
 // Before, such a step had no
 // error: a side other than asked showed only as its side, and an answer
-// in the other role not at all.
+// in the other role not at all. Another role with another side is
+// TestResolveJSONStepOtherSideAndRole's.
 func TestResolveJSONStepOtherSide(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		set      func(c *runCase)
-		steps    string   // "to act", joined by commas
-		which    int      // the step unconfirmed
-		says     []string // in its error
-		dstActed string   // the acts the destination got
-	}{
+	testStepOtherSide(t, []stepOtherCase{
 		{name: "another side", steps: "destination discard", says: []string{"destination", "side handover-unknown, not discarded"},
 			set:      func(c *runCase) { c.dst.actSide = api.SideUnknown },
 			dstActed: "resolve discard  tag " + tagA},
@@ -130,18 +124,68 @@ func TestResolveJSONStepOtherSide(t *testing.T) {
 			set: func(c *runCase) {
 				c.src.queried = afterFirstLook(func(f *fakeVMM) { f.role = "receive" })
 			},
-			dstActed: "resolve discard  tag " + tagA},
-	} {
+			dstActed: "resolve discard  tag " + tagA, roles: `report role "receive" in migration`},
+	})
+}
+
+// TestResolveJSONStepOtherSideAndRole: an action answered in another
+// role AND another side than asked is no confirmation for both reasons:
+// its step's error names the role and the side that answered and those
+// asked, and the resolve ends as after another role alone, the wrong
+// roles said and no command printed (the VMM at that socket is not
+// this job's side). Before, the side decided: a plain unconfirmed step
+// whose error named the role but not the side asked, and manual printed
+// its resume lines for a VMM that is not this job's.
+func TestResolveJSONStepOtherSideAndRole(t *testing.T) {
+	testStepOtherSide(t, []stepOtherCase{
+		{name: "destination's discard", steps: "destination discard",
+			says: []string{"destination's socket", `role "send"`, "not receive", "side handover-unknown, not discarded"},
+			set: func(c *runCase) {
+				c.dst.actSide = api.SideUnknown
+				c.dst.queried = afterFirstLook(func(f *fakeVMM) { f.role = "send" })
+			},
+			dstActed: "resolve discard  tag " + tagA, roles: `report role "send" in migration`},
+		{name: "source's resume", steps: "destination discard,source resume", which: 1,
+			says: []string{"source's socket", `role "receive"`, "not send", "side migrated, not running"},
+			set: func(c *runCase) {
+				c.src.actSide = api.SideMigrated
+				c.src.queried = afterFirstLook(func(f *fakeVMM) { f.role = "receive" })
+			},
+			dstActed: "resolve discard  tag " + tagA, roles: `report role "receive" in migration`},
+	})
+}
+
+// stepOtherCase is one case of testStepOtherSide.
+type stepOtherCase struct {
+	name     string
+	set      func(c *runCase)
+	steps    string   // "to act", joined by commas
+	which    int      // the step unconfirmed
+	says     []string // in its error
+	dstActed string   // the acts the destination got
+	// roles, if set, is what migrate says of the wrong roles (manual's
+	// advice); it then prints no command.
+	roles string
+}
+
+// testStepOtherSide runs each case's -resolve -json, both sides
+// handover-unknown in one migration, and checks the step unconfirmed.
+func testStepOtherSide(t *testing.T, cases []stepOtherCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
 			c.src.tag, c.dst.tag = tagA, tagA
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			tc.set(c)
-			steps, _, _ := resolveSteps(t, c)
+			steps, _, stderr := resolveSteps(t, c)
 			var got []string
 			for _, s := range steps {
 				got = append(got, s.To+" "+s.Act)
+			}
+			if tc.roles != "" {
+				wantSays(t, stderr, tc.roles)
+				wantNoCommand(t, stderr, "to a VMM that is not this job's side")
 			}
 			if strings.Join(got, ",") != tc.steps {
 				t.Errorf("steps %q, want %q", strings.Join(got, ","), tc.steps)
