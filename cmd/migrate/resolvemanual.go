@@ -40,7 +40,7 @@ func (r *resolver) manual(src, dst api.Side, cause error) error {
 Nothing more was resumed: the guest must run on exactly one side.
 `, src, dst, cause)
 	if r.roles != nil {
-		fmt.Fprint(r.out, r.roles.advice(r.src, r.dst))
+		fmt.Fprint(r.out, r.roles.advice(r.src, r.dst, actsDone(r.rec.steps)))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
 	if r.mismatch {

@@ -283,9 +283,10 @@ func (e *errUnconfirmed) otherRole() bool { return e.role != e.wantRole }
 // acted): unconfirmed with the failure of the pair of that answer and
 // the other side's last look (rolesPair, which records it for manual:
 // the wrong roles said, no command printed), or unconfirmed alone where
-// that pair stands (a VMM that reports no role). What it cannot say:
-// manual's advice for the roles says nothing was moved, though the
-// look's acts before this one took (its steps say so). Until
+// that pair stands (a VMM that reports no role). manual's advice for
+// the roles then says which acts took or may have (actsDone: this one
+// among them; until TestRolesAdviceSaysActsDone it said nothing was
+// moved, though the look's acts before this one had taken). Until
 // TestResolveResumeAnsweredInWrongRole it was no error: the look's acts
 // went on, and where no further look followed (a source resumed beside
 // a failed or discarded destination, a destination beside a migrated

@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/ferryvm/ferry/vmm/api"
 	"github.com/ferryvm/ferry/vmm/control"
@@ -154,4 +156,27 @@ func (rec *resolveRecord) cancelSent(n api.IDArgs, res api.CancelResult, callErr
 	default:
 		rec.add(false, "migrate-cancel", n, "", stepRefused, cmp.Or(res.Why, "not cancelled (its VMM gave no reason)"))
 	}
+}
+
+// actsDone is what a resolve that stops says it did, from the acts it
+// recorded (steps, in order): "Nothing was moved." where none took or
+// may have (none was sent, or each was refused or never written), else
+// each act that took, or may have (unconfirmed: answered in another
+// side or role; no-answer), with its outcome, then "Nothing more was
+// moved." What it cannot say: what an act that may have taken did, nor
+// what a VMM did on its own.
+func actsDone(steps []actSent) string {
+	var did []string
+	for _, s := range steps {
+		switch s.Outcome {
+		case stepTook:
+			did = append(did, fmt.Sprintf("%s on the %s took", s.Act, s.To))
+		case stepUnconfirmed, stepNoAnswer:
+			did = append(did, fmt.Sprintf("%s on the %s may have taken (%s)", s.Act, s.To, s.Outcome))
+		}
+	}
+	if len(did) == 0 {
+		return "Nothing was moved."
+	}
+	return "This resolve acted: " + strings.Join(did, "; ") + ". Nothing more was moved."
 }

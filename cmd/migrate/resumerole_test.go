@@ -62,3 +62,43 @@ func TestResolveResumeAnsweredInWrongRole(t *testing.T) {
 		}
 	}
 }
+
+// TestRolesAdviceSaysActsDone: where a resolve stops on wrong roles,
+// its advice says what it did, from the acts it recorded: each that
+// took, or may have (answered in the wrong role: unconfirmed), never
+// "Nothing was moved" after one did; and "Nothing was moved" where no
+// act was sent (the roles found at a look). Before, the advice said
+// "Nothing was moved" after the destination's discard took and the
+// source's resume was answered in the wrong role (and may have run the
+// guest there).
+func TestRolesAdviceSaysActsDone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set       func(c *runCase)
+		says, not []string
+	}{
+		{"destination discarded, then the source's resume answered in the wrong role", func(c *runCase) {
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.src.looked = func(f *fakeVMM) { f.role = "receive" }
+		}, []string{"This resolve acted: discard on the destination took; resume on the source may have taken (unconfirmed). " +
+			"Nothing more was moved."}, []string{"Nothing was moved"}},
+		{"the roles found at a look", func(c *runCase) {
+			c.src.role, c.dst.role = "receive", "send"
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+		}, []string{"the wrong way round", "Nothing was moved."}, []string{"This resolve acted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			c.src.id, c.dst.id = "a", "a"
+			tc.set(c)
+			v, text, err := c.resolveInProcess(t, "a", 0)
+			if v != verdictManual || err == nil {
+				t.Errorf("verdict %d, err %v: want manual, an error", v, err)
+			}
+			wantSays(t, text, tc.says...)
+			wantSaysNone(t, text, tc.not...)
+		})
+	}
+}

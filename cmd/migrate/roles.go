@@ -230,42 +230,52 @@ func oneName(s, d api.ResolveResult) bool {
 }
 
 // advice is what manual tells the operator beside e: why neither side
-// is moved, and what to find out or run; never a command to a VMM
-// (rolesStrangers has manual's text of two migrations instead).
-func (e *errRoles) advice(src, dst string) string {
+// is moved, what this resolve did before it stopped (done, actsDone's:
+// "Nothing was moved." where nothing took or may have), and what to
+// find out or run; never a command to a VMM (rolesStrangers has
+// manual's text of two migrations instead). Until
+// TestRolesAdviceSaysActsDone it said "Nothing was moved" after a
+// look's acts had taken (a destination discarded before its source's
+// resume was answered in the wrong role).
+func (e *errRoles) advice(src, dst, done string) string {
 	switch e.trouble {
 	case rolesSwapped:
 		return fmt.Sprintf(`The VMM at this job's source socket %s receives in migration %s, and the one at its destination socket %s sends
-in it: the job names the two sides the wrong way round (or each VMM was started at the other's socket). Nothing was
-moved. Resolve that migration with a job whose source control socket is %s and whose destination control socket is %s:
+in it: the job names the two sides the wrong way round (or each VMM was started at the other's socket).
+%s
+Resolve that migration with a job whose source control socket is %s and whose destination control socket is %s:
     migrate -resolve -config JOB
-`, shellArg(src), e.name, shellArg(dst), shellArg(dst), shellArg(src))
+`, shellArg(src), e.name, shellArg(dst), done, shellArg(dst), shellArg(src))
 	case rolesShared:
 		return fmt.Sprintf(`The VMMs at both of this job's sockets (%s, %s) report role %.20q in migration %s: a migration has one source
 and one destination, so that name was given to two migrations (reused by hand), and nothing here says which VMM holds
-which copy, or whose partner is where. Nothing was moved; move neither side on what this job shows. Find out from both
-hosts which VMM sent the guest to which and whether it ran anywhere since; resume, discard or quit by hand only the
-side that must, right after its migrate-status shows it still stands as it does now.
-`, shellArg(src), shellArg(dst), e.src, e.name)
+which copy, or whose partner is where.
+%s
+Move neither side further on what this job shows. Find out from both hosts which VMM sent the guest to which and whether
+it ran anywhere since; resume, discard or quit by hand only the side that must, right after its migrate-status shows it
+still stands as it does now.
+`, shellArg(src), shellArg(dst), e.src, e.name, done)
 	}
 	if e.trouble == rolesUnknown {
 		which, role := e.unknownSide()
 		sock := map[string]string{"source": src, "destination": dst}[which]
 		return fmt.Sprintf(`The VMM at this job's %s socket %s reports role %.20q in migration %s, which this migrate does not know:
-it knows %q and %q only (that VMM may be newer than this migrate, or broken). Nothing was moved, and nothing
-here says which copy of the guest it holds. Resolve with a migrate that knows that role, or find out from its host what
-it holds before acting by hand.
-`, which, shellArg(sock), role, e.name, transport.RoleSend, transport.RoleReceive)
+it knows %q and %q only (that VMM may be newer than this migrate, or broken).
+%s
+Nothing here says which copy of the guest it holds. Resolve with a migrate that knows that role, or find out from its
+host what it holds before acting by hand.
+`, which, shellArg(sock), role, e.name, transport.RoleSend, transport.RoleReceive, done)
 	}
 	which, sock, role, want := "source", src, e.src, "sends"
 	if role == "" {
 		which, sock, role, want = "destination", dst, e.dst, "receives"
 	}
 	return fmt.Sprintf(`The VMM at this job's %s socket %s reports role %.20q in migration %s, where this job's %s %s, and the VMM at
-the other socket takes no part in that migration: neither is this job's side of it. Nothing was moved. If the job
-names its sockets the wrong way round, resolve with the two swapped; otherwise find out where that migration's other
-side is before acting by hand.
-`, which, shellArg(sock), role, e.name, which, want)
+the other socket takes no part in that migration: neither is this job's side of it.
+%s
+If the job names its sockets the wrong way round, resolve with the two swapped; otherwise find out where that
+migration's other side is before acting by hand.
+`, which, shellArg(sock), role, e.name, which, want, done)
 }
 
 // rolesPair is rolesPair for r's migration (r.id), recording for manual
