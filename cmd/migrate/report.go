@@ -83,6 +83,7 @@ func printReport(w io.Writer, r report) {
 	if r.Error != "" {
 		fmt.Fprintf(w, "error         %s\n", r.Error)
 	}
+	printResolve(w, r.Resolve)
 	fmt.Fprintf(w, "setup         %d ms (plugins started and configured, before total)\n", r.SetupMS)
 	fmt.Fprintf(w, "total         %d ms: connect %d, bulk %d, dirty passes %d, switch-over %d, teardown %d\n",
 		r.TotalMS, r.ConnectMS, r.BulkMS, r.DirtyMS, r.SwitchoverMS, r.TeardownMS)
@@ -110,5 +111,24 @@ func printReport(w io.Writer, r report) {
 	fmt.Fprintf(w, "throughput    %.1f MB/s\n", r.ThroughputMB)
 	if r.WallMS > 0 {
 		fmt.Fprintf(w, "migrate       %d ms of wall time\n", r.WallMS)
+	}
+}
+
+// printResolve says what a run's resolve did (report.Resolve), briefly:
+// one line per act it tried, in order, with its outcome, or that it
+// sent none; nothing where no resolve ran. Why an act did not take,
+// and each side's last look, are in the JSON report's resolve and on
+// stderr, not here. Until TestRunReportSaysResolve's text check, the
+// text report said nothing of the acts.
+func printResolve(w io.Writer, s *resolveSeen) {
+	if s == nil {
+		return
+	}
+	if len(s.Steps) == 0 {
+		fmt.Fprintln(w, "resolve       no act sent")
+		return
+	}
+	for _, st := range s.Steps {
+		fmt.Fprintf(w, "resolve       %s on the %s: %s\n", st.Act, st.To, st.Outcome)
 	}
 }
