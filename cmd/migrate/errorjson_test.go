@@ -95,8 +95,12 @@ func TestRunJSONErrorIsReason(t *testing.T) {
 			for _, s := range tc.says {
 				wantSays(t, err.Error(), strings.NewReplacer("%SRC%", c.src.sock, "%DST%", c.dst.sock).Replace(s))
 			}
-			if m := reportJSON(t, rep); m["error"] != err.Error() {
+			m := reportJSON(t, rep)
+			if m["error"] != err.Error() {
 				t.Errorf("JSON error %q; want what migrate prints: %q", m["error"], err.Error())
+			}
+			if m["exit"] != 1.0 {
+				t.Errorf("JSON exit %v; want 1, migrate's", m["exit"])
 			}
 		})
 	}

@@ -46,6 +46,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		}
 		if err != nil {
 			out, err = failedWith(out, err)
+			out.Exit = 1 // realMain's exit code for it
 		}
 		out.Resolve = rs.rec.seen()
 	}()
