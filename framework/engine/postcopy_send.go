@@ -367,15 +367,43 @@ func (pc *pcSend) stopServing() {
 // and joins it: for a session that is dead or given up (reconnect,
 // recommit, broken on a failed session), where waiting on an answer
 // costs time and saves nothing. Safe on nil and when nothing serves.
+//
+// The join waits at most cutServingWait: every transport call must
+// return once its context ends (transport.Transport), but a plugin that
+// does not (its SendPagesUrgent holds on) would otherwise hold the
+// migration with it, a paused guest's resume or a post-copy reconnect
+// included. Past the bound it logs an error and goes on without the
+// request server, whose goroutine is leaked, stuck in that call: it
+// sends nothing more and reports nothing once the call returns (both
+// its contexts ended), but the call itself may still write its pages
+// into whatever session the transport has then, a later one included:
+// a destination that holds them already refuses a second copy (its
+// landed lane's breach), which breaks that post-copy; and a call that
+// returns without error counts once as progress for the stall watch,
+// of whatever session is current by then. Before, Send waited for such
+// a call for as long as the transport held it
+// (TestPostcopyCutServingBounded).
 func (pc *pcSend) cutServing() {
 	if pc == nil || pc.serveStop == nil {
 		return
 	}
 	pc.serveStop()
 	pc.serveCut()
-	<-pc.serveDone
+	t := time.NewTimer(cutServingWait)
+	defer t.Stop()
+	select {
+	case <-pc.serveDone:
+	case <-t.C:
+		pc.s.opt.Log.Error("post-copy: an answer to a page request did not end when cut: the transport ignores its "+
+			"context (a plugin bug); the request server is left running in that call, and the migration goes on without it",
+			"after", cutServingWait)
+	}
 	pc.serveStop, pc.serveCut = nil, nil
 }
+
+// cutServingWait bounds cutServing's join of the request server after
+// its cut: a call cut by its context returns at once.
+const cutServingWait = answerTimeout
 
 // serve answers REQUESTs: the owed pages among them go at once on the
 // urgent path; the others are already queued. It waits for REQUESTs
