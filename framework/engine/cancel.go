@@ -58,8 +58,12 @@ func NewCancel(parent context.Context) (context.Context, *Cancel) {
 // why, the guest runs or is about to run on the destination with pages
 // only the source holds (false: a pre-copy source writes COMMIT or waits
 // for RUNNING, a pre-copy destination acts on COMMIT; the migration ends
-// within SwitchoverTimeout). Safe for concurrent use; a second Cancel
-// after one that took takes too and changes nothing.
+// within SwitchoverTimeout). One thing a refused Cancel does end: a
+// post-copy destination whose Resume at COMMIT failed, which only tells
+// its source ABORT (heldCtx.telling), stops listening for the source
+// to come back to hear it; it ends failed at once, as it would have.
+// Safe for concurrent use; a second Cancel after one that took takes
+// too and changes nothing.
 func (c *Cancel) Cancel(cause error) (took, postcopy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,6 +73,11 @@ func (c *Cancel) Cancel(cause error) (took, postcopy bool) {
 	}
 	for _, h := range c.sides {
 		if h.held {
+			for _, side := range c.sides {
+				if side.held {
+					side.refuseCancel()
+				}
+			}
 			return false, h.postcopy
 		}
 	}

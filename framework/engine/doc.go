@@ -94,7 +94,9 @@
 //     an owed page that landed differing before it, or before VERIFIED
 //     while the check is open) is refused: failed, ABORT
 //     (commitRefused; in post-copy that ABORT lingers, as uncommitted's
-//     does, for a source that missed it and reconnects: refuseCommit),
+//     does, for a source that missed it and reconnects: refuseCommit,
+//     abortCommit, as it does when a post-copy destination's fault
+//     service or Resume failed as COMMIT came: pcRecv.commit),
 //     and so is a HASHES after the last (the check completed:
 //     malformed).
 //

@@ -50,6 +50,11 @@ type heldCtx struct {
 	held            bool
 	postcopy        bool // held for post-copy's commit
 	stop            func() bool
+	// A Cancel refused while held (cancelAsked) ends the telling of a
+	// side whose guest can no longer run here after the hold (telling:
+	// cutTelling), at once if it came before.
+	cancelAsked bool
+	cutTelling  context.CancelFunc
 }
 
 // holdable returns a context that ends with parent until hold; ignored
@@ -160,6 +165,33 @@ func (c *heldCtx) cancelled(err error, ho Handover) error {
 // cancels nothing, so it does not reach such a wait; a plain cancel of
 // the caller's context does.
 func (c *heldCtx) caller() context.Context { return c.parent }
+
+// telling returns the context a held side tells its source under once
+// its guest can never run here (a post-copy destination whose Resume at
+// COMMIT failed: pcRecv.commit): it ends with the caller's context
+// (caller) and with a Cancel, which stays refused (the migration goes on
+// to its end, failed) but ends this wait, so that a VMM's migrate-cancel
+// or its shutdown need not wait out the telling; a Cancel refused
+// before the call ends it at once. The caller cancels it when done.
+func (c *heldCtx) telling() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(c.parent)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cutTelling = cancel
+	if c.cancelAsked {
+		cancel()
+	}
+	return ctx, cancel
+}
+
+// refuseCancel records a Cancel refused while held and ends the
+// telling, if one runs (telling); the caller holds c.mu.
+func (c *heldCtx) refuseCancel() {
+	c.cancelAsked = true
+	if c.cutTelling != nil {
+		c.cutTelling()
+	}
+}
 
 // release stops following the parent (the migration is over).
 func (c *heldCtx) release() { c.stop() }

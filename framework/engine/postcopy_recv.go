@@ -855,17 +855,41 @@ func (t toucher) Touch(b []byte, write bool) error {
 // commit runs the VM here before every page arrived: COMMIT in
 // post-copy. It returns once every page arrived and SETTLED went out,
 // or post-copy broke for good (ErrPostcopyBroken, the VM halted).
+//
+// Where it does not run the VM (a fault service that failed first:
+// failedEarly; the caller's cancel before the hold; a Resume that
+// failed) it answers COMMIT with ABORT and tells it as a refused COMMIT
+// is told (abortCommit): a source that lost the ABORT with its session
+// reconnects with RESUME and is answered ABORT, where before it was
+// sent once (giveUp) and that source ended handover-unknown
+// (TestPostcopyFailedEarlyAbortLost, TestPostcopyResumeFailedAbortLost).
+// The telling runs under Receive's own context, not ctx, which the
+// fault service's end cuts (watchSetup: errPostcopySetup) and would end
+// it at once; after the hold (a failed Resume), under one that a plain
+// cancel of the caller's context ends, and a Cancel, though refused
+// (heldCtx.telling).
 func (pc *pcRecv) commit(ctx context.Context) error {
 	r := pc.r
 	pc.stopWatch() // from here on, wait watches the goroutines
 	if err := pc.failedEarly(); err != nil {
-		return err // before RUNNING: the source resumes (giveUp: ABORT)
+		return pc.abortCommit(r.held, err, "this destination's post-copy fault service failed as COMMIT arrived, "+
+			"and it never ran the VM: resume it on the source")
 	}
 	if !r.held.hold(true) { // from Resume on, a cancel would lose the guest
-		return fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", r.held.Err())
+		// The cancel ends the telling at once, but for ABORT's send: a
+		// source that loses it ends handover-unknown (abortCommit).
+		return pc.abortCommit(r.held, fmt.Errorf("cancelled as COMMIT arrived, before the VM ran here: %w", r.held.Err()),
+			"this destination was cancelled as COMMIT arrived and never ran the VM: resume it on the source")
 	}
 	if err := pc.pt.Resume(); err != nil { // its Toucher is set since setup
-		return fmt.Errorf("resume the migrated VM: %w", err)
+		// Held: a Cancel is refused from here on, as in post-copy, but
+		// it ends the telling, and so does a plain cancel of the
+		// caller's context (heldCtx.telling; cancelAfterHold says so).
+		r.ending.Store(msgAbort)
+		tctx, stop := r.held.telling()
+		defer stop()
+		return pc.abortCommit(tctx, fmt.Errorf("resume the migrated VM: %w", err),
+			"this destination's VM would not resume at COMMIT and never ran: resume it on the source")
 	}
 	if err := r.ho.move(HandoverPostcopy); err != nil {
 		return err
@@ -1214,16 +1238,27 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 // refuseCommit ends a post-copy whose COMMIT the page check refused
 // (commitRefused, cause): the VM never ran here and never will, so this
 // side fails, answers COMMIT with ABORT and tells it as uncommitted does
-// (tellAborted): a source whose session broke before it read that ABORT
-// reconnects with RESUME (recommit), and is answered ABORT, carrying
-// that RESUME's tag, until it answers. Before 2026-12-10 the ABORT went
-// once (giveUp), and such a source reconnected to nobody and ended
-// handover-unknown after reconnect_timeout. What it cannot tell: a
-// source from before that date, which reads the ABORT but does not
-// answer it, from one that missed it; it listens for that source's
-// RESUME in vain (lingerToTell's window, within reconnect_timeout),
-// reported failed meanwhile.
+// (abortCommit). Before 2026-12-10 the ABORT went once (giveUp), and a
+// source that missed it reconnected to nobody and ended
+// handover-unknown after reconnect_timeout.
 func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
+	return pc.abortCommit(ctx, cause, "this destination refused COMMIT and never ran the VM: resume it on the source")
+}
+
+// abortCommit ends a post-copy whose COMMIT came and will not be acted
+// on here (cause; why is the reason an ABORT to a RESUME gives): the VM
+// never ran here and never will, so this side fails, answers COMMIT
+// with ABORT and tells it as uncommitted does (tellAborted, under ctx):
+// a source whose session broke before it read that ABORT reconnects
+// with RESUME (recommit), and is answered ABORT, carrying that RESUME's
+// tag, until it answers. Its callers: a COMMIT refused (refuseCommit),
+// and commit's ends before the VM ran. What it cannot tell: a source
+// from before 2026-12-10, which reads the ABORT but does not answer it,
+// from one that missed it; it listens for that source's RESUME in vain
+// (lingerToTell's window, within reconnect_timeout), reported failed
+// meanwhile. When ctx has ended (a cancel) only the ABORT's send is
+// left: a source that loses it ends handover-unknown, as before.
+func (pc *pcRecv) abortCommit(ctx context.Context, cause error, why string) error {
 	r := pc.r
 	// As commit does: watchSetup cancels nothing under the telling.
 	pc.stopWatch()
@@ -1232,7 +1267,6 @@ func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
 		return err
 	}
 	pc.stopSession()
-	why := "this destination refused COMMIT and never ran the VM: resume it on the source"
 	heard := pc.tellAborted(ctx, transport.Message{Kind: msgAbort, Payload: abortReason(cause)},
 		transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)})
 	return fmt.Errorf("%w; the source was told to resume the VM (%s)", cause, heard)

@@ -1469,11 +1469,19 @@ func bothEnginesWrapped(t *testing.T, wrap func(transport.Transport, *vmtest.VM)
 // destination's VM.
 func bothEnginesWrappedOn(t *testing.T, wrap func(transport.Transport, *vmtest.VM) transport.Transport,
 	dwrap func(transport.Transport, *vmtest.VM) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
+	return bothEnginesInto(t, vmtest.Options{}, wrap, dwrap, tune)
+}
+
+// bothEnginesInto is bothEnginesWrappedOn into a destination VM made
+// with dvm (its Regions and Incoming set here).
+func bothEnginesInto(t *testing.T, dvm vmtest.Options, wrap func(transport.Transport, *vmtest.VM) transport.Transport,
+	dwrap func(transport.Transport, *vmtest.VM) transport.Transport, tune func(sopt, dopt *Options)) (pcResult, *vmtest.VM) {
 	needUffd(t)
 	src, err := vmtest.New(vmtest.Options{Regions: pcRegions, Free: pcFree, WriteEvery: time.Millisecond, WriteBatch: 4})
 	must(t, err)
 	t.Cleanup(func() { src.Close() })
-	dst, err := vmtest.New(vmtest.Options{Regions: pcRegions, Incoming: true})
+	dvm.Regions, dvm.Incoming = pcRegions, true
+	dst, err := vmtest.New(dvm)
 	must(t, err)
 	t.Cleanup(func() { dst.Close() })
 	str, dtr := loopback.NewPipe()

@@ -21,8 +21,9 @@ import (
 // commitRefused), which fails it as below.
 //
 // A failure before LOADED, an ABORT, a COMMIT refused, or a VM that
-// will not resume leaves dst not running and tells the source (ABORT);
-// the caller should then discard dst. If the stream ends (or goes quiet
+// will not resume leaves dst not running and tells the source (ABORT;
+// in post-copy, from COMMIT on, also to a source that lost it and
+// reconnects: pcRecv.abortCommit); the caller should then discard dst. If the stream ends (or goes quiet
 // for SwitchoverTimeout; between two of the page check's HASHES,
 // nothing moves for the stall bound: recvHashes) after LOADED and
 // before COMMIT, or LOADED does not get out (in post-copy, during the
@@ -533,10 +534,15 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 // commit runs the VM and answers RUNNING. If the VM will not resume, or
 // the caller cancelled before it did, or the page check refuses the
 // COMMIT (commitRefused, in either mode), the migration fails here (and
-// the source, told by ABORT, resumes). A post-copy refusal's ABORT
-// lingers (pcRecv.refuseCommit): a source that missed it reconnects
-// with RESUME. A lost RUNNING is the source's problem to resolve: the
-// VM runs here.
+// the source, told by ABORT, resumes). In post-copy that ABORT lingers
+// (pcRecv.refuseCommit, pcRecv.commit: abortCommit): a source that
+// missed it reconnects with RESUME and is answered ABORT again. In
+// pre-copy it is sent once (giveUp), on purpose: a pre-copy source whose
+// answer to COMMIT is lost does not reconnect (sender.commit: it ends
+// handover-unknown at once, its VM paused), so nobody would come to
+// hear it again; migrate -resolve then finds this side failed and
+// resumes the source. A lost RUNNING is the source's problem to
+// resolve: the VM runs here.
 func (r *receiver) commit(ctx context.Context) error {
 	if err := r.commitRefused(); err != nil {
 		if r.pc != nil && r.pc.on {

@@ -60,9 +60,11 @@ type receiver struct {
 	quiet        int        // fresh sessions in a row that said nothing (first, quietBound)
 	stall        stallWatch // between HELLO and LOADED (recvWatched), the page check's HASHES (recvHashes) and VERIFIED's send (hashes)
 	// ending is the last word a post-copy that ended here tells the
-	// source (msgSettled, msgBroken), 0 before: set as it ends, before
-	// Postcopy(nil) or Halt (from which a VMM learns the end), read by
-	// cancelAfterHold on the cancel's goroutine.
+	// source (msgSettled, msgBroken; msgAbort after a Resume at COMMIT
+	// that failed, the hold taken: pcRecv.commit), 0 before: set as it
+	// ends, before Postcopy(nil) or Halt (from which a VMM learns the
+	// end; after a failed Resume, Postcopy(nil) comes only once the
+	// telling is over), read by cancelAfterHold on the cancel's goroutine.
 	ending atomic.Uint32
 }
 

@@ -213,10 +213,11 @@ func (s *sender) answeredBefore(ctx context.Context) (m transport.Message, err e
 // connection: a destination that got COMMIT runs the VM and waits for
 // its pages, listening for this side to reconnect. If it answers RESUME
 // with MISSING, it runs the VM and post-copy goes on; if it answers
-// ABORT, it never got COMMIT (pcRecv.uncommitted) or refused it
-// (pcRecv.refuseCommit) and will never run the VM, so the VM resumes
-// here; if none answers within
-// ReconnectTimeout, the handover is unknown.
+// ABORT, it never got COMMIT (pcRecv.uncommitted), refused it
+// (pcRecv.refuseCommit) or failed before it ran the VM (pcRecv.commit:
+// its fault service failed, its caller cancelled, its Resume failed;
+// abortCommit) and will never run the VM, so the VM resumes here; if
+// none answers within ReconnectTimeout, the handover is unknown.
 func (s *sender) recommit(ctx context.Context, cause error) error {
 	s.pc.cutServing() // the session broke around COMMIT
 	err := s.pc.reconnect(ctx, cause)
@@ -227,7 +228,7 @@ func (s *sender) recommit(ctx context.Context, cause error) error {
 		if rerr := s.src.Resume(); rerr != nil {
 			return fmt.Errorf("%w; resume here: %v", err, rerr)
 		}
-		return fmt.Errorf("the connection broke around COMMIT (%v), and the destination never acted on it (it never received it, or refused it): the VM runs here again: %w", cause, err)
+		return fmt.Errorf("the connection broke around COMMIT (%v), and the destination never acted on it (it never received it, refused it, or failed before it ran the VM): the VM runs here again: %w", cause, err)
 	}
 	if err != nil {
 		return err
