@@ -12,7 +12,7 @@ import (
 // the post-copy land check keeps the absent pages' bitmap and nothing
 // else a page: every post-copy builds one, and its verdict is read at
 // COMMIT, between COMMIT and Resume (receiver.commitRefused), where a
-// walk over guest RAM's pages is downtime. Until 2026-12-10 it also
+// walk over guest RAM's pages is downtime. Until 2026-12-07 it also
 // built a bitmap of differing pages, a bit a page, which the verdict
 // counted at COMMIT: for a 1 TiB guest 32 MiB never written, read in
 // full there (over 200 ms on a loaded test host, the first time).

@@ -31,7 +31,7 @@ const (
 	// refuses it (ABORT) after a VERIFIED that counts differing pages,
 	// or while the page check is open (receiver.commitRefused). In
 	// post-copy the source answers that ABORT with an empty ABORT
-	// (heard; within protocol 8, 2026-12-10); unanswered, the
+	// (heard; within protocol 8, 2026-12-07); unanswered, the
 	// destination answers each next RESUME with the ABORT below
 	// (pcRecv.refuseCommit).
 	msgCommit = 5

@@ -535,7 +535,7 @@ func (q *requester) run(ctx context.Context, tr transport.Transport) error {
 // differing pages cost 8 bytes and a bit a page of guest RAM from the
 // first HASHES on (the check is a test mode); without it, the absent
 // bitmap alone, and the verdict (read at COMMIT, before Resume: downtime)
-// walks nothing. Until 2026-12-10 the differing set was made for every
+// walks nothing. Until 2026-12-07 the differing set was made for every
 // post-copy and counted at each verdict, a walk over a bitmap never
 // written (TestLandCheckUncheckedCostsNoPages).
 type landCheck struct {
@@ -1026,7 +1026,7 @@ func (pc *pcRecv) wait(ctx context.Context) error {
 //  4. ctx ended (err).
 //  5. The session ended or stalled (cause): wait reconnects.
 //
-// Until 2026-12-08 wait's select picked among them at random: a breach
+// Until 2026-12-07 wait's select picked among them at random: a breach
 // reported after the last owed page completed about half the time, the
 // VM running on what the transport may have written over its pages,
 // and a session that ended after the last page sent wait to reconnect
@@ -1238,7 +1238,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 // refuseCommit ends a post-copy whose COMMIT the page check refused
 // (commitRefused, cause): the VM never ran here and never will, so this
 // side fails, answers COMMIT with ABORT and tells it as uncommitted does
-// (abortCommit). Before 2026-12-10 the ABORT went once (giveUp), and a
+// (abortCommit). Before 2026-12-07 the ABORT went once (giveUp), and a
 // source that missed it reconnected to nobody and ended
 // handover-unknown after reconnect_timeout.
 func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
@@ -1253,7 +1253,7 @@ func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
 // with RESUME (recommit), and is answered ABORT, carrying that RESUME's
 // tag, until it answers. Its callers: a COMMIT refused (refuseCommit),
 // and commit's ends before the VM ran. What it cannot tell: a source
-// from before 2026-12-10, which reads the ABORT but does not answer it,
+// from before 2026-12-07, which reads the ABORT but does not answer it,
 // from one that missed it; it listens for that source's RESUME in vain
 // (lingerToTell's window, within reconnect_timeout), reported failed
 // meanwhile. When ctx has ended (a cancel) only the ABORT's send is
@@ -1286,7 +1286,7 @@ func (pc *pcRecv) abortCommit(ctx context.Context, cause error, why string) erro
 // plugin's call) wrote nothing, and a source whose COMMIT a cancel met
 // as it was refused, answered nothing, reconnected to nobody for its
 // reconnect_timeout and ended handover-unknown, its copy paused, where
-// giveUp's ABORT, before 2026-12-10, had resumed it
+// giveUp's ABORT, before 2026-12-07, had resumed it
 // (TestPostcopyRefusedCommitCancelledStillAborts). It says what the
 // source heard, for the error.
 func (pc *pcRecv) tellAborted(ctx context.Context, abort, again transport.Message) string {

@@ -49,7 +49,7 @@ import (
 // the flag, as every flag it does not know; such a source sets none,
 // and its destination takes a break before the first HASHES for a lost
 // COMMIT, as before), so the version did not move.
-// Within version 8 (2026-12-10) a post-copy source answers the ABORT
+// Within version 8 (2026-12-07) a post-copy source answers the ABORT
 // that answers its COMMIT with an empty ABORT, and a destination that
 // refused that COMMIT (receiver.commitRefused), unanswered, answers the
 // next RESUME with the ABORT that answers it (pcRecv.refuseCommit).
