@@ -18,8 +18,10 @@ import (
 // accepts, the source never resuming on its own after the destination may
 // have acted on COMMIT, never after the destination ran the guest, a
 // silent session never keeping the source's next reconnect out, a cancel
-// of the source never leaving the handover unknown, and, with the page
-// check (-DCHECK), a copy that the check found wrong never running. It
+// of the source never leaving the handover unknown, with the page
+// check (-DCHECK) a copy that the check found wrong never running, and a
+// post-copy source never left handover-unknown by breaks alone (its
+// destination tells it ABORT, SETTLED or BROKEN until it answers). It
 // lives beside plan because it transcribes plan, and a change to one
 // should show in the other. Each mutant reintroduces a known-bad transition, and the model
 // must then fail on the property the mutant names: the properties have
@@ -35,7 +37,7 @@ type modelRun struct {
 	defines []string
 	cflags  []string // pan's compile options (besides -DSAFETY, -DNOCLAIM, -DMEMLIM: see verify); -O2 for the long runs
 	panArgs []string
-	// violates is a mutant's: the property, "a" to "i"
+	// violates is a mutant's: the property, "a" to "j"
 	// (docs/model/README.md, "Properties"), whose check pan's first
 	// error must be, as the model marks each check on its line
 	// ("/* property (a) */"). Empty for the model itself, which must
@@ -240,6 +242,13 @@ func TestModelMutants(t *testing.T) {
 		// Pre-copy: COMMIT reached, the destination runs the guest,
 		// RUNNING lost; the source resumes beside it.
 		{name: "1 source resumes when RUNNING does not come", defines: []string{"-DMUTANT=1", "-DPC=0"}, violates: "a"},
+		// The same with (a) and (d) left out at the source's resume
+		// (-DNO_AD; the never claim and dst_runs keep (a)): (c) alone
+		// catches it, at the resume, before the claim sees two copies.
+		// (c) never fails first otherwise: src_runs checks (a) and (d)
+		// before it, and the destination acts on COMMIT only as it runs
+		// the guest (docs/model/README.md, "Properties").
+		{name: "1 with (a) and (d) left out: (c)", defines: []string{"-DMUTANT=1", "-DPC=0", "-DNO_AD"}, violates: "c"},
 		// The destination ran the guest and died: the source's copy is older.
 		{name: "2 plan resumes the source beside an unreachable destination", defines: []string{"-DMUTANT=2", "-DPC=0"}, violates: "d"},
 		{name: "3 resume not refused while a migration owns the VM", defines: []string{"-DMUTANT=3", "-DPC=0"}, violates: "a"},
@@ -296,17 +305,34 @@ func TestModelMutants(t *testing.T) {
 		{name: "17 destination holding every page fails in the check window (post-copy)", defines: []string{"-DCHECK", "-DMUTANT=17", "-DPC=1", "-DBREAKS=0"}, violates: "b"},
 		// And after VERIFIED began: 8 with the check, caught the same way.
 		{name: "8 with the check: fails after VERIFIED", defines: []string{"-DCHECK", "-DMUTANT=8", "-DPC=0"}, violates: "b"},
-		// The source commits only on a clean VERIFIED; the destination
-		// believes COMMIT whatever its verdict (receiverTakes), so a
-		// copy the check found wrong runs: (i).
+		// The source commits only on a clean VERIFIED. These two take
+		// the destination's guard out too (commitRefused: GUARD in the
+		// model), which refuses a COMMIT after VBAD and would hide the
+		// source's bug: the destination believes it, and a copy the
+		// check found wrong runs: (i).
 		{name: "18 source commits before VERIFIED", defines: []string{"-DCHECK", "-DMUTANT=18", "-DPC=0"}, violates: "i"},
 		{name: "19 source commits on a verdict of differing pages", defines: []string{"-DCHECK", "-DMUTANT=19", "-DPC=0"}, violates: "i"},
 		// A destination whose check found differing pages fails on a
 		// break; handover-unknown, the manual step beside a source that
 		// died runs it.
 		{name: "21 destination with differing pages ends handover-unknown", defines: []string{"-DCHECK", "-DMUTANT=21", "-DPC=0"}, violates: "i"},
-		// Mutant 20 (the window taken for open after VERIFIED began) is
-		// not here: it verifies (docs/model/README.md, "The page check").
+		// The window taken for open after VERIFIED began: the source,
+		// whose COMMIT was lost, reconnects to nobody and ends
+		// handover-unknown though no fault happened: (j). It verified
+		// until (j) (docs/model/README.md, "The page check").
+		{name: "20 destination takes the check for open after VERIFIED", defines: []string{"-DCHECK", "-DMUTANT=20", "-DPC=1", "-DBREAKS=1"}, violates: "j"},
+		// The refused COMMIT (commitRefused, refuseCommit): an owed page
+		// that landed differing before COMMIT is ignored, the wrong copy
+		// runs: (i). Its ABORT sent once (giveUp, before aef5da6): the
+		// source that read the end before it reconnects to nobody and
+		// ends handover-unknown: (j).
+		{name: "23 destination acts on COMMIT after an owed page landed differing", defines: []string{"-DCHECK", "-DMUTANT=23", "-DPC=1", "-DBREAKS=0"}, violates: "i"},
+		{name: "24 refused COMMIT's ABORT sent once", defines: []string{"-DCHECK", "-DMUTANT=24", "-DPC=1", "-DBREAKS=1"}, violates: "j"},
+		// Without the page check: LOADED lost, handover-unknown at once
+		// (before lostAfterLoaded), and uncommitted's ABORT sent once
+		// (before fba64a3): the source ends handover-unknown: (j).
+		{name: "22 destination whose LOADED did not get out does not listen", defines: []string{"-DMUTANT=22", "-DPC=1", "-DBREAKS=1"}, violates: "j"},
+		{name: "25 uncommitted's ABORT sent once", defines: []string{"-DMUTANT=25", "-DPC=1", "-DBREAKS=1"}, violates: "j"},
 	} {
 		r.panArgs = []string{"-m10000"}
 		t.Run(r.name, func(t *testing.T) {
@@ -336,7 +362,7 @@ var (
 	spinErrorAt     = regexp.MustCompile(`(?m)^spin: (\S+):(\d+), Error: (.*)$`)
 	spinFailedCheck = regexp.MustCompile(`(?m)^spin: text of failed assertion: assert\((.*)\)$`)
 	// the model's mark on the line of a property's check, and its ltl formulas
-	propertyMark = regexp.MustCompile(`/\* property \(([a-i])\) \*/`)
+	propertyMark = regexp.MustCompile(`/\* property \(([a-j])\) \*/`)
 	ltlFormula   = regexp.MustCompile(`(?m)^ltl \w+ .*$`)
 )
 

@@ -3,7 +3,7 @@
  * docs/model/README.md says what it covers, what it abstracts away and
  * how to run it; every transition names the Go function it follows.
  *
- *   Src ── s2d (STATE, [HASHES,] COMMIT, PAGES, RESUME, ABORT, SETTLED/BROKEN answers) ──► Dst
+ *   Src ── s2d (STATE, [HASHES,] COMMIT, PAGES, RESUME, ABORT, ABORT/SETTLED/BROKEN answers) ──► Dst
  *   Src ◄── d2s (LOADED, [VERIFIED, VBAD,] RUNNING, ABORT, TABORT, MISSING, SETTLED, BROKEN) ── Dst
  *           ([...]: the page check, compiled in with -DCHECK)
  *   Faults: connection breaks (each side notices on its own), lost
@@ -84,11 +84,22 @@
  *  21  a destination whose check found differing pages ends
  *      handover-unknown on a break after VERIFIED, as one whose check
  *      found none (checkBroke without check.bad > 0)
+ *  23  a post-copy destination acts on COMMIT though an owed page landed
+ *      differing before it (commitRefused without landedBad)
+ *  24  a post-copy destination that refused COMMIT sends its ABORT once
+ *      and ends (giveUp, the code before aef5da6): no tellAborted
  * Without the page check:
  *  22  a post-copy destination whose LOADED did not get out ends
  *      handover-unknown at once, without listening for the RESUME of a
  *      source that read it and committed (the code before 2026-12-07's
- *      lostAfterLoaded): it verifies, as 20 does (README, "Properties")
+ *      lostAfterLoaded)
+ *  25  a post-copy destination that never got COMMIT answers the
+ *      source's RESUME with its ABORT once and ends (uncommitted before
+ *      fba64a3): no wait for the source's answer, no lingerToTell
+ * Either:
+ *  Mutants 18 and 19 take the destination's COMMIT guard out too
+ *  (GUARD, below): with it a COMMIT after VBAD is refused, and they
+ *  would show only that the guard hides the source's bug.
  */
 
 #ifndef MUTANT
@@ -97,8 +108,21 @@
 #if MUTANT >= 17 && MUTANT <= 21 && !defined(CHECK)
 #error mutants 17 to 21 are of the page check: compile with -DCHECK
 #endif
-#if MUTANT == 22 && defined(CHECK)
-#error mutant 22 is of the model without the page check (its source promises it there)
+#if (MUTANT == 23 || MUTANT == 24) && !defined(CHECK)
+#error mutants 23 and 24 are of the refused COMMIT, which needs the page check: compile with -DCHECK
+#endif
+#if (MUTANT == 22 || MUTANT == 25) && defined(CHECK)
+#error mutants 22 and 25 are of the model without the page check (its source promises it there)
+#endif
+/* The destination's COMMIT guard (receiver.commitRefused): in the model
+ * but for mutants 18 and 19, which show the source's own rule needed by
+ * itself (README, "The page check"); -DGUARD=1 puts it back for them. */
+#ifndef GUARD
+#if MUTANT == 18 || MUTANT == 19
+#define GUARD 0
+#else
+#define GUARD 1
+#endif
 #endif
 
 /* Handover (framework/engine/handover.go: Handover, handoverNext). */
@@ -225,6 +249,9 @@ byte breaks = BREAKS;       /* connection breaks the faults may still cause */
 
 #define S_RUNS (s_vm == V_RUNNING && !s_dead)
 #define D_RUNS (d_vm == V_RUNNING && !d_dead)
+/* a fault of a process happened (Faults: at most one per run; migrate's
+ * resolver's cancel counts as one) */
+#define FAULT (s_crash || d_crash || d_pcfail || d_cancel || s_cancel)
 
 /* Property (a): never two running copies. Checked where a copy starts
  * to run, and as an LTL invariant (p_two). */
@@ -239,11 +266,18 @@ ltl p_two { [] !(S_RUNS && D_RUNS) }    /* property (a) */
  * another property catches it too (model_test.go: mutant 16 and (a)).
  * (c) cannot fail first: d_acted is set only with d_ran (dst_runs at
  * COMMIT), so where (c) fails (d) failed just before (README,
- * "Properties"). */
+ * "Properties"); -DNO_AD leaves (a) and (d) out here (the never claim
+ * and dst_runs keep (a)), so that a run shows that (c) alone catches a
+ * source that resumes on its own after COMMIT (model_test.go: mutant 1
+ * and (c)). */
 inline src_runs(own) {
+#ifndef NO_AD
 	assert(!D_RUNS);             /* property (a) */
+#endif
 #ifndef NO_CD
+#ifndef NO_AD
 	assert(!d_ran);              /* property (d) */
+#endif
 	assert(!own || !d_acted);    /* property (c) */
 #endif
 	s_vm = V_RUNNING;
@@ -329,7 +363,8 @@ inline fresh() {
 /* sender.recommit / pcSend.reconnect: the post-copy source reopens the
  * transport and sends RESUME, until it gives up (reconnect_timeout).
  * out: 1 post-copy goes on (MISSING), 2 SETTLED came, 3 the ABORT that
- * answers this RESUME came (TABORT), 4 BROKEN came, 0 gave up.
+ * answers this RESUME came (TABORT; answered with an empty ABORT, which
+ * the destination's tellAborted waits for), 4 BROKEN came, 0 gave up.
  *
  * What bounds the tries: the code retries with a backoff until
  * reconnect_timeout after the break (pcSend.reconnect: rctx), and the
@@ -417,7 +452,7 @@ inline reconnect(out) {
 		if
 		:: d2s?MISSING -> out = 1; break
 		:: d2s?SETTLED -> out = 2; break                  /* reopen: SETTLED as the answer */
-		:: d2s?TABORT -> out = 3; break                   /* reopen: resumeAbort, the answer (its tag) */
+		:: d2s?TABORT -> send(s2d, ABORT, ok); out = 3; break   /* reopen: resumeAbort, the answer (its tag); pc.answer(msgAbort): heard */
 #if MUTANT == 16
 		:: d2s?ABORT -> out = 3; break                    /* protocol 7: any ABORT after RESUME is the answer */
 #else
@@ -567,7 +602,19 @@ proctype Src() {
 	:: got && m == RUNNING && !pc -> s_ho = H_COMPLETED; goto sdone
 	:: got && m == RUNNING && pc -> s_ho = H_POSTCOPY
 	:: got && m == ABORT ->
-		atomic { src_runs(1); s_ho = H_FAILED }; goto sdone
+		atomic { src_runs(1); s_ho = H_FAILED };
+		/* sender.commit, post-copy: pc.answer(msgAbort) after the
+		 * resume, on the session that carried COMMIT: a destination that
+		 * refused COMMIT waits for it (pcRecv.tellAborted), else
+		 * listens for a RESUME. A source from before 2026-12-07 answers
+		 * nothing (the second branch): that destination lingers in vain
+		 * until no source can come (lingerToTell's bound). */
+		if
+		:: pc -> send(s2d, ABORT, ok)
+		:: pc -> skip
+		:: else
+		fi;
+		goto sdone
 	:: got && m == BROKEN && pc -> src_broken(1); goto sdone     /* pc.broken */
 	:: else ->
 #if MUTANT == 1
@@ -646,6 +693,15 @@ sdone:
 		/* property (h): a cancel never leaves the source handover-unknown:
 		 * it takes effect before the hold (resumed, ABORT) or is ignored */
 		assert(!s_cancel || s_ho != H_UNKNOWN);    /* property (h) */
+		/* property (j): a post-copy source ends handover-unknown only
+		 * after a fault of a process (FAULT: a kill, the fault service,
+		 * a cancel): a destination that never got COMMIT, or refused it,
+		 * tells it so on the session or to its RESUME (uncommitted,
+		 * refuseCommit: tellAborted), one that ran the guest answers its
+		 * RESUME (MISSING, SETTLED, BROKEN); breaks alone never leave it
+		 * unknown (the model's reconnect_timeout outlasts the other side,
+		 * "reconnect" above, so this checks the protocol, not time) */
+		assert(!pc || s_ho != H_UNKNOWN || FAULT);    /* property (j) */
 		s_own = 0; s_done = 1
 	}
 	} unless { s_dead }
@@ -655,12 +711,13 @@ sdone:
 
 /* pcRecv.acceptResume in a listening loop; got 1 when a RESUME came,
  * 0 when it gave up (only once no source can come: s_dead or s_done,
- * the timing assumption of reconnect above). A silent session (reconnect
+ * the timing assumption of reconnect above; or stop: the context that
+ * ends the listening ended, for uncommitted and tellAborted a cancel). A silent session (reconnect
  * above) is dropped once switchover_timeout passed without its first
  * message (receiver.first: errSilentSession), and the loop opens the
  * transport again (pcRecv.reconnect, uncommitted, lingerToTell: their
  * next try). */
-inline listen(got) {
+inline listen(got, stop) {
 	hangup();                                                   /* closeSession */
 	d_listen = 1;
 	do
@@ -668,8 +725,60 @@ inline listen(got) {
 #if MUTANT != 11
 	:: atomic { d_silent -> d_silent = 0 }                      /* first: errSilentSession, closeSession, next try */
 #endif
-	:: atomic { s_dead || s_done -> d_listen = 0; d_silent = 0; got = 0; break }
+	:: atomic { s_dead || s_done || stop -> d_listen = 0; d_silent = 0; got = 0; break }
 	od
+}
+
+/* awaitSourceClose(ctx, kind): heard 1 when the source's answer in
+ * kind came; other messages are ignored; the session's end, its
+ * deadline (settledLinger: a break) or stop (ctx ended) end it unheard. */
+inline await_answer(kind, heard, stop) {
+	heard = 0;
+	do
+	:: stop -> break
+	:: recv(s2d, m, heard);
+		if
+		:: heard && m == kind -> break
+		:: heard && m != kind -> heard = 0          /* ignored */
+		:: !heard -> break
+		fi
+	od
+}
+
+/* pcRecv.lingerToTell: each RESUME of this migration is answered with
+ * last and the source's answer in kind waited for (tellOnce), until one
+ * comes, or no source can come any more (listen: the code's window,
+ * brokenLinger beyond lingerNotice, counted again from each RESUME
+ * answered in vain, and reconnect_timeout, which the model takes to
+ * outlast the source, as everywhere), or stop ends the listening (the
+ * caller's ctx). Until 2026-12-08 the model answered one RESUME and
+ * ended (README, property (j)). */
+inline linger_to_tell(last, kind, stop) {
+	got = 0;
+	do
+	:: got -> break
+	:: !got ->
+		listen(got, stop);
+		if
+		:: !got -> break
+		:: got -> send(d2s, last, ok);
+			if :: ok -> await_answer(kind, got, stop) :: else -> got = 0 fi
+		fi
+	od
+}
+
+/* pcRecv.tellAborted (uncommitted, refuseCommit): first goes out
+ * whatever a cancel (context.WithoutCancel; ABORT, the answer to
+ * COMMIT, or TABORT, the answer to a RESUME), then the wait for the
+ * source's empty ABORT; unheard, lingerToTell answers each RESUME with
+ * TABORT (encodeResumeAbort). A cancel (Receive's ctx) ends the waits. */
+inline tell_aborted(first) {
+	send(d2s, first, ok);
+	if :: ok -> await_answer(ABORT, got, d_cancel) :: else -> got = 0 fi;
+	if
+	:: got -> skip
+	:: else -> linger_to_tell(TABORT, ABORT, d_cancel)
+	fi
 }
 
 /* pcRecv.broken: halt FIRST, then tell the source (tellBroken, or
@@ -685,12 +794,7 @@ inline dst_broken(tell) {
 		fi;
 		if
 		:: got && m == BROKEN -> skip
-		:: else ->
-			listen(got);                                        /* lingerToTell */
-			if
-			:: got -> send(d2s, BROKEN, ok)
-			:: else -> skip
-			fi
+		:: else -> linger_to_tell(BROKEN, BROKEN, 0)          /* lingerToTell */
 		fi
 	:: else -> skip
 	fi
@@ -750,7 +854,7 @@ proctype Dst() {
 	 * handover-unknown at once: its copy may be the only one, and no
 	 * RESUME can come (no listen: uncommitted only outside the window).
 	 * A COMMIT here, which only a source that broke its promise sends,
-	 * is believed (receiverTakes). */
+	 * is refused (commitRefused: checkOpen; unreached, README). */
 	if
 	/* receiver.hashes: the compare. d_bad: the check finds differing
 	 * pages; a ghost chosen here, since a copy whose pages differ is one
@@ -758,7 +862,11 @@ proctype Dst() {
 	 * check). One step with the read: no other process reads d_bad
 	 * while the destination is loaded. */
 	:: atomic { s2d?HASHES -> if :: skip :: d_bad = 1 fi }
+#if GUARD
+	:: s2d?COMMIT -> goto refuse
+#else
 	:: s2d?COMMIT -> goto commit
+#endif
 	:: s2d?ABORT -> d_word = 1; d_ho = H_FAILED; goto ddone
 	:: d_cancel -> d_ho = H_FAILED; send(d2s, ABORT, ok); goto ddone   /* held.Err: giveUp ABORT */
 	:: atomic { !d_cancel && GIVEUP -> giveup() }    /* a cut, or silence */
@@ -823,20 +931,67 @@ proctype Dst() {
 #else
 		:: NOTBAD && pc ->                                                    /* pcRecv.uncommitted */
 uncommitted:
-			listen(got);
+			listen(got, d_cancel);                   /* rctx: reconnect_timeout, or a cancel */
 			if
 #if MUTANT == 7
 			:: got -> send(d2s, MISSING, ok); goto wait   /* pcRecv.reconnect's answer: it never ran the guest */
-#else
+#elif MUTANT == 25
 			:: got ->
-				d_word = 1; d_ho = H_FAILED; send(d2s, TABORT, ok); goto ddone   /* encodeResumeAbort */
+				d_word = 1; d_ho = H_FAILED; send(d2s, TABORT, ok); goto ddone   /* once, no tellAborted */
+#else
+			:: got ->                                /* r.fail, then tellAborted: encodeResumeAbort */
+				d_word = 1; d_ho = H_FAILED; tell_aborted(TABORT); goto ddone
 #endif
-			:: else -> d_ho = H_UNKNOWN; goto ddone
+			:: else -> d_ho = H_UNKNOWN; goto ddone  /* r.unknown */
 			fi
 #endif
 		fi
 	fi;
 commit:
+#ifdef CHECK
+	/* receiver.commit: commitRefused. In post-copy the pages owed at the
+	 * check are compared as they land (landCheck.landed): d_bad, a ghost
+	 * chosen here, says that one landed differing before COMMIT came (a
+	 * transport's or hint provider's bug); the copy is wrong and the
+	 * source still holds the page. One that lands after COMMIT, or whose
+	 * report the landed lane had not taken yet, is known only once the VM
+	 * runs (ErrPostcopyCheck): not modelled, nor a second copy of a
+	 * checked page landing differing. */
+	if
+	:: d_pc && !d_full && !d_bad ->
+		if
+		:: skip
+		:: d_bad = 1
+#if MUTANT == 23
+			; goto act                  /* commitRefused without landedBad */
+#endif
+		fi
+	:: else -> skip
+	fi;
+#if GUARD
+	if
+	:: d_bad -> goto refuse         /* check.bad > 0 (only a source that broke its rule commits then), landedBad > 0 */
+	:: else -> skip
+	fi;
+#endif
+	goto act;
+refuse:
+	/* commitRefused: failed, never runs here. Pre-copy: giveUp, ABORT
+	 * once. Post-copy: pcRecv.refuseCommit, r.fail at once (the resolver
+	 * sees failing), then tellAborted: ABORT on the session, the
+	 * source's answer waited for, else it lingers answering RESUMEs. */
+	d_ho = H_FAILED;
+	if
+	:: !d_pc -> send(d2s, ABORT, ok)
+#if MUTANT == 24
+	:: d_pc -> send(d2s, ABORT, ok)          /* once, as giveUp: the code before aef5da6 */
+#else
+	:: d_pc -> tell_aborted(ABORT)
+#endif
+	fi;
+	goto ddone;
+act:
+#endif
 	if
 	:: !pc ->                                                       /* receiver.commit */
 		if
@@ -866,7 +1021,7 @@ wait:                                                               /* pcRecv.wa
 	:: atomic { GIVEUP -> giveup() }; goto relisten   /* the session broke or stalled */
 	fi;
 relisten:                                                           /* pcRecv.reconnect */
-	listen(got);
+	listen(got, 0);
 	if
 	:: got && d_pcfail -> dst_broken(1); goto ddone
 	:: got && !d_pcfail ->
@@ -884,7 +1039,7 @@ relisten:                                                           /* pcRecv.re
 finish:                                                             /* pcRecv.finish, tellSettled */
 	send(d2s, SETTLED, ok);
 	if
-	:: !ok -> listen(got);                                          /* tellSettled: reconnect */
+	:: !ok -> listen(got, 0);                                       /* tellSettled: reconnect */
 		if
 		:: got -> send(d2s, MISSING, ok); goto finish   /* an empty MISSING, then SETTLED again */
 		:: else -> goto finished
@@ -893,12 +1048,7 @@ finish:                                                             /* pcRecv.fi
 		if
 		:: got && m == SETTLED -> skip
 		:: got && m == PAGES -> skip       /* a late push; the source answers SETTLED next */
-		:: else ->
-			listen(got);                                            /* lingerToTell */
-			if
-			:: got -> send(d2s, SETTLED, ok)
-			:: else -> skip
-			fi
+		:: else -> linger_to_tell(SETTLED, SETTLED, 0)              /* lingerToTell */
 		fi
 	fi;
 finished:
@@ -930,11 +1080,10 @@ ddone:
 
 /* ---- faults ------------------------------------------------------------ */
 
-/* At most one fault of a process per run (a crash, the fault service
- * failing, an operator's cancel of the destination), besides BREAKS
- * connection breaks: two crashes lose the guest by definition, and the
- * other pairs only multiply the states. */
-#define FAULT (s_crash || d_crash || d_pcfail || d_cancel || s_cancel)
+/* At most one fault of a process per run (FAULT, defined at the top:
+ * a crash, the fault service failing, a cancel of either side), besides
+ * BREAKS connection breaks: two crashes lose the guest by definition,
+ * and the other pairs only multiply the states. */
 
 proctype Faults() {
 	do
