@@ -61,9 +61,7 @@ func run(ctx context.Context, start time.Time, j *job.Job, p pluginSet, verify v
 		rep.Error = err.Error()
 		return rep, err
 	}
-	if !j.Security.Encryption {
-		fmt.Fprintln(log, plaintextWarning)
-	}
+	securityWarnings(log, j)
 	call := func(sock, cmd string, a, res any) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -81,11 +82,37 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 const plaintextWarning = "migrate: warning: encryption = false: only the handshake authenticates the peer; the frames after it are " +
 	"neither encrypted nor integrity-protected, so anyone on the path can read, change or inject them (use it only on a trusted link)"
 
+// cleartextPagesWarning is what migrate says when a job with encryption
+// accepts cleartext pages (transport.CleartextPages: rdma's writes):
+// the control channel stays inside TLS, the pages do not, and nothing
+// on the path authenticates them either (a provider's TCP connection,
+// a fabric's packets), so whoever is on the path can change them or
+// write pages of its own into the destination's guest RAM.
+const cleartextPagesWarning = "migrate: warning: " + transport.CleartextPages + " = true: page contents travel outside TLS, " +
+	"neither encrypted nor integrity-protected, so anyone on the path can read or change them, or write pages of their own " +
+	"into the destination's guest RAM (use it only on a trusted link or fabric)"
+
+// securityWarnings says, once each, what the job gives up on the path:
+// everything after the handshake (encryption = false), or the pages
+// (cleartextPagesWarning; implied by the first, so not said with it).
+func securityWarnings(log io.Writer, j *job.Job) {
+	cleartext, _ := map[string]any(j.Transport.Config)[transport.CleartextPages].(bool)
+	switch {
+	case !j.Security.Encryption:
+		fmt.Fprintln(log, plaintextWarning)
+	case cleartext:
+		fmt.Fprintln(log, cleartextPagesWarning)
+	}
+}
+
 // encryptionText is the report's encryption value for people: the
 // value stays as it is for whoever parses the JSON report.
 func encryptionText(v string) string {
-	if v == engine.EncryptionOff {
+	switch v {
+	case engine.EncryptionOff:
 		return "off: only the handshake was authenticated; the frames after it were neither encrypted nor integrity-protected"
+	case engine.EncryptionControl:
+		return v + ": neither encrypted nor integrity-protected on the path"
 	}
 	return v
 }

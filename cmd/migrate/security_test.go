@@ -297,3 +297,53 @@ func TestCredentialsFilesGuarded(t *testing.T) {
 		})
 	}
 }
+
+// TestRunWarnsCleartextPages: a job whose transport block accepts
+// cleartext pages (transport.CleartextPages, rdma) with encryption on
+// gets one line saying that its pages are neither encrypted nor
+// integrity-protected: on the path (a provider's TCP connection, a
+// fabric) they can be read, changed or injected into guest RAM, which
+// "pages in cleartext" alone does not say. With encryption = false the
+// plaintext warning already says it, and comes alone; a job without the
+// attribute gets neither. The report's line for people says the same;
+// the JSON value stays engine.EncryptionControl. Until review U a
+// cleartext_pages job ran without a word.
+func TestRunWarnsCleartextPages(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		encrypt, cleartext   bool
+		wantClear, wantPlain int
+	}{
+		{"encrypted, cleartext pages", true, true, 1, 0},
+		{"encrypted", true, false, 0, 0},
+		{"plaintext, cleartext pages", false, true, 0, 1},
+	} {
+		rc := newRunCase(t)
+		rc.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+		rc.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+		j := fakeJob(rc.src, rc.dst)
+		j.Security.Encryption = c.encrypt
+		if c.cleartext {
+			j.Transport.Config = map[string]any{transport.CleartextPages: true}
+		}
+		var log strings.Builder
+		if _, err := run(context.Background(), time.Now(), j, pluginSet{}, verifyOff, newProgress(io.Discard), &log); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if n := strings.Count(log.String(), cleartextPagesWarning); n != c.wantClear {
+			t.Errorf("%s: the cleartext pages warning came %d times, want %d, in\n%s", c.name, n, c.wantClear, log.String())
+		}
+		if n := strings.Count(log.String(), plaintextWarning); n != c.wantPlain {
+			t.Errorf("%s: the plaintext warning came %d times, want %d, in\n%s", c.name, n, c.wantPlain, log.String())
+		}
+	}
+	var b strings.Builder
+	printReport(&b, report{Report: engine.Report{Encryption: engine.EncryptionControl}})
+	if !strings.Contains(b.String(), "encryption    tls1.3 control channel only; pages in cleartext: "+
+		"neither encrypted nor integrity-protected on the path\n") {
+		t.Errorf("the report says\n%s", b.String())
+	}
+	if engine.EncryptionControl != "tls1.3 control channel only; pages in cleartext" {
+		t.Errorf("the JSON value changed to %q; scripts parse it", engine.EncryptionControl)
+	}
+}

@@ -41,7 +41,9 @@ type Credentials struct {
 // CleartextPages is the boolean attribute of a transport's configuration
 // block by which a job accepts that the transport moves page contents
 // unencrypted although the credentials ask for encryption (RDMA writes
-// cannot be encrypted; the transport's messages stay inside TLS). A
+// cannot be encrypted; the transport's messages stay inside TLS). Nor
+// are the pages integrity-protected: whoever is on the path can change
+// them or write its own into guest RAM. A
 // transport that cannot encrypt pages declares it in its schema and opens
 // an encrypted session only with it set to true; the engine then reports
 // the session's encryption as covering its control channel only.
