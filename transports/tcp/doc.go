@@ -89,8 +89,11 @@
 // Failure: any error on any stream fails the whole session; the side that
 // saw it sends ABORT with a reason on the streams still usable and closes
 // them all (a stream a write stopped inside a frame, or over TLS any cut
-// write, is broken: no ABORT goes there, and it is closed only once the
-// ABORT went on another, so that the peer reads the reason, not the cut).
+// write, is broken: no ABORT goes there, and once the ABORT went on
+// another it is closed when the peer's end of a stream shows its session
+// ended, or at the wind-down's bound (goodbyeTimeout), so that the peer
+// reads the reason, not the cut; with the ABORT gone nowhere, at once;
+// either way before Close).
 // Calls then return the error: it wraps transport.ErrProtocol for frames
 // that break the format or the layout, transport.ErrClosed when the peer
 // went away or gave up, and neither when this side cut a write: its

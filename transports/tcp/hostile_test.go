@@ -262,48 +262,58 @@ func TestLayoutMismatch(t *testing.T) {
 // their HELLOs and hands the bulk connection to fn.
 func fakeDestination(t *testing.T, src *vm, fn func(c net.Conn, raw *net.TCPConn, d *wire.Decoder)) (*Transport, context.Context) {
 	t.Helper()
+	send := New(testLogger(t))
+	bulk, _ := acceptSource(t, send, src)
+	go fn(bulk.conn, bulk.raw, bulk.dec)
+	return send, ctxT(t)
+}
+
+// fakeEnd is one stream of a hand-driven destination (acceptSource).
+type fakeEnd struct {
+	conn net.Conn     // TLS
+	raw  *net.TCPConn // the socket under it
+	dec  *wire.Decoder
+}
+
+// acceptSource opens send as the source of a session of one bulk
+// stream, accepts its bulk stream and its urgent one as a hand-driven
+// destination, answers their HELLOs and returns them.
+func acceptSource(t *testing.T, send *Transport, src *vm) (bulk, urgent fakeEnd) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	send := New(testLogger(t))
 	t.Cleanup(func() { send.Close() })
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	var serr error
 	wg.Go(func() { serr = send.Open(ctx, src.request(transport.RoleSend, cfg(l.Addr().String(), 1, "none"))) })
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
+	accept := func() fakeEnd {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		sc := secureRaw(t, c, transport.RoleReceive)
+		return fakeEnd{conn: sc, raw: c.(*net.TCPConn), dec: wire.NewDecoder(sc)}
 	}
-	t.Cleanup(func() { c.Close() })
-	raw := c
-	c = secureRaw(t, c, transport.RoleReceive)
-	u, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	u = secureRaw(t, u, transport.RoleReceive)
-	d := wire.NewDecoder(c)
-	for _, x := range []struct {
-		c net.Conn
-		d *wire.Decoder
-	}{{c, d}, {u, wire.NewDecoder(u)}} {
-		f, err := x.d.Next()
+	bulk = accept()
+	urgent = accept()
+	for _, e := range []fakeEnd{bulk, urgent} {
+		f, err := e.dec.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := wire.AppendHello(nil, f.Hello)
-		x.c.Write(b)
+		e.conn.Write(b)
 	}
 	wg.Wait()
 	if serr != nil {
 		t.Fatal(serr)
 	}
-	go fn(c, raw.(*net.TCPConn), d)
-	return send, ctx
+	return bulk, urgent
 }
 
 // TestHostileDestination: an ACK for a batch never sent, or a destination

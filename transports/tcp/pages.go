@@ -6,7 +6,6 @@ import (
 
 	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/wire"
-	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // sendPages implements SendPages: it checks every run, waits for an
@@ -131,7 +130,7 @@ func (s *session) ackLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), sessionbase.AbortCode(err))
+			s.readFailed(st, err)
 			return
 		}
 		switch {

@@ -27,7 +27,7 @@ func (s *session) readLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), sessionbase.AbortCode(err))
+			s.readFailed(st, err)
 			return
 		}
 		s.stats.wire.Add(wire.HeaderSize + uint64(f.Length))

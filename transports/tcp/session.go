@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,6 +71,11 @@ type session struct {
 	// wound is closed once the wind-down of the session's end (BYE or
 	// ABORT, by whoever ended it) is over: close waits for it.
 	wound chan struct{}
+	// peerEnded is closed once a reader met the peer's end of a stream
+	// (readFailed): the peer's session has ended, its reason is settled,
+	// and a stream the wind-down left open may close (closeWhenHeard).
+	peerEnded     chan struct{}
+	peerEndedOnce sync.Once
 
 	// Send side, used by the engine's goroutine only.
 	flushTarget  []uint64      // per stream, the ACK the last Flush waits for
@@ -115,7 +121,7 @@ type stream struct {
 
 func newSession(role transport.Role, log hclog.Logger, cfg config, m *ram, stats *counters) *session {
 	return &session{Base: sessionbase.New(role), log: log, cfg: cfg, ram: m, stats: stats,
-		ackNote: make(chan struct{}, 1), wound: make(chan struct{})}
+		ackNote: make(chan struct{}, 1), wound: make(chan struct{}), peerEnded: make(chan struct{})}
 }
 
 func newStream(idx int, c net.Conn, raw *net.TCPConn) *stream {
@@ -138,7 +144,9 @@ func (s *session) fail(err error, code wire.Code) {
 	if code != 0 {
 		last = s.inVersion(wire.AppendAbort(nil, code, err.Error()))
 	}
-	s.windDown(last)
+	if left, deadline := s.windDown(last); len(left) > 0 {
+		s.wg.Go(func() { s.closeWhenHeard(left, deadline) })
+	}
 	close(s.wound)
 }
 
@@ -148,14 +156,17 @@ func (s *session) fail(err error, code wire.Code) {
 // still sends until its end of stream or the deadline, so that no unread
 // data makes the final close reset the connection under frames the peer
 // has yet to read (a BYE after the last message, say). A stream on which
-// last did not go, while it went on another, is left for close: its end
-// of stream would race last to the peer, whose reader of it would report
-// that end (of a cut frame or TLS record: a broken one) instead of the
-// reason (TestCutTLSWriteSaysWhy). What it cannot do: tell a peer on a
-// stream that is broken, that a holder's write still holds at the bound,
-// or that takes no bytes.
-func (s *session) windDown(last []byte) {
-	deadline := time.Now().Add(goodbyeTimeout)
+// last did not go, while it went on another, is returned (left) with the
+// deadline, untouched: its end of stream would race last to the peer,
+// whose reader of it would report that end (of a cut frame or TLS
+// record: a broken one) instead of the reason (TestCutTLSWriteSaysWhy);
+// fail closes it once the peer heard, or at the deadline
+// (closeWhenHeard). With last gone nowhere a broken stream is closed at
+// once: no reason races its end, and it can carry no frame. What it
+// cannot do: tell a peer on a stream that is broken, that a holder's
+// write still holds at the bound, or that takes no bytes.
+func (s *session) windDown(last []byte) (left []*stream, deadline time.Time) {
+	deadline = time.Now().Add(goodbyeTimeout)
 	all := s.all()
 	for _, st := range all {
 		st.conn.SetDeadline(deadline)
@@ -177,10 +188,46 @@ func (s *session) windDown(last []byte) {
 	// peer that stopped reading; the frames' BYE and ABORT already say
 	// whether the stream ended on purpose.
 	for i, st := range all {
-		if told[i] || !anyTold {
+		switch {
+		case told[i]:
+			st.raw.CloseWrite()
+		case anyTold:
+			left = append(left, st)
+		case st.broken.Load():
+			st.raw.Close()
+		default:
 			st.raw.CloseWrite()
 		}
 	}
+	return left, deadline
+}
+
+// closeWhenHeard closes the streams the wind-down left open (windDown)
+// once the peer's session has ended (a reader met its end of stream:
+// peerEnded), whose reason is then settled whatever it reads on them,
+// or at the wind-down's deadline, whichever comes first, so that
+// neither their descriptors nor the peer's readers of them wait for
+// Close. What it cannot tell: whether the peer read the reason before
+// it ended (a peer that crashed ends too).
+func (s *session) closeWhenHeard(left []*stream, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-s.peerEnded:
+	case <-t.C:
+	}
+	closeStreams(left)
+}
+
+// readFailed fails the session after reading st failed with err, and
+// when err is the peer's end of the stream (its orderly end, or a
+// reset) notes that the peer's session has ended (peerEnded): a peer
+// ends a stream only once its session ended, or by dying.
+func (s *session) readFailed(st *stream, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		s.peerEndedOnce.Do(func() { close(s.peerEnded) })
+	}
+	s.fail(connErr(st, err), sessionbase.AbortCode(err))
 }
 
 // writeLast writes frame last (BYE, ABORT) on st once the session ended,

@@ -179,7 +179,7 @@ func (s *session) urgentLoop(st *stream) {
 	for {
 		f, err := st.dec.Next()
 		if err != nil {
-			s.fail(connErr(st, err), sessionbase.AbortCode(err))
+			s.readFailed(st, err)
 			return
 		}
 		if s.Role == transport.RoleReceive {

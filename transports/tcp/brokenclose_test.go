@@ -1,0 +1,91 @@
+//go:build linux
+
+package tcp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/framework/wire"
+)
+
+// TestBrokenStreamClosedOnFailure: a stream a cut write broke (over
+// TLS, the urgent stream: SendUrgent's context ended while its write
+// waited for the socket) is closed once the session failed, before
+// Close: the peer's reader of it meets its end, whether the peer ended
+// its session on the ABORT (and so its end of the stream the ABORT came
+// on) or said nothing at all. Before, the broken stream stayed open
+// until Close: its descriptor was held, and the peer's read of it
+// waited out its own bound ("no end of the broken stream").
+func TestBrokenStreamClosedOnFailure(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		peerEnds bool
+	}{{"the peer ends on the ABORT", true}, {"the peer says nothing", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			v := newValve(func([]byte) bool { return true })
+			send := New(testLogger(t))
+			send.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+			bulk, urgent := acceptSource(t, send, newVM(t, testLayout))
+			ctx := ctxT(t)
+			v.armed.Store(true)
+			mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+			mcancel()
+			if err == nil {
+				t.Fatal("SendUrgent cut by its context returned no error")
+			}
+			bulk.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if f, err := bulk.dec.Next(); err != nil || f.Type != wire.TypeAbort {
+				t.Fatalf("the bulk stream carried %v, %v; want the source's ABORT", f.Type, err)
+			}
+			if c.peerEnds {
+				bulk.raw.CloseWrite()
+			}
+			urgent.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = io.Copy(io.Discard, urgent.conn)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("no end of the broken stream within 10 s of the session's failure, before Close: %v", err)
+			}
+			if err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("reading the broken stream: %v; want its end", err)
+			}
+			if send.openSession() == nil {
+				t.Fatal("the source's session was closed; the test wants it failed, not closed")
+			}
+		})
+	}
+}
+
+// TestBrokenStreamsClosedWhenNoAbortWent: when the ABORT goes on no
+// stream (here every stream is broken), the wind-down closes the broken
+// streams at once, their descriptors too: there is no reason for their
+// end to race. Before, it only half-closed them, and their descriptors
+// stayed open until Close.
+func TestBrokenStreamsClosedWhenNoAbortWent(t *testing.T) {
+	send := New(testLogger(t))
+	bulk, urgent := acceptSource(t, send, newVM(t, testLayout))
+	s := send.openSession()
+	for _, st := range s.all() {
+		st.broken.Store(true)
+	}
+	s.fail(errors.New("a fault of this side's"), wire.CodeFailed)
+	for i, st := range s.all() {
+		if err := st.raw.SetReadDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("stream %d: the source's socket after the failure, before Close: %v; want it closed", i, err)
+		}
+	}
+	for i, e := range []fakeEnd{bulk, urgent} {
+		e.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, e.conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("stream %d: the peer's read: %v; want the stream's end", i, err)
+		}
+	}
+}
