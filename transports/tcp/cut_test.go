@@ -155,18 +155,30 @@ var cutPaths = []cutPath{
 // went on as if nothing had happened; its next write on the stream
 // failed it with "stream 0: connection lost (send message: write ...:
 // i/o timeout): transport session closed by the peer", naming neither
-// the context nor TLS, and of class ErrClosed.
+// the context nor TLS, and of class ErrClosed. A cut inside the frame's
+// second record (its first went whole: "second record") fails the
+// session the same way, its text naming the bytes that counted and
+// TLS's rules; until 2026-12-08 it named the context but not TLS, nor
+// that the peer may have read more than the count (a record cut
+// half-way counts none).
 func TestCutTLSWriteSaysWhy(t *testing.T) {
 	const streams = 2
 	for _, path := range cutPaths {
 		for _, c := range []struct {
-			name  string
-			plain bool
-			keep  int
-		}{{"plaintext", true, 0}, {"TLS", false, 0}, {"TLS torn record", false, 3}} {
+			name   string
+			plain  bool
+			keep   int
+			second bool // cut inside the frame's second TLS record
+		}{{"plaintext", true, 0, false}, {"TLS", false, 0, false}, {"TLS torn record", false, 3, false},
+			{"TLS second record", false, 0, true}, {"TLS second record torn", false, 3, true}} {
 			t.Run(path.name+"/"+c.name, func(t *testing.T) {
-				v := newValve(func([]byte) bool { return true })
+				var writes atomic.Int32
+				v := newValve(func([]byte) bool { return !c.second || writes.Add(1) == 2 })
 				v.keep = c.keep
+				payload := []byte("cut before it went")
+				if c.second {
+					payload = bytes.Repeat([]byte{0xAB}, 40<<10) // three records
+				}
 				sendTr := New(testLogger(t))
 				sendTr.wrapRaw = v.on(path.stream(streams))
 				src, dst := newVM(t, testLayout), newVM(t, testLayout)
@@ -174,7 +186,7 @@ func TestCutTLSWriteSaysWhy(t *testing.T) {
 				ctx := ctxT(t)
 				v.armed.Store(true)
 				mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-				err := path.send(send, mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+				err := path.send(send, mctx, transport.Message{Kind: 1, Payload: payload})
 				mcancel()
 				select {
 				case <-v.held:
@@ -199,8 +211,8 @@ func TestCutTLSWriteSaysWhy(t *testing.T) {
 				t.Logf("the call: %v\nthe next call: %v\nthe session: %v\nthe destination: %v", err, next, ended, heard)
 				for what, err := range map[string]error{"the next call": next, "the session": ended} {
 					if err == nil || errors.Is(err, transport.ErrClosed) || !strings.Contains(err.Error(), "context deadline exceeded") ||
-						!strings.Contains(err.Error(), "TLS") {
-						t.Errorf("%s ended with %v; want the first call's context and TLS named, not ErrClosed", what, err)
+						!strings.Contains(err.Error(), "TLS") || !strings.Contains(err.Error(), "counts none of a record cut half-way") {
+						t.Errorf("%s ended with %v; want the first call's context and TLS's rules named, not ErrClosed", what, err)
 					}
 				}
 				if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), "context deadline exceeded") {

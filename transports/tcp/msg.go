@@ -175,7 +175,10 @@ func (st *stream) failedAfter(n int64) {
 // failed with err once n bytes counted as written. A past deadline
 // ("i/o timeout") is this side's: the call's context cut the write
 // (cut; ctxErr is why) or the session's end did (the wind-down's
-// deadline; the caller returns the session's error instead). Any other
+// deadline; the caller returns the session's error instead); over TLS
+// the text says that a record cut half-way counts none, whichever of
+// the frame's records it was (until 2026-12-08 only a cut in the first
+// said so: TestCutTLSWriteSaysWhy, "second record"). Any other
 // failure is the connection's (the peer closed or reset it, the link
 // broke), of class transport.ErrClosed (connErr). What it cannot tell:
 // a deadline that passed as the peer also went away.
@@ -183,14 +186,20 @@ func (st *stream) writeFailed(what string, err error, cut bool, ctxErr error, n,
 	switch {
 	case !errors.Is(err, os.ErrDeadlineExceeded):
 		return connErr(st, fmt.Errorf("%s: %w", what, err))
-	case cut && n == 0 && st.overTLS():
-		return fmt.Errorf("stream %d: %s: the call's context ended (%v) with 0 of a frame's %d bytes written, "+
-			"after which the stream can carry no frame: %w (over TLS, which refuses every write after one a "+
-			"deadline cut, and counts none of a record cut half-way)", st.idx, what, ctxErr, size, err)
 	case cut:
 		return fmt.Errorf("stream %d: %s: the call's context ended (%v) with %d of a frame's %d bytes written, "+
-			"after which the stream can carry no frame: %w", st.idx, what, ctxErr, n, size, err)
+			"after which the stream can carry no frame: %w%s", st.idx, what, ctxErr, n, size, err, st.cutRules())
 	}
-	return fmt.Errorf("stream %d: %s: the write was cut on this side with %d of a frame's %d bytes written: %w",
-		st.idx, what, n, size, err)
+	return fmt.Errorf("stream %d: %s: the write was cut on this side with %d of a frame's %d bytes written: %w%s",
+		st.idx, what, n, size, err, st.cutRules())
+}
+
+// cutRules is what a cut write's text adds over TLS, whichever record
+// the cut met: why a cut before any byte counted breaks the stream,
+// and why the peer may have read more than the count.
+func (st *stream) cutRules() string {
+	if !st.overTLS() {
+		return ""
+	}
+	return " (over TLS, which refuses every write after one a deadline cut, and counts none of a record cut half-way)"
 }
