@@ -272,11 +272,7 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 		lock.broken.Store(true)
 	}
 	lock.unlock()
-	err = writeFailed(what, err, ctxCut, ctx.Err(), n, size)
-	if isTLS && ctxCut && n == 0 {
-		err = fmt.Errorf("%w (over TLS, which refuses every write after one a deadline cut, and counts "+
-			"none of a record cut half-way)", err)
-	}
+	err = writeFailed(what, err, ctxCut, ctx.Err(), n, size, isTLS)
 	s.fail(err, wire.CodeFailed)
 	return s.Err() // err, unless the session had ended: then the deadline fail set cut the write
 }
@@ -285,21 +281,23 @@ func (s *session) writeOn(ctx context.Context, conn net.Conn, lock *writeLock, w
 // with err once n bytes went. A past deadline ("i/o timeout") is this
 // side's: its call's context cut the write (cut: ctxErr is why) or the
 // session's end did (fail's deadline; its reason is the session's
-// error, which writeOn returns then). Any other failure is the
-// channel's (the peer closed or reset it, the link broke), of class
+// error, which writeOn returns then); sessionbase.CutWrite says which,
+// and over TLS (overTLS), whichever of the frame's records the cut met,
+// TLS's rules (until 2026-12-08 only a cut before any byte went said
+// them: TestCutTLSWriteSaysWhy, "second record"). Any other failure is
+// the channel's (the peer closed or reset it, the link broke), of class
 // transport.ErrClosed as tcp's are. Until 2026-12-07 both said
 // "transport session closed by the peer" and matched ErrClosed
 // (TestCutWriteSaysWhy). What it cannot tell: a deadline that passed
 // as the peer also went away.
-func writeFailed(what string, err error, cut bool, ctxErr error, n, size int64) error {
-	switch {
-	case !errors.Is(err, os.ErrDeadlineExceeded):
+func writeFailed(what string, err error, cut bool, ctxErr error, n, size int64, overTLS bool) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("%s: %w: %w", what, err, transport.ErrClosed)
-	case cut:
-		return fmt.Errorf("%s: the call's context ended (%v) with %d of a frame's %d bytes written, "+
-			"after which the channel can carry no frame: %w", what, ctxErr, n, size, err)
 	}
-	return fmt.Errorf("%s: the write was cut on this side with %d of a frame's %d bytes written: %w", what, n, size, err)
+	if !cut {
+		ctxErr = nil // fail's deadline, whatever the context did since
+	}
+	return sessionbase.CutWrite(what, "channel", err, ctxErr, n, size, overTLS)
 }
 
 // writeLock lets one frame at a time onto a channel. A writer waits for

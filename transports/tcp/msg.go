@@ -175,31 +175,20 @@ func (st *stream) failedAfter(n int64) {
 // failed with err once n bytes counted as written. A past deadline
 // ("i/o timeout") is this side's: the call's context cut the write
 // (cut; ctxErr is why) or the session's end did (the wind-down's
-// deadline; the caller returns the session's error instead); over TLS
-// the text says that a record cut half-way counts none, whichever of
-// the frame's records it was (until 2026-12-08 only a cut in the first
-// said so: TestCutTLSWriteSaysWhy, "second record"). Any other
-// failure is the connection's (the peer closed or reset it, the link
-// broke), of class transport.ErrClosed (connErr). What it cannot tell:
-// a deadline that passed as the peer also went away.
+// deadline; the caller returns the session's error instead);
+// sessionbase.CutWrite says which, and over TLS, whichever of the
+// frame's records the cut met, TLS's rules (until 2026-12-08 only a cut
+// before any byte counted said them: TestCutTLSWriteSaysWhy, "second
+// record"). Any other failure is the connection's (the peer closed or
+// reset it, the link broke), of class transport.ErrClosed (connErr).
+// What it cannot tell: a deadline that passed as the peer also went
+// away.
 func (st *stream) writeFailed(what string, err error, cut bool, ctxErr error, n, size int64) error {
-	switch {
-	case !errors.Is(err, os.ErrDeadlineExceeded):
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return connErr(st, fmt.Errorf("%s: %w", what, err))
-	case cut:
-		return fmt.Errorf("stream %d: %s: the call's context ended (%v) with %d of a frame's %d bytes written, "+
-			"after which the stream can carry no frame: %w%s", st.idx, what, ctxErr, n, size, err, st.cutRules())
 	}
-	return fmt.Errorf("stream %d: %s: the write was cut on this side with %d of a frame's %d bytes written: %w%s",
-		st.idx, what, n, size, err, st.cutRules())
-}
-
-// cutRules is what a cut write's text adds over TLS, whichever record
-// the cut met: why a cut before any byte counted breaks the stream,
-// and why the peer may have read more than the count.
-func (st *stream) cutRules() string {
-	if !st.overTLS() {
-		return ""
+	if !cut {
+		ctxErr = nil // the wind-down's deadline, whatever the context did since
 	}
-	return " (over TLS, which refuses every write after one a deadline cut, and counts none of a record cut half-way)"
+	return sessionbase.CutWrite(fmt.Sprintf("stream %d: %s", st.idx, what), "stream", err, ctxErr, n, size, st.overTLS())
 }

@@ -17,7 +17,11 @@
 // CodeFailed for this side's (tcp's reads, rdma's channel readers and
 // completion pollers, and both PushUrgents use it; a read that fails,
 // the connection's end of stream included, is CodeFailed in both
-// transports, told on the connections still whole). What it does not
+// transports, told on the connections still whole). CutWrite says what
+// a write this side's deadline cut leaves (its call's context, or the
+// session's wind-down), over TLS with TLS's rules whichever record the
+// cut met; each transport still classifies its connection's own
+// failures (tcp's connErr, rdma's writeFailed). What it does not
 // hold is each transport's
 // own: how a session winds its connections down, when it tells the peer
 // (BYE, ABORT), how it counts the peer's BYEs, how it
