@@ -78,9 +78,9 @@ func credentials(j *job.Job) (src, dst transport.Credentials, err error) {
 	return src, dst, nil
 }
 
-// plaintextWarning is what migrate says when a job turns encryption off.
-const plaintextWarning = "migrate: warning: encryption = false: only the handshake authenticates the peer; the frames after it are " +
-	"neither encrypted nor integrity-protected, so anyone on the path can read, change or inject them (use it only on a trusted link)"
+// plaintextWarning is what migrate says when a job turns encryption off,
+// in the words each side's engine logs too (transport.PlaintextRisk).
+const plaintextWarning = "migrate: warning: encryption = false: " + transport.PlaintextRisk
 
 // cleartextPagesWarning is what migrate says when a job with encryption
 // accepts cleartext pages (transport.CleartextPages: rdma's writes):

@@ -70,7 +70,8 @@ type Options struct {
 	Transport schema.Config
 	// Credentials authenticate the two sides to each other (and encrypt
 	// the session unless Plaintext: then only the handshake is
-	// authenticated, see transport.Credentials); the transport refuses
+	// authenticated, see transport.Credentials, and Send and Receive
+	// each log one Warn saying so as they start); the transport refuses
 	// to open without them.
 	Credentials transport.Credentials
 	// MigrationID names the migration, the same on both sides ("": none;
@@ -346,6 +347,19 @@ const (
 	EncryptionControl = "tls1.3 control channel only; pages in cleartext"
 	EncryptionOff     = "off (authenticated only)"
 )
+
+// warnPlaintext logs once, at Send's or Receive's start, what a session
+// with Credentials.Plaintext gives up (transport.PlaintextRisk): the
+// report's Encryption (EncryptionOff) comes only at the end, and an
+// embedder's or a hand-driven VMM's caller may never read it. It cannot
+// tell whether the link is in fact trusted. Cleartext pages with
+// encryption on (transport.CleartextPages, EncryptionControl) are not
+// warned of here: only migrate warns of them.
+func warnPlaintext(opt Options) {
+	if opt.Credentials.Plaintext {
+		opt.Log.Warn("encryption off (Credentials.Plaintext): " + transport.PlaintextRisk)
+	}
+}
 
 // openTransport opens tr with req and records in rep how the session
 // is protected.

@@ -17,7 +17,8 @@ type Security struct {
 	// only: the frames after it are neither encrypted nor
 	// integrity-protected, so anyone on the path can read, change or
 	// inject them. For trusted links (benchmarks, test proxies); migrate
-	// warns, and the report says so.
+	// warns (and each side's engine: transport.PlaintextRisk), and the
+	// report says so.
 	Encryption bool
 	// Operator files, paths as written (relative ones are relative to the
 	// job file). All empty: migrate mints fresh credentials for the job.

@@ -38,6 +38,14 @@ type Credentials struct {
 	Plaintext bool `json:"plaintext,omitempty"`
 }
 
+// PlaintextRisk says what Plaintext gives up, in the words the engine's
+// warning (engine.Send, engine.Receive) and migrate's use. It speaks of
+// the session only: who may read the credentials themselves, on their
+// way to each side, it cannot know.
+const PlaintextRisk = "only the handshake authenticates the peer; the frames after it (pages, the VM's state, control " +
+	"messages) are neither encrypted nor integrity-protected, so anyone on the path can read, change or inject them; " +
+	"the credentials still keep out whoever is not on the path (use it only on a trusted link)"
+
 // CleartextPages is the boolean attribute of a transport's configuration
 // block by which a job accepts that the transport moves page contents
 // unencrypted although the credentials ask for encryption (RDMA writes
