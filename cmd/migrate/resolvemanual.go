@@ -34,7 +34,12 @@ import (
 // may have sent the guest elsewhere, where it may run). What it cannot
 // know: whether a side that is gone ran the guest; the operator must.
 // Each command it prints names the migration, so a VMM that holds
-// another one by the time the operator runs it refuses it.
+// another one by the time the operator runs it refuses it; where
+// nothing names it and that side did not answer (migrate -resolve with
+// no id), it prints no resume for that side but how to learn the
+// migration it holds (unnamedResume). A side that answered without an
+// id, fingerprint or a control version that honours one (an older VMM)
+// still gets a resume that names nothing.
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
@@ -59,8 +64,11 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 		fmt.Fprint(r.out, pairingChangedText(r.seen.changed, r.src, r.dst))
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 	}
-	mid := cmp.Or(r.id, r.srcID, r.dstID) // the migration the lines speak of: named in each command, too
-	id := idText(mid)
+	mid := cmp.Or(r.id, r.srcID, r.dstID)       // the migration the lines speak of: named in each command, too
+	theMigration, idNote := "the migration", "" // with no id known (migrate -resolve: neither side reported one)
+	if mid != "" {
+		theMigration, idNote = "migration "+idText(mid), " (id "+idText(mid)+")"
+	}
 	if r.sourceRan && r.dstRan { // of one migration (remember)
 		fmt.Fprint(r.out, r.bothRanText(src, dst))
 		return &errBothRan{src: r.src, dst: r.dst, migration: r.seen.in.text(),
@@ -69,40 +77,63 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s
 `, shellArg(r.jobFile))
-	resume := func(sock string) string {
+	resume := func(sock string, side api.Side) string {
 		n := r.printedName(sock, mid)
+		if n == (api.IDArgs{}) && side == sideUnreachable {
+			return r.unnamedResume(sock)
+		}
 		return "    " + controlLine(requestJSON("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: n.ID, TagFingerprint: n.TagFingerprint}), sock) + "\n"
 	}
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:
 	case r.dstRan:
-		fmt.Fprintf(r.out, `Never run the source %s: migrate saw the guest run on the destination of migration %s (it said running, or the source said it handed the guest over), so the source's copy is older.
-`, r.src, id)
+		fmt.Fprintf(r.out, `Never run the source %s: migrate saw the guest run on the destination of %s (it said running, or the source said it handed the guest over), so the source's copy is older.
+`, r.src, theMigration)
 	case r.dstTook:
 		fmt.Fprint(r.out, `Only if the destination host is gone for good and the guest never ran there, run the source with:
-`+resume(r.src))
+`+resume(r.src, src))
 	default:
-		fmt.Fprintf(r.out, `This job's destination %s was never seen taking part in the source's migration (id %s): the source may have
+		fmt.Fprintf(r.out, `This job's destination %s was never seen taking part in the source's migration%s: the source may have
 sent the guest to another destination (another job's, or an earlier VMM at that socket), where it may run.
-Only if the VMM that received migration %s is gone for good and the guest never ran there, run the source with:
-%s`, r.dst, id, id, resume(r.src))
+Only if the VMM that received %s is gone for good and the guest never ran there, run the source with:
+%s`, r.dst, idNote, theMigration, resume(r.src, src))
 	}
 	if r.dstOther {
 		return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause) // leftAlone said what to run
 	}
-	resumeDst := resume(r.dst) + "(a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)\n"
+	resumeDst := resume(r.dst, dst) + "(a destination that had switched to post-copy refuses unless every page had arrived: it lacks the pages the source held.)\n"
 	switch {
 	case r.sourceRan:
 		fmt.Fprintf(r.out, `Never run the destination %s: migrate saw the source run the guest after the migration began, so the destination's copy is older.
 `, r.dst)
 	case r.sourceStopped:
-		fmt.Fprintf(r.out, `The source said failed: its VM was stopped before it could resume the guest, so it did not run the guest after the pause and cannot run it again. If the destination is handover-unknown in migration %s, it holds the current copy, perhaps the only one; run it with:
-%s`, id, resumeDst)
+		fmt.Fprintf(r.out, `The source said failed: its VM was stopped before it could resume the guest, so it did not run the guest after the pause and cannot run it again. If the destination is handover-unknown in %s, it holds the current copy, perhaps the only one; run it with:
+%s`, theMigration, resumeDst)
 	default:
-		fmt.Fprintf(r.out, `Only if the source of migration %s is gone for good, the destination is handover-unknown in that migration (its migrate-status names the id), and the source never ran the guest after it paused for the switch-over (a source that said "running" after its migration failed resumed it: the destination's copy is then older), run the destination with:
-%s`, id, resumeDst)
+		fmt.Fprintf(r.out, `Only if the source of %s is gone for good, the destination is handover-unknown in that migration (its migrate-status names the id), and the source never ran the guest after it paused for the switch-over (a source that said "running" after its migration failed resumed it: the destination's copy is then older), run the destination with:
+%s`, theMigration, resumeDst)
 	}
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
+}
+
+// unnamedResume is what manual prints in place of the resume line for
+// the side at sock when nothing names the migration (no id from
+// anywhere; a fingerprint is named only to a VMM that answered with a
+// control version that honours it, and that side did not answer): a
+// resume naming
+// none would act on whatever migration that VMM holds when the operator
+// runs it, so it prints none, and says how to get one that names it (a
+// -resolve once that VMM answers, which also checks what it holds) and
+// how to see what that VMM holds. What it cannot do: name the migration
+// of a VMM it could not ask.
+func (r *resolver) unnamedResume(sock string) string {
+	return fmt.Sprintf(`(no command yet: the VMM at %s did not answer, so migrate cannot name the migration to it (it knows no id,
+and names a tag fingerprint only to a VMM that said it honours one), and a resume that names none would act on
+whatever migration that VMM holds when it is run. Once it answers, run migrate -resolve -config %s again:
+it resolves the handover, or prints this command naming the migration. That VMM's migrate-status shows the
+migration it holds, its id, and without one its tag_fingerprint:)
+    %s
+`, sock, shellArg(r.jobFile), controlLine(requestJSON("migrate-status", nil), sock))
 }
 
 // printedName is what a command manual prints for the side at sock names
