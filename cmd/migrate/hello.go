@@ -36,7 +36,7 @@ type errMisreport struct {
 
 func (e *errMisreport) Error() string {
 	return fmt.Sprintf("the %s reports %s but no tag fingerprint, which its VMM (control version %d or later) reports once a HELLO "+
-		"led it there: it misreports, and nothing names its migration, so neither side is moved", e.which, e.side, api.TagsReported)
+		"led it there: it misreports, and nothing names its migration", e.which, e.side, api.TagsReported)
 }
 
 // misreport is tagsPair's check of two id-less sides from VMMs that

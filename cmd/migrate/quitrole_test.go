@@ -170,7 +170,7 @@ func TestResolveUnknownRole(t *testing.T) {
 			tc.set(c)
 			stderr := c.resolveRefused(t)
 			wantSays(t, stderr, "the VMM at "+tc.sock(c)+` reports role "relay", which this migrate does not know`,
-				"nothing is moved")
+				"neither side is moved")
 			wantSaysNone(t, stderr, "two different migrations", "the other's partner", "which is not a")
 		})
 	}

@@ -35,6 +35,46 @@ import (
 // (mismatch) or in the wrong roles (roles), and whether the destination
 // was seen in this one (dstTook).
 func (r *resolver) pair(s, d *api.ResolveResult) error {
+	if err := r.pairLook(s, d); err != nil {
+		return r.stopped(err)
+	}
+	return nil
+}
+
+// errStopped is why a resolve found the two sides not to be one
+// migration's (pair; wrongRole's roles), and what that means for its
+// acts: where none took or may have (actsDone's "Nothing was moved."),
+// neither side is moved; else no further act is sent, and those acts
+// stand (actsDone, in manual's text, says which). Until
+// TestRolesAdviceSaysActsDone's error check, each such error said
+// "neither side is moved" also after a discard had taken. What it
+// cannot say: what an act that may have taken did.
+type errStopped struct {
+	err   error
+	acted bool // an act of this resolve took or may have before err was found
+}
+
+func (e *errStopped) Error() string {
+	if e.acted {
+		return e.err.Error() + ": no further act is sent (an earlier act of this resolve took or may have)"
+	}
+	return e.err.Error() + ": neither side is moved"
+}
+
+func (e *errStopped) Unwrap() error { return e.err }
+
+// stopped is err, found after the acts r recorded, as an *errStopped.
+func (r *resolver) stopped(err error) error {
+	acted := false
+	for _, s := range r.rec.steps {
+		acted = acted || mayHaveMoved(s)
+	}
+	return &errStopped{err: err, acted: acted}
+}
+
+// pairLook is pair's check of one look, its error without what it
+// means for the acts (stopped adds that).
+func (r *resolver) pairLook(s, d *api.ResolveResult) error {
 	r.srcID, r.dstID, r.dstControl, r.srcControl = s.ID, d.ID, d.Control, s.Control
 	r.srcTag, r.dstTag = s.TagFingerprint, d.TagFingerprint
 	r.srcOther, r.dstOther, r.mismatch, r.misreport, r.roles = false, false, false, false, nil
@@ -55,7 +95,7 @@ func (r *resolver) pair(s, d *api.ResolveResult) error {
 	if s.Role != "" && d.Role != "" && s.ID != d.ID {
 		r.mismatch = true
 		return fmt.Errorf("the two VMMs report different migrations (source id %q, destination id %q): "+
-			"neither is the other's partner, so neither side is moved", s.ID, d.ID)
+			"neither is the other's partner", s.ID, d.ID)
 	}
 	if err := r.rolesPair(*s, *d); err != nil {
 		return err
@@ -119,8 +159,8 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 	case s.Control < api.TagsReported || d.Control < api.TagsReported:
 		return true, helloless(s, d)
 	case !tagText(s.TagFingerprint) || !tagText(d.TagFingerprint):
-		return false, fmt.Errorf("a VMM reports a malformed tag fingerprint (source %.20q, destination %.20q): "+
-			"neither side is moved", s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
+		return false, fmt.Errorf("a VMM reports a malformed tag fingerprint (source %.20q, destination %.20q)",
+			s.TagFingerprint, d.TagFingerprint) // at most 20 runes of each, quoted
 	case misreport(s, d) != nil:
 		return false, misreport(s, d)
 	case s.TagFingerprint == d.TagFingerprint:
@@ -130,7 +170,7 @@ func tagsPair(s, d api.ResolveResult) (older bool, err error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("the two VMMs report different migrations, both without an id (source %s, destination %s): "+
-		"neither is the other's partner, so neither side is moved", tagPrint(s.TagFingerprint), tagPrint(d.TagFingerprint))
+		"neither is the other's partner", tagPrint(s.TagFingerprint), tagPrint(d.TagFingerprint))
 }
 
 // helloless is tagsPair's check of two sides of which one VMM is older
@@ -156,11 +196,11 @@ func helloless(s, d api.ResolveResult) error {
 	switch {
 	case d.Control >= api.TagsReported && d.TagFingerprint == "" && srcPastHello[s.Side]:
 		return fmt.Errorf("the destination reports no tag fingerprint (it took no HELLO), and the source, older than "+
-			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
+			"control version %d, is %s, where only a HELLO leads: neither is the other's partner",
 			api.TagsReported, s.Side)
 	case s.Control >= api.TagsReported && s.TagFingerprint == "" && dstPastHello[d.Side]:
 		return fmt.Errorf("the source reports no tag fingerprint (it sent no HELLO), and the destination, older than "+
-			"control version %d, is %s, where only a HELLO leads: neither is the other's partner, so neither side is moved",
+			"control version %d, is %s, where only a HELLO leads: neither is the other's partner",
 			api.TagsReported, d.Side)
 	}
 	return nil

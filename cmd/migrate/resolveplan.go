@@ -299,7 +299,7 @@ func (r *resolver) wrongRole(src bool, res api.ResolveResult, unconfirmed error)
 		s, d = res, r.lastDst
 	}
 	if err := r.rolesPair(s, d); err != nil {
-		return fmt.Errorf("%v; %w", unconfirmed, err)
+		return fmt.Errorf("%v; %w", unconfirmed, r.stopped(err))
 	}
 	return unconfirmed
 }

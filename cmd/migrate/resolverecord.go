@@ -158,6 +158,16 @@ func (rec *resolveRecord) cancelSent(n api.IDArgs, res api.CancelResult, callErr
 	}
 }
 
+// mayHaveMoved reports whether act took or may have (unconfirmed:
+// answered in another side or role; no-answer), as actsDone counts it.
+func mayHaveMoved(act actSent) bool {
+	switch act.Outcome {
+	case stepTook, stepUnconfirmed, stepNoAnswer:
+		return true
+	}
+	return false
+}
+
 // actsDone is what a resolve that stops says it did, from the acts it
 // recorded (steps, in order): "Nothing was moved." where none took or
 // may have (none was sent, or each was refused or never written), else
@@ -168,10 +178,10 @@ func (rec *resolveRecord) cancelSent(n api.IDArgs, res api.CancelResult, callErr
 func actsDone(steps []actSent) string {
 	var did []string
 	for _, s := range steps {
-		switch s.Outcome {
-		case stepTook:
+		switch {
+		case s.Outcome == stepTook:
 			did = append(did, fmt.Sprintf("%s on the %s took", s.Act, s.To))
-		case stepUnconfirmed, stepNoAnswer:
+		case mayHaveMoved(s):
 			did = append(did, fmt.Sprintf("%s on the %s may have taken (%s)", s.Act, s.To, s.Outcome))
 		}
 	}

@@ -67,7 +67,11 @@ func TestResolveResumeAnsweredInWrongRole(t *testing.T) {
 // its advice says what it did, from the acts it recorded: each that
 // took, or may have (answered in the wrong role: unconfirmed), never
 // "Nothing was moved" after one did; and "Nothing was moved" where no
-// act was sent (the roles found at a look). Before, the advice said
+// act was sent (the roles found at a look). The error (manual's cause)
+// says the same: "no further act is sent" after an act, "neither side
+// is moved" only where none was sent (until then it said "neither side
+// is moved" in the first case too, beside the advice's acts). Before,
+// the advice said
 // "Nothing was moved" after the destination's discard took and the
 // source's resume was answered in the wrong role (and may have run the
 // guest there).
@@ -82,12 +86,12 @@ func TestRolesAdviceSaysActsDone(t *testing.T) {
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.src.looked = func(f *fakeVMM) { f.role = "receive" }
 		}, []string{"This resolve acted: discard on the destination took; resume on the source may have taken (unconfirmed). " +
-			"Nothing more was moved."}, []string{"Nothing was moved"}},
+			"Nothing more was moved.", "no further act is sent"}, []string{"Nothing was moved", "neither side is moved"}},
 		{"the roles found at a look", func(c *runCase) {
 			c.src.role, c.dst.role = "receive", "send"
 			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			c.dst.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
-		}, []string{"the wrong way round", "Nothing was moved."}, []string{"This resolve acted"}},
+		}, []string{"the wrong way round", "Nothing was moved.", "neither side is moved"}, []string{"This resolve acted", "no further act"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)

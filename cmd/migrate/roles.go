@@ -14,7 +14,8 @@ import (
 // source socket must send in the migration resolved and the one at its
 // destination socket receive; a VMM that names that migration (its id,
 // or without one its tag fingerprint) in the other role is not this
-// job's side of it, and nothing is moved (rolesPair):
+// job's side of it, and no act is sent on the two (rolesPair; pair's
+// errStopped says what that means after an earlier act):
 //
 //	source socket   destination socket   one name for both   said (errRoles)
 //	receive         send                 yes                 swapped: the job names its sockets the wrong way round
@@ -70,9 +71,9 @@ const (
 )
 
 // errRoles is rolesPair's error: the VMMs at the job's sockets do not
-// stand as one migration's source and destination, so neither side is
-// moved, and manual says why (advice) and prints no command: none could
-// say which VMM holds which copy.
+// stand as one migration's source and destination, so no act is sent
+// on them (pair's errStopped says so), and manual says why (advice) and
+// prints no command: none could say which VMM holds which copy.
 type errRoles struct {
 	trouble roleTrouble
 	// src and dst are the roles the two sides reported in the migration
@@ -90,25 +91,25 @@ func (e *errRoles) Error() string {
 	switch e.trouble {
 	case rolesSwapped:
 		return fmt.Sprintf("the VMM at the source's socket receives in migration %s and the one at the destination's sends in it: "+
-			"the job names its two sockets the wrong way round, so neither side is moved", e.name)
+			"the job names its two sockets the wrong way round", e.name)
 	case rolesShared:
 		return fmt.Sprintf("the VMMs at both sockets report role %.20q in migration %s: a migration has one source and one destination, "+
-			"so that name was reused for two migrations, and neither side is moved", e.src, e.name)
+			"so that name was reused for two migrations", e.src, e.name)
 	case rolesOneSide:
 		which, role := "source", e.src
 		if role == "" {
 			which, role = "destination", e.dst
 		}
 		return fmt.Sprintf("the VMM at the %s's socket reports role %.20q in migration %s, which is not a %s's, and the other "+
-			"VMM takes no part in that migration: neither is this job's side of it, so neither side is moved", which, role, e.name, which)
+			"VMM takes no part in that migration: neither is this job's side of it", which, role, e.name, which)
 	case rolesUnknown:
 		which, role := e.unknownSide()
 		at := cmp.Or(e.sock, "the "+which+"'s socket")
-		return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (it knows %q and %q); "+
-			"nothing is moved", at, role, transport.RoleSend, transport.RoleReceive)
+		return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (it knows %q and %q)",
+			at, role, transport.RoleSend, transport.RoleReceive)
 	}
 	return fmt.Sprintf("the VMM at the source's socket has role %.20q in its migration, the one at the destination's %.20q: "+
-		"a source's partner receives, so neither is the other's partner, and neither side is moved", e.src, e.dst)
+		"a source's partner receives, so neither is the other's partner", e.src, e.dst)
 }
 
 // rolesPair is pair's check of the roles two sides take in the
@@ -319,7 +320,7 @@ func (e *errNotSource) Error() string {
 			"it is left alone", e.sock, e.res.Side, name)
 	}
 	return fmt.Sprintf("the VMM at %s reports role %.20q, which this migrate does not know (in migration %s, %s): "+
-		"nothing is moved, it is left alone", e.sock, e.res.Role, name, e.res.Side)
+		"it is left alone", e.sock, e.res.Role, name, e.res.Side)
 }
 
 // sourceSends is the check of res, the answer of the VMM at a job's
