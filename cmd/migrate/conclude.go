@@ -83,7 +83,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 	case engine.StatusCompleted: // no resolve ran: its quit is the run's end, not a resolve's act
 		return finishCompleted(j, rep, rs.id, nil, log)
 	case engine.StatusHandoverUnknown:
-		fmt.Fprintf(log, "migrate: handover unknown (%s); resolving\n", rep.Error)
+		fmt.Fprintf(log, "migrate: handover unknown%s; resolving\n", parenCause(rep.Error))
 		v, rerr := rs.resolve()
 		rep.Resolved = map[verdict]string{verdictMoved: "destination", verdictSource: "source", verdictBothRun: resolvedBoth}[v]
 		if v == verdictMoved {
@@ -96,7 +96,7 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		if rerr != nil {
 			return rep, rerr
 		}
-		return rep, fmt.Errorf("migration failed in the handover: %s (resolved: the guest runs on the source)", rep.Error)
+		return rep, fmt.Errorf("%s (resolved: the guest runs on the source)", withCause("migration failed in the handover", rep.Error))
 	}
 	if rep.Status == engine.StatusPostcopyBroken {
 		// The destination decides: one whose post-copy completed (every
@@ -105,11 +105,11 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		// the guest again (the resolver says so).
 		v, rerr := rs.resolve()
 		if v == verdictMoved {
-			fmt.Fprintf(log, "migrate: the source gave post-copy up (%s), but the destination holds every page and runs the guest\n", rep.Error)
+			fmt.Fprintf(log, "migrate: the source gave post-copy up%s, but the destination holds every page and runs the guest\n", parenCause(rep.Error))
 			rep.Status, rep.Error, rep.Resolved = engine.StatusCompleted, "", "destination"
 			return finishCompleted(j, rep, rs.id, &rs.rec, log)
 		}
-		err := fmt.Errorf("migration %s: %s (the guest is lost; the source stays paused)", engine.StatusPostcopyBroken, rep.Error)
+		err := fmt.Errorf("%s (the guest is lost; the source stays paused)", withCause("migration "+string(engine.StatusPostcopyBroken), rep.Error))
 		if sawBoth(v, rerr) { // a source that said it ran the guest after its post-copy broke
 			return bothSeen(rep, rerr, err)
 		}
@@ -125,13 +125,34 @@ func conclude(j *job.Job, rep report, src api.Migration, err error, rs *resolver
 		// hold its only copy; cleanup's plan leaves it, says what to run.
 		rs.sawSourceStopped(ranBefore("migrate's run saw the source's migration end failed, its VM stopped before it could resume the guest"),
 			migrationKey{id: rs.id})
-		return cleanupFailed(rs, rep, fmt.Errorf("migration %s: %s (the source's VM was stopped before it could be resumed: the guest does not run there)",
-			rep.Status, rep.Error))
+		return cleanupFailed(rs, rep, fmt.Errorf("%s (the source's VM was stopped before it could be resumed: the guest does not run there)",
+			withCause("migration "+string(rep.Status), rep.Error)))
 	}
 	// It resumed the guest, or never paused it.
 	rs.sawSourceRun(ranBefore(fmt.Sprintf("migrate's run saw the source's migration end %s, the guest running there", rep.Status)),
 		migrationKey{id: rs.id})
-	return cleanupFailed(rs, rep, fmt.Errorf("migration %s: %s (the source keeps running)", rep.Status, rep.Error))
+	return cleanupFailed(rs, rep, fmt.Errorf("%s (the source keeps running)", withCause("migration "+string(rep.Status), rep.Error)))
+}
+
+// withCause is what, then cause after a colon; what alone where cause
+// is empty: a source's report may carry no error (a fake's; an
+// embedder's engine's, which need not fill one in), and the reason
+// then names no empty cause (until TestRunNoEmptyCause a cancelled
+// run read "migration cancelled:  (the source keeps running)").
+func withCause(what, cause string) string {
+	if cause == "" {
+		return what
+	}
+	return what + ": " + cause
+}
+
+// parenCause is cause in parentheses after a space, or nothing where
+// it is empty (withCause).
+func parenCause(cause string) string {
+	if cause == "" {
+		return ""
+	}
+	return " (" + cause + ")"
 }
 
 // cleanupFailed is the resolve after a failure or a cancel, err what
