@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -87,5 +88,73 @@ func TestBrokenStreamsClosedWhenNoAbortWent(t *testing.T) {
 		if _, err := io.Copy(io.Discard, e.conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("stream %d: the peer's read: %v; want the stream's end", i, err)
 		}
+	}
+}
+
+// TestCloseLeavesBrokenStreamToPeer: the engine closes as soon as a
+// call returned the session's error (TestCloseDuringFailureKeepsAbort).
+// A Close that comes while a stream the failure broke waits for the
+// peer to hear the ABORT on another (closeWhenHeard) leaves it to that
+// wait: a destination still reading towards the ABORT (here its reader
+// of stream 0 waits for its lane with a page batch the ABORT follows)
+// ends with the ABORT's reason, not the broken stream's end. Before,
+// Close's wind-down closed the broken stream at once, and the
+// destination ended with "stream 1: the peer closed the connection"
+// while the ABORT waited behind the batch.
+func TestCloseLeavesBrokenStreamToPeer(t *testing.T) {
+	v := newValve(func([]byte) bool { return true })
+	sendTr := New(testLogger(t))
+	sendTr.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+	src, dst := newVM(t, testLayout), newVM(t, testLayout)
+	send, recv := openPairWith(t, sendTr, src, dst, cfg(freeAddr(t), 1, "none"), false)
+	ctx := ctxT(t)
+	r := recv.openSession()
+	lane := &r.lanes[0]
+	lane.Lock() // the destination's reader of stream 0 stops at the batch
+	held := true
+	defer func() {
+		if held {
+			lane.Unlock()
+		}
+	}()
+	if err := send.SendPages(ctx, []transport.PageRun{{First: 0, Count: 1, Kind: transport.KindData}}); err != nil {
+		t.Fatal(err)
+	}
+	for r.stats.wire.Load() == 0 { // the reader took the batch: the ABORT will follow it
+		select {
+		case <-ctx.Done():
+			t.Fatal("the destination never read the batch")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	v.armed.Store(true)
+	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+	mcancel()
+	if err == nil {
+		t.Fatal("SendUrgent cut by its context returned no error")
+	}
+	v.mu.Lock()
+	bound := v.deadline // the failure's wind-down's (windDown set it on every stream)
+	v.mu.Unlock()
+	closed := make(chan error, 1)
+	go func() { closed <- send.Close() }()
+	// The destination is slow by half the wind-down's bound: it reads on
+	// once it ended (it cannot read the ABORT first: its reader is held)
+	// or once half the bound is over, whichever comes first.
+	slow := time.NewTimer(time.Until(bound.Add(-goodbyeTimeout / 2)))
+	defer slow.Stop()
+	select {
+	case <-r.Done():
+	case <-slow.C:
+	}
+	lane.Unlock()
+	held = false
+	_, heard := recv.RecvMessage(ctx)
+	if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), "context deadline exceeded") {
+		t.Errorf("the destination's session ended with %v; want the source's ABORT naming its call's context", heard)
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

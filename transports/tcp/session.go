@@ -98,6 +98,10 @@ type stream struct {
 	dec    *wire.Decoder
 	wlock  chan struct{} // held while one frame is written
 	broken atomic.Bool   // a write stopped inside a frame
+	// left: the failure's wind-down left the stream open for the peer
+	// to hear its ABORT on another (closeWhenHeard closes it); set by
+	// fail before wound is closed, read by close's wind-down after.
+	left bool
 
 	// Send side.
 	queue  chan batch
@@ -145,6 +149,9 @@ func (s *session) fail(err error, code wire.Code) {
 		last = s.inVersion(wire.AppendAbort(nil, code, err.Error()))
 	}
 	if left, deadline := s.windDown(last); len(left) > 0 {
+		for _, st := range left {
+			st.left = true
+		}
 		s.wg.Go(func() { s.closeWhenHeard(left, deadline) })
 	}
 	close(s.wound)
@@ -162,9 +169,11 @@ func (s *session) fail(err error, code wire.Code) {
 // record: a broken one) instead of the reason (TestCutTLSWriteSaysWhy);
 // fail closes it once the peer heard, or at the deadline
 // (closeWhenHeard). With last gone nowhere a broken stream is closed at
-// once: no reason races its end, and it can carry no frame. What it
-// cannot do: tell a peer on a stream that is broken, that a holder's
-// write still holds at the bound, or that takes no bytes.
+// once: no reason races its end, and it can carry no frame. A stream
+// an earlier wind-down left (close's, after a failure) it leaves alone:
+// it is closeWhenHeard's. What it cannot do: tell a peer on a stream
+// that is broken, that a holder's write still holds at the bound, or
+// that takes no bytes.
 func (s *session) windDown(last []byte) (left []*stream, deadline time.Time) {
 	deadline = time.Now().Add(goodbyeTimeout)
 	all := s.all()
@@ -189,6 +198,9 @@ func (s *session) windDown(last []byte) (left []*stream, deadline time.Time) {
 	// whether the stream ended on purpose.
 	for i, st := range all {
 		switch {
+		case st.left:
+			// closeWhenHeard's: ending it now would race the ABORT
+			// (TestCloseLeavesBrokenStreamToPeer).
 		case told[i]:
 			st.raw.CloseWrite()
 		case anyTold:
@@ -257,7 +269,11 @@ func (st *stream) writeLast(last []byte, deadline time.Time) bool {
 // wind-down (bounded by goodbyeTimeout, as every wind-down is): its own
 // would half-close every stream under the ABORT still going out, and
 // the peer would read their end instead of the reason
-// (TestCloseDuringFailureKeepsAbort).
+// (TestCloseDuringFailureKeepsAbort). A stream that wind-down left open
+// it leaves to closeWhenHeard, whose end it then waits for (the same
+// bound, from the failure): closed at once, its end would race the
+// ABORT to a peer still reading towards it
+// (TestCloseLeavesBrokenStreamToPeer).
 func (s *session) close() error {
 	if s.End(errLocalClose) {
 		s.windDown(s.inVersion(wire.AppendBye(nil, "closed by the "+s.Role.String()+" side")))
