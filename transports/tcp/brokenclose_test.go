@@ -158,3 +158,43 @@ func TestCloseLeavesBrokenStreamToPeer(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// TestPeerAbortEndsBrokenStreamWait: a peer whose session ended on its
+// own (it failed as this side did) says so with its ABORT instead of
+// ending its streams, and this side's readers stop at that ABORT: it
+// counts as the peer's end, as an end of stream does, so the stream
+// this side's failure broke is closed then (closeWhenHeard), not only
+// at the wind-down's bound, and a Close does not wait for that bound.
+// Before, only a reader meeting the end of a stream noted it ("the
+// source never noted its peer's end").
+func TestPeerAbortEndsBrokenStreamWait(t *testing.T) {
+	v := newValve(func([]byte) bool { return true })
+	send := New(testLogger(t))
+	send.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+	bulk, urgent := acceptSource(t, send, newVM(t, testLayout))
+	ctx := ctxT(t)
+	s := send.openSession()
+	v.armed.Store(true)
+	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+	mcancel()
+	if err == nil {
+		t.Fatal("SendUrgent cut by its context returned no error")
+	}
+	bulk.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if f, err := bulk.dec.Next(); err != nil || f.Type != wire.TypeAbort {
+		t.Fatalf("the bulk stream carried %v, %v; want the source's ABORT", f.Type, err)
+	}
+	if _, err := bulk.conn.Write(wire.AppendAbort(nil, wire.CodeFailed, "the destination failed too")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.peerEnded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the source never noted its peer's end, whose ABORT it read")
+	}
+	urgent.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, urgent.conn); err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("reading the broken stream: %v; want its end", err)
+	}
+}

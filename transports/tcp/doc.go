@@ -90,13 +90,14 @@
 // saw it sends ABORT with a reason on the streams still usable and closes
 // them all (a stream a write stopped inside a frame, or over TLS any cut
 // write, is broken: no ABORT goes there, and once the ABORT went on
-// another it is closed when the peer's end of a stream shows its session
-// ended, or at the wind-down's bound (goodbyeTimeout), so that the peer
-// reads the reason, not the cut; a Close meanwhile waits for that, not
-// closing it first; with the ABORT gone nowhere, at once; either way
-// before Close returns. A peer that reads the ABORT's stream later than
-// the bound, behind a backlog, may still read the cut first: both are of
-// class transport.ErrClosed, only the text differs).
+// another it is closed when the peer's end of a stream, or its BYE or
+// ABORT, shows its session ended, or at the wind-down's bound
+// (goodbyeTimeout), so that the peer reads the reason, not the cut; a
+// Close meanwhile waits for that, not closing it first; with the ABORT
+// gone nowhere, at once; either way before Close returns. A peer that
+// reads the ABORT's stream later than the bound, behind a backlog, may
+// still read the cut first: both are of class transport.ErrClosed, only
+// the text differs).
 // Calls then return the error: it wraps transport.ErrProtocol for frames
 // that break the format or the layout, transport.ErrClosed when the peer
 // went away or gave up, and neither when this side cut a write: its

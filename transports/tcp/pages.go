@@ -154,7 +154,7 @@ func (s *session) ackLoop(st *stream) {
 			s.peerBye(st, f)
 			return
 		case f.Type == wire.TypeAbort:
-			s.fail(peerEnded(st, f), 0)
+			s.peerAborted(st, f)
 			return
 		default:
 			s.fail(fmt.Errorf("%w: stream %d: unexpected %v from the destination", transport.ErrProtocol, st.idx, f.Type), wire.CodeProtocol)

@@ -45,7 +45,7 @@ func (s *session) readLoop(st *stream) {
 			s.peerBye(st, f)
 			return
 		case f.Type == wire.TypeAbort:
-			s.fail(peerEnded(st, f), 0)
+			s.peerAborted(st, f)
 			return
 		default:
 			err = fmt.Errorf("%w: stream %d: unexpected %v from the source", transport.ErrProtocol, st.idx, f.Type)

@@ -72,8 +72,9 @@ type session struct {
 	// ABORT, by whoever ended it) is over: close waits for it.
 	wound chan struct{}
 	// peerEnded is closed once a reader met the peer's end of a stream
-	// (readFailed): the peer's session has ended, its reason is settled,
-	// and a stream the wind-down left open may close (closeWhenHeard).
+	// (readFailed) or its BYE or ABORT (peerBye, peerAborted): the
+	// peer's session has ended, its reason is settled, and a stream the
+	// wind-down left open may close (closeWhenHeard).
 	peerEnded     chan struct{}
 	peerEndedOnce sync.Once
 
@@ -215,11 +216,11 @@ func (s *session) windDown(last []byte) (left []*stream, deadline time.Time) {
 }
 
 // closeWhenHeard closes the streams the wind-down left open (windDown)
-// once the peer's session has ended (a reader met its end of stream:
-// peerEnded), whose reason is then settled whatever it reads on them,
-// or at the wind-down's deadline, whichever comes first, so that
-// neither their descriptors nor the peer's readers of them wait for
-// Close. What it cannot tell: whether the peer read the reason before
+// once the peer's session has ended (a reader met its end of stream,
+// its BYE or its ABORT: peerEnded), whose reason is then settled
+// whatever it reads on them, or at the wind-down's deadline, whichever
+// comes first, so that neither their descriptors nor the peer's readers
+// of them wait for Close (which waits for this instead). What it cannot tell: whether the peer read the reason before
 // it ended (a peer that crashed ends too).
 func (s *session) closeWhenHeard(left []*stream, deadline time.Time) {
 	t := time.NewTimer(time.Until(deadline))
@@ -233,13 +234,28 @@ func (s *session) closeWhenHeard(left []*stream, deadline time.Time) {
 
 // readFailed fails the session after reading st failed with err, and
 // when err is the peer's end of the stream (its orderly end, or a
-// reset) notes that the peer's session has ended (peerEnded): a peer
-// ends a stream only once its session ended, or by dying.
+// reset) notes that the peer's session has ended (notePeerEnded): a
+// peer ends a stream only once its session ended, or by dying. What it
+// cannot tell: a reset that a middlebox sent, the peer still running.
 func (s *session) readFailed(st *stream, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-		s.peerEndedOnce.Do(func() { close(s.peerEnded) })
+		s.notePeerEnded()
 	}
 	s.fail(connErr(st, err), sessionbase.AbortCode(err))
+}
+
+// peerAborted fails the session with the peer's ABORT f, read on st,
+// and notes that the peer's session has ended (notePeerEnded): a peer
+// sends ABORT only once it did, and the reader stops at it, never to
+// meet the stream's end (TestPeerAbortEndsBrokenStreamWait).
+func (s *session) peerAborted(st *stream, f wire.Frame) {
+	s.notePeerEnded()
+	s.fail(peerEnded(st, f), 0)
+}
+
+// notePeerEnded closes peerEnded, once.
+func (s *session) notePeerEnded() {
+	s.peerEndedOnce.Do(func() { close(s.peerEnded) })
 }
 
 // writeLast writes frame last (BYE, ABORT) on st once the session ended,
@@ -289,8 +305,10 @@ func (s *session) close() error {
 
 // peerBye counts a BYE: the session ends once every stream said it, so
 // that whatever the peer sent before its BYE on each stream (the last
-// message on stream 0) is taken in first.
+// message on stream 0) is taken in first. The first BYE already says
+// that the peer's session ended (notePeerEnded), as an ABORT does.
 func (s *session) peerBye(st *stream, f wire.Frame) {
+	s.notePeerEnded()
 	if int(s.byes.Add(1)) == len(s.all()) {
 		s.fail(peerEnded(st, f), 0)
 	}

@@ -196,7 +196,7 @@ func (s *session) urgentLoop(st *stream) {
 			s.peerBye(st, f)
 			return
 		case f.Type == wire.TypeAbort:
-			s.fail(peerEnded(st, f), 0)
+			s.peerAborted(st, f)
 			return
 		default:
 			err = fmt.Errorf("%w: urgent stream: unexpected %v from the %v", transport.ErrProtocol, f.Type, peerRole(s.Role))
