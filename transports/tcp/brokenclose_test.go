@@ -97,12 +97,28 @@ func TestBrokenStreamsClosedWhenNoAbortWent(t *testing.T) {
 // peer to hear the ABORT on another (closeWhenHeard) leaves it to that
 // wait: a destination still reading towards the ABORT (here its reader
 // of stream 0 waits for its lane with a page batch the ABORT follows)
-// ends with the ABORT's reason, not the broken stream's end. Before,
-// Close's wind-down closed the broken stream at once, and the
-// destination ended with "stream 1: the peer closed the connection"
-// while the ABORT waited behind the batch.
+// ends with the ABORT's reason, of class transport.ErrClosed, not the
+// broken stream's end. Before, Close's wind-down closed the broken
+// stream at once, and the destination ended with "stream 1: the peer
+// closed the connection" while the ABORT waited behind the batch, or,
+// when the cut had torn a TLS record ("torn record"), with "stream 1:
+// transport protocol violation: truncated frame: input ends inside the
+// frame header", of class transport.ErrProtocol: a source that broke
+// the format, which it had not.
 func TestCloseLeavesBrokenStreamToPeer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		keep int
+	}{{"nothing went", 0}, {"torn record", 3}} {
+		t.Run(c.name, func(t *testing.T) { closeLeavesBrokenStream(t, c.keep) })
+	}
+}
+
+// closeLeavesBrokenStream is TestCloseLeavesBrokenStreamToPeer with
+// keep bytes of the cut write gone out.
+func closeLeavesBrokenStream(t *testing.T, keep int) {
 	v := newValve(func([]byte) bool { return true })
+	v.keep = keep
 	sendTr := New(testLogger(t))
 	sendTr.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
 	src, dst := newVM(t, testLayout), newVM(t, testLayout)
@@ -151,8 +167,10 @@ func TestCloseLeavesBrokenStreamToPeer(t *testing.T) {
 	lane.Unlock()
 	held = false
 	_, heard := recv.RecvMessage(ctx)
-	if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), "context deadline exceeded") {
-		t.Errorf("the destination's session ended with %v; want the source's ABORT naming its call's context", heard)
+	if heard == nil || !strings.Contains(heard.Error(), "aborted") || !strings.Contains(heard.Error(), "context deadline exceeded") ||
+		!errors.Is(heard, transport.ErrClosed) || errors.Is(heard, transport.ErrProtocol) {
+		t.Errorf("the destination's session ended with %v (ErrClosed %v, ErrProtocol %v); want the source's ABORT naming its call's context, "+
+			"of class ErrClosed", heard, errors.Is(heard, transport.ErrClosed), errors.Is(heard, transport.ErrProtocol))
 	}
 	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)

@@ -96,8 +96,9 @@
 // Close meanwhile waits for that, not closing it first; with the ABORT
 // gone nowhere, at once; either way before Close returns. A peer that
 // reads the ABORT's stream later than the bound, behind a backlog, may
-// still read the cut first: both are of class transport.ErrClosed, only
-// the text differs).
+// still read the cut first: the stream's end (transport.ErrClosed, no
+// reason), or, when the cut tore a frame or a TLS record, a truncated
+// frame (transport.ErrProtocol, as if this side broke the format)).
 // Calls then return the error: it wraps transport.ErrProtocol for frames
 // that break the format or the layout, transport.ErrClosed when the peer
 // went away or gave up, and neither when this side cut a write: its
