@@ -13,7 +13,9 @@
 //	dirty log on; pass 1: every page (bulk)
 //	pass n: pages dirtied during pass n-1 ══ pages ═► written into guest RAM
 //	  Flush after every pass (pass n+1 never overtakes pass n)
-//	until estimated downtime <= max_downtime or max_passes:
+//	until estimated downtime <= max_downtime or max_passes
+//	(at max_passes, a switch that cannot finish within
+//	switchover_timeout fails here, never paused: ErrNotConverged):
 //	pause ┐ final sync; last pass; Flush          │
 //	      │ STATE(blob, chunked) ─────────────────►  LoadState
 //	      ┘ ◄─────────────────────────────────────  LOADED   (switch-over deadline
@@ -63,6 +65,10 @@
 // (fingerprint.go).
 //
 // What each side does when something fails:
+//   - source, at max_passes with an estimate over max_downtime whose
+//     final sync and pages alone, at the rate the last pass measured,
+//     take longer than SwitchoverTimeout: fails without pausing the VM
+//     (ErrNotConverged, converge.go) and sends ABORT.
 //   - source, before it starts writing COMMIT (pause, final pass, state,
 //     LOADED, page check, or the switch-over deadline): resumes the VM and
 //     sends ABORT. An ABORT in answer to COMMIT (the destination's vCPUs

@@ -15,7 +15,9 @@ import (
 // live runs the bulk pass and dirty passes until the estimated downtime
 // fits MaxDowntime or MaxPasses is reached, or until it is time to switch
 // to post-copy (then s.pcWhy says why and s.pcUnsent holds the pages the
-// passes still owe). The dirty log is on.
+// passes still owe). At MaxPasses above MaxDowntime it fails, the VM
+// never paused, where the switch-over could not finish within
+// SwitchoverTimeout (forcedSwitchRefused). The dirty log is on.
 func (s *sender) live(ctx context.Context) error {
 	toSend := bitmap.New(s.layout.Pages())
 	toSend.SetAll()
@@ -72,6 +74,9 @@ func (s *sender) live(ctx context.Context) error {
 			return nil
 		}
 		if s.estimate <= s.opt.MaxDowntime || s.pass >= s.opt.MaxPasses {
+			if err := s.forcedSwitchRefused(); err != nil {
+				return err // never paused: the guest runs on here
+			}
 			s.pending = toSend
 			return nil
 		}
@@ -268,7 +273,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		s.rtt.sample(time.Since(queuedSince)) // rttMeter: a round trip, never less
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
-		s.rate = float64(sent) / secs
+		s.rate, s.ratePass = float64(sent)/secs, s.pass
 	}
 	return false, nil
 }

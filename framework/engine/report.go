@@ -20,7 +20,14 @@ type Options struct {
 	// second of page data; 0 means unlimited. The final pass is not capped.
 	Bandwidth uint64
 	// MaxPasses bounds the live passes; then the engine switches over
-	// whatever the estimate says.
+	// although the estimate is above MaxDowntime (a forced
+	// stop-and-copy), unless post-copy takes over (Postcopy "auto"), or
+	// the switch-over could not finish within SwitchoverTimeout by the
+	// engine's own measure: the final dirty sync and the dirty pages at
+	// the rate the last pass measured. Then Send fails with an error
+	// wrapping ErrNotConverged and the VM never paused. A forced switch
+	// whose rate the last pass did not measure, or may be the Bandwidth
+	// cap's, goes on (forcedSwitchRefused), bounded by its deadline.
 	MaxPasses int
 	// VerifyPages turns on the page-exact check (a test mode): before the
 	// destination may run, it compares a hash of every page with the
@@ -50,7 +57,9 @@ type Options struct {
 	// When it passes, the source aborts and resumes. It also bounds the
 	// wait for RUNNING after COMMIT (then the handover is unknown, never
 	// resumed) and, on the destination, the wait for COMMIT after LOADED.
-	// The page check (VerifyPages) is not under it. Default 5 s.
+	// The page check (VerifyPages) is not under it. Default 5 s. A
+	// forced switch at MaxPasses that could not finish within it is not
+	// begun (ErrNotConverged: the VM is never paused for it).
 	//
 	// It is also the first bound on two waits for a message the peer
 	// sends at once on a freshly opened session: the destination's for

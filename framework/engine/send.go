@@ -33,6 +33,7 @@ type sender struct {
 	stats     *statsPoller // the transport's counters, while it is open
 	rep       Report
 	rate      float64 // data pages per second, last measured
+	ratePass  int     // the pass that measured rate (0: none yet)
 	msgs      chan transport.Message
 	recvErr   chan error
 	capStart  time.Time

@@ -118,7 +118,11 @@ type Plugin struct {
 type Limits struct {
 	MaxDowntime time.Duration // longest pause of the guest at switch-over; 0 < MaxDowntime < 1h
 	Bandwidth   uint64        // bytes per second on the wire; 0 is unlimited
-	MaxPasses   int           // pre-copy passes over guest RAM before stop-and-copy is forced; 1..1000
+	// MaxPasses is the pre-copy passes over guest RAM before
+	// stop-and-copy is forced, or refused where the engine measures that
+	// it could not finish within SwitchoverTimeout: the migration then
+	// fails with the guest never paused (engine.ErrNotConverged). 1..1000.
+	MaxPasses int
 	// SwitchoverTimeout bounds the switch-over: from the pause through the
 	// final pass, the state and the destination's LOADED; then the source
 	// aborts and runs again. It also bounds the wait for RUNNING after
