@@ -1241,8 +1241,16 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 // (abortCommit). Before 2026-12-07 the ABORT went once (giveUp), and a
 // source that missed it reconnected to nobody and ended
 // handover-unknown after reconnect_timeout.
-func (pc *pcRecv) refuseCommit(ctx context.Context, cause error) error {
-	return pc.abortCommit(ctx, cause, "this destination refused COMMIT and never ran the VM: resume it on the source")
+//
+// It tells under Receive's own context (r.held, not yet held: a cancel
+// still ends the waits), as commit does for a fault service that failed
+// first: the receive loop's context, which it was handed COMMIT under,
+// is cut by the fault service's end (watchSetup: errPostcopySetup), and
+// a COMMIT read as the lane failed was refused with its telling ended
+// at once; a source that lost the ABORT then reconnected to nobody
+// (TestPostcopyRefusedCommitLaneFailedAbortLost).
+func (pc *pcRecv) refuseCommit(cause error) error {
+	return pc.abortCommit(pc.r.held, cause, "this destination refused COMMIT and never ran the VM: resume it on the source")
 }
 
 // abortCommit ends a post-copy whose COMMIT came and will not be acted

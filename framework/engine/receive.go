@@ -547,7 +547,7 @@ func (r *receiver) hello(ctx context.Context, payload []byte) error {
 func (r *receiver) commit(ctx context.Context) error {
 	if err := r.commitRefused(); err != nil {
 		if r.pc != nil && r.pc.on {
-			return r.pc.refuseCommit(ctx, err)
+			return r.pc.refuseCommit(err) // told under Receive's context, not ctx (the loop's)
 		}
 		return err // giveUp: failed, ABORT
 	}

@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryvm/ferry/framework/vmtest"
+)
+
+// A post-copy destination whose fault service failed before COMMIT
+// (watchSetup cut the receive loop's context: errPostcopySetup) and
+// that never runs the VM must still tell a source that may have written
+// COMMIT, and lost the ABORT with its session, when it reconnects with
+// RESUME: the telling runs under Receive's own context, never under the
+// loop's, which is already cut.
+
+// abortLostThenResume is a source (the script) that reads the
+// destination's ABORT, does not answer it, closes the session as one
+// whose connection died with the ABORT in it, reconnects within 5 s and
+// sends RESUME: it returns the ABORT that answered that RESUME and
+// answers it (heard), or fails the script if nobody listened.
+func (s *script) abortLostThenResume(ctx context.Context) []byte {
+	s.t.Helper()
+	s.recv(ctx, msgAbort)
+	s.tr.Close()
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.tr.Open(octx, s.req); err != nil {
+		s.t.Errorf("script: the source reconnected after the lost ABORT and found nobody listening: %v", err)
+		panic(errScript)
+	}
+	s.send(ctx, msgResume, testResume(s.pages, s.tag))
+	abort := s.recv(ctx, msgAbort)
+	s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
+	return abort
+}
+
+// TestPostcopyRefusedCommitLaneFailedAbortLost: a post-copy destination
+// whose landed lane fails for good as COMMIT arrives (the receive loop's
+// context cut by watchSetup before COMMIT is handed on), and which
+// refuses that COMMIT (the source promised the page check and sent no
+// HASHES: commitRefused), answers ABORT; the source loses it and
+// reconnects with RESUME, and must be answered ABORT with its tag.
+// Before, refuseCommit told under the loop's context, already cut: the
+// waits ended at once, and the source reconnected to nobody and, in a
+// real run, ended handover-unknown after its reconnect_timeout.
+func TestPostcopyRefusedCommitLaneFailedAbortLost(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	s.helloFlags |= helloCheck
+	opt.ReconnectTimeout = 30 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fl := &failLaneAtCommit{Transport: rcv, pages: dst.Pages()}
+	wait := receiveAsync(ctx, dst, fl, opt)
+	defer s.tr.Close()
+	never, stale := pcPages(s)
+	var abort []byte
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		s.send(ctx, msgCommit, nil)
+		abort = s.abortLostThenResume(ctx)
+	})
+	rep, err := wait()
+	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	if !fl.laneFirst.Load() {
+		t.Fatal("COMMIT was handed on before the lane's failure cut the receive loop: the test did not test it")
+	}
+	if failed {
+		t.Fatal("script failed")
+	}
+	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "refused COMMIT") {
+		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a refused COMMIT", abort)
+	}
+	if !errors.Is(err, errCommitRefused) || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %s (%s): %v; want failed, COMMIT refused", rep.Status, rep.Handover, err)
+	}
+	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
+		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
+	}
+}
