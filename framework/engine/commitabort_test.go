@@ -108,18 +108,24 @@ func (f *failLaneAtCommit) RecvMessage(ctx context.Context) (transport.Message, 
 	if err != nil || m.Kind != msgCommit || !f.fired.CompareAndSwap(false, true) {
 		return m, err
 	}
-	f.mu.Lock()
-	f.poisoned = true
-	if f.cut != nil {
-		f.cut()
-	}
-	f.mu.Unlock()
+	f.poisonLane()
 	select {
 	case <-ctx.Done():
 		f.laneFirst.Store(errors.Is(context.Cause(ctx), errPostcopySetup))
 	case <-time.After(5 * time.Second):
 	}
 	return m, nil
+}
+
+// poisonLane makes the lane fail for good now: its Landed in flight is
+// cut and reports the poisoned run, and so does every later one.
+func (f *failLaneAtCommit) poisonLane() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.poisoned = true
+	if f.cut != nil {
+		f.cut()
+	}
 }
 
 // TestPostcopyFailedEarlyAbortLost: both engines in post-copy; the

@@ -1235,6 +1235,35 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
 }
 
+// setupFailed ends a post-copy destination whose fault service failed
+// before COMMIT came (cause, errPostcopySetup: watchSetup cut the
+// receive loop's wait): the VM never runs here, so this side fails and
+// tells the source. Before LOADED went out, while the page check is
+// open, or after a verdict of differing pages, the source cannot have
+// written COMMIT, and giveUp's one ABORT tells it (cause is returned).
+// Otherwise it may have (its COMMIT crossing the ABORT), and in post-copy
+// such a source that loses the ABORT with its session reconnects with
+// RESUME (recommit): this side tells it as one that got COMMIT and does
+// not act on it (abortCommit, under Receive's own context: the loop's
+// is the one the failure cut). Until 2026-12-08 the ABORT went once
+// (giveUp), and that source reconnected to nobody and ended
+// handover-unknown after reconnect_timeout
+// (TestPostcopyLaneFailedAfterLoadedAbortLost). What it costs: a source
+// that reads the ABORT before it writes COMMIT (waiting for VERIFIED)
+// resumes its VM and answers nothing, and this side listens in vain for
+// its RESUME (lingerToTell's window, within reconnect_timeout), reported
+// failed meanwhile; a cancel ends that listening. A source without the
+// check writes COMMIT on LOADED without reading first, so it reads the
+// ABORT as COMMIT's answer, and answers it.
+func (pc *pcRecv) setupFailed(cause error) error {
+	r := pc.r
+	if r.ho.get() != HandoverLoaded || r.checkOpen() || (r.check != nil && r.check.bad > 0) {
+		return cause // giveUp: ABORT
+	}
+	return pc.abortCommit(r.held, cause, "this destination's post-copy fault service failed before COMMIT came, "+
+		"and it never ran the VM: resume it on the source")
+}
+
 // refuseCommit ends a post-copy whose COMMIT the page check refused
 // (commitRefused, cause): the VM never ran here and never will, so this
 // side fails, answers COMMIT with ABORT and tells it as uncommitted does
@@ -1253,14 +1282,16 @@ func (pc *pcRecv) refuseCommit(cause error) error {
 	return pc.abortCommit(pc.r.held, cause, "this destination refused COMMIT and never ran the VM: resume it on the source")
 }
 
-// abortCommit ends a post-copy whose COMMIT came and will not be acted
-// on here (cause; why is the reason an ABORT to a RESUME gives): the VM
-// never ran here and never will, so this side fails, answers COMMIT
-// with ABORT and tells it as uncommitted does (tellAborted, under ctx):
-// a source whose session broke before it read that ABORT reconnects
-// with RESUME (recommit), and is answered ABORT, carrying that RESUME's
-// tag, until it answers. Its callers: a COMMIT refused (refuseCommit),
-// and commit's ends before the VM ran. What it cannot tell: a source
+// abortCommit ends a post-copy whose COMMIT came, or may have been
+// written, and will not be acted on here (cause; why is the reason an
+// ABORT to a RESUME gives): the VM never ran here and never will, so
+// this side fails, answers COMMIT with ABORT and tells it as
+// uncommitted does (tellAborted, under ctx): a source whose session
+// broke before it read that ABORT reconnects with RESUME (recommit),
+// and is answered ABORT, carrying that RESUME's tag, until it answers.
+// Its callers: a COMMIT refused (refuseCommit), commit's ends before
+// the VM ran, and a fault service that failed once the source may have
+// written COMMIT (setupFailed). What it cannot tell: a source
 // from before 2026-12-07, which reads the ABORT but does not answer it,
 // from one that missed it; it listens for that source's RESUME in vain
 // (lingerToTell's window, within reconnect_timeout), reported failed
@@ -1280,8 +1311,9 @@ func (pc *pcRecv) abortCommit(ctx context.Context, cause error, why string) erro
 	return fmt.Errorf("%w; the source was told to resume the VM (%s)", cause, heard)
 }
 
-// tellAborted sends abort, the answer to COMMIT (refuseCommit) or to a
-// RESUME before COMMIT, and waits for the source's empty ABORT in kind
+// tellAborted sends abort, the answer to COMMIT (abortCommit; from
+// setupFailed, to a COMMIT that may be on its way) or to a RESUME
+// before COMMIT, and waits for the source's empty ABORT in kind
 // (it heard: it resumes the VM). Without that (the session broke as
 // ABORT went out, or died silently with it) it listens for the source's
 // next RESUMEs and answers each with again, the ABORT that answers a

@@ -22,8 +22,10 @@ import (
 //
 // A failure before LOADED, an ABORT, a COMMIT refused, or a VM that
 // will not resume leaves dst not running and tells the source (ABORT;
-// in post-copy, from COMMIT on, also to a source that lost it and
-// reconnects: pcRecv.abortCommit); the caller should then discard dst. If the stream ends (or goes quiet
+// in post-copy, from COMMIT on, or from a fault service that failed
+// once COMMIT may be on its way, also to a source that lost it and
+// reconnects: pcRecv.abortCommit, setupFailed); the caller should then
+// discard dst. If the stream ends (or goes quiet
 // for SwitchoverTimeout; between two of the page check's HASHES,
 // nothing moves for the stall bound: recvHashes) after LOADED and
 // before COMMIT, or LOADED does not get out (in post-copy, during the
@@ -189,7 +191,7 @@ func (r *receiver) loop(ctx context.Context) error {
 		m, err := r.recv(ctx)
 		if err != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, errPostcopySetup) {
-				return cause // the VM never ran here: fail, and tell the source (giveUp)
+				return r.pc.setupFailed(cause) // the VM never runs here: fail, and tell the source
 			}
 			if r.ho.get() == HandoverLoaded && r.held.Err() != nil {
 				// Cancelled by the caller, not cut: the connection still

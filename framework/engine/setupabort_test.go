@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvm/ferry/framework/transport"
 	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
@@ -77,6 +78,63 @@ func TestPostcopyRefusedCommitLaneFailedAbortLost(t *testing.T) {
 	}
 	if !errors.Is(err, errCommitRefused) || rep.Handover != HandoverFailed {
 		t.Errorf("Receive: %s (%s): %v; want failed, COMMIT refused", rep.Status, rep.Handover, err)
+	}
+	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
+		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
+	}
+}
+
+// failLaneAfterLoaded is the destination's transport whose landed lane
+// fails for good (failLaneAtCommit's poisoned run) once LOADED went
+// out, before any COMMIT came: watchSetup then cuts the receive loop's
+// wait for COMMIT.
+type failLaneAfterLoaded struct{ *failLaneAtCommit }
+
+// SendMessage implements transport.Transport.SendMessage.
+func (f failLaneAfterLoaded) SendMessage(ctx context.Context, m transport.Message) error {
+	err := f.failLaneAtCommit.SendMessage(ctx, m)
+	if err == nil && m.Kind == msgLoaded && f.fired.CompareAndSwap(false, true) {
+		f.poisonLane()
+	}
+	return err
+}
+
+// TestPostcopyLaneFailedAfterLoadedAbortLost: a post-copy destination
+// (no page check) whose landed lane fails for good after LOADED went
+// out, before COMMIT came, never runs the VM and tells the source ABORT;
+// the source, which may have written COMMIT as the ABORT crossed it,
+// loses that ABORT and reconnects with RESUME (recommit), and must be
+// answered ABORT with its tag. Before, the ABORT went once (giveUp) and
+// the destination quit: the source reconnected to nobody and, in a real
+// run, ended handover-unknown after its reconnect_timeout.
+func TestPostcopyLaneFailedAfterLoadedAbortLost(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = 30 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fl := failLaneAfterLoaded{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
+	wait := receiveAsync(ctx, dst, fl, opt)
+	defer s.tr.Close()
+	never, stale := pcPages(s)
+	var abort []byte
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		go s.serve(ctx)
+		abort = s.abortLostThenResume(ctx) // its COMMIT crossed the ABORT, then the connection died
+	})
+	rep, err := wait()
+	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	if !fl.fired.Load() {
+		t.Fatal("the lane was not failed after LOADED: the test did not test it")
+	}
+	if failed {
+		t.Fatal("script failed")
+	}
+	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "fault service failed") {
+		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a fault service that failed", abort)
+	}
+	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
 	}
 	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
 		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
