@@ -234,7 +234,21 @@ func (r *receiver) loop(ctx context.Context) error {
 // VM at its switch-over deadline and sends no RESUME) from one that
 // committed and died; in post-copy the first costs reconnect_timeout of
 // listening before the handover is unknown, as after a break.
+//
+// A post-copy fault service that failed meanwhile (ctx cut with
+// errPostcopySetup: watchSetup) decides first: the VM never runs here,
+// so this side fails and tells the source as setupFailed does, whatever
+// broke. Until 2026-12-08 a VERIFIED whose send that failure cut came
+// here under that cut context, uncommitted's wait for a RESUME ended at
+// once, and the destination ended handover-unknown at once, no ABORT
+// sent, though it knew it would never run the VM
+// (TestPostcopyLaneFailedAtVerifiedAbortLost).
 func (r *receiver) lostAfterLoaded(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errPostcopySetup) && r.pc != nil {
+		// err as text: a send the failure cut wraps context.Canceled,
+		// and the report must say failed, not cancelled.
+		return r.pc.setupFailed(fmt.Errorf("%w (%v)", cause, err))
+	}
 	if r.check != nil && r.check.bad > 0 {
 		return fmt.Errorf("%w, after the page check found %d differing pages (first: page %d): the source never "+
 			"commits on that, and this copy is wrong; it never ran the VM", err, r.check.bad, r.check.firstBad) // giveUp: failed

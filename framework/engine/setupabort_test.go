@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -139,4 +140,88 @@ func TestPostcopyLaneFailedAfterLoadedAbortLost(t *testing.T) {
 	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
 		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
 	}
+}
+
+// failLaneAtVerified is the destination's transport whose landed lane
+// fails for good as VERIFIED is to go out: the send waits until the
+// failure cut it (watchSetup ends the receive loop's context, which the
+// send runs under) and then, as a launched plugin's call cut by its
+// context does, writes nothing.
+type failLaneAtVerified struct{ *failLaneAtCommit }
+
+// SendMessage implements transport.Transport.SendMessage.
+func (f failLaneAtVerified) SendMessage(ctx context.Context, m transport.Message) error {
+	if m.Kind != msgVerified || !f.fired.CompareAndSwap(false, true) {
+		return f.failLaneAtCommit.SendMessage(ctx, m)
+	}
+	f.poisonLane()
+	select {
+	case <-ctx.Done():
+		f.laneFirst.Store(errors.Is(context.Cause(ctx), errPostcopySetup))
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+		return f.failLaneAtCommit.SendMessage(ctx, m)
+	}
+}
+
+// TestPostcopyLaneFailedAtVerifiedAbortLost: a post-copy destination
+// with the page check whose landed lane fails for good as VERIFIED is
+// sent: the failure cuts the send (part of VERIFIED may have reached
+// the source, which may then commit). It never runs the VM, so it must
+// fail and tell the source ABORT, also to a source that lost it and
+// reconnects with RESUME. Before, the cut send went to lostAfterLoaded
+// under the receive loop's context, cut by that failure, whose wait for
+// a RESUME (uncommitted) ended at once: the destination ended
+// handover-unknown at once, sent no ABORT, and left a source that
+// committed to reconnect to nobody.
+func TestPostcopyLaneFailedAtVerifiedAbortLost(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	s.helloFlags |= helloCheck
+	opt.ReconnectTimeout = 30 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fl := failLaneAtVerified{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
+	wait := receiveAsync(ctx, dst, fl, opt)
+	defer s.tr.Close()
+	never, stale := pcPages(s)
+	var abort []byte
+	failed := runScript(func() {
+		s.toState(ctx, never, stale)
+		s.recv(ctx, msgLoaded)
+		go s.serve(ctx)
+		s.send(ctx, msgHashes, s.hashesAll())
+		abort = s.abortLostThenResume(ctx) // it read VERIFIED and committed, or not: the destination cannot tell
+	})
+	rep, err := wait()
+	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	if !fl.laneFirst.Load() {
+		t.Fatal("VERIFIED's send was not cut by the lane's failure: the test did not test it")
+	}
+	if failed {
+		t.Fatal("script failed")
+	}
+	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "fault service failed") {
+		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a fault service that failed", abort)
+	}
+	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
+	}
+	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
+		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
+	}
+}
+
+// hashesAll is the page check's one HASHES for every page, as precopy
+// sends it.
+func (s *script) hashesAll() []byte {
+	b := make([]byte, 16, 16+8*s.pages)
+	for p := range s.pages {
+		h := uint64(hashFree)
+		if !s.free.Test(p) {
+			h = pageHash(s.src.Page(p))
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	binary.LittleEndian.PutUint64(b[8:], s.pages)
+	return b
 }
