@@ -1254,7 +1254,14 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 // its RESUME (lingerToTell's window, within reconnect_timeout), reported
 // failed meanwhile; a cancel ends that listening. A source without the
 // check writes COMMIT on LOADED without reading first, so it reads the
-// ABORT as COMMIT's answer, and answers it.
+// ABORT as COMMIT's answer, and answers it. What it gives up, as
+// failedEarly and the receive loop always did for that failure: a
+// destination that holds every page and whose source died after it
+// committed held the only whole copy, which failing discards (a stream
+// broken after LOADED otherwise leaves it handover-unknown:
+// lostAfterLoaded); the fault service's failure is taken to make the
+// copy unfit (a transport that breaks its contract cannot be trusted
+// with where it wrote).
 func (pc *pcRecv) setupFailed(cause error) error {
 	r := pc.r
 	if r.ho.get() != HandoverLoaded || r.checkOpen() || (r.check != nil && r.check.bad > 0) {
