@@ -391,5 +391,10 @@ const errPostcopyNoCancel = "post-copy cannot be cancelled: the guest runs on th
 
 // errResumeFailedNoCancel is migrate-cancel's answer on a post-copy
 // destination whose engine's Resume at COMMIT failed (resumeFailed).
-const errResumeFailedNoCancel = "COMMIT arrived, but the guest could not be resumed here and never ran here: nothing is left to cancel; " +
-	"the destination tells the source to run the guest on (ABORT) and the migration ends failed within seconds"
+// The refused engine.Cancel is not without effect: it ends the engine's
+// wait for a source that lost the ABORT (heldCtx.telling), and the
+// answer says so.
+const errResumeFailedNoCancel = "COMMIT arrived, but the guest could not be resumed here and never ran here: nothing of the guest is " +
+	"left to cancel; the destination told the source to run the guest on (ABORT), and this cancel ends its wait for a source " +
+	"that lost that ABORT to come back and hear it again, so the migration ends failed within seconds (such a source ends " +
+	"handover-unknown after its reconnect_timeout; migrate -resolve resumes it there)"

@@ -508,5 +508,12 @@ func TestCancelAfterFailedPostcopyResume(t *testing.T) {
 			t.Errorf("%s: migrate-cancel after the failed Resume: %+v, %v; want not cancelled, committing, saying the guest never ran here",
 				tc.name, res, err)
 		}
+		// The refused engine.Cancel ends the engine's wait for a source
+		// that lost the ABORT (heldCtx.telling): the answer says so, and
+		// what such a source then ends as.
+		if !strings.Contains(res.Why, "ends its wait") || !strings.Contains(res.Why, "handover-unknown") {
+			t.Errorf("%s: migrate-cancel's answer %q does not say that it ends the wait for a source that lost the ABORT, "+
+				"nor what that source then ends as", tc.name, res.Why)
+		}
 	}
 }
