@@ -181,7 +181,9 @@ type CancelResult struct {
 	// arrived but the guest could not be resumed there (it never ran
 	// there): the migration ends failed within seconds, the source told
 	// to run the guest on (until 2026-12-07 a post-copy one answered
-	// Postcopy, as if the guest ran there).
+	// Postcopy, as if the guest ran there); in post-copy the refused
+	// cancel ends the destination's wait for a source that lost that
+	// ABORT, which then ends handover-unknown (Why says so).
 	Committing bool `json:"committing,omitempty"`
 	// Why it was not cancelled, in words.
 	Why string `json:"why,omitempty"`
