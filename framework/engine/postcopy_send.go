@@ -377,8 +377,11 @@ func (pc *pcSend) stopServing() {
 // sends nothing more and reports nothing once the call returns (both
 // its contexts ended), but the call itself may still write its pages
 // into whatever session the transport has then, a later one included:
-// a destination that holds them already refuses a second copy (its
-// landed lane's breach), which breaks that post-copy; and a call that
+// its bytes are the source's last copy (paused from COMMIT on), so an
+// owed page lands right; a destination that holds them already refuses
+// a second copy (its landed lane's breach), which breaks that
+// post-copy, but only after the write went over the guest's newer page
+// in its RAM (not handled); and a call that
 // returns without error counts once as progress for the stall watch,
 // of whatever session is current by then. Before, Send waited for such
 // a call for as long as the transport held it
