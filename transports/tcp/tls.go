@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ferryvm/ferry/framework/transport"
+	"github.com/ferryvm/ferry/transports/internal/sessionbase"
 )
 
 // Authentication. Every stream starts with transport.Secure: a TLS 1.3
@@ -42,13 +42,11 @@ const handshakeBound = 3 * time.Second
 // maxLoggedHosts bounds the hosts whose refusals are counted one by one.
 const maxLoggedHosts = 64
 
-// authErr explains a failed authentication on the source.
+// authErr explains a failed authentication of stream on the source
+// (sessionbase.AuthFailed: its deadline, a destination that dropped the
+// connection, or a refusal).
 func authErr(ctx context.Context, stream int, err error) error {
-	if ctx.Err() != nil && !errors.Is(err, transport.ErrUnauthenticated) {
-		return fmt.Errorf("stream %d: %w", stream, err)
-	}
-	return fmt.Errorf("stream %d: the destination refused this job's credentials, or is not this job's destination "+
-		"(each side needs the credentials migrate made for this job): %w", stream, err)
+	return fmt.Errorf("stream %d: %w", stream, sessionbase.AuthFailed(ctx, err))
 }
 
 // admission is the acceptor's state of one accepted connection.
@@ -108,9 +106,16 @@ func (a *acceptor) evictable(newHost string) *net.TCPConn {
 // authenticate runs the TLS handshake on a pending connection within
 // handshakeBound and returns its stream, or nil after refusing it.
 func (a *acceptor) authenticate(c *net.TCPConn) *stream {
-	ctx, cancel := context.WithTimeout(context.Background(), min(handshakeBound, a.s.cfg.connectTimeout))
+	bound := min(handshakeBound, a.s.cfg.connectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	sc, rc, err := secure(ctx, c, transport.RoleReceive, a.s.auth, a.s.plain)
+	if err != nil && ctx.Err() != nil {
+		// Said as what it is: slow, not refused (a loaded or emulated
+		// host's real source can be this slow; it is told only by the
+		// connection's end, and says so: sessionbase.AuthFailed).
+		err = fmt.Errorf("its handshake did not finish within %v: %w", bound, err)
+	}
 	a.mu.Lock()
 	ad := a.conns[c]
 	if err == nil && ad != nil {
