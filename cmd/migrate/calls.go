@@ -28,7 +28,7 @@ func callControl(ctx context.Context, sock, cmd string, args, res any) error {
 // migration or cannot read the act, not cancelled with the VMM's
 // refusal in Why); it is not cancelled by Ctrl-C, it is what Ctrl-C does. A
 // VMM that does not honour the id (idsIgnored) is not asked: it says
-// why on log, with the line to run by hand, and returns that as an
+// why on log, with its migrate-status (notSent), and returns that as an
 // error (*errNotSent).
 func cancelMigration(sock, id string, control uint16, log io.Writer) (api.CancelResult, error) {
 	return cancelNamed(sock, api.IDArgs{ID: id}, control, log)
@@ -38,7 +38,7 @@ func cancelMigration(sock, id string, control uint16, log io.Writer) (api.Cancel
 // its tag fingerprint (migrate -resolve's id-less pairs, named).
 func cancelNamed(sock string, n api.IDArgs, version uint16, log io.Writer) (api.CancelResult, error) {
 	if err := idsIgnored(sock, version); err != nil {
-		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", n.ID, err)
+		return api.CancelResult{}, notSent(log, sock, "migrate-cancel", n.ID, version, err)
 	}
 	res, _ := cancelCall(sock, n)
 	return res, nil

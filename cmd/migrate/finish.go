@@ -60,7 +60,7 @@ func finishCompleted(j *job.Job, rep report, id string, rec *resolveRecord, log 
 		return failedWith(rep, fmt.Errorf("the source handed over, but the destination %s does not confirm that it runs the guest%s: %w",
 			j.Destination.Control, reportText(dst.Report), derr))
 	}
-	if qerr != nil { // quitSource printed the line to run by hand
+	if qerr != nil { // quitSource printed why, and the VMM's migrate-status
 		return failedWith(rep, fmt.Errorf("the guest runs on the destination, but the source was not quit: %w", qerr))
 	}
 	if sourceWaits(side) {

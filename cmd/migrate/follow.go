@@ -72,8 +72,8 @@ func waitDone(sock, id string, d time.Duration) (api.Migration, error) {
 // (checkPeer).
 //
 // A VMM that does not honour the id in migrate-cancel (idsIgnored, from
-// the last poll's answer) is not asked: follow says so on log with the
-// line to run by hand, hands that error to undone (nil: dropped), and
+// the last poll's answer) is not asked: follow says so on log with its
+// migrate-status (notSent), hands that error to undone (nil: dropped), and
 // follows the migration to its end, as after a refused cancel.
 func follow(ctx context.Context, sock, peer, id string, prog *progress, grace time.Duration, log io.Writer, undone func(error) error) (api.Migration, error) {
 	var st api.Migration

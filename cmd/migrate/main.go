@@ -36,8 +36,10 @@
 // control version 3 or later: actName), so a VMM that
 // moved on to another migration refuses it; a cancel or quit goes only
 // to a VMM that reports a control version (api.ControlVersion) and so
-// honours the id: an older one ignores it there, and migrate prints the
-// command to run by hand instead and exits 1 (older.go). -start-postcopy
+// honours the id: an older one ignores it there, and migrate prints why
+// and its migrate-status instead and exits 1 (older.go). A command it
+// prints for the operator is printed only where its VMM checks the name
+// (handline.go). -start-postcopy
 // never switches a migration without an id. With -json, -resolve,
 // -start-postcopy and -check print their answer as one JSON object
 // (modejson.go, checkmain.go), and a run its report (report.go), also

@@ -19,8 +19,8 @@ import (
 //
 //	look (migrate-status / migrate-resolve query) ─► id, control
 //	  control >= api.IDsHonoured ──► act, naming id (a VMM that moved on refuses)
-//	  otherwise (an older VMM)   ──► nothing sent; the command to run by hand,
-//	                                 and why; migrate exits 1 (errNotSent)
+//	  otherwise (an older VMM)   ──► nothing sent; why, and the VMM's
+//	                                 migrate-status; migrate exits 1 (errNotSent)
 //
 // What it cannot close: a VMM restarted at the socket between the look
 // and the act is asked all the same, and an older one there would not
@@ -33,9 +33,10 @@ import (
 // (actName, resolvepair.go) and sends an older one the act as before, which
 // names no migration there: the fingerprint is then checked only when
 // migrate looks. The commands migrate prints for the operator name it
-// by the same rule (lineName); notSent's below names nothing: its VMM,
-// from before api.IDsHonoured, reports no fingerprint and would refuse
-// the field by name.
+// by the same rule (lineName), and are printed only where the VMM checks
+// the name (mayPrint, handline.go): notSent's below is not printed, as
+// its VMM, from before api.IDsHonoured, ignores the id there and reports
+// no fingerprint.
 
 // idsIgnored says why an act naming a migration's id must not be sent
 // to the VMM at sock, whose last answer reported control version
@@ -50,8 +51,8 @@ func idsIgnored(sock string, control uint16) error {
 
 // errNotSent is the error of an act migrate did not send to an older
 // VMM (idsIgnored), or to a destination whose migration nothing could
-// name (resolver.leaveUnnamed): the operator must run it by hand once
-// they checked what the VMM holds, or upgrade.
+// name (resolver.leaveUnnamed): the operator must act by hand right
+// after they checked what the VMM holds, or upgrade.
 type errNotSent struct {
 	cmd, sock string
 	why       error
@@ -63,13 +64,17 @@ func (e *errNotSent) Error() string {
 
 func (e *errNotSent) Unwrap() error { return e.why }
 
-// notSent prints why cmd was not sent to sock, for migration id, and
-// the line to run by hand once the operator checked that the VMM still
-// holds that migration (the line names no id: that VMM ignores it), and
-// returns the error that says so.
-func notSent(w io.Writer, sock, cmd, id string, why error) error {
-	fmt.Fprintf(w, "migrate: %s not sent to %s: %v.\n"+
-		"Upgrade the VMMs with migrate. Until then, only if migrate-status there still names migration %s, run by hand:\n    %s\n",
-		cmd, sock, why, idText(id), controlLine(requestJSON(cmd, nil), sock))
+// notSent prints why cmd was not sent to sock, for migration id, whose
+// VMM's last answer reported control version control (one that
+// idsIgnored refuses), and returns the error that says so. It prints no
+// command to run by hand (handCmd, mayPrint): that VMM ignores the id
+// in cmd, so the line would act on whatever migration it holds when it
+// is run; before, it printed that line naming nothing, to be run "only
+// if migrate-status there still names" the migration
+// (TestOlderVMMNotActed). It prints that VMM's migrate-status instead.
+func notSent(w io.Writer, sock, cmd, id string, control uint16, why error) error {
+	fmt.Fprintf(w, "migrate: %s not sent to %s: %v.\nUpgrade the VMMs with migrate.\n%s", cmd, sock, why,
+		handCmd{sock: sock, cmd: cmd, what: cmd, name: api.IDArgs{ID: id}, control: control, answered: true}.text(
+			fmt.Sprintf("Send it by hand only right after its migrate-status still names migration %s there.", idText(id))))
 	return &errNotSent{cmd: cmd, sock: sock, why: why}
 }

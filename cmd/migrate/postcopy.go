@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ferryvm/ferry/framework/engine"
@@ -109,28 +110,32 @@ func jobMigration(ctx context.Context, j *job.Job) (string, error) {
 // arrives, and the destination's "" proves nothing (two migrations
 // started by hand both have it). The request it prints for the operator
 // names the migration as every act does (lineName: its tag fingerprint,
-// to a VMM that honours it; TestStartPostcopyByHandNamesTag). What it
-// cannot name: a fingerprint the source does not report yet (before its
-// bulk phase), a malformed one (tagText: no request can name it), or
-// one to an older VMM; that request names none, as before.
+// to a VMM that honours it; TestStartPostcopyByHandNamesTag). Where it
+// can name none (a fingerprint the source does not report yet, before
+// its bulk phase; a malformed one, tagText: no request can name it; one
+// to an older VMM) it prints no request (mayPrint), but why and the
+// source's migrate-status; before, it printed a request naming nothing.
 func idlessSwitch(sock string, st api.Migration) error {
 	n := lineName("", st.TagFingerprint, st.Control)
-	how := "a request naming none would switch whatever the source sends by the time it arrives. If it is this job's, switch it by hand"
+	req := handCmd{sock: sock, cmd: "migrate-start-postcopy", what: "request", args: lineArgs(n), name: n, control: st.Control, answered: true}
+	how := "migrate sends no request that names none. If it is this job's, switch it by hand (the request names its " +
+		"tag fingerprint: a source that moved on to another migration by then refuses it)"
+	next := "Only if it is this job's, switch it by hand, right after its migrate-status still shows that migration."
 	switch {
+	case mayPrint(req.cmd, n, st.Control, true) == nil:
 	case !tagText(st.TagFingerprint) && st.Control >= api.TagsHonoured:
 		how = "a request naming none would switch whatever the source sends by the time it arrives (it reports a malformed tag " +
-			"fingerprint, which no request can name). If it is this job's, switch it by hand"
-	case n.TagFingerprint == "" && st.Control >= api.TagsHonoured:
+			"fingerprint, which no request can name)"
+	case st.Control >= api.TagsHonoured:
 		how = "a request naming none would switch whatever the source sends by the time it arrives (it reports no tag " +
-			"fingerprint yet: a source does from its bulk phase on, and -start-postcopy then prints a request that names " +
-			"it). If it is this job's, switch it by hand"
-	case n.TagFingerprint != "":
-		how = "migrate sends no request that names none. If it is this job's, switch it by hand (the request names its " +
-			"tag fingerprint: a source that moved on to another migration by then refuses it)"
+			"fingerprint yet: a source does from its bulk phase on)"
+		next = "Once it reports one, run migrate -start-postcopy again: it prints a request that names it.\n" + next
+	default:
+		how = "a request naming none would switch whatever the source sends by the time it arrives"
 	}
 	return fmt.Errorf("the source %s holds a migration without an id (%s, %s): one started by hand or by a migrate from "+
-		"before ids, which nothing shows to be this job's, and %s:\n    %s", sock, st.Role, st.Side, how,
-		controlLine(requestJSON("migrate-start-postcopy", lineArgs(n)), sock))
+		"before ids, which nothing shows to be this job's, and %s:\n%s", sock, st.Role, st.Side, how,
+		strings.TrimSuffix(req.text(next), "\n"))
 }
 
 // startPostcopyLine is what -start-postcopy prints for the source's answer.
@@ -149,9 +154,17 @@ func startPostcopyLine(sock string, res api.StartPostcopyResult) string {
 // postcopyBrokenText says, for status postcopy-broken, where the guest is
 // and what not to do (docs/JOBS.md, Post-copy); its quits name the
 // migration as name does (its id, or for one without an id its tag
-// fingerprint: resolver.printedName; neither: none). b.srcHolds: the VMM
-// at the source's socket holds a part of this migration, or could not
-// be asked; without it (it reports none: a VMM started anew there) the
+// fingerprint: resolver.printedName), and each is printed only where
+// the VMM at its socket checks that name (handCmd, mayPrint): a quit
+// naming nothing, or an id to a VMM that did not answer or ignores ids
+// in quit, would end whatever VM that VMM holds when it is run (found
+// by review: the quit of an unreachable source named nothing where
+// neither side had an id). In its place the text says why and prints
+// that VMM's migrate-status; for a source that did not answer, to run
+// migrate -resolve again once it answers, which prints the quit naming
+// the migration (TestPostcopyBrokenQuitsNamed). b.srcHolds: the VMM at
+// the source's socket holds a part of this migration, or could not be
+// asked; without it (it reports none: a VMM started anew there) the
 // text says the source's copy is gone and prints no quit for it.
 // b.dstStays: the destination's VMM answered postcopy-broken, so it is
 // still up: a reference VMM that could not halt its guest stays, the
@@ -164,10 +177,9 @@ destination could not go on and said so.
 `
 	dstLine := ""
 	if b.dstStays {
-		dstLine = fmt.Sprintf(`The destination's VMM still answers: its guest is stopped (or, where it could not halt it, frozen on the
+		dstLine = `The destination's VMM still answers: its guest is stopped (or, where it could not halt it, frozen on the
 pages it lacks) and must never run again; quit ends it (a VMM that could not halt its guest waits for it):
-    %s
-`, controlLine(requestJSON("quit", lineArgs(b.dstName)), b.dst))
+` + b.quit(b.dst, b.dstName, b.dstControl, true)
 	}
 	if !b.srcHolds {
 		return head + fmt.Sprintf(`The guest is lost: the destination %s stopped its vCPUs for good, and the VMM at the source's socket %s
@@ -178,16 +190,28 @@ holds no part of this migration (a VMM started anew there): the source's copy is
 that is older than what the guest ran on.
 Do not resume the source's copy (it refuses to run): the guest would go back in time and its disks and peers
 would not. Keep the source VMM only to inspect that copy; quit ends it:
-    %s
-`, b.dst, b.src, controlLine(requestJSON("quit", lineArgs(b.srcName)), b.src)) + dstLine
+`, b.dst, b.src) + b.quit(b.src, b.srcName, b.srcControl, b.srcAnswered) + dstLine
 }
 
 // brokenSides is what postcopyBrokenText says about the two sides.
 type brokenSides struct {
-	src, dst         string     // control sockets
-	srcName, dstName api.IDArgs // what each quit names
-	srcHolds         bool       // the source's VMM holds a part of this migration
-	dstStays         bool       // the destination's VMM answered postcopy-broken
+	src, dst               string     // control sockets
+	srcName, dstName       api.IDArgs // what each quit names
+	srcControl, dstControl uint16     // the control version each side's last answer reported
+	srcAnswered            bool       // the source's VMM answered the last look (the destination's did where dstStays)
+	srcHolds               bool       // the source's VMM holds a part of this migration
+	dstStays               bool       // the destination's VMM answered postcopy-broken
+	jobFile                string     // for the -resolve to run once the source answers
+}
+
+// quit is the quit of the VMM at sock naming n, as printed (handCmd).
+func (b brokenSides) quit(sock string, n api.IDArgs, control uint16, answered bool) string {
+	next := "Quit it by hand only right after its migrate-status shows this migration there, postcopy-broken."
+	if !answered {
+		next = fmt.Sprintf("Once it answers, run migrate -resolve -config %s again: it prints the quit where it can name the migration to that VMM.",
+			shellArg(b.jobFile))
+	}
+	return handCmd{sock: sock, cmd: "quit", what: "quit", args: lineArgs(n), name: n, control: control, answered: answered}.text(next)
 }
 
 // printPostcopy prints the post-copy part of the report, when the

@@ -34,6 +34,7 @@ func TestManualCommandsRun(t *testing.T) {
 			c.src = newFakeVMMAt(t, filepath.Join(dir, "s"+dead), "send", &c.calls, &c.mu)
 			c.dst = newFakeVMMAt(t, filepath.Join(dir, "d"+dead), "receive", &c.calls, &c.mu)
 			live := map[string]*fakeVMM{"receive": c.src, "send": c.dst}[dead]
+			live.tag = tagA // a resume is printed only where it names the migration (mayPrint)
 			live.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
 			map[string]*fakeVMM{"receive": c.dst, "send": c.src}[dead].kill()
 			jobFile := filepath.Join(dir, "j "+dead+".hcl")

@@ -90,8 +90,8 @@ type resolver struct {
 	// to one that honours that (actName). srcControl, the source's.
 	dstControl, srcControl uint16
 	// undone is the first act not sent to an older VMM, or to a
-	// destination nothing names (errNotSent): migrate printed the line
-	// to run by hand, and fails with it.
+	// destination nothing names (errNotSent): migrate printed why and
+	// that VMM's migrate-status, and fails with it.
 	undone error
 	wait   time.Duration // how long a side may stay "migrating"
 	pcWait time.Duration // how long a destination may stay "migrating" beside a source whose post-copy broke
@@ -288,7 +288,7 @@ func (r *resolver) resolve() (verdict, error) {
 			// A failing one never runs the guest: it runs on the source
 			// (resumed by the steps, or running), and the cancel would
 			// only have ended the linger.
-			err := r.notSent(notSent(r.out, r.dst, "migrate-cancel", r.dstID, idsIgnored(r.dst, r.dstControl)))
+			err := r.notSent(notSent(r.out, r.dst, "migrate-cancel", r.dstID, r.dstControl, idsIgnored(r.dst, r.dstControl)))
 			if d.Side == sideFailing {
 				return verdictSource, nil
 			}
@@ -329,10 +329,12 @@ func (r *resolver) resolve() (verdict, error) {
 			// no part of it refuses the line. Without an id it names the
 			// fingerprint the source reported (printedName), so that a
 			// VMM started anew there by the time the line is run refuses
-			// it too (TestResolvePostcopyBrokenQuitNamesTag).
+			// it too (TestResolvePostcopyBrokenQuitNamesTag); a quit that
+			// VMM would not check is not printed (mayPrint).
 			fmt.Fprint(r.out, postcopyBrokenText(brokenSides{src: r.src, dst: r.dst,
 				srcName: r.printedName(r.src, cmp.Or(r.id, r.srcID, r.dstID)), dstName: r.printedName(r.dst, cmp.Or(r.id, r.dstID, r.srcID)),
-				srcHolds: s.Side != api.SideNone, dstStays: d.Side == api.SidePostcopyBroken}))
+				srcControl: r.srcControl, dstControl: r.dstControl, srcAnswered: s.Side != sideUnreachable,
+				srcHolds: s.Side != api.SideNone, dstStays: d.Side == api.SidePostcopyBroken, jobFile: r.jobFile}))
 			return v, fmt.Errorf("post-copy broke (source %s, destination %s): nothing to resolve, the guest is lost", s.Side, d.Side)
 		case v == verdictManual:
 			return v, r.manual(s.Side, d.Side, firstErr(derr, serr))

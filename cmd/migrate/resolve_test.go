@@ -735,14 +735,14 @@ func TestResolveMovedOn(t *testing.T) {
 // side reported, if its VMM honours it (api.TagsHonoured), so that a
 // VMM that holds another migration by the time the operator runs the
 // line refuses it, as a line naming an id is refused; to an older VMM,
-// which would refuse the field by name, the line names nothing, as
-// before; for a side that did not answer no resume is printed (one
-// naming nothing would act on whatever that VMM holds by then), but
-// its migrate-status, to learn what it holds
-// (TestResolveUnreachableNamesNoUnknownID).
+// which would refuse the field by name, no resume is printed (until
+// TestPrintedCommandsNamed, one naming nothing), nor for a side that did
+// not answer (TestResolveUnreachableNamesNoUnknownID): one naming
+// nothing would act on whatever that VMM holds by then; migrate prints
+// its migrate-status in its place, to learn what it holds.
 func TestManualNamesTag(t *testing.T) {
 	named := `"args":{"action":"resume","tag_fingerprint":"` + tagA + `"}}' | socat - `
-	bare := `"args":{"action":"resume"}}' | socat - `
+	status := `{"cmd":"migrate-status"}' | socat - `
 	for _, tc := range []struct {
 		name    string
 		control uint16
@@ -751,8 +751,8 @@ func TestManualNamesTag(t *testing.T) {
 	}{
 		{"source answers, v3", api.TagsHonoured, true, named},
 		{"destination answers, v3", api.TagsHonoured, false, named},
-		{"source answers, v2", api.TagsHonoured - 1, true, bare},
-		{"destination answers, v2", api.TagsHonoured - 1, false, bare},
+		{"source answers, v2", api.TagsHonoured - 1, true, status},
+		{"destination answers, v2", api.TagsHonoured - 1, false, status},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newRunCase(t)
@@ -770,8 +770,8 @@ func TestManualNamesTag(t *testing.T) {
 			if code == 0 || len(c.resolutions()) != 0 {
 				t.Fatalf("exit %d, moved %q: want nothing moved", code, c.resolutions())
 			}
-			if !strings.Contains(text, tc.want+socatUnix(live.sock)) {
-				t.Errorf("the resume line of %s is not %q", live.sock, tc.want)
+			if !strings.Contains(text, tc.want+socatUnix(live.sock)) || strings.Count(text, socatUnix(live.sock)) != 1 {
+				t.Errorf("the one line for %s is not %q", live.sock, tc.want)
 			}
 			if l := commandLine(text, socatUnix(dead.sock)); !strings.Contains(l, `{"cmd":"migrate-status"}`) || strings.Count(text, socatUnix(dead.sock)) != 1 {
 				t.Errorf("the line for %s, which did not answer, is %q; want its migrate-status alone, no resume naming nothing", dead.sock, l)

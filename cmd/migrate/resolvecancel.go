@@ -41,7 +41,8 @@ import (
 // stranger apart, and control.Call speaks one request per connection. So
 // resolve does not cancel it (unnamedDst): it took no HELLO, so it holds
 // no copy of this guest, and the guest runs on the source; leaveUnnamed
-// prints the cancel to run by hand and keeps it as not done (exit 1).
+// prints no cancel to run by hand either (it would name nothing), but
+// the VMM's migrate-status, and keeps it as not done (exit 1).
 // Beside a destination older than api.TagsReported, which cannot say
 // whether it took a HELLO, the cancel goes unnamed as before (pair says
 // so: paired by the absence of an id). Beside a source older than that,
@@ -58,21 +59,25 @@ func (r *resolver) unnamedDst() bool {
 }
 
 // leaveUnnamed says why a destination on side d beside a running source
-// is not cancelled (unnamedDst), and what to run by hand if it is this
-// job's: that line names nothing either, and the operator must know
-// what the VMM holds when it runs. It keeps the cancel as not sent
+// is not cancelled (unnamedDst), and prints no cancel to run by hand
+// either (handCmd, mayPrint): it would name nothing, and cancel
+// whatever that VMM holds when it is run, long after this look; before,
+// it printed that line (TestResolveLeavesUnnamedDestination). It prints
+// that VMM's migrate-status instead. It keeps the cancel as not sent
 // (r.undone, errNotSent), as for an older VMM: the guest runs on the
 // source, but a destination VMM that may be this job's still holds a
 // migration and refuses migrate-incoming until it ends, so migrate
 // -resolve exits 1 and says what was not done; before, it exited 0 as
-// if nothing were left (TestResolveLeavesUnnamedDestination).
+// if nothing were left (TestResolveLeavesUnnamedDestination). What it
+// cannot do: end that migration; its VMM's incoming_timeout, or the
+// operator, does.
 func (r *resolver) leaveUnnamed(d api.Side) {
 	fmt.Fprintf(r.out, "migrate: the destination %s (%s) takes part in a migration with neither an id nor a tag fingerprint: "+
 		"it took no HELLO, so it holds no copy of this guest, and nothing shows it to be this source's partner. A cancel could "+
-		"name no migration, and would cancel whatever its VMM holds when it arrives, perhaps another job's: not sent. "+
-		"Only if it is the destination started for this source's migration, and its migrate-status still reports that "+
-		"migration (receive, no id, no tag_fingerprint), cancel it by hand:\n    %s\n", r.dst, d,
-		controlLine(requestJSON("migrate-cancel", nil), r.dst))
+		"name no migration, and would cancel whatever its VMM holds when it arrives, perhaps another job's: not sent.\n%s", r.dst, d,
+		handCmd{sock: r.dst, cmd: "migrate-cancel", what: "cancel", control: r.dstControl, answered: true}.text(
+			"Only if it is the destination started for this source's migration, cancel it by hand, right after its "+
+				"migrate-status still reports that migration (receive, no id, no tag_fingerprint)."))
 	r.notSent(&errNotSent{cmd: "migrate-cancel", sock: r.dst, why: errUnnamed})
 }
 

@@ -118,7 +118,7 @@ func resolveJob(signalled context.Context, path string, stdout, stderr io.Writer
 		a.Resolved = resolvedSource
 		fmt.Fprintln(stdout, "resolved: the guest runs on the source")
 	}
-	if r.undone != nil { // printed with the line to run by hand
+	if r.undone != nil { // printed with why, and the VMM's migrate-status
 		fail(fmt.Sprint("not done: ", r.undone))
 	}
 	return a.end(&r.rec, why, v == verdictIdle)
@@ -227,7 +227,7 @@ func (r *resolver) sourceEnd(side api.Side, quit bool) string {
 // TestResolveMainUnnamedRunningSourceNotBothRun, -resolve said BOTH
 // run it and to stop one).
 // A VMM that would ignore the id (idsIgnored) is not quit: quitSource
-// says so on log, with the line to run by hand, and returns that
+// says so on log, with its migrate-status (notSent), and returns that
 // error (*errNotSent) with the side it said.
 // rec (nil: none) records its look and the quit it sent (-resolve
 // -json's source and steps).
@@ -259,7 +259,7 @@ func quitSource(sock, id, tag string, log io.Writer, rec *resolveRecord) (api.Si
 		return res.Side, err
 	}
 	if err := idsIgnored(sock, res.Control); err != nil {
-		return res.Side, notSent(log, sock, "quit", res.ID, err)
+		return res.Side, notSent(log, sock, "quit", res.ID, res.Control, err)
 	}
 	// An answer lost as the VMM exits is a quit all the same.
 	var refused *control.RemoteError

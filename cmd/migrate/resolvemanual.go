@@ -35,11 +35,11 @@ import (
 // know: whether a side that is gone ran the guest; the operator must.
 // Each command it prints names the migration, so a VMM that holds
 // another one by the time the operator runs it refuses it; where
-// nothing names it and that side did not answer (migrate -resolve with
-// no id), it prints no resume for that side but how to learn the
-// migration it holds (unnamedResume). A side that answered without an
-// id, fingerprint or a control version that honours one (an older VMM)
-// still gets a resume that names nothing.
+// nothing names it in a way that VMM checks (mayPrint: no id and that
+// side did not answer, migrate -resolve with no id; or an older VMM
+// without an id that takes no tag fingerprint), it prints no resume for
+// that side but why, and how to learn the migration it holds
+// (resumeLine).
 func (r *resolver) manual(src, dst api.Side, cause error) error {
 	fmt.Fprintf(r.out, `migrate: the handover cannot be resolved from here: source %s, destination %s (%v).
 Nothing more was resumed: the guest must run on exactly one side.
@@ -77,13 +77,7 @@ names the migration a VMM takes part in: its id, and without one its tag_fingerp
 	fmt.Fprintf(r.out, `When both control sockets answer again, run:
     migrate -resolve -config %s
 `, shellArg(r.jobFile))
-	resume := func(sock string, side api.Side) string {
-		n := r.printedName(sock, mid)
-		if n == (api.IDArgs{}) && side == sideUnreachable {
-			return r.unnamedResume(sock)
-		}
-		return "    " + controlLine(requestJSON("migrate-resolve", api.ResolveArgs{Action: api.ResolveResume, ID: n.ID, TagFingerprint: n.TagFingerprint}), sock) + "\n"
-	}
+	resume := func(sock string, side api.Side) string { return r.resumeLine(sock, side, r.printedName(sock, mid)) }
 	switch {
 	case r.srcOther || r.sourceStopped && !r.sourceRan:
 	case r.dstRan:
@@ -116,24 +110,29 @@ Only if the VMM that received %s is gone for good and the guest never ran there,
 	return fmt.Errorf("handover unresolved (source %s, destination %s): %w", src, dst, cause)
 }
 
-// unnamedResume is what manual prints in place of the resume line for
-// the side at sock when nothing names the migration (no id from
-// anywhere; a fingerprint is named only to a VMM that answered with a
-// control version that honours it, and that side did not answer): a
-// resume naming
-// none would act on whatever migration that VMM holds when the operator
-// runs it, so it prints none, and says how to get one that names it (a
-// -resolve once that VMM answers, which also checks what it holds) and
-// how to see what that VMM holds. What it cannot do: name the migration
-// of a VMM it could not ask.
-func (r *resolver) unnamedResume(sock string) string {
-	return fmt.Sprintf(`(no command yet: the VMM at %s did not answer, so migrate cannot name the migration to it (it knows no id,
-and names a tag fingerprint only to a VMM that said it honours one), and a resume that names none would act on
-whatever migration that VMM holds when it is run. Once it answers, run migrate -resolve -config %s again:
-it resolves the handover, or prints this command naming the migration. That VMM's migrate-status shows the
-migration it holds, its id, and without one its tag_fingerprint:)
-    %s
-`, sock, shellArg(r.jobFile), controlLine(requestJSON("migrate-status", nil), sock))
+// resumeLine is manual's resume of the side at sock, which answered its
+// last look as side, naming n (printedName): the command, where mayPrint
+// allows it, else what handCmd prints in its place. For a side that did
+// not answer, what to do instead is a -resolve once it answers, which
+// also checks what it holds (TestResolveUnreachableNamesNoUnknownID);
+// for one that answered (an older VMM: no id, and no tag
+// fingerprint it honours), to check its migrate-status right before
+// resuming it by hand (before, it got a resume that named nothing). What
+// it cannot do: name the migration of a VMM it could not ask, or of one
+// too old to take a name.
+func (r *resolver) resumeLine(sock string, side api.Side, n api.IDArgs) string {
+	control := r.dstControl
+	if sock == r.src {
+		control = r.srcControl
+	}
+	c := handCmd{sock: sock, cmd: "migrate-resolve", what: "resume", name: n, control: control, answered: side != sideUnreachable,
+		args: api.ResolveArgs{Action: api.ResolveResume, ID: n.ID, TagFingerprint: n.TagFingerprint}}
+	next := "Resume it by hand only right after its migrate-status shows this migration still handover-unknown there."
+	if !c.answered {
+		next = fmt.Sprintf("Once it answers, run migrate -resolve -config %s again: it resolves the handover, or prints "+
+			"this command naming the migration.", shellArg(r.jobFile))
+	}
+	return c.text(next)
 }
 
 // printedName is what a command manual prints for the side at sock names
@@ -156,8 +155,8 @@ func (r *resolver) printedName(sock, mid string) api.IDArgs {
 // migration a VMM reported (id, tag fingerprint, control version): as
 // actName, with a malformed fingerprint (tagText) left out. Every
 // printed command names the migration this way (resolver.printedName,
-// postcopyBrokenText's quit, jobMigration's migrate-start-postcopy);
-// notSent's, for a VMM from before api.IDsHonoured, names nothing.
+// postcopyBrokenText's quit, jobMigration's migrate-start-postcopy), and
+// is printed only where its VMM checks that name (mayPrint: handCmd).
 func lineName(id, tag string, control uint16) api.IDArgs {
 	if !tagText(tag) {
 		tag = ""

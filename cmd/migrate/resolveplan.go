@@ -188,7 +188,7 @@ func (r *resolver) doAll(steps []step) error {
 func (r *resolver) do(st step) error {
 	if st.action == actionQuit { // a discarded destination: its answer may be lost as it exits
 		if err := idsIgnored(r.dst, r.dstControl); err != nil {
-			r.notSent(notSent(r.out, r.dst, "quit", r.dstID, err))
+			r.notSent(notSent(r.out, r.dst, "quit", r.dstID, r.dstControl, err))
 			return nil // discarded all the same: it never runs the guest
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -25,7 +25,8 @@ import (
 // send (migrate's checks, the destination's start).
 //
 // An act it did not send to an older VMM (errNotSent: the resolver
-// keeps the first, rs.undone; migrate printed the line to run by hand)
+// keeps the first, rs.undone; migrate printed why, and the VMM's
+// migrate-status)
 // makes run fail if nothing else did. Only a run whose guest runs on
 // the destination succeeds otherwise, so the report's error then says
 // it too (before, migrate -json printed a completed migration without

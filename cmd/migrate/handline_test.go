@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ferryvm/ferry/framework/engine"
+	"github.com/ferryvm/ferry/vmm/api"
+)
+
+// printedCommand is one command migrate printed for the operator to run
+// (an indented "echo '<json>' | socat - <address>" line): the control
+// command, what it names of the migration, and the line.
+type printedCommand struct {
+	cmd  string
+	name api.IDArgs
+	line string
+}
+
+// printedCommands is every command out prints for the VMM at sock.
+func printedCommands(t *testing.T, out, sock string) []printedCommand {
+	t.Helper()
+	var cmds []printedCommand
+	for _, l := range strings.Split(out, "\n") {
+		body, ok := strings.CutPrefix(l, "    echo '")
+		if !ok || !strings.HasSuffix(l, " | socat - "+socatUnix(sock)) {
+			continue
+		}
+		var req struct {
+			Cmd  string     `json:"cmd"`
+			Args api.IDArgs `json:"args"`
+		}
+		if err := json.Unmarshal([]byte(body[:strings.Index(body, "' | socat")]), &req); err != nil {
+			t.Fatalf("a printed command that is no request: %s: %v", l, err)
+		}
+		cmds = append(cmds, printedCommand{cmd: req.Cmd, name: req.Args, line: strings.TrimSpace(l)})
+	}
+	return cmds
+}
+
+// TestPrintedCommandsNamed: a command migrate prints for the operator to
+// run by hand runs later, on whatever VMM answers at that socket by
+// then; each one that acts (resume, quit, cancel, switch to post-copy)
+// must name the migration in a way that VMM checks, so that one holding
+// another migration by then refuses it. Where migrate can name none
+// (no id, and no tag fingerprint that VMM honours) or that VMM would not
+// check the id (it did not answer, so its version is unknown, and the
+// act is a quit or cancel, which a VMM from before control version 1
+// does not check; or it is such a VMM), it prints no such command for
+// that socket but its migrate-status. Found by review: the quit of an
+// unreachable source whose post-copy broke named nothing where neither
+// side had an id (run later, after that VMM took another VM, it ends
+// that VM); an audit of every printed command then found a bare resume
+// for an answering VMM of control version 2, a bare quit or cancel for
+// a VMM from before version 1, a bare cancel for a destination that
+// took no HELLO, a bare switch to post-copy for a source without a
+// nameable fingerprint, and a quit naming an id for a source that did
+// not answer.
+func TestPrintedCommandsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// set readies c and runs migrate, returning its output.
+		set func(t *testing.T, c *runCase) string
+		// statusOnly: the side ("send", "receive") for whose socket
+		// migrate must print migrate-status alone.
+		statusOnly []string
+	}{
+		{"post-copy broken without an id, the source unreachable", func(t *testing.T, c *runCase) string {
+			c.dst.tag = tagA
+			c.dst.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			c.src.kill()
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send"}},
+		{"post-copy broken in migration a, the source unreachable", func(t *testing.T, c *runCase) string {
+			c.dst.id = "a"
+			c.dst.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			c.src.kill()
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send"}},
+		{"post-copy broken without an id, both sides of control version 2", func(t *testing.T, c *runCase) string {
+			c.src.tag, c.dst.tag = tagA, tagA
+			c.src.controlV, c.dst.controlV = api.TagsReported, api.TagsReported
+			c.src.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			c.dst.finishWith(0, engine.StatusPostcopyBroken, api.SidePostcopyBroken)
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send", "receive"}},
+		{"manual: a handover-unknown source of control version 2 without an id, the destination gone", func(t *testing.T, c *runCase) string {
+			c.src.tag, c.src.controlV = tagA, api.TagsReported
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.kill()
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send", "receive"}},
+		{"a quit not sent to a source from before control version 1", func(t *testing.T, c *runCase) string {
+			c.src.id, c.dst.id, c.src.older = "a", "a", true
+			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
+			c.dst.finishWith(0, engine.StatusCompleted, api.SideRunning)
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send"}},
+		{"a cancel not sent to a destination that took no HELLO", func(t *testing.T, c *runCase) string {
+			c.src.finishWith(0, engine.StatusFailed, api.SideRunning)
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"receive"}},
+		{"-start-postcopy: a source without an id that reports no fingerprint yet", func(t *testing.T, c *runCase) string {
+			*c = *startPostcopyCase(t)
+			c.src.id, c.dst.id = "", ""
+			_, _, stderr := c.startPostcopy(t)
+			return stderr
+		}, []string{"send"}},
+		{"-start-postcopy: a source without an id of control version 2", func(t *testing.T, c *runCase) string {
+			*c = *startPostcopyCase(t)
+			c.src.id, c.dst.id, c.src.tag, c.src.controlV = "", "", tagA, api.TagsReported
+			_, _, stderr := c.startPostcopy(t)
+			return stderr
+		}, []string{"send"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			out := tc.set(t, c)
+			if len(c.resolutions()) != 0 {
+				t.Errorf("migrate moved a side: %q", c.resolutions())
+			}
+			for _, f := range []*fakeVMM{c.src, c.dst} {
+				cmds := printedCommands(t, out, f.sock)
+				for _, p := range cmds {
+					if p.cmd != "migrate-status" && p.name.ID == "" && p.name.TagFingerprint == "" {
+						t.Errorf("a printed %s names no migration: %s", p.cmd, p.line)
+					}
+				}
+				for _, role := range tc.statusOnly {
+					if f.role == role && (len(cmds) != 1 || cmds[0].cmd != "migrate-status") {
+						t.Errorf("printed for the %s %s: %q; want its migrate-status alone", role, f.sock, cmds)
+					}
+				}
+			}
+		})
+	}
+}
