@@ -87,10 +87,9 @@ const plaintextWarning = "migrate: warning: encryption = false: " + transport.Pl
 // the control channel stays inside TLS, the pages do not, and nothing
 // on the path authenticates them either (a provider's TCP connection,
 // a fabric's packets), so whoever is on the path can change them or
-// write pages of its own into the destination's guest RAM.
-const cleartextPagesWarning = "migrate: warning: " + transport.CleartextPages + " = true: page contents travel outside TLS, " +
-	"neither encrypted nor integrity-protected, so anyone on the path can read or change them, or write pages of their own " +
-	"into the destination's guest RAM (use it only on a trusted link or fabric)"
+// write pages of its own into the destination's guest RAM, in the words
+// each side's engine logs too (transport.CleartextPagesRisk).
+const cleartextPagesWarning = "migrate: warning: " + transport.CleartextPages + " = true: " + transport.CleartextPagesRisk
 
 // securityWarnings says, once each, what the job gives up on the path:
 // everything after the handshake (encryption = false), or the pages

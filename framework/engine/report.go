@@ -80,8 +80,9 @@ type Options struct {
 	// Credentials authenticate the two sides to each other (and encrypt
 	// the session unless Plaintext: then only the handshake is
 	// authenticated, see transport.Credentials, and Send and Receive
-	// each log one Warn saying so as they start); the transport refuses
-	// to open without them.
+	// each log one Warn saying so as they start, as they do for
+	// encryption with Transport's transport.CleartextPages set:
+	// warnPlaintext); the transport refuses to open without them.
 	Credentials transport.Credentials
 	// MigrationID names the migration, the same on both sides ("": none;
 	// migrate gives both the same fresh one). Credentials say which host
@@ -358,15 +359,24 @@ const (
 )
 
 // warnPlaintext logs once, at Send's or Receive's start, what a session
-// with Credentials.Plaintext gives up (transport.PlaintextRisk): the
-// report's Encryption (EncryptionOff) comes only at the end, and an
-// embedder's or a hand-driven VMM's caller may never read it. It cannot
-// tell whether the link is in fact trusted. Cleartext pages with
-// encryption on (transport.CleartextPages, EncryptionControl) are not
-// warned of here: only migrate warns of them.
+// in which anything travels in plaintext gives up: with
+// Credentials.Plaintext, everything after the handshake
+// (transport.PlaintextRisk); with encryption on and the transport's
+// transport.CleartextPages set, the pages (transport.CleartextPagesRisk;
+// implied by the first, so not said with it), as migrate says of its
+// job. The report's Encryption (EncryptionOff, EncryptionControl) comes
+// only at the end, and an embedder's or a hand-driven VMM's caller may
+// never read it. Until TestCleartextPagesWarned, cleartext pages were
+// warned of by migrate only. It cannot tell whether the link is in fact
+// trusted; it goes by the setting, as the report's Encryption does
+// (encryption), not by what the transport then does with it.
 func warnPlaintext(opt Options) {
-	if opt.Credentials.Plaintext {
+	cleartext, _ := opt.Transport[transport.CleartextPages].(bool)
+	switch {
+	case opt.Credentials.Plaintext:
 		opt.Log.Warn("encryption off (Credentials.Plaintext): " + transport.PlaintextRisk)
+	case cleartext:
+		opt.Log.Warn("encryption on, but " + transport.CleartextPages + " = true: " + transport.CleartextPagesRisk)
 	}
 }
 

@@ -54,8 +54,18 @@ const PlaintextRisk = "only the handshake authenticates the peer; the frames aft
 // them or write its own into guest RAM. A
 // transport that cannot encrypt pages declares it in its schema and opens
 // an encrypted session only with it set to true; the engine then reports
-// the session's encryption as covering its control channel only.
+// the session's encryption as covering its control channel only, and
+// Send and Receive each log one Warn saying what the pages give up
+// (CleartextPagesRisk).
 const CleartextPages = "cleartext_pages"
+
+// CleartextPagesRisk says what CleartextPages gives up with encryption
+// on, in the words the engine's warning (engine.Send, engine.Receive)
+// and migrate's use. It speaks of the pages only: the transport's
+// messages, the VM's state among them, stay inside TLS.
+const CleartextPagesRisk = "page contents travel outside TLS, neither encrypted nor integrity-protected, so anyone on the " +
+	"path can read or change them, or write pages of their own into the destination's guest RAM (use it only on a " +
+	"trusted link or fabric)"
 
 // ErrUnauthenticated is the class of a session refused because the peer
 // did not prove it holds credentials this side trusts (or refused ours).
