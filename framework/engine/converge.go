@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
@@ -22,10 +23,17 @@ const capBoundShare = 0.75
 // forcedSwitchRefused is nil when the switch-over may begin after the
 // last live pass, or an error wrapping ErrNotConverged when pre-copy
 // reached MaxPasses above MaxDowntime (a forced stop-and-copy) and the
-// final dirty sync plus the dirty pages at the rate the last pass
-// measured alone take longer than SwitchoverTimeout: the pause would
-// end at its deadline with the guest resumed, paused for nothing
-// (TestForcedSwitchBeyondTimeoutNotPaused). A forced switch whose
+// final dirty sync plus the dirty pages that carry data at the rate the
+// last pass measured alone take longer than SwitchoverTimeout: the
+// pause would end at its deadline with the guest resumed, paused for
+// nothing (TestForcedSwitchBeyondTimeoutNotPaused). The pages that
+// carry data are the dirty pages times the last pass's share of data
+// pages among those it classified: zero pages and holes travel as zero
+// runs, which cost the link nothing (the rate's time already holds
+// their reading), so a guest that clears many pages is not charged them
+// at the data rate (TestForcedSwitchZeroPagesNotRefused); pages a hint
+// let the pass skip count as free too, although the final pass, which
+// applies no hints, sends those that hold data. A forced switch whose
 // estimate is over MaxDowntime but within SwitchoverTimeout goes on, as
 // documented (max_passes forces it: TestForcedSwitchWithinTimeoutPauses).
 //
@@ -61,16 +69,18 @@ func (s *sender) forcedSwitchRefused() error {
 	if s.opt.Bandwidth > 0 && bytesPerSec >= capBoundShare*float64(s.opt.Bandwidth) {
 		return nil
 	}
-	floor := s.syncTook + downtimeAt(s.remaining, s.rate)
+	data := uint64(math.Ceil(float64(s.remaining) * s.dataShare))
+	floor := s.syncTook + downtimeAt(data, s.rate)
 	if floor <= s.opt.SwitchoverTimeout {
 		return nil
 	}
 	s.rep.Passes = s.pass
 	return fmt.Errorf("%w in max_passes %d: estimated downtime %v is beyond switchover_timeout %v "+
-		"(the final dirty sync and the %d dirty pages at the %.1f MB/s the last pass moved alone take %v); "+
+		"(the final dirty sync and the %d of the %d dirty pages that carry data at the last pass's share, "+
+		"at the %.1f MB/s the last pass moved, alone take %v); "+
 		"the guest was not paused and keeps running on the source; %s",
 		ErrNotConverged, s.opt.MaxPasses, s.estimate.Round(time.Millisecond), s.opt.SwitchoverTimeout,
-		s.remaining, bytesPerSec/1e6, floor.Round(time.Millisecond), s.convergeAdvice())
+		data, s.remaining, bytesPerSec/1e6, floor.Round(time.Millisecond), s.convergeAdvice())
 }
 
 // convergeAdvice says what lets a migration that did not converge

@@ -196,6 +196,7 @@ const (
 func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) (stopped bool, err error) {
 	started, dataBefore := time.Now(), s.rep.PagesSent
 	s.remaining = set.Count()
+	classified := s.remaining
 	c := s.classify(set)
 	batch := s.batchLimit(capped)
 	// The transport calls wait on the destination: under a stall watch.
@@ -274,6 +275,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	}
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate, s.ratePass = float64(sent)/secs, s.pass
+		s.dataShare = float64(sent) / float64(classified) // classified >= sent
 	}
 	return false, nil
 }

@@ -23,8 +23,9 @@ type Options struct {
 	// although the estimate is above MaxDowntime (a forced
 	// stop-and-copy), unless post-copy takes over (Postcopy "auto"), or
 	// the switch-over could not finish within SwitchoverTimeout by the
-	// engine's own measure: the final dirty sync and the dirty pages at
-	// the rate the last pass measured. Then Send fails with an error
+	// engine's own measure: the final dirty sync and the dirty pages
+	// that carry data (at the last pass's share of data pages) at the
+	// rate the last pass measured. Then Send fails with an error
 	// wrapping ErrNotConverged and the VM never paused. A forced switch
 	// whose rate the last pass did not measure, or may be the Bandwidth
 	// cap's, goes on (forcedSwitchRefused), bounded by its deadline.
