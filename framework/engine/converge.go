@@ -23,8 +23,8 @@ const capBoundShare = 0.75
 // forcedSwitchRefused is nil when the switch-over may begin after the
 // last live pass, or an error wrapping ErrNotConverged when pre-copy
 // reached MaxPasses above MaxDowntime (a forced stop-and-copy) and the
-// final dirty sync plus the dirty pages that carry data at the rate the
-// last pass measured alone take longer than SwitchoverTimeout: the
+// final dirty sync plus the dirty pages that carry data at the fastest
+// rate a live pass measured alone take longer than SwitchoverTimeout: the
 // pause would end at its deadline with the guest resumed, paused for
 // nothing (TestForcedSwitchBeyondTimeoutNotPaused). The pages that
 // carry data are the dirty pages times the last pass's share of data
@@ -40,20 +40,25 @@ const capBoundShare = 0.75
 // It refuses only on a measured figure, never on a missing or doubtful
 // one, where the forced switch goes on as before and its deadline still
 // bounds the pause:
-//   - the rate must come from the last live pass (sendPass takes one
+//   - the last live pass must have measured a rate (sendPass takes one
 //     only from a pass that sent 256 data pages or more): without one,
-//     estimateDowntime guesses 100 000 pages/s, and a rate from an
-//     earlier pass is stale (TestForcedSwitchUnmeasuredRateNotRefused);
+//     estimateDowntime guesses 100 000 pages/s, and its data share is
+//     unknown (TestForcedSwitchUnmeasuredRateNotRefused);
+//   - the rate is the fastest a live pass measured (peakRate), not the
+//     last pass's: one slow pass (a link congested for a while) says
+//     little of the final pass, which may move as fast as the link did
+//     before (TestForcedSwitchTransientSlowPassNotRefused);
 //   - under a bandwidth cap, a rate of at least capBoundShare of the cap
 //     may be the cap's, while the final pass is uncapped and may go much
-//     faster (TestForcedSwitchCapBoundNotRefused); only a rate clearly
-//     below the cap (the link is slower) counts;
+//     faster (TestForcedSwitchCapBoundNotRefused); only a fastest rate
+//     clearly below the cap (the link is slower) counts;
 //   - the round trips in the estimate are left out: a Flush's sample
 //     may include the drain of a deep queue (rttMeter), which the pages'
 //     time already counts.
 //
 // What it cannot do: it does not see pages the guest writes after the
-// last live pass's sync, nor the state's size, nor a link that speeds up
+// last live pass's sync, nor the state's size, nor a link that is
+// slower for good than at its fastest pass, nor a link that speeds up
 // at the pause; those make a switch it lets through still miss its
 // deadline (then the guest resumes, as before). It refuses nothing in
 // post-copy: a source that can switch to post-copy at MaxPasses
@@ -65,19 +70,19 @@ func (s *sender) forcedSwitchRefused() error {
 	if s.ratePass != s.pass || s.rate <= 0 {
 		return nil
 	}
-	bytesPerSec := s.rate * framework.PageSize
+	bytesPerSec := s.peakRate * framework.PageSize
 	if s.opt.Bandwidth > 0 && bytesPerSec >= capBoundShare*float64(s.opt.Bandwidth) {
 		return nil
 	}
 	data := uint64(math.Ceil(float64(s.remaining) * s.dataShare))
-	floor := s.syncTook + downtimeAt(data, s.rate)
+	floor := s.syncTook + downtimeAt(data, s.peakRate)
 	if floor <= s.opt.SwitchoverTimeout {
 		return nil
 	}
 	s.rep.Passes = s.pass
 	return fmt.Errorf("%w in max_passes %d: estimated downtime %v is beyond switchover_timeout %v "+
 		"(the final dirty sync and the %d of the %d dirty pages that carry data at the last pass's share, "+
-		"at the %.1f MB/s the last pass moved, alone take %v); "+
+		"at the %.1f MB/s the fastest live pass moved, alone take %v); "+
 		"the guest was not paused and keeps running on the source; %s",
 		ErrNotConverged, s.opt.MaxPasses, s.estimate.Round(time.Millisecond), s.opt.SwitchoverTimeout,
 		data, s.remaining, bytesPerSec/1e6, floor.Round(time.Millisecond), s.convergeAdvice())

@@ -67,8 +67,8 @@
 // What each side does when something fails:
 //   - source, at max_passes with an estimate over max_downtime whose
 //     final sync and data pages (the last pass's share of its dirty
-//     pages) alone, at the rate the last pass measured, take longer
-//     than SwitchoverTimeout: fails without pausing the VM
+//     pages) alone, at the fastest rate a live pass measured, take
+//     longer than SwitchoverTimeout: fails without pausing the VM
 //     (ErrNotConverged, converge.go) and sends ABORT.
 //   - source, before it starts writing COMMIT (pause, final pass, state,
 //     LOADED, page check, or the switch-over deadline): resumes the VM and

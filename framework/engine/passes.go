@@ -276,6 +276,9 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	if sent, secs := s.rep.PagesSent-dataBefore, time.Since(started).Seconds(); sent >= 256 && secs > 0 {
 		s.rate, s.ratePass = float64(sent)/secs, s.pass
 		s.dataShare = float64(sent) / float64(classified) // classified >= sent
+		if capped {
+			s.peakRate = max(s.peakRate, s.rate)
+		}
 	}
 	return false, nil
 }

@@ -25,10 +25,11 @@ type Options struct {
 	// the switch-over could not finish within SwitchoverTimeout by the
 	// engine's own measure: the final dirty sync and the dirty pages
 	// that carry data (at the last pass's share of data pages) at the
-	// rate the last pass measured. Then Send fails with an error
+	// fastest rate a live pass measured. Then Send fails with an error
 	// wrapping ErrNotConverged and the VM never paused. A forced switch
-	// whose rate the last pass did not measure, or may be the Bandwidth
-	// cap's, goes on (forcedSwitchRefused), bounded by its deadline.
+	// whose rate the last pass did not measure, or whose fastest rate
+	// may be the Bandwidth cap's, goes on (forcedSwitchRefused), bounded
+	// by its deadline.
 	MaxPasses int
 	// VerifyPages turns on the page-exact check (a test mode): before the
 	// destination may run, it compares a hash of every page with the

@@ -35,6 +35,7 @@ type sender struct {
 	rate      float64 // data pages per second, last measured
 	ratePass  int     // the pass that measured rate (0: none yet)
 	dataShare float64 // of the pages that pass classified, the share it sent as data (forcedSwitchRefused)
+	peakRate  float64 // the fastest rate a live pass measured (forcedSwitchRefused)
 	msgs      chan transport.Message
 	recvErr   chan error
 	capStart  time.Time
