@@ -58,11 +58,17 @@ const capBoundShare = 0.75
 //
 // What it cannot do: it does not see pages the guest writes after the
 // last live pass's sync, nor the state's size, nor a link that is
-// slower for good than at its fastest pass, nor a link that speeds up
-// at the pause; those make a switch it lets through still miss its
-// deadline (then the guest resumes, as before). It refuses nothing in
-// post-copy: a source that can switch to post-copy at MaxPasses
-// (postcopyWhy) does so before this is asked.
+// slower for good than at its fastest pass, nor hinted pages that hold
+// data; those make a switch it lets through still miss its deadline
+// (then the guest resumes, as before). Nor can it tell a slow link from
+// a sender that the running guest slowed (its vCPUs competing with the
+// sender for the CPU or memory bandwidth), nor see a link that speeds
+// up at the pause: the final pass, with the guest paused, may then go
+// much faster than every live pass, and a switch that would have
+// finished is refused (the migration fails, the guest running on the
+// source; a larger SwitchoverTimeout lets it switch). It refuses
+// nothing in post-copy: a source that can switch to post-copy at
+// MaxPasses (postcopyWhy) does so before this is asked.
 func (s *sender) forcedSwitchRefused() error {
 	if s.estimate <= s.opt.MaxDowntime || s.pass < s.opt.MaxPasses {
 		return nil // converged: not a forced switch
