@@ -338,8 +338,11 @@ func (s *sender) handshake(ctx context.Context) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	s.rep.Mode = ModePrecopy
-	s.pcReady = flags != 0 && rflags&readyPostcopy != 0
-	if flags == 0 || s.pcReady {
+	// Only a HELLO with helloMaySwitch asks: its other flags
+	// (helloTransportTag, always set) say nothing of post-copy.
+	asked := flags&helloMaySwitch != 0
+	s.pcReady = asked && rflags&readyPostcopy != 0
+	if !asked || s.pcReady {
 		return nil
 	}
 	if why == "" {
