@@ -89,3 +89,37 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeRefusedByTableRunsNoVCPU: a resume that the state table
+// refuses (a table bug: paused → running taken out of it) fails with
+// the vCPUs still parked, for the engine's Resume at COMMIT as for the
+// control socket's resume, so that its error means no vCPU ran
+// (framework.Target.Resume; the engine then tells the source to run the
+// guest on). Before, the gate let the vCPUs go and moveLocked failed
+// after it: an error for a guest that ran here.
+func TestResumeRefusedByTableRunsNoVCPU(t *testing.T) {
+	row := stateNext[StatePaused]
+	stateNext[StatePaused] = slices.DeleteFunc(slices.Clone(row), func(s State) bool { return s == StateRunning })
+	t.Cleanup(func() { stateNext[StatePaused] = row })
+	for _, who := range []string{"engine", "control"} {
+		v, _, m := heldDestination(t)
+		if err := v.gate.Pause(t.Context()); err != nil { // LoadState's VM: parked
+			t.Fatal(err)
+		}
+		var err error
+		if who == "engine" {
+			err = m.Resume()
+		} else {
+			err = v.resume()
+		}
+		if err == nil || !strings.Contains(err.Error(), "vCPUs stay parked") {
+			t.Errorf("%s: Resume refused by the table: %v; want the table's refusal", who, err)
+		}
+		if !v.gate.Paused() {
+			t.Errorf("%s: Resume failed, but the gate let the vCPUs go", who)
+		}
+		if st := v.Status().State; st != StatePaused {
+			t.Errorf("%s: VM %s after the refused Resume, want paused", who, st)
+		}
+	}
+}

@@ -480,6 +480,13 @@ var errIncomingCancelled = fmt.Errorf("this VMM is shutting down and cancelled t
 // cancelled the incoming migration: checked under the same v.mu as the
 // change, so either the guest ran here before the shutdown looked
 // (the shutdown then stops it as a running VM) or it never runs here.
+//
+// Every check, the state table's too (canMoveState), comes before the
+// gate lets a vCPU go, and nothing after it fails: an error means that
+// no vCPU ran (framework.Target.Resume's contract, on which a
+// destination's engine tells its source to run the guest on). Before,
+// a table that refused paused → running failed the resume after the
+// vCPUs were let go (TestResumeRefusedByTableRunsNoVCPU).
 func (v *VM) resumeFor(migration bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -493,14 +500,17 @@ func (v *VM) resumeFor(migration bool) error {
 	default:
 		return fmt.Errorf("cannot resume a VM that is %s", v.state)
 	}
-	v.gate.Resume()
+	if v.state == StatePaused && !canMoveState(v.state, StateRunning) {
+		err := fmt.Errorf("vmm bug: VM state %s → %s is not allowed; the vCPUs stay parked", v.state, StateRunning)
+		v.log.Error("resume refused", "err", err)
+		return err
+	}
+	v.gate.Resume() // the vCPUs run from here on: nothing below fails
 	if v.state != StatePaused {
 		return nil
 	}
-	if err := v.moveLocked(StateRunning); err != nil {
-		return err
-	}
-	if v.started.IsZero() { // an incoming VM's guest starts here
+	_ = v.moveLocked(StateRunning) // allowed: checked above, under the same v.mu
+	if v.started.IsZero() {        // an incoming VM's guest starts here
 		v.started = time.Now()
 	}
 	return nil
