@@ -16,7 +16,7 @@ import (
 // Receive runs under, which the engine follows only for that wait
 // (heldCtx.caller) once post-copy ended:
 //
-//	engine's Resume at COMMIT ─► ran
+//	engine's Resume at COMMIT ─► ran; one that failed ─► ended (below)
 //	Postcopy(nil) after ran, or Halt ─► ended ──┬─ cut asked before ─► end Receive's ctx
 //	migrate-cancel (cancelRunning) ─── ended? ──┴─ yes ─► end Receive's ctx, say so
 //	shutdown's stop (shutdownLook) ─► cut: end Receive's ctx now if ended, else once it is
@@ -55,12 +55,27 @@ import (
 // for a source that comes back after it (lingerToTell) and the
 // reconnect for a SETTLED that could not be sent.
 
+// A destination whose Resume at COMMIT failed never runs the guest
+// (framework.Target.Resume: no vCPU ran) and only tells its source to
+// run it on: the engine sends ABORT and, unanswered, listens for the
+// source to come back to hear it (engine pcRecv.commit, abortCommit;
+// up to about 6 minutes too). That is an end here as well
+// (lingerEnd.resumeFailed): a migrate-cancel ends the telling through
+// the engine's refused Cancel (heldCtx.telling), the shutdown through
+// the same cancel (incomingWait: the guest does not run here), and
+// VM.Close through this cut, now or once the Resume failed. Before,
+// Close waited the telling out (TestCloseEndsTellingAfterFailedResume).
+// What the cut costs: a source that lost the ABORT ends
+// handover-unknown after its reconnect_timeout, its copy paused, and
+// migrate -resolve resumes it there; the guest never ran here, so it is
+// neither lost nor run twice.
+
 // lingerEnd is one migration's view of its destination's post-copy end
 // (migrationOwner.linger). Its methods may be called from any goroutine.
 type lingerEnd struct {
 	mu    sync.Mutex
 	ran   bool               // the engine's Resume ran the guest here (COMMIT)
-	ended bool               // post-copy ended here: Postcopy(nil) after ran, or Halt
+	ended bool               // post-copy ended here: Postcopy(nil) after ran, Halt, or a failed Resume
 	cut   bool               // the shutdown asked to end the telling once post-copy ended
 	end   context.CancelFunc // cancels the context Receive runs under; nil: none set
 }
@@ -92,6 +107,16 @@ func (l *lingerEnd) postcopyUnset() {
 
 // halted records the engine's Halt: post-copy broke for good here.
 func (l *lingerEnd) halted() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endedLocked()
+}
+
+// resumeFailed records that the engine's Resume at COMMIT failed on
+// this destination: the guest never runs here, and the engine only
+// tells the source so (ABORT). Called on a destination only: a
+// source's failed Resume is no end of this kind.
+func (l *lingerEnd) resumeFailed() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.endedLocked()

@@ -171,3 +171,84 @@ func TestCloseEndsLingerAfterPostcopy(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsTellingAfterFailedResume: a post-copy destination whose
+// engine's Resume at COMMIT failed (the VM stopped, or the VMM's
+// shutdown had cancelled the incoming migration) only tells its source
+// ABORT, and VM.Close, as an embedder calls it, does not wait that out:
+// it ends the migration's context, whether the Resume failed before
+// Close or while Close waited. Before, the cut waited for a post-copy
+// end that a guest that never ran here never has, and Close waited for
+// the engine's telling (up to about 6 minutes).
+func TestCloseEndsTellingAfterFailedResume(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		fail        func(v *VM)
+		beforeClose bool // the Resume fails before Close, else while Close waits
+	}{
+		{"stopped, then Close", func(v *VM) { v.Stop() }, true},
+		{"shutdown cancelled, then Close", func(v *VM) { v.incomingCancelled = true }, true},
+		{"Close, then the Resume", func(v *VM) { v.Stop() }, false},
+	} {
+		v, mg, m := heldDestination(t)
+		mg.progress(engine.Progress{Phase: engine.PhaseState, Mode: engine.ModePostcopy, Handover: engine.HandoverLoaded})
+		telling, endTelling := context.WithCancel(context.Background())
+		t.Cleanup(endTelling)
+		m.own.linger.setEnd(endTelling)
+		v.plugins.Add(1) // the migration's goroutine, which Close waits for
+		go func() {
+			defer v.plugins.Done()
+			<-telling.Done() // tellAborted's lingerToTell: until the source answers, or about 6 minutes
+		}()
+		tc.fail(v)
+		resume := func() {
+			if err := m.Resume(); err == nil { // COMMIT
+				t.Fatalf("%s: the engine's Resume at COMMIT succeeded", tc.name)
+			}
+		}
+		if tc.beforeClose {
+			resume()
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- v.Close() }()
+		if !tc.beforeClose {
+			awaitCut(t, &m.own.linger) // Close asked the cut, and waits for the migration
+			select {
+			case err := <-closed:
+				t.Fatalf("%s: Close returned (%v) before the engine's Resume, with the migration still going", tc.name, err)
+			default:
+			}
+			resume()
+		}
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("%s: Close: %v", tc.name, err)
+			}
+		case <-time.After(5 * time.Second):
+			endTelling()
+			<-closed
+			t.Fatalf("%s: Close had not returned 5 s after the failed Resume: it waited for the engine's telling of the source", tc.name)
+		}
+		// migrate-cancel still answers as before: the guest never ran here.
+		if res, _ := mg.cancelRunning(api.IDArgs{}); res.Why != errResumeFailedNoCancel {
+			t.Errorf("%s: migrate-cancel after the failed Resume: %+v", tc.name, res)
+		}
+	}
+}
+
+// awaitCut waits, at most 5 s, until a cut of l's telling was asked.
+func awaitCut(t *testing.T, l *lingerEnd) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		cut := l.cut
+		l.mu.Unlock()
+		if cut {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cut of the telling was asked within 5 s")
+		}
+	}
+}

@@ -97,11 +97,16 @@ func (m migrationVM) Pause(ctx context.Context) error { return m.own.do(ctx, m.v
 // migration (VM.incomingWait). One that ran a paused VM again is
 // recorded in the owner (resumed): the VM's state alone cannot say so
 // once a stop (a power-off, a failure), which does not take the run
-// lock, ended it; one that failed is recorded too (resumeFailed).
+// lock, ended it; one that failed is recorded too (resumeFailed), and
+// on a destination it ends the wait to tell the source (ABORT) once
+// the VMM's exit asks (linger.go: lingerEnd.resumeFailed).
 func (m migrationVM) Resume() (err error) {
 	defer func() {
 		if err != nil {
 			m.own.resumeFailed.Store(true)
+			if role, _ := m.own.doing(); role == transport.RoleReceive.String() {
+				m.own.linger.resumeFailed()
+			}
 		}
 	}()
 	return m.own.do(context.Background(), func(context.Context) error {

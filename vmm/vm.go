@@ -545,7 +545,10 @@ func (v *VM) Status() Status {
 // that never ran) are stopped first. It waits for a migration still
 // running and its plugins, but not for an incoming post-copy's telling
 // its source how post-copy ended here (linger.go): it ends that, now if
-// post-copy ended, else as soon as it ends.
+// post-copy ended, else as soon as it ends. The same for a destination
+// whose Resume at COMMIT failed (the guest never ran here), which only
+// tells its source ABORT: a source that lost it ends handover-unknown
+// after its reconnect_timeout, and migrate -resolve resumes it there.
 //
 // Close stops a VM that still runs, whatever its migration is doing. On
 // a post-copy destination whose post-copy has not ended (pages still
