@@ -36,14 +36,26 @@ import (
 // reported control version control (answered false: it did not answer,
 // so its version is not known): nil when that VMM checks the name and
 // so refuses the command if it holds another migration by then; else
-// why not. Every VMM checks an id in migrate-resolve and
-// migrate-start-postcopy; one from api.IDsHonoured on in migrate-cancel
-// and quit too; a tag fingerprint, one from api.TagsHonoured on.
+// why not. No VMM acts on an id it does not check in migrate-resolve
+// and migrate-start-postcopy, and one from api.IDsHonoured on checks it
+// there; one from before refuses it by name (its strict decoder), so a
+// command naming it never acts there: such a VMM that answered is
+// printed none (until TestPrintedCommandsNamed's older-source case, it
+// was printed a resume that VMM refused whenever it was run). One that
+// did not answer, of unknown version, is printed it: run on an older
+// VMM it is refused, and changes nothing. From api.IDsHonoured on a VMM
+// checks the id in migrate-cancel and quit too; a tag fingerprint, one
+// from api.TagsHonoured on.
 func mayPrint(cmd string, n api.IDArgs, control uint16, answered bool) error {
-	idChecked := cmd == "migrate-resolve" || cmd == "migrate-start-postcopy" || control >= api.IDsHonoured
+	idNamedOnly := cmd == "migrate-resolve" || cmd == "migrate-start-postcopy" // refused by name before api.IDsHonoured
+	idChecked := idNamedOnly && !answered || control >= api.IDsHonoured
 	switch {
 	case n.TagFingerprint != "" && control >= api.TagsHonoured, n.ID != "" && idChecked:
 		return nil
+	case n.ID != "" && idNamedOnly:
+		return fmt.Errorf("that VMM reports no control version: it is from before version %d and refuses a migration's id by "+
+			"name in %s, so a command naming it is refused there, and one naming nothing would act on whatever migration it holds",
+			api.IDsHonoured, cmd)
 	case n.ID != "" && !answered:
 		return fmt.Errorf("that VMM did not answer, so migrate does not know whether it checks a migration's id in %s "+
 			"(one from before control version %d ignores it there)", cmd, api.IDsHonoured)

@@ -95,6 +95,18 @@ func TestPrintedCommandsNamed(t *testing.T) {
 			_, _, stderr := c.resolveMain(t)
 			return stderr
 		}, []string{"send", "receive"}},
+		// A VMM from before control version 1 refuses an id by name in
+		// migrate-resolve (it reports ids, but takes none there): a
+		// resume naming one is refused whenever it is run, and one
+		// naming nothing would act on whatever that VMM holds; until
+		// this case, migrate printed the first, which never resumes.
+		{"manual: a handover-unknown source from before control version 1 in migration a, the destination gone", func(t *testing.T, c *runCase) string {
+			c.src.id, c.src.older = "a", true
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.kill()
+			_, _, stderr := c.resolveMain(t)
+			return stderr
+		}, []string{"send"}},
 		{"a quit not sent to a source from before control version 1", func(t *testing.T, c *runCase) string {
 			c.src.id, c.dst.id, c.src.older = "a", "a", true
 			c.src.finishWith(0, engine.StatusCompleted, api.SideMigrated)
