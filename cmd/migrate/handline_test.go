@@ -154,3 +154,40 @@ func TestPrintedCommandsNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestNoResumePrintedSaysHow: where manual prints no resume for a side
+// that answered handover-unknown (no name that VMM checks), its text
+// tells the operator to resume it by hand right after its
+// migrate-status shows the migration: that paused copy may be the
+// guest's only one, so the text must say which request resumes it
+// (migrate-resolve, action resume), not leave an operator who does not
+// know the control commands with a paused guest and no way to run it.
+// Found by review: it said "Resume it by hand" and named no request.
+func TestNoResumePrintedSaysHow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *runCase)
+	}{
+		{"control version 2 without an id", func(c *runCase) { c.src.tag, c.src.controlV = tagA, api.TagsReported }},
+		{"from before control version 1, in migration a", func(c *runCase) { c.src.id, c.src.older = "a", true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRunCase(t)
+			tc.set(c)
+			c.src.finishWith(0, engine.StatusHandoverUnknown, api.SideUnknown)
+			c.dst.kill()
+			_, _, stderr := c.resolveMain(t)
+			_, block, ok := strings.Cut(stderr, "(no resume printed for "+c.src.sock+":")
+			if !ok {
+				t.Fatalf("no 'no resume printed' text for the source %s", c.src.sock)
+			}
+			block, _, _ = strings.Cut(block, ":)\n")
+			if !strings.Contains(block, `migrate-resolve with action "resume"`) {
+				t.Errorf("the text in place of the source's resume names no request that resumes it:\n%s", block)
+			}
+			if len(c.resolutions()) != 0 {
+				t.Errorf("migrate moved a side: %q", c.resolutions())
+			}
+		})
+	}
+}

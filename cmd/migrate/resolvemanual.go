@@ -116,8 +116,11 @@ Only if the VMM that received %s is gone for good and the guest never ran there,
 // not answer, what to do instead is a -resolve once it answers, which
 // also checks what it holds (TestResolveUnreachableNamesNoUnknownID);
 // for one that answered (an older VMM: no id, and no tag
-// fingerprint it honours), to check its migrate-status right before
-// resuming it by hand (before, it got a resume that named nothing). What
+// fingerprint it honours; or one that refuses the id by name), to check
+// its migrate-status right before resuming it by hand, and which request
+// does (before, it got a resume that named nothing; then, until
+// TestNoResumePrintedSaysHow, "resume it by hand" named no request, to
+// an operator whose paused copy may be the guest's only one). What
 // it cannot do: name the migration of a VMM it could not ask, or of one
 // too old to take a name.
 func (r *resolver) resumeLine(sock string, side api.Side, n api.IDArgs) string {
@@ -127,7 +130,9 @@ func (r *resolver) resumeLine(sock string, side api.Side, n api.IDArgs) string {
 	}
 	c := handCmd{sock: sock, cmd: "migrate-resolve", what: "resume", name: n, control: control, answered: side != sideUnreachable,
 		args: api.ResolveArgs{Action: api.ResolveResume, ID: n.ID, TagFingerprint: n.TagFingerprint}}
-	next := "Resume it by hand only right after its migrate-status shows this migration still handover-unknown there."
+	next := "Resume it by hand only right after its migrate-status shows this migration still handover-unknown there: " +
+		`the control request migrate-resolve with action "resume" and nothing that names the migration (docs/HANDOVER.md), ` +
+		"which resumes whatever handover-unknown migration that VMM holds when it arrives."
 	if !c.answered {
 		next = fmt.Sprintf("Once it answers, run migrate -resolve -config %s again: it resolves the handover, or prints "+
 			"this command naming the migration.", shellArg(r.jobFile))
