@@ -34,7 +34,7 @@ const (
 const (
 	outcomeResolved   = "resolved"           // exit 0: the guest runs on the side resolved says, and every act was sent
 	outcomeNothing    = "nothing-to-resolve" // exit 0: no side holds a paused copy waiting for a decision
-	outcomeNotDone    = "not-done"           // exit 1: resolved says where the guest runs (or nothing to resolve), but an act was not sent or a side is not settled: error says what to run
+	outcomeNotDone    = "not-done"           // exit 1: resolved says where the guest runs (or nothing to resolve), but an act was not sent (error says which, and why) or a side is not settled (what to run)
 	outcomeUnresolved = "unresolved"         // exit 1: migrate placed the guest on no one side (manual, lost, both): error says why
 	outcomeJobRefused = "job-refused"        // exit 2: the job did not parse; nothing was asked
 )
