@@ -156,6 +156,34 @@ type guestRun struct {
 	done    chan struct{}
 	waitErr error
 	control string
+	// migrate is the migrate process running against this VMM while a
+	// test acts during it (pair.during), for waitPhase: nil otherwise.
+	migrate atomic.Pointer[exec.Cmd]
+}
+
+// exited reports whether cmd's process has exited and not yet been
+// waited for (a zombie): cmd.Wait is still to come, so this reads
+// /proc instead of reaping it.
+func exited(cmd *exec.Cmd) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+}
+
+// during runs act while migrate (cmd) runs against src and dst, so that
+// their waitPhase fails at once if migrate exits first.
+func during(cmd *exec.Cmd, act func(*exec.Cmd), runs ...*guestRun) {
+	if act == nil {
+		return
+	}
+	for _, r := range runs {
+		r.migrate.Store(cmd)
+		defer r.migrate.Store(nil)
+	}
+	act(cmd)
 }
 
 // startVMM runs `ferry-vmm run` with args and collects its output.

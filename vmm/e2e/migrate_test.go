@@ -138,11 +138,11 @@ type migrateReport struct {
 
 // migrate runs bin/migrate on the pair's job with the page-exact check and
 // returns its report and exit error. during runs while it is in flight.
-func (p *pair) migrate(during func(cmd *exec.Cmd)) (migrateReport, error) {
-	return p.migrateOpts(true, during)
+func (p *pair) migrate(act func(cmd *exec.Cmd)) (migrateReport, error) {
+	return p.migrateOpts(true, act)
 }
 
-func (p *pair) migrateOpts(verify bool, during func(cmd *exec.Cmd)) (migrateReport, error) {
+func (p *pair) migrateOpts(verify bool, act func(cmd *exec.Cmd)) (migrateReport, error) {
 	root := repoRoot(p.t)
 	ctx, cancel := context.WithTimeout(context.Background(), slow(5*time.Minute))
 	defer cancel()
@@ -156,9 +156,7 @@ func (p *pair) migrateOpts(verify bool, during func(cmd *exec.Cmd)) (migrateRepo
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	if during != nil {
-		during(cmd)
-	}
+	during(cmd, act, p.src, p.dst)
 	err := cmd.Wait()
 	var rep migrateReport
 	if jerr := json.Unmarshal([]byte(out.String()), &rep); jerr != nil {

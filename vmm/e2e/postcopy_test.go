@@ -56,7 +56,7 @@ type postcopyReport struct {
 // migratePostcopy runs bin/migrate -json -verify-pages on the pair's job
 // and returns the report with its post-copy keys; during runs while
 // migrate is in flight.
-func (p *pair) migratePostcopy(during func(cmd *exec.Cmd)) (postcopyReport, error) {
+func (p *pair) migratePostcopy(act func(cmd *exec.Cmd)) (postcopyReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), slow(5*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(p.t), "bin", "migrate"), "-config", p.job, "-json", "-verify-pages")
@@ -65,9 +65,7 @@ func (p *pair) migratePostcopy(during func(cmd *exec.Cmd)) (postcopyReport, erro
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	if during != nil {
-		during(cmd)
-	}
+	during(cmd, act, p.src, p.dst)
 	err := cmd.Wait()
 	var rep postcopyReport
 	if jerr := json.Unmarshal([]byte(out.String()), &rep); jerr != nil {
@@ -237,6 +235,12 @@ func (r *guestRun) waitPhase(t testing.TB, timeout time.Duration, phases ...engi
 			// the bound said nothing for tens of minutes.
 			t.Fatalf("ferry-vmm exited (%v) before its migration reached phase %v (last seen %q)", r.waitErr, phases, last)
 		default:
+		}
+		if m := r.migrate.Load(); m != nil && exited(m) {
+			// A job migrate refused (under emulated KVM, a plugin too
+			// slow to start for its schema) started no migration:
+			// waiting out the bound said nothing for 20 minutes.
+			t.Fatalf("migrate exited before the migration reached phase %v (last seen %q)", phases, last)
 		}
 		var st api.Migration
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
