@@ -125,6 +125,18 @@
 #if (MUTANT == 23 || MUTANT == 24) && !defined(CHECK)
 #error mutants 23 and 24 are of the refused COMMIT, which needs the page check: compile with -DCHECK
 #endif
+/* pcRecv.uncommitted's listening and telling end on a cancel (r.held);
+ * before 2026-12-08 they ran under the receive loop's context, which
+ * the fault service's failure cuts too (watchSetup): mutant 30, and 29
+ * as the code before c4fb038 came there */
+#if MUTANT == 29 || MUTANT == 30
+#define UNCOMMITTED_STOP (d_cancel || d_pcfail)
+#else
+#define UNCOMMITTED_STOP d_cancel
+#endif
+#if MUTANT == 30 && defined(CHECK)
+#error mutant 30 is of the model without the page check
+#endif
 #if MUTANT == 29 && !defined(CHECK)
 #error mutant 29 is of the page check: compile with -DCHECK
 #endif
@@ -234,7 +246,6 @@ bit d_cancel;               /* the destination's migration was cancelled (migrat
 bit d_held;                 /* the destination's heldCtx is held: a cancel is ignored (engine/hold.go) */
 bit d_pcfail;               /* fault: the destination's fault service failed */
 bit d_resfail;              /* fault: the post-copy destination's Resume at COMMIT failed (held: a cancel is refused) */
-bit d_gap;                  /* ghost: uncommitted began with the fault service working (lostAfterLoaded had asked: no setupFailed) */
 bit d_guess;                /* ghost: migrate gave the destination up (cancel, discard) on a plan made without the source */
 bit d_word;                 /* ghost: the destination gave the guest up on the source's word (its ABORT, its RESUME before COMMIT) */
 bit s_resumed;              /* ghost: the source's VM ran again after the pause */
@@ -273,15 +284,8 @@ byte breaks = BREAKS;       /* connection breaks the faults may still cause */
 #define FAULT (s_crash || d_crash || d_pcfail || d_resfail || d_cancel || s_cancel)
 /* what excuses a post-copy source's handover-unknown in property (j):
  * a kill or a cancel, never a failure the destination can tell (its
- * fault service, its Resume: it tells its ABORT and lingers). GAP: the
- * engine gap README's "Found" names, excused until the engine closes it;
- * -DJ_STRICT leaves it out, and the model then fails (j) on it. */
-#ifdef J_STRICT
-#define GAP 0
-#else
-#define GAP (d_gap && d_pcfail)
-#endif
-#define J_EXCUSED (s_crash || d_crash || d_cancel || s_cancel || GAP)
+ * fault service, its Resume: it tells its ABORT and lingers). */
+#define J_EXCUSED (s_crash || d_crash || d_cancel || s_cancel)
 
 /* Property (a): never two running copies. Checked where a copy starts
  * to run, and as an LTL invariant (p_two). */
@@ -892,7 +896,7 @@ proctype Dst() {
 #else
 	/* part of LOADED may have reached the source, which then commits;
 	 * its COMMIT lost, it reconnects with RESUME (recommit) */
-	:: atomic { !ok && pc && !d_pcfail -> d_gap = 1 }; goto uncommitted   /* pcRecv.uncommitted */
+	:: !ok && pc && !d_pcfail -> goto uncommitted   /* pcRecv.uncommitted */
 #endif
 #endif
 	:: else -> skip
@@ -962,7 +966,7 @@ proctype Dst() {
 	:: !ok && !(d_bad || d_cancel || d_pcfail) && !(d_pc && !d_full) -> d_ho = H_UNKNOWN; goto ddone
 #else
 	:: !ok && !(d_bad || d_cancel || d_pcfail) && !pc -> d_ho = H_UNKNOWN; goto ddone    /* r.unknown */
-	:: atomic { !ok && !(d_bad || d_cancel || d_pcfail) && pc -> d_gap = 1 }; goto uncommitted   /* pcRecv.uncommitted */
+	:: !ok && !(d_bad || d_cancel || d_pcfail) && pc -> goto uncommitted   /* pcRecv.uncommitted */
 #endif
 	fi;
 	/* From VERIFIED's first byte on, as without the check (below), but
@@ -1002,13 +1006,13 @@ proctype Dst() {
 		:: NOTBAD && pc && d_full -> d_ho = H_UNKNOWN; goto ddone
 #else
 		:: NOTBAD && d_pcfail -> goto setupfailed      /* lostAfterLoaded asks setupFailed first */
-		:: atomic { NOTBAD && pc && !d_pcfail -> d_gap = 1 }                 /* pcRecv.uncommitted */
+		:: NOTBAD && pc && !d_pcfail                 /* pcRecv.uncommitted */
 uncommitted:
-			/* rctx: reconnect_timeout, or the receive loop's context
-			 * ending: a cancel, or (watchSetup still watches the fault
-			 * loop) the fault service failing: r.unknown, no ABORT
-			 * (README, "Found": the gap) */
-			listen(got, d_cancel || d_pcfail);
+			/* rctx: reconnect_timeout, or Receive's own context (r.held)
+			 * ending: a cancel. The fault service failing meanwhile no
+			 * longer ends it (README, "Found": the gap, closed
+			 * 2026-12-08; mutants 29, 30 listen as before) */
+			listen(got, UNCOMMITTED_STOP);
 			if
 #if MUTANT == 7
 			:: got -> send(d2s, MISSING, ok); goto wait   /* pcRecv.reconnect's answer: it never ran the guest */
@@ -1017,9 +1021,12 @@ uncommitted:
 				d_word = 1; d_ho = H_FAILED; send(d2s, TABORT, ok); goto ddone   /* once, no tellAborted */
 #else
 			:: got ->                                /* r.fail, then tellAborted: encodeResumeAbort */
-				d_word = 1; d_ho = H_FAILED; tell_aborted(TABORT, d_cancel || d_pcfail); goto ddone   /* under the loop's context: the gap too */
+				d_word = 1; d_ho = H_FAILED; tell_aborted(TABORT, UNCOMMITTED_STOP); goto ddone
 #endif
-			:: else -> d_ho = H_UNKNOWN; goto ddone  /* r.unknown */
+			/* no RESUME: a fault service that failed meanwhile fails
+			 * this side (giveUp), as setupFailed would; else r.unknown */
+			:: !got && d_pcfail && !d_cancel -> d_ho = H_FAILED; goto ddone
+			:: !got && !(d_pcfail && !d_cancel) -> d_ho = H_UNKNOWN; goto ddone  /* r.unknown */
 			fi
 #endif
 		fi

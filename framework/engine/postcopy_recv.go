@@ -1166,6 +1166,10 @@ func (pc *pcRecv) reconnect(ctx context.Context, cause error) error {
 	return fmt.Errorf("%w within reconnect_timeout %v (%v): %w", errNoSourceResumed, r.opt.ReconnectTimeout, last, rctx.Err())
 }
 
+// uncommittedListens, when set (tests only), is called as uncommitted
+// begins to listen for the source's RESUME.
+var uncommittedListens func(pc *pcRecv)
+
 // errNoSourceResumed marks a post-copy that broke because no source
 // reconnected: there is nobody left to tell (tellBroken).
 var errNoSourceResumed = errors.New("no source resumed post-copy")
@@ -1206,13 +1210,28 @@ func (pc *pcRecv) completeWithout(err error) bool {
 // they do (tellAborted): one lost with its session (sent, never read)
 // would leave the source reconnecting to nobody for reconnect_timeout
 // and ending handover-unknown.
+//
+// It listens, and tells, under Receive's own context (r.held: a cancel
+// ends both), not ctx, the receive loop's: the fault service failing
+// meanwhile cuts that one (watchSetup: errPostcopySetup) and changes
+// nothing of what a RESUME is answered. Until 2026-12-08 that cut ended
+// the listening at once: the destination ended handover-unknown, saying
+// no source had reconnected within reconnect_timeout, no ABORT sent,
+// and a source whose COMMIT was lost reconnected to nobody and ended
+// handover-unknown too (TestPostcopyFaultLoopEndsWhileUncommitted;
+// docs/model found it). When no RESUME comes and the fault service
+// failed, this side fails, as setupFailed decides, rather than ending
+// handover-unknown (TestPostcopyFaultLoopEndsWhileUncommittedNobody).
 func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	r := pc.r
 	r.opt.Log.Warn("post-copy: the stream broke after LOADED and before COMMIT; the VM never ran here; "+
 		"waiting for the source to reconnect and be told so", "err", cause, "reconnect_timeout", r.opt.ReconnectTimeout)
 	pc.stopSession()
 	r.closeSession()
-	rctx, cancel := context.WithTimeout(ctx, r.opt.ReconnectTimeout)
+	if uncommittedListens != nil {
+		uncommittedListens(pc)
+	}
+	rctx, cancel := context.WithTimeout(r.held, r.opt.ReconnectTimeout)
 	defer cancel()
 	for rctx.Err() == nil {
 		err := pc.acceptResume(rctx)
@@ -1222,7 +1241,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 			}
 			why := "this destination never received COMMIT and will not run the VM: resume it on the source"
 			abort := transport.Message{Kind: msgAbort, Payload: encodeResumeAbort(r.tag, why)}
-			heard := pc.tellAborted(ctx, abort, abort)
+			heard := pc.tellAborted(r.held, abort, abort)
 			return fmt.Errorf("the migration stream broke before COMMIT (%v); the source reconnected and was told to resume the VM (%s)", cause, heard)
 		}
 		r.opt.Log.Warn("post-copy: waiting for the source to reconnect before COMMIT", "err", err)
@@ -1231,6 +1250,10 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 		case <-time.After(100 * time.Millisecond):
 		case <-rctx.Done():
 		}
+	}
+	if failed := context.Cause(ctx); errors.Is(failed, errPostcopySetup) && r.held.Err() == nil {
+		return fmt.Errorf("%w, while this destination listened for its source after the stream broke past LOADED (%v); "+
+			"no source reconnected within reconnect_timeout %v, and the VM never ran here", failed, cause, r.opt.ReconnectTimeout) // giveUp: failed
 	}
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,116 @@ func (s *script) hashesAll() []byte {
 	}
 	binary.LittleEndian.PutUint64(b[8:], s.pages)
 	return b
+}
+
+// errLoopFailed is the fault loop's failure failLoopWhileUncommitted
+// makes.
+var errLoopFailed = errors.New("read userfaultfd: input/output error")
+
+// failLoopWhileUncommitted has uncommitted's listening begin with the
+// fault loop ended and the receive loop's context cut by it
+// (watchSetup: errPostcopySetup), as when the fault service fails just
+// after a stream that broke past LOADED sent the destination there;
+// listening is closed once it did.
+func failLoopWhileUncommitted(t *testing.T) (listening chan struct{}) {
+	listening = make(chan struct{})
+	uncommittedListens = func(pc *pcRecv) {
+		// The cut as watchSetup makes it for a fault loop that failed
+		// (one stopped returns context.Canceled, which would report the
+		// migration cancelled), then the loop's end itself.
+		pc.r.stopLoop(fmt.Errorf("%w: fault loop: %w", errPostcopySetup, errLoopFailed))
+		pc.stopLoop()
+		<-pc.watchDone // watchSetup saw the loop end
+		close(listening)
+	}
+	t.Cleanup(func() { uncommittedListens = nil })
+	return listening
+}
+
+// TestPostcopyFaultLoopEndsWhileUncommitted: a post-copy destination
+// whose stream broke after LOADED (no page check: the source may have
+// written COMMIT) listens for the source's RESUME to answer ABORT
+// (uncommitted); its fault loop ends as it begins to. The source, whose
+// COMMIT was lost with the break, reconnects with RESUME and must be
+// answered ABORT with its tag. Before, uncommitted listened under the
+// receive loop's context, which the fault loop's end cut: it stopped
+// listening at once and ended handover-unknown, saying "no source
+// reconnected within reconnect_timeout", no ABORT sent; the source
+// reconnected to nobody and, in a real run, ended handover-unknown after
+// its reconnect_timeout (docs/model: the gap README's "Found" named).
+func TestPostcopyFaultLoopEndsWhileUncommitted(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = 30 * time.Second
+	listening := failLoopWhileUncommitted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var abort []byte
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close() // COMMIT lost with the connection
+		<-listening
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := s.tr.Open(octx, s.req); err != nil {
+			t.Errorf("script: the source reconnected after its COMMIT was lost and found nobody listening: %v", err)
+			panic(errScript)
+		}
+		s.send(ctx, msgResume, testResume(s.pages, s.tag))
+		abort = s.recv(ctx, msgAbort)
+		s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
+	})
+	rep, err := wait()
+	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	if failed {
+		t.Fatal("script failed")
+	}
+	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "never received COMMIT") {
+		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT saying it never received COMMIT", abort)
+	}
+	if rep.Status != StatusFailed || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %s (%s): %v; want failed", rep.Status, rep.Handover, err)
+	}
+	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
+		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
+	}
+}
+
+// TestPostcopyFaultLoopEndsWhileUncommittedNobody: as
+// TestPostcopyFaultLoopEndsWhileUncommitted, but no source reconnects.
+// The destination listens for reconnect_timeout, then fails (its fault
+// service failed: the VM never runs here, as setupFailed decides), not
+// handover-unknown, and says why. Before, it ended handover-unknown at
+// once, claiming no source had reconnected within reconnect_timeout.
+func TestPostcopyFaultLoopEndsWhileUncommittedNobody(t *testing.T) {
+	const reconnect = 500 * time.Millisecond
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = reconnect
+	failLoopWhileUncommitted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := receiveAsync(ctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	var broke time.Time
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		broke = time.Now()
+		s.tr.Close()
+	})
+	rep, err := wait()
+	took := time.Since(broke)
+	t.Logf("destination after %v: %s (%s): %v", took.Round(time.Millisecond), rep.Status, rep.Handover, err)
+	if failed {
+		t.Fatal("script failed")
+	}
+	if took < reconnect {
+		t.Errorf("the destination ended %v after the break; want it to listen for reconnect_timeout %v", took, reconnect)
+	}
+	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
+		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
+	}
+	if n := dst.Counters().Resumes; n != 0 {
+		t.Errorf("destination resumed %d times; want never", n)
+	}
 }
