@@ -147,18 +147,41 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 }
 
 // estimateDowntime is how long the switch-over would keep the VM paused
-// with n pages still to send: the final dirty sync (as long as the last
-// one took), the pages at the last measured rate, two round trips on
-// this link (the final pass's Flush and the state's LOADED; rttMeter:
-// the smallest of the latest pass's Flush and the transport's own
-// measure, HELLO to READY before the first) and a margin for the state.
+// with n dirty pages still to send: the final dirty sync (as long as the
+// last one took), the pages expected to carry data at the last measured
+// rate, two round trips on this link (the final pass's Flush and the
+// state's LOADED; rttMeter: the smallest of the latest pass's Flush and
+// the transport's own measure, HELLO to READY before the first) and a
+// margin for the state.
+//
+// The pages expected to carry data are n less the share the last dirty
+// pass found free (finalFree): zero pages and holes travel as zero runs,
+// which cost the link almost nothing (the rate's time already holds
+// their reading). Pages a "free" or "unused" hint let that pass skip
+// unread are charged as data (freeInFinal): the final pass applies no
+// hints (its sync begins a generation no provider is asked for, and
+// invariant 1 drops the older ones) and sends those that hold data, and
+// max_downtime must hold. With nothing measured every page is charged,
+// at 100 000 pages/s until a rate is.
+//
+// What it cannot see: the final pass's pages are those written during
+// the last live pass, the share is of those written before it, so a
+// guest that fills with data what it zeroed a pass ago (or the reverse)
+// is estimated on the old mix; the bulk pass's share (all of RAM, not
+// what the guest writes) is never used, nor a pass's that classified
+// fewer than minShareSample pages (the older share stays).
 func (s *sender) estimateDowntime(n uint64) time.Duration {
 	rate := s.rate
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
-	return s.syncTook + 2*s.rtt.get() + downtimeAt(n, rate)
+	data := n - min(n, uint64(float64(n)*s.finalFree))
+	return s.syncTook + 2*s.rtt.get() + downtimeAt(data, rate)
 }
+
+// minShareSample: a dirty pass that classified fewer pages leaves
+// finalFree as it was (a handful of pages says little of the mix).
+const minShareSample = 256
 
 // downtimeAt is how long sending n pages takes at rate pages per second,
 // plus a margin for the state and the handshake.
@@ -204,6 +227,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	defer stopWatch()
 	var runs []transport.PageRun
 	var cost, pages uint64  // of the batch being built: data pages + zero runs, and all pages
+	var free uint64         // of the pages classified: those the final pass sends as zero runs too (finalFree)
 	capBefore := s.capBytes // the cap's bytes before the batch being built
 	flush := func() error {
 		if len(runs) == 0 {
@@ -235,6 +259,9 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 			break
 		}
 		s.count(r)
+		if s.freeInFinal(r) {
+			free += r.count
+		}
 		runs = appendRun(runs, r.first, r.count, r.wire())
 		if pages += r.count; r.wire() == transport.KindData {
 			cost += r.count
@@ -280,7 +307,25 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 			s.peakRate = max(s.peakRate, s.rate)
 		}
 	}
+	if capped && s.pass > 1 && classified >= minShareSample { // a dirty pass: its pages are what the guest writes
+		s.finalFree = float64(free) / float64(classified) // classified >= free
+	}
 	return false, nil
+}
+
+// freeInFinal reports whether the final pass, which applies no hints,
+// would send run r as a zero run too: zero pages and holes, and pages a
+// "zero" hint let the pass skip (the classifier read them zero, or
+// found them holes: checkZero). Pages a "free" or "unused" hint let it
+// skip were not read and may hold data: not free (estimateDowntime).
+func (s *sender) freeInFinal(r run) bool {
+	switch r.kind {
+	case runHole, runZero:
+		return true
+	case runHinted:
+		return s.hints.srcs[r.who].Meaning == hint.MeaningZero // classifier.at checked these
+	}
+	return false
 }
 
 // watchPeer is ctx under a stall watch for a pass's transport calls,

@@ -34,8 +34,9 @@ type sender struct {
 	rep       Report
 	rate      float64 // data pages per second, last measured
 	ratePass  int     // the pass that measured rate (0: none yet)
-	dataShare float64 // of the pages that pass classified, the share it sent as data (forcedSwitchRefused)
+	dataShare float64 // of the pages that pass classified, the share it sent as data, hinted pages free (forcedSwitchRefused)
 	peakRate  float64 // the fastest rate a live pass measured (forcedSwitchRefused)
+	finalFree float64 // of the pages the last dirty pass classified, the share the final pass would send as zero runs (estimateDowntime); 0: charge all
 	msgs      chan transport.Message
 	recvErr   chan error
 	capStart  time.Time

@@ -135,3 +135,27 @@ func TestEstimateDowntime(t *testing.T) {
 		t.Errorf("nothing measured, nothing left: %v", got)
 	}
 }
+
+// TestEstimateDowntimeShare: the estimate charges at the data rate only
+// the dirty pages the last dirty pass's mix says carry data (rounded
+// up), every page while nothing was measured.
+func TestEstimateDowntimeShare(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		free float64
+		n    uint64
+		want time.Duration // the pages' part
+	}{
+		{"nothing measured", 0, 1000, time.Second},
+		{"three quarters free", 0.75, 1000, 250 * time.Millisecond},
+		{"rounded up", 0.5, 3, 2 * time.Millisecond},
+		{"all free", 1, 1000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sender{rate: 1000, finalFree: tc.free}
+			if got, want := s.estimateDowntime(tc.n), 2*time.Millisecond+tc.want; got != want {
+				t.Errorf("estimate %v, want %v", got, want)
+			}
+		})
+	}
+}
