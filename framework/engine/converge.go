@@ -33,7 +33,14 @@ const capBoundShare = 0.75
 // their reading), so a guest that clears many pages is not charged them
 // at the data rate (TestForcedSwitchZeroPagesNotRefused); pages a hint
 // let the pass skip count as free too, although the final pass, which
-// applies no hints, sends those that hold data. A forced switch whose
+// applies no hints, sends those that hold data. That share (dataShare)
+// is more lenient than estimateDowntime's (finalFree), which charges
+// "free" and "unused" hinted pages as data, on purpose: the estimate
+// decides whether to pause at all, and must keep max_downtime, while
+// this decides whether to fail a migration at max_passes, and refuses
+// only on what was measured (below); no live pass read the hinted
+// pages, so that they hold data is a guess, and a switch let through on
+// it is still bounded by its deadline. A forced switch whose
 // estimate is over MaxDowntime but within SwitchoverTimeout goes on, as
 // documented (max_passes forces it: TestForcedSwitchWithinTimeoutPauses).
 //
