@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -388,6 +390,12 @@ func TestCancelWhileUncommitted(t *testing.T) {
 	}
 	if !errors.Is(err, ErrHandoverUnknown) || rep.Status != StatusHandoverUnknown || dst.Counters().Resumes != 0 {
 		t.Errorf("Receive: %v, status %s, resumes %d; want handover-unknown, never resumed", err, rep.Status, dst.Counters().Resumes)
+	}
+	// The Cancel ended the listening: the report must say so, not that
+	// reconnect_timeout passed without a source (it said that until
+	// 2026-12-08, a minute early).
+	if msg := fmt.Sprint(err); strings.Contains(msg, "within reconnect_timeout") || !strings.Contains(msg, "cancelled while listening") {
+		t.Errorf("Receive: %v; want it to say the cancel ended the listening, not reconnect_timeout", err)
 	}
 }
 

@@ -1203,8 +1203,10 @@ func (pc *pcRecv) completeWithout(err error) bool {
 // (encodeResumeAbort: the source resumes on no other ABORT): from
 // then on it never runs the VM, and the source resumes it at once
 // instead of both sides staying handover-unknown. Without a RESUME
-// within reconnect_timeout (or when ctx ends first) the handover is
-// unknown, as in pre-copy.
+// within reconnect_timeout, or when a cancel ends the listening first
+// (r.held; the error then says the cancel, not reconnect_timeout), the
+// handover is unknown, as in pre-copy; but for a fault service that
+// failed meanwhile without a cancel: failed (below).
 //
 // The ABORT is a final answer like SETTLED and BROKEN, and lingers as
 // they do (tellAborted): one lost with its session (sent, never read)
@@ -1231,6 +1233,7 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	if uncommittedListens != nil {
 		uncommittedListens(pc)
 	}
+	since := time.Now()
 	rctx, cancel := context.WithTimeout(r.held, r.opt.ReconnectTimeout)
 	defer cancel()
 	for rctx.Err() == nil {
@@ -1254,6 +1257,12 @@ func (pc *pcRecv) uncommitted(ctx context.Context, cause error) error {
 	if failed := context.Cause(ctx); errors.Is(failed, errPostcopySetup) && r.held.Err() == nil {
 		return fmt.Errorf("%w, while this destination listened for its source after the stream broke past LOADED (%v); "+
 			"no source reconnected within reconnect_timeout %v, and the VM never ran here", failed, cause, r.opt.ReconnectTimeout) // giveUp: failed
+	}
+	if err := r.held.Err(); err != nil {
+		// A cancel ended the listening: reconnect_timeout has not passed,
+		// and the report must not say it did.
+		return r.unknown(fmt.Errorf("%v; cancelled while listening for the source's RESUME, %v into reconnect_timeout %v: %w",
+			cause, time.Since(since).Round(time.Millisecond), r.opt.ReconnectTimeout, err))
 	}
 	return r.unknown(fmt.Errorf("%v; no source reconnected within reconnect_timeout %v: %w", cause, r.opt.ReconnectTimeout, rctx.Err()))
 }

@@ -338,3 +338,55 @@ func TestPostcopyFaultLoopEndsWhileUncommittedNobody(t *testing.T) {
 		t.Errorf("destination resumed %d times; want never", n)
 	}
 }
+
+// TestCancelWhileUncommittedFaultLoopEnded: as TestCancelWhileUncommitted,
+// but the fault loop ended as the listening began (uncommitted listens
+// under Receive's own context since 2026-12-08, not the receive loop's,
+// which that end cut). A Cancel must still take and end the listening at
+// once, not after reconnect_timeout: the destination cannot tell the
+// source, which may have written COMMIT, so it ends handover-unknown
+// (docs/HANDOVER.md, migrate-cancel while it waits for its source) and
+// never runs the VM.
+func TestCancelWhileUncommittedFaultLoopEnded(t *testing.T) {
+	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
+	opt.ReconnectTimeout = 10 * time.Minute // longer than the test may wait
+	listening := failLoopWhileUncommitted(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cctx, c := NewCancel(context.WithoutCancel(ctx)) // only the Cancel ends Receive's context
+	wait := receiveAsync(cctx, dst, rcv, opt)
+	never, stale := pcPages(s)
+	failed := runScript(func() {
+		s.precopy(ctx, never, stale, false)
+		s.tr.Close() // COMMIT, if written, lost with the connection
+	})
+	if failed {
+		c.Cancel(errOperator)
+		rep, err := wait()
+		t.Fatalf("script failed; Receive: %v (%+v)", err, rep)
+	}
+	select {
+	case <-listening:
+	case <-ctx.Done():
+		t.Fatal("the destination never began to listen for its source")
+	}
+	took, postcopy := c.Cancel(errOperator)
+	if !took || postcopy {
+		t.Errorf("Cancel: took %v, post-copy %v; want took", took, postcopy)
+	}
+	ended := make(chan struct{})
+	var rep Report
+	var err error
+	go func() { rep, err = wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatal("the Cancel did not end the listening: Receive still runs")
+	}
+	if !errors.Is(err, ErrHandoverUnknown) || rep.Status != StatusHandoverUnknown || dst.Counters().Resumes != 0 {
+		t.Errorf("Receive: %v, status %s, resumes %d; want handover-unknown, never resumed", err, rep.Status, dst.Counters().Resumes)
+	}
+	if msg := fmt.Sprint(err); strings.Contains(msg, "within reconnect_timeout") || !strings.Contains(msg, "cancelled while listening") {
+		t.Errorf("Receive: %v; want it to say the cancel ended the listening, not reconnect_timeout", err)
+	}
+}
