@@ -86,7 +86,8 @@
 //     rule) without COMMIT or ABORT, or a LOADED that did not get out:
 //     handover-unknown, VM paused (in post-copy, the check not open,
 //     after listening for the RESUME of a source whose COMMIT was lost,
-//     which it answers ABORT, failing: uncommitted); but a
+//     which it answers ABORT, failing: uncommitted; failed without one
+//     when its fault service failed meanwhile); but a
 //     post-copy destination that lacks owed pages fails (ABORT) on such
 //     a stream during the page check, before VERIFIED (from LOADED on
 //     when HELLO promised the check, helloCheck; else from the first

@@ -35,7 +35,8 @@ import (
 // an error wrapping ErrHandoverUnknown; in post-copy, outside the
 // check's open window, only once no RESUME came within
 // ReconnectTimeout (a source that committed sends one; it is answered
-// ABORT and Receive fails: lostAfterLoaded, pcRecv.uncommitted). The
+// ABORT and Receive fails: lostAfterLoaded, pcRecv.uncommitted), and
+// not when the fault service failed meanwhile (Receive fails). The
 // caller must then neither resume nor discard dst until the source was
 // asked (docs/HANDOVER.md). A cancel of ctx before COMMIT was acted on
 // is not such an end: the connection works, so dst is not resumed and
@@ -225,7 +226,9 @@ func (r *receiver) loop(ctx context.Context) error {
 //   - post-copy, the check not open (none promised, or VERIFIED's send
 //     began): a source that committed reconnects with RESUME, its COMMIT
 //     lost; listen for it and answer ABORT (pcRecv.uncommitted), then
-//     handover-unknown if none came within reconnect_timeout;
+//     handover-unknown if none came within reconnect_timeout (failed
+//     if the fault service failed while it listened, as setupFailed
+//     decides) or a cancel ended the listening;
 //   - else (pre-copy, or post-copy holding every page while the check
 //     is open: no COMMIT was written, so no RESUME comes to wait for):
 //     handover-unknown at once; the whole guest is here.
