@@ -127,8 +127,9 @@
 #endif
 /* pcRecv.uncommitted's listening and telling end on a cancel (r.held);
  * before 2026-12-08 they ran under the receive loop's context, which
- * the fault service's failure cuts too (watchSetup): mutant 30, and 29
- * as the code before c4fb038 came there */
+ * the fault service's failure cuts too (watchSetup), and it ended
+ * handover-unknown without a RESUME, whatever ended the listening:
+ * mutant 30, and 29 as the code before c4fb038 came there */
 #if MUTANT == 29 || MUTANT == 30
 #define UNCOMMITTED_STOP (d_cancel || d_pcfail)
 #else
@@ -1023,10 +1024,14 @@ uncommitted:
 			:: got ->                                /* r.fail, then tellAborted: encodeResumeAbort */
 				d_word = 1; d_ho = H_FAILED; tell_aborted(TABORT, UNCOMMITTED_STOP); goto ddone
 #endif
+#if MUTANT == 29 || MUTANT == 30
+			:: !got -> d_ho = H_UNKNOWN; goto ddone  /* the code before: r.unknown, whatever ended the listening */
+#else
 			/* no RESUME: a fault service that failed meanwhile fails
 			 * this side (giveUp), as setupFailed would; else r.unknown */
 			:: !got && d_pcfail && !d_cancel -> d_ho = H_FAILED; goto ddone
 			:: !got && !(d_pcfail && !d_cancel) -> d_ho = H_UNKNOWN; goto ddone  /* r.unknown */
+#endif
 			fi
 #endif
 		fi
