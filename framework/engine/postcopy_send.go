@@ -381,7 +381,12 @@ func (pc *pcSend) stopServing() {
 // owed page lands right; a destination that holds them already refuses
 // a second copy (its landed lane's breach), which breaks that
 // post-copy, but only after the write went over the guest's newer page
-// in its RAM (not handled); and a call that
+// in its RAM. That later session is reached only by an in-process
+// transport (an embedding VMM's own Go Transport) that ignores its
+// context (not handled): every path that opens one closes the old
+// first (closeTransport, endSession), and a launched plugin's close
+// kills its process, whose urgent channel and connections are its own,
+// so its leaked call ends with it; and a call that
 // returns without error counts once as progress for the stall watch,
 // of whatever session is current by then. Before, Send waited for such
 // a call for as long as the transport held it
