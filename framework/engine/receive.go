@@ -49,7 +49,7 @@ import (
 // post-copy stream that broke after LOADED).
 func Receive(ctx context.Context, dst framework.Target, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
-	warnPlaintext(opt)
+	securityWarnings(opt)
 	var rep Report
 	r := newReceiver(dst, tr, opt)
 	r.held = holdable(ctx, r.cancelAfterHold)

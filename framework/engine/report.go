@@ -84,7 +84,7 @@ type Options struct {
 	// authenticated, see transport.Credentials, and Send and Receive
 	// each log one Warn saying so as they start, as they do for
 	// encryption with Transport's transport.CleartextPages set:
-	// warnPlaintext); the transport refuses to open without them.
+	// securityWarnings); the transport refuses to open without them.
 	Credentials transport.Credentials
 	// MigrationID names the migration, the same on both sides ("": none;
 	// migrate gives both the same fresh one). Credentials say which host
@@ -360,19 +360,20 @@ const (
 	EncryptionOff     = "off (authenticated only)"
 )
 
-// warnPlaintext logs once, at Send's or Receive's start, what a session
-// in which anything travels in plaintext gives up: with
+// securityWarnings logs once, at Send's or Receive's start, what a
+// session in which anything travels in plaintext gives up: with
 // Credentials.Plaintext, everything after the handshake
 // (transport.PlaintextRisk); with encryption on and the transport's
 // transport.CleartextPages set, the pages (transport.CleartextPagesRisk;
-// implied by the first, so not said with it), as migrate says of its
-// job. The report's Encryption (EncryptionOff, EncryptionControl) comes
-// only at the end, and an embedder's or a hand-driven VMM's caller may
-// never read it. Until TestCleartextPagesWarned, cleartext pages were
-// warned of by migrate only. It cannot tell whether the link is in fact
-// trusted; it goes by the setting, as the report's Encryption does
-// (encryption), not by what the transport then does with it.
-func warnPlaintext(opt Options) {
+// implied by the first, so not said with it), as migrate's
+// securityWarnings says of its job. The report's Encryption
+// (EncryptionOff, EncryptionControl) comes only at the end, and an
+// embedder's or a hand-driven VMM's caller may never read it. Until
+// TestCleartextPagesWarned, cleartext pages were warned of by migrate
+// only. It cannot tell whether the link is in fact trusted; it goes by
+// the setting, as the report's Encryption does (encryption), not by
+// what the transport then does with it.
+func securityWarnings(opt Options) {
 	cleartext, _ := opt.Transport[transport.CleartextPages].(bool)
 	switch {
 	case opt.Credentials.Plaintext:

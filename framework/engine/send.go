@@ -105,7 +105,7 @@ type sender struct {
 // (docs/HANDOVER.md); Send never does either on a timer.
 func Send(ctx context.Context, src framework.Source, tr transport.Transport, opt Options) (Report, error) {
 	opt.defaults()
-	warnPlaintext(opt)
+	securityWarnings(opt)
 	s := &sender{src: src, tr: tr, opt: opt, layout: src.RAM(), start: time.Now(), phase: PhaseSetup, tag: tagFor(opt.MigrationID)}
 	s.clock = newPhaseClock(s.phase, s.start)
 	s.ho.h = HandoverLive
