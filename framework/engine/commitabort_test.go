@@ -194,9 +194,7 @@ func TestPostcopyResumeFailedCancelEndsTelling(t *testing.T) {
 	var answer transport.Message
 	var aerr error
 	scriptFailed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, never, stale)
 		answer, aerr = s.tr.RecvMessage(ctx) // not answered: the destination tells on
 	})
 	if scriptFailed {
@@ -240,20 +238,12 @@ func TestPostcopyResumeFailedCancelEndsTelling(t *testing.T) {
 // after its reconnect_timeout (migrate -resolve resumes it beside this
 // failed side).
 func TestPostcopyCancelAtCommitAborts(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
-	wait := receiveAsync(rctx, dst, &cancelAtCommit{Transport: rcv, cancel: rcancel}, opt)
-	defer s.tr.Close()
-	never, stale := pcPages(s)
+	d := pcReceive(t, pcDestCase{cancelAtCommit: true})
+	s, ctx := d.s, d.ctx
 	var answer transport.Message
 	var aerr error
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, d.never, d.stale)
 		answer, aerr = s.tr.RecvMessage(ctx) // not answered: the cancel ends the wait for it
 	})
 	if failed {
@@ -262,7 +252,7 @@ func TestPostcopyCancelAtCommitAborts(t *testing.T) {
 	done := make(chan struct{})
 	var rep Report
 	var err error
-	go func() { rep, err = wait(); close(done) }()
+	go func() { rep, err = d.wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -275,7 +265,5 @@ func TestPostcopyCancelAtCommitAborts(t *testing.T) {
 	if rep.Status != StatusCancelled || rep.Handover != HandoverFailed {
 		t.Errorf("Receive: %s (%s): %v; want cancelled, failed", rep.Status, rep.Handover, err)
 	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
+	wantNeverResumed(t, d.dst)
 }

@@ -27,9 +27,7 @@ import (
 // page, which breaks the exactly-once rule. It returns the word's kind.
 func lastWordUnanswered(ctx context.Context, t *testing.T, s *script, dst *vmtest.VM, broke bool) uint32 {
 	never, stale := pcPages(s)
-	s.precopy(ctx, never, stale, false)
-	go s.serve(ctx)
-	s.send(ctx, msgCommit, nil)
+	s.precopyThenCommit(ctx, never, stale)
 	s.recv(ctx, msgRunning)
 	if !broke {
 		s.push(ctx)
@@ -291,9 +289,7 @@ func answerAfterIgnoredCancel(t *testing.T, broke bool) {
 	wait := receiveAsync(rctx, dst, w, opt)
 	failed := runScript(func() {
 		never, stale := pcPages(s)
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, never, stale)
 		s.recv(ctx, msgRunning)
 		rcancel() // after the hold: ignored
 		if !waitLog(logs, `level=WARN msg="cancel ignored`) {
@@ -397,9 +393,7 @@ func TestPostcopySettledReconnectBounded(t *testing.T) {
 // MISSING read (got counts them), until nobody listens.
 func settledDiesScript(ctx context.Context, t *testing.T, s *script, tries int, gap time.Duration, got *int) {
 	never, stale := pcPages(s)
-	s.precopy(ctx, never, stale, false)
-	go s.serve(ctx)
-	s.send(ctx, msgCommit, nil)
+	s.precopyThenCommit(ctx, never, stale)
 	s.recv(ctx, msgRunning)
 	s.push(ctx)
 	// The Flush may fail: the destination, every page in, sends SETTLED

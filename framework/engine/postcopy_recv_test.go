@@ -146,6 +146,16 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 	if !hashes {
 		return
 	}
+	s.send(ctx, msgHashes, s.hashesAll())
+	v := s.recv(ctx, msgVerified)
+	if binary.LittleEndian.Uint64(v) != 0 {
+		s.t.Errorf("VERIFIED: %d pages differ", binary.LittleEndian.Uint64(v))
+	}
+}
+
+// hashesAll is the page check's one HASHES for every page, as precopy
+// sends it.
+func (s *script) hashesAll() []byte {
 	b := make([]byte, 16, 16+8*s.pages)
 	for p := range s.pages {
 		h := uint64(hashFree)
@@ -155,11 +165,7 @@ func (s *script) precopy(ctx context.Context, never, stale []uint64, hashes bool
 		b = binary.LittleEndian.AppendUint64(b, h)
 	}
 	binary.LittleEndian.PutUint64(b[8:], s.pages)
-	s.send(ctx, msgHashes, b)
-	v := s.recv(ctx, msgVerified)
-	if binary.LittleEndian.Uint64(v) != 0 {
-		s.t.Errorf("VERIFIED: %d pages differ", binary.LittleEndian.Uint64(v))
-	}
+	return b
 }
 
 // toState is precopy up to its wait for LOADED: the last thing it
@@ -916,9 +922,7 @@ func secondCopyBreaks(t *testing.T, cut bool) {
 	never, stale := pcPages(s)
 	const p = 10 // never sent, not free
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, never, stale)
 		s.recv(ctx, msgRunning)
 		if dst.Page(p) == nil { // requested, answered, placed
 			t.Error("Page failed")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ferryvm/ferry/framework/transport"
-	"github.com/ferryvm/ferry/framework/vmtest"
 )
 
 // cancelAtCommit is the destination's transport whose caller cancels
@@ -58,21 +57,12 @@ func (c *cancelAtCommit) SendMessage(ctx context.Context, m transport.Message) e
 // nothing, waits out switchover_timeout and reconnects to nobody for its
 // reconnect_timeout, then ends handover-unknown, its copy paused.
 func TestPostcopyRefusedCommitCancelledStillAborts(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	s.helloFlags |= helloCheck
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
-	wait := receiveAsync(rctx, dst, &cancelAtCommit{Transport: rcv, cancel: rcancel}, opt)
-	defer s.tr.Close()
-	never, stale := pcPages(s)
+	d := pcReceive(t, pcDestCase{check: true, bound: 20 * time.Second, cancelAtCommit: true})
+	s, ctx := d.s, d.ctx
 	var answer transport.Message
 	var aerr error
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, d.never, d.stale)
 		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 		defer acancel()
 		answer, aerr = s.tr.RecvMessage(actx)
@@ -84,7 +74,7 @@ func TestPostcopyRefusedCommitCancelledStillAborts(t *testing.T) {
 			_ = s.tr.SendMessage(ctx, transport.Message{Kind: msgAbort})
 		}
 	})
-	_, err := wait()
+	_, err := d.wait()
 	if failed {
 		t.Fatalf("script failed; Receive: %v", err)
 	}
@@ -92,9 +82,7 @@ func TestPostcopyRefusedCommitCancelledStillAborts(t *testing.T) {
 	if !errors.Is(err, errCommitRefused) {
 		t.Errorf("Receive: %v; want COMMIT refused", err)
 	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
+	wantNeverResumed(t, d.dst)
 	if aerr != nil || answer.Kind != msgAbort || !strings.Contains(string(answer.Payload), "COMMIT refused") {
 		t.Errorf("COMMIT answered %s %q (%v); want the ABORT that says it was refused, cancel or not",
 			msgName(answer.Kind), answer.Payload, aerr)

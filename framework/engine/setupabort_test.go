@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,39 +50,30 @@ func (s *script) abortLostThenResume(ctx context.Context) []byte {
 // waits ended at once, and the source reconnected to nobody and, in a
 // real run, ended handover-unknown after its reconnect_timeout.
 func TestPostcopyRefusedCommitLaneFailedAbortLost(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	s.helloFlags |= helloCheck
-	opt.ReconnectTimeout = 30 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	fl := &failLaneAtCommit{Transport: rcv, pages: dst.Pages()}
-	wait := receiveAsync(ctx, dst, fl, opt)
-	defer s.tr.Close()
-	never, stale := pcPages(s)
+	var fl *failLaneAtCommit
+	d := pcReceive(t, pcDestCase{check: true, reconnect: 30 * time.Second,
+		via: func(rcv transport.Transport, dst *vmtest.VM) transport.Transport {
+			fl = &failLaneAtCommit{Transport: rcv, pages: dst.Pages()}
+			return fl
+		}})
+	s, ctx := d.s, d.ctx
 	var abort []byte
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
-		go s.serve(ctx)
-		s.send(ctx, msgCommit, nil)
+		s.precopyThenCommit(ctx, d.never, d.stale)
 		abort = s.abortLostThenResume(ctx)
 	})
-	rep, err := wait()
-	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	rep, err := d.ended(t)
 	if !fl.laneFirst.Load() {
 		t.Fatal("COMMIT was handed on before the lane's failure cut the receive loop: the test did not test it")
 	}
 	if failed {
 		t.Fatal("script failed")
 	}
-	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "refused COMMIT") {
-		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a refused COMMIT", abort)
-	}
+	wantTaggedAbort(t, abort, s.tag, "refused COMMIT", "of a refused COMMIT")
 	if !errors.Is(err, errCommitRefused) || rep.Handover != HandoverFailed {
 		t.Errorf("Receive: %s (%s): %v; want failed, COMMIT refused", rep.Status, rep.Handover, err)
 	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
+	wantNeverResumed(t, d.dst)
 }
 
 // failLaneAfterLoaded is the destination's transport whose landed lane
@@ -110,37 +100,29 @@ func (f failLaneAfterLoaded) SendMessage(ctx context.Context, m transport.Messag
 // the destination quit: the source reconnected to nobody and, in a real
 // run, ended handover-unknown after its reconnect_timeout.
 func TestPostcopyLaneFailedAfterLoadedAbortLost(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	opt.ReconnectTimeout = 30 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	fl := failLaneAfterLoaded{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
-	wait := receiveAsync(ctx, dst, fl, opt)
-	defer s.tr.Close()
-	never, stale := pcPages(s)
+	var fl failLaneAfterLoaded
+	d := pcReceive(t, pcDestCase{reconnect: 30 * time.Second,
+		via: func(rcv transport.Transport, dst *vmtest.VM) transport.Transport {
+			fl = failLaneAfterLoaded{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
+			return fl
+		}})
+	s, ctx := d.s, d.ctx
 	var abort []byte
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
+		s.precopy(ctx, d.never, d.stale, false)
 		go s.serve(ctx)
 		abort = s.abortLostThenResume(ctx) // its COMMIT crossed the ABORT, then the connection died
 	})
-	rep, err := wait()
-	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	rep, err := d.ended(t)
 	if !fl.fired.Load() {
 		t.Fatal("the lane was not failed after LOADED: the test did not test it")
 	}
 	if failed {
 		t.Fatal("script failed")
 	}
-	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "fault service failed") {
-		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a fault service that failed", abort)
-	}
-	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
-		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
-	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
+	wantTaggedAbort(t, abort, s.tag, "fault service failed", "of a fault service that failed")
+	wantSetupFailed(t, rep, err)
+	wantNeverResumed(t, d.dst)
 }
 
 // failLaneAtVerified is the destination's transport whose landed lane
@@ -176,55 +158,31 @@ func (f failLaneAtVerified) SendMessage(ctx context.Context, m transport.Message
 // handover-unknown at once, sent no ABORT, and left a source that
 // committed to reconnect to nobody.
 func TestPostcopyLaneFailedAtVerifiedAbortLost(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	s.helloFlags |= helloCheck
-	opt.ReconnectTimeout = 30 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	fl := failLaneAtVerified{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
-	wait := receiveAsync(ctx, dst, fl, opt)
-	defer s.tr.Close()
-	never, stale := pcPages(s)
+	var fl failLaneAtVerified
+	d := pcReceive(t, pcDestCase{check: true, reconnect: 30 * time.Second,
+		via: func(rcv transport.Transport, dst *vmtest.VM) transport.Transport {
+			fl = failLaneAtVerified{&failLaneAtCommit{Transport: rcv, pages: dst.Pages()}}
+			return fl
+		}})
+	s, ctx := d.s, d.ctx
 	var abort []byte
 	failed := runScript(func() {
-		s.toState(ctx, never, stale)
+		s.toState(ctx, d.never, d.stale)
 		s.recv(ctx, msgLoaded)
 		go s.serve(ctx)
 		s.send(ctx, msgHashes, s.hashesAll())
 		abort = s.abortLostThenResume(ctx) // it read VERIFIED and committed, or not: the destination cannot tell
 	})
-	rep, err := wait()
-	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	rep, err := d.ended(t)
 	if !fl.laneFirst.Load() {
 		t.Fatal("VERIFIED's send was not cut by the lane's failure: the test did not test it")
 	}
 	if failed {
 		t.Fatal("script failed")
 	}
-	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "fault service failed") {
-		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT of a fault service that failed", abort)
-	}
-	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
-		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
-	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
-}
-
-// hashesAll is the page check's one HASHES for every page, as precopy
-// sends it.
-func (s *script) hashesAll() []byte {
-	b := make([]byte, 16, 16+8*s.pages)
-	for p := range s.pages {
-		h := uint64(hashFree)
-		if !s.free.Test(p) {
-			h = pageHash(s.src.Page(p))
-		}
-		b = binary.LittleEndian.AppendUint64(b, h)
-	}
-	binary.LittleEndian.PutUint64(b[8:], s.pages)
-	return b
+	wantTaggedAbort(t, abort, s.tag, "fault service failed", "of a fault service that failed")
+	wantSetupFailed(t, rep, err)
+	wantNeverResumed(t, d.dst)
 }
 
 // errLoopFailed is the fault loop's failure failLoopWhileUncommitted
@@ -263,16 +221,12 @@ func failLoopWhileUncommitted(t *testing.T) (listening chan struct{}) {
 // reconnected to nobody and, in a real run, ended handover-unknown after
 // its reconnect_timeout (docs/model: the gap README's "Found" named).
 func TestPostcopyFaultLoopEndsWhileUncommitted(t *testing.T) {
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	opt.ReconnectTimeout = 30 * time.Second
 	listening := failLoopWhileUncommitted(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
+	d := pcReceive(t, pcDestCase{reconnect: 30 * time.Second})
+	s, ctx := d.s, d.ctx
 	var abort []byte
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
+		s.precopy(ctx, d.never, d.stale, false)
 		s.tr.Close() // COMMIT lost with the connection
 		<-listening
 		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -285,20 +239,15 @@ func TestPostcopyFaultLoopEndsWhileUncommitted(t *testing.T) {
 		abort = s.recv(ctx, msgAbort)
 		s.send(ctx, msgAbort, nil) // heard (pcSend.answer)
 	})
-	rep, err := wait()
-	t.Logf("destination: %s (%s): %v", rep.Status, rep.Handover, err)
+	rep, err := d.ended(t)
 	if failed {
 		t.Fatal("script failed")
 	}
-	if why, answers := resumeAbort(abort, s.tag); !answers || !strings.Contains(string(why), "never received COMMIT") {
-		t.Errorf("RESUME answered ABORT %q; want the tagged ABORT saying it never received COMMIT", abort)
-	}
+	wantTaggedAbort(t, abort, s.tag, "never received COMMIT", "saying it never received COMMIT")
 	if rep.Status != StatusFailed || rep.Handover != HandoverFailed {
 		t.Errorf("Receive: %s (%s): %v; want failed", rep.Status, rep.Handover, err)
 	}
-	if n := dst.Counters().Resumes; n != 0 || dst.State() == vmtest.StateRunning {
-		t.Errorf("destination resumed %d times, VM %v; want never resumed", n, dst.State())
-	}
+	wantNeverResumed(t, d.dst)
 }
 
 // TestPostcopyFaultLoopEndsWhileUncommittedNobody: as
@@ -309,20 +258,16 @@ func TestPostcopyFaultLoopEndsWhileUncommitted(t *testing.T) {
 // once, claiming no source had reconnected within reconnect_timeout.
 func TestPostcopyFaultLoopEndsWhileUncommittedNobody(t *testing.T) {
 	const reconnect = 500 * time.Millisecond
-	s, dst, rcv, opt := pcSetup(t, vmtest.Options{})
-	opt.ReconnectTimeout = reconnect
 	failLoopWhileUncommitted(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	wait := receiveAsync(ctx, dst, rcv, opt)
-	never, stale := pcPages(s)
+	d := pcReceive(t, pcDestCase{reconnect: reconnect})
+	s := d.s
 	var broke time.Time
 	failed := runScript(func() {
-		s.precopy(ctx, never, stale, false)
+		s.precopy(d.ctx, d.never, d.stale, false)
 		broke = time.Now()
 		s.tr.Close()
 	})
-	rep, err := wait()
+	rep, err := d.wait()
 	took := time.Since(broke)
 	t.Logf("destination after %v: %s (%s): %v", took.Round(time.Millisecond), rep.Status, rep.Handover, err)
 	if failed {
@@ -331,10 +276,8 @@ func TestPostcopyFaultLoopEndsWhileUncommittedNobody(t *testing.T) {
 	if took < reconnect {
 		t.Errorf("the destination ended %v after the break; want it to listen for reconnect_timeout %v", took, reconnect)
 	}
-	if !errors.Is(err, errPostcopySetup) || rep.Status != StatusFailed || rep.Handover != HandoverFailed {
-		t.Errorf("Receive: %s (%s): %v; want failed, the fault service's failure before the switch", rep.Status, rep.Handover, err)
-	}
-	if n := dst.Counters().Resumes; n != 0 {
+	wantSetupFailed(t, rep, err)
+	if n := d.dst.Counters().Resumes; n != 0 {
 		t.Errorf("destination resumed %d times; want never", n)
 	}
 }
