@@ -1,11 +1,8 @@
 package engine
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/ferryvm/ferry/framework/schema"
 	"github.com/ferryvm/ferry/framework/transport"
@@ -23,7 +20,6 @@ import (
 // Plaintext only (TestPlaintextWarned): 'the cleartext pages warning
 // came 0 times, want 1' for Send and Receive.
 func TestCleartextPagesWarned(t *testing.T) {
-	refused := errors.New("no session in this test")
 	for _, tc := range []struct {
 		name                 string
 		plaintext, cleartext bool
@@ -34,21 +30,9 @@ func TestCleartextPagesWarned(t *testing.T) {
 		{"encryption alone", false, false, 0, 0},
 	} {
 		for _, role := range []string{"Send", "Receive"} {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			tr := &transport.Mock{OpenFunc: func(context.Context, transport.OpenRequest) error { return refused },
-				CloseFunc: func() error { return nil }}
-			w := &warnings{}
-			opt := Options{Credentials: transport.Credentials{Plaintext: tc.plaintext}, Log: slog.New(w),
-				Transport: schema.Config{transport.CleartextPages: tc.cleartext}}
-			vm := newFakeVM(t, [2]uint64{0, 1 << 20})
-			var err error
-			if role == "Send" {
-				_, err = Send(ctx, vm, tr, opt)
-			} else {
-				_, err = Receive(ctx, vm, tr, opt)
-			}
-			cancel()
-			if !errors.Is(err, refused) {
+			w, err := warnedAtStart(t, role, Options{Credentials: transport.Credentials{Plaintext: tc.plaintext},
+				Transport: schema.Config{transport.CleartextPages: tc.cleartext}})
+			if !errors.Is(err, errNoSession) {
 				t.Fatalf("%s, %s: %v; want the Open's refusal", tc.name, role, err)
 			}
 			if n := w.count(transport.CleartextPagesRisk); n != tc.wantClear {

@@ -43,30 +43,41 @@ func (w *warnings) count(s string) int {
 	return n
 }
 
+// errNoSession is the Open of warnedAtStart's transport failing.
+var errNoSession = errors.New("no session in this test")
+
+// warnedAtStart runs Send (role "Send") or Receive with opt on a
+// transport whose Open fails (errNoSession), and returns the Warn
+// messages logged until then and the error it returned: what Send and
+// Receive say as they start, before any session. It sets opt.Log.
+func warnedAtStart(t *testing.T, role string, opt Options) (*warnings, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr := &transport.Mock{OpenFunc: func(context.Context, transport.OpenRequest) error { return errNoSession },
+		CloseFunc: func() error { return nil }}
+	w := &warnings{}
+	opt.Log = slog.New(w)
+	vm := newFakeVM(t, [2]uint64{0, 1 << 20})
+	var err error
+	if role == "Send" {
+		_, err = Send(ctx, vm, tr, opt)
+	} else {
+		_, err = Receive(ctx, vm, tr, opt)
+	}
+	return w, err
+}
+
 // TestPlaintextWarned: Send and Receive with Credentials.Plaintext each
 // log one Warn saying what plaintext gives up (transport.PlaintextRisk),
 // so an embedder or a VMM driven by hand, not only migrate, is told;
 // with encryption, none. The transport's Open fails, so each ends there:
 // the warning comes before any session.
 func TestPlaintextWarned(t *testing.T) {
-	refused := errors.New("no session in this test")
 	for _, plaintext := range []bool{true, false} {
 		want := map[bool]int{true: 1, false: 0}[plaintext]
 		for _, role := range []string{"Send", "Receive"} {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			tr := &transport.Mock{OpenFunc: func(context.Context, transport.OpenRequest) error { return refused },
-				CloseFunc: func() error { return nil }}
-			w := &warnings{}
-			opt := Options{Credentials: transport.Credentials{Plaintext: plaintext}, Log: slog.New(w)}
-			vm := newFakeVM(t, [2]uint64{0, 1 << 20})
-			var err error
-			if role == "Send" {
-				_, err = Send(ctx, vm, tr, opt)
-			} else {
-				_, err = Receive(ctx, vm, tr, opt)
-			}
-			cancel()
-			if !errors.Is(err, refused) {
+			w, err := warnedAtStart(t, role, Options{Credentials: transport.Credentials{Plaintext: plaintext}})
+			if !errors.Is(err, errNoSession) {
 				t.Fatalf("%s: %v; want the Open's refusal", role, err)
 			}
 			if n := w.count(transport.PlaintextRisk); n != want {
