@@ -17,6 +17,43 @@ import (
 	"github.com/ferryvm/ferry/framework/wire"
 )
 
+// urgentValved is a source transport whose urgent stream (stream 1 of
+// a session of one bulk stream) goes through the valve it returns,
+// which, armed, holds the first write after letting keep bytes of it
+// through.
+func urgentValved(t *testing.T, keep int) (*Transport, *valve) {
+	v := newValve(func([]byte) bool { return true })
+	v.keep = keep
+	send := New(testLogger(t))
+	send.wrapRaw = v.on(1)
+	return send, v
+}
+
+// breakUrgent arms v and sends on the urgent stream under a context
+// that ends 200 ms later, while v holds the write: the cut write breaks
+// the stream and fails the session. The test ends if SendUrgent
+// returned no error.
+func breakUrgent(ctx context.Context, t *testing.T, send *Transport, v *valve) {
+	t.Helper()
+	v.armed.Store(true)
+	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
+	mcancel()
+	if err == nil {
+		t.Fatal("SendUrgent cut by its context returned no error")
+	}
+}
+
+// wantBulkAbort: the next frame on bulk, the fake destination's bulk
+// stream, within 10 s, is the source's ABORT.
+func wantBulkAbort(t *testing.T, bulk fakeEnd) {
+	t.Helper()
+	bulk.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if f, err := bulk.dec.Next(); err != nil || f.Type != wire.TypeAbort {
+		t.Fatalf("the bulk stream carried %v, %v; want the source's ABORT", f.Type, err)
+	}
+}
+
 // TestBrokenStreamClosedOnFailure: a stream a cut write broke (over
 // TLS, the urgent stream: SendUrgent's context ended while its write
 // waited for the socket) is closed once the session failed, before
@@ -31,27 +68,15 @@ func TestBrokenStreamClosedOnFailure(t *testing.T) {
 		peerEnds bool
 	}{{"the peer ends on the ABORT", true}, {"the peer says nothing", false}} {
 		t.Run(c.name, func(t *testing.T) {
-			v := newValve(func([]byte) bool { return true })
-			send := New(testLogger(t))
-			send.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+			send, v := urgentValved(t, 0)
 			bulk, urgent := acceptSource(t, send, newVM(t, testLayout))
-			ctx := ctxT(t)
-			v.armed.Store(true)
-			mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
-			mcancel()
-			if err == nil {
-				t.Fatal("SendUrgent cut by its context returned no error")
-			}
-			bulk.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if f, err := bulk.dec.Next(); err != nil || f.Type != wire.TypeAbort {
-				t.Fatalf("the bulk stream carried %v, %v; want the source's ABORT", f.Type, err)
-			}
+			breakUrgent(ctxT(t), t, send, v)
+			wantBulkAbort(t, bulk)
 			if c.peerEnds {
 				bulk.raw.CloseWrite()
 			}
 			urgent.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err = io.Copy(io.Discard, urgent.conn)
+			_, err := io.Copy(io.Discard, urgent.conn)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("no end of the broken stream within 10 s of the session's failure, before Close: %v", err)
 			}
@@ -117,10 +142,7 @@ func TestCloseLeavesBrokenStreamToPeer(t *testing.T) {
 // closeLeavesBrokenStream is TestCloseLeavesBrokenStreamToPeer with
 // keep bytes of the cut write gone out.
 func closeLeavesBrokenStream(t *testing.T, keep int) {
-	v := newValve(func([]byte) bool { return true })
-	v.keep = keep
-	sendTr := New(testLogger(t))
-	sendTr.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+	sendTr, v := urgentValved(t, keep)
 	src, dst := newVM(t, testLayout), newVM(t, testLayout)
 	send, recv := openPairWith(t, sendTr, src, dst, cfg(freeAddr(t), 1, "none"), false)
 	ctx := ctxT(t)
@@ -143,13 +165,7 @@ func closeLeavesBrokenStream(t *testing.T, keep int) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	v.armed.Store(true)
-	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
-	mcancel()
-	if err == nil {
-		t.Fatal("SendUrgent cut by its context returned no error")
-	}
+	breakUrgent(ctx, t, send, v)
 	v.mu.Lock()
 	bound := v.deadline // the failure's wind-down's (windDown set it on every stream)
 	v.mu.Unlock()
@@ -186,23 +202,11 @@ func closeLeavesBrokenStream(t *testing.T, keep int) {
 // Before, only a reader meeting the end of a stream noted it ("the
 // source never noted its peer's end").
 func TestPeerAbortEndsBrokenStreamWait(t *testing.T) {
-	v := newValve(func([]byte) bool { return true })
-	send := New(testLogger(t))
-	send.wrapRaw = v.on(1) // the urgent stream of a session of one bulk stream
+	send, v := urgentValved(t, 0)
 	bulk, urgent := acceptSource(t, send, newVM(t, testLayout))
-	ctx := ctxT(t)
 	s := send.openSession()
-	v.armed.Store(true)
-	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err := send.SendUrgent(mctx, transport.Message{Kind: 1, Payload: []byte("cut before it went")})
-	mcancel()
-	if err == nil {
-		t.Fatal("SendUrgent cut by its context returned no error")
-	}
-	bulk.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if f, err := bulk.dec.Next(); err != nil || f.Type != wire.TypeAbort {
-		t.Fatalf("the bulk stream carried %v, %v; want the source's ABORT", f.Type, err)
-	}
+	breakUrgent(ctxT(t), t, send, v)
+	wantBulkAbort(t, bulk)
 	if _, err := bulk.conn.Write(wire.AppendAbort(nil, wire.CodeFailed, "the destination failed too")); err != nil {
 		t.Fatal(err)
 	}
