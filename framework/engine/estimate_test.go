@@ -153,3 +153,57 @@ func TestFreeInFinal(t *testing.T) {
 		}
 	}
 }
+
+// TestEstimateZeroReadCharged: a guest of 128 MiB, every page populated
+// and all zero, that zeroes all of them again between every two dirty
+// syncs (a large buffer it clears). No pass sends data; the final pass
+// reads each of the 32 768 dirty pages to find it zero, with the guest
+// paused, which takes milliseconds (BenchmarkOwedClassify zero: ~0.15
+// us a page, 5 ms here), above max_downtime (3 ms). The estimate must
+// charge that read: pre-copy runs to max_passes (4) and only then
+// forces the switch (5 passes with the final one). Charging zero pages
+// nothing (the estimate then ignores how many are dirty) paused the
+// guest after the first dirty pass (3 passes), and the final pass's
+// reading broke max_downtime. The link reports its own round trip
+// (tcp: the kernel's), as a real one would: the estimate charges that,
+// not the last Flush's wait (rttMeter).
+func TestEstimateZeroReadCharged(t *testing.T) {
+	const size = 128 * mib
+	src, dst, pauses := outrunGuest(t, size, 1)
+	clear(src.mem) // populated, all zero: zero runs, not holes
+	pages := src.layout.Pages()
+	src.onSync = func(int) {
+		src.mu.Lock()
+		src.dirty.SetRange(0, pages)
+		src.mu.Unlock()
+	}
+	est := &passEstimates{}
+	opt := Options{MaxDowntime: 3 * time.Millisecond, MaxPasses: 4, SwitchoverTimeout: 10 * time.Second, Log: slog.New(est)}
+	srep, serr, _, rerr := sendOver(t, src, dst, opt, func(tr transport.Transport) transport.Transport {
+		return &measuredRTT{Transport: tr, rtt: 50 * time.Microsecond}
+	})
+	t.Logf("estimates %v, downtime %d ms", est.get(), srep.DowntimeMS)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v / receive %v", serr, rerr)
+	}
+	if n := pauses.Load(); n != 1 || srep.Status != StatusCompleted || srep.Passes != 5 {
+		t.Errorf("paused %d times, status %s after %d passes; want 1, completed after 5 (max_passes 4, then the forced switch): "+
+			"reading %d dirty zero pages at the pause takes longer than max_downtime", n, srep.Status, srep.Passes, pages)
+	}
+	if !bytes.Equal(src.mem, dst.mem) {
+		t.Error("the destination's RAM differs from the source's")
+	}
+}
+
+// measuredRTT is a link whose transport measures its round trip itself
+// (transport.Stats.RTT), as tcp reports the kernel's.
+type measuredRTT struct {
+	transport.Transport
+	rtt time.Duration
+}
+
+func (l *measuredRTT) Stats(ctx context.Context) (transport.Stats, error) {
+	st, err := l.Transport.Stats(ctx)
+	st.RTT = l.rtt
+	return st, err
+}

@@ -156,27 +156,39 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 //
 // The pages expected to carry data are n less the share the last dirty
 // pass found free (finalFree): zero pages and holes travel as zero runs,
-// which cost the link almost nothing (the rate's time already holds
-// their reading). Pages a "free" or "unused" hint let that pass skip
-// unread are charged as data (freeInFinal): the final pass applies no
-// hints (its sync begins a generation no provider is asked for, and
-// invariant 1 drops the older ones) and sends those that hold data, and
-// max_downtime must hold. With nothing measured every page is charged,
-// at 100 000 pages/s until a rate is.
+// which cost the link almost nothing. They are not free at the pause,
+// though: the final pass reads every populated zero page to find it zero
+// (BenchmarkOwedClassify, zero: ~0.18 us a page, 47 ms a GiB, on a
+// 2-core test host), so they are charged what classifying them took that
+// pass, a page (freeSecs), not the data rate: a guest that zeroed 16 GiB
+// between two syncs would otherwise be paused on an estimate of a few
+// milliseconds and its final pass read for three quarters of a second
+// (TestEstimateZeroReadCharged). The data rate was measured on a pass's
+// whole time, its free pages' reading included: where that pass is the
+// share's too, their reading is charged twice, which errs high, by at
+// most what reading them takes. Pages a "free" or "unused" hint let
+// that pass skip unread are charged as data (freeInFinal): the final
+// pass applies no hints (its sync begins a generation no provider is
+// asked for, and invariant 1 drops the older ones) and sends those that
+// hold data, and max_downtime must hold. With nothing measured every
+// page is charged, at 100 000 pages/s until a rate is.
 //
 // What it cannot see: the final pass's pages are those written during
 // the last live pass, the share is of those written before it, so a
 // guest that fills with data what it zeroed a pass ago (or the reverse)
 // is estimated on the old mix; the bulk pass's share (all of RAM, not
 // what the guest writes) is never used, nor a pass's that classified
-// fewer than minShareSample pages (the older share stays).
+// fewer than minShareSample pages (the older share stays); nor what a
+// zero run costs the destination (a punched hole, or a cleared page
+// where the file cannot punch), beyond what the round trips hold.
 func (s *sender) estimateDowntime(n uint64) time.Duration {
 	rate := s.rate
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
-	data := n - min(n, uint64(float64(n)*s.finalFree))
-	return s.syncTook + 2*s.rtt.get() + downtimeAt(data, rate)
+	free := min(n, uint64(float64(n)*s.finalFree))
+	reading := time.Duration(float64(free) * s.freeSecs * float64(time.Second))
+	return s.syncTook + 2*s.rtt.get() + downtimeAt(n-free, rate) + reading
 }
 
 // minShareSample: a dirty pass that classified fewer pages leaves
@@ -226,9 +238,11 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	ctx, stopWatch := s.watchPeer(ctx)
 	defer stopWatch()
 	var runs []transport.PageRun
-	var cost, pages uint64  // of the batch being built: data pages + zero runs, and all pages
-	var free uint64         // of the pages classified: those the final pass sends as zero runs too (finalFree)
-	capBefore := s.capBytes // the cap's bytes before the batch being built
+	var cost, pages uint64     // of the batch being built: data pages + zero runs, and all pages
+	var free uint64            // of the pages classified: those the final pass sends as zero runs too (finalFree)
+	var freeTook time.Duration // classifying those: reading zero pages, asking for holes (freeSecs)
+	since := time.Now()        // the run being classified began
+	capBefore := s.capBytes    // the cap's bytes before the batch being built
 	flush := func() error {
 		if len(runs) == 0 {
 			return nil
@@ -258,10 +272,13 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 		if !ok {
 			break
 		}
+		now := time.Now() // one clock read a run: the loop's own cost is the final pass's too
 		s.count(r)
 		if s.freeInFinal(r) {
 			free += r.count
+			freeTook += now.Sub(since)
 		}
+		since = now
 		runs = appendRun(runs, r.first, r.count, r.wire())
 		if pages += r.count; r.wire() == transport.KindData {
 			cost += r.count
@@ -288,6 +305,7 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 					return true, s.drainLive(ctx)
 				}
 			}
+			since = time.Now() // the batch's send and the probe are not the next run's classifying
 		}
 	}
 	if err := flush(); err != nil {
@@ -309,6 +327,10 @@ func (s *sender) sendPass(ctx context.Context, set *bitmap.Bitmap, capped bool) 
 	}
 	if capped && s.pass > 1 && classified >= minShareSample { // a dirty pass: its pages are what the guest writes
 		s.finalFree = float64(free) / float64(classified) // classified >= free
+		s.freeSecs = 0
+		if free > 0 {
+			s.freeSecs = freeTook.Seconds() / float64(free)
+		}
 	}
 	return false, nil
 }

@@ -212,7 +212,7 @@ type Progress struct {
 	PagesSkipped uint64        `json:"pages_skipped"`
 	BytesWire    uint64        `json:"bytes_wire"`
 	Throughput   float64       `json:"throughput_bps"`  // page data bytes per second now: over the last statsInterval of this pass (timing.go); while the pass's Flush waits, what the transport wrote since it began
-	EstDowntime  time.Duration `json:"est_downtime_ns"` // the pause a switch-over would take, as estimated after the last live pass (estimateDowntime: zero pages and holes not charged, pages a "free" or "unused" hint skipped charged)
+	EstDowntime  time.Duration `json:"est_downtime_ns"` // the pause a switch-over would take, as estimated after the last live pass (estimateDowntime: zero pages and holes charged their reading, not the data rate; pages a "free" or "unused" hint skipped charged as data)
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	TotalPages   uint64        `json:"total_pages"`
 	// Handover is this side's handover state as of the event. A

@@ -37,6 +37,7 @@ type sender struct {
 	dataShare float64 // of the pages that pass classified, the share it sent as data, hinted pages free (forcedSwitchRefused)
 	peakRate  float64 // the fastest rate a live pass measured (forcedSwitchRefused)
 	finalFree float64 // of the pages the last dirty pass classified, the share the final pass would send as zero runs (estimateDowntime); 0: charge all
+	freeSecs  float64 // what classifying one of those took that pass, in seconds (estimateDowntime: the final pass reads them too)
 	msgs      chan transport.Message
 	recvErr   chan error
 	capStart  time.Time

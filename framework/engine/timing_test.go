@@ -138,21 +138,25 @@ func TestEstimateDowntime(t *testing.T) {
 
 // TestEstimateDowntimeShare: the estimate charges at the data rate only
 // the dirty pages the last dirty pass's mix says carry data (rounded
-// up), every page while nothing was measured.
+// up), every page while nothing was measured, and the others what
+// classifying one took that pass (the final pass reads them too).
 func TestEstimateDowntimeShare(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		free float64
-		n    uint64
-		want time.Duration // the pages' part
+		name     string
+		free     float64
+		freeSecs float64
+		n        uint64
+		want     time.Duration // the pages' part
 	}{
-		{"nothing measured", 0, 1000, time.Second},
-		{"three quarters free", 0.75, 1000, 250 * time.Millisecond},
-		{"rounded up", 0.5, 3, 2 * time.Millisecond},
-		{"all free", 1, 1000, 0},
+		{"nothing measured", 0, 0, 1000, time.Second},
+		{"three quarters free", 0.75, 0, 1000, 250 * time.Millisecond},
+		{"rounded up", 0.5, 0, 3, 2 * time.Millisecond},
+		{"all free", 1, 0, 1000, 0},
+		{"all free, read", 1, 1e-6, 1000, time.Millisecond},
+		{"three quarters free, read", 0.75, 1e-6, 1000, 250*time.Millisecond + 750*time.Microsecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &sender{rate: 1000, finalFree: tc.free}
+			s := &sender{rate: 1000, finalFree: tc.free, freeSecs: tc.freeSecs}
 			if got, want := s.estimateDowntime(tc.n), 2*time.Millisecond+tc.want; got != want {
 				t.Errorf("estimate %v, want %v", got, want)
 			}
