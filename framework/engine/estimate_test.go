@@ -12,13 +12,12 @@ import (
 	"github.com/ferryvm/ferry/framework/transport"
 )
 
-// zeroingGuest is a source of 64 MiB whose first 512 pages hold data
-// and the rest are populated zero pages, and whose guest writes the 512
-// again and zeroes the other 15 872 between every two dirty syncs (a
-// buffer it clears, pages its kernel zeroes on free).
-func zeroingGuest(t *testing.T) (src, dst *fakeVM) {
-	const size, data = 64 * mib, 512
-	src, dst, _ = outrunGuest(t, size, data)
+// zeroingGuest is a source of 64 MiB (16 384 pages) whose first data
+// pages hold data and the rest are populated zero pages, and whose guest
+// writes the data pages again and zeroes the others between every two
+// dirty syncs (a buffer it clears, pages its kernel zeroes on free).
+func zeroingGuest(t *testing.T, data uint64) (src, dst *fakeVM) {
+	src, dst, _ = outrunGuest(t, 64*mib, data)
 	clear(src.mem[data*framework.PageSize:]) // populated, all zero: zero runs, not holes
 	pages := src.layout.Pages()
 	src.onSync = func(int) {
@@ -42,7 +41,7 @@ func TestEstimateZeroPagesConverge(t *testing.T) {
 	opt := Options{MaxDowntime: 2 * time.Second, MaxPasses: 4, SwitchoverTimeout: 10 * time.Second}
 	slow := func(tr transport.Transport) transport.Transport { return &slowLink{Transport: tr, pagesPerSec: 2048} }
 	t.Run("off", func(t *testing.T) {
-		src, dst := zeroingGuest(t)
+		src, dst := zeroingGuest(t, 512)
 		srep, serr, _, rerr := sendOver(t, src, dst, opt, slow)
 		if serr != nil || rerr != nil {
 			t.Fatalf("send %v / receive %v", serr, rerr)
@@ -56,7 +55,7 @@ func TestEstimateZeroPagesConverge(t *testing.T) {
 		}
 	})
 	t.Run("auto", func(t *testing.T) {
-		src, _ := zeroingGuest(t)
+		src, _ := zeroingGuest(t, 512)
 		o := opt
 		o.Postcopy = PostcopyAuto
 		d, r := runPostcopy(t, src, o, func(d *scriptDst) { d.wrapSrc = slow })

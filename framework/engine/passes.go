@@ -83,69 +83,6 @@ func (s *sender) live(ctx context.Context) error {
 	}
 }
 
-// A probe reads the dirty log in the middle of a live pass, in mode
-// "auto", to tell early whether the guest dirties pages faster than the
-// link moves them: a pass (the bulk pass above all) would otherwise run
-// to its end first, and every page it sent and the guest wrote again
-// would cost a second send. Each probe window lasts at least probeEvery
-// and probeMinPages data pages, so a window's counts are not noise and a
-// large guest's sync is not repeated too often.
-const (
-	probeEvery    = 500 * time.Millisecond
-	probeMinPages = 1024
-)
-
-// probe measures the window since the pass began or since the last
-// probe, at a batch boundary of a live pass whose classifier stands at
-// cursor in set: the dirty log is read (no new hint generation:
-// hinter.probeWritten), and the pages written since are sent again in
-// the next pass unless this pass has still to send them. It reports
-// whether to switch to post-copy now (s.pcWhy says why): the window saw
-// more pages written than sent, and sending those would not fit in
-// max_downtime.
-func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
-	if s.opt.Postcopy != PostcopyAuto || !s.pcReady {
-		return false, nil
-	}
-	window, sent := time.Since(s.probeAt), s.rep.PagesSent-s.probeSent
-	if window < probeEvery || sent < probeMinPages {
-		return false, nil
-	}
-	d := bitmap.New(s.layout.Pages())
-	if err := s.src.SyncDirtyLog(d); err != nil {
-		return false, fmt.Errorf("dirty sync (probe in pass %d): %w", s.pass, err)
-	}
-	s.probeAt, s.probeSent = time.Now(), s.rep.PagesSent
-	dirtied := d.Count()
-	s.hints.probeWritten(d)
-	// The pages ahead are classified later, and must be from what they
-	// hold now: a hole extent queried before this sync may have been
-	// written since (TestProbeStaleHole).
-	for i := range s.holes {
-		s.holes[i].valid = false
-	}
-	ahead := bitmap.New(s.layout.Pages()) // this pass sends these, as data or zero: no mark skips them now
-	ahead.Or(set)
-	ahead.ClearRange(0, cursor)
-	d.AndNot(ahead)
-	s.carry.Or(d)
-
-	rate := s.rate
-	if rate <= 0 { // the bulk pass: its own window is the first measurement
-		rate = float64(sent) / window.Seconds()
-	}
-	s.opt.Log.Debug("probe", "pass", s.pass, "window", window, "sent", sent, "dirtied", dirtied)
-	if dirtied <= sent {
-		return false, nil
-	}
-	if est := downtimeAt(dirtied, rate); est > s.opt.MaxDowntime {
-		s.pcWhy = fmt.Sprintf("the guest dirtied %d pages in %v of pass %d, which sent %d: it dirties faster than the link moves (sending them would take %v, above max_downtime %v)",
-			dirtied, window.Round(time.Millisecond), s.pass, sent, est.Round(time.Millisecond), s.opt.MaxDowntime)
-		return true, nil
-	}
-	return false, nil
-}
-
 // estimateDowntime is how long the switch-over would keep the VM paused
 // with n dirty pages still to send: the final dirty sync (as long as the
 // last one took), the pages expected to carry data at the last measured
@@ -186,9 +123,22 @@ func (s *sender) estimateDowntime(n uint64) time.Duration {
 	if rate <= 0 {
 		rate = 100_000 // ~400 MB/s until measured
 	}
-	free := min(n, uint64(float64(n)*s.finalFree))
-	reading := time.Duration(float64(free) * s.freeSecs * float64(time.Second))
-	return s.syncTook + 2*s.rtt.get() + downtimeAt(n-free, rate) + reading
+	data := dataOf(n, s.finalFree)
+	reading := time.Duration(float64(n-data) * s.freeSecs * float64(time.Second))
+	return s.syncTook + 2*s.rtt.get() + downtimeAt(data, rate) + reading
+}
+
+// dataOf is how many of n dirty pages are expected to carry data when a
+// share free (0 to 1) of such pages travels as zero runs: n less that
+// share, rounded down, so a page in doubt is charged. Every "auto"
+// judgement of how much a guest's writes cost the link uses it: the
+// downtime estimate and postcopyWhy with the last dirty pass's share
+// (finalFree), a probe with its window's sample (sampleFree).
+func dataOf(n uint64, free float64) uint64 {
+	if !(free > 0) { // NaN too
+		return n
+	}
+	return n - min(n, uint64(float64(n)*min(free, 1)))
 }
 
 // minShareSample: a dirty pass that classified fewer pages leaves

@@ -105,7 +105,11 @@ func (s *sender) switchAsked() bool {
 
 // postcopyWhy decides after a live pass whether to switch to post-copy
 // and says why ("" to go on as pre-copy). sent is the data pages the
-// pass sent, dirtied the pages the guest wrote meanwhile.
+// pass sent, dirtied the pages the guest wrote meanwhile; of those, the
+// pages expected to carry data (dataOf at finalFree, as the estimate
+// charges them) are set against sent: zero pages and holes cost the
+// link almost nothing, and a guest that zeroes many pages (init_on_free)
+// is no reason to switch.
 func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 	if s.switchAsked() {
 		return fmt.Sprintf("the operator asked (StartPostcopy) after pass %d", s.pass)
@@ -129,9 +133,9 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 		// The bulk pass's length is the guest's size, not a rate: from
 		// the first dirty pass on, a pass that saw more pages dirtied than
 		// it sent means the guest dirties faster than the link moves.
-		case s.pass > 1 && dirtied > sent:
-			return fmt.Sprintf("the guest dirtied %d pages during pass %d, which sent %d: it dirties faster than the link moves",
-				dirtied, s.pass, sent)
+		case s.pass > 1 && dataOf(dirtied, s.finalFree) > sent:
+			return fmt.Sprintf("the guest dirtied %d pages (%d of them expected to carry data) during pass %d, which sent %d: it dirties faster than the link moves",
+				dirtied, dataOf(dirtied, s.finalFree), s.pass, sent)
 		}
 	}
 	return ""

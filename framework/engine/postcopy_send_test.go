@@ -818,6 +818,7 @@ func TestPostcopyWhy(t *testing.T) {
 		pass, stalls  int
 		estimate      time.Duration
 		sent, dirtied uint64
+		free          float64 // finalFree
 		want          string
 		mode          PostcopyMode
 		notReady      bool
@@ -827,13 +828,17 @@ func TestPostcopyWhy(t *testing.T) {
 		{name: "stalled", pass: 5, stalls: postcopyStall, estimate: time.Second, mode: PostcopyAuto, want: "has not fallen by a tenth for 3 passes"},
 		{name: "stalling", pass: 5, stalls: postcopyStall - 1, estimate: time.Second, mode: PostcopyAuto},
 		{name: "outrun", pass: 2, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto, want: "dirties faster"},
+		// 11 dirtied, half of such pages zero: 6 carry data, fewer than sent.
+		{name: "outrun by zero pages", pass: 2, estimate: time.Second, sent: 10, dirtied: 11, free: 0.5, mode: PostcopyAuto},
+		{name: "outrun by data", pass: 2, estimate: time.Second, sent: 10, dirtied: 22, free: 0.5, mode: PostcopyAuto, want: "(11 of them expected to carry data)"},
 		{name: "bulk pass not a rate", pass: 1, estimate: time.Second, sent: 10, dirtied: 11, mode: PostcopyAuto},
 		{name: "always", pass: 1, estimate: time.Millisecond, mode: PostcopyAlways, want: "after the bulk pass"},
 		{name: "off", pass: 30, stalls: 9, estimate: time.Second, sent: 1, dirtied: 9, mode: PostcopyOff},
 		{name: "not ready", pass: 30, estimate: time.Second, mode: PostcopyAuto, notReady: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &sender{opt: Options{Postcopy: tc.mode}, pass: tc.pass, pcStalls: tc.stalls, estimate: tc.estimate, pcReady: !tc.notReady}
+			s := &sender{opt: Options{Postcopy: tc.mode}, pass: tc.pass, pcStalls: tc.stalls, estimate: tc.estimate, pcReady: !tc.notReady,
+				finalFree: tc.free}
 			s.opt.defaults()
 			got := s.postcopyWhy(tc.sent, tc.dirtied)
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {

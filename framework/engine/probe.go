@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/ferryvm/ferry/framework"
+	"github.com/ferryvm/ferry/framework/bitmap"
+)
+
+// A probe reads the dirty log in the middle of a live pass, in mode
+// "auto", to tell early whether the guest dirties pages faster than the
+// link moves them: a pass (the bulk pass above all) would otherwise run
+// to its end first, and every page it sent and the guest wrote again
+// would cost a second send. Each probe window lasts at least probeEvery
+// and probeMinPages data pages, so a window's counts are not noise and a
+// large guest's sync is not repeated too often.
+const (
+	probeEvery    = 500 * time.Millisecond
+	probeMinPages = 1024
+)
+
+// probeSample is the most pages of a probe window's dirty set that the
+// probe reads to learn the share of them that carry data (sampleFree).
+// Its error is a few per cent (a share measured on 256 pages), and it
+// decides only post-copy against another pre-copy pass: the pause waits
+// for the estimate at a pass's end.
+const probeSample = 256
+
+// probe measures the window since the pass began or since the last
+// probe, at a batch boundary of a live pass whose classifier stands at
+// cursor in set: the dirty log is read (no new hint generation:
+// hinter.probeWritten), and the pages written since are sent again in
+// the next pass unless this pass has still to send them. It reports
+// whether to switch to post-copy now (s.pcWhy says why): the window saw
+// more pages written that carry data than it sent, and sending those
+// would not fit in max_downtime.
+//
+// Which of the pages written carry data is sampled (sampleFree) where
+// charging them all would switch: a guest that zeroes many pages (a
+// kernel with init_on_free=1, buffers it clears) writes pages that
+// travel as zero runs, which cost the link almost nothing, and pre-copy
+// may converge on the rest. The sample is the window's own pages, not
+// the last dirty pass's share (finalFree): in the bulk pass there is
+// none, and in a dirty pass it is of the pages written a pass earlier.
+func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
+	if s.opt.Postcopy != PostcopyAuto || !s.pcReady {
+		return false, nil
+	}
+	window, sent := time.Since(s.probeAt), s.rep.PagesSent-s.probeSent
+	if window < probeEvery || sent < probeMinPages {
+		return false, nil
+	}
+	d := bitmap.New(s.layout.Pages())
+	if err := s.src.SyncDirtyLog(d); err != nil {
+		return false, fmt.Errorf("dirty sync (probe in pass %d): %w", s.pass, err)
+	}
+	s.probeAt, s.probeSent = time.Now(), s.rep.PagesSent
+	dirtied := d.Count()
+	s.hints.probeWritten(d)
+	// The pages ahead are classified later, and must be from what they
+	// hold now: a hole extent queried before this sync may have been
+	// written since (TestProbeStaleHole).
+	for i := range s.holes {
+		s.holes[i].valid = false
+	}
+	rate := s.rate
+	if rate <= 0 { // the bulk pass: its own window is the first measurement
+		rate = float64(sent) / window.Seconds()
+	}
+	data := dirtied
+	if dirtied > sent && downtimeAt(dirtied, rate) > s.opt.MaxDowntime { // charged all, it would switch
+		data = dataOf(dirtied, s.sampleFree(d, dirtied))
+	}
+	ahead := bitmap.New(s.layout.Pages()) // this pass sends these, as data or zero: no mark skips them now
+	ahead.Or(set)
+	ahead.ClearRange(0, cursor)
+	d.AndNot(ahead)
+	s.carry.Or(d)
+
+	s.opt.Log.Debug("probe", "pass", s.pass, "window", window, "sent", sent, "dirtied", dirtied, "data", data)
+	if data <= sent {
+		return false, nil
+	}
+	if est := downtimeAt(data, rate); est > s.opt.MaxDowntime {
+		s.pcWhy = fmt.Sprintf("the guest dirtied %d pages (%d of them expected to carry data) in %v of pass %d, which sent %d: "+
+			"it dirties faster than the link moves (sending them would take %v, above max_downtime %v)",
+			dirtied, data, window.Round(time.Millisecond), s.pass, sent, est.Round(time.Millisecond), s.opt.MaxDowntime)
+		return true, nil
+	}
+	return false, nil
+}
+
+// sampleFree estimates, of the n pages set in d, the share that would
+// travel as zero runs: holes and populated pages that are all zero, as
+// the final pass (no hints) would classify them now. It reads up to
+// probeSample of them, spread evenly over d by rank (spread), and
+// returns 0 (all data) for an empty d.
+//
+// What it touches and costs: one walk of d's words (as Count), one or
+// two SEEK_DATA/SEEK_HOLE queries per hole extent the sample meets (at
+// most 2*probeSample), with hole maps of its own (the pass's stay as
+// they are), and at most probeSample page reads (1 MiB). A page in a
+// hole is never read: reading it through the mapping would allocate it
+// in the memory file. Nothing the pass does changes: no dirty bit, hint
+// mark or set of the pass is read or written but d.
+//
+// What it cannot see: contents change after the read (a sampled zero
+// page the guest fills before its send is charged as free, a data page
+// it zeroes as data); pages written after the probe's sync are the next
+// window's. A systematic sample (every n/probeSample-th dirty page) can
+// be misled by a guest whose zeroed pages repeat at that very stride in
+// its dirty set. A hole the VMM punches between the query and the read
+// is populated again by the read (one page, as the classifier's own
+// reads can).
+func (s *sender) sampleFree(d *bitmap.Bitmap, n uint64) float64 {
+	ps := spread(d, n, probeSample)
+	if len(ps) == 0 {
+		return 0
+	}
+	var free uint64
+	region, end := -1, uint64(0)
+	var h holes
+	for _, p := range ps {
+		for p >= end { // ps ascends: the regions are entered in order
+			region++
+			h = holes{fd: s.holes[region].fd}
+			end = s.base[region] + s.layout[region].Size/framework.PageSize
+		}
+		if s.pageFree(&h, region, p) {
+			free++
+		}
+	}
+	return float64(free) / float64(len(ps))
+}
+
+// pageFree reports whether page p of region i would travel as a zero
+// run: a hole (h, region i's hole map, answers; the page is not read)
+// or a populated page that is all zero. A page the hole map's answer
+// does not cover whole (part hole, part data) counts as data, unread.
+func (s *sender) pageFree(h *holes, i int, p uint64) bool {
+	rel := (p - s.base[i]) * framework.PageSize
+	off := int64(s.layout[i].Offset + rel)
+	hole, until := h.at(off)
+	switch {
+	case until < off+framework.PageSize:
+		return false
+	case hole:
+		return true
+	}
+	return isZero(s.mem[i][rel : rel+framework.PageSize])
+}
+
+// spread returns up to k of the n pages set in d, ascending, evenly
+// spaced by rank: the middle page of each of k equal shares of d's set
+// pages (all of them when n <= k). n must be d.Count(); a larger n
+// yields fewer pages. It walks d's words once, stopping at the last
+// page it returns.
+func spread(d *bitmap.Bitmap, n, k uint64) []uint64 {
+	k = min(k, n)
+	ps := make([]uint64, 0, k)
+	rank := func(i uint64) uint64 { return (2*i + 1) * n / (2 * k) } // the middle of share i
+	var i, before uint64                                             // pages found; set pages in the words before w
+	for w, word := range d.Words() {
+		if i == k {
+			break
+		}
+		c := uint64(bits.OnesCount64(word))
+		for ; i < k && rank(i) < before+c; i++ {
+			ps = append(ps, uint64(w)*64+nthSet(word, rank(i)-before))
+		}
+		before += c
+	}
+	return ps
+}
+
+// nthSet is the position of the r-th (from 0) set bit of word, which
+// has more than r set bits.
+func nthSet(word, r uint64) uint64 {
+	for range r {
+		word &= word - 1
+	}
+	return uint64(bits.TrailingZeros64(word))
+}
