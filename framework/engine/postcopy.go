@@ -53,8 +53,10 @@ const (
 	PostcopyOff PostcopyMode = "off"
 	// PostcopyAuto: switch when pre-copy will not converge: the estimated
 	// downtime did not fall for postcopyStall passes, MaxPasses was
-	// reached, or the guest dirties pages faster than the link moves them
-	// (after a pass, or at a probe in the middle of one: sender.probe).
+	// reached, or the guest dirties pages that carry data faster than the
+	// link moves them (after a pass, or at a probe in the middle of one:
+	// sender.probe; pages written that travel as zero runs do not count,
+	// dataOf).
 	PostcopyAuto PostcopyMode = "auto"
 	// PostcopyAlways: switch after the bulk pass.
 	PostcopyAlways PostcopyMode = "always"

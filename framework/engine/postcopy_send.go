@@ -131,8 +131,9 @@ func (s *sender) postcopyWhy(sent, dirtied uint64) string {
 		case s.pcStalls >= postcopyStall:
 			return fmt.Sprintf("the estimated downtime (%v) has not fallen by a tenth for %d passes", s.estimate, s.pcStalls)
 		// The bulk pass's length is the guest's size, not a rate: from
-		// the first dirty pass on, a pass that saw more pages dirtied than
-		// it sent means the guest dirties faster than the link moves.
+		// the first dirty pass on, a pass that saw more pages dirtied
+		// that carry data than it sent means the guest dirties faster
+		// than the link moves.
 		case s.pass > 1 && dataOf(dirtied, s.finalFree) > sent:
 			return fmt.Sprintf("the guest dirtied %d pages (%d of them expected to carry data) during pass %d, which sent %d: it dirties faster than the link moves",
 				dirtied, dataOf(dirtied, s.finalFree), s.pass, sent)
