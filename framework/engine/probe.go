@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/bits"
+	"math/rand/v2"
 	"time"
 
 	"github.com/ferryvm/ferry/framework"
@@ -95,8 +96,15 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 // sampleFree estimates, of the n pages set in d, the share that would
 // travel as zero runs: holes and populated pages that are all zero, as
 // the final pass (no hints) would classify them now. It reads up to
-// probeSample of them, spread evenly over d by rank (spread), and
-// returns 0 (all data) for an empty d.
+// probeSample of them, one at random in each of probeSample equal
+// shares of d's pages by rank (spread: a stratified sample), and returns
+// 0 (all data) for an empty d. The share's middle page instead, a
+// systematic sample, was misled by any guest whose data and zero pages
+// alternate at a stride dividing the shares' (TestProbeSampleNotAliased:
+// 128 KiB of data, 128 KiB of zeroes, all free to the sample, the guest
+// out-dirtied the link in pre-copy until max_passes); a random page in
+// each share errs, whatever the layout, no more than a simple random
+// sample of as many pages (a standard deviation of at most 3.1 points).
 //
 // What it touches and costs: one walk of d's words (as Count), one or
 // two SEEK_DATA/SEEK_HOLE queries per hole extent the sample meets (at
@@ -109,13 +117,12 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 // What it cannot see: contents change after the read (a sampled zero
 // page the guest fills before its send is charged as free, a data page
 // it zeroes as data); pages written after the probe's sync are the next
-// window's. A systematic sample (every n/probeSample-th dirty page) can
-// be misled by a guest whose zeroed pages repeat at that very stride in
-// its dirty set. A hole the VMM punches between the query and the read
-// is populated again by the read (one page, as the classifier's own
-// reads can).
+// window's. The sample is random: two probes of one window may judge it
+// differently where its share of data lies near the line. A hole the
+// VMM punches between the query and the read is populated again by the
+// read (one page, as the classifier's own reads can).
 func (s *sender) sampleFree(d *bitmap.Bitmap, n uint64) float64 {
-	ps := spread(d, n, probeSample)
+	ps := spread(d, n, probeSample, rand.Uint64N)
 	if len(ps) == 0 {
 		return 0
 	}
@@ -152,23 +159,33 @@ func (s *sender) pageFree(h *holes, i int, p uint64) bool {
 	return isZero(s.mem[i][rel : rel+framework.PageSize])
 }
 
-// spread returns up to k of the n pages set in d, ascending, evenly
-// spaced by rank: the middle page of each of k equal shares of d's set
-// pages (all of them when n <= k). n must be d.Count(); a larger n
-// yields fewer pages. It walks d's words once, stopping at the last
-// page it returns.
-func spread(d *bitmap.Bitmap, n, k uint64) []uint64 {
+// spread returns up to k of the n pages set in d, ascending, one from
+// each of k equal shares of d's set pages by rank (all of them when
+// n <= k): the one at rank pick(size) within a share of size pages
+// (pick returns 0 to size-1). n must be d.Count(); a larger n yields
+// fewer pages. It walks d's words once, stopping at the last page it
+// returns.
+func spread(d *bitmap.Bitmap, n, k uint64, pick func(size uint64) uint64) []uint64 {
 	k = min(k, n)
 	ps := make([]uint64, 0, k)
-	rank := func(i uint64) uint64 { return (2*i + 1) * n / (2 * k) } // the middle of share i
-	var i, before uint64                                             // pages found; set pages in the words before w
+	if k == 0 {
+		return ps
+	}
+	var i uint64            // pages found
+	rank := func() uint64 { // share i's pick: shares are [i*n/k, (i+1)*n/k), none empty as n >= k
+		lo, hi := i*n/k, (i+1)*n/k
+		return lo + pick(hi-lo)
+	}
+	r := rank()
+	var before uint64 // set pages in the words before w
 	for w, word := range d.Words() {
-		if i == k {
-			break
-		}
 		c := uint64(bits.OnesCount64(word))
-		for ; i < k && rank(i) < before+c; i++ {
-			ps = append(ps, uint64(w)*64+nthSet(word, rank(i)-before))
+		for r < before+c {
+			ps = append(ps, uint64(w)*64+nthSet(word, r-before))
+			if i++; i == k {
+				return ps
+			}
+			r = rank()
 		}
 		before += c
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -91,8 +92,9 @@ func TestSampleFree(t *testing.T) {
 	}
 }
 
-// TestSpread: the sample is k of the set pages, ascending, the middle
-// of each of k equal shares by rank; all of them when there are no
+// TestSpread: the sample is k of the set pages, ascending, one from
+// each of k equal shares by rank, at the rank pick chooses within it
+// (first, middle, last, or at random); all of them when there are no
 // more than k.
 func TestSpread(t *testing.T) {
 	every3 := bitmap.New(3000) // pages 0, 3, 6, ...: rank r is page 3r
@@ -103,26 +105,34 @@ func TestSpread(t *testing.T) {
 	for _, p := range []uint64{5, 63, 64, 999} {
 		few.Set(p)
 	}
+	first := func(uint64) uint64 { return 0 }
+	middle := func(size uint64) uint64 { return size / 2 }
+	last := func(size uint64) uint64 { return size - 1 }
 	for _, tc := range []struct {
 		name string
 		d    *bitmap.Bitmap
 		n, k uint64
+		pick func(uint64) uint64
 		want []uint64
 	}{
-		{"fewer than k", few, 4, 256, []uint64{5, 63, 64, 999}},
-		{"k of them", every3, 1000, 4, []uint64{3 * 125, 3 * 375, 3 * 625, 3 * 875}},
-		{"none", bitmap.New(100), 0, 256, []uint64{}},
+		{"fewer than k", few, 4, 256, middle, []uint64{5, 63, 64, 999}},
+		{"k of them, middle", every3, 1000, 4, middle, []uint64{3 * 125, 3 * 375, 3 * 625, 3 * 875}},
+		{"k of them, first", every3, 1000, 4, first, []uint64{0, 3 * 250, 3 * 500, 3 * 750}},
+		{"k of them, last", every3, 1000, 4, last, []uint64{3 * 249, 3 * 499, 3 * 749, 3 * 999}},
+		{"uneven shares, last", every3, 10, 4, last, []uint64{3 * 1, 3 * 4, 3 * 6, 3 * 9}},
+		{"none", bitmap.New(100), 0, 256, middle, []uint64{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := spread(tc.d, tc.n, tc.k); !slices.Equal(got, tc.want) {
+			if got := spread(tc.d, tc.n, tc.k, tc.pick); !slices.Equal(got, tc.want) {
 				t.Errorf("spread %v, want %v", got, tc.want)
 			}
 		})
 	}
-	ps := spread(every3, 1000, probeSample)
+	ps := spread(every3, 1000, probeSample, rand.Uint64N)
 	for i, p := range ps {
-		if want := 3 * ((2*uint64(i) + 1) * 1000 / (2 * probeSample)); p != want {
-			t.Fatalf("sample %d is page %d, want %d", i, p, want)
+		lo, hi := uint64(i)*1000/probeSample, (uint64(i)+1)*1000/probeSample
+		if p%3 != 0 || p/3 < lo || p/3 >= hi {
+			t.Fatalf("sample %d is page %d (rank %d), want a set page of ranks [%d, %d)", i, p, p/3, lo, hi)
 		}
 	}
 	if len(ps) != probeSample {
@@ -151,5 +161,34 @@ func TestDataOf(t *testing.T) {
 		if got := dataOf(tc.n, tc.free); got != tc.want {
 			t.Errorf("dataOf(%d, %v) = %d, want %d", tc.n, tc.free, got, tc.want)
 		}
+	}
+}
+
+// TestProbeSampleNotAliased: in mode "auto", a guest of 64 MiB whose
+// pages hold data in the first half of every 64 (128 KiB of data, 128
+// KiB of populated zero pages, and so on), all written again between
+// every two syncs, behind a link that moves 2048 data pages a second,
+// max_downtime 2 s: each window dirties 8192 data pages (~4 s), so the
+// bulk pass's first probe must switch. The middle page of each of 256
+// equal shares of the 16 384 dirty pages is the first of a zero half:
+// a sample of those middles found every page free, and the probes let
+// the guest run pre-copy until max_passes (data=0 at every probe). One
+// page at random in each share sees the layout's half.
+func TestProbeSampleNotAliased(t *testing.T) {
+	src, _, _ := outrunGuest(t, 64*mib, 0)
+	pages := src.layout.Pages()
+	for p := uint64(32); p < pages; p += 64 {
+		clear(src.mem[p*framework.PageSize : (p+32)*framework.PageSize]) // populated, all zero
+	}
+	opt := Options{Postcopy: PostcopyAuto, MaxDowntime: 2 * time.Second, MaxPasses: 2, SwitchoverTimeout: 10 * time.Second}
+	slow := func(tr transport.Transport) transport.Transport { return &slowLink{Transport: tr, pagesPerSec: 2048} }
+	d, r := runPostcopy(t, src, opt, func(d *scriptDst) { d.wrapSrc = slow })
+	if r.serr != nil || r.derr != nil {
+		t.Fatalf("send: %v\ndestination: %v", r.serr, r.derr)
+	}
+	d.check(t)
+	if r.srep.Mode != ModePostcopy || !strings.Contains(r.logs.String(), "of pass 1, which sent") {
+		t.Errorf("mode %q: no switch at the bulk pass's probe, whose window dirtied 8192 data pages (~4 s) among 8192 zero pages; log:\n%s",
+			r.srep.Mode, r.logs)
 	}
 }
