@@ -61,8 +61,10 @@ func TestProbeZeroPagesNoSwitch(t *testing.T) {
 
 // TestSampleFree: of a sample spread over two regions (region 0: 64
 // data pages, 64 populated zero pages, 128 never populated; region 1
-// never populated), every other dirty page is read, and the share of
-// zero pages and holes is the layout's (224 of 256). The holes stay
+// never populated), one page of every two dirty ones is sampled (each
+// pair is all data, all zero or all hole: the share is exact whichever
+// page is picked), and the share of zero pages and holes is the
+// layout's (224 of 256). The holes stay
 // holes: a sample that read them through the mapping would have
 // populated them.
 func TestSampleFree(t *testing.T) {
