@@ -1903,7 +1903,8 @@ func answererReconnect(t *testing.T) uint64 {
 // queried before the probe, written by the guest between the query and
 // the probe, was classified from the stale answer as a hole (a zero run),
 // and its dirty bit was consumed by the probe: it never travelled again
-// (found by audit). The probe now drops the hole map.
+// (found by audit). The probe now drops the hole map's holes
+// (forgetHoles; it keeps the populated extent, which no write empties).
 //
 // Layout: pages [0, 1500) data, every 4th page a populated zero page (so
 // batches of 256 cost hold 192 data pages and the first boundary with

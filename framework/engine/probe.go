@@ -64,9 +64,10 @@ func (s *sender) probe(set *bitmap.Bitmap, cursor uint64) (bool, error) {
 	s.hints.probeWritten(d)
 	// The pages ahead are classified later, and must be from what they
 	// hold now: a hole extent queried before this sync may have been
-	// written since (TestProbeStaleHole).
+	// written since (TestProbeStaleHole); a populated one stays populated
+	// (forgetHoles).
 	for i := range s.holes {
-		s.holes[i].valid = false
+		s.holes[i].forgetHoles()
 	}
 	rate := s.rate
 	if rate <= 0 { // the bulk pass: its own window is the first measurement
